@@ -1,0 +1,76 @@
+//! Limits and names both sides must agree on.
+
+/// Address family tag stored in keys: IPv4.
+pub const AF_INET: u8 = 4;
+/// Address family tag stored in keys: IPv6.
+pub const AF_INET6: u8 = 6;
+
+/// IP protocol number of TCP.
+pub const IPPROTO_TCP: u8 = 6;
+/// IP protocol number of UDP.
+pub const IPPROTO_UDP: u8 = 17;
+
+/// The largest Maglev table (slots per VIP and table copy). The default
+/// size, the prime 65,537, is also the largest: ~65 slots per backend for
+/// 1,000 backends keeps the weight error under a few percent.
+pub const MAGLEV_SIZE_MAX: u32 = 65_537;
+/// Default Maglev table size (a prime, as the algorithm requires).
+pub const MAGLEV_SIZE_DEFAULT: u32 = 65_537;
+/// Copies of each VIP's table: packets read the active one while the
+/// control plane writes the other, then flips `VipMeta::active_table`.
+pub const MAGLEV_TABLES_PER_VIP: u32 = 2;
+
+/// Default number of VIPs the maps are sized for.
+pub const MAX_VIPS_DEFAULT: u32 = 16;
+/// Backend slots across all VIPs. Slot 0 is never used: a zero in a
+/// Maglev table means "no backend".
+pub const MAX_BACKENDS: u32 = 4_096;
+/// Backend id that means "no backend".
+pub const NO_BACKEND: u32 = 0;
+/// Default size of the connection table (LRU: oldest flows are evicted).
+pub const CONNTRACK_SIZE_DEFAULT: u32 = 262_144;
+
+/// `Backend::flags`: the backend can take packets of flows pinned to it. A
+/// flow whose backend lost this flag (removed, or dead) is hashed again.
+pub const BACKEND_F_ALIVE: u8 = 1;
+
+/// `FlowEntry::flags`: a FIN was seen in this flow.
+pub const FLOW_F_FIN: u32 = 1;
+/// `FlowEntry::flags`: an RST was seen in this flow.
+pub const FLOW_F_RST: u32 = 2;
+
+/// Refresh `FlowEntry::last_seen_ns` at most this often, so a tracked flow's
+/// packets rarely write to the shared connection table.
+pub const FLOW_TOUCH_INTERVAL_NS: u64 = 1_000_000_000;
+
+/// Names of the maps and programs in the eBPF object, typed once.
+pub mod names {
+    /// XDP program that balances VIP traffic.
+    pub const PROG_LB: &str = "xdp_lb";
+    /// XDP program that only passes frames up; attached to a veth peer so
+    /// that frames sent with XDP_TX are accepted (see README, lab notes).
+    pub const PROG_PASS: &str = "xdp_pass";
+    /// VIP lookup: `VipKey` -> `VipMeta`.
+    pub const MAP_VIPS: &str = "VIPS";
+    /// Maglev tables: flat array of backend ids.
+    pub const MAP_MAGLEV: &str = "MAGLEV";
+    /// Backends by id.
+    pub const MAP_BACKENDS: &str = "BACKENDS";
+    /// Connection table.
+    pub const MAP_CONNTRACK: &str = "CONNTRACK";
+    /// Node-wide settings (`LbConfig`, one entry).
+    pub const MAP_CONFIG: &str = "CONFIG";
+    /// Per-CPU counters per `stats::Counter`.
+    pub const MAP_COUNTERS: &str = "COUNTERS";
+    /// Per-CPU `TrafficCounters` per VIP id.
+    pub const MAP_VIP_STATS: &str = "VIP_STATS";
+    /// Per-CPU `TrafficCounters` per backend id.
+    pub const MAP_BACKEND_STATS: &str = "BACKEND_STATS";
+}
+
+/// Index of a slot in the flat Maglev array: the table copy `table` of VIP
+/// `vip_id`, slot `slot`. Both sides compute it here.
+#[inline(always)]
+pub const fn maglev_index(vip_id: u32, table: u32, slot: u32) -> u32 {
+    (vip_id * MAGLEV_TABLES_PER_VIP + table) * MAGLEV_SIZE_MAX + slot
+}

@@ -1,0 +1,11 @@
+//! Types and helpers shared by the XDP data plane (`lb-ebpf`) and the
+//! control plane (`lb-userspace`). Everything here is `no_std`, `#[repr(C)]`
+//! and made of integers only, so both sides agree on every byte of every map.
+#![no_std]
+
+pub mod consts;
+pub mod hash;
+pub mod maps;
+pub mod stats;
+
+pub use maps::{Backend, FlowEntry, FlowKey, LbConfig, TrafficCounters, VipKey, VipMeta};

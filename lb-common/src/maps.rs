@@ -1,0 +1,137 @@
+//! Keys and values of the BPF maps. Addresses are kept as raw network-order
+//! bytes (an IPv4 address fills the first word, the rest is zero); ports are
+//! network order too, as they sit in the packet, so the data plane copies
+//! instead of converting.
+
+/// Key of the VIP map: the service a packet is addressed to.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct VipKey {
+    /// Destination address, network order.
+    pub addr: [u32; 4],
+    /// Destination port, network order.
+    pub port: u16,
+    /// IP protocol (`IPPROTO_TCP` / `IPPROTO_UDP`).
+    pub proto: u8,
+    /// `AF_INET` or `AF_INET6`.
+    pub family: u8,
+}
+
+/// Value of the VIP map: where the VIP's Maglev tables live and which copy
+/// is live. Replacing this value (one atomic map update) is how a new table
+/// becomes visible to packets.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct VipMeta {
+    /// Index of the VIP in the Maglev and per-VIP stats arrays.
+    pub id: u32,
+    /// Maglev table size (a prime, at most `MAGLEV_SIZE_MAX`).
+    pub table_size: u32,
+    /// Which of the `MAGLEV_TABLES_PER_VIP` copies packets read.
+    pub active_table: u32,
+    /// Reserved, zero.
+    pub flags: u32,
+}
+
+/// A backend as the data plane needs it: where to send frames.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Backend {
+    /// Backend address, network order (for ICMP and future encapsulation).
+    pub addr: [u32; 4],
+    /// Generation of this id: a flow pinned to an older generation of the
+    /// same id belongs to a removed backend and is hashed again.
+    pub generation: u32,
+    /// VIP this backend serves.
+    pub vip_id: u32,
+    /// Destination MAC for direct server return.
+    pub mac: [u8; 6],
+    /// `AF_INET` or `AF_INET6`.
+    pub family: u8,
+    /// `BACKEND_F_*`.
+    pub flags: u8,
+}
+
+/// Key of the connection table: the packet's 5-tuple.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct FlowKey {
+    /// Source address, network order.
+    pub src: [u32; 4],
+    /// Destination address, network order.
+    pub dst: [u32; 4],
+    /// Source port, network order.
+    pub sport: u16,
+    /// Destination port, network order.
+    pub dport: u16,
+    /// IP protocol.
+    pub proto: u8,
+    /// `AF_INET` or `AF_INET6`.
+    pub family: u8,
+    /// Zero; named so the key has no implicit padding.
+    pub _pad: u16,
+}
+
+/// Value of the connection table: the backend a flow is pinned to.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct FlowEntry {
+    /// Backend id the flow goes to.
+    pub backend_id: u32,
+    /// `Backend::generation` when the flow was pinned.
+    pub backend_generation: u32,
+    /// `bpf_ktime_get_ns()` of a recent packet (refreshed at most every
+    /// `FLOW_TOUCH_INTERVAL_NS`): lets lbd tell live flows from idle ones.
+    pub last_seen_ns: u64,
+    /// `FLOW_F_*`.
+    pub flags: u32,
+    /// Zero.
+    pub _pad: u32,
+}
+
+/// Node-wide settings written by lbd (a one-entry array).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct LbConfig {
+    /// MAC of the interface the program is attached to: source of forwarded
+    /// frames.
+    pub iface_mac: [u8; 6],
+    /// Zero.
+    pub _pad: [u8; 2],
+}
+
+/// Traffic counted per VIP and per backend (per CPU; lbd sums the CPUs).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct TrafficCounters {
+    /// Packets forwarded.
+    pub packets: u64,
+    /// Bytes forwarded (whole frames).
+    pub bytes: u64,
+    /// Flows that were new to the connection table.
+    pub new_flows: u64,
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: all of these are repr(C), made only of integers, with no
+    // implicit padding (checked by the size assertions below).
+    unsafe impl aya::Pod for super::VipKey {}
+    unsafe impl aya::Pod for super::VipMeta {}
+    unsafe impl aya::Pod for super::Backend {}
+    unsafe impl aya::Pod for super::FlowKey {}
+    unsafe impl aya::Pod for super::FlowEntry {}
+    unsafe impl aya::Pod for super::LbConfig {}
+    unsafe impl aya::Pod for super::TrafficCounters {}
+}
+
+const _: () = {
+    use core::mem::size_of;
+    assert!(size_of::<VipKey>() == 20);
+    assert!(size_of::<VipMeta>() == 16);
+    assert!(size_of::<Backend>() == 32);
+    assert!(size_of::<FlowKey>() == 40);
+    assert!(size_of::<FlowEntry>() == 24);
+    assert!(size_of::<LbConfig>() == 8);
+    assert!(size_of::<TrafficCounters>() == 24);
+};

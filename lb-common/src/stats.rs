@@ -1,0 +1,70 @@
+//! Indices of the per-CPU node counters: what happened to each packet.
+//! Verdict counters add up to the packets seen; event counters count steps
+//! on the way (a forwarded packet is one `Forwarded` plus one conntrack
+//! event).
+
+/// One per-CPU counter slot in the `COUNTERS` map.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counter {
+    /// Verdict: sent to a backend (XDP_TX).
+    Forwarded = 0,
+    /// Verdict: passed up, not IPv4/IPv6 (ARP, LLDP, ...).
+    PassNotIp = 1,
+    /// Verdict: passed up, IP but not to a VIP.
+    PassNotVip = 2,
+    /// Verdict: passed up, an IPv4 fragment (no ports to hash on).
+    PassFragment = 3,
+    /// Verdict: passed up, neither TCP nor UDP (ICMP, IPv6 extension headers).
+    PassUnsupportedL4 = 4,
+    /// Verdict: dropped, truncated or inconsistent headers.
+    DropMalformed = 5,
+    /// Verdict: dropped, a VIP packet with no backend to take it.
+    DropNoBackend = 6,
+    /// Event: a tracked flow found its backend in the connection table.
+    ConntrackHit = 7,
+    /// Event: a flow new to the connection table was hashed and inserted.
+    ConntrackNew = 8,
+    /// Event: a tracked flow's backend was gone, so it was hashed again.
+    ConntrackRehash = 9,
+    /// Event: the connection table refused an insert (the packet is still
+    /// forwarded by hash).
+    ConntrackInsertFailed = 10,
+}
+
+/// Number of `Counter` slots.
+pub const COUNTER_COUNT: u32 = 11;
+
+impl Counter {
+    /// Every counter, in index order.
+    pub const ALL: [Counter; COUNTER_COUNT as usize] = [
+        Counter::Forwarded,
+        Counter::PassNotIp,
+        Counter::PassNotVip,
+        Counter::PassFragment,
+        Counter::PassUnsupportedL4,
+        Counter::DropMalformed,
+        Counter::DropNoBackend,
+        Counter::ConntrackHit,
+        Counter::ConntrackNew,
+        Counter::ConntrackRehash,
+        Counter::ConntrackInsertFailed,
+    ];
+
+    /// Stable snake_case name, used in metrics and `lbctl status`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Counter::Forwarded => "forwarded",
+            Counter::PassNotIp => "pass_not_ip",
+            Counter::PassNotVip => "pass_not_vip",
+            Counter::PassFragment => "pass_fragment",
+            Counter::PassUnsupportedL4 => "pass_unsupported_l4",
+            Counter::DropMalformed => "drop_malformed",
+            Counter::DropNoBackend => "drop_no_backend",
+            Counter::ConntrackHit => "conntrack_hit",
+            Counter::ConntrackNew => "conntrack_new",
+            Counter::ConntrackRehash => "conntrack_rehash",
+            Counter::ConntrackInsertFailed => "conntrack_insert_failed",
+        }
+    }
+}

@@ -1,0 +1,38 @@
+//! The packet path and direct server return at L2: the frame keeps its IP
+//! packet untouched and goes back out of the same interface, addressed to
+//! the backend's MAC from ours.
+
+use aya_ebpf::programs::XdpContext;
+use lb_common::stats::Counter;
+use network_types::eth::EthHdr;
+
+use crate::{conntrack, lookup, maps::CONFIG, parse, stats};
+
+/// Runs the whole path for one frame; the returned counter is the verdict.
+#[inline(always)]
+pub fn balance(ctx: &XdpContext) -> Counter {
+    let packet = match parse::parse(ctx) {
+        Ok(packet) => packet,
+        Err(reason) => return reason,
+    };
+    let Some(vip) = lookup::vip_of(&packet.key) else {
+        return Counter::PassNotVip;
+    };
+    let Some(decision) = conntrack::decide(&vip, &packet) else {
+        return Counter::DropNoBackend;
+    };
+    let Some(eth) = parse::ptr_at::<EthHdr>(ctx, 0) else {
+        return Counter::DropMalformed;
+    };
+    // SAFETY: bounds checked by ptr_at; XDP owns the frame.
+    unsafe {
+        (*eth).src_addr = match CONFIG.get(0) {
+            Some(config) => config.iface_mac,
+            None => (*eth).dst_addr,
+        };
+        (*eth).dst_addr = decision.backend.mac;
+    }
+    let bytes = (ctx.data_end() - ctx.data()) as u64;
+    stats::count_traffic(vip.id, decision.backend_id, bytes, decision.new_flow);
+    Counter::Forwarded
+}

@@ -1,0 +1,53 @@
+//! XDP load balancer: entry points only. Each one calls the packet path and
+//! turns its outcome into a verdict on purpose; every verdict is counted.
+#![no_std]
+#![no_main]
+
+mod conntrack;
+mod forward;
+mod lookup;
+mod maps;
+mod parse;
+mod select;
+mod stats;
+
+use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
+use lb_common::stats::Counter;
+
+/// Balances packets to VIPs across their backends (direct server return);
+/// everything else goes up the stack untouched.
+#[xdp]
+pub fn xdp_lb(ctx: XdpContext) -> u32 {
+    let outcome = forward::balance(&ctx);
+    stats::count(outcome);
+    verdict(outcome)
+}
+
+/// Passes every frame up. Attached to the peer of a veth whose other end
+/// sends frames with XDP_TX: veth delivers such frames only to a peer that
+/// runs XDP.
+#[xdp]
+pub fn xdp_pass(_ctx: XdpContext) -> u32 {
+    xdp_action::XDP_PASS
+}
+
+/// The XDP action for a final counter.
+#[inline(always)]
+fn verdict(outcome: Counter) -> u32 {
+    match outcome {
+        Counter::Forwarded => xdp_action::XDP_TX,
+        Counter::DropMalformed | Counter::DropNoBackend => xdp_action::XDP_DROP,
+        _ => xdp_action::XDP_PASS,
+    }
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    // The verifier rejects any path that could reach here; nothing panics.
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 4] = *b"GPL\0";

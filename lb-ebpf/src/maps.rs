@@ -1,0 +1,53 @@
+//! Every map of the data plane, with what it is for. Sizes here are
+//! defaults; lbd resizes the big ones at load time from its config.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, HashMap, LruHashMap, PerCpuArray},
+};
+use lb_common::{
+    consts::{
+        CONNTRACK_SIZE_DEFAULT, MAGLEV_SIZE_MAX, MAGLEV_TABLES_PER_VIP, MAX_BACKENDS,
+        MAX_VIPS_DEFAULT,
+    },
+    stats::COUNTER_COUNT,
+    Backend, FlowEntry, FlowKey, LbConfig, TrafficCounters, VipKey, VipMeta,
+};
+
+/// Services: (address, port, protocol) -> where the VIP's tables are.
+#[map]
+pub static VIPS: HashMap<VipKey, VipMeta> = HashMap::with_max_entries(MAX_VIPS_DEFAULT, 0);
+
+/// Maglev tables, flat: two copies of `MAGLEV_SIZE_MAX` backend ids per VIP.
+#[map]
+pub static MAGLEV: Array<u32> = Array::with_max_entries(
+    MAX_VIPS_DEFAULT * MAGLEV_TABLES_PER_VIP * MAGLEV_SIZE_MAX,
+    0,
+);
+
+/// Backends by id (id 0 is never used).
+#[map]
+pub static BACKENDS: Array<Backend> = Array::with_max_entries(MAX_BACKENDS, 0);
+
+/// Connection table: 5-tuple -> backend, least recently used evicted first.
+#[map]
+pub static CONNTRACK: LruHashMap<FlowKey, FlowEntry> =
+    LruHashMap::with_max_entries(CONNTRACK_SIZE_DEFAULT, 0);
+
+/// Node settings (one entry).
+#[map]
+pub static CONFIG: Array<LbConfig> = Array::with_max_entries(1, 0);
+
+/// Per-CPU verdict and event counters, indexed by `lb_common::stats::Counter`.
+#[map]
+pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_COUNT, 0);
+
+/// Per-CPU traffic per VIP id.
+#[map]
+pub static VIP_STATS: PerCpuArray<TrafficCounters> =
+    PerCpuArray::with_max_entries(MAX_VIPS_DEFAULT, 0);
+
+/// Per-CPU traffic per backend id.
+#[map]
+pub static BACKEND_STATS: PerCpuArray<TrafficCounters> =
+    PerCpuArray::with_max_entries(MAX_BACKENDS, 0);

@@ -1,0 +1,36 @@
+//! Maglev: a flow's hash picks a slot of the VIP's live table, the slot
+//! names the backend. The tables are built by lbd; this side only reads.
+
+use lb_common::{
+    consts::{maglev_index, BACKEND_F_ALIVE, NO_BACKEND},
+    hash::flow_hash,
+    Backend, FlowKey, VipMeta,
+};
+
+use crate::maps::{BACKENDS, MAGLEV};
+
+/// The backend Maglev gives this flow: (id, backend), or None when the VIP
+/// has no live backend in that slot.
+#[inline(always)]
+pub fn pick(vip: &VipMeta, key: &FlowKey) -> Option<(u32, Backend)> {
+    if vip.table_size == 0 {
+        return None;
+    }
+    let slot = flow_hash(key) % vip.table_size;
+    let id = *MAGLEV.get(maglev_index(vip.id, vip.active_table & 1, slot))?;
+    if id == NO_BACKEND {
+        return None;
+    }
+    let backend = live_backend(id)?;
+    Some((id, backend))
+}
+
+/// The backend with this id if it can take packets.
+#[inline(always)]
+pub fn live_backend(id: u32) -> Option<Backend> {
+    let backend = BACKENDS.get(id)?;
+    if backend.flags & BACKEND_F_ALIVE == 0 {
+        return None;
+    }
+    Some(*backend)
+}

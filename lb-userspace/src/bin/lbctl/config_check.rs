@@ -1,0 +1,113 @@
+//! `lbctl config check FILE`: what lbd would do with a config, without
+//! touching the node. Shares come from the same Maglev builder lbd uses.
+
+use std::{net::IpAddr, path::PathBuf};
+
+use anyhow::Context as _;
+use lb_userspace::{
+    config::Config,
+    maglev::{self, MaglevBackend},
+    reconcile::{address_bytes, VipId},
+};
+use serde::Serialize;
+
+/// Arguments of `lbctl config check`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The config file.
+    file: PathBuf,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct VipReport {
+    vip: String,
+    table_size: u32,
+    backends: Vec<BackendReport>,
+}
+
+#[derive(Debug, Serialize)]
+struct BackendReport {
+    address: IpAddr,
+    mac: Option<String>,
+    weight: u32,
+    /// Fraction of the Maglev table, i.e. of new flows.
+    share: f64,
+}
+
+/// Runs the check.
+pub fn run(args: &Args) -> anyhow::Result<()> {
+    let config = Config::load(&args.file)?;
+    let mut vips = Vec::new();
+    for vip in &config.vips {
+        let keys: Vec<Vec<u8>> = vip
+            .backends
+            .iter()
+            .map(|b| address_bytes(b.address))
+            .collect();
+        let members: Vec<MaglevBackend<'_>> = vip
+            .backends
+            .iter()
+            .zip(&keys)
+            .enumerate()
+            .map(|(i, (b, key))| MaglevBackend {
+                key,
+                weight: b.weight,
+                id: u32::try_from(i + 1).unwrap_or(u32::MAX),
+            })
+            .collect();
+        let id = VipId::of(vip);
+        let table =
+            maglev::build_table(&members, vip.table_size).with_context(|| format!("VIP {id}"))?;
+        let shares = maglev::shares(&table);
+        vips.push(VipReport {
+            vip: id.to_string(),
+            table_size: vip.table_size,
+            backends: vip
+                .backends
+                .iter()
+                .enumerate()
+                .map(|(i, b)| BackendReport {
+                    address: b.address,
+                    mac: b.mac.map(|m| {
+                        m.iter()
+                            .map(|o| format!("{o:02x}"))
+                            .collect::<Vec<_>>()
+                            .join(":")
+                    }),
+                    weight: b.weight,
+                    share: u32::try_from(i + 1)
+                        .ok()
+                        .and_then(|id| shares.get(&id).copied())
+                        .unwrap_or(0.0),
+                })
+                .collect(),
+        });
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&vips)?);
+        return Ok(());
+    }
+    println!(
+        "{}: valid; interface {}, xdp mode {}, connection table {} flows",
+        args.file.display(),
+        config.interface,
+        config.xdp_mode,
+        config.conntrack_size
+    );
+    for vip in &vips {
+        println!("VIP {} (table size {})", vip.vip, vip.table_size);
+        for b in &vip.backends {
+            println!(
+                "  {:<40} weight {:>5}  share {:>6.2}%  mac {}",
+                b.address.to_string(),
+                b.weight,
+                b.share * 100.0,
+                b.mac.as_deref().unwrap_or("(from neighbour table)")
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,10 @@
+//! lbd as a library: the daemon's parts, so tests and tools drive the same
+//! code the binaries run.
+pub mod config;
+pub mod daemon;
+pub mod dataplane;
+pub mod ebpf_object;
+pub mod logging;
+pub mod maglev;
+pub mod netlink;
+pub mod reconcile;

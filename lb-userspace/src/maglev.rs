@@ -1,0 +1,762 @@
+//! Weighted Maglev consistent hashing (Eisenbud et al., NSDI 2016): this
+//! module owns turning a VIP's set of backends into the lookup table the XDP
+//! program reads (one backend id per slot), plus the helpers lbd uses to
+//! write only the slots that changed and to report how a table is shared.
+//!
+//! The table is a pure function of the *set* of backends (key, weight, id)
+//! and the table size: backends are sorted by key before anything else, and
+//! permutations come from fixed-seed MurmurHash3 of the key. So every
+//! load-balancer node given the same backends builds a byte-identical table,
+//! and a flow lands on the same backend whichever node receives it.
+//!
+//! Weights use the credit scheme of Katran's MaglevV2: every round each
+//! backend adds its weight to a credit, and while the credit reaches the
+//! largest weight it claims its next preferred empty slot and pays the
+//! largest weight back. A backend's share of slots therefore tracks
+//! `weight / sum(weights)`; weight 0 backends get no slot.
+//!
+//! Disruption: removing one of N backends moves its own ~1/N of the slots
+//! and, as in every Maglev table, some slots of the others as well (the
+//! paper's Figure 12). That extra churn grows with N / size; it is measured
+//! by the `disruption` tests and `examples/bench.rs`.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+use std::fmt;
+
+use lb_common::hash::murmur3_32;
+
+/// Seed of the hash that gives a backend's first preferred slot (`offset`).
+/// Fixed forever: changing it reshuffles every table of every node.
+pub const OFFSET_SEED: u32 = 0x4d47_4f46; // "MGOF"
+/// Seed of the hash that gives a backend's stride through the table (`skip`).
+/// Differs from `OFFSET_SEED` so offset and skip are independent.
+pub const SKIP_SEED: u32 = 0x4d47_534b; // "MGSK"
+/// Largest table size accepted (2^24 slots, 64 MiB of ids): far above what
+/// the data plane holds, allowed so that benchmarks can study large tables.
+pub const MAX_TABLE_SIZE: u32 = 1 << 24;
+
+/// Identity of a backend in a table: its address bytes (4 or 16 bytes of an
+/// IP address, or any stable id bytes) and weight. The key, not the id, picks
+/// the backend's permutation, so a backend keeps its slots when lbd hands it
+/// a different data-plane id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct MaglevBackend<'a> {
+    /// Stable identity hashed into the permutation; must be unique per table.
+    pub key: &'a [u8],
+    /// Relative share of slots; 0 takes the backend out of the table.
+    pub weight: u32,
+    /// Value written in the backend's slots: the data-plane backend id, never
+    /// 0 (0 means "no backend").
+    pub id: u32,
+}
+
+/// Why a table cannot be built. Returned instead of panicking so lbd can
+/// reject a bad configuration and keep serving the previous table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MaglevError {
+    /// The size is below 2 or above [`MAX_TABLE_SIZE`].
+    SizeOutOfRange(u32),
+    /// The size is not prime, so some permutations would not visit every
+    /// slot.
+    SizeNotPrime(u32),
+    /// More backends with weight > 0 than slots: some would get none.
+    TooManyBackends {
+        /// Backends with weight > 0.
+        backends: usize,
+        /// Table size asked for.
+        size: u32,
+    },
+    /// Two backends share a key, so they would share a permutation and the
+    /// table would depend on their order.
+    DuplicateKey(Vec<u8>),
+    /// A backend has id 0, which the data plane reads as "no backend".
+    ZeroId(Vec<u8>),
+}
+
+impl fmt::Display for MaglevError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::SizeOutOfRange(size) => write!(
+                f,
+                "maglev table size {size} is out of range (2..={MAX_TABLE_SIZE})"
+            ),
+            Self::SizeNotPrime(size) => write!(f, "maglev table size {size} is not prime"),
+            Self::TooManyBackends { backends, size } => write!(
+                f,
+                "{backends} backends with weight > 0 do not fit a maglev table of {size} slots"
+            ),
+            Self::DuplicateKey(key) => {
+                write!(f, "two maglev backends have the key {}", Hex(key))
+            }
+            Self::ZeroId(key) => write!(
+                f,
+                "maglev backend with key {} has id 0, which means \"no backend\"",
+                Hex(key)
+            ),
+        }
+    }
+}
+
+impl std::error::Error for MaglevError {}
+
+/// Key bytes in hex, for error messages.
+struct Hex<'a>(&'a [u8]);
+
+impl fmt::Display for Hex<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("<empty>");
+        }
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether `n` is prime. Maglev needs a prime table size so that every skip
+/// in 1..size is coprime with it and each permutation visits every slot.
+pub fn is_prime(n: u32) -> bool {
+    if n < 4 {
+        return n >= 2;
+    }
+    if n % 2 == 0 || n % 3 == 0 {
+        return false;
+    }
+    // 6k ± 1 trial division; d * d is computed in u64 so it cannot overflow.
+    let n64 = u64::from(n);
+    let mut d: u64 = 5;
+    while d * d <= n64 {
+        if n64 % d == 0 || n64 % (d + 2) == 0 {
+            return false;
+        }
+        d += 6;
+    }
+    true
+}
+
+/// Builds the Maglev table of `size` slots for `backends`, whose slot values
+/// are backend ids. The result depends only on the set of backends and on
+/// `size`, never on the order of `backends`, so all nodes agree on it.
+///
+/// Backends with weight 0 get no slot; when no backend has weight > 0 every
+/// slot is 0 ("no backend"). Errors: `size` not a prime in
+/// 2..=[`MAX_TABLE_SIZE`], more backends with weight > 0 than slots, two
+/// backends with the same key, a backend with id 0.
+pub fn build_table(backends: &[MaglevBackend], size: u32) -> Result<Vec<u32>, MaglevError> {
+    if !(2..=MAX_TABLE_SIZE).contains(&size) {
+        return Err(MaglevError::SizeOutOfRange(size));
+    }
+    if !is_prime(size) {
+        return Err(MaglevError::SizeNotPrime(size));
+    }
+
+    // Sorting by key makes everything below independent of input order.
+    let mut sorted: Vec<&MaglevBackend> = backends.iter().collect();
+    sorted.sort_unstable_by(|a, b| a.key.cmp(b.key));
+    if let Some(b) = sorted.iter().find(|b| b.id == 0) {
+        return Err(MaglevError::ZeroId(b.key.to_vec()));
+    }
+    if let Some(pair) = sorted.windows(2).find(|p| p[0].key == p[1].key) {
+        return Err(MaglevError::DuplicateKey(pair[0].key.to_vec()));
+    }
+
+    let mut cursors: Vec<Cursor> = sorted
+        .iter()
+        .filter(|b| b.weight > 0)
+        .map(|b| Cursor::new(b, size))
+        .collect();
+    if cursors.len() > size as usize {
+        return Err(MaglevError::TooManyBackends {
+            backends: cursors.len(),
+            size,
+        });
+    }
+
+    let mut table = vec![0u32; size as usize];
+    if cursors.is_empty() {
+        return Ok(table);
+    }
+    let mut filler = Filler {
+        table: &mut table,
+        filled: vec![0u64; (size as usize).div_ceil(64)],
+        size,
+    };
+
+    let max_weight = cursors.iter().map(|c| c.weight).max().unwrap_or(1);
+    let total_weight: u64 = cursors.iter().map(|c| c.weight).sum();
+    set_quotas(&mut cursors, size, total_weight);
+    // Rounds until the table is full, and so loop iterations of the plain
+    // round-robin fill: about size * max / total rounds of every backend.
+    // Very uneven weights make most of those iterations idle; the event
+    // queue then visits only the backends that claim (same order, same
+    // table, O(size log n) instead of O(size * n)).
+    let rounds = u64::from(size) * max_weight / total_weight + 1;
+    if rounds.saturating_mul(cursors.len() as u64) <= 8 * u64::from(size) {
+        fill_by_rounds(&mut cursors, &mut filler, max_weight);
+    } else {
+        fill_by_events(&mut cursors, &mut filler, max_weight);
+    }
+    Ok(table)
+}
+
+/// A backend's walk through its permutation `(offset + j * skip) % size`,
+/// kept as the next slot to try so whole permutations are never stored.
+struct Cursor {
+    /// Next preferred slot to try.
+    next: u32,
+    /// Stride, in 1..size.
+    skip: u32,
+    /// Value written in claimed slots.
+    id: u32,
+    /// Weight, widened so credits cannot overflow.
+    weight: u64,
+    /// Weight accumulated and not yet spent on slots (round-robin fill).
+    credit: u64,
+    /// Slots claimed so far.
+    claimed: u64,
+    /// Slots this backend may claim: its weight share of the table, rounded
+    /// (see [`set_quotas`]).
+    quota: u64,
+}
+
+impl Cursor {
+    fn new(b: &MaglevBackend, size: u32) -> Self {
+        let offset = murmur3_32(b.key, OFFSET_SEED) % size;
+        let skip = murmur3_32(b.key, SKIP_SEED) % (size - 1) + 1;
+        Self {
+            next: offset,
+            skip,
+            id: b.id,
+            weight: u64::from(b.weight),
+            credit: 0,
+            claimed: 0,
+            quota: 0,
+        }
+    }
+}
+
+/// Gives each backend its quota of slots: `size * weight / total` rounded by
+/// largest remainder (ties to the earlier key), so every quota is within one
+/// slot of the exact share and the quotas add up to `size`.
+///
+/// The credit fill alone would round down the shares of light backends in
+/// every round and hand the leftovers of the last round to whoever comes
+/// first, which can put a heavy backend more than one slot over its share.
+/// With equal weights the quotas are exactly what the plain fill gives (the
+/// first `size % n` backends in key order get one more slot).
+fn set_quotas(cursors: &mut [Cursor], size: u32, total_weight: u64) {
+    // size <= 2^24 and weight <= 2^32, so size * weight fits in u64; the
+    // total is at most 2^24 backends * 2^32.
+    let size = u64::from(size);
+    let mut given = 0;
+    for c in cursors.iter_mut() {
+        c.quota = size * c.weight / total_weight;
+        given += c.quota;
+    }
+    let mut by_remainder: Vec<(Reverse<u64>, usize)> = cursors
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (Reverse(size * c.weight % total_weight), i))
+        .collect();
+    by_remainder.sort_unstable();
+    let left = size.saturating_sub(given) as usize;
+    for &(_, i) in by_remainder.iter().take(left) {
+        if let Some(c) = cursors.get_mut(i) {
+            c.quota += 1;
+        }
+    }
+}
+
+/// The table being filled and which of its slots are taken.
+struct Filler<'t> {
+    table: &'t mut [u32],
+    /// One bit per slot: 8 KiB for 65,537 slots, so probes stay in L1.
+    filled: Vec<u64>,
+    size: u32,
+}
+
+impl Filler<'_> {
+    /// Gives `c` its next preferred empty slot. There is always one: the
+    /// caller stops once every slot is filled, and a permutation of a prime
+    /// size visits every slot.
+    #[inline(always)]
+    fn claim(&mut self, c: &mut Cursor) {
+        let mut cur = c.next;
+        loop {
+            let word = (cur >> 6) as usize;
+            let bit = 1u64 << (cur & 63);
+            if self.filled[word] & bit == 0 {
+                self.filled[word] |= bit;
+                self.table[cur as usize] = c.id;
+                break;
+            }
+            cur = self.step(cur, c.skip);
+        }
+        c.next = self.step(cur, c.skip);
+    }
+
+    /// `(cur + skip) % size` for `cur, skip < size <= 2^24`, without a
+    /// division.
+    #[inline(always)]
+    fn step(&self, cur: u32, skip: u32) -> u32 {
+        let next = cur + skip;
+        if next >= self.size {
+            next - self.size
+        } else {
+            next
+        }
+    }
+}
+
+/// Katran MaglevV2 fill: in each round every backend (in key order) adds its
+/// weight to its credit and claims one slot when the credit reaches
+/// `max_weight` (weights are at most `max_weight`, so never two per round),
+/// until it holds its quota.
+fn fill_by_rounds(cursors: &mut [Cursor], filler: &mut Filler, max_weight: u64) {
+    let mut left = filler.size;
+    loop {
+        for c in cursors.iter_mut() {
+            c.credit += c.weight;
+            if c.credit >= max_weight && c.claimed < c.quota {
+                c.credit -= max_weight;
+                filler.claim(c);
+                c.claimed += 1;
+                left -= 1;
+                if left == 0 {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The same claims as [`fill_by_rounds`] in the same order, skipping idle
+/// turns: after round r a backend has claimed floor(r * weight / max_weight)
+/// slots, so its k-th claim falls in round ceil(k * max_weight / weight), and
+/// claims are ordered by (round, key order). A backend leaves the queue at
+/// its quota.
+fn fill_by_events(cursors: &mut [Cursor], filler: &mut Filler, max_weight: u64) {
+    // Round of a cursor's next claim. k <= 2^24 and max_weight <= 2^32, so
+    // the product fits in u64.
+    let next_round = |c: &Cursor| ((c.claimed + 1) * max_weight).div_ceil(c.weight);
+    let mut queue: BinaryHeap<Reverse<(u64, usize)>> = cursors
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.quota > 0)
+        .map(|(i, c)| Reverse((next_round(c), i)))
+        .collect();
+    let mut left = filler.size;
+    while let Some(Reverse((_, i))) = queue.pop() {
+        let Some(c) = cursors.get_mut(i) else {
+            continue;
+        };
+        filler.claim(c);
+        c.claimed += 1;
+        left -= 1;
+        if left == 0 {
+            return;
+        }
+        if c.claimed < c.quota {
+            queue.push(Reverse((next_round(c), i)));
+        }
+    }
+}
+
+/// The slots whose value differs between `old` and `new`, with the new value:
+/// what lbd must write to move the data plane from one table to the other.
+/// If the lengths differ (the table was resized) every slot of `new` is
+/// yielded, since slot numbers no longer mean the same thing.
+pub fn changed_slots<'a>(old: &'a [u32], new: &'a [u32]) -> impl Iterator<Item = (u32, u32)> + 'a {
+    let same_len = old.len() == new.len();
+    (0..=u32::MAX)
+        .zip(new.iter().copied())
+        .filter(move |&(slot, value)| !same_len || old.get(slot as usize) != Some(&value))
+}
+
+/// Fraction of `table`'s slots held by each backend id, to check (and show)
+/// that shares follow weights. Empty slots (id 0) are not a backend and are
+/// not listed, though they count in the total.
+pub fn shares(table: &[u32]) -> BTreeMap<u32, f64> {
+    let mut counts: BTreeMap<u32, u64> = BTreeMap::new();
+    for &id in table.iter().filter(|&&id| id != 0) {
+        *counts.entry(id).or_insert(0) += 1;
+    }
+    let total = table.len() as f64;
+    counts
+        .into_iter()
+        .map(|(id, n)| (id, n as f64 / total))
+        .collect()
+}
+
+/// Fraction of `new`'s slots that differ from `old` (as counted by
+/// [`changed_slots`]): roughly the share of new flows that a table change
+/// sends elsewhere. 0 for an empty `new`.
+pub fn moved_fraction(old: &[u32], new: &[u32]) -> f64 {
+    if new.is_empty() {
+        return 0.0;
+    }
+    changed_slots(old, new).count() as f64 / new.len() as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const M: u32 = 65_537;
+
+    /// Keys: IPv4 addresses 10.x.y.z, as lbd would pass them.
+    fn keys(n: u32) -> Vec<[u8; 4]> {
+        (0..n)
+            .map(|i| {
+                let ip = 0x0a00_0001u32 + i;
+                ip.to_be_bytes()
+            })
+            .collect()
+    }
+
+    fn backends(keys: &[[u8; 4]], weight: impl Fn(usize) -> u32) -> Vec<MaglevBackend<'_>> {
+        keys.iter()
+            .enumerate()
+            .map(|(i, k)| MaglevBackend {
+                key: k,
+                weight: weight(i),
+                id: i as u32 + 1,
+            })
+            .collect()
+    }
+
+    /// Asserts every backend's slot count is within 1% of its weight share,
+    /// or within one slot when a slot is more than 1% of that share.
+    fn assert_balanced(bs: &[MaglevBackend], table: &[u32]) {
+        let total: f64 = bs.iter().map(|b| f64::from(b.weight)).sum();
+        let got = shares(table);
+        let size = table.len() as f64;
+        let mut worst: f64 = 0.0;
+        for b in bs {
+            let ideal = size * f64::from(b.weight) / total;
+            let slots = got.get(&b.id).copied().unwrap_or(0.0) * size;
+            let tolerance = (ideal * 0.01).max(1.0);
+            let err = (slots - ideal).abs();
+            assert!(
+                err <= tolerance,
+                "backend {} (weight {}): {slots} slots, ideal {ideal:.2}, tolerance {tolerance:.2}",
+                b.id,
+                b.weight
+            );
+            worst = worst.max(err / tolerance);
+        }
+        println!(
+            "balance n={} size={}: worst error {:.2} of tolerance",
+            bs.len(),
+            table.len(),
+            worst
+        );
+    }
+
+    #[test]
+    fn is_prime_small_and_large() {
+        let primes: Vec<u32> = (0..60).filter(|&n| is_prime(n)).collect();
+        assert_eq!(
+            primes,
+            [2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59]
+        );
+        assert!(is_prime(65_537));
+        assert!(is_prime(16_381));
+        assert!(is_prime(4_294_967_291)); // largest u32 prime
+        assert!(!is_prime(65_535));
+        assert!(!is_prime(65_536));
+        assert!(!is_prime(25)); // 5 * 5: the d * d <= n edge
+        assert!(!is_prime(4_294_967_295));
+        assert!(!is_prime(4_294_836_225)); // 65_535^2
+    }
+
+    #[test]
+    fn shares_follow_equal_weights() {
+        for n in [3, 10, 100, 1000] {
+            let ks = keys(n);
+            let bs = backends(&ks, |_| 1);
+            let table = build_table(&bs, M).expect("valid input");
+            assert_eq!(table.len(), M as usize);
+            assert!(table.iter().all(|&id| id != 0));
+            assert_balanced(&bs, &table);
+        }
+    }
+
+    #[test]
+    fn shares_follow_mixed_weights() {
+        for n in [4, 10, 100, 1000] {
+            let ks = keys(n);
+            let bs = backends(&ks, |i| i as u32 % 4 + 1);
+            let table = build_table(&bs, M).expect("valid input");
+            assert_balanced(&bs, &table);
+        }
+        // Large raw weights behave like their ratio.
+        let ks = keys(50);
+        let bs = backends(&ks, |i| (i as u32 % 5 + 1) * 1_000_000);
+        let table = build_table(&bs, M).expect("valid input");
+        assert_balanced(&bs, &table);
+    }
+
+    #[test]
+    fn weight_zero_gets_no_slot() {
+        let ks = keys(10);
+        let bs = backends(&ks, |i| u32::from(i % 3 != 0));
+        let table = build_table(&bs, M).expect("valid input");
+        let got = shares(&table);
+        for b in &bs {
+            assert_eq!(got.contains_key(&b.id), b.weight > 0, "backend {}", b.id);
+        }
+        assert!(table.iter().all(|&id| id != 0));
+    }
+
+    #[test]
+    fn uneven_weights_take_the_event_path_and_match_rounds() {
+        // One heavy backend among light ones: the round-robin fill would
+        // spend most turns idle, so build_table uses the event queue. Both
+        // must produce the same table.
+        let ks = keys(200);
+        let bs = backends(&ks, |i| if i == 7 { 10_000 } else { 1 + i as u32 % 3 });
+        let table = build_table(&bs, M).expect("valid input");
+
+        let mut sorted: Vec<&MaglevBackend> = bs.iter().collect();
+        sorted.sort_unstable_by(|a, b| a.key.cmp(b.key));
+        let mut rounds = vec![0u32; M as usize];
+        let mut cursors: Vec<Cursor> = sorted.iter().map(|b| Cursor::new(b, M)).collect();
+        let mut filler = Filler {
+            table: &mut rounds,
+            filled: vec![0u64; (M as usize).div_ceil(64)],
+            size: M,
+        };
+        fill_by_rounds(&mut cursors, &mut filler, 10_000);
+        assert_eq!(table, rounds);
+        assert_balanced(&bs, &table);
+    }
+
+    #[test]
+    fn table_does_not_depend_on_backend_order() {
+        let ks = keys(100);
+        let bs = backends(&ks, |i| i as u32 % 4 + 1);
+        let table = build_table(&bs, M).expect("valid input");
+
+        let mut reversed = bs.clone();
+        reversed.reverse();
+        assert_eq!(build_table(&reversed, M).expect("valid input"), table);
+
+        for k in [1, 37, 99] {
+            let mut rotated = bs.clone();
+            rotated.rotate_left(k);
+            assert_eq!(build_table(&rotated, M).expect("valid input"), table);
+        }
+
+        // A deterministic shuffle: stride 37 is coprime with 100.
+        let shuffled: Vec<MaglevBackend> = (0..bs.len()).map(|i| bs[(i * 37) % bs.len()]).collect();
+        assert_eq!(build_table(&shuffled, M).expect("valid input"), table);
+
+        // Event path too.
+        let heavy = backends(&ks, |i| if i == 3 { 5_000 } else { 1 });
+        let mut heavy_rev = heavy.clone();
+        heavy_rev.reverse();
+        assert_eq!(
+            build_table(&heavy, M).expect("valid input"),
+            build_table(&heavy_rev, M).expect("valid input")
+        );
+    }
+
+    #[test]
+    fn table_is_stable_across_builds() {
+        // Pin a few slots so that a change of hash, seeds or fill order (which
+        // would reshuffle every node's tables on upgrade) fails loudly.
+        let ks = keys(3);
+        let bs = backends(&ks, |_| 1);
+        let table = build_table(&bs, 13).expect("valid input");
+        assert_eq!(table, GOLDEN_3_BACKENDS_13_SLOTS);
+    }
+
+    /// Table for 10.0.0.1..=10.0.0.3 (ids 1..=3, weight 1) at size 13.
+    const GOLDEN_3_BACKENDS_13_SLOTS: [u32; 13] = [0; 13];
+
+    /// Removes backend `removed` (an index into `bs`) and returns (fraction
+    /// of all slots that changed, fraction of the other backends' slots that
+    /// changed, share the removed backend held).
+    fn disruption(bs: &[MaglevBackend], removed: usize, size: u32) -> (f64, f64, f64) {
+        let before = build_table(bs, size).expect("valid input");
+        let rest: Vec<MaglevBackend> = bs
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| i != removed)
+            .map(|(_, b)| *b)
+            .collect();
+        let after = build_table(&rest, size).expect("valid input");
+        let gone = bs[removed].id;
+        let own = before.iter().filter(|&&id| id == gone).count();
+        let others_moved = before
+            .iter()
+            .zip(&after)
+            .filter(|&(b, a)| *b != gone && a != b)
+            .count();
+        let total = moved_fraction(&before, &after);
+        let others = others_moved as f64 / (before.len() - own) as f64;
+        (total, others, own as f64 / before.len() as f64)
+    }
+
+    #[test]
+    fn removing_one_backend_moves_few_other_slots() {
+        // (n, bound on the fraction of the other backends' slots that move)
+        for (n, bound) in [(10, 0.01), (100, 0.01), (1000, 0.05)] {
+            let ks = keys(n);
+            let bs = backends(&ks, |_| 1);
+            let mut worst_total: f64 = 0.0;
+            let mut worst_others: f64 = 0.0;
+            let mut sum_total = 0.0;
+            let picks = [0, n as usize / 2, n as usize - 1];
+            for &r in &picks {
+                let (total, others, own) = disruption(&bs, r, M);
+                assert!(others <= bound, "n={n}: removing {r} moved {others}");
+                assert!(total >= own, "the removed backend's slots must all move");
+                worst_total = worst_total.max(total);
+                worst_others = worst_others.max(others);
+                sum_total += total;
+            }
+            println!(
+                "disruption n={n} size={M}: total moved {:.5} (mean, ideal 1/n = {:.5}, ratio {:.2}), worst others {:.5}",
+                sum_total / picks.len() as f64,
+                1.0 / f64::from(n),
+                sum_total / picks.len() as f64 * f64::from(n),
+                worst_others
+            );
+            let _ = worst_total;
+        }
+    }
+
+    #[test]
+    fn errors() {
+        let ks = keys(3);
+        let bs = backends(&ks, |_| 1);
+        assert_eq!(
+            build_table(&bs, 65_536),
+            Err(MaglevError::SizeNotPrime(65_536))
+        );
+        assert_eq!(build_table(&bs, 1), Err(MaglevError::SizeOutOfRange(1)));
+        assert_eq!(build_table(&bs, 0), Err(MaglevError::SizeOutOfRange(0)));
+        assert_eq!(
+            build_table(&bs, 16_777_259), // prime above 2^24
+            Err(MaglevError::SizeOutOfRange(16_777_259))
+        );
+        assert_eq!(
+            build_table(&bs, 2),
+            Err(MaglevError::TooManyBackends {
+                backends: 3,
+                size: 2
+            })
+        );
+
+        let mut dup = bs.clone();
+        dup[2].key = dup[0].key;
+        assert_eq!(
+            build_table(&dup, 13),
+            Err(MaglevError::DuplicateKey(ks[0].to_vec()))
+        );
+        // Duplicates count even at weight 0.
+        dup[2].weight = 0;
+        assert!(matches!(
+            build_table(&dup, 13),
+            Err(MaglevError::DuplicateKey(_))
+        ));
+
+        let mut zero = bs.clone();
+        zero[1].id = 0;
+        assert_eq!(
+            build_table(&zero, 13),
+            Err(MaglevError::ZeroId(ks[1].to_vec()))
+        );
+
+        let shown = MaglevError::ZeroId(ks[1].to_vec()).to_string();
+        assert!(shown.contains("0a000002"), "{shown}");
+    }
+
+    #[test]
+    fn no_weight_gives_empty_table() {
+        assert_eq!(build_table(&[], 13), Ok(vec![0; 13]));
+        let ks = keys(5);
+        let bs = backends(&ks, |_| 0);
+        assert_eq!(build_table(&bs, 13), Ok(vec![0; 13]));
+        assert!(shares(&[0; 13]).is_empty());
+        // Zero-weight backends still do not fit tables they outnumber? They
+        // do: they take no slot.
+        assert_eq!(build_table(&bs, 2), Ok(vec![0; 2]));
+        // Size is still checked.
+        assert_eq!(build_table(&[], 12), Err(MaglevError::SizeNotPrime(12)));
+    }
+
+    #[test]
+    fn small_tables_are_full() {
+        for size in [2, 3, 5, 7] {
+            let ks = keys(size);
+            let bs = backends(&ks, |_| 1);
+            let table = build_table(&bs, size).expect("valid input");
+            let mut ids = table.clone();
+            ids.sort_unstable();
+            // As many backends as slots: each gets exactly one.
+            assert_eq!(ids, (1..=size).collect::<Vec<_>>());
+        }
+    }
+
+    #[test]
+    fn changed_slots_yields_exactly_the_differences() {
+        let old = [1, 2, 3, 4, 5, 6, 7];
+        let new = [1, 9, 3, 4, 8, 6, 0];
+        let got: Vec<(u32, u32)> = changed_slots(&old, &new).collect();
+        assert_eq!(got, [(1, 9), (4, 8), (6, 0)]);
+        assert_eq!(changed_slots(&old, &old).count(), 0);
+        assert!((moved_fraction(&old, &new) - 3.0 / 7.0).abs() < 1e-12);
+
+        // Different lengths: every slot of new.
+        let longer = [1, 2, 3, 4, 5, 6, 7, 8];
+        let got: Vec<(u32, u32)> = changed_slots(&old, &longer).collect();
+        assert_eq!(got, (0..8).map(|i| (i, i + 1)).collect::<Vec<_>>());
+        assert_eq!(moved_fraction(&old, &longer), 1.0);
+        assert_eq!(moved_fraction(&old, &[]), 0.0);
+
+        // On real tables: applying the changes to old gives new.
+        let ks = keys(20);
+        let bs = backends(&ks, |_| 1);
+        let before = build_table(&bs, M).expect("valid input");
+        let after = build_table(&bs[1..], M).expect("valid input");
+        let mut patched = before.clone();
+        let mut count = 0;
+        for (slot, value) in changed_slots(&before, &after) {
+            assert_ne!(before[slot as usize], value);
+            patched[slot as usize] = value;
+            count += 1;
+        }
+        assert_eq!(patched, after);
+        let differing = before.iter().zip(&after).filter(|(a, b)| a != b).count();
+        assert_eq!(count, differing);
+    }
+
+    #[test]
+    fn shares_counts_fractions() {
+        let s = shares(&[1, 1, 2, 0]);
+        assert_eq!(s.len(), 2);
+        assert!((s[&1] - 0.5).abs() < 1e-12);
+        assert!((s[&2] - 0.25).abs() < 1e-12);
+    }
+
+    #[test]
+    #[ignore = "timing; run with --release -- --ignored --nocapture"]
+    fn build_time_1000_backends() {
+        let ks = keys(1000);
+        let bs = backends(&ks, |_| 1);
+        let runs = 50;
+        let mut best = std::time::Duration::MAX;
+        for _ in 0..runs {
+            let start = std::time::Instant::now();
+            let table = build_table(&bs, M).expect("valid input");
+            best = best.min(start.elapsed());
+            std::hint::black_box(table);
+        }
+        println!("build 1000 backends at {M}: best of {runs} {best:?}");
+    }
+}

@@ -1,0 +1,410 @@
+//! Desired state (the config, plus MACs found on the network) against what
+//! the data plane holds: allocates VIP and backend ids, builds Maglev
+//! tables, and writes only what changed, in an order that never shows a
+//! packet a half-written table or a backend that is not there yet.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::IpAddr,
+};
+
+use lb_common::{
+    consts::{AF_INET, AF_INET6, BACKEND_F_ALIVE, MAGLEV_TABLES_PER_VIP, MAX_BACKENDS},
+    Backend, VipKey, VipMeta,
+};
+use tracing::{debug, info};
+
+use crate::{
+    config::{Protocol, VipConfig},
+    dataplane::{DataplaneError, MapWriter},
+    maglev::{self, MaglevBackend, MaglevError},
+};
+
+/// Why a change could not be applied. Nothing is half-applied: a failed
+/// VIP keeps serving its previous table.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    /// The maps refused a write.
+    #[error(transparent)]
+    Dataplane(#[from] DataplaneError),
+    /// The Maglev table could not be built.
+    #[error("VIP {vip}: {source}")]
+    Maglev {
+        /// The VIP.
+        vip: String,
+        /// Why.
+        #[source]
+        source: MaglevError,
+    },
+    /// More VIPs than the maps were sized for.
+    #[error("too many VIPs: the data plane holds {0}")]
+    TooManyVips(u32),
+    /// More backends than the maps hold.
+    #[error("too many backends: the data plane holds {0}")]
+    TooManyBackends(u32),
+}
+
+/// A VIP's identity: what a packet is matched on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct VipId {
+    /// Address.
+    pub address: IpAddr,
+    /// Port.
+    pub port: u16,
+    /// Protocol.
+    pub protocol: Protocol,
+}
+
+impl std::fmt::Display for VipId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.address {
+            IpAddr::V4(a) => write!(f, "{a}:{}/{}", self.port, self.protocol),
+            IpAddr::V6(a) => write!(f, "[{a}]:{}/{}", self.port, self.protocol),
+        }
+    }
+}
+
+impl VipId {
+    /// The VIP's identity from its config.
+    pub fn of(vip: &VipConfig) -> Self {
+        Self {
+            address: vip.address,
+            port: vip.port,
+            protocol: vip.protocol,
+        }
+    }
+
+    /// The data-plane key of this VIP.
+    pub fn key(&self) -> VipKey {
+        let (addr, family) = addr_words(self.address);
+        VipKey {
+            addr,
+            port: self.port.to_be(),
+            proto: self.protocol.number(),
+            family,
+        }
+    }
+}
+
+/// An address as the maps store it: network-order words and family.
+pub fn addr_words(address: IpAddr) -> ([u32; 4], u8) {
+    match address {
+        IpAddr::V4(a) => ([u32::from_ne_bytes(a.octets()), 0, 0, 0], AF_INET),
+        IpAddr::V6(a) => {
+            let o = a.octets();
+            let w = |i: usize| u32::from_ne_bytes([o[i], o[i + 1], o[i + 2], o[i + 3]]);
+            ([w(0), w(4), w(8), w(12)], AF_INET6)
+        }
+    }
+}
+
+/// A backend as applied: its data-plane id and what was written for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppliedBackend {
+    /// Data-plane id.
+    pub id: u32,
+    /// Generation written with the id.
+    pub generation: u32,
+    /// MAC written (None: not known yet, so not alive).
+    pub mac: Option<[u8; 6]>,
+    /// Weight.
+    pub weight: u32,
+}
+
+/// A VIP as applied.
+#[derive(Debug, Clone)]
+pub struct AppliedVip {
+    /// Index in the table and stats arrays.
+    pub id: u32,
+    /// Maglev table size.
+    pub table_size: u32,
+    /// Copy that packets read.
+    pub active: u32,
+    /// What each table copy holds, when known.
+    tables: [Option<Vec<u32>>; MAGLEV_TABLES_PER_VIP as usize],
+    /// Backends by address.
+    pub backends: BTreeMap<IpAddr, AppliedBackend>,
+}
+
+impl AppliedVip {
+    /// The live table (what packets read).
+    pub fn live_table(&self) -> Option<&[u32]> {
+        self.tables[self.active as usize].as_deref()
+    }
+}
+
+/// What one apply did, for logs and tests.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ApplyReport {
+    /// VIPs added.
+    pub vips_added: usize,
+    /// VIPs removed.
+    pub vips_removed: usize,
+    /// VIPs whose table changed (and was flipped).
+    pub tables_flipped: usize,
+    /// Table slots written.
+    pub slots_written: usize,
+    /// Backends written (new, changed or retired).
+    pub backends_written: usize,
+}
+
+/// The control plane's record of what the data plane holds.
+#[derive(Debug)]
+pub struct Balancer {
+    max_vips: u32,
+    vips: BTreeMap<VipId, AppliedVip>,
+    free_backend_ids: BTreeSet<u32>,
+    next_generation: u32,
+}
+
+impl Balancer {
+    /// An empty balancer for maps sized for `max_vips` VIPs.
+    pub fn new(max_vips: u32) -> Self {
+        Self {
+            max_vips,
+            vips: BTreeMap::new(),
+            free_backend_ids: (1..MAX_BACKENDS).collect(),
+            next_generation: 1,
+        }
+    }
+
+    /// The applied VIPs.
+    pub fn vips(&self) -> &BTreeMap<VipId, AppliedVip> {
+        &self.vips
+    }
+
+    /// Makes the data plane serve `desired`. `mac_of` gives the MAC of a
+    /// backend address whose config has none (None: unknown for now; such a
+    /// backend takes no traffic until a later apply knows it).
+    pub fn apply(
+        &mut self,
+        maps: &mut dyn MapWriter,
+        desired: &[VipConfig],
+        mac_of: &dyn Fn(IpAddr) -> Option<[u8; 6]>,
+    ) -> Result<ApplyReport, ReconcileError> {
+        let mut report = ApplyReport::default();
+        let wanted: BTreeSet<VipId> = desired.iter().map(VipId::of).collect();
+        let gone: Vec<VipId> = self
+            .vips
+            .keys()
+            .filter(|id| !wanted.contains(id))
+            .copied()
+            .collect();
+        for id in gone {
+            self.remove_vip(maps, id, &mut report)?;
+        }
+        for vip in desired {
+            self.apply_vip(maps, vip, mac_of, &mut report)?;
+        }
+        Ok(report)
+    }
+
+    fn remove_vip(
+        &mut self,
+        maps: &mut dyn MapWriter,
+        id: VipId,
+        report: &mut ApplyReport,
+    ) -> Result<(), ReconcileError> {
+        let Some(vip) = self.vips.get(&id) else {
+            return Ok(());
+        };
+        maps.remove_vip(&id.key())?;
+        let backends: Vec<AppliedBackend> = vip.backends.values().cloned().collect();
+        for backend in backends {
+            self.retire_backend(maps, &backend, report)?;
+        }
+        self.vips.remove(&id);
+        report.vips_removed += 1;
+        info!(vip = %id, "VIP removed");
+        Ok(())
+    }
+
+    fn free_vip_id(&self) -> Option<u32> {
+        let used: BTreeSet<u32> = self.vips.values().map(|v| v.id).collect();
+        (0..self.max_vips).find(|id| !used.contains(id))
+    }
+
+    fn apply_vip(
+        &mut self,
+        maps: &mut dyn MapWriter,
+        config: &VipConfig,
+        mac_of: &dyn Fn(IpAddr) -> Option<[u8; 6]>,
+        report: &mut ApplyReport,
+    ) -> Result<(), ReconcileError> {
+        let id = VipId::of(config);
+        let is_new = !self.vips.contains_key(&id);
+        let mut vip = match self.vips.get(&id) {
+            Some(vip) => vip.clone(),
+            None => AppliedVip {
+                id: self
+                    .free_vip_id()
+                    .ok_or(ReconcileError::TooManyVips(self.max_vips))?,
+                table_size: config.table_size,
+                active: 0,
+                tables: [None, None],
+                backends: BTreeMap::new(),
+            },
+        };
+        if vip.table_size != config.table_size {
+            // Different size: neither copy's content can be diffed against.
+            vip.table_size = config.table_size;
+            vip.tables = [None, None];
+        }
+
+        // 1. New and changed backends exist in the data plane before any
+        //    table can name them.
+        let mut kept = BTreeMap::new();
+        for backend in &config.backends {
+            let mac = backend.mac.or_else(|| mac_of(backend.address));
+            let applied = match vip.backends.remove(&backend.address) {
+                Some(mut applied) => {
+                    if applied.mac != mac {
+                        applied.mac = mac;
+                        self.write_backend(maps, vip.id, backend.address, &applied)?;
+                        report.backends_written += 1;
+                    }
+                    applied.weight = backend.weight;
+                    applied
+                }
+                None => {
+                    let applied = AppliedBackend {
+                        id: self.allocate_backend_id()?,
+                        generation: self.next_generation(),
+                        mac,
+                        weight: backend.weight,
+                    };
+                    self.write_backend(maps, vip.id, backend.address, &applied)?;
+                    report.backends_written += 1;
+                    applied
+                }
+            };
+            kept.insert(backend.address, applied);
+        }
+        let retired: Vec<AppliedBackend> =
+            std::mem::take(&mut vip.backends).into_values().collect();
+        vip.backends = kept;
+
+        // 2. The new table goes into the copy packets do not read, then one
+        //    VIP update flips them to it.
+        let table = build_table(&id, &vip)?;
+        let inactive = 1 - vip.active;
+        if is_new || vip.live_table() != Some(table.as_slice()) {
+            if let Some(stored) = self.vips.get_mut(&id) {
+                // If a write below fails, this copy's content is unknown.
+                stored.tables[inactive as usize] = None;
+            }
+            let written = match &vip.tables[inactive as usize] {
+                Some(old) => {
+                    maps.write_table(vip.id, inactive, &mut maglev::changed_slots(old, &table))?
+                }
+                None => maps.write_table(
+                    vip.id,
+                    inactive,
+                    &mut table.iter().enumerate().map(|(slot, b)| (slot as u32, *b)),
+                )?,
+            };
+            let meta = VipMeta {
+                id: vip.id,
+                table_size: vip.table_size,
+                active_table: inactive,
+                flags: 0,
+            };
+            maps.set_vip(&id.key(), &meta)?;
+            vip.tables[inactive as usize] = Some(table);
+            vip.active = inactive;
+            report.slots_written += written;
+            report.tables_flipped += 1;
+            debug!(vip = %id, slots = written, table = inactive, "Maglev table flipped");
+        }
+
+        // 3. Only now, with no table naming them, retire removed backends:
+        //    their tracked flows are hashed again.
+        for backend in &retired {
+            self.retire_backend(maps, backend, report)?;
+        }
+        if is_new {
+            report.vips_added += 1;
+            info!(vip = %id, backends = vip.backends.len(), "VIP added");
+        }
+        self.vips.insert(id, vip);
+        Ok(())
+    }
+
+    fn write_backend(
+        &self,
+        maps: &mut dyn MapWriter,
+        vip_id: u32,
+        address: IpAddr,
+        applied: &AppliedBackend,
+    ) -> Result<(), ReconcileError> {
+        let (addr, family) = addr_words(address);
+        let backend = Backend {
+            addr,
+            generation: applied.generation,
+            vip_id,
+            mac: applied.mac.unwrap_or_default(),
+            family,
+            flags: if applied.mac.is_some() {
+                BACKEND_F_ALIVE
+            } else {
+                0
+            },
+        };
+        maps.set_backend(applied.id, &backend)?;
+        Ok(())
+    }
+
+    fn retire_backend(
+        &mut self,
+        maps: &mut dyn MapWriter,
+        backend: &AppliedBackend,
+        report: &mut ApplyReport,
+    ) -> Result<(), ReconcileError> {
+        maps.set_backend(backend.id, &Backend::default())?;
+        self.free_backend_ids.insert(backend.id);
+        report.backends_written += 1;
+        Ok(())
+    }
+
+    fn allocate_backend_id(&mut self) -> Result<u32, ReconcileError> {
+        self.free_backend_ids
+            .pop_first()
+            .ok_or(ReconcileError::TooManyBackends(MAX_BACKENDS - 1))
+    }
+
+    fn next_generation(&mut self) -> u32 {
+        let generation = self.next_generation;
+        self.next_generation = self.next_generation.wrapping_add(1).max(1);
+        generation
+    }
+}
+
+/// The Maglev table of a VIP: backends with a weight and a known MAC.
+fn build_table(id: &VipId, vip: &AppliedVip) -> Result<Vec<u32>, ReconcileError> {
+    let keys: Vec<(Vec<u8>, &AppliedBackend)> = vip
+        .backends
+        .iter()
+        .filter(|(_, b)| b.mac.is_some() && b.weight > 0)
+        .map(|(address, b)| (address_bytes(*address), b))
+        .collect();
+    let members: Vec<MaglevBackend<'_>> = keys
+        .iter()
+        .map(|(key, b)| MaglevBackend {
+            key,
+            weight: b.weight,
+            id: b.id,
+        })
+        .collect();
+    maglev::build_table(&members, vip.table_size).map_err(|source| ReconcileError::Maglev {
+        vip: id.to_string(),
+        source,
+    })
+}
+
+/// The bytes that identify a backend in Maglev: its address.
+pub fn address_bytes(address: IpAddr) -> Vec<u8> {
+    match address {
+        IpAddr::V4(a) => a.octets().to_vec(),
+        IpAddr::V6(a) => a.octets().to_vec(),
+    }
+}

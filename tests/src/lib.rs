@@ -1,0 +1,6 @@
+//! Test support for the load balancer: crafted packets, a BPF_PROG_TEST_RUN
+//! bed around the real XDP object, and a lab of network namespaces with
+//! real nginx backends that cleans up after itself.
+pub mod lab;
+pub mod packet;
+pub mod testbed;

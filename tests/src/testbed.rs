@@ -1,0 +1,168 @@
+//! The real XDP object, loaded and filled by the real control-plane code,
+//! run on crafted frames with BPF_PROG_TEST_RUN: no network needed (root
+//! and a bpf()-capable kernel are).
+
+use std::net::IpAddr;
+
+use anyhow::{anyhow, Context as _};
+use aya::programs::{TestRun as _, TestRunOptions};
+use lb_common::{
+    consts::{names, IPPROTO_TCP, IPPROTO_UDP},
+    hash::flow_hash,
+    stats::Counter,
+    FlowKey, LbConfig,
+};
+use lb_userspace::{
+    config::{BackendConfig, Protocol, VipConfig},
+    dataplane::{Dataplane, MapSizes, MapWriter as _},
+    reconcile::{addr_words, Balancer, VipId},
+};
+
+use crate::packet::{Flow, LB_MAC};
+
+/// XDP verdicts as BPF_PROG_TEST_RUN returns them.
+pub mod action {
+    /// XDP_DROP.
+    pub const DROP: u32 = 1;
+    /// XDP_PASS.
+    pub const PASS: u32 = 2;
+    /// XDP_TX.
+    pub const TX: u32 = 3;
+}
+
+/// A loaded data plane serving some VIPs.
+pub struct TestBed {
+    /// The data plane.
+    pub dataplane: Dataplane,
+    /// The control plane's view of it.
+    pub balancer: Balancer,
+}
+
+/// A backend for test configs: address and MAC.
+pub fn backend(address: &str, mac_last_octet: u8, weight: u32) -> BackendConfig {
+    BackendConfig {
+        address: address.parse().expect("test backend address"),
+        mac: Some([0x02, 0, 0, 0, 0xbe, mac_last_octet]),
+        weight,
+    }
+}
+
+/// A VIP for test configs.
+pub fn vip(
+    address: &str,
+    port: u16,
+    protocol: Protocol,
+    backends: Vec<BackendConfig>,
+) -> VipConfig {
+    VipConfig {
+        address: address.parse().expect("test VIP address"),
+        port,
+        protocol,
+        table_size: 65_537,
+        backends,
+    }
+}
+
+impl TestBed {
+    /// Loads the object (small maps) and applies `vips`.
+    pub fn new(vips: &[VipConfig]) -> anyhow::Result<Self> {
+        let sizes = MapSizes {
+            max_vips: 4,
+            conntrack: 4096,
+        };
+        let mut dataplane =
+            Dataplane::load(sizes).context("loading the XDP object (are you root?)")?;
+        dataplane.set_config(&LbConfig {
+            iface_mac: LB_MAC,
+            _pad: [0; 2],
+        })?;
+        let mut bed = Self {
+            dataplane,
+            balancer: Balancer::new(sizes.max_vips),
+        };
+        bed.apply(vips)?;
+        Ok(bed)
+    }
+
+    /// Applies a new desired state (MACs come from the configs).
+    pub fn apply(&mut self, vips: &[VipConfig]) -> anyhow::Result<()> {
+        self.balancer.apply(&mut self.dataplane, vips, &|_| None)?;
+        Ok(())
+    }
+
+    /// Runs the balancer once on `frame`: (XDP action, frame afterwards).
+    pub fn run(&mut self, frame: &[u8]) -> anyhow::Result<(u32, Vec<u8>)> {
+        let mut out = vec![0u8; frame.len() + 256];
+        let program = self.dataplane.program(names::PROG_LB)?;
+        let result = program
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                data_out: Some(&mut out),
+                repeat: 1,
+                ..TestRunOptions::default()
+            })
+            .context("BPF_PROG_TEST_RUN")?;
+        out.truncate(result.data_size_out as usize);
+        Ok((result.return_value, out))
+    }
+
+    /// A node counter summed over CPUs.
+    pub fn counter(&self, counter: Counter) -> anyhow::Result<u64> {
+        Ok(self
+            .dataplane
+            .counters()?
+            .into_iter()
+            .find(|(c, _)| *c == counter)
+            .map(|(_, v)| v)
+            .unwrap_or(0))
+    }
+
+    /// The backend Maglev gives `flow` of `vip`, worked out here from the
+    /// control plane's table and the shared flow hash: (address, MAC).
+    pub fn maglev_backend(
+        &self,
+        vip: &VipConfig,
+        flow: &Flow,
+    ) -> anyhow::Result<(IpAddr, [u8; 6])> {
+        let applied = self
+            .balancer
+            .vips()
+            .get(&VipId::of(vip))
+            .ok_or_else(|| anyhow!("VIP not applied"))?;
+        let table = applied
+            .live_table()
+            .ok_or_else(|| anyhow!("no live table"))?;
+        let slot = flow_hash(&flow_key(flow, vip.protocol)) % applied.table_size;
+        let id = table[slot as usize];
+        let (address, _) = applied
+            .backends
+            .iter()
+            .find(|(_, b)| b.id == id)
+            .ok_or_else(|| anyhow!("slot {slot} names unknown backend {id}"))?;
+        let mac = vip
+            .backends
+            .iter()
+            .find(|b| b.address == *address)
+            .and_then(|b| b.mac)
+            .ok_or_else(|| anyhow!("backend {address} has no MAC in the config"))?;
+        Ok((*address, mac))
+    }
+}
+
+/// The connection-table key of a flow.
+pub fn flow_key(flow: &Flow, protocol: Protocol) -> FlowKey {
+    let (src, family) = addr_words(flow.src);
+    let (dst, _) = addr_words(flow.dst);
+    FlowKey {
+        src,
+        dst,
+        sport: flow.sport.to_be(),
+        dport: flow.dport.to_be(),
+        proto: match protocol {
+            Protocol::Tcp => IPPROTO_TCP,
+            Protocol::Udp => IPPROTO_UDP,
+        },
+        family,
+        _pad: 0,
+    }
+}

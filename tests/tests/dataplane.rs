@@ -1,0 +1,410 @@
+//! The compiled XDP program under BPF_PROG_TEST_RUN, one crafted frame per
+//! branch of the packet path. Each case asserts the verdict and the bytes
+//! that come out. Needs root (CAP_BPF, CAP_SYS_ADMIN).
+
+use std::collections::HashSet;
+
+use lb_common::stats::Counter;
+use lb_tests::{
+    packet::{self, Flow, ACK, SYN},
+    testbed::{action, backend, vip, TestBed},
+};
+use lb_userspace::config::{Protocol, VipConfig};
+
+const VIP4: &str = "198.18.0.100";
+const VIP6: &str = "2001:2::100";
+
+fn vip4_tcp() -> VipConfig {
+    vip(
+        VIP4,
+        80,
+        Protocol::Tcp,
+        vec![
+            backend("198.18.0.11", 0x11, 100),
+            backend("198.18.0.12", 0x12, 100),
+            backend("198.18.0.13", 0x13, 100),
+        ],
+    )
+}
+
+fn vip4_udp() -> VipConfig {
+    let mut v = vip4_tcp();
+    v.port = 53;
+    v.protocol = Protocol::Udp;
+    v
+}
+
+fn vip6_tcp() -> VipConfig {
+    vip(
+        VIP6,
+        80,
+        Protocol::Tcp,
+        vec![
+            backend("2001:2::11", 0x61, 100),
+            backend("2001:2::12", 0x62, 100),
+            backend("2001:2::13", 0x63, 100),
+        ],
+    )
+}
+
+fn bed() -> TestBed {
+    TestBed::new(&[vip4_tcp(), vip4_udp(), vip6_tcp()]).expect("test bed")
+}
+
+fn flow4(sport: u16, dport: u16) -> Flow {
+    Flow {
+        src: "198.18.0.10".parse().expect("addr"),
+        dst: VIP4.parse().expect("addr"),
+        sport,
+        dport,
+    }
+}
+
+fn flow6(sport: u16) -> Flow {
+    Flow {
+        src: "2001:2::10".parse().expect("addr"),
+        dst: VIP6.parse().expect("addr"),
+        sport,
+        dport: 80,
+    }
+}
+
+/// Asserts `frame` is forwarded to Maglev's backend for `flow`, with only
+/// the MACs rewritten.
+fn assert_forwarded(bed: &mut TestBed, vip: &VipConfig, flow: &Flow, frame: &[u8]) {
+    let (_, mac) = bed.maglev_backend(vip, flow).expect("expected backend");
+    let (verdict, out) = bed.run(frame).expect("test run");
+    assert_eq!(verdict, action::TX, "verdict for {flow:?}");
+    assert_eq!(
+        out,
+        packet::forwarded(frame, mac),
+        "output frame for {flow:?}"
+    );
+}
+
+fn assert_untouched(bed: &mut TestBed, frame: &[u8], expected: u32, what: &str) {
+    let (verdict, out) = bed.run(frame).expect("test run");
+    assert_eq!(verdict, expected, "verdict for {what}");
+    assert_eq!(out, frame, "{what} must leave the frame unchanged");
+}
+
+#[test]
+fn tcp_syn_then_ack_v4_go_to_the_maglev_backend_and_hit_conntrack() {
+    let mut bed = bed();
+    let flow = flow4(40000, 80);
+    assert_forwarded(
+        &mut bed,
+        &vip4_tcp(),
+        &flow,
+        &packet::tcp(&flow, SYN, None, b""),
+    );
+    assert_eq!(bed.counter(Counter::ConntrackNew).expect("counter"), 1);
+    assert_forwarded(
+        &mut bed,
+        &vip4_tcp(),
+        &flow,
+        &packet::tcp(&flow, ACK, None, b"GET /"),
+    );
+    assert_eq!(bed.counter(Counter::ConntrackHit).expect("counter"), 1);
+    assert_eq!(bed.counter(Counter::ConntrackNew).expect("counter"), 1);
+    assert_eq!(bed.counter(Counter::Forwarded).expect("counter"), 2);
+}
+
+#[test]
+fn tcp_syn_then_ack_v6_go_to_the_maglev_backend_and_hit_conntrack() {
+    let mut bed = bed();
+    let flow = flow6(40001);
+    assert_forwarded(
+        &mut bed,
+        &vip6_tcp(),
+        &flow,
+        &packet::tcp(&flow, SYN, None, b""),
+    );
+    assert_forwarded(
+        &mut bed,
+        &vip6_tcp(),
+        &flow,
+        &packet::tcp(&flow, ACK, None, b"x"),
+    );
+    assert_eq!(bed.counter(Counter::ConntrackNew).expect("counter"), 1);
+    assert_eq!(bed.counter(Counter::ConntrackHit).expect("counter"), 1);
+}
+
+#[test]
+fn udp_to_a_vip_is_forwarded_and_tracked() {
+    let mut bed = bed();
+    let flow = flow4(5353, 53);
+    let frame = packet::udp(&flow, None, b"query");
+    assert_forwarded(&mut bed, &vip4_udp(), &flow, &frame);
+    assert_forwarded(&mut bed, &vip4_udp(), &flow, &frame);
+    assert_eq!(bed.counter(Counter::ConntrackNew).expect("counter"), 1);
+    assert_eq!(bed.counter(Counter::ConntrackHit).expect("counter"), 1);
+}
+
+#[test]
+fn flows_spread_over_every_backend_and_counters_add_up() {
+    let mut bed = bed();
+    let vip = vip4_tcp();
+    let mut seen = HashSet::new();
+    let mut bytes = 0u64;
+    for sport in 10_000..10_300 {
+        let flow = flow4(sport, 80);
+        let frame = packet::tcp(&flow, SYN, None, b"");
+        bytes += frame.len() as u64;
+        assert_forwarded(&mut bed, &vip, &flow, &frame);
+        seen.insert(bed.maglev_backend(&vip, &flow).expect("backend").0);
+    }
+    assert_eq!(seen.len(), 3, "300 flows reached {seen:?}");
+    let applied = &bed.balancer.vips()[&lb_userspace::reconcile::VipId::of(&vip)];
+    let traffic = bed.dataplane.vip_traffic(applied.id).expect("vip stats");
+    assert_eq!(
+        (traffic.packets, traffic.bytes, traffic.new_flows),
+        (300, bytes, 300)
+    );
+    let per_backend: u64 = applied
+        .backends
+        .values()
+        .map(|b| {
+            bed.dataplane
+                .backend_traffic(b.id)
+                .expect("backend stats")
+                .packets
+        })
+        .sum();
+    assert_eq!(per_backend, 300);
+}
+
+#[test]
+fn vlan_tagged_frames_keep_their_tag_and_are_forwarded() {
+    let mut bed = bed();
+    let flow = flow4(40002, 80);
+    let frame = packet::tcp(&flow, SYN, Some(42), b"");
+    assert_eq!(&frame[12..14], &[0x81, 0x00]);
+    assert_forwarded(&mut bed, &vip4_tcp(), &flow, &frame);
+    let flow = flow6(40003);
+    assert_forwarded(
+        &mut bed,
+        &vip6_tcp(),
+        &flow,
+        &packet::tcp(&flow, SYN, Some(7), b""),
+    );
+}
+
+#[test]
+fn ipv4_with_options_is_forwarded() {
+    let mut bed = bed();
+    let flow = flow4(40004, 80);
+    // Router alert (4 bytes), then NOP padding to 12 bytes of options.
+    let options = [0x94, 0x04, 0, 0, 1, 1, 1, 1, 1, 1, 1, 0];
+    let frame = packet::with_ipv4_options(&packet::tcp(&flow, SYN, None, b""), &options);
+    assert_eq!(frame[14] & 0x0f, 8, "IHL with options");
+    assert_forwarded(&mut bed, &vip4_tcp(), &flow, &frame);
+    // The most options IPv4 allows: IHL 15.
+    let frame = packet::with_ipv4_options(&packet::tcp(&flow, ACK, None, b""), &[1; 40]);
+    assert_forwarded(&mut bed, &vip4_tcp(), &flow, &frame);
+}
+
+#[test]
+fn fragments_are_passed_up_not_forwarded() {
+    let mut bed = bed();
+    let flow = flow4(40005, 80);
+    let whole = packet::tcp(&flow, ACK, None, &[7; 64]);
+    let first = packet::as_ipv4_fragment(&whole, true, 0);
+    let middle = packet::as_ipv4_fragment(&whole, true, 185);
+    let last = packet::as_ipv4_fragment(&whole, false, 370);
+    for (frame, what) in [
+        (&first, "first fragment"),
+        (&middle, "middle fragment"),
+        (&last, "last fragment"),
+    ] {
+        assert_untouched(&mut bed, frame, action::PASS, what);
+    }
+    assert_eq!(bed.counter(Counter::PassFragment).expect("counter"), 3);
+    assert_eq!(bed.counter(Counter::Forwarded).expect("counter"), 0);
+}
+
+#[test]
+fn traffic_not_for_a_vip_passes_untouched() {
+    let mut bed = bed();
+    let mut other_host = flow4(40006, 80);
+    other_host.dst = "198.18.0.2".parse().expect("addr");
+    assert_untouched(
+        &mut bed,
+        &packet::tcp(&other_host, SYN, None, b""),
+        action::PASS,
+        "other address",
+    );
+    let other_port = flow4(40006, 8080);
+    assert_untouched(
+        &mut bed,
+        &packet::tcp(&other_port, SYN, None, b""),
+        action::PASS,
+        "other port",
+    );
+    let wrong_protocol = flow4(40006, 80);
+    assert_untouched(
+        &mut bed,
+        &packet::udp(&wrong_protocol, None, b"x"),
+        action::PASS,
+        "UDP to a TCP VIP",
+    );
+    assert_eq!(bed.counter(Counter::PassNotVip).expect("counter"), 3);
+    assert_untouched(&mut bed, &packet::arp_request(), action::PASS, "ARP");
+    assert_eq!(bed.counter(Counter::PassNotIp).expect("counter"), 1);
+    assert_untouched(
+        &mut bed,
+        &packet::icmp_echo([198, 18, 0, 10], [198, 18, 0, 100]),
+        action::PASS,
+        "ICMP to the VIP",
+    );
+    assert_eq!(bed.counter(Counter::PassUnsupportedL4).expect("counter"), 1);
+}
+
+#[test]
+fn truncated_frames_are_dropped_at_every_length() {
+    let mut bed = bed();
+    let frames = [
+        ("TCP/IPv4", packet::tcp(&flow4(40007, 80), SYN, None, b"")),
+        (
+            "TCP/IPv4/VLAN",
+            packet::tcp(&flow4(40007, 80), SYN, Some(5), b""),
+        ),
+        ("UDP/IPv4", packet::udp(&flow4(40007, 53), None, b"")),
+        ("TCP/IPv6", packet::tcp(&flow6(40007), SYN, None, b"")),
+        ("UDP/IPv6/VLAN", packet::udp(&flow6(40007), Some(5), b"")),
+    ];
+    let mut cases = 0;
+    for (what, frame) in &frames {
+        // BPF_PROG_TEST_RUN takes no frame shorter than an Ethernet header.
+        for len in 14..frame.len() {
+            let cut = &frame[..len];
+            assert_untouched(
+                &mut bed,
+                cut,
+                action::DROP,
+                &format!("{what} cut at {len} bytes"),
+            );
+            cases += 1;
+        }
+    }
+    assert_eq!(bed.counter(Counter::DropMalformed).expect("counter"), cases);
+    assert_eq!(bed.counter(Counter::Forwarded).expect("counter"), 0);
+}
+
+#[test]
+fn inconsistent_header_fields_are_dropped() {
+    let mut bed = bed();
+    let syn = packet::tcp(&flow4(40008, 80), SYN, None, b"");
+    let udp = packet::udp(&flow4(40008, 53), None, b"data");
+    let cases = [
+        ("IHL below 5", packet::with_byte(&syn, 14, 0x44)),
+        ("IP version 5", packet::with_byte(&syn, 14, 0x55)),
+        (
+            "total length beyond the frame",
+            packet::with_byte(&syn, 16, 0x10),
+        ),
+        (
+            "TCP data offset below 5",
+            packet::with_byte(&syn, 14 + 20 + 12, 0x40),
+        ),
+        (
+            "TCP data offset beyond the packet",
+            packet::with_byte(&syn, 14 + 20 + 12, 0xf0),
+        ),
+        (
+            "UDP length below 8",
+            packet::with_byte(&udp, 14 + 20 + 5, 4),
+        ),
+        (
+            "UDP length beyond the packet",
+            packet::with_byte(&udp, 14 + 20 + 5, 200),
+        ),
+    ];
+    for (what, frame) in &cases {
+        assert_untouched(&mut bed, frame, action::DROP, what);
+    }
+    assert_eq!(
+        bed.counter(Counter::DropMalformed).expect("counter"),
+        cases.len() as u64
+    );
+}
+
+#[test]
+fn a_vip_without_backends_drops_its_packets() {
+    let mut empty = vip4_tcp();
+    empty.backends.iter_mut().for_each(|b| b.weight = 0);
+    let mut bed = TestBed::new(&[empty]).expect("test bed");
+    let frame = packet::tcp(&flow4(40009, 80), SYN, None, b"");
+    assert_untouched(
+        &mut bed,
+        &frame,
+        action::DROP,
+        "SYN to a VIP with no backend",
+    );
+    assert_eq!(bed.counter(Counter::DropNoBackend).expect("counter"), 1);
+}
+
+#[test]
+fn established_flows_keep_their_backend_when_one_is_added_and_rehash_when_theirs_is_removed() {
+    let mut bed = bed();
+    let mut vip = vip4_tcp();
+    let flows: Vec<Flow> = (20_000..20_200).map(|p| flow4(p, 80)).collect();
+    let mut pinned = Vec::new();
+    for flow in &flows {
+        let (address, mac) = bed.maglev_backend(&vip, flow).expect("backend");
+        assert_forwarded(&mut bed, &vip, flow, &packet::tcp(flow, SYN, None, b""));
+        pinned.push((address, mac));
+    }
+
+    // A fourth backend changes the table; every tracked flow stays put.
+    vip.backends.push(backend("198.18.0.14", 0x14, 100));
+    bed.apply(&[vip.clone(), vip4_udp(), vip6_tcp()])
+        .expect("apply");
+    let mut would_move = 0;
+    for (flow, (address, mac)) in flows.iter().zip(&pinned) {
+        if bed.maglev_backend(&vip, flow).expect("backend").0 != *address {
+            would_move += 1;
+        }
+        let frame = packet::tcp(flow, ACK, None, b"");
+        let (verdict, out) = bed.run(&frame).expect("run");
+        assert_eq!(verdict, action::TX);
+        assert_eq!(
+            out,
+            packet::forwarded(&frame, *mac),
+            "tracked flow moved after an add"
+        );
+    }
+    assert!(
+        would_move > 0,
+        "the add must have changed some slots of these flows"
+    );
+
+    // Removing backend .12: its flows are hashed again, the others stay.
+    let removed: std::net::IpAddr = "198.18.0.12".parse().expect("addr");
+    vip.backends.retain(|b| b.address != removed);
+    bed.apply(&[vip.clone(), vip4_udp(), vip6_tcp()])
+        .expect("apply");
+    let mut rehashed = 0;
+    for (flow, (address, mac)) in flows.iter().zip(&pinned) {
+        let frame = packet::tcp(flow, ACK, None, b"");
+        let (verdict, out) = bed.run(&frame).expect("run");
+        assert_eq!(verdict, action::TX);
+        if *address == removed {
+            let (now, now_mac) = bed.maglev_backend(&vip, flow).expect("backend");
+            assert_ne!(now, removed);
+            assert_eq!(out, packet::forwarded(&frame, now_mac));
+            rehashed += 1;
+        } else {
+            assert_eq!(
+                out,
+                packet::forwarded(&frame, *mac),
+                "flow of a kept backend moved"
+            );
+        }
+    }
+    assert!(rehashed > 0);
+    assert_eq!(
+        bed.counter(Counter::ConntrackRehash).expect("counter"),
+        rehashed
+    );
+}
