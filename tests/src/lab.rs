@@ -1,1 +1,537 @@
-//! lab placeholder
+//! A lab of network namespaces on one L2 segment: a client, the load
+//! balancer node and nginx backends, each a namespace with one veth into a
+//! bridge that lives in a "switch" namespace. Addresses come only from the
+//! benchmarking ranges (198.18.0.0/15, 2001:2::/48); nothing is configured
+//! in the root namespace. Everything a lab creates (namespaces, processes,
+//! files) goes away when it is dropped, and labs left by a killed run are
+//! swept by the next one.
+
+use std::{
+    fs::{self, File},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream},
+    os::fd::AsRawFd as _,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::atomic::{AtomicU32, Ordering},
+    time::{Duration, Instant},
+};
+
+use anyhow::{anyhow, bail, Context as _};
+use aya::programs::XdpMode;
+use lb_common::consts::names;
+use lb_userspace::dataplane::{Dataplane, MapSizes};
+
+/// Prefix of every namespace a lab creates: `lbt<pid>n<seq>-<host>`.
+const NS_PREFIX: &str = "lbt";
+/// The IPv4 VIP of the lab.
+pub const VIP4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);
+/// The IPv6 VIP of the lab.
+pub const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 0x100);
+/// Port the lab's VIPs and nginx serve.
+pub const HTTP_PORT: u16 = 80;
+
+/// One host of the lab.
+#[derive(Debug, Clone)]
+pub struct Host {
+    /// Short name (`client`, `lb`, `b1`, ...).
+    pub name: String,
+    /// Its namespace.
+    pub netns: String,
+    /// IPv4 address on the segment.
+    pub ipv4: Ipv4Addr,
+    /// IPv6 address on the segment.
+    pub ipv6: Ipv6Addr,
+}
+
+/// A running lab. Dropping it tears everything down.
+pub struct Lab {
+    /// Per-run prefix of namespace names.
+    pub prefix: String,
+    /// Working directory: configs, pid files, logs.
+    pub dir: PathBuf,
+    /// The client.
+    pub client: Host,
+    /// The load balancer node (its interface is `eth0`).
+    pub lb: Host,
+    /// The nginx backends.
+    pub backends: Vec<Host>,
+    switch_netns: String,
+    namespaces: Vec<String>,
+    processes: Vec<(String, Child)>,
+    // Keeps the XDP_PASS program on the switch port of the LB attached.
+    _pass_xdp: Option<Dataplane>,
+}
+
+static LAB_SEQ: AtomicU32 = AtomicU32::new(0);
+
+impl Lab {
+    /// Builds the lab with `backends` nginx backends (at most 50), each
+    /// answering `/` with its own name and `/health` with `ok`.
+    pub fn start(backends: usize) -> anyhow::Result<Self> {
+        if backends == 0 || backends > 50 {
+            bail!("a lab has 1 to 50 backends, not {backends}");
+        }
+        sweep_stale_labs();
+        let seq = LAB_SEQ.fetch_add(1, Ordering::Relaxed);
+        let prefix = format!("{NS_PREFIX}{}n{seq}", std::process::id());
+        let dir = std::env::temp_dir().join(&prefix);
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let host = |name: &str, last: u8| Host {
+            name: name.to_owned(),
+            netns: format!("{prefix}-{name}"),
+            ipv4: Ipv4Addr::new(198, 18, 0, last),
+            ipv6: Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, u16::from(last)),
+        };
+        let mut lab = Self {
+            switch_netns: format!("{prefix}-sw"),
+            client: host("client", 10),
+            lb: host("lb", 2),
+            backends: (1..=backends)
+                .map(|i| host(&format!("b{i}"), 10 + i as u8))
+                .collect(),
+            prefix,
+            dir,
+            namespaces: Vec::new(),
+            processes: Vec::new(),
+            _pass_xdp: None,
+        };
+        lab.build().context("building the lab")?;
+        Ok(lab)
+    }
+
+    fn build(&mut self) -> anyhow::Result<()> {
+        let sw = self.switch_netns.clone();
+        self.add_netns(&sw)?;
+        ip(&sw, &["link", "add", "br0", "type", "bridge"])?;
+        ip(&sw, &["link", "set", "br0", "up"])?;
+        let hosts: Vec<Host> = [self.client.clone(), self.lb.clone()]
+            .into_iter()
+            .chain(self.backends.clone())
+            .collect();
+        for host in &hosts {
+            self.add_host(host)?;
+        }
+        // The load balancer answers ARP/ND for the VIPs.
+        ip(
+            &self.lb.netns,
+            &["addr", "add", &format!("{VIP4}/32"), "dev", "eth0"],
+        )?;
+        ip(
+            &self.lb.netns,
+            &[
+                "-6",
+                "addr",
+                "add",
+                &format!("{VIP6}/128"),
+                "dev",
+                "eth0",
+                "nodad",
+            ],
+        )?;
+        // Direct server return: backends hold the VIPs on lo and never
+        // answer ARP for them.
+        for backend in self.backends.clone() {
+            ip(
+                &backend.netns,
+                &["addr", "add", &format!("{VIP4}/32"), "dev", "lo"],
+            )?;
+            ip(
+                &backend.netns,
+                &["-6", "addr", "add", &format!("{VIP6}/128"), "dev", "lo"],
+            )?;
+            for (key, value) in [
+                ("net.ipv4.conf.all.arp_ignore", "1"),
+                ("net.ipv4.conf.all.arp_announce", "2"),
+                ("net.ipv4.conf.eth0.arp_ignore", "1"),
+                ("net.ipv4.conf.eth0.arp_announce", "2"),
+            ] {
+                sysctl(&backend.netns, key, value)?;
+            }
+            self.start_nginx(&backend)?;
+        }
+        // veth hands frames sent with XDP_TX only to a peer running XDP.
+        let sw = self.switch_netns.clone();
+        let pass = in_netns(&sw, || -> anyhow::Result<Dataplane> {
+            let mut dataplane = Dataplane::load(MapSizes {
+                max_vips: 1,
+                conntrack: 1024,
+            })?;
+            dataplane
+                .program(names::PROG_PASS)?
+                .attach("p-lb", XdpMode::Driver)
+                .context("attaching XDP_PASS to the switch port of the LB")?;
+            Ok(dataplane)
+        })??;
+        self._pass_xdp = Some(pass);
+        Ok(())
+    }
+
+    fn add_netns(&mut self, netns: &str) -> anyhow::Result<()> {
+        run("ip", &["netns", "add", netns])?;
+        self.namespaces.push(netns.to_owned());
+        ip(netns, &["link", "set", "lo", "up"])
+    }
+
+    fn add_host(&mut self, host: &Host) -> anyhow::Result<()> {
+        self.add_netns(&host.netns)?;
+        let port = format!("p-{}", host.name);
+        ip(
+            &self.switch_netns,
+            &[
+                "link",
+                "add",
+                &port,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "eth0",
+                "netns",
+                &host.netns,
+            ],
+        )?;
+        ip(
+            &self.switch_netns,
+            &["link", "set", &port, "master", "br0", "up"],
+        )?;
+        ip(
+            &host.netns,
+            &["addr", "add", &format!("{}/24", host.ipv4), "dev", "eth0"],
+        )?;
+        ip(
+            &host.netns,
+            &[
+                "-6",
+                "addr",
+                "add",
+                &format!("{}/64", host.ipv6),
+                "dev",
+                "eth0",
+                "nodad",
+            ],
+        )?;
+        ip(&host.netns, &["link", "set", "eth0", "up"])?;
+        // veth leaves TCP/UDP checksums partial; once XDP bounces a frame to
+        // another host nobody completes them. Real NICs don't do this.
+        run(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                &host.netns,
+                "ethtool",
+                "-K",
+                "eth0",
+                "tx",
+                "off",
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn start_nginx(&mut self, backend: &Host) -> anyhow::Result<()> {
+        let name = &backend.name;
+        let dir = self.dir.join(format!("nginx-{name}"));
+        fs::create_dir_all(&dir)?;
+        let d = dir.display();
+        let config = format!(
+            "daemon off;\nuser root;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
+             events {{ worker_connections 4096; }}\n\
+             http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  \
+             fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n  \
+             server {{\n    listen 80 backlog=4096;\n    listen [::]:80 backlog=4096;\n    \
+             location = /health {{ default_type text/plain; return 200 \"ok\\n\"; }}\n    \
+             location / {{ default_type text/plain; return 200 \"{name}\\n\"; }}\n  }}\n}}\n"
+        );
+        let config_path = dir.join("nginx.conf");
+        fs::write(&config_path, config)?;
+        let config_path = config_path.to_string_lossy().into_owned();
+        self.spawn(
+            &format!("nginx-{name}"),
+            &backend.netns,
+            "nginx",
+            &["-c", &config_path, "-p", &dir.to_string_lossy()],
+        )?;
+        Ok(())
+    }
+
+    /// Starts `program args` inside `netns`, output to `<dir>/<name>.log`;
+    /// it is stopped when the lab drops. Returns its pid.
+    pub fn spawn(
+        &mut self,
+        name: &str,
+        netns: &str,
+        program: &str,
+        args: &[&str],
+    ) -> anyhow::Result<u32> {
+        let log = File::create(self.dir.join(format!("{name}.log")))?;
+        let child = Command::new("ip")
+            .args(["netns", "exec", netns, program])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {program} in {netns}"))?;
+        let pid = child.id();
+        self.processes.push((name.to_owned(), child));
+        Ok(pid)
+    }
+
+    /// The log of a process started with `spawn`.
+    pub fn log(&self, name: &str) -> String {
+        fs::read_to_string(self.dir.join(format!("{name}.log"))).unwrap_or_default()
+    }
+
+    /// Whether the process `name` is still running.
+    pub fn is_running(&mut self, name: &str) -> bool {
+        self.processes
+            .iter_mut()
+            .find(|(n, _)| n == name)
+            .is_some_and(|(_, child)| matches!(child.try_wait(), Ok(None)))
+    }
+
+    /// The lab's default lbd config: both VIPs, every backend, MACs left to
+    /// the neighbour table.
+    pub fn lbd_config(&self) -> String {
+        let mut config = String::from("interface = \"eth0\"\nconntrack_size = 65536\n");
+        for (vip, backends) in [
+            (
+                IpAddr::V4(VIP4),
+                self.backends
+                    .iter()
+                    .map(|b| IpAddr::V4(b.ipv4))
+                    .collect::<Vec<_>>(),
+            ),
+            (
+                IpAddr::V6(VIP6),
+                self.backends.iter().map(|b| IpAddr::V6(b.ipv6)).collect(),
+            ),
+        ] {
+            config.push_str(&format!(
+                "\n[[vip]]\naddress = \"{vip}\"\nport = {HTTP_PORT}\nprotocol = \"tcp\"\n"
+            ));
+            for backend in backends {
+                config.push_str(&format!("  [[vip.backend]]\n  address = \"{backend}\"\n"));
+            }
+        }
+        config
+    }
+
+    /// Starts lbd (the binary at `$LBD_BIN`, or next to the test binary)
+    /// on the LB node with `config`; returns once its XDP program is
+    /// attached. The process is named `lbd`.
+    pub fn start_lbd(&mut self, config: &str) -> anyhow::Result<u32> {
+        let lbd = lbd_binary()?;
+        let path = self.dir.join("lbd.toml");
+        fs::write(&path, config)?;
+        let netns = self.lb.netns.clone();
+        let pid = self.spawn(
+            "lbd",
+            &netns,
+            &lbd.to_string_lossy(),
+            &["--config", &path.to_string_lossy()],
+        )?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let link = output("ip", &["-n", &netns, "-d", "link", "show", "eth0"])?;
+            if link.contains("prog/xdp") {
+                return Ok(pid);
+            }
+            if !self.is_running("lbd") {
+                bail!("lbd exited during start-up:\n{}", self.log("lbd"));
+            }
+            if Instant::now() > deadline {
+                bail!("lbd did not attach within 30 s:\n{}", self.log("lbd"));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits until every backend's nginx accepts connections from the
+    /// client.
+    pub fn wait_for_backends(&self) -> anyhow::Result<()> {
+        let addresses: Vec<SocketAddr> = self
+            .backends
+            .iter()
+            .map(|b| SocketAddr::new(IpAddr::V4(b.ipv4), HTTP_PORT))
+            .collect();
+        in_netns(&self.client.netns, move || -> anyhow::Result<()> {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            for address in addresses {
+                while TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_err() {
+                    if Instant::now() > deadline {
+                        bail!("nginx at {address} did not come up within 20 s");
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+            Ok(())
+        })?
+    }
+
+    fn teardown(&mut self) {
+        for (_, child) in &mut self.processes {
+            stop(child);
+        }
+        self.processes.clear();
+        self._pass_xdp = None;
+        for netns in self.namespaces.drain(..).rev() {
+            let _ = run("ip", &["netns", "del", &netns]);
+        }
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for (name, _) in &self.processes {
+                eprintln!("--- {name} log ---\n{}", self.log(name));
+            }
+        }
+        self.teardown();
+    }
+}
+
+/// Stops a child: SIGTERM, then SIGKILL after 5 s.
+fn stop(child: &mut Child) {
+    let Ok(pid) = i32::try_from(child.id()) else {
+        return;
+    };
+    // `ip netns exec` execs the program, so the pid is the program's.
+    // SAFETY: plain kill(2) on our own child.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Runs `f` on a thread that has entered network namespace `netns`:
+/// sockets it opens live there.
+pub fn in_netns<T: Send + 'static>(
+    netns: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> anyhow::Result<T> {
+    let path = Path::new("/run/netns").join(netns);
+    std::thread::spawn(move || -> anyhow::Result<T> {
+        let file = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+        // SAFETY: setns on a namespace fd affects only this thread.
+        if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            bail!(
+                "setns {}: {}",
+                path.display(),
+                std::io::Error::last_os_error()
+            );
+        }
+        Ok(f())
+    })
+    .join()
+    .map_err(|_| anyhow!("thread in {netns} panicked"))?
+}
+
+fn lbd_binary() -> anyhow::Result<PathBuf> {
+    if let Some(path) = std::env::var_os("LBD_BIN") {
+        return Ok(PathBuf::from(path));
+    }
+    // target/<profile>/deps/<test> -> target/<profile>/lbd
+    let exe = std::env::current_exe()?;
+    let candidate = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|dir| dir.join("lbd"))
+        .ok_or_else(|| anyhow!("cannot locate lbd next to {}", exe.display()))?;
+    if !candidate.exists() {
+        bail!(
+            "lbd not found at {}: build it first (`cargo build -p lb-userspace --bins`) or set LBD_BIN; `cargo xtask test` does both",
+            candidate.display()
+        );
+    }
+    Ok(candidate)
+}
+
+/// Deletes namespaces of labs whose process is gone (a run that was killed
+/// before it could clean up), killing whatever still runs in them.
+pub fn sweep_stale_labs() {
+    let Ok(list) = output("ip", &["netns", "list"]) else {
+        return;
+    };
+    for netns in list.lines().filter_map(|l| l.split_whitespace().next()) {
+        let Some(rest) = netns.strip_prefix(NS_PREFIX) else {
+            continue;
+        };
+        let Some(pid) = rest.split('n').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        if let Ok(pids) = output("ip", &["netns", "pids", netns]) {
+            for pid in pids.lines().filter_map(|p| p.trim().parse::<i32>().ok()) {
+                // SAFETY: plain kill(2).
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+        let _ = run("ip", &["netns", "del", netns]);
+        let _ =
+            fs::remove_dir_all(std::env::temp_dir().join(netns.split('-').next().unwrap_or(netns)));
+    }
+}
+
+/// Namespaces of this lab that still exist (empty after drop).
+pub fn namespaces_with_prefix(prefix: &str) -> Vec<String> {
+    output("ip", &["netns", "list"])
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| n.starts_with(&format!("{prefix}-")))
+        .map(str::to_owned)
+        .collect()
+}
+
+fn ip(netns: &str, args: &[&str]) -> anyhow::Result<()> {
+    let mut full = vec!["-n", netns];
+    full.extend_from_slice(args);
+    run("ip", &full)
+}
+
+fn sysctl(netns: &str, key: &str, value: &str) -> anyhow::Result<()> {
+    run(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            netns,
+            "sysctl",
+            "-qw",
+            &format!("{key}={value}"),
+        ],
+    )
+}
+
+fn run(program: &str, args: &[&str]) -> anyhow::Result<()> {
+    output(program, args).map(drop)
+}
+
+fn output(program: &str, args: &[&str]) -> anyhow::Result<String> {
+    let out = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("starting {program}"))?;
+    if !out.status.success() {
+        bail!(
+            "{program} {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}

@@ -1,1 +1,59 @@
-fn main() {}
+//! `cargo xtask`: everything beyond plain cargo, one file per subcommand.
+
+mod build;
+mod cmd;
+mod demo;
+mod lint;
+mod run;
+mod setup;
+mod test;
+
+use clap::{Parser, Subcommand};
+
+/// Project tasks for the XDP load balancer.
+#[derive(Debug, Parser)]
+#[command(about)]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Debug, Subcommand)]
+enum Task {
+    /// Install what building and testing need (idempotent, quick when done):
+    /// nightly rust-src, bpf-linker, Debian packages.
+    Setup,
+    /// Build the XDP object alone (bpfel-unknown-none) and print its path.
+    BuildEbpf,
+    /// Build lbd and lbctl (release), with the XDP object embedded.
+    Build,
+    /// Build and run lbd on this node: `cargo xtask run -- --config FILE`.
+    Run(run::Args),
+    /// Set up, build, and run the demo lab: a client, lbd and three nginx
+    /// backends in network namespaces.
+    Demo(demo::Args),
+    /// Set up, then run the whole test suite (needs root).
+    Test(test::Args),
+    /// rustfmt check and clippy with warnings denied.
+    Lint,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.task {
+        Task::Setup => setup::run(),
+        Task::BuildEbpf => build::build_ebpf().map(|path| println!("{}", path.display())),
+        Task::Build => build::build_release(),
+        Task::Run(args) => run::run(&args),
+        Task::Demo(args) => demo::run(&args),
+        Task::Test(args) => test::run(&args),
+        Task::Lint => lint::run(),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("xtask: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,97 @@
+//! End to end in a namespace lab: a client, lbd with XDP on the LB node's
+//! interface, and three real nginx backends on one L2 segment. Needs root.
+
+use std::net::IpAddr;
+
+use lb_common::stats::Counter;
+use lb_tests::{
+    client,
+    lab::{self, Lab, VIP4, VIP6},
+    lbd_maps::LbdMaps,
+};
+
+const REQUESTS: u32 = 3_000;
+
+#[test]
+fn requests_through_the_vip_spread_evenly_and_the_counters_agree() {
+    let prefix;
+    {
+        let mut lab = Lab::start(3).expect("lab");
+        prefix = lab.prefix.clone();
+        lab.wait_for_backends().expect("nginx up");
+        let config = lab.lbd_config();
+        let pid = lab.start_lbd(&config).expect("lbd");
+
+        let tally = client::burst(&lab.client.netns, IpAddr::V4(VIP4), REQUESTS).expect("burst");
+        println!("IPv4: {REQUESTS} requests, one connection each: {tally:?}");
+        assert_eq!(tally.failed, 0, "failed requests: {:?}", tally.errors);
+        assert_eq!(tally.succeeded(), u64::from(REQUESTS));
+        assert_eq!(
+            tally.by_backend.len(),
+            3,
+            "backends that answered: {:?}",
+            tally.by_backend
+        );
+        for (backend, served) in &tally.by_backend {
+            let share = *served as f64 / f64::from(REQUESTS);
+            assert!(
+                (0.25..=0.41).contains(&share),
+                "{backend} served {:.1}%, outside 33% ± 8%",
+                share * 100.0
+            );
+        }
+
+        // What the XDP program counted agrees with what the client saw:
+        // one new tracked flow per connection, on the backend that answered.
+        let maps = LbdMaps::of_process(pid).expect("lbd's maps");
+        let vip = maps.vip(0).expect("VIP counters");
+        assert_eq!(
+            vip.new_flows,
+            u64::from(REQUESTS),
+            "new flows on the IPv4 VIP"
+        );
+        assert!(
+            vip.packets >= 4 * u64::from(REQUESTS),
+            "packets {}",
+            vip.packets
+        );
+        assert_eq!(
+            maps.counter(Counter::ConntrackNew).expect("counter"),
+            u64::from(REQUESTS)
+        );
+        assert_eq!(maps.counter(Counter::DropNoBackend).expect("counter"), 0);
+        assert_eq!(maps.counter(Counter::DropMalformed).expect("counter"), 0);
+        // Backend ids 1..=3 are the IPv4 VIP's backends (applied first, in
+        // address order: b1, b2, b3).
+        for (id, name) in [(1u32, "b1"), (2, "b2"), (3, "b3")] {
+            let backend = maps.backend(id).expect("backend counters");
+            assert_eq!(
+                backend.new_flows, tally.by_backend[name],
+                "flows the data plane sent to {name} vs responses from it"
+            );
+        }
+        let packets: u64 = (1..=3)
+            .map(|id| maps.backend(id).expect("backend").packets)
+            .sum();
+        assert_eq!(
+            packets, vip.packets,
+            "per-backend packets add up to the VIP's"
+        );
+
+        let tally6 = client::burst(&lab.client.netns, IpAddr::V6(VIP6), 300).expect("burst");
+        println!("IPv6: 300 requests: {tally6:?}");
+        assert_eq!(
+            tally6.failed, 0,
+            "failed IPv6 requests: {:?}",
+            tally6.errors
+        );
+        assert_eq!(tally6.by_backend.len(), 3);
+        assert_eq!(maps.vip(1).expect("VIP counters").new_flows, 300);
+        assert!(lab.is_running("lbd"), "lbd died:\n{}", lab.log("lbd"));
+    }
+    assert_eq!(
+        lab::namespaces_with_prefix(&prefix),
+        Vec::<String>::new(),
+        "lab left namespaces behind"
+    );
+}

@@ -1,0 +1,34 @@
+//! Builds: the XDP object alone (for inspection) and the release binaries.
+
+use std::path::PathBuf;
+
+use crate::cmd::{command, exec, root};
+
+/// Builds lb-ebpf for bpfel-unknown-none; returns the object's path.
+pub fn build_ebpf() -> anyhow::Result<PathBuf> {
+    crate::setup::run()?;
+    exec(&mut command(
+        "cargo",
+        &[
+            "+nightly",
+            "build",
+            "--package",
+            "lb-ebpf",
+            "--release",
+            "--target",
+            "bpfel-unknown-none",
+            "-Z",
+            "build-std=core",
+        ],
+    ))?;
+    Ok(root().join("target/bpfel-unknown-none/release/lb-ebpf"))
+}
+
+/// Builds lbd and lbctl in release mode (build.rs embeds the XDP object).
+pub fn build_release() -> anyhow::Result<()> {
+    crate::setup::run()?;
+    exec(&mut command(
+        "cargo",
+        &["build", "--release", "--package", "lb-userspace", "--bins"],
+    ))
+}

@@ -1,0 +1,149 @@
+//! Installs what the project needs on a fresh Debian 12 machine, and does
+//! nothing (quickly) for what is already there:
+//! - the nightly toolchain's `rust-src` (the eBPF crate builds `core`);
+//! - `bpf-linker`, built against the nightly compiler's own LLVM, since no
+//!   system LLVM of that version exists (a prefix directory with two links
+//!   to the toolchain's libLLVM; the linker keeps it as its rpath);
+//! - Debian packages the lab, demo and tests run.
+
+use std::{fs, os::unix::fs::symlink, path::PathBuf};
+
+use anyhow::{anyhow, bail, Context as _};
+
+use crate::cmd::{command, exec, output};
+
+/// Debian packages the lab uses: nginx backends, iproute2 for namespaces,
+/// ethtool for veth offloads, curl for poking the lab by hand.
+const PACKAGES: &[&str] = &["nginx", "iproute2", "ethtool", "curl", "procps"];
+const BPF_LINKER_VERSION: &str = "0.13.0";
+
+pub fn run() -> anyhow::Result<()> {
+    rust_src()?;
+    bpf_linker()?;
+    debian_packages()?;
+    eprintln!("setup: everything is in place");
+    Ok(())
+}
+
+fn rust_src() -> anyhow::Result<()> {
+    let installed = output(&mut command(
+        "rustup",
+        &["component", "list", "--toolchain", "nightly", "--installed"],
+    ))
+    .unwrap_or_default();
+    if installed.is_empty() {
+        exec(&mut command(
+            "rustup",
+            &["toolchain", "install", "nightly", "--profile", "minimal"],
+        ))?;
+    }
+    if !installed.lines().any(|l| l.starts_with("rust-src")) {
+        exec(&mut command(
+            "rustup",
+            &["component", "add", "rust-src", "--toolchain", "nightly"],
+        ))?;
+    }
+    Ok(())
+}
+
+/// The nightly compiler's sysroot and LLVM major version.
+fn nightly_llvm() -> anyhow::Result<(PathBuf, String)> {
+    let version = output(&mut command("rustc", &["+nightly", "-vV"])).ok_or_else(|| {
+        anyhow!("`rustc +nightly -vV` failed: is the nightly toolchain installed?")
+    })?;
+    let llvm = version
+        .lines()
+        .find_map(|l| l.strip_prefix("LLVM version: "))
+        .ok_or_else(|| anyhow!("no LLVM version in `rustc +nightly -vV`"))?;
+    let major = llvm.split('.').next().unwrap_or(llvm).to_owned();
+    let sysroot = output(&mut command("rustc", &["+nightly", "--print", "sysroot"]))
+        .ok_or_else(|| anyhow!("`rustc +nightly --print sysroot` failed"))?;
+    Ok((PathBuf::from(sysroot.trim()), major))
+}
+
+fn bpf_linker() -> anyhow::Result<()> {
+    let (sysroot, major) = nightly_llvm()?;
+    let current = output(&mut command("bpf-linker", &["--version"])).unwrap_or_default();
+    let prefix = home()?.join(format!(".local/share/lb-llvm/llvm-{major}"));
+    if current.contains(BPF_LINKER_VERSION) && prefix.join("lib/libLLVM.so").exists() {
+        return Ok(());
+    }
+    // A prefix whose lib/ holds the nightly's libLLVM under the name the
+    // build links against and under its soname, for the loader.
+    let lib_dir = sysroot.join("lib");
+    let libllvm = fs::read_dir(&lib_dir)
+        .with_context(|| format!("reading {}", lib_dir.display()))?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("libLLVM.so."))
+        })
+        .ok_or_else(|| anyhow!("no libLLVM.so.* in {}", lib_dir.display()))?;
+    let prefix_lib = prefix.join("lib");
+    fs::create_dir_all(&prefix_lib)
+        .with_context(|| format!("creating {}", prefix_lib.display()))?;
+    let soname = libllvm
+        .file_name()
+        .ok_or_else(|| anyhow!("{} has no file name", libllvm.display()))?;
+    for name in [std::ffi::OsStr::new("libLLVM.so"), soname] {
+        let link = prefix_lib.join(name);
+        let _ = fs::remove_file(&link);
+        symlink(&libllvm, &link).with_context(|| format!("linking {}", link.display()))?;
+    }
+    let feature = format!("llvm-{major}");
+    let mut cmd = command(
+        "cargo",
+        &[
+            "install",
+            "bpf-linker",
+            "--version",
+            BPF_LINKER_VERSION,
+            "--locked",
+            "--force",
+            "--no-default-features",
+            "--features",
+            &feature,
+        ],
+    );
+    cmd.env("LLVM_PREFIX", &prefix);
+    exec(&mut cmd)
+}
+
+fn home() -> anyhow::Result<PathBuf> {
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .ok_or_else(|| anyhow!("HOME is not set"))
+}
+
+fn debian_packages() -> anyhow::Result<()> {
+    let missing: Vec<&str> = PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| {
+            output(&mut command("dpkg-query", &["-W", "-f=${Status}", p]))
+                .is_none_or(|s| !s.contains("install ok installed"))
+        })
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if output(&mut command("id", &["-u"]))
+        .as_deref()
+        .map(str::trim)
+        != Some("0")
+    {
+        bail!("Debian packages {missing:?} are missing and installing them needs root");
+    }
+    exec(&mut command("apt-get", &["update", "-q"]))?;
+    let mut args = vec!["install", "-y", "-q", "--no-install-recommends"];
+    args.extend(&missing);
+    let mut cmd = command("apt-get", &args);
+    cmd.env("DEBIAN_FRONTEND", "noninteractive");
+    exec(&mut cmd)?;
+    // The lab starts its own nginx processes; a packaged one must not sit
+    // on port 80 of the machine.
+    let _ = command("nginx", &["-s", "stop"]).status();
+    Ok(())
+}
