@@ -81,7 +81,8 @@ impl Lab {
             name: name.to_owned(),
             netns: format!("{prefix}-{name}"),
             ipv4: Ipv4Addr::new(198, 18, 0, last),
-            ipv6: Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, u16::from(last)),
+            // 2001:2::<same digits as the IPv4 host part>, e.g. 2001:2::11.
+            ipv6: format!("2001:2::{last}").parse().expect("a valid IPv6 address"),
         };
         let mut lab = Self {
             switch_netns: format!("{prefix}-sw"),
