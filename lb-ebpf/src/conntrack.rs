@@ -65,7 +65,7 @@ pub fn decide(vip: &VipMeta, packet: &Packet) -> Option<Decision> {
         flags: flow_flags(packet.tcp_flags),
         _pad: 0,
     };
-    if CONNTRACK.insert(key, &entry, 0).is_err() {
+    if CONNTRACK.insert(key, entry, 0).is_err() {
         stats::count(Counter::ConntrackInsertFailed);
     } else {
         stats::count(Counter::ConntrackNew);

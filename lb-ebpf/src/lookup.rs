@@ -14,5 +14,5 @@ pub fn vip_of(key: &FlowKey) -> Option<VipMeta> {
         family: key.family,
     };
     // SAFETY: the value is copied out before any map update can free it.
-    unsafe { VIPS.get(&vip).copied() }
+    unsafe { VIPS.get(vip).copied() }
 }

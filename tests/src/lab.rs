@@ -82,7 +82,9 @@ impl Lab {
             netns: format!("{prefix}-{name}"),
             ipv4: Ipv4Addr::new(198, 18, 0, last),
             // 2001:2::<same digits as the IPv4 host part>, e.g. 2001:2::11.
-            ipv6: format!("2001:2::{last}").parse().expect("a valid IPv6 address"),
+            ipv6: format!("2001:2::{last}")
+                .parse()
+                .expect("a valid IPv6 address"),
         };
         let mut lab = Self {
             switch_netns: format!("{prefix}-sw"),

@@ -1,4 +1,6 @@
-//! `cargo xtask lint`: formatting and clippy, warnings denied.
+//! `cargo xtask lint`: formatting and clippy, warnings denied: the host
+//! crates, and the eBPF crate for its own target (it cannot build for the
+//! host).
 
 use crate::cmd::{command, exec};
 
@@ -10,7 +12,26 @@ pub fn run() -> anyhow::Result<()> {
         &[
             "clippy",
             "--workspace",
+            "--exclude",
+            "lb-ebpf",
             "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
+    ))?;
+    exec(&mut command(
+        "cargo",
+        &[
+            "+nightly",
+            "clippy",
+            "--package",
+            "lb-ebpf",
+            "--release",
+            "--target",
+            "bpfel-unknown-none",
+            "-Z",
+            "build-std=core",
             "--",
             "-D",
             "warnings",

@@ -26,22 +26,37 @@ pub fn run() -> anyhow::Result<()> {
 }
 
 fn rust_src() -> anyhow::Result<()> {
-    let installed = output(&mut command(
-        "rustup",
-        &["component", "list", "--toolchain", "nightly", "--installed"],
-    ))
-    .unwrap_or_default();
-    if installed.is_empty() {
+    let nightly = installed_components("nightly");
+    if nightly.is_empty() {
         exec(&mut command(
             "rustup",
             &["toolchain", "install", "nightly", "--profile", "minimal"],
         ))?;
     }
-    if !installed.lines().any(|l| l.starts_with("rust-src")) {
-        exec(&mut command(
-            "rustup",
-            &["component", "add", "rust-src", "--toolchain", "nightly"],
-        ))?;
+    // rust-src: the eBPF crate builds `core`; clippy: `xtask lint` checks
+    // the eBPF crate on its own target.
+    add_missing_components("nightly", &nightly, &["rust-src", "clippy"])?;
+    // The host crates' lints.
+    let stable = installed_components("stable");
+    add_missing_components("stable", &stable, &["clippy", "rustfmt"])
+}
+
+fn installed_components(toolchain: &str) -> String {
+    output(&mut command(
+        "rustup",
+        &["component", "list", "--toolchain", toolchain, "--installed"],
+    ))
+    .unwrap_or_default()
+}
+
+fn add_missing_components(toolchain: &str, installed: &str, wanted: &[&str]) -> anyhow::Result<()> {
+    for component in wanted {
+        if !installed.lines().any(|l| l.starts_with(component)) {
+            exec(&mut command(
+                "rustup",
+                &["component", "add", component, "--toolchain", toolchain],
+            ))?;
+        }
     }
     Ok(())
 }

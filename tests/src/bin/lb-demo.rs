@@ -37,12 +37,18 @@ fn main() -> anyhow::Result<()> {
     lab.wait_for_backends()?;
     let config = lab.lbd_config();
     let pid = lab.start_lbd(&config)?;
-    println!("lbd is running on {} (eth0 {}), VIPs {VIP4}:80 and [{VIP6}]:80\n", lab.lb.netns, lab.lb.ipv4);
+    println!(
+        "lbd is running on {} (eth0 {}), VIPs {VIP4}:80 and [{VIP6}]:80\n",
+        lab.lb.netns, lab.lb.ipv4
+    );
     println!("lbd config:\n{config}");
 
     for vip in [IpAddr::V4(VIP4), IpAddr::V6(VIP6)] {
         let tally = client::burst(&lab.client.netns, vip, args.requests)?;
-        println!("{} requests to {vip} (one TCP connection each):", args.requests);
+        println!(
+            "{} requests to {vip} (one TCP connection each):",
+            args.requests
+        );
         for (backend, served) in &tally.by_backend {
             let share = *served as f64 * 100.0 / f64::from(args.requests);
             println!("  {backend}: {served:>6} ({share:.1}%)");
