@@ -9,7 +9,7 @@ use std::{
 };
 
 use lb_common::{
-    consts::{AF_INET, AF_INET6, BACKEND_F_ALIVE, MAGLEV_TABLES_PER_VIP, MAX_BACKENDS},
+    consts::{AF_INET, AF_INET6, BACKEND_F_ALIVE, MAX_BACKENDS},
     Backend, VipKey, VipMeta,
 };
 use tracing::{debug, info};
@@ -120,8 +120,9 @@ pub struct AppliedVip {
     pub table_size: u32,
     /// Copy that packets read.
     pub active: u32,
-    /// What each table copy holds, when known.
-    tables: [Option<Vec<u32>>; MAGLEV_TABLES_PER_VIP as usize],
+    /// What both table copies hold (None: unknown, e.g. after a failed
+    /// write; the next change then rewrites every slot).
+    table: Option<Vec<u32>>,
     /// Backends by address.
     pub backends: BTreeMap<IpAddr, AppliedBackend>,
 }
@@ -129,7 +130,7 @@ pub struct AppliedVip {
 impl AppliedVip {
     /// The live table (what packets read).
     pub fn live_table(&self) -> Option<&[u32]> {
-        self.tables[self.active as usize].as_deref()
+        self.table.as_deref()
     }
 }
 
@@ -241,14 +242,14 @@ impl Balancer {
                     .ok_or(ReconcileError::TooManyVips(self.max_vips))?,
                 table_size: config.table_size,
                 active: 0,
-                tables: [None, None],
+                table: None,
                 backends: BTreeMap::new(),
             },
         };
         if vip.table_size != config.table_size {
             // Different size: neither copy's content can be diffed against.
             vip.table_size = config.table_size;
-            vip.tables = [None, None];
+            vip.table = None;
         }
 
         // 1. New and changed backends exist in the data plane before any
@@ -284,25 +285,18 @@ impl Balancer {
             std::mem::take(&mut vip.backends).into_values().collect();
         vip.backends = kept;
 
-        // 2. The new table goes into the copy packets do not read, then one
-        //    VIP update flips them to it.
+        // 2. The new table goes into the copy packets do not read, one VIP
+        //    update flips them to it, then the other copy catches up, so both
+        //    copies hold the live table and the next change writes only the
+        //    slots it changes.
         let table = build_table(&id, &vip)?;
-        let inactive = 1 - vip.active;
-        if is_new || vip.live_table() != Some(table.as_slice()) {
+        if is_new || vip.table.as_deref() != Some(table.as_slice()) {
             if let Some(stored) = self.vips.get_mut(&id) {
-                // If a write below fails, this copy's content is unknown.
-                stored.tables[inactive as usize] = None;
+                // If a write below fails, the copies' content is unknown.
+                stored.table = None;
             }
-            let written = match &vip.tables[inactive as usize] {
-                Some(old) => {
-                    maps.write_table(vip.id, inactive, &mut maglev::changed_slots(old, &table))?
-                }
-                None => maps.write_table(
-                    vip.id,
-                    inactive,
-                    &mut table.iter().enumerate().map(|(slot, b)| (slot as u32, *b)),
-                )?,
-            };
+            let inactive = 1 - vip.active;
+            let mut written = write_changes(maps, vip.id, inactive, vip.table.as_deref(), &table)?;
             let meta = VipMeta {
                 id: vip.id,
                 table_size: vip.table_size,
@@ -310,8 +304,9 @@ impl Balancer {
                 flags: 0,
             };
             maps.set_vip(&id.key(), &meta)?;
-            vip.tables[inactive as usize] = Some(table);
+            written += write_changes(maps, vip.id, vip.active, vip.table.as_deref(), &table)?;
             vip.active = inactive;
+            vip.table = Some(table);
             report.slots_written += written;
             report.tables_flipped += 1;
             debug!(vip = %id, slots = written, table = inactive, "Maglev table flipped");
@@ -379,6 +374,26 @@ impl Balancer {
     }
 }
 
+/// Writes into copy `copy` of VIP `vip_id` the slots where `new` differs
+/// from `old` (every slot when `old` is unknown); returns the count.
+fn write_changes(
+    maps: &mut dyn MapWriter,
+    vip_id: u32,
+    copy: u32,
+    old: Option<&[u32]>,
+    new: &[u32],
+) -> Result<usize, ReconcileError> {
+    let written = match old {
+        Some(old) => maps.write_table(vip_id, copy, &mut maglev::changed_slots(old, new))?,
+        None => maps.write_table(
+            vip_id,
+            copy,
+            &mut new.iter().enumerate().map(|(slot, b)| (slot as u32, *b)),
+        )?,
+    };
+    Ok(written)
+}
+
 /// The Maglev table of a VIP: backends with a weight and a known MAC.
 fn build_table(id: &VipId, vip: &AppliedVip) -> Result<Vec<u32>, ReconcileError> {
     let keys: Vec<(Vec<u8>, &AppliedBackend)> = vip
@@ -406,5 +421,200 @@ pub fn address_bytes(address: IpAddr) -> Vec<u8> {
     match address {
         IpAddr::V4(a) => a.octets().to_vec(),
         IpAddr::V6(a) => a.octets().to_vec(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{config::BackendConfig, dataplane::FakeMaps};
+
+    fn backend(address: &str, weight: u32) -> BackendConfig {
+        let last = address
+            .rsplit('.')
+            .next()
+            .and_then(|o| o.parse().ok())
+            .unwrap_or(0);
+        BackendConfig {
+            address: address.parse().unwrap(),
+            mac: Some([2, 0, 0, 0, 0, last]),
+            weight,
+        }
+    }
+
+    fn vip(size: u32, backends: Vec<BackendConfig>) -> VipConfig {
+        VipConfig {
+            address: "198.18.0.100".parse().unwrap(),
+            port: 80,
+            protocol: Protocol::Tcp,
+            table_size: size,
+            backends,
+        }
+    }
+
+    fn three() -> Vec<BackendConfig> {
+        vec![
+            backend("198.18.0.11", 100),
+            backend("198.18.0.12", 100),
+            backend("198.18.0.13", 100),
+        ]
+    }
+
+    const NO_MAC: &dyn Fn(IpAddr) -> Option<[u8; 6]> = &|_| None;
+
+    /// Both copies of the VIP's table in the fake maps.
+    fn copies(maps: &FakeMaps, vip_id: u32, size: u32) -> [Vec<u32>; 2] {
+        let copy = |c: u32| {
+            (0..size)
+                .map(|s| maps.tables.get(&(vip_id, c, s)).copied().unwrap_or(0))
+                .collect()
+        };
+        [copy(0), copy(1)]
+    }
+
+    #[test]
+    fn first_apply_fills_both_copies_then_flips() {
+        let mut maps = FakeMaps::default();
+        let mut balancer = Balancer::new(4);
+        let desired = [vip(1009, three())];
+        let report = balancer.apply(&mut maps, &desired, NO_MAC).unwrap();
+        assert_eq!(report.vips_added, 1);
+        assert_eq!(report.backends_written, 3);
+        assert_eq!(report.slots_written, 2 * 1009);
+        let key = VipId::of(&desired[0]).key();
+        let live = maps.live_table(&key).unwrap();
+        let [a, b] = copies(&maps, maps.vips[&key].id, 1009);
+        assert_eq!(a, b);
+        assert_eq!(a, live);
+        assert!(live.iter().all(|id| (1..=3).contains(id)));
+        // Every backend is alive with its configured MAC.
+        for b in maps.backends.values() {
+            assert_eq!(b.flags & BACKEND_F_ALIVE, BACKEND_F_ALIVE);
+        }
+    }
+
+    #[test]
+    fn an_unchanged_apply_writes_nothing() {
+        let mut maps = FakeMaps::default();
+        let mut balancer = Balancer::new(4);
+        let desired = [vip(1009, three())];
+        balancer.apply(&mut maps, &desired, NO_MAC).unwrap();
+        let writes = maps.slot_writes;
+        let report = balancer.apply(&mut maps, &desired, NO_MAC).unwrap();
+        assert_eq!(report, ApplyReport::default());
+        assert_eq!(maps.slot_writes, writes);
+    }
+
+    #[test]
+    fn a_change_writes_only_the_changed_slots_into_each_copy() {
+        let mut maps = FakeMaps::default();
+        let mut balancer = Balancer::new(4);
+        balancer
+            .apply(&mut maps, &[vip(1009, three())], NO_MAC)
+            .unwrap();
+        let key = VipId::of(&vip(1009, three())).key();
+        let before = maps.live_table(&key).unwrap();
+        let active_before = maps.vips[&key].active_table;
+
+        let mut four = three();
+        four.push(backend("198.18.0.14", 100));
+        let report = balancer
+            .apply(&mut maps, &[vip(1009, four)], NO_MAC)
+            .unwrap();
+        let after = maps.live_table(&key).unwrap();
+        let changed = before.iter().zip(&after).filter(|(a, b)| a != b).count();
+        assert!(changed > 0 && changed < 1009 / 2, "changed {changed}");
+        assert_eq!(report.slots_written, 2 * changed);
+        assert_eq!(report.tables_flipped, 1);
+        assert_ne!(
+            maps.vips[&key].active_table, active_before,
+            "the VIP flipped copies"
+        );
+        let [a, b] = copies(&maps, maps.vips[&key].id, 1009);
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn a_removed_backend_is_retired_after_the_flip_and_its_id_reused_with_a_new_generation() {
+        let mut maps = FakeMaps::default();
+        let mut balancer = Balancer::new(4);
+        balancer
+            .apply(&mut maps, &[vip(1009, three())], NO_MAC)
+            .unwrap();
+        let id_of = |b: &Balancer, a: &str| {
+            let applied = b.vips().values().next().unwrap();
+            applied.backends[&a.parse::<IpAddr>().unwrap()].clone()
+        };
+        let gone = id_of(&balancer, "198.18.0.12");
+
+        let two = vec![backend("198.18.0.11", 100), backend("198.18.0.13", 100)];
+        balancer
+            .apply(&mut maps, &[vip(1009, two.clone())], NO_MAC)
+            .unwrap();
+        let key = VipId::of(&vip(1009, three())).key();
+        assert!(!maps.live_table(&key).unwrap().contains(&gone.id));
+        assert_eq!(
+            maps.backends[&gone.id],
+            Backend::default(),
+            "retired backend not alive"
+        );
+
+        let mut again = two;
+        again.push(backend("198.18.0.15", 100));
+        balancer
+            .apply(&mut maps, &[vip(1009, again)], NO_MAC)
+            .unwrap();
+        let new = id_of(&balancer, "198.18.0.15");
+        assert_eq!(new.id, gone.id, "the freed id is reused");
+        assert_ne!(new.generation, gone.generation, "with a new generation");
+        assert_eq!(maps.backends[&new.id].generation, new.generation);
+    }
+
+    #[test]
+    fn backends_without_a_mac_stay_out_until_it_is_known() {
+        let mut maps = FakeMaps::default();
+        let mut balancer = Balancer::new(4);
+        let mut backends = three();
+        backends[1].mac = None;
+        let desired = [vip(1009, backends)];
+        balancer.apply(&mut maps, &desired, NO_MAC).unwrap();
+        let key = VipId::of(&desired[0]).key();
+        let table = maps.live_table(&key).unwrap();
+        let unresolved = balancer.vips().values().next().unwrap().backends
+            [&"198.18.0.12".parse::<IpAddr>().unwrap()]
+            .id;
+        assert!(!table.contains(&unresolved));
+        assert_eq!(maps.backends[&unresolved].flags & BACKEND_F_ALIVE, 0);
+
+        let mac = [2, 0, 0, 0, 0, 0x12];
+        let report = balancer.apply(&mut maps, &desired, &|_| Some(mac)).unwrap();
+        assert_eq!(report.backends_written, 1);
+        assert!(maps.live_table(&key).unwrap().contains(&unresolved));
+        assert_eq!(maps.backends[&unresolved].mac, mac);
+    }
+
+    #[test]
+    fn removing_a_vip_removes_its_key_and_retires_its_backends() {
+        let mut maps = FakeMaps::default();
+        let mut balancer = Balancer::new(4);
+        let desired = [vip(1009, three())];
+        balancer.apply(&mut maps, &desired, NO_MAC).unwrap();
+        let report = balancer.apply(&mut maps, &[], NO_MAC).unwrap();
+        assert_eq!(report.vips_removed, 1);
+        assert!(maps.vips.is_empty());
+        assert!(maps.backends.values().all(|b| *b == Backend::default()));
+        assert!(balancer.vips().is_empty());
+    }
+
+    #[test]
+    fn more_vips_than_the_maps_hold_is_an_error() {
+        let mut maps = FakeMaps::default();
+        let mut balancer = Balancer::new(1);
+        let mut second = vip(1009, three());
+        second.port = 81;
+        let err = balancer
+            .apply(&mut maps, &[vip(1009, three()), second], NO_MAC)
+            .unwrap_err();
+        assert!(matches!(err, ReconcileError::TooManyVips(1)), "{err}");
     }
 }
