@@ -295,6 +295,39 @@ impl Lab {
             .is_some_and(|(_, child)| matches!(child.try_wait(), Ok(None)))
     }
 
+    /// Sends SIGTERM to process `name` and waits up to 10 s for it to exit;
+    /// returns its exit status.
+    pub fn terminate(&mut self, name: &str) -> anyhow::Result<std::process::ExitStatus> {
+        let child = self.child(name)?;
+        let pid = i32::try_from(child.id())?;
+        // SAFETY: plain kill(2) on our own child.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        wait_exit(child, Duration::from_secs(10))
+            .with_context(|| format!("{name} did not exit on SIGTERM"))
+    }
+
+    /// Waits up to `timeout` for process `name` to exit by itself.
+    pub fn wait_exit(
+        &mut self,
+        name: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<std::process::ExitStatus> {
+        wait_exit(self.child(name)?, timeout)
+    }
+
+    fn child(&mut self, name: &str) -> anyhow::Result<&mut Child> {
+        self.processes
+            .iter_mut()
+            .find(|(n, _)| n == name)
+            .map(|(_, c)| c)
+            .ok_or_else(|| anyhow!("no process named {name}"))
+    }
+
+    /// Whether an XDP program is attached to `eth0` of `host`.
+    pub fn xdp_attached(&self, host: &Host) -> anyhow::Result<bool> {
+        Ok(output("ip", &["-n", &host.netns, "-d", "link", "show", "eth0"])?.contains("prog/xdp"))
+    }
+
     /// The lab's default lbd config: both VIPs, every backend, MACs left to
     /// the neighbour table.
     pub fn lbd_config(&self) -> String {
@@ -338,8 +371,7 @@ impl Lab {
         )?;
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let link = output("ip", &["-n", &netns, "-d", "link", "show", "eth0"])?;
-            if link.contains("prog/xdp") {
+            if self.xdp_attached(&self.lb.clone())? {
                 return Ok(pid);
             }
             if !self.is_running("lbd") {
@@ -395,6 +427,19 @@ impl Drop for Lab {
             }
         }
         self.teardown();
+    }
+}
+
+fn wait_exit(child: &mut Child, timeout: Duration) -> anyhow::Result<std::process::ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(status);
+        }
+        if Instant::now() > deadline {
+            bail!("still running after {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

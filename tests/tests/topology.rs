@@ -95,3 +95,61 @@ fn requests_through_the_vip_spread_evenly_and_the_counters_agree() {
         "lab left namespaces behind"
     );
 }
+
+#[test]
+fn lbd_refuses_a_bad_config_untouched_and_detaches_cleanly_on_sigterm() {
+    let mut lab = Lab::start(1).expect("lab");
+    let good = lab.lbd_config();
+    let bad = good.replacen(
+        "  address = \"198.18.0.11\"\n",
+        "  address = \"198.18.0.11\"\n  weight = 20000\n",
+        1,
+    );
+    assert_ne!(good, bad);
+    let path = lab.dir.join("bad.toml");
+    std::fs::write(&path, &bad).expect("write config");
+    let lbd = std::env::var("LBD_BIN").unwrap_or_else(|_| {
+        let exe = std::env::current_exe().expect("exe");
+        exe.parent()
+            .and_then(|d| d.parent())
+            .expect("target dir")
+            .join("lbd")
+            .to_string_lossy()
+            .into_owned()
+    });
+    let netns = lab.lb.netns.clone();
+    lab.spawn(
+        "lbd-bad",
+        &netns,
+        &lbd,
+        &["--config", &path.to_string_lossy()],
+    )
+    .expect("spawn");
+    let status = lab
+        .wait_exit("lbd-bad", std::time::Duration::from_secs(20))
+        .expect("exit");
+    let log = lab.log("lbd-bad");
+    assert!(!status.success(), "lbd accepted a bad config:\n{log}");
+    assert!(
+        log.contains("bad.toml:") && log.contains("weight") && log.contains("20000"),
+        "unclear error:\n{log}"
+    );
+    assert!(
+        !lab.xdp_attached(&lab.lb.clone()).expect("ip link"),
+        "a refused config attached XDP"
+    );
+
+    lab.start_lbd(&good).expect("lbd");
+    assert!(lab.xdp_attached(&lab.lb.clone()).expect("ip link"));
+    let status = lab.terminate("lbd").expect("SIGTERM");
+    assert!(
+        status.success(),
+        "lbd exit status {status}:\n{}",
+        lab.log("lbd")
+    );
+    assert!(
+        !lab.xdp_attached(&lab.lb.clone()).expect("ip link"),
+        "XDP left attached after SIGTERM"
+    );
+    assert!(lab.log("lbd").contains("detached"), "{}", lab.log("lbd"));
+}
