@@ -820,6 +820,18 @@ impl Checker<'_> {
             });
         }
 
+        // Maglev gives every backend with a weight at least one slot.
+        let weighted = backends.iter().filter(|b| b.weight > 0).count();
+        if weighted > table_size as usize {
+            let message = format!(
+                "{weighted} backends with a weight do not fit a Maglev table of {table_size} slots; use a larger prime"
+            );
+            return Err(match &raw.table_size {
+                Some(value) => self.bad_value(value, &field("table_size"), message),
+                None => self.invalid(table, &field("table_size"), message),
+            });
+        }
+
         Ok(VipConfig {
             address,
             port,
@@ -1224,6 +1236,20 @@ table_size = 65537              # Maglev table size, a prime, 3..=65537, default
             parse(&doc("table_size = 251", "")).unwrap().vips[0].table_size,
             251
         );
+    }
+
+    #[test]
+    fn table_size_must_hold_every_weighted_backend() {
+        let text = "interface = \"eth0\"\n[[vip]]\naddress = \"198.18.0.100\"\nport = 80\ntable_size = 3\n\
+                    [[vip.backend]]\naddress = \"198.18.0.11\"\n[[vip.backend]]\naddress = \"198.18.0.12\"\n\
+                    [[vip.backend]]\naddress = \"198.18.0.13\"\n[[vip.backend]]\naddress = \"198.18.0.14\"\n";
+        assert_error(
+            text,
+            "lbd.toml:5:14: vip[0].table_size: ",
+            "4 backends with a weight do not fit a Maglev table of 3 slots",
+        );
+        let drained = text.replace("\"198.18.0.14\"\n", "\"198.18.0.14\"\nweight = 0\n");
+        assert_eq!(parse(&drained).unwrap().vips[0].backends.len(), 4);
     }
 
     #[test]
