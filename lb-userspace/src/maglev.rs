@@ -10,15 +10,23 @@
 //! and a flow lands on the same backend whichever node receives it.
 //!
 //! Weights use the credit scheme of Katran's MaglevV2: every round each
-//! backend adds its weight to a credit, and while the credit reaches the
+//! backend adds its weight to a credit, and when the credit reaches the
 //! largest weight it claims its next preferred empty slot and pays the
-//! largest weight back. A backend's share of slots therefore tracks
-//! `weight / sum(weights)`; weight 0 backends get no slot.
+//! largest weight back. Each backend also has a quota, its exact share
+//! `size * weight / sum(weights)` rounded by largest remainder, and stops
+//! there, so every share is within one slot of its weight's share (with
+//! equal weights the quotas change nothing). Weight 0 backends get no slot.
 //!
 //! Disruption: removing one of N backends moves its own ~1/N of the slots
-//! and, as in every Maglev table, some slots of the others as well (the
-//! paper's Figure 12). That extra churn grows with N / size; it is measured
-//! by the `disruption` tests and `examples/bench.rs`.
+//! and also 0.2-0.6% of the others' slots at 65,537 slots, nearly whatever
+//! N (the fill is a race, and one fewer runner perturbs its last rounds,
+//! where claims probe deep into the permutations). Measured total: 1.02 x
+//! the ideal at N = 10, ~1.5 x at 100, ~7 x at 1,000; larger tables help
+//! slowly (1.9 x at 1,000 backends and 4,194,301 slots). Moving only the
+//! removed backend's slots, for every removal, forces a per-slot ranking of
+//! backends (rendezvous hashing), whose shares are binomial: ~12% rms error
+//! at 65 slots a backend, against one slot here. This builder keeps the
+//! balance.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
@@ -121,14 +129,14 @@ pub fn is_prime(n: u32) -> bool {
     if n < 4 {
         return n >= 2;
     }
-    if n % 2 == 0 || n % 3 == 0 {
+    if n.is_multiple_of(2) || n.is_multiple_of(3) {
         return false;
     }
     // 6k ± 1 trial division; d * d is computed in u64 so it cannot overflow.
     let n64 = u64::from(n);
     let mut d: u64 = 5;
     while d * d <= n64 {
-        if n64 % d == 0 || n64 % (d + 2) == 0 {
+        if n64.is_multiple_of(d) || n64.is_multiple_of(d + 2) {
             return false;
         }
         d += 6;
@@ -141,9 +149,14 @@ pub fn is_prime(n: u32) -> bool {
 /// `size`, never on the order of `backends`, so all nodes agree on it.
 ///
 /// Backends with weight 0 get no slot; when no backend has weight > 0 every
-/// slot is 0 ("no backend"). Errors: `size` not a prime in
-/// 2..=[`MAX_TABLE_SIZE`], more backends with weight > 0 than slots, two
-/// backends with the same key, a backend with id 0.
+/// slot is 0 ("no backend"). Building 65,537 slots for 1,000 backends takes
+/// under a millisecond.
+///
+/// # Errors
+///
+/// A [`MaglevError`] when `size` is not a prime in 2..=[`MAX_TABLE_SIZE`],
+/// more backends have weight > 0 than there are slots, two backends share a
+/// key, or a backend has id 0.
 pub fn build_table(backends: &[MaglevBackend], size: u32) -> Result<Vec<u32>, MaglevError> {
     if !(2..=MAX_TABLE_SIZE).contains(&size) {
         return Err(MaglevError::SizeOutOfRange(size));
@@ -178,21 +191,22 @@ pub fn build_table(backends: &[MaglevBackend], size: u32) -> Result<Vec<u32>, Ma
     if cursors.is_empty() {
         return Ok(table);
     }
-    let mut filler = Filler {
-        table: &mut table,
-        filled: vec![0u64; (size as usize).div_ceil(64)],
-        size,
-    };
+    let mut filler = Filler::new(&mut table, size);
 
     let max_weight = cursors.iter().map(|c| c.weight).max().unwrap_or(1);
     let total_weight: u64 = cursors.iter().map(|c| c.weight).sum();
     set_quotas(&mut cursors, size, total_weight);
-    // Rounds until the table is full, and so loop iterations of the plain
-    // round-robin fill: about size * max / total rounds of every backend.
-    // Very uneven weights make most of those iterations idle; the event
-    // queue then visits only the backends that claim (same order, same
-    // table, O(size log n) instead of O(size * n)).
-    let rounds = u64::from(size) * max_weight / total_weight + 1;
+    // Rounds of the plain round-robin fill: the last one is when the
+    // slowest backend claims its last slot, ceil(quota * max / weight) (at
+    // most 2^24 * 2^32). Uneven weights make it long and most of its turns
+    // idle (a light backend with one slot may wait max / weight rounds); the
+    // event queue then visits only the backends that claim: same claims in
+    // the same order, O(size log n) instead of O(rounds * n).
+    let rounds = cursors
+        .iter()
+        .map(|c| (c.quota * max_weight).div_ceil(c.weight))
+        .max()
+        .unwrap_or(0);
     if rounds.saturating_mul(cursors.len() as u64) <= 8 * u64::from(size) {
         fill_by_rounds(&mut cursors, &mut filler, max_weight);
     } else {
@@ -219,6 +233,8 @@ struct Cursor {
     /// Slots this backend may claim: its weight share of the table, rounded
     /// (see [`set_quotas`]).
     quota: u64,
+    /// `skip^-1 mod size`, computed when first needed; 0 until then.
+    inverse: u32,
 }
 
 impl Cursor {
@@ -233,6 +249,7 @@ impl Cursor {
             credit: 0,
             claimed: 0,
             quota: 0,
+            inverse: 0,
         }
     }
 }
@@ -275,38 +292,161 @@ struct Filler<'t> {
     /// One bit per slot: 8 KiB for 65,537 slots, so probes stay in L1.
     filled: Vec<u64>,
     size: u32,
+    /// Slots still empty.
+    left: u32,
+    /// At or below this many empty slots, claims search the list of empty
+    /// slots instead of probing: `sqrt(size) / 2`, measured best at 65,537.
+    list_from: u32,
+    /// The empty slots, once `left <= list_from`.
+    empties: Vec<u32>,
+    /// Whether `empties` has been gathered.
+    listed: bool,
+    /// `floor((2^64 - 1) / size)`, for [`Filler::reduce`].
+    barrett: u64,
 }
 
-impl Filler<'_> {
-    /// Gives `c` its next preferred empty slot. There is always one: the
-    /// caller stops once every slot is filled, and a permutation of a prime
-    /// size visits every slot.
-    #[inline(always)]
-    fn claim(&mut self, c: &mut Cursor) {
-        let mut cur = c.next;
-        loop {
-            let word = (cur >> 6) as usize;
-            let bit = 1u64 << (cur & 63);
-            if self.filled[word] & bit == 0 {
-                self.filled[word] |= bit;
-                self.table[cur as usize] = c.id;
-                break;
-            }
-            cur = self.step(cur, c.skip);
+impl<'t> Filler<'t> {
+    fn new(table: &'t mut [u32], size: u32) -> Self {
+        Self {
+            table,
+            filled: vec![0u64; (size as usize).div_ceil(64)],
+            size,
+            left: size,
+            list_from: (size.isqrt() / 2).max(1),
+            empties: Vec::new(),
+            listed: false,
+            barrett: u64::MAX / u64::from(size),
         }
-        c.next = self.step(cur, c.skip);
     }
 
-    /// `(cur + skip) % size` for `cur, skip < size <= 2^24`, without a
-    /// division.
+    /// Gives `c` its next preferred empty slot. Callers claim only while a
+    /// slot is empty (quotas add up to the table size and claims stop at
+    /// quotas); on a full table this does nothing rather than search
+    /// forever. With a slot empty the search ends, since a permutation of a
+    /// prime size visits every slot.
     #[inline(always)]
-    fn step(&self, cur: u32, skip: u32) -> u32 {
-        let next = cur + skip;
-        if next >= self.size {
-            next - self.size
-        } else {
-            next
+    fn claim(&mut self, c: &mut Cursor) {
+        if self.left == 0 {
+            return;
         }
+        let slot = if self.left > self.list_from {
+            self.probe(c)
+        } else {
+            self.search(c)
+        };
+        self.filled[(slot >> 6) as usize] |= 1 << (slot & 63);
+        self.table[slot as usize] = c.id;
+        self.left -= 1;
+        c.next = step(slot, c.skip, c.skip.wrapping_sub(self.size));
+    }
+
+    /// The first empty slot of `c`'s permutation from `c.next`, by walking
+    /// it. Probes two preferences per step (j and j+1, both computed from
+    /// the j-th) so the loop's serial chain of modular additions, its
+    /// bottleneck, is half as long.
+    #[inline(always)]
+    fn probe(&self, c: &Cursor) -> u32 {
+        let size = self.size;
+        let s1 = c.skip;
+        let s2 = add_mod(s1, s1, size);
+        let b1 = s1.wrapping_sub(size);
+        let b2 = s2.wrapping_sub(size);
+        let mut p0 = c.next;
+        loop {
+            let p1 = step(p0, s1, b1);
+            let free = self.is_free(p0) | self.is_free(p1) << 1;
+            if free != 0 {
+                return if free & 1 != 0 { p0 } else { p1 };
+            }
+            p0 = step(p0, s2, b2);
+        }
+    }
+
+    /// 1 if `slot` is empty, else 0.
+    #[inline(always)]
+    fn is_free(&self, slot: u32) -> u64 {
+        !self.filled[(slot >> 6) as usize] >> (slot & 63) & 1
+    }
+
+    /// The same slot as [`Filler::probe`], found among the few empty slots
+    /// left. With `e` empty slots a walk takes about `size / e` probes, so
+    /// the last `sqrt(size) / 2` claims would take nearly half of all
+    /// probes; instead each empty slot's position in the permutation,
+    /// `(slot - next) * skip^-1 mod size`, is computed and the earliest
+    /// taken.
+    fn search(&mut self, c: &mut Cursor) -> u32 {
+        if !self.listed {
+            self.listed = true;
+            self.empties = (0..self.size).filter(|&s| self.is_free(s) == 1).collect();
+        }
+        if c.inverse == 0 {
+            c.inverse = inverse_mod(c.skip, self.size);
+        }
+        let mut best = (u64::MAX, 0);
+        for (i, &slot) in self.empties.iter().enumerate() {
+            let distance = add_mod(slot, self.size - c.next, self.size);
+            let position = self.reduce(u64::from(distance) * u64::from(c.inverse));
+            if position < best.0 {
+                best = (position, i);
+            }
+        }
+        if best.1 < self.empties.len() {
+            self.empties.swap_remove(best.1)
+        } else {
+            // Not reached: `empties` holds the `left > 0` empty slots.
+            self.probe(c)
+        }
+    }
+
+    /// `x % size` for `x < 2^48` (a product of two numbers below 2^24) by
+    /// Barrett reduction: a multiplication instead of a division. The
+    /// estimated quotient is short by at most one.
+    #[inline(always)]
+    fn reduce(&self, x: u64) -> u64 {
+        let q = ((u128::from(x) * u128::from(self.barrett)) >> 64) as u64;
+        let r = x - q * u64::from(self.size);
+        if r >= u64::from(self.size) {
+            r - u64::from(self.size)
+        } else {
+            r
+        }
+    }
+}
+
+/// `a^-1 mod m` for a prime `m` and `0 < a < m`, by the extended Euclidean
+/// algorithm.
+fn inverse_mod(a: u32, m: u32) -> u32 {
+    let (mut t, mut new_t) = (0i64, 1i64);
+    let (mut r, mut new_r) = (i64::from(m), i64::from(a));
+    while new_r != 0 {
+        let q = r / new_r;
+        (t, new_t) = (new_t, t - q * new_t);
+        (r, new_r) = (new_r, r - q * new_r);
+    }
+    t.rem_euclid(i64::from(m)) as u32
+}
+
+/// `(cur + skip) % size` for `cur, skip < size <= 2^24`, given `back = skip -
+/// size` (wrapping), without a division: the sum and the wrapped sum are
+/// computed side by side and one is picked on the sign of the latter.
+#[inline(always)]
+fn step(cur: u32, skip: u32, back: u32) -> u32 {
+    let wrapped = cur.wrapping_add(back);
+    if (wrapped as i32) < 0 {
+        cur + skip
+    } else {
+        wrapped
+    }
+}
+
+/// `(a + b) % size` for `a < size`, `b <= size <= 2^24`, without a division.
+#[inline(always)]
+fn add_mod(a: u32, b: u32, size: u32) -> u32 {
+    let sum = a + b;
+    if sum >= size {
+        sum - size
+    } else {
+        sum
     }
 }
 
@@ -315,17 +455,21 @@ impl Filler<'_> {
 /// `max_weight` (weights are at most `max_weight`, so never two per round),
 /// until it holds its quota.
 fn fill_by_rounds(cursors: &mut [Cursor], filler: &mut Filler, max_weight: u64) {
-    let mut left = filler.size;
-    loop {
+    // Backends still short of their quota. The quotas add up to the table
+    // size, so the table is full exactly when this reaches 0.
+    let mut hungry = cursors.iter().filter(|c| c.claimed < c.quota).count();
+    while hungry > 0 {
         for c in cursors.iter_mut() {
             c.credit += c.weight;
             if c.credit >= max_weight && c.claimed < c.quota {
                 c.credit -= max_weight;
                 filler.claim(c);
                 c.claimed += 1;
-                left -= 1;
-                if left == 0 {
-                    return;
+                if c.claimed == c.quota {
+                    hungry -= 1;
+                    if hungry == 0 {
+                        return;
+                    }
                 }
             }
         }
@@ -347,17 +491,12 @@ fn fill_by_events(cursors: &mut [Cursor], filler: &mut Filler, max_weight: u64) 
         .filter(|(_, c)| c.quota > 0)
         .map(|(i, c)| Reverse((next_round(c), i)))
         .collect();
-    let mut left = filler.size;
     while let Some(Reverse((_, i))) = queue.pop() {
         let Some(c) = cursors.get_mut(i) else {
             continue;
         };
         filler.claim(c);
         c.claimed += 1;
-        left -= 1;
-        if left == 0 {
-            return;
-        }
         if c.claimed < c.quota {
             queue.push(Reverse((next_round(c), i)));
         }
@@ -500,6 +639,28 @@ mod tests {
     }
 
     #[test]
+    fn extreme_weights() {
+        // Weights near u32::MAX: shares still follow them.
+        let ks = keys(5);
+        for heavy in [0, 2, 4] {
+            let bs = backends(&ks, |i| if i == heavy { u32::MAX } else { 1 });
+            let table = build_table(&bs, M).expect("valid input");
+            assert_balanced(&bs, &table);
+            assert_eq!(table, reference_table(&bs, M));
+        }
+        // Four light backends share 0.87 of a slot: the largest remainder
+        // gives it to the first of them, which claims it only in round
+        // 300,000 of the round-robin fill.
+        let bs = backends(&ks, |i| if i == 0 { 300_000 } else { 1 });
+        let table = build_table(&bs, M).expect("valid input");
+        assert_balanced(&bs, &table);
+        let got = shares(&table);
+        assert_eq!(got.get(&2).map(|s| s * f64::from(M)), Some(1.0));
+        assert!(!got.contains_key(&3) && !got.contains_key(&4) && !got.contains_key(&5));
+        assert_eq!(table, reference_table(&bs, M));
+    }
+
+    #[test]
     fn weight_zero_gets_no_slot() {
         let ks = keys(10);
         let bs = backends(&ks, |i| u32::from(i % 3 != 0));
@@ -524,14 +685,144 @@ mod tests {
         sorted.sort_unstable_by(|a, b| a.key.cmp(b.key));
         let mut rounds = vec![0u32; M as usize];
         let mut cursors: Vec<Cursor> = sorted.iter().map(|b| Cursor::new(b, M)).collect();
-        let mut filler = Filler {
-            table: &mut rounds,
-            filled: vec![0u64; (M as usize).div_ceil(64)],
-            size: M,
-        };
+        let total = cursors.iter().map(|c| c.weight).sum();
+        set_quotas(&mut cursors, M, total);
+        let mut filler = Filler::new(&mut rounds, M);
         fill_by_rounds(&mut cursors, &mut filler, 10_000);
         assert_eq!(table, rounds);
         assert_balanced(&bs, &table);
+    }
+
+    /// The algorithm as specified, without the speed-ups (two-slot probes,
+    /// empty-slot search for the last claims, event queue): per round, each
+    /// backend in key order adds its weight to its credit and, while short of
+    /// its quota, spends `max` of it on its next preferred empty slot.
+    fn reference_table(bs: &[MaglevBackend], size: u32) -> Vec<u32> {
+        let mut sorted: Vec<&MaglevBackend> = bs.iter().filter(|b| b.weight > 0).collect();
+        sorted.sort_by(|a, b| a.key.cmp(b.key));
+        let m = u64::from(size);
+        let total: u64 = sorted.iter().map(|b| u64::from(b.weight)).sum();
+        let max = sorted
+            .iter()
+            .map(|b| u64::from(b.weight))
+            .max()
+            .unwrap_or(1);
+        let mut quota: Vec<u64> = sorted
+            .iter()
+            .map(|b| m * u64::from(b.weight) / total)
+            .collect();
+        let mut order: Vec<usize> = (0..sorted.len()).collect();
+        order.sort_by_key(|&i| Reverse(m * u64::from(sorted[i].weight) % total));
+        let short = (m - quota.iter().sum::<u64>()) as usize;
+        for &i in &order[..short] {
+            quota[i] += 1;
+        }
+        let mut next: Vec<u64> = sorted
+            .iter()
+            .map(|b| u64::from(murmur3_32(b.key, OFFSET_SEED)) % m)
+            .collect();
+        let skip: Vec<u64> = sorted
+            .iter()
+            .map(|b| u64::from(murmur3_32(b.key, SKIP_SEED)) % (m - 1) + 1)
+            .collect();
+        let mut credit = vec![0u64; sorted.len()];
+        let mut claimed = vec![0u64; sorted.len()];
+        let mut table = vec![0u32; size as usize];
+        let mut filled = vec![false; size as usize];
+        let mut left = m;
+        while left > 0 {
+            for i in 0..sorted.len() {
+                credit[i] += u64::from(sorted[i].weight);
+                if credit[i] >= max && claimed[i] < quota[i] && left > 0 {
+                    credit[i] -= max;
+                    while filled[next[i] as usize] {
+                        next[i] = (next[i] + skip[i]) % m;
+                    }
+                    filled[next[i] as usize] = true;
+                    table[next[i] as usize] = sorted[i].id;
+                    next[i] = (next[i] + skip[i]) % m;
+                    claimed[i] += 1;
+                    left -= 1;
+                }
+            }
+        }
+        table
+    }
+
+    #[test]
+    fn fast_paths_match_the_reference() {
+        let ks = keys(1000);
+        let mut cases = 0;
+        for size in [2, 3, 5, 13, 101, 1009, 16_381, 65_537] {
+            for n in [1, 2, 3, 10, 100, 1000] {
+                if n > size {
+                    continue;
+                }
+                let ks = &ks[..n as usize];
+                let heavy_at = n as usize / 2;
+                for bs in [
+                    backends(ks, |_| 1),
+                    backends(ks, |i| i as u32 % 4 + 1),
+                    // Event path: one backend outweighs the rest.
+                    backends(ks, |i| {
+                        if i == heavy_at {
+                            10_000
+                        } else {
+                            7 + i as u32 % 3 * 4
+                        }
+                    }),
+                    backends(ks, |i| [0, 3, 1_000_000_007][i % 3]),
+                ] {
+                    if bs.iter().all(|b| b.weight == 0) {
+                        continue;
+                    }
+                    assert_eq!(
+                        build_table(&bs, size).expect("valid input"),
+                        reference_table(&bs, size),
+                        "size {size}, n {n}, weights {:?}",
+                        bs.iter().map(|b| b.weight).take(5).collect::<Vec<_>>()
+                    );
+                    cases += 1;
+                }
+            }
+        }
+        assert!(cases > 100);
+    }
+
+    #[test]
+    fn modular_helpers() {
+        for m in [2u32, 3, 13, 65_537, 16_777_213] {
+            let filler_table = &mut [];
+            let filler = Filler::new(filler_table, m);
+            for a in [1, 2, 3, m / 2, m - 2, m - 1]
+                .into_iter()
+                .filter(|&a| a > 0 && a < m)
+            {
+                let inv = inverse_mod(a, m);
+                assert!(inv > 0 && inv < m);
+                assert_eq!(
+                    u64::from(a) * u64::from(inv) % u64::from(m),
+                    1,
+                    "{a}^-1 mod {m}"
+                );
+            }
+            let big = (u64::from(m) - 1) * (u64::from(m) - 1);
+            for x in [
+                0,
+                1,
+                u64::from(m) - 1,
+                u64::from(m),
+                big,
+                big - 1,
+                (1 << 48) - 1,
+            ] {
+                assert_eq!(filler.reduce(x), x % u64::from(m), "{x} mod {m}");
+            }
+            for (a, b) in [(0, 0), (m - 1, m - 1), (m - 1, 1), (m / 2, m / 2 + 1)] {
+                assert_eq!(add_mod(a, b, m), (a + b) % m);
+                assert_eq!(step(a, b, b.wrapping_sub(m)), (a + b) % m);
+            }
+        }
     }
 
     #[test]
@@ -574,59 +865,102 @@ mod tests {
         assert_eq!(table, GOLDEN_3_BACKENDS_13_SLOTS);
     }
 
-    /// Table for 10.0.0.1..=10.0.0.3 (ids 1..=3, weight 1) at size 13.
-    const GOLDEN_3_BACKENDS_13_SLOTS: [u32; 13] = [0; 13];
+    /// FNV-1a of a table's bytes (little-endian ids), to pin big tables.
+    fn fnv1a(table: &[u32]) -> u64 {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in table.iter().flat_map(|v| v.to_le_bytes()) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        h
+    }
 
-    /// Removes backend `removed` (an index into `bs`) and returns (fraction
-    /// of all slots that changed, fraction of the other backends' slots that
-    /// changed, share the removed backend held).
-    fn disruption(bs: &[MaglevBackend], removed: usize, size: u32) -> (f64, f64, f64) {
+    #[test]
+    fn big_tables_are_stable_across_builds() {
+        // Checksums from the same independent Python model as above.
+        let ks = keys(1000);
+        let table = build_table(&backends(&ks, |_| 1), M).expect("valid input");
+        assert_eq!(fnv1a(&table), 0x7d12_cbee_a09a_f289);
+        let ks = keys(100);
+        let table = build_table(&backends(&ks, |i| i as u32 % 4 + 1), M).expect("valid input");
+        assert_eq!(fnv1a(&table), 0x88c6_5116_da7c_5f51);
+    }
+
+    /// Table for 10.0.0.1..=10.0.0.3 (ids 1..=3, weight 1) at size 13, as
+    /// computed by an independent Python model of the algorithm.
+    const GOLDEN_3_BACKENDS_13_SLOTS: [u32; 13] = [1, 3, 3, 3, 1, 2, 2, 2, 2, 1, 1, 3, 1];
+
+    /// What removing one backend changes.
+    struct Disruption {
+        /// Fraction of all slots that changed.
+        total: f64,
+        /// Fraction of the other backends' slots that changed.
+        others: f64,
+        /// Share of the slots the removed backend held.
+        own: f64,
+    }
+
+    /// Removes backend `removed` (an index into `bs`) and measures the change.
+    fn disruption(bs: &[MaglevBackend], removed: usize, size: u32) -> Disruption {
         let before = build_table(bs, size).expect("valid input");
-        let rest: Vec<MaglevBackend> = bs
-            .iter()
-            .enumerate()
-            .filter(|&(i, _)| i != removed)
-            .map(|(_, b)| *b)
-            .collect();
+        let mut rest = bs.to_vec();
+        let gone = rest.remove(removed).id;
         let after = build_table(&rest, size).expect("valid input");
-        let gone = bs[removed].id;
+        assert!(!after.contains(&gone));
         let own = before.iter().filter(|&&id| id == gone).count();
         let others_moved = before
             .iter()
             .zip(&after)
             .filter(|&(b, a)| *b != gone && a != b)
             .count();
-        let total = moved_fraction(&before, &after);
-        let others = others_moved as f64 / (before.len() - own) as f64;
-        (total, others, own as f64 / before.len() as f64)
+        Disruption {
+            total: moved_fraction(&before, &after),
+            others: others_moved as f64 / (before.len() - own) as f64,
+            own: own as f64 / before.len() as f64,
+        }
     }
 
     #[test]
     fn removing_one_backend_moves_few_other_slots() {
-        // (n, bound on the fraction of the other backends' slots that move)
-        for (n, bound) in [(10, 0.01), (100, 0.01), (1000, 0.05)] {
+        // Maglev moves, besides the removed backend's own slots, some of the
+        // others' (its fill is a race that one fewer runner perturbs, mostly
+        // in its last rounds). Measured about 0.2-0.6% of the others' slots
+        // at 65,537 slots whatever n; a mistake that ties permutations to
+        // positions in the input instead of keys moves most of them.
+        for n in [10, 100, 1000] {
             let ks = keys(n);
-            let bs = backends(&ks, |_| 1);
-            let mut worst_total: f64 = 0.0;
-            let mut worst_others: f64 = 0.0;
-            let mut sum_total = 0.0;
-            let picks = [0, n as usize / 2, n as usize - 1];
-            for &r in &picks {
-                let (total, others, own) = disruption(&bs, r, M);
-                assert!(others <= bound, "n={n}: removing {r} moved {others}");
-                assert!(total >= own, "the removed backend's slots must all move");
-                worst_total = worst_total.max(total);
-                worst_others = worst_others.max(others);
-                sum_total += total;
+            for (name, bs) in [
+                ("equal", backends(&ks, |_| 1)),
+                ("weights 1..4", backends(&ks, |i| i as u32 % 4 + 1)),
+            ] {
+                let picks: Vec<usize> = (0..5).map(|j| j * n as usize / 5 + 1).collect();
+                let (mut total, mut worst_others, mut own) = (0.0, 0.0f64, 0.0);
+                for &r in &picks {
+                    let d = disruption(&bs, r, M);
+                    assert!(
+                        d.others <= 0.01,
+                        "n={n} {name}: removing {r} moved {:.4} of the others' slots",
+                        d.others
+                    );
+                    total += d.total;
+                    own += d.own;
+                    worst_others = worst_others.max(d.others);
+                }
+                let k = picks.len() as f64;
+                let ratio = total / own;
+                println!(
+                    "disruption n={n} {name} size={M}: moved {:.5} of slots = {ratio:.2} x the removed \
+                     backend's share {:.5} (1/n = {:.5}); worst {:.5} of the others' slots",
+                    total / k,
+                    own / k,
+                    1.0 / f64::from(n),
+                    worst_others,
+                );
+                if n == 10 {
+                    // Few large backends: close to the ideal.
+                    assert!(ratio <= 1.1, "n={n} {name}: moved {ratio:.2} x ideal");
+                }
             }
-            println!(
-                "disruption n={n} size={M}: total moved {:.5} (mean, ideal 1/n = {:.5}, ratio {:.2}), worst others {:.5}",
-                sum_total / picks.len() as f64,
-                1.0 / f64::from(n),
-                sum_total / picks.len() as f64 * f64::from(n),
-                worst_others
-            );
-            let _ = worst_total;
         }
     }
 
