@@ -1,7 +1,9 @@
 //! XDP load balancer: entry points only. Each one calls the packet path and
 //! turns its outcome into a verdict on purpose; every verdict is counted.
-#![no_std]
-#![no_main]
+#![cfg_attr(target_arch = "bpf", no_std)]
+#![cfg_attr(target_arch = "bpf", no_main)]
+// Built for the host (e.g. `cargo build --workspace`), this is only a stub.
+#![cfg_attr(not(target_arch = "bpf"), allow(dead_code, unused_imports))]
 
 mod conntrack;
 mod forward;
@@ -41,7 +43,7 @@ fn verdict(outcome: Counter) -> u32 {
     }
 }
 
-#[cfg(not(test))]
+#[cfg(target_arch = "bpf")]
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {
     // The verifier rejects any path that could reach here; nothing panics.
@@ -51,3 +53,10 @@ fn panic(_info: &core::panic::PanicInfo) -> ! {
 #[unsafe(link_section = "license")]
 #[unsafe(no_mangle)]
 static LICENSE: [u8; 4] = *b"GPL\0";
+
+/// On the host this crate is only a stub: the program is built for
+/// bpfel-unknown-none and embedded in lbd.
+#[cfg(not(target_arch = "bpf"))]
+fn main() {
+    eprintln!("lb-ebpf is an XDP object built for bpfel-unknown-none; run lbd instead");
+}

@@ -12,7 +12,7 @@ use crate::{
     config::Config,
     dataplane::{Dataplane, MapSizes, MapWriter as _},
     netlink::Netlink,
-    reconcile::Balancer,
+    reconcile::{Balancer, DesiredVip},
 };
 
 /// How long start-up waits for backends' MACs before going on without them.
@@ -52,8 +52,15 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
         .await?;
     warn_unresolved(&wanted, &macs);
     let mut balancer = Balancer::new(sizes.max_vips);
+    let desired = |macs: &HashMap<IpAddr, [u8; 6]>| -> Vec<DesiredVip> {
+        config
+            .vips
+            .iter()
+            .map(|v| DesiredVip::from_config(v, &|a| macs.get(&a).copied()))
+            .collect()
+    };
     let report = balancer
-        .apply(&mut dataplane, &config.vips, &|a| macs.get(&a).copied())
+        .apply(&mut dataplane, &desired(&macs))
         .context("filling the data plane")?;
     info!(?report, "maps filled");
     let mode = dataplane.attach(&interface.name, config.xdp_mode)?;
@@ -85,7 +92,7 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
                             for (address, mac) in fresh {
                                 macs.insert(address, mac);
                             }
-                            match balancer.apply(&mut dataplane, &config.vips, &|a| macs.get(&a).copied()) {
+                            match balancer.apply(&mut dataplane, &desired(&macs)) {
                                 Ok(report) if report != Default::default() => info!(?report, "backend MACs changed; maps updated"),
                                 Ok(_) => {}
                                 Err(error) => warn!(%error, "updating the maps after a MAC change failed"),

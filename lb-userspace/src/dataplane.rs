@@ -379,6 +379,8 @@ pub struct FakeMaps {
     pub vips: StdHashMap<VipKey, VipMeta>,
     /// Slots written so far (to check that only changes are written).
     pub slot_writes: usize,
+    /// Order of writes other than table slots: "backend <id>", "vip <id>".
+    pub log: Vec<String>,
 }
 
 impl FakeMaps {
@@ -406,6 +408,7 @@ impl MapWriter for FakeMaps {
 
     fn set_backend(&mut self, id: u32, backend: &Backend) -> Result<()> {
         self.backends.insert(id, *backend);
+        self.log.push(format!("backend {id}"));
         Ok(())
     }
 
@@ -426,6 +429,7 @@ impl MapWriter for FakeMaps {
 
     fn set_vip(&mut self, key: &VipKey, meta: &VipMeta) -> Result<()> {
         self.vips.insert(*key, *meta);
+        self.log.push(format!("vip {}", meta.id));
         Ok(())
     }
 

@@ -98,6 +98,59 @@ pub fn addr_words(address: IpAddr) -> ([u32; 4], u8) {
     }
 }
 
+/// A VIP as the data plane should serve it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DesiredVip {
+    /// Which VIP.
+    pub id: VipId,
+    /// Maglev table size.
+    pub table_size: u32,
+    /// Its backends.
+    pub backends: Vec<DesiredBackend>,
+}
+
+/// A backend as the data plane should treat it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DesiredBackend {
+    /// Address (its identity in Maglev).
+    pub address: IpAddr,
+    /// Where to send its frames (None: unknown yet, so it takes nothing).
+    pub mac: Option<[u8; 6]>,
+    /// Share of new flows (0: none, e.g. draining).
+    pub weight: u32,
+    /// Whether it can take packets at all; a flow pinned to a backend that
+    /// is not alive (down, in maintenance) is hashed again.
+    pub alive: bool,
+}
+
+impl DesiredVip {
+    /// The desired state straight from a VIP's config: every backend alive,
+    /// MACs from the config or else from `mac_of`.
+    pub fn from_config(vip: &VipConfig, mac_of: &dyn Fn(IpAddr) -> Option<[u8; 6]>) -> Self {
+        Self {
+            id: VipId::of(vip),
+            table_size: vip.table_size,
+            backends: vip
+                .backends
+                .iter()
+                .map(|b| DesiredBackend {
+                    address: b.address,
+                    mac: b.mac.or_else(|| mac_of(b.address)),
+                    weight: b.weight,
+                    alive: true,
+                })
+                .collect(),
+        }
+    }
+}
+
+impl DesiredBackend {
+    /// Whether the data plane may send it packets.
+    fn can_take_packets(&self) -> bool {
+        self.alive && self.mac.is_some()
+    }
+}
+
 /// A backend as applied: its data-plane id and what was written for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppliedBackend {
@@ -107,8 +160,10 @@ pub struct AppliedBackend {
     pub generation: u32,
     /// MAC written (None: not known yet, so not alive).
     pub mac: Option<[u8; 6]>,
-    /// Weight.
+    /// Weight in the table.
     pub weight: u32,
+    /// Alive flag written.
+    pub alive: bool,
 }
 
 /// A VIP as applied.
@@ -174,17 +229,15 @@ impl Balancer {
         &self.vips
     }
 
-    /// Makes the data plane serve `desired`. `mac_of` gives the MAC of a
-    /// backend address whose config has none (None: unknown for now; such a
-    /// backend takes no traffic until a later apply knows it).
+    /// Makes the data plane serve `desired` (VIPs absent from it are
+    /// removed).
     pub fn apply(
         &mut self,
         maps: &mut dyn MapWriter,
-        desired: &[VipConfig],
-        mac_of: &dyn Fn(IpAddr) -> Option<[u8; 6]>,
+        desired: &[DesiredVip],
     ) -> Result<ApplyReport, ReconcileError> {
         let mut report = ApplyReport::default();
-        let wanted: BTreeSet<VipId> = desired.iter().map(VipId::of).collect();
+        let wanted: BTreeSet<VipId> = desired.iter().map(|v| v.id).collect();
         let gone: Vec<VipId> = self
             .vips
             .keys()
@@ -195,7 +248,7 @@ impl Balancer {
             self.remove_vip(maps, id, &mut report)?;
         }
         for vip in desired {
-            self.apply_vip(maps, vip, mac_of, &mut report)?;
+            self.apply_vip(maps, vip, &mut report)?;
         }
         Ok(report)
     }
@@ -228,11 +281,10 @@ impl Balancer {
     fn apply_vip(
         &mut self,
         maps: &mut dyn MapWriter,
-        config: &VipConfig,
-        mac_of: &dyn Fn(IpAddr) -> Option<[u8; 6]>,
+        desired: &DesiredVip,
         report: &mut ApplyReport,
     ) -> Result<(), ReconcileError> {
-        let id = VipId::of(config);
+        let id = desired.id;
         let is_new = !self.vips.contains_key(&id);
         let mut vip = match self.vips.get(&id) {
             Some(vip) => vip.clone(),
@@ -240,43 +292,58 @@ impl Balancer {
                 id: self
                     .free_vip_id()
                     .ok_or(ReconcileError::TooManyVips(self.max_vips))?,
-                table_size: config.table_size,
+                table_size: desired.table_size,
                 active: 0,
                 table: None,
                 backends: BTreeMap::new(),
             },
         };
-        if vip.table_size != config.table_size {
+        if vip.table_size != desired.table_size {
             // Different size: neither copy's content can be diffed against.
-            vip.table_size = config.table_size;
+            vip.table_size = desired.table_size;
             vip.table = None;
         }
 
-        // 1. New and changed backends exist in the data plane before any
-        //    table can name them.
+        // 1. New backends, and backends that can take packets now, exist in
+        //    the data plane before any table can name them. Backends that
+        //    can no longer take packets are written after the flip (step 3),
+        //    so no packet is hashed to a slot whose backend is already dead.
         let mut kept = BTreeMap::new();
-        for backend in &config.backends {
-            let mac = backend.mac.or_else(|| mac_of(backend.address));
+        let mut weakened = Vec::new();
+        for backend in &desired.backends {
+            let target = AppliedBackend {
+                id: 0,
+                generation: 0,
+                mac: backend.mac,
+                weight: backend.weight,
+                alive: backend.can_take_packets(),
+            };
             let applied = match vip.backends.remove(&backend.address) {
-                Some(mut applied) => {
-                    if applied.mac != mac {
-                        applied.mac = mac;
-                        self.write_backend(maps, vip.id, backend.address, &applied)?;
-                        report.backends_written += 1;
+                Some(current) => {
+                    let next = AppliedBackend {
+                        id: current.id,
+                        generation: current.generation,
+                        ..target
+                    };
+                    if next.mac != current.mac || next.alive != current.alive {
+                        if next.alive || !current.alive {
+                            self.write_backend(maps, vip.id, backend.address, &next)?;
+                            report.backends_written += 1;
+                        } else {
+                            weakened.push((backend.address, next.clone()));
+                        }
                     }
-                    applied.weight = backend.weight;
-                    applied
+                    next
                 }
                 None => {
-                    let applied = AppliedBackend {
+                    let next = AppliedBackend {
                         id: self.allocate_backend_id()?,
                         generation: self.next_generation(),
-                        mac,
-                        weight: backend.weight,
+                        ..target
                     };
-                    self.write_backend(maps, vip.id, backend.address, &applied)?;
+                    self.write_backend(maps, vip.id, backend.address, &next)?;
                     report.backends_written += 1;
-                    applied
+                    next
                 }
             };
             kept.insert(backend.address, applied);
@@ -312,8 +379,12 @@ impl Balancer {
             debug!(vip = %id, slots = written, table = inactive, "Maglev table flipped");
         }
 
-        // 3. Only now, with no table naming them, retire removed backends:
-        //    their tracked flows are hashed again.
+        // 3. Only now, with no table naming them, retire removed backends and
+        //    mark dead ones: their tracked flows are hashed again.
+        for (address, backend) in &weakened {
+            self.write_backend(maps, vip.id, *address, backend)?;
+            report.backends_written += 1;
+        }
         for backend in &retired {
             self.retire_backend(maps, backend, report)?;
         }
@@ -339,11 +410,7 @@ impl Balancer {
             vip_id,
             mac: applied.mac.unwrap_or_default(),
             family,
-            flags: if applied.mac.is_some() {
-                BACKEND_F_ALIVE
-            } else {
-                0
-            },
+            flags: if applied.alive { BACKEND_F_ALIVE } else { 0 },
         };
         maps.set_backend(applied.id, &backend)?;
         Ok(())
@@ -399,7 +466,7 @@ fn build_table(id: &VipId, vip: &AppliedVip) -> Result<Vec<u32>, ReconcileError>
     let keys: Vec<(Vec<u8>, &AppliedBackend)> = vip
         .backends
         .iter()
-        .filter(|(_, b)| b.mac.is_some() && b.weight > 0)
+        .filter(|(_, b)| b.alive && b.weight > 0)
         .map(|(address, b)| (address_bytes(*address), b))
         .collect();
     let members: Vec<MaglevBackend<'_>> = keys
@@ -462,6 +529,19 @@ mod tests {
 
     const NO_MAC: &dyn Fn(IpAddr) -> Option<[u8; 6]> = &|_| None;
 
+    fn run(
+        balancer: &mut Balancer,
+        maps: &mut FakeMaps,
+        vips: &[VipConfig],
+        mac_of: &dyn Fn(IpAddr) -> Option<[u8; 6]>,
+    ) -> Result<ApplyReport, ReconcileError> {
+        let desired: Vec<DesiredVip> = vips
+            .iter()
+            .map(|v| DesiredVip::from_config(v, mac_of))
+            .collect();
+        balancer.apply(maps, &desired)
+    }
+
     /// Both copies of the VIP's table in the fake maps.
     fn copies(maps: &FakeMaps, vip_id: u32, size: u32) -> [Vec<u32>; 2] {
         let copy = |c: u32| {
@@ -477,7 +557,7 @@ mod tests {
         let mut maps = FakeMaps::default();
         let mut balancer = Balancer::new(4);
         let desired = [vip(1009, three())];
-        let report = balancer.apply(&mut maps, &desired, NO_MAC).unwrap();
+        let report = run(&mut balancer, &mut maps, &desired, NO_MAC).unwrap();
         assert_eq!(report.vips_added, 1);
         assert_eq!(report.backends_written, 3);
         assert_eq!(report.slots_written, 2 * 1009);
@@ -498,9 +578,9 @@ mod tests {
         let mut maps = FakeMaps::default();
         let mut balancer = Balancer::new(4);
         let desired = [vip(1009, three())];
-        balancer.apply(&mut maps, &desired, NO_MAC).unwrap();
+        run(&mut balancer, &mut maps, &desired, NO_MAC).unwrap();
         let writes = maps.slot_writes;
-        let report = balancer.apply(&mut maps, &desired, NO_MAC).unwrap();
+        let report = run(&mut balancer, &mut maps, &desired, NO_MAC).unwrap();
         assert_eq!(report, ApplyReport::default());
         assert_eq!(maps.slot_writes, writes);
     }
@@ -509,18 +589,14 @@ mod tests {
     fn a_change_writes_only_the_changed_slots_into_each_copy() {
         let mut maps = FakeMaps::default();
         let mut balancer = Balancer::new(4);
-        balancer
-            .apply(&mut maps, &[vip(1009, three())], NO_MAC)
-            .unwrap();
+        run(&mut balancer, &mut maps, &[vip(1009, three())], NO_MAC).unwrap();
         let key = VipId::of(&vip(1009, three())).key();
         let before = maps.live_table(&key).unwrap();
         let active_before = maps.vips[&key].active_table;
 
         let mut four = three();
         four.push(backend("198.18.0.14", 100));
-        let report = balancer
-            .apply(&mut maps, &[vip(1009, four)], NO_MAC)
-            .unwrap();
+        let report = run(&mut balancer, &mut maps, &[vip(1009, four)], NO_MAC).unwrap();
         let after = maps.live_table(&key).unwrap();
         let changed = before.iter().zip(&after).filter(|(a, b)| a != b).count();
         assert!(changed > 0 && changed < 1009 / 2, "changed {changed}");
@@ -538,9 +614,7 @@ mod tests {
     fn a_removed_backend_is_retired_after_the_flip_and_its_id_reused_with_a_new_generation() {
         let mut maps = FakeMaps::default();
         let mut balancer = Balancer::new(4);
-        balancer
-            .apply(&mut maps, &[vip(1009, three())], NO_MAC)
-            .unwrap();
+        run(&mut balancer, &mut maps, &[vip(1009, three())], NO_MAC).unwrap();
         let id_of = |b: &Balancer, a: &str| {
             let applied = b.vips().values().next().unwrap();
             applied.backends[&a.parse::<IpAddr>().unwrap()].clone()
@@ -548,9 +622,7 @@ mod tests {
         let gone = id_of(&balancer, "198.18.0.12");
 
         let two = vec![backend("198.18.0.11", 100), backend("198.18.0.13", 100)];
-        balancer
-            .apply(&mut maps, &[vip(1009, two.clone())], NO_MAC)
-            .unwrap();
+        run(&mut balancer, &mut maps, &[vip(1009, two.clone())], NO_MAC).unwrap();
         let key = VipId::of(&vip(1009, three())).key();
         assert!(!maps.live_table(&key).unwrap().contains(&gone.id));
         assert_eq!(
@@ -561,9 +633,7 @@ mod tests {
 
         let mut again = two;
         again.push(backend("198.18.0.15", 100));
-        balancer
-            .apply(&mut maps, &[vip(1009, again)], NO_MAC)
-            .unwrap();
+        run(&mut balancer, &mut maps, &[vip(1009, again)], NO_MAC).unwrap();
         let new = id_of(&balancer, "198.18.0.15");
         assert_eq!(new.id, gone.id, "the freed id is reused");
         assert_ne!(new.generation, gone.generation, "with a new generation");
@@ -577,7 +647,7 @@ mod tests {
         let mut backends = three();
         backends[1].mac = None;
         let desired = [vip(1009, backends)];
-        balancer.apply(&mut maps, &desired, NO_MAC).unwrap();
+        run(&mut balancer, &mut maps, &desired, NO_MAC).unwrap();
         let key = VipId::of(&desired[0]).key();
         let table = maps.live_table(&key).unwrap();
         let unresolved = balancer.vips().values().next().unwrap().backends
@@ -587,10 +657,58 @@ mod tests {
         assert_eq!(maps.backends[&unresolved].flags & BACKEND_F_ALIVE, 0);
 
         let mac = [2, 0, 0, 0, 0, 0x12];
-        let report = balancer.apply(&mut maps, &desired, &|_| Some(mac)).unwrap();
+        let report = run(&mut balancer, &mut maps, &desired, &|_| Some(mac)).unwrap();
         assert_eq!(report.backends_written, 1);
         assert!(maps.live_table(&key).unwrap().contains(&unresolved));
         assert_eq!(maps.backends[&unresolved].mac, mac);
+    }
+
+    #[test]
+    fn a_dead_backend_leaves_the_table_before_it_is_marked_dead() {
+        let mut maps = FakeMaps::default();
+        let mut balancer = Balancer::new(4);
+        let config = vip(1009, three());
+        let mut desired = DesiredVip::from_config(&config, NO_MAC);
+        balancer
+            .apply(&mut maps, std::slice::from_ref(&desired))
+            .unwrap();
+        let address: IpAddr = "198.18.0.12".parse().unwrap();
+        let id = balancer.vips()[&desired.id].backends[&address].id;
+
+        // Record the order of writes: the table flip must come first.
+        desired.backends[1].alive = false;
+        let report = balancer
+            .apply(&mut maps, std::slice::from_ref(&desired))
+            .unwrap();
+        assert_eq!(
+            report.backends_written, 1,
+            "{report:?} {:?} {:?}",
+            maps.log, maps.backends
+        );
+        assert_eq!(
+            maps.backends[&id].flags & BACKEND_F_ALIVE,
+            0,
+            "{:?} {:?}",
+            maps.log,
+            maps.backends[&id]
+        );
+        assert!(!maps.live_table(&desired.id.key()).unwrap().contains(&id));
+        assert_eq!(
+            maps.log.last(),
+            Some(&format!("backend {id}")),
+            "log: {:?}",
+            maps.log
+        );
+
+        // Draining: alive, but no new flows.
+        desired.backends[1].alive = true;
+        desired.backends[1].weight = 0;
+        let report = balancer
+            .apply(&mut maps, std::slice::from_ref(&desired))
+            .unwrap();
+        assert_eq!(report.backends_written, 1);
+        assert_eq!(maps.backends[&id].flags & BACKEND_F_ALIVE, BACKEND_F_ALIVE);
+        assert!(!maps.live_table(&desired.id.key()).unwrap().contains(&id));
     }
 
     #[test]
@@ -598,8 +716,8 @@ mod tests {
         let mut maps = FakeMaps::default();
         let mut balancer = Balancer::new(4);
         let desired = [vip(1009, three())];
-        balancer.apply(&mut maps, &desired, NO_MAC).unwrap();
-        let report = balancer.apply(&mut maps, &[], NO_MAC).unwrap();
+        run(&mut balancer, &mut maps, &desired, NO_MAC).unwrap();
+        let report = run(&mut balancer, &mut maps, &[], NO_MAC).unwrap();
         assert_eq!(report.vips_removed, 1);
         assert!(maps.vips.is_empty());
         assert!(maps.backends.values().all(|b| *b == Backend::default()));
@@ -612,9 +730,13 @@ mod tests {
         let mut balancer = Balancer::new(1);
         let mut second = vip(1009, three());
         second.port = 81;
-        let err = balancer
-            .apply(&mut maps, &[vip(1009, three()), second], NO_MAC)
-            .unwrap_err();
+        let err = run(
+            &mut balancer,
+            &mut maps,
+            &[vip(1009, three()), second],
+            NO_MAC,
+        )
+        .unwrap_err();
         assert!(matches!(err, ReconcileError::TooManyVips(1)), "{err}");
     }
 }

@@ -15,7 +15,7 @@ use lb_common::{
 use lb_userspace::{
     config::{BackendConfig, Protocol, VipConfig},
     dataplane::{Dataplane, MapSizes, MapWriter as _},
-    reconcile::{addr_words, Balancer, VipId},
+    reconcile::{addr_words, Balancer, DesiredVip, VipId},
 };
 
 use crate::packet::{Flow, LB_MAC};
@@ -86,7 +86,11 @@ impl TestBed {
 
     /// Applies a new desired state (MACs come from the configs).
     pub fn apply(&mut self, vips: &[VipConfig]) -> anyhow::Result<()> {
-        self.balancer.apply(&mut self.dataplane, vips, &|_| None)?;
+        let desired: Vec<DesiredVip> = vips
+            .iter()
+            .map(|v| DesiredVip::from_config(v, &|_| None))
+            .collect();
+        self.balancer.apply(&mut self.dataplane, &desired)?;
         Ok(())
     }
 
