@@ -503,19 +503,17 @@ mod tests {
             .and_then(|o| o.parse().ok())
             .unwrap_or(0);
         BackendConfig {
-            address: address.parse().unwrap(),
             mac: Some([2, 0, 0, 0, 0, last]),
             weight,
+            ..BackendConfig::new(address.parse().unwrap())
         }
     }
 
     fn vip(size: u32, backends: Vec<BackendConfig>) -> VipConfig {
         VipConfig {
-            address: "198.18.0.100".parse().unwrap(),
-            port: 80,
-            protocol: Protocol::Tcp,
             table_size: size,
             backends,
+            ..VipConfig::new("198.18.0.100".parse().unwrap(), 80, Protocol::Tcp)
         }
     }
 

@@ -41,9 +41,9 @@ pub struct TestBed {
 /// A backend for test configs: address and MAC.
 pub fn backend(address: &str, mac_last_octet: u8, weight: u32) -> BackendConfig {
     BackendConfig {
-        address: address.parse().expect("test backend address"),
         mac: Some([0x02, 0, 0, 0, 0xbe, mac_last_octet]),
         weight,
+        ..BackendConfig::new(address.parse().expect("test backend address"))
     }
 }
 
@@ -55,11 +55,8 @@ pub fn vip(
     backends: Vec<BackendConfig>,
 ) -> VipConfig {
     VipConfig {
-        address: address.parse().expect("test VIP address"),
-        port,
-        protocol,
-        table_size: 65_537,
         backends,
+        ..VipConfig::new(address.parse().expect("test VIP address"), port, protocol)
     }
 }
 

@@ -1,0 +1,184 @@
+//! The `[vip.health]` and `[vip.backend.health]` tables: how lbd checks
+//! that a backend can serve. A backend's table overrides its VIP's key by
+//! key; the VIP's overrides the defaults.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::{Spanned, Value};
+
+use super::{Checker, ConfigError, Protocol};
+
+/// What kind of check, because a service that speaks HTTP can say more
+/// than "the port is open".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CheckType {
+    /// No checks: the backend is taken as up.
+    None,
+    /// A TCP connection to the check port succeeds.
+    #[default]
+    Tcp,
+    /// An HTTP GET answers with the expected status.
+    Http,
+}
+
+impl std::fmt::Display for CheckType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CheckType::None => "none",
+            CheckType::Tcp => "tcp",
+            CheckType::Http => "http",
+        })
+    }
+}
+
+/// A backend's health checks, with HAProxy's inter/fastinter/rise/fall
+/// meaning.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthConfig {
+    /// Kind of check.
+    pub check: CheckType,
+    /// Port checked; None: the VIP's port.
+    pub port: Option<u16>,
+    /// HTTP path.
+    pub path: String,
+    /// HTTP Host header; None: the backend's address.
+    pub host: Option<String>,
+    /// HTTP status that means healthy.
+    pub expect_status: u16,
+    /// Time between checks of a stable backend.
+    pub interval: Duration,
+    /// Time between checks while a backend is changing state.
+    pub fast_interval: Duration,
+    /// Longest a check may take.
+    pub timeout: Duration,
+    /// Consecutive successes that bring a backend up.
+    pub rise: u32,
+    /// Consecutive failures that take a backend down.
+    pub fall: u32,
+}
+
+impl HealthConfig {
+    /// The defaults for a VIP of `protocol`: TCP checks every 2 s for TCP
+    /// services; none for UDP (a TCP check says nothing about them).
+    pub fn default_for(protocol: Protocol) -> Self {
+        Self {
+            check: match protocol {
+                Protocol::Tcp => CheckType::Tcp,
+                Protocol::Udp => CheckType::None,
+            },
+            port: None,
+            path: "/".to_owned(),
+            host: None,
+            expect_status: 200,
+            interval: Duration::from_millis(2000),
+            fast_interval: Duration::from_millis(500),
+            timeout: Duration::from_millis(1000),
+            rise: 2,
+            fall: 3,
+        }
+    }
+}
+
+/// A health table as parsed.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a health table")]
+pub(super) struct RawHealth {
+    check: Option<Spanned<Value>>,
+    port: Option<Spanned<Value>>,
+    path: Option<Spanned<Value>>,
+    host: Option<Spanned<Value>>,
+    expect_status: Option<Spanned<Value>>,
+    interval_ms: Option<Spanned<Value>>,
+    fast_interval_ms: Option<Spanned<Value>>,
+    timeout_ms: Option<Spanned<Value>>,
+    rise: Option<Spanned<Value>>,
+    fall: Option<Spanned<Value>>,
+}
+
+impl Checker<'_> {
+    /// `base` with the keys present in `raw` replaced; `prefix` is the
+    /// table's field path (e.g. `vip[0].health`).
+    pub(super) fn health(
+        &self,
+        base: &HealthConfig,
+        raw: &Spanned<RawHealth>,
+        prefix: &str,
+    ) -> Result<HealthConfig, ConfigError> {
+        let table = raw.span().start;
+        let raw = raw.get_ref();
+        let field = |name: &str| format!("{prefix}.{name}");
+        let mut out = base.clone();
+        if let Some(v) = &raw.check {
+            out.check = self.choice(
+                v,
+                &field("check"),
+                &[
+                    ("none", CheckType::None),
+                    ("tcp", CheckType::Tcp),
+                    ("http", CheckType::Http),
+                ],
+            )?;
+        }
+        if let Some(v) = &raw.port {
+            out.port = Some(self.integer(v, &field("port"), 1..=u16::MAX)?);
+        }
+        if let Some(v) = &raw.path {
+            let path = self.string(v, &field("path"))?;
+            if !path.starts_with('/') || path.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(self.bad_value(
+                    v,
+                    &field("path"),
+                    format!("{path:?} is not an absolute URL path without spaces"),
+                ));
+            }
+            out.path = path.to_owned();
+        }
+        if let Some(v) = &raw.host {
+            let host = self.string(v, &field("host"))?;
+            if host.is_empty() || host.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(self.bad_value(
+                    v,
+                    &field("host"),
+                    format!("{host:?} is not a host name"),
+                ));
+            }
+            out.host = Some(host.to_owned());
+        }
+        if let Some(v) = &raw.expect_status {
+            out.expect_status = self.integer(v, &field("expect_status"), 100..=599)?;
+        }
+        let millis = |v: &Spanned<Value>, name: &str| -> Result<Duration, ConfigError> {
+            Ok(Duration::from_millis(
+                self.integer::<u32>(v, &field(name), 10..=3_600_000)?.into(),
+            ))
+        };
+        if let Some(v) = &raw.interval_ms {
+            out.interval = millis(v, "interval_ms")?;
+        }
+        if let Some(v) = &raw.fast_interval_ms {
+            out.fast_interval = millis(v, "fast_interval_ms")?;
+        }
+        if let Some(v) = &raw.timeout_ms {
+            out.timeout = millis(v, "timeout_ms")?;
+        }
+        if let Some(v) = &raw.rise {
+            out.rise = self.integer(v, &field("rise"), 1..=100)?;
+        }
+        if let Some(v) = &raw.fall {
+            out.fall = self.integer(v, &field("fall"), 1..=100)?;
+        }
+        if out.timeout > out.interval {
+            return Err(self.invalid(
+                table,
+                &field("timeout_ms"),
+                format!(
+                    "the timeout ({} ms) is longer than the interval ({} ms)",
+                    out.timeout.as_millis(),
+                    out.interval.as_millis()
+                ),
+            ));
+        }
+        Ok(out)
+    }
+}

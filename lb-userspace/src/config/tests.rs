@@ -1,0 +1,823 @@
+//! Tests of config parsing and validation.
+use super::*;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+const EXAMPLE: &str = r#"# Interface the XDP program attaches to (required).
+interface = "eth0"
+# "auto" (default): native (driver) mode, falling back to generic with a warning; "native"; "generic".
+xdp_mode = "auto"
+# Connection table size (flows), default 262144, range 1024..=16777216.
+conntrack_size = 262144
+
+[[vip]]
+address = "198.18.0.100"        # IPv4 or IPv6 (required)
+port = 80                       # 1..=65535 (required)
+protocol = "tcp"                # "tcp" (default) or "udp"
+table_size = 65537              # Maglev table size, a prime, 3..=65537, default 65537
+
+  [[vip.backend]]
+  address = "198.18.0.11"       # required; same family as the VIP
+  mac = "02:00:00:00:00:11"     # optional; when absent lbd resolves it from the neighbour table
+  weight = 100                  # 0..=10000, default 100 (0 = takes no new flows)
+"#;
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::from_toml_str(text, "lbd.toml")
+}
+
+/// The error text for `text`, failing the test if it parses.
+fn error(text: &str) -> String {
+    match parse(text) {
+        Ok(config) => panic!("expected an error, got {config:?}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// Asserts that `text` fails with a message starting with `prefix` and containing `detail`.
+fn assert_error(text: &str, prefix: &str, detail: &str) {
+    let message = error(text);
+    assert!(
+        message.starts_with(prefix),
+        "error {message:?} does not start with {prefix:?}"
+    );
+    assert!(
+        message.contains(detail),
+        "error {message:?} does not contain {detail:?}"
+    );
+}
+
+/// A valid document with one IPv4 VIP; `vip_extra` and `backend_extra` are
+/// appended to the VIP (line 4) and backend (line 8) tables.
+fn doc(vip_extra: &str, backend_extra: &str) -> String {
+    format!(
+        "interface = \"eth0\"\n\
+         [[vip]]\n\
+         address = \"198.18.0.100\"\n\
+         port = 80\n\
+         {vip_extra}\n\
+         [[vip.backend]]\n\
+         address = \"198.18.0.11\"\n\
+         {backend_extra}\n"
+    )
+}
+
+#[test]
+fn example_parses_to_expected_values() {
+    let config = parse(EXAMPLE).unwrap();
+    assert_eq!(
+        config,
+        Config {
+            interface: "eth0".into(),
+            xdp_mode: XdpMode::Auto,
+            conntrack_size: 262_144,
+            admin_socket: PathBuf::from(DEFAULT_ADMIN_SOCKET),
+            tcp_idle_timeout: DEFAULT_TCP_IDLE_TIMEOUT,
+            udp_idle_timeout: DEFAULT_UDP_IDLE_TIMEOUT,
+            vips: vec![VipConfig {
+                address: IpAddr::V4(Ipv4Addr::new(198, 18, 0, 100)),
+                port: 80,
+                protocol: Protocol::Tcp,
+                table_size: 65_537,
+                health: HealthConfig::default_for(Protocol::Tcp),
+                on_all_down: AllDown::Drop,
+                drain_timeout: None,
+                backends: vec![BackendConfig {
+                    address: IpAddr::V4(Ipv4Addr::new(198, 18, 0, 11)),
+                    mac: Some([0x02, 0, 0, 0, 0, 0x11]),
+                    weight: 100,
+                    health: None,
+                }],
+            }],
+        }
+    );
+}
+
+#[test]
+fn defaults_apply() {
+    let config = parse(&doc("", "")).unwrap();
+    assert_eq!(config.xdp_mode, XdpMode::Auto);
+    assert_eq!(config.conntrack_size, DEFAULT_CONNTRACK_SIZE);
+    let vip = &config.vips[0];
+    assert_eq!(vip.protocol, Protocol::Tcp);
+    assert_eq!(vip.table_size, DEFAULT_TABLE_SIZE);
+    assert_eq!(vip.backends[0].mac, None);
+    assert_eq!(vip.backends[0].weight, DEFAULT_WEIGHT);
+}
+
+#[test]
+fn zero_vips_and_zero_backends_are_allowed() {
+    let config = parse("interface = \"eth0\"\n").unwrap();
+    assert!(config.vips.is_empty());
+    let config = parse("interface = \"eth0\"\n[[vip]]\naddress = \"::1\"\nport = 53\n").unwrap();
+    assert!(config.vips[0].backends.is_empty());
+}
+
+#[test]
+fn ipv6_and_udp_and_other_values_parse() {
+    let config = parse(
+        "interface = \"ens3f0\"\nxdp_mode = \"generic\"\nconntrack_size = 1024\n\
+         [[vip]]\naddress = \"2001:db8::100\"\nport = 65535\nprotocol = \"udp\"\ntable_size = 3\n\
+         [[vip.backend]]\naddress = \"2001:db8::11\"\nmac = \"0A:bC:00:00:00:FF\"\nweight = 0\n\
+         [[vip.backend]]\naddress = \"2001:db8::12\"\nweight = 10000\n",
+    )
+    .unwrap();
+    assert_eq!(config.interface, "ens3f0");
+    assert_eq!(config.xdp_mode, XdpMode::Generic);
+    assert_eq!(config.conntrack_size, 1024);
+    let vip = &config.vips[0];
+    assert_eq!(vip.address, "2001:db8::100".parse::<Ipv6Addr>().unwrap());
+    assert_eq!(
+        (vip.port, vip.protocol, vip.table_size),
+        (65535, Protocol::Udp, 3)
+    );
+    assert_eq!(vip.backends[0].mac, Some([0x0a, 0xbc, 0, 0, 0, 0xff]));
+    assert_eq!(vip.backends[0].weight, 0);
+    assert_eq!(vip.backends[1].weight, MAX_WEIGHT);
+}
+
+#[test]
+fn protocol_number_and_display() {
+    assert_eq!(Protocol::Tcp.number(), 6);
+    assert_eq!(Protocol::Udp.number(), 17);
+    assert_eq!(Protocol::Tcp.to_string(), "tcp");
+    assert_eq!(Protocol::Udp.to_string(), "udp");
+    assert_eq!(XdpMode::Native.to_string(), "native");
+}
+
+#[test]
+fn interface_is_required() {
+    assert_error(
+        "xdp_mode = \"auto\"\n",
+        "lbd.toml:1:1: interface: ",
+        "required field is missing",
+    );
+}
+
+#[test]
+fn interface_must_be_a_valid_name() {
+    assert_error(
+        "interface = \"\"\n",
+        "lbd.toml:1:13: interface: ",
+        "must not be empty",
+    );
+    assert_error(
+        "\ninterface = \"abcdefghijklmnop\"\n",
+        "lbd.toml:2:13: interface: ",
+        "is 16 bytes long",
+    );
+    assert_error(
+        "interface = \"eth/0\"\n",
+        "lbd.toml:1:13: interface: ",
+        "contains '/'",
+    );
+    assert_error(
+        "interface = \"eth 0\"\n",
+        "lbd.toml:1:13: interface: ",
+        "contains ' '",
+    );
+    assert_error(
+        "interface = \"eth\\t0\"\n",
+        "lbd.toml:1:13: interface: ",
+        "contains '\\t'",
+    );
+    assert_error(
+        "interface = \"eth0:1\"\n",
+        "lbd.toml:1:13: interface: ",
+        "contains ':'",
+    );
+    assert_error(
+        "interface = \"..\"\n",
+        "lbd.toml:1:13: interface: ",
+        "not an interface name",
+    );
+    assert_error(
+        "interface = 5\n",
+        "lbd.toml:1:13: interface: ",
+        "expected a string, found an integer",
+    );
+    assert_eq!(
+        parse("interface = \"abcdefghijklmno\"\n")
+            .unwrap()
+            .interface
+            .len(),
+        15
+    );
+}
+
+#[test]
+fn xdp_mode_must_be_known() {
+    assert_error(
+        "interface = \"eth0\"\nxdp_mode = \"turbo\"\n",
+        "lbd.toml:2:12: xdp_mode: ",
+        r#""turbo" is not one of "auto", "native", "generic""#,
+    );
+    assert_error(
+        "interface = \"eth0\"\nxdp_mode = true\n",
+        "lbd.toml:2:12: xdp_mode: ",
+        "expected a string, found a boolean",
+    );
+    for (name, mode) in [
+        ("auto", XdpMode::Auto),
+        ("native", XdpMode::Native),
+        ("generic", XdpMode::Generic),
+    ] {
+        let text = format!("interface = \"eth0\"\nxdp_mode = \"{name}\"\n");
+        assert_eq!(parse(&text).unwrap().xdp_mode, mode);
+    }
+}
+
+#[test]
+fn conntrack_size_must_be_in_range() {
+    assert_error(
+        "interface = \"eth0\"\nconntrack_size = 1023\n",
+        "lbd.toml:2:18: conntrack_size: ",
+        "1023 is out of range 1024..=16777216",
+    );
+    assert_error(
+        "interface = \"eth0\"\nconntrack_size = 16777217\n",
+        "lbd.toml:2:18: conntrack_size: ",
+        "out of range",
+    );
+    assert_error(
+        "interface = \"eth0\"\nconntrack_size = -1\n",
+        "lbd.toml:2:18: conntrack_size: ",
+        "out of range",
+    );
+    assert_error(
+        "interface = \"eth0\"\nconntrack_size = 1.5\n",
+        "lbd.toml:2:18: conntrack_size: ",
+        "expected an integer, found a float",
+    );
+    let text = "interface = \"eth0\"\nconntrack_size = 16777216\n";
+    assert_eq!(parse(text).unwrap().conntrack_size, MAX_CONNTRACK_SIZE);
+}
+
+#[test]
+fn vip_address_must_parse() {
+    let text = "interface = \"eth0\"\n\
+                [[vip]]\naddress = \"198.18.0.100\"\nport = 80\n\
+                [[vip]]\nport = 80\naddress = \"198.18.0.300\"\n";
+    assert_error(
+        text,
+        "lbd.toml:7:11: vip[1].address: ",
+        r#""198.18.0.300" is not an IPv4 or IPv6 address"#,
+    );
+}
+
+#[test]
+fn vip_address_is_required() {
+    assert_error(
+        "interface = \"eth0\"\n\n[[vip]]\nport = 80\n",
+        "lbd.toml:3:1: vip[0].address: ",
+        "required field is missing",
+    );
+}
+
+#[test]
+fn vip_address_must_not_be_unspecified_or_multicast() {
+    let cases = [
+        ("0.0.0.0", "unspecified"),
+        ("::", "unspecified"),
+        ("224.0.0.1", "multicast"),
+        ("ff02::1", "multicast"),
+    ];
+    for (address, detail) in cases {
+        let text = format!("interface = \"eth0\"\n[[vip]]\naddress = \"{address}\"\nport = 80\n");
+        assert_error(&text, "lbd.toml:3:11: vip[0].address: ", detail);
+    }
+}
+
+#[test]
+fn port_must_be_in_range_and_present() {
+    let text =
+        |port: &str| format!("interface = \"eth0\"\n[[vip]]\naddress = \"10.0.0.1\"\n{port}\n");
+    assert_error(
+        &text("port = 0"),
+        "lbd.toml:4:8: vip[0].port: ",
+        "0 is out of range 1..=65535",
+    );
+    assert_error(
+        &text("port = 65536"),
+        "lbd.toml:4:8: vip[0].port: ",
+        "65536 is out of range",
+    );
+    assert_error(
+        &text("port = \"80\""),
+        "lbd.toml:4:8: vip[0].port: ",
+        "expected an integer",
+    );
+    assert_error(
+        &text(""),
+        "lbd.toml:2:1: vip[0].port: ",
+        "required field is missing",
+    );
+}
+
+#[test]
+fn protocol_must_be_tcp_or_udp() {
+    assert_error(
+        &doc("protocol = \"icmp\"", ""),
+        "lbd.toml:5:12: vip[0].protocol: ",
+        r#""icmp" is not one of "tcp", "udp""#,
+    );
+    assert_error(
+        &doc("protocol = \"TCP\"", ""),
+        "lbd.toml:5:12: vip[0].protocol: ",
+        "not one of",
+    );
+    assert_eq!(
+        parse(&doc("protocol = \"udp\"", "")).unwrap().vips[0].protocol,
+        Protocol::Udp
+    );
+}
+
+#[test]
+fn table_size_must_be_a_prime_in_range() {
+    assert_error(
+        &doc("table_size = 65536", ""),
+        "lbd.toml:5:14: vip[0].table_size: ",
+        "65536 is not a prime (Maglev needs a prime table size); nearest: 65521 or 65537",
+    );
+    assert_error(
+        &doc("table_size = 4", ""),
+        "lbd.toml:5:14: vip[0].table_size: ",
+        "nearest: 3 or 5",
+    );
+    assert_error(
+        &doc("table_size = 2", ""),
+        "lbd.toml:5:14: vip[0].table_size: ",
+        "2 is out of range 3..=65537",
+    );
+    assert_error(
+        &doc("table_size = 65539", ""),
+        "lbd.toml:5:14: vip[0].table_size: ",
+        "out of range",
+    );
+    assert_eq!(
+        parse(&doc("table_size = 251", "")).unwrap().vips[0].table_size,
+        251
+    );
+}
+
+#[test]
+fn table_size_must_hold_every_weighted_backend() {
+    let text = "interface = \"eth0\"\n[[vip]]\naddress = \"198.18.0.100\"\nport = 80\ntable_size = 3\n\
+                [[vip.backend]]\naddress = \"198.18.0.11\"\n[[vip.backend]]\naddress = \"198.18.0.12\"\n\
+                [[vip.backend]]\naddress = \"198.18.0.13\"\n[[vip.backend]]\naddress = \"198.18.0.14\"\n";
+    assert_error(
+        text,
+        "lbd.toml:5:14: vip[0].table_size: ",
+        "4 backends with a weight do not fit a Maglev table of 3 slots",
+    );
+    let drained = text.replace("\"198.18.0.14\"\n", "\"198.18.0.14\"\nweight = 0\n");
+    assert_eq!(parse(&drained).unwrap().vips[0].backends.len(), 4);
+}
+
+#[test]
+fn duplicate_vip_is_rejected_at_the_second() {
+    let text = "interface = \"eth0\"\n\
+                [[vip]]\naddress = \"2001:db8::1\"\nport = 80\n\
+                [[vip]]\naddress = \"2001:db8::1\"\nport = 80\nprotocol = \"udp\"\n\
+                [[vip]]\naddress = \"2001:db8::1\"\nport = 81\n\
+                \n  [[vip]]\naddress = \"2001:DB8:0::1\"\nport = 80\nprotocol = \"tcp\"\n";
+    assert_error(
+        text,
+        "lbd.toml:13:3: vip[3]: ",
+        "duplicates vip[0]: same address 2001:db8::1, port 80 and protocol tcp",
+    );
+    // Without the last one, differing port or protocol is fine.
+    let cut = text.find("\n  [[vip]]").unwrap();
+    assert_eq!(parse(&text[..cut]).unwrap().vips.len(), 3);
+}
+
+#[test]
+fn backend_family_must_match_the_vip() {
+    assert_error(
+        "interface = \"eth0\"\n[[vip]]\naddress = \"198.18.0.100\"\nport = 80\n\
+         [[vip.backend]]\naddress = \"2001:db8::11\"\n",
+        "lbd.toml:6:11: vip[0].backend[0].address: ",
+        "2001:db8::11 is IPv6 but the VIP 198.18.0.100 is IPv4",
+    );
+}
+
+#[test]
+fn backend_address_must_be_valid() {
+    let text = "interface = \"eth0\"\n[[vip]]\naddress = \"198.18.0.100\"\nport = 80\n\
+                [[vip.backend]]\naddress = \"{}\"\n";
+    for (address, detail) in [
+        ("198.18.0.1.1", "is not an IPv4 or IPv6 address"),
+        ("0.0.0.0", "unspecified"),
+        ("239.1.1.1", "multicast"),
+        ("198.18.0.100", "is the VIP's own address"),
+    ] {
+        assert_error(
+            &text.replace("{}", address),
+            "lbd.toml:6:11: vip[0].backend[0].address: ",
+            detail,
+        );
+    }
+    assert_error(
+        "interface = \"eth0\"\n[[vip]]\naddress = \"198.18.0.100\"\nport = 80\n\
+         [[vip.backend]]\nweight = 1\n",
+        "lbd.toml:5:1: vip[0].backend[0].address: ",
+        "required field is missing",
+    );
+}
+
+#[test]
+fn duplicate_backend_is_rejected() {
+    let text = "interface = \"eth0\"\n[[vip]]\naddress = \"198.18.0.100\"\nport = 80\n\
+                [[vip.backend]]\naddress = \"198.18.0.11\"\n\
+                [[vip.backend]]\naddress = \"198.18.0.12\"\n\
+                [[vip.backend]]\n  address = \"198.18.0.11\"\n";
+    assert_error(
+        text,
+        "lbd.toml:10:13: vip[0].backend[2].address: ",
+        "198.18.0.11 is already vip[0].backend[0]",
+    );
+}
+
+#[test]
+fn mac_must_be_well_formed_unicast_and_non_zero() {
+    for bad in [
+        "02:00:00:00:00:1",
+        "02:00:00:00:00:111",
+        "02-00-00-00-00-11",
+        "02:00:00:00:00",
+        "02:00:00:00:00:11:22",
+        "02:00:00:00:00:1g",
+        "02:00:00:00:00:+1",
+        "",
+    ] {
+        assert_error(
+            &doc("", &format!("mac = \"{bad}\"")),
+            "lbd.toml:8:7: vip[0].backend[0].mac: ",
+            "is not a MAC address of the form aa:bb:cc:dd:ee:ff",
+        );
+    }
+    assert_error(
+        &doc("", "mac = \"01:00:5E:00:00:01\""),
+        "lbd.toml:8:7: vip[0].backend[0].mac: ",
+        "multicast",
+    );
+    assert_error(
+        &doc("", "mac = \"ff:ff:ff:ff:ff:ff\""),
+        "lbd.toml:8:7: vip[0].backend[0].mac: ",
+        "multicast",
+    );
+    assert_error(
+        &doc("", "mac = \"00:00:00:00:00:00\""),
+        "lbd.toml:8:7: vip[0].backend[0].mac: ",
+        "all-zero",
+    );
+    assert_error(
+        &doc("", "mac = 2"),
+        "lbd.toml:8:7: vip[0].backend[0].mac: ",
+        "expected a string",
+    );
+    let config = parse(&doc("", "mac = \"AA:bb:Cc:00:01:ff\"")).unwrap();
+    assert_eq!(
+        config.vips[0].backends[0].mac,
+        Some([0xaa, 0xbb, 0xcc, 0, 1, 0xff])
+    );
+}
+
+#[test]
+fn weight_must_be_in_range() {
+    assert_error(
+        &doc("", "  weight = 20000"),
+        "lbd.toml:8:12: vip[0].backend[0].weight: ",
+        "20000 is out of range 0..=10000",
+    );
+    assert_error(
+        &doc("", "weight = -1"),
+        "lbd.toml:8:10: vip[0].backend[0].weight: ",
+        "out of range",
+    );
+    assert_eq!(
+        parse(&doc("", "weight = 0")).unwrap().vips[0].backends[0].weight,
+        0
+    );
+}
+
+#[test]
+fn error_points_at_the_right_backend_of_the_right_vip() {
+    let mut text = String::from("interface = \"eth0\"\n");
+    for v in 0..2 {
+        text.push_str(&format!(
+            "[[vip]]\naddress = \"198.18.0.{}\"\nport = 80\n",
+            100 + v
+        ));
+        for b in 0..3 {
+            let weight = if (v, b) == (1, 2) { 20000 } else { 1 };
+            text.push_str(&format!(
+                "  [[vip.backend]]\n  address = \"198.18.1.{b}\"\n  weight = {weight}\n"
+            ));
+        }
+    }
+    // Line 1 interface; each VIP takes 3 + 3 * 3 = 12 lines; vip[1] starts at line 14;
+    // its backend[2] starts at line 14 + 3 + 6 = 23, weight on line 25.
+    assert_error(
+        &text,
+        "lbd.toml:25:12: vip[1].backend[2].weight: ",
+        "20000 is out of range",
+    );
+}
+
+#[test]
+fn too_many_vips_are_rejected() {
+    let vips = |n: usize| {
+        let mut text = String::from("interface = \"eth0\"\n");
+        for i in 0..n {
+            text.push_str(&format!(
+                "[[vip]]\naddress = \"10.{}.{}.1\"\nport = 80\n",
+                i / 256,
+                i % 256
+            ));
+        }
+        text
+    };
+    assert_eq!(parse(&vips(MAX_VIPS)).unwrap().vips.len(), MAX_VIPS);
+    let line = 2 + 3 * MAX_VIPS;
+    assert_error(
+        &vips(MAX_VIPS + 1),
+        &format!("lbd.toml:{line}:1: vip[256]: "),
+        "too many VIPs; at most 256",
+    );
+}
+
+#[test]
+fn too_many_backends_are_rejected() {
+    let backends = |n: usize| {
+        let mut text =
+            String::from("interface = \"eth0\"\n[[vip]]\naddress = \"10.0.0.1\"\nport = 80\n");
+        for i in 0..n {
+            text.push_str(&format!(
+                "[[vip.backend]]\naddress = \"10.1.{}.{}\"\n",
+                i / 256,
+                i % 256
+            ));
+        }
+        text
+    };
+    assert_eq!(
+        parse(&backends(MAX_BACKENDS_PER_VIP)).unwrap().vips[0]
+            .backends
+            .len(),
+        MAX_BACKENDS_PER_VIP
+    );
+    let line = 5 + 2 * MAX_BACKENDS_PER_VIP;
+    assert_error(
+        &backends(MAX_BACKENDS_PER_VIP + 1),
+        &format!("lbd.toml:{line}:1: vip[0].backend[1000]: "),
+        "too many backends; at most 1000",
+    );
+}
+
+#[test]
+fn oversized_text_is_rejected_before_parsing() {
+    // Not even valid TOML: the size check must come first.
+    let text = "=".repeat(MAX_CONFIG_BYTES + 1);
+    let e = parse(&text).unwrap_err();
+    assert!(matches!(e, ConfigError::TooLarge { size, .. } if size == MAX_CONFIG_BYTES as u64 + 1));
+    assert_eq!(
+        e.to_string(),
+        "lbd.toml: configuration is 4194305 bytes, larger than the limit of 4194304 bytes"
+    );
+    // Exactly at the limit is parsed.
+    let mut text = String::from("interface = \"eth0\"\n#");
+    text.push_str(&"x".repeat(MAX_CONFIG_BYTES - text.len()));
+    assert_eq!(parse(&text).unwrap().interface, "eth0");
+}
+
+#[test]
+fn unknown_fields_are_rejected_with_their_line() {
+    assert_error(
+        "# lbd\n\ninterfce = \"eth0\"\n",
+        "lbd.toml:3:1: unknown field `interfce`, expected one of ",
+        "`interface`, `xdp_mode`, `conntrack_size`, `admin_socket`, `tcp_idle_timeout_s`, `udp_idle_timeout_s`, `vip`",
+    );
+    assert_error(
+        &doc("prot = 80", ""),
+        "lbd.toml:5:1: unknown field `prot`",
+        "`table_size`",
+    );
+    assert_error(
+        &doc("", "  wieght = 1"),
+        "lbd.toml:8:3: unknown field `wieght`",
+        "`weight`",
+    );
+    assert_error(
+        "interface = \"eth0\"\n[[vip]]\n[[vip.backends]]\naddress = \"10.0.0.1\"\n",
+        "lbd.toml:3:7: unknown field `backends`",
+        "`backend`",
+    );
+}
+
+#[test]
+fn wrong_table_shape_names_the_table() {
+    assert_error(
+        "interface = \"eth0\"\nvip = 5\n",
+        "lbd.toml:2:7: ",
+        "expected an array of [[vip]] tables",
+    );
+    assert_error(
+        "interface = \"eth0\"\n[vip]\naddress = \"10.0.0.1\"\n",
+        "lbd.toml:2:1: ",
+        "expected an array of [[vip]] tables",
+    );
+    assert_error(
+        "interface = \"eth0\"\nvip = [1]\n",
+        "lbd.toml:2:8: ",
+        "expected a [[vip]] table",
+    );
+    assert_error(
+        "interface = \"eth0\"\n[[vip]]\nbackend = \"x\"\n",
+        "lbd.toml:3:11: ",
+        "expected an array of [[vip.backend]] tables",
+    );
+}
+
+#[test]
+fn inline_tables_work_and_are_located() {
+    let text = "interface = \"eth0\"\n\
+                vip = [{ address = \"10.0.0.1\", port = 80, backend = [{ address = \"10.0.0.1\" }] }]\n";
+    assert_error(
+        text,
+        "lbd.toml:2:66: vip[0].backend[0].address: ",
+        "VIP's own address",
+    );
+}
+
+#[test]
+fn syntax_error_reports_its_line() {
+    let e = parse("interface = \"eth0\"\n\n[[vip]\n").unwrap_err();
+    assert!(matches!(e, ConfigError::Parse { .. }), "{e:?}");
+    let position = e.location().and_then(|l| l.position).unwrap();
+    assert_eq!(position.line, 3, "{e}");
+    assert!(e.to_string().starts_with("lbd.toml:3:"), "{e}");
+
+    assert_error(
+        "interface = \"eth0\n",
+        "lbd.toml:1:",
+        "invalid basic string",
+    );
+    assert_error(
+        "interface = \"eth0\"\ninterface = \"eth1\"\n",
+        "lbd.toml:2:1: ",
+        "duplicate key `interface`",
+    );
+}
+
+#[test]
+fn parse_messages_are_one_line() {
+    let message = error("interface = \n");
+    assert!(!message.contains('\n'), "{message:?}");
+    assert!(message.starts_with("lbd.toml:1:"), "{message:?}");
+}
+
+#[test]
+fn columns_count_characters_not_bytes() {
+    assert_eq!(
+        position("ab\nüx".as_bytes(), 5),
+        Position { line: 2, column: 2 }
+    );
+    assert_eq!(position(b"", 7), Position { line: 1, column: 1 });
+    assert_error(
+        "interface = \"eth0\" # ü\nvip = [{ address = \"é\" }]\n",
+        "lbd.toml:2:20: vip[0].address: ",
+        "\"é\" is not an IPv4 or IPv6 address",
+    );
+    assert_error(
+        "interface = \"eth0\"\nvip = [{ port = \"ü\", address = \"x\" }]\n",
+        "lbd.toml:2:",
+        "vip[0].address",
+    );
+}
+
+/// A file in the temporary directory, removed when dropped.
+struct TempFile(PathBuf);
+
+impl TempFile {
+    fn new(name: &str, contents: &[u8]) -> TempFile {
+        let path =
+            std::env::temp_dir().join(format!("lbd-config-test-{}-{name}", std::process::id()));
+        std::fs::write(&path, contents).unwrap();
+        TempFile(path)
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[test]
+fn load_reads_the_file_and_names_it_in_errors() {
+    let good = TempFile::new("good.toml", EXAMPLE.as_bytes());
+    assert_eq!(Config::load(&good.0).unwrap(), parse(EXAMPLE).unwrap());
+
+    let bad = TempFile::new("bad.toml", b"interface = \"eth0\"\nconntrack_size = 1\n");
+    let message = Config::load(&bad.0).unwrap_err().to_string();
+    assert!(
+        message.starts_with(&format!("{}:2:18: conntrack_size: ", bad.0.display())),
+        "{message}"
+    );
+
+    let missing = std::env::temp_dir().join("lbd-config-test-does-not-exist.toml");
+    let e = Config::load(&missing).unwrap_err();
+    assert!(matches!(e, ConfigError::Io { .. }), "{e:?}");
+    assert!(
+        e.to_string().contains(&missing.display().to_string()),
+        "{e}"
+    );
+}
+
+#[test]
+fn load_rejects_oversized_and_non_utf8_files() {
+    let big = TempFile::new("big.toml", &vec![b'#'; MAX_CONFIG_BYTES + 10]);
+    let e = Config::load(&big.0).unwrap_err();
+    assert!(
+        matches!(e, ConfigError::TooLarge { size, .. } if size == MAX_CONFIG_BYTES as u64 + 10),
+        "{e:?}"
+    );
+
+    let latin1 = TempFile::new("latin1.toml", b"interface = \"eth0\"\n# caf\xe9\n");
+    let message = Config::load(&latin1.0).unwrap_err().to_string();
+    assert_eq!(
+        message,
+        format!("{}:2:6: invalid UTF-8", latin1.0.display())
+    );
+}
+
+#[test]
+fn health_tables_override_the_vip_then_the_defaults() {
+    let text = doc(
+        "on_all_down = \"keep\"\ndrain_timeout_s = 30\n[vip.health]\ncheck = \"http\"\npath = \"/health\"\ninterval_ms = 1000\nrise = 3",
+        "[vip.backend.health]\nport = 8080\nfall = 5",
+    );
+    let config = parse(&text).unwrap();
+    let vip = &config.vips[0];
+    assert_eq!(vip.on_all_down, AllDown::KeepLast);
+    assert_eq!(vip.drain_timeout, Some(Duration::from_secs(30)));
+    assert_eq!(vip.health.check, CheckType::Http);
+    assert_eq!(vip.health.path, "/health");
+    assert_eq!(vip.health.interval, Duration::from_millis(1000));
+    assert_eq!((vip.health.rise, vip.health.fall), (3, 3));
+    let backend = vip.backends[0].health.as_ref().unwrap();
+    assert_eq!(backend.check, CheckType::Http, "inherited from the VIP");
+    assert_eq!(backend.path, "/health");
+    assert_eq!(backend.port, Some(8080));
+    assert_eq!((backend.rise, backend.fall), (3, 5));
+}
+
+#[test]
+fn udp_vips_are_not_checked_by_default() {
+    let config = parse(&doc("protocol = \"udp\"", "")).unwrap();
+    assert_eq!(config.vips[0].health.check, CheckType::None);
+}
+
+#[test]
+fn bad_health_values_name_their_field() {
+    assert_error(
+        &doc("[vip.health]\ncheck = \"icmp\"", ""),
+        "lbd.toml:6:9: vip[0].health.check: ",
+        "\"icmp\" is not one of \"none\", \"tcp\", \"http\"",
+    );
+    assert_error(
+        &doc("[vip.health]\npath = \"health\"", ""),
+        "lbd.toml:6:8: vip[0].health.path: ",
+        "not an absolute URL path",
+    );
+    assert_error(
+        &doc("[vip.health]\ntimeout_ms = 3000", ""),
+        "lbd.toml:5:1: vip[0].health.timeout_ms: ",
+        "longer than the interval",
+    );
+    assert_error(
+        &doc("", "[vip.backend.health]\nrise = 0"),
+        "lbd.toml:9:8: vip[0].backend[0].health.rise: ",
+        "out of range 1..=100",
+    );
+    assert_error(
+        &doc("on_all_down = \"open\"", ""),
+        "lbd.toml:5:15: vip[0].on_all_down: ",
+        "is not one of",
+    );
+}
+
+#[test]
+fn admin_socket_and_idle_timeouts() {
+    let config =
+        parse("interface = \"eth0\"\nadmin_socket = \"/tmp/x.sock\"\ntcp_idle_timeout_s = 60\n")
+            .unwrap();
+    assert_eq!(config.admin_socket, PathBuf::from("/tmp/x.sock"));
+    assert_eq!(config.tcp_idle_timeout, Duration::from_secs(60));
+    assert_eq!(config.udp_idle_timeout, DEFAULT_UDP_IDLE_TIMEOUT);
+    assert_error(
+        "interface = \"eth0\"\nadmin_socket = \"x.sock\"\n",
+        "lbd.toml:2:16: admin_socket: ",
+        "not an absolute path",
+    );
+}
