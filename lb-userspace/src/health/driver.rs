@@ -1,0 +1,546 @@
+//! The tokio side of health checking: one task per checked backend that
+//! probes it, feeds its [`HealthMachine`], keeps a shared status snapshot
+//! up to date, and sends a [`HealthEvent`] on each change of health. The
+//! [`HealthChecker`] owns the tasks: it starts, replaces and stops them as
+//! the config changes, and aborts them all when dropped.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    fmt::Debug,
+    hash::{DefaultHasher, Hash, Hasher},
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
+    time::{Duration, Instant},
+};
+
+use serde::{Deserialize, Serialize};
+use tokio::{runtime::Handle, sync::mpsc, task::JoinHandle};
+use tracing::{debug, error, info, info_span, warn, Instrument};
+
+use super::{
+    machine::{CheckSettings, Health, HealthMachine, Transition},
+    probe::{probe, Outcome, ProbeResult, ProbeTarget},
+};
+
+/// A backend changed health: what the daemon acts on (put the backend in or
+/// out of the data plane).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthEvent<K> {
+    /// The caller's identity of the backend, as given to
+    /// [`HealthChecker::set`].
+    pub key: K,
+    /// The change, with its reason.
+    pub transition: Transition,
+    /// The probe result that caused it.
+    pub result: ProbeResult,
+}
+
+/// One backend's check status and counters, for `lbctl` and metrics.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthStatus {
+    /// What is probed, and how.
+    pub target: ProbeTarget,
+    /// Current health.
+    pub health: Health,
+    /// Successes in a row so far.
+    pub consecutive_successes: u32,
+    /// Failures in a row so far.
+    pub consecutive_failures: u32,
+    /// The last probe's outcome and latency; `None` before the first probe.
+    pub last_result: Option<ProbeResult>,
+    /// Probes run since the check was (re)started.
+    pub checks: u64,
+    /// Failed probes since the check was (re)started.
+    pub failures: u64,
+    /// Failed probes by [`FailureReason::label`](super::probe::FailureReason::label).
+    pub failures_by_reason: BTreeMap<String, u64>,
+}
+
+impl HealthStatus {
+    /// The status of a check that has not probed yet.
+    fn new(target: ProbeTarget, health: Health) -> Self {
+        Self {
+            target,
+            health,
+            consecutive_successes: 0,
+            consecutive_failures: 0,
+            last_result: None,
+            checks: 0,
+            failures: 0,
+            failures_by_reason: BTreeMap::new(),
+        }
+    }
+
+    /// The latency of the last probe, the metric most dashboards want.
+    pub fn last_latency(&self) -> Option<Duration> {
+        self.last_result.as_ref().map(|r| r.latency)
+    }
+
+    /// Takes in one probe result and the machine's state after it.
+    fn update(&mut self, machine: &HealthMachine, result: &ProbeResult) {
+        self.health = machine.health();
+        (self.consecutive_successes, self.consecutive_failures) = machine.consecutive();
+        self.last_result = Some(result.clone());
+        self.checks = self.checks.saturating_add(1);
+        if let Outcome::Failure(reason) = &result.outcome {
+            self.failures = self.failures.saturating_add(1);
+            let label = reason.label();
+            match self.failures_by_reason.get_mut(label) {
+                Some(count) => *count = count.saturating_add(1),
+                None => {
+                    self.failures_by_reason.insert(label.to_owned(), 1);
+                }
+            }
+        }
+    }
+}
+
+/// A snapshot entry: the status, and which task may write it. A replaced or
+/// removed task can run a little after its abort; the generation keeps it
+/// from writing a status or sending an event for a check that is gone.
+struct Entry {
+    generation: u64,
+    status: HealthStatus,
+}
+
+/// The snapshot shared by the checker and its tasks.
+type Shared<K> = Arc<Mutex<HashMap<K, Entry>>>;
+
+/// Locks the snapshot. A panic under this lock cannot leave it half
+/// written (each write is one small update), so poisoning is ignored.
+fn lock<K>(shared: &Shared<K>) -> MutexGuard<'_, HashMap<K, Entry>> {
+    shared.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A running check task; dropping it aborts the task.
+struct Task {
+    target: ProbeTarget,
+    settings: CheckSettings,
+    handle: JoinHandle<()>,
+}
+
+impl Drop for Task {
+    fn drop(&mut self) {
+        self.handle.abort();
+    }
+}
+
+/// Runs the health checks of a set of backends, one tokio task each, and
+/// reports their changes of health on a channel. Dropping it stops every
+/// task.
+pub struct HealthChecker<K> {
+    events: mpsc::Sender<HealthEvent<K>>,
+    tasks: HashMap<K, Task>,
+    shared: Shared<K>,
+    next_generation: u64,
+}
+
+impl<K> Debug for HealthChecker<K>
+where
+    K: Debug,
+{
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HealthChecker")
+            .field("backends", &self.tasks.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K> HealthChecker<K>
+where
+    K: Clone + Send + Sync + Debug + Eq + Hash + 'static,
+{
+    /// A checker with no backends that will send changes of health to
+    /// `events`. A full channel holds the tasks back (they wait to send);
+    /// a closed one stops them.
+    pub fn new(events: mpsc::Sender<HealthEvent<K>>) -> Self {
+        Self {
+            events,
+            tasks: HashMap::new(),
+            shared: Arc::new(Mutex::new(HashMap::new())),
+            next_generation: 0,
+        }
+    }
+
+    /// Checks backend `key` at `target` with `settings`, so config reloads
+    /// can be applied by calling this for every backend they list. A new
+    /// key starts a task in state `initial`. A known key with the same
+    /// target and settings is left alone, state and counters included
+    /// (`initial` is then ignored); with a different target or settings its
+    /// task is replaced by a fresh one in state `initial`, counters at 0.
+    ///
+    /// Must be called within a tokio runtime; outside one, the check is
+    /// not started and an error is logged.
+    pub fn set(&mut self, key: K, target: ProbeTarget, settings: CheckSettings, initial: Health) {
+        if let Some(task) = self.tasks.get(&key) {
+            if task.target == target && task.settings == settings {
+                debug!(backend = ?key, "health check unchanged");
+                return;
+            }
+        }
+        let runtime = match Handle::try_current() {
+            Ok(runtime) => runtime,
+            Err(e) => {
+                error!(backend = ?key, error = %e, "health check not started: no tokio runtime");
+                return;
+            }
+        };
+        self.next_generation += 1;
+        let generation = self.next_generation;
+        lock(&self.shared).insert(
+            key.clone(),
+            Entry {
+                generation,
+                status: HealthStatus::new(target.clone(), initial),
+            },
+        );
+        let span = info_span!("health_check", backend = ?key, address = %target.address);
+        let check = Check {
+            key: key.clone(),
+            generation,
+            target: target.clone(),
+            settings,
+            shared: self.shared.clone(),
+            events: self.events.clone(),
+        };
+        let handle = runtime.spawn(check.run(initial).instrument(span));
+        let replaced = self.tasks.insert(
+            key.clone(),
+            Task {
+                target,
+                settings,
+                handle,
+            },
+        );
+        if replaced.is_some() {
+            info!(backend = ?key, %initial, "health check restarted with new settings");
+        } else {
+            debug!(backend = ?key, %initial, "health check started");
+        }
+        // Dropping `replaced` aborts the old task.
+    }
+
+    /// Stops checking backend `key`, e.g. when it leaves the config. No
+    /// event for it is sent after this returns.
+    pub fn remove(&mut self, key: &K) {
+        lock(&self.shared).remove(key);
+        if self.tasks.remove(key).is_some() {
+            debug!(backend = ?key, "health check stopped");
+        }
+    }
+
+    /// Stops checking every backend for which `keep` is false, so a config
+    /// reload can drop what it no longer lists in one call.
+    pub fn retain(&mut self, keep: impl Fn(&K) -> bool) {
+        let gone: Vec<K> = self.tasks.keys().filter(|k| !keep(k)).cloned().collect();
+        for key in &gone {
+            self.remove(key);
+        }
+    }
+
+    /// The status of every checked backend, in no particular order, for
+    /// status output and metrics.
+    pub fn snapshot(&self) -> Vec<(K, HealthStatus)> {
+        lock(&self.shared)
+            .iter()
+            .map(|(k, e)| (k.clone(), e.status.clone()))
+            .collect()
+    }
+
+    /// The status of one backend, if it is checked.
+    pub fn status(&self, key: &K) -> Option<HealthStatus> {
+        lock(&self.shared).get(key).map(|e| e.status.clone())
+    }
+}
+
+/// What one check task needs.
+struct Check<K> {
+    key: K,
+    generation: u64,
+    target: ProbeTarget,
+    settings: CheckSettings,
+    shared: Shared<K>,
+    events: mpsc::Sender<HealthEvent<K>>,
+}
+
+impl<K> Check<K>
+where
+    K: Clone + Send + Sync + Debug + Eq + Hash + 'static,
+{
+    /// The task's loop: probe, record, publish, sleep; until aborted, until
+    /// its snapshot entry belongs to another task, or until nobody listens.
+    async fn run(self, initial: Health) {
+        let mut machine = HealthMachine::new(self.settings, initial);
+        tokio::time::sleep(start_delay(&self.key, self.settings.interval)).await;
+        loop {
+            let result = probe(&self.target, self.settings.timeout).await;
+            let transition = machine.record(&result, Instant::now());
+            debug!(
+                outcome = %result.outcome,
+                latency_us = u64::try_from(result.latency.as_micros()).unwrap_or(u64::MAX),
+                health = %machine.health(),
+                "health check"
+            );
+            // Room in the channel is taken before the lock, so the event can
+            // be sent under it: once `remove` has taken the lock, no event
+            // of this task can follow.
+            let permit = match transition {
+                Some(_) => match self.events.reserve().await {
+                    Ok(permit) => Some(permit),
+                    Err(_) => {
+                        debug!("health event receiver gone, check stopped");
+                        return;
+                    }
+                },
+                None => None,
+            };
+            {
+                let mut map = lock(&self.shared);
+                let Some(entry) = map
+                    .get_mut(&self.key)
+                    .filter(|e| e.generation == self.generation)
+                else {
+                    return;
+                };
+                entry.status.update(&machine, &result);
+                if let (Some(permit), Some(transition)) = (permit, transition.clone()) {
+                    permit.send(HealthEvent {
+                        key: self.key.clone(),
+                        transition,
+                        result: result.clone(),
+                    });
+                }
+            }
+            if let Some(t) = transition {
+                if t.to == Health::Down {
+                    warn!(from = %t.from, to = %t.to, reason = %t.reason, "backend health changed");
+                } else {
+                    info!(from = %t.from, to = %t.to, reason = %t.reason, "backend health changed");
+                }
+            }
+            tokio::time::sleep(machine.next_check_in()).await;
+        }
+    }
+}
+
+/// The delay before a task's first probe: a fixed spread of up to a
+/// quarter interval taken from the key's hash, so many backends set up at
+/// once are not probed in lockstep, and a restart spreads them the same way.
+fn start_delay<K: Hash>(key: &K, interval: Duration) -> Duration {
+    let spread = (interval / 4).as_nanos();
+    if spread == 0 {
+        return Duration::ZERO;
+    }
+    let mut hasher = DefaultHasher::new();
+    key.hash(&mut hasher);
+    let nanos = u128::from(hasher.finish()) % spread;
+    Duration::from_nanos(u64::try_from(nanos).unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{
+        probe::CheckKind,
+        testing::{serve, Behavior, TestServer},
+    };
+    use super::*;
+
+    fn settings() -> CheckSettings {
+        CheckSettings {
+            interval: Duration::from_millis(50),
+            fast_interval: Duration::from_millis(20),
+            timeout: Duration::from_millis(200),
+            rise: 2,
+            fall: 2,
+        }
+    }
+
+    fn target(server: &TestServer) -> ProbeTarget {
+        ProbeTarget {
+            address: server.addr,
+            kind: CheckKind::Http {
+                path: "/health".into(),
+                host: None,
+                expect_status: 200,
+            },
+        }
+    }
+
+    async fn next(rx: &mut mpsc::Receiver<HealthEvent<&'static str>>) -> HealthEvent<&'static str> {
+        tokio::time::timeout(Duration::from_secs(2), rx.recv())
+            .await
+            .expect("no health event within 2s")
+            .expect("event channel closed")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn up_down_up_in_order() {
+        let server = serve(Behavior::Status).await;
+        let (tx, mut rx) = mpsc::channel(16);
+        let mut checker = HealthChecker::new(tx);
+        checker.set("b1", target(&server), settings(), Health::Unknown);
+
+        let e = next(&mut rx).await;
+        assert_eq!(e.key, "b1");
+        assert_eq!(
+            (e.transition.from, e.transition.to),
+            (Health::Unknown, Health::Up)
+        );
+        assert_eq!(e.result.outcome, Outcome::Success);
+
+        server.set_healthy(false);
+        let e = next(&mut rx).await;
+        assert_eq!(
+            (e.transition.from, e.transition.to),
+            (Health::Up, Health::Down)
+        );
+        assert_eq!(
+            e.transition.reason,
+            "2 consecutive failures, last: HTTP status 503, expected 200"
+        );
+        let status = checker.status(&"b1").unwrap();
+        assert_eq!(status.health, Health::Down);
+        assert!(status.failures >= 2, "{status:?}");
+        assert_eq!(
+            status.failures_by_reason.get("http_status"),
+            Some(&status.failures)
+        );
+        assert!(status.last_latency().is_some());
+
+        server.set_healthy(true);
+        let e = next(&mut rx).await;
+        assert_eq!(
+            (e.transition.from, e.transition.to),
+            (Health::Down, Health::Up)
+        );
+
+        let snapshot = checker.snapshot();
+        assert_eq!(snapshot.len(), 1);
+        let (key, status) = &snapshot[0];
+        assert_eq!(*key, "b1");
+        assert_eq!(status.health, Health::Up);
+        assert!(status.checks >= 6, "{status:?}");
+        assert!(status.consecutive_successes >= 2, "{status:?}");
+        assert_eq!(status.consecutive_failures, 0);
+        assert_eq!(status.target, target(&server));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn remove_stops_the_task() {
+        let server = serve(Behavior::Status).await;
+        let (tx, mut rx) = mpsc::channel(16);
+        let mut checker = HealthChecker::new(tx);
+        checker.set("b1", target(&server), settings(), Health::Unknown);
+        assert_eq!(next(&mut rx).await.transition.to, Health::Up);
+
+        checker.remove(&"b1");
+        server.set_healthy(false);
+        assert!(checker.snapshot().is_empty());
+        // A probe in flight when removed may still reach the server.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let seen = server.connections();
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert_eq!(server.connections(), seen, "probes after remove");
+        assert!(rx.try_recv().is_err(), "event after remove");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn retain_and_drop_stop_tasks() {
+        let kept = serve(Behavior::Status).await;
+        let dropped = serve(Behavior::Status).await;
+        let (tx, mut rx) = mpsc::channel(16);
+        let mut checker = HealthChecker::new(tx);
+        checker.set("kept", target(&kept), settings(), Health::Unknown);
+        checker.set("dropped", target(&dropped), settings(), Health::Unknown);
+        next(&mut rx).await;
+        next(&mut rx).await;
+
+        checker.retain(|k| *k == "kept");
+        let keys: Vec<_> = checker.snapshot().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, ["kept"]);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let (kept_seen, dropped_seen) = (kept.connections(), dropped.connections());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(dropped.connections(), dropped_seen, "probes after retain");
+        assert!(kept.connections() > kept_seen, "kept backend not probed");
+
+        drop(checker);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let kept_seen = kept.connections();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(kept.connections(), kept_seen, "probes after drop");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn same_settings_keep_state_new_settings_restart() {
+        let server = serve(Behavior::Status).await;
+        let (tx, mut rx) = mpsc::channel(16);
+        let mut checker = HealthChecker::new(tx);
+        checker.set("b1", target(&server), settings(), Health::Unknown);
+        assert_eq!(next(&mut rx).await.transition.to, Health::Up);
+        let before = checker.status(&"b1").unwrap();
+        assert_eq!(before.health, Health::Up);
+
+        // Same target and settings: nothing restarts (a restart would show
+        // Unknown with no checks at once, then a second Unknown -> Up).
+        checker.set("b1", target(&server), settings(), Health::Unknown);
+        let after = checker.status(&"b1").unwrap();
+        assert_eq!(after.health, Health::Up);
+        assert!(after.checks >= before.checks, "{after:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(rx.try_recv().is_err(), "unexpected event after no-op set");
+        let later = checker.status(&"b1").unwrap();
+        assert!(later.checks > before.checks, "{later:?}");
+
+        // New settings: a fresh task from `initial`.
+        let changed = CheckSettings {
+            interval: Duration::from_millis(60),
+            ..settings()
+        };
+        checker.set("b1", target(&server), changed, Health::Unknown);
+        let restarted = checker.status(&"b1").unwrap();
+        assert_eq!((restarted.health, restarted.checks), (Health::Unknown, 0));
+        let e = next(&mut rx).await;
+        assert_eq!(
+            (e.transition.from, e.transition.to),
+            (Health::Unknown, Health::Up)
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn closed_receiver_stops_tasks() {
+        let server = serve(Behavior::Status).await;
+        let (tx, rx) = mpsc::channel(16);
+        drop(rx);
+        let mut checker = HealthChecker::new(tx);
+        checker.set("b1", target(&server), settings(), Health::Unknown);
+        // Up after `rise` probes; the event cannot be sent, so it stops.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(server.connections(), 2);
+    }
+
+    #[test]
+    fn start_delay_is_deterministic_and_bounded() {
+        let interval = Duration::from_secs(2);
+        for key in 0..100u32 {
+            let d = start_delay(&key, interval);
+            assert!(d < interval / 4, "{d:?}");
+            assert_eq!(d, start_delay(&key, interval));
+        }
+        let spread: std::collections::HashSet<_> =
+            (0..100u32).map(|k| start_delay(&k, interval)).collect();
+        assert!(spread.len() > 90);
+        assert_eq!(start_delay(&1u32, Duration::ZERO), Duration::ZERO);
+    }
+
+    #[test]
+    fn set_outside_a_runtime_does_not_panic() {
+        let (tx, _rx) = mpsc::channel::<HealthEvent<u32>>(1);
+        let mut checker = HealthChecker::new(tx);
+        let target = ProbeTarget {
+            address: "127.0.0.1:1".parse().unwrap(),
+            kind: CheckKind::Tcp,
+        };
+        checker.set(1, target, settings(), Health::Unknown);
+        assert!(checker.snapshot().is_empty());
+    }
+}

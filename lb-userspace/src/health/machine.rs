@@ -1,0 +1,534 @@
+//! The health state of one backend as a pure state machine: it counts
+//! consecutive probe successes and failures and decides, with HAProxy's
+//! `rise`/`fall` rules, when the backend changes state and how soon it
+//! should be checked again (`inter` when stable, `fastinter` while in
+//! doubt). No I/O and no clock: the caller hands in every result and the
+//! time it was taken, so the rules are tested without sockets or sleeps.
+
+use std::{
+    fmt,
+    time::{Duration, Instant},
+};
+
+use serde::{Deserialize, Serialize};
+
+use super::probe::{FailureReason, Outcome, ProbeResult};
+
+/// The shortest interval the machine will ask for, so that a zero interval
+/// in a bad config cannot turn a check task into a busy loop.
+const MIN_INTERVAL: Duration = Duration::from_millis(1);
+
+/// How one backend is checked: how often, how long a probe may take, and how
+/// many results in a row it takes to change its state. Kept apart from the
+/// probe's target so the same settings can apply to every backend of a VIP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct CheckSettings {
+    /// Time between checks while the state is settled (HAProxy `inter`).
+    pub interval: Duration,
+    /// Time between checks while the state is in doubt: `Unknown`, or some
+    /// results in a row disagree with the current state (HAProxy
+    /// `fastinter`), so a change is confirmed or dismissed quickly.
+    pub fast_interval: Duration,
+    /// How long one probe, connect included, may take before it fails.
+    pub timeout: Duration,
+    /// Successes in a row that make a backend `Up`.
+    pub rise: u32,
+    /// Failures in a row that make a backend `Down`.
+    pub fall: u32,
+}
+
+impl Default for CheckSettings {
+    /// HAProxy-like defaults: every 2 s, every 500 ms while in doubt, 1 s
+    /// timeout, up after 2 successes, down after 3 failures.
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(2),
+            fast_interval: Duration::from_millis(500),
+            timeout: Duration::from_secs(1),
+            rise: 2,
+            fall: 3,
+        }
+    }
+}
+
+/// Why [`CheckSettings`] cannot be used as written. The machine still runs
+/// with such settings (it reads counts below 1 as 1 and intervals below
+/// 1 ms as 1 ms), so this is for the config layer to reject them up front.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SettingsError {
+    /// `rise` or `fall` is 0: a state would change with no evidence.
+    #[error("health check {0} must be at least 1")]
+    ZeroCount(&'static str),
+    /// An interval or the timeout is 0.
+    #[error("health check {0} must be greater than zero")]
+    ZeroDuration(&'static str),
+}
+
+impl CheckSettings {
+    /// Checks that the settings make sense, so a config with a zero count or
+    /// duration is refused with a clear message instead of silently fixed.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        if self.rise == 0 {
+            return Err(SettingsError::ZeroCount("rise"));
+        }
+        if self.fall == 0 {
+            return Err(SettingsError::ZeroCount("fall"));
+        }
+        for (name, value) in [
+            ("interval", self.interval),
+            ("fast_interval", self.fast_interval),
+            ("timeout", self.timeout),
+        ] {
+            if value.is_zero() {
+                return Err(SettingsError::ZeroDuration(name));
+            }
+        }
+        Ok(())
+    }
+
+    /// The settings the machine actually runs with: counts at least 1 and
+    /// intervals at least [`MIN_INTERVAL`].
+    fn normalized(self) -> Self {
+        Self {
+            interval: self.interval.max(MIN_INTERVAL),
+            fast_interval: self.fast_interval.max(MIN_INTERVAL),
+            timeout: self.timeout,
+            rise: self.rise.max(1),
+            fall: self.fall.max(1),
+        }
+    }
+}
+
+/// A backend's health as the checks see it; the data plane only sends new
+/// connections to backends that are `Up`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    /// Not enough results yet (a new backend, or a restarted check).
+    #[default]
+    Unknown,
+    /// `rise` successes in a row, and not `fall` failures in a row since.
+    Up,
+    /// `fall` failures in a row, and not `rise` successes in a row since.
+    Down,
+}
+
+impl fmt::Display for Health {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Health::Unknown => "unknown",
+            Health::Up => "up",
+            Health::Down => "down",
+        })
+    }
+}
+
+/// A change of health, with a reason a person can read in the logs or in
+/// `lbctl`: why the backend was taken out of (or put back into) service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transition {
+    /// State before.
+    pub from: Health,
+    /// State after.
+    pub to: Health,
+    /// The streak that caused it and the last probe's outcome, e.g.
+    /// "3 consecutive failures, last: connection refused".
+    pub reason: String,
+}
+
+/// One backend's health: the streaks of results and the state they lead
+/// to. The driver owns one per checked backend.
+///
+/// Starting from [`Health::Unknown`], `rise` successes in a row make it
+/// `Up` and `fall` failures in a row make it `Down`: a backend that is fine
+/// at start only becomes `Up` after `rise` checks (taken `fast_interval`
+/// apart), so it gets no traffic before it has proved itself.
+#[derive(Debug, Clone)]
+pub struct HealthMachine {
+    settings: CheckSettings,
+    health: Health,
+    successes: u32,
+    failures: u32,
+    last_result: Option<ProbeResult>,
+    last_checked: Option<Instant>,
+    changed_at: Option<Instant>,
+}
+
+impl HealthMachine {
+    /// A machine in state `initial` with no results yet. `initial` is
+    /// usually `Unknown`; `Up` or `Down` carries a state over, e.g. from
+    /// before a restart, so a known-good backend is not drained meanwhile.
+    pub fn new(settings: CheckSettings, initial: Health) -> Self {
+        Self {
+            settings: settings.normalized(),
+            health: initial,
+            successes: 0,
+            failures: 0,
+            last_result: None,
+            last_checked: None,
+            changed_at: None,
+        }
+    }
+
+    /// Takes one probe result, taken at `now`, and returns the change of
+    /// state it causes, if any. A success ends the failure streak and a
+    /// failure ends the success streak.
+    pub fn record(&mut self, result: &ProbeResult, now: Instant) -> Option<Transition> {
+        self.last_checked = Some(now);
+        self.last_result = Some(result.clone());
+        let to = match &result.outcome {
+            Outcome::Success => {
+                self.successes = self.successes.saturating_add(1);
+                self.failures = 0;
+                (self.health != Health::Up && self.successes >= self.settings.rise)
+                    .then_some(Health::Up)
+            }
+            Outcome::Failure(_) => {
+                self.failures = self.failures.saturating_add(1);
+                self.successes = 0;
+                (self.health != Health::Down && self.failures >= self.settings.fall)
+                    .then_some(Health::Down)
+            }
+        }?;
+        let from = std::mem::replace(&mut self.health, to);
+        self.changed_at = Some(now);
+        Some(Transition {
+            from,
+            to,
+            reason: self.reason(result),
+        })
+    }
+
+    /// The current state.
+    pub fn health(&self) -> Health {
+        self.health
+    }
+
+    /// How long to wait before the next check: `fast_interval` while the
+    /// state is `Unknown` or some results in a row disagree with it, so a
+    /// change is settled quickly; `interval` otherwise.
+    pub fn next_check_in(&self) -> Duration {
+        let in_doubt = match self.health {
+            Health::Unknown => true,
+            Health::Up => self.failures > 0,
+            Health::Down => self.successes > 0,
+        };
+        if in_doubt {
+            self.settings.fast_interval
+        } else {
+            self.settings.interval
+        }
+    }
+
+    /// The current streaks, as (successes, failures) in a row; one of the
+    /// two is always 0. For status output and metrics.
+    pub fn consecutive(&self) -> (u32, u32) {
+        (self.successes, self.failures)
+    }
+
+    /// The last result recorded, for status output.
+    pub fn last_result(&self) -> Option<&ProbeResult> {
+        self.last_result.as_ref()
+    }
+
+    /// When the last result was recorded, as given to [`Self::record`].
+    pub fn last_checked(&self) -> Option<Instant> {
+        self.last_checked
+    }
+
+    /// When the state last changed, as given to [`Self::record`]; `None`
+    /// while it is still the initial state.
+    pub fn changed_at(&self) -> Option<Instant> {
+        self.changed_at
+    }
+
+    /// The settings in force (counts and intervals normalized).
+    pub fn settings(&self) -> &CheckSettings {
+        &self.settings
+    }
+
+    /// Why the state changed: the streak, and what the last probe saw.
+    fn reason(&self, result: &ProbeResult) -> String {
+        match &result.outcome {
+            Outcome::Success => {
+                let n = self.successes;
+                let noun = if n == 1 { "success" } else { "successes" };
+                format!(
+                    "{n} consecutive {noun}, last: success in {:.1}ms",
+                    result.latency.as_secs_f64() * 1000.0
+                )
+            }
+            Outcome::Failure(reason) => {
+                let n = self.failures;
+                let noun = if n == 1 { "failure" } else { "failures" };
+                format!("{n} consecutive {noun}, last: {}", self.describe(reason))
+            }
+        }
+    }
+
+    /// A failure in words; a timeout says how long it waited.
+    fn describe(&self, reason: &FailureReason) -> String {
+        match reason {
+            FailureReason::Timeout => format!("timeout after {:?}", self.settings.timeout),
+            other => other.to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> CheckSettings {
+        CheckSettings {
+            interval: Duration::from_secs(2),
+            fast_interval: Duration::from_millis(500),
+            timeout: Duration::from_secs(1),
+            rise: 2,
+            fall: 3,
+        }
+    }
+
+    fn ok() -> ProbeResult {
+        ProbeResult {
+            outcome: Outcome::Success,
+            latency: Duration::from_micros(1500),
+        }
+    }
+
+    fn fail(reason: FailureReason) -> ProbeResult {
+        ProbeResult {
+            outcome: Outcome::Failure(reason),
+            latency: Duration::from_millis(1),
+        }
+    }
+
+    fn refused() -> ProbeResult {
+        fail(FailureReason::Refused)
+    }
+
+    /// Feeds results and returns the transition of each.
+    fn feed(m: &mut HealthMachine, results: &[ProbeResult]) -> Vec<Option<Transition>> {
+        let now = Instant::now();
+        results.iter().map(|r| m.record(r, now)).collect()
+    }
+
+    #[test]
+    fn defaults_are_haproxy_like() {
+        let d = CheckSettings::default();
+        assert_eq!(d.interval, Duration::from_secs(2));
+        assert_eq!(d.fast_interval, Duration::from_millis(500));
+        assert_eq!(d.timeout, Duration::from_secs(1));
+        assert_eq!((d.rise, d.fall), (2, 3));
+        assert_eq!(d.validate(), Ok(()));
+    }
+
+    #[test]
+    fn validate_rejects_zeroes() {
+        let s = CheckSettings {
+            rise: 0,
+            ..settings()
+        };
+        assert_eq!(s.validate(), Err(SettingsError::ZeroCount("rise")));
+        let s = CheckSettings {
+            fall: 0,
+            ..settings()
+        };
+        assert_eq!(s.validate(), Err(SettingsError::ZeroCount("fall")));
+        let s = CheckSettings {
+            fast_interval: Duration::ZERO,
+            ..settings()
+        };
+        assert_eq!(
+            s.validate(),
+            Err(SettingsError::ZeroDuration("fast_interval"))
+        );
+    }
+
+    #[test]
+    fn zero_settings_are_normalized() {
+        let s = CheckSettings {
+            interval: Duration::ZERO,
+            fast_interval: Duration::ZERO,
+            rise: 0,
+            fall: 0,
+            ..settings()
+        };
+        let mut m = HealthMachine::new(s, Health::Unknown);
+        assert_eq!(m.next_check_in(), MIN_INTERVAL);
+        let t = m.record(&ok(), Instant::now()).unwrap();
+        assert_eq!(t.to, Health::Up);
+        assert_eq!(m.next_check_in(), MIN_INTERVAL);
+    }
+
+    #[test]
+    fn health_displays_lowercase() {
+        assert_eq!(Health::Unknown.to_string(), "unknown");
+        assert_eq!(Health::Up.to_string(), "up");
+        assert_eq!(Health::Down.to_string(), "down");
+    }
+
+    #[test]
+    fn unknown_rises_after_rise_successes() {
+        let mut m = HealthMachine::new(settings(), Health::Unknown);
+        assert_eq!(m.health(), Health::Unknown);
+        assert_eq!(m.record(&ok(), Instant::now()), None);
+        assert_eq!(m.health(), Health::Unknown);
+        assert_eq!(m.consecutive(), (1, 0));
+        let t = m.record(&ok(), Instant::now()).unwrap();
+        assert_eq!((t.from, t.to), (Health::Unknown, Health::Up));
+        assert_eq!(t.reason, "2 consecutive successes, last: success in 1.5ms");
+        assert_eq!(m.health(), Health::Up);
+        // No repeated transition while it stays up.
+        assert_eq!(m.record(&ok(), Instant::now()), None);
+        assert_eq!(m.consecutive(), (3, 0));
+    }
+
+    #[test]
+    fn unknown_falls_after_fall_failures() {
+        let mut m = HealthMachine::new(settings(), Health::Unknown);
+        let ts = feed(&mut m, &[refused(), refused(), refused()]);
+        assert_eq!(ts[0], None);
+        assert_eq!(ts[1], None);
+        let t = ts[2].clone().unwrap();
+        assert_eq!((t.from, t.to), (Health::Unknown, Health::Down));
+        assert_eq!(m.health(), Health::Down);
+        assert_eq!(m.consecutive(), (0, 3));
+    }
+
+    #[test]
+    fn up_goes_down_after_exactly_fall_failures() {
+        let mut m = HealthMachine::new(settings(), Health::Up);
+        for i in 1..3 {
+            assert_eq!(m.record(&refused(), Instant::now()), None, "failure {i}");
+            assert_eq!(m.health(), Health::Up);
+        }
+        let t = m.record(&refused(), Instant::now()).unwrap();
+        assert_eq!((t.from, t.to), (Health::Up, Health::Down));
+        assert_eq!(t.reason, "3 consecutive failures, last: connection refused");
+        assert_eq!(m.record(&refused(), Instant::now()), None);
+        assert_eq!(m.health(), Health::Down);
+    }
+
+    #[test]
+    fn success_in_between_resets_failures() {
+        let mut m = HealthMachine::new(settings(), Health::Up);
+        let ts = feed(&mut m, &[refused(), refused(), ok(), refused(), refused()]);
+        assert!(ts.iter().all(Option::is_none));
+        assert_eq!(m.health(), Health::Up);
+        assert_eq!(m.consecutive(), (0, 2));
+        let t = m.record(&refused(), Instant::now()).unwrap();
+        assert_eq!(t.to, Health::Down);
+    }
+
+    #[test]
+    fn failure_in_between_resets_successes() {
+        let mut m = HealthMachine::new(settings(), Health::Down);
+        let ts = feed(&mut m, &[ok(), refused(), ok()]);
+        assert!(ts.iter().all(Option::is_none));
+        assert_eq!(m.health(), Health::Down);
+        assert_eq!(m.consecutive(), (1, 0));
+        let t = m.record(&ok(), Instant::now()).unwrap();
+        assert_eq!((t.from, t.to), (Health::Down, Health::Up));
+    }
+
+    #[test]
+    fn down_comes_up_after_rise_successes() {
+        let mut m = HealthMachine::new(settings(), Health::Unknown);
+        feed(&mut m, &[refused(), refused(), refused()]);
+        assert_eq!(m.health(), Health::Down);
+        assert_eq!(m.record(&ok(), Instant::now()), None);
+        let t = m.record(&ok(), Instant::now()).unwrap();
+        assert_eq!((t.from, t.to), (Health::Down, Health::Up));
+        assert_eq!(m.health(), Health::Up);
+    }
+
+    #[test]
+    fn fast_interval_while_unknown_or_transitioning() {
+        let s = settings();
+        let mut m = HealthMachine::new(s, Health::Unknown);
+        assert_eq!(m.next_check_in(), s.fast_interval, "unknown, no result");
+        m.record(&ok(), Instant::now());
+        assert_eq!(m.next_check_in(), s.fast_interval, "unknown, rising");
+        m.record(&ok(), Instant::now());
+        assert_eq!(m.health(), Health::Up);
+        assert_eq!(m.next_check_in(), s.interval, "up, stable");
+        m.record(&refused(), Instant::now());
+        assert_eq!(m.next_check_in(), s.fast_interval, "up, falling");
+        m.record(&ok(), Instant::now());
+        assert_eq!(m.next_check_in(), s.interval, "up, dismissed");
+        feed(&mut m, &[refused(), refused(), refused()]);
+        assert_eq!(m.health(), Health::Down);
+        assert_eq!(m.next_check_in(), s.interval, "down, stable");
+        m.record(&ok(), Instant::now());
+        assert_eq!(m.next_check_in(), s.fast_interval, "down, rising");
+        m.record(&refused(), Instant::now());
+        assert_eq!(m.next_check_in(), s.interval, "down, dismissed");
+    }
+
+    #[test]
+    fn reasons_name_the_last_failure() {
+        let mut m = HealthMachine::new(settings(), Health::Up);
+        let ts = feed(
+            &mut m,
+            &[
+                refused(),
+                fail(FailureReason::Timeout),
+                fail(FailureReason::HttpStatus {
+                    got: 503,
+                    expected: 200,
+                }),
+            ],
+        );
+        let t = ts[2].clone().unwrap();
+        assert_eq!(
+            t.reason,
+            "3 consecutive failures, last: HTTP status 503, expected 200"
+        );
+
+        let mut m = HealthMachine::new(settings(), Health::Up);
+        let ts = feed(
+            &mut m,
+            &[refused(), refused(), fail(FailureReason::Timeout)],
+        );
+        let t = ts[2].clone().unwrap();
+        assert_eq!(t.reason, "3 consecutive failures, last: timeout after 1s");
+    }
+
+    #[test]
+    fn singular_reason_with_fall_of_one() {
+        let s = CheckSettings {
+            fall: 1,
+            ..settings()
+        };
+        let mut m = HealthMachine::new(s, Health::Up);
+        let t = m
+            .record(
+                &fail(FailureReason::Io("broken pipe".into())),
+                Instant::now(),
+            )
+            .unwrap();
+        assert_eq!(
+            t.reason,
+            "1 consecutive failure, last: I/O error: broken pipe"
+        );
+    }
+
+    #[test]
+    fn keeps_last_result_and_times() {
+        let mut m = HealthMachine::new(settings(), Health::Unknown);
+        assert!(m.last_result().is_none());
+        assert!(m.last_checked().is_none());
+        let t0 = Instant::now();
+        let t1 = t0 + Duration::from_secs(1);
+        m.record(&ok(), t0);
+        assert_eq!(m.last_result(), Some(&ok()));
+        assert_eq!(m.changed_at(), None);
+        m.record(&ok(), t1);
+        assert_eq!(m.last_checked(), Some(t1));
+        assert_eq!(m.changed_at(), Some(t1));
+        m.record(&refused(), t1 + Duration::from_secs(1));
+        assert_eq!(m.last_result(), Some(&refused()));
+        assert_eq!(m.changed_at(), Some(t1));
+    }
+}

@@ -1,0 +1,540 @@
+//! The network side of a health check: one probe of one backend, TCP
+//! connect or HTTP/1.1 GET, bounded as a whole by a timeout, and the
+//! classification of what went wrong. No state and no retries: the
+//! [`machine`](super::machine) decides what a result means.
+
+use std::{
+    fmt,
+    future::Future,
+    io,
+    net::{IpAddr, SocketAddr},
+    pin::Pin,
+    time::{Duration, Instant},
+};
+
+use http_body_util::{BodyExt, Empty};
+use hyper::{
+    body::{Bytes, Incoming},
+    header, Method, Request,
+};
+use hyper_util::rt::TokioIo;
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpStream;
+use tracing::trace;
+
+/// The most response body an HTTP probe reads before it closes the
+/// connection: enough to let a small answer finish cleanly, never so much
+/// that a big page slows the checks down.
+const MAX_DRAIN: usize = 16 * 1024;
+
+/// The `User-Agent` of HTTP probes, so backends can tell them apart from
+/// client traffic in their logs.
+const USER_AGENT: &str = "lbd-health-check";
+
+/// What a probe does to decide whether a backend is alive.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum CheckKind {
+    /// The backend accepts a TCP connection: cheap, and enough for any TCP
+    /// service.
+    Tcp,
+    /// The backend answers an HTTP/1.1 GET with the expected status: also
+    /// catches an application that accepts connections but cannot serve.
+    Http {
+        /// Request path in origin form, e.g. "/healthz" (a missing leading
+        /// '/' is added; empty means "/").
+        path: String,
+        /// `Host` header; `None` sends the target's IP (bracketed for IPv6).
+        host: Option<String>,
+        /// The only status that counts as healthy, e.g. 200.
+        expect_status: u16,
+    },
+}
+
+/// What to probe: where, and how.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ProbeTarget {
+    /// The backend's address and check port.
+    pub address: SocketAddr,
+    /// The kind of check.
+    pub kind: CheckKind,
+}
+
+/// The result of one probe, as the state machine and the status output
+/// need it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbeResult {
+    /// Healthy, or why not.
+    pub outcome: Outcome,
+    /// How long the probe took, connect included (about the timeout when it
+    /// timed out).
+    pub latency: Duration,
+}
+
+/// Whether one probe found the backend healthy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The backend passed.
+    Success,
+    /// The backend failed, and why.
+    Failure(FailureReason),
+}
+
+impl Outcome {
+    /// Whether the probe passed, for callers that need no reason.
+    pub fn is_success(&self) -> bool {
+        matches!(self, Outcome::Success)
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Outcome::Success => f.write_str("success"),
+            Outcome::Failure(reason) => reason.fmt(f),
+        }
+    }
+}
+
+/// Why a probe failed; the text is short enough for a log line or a
+/// transition reason, and [`FailureReason::label`] keys metrics.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureReason {
+    /// Nothing decisive within the timeout (or the kernel gave up on the
+    /// connect): the backend or the path to it is overloaded or gone.
+    #[error("timeout")]
+    Timeout,
+    /// The backend host answered the connect with a reset: nothing listens.
+    #[error("connection refused")]
+    Refused,
+    /// No route to the backend's host or network.
+    #[error("unreachable")]
+    Unreachable,
+    /// Any other socket error, as the OS words it.
+    #[error("I/O error: {0}")]
+    Io(String),
+    /// The HTTP answer came with another status than expected.
+    #[error("HTTP status {got}, expected {expected}")]
+    HttpStatus {
+        /// Status received.
+        got: u16,
+        /// Status expected.
+        expected: u16,
+    },
+    /// The HTTP exchange failed: bad request settings, a malformed answer,
+    /// or the connection closed before the answer.
+    #[error("HTTP error: {0}")]
+    Http(String),
+}
+
+impl FailureReason {
+    /// A stable snake_case name for metrics labels, which must not change
+    /// with the error's wording.
+    pub fn label(&self) -> &'static str {
+        match self {
+            FailureReason::Timeout => "timeout",
+            FailureReason::Refused => "refused",
+            FailureReason::Unreachable => "unreachable",
+            FailureReason::Io(_) => "io",
+            FailureReason::HttpStatus { .. } => "http_status",
+            FailureReason::Http(_) => "http",
+        }
+    }
+}
+
+/// Probes `target` once; the whole check, connect included, is bounded by
+/// `timeout`. Never fails: every problem is a [`FailureReason`].
+pub async fn probe(target: &ProbeTarget, timeout: Duration) -> ProbeResult {
+    let start = Instant::now();
+    let checked = match &target.kind {
+        CheckKind::Tcp => tokio::time::timeout(timeout, tcp(target.address)).await,
+        CheckKind::Http {
+            path,
+            host,
+            expect_status,
+        } => {
+            let host = match host {
+                Some(host) => host.clone(),
+                None => default_host(target.address.ip()),
+            };
+            let check = http(target.address, path, &host, *expect_status);
+            tokio::time::timeout(timeout, check).await
+        }
+    };
+    let outcome = match checked {
+        Ok(Ok(())) => Outcome::Success,
+        Ok(Err(reason)) => Outcome::Failure(reason),
+        Err(_elapsed) => Outcome::Failure(FailureReason::Timeout),
+    };
+    let latency = start.elapsed();
+    trace!(address = %target.address, %outcome, ?latency, "probe done");
+    ProbeResult { outcome, latency }
+}
+
+/// TCP check: the connect is the whole test; the socket is closed at once.
+async fn tcp(address: SocketAddr) -> Result<(), FailureReason> {
+    connect(address).await.map(drop)
+}
+
+/// Connects, with errors classified.
+async fn connect(address: SocketAddr) -> Result<TcpStream, FailureReason> {
+    TcpStream::connect(address).await.map_err(|e| classify(&e))
+}
+
+/// Maps a socket error to a failure reason.
+fn classify(e: &io::Error) -> FailureReason {
+    match e.kind() {
+        io::ErrorKind::ConnectionRefused => FailureReason::Refused,
+        io::ErrorKind::HostUnreachable | io::ErrorKind::NetworkUnreachable => {
+            FailureReason::Unreachable
+        }
+        io::ErrorKind::TimedOut => FailureReason::Timeout,
+        _ => FailureReason::Io(e.to_string()),
+    }
+}
+
+/// The default `Host` header: the IP, bracketed for IPv6 as in a URI.
+fn default_host(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(ip) => ip.to_string(),
+        IpAddr::V6(ip) => format!("[{ip}]"),
+    }
+}
+
+/// HTTP check: one GET on a fresh connection, success iff the status is the
+/// expected one.
+async fn http(
+    address: SocketAddr,
+    path: &str,
+    host: &str,
+    expect_status: u16,
+) -> Result<(), FailureReason> {
+    let path = if path.starts_with('/') {
+        path.to_owned()
+    } else {
+        format!("/{path}")
+    };
+    let request = Request::builder()
+        .method(Method::GET)
+        .uri(path)
+        .header(header::HOST, host)
+        .header(header::CONNECTION, "close")
+        .header(header::USER_AGENT, USER_AGENT)
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| FailureReason::Http(format!("invalid request: {e}")))?;
+
+    let stream = connect(address).await?;
+    // Only a latency nicety: the request is one small write anyway.
+    let _ = stream.set_nodelay(true);
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| hyper_failure(&e))?;
+    // The connection is driven here rather than in a spawned task, so that
+    // the timeout dropping this future closes the socket too.
+    let mut conn = std::pin::pin!(conn);
+    let mut conn_done = false;
+
+    let response = drive(conn.as_mut(), &mut conn_done, sender.send_request(request))
+        .await
+        .map_err(|e| hyper_failure(&e))?;
+    let got = response.status().as_u16();
+    // Best effort: a small body is read to its end so the server sees a
+    // clean close; a big one is cut short. The status is all that counts.
+    let _ = drive(
+        conn.as_mut(),
+        &mut conn_done,
+        drain(response.into_body(), MAX_DRAIN),
+    )
+    .await;
+
+    if got == expect_status {
+        Ok(())
+    } else {
+        Err(FailureReason::HttpStatus {
+            got,
+            expected: expect_status,
+        })
+    }
+}
+
+/// Runs `fut` while also driving the connection `conn`, which does the
+/// actual I/O. Once the connection has ended (`conn_done`), `fut` still
+/// completes: hyper hands it the result or the error.
+async fn drive<C, F>(mut conn: Pin<&mut C>, conn_done: &mut bool, fut: F) -> F::Output
+where
+    C: Future<Output = hyper::Result<()>>,
+    F: Future,
+{
+    let mut fut = std::pin::pin!(fut);
+    if !*conn_done {
+        tokio::select! {
+            biased;
+            out = &mut fut => return out,
+            ended = conn.as_mut() => {
+                *conn_done = true;
+                if let Err(e) = ended {
+                    trace!(error = %e, "health check connection ended");
+                }
+            }
+        }
+    }
+    fut.await
+}
+
+/// Reads at most about `limit` bytes of `body`, stopping at its end.
+async fn drain(mut body: Incoming, limit: usize) -> hyper::Result<()> {
+    let mut read = 0;
+    while read < limit {
+        match body.frame().await {
+            Some(frame) => read += frame?.data_ref().map_or(0, Bytes::len),
+            None => break,
+        }
+    }
+    Ok(())
+}
+
+/// A hyper error as a failure reason, with its cause chain (hyper's own
+/// text alone is often just "connection error").
+fn hyper_failure(e: &hyper::Error) -> FailureReason {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    FailureReason::Http(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{Ipv6Addr, SocketAddrV6};
+
+    use tokio::net::TcpListener;
+
+    use super::super::testing::{serve, Behavior};
+    use super::*;
+
+    const TIMEOUT: Duration = Duration::from_millis(500);
+
+    fn http_target(address: SocketAddr, path: &str, host: Option<&str>) -> ProbeTarget {
+        ProbeTarget {
+            address,
+            kind: CheckKind::Http {
+                path: path.to_owned(),
+                host: host.map(str::to_owned),
+                expect_status: 200,
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn tcp_success() {
+        // The kernel completes the handshake from the backlog: no accept.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let target = ProbeTarget {
+            address: listener.local_addr().unwrap(),
+            kind: CheckKind::Tcp,
+        };
+        let result = probe(&target, TIMEOUT).await;
+        assert_eq!(result.outcome, Outcome::Success);
+        assert!(result.latency < TIMEOUT);
+    }
+
+    #[tokio::test]
+    async fn tcp_refused() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        drop(listener);
+        let target = ProbeTarget {
+            address,
+            kind: CheckKind::Tcp,
+        };
+        let result = probe(&target, TIMEOUT).await;
+        assert_eq!(result.outcome, Outcome::Failure(FailureReason::Refused));
+    }
+
+    #[tokio::test]
+    async fn http_refused() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        drop(listener);
+        let result = probe(&http_target(address, "/", None), TIMEOUT).await;
+        assert_eq!(result.outcome, Outcome::Failure(FailureReason::Refused));
+    }
+
+    #[tokio::test]
+    async fn http_success_sends_path_and_host() {
+        let mut server = serve(Behavior::Status).await;
+        let target = http_target(server.addr, "/healthz?full=1", None);
+        let result = probe(&target, TIMEOUT).await;
+        assert_eq!(result.outcome, Outcome::Success);
+
+        let request = server.requests.recv().await.unwrap();
+        let lower = request.to_ascii_lowercase();
+        assert!(
+            request.starts_with("GET /healthz?full=1 HTTP/1.1\r\n"),
+            "{request}"
+        );
+        assert!(lower.contains("\r\nhost: 127.0.0.1\r\n"), "{request}");
+        assert!(lower.contains("\r\nconnection: close\r\n"), "{request}");
+        assert!(
+            lower.contains("\r\nuser-agent: lbd-health-check\r\n"),
+            "{request}"
+        );
+    }
+
+    #[tokio::test]
+    async fn http_custom_host_and_relative_path() {
+        let mut server = serve(Behavior::Status).await;
+        let target = http_target(server.addr, "status", Some("api.example"));
+        assert_eq!(probe(&target, TIMEOUT).await.outcome, Outcome::Success);
+        let request = server.requests.recv().await.unwrap();
+        assert!(request.starts_with("GET /status HTTP/1.1\r\n"), "{request}");
+        assert!(
+            request
+                .to_ascii_lowercase()
+                .contains("\r\nhost: api.example\r\n"),
+            "{request}"
+        );
+    }
+
+    #[tokio::test]
+    async fn http_503_is_status_failure() {
+        let server = serve(Behavior::Status).await;
+        server.set_healthy(false);
+        let result = probe(&http_target(server.addr, "/", None), TIMEOUT).await;
+        assert_eq!(
+            result.outcome,
+            Outcome::Failure(FailureReason::HttpStatus {
+                got: 503,
+                expected: 200
+            })
+        );
+    }
+
+    #[tokio::test]
+    async fn http_expecting_other_status() {
+        let server = serve(Behavior::Status).await;
+        server.set_healthy(false);
+        let target = ProbeTarget {
+            address: server.addr,
+            kind: CheckKind::Http {
+                path: "/".into(),
+                host: None,
+                expect_status: 503,
+            },
+        };
+        assert_eq!(probe(&target, TIMEOUT).await.outcome, Outcome::Success);
+    }
+
+    #[tokio::test]
+    async fn http_silent_server_times_out() {
+        let server = serve(Behavior::Silent).await;
+        let timeout = Duration::from_millis(200);
+        let result = probe(&http_target(server.addr, "/", None), timeout).await;
+        assert_eq!(result.outcome, Outcome::Failure(FailureReason::Timeout));
+        assert!(result.latency >= timeout, "{:?}", result.latency);
+        assert!(result.latency < timeout * 4, "{:?}", result.latency);
+    }
+
+    #[tokio::test]
+    async fn http_big_body_is_not_read_to_the_end() {
+        // 64 MiB announced, 1 MiB sent, then the server stalls: reading the
+        // body to its end would time out.
+        let server = serve(Behavior::Huge).await;
+        let result = probe(&http_target(server.addr, "/", None), TIMEOUT).await;
+        assert_eq!(result.outcome, Outcome::Success);
+    }
+
+    #[tokio::test]
+    async fn http_garbage_answer_is_http_failure() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf).await;
+            let _ = s.write_all(b"SSH-2.0-OpenSSH\r\n\r\n").await;
+        });
+        let result = probe(&http_target(address, "/", None), TIMEOUT).await;
+        match result.outcome {
+            Outcome::Failure(FailureReason::Http(text)) => assert!(!text.is_empty()),
+            other => panic!("expected an HTTP failure, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn http_invalid_host_is_http_failure() {
+        let server = serve(Behavior::Status).await;
+        let target = http_target(server.addr, "/", Some("bad\nhost"));
+        let result = probe(&target, TIMEOUT).await;
+        assert!(
+            matches!(result.outcome, Outcome::Failure(FailureReason::Http(ref t)) if t.starts_with("invalid request")),
+            "{result:?}"
+        );
+        assert_eq!(server.connections(), 0);
+    }
+
+    #[test]
+    fn default_host_brackets_ipv6() {
+        assert_eq!(default_host("10.1.2.3".parse().unwrap()), "10.1.2.3");
+        let v6 = SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::LOCALHOST, 80, 0, 3));
+        assert_eq!(default_host(v6.ip()), "[::1]");
+    }
+
+    #[test]
+    fn classify_io_errors() {
+        let e = |k| io::Error::from(k);
+        assert_eq!(
+            classify(&e(io::ErrorKind::ConnectionRefused)),
+            FailureReason::Refused
+        );
+        assert_eq!(
+            classify(&e(io::ErrorKind::HostUnreachable)),
+            FailureReason::Unreachable
+        );
+        assert_eq!(
+            classify(&e(io::ErrorKind::NetworkUnreachable)),
+            FailureReason::Unreachable
+        );
+        assert_eq!(
+            classify(&e(io::ErrorKind::TimedOut)),
+            FailureReason::Timeout
+        );
+        assert_eq!(classify(&e(io::ErrorKind::BrokenPipe)).label(), "io");
+    }
+
+    #[test]
+    fn labels_and_display() {
+        let cases = [
+            (FailureReason::Timeout, "timeout", "timeout"),
+            (FailureReason::Refused, "refused", "connection refused"),
+            (FailureReason::Unreachable, "unreachable", "unreachable"),
+            (
+                FailureReason::Io("broken pipe".into()),
+                "io",
+                "I/O error: broken pipe",
+            ),
+            (
+                FailureReason::HttpStatus {
+                    got: 503,
+                    expected: 200,
+                },
+                "http_status",
+                "HTTP status 503, expected 200",
+            ),
+            (FailureReason::Http("bad".into()), "http", "HTTP error: bad"),
+        ];
+        for (reason, label, text) in cases {
+            assert_eq!(reason.label(), label);
+            assert_eq!(reason.to_string(), text);
+        }
+        assert_eq!(Outcome::Success.to_string(), "success");
+        assert!(Outcome::Success.is_success());
+        assert!(!Outcome::Failure(FailureReason::Refused).is_success());
+    }
+}

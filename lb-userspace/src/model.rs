@@ -1,0 +1,725 @@
+//! What lbd serves: the VIPs and backends from the config file plus the
+//! changes made at run time, with each backend's admin state (enabled,
+//! draining, maintenance) and health. Pure: it turns into the desired
+//! data-plane state (`DesiredVip`) and into plans for `--dry-run`.
+//!
+//! Runtime changes and the file: a reload makes the file the truth again.
+//! VIPs and backends added at run time but absent from the file are
+//! removed, and weights changed at run time go back to the file's; what a
+//! reload will undo is listed by `lbctl reload --dry-run`, and
+//! `lbctl config dump` prints the running config to save into the file.
+//! Admin states (drain, maintenance) and health survive reloads: they are
+//! operations on running backends, not configuration.
+
+use std::{
+    collections::BTreeMap,
+    net::IpAddr,
+    time::{Duration, Instant},
+};
+
+use serde::Serialize;
+
+use crate::{
+    config::{AllDown, BackendConfig, Config, VipConfig},
+    health::Health,
+    maglev::{self, MaglevBackend},
+    reconcile::{address_bytes, DesiredBackend, DesiredVip, VipId},
+};
+
+/// An operator's choice for a backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminState {
+    /// Takes new flows (if healthy).
+    Enabled,
+    /// Takes no new flows; its established flows continue until they end
+    /// or the deadline passes.
+    Draining {
+        /// When the drain started.
+        since: Instant,
+        /// When its remaining flows are cut (None: never).
+        deadline: Option<Instant>,
+    },
+    /// Out at once: no new flows, established flows hashed elsewhere.
+    Maintenance,
+}
+
+impl AdminState {
+    /// Stable name for the API and status.
+    pub fn name(&self) -> &'static str {
+        match self {
+            AdminState::Enabled => "enabled",
+            AdminState::Draining { .. } => "draining",
+            AdminState::Maintenance => "maintenance",
+        }
+    }
+}
+
+/// A backend as lbd runs it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackendModel {
+    /// Its configuration (weight possibly changed at run time).
+    pub config: BackendConfig,
+    /// Operator's state.
+    pub admin: AdminState,
+    /// Health from the checks (Unknown until they decide; counts as up).
+    pub health: Health,
+    /// Added at run time: not in the config file.
+    pub runtime: bool,
+}
+
+/// A VIP as lbd runs it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VipModel {
+    /// Its configuration; `config.backends` is kept in `backends`.
+    pub config: VipConfig,
+    /// Backends by address.
+    pub backends: BTreeMap<IpAddr, BackendModel>,
+    /// Added at run time: not in the config file.
+    pub runtime: bool,
+}
+
+/// Everything lbd serves.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Model {
+    /// VIPs by identity.
+    pub vips: BTreeMap<VipId, VipModel>,
+}
+
+/// Why an operation was refused; nothing was changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ModelError {
+    /// No such VIP.
+    #[error("no VIP {0}")]
+    NoVip(VipId),
+    /// No such backend.
+    #[error("VIP {vip} has no backend {backend}")]
+    NoBackend {
+        /// The VIP.
+        vip: VipId,
+        /// The backend.
+        backend: IpAddr,
+    },
+    /// The VIP exists already.
+    #[error("VIP {0} exists already")]
+    VipExists(VipId),
+    /// The backend exists already.
+    #[error("VIP {vip} already has backend {backend}")]
+    BackendExists {
+        /// The VIP.
+        vip: VipId,
+        /// The backend.
+        backend: IpAddr,
+    },
+    /// A value is not acceptable.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl VipModel {
+    fn from_config(config: &VipConfig, runtime: bool) -> Self {
+        let backends = config
+            .backends
+            .iter()
+            .map(|b| {
+                (
+                    b.address,
+                    BackendModel {
+                        config: b.clone(),
+                        admin: AdminState::Enabled,
+                        health: Health::Unknown,
+                        runtime,
+                    },
+                )
+            })
+            .collect();
+        let mut config = config.clone();
+        config.backends.clear();
+        Self {
+            config,
+            backends,
+            runtime,
+        }
+    }
+
+    /// True when the VIP has backends meant to take flows but none is
+    /// healthy.
+    pub fn all_down(&self) -> bool {
+        let mut candidates = self
+            .backends
+            .values()
+            .filter(|b| b.admin == AdminState::Enabled && b.config.weight > 0)
+            .peekable();
+        candidates.peek().is_some() && candidates.all(|b| b.health == Health::Down)
+    }
+
+    /// How the data plane should treat each backend.
+    pub fn desired(&self, id: VipId, mac_of: &dyn Fn(IpAddr) -> Option<[u8; 6]>) -> DesiredVip {
+        let fail_open = self.config.on_all_down == AllDown::KeepLast && self.all_down();
+        DesiredVip {
+            id,
+            table_size: self.config.table_size,
+            backends: self
+                .backends
+                .values()
+                .map(|b| {
+                    let up = b.health != Health::Down || fail_open;
+                    DesiredBackend {
+                        address: b.config.address,
+                        mac: b.config.mac.or_else(|| mac_of(b.config.address)),
+                        weight: if up && b.admin == AdminState::Enabled {
+                            b.config.weight
+                        } else {
+                            0
+                        },
+                        alive: up && b.admin != AdminState::Maintenance,
+                    }
+                })
+                .collect(),
+        }
+    }
+
+    /// Each backend's share of new flows (of the Maglev table), ignoring
+    /// MACs: what the operator asked for.
+    pub fn shares(&self) -> BTreeMap<IpAddr, f64> {
+        let ids = numbering([self]);
+        shares_of(&self.table(&ids), &ids, self)
+    }
+
+    /// The Maglev table this VIP's backends give, with backends numbered
+    /// by `ids` (MACs assumed known).
+    fn table(&self, ids: &BTreeMap<IpAddr, u32>) -> Vec<u32> {
+        let desired = self.desired(VipId::of(&self.config), &|_| Some([2, 0, 0, 0, 0, 1]));
+        let keys: Vec<(Vec<u8>, u32, u32)> = desired
+            .backends
+            .iter()
+            .filter(|b| b.alive && b.weight > 0)
+            .filter_map(|b| Some((address_bytes(b.address), b.weight, *ids.get(&b.address)?)))
+            .collect();
+        let members: Vec<MaglevBackend<'_>> = keys
+            .iter()
+            .map(|(key, weight, id)| MaglevBackend {
+                key,
+                weight: *weight,
+                id: *id,
+            })
+            .collect();
+        maglev::build_table(&members, self.config.table_size).unwrap_or_default()
+    }
+}
+
+/// Numbers (from 1) every backend address of `vips`, so tables built for
+/// them can be compared slot by slot.
+fn numbering<'a>(vips: impl IntoIterator<Item = &'a VipModel>) -> BTreeMap<IpAddr, u32> {
+    let mut addresses: Vec<IpAddr> = vips
+        .into_iter()
+        .flat_map(|v| v.backends.keys().copied())
+        .collect();
+    addresses.sort();
+    addresses.dedup();
+    addresses.into_iter().zip(1u32..).collect()
+}
+
+/// Share of `table` per backend of `vip`.
+fn shares_of(table: &[u32], ids: &BTreeMap<IpAddr, u32>, vip: &VipModel) -> BTreeMap<IpAddr, f64> {
+    let by_id = maglev::shares(table);
+    vip.backends
+        .keys()
+        .map(|a| {
+            (
+                *a,
+                ids.get(a)
+                    .and_then(|id| by_id.get(id))
+                    .copied()
+                    .unwrap_or(0.0),
+            )
+        })
+        .collect()
+}
+
+impl Model {
+    /// Everything in `config`, all backends enabled, health unknown.
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            vips: config
+                .vips
+                .iter()
+                .map(|v| (VipId::of(v), VipModel::from_config(v, false)))
+                .collect(),
+        }
+    }
+
+    /// The desired data-plane state.
+    pub fn desired(&self, mac_of: &dyn Fn(IpAddr) -> Option<[u8; 6]>) -> Vec<DesiredVip> {
+        self.vips
+            .iter()
+            .map(|(id, v)| v.desired(*id, mac_of))
+            .collect()
+    }
+
+    /// The VIP `id`.
+    pub fn vip(&self, id: &VipId) -> Result<&VipModel, ModelError> {
+        self.vips.get(id).ok_or(ModelError::NoVip(*id))
+    }
+
+    fn vip_mut(&mut self, id: &VipId) -> Result<&mut VipModel, ModelError> {
+        self.vips.get_mut(id).ok_or(ModelError::NoVip(*id))
+    }
+
+    /// Backend `address` of VIP `id`.
+    pub fn backend(&self, id: &VipId, address: IpAddr) -> Result<&BackendModel, ModelError> {
+        self.vip(id)?
+            .backends
+            .get(&address)
+            .ok_or(ModelError::NoBackend {
+                vip: *id,
+                backend: address,
+            })
+    }
+
+    fn backend_mut(
+        &mut self,
+        id: &VipId,
+        address: IpAddr,
+    ) -> Result<&mut BackendModel, ModelError> {
+        self.vip_mut(id)?
+            .backends
+            .get_mut(&address)
+            .ok_or(ModelError::NoBackend {
+                vip: *id,
+                backend: address,
+            })
+    }
+
+    /// Adds a VIP (with its backends) at run time.
+    pub fn add_vip(&mut self, config: &VipConfig) -> Result<(), ModelError> {
+        let id = VipId::of(config);
+        if self.vips.contains_key(&id) {
+            return Err(ModelError::VipExists(id));
+        }
+        if self.vips.len() >= crate::config::MAX_VIPS {
+            return Err(ModelError::Invalid(format!(
+                "at most {} VIPs are allowed",
+                crate::config::MAX_VIPS
+            )));
+        }
+        self.vips.insert(id, VipModel::from_config(config, true));
+        Ok(())
+    }
+
+    /// Removes a VIP.
+    pub fn remove_vip(&mut self, id: &VipId) -> Result<(), ModelError> {
+        self.vips.remove(id).map(drop).ok_or(ModelError::NoVip(*id))
+    }
+
+    /// Adds a backend to VIP `id` at run time.
+    pub fn add_backend(&mut self, id: &VipId, config: BackendConfig) -> Result<(), ModelError> {
+        let vip = self.vip_mut(id)?;
+        if vip.backends.contains_key(&config.address) {
+            return Err(ModelError::BackendExists {
+                vip: *id,
+                backend: config.address,
+            });
+        }
+        if config.address.is_ipv4() != id.address.is_ipv4() {
+            return Err(ModelError::Invalid(format!(
+                "backend {} and VIP {id} are of different address families",
+                config.address
+            )));
+        }
+        if config.address == id.address {
+            return Err(ModelError::Invalid(format!(
+                "backend {} is the VIP's own address",
+                config.address
+            )));
+        }
+        if config.weight > crate::config::MAX_WEIGHT {
+            return Err(weight_error(config.weight));
+        }
+        if vip.backends.len() >= crate::config::MAX_BACKENDS_PER_VIP {
+            return Err(ModelError::Invalid(format!(
+                "at most {} backends per VIP are allowed",
+                crate::config::MAX_BACKENDS_PER_VIP
+            )));
+        }
+        let weighted = vip
+            .backends
+            .values()
+            .filter(|b| b.config.weight > 0)
+            .count()
+            + 1;
+        if weighted > vip.config.table_size as usize {
+            return Err(ModelError::Invalid(format!(
+                "{weighted} weighted backends do not fit the VIP's table of {} slots",
+                vip.config.table_size
+            )));
+        }
+        vip.backends.insert(
+            config.address,
+            BackendModel {
+                config,
+                admin: AdminState::Enabled,
+                health: Health::Unknown,
+                runtime: true,
+            },
+        );
+        Ok(())
+    }
+
+    /// Removes a backend: its established flows are hashed elsewhere.
+    pub fn remove_backend(&mut self, id: &VipId, address: IpAddr) -> Result<(), ModelError> {
+        self.vip_mut(id)?
+            .backends
+            .remove(&address)
+            .map(drop)
+            .ok_or(ModelError::NoBackend {
+                vip: *id,
+                backend: address,
+            })
+    }
+
+    /// Sets a backend's admin state.
+    pub fn set_admin(
+        &mut self,
+        id: &VipId,
+        address: IpAddr,
+        admin: AdminState,
+    ) -> Result<(), ModelError> {
+        self.backend_mut(id, address)?.admin = admin;
+        Ok(())
+    }
+
+    /// Sets a backend's weight (its share of new flows only).
+    pub fn set_weight(
+        &mut self,
+        id: &VipId,
+        address: IpAddr,
+        weight: u32,
+    ) -> Result<(), ModelError> {
+        if weight > crate::config::MAX_WEIGHT {
+            return Err(weight_error(weight));
+        }
+        self.backend_mut(id, address)?.config.weight = weight;
+        Ok(())
+    }
+
+    /// Records a backend's health; false if there is no such backend.
+    pub fn set_health(&mut self, id: &VipId, address: IpAddr, health: Health) -> bool {
+        match self.backend_mut(id, address) {
+            Ok(backend) => {
+                backend.health = health;
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// The model a reload of `config` gives: the file's VIPs and backends,
+    /// keeping the admin state and health of backends that stay.
+    pub fn reloaded(&self, config: &Config) -> Model {
+        let mut next = Model::from_config(config);
+        for (id, vip) in &mut next.vips {
+            let Some(old) = self.vips.get(id) else {
+                continue;
+            };
+            for (address, backend) in &mut vip.backends {
+                if let Some(previous) = old.backends.get(address) {
+                    backend.admin = previous.admin;
+                    backend.health = previous.health;
+                }
+            }
+        }
+        next
+    }
+
+    /// The running configuration: `base`'s node settings with these VIPs.
+    pub fn to_config(&self, base: &Config) -> Config {
+        let mut config = base.clone();
+        config.vips = self
+            .vips
+            .values()
+            .map(|v| {
+                let mut c = v.config.clone();
+                c.backends = v.backends.values().map(|b| b.config.clone()).collect();
+                c
+            })
+            .collect();
+        config
+    }
+}
+
+fn weight_error(weight: u32) -> ModelError {
+    ModelError::Invalid(format!(
+        "weight {weight} is out of range 0..={}",
+        crate::config::MAX_WEIGHT
+    ))
+}
+
+/// What a change does to one VIP's new flows.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VipPlan {
+    /// The VIP.
+    pub vip: String,
+    /// What happens to it: "added", "removed", "changed".
+    pub change: &'static str,
+    /// Share of new flows per backend before.
+    pub before: BTreeMap<IpAddr, f64>,
+    /// Share of new flows per backend after.
+    pub after: BTreeMap<IpAddr, f64>,
+    /// Fraction of the table (of new flows' hash space) that changes
+    /// backend.
+    pub moved_fraction: f64,
+}
+
+/// What going from `before` to `after` does, VIP by VIP (unchanged VIPs
+/// are left out).
+pub fn plan(before: &Model, after: &Model) -> Vec<VipPlan> {
+    let mut ids: Vec<&VipId> = before.vips.keys().chain(after.vips.keys()).collect();
+    ids.sort();
+    ids.dedup();
+    let mut out = Vec::new();
+    for id in ids {
+        let (old, new) = (before.vips.get(id), after.vips.get(id));
+        let ids = numbering(old.into_iter().chain(new));
+        let old_table = old.map(|v| v.table(&ids));
+        let new_table = new.map(|v| v.table(&ids));
+        let shares = |v: Option<&VipModel>, t: &Option<Vec<u32>>| match (v, t) {
+            (Some(v), Some(t)) => shares_of(t, &ids, v),
+            _ => BTreeMap::new(),
+        };
+        let moved_fraction = match (&old_table, &new_table) {
+            (Some(a), Some(b)) if a.len() == b.len() => maglev::moved_fraction(a, b),
+            _ => 1.0,
+        };
+        let change = match (old, new) {
+            (None, Some(_)) => "added",
+            (Some(_), None) => "removed",
+            _ => "changed",
+        };
+        if change == "changed" && old == new {
+            continue;
+        }
+        out.push(VipPlan {
+            vip: id.to_string(),
+            change,
+            before: shares(old, &old_table),
+            after: shares(new, &new_table),
+            moved_fraction,
+        });
+    }
+    out
+}
+
+/// Live flows as the connection table shows them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct FlowCount {
+    /// Flows with recent packets and no FIN/RST seen.
+    pub live: u64,
+    /// Flows that saw a FIN or RST (ending).
+    pub closing: u64,
+    /// Flows silent for longer than the idle timeout.
+    pub idle: u64,
+}
+
+/// Idle timeouts per protocol, for telling live flows from idle ones.
+#[derive(Debug, Clone, Copy)]
+pub struct IdleTimeouts {
+    /// TCP.
+    pub tcp: Duration,
+    /// UDP.
+    pub udp: Duration,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Protocol;
+
+    fn config() -> Config {
+        Config::from_toml_str(
+            "interface = \"eth0\"\n[[vip]]\naddress = \"198.18.0.100\"\nport = 80\ntable_size = 1009\n\
+             [[vip.backend]]\naddress = \"198.18.0.11\"\nmac = \"02:00:00:00:00:11\"\n\
+             [[vip.backend]]\naddress = \"198.18.0.12\"\nmac = \"02:00:00:00:00:12\"\n\
+             [[vip.backend]]\naddress = \"198.18.0.13\"\nmac = \"02:00:00:00:00:13\"\n",
+            "test.toml",
+        )
+        .unwrap()
+    }
+
+    fn vip_id() -> VipId {
+        VipId {
+            address: "198.18.0.100".parse().unwrap(),
+            port: 80,
+            protocol: Protocol::Tcp,
+        }
+    }
+
+    fn addr(last: u8) -> IpAddr {
+        IpAddr::from([198, 18, 0, last])
+    }
+
+    fn desired_backend(model: &Model, last: u8) -> DesiredBackend {
+        model.desired(&|_| None)[0]
+            .backends
+            .iter()
+            .find(|b| b.address == addr(last))
+            .unwrap()
+            .clone()
+    }
+
+    #[test]
+    fn admin_states_and_health_map_to_weight_and_alive() {
+        let mut model = Model::from_config(&config());
+        let id = vip_id();
+        let b = desired_backend(&model, 11);
+        assert_eq!(
+            (b.weight, b.alive),
+            (100, true),
+            "unknown health counts as up"
+        );
+
+        model
+            .set_admin(
+                &id,
+                addr(11),
+                AdminState::Draining {
+                    since: Instant::now(),
+                    deadline: None,
+                },
+            )
+            .unwrap();
+        let b = desired_backend(&model, 11);
+        assert_eq!((b.weight, b.alive), (0, true), "draining keeps its flows");
+
+        model
+            .set_admin(&id, addr(11), AdminState::Maintenance)
+            .unwrap();
+        let b = desired_backend(&model, 11);
+        assert_eq!(
+            (b.weight, b.alive),
+            (0, false),
+            "maintenance is out at once"
+        );
+
+        model.set_admin(&id, addr(11), AdminState::Enabled).unwrap();
+        assert!(model.set_health(&id, addr(11), Health::Down));
+        let b = desired_backend(&model, 11);
+        assert_eq!(
+            (b.weight, b.alive),
+            (0, false),
+            "down: flows hashed elsewhere"
+        );
+    }
+
+    #[test]
+    fn all_down_drops_or_fails_open_as_configured() {
+        let mut model = Model::from_config(&config());
+        let id = vip_id();
+        for last in [11, 12, 13] {
+            model.set_health(&id, addr(last), Health::Down);
+        }
+        assert!(model.vip(&id).unwrap().all_down());
+        assert!(model.desired(&|_| None)[0]
+            .backends
+            .iter()
+            .all(|b| !b.alive && b.weight == 0));
+
+        model.vips.get_mut(&id).unwrap().config.on_all_down = AllDown::KeepLast;
+        assert!(model.desired(&|_| None)[0]
+            .backends
+            .iter()
+            .all(|b| b.alive && b.weight == 100));
+
+        model.set_health(&id, addr(12), Health::Up);
+        let desired = model.desired(&|_| None);
+        let alive: Vec<IpAddr> = desired[0]
+            .backends
+            .iter()
+            .filter(|b| b.alive)
+            .map(|b| b.address)
+            .collect();
+        assert_eq!(alive, vec![addr(12)], "one healthy backend: only it");
+    }
+
+    #[test]
+    fn bad_operations_change_nothing() {
+        let mut model = Model::from_config(&config());
+        let before = model.clone();
+        let id = vip_id();
+        let mut other = id;
+        other.port = 81;
+        assert_eq!(model.remove_vip(&other), Err(ModelError::NoVip(other)));
+        assert!(matches!(
+            model.add_backend(&id, BackendConfig::new(addr(11))),
+            Err(ModelError::BackendExists { .. })
+        ));
+        assert!(matches!(
+            model.add_backend(&id, BackendConfig::new("2001:2::11".parse().unwrap())),
+            Err(ModelError::Invalid(_))
+        ));
+        assert!(matches!(
+            model.set_weight(&id, addr(11), 10_001),
+            Err(ModelError::Invalid(_))
+        ));
+        assert!(matches!(
+            model.set_weight(&id, addr(99), 1),
+            Err(ModelError::NoBackend { .. })
+        ));
+        assert_eq!(model, before);
+    }
+
+    #[test]
+    fn a_plan_shows_shares_before_and_after_and_what_moves() {
+        let before = Model::from_config(&config());
+        let mut after = before.clone();
+        after
+            .add_backend(&vip_id(), BackendConfig::new(addr(14)))
+            .unwrap();
+        let plan = plan(&before, &after);
+        assert_eq!(plan.len(), 1);
+        let vip = &plan[0];
+        assert_eq!(vip.change, "changed");
+        assert!((vip.before[&addr(11)] - 1.0 / 3.0).abs() < 0.01);
+        assert!((vip.after[&addr(14)] - 0.25).abs() < 0.01);
+        // Ideally a quarter of the slots move (to the new backend); a small
+        // table (1,009 slots) churns a little more.
+        assert!(
+            vip.moved_fraction > 0.24 && vip.moved_fraction < 0.35,
+            "{}",
+            vip.moved_fraction
+        );
+        assert!(plan_is_empty(&before, &before));
+    }
+
+    fn plan_is_empty(a: &Model, b: &Model) -> bool {
+        plan(a, b).is_empty()
+    }
+
+    #[test]
+    fn a_reload_keeps_admin_state_and_health_and_drops_runtime_additions() {
+        let mut model = Model::from_config(&config());
+        let id = vip_id();
+        model
+            .set_admin(&id, addr(12), AdminState::Maintenance)
+            .unwrap();
+        model.set_health(&id, addr(13), Health::Down);
+        model
+            .add_backend(&id, BackendConfig::new(addr(14)))
+            .unwrap();
+        model.set_weight(&id, addr(11), 5).unwrap();
+        let reloaded = model.reloaded(&config());
+        let vip = reloaded.vip(&id).unwrap();
+        assert_eq!(vip.backends[&addr(12)].admin, AdminState::Maintenance);
+        assert_eq!(vip.backends[&addr(13)].health, Health::Down);
+        assert!(
+            !vip.backends.contains_key(&addr(14)),
+            "runtime backend undone"
+        );
+        assert_eq!(
+            vip.backends[&addr(11)].config.weight,
+            100,
+            "runtime weight undone"
+        );
+        let dumped = model.to_config(&config());
+        assert_eq!(dumped.vips[0].backends.len(), 4);
+    }
+}
