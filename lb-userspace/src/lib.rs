@@ -1,5 +1,6 @@
 //! lbd as a library: the daemon's parts, so tests and tools drive the same
 //! code the binaries run.
+pub mod api;
 pub mod config;
 pub mod daemon;
 pub mod dataplane;

@@ -17,7 +17,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{
     config::{AllDown, BackendConfig, Config, VipConfig},
@@ -455,12 +455,12 @@ fn weight_error(weight: u32) -> ModelError {
 }
 
 /// What a change does to one VIP's new flows.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VipPlan {
     /// The VIP.
     pub vip: String,
     /// What happens to it: "added", "removed", "changed".
-    pub change: &'static str,
+    pub change: String,
     /// Share of new flows per backend before.
     pub before: BTreeMap<IpAddr, f64>,
     /// Share of new flows per backend after.
@@ -494,7 +494,8 @@ pub fn plan(before: &Model, after: &Model) -> Vec<VipPlan> {
             (None, Some(_)) => "added",
             (Some(_), None) => "removed",
             _ => "changed",
-        };
+        }
+        .to_owned();
         if change == "changed" && old == new {
             continue;
         }
@@ -510,7 +511,7 @@ pub fn plan(before: &Model, after: &Model) -> Vec<VipPlan> {
 }
 
 /// Live flows as the connection table shows them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FlowCount {
     /// Flows with recent packets and no FIN/RST seen.
     pub live: u64,

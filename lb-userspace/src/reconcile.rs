@@ -64,6 +64,35 @@ impl std::fmt::Display for VipId {
     }
 }
 
+impl std::str::FromStr for VipId {
+    type Err = String;
+
+    /// Parses `ADDRESS:PORT[/PROTOCOL]` (IPv6 in brackets; protocol tcp by
+    /// default), as VIPs are written in the API and lbctl.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (socket, protocol) = match s.rsplit_once('/') {
+            Some((socket, protocol)) => (socket, protocol),
+            None => (s, "tcp"),
+        };
+        let protocol = match protocol {
+            "tcp" => Protocol::Tcp,
+            "udp" => Protocol::Udp,
+            other => return Err(format!("{other:?} is not a protocol (tcp or udp)")),
+        };
+        let socket: std::net::SocketAddr = socket.parse().map_err(|_| {
+            format!("{s:?} is not a VIP: expected ADDRESS:PORT[/tcp|udp], IPv6 as [ADDRESS]:PORT")
+        })?;
+        if socket.port() == 0 {
+            return Err(format!("{s:?}: port 0 is not a service port"));
+        }
+        Ok(Self {
+            address: socket.ip(),
+            port: socket.port(),
+            protocol,
+        })
+    }
+}
+
 impl VipId {
     /// The VIP's identity from its config.
     pub fn of(vip: &VipConfig) -> Self {
@@ -548,6 +577,25 @@ mod tests {
                 .collect()
         };
         [copy(0), copy(1)]
+    }
+
+    #[test]
+    fn vip_ids_parse_and_print_the_same() {
+        for text in ["198.18.0.100:80/tcp", "[2001:2::100]:443/udp"] {
+            let id: VipId = text.parse().unwrap();
+            assert_eq!(id.to_string(), text);
+        }
+        let id: VipId = "198.18.0.100:53".parse().unwrap();
+        assert_eq!(id.protocol, Protocol::Tcp);
+        for bad in [
+            "198.18.0.100",
+            "198.18.0.100:80/sctp",
+            "2001:2::1:80",
+            "198.18.0.100:0",
+            "x:80",
+        ] {
+            assert!(bad.parse::<VipId>().is_err(), "{bad} parsed");
+        }
     }
 
     #[test]

@@ -331,7 +331,10 @@ impl Lab {
     /// The lab's default lbd config: both VIPs, every backend, MACs left to
     /// the neighbour table.
     pub fn lbd_config(&self) -> String {
-        let mut config = String::from("interface = \"eth0\"\nconntrack_size = 65536\n");
+        let mut config = format!(
+            "interface = \"eth0\"\nconntrack_size = 65536\nadmin_socket = \"{}\"\n",
+            self.admin_socket().display()
+        );
         for (vip, backends) in [
             (
                 IpAddr::V4(VIP4),
@@ -353,6 +356,11 @@ impl Lab {
             }
         }
         config
+    }
+
+    /// The admin socket of the lab's lbd.
+    pub fn admin_socket(&self) -> PathBuf {
+        self.dir.join("lbd.sock")
     }
 
     /// Starts lbd (the binary at `$LBD_BIN`, or next to the test binary)

@@ -61,8 +61,10 @@
 //!
 //! Validation stops at the first error found.
 
+mod dump;
 mod health;
 
+pub use dump::to_toml;
 pub use health::{CheckType, HealthConfig};
 
 use std::collections::HashMap;

@@ -821,3 +821,16 @@ fn admin_socket_and_idle_timeouts() {
         "not an absolute path",
     );
 }
+
+#[test]
+fn a_dumped_config_loads_back_equal() {
+    let text = doc(
+        "on_all_down = \"keep\"\ndrain_timeout_s = 30\n[vip.health]\ncheck = \"http\"\npath = \"/health\"",
+        "mac = \"02:00:00:00:00:11\"\nweight = 7\n[vip.backend.health]\nport = 8080",
+    );
+    let config = parse(&text).unwrap();
+    let dumped = to_toml(&config);
+    assert_eq!(parse(&dumped).unwrap(), config, "dumped:\n{dumped}");
+    let example = parse(EXAMPLE).unwrap();
+    assert_eq!(parse(&to_toml(&example)).unwrap(), example);
+}

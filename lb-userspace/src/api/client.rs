@@ -1,0 +1,400 @@
+//! The admin API's client side, for `lbctl`: one HTTP/1.1 exchange per call on
+//! a fresh connection to lbd's socket, bounded by a timeout, with failures sorted
+//! into what a CLI reports differently (not running, no permission, no answer in
+//! time, an error from lbd, a garbled answer), each with a stable exit code.
+//! Also the encoding of path segments (see the [module docs](super)).
+
+use std::{
+    fmt::Write as _,
+    io,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full, Limited};
+use hyper::header::{self, HeaderValue};
+use hyper_util::rt::TokioIo;
+use serde::{de::DeserializeOwned, Serialize};
+use serde_json::Value;
+use tokio::net::UnixStream;
+use tracing::debug;
+
+use super::{ApiError, Method, API_VERSION};
+
+/// Largest response body read, in bytes: generous for status dumps, but bounded.
+const MAX_RESPONSE_BYTES: usize = 64 << 20;
+
+/// Why a call failed, sorted by what the user should do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// No socket at the path, or nothing listening on it.
+    #[error("lbd is not running (no admin socket at {})", path.display())]
+    NotRunning {
+        /// The socket path.
+        path: PathBuf,
+    },
+    /// The socket exists but this user may not connect to it.
+    #[error("permission denied on lbd's admin socket {} (are you root?)", path.display())]
+    PermissionDenied {
+        /// The socket path.
+        path: PathBuf,
+    },
+    /// lbd did not answer in time.
+    #[error("lbd did not answer within {after:?} (admin socket {})", path.display())]
+    Timeout {
+        /// The socket path.
+        path: PathBuf,
+        /// The timeout that expired.
+        after: Duration,
+    },
+    /// Connecting failed for another reason.
+    #[error("connecting to lbd's admin socket {}: {source}", path.display())]
+    Connect {
+        /// The socket path.
+        path: PathBuf,
+        /// What failed.
+        #[source]
+        source: io::Error,
+    },
+    /// lbd answered with an error (non-2xx).
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    /// The exchange itself went wrong: a malformed answer, a dropped connection,
+    /// or a request that could not be built.
+    #[error("talking to lbd: {0}")]
+    Protocol(String),
+}
+
+impl ClientError {
+    /// Exit code for anything else (5xx, protocol errors).
+    pub const EXIT_OTHER: u8 = 1;
+    /// Exit code for a usage error or a request lbd rejected (4xx but 404 and 409).
+    pub const EXIT_USAGE: u8 = 2;
+    /// Exit code for "no such thing" (404).
+    pub const EXIT_NOT_FOUND: u8 = 3;
+    /// Exit code for a conflict with the current state (409).
+    pub const EXIT_CONFLICT: u8 = 4;
+    /// Exit code for lbd unreachable: not running, no permission, no answer.
+    pub const EXIT_UNAVAILABLE: u8 = 5;
+
+    /// The `lbctl` exit code for this error; stable, so scripts can branch on it.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::NotRunning { .. }
+            | Self::PermissionDenied { .. }
+            | Self::Timeout { .. }
+            | Self::Connect { .. } => Self::EXIT_UNAVAILABLE,
+            Self::Api(e) => match e.status {
+                404 => Self::EXIT_NOT_FOUND,
+                409 => Self::EXIT_CONFLICT,
+                400..=499 => Self::EXIT_USAGE,
+                _ => Self::EXIT_OTHER,
+            },
+            Self::Protocol(_) => Self::EXIT_OTHER,
+        }
+    }
+}
+
+/// Percent-encodes one path segment (or query key or value): RFC 3986's
+/// unreserved characters `A-Z a-z 0-9 - . _ ~` as they are, every other byte as
+/// `%XX`. Always use it for values in paths: IPv6 addresses have `:`, `[`, `]`.
+pub fn segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for byte in s.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            // Writing to a String cannot fail.
+            let _ = write!(out, "%{byte:02X}");
+        }
+    }
+    out
+}
+
+/// The request path for `segments` under the version prefix, each encoded with
+/// [`segment`]: `api_path(&["vips", "[2001:db8::1]:80:tcp"])` is
+/// `/v1/vips/%5B2001%3Adb8%3A%3A1%5D%3A80%3Atcp`.
+pub fn api_path(segments: &[&str]) -> String {
+    let mut out = format!("/{API_VERSION}");
+    for s in segments {
+        out.push('/');
+        out.push_str(&segment(s));
+    }
+    out
+}
+
+/// A client of lbd's admin socket. Cheap: it holds only the path and timeout,
+/// and connects anew for every call.
+#[derive(Debug, Clone)]
+pub struct Client {
+    path: PathBuf,
+    timeout: Duration,
+}
+
+impl Client {
+    /// A client of the socket at `path`; each call (connect, send, receive) must
+    /// finish within `timeout`.
+    pub fn new(path: impl Into<PathBuf>, timeout: Duration) -> Self {
+        Self {
+            path: path.into(),
+            timeout,
+        }
+    }
+
+    /// The socket path, for messages.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Sends one request and returns the JSON body of a 2xx answer (`Null` when
+    /// empty). `path` is the encoded path without query, e.g. `/v1/status` or one
+    /// from [`api_path`]; `query` pairs are encoded here.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<&Value>,
+    ) -> Result<Value, ClientError> {
+        let request = build_request(method, path, query, body)?;
+        let (status, bytes) = tokio::time::timeout(self.timeout, self.exchange(request))
+            .await
+            .map_err(|_| ClientError::Timeout {
+                path: self.path.clone(),
+                after: self.timeout,
+            })??;
+        debug!(%method, path, status = status.as_u16(), "admin API call");
+        if !status.is_success() {
+            return Err(ApiError::from_response(status.as_u16(), &bytes).into());
+        }
+        if bytes.is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_slice(&bytes).map_err(|e| {
+            ClientError::Protocol(format!("the answer to {method} {path} is not JSON: {e}"))
+        })
+    }
+
+    /// [`Client::call`], with the answer read as a `T`.
+    pub async fn call_as<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<&Value>,
+    ) -> Result<T, ClientError> {
+        let value = self.call(method, path, query, body).await?;
+        T::deserialize(value).map_err(|e| {
+            ClientError::Protocol(format!("unexpected answer to {method} {path}: {e}"))
+        })
+    }
+
+    /// `GET path?query`, the answer read as a `T`.
+    pub async fn get<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+    ) -> Result<T, ClientError> {
+        self.call_as(Method::Get, path, query, None).await
+    }
+
+    /// `POST path` with `body` as JSON, the answer read as a `T`.
+    pub async fn post<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &impl Serialize,
+    ) -> Result<T, ClientError> {
+        let body = to_json(body)?;
+        self.call_as(Method::Post, path, &[], Some(&body)).await
+    }
+
+    /// `PUT path` with `body` as JSON, the answer read as a `T`.
+    pub async fn put<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &impl Serialize,
+    ) -> Result<T, ClientError> {
+        let body = to_json(body)?;
+        self.call_as(Method::Put, path, &[], Some(&body)).await
+    }
+
+    /// `DELETE path`, the answer read as a `T` (`()` for none).
+    pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        self.call_as(Method::Delete, path, &[], None).await
+    }
+
+    /// Connects, sends `request`, and reads the status and whole body.
+    async fn exchange(
+        &self,
+        request: hyper::Request<Full<Bytes>>,
+    ) -> Result<(hyper::StatusCode, Bytes), ClientError> {
+        let stream = UnixStream::connect(&self.path)
+            .await
+            .map_err(|e| self.connect_error(e))?;
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let exchange = async move {
+            let response = sender
+                .send_request(request)
+                .await
+                .map_err(|e| ClientError::Protocol(e.to_string()))?;
+            let status = response.status();
+            let body = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
+                .collect()
+                .await
+                .map_err(|e| ClientError::Protocol(format!("reading the answer: {e}")))?
+                .to_bytes();
+            Ok((status, body))
+        };
+        // The connection is driven here rather than spawned, so that it ends
+        // with the call (and with the timeout).
+        let mut exchange = std::pin::pin!(exchange);
+        let mut connection = std::pin::pin!(connection);
+        tokio::select! {
+            result = exchange.as_mut() => result,
+            result = connection.as_mut() => match result {
+                // Closed cleanly: the exchange has its answer or its error.
+                Ok(()) => exchange.await,
+                Err(e) => Err(ClientError::Protocol(e.to_string())),
+            },
+        }
+    }
+
+    /// Sorts a connect error into what the user should do about it.
+    fn connect_error(&self, source: io::Error) -> ClientError {
+        let path = self.path.clone();
+        match source.kind() {
+            io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => {
+                ClientError::NotRunning { path }
+            }
+            io::ErrorKind::PermissionDenied => ClientError::PermissionDenied { path },
+            _ => ClientError::Connect { path, source },
+        }
+    }
+}
+
+/// `body` as a JSON value.
+fn to_json(body: &impl Serialize) -> Result<Value, ClientError> {
+    serde_json::to_value(body)
+        .map_err(|e| ClientError::Protocol(format!("encoding the request body: {e}")))
+}
+
+/// The HTTP request for a call.
+fn build_request(
+    method: Method,
+    path: &str,
+    query: &[(&str, &str)],
+    body: Option<&Value>,
+) -> Result<hyper::Request<Full<Bytes>>, ClientError> {
+    if !path.starts_with('/') {
+        return Err(ClientError::Protocol(format!(
+            "request path {path:?} does not start with '/'"
+        )));
+    }
+    let mut target = path.to_owned();
+    for (i, (key, value)) in query.iter().enumerate() {
+        target.push(if i == 0 { '?' } else { '&' });
+        target.push_str(&segment(key));
+        target.push('=');
+        target.push_str(&segment(value));
+    }
+    let builder = hyper::Request::builder()
+        .method(method.to_http())
+        .uri(target)
+        .header(header::HOST, HeaderValue::from_static("localhost"))
+        .header(header::ACCEPT, HeaderValue::from_static("application/json"));
+    let (builder, bytes) = match body {
+        Some(body) => (
+            builder.header(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
+            Bytes::from(body.to_string()),
+        ),
+        None => (builder, Bytes::new()),
+    };
+    builder.body(Full::new(bytes)).map_err(|e| {
+        ClientError::Protocol(format!("cannot build the request {method} {path}: {e}"))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segment_encoding() {
+        assert_eq!(segment("198.18.0.100:80:tcp"), "198.18.0.100%3A80%3Atcp");
+        assert_eq!(
+            segment("[2001:db8::1]:80:tcp"),
+            "%5B2001%3Adb8%3A%3A1%5D%3A80%3Atcp"
+        );
+        assert_eq!(segment("a/b c%+é"), "a%2Fb%20c%25%2B%C3%A9");
+        assert_eq!(segment("Az09-._~"), "Az09-._~");
+        assert_eq!(
+            api_path(&["vips", "2001:db8::1", "backends"]),
+            "/v1/vips/2001%3Adb8%3A%3A1/backends"
+        );
+        assert_eq!(api_path(&[]), "/v1");
+    }
+
+    #[test]
+    fn exit_codes() {
+        let api = |status| {
+            ClientError::Api(ApiError {
+                status,
+                code: "x".into(),
+                message: "y".into(),
+            })
+            .exit_code()
+        };
+        assert_eq!(
+            [api(400), api(404), api(409), api(413), api(500)],
+            [2, 3, 4, 2, 1]
+        );
+        let path = PathBuf::from("/run/lbd/lbd.sock");
+        assert_eq!(
+            ClientError::NotRunning { path: path.clone() }.exit_code(),
+            5
+        );
+        assert_eq!(
+            ClientError::PermissionDenied { path: path.clone() }.exit_code(),
+            5
+        );
+        let timeout = ClientError::Timeout {
+            path,
+            after: Duration::from_secs(1),
+        };
+        assert_eq!(timeout.exit_code(), 5);
+        assert_eq!(ClientError::Protocol("x".into()).exit_code(), 1);
+    }
+
+    #[test]
+    fn bad_paths_are_refused_before_connecting() {
+        let r = build_request(Method::Get, "v1/status", &[], None);
+        assert!(matches!(r, Err(ClientError::Protocol(_))));
+        let r = build_request(Method::Get, "/v1/a b", &[], None);
+        assert!(matches!(r, Err(ClientError::Protocol(_))));
+    }
+
+    #[tokio::test]
+    async fn not_running_when_no_socket() {
+        let path = std::env::temp_dir().join(format!(
+            "lbd-api-client-{}-missing/lbd.sock",
+            std::process::id()
+        ));
+        let client = Client::new(&path, Duration::from_secs(1));
+        let err = client
+            .call(Method::Get, "/v1/status", &[], None)
+            .await
+            .unwrap_err();
+        assert!(matches!(&err, ClientError::NotRunning { .. }), "{err:?}");
+        assert_eq!(err.exit_code(), ClientError::EXIT_UNAVAILABLE);
+        assert_eq!(
+            err.to_string(),
+            format!("lbd is not running (no admin socket at {})", path.display())
+        );
+    }
+}

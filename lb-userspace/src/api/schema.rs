@@ -1,0 +1,191 @@
+//! The admin API's request and response bodies: the documented schema
+//! shared by lbd (which serves it) and lbctl (which reads it). All under
+//! `/v1/`; every change accepts `?dry_run=true`.
+//!
+//! | method | path | body | answer |
+//! |---|---|---|---|
+//! | GET | `/v1/status` | | `Status` |
+//! | GET | `/v1/vips` | | `[VipStatus]` |
+//! | POST | `/v1/vips` | `VipSpec` | `Change` |
+//! | GET | `/v1/vips/{vip}` | | `VipStatus` |
+//! | DELETE | `/v1/vips/{vip}` | | `Change` |
+//! | POST | `/v1/vips/{vip}/backends` | `BackendSpec` | `Change` |
+//! | DELETE | `/v1/vips/{vip}/backends/{address}` | | `Change` |
+//! | PUT | `/v1/vips/{vip}/backends/{address}/state` | `StateChange` | `Change` |
+//! | PUT | `/v1/vips/{vip}/backends/{address}/weight` | `WeightChange` | `Change` |
+//! | GET | `/v1/vips/{vip}/backends/{address}/flows` | | `FlowCount` |
+//! | POST | `/v1/reload` | | `Change` |
+//! | GET | `/v1/config` | | `ConfigText` |
+//!
+//! `{vip}` is `ADDRESS:PORT/PROTOCOL` (`198.18.0.100:80/tcp`,
+//! `[2001:2::100]:443/tcp`). Errors come as `{"error": {"code", "message"}}`
+//! with 400 (bad request), 404 (no such VIP or backend), 409 (exists
+//! already), 500 (the data plane refused).
+
+use std::{collections::BTreeMap, net::IpAddr};
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{FlowCount, VipPlan};
+
+/// `GET /v1/status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    /// Interface the XDP program is attached to.
+    pub interface: String,
+    /// Mode it is attached in.
+    pub xdp_mode: String,
+    /// Config file in force.
+    pub config_file: String,
+    /// The VIPs.
+    pub vips: Vec<VipStatus>,
+    /// Node counters (verdicts and events) summed over CPUs.
+    pub counters: BTreeMap<String, u64>,
+}
+
+/// One VIP in the status.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VipStatus {
+    /// `ADDRESS:PORT/PROTOCOL`.
+    pub vip: String,
+    /// Maglev table size.
+    pub table_size: u32,
+    /// What happens when no backend is healthy: "drop" or "keep".
+    pub on_all_down: String,
+    /// True when no backend meant to take flows is healthy.
+    pub all_down: bool,
+    /// Added at run time (not in the config file).
+    pub runtime: bool,
+    /// Packets forwarded.
+    pub packets: u64,
+    /// Bytes forwarded.
+    pub bytes: u64,
+    /// Flows new to the connection table.
+    pub new_flows: u64,
+    /// Its backends.
+    pub backends: Vec<BackendStatus>,
+}
+
+/// One backend in the status.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackendStatus {
+    /// Address.
+    pub address: IpAddr,
+    /// MAC frames go to (None: not resolved yet).
+    pub mac: Option<String>,
+    /// Configured weight.
+    pub weight: u32,
+    /// Admin state: "enabled", "draining", "maintenance".
+    pub state: String,
+    /// Health: "unknown", "up", "down" ("unchecked" when checks are off).
+    pub health: String,
+    /// Whether the data plane sends it packets.
+    pub alive: bool,
+    /// Share of new flows (of the live Maglev table).
+    pub share: f64,
+    /// Tracked flows.
+    pub flows: FlowCount,
+    /// Packets forwarded.
+    pub packets: u64,
+    /// Bytes forwarded.
+    pub bytes: u64,
+    /// Flows new to the connection table.
+    pub new_flows: u64,
+    /// Seconds left before a drain cuts remaining flows.
+    pub drain_remaining_s: Option<u64>,
+    /// Its health checks.
+    pub check: Option<CheckStatus>,
+    /// Added at run time (not in the config file).
+    pub runtime: bool,
+}
+
+/// A backend's health checks in the status.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckStatus {
+    /// "tcp" or "http".
+    pub kind: String,
+    /// Checks run.
+    pub checks: u64,
+    /// Checks failed.
+    pub failures: u64,
+    /// Consecutive successes.
+    pub consecutive_successes: u32,
+    /// Consecutive failures.
+    pub consecutive_failures: u32,
+    /// Outcome of the last check.
+    pub last: Option<String>,
+    /// Latency of the last check, ms.
+    pub last_latency_ms: Option<f64>,
+}
+
+/// `POST /v1/vips`: a VIP, as in the config file's `[[vip]]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VipSpec {
+    /// Address.
+    pub address: IpAddr,
+    /// Port.
+    pub port: u16,
+    /// "tcp" (default) or "udp".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
+    /// Maglev table size (a prime).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table_size: Option<u32>,
+    /// "drop" or "keep".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_all_down: Option<String>,
+    /// Backends.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub backends: Vec<BackendSpec>,
+}
+
+/// `POST /v1/vips/{vip}/backends`: a backend, as in `[[vip.backend]]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackendSpec {
+    /// Address.
+    pub address: IpAddr,
+    /// MAC (default: from the neighbour table).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
+    /// Weight (default 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u32>,
+}
+
+/// `PUT .../state`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StateChange {
+    /// "enabled", "draining" or "maintenance".
+    pub state: String,
+    /// With "draining": cut remaining flows after this many seconds
+    /// (default: the VIP's `drain_timeout_s`, else never).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_s: Option<u64>,
+}
+
+/// `PUT .../weight`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WeightChange {
+    /// New weight, 0..=10000.
+    pub weight: u32,
+}
+
+/// The answer to a change: what it does (or would do, with `dry_run`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    /// True when nothing was applied.
+    pub dry_run: bool,
+    /// Per VIP: new-flow shares before and after, fraction of the table
+    /// that moves.
+    pub plan: Vec<VipPlan>,
+    /// For a reload: runtime changes it undoes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub undone: Vec<String>,
+}
+
+/// `GET /v1/config`: the running configuration as TOML.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConfigText {
+    /// The TOML text.
+    pub toml: String,
+}

@@ -1,0 +1,1205 @@
+//! The admin API's server side, run by lbd: owns the socket file (never takes
+//! over a live one, replaces a stale one, sets its mode and group, removes it on
+//! the way out), accepts connections, turns HTTP requests into [`Request`]s for
+//! the daemon's [`Handler`] and its [`Response`]s back into HTTP, and shuts down
+//! gracefully.
+//!
+//! Everything a client can send is answered, never panicked on: a path outside
+//! `/v1/` (404), another method (405), a body too large (413), not JSON (400) or
+//! not labelled as JSON (415), bad percent-encoding (400), a body that does not
+//! arrive (408).
+
+use std::{
+    collections::BTreeMap,
+    convert::Infallible,
+    ffi::OsString,
+    fs::Permissions,
+    future::Future,
+    io,
+    os::unix::fs::{FileTypeExt as _, MetadataExt as _, PermissionsExt as _},
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full, LengthLimitError, Limited};
+use hyper::{
+    body::{Body as _, Incoming},
+    header::{self, HeaderMap, HeaderValue},
+    server::conn::http1,
+    service::service_fn,
+    StatusCode,
+};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use serde_json::Value;
+use tokio::{
+    net::{UnixListener, UnixStream},
+    sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore},
+};
+use tracing::{debug, error, info, warn};
+
+use super::{code, Handler, Method, Request, Response, API_VERSION, MAX_REQUEST_BYTES};
+
+/// How long shutdown waits for in-flight requests before abandoning them.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the check for a live server waits for a connection to be accepted.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a client may take to send a request's headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client may take to send a request's body.
+const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bytes of an unwanted request body read and dropped before answering (see [`discard`]).
+const DISCARD_LIMIT: u64 = 4 << 20;
+/// Time spent reading and dropping an unwanted request body.
+const DISCARD_TIMEOUT: Duration = Duration::from_secs(1);
+/// Connections served at once; more wait in the listen backlog.
+const MAX_CONNECTIONS: usize = 64;
+/// Pause after a failed accept (out of file descriptors, say) before the next.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// The methods the API answers, for the `Allow` header of a 405.
+const ALLOWED_METHODS: &str = "GET, POST, PUT, DELETE";
+
+/// Who may connect: the socket file's mode and group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServeOptions {
+    /// Permission bits of the socket file (connecting needs write permission).
+    /// Default `0o600`: root only.
+    pub mode: u32,
+    /// Group (gid) to give the socket file, so with mode `0o660` its members may
+    /// use `lbctl` without root. Default: none (root's group stays).
+    pub group: Option<u32>,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self {
+            mode: 0o600,
+            group: None,
+        }
+    }
+}
+
+/// Why the admin API could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// A server already answers on the socket: a second lbd must not steal it.
+    #[error("another lbd is already listening on {}", path.display())]
+    AlreadyRunning {
+        /// The socket path.
+        path: PathBuf,
+    },
+    /// Something other than a socket is at the path; it is left alone.
+    #[error("{} exists and is not a socket; refusing to replace it", path.display())]
+    NotASocket {
+        /// The path.
+        path: PathBuf,
+    },
+    /// The path has no file name (`/`, `..`).
+    #[error("{}: not a usable socket path", path.display())]
+    InvalidPath {
+        /// The path.
+        path: PathBuf,
+    },
+    /// It could not be told whether a server answers on the socket.
+    #[error("cannot tell whether another lbd is listening on {}: {source}", path.display())]
+    Probe {
+        /// The socket path.
+        path: PathBuf,
+        /// What failed.
+        #[source]
+        source: io::Error,
+    },
+    /// Creating or preparing the socket file failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done, with the path.
+        what: String,
+        /// What failed.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Builds the [`ServerError::Io`] for `what` on `path`.
+fn io_error<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> ServerError + 'a {
+    move |source| ServerError::Io {
+        what: format!("{what} {}", path.display()),
+        source,
+    }
+}
+
+/// The admin API, bound and not yet serving: lets the daemon report a socket
+/// problem before it says it is ready. Dropping it removes the socket file.
+#[derive(Debug)]
+pub struct Server {
+    listener: UnixListener,
+    socket: SocketFile,
+}
+
+impl Server {
+    /// Takes the socket at `path`: refuses if a live server answers there or if
+    /// something other than a socket is there, replaces a stale socket, and
+    /// creates the new one with `options`' mode and group.
+    ///
+    /// The socket is bound under a temporary name beside `path`, given its mode
+    /// and group, then renamed over `path`: it never appears at `path` with the
+    /// process umask's looser mode.
+    pub async fn bind(path: &Path, options: &ServeOptions) -> Result<Self, ServerError> {
+        let Some(name) = path.file_name() else {
+            return Err(ServerError::InvalidPath {
+                path: path.to_owned(),
+            });
+        };
+        if check_existing(path).await? {
+            info!(path = %path.display(), "replacing the stale admin socket of an earlier lbd");
+        }
+        let mut temporary = OsString::from(".");
+        temporary.push(name);
+        temporary.push(format!(".{}.tmp", std::process::id()));
+        let temporary = path.with_file_name(temporary);
+        // A leftover of a process that had our pid: nobody listens on it.
+        remove_socket_file(&temporary).await?;
+
+        let listener = UnixListener::bind(&temporary).map_err(io_error("binding", &temporary))?;
+        match install(&temporary, path, options).await {
+            Ok(socket) => {
+                info!(
+                    path = %path.display(),
+                    mode = format_args!("{:o}", options.mode),
+                    group = ?options.group,
+                    "admin API listening"
+                );
+                Ok(Self { listener, socket })
+            }
+            Err(e) => {
+                drop(listener);
+                if let Err(e) = tokio::fs::remove_file(&temporary).await {
+                    let path = temporary.display();
+                    warn!(%path, error = %e, "removing the temporary admin socket");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Where the socket is.
+    pub fn path(&self) -> &Path {
+        &self.socket.path
+    }
+
+    /// Serves `handler` until `shutdown` completes; then stops accepting, removes
+    /// the socket file, and waits up to 5 s for requests in flight to finish.
+    pub async fn run<H: Handler>(
+        self,
+        handler: Arc<H>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) {
+        let Self { listener, socket } = self;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        // Every connection and handler task holds a sender: `recv` returning
+        // `None` means all of them are done.
+        let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
+        let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        let mut builder = http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT);
+        let mut shutdown = std::pin::pin!(shutdown);
+
+        loop {
+            let permit = tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                permit = Arc::clone(&slots).acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => break, // closed: never happens, the semaphore is ours
+                },
+            };
+            let stream = tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        warn!(error = %e, "accepting an admin API connection");
+                        tokio::select! {
+                            biased;
+                            () = &mut shutdown => break,
+                            () = tokio::time::sleep(ACCEPT_BACKOFF) => continue,
+                        }
+                    }
+                },
+            };
+            tokio::spawn(serve_connection(
+                stream,
+                builder.clone(),
+                Arc::clone(&handler),
+                stop_rx.clone(),
+                alive_tx.clone(),
+                permit,
+            ));
+        }
+
+        // Remove the file while the listener still holds its inode (so the
+        // identity check cannot match a newcomer's), then stop listening.
+        drop(socket);
+        drop(listener);
+        stop_tx.send_replace(true);
+        drop(alive_tx);
+        info!("admin API shutting down");
+        if tokio::time::timeout(DRAIN_TIMEOUT, alive_rx.recv())
+            .await
+            .is_err()
+        {
+            warn!(
+                timeout = ?DRAIN_TIMEOUT,
+                "admin requests still in flight after the shutdown timeout; abandoning them"
+            );
+        }
+        info!("admin API stopped");
+    }
+}
+
+/// Binds the admin socket at `path` and serves `handler` on it until `shutdown`
+/// completes: [`Server::bind`] then [`Server::run`], for a caller that needs
+/// nothing in between.
+pub async fn serve<H: Handler>(
+    path: &Path,
+    options: ServeOptions,
+    handler: Arc<H>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    Server::bind(path, &options)
+        .await?
+        .run(handler, shutdown)
+        .await;
+    Ok(())
+}
+
+/// The socket file at its final path; dropping it removes the file, but only if
+/// it is still the one this server created.
+#[derive(Debug)]
+struct SocketFile {
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
+}
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        match std::fs::symlink_metadata(&self.path) {
+            Ok(meta) if meta.dev() == self.dev && meta.ino() == self.ino => {
+                match std::fs::remove_file(&self.path) {
+                    Ok(()) => debug!(path = %self.path.display(), "admin socket removed"),
+                    Err(e) => {
+                        warn!(path = %self.path.display(), error = %e, "removing the admin socket");
+                    }
+                }
+            }
+            Ok(_) => {
+                let path = self.path.display();
+                info!(%path, "admin socket was replaced by another; leaving it");
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => warn!(path = %self.path.display(), error = %e, "checking the admin socket"),
+        }
+    }
+}
+
+/// Checks what is at `path`: nothing (`false`), a stale socket nobody answers on
+/// (`true`), or an error for a live server or anything that is not a socket.
+async fn check_existing(path: &Path) -> Result<bool, ServerError> {
+    match tokio::fs::symlink_metadata(path).await {
+        Ok(meta) if meta.file_type().is_socket() => {}
+        Ok(_) => {
+            return Err(ServerError::NotASocket {
+                path: path.to_owned(),
+            })
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(source) => {
+            return Err(ServerError::Probe {
+                path: path.to_owned(),
+                source,
+            })
+        }
+    }
+    match tokio::time::timeout(PROBE_TIMEOUT, UnixStream::connect(path)).await {
+        Ok(Ok(_)) => Err(ServerError::AlreadyRunning {
+            path: path.to_owned(),
+        }),
+        Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => Ok(true),
+        Ok(Err(e)) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Ok(Err(source)) => Err(ServerError::Probe {
+            path: path.to_owned(),
+            source,
+        }),
+        Err(_) => Err(ServerError::Probe {
+            path: path.to_owned(),
+            source: io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no answer within {PROBE_TIMEOUT:?}"),
+            ),
+        }),
+    }
+}
+
+/// Removes `path` if it is a socket; an error if it is anything else.
+async fn remove_socket_file(path: &Path) -> Result<(), ServerError> {
+    match tokio::fs::symlink_metadata(path).await {
+        Ok(meta) if meta.file_type().is_socket() => tokio::fs::remove_file(path)
+            .await
+            .map_err(io_error("removing", path)),
+        Ok(_) => Err(ServerError::NotASocket {
+            path: path.to_owned(),
+        }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_error("checking", path)(e)),
+    }
+}
+
+/// Gives the freshly bound socket at `temporary` its mode and group and moves it
+/// to `path`, over a stale socket if there is one.
+async fn install(
+    temporary: &Path,
+    path: &Path,
+    options: &ServeOptions,
+) -> Result<SocketFile, ServerError> {
+    tokio::fs::set_permissions(temporary, Permissions::from_mode(options.mode))
+        .await
+        .map_err(io_error("setting the mode of", temporary))?;
+    if let Some(gid) = options.group {
+        std::os::unix::fs::chown(temporary, None, Some(gid))
+            .map_err(io_error("changing the group of", temporary))?;
+    }
+    let meta = tokio::fs::symlink_metadata(temporary)
+        .await
+        .map_err(io_error("checking", temporary))?;
+    tokio::fs::rename(temporary, path)
+        .await
+        .map_err(io_error("moving the admin socket to", path))?;
+    Ok(SocketFile {
+        path: path.to_owned(),
+        dev: meta.dev(),
+        ino: meta.ino(),
+    })
+}
+
+/// Serves one connection until the client closes it or the server stops.
+async fn serve_connection<H: Handler>(
+    stream: UnixStream,
+    builder: http1::Builder,
+    handler: Arc<H>,
+    stop: watch::Receiver<bool>,
+    alive: mpsc::Sender<()>,
+    _slot: OwnedSemaphorePermit,
+) {
+    let handler_alive = alive.clone();
+    let service = service_fn(move |request| {
+        let handler = Arc::clone(&handler);
+        let alive = handler_alive.clone();
+        async move { Ok::<_, Infallible>(respond(request, handler, alive).await) }
+    });
+    let mut connection = std::pin::pin!(builder.serve_connection(TokioIo::new(stream), service));
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        () = stopped(stop) => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(e) = result {
+        debug!(error = %e, "admin API connection ended with an error");
+    }
+    drop(alive);
+}
+
+/// Completes when the server stops, or when its task is gone (the sender dropped).
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    // Either way the answer is the same: stop.
+    let _ = stop.wait_for(|stop| *stop).await;
+}
+
+/// Answers one HTTP request, and logs it.
+async fn respond<H: Handler>(
+    request: hyper::Request<Incoming>,
+    handler: Arc<H>,
+    alive: mpsc::Sender<()>,
+) -> hyper::Response<Full<Bytes>> {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let answer = match read_request(request).await {
+        Ok(request) => call_handler(handler, request, alive).await,
+        Err(answer) => answer,
+    };
+    let mut response = encode(answer);
+    if response.status() == StatusCode::METHOD_NOT_ALLOWED && Method::from_http(&method).is_none() {
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static(ALLOWED_METHODS));
+    }
+    debug!(
+        %method,
+        %path,
+        status = response.status().as_u16(),
+        elapsed = ?started.elapsed(),
+        "admin API request"
+    );
+    response
+}
+
+/// Checks and decodes an HTTP request into the handler's [`Request`], or gives
+/// the error answer.
+async fn read_request(request: hyper::Request<Incoming>) -> Result<Request, Response> {
+    let (head, mut body) = request.into_parts();
+    let mut request = match read_head(&head) {
+        Ok(request) => request,
+        Err(answer) => {
+            discard(&mut body).await;
+            return Err(answer);
+        }
+    };
+    let bytes = read_body(&mut body).await?;
+    if bytes.is_empty() {
+        return Ok(request);
+    }
+    if !is_json(&head.headers) {
+        return Err(Response::error(
+            415,
+            code::UNSUPPORTED_MEDIA_TYPE,
+            "a request body must be sent with Content-Type: application/json",
+        ));
+    }
+    request.body = serde_json::from_slice(&bytes).map_err(|e| {
+        Response::error(
+            400,
+            code::BAD_JSON,
+            format!("request body is not valid JSON: {e}"),
+        )
+    })?;
+    Ok(request)
+}
+
+/// The request without its body (`Null`): method, path and query, or the error answer.
+fn read_head(head: &hyper::http::request::Parts) -> Result<Request, Response> {
+    let path = parse_path(head.uri.path())?;
+    let Some(method) = Method::from_http(&head.method) else {
+        return Err(Response::error(
+            405,
+            code::METHOD_NOT_ALLOWED,
+            format!(
+                "method {} is not supported (use {ALLOWED_METHODS})",
+                head.method
+            ),
+        ));
+    };
+    let query = parse_query(head.uri.query())?;
+    Ok(Request {
+        method,
+        path,
+        query,
+        body: Value::Null,
+    })
+}
+
+/// The answer for a body over [`MAX_REQUEST_BYTES`].
+fn too_large() -> Response {
+    Response::error(
+        413,
+        code::PAYLOAD_TOO_LARGE,
+        format!("request body is larger than {MAX_REQUEST_BYTES} bytes"),
+    )
+}
+
+/// Reads the whole body, at most [`MAX_REQUEST_BYTES`] of it, in bounded time.
+async fn read_body(body: &mut Incoming) -> Result<Bytes, Response> {
+    let max = u64::try_from(MAX_REQUEST_BYTES).unwrap_or(u64::MAX);
+    // A declared Content-Length over the limit is refused before reading.
+    if body.size_hint().lower() > max {
+        discard(body).await;
+        return Err(too_large());
+    }
+    match tokio::time::timeout(
+        BODY_READ_TIMEOUT,
+        Limited::new(&mut *body, MAX_REQUEST_BYTES).collect(),
+    )
+    .await
+    {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            discard(body).await;
+            Err(too_large())
+        }
+        Ok(Err(e)) => Err(Response::error(
+            400,
+            code::BAD_REQUEST,
+            format!("reading the request body: {e}"),
+        )),
+        Err(_) => Err(Response::error(
+            408,
+            code::TIMEOUT,
+            format!("the request body did not arrive within {BODY_READ_TIMEOUT:?}"),
+        )),
+    }
+}
+
+/// Reads and drops the rest of a body that will not be used, so that a client
+/// still sending it gets the error answer rather than a broken pipe. Bounded in
+/// bytes and time: past either, hyper simply closes the connection after the answer.
+async fn discard(body: &mut Incoming) {
+    if body.size_hint().lower() > DISCARD_LIMIT {
+        return;
+    }
+    let drain = async {
+        let mut left = DISCARD_LIMIT;
+        while let Some(Ok(frame)) = body.frame().await {
+            let len = frame
+                .data_ref()
+                .map_or(0, |data| u64::try_from(data.len()).unwrap_or(u64::MAX));
+            match left.checked_sub(len) {
+                Some(rest) => left = rest,
+                None => return,
+            }
+        }
+    };
+    // Out of time: same as out of bytes.
+    let _ = tokio::time::timeout(DISCARD_TIMEOUT, drain).await;
+}
+
+/// Whether the request says its body is JSON (`application/json`, any parameters).
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// The decoded segments after `/v1/`; 404 outside `/v1/`, 400 for an empty
+/// segment (`//`) or bad percent-encoding. One trailing `/` is ignored.
+fn parse_path(raw: &str) -> Result<Vec<String>, Response> {
+    let not_found = || {
+        Response::error(
+            404,
+            code::NOT_FOUND,
+            format!("no such endpoint: {raw} (the API is under /{API_VERSION}/)"),
+        )
+    };
+    let rest = raw
+        .strip_prefix('/')
+        .and_then(|rest| rest.strip_prefix(API_VERSION))
+        .ok_or_else(not_found)?;
+    let rest = match rest {
+        "" | "/" => return Ok(Vec::new()),
+        rest => rest.strip_prefix('/').ok_or_else(not_found)?,
+    };
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    rest.split('/')
+        .map(|segment| {
+            if segment.is_empty() {
+                return Err(Response::error(
+                    400,
+                    code::BAD_REQUEST,
+                    format!("empty path segment in {raw}"),
+                ));
+            }
+            percent_decode(segment, false).ok_or_else(|| {
+                Response::error(
+                    400,
+                    code::BAD_REQUEST,
+                    format!("path segment {segment:?} has bad percent-encoding or is not UTF-8"),
+                )
+            })
+        })
+        .collect()
+}
+
+/// The decoded query parameters; 400 for bad encoding or a key given twice.
+fn parse_query(raw: Option<&str>) -> Result<BTreeMap<String, String>, Response> {
+    let mut query = BTreeMap::new();
+    for pair in raw.unwrap_or("").split('&').filter(|pair| !pair.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let decode = |s: &str| {
+            percent_decode(s, true).ok_or_else(|| {
+                Response::error(
+                    400,
+                    code::BAD_REQUEST,
+                    format!("query parameter {pair:?} has bad percent-encoding or is not UTF-8"),
+                )
+            })
+        };
+        let key = decode(key)?;
+        let value = decode(value)?;
+        if query.contains_key(&key) {
+            return Err(Response::error(
+                400,
+                code::BAD_REQUEST,
+                format!("query parameter {key:?} is given more than once"),
+            ));
+        }
+        query.insert(key, value);
+    }
+    Ok(query)
+}
+
+/// Decodes `%XX` escapes (and `+` as a space if `plus_is_space`); `None` for a
+/// malformed escape or a result that is not UTF-8.
+fn percent_decode(s: &str, plus_is_space: bool) -> Option<String> {
+    fn hex(digit: Option<&u8>) -> Option<u8> {
+        digit
+            .and_then(|&d| char::from(d).to_digit(16))
+            .and_then(|d| u8::try_from(d).ok())
+    }
+    let mut out = Vec::with_capacity(s.len());
+    let mut bytes = s.as_bytes().iter();
+    while let Some(&byte) = bytes.next() {
+        match byte {
+            b'%' => {
+                let high = hex(bytes.next())?;
+                let low = hex(bytes.next())?;
+                out.push(high << 4 | low);
+            }
+            b'+' if plus_is_space => out.push(b' '),
+            _ => out.push(byte),
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Runs the handler in a task of its own: it finishes even if the client hangs
+/// up, and a panic in it becomes a 500 rather than a dropped connection.
+async fn call_handler<H: Handler>(
+    handler: Arc<H>,
+    request: Request,
+    alive: mpsc::Sender<()>,
+) -> Response {
+    let task = tokio::spawn(async move {
+        let _alive = alive;
+        handler.handle(request).await
+    });
+    match task.await {
+        Ok(response) => response,
+        Err(e) => {
+            error!(error = %e, "admin API handler failed");
+            Response::error(
+                500,
+                code::INTERNAL,
+                "the request failed inside lbd; see its log",
+            )
+        }
+    }
+}
+
+/// The HTTP response for `answer`: JSON body (none for 204 and 304), and a 500
+/// instead of a status that is not a valid final one.
+fn encode(answer: Response) -> hyper::Response<Full<Bytes>> {
+    let (status, body) = match StatusCode::from_u16(answer.status) {
+        Ok(status) if !status.is_informational() => (status, answer.body),
+        _ => {
+            error!(
+                status = answer.status,
+                "admin API handler answered with an invalid HTTP status"
+            );
+            let internal = Response::error(500, code::INTERNAL, "invalid response status");
+            (StatusCode::INTERNAL_SERVER_ERROR, internal.body)
+        }
+    };
+    let bytes = if status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
+        Bytes::new()
+    } else {
+        let mut text = body.to_string();
+        text.push('\n');
+        Bytes::from(text)
+    };
+    let has_body = !bytes.is_empty();
+    let mut response = hyper::Response::new(Full::new(bytes));
+    *response.status_mut() = status;
+    if has_body {
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        fmt::Write as _,
+        sync::atomic::{AtomicU32, Ordering},
+    };
+
+    use serde_json::json;
+    use tokio::{
+        io::{AsyncReadExt as _, AsyncWriteExt as _},
+        sync::oneshot,
+        task::JoinHandle,
+    };
+
+    use super::*;
+    use crate::api::client::{api_path, segment, Client, ClientError};
+
+    /// Echoes the request; a few paths do something else.
+    struct Echo;
+
+    impl Handler for Echo {
+        async fn handle(&self, request: Request) -> Response {
+            match request.segments().as_slice() {
+                ["sleep", ms] => {
+                    let ms = ms.parse().unwrap_or(0);
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    Response::ok(json!({ "slept_ms": ms }))
+                }
+                ["fail", status] => Response::error(
+                    status.parse().unwrap_or(500),
+                    "test_error",
+                    format!("failed with {status}"),
+                ),
+                ["status", status] => Response::new(status.parse().unwrap_or(0), "x"),
+                ["panic"] => panic!("the test handler panics"),
+                _ => Response::ok(json!({
+                    "method": request.method.as_str(),
+                    "path": request.path,
+                    "query": request.query,
+                    "body": request.body,
+                })),
+            }
+        }
+    }
+
+    /// A directory of its own under the temp dir, removed at the end.
+    struct TestDir(PathBuf);
+
+    impl TestDir {
+        fn new(name: &str) -> Self {
+            static NEXT: AtomicU32 = AtomicU32::new(0);
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            let dir =
+                std::env::temp_dir().join(format!("lbd-api-{}-{n}-{name}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            Self(dir)
+        }
+
+        fn socket(&self) -> PathBuf {
+            self.0.join("lbd.sock")
+        }
+    }
+
+    impl Drop for TestDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// A server running on a task, with its stop button.
+    struct Running {
+        stop: oneshot::Sender<()>,
+        task: JoinHandle<Result<(), ServerError>>,
+    }
+
+    impl Running {
+        async fn stop(self) {
+            let _ = self.stop.send(());
+            self.task.await.unwrap().unwrap();
+        }
+    }
+
+    async fn start(path: &Path) -> Running {
+        start_with(path, ServeOptions::default()).await
+    }
+
+    async fn start_with(path: &Path, options: ServeOptions) -> Running {
+        let server = Server::bind(path, &options).await.unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            server
+                .run(Arc::new(Echo), async move {
+                    let _ = stopped.await;
+                })
+                .await;
+            Ok(())
+        });
+        Running { stop, task }
+    }
+
+    fn client(path: &Path) -> Client {
+        Client::new(path, Duration::from_secs(2))
+    }
+
+    /// Sends raw bytes (a request with `Connection: close`) and reads the status
+    /// and JSON body of the answer.
+    async fn raw(path: &Path, request: &[u8]) -> (u16, Value) {
+        let mut stream = UnixStream::connect(path).await.unwrap();
+        stream.write_all(request).await.unwrap();
+        let mut buf = Vec::new();
+        // The server may close with part of the request unread (ECONNRESET after the answer).
+        let result = stream.read_to_end(&mut buf).await;
+        assert!(!buf.is_empty(), "no answer: {result:?}");
+        let text = String::from_utf8(buf).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        let status = head.get(9..12).unwrap().parse().unwrap();
+        let body = if body.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(body).unwrap()
+        };
+        (status, body)
+    }
+
+    fn raw_request(method: &str, target: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
+        let mut head =
+            format!("{method} {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+        for (name, value) in headers {
+            write!(head, "{name}: {value}\r\n").unwrap();
+        }
+        write!(head, "Content-Length: {}\r\n\r\n", body.len()).unwrap();
+        let mut out = head.into_bytes();
+        out.extend_from_slice(body);
+        out
+    }
+
+    fn error_code(body: &Value) -> &str {
+        body["error"]["code"].as_str().unwrap_or("")
+    }
+
+    // On the daemon's kind of runtime.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn round_trip_with_ipv6_segments() {
+        let dir = TestDir::new("roundtrip");
+        let server = start(&dir.socket()).await;
+        let client = client(&dir.socket());
+        let path = api_path(&["vips", "[2001:db8::1]:80:tcp", "backends", "2001:db8::11"]);
+        let expected_path = json!(["vips", "[2001:db8::1]:80:tcp", "backends", "2001:db8::11"]);
+
+        let got = client
+            .call(
+                Method::Get,
+                &path,
+                &[("verbose", "yes"), ("q", "a b&c=d+/é")],
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            got,
+            json!({
+                "method": "GET",
+                "path": expected_path,
+                "query": {"verbose": "yes", "q": "a b&c=d+/é"},
+                "body": null,
+            })
+        );
+
+        let body = json!({"weight": 100, "mac": "02:00:00:00:00:11"});
+        let got = client
+            .call(Method::Post, &path, &[], Some(&body))
+            .await
+            .unwrap();
+        assert_eq!(got["method"], "POST");
+        assert_eq!(got["path"], expected_path);
+        assert_eq!(got["body"], body);
+
+        let got = client.call(Method::Delete, &path, &[], None).await.unwrap();
+        assert_eq!(got["method"], "DELETE");
+        assert_eq!(got["path"], expected_path);
+
+        // Typed helpers, and a segment with a '/' in it stays one segment.
+        #[derive(serde::Deserialize)]
+        struct Echoed {
+            method: String,
+            path: Vec<String>,
+        }
+        let echoed: Echoed = client
+            .put(&api_path(&["a/b", "%41"]), &json!({"x": 1}))
+            .await
+            .unwrap();
+        assert_eq!(echoed.method, "PUT");
+        assert_eq!(echoed.path, ["a/b", "%41"]);
+        server.stop().await;
+    }
+
+    #[tokio::test]
+    async fn transport_errors() {
+        let dir = TestDir::new("errors");
+        let path = dir.socket();
+        let server = start(&path).await;
+        let client = client(&path);
+
+        // Unknown prefix.
+        for target in ["/status", "/v2/status", "/v1x", "/"] {
+            let err = client
+                .call(Method::Get, target, &[], None)
+                .await
+                .unwrap_err();
+            let ClientError::Api(api) = &err else {
+                panic!("{target}: {err:?}")
+            };
+            assert_eq!(
+                (api.status, api.code.as_str()),
+                (404, "not_found"),
+                "{target}"
+            );
+            assert_eq!(err.exit_code(), 3);
+        }
+
+        // Unsupported method, with Allow.
+        let (status, body) = raw(&path, &raw_request("PATCH", "/v1/status", &[], b"")).await;
+        assert_eq!((status, error_code(&body)), (405, "method_not_allowed"));
+
+        // Body not JSON, or not labelled as JSON.
+        let json_type = [("Content-Type", "application/json; charset=utf-8")];
+        let (status, body) = raw(&path, &raw_request("POST", "/v1/x", &json_type, b"{nope")).await;
+        assert_eq!((status, error_code(&body)), (400, "bad_json"));
+        let (status, body) = raw(&path, &raw_request("POST", "/v1/x", &[], b"{}")).await;
+        assert_eq!((status, error_code(&body)), (415, "unsupported_media_type"));
+        let text = [("Content-Type", "text/plain")];
+        let (status, _) = raw(&path, &raw_request("POST", "/v1/x", &text, b"{}")).await;
+        assert_eq!(status, 415);
+        // No body needs no Content-Type.
+        let (status, body) = raw(&path, &raw_request("POST", "/v1/x", &[], b"")).await;
+        assert_eq!((status, &body["body"]), (200, &Value::Null));
+        let (status, body) = raw(&path, &raw_request("POST", "/v1/x", &json_type, b" [1] ")).await;
+        assert_eq!((status, &body["body"]), (200, &json!([1])));
+
+        // Bad percent-encoding, empty segments, duplicate query keys.
+        for target in [
+            "/v1/a%zz",
+            "/v1/a%4",
+            "/v1/%FF",
+            "/v1/a//b",
+            "/v1/x?a=1&a=2",
+            "/v1/x?a=%",
+        ] {
+            let (status, body) = raw(&path, &raw_request("GET", target, &[], b"")).await;
+            assert_eq!(
+                (status, error_code(&body)),
+                (400, "bad_request"),
+                "{target}"
+            );
+        }
+        let (status, body) = raw(
+            &path,
+            &raw_request("GET", "/v1/a/?k+1=v%2B1&flag", &[], b""),
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert_eq!(body["path"], json!(["a"]));
+        assert_eq!(body["query"], json!({"k 1": "v+1", "flag": ""}));
+
+        // Oversized body: declared up front, and sent in full by the client.
+        // (Too large to be worth reading: answered at once.)
+        let head = b"POST /v1/x HTTP/1.1\r\nHost: l\r\nContent-Type: application/json\r\n\
+            Content-Length: 100000000\r\n\r\n";
+        let (status, body) = raw(&path, head).await;
+        assert_eq!((status, error_code(&body)), (413, "payload_too_large"));
+        let big = json!("x".repeat(MAX_REQUEST_BYTES));
+        let err = client
+            .call(Method::Post, "/v1/x", &[], Some(&big))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, ClientError::Api(e) if e.status == 413),
+            "{err:?}"
+        );
+        assert_eq!(err.exit_code(), 2);
+        // Chunked, so only counting finds it too large (with Limited).
+        let mut chunked = b"POST /v1/x HTTP/1.1\r\nHost: l\r\nConnection: close\r\n\
+            Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+            .to_vec();
+        let chunk = vec![b' '; 600_000];
+        for _ in 0..3 {
+            chunked.extend(format!("{:x}\r\n", chunk.len()).bytes());
+            chunked.extend(&chunk);
+            chunked.extend(b"\r\n");
+        }
+        chunked.extend(b"0\r\n\r\n");
+        let (status, body) = raw(&path, &chunked).await;
+        assert_eq!((status, error_code(&body)), (413, "payload_too_large"));
+        // Just under the limit is fine.
+        let fits = json!("x".repeat(MAX_REQUEST_BYTES - 2));
+        let got = client
+            .call(Method::Post, "/v1/x", &[], Some(&fits))
+            .await
+            .unwrap();
+        assert_eq!(got["body"], fits);
+
+        server.stop().await;
+    }
+
+    #[tokio::test]
+    async fn handler_errors_reach_the_client() {
+        let dir = TestDir::new("handler");
+        let server = start(&dir.socket()).await;
+        let client = client(&dir.socket());
+        for (status, exit) in [(400, 2), (404, 3), (409, 4), (422, 2), (500, 1), (503, 1)] {
+            let err = client
+                .call(
+                    Method::Get,
+                    &api_path(&["fail", &status.to_string()]),
+                    &[],
+                    None,
+                )
+                .await
+                .unwrap_err();
+            let ClientError::Api(api) = &err else {
+                panic!("{err:?}")
+            };
+            assert_eq!(api.status, status);
+            assert_eq!(api.code, "test_error");
+            assert_eq!(api.message, format!("failed with {status}"));
+            assert_eq!(err.exit_code(), exit, "{status}");
+        }
+        // A panic is a 500, and the server goes on.
+        let err = client
+            .call(Method::Get, "/v1/panic", &[], None)
+            .await
+            .unwrap_err();
+        assert!(matches!(&err, ClientError::Api(e) if e.status == 500 && e.code == "internal"));
+        // Invalid status from the handler: 500; 204: no body, Null for the client.
+        let err = client
+            .call(Method::Get, "/v1/status/42", &[], None)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, ClientError::Api(e) if e.status == 500),
+            "{err:?}"
+        );
+        let got = client
+            .call(Method::Get, "/v1/status/204", &[], None)
+            .await
+            .unwrap();
+        assert_eq!(got, Value::Null);
+        server.stop().await;
+    }
+
+    #[tokio::test]
+    async fn socket_file_lifecycle() {
+        let dir = TestDir::new("lifecycle");
+        let path = dir.socket();
+
+        // A stale socket (its listener gone) is replaced.
+        drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+        assert!(path.exists());
+        let server = start(&path).await;
+        let meta = std::fs::metadata(&path).unwrap();
+        assert!(meta.file_type().is_socket());
+        assert_eq!(meta.permissions().mode() & 0o7777, 0o600);
+
+        // A second server on the live socket is refused, and leaves it working.
+        let err = Server::bind(&path, &ServeOptions::default())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ServerError::AlreadyRunning { .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            format!("another lbd is already listening on {}", path.display())
+        );
+        client(&path)
+            .call(Method::Get, "/v1/status", &[], None)
+            .await
+            .unwrap();
+        // No temporary files left beside it.
+        assert_eq!(std::fs::read_dir(&dir.0).unwrap().count(), 1);
+
+        server.stop().await;
+        assert!(!path.exists(), "socket file left after shutdown");
+        let err = client(&path)
+            .call(Method::Get, "/v1/status", &[], None)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ClientError::NotRunning { .. }), "{err:?}");
+
+        // A stale socket is NotRunning for the client too.
+        drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+        let err = client(&path)
+            .call(Method::Get, "/v1/status", &[], None)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ClientError::NotRunning { .. }), "{err:?}");
+        std::fs::remove_file(&path).unwrap();
+
+        // A file that is not a socket is never removed.
+        std::fs::write(&path, "precious").unwrap();
+        let err = Server::bind(&path, &ServeOptions::default())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ServerError::NotASocket { .. }), "{err:?}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "precious");
+    }
+
+    #[tokio::test]
+    async fn mode_and_group_options() {
+        let dir = TestDir::new("mode");
+        let path = dir.socket();
+        let gid = std::fs::metadata(&dir.0).unwrap().gid();
+        let server = start_with(
+            &path,
+            ServeOptions {
+                mode: 0o660,
+                group: Some(gid),
+            },
+        )
+        .await;
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o7777, 0o660);
+        assert_eq!(meta.gid(), gid);
+        server.stop().await;
+        assert!(!path.exists());
+    }
+
+    #[tokio::test]
+    async fn client_timeout_fires() {
+        let dir = TestDir::new("timeout");
+        let server = start(&dir.socket()).await;
+        let client = Client::new(dir.socket(), Duration::from_millis(100));
+        let started = Instant::now();
+        let err = client
+            .call(Method::Get, "/v1/sleep/600", &[], None)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ClientError::Timeout { .. }), "{err:?}");
+        assert!(started.elapsed() < Duration::from_millis(500));
+        assert_eq!(err.exit_code(), 5);
+        server.stop().await;
+    }
+
+    #[tokio::test]
+    async fn shutdown_lets_requests_in_flight_finish() {
+        let dir = TestDir::new("drain");
+        let path = dir.socket();
+        let server = start(&path).await;
+        let client = client(&path);
+        let call =
+            tokio::spawn(async move { client.call(Method::Get, "/v1/sleep/300", &[], None).await });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let started = Instant::now();
+        server.stop().await;
+        assert!(started.elapsed() >= Duration::from_millis(100));
+        assert_eq!(call.await.unwrap().unwrap(), json!({"slept_ms": 300}));
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn decoding_inverts_encoding() {
+        for s in [
+            "198.18.0.100:80:tcp",
+            "[2001:db8::1]:80:tcp",
+            "a/b c%+é",
+            "",
+            "~._-",
+        ] {
+            assert_eq!(percent_decode(&segment(s), false).as_deref(), Some(s));
+            assert_eq!(percent_decode(&segment(s), true).as_deref(), Some(s));
+        }
+        assert_eq!(percent_decode("a+b", false).as_deref(), Some("a+b"));
+        assert_eq!(percent_decode("a+b", true).as_deref(), Some("a b"));
+        assert_eq!(percent_decode("%e9", false), None); // not UTF-8
+        assert_eq!(percent_decode("%C3%A9", false).as_deref(), Some("é"));
+        assert_eq!(percent_decode("%", false), None);
+        assert_eq!(percent_decode("%+1", false), None);
+    }
+}

@@ -1,0 +1,95 @@
+//! The running configuration written back as TOML, in the file's own
+//! format, so runtime changes can be saved (`lbctl config dump`). Loading
+//! the text gives the same `Config` back.
+
+use toml::{Table, Value};
+
+use super::{BackendConfig, CheckType, Config, HealthConfig, VipConfig};
+
+/// `config` as the text of a config file.
+pub fn to_toml(config: &Config) -> String {
+    let mut root = Table::new();
+    root.insert("interface".into(), config.interface.clone().into());
+    root.insert("xdp_mode".into(), config.xdp_mode.to_string().into());
+    root.insert("conntrack_size".into(), int(config.conntrack_size));
+    root.insert(
+        "admin_socket".into(),
+        config.admin_socket.display().to_string().into(),
+    );
+    root.insert(
+        "tcp_idle_timeout_s".into(),
+        int(config.tcp_idle_timeout.as_secs()),
+    );
+    root.insert(
+        "udp_idle_timeout_s".into(),
+        int(config.udp_idle_timeout.as_secs()),
+    );
+    root.insert(
+        "vip".into(),
+        Value::Array(config.vips.iter().map(vip).collect()),
+    );
+    toml::to_string(&root).unwrap_or_else(|e| format!("# cannot write the config as TOML: {e}\n"))
+}
+
+fn int(n: impl TryInto<i64>) -> Value {
+    Value::Integer(n.try_into().unwrap_or(i64::MAX))
+}
+
+fn vip(vip: &VipConfig) -> Value {
+    let mut t = Table::new();
+    t.insert("address".into(), vip.address.to_string().into());
+    t.insert("port".into(), int(vip.port));
+    t.insert("protocol".into(), vip.protocol.to_string().into());
+    t.insert("table_size".into(), int(vip.table_size));
+    t.insert("on_all_down".into(), vip.on_all_down.to_string().into());
+    if let Some(timeout) = vip.drain_timeout {
+        t.insert("drain_timeout_s".into(), int(timeout.as_secs()));
+    }
+    t.insert("health".into(), Value::Table(health(&vip.health)));
+    t.insert(
+        "backend".into(),
+        Value::Array(vip.backends.iter().map(backend).collect()),
+    );
+    Value::Table(t)
+}
+
+fn backend(backend: &BackendConfig) -> Value {
+    let mut t = Table::new();
+    t.insert("address".into(), backend.address.to_string().into());
+    if let Some(mac) = backend.mac {
+        let text: Vec<String> = mac.iter().map(|o| format!("{o:02x}")).collect();
+        t.insert("mac".into(), text.join(":").into());
+    }
+    t.insert("weight".into(), int(backend.weight));
+    if let Some(h) = &backend.health {
+        t.insert("health".into(), Value::Table(health(h)));
+    }
+    Value::Table(t)
+}
+
+fn health(h: &HealthConfig) -> Table {
+    let mut t = Table::new();
+    t.insert(
+        "check".into(),
+        match h.check {
+            CheckType::None => "none",
+            CheckType::Tcp => "tcp",
+            CheckType::Http => "http",
+        }
+        .into(),
+    );
+    if let Some(port) = h.port {
+        t.insert("port".into(), int(port));
+    }
+    t.insert("path".into(), h.path.clone().into());
+    if let Some(host) = &h.host {
+        t.insert("host".into(), host.clone().into());
+    }
+    t.insert("expect_status".into(), int(h.expect_status));
+    t.insert("interval_ms".into(), int(h.interval.as_millis()));
+    t.insert("fast_interval_ms".into(), int(h.fast_interval.as_millis()));
+    t.insert("timeout_ms".into(), int(h.timeout.as_millis()));
+    t.insert("rise".into(), int(h.rise));
+    t.insert("fall".into(), int(h.fall));
+    t
+}

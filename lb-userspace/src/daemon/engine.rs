@@ -1,0 +1,323 @@
+//! The engine: the one owner of lbd's state (config in force, model, data
+//! plane, health checker, neighbour MACs). Every change, whatever asked for
+//! it (API, health transition, reload, drain deadline, a MAC showing up),
+//! goes through `commit`: build the next model, apply it to the maps, and
+//! only then make it current. A change the maps refuse leaves the model as
+//! it was.
+
+use std::{
+    collections::HashMap,
+    net::{IpAddr, SocketAddr},
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+use lb_common::{
+    consts::{FLOW_F_FIN, FLOW_F_RST, IPPROTO_UDP, MAX_VIPS_DEFAULT},
+    LbConfig,
+};
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use crate::{
+    config::{CheckType, Config, HealthConfig, XdpMode},
+    dataplane::{Dataplane, MapSizes, MapWriter as _},
+    health::{CheckKind, CheckSettings, HealthChecker, HealthEvent, ProbeTarget},
+    model::{AdminState, FlowCount, IdleTimeouts, Model},
+    netlink::{Interface, Netlink},
+    reconcile::{ApplyReport, Balancer, ReconcileError, VipId},
+};
+
+/// How long start-up waits for backends' MACs before going on without them.
+const INITIAL_RESOLVE_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long adding a backend at run time waits for its MAC.
+const RUNTIME_RESOLVE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Room for VIPs added at run time beyond those in the file.
+const SPARE_VIPS: u32 = 16;
+
+/// A backend, as health events and the checker name it.
+pub type BackendKey = (VipId, IpAddr);
+
+/// lbd's state and the means to change it.
+pub struct Engine {
+    /// Path of the config file (for reloads).
+    pub config_path: PathBuf,
+    /// The config file's content in force (node settings, base for dumps).
+    pub config: Config,
+    /// What is served now.
+    pub model: Model,
+    /// The loaded, attached XDP program and its maps.
+    pub dataplane: Dataplane,
+    /// The record of what the maps hold.
+    pub balancer: Balancer,
+    /// Mode the program is attached in.
+    pub xdp_mode: XdpMode,
+    /// The interface.
+    pub interface: Interface,
+    /// Health checks, one task per checked backend.
+    pub checker: HealthChecker<BackendKey>,
+    netlink: Netlink,
+    macs: HashMap<IpAddr, [u8; 6]>,
+}
+
+impl Engine {
+    /// Loads the data plane, fills it from `config` and attaches it.
+    /// Returns the engine and the stream of health transitions.
+    pub async fn start(
+        config_path: &Path,
+        config: Config,
+    ) -> anyhow::Result<(Self, mpsc::Receiver<HealthEvent<BackendKey>>)> {
+        let netlink = Netlink::connect()?;
+        let interface = netlink.interface(&config.interface).await?;
+        let file_vips = u32::try_from(config.vips.len()).unwrap_or(u32::MAX);
+        let sizes = MapSizes {
+            max_vips: MAX_VIPS_DEFAULT.max(file_vips.saturating_add(SPARE_VIPS)),
+            conntrack: config.conntrack_size,
+        };
+        let mut dataplane = Dataplane::load(sizes).context("loading the data plane")?;
+        dataplane.set_config(&LbConfig {
+            iface_mac: interface.mac,
+            _pad: [0; 2],
+        })?;
+        let (events_tx, events_rx) = mpsc::channel(1024);
+        let model = Model::from_config(&config);
+        let mut engine = Self {
+            config_path: config_path.to_owned(),
+            balancer: Balancer::new(sizes.max_vips),
+            model: Model::default(),
+            dataplane,
+            xdp_mode: config.xdp_mode,
+            interface,
+            checker: HealthChecker::new(events_tx),
+            netlink,
+            macs: HashMap::new(),
+            config,
+        };
+        engine.resolve_macs(&model, INITIAL_RESOLVE_TIMEOUT).await;
+        let report = engine.commit(model).context("filling the data plane")?;
+        info!(?report, "maps filled");
+        engine.xdp_mode = engine
+            .dataplane
+            .attach(&engine.interface.name, engine.config.xdp_mode)?;
+        Ok((engine, events_rx))
+    }
+
+    /// Makes `next` the served state: applies it to the maps, then adopts it
+    /// and points the health checks at its backends.
+    pub fn commit(&mut self, next: Model) -> Result<ApplyReport, ReconcileError> {
+        let macs = &self.macs;
+        let desired = next.desired(&|a| macs.get(&a).copied());
+        let report = self.balancer.apply(&mut self.dataplane, &desired)?;
+        self.model = next;
+        self.sync_checks();
+        Ok(report)
+    }
+
+    /// Starts, replaces or stops health-check tasks to match the model.
+    fn sync_checks(&mut self) {
+        let mut wanted = Vec::new();
+        for (id, vip) in &self.model.vips {
+            for (address, backend) in &vip.backends {
+                let health = backend.config.health.as_ref().unwrap_or(&vip.config.health);
+                if let Some((target, settings)) = check_of(*address, id.port, health) {
+                    wanted.push(((*id, *address), target, settings, backend.health));
+                }
+            }
+        }
+        let keys: std::collections::HashSet<BackendKey> = wanted.iter().map(|w| w.0).collect();
+        self.checker.retain(|k| keys.contains(k));
+        for (key, target, settings, health) in wanted {
+            self.checker.set(key, target, settings, health);
+        }
+    }
+
+    /// Records a health transition and applies what it changes.
+    pub fn on_health(&mut self, event: HealthEvent<BackendKey>) {
+        let (vip, address) = event.key;
+        let transition = &event.transition;
+        let mut next = self.model.clone();
+        if !next.set_health(&vip, address, transition.to) {
+            return; // removed meanwhile
+        }
+        info!(%vip, backend = %address, from = %transition.from, to = %transition.to, reason = %transition.reason, "backend health changed");
+        let was_all_down = self.model.vip(&vip).map(|v| v.all_down()).unwrap_or(false);
+        let now_all_down = next.vip(&vip).map(|v| v.all_down()).unwrap_or(false);
+        if now_all_down && !was_all_down {
+            let policy = next
+                .vip(&vip)
+                .map(|v| v.config.on_all_down.to_string())
+                .unwrap_or_default();
+            warn!(%vip, on_all_down = %policy, "no healthy backend left");
+        }
+        if let Err(error) = self.commit(next) {
+            warn!(%vip, backend = %address, %error, "applying a health change failed");
+        }
+    }
+
+    /// Looks backends' MACs up again; applies what changed.
+    pub async fn refresh_macs(&mut self) {
+        let model = self.model.clone();
+        let before = self.macs.clone();
+        self.resolve_macs(&model, Duration::ZERO).await;
+        if self.macs != before {
+            match self.commit(model) {
+                Ok(report) => info!(?report, "backend MACs changed; maps updated"),
+                Err(error) => warn!(%error, "updating the maps after a MAC change failed"),
+            }
+        }
+    }
+
+    /// Resolves the MACs of `model`'s backends that have none configured,
+    /// waiting up to `timeout` for new ones. A MAC that vanished from the
+    /// neighbour table is kept until another shows up.
+    pub async fn resolve_macs(&mut self, model: &Model, timeout: Duration) {
+        let wanted: Vec<IpAddr> = model
+            .vips
+            .values()
+            .flat_map(|v| v.backends.values())
+            .filter(|b| b.config.mac.is_none())
+            .map(|b| b.config.address)
+            .collect();
+        match self
+            .netlink
+            .resolve(self.interface.index, &wanted, timeout)
+            .await
+        {
+            Ok(found) => self.macs.extend(found),
+            Err(error) => warn!(%error, "reading the neighbour table failed"),
+        }
+        if timeout > Duration::ZERO {
+            for address in wanted.iter().filter(|a| !self.macs.contains_key(a)) {
+                warn!(%address, "backend MAC unknown (no neighbour entry): it takes no traffic until it resolves");
+            }
+        }
+    }
+
+    /// Waits briefly for the MACs of backends just added.
+    pub async fn resolve_new(&mut self, model: &Model) {
+        self.resolve_macs(model, RUNTIME_RESOLVE_TIMEOUT).await;
+    }
+
+    /// The MAC frames to `address` go to, if known.
+    pub fn mac_of(&self, address: IpAddr) -> Option<[u8; 6]> {
+        self.macs.get(&address).copied()
+    }
+
+    /// Ends drains whose deadline passed: their remaining flows are cut
+    /// (the backend goes to maintenance).
+    pub fn expire_drains(&mut self, now: Instant) {
+        let mut next = self.model.clone();
+        let mut expired = Vec::new();
+        for (id, vip) in &mut next.vips {
+            for (address, backend) in &mut vip.backends {
+                if let AdminState::Draining {
+                    deadline: Some(deadline),
+                    ..
+                } = backend.admin
+                {
+                    if now >= deadline {
+                        backend.admin = AdminState::Maintenance;
+                        expired.push((*id, *address));
+                    }
+                }
+            }
+        }
+        if expired.is_empty() {
+            return;
+        }
+        for (vip, backend) in &expired {
+            info!(%vip, %backend, "drain timeout: remaining flows cut, backend in maintenance");
+        }
+        if let Err(error) = self.commit(next) {
+            warn!(%error, "ending expired drains failed");
+        }
+    }
+
+    /// Flows in the connection table per backend id, split into live,
+    /// closing and idle.
+    pub fn flow_counts(&self) -> HashMap<u32, FlowCount> {
+        let timeouts = IdleTimeouts {
+            tcp: self.config.tcp_idle_timeout,
+            udp: self.config.udp_idle_timeout,
+        };
+        let now = monotonic_ns();
+        let generations: HashMap<u32, u32> = self
+            .balancer
+            .vips()
+            .values()
+            .flat_map(|v| v.backends.values())
+            .map(|b| (b.id, b.generation))
+            .collect();
+        let mut counts: HashMap<u32, FlowCount> = HashMap::new();
+        for (key, entry) in self.dataplane.flows() {
+            if generations.get(&entry.backend_id) != Some(&entry.backend_generation) {
+                continue; // a removed backend's leftover
+            }
+            let count = counts.entry(entry.backend_id).or_default();
+            let idle_limit = if key.proto == IPPROTO_UDP {
+                timeouts.udp
+            } else {
+                timeouts.tcp
+            };
+            let silent = Duration::from_nanos(now.saturating_sub(entry.last_seen_ns));
+            if entry.flags & (FLOW_F_FIN | FLOW_F_RST) != 0 {
+                count.closing += 1;
+            } else if silent
+                > idle_limit + Duration::from_nanos(lb_common::consts::FLOW_TOUCH_INTERVAL_NS)
+            {
+                count.idle += 1;
+            } else {
+                count.live += 1;
+            }
+        }
+        counts
+    }
+
+    /// Stops checks and detaches the program.
+    pub fn shutdown(mut self) -> anyhow::Result<()> {
+        self.checker.retain(|_| false);
+        self.dataplane.detach()?;
+        Ok(())
+    }
+}
+
+/// The probe target and settings of a backend's checks (None: unchecked).
+pub fn check_of(
+    address: IpAddr,
+    vip_port: u16,
+    health: &HealthConfig,
+) -> Option<(ProbeTarget, CheckSettings)> {
+    let kind = match health.check {
+        CheckType::None => return None,
+        CheckType::Tcp => CheckKind::Tcp,
+        CheckType::Http => CheckKind::Http {
+            path: health.path.clone(),
+            host: health.host.clone(),
+            expect_status: health.expect_status,
+        },
+    };
+    let target = ProbeTarget {
+        address: SocketAddr::new(address, health.port.unwrap_or(vip_port)),
+        kind,
+    };
+    let settings = CheckSettings {
+        interval: health.interval,
+        fast_interval: health.fast_interval,
+        timeout: health.timeout,
+        rise: health.rise,
+        fall: health.fall,
+    };
+    Some((target, settings))
+}
+
+/// CLOCK_MONOTONIC in ns: the clock `bpf_ktime_get_ns` reads.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
+}

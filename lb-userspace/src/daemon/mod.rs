@@ -1,0 +1,124 @@
+//! lbd's life: load the config, start the engine (maps filled, program
+//! attached), serve the admin API, and react to health transitions, drain
+//! deadlines, neighbour changes and signals (SIGHUP reloads; SIGTERM and
+//! SIGINT detach and leave the node as it was found).
+
+pub mod engine;
+pub mod routes;
+
+use std::{path::Path, sync::Arc, time::Duration};
+
+use anyhow::Context as _;
+use tokio::{
+    signal::unix::{signal, SignalKind},
+    sync::{mpsc, oneshot},
+};
+use tracing::{info, warn};
+
+use crate::{
+    api::{
+        code,
+        server::{ServeOptions, Server},
+        Handler, Method, Request, Response,
+    },
+    config::Config,
+};
+
+use engine::Engine;
+
+/// How often backends' MACs are looked up again and drain deadlines checked.
+const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(1);
+/// Neighbour lookups happen every this many housekeeping ticks.
+const MAC_REFRESH_TICKS: u32 = 5;
+
+/// An API request on its way to the engine, with where the answer goes.
+type Call = (Request, oneshot::Sender<Response>);
+
+/// The API server's handler: hands each request to the engine's loop.
+struct ToEngine(mpsc::Sender<Call>);
+
+impl Handler for ToEngine {
+    async fn handle(&self, request: Request) -> Response {
+        let (reply, answer) = oneshot::channel();
+        if self.0.send((request, reply)).await.is_err() {
+            return Response::error(503, code::INTERNAL, "lbd is shutting down");
+        }
+        answer
+            .await
+            .unwrap_or_else(|_| Response::error(503, code::INTERNAL, "lbd is shutting down"))
+    }
+}
+
+/// Runs lbd with the config at `path` until SIGTERM or SIGINT.
+pub async fn run(path: &Path) -> anyhow::Result<()> {
+    let config = Config::load(path)?;
+    if let Some(dir) = config.admin_socket.parent() {
+        tokio::fs::create_dir_all(dir)
+            .await
+            .with_context(|| format!("creating {}", dir.display()))?;
+    }
+    // Bind the admin socket first: a second lbd stops here, before it
+    // touches the interface.
+    let server = Server::bind(&config.admin_socket, &ServeOptions::default())
+        .await
+        .with_context(|| format!("admin socket {}", config.admin_socket.display()))?;
+    let (mut engine, mut health_events) = Engine::start(path, config).await?;
+    info!(
+        interface = %engine.interface.name,
+        mode = %engine.xdp_mode,
+        vips = engine.model.vips.len(),
+        admin_socket = %server.path().display(),
+        "lbd ready"
+    );
+
+    let (calls_tx, mut calls) = mpsc::channel::<Call>(64);
+    let (stop_api, api_stopped) = oneshot::channel::<()>();
+    let api = tokio::spawn(server.run(Arc::new(ToEngine(calls_tx)), async move {
+        let _ = api_stopped.await;
+    }));
+
+    let mut terminate = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+    let mut hangup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
+    let mut housekeeping = tokio::time::interval(HOUSEKEEPING_INTERVAL);
+    housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ticks: u32 = 0;
+    loop {
+        tokio::select! {
+            _ = terminate.recv() => { info!("SIGTERM: shutting down"); break; }
+            _ = interrupt.recv() => { info!("SIGINT: shutting down"); break; }
+            _ = hangup.recv() => {
+                info!("SIGHUP: reloading the config");
+                let request = Request {
+                    method: Method::Post,
+                    path: vec!["reload".to_owned()],
+                    query: Default::default(),
+                    body: serde_json::Value::Null,
+                };
+                let response = routes::handle(&mut engine, request).await;
+                if response.status != 200 {
+                    warn!(answer = %response.body, "SIGHUP reload refused");
+                }
+            }
+            Some((request, reply)) = calls.recv() => {
+                let response = routes::handle(&mut engine, request).await;
+                let _ = reply.send(response);
+            }
+            Some(event) = health_events.recv() => engine.on_health(event),
+            _ = housekeeping.tick() => {
+                engine.expire_drains(std::time::Instant::now());
+                ticks = ticks.wrapping_add(1);
+                if ticks.is_multiple_of(MAC_REFRESH_TICKS) {
+                    engine.refresh_macs().await;
+                }
+            }
+        }
+    }
+    let _ = stop_api.send(());
+    if let Err(error) = api.await {
+        warn!(%error, "admin API task failed");
+    }
+    engine.shutdown()?;
+    info!("lbd stopped; XDP program detached");
+    Ok(())
+}

@@ -1,0 +1,566 @@
+//! The admin API's endpoints (schema in `api::schema`): each turns a
+//! request into a change of the model, a plan, or a view of the state.
+//! Changes go through one path: copy the model, change the copy, plan,
+//! and (unless `dry_run`) commit. Bad requests change nothing.
+
+use std::{
+    collections::BTreeMap,
+    net::IpAddr,
+    time::{Duration, Instant},
+};
+
+use lb_common::stats::Counter;
+use tracing::{info, warn};
+
+use super::engine::Engine;
+use crate::{
+    api::{
+        code,
+        schema::{
+            BackendSpec, BackendStatus, Change, CheckStatus, ConfigText, StateChange, Status,
+            VipSpec, VipStatus, WeightChange,
+        },
+        Method, Request, Response,
+    },
+    config::{self, BackendConfig, Config, ConfigError, VipConfig},
+    maglev,
+    model::{self, AdminState, Model, ModelError},
+    reconcile::VipId,
+};
+
+/// Answers one API request.
+pub async fn handle(engine: &mut Engine, request: Request) -> Response {
+    let dry_run = matches!(
+        request.query.get("dry_run").map(String::as_str),
+        Some("true" | "1" | "yes")
+    );
+    let segments = request.segments();
+    match (request.method, segments.as_slice()) {
+        (Method::Get, ["status"]) => Response::ok(status(engine)),
+        (Method::Get, ["vips"]) => Response::ok(status(engine).vips),
+        (Method::Post, ["vips"]) => add_vip(engine, &request, dry_run).await,
+        (Method::Get, ["vips", vip]) => match vip_id(vip) {
+            Ok(id) => match status(engine)
+                .vips
+                .into_iter()
+                .find(|v| v.vip == id.to_string())
+            {
+                Some(vip) => Response::ok(vip),
+                None => not_found(ModelError::NoVip(id)),
+            },
+            Err(response) => response,
+        },
+        (Method::Delete, ["vips", vip]) => match vip_id(vip) {
+            Ok(id) => change(engine, dry_run, |m| m.remove_vip(&id)).await,
+            Err(response) => response,
+        },
+        (Method::Post, ["vips", vip, "backends"]) => {
+            add_backend(engine, &request, vip, dry_run).await
+        }
+        (Method::Delete, ["vips", vip, "backends", address]) => match target(vip, address) {
+            Ok((id, address)) => change(engine, dry_run, |m| m.remove_backend(&id, address)).await,
+            Err(response) => response,
+        },
+        (Method::Put, ["vips", vip, "backends", address, "state"]) => {
+            set_state(engine, &request, vip, address, dry_run).await
+        }
+        (Method::Put, ["vips", vip, "backends", address, "weight"]) => {
+            let (id, address) = match target(vip, address) {
+                Ok(t) => t,
+                Err(response) => return response,
+            };
+            let body: WeightChange = match request.body_as() {
+                Ok(body) => body,
+                Err(response) => return response,
+            };
+            change(engine, dry_run, |m| m.set_weight(&id, address, body.weight)).await
+        }
+        (Method::Get, ["vips", vip, "backends", address, "flows"]) => {
+            let (id, address) = match target(vip, address) {
+                Ok(t) => t,
+                Err(response) => return response,
+            };
+            if let Err(e) = engine.model.backend(&id, address) {
+                return not_found(e);
+            }
+            let backend_id = engine
+                .balancer
+                .vips()
+                .get(&id)
+                .and_then(|v| v.backends.get(&address))
+                .map(|b| b.id);
+            let counts = engine.flow_counts();
+            Response::ok(
+                backend_id
+                    .and_then(|b| counts.get(&b).copied())
+                    .unwrap_or_default(),
+            )
+        }
+        (Method::Post, ["reload"]) => reload(engine, dry_run),
+        (Method::Get, ["config"]) => Response::ok(ConfigText {
+            toml: config::to_toml(&engine.model.to_config(&engine.config)),
+        }),
+        _ => request.no_route(),
+    }
+}
+
+fn vip_id(segment: &str) -> Result<VipId, Response> {
+    segment
+        .parse()
+        .map_err(|e: String| Response::error(400, code::BAD_REQUEST, e))
+}
+
+fn target(vip: &str, address: &str) -> Result<(VipId, IpAddr), Response> {
+    let id = vip_id(vip)?;
+    let address = address.parse().map_err(|_| {
+        Response::error(
+            400,
+            code::BAD_REQUEST,
+            format!("{address:?} is not an IP address"),
+        )
+    })?;
+    Ok((id, address))
+}
+
+fn not_found(error: ModelError) -> Response {
+    model_error(error)
+}
+
+fn model_error(error: ModelError) -> Response {
+    let (status, code) = match &error {
+        ModelError::NoVip(_) | ModelError::NoBackend { .. } => (404, code::NOT_FOUND),
+        ModelError::VipExists(_) | ModelError::BackendExists { .. } => (409, code::CONFLICT),
+        ModelError::Invalid(_) => (400, code::BAD_REQUEST),
+    };
+    Response::error(status, code, error.to_string())
+}
+
+/// Applies `edit` to a copy of the model; plans, and commits unless
+/// `dry_run`.
+async fn change(
+    engine: &mut Engine,
+    dry_run: bool,
+    edit: impl FnOnce(&mut Model) -> Result<(), ModelError>,
+) -> Response {
+    let mut next = engine.model.clone();
+    if let Err(error) = edit(&mut next) {
+        return model_error(error);
+    }
+    let plan = model::plan(&engine.model, &next);
+    if dry_run {
+        return Response::ok(Change {
+            dry_run: true,
+            plan,
+            undone: Vec::new(),
+        });
+    }
+    let added: Vec<IpAddr> = next
+        .vips
+        .values()
+        .flat_map(|v| v.backends.values())
+        .filter(|b| b.config.mac.is_none() && engine.mac_of(b.config.address).is_none())
+        .map(|b| b.config.address)
+        .collect();
+    if !added.is_empty() {
+        let pending = next.clone();
+        engine.resolve_new(&pending).await;
+    }
+    match engine.commit(next) {
+        Ok(report) => {
+            for vip in &plan {
+                info!(vip = %vip.vip, change = %vip.change, moved = vip.moved_fraction, ?report, "change applied");
+            }
+            Response::ok(Change {
+                dry_run: false,
+                plan,
+                undone: Vec::new(),
+            })
+        }
+        Err(error) => {
+            warn!(%error, "the data plane refused a change");
+            Response::error(
+                500,
+                code::INTERNAL,
+                format!("the data plane refused the change: {error}"),
+            )
+        }
+    }
+}
+
+/// A VIP or backend spec checked by the config file's own rules, so the
+/// API accepts exactly what the file does.
+fn parse_vip(vip: toml::Table) -> Result<VipConfig, Response> {
+    let mut root = toml::Table::new();
+    root.insert("interface".into(), toml::Value::String("lo".into()));
+    root.insert(
+        "vip".into(),
+        toml::Value::Array(vec![toml::Value::Table(vip)]),
+    );
+    let text = toml::to_string(&root).map_err(|e| {
+        Response::error(400, code::BAD_REQUEST, format!("encoding the request: {e}"))
+    })?;
+    match Config::from_toml_str(&text, "request") {
+        Ok(mut config) => config
+            .vips
+            .pop()
+            .ok_or_else(|| Response::error(500, code::INTERNAL, "no VIP parsed")),
+        Err(ConfigError::Invalid { field, message, .. }) => {
+            let field = field
+                .strip_prefix("vip[0].")
+                .unwrap_or(&field)
+                .replace("backend[", "backends[");
+            Err(Response::error(
+                400,
+                code::BAD_REQUEST,
+                format!("{field}: {message}"),
+            ))
+        }
+        Err(error) => Err(Response::error(400, code::BAD_REQUEST, error.to_string())),
+    }
+}
+
+fn backend_table(spec: &BackendSpec) -> toml::Table {
+    let mut table = toml::Table::new();
+    table.insert(
+        "address".into(),
+        toml::Value::String(spec.address.to_string()),
+    );
+    if let Some(mac) = &spec.mac {
+        table.insert("mac".into(), toml::Value::String(mac.clone()));
+    }
+    if let Some(weight) = spec.weight {
+        table.insert("weight".into(), toml::Value::Integer(weight.into()));
+    }
+    table
+}
+
+async fn add_vip(engine: &mut Engine, request: &Request, dry_run: bool) -> Response {
+    let spec: VipSpec = match request.body_as() {
+        Ok(spec) => spec,
+        Err(response) => return response,
+    };
+    let mut table = toml::Table::new();
+    table.insert(
+        "address".into(),
+        toml::Value::String(spec.address.to_string()),
+    );
+    table.insert("port".into(), toml::Value::Integer(spec.port.into()));
+    if let Some(protocol) = &spec.protocol {
+        table.insert("protocol".into(), toml::Value::String(protocol.clone()));
+    }
+    if let Some(size) = spec.table_size {
+        table.insert("table_size".into(), toml::Value::Integer(size.into()));
+    }
+    if let Some(policy) = &spec.on_all_down {
+        table.insert("on_all_down".into(), toml::Value::String(policy.clone()));
+    }
+    table.insert(
+        "backend".into(),
+        toml::Value::Array(
+            spec.backends
+                .iter()
+                .map(|b| toml::Value::Table(backend_table(b)))
+                .collect(),
+        ),
+    );
+    let vip = match parse_vip(table) {
+        Ok(vip) => vip,
+        Err(response) => return response,
+    };
+    change(engine, dry_run, |m| m.add_vip(&vip)).await
+}
+
+async fn add_backend(engine: &mut Engine, request: &Request, vip: &str, dry_run: bool) -> Response {
+    let id = match vip_id(vip) {
+        Ok(id) => id,
+        Err(response) => return response,
+    };
+    let spec: BackendSpec = match request.body_as() {
+        Ok(spec) => spec,
+        Err(response) => return response,
+    };
+    let Ok(current) = engine.model.vip(&id) else {
+        return not_found(ModelError::NoVip(id));
+    };
+    let mut table = toml::Table::new();
+    table.insert(
+        "address".into(),
+        toml::Value::String(id.address.to_string()),
+    );
+    table.insert("port".into(), toml::Value::Integer(id.port.into()));
+    table.insert(
+        "protocol".into(),
+        toml::Value::String(id.protocol.to_string()),
+    );
+    table.insert(
+        "table_size".into(),
+        toml::Value::Integer(current.config.table_size.into()),
+    );
+    table.insert(
+        "backend".into(),
+        toml::Value::Array(vec![toml::Value::Table(backend_table(&spec))]),
+    );
+    let backend: BackendConfig = match parse_vip(table) {
+        Ok(mut vip) => match vip.backends.pop() {
+            Some(backend) => backend,
+            None => return Response::error(500, code::INTERNAL, "no backend parsed"),
+        },
+        Err(response) => return response,
+    };
+    change(engine, dry_run, |m| m.add_backend(&id, backend)).await
+}
+
+async fn set_state(
+    engine: &mut Engine,
+    request: &Request,
+    vip: &str,
+    address: &str,
+    dry_run: bool,
+) -> Response {
+    let (id, address) = match target(vip, address) {
+        Ok(t) => t,
+        Err(response) => return response,
+    };
+    let body: StateChange = match request.body_as() {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    let now = Instant::now();
+    let admin = match body.state.as_str() {
+        "enabled" => AdminState::Enabled,
+        "maintenance" => AdminState::Maintenance,
+        "draining" => {
+            let default = engine
+                .model
+                .vip(&id)
+                .ok()
+                .and_then(|v| v.config.drain_timeout);
+            let timeout = match body.timeout_s {
+                Some(0) => None,
+                Some(s) if s > 7 * 86_400 => {
+                    return Response::error(
+                        400,
+                        code::BAD_REQUEST,
+                        format!("timeout_s {s} is above a week"),
+                    )
+                }
+                Some(s) => Some(Duration::from_secs(s)),
+                None => default,
+            };
+            // Draining a draining backend keeps its start, takes the new deadline.
+            let since = match engine.model.backend(&id, address).map(|b| b.admin) {
+                Ok(AdminState::Draining { since, .. }) => since,
+                _ => now,
+            };
+            AdminState::Draining {
+                since,
+                deadline: timeout.map(|t| now + t),
+            }
+        }
+        other => {
+            return Response::error(
+                400,
+                code::BAD_REQUEST,
+                format!("state {other:?} is not one of \"enabled\", \"draining\", \"maintenance\""),
+            )
+        }
+    };
+    change(engine, dry_run, |m| m.set_admin(&id, address, admin)).await
+}
+
+fn reload(engine: &mut Engine, dry_run: bool) -> Response {
+    let config = match Config::load(&engine.config_path) {
+        Ok(config) => config,
+        Err(error) => {
+            warn!(%error, "reload refused: the config file is invalid; running state unchanged");
+            return Response::error(
+                400,
+                code::BAD_REQUEST,
+                format!("reload refused, running state unchanged: {error}"),
+            );
+        }
+    };
+    let next = engine.model.reloaded(&config);
+    let undone = undone_by_reload(&engine.model, &next, &engine.config, &config);
+    let plan = model::plan(&engine.model, &next);
+    if dry_run {
+        return Response::ok(Change {
+            dry_run: true,
+            plan,
+            undone,
+        });
+    }
+    match engine.commit(next) {
+        Ok(report) => {
+            for note in &undone {
+                warn!(note = %note, "reload");
+            }
+            info!(?report, vips = plan.len(), "config reloaded");
+            engine.config = config;
+            Response::ok(Change {
+                dry_run: false,
+                plan,
+                undone,
+            })
+        }
+        Err(error) => {
+            warn!(%error, "reload failed in the data plane");
+            Response::error(
+                500,
+                code::INTERNAL,
+                format!("the data plane refused the reload: {error}"),
+            )
+        }
+    }
+}
+
+/// Runtime changes a reload undoes, and settings it cannot apply live.
+fn undone_by_reload(current: &Model, next: &Model, running: &Config, file: &Config) -> Vec<String> {
+    let mut notes = Vec::new();
+    for (id, vip) in &current.vips {
+        let Some(new) = next.vips.get(id) else {
+            notes.push(format!("VIP {id} is not in the file: removed"));
+            continue;
+        };
+        for (address, backend) in &vip.backends {
+            match new.backends.get(address) {
+                None => notes.push(format!(
+                    "backend {address} of {id} is not in the file: removed"
+                )),
+                Some(b) if b.config.weight != backend.config.weight => notes.push(format!(
+                    "weight of backend {address} of {id}: {} -> {} (the file's)",
+                    backend.config.weight, b.config.weight
+                )),
+                Some(_) => {}
+            }
+        }
+    }
+    for (id, vip) in &next.vips {
+        match current.vips.get(id) {
+            None => notes.push(format!("VIP {id} from the file: added")),
+            Some(old) => {
+                for address in vip
+                    .backends
+                    .keys()
+                    .filter(|a| !old.backends.contains_key(a))
+                {
+                    notes.push(format!("backend {address} of {id} from the file: added"));
+                }
+            }
+        }
+    }
+    for (name, changed) in [
+        ("interface", running.interface != file.interface),
+        ("xdp_mode", running.xdp_mode != file.xdp_mode),
+        (
+            "conntrack_size",
+            running.conntrack_size != file.conntrack_size,
+        ),
+        ("admin_socket", running.admin_socket != file.admin_socket),
+    ] {
+        if changed {
+            notes.push(format!("{name} changed: takes effect when lbd restarts"));
+        }
+    }
+    notes
+}
+
+/// The status view: model, maps and checks together.
+pub fn status(engine: &Engine) -> Status {
+    let flows = engine.flow_counts();
+    let now = Instant::now();
+    let mut vips = Vec::new();
+    for (id, vip) in &engine.model.vips {
+        let applied = engine.balancer.vips().get(id);
+        let shares = applied
+            .and_then(|a| a.live_table())
+            .map(maglev::shares)
+            .unwrap_or_default();
+        let traffic = applied
+            .and_then(|a| engine.dataplane.vip_traffic(a.id).ok())
+            .unwrap_or_default();
+        let mut backends = Vec::new();
+        for (address, backend) in &vip.backends {
+            let applied_backend = applied.and_then(|a| a.backends.get(address));
+            let backend_id = applied_backend.map(|b| b.id);
+            let traffic = backend_id
+                .and_then(|b| engine.dataplane.backend_traffic(b).ok())
+                .unwrap_or_default();
+            let check = engine
+                .checker
+                .status(&(*id, *address))
+                .map(|s| CheckStatus {
+                    kind: match s.target.kind {
+                        crate::health::CheckKind::Tcp => "tcp".to_owned(),
+                        crate::health::CheckKind::Http { .. } => "http".to_owned(),
+                    },
+                    checks: s.checks,
+                    failures: s.failures,
+                    consecutive_successes: s.consecutive_successes,
+                    consecutive_failures: s.consecutive_failures,
+                    last: s.last_result.as_ref().map(|r| r.outcome.to_string()),
+                    last_latency_ms: s.last_latency().map(|d| d.as_secs_f64() * 1000.0),
+                });
+            backends.push(BackendStatus {
+                address: *address,
+                mac: applied_backend.and_then(|b| b.mac).map(|m| {
+                    m.iter()
+                        .map(|o| format!("{o:02x}"))
+                        .collect::<Vec<_>>()
+                        .join(":")
+                }),
+                weight: backend.config.weight,
+                state: backend.admin.name().to_owned(),
+                health: if check.is_some() {
+                    backend.health.to_string()
+                } else {
+                    "unchecked".to_owned()
+                },
+                alive: applied_backend.is_some_and(|b| b.alive),
+                share: backend_id
+                    .and_then(|b| shares.get(&b).copied())
+                    .unwrap_or(0.0),
+                flows: backend_id
+                    .and_then(|b| flows.get(&b).copied())
+                    .unwrap_or_default(),
+                packets: traffic.packets,
+                bytes: traffic.bytes,
+                new_flows: traffic.new_flows,
+                drain_remaining_s: match backend.admin {
+                    AdminState::Draining {
+                        deadline: Some(deadline),
+                        ..
+                    } => Some(deadline.saturating_duration_since(now).as_secs()),
+                    _ => None,
+                },
+                check,
+                runtime: backend.runtime,
+            });
+        }
+        vips.push(VipStatus {
+            vip: id.to_string(),
+            table_size: vip.config.table_size,
+            on_all_down: vip.config.on_all_down.to_string(),
+            all_down: vip.all_down(),
+            runtime: vip.runtime,
+            packets: traffic.packets,
+            bytes: traffic.bytes,
+            new_flows: traffic.new_flows,
+            backends,
+        });
+    }
+    let counters: BTreeMap<String, u64> = engine
+        .dataplane
+        .counters()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(c, v): (Counter, u64)| (c.name().to_owned(), v))
+        .collect();
+    Status {
+        interface: engine.interface.name.clone(),
+        xdp_mode: engine.xdp_mode.to_string(),
+        config_file: engine.config_path.display().to_string(),
+        vips,
+        counters,
+    }
+}
