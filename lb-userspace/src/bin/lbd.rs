@@ -6,7 +6,7 @@ use clap::Parser;
 
 /// eBPF/XDP L4 load balancer daemon.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     /// Configuration file (TOML).
     #[arg(short, long, default_value = "/etc/lbd/lbd.toml")]

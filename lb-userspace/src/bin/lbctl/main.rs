@@ -1,41 +1,132 @@
-//! lbctl: the operator's command line for lbd. One file per subcommand.
+//! lbctl: the operator's command line for lbd, over its admin socket. One
+//! file per subcommand. Exit codes scripts can rely on: 0 done, 1 other
+//! failure, 2 bad usage or refused request, 3 no such VIP/backend, 4
+//! exists already, 5 lbd not reachable, 6 a drain's timeout cut flows.
 
+mod backend;
+mod completions;
 mod config_check;
+mod config_dump;
+mod output;
+mod reload;
+mod status;
+mod vip;
+
+use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Parser, Subcommand};
+use lb_userspace::api::client::{Client, ClientError};
 
 /// Control and inspect the lbd load balancer.
 #[derive(Debug, Parser)]
-#[command(version, about)]
-struct Cli {
+#[command(version)]
+pub struct Cli {
+    /// lbd's admin socket.
+    #[arg(long, global = true, default_value = lb_userspace::config::DEFAULT_ADMIN_SOCKET)]
+    socket: PathBuf,
+    /// Seconds to wait for lbd's answer.
+    #[arg(long, global = true, default_value_t = 10)]
+    timeout: u64,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Work with lbd configuration files.
+    /// VIPs, backends, their state, health, share of new flows, flows and
+    /// traffic.
+    Status(status::Args),
+    /// Add, remove and list VIPs.
+    #[command(subcommand)]
+    Vip(vip::Command),
+    /// Add, remove, drain, weigh and list backends.
+    #[command(subcommand)]
+    Backend(backend::Command),
+    /// Make lbd re-read its config file (only the difference is applied).
+    Reload(reload::Args),
+    /// Work with config files.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Print shell completions.
+    Completions(completions::Args),
 }
 
 #[derive(Debug, Subcommand)]
 enum ConfigCommand {
-    /// Validate a config file and show each backend's share of new flows
-    /// (exit 1 and the offending line when it is invalid).
+    /// Validate a config file and show each backend's share of new flows.
     Check(config_check::Args),
+    /// Print lbd's running configuration (with runtime changes) as TOML.
+    Dump,
 }
 
-fn main() -> std::process::ExitCode {
+/// What a subcommand failed with, and the exit code it means.
+pub struct Failure {
+    message: String,
+    code: u8,
+}
+
+impl From<ClientError> for Failure {
+    fn from(error: ClientError) -> Self {
+        Failure {
+            code: error.exit_code(),
+            message: error.to_string(),
+        }
+    }
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(error: anyhow::Error) -> Self {
+        Failure {
+            code: 1,
+            message: format!("{error:#}"),
+        }
+    }
+}
+
+impl Failure {
+    /// A failure with an explicit exit code.
+    pub fn new(code: u8, message: impl Into<String>) -> Self {
+        Failure {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Config(ConfigCommand::Check(args)) => config_check::run(&args),
-    };
-    match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+    let client = Client::new(&cli.socket, Duration::from_secs(cli.timeout));
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
         Err(error) => {
-            eprintln!("lbctl: {error:#}");
-            std::process::ExitCode::FAILURE
+            eprintln!("lbctl: starting the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result: Result<(), Failure> = runtime.block_on(async {
+        match cli.command {
+            Command::Status(args) => status::run(&client, &args).await,
+            Command::Vip(command) => vip::run(&client, command).await,
+            Command::Backend(command) => backend::run(&client, command).await,
+            Command::Reload(args) => reload::run(&client, &args).await,
+            Command::Config(ConfigCommand::Check(args)) => {
+                config_check::run(&args).map_err(Failure::from)
+            }
+            Command::Config(ConfigCommand::Dump) => config_dump::run(&client).await,
+            Command::Completions(args) => {
+                completions::run(&args);
+                Ok(())
+            }
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("lbctl: {}", failure.message);
+            ExitCode::from(failure.code)
         }
     }
 }

@@ -1,0 +1,32 @@
+//! `lbctl reload`: lbd re-reads its config file and applies only the
+//! difference; with `--dry-run` it says what that would change and which
+//! runtime changes it would undo.
+
+use lb_userspace::api::{client::Client, schema::Change, Method};
+
+use crate::{output, Failure};
+
+/// Arguments of `lbctl reload`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Show what the reload would do; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Asks lbd to reload.
+pub async fn run(client: &Client, args: &Args) -> Result<(), Failure> {
+    let query: &[(&str, &str)] = if args.dry_run {
+        &[("dry_run", "true")]
+    } else {
+        &[]
+    };
+    let change: Change = client
+        .call_as(Method::Post, "/v1/reload", query, None)
+        .await?;
+    output::change(&change, args.json);
+    Ok(())
+}
