@@ -59,3 +59,126 @@ pub fn burst(netns: &str, address: IpAddr, count: u32) -> anyhow::Result<Tally> 
         tally
     })
 }
+
+/// A kept-alive HTTP/1.1 connection to a VIP, for tests that must know
+/// that later requests use the same connection (and so the same flow):
+/// ureq hides connection reuse, so this speaks just enough HTTP/1.1 (GET,
+/// Content-Length bodies) by hand.
+pub struct KeepAlive {
+    stream: std::net::TcpStream,
+    buffer: Vec<u8>,
+}
+
+impl KeepAlive {
+    /// Opens `count` connections to `address` from namespace `netns`.
+    pub fn open(netns: &str, address: IpAddr, count: usize) -> anyhow::Result<Vec<KeepAlive>> {
+        let target = std::net::SocketAddr::new(address, HTTP_PORT);
+        in_netns(netns, move || -> anyhow::Result<Vec<KeepAlive>> {
+            (0..count)
+                .map(|_| {
+                    let stream =
+                        std::net::TcpStream::connect_timeout(&target, Duration::from_secs(5))?;
+                    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+                    stream.set_nodelay(true)?;
+                    Ok(KeepAlive {
+                        stream,
+                        buffer: Vec::new(),
+                    })
+                })
+                .collect()
+        })?
+    }
+
+    /// Sends one GET / and returns the body (the backend's name).
+    pub fn request(&mut self) -> anyhow::Result<String> {
+        use std::io::Write as _;
+        self.stream
+            .write_all(b"GET / HTTP/1.1\r\nHost: vip\r\nUser-Agent: lb-tests\r\n\r\n")?;
+        let header_end = loop {
+            if let Some(end) = find(&self.buffer, b"\r\n\r\n") {
+                break end + 4;
+            }
+            self.fill()?;
+        };
+        let head = String::from_utf8_lossy(&self.buffer[..header_end]).into_owned();
+        if !head.starts_with("HTTP/1.1 200") {
+            anyhow::bail!("unexpected response: {}", head.lines().next().unwrap_or(""));
+        }
+        let length: usize = head
+            .lines()
+            .find_map(|l| {
+                let (name, value) = l.split_once(':')?;
+                name.eq_ignore_ascii_case("content-length")
+                    .then(|| value.trim().parse().ok())?
+            })
+            .ok_or_else(|| anyhow::anyhow!("no Content-Length in {head:?}"))?;
+        while self.buffer.len() < header_end + length {
+            self.fill()?;
+        }
+        let body = String::from_utf8_lossy(&self.buffer[header_end..header_end + length])
+            .trim()
+            .to_owned();
+        self.buffer.drain(..header_end + length);
+        return Ok(body);
+
+        fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+            haystack.windows(needle.len()).position(|w| w == needle)
+        }
+    }
+
+    fn fill(&mut self) -> anyhow::Result<()> {
+        use std::io::Read as _;
+        let mut chunk = [0u8; 4096];
+        let n = self.stream.read(&mut chunk)?;
+        if n == 0 {
+            anyhow::bail!("connection closed by the peer");
+        }
+        self.buffer.extend_from_slice(&chunk[..n]);
+        Ok(())
+    }
+}
+
+/// One request's result in a timed run.
+#[derive(Debug, Clone)]
+pub struct Timed {
+    /// When it started, from the start of the run.
+    pub at: Duration,
+    /// The backend that answered, or the error.
+    pub result: Result<String, String>,
+}
+
+/// Sends requests for `/` to `address` from `netns`, one new connection
+/// each, back to back, until `stop` is set or `limit` passes (bounded
+/// either way); returns each request's start time and outcome.
+pub fn run_until(
+    netns: &str,
+    address: IpAddr,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    limit: Duration,
+) -> anyhow::Result<Vec<Timed>> {
+    let url = match address {
+        IpAddr::V4(a) => format!("http://{a}:{HTTP_PORT}/"),
+        IpAddr::V6(a) => format!("http://[{a}]:{HTTP_PORT}/"),
+    };
+    in_netns(netns, move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .max_idle_connections(0)
+            .max_idle_connections_per_host(0)
+            .timeout_global(Some(Duration::from_secs(2)))
+            .build()
+            .into();
+        let start = std::time::Instant::now();
+        let mut out = Vec::new();
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) && start.elapsed() < limit {
+            let at = start.elapsed();
+            let result = agent
+                .get(&url)
+                .call()
+                .and_then(|mut r| r.body_mut().read_to_string())
+                .map(|b| b.trim().to_owned())
+                .map_err(|e| e.to_string());
+            out.push(Timed { at, result });
+        }
+        out
+    })
+}

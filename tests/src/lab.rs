@@ -328,6 +328,53 @@ impl Lab {
         Ok(output("ip", &["-n", &host.netns, "-d", "link", "show", "eth0"])?.contains("prog/xdp"))
     }
 
+    /// An lbd config with one IPv4 VIP served by `backends` (names such as
+    /// "b1"), `vip_extra` TOML lines added to the VIP table (e.g. health
+    /// settings).
+    pub fn lbd_config_for(&self, backends: &[&str], vip_extra: &str) -> String {
+        let mut config = format!(
+            "interface = \"eth0\"\nconntrack_size = 65536\nadmin_socket = \"{}\"\n\n[[vip]]\naddress = \"{VIP4}\"\nport = {HTTP_PORT}\n{vip_extra}\n",
+            self.admin_socket().display()
+        );
+        for name in backends {
+            if let Some(host) = self.backends.iter().find(|b| b.name == *name) {
+                config.push_str(&format!(
+                    "  [[vip.backend]]\n  address = \"{}\"\n",
+                    host.ipv4
+                ));
+            }
+        }
+        config
+    }
+
+    /// Writes `config` over the running lbd's config file (for reloads).
+    pub fn write_lbd_config(&self, config: &str) -> anyhow::Result<()> {
+        fs::write(self.dir.join("lbd.toml"), config)?;
+        Ok(())
+    }
+
+    /// Runs lbctl (next to lbd) against this lab's lbd.
+    pub fn lbctl(&self, args: &[&str]) -> anyhow::Result<std::process::Output> {
+        let lbctl = lbd_binary()?.with_file_name("lbctl");
+        let socket = self.admin_socket();
+        Ok(Command::new(lbctl)
+            .arg("--socket")
+            .arg(socket)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()?)
+    }
+
+    /// Sends a signal to process `name`.
+    pub fn signal(&mut self, name: &str, signal: i32) -> anyhow::Result<()> {
+        let pid = i32::try_from(self.child(name)?.id())?;
+        // SAFETY: plain kill(2) on our own child.
+        if unsafe { libc::kill(pid, signal) } != 0 {
+            bail!("kill {pid}: {}", std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
     /// The lab's default lbd config: both VIPs, every backend, MACs left to
     /// the neighbour table.
     pub fn lbd_config(&self) -> String {
@@ -493,7 +540,8 @@ pub fn in_netns<T: Send + 'static>(
     .map_err(|_| anyhow!("thread in {netns} panicked"))?
 }
 
-fn lbd_binary() -> anyhow::Result<PathBuf> {
+/// The lbd binary: `$LBD_BIN`, or next to the test binary.
+pub fn lbd_binary() -> anyhow::Result<PathBuf> {
     if let Some(path) = std::env::var_os("LBD_BIN") {
         return Ok(PathBuf::from(path));
     }

@@ -189,7 +189,9 @@ async fn change(
 
 /// A VIP or backend spec checked by the config file's own rules, so the
 /// API accepts exactly what the file does.
-fn parse_vip(vip: toml::Table) -> Result<VipConfig, Response> {
+/// `one_backend`: the request is about a single backend, so its errors
+/// name its fields without the `backends[0].` path.
+fn parse_vip(vip: toml::Table, one_backend: bool) -> Result<VipConfig, Response> {
     let mut root = toml::Table::new();
     root.insert("interface".into(), toml::Value::String("lo".into()));
     root.insert(
@@ -205,10 +207,11 @@ fn parse_vip(vip: toml::Table) -> Result<VipConfig, Response> {
             .pop()
             .ok_or_else(|| Response::error(500, code::INTERNAL, "no VIP parsed")),
         Err(ConfigError::Invalid { field, message, .. }) => {
-            let field = field
-                .strip_prefix("vip[0].")
-                .unwrap_or(&field)
-                .replace("backend[", "backends[");
+            let field = field.strip_prefix("vip[0].").unwrap_or(&field);
+            let field = match field.strip_prefix("backend[0].") {
+                Some(rest) if one_backend => rest.to_owned(),
+                _ => field.replace("backend[", "backends["),
+            };
             Err(Response::error(
                 400,
                 code::BAD_REQUEST,
@@ -263,7 +266,7 @@ async fn add_vip(engine: &mut Engine, request: &Request, dry_run: bool) -> Respo
                 .collect(),
         ),
     );
-    let vip = match parse_vip(table) {
+    let vip = match parse_vip(table, false) {
         Ok(vip) => vip,
         Err(response) => return response,
     };
@@ -300,7 +303,7 @@ async fn add_backend(engine: &mut Engine, request: &Request, vip: &str, dry_run:
         "backend".into(),
         toml::Value::Array(vec![toml::Value::Table(backend_table(&spec))]),
     );
-    let backend: BackendConfig = match parse_vip(table) {
+    let backend: BackendConfig = match parse_vip(table, true) {
         Ok(mut vip) => match vip.backends.pop() {
             Some(backend) => backend,
             None => return Response::error(500, code::INTERNAL, "no backend parsed"),

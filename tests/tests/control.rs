@@ -1,0 +1,444 @@
+//! The control plane end to end in the namespace lab, driven through
+//! lbctl: health checks taking a dead backend out, drain with its finish
+//! line, a backend added at run time, reloads, and lbctl's answers to bad
+//! input. Needs root.
+
+use std::{
+    collections::BTreeMap,
+    net::IpAddr,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+use lb_tests::{
+    client::{self, KeepAlive},
+    lab::{Lab, VIP4},
+};
+use lb_userspace::api::schema::{BackendStatus, Status};
+
+const VIP: &str = "198.18.0.100:80/tcp";
+/// Fast checks so the lab reacts quickly: fall 2 × 200 ms (+ 100 ms timeout).
+const FAST_CHECKS: &str = "[vip.health]\ncheck = \"http\"\npath = \"/health\"\ninterval_ms = 200\nfast_interval_ms = 100\ntimeout_ms = 100\nrise = 2\nfall = 2\n";
+
+fn lbctl_ok(lab: &Lab, args: &[&str]) -> String {
+    let out = lab.lbctl(args).expect("run lbctl");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "lbctl {args:?} failed ({}):\n{stdout}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+fn status(lab: &Lab) -> Status {
+    serde_json::from_str(&lbctl_ok(lab, &["status", "--json"])).expect("status JSON")
+}
+
+fn backend(status: &Status, address: &str) -> BackendStatus {
+    let address: IpAddr = address.parse().expect("address");
+    status.vips[0]
+        .backends
+        .iter()
+        .find(|b| b.address == address)
+        .cloned()
+        .expect("backend in status")
+}
+
+/// Per VIP: each backend's address, admin state, weight and share.
+type State = Vec<(String, Vec<(IpAddr, String, u32, f64)>)>;
+
+/// Status without the parts that move on their own (counters, checks).
+fn state_of(status: &Status) -> State {
+    status
+        .vips
+        .iter()
+        .map(|v| {
+            (
+                v.vip.clone(),
+                v.backends
+                    .iter()
+                    .map(|b| (b.address, b.state.clone(), b.weight, b.share))
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+fn start(backends: usize, serving: &[&str]) -> Lab {
+    let mut lab = Lab::start(backends).expect("lab");
+    lab.wait_for_backends().expect("nginx up");
+    let config = lab.lbd_config_for(serving, FAST_CHECKS);
+    lab.start_lbd(&config).expect("lbd");
+    // Every backend checked up before the scenario starts.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = status(&lab);
+        if s.vips[0].backends.iter().all(|b| b.health == "up") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "backends not up: {s:?}");
+        thread::sleep(Duration::from_millis(50));
+    }
+    lab
+}
+
+#[test]
+fn a_dead_backend_is_taken_out_within_fall_times_interval() {
+    let mut lab = start(3, &["b1", "b2", "b3"]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let netns = lab.client.netns.clone();
+    let load = {
+        let stop = stop.clone();
+        thread::spawn(move || {
+            client::run_until(&netns, IpAddr::V4(VIP4), stop, Duration::from_secs(20))
+        })
+    };
+    thread::sleep(Duration::from_millis(500));
+    let killed = Instant::now();
+    lab.terminate("nginx-b2").expect("stop nginx in b2");
+    let detected = loop {
+        if backend(&status(&lab), "198.18.0.12").health == "down" {
+            break killed.elapsed();
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(10),
+            "b2 never marked down"
+        );
+        thread::sleep(Duration::from_millis(20));
+    };
+    thread::sleep(Duration::from_millis(1000));
+    stop.store(true, Ordering::Relaxed);
+    let results = load.join().expect("load thread").expect("load");
+    let run_start = killed - Duration::from_millis(500);
+    let down_at = (killed + detected) - run_start;
+    let failed_during: Vec<_> = results
+        .iter()
+        .filter(|r| r.result.is_err() && r.at < down_at)
+        .collect();
+    let failed_after: Vec<_> = results
+        .iter()
+        .filter(|r| r.result.is_err() && r.at >= down_at)
+        .collect();
+    let after = results.iter().filter(|r| r.at >= down_at).count();
+    println!(
+        "b2 marked down {} ms after nginx stopped (bound: fall 2 x 200 ms + 100 ms timeout = 500 ms); \
+         {} requests, {} failed during detection, {} after it ({} requests after)",
+        detected.as_millis(),
+        results.len(),
+        failed_during.len(),
+        failed_after.len(),
+        after
+    );
+    // The bound plus slack for the status poll and a busy 2-core machine.
+    assert!(
+        detected <= Duration::from_millis(500 + 500),
+        "detection took {detected:?}"
+    );
+    assert!(after > 10, "too few requests after detection to judge");
+    assert!(
+        failed_after.is_empty(),
+        "requests failed after detection: {failed_after:?}"
+    );
+    let s = status(&lab);
+    let b2 = backend(&s, "198.18.0.12");
+    assert!(!b2.alive && b2.share == 0.0, "{b2:?}");
+    assert!(results
+        .iter()
+        .filter(|r| r.at >= down_at)
+        .all(|r| r.result.as_deref() != Ok("b2")));
+}
+
+/// Keeps `connections` busy (a request every 50 ms each) until `stop`;
+/// returns, per connection, the backends that answered and any errors.
+fn keep_busy(
+    mut connections: Vec<KeepAlive>,
+    stop: Arc<AtomicBool>,
+) -> thread::JoinHandle<Vec<(Vec<String>, Vec<String>)>> {
+    thread::spawn(move || {
+        let mut seen = vec![(Vec::new(), Vec::new()); connections.len()];
+        while !stop.load(Ordering::Relaxed) {
+            for (connection, (answers, errors)) in connections.iter_mut().zip(seen.iter_mut()) {
+                match connection.request() {
+                    Ok(backend) => answers.push(backend),
+                    Err(error) => errors.push(error.to_string()),
+                }
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        drop(connections);
+        seen
+    })
+}
+
+#[test]
+fn a_drained_backend_keeps_its_connections_takes_no_new_ones_and_reports_when_empty() {
+    let lab = start(3, &["b1", "b2", "b3"]);
+    let connections =
+        KeepAlive::open(&lab.client.netns, IpAddr::V4(VIP4), 24).expect("connections");
+    let stop = Arc::new(AtomicBool::new(false));
+    let busy = keep_busy(connections, stop.clone());
+    thread::sleep(Duration::from_millis(300));
+    let before = backend(&status(&lab), "198.18.0.11");
+    assert!(
+        before.flows.live > 0,
+        "b1 has no long-lived connection to drain: {before:?}"
+    );
+
+    let dry = lbctl_ok(&lab, &["backend", "drain", VIP, "198.18.0.11", "--dry-run"]);
+    assert!(
+        dry.contains("dry run") && dry.contains("198.18.0.11"),
+        "{dry}"
+    );
+    assert_eq!(
+        backend(&status(&lab), "198.18.0.11").state,
+        "enabled",
+        "dry run changed the state"
+    );
+    lbctl_ok(&lab, &["backend", "drain", VIP, "198.18.0.11"]);
+    let drained = backend(&status(&lab), "198.18.0.11");
+    assert_eq!((drained.state.as_str(), drained.share), ("draining", 0.0));
+
+    // New connections avoid b1; its established ones keep working.
+    let tally = client::burst(&lab.client.netns, IpAddr::V4(VIP4), 300).expect("burst");
+    assert_eq!(tally.failed, 0, "{:?}", tally.errors);
+    assert!(
+        !tally.by_backend.contains_key("b1"),
+        "a new connection reached the draining b1: {tally:?}"
+    );
+    thread::sleep(Duration::from_millis(500));
+    assert!(backend(&status(&lab), "198.18.0.11").flows.live > 0);
+
+    // The finish line: close the connections, drain --wait returns 0.
+    let waiter = {
+        let args: Vec<String> = ["backend", "drain", VIP, "198.18.0.11", "--wait"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let lbctl = lb_tests::lab::lbd_binary()
+            .expect("lbd")
+            .with_file_name("lbctl");
+        let socket = lab.admin_socket();
+        thread::spawn(move || {
+            std::process::Command::new(lbctl)
+                .arg("--socket")
+                .arg(socket)
+                .args(&args)
+                .output()
+                .expect("lbctl")
+        })
+    };
+    thread::sleep(Duration::from_millis(700));
+    stop.store(true, Ordering::Relaxed);
+    let seen = busy.join().expect("busy thread");
+    let out = waiter.join().expect("waiter");
+    let report = String::from_utf8_lossy(&out.stdout);
+    println!("drain --wait said:\n{report}");
+    assert!(
+        out.status.success(),
+        "drain --wait: {}\n{report}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(report.contains("is drained"), "{report}");
+    assert_eq!(backend(&status(&lab), "198.18.0.11").flows.live, 0);
+
+    // No connection moved or failed.
+    let mut per_backend: BTreeMap<String, usize> = BTreeMap::new();
+    for (answers, errors) in &seen {
+        assert!(
+            errors.is_empty(),
+            "a long-lived connection failed: {errors:?}"
+        );
+        let first = answers.first().expect("answers");
+        assert!(
+            answers.iter().all(|a| a == first),
+            "a connection moved: {answers:?}"
+        );
+        *per_backend.entry(first.clone()).or_default() += 1;
+    }
+    println!("long-lived connections per backend: {per_backend:?}");
+    assert!(per_backend.contains_key("b1"));
+}
+
+#[test]
+fn a_backend_added_at_run_time_takes_a_quarter_and_established_connections_stay() {
+    let lab = start(4, &["b1", "b2", "b3"]);
+    let connections =
+        KeepAlive::open(&lab.client.netns, IpAddr::V4(VIP4), 12).expect("connections");
+    let stop = Arc::new(AtomicBool::new(false));
+    let busy = keep_busy(connections, stop.clone());
+    thread::sleep(Duration::from_millis(200));
+
+    let dry = lbctl_ok(
+        &lab,
+        &["backend", "add", VIP, "198.18.0.14", "--dry-run", "--json"],
+    );
+    let plan: serde_json::Value = serde_json::from_str(&dry).expect("plan JSON");
+    let after = plan["plan"][0]["after"]["198.18.0.14"]
+        .as_f64()
+        .expect("share after");
+    assert!((after - 0.25).abs() < 0.01, "planned share {after}");
+    lbctl_ok(&lab, &["backend", "add", VIP, "198.18.0.14"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while backend(&status(&lab), "198.18.0.14").health != "up" {
+        assert!(Instant::now() < deadline, "b4 never came up");
+        thread::sleep(Duration::from_millis(50));
+    }
+    let tally = client::burst(&lab.client.netns, IpAddr::V4(VIP4), 1000).expect("burst");
+    println!("after adding b4: {tally:?}");
+    assert_eq!(tally.failed, 0, "{:?}", tally.errors);
+    let share = *tally.by_backend.get("b4").unwrap_or(&0) as f64 / 1000.0;
+    assert!(
+        (0.17..=0.33).contains(&share),
+        "b4 got {:.1}% of new connections",
+        share * 100.0
+    );
+
+    stop.store(true, Ordering::Relaxed);
+    for (answers, errors) in busy.join().expect("busy thread") {
+        assert!(errors.is_empty(), "{errors:?}");
+        assert!(
+            answers.iter().all(|a| *a == answers[0]),
+            "an established connection moved: {answers:?}"
+        );
+    }
+    let s = status(&lab);
+    assert!(backend(&s, "198.18.0.14").runtime);
+    let dump = lbctl_ok(&lab, &["config", "dump"]);
+    assert!(dump.contains("198.18.0.14"), "{dump}");
+}
+
+#[test]
+fn a_reload_applies_only_the_difference_and_a_bad_file_changes_nothing() {
+    let mut lab = start(3, &["b1", "b2", "b3"]);
+    let unchanged = lbctl_ok(&lab, &["reload"]);
+    assert!(
+        unchanged.contains("no VIP's new flows change"),
+        "{unchanged}"
+    );
+
+    // b3 leaves the file, b1's weight doubles.
+    let mut config = lab.lbd_config_for(&["b1", "b2"], FAST_CHECKS);
+    config = config.replacen(
+        "  address = \"198.18.0.11\"\n",
+        "  address = \"198.18.0.11\"\n  weight = 200\n",
+        1,
+    );
+    lab.write_lbd_config(&config).expect("write config");
+    let dry = lbctl_ok(&lab, &["reload", "--dry-run", "--json"]);
+    let plan: serde_json::Value = serde_json::from_str(&dry).expect("plan JSON");
+    assert_eq!(plan["dry_run"], true);
+    let b1_after = plan["plan"][0]["after"]["198.18.0.11"]
+        .as_f64()
+        .expect("b1 share");
+    assert!((b1_after - 2.0 / 3.0).abs() < 0.01, "b1 planned {b1_after}");
+    assert_eq!(
+        backend(&status(&lab), "198.18.0.13").state,
+        "enabled",
+        "dry run applied"
+    );
+
+    lab.signal("lbd", libc::SIGHUP).expect("SIGHUP");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while status(&lab).vips[0].backends.len() != 2 {
+        assert!(Instant::now() < deadline, "SIGHUP reload not applied");
+        thread::sleep(Duration::from_millis(50));
+    }
+    let s = status(&lab);
+    assert_eq!(backend(&s, "198.18.0.11").weight, 200);
+    assert!((backend(&s, "198.18.0.11").share - 2.0 / 3.0).abs() < 0.01);
+
+    // A broken file is refused with its line; nothing changes.
+    let before = state_of(&status(&lab));
+    lab.write_lbd_config(&config.replace("weight = 200", "weight = -1"))
+        .expect("write config");
+    let out = lab.lbctl(&["reload"]).expect("lbctl");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("lbd.toml:") && stderr.contains("weight"),
+        "{stderr}"
+    );
+    assert_eq!(
+        state_of(&status(&lab)),
+        before,
+        "a refused reload changed the state"
+    );
+}
+
+#[test]
+fn lbctl_refuses_bad_input_clearly_and_changes_nothing() {
+    let mut lab = start(1, &["b1"]);
+    let before = state_of(&status(&lab));
+    let cases: &[(&[&str], i32, &str)] = &[
+        (
+            &["backend", "weight", VIP, "198.18.0.11", "20000"],
+            2,
+            "out of range",
+        ),
+        (
+            &["backend", "drain", "198.18.0.100:81/tcp", "198.18.0.11"],
+            3,
+            "no VIP",
+        ),
+        (&["backend", "drain", VIP, "198.18.0.99"], 3, "no backend"),
+        (
+            &["backend", "add", VIP, "198.18.0.11"],
+            4,
+            "already has backend",
+        ),
+        (
+            &["backend", "add", VIP, "2001:2::11"],
+            2,
+            "lbctl: address: 2001:2::11 is IPv6 but the VIP 198.18.0.100 is IPv4",
+        ),
+        (
+            &["backend", "add", VIP, "198.18.0.15,mac=zz:00:00:00:00:01"],
+            2,
+            "mac",
+        ),
+        (&["vip", "add", "198.18.0.100:80/tcp"], 4, "exists already"),
+        (
+            &["vip", "add", "198.18.0.101:80", "--table-size", "1000"],
+            2,
+            "not a prime",
+        ),
+        (
+            &["backend", "drain", "198.18.0.100", "198.18.0.11"],
+            2,
+            "not a VIP",
+        ),
+        (
+            &["backend", "weight", VIP, "not-an-ip", "5"],
+            2,
+            "invalid value",
+        ),
+        (&["frobnicate"], 2, "unrecognized subcommand"),
+    ];
+    for (args, code, message) in cases {
+        let out = lab.lbctl(args).expect("lbctl");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(*code), "lbctl {args:?}: {stderr}");
+        assert!(
+            stderr.contains(message),
+            "lbctl {args:?} said {stderr:?}, expected {message:?}"
+        );
+    }
+    assert_eq!(
+        state_of(&status(&lab)),
+        before,
+        "a refused command changed the state"
+    );
+
+    lab.terminate("lbd").expect("stop lbd");
+    let out = lab.lbctl(&["status"]).expect("lbctl");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{stderr}");
+    assert!(stderr.contains("not running"), "{stderr}");
+}
