@@ -209,6 +209,9 @@ pub struct AppliedVip {
     table: Option<Vec<u32>>,
     /// Backends by address.
     pub backends: BTreeMap<IpAddr, AppliedBackend>,
+    /// The desired state last applied in full: an unchanged VIP is skipped
+    /// (no table rebuilt), so a change costs only the VIPs it touches.
+    applied: Option<DesiredVip>,
 }
 
 impl AppliedVip {
@@ -315,6 +318,13 @@ impl Balancer {
     ) -> Result<(), ReconcileError> {
         let id = desired.id;
         let is_new = !self.vips.contains_key(&id);
+        if let Some(stored) = self.vips.get_mut(&id) {
+            if stored.applied.as_ref() == Some(desired) {
+                return Ok(());
+            }
+            // Until this apply succeeds, the VIP must not count as applied.
+            stored.applied = None;
+        }
         let mut vip = match self.vips.get(&id) {
             Some(vip) => vip.clone(),
             None => AppliedVip {
@@ -325,6 +335,7 @@ impl Balancer {
                 active: 0,
                 table: None,
                 backends: BTreeMap::new(),
+                applied: None,
             },
         };
         if vip.table_size != desired.table_size {
@@ -421,6 +432,7 @@ impl Balancer {
             report.vips_added += 1;
             info!(vip = %id, backends = vip.backends.len(), "VIP added");
         }
+        vip.applied = Some(desired.clone());
         self.vips.insert(id, vip);
         Ok(())
     }
@@ -654,6 +666,29 @@ mod tests {
         );
         let [a, b] = copies(&maps, maps.vips[&key].id, 1009);
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn a_change_to_one_vip_leaves_the_others_alone() {
+        let mut maps = FakeMaps::default();
+        let mut balancer = Balancer::new(4);
+        let mut other = vip(1009, three());
+        other.port = 443;
+        run(
+            &mut balancer,
+            &mut maps,
+            &[vip(1009, three()), other.clone()],
+            NO_MAC,
+        )
+        .unwrap();
+        let mut two = three();
+        two.pop();
+        let report = run(&mut balancer, &mut maps, &[vip(1009, two), other], NO_MAC).unwrap();
+        assert_eq!(report.tables_flipped, 1, "{report:?}");
+        assert_eq!(
+            report.backends_written, 1,
+            "only the removed backend: {report:?}"
+        );
     }
 
     #[test]

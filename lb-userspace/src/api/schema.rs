@@ -108,6 +108,8 @@ pub struct CheckStatus {
     pub checks: u64,
     /// Checks failed.
     pub failures: u64,
+    /// Health transitions since lbd started.
+    pub transitions: u64,
     /// Consecutive successes.
     pub consecutive_successes: u32,
     /// Consecutive failures.

@@ -57,6 +57,8 @@ pub struct Engine {
     pub interface: Interface,
     /// Health checks, one task per checked backend.
     pub checker: HealthChecker<BackendKey>,
+    /// Health transitions per backend since start.
+    pub transitions: HashMap<BackendKey, u64>,
     netlink: Netlink,
     macs: HashMap<IpAddr, [u8; 6]>,
 }
@@ -90,6 +92,7 @@ impl Engine {
             xdp_mode: config.xdp_mode,
             interface,
             checker: HealthChecker::new(events_tx),
+            transitions: HashMap::new(),
             netlink,
             macs: HashMap::new(),
             config,
@@ -127,6 +130,7 @@ impl Engine {
         }
         let keys: std::collections::HashSet<BackendKey> = wanted.iter().map(|w| w.0).collect();
         self.checker.retain(|k| keys.contains(k));
+        self.transitions.retain(|k, _| keys.contains(k));
         for (key, target, settings, health) in wanted {
             self.checker.set(key, target, settings, health);
         }
@@ -140,6 +144,7 @@ impl Engine {
         if !next.set_health(&vip, address, transition.to) {
             return; // removed meanwhile
         }
+        *self.transitions.entry((vip, address)).or_default() += 1;
         info!(%vip, backend = %address, from = %transition.from, to = %transition.to, reason = %transition.reason, "backend health changed");
         let was_all_down = self.model.vip(&vip).map(|v| v.all_down()).unwrap_or(false);
         let now_all_down = next.vip(&vip).map(|v| v.all_down()).unwrap_or(false);

@@ -499,6 +499,11 @@ pub fn status(engine: &Engine) -> Status {
                     },
                     checks: s.checks,
                     failures: s.failures,
+                    transitions: engine
+                        .transitions
+                        .get(&(*id, *address))
+                        .copied()
+                        .unwrap_or(0),
                     consecutive_successes: s.consecutive_successes,
                     consecutive_failures: s.consecutive_failures,
                     last: s.last_result.as_ref().map(|r| r.outcome.to_string()),
