@@ -834,3 +834,10 @@ fn a_dumped_config_loads_back_equal() {
     let example = parse(EXAMPLE).unwrap();
     assert_eq!(parse(&to_toml(&example)).unwrap(), example);
 }
+
+#[test]
+fn the_shipped_example_is_valid() {
+    let config = parse(include_str!("../../../examples/lbd.toml")).unwrap();
+    assert_eq!(config.vips.len(), 2);
+    assert_eq!(config.vips[0].health.check, CheckType::Http);
+}
