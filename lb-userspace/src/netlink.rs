@@ -10,7 +10,8 @@ use std::{
 
 use futures_util::TryStreamExt as _;
 use netlink_packet_route::{
-    link::LinkAttribute,
+    address::{AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage},
+    link::{LinkAttribute, LinkFlags, State as OperState},
     neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourState},
 };
 use rtnetlink::Handle;
@@ -173,6 +174,147 @@ impl Netlink {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+}
+
+/// An address on an interface.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InterfaceAddress {
+    /// The address.
+    pub address: IpAddr,
+    /// Its prefix length.
+    pub prefix_len: u8,
+    /// A secondary address (not the interface's primary of its subnet).
+    pub secondary: bool,
+}
+
+impl Netlink {
+    /// The addresses on interface `ifindex`.
+    pub async fn addresses(&self, ifindex: u32) -> Result<Vec<InterfaceAddress>, NetlinkError> {
+        Ok(self
+            .address_messages(ifindex)
+            .await?
+            .iter()
+            .filter_map(|m| {
+                Some(InterfaceAddress {
+                    address: message_address(m)?,
+                    prefix_len: m.header.prefix_len,
+                    secondary: m.header.flags.contains(AddressHeaderFlags::Secondary),
+                })
+            })
+            .collect())
+    }
+
+    async fn address_messages(&self, ifindex: u32) -> Result<Vec<AddressMessage>, NetlinkError> {
+        let mut out = Vec::new();
+        let mut stream = self
+            .handle
+            .address()
+            .get()
+            .set_link_index_filter(ifindex)
+            .execute();
+        while let Some(message) =
+            stream
+                .try_next()
+                .await
+                .map_err(|source| NetlinkError::Request {
+                    what: format!("listing the addresses of interface {ifindex}"),
+                    source,
+                })?
+        {
+            if message.header.index == ifindex {
+                out.push(message);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Adds `address/prefix_len` to interface `ifindex` (IPv6 without
+    /// duplicate address detection, so it is usable at once). Already
+    /// present is fine.
+    pub async fn add_address(
+        &self,
+        ifindex: u32,
+        address: IpAddr,
+        prefix_len: u8,
+    ) -> Result<(), NetlinkError> {
+        let mut request = self.handle.address().add(ifindex, address, prefix_len);
+        if address.is_ipv6() {
+            request
+                .message_mut()
+                .attributes
+                .push(AddressAttribute::Flags(AddressFlags::Nodad));
+        }
+        match request.execute().await {
+            Ok(()) => Ok(()),
+            Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::EEXIST => Ok(()),
+            Err(source) => Err(NetlinkError::Request {
+                what: format!("adding {address}/{prefix_len} to interface {ifindex}"),
+                source,
+            }),
+        }
+    }
+
+    /// Removes `address` from interface `ifindex`; absent is fine.
+    pub async fn remove_address(&self, ifindex: u32, address: IpAddr) -> Result<(), NetlinkError> {
+        for message in self.address_messages(ifindex).await? {
+            if message_address(&message) != Some(address) {
+                continue;
+            }
+            match self.handle.address().del(message).execute().await {
+                Ok(()) => {}
+                Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::EADDRNOTAVAIL => {}
+                Err(source) => {
+                    return Err(NetlinkError::Request {
+                        what: format!("removing {address} from interface {ifindex}"),
+                        source,
+                    })
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether interface `ifindex` is administratively up with its carrier
+    /// (the link can carry traffic).
+    pub async fn link_is_up(&self, ifindex: u32) -> Result<bool, NetlinkError> {
+        let mut links = self.handle.link().get().match_index(ifindex).execute();
+        let link = links
+            .try_next()
+            .await
+            .map_err(|source| NetlinkError::Request {
+                what: format!("looking up interface {ifindex}"),
+                source,
+            })?;
+        Ok(link.is_some_and(|link| {
+            let flags_up = link.header.flags.contains(LinkFlags::Up)
+                && link.header.flags.contains(LinkFlags::LowerUp);
+            let oper_up = link.attributes.iter().any(|a| {
+                matches!(
+                    a,
+                    LinkAttribute::OperState(OperState::Up | OperState::Unknown)
+                )
+            });
+            flags_up && oper_up
+        }))
+    }
+}
+
+fn message_address(message: &AddressMessage) -> Option<IpAddr> {
+    // IFA_LOCAL is the address itself on point-to-point links; IFA_ADDRESS
+    // otherwise (and for IPv6).
+    message
+        .attributes
+        .iter()
+        .find_map(|a| match a {
+            AddressAttribute::Local(address) => Some(*address),
+            _ => None,
+        })
+        .or_else(|| {
+            message.attributes.iter().find_map(|a| match a {
+                AddressAttribute::Address(address) => Some(*address),
+                _ => None,
+            })
+        })
 }
 
 /// States whose link-layer address can be used to send to.

@@ -4,7 +4,7 @@
 
 use toml::{Table, Value};
 
-use super::{BackendConfig, CheckType, Config, HealthConfig, VipConfig};
+use super::{BackendConfig, CheckType, Config, HealthConfig, VipConfig, VrrpConfig};
 
 /// `config` as the text of a config file.
 pub fn to_toml(config: &Config) -> String {
@@ -28,6 +28,12 @@ pub fn to_toml(config: &Config) -> String {
         "vip".into(),
         Value::Array(config.vips.iter().map(vip).collect()),
     );
+    if !config.vrrp.is_empty() {
+        root.insert(
+            "vrrp".into(),
+            Value::Array(config.vrrp.iter().map(vrrp).collect()),
+        );
+    }
     toml::to_string(&root).unwrap_or_else(|e| format!("# cannot write the config as TOML: {e}\n"))
 }
 
@@ -92,4 +98,44 @@ fn health(h: &HealthConfig) -> Table {
     t.insert("rise".into(), int(h.rise));
     t.insert("fall".into(), int(h.fall));
     t
+}
+
+fn vrrp(v: &VrrpConfig) -> Value {
+    let mut t = Table::new();
+    let addresses = |list: &[std::net::IpAddr]| {
+        Value::Array(list.iter().map(|a| Value::String(a.to_string())).collect())
+    };
+    t.insert("vrid".into(), int(v.vrid));
+    t.insert("priority".into(), int(v.priority));
+    t.insert(
+        "advert_interval_ms".into(),
+        int(v.advert_interval.as_millis()),
+    );
+    t.insert("preempt".into(), Value::Boolean(v.preempt));
+    t.insert("preempt_delay_ms".into(), int(v.preempt_delay.as_millis()));
+    t.insert("addresses".into(), addresses(&v.addresses));
+    if !v.unicast_peers.is_empty() {
+        t.insert("unicast_peers".into(), addresses(&v.unicast_peers));
+    }
+    t.insert("announce_count".into(), int(v.announce_count));
+    t.insert(
+        "announce_interval_ms".into(),
+        int(v.announce_interval.as_millis()),
+    );
+    if let Some(notify) = &v.notify {
+        t.insert("notify".into(), notify.display().to_string().into());
+    }
+    t.insert("track_dataplane".into(), int(v.track_dataplane));
+    t.insert("track_interface".into(), int(v.track_interface));
+    t.insert("track_no_backend".into(), int(v.track_no_backend));
+    if let Some(a) = v.sync_listen {
+        t.insert("sync_listen".into(), a.to_string().into());
+    }
+    if let Some(a) = v.sync_peer {
+        t.insert("sync_peer".into(), a.to_string().into());
+    }
+    if let Some(p) = &v.sync_key_file {
+        t.insert("sync_key_file".into(), p.display().to_string().into());
+    }
+    Value::Table(t)
 }

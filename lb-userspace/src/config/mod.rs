@@ -63,9 +63,11 @@
 
 mod dump;
 mod health;
+mod vrrp;
 
 pub use dump::to_toml;
 pub use health::{CheckType, HealthConfig};
+pub use vrrp::VrrpConfig;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -147,6 +149,9 @@ pub struct Config {
     pub udp_idle_timeout: Duration,
     /// Services balanced by this node, in file order; possibly empty.
     pub vips: Vec<VipConfig>,
+    /// VRRP instances (none: this node always serves its VIPs and leaves
+    /// their addresses to the operator).
+    pub vrrp: Vec<VrrpConfig>,
 }
 
 /// What a VIP does when none of its backends is healthy.
@@ -467,6 +472,8 @@ struct RawConfig {
     udp_idle_timeout_s: Option<Spanned<Value>>,
     #[serde(default)]
     vip: TableArray<RawVip>,
+    #[serde(default)]
+    vrrp: TableArray<vrrp::RawVrrp>,
 }
 
 /// One `[[vip]]` table as parsed.
@@ -838,6 +845,34 @@ impl Checker<'_> {
             vips.push(vip);
         }
 
+        let mut instances: Vec<VrrpConfig> = Vec::new();
+        for (index, raw_vrrp) in raw.vrrp.0.iter().enumerate() {
+            let mut instance = self.vrrp(index, raw_vrrp)?;
+            if instance.addresses.is_empty() {
+                // Default: every VIP address (of the first VIP's family).
+                let family_v4 = vips.first().is_none_or(|v| v.address.is_ipv4());
+                for vip in &vips {
+                    if vip.address.is_ipv4() == family_v4
+                        && !instance.addresses.contains(&vip.address)
+                    {
+                        instance.addresses.push(vip.address);
+                    }
+                }
+            }
+            if let Some(first) = instances.iter().position(|i| {
+                i.vrid == instance.vrid
+                    && i.addresses.first().map(IpAddr::is_ipv4)
+                        == instance.addresses.first().map(IpAddr::is_ipv4)
+            }) {
+                return Err(self.invalid(
+                    raw_vrrp.span().start,
+                    &format!("vrrp[{index}].vrid"),
+                    format!("VRID {} is already vrrp[{first}]'s", instance.vrid),
+                ));
+            }
+            instances.push(instance);
+        }
+
         Ok(Config {
             interface,
             xdp_mode,
@@ -846,6 +881,7 @@ impl Checker<'_> {
             tcp_idle_timeout,
             udp_idle_timeout,
             vips,
+            vrrp: instances,
         })
     }
 

@@ -88,6 +88,7 @@ fn example_parses_to_expected_values() {
                     health: None,
                 }],
             }],
+            vrrp: Vec::new(),
         }
     );
 }
@@ -840,4 +841,53 @@ fn the_shipped_example_is_valid() {
     let config = parse(include_str!("../../../examples/lbd.toml")).unwrap();
     assert_eq!(config.vips.len(), 2);
     assert_eq!(config.vips[0].health.check, CheckType::Http);
+}
+
+#[test]
+fn vrrp_instances_default_to_the_vips_addresses() {
+    let text = format!(
+        "{}\n[[vrrp]]\nvrid = 51\npriority = 150\nadvert_interval_ms = 100\npreempt = false\n\
+         sync_listen = \"198.18.0.2:7540\"\nsync_peer = \"198.18.0.3:7540\"\nsync_key_file = \"/etc/lbd/sync.key\"\n",
+        doc("", "")
+    );
+    let config = parse(&text).unwrap();
+    assert_eq!(parse(&to_toml(&config)).unwrap(), config, "dump round trip");
+    let vrrp = &config.vrrp[0];
+    assert_eq!((vrrp.vrid, vrrp.priority, vrrp.preempt), (51, 150, false));
+    assert_eq!(vrrp.advert_interval, Duration::from_millis(100));
+    assert_eq!(
+        vrrp.addresses,
+        vec!["198.18.0.100".parse::<IpAddr>().unwrap()]
+    );
+    assert_eq!(vrrp.announce_count, 3);
+}
+
+#[test]
+fn bad_vrrp_values_name_their_field() {
+    let base = doc("", "");
+    assert_error(
+        &format!("{base}[[vrrp]]\npriority = 10\n"),
+        "lbd.toml:9:1: vrrp[0].vrid: ",
+        "required",
+    );
+    assert_error(
+        &format!("{base}[[vrrp]]\nvrid = 1\nadvert_interval_ms = 105\n"),
+        "lbd.toml:11:22: vrrp[0].advert_interval_ms: ",
+        "multiple of 10",
+    );
+    assert_error(
+        &format!("{base}[[vrrp]]\nvrid = 1\nsync_peer = \"198.18.0.3:7540\"\n"),
+        "lbd.toml:9:1: vrrp[0].sync_key_file: ",
+        "shared key",
+    );
+    assert_error(
+        &format!("{base}[[vrrp]]\nvrid = 1\naddresses = [\"198.18.0.1\", \"2001:2::1\"]\n"),
+        "lbd.toml:11:13: vrrp[0].addresses: ",
+        "mixes IPv4 and IPv6",
+    );
+    assert_error(
+        &format!("{base}[[vrrp]]\nvrid = 1\n[[vrrp]]\nvrid = 1\n"),
+        "lbd.toml:11:1: vrrp[1].vrid: ",
+        "already vrrp[0]",
+    );
 }
