@@ -51,15 +51,28 @@ pub struct Lab {
     pub dir: PathBuf,
     /// The client.
     pub client: Host,
-    /// The load balancer node (its interface is `eth0`).
+    /// The (first) load balancer node (its interface is `eth0`).
     pub lb: Host,
+    /// Every load balancer node: `lb`, then `lb2`, ...
+    pub lbs: Vec<Host>,
     /// The nginx backends.
     pub backends: Vec<Host>,
     switch_netns: String,
     namespaces: Vec<String>,
     processes: Vec<(String, Child)>,
-    // Keeps the XDP_PASS program on the switch port of the LB attached.
-    _pass_xdp: Option<Dataplane>,
+    // Keeps the XDP_PASS programs on the switch ports of the LBs attached.
+    pass_xdp: Vec<Dataplane>,
+}
+
+/// The shape of a lab.
+#[derive(Debug, Clone, Copy)]
+pub struct LabSpec {
+    /// Load balancer nodes (1 to 4).
+    pub lbs: usize,
+    /// nginx backends (1 to 50).
+    pub backends: usize,
+    /// Put the VIPs on the first LB's interface at build time (no VRRP).
+    pub static_vip: bool,
 }
 
 static LAB_SEQ: AtomicU32 = AtomicU32::new(0);
@@ -68,8 +81,25 @@ impl Lab {
     /// Builds the lab with `backends` nginx backends (at most 50), each
     /// answering `/` with its own name and `/health` with `ok`.
     pub fn start(backends: usize) -> anyhow::Result<Self> {
+        Self::start_spec(LabSpec {
+            lbs: 1,
+            backends,
+            static_vip: true,
+        })
+    }
+
+    /// Builds a lab of the given shape.
+    pub fn start_spec(spec: LabSpec) -> anyhow::Result<Self> {
+        let LabSpec {
+            lbs,
+            backends,
+            static_vip,
+        } = spec;
         if backends == 0 || backends > 50 {
             bail!("a lab has 1 to 50 backends, not {backends}");
+        }
+        if lbs == 0 || lbs > 4 {
+            bail!("a lab has 1 to 4 load balancers, not {lbs}");
         }
         sweep_stale_labs();
         let seq = LAB_SEQ.fetch_add(1, Ordering::Relaxed);
@@ -90,6 +120,12 @@ impl Lab {
             switch_netns: format!("{prefix}-sw"),
             client: host("client", 10),
             lb: host("lb", 2),
+            lbs: (0..lbs)
+                .map(|i| match i {
+                    0 => host("lb", 2),
+                    i => host(&format!("lb{}", i + 1), 2 + i as u8),
+                })
+                .collect(),
             backends: (1..=backends)
                 .map(|i| host(&format!("b{i}"), 10 + i as u8))
                 .collect(),
@@ -97,25 +133,51 @@ impl Lab {
             dir,
             namespaces: Vec::new(),
             processes: Vec::new(),
-            _pass_xdp: None,
+            pass_xdp: Vec::new(),
         };
-        lab.build().context("building the lab")?;
+        lab.build(static_vip).context("building the lab")?;
         Ok(lab)
     }
 
-    fn build(&mut self) -> anyhow::Result<()> {
+    fn build(&mut self, static_vip: bool) -> anyhow::Result<()> {
         let sw = self.switch_netns.clone();
         self.add_netns(&sw)?;
         ip(&sw, &["link", "add", "br0", "type", "bridge"])?;
         ip(&sw, &["link", "set", "br0", "up"])?;
-        let hosts: Vec<Host> = [self.client.clone(), self.lb.clone()]
+        let hosts: Vec<Host> = [self.client.clone()]
             .into_iter()
+            .chain(self.lbs.clone())
             .chain(self.backends.clone())
             .collect();
         for host in &hosts {
             self.add_host(host)?;
         }
-        // The load balancer answers ARP/ND for the VIPs.
+        if static_vip {
+            self.add_static_vip()?;
+        }
+        self.prepare_backends()?;
+        // veth hands frames sent with XDP_TX only to a peer running XDP.
+        let sw = self.switch_netns.clone();
+        for lb in self.lbs.clone() {
+            let port = format!("p-{}", lb.name);
+            let pass = in_netns(&sw, move || -> anyhow::Result<Dataplane> {
+                let mut dataplane = Dataplane::load(MapSizes {
+                    max_vips: 1,
+                    conntrack: 1024,
+                })?;
+                dataplane
+                    .program(names::PROG_PASS)?
+                    .attach(&port, XdpMode::Driver)
+                    .with_context(|| format!("attaching XDP_PASS to switch port {port}"))?;
+                Ok(dataplane)
+            })??;
+            self.pass_xdp.push(pass);
+        }
+        Ok(())
+    }
+
+    /// The load balancer answers ARP/ND for the VIPs (labs without VRRP).
+    fn add_static_vip(&self) -> anyhow::Result<()> {
         ip(
             &self.lb.netns,
             &["addr", "add", &format!("{VIP4}/32"), "dev", "eth0"],
@@ -132,8 +194,12 @@ impl Lab {
                 "nodad",
             ],
         )?;
-        // Direct server return: backends hold the VIPs on lo and never
-        // answer ARP for them.
+        Ok(())
+    }
+
+    /// Direct server return: backends hold the VIPs on lo and never answer
+    /// ARP for them; nginx starts on each.
+    fn prepare_backends(&mut self) -> anyhow::Result<()> {
         for backend in self.backends.clone() {
             ip(
                 &backend.netns,
@@ -153,20 +219,6 @@ impl Lab {
             }
             self.start_nginx(&backend)?;
         }
-        // veth hands frames sent with XDP_TX only to a peer running XDP.
-        let sw = self.switch_netns.clone();
-        let pass = in_netns(&sw, || -> anyhow::Result<Dataplane> {
-            let mut dataplane = Dataplane::load(MapSizes {
-                max_vips: 1,
-                conntrack: 1024,
-            })?;
-            dataplane
-                .program(names::PROG_PASS)?
-                .attach("p-lb", XdpMode::Driver)
-                .context("attaching XDP_PASS to the switch port of the LB")?;
-            Ok(dataplane)
-        })??;
-        self._pass_xdp = Some(pass);
         Ok(())
     }
 
@@ -238,13 +290,17 @@ impl Lab {
         let dir = self.dir.join(format!("nginx-{name}"));
         fs::create_dir_all(&dir)?;
         let d = dir.display();
+        // /slow streams 24 KiB at 4 KiB/s (a long-lived response).
+        fs::write(dir.join("slow.bin"), vec![b'x'; 24 * 1024])?;
         let config = format!(
             "daemon off;\nuser root;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
              events {{ worker_connections 4096; }}\n\
              http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  \
              fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n  \
              server {{\n    listen 80 backlog=4096;\n    listen [::]:80 backlog=4096;\n    \
+             add_header X-Backend {name} always;\n    \
              location = /health {{ default_type text/plain; return 200 \"ok\\n\"; }}\n    \
+             location = /slow {{ alias {d}/slow.bin; default_type application/octet-stream; limit_rate 4k; }}\n    \
              location / {{ default_type text/plain; return 200 \"{name}\\n\"; }}\n  }}\n}}\n"
         );
         let config_path = dir.join("nginx.conf");
@@ -405,38 +461,72 @@ impl Lab {
         config
     }
 
-    /// The admin socket of the lab's lbd.
+    /// The admin socket of the lab's (first) lbd.
     pub fn admin_socket(&self) -> PathBuf {
-        self.dir.join("lbd.sock")
+        self.admin_socket_of(&self.lb)
+    }
+
+    /// The admin socket of lbd on `node`.
+    pub fn admin_socket_of(&self, node: &Host) -> PathBuf {
+        if node.name == "lb" {
+            self.dir.join("lbd.sock")
+        } else {
+            self.dir.join(format!("lbd-{}.sock", node.name))
+        }
+    }
+
+    /// Starts lbd on `node` with `config` as process `name` (config file
+    /// `<name>.toml`); returns once its XDP program is attached.
+    pub fn start_lbd_on(&mut self, node: &Host, name: &str, config: &str) -> anyhow::Result<u32> {
+        let lbd = lbd_binary()?;
+        let path = self.dir.join(format!("{name}.toml"));
+        fs::write(&path, config)?;
+        let pid = self.spawn(
+            name,
+            &node.netns,
+            &lbd.to_string_lossy(),
+            &["--config", &path.to_string_lossy()],
+        )?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if self.xdp_attached(node)? {
+                return Ok(pid);
+            }
+            if !self.is_running(name) {
+                bail!("{name} exited during start-up:\n{}", self.log(name));
+            }
+            if Instant::now() > deadline {
+                bail!("{name} did not attach within 30 s:\n{}", self.log(name));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Runs lbctl against lbd on `node`.
+    pub fn lbctl_on(&self, node: &Host, args: &[&str]) -> anyhow::Result<std::process::Output> {
+        let lbctl = lbd_binary()?.with_file_name("lbctl");
+        Ok(Command::new(lbctl)
+            .arg("--socket")
+            .arg(self.admin_socket_of(node))
+            .args(args)
+            .stdin(Stdio::null())
+            .output()?)
+    }
+
+    /// The addresses on `eth0` of `node` (to see who holds a VIP).
+    pub fn addresses_of(&self, node: &Host) -> anyhow::Result<String> {
+        output(
+            "ip",
+            &["-n", &node.netns, "-br", "addr", "show", "dev", "eth0"],
+        )
     }
 
     /// Starts lbd (the binary at `$LBD_BIN`, or next to the test binary)
     /// on the LB node with `config`; returns once its XDP program is
     /// attached. The process is named `lbd`.
     pub fn start_lbd(&mut self, config: &str) -> anyhow::Result<u32> {
-        let lbd = lbd_binary()?;
-        let path = self.dir.join("lbd.toml");
-        fs::write(&path, config)?;
-        let netns = self.lb.netns.clone();
-        let pid = self.spawn(
-            "lbd",
-            &netns,
-            &lbd.to_string_lossy(),
-            &["--config", &path.to_string_lossy()],
-        )?;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if self.xdp_attached(&self.lb.clone())? {
-                return Ok(pid);
-            }
-            if !self.is_running("lbd") {
-                bail!("lbd exited during start-up:\n{}", self.log("lbd"));
-            }
-            if Instant::now() > deadline {
-                bail!("lbd did not attach within 30 s:\n{}", self.log("lbd"));
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let lb = self.lb.clone();
+        self.start_lbd_on(&lb, "lbd", config)
     }
 
     /// Waits until every backend's nginx accepts connections from the
@@ -466,7 +556,7 @@ impl Lab {
             stop(child);
         }
         self.processes.clear();
-        self._pass_xdp = None;
+        self.pass_xdp.clear();
         for netns in self.namespaces.drain(..).rev() {
             let _ = run("ip", &["netns", "del", &netns]);
         }
