@@ -142,7 +142,7 @@ impl Checker<'_> {
             None => Duration::from_secs(1),
             Some(v) => {
                 let ms: u32 = self.integer(v, &field("advert_interval_ms"), 10..=40_950)?;
-                if ms % 10 != 0 {
+                if !ms.is_multiple_of(10) {
                     return Err(self.bad_value(
                         v,
                         &field("advert_interval_ms"),
