@@ -11,3 +11,4 @@ pub mod maglev;
 pub mod model;
 pub mod netlink;
 pub mod reconcile;
+pub mod sync;
