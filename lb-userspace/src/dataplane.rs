@@ -236,6 +236,18 @@ impl Dataplane {
         self.conntrack.iter().filter_map(|r| r.ok()).collect()
     }
 
+    /// Puts a flow into the connection table (replication from the peer).
+    pub fn install_flow(&mut self, key: &FlowKey, entry: &FlowEntry) -> Result<()> {
+        self.conntrack
+            .insert(key, entry, 0)
+            .map_err(|e| map_error("writing", names::MAP_CONNTRACK, e))
+    }
+
+    /// Whether the balancer is attached.
+    pub fn is_attached(&self) -> bool {
+        self.attached.is_some()
+    }
+
     /// Backend `id` as the data plane has it.
     pub fn backend(&self, id: u32) -> Result<Backend> {
         self.backends

@@ -4,6 +4,7 @@
 //! SIGINT detach and leave the node as it was found).
 
 pub mod engine;
+pub mod replication;
 pub mod routes;
 
 use std::{path::Path, sync::Arc, time::Duration};
