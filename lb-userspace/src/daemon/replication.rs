@@ -331,7 +331,7 @@ mod tests {
         );
         assert_eq!(installed.last_seen_ns, 1_500_000_000);
 
-        let mut unknown = record.clone();
+        let mut unknown = record;
         unknown.backend = "198.18.0.99".parse().unwrap();
         assert!(entry_for(&unknown, &receiver, 0).is_none());
     }
