@@ -12,3 +12,4 @@ pub mod model;
 pub mod netlink;
 pub mod reconcile;
 pub mod sync;
+pub mod vrrp;

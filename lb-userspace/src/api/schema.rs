@@ -41,6 +41,25 @@ pub struct Status {
     pub vips: Vec<VipStatus>,
     /// Node counters (verdicts and events) summed over CPUs.
     pub counters: BTreeMap<String, u64>,
+    /// VRRP instances.
+    #[serde(default)]
+    pub vrrp: Vec<crate::vrrp::driver::InstanceStatus>,
+    /// Connection-table replication with the VRRP peer.
+    #[serde(default)]
+    pub replication: Option<ReplicationStatus>,
+}
+
+/// Connection-table replication in the status.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplicationStatus {
+    /// Whether the session to the peer is up.
+    pub connected: bool,
+    /// Flows installed from the peer.
+    pub installed: u64,
+    /// Flows from the peer that named a VIP or backend this node lacks.
+    pub unknown: u64,
+    /// Channel counters.
+    pub channel: crate::sync::SyncStatsSnapshot,
 }
 
 /// One VIP in the status.

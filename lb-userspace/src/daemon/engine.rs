@@ -20,13 +20,16 @@ use lb_common::{
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
+use super::replication::Replication;
 use crate::{
-    config::{CheckType, Config, HealthConfig, XdpMode},
+    config::{AllDown, CheckType, Config, HealthConfig, XdpMode},
     dataplane::{Dataplane, MapSizes, MapWriter as _},
     health::{CheckKind, CheckSettings, HealthChecker, HealthEvent, ProbeTarget},
     model::{AdminState, FlowCount, IdleTimeouts, Model},
     netlink::{Interface, Netlink},
     reconcile::{ApplyReport, Balancer, ReconcileError, VipId},
+    sync::ReceivedBatch,
+    vrrp::driver::Instance,
 };
 
 /// How long start-up waits for backends' MACs before going on without them.
@@ -38,6 +41,14 @@ const SPARE_VIPS: u32 = 16;
 
 /// A backend, as health events and the checker name it.
 pub type BackendKey = (VipId, IpAddr);
+
+/// What the engine's surroundings deliver to it.
+pub struct EngineEvents {
+    /// Health transitions.
+    pub health: mpsc::Receiver<HealthEvent<BackendKey>>,
+    /// Flows replicated from the VRRP peer.
+    pub sync: Option<mpsc::Receiver<ReceivedBatch>>,
+}
 
 /// lbd's state and the means to change it.
 pub struct Engine {
@@ -59,6 +70,12 @@ pub struct Engine {
     pub checker: HealthChecker<BackendKey>,
     /// Health transitions per backend since start.
     pub transitions: HashMap<BackendKey, u64>,
+    /// VRRP instances (empty: no VRRP; this node serves whatever reaches it).
+    pub vrrp: Vec<Instance>,
+    /// Connection-table replication with the VRRP peer.
+    pub replication: Option<Replication>,
+    /// Whether the interface is up with its carrier (tracked for VRRP).
+    pub interface_up: bool,
     netlink: Netlink,
     macs: HashMap<IpAddr, [u8; 6]>,
 }
@@ -66,10 +83,7 @@ pub struct Engine {
 impl Engine {
     /// Loads the data plane, fills it from `config` and attaches it.
     /// Returns the engine and the stream of health transitions.
-    pub async fn start(
-        config_path: &Path,
-        config: Config,
-    ) -> anyhow::Result<(Self, mpsc::Receiver<HealthEvent<BackendKey>>)> {
+    pub async fn start(config_path: &Path, config: Config) -> anyhow::Result<(Self, EngineEvents)> {
         let netlink = Netlink::connect()?;
         let interface = netlink.interface(&config.interface).await?;
         let file_vips = u32::try_from(config.vips.len()).unwrap_or(u32::MAX);
@@ -93,6 +107,9 @@ impl Engine {
             interface,
             checker: HealthChecker::new(events_tx),
             transitions: HashMap::new(),
+            vrrp: Vec::new(),
+            replication: None,
+            interface_up: true,
             netlink,
             macs: HashMap::new(),
             config,
@@ -103,7 +120,26 @@ impl Engine {
         engine.xdp_mode = engine
             .dataplane
             .attach(&engine.interface.name, engine.config.xdp_mode)?;
-        Ok((engine, events_rx))
+        let mut sync_rx = None;
+        let node_id = format!("{}/{}", hostname(), engine.interface.name);
+        for vrrp in engine.config.vrrp.clone() {
+            if engine.replication.is_none() {
+                if let Some((replication, rx)) = Replication::start(&vrrp, &node_id).await? {
+                    engine.replication = Some(replication);
+                    sync_rx = Some(rx);
+                }
+            }
+            let instance = Instance::start(vrrp, &engine.interface, engine.netlink.clone()).await?;
+            engine.vrrp.push(instance);
+        }
+        engine.track();
+        Ok((
+            engine,
+            EngineEvents {
+                health: events_rx,
+                sync: sync_rx,
+            },
+        ))
     }
 
     /// Makes `next` the served state: applies it to the maps, then adopts it
@@ -114,6 +150,7 @@ impl Engine {
         let report = self.balancer.apply(&mut self.dataplane, &desired)?;
         self.model = next;
         self.sync_checks();
+        self.track();
         Ok(report)
     }
 
@@ -279,8 +316,89 @@ impl Engine {
         counts
     }
 
-    /// Stops checks and detaches the program.
-    pub fn shutdown(mut self) -> anyhow::Result<()> {
+    /// Sets each VRRP instance's priority from what this node can serve:
+    /// less when the program is not attached, when the interface is down,
+    /// and for each of the instance's VIPs that has no healthy backend.
+    pub fn track(&self) {
+        for instance in &self.vrrp {
+            let config = instance.config();
+            if config.priority == 255 {
+                continue; // the address owner's priority is fixed
+            }
+            let mut lost: u32 = 0;
+            if !self.dataplane.is_attached() {
+                lost += u32::from(config.track_dataplane);
+            }
+            if !self.interface_up {
+                lost += u32::from(config.track_interface);
+            }
+            let unserved = self
+                .model
+                .vips
+                .iter()
+                .filter(|(id, vip)| {
+                    config.addresses.contains(&id.address)
+                        && vip.config.on_all_down == AllDown::Drop
+                        && (vip.all_down() || vip.backends.is_empty())
+                })
+                .count();
+            lost += u32::try_from(unserved)
+                .unwrap_or(u32::MAX)
+                .saturating_mul(config.track_no_backend.into());
+            let effective = u32::from(config.priority)
+                .saturating_sub(lost)
+                .clamp(1, 254);
+            instance.set_priority(u8::try_from(effective).unwrap_or(1));
+        }
+    }
+
+    /// Whether this node should serve: master of some instance, or no
+    /// VRRP at all.
+    pub fn is_master(&self) -> bool {
+        self.vrrp.is_empty() || self.vrrp.iter().any(Instance::is_master)
+    }
+
+    /// Checks the interface's link for tracking.
+    pub async fn check_link(&mut self) {
+        match self.netlink.link_is_up(self.interface.index).await {
+            Ok(up) => {
+                if up != self.interface_up {
+                    warn!(interface = %self.interface.name, up, "interface link changed");
+                    self.interface_up = up;
+                }
+            }
+            Err(error) => warn!(%error, "reading the interface's link state failed"),
+        }
+    }
+
+    /// Replication tick: the master sends its recent flows.
+    pub fn sync_tick(&mut self) {
+        let master = self.is_master();
+        if let Some(replication) = &mut self.replication {
+            if master {
+                replication.tick(&self.dataplane, &self.balancer);
+            }
+        }
+    }
+
+    /// Installs flows from the peer (only while backup: the master's own
+    /// table is the truth).
+    pub fn on_sync(&mut self, batch: &ReceivedBatch) {
+        if self.is_master() {
+            return;
+        }
+        if let Some(replication) = &mut self.replication {
+            replication.install(batch, &mut self.dataplane, &self.balancer);
+        }
+    }
+
+    /// Hands the VIPs over (VRRP priority 0), stops checks and detaches the
+    /// program.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        for instance in std::mem::take(&mut self.vrrp) {
+            instance.stop().await;
+        }
+        self.replication = None;
         self.checker.retain(|_| false);
         self.dataplane.detach()?;
         Ok(())
@@ -314,6 +432,13 @@ pub fn check_of(
         fall: health.fall,
     };
     Some((target, settings))
+}
+
+/// The host name, to name this node to its replication peer.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "lbd".to_owned())
 }
 
 /// CLOCK_MONOTONIC in ns: the clock `bpf_ktime_get_ns` reads.

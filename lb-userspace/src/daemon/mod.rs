@@ -31,6 +31,18 @@ use engine::Engine;
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(1);
 /// Neighbour lookups happen every this many housekeeping ticks.
 const MAC_REFRESH_TICKS: u32 = 5;
+/// How often the VRRP master sends its recent flows to the backup.
+const SYNC_INTERVAL: Duration = Duration::from_millis(250);
+
+/// The next replicated batch, or never when replication is off.
+async fn next_batch(
+    batches: &mut Option<mpsc::Receiver<crate::sync::ReceivedBatch>>,
+) -> Option<crate::sync::ReceivedBatch> {
+    match batches {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
 
 /// An API request on its way to the engine, with where the answer goes.
 type Call = (Request, oneshot::Sender<Response>);
@@ -63,7 +75,9 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
     let server = Server::bind(&config.admin_socket, &ServeOptions::default())
         .await
         .with_context(|| format!("admin socket {}", config.admin_socket.display()))?;
-    let (mut engine, mut health_events) = Engine::start(path, config).await?;
+    let (mut engine, events) = Engine::start(path, config).await?;
+    let mut health_events = events.health;
+    let mut sync_batches = events.sync;
     info!(
         interface = %engine.interface.name,
         mode = %engine.xdp_mode,
@@ -84,6 +98,8 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
     let mut housekeeping = tokio::time::interval(HOUSEKEEPING_INTERVAL);
     housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut ticks: u32 = 0;
+    let mut sync_tick = tokio::time::interval(SYNC_INTERVAL);
+    sync_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = terminate.recv() => { info!("SIGTERM: shutting down"); break; }
@@ -106,8 +122,12 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
                 let _ = reply.send(response);
             }
             Some(event) = health_events.recv() => engine.on_health(event),
+            Some(batch) = next_batch(&mut sync_batches) => engine.on_sync(&batch),
+            _ = sync_tick.tick() => engine.sync_tick(),
             _ = housekeeping.tick() => {
                 engine.expire_drains(std::time::Instant::now());
+                engine.check_link().await;
+                engine.track();
                 ticks = ticks.wrapping_add(1);
                 if ticks.is_multiple_of(MAC_REFRESH_TICKS) {
                     engine.refresh_macs().await;
@@ -119,7 +139,7 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
     if let Err(error) = api.await {
         warn!(%error, "admin API task failed");
     }
-    engine.shutdown()?;
+    engine.shutdown().await?;
     info!("lbd stopped; XDP program detached");
     Ok(())
 }

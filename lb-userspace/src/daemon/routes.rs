@@ -17,8 +17,8 @@ use crate::{
     api::{
         code,
         schema::{
-            BackendSpec, BackendStatus, Change, CheckStatus, ConfigText, StateChange, Status,
-            VipSpec, VipStatus, WeightChange,
+            BackendSpec, BackendStatus, Change, CheckStatus, ConfigText, ReplicationStatus,
+            StateChange, Status, VipSpec, VipStatus, WeightChange,
         },
         Method, Request, Response,
     },
@@ -570,5 +570,12 @@ pub fn status(engine: &Engine) -> Status {
         config_file: engine.config_path.display().to_string(),
         vips,
         counters,
+        vrrp: engine.vrrp.iter().map(|i| i.status()).collect(),
+        replication: engine.replication.as_ref().map(|r| ReplicationStatus {
+            connected: r.connected(),
+            installed: r.installed,
+            unknown: r.unknown,
+            channel: r.stats.snapshot(),
+        }),
     }
 }

@@ -41,7 +41,11 @@ impl VrrpSocket {
     pub fn open(ifname: &str, ifindex: u32, local: IpAddr) -> io::Result<Self> {
         let socket = match local {
             IpAddr::V4(v4) => {
-                let s = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(i32::from(IPPROTO_VRRP))))?;
+                let s = Socket::new(
+                    Domain::IPV4,
+                    Type::RAW,
+                    Some(Protocol::from(i32::from(IPPROTO_VRRP))),
+                )?;
                 s.bind_device(Some(ifname.as_bytes()))?;
                 s.join_multicast_v4_n(&VRRP_MCAST_V4, &InterfaceIndexOrAddress::Index(ifindex))?;
                 s.set_multicast_if_v4(&v4)?;
@@ -52,7 +56,11 @@ impl VrrpSocket {
                 s
             }
             IpAddr::V6(v6) => {
-                let s = Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::from(i32::from(IPPROTO_VRRP))))?;
+                let s = Socket::new(
+                    Domain::IPV6,
+                    Type::RAW,
+                    Some(Protocol::from(i32::from(IPPROTO_VRRP))),
+                )?;
                 s.bind_device(Some(ifname.as_bytes()))?;
                 s.join_multicast_v6(&VRRP_MCAST_V6, ifindex)?;
                 s.set_multicast_if_v6(ifindex)?;
@@ -66,10 +74,10 @@ impl VrrpSocket {
             }
         };
         socket.set_nonblocking(true)?;
-        Ok(Self {
-            io: AsyncFd::new(socket)?,
-            local,
-        })
+        // SAFETY: the socket owns its fd, which stays open and the same for
+        // as long as the AsyncFd owns the socket.
+        let io = unsafe { AsyncFd::register(socket) }.map_err(|e| e.into_parts().1)?;
+        Ok(Self { io, local })
     }
 
     /// Our source address.
@@ -147,7 +155,12 @@ pub fn parse_ipv4(bytes: &[u8]) -> Option<Received> {
     let total = usize::from(u16::from_be_bytes([*bytes.get(2)?, *bytes.get(3)?]));
     let end = total.min(bytes.len());
     let octets = |at: usize| -> Option<Ipv4Addr> {
-        Some(Ipv4Addr::new(*bytes.get(at)?, *bytes.get(at + 1)?, *bytes.get(at + 2)?, *bytes.get(at + 3)?))
+        Some(Ipv4Addr::new(
+            *bytes.get(at)?,
+            *bytes.get(at + 1)?,
+            *bytes.get(at + 2)?,
+            *bytes.get(at + 3)?,
+        ))
     };
     Some(Received {
         src: IpAddr::V4(octets(12)?),
@@ -162,7 +175,7 @@ pub fn parse_ipv4(bytes: &[u8]) -> Option<Received> {
 fn recv_v6(socket: &Socket) -> io::Result<Option<Received>> {
     let mut buffer = [0u8; 2048];
     let mut control = [0u64; 16]; // aligned space for cmsgs
-    // SAFETY: zeroed sockaddr storage is a valid out-parameter.
+                                  // SAFETY: zeroed sockaddr storage is a valid out-parameter.
     let mut from: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
     let mut iov = libc::iovec {
         iov_base: buffer.as_mut_ptr().cast(),
@@ -190,7 +203,8 @@ fn recv_v6(socket: &Socket) -> io::Result<Option<Received>> {
         let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
         while !cmsg.is_null() {
             let data = libc::CMSG_DATA(cmsg);
-            if (*cmsg).cmsg_level == libc::IPPROTO_IPV6 && (*cmsg).cmsg_type == libc::IPV6_HOPLIMIT {
+            if (*cmsg).cmsg_level == libc::IPPROTO_IPV6 && (*cmsg).cmsg_type == libc::IPV6_HOPLIMIT
+            {
                 hop_limit = Some(std::ptr::read_unaligned(data.cast::<i32>()));
             }
             if (*cmsg).cmsg_level == libc::IPPROTO_IPV6 && (*cmsg).cmsg_type == libc::IPV6_PKTINFO {
@@ -284,7 +298,9 @@ mod tests {
 
     #[test]
     fn ipv4_packets_split_into_ttl_addresses_and_payload() {
-        let mut packet = vec![0x45, 0, 0, 28, 0, 0, 0, 0, 255, 112, 0, 0, 198, 18, 0, 2, 224, 0, 0, 18];
+        let mut packet = vec![
+            0x45, 0, 0, 28, 0, 0, 0, 0, 255, 112, 0, 0, 198, 18, 0, 2, 224, 0, 0, 18,
+        ];
         packet.extend_from_slice(&[0x31, 51, 100, 1, 0, 100, 0, 0]);
         let received = parse_ipv4(&packet).unwrap();
         assert_eq!(received.ttl, 255);

@@ -23,6 +23,41 @@ pub async fn run(client: &Client, args: &Args) -> Result<(), Failure> {
         "lbd on {} (XDP {}), config {}",
         status.interface, status.xdp_mode, status.config_file
     );
+    for vrrp in &status.vrrp {
+        let master = vrrp.master.map_or("unknown".to_owned(), |m| m.to_string());
+        let ignored: Vec<String> = vrrp
+            .ignored
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        println!(
+            "VRRP vrid {}: {} (priority {} of {}), master {master}, adverts sent {} received {}{}",
+            vrrp.vrid,
+            vrrp.state,
+            vrrp.priority,
+            vrrp.configured_priority,
+            vrrp.counters.adverts_sent,
+            vrrp.counters.adverts_received,
+            if ignored.is_empty() {
+                String::new()
+            } else {
+                format!(", ignored {}", ignored.join(" "))
+            }
+        );
+    }
+    if let Some(r) = &status.replication {
+        println!(
+            "replication: {}, {} flows sent, {} installed from the peer ({} unknown)",
+            if r.connected {
+                "connected"
+            } else {
+                "not connected"
+            },
+            r.channel.records_sent,
+            r.installed,
+            r.unknown
+        );
+    }
     for vip in &status.vips {
         print_vip(vip);
     }

@@ -1,0 +1,436 @@
+//! One VRRP instance at work: a tokio task that feeds the pure state
+//! machine with adverts from the wire, timer expiries and priority changes
+//! (tracking), and carries out what it decides: adverts on the wire, the
+//! VIP addresses added (with gratuitous ARP / unsolicited NA) or removed
+//! over rtnetlink, notify commands. Stale addresses left by a crash are
+//! removed at start, before the instance speaks.
+
+use std::{
+    collections::BTreeMap,
+    net::IpAddr,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use anyhow::{anyhow, Context as _};
+use serde::{Deserialize, Serialize};
+use tokio::{
+    sync::{oneshot, watch},
+    task::JoinHandle,
+};
+use tracing::{debug, info, warn};
+
+use super::{
+    net::{announce, Received, VrrpSocket},
+    validate, Action, Advertisement, ChecksumMode, Counters, Family, Invalid, Machine, Settings,
+    State,
+};
+use crate::{
+    config::VrrpConfig,
+    netlink::{Interface, Netlink},
+};
+
+/// What an instance reports, for status and metrics.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstanceStatus {
+    /// Virtual router id.
+    pub vrid: u8,
+    /// Protocol state.
+    pub state: State,
+    /// Priority configured.
+    pub configured_priority: u8,
+    /// Priority advertised now (after tracking).
+    pub priority: u8,
+    /// Primary address of the current master, as last heard (ourselves
+    /// when master).
+    pub master: Option<IpAddr>,
+    /// Addresses the instance moves.
+    pub addresses: Vec<IpAddr>,
+    /// Protocol counters.
+    pub counters: Counters,
+    /// Packets ignored, by reason (`ttl`, `checksum`, `other_vrid`, ...).
+    pub ignored: BTreeMap<String, u64>,
+}
+
+/// A running instance.
+pub struct Instance {
+    priority: watch::Sender<u8>,
+    status: watch::Receiver<InstanceStatus>,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+    config: VrrpConfig,
+}
+
+impl Instance {
+    /// Removes stale addresses, opens the socket and starts the instance.
+    pub async fn start(
+        config: VrrpConfig,
+        interface: &Interface,
+        netlink: Netlink,
+    ) -> anyhow::Result<Self> {
+        let family = config
+            .addresses
+            .first()
+            .map(Family::of)
+            .ok_or_else(|| anyhow!("VRRP instance {} has no address to move", config.vrid))?;
+        // A crash may have left our addresses here: the peer holds them now.
+        for address in &config.addresses {
+            netlink
+                .remove_address(interface.index, *address)
+                .await
+                .with_context(|| format!("removing stale VIP {address}"))?;
+        }
+        let local = source_address(&netlink, interface, &config, family).await?;
+        let socket = VrrpSocket::open(&interface.name, interface.index, local)
+            .with_context(|| format!("opening the VRRP socket on {}", interface.name))?;
+        let settings = Settings {
+            vrid: config.vrid,
+            priority: config.priority,
+            adver_interval_cs: u16::try_from(config.advert_interval.as_millis() / 10)
+                .unwrap_or(100),
+            preempt: config.preempt,
+            preempt_delay: config.preempt_delay,
+            accept_mode: false,
+        };
+        let machine = Machine::new(settings, local);
+        let initial = InstanceStatus {
+            vrid: config.vrid,
+            state: State::Initialize,
+            configured_priority: config.priority,
+            priority: config.priority,
+            master: None,
+            addresses: config.addresses.clone(),
+            counters: Counters::default(),
+            ignored: BTreeMap::new(),
+        };
+        let (priority_tx, priority_rx) = watch::channel(config.priority);
+        let (status_tx, status_rx) = watch::channel(initial);
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let driver = Driver {
+            config: config.clone(),
+            interface: interface.clone(),
+            netlink,
+            socket,
+            machine,
+            status: status_tx,
+            ignored: BTreeMap::new(),
+            holding: false,
+        };
+        info!(vrid = config.vrid, %local, priority = config.priority, "VRRP instance starting");
+        let task = tokio::spawn(driver.run(priority_rx, stop_rx));
+        Ok(Self {
+            priority: priority_tx,
+            status: status_rx,
+            stop: Some(stop_tx),
+            task,
+            config,
+        })
+    }
+
+    /// The instance's configuration.
+    pub fn config(&self) -> &VrrpConfig {
+        &self.config
+    }
+
+    /// Sets the effective priority (tracking).
+    pub fn set_priority(&self, priority: u8) {
+        self.priority.send_if_modified(|p| {
+            let changed = *p != priority;
+            *p = priority;
+            changed
+        });
+    }
+
+    /// The latest status.
+    pub fn status(&self) -> InstanceStatus {
+        self.status.borrow().clone()
+    }
+
+    /// Whether this node is master now.
+    pub fn is_master(&self) -> bool {
+        self.status.borrow().state == State::Master
+    }
+
+    /// Steps down at once (priority 0 advert: the backup takes over after
+    /// its skew time) and removes the addresses; waits up to 2 s.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match tokio::time::timeout(Duration::from_secs(2), &mut self.task).await {
+            Ok(_) => {}
+            Err(_) => {
+                warn!(
+                    vrid = self.config.vrid,
+                    "VRRP instance did not stop in time"
+                );
+                self.task.abort();
+            }
+        }
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// IPv4: the interface's primary address (not one of ours); IPv6: its
+/// link-local address, as RFC 5798 wants adverts sent from.
+async fn source_address(
+    netlink: &Netlink,
+    interface: &Interface,
+    config: &VrrpConfig,
+    family: Family,
+) -> anyhow::Result<IpAddr> {
+    let addresses = netlink.addresses(interface.index).await?;
+    addresses
+        .iter()
+        .filter(|a| !config.addresses.contains(&a.address))
+        .find(|a| match (family, a.address) {
+            (Family::V4, IpAddr::V4(_)) => !a.secondary,
+            (Family::V6, IpAddr::V6(v6)) => v6.segments()[0] & 0xffc0 == 0xfe80,
+            _ => false,
+        })
+        .map(|a| a.address)
+        .ok_or_else(|| {
+            anyhow!(
+                "interface {} has no {} address to send VRRP adverts from",
+                interface.name,
+                match family {
+                    Family::V4 => "primary IPv4",
+                    Family::V6 => "link-local IPv6",
+                }
+            )
+        })
+}
+
+struct Driver {
+    config: VrrpConfig,
+    interface: Interface,
+    netlink: Netlink,
+    socket: VrrpSocket,
+    machine: Machine,
+    status: watch::Sender<InstanceStatus>,
+    ignored: BTreeMap<String, u64>,
+    holding: bool,
+}
+
+impl Driver {
+    async fn run(mut self, mut priority: watch::Receiver<u8>, mut stop: oneshot::Receiver<()>) {
+        let actions = self.machine.startup(Instant::now());
+        self.carry_out(actions).await;
+        loop {
+            let deadline = self
+                .machine
+                .next_deadline()
+                .map(tokio::time::Instant::from_std)
+                .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+            let actions = tokio::select! {
+                _ = &mut stop => {
+                    let actions = self.machine.shutdown(Instant::now());
+                    self.carry_out(actions).await;
+                    info!(vrid = self.config.vrid, "VRRP instance stopped");
+                    return;
+                }
+                received = self.socket.recv() => match received {
+                    Ok(packet) => self.on_packet(&packet),
+                    Err(error) => {
+                        warn!(vrid = self.config.vrid, %error, "receiving VRRP failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        Vec::new()
+                    }
+                },
+                _ = tokio::time::sleep_until(deadline) => self.machine.on_timer(Instant::now()),
+                changed = priority.changed() => match changed {
+                    Ok(()) => {
+                        let p = *priority.borrow_and_update();
+                        info!(vrid = self.config.vrid, priority = p, "VRRP priority changed");
+                        self.machine.set_priority(p, Instant::now())
+                    }
+                    Err(_) => Vec::new(),
+                },
+            };
+            self.carry_out(actions).await;
+        }
+    }
+
+    fn ignore(&mut self, label: &str) -> Vec<Action> {
+        *self.ignored.entry(label.to_owned()).or_default() += 1;
+        self.publish();
+        Vec::new()
+    }
+
+    fn on_packet(&mut self, packet: &Received) -> Vec<Action> {
+        if packet.src == self.socket.local() {
+            return Vec::new(); // our own, looped back
+        }
+        let (ad, _mode) = match Advertisement::decode(&packet.payload, packet.src, packet.dst) {
+            Ok(decoded) => decoded,
+            Err(error) => {
+                debug!(vrid = self.config.vrid, src = %packet.src, %error, "malformed VRRP packet ignored");
+                return self.ignore(error.label());
+            }
+        };
+        if let Err(invalid) = validate(&ad, packet.ttl, self.config.vrid, &self.config.addresses) {
+            if !matches!(invalid, Invalid::OtherVrid(_)) {
+                debug!(vrid = self.config.vrid, src = %packet.src, %invalid, "VRRP advert ignored");
+            }
+            return self.ignore(invalid.label());
+        }
+        self.machine.on_advert(&ad, packet.src, Instant::now())
+    }
+
+    async fn carry_out(&mut self, actions: Vec<Action>) {
+        for action in actions {
+            match action {
+                Action::SendAdvert { priority } => self.send_advert(priority).await,
+                Action::BecomeMaster => {
+                    info!(
+                        vrid = self.config.vrid,
+                        priority = self.machine.priority(),
+                        "VRRP: became master"
+                    );
+                    self.take_addresses().await;
+                    self.notify("master");
+                }
+                Action::BecomeBackup => {
+                    info!(vrid = self.config.vrid, master = ?self.machine.master_address(), "VRRP: became backup");
+                    self.release_addresses().await;
+                    self.notify("backup");
+                }
+                Action::BecomeInitialize => {
+                    self.release_addresses().await;
+                    self.notify("stopped");
+                }
+            }
+        }
+        self.publish();
+    }
+
+    async fn send_advert(&mut self, priority: u8) {
+        let ad = Advertisement {
+            vrid: self.config.vrid,
+            priority,
+            max_adver_int_cs: self.machine.settings().adver_interval_cs,
+            addresses: self.config.addresses.clone(),
+        };
+        let local = self.socket.local();
+        let targets: Vec<IpAddr> = if self.config.unicast_peers.is_empty() {
+            vec![Family::of(&local).multicast_group()]
+        } else {
+            self.config.unicast_peers.clone()
+        };
+        for dst in targets {
+            // keepalived 2.2.7 sends (and expects) the IPv4 pseudo-header.
+            match ad.encode(local, dst, ChecksumMode::PseudoHeader) {
+                Ok(payload) => {
+                    if let Err(error) = self.socket.send(&payload, dst).await {
+                        warn!(vrid = self.config.vrid, %dst, %error, "sending a VRRP advert failed");
+                    }
+                }
+                Err(error) => {
+                    warn!(vrid = self.config.vrid, %error, "encoding a VRRP advert failed")
+                }
+            }
+        }
+    }
+
+    async fn take_addresses(&mut self) {
+        for address in &self.config.addresses {
+            let prefix = if address.is_ipv4() { 32 } else { 128 };
+            if let Err(error) = self
+                .netlink
+                .add_address(self.interface.index, *address, prefix)
+                .await
+            {
+                warn!(vrid = self.config.vrid, %address, %error, "adding a VIP failed");
+            }
+        }
+        self.holding = true;
+        let (count, interval) = (self.config.announce_count, self.config.announce_interval);
+        let (index, mac, addresses) = (
+            self.interface.index,
+            self.interface.mac,
+            self.config.addresses.clone(),
+        );
+        tokio::spawn(async move {
+            for round in 0..count {
+                if round > 0 {
+                    tokio::time::sleep(interval).await;
+                }
+                for address in &addresses {
+                    if let Err(error) = announce(index, mac, *address) {
+                        warn!(%address, %error, "announcing a VIP failed");
+                    }
+                }
+            }
+        });
+    }
+
+    async fn release_addresses(&mut self) {
+        if !self.holding {
+            return;
+        }
+        for address in &self.config.addresses {
+            if let Err(error) = self
+                .netlink
+                .remove_address(self.interface.index, *address)
+                .await
+            {
+                warn!(vrid = self.config.vrid, %address, %error, "removing a VIP failed");
+            }
+        }
+        self.holding = false;
+    }
+
+    fn notify(&self, state: &str) {
+        let Some(program) = self.config.notify.clone() else {
+            return;
+        };
+        let (state, vrid) = (state.to_owned(), self.config.vrid.to_string());
+        tokio::spawn(run_notify(program, state, vrid));
+    }
+
+    fn publish(&self) {
+        let status = InstanceStatus {
+            vrid: self.config.vrid,
+            state: self.machine.state(),
+            configured_priority: self.config.priority,
+            priority: self.machine.priority(),
+            master: match self.machine.state() {
+                State::Master => Some(self.socket.local()),
+                _ => self.machine.master_address(),
+            },
+            addresses: self.config.addresses.clone(),
+            counters: *self.machine.counters(),
+            ignored: self.ignored.clone(),
+        };
+        self.status.send_replace(status);
+    }
+}
+
+async fn run_notify(program: PathBuf, state: String, vrid: String) {
+    let result = tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio::process::Command::new(&program)
+            .arg(&state)
+            .arg(&vrid)
+            .kill_on_drop(true)
+            .status(),
+    )
+    .await;
+    match result {
+        Ok(Ok(status)) if status.success() => {}
+        Ok(Ok(status)) => {
+            warn!(program = %program.display(), %state, %status, "VRRP notify failed")
+        }
+        Ok(Err(error)) => {
+            warn!(program = %program.display(), %state, %error, "VRRP notify could not run")
+        }
+        Err(_) => {
+            warn!(program = %program.display(), %state, "VRRP notify ran over 30 s and was killed")
+        }
+    }
+}

@@ -1,0 +1,1160 @@
+//! The VRRPv3 state machine of RFC 5798 §6.4 for one virtual router:
+//! Initialize, Backup and Master, the Adver_Timer and Master_Down_Timer,
+//! preemption (with keepalived's `preempt_delay`), and the effective
+//! priority that tracking lowers or raises. Pure: no sockets and no clock.
+//! The caller hands in every validated advert and the time, calls
+//! [`Machine::on_timer`] at [`Machine::next_deadline`], and carries out the
+//! [`Action`]s it gets back (send an advert, add or remove the VIPs, send
+//! gratuitous ARP / unsolicited NA, run notify hooks), in order.
+
+use std::{
+    fmt,
+    net::IpAddr,
+    time::{Duration, Instant},
+};
+
+use serde::{Deserialize, Serialize};
+
+use super::packet::{Advertisement, MAX_ADVER_INT_CS};
+
+/// The priority of the router that owns the virtual addresses: it becomes
+/// master at once on startup (RFC 5798 §6.4.1).
+pub const OWNER_PRIORITY: u8 = 255;
+
+/// The longest preempt delay (keepalived's limit for `preempt_delay`), so
+/// that a deadline can always be computed.
+pub const MAX_PREEMPT_DELAY: Duration = Duration::from_secs(1000);
+
+const MICROS_PER_CS: u64 = 10_000;
+
+/// How one virtual router runs: the fields of a keepalived `vrrp_instance`
+/// that the protocol itself reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Settings {
+    /// Virtual router ID, 1..=255, the same on every router of the group.
+    pub vrid: u8,
+    /// Configured priority, 1..=255; 255 means we own the addresses.
+    pub priority: u8,
+    /// Our Advertisement_Interval in centiseconds, 1..=4095.
+    pub adver_interval_cs: u16,
+    /// Preempt_Mode: whether a backup takes over from a live master of
+    /// lower priority (keepalived's default; `nopreempt` turns it off).
+    pub preempt: bool,
+    /// keepalived's `preempt_delay`: how long after startup, or after first
+    /// hearing a lower-priority master, a backup keeps deferring to it
+    /// before preempting. Zero preempts at once. At most 1000 s.
+    pub preempt_delay: Duration,
+    /// Accept_Mode: whether the master accepts packets addressed to the
+    /// virtual addresses it does not own. Not read by the machine; kept here
+    /// so the data path finds it with the rest of the instance.
+    pub accept_mode: bool,
+}
+
+/// Why [`Settings`] cannot be used as written. The machine still runs with
+/// them (priority 0 as 1, the interval clamped to 1..=4095, the delay to
+/// [`MAX_PREEMPT_DELAY`]), so this is for the config layer to refuse them.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SettingsError {
+    /// VRID 0 cannot be sent.
+    #[error("VRRP vrid must be 1..=255, got 0")]
+    ZeroVrid,
+    /// Priority 0 is reserved for a master that stops.
+    #[error("VRRP priority must be 1..=255, got 0")]
+    ZeroPriority,
+    /// The interval does not fit the advert's 12 bits, or is 0.
+    #[error("VRRP advertisement interval must be 1..=4095 cs, got {0}")]
+    Interval(u16),
+    /// Longer than [`MAX_PREEMPT_DELAY`].
+    #[error("VRRP preempt delay must be at most 1000 s, got {0:?}")]
+    PreemptDelay(Duration),
+}
+
+impl Settings {
+    /// Checks the ranges, so a bad config is refused with a clear message
+    /// instead of silently fixed.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        if self.vrid == 0 {
+            return Err(SettingsError::ZeroVrid);
+        }
+        if self.priority == 0 {
+            return Err(SettingsError::ZeroPriority);
+        }
+        if self.adver_interval_cs == 0 || self.adver_interval_cs > MAX_ADVER_INT_CS {
+            return Err(SettingsError::Interval(self.adver_interval_cs));
+        }
+        if self.preempt_delay > MAX_PREEMPT_DELAY {
+            return Err(SettingsError::PreemptDelay(self.preempt_delay));
+        }
+        Ok(())
+    }
+
+    /// The settings the machine runs with: every range forced.
+    fn normalized(self) -> Self {
+        Self {
+            priority: self.priority.max(1),
+            adver_interval_cs: clamp_interval(self.adver_interval_cs),
+            preempt_delay: self.preempt_delay.min(MAX_PREEMPT_DELAY),
+            ..self
+        }
+    }
+}
+
+/// The protocol state (RFC 5798 §6.4).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    /// Not running: before startup and after shutdown.
+    #[default]
+    Initialize,
+    /// Watching the master, ready to take over.
+    Backup,
+    /// Holding the virtual addresses and advertising.
+    Master,
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            State::Initialize => "initialize",
+            State::Backup => "backup",
+            State::Master => "master",
+        })
+    }
+}
+
+/// What the caller must do, in the order given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// Send one advert with this priority (0 when stepping down on
+    /// shutdown), our VRID, interval and virtual addresses.
+    SendAdvert {
+        /// The priority to put in the advert.
+        priority: u8,
+    },
+    /// We are now master: add the virtual addresses, send gratuitous ARP /
+    /// unsolicited NA, run the master notify.
+    BecomeMaster,
+    /// We are now backup: remove the virtual addresses if held, run the
+    /// backup notify.
+    BecomeBackup,
+    /// We stopped (shutdown): remove the virtual addresses if held, run the
+    /// stop notify.
+    BecomeInitialize,
+}
+
+/// What the machine has done since it was created, for metrics.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Counters {
+    /// Adverts asked for, priority-zero ones included.
+    pub adverts_sent: u64,
+    /// Adverts handed to [`Machine::on_advert`] for our VRID, priority-zero
+    /// ones included.
+    pub adverts_received: u64,
+    /// Priority-zero adverts asked for (on shutdown as master).
+    pub priority_zero_sent: u64,
+    /// Priority-zero adverts received (a master stepping down).
+    pub priority_zero_received: u64,
+    /// Transitions to master.
+    pub became_master: u64,
+    /// Transitions to backup (from Initialize or from master).
+    pub became_backup: u64,
+}
+
+/// One virtual router's protocol state. The driver owns one per instance,
+/// feeds it adverts, timer ticks and priority changes, and acts on what it
+/// returns.
+#[derive(Debug, Clone)]
+pub struct Machine {
+    settings: Settings,
+    primary_address: IpAddr,
+    state: State,
+    /// Effective priority: configured, then moved by tracking.
+    priority: u8,
+    /// Master_Adver_Interval, learned from the master in backup.
+    master_adver_interval_cs: u16,
+    /// Adver_Timer, running in master only.
+    adver_at: Option<Instant>,
+    /// Master_Down_Timer, running in backup only.
+    master_down_at: Option<Instant>,
+    /// keepalived's preempt_time: until then a lower-priority master is
+    /// deferred to. `None` when not started (or stopped by a master of at
+    /// least our priority).
+    preempt_until: Option<Instant>,
+    master_address: Option<IpAddr>,
+    counters: Counters,
+}
+
+impl Machine {
+    /// A machine in state Initialize. `primary_address` is the address we
+    /// send adverts from, which breaks ties between equal priorities.
+    pub fn new(settings: Settings, primary_address: IpAddr) -> Self {
+        let settings = settings.normalized();
+        Self {
+            settings,
+            primary_address,
+            state: State::Initialize,
+            priority: settings.priority,
+            master_adver_interval_cs: settings.adver_interval_cs,
+            adver_at: None,
+            master_down_at: None,
+            preempt_until: None,
+            master_address: None,
+            counters: Counters::default(),
+        }
+    }
+
+    /// The Startup event (§6.4.1): the owner (effective priority 255)
+    /// advertises and becomes master at once; anyone else becomes backup
+    /// and waits one Master_Down_Interval for a master. Does nothing unless
+    /// in Initialize.
+    pub fn startup(&mut self, now: Instant) -> Vec<Action> {
+        if self.state != State::Initialize {
+            return Vec::new();
+        }
+        self.master_adver_interval_cs = self.settings.adver_interval_cs;
+        if self.priority == OWNER_PRIORITY {
+            self.become_master(now)
+        } else {
+            self.state = State::Backup;
+            self.master_address = None;
+            self.adver_at = None;
+            self.master_down_at = Some(after(now, self.master_down_interval()));
+            self.preempt_until = self.preempt_delay_from(now);
+            self.counters.became_backup = self.counters.became_backup.saturating_add(1);
+            vec![Action::BecomeBackup]
+        }
+    }
+
+    /// The Shutdown event: a master sends a priority-0 advert so a backup
+    /// takes over after Skew_Time instead of Master_Down_Interval; either
+    /// state stops its timers and goes back to Initialize.
+    pub fn shutdown(&mut self, _now: Instant) -> Vec<Action> {
+        let mut actions = Vec::new();
+        match self.state {
+            State::Initialize => return actions,
+            State::Master => {
+                actions.push(self.send(0));
+            }
+            State::Backup => {}
+        }
+        self.state = State::Initialize;
+        self.adver_at = None;
+        self.master_down_at = None;
+        self.preempt_until = None;
+        self.master_address = None;
+        actions.push(Action::BecomeInitialize);
+        actions
+    }
+
+    /// An advert for our VRID from `src`, already checked by
+    /// [`super::packet::validate`]. Applies §6.4.2 in backup and §6.4.3 in
+    /// master; ignored in Initialize and if the VRID is not ours.
+    pub fn on_advert(&mut self, ad: &Advertisement, src: IpAddr, now: Instant) -> Vec<Action> {
+        if ad.vrid != self.settings.vrid {
+            return Vec::new();
+        }
+        self.counters.adverts_received = self.counters.adverts_received.saturating_add(1);
+        if ad.priority == 0 {
+            self.counters.priority_zero_received =
+                self.counters.priority_zero_received.saturating_add(1);
+        }
+        match self.state {
+            State::Initialize => Vec::new(),
+            State::Backup => {
+                self.backup_rx(ad, src, now);
+                Vec::new()
+            }
+            State::Master => self.master_rx(ad, src, now),
+        }
+    }
+
+    /// Fires the timers that have expired by `now`: in master the
+    /// Adver_Timer sends an advert; in backup the Master_Down_Timer makes us
+    /// master. Safe to call at any time: nothing happens before a deadline.
+    pub fn on_timer(&mut self, now: Instant) -> Vec<Action> {
+        match self.state {
+            State::Initialize => Vec::new(),
+            State::Backup => match self.master_down_at {
+                Some(at) if at <= now => self.become_master(now),
+                _ => Vec::new(),
+            },
+            State::Master => match self.adver_at {
+                Some(at) if at <= now => {
+                    self.adver_at = Some(after(now, self.adver_interval()));
+                    vec![self.send(self.priority)]
+                }
+                _ => Vec::new(),
+            },
+        }
+    }
+
+    /// When [`Self::on_timer`] must be called next; `None` in Initialize.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        match self.state {
+            State::Initialize => None,
+            State::Backup => self.master_down_at,
+            State::Master => self.adver_at,
+        }
+    }
+
+    /// Sets the effective priority, e.g. lowered by tracking when the data
+    /// plane is detached or a VIP has no healthy backend, and restored
+    /// after. It is kept in 1..=254, or 1..=255 if configured as the owner.
+    /// In master the new priority is advertised at once (so a backup can
+    /// preempt without waiting an interval); in backup it is used from the
+    /// next advert on, so a raised priority lets us preempt a lower master
+    /// when its adverts are discarded and the Master_Down_Timer fires.
+    pub fn set_priority(&mut self, priority: u8, now: Instant) -> Vec<Action> {
+        let priority = match priority {
+            0 => 1,
+            OWNER_PRIORITY if self.settings.priority != OWNER_PRIORITY => OWNER_PRIORITY - 1,
+            p => p,
+        };
+        if priority == self.priority {
+            return Vec::new();
+        }
+        self.priority = priority;
+        match self.state {
+            State::Master => {
+                self.adver_at = Some(after(now, self.adver_interval()));
+                vec![self.send(priority)]
+            }
+            State::Initialize | State::Backup => Vec::new(),
+        }
+    }
+
+    /// The current state.
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// The effective priority (what we advertise as master and compare
+    /// against as backup).
+    pub fn priority(&self) -> u8 {
+        self.priority
+    }
+
+    /// Master_Down_Interval = 3 × Master_Adver_Interval + Skew_Time: how
+    /// long a backup waits without adverts before taking over.
+    pub fn master_down_interval(&self) -> Duration {
+        cs_to_duration(self.master_adver_interval_cs)
+            .saturating_mul(3)
+            .saturating_add(self.skew_time())
+    }
+
+    /// Skew_Time = (256 − Priority) × Master_Adver_Interval / 256, computed
+    /// in microseconds (truncated), so higher priorities take over sooner.
+    pub fn skew_time(&self) -> Duration {
+        let weight = 256 - u64::from(self.priority);
+        let interval_us = u64::from(self.master_adver_interval_cs) * MICROS_PER_CS;
+        Duration::from_micros(weight * interval_us / 256)
+    }
+
+    /// Master_Adver_Interval: ours until a master's advert is accepted in
+    /// backup, then the master's.
+    pub fn master_adver_interval(&self) -> Duration {
+        cs_to_duration(self.master_adver_interval_cs)
+    }
+
+    /// The current master: our primary address in master, the sender of the
+    /// last advert accepted in backup (`None` until one), `None` in
+    /// Initialize.
+    pub fn master_address(&self) -> Option<IpAddr> {
+        self.master_address
+    }
+
+    /// What the machine has done, for metrics.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// The settings in force (ranges forced, see [`SettingsError`]).
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The address adverts are sent from, which breaks priority ties.
+    pub fn primary_address(&self) -> IpAddr {
+        self.primary_address
+    }
+
+    /// §6.4.2, "If an ADVERTISEMENT is received".
+    fn backup_rx(&mut self, ad: &Advertisement, src: IpAddr, now: Instant) {
+        if ad.priority == 0 {
+            // The master is stepping down: take over after Skew_Time only.
+            self.master_down_at = Some(after(now, self.skew_time()));
+            return;
+        }
+        let delay_on = !self.settings.preempt_delay.is_zero();
+        let deferring = delay_on && self.preempt_until.is_none_or(|until| until > now);
+        if !self.settings.preempt || ad.priority >= self.priority || deferring {
+            self.master_adver_interval_cs = clamp_interval(ad.max_adver_int_cs);
+            self.master_down_at = Some(after(now, self.master_down_interval()));
+            self.master_address = Some(src);
+            if delay_on {
+                if ad.priority >= self.priority {
+                    self.preempt_until = None;
+                } else if self.preempt_until.is_none() {
+                    self.preempt_until = self.preempt_delay_from(now);
+                }
+            }
+        }
+        // Else: preempt is on, the advert is of lower priority and any
+        // preempt delay is over: discard it, and let the Master_Down_Timer
+        // (not reset) make us master.
+    }
+
+    /// §6.4.3, "If an ADVERTISEMENT is received".
+    fn master_rx(&mut self, ad: &Advertisement, src: IpAddr, now: Instant) -> Vec<Action> {
+        if ad.priority == 0 {
+            self.adver_at = Some(after(now, self.adver_interval()));
+            return vec![self.send(self.priority)];
+        }
+        let wins = ad.priority > self.priority
+            || (ad.priority == self.priority && address_greater(src, self.primary_address));
+        if !wins {
+            return Vec::new();
+        }
+        self.state = State::Backup;
+        self.adver_at = None;
+        self.master_adver_interval_cs = clamp_interval(ad.max_adver_int_cs);
+        self.master_down_at = Some(after(now, self.master_down_interval()));
+        self.master_address = Some(src);
+        self.preempt_until = None;
+        self.counters.became_backup = self.counters.became_backup.saturating_add(1);
+        vec![Action::BecomeBackup]
+    }
+
+    /// Sends an advert and becomes master (startup as owner, or the
+    /// Master_Down_Timer firing).
+    fn become_master(&mut self, now: Instant) -> Vec<Action> {
+        self.state = State::Master;
+        self.master_down_at = None;
+        self.preempt_until = None;
+        self.adver_at = Some(after(now, self.adver_interval()));
+        self.master_address = Some(self.primary_address);
+        self.counters.became_master = self.counters.became_master.saturating_add(1);
+        vec![self.send(self.priority), Action::BecomeMaster]
+    }
+
+    /// Counts an advert and returns the action to send it.
+    fn send(&mut self, priority: u8) -> Action {
+        self.counters.adverts_sent = self.counters.adverts_sent.saturating_add(1);
+        if priority == 0 {
+            self.counters.priority_zero_sent = self.counters.priority_zero_sent.saturating_add(1);
+        }
+        Action::SendAdvert { priority }
+    }
+
+    fn adver_interval(&self) -> Duration {
+        cs_to_duration(self.settings.adver_interval_cs)
+    }
+
+    fn preempt_delay_from(&self, now: Instant) -> Option<Instant> {
+        let delay = self.settings.preempt_delay;
+        (!delay.is_zero()).then(|| after(now, delay))
+    }
+}
+
+/// `now + d`; intervals here are at most minutes, so overflowing `Instant`
+/// cannot happen in practice, and if it did the timer fires at once rather
+/// than panicking.
+fn after(now: Instant, d: Duration) -> Instant {
+    now.checked_add(d).unwrap_or(now)
+}
+
+fn cs_to_duration(cs: u16) -> Duration {
+    Duration::from_micros(u64::from(cs) * MICROS_PER_CS)
+}
+
+fn clamp_interval(cs: u16) -> u16 {
+    cs.clamp(1, MAX_ADVER_INT_CS)
+}
+
+/// Whether `a` is the greater address as an unsigned big-endian number
+/// (RFC 5798 §6.4.3, as keepalived compares). Addresses of different
+/// families never win.
+fn address_greater(a: IpAddr, b: IpAddr) -> bool {
+    match (a, b) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => u32::from(a) > u32::from(b),
+        (IpAddr::V6(a), IpAddr::V6(b)) => u128::from(a) > u128::from(b),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+
+    const ME: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 2));
+    const LOWER: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1));
+    const HIGHER: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 3));
+    const VIP: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 100));
+
+    fn settings(priority: u8) -> Settings {
+        Settings {
+            vrid: 51,
+            priority,
+            adver_interval_cs: 100,
+            preempt: true,
+            preempt_delay: Duration::ZERO,
+            accept_mode: false,
+        }
+    }
+
+    fn ad(priority: u8) -> Advertisement {
+        Advertisement {
+            vrid: 51,
+            priority,
+            max_adver_int_cs: 100,
+            addresses: vec![VIP],
+        }
+    }
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn us(n: u64) -> Duration {
+        Duration::from_micros(n)
+    }
+
+    /// A backup started at `t0` with `s`.
+    fn backup(s: Settings, t0: Instant) -> Machine {
+        let mut m = Machine::new(s, ME);
+        assert_eq!(m.startup(t0), [Action::BecomeBackup]);
+        m
+    }
+
+    /// A master: a backup whose down timer has fired; returns the time.
+    fn master(s: Settings, t0: Instant) -> (Machine, Instant) {
+        let mut m = backup(s, t0);
+        let t = m.next_deadline().unwrap();
+        assert_eq!(
+            m.on_timer(t),
+            [
+                Action::SendAdvert {
+                    priority: m.priority()
+                },
+                Action::BecomeMaster
+            ]
+        );
+        (m, t)
+    }
+
+    #[test]
+    fn state_displays_and_serializes_lowercase() {
+        assert_eq!(State::Initialize.to_string(), "initialize");
+        assert_eq!(State::Backup.to_string(), "backup");
+        assert_eq!(State::Master.to_string(), "master");
+        // serde uses the same names (rename_all applies both ways).
+        use serde::de::{
+            value::{Error, StrDeserializer},
+            IntoDeserializer,
+        };
+        let parse = |name: &str| {
+            let de: StrDeserializer<'_, Error> = name.into_deserializer();
+            State::deserialize(de)
+        };
+        for state in [State::Initialize, State::Backup, State::Master] {
+            assert_eq!(parse(&state.to_string()), Ok(state));
+        }
+        assert!(parse("Master").is_err());
+    }
+
+    #[test]
+    fn settings_validate() {
+        assert_eq!(settings(100).validate(), Ok(()));
+        assert_eq!(settings(255).validate(), Ok(()));
+        let bad = |f: fn(&mut Settings)| {
+            let mut s = settings(100);
+            f(&mut s);
+            s.validate().unwrap_err()
+        };
+        assert_eq!(bad(|s| s.vrid = 0), SettingsError::ZeroVrid);
+        assert_eq!(bad(|s| s.priority = 0), SettingsError::ZeroPriority);
+        assert_eq!(bad(|s| s.adver_interval_cs = 0), SettingsError::Interval(0));
+        assert_eq!(
+            bad(|s| s.adver_interval_cs = 4096),
+            SettingsError::Interval(4096)
+        );
+        assert_eq!(
+            bad(|s| s.preempt_delay = Duration::from_secs(1001)),
+            SettingsError::PreemptDelay(Duration::from_secs(1001))
+        );
+    }
+
+    #[test]
+    fn bad_settings_are_normalized() {
+        let s = Settings {
+            priority: 0,
+            adver_interval_cs: 0,
+            preempt_delay: Duration::MAX,
+            ..settings(100)
+        };
+        let m = Machine::new(s, ME);
+        assert_eq!(m.priority(), 1);
+        assert_eq!(m.settings().adver_interval_cs, 1);
+        assert_eq!(m.settings().preempt_delay, MAX_PREEMPT_DELAY);
+    }
+
+    #[test]
+    fn startup_as_owner_advertises_and_becomes_master() {
+        let t0 = Instant::now();
+        let mut m = Machine::new(settings(255), ME);
+        assert_eq!(m.state(), State::Initialize);
+        assert_eq!(m.next_deadline(), None);
+        assert_eq!(
+            m.startup(t0),
+            [Action::SendAdvert { priority: 255 }, Action::BecomeMaster]
+        );
+        assert_eq!(m.state(), State::Master);
+        assert_eq!(m.master_address(), Some(ME));
+        assert_eq!(m.next_deadline(), Some(t0 + ms(1000)));
+        assert_eq!(m.counters().became_master, 1);
+        assert_eq!(m.counters().adverts_sent, 1);
+        // A second startup is a no-op.
+        assert_eq!(m.startup(t0), []);
+    }
+
+    #[test]
+    fn startup_as_non_owner_becomes_backup() {
+        let t0 = Instant::now();
+        let mut m = Machine::new(settings(254), ME);
+        assert_eq!(m.startup(t0), [Action::BecomeBackup]);
+        assert_eq!(m.state(), State::Backup);
+        assert_eq!(m.master_address(), None);
+        assert_eq!(m.counters().became_backup, 1);
+        assert_eq!(m.counters().adverts_sent, 0);
+        assert_eq!(m.next_deadline(), Some(t0 + m.master_down_interval()));
+    }
+
+    #[test]
+    fn master_down_interval_for_priority_100_at_1s() {
+        let m = Machine::new(settings(100), ME);
+        // (256 - 100) * 1 s / 256 = 0.609375 s exactly.
+        assert_eq!(m.skew_time(), us(609_375));
+        assert_eq!(m.master_down_interval(), us(3_609_375));
+        let owner = Machine::new(settings(255), ME);
+        assert_eq!(owner.skew_time(), us(3_906)); // 1 s / 256, truncated
+        let lowest = Machine::new(settings(1), ME);
+        assert_eq!(lowest.skew_time(), us(996_093));
+    }
+
+    #[test]
+    fn backup_becomes_master_exactly_when_master_down_timer_expires() {
+        let t0 = Instant::now();
+        let mut m = backup(settings(100), t0);
+        let down = t0 + us(3_609_375);
+        assert_eq!(m.next_deadline(), Some(down));
+        assert_eq!(m.on_timer(t0), []);
+        assert_eq!(m.on_timer(down - us(1)), []);
+        assert_eq!(m.state(), State::Backup);
+        assert_eq!(
+            m.on_timer(down),
+            [Action::SendAdvert { priority: 100 }, Action::BecomeMaster]
+        );
+        assert_eq!(m.state(), State::Master);
+        assert_eq!(m.master_address(), Some(ME));
+        assert_eq!(m.next_deadline(), Some(down + ms(1000)));
+        // Idempotent: nothing more at the same instant.
+        assert_eq!(m.on_timer(down), []);
+        assert_eq!(m.counters().became_master, 1);
+    }
+
+    #[test]
+    fn adverts_from_master_keep_backup_down() {
+        let t0 = Instant::now();
+        let mut m = backup(settings(100), t0);
+        let mut t = t0;
+        for _ in 0..10 {
+            t += ms(1000);
+            assert_eq!(m.on_timer(t), []);
+            assert_eq!(m.on_advert(&ad(150), HIGHER, t), []);
+            assert_eq!(m.next_deadline(), Some(t + us(3_609_375)));
+        }
+        assert_eq!(m.state(), State::Backup);
+        assert_eq!(m.master_address(), Some(HIGHER));
+        assert_eq!(m.counters().adverts_received, 10);
+    }
+
+    #[test]
+    fn master_sends_adverts_every_interval() {
+        let t0 = Instant::now();
+        let mut m = Machine::new(settings(255), ME);
+        m.startup(t0);
+        for i in 1..=5u64 {
+            let due = t0 + ms(1000 * i);
+            assert_eq!(m.on_timer(due - us(1)), [], "early, tick {i}");
+            assert_eq!(m.on_timer(due), [Action::SendAdvert { priority: 255 }]);
+            assert_eq!(m.on_timer(due), [], "idempotent, tick {i}");
+            assert_eq!(m.next_deadline(), Some(due + ms(1000)));
+        }
+        assert_eq!(m.counters().adverts_sent, 6);
+    }
+
+    #[test]
+    fn late_tick_reschedules_from_now() {
+        let t0 = Instant::now();
+        let mut m = Machine::new(settings(255), ME);
+        m.startup(t0);
+        let late = t0 + ms(3500);
+        assert_eq!(m.on_timer(late), [Action::SendAdvert { priority: 255 }]);
+        assert_eq!(m.next_deadline(), Some(late + ms(1000)));
+    }
+
+    #[test]
+    fn higher_priority_advert_makes_master_step_down() {
+        let t0 = Instant::now();
+        let (mut m, t) = master(settings(100), t0);
+        let t1 = t + ms(200);
+        let theirs = Advertisement {
+            max_adver_int_cs: 200,
+            ..ad(101)
+        };
+        assert_eq!(m.on_advert(&theirs, LOWER, t1), [Action::BecomeBackup]);
+        assert_eq!(m.state(), State::Backup);
+        assert_eq!(m.master_address(), Some(LOWER));
+        // Master_Adver_Interval learned from the advert: 3 * 2 s + skew.
+        assert_eq!(m.master_adver_interval(), ms(2000));
+        assert_eq!(m.master_down_interval(), us(6_000_000 + 1_218_750));
+        assert_eq!(m.next_deadline(), Some(t1 + us(7_218_750)));
+        assert_eq!(m.counters().became_backup, 2);
+    }
+
+    #[test]
+    fn master_ignores_lower_priority_advert() {
+        let t0 = Instant::now();
+        let (mut m, t) = master(settings(100), t0);
+        let deadline = m.next_deadline();
+        assert_eq!(m.on_advert(&ad(99), HIGHER, t + ms(10)), []);
+        assert_eq!(m.state(), State::Master);
+        assert_eq!(m.next_deadline(), deadline);
+    }
+
+    #[test]
+    fn backup_with_preempt_ignores_lower_priority_and_takes_over_on_down_timer() {
+        let t0 = Instant::now();
+        let mut m = backup(settings(200), t0);
+        let down = m.next_deadline().unwrap();
+        // §6.4.2: preempt on and lower priority: discard, so the timer is
+        // not reset and the master address not learned.
+        let mut t = t0;
+        while t + ms(1000) < down {
+            t += ms(1000);
+            assert_eq!(m.on_advert(&ad(100), LOWER, t), []);
+            assert_eq!(m.next_deadline(), Some(down));
+        }
+        assert_eq!(m.master_address(), None);
+        assert_eq!(
+            m.on_timer(down),
+            [Action::SendAdvert { priority: 200 }, Action::BecomeMaster]
+        );
+    }
+
+    #[test]
+    fn backup_without_preempt_defers_to_lower_priority_master() {
+        let t0 = Instant::now();
+        let s = Settings {
+            preempt: false,
+            ..settings(200)
+        };
+        let mut m = backup(s, t0);
+        let mut t = t0;
+        for _ in 0..20 {
+            t += ms(1000);
+            assert_eq!(m.on_timer(t), []);
+            assert_eq!(m.on_advert(&ad(100), LOWER, t), []);
+        }
+        assert_eq!(m.state(), State::Backup);
+        assert_eq!(m.master_address(), Some(LOWER));
+        // The master goes silent: take over when the down timer fires.
+        let down = t + m.master_down_interval();
+        assert_eq!(m.next_deadline(), Some(down));
+        assert_eq!(m.on_timer(down - us(1)), []);
+        assert_eq!(
+            m.on_timer(down),
+            [Action::SendAdvert { priority: 200 }, Action::BecomeMaster]
+        );
+    }
+
+    #[test]
+    fn priority_zero_advert_makes_backup_take_over_after_skew_time_only() {
+        let t0 = Instant::now();
+        let mut m = backup(settings(100), t0);
+        let t1 = t0 + ms(1000);
+        m.on_advert(&ad(150), HIGHER, t1);
+        let t2 = t1 + ms(500);
+        assert_eq!(m.on_advert(&ad(0), HIGHER, t2), []);
+        assert_eq!(m.next_deadline(), Some(t2 + us(609_375)));
+        assert_eq!(m.on_timer(t2 + us(609_374)), []);
+        assert_eq!(
+            m.on_timer(t2 + us(609_375)),
+            [Action::SendAdvert { priority: 100 }, Action::BecomeMaster]
+        );
+        assert_eq!(m.counters().priority_zero_received, 1);
+    }
+
+    #[test]
+    fn priority_zero_advert_makes_master_advertise_at_once() {
+        let t0 = Instant::now();
+        let (mut m, t) = master(settings(100), t0);
+        let t1 = t + ms(300);
+        assert_eq!(
+            m.on_advert(&ad(0), HIGHER, t1),
+            [Action::SendAdvert { priority: 100 }]
+        );
+        assert_eq!(m.state(), State::Master);
+        assert_eq!(m.next_deadline(), Some(t1 + ms(1000)));
+    }
+
+    #[test]
+    fn shutdown_as_master_sends_priority_zero() {
+        let t0 = Instant::now();
+        let (mut m, t) = master(settings(100), t0);
+        assert_eq!(
+            m.shutdown(t),
+            [Action::SendAdvert { priority: 0 }, Action::BecomeInitialize]
+        );
+        assert_eq!(m.state(), State::Initialize);
+        assert_eq!(m.next_deadline(), None);
+        assert_eq!(m.master_address(), None);
+        assert_eq!(m.counters().priority_zero_sent, 1);
+        assert_eq!(m.counters().adverts_sent, 2);
+        // Effective priority is kept; nothing more to do.
+        assert_eq!(m.priority(), 100);
+        assert_eq!(m.shutdown(t), []);
+        assert_eq!(m.on_timer(t + ms(5000)), []);
+        assert_eq!(m.on_advert(&ad(50), LOWER, t), []);
+    }
+
+    #[test]
+    fn shutdown_as_backup_stops_quietly_and_restarts() {
+        let t0 = Instant::now();
+        let mut m = backup(settings(100), t0);
+        assert_eq!(m.shutdown(t0), [Action::BecomeInitialize]);
+        assert_eq!(m.state(), State::Initialize);
+        assert_eq!(m.counters().adverts_sent, 0);
+        let t1 = t0 + ms(10_000);
+        assert_eq!(m.startup(t1), [Action::BecomeBackup]);
+        assert_eq!(m.next_deadline(), Some(t1 + us(3_609_375)));
+    }
+
+    #[test]
+    fn equal_priority_higher_address_wins() {
+        let t0 = Instant::now();
+        let (mut m, t) = master(settings(100), t0);
+        assert_eq!(m.on_advert(&ad(100), HIGHER, t), [Action::BecomeBackup]);
+        assert_eq!(m.master_address(), Some(HIGHER));
+    }
+
+    #[test]
+    fn equal_priority_lower_address_loses() {
+        let t0 = Instant::now();
+        let (mut m, t) = master(settings(100), t0);
+        assert_eq!(m.on_advert(&ad(100), LOWER, t), []);
+        assert_eq!(m.state(), State::Master);
+        // Our own advert looped back is not "greater" either.
+        assert_eq!(m.on_advert(&ad(100), ME, t), []);
+        assert_eq!(m.state(), State::Master);
+    }
+
+    #[test]
+    fn addresses_compare_as_unsigned_big_endian() {
+        let a: IpAddr = "10.0.0.255".parse().unwrap();
+        let b: IpAddr = "10.0.1.0".parse().unwrap();
+        assert!(address_greater(b, a));
+        assert!(!address_greater(a, b));
+        let hi: IpAddr = "200.0.0.1".parse().unwrap();
+        let lo: IpAddr = "100.255.255.255".parse().unwrap();
+        assert!(address_greater(hi, lo), "no signed overflow");
+        let v6a: IpAddr = "fe80::1:0".parse().unwrap();
+        let v6b: IpAddr = "fe80::ffff".parse().unwrap();
+        assert!(address_greater(v6a, v6b));
+        assert!(!address_greater(v6a, a) && !address_greater(a, v6a));
+    }
+
+    #[test]
+    fn equal_priority_in_backup_resets_the_timer_whatever_the_address() {
+        // §6.4.2 compares priority only: equal priority is a valid master.
+        let t0 = Instant::now();
+        let mut m = backup(settings(100), t0);
+        let t1 = t0 + ms(3000);
+        m.on_advert(&ad(100), LOWER, t1);
+        assert_eq!(m.next_deadline(), Some(t1 + us(3_609_375)));
+        assert_eq!(m.master_address(), Some(LOWER));
+    }
+
+    #[test]
+    fn backup_learns_master_adver_interval() {
+        let t0 = Instant::now();
+        let mut m = backup(settings(100), t0);
+        assert_eq!(m.master_adver_interval(), ms(1000));
+        let fast = Advertisement {
+            max_adver_int_cs: 50,
+            ..ad(150)
+        };
+        let t1 = t0 + ms(100);
+        m.on_advert(&fast, HIGHER, t1);
+        assert_eq!(m.master_adver_interval(), ms(500));
+        // 3 * 0.5 s + 156 * 0.5 s / 256 (304 687.5 µs, truncated)
+        assert_eq!(m.master_down_interval(), us(1_500_000 + 304_687));
+        assert_eq!(m.next_deadline(), Some(t1 + us(1_804_687)));
+        // A priority-0 advert does not teach an interval.
+        let stop = Advertisement {
+            max_adver_int_cs: 4000,
+            ..ad(0)
+        };
+        m.on_advert(&stop, HIGHER, t1 + ms(100));
+        assert_eq!(m.master_adver_interval(), ms(500));
+        // Once master, we advertise at our own interval.
+        let t2 = m.next_deadline().unwrap();
+        m.on_timer(t2);
+        assert_eq!(m.state(), State::Master);
+        assert_eq!(m.next_deadline(), Some(t2 + ms(1000)));
+    }
+
+    #[test]
+    fn learned_interval_is_not_learned_from_discarded_adverts() {
+        let t0 = Instant::now();
+        let mut m = backup(settings(200), t0);
+        let slow = Advertisement {
+            max_adver_int_cs: 1000,
+            ..ad(100)
+        };
+        m.on_advert(&slow, LOWER, t0 + ms(10));
+        assert_eq!(m.master_adver_interval(), ms(1000));
+    }
+
+    #[test]
+    fn set_priority_in_master_advertises_at_once() {
+        let t0 = Instant::now();
+        let (mut m, t) = master(settings(150), t0);
+        let t1 = t + ms(250);
+        assert_eq!(
+            m.set_priority(50, t1),
+            [Action::SendAdvert { priority: 50 }]
+        );
+        assert_eq!(m.priority(), 50);
+        assert_eq!(m.next_deadline(), Some(t1 + ms(1000)));
+        assert_eq!(
+            m.on_timer(t1 + ms(1000)),
+            [Action::SendAdvert { priority: 50 }]
+        );
+        // Unchanged: nothing to do.
+        assert_eq!(m.set_priority(50, t1), []);
+        // Now a backup of priority 100 preempts us.
+        assert_eq!(m.on_advert(&ad(100), LOWER, t1), [Action::BecomeBackup]);
+    }
+
+    #[test]
+    fn set_priority_is_clamped() {
+        let t0 = Instant::now();
+        let mut m = Machine::new(settings(100), ME);
+        assert_eq!(m.set_priority(0, t0), []);
+        assert_eq!(m.priority(), 1);
+        m.set_priority(255, t0);
+        assert_eq!(m.priority(), 254, "255 is for a configured owner only");
+        let mut owner = Machine::new(settings(255), ME);
+        owner.set_priority(200, t0);
+        assert_eq!(owner.priority(), 200);
+        owner.set_priority(255, t0);
+        assert_eq!(owner.priority(), 255);
+        // A lowered owner starts as a backup.
+        owner.set_priority(200, t0);
+        assert_eq!(owner.startup(t0), [Action::BecomeBackup]);
+    }
+
+    #[test]
+    fn raised_priority_in_backup_preempts_at_next_down_check() {
+        let t0 = Instant::now();
+        let mut m = backup(settings(90), t0);
+        let mut t = t0 + ms(500);
+        m.on_advert(&ad(100), HIGHER, t);
+        assert_eq!(m.set_priority(110, t), []);
+        assert_eq!(m.state(), State::Backup);
+        // The master's adverts are now lower than us: discarded.
+        let down = m.next_deadline().unwrap();
+        assert_eq!(down, t + us(3_000_000 + 166 * 1_000_000 / 256));
+        while t + ms(1000) < down {
+            t += ms(1000);
+            m.on_advert(&ad(100), HIGHER, t);
+            assert_eq!(m.next_deadline(), Some(down));
+        }
+        assert_eq!(
+            m.on_timer(down),
+            [Action::SendAdvert { priority: 110 }, Action::BecomeMaster]
+        );
+    }
+
+    #[test]
+    fn preempt_delay_defers_to_lower_master_after_startup() {
+        let t0 = Instant::now();
+        let s = Settings {
+            preempt_delay: Duration::from_secs(10),
+            ..settings(200)
+        };
+        let mut m = backup(s, t0);
+        // Within the delay, the lower master's adverts reset the timer.
+        let mut t = t0 + ms(500);
+        while t < t0 + ms(10_000) {
+            assert_eq!(m.on_advert(&ad(100), LOWER, t), []);
+            assert_eq!(m.next_deadline(), Some(t + m.master_down_interval()));
+            t += ms(1000);
+        }
+        // t = t0 + 10.5 s: the delay is over, adverts are discarded and the
+        // timer last reset at t0 + 9.5 s fires.
+        let down = t0 + ms(9500) + us(3_000_000 + 56 * 1_000_000 / 256);
+        while t < down {
+            assert_eq!(m.on_advert(&ad(100), LOWER, t), []);
+            assert_eq!(m.next_deadline(), Some(down));
+            assert_eq!(m.on_timer(t), []);
+            t += ms(1000);
+        }
+        assert_eq!(
+            m.on_timer(down),
+            [Action::SendAdvert { priority: 200 }, Action::BecomeMaster]
+        );
+    }
+
+    #[test]
+    fn without_preempt_delay_the_lower_master_is_preempted_at_once() {
+        let t0 = Instant::now();
+        let mut m = backup(settings(200), t0);
+        let down = t0 + us(3_000_000 + 56 * 1_000_000 / 256);
+        m.on_advert(&ad(100), LOWER, t0 + ms(500));
+        assert_eq!(m.next_deadline(), Some(down));
+    }
+
+    #[test]
+    fn preempt_delay_restarts_when_a_lower_master_is_first_heard() {
+        let t0 = Instant::now();
+        let s = Settings {
+            preempt_delay: Duration::from_secs(10),
+            ..settings(200)
+        };
+        let mut m = backup(s, t0);
+        // A higher master stops the startup delay ...
+        m.on_advert(&ad(250), HIGHER, t0 + ms(100));
+        // ... then, long after startup, the master drops below us: the
+        // delay starts now, so we keep deferring for 10 s.
+        let t1 = t0 + ms(60_000);
+        m.on_advert(&ad(150), HIGHER, t1);
+        assert_eq!(m.next_deadline(), Some(t1 + m.master_down_interval()));
+        let t2 = t1 + ms(9_999);
+        m.on_advert(&ad(150), HIGHER, t2);
+        assert_eq!(m.next_deadline(), Some(t2 + m.master_down_interval()));
+        // At the end of the delay, discarded.
+        let t3 = t1 + ms(10_000);
+        m.on_advert(&ad(150), HIGHER, t3);
+        assert_eq!(m.next_deadline(), Some(t2 + m.master_down_interval()));
+    }
+
+    #[test]
+    fn other_vrid_is_ignored() {
+        let t0 = Instant::now();
+        let (mut m, t) = master(settings(100), t0);
+        let other = Advertisement {
+            vrid: 52,
+            ..ad(200)
+        };
+        assert_eq!(m.on_advert(&other, HIGHER, t), []);
+        assert_eq!(m.state(), State::Master);
+        assert_eq!(m.counters().adverts_received, 0);
+    }
+
+    #[test]
+    fn initialize_ignores_everything_but_startup() {
+        let t0 = Instant::now();
+        let mut m = Machine::new(settings(100), ME);
+        assert_eq!(m.on_timer(t0 + ms(100_000)), []);
+        assert_eq!(m.on_advert(&ad(0), HIGHER, t0), []);
+        assert_eq!(m.shutdown(t0), []);
+        assert_eq!(m.set_priority(120, t0), []);
+        assert_eq!(m.state(), State::Initialize);
+    }
+
+    /// Two routers on one simulated link: every advert one sends reaches the
+    /// other at once; time jumps to the next deadline.
+    struct Link {
+        routers: [Machine; 2],
+        now: Instant,
+    }
+
+    impl Link {
+        fn deliver(&mut self, from: usize, actions: Vec<Action>) {
+            for action in actions {
+                if let Action::SendAdvert { priority } = action {
+                    let src = self.routers[from].primary_address();
+                    let adv = ad(priority);
+                    let to = 1 - from;
+                    let replies = self.routers[to].on_advert(&adv, src, self.now);
+                    self.deliver(to, replies);
+                }
+            }
+        }
+
+        fn run_until(&mut self, end: Instant) {
+            // Bounded, so a timer that never fires fails instead of hanging.
+            for _ in 0..10_000 {
+                let next = self
+                    .routers
+                    .iter()
+                    .filter_map(Machine::next_deadline)
+                    .min()
+                    .unwrap();
+                if next > end {
+                    self.now = end;
+                    return;
+                }
+                self.now = next;
+                for i in 0..2 {
+                    let actions = self.routers[i].on_timer(self.now);
+                    self.deliver(i, actions);
+                }
+            }
+            panic!("timers did not advance past {next:?}", next = self.now);
+        }
+
+        fn states(&self) -> [State; 2] {
+            [self.routers[0].state(), self.routers[1].state()]
+        }
+    }
+
+    #[test]
+    fn two_routers_elect_one_master_and_fail_over_on_shutdown() {
+        let t0 = Instant::now();
+        let mut link = Link {
+            routers: [
+                Machine::new(settings(150), HIGHER),
+                Machine::new(settings(100), ME),
+            ],
+            now: t0,
+        };
+        for i in 0..2 {
+            let actions = link.routers[i].startup(t0);
+            link.deliver(i, actions);
+        }
+        link.run_until(t0 + ms(30_000));
+        assert_eq!(link.states(), [State::Master, State::Backup]);
+        assert_eq!(link.routers[1].master_address(), Some(HIGHER));
+        assert_eq!(link.routers[1].counters().became_master, 0);
+
+        // The master stops: the backup takes over after its Skew_Time.
+        let stop = link.now;
+        let actions = link.routers[0].shutdown(stop);
+        link.deliver(0, actions);
+        assert_eq!(link.routers[1].next_deadline(), Some(stop + us(609_375)));
+        link.run_until(stop + ms(700));
+        assert_eq!(link.states(), [State::Initialize, State::Master]);
+
+        // It comes back and preempts the lower-priority master.
+        let back = link.now;
+        let actions = link.routers[0].startup(back);
+        link.deliver(0, actions);
+        link.run_until(back + ms(10_000));
+        assert_eq!(link.states(), [State::Master, State::Backup]);
+    }
+}

@@ -1,0 +1,929 @@
+//! The VRRPv3 advertisement on the wire (RFC 5798 §5.1): encoding and
+//! decoding the VRRP payload (the bytes after the IP header), its internet
+//! checksum with or without the pseudo-header, and the receive-side checks
+//! of RFC 5798 §7.1 that need the IP header ([`validate`]). Pure: the caller
+//! owns the sockets and hands in the addresses and TTL it read.
+//!
+//! ```text
+//!  0                   1                   2                   3
+//! |Version| Type  | Virtual Rtr ID|   Priority    |Count IPvX Addr|
+//! |(rsvd) |     Max Adver Int     |          Checksum             |
+//! |                       IPvX Address(es)                        |
+//! ```
+
+use std::{
+    collections::BTreeSet,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+};
+
+use serde::{Deserialize, Serialize};
+
+/// IP protocol number of VRRP, for the raw socket and the pseudo-header.
+pub const IPPROTO_VRRP: u8 = 112;
+
+/// The IPv4 multicast group adverts are sent to (RFC 5798 §5.1.1.2).
+pub const VRRP_MCAST_V4: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 18);
+
+/// The IPv6 multicast group adverts are sent to (RFC 5798 §5.1.2.2).
+pub const VRRP_MCAST_V6: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0x12);
+
+/// The IPv4 TTL / IPv6 hop limit adverts are sent with and must arrive with,
+/// so that an advert cannot come from beyond the local link.
+pub const VRRP_TTL: u8 = 255;
+
+/// The protocol version this module speaks; VRRPv2 packets are refused.
+pub const VRRP_VERSION: u8 = 3;
+
+/// The only packet type RFC 5798 defines.
+pub const TYPE_ADVERTISEMENT: u8 = 1;
+
+/// Length of the fixed part of an advert, before the addresses.
+pub const HEADER_LEN: usize = 8;
+
+/// The largest Max Adver Int that fits its 12 bits, in centiseconds.
+pub const MAX_ADVER_INT_CS: u16 = 0x0fff;
+
+/// The most addresses one advert can carry (the count is one byte).
+pub const MAX_ADDRESSES: usize = 255;
+
+/// The address family of a virtual router: it decides the size of each
+/// address in the advert, the checksum's pseudo-header and the group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    /// IPv4: 4-byte addresses, 224.0.0.18.
+    V4,
+    /// IPv6: 16-byte addresses, ff02::12.
+    V6,
+}
+
+impl Family {
+    /// The family of `addr`.
+    pub fn of(addr: &IpAddr) -> Self {
+        match addr {
+            IpAddr::V4(_) => Family::V4,
+            IpAddr::V6(_) => Family::V6,
+        }
+    }
+
+    /// Bytes per address in the advert's address list.
+    pub const fn address_len(self) -> usize {
+        match self {
+            Family::V4 => 4,
+            Family::V6 => 16,
+        }
+    }
+
+    /// The multicast group adverts of this family are sent to.
+    pub const fn multicast_group(self) -> IpAddr {
+        match self {
+            Family::V4 => IpAddr::V4(VRRP_MCAST_V4),
+            Family::V6 => IpAddr::V6(VRRP_MCAST_V6),
+        }
+    }
+}
+
+/// Whether the IPv4 checksum covers a pseudo-header. RFC 5798 §5.2.8 says
+/// it does (and keepalived 2.2.7 sends and expects it); RFC 9568 dropped it
+/// for IPv4. IPv6 always uses the pseudo-header, whatever this says.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChecksumMode {
+    /// RFC 5798: source, destination, protocol and length are summed in.
+    /// The default, as keepalived checks only this form.
+    #[default]
+    PseudoHeader,
+    /// RFC 9568 for IPv4: the VRRP payload alone.
+    NoPseudoHeader,
+}
+
+impl ChecksumMode {
+    /// A stable snake_case name, for metrics labels and logs.
+    pub fn label(&self) -> &'static str {
+        match self {
+            ChecksumMode::PseudoHeader => "pseudo_header",
+            ChecksumMode::NoPseudoHeader => "no_pseudo_header",
+        }
+    }
+}
+
+/// One VRRPv3 advertisement, decoded: what a master announces about its
+/// virtual router, and what a backup needs to decide whether to take over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Advertisement {
+    /// Virtual router ID, 1..=255.
+    pub vrid: u8,
+    /// The sender's priority: 255 for the address owner, 0 when it stops
+    /// being master (so a backup takes over after Skew_Time).
+    pub priority: u8,
+    /// The sender's advertisement interval in centiseconds, 1..=4095.
+    pub max_adver_int_cs: u16,
+    /// The virtual addresses, all of one family.
+    pub addresses: Vec<IpAddr>,
+}
+
+/// Why an advert cannot be encoded; each is a bug or a bad config upstream,
+/// as a peer would refuse the packet.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EncodeError {
+    /// VRID 0 is not a valid virtual router.
+    #[error("VRID must be 1..=255, got 0")]
+    ZeroVrid,
+    /// The interval does not fit 1..=4095 centiseconds.
+    #[error("advertisement interval must be 1..=4095 cs, got {0}")]
+    Interval(u16),
+    /// Source, destination and addresses are not all of one family.
+    #[error("source, destination and virtual addresses must be of one address family")]
+    MixedFamilies,
+    /// RFC 5798 §5.2.5: an advert carries at least one address.
+    #[error("an advertisement needs at least one virtual address")]
+    NoAddresses,
+    /// More addresses than the one-byte count can say.
+    #[error("at most {MAX_ADDRESSES} virtual addresses fit an advertisement, got {0}")]
+    TooManyAddresses(usize),
+}
+
+/// Why a received payload is not a well-formed VRRPv3 advertisement. The
+/// packet is dropped; [`DecodeError::label`] names the counter to bump.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// Source and destination given to the decoder are of different
+    /// families (a bug in the caller, not in the packet).
+    #[error("source and destination addresses are of different families")]
+    MixedFamilies,
+    /// Shorter than the 8-byte fixed header.
+    #[error("packet shorter than the {HEADER_LEN}-byte VRRP header")]
+    TooShort,
+    /// Not VRRP version 3 (e.g. a VRRPv2 speaker on the link).
+    #[error("VRRP version {0}, expected 3")]
+    Version(u8),
+    /// Not an advertisement, the only type defined.
+    #[error("VRRP packet type {0}, expected 1 (advertisement)")]
+    Type(u8),
+    /// The address count does not match the bytes that follow the header.
+    #[error("address count {count} does not match a {len}-byte packet")]
+    Length {
+        /// The count field.
+        count: u8,
+        /// The whole VRRP payload's length.
+        len: usize,
+    },
+    /// VRID 0.
+    #[error("VRID 0")]
+    ZeroVrid,
+    /// Max Adver Int 0, which would make the down timer fire at once.
+    #[error("advertisement interval 0")]
+    ZeroInterval,
+    /// The checksum matches neither accepted form.
+    #[error("bad checksum")]
+    Checksum,
+}
+
+impl DecodeError {
+    /// A stable snake_case name, for metrics labels.
+    pub fn label(&self) -> &'static str {
+        match self {
+            DecodeError::MixedFamilies => "mixed_families",
+            DecodeError::TooShort => "too_short",
+            DecodeError::Version(_) => "version",
+            DecodeError::Type(_) => "type",
+            DecodeError::Length { .. } => "length",
+            DecodeError::ZeroVrid => "zero_vrid",
+            DecodeError::ZeroInterval => "zero_interval",
+            DecodeError::Checksum => "checksum",
+        }
+    }
+}
+
+/// Why a well-formed advert must be ignored (RFC 5798 §7.1).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Invalid {
+    /// TTL / hop limit not 255: it was routed, so not from our link.
+    #[error("TTL/hop limit {0}, expected 255")]
+    Ttl(u8),
+    /// For another virtual router on the same link: not an error, but not
+    /// ours; counted apart from the real errors.
+    #[error("advertisement for VRID {0}, not ours")]
+    OtherVrid(u8),
+    /// Our VRID with another set of addresses: a misconfiguration, and
+    /// keepalived drops such adverts too, so both sides agree.
+    #[error("virtual address list differs from ours")]
+    AddressMismatch,
+}
+
+impl Invalid {
+    /// A stable snake_case name, for metrics labels.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Invalid::Ttl(_) => "ttl",
+            Invalid::OtherVrid(_) => "other_vrid",
+            Invalid::AddressMismatch => "address_mismatch",
+        }
+    }
+}
+
+impl Advertisement {
+    /// The VRRP payload (no IP header) to send from `src` to `dst`, with its
+    /// checksum. For IPv6 the pseudo-header is always used and `mode` is
+    /// ignored. The priority is sent as is (0 announces a stop).
+    pub fn encode(
+        &self,
+        src: IpAddr,
+        dst: IpAddr,
+        mode: ChecksumMode,
+    ) -> Result<Vec<u8>, EncodeError> {
+        if self.vrid == 0 {
+            return Err(EncodeError::ZeroVrid);
+        }
+        if self.max_adver_int_cs == 0 || self.max_adver_int_cs > MAX_ADVER_INT_CS {
+            return Err(EncodeError::Interval(self.max_adver_int_cs));
+        }
+        let family = Family::of(&src);
+        if Family::of(&dst) != family {
+            return Err(EncodeError::MixedFamilies);
+        }
+        if self.addresses.is_empty() {
+            return Err(EncodeError::NoAddresses);
+        }
+        let count = u8::try_from(self.addresses.len())
+            .map_err(|_| EncodeError::TooManyAddresses(self.addresses.len()))?;
+
+        let mut buf = Vec::with_capacity(
+            HEADER_LEN.saturating_add(self.addresses.len().saturating_mul(family.address_len())),
+        );
+        buf.push((VRRP_VERSION << 4) | TYPE_ADVERTISEMENT);
+        buf.push(self.vrid);
+        buf.push(self.priority);
+        buf.push(count);
+        // The interval is at most 0x0fff, so the reserved bits go out as 0.
+        buf.extend_from_slice(&self.max_adver_int_cs.to_be_bytes());
+        buf.extend_from_slice(&[0, 0]);
+        for addr in &self.addresses {
+            match (family, addr) {
+                (Family::V4, IpAddr::V4(a)) => buf.extend_from_slice(&a.octets()),
+                (Family::V6, IpAddr::V6(a)) => buf.extend_from_slice(&a.octets()),
+                _ => return Err(EncodeError::MixedFamilies),
+            }
+        }
+        let sum = checksum(&buf, src, dst, effective_mode(family, mode));
+        if let Some(field) = buf.get_mut(6..8) {
+            field.copy_from_slice(&sum.to_be_bytes());
+        }
+        Ok(buf)
+    }
+
+    /// Parses and checks a received VRRP payload that came from `src` to
+    /// `dst`. For IPv4 either checksum form is accepted and the one that
+    /// matched is returned, so the caller can log or answer in kind; for
+    /// IPv6 only the pseudo-header form is. The reserved bits are ignored.
+    pub fn decode(
+        payload: &[u8],
+        src: IpAddr,
+        dst: IpAddr,
+    ) -> Result<(Advertisement, ChecksumMode), DecodeError> {
+        let family = Family::of(&src);
+        if Family::of(&dst) != family {
+            return Err(DecodeError::MixedFamilies);
+        }
+        let header: [u8; HEADER_LEN] = payload
+            .get(..HEADER_LEN)
+            .and_then(|h| h.try_into().ok())
+            .ok_or(DecodeError::TooShort)?;
+        let [version_type, vrid, priority, count, int_hi, int_lo, _, _] = header;
+        let version = version_type >> 4;
+        if version != VRRP_VERSION {
+            return Err(DecodeError::Version(version));
+        }
+        let kind = version_type & 0x0f;
+        if kind != TYPE_ADVERTISEMENT {
+            return Err(DecodeError::Type(kind));
+        }
+        let body = payload.get(HEADER_LEN..).unwrap_or_default();
+        if body.len() != usize::from(count).saturating_mul(family.address_len()) {
+            return Err(DecodeError::Length {
+                count,
+                len: payload.len(),
+            });
+        }
+        let mode = match family {
+            Family::V6 => verify(payload, src, dst, ChecksumMode::PseudoHeader)
+                .then_some(ChecksumMode::PseudoHeader),
+            Family::V4 => [ChecksumMode::PseudoHeader, ChecksumMode::NoPseudoHeader]
+                .into_iter()
+                .find(|&mode| verify(payload, src, dst, mode)),
+        }
+        .ok_or(DecodeError::Checksum)?;
+        if vrid == 0 {
+            return Err(DecodeError::ZeroVrid);
+        }
+        let max_adver_int_cs = u16::from_be_bytes([int_hi, int_lo]) & MAX_ADVER_INT_CS;
+        if max_adver_int_cs == 0 {
+            return Err(DecodeError::ZeroInterval);
+        }
+        let addresses = match family {
+            Family::V4 => body
+                .chunks_exact(4)
+                .filter_map(|c| <[u8; 4]>::try_from(c).ok())
+                .map(|o| IpAddr::V4(Ipv4Addr::from(o)))
+                .collect(),
+            Family::V6 => body
+                .chunks_exact(16)
+                .filter_map(|c| <[u8; 16]>::try_from(c).ok())
+                .map(|o| IpAddr::V6(Ipv6Addr::from(o)))
+                .collect(),
+        };
+        let ad = Advertisement {
+            vrid,
+            priority,
+            max_adver_int_cs,
+            addresses,
+        };
+        Ok((ad, mode))
+    }
+}
+
+/// The receive checks of RFC 5798 §7.1 that [`Advertisement::decode`]
+/// cannot make: `ttl` is the IPv4 TTL or IPv6 hop limit the packet arrived
+/// with, `expected_vrid` ours, `local_addresses` our virtual addresses.
+/// The address lists are compared as sets (order and repeats do not count).
+pub fn validate(
+    ad: &Advertisement,
+    ttl: u8,
+    expected_vrid: u8,
+    local_addresses: &[IpAddr],
+) -> Result<(), Invalid> {
+    if ttl != VRRP_TTL {
+        return Err(Invalid::Ttl(ttl));
+    }
+    if ad.vrid != expected_vrid {
+        return Err(Invalid::OtherVrid(ad.vrid));
+    }
+    let theirs: BTreeSet<&IpAddr> = ad.addresses.iter().collect();
+    let ours: BTreeSet<&IpAddr> = local_addresses.iter().collect();
+    if theirs != ours {
+        return Err(Invalid::AddressMismatch);
+    }
+    Ok(())
+}
+
+/// The checksum field's value for `payload` sent from `src` to `dst`: the
+/// internet checksum (RFC 1071) over the pseudo-header, if `mode` asks for
+/// it, and the payload with its checksum field zero. The pseudo-header is,
+/// for IPv4: src, dst, a zero byte, protocol 112, the u16 length; for IPv6
+/// (RFC 8200 §8.1): src, dst, the u32 length, three zero bytes, next header
+/// 112. Addresses of mixed families are summed as given.
+pub fn checksum(payload: &[u8], src: IpAddr, dst: IpAddr, mode: ChecksumMode) -> u16 {
+    !fold(sum_with(payload, src, dst, mode))
+}
+
+/// Whether `payload`, its checksum field included, sums to all ones.
+fn verify(payload: &[u8], src: IpAddr, dst: IpAddr, mode: ChecksumMode) -> bool {
+    fold(sum_with(payload, src, dst, mode)) == 0xffff
+}
+
+/// IPv6 has no checksum-free form.
+fn effective_mode(family: Family, mode: ChecksumMode) -> ChecksumMode {
+    match family {
+        Family::V4 => mode,
+        Family::V6 => ChecksumMode::PseudoHeader,
+    }
+}
+
+/// The unfolded one's-complement sum of the pseudo-header (if any) and the
+/// payload.
+fn sum_with(payload: &[u8], src: IpAddr, dst: IpAddr, mode: ChecksumMode) -> u64 {
+    let mut acc = 0u64;
+    if mode == ChecksumMode::PseudoHeader {
+        let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
+        acc = add_address(acc, src);
+        acc = add_address(acc, dst);
+        acc = match src {
+            // zero byte + protocol, then the 16-bit length.
+            IpAddr::V4(_) => acc + u64::from(IPPROTO_VRRP) + u64::from(len & 0xffff),
+            // 32-bit length, then three zero bytes + next header.
+            IpAddr::V6(_) => {
+                acc + u64::from(len >> 16) + u64::from(len & 0xffff) + u64::from(IPPROTO_VRRP)
+            }
+        };
+    }
+    sum_words(acc, payload)
+}
+
+fn add_address(acc: u64, addr: IpAddr) -> u64 {
+    match addr {
+        IpAddr::V4(a) => sum_words(acc, &a.octets()),
+        IpAddr::V6(a) => sum_words(acc, &a.octets()),
+    }
+}
+
+/// Adds `data` as big-endian 16-bit words, an odd last byte padded with 0.
+/// A u64 cannot overflow on any packet that fits in memory.
+pub(crate) fn sum_words(mut acc: u64, data: &[u8]) -> u64 {
+    let mut words = data.chunks_exact(2);
+    for word in &mut words {
+        if let [hi, lo] = word {
+            acc += u64::from(u16::from_be_bytes([*hi, *lo]));
+        }
+    }
+    if let [last] = words.remainder() {
+        acc += u64::from(u16::from_be_bytes([*last, 0]));
+    }
+    acc
+}
+
+/// Folds the carries back in until the sum fits 16 bits.
+pub(crate) fn fold(mut acc: u64) -> u16 {
+    while acc > 0xffff {
+        acc = (acc & 0xffff) + (acc >> 16);
+    }
+    u16::try_from(acc).unwrap_or(u16::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SRC4: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 2));
+    const DST4: IpAddr = IpAddr::V4(VRRP_MCAST_V4);
+    const VIP4: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 100));
+    const SRC6: IpAddr = IpAddr::V6(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 2));
+    const DST6: IpAddr = IpAddr::V6(VRRP_MCAST_V6);
+
+    /// An independent RFC 1071 checksum, written differently from the one
+    /// under test: a plain index loop over a byte vector with a u32 sum.
+    fn ref_checksum(bytes: &[u8]) -> u16 {
+        let mut sum: u32 = 0;
+        let mut i = 0;
+        while i < bytes.len() {
+            let hi = u32::from(bytes[i]);
+            let lo = if i + 1 < bytes.len() {
+                u32::from(bytes[i + 1])
+            } else {
+                0
+            };
+            sum += (hi << 8) | lo;
+            i += 2;
+        }
+        while sum >> 16 != 0 {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        !(sum as u16)
+    }
+
+    /// The IPv4 pseudo-header, byte by byte from RFC 768's layout.
+    fn ref_pseudo_v4(src: [u8; 4], dst: [u8; 4], len: u16) -> Vec<u8> {
+        let mut v = Vec::new();
+        v.extend_from_slice(&src);
+        v.extend_from_slice(&dst);
+        v.push(0);
+        v.push(112);
+        v.extend_from_slice(&len.to_be_bytes());
+        v
+    }
+
+    /// The IPv6 pseudo-header, byte by byte from RFC 8200 §8.1.
+    fn ref_pseudo_v6(src: Ipv6Addr, dst: Ipv6Addr, len: u32) -> Vec<u8> {
+        let mut v = Vec::new();
+        v.extend_from_slice(&src.octets());
+        v.extend_from_slice(&dst.octets());
+        v.extend_from_slice(&len.to_be_bytes());
+        v.extend_from_slice(&[0, 0, 0, 112]);
+        v
+    }
+
+    /// Writes a reference checksum into bytes 6..8 of a hand-built payload.
+    fn fix_checksum_v4(mut payload: Vec<u8>, pseudo: bool) -> Vec<u8> {
+        payload[6] = 0;
+        payload[7] = 0;
+        let mut summed = if pseudo {
+            ref_pseudo_v4([198, 18, 0, 2], [224, 0, 0, 18], payload.len() as u16)
+        } else {
+            Vec::new()
+        };
+        summed.extend_from_slice(&payload);
+        let c = ref_checksum(&summed);
+        payload[6..8].copy_from_slice(&c.to_be_bytes());
+        payload
+    }
+
+    /// The golden advert, checksum field zero: version 3 / type 1, VRID 51,
+    /// priority 100, one address, reserved 0 + 100 cs, 198.18.0.100.
+    fn golden_unsummed() -> Vec<u8> {
+        vec![
+            0x31, 51, 100, 1, //
+            0x00, 0x64, 0x00, 0x00, //
+            198, 18, 0, 100,
+        ]
+    }
+
+    fn golden_ad() -> Advertisement {
+        Advertisement {
+            vrid: 51,
+            priority: 100,
+            max_adver_int_cs: 100,
+            addresses: vec![VIP4],
+        }
+    }
+
+    #[test]
+    fn golden_v4_checksums_match_hand_computation() {
+        // Worked by hand from the RFC layout: payload words 3133 6401 0064
+        // 0000 c612 0064 sum to 0x15c0e -> 0x5c0f -> checksum 0xa3f0; the
+        // pseudo-header words c612 0002 e000 0012 0070 000c add 0x1a6a2, so
+        // 0x302b0 -> 0x02b3 -> checksum 0xfd4c.
+        let pseudo = fix_checksum_v4(golden_unsummed(), true);
+        let plain = fix_checksum_v4(golden_unsummed(), false);
+        assert_eq!(&pseudo[6..8], &[0xfd, 0x4c]);
+        assert_eq!(&plain[6..8], &[0xa3, 0xf0]);
+    }
+
+    #[test]
+    fn golden_v4_encodes_in_both_forms() {
+        let ad = golden_ad();
+        let pseudo = ad.encode(SRC4, DST4, ChecksumMode::PseudoHeader).unwrap();
+        assert_eq!(pseudo, fix_checksum_v4(golden_unsummed(), true));
+        let plain = ad.encode(SRC4, DST4, ChecksumMode::NoPseudoHeader).unwrap();
+        assert_eq!(plain, fix_checksum_v4(golden_unsummed(), false));
+        assert_ne!(pseudo, plain);
+    }
+
+    #[test]
+    fn golden_v4_decodes_in_both_forms_and_reports_which() {
+        let pseudo = fix_checksum_v4(golden_unsummed(), true);
+        let (ad, mode) = Advertisement::decode(&pseudo, SRC4, DST4).unwrap();
+        assert_eq!(ad, golden_ad());
+        assert_eq!(mode, ChecksumMode::PseudoHeader);
+
+        let plain = fix_checksum_v4(golden_unsummed(), false);
+        let (ad, mode) = Advertisement::decode(&plain, SRC4, DST4).unwrap();
+        assert_eq!(ad, golden_ad());
+        assert_eq!(mode, ChecksumMode::NoPseudoHeader);
+    }
+
+    #[test]
+    fn pseudo_header_form_is_bound_to_the_addresses() {
+        let pseudo = fix_checksum_v4(golden_unsummed(), true);
+        let other_src = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 3));
+        assert_eq!(
+            Advertisement::decode(&pseudo, other_src, DST4),
+            Err(DecodeError::Checksum)
+        );
+        // The payload-only form does not depend on them.
+        let plain = fix_checksum_v4(golden_unsummed(), false);
+        assert!(Advertisement::decode(&plain, other_src, DST4).is_ok());
+    }
+
+    #[test]
+    fn round_trip_v4_many_addresses() {
+        let ad = Advertisement {
+            vrid: 255,
+            priority: 0,
+            max_adver_int_cs: MAX_ADVER_INT_CS,
+            addresses: (1..=255u8)
+                .map(|i| IpAddr::V4(Ipv4Addr::new(10, 0, 1, i)))
+                .collect(),
+        };
+        for mode in [ChecksumMode::PseudoHeader, ChecksumMode::NoPseudoHeader] {
+            let bytes = ad.encode(SRC4, DST4, mode).unwrap();
+            assert_eq!(bytes.len(), 8 + 255 * 4);
+            assert_eq!(
+                Advertisement::decode(&bytes, SRC4, DST4),
+                Ok((ad.clone(), mode))
+            );
+        }
+    }
+
+    #[test]
+    fn round_trip_v6_uses_pseudo_header_always() {
+        let ad = Advertisement {
+            vrid: 7,
+            priority: 200,
+            max_adver_int_cs: 50,
+            addresses: vec![
+                "2001:db8::100".parse().unwrap(),
+                "2001:db8::101".parse().unwrap(),
+            ],
+        };
+        let bytes = ad.encode(SRC6, DST6, ChecksumMode::PseudoHeader).unwrap();
+        assert_eq!(bytes.len(), 8 + 2 * 16);
+        // Asking for no pseudo-header changes nothing on IPv6.
+        let same = ad.encode(SRC6, DST6, ChecksumMode::NoPseudoHeader).unwrap();
+        assert_eq!(bytes, same);
+        // Checked against the independent checksum and pseudo-header.
+        let (IpAddr::V6(s), IpAddr::V6(d)) = (SRC6, DST6) else {
+            unreachable!()
+        };
+        let mut unsummed = bytes.clone();
+        unsummed[6] = 0;
+        unsummed[7] = 0;
+        let mut summed = ref_pseudo_v6(s, d, bytes.len() as u32);
+        summed.extend_from_slice(&unsummed);
+        assert_eq!(&bytes[6..8], &ref_checksum(&summed).to_be_bytes());
+
+        let decoded = Advertisement::decode(&bytes, SRC6, DST6).unwrap();
+        assert_eq!(decoded, (ad, ChecksumMode::PseudoHeader));
+    }
+
+    #[test]
+    fn v6_without_pseudo_header_is_refused() {
+        let ad = Advertisement {
+            vrid: 7,
+            priority: 100,
+            max_adver_int_cs: 100,
+            addresses: vec!["2001:db8::1".parse().unwrap()],
+        };
+        let mut bytes = ad.encode(SRC6, DST6, ChecksumMode::PseudoHeader).unwrap();
+        bytes[6] = 0;
+        bytes[7] = 0;
+        let c = ref_checksum(&bytes);
+        bytes[6..8].copy_from_slice(&c.to_be_bytes());
+        assert_eq!(
+            Advertisement::decode(&bytes, SRC6, DST6),
+            Err(DecodeError::Checksum)
+        );
+    }
+
+    #[test]
+    fn truncated_at_every_length() {
+        let full = fix_checksum_v4(golden_unsummed(), true);
+        for len in 0..full.len() {
+            let got = Advertisement::decode(&full[..len], SRC4, DST4);
+            let want = if len < HEADER_LEN {
+                DecodeError::TooShort
+            } else {
+                DecodeError::Length { count: 1, len }
+            };
+            assert_eq!(got, Err(want), "length {len}");
+        }
+    }
+
+    #[test]
+    fn bad_version_and_type() {
+        let mut v2 = golden_unsummed();
+        v2[0] = 0x21;
+        let v2 = fix_checksum_v4(v2, true);
+        assert_eq!(
+            Advertisement::decode(&v2, SRC4, DST4),
+            Err(DecodeError::Version(2))
+        );
+        let mut t2 = golden_unsummed();
+        t2[0] = 0x32;
+        let t2 = fix_checksum_v4(t2, true);
+        assert_eq!(
+            Advertisement::decode(&t2, SRC4, DST4),
+            Err(DecodeError::Type(2))
+        );
+    }
+
+    #[test]
+    fn count_and_length_must_agree() {
+        // Count says 2, one address follows.
+        let mut two = golden_unsummed();
+        two[3] = 2;
+        let two = fix_checksum_v4(two, true);
+        assert_eq!(
+            Advertisement::decode(&two, SRC4, DST4),
+            Err(DecodeError::Length { count: 2, len: 12 })
+        );
+        // Trailing bytes after the last address.
+        let mut long = golden_unsummed();
+        long.extend_from_slice(&[0, 0, 0, 0]);
+        let long = fix_checksum_v4(long, true);
+        assert_eq!(
+            Advertisement::decode(&long, SRC4, DST4),
+            Err(DecodeError::Length { count: 1, len: 16 })
+        );
+        // An IPv6-sized address list read as IPv4.
+        let ad6 = Advertisement {
+            vrid: 51,
+            priority: 100,
+            max_adver_int_cs: 100,
+            addresses: vec!["2001:db8::1".parse().unwrap()],
+        };
+        let bytes6 = ad6.encode(SRC6, DST6, ChecksumMode::PseudoHeader).unwrap();
+        assert_eq!(
+            Advertisement::decode(&bytes6, SRC4, DST4),
+            Err(DecodeError::Length { count: 1, len: 24 })
+        );
+        // An IPv4-sized list read as IPv6.
+        let bytes4 = fix_checksum_v4(golden_unsummed(), true);
+        assert_eq!(
+            Advertisement::decode(&bytes4, SRC6, DST6),
+            Err(DecodeError::Length { count: 1, len: 12 })
+        );
+    }
+
+    #[test]
+    fn zero_vrid_and_zero_interval() {
+        let mut vrid0 = golden_unsummed();
+        vrid0[1] = 0;
+        let vrid0 = fix_checksum_v4(vrid0, true);
+        assert_eq!(
+            Advertisement::decode(&vrid0, SRC4, DST4),
+            Err(DecodeError::ZeroVrid)
+        );
+        let mut int0 = golden_unsummed();
+        int0[4] = 0;
+        int0[5] = 0;
+        let int0 = fix_checksum_v4(int0, true);
+        assert_eq!(
+            Advertisement::decode(&int0, SRC4, DST4),
+            Err(DecodeError::ZeroInterval)
+        );
+        // Only reserved bits set: still a zero interval.
+        let mut rsvd_only = golden_unsummed();
+        rsvd_only[4] = 0xf0;
+        rsvd_only[5] = 0;
+        let rsvd_only = fix_checksum_v4(rsvd_only, false);
+        assert_eq!(
+            Advertisement::decode(&rsvd_only, SRC4, DST4),
+            Err(DecodeError::ZeroInterval)
+        );
+    }
+
+    #[test]
+    fn reserved_bits_are_ignored_on_receive() {
+        let mut rsvd = golden_unsummed();
+        rsvd[4] = 0xf0; // reserved nibble set, interval still 100
+        let rsvd = fix_checksum_v4(rsvd, true);
+        let (ad, _) = Advertisement::decode(&rsvd, SRC4, DST4).unwrap();
+        assert_eq!(ad, golden_ad());
+    }
+
+    #[test]
+    fn bad_checksum() {
+        let good = fix_checksum_v4(golden_unsummed(), true);
+        for i in 0..good.len() {
+            let mut bad = good.clone();
+            bad[i] ^= 0x01;
+            let got = Advertisement::decode(&bad, SRC4, DST4);
+            // Flipping the low bit of the version/type byte (type 0) or
+            // of the count trips an earlier check; everything else must
+            // come out as a checksum error.
+            match i {
+                0 => assert_eq!(got, Err(DecodeError::Type(0)), "byte {i}"),
+                3 => assert!(matches!(got, Err(DecodeError::Length { .. })), "byte {i}"),
+                _ => assert_eq!(got, Err(DecodeError::Checksum), "byte {i}"),
+            }
+        }
+    }
+
+    #[test]
+    fn decode_refuses_mixed_families() {
+        let good = fix_checksum_v4(golden_unsummed(), true);
+        assert_eq!(
+            Advertisement::decode(&good, SRC4, DST6),
+            Err(DecodeError::MixedFamilies)
+        );
+    }
+
+    #[test]
+    fn encode_errors() {
+        let ad = golden_ad();
+        let pm = ChecksumMode::PseudoHeader;
+        let e = |ad: &Advertisement, s, d| ad.encode(s, d, pm).unwrap_err();
+        assert_eq!(
+            e(
+                &Advertisement {
+                    vrid: 0,
+                    ..ad.clone()
+                },
+                SRC4,
+                DST4
+            ),
+            EncodeError::ZeroVrid
+        );
+        for bad in [0, 4096, u16::MAX] {
+            let a = Advertisement {
+                max_adver_int_cs: bad,
+                ..ad.clone()
+            };
+            assert_eq!(e(&a, SRC4, DST4), EncodeError::Interval(bad));
+        }
+        assert_eq!(e(&ad, SRC4, DST6), EncodeError::MixedFamilies);
+        assert_eq!(e(&ad, SRC6, DST6), EncodeError::MixedFamilies);
+        let mixed = Advertisement {
+            addresses: vec![VIP4, "2001:db8::1".parse().unwrap()],
+            ..ad.clone()
+        };
+        assert_eq!(e(&mixed, SRC4, DST4), EncodeError::MixedFamilies);
+        let none = Advertisement {
+            addresses: vec![],
+            ..ad.clone()
+        };
+        assert_eq!(e(&none, SRC4, DST4), EncodeError::NoAddresses);
+        let many = Advertisement {
+            addresses: (0..256u32)
+                .map(|i| IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i)))
+                .collect(),
+            ..ad
+        };
+        assert_eq!(e(&many, SRC4, DST4), EncodeError::TooManyAddresses(256));
+    }
+
+    #[test]
+    fn labels_are_stable_and_distinct() {
+        let decode = [
+            DecodeError::MixedFamilies,
+            DecodeError::TooShort,
+            DecodeError::Version(2),
+            DecodeError::Type(2),
+            DecodeError::Length { count: 1, len: 9 },
+            DecodeError::ZeroVrid,
+            DecodeError::ZeroInterval,
+            DecodeError::Checksum,
+        ];
+        let labels: Vec<_> = decode.iter().map(DecodeError::label).collect();
+        assert_eq!(
+            labels,
+            [
+                "mixed_families",
+                "too_short",
+                "version",
+                "type",
+                "length",
+                "zero_vrid",
+                "zero_interval",
+                "checksum"
+            ]
+        );
+        assert_eq!(Invalid::Ttl(1).label(), "ttl");
+        assert_eq!(Invalid::OtherVrid(1).label(), "other_vrid");
+        assert_eq!(Invalid::AddressMismatch.label(), "address_mismatch");
+        assert_eq!(ChecksumMode::PseudoHeader.label(), "pseudo_header");
+        assert_eq!(ChecksumMode::NoPseudoHeader.label(), "no_pseudo_header");
+    }
+
+    #[test]
+    fn validate_accepts_a_matching_advert() {
+        let ad = golden_ad();
+        assert_eq!(validate(&ad, 255, 51, &[VIP4]), Ok(()));
+    }
+
+    #[test]
+    fn validate_refuses_ttl_254() {
+        assert_eq!(
+            validate(&golden_ad(), 254, 51, &[VIP4]),
+            Err(Invalid::Ttl(254))
+        );
+    }
+
+    #[test]
+    fn validate_sets_other_vrid_apart() {
+        assert_eq!(
+            validate(&golden_ad(), 255, 52, &[VIP4]),
+            Err(Invalid::OtherVrid(51))
+        );
+    }
+
+    #[test]
+    fn validate_compares_addresses_as_sets() {
+        let a: IpAddr = "198.18.0.100".parse().unwrap();
+        let b: IpAddr = "198.18.0.101".parse().unwrap();
+        let ad = Advertisement {
+            addresses: vec![a, b],
+            ..golden_ad()
+        };
+        assert_eq!(validate(&ad, 255, 51, &[b, a]), Ok(()), "order");
+        assert_eq!(validate(&ad, 255, 51, &[a, b, a]), Ok(()), "repeats");
+        assert_eq!(
+            validate(&ad, 255, 51, &[a]),
+            Err(Invalid::AddressMismatch),
+            "we have fewer"
+        );
+        let c: IpAddr = "198.18.0.102".parse().unwrap();
+        assert_eq!(
+            validate(&ad, 255, 51, &[a, b, c]),
+            Err(Invalid::AddressMismatch),
+            "we have more"
+        );
+        assert_eq!(
+            validate(&ad, 255, 51, &[a, c]),
+            Err(Invalid::AddressMismatch),
+            "same count, other address"
+        );
+    }
+
+    #[test]
+    fn family_helpers() {
+        assert_eq!(Family::of(&SRC4), Family::V4);
+        assert_eq!(Family::of(&SRC6), Family::V6);
+        assert_eq!(Family::V4.multicast_group(), DST4);
+        assert_eq!(Family::V6.multicast_group(), DST6);
+        assert_eq!(VRRP_MCAST_V6.to_string(), "ff02::12");
+        assert_eq!(VRRP_MCAST_V4.to_string(), "224.0.0.18");
+    }
+
+    #[test]
+    fn checksum_helpers_fold_carries_and_pad_odd_bytes() {
+        assert_eq!(fold(0x1_fffe), 0xffff);
+        assert_eq!(fold(0x2_0001), 0x0003);
+        assert_eq!(sum_words(0, &[0x12, 0x34, 0x56]), 0x1234 + 0x5600);
+        for data in [&[0xab_u8][..], &[1, 2, 3], &[0xff; 9]] {
+            assert_eq!(
+                checksum(data, SRC4, DST4, ChecksumMode::NoPseudoHeader),
+                ref_checksum(data)
+            );
+        }
+    }
+}
