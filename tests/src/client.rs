@@ -148,8 +148,9 @@ pub struct Timed {
 }
 
 /// Sends requests for `/` to `address` from `netns`, one new connection
-/// each, back to back, until `stop` is set or `limit` passes (bounded
-/// either way); returns each request's start time and outcome.
+/// each, back to back (10 ms pause after a failure), until `stop` is set
+/// or `limit` passes (bounded either way); returns each request's start
+/// time and outcome.
 pub fn run_until(
     netns: &str,
     address: IpAddr,
@@ -177,7 +178,12 @@ pub fn run_until(
                 .and_then(|mut r| r.body_mut().read_to_string())
                 .map(|b| b.trim().to_owned())
                 .map_err(|e| e.to_string());
+            let failed = result.is_err();
             out.push(Timed { at, result });
+            if failed {
+                // A client backs off a little before retrying.
+                std::thread::sleep(Duration::from_millis(10));
+            }
         }
         out
     })

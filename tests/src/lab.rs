@@ -502,6 +502,100 @@ impl Lab {
         }
     }
 
+    /// An lbd config for `node` in a VRRP pair: the IPv4 VIP with
+    /// `backends`, one VRRP instance (VRID 51, 100 ms adverts) with this
+    /// `priority` and `preempt`, and connection-table sync to `peer`.
+    pub fn ha_config(
+        &self,
+        node: &Host,
+        peer: &Host,
+        backends: &[&str],
+        priority: u8,
+        preempt: bool,
+    ) -> anyhow::Result<String> {
+        let key = self.dir.join("sync.key");
+        if !key.exists() {
+            fs::write(&key, "lab-sync-key-0123456789abcdef\n")?;
+        }
+        let mut config = format!(
+            "interface = \"eth0\"\nconntrack_size = 65536\nadmin_socket = \"{}\"\n\n[[vip]]\naddress = \"{VIP4}\"\nport = {HTTP_PORT}\n\
+             [vip.health]\ncheck = \"http\"\npath = \"/health\"\ninterval_ms = 200\nfast_interval_ms = 100\ntimeout_ms = 100\nrise = 1\nfall = 2\n",
+            self.admin_socket_of(node).display()
+        );
+        for name in backends {
+            if let Some(host) = self.backends.iter().find(|b| b.name == *name) {
+                config.push_str(&format!(
+                    "  [[vip.backend]]\n  address = \"{}\"\n",
+                    host.ipv4
+                ));
+            }
+        }
+        config.push_str(&format!(
+            "\n[[vrrp]]\nvrid = 51\npriority = {priority}\nadvert_interval_ms = 100\npreempt = {preempt}\n\
+             announce_count = 3\n\
+             sync_listen = \"{}:7540\"\nsync_peer = \"{}:7540\"\nsync_key_file = \"{}\"\n",
+            node.ipv4,
+            peer.ipv4,
+            key.display()
+        ));
+        Ok(config)
+    }
+
+    /// Starts keepalived (VRRPv3, VRID 51, 100 ms adverts, the lab's IPv4
+    /// VIP) on `node` as process `name`.
+    pub fn start_keepalived(
+        &mut self,
+        node: &Host,
+        name: &str,
+        priority: u8,
+        preempt: bool,
+    ) -> anyhow::Result<u32> {
+        let dir = self.dir.join(name);
+        fs::create_dir_all(&dir)?;
+        let config = format!(
+            "global_defs {{\n  vrrp_version 3\n  router_id {name}\n  enable_script_security\n}}\n\
+             vrrp_instance VI_1 {{\n  state BACKUP\n  interface eth0\n  virtual_router_id 51\n  priority {priority}\n  \
+             advert_int 0.1\n{}  virtual_ipaddress {{\n    {VIP4}/32\n  }}\n}}\n",
+            if preempt { "" } else { "  nopreempt\n" }
+        );
+        let path = dir.join("keepalived.conf");
+        fs::write(&path, config)?;
+        let d = dir.display().to_string();
+        self.spawn(
+            name,
+            &node.netns.clone(),
+            "keepalived",
+            &[
+                "--dont-fork",
+                "--log-console",
+                "--log-detail",
+                "--vrrp",
+                "--use-file",
+                &path.to_string_lossy(),
+                "--pid",
+                &format!("{d}/keepalived.pid"),
+                "--vrrp_pid",
+                &format!("{d}/vrrp.pid"),
+                "--checkers_pid",
+                &format!("{d}/checkers.pid"),
+            ],
+        )
+    }
+
+    /// Takes `node`'s interface down or up (a node failure, as the segment
+    /// sees it).
+    pub fn set_link(&self, node: &Host, up: bool) -> anyhow::Result<()> {
+        ip(
+            &node.netns,
+            &["link", "set", "eth0", if up { "up" } else { "down" }],
+        )
+    }
+
+    /// Whether `node` holds the lab's IPv4 VIP on its interface.
+    pub fn holds_vip(&self, node: &Host) -> anyhow::Result<bool> {
+        Ok(self.addresses_of(node)?.contains(&format!("{VIP4}/32")))
+    }
+
     /// Runs lbctl against lbd on `node`.
     pub fn lbctl_on(&self, node: &Host, args: &[&str]) -> anyhow::Result<std::process::Output> {
         let lbctl = lbd_binary()?.with_file_name("lbctl");

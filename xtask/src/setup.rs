@@ -13,8 +13,16 @@ use anyhow::{anyhow, bail, Context as _};
 use crate::cmd::{command, exec, output};
 
 /// Debian packages the lab uses: nginx backends, iproute2 for namespaces,
-/// ethtool for veth offloads, curl for poking the lab by hand.
-const PACKAGES: &[&str] = &["nginx", "iproute2", "ethtool", "curl", "procps"];
+/// ethtool for veth offloads, curl for poking the lab by hand, keepalived as
+/// the VRRP peer of the interoperability tests.
+const PACKAGES: &[&str] = &[
+    "nginx",
+    "iproute2",
+    "ethtool",
+    "curl",
+    "procps",
+    "keepalived",
+];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
 pub fn run() -> anyhow::Result<()> {

@@ -201,7 +201,7 @@ impl Checker<'_> {
         let announce_interval = millis(
             &raw.announce_interval_ms,
             "announce_interval_ms",
-            100,
+            1000,
             10_000,
         )?;
         let notify = match &raw.notify {

@@ -6,7 +6,7 @@
 use std::{
     io,
     mem::{size_of, MaybeUninit},
-    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6},
     os::fd::AsRawFd as _,
 };
 
@@ -52,7 +52,9 @@ impl VrrpSocket {
                 s.set_multicast_ttl_v4(255)?;
                 s.set_ttl(255)?;
                 s.set_multicast_loop_v4(false)?;
-                s.bind(&SockAddr::from(SocketAddrV4::new(v4, 0)))?;
+                // No bind(): a raw socket bound to an address only receives
+                // packets sent to it, not to the group. IP_MULTICAST_IF with
+                // our address makes it the source of our adverts.
                 s
             }
             IpAddr::V6(v6) => {
@@ -69,7 +71,9 @@ impl VrrpSocket {
                 s.set_multicast_loop_v6(false)?;
                 set_int(&s, libc::IPPROTO_IPV6, libc::IPV6_RECVHOPLIMIT, 1)?;
                 set_int(&s, libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO, 1)?;
-                s.bind(&SockAddr::from(SocketAddrV6::new(v6, 0, 0, ifindex)))?;
+                // No bind() (see above); the kernel sends to ff02::12 from
+                // the interface's link-local address, `v6`.
+                let _ = v6;
                 s
             }
         };

@@ -1,0 +1,594 @@
+//! High availability end to end: two LB nodes running lbd with VRRP (and
+//! connection-table replication) in front of nginx backends, and keepalived
+//! as a foreign VRRP peer. Needs root.
+
+use std::{
+    io::{Read as _, Write as _},
+    net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+use lb_common::{
+    consts::{AF_INET, IPPROTO_TCP},
+    hash::flow_hash,
+    FlowKey,
+};
+use lb_tests::{
+    client,
+    lab::{in_netns, Host, Lab, LabSpec, HTTP_PORT, VIP4},
+};
+use lb_userspace::{
+    api::schema::Status,
+    maglev::{build_table, MaglevBackend},
+    reconcile::addr_words,
+    vrrp::{Advertisement, ChecksumMode},
+};
+
+const VIP: &str = "198.18.0.100:80/tcp";
+/// 3 × 100 ms + skew (256 − 100) × 100 ms / 256 for the priority-100 backup.
+const MASTER_DOWN: Duration = Duration::from_micros(360_937);
+
+fn lab(backends: usize) -> Lab {
+    let lab = Lab::start_spec(LabSpec {
+        lbs: 2,
+        backends,
+        static_vip: false,
+    })
+    .expect("lab");
+    lab.wait_for_backends().expect("nginx up");
+    lab
+}
+
+fn status(lab: &Lab, node: &Host) -> Status {
+    let out = lab.lbctl_on(node, &["status", "--json"]).expect("lbctl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("status JSON")
+}
+
+fn vrrp_state(lab: &Lab, node: &Host) -> String {
+    status(lab, node).vrrp[0].state.to_string()
+}
+
+/// Starts lbd on both nodes: `lb` with `prio_a`, `lb2` with `prio_b`.
+fn start_pair(lab: &mut Lab, backends: &[&str], prio_a: u8, prio_b: u8, preempt: bool) {
+    let (a, b) = (lab.lbs[0].clone(), lab.lbs[1].clone());
+    let config_a = lab
+        .ha_config(&a, &b, backends, prio_a, preempt)
+        .expect("config");
+    let config_b = lab
+        .ha_config(&b, &a, backends, prio_b, preempt)
+        .expect("config");
+    lab.start_lbd_on(&a, "lbd-a", &config_a).expect("lbd on lb");
+    lab.start_lbd_on(&b, "lbd-b", &config_b)
+        .expect("lbd on lb2");
+}
+
+/// Waits until `node` holds the VIP (and says it is master); returns how
+/// long that took from `since`.
+fn wait_for_vip(lab: &Lab, node: &Host, since: Instant, limit: Duration) -> Duration {
+    loop {
+        if lab.holds_vip(node).expect("ip addr") {
+            return since.elapsed();
+        }
+        assert!(
+            since.elapsed() < limit,
+            "{} did not take the VIP within {limit:?}",
+            node.name
+        );
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn wait_until(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !condition() {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn the_higher_priority_node_is_elected_and_holds_the_vip_alone() {
+    let mut lab = lab(3);
+    start_pair(&mut lab, &["b1", "b2", "b3"], 150, 100, true);
+    let (a, b) = (lab.lbs[0].clone(), lab.lbs[1].clone());
+    wait_for_vip(&lab, &a, Instant::now(), Duration::from_secs(10));
+    wait_until("lb2 to be backup", Duration::from_secs(5), || {
+        vrrp_state(&lab, &b) == "backup"
+    });
+    assert_eq!(vrrp_state(&lab, &a), "master");
+    assert!(
+        !lab.holds_vip(&b).expect("ip addr"),
+        "the backup holds the VIP too"
+    );
+    let tally = client::burst(&lab.client.netns, IpAddr::V4(VIP4), 200).expect("burst");
+    assert_eq!(tally.failed, 0, "{:?}", tally.errors);
+    let s = status(&lab, &b);
+    assert_eq!(
+        s.vrrp[0].master,
+        Some(a.ipv4.into()),
+        "the backup knows its master: {:?}\n{}",
+        s.vrrp,
+        lab.log("lbd-b")
+    );
+    wait_until("replication to connect", Duration::from_secs(10), || {
+        status(&lab, &a).replication.is_some_and(|r| r.connected)
+    });
+}
+
+#[test]
+fn killing_the_master_moves_the_vip_within_master_down_plus_100_ms() {
+    let mut lab = lab(3);
+    start_pair(&mut lab, &["b1", "b2", "b3"], 150, 100, true);
+    let (a, b) = (lab.lbs[0].clone(), lab.lbs[1].clone());
+    wait_for_vip(&lab, &a, Instant::now(), Duration::from_secs(10));
+    wait_until("lb2 to be backup", Duration::from_secs(5), || {
+        vrrp_state(&lab, &b) == "backup"
+    });
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let netns = lab.client.netns.clone();
+    let load = {
+        let stop = stop.clone();
+        thread::spawn(move || {
+            client::run_until(&netns, IpAddr::V4(VIP4), stop, Duration::from_secs(20))
+        })
+    };
+    let load_start = Instant::now();
+    thread::sleep(Duration::from_millis(500));
+    let killed = Instant::now();
+    lab.signal("lbd-a", libc::SIGKILL).expect("SIGKILL");
+    let gap = wait_for_vip(&lab, &b, killed, Duration::from_secs(5));
+    thread::sleep(Duration::from_millis(1000));
+    stop.store(true, Ordering::Relaxed);
+    let results = load.join().expect("load").expect("load");
+    let taken = killed + gap - load_start;
+    let failed = results.iter().filter(|r| r.result.is_err()).count();
+    // Clients learn the new master from its gratuitous ARP; allow for it.
+    let settled = taken + Duration::from_millis(100);
+    let failed_after: Vec<_> = results
+        .iter()
+        .filter(|r| r.result.is_err() && r.at > settled)
+        .collect();
+    println!(
+        "SIGKILL of the master: backup held the VIP after {} ms (master-down interval {} ms); \
+         {failed} of {} requests failed, {} of them more than 100 ms after the takeover",
+        gap.as_millis(),
+        MASTER_DOWN.as_millis(),
+        results.len(),
+        failed_after.len()
+    );
+    assert!(
+        failed_after.is_empty(),
+        "requests still fail after the takeover: {failed_after:?}"
+    );
+    // The bound, plus slack for polling `ip addr` on a busy 2-core machine.
+    assert!(
+        gap <= MASTER_DOWN + Duration::from_millis(100) + Duration::from_millis(150),
+        "gap {gap:?}"
+    );
+    assert_eq!(vrrp_state(&lab, &b), "master");
+    let after = client::burst(&lab.client.netns, IpAddr::V4(VIP4), 100).expect("burst");
+    assert_eq!(
+        after.failed, 0,
+        "requests fail after the failover: {:?}",
+        after.errors
+    );
+
+    // The crashed node still has the VIP on its interface; lbd's restart
+    // removes it before anything else.
+    assert!(
+        lab.holds_vip(&a).expect("ip addr"),
+        "a SIGKILLed lbd cannot clean up"
+    );
+    let config = lab
+        .ha_config(&a, &b, &["b1", "b2", "b3"], 150, false)
+        .expect("config");
+    lab.start_lbd_on(&a, "lbd-a2", &config).expect("restart");
+    assert!(
+        !lab.holds_vip(&a).expect("ip addr"),
+        "stale VIP left after restart"
+    );
+    thread::sleep(Duration::from_millis(800));
+    assert_eq!(
+        vrrp_state(&lab, &a),
+        "backup",
+        "preempt is off on the restarted node"
+    );
+    assert!(lab.holds_vip(&b).expect("ip addr"));
+}
+
+/// A streaming download through the VIP: the backend that serves it and
+/// whether it completes whole.
+struct Stream {
+    backend: String,
+    local: SocketAddr,
+    handle: thread::JoinHandle<Result<usize, String>>,
+}
+
+fn open_stream(netns: &str) -> Stream {
+    let (stream, head) = in_netns(netns, || -> anyhow::Result<(TcpStream, String)> {
+        let mut stream = TcpStream::connect_timeout(
+            &SocketAddr::new(IpAddr::V4(VIP4), HTTP_PORT),
+            Duration::from_secs(5),
+        )?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        stream.write_all(b"GET /slow HTTP/1.1\r\nHost: vip\r\nConnection: close\r\n\r\n")?;
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            stream.read_exact(&mut byte)?;
+            head.push(byte[0]);
+        }
+        Ok((stream, String::from_utf8_lossy(&head).into_owned()))
+    })
+    .expect("netns")
+    .expect("stream");
+    let backend = head
+        .lines()
+        .find_map(|l| l.strip_prefix("X-Backend: "))
+        .expect("X-Backend header")
+        .trim()
+        .to_owned();
+    let local = stream.local_addr().expect("local address");
+    let handle = thread::spawn(move || {
+        let mut stream = stream;
+        let mut body = Vec::new();
+        stream.read_to_end(&mut body).map_err(|e| e.to_string())?;
+        Ok(body.len())
+    });
+    Stream {
+        backend,
+        local,
+        handle,
+    }
+}
+
+/// The backend lbd's Maglev gives this client flow with `backends` (b1..).
+fn maglev_choice(lab: &Lab, local: SocketAddr, backends: usize) -> String {
+    let keys: Vec<[u8; 4]> = lab.backends[..backends]
+        .iter()
+        .map(|b| b.ipv4.octets())
+        .collect();
+    let members: Vec<MaglevBackend<'_>> = keys
+        .iter()
+        .zip(1u32..)
+        .map(|(key, id)| MaglevBackend {
+            key,
+            weight: 100,
+            id,
+        })
+        .collect();
+    let table = build_table(&members, 65_537).expect("table");
+    let (src, _) = addr_words(local.ip());
+    let (dst, _) = addr_words(IpAddr::V4(VIP4));
+    let key = FlowKey {
+        src,
+        dst,
+        sport: local.port().to_be(),
+        dport: HTTP_PORT.to_be(),
+        proto: IPPROTO_TCP,
+        family: AF_INET,
+        _pad: 0,
+    };
+    let id = table[(flow_hash(&key) % 65_537) as usize];
+    lab.backends[id as usize - 1].name.clone()
+}
+
+#[test]
+fn long_lived_connections_survive_a_failover_even_after_the_backend_set_changed() {
+    let mut lab = lab(4);
+    start_pair(&mut lab, &["b1", "b2", "b3"], 150, 100, true);
+    let (a, b) = (lab.lbs[0].clone(), lab.lbs[1].clone());
+    wait_for_vip(&lab, &a, Instant::now(), Duration::from_secs(10));
+    wait_until("replication to connect", Duration::from_secs(10), || {
+        status(&lab, &a).replication.is_some_and(|r| r.connected)
+    });
+
+    // Streams until at least two would move to another backend once b4
+    // joins: those only survive the failover through replication.
+    let mut streams = Vec::new();
+    let mut movers = 0;
+    while movers < 2 && streams.len() < 40 {
+        let stream = open_stream(&lab.client.netns);
+        assert_eq!(
+            maglev_choice(&lab, stream.local, 3),
+            stream.backend,
+            "lbd's choice differs from the model's"
+        );
+        if maglev_choice(&lab, stream.local, 4) != stream.backend {
+            movers += 1;
+        }
+        streams.push(stream);
+    }
+    assert!(movers >= 2, "no stream would move when b4 joins");
+    for node in [&a, &b] {
+        let out = lab
+            .lbctl_on(node, &["backend", "add", VIP, "198.18.0.14"])
+            .expect("lbctl");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    thread::sleep(Duration::from_millis(1500)); // replication ticks (250 ms) and touches (1 s)
+    let installed = status(&lab, &b)
+        .replication
+        .map(|r| r.installed)
+        .unwrap_or(0);
+    assert!(
+        installed >= streams.len() as u64,
+        "backup installed {installed} flows"
+    );
+
+    // The master node fails: lbd dies and the node drops off the segment.
+    // (A crash of lbd alone, on a live kernel, is the hitless-restart case:
+    // the stale VIP on the old node answers with resets until clients learn
+    // the new master.)
+    lab.signal("lbd-a", libc::SIGKILL).expect("SIGKILL");
+    lab.set_link(&a, false).expect("link down");
+    let gap = wait_for_vip(&lab, &b, Instant::now(), Duration::from_secs(5));
+    let total = streams.len();
+    let mut failed = Vec::new();
+    for stream in streams {
+        match stream.handle.join().expect("stream thread") {
+            Ok(24_576) => {}
+            other => failed.push((stream.backend, other)),
+        }
+    }
+    println!("{total} streams ({movers} would have moved with b4), failover gap {} ms, failed: {failed:?}", gap.as_millis());
+    assert!(
+        failed.is_empty(),
+        "streams broke across the failover: {failed:?}"
+    );
+}
+
+#[test]
+fn graceful_shutdown_hands_over_faster_than_a_kill_and_preemption_follows_the_config() {
+    let mut lab = lab(3);
+    start_pair(&mut lab, &["b1", "b2", "b3"], 150, 100, true);
+    let (a, b) = (lab.lbs[0].clone(), lab.lbs[1].clone());
+    wait_for_vip(&lab, &a, Instant::now(), Duration::from_secs(10));
+    wait_until("lb2 to be backup", Duration::from_secs(5), || {
+        vrrp_state(&lab, &b) == "backup"
+    });
+
+    let stopped = Instant::now();
+    lab.signal("lbd-a", libc::SIGTERM).expect("SIGTERM");
+    let graceful = wait_for_vip(&lab, &b, stopped, Duration::from_secs(5));
+    lab.wait_exit("lbd-a", Duration::from_secs(5))
+        .expect("lbd exits");
+    assert!(
+        !lab.holds_vip(&a).expect("ip addr"),
+        "a stopped lbd left its VIP"
+    );
+    println!(
+        "graceful handover: {} ms (a kill waits the master-down interval, {} ms)",
+        graceful.as_millis(),
+        MASTER_DOWN.as_millis()
+    );
+    assert!(
+        graceful < MASTER_DOWN,
+        "priority 0 did not speed the handover: {graceful:?}"
+    );
+
+    // Preempt on: the returning higher-priority node takes the VIP back.
+    let config = lab
+        .ha_config(&a, &b, &["b1", "b2", "b3"], 150, true)
+        .expect("config");
+    lab.start_lbd_on(&a, "lbd-a2", &config).expect("restart");
+    wait_for_vip(&lab, &a, Instant::now(), Duration::from_secs(5));
+    wait_until("lb2 to step down", Duration::from_secs(5), || {
+        !lab.holds_vip(&b).unwrap_or(true)
+    });
+
+    // Preempt off: it comes back as backup and stays so.
+    lab.terminate("lbd-a2").expect("stop");
+    wait_for_vip(&lab, &b, Instant::now(), Duration::from_secs(5));
+    let config = lab
+        .ha_config(&a, &b, &["b1", "b2", "b3"], 150, false)
+        .expect("config");
+    lab.start_lbd_on(&a, "lbd-a3", &config).expect("restart");
+    thread::sleep(Duration::from_millis(1500));
+    assert!(
+        !lab.holds_vip(&a).expect("ip addr"),
+        "preempted with preempt = false"
+    );
+    assert_eq!(vrrp_state(&lab, &a), "backup");
+    assert!(lab.holds_vip(&b).expect("ip addr"));
+}
+
+/// Watches both nodes' addresses every 10 ms until `stop`; returns the
+/// longest time both held the VIP at once.
+fn watch_overlap(lab: &Lab, stop: Arc<AtomicBool>) -> thread::JoinHandle<Duration> {
+    let (a, b) = (lab.lbs[0].netns.clone(), lab.lbs[1].netns.clone());
+    thread::spawn(move || {
+        let holds = |netns: &str| {
+            std::process::Command::new("ip")
+                .args(["-n", netns, "-br", "addr", "show", "dev", "eth0"])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).contains(&format!("{VIP4}/32")))
+                .unwrap_or(false)
+        };
+        let mut longest = Duration::ZERO;
+        let mut both_since: Option<Instant> = None;
+        while !stop.load(Ordering::Relaxed) {
+            if holds(&a) && holds(&b) {
+                let since = *both_since.get_or_insert_with(Instant::now);
+                longest = longest.max(since.elapsed());
+            } else {
+                both_since = None;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        longest
+    })
+}
+
+#[test]
+fn lbd_and_keepalived_elect_and_fail_over_both_ways() {
+    let mut lab = lab(3);
+    let (a, b) = (lab.lbs[0].clone(), lab.lbs[1].clone());
+    let stop = Arc::new(AtomicBool::new(false));
+    let overlap = watch_overlap(&lab, stop.clone());
+
+    // lbd (150) master, keepalived (100) backup.
+    let config = lab
+        .ha_config(&a, &b, &["b1", "b2", "b3"], 150, true)
+        .expect("config");
+    lab.start_keepalived(&b, "keepalived-b", 100, true)
+        .expect("keepalived");
+    lab.start_lbd_on(&a, "lbd-a", &config).expect("lbd");
+    wait_for_vip(&lab, &a, Instant::now(), Duration::from_secs(10));
+    thread::sleep(Duration::from_millis(1000));
+    assert!(
+        !lab.holds_vip(&b).expect("ip addr"),
+        "keepalived took the VIP from a higher-priority lbd:\n{}",
+        lab.log("keepalived-b")
+    );
+    let received = status(&lab, &a).vrrp[0].counters.adverts_received;
+    println!("lbd heard {received} adverts from keepalived as backup");
+    assert_eq!(
+        status(&lab, &a).vrrp[0].ignored.get("checksum"),
+        None,
+        "lbd rejected keepalived's adverts"
+    );
+
+    // lbd leaves: keepalived takes over.
+    lab.terminate("lbd-a").expect("stop lbd");
+    wait_for_vip(&lab, &b, Instant::now(), Duration::from_secs(5));
+    lab.terminate("keepalived-b").expect("stop keepalived");
+
+    // keepalived (200) master, lbd (100) backup.
+    lab.start_keepalived(&b, "keepalived-b2", 200, true)
+        .expect("keepalived");
+    wait_for_vip(&lab, &b, Instant::now(), Duration::from_secs(10));
+    let config = lab
+        .ha_config(&a, &b, &["b1", "b2", "b3"], 100, true)
+        .expect("config");
+    lab.start_lbd_on(&a, "lbd-a2", &config).expect("lbd");
+    thread::sleep(Duration::from_millis(1000));
+    assert_eq!(
+        vrrp_state(&lab, &a),
+        "backup",
+        "lbd did not defer to keepalived:\n{}",
+        lab.log("lbd-a2")
+    );
+    assert!(
+        status(&lab, &a).vrrp[0].counters.adverts_received > 0,
+        "lbd hears keepalived's adverts"
+    );
+    assert!(!lab.holds_vip(&a).expect("ip addr"));
+
+    // keepalived leaves: lbd takes over.
+    lab.terminate("keepalived-b2").expect("stop keepalived");
+    wait_for_vip(&lab, &a, Instant::now(), Duration::from_secs(5));
+    let tally = client::burst(&lab.client.netns, IpAddr::V4(VIP4), 100).expect("burst");
+    assert_eq!(tally.failed, 0, "{:?}", tally.errors);
+
+    stop.store(true, Ordering::Relaxed);
+    let longest = overlap.join().expect("watcher");
+    println!(
+        "longest time both nodes held the VIP: {} ms",
+        longest.as_millis()
+    );
+    assert!(
+        longest <= Duration::from_millis(100),
+        "both nodes held the VIP for {longest:?}"
+    );
+}
+
+/// Sends a VRRP packet from the client with this TTL.
+fn send_raw(lab: &Lab, payload: Vec<u8>, ttl: u32) {
+    let client = lab.client.ipv4;
+    in_netns(&lab.client.netns, move || {
+        let socket = socket2::Socket::new(
+            socket2::Domain::IPV4,
+            socket2::Type::RAW,
+            Some(socket2::Protocol::from(112)),
+        )
+        .expect("raw socket");
+        socket.set_multicast_ttl_v4(ttl).expect("ttl");
+        socket.set_multicast_if_v4(&client).expect("interface");
+        let group = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(224, 0, 0, 18)), 0);
+        for _ in 0..5 {
+            socket.send_to(&payload, &group.into()).expect("send");
+        }
+    })
+    .expect("netns");
+}
+
+#[test]
+fn forged_or_malformed_adverts_change_nothing() {
+    let mut lab = lab(1);
+    start_pair(&mut lab, &["b1"], 150, 100, true);
+    let (a, b) = (lab.lbs[0].clone(), lab.lbs[1].clone());
+    wait_for_vip(&lab, &a, Instant::now(), Duration::from_secs(10));
+    wait_until("lb2 to be backup", Duration::from_secs(5), || {
+        vrrp_state(&lab, &b) == "backup"
+    });
+
+    let client: IpAddr = lab.client.ipv4.into();
+    let group: IpAddr = Ipv4Addr::new(224, 0, 0, 18).into();
+    let advert = |vrid: u8, addresses: Vec<IpAddr>| Advertisement {
+        vrid,
+        priority: 254,
+        max_adver_int_cs: 10,
+        addresses,
+    };
+    let ours = || vec![IpAddr::V4(VIP4)];
+    let valid = advert(51, ours())
+        .encode(client, group, ChecksumMode::PseudoHeader)
+        .expect("encode");
+    let mut bad_checksum = valid.clone();
+    bad_checksum[6] ^= 0xff;
+    let cases: Vec<(&str, Vec<u8>, u32)> = vec![
+        ("ttl", valid.clone(), 64),
+        ("checksum", bad_checksum, 255),
+        (
+            "other_vrid",
+            advert(52, ours())
+                .encode(client, group, ChecksumMode::PseudoHeader)
+                .expect("encode"),
+            255,
+        ),
+        ("too_short", valid[..6].to_vec(), 255),
+        (
+            "address_mismatch",
+            advert(51, vec![IpAddr::V4(Ipv4Addr::new(198, 18, 0, 200))])
+                .encode(client, group, ChecksumMode::PseudoHeader)
+                .expect("encode"),
+            255,
+        ),
+    ];
+    let mut version3 = valid.clone();
+    version3[0] = 0x21; // version 2
+    let mut all = cases;
+    all.push(("version", version3, 255));
+    for (label, payload, ttl) in &all {
+        send_raw(&lab, payload.clone(), *ttl);
+        thread::sleep(Duration::from_millis(300));
+        for node in [&a, &b] {
+            let s = status(&lab, node);
+            assert!(
+                s.vrrp[0].ignored.get(*label).copied().unwrap_or(0) >= 1,
+                "{}: {label} not counted: {:?}",
+                node.name,
+                s.vrrp[0].ignored
+            );
+        }
+        assert_eq!(vrrp_state(&lab, &a), "master", "{label} changed the master");
+        assert_eq!(vrrp_state(&lab, &b), "backup", "{label} changed the backup");
+        assert!(lab.holds_vip(&a).expect("ip addr") && !lab.holds_vip(&b).expect("ip addr"));
+    }
+}
