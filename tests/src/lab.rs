@@ -403,6 +403,13 @@ impl Lab {
         config
     }
 
+    /// Writes `config` over the config file of lbd process `name` started
+    /// with `start_lbd_on` (for reloads).
+    pub fn write_lbd_config_named(&self, name: &str, config: &str) -> anyhow::Result<()> {
+        fs::write(self.dir.join(format!("{name}.toml")), config)?;
+        Ok(())
+    }
+
     /// Writes `config` over the running lbd's config file (for reloads).
     pub fn write_lbd_config(&self, config: &str) -> anyhow::Result<()> {
         fs::write(self.dir.join("lbd.toml"), config)?;

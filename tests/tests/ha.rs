@@ -20,7 +20,7 @@ use lb_common::{
 };
 use lb_tests::{
     client,
-    lab::{in_netns, Host, Lab, LabSpec, HTTP_PORT, VIP4},
+    lab::{in_netns, Host, Lab, LabSpec, HTTP_PORT, VIP4, VIP6},
 };
 use lb_userspace::{
     api::schema::Status,
@@ -591,4 +591,141 @@ fn forged_or_malformed_adverts_change_nothing() {
         assert_eq!(vrrp_state(&lab, &b), "backup", "{label} changed the backup");
         assert!(lab.holds_vip(&a).expect("ip addr") && !lab.holds_vip(&b).expect("ip addr"));
     }
+}
+
+#[test]
+fn a_node_that_cannot_serve_gives_the_vip_away_and_notify_runs_on_transitions() {
+    let mut lab = lab(3);
+    let (a, b) = (lab.lbs[0].clone(), lab.lbs[1].clone());
+    let notify = lab.dir.join("notify.sh");
+    std::fs::write(
+        &notify,
+        format!(
+            "#!/bin/sh\necho \"$1 $2\" >> {}/notify-$(cat /proc/sys/kernel/hostname)-$PPID.log\n",
+            lab.dir.display()
+        ),
+    )
+    .expect("notify script");
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&notify)
+        .status()
+        .expect("chmod");
+    let with_notify = |config: String| {
+        config.replace(
+            "[[vrrp]]\n",
+            &format!(
+                "[[vrrp]]\nnotify = \"{}\"\ntrack_no_backend = 60\n",
+                notify.display()
+            ),
+        )
+    };
+    let config_a = with_notify(
+        lab.ha_config(&a, &b, &["b1", "b2", "b3"], 150, true)
+            .expect("config"),
+    );
+    let config_b = with_notify(
+        lab.ha_config(&b, &a, &["b1", "b2", "b3"], 100, true)
+            .expect("config"),
+    );
+    lab.start_lbd_on(&a, "lbd-a", &config_a).expect("lbd");
+    lab.start_lbd_on(&b, "lbd-b", &config_b).expect("lbd");
+    wait_for_vip(&lab, &a, Instant::now(), Duration::from_secs(10));
+    wait_until("lb2 to be backup", Duration::from_secs(5), || {
+        vrrp_state(&lab, &b) == "backup"
+    });
+    let notes = || -> String {
+        std::fs::read_dir(&lab.dir)
+            .expect("lab dir")
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().starts_with("notify-"))
+            .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+            .collect()
+    };
+    wait_until(
+        "notify to report master and backup",
+        Duration::from_secs(5),
+        || {
+            let n = notes();
+            n.contains("master 51") && n.contains("backup 51")
+        },
+    );
+
+    // lb's checks now fail (port 81 is closed): its VIP has no healthy
+    // backend, so it advertises 150 - 60 = 90 and lb2 (100) preempts.
+    let broken = config_a.replace("[vip.health]\n", "[vip.health]\nport = 81\n");
+    lab.write_lbd_config_named("lbd-a", &broken)
+        .expect("config");
+    lab.signal("lbd-a", libc::SIGHUP).expect("SIGHUP");
+    wait_for_vip(&lab, &b, Instant::now(), Duration::from_secs(10));
+    wait_until("lb to step down", Duration::from_secs(5), || {
+        !lab.holds_vip(&a).unwrap_or(true)
+    });
+    let s = status(&lab, &a);
+    assert_eq!(s.vrrp[0].priority, 90, "{:?}", s.vrrp[0]);
+    assert!(s.vips[0].all_down);
+    let tally = client::burst(&lab.client.netns, IpAddr::V4(VIP4), 100).expect("burst");
+    assert_eq!(tally.failed, 0, "{:?}", tally.errors);
+
+    // Fixed again: it takes the VIP back (preempt on).
+    lab.write_lbd_config_named("lbd-a", &config_a)
+        .expect("config");
+    lab.signal("lbd-a", libc::SIGHUP).expect("SIGHUP");
+    wait_for_vip(&lab, &a, Instant::now(), Duration::from_secs(10));
+    assert_eq!(status(&lab, &a).vrrp[0].priority, 150);
+}
+
+#[test]
+fn an_ipv6_instance_elects_a_master_that_holds_the_ipv6_vip() {
+    let mut lab = lab(2);
+    let (a, b) = (lab.lbs[0].clone(), lab.lbs[1].clone());
+    let config = |node: &Host, priority: u8| {
+        let mut c = format!(
+            "interface = \"eth0\"\nadmin_socket = \"{}\"\n\n[[vip]]\naddress = \"{VIP6}\"\nport = {HTTP_PORT}\n",
+            lab.admin_socket_of(node).display()
+        );
+        for backend in &lab.backends {
+            c.push_str(&format!(
+                "  [[vip.backend]]\n  address = \"{}\"\n",
+                backend.ipv6
+            ));
+        }
+        c.push_str(&format!(
+            "\n[[vrrp]]\nvrid = 52\npriority = {priority}\nadvert_interval_ms = 100\n"
+        ));
+        c
+    };
+    let (config_a, config_b) = (config(&a, 150), config(&b, 100));
+    lab.start_lbd_on(&a, "lbd-a", &config_a).expect("lbd");
+    lab.start_lbd_on(&b, "lbd-b", &config_b).expect("lbd");
+    let holds = |lab: &Lab, node: &Host| {
+        lab.addresses_of(node)
+            .map(|a| a.contains(&format!("{VIP6}/128")))
+            .unwrap_or(false)
+    };
+    wait_until("lb to hold the IPv6 VIP", Duration::from_secs(10), || {
+        holds(&lab, &a)
+    });
+    wait_until("lb2 to be backup", Duration::from_secs(5), || {
+        vrrp_state(&lab, &b) == "backup"
+    });
+    assert!(!holds(&lab, &b));
+    thread::sleep(Duration::from_millis(500));
+    assert!(
+        status(&lab, &b).vrrp[0].counters.adverts_received > 0,
+        "no IPv6 advert heard: {:?} {:?}\n{}\n{}",
+        status(&lab, &a).vrrp,
+        status(&lab, &b).vrrp,
+        lab.log("lbd-a"),
+        lab.log("lbd-b")
+    );
+    let tally = client::burst(&lab.client.netns, IpAddr::V6(VIP6), 100).expect("burst");
+    assert_eq!(tally.failed, 0, "{:?}", tally.errors);
+
+    lab.terminate("lbd-a").expect("stop");
+    wait_until("lb2 to take the IPv6 VIP", Duration::from_secs(5), || {
+        holds(&lab, &b)
+    });
+    let tally = client::burst(&lab.client.netns, IpAddr::V6(VIP6), 100).expect("burst");
+    assert_eq!(tally.failed, 0, "after failover: {:?}", tally.errors);
 }

@@ -859,6 +859,13 @@ impl Checker<'_> {
                     }
                 }
             }
+            if instance.addresses.is_empty() {
+                return Err(self.invalid(
+                    raw_vrrp.span().start,
+                    &format!("vrrp[{index}].addresses"),
+                    "no address to move: list addresses or configure a VIP",
+                ));
+            }
             if let Some(first) = instances.iter().position(|i| {
                 i.vrid == instance.vrid
                     && i.addresses.first().map(IpAddr::is_ipv4)

@@ -81,8 +81,7 @@ impl Instance {
                 .with_context(|| format!("removing stale VIP {address}"))?;
         }
         let local = source_address(&netlink, interface, &config, family).await?;
-        let socket = VrrpSocket::open(&interface.name, interface.index, local)
-            .with_context(|| format!("opening the VRRP socket on {}", interface.name))?;
+        let socket = open_socket(interface, local).await?;
         let settings = Settings {
             vrid: config.vrid,
             priority: config.priority,
@@ -173,6 +172,30 @@ impl Instance {
 impl Drop for Instance {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+/// Opens the socket; an IPv6 link-local address still in duplicate
+/// address detection (an interface just brought up) cannot be bound yet,
+/// so that is retried for a few seconds.
+async fn open_socket(interface: &Interface, local: IpAddr) -> anyhow::Result<VrrpSocket> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match VrrpSocket::open(&interface.name, interface.index, local) {
+            Ok(socket) => return Ok(socket),
+            Err(error)
+                if error.kind() == std::io::ErrorKind::AddrNotAvailable
+                    && Instant::now() < deadline =>
+            {
+                debug!(%local, "source address not usable yet (duplicate address detection); retrying");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(error) => {
+                return Err(error).with_context(|| {
+                    format!("opening the VRRP socket on {} from {local}", interface.name)
+                })
+            }
+        }
     }
 }
 

@@ -71,9 +71,10 @@ impl VrrpSocket {
                 s.set_multicast_loop_v6(false)?;
                 set_int(&s, libc::IPPROTO_IPV6, libc::IPV6_RECVHOPLIMIT, 1)?;
                 set_int(&s, libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO, 1)?;
-                // No bind() (see above); the kernel sends to ff02::12 from
-                // the interface's link-local address, `v6`.
-                let _ = v6;
+                // Bound to the link-local address, the source RFC 5798
+                // wants (the kernel would pick a global one). Unlike IPv4,
+                // a bound IPv6 raw socket still gets its groups' traffic.
+                s.bind(&SockAddr::from(SocketAddrV6::new(v6, 0, 0, ifindex)))?;
                 s
             }
         };
