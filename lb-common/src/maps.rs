@@ -112,6 +112,17 @@ pub struct TrafficCounters {
     pub new_flows: u64,
 }
 
+impl TrafficCounters {
+    /// The sum of two counters (e.g. of two CPUs' copies).
+    pub const fn plus(self, other: Self) -> Self {
+        Self {
+            packets: self.packets + other.packets,
+            bytes: self.bytes + other.bytes,
+            new_flows: self.new_flows + other.new_flows,
+        }
+    }
+}
+
 #[cfg(feature = "user")]
 mod pod {
     // SAFETY: all of these are repr(C), made only of integers, with no

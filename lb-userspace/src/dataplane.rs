@@ -371,11 +371,7 @@ fn sum_traffic(
     let values = map.get(&id, 0).map_err(|e| map_error("reading", name, e))?;
     Ok(values
         .iter()
-        .fold(TrafficCounters::default(), |acc, c| TrafficCounters {
-            packets: acc.packets + c.packets,
-            bytes: acc.bytes + c.bytes,
-            new_flows: acc.new_flows + c.new_flows,
-        }))
+        .fold(TrafficCounters::default(), |acc, c| acc.plus(*c)))
 }
 
 /// In-memory `MapWriter` for tests of the control plane's logic.

@@ -23,20 +23,30 @@ impl Tally {
     }
 }
 
+/// The URL of `/` on the lab's HTTP port of `address`.
+fn url(address: IpAddr) -> String {
+    match address {
+        IpAddr::V4(a) => format!("http://{a}:{HTTP_PORT}/"),
+        IpAddr::V6(a) => format!("http://[{a}]:{HTTP_PORT}/"),
+    }
+}
+
+/// An HTTP client that opens a new connection for every request.
+fn one_shot_agent(timeout: Duration) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .max_idle_connections(0)
+        .max_idle_connections_per_host(0)
+        .timeout_global(Some(timeout))
+        .build()
+        .into()
+}
+
 /// Sends `count` GET requests for `/` to `address` from namespace `netns`,
 /// each on a new connection, with a 5 s timeout each.
 pub fn burst(netns: &str, address: IpAddr, count: u32) -> anyhow::Result<Tally> {
-    let url = match address {
-        IpAddr::V4(a) => format!("http://{a}:{HTTP_PORT}/"),
-        IpAddr::V6(a) => format!("http://[{a}]:{HTTP_PORT}/"),
-    };
+    let url = url(address);
     in_netns(netns, move || {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .max_idle_connections(0)
-            .max_idle_connections_per_host(0)
-            .timeout_global(Some(Duration::from_secs(5)))
-            .build()
-            .into();
+        let agent = one_shot_agent(Duration::from_secs(5));
         let mut tally = Tally::default();
         for _ in 0..count {
             // No "Connection: close": the client closes first, so its port
@@ -157,17 +167,9 @@ pub fn run_until(
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     limit: Duration,
 ) -> anyhow::Result<Vec<Timed>> {
-    let url = match address {
-        IpAddr::V4(a) => format!("http://{a}:{HTTP_PORT}/"),
-        IpAddr::V6(a) => format!("http://[{a}]:{HTTP_PORT}/"),
-    };
+    let url = url(address);
     in_netns(netns, move || {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .max_idle_connections(0)
-            .max_idle_connections_per_host(0)
-            .timeout_global(Some(Duration::from_secs(2)))
-            .build()
-            .into();
+        let agent = one_shot_agent(Duration::from_secs(2));
         let start = std::time::Instant::now();
         let mut out = Vec::new();
         while !stop.load(std::sync::atomic::Ordering::Relaxed) && start.elapsed() < limit {

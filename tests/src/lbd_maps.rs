@@ -73,9 +73,5 @@ fn sum(map: &PerCpuArray<MapData, TrafficCounters>, id: u32) -> anyhow::Result<T
     Ok(map
         .get(&id, 0)?
         .iter()
-        .fold(TrafficCounters::default(), |a, c| TrafficCounters {
-            packets: a.packets + c.packets,
-            bytes: a.bytes + c.bytes,
-            new_flows: a.new_flows + c.new_flows,
-        }))
+        .fold(TrafficCounters::default(), |a, c| a.plus(*c)))
 }

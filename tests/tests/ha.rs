@@ -72,6 +72,18 @@ fn start_pair(lab: &mut Lab, backends: &[&str], prio_a: u8, prio_b: u8, preempt:
         .expect("lbd on lb2");
 }
 
+/// Starts the pair (lb 150, lb2 100) and waits for lb to be master and lb2
+/// backup; returns both hosts.
+fn elected_pair(lab: &mut Lab, backends: &[&str], preempt: bool) -> (Host, Host) {
+    start_pair(lab, backends, 150, 100, preempt);
+    let (a, b) = (lab.lbs[0].clone(), lab.lbs[1].clone());
+    wait_for_vip(lab, &a, Instant::now(), Duration::from_secs(10));
+    wait_until("lb2 to be backup", Duration::from_secs(5), || {
+        vrrp_state(lab, &b) == "backup"
+    });
+    (a, b)
+}
+
 /// Waits until `node` holds the VIP (and says it is master); returns how
 /// long that took from `since`.
 fn wait_for_vip(lab: &Lab, node: &Host, since: Instant, limit: Duration) -> Duration {
@@ -99,12 +111,7 @@ fn wait_until(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) 
 #[test]
 fn the_higher_priority_node_is_elected_and_holds_the_vip_alone() {
     let mut lab = lab(3);
-    start_pair(&mut lab, &["b1", "b2", "b3"], 150, 100, true);
-    let (a, b) = (lab.lbs[0].clone(), lab.lbs[1].clone());
-    wait_for_vip(&lab, &a, Instant::now(), Duration::from_secs(10));
-    wait_until("lb2 to be backup", Duration::from_secs(5), || {
-        vrrp_state(&lab, &b) == "backup"
-    });
+    let (a, b) = elected_pair(&mut lab, &["b1", "b2", "b3"], true);
     assert_eq!(vrrp_state(&lab, &a), "master");
     assert!(
         !lab.holds_vip(&b).expect("ip addr"),
@@ -128,12 +135,7 @@ fn the_higher_priority_node_is_elected_and_holds_the_vip_alone() {
 #[test]
 fn killing_the_master_moves_the_vip_within_master_down_plus_100_ms() {
     let mut lab = lab(3);
-    start_pair(&mut lab, &["b1", "b2", "b3"], 150, 100, true);
-    let (a, b) = (lab.lbs[0].clone(), lab.lbs[1].clone());
-    wait_for_vip(&lab, &a, Instant::now(), Duration::from_secs(10));
-    wait_until("lb2 to be backup", Duration::from_secs(5), || {
-        vrrp_state(&lab, &b) == "backup"
-    });
+    let (a, b) = elected_pair(&mut lab, &["b1", "b2", "b3"], true);
 
     let stop = Arc::new(AtomicBool::new(false));
     let netns = lab.client.netns.clone();
@@ -356,12 +358,7 @@ fn long_lived_connections_survive_a_failover_even_after_the_backend_set_changed(
 #[test]
 fn graceful_shutdown_hands_over_faster_than_a_kill_and_preemption_follows_the_config() {
     let mut lab = lab(3);
-    start_pair(&mut lab, &["b1", "b2", "b3"], 150, 100, true);
-    let (a, b) = (lab.lbs[0].clone(), lab.lbs[1].clone());
-    wait_for_vip(&lab, &a, Instant::now(), Duration::from_secs(10));
-    wait_until("lb2 to be backup", Duration::from_secs(5), || {
-        vrrp_state(&lab, &b) == "backup"
-    });
+    let (a, b) = elected_pair(&mut lab, &["b1", "b2", "b3"], true);
 
     let stopped = Instant::now();
     lab.signal("lbd-a", libc::SIGTERM).expect("SIGTERM");
@@ -531,12 +528,7 @@ fn send_raw(lab: &Lab, payload: Vec<u8>, ttl: u32) {
 #[test]
 fn forged_or_malformed_adverts_change_nothing() {
     let mut lab = lab(1);
-    start_pair(&mut lab, &["b1"], 150, 100, true);
-    let (a, b) = (lab.lbs[0].clone(), lab.lbs[1].clone());
-    wait_for_vip(&lab, &a, Instant::now(), Duration::from_secs(10));
-    wait_until("lb2 to be backup", Duration::from_secs(5), || {
-        vrrp_state(&lab, &b) == "backup"
-    });
+    let (a, b) = elected_pair(&mut lab, &["b1"], true);
 
     let client: IpAddr = lab.client.ipv4.into();
     let group: IpAddr = Ipv4Addr::new(224, 0, 0, 18).into();
