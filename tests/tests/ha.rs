@@ -721,3 +721,36 @@ fn an_ipv6_instance_elects_a_master_that_holds_the_ipv6_vip() {
     let tally = client::burst(&lab.client.netns, IpAddr::V6(VIP6), 100).expect("burst");
     assert_eq!(tally.failed, 0, "after failover: {:?}", tally.errors);
 }
+
+#[test]
+fn unicast_peers_elect_without_multicast() {
+    let mut lab = lab(1);
+    let (a, b) = (lab.lbs[0].clone(), lab.lbs[1].clone());
+    let unicast = |config: String, peer: &Host| {
+        config.replace(
+            "[[vrrp]]\n",
+            &format!("[[vrrp]]\nunicast_peers = [\"{}\"]\n", peer.ipv4),
+        )
+    };
+    let config_a = unicast(
+        lab.ha_config(&a, &b, &["b1"], 150, true).expect("config"),
+        &b,
+    );
+    let config_b = unicast(
+        lab.ha_config(&b, &a, &["b1"], 100, true).expect("config"),
+        &a,
+    );
+    lab.start_lbd_on(&a, "lbd-a", &config_a).expect("lbd");
+    lab.start_lbd_on(&b, "lbd-b", &config_b).expect("lbd");
+    wait_for_vip(&lab, &a, Instant::now(), Duration::from_secs(10));
+    thread::sleep(Duration::from_millis(800));
+    assert_eq!(
+        vrrp_state(&lab, &b),
+        "backup",
+        "lb2 did not hear lb's unicast adverts"
+    );
+    assert!(status(&lab, &b).vrrp[0].counters.adverts_received > 0);
+    assert!(!lab.holds_vip(&b).expect("ip addr"));
+    lab.terminate("lbd-a").expect("stop");
+    wait_for_vip(&lab, &b, Instant::now(), Duration::from_secs(5));
+}
