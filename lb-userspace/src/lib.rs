@@ -8,6 +8,7 @@ pub mod ebpf_object;
 pub mod health;
 pub mod logging;
 pub mod maglev;
+pub mod metrics;
 pub mod model;
 pub mod netlink;
 pub mod reconcile;

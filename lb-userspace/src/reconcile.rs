@@ -234,6 +234,8 @@ pub struct ApplyReport {
     pub slots_written: usize,
     /// Backends written (new, changed or retired).
     pub backends_written: usize,
+    /// Time each Maglev table build took.
+    pub table_builds: Vec<std::time::Duration>,
 }
 
 /// The control plane's record of what the data plane holds.
@@ -396,7 +398,9 @@ impl Balancer {
         //    update flips them to it, then the other copy catches up, so both
         //    copies hold the live table and the next change writes only the
         //    slots it changes.
+        let started = std::time::Instant::now();
         let table = build_table(&id, &vip)?;
+        report.table_builds.push(started.elapsed());
         if is_new || vip.table.as_deref() != Some(table.as_slice()) {
             if let Some(stored) = self.vips.get_mut(&id) {
                 // If a write below fails, the copies' content is unknown.

@@ -14,7 +14,8 @@ use crate::cmd::{command, exec, output};
 
 /// Debian packages the lab uses: nginx backends, iproute2 for namespaces,
 /// ethtool for veth offloads, curl for poking the lab by hand, keepalived as
-/// the VRRP peer of the interoperability tests.
+/// the VRRP peer of the interoperability tests, prometheus (and promtool) for
+/// the metrics tests.
 const PACKAGES: &[&str] = &[
     "nginx",
     "iproute2",
@@ -165,8 +166,9 @@ fn debian_packages() -> anyhow::Result<()> {
     let mut cmd = command("apt-get", &args);
     cmd.env("DEBIAN_FRONTEND", "noninteractive");
     exec(&mut cmd)?;
-    // The lab starts its own nginx processes; a packaged one must not sit
-    // on port 80 of the machine.
+    // The lab starts its own nginx and prometheus processes; packaged
+    // services must not sit on the machine's ports.
     let _ = command("nginx", &["-s", "stop"]).status();
+    let _ = command("pkill", &["-x", "prometheus"]).status();
     Ok(())
 }

@@ -47,6 +47,32 @@ pub struct Status {
     /// Connection-table replication with the VRRP peer.
     #[serde(default)]
     pub replication: Option<ReplicationStatus>,
+    /// Connection-table occupancy.
+    pub conntrack: ConntrackStatus,
+    /// Maglev tables rebuilt (and flipped) since start.
+    pub tables_rebuilt: u64,
+    /// Config reloads since start, by result.
+    pub reloads: ReloadCounts,
+    /// lbd's version.
+    pub version: String,
+}
+
+/// Connection-table occupancy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConntrackStatus {
+    /// Tracked flows.
+    pub entries: u64,
+    /// Most flows the table holds (then the least recently used go).
+    pub capacity: u64,
+}
+
+/// Config reloads by result.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReloadCounts {
+    /// Applied.
+    pub succeeded: u64,
+    /// Refused (invalid file, or the data plane refused).
+    pub failed: u64,
 }
 
 /// Connection-table replication in the status.
@@ -127,6 +153,9 @@ pub struct CheckStatus {
     pub checks: u64,
     /// Checks failed.
     pub failures: u64,
+    /// Checks failed, by reason (`timeout`, `refused`, `http_status`, ...).
+    #[serde(default)]
+    pub failures_by_reason: BTreeMap<String, u64>,
     /// Health transitions since lbd started.
     pub transitions: u64,
     /// Consecutive successes.

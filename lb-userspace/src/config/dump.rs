@@ -17,6 +17,13 @@ pub fn to_toml(config: &Config) -> String {
         config.admin_socket.display().to_string().into(),
     );
     root.insert(
+        "metrics_listen".into(),
+        config
+            .metrics_listen
+            .map_or("off".to_owned(), |a| a.to_string())
+            .into(),
+    );
+    root.insert(
         "tcp_idle_timeout_s".into(),
         int(config.tcp_idle_timeout.as_secs()),
     );

@@ -117,6 +117,9 @@ pub const MAX_TABLE_SIZE: u32 = 65_537;
 /// Where the admin API listens when `admin_socket` is absent.
 pub const DEFAULT_ADMIN_SOCKET: &str = "/run/lbd/lbd.sock";
 
+/// Where metrics are served when `metrics_listen` is absent: loopback only.
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9641";
+
 /// How long a TCP flow may be silent and still count as live (for drain).
 pub const DEFAULT_TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(900);
 
@@ -143,6 +146,8 @@ pub struct Config {
     pub conntrack_size: u32,
     /// Unix socket of the admin API (mode 0600: root only).
     pub admin_socket: PathBuf,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served (None: off).
+    pub metrics_listen: Option<std::net::SocketAddr>,
     /// A TCP flow silent for longer no longer counts as live.
     pub tcp_idle_timeout: Duration,
     /// A UDP flow silent for longer no longer counts as live.
@@ -468,6 +473,7 @@ struct RawConfig {
     xdp_mode: Option<Spanned<Value>>,
     conntrack_size: Option<Spanned<Value>>,
     admin_socket: Option<Spanned<Value>>,
+    metrics_listen: Option<Spanned<Value>>,
     tcp_idle_timeout_s: Option<Spanned<Value>>,
     udp_idle_timeout_s: Option<Spanned<Value>>,
     #[serde(default)]
@@ -802,6 +808,23 @@ impl Checker<'_> {
                 PathBuf::from(path)
             }
         };
+        let metrics_listen = match &raw.metrics_listen {
+            None => DEFAULT_METRICS_LISTEN.parse().ok(),
+            Some(value) => {
+                let text = self.string(value, "metrics_listen")?;
+                if text.is_empty() || text == "off" {
+                    None
+                } else {
+                    Some(text.parse().map_err(|_| {
+                        self.bad_value(
+                            value,
+                            "metrics_listen",
+                            format!("{text:?} is not ADDRESS:PORT (or \"off\")"),
+                        )
+                    })?)
+                }
+            }
+        };
         let seconds = |value: &Option<Spanned<Value>>, name: &str, default: Duration| {
             value.as_ref().map_or(Ok(default), |v| {
                 self.integer::<u32>(v, name, 1..=86_400 * 7)
@@ -885,6 +908,7 @@ impl Checker<'_> {
             xdp_mode,
             conntrack_size,
             admin_socket,
+            metrics_listen,
             tcp_idle_timeout,
             udp_idle_timeout,
             vips,

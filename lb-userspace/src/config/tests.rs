@@ -71,6 +71,7 @@ fn example_parses_to_expected_values() {
             xdp_mode: XdpMode::Auto,
             conntrack_size: 262_144,
             admin_socket: PathBuf::from(DEFAULT_ADMIN_SOCKET),
+            metrics_listen: DEFAULT_METRICS_LISTEN.parse().ok(),
             tcp_idle_timeout: DEFAULT_TCP_IDLE_TIMEOUT,
             udp_idle_timeout: DEFAULT_UDP_IDLE_TIMEOUT,
             vips: vec![VipConfig {
@@ -596,7 +597,7 @@ fn unknown_fields_are_rejected_with_their_line() {
     assert_error(
         "# lbd\n\ninterfce = \"eth0\"\n",
         "lbd.toml:3:1: unknown field `interfce`, expected one of ",
-        "`interface`, `xdp_mode`, `conntrack_size`, `admin_socket`, `tcp_idle_timeout_s`, `udp_idle_timeout_s`, `vip`",
+        "`interface`, `xdp_mode`, `conntrack_size`, `admin_socket`, `metrics_listen`, `tcp_idle_timeout_s`, `udp_idle_timeout_s`, `vip`",
     );
     assert_error(
         &doc("prot = 80", ""),

@@ -76,6 +76,12 @@ pub struct Engine {
     pub replication: Option<Replication>,
     /// Whether the interface is up with its carrier (tracked for VRRP).
     pub interface_up: bool,
+    /// Maglev tables rebuilt since start.
+    pub tables_rebuilt: u64,
+    /// Reloads since start, by result.
+    pub reloads: crate::api::schema::ReloadCounts,
+    /// Metrics kept between scrapes (histograms).
+    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
     netlink: Netlink,
     macs: HashMap<IpAddr, [u8; 6]>,
 }
@@ -97,6 +103,13 @@ impl Engine {
             _pad: [0; 2],
         })?;
         let (events_tx, events_rx) = mpsc::channel(1024);
+        let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
+        let observed = metrics.clone();
+        let checker = HealthChecker::new(events_tx).with_observer(std::sync::Arc::new(
+            move |(vip, backend): &BackendKey, result: &crate::health::ProbeResult| {
+                observed.observe_check(vip, *backend, result.latency);
+            },
+        ));
         let model = Model::from_config(&config);
         let mut engine = Self {
             config_path: config_path.to_owned(),
@@ -105,11 +118,14 @@ impl Engine {
             dataplane,
             xdp_mode: config.xdp_mode,
             interface,
-            checker: HealthChecker::new(events_tx),
+            checker,
             transitions: HashMap::new(),
             vrrp: Vec::new(),
             replication: None,
             interface_up: true,
+            tables_rebuilt: 0,
+            reloads: Default::default(),
+            metrics,
             netlink,
             macs: HashMap::new(),
             config,
@@ -148,6 +164,10 @@ impl Engine {
         let macs = &self.macs;
         let desired = next.desired(&|a| macs.get(&a).copied());
         let report = self.balancer.apply(&mut self.dataplane, &desired)?;
+        self.tables_rebuilt += report.tables_flipped as u64;
+        for took in &report.table_builds {
+            self.metrics.observe_table_build(*took);
+        }
         self.model = next;
         self.sync_checks();
         self.track();
@@ -277,8 +297,8 @@ impl Engine {
     }
 
     /// Flows in the connection table per backend id, split into live,
-    /// closing and idle.
-    pub fn flow_counts(&self) -> HashMap<u32, FlowCount> {
+    /// closing and idle, and the number of entries in the table.
+    pub fn flow_counts(&self) -> (HashMap<u32, FlowCount>, u64) {
         let timeouts = IdleTimeouts {
             tcp: self.config.tcp_idle_timeout,
             udp: self.config.udp_idle_timeout,
@@ -292,7 +312,9 @@ impl Engine {
             .map(|b| (b.id, b.generation))
             .collect();
         let mut counts: HashMap<u32, FlowCount> = HashMap::new();
-        for (key, entry) in self.dataplane.flows() {
+        let flows = self.dataplane.flows();
+        let entries = flows.len() as u64;
+        for (key, entry) in flows {
             if generations.get(&entry.backend_id) != Some(&entry.backend_generation) {
                 continue; // a removed backend's leftover
             }
@@ -313,7 +335,7 @@ impl Engine {
                 count.live += 1;
             }
         }
-        counts
+        (counts, entries)
     }
 
     /// Sets each VRRP instance's priority from what this node can serve:

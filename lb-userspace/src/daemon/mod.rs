@@ -4,6 +4,7 @@
 //! SIGINT detach and leave the node as it was found).
 
 pub mod engine;
+pub mod http;
 pub mod replication;
 pub mod routes;
 
@@ -86,6 +87,12 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
         "lbd ready"
     );
 
+    let ready = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let (scrapes_tx, mut scrapes) = mpsc::channel::<http::Scrape>(16);
+    let metrics_server = match engine.config.metrics_listen {
+        Some(address) => Some(http::serve(address, scrapes_tx, ready.clone()).await?),
+        None => None,
+    };
     let (calls_tx, mut calls) = mpsc::channel::<Call>(64);
     let (stop_api, api_stopped) = oneshot::channel::<()>();
     let api = tokio::spawn(server.run(Arc::new(ToEngine(calls_tx)), async move {
@@ -122,6 +129,10 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
                 let _ = reply.send(response);
             }
             Some(event) = health_events.recv() => engine.on_health(event),
+            Some(reply) = scrapes.recv() => {
+                let status = routes::status(&engine);
+                let _ = reply.send(engine.metrics.render(&status));
+            }
             Some(batch) = next_batch(&mut sync_batches) => engine.on_sync(&batch),
             _ = sync_tick.tick() => engine.sync_tick(),
             _ = housekeeping.tick() => {
@@ -134,6 +145,10 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
                 }
             }
         }
+    }
+    ready.store(false, std::sync::atomic::Ordering::Relaxed);
+    if let Some(server) = metrics_server {
+        server.abort();
     }
     let _ = stop_api.send(());
     if let Err(error) = api.await {

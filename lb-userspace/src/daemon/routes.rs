@@ -17,8 +17,8 @@ use crate::{
     api::{
         code,
         schema::{
-            BackendSpec, BackendStatus, Change, CheckStatus, ConfigText, ReplicationStatus,
-            StateChange, Status, VipSpec, VipStatus, WeightChange,
+            BackendSpec, BackendStatus, Change, CheckStatus, ConfigText, ConntrackStatus,
+            ReplicationStatus, StateChange, Status, VipSpec, VipStatus, WeightChange,
         },
         Method, Request, Response,
     },
@@ -89,7 +89,7 @@ pub async fn handle(engine: &mut Engine, request: Request) -> Response {
                 .get(&id)
                 .and_then(|v| v.backends.get(&address))
                 .map(|b| b.id);
-            let counts = engine.flow_counts();
+            let (counts, _) = engine.flow_counts();
             Response::ok(
                 backend_id
                     .and_then(|b| counts.get(&b).copied())
@@ -375,6 +375,9 @@ fn reload(engine: &mut Engine, dry_run: bool) -> Response {
     let config = match Config::load(&engine.config_path) {
         Ok(config) => config,
         Err(error) => {
+            if !dry_run {
+                engine.reloads.failed += 1;
+            }
             warn!(%error, "reload refused: the config file is invalid; running state unchanged");
             return Response::error(
                 400,
@@ -400,6 +403,7 @@ fn reload(engine: &mut Engine, dry_run: bool) -> Response {
             }
             info!(?report, vips = plan.len(), "config reloaded");
             engine.config = config;
+            engine.reloads.succeeded += 1;
             Response::ok(Change {
                 dry_run: false,
                 plan,
@@ -407,6 +411,7 @@ fn reload(engine: &mut Engine, dry_run: bool) -> Response {
             })
         }
         Err(error) => {
+            engine.reloads.failed += 1;
             warn!(%error, "reload failed in the data plane");
             Response::error(
                 500,
@@ -470,7 +475,7 @@ fn undone_by_reload(current: &Model, next: &Model, running: &Config, file: &Conf
 
 /// The status view: model, maps and checks together.
 pub fn status(engine: &Engine) -> Status {
-    let flows = engine.flow_counts();
+    let (flows, entries) = engine.flow_counts();
     let now = Instant::now();
     let mut vips = Vec::new();
     for (id, vip) in &engine.model.vips {
@@ -499,6 +504,7 @@ pub fn status(engine: &Engine) -> Status {
                     },
                     checks: s.checks,
                     failures: s.failures,
+                    failures_by_reason: s.failures_by_reason.clone(),
                     transitions: engine
                         .transitions
                         .get(&(*id, *address))
@@ -577,5 +583,12 @@ pub fn status(engine: &Engine) -> Status {
             unknown: r.unknown,
             channel: r.stats.snapshot(),
         }),
+        conntrack: ConntrackStatus {
+            entries,
+            capacity: u64::from(engine.dataplane.sizes().conntrack),
+        },
+        tables_rebuilt: engine.tables_rebuilt,
+        reloads: engine.reloads,
+        version: env!("CARGO_PKG_VERSION").to_owned(),
     }
 }

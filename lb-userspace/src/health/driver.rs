@@ -129,6 +129,7 @@ impl Drop for Task {
 /// task.
 pub struct HealthChecker<K> {
     events: mpsc::Sender<HealthEvent<K>>,
+    observer: Option<Observer<K>>,
     tasks: HashMap<K, Task>,
     shared: Shared<K>,
     next_generation: u64,
@@ -155,6 +156,7 @@ where
     pub fn new(events: mpsc::Sender<HealthEvent<K>>) -> Self {
         Self {
             events,
+            observer: None,
             tasks: HashMap::new(),
             shared: Arc::new(Mutex::new(HashMap::new())),
             next_generation: 0,
@@ -201,6 +203,7 @@ where
             settings,
             shared: self.shared.clone(),
             events: self.events.clone(),
+            observer: self.observer.clone(),
         };
         let handle = runtime.spawn(check.run(initial).instrument(span));
         let replaced = self.tasks.insert(
@@ -217,6 +220,13 @@ where
             debug!(backend = ?key, %initial, "health check started");
         }
         // Dropping `replaced` aborts the old task.
+    }
+
+    /// Calls `observer` with every probe's result (e.g. to feed a latency
+    /// histogram); applies to tasks started from now on.
+    pub fn with_observer(mut self, observer: Observer<K>) -> Self {
+        self.observer = Some(observer);
+        self
     }
 
     /// Stops checking backend `key`, e.g. when it leaves the config. No
@@ -252,8 +262,12 @@ where
     }
 }
 
+/// Sees every probe's result: the backend's key and the result.
+pub type Observer<K> = Arc<dyn Fn(&K, &ProbeResult) + Send + Sync>;
+
 /// What one check task needs.
 struct Check<K> {
+    observer: Option<Observer<K>>,
     key: K,
     generation: u64,
     target: ProbeTarget,
@@ -273,6 +287,9 @@ where
         tokio::time::sleep(start_delay(&self.key, self.settings.interval)).await;
         loop {
             let result = probe(&self.target, self.settings.timeout).await;
+            if let Some(observer) = &self.observer {
+                observer(&self.key, &result);
+            }
             let transition = machine.record(&result, Instant::now());
             debug!(
                 outcome = %result.outcome,

@@ -1,0 +1,658 @@
+//! Prometheus metrics (OpenMetrics text, prometheus-client). Everything
+//! but two histograms is read at scrape time from the same status view the
+//! admin API serves (data-plane per-CPU counters summed then, never per
+//! packet in userspace), so `/metrics` and `lbctl status` always agree.
+//! Names follow Prometheus conventions: `lbd_` prefix, base units,
+//! `_total` counters, labels bounded by configuration (VIP, backend,
+//! reason, state), never per flow.
+
+use std::{net::IpAddr, time::Duration};
+
+use prometheus_client::{
+    encoding::text::encode,
+    metrics::{
+        counter::Counter,
+        family::Family,
+        gauge::Gauge,
+        histogram::{exponential_buckets, Histogram},
+    },
+    registry::{Registry, Unit},
+};
+
+use crate::{api::schema::Status, reconcile::VipId};
+
+/// A metric's labels.
+pub type Labels = Vec<(String, String)>;
+
+type HistogramFamily = Family<Labels, Histogram, fn() -> Histogram>;
+
+/// Metrics that must be kept between scrapes.
+#[derive(Debug)]
+pub struct Metrics {
+    check_duration: HistogramFamily,
+    table_build: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn check_histogram() -> Histogram {
+    // 100 µs .. ~3.3 s
+    Histogram::new(exponential_buckets(0.0001, 2.0, 16))
+}
+
+impl Metrics {
+    /// Empty histograms.
+    pub fn new() -> Self {
+        Self {
+            check_duration: Family::new_with_constructor(check_histogram),
+            table_build: Histogram::new(exponential_buckets(0.0001, 2.0, 14)),
+        }
+    }
+
+    /// Records one health check's duration.
+    pub fn observe_check(&self, vip: &VipId, backend: IpAddr, took: Duration) {
+        self.check_duration
+            .get_or_create(&vec![
+                ("vip".to_owned(), vip.to_string()),
+                ("backend".to_owned(), backend.to_string()),
+            ])
+            .observe(took.as_secs_f64());
+    }
+
+    /// Records one Maglev table build's duration.
+    pub fn observe_table_build(&self, took: Duration) {
+        self.table_build.observe(took.as_secs_f64());
+    }
+
+    /// The OpenMetrics text for `status`.
+    pub fn render(&self, status: &Status) -> String {
+        let mut registry = Registry::with_prefix("lbd");
+        Exporter {
+            registry: &mut registry,
+        }
+        .export(status, self);
+        let mut text = String::new();
+        if let Err(error) = encode(&mut text, &registry) {
+            return format!("# encoding metrics failed: {error}\n# EOF\n");
+        }
+        text
+    }
+}
+
+/// The same metrics in the classic Prometheus text format (0.0.4), for
+/// scrapers and tools that do not speak OpenMetrics (e.g. `promtool check
+/// metrics`): counters are named with `_total` in HELP/TYPE, and the UNIT
+/// and EOF lines go.
+pub fn to_prometheus_text(openmetrics: &str) -> String {
+    let mut out = String::with_capacity(openmetrics.len());
+    let mut pending_help: Option<&str> = None;
+    for line in openmetrics.lines() {
+        if line.starts_with("# UNIT ") || line == "# EOF" {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            pending_help = Some(rest);
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap_or((rest, "untyped"));
+            let name = if kind == "counter" && !name.ends_with("_total") {
+                format!("{name}_total")
+            } else {
+                name.to_owned()
+            };
+            if let Some(help) = pending_help.take() {
+                let text = help.split_once(' ').map_or("", |(_, t)| t);
+                out.push_str(&format!("# HELP {name} {text}\n"));
+            }
+            out.push_str(&format!("# TYPE {name} {kind}\n"));
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+struct Exporter<'a> {
+    registry: &'a mut Registry,
+}
+
+impl Exporter<'_> {
+    fn counter(&mut self, name: &str, help: &str, unit: Option<Unit>, values: Vec<(Labels, u64)>) {
+        if let [(labels, value)] = values.as_slice() {
+            if labels.is_empty() {
+                let counter = Counter::<u64>::default();
+                counter.inc_by(*value);
+                match unit {
+                    Some(unit) => self.registry.register_with_unit(name, help, unit, counter),
+                    None => self.registry.register(name, help, counter),
+                }
+                return;
+            }
+        }
+        let family = Family::<Labels, Counter>::default();
+        for (labels, value) in values {
+            family.get_or_create(&labels).inc_by(value);
+        }
+        match unit {
+            Some(unit) => self.registry.register_with_unit(name, help, unit, family),
+            None => self.registry.register(name, help, family),
+        }
+    }
+
+    fn gauge(&mut self, name: &str, help: &str, values: Vec<(Labels, i64)>) {
+        if let [(labels, value)] = values.as_slice() {
+            if labels.is_empty() {
+                let gauge = Gauge::<i64>::default();
+                gauge.set(*value);
+                self.registry.register(name, help, gauge);
+                return;
+            }
+        }
+        let family = Family::<Labels, Gauge>::default();
+        for (labels, value) in values {
+            family.get_or_create(&labels).set(value);
+        }
+        self.registry.register(name, help, family);
+    }
+
+    fn ratio(&mut self, name: &str, help: &str, values: Vec<(Labels, f64)>) {
+        let family = Family::<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        for (labels, value) in values {
+            family.get_or_create(&labels).set(value);
+        }
+        self.registry
+            .register_with_unit(name, help, Unit::Ratios, family);
+    }
+
+    fn export(mut self, s: &Status, kept: &Metrics) {
+        let version = s.version.clone();
+        self.gauge(
+            "build_info",
+            "lbd's version (always 1)",
+            vec![(labels(&[("version", &version)]), 1)],
+        );
+
+        // Data plane, per VIP and per backend.
+        let vip = |v: &str| labels(&[("vip", v)]);
+        let backend = |v: &str, b: &IpAddr| labels(&[("vip", v), ("backend", &b.to_string())]);
+        let per_vip = |f: fn(&crate::api::schema::VipStatus) -> u64| -> Vec<(Labels, u64)> {
+            s.vips.iter().map(|v| (vip(&v.vip), f(v))).collect()
+        };
+        let per_backend = |f: fn(&crate::api::schema::BackendStatus) -> u64| -> Vec<(Labels, u64)> {
+            s.vips
+                .iter()
+                .flat_map(|v| {
+                    v.backends
+                        .iter()
+                        .map(move |b| (backend(&v.vip, &b.address), f(b)))
+                })
+                .collect()
+        };
+        self.counter(
+            "vip_packets",
+            "Packets forwarded to the VIP's backends",
+            None,
+            per_vip(|v| v.packets),
+        );
+        self.counter(
+            "vip",
+            "Bytes forwarded to the VIP's backends (whole frames)",
+            Some(Unit::Bytes),
+            per_vip(|v| v.bytes),
+        );
+        self.counter(
+            "vip_new_flows",
+            "Flows new to the connection table, per VIP",
+            None,
+            per_vip(|v| v.new_flows),
+        );
+        self.counter(
+            "backend_packets",
+            "Packets forwarded to the backend",
+            None,
+            per_backend(|b| b.packets),
+        );
+        self.counter(
+            "backend",
+            "Bytes forwarded to the backend (whole frames)",
+            Some(Unit::Bytes),
+            per_backend(|b| b.bytes),
+        );
+        self.counter(
+            "backend_new_flows",
+            "Flows new to the connection table, per backend",
+            None,
+            per_backend(|b| b.new_flows),
+        );
+
+        // Verdicts and events of the XDP program.
+        let mut verdicts = Vec::new();
+        let mut events = Vec::new();
+        for (name, value) in &s.counters {
+            let (kind, reason) = match name.split_once('_') {
+                Some(("pass", reason)) => ("pass", reason),
+                Some(("drop", reason)) => ("drop", reason),
+                Some(("conntrack", event)) => ("conntrack", event),
+                _ => ("tx", name.as_str()),
+            };
+            if kind == "conntrack" {
+                events.push((labels(&[("event", reason)]), *value));
+            } else {
+                verdicts.push((labels(&[("verdict", kind), ("reason", reason)]), *value));
+            }
+        }
+        self.counter(
+            "packets",
+            "Packets seen by the XDP program, by verdict and reason",
+            None,
+            verdicts,
+        );
+        self.counter(
+            "conntrack_events",
+            "Connection-table events (hit, new, rehash, insert_failed)",
+            None,
+            events,
+        );
+        self.gauge(
+            "conntrack_entries",
+            "Flows in the connection table",
+            vec![(Vec::new(), to_i64(s.conntrack.entries))],
+        );
+        self.gauge(
+            "conntrack_capacity",
+            "Flows the connection table holds at most",
+            vec![(Vec::new(), to_i64(s.conntrack.capacity))],
+        );
+
+        // Backend state and health, as state sets.
+        let mut states = Vec::new();
+        let mut health = Vec::new();
+        let mut alive = Vec::new();
+        let mut weights = Vec::new();
+        let mut shares = Vec::new();
+        let mut flows = Vec::new();
+        let mut checks = Vec::new();
+        let mut failures = Vec::new();
+        let mut transitions = Vec::new();
+        let mut healthy = Vec::new();
+        let mut all_down = Vec::new();
+        for v in &s.vips {
+            let mut up = 0;
+            for b in &v.backends {
+                let address = b.address.to_string();
+                let l = |extra: &[(&str, &str)]| {
+                    let mut pairs = vec![("vip", v.vip.as_str()), ("backend", address.as_str())];
+                    pairs.extend_from_slice(extra);
+                    labels(&pairs)
+                };
+                for state in ["enabled", "draining", "maintenance"] {
+                    states.push((l(&[("state", state)]), i64::from(b.state == state)));
+                }
+                for h in ["up", "down", "unknown", "unchecked"] {
+                    health.push((l(&[("health", h)]), i64::from(b.health == h)));
+                }
+                alive.push((l(&[]), i64::from(b.alive)));
+                weights.push((l(&[]), i64::from(b.weight)));
+                shares.push((l(&[]), b.share));
+                for (state, n) in [
+                    ("live", b.flows.live),
+                    ("closing", b.flows.closing),
+                    ("idle", b.flows.idle),
+                ] {
+                    flows.push((l(&[("state", state)]), to_i64(n)));
+                }
+                if b.health != "down" && b.state != "maintenance" {
+                    up += 1;
+                }
+                if let Some(c) = &b.check {
+                    checks.push((l(&[]), c.checks));
+                    transitions.push((l(&[]), c.transitions));
+                    for (reason, n) in &c.failures_by_reason {
+                        failures.push((l(&[("reason", reason.as_str())]), *n));
+                    }
+                }
+            }
+            healthy.push((vip(&v.vip), up));
+            all_down.push((vip(&v.vip), i64::from(v.all_down)));
+        }
+        self.gauge(
+            "backend_state",
+            "Admin state of the backend (1 for its current state)",
+            states,
+        );
+        self.gauge(
+            "backend_health",
+            "Health of the backend (1 for its current health)",
+            health,
+        );
+        self.gauge(
+            "backend_alive",
+            "Whether the data plane sends the backend packets",
+            alive,
+        );
+        self.gauge(
+            "backend_weight",
+            "Configured weight of the backend",
+            weights,
+        );
+        self.ratio(
+            "backend_share",
+            "Share of the VIP's Maglev table (of new flows)",
+            shares,
+        );
+        self.gauge(
+            "backend_flows",
+            "Tracked flows of the backend, by liveness",
+            flows,
+        );
+        self.gauge(
+            "vip_healthy_backends",
+            "Backends of the VIP that are neither down nor in maintenance",
+            healthy,
+        );
+        self.gauge(
+            "vip_backends",
+            "Backends of the VIP",
+            s.vips
+                .iter()
+                .map(|v| (vip(&v.vip), to_i64(v.backends.len() as u64)))
+                .collect(),
+        );
+        self.gauge(
+            "vip_all_down",
+            "1 when no backend of the VIP meant to take flows is healthy",
+            all_down,
+        );
+        self.counter("health_checks", "Health checks run", None, checks);
+        self.counter(
+            "health_check_failures",
+            "Health checks failed, by reason",
+            None,
+            failures,
+        );
+        self.counter(
+            "health_transitions",
+            "Health state changes of the backend",
+            None,
+            transitions,
+        );
+        self.registry.register_with_unit(
+            "health_check_duration",
+            "Duration of health checks",
+            Unit::Seconds,
+            kept.check_duration.clone(),
+        );
+        self.counter(
+            "maglev_rebuilds",
+            "Maglev tables rebuilt and flipped",
+            None,
+            vec![(Vec::new(), s.tables_rebuilt)],
+        );
+        self.registry.register_with_unit(
+            "maglev_build_duration",
+            "Time to build one Maglev table",
+            Unit::Seconds,
+            kept.table_build.clone(),
+        );
+        self.counter(
+            "config_reloads",
+            "Config reloads, by result",
+            None,
+            vec![
+                (labels(&[("result", "success")]), s.reloads.succeeded),
+                (labels(&[("result", "failure")]), s.reloads.failed),
+            ],
+        );
+
+        // VRRP.
+        let mut vrrp_state = Vec::new();
+        let mut vrrp_priority = Vec::new();
+        let mut vrrp_transitions = Vec::new();
+        let mut sent = Vec::new();
+        let mut received = Vec::new();
+        let mut ignored = Vec::new();
+        for i in &s.vrrp {
+            let vrid = i.vrid.to_string();
+            for state in ["initialize", "backup", "master"] {
+                vrrp_state.push((
+                    labels(&[("vrid", &vrid), ("state", state)]),
+                    i64::from(i.state.to_string() == state),
+                ));
+            }
+            vrrp_priority.push((labels(&[("vrid", &vrid)]), i64::from(i.priority)));
+            vrrp_transitions.push((
+                labels(&[("vrid", &vrid), ("to", "master")]),
+                i.counters.became_master,
+            ));
+            vrrp_transitions.push((
+                labels(&[("vrid", &vrid), ("to", "backup")]),
+                i.counters.became_backup,
+            ));
+            sent.push((labels(&[("vrid", &vrid)]), i.counters.adverts_sent));
+            received.push((labels(&[("vrid", &vrid)]), i.counters.adverts_received));
+            for (reason, n) in &i.ignored {
+                ignored.push((labels(&[("vrid", &vrid), ("reason", reason.as_str())]), *n));
+            }
+        }
+        self.gauge(
+            "vrrp_state",
+            "VRRP state of the instance (1 for its current state)",
+            vrrp_state,
+        );
+        self.gauge(
+            "vrrp_priority",
+            "Priority the instance advertises (after tracking)",
+            vrrp_priority,
+        );
+        self.counter(
+            "vrrp_transitions",
+            "VRRP state changes",
+            None,
+            vrrp_transitions,
+        );
+        self.counter("vrrp_adverts_sent", "VRRP advertisements sent", None, sent);
+        self.counter(
+            "vrrp_adverts_received",
+            "Valid VRRP advertisements received",
+            None,
+            received,
+        );
+        self.counter(
+            "vrrp_adverts_ignored",
+            "VRRP packets ignored, by reason",
+            None,
+            ignored,
+        );
+
+        if let Some(r) = &s.replication {
+            self.gauge(
+                "replication_connected",
+                "Whether the replication session to the peer is up",
+                vec![(Vec::new(), i64::from(r.connected))],
+            );
+            self.counter(
+                "replication_flows_sent",
+                "Flows sent to the peer",
+                None,
+                vec![(Vec::new(), r.channel.records_sent)],
+            );
+            self.counter(
+                "replication_flows_installed",
+                "Flows installed from the peer",
+                None,
+                vec![(Vec::new(), r.installed)],
+            );
+            self.counter(
+                "replication_auth_failures",
+                "Replication sessions refused for a bad key or tag",
+                None,
+                vec![(Vec::new(), r.channel.auth_failures)],
+            );
+        }
+    }
+}
+
+fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::{
+        api::schema::{BackendStatus, CheckStatus, ConntrackStatus, ReloadCounts, VipStatus},
+        model::FlowCount,
+        vrrp::{driver::InstanceStatus, Counters, State},
+    };
+
+    /// A status with one of everything, so every metric family appears.
+    pub(crate) fn full_status() -> Status {
+        let check = CheckStatus {
+            kind: "http".into(),
+            checks: 10,
+            failures: 2,
+            failures_by_reason: BTreeMap::from([("refused".to_owned(), 2)]),
+            transitions: 1,
+            consecutive_successes: 3,
+            consecutive_failures: 0,
+            last: Some("success".into()),
+            last_latency_ms: Some(0.4),
+        };
+        let backend = BackendStatus {
+            address: "198.18.0.11".parse().unwrap(),
+            mac: Some("02:00:00:00:00:11".into()),
+            weight: 100,
+            state: "draining".into(),
+            health: "up".into(),
+            alive: true,
+            share: 0.5,
+            flows: FlowCount {
+                live: 4,
+                closing: 1,
+                idle: 0,
+            },
+            packets: 1000,
+            bytes: 64_000,
+            new_flows: 40,
+            drain_remaining_s: Some(30),
+            check: Some(check),
+            runtime: false,
+        };
+        Status {
+            interface: "eth0".into(),
+            xdp_mode: "native".into(),
+            config_file: "/etc/lbd/lbd.toml".into(),
+            vips: vec![VipStatus {
+                vip: "198.18.0.100:80/tcp".into(),
+                table_size: 65_537,
+                on_all_down: "drop".into(),
+                all_down: false,
+                runtime: false,
+                packets: 1000,
+                bytes: 64_000,
+                new_flows: 40,
+                backends: vec![backend],
+            }],
+            counters: BTreeMap::from([
+                ("forwarded".to_owned(), 1000),
+                ("pass_not_vip".to_owned(), 7),
+                ("drop_malformed".to_owned(), 1),
+                ("conntrack_hit".to_owned(), 960),
+            ]),
+            vrrp: vec![InstanceStatus {
+                vrid: 51,
+                state: State::Master,
+                configured_priority: 150,
+                priority: 150,
+                master: None,
+                addresses: vec![],
+                counters: Counters::default(),
+                ignored: BTreeMap::from([("ttl".to_owned(), 3)]),
+            }],
+            replication: None,
+            conntrack: ConntrackStatus {
+                entries: 5,
+                capacity: 1024,
+            },
+            tables_rebuilt: 2,
+            reloads: ReloadCounts {
+                succeeded: 1,
+                failed: 0,
+            },
+            version: "0.1.0".into(),
+        }
+    }
+
+    #[test]
+    fn every_family_renders_with_its_values() {
+        let metrics = Metrics::new();
+        metrics.observe_check(
+            &"198.18.0.100:80/tcp".parse().unwrap(),
+            "198.18.0.11".parse().unwrap(),
+            Duration::from_millis(1),
+        );
+        metrics.observe_table_build(Duration::from_micros(700));
+        let text = metrics.render(&full_status());
+        for line in [
+            "lbd_vip_packets_total{vip=\"198.18.0.100:80/tcp\"} 1000",
+            "lbd_vip_bytes_total{vip=\"198.18.0.100:80/tcp\"} 64000",
+            "lbd_backend_new_flows_total{vip=\"198.18.0.100:80/tcp\",backend=\"198.18.0.11\"} 40",
+            "lbd_packets_total{verdict=\"tx\",reason=\"forwarded\"} 1000",
+            "lbd_packets_total{verdict=\"drop\",reason=\"malformed\"} 1",
+            "lbd_conntrack_events_total{event=\"hit\"} 960",
+            "lbd_backend_state{vip=\"198.18.0.100:80/tcp\",backend=\"198.18.0.11\",state=\"draining\"} 1",
+            "lbd_backend_health{vip=\"198.18.0.100:80/tcp\",backend=\"198.18.0.11\",health=\"up\"} 1",
+            "lbd_health_check_failures_total{vip=\"198.18.0.100:80/tcp\",backend=\"198.18.0.11\",reason=\"refused\"} 2",
+            "lbd_health_check_duration_seconds_count{vip=\"198.18.0.100:80/tcp\",backend=\"198.18.0.11\"} 1",
+            "lbd_maglev_build_duration_seconds_count 1",
+            "lbd_vrrp_state{vrid=\"51\",state=\"master\"} 1",
+            "lbd_vrrp_adverts_ignored_total{vrid=\"51\",reason=\"ttl\"} 3",
+            "lbd_conntrack_entries 5",
+            "lbd_config_reloads_total{result=\"success\"} 1",
+            "lbd_build_info{version=\"0.1.0\"} 1",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in:\n{text}");
+        }
+        assert!(text.ends_with("# EOF\n"));
+        assert!(!text.contains(".."), "help texts end in one period");
+        // promtool (Debian's prometheus package), when present, lints it.
+        if let Ok(mut child) = std::process::Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+        {
+            use std::io::Write as _;
+            let classic = to_prometheus_text(&text);
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(classic.as_bytes())
+                .unwrap();
+            let out = child.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "promtool check metrics: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
