@@ -23,6 +23,7 @@ const PACKAGES: &[&str] = &[
     "curl",
     "procps",
     "keepalived",
+    "prometheus",
 ];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
