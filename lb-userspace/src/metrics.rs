@@ -21,6 +21,69 @@ use prometheus_client::{
 
 use crate::{api::schema::Status, reconcile::VipId};
 
+/// Every metric family lbd exports, as named in the classic text format
+/// (counters with `_total`), with its type: the catalogue dashboards and
+/// alert rules are checked against. A unit test keeps it equal to what
+/// `render` produces.
+pub const FAMILIES: &[(&str, &str)] = &[
+    ("lbd_build_info", "gauge"),
+    ("lbd_vip_packets_total", "counter"),
+    ("lbd_vip_bytes_total", "counter"),
+    ("lbd_vip_new_flows_total", "counter"),
+    ("lbd_backend_packets_total", "counter"),
+    ("lbd_backend_bytes_total", "counter"),
+    ("lbd_backend_new_flows_total", "counter"),
+    ("lbd_packets_total", "counter"),
+    ("lbd_conntrack_events_total", "counter"),
+    ("lbd_conntrack_entries", "gauge"),
+    ("lbd_conntrack_capacity", "gauge"),
+    ("lbd_backend_state", "gauge"),
+    ("lbd_backend_health", "gauge"),
+    ("lbd_backend_alive", "gauge"),
+    ("lbd_backend_weight", "gauge"),
+    ("lbd_backend_share_ratios", "gauge"),
+    ("lbd_backend_flows", "gauge"),
+    ("lbd_vip_healthy_backends", "gauge"),
+    ("lbd_vip_backends", "gauge"),
+    ("lbd_vip_all_down", "gauge"),
+    ("lbd_health_checks_total", "counter"),
+    ("lbd_health_check_failures_total", "counter"),
+    ("lbd_health_transitions_total", "counter"),
+    ("lbd_health_check_duration_seconds", "histogram"),
+    ("lbd_maglev_rebuilds_total", "counter"),
+    ("lbd_maglev_build_duration_seconds", "histogram"),
+    ("lbd_config_reloads_total", "counter"),
+    ("lbd_vrrp_state", "gauge"),
+    ("lbd_vrrp_priority", "gauge"),
+    ("lbd_vrrp_transitions_total", "counter"),
+    ("lbd_vrrp_adverts_sent_total", "counter"),
+    ("lbd_vrrp_adverts_received_total", "counter"),
+    ("lbd_vrrp_adverts_ignored_total", "counter"),
+    ("lbd_replication_connected", "gauge"),
+    ("lbd_replication_flows_sent_total", "counter"),
+    ("lbd_replication_flows_installed_total", "counter"),
+    ("lbd_replication_auth_failures_total", "counter"),
+];
+
+/// Series names a family gives in queries (a histogram's `_bucket`,
+/// `_sum`, `_count` too).
+pub fn series_names() -> Vec<String> {
+    FAMILIES
+        .iter()
+        .flat_map(|(name, kind)| {
+            let mut names = vec![(*name).to_owned()];
+            if *kind == "histogram" {
+                names.extend(
+                    ["_bucket", "_sum", "_count"]
+                        .iter()
+                        .map(|s| format!("{name}{s}")),
+                );
+            }
+            names
+        })
+        .collect()
+}
+
 /// A metric's labels.
 pub type Labels = Vec<(String, String)>;
 
@@ -477,31 +540,40 @@ impl Exporter<'_> {
             ignored,
         );
 
-        if let Some(r) = &s.replication {
-            self.gauge(
-                "replication_connected",
-                "Whether the replication session to the peer is up",
+        // Replication (families present but empty when it is off).
+        let one = |v: u64| vec![(Vec::new(), v)];
+        let (connected, sent, installed, refused) = match &s.replication {
+            Some(r) => (
                 vec![(Vec::new(), i64::from(r.connected))],
-            );
-            self.counter(
-                "replication_flows_sent",
-                "Flows sent to the peer",
-                None,
-                vec![(Vec::new(), r.channel.records_sent)],
-            );
-            self.counter(
-                "replication_flows_installed",
-                "Flows installed from the peer",
-                None,
-                vec![(Vec::new(), r.installed)],
-            );
-            self.counter(
-                "replication_auth_failures",
-                "Replication sessions refused for a bad key or tag",
-                None,
-                vec![(Vec::new(), r.channel.auth_failures)],
-            );
-        }
+                one(r.channel.records_sent),
+                one(r.installed),
+                one(r.channel.auth_failures),
+            ),
+            None => (Vec::new(), Vec::new(), Vec::new(), Vec::new()),
+        };
+        self.gauge(
+            "replication_connected",
+            "Whether the replication session to the peer is up",
+            connected,
+        );
+        self.counter(
+            "replication_flows_sent",
+            "Flows sent to the peer",
+            None,
+            sent,
+        );
+        self.counter(
+            "replication_flows_installed",
+            "Flows installed from the peer",
+            None,
+            installed,
+        );
+        self.counter(
+            "replication_auth_failures",
+            "Replication sessions refused for a bad key or tag",
+            None,
+            refused,
+        );
     }
 }
 
@@ -584,7 +656,12 @@ mod tests {
                 counters: Counters::default(),
                 ignored: BTreeMap::from([("ttl".to_owned(), 3)]),
             }],
-            replication: None,
+            replication: Some(crate::api::schema::ReplicationStatus {
+                connected: true,
+                installed: 3,
+                unknown: 0,
+                channel: Default::default(),
+            }),
             conntrack: ConntrackStatus {
                 entries: 5,
                 capacity: 1024,
@@ -629,6 +706,20 @@ mod tests {
             assert!(text.contains(line), "missing {line:?} in:\n{text}");
         }
         assert!(text.ends_with("# EOF\n"));
+        let typed: std::collections::BTreeSet<(String, String)> = to_prometheus_text(&text)
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split_once(' '))
+            .map(|(n, k)| (n.to_owned(), k.to_owned()))
+            .collect();
+        let catalogue: std::collections::BTreeSet<(String, String)> = FAMILIES
+            .iter()
+            .map(|(n, k)| ((*n).to_owned(), (*k).to_owned()))
+            .collect();
+        assert_eq!(
+            typed, catalogue,
+            "FAMILIES must list exactly what render exports"
+        );
         assert!(!text.contains(".."), "help texts end in one period");
         // promtool (Debian's prometheus package), when present, lints it.
         if let Ok(mut child) = std::process::Command::new("promtool")

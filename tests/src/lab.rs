@@ -598,6 +598,46 @@ impl Lab {
         )
     }
 
+    /// Starts a Prometheus server on `node` scraping lbd's metrics there
+    /// (127.0.0.1:9641) every second; its API listens on 127.0.0.1:9090 of
+    /// that namespace. Returns once it is ready.
+    pub fn start_prometheus(&mut self, node: &Host) -> anyhow::Result<()> {
+        let dir = self.dir.join("prometheus");
+        fs::create_dir_all(dir.join("data"))?;
+        let config = dir.join("prometheus.yml");
+        fs::write(
+            &config,
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
+             scrape_configs:\n  - job_name: lbd\n    static_configs:\n      - targets: ['127.0.0.1:9641']\n",
+        )?;
+        let netns = node.netns.clone();
+        self.spawn(
+            "prometheus",
+            &netns,
+            "prometheus",
+            &[
+                &format!("--config.file={}", config.display()),
+                &format!("--storage.tsdb.path={}", dir.join("data").display()),
+                "--web.listen-address=127.0.0.1:9090",
+            ],
+        )?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if http_get(&netns, "http://127.0.0.1:9090/-/ready")
+                .is_ok_and(|(status, _)| status == 200)
+            {
+                return Ok(());
+            }
+            if !self.is_running("prometheus") || Instant::now() > deadline {
+                bail!(
+                    "prometheus did not become ready:\n{}",
+                    self.log("prometheus")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     /// Whether `node` holds the lab's IPv4 VIP on its interface.
     pub fn holds_vip(&self, node: &Host) -> anyhow::Result<bool> {
         Ok(self.addresses_of(node)?.contains(&format!("{VIP4}/32")))
@@ -729,6 +769,21 @@ pub fn in_netns<T: Send + 'static>(
     })
     .join()
     .map_err(|_| anyhow!("thread in {netns} panicked"))?
+}
+
+/// GET `url` from inside `netns`: (status, body).
+pub fn http_get(netns: &str, url: &str) -> anyhow::Result<(u16, String)> {
+    let url = url.to_owned();
+    in_netns(netns, move || -> anyhow::Result<(u16, String)> {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(5)))
+            .build()
+            .into();
+        let mut response = agent.get(&url).call()?;
+        let status = response.status().as_u16();
+        Ok((status, response.body_mut().read_to_string()?))
+    })?
 }
 
 /// The lbd binary: `$LBD_BIN`, or next to the test binary.

@@ -58,6 +58,7 @@ pub async fn serve(
                     async move { Ok::<_, Infallible>(answer(&request, &scrapes, &ready).await) }
                 });
                 let connection = http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
                     .header_read_timeout(Duration::from_secs(10))
                     .serve_connection(TokioIo::new(stream), service);
                 if let Err(error) = tokio::time::timeout(Duration::from_secs(60), connection).await

@@ -1,0 +1,217 @@
+//! Observability: the metrics endpoint lints clean, a real Prometheus
+//! server scraping lbd in the lab sees per-backend counts that agree with
+//! what the client sent, the alert rules pass promtool's checks and unit
+//! tests, and every metric the dashboard and the rules use is one lbd
+//! exports. Needs root (the lab) and promtool (`cargo xtask setup`).
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    io::Write as _,
+    net::IpAddr,
+    path::PathBuf,
+    process::{Command, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use lb_tests::{
+    client,
+    lab::{http_get, Lab, VIP4},
+};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn promtool(args: &[&str], stdin: Option<&str>) -> (bool, String) {
+    let mut child = Command::new("promtool")
+        .args(args)
+        .current_dir(repo().join("observability/prometheus"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian's prometheus package; `cargo xtask setup` installs it)");
+    if let (Some(text), Some(mut input)) = (stdin, child.stdin.take()) {
+        input.write_all(text.as_bytes()).expect("write to promtool");
+    }
+    let out = child.wait_with_output().expect("promtool");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// Metric names used in PromQL `expr` strings (lbd_ only).
+fn metric_names(expr: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    let bytes = expr.as_bytes();
+    let mut i = 0;
+    while let Some(at) = expr[i..].find("lbd_") {
+        let start = i + at;
+        let boundary =
+            start == 0 || !(bytes[start - 1].is_ascii_alphanumeric() || bytes[start - 1] == b'_');
+        let end = expr[start..]
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .map_or(expr.len(), |e| start + e);
+        if boundary {
+            names.insert(expr[start..end].to_owned());
+        }
+        i = end;
+    }
+    names
+}
+
+/// Series names lbd exports, from the classic text format's TYPE lines
+/// (histograms also as _bucket, _sum, _count).
+fn exported(text: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let mut parts = rest.split_whitespace();
+            let (Some(name), Some(kind)) = (parts.next(), parts.next()) else {
+                continue;
+            };
+            names.insert(name.to_owned());
+            if kind == "histogram" {
+                for suffix in ["_bucket", "_sum", "_count"] {
+                    names.insert(format!("{name}{suffix}"));
+                }
+            }
+        }
+    }
+    names
+}
+
+#[test]
+fn alert_rules_pass_promtool_checks_and_unit_tests() {
+    let (ok, out) = promtool(&["check", "rules", "lbd-alerts.yml"], None);
+    assert!(ok, "promtool check rules:\n{out}");
+    let (ok, out) = promtool(&["test", "rules", "lbd-alerts.test.yml"], None);
+    assert!(ok, "promtool test rules:\n{out}");
+    // Each alert has at least one test case.
+    let rules = std::fs::read_to_string(repo().join("observability/prometheus/lbd-alerts.yml"))
+        .expect("rules");
+    let tests =
+        std::fs::read_to_string(repo().join("observability/prometheus/lbd-alerts.test.yml"))
+            .expect("tests");
+    for line in rules
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- alert: "))
+    {
+        assert!(
+            tests.contains(&format!("alertname: {line}")),
+            "alert {line} has no test case"
+        );
+    }
+}
+
+#[test]
+fn prometheus_scraping_lbd_agrees_with_the_client() {
+    let mut lab = Lab::start(3).expect("lab");
+    lab.wait_for_backends().expect("nginx up");
+    let config = lab.lbd_config();
+    lab.start_lbd(&config).expect("lbd");
+    let lb = lab.lb.clone();
+
+    // The endpoint: classic text lints clean with promtool; OpenMetrics on request.
+    let (status, text) = http_get(&lb.netns, "http://127.0.0.1:9641/metrics").expect("scrape");
+    assert_eq!(status, 200);
+    let (ok, out) = promtool(&["check", "metrics"], Some(&text));
+    assert!(ok, "promtool check metrics:\n{out}\n{text}");
+    for (path, expected) in [("/healthz", 200), ("/readyz", 200), ("/nope", 404)] {
+        let (status, _) =
+            http_get(&lb.netns, &format!("http://127.0.0.1:9641{path}")).expect("GET");
+        assert_eq!(status, expected, "{path}");
+    }
+
+    // What lbd exports is in its catalogue, and every metric the dashboard
+    // and the alert rules query is in the catalogue.
+    let catalogue: BTreeSet<String> = lb_userspace::metrics::series_names().into_iter().collect();
+    let exported = exported(&text);
+    assert!(
+        exported.is_subset(&catalogue),
+        "exported but not catalogued: {:?}",
+        exported.difference(&catalogue).collect::<Vec<_>>()
+    );
+    assert!(
+        exported.contains("lbd_backend_new_flows_total") && exported.contains("lbd_packets_total")
+    );
+    let names = catalogue;
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("observability/grafana/lbd-dashboard.json"))
+            .expect("dashboard"),
+    )
+    .expect("the dashboard is valid JSON");
+    let mut queries = Vec::new();
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().expect("targets") {
+            queries.push(target["expr"].as_str().expect("expr").to_owned());
+        }
+    }
+    assert!(queries.len() >= 10, "only {} queries", queries.len());
+    let rules = std::fs::read_to_string(repo().join("observability/prometheus/lbd-alerts.yml"))
+        .expect("rules");
+    queries.extend(
+        rules
+            .lines()
+            .filter(|l| l.contains("lbd_"))
+            .map(str::to_owned),
+    );
+    for query in &queries {
+        for name in metric_names(query) {
+            assert!(
+                names.contains(&name),
+                "{name} (in {query:?}) is not a metric lbd exports; it exports {names:?}"
+            );
+        }
+    }
+
+    // A real Prometheus sees what the client saw.
+    lab.start_prometheus(&lb).expect("prometheus");
+    let tally = client::burst(&lab.client.netns, IpAddr::V4(VIP4), 600).expect("burst");
+    assert_eq!(tally.failed, 0, "{:?}", tally.errors);
+    let by_address: BTreeMap<String, String> = lab
+        .backends
+        .iter()
+        .map(|b| (b.ipv4.to_string(), b.name.clone()))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let seen = loop {
+        let (_, body) = http_get(
+            &lb.netns,
+            "http://127.0.0.1:9090/api/v1/query?query=lbd_backend_new_flows_total%7Bvip%3D%22198.18.0.100%3A80%2Ftcp%22%7D",
+        )
+        .expect("query");
+        let answer: serde_json::Value = serde_json::from_str(&body).expect("API JSON");
+        let mut seen = BTreeMap::new();
+        for series in answer["data"]["result"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+        {
+            let address = series["metric"]["backend"].as_str().unwrap_or_default();
+            let value: u64 = series["value"][1]
+                .as_str()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            if let Some(name) = by_address.get(address) {
+                seen.insert(name.clone(), value);
+            }
+        }
+        if seen == tally.by_backend {
+            break seen;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus says {seen:?}, the client saw {:?}",
+            tally.by_backend
+        );
+        thread::sleep(Duration::from_millis(500));
+    };
+    println!("Prometheus per-backend new flows {seen:?} = client's per-backend responses");
+}
