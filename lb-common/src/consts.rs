@@ -43,6 +43,16 @@ pub const FLOW_F_RST: u32 = 2;
 /// packets rarely write to the shared connection table.
 pub const FLOW_TOUCH_INTERVAL_NS: u64 = 1_000_000_000;
 
+/// `DataplaneEvent::kind`: a packet for a VIP found no backend (an empty
+/// table, or a slot whose backend is dead) and was dropped.
+pub const EVENT_NO_BACKEND: u32 = 1;
+/// `DataplaneEvent::kind`: the connection table refused an insert.
+pub const EVENT_CONNTRACK_INSERT_FAILED: u32 = 2;
+/// Number of event kinds (for per-kind rate limiting).
+pub const EVENT_KINDS: u32 = 3;
+/// At most one event of a kind per CPU this often.
+pub const EVENT_INTERVAL_NS: u64 = 1_000_000_000;
+
 /// Names of the maps and programs in the eBPF object, typed once.
 pub mod names {
     /// XDP program that balances VIP traffic.
@@ -66,6 +76,8 @@ pub mod names {
     pub const MAP_VIP_STATS: &str = "VIP_STATS";
     /// Per-CPU `TrafficCounters` per backend id.
     pub const MAP_BACKEND_STATS: &str = "BACKEND_STATS";
+    /// Ring buffer of `DataplaneEvent`s for lbd's log.
+    pub const MAP_EVENTS: &str = "EVENTS";
 }
 
 /// Index of a slot in the flat Maglev array: the table copy `table` of VIP

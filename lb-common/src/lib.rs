@@ -8,4 +8,6 @@ pub mod hash;
 pub mod maps;
 pub mod stats;
 
-pub use maps::{Backend, FlowEntry, FlowKey, LbConfig, TrafficCounters, VipKey, VipMeta};
+pub use maps::{
+    Backend, DataplaneEvent, FlowEntry, FlowKey, LbConfig, TrafficCounters, VipKey, VipMeta,
+};

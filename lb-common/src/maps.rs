@@ -112,6 +112,19 @@ pub struct TrafficCounters {
     pub new_flows: u64,
 }
 
+/// Something the data plane reports to lbd's log through the `EVENTS`
+/// ring buffer (rate-limited per CPU and kind in the program).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct DataplaneEvent {
+    /// `EVENT_*`.
+    pub kind: u32,
+    /// VIP id concerned.
+    pub vip_id: u32,
+    /// The packet's flow.
+    pub flow: FlowKey,
+}
+
 impl TrafficCounters {
     /// The sum of two counters (e.g. of two CPUs' copies).
     pub const fn plus(self, other: Self) -> Self {
@@ -134,6 +147,7 @@ mod pod {
     unsafe impl aya::Pod for super::FlowEntry {}
     unsafe impl aya::Pod for super::LbConfig {}
     unsafe impl aya::Pod for super::TrafficCounters {}
+    unsafe impl aya::Pod for super::DataplaneEvent {}
 }
 
 const _: () = {
@@ -145,4 +159,5 @@ const _: () = {
     assert!(size_of::<FlowEntry>() == 24);
     assert!(size_of::<LbConfig>() == 8);
     assert!(size_of::<TrafficCounters>() == 24);
+    assert!(size_of::<DataplaneEvent>() == 48);
 };

@@ -4,7 +4,7 @@
 
 use aya_ebpf::helpers::bpf_ktime_get_ns;
 use lb_common::{
-    consts::{FLOW_F_FIN, FLOW_F_RST, FLOW_TOUCH_INTERVAL_NS},
+    consts::{EVENT_CONNTRACK_INSERT_FAILED, FLOW_F_FIN, FLOW_F_RST, FLOW_TOUCH_INTERVAL_NS},
     stats::Counter,
     Backend, FlowEntry, VipMeta,
 };
@@ -67,6 +67,7 @@ pub fn decide(vip: &VipMeta, packet: &Packet) -> Option<Decision> {
     };
     if CONNTRACK.insert(key, entry, 0).is_err() {
         stats::count(Counter::ConntrackInsertFailed);
+        stats::report(EVENT_CONNTRACK_INSERT_FAILED, vip.id, key);
     } else {
         stats::count(Counter::ConntrackNew);
     }

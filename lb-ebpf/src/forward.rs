@@ -3,7 +3,7 @@
 //! the backend's MAC from ours.
 
 use aya_ebpf::programs::XdpContext;
-use lb_common::stats::Counter;
+use lb_common::{consts::EVENT_NO_BACKEND, stats::Counter};
 use network_types::eth::EthHdr;
 
 use crate::{conntrack, lookup, maps::CONFIG, parse, stats};
@@ -19,6 +19,7 @@ pub fn balance(ctx: &XdpContext) -> Counter {
         return Counter::PassNotVip;
     };
     let Some(decision) = conntrack::decide(&vip, &packet) else {
+        stats::report(EVENT_NO_BACKEND, vip.id, &packet.key);
         return Counter::DropNoBackend;
     };
     let Some(eth) = parse::ptr_at::<EthHdr>(ctx, 0) else {

@@ -3,9 +3,10 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, LruHashMap, PerCpuArray},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use lb_common::{
+    consts::EVENT_KINDS,
     consts::{
         CONNTRACK_SIZE_DEFAULT, MAGLEV_SIZE_MAX, MAGLEV_TABLES_PER_VIP, MAX_BACKENDS,
         MAX_VIPS_DEFAULT,
@@ -51,3 +52,11 @@ pub static VIP_STATS: PerCpuArray<TrafficCounters> =
 #[map]
 pub static BACKEND_STATS: PerCpuArray<TrafficCounters> =
     PerCpuArray::with_max_entries(MAX_BACKENDS, 0);
+
+/// Events for lbd's log (`DataplaneEvent`), rate-limited.
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(64 * 1024, 0);
+
+/// Per-CPU time of the last event of each kind, for the rate limit.
+#[map]
+pub static EVENT_LAST: PerCpuArray<u64> = PerCpuArray::with_max_entries(EVENT_KINDS, 0);

@@ -1,8 +1,11 @@
 //! Per-CPU counters: the production signal of the data plane.
 
-use lb_common::{stats::Counter, TrafficCounters};
+use aya_ebpf::helpers::bpf_ktime_get_ns;
+use lb_common::{
+    consts::EVENT_INTERVAL_NS, stats::Counter, DataplaneEvent, FlowKey, TrafficCounters,
+};
 
-use crate::maps::{BACKEND_STATS, COUNTERS, VIP_STATS};
+use crate::maps::{BACKEND_STATS, COUNTERS, EVENTS, EVENT_LAST, VIP_STATS};
 
 /// Counts one event or verdict.
 #[inline(always)]
@@ -33,4 +36,28 @@ fn add(c: &mut TrafficCounters, bytes: u64, new_flow: bool) {
     if new_flow {
         c.new_flows += 1;
     }
+}
+
+/// Reports an event to lbd's log, at most once per second per CPU and
+/// kind: counters carry the volume, the log only the news.
+#[inline(always)]
+pub fn report(kind: u32, vip_id: u32, flow: &FlowKey) {
+    let Some(last) = EVENT_LAST.get_ptr_mut(kind) else {
+        return;
+    };
+    // SAFETY: plain helper call; per-CPU slot, no other writer on this CPU.
+    unsafe {
+        let now = bpf_ktime_get_ns();
+        if now.wrapping_sub(*last) < EVENT_INTERVAL_NS && *last != 0 {
+            return;
+        }
+        *last = now;
+    }
+    let event = DataplaneEvent {
+        kind,
+        vip_id,
+        flow: *flow,
+    };
+    // A full ring only loses this event; the counters still count.
+    let _ = EVENTS.output::<DataplaneEvent>(&event, 0);
 }

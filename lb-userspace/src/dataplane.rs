@@ -6,14 +6,14 @@
 use std::collections::HashMap as StdHashMap;
 
 use aya::{
-    maps::{Array, HashMap, MapData, PerCpuArray},
+    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
     programs::{xdp::XdpLinkId, Xdp, XdpMode},
     Ebpf, EbpfLoader,
 };
 use lb_common::{
     consts::{maglev_index, names, MAGLEV_SIZE_MAX, MAGLEV_TABLES_PER_VIP, MAX_BACKENDS},
     stats::{Counter, COUNTER_COUNT},
-    Backend, FlowEntry, FlowKey, LbConfig, TrafficCounters, VipKey, VipMeta,
+    Backend, DataplaneEvent, FlowEntry, FlowKey, LbConfig, TrafficCounters, VipKey, VipMeta,
 };
 use tracing::{info, warn};
 
@@ -116,6 +116,7 @@ pub struct Dataplane {
     counters: PerCpuArray<MapData, u64>,
     vip_stats: PerCpuArray<MapData, TrafficCounters>,
     backend_stats: PerCpuArray<MapData, TrafficCounters>,
+    events: Option<RingBuf<MapData>>,
     attached: Option<(String, XdpLinkId)>,
 }
 
@@ -156,6 +157,7 @@ impl Dataplane {
             counters: take_map!(ebpf, names::MAP_COUNTERS),
             vip_stats: take_map!(ebpf, names::MAP_VIP_STATS),
             backend_stats: take_map!(ebpf, names::MAP_BACKEND_STATS),
+            events: Some(take_map!(ebpf, names::MAP_EVENTS)),
             ebpf,
             sizes,
             attached: None,
@@ -234,6 +236,24 @@ impl Dataplane {
     /// Every tracked flow (a snapshot; the table changes while it is read).
     pub fn flows(&self) -> Vec<(FlowKey, FlowEntry)> {
         self.conntrack.iter().filter_map(|r| r.ok()).collect()
+    }
+
+    /// Hands the event ring buffer to its reader (once).
+    pub fn take_events(&mut self) -> Option<RingBuf<MapData>> {
+        self.events.take()
+    }
+
+    /// Events waiting in the ring buffer, if it was not taken.
+    pub fn drain_events(&mut self) -> Vec<DataplaneEvent> {
+        let mut out = Vec::new();
+        if let Some(ring) = &mut self.events {
+            while let Some(item) = ring.next() {
+                if let Some(event) = parse_event(&item) {
+                    out.push(event);
+                }
+            }
+        }
+        out
     }
 
     /// Puts a flow into the connection table (replication from the peer).
@@ -330,6 +350,16 @@ impl MapWriter for Dataplane {
             .remove(key)
             .map_err(|e| map_error("removing from", names::MAP_VIPS, e))
     }
+}
+
+/// A `DataplaneEvent` from a ring-buffer record, if it has the size.
+pub fn parse_event(bytes: &[u8]) -> Option<DataplaneEvent> {
+    if bytes.len() != std::mem::size_of::<DataplaneEvent>() {
+        return None;
+    }
+    // SAFETY: the length matches and DataplaneEvent is plain integers
+    // (any bit pattern is valid); read_unaligned copes with alignment.
+    Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<DataplaneEvent>()) })
 }
 
 fn xdp_program<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut Xdp> {

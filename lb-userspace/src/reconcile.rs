@@ -180,6 +180,19 @@ impl DesiredBackend {
     }
 }
 
+/// An address from the maps' network-order words and family.
+pub fn words_addr(words: [u32; 4], family: u8) -> IpAddr {
+    let mut bytes = [0u8; 16];
+    for (chunk, word) in bytes.chunks_exact_mut(4).zip(words) {
+        chunk.copy_from_slice(&word.to_ne_bytes());
+    }
+    if family == AF_INET {
+        IpAddr::from([bytes[0], bytes[1], bytes[2], bytes[3]])
+    } else {
+        IpAddr::from(bytes)
+    }
+}
+
 /// A backend as applied: its data-plane id and what was written for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppliedBackend {

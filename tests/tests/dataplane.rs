@@ -342,6 +342,20 @@ fn a_vip_without_backends_drops_its_packets() {
         "SYN to a VIP with no backend",
     );
     assert_eq!(bed.counter(Counter::DropNoBackend).expect("counter"), 1);
+    // The drop is reported to lbd's log once, however many packets follow
+    // (rate limit: one a second per CPU).
+    for _ in 0..10 {
+        bed.run(&frame).expect("run");
+    }
+    let events = bed.dataplane.drain_events();
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert!(
+        !events.is_empty() && events.len() <= cpus,
+        "one per CPU at most: {events:?}"
+    );
+    assert_eq!(events[0].kind, lb_common::consts::EVENT_NO_BACKEND);
+    assert_eq!(events[0].flow.sport, 40009u16.to_be());
+    assert_eq!(bed.counter(Counter::DropNoBackend).expect("counter"), 11);
 }
 
 #[test]

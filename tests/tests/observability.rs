@@ -214,4 +214,50 @@ fn prometheus_scraping_lbd_agrees_with_the_client() {
         thread::sleep(Duration::from_millis(500));
     };
     println!("Prometheus per-backend new flows {seen:?} = client's per-backend responses");
+
+    // A VIP whose backends are all out drops, and the data plane says so in
+    // lbd's log (rate-limited), not only in the counters.
+    for backend in &lab.backends {
+        let out = lab
+            .lbctl(&[
+                "backend",
+                "maintenance",
+                "198.18.0.100:80/tcp",
+                &backend.ipv4.to_string(),
+            ])
+            .expect("lbctl");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let tally = client::run_until(
+        &lab.client.netns,
+        IpAddr::V4(VIP4),
+        std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        Duration::from_millis(500),
+    )
+    .expect("requests");
+    assert!(
+        tally.iter().all(|r| r.result.is_err()),
+        "requests succeeded with every backend out"
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !lab
+        .log("lbd")
+        .contains("packet for a VIP with no live backend dropped")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no data-plane event in lbd's log:\n{}",
+            lab.log("lbd")
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+    let logged = lab
+        .log("lbd")
+        .matches("packet for a VIP with no live backend")
+        .count();
+    assert!(logged <= 4, "the event is not rate-limited: {logged} lines");
 }

@@ -393,6 +393,30 @@ impl Engine {
         }
     }
 
+    /// Logs an event the data plane reported, naming the VIP.
+    pub fn on_dataplane_event(&self, event: &lb_common::DataplaneEvent) {
+        let vip = self
+            .balancer
+            .vips()
+            .iter()
+            .find(|(_, v)| v.id == event.vip_id)
+            .map_or_else(
+                || format!("VIP id {}", event.vip_id),
+                |(id, _)| id.to_string(),
+            );
+        let client = crate::reconcile::words_addr(event.flow.src, event.flow.family);
+        let port = u16::from_be(event.flow.sport);
+        match event.kind {
+            lb_common::consts::EVENT_NO_BACKEND => warn!(
+                %vip, %client, port, "data plane: packet for a VIP with no live backend dropped (at most one such log a second per CPU; see lbd_packets_total{{reason=\"no_backend\"}})"
+            ),
+            lb_common::consts::EVENT_CONNTRACK_INSERT_FAILED => warn!(
+                %vip, %client, port, "data plane: the connection table refused a flow (forwarded by hash only)"
+            ),
+            other => warn!(kind = other, %vip, "data plane: unknown event"),
+        }
+    }
+
     /// Replication tick: the master sends its recent flows.
     pub fn sync_tick(&mut self) {
         let master = self.is_master();

@@ -4,6 +4,7 @@
 //! SIGINT detach and leave the node as it was found).
 
 pub mod engine;
+pub mod events;
 pub mod http;
 pub mod replication;
 pub mod routes;
@@ -87,6 +88,11 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
         "lbd ready"
     );
 
+    let (events_tx, mut dataplane_events) = mpsc::channel(256);
+    let events_reader = match engine.dataplane.take_events() {
+        Some(ring) => Some(events::spawn(ring, events_tx)?),
+        None => None,
+    };
     let ready = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let (scrapes_tx, mut scrapes) = mpsc::channel::<http::Scrape>(16);
     let metrics_server = match engine.config.metrics_listen {
@@ -129,6 +135,7 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
                 let _ = reply.send(response);
             }
             Some(event) = health_events.recv() => engine.on_health(event),
+            Some(event) = dataplane_events.recv() => engine.on_dataplane_event(&event),
             Some(reply) = scrapes.recv() => {
                 let status = routes::status(&engine);
                 let _ = reply.send(engine.metrics.render(&status));
@@ -149,6 +156,9 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
     ready.store(false, std::sync::atomic::Ordering::Relaxed);
     if let Some(server) = metrics_server {
         server.abort();
+    }
+    if let Some(reader) = events_reader {
+        reader.abort();
     }
     let _ = stop_api.send(());
     if let Err(error) = api.await {

@@ -16,7 +16,7 @@ use std::{
 
 use anyhow::Context as _;
 use lb_common::{
-    consts::{AF_INET, FLOW_TOUCH_INTERVAL_NS, IPPROTO_TCP, IPPROTO_UDP},
+    consts::{FLOW_TOUCH_INTERVAL_NS, IPPROTO_TCP, IPPROTO_UDP},
     FlowEntry, FlowKey,
 };
 use tokio::sync::{mpsc, watch};
@@ -25,7 +25,7 @@ use tracing::{debug, info, warn};
 use crate::{
     config::{Protocol, VrrpConfig},
     dataplane::Dataplane,
-    reconcile::{addr_words, Balancer, VipId},
+    reconcile::{addr_words, words_addr, Balancer, VipId},
     sync::{self, FlowRecord, ReceivedBatch, SyncConfig, SyncStats},
 };
 
@@ -179,18 +179,6 @@ fn backend_names(balancer: &Balancer) -> HashMap<u32, (VipId, IpAddr, u32)> {
         .collect()
 }
 
-fn word_addr(words: [u32; 4], family: u8) -> IpAddr {
-    let mut bytes = [0u8; 16];
-    for (chunk, word) in bytes.chunks_exact_mut(4).zip(words) {
-        chunk.copy_from_slice(&word.to_ne_bytes());
-    }
-    if family == AF_INET {
-        IpAddr::from([bytes[0], bytes[1], bytes[2], bytes[3]])
-    } else {
-        IpAddr::from(bytes)
-    }
-}
-
 /// The record for one tracked flow, if its backend is current.
 fn record(
     key: &FlowKey,
@@ -207,7 +195,7 @@ fn record(
         vip: vip.address,
         vip_port: u16::from_be(key.dport),
         protocol: key.proto,
-        client: word_addr(key.src, key.family),
+        client: words_addr(key.src, key.family),
         client_port: u16::from_be(key.sport),
         backend: *backend,
         age_ms: u32::try_from(age.as_millis()).unwrap_or(u32::MAX),
