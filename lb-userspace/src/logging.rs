@@ -1,20 +1,16 @@
-//! Log set-up shared by the binaries: tracing to stderr, level from
-//! `RUST_LOG` (default info), text or JSON.
+//! Log set-up: tracing to stderr, text or JSON, the level from the config
+//! (`log_level`) unless `RUST_LOG` says otherwise.
 
 use tracing_subscriber::EnvFilter;
 
-/// How log lines are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line, for log shippers.
-    Json,
-}
+pub use crate::config::LogFormat;
 
-/// Installs the global subscriber.
-pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+/// Installs the global subscriber with `level` (a tracing filter) unless
+/// `RUST_LOG` is set.
+pub fn init(format: LogFormat, level: &str) {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

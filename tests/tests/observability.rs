@@ -215,6 +215,33 @@ fn prometheus_scraping_lbd_agrees_with_the_client() {
     };
     println!("Prometheus per-backend new flows {seen:?} = client's per-backend responses");
 
+    // `lbctl status --watch` shows rates while traffic flows.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let (netns, stop) = (lab.client.netns.clone(), stop.clone());
+        thread::spawn(move || {
+            client::run_until(&netns, IpAddr::V4(VIP4), stop, Duration::from_secs(10))
+        })
+    };
+    let out = lab
+        .lbctl(&["status", "--watch", "--interval", "1", "--count", "2"])
+        .expect("lbctl");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    load.join().expect("load").expect("load");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rates: Vec<f64> = text
+        .lines()
+        .filter(|l| l.starts_with("VIP 198.18.0.100:80/tcp"))
+        .filter_map(|l| l.split_whitespace().nth(2).and_then(|r| r.parse().ok()))
+        .collect();
+    assert_eq!(rates.len(), 2, "two refreshes:\n{text}");
+    assert!(rates[1] > 0.0, "no packet rate shown under load:\n{text}");
+
     // A VIP whose backends are all out drops, and the data plane says so in
     // lbd's log (rate-limited), not only in the counters.
     for backend in &lab.backends {

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::Parser;
+use lb_userspace::{config::Config, logging::LogFormat};
 
 /// eBPF/XDP L4 load balancer daemon.
 #[derive(Debug, Parser)]
@@ -11,16 +12,28 @@ struct Args {
     /// Configuration file (TOML).
     #[arg(short, long, default_value = "/etc/lbd/lbd.toml")]
     config: PathBuf,
-    /// Log format.
-    #[arg(long, value_enum, default_value_t = lb_userspace::logging::LogFormat::Text)]
-    log_format: lb_userspace::logging::LogFormat,
+    /// Log format (default: the config's `log_format`).
+    #[arg(long, value_enum)]
+    log_format: Option<LogFormat>,
 }
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    lb_userspace::logging::init(args.log_format);
-    match lb_userspace::daemon::run(&args.config).await {
+    // The config is read first so it can set up logging; its errors go
+    // straight to stderr.
+    let config = match Config::load(&args.config) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("lbd: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    lb_userspace::logging::init(
+        args.log_format.unwrap_or(config.log_format),
+        &config.log_level,
+    );
+    match lb_userspace::daemon::run(&args.config, config).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("{error:#}");

@@ -146,6 +146,11 @@ pub struct Config {
     pub conntrack_size: u32,
     /// Unix socket of the admin API (mode 0600: root only).
     pub admin_socket: PathBuf,
+    /// Log level (a tracing filter such as `info` or `lb_userspace=debug`);
+    /// `RUST_LOG` overrides it.
+    pub log_level: String,
+    /// `text` or `json`.
+    pub log_format: LogFormat,
     /// Where `/metrics`, `/healthz` and `/readyz` are served (None: off).
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// A TCP flow silent for longer no longer counts as live.
@@ -157,6 +162,25 @@ pub struct Config {
     /// VRRP instances (none: this node always serves its VIPs and leaves
     /// their addresses to the operator).
     pub vrrp: Vec<VrrpConfig>,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+impl fmt::Display for LogFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        })
+    }
 }
 
 /// What a VIP does when none of its backends is healthy.
@@ -474,6 +498,8 @@ struct RawConfig {
     conntrack_size: Option<Spanned<Value>>,
     admin_socket: Option<Spanned<Value>>,
     metrics_listen: Option<Spanned<Value>>,
+    log_level: Option<Spanned<Value>>,
+    log_format: Option<Spanned<Value>>,
     tcp_idle_timeout_s: Option<Spanned<Value>>,
     udp_idle_timeout_s: Option<Spanned<Value>>,
     #[serde(default)]
@@ -808,6 +834,28 @@ impl Checker<'_> {
                 PathBuf::from(path)
             }
         };
+        let log_level = match &raw.log_level {
+            None => "info".to_owned(),
+            Some(value) => {
+                let level = self.string(value, "log_level")?;
+                if tracing_subscriber::EnvFilter::try_new(level).is_err() || level.is_empty() {
+                    return Err(self.bad_value(
+                        value,
+                        "log_level",
+                        format!("{level:?} is not a log filter (e.g. \"info\", \"warn\", \"lb_userspace=debug\")"),
+                    ));
+                }
+                level.to_owned()
+            }
+        };
+        let log_format = match &raw.log_format {
+            None => LogFormat::default(),
+            Some(value) => self.choice(
+                value,
+                "log_format",
+                &[("text", LogFormat::Text), ("json", LogFormat::Json)],
+            )?,
+        };
         let metrics_listen = match &raw.metrics_listen {
             None => DEFAULT_METRICS_LISTEN.parse().ok(),
             Some(value) => {
@@ -908,6 +956,8 @@ impl Checker<'_> {
             xdp_mode,
             conntrack_size,
             admin_socket,
+            log_level,
+            log_format,
             metrics_listen,
             tcp_idle_timeout,
             udp_idle_timeout,

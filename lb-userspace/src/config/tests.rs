@@ -71,6 +71,8 @@ fn example_parses_to_expected_values() {
             xdp_mode: XdpMode::Auto,
             conntrack_size: 262_144,
             admin_socket: PathBuf::from(DEFAULT_ADMIN_SOCKET),
+            log_level: "info".into(),
+            log_format: LogFormat::Text,
             metrics_listen: DEFAULT_METRICS_LISTEN.parse().ok(),
             tcp_idle_timeout: DEFAULT_TCP_IDLE_TIMEOUT,
             udp_idle_timeout: DEFAULT_UDP_IDLE_TIMEOUT,
@@ -597,7 +599,7 @@ fn unknown_fields_are_rejected_with_their_line() {
     assert_error(
         "# lbd\n\ninterfce = \"eth0\"\n",
         "lbd.toml:3:1: unknown field `interfce`, expected one of ",
-        "`interface`, `xdp_mode`, `conntrack_size`, `admin_socket`, `metrics_listen`, `tcp_idle_timeout_s`, `udp_idle_timeout_s`, `vip`",
+        "`interface`, `xdp_mode`, `conntrack_size`, `admin_socket`, `metrics_listen`, `log_level`, `log_format`, `tcp_idle_timeout_s`, `udp_idle_timeout_s`, `vip`",
     );
     assert_error(
         &doc("prot = 80", ""),
@@ -890,5 +892,24 @@ fn bad_vrrp_values_name_their_field() {
         &format!("{base}[[vrrp]]\nvrid = 1\n[[vrrp]]\nvrid = 1\n"),
         "lbd.toml:11:1: vrrp[1].vrid: ",
         "already vrrp[0]",
+    );
+}
+
+#[test]
+fn log_settings() {
+    let config = parse("interface = \"eth0\"\nlog_level = \"warn,lb_userspace::vrrp=debug\"\nlog_format = \"json\"\n").unwrap();
+    assert_eq!(
+        (config.log_level.as_str(), config.log_format),
+        ("warn,lb_userspace::vrrp=debug", LogFormat::Json)
+    );
+    assert_error(
+        "interface = \"eth0\"\nlog_format = \"xml\"\n",
+        "lbd.toml:2:14: log_format: ",
+        "is not one of",
+    );
+    assert_error(
+        "interface = \"eth0\"\nlog_level = \"=\"\n",
+        "lbd.toml:2:13: log_level: ",
+        "not a log filter",
     );
 }

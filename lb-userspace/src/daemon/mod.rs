@@ -64,9 +64,9 @@ impl Handler for ToEngine {
     }
 }
 
-/// Runs lbd with the config at `path` until SIGTERM or SIGINT.
-pub async fn run(path: &Path) -> anyhow::Result<()> {
-    let config = Config::load(path)?;
+/// Runs lbd with `config` (loaded from `path`, which reloads read again)
+/// until SIGTERM or SIGINT.
+pub async fn run(path: &Path, config: Config) -> anyhow::Result<()> {
     if let Some(dir) = config.admin_socket.parent() {
         tokio::fs::create_dir_all(dir)
             .await

@@ -10,15 +10,112 @@ pub struct Args {
     /// Print JSON.
     #[arg(long)]
     json: bool,
+    /// Refresh like a stats page, with rates (Ctrl-C to stop).
+    #[arg(long, conflicts_with = "json")]
+    watch: bool,
+    /// Seconds between refreshes with --watch.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    interval: u64,
+    /// Stop after this many refreshes with --watch.
+    #[arg(long)]
+    count: Option<u64>,
 }
 
-/// Prints the status.
+/// Prints the status (once, or refreshing with rates).
 pub async fn run(client: &Client, args: &Args) -> Result<(), Failure> {
+    if args.watch {
+        return watch(client, args).await;
+    }
     let status: Status = client.get("/v1/status", &[]).await?;
     if args.json {
         output::json(&status);
         return Ok(());
     }
+    print_status(&status);
+    Ok(())
+}
+
+/// Rates between two snapshots, per VIP and backend.
+fn rate(now: u64, before: Option<u64>, seconds: f64) -> f64 {
+    before.map_or(0.0, |b| now.saturating_sub(b) as f64 / seconds)
+}
+
+async fn watch(client: &Client, args: &Args) -> Result<(), Failure> {
+    use std::io::IsTerminal as _;
+    let terminal = std::io::stdout().is_terminal();
+    let mut previous: Option<(std::time::Instant, Status)> = None;
+    let mut shown = 0u64;
+    loop {
+        let status: Status = client.get("/v1/status", &[]).await?;
+        let now = std::time::Instant::now();
+        if terminal {
+            print!("\x1b[2J\x1b[H");
+        }
+        let seconds = previous.as_ref().map_or(1.0, |(t, _)| {
+            now.duration_since(*t).as_secs_f64().max(0.001)
+        });
+        let before = previous.as_ref().map(|(_, s)| s);
+        println!(
+            "lbd on {} (XDP {}) — every {}s, rates over the last interval",
+            status.interface, status.xdp_mode, args.interval
+        );
+        for vrrp in &status.vrrp {
+            println!(
+                "VRRP vrid {}: {} (priority {})",
+                vrrp.vrid, vrrp.state, vrrp.priority
+            );
+        }
+        println!(
+            "connection table: {} of {} flows",
+            status.conntrack.entries, status.conntrack.capacity
+        );
+        for vip in &status.vips {
+            let old = before.and_then(|b| b.vips.iter().find(|v| v.vip == vip.vip));
+            println!(
+                "VIP {:<28} {:>10.0} pkt/s {:>12.0} bit/s {:>8.1} conn/s{}",
+                vip.vip,
+                rate(vip.packets, old.map(|o| o.packets), seconds),
+                rate(vip.bytes, old.map(|o| o.bytes), seconds) * 8.0,
+                rate(vip.new_flows, old.map(|o| o.new_flows), seconds),
+                if vip.all_down {
+                    "  ALL BACKENDS DOWN"
+                } else {
+                    ""
+                }
+            );
+            println!(
+                "  {:<28} {:<12} {:<9} {:>6} {:>7} {:>10} {:>8} {:>7}",
+                "backend", "state", "health", "weight", "share", "pkt/s", "conn/s", "live"
+            );
+            for b in &vip.backends {
+                let old_b = old.and_then(|o| o.backends.iter().find(|x| x.address == b.address));
+                println!(
+                    "  {:<28} {:<12} {:<9} {:>6} {:>6.2}% {:>10.0} {:>8.1} {:>7}",
+                    b.address.to_string(),
+                    b.state,
+                    b.health,
+                    b.weight,
+                    b.share * 100.0,
+                    rate(b.packets, old_b.map(|o| o.packets), seconds),
+                    rate(b.new_flows, old_b.map(|o| o.new_flows), seconds),
+                    b.flows.live
+                );
+            }
+        }
+        if !terminal {
+            println!();
+        }
+        shown += 1;
+        if args.count.is_some_and(|c| shown >= c) {
+            return Ok(());
+        }
+        previous = Some((now, status));
+        tokio::time::sleep(std::time::Duration::from_secs(args.interval)).await;
+    }
+}
+
+/// Prints one status as tables.
+fn print_status(status: &Status) {
     println!(
         "lbd on {} (XDP {}), config {}",
         status.interface, status.xdp_mode, status.config_file
@@ -68,7 +165,6 @@ pub async fn run(client: &Client, args: &Args) -> Result<(), Failure> {
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
     println!("counters: {}", counters.join(" "));
-    Ok(())
 }
 
 /// Prints one VIP and its backends as a table.
