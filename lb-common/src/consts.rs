@@ -78,6 +78,15 @@ pub mod names {
     pub const MAP_BACKEND_STATS: &str = "BACKEND_STATS";
     /// Ring buffer of `DataplaneEvent`s for lbd's log.
     pub const MAP_EVENTS: &str = "EVENTS";
+    /// Benchmark wrapper: restores a packet, then tail-calls the program
+    /// under test.
+    pub const PROG_BENCH: &str = "xdp_bench";
+    /// Benchmark floor: swaps MACs and sends the frame back (XDP_TX).
+    pub const PROG_SWAP: &str = "xdp_swap";
+    /// The packet `xdp_bench` restores (`BenchTemplate`, one entry).
+    pub const MAP_BENCH_TEMPLATE: &str = "BENCH_TEMPLATE";
+    /// The program `xdp_bench` tail-calls (slot 0).
+    pub const MAP_BENCH_TARGET: &str = "BENCH_TARGET";
 }
 
 /// Index of a slot in the flat Maglev array: the table copy `table` of VIP

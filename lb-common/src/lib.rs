@@ -9,5 +9,6 @@ pub mod maps;
 pub mod stats;
 
 pub use maps::{
-    Backend, DataplaneEvent, FlowEntry, FlowKey, LbConfig, TrafficCounters, VipKey, VipMeta,
+    Backend, BenchTemplate, DataplaneEvent, FlowEntry, FlowKey, LbConfig, TrafficCounters, VipKey,
+    VipMeta, BENCH_TEMPLATE_MAX, BENCH_TEMPLATE_MAX_U32,
 };

@@ -125,6 +125,37 @@ pub struct DataplaneEvent {
     pub flow: FlowKey,
 }
 
+/// Largest packet the benchmark wrapper restores.
+pub const BENCH_TEMPLATE_MAX: usize = 256;
+/// The same, as the u32 the verifier sees.
+pub const BENCH_TEMPLATE_MAX_U32: u32 = BENCH_TEMPLATE_MAX as u32;
+
+/// The packet the benchmark wrapper (`xdp_bench`) restores before each run
+/// of the program under test, so BPF_PROG_TEST_RUN with a repeat count
+/// measures that program on the same input every time instead of on its
+/// own output.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BenchTemplate {
+    /// Bytes of `bytes` in use.
+    pub len: u32,
+    /// When non-zero: offset of a 32-bit field (e.g. the source address)
+    /// that gets a new value on every run, so every run is a new flow.
+    pub vary_offset: u32,
+    /// The packet.
+    pub bytes: [u8; BENCH_TEMPLATE_MAX],
+}
+
+impl Default for BenchTemplate {
+    fn default() -> Self {
+        Self {
+            len: 0,
+            vary_offset: 0,
+            bytes: [0; BENCH_TEMPLATE_MAX],
+        }
+    }
+}
+
 impl TrafficCounters {
     /// The sum of two counters (e.g. of two CPUs' copies).
     pub const fn plus(self, other: Self) -> Self {
@@ -148,6 +179,7 @@ mod pod {
     unsafe impl aya::Pod for super::LbConfig {}
     unsafe impl aya::Pod for super::TrafficCounters {}
     unsafe impl aya::Pod for super::DataplaneEvent {}
+    unsafe impl aya::Pod for super::BenchTemplate {}
 }
 
 const _: () = {
@@ -160,4 +192,5 @@ const _: () = {
     assert!(size_of::<LbConfig>() == 8);
     assert!(size_of::<TrafficCounters>() == 24);
     assert!(size_of::<DataplaneEvent>() == 48);
+    assert!(size_of::<BenchTemplate>() == 8 + BENCH_TEMPLATE_MAX);
 };

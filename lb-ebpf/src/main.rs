@@ -5,6 +5,7 @@
 // Built for the host (e.g. `cargo build --workspace`), this is only a stub.
 #![cfg_attr(not(target_arch = "bpf"), allow(dead_code, unused_imports))]
 
+mod bench;
 mod conntrack;
 mod forward;
 mod lookup;
@@ -31,6 +32,19 @@ pub fn xdp_lb(ctx: XdpContext) -> u32 {
 #[xdp]
 pub fn xdp_pass(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
+}
+
+/// Benchmark wrapper: restores the packet, then tail-calls the program
+/// under test (see `bench`). Not attached anywhere.
+#[xdp]
+pub fn xdp_bench(ctx: XdpContext) -> u32 {
+    bench::restore_and_call(&ctx)
+}
+
+/// Benchmark floor: swaps MACs and returns XDP_TX. Not attached anywhere.
+#[xdp]
+pub fn xdp_swap(ctx: XdpContext) -> u32 {
+    bench::swap_macs(&ctx)
 }
 
 /// The XDP action for a final counter.

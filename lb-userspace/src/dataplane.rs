@@ -205,6 +205,12 @@ impl Dataplane {
         Ok(())
     }
 
+    /// The object, for tools that need its other programs and maps
+    /// (benchmarks).
+    pub fn ebpf_mut(&mut self) -> &mut Ebpf {
+        &mut self.ebpf
+    }
+
     /// A loaded program, for BPF_PROG_TEST_RUN in tests and benchmarks.
     pub fn program(&mut self, name: &'static str) -> Result<&mut Xdp> {
         xdp_program(&mut self.ebpf, name)

@@ -1,6 +1,7 @@
 //! Test support for the load balancer: crafted packets, a BPF_PROG_TEST_RUN
 //! bed around the real XDP object, and a lab of network namespaces with
 //! real nginx backends that cleans up after itself.
+pub mod bench;
 pub mod client;
 pub mod lab;
 pub mod lbd_maps;

@@ -1,5 +1,6 @@
 //! `cargo xtask`: everything beyond plain cargo, one file per subcommand.
 
+mod bench;
 mod build;
 mod cmd;
 mod demo;
@@ -34,6 +35,8 @@ enum Task {
     Demo(demo::Args),
     /// Set up, then run the whole test suite (needs root).
     Test(test::Args),
+    /// Run the benchmarks and regenerate BENCHMARKS.md (needs root).
+    Bench(bench::Args),
     /// rustfmt check and clippy with warnings denied.
     Lint,
 }
@@ -47,6 +50,7 @@ fn main() -> std::process::ExitCode {
         Task::Run(args) => run::run(&args),
         Task::Demo(args) => demo::run(&args),
         Task::Test(args) => test::run(&args),
+        Task::Bench(args) => bench::run(&args),
         Task::Lint => lint::run(),
     };
     match result {

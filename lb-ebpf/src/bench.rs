@@ -1,0 +1,97 @@
+//! Benchmark support, not on the packet path: a wrapper that restores the
+//! packet before every run of the program under test (BPF_PROG_TEST_RUN
+//! with a repeat count otherwise feeds a program its own output), and the
+//! floor every XDP forwarder pays (swap MACs, XDP_TX).
+
+use aya_ebpf::{
+    bindings::xdp_action,
+    helpers::{bpf_xdp_adjust_tail, bpf_xdp_store_bytes},
+    macros::map,
+    maps::{Array, ProgramArray},
+    programs::XdpContext,
+    EbpfContext as _,
+};
+use lb_common::{BenchTemplate, BENCH_TEMPLATE_MAX_U32};
+use network_types::eth::EthHdr;
+
+use crate::parse::ptr_at;
+
+/// The packet to restore (one entry).
+#[map]
+pub static BENCH_TEMPLATE: Array<BenchTemplate> = Array::with_max_entries(1, 0);
+
+/// The program under test, in slot 0.
+#[map]
+pub static BENCH_TARGET: ProgramArray = ProgramArray::with_max_entries(1, 0);
+
+/// Run counter (the varying field). Shared, not per CPU, so a round on
+/// another CPU does not replay earlier values (test runs do not overlap).
+#[map]
+pub static BENCH_RUNS: Array<u32> = Array::with_max_entries(1, 0);
+
+/// Restores the template, varies the source port if asked, tail-calls the
+/// program under test. XDP_ABORTED if anything fails (so a broken setup
+/// cannot pass for a fast program).
+#[inline(always)]
+pub fn restore_and_call(ctx: &XdpContext) -> u32 {
+    let Some(template) = BENCH_TEMPLATE.get(0) else {
+        return xdp_action::XDP_ABORTED;
+    };
+    // Bounded for the verifier: at most the buffer's size.
+    let want = template.len;
+    if want == 0 || want > BENCH_TEMPLATE_MAX_U32 {
+        return xdp_action::XDP_ABORTED;
+    }
+    let have = (ctx.data_end() - ctx.data()) as i32;
+    if have != want as i32 {
+        // SAFETY: helper on our own context.
+        if unsafe { bpf_xdp_adjust_tail(ctx.as_ptr().cast(), want as i32 - have) } != 0 {
+            return xdp_action::XDP_ABORTED;
+        }
+    }
+    // SAFETY: `want` is at most the template's buffer size.
+    let stored = unsafe {
+        bpf_xdp_store_bytes(
+            ctx.as_ptr().cast(),
+            0,
+            template.bytes.as_ptr() as *mut _,
+            want,
+        )
+    };
+    if stored != 0 {
+        return xdp_action::XDP_ABORTED;
+    }
+    let offset = template.vary_offset;
+    if offset != 0 && offset + 4 <= want {
+        if let Some(runs) = BENCH_RUNS.get_ptr_mut(0) {
+            // SAFETY: benchmark runs do not overlap; the 4 bytes are inside
+            // the packet.
+            unsafe {
+                *runs = (*runs).wrapping_add(1);
+                let value = (*runs).to_be_bytes();
+                bpf_xdp_store_bytes(
+                    ctx.as_ptr().cast(),
+                    offset & 0xff,
+                    value.as_ptr() as *mut _,
+                    4,
+                );
+            }
+        }
+    }
+    // SAFETY: tail call with our context; returns only on failure.
+    unsafe { BENCH_TARGET.tail_call(ctx, 0) };
+    xdp_action::XDP_ABORTED
+}
+
+/// Swaps the MACs and sends the frame back: the least an XDP forwarder does.
+#[inline(always)]
+pub fn swap_macs(ctx: &XdpContext) -> u32 {
+    let Some(eth) = ptr_at::<EthHdr>(ctx, 0) else {
+        return xdp_action::XDP_DROP;
+    };
+    // SAFETY: bounds checked by ptr_at.
+    unsafe {
+        core::mem::swap(&mut (*eth).dst_addr, &mut (*eth).src_addr);
+    }
+    xdp_action::XDP_TX
+}

@@ -1,0 +1,106 @@
+//! `cargo xtask bench`: measurements, not tests. Each benchmark runs
+//! several rounds and reports the median (with min and max); results go to
+//! a JSON file that BENCHMARKS.md and a plot are generated from, with the
+//! machine, the command and the date. Only measured numbers appear.
+
+pub mod maglev;
+pub mod report;
+pub mod xdp;
+
+use serde::{Deserialize, Serialize};
+
+/// min / median / max of a set of rounds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Spread {
+    /// Smallest.
+    pub min: f64,
+    /// Median.
+    pub median: f64,
+    /// Largest.
+    pub max: f64,
+}
+
+impl Spread {
+    /// The spread of `values` (none: all zero).
+    pub fn of(values: &[f64]) -> Self {
+        let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+        v.sort_by(f64::total_cmp);
+        if v.is_empty() {
+            return Self {
+                min: 0.0,
+                median: 0.0,
+                max: 0.0,
+            };
+        }
+        let median = if v.len() % 2 == 1 {
+            v[v.len() / 2]
+        } else {
+            (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0
+        };
+        Self {
+            min: v[0],
+            median,
+            max: v[v.len() - 1],
+        }
+    }
+}
+
+/// Where and how the numbers were taken.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Machine {
+    /// CPUs.
+    pub cores: usize,
+    /// `uname -r`.
+    pub kernel: String,
+    /// CPU model.
+    pub cpu: String,
+    /// Memory, GiB.
+    pub memory_gib: f64,
+    /// When (UTC, RFC 3339).
+    pub date: String,
+    /// The command that produced the file.
+    pub command: String,
+}
+
+impl Machine {
+    /// This machine, now.
+    pub fn here(command: &str) -> Self {
+        let read = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
+        let cpu = read("/proc/cpuinfo")
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("model name")
+                    .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
+            })
+            .unwrap_or_else(|| "unknown".to_owned());
+        let memory_kib: f64 = read("/proc/meminfo")
+            .lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0.0);
+        let date = std::process::Command::new("date")
+            .args(["-u", "+%Y-%m-%dT%H:%M:%SZ"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap_or_default();
+        Self {
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            kernel: read("/proc/sys/kernel/osrelease").trim().to_owned(),
+            cpu,
+            memory_gib: memory_kib / 1024.0 / 1024.0,
+            date,
+            command: command.to_owned(),
+        }
+    }
+}
+
+/// Everything one `cargo xtask bench` run measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Results {
+    /// The machine.
+    pub machine: Machine,
+    /// XDP program cost per packet.
+    pub xdp: Option<xdp::XdpResults>,
+    /// Maglev tables.
+    pub maglev: Option<maglev::MaglevResults>,
+}

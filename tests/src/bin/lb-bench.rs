@@ -1,0 +1,92 @@
+//! The benchmark runner behind `cargo xtask bench`: measures, writes the
+//! results JSON, and regenerates BENCHMARKS.md and its plot from it.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::Parser;
+use lb_tests::bench::{self, maglev::CountingAllocator, Machine, Results};
+
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
+
+/// Benchmarks of the XDP load balancer.
+#[derive(Debug, Parser)]
+struct Args {
+    /// Results file (JSON).
+    #[arg(long, default_value = "bench/results.json")]
+    out: PathBuf,
+    /// Report to regenerate.
+    #[arg(long, default_value = "BENCHMARKS.md")]
+    report: PathBuf,
+    /// Plot to regenerate (SVG), referenced from the report.
+    #[arg(long, default_value = "bench/xdp.svg")]
+    plot: PathBuf,
+    /// Runs per round for the XDP cases.
+    #[arg(long, default_value_t = 200_000)]
+    repeat: u32,
+    /// Rounds per case (the median is reported).
+    #[arg(long, default_value_t = 7)]
+    rounds: u32,
+    /// Flows to put in the connection table for the second XDP pass.
+    #[arg(long, default_value_t = 1_000_000)]
+    prefill: u32,
+    /// Only these benchmarks (xdp, maglev); default all.
+    #[arg(long)]
+    only: Vec<String>,
+    /// The command to record in the report.
+    #[arg(long, default_value = "cargo xtask bench")]
+    command: String,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let wanted = |name: &str| args.only.is_empty() || args.only.iter().any(|o| o == name);
+    let maglev = wanted("maglev").then(|| {
+        bench::maglev::run(
+            &[
+                (3, 65_537),
+                (100, 65_537),
+                (1_000, 65_537),
+                (10_000, 65_537),
+                (1_000, 655_373),
+            ],
+            args.rounds.max(5),
+        )
+    });
+    let xdp = if wanted("xdp") {
+        Some(bench::xdp::run(args.repeat, args.rounds, args.prefill)?)
+    } else {
+        None
+    };
+    let results = Results {
+        machine: Machine::here(&args.command),
+        xdp,
+        maglev,
+    };
+    if let Some(dir) = args.out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&args.out, serde_json::to_string_pretty(&results)?)
+        .with_context(|| format!("writing {}", args.out.display()))?;
+    let plot = bench::report::xdp_svg(&results);
+    if let Some(svg) = &plot {
+        std::fs::write(&args.plot, svg)
+            .with_context(|| format!("writing {}", args.plot.display()))?;
+    }
+    let plot_link = plot
+        .as_ref()
+        .map(|_| args.plot.to_string_lossy().into_owned());
+    std::fs::write(
+        &args.report,
+        bench::report::markdown(&results, plot_link.as_deref()),
+    )
+    .with_context(|| format!("writing {}", args.report.display()))?;
+    eprintln!(
+        "bench: wrote {}, {} and {}",
+        args.out.display(),
+        args.report.display(),
+        args.plot.display()
+    );
+    Ok(())
+}
