@@ -1,7 +1,7 @@
 //! `cargo xtask bench`: set up, build in release mode, run the benchmarks,
 //! and regenerate `bench/results.json`, `BENCHMARKS.md` and its plot.
 
-use crate::cmd::{command, exec, require_root};
+use crate::cmd::{command, exec, require_root, root};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -12,7 +12,7 @@ pub struct Args {
 
 pub fn run(args: &Args) -> anyhow::Result<()> {
     require_root("the benchmarks (BPF_PROG_TEST_RUN)")?;
-    crate::setup::run()?;
+    crate::build::build_release()?;
     let mut bench_args = vec![
         "run",
         "--release",
@@ -24,5 +24,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         "--",
     ];
     bench_args.extend(args.runner_args.iter().map(String::as_str));
-    exec(&mut command("cargo", &bench_args))
+    let mut cmd = command("cargo", &bench_args);
+    cmd.env("LBD_BIN", root().join("target/release/lbd"));
+    exec(&mut cmd)
 }

@@ -4,6 +4,7 @@
 //! machine, the command and the date. Only measured numbers appear.
 
 pub mod maglev;
+pub mod memory;
 pub mod report;
 pub mod xdp;
 
@@ -103,4 +104,7 @@ pub struct Results {
     pub xdp: Option<xdp::XdpResults>,
     /// Maglev tables.
     pub maglev: Option<maglev::MaglevResults>,
+    /// lbd's memory.
+    #[serde(default)]
+    pub memory: Option<memory::MemoryResults>,
 }

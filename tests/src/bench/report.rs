@@ -91,9 +91,24 @@ pub fn markdown(results: &Results, plot: Option<&str>) -> String {
         }
         let _ = writeln!(out, "\nTargets: 1,000 backends at M = 65,537 built in ≤ 1.5 ms; flows moved on one removal ≤ 1.1 × 1/N.\n");
     }
+    if let Some(memory) = &results.memory {
+        let _ = writeln!(out, "## lbd memory\n");
+        let _ = writeln!(out, "| VIPs × backends | connection table | lbd RSS (median) | RSS peak | BPF maps (kernel, apart) | target |");
+        let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|");
+        let _ = writeln!(
+            out,
+            "| {} × {} | {} flows | **{:.1} MiB** | {:.1} MiB | {:.1} MiB | RSS ≤ 30 MB |\n",
+            memory.vips,
+            memory.backends_per_vip,
+            memory.conntrack_capacity,
+            memory.rss_mib,
+            memory.rss_peak_mib,
+            memory.bpf_maps_mib
+        );
+    }
     let _ = writeln!(
         out,
-        "## Not measured yet\n\nEnd-to-end throughput against HAProxy and nginx `stream`, control-plane reaction and VRRP failover times (lbd and keepalived side by side), and lbd's resident memory: no numbers until `cargo xtask bench` measures them.\n"
+        "## Not measured yet\n\nEnd-to-end throughput against HAProxy and nginx `stream`, control-plane reaction and VRRP failover times (lbd and keepalived side by side), lbd's memory with 1 M tracked flows, and the comparison of connection-table map designs: no numbers until `cargo xtask bench` measures them.\n"
     );
     out
 }

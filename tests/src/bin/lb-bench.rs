@@ -31,7 +31,7 @@ struct Args {
     /// Flows to put in the connection table for the second XDP pass.
     #[arg(long, default_value_t = 1_000_000)]
     prefill: u32,
-    /// Only these benchmarks (xdp, maglev); default all.
+    /// Only these benchmarks (xdp, maglev, memory); default all.
     #[arg(long)]
     only: Vec<String>,
     /// The command to record in the report.
@@ -59,10 +59,16 @@ fn main() -> anyhow::Result<()> {
     } else {
         None
     };
+    let memory = if wanted("memory") {
+        Some(bench::memory::run(10, 100)?)
+    } else {
+        None
+    };
     let results = Results {
         machine: Machine::here(&args.command),
         xdp,
         maglev,
+        memory,
     };
     if let Some(dir) = args.out.parent() {
         std::fs::create_dir_all(dir)?;

@@ -1,0 +1,97 @@
+//! lbd's resident memory with 10 VIPs × 100 backends, the BPF maps' kernel
+//! memory reported apart (it is not in the process's RSS).
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
+
+use crate::lab::Lab;
+
+/// What lbd used.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemoryResults {
+    /// VIPs configured.
+    pub vips: u32,
+    /// Backends per VIP.
+    pub backends_per_vip: u32,
+    /// Connection-table capacity configured.
+    pub conntrack_capacity: u32,
+    /// lbd's resident set (VmRSS), MiB, median of the samples.
+    pub rss_mib: f64,
+    /// Peak resident set (VmHWM), MiB.
+    pub rss_peak_mib: f64,
+    /// Kernel memory of the maps lbd holds (fdinfo `memlock`), MiB.
+    pub bpf_maps_mib: f64,
+}
+
+fn status_kib(pid: u32, field: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+fn bpf_map_bytes(pid: u32) -> u64 {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
+        return 0;
+    };
+    dir.filter_map(Result::ok)
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .filter(|info| info.contains("map_type:"))
+        .filter_map(|info| {
+            info.lines()
+                .find_map(|l| l.strip_prefix("memlock:"))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        })
+        .sum()
+}
+
+/// Starts lbd in a one-node lab with `vips` × `backends` (MACs given,
+/// checks off, so nothing but lbd's own state counts) and samples it.
+pub fn run(vips: u32, backends: u32) -> anyhow::Result<MemoryResults> {
+    let mut lab = Lab::start(1).context("lab")?;
+    let conntrack = 262_144;
+    let mut config = format!(
+        "interface = \"eth0\"\nconntrack_size = {conntrack}\nadmin_socket = \"{}\"\nmetrics_listen = \"off\"\n",
+        lab.admin_socket().display()
+    );
+    for v in 0..vips {
+        config.push_str(&format!(
+            "\n[[vip]]\naddress = \"198.18.1.{}\"\nport = 80\n[vip.health]\ncheck = \"none\"\n",
+            v + 1
+        ));
+        for b in 0..backends {
+            // 198.19.0.0/16 (benchmarking range): configured, never sent to.
+            config.push_str(&format!(
+                "  [[vip.backend]]\n  address = \"198.19.{}.{}\"\n  mac = \"02:00:00:00:{:02x}:{:02x}\"\n",
+                v,
+                b + 1,
+                v,
+                b + 1
+            ));
+        }
+    }
+    let pid = lab.start_lbd(&config).context("lbd")?;
+    std::thread::sleep(Duration::from_secs(2));
+    let mut samples = Vec::new();
+    for _ in 0..5 {
+        samples.push(status_kib(pid, "VmRSS:") / 1024.0);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let results = MemoryResults {
+        vips,
+        backends_per_vip: backends,
+        conntrack_capacity: conntrack,
+        rss_mib: super::Spread::of(&samples).median,
+        rss_peak_mib: status_kib(pid, "VmHWM:") / 1024.0,
+        bpf_maps_mib: bpf_map_bytes(pid) as f64 / 1024.0 / 1024.0,
+    };
+    eprintln!(
+        "bench: lbd with {vips} VIPs x {backends} backends: RSS {:.1} MiB (peak {:.1}), BPF maps {:.1} MiB",
+        results.rss_mib, results.rss_peak_mib, results.bpf_maps_mib
+    );
+    Ok(results)
+}
