@@ -87,6 +87,10 @@ pub mod names {
     pub const MAP_BENCH_TEMPLATE: &str = "BENCH_TEMPLATE";
     /// The program `xdp_bench` tail-calls (slot 0).
     pub const MAP_BENCH_TARGET: &str = "BENCH_TARGET";
+    /// End-to-end baseline: a bare MAC-rewrite + XDP_TX forwarder.
+    pub const PROG_FORWARD_ONE: &str = "xdp_forward_one";
+    /// Its MACs (slot 0 own, 1..=4 backends).
+    pub const MAP_BENCH_FORWARD: &str = "BENCH_FORWARD";
 }
 
 /// Index of a slot in the flat Maglev array: the table copy `table` of VIP

@@ -47,6 +47,12 @@ pub fn xdp_swap(ctx: XdpContext) -> u32 {
     bench::swap_macs(&ctx)
 }
 
+/// End-to-end baseline: a bare MAC-rewrite + XDP_TX forwarder.
+#[xdp]
+pub fn xdp_forward_one(ctx: XdpContext) -> u32 {
+    bench::forward_one(&ctx)
+}
+
 /// The XDP action for a final counter.
 #[inline(always)]
 fn verdict(outcome: Counter) -> u32 {

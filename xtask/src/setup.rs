@@ -15,7 +15,8 @@ use crate::cmd::{command, exec, output};
 /// Debian packages the lab uses: nginx backends, iproute2 for namespaces,
 /// ethtool for veth offloads, curl for poking the lab by hand, keepalived as
 /// the VRRP peer of the interoperability tests, prometheus (and promtool) for
-/// the metrics tests.
+/// the metrics tests; wrk, haproxy and nginx's stream module for the
+/// end-to-end benchmark.
 const PACKAGES: &[&str] = &[
     "nginx",
     "iproute2",
@@ -24,6 +25,9 @@ const PACKAGES: &[&str] = &[
     "procps",
     "keepalived",
     "prometheus",
+    "wrk",
+    "haproxy",
+    "libnginx-mod-stream",
 ];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
@@ -171,5 +175,6 @@ fn debian_packages() -> anyhow::Result<()> {
     // services must not sit on the machine's ports.
     let _ = command("nginx", &["-s", "stop"]).status();
     let _ = command("pkill", &["-x", "prometheus"]).status();
+    let _ = command("pkill", &["-x", "haproxy"]).status();
     Ok(())
 }

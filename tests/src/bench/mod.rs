@@ -3,6 +3,7 @@
 //! a JSON file that BENCHMARKS.md and a plot are generated from, with the
 //! machine, the command and the date. Only measured numbers appear.
 
+pub mod e2e;
 pub mod maglev;
 pub mod memory;
 pub mod report;
@@ -107,4 +108,7 @@ pub struct Results {
     /// lbd's memory.
     #[serde(default)]
     pub memory: Option<memory::MemoryResults>,
+    /// End to end against HAProxy, nginx stream and the baselines.
+    #[serde(default)]
+    pub e2e: Option<e2e::E2eResults>,
 }

@@ -91,6 +91,57 @@ pub fn markdown(results: &Results, plot: Option<&str>) -> String {
         }
         let _ = writeln!(out, "\nTargets: 1,000 backends at M = 65,537 built in ≤ 1.5 ms; flows moved on one removal ≤ 1.1 × 1/N.\n");
     }
+    if let Some(e2e) = &results.e2e {
+        let _ = writeln!(out, "## End to end in the namespace lab\n");
+        let _ = writeln!(
+            out,
+            "Client → {{system}} → three nginx backends on one bridged segment (all namespaces on this one machine, so client, load balancer and backends share its {} cores). wrk, {} threads, {} connections, {} s per run, {} rounds interleaved system by system; medians. `direct` goes to one backend only; `xdp-forward` is a bare MAC-rewrite + XDP_TX forwarder spreading by source port over the same backends; HAProxy 2.6 `mode tcp` and nginx `stream` are full proxies on the LB node. CPU: the whole machine's busy share during the run (softirq is where XDP and the kernel's network path run); proxy CPU: CPU-seconds per second of the proxy's own processes. For the new-connection runs the lab's hosts reuse ports (`tcp_tw_reuse` on the client, a small TIME_WAIT table on the servers), as busy load generators do.\n",
+            results.machine.cores, e2e.threads, e2e.connections, e2e.seconds, e2e.rounds
+        );
+        for mode in ["keep-alive", "new-connection"] {
+            let _ = writeln!(out, "### {mode}\n");
+            let _ = writeln!(out, "| system | requests/s (min / median / max) | p50 ms | p99 ms | machine busy % | softirq % | proxy CPU |");
+            let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|");
+            for c in e2e.cases.iter().filter(|c| c.mode == mode) {
+                let _ = writeln!(
+                    out,
+                    "| {} | {:.0} / **{:.0}** / {:.0} | {:.2} | {:.2} | {:.0} | {:.0} | {:.2} |",
+                    c.system,
+                    c.rps.min,
+                    c.rps.median,
+                    c.rps.max,
+                    c.p50_ms.median,
+                    c.p99_ms.median,
+                    c.cpu_busy_pct.median,
+                    c.softirq_pct.median,
+                    c.proxy_cpu.median
+                );
+            }
+            let rps = |system: &str| {
+                e2e.cases
+                    .iter()
+                    .find(|c| c.system == system && c.mode == mode)
+                    .map_or(0.0, |c| c.rps.median)
+            };
+            let ratio = |a: f64, b: f64| {
+                if b > 0.0 {
+                    format!("{:.2}×", a / b)
+                } else {
+                    "–".to_owned()
+                }
+            };
+            let lbd = rps("lbd");
+            let _ = writeln!(
+                out,
+                "\nlbd vs HAProxy: **{}** (target ≥ {}), vs nginx stream: {}, vs the bare XDP forwarder: **{}** (target ≥ 0.97×), vs direct to one backend: {}.\n",
+                ratio(lbd, rps("haproxy")),
+                if mode == "keep-alive" { "2×" } else { "1.7×" },
+                ratio(lbd, rps("nginx-stream")),
+                ratio(lbd, rps("xdp-forward")),
+                ratio(lbd, rps("direct"))
+            );
+        }
+    }
     if let Some(memory) = &results.memory {
         let _ = writeln!(out, "## lbd memory\n");
         let _ = writeln!(out, "| VIPs × backends | connection table | lbd RSS (median) | RSS peak | BPF maps (kernel, apart) | target |");
@@ -108,7 +159,7 @@ pub fn markdown(results: &Results, plot: Option<&str>) -> String {
     }
     let _ = writeln!(
         out,
-        "## Not measured yet\n\nEnd-to-end throughput against HAProxy and nginx `stream`, control-plane reaction and VRRP failover times (lbd and keepalived side by side), lbd's memory with 1 M tracked flows, and the comparison of connection-table map designs: no numbers until `cargo xtask bench` measures them.\n"
+        "## Not measured yet\n\nControl-plane reaction and VRRP failover times (lbd and keepalived side by side), lbd's memory with 1 M tracked flows, and the comparison of connection-table map designs: no numbers until `cargo xtask bench` measures them.\n"
     );
     out
 }

@@ -31,7 +31,7 @@ struct Args {
     /// Flows to put in the connection table for the second XDP pass.
     #[arg(long, default_value_t = 1_000_000)]
     prefill: u32,
-    /// Only these benchmarks (xdp, maglev, memory); default all.
+    /// Only these benchmarks (xdp, maglev, memory, e2e); default all.
     #[arg(long)]
     only: Vec<String>,
     /// The command to record in the report.
@@ -64,11 +64,17 @@ fn main() -> anyhow::Result<()> {
     } else {
         None
     };
+    let e2e = if wanted("e2e") {
+        Some(bench::e2e::run(args.rounds.min(3), 3, 2, 32)?)
+    } else {
+        None
+    };
     let results = Results {
         machine: Machine::here(&args.command),
         xdp,
         maglev,
         memory,
+        e2e,
     };
     if let Some(dir) = args.out.parent() {
         std::fs::create_dir_all(dir)?;

@@ -1,0 +1,441 @@
+//! End to end in the namespace lab: the same client (wrk), the same nginx
+//! backends, side by side in one run, interleaved round by round so drift
+//! on a shared machine cancels out: direct to one backend, lbd's XDP data
+//! plane, a bare MAC-rewrite + XDP_TX forwarder over the same backends,
+//! HAProxy `mode tcp` and nginx `stream`, each with keep-alive connections
+//! and with a new connection per request.
+
+use std::{
+    fs,
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use anyhow::{anyhow, bail, Context as _};
+use aya::{maps::Array, programs::XdpMode};
+use lb_common::consts::names;
+use lb_userspace::dataplane::{Dataplane, MapSizes};
+use serde::{Deserialize, Serialize};
+
+use super::Spread;
+use crate::lab::{in_netns, Host, Lab, VIP4};
+
+/// One system in one mode.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct E2eCase {
+    /// direct (one backend), lbd, xdp-forward (bare MAC rewrite by source
+    /// port over the same backends), haproxy, nginx-stream.
+    pub system: String,
+    /// keep-alive or new-connection.
+    pub mode: String,
+    /// Requests per second.
+    pub rps: Spread,
+    /// Median latency, ms.
+    pub p50_ms: Spread,
+    /// 99th percentile latency, ms.
+    pub p99_ms: Spread,
+    /// Whole machine busy during the run, % of all CPUs.
+    pub cpu_busy_pct: Spread,
+    /// Of which softirq (where XDP and the kernel network path run), %.
+    pub softirq_pct: Spread,
+    /// CPU seconds of the proxy's own processes per second of run (HAProxy,
+    /// nginx stream; zero for the kernel data paths).
+    pub proxy_cpu: Spread,
+}
+
+/// The comparison.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct E2eResults {
+    /// Seconds per wrk run.
+    pub seconds: u32,
+    /// wrk connections.
+    pub connections: u32,
+    /// wrk threads.
+    pub threads: u32,
+    /// Rounds.
+    pub rounds: u32,
+    /// The cases.
+    pub cases: Vec<E2eCase>,
+}
+
+const SYSTEMS: &[&str] = &["direct", "lbd", "xdp-forward", "haproxy", "nginx-stream"];
+const MODES: &[&str] = &["keep-alive", "new-connection"];
+
+struct Sample {
+    rps: f64,
+    p50: f64,
+    p99: f64,
+    busy: f64,
+    softirq: f64,
+    proxy_cpu: f64,
+}
+
+/// CPU jiffies: (total, idle+iowait, softirq).
+fn cpu() -> (u64, u64, u64) {
+    let stat = fs::read_to_string("/proc/stat").unwrap_or_default();
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    let get = |i: usize| fields.get(i).copied().unwrap_or(0);
+    (fields.iter().sum(), get(3) + get(4), get(6))
+}
+
+/// utime + stime of `pids` and their threads, in clock ticks.
+fn process_ticks(pids: &[u32]) -> u64 {
+    pids.iter()
+        .map(|pid| {
+            let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+            let f: Vec<u64> = after
+                .split_whitespace()
+                .filter_map(|v| v.parse().ok())
+                .collect();
+            // utime, stime, cutime, cstime are fields 14-17 (1-based).
+            f.get(10).copied().unwrap_or(0)
+                + f.get(11).copied().unwrap_or(0)
+                + f.get(12).copied().unwrap_or(0)
+                + f.get(13).copied().unwrap_or(0)
+        })
+        .sum()
+}
+
+fn parse_ms(text: &str) -> Option<f64> {
+    let (number, unit) = text.split_at(text.find(|c: char| c.is_ascii_alphabetic())?);
+    let n: f64 = number.parse().ok()?;
+    Some(match unit {
+        "us" => n / 1000.0,
+        "ms" => n,
+        "s" => n * 1000.0,
+        _ => return None,
+    })
+}
+
+fn wrk(
+    lab: &Lab,
+    url: &str,
+    close: bool,
+    seconds: u32,
+    threads: u32,
+    connections: u32,
+) -> anyhow::Result<(f64, f64, f64)> {
+    let mut args = vec![
+        format!("-t{threads}"),
+        format!("-c{connections}"),
+        format!("-d{seconds}s"),
+        "--latency".to_owned(),
+        "--timeout".to_owned(),
+        "2s".to_owned(),
+    ];
+    if close {
+        args.push("-H".to_owned());
+        args.push("Connection: close".to_owned());
+    }
+    args.push(url.to_owned());
+    let out = Command::new("ip")
+        .args(["netns", "exec", &lab.client.netns, "wrk"])
+        .args(&args)
+        .output()
+        .context("running wrk (Debian package wrk)")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        bail!("wrk failed: {text}{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let rps = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| anyhow!("no Requests/sec in wrk's output:\n{text}"))?;
+    let percentile = |p: &str| {
+        text.lines()
+            .map(str::trim)
+            .find_map(|l| l.strip_prefix(p).map(str::trim).and_then(parse_ms))
+            .unwrap_or(0.0)
+    };
+    if text.contains("Non-2xx") || text.contains("Socket errors") {
+        eprintln!("bench: wrk reported errors for {url}:\n{text}");
+    }
+    Ok((rps, percentile("50%"), percentile("99%")))
+}
+
+/// Starts `system` on the LB node; returns the pids whose CPU counts, and
+/// what to stop afterwards.
+enum Running {
+    Nothing,
+    Process(String, Vec<u32>),
+    Xdp(Box<Dataplane>),
+}
+
+fn start(lab: &mut Lab, system: &str, round: u32) -> anyhow::Result<Running> {
+    let lb = lab.lb.clone();
+    let name = format!("{system}-r{round}");
+    let dir = lab.dir.join(&name);
+    fs::create_dir_all(&dir)?;
+    let backends: Vec<String> = lab.backends.iter().map(|b| b.ipv4.to_string()).collect();
+    match system {
+        "direct" => Ok(Running::Nothing),
+        "lbd" => {
+            let mut config = format!(
+                "interface = \"eth0\"\nadmin_socket = \"{}/lbd.sock\"\nmetrics_listen = \"off\"\n\n[[vip]]\naddress = \"{VIP4}\"\nport = 80\n",
+                dir.display()
+            );
+            for b in &backends {
+                config.push_str(&format!("  [[vip.backend]]\n  address = \"{b}\"\n"));
+            }
+            let pid = lab.start_lbd_on(&lb, &name, &config)?;
+            Ok(Running::Process(name, vec![pid]))
+        }
+        "xdp-forward" => {
+            let mut macs = vec![own_mac(&lb)?];
+            for backend in lab.backends.iter().take(4) {
+                macs.push(neighbour_mac(&lb, backend)?);
+            }
+            let dataplane = in_netns(&lb.netns, move || -> anyhow::Result<Dataplane> {
+                let mut dataplane = Dataplane::load(MapSizes {
+                    max_vips: 1,
+                    conntrack: 1024,
+                })?;
+                let mut map: Array<&mut aya::maps::MapData, [u8; 6]> = Array::try_from(
+                    dataplane
+                        .ebpf_mut()
+                        .map_mut(names::MAP_BENCH_FORWARD)
+                        .ok_or_else(|| anyhow!("no forward map"))?,
+                )?;
+                for (slot, mac) in (0u32..).zip(macs) {
+                    map.set(slot, mac, 0)?;
+                }
+                let program = dataplane.program(names::PROG_FORWARD_ONE)?;
+                program.load()?;
+                program.attach("eth0", XdpMode::Driver)?;
+                Ok(dataplane)
+            })??;
+            Ok(Running::Xdp(Box::new(dataplane)))
+        }
+        "haproxy" => {
+            let mut config = format!(
+                "global\n  nbthread 2\n  maxconn 8000\n  pidfile {d}/haproxy.pid\ndefaults\n  mode tcp\n  timeout connect 2s\n  timeout client 30s\n  timeout server 30s\n\
+                 frontend fe\n  bind {VIP4}:80\n  default_backend be\nbackend be\n  balance roundrobin\n",
+                d = dir.display()
+            );
+            for (i, b) in backends.iter().enumerate() {
+                config.push_str(&format!("  server b{} {b}:80\n", i + 1));
+            }
+            let path = dir.join("haproxy.cfg");
+            fs::write(&path, config)?;
+            let pid = lab.spawn(
+                &name,
+                &lb.netns,
+                "haproxy",
+                &["-db", "-f", &path.to_string_lossy()],
+            )?;
+            wait_listening(&lb).with_context(|| lab.log(&name))?;
+            Ok(Running::Process(name, vec![pid]))
+        }
+        "nginx-stream" => {
+            let d = dir.display();
+            let mut upstream = String::new();
+            for b in &backends {
+                upstream.push_str(&format!("    server {b}:80;\n"));
+            }
+            let config = format!(
+                "load_module /usr/lib/nginx/modules/ngx_stream_module.so;\ndaemon off;\nuser root;\nworker_processes 2;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
+                 events {{ worker_connections 20000; }}\nstream {{\n  upstream be {{\n{upstream}  }}\n  server {{ listen {VIP4}:80; proxy_pass be; }}\n}}\n"
+            );
+            let path = dir.join("nginx.conf");
+            fs::write(&path, config)?;
+            let pid = lab.spawn(
+                &name,
+                &lb.netns,
+                "nginx",
+                &["-c", &path.to_string_lossy(), "-p", &d.to_string()],
+            )?;
+            wait_listening(&lb).with_context(|| lab.log(&name))?;
+            // The workers do the proxying: count them too.
+            std::thread::sleep(Duration::from_millis(200));
+            let mut pids = vec![pid];
+            if let Ok(children) = fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")) {
+                pids.extend(
+                    children
+                        .split_whitespace()
+                        .filter_map(|p| p.parse::<u32>().ok()),
+                );
+            }
+            Ok(Running::Process(name, pids))
+        }
+        other => bail!("unknown system {other}"),
+    }
+}
+
+fn stop(lab: &mut Lab, running: Running) -> anyhow::Result<()> {
+    match running {
+        Running::Nothing => {}
+        Running::Process(name, _) => {
+            lab.terminate(&name)?;
+        }
+        Running::Xdp(dataplane) => drop(dataplane),
+    }
+    Ok(())
+}
+
+fn wait_listening(lb: &Host) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &lb.netns, "ss", "-ltn"])
+            .output()?;
+        if String::from_utf8_lossy(&out.stdout).contains(&format!("{VIP4}:80")) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bail!("nothing listens on {VIP4}:80 on the LB node")
+}
+
+fn own_mac(node: &Host) -> anyhow::Result<[u8; 6]> {
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &node.netns,
+            "cat",
+            "/sys/class/net/eth0/address",
+        ])
+        .output()?;
+    parse_mac(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+fn neighbour_mac(from: &Host, to: &Host) -> anyhow::Result<[u8; 6]> {
+    let _ = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &from.netns,
+            "ping",
+            "-c1",
+            "-W1",
+            &to.ipv4.to_string(),
+        ])
+        .output();
+    let out = Command::new("ip")
+        .args(["-n", &from.netns, "neigh", "show", &to.ipv4.to_string()])
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mac = text
+        .split_whitespace()
+        .skip_while(|w| *w != "lladdr")
+        .nth(1)
+        .ok_or_else(|| anyhow!("no neighbour entry for {}: {text}", to.ipv4))?;
+    parse_mac(mac)
+}
+
+fn parse_mac(text: &str) -> anyhow::Result<[u8; 6]> {
+    let octets: Vec<u8> = text
+        .split(':')
+        .filter_map(|o| u8::from_str_radix(o, 16).ok())
+        .collect();
+    octets
+        .try_into()
+        .map_err(|_| anyhow!("{text:?} is not a MAC"))
+}
+
+/// Runs every system in every mode, `rounds` times interleaved.
+pub fn run(
+    rounds: u32,
+    seconds: u32,
+    threads: u32,
+    connections: u32,
+) -> anyhow::Result<E2eResults> {
+    let mut lab = Lab::start(3).context("lab")?;
+    lab.wait_for_backends()?;
+    // A new connection per request at tens of thousands a second leaves
+    // TIME_WAIT sockets behind on whichever side closes; without these the
+    // lab, not the systems, sets the pace after the first runs.
+    let sysctl = |netns: &str, setting: &str| {
+        Command::new("ip")
+            .args(["netns", "exec", netns, "sysctl", "-qw", setting])
+            .status()
+    };
+    sysctl(&lab.client.netns, "net.ipv4.ip_local_port_range=1024 65000")?;
+    sysctl(&lab.client.netns, "net.ipv4.tcp_tw_reuse=1")?;
+    for host in lab.backends.iter().chain([&lab.lb]) {
+        sysctl(&host.netns, "net.ipv4.tcp_max_tw_buckets=4096")?;
+    }
+    let ticks_per_second = 100.0; // USER_HZ
+    let mut samples: Vec<((String, String), Sample)> = Vec::new();
+    for round in 0..rounds {
+        for system in SYSTEMS {
+            let running = start(&mut lab, system, round)?;
+            let pids = match &running {
+                Running::Process(_, pids) => pids.clone(),
+                _ => Vec::new(),
+            };
+            for mode in MODES {
+                let url = if *system == "direct" {
+                    format!("http://{}/", lab.backends[0].ipv4)
+                } else {
+                    format!("http://{VIP4}/")
+                };
+                let (t0, idle0, si0) = cpu();
+                let p0 = process_ticks(&pids);
+                let started = Instant::now();
+                let (rps, p50, p99) = wrk(
+                    &lab,
+                    &url,
+                    *mode == "new-connection",
+                    seconds,
+                    threads,
+                    connections,
+                )?;
+                let elapsed = started.elapsed().as_secs_f64();
+                let (t1, idle1, si1) = cpu();
+                let total = (t1 - t0).max(1) as f64;
+                let sample = Sample {
+                    rps,
+                    p50,
+                    p99,
+                    busy: 100.0 * (total - (idle1 - idle0) as f64) / total,
+                    softirq: 100.0 * (si1 - si0) as f64 / total,
+                    proxy_cpu: (process_ticks(&pids) - p0) as f64 / ticks_per_second / elapsed,
+                };
+                eprintln!("bench: e2e round {round} {system:<16} {mode:<15} {rps:>9.0} req/s p50 {p50:.2} ms p99 {p99:.2} ms");
+                samples.push(((system.to_string(), mode.to_string()), sample));
+            }
+            stop(&mut lab, running)?;
+        }
+    }
+    let mut cases = Vec::new();
+    for system in SYSTEMS {
+        for mode in MODES {
+            let of = |f: fn(&Sample) -> f64| {
+                Spread::of(
+                    &samples
+                        .iter()
+                        .filter(|((s, m), _)| s == system && m == mode)
+                        .map(|(_, x)| f(x))
+                        .collect::<Vec<_>>(),
+                )
+            };
+            cases.push(E2eCase {
+                system: system.to_string(),
+                mode: mode.to_string(),
+                rps: of(|s| s.rps),
+                p50_ms: of(|s| s.p50),
+                p99_ms: of(|s| s.p99),
+                cpu_busy_pct: of(|s| s.busy),
+                softirq_pct: of(|s| s.softirq),
+                proxy_cpu: of(|s| s.proxy_cpu),
+            });
+        }
+    }
+    Ok(E2eResults {
+        seconds,
+        connections,
+        threads,
+        rounds,
+        cases,
+    })
+}
