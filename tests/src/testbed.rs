@@ -167,3 +167,44 @@ pub fn flow_key(flow: &Flow, protocol: Protocol) -> FlowKey {
         _pad: 0,
     }
 }
+
+/// The IPv4 VIP of the crafted-packet tests and benchmarks.
+pub const VIP4: &str = "198.18.0.100";
+/// The IPv6 VIP of the crafted-packet tests and benchmarks.
+pub const VIP6: &str = "2001:2::100";
+
+/// TCP :80 on `VIP4` with three backends (MACs ..:11, :12, :13).
+pub fn vip4_tcp() -> VipConfig {
+    vip(
+        VIP4,
+        80,
+        Protocol::Tcp,
+        vec![
+            backend("198.18.0.11", 0x11, 100),
+            backend("198.18.0.12", 0x12, 100),
+            backend("198.18.0.13", 0x13, 100),
+        ],
+    )
+}
+
+/// UDP :53 on `VIP4`, same backends.
+pub fn vip4_udp() -> VipConfig {
+    let mut v = vip4_tcp();
+    v.port = 53;
+    v.protocol = Protocol::Udp;
+    v
+}
+
+/// TCP :80 on `VIP6` with three backends.
+pub fn vip6_tcp() -> VipConfig {
+    vip(
+        VIP6,
+        80,
+        Protocol::Tcp,
+        vec![
+            backend("2001:2::11", 0x61, 100),
+            backend("2001:2::12", 0x62, 100),
+            backend("2001:2::13", 0x63, 100),
+        ],
+    )
+}

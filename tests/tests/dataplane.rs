@@ -7,45 +7,11 @@ use std::collections::HashSet;
 use lb_common::stats::Counter;
 use lb_tests::{
     packet::{self, Flow, ACK, SYN},
-    testbed::{action, backend, vip, TestBed},
+    testbed::{action, backend, TestBed},
 };
-use lb_userspace::config::{Protocol, VipConfig};
+use lb_userspace::config::VipConfig;
 
-const VIP4: &str = "198.18.0.100";
-const VIP6: &str = "2001:2::100";
-
-fn vip4_tcp() -> VipConfig {
-    vip(
-        VIP4,
-        80,
-        Protocol::Tcp,
-        vec![
-            backend("198.18.0.11", 0x11, 100),
-            backend("198.18.0.12", 0x12, 100),
-            backend("198.18.0.13", 0x13, 100),
-        ],
-    )
-}
-
-fn vip4_udp() -> VipConfig {
-    let mut v = vip4_tcp();
-    v.port = 53;
-    v.protocol = Protocol::Udp;
-    v
-}
-
-fn vip6_tcp() -> VipConfig {
-    vip(
-        VIP6,
-        80,
-        Protocol::Tcp,
-        vec![
-            backend("2001:2::11", 0x61, 100),
-            backend("2001:2::12", 0x62, 100),
-            backend("2001:2::13", 0x63, 100),
-        ],
-    )
-}
+use lb_tests::testbed::{vip4_tcp, vip4_udp, vip6_tcp, VIP4, VIP6};
 
 fn bed() -> TestBed {
     TestBed::new(&[vip4_tcp(), vip4_udp(), vip6_tcp()]).expect("test bed")

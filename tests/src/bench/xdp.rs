@@ -14,7 +14,6 @@ use lb_common::{
     consts::names, stats::Counter, BenchTemplate, FlowEntry, FlowKey, LbConfig, BENCH_TEMPLATE_MAX,
 };
 use lb_userspace::{
-    config::Protocol,
     dataplane::{Dataplane, MapSizes, MapWriter as _},
     reconcile::{Balancer, DesiredVip},
 };
@@ -23,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use super::Spread;
 use crate::{
     packet::{self, Flow, ACK, LB_MAC, SYN},
-    testbed::{backend, vip},
+    testbed::{vip4_tcp, vip4_udp, vip6_tcp, VIP4, VIP6},
 };
 
 /// One measured case.
@@ -52,8 +51,6 @@ pub struct XdpResults {
     pub conntrack_capacity: u32,
 }
 
-const VIP4: &str = "198.18.0.100";
-const VIP6: &str = "2001:2::100";
 const CONNTRACK: u32 = 2 * 1024 * 1024;
 
 struct Bench {
@@ -81,27 +78,7 @@ impl Bench {
             iface_mac: LB_MAC,
             _pad: [0; 2],
         })?;
-        let backends4 = || {
-            vec![
-                backend("198.18.0.11", 0x11, 100),
-                backend("198.18.0.12", 0x12, 100),
-                backend("198.18.0.13", 0x13, 100),
-            ]
-        };
-        let vips = [
-            vip(VIP4, 80, Protocol::Tcp, backends4()),
-            vip(VIP4, 53, Protocol::Udp, backends4()),
-            vip(
-                VIP6,
-                80,
-                Protocol::Tcp,
-                vec![
-                    backend("2001:2::11", 0x61, 100),
-                    backend("2001:2::12", 0x62, 100),
-                    backend("2001:2::13", 0x63, 100),
-                ],
-            ),
-        ];
+        let vips = [vip4_tcp(), vip4_udp(), vip6_tcp()];
         let desired: Vec<DesiredVip> = vips
             .iter()
             .map(|v| DesiredVip::from_config(v, &|_| None))
