@@ -557,12 +557,24 @@ impl Lab {
         priority: u8,
         preempt: bool,
     ) -> anyhow::Result<u32> {
+        self.start_keepalived_every(node, name, priority, preempt, "0.1")
+    }
+
+    /// `start_keepalived` with `advert_int` (seconds, as keepalived writes it).
+    pub fn start_keepalived_every(
+        &mut self,
+        node: &Host,
+        name: &str,
+        priority: u8,
+        preempt: bool,
+        advert_int: &str,
+    ) -> anyhow::Result<u32> {
         let dir = self.dir.join(name);
         fs::create_dir_all(&dir)?;
         let config = format!(
             "global_defs {{\n  vrrp_version 3\n  router_id {name}\n  enable_script_security\n}}\n\
              vrrp_instance VI_1 {{\n  state BACKUP\n  interface eth0\n  virtual_router_id 51\n  priority {priority}\n  \
-             advert_int 0.1\n{}  virtual_ipaddress {{\n    {VIP4}/32\n  }}\n}}\n",
+             advert_int {advert_int}\n{}  virtual_ipaddress {{\n    {VIP4}/32\n  }}\n}}\n",
             if preempt { "" } else { "  nopreempt\n" }
         );
         let path = dir.join("keepalived.conf");
@@ -587,6 +599,19 @@ impl Lab {
                 &format!("{d}/checkers.pid"),
             ],
         )
+    }
+
+    /// Kills (SIGKILL) every process in `node`'s namespace: the node's
+    /// software crashes at once.
+    pub fn kill_all_in(&self, node: &Host) -> anyhow::Result<()> {
+        for pid in output("ip", &["netns", "pids", &node.netns])?
+            .lines()
+            .filter_map(|p| p.trim().parse::<i32>().ok())
+        {
+            // SAFETY: plain kill(2) on a process of the lab's namespace.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        Ok(())
     }
 
     /// Takes `node`'s interface down or up (a node failure, as the segment

@@ -4,6 +4,7 @@
 //! machine, the command and the date. Only measured numbers appear.
 
 pub mod e2e;
+pub mod failover;
 pub mod maglev;
 pub mod memory;
 pub mod report;
@@ -111,4 +112,7 @@ pub struct Results {
     /// End to end against HAProxy, nginx stream and the baselines.
     #[serde(default)]
     pub e2e: Option<e2e::E2eResults>,
+    /// Control-plane reaction and VRRP failover.
+    #[serde(default)]
+    pub failover: Option<failover::FailoverResults>,
 }

@@ -142,6 +142,33 @@ pub fn markdown(results: &Results, plot: Option<&str>) -> String {
             );
         }
     }
+    if let Some(f) = &results.failover {
+        let _ = writeln!(out, "## Control-plane reaction and VRRP failover\n");
+        let _ = writeln!(
+            out,
+            "A backend's nginx stopped until lbd's status shows it out of the table ({}): **{:.0} ms** median (min {:.0}, max {:.0}).\n",
+            f.check_settings, f.backend_out_ms.median, f.backend_out_ms.min, f.backend_out_ms.max
+        );
+        let _ = writeln!(out, "VRRP: every process of the master node killed (SIGKILL) until the backup (priority 100) holds the VIP; the same lab for both systems, rounds interleaved.\n");
+        let _ = writeln!(
+            out,
+            "| system | advert interval | master-down interval (RFC) | gap min / median / max |"
+        );
+        let _ = writeln!(out, "|---|---:|---:|---|");
+        for g in &f.vrrp {
+            let _ = writeln!(
+                out,
+                "| {} | {} ms | {:.0} ms | {:.0} / **{:.0}** / {:.0} ms |",
+                g.system,
+                g.advert_interval_ms,
+                g.master_down_ms,
+                g.gap_ms.min,
+                g.gap_ms.median,
+                g.gap_ms.max
+            );
+        }
+        let _ = writeln!(out, "\nTarget: takeover ≤ master-down interval + 20 ms.\n");
+    }
     if let Some(memory) = &results.memory {
         let _ = writeln!(out, "## lbd memory\n");
         let _ = writeln!(out, "| VIPs × backends | connection table | lbd RSS (median) | RSS peak | BPF maps (kernel, apart) | target |");
@@ -159,7 +186,7 @@ pub fn markdown(results: &Results, plot: Option<&str>) -> String {
     }
     let _ = writeln!(
         out,
-        "## Not measured yet\n\nControl-plane reaction and VRRP failover times (lbd and keepalived side by side), lbd's memory with 1 M tracked flows, and the comparison of connection-table map designs: no numbers until `cargo xtask bench` measures them.\n"
+        "## Not measured yet\n\nlbd's memory with 1 M tracked flows and the comparison of connection-table map designs: no numbers until `cargo xtask bench` measures them.\n"
     );
     out
 }

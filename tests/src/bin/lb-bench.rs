@@ -31,7 +31,7 @@ struct Args {
     /// Flows to put in the connection table for the second XDP pass.
     #[arg(long, default_value_t = 1_000_000)]
     prefill: u32,
-    /// Only these benchmarks (xdp, maglev, memory, e2e); default all.
+    /// Only these benchmarks (xdp, maglev, memory, e2e, failover); default all.
     #[arg(long)]
     only: Vec<String>,
     /// The command to record in the report.
@@ -69,12 +69,18 @@ fn main() -> anyhow::Result<()> {
     } else {
         None
     };
+    let failover = if wanted("failover") {
+        Some(bench::failover::run(3)?)
+    } else {
+        None
+    };
     let results = Results {
         machine: Machine::here(&args.command),
         xdp,
         maglev,
         memory,
         e2e,
+        failover,
     };
     if let Some(dir) = args.out.parent() {
         std::fs::create_dir_all(dir)?;
