@@ -239,9 +239,10 @@ impl Dataplane {
         sum_traffic(&self.backend_stats, backend_id, names::MAP_BACKEND_STATS)
     }
 
-    /// Every tracked flow (a snapshot; the table changes while it is read).
-    pub fn flows(&self) -> Vec<(FlowKey, FlowEntry)> {
-        self.conntrack.iter().filter_map(|r| r.ok()).collect()
+    /// Every tracked flow, read one by one (the table changes while it is
+    /// read; nothing is copied up front, so a million flows cost no memory).
+    pub fn flows(&self) -> impl Iterator<Item = (FlowKey, FlowEntry)> + '_ {
+        self.conntrack.iter().filter_map(|r| r.ok())
     }
 
     /// Hands the event ring buffer to its reader (once).

@@ -16,34 +16,33 @@ pub struct LbdMaps {
     backend_stats: PerCpuArray<MapData, TrafficCounters>,
 }
 
+/// Opens the map named `name` that process `pid` holds.
+pub fn open_map(pid: u32, name: &str) -> anyhow::Result<MapData> {
+    let dir = format!("/proc/{pid}/fdinfo");
+    for entry in fs::read_dir(&dir).with_context(|| format!("reading {dir}"))? {
+        let info = fs::read_to_string(entry?.path()).unwrap_or_default();
+        let Some(id) = info
+            .lines()
+            .find_map(|l| l.strip_prefix("map_id:"))
+            .and_then(|v| v.trim().parse::<u32>().ok())
+        else {
+            continue;
+        };
+        // Kernel map names are cut at 15 bytes.
+        if MapInfo::from_id(id)?
+            .name_as_str()
+            .is_some_and(|n| name.starts_with(n) && !n.is_empty())
+        {
+            return Ok(MapData::from_id(id)?);
+        }
+    }
+    Err(anyhow!("process {pid} holds no map named {name}"))
+}
+
 impl LbdMaps {
     /// Opens the maps held by process `pid`.
     pub fn of_process(pid: u32) -> anyhow::Result<Self> {
-        let mut ids = Vec::new();
-        let dir = format!("/proc/{pid}/fdinfo");
-        for entry in fs::read_dir(&dir).with_context(|| format!("reading {dir}"))? {
-            let info = fs::read_to_string(entry?.path()).unwrap_or_default();
-            if let Some(id) = info
-                .lines()
-                .find_map(|l| l.strip_prefix("map_id:"))
-                .and_then(|v| v.trim().parse::<u32>().ok())
-            {
-                ids.push(id);
-            }
-        }
-        let open = |name: &str| -> anyhow::Result<MapData> {
-            for id in &ids {
-                let info = MapInfo::from_id(*id)?;
-                // Kernel map names are cut at 15 bytes.
-                if info
-                    .name_as_str()
-                    .is_some_and(|n| name.starts_with(n) && !n.is_empty())
-                {
-                    return Ok(MapData::from_id(*id)?);
-                }
-            }
-            Err(anyhow!("process {pid} holds no map named {name}"))
-        };
+        let open = |name: &str| open_map(pid, name);
         Ok(Self {
             counters: PerCpuArray::try_from(Map::PerCpuArray(open(names::MAP_COUNTERS)?))?,
             vip_stats: PerCpuArray::try_from(Map::PerCpuArray(open(names::MAP_VIP_STATS)?))?,

@@ -312,9 +312,9 @@ impl Engine {
             .map(|b| (b.id, b.generation))
             .collect();
         let mut counts: HashMap<u32, FlowCount> = HashMap::new();
-        let flows = self.dataplane.flows();
-        let entries = flows.len() as u64;
-        for (key, entry) in flows {
+        let mut entries = 0u64;
+        for (key, entry) in self.dataplane.flows() {
+            entries += 1;
             if generations.get(&entry.backend_id) != Some(&entry.backend_generation) {
                 continue; // a removed backend's leftover
             }

@@ -108,7 +108,6 @@ impl Replication {
         let names = backend_names(balancer);
         let records: Vec<FlowRecord> = dataplane
             .flows()
-            .into_iter()
             .filter(|(_, entry)| full || entry.last_seen_ns >= since)
             .filter_map(|(key, entry)| record(&key, &entry, &names, now))
             .collect();

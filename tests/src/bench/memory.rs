@@ -23,6 +23,16 @@ pub struct MemoryResults {
     pub rss_peak_mib: f64,
     /// Kernel memory of the maps lbd holds (fdinfo `memlock`), MiB.
     pub bpf_maps_mib: f64,
+    /// Flows put in the connection table for the second measurement.
+    #[serde(default)]
+    pub tracked_flows: u32,
+    /// lbd's resident set with them, after a status request and a metrics
+    /// scrape walked the table, MiB.
+    #[serde(default)]
+    pub rss_with_flows_mib: f64,
+    /// Kernel memory of the maps then, MiB.
+    #[serde(default)]
+    pub bpf_maps_with_flows_mib: f64,
 }
 
 fn status_kib(pid: u32, field: &str) -> f64 {
@@ -51,9 +61,9 @@ fn bpf_map_bytes(pid: u32) -> u64 {
 
 /// Starts lbd in a one-node lab with `vips` × `backends` (MACs given,
 /// checks off, so nothing but lbd's own state counts) and samples it.
-pub fn run(vips: u32, backends: u32) -> anyhow::Result<MemoryResults> {
+pub fn run(vips: u32, backends: u32, flows: u32) -> anyhow::Result<MemoryResults> {
     let mut lab = Lab::start(1).context("lab")?;
-    let conntrack = 262_144;
+    let conntrack = (flows + flows / 2).next_power_of_two().max(262_144);
     let mut config = format!(
         "interface = \"eth0\"\nconntrack_size = {conntrack}\nadmin_socket = \"{}\"\nmetrics_listen = \"off\"\n",
         lab.admin_socket().display()
@@ -81,17 +91,59 @@ pub fn run(vips: u32, backends: u32) -> anyhow::Result<MemoryResults> {
         samples.push(status_kib(pid, "VmRSS:") / 1024.0);
         std::thread::sleep(Duration::from_millis(200));
     }
+    let rss_mib = super::Spread::of(&samples).median;
+    let rss_peak_mib = status_kib(pid, "VmHWM:") / 1024.0;
+    let bpf_maps_mib = bpf_map_bytes(pid) as f64 / 1024.0 / 1024.0;
+
+    // The same lbd with `flows` tracked flows (inserted into its table from
+    // here), after a status request and a scrape have walked them all.
+    let map = crate::lbd_maps::open_map(pid, lb_common::consts::names::MAP_CONNTRACK)?;
+    let mut table: aya::maps::HashMap<_, lb_common::FlowKey, lb_common::FlowEntry> =
+        aya::maps::HashMap::try_from(aya::maps::Map::LruHashMap(map))?;
+    for i in 0..flows {
+        let key = lb_common::FlowKey {
+            src: [
+                u32::from_ne_bytes([198, 19, (i >> 8) as u8, i as u8]),
+                0,
+                0,
+                0,
+            ],
+            dst: [u32::from_ne_bytes([198, 18, 1, 1]), 0, 0, 0],
+            sport: ((i >> 16) as u16 + 1024).to_be(),
+            dport: 80u16.to_be(),
+            proto: 6,
+            family: 4,
+            _pad: 0,
+        };
+        let entry = lb_common::FlowEntry {
+            backend_id: 1,
+            backend_generation: 1,
+            ..Default::default()
+        };
+        table.insert(key, entry, 0)?;
+    }
+    let status = lab.lbctl(&["status", "--json"])?;
+    if !status.status.success() {
+        anyhow::bail!("lbctl status: {}", String::from_utf8_lossy(&status.stderr));
+    }
+    let _ = lab.lbctl(&["status"])?;
+    std::thread::sleep(Duration::from_millis(500));
+    let rss_with_flows_mib = status_kib(pid, "VmRSS:") / 1024.0;
+    let bpf_maps_with_flows_mib = bpf_map_bytes(pid) as f64 / 1024.0 / 1024.0;
     let results = MemoryResults {
         vips,
         backends_per_vip: backends,
         conntrack_capacity: conntrack,
-        rss_mib: super::Spread::of(&samples).median,
-        rss_peak_mib: status_kib(pid, "VmHWM:") / 1024.0,
-        bpf_maps_mib: bpf_map_bytes(pid) as f64 / 1024.0 / 1024.0,
+        rss_mib,
+        rss_peak_mib,
+        bpf_maps_mib,
+        tracked_flows: flows,
+        rss_with_flows_mib,
+        bpf_maps_with_flows_mib,
     };
     eprintln!(
-        "bench: lbd with {vips} VIPs x {backends} backends: RSS {:.1} MiB (peak {:.1}), BPF maps {:.1} MiB",
-        results.rss_mib, results.rss_peak_mib, results.bpf_maps_mib
+        "bench: lbd with {vips} VIPs x {backends} backends: RSS {:.1} MiB (peak {:.1}), BPF maps {:.1} MiB; with {flows} flows: RSS {:.1} MiB",
+        results.rss_mib, results.rss_peak_mib, results.bpf_maps_mib, results.rss_with_flows_mib
     );
     Ok(results)
 }

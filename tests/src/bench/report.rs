@@ -186,7 +186,7 @@ pub fn markdown(results: &Results, plot: Option<&str>) -> String {
     }
     let _ = writeln!(
         out,
-        "## Not measured yet\n\nlbd's memory with 1 M tracked flows and the comparison of connection-table map designs: no numbers until `cargo xtask bench` measures them.\n"
+        "## Not measured yet\n\nThe comparison of connection-table map designs (shared LRU, per-CPU LRU, hash with userspace expiry): no numbers until `cargo xtask bench` measures them.\n"
     );
     out
 }

@@ -60,7 +60,7 @@ fn main() -> anyhow::Result<()> {
         None
     };
     let memory = if wanted("memory") {
-        Some(bench::memory::run(10, 100)?)
+        Some(bench::memory::run(10, 100, args.prefill)?)
     } else {
         None
     };
