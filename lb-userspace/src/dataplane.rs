@@ -274,25 +274,6 @@ impl Dataplane {
     pub fn is_attached(&self) -> bool {
         self.attached.is_some()
     }
-
-    /// Backend `id` as the data plane has it.
-    pub fn backend(&self, id: u32) -> Result<Backend> {
-        self.backends
-            .get(&id, 0)
-            .map_err(|e| map_error("reading", names::MAP_BACKENDS, e))
-    }
-
-    /// Every VIP in the map with its metadata.
-    pub fn vips(&self) -> Vec<(VipKey, VipMeta)> {
-        self.vips.iter().filter_map(|r| r.ok()).collect()
-    }
-
-    /// Slot `slot` of copy `table` of VIP `vip_id`.
-    pub fn table_slot(&self, vip_id: u32, table: u32, slot: u32) -> Result<u32> {
-        self.maglev
-            .get(&maglev_index(vip_id, table, slot), 0)
-            .map_err(|e| map_error("reading", names::MAP_MAGLEV, e))
-    }
 }
 
 impl Drop for Dataplane {

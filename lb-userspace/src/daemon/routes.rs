@@ -46,7 +46,7 @@ pub async fn handle(engine: &mut Engine, request: Request) -> Response {
                 .find(|v| v.vip == id.to_string())
             {
                 Some(vip) => Response::ok(vip),
-                None => not_found(ModelError::NoVip(id)),
+                None => model_error(ModelError::NoVip(id)),
             },
             Err(response) => response,
         },
@@ -81,7 +81,7 @@ pub async fn handle(engine: &mut Engine, request: Request) -> Response {
                 Err(response) => return response,
             };
             if let Err(e) = engine.model.backend(&id, address) {
-                return not_found(e);
+                return model_error(e);
             }
             let backend_id = engine
                 .balancer
@@ -120,10 +120,6 @@ fn target(vip: &str, address: &str) -> Result<(VipId, IpAddr), Response> {
         )
     })?;
     Ok((id, address))
-}
-
-fn not_found(error: ModelError) -> Response {
-    model_error(error)
 }
 
 fn model_error(error: ModelError) -> Response {
@@ -283,7 +279,7 @@ async fn add_backend(engine: &mut Engine, request: &Request, vip: &str, dry_run:
         Err(response) => return response,
     };
     let Ok(current) = engine.model.vip(&id) else {
-        return not_found(ModelError::NoVip(id));
+        return model_error(ModelError::NoVip(id));
     };
     let mut table = toml::Table::new();
     table.insert(
