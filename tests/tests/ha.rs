@@ -19,12 +19,12 @@ use lb_common::{
     FlowKey,
 };
 use lb_tests::{
+    bench::maglev::table_by_address,
     client,
     lab::{in_netns, Host, Lab, LabSpec, HTTP_PORT, VIP4, VIP6},
 };
 use lb_userspace::{
     api::schema::Status,
-    maglev::{build_table, MaglevBackend},
     reconcile::addr_words,
     vrrp::{Advertisement, ChecksumMode},
 };
@@ -261,16 +261,7 @@ fn maglev_choice(lab: &Lab, local: SocketAddr, backends: usize) -> String {
         .iter()
         .map(|b| b.ipv4.octets())
         .collect();
-    let members: Vec<MaglevBackend<'_>> = keys
-        .iter()
-        .zip(1u32..)
-        .map(|(key, id)| MaglevBackend {
-            key,
-            weight: 100,
-            id,
-        })
-        .collect();
-    let table = build_table(&members, 65_537).expect("table");
+    let table = table_by_address(&keys, &keys, 65_537);
     let (src, _) = addr_words(local.ip());
     let (dst, _) = addr_words(IpAddr::V4(VIP4));
     let key = FlowKey {

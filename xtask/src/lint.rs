@@ -23,18 +23,10 @@ pub fn run() -> anyhow::Result<()> {
     exec(&mut command(
         "cargo",
         &[
-            "+nightly",
-            "clippy",
-            "--package",
-            "lb-ebpf",
-            "--release",
-            "--target",
-            "bpfel-unknown-none",
-            "-Z",
-            "build-std=core",
-            "--",
-            "-D",
-            "warnings",
-        ],
+            &["+nightly", "clippy"],
+            crate::build::EBPF_CRATE_ARGS,
+            &["--", "-D", "warnings"],
+        ]
+        .concat(),
     ))
 }

@@ -82,14 +82,19 @@ fn addresses(n: u32) -> Vec<[u8; 4]> {
         .collect()
 }
 
-fn table(keys: &[[u8; 4]], size: u32) -> Vec<u32> {
+/// The table for `keys` (weight 100 each), every backend numbered by its
+/// place in `numbering` (from 1), so tables of different backend sets
+/// compare slot by slot. lbd builds the same table from the same set.
+pub fn table_by_address(keys: &[[u8; 4]], numbering: &[[u8; 4]], size: u32) -> Vec<u32> {
     let members: Vec<MaglevBackend<'_>> = keys
         .iter()
-        .zip(1u32..)
-        .map(|(key, id)| MaglevBackend {
+        .map(|key| MaglevBackend {
             key,
             weight: 100,
-            id,
+            id: numbering
+                .iter()
+                .position(|a| a == key)
+                .map_or(0, |i| i as u32 + 1),
         })
         .collect();
     build_table(&members, size).unwrap_or_default()
@@ -108,7 +113,7 @@ pub fn run(points: &[(u32, u32)], rounds: u32) -> MaglevResults {
         for _ in 0..rounds {
             let live = reset_peak();
             let started = Instant::now();
-            built = table(base, size);
+            built = table_by_address(base, base, size);
             times.push(started.elapsed().as_secs_f64() * 1000.0);
             heap = heap.max((PEAK.load(Ordering::Relaxed).saturating_sub(live)) as u64);
         }
@@ -125,11 +130,11 @@ pub fn run(points: &[(u32, u32)], rounds: u32) -> MaglevResults {
                 .filter(|(i, _)| *i != gone)
                 .map(|(_, a)| *a)
                 .collect();
-            removal += moved_fraction(&built, &table_ids_kept(&rest, base, size));
+            removal += moved_fraction(&built, &table_by_address(&rest, base, size));
         }
         let mut with_extra = base.to_vec();
         with_extra.extend_from_slice(extra);
-        let addition = moved_fraction(&built, &table(&with_extra, size));
+        let addition = moved_fraction(&built, &table_by_address(&with_extra, &with_extra, size));
         let case = MaglevCase {
             backends: n,
             table_size: size,
@@ -151,21 +156,4 @@ pub fn run(points: &[(u32, u32)], rounds: u32) -> MaglevResults {
         cases.push(case);
     }
     MaglevResults { cases }
-}
-
-/// The table for `rest`, with every backend keeping the id it had in
-/// `all` (so slots compare by backend, not by position).
-fn table_ids_kept(rest: &[[u8; 4]], all: &[[u8; 4]], size: u32) -> Vec<u32> {
-    let members: Vec<MaglevBackend<'_>> = rest
-        .iter()
-        .map(|key| MaglevBackend {
-            key,
-            weight: 100,
-            id: all
-                .iter()
-                .position(|a| a == key)
-                .map_or(0, |i| i as u32 + 1),
-        })
-        .collect();
-    build_table(&members, size).unwrap_or_default()
 }
