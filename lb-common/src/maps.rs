@@ -80,8 +80,9 @@ pub struct FlowEntry {
     pub backend_id: u32,
     /// `Backend::generation` when the flow was pinned.
     pub backend_generation: u32,
-    /// `bpf_ktime_get_ns()` of a recent packet (refreshed at most every
-    /// `FLOW_TOUCH_INTERVAL_NS`): lets lbd tell live flows from idle ones.
+    /// `bpf_ktime_get_coarse_ns()` (CLOCK_MONOTONIC, one tick of
+    /// resolution) of a recent packet, refreshed at most every
+    /// `FLOW_TOUCH_INTERVAL_NS`: lets lbd tell live flows from idle ones.
     pub last_seen_ns: u64,
     /// `FLOW_F_*`.
     pub flags: u32,

@@ -2,7 +2,7 @@
 //! change of the backend set moves no established flow (except flows of a
 //! backend that is gone: those are hashed again).
 
-use aya_ebpf::helpers::bpf_ktime_get_ns;
+use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_ktime_get_coarse_ns};
 use lb_common::{
     consts::{EVENT_CONNTRACK_INSERT_FAILED, FLOW_F_FIN, FLOW_F_RST, FLOW_TOUCH_INTERVAL_NS},
     stats::Counter,
@@ -11,9 +11,12 @@ use lb_common::{
 
 use crate::{
     maps::CONNTRACK,
-    parse::{Packet, TCP_FIN, TCP_RST},
+    parse::{Packet, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
     select, stats,
 };
+
+/// `-EEXIST`: the flow is already in the table.
+const EEXIST: i32 = -17;
 
 /// Where a flow goes, and whether it was new to the table.
 pub struct Decision {
@@ -29,6 +32,34 @@ pub struct Decision {
 /// alive, otherwise a fresh Maglev pick that is then remembered.
 #[inline(always)]
 pub fn decide(vip: &VipMeta, packet: &Packet) -> Option<Decision> {
+    // A SYN without ACK opens a flow: insert straight away (the kernel's
+    // own lookup refuses a duplicate), which saves a lookup that would
+    // miss. A retransmitted SYN finds its entry and takes the tracked path.
+    if packet.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN {
+        let (backend_id, backend) = select::pick(vip, &packet.key)?;
+        match CONNTRACK.insert(
+            &packet.key,
+            new_entry(backend_id, &backend, packet),
+            u64::from(BPF_NOEXIST),
+        ) {
+            Ok(()) => {
+                stats::count(Counter::ConntrackNew);
+                return Some(Decision {
+                    backend_id,
+                    backend,
+                    new_flow: true,
+                });
+            }
+            Err(EEXIST) => {}
+            Err(_) => return Some(insert_failed(vip, packet, backend_id, backend)),
+        }
+    }
+    tracked_or_new(vip, packet)
+}
+
+/// The general path: look the flow up, insert it if it is new.
+#[inline(always)]
+fn tracked_or_new(vip: &VipMeta, packet: &Packet) -> Option<Decision> {
     let key = &packet.key;
     if let Some(entry) = CONNTRACK.get_ptr_mut(key) {
         // SAFETY: the LRU map keeps the value alive for this program run.
@@ -57,20 +88,13 @@ pub fn decide(vip: &VipMeta, packet: &Packet) -> Option<Decision> {
         });
     }
     let (backend_id, backend) = select::pick(vip, key)?;
-    let entry = FlowEntry {
-        backend_id,
-        backend_generation: backend.generation,
-        // SAFETY: plain helper call.
-        last_seen_ns: unsafe { bpf_ktime_get_ns() },
-        flags: flow_flags(packet.tcp_flags),
-        _pad: 0,
-    };
-    if CONNTRACK.insert(key, entry, 0).is_err() {
-        stats::count(Counter::ConntrackInsertFailed);
-        stats::report(EVENT_CONNTRACK_INSERT_FAILED, vip.id, key);
-    } else {
-        stats::count(Counter::ConntrackNew);
+    if CONNTRACK
+        .insert(key, new_entry(backend_id, &backend, packet), 0)
+        .is_err()
+    {
+        return Some(insert_failed(vip, packet, backend_id, backend));
     }
+    stats::count(Counter::ConntrackNew);
     Some(Decision {
         backend_id,
         backend,
@@ -78,11 +102,39 @@ pub fn decide(vip: &VipMeta, packet: &Packet) -> Option<Decision> {
     })
 }
 
-/// Refreshes the entry's age (rarely) and its FIN/RST marks.
+#[inline(always)]
+fn new_entry(backend_id: u32, backend: &Backend, packet: &Packet) -> FlowEntry {
+    FlowEntry {
+        backend_id,
+        backend_generation: backend.generation,
+        // SAFETY: plain helper call.
+        last_seen_ns: unsafe { bpf_ktime_get_coarse_ns() },
+        flags: flow_flags(packet.tcp_flags),
+        _pad: 0,
+    }
+}
+
+/// A full table (plain hash) or a failed allocation: the flow still goes
+/// to its Maglev backend, untracked; counted and reported.
+#[inline(always)]
+fn insert_failed(vip: &VipMeta, packet: &Packet, backend_id: u32, backend: Backend) -> Decision {
+    stats::count(Counter::ConntrackInsertFailed);
+    stats::report(EVENT_CONNTRACK_INSERT_FAILED, vip.id, &packet.key);
+    Decision {
+        backend_id,
+        backend,
+        new_flow: true,
+    }
+}
+
+/// Refreshes the entry's age (rarely) and its FIN/RST marks. Ages use the
+/// coarse clock (one tick of resolution, far finer than the one-second
+/// touch interval): it is a plain read, where the precise clock costs a
+/// clocksource read on every packet.
 #[inline(always)]
 fn touch(entry: &mut FlowEntry, tcp_flags: u8) {
     // SAFETY: plain helper call.
-    let now = unsafe { bpf_ktime_get_ns() };
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
     if now.wrapping_sub(entry.last_seen_ns) > FLOW_TOUCH_INTERVAL_NS {
         entry.last_seen_ns = now;
     }

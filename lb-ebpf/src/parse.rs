@@ -28,6 +28,10 @@ const IPV4_FRAG_MASK: u16 = 0x3fff;
 pub const TCP_FIN: u8 = 0x01;
 /// TCP RST bit.
 pub const TCP_RST: u8 = 0x04;
+/// TCP SYN bit.
+pub const TCP_SYN: u8 = 0x02;
+/// TCP ACK bit.
+pub const TCP_ACK: u8 = 0x10;
 
 /// What the packet path needs to know about a balanced packet.
 pub struct Packet {

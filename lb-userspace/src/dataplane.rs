@@ -17,7 +17,11 @@ use lb_common::{
 };
 use tracing::{info, warn};
 
-use crate::{config::XdpMode as ConfigXdpMode, ebpf_object::EBPF_OBJECT};
+use crate::{
+    config::XdpMode as ConfigXdpMode,
+    conntrack_kind::{self, ConntrackKind},
+    ebpf_object::EBPF_OBJECT,
+};
 
 /// Errors of the data plane, each naming what was being done.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +63,9 @@ pub enum DataplaneError {
         #[source]
         source: Box<aya::maps::MapError>,
     },
+    /// The object could not be prepared for the requested map design.
+    #[error(transparent)]
+    Patch(#[from] conntrack_kind::PatchError),
     /// An id is beyond what the maps were sized for.
     #[error("{what} {id} is out of range (capacity {capacity})")]
     OutOfRange {
@@ -103,6 +110,13 @@ pub struct MapSizes {
     pub conntrack: u32,
 }
 
+/// How to load the object beyond its map sizes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// The map design of the connection table.
+    pub conntrack_kind: ConntrackKind,
+}
+
 /// The loaded object: programs and typed handles on its maps.
 pub struct Dataplane {
     ebpf: Ebpf,
@@ -135,13 +149,20 @@ macro_rules! take_map {
 impl Dataplane {
     /// Loads the embedded object and its programs (not attached yet).
     pub fn load(sizes: MapSizes) -> Result<Self> {
+        Self::load_with(sizes, &LoadOptions::default())
+    }
+
+    /// Loads the embedded object with non-default options.
+    pub fn load_with(sizes: MapSizes, options: &LoadOptions) -> Result<Self> {
+        let object =
+            conntrack_kind::patch(EBPF_OBJECT, names::MAP_CONNTRACK, options.conntrack_kind)?;
         let maglev_entries = sizes.max_vips * MAGLEV_TABLES_PER_VIP * MAGLEV_SIZE_MAX;
         let mut ebpf = EbpfLoader::new()
             .map_max_entries(names::MAP_VIPS, sizes.max_vips)
             .map_max_entries(names::MAP_VIP_STATS, sizes.max_vips)
             .map_max_entries(names::MAP_MAGLEV, maglev_entries)
             .map_max_entries(names::MAP_CONNTRACK, sizes.conntrack)
-            .load(EBPF_OBJECT)
+            .load(&object)
             .map_err(|e| DataplaneError::Load(Box::new(e)))?;
         for program in [names::PROG_LB, names::PROG_PASS] {
             xdp_program(&mut ebpf, program)?
@@ -268,6 +289,15 @@ impl Dataplane {
         self.conntrack
             .insert(key, entry, 0)
             .map_err(|e| map_error("writing", names::MAP_CONNTRACK, e))
+    }
+
+    /// Removes a flow from the connection table (expiry by userspace, when
+    /// the table is not an LRU). A flow that is already gone is not an error.
+    pub fn remove_flow(&mut self, key: &FlowKey) -> Result<()> {
+        match self.conntrack.remove(key) {
+            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+            Err(e) => Err(map_error("deleting from", names::MAP_CONNTRACK, e)),
+        }
     }
 
     /// Whether the balancer is attached.

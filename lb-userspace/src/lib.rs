@@ -2,6 +2,7 @@
 //! code the binaries run.
 pub mod api;
 pub mod config;
+pub mod conntrack_kind;
 pub mod daemon;
 pub mod dataplane;
 pub mod ebpf_object;

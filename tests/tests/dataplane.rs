@@ -388,3 +388,62 @@ fn established_flows_keep_their_backend_when_one_is_added_and_rehash_when_theirs
         rehashed
     );
 }
+
+#[test]
+fn a_retransmitted_syn_stays_on_its_tracked_backend_and_a_dead_ones_is_rehashed() {
+    let mut bed = bed();
+    let mut vip = vip4_tcp();
+    let flows: Vec<Flow> = (30_000..30_100).map(|p| flow4(p, 80)).collect();
+    let mut pinned = Vec::new();
+    for flow in &flows {
+        let (address, mac) = bed.maglev_backend(&vip, flow).expect("backend");
+        assert_forwarded(&mut bed, &vip, flow, &packet::tcp(flow, SYN, None, b""));
+        pinned.push((address, mac));
+    }
+    assert_eq!(bed.counter(Counter::ConntrackNew).expect("counter"), 100);
+
+    // After a change of the table, the SYNs come again (retransmitted):
+    // each goes where its flow is tracked, not where Maglev says now.
+    vip.backends.push(backend("198.18.0.14", 0x14, 100));
+    bed.apply(&[vip.clone(), vip4_udp(), vip6_tcp()])
+        .expect("apply");
+    let mut would_move = 0;
+    for (flow, (address, mac)) in flows.iter().zip(&pinned) {
+        if bed.maglev_backend(&vip, flow).expect("backend").0 != *address {
+            would_move += 1;
+        }
+        let frame = packet::tcp(flow, SYN, None, b"");
+        let (verdict, out) = bed.run(&frame).expect("run");
+        assert_eq!(verdict, action::TX);
+        assert_eq!(
+            out,
+            packet::forwarded(&frame, *mac),
+            "retransmitted SYN moved"
+        );
+    }
+    assert!(would_move > 0, "the add must have changed some slots");
+    assert_eq!(bed.counter(Counter::ConntrackHit).expect("counter"), 100);
+    assert_eq!(bed.counter(Counter::ConntrackNew).expect("counter"), 100);
+
+    // Backend .11 removed: its flows' SYNs are hashed again.
+    let removed: std::net::IpAddr = "198.18.0.11".parse().expect("addr");
+    vip.backends.retain(|b| b.address != removed);
+    bed.apply(&[vip.clone(), vip4_udp(), vip6_tcp()])
+        .expect("apply");
+    let mut rehashed = 0;
+    for (flow, (address, _)) in flows.iter().zip(&pinned) {
+        if *address == removed {
+            let (_, now_mac) = bed.maglev_backend(&vip, flow).expect("backend");
+            let frame = packet::tcp(flow, SYN, None, b"");
+            let (verdict, out) = bed.run(&frame).expect("run");
+            assert_eq!(verdict, action::TX);
+            assert_eq!(out, packet::forwarded(&frame, now_mac));
+            rehashed += 1;
+        }
+    }
+    assert!(rehashed > 0);
+    assert_eq!(
+        bed.counter(Counter::ConntrackRehash).expect("counter"),
+        rehashed
+    );
+}

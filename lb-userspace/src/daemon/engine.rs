@@ -487,7 +487,8 @@ fn hostname() -> String {
         .unwrap_or_else(|_| "lbd".to_owned())
 }
 
-/// CLOCK_MONOTONIC in ns: the clock `bpf_ktime_get_ns` reads.
+/// CLOCK_MONOTONIC in ns: the clock `bpf_ktime_get_coarse_ns` reads (at
+/// most one tick behind).
 pub fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,

@@ -35,8 +35,8 @@ pub fn markdown(results: &Results, plot: Option<&str>) -> String {
         let _ = writeln!(out, "## XDP program, ns per packet (BPF_PROG_TEST_RUN)\n");
         let _ = writeln!(
             out,
-            "Through `xdp_bench`, which restores the original packet and tail-calls the program under test on every run; each case checks with the program's counters that every run took the named path. New-flow cases change the source address on every run, so each run inserts into the connection table (LRU, {} entries).\n",
-            xdp.conntrack_capacity
+            "Through `xdp_bench`, which restores the original packet and tail-calls the program under test on every run; each case checks with the program's counters that every run took the named path. New-flow cases change the source address on every run, so each run inserts into the connection table (shared LRU of {} entries, lbd's default; each round starts from an empty table). The prefilled rows use a table of {} entries. The program under test runs on CPU 0 (the runner pins itself there).\n",
+            xdp.conntrack_capacity, xdp.prefill_capacity
         );
         let _ = writeln!(
             out,
@@ -67,6 +67,7 @@ pub fn markdown(results: &Results, plot: Option<&str>) -> String {
         if let Some(plot) = plot {
             let _ = writeln!(out, "![ns per packet by case]({plot})\n");
         }
+        connection_tables(&mut out, xdp);
     }
     if let Some(maglev) = &results.maglev {
         let _ = writeln!(out, "## Maglev tables\n");
@@ -233,4 +234,43 @@ pub fn xdp_svg(results: &Results) -> Option<String> {
     }
     svg.push_str("</svg>\n");
     Some(svg)
+}
+
+/// The connection-table design comparison and the capacity sweep.
+fn connection_tables(out: &mut String, xdp: &super::xdp::XdpResults) {
+    if !xdp.designs.is_empty() {
+        let _ = writeln!(out, "### Connection-table map designs\n");
+        let _ = writeln!(out, "The same program with the connection table created as each candidate map (lbd rewrites the map definition at load time; the program is the same). ns per packet, median (min–max); new-flow rounds start from an empty table; \"full table\" first fills the table through the program on the measuring CPU.\n");
+        let _ = writeln!(out, "| design | entries | new flow v4 | new flow v6 | tracked v4 | new flow, full table | what a new flow gets when full | userspace expiry (ns per flow) |");
+        let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---|---:|");
+        let cell = |s: &super::Spread| format!("**{:.0}** ({:.0}–{:.0})", s.median, s.min, s.max);
+        for d in &xdp.designs {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} | {} | {:.0} |",
+                d.design,
+                d.capacity,
+                cell(&d.new_flow_v4),
+                cell(&d.new_flow_v6),
+                cell(&d.tracked_v4),
+                cell(&d.full_table_new_flow),
+                d.full_table_outcome,
+                d.expiry_ns_per_flow
+            );
+        }
+        let _ = writeln!(out, "\nlbd keeps the shared LRU: a plain hash saves little on a new flow but stops tracking new flows when the table is full until userspace expires old ones (a walk and a delete per flow, the last column), and the per-CPU LRU can only evict among the flows one CPU inserted, which costs the most when the table is full.\n");
+    }
+    if !xdp.by_capacity.is_empty() {
+        let _ = writeln!(out, "### New flow by connection-table size (shared LRU)\n");
+        let _ = writeln!(out, "| entries | runs per round | new flow v4, ns (min / median / max) |");
+        let _ = writeln!(out, "|---:|---:|---|");
+        for c in &xdp.by_capacity {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {:.0} / **{:.0}** / {:.0} |",
+                c.capacity, c.repeat, c.new_flow_v4.min, c.new_flow_v4.median, c.new_flow_v4.max
+            );
+        }
+        let _ = writeln!(out, "\nA new flow touches a random bucket and a never-used element of the table, so its cost grows with the table's memory (each entry is about 130 bytes with the kernel's overhead) as those stop fitting in the caches.\n");
+    }
 }
