@@ -78,6 +78,8 @@ pub mod names {
     pub const MAP_BACKEND_STATS: &str = "BACKEND_STATS";
     /// Ring buffer of `DataplaneEvent`s for lbd's log.
     pub const MAP_EVENTS: &str = "EVENTS";
+    /// Per-CPU time of the last event of each kind (rate limit).
+    pub const MAP_EVENT_LAST: &str = "EVENT_LAST";
     /// Benchmark wrapper: restores a packet, then tail-calls the program
     /// under test.
     pub const PROG_BENCH: &str = "xdp_bench";

@@ -6,8 +6,12 @@
 use std::collections::HashMap as StdHashMap;
 
 use aya::{
-    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
-    programs::{xdp::XdpLinkId, Xdp, XdpMode},
+    maps::{Array, HashMap, MapData, MapInfo, PerCpuArray, RingBuf},
+    programs::{
+        links::{FdLink, PinnedLink},
+        xdp::{XdpLink, XdpLinkId},
+        Xdp, XdpMode,
+    },
     Ebpf, EbpfLoader,
 };
 use lb_common::{
@@ -21,6 +25,7 @@ use crate::{
     config::XdpMode as ConfigXdpMode,
     conntrack_kind::{self, ConntrackKind},
     ebpf_object::EBPF_OBJECT,
+    pinning::{PinDir, PinError, PINNED_MAPS, STATE_MAPS},
 };
 
 /// Errors of the data plane, each naming what was being done.
@@ -63,6 +68,20 @@ pub enum DataplaneError {
         #[source]
         source: Box<aya::maps::MapError>,
     },
+    /// The XDP link could not be pinned or taken over.
+    #[error("{action} the pinned XDP link: {reason}")]
+    Link {
+        /// What was attempted.
+        action: &'static str,
+        /// Why it failed.
+        reason: String,
+    },
+    /// The pin directory could not be used.
+    #[error("pinning the data plane: {0}")]
+    Pin(#[from] PinError),
+    /// The object could not be parsed (to check pinned maps against it).
+    #[error("reading the XDP object: {0}")]
+    Parse(String),
     /// The object could not be prepared for the requested map design.
     #[error(transparent)]
     Patch(#[from] conntrack_kind::PatchError),
@@ -115,6 +134,29 @@ pub struct MapSizes {
 pub struct LoadOptions {
     /// The map design of the connection table.
     pub conntrack_kind: ConntrackKind,
+    /// Pin maps and the XDP link here, adopting what a previous lbd left
+    /// (None: the data plane lives and dies with this process).
+    pub pins: Option<PinDir>,
+}
+
+/// How the program is attached.
+enum Attachment {
+    /// Through a link this process owns: detached when it goes.
+    Owned(XdpLinkId),
+    /// Through a link pinned in bpffs: stays attached after lbd exits.
+    Pinned {
+        link: FdLink,
+        path: std::path::PathBuf,
+    },
+}
+
+/// What a previous lbd left in pinned maps: its VIPs and backends.
+#[derive(Debug, Clone, Default)]
+pub struct AdoptedState {
+    /// VIPs with where their tables are.
+    pub vips: Vec<(VipKey, VipMeta)>,
+    /// Backends in use, by id.
+    pub backends: Vec<(u32, Backend)>,
 }
 
 /// The loaded object: programs and typed handles on its maps.
@@ -131,7 +173,9 @@ pub struct Dataplane {
     vip_stats: PerCpuArray<MapData, TrafficCounters>,
     backend_stats: PerCpuArray<MapData, TrafficCounters>,
     events: Option<RingBuf<MapData>>,
-    attached: Option<(String, XdpLinkId)>,
+    attached: Option<(String, Attachment)>,
+    pins: Option<PinDir>,
+    adopted: bool,
 }
 
 macro_rules! take_map {
@@ -157,11 +201,25 @@ impl Dataplane {
         let object =
             conntrack_kind::patch(EBPF_OBJECT, names::MAP_CONNTRACK, options.conntrack_kind)?;
         let maglev_entries = sizes.max_vips * MAGLEV_TABLES_PER_VIP * MAGLEV_SIZE_MAX;
-        let mut ebpf = EbpfLoader::new()
-            .map_max_entries(names::MAP_VIPS, sizes.max_vips)
-            .map_max_entries(names::MAP_VIP_STATS, sizes.max_vips)
-            .map_max_entries(names::MAP_MAGLEV, maglev_entries)
-            .map_max_entries(names::MAP_CONNTRACK, sizes.conntrack)
+        let resized = [
+            (names::MAP_VIPS, sizes.max_vips),
+            (names::MAP_VIP_STATS, sizes.max_vips),
+            (names::MAP_MAGLEV, maglev_entries),
+            (names::MAP_CONNTRACK, sizes.conntrack),
+        ];
+        let mut loader = EbpfLoader::new();
+        for (name, entries) in resized {
+            loader.map_max_entries(name, entries);
+        }
+        let mut adopted = false;
+        if let Some(pins) = &options.pins {
+            pins.prepare()?;
+            adopted = check_pins(pins, &object, &resized)?;
+            for name in PINNED_MAPS {
+                loader.map_pin_path(name, pins.map_path(name));
+            }
+        }
+        let mut ebpf = loader
             .load(&object)
             .map_err(|e| DataplaneError::Load(Box::new(e)))?;
         for program in [names::PROG_LB, names::PROG_PASS] {
@@ -182,7 +240,39 @@ impl Dataplane {
             ebpf,
             sizes,
             attached: None,
+            pins: options.pins.clone(),
+            adopted,
         })
+    }
+
+    /// Whether the maps were adopted from a previous lbd (pinned, and
+    /// compatible): the connection table and the tables are live.
+    pub fn adopted(&self) -> bool {
+        self.adopted
+    }
+
+    /// The VIPs and backends the adopted maps hold (empty unless adopted),
+    /// so ids and generations carry over and tracked flows keep their
+    /// backends.
+    pub fn adopted_state(&self) -> Result<AdoptedState> {
+        let mut state = AdoptedState::default();
+        if !self.adopted {
+            return Ok(state);
+        }
+        for entry in self.vips.iter() {
+            let (key, meta) = entry.map_err(|e| map_error("reading", names::MAP_VIPS, e))?;
+            state.vips.push((key, meta));
+        }
+        for id in 1..MAX_BACKENDS {
+            let backend = self
+                .backends
+                .get(&id, 0)
+                .map_err(|e| map_error("reading", names::MAP_BACKENDS, e))?;
+            if backend.generation != 0 {
+                state.backends.push((id, backend));
+            }
+        }
+        Ok(state)
     }
 
     /// The map sizes this object was loaded with.
@@ -191,8 +281,25 @@ impl Dataplane {
     }
 
     /// Attaches the balancer to `interface`. `Auto` tries native (driver)
-    /// mode and falls back to generic with a warning. Returns the mode used.
-    pub fn attach(&mut self, interface: &str, mode: ConfigXdpMode) -> Result<ConfigXdpMode> {
+    /// mode and falls back to generic with a warning. With a pin directory,
+    /// a link a previous lbd pinned for this interface is taken over: the
+    /// new program replaces the old one atomically (no packet sees no
+    /// program), in the mode the link was made with; otherwise a new link
+    /// is made and pinned. `running_program` is the id of the program the
+    /// interface runs now, to tell a live pinned link from a stale one.
+    /// Returns the mode used (None: kept from the pinned link).
+    pub fn attach(
+        &mut self,
+        interface: &str,
+        mode: ConfigXdpMode,
+        running_program: Option<u32>,
+    ) -> Result<Option<ConfigXdpMode>> {
+        if let Some(path) = self.pins.as_ref().map(|p| p.link_path(interface)) {
+            if let Some(link) = self.take_over_link(&path, interface, running_program)? {
+                self.attached = Some((interface.to_owned(), link));
+                return Ok(None);
+            }
+        }
         let program = xdp_program(&mut self.ebpf, names::PROG_LB)?;
         let (link, used) = match mode {
             ConfigXdpMode::Native => (program.attach(interface, XdpMode::Driver), mode),
@@ -210,20 +317,114 @@ impl Dataplane {
         };
         let link = link.map_err(|e| program_error("attaching", names::PROG_LB, e))?;
         info!(%interface, mode = ?used, "XDP program attached");
-        self.attached = Some((interface.to_owned(), link));
-        Ok(used)
+        let attachment = match self.pins.as_ref().map(|p| p.link_path(interface)) {
+            Some(path) => self.pin_link(link, path)?,
+            None => Attachment::Owned(link),
+        };
+        self.attached = Some((interface.to_owned(), attachment));
+        Ok(Some(used))
     }
 
-    /// Detaches the balancer, if attached. Packets then take the normal
-    /// stack path again.
+    /// Takes over the link pinned at `path` if it drives the program the
+    /// interface runs; removes it if it is stale.
+    fn take_over_link(
+        &mut self,
+        path: &std::path::Path,
+        interface: &str,
+        running_program: Option<u32>,
+    ) -> Result<Option<Attachment>> {
+        if !path.exists() {
+            return Ok(None);
+        }
+        let live = PinnedLink::from_pin(path)
+            .ok()
+            .map(FdLink::from)
+            .filter(|link| {
+                link.info()
+                    .is_ok_and(|info| Some(info.program_id()) == running_program)
+            });
+        let Some(link) = live else {
+            warn!(%interface, path = %path.display(), "pinned XDP link is stale (not what the interface runs); replacing it");
+            remove_pin(path)?;
+            return Ok(None);
+        };
+        let program = xdp_program(&mut self.ebpf, names::PROG_LB)?;
+        let id = program
+            .attach_to_link(XdpLink::try_from(link).map_err(|e| link_error("taking over", e))?)
+            .map_err(|e| program_error("replacing on the pinned link", names::PROG_LB, e))?;
+        let link = program
+            .take_link(id)
+            .map_err(|e| program_error("keeping the link of", names::PROG_LB, e))?;
+        let link = FdLink::try_from(link).map_err(|e| link_error("keeping", e))?;
+        info!(%interface, "XDP program replaced atomically on the pinned link; connection table kept");
+        Ok(Some(Attachment::Pinned {
+            link,
+            path: path.to_owned(),
+        }))
+    }
+
+    /// Pins a fresh link so the program stays attached after lbd exits.
+    /// Kernels without XDP links (before 5.9) attach through netlink,
+    /// which cannot be pinned: the program then lives with this process.
+    fn pin_link(&mut self, id: XdpLinkId, path: std::path::PathBuf) -> Result<Attachment> {
+        let program = xdp_program(&mut self.ebpf, names::PROG_LB)?;
+        let link = program
+            .take_link(id)
+            .map_err(|e| program_error("pinning the link of", names::PROG_LB, e))?;
+        match FdLink::try_from(link) {
+            Ok(link) => {
+                link.pin(&path).map_err(|e| link_error("creating", e))?;
+                let link = FdLink::from(
+                    PinnedLink::from_pin(&path).map_err(|e| link_error("reopening", e))?,
+                );
+                Ok(Attachment::Pinned { link, path })
+            }
+            Err(error) => {
+                warn!(%error, "this kernel attaches XDP through netlink, which cannot be pinned: the program will be detached when lbd exits");
+                Err(link_error("creating", error))
+            }
+        }
+    }
+
+    /// Detaches the balancer, if attached, and removes every pin: packets
+    /// take the normal stack path again and the maps are freed. The full
+    /// stop (SIGINT, `lbd --cleanup`).
     pub fn detach(&mut self) -> Result<()> {
-        if let Some((interface, link)) = self.attached.take() {
-            xdp_program(&mut self.ebpf, names::PROG_LB)?
-                .detach(link)
-                .map_err(|e| program_error("detaching", names::PROG_LB, e))?;
-            info!(%interface, "XDP program detached");
+        match self.attached.take() {
+            Some((interface, Attachment::Owned(link))) => {
+                xdp_program(&mut self.ebpf, names::PROG_LB)?
+                    .detach(link)
+                    .map_err(|e| program_error("detaching", names::PROG_LB, e))?;
+                info!(%interface, "XDP program detached");
+            }
+            Some((interface, Attachment::Pinned { link, path })) => {
+                remove_pin(&path)?;
+                drop(link);
+                info!(%interface, "XDP program detached (pinned link removed)");
+            }
+            None => {}
+        }
+        if let Some(pins) = &self.pins {
+            let removed = pins.remove_all()?;
+            info!(pins = removed.len(), dir = %pins.root().display(), "pins removed");
         }
         Ok(())
+    }
+
+    /// Leaves the program attached and the maps pinned for the next lbd
+    /// (SIGTERM: a restart or an upgrade). Without pins this is a detach.
+    pub fn release(&mut self) -> Result<()> {
+        match self.attached.take() {
+            Some((interface, Attachment::Pinned { link, path })) => {
+                drop(link);
+                info!(%interface, pin = %path.display(), "XDP program left running for the next lbd");
+                Ok(())
+            }
+            other => {
+                self.attached = other;
+                self.detach()
+            }
+        }
     }
 
     /// The object, for tools that need its other programs and maps
@@ -307,10 +508,88 @@ impl Dataplane {
 }
 
 impl Drop for Dataplane {
+    /// A program attached through an owned link goes with its process; a
+    /// pinned one stays (only `detach` removes it).
     fn drop(&mut self) {
-        if let Err(error) = self.detach() {
-            warn!(%error, "detaching on drop failed");
+        if let Some((_, Attachment::Owned(_))) = &self.attached {
+            if let Err(error) = self.detach() {
+                warn!(%error, "detaching on drop failed");
+            }
         }
+    }
+}
+
+/// Checks the pins a previous lbd left against what this object and these
+/// sizes need. Incompatible pins are removed (logged): the map is created
+/// afresh. The state maps go together: if any of them cannot be adopted,
+/// none is. Returns whether the state maps are adopted.
+fn check_pins(pins: &PinDir, object: &[u8], resized: &[(&str, u32)]) -> Result<bool> {
+    let parsed =
+        aya_obj::Object::parse(object).map_err(|e| DataplaneError::Parse(e.to_string()))?;
+    let mut mismatched = Vec::new();
+    let mut present = Vec::new();
+    for name in PINNED_MAPS {
+        let path = pins.map_path(name);
+        if !path.exists() {
+            continue;
+        }
+        let Some(map) = parsed.maps.get(name) else {
+            continue;
+        };
+        let max_entries = resized
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map_or(map.max_entries(), |(_, e)| *e);
+        let want = (
+            map.map_type(),
+            map.key_size(),
+            map.value_size(),
+            max_entries,
+            map.map_flags(),
+        );
+        let have = MapInfo::from_pin(&path).ok().and_then(|info| {
+            Some((
+                info.map_type().ok()? as u32,
+                info.key_size(),
+                info.value_size(),
+                info.max_entries(),
+                info.map_flags(),
+            ))
+        });
+        if have == Some(want) {
+            present.push(name);
+        } else {
+            warn!(map = name, ?have, ?want, "pinned map does not fit this lbd (size, type or layout changed): starting it afresh");
+            remove_pin(&path)?;
+            mismatched.push(name);
+        }
+    }
+    let adopt = STATE_MAPS.iter().all(|name| present.contains(name));
+    if !adopt {
+        for name in STATE_MAPS {
+            if present.contains(&name) {
+                warn!(
+                    map = name,
+                    "not adopting this map alone: the state maps go together"
+                );
+                remove_pin(&pins.map_path(name))?;
+            }
+        }
+    } else {
+        info!(dir = %pins.root().display(), "adopting the pinned data plane (VIPs, backends, tables, connection table)");
+    }
+    Ok(adopt)
+}
+
+fn remove_pin(path: &std::path::Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(DataplaneError::Pin(PinError::Io {
+            action: "removing",
+            path: path.to_owned(),
+            source,
+        })),
     }
 }
 
@@ -400,6 +679,13 @@ fn program_error(
         action,
         program,
         source: Box::new(e),
+    }
+}
+
+fn link_error(action: &'static str, e: impl std::fmt::Display) -> DataplaneError {
+    DataplaneError::Link {
+        action,
+        reason: e.to_string(),
     }
 }
 

@@ -12,6 +12,7 @@ pub mod maglev;
 pub mod metrics;
 pub mod model;
 pub mod netlink;
+pub mod pinning;
 pub mod reconcile;
 pub mod sync;
 pub mod vrrp;

@@ -297,6 +297,45 @@ impl Netlink {
             flags_up && oper_up
         }))
     }
+
+    /// The XDP program interface `ifindex` runs now, with its mode
+    /// (None: no program). Tells a live pinned link from a stale one.
+    pub async fn xdp_program(
+        &self,
+        ifindex: u32,
+    ) -> Result<Option<(u32, crate::config::XdpMode)>, NetlinkError> {
+        use netlink_packet_route::link::{LinkXdp, XdpAttached};
+        let mut links = self.handle.link().get().match_index(ifindex).execute();
+        let link = links
+            .try_next()
+            .await
+            .map_err(|source| NetlinkError::Request {
+                what: format!("looking up interface {ifindex}"),
+                source,
+            })?;
+        let Some(link) = link else {
+            return Ok(None);
+        };
+        let mut program = None;
+        let mut mode = crate::config::XdpMode::Auto;
+        for attribute in &link.attributes {
+            if let LinkAttribute::Xdp(xdp) = attribute {
+                for item in xdp {
+                    match item {
+                        LinkXdp::ProgId(id) if *id != 0 => program = Some(*id),
+                        LinkXdp::Attached(XdpAttached::Driver) => {
+                            mode = crate::config::XdpMode::Native
+                        }
+                        LinkXdp::Attached(XdpAttached::SocketBuffer) => {
+                            mode = crate::config::XdpMode::Generic
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        Ok(program.map(|id| (id, mode)))
+    }
 }
 
 fn message_address(message: &AddressMessage) -> Option<IpAddr> {

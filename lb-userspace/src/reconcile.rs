@@ -16,7 +16,7 @@ use tracing::{debug, info};
 
 use crate::{
     config::{Protocol, VipConfig},
-    dataplane::{DataplaneError, MapWriter},
+    dataplane::{AdoptedState, DataplaneError, MapWriter},
     maglev::{self, MaglevBackend, MaglevError},
 };
 
@@ -269,6 +269,61 @@ impl Balancer {
             free_backend_ids: (1..MAX_BACKENDS).collect(),
             next_generation: 1,
         }
+    }
+
+    /// Takes over what a previous lbd left in pinned maps: VIP ids,
+    /// backend ids and generations stay as they are, so tracked flows keep
+    /// their backends. Table contents are not read back: the first apply
+    /// writes each VIP's whole table into the copy packets do not read and
+    /// flips to it, which is correct whatever the old copies hold.
+    pub fn adopt(&mut self, state: &AdoptedState) {
+        for (key, meta) in &state.vips {
+            let Some(protocol) = Protocol::from_number(key.proto) else {
+                continue;
+            };
+            let id = VipId {
+                address: words_addr(key.addr, key.family),
+                port: u16::from_be(key.port),
+                protocol,
+            };
+            let backends = state
+                .backends
+                .iter()
+                .filter(|(_, b)| b.vip_id == meta.id)
+                .map(|(backend_id, b)| {
+                    self.free_backend_ids.remove(backend_id);
+                    if b.generation >= self.next_generation {
+                        self.next_generation = b.generation.wrapping_add(1).max(1);
+                    }
+                    (
+                        words_addr(b.addr, b.family),
+                        AppliedBackend {
+                            id: *backend_id,
+                            generation: b.generation,
+                            mac: (b.mac != [0; 6]).then_some(b.mac),
+                            weight: 0,
+                            alive: b.flags & BACKEND_F_ALIVE != 0,
+                        },
+                    )
+                })
+                .collect();
+            self.vips.insert(
+                id,
+                AppliedVip {
+                    id: meta.id,
+                    table_size: meta.table_size,
+                    active: meta.active_table & 1,
+                    table: None,
+                    backends,
+                    applied: None,
+                },
+            );
+        }
+        info!(
+            vips = self.vips.len(),
+            backends = MAX_BACKENDS as usize - 1 - self.free_backend_ids.len(),
+            "adopted the pinned data plane's VIPs and backends"
+        );
     }
 
     /// The applied VIPs.

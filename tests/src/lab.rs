@@ -90,6 +90,7 @@ impl Lab {
 
     /// Builds a lab of the given shape.
     pub fn start_spec(spec: LabSpec) -> anyhow::Result<Self> {
+        ensure_bpffs().context("mounting the labs' BPF filesystem")?;
         let LabSpec {
             lbs,
             backends,
@@ -362,6 +363,25 @@ impl Lab {
             .with_context(|| format!("{name} did not exit on SIGTERM"))
     }
 
+    /// Sends SIGINT to process `name` (lbd: stop for good, detach, hand
+    /// VRRP over) and waits up to 10 s for it to exit.
+    pub fn interrupt(&mut self, name: &str) -> anyhow::Result<std::process::ExitStatus> {
+        let child = self.child(name)?;
+        let pid = i32::try_from(child.id())?;
+        // SAFETY: plain kill(2) on our own child.
+        unsafe { libc::kill(pid, libc::SIGINT) };
+        wait_exit(child, Duration::from_secs(10))
+            .with_context(|| format!("{name} did not exit on SIGINT"))
+    }
+
+    /// Kills process `name` with SIGKILL (a crash) and reaps it.
+    pub fn kill(&mut self, name: &str) -> anyhow::Result<()> {
+        let child = self.child(name)?;
+        child.kill()?;
+        child.wait()?;
+        Ok(())
+    }
+
     /// Waits up to `timeout` for process `name` to exit by itself.
     pub fn wait_exit(
         &mut self,
@@ -482,11 +502,26 @@ impl Lab {
         }
     }
 
+    /// Where lbd on `node` pins its data plane: bpffs is one per machine,
+    /// so each lab node has its own directory, removed with the lab.
+    pub fn pin_dir_of(&self, node: &Host) -> PathBuf {
+        Path::new(BPFFS).join(format!("{}-{}", self.prefix, node.name))
+    }
+
     /// Starts lbd on `node` with `config` as process `name` (config file
-    /// `<name>.toml`); returns once its XDP program is attached.
+    /// `<name>.toml`); returns once its XDP program is attached. A config
+    /// without `pin_dir` gets the node's own.
     pub fn start_lbd_on(&mut self, node: &Host, name: &str, config: &str) -> anyhow::Result<u32> {
         let lbd = lbd_binary()?;
         let path = self.dir.join(format!("{name}.toml"));
+        let config = if config.contains("pin_dir") {
+            config.to_owned()
+        } else {
+            format!(
+                "pin_dir = \"{}\"\n{config}",
+                self.pin_dir_of(node).display()
+            )
+        };
         fs::write(&path, config)?;
         let pid = self.spawn(
             name,
@@ -496,7 +531,8 @@ impl Lab {
         )?;
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if self.xdp_attached(node)? {
+            // A pinned program may be attached already: wait for lbd too.
+            if self.xdp_attached(node)? && self.log(name).contains("lbd ready") {
                 return Ok(pid);
             }
             if !self.is_running(name) {
@@ -726,6 +762,7 @@ impl Lab {
         for netns in self.namespaces.drain(..).rev() {
             let _ = run("ip", &["netns", "del", &netns]);
         }
+        remove_pins(&self.prefix);
         let _ = fs::remove_dir_all(&self.dir);
     }
 }
@@ -855,8 +892,45 @@ pub fn sweep_stale_labs() {
             }
         }
         let _ = run("ip", &["netns", "del", netns]);
-        let _ =
-            fs::remove_dir_all(std::env::temp_dir().join(netns.split('-').next().unwrap_or(netns)));
+        let prefix = netns.split('-').next().unwrap_or(netns);
+        remove_pins(prefix);
+        let _ = fs::remove_dir_all(std::env::temp_dir().join(prefix));
+    }
+}
+
+/// Where the labs' lbds pin their data planes: a BPF filesystem of its
+/// own, outside /sys, because `ip netns exec` mounts a fresh /sys for the
+/// process it runs (a pin under /sys/fs/bpf would vanish with lbd).
+const BPFFS: &str = "/run/lbt-bpffs";
+
+/// Mounts the labs' BPF filesystem if it is not mounted yet.
+fn ensure_bpffs() -> anyhow::Result<()> {
+    let mounts = fs::read_to_string("/proc/self/mounts")?;
+    if mounts
+        .lines()
+        .any(|l| l.split_whitespace().nth(1) == Some(BPFFS) && l.contains(" bpf "))
+    {
+        return Ok(());
+    }
+    fs::create_dir_all(BPFFS)?;
+    run("mount", &["-t", "bpf", "bpf", BPFFS])
+}
+
+/// Removes the pin directories of lab `prefix` (lbd leaves its data plane
+/// pinned when stopped with SIGTERM or killed): unpinning the link and the
+/// maps frees them.
+pub fn remove_pins(prefix: &str) {
+    let Ok(entries) = fs::read_dir(BPFFS) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(&format!("{prefix}-"))
+        {
+            let _ = fs::remove_dir_all(entry.path());
+        }
     }
 }
 

@@ -352,7 +352,7 @@ fn graceful_shutdown_hands_over_faster_than_a_kill_and_preemption_follows_the_co
     let (a, b) = elected_pair(&mut lab, &["b1", "b2", "b3"], true);
 
     let stopped = Instant::now();
-    lab.signal("lbd-a", libc::SIGTERM).expect("SIGTERM");
+    lab.signal("lbd-a", libc::SIGINT).expect("SIGINT");
     let graceful = wait_for_vip(&lab, &b, stopped, Duration::from_secs(5));
     lab.wait_exit("lbd-a", Duration::from_secs(5))
         .expect("lbd exits");
@@ -381,7 +381,7 @@ fn graceful_shutdown_hands_over_faster_than_a_kill_and_preemption_follows_the_co
     });
 
     // Preempt off: it comes back as backup and stays so.
-    lab.terminate("lbd-a2").expect("stop");
+    lab.interrupt("lbd-a2").expect("stop");
     wait_for_vip(&lab, &b, Instant::now(), Duration::from_secs(5));
     let config = lab
         .ha_config(&a, &b, &["b1", "b2", "b3"], 150, false)
@@ -453,7 +453,7 @@ fn lbd_and_keepalived_elect_and_fail_over_both_ways() {
     );
 
     // lbd leaves: keepalived takes over.
-    lab.terminate("lbd-a").expect("stop lbd");
+    lab.interrupt("lbd-a").expect("stop lbd");
     wait_for_vip(&lab, &b, Instant::now(), Duration::from_secs(5));
     lab.terminate("keepalived-b").expect("stop keepalived");
 
@@ -705,7 +705,7 @@ fn an_ipv6_instance_elects_a_master_that_holds_the_ipv6_vip() {
     let tally = client::burst(&lab.client.netns, IpAddr::V6(VIP6), 100).expect("burst");
     assert_eq!(tally.failed, 0, "{:?}", tally.errors);
 
-    lab.terminate("lbd-a").expect("stop");
+    lab.interrupt("lbd-a").expect("stop");
     wait_until("lb2 to take the IPv6 VIP", Duration::from_secs(5), || {
         holds(&lab, &b)
     });
@@ -742,6 +742,78 @@ fn unicast_peers_elect_without_multicast() {
     );
     assert!(status(&lab, &b).vrrp[0].counters.adverts_received > 0);
     assert!(!lab.holds_vip(&b).expect("ip addr"));
-    lab.terminate("lbd-a").expect("stop");
+    lab.interrupt("lbd-a").expect("stop");
     wait_for_vip(&lab, &b, Instant::now(), Duration::from_secs(5));
+}
+
+/// SIGTERM and a new lbd within the master-down interval (1 s adverts:
+/// 3.6 s): the new lbd resumes as master from the state its predecessor
+/// recorded, the backup never takes over, and no request fails (the
+/// pinned program forwards throughout).
+#[test]
+fn a_restart_within_the_master_down_interval_keeps_mastership() {
+    let mut lab = lab(3);
+    let (a, b) = (lab.lbs[0].clone(), lab.lbs[1].clone());
+    let slow =
+        |config: String| config.replace("advert_interval_ms = 100", "advert_interval_ms = 1000");
+    let config_a = slow(
+        lab.ha_config(&a, &b, &["b1", "b2", "b3"], 150, true)
+            .expect("config"),
+    );
+    let config_b = slow(
+        lab.ha_config(&b, &a, &["b1", "b2", "b3"], 100, true)
+            .expect("config"),
+    );
+    lab.start_lbd_on(&a, "lbd-a", &config_a).expect("lbd a");
+    lab.start_lbd_on(&b, "lbd-b", &config_b).expect("lbd b");
+    wait_for_vip(&lab, &a, Instant::now(), Duration::from_secs(10));
+    wait_until("lb2 to be backup", Duration::from_secs(10), || {
+        vrrp_state(&lab, &b) == "backup"
+    });
+    let became_master = status(&lab, &b).vrrp[0].counters.became_master;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = {
+        let (netns, flag) = (lab.client.netns.clone(), stop.clone());
+        thread::spawn(move || {
+            client::run_until(&netns, IpAddr::V4(VIP4), flag, Duration::from_secs(60))
+                .expect("load")
+        })
+    };
+    thread::sleep(Duration::from_millis(500));
+    let stopped = Instant::now();
+    lab.terminate("lbd-a").expect("SIGTERM");
+    lab.start_lbd_on(&a, "lbd-a2", &config_a).expect("restart");
+    let restart = stopped.elapsed();
+    // Past the backup's master-down interval.
+    thread::sleep(Duration::from_secs(5));
+    stop.store(true, Ordering::Relaxed);
+    let results = load.join().expect("load thread");
+
+    let failed: Vec<_> = results.iter().filter(|t| t.result.is_err()).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed across the restart: {failed:?}",
+        failed.len(),
+        results.len()
+    );
+    assert!(
+        lab.log("lbd-a2").contains("resuming without a failover"),
+        "{}",
+        lab.log("lbd-a2")
+    );
+    assert_eq!(vrrp_state(&lab, &a), "master");
+    assert_eq!(vrrp_state(&lab, &b), "backup");
+    assert_eq!(
+        status(&lab, &b).vrrp[0].counters.became_master,
+        became_master,
+        "the backup took over during the restart:\n{}",
+        lab.log("lbd-b")
+    );
+    assert!(lab.holds_vip(&a).expect("ip addr"));
+    assert!(!lab.holds_vip(&b).expect("ip addr"));
+    eprintln!(
+        "restart in {restart:?} (master-down 3.6 s): {} requests, 0 failed, no failover",
+        results.len()
+    );
 }

@@ -141,7 +141,7 @@ fn lbd_refuses_a_bad_config_untouched_and_detaches_cleanly_on_sigterm() {
 
     lab.start_lbd(&good).expect("lbd");
     assert!(lab.xdp_attached(&lab.lb.clone()).expect("ip link"));
-    let status = lab.terminate("lbd").expect("SIGTERM");
+    let status = lab.interrupt("lbd").expect("SIGINT");
     assert!(
         status.success(),
         "lbd exit status {status}:\n{}",
@@ -149,7 +149,9 @@ fn lbd_refuses_a_bad_config_untouched_and_detaches_cleanly_on_sigterm() {
     );
     assert!(
         !lab.xdp_attached(&lab.lb.clone()).expect("ip link"),
-        "XDP left attached after SIGTERM"
+        "XDP left attached after SIGINT"
     );
+    let pins = lab.pin_dir_of(&lab.lb.clone());
+    assert!(!pins.exists(), "{} left after SIGINT", pins.display());
     assert!(lab.log("lbd").contains("detached"), "{}", lab.log("lbd"));
 }

@@ -15,6 +15,15 @@ struct Args {
     /// Log format (default: the config's `log_format`).
     #[arg(long, value_enum)]
     log_format: Option<LogFormat>,
+    /// Remove everything a previous lbd left running (VIP addresses, the
+    /// pinned XDP link, which detaches the program, and the pinned maps),
+    /// then exit. Refused while lbd runs.
+    #[arg(long, conflicts_with = "release_vips")]
+    cleanup: bool,
+    /// Remove the config's VIP addresses from the interface, then exit
+    /// (the systemd unit's ExecStopPost). The data plane stays.
+    #[arg(long)]
+    release_vips: bool,
 }
 
 #[tokio::main]
@@ -33,7 +42,18 @@ async fn main() -> std::process::ExitCode {
         args.log_format.unwrap_or(config.log_format),
         &config.log_level,
     );
-    match lb_userspace::daemon::run(&args.config, config).await {
+    let offline = if args.cleanup {
+        Some(lb_userspace::daemon::Offline::Cleanup)
+    } else if args.release_vips {
+        Some(lb_userspace::daemon::Offline::ReleaseVips)
+    } else {
+        None
+    };
+    let result = match offline {
+        Some(action) => lb_userspace::daemon::offline(&config, action).await,
+        None => lb_userspace::daemon::run(&args.config, config).await,
+    };
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("{error:#}");

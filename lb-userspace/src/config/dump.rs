@@ -16,6 +16,14 @@ pub fn to_toml(config: &Config) -> String {
         "admin_socket".into(),
         config.admin_socket.display().to_string().into(),
     );
+    root.insert(
+        "pin_dir".into(),
+        config
+            .pin_dir
+            .as_ref()
+            .map_or("off".to_owned(), |p| p.display().to_string())
+            .into(),
+    );
     root.insert("log_level".into(), config.log_level.clone().into());
     root.insert("log_format".into(), config.log_format.to_string().into());
     root.insert(

@@ -117,6 +117,9 @@ pub const MAX_TABLE_SIZE: u32 = 65_537;
 /// Where the admin API listens when `admin_socket` is absent.
 pub const DEFAULT_ADMIN_SOCKET: &str = "/run/lbd/lbd.sock";
 
+/// Where the data plane is pinned when `pin_dir` is absent.
+pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/lbd";
+
 /// Where metrics are served when `metrics_listen` is absent: loopback only.
 pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9641";
 
@@ -146,6 +149,10 @@ pub struct Config {
     pub conntrack_size: u32,
     /// Unix socket of the admin API (mode 0600: root only).
     pub admin_socket: PathBuf,
+    /// bpffs directory where the XDP link and maps are pinned so the data
+    /// plane outlives lbd (None, `pin_dir = "off"`: it lives and dies with
+    /// lbd).
+    pub pin_dir: Option<PathBuf>,
     /// Log level (a tracing filter such as `info` or `lb_userspace=debug`);
     /// `RUST_LOG` overrides it.
     pub log_level: String,
@@ -243,6 +250,16 @@ impl Protocol {
         match self {
             Protocol::Tcp => 6,
             Protocol::Udp => 17,
+        }
+    }
+
+    /// The protocol with this IP protocol number, if it is one we balance
+    /// (reading maps a previous lbd wrote).
+    pub fn from_number(number: u8) -> Option<Self> {
+        match number {
+            6 => Some(Protocol::Tcp),
+            17 => Some(Protocol::Udp),
+            _ => None,
         }
     }
 }
@@ -497,6 +514,7 @@ struct RawConfig {
     xdp_mode: Option<Spanned<Value>>,
     conntrack_size: Option<Spanned<Value>>,
     admin_socket: Option<Spanned<Value>>,
+    pin_dir: Option<Spanned<Value>>,
     metrics_listen: Option<Spanned<Value>>,
     log_level: Option<Spanned<Value>>,
     log_format: Option<Spanned<Value>>,
@@ -834,6 +852,23 @@ impl Checker<'_> {
                 PathBuf::from(path)
             }
         };
+        let pin_dir = match &raw.pin_dir {
+            None => Some(PathBuf::from(DEFAULT_PIN_DIR)),
+            Some(value) => {
+                let path = self.string(value, "pin_dir")?;
+                if path == "off" {
+                    None
+                } else if !path.starts_with('/') || path.len() > 200 || path.contains("..") {
+                    return Err(self.bad_value(
+                        value,
+                        "pin_dir",
+                        format!("{path:?} is not an absolute path (on bpffs) of at most 200 bytes, or \"off\""),
+                    ));
+                } else {
+                    Some(PathBuf::from(path))
+                }
+            }
+        };
         let log_level = match &raw.log_level {
             None => "info".to_owned(),
             Some(value) => {
@@ -956,6 +991,7 @@ impl Checker<'_> {
             xdp_mode,
             conntrack_size,
             admin_socket,
+            pin_dir,
             log_level,
             log_format,
             metrics_listen,

@@ -71,6 +71,7 @@ fn example_parses_to_expected_values() {
             xdp_mode: XdpMode::Auto,
             conntrack_size: 262_144,
             admin_socket: PathBuf::from(DEFAULT_ADMIN_SOCKET),
+            pin_dir: Some(PathBuf::from(DEFAULT_PIN_DIR)),
             log_level: "info".into(),
             log_format: LogFormat::Text,
             metrics_listen: DEFAULT_METRICS_LISTEN.parse().ok(),
@@ -599,7 +600,7 @@ fn unknown_fields_are_rejected_with_their_line() {
     assert_error(
         "# lbd\n\ninterfce = \"eth0\"\n",
         "lbd.toml:3:1: unknown field `interfce`, expected one of ",
-        "`interface`, `xdp_mode`, `conntrack_size`, `admin_socket`, `metrics_listen`, `log_level`, `log_format`, `tcp_idle_timeout_s`, `udp_idle_timeout_s`, `vip`",
+        "`interface`, `xdp_mode`, `conntrack_size`, `admin_socket`, `pin_dir`, `metrics_listen`, `log_level`, `log_format`, `tcp_idle_timeout_s`, `udp_idle_timeout_s`, `vip`",
     );
     assert_error(
         &doc("prot = 80", ""),
@@ -912,4 +913,30 @@ fn log_settings() {
         "lbd.toml:2:13: log_level: ",
         "not a log filter",
     );
+}
+
+#[test]
+fn pin_dir_defaults_can_be_moved_or_turned_off() {
+    assert_eq!(
+        parse("interface = \"eth0\"\n").unwrap().pin_dir,
+        Some(PathBuf::from(DEFAULT_PIN_DIR))
+    );
+    assert_eq!(
+        parse("interface = \"eth0\"\npin_dir = \"/sys/fs/bpf/lb2\"\n")
+            .unwrap()
+            .pin_dir,
+        Some(PathBuf::from("/sys/fs/bpf/lb2"))
+    );
+    assert_eq!(
+        parse("interface = \"eth0\"\npin_dir = \"off\"\n")
+            .unwrap()
+            .pin_dir,
+        None
+    );
+    for bad in ["relative", "/sys/fs/bpf/../etc"] {
+        let error = parse(&format!("interface = \"eth0\"\npin_dir = \"{bad}\"\n"))
+            .expect_err("refused")
+            .to_string();
+        assert!(error.starts_with("lbd.toml:2:11: pin_dir: "), "{error}");
+    }
 }

@@ -23,10 +23,11 @@ use tracing::{info, warn};
 use super::replication::Replication;
 use crate::{
     config::{AllDown, CheckType, Config, HealthConfig, XdpMode},
-    dataplane::{Dataplane, MapSizes, MapWriter as _},
+    dataplane::{Dataplane, LoadOptions, MapSizes, MapWriter as _},
     health::{CheckKind, CheckSettings, HealthChecker, HealthEvent, ProbeTarget},
     model::{AdminState, FlowCount, IdleTimeouts, Model},
     netlink::{Interface, Netlink},
+    pinning::PinDir,
     reconcile::{ApplyReport, Balancer, ReconcileError, VipId},
     sync::ReceivedBatch,
     vrrp::driver::Instance,
@@ -93,11 +94,27 @@ impl Engine {
         let netlink = Netlink::connect()?;
         let interface = netlink.interface(&config.interface).await?;
         let file_vips = u32::try_from(config.vips.len()).unwrap_or(u32::MAX);
+        let pins = config.pin_dir.clone().map(PinDir::new);
+        let needed_vips = MAX_VIPS_DEFAULT.max(file_vips.saturating_add(SPARE_VIPS));
+        // Keep the size a previous lbd pinned if it still fits: then its
+        // maps (and the connection table) can be adopted.
+        let pinned_vips = pins
+            .as_ref()
+            .and_then(|p| p.pinned_max_entries(lb_common::consts::names::MAP_VIPS))
+            .filter(|pinned| *pinned >= needed_vips);
         let sizes = MapSizes {
-            max_vips: MAX_VIPS_DEFAULT.max(file_vips.saturating_add(SPARE_VIPS)),
+            max_vips: pinned_vips.unwrap_or(needed_vips),
             conntrack: config.conntrack_size,
         };
-        let mut dataplane = Dataplane::load(sizes).context("loading the data plane")?;
+        let options = LoadOptions {
+            pins,
+            ..LoadOptions::default()
+        };
+        let mut dataplane =
+            Dataplane::load_with(sizes, &options).context("loading the data plane")?;
+        let adopted = dataplane
+            .adopted_state()
+            .context("reading the pinned data plane")?;
         dataplane.set_config(&LbConfig {
             iface_mac: interface.mac,
             _pad: [0; 2],
@@ -110,10 +127,15 @@ impl Engine {
                 observed.observe_check(vip, *backend, result.latency);
             },
         ));
-        let model = Model::from_config(&config);
+        let mut balancer = Balancer::new(sizes.max_vips);
+        let mut model = Model::from_config(&config);
+        if dataplane.adopted() {
+            balancer.adopt(&adopted);
+            seed_health(&mut model, &balancer);
+        }
         let mut engine = Self {
             config_path: config_path.to_owned(),
-            balancer: Balancer::new(sizes.max_vips),
+            balancer,
             model: Model::default(),
             dataplane,
             xdp_mode: config.xdp_mode,
@@ -133,9 +155,19 @@ impl Engine {
         engine.resolve_macs(&model, INITIAL_RESOLVE_TIMEOUT).await;
         let report = engine.commit(model).context("filling the data plane")?;
         info!(?report, "maps filled");
-        engine.xdp_mode = engine
-            .dataplane
-            .attach(&engine.interface.name, engine.config.xdp_mode)?;
+        let running = engine
+            .netlink
+            .xdp_program(engine.interface.index)
+            .await
+            .context("reading the interface's XDP program")?;
+        let mode = engine.dataplane.attach(
+            &engine.interface.name,
+            engine.config.xdp_mode,
+            running.map(|(id, _)| id),
+        )?;
+        engine.xdp_mode = mode
+            .or(running.map(|(_, mode)| mode))
+            .unwrap_or(engine.config.xdp_mode);
         let mut sync_rx = None;
         let node_id = format!("{}/{}", hostname(), engine.interface.name);
         for vrrp in engine.config.vrrp.clone() {
@@ -145,7 +177,10 @@ impl Engine {
                     sync_rx = Some(rx);
                 }
             }
-            let instance = Instance::start(vrrp, &engine.interface, engine.netlink.clone()).await?;
+            let state_file = vrrp_state_file(&engine.config, &vrrp);
+            let instance =
+                Instance::start(vrrp, &engine.interface, engine.netlink.clone(), state_file)
+                    .await?;
             engine.vrrp.push(instance);
         }
         engine.track();
@@ -440,14 +475,75 @@ impl Engine {
 
     /// Hands the VIPs over (VRRP priority 0), stops checks and detaches the
     /// program.
-    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+    pub async fn shutdown(mut self, stop: Stop) -> anyhow::Result<()> {
         for instance in std::mem::take(&mut self.vrrp) {
-            instance.stop().await;
+            match stop {
+                Stop::Restart => instance.abandon(),
+                Stop::Clean => instance.stop().await,
+            }
         }
         self.replication = None;
         self.checker.retain(|_| false);
-        self.dataplane.detach()?;
+        match stop {
+            Stop::Restart => self.dataplane.release()?,
+            Stop::Clean => self.dataplane.detach()?,
+        }
         Ok(())
+    }
+}
+
+/// Where a VRRP instance records its state for the next lbd: beside the
+/// admin socket (a tmpfs such as /run/lbd, gone at reboot), e.g.
+/// `/run/lbd/lbd.vrrp-51-v4.state`.
+pub fn vrrp_state_file(config: &Config, vrrp: &crate::config::VrrpConfig) -> Option<PathBuf> {
+    let family = match vrrp.addresses.first() {
+        Some(IpAddr::V6(_)) => "v6",
+        _ => "v4",
+    };
+    // Named after the admin socket too: one per lbd even where several
+    // share a directory.
+    let stem = config.admin_socket.file_stem()?.to_string_lossy();
+    config
+        .admin_socket
+        .parent()
+        .map(|dir| dir.join(format!("{stem}.vrrp-{}-{family}.state", vrrp.vrid)))
+}
+
+/// How lbd stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// For a restart or an upgrade (SIGTERM): the program stays attached
+    /// and pinned, the connection table stays, VRRP sends no step-down and
+    /// the VIPs stay (the next lbd resumes mastership if it comes back
+    /// within the master-down interval; the systemd unit removes the VIPs
+    /// with `lbd --release-vips` so a node that stays down answers no ARP).
+    Restart,
+    /// For good (SIGINT, e.g. Ctrl-C): VRRP steps down (priority 0), the
+    /// VIPs go, the program is detached and every pin removed.
+    Clean,
+}
+
+/// Backends the adopted data plane had marked dead start as down: a
+/// restart must not send traffic to a backend the last lbd took out, until
+/// its checks pass `rise` times.
+fn seed_health(model: &mut Model, balancer: &Balancer) {
+    let mut down = Vec::new();
+    for (id, applied) in balancer.vips() {
+        let Some(vip) = model.vips.get(id) else {
+            continue;
+        };
+        for (address, backend) in &applied.backends {
+            let checked = vip.backends.get(address).is_some_and(|b| {
+                let health = b.config.health.as_ref().unwrap_or(&vip.config.health);
+                check_of(*address, id.port, health).is_some()
+            });
+            if checked && !backend.alive && backend.mac.is_some() {
+                down.push((*id, *address));
+            }
+        }
+    }
+    for (id, address) in down {
+        model.set_health(&id, address, crate::health::Health::Down);
     }
 }
 

@@ -1,7 +1,9 @@
 //! lbd's life: load the config, start the engine (maps filled, program
-//! attached), serve the admin API, and react to health transitions, drain
-//! deadlines, neighbour changes and signals (SIGHUP reloads; SIGTERM and
-//! SIGINT detach and leave the node as it was found).
+//! attached, or a pinned data plane adopted), serve the admin API, and
+//! react to health transitions, drain deadlines, neighbour changes and
+//! signals: SIGHUP reloads; SIGTERM stops for a restart (the data plane
+//! keeps forwarding, pinned, for the next lbd); SIGINT stops for good and
+//! leaves the node as it was found.
 
 pub mod engine;
 pub mod events;
@@ -27,7 +29,7 @@ use crate::{
     config::Config,
 };
 
-use engine::Engine;
+use engine::{Engine, Stop};
 
 /// How often backends' MACs are looked up again and drain deadlines checked.
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(1);
@@ -113,10 +115,16 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<()> {
     let mut ticks: u32 = 0;
     let mut sync_tick = tokio::time::interval(SYNC_INTERVAL);
     sync_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
+    let stop = loop {
         tokio::select! {
-            _ = terminate.recv() => { info!("SIGTERM: shutting down"); break; }
-            _ = interrupt.recv() => { info!("SIGINT: shutting down"); break; }
+            _ = terminate.recv() => {
+                info!("SIGTERM: stopping; the data plane keeps forwarding for the next lbd");
+                break Stop::Restart;
+            }
+            _ = interrupt.recv() => {
+                info!("SIGINT: stopping and removing the data plane");
+                break Stop::Clean;
+            }
             _ = hangup.recv() => {
                 info!("SIGHUP: reloading the config");
                 let request = Request {
@@ -152,7 +160,7 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<()> {
                 }
             }
         }
-    }
+    };
     ready.store(false, std::sync::atomic::Ordering::Relaxed);
     if let Some(server) = metrics_server {
         server.abort();
@@ -164,7 +172,63 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<()> {
     if let Err(error) = api.await {
         warn!(%error, "admin API task failed");
     }
-    engine.shutdown().await?;
-    info!("lbd stopped; XDP program detached");
+    engine.shutdown(stop).await?;
+    match stop {
+        Stop::Restart => info!("lbd stopped; the pinned data plane is still forwarding"),
+        Stop::Clean => info!("lbd stopped; XDP program detached, pins removed"),
+    }
     Ok(())
+}
+
+/// What `lbd --cleanup` and `lbd --release-vips` do, with no lbd running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offline {
+    /// Remove the VRRP addresses of the config from the interface (the
+    /// systemd unit runs this after every stop, so a node that stays down
+    /// never answers ARP for a VIP the peer now holds).
+    ReleaseVips,
+    /// Remove the VIP addresses, detach the program and remove every pin.
+    Cleanup,
+}
+
+/// Runs an offline action against the node described by `config`.
+pub async fn offline(config: &Config, action: Offline) -> anyhow::Result<()> {
+    if let Ok(Some(pid)) = running_lbd(&config.admin_socket).await {
+        anyhow::bail!(
+            "lbd is running ({pid}) on {}; stop it first",
+            config.admin_socket.display()
+        );
+    }
+    let netlink = crate::netlink::Netlink::connect()?;
+    let interface = netlink.interface(&config.interface).await?;
+    for vrrp in &config.vrrp {
+        for address in &vrrp.addresses {
+            netlink
+                .remove_address(interface.index, *address)
+                .await
+                .with_context(|| format!("removing VIP {address} from {}", interface.name))?;
+            info!(%address, interface = %interface.name, "VIP address removed");
+        }
+        if let Some(path) = engine::vrrp_state_file(config, vrrp) {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+    if action == Offline::Cleanup {
+        if let Some(dir) = &config.pin_dir {
+            let pins = crate::pinning::PinDir::new(dir);
+            let removed = pins.remove_all()?;
+            info!(dir = %dir.display(), removed = removed.len(), "pinned XDP link and maps removed");
+        }
+    }
+    Ok(())
+}
+
+/// Whether an lbd answers on the admin socket (its API status).
+async fn running_lbd(socket: &Path) -> anyhow::Result<Option<String>> {
+    let client = crate::api::client::Client::new(socket, Duration::from_secs(1));
+    let path = crate::api::client::api_path(&["status"]);
+    match client.call(Method::Get, &path, &[], None).await {
+        Ok(_) => Ok(Some("answering".to_owned())),
+        Err(_) => Ok(None),
+    }
 }

@@ -63,25 +63,21 @@ pub struct Instance {
 
 impl Instance {
     /// Removes stale addresses, opens the socket and starts the instance.
+    /// With a `state_file` that says this node was master less than a
+    /// master-down interval ago (lbd restarted), it resumes as master at
+    /// once and keeps its addresses: the backup never notices.
     pub async fn start(
         config: VrrpConfig,
         interface: &Interface,
         netlink: Netlink,
+        state_file: Option<PathBuf>,
     ) -> anyhow::Result<Self> {
         let family = config
             .addresses
             .first()
             .map(Family::of)
             .ok_or_else(|| anyhow!("VRRP instance {} has no address to move", config.vrid))?;
-        // A crash may have left our addresses here: the peer holds them now.
-        for address in &config.addresses {
-            netlink
-                .remove_address(interface.index, *address)
-                .await
-                .with_context(|| format!("removing stale VIP {address}"))?;
-        }
         let local = source_address(&netlink, interface, &config, family).await?;
-        let socket = open_socket(interface, local).await?;
         let settings = Settings {
             vrid: config.vrid,
             priority: config.priority,
@@ -92,6 +88,24 @@ impl Instance {
             accept_mode: false,
         };
         let machine = Machine::new(settings, local);
+        let resume = state_file
+            .as_deref()
+            .is_some_and(|path| was_master_within(path, machine.master_down_interval()));
+        if resume {
+            info!(
+                vrid = config.vrid,
+                "VRRP: was master until moments ago; resuming without a failover"
+            );
+        } else {
+            // A crash may have left our addresses here: the peer holds them now.
+            for address in &config.addresses {
+                netlink
+                    .remove_address(interface.index, *address)
+                    .await
+                    .with_context(|| format!("removing stale VIP {address}"))?;
+            }
+        }
+        let socket = open_socket(interface, local).await?;
         let initial = InstanceStatus {
             vrid: config.vrid,
             state: State::Initialize,
@@ -113,10 +127,11 @@ impl Instance {
             machine,
             status: status_tx,
             ignored: BTreeMap::new(),
-            holding: false,
+            holding: resume,
+            state_file,
         };
         info!(vrid = config.vrid, %local, priority = config.priority, "VRRP instance starting");
-        let task = tokio::spawn(driver.run(priority_rx, stop_rx));
+        let task = tokio::spawn(driver.run(priority_rx, stop_rx, resume));
         Ok(Self {
             priority: priority_tx,
             status: status_rx,
@@ -148,6 +163,18 @@ impl Instance {
     /// Whether this node is master now.
     pub fn is_master(&self) -> bool {
         self.status.borrow().state == State::Master
+    }
+
+    /// Stops without a word to the peer, keeping the addresses (a restart:
+    /// the next lbd resumes as master if it is back in time; otherwise the
+    /// backup takes over after the master-down interval).
+    pub fn abandon(mut self) {
+        self.stop.take();
+        self.task.abort();
+        info!(
+            vrid = self.config.vrid,
+            "VRRP instance left for the next lbd"
+        );
     }
 
     /// Steps down at once (priority 0 advert: the backup takes over after
@@ -238,11 +265,21 @@ struct Driver {
     status: watch::Sender<InstanceStatus>,
     ignored: BTreeMap<String, u64>,
     holding: bool,
+    state_file: Option<PathBuf>,
 }
 
 impl Driver {
-    async fn run(mut self, mut priority: watch::Receiver<u8>, mut stop: oneshot::Receiver<()>) {
-        let actions = self.machine.startup(Instant::now());
+    async fn run(
+        mut self,
+        mut priority: watch::Receiver<u8>,
+        mut stop: oneshot::Receiver<()>,
+        resume: bool,
+    ) {
+        let actions = if resume {
+            self.machine.resume_master(Instant::now())
+        } else {
+            self.machine.startup(Instant::now())
+        };
         self.carry_out(actions).await;
         loop {
             let deadline = self
@@ -308,7 +345,12 @@ impl Driver {
     async fn carry_out(&mut self, actions: Vec<Action>) {
         for action in actions {
             match action {
-                Action::SendAdvert { priority } => self.send_advert(priority).await,
+                Action::SendAdvert { priority } => {
+                    self.send_advert(priority).await;
+                    if priority > 0 {
+                        self.record_state("master");
+                    }
+                }
                 Action::BecomeMaster => {
                     info!(
                         vrid = self.config.vrid,
@@ -321,9 +363,11 @@ impl Driver {
                 Action::BecomeBackup => {
                     info!(vrid = self.config.vrid, master = ?self.machine.master_address(), "VRRP: became backup");
                     self.release_addresses().await;
+                    self.record_state("backup");
                     self.notify("backup");
                 }
                 Action::BecomeInitialize => {
+                    self.record_state("stopped");
                     self.release_addresses().await;
                     self.notify("stopped");
                 }
@@ -408,6 +452,17 @@ impl Driver {
         self.holding = false;
     }
 
+    /// Records the state and when, for the next lbd after a restart. A
+    /// tiny write to a tmpfs, once per advert while master.
+    fn record_state(&self, state: &str) {
+        if let Some(path) = &self.state_file {
+            let line = format!("{state} {}\n", crate::daemon::engine::monotonic_ns());
+            if let Err(error) = std::fs::write(path, line) {
+                debug!(path = %path.display(), %error, "recording the VRRP state failed");
+            }
+        }
+    }
+
     fn notify(&self, state: &str) {
         let Some(program) = self.config.notify.clone() else {
             return;
@@ -432,6 +487,23 @@ impl Driver {
         };
         self.status.send_replace(status);
     }
+}
+
+/// Whether the state file says master, written less than `interval` ago
+/// (CLOCK_MONOTONIC: survives the process, not a reboot, nor does /run).
+fn was_master_within(path: &std::path::Path, interval: Duration) -> bool {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return false;
+    };
+    let mut words = text.split_whitespace();
+    let (Some("master"), Some(at)) = (words.next(), words.next()) else {
+        return false;
+    };
+    let Ok(at) = at.parse::<u64>() else {
+        return false;
+    };
+    let now = crate::daemon::engine::monotonic_ns();
+    now >= at && Duration::from_nanos(now - at) < interval
 }
 
 async fn run_notify(program: PathBuf, state: String, vrid: String) {

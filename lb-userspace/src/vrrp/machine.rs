@@ -225,6 +225,18 @@ impl Machine {
         }
     }
 
+    /// Resumes as master without waiting (a restarted lbd that was master
+    /// until moments ago, within the master-down interval, so the backup
+    /// has not taken over): advertises at once. Does nothing unless in
+    /// Initialize.
+    pub fn resume_master(&mut self, now: Instant) -> Vec<Action> {
+        if self.state != State::Initialize {
+            return Vec::new();
+        }
+        self.master_adver_interval_cs = self.settings.adver_interval_cs;
+        self.become_master(now)
+    }
+
     /// The Shutdown event: a master sends a priority-0 advert so a backup
     /// takes over after Skew_Time instead of Master_Down_Interval; either
     /// state stops its timers and goes back to Initialize.

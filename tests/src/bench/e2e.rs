@@ -274,7 +274,8 @@ fn stop(lab: &mut Lab, running: Running) -> anyhow::Result<()> {
     match running {
         Running::Nothing => {}
         Running::Process(name, _) => {
-            lab.terminate(&name)?;
+            // SIGINT: lbd detaches (SIGTERM would leave it forwarding).
+            lab.interrupt(&name)?;
         }
         Running::Xdp(dataplane) => drop(dataplane),
     }

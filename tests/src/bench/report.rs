@@ -262,7 +262,10 @@ fn connection_tables(out: &mut String, xdp: &super::xdp::XdpResults) {
     }
     if !xdp.by_capacity.is_empty() {
         let _ = writeln!(out, "### New flow by connection-table size (shared LRU)\n");
-        let _ = writeln!(out, "| entries | runs per round | new flow v4, ns (min / median / max) |");
+        let _ = writeln!(
+            out,
+            "| entries | runs per round | new flow v4, ns (min / median / max) |"
+        );
         let _ = writeln!(out, "|---:|---:|---|");
         for c in &xdp.by_capacity {
             let _ = writeln!(

@@ -125,6 +125,7 @@ impl Bench {
             },
             &LoadOptions {
                 conntrack_kind: kind,
+                pins: None,
             },
         )
         .context("loading the XDP object (root needed)")?;

@@ -1,0 +1,263 @@
+//! The data plane outlives lbd: its maps and its XDP link are pinned in a
+//! BPF filesystem, so a restarted (or upgraded, or killed) lbd finds the
+//! program still forwarding and the connection table intact, adopts both,
+//! and swaps in its own program atomically. `lbd --cleanup` removes it all.
+//!
+//! Layout under the pin directory (default `/sys/fs/bpf/lbd`):
+//! `maps-v<LAYOUT_VERSION>/<MAP>` and `xdp-link-<interface>`.
+
+use std::{
+    ffi::CString,
+    os::unix::ffi::OsStrExt as _,
+    path::{Path, PathBuf},
+};
+
+use lb_common::consts::names;
+
+/// Bumped whenever a pinned map's key or value layout changes meaning
+/// without changing size: a new lbd then starts from fresh maps instead of
+/// misreading the old ones.
+pub const LAYOUT_VERSION: u32 = 1;
+
+/// Where bpffs is mounted by convention (and where lbd mounts it if
+/// nothing is).
+pub const BPFFS_MOUNT: &str = "/sys/fs/bpf";
+
+/// `BPF_FS_MAGIC` from statfs(2).
+const BPF_FS_MAGIC: u32 = 0xcafe_4a11;
+
+/// The maps the packet path reads and writes: pinned so they outlive lbd.
+/// (Benchmark-only maps are not.)
+pub const PINNED_MAPS: [&str; 10] = [
+    names::MAP_VIPS,
+    names::MAP_MAGLEV,
+    names::MAP_BACKENDS,
+    names::MAP_CONNTRACK,
+    names::MAP_CONFIG,
+    names::MAP_COUNTERS,
+    names::MAP_VIP_STATS,
+    names::MAP_BACKEND_STATS,
+    names::MAP_EVENTS,
+    names::MAP_EVENT_LAST,
+];
+
+/// Maps that only make sense together: the control state (which VIP is
+/// where, which backend id is which) and the connection table that points
+/// into it. Either all are adopted or none.
+pub const STATE_MAPS: [&str; 4] = [
+    names::MAP_VIPS,
+    names::MAP_MAGLEV,
+    names::MAP_BACKENDS,
+    names::MAP_CONNTRACK,
+];
+
+/// Errors of the pin directory, each naming the path.
+#[derive(Debug, thiserror::Error)]
+pub enum PinError {
+    /// A file operation failed.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was attempted.
+        action: &'static str,
+        /// Where.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The directory is not on a BPF filesystem.
+    #[error("{0} is not on a BPF filesystem (mount one: mount -t bpf bpf {BPFFS_MOUNT})")]
+    NotBpffs(PathBuf),
+}
+
+/// The pin directory of one lbd.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PinDir {
+    root: PathBuf,
+}
+
+impl PinDir {
+    /// The pin directory at `root`.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// The directory itself.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where the maps of this layout version are pinned.
+    pub fn maps_dir(&self) -> PathBuf {
+        self.root.join(format!("maps-v{LAYOUT_VERSION}"))
+    }
+
+    /// Where map `name` is pinned.
+    pub fn map_path(&self, name: &str) -> PathBuf {
+        self.maps_dir().join(name)
+    }
+
+    /// Where the XDP link on `interface` is pinned.
+    pub fn link_path(&self, interface: &str) -> PathBuf {
+        self.root.join(format!("xdp-link-{interface}"))
+    }
+
+    /// Capacity of the pinned map `name`, if one is pinned: lets lbd keep
+    /// the size a previous lbd chose when it is still big enough, so the
+    /// map can be adopted.
+    pub fn pinned_max_entries(&self, name: &str) -> Option<u32> {
+        let path = self.map_path(name);
+        if !path.exists() {
+            return None;
+        }
+        aya::maps::MapInfo::from_pin(path)
+            .ok()
+            .map(|info| info.max_entries())
+    }
+
+    /// Makes sure the directory exists on a BPF filesystem, mounting one
+    /// on `/sys/fs/bpf` if the directory is under it and nothing is
+    /// mounted there (as systemd would have done).
+    pub fn prepare(&self) -> Result<(), PinError> {
+        if !on_bpffs(&self.root) {
+            let mount = Path::new(BPFFS_MOUNT);
+            if self.root.starts_with(mount) && mount.is_dir() && !is_bpffs(mount) {
+                mount_bpffs(mount)?;
+            }
+            if !on_bpffs(&self.root) {
+                return Err(PinError::NotBpffs(self.root.clone()));
+            }
+        }
+        let maps = self.maps_dir();
+        std::fs::create_dir_all(&maps).map_err(|source| PinError::Io {
+            action: "creating",
+            path: maps,
+            source,
+        })
+    }
+
+    /// Removes everything pinned here: links (which detaches their
+    /// programs once nothing else holds them) and maps (freed once no
+    /// program uses them). Returns what was removed.
+    pub fn remove_all(&self) -> Result<Vec<PathBuf>, PinError> {
+        let mut removed = Vec::new();
+        if !self.root.exists() {
+            return Ok(removed);
+        }
+        for dir in [self.maps_dir(), self.root.clone()] {
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(source) => {
+                    return Err(PinError::Io {
+                        action: "listing",
+                        path: dir,
+                        source,
+                    })
+                }
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    continue;
+                }
+                std::fs::remove_file(&path).map_err(|source| PinError::Io {
+                    action: "removing",
+                    path: path.clone(),
+                    source,
+                })?;
+                removed.push(path);
+            }
+        }
+        // Older layout versions' directories and the root, if now empty.
+        if let Ok(entries) = std::fs::read_dir(&self.root) {
+            for entry in entries.flatten() {
+                let _ = std::fs::remove_dir(entry.path());
+            }
+        }
+        let _ = std::fs::remove_dir(&self.root);
+        Ok(removed)
+    }
+}
+
+/// Whether `path` (or, if it does not exist yet, its nearest existing
+/// ancestor) is on a BPF filesystem.
+fn on_bpffs(path: &Path) -> bool {
+    path.ancestors().find(|p| p.exists()).is_some_and(is_bpffs)
+}
+
+fn is_bpffs(path: &Path) -> bool {
+    let Ok(c_path) = CString::new(path.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: statfs fills the zeroed struct; the path is NUL-terminated.
+    unsafe {
+        let mut stat: libc::statfs = std::mem::zeroed();
+        libc::statfs(c_path.as_ptr(), &mut stat) == 0 && stat.f_type as u32 == BPF_FS_MAGIC
+    }
+}
+
+fn mount_bpffs(target: &Path) -> Result<(), PinError> {
+    let io = |source| PinError::Io {
+        action: "mounting bpffs on",
+        path: target.to_owned(),
+        source,
+    };
+    let c_target =
+        CString::new(target.as_os_str().as_bytes()).map_err(|e| io(std::io::Error::other(e)))?;
+    let bpf = c"bpf";
+    // SAFETY: all strings are NUL-terminated; no data argument.
+    let rc = unsafe {
+        libc::mount(
+            bpf.as_ptr(),
+            c_target.as_ptr(),
+            bpf.as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        return Err(io(std::io::Error::last_os_error()));
+    }
+    tracing::info!(path = %target.display(), "mounted a BPF filesystem");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_is_versioned_and_per_interface() {
+        let pins = PinDir::new("/sys/fs/bpf/lbd");
+        assert_eq!(
+            pins.map_path("CONNTRACK"),
+            PathBuf::from(format!("/sys/fs/bpf/lbd/maps-v{LAYOUT_VERSION}/CONNTRACK"))
+        );
+        assert_eq!(
+            pins.link_path("eth0"),
+            PathBuf::from("/sys/fs/bpf/lbd/xdp-link-eth0")
+        );
+    }
+
+    #[test]
+    fn state_maps_are_pinned() {
+        for name in STATE_MAPS {
+            assert!(PINNED_MAPS.contains(&name), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_directory_outside_bpffs_is_refused() {
+        let dir = std::env::temp_dir().join(format!("lbd-pin-test-{}", std::process::id()));
+        let error = PinDir::new(&dir).prepare().expect_err("not bpffs");
+        assert!(matches!(error, PinError::NotBpffs(_)), "{error}");
+        assert!(!dir.exists(), "nothing created");
+    }
+
+    #[test]
+    fn removing_a_missing_directory_removes_nothing() {
+        let pins = PinDir::new("/nonexistent/lbd-pins");
+        assert!(pins.remove_all().expect("remove").is_empty());
+    }
+}

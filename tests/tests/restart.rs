@@ -1,0 +1,211 @@
+//! Hitless restart: the data plane is pinned, so lbd can be killed,
+//! restarted or upgraded while traffic flows; the next lbd adopts the
+//! program's maps (connection table included) and swaps its program in
+//! atomically. `lbd --cleanup` removes it all. Needs root.
+
+use std::{
+    collections::BTreeMap,
+    net::IpAddr,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+use lb_tests::{
+    client::{self, KeepAlive, Timed},
+    lab::{Lab, VIP4},
+};
+use lb_userspace::api::schema::Status;
+
+const CHECKS: &str = "[vip.health]\ncheck = \"http\"\npath = \"/health\"\ninterval_ms = 200\nfast_interval_ms = 100\ntimeout_ms = 100\nrise = 2\nfall = 2\n";
+
+fn status(lab: &Lab) -> Status {
+    let out = lab.lbctl(&["status", "--json"]).expect("lbctl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("status JSON")
+}
+
+/// The id of the XDP program eth0 of the LB node runs.
+fn program_id(lab: &Lab) -> Option<u32> {
+    let out = std::process::Command::new("ip")
+        .args(["-n", &lab.lb.netns, "-d", "link", "show", "eth0"])
+        .output()
+        .expect("ip link");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split_whitespace()
+        .skip_while(|w| *w != "prog/xdp")
+        .nth(2)
+        .and_then(|id| id.parse().ok())
+}
+
+/// Starts a bounded background load of one request per new connection.
+fn load(lab: &Lab) -> (Arc<AtomicBool>, thread::JoinHandle<Vec<Timed>>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let netns = lab.client.netns.clone();
+    let flag = stop.clone();
+    let handle = thread::spawn(move || {
+        client::run_until(&netns, IpAddr::V4(VIP4), flag, Duration::from_secs(60)).expect("load")
+    });
+    (stop, handle)
+}
+
+fn failures(results: &[Timed]) -> Vec<String> {
+    results
+        .iter()
+        .filter_map(|t| t.result.clone().err().map(|e| format!("{:?}: {e}", t.at)))
+        .collect()
+}
+
+/// kill -9 under load, then a restart with one more backend in the file:
+/// no request fails while lbd is dead (the pinned program keeps
+/// forwarding), and every kept-alive connection stays on its backend after
+/// the restart even where Maglev would now send it to the new backend —
+/// the connection table was adopted, not rebuilt.
+#[test]
+fn kill_9_and_restart_keeps_forwarding_and_the_connection_table() {
+    let mut lab = Lab::start(4).expect("lab");
+    lab.wait_for_backends().expect("backends");
+    let three = lab.lbd_config_for(&["b1", "b2", "b3"], CHECKS);
+    lab.start_lbd(&three).expect("lbd");
+    let mut conns = KeepAlive::open(&lab.client.netns, IpAddr::V4(VIP4), 32).expect("open");
+    let first: Vec<String> = conns
+        .iter_mut()
+        .map(|c| c.request().expect("request"))
+        .collect();
+    let before = status(&lab);
+    let program_before = program_id(&lab).expect("XDP attached");
+
+    let (stop, handle) = load(&lab);
+    thread::sleep(Duration::from_millis(500));
+    lab.kill("lbd").expect("kill -9");
+    let killed = Instant::now();
+    thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        program_id(&lab),
+        Some(program_before),
+        "the program must keep running with lbd dead"
+    );
+    // Kept-alive connections work with no lbd at all.
+    for (conn, backend) in conns.iter_mut().zip(&first) {
+        assert_eq!(&conn.request().expect("request while lbd is dead"), backend);
+    }
+
+    let four = lab.lbd_config_for(&["b1", "b2", "b3", "b4"], CHECKS);
+    lab.start_lbd_on(&lab.lb.clone(), "lbd2", &four)
+        .expect("restart");
+    let restarted = killed.elapsed();
+    thread::sleep(Duration::from_millis(1000));
+    stop.store(true, Ordering::Relaxed);
+    let results = handle.join().expect("load thread");
+
+    let failed = failures(&results);
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed across kill -9 and restart: {failed:?}",
+        failed.len(),
+        results.len()
+    );
+    let after_restart: Vec<&Timed> = results
+        .iter()
+        .filter(|t| t.at > Duration::from_millis(500) + restarted)
+        .collect();
+    let mut by_backend = BTreeMap::<String, u64>::new();
+    for t in &after_restart {
+        if let Ok(b) = &t.result {
+            *by_backend.entry(b.clone()).or_default() += 1;
+        }
+    }
+    assert!(
+        by_backend.contains_key("b4"),
+        "new connections after the restart must reach the added backend: {by_backend:?}"
+    );
+
+    // Every kept-alive connection is still on its first backend.
+    for (conn, backend) in conns.iter_mut().zip(&first) {
+        assert_eq!(
+            &conn.request().expect("request after restart"),
+            backend,
+            "a tracked connection moved across the restart"
+        );
+    }
+    let log = lab.log("lbd2");
+    assert!(log.contains("adopting the pinned data plane"), "{log}");
+    assert!(log.contains("replaced atomically"), "{log}");
+    let after = status(&lab);
+    assert!(
+        after.conntrack.entries >= before.conntrack.entries,
+        "connection table shrank: {} -> {}",
+        before.conntrack.entries,
+        after.conntrack.entries
+    );
+    assert_ne!(
+        program_id(&lab),
+        Some(program_before),
+        "the new lbd must run its own program"
+    );
+    eprintln!(
+        "kill -9 + restart: {} requests, 0 failed, restarted after {restarted:?}; {} flows before, {} after; spread after {by_backend:?}",
+        results.len(),
+        before.conntrack.entries,
+        after.conntrack.entries
+    );
+}
+
+/// SIGTERM (restart) leaves the program running; SIGINT and
+/// `lbd --cleanup` remove everything.
+#[test]
+fn sigterm_keeps_the_data_plane_and_cleanup_removes_it() {
+    let mut lab = Lab::start(2).expect("lab");
+    lab.wait_for_backends().expect("backends");
+    let config = lab.lbd_config_for(&["b1", "b2"], CHECKS);
+    lab.start_lbd(&config).expect("lbd");
+    let pins = lab.pin_dir_of(&lab.lb.clone());
+    assert!(pins.join("xdp-link-eth0").exists());
+
+    let status = lab.terminate("lbd").expect("SIGTERM");
+    assert!(status.success(), "{}", lab.log("lbd"));
+    assert!(lab.xdp_attached(&lab.lb.clone()).expect("ip link"));
+    let tally = client::burst(&lab.client.netns, IpAddr::V4(VIP4), 50).expect("burst");
+    assert_eq!(tally.failed, 0, "{:?}", tally.errors);
+    assert_eq!(tally.by_backend.len(), 2, "{:?}", tally.by_backend);
+
+    // --cleanup: refuses nothing (lbd is gone), removes the link and maps.
+    let path = lab.dir.join("lbd.toml");
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", &lab.lb.netns])
+        .arg(lb_tests::lab::lbd_binary().expect("lbd"))
+        .args(["--config", &path.to_string_lossy(), "--cleanup"])
+        .output()
+        .expect("lbd --cleanup");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!lab.xdp_attached(&lab.lb.clone()).expect("ip link"));
+    assert!(!pins.exists(), "pins left: {}", pins.display());
+
+    // And a fresh start after a cleanup starts from nothing.
+    lab.start_lbd_on(&lab.lb.clone(), "lbd2", &config)
+        .expect("start");
+    assert!(!lab.log("lbd2").contains("adopting"), "{}", lab.log("lbd2"));
+    // --cleanup is refused while lbd runs.
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", &lab.lb.netns])
+        .arg(lb_tests::lab::lbd_binary().expect("lbd"))
+        .args(["--config", &path.to_string_lossy(), "--cleanup"])
+        .output()
+        .expect("lbd --cleanup");
+    assert!(!out.status.success());
+    assert!(lab.xdp_attached(&lab.lb.clone()).expect("ip link"));
+    lab.interrupt("lbd2").expect("SIGINT");
+    assert!(!lab.xdp_attached(&lab.lb.clone()).expect("ip link"));
+    assert!(!pins.exists());
+}
