@@ -11,6 +11,7 @@ pub mod maglev;
 pub mod metrics;
 pub mod model;
 pub mod netlink;
+pub mod privilege;
 pub mod reconcile;
 pub mod sync;
 pub mod vrrp;

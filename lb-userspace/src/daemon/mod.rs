@@ -19,11 +19,7 @@ use tokio::{
 use tracing::{info, warn};
 
 use crate::{
-    api::{
-        code,
-        server::{ServeOptions, Server},
-        Handler, Method, Request, Response,
-    },
+    api::{code, server::Server, Handler, Method, Request, Response},
     config::Config,
 };
 
@@ -74,7 +70,8 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<()> {
     }
     // Bind the admin socket first: a second lbd stops here, before it
     // touches the interface.
-    let server = Server::bind(&config.admin_socket, &ServeOptions::default())
+    let admin_options = crate::privilege::admin_socket_options(&config)?;
+    let server = Server::bind(&config.admin_socket, &admin_options)
         .await
         .with_context(|| format!("admin socket {}", config.admin_socket.display()))?;
     let (mut engine, events) = Engine::start(path, config).await?;
@@ -99,6 +96,9 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<()> {
         Some(address) => Some(http::serve(address, scrapes_tx, ready.clone()).await?),
         None => None,
     };
+    // Everything is bound and attached: from here on lbd needs only the
+    // capabilities it keeps (see privilege.rs).
+    crate::privilege::drop_after_start(&engine.config).context("dropping privileges")?;
     let (calls_tx, mut calls) = mpsc::channel::<Call>(64);
     let (stop_api, api_stopped) = oneshot::channel::<()>();
     let api = tokio::spawn(server.run(Arc::new(ToEngine(calls_tx)), async move {
