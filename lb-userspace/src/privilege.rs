@@ -641,6 +641,48 @@ mod tests {
         );
     }
 
+    /// The values of `key=` lines in a unit file, split on whitespace.
+    fn unit_values<'a>(unit: &'a str, key: &str) -> Vec<&'a str> {
+        unit.lines()
+            .filter_map(|line| line.strip_prefix(key)?.strip_prefix('='))
+            .flat_map(str::split_whitespace)
+            .collect()
+    }
+
+    #[test]
+    fn the_systemd_unit_allows_exactly_the_capabilities_lbd_uses() {
+        let unit = include_str!("../../deploy/systemd/lbd.service");
+        for key in ["CapabilityBoundingSet", "AmbientCapabilities"] {
+            let names = unit_values(unit, key);
+            let mut mask = CapMask::default();
+            for name in &names {
+                let cap: Capability = name.parse().unwrap_or_else(|_| panic!("{key}: {name}"));
+                assert!(!mask.contains(cap), "{key}: {name} twice");
+                mask.insert(cap);
+            }
+            assert_eq!(mask, service_capabilities(), "{key} is {mask}");
+        }
+        assert_eq!(unit_values(unit, "NoNewPrivileges"), ["yes"]);
+        assert_eq!(
+            unit_values(unit, "ExecStart"),
+            ["/usr/local/sbin/lbd", "--config", "/etc/lbd/lbd.toml"]
+        );
+        assert_eq!(
+            unit_values(unit, "ExecStopPost"),
+            [
+                "/usr/local/sbin/lbd",
+                "--config",
+                "/etc/lbd/lbd.toml",
+                "--release-vips"
+            ]
+        );
+        // The families lbd opens sockets of, and no others.
+        assert_eq!(
+            unit_values(unit, "RestrictAddressFamilies"),
+            ["AF_UNIX", "AF_INET", "AF_INET6", "AF_NETLINK", "AF_PACKET"]
+        );
+    }
+
     #[test]
     fn status_lines_are_read() {
         let text =

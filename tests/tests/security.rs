@@ -44,7 +44,10 @@ fn status(lab: &Lab) -> Status {
 }
 
 /// Per VIP: each backend's address, state and weight.
-fn state_of(status: &Status) -> Vec<(String, Vec<(IpAddr, String, u32)>)> {
+type State = Vec<(String, Vec<(IpAddr, String, u32)>)>;
+
+/// The parts of the status a refused request must leave as they were.
+fn state_of(status: &Status) -> State {
     status
         .vips
         .iter()

@@ -19,7 +19,11 @@ use tokio::{
 use tracing::{info, warn};
 
 use crate::{
-    api::{code, server::Server, Handler, Method, Request, Response},
+    api::{
+        code,
+        server::{ServeOptions, Server},
+        Handler, Method, Request, Response,
+    },
     config::Config,
 };
 
@@ -70,7 +74,7 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<()> {
     }
     // Bind the admin socket first: a second lbd stops here, before it
     // touches the interface.
-    let admin_options = crate::privilege::admin_socket_options(&config)?;
+    let admin_options: ServeOptions = crate::privilege::admin_socket_options(&config)?;
     let server = Server::bind(&config.admin_socket, &admin_options)
         .await
         .with_context(|| format!("admin socket {}", config.admin_socket.display()))?;
