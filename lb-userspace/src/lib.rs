@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod model;
 pub mod netlink;
 pub mod pinning;
+pub mod privilege;
 pub mod reconcile;
 pub mod sync;
 pub mod vrrp;

@@ -113,6 +113,9 @@ pub enum ModelError {
     /// A value is not acceptable.
     #[error("{0}")]
     Invalid(String),
+    /// The change would go past a limit (VIPs, backends per VIP or in all).
+    #[error("{0}")]
+    Limit(String),
 }
 
 impl VipModel {
@@ -297,11 +300,18 @@ impl Model {
             return Err(ModelError::VipExists(id));
         }
         if self.vips.len() >= crate::config::MAX_VIPS {
-            return Err(ModelError::Invalid(format!(
-                "at most {} VIPs are allowed",
+            return Err(ModelError::Limit(format!(
+                "too many VIPs: at most {} are allowed",
                 crate::config::MAX_VIPS
             )));
         }
+        if config.backends.len() > crate::config::MAX_BACKENDS_PER_VIP {
+            return Err(ModelError::Limit(format!(
+                "too many backends: at most {} per VIP are allowed",
+                crate::config::MAX_BACKENDS_PER_VIP
+            )));
+        }
+        Self::check_total_backends(self.backend_count().saturating_add(config.backends.len()))?;
         self.vips.insert(id, VipModel::from_config(config, true));
         Ok(())
     }
@@ -311,8 +321,26 @@ impl Model {
         self.vips.remove(id).map(drop).ok_or(ModelError::NoVip(*id))
     }
 
+    /// Backends of all VIPs together.
+    pub fn backend_count(&self) -> usize {
+        self.vips.values().map(|v| v.backends.len()).sum()
+    }
+
+    /// Refuses a change that leaves `total` backends in all if that is more
+    /// than the data plane's backend map holds.
+    fn check_total_backends(total: usize) -> Result<(), ModelError> {
+        if total > crate::config::MAX_BACKENDS_TOTAL {
+            return Err(ModelError::Limit(format!(
+                "too many backends: {total} in all, at most {} are allowed across all VIPs",
+                crate::config::MAX_BACKENDS_TOTAL
+            )));
+        }
+        Ok(())
+    }
+
     /// Adds a backend to VIP `id` at run time.
     pub fn add_backend(&mut self, id: &VipId, config: BackendConfig) -> Result<(), ModelError> {
+        let total = self.backend_count().saturating_add(1);
         let vip = self.vip_mut(id)?;
         if vip.backends.contains_key(&config.address) {
             return Err(ModelError::BackendExists {
@@ -336,11 +364,12 @@ impl Model {
             return Err(weight_error(config.weight));
         }
         if vip.backends.len() >= crate::config::MAX_BACKENDS_PER_VIP {
-            return Err(ModelError::Invalid(format!(
-                "at most {} backends per VIP are allowed",
+            return Err(ModelError::Limit(format!(
+                "too many backends: at most {} per VIP are allowed",
                 crate::config::MAX_BACKENDS_PER_VIP
             )));
         }
+        Self::check_total_backends(total)?;
         let weighted = vip
             .backends
             .values()
@@ -666,6 +695,85 @@ mod tests {
             Err(ModelError::NoBackend { .. })
         ));
         assert_eq!(model, before);
+    }
+
+    #[test]
+    fn limits_refuse_and_change_nothing() {
+        use crate::config::{MAX_BACKENDS_PER_VIP, MAX_BACKENDS_TOTAL, MAX_VIPS};
+        let backend = |vip: usize, i: usize| {
+            BackendConfig::new(IpAddr::from([
+                10,
+                1 + vip as u8,
+                (i / 256) as u8,
+                (i % 256) as u8,
+            ]))
+        };
+        let vip = |v: usize, backends: usize| {
+            let mut config = VipConfig::new(IpAddr::from([198, 18, 1, v as u8]), 80, Protocol::Tcp);
+            config.backends = (0..backends).map(|i| backend(v, i)).collect();
+            config
+        };
+        // Backends per VIP, when a VIP is added with them and one by one.
+        let mut model = Model::default();
+        let err = model
+            .add_vip(&vip(0, MAX_BACKENDS_PER_VIP + 1))
+            .unwrap_err();
+        assert_eq!(
+            err,
+            ModelError::Limit("too many backends: at most 1000 per VIP are allowed".into())
+        );
+        model.add_vip(&vip(0, MAX_BACKENDS_PER_VIP)).unwrap();
+        let id = VipId::of(&vip(0, 0));
+        let before = model.clone();
+        let err = model
+            .add_backend(&id, backend(0, MAX_BACKENDS_PER_VIP))
+            .unwrap_err();
+        assert!(matches!(err, ModelError::Limit(_)), "{err}");
+        assert_eq!(model, before);
+
+        // In all: four full VIPs and 95 more fill the map.
+        for v in 1..4 {
+            model.add_vip(&vip(v, MAX_BACKENDS_PER_VIP)).unwrap();
+        }
+        let rest = MAX_BACKENDS_TOTAL - 4 * MAX_BACKENDS_PER_VIP;
+        let err = model.add_vip(&vip(4, rest + 1)).unwrap_err();
+        assert_eq!(
+            err,
+            ModelError::Limit(
+                "too many backends: 4096 in all, at most 4095 are allowed across all VIPs".into()
+            )
+        );
+        model.add_vip(&vip(4, rest)).unwrap();
+        assert_eq!(model.backend_count(), MAX_BACKENDS_TOTAL);
+        let before = model.clone();
+        let last = VipId::of(&vip(4, 0));
+        let err = model.add_backend(&last, backend(4, rest)).unwrap_err();
+        assert!(matches!(err, ModelError::Limit(_)), "{err}");
+        // Other errors still come first.
+        let mut nowhere = last;
+        nowhere.port = 81;
+        assert_eq!(
+            model.add_backend(&nowhere, backend(4, rest)),
+            Err(ModelError::NoVip(nowhere))
+        );
+        assert_eq!(model, before);
+
+        // VIPs.
+        let mut model = Model::default();
+        for v in 0..MAX_VIPS {
+            let mut config = vip(0, 0);
+            config.port = 1 + v as u16;
+            model.add_vip(&config).unwrap();
+        }
+        let mut config = vip(0, 0);
+        config.port = 1 + MAX_VIPS as u16;
+        assert_eq!(
+            model.add_vip(&config),
+            Err(ModelError::Limit(
+                "too many VIPs: at most 256 are allowed".into()
+            ))
+        );
+        assert_eq!(model.vips.len(), MAX_VIPS);
     }
 
     #[test]

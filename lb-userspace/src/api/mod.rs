@@ -12,7 +12,10 @@
 //! - Methods are `GET`, `POST`, `PUT` and `DELETE`; anything else is a 405.
 //! - A request body, when there is one, is JSON with `Content-Type:
 //!   application/json` (415 otherwise, 400 `bad_json` if it does not parse) and
-//!   at most [`MAX_REQUEST_BYTES`] bytes (413 otherwise).
+//!   at most [`MAX_REQUEST_BYTES`] bytes (413 otherwise). The head may have at
+//!   most [`MAX_REQUEST_HEADERS`] fields and [`MAX_REQUEST_HEAD_BYTES`] bytes
+//!   (431 and the connection closed otherwise); a client that is too slow to
+//!   send it is disconnected.
 //! - Every response body is JSON (none for 204). A non-2xx answer has the body
 //!   `{"error":{"code":"not_found","message":"..."}}`, which clients turn into
 //!   an [`ApiError`].
@@ -43,8 +46,18 @@ pub mod server;
 pub const API_VERSION: &str = "v1";
 
 /// Largest request body the server reads, in bytes. An admin request is a few
-/// hundred bytes; the bound keeps a runaway client from making lbd buffer without end.
-pub const MAX_REQUEST_BYTES: usize = 1 << 20;
+/// hundred bytes, the largest valid one (a VIP with its 1000 backends, each with
+/// an IPv6 address and a MAC) about 100 KiB; the bound keeps a runaway client
+/// from making lbd buffer without end.
+pub const MAX_REQUEST_BYTES: usize = 256 << 10;
+
+/// Most header fields a request may have; more is answered 431 and the
+/// connection closed. lbctl sends four, curl five.
+pub const MAX_REQUEST_HEADERS: usize = 32;
+
+/// Largest request head (request line and header fields), in bytes; more is
+/// answered 431 and the connection closed.
+pub const MAX_REQUEST_HEAD_BYTES: usize = 16 << 10;
 
 /// The `code` strings of error bodies that the transport itself produces, so the
 /// daemon's handler can use the same words for the same situations.
@@ -65,6 +78,9 @@ pub mod code {
     pub const TIMEOUT: &str = "timeout";
     /// The change conflicts with the current state (409); for the daemon's use.
     pub const CONFLICT: &str = "conflict";
+    /// The change would go past a limit (too many VIPs or backends) (400);
+    /// for the daemon's use.
+    pub const LIMIT_EXCEEDED: &str = "limit_exceeded";
     /// Something failed inside lbd (500).
     pub const INTERNAL: &str = "internal";
 }

@@ -39,16 +39,20 @@ use tokio::{
 };
 use tracing::{debug, error, info, warn};
 
-use super::{code, Handler, Method, Request, Response, API_VERSION, MAX_REQUEST_BYTES};
+use super::{
+    code, Handler, Method, Request, Response, API_VERSION, MAX_REQUEST_BYTES, MAX_REQUEST_HEADERS,
+    MAX_REQUEST_HEAD_BYTES,
+};
 
 /// How long shutdown waits for in-flight requests before abandoning them.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the check for a live server waits for a connection to be accepted.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
-/// How long a client may take to send a request's headers.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client may take to send a request's headers (also how long an
+/// idle connection stays open).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a client may take to send a request's body.
-const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bytes of an unwanted request body read and dropped before answering (see [`discard`]).
 const DISCARD_LIMIT: u64 = 4 << 20;
 /// Time spent reading and dropping an unwanted request body.
@@ -60,7 +64,8 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// The methods the API answers, for the `Allow` header of a 405.
 const ALLOWED_METHODS: &str = "GET, POST, PUT, DELETE";
 
-/// Who may connect: the socket file's mode and group.
+/// Who may connect (the socket file's mode and group), and how long a client
+/// may take to send a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ServeOptions {
     /// Permission bits of the socket file (connecting needs write permission).
@@ -69,6 +74,13 @@ pub struct ServeOptions {
     /// Group (gid) to give the socket file, so with mode `0o660` its members may
     /// use `lbctl` without root. Default: none (root's group stays).
     pub group: Option<u32>,
+    /// Time to send a request's head, from the connection's start or the end
+    /// of the previous answer; past it the connection is closed. Default
+    /// [`HEADER_READ_TIMEOUT`].
+    pub header_timeout: Duration,
+    /// Time to send a request's body; past it the answer is a 408. Default
+    /// [`BODY_READ_TIMEOUT`].
+    pub body_timeout: Duration,
 }
 
 impl Default for ServeOptions {
@@ -76,6 +88,8 @@ impl Default for ServeOptions {
         Self {
             mode: 0o600,
             group: None,
+            header_timeout: HEADER_READ_TIMEOUT,
+            body_timeout: BODY_READ_TIMEOUT,
         }
     }
 }
@@ -135,6 +149,7 @@ fn io_error<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) ->
 pub struct Server {
     listener: UnixListener,
     socket: SocketFile,
+    options: ServeOptions,
 }
 
 impl Server {
@@ -170,7 +185,11 @@ impl Server {
                     group = ?options.group,
                     "admin API listening"
                 );
-                Ok(Self { listener, socket })
+                Ok(Self {
+                    listener,
+                    socket,
+                    options: *options,
+                })
             }
             Err(e) => {
                 drop(listener);
@@ -195,7 +214,11 @@ impl Server {
         handler: Arc<H>,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) {
-        let Self { listener, socket } = self;
+        let Self {
+            listener,
+            socket,
+            options,
+        } = self;
         let (stop_tx, stop_rx) = watch::channel(false);
         // Every connection and handler task holds a sender: `recv` returning
         // `None` means all of them are done.
@@ -204,7 +227,9 @@ impl Server {
         let mut builder = http1::Builder::new();
         builder
             .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT);
+            .header_read_timeout(options.header_timeout)
+            .max_headers(MAX_REQUEST_HEADERS)
+            .max_header_size(MAX_REQUEST_HEAD_BYTES);
         let mut shutdown = std::pin::pin!(shutdown);
 
         loop {
@@ -238,6 +263,7 @@ impl Server {
                 stop_rx.clone(),
                 alive_tx.clone(),
                 permit,
+                options.body_timeout,
             ));
         }
 
@@ -394,12 +420,13 @@ async fn serve_connection<H: Handler>(
     stop: watch::Receiver<bool>,
     alive: mpsc::Sender<()>,
     _slot: OwnedSemaphorePermit,
+    body_timeout: Duration,
 ) {
     let handler_alive = alive.clone();
     let service = service_fn(move |request| {
         let handler = Arc::clone(&handler);
         let alive = handler_alive.clone();
-        async move { Ok::<_, Infallible>(respond(request, handler, alive).await) }
+        async move { Ok::<_, Infallible>(respond(request, handler, alive, body_timeout).await) }
     });
     let mut connection = std::pin::pin!(builder.serve_connection(TokioIo::new(stream), service));
     let result = tokio::select! {
@@ -426,11 +453,12 @@ async fn respond<H: Handler>(
     request: hyper::Request<Incoming>,
     handler: Arc<H>,
     alive: mpsc::Sender<()>,
+    body_timeout: Duration,
 ) -> hyper::Response<Full<Bytes>> {
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    let answer = match read_request(request).await {
+    let answer = match read_request(request, body_timeout).await {
         Ok(request) => call_handler(handler, request, alive).await,
         Err(answer) => answer,
     };
@@ -452,7 +480,10 @@ async fn respond<H: Handler>(
 
 /// Checks and decodes an HTTP request into the handler's [`Request`], or gives
 /// the error answer.
-async fn read_request(request: hyper::Request<Incoming>) -> Result<Request, Response> {
+async fn read_request(
+    request: hyper::Request<Incoming>,
+    body_timeout: Duration,
+) -> Result<Request, Response> {
     let (head, mut body) = request.into_parts();
     let mut request = match read_head(&head) {
         Ok(request) => request,
@@ -461,7 +492,7 @@ async fn read_request(request: hyper::Request<Incoming>) -> Result<Request, Resp
             return Err(answer);
         }
     };
-    let bytes = read_body(&mut body).await?;
+    let bytes = read_body(&mut body, body_timeout).await?;
     if bytes.is_empty() {
         return Ok(request);
     }
@@ -513,8 +544,8 @@ fn too_large() -> Response {
     )
 }
 
-/// Reads the whole body, at most [`MAX_REQUEST_BYTES`] of it, in bounded time.
-async fn read_body(body: &mut Incoming) -> Result<Bytes, Response> {
+/// Reads the whole body, at most [`MAX_REQUEST_BYTES`] of it, within `timeout`.
+async fn read_body(body: &mut Incoming, timeout: Duration) -> Result<Bytes, Response> {
     let max = u64::try_from(MAX_REQUEST_BYTES).unwrap_or(u64::MAX);
     // A declared Content-Length over the limit is refused before reading.
     if body.size_hint().lower() > max {
@@ -522,7 +553,7 @@ async fn read_body(body: &mut Incoming) -> Result<Bytes, Response> {
         return Err(too_large());
     }
     match tokio::time::timeout(
-        BODY_READ_TIMEOUT,
+        timeout,
         Limited::new(&mut *body, MAX_REQUEST_BYTES).collect(),
     )
     .await
@@ -540,7 +571,7 @@ async fn read_body(body: &mut Incoming) -> Result<Bytes, Response> {
         Err(_) => Err(Response::error(
             408,
             code::TIMEOUT,
-            format!("the request body did not arrive within {BODY_READ_TIMEOUT:?}"),
+            format!("the request body did not arrive within {timeout:?}"),
         )),
     }
 }
@@ -1141,6 +1172,7 @@ mod tests {
             ServeOptions {
                 mode: 0o660,
                 group: Some(gid),
+                ..ServeOptions::default()
             },
         )
         .await;
@@ -1149,6 +1181,129 @@ mod tests {
         assert_eq!(meta.gid(), gid);
         server.stop().await;
         assert!(!path.exists());
+    }
+
+    #[tokio::test]
+    async fn oversized_heads_are_refused_and_the_connection_closed() {
+        let dir = TestDir::new("heads");
+        let path = dir.socket();
+        let server = start(&path).await;
+
+        // Too many header fields.
+        let many: Vec<(String, String)> = (0..MAX_REQUEST_HEADERS)
+            .map(|i| (format!("X-Field-{i}"), "v".to_owned()))
+            .collect();
+        let many: Vec<(&str, &str)> = many.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+        let (status, _) = raw(&path, &raw_request("GET", "/v1/status", &many, b"")).await;
+        assert_eq!(status, 431);
+        // A few are fine (Host, Connection and Content-Length come on top).
+        let (status, _) = raw(&path, &raw_request("GET", "/v1/status", &many[..20], b"")).await;
+        assert_eq!(status, 200);
+
+        // A head too long in bytes, in one field or in the target.
+        let long = "x".repeat(MAX_REQUEST_HEAD_BYTES);
+        let (status, _) = raw(
+            &path,
+            &raw_request("GET", "/v1/status", &[("X-Long", &long)], b""),
+        )
+        .await;
+        assert_eq!(status, 431);
+        let target = format!("/v1/{long}");
+        let (status, _) = raw(&path, &raw_request("GET", &target, &[], b"")).await;
+        assert_eq!(status, 431);
+        // The server goes on.
+        client(&path)
+            .call(Method::Get, "/v1/status", &[], None)
+            .await
+            .unwrap();
+        server.stop().await;
+    }
+
+    #[tokio::test]
+    async fn slow_and_idle_clients_are_cut_off() {
+        let dir = TestDir::new("slow");
+        let path = dir.socket();
+        let options = ServeOptions {
+            header_timeout: Duration::from_millis(300),
+            body_timeout: Duration::from_millis(300),
+            ..ServeOptions::default()
+        };
+        let server = start_with(&path, options).await;
+
+        // Connected, and never a byte: closed after the header timeout.
+        let started = Instant::now();
+        let mut idle = UnixStream::connect(&path).await.unwrap();
+        let mut buf = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), idle.read_to_end(&mut buf)).await;
+        assert!(read.is_ok(), "an idle connection stayed open");
+        assert!(started.elapsed() >= Duration::from_millis(250));
+
+        // Half a head, then nothing: closed, no answer.
+        let started = Instant::now();
+        let mut slow = UnixStream::connect(&path).await.unwrap();
+        slow.write_all(b"GET /v1/status HTTP/1.1\r\nHost: l\r\n")
+            .await
+            .unwrap();
+        let mut buf = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut buf)).await;
+        assert!(read.is_ok(), "a slow head kept the connection open");
+        assert!(started.elapsed() >= Duration::from_millis(250));
+        assert!(!String::from_utf8_lossy(&buf).contains(" 200 "), "{buf:?}");
+
+        // A head in time and a body that stalls: 408 with the JSON error.
+        let mut stalled = UnixStream::connect(&path).await.unwrap();
+        stalled
+            .write_all(
+                b"POST /v1/x HTTP/1.1\r\nHost: l\r\nContent-Type: application/json\r\n\
+                  Content-Length: 100\r\n\r\n{\"a\"",
+            )
+            .await
+            .unwrap();
+        let mut buf = Vec::new();
+        let read =
+            tokio::time::timeout(Duration::from_secs(5), stalled.read_to_end(&mut buf)).await;
+        assert!(read.is_ok(), "a stalled body kept the connection open");
+        let text = String::from_utf8_lossy(&buf);
+        assert!(text.starts_with("HTTP/1.1 408 "), "{text}");
+        assert!(text.contains(r#""code":"timeout""#), "{text}");
+
+        // A keep-alive connection that goes quiet after an answer is closed too.
+        let mut kept = UnixStream::connect(&path).await.unwrap();
+        kept.write_all(b"GET /v1/status HTTP/1.1\r\nHost: l\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), kept.read_to_end(&mut buf)).await;
+        assert!(read.is_ok(), "an idle keep-alive connection stayed open");
+        assert!(String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 200 "));
+        server.stop().await;
+    }
+
+    #[test]
+    fn the_largest_valid_request_fits_the_body_limit() {
+        use crate::api::schema::{BackendSpec, VipSpec};
+        let backends = (0..crate::config::MAX_BACKENDS_PER_VIP)
+            .map(|i| BackendSpec {
+                address: format!("2001:2:ffff:ffff:ffff:ffff:ffff:{i:x}")
+                    .parse()
+                    .unwrap(),
+                mac: Some("02:00:00:00:00:11".to_owned()),
+                weight: Some(10_000),
+            })
+            .collect();
+        let spec = VipSpec {
+            address: "2001:2:ffff:ffff:ffff:ffff:ffff:ffff".parse().unwrap(),
+            port: 65_535,
+            protocol: Some("tcp".to_owned()),
+            table_size: Some(65_537),
+            on_all_down: Some("keep".to_owned()),
+            backends,
+        };
+        let size = serde_json::to_vec(&spec).unwrap().len();
+        assert!(
+            size * 2 < MAX_REQUEST_BYTES,
+            "{size} bytes: leave room under {MAX_REQUEST_BYTES}"
+        );
     }
 
     #[tokio::test]

@@ -4,7 +4,9 @@
 
 use toml::{Table, Value};
 
-use super::{BackendConfig, CheckType, Config, HealthConfig, VipConfig, VrrpConfig};
+use super::{
+    AdminSocketGroup, BackendConfig, CheckType, Config, HealthConfig, VipConfig, VrrpConfig,
+};
 
 /// `config` as the text of a config file.
 pub fn to_toml(config: &Config) -> String {
@@ -24,6 +26,15 @@ pub fn to_toml(config: &Config) -> String {
             .map_or("off".to_owned(), |p| p.display().to_string())
             .into(),
     );
+    match &config.admin_socket_group {
+        Some(AdminSocketGroup::Name(name)) => {
+            root.insert("admin_socket_group".into(), name.clone().into());
+        }
+        Some(AdminSocketGroup::Gid(gid)) => {
+            root.insert("admin_socket_group".into(), int(*gid));
+        }
+        None => {}
+    }
     root.insert("log_level".into(), config.log_level.clone().into());
     root.insert("log_format".into(), config.log_format.to_string().into());
     root.insert(

@@ -9,6 +9,13 @@ use toml::{Spanned, Value};
 
 use super::{Checker, ConfigError, Protocol};
 
+/// Longest HTTP check path, in bytes: it goes into every check's request
+/// line, and no health endpoint needs more.
+pub const MAX_HEALTH_PATH_BYTES: usize = 1024;
+
+/// Longest `Host` for HTTP checks, in bytes: a DNS name's limit.
+pub const MAX_HEALTH_HOST_BYTES: usize = 253;
+
 /// What kind of check, because a service that speaks HTTP can say more
 /// than "the port is open".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -125,6 +132,16 @@ impl Checker<'_> {
         }
         if let Some(v) = &raw.path {
             let path = self.string(v, &field("path"))?;
+            if path.len() > MAX_HEALTH_PATH_BYTES {
+                return Err(self.bad_value(
+                    v,
+                    &field("path"),
+                    format!(
+                        "is {} bytes long; at most {MAX_HEALTH_PATH_BYTES} are allowed",
+                        path.len()
+                    ),
+                ));
+            }
             if !path.starts_with('/') || path.chars().any(|c| c.is_whitespace() || c.is_control()) {
                 return Err(self.bad_value(
                     v,
@@ -136,6 +153,16 @@ impl Checker<'_> {
         }
         if let Some(v) = &raw.host {
             let host = self.string(v, &field("host"))?;
+            if host.len() > MAX_HEALTH_HOST_BYTES {
+                return Err(self.bad_value(
+                    v,
+                    &field("host"),
+                    format!(
+                        "is {} bytes long; at most {MAX_HEALTH_HOST_BYTES} are allowed",
+                        host.len()
+                    ),
+                ));
+            }
             if host.is_empty() || host.chars().any(|c| c.is_whitespace() || c.is_control()) {
                 return Err(self.bad_value(
                     v,

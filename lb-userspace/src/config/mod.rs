@@ -44,8 +44,13 @@
 //!   and appears at most once per VIP.
 //! - A MAC is written `aa:bb:cc:dd:ee:ff` (hex, any case) and is neither multicast
 //!   (low bit of the first octet) nor all zero.
-//! - At most [`MAX_VIPS`] VIPs, [`MAX_BACKENDS_PER_VIP`] backends per VIP, and
-//!   [`MAX_CONFIG_BYTES`] bytes of text (checked before parsing).
+//! - At most [`MAX_VIPS`] VIPs, [`MAX_BACKENDS_PER_VIP`] backends per VIP,
+//!   [`MAX_BACKENDS_TOTAL`] backends in all, and [`MAX_CONFIG_BYTES`] bytes of
+//!   text (checked before parsing).
+//! - `admin_socket_group` is a group name (at most [`MAX_GROUP_NAME_BYTES`]
+//!   bytes, no `:`, whitespace or control characters) or a numeric gid; with
+//!   it the admin socket is mode 0660 and belongs to that group, without it
+//!   0600 (root only).
 //!
 //! # Errors
 //!
@@ -66,7 +71,7 @@ mod health;
 mod vrrp;
 
 pub use dump::to_toml;
-pub use health::{CheckType, HealthConfig};
+pub use health::{CheckType, HealthConfig, MAX_HEALTH_HOST_BYTES, MAX_HEALTH_PATH_BYTES};
 pub use vrrp::VrrpConfig;
 
 use std::collections::HashMap;
@@ -88,6 +93,13 @@ pub const MAX_VIPS: usize = 256;
 
 /// Most backends one VIP may have; bounds the backend maps and Maglev build time.
 pub const MAX_BACKENDS_PER_VIP: usize = 1000;
+
+/// Most backends of all VIPs together: the data plane's backend map holds
+/// `MAX_BACKENDS` entries and id 0 means "no backend".
+pub const MAX_BACKENDS_TOTAL: usize = lb_common::consts::MAX_BACKENDS as usize - 1;
+
+/// Longest group name accepted for `admin_socket_group` (as `useradd` allows).
+pub const MAX_GROUP_NAME_BYTES: usize = 32;
 
 /// Largest configuration text accepted, in bytes, checked before parsing so that a
 /// wrong path (a log file, a device) cannot make `lbd` parse gigabytes.
@@ -153,6 +165,9 @@ pub struct Config {
     /// plane outlives lbd (None, `pin_dir = "off"`: it lives and dies with
     /// lbd).
     pub pin_dir: Option<PathBuf>,
+    /// Group whose members may use the admin API too (socket mode 0660);
+    /// `None`: root only.
+    pub admin_socket_group: Option<AdminSocketGroup>,
     /// Log level (a tracing filter such as `info` or `lb_userspace=debug`);
     /// `RUST_LOG` overrides it.
     pub log_level: String,
@@ -169,6 +184,25 @@ pub struct Config {
     /// VRRP instances (none: this node always serves its VIPs and leaves
     /// their addresses to the operator).
     pub vrrp: Vec<VrrpConfig>,
+}
+
+/// The group given the admin socket, as the config names it; resolved when
+/// lbd binds the socket, so a group created later still works after a restart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminSocketGroup {
+    /// A group name, looked up in the system's group database.
+    Name(String),
+    /// A numeric group id.
+    Gid(u32),
+}
+
+impl fmt::Display for AdminSocketGroup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AdminSocketGroup::Name(name) => f.write_str(name),
+            AdminSocketGroup::Gid(gid) => write!(f, "{gid}"),
+        }
+    }
 }
 
 /// How log lines are written.
@@ -515,6 +549,7 @@ struct RawConfig {
     conntrack_size: Option<Spanned<Value>>,
     admin_socket: Option<Spanned<Value>>,
     pin_dir: Option<Spanned<Value>>,
+    admin_socket_group: Option<Spanned<Value>>,
     metrics_listen: Option<Spanned<Value>>,
     log_level: Option<Spanned<Value>>,
     log_format: Option<Spanned<Value>>,
@@ -782,6 +817,37 @@ impl Checker<'_> {
         Ok(mac)
     }
 
+    /// A group name or a numeric gid.
+    fn group(&self, value: &Spanned<Value>, field: &str) -> Result<AdminSocketGroup, ConfigError> {
+        if let Value::Integer(_) = value.get_ref() {
+            // u32::MAX is (gid_t)-1, which chown(2) reads as "leave it".
+            return self
+                .integer(value, field, 0..=u32::MAX - 1)
+                .map(AdminSocketGroup::Gid);
+        }
+        let Value::String(name) = value.get_ref() else {
+            return Err(self.wrong_type(value, field, "a group name or a numeric gid"));
+        };
+        if name.is_empty() || name.len() > MAX_GROUP_NAME_BYTES {
+            return Err(self.bad_value(
+                value,
+                field,
+                format!("{name:?} is not a group name of 1 to {MAX_GROUP_NAME_BYTES} bytes"),
+            ));
+        }
+        if let Some(c) = name
+            .chars()
+            .find(|&c| c == ':' || c == '/' || c.is_whitespace() || c.is_control())
+        {
+            return Err(self.bad_value(
+                value,
+                field,
+                format!("{name:?} contains {c:?}, which is not allowed in group names"),
+            ));
+        }
+        Ok(AdminSocketGroup::Name(name.clone()))
+    }
+
     fn interface(&self, value: &Spanned<Value>) -> Result<String, ConfigError> {
         const FIELD: &str = "interface";
         let name = self.string(value, FIELD)?;
@@ -869,6 +935,10 @@ impl Checker<'_> {
                 }
             }
         };
+        let admin_socket_group = match &raw.admin_socket_group {
+            None => None,
+            Some(value) => Some(self.group(value, "admin_socket_group")?),
+        };
         let log_level = match &raw.log_level {
             None => "info".to_owned(),
             Some(value) => {
@@ -934,7 +1004,21 @@ impl Checker<'_> {
         }
         let mut vips: Vec<VipConfig> = Vec::with_capacity(raw.vip.0.len());
         let mut seen: HashMap<(IpAddr, u16, Protocol), usize> = HashMap::new();
+        let mut backends_before = 0;
         for (index, raw_vip) in raw.vip.0.iter().enumerate() {
+            // Checked before the VIP's own validation, on the raw count, so
+            // the error names the first backend past the limit.
+            let room = MAX_BACKENDS_TOTAL.saturating_sub(backends_before);
+            if let Some(extra) = raw_vip.get_ref().backend.0.get(room) {
+                return Err(self.invalid(
+                    extra.span().start,
+                    &format!("vip[{index}].backend[{room}]"),
+                    format!(
+                        "too many backends; at most {MAX_BACKENDS_TOTAL} are allowed across all VIPs"
+                    ),
+                ));
+            }
+            backends_before += raw_vip.get_ref().backend.0.len();
             let vip = self.vip(index, raw_vip)?;
             let key = (vip.address, vip.port, vip.protocol);
             if let Some(first) = seen.get(&key) {
@@ -992,6 +1076,7 @@ impl Checker<'_> {
             conntrack_size,
             admin_socket,
             pin_dir,
+            admin_socket_group,
             log_level,
             log_format,
             metrics_listen,

@@ -72,6 +72,7 @@ fn example_parses_to_expected_values() {
             conntrack_size: 262_144,
             admin_socket: PathBuf::from(DEFAULT_ADMIN_SOCKET),
             pin_dir: Some(PathBuf::from(DEFAULT_PIN_DIR)),
+            admin_socket_group: None,
             log_level: "info".into(),
             log_format: LogFormat::Text,
             metrics_listen: DEFAULT_METRICS_LISTEN.parse().ok(),
@@ -600,7 +601,7 @@ fn unknown_fields_are_rejected_with_their_line() {
     assert_error(
         "# lbd\n\ninterfce = \"eth0\"\n",
         "lbd.toml:3:1: unknown field `interfce`, expected one of ",
-        "`interface`, `xdp_mode`, `conntrack_size`, `admin_socket`, `pin_dir`, `metrics_listen`, `log_level`, `log_format`, `tcp_idle_timeout_s`, `udp_idle_timeout_s`, `vip`",
+        "`interface`, `xdp_mode`, `conntrack_size`, `admin_socket`, `pin_dir`, `admin_socket_group`, `metrics_listen`, `log_level`, `log_format`, `tcp_idle_timeout_s`, `udp_idle_timeout_s`, `vip`",
     );
     assert_error(
         &doc("prot = 80", ""),
@@ -795,6 +796,20 @@ fn bad_health_values_name_their_field() {
         "lbd.toml:6:8: vip[0].health.path: ",
         "not an absolute URL path",
     );
+    let long_path = format!("/{}", "p".repeat(MAX_HEALTH_PATH_BYTES));
+    assert_error(
+        &doc(&format!("[vip.health]\npath = \"{long_path}\""), ""),
+        "lbd.toml:6:8: vip[0].health.path: ",
+        "is 1025 bytes long; at most 1024 are allowed",
+    );
+    let fits = &long_path[..MAX_HEALTH_PATH_BYTES];
+    assert!(parse(&doc(&format!("[vip.health]\npath = \"{fits}\""), "")).is_ok());
+    let long_host = "h".repeat(MAX_HEALTH_HOST_BYTES + 1);
+    assert_error(
+        &doc("", &format!("[vip.backend.health]\nhost = \"{long_host}\"")),
+        "lbd.toml:9:8: vip[0].backend[0].health.host: ",
+        "is 254 bytes long; at most 253 are allowed",
+    );
     assert_error(
         &doc("[vip.health]\ntimeout_ms = 3000", ""),
         "lbd.toml:5:1: vip[0].health.timeout_ms: ",
@@ -825,6 +840,84 @@ fn admin_socket_and_idle_timeouts() {
         "lbd.toml:2:16: admin_socket: ",
         "not an absolute path",
     );
+}
+
+#[test]
+fn admin_socket_group_by_name_or_gid() {
+    let config = parse("interface = \"eth0\"\nadmin_socket_group = \"lbd-admin\"\n").unwrap();
+    assert_eq!(
+        config.admin_socket_group,
+        Some(AdminSocketGroup::Name("lbd-admin".into()))
+    );
+    assert_eq!(parse(&to_toml(&config)).unwrap(), config, "dump round trip");
+    let config = parse("interface = \"eth0\"\nadmin_socket_group = 998\n").unwrap();
+    assert_eq!(config.admin_socket_group, Some(AdminSocketGroup::Gid(998)));
+    assert_eq!(parse(&to_toml(&config)).unwrap(), config, "dump round trip");
+    assert_eq!(
+        parse("interface = \"eth0\"\n").unwrap().admin_socket_group,
+        None
+    );
+    for (value, detail) in [
+        ("\"\"", "is not a group name of 1 to 32 bytes"),
+        (
+            &format!("\"{}\"", "g".repeat(33)),
+            "is not a group name of 1 to 32 bytes",
+        ),
+        ("\"a:b\"", "contains ':'"),
+        ("\"a b\"", "contains ' '"),
+        ("-1", "-1 is out of range 0..=4294967294"),
+        ("4294967295", "out of range"),
+        (
+            "true",
+            "expected a group name or a numeric gid, found a boolean",
+        ),
+    ] {
+        assert_error(
+            &format!("interface = \"eth0\"\nadmin_socket_group = {value}\n"),
+            "lbd.toml:2:22: admin_socket_group: ",
+            detail,
+        );
+    }
+}
+
+#[test]
+fn too_many_backends_in_all_are_rejected() {
+    // Five VIPs of MAX_BACKENDS_PER_VIP: the fifth goes past the total.
+    let per_vip = MAX_BACKENDS_PER_VIP;
+    let mut text = String::from("interface = \"eth0\"\n");
+    let mut lines = 1;
+    let mut line_of_extra = 0;
+    for v in 0..5 {
+        text.push_str(&format!("[[vip]]\naddress = \"10.0.{v}.1\"\nport = 80\n"));
+        lines += 3;
+        for i in 0..per_vip {
+            if v * per_vip + i == MAX_BACKENDS_TOTAL {
+                line_of_extra = lines + 1;
+            }
+            text.push_str(&format!(
+                "[[vip.backend]]\naddress = \"10.{}.{}.{}\"\n",
+                v + 1,
+                i / 256,
+                i % 256
+            ));
+            lines += 2;
+        }
+    }
+    let index = MAX_BACKENDS_TOTAL - 4 * per_vip;
+    assert_error(
+        &text,
+        &format!("lbd.toml:{line_of_extra}:1: vip[4].backend[{index}]: "),
+        "too many backends; at most 4095 are allowed across all VIPs",
+    );
+    // Exactly the total fits.
+    let cut = text
+        .match_indices("[[vip.backend]]")
+        .nth(MAX_BACKENDS_TOTAL)
+        .map(|(at, _)| at)
+        .unwrap();
+    let config = parse(&text[..cut]).unwrap();
+    let total: usize = config.vips.iter().map(|v| v.backends.len()).sum();
+    assert_eq!(total, MAX_BACKENDS_TOTAL);
 }
 
 #[test]

@@ -76,7 +76,8 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<()> {
     }
     // Bind the admin socket first: a second lbd stops here, before it
     // touches the interface.
-    let server = Server::bind(&config.admin_socket, &ServeOptions::default())
+    let admin_options: ServeOptions = crate::privilege::admin_socket_options(&config)?;
+    let server = Server::bind(&config.admin_socket, &admin_options)
         .await
         .with_context(|| format!("admin socket {}", config.admin_socket.display()))?;
     let (mut engine, events) = Engine::start(path, config).await?;
@@ -101,6 +102,9 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<()> {
         Some(address) => Some(http::serve(address, scrapes_tx, ready.clone()).await?),
         None => None,
     };
+    // Everything is bound and attached: from here on lbd needs only the
+    // capabilities it keeps (see privilege.rs).
+    crate::privilege::drop_after_start(&engine.config).context("dropping privileges")?;
     let (calls_tx, mut calls) = mpsc::channel::<Call>(64);
     let (stop_api, api_stopped) = oneshot::channel::<()>();
     let api = tokio::spawn(server.run(Arc::new(ToEngine(calls_tx)), async move {
@@ -209,8 +213,12 @@ pub async fn offline(config: &Config, action: Offline) -> anyhow::Result<()> {
                 .with_context(|| format!("removing VIP {address} from {}", interface.name))?;
             info!(%address, interface = %interface.name, "VIP address removed");
         }
-        if let Some(path) = engine::vrrp_state_file(config, vrrp) {
-            let _ = std::fs::remove_file(path);
+        // The state file stays for a release (a restart may follow and
+        // resume mastership); a cleanup forgets it.
+        if action == Offline::Cleanup {
+            if let Some(path) = engine::vrrp_state_file(config, vrrp) {
+                let _ = std::fs::remove_file(path);
+            }
         }
     }
     if action == Offline::Cleanup {

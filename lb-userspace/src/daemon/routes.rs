@@ -127,6 +127,7 @@ fn model_error(error: ModelError) -> Response {
         ModelError::NoVip(_) | ModelError::NoBackend { .. } => (404, code::NOT_FOUND),
         ModelError::VipExists(_) | ModelError::BackendExists { .. } => (409, code::CONFLICT),
         ModelError::Invalid(_) => (400, code::BAD_REQUEST),
+        ModelError::Limit(_) => (400, code::LIMIT_EXCEEDED),
     };
     Response::error(status, code, error.to_string())
 }
@@ -141,6 +142,9 @@ async fn change(
     let mut next = engine.model.clone();
     if let Err(error) = edit(&mut next) {
         return model_error(error);
+    }
+    if let Err(response) = fits_the_maps(engine, &next) {
+        return response;
     }
     let plan = model::plan(&engine.model, &next);
     if dry_run {
@@ -181,6 +185,24 @@ async fn change(
             )
         }
     }
+}
+
+/// Refuses (400, nothing changed) a model with more VIPs than the maps were
+/// sized for at start (the file's VIPs and some spare), rather than letting
+/// the data plane refuse it halfway as an internal error.
+fn fits_the_maps(engine: &Engine, next: &Model) -> Result<(), Response> {
+    let capacity = engine.dataplane.sizes().max_vips;
+    if next.vips.len() > capacity as usize && next.vips.len() > engine.model.vips.len() {
+        return Err(Response::error(
+            400,
+            code::LIMIT_EXCEEDED,
+            format!(
+                "too many VIPs: the data plane was sized for {capacity} at start (the file's VIPs and room for more); restart lbd to make room for {}",
+                next.vips.len()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// A VIP or backend spec checked by the config file's own rules, so the
@@ -383,6 +405,13 @@ fn reload(engine: &mut Engine, dry_run: bool) -> Response {
         }
     };
     let next = engine.model.reloaded(&config);
+    if let Err(response) = fits_the_maps(engine, &next) {
+        if !dry_run {
+            engine.reloads.failed += 1;
+        }
+        warn!("reload refused: the file has more VIPs than the data plane holds; running state unchanged");
+        return response;
+    }
     let undone = undone_by_reload(&engine.model, &next, &engine.config, &config);
     let plan = model::plan(&engine.model, &next);
     if dry_run {
@@ -461,6 +490,10 @@ fn undone_by_reload(current: &Model, next: &Model, running: &Config, file: &Conf
             running.conntrack_size != file.conntrack_size,
         ),
         ("admin_socket", running.admin_socket != file.admin_socket),
+        (
+            "admin_socket_group",
+            running.admin_socket_group != file.admin_socket_group,
+        ),
     ] {
         if changed {
             notes.push(format!("{name} changed: takes effect when lbd restarts"));
