@@ -10,7 +10,7 @@ use std::{
 
 use futures_util::TryStreamExt as _;
 use netlink_packet_route::{
-    address::{AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage},
+    address::{AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, CacheInfo},
     link::{LinkAttribute, LinkFlags, State as OperState},
     neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourState},
 };
@@ -239,10 +239,17 @@ impl Netlink {
     ) -> Result<(), NetlinkError> {
         let mut request = self.handle.address().add(ifindex, address, prefix_len);
         if address.is_ipv6() {
-            request
-                .message_mut()
-                .attributes
-                .push(AddressAttribute::Flags(AddressFlags::Nodad));
+            let attributes = &mut request.message_mut().attributes;
+            attributes.push(AddressAttribute::Flags(AddressFlags::Nodad));
+            // Valid but deprecated (preferred lifetime 0): it still takes
+            // traffic and answers neighbour solicitations, but source
+            // address selection never picks it for the node's own
+            // connections (health checks to backends that hold the VIP on
+            // lo would otherwise answer themselves).
+            let mut lifetimes = CacheInfo::default();
+            lifetimes.ifa_preferred = 0;
+            lifetimes.ifa_valid = u32::MAX;
+            attributes.push(AddressAttribute::CacheInfo(lifetimes));
         }
         match request.execute().await {
             Ok(()) => Ok(()),

@@ -193,6 +193,10 @@ impl Lab {
                 "dev",
                 "eth0",
                 "nodad",
+                // Deprecated: never picked as the source of the node's own
+                // traffic (health checks), as lbd adds VIPs.
+                "preferred_lft",
+                "0",
             ],
         )?;
         Ok(())

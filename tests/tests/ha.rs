@@ -693,6 +693,18 @@ fn an_ipv6_instance_elects_a_master_that_holds_the_ipv6_vip() {
         vrrp_state(&lab, &b) == "backup"
     });
     assert!(!holds(&lab, &b));
+    // Added deprecated, so the node's own connections never use it as
+    // their source.
+    let addr = std::process::Command::new("ip")
+        .args(["-n", &a.netns, "-6", "addr", "show", "dev", "eth0"])
+        .output()
+        .expect("ip addr");
+    let addr = String::from_utf8_lossy(&addr.stdout);
+    let vip_line = addr
+        .lines()
+        .find(|l| l.contains(&format!("{VIP6}/128")))
+        .expect("VIP line");
+    assert!(vip_line.contains("deprecated"), "{addr}");
     thread::sleep(Duration::from_millis(500));
     assert!(
         status(&lab, &b).vrrp[0].counters.adverts_received > 0,

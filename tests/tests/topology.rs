@@ -97,7 +97,7 @@ fn requests_through_the_vip_spread_evenly_and_the_counters_agree() {
 }
 
 #[test]
-fn lbd_refuses_a_bad_config_untouched_and_detaches_cleanly_on_sigterm() {
+fn lbd_refuses_a_bad_config_untouched_and_detaches_cleanly_on_sigint() {
     let mut lab = Lab::start(1).expect("lab");
     let good = lab.lbd_config();
     let bad = good.replacen(

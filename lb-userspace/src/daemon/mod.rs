@@ -69,6 +69,11 @@ impl Handler for ToEngine {
 /// Runs lbd with `config` (loaded from `path`, which reloads read again)
 /// until SIGTERM or SIGINT.
 pub async fn run(path: &Path, config: Config) -> anyhow::Result<()> {
+    // Signals first: one that arrives during start-up waits for the loop
+    // instead of killing lbd half-way.
+    let mut terminate = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+    let mut hangup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
     if let Some(dir) = config.admin_socket.parent() {
         tokio::fs::create_dir_all(dir)
             .await
@@ -111,9 +116,6 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<()> {
         let _ = api_stopped.await;
     }));
 
-    let mut terminate = signal(SignalKind::terminate()).context("SIGTERM handler")?;
-    let mut interrupt = signal(SignalKind::interrupt()).context("SIGINT handler")?;
-    let mut hangup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
     let mut housekeeping = tokio::time::interval(HOUSEKEEPING_INTERVAL);
     housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut ticks: u32 = 0;
