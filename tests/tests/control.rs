@@ -127,7 +127,7 @@ fn a_dead_backend_is_taken_out_within_fall_times_interval() {
         .collect();
     let after = results.iter().filter(|r| r.at >= down_at).count();
     println!(
-        "b2 marked down {} ms after nginx stopped (bound: fall 2 x 200 ms + 100 ms timeout = 500 ms); \
+        "RELIABILITY: backend killed under load: b2 marked down {} ms after nginx stopped (bound: fall 2 x 200 ms + 100 ms timeout = 500 ms); \
          {} requests, {} failed during detection, {} after it ({} requests after)",
         detected.as_millis(),
         results.len(),

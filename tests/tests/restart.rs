@@ -151,8 +151,9 @@ fn kill_9_and_restart_keeps_forwarding_and_the_connection_table() {
         "the new lbd must run its own program"
     );
     eprintln!(
-        "kill -9 + restart: {} requests, 0 failed, restarted after {restarted:?}; {} flows before, {} after; spread after {by_backend:?}",
+        "RELIABILITY: kill -9 lbd + restart with a 4th backend: {} requests, 0 failed, new lbd ready {:.2} s after the kill; 32 kept-alive connections, 0 moved (Maglev would have moved some to b4); {} tracked flows before, {} after; new connections after: {by_backend:?}",
         results.len(),
+        restarted.as_secs_f64(),
         before.conntrack.entries,
         after.conntrack.entries
     );
