@@ -71,6 +71,18 @@ impl Counter {
         Counter::PassIpv6Ext,
     ];
 
+    /// True for verdict counters (exactly one of them counts each packet),
+    /// false for event counters (steps on the way).
+    pub const fn is_verdict(self) -> bool {
+        !matches!(
+            self,
+            Counter::ConntrackHit
+                | Counter::ConntrackNew
+                | Counter::ConntrackRehash
+                | Counter::ConntrackInsertFailed
+        )
+    }
+
     /// Stable snake_case name, used in metrics and `lbctl status`.
     pub const fn name(self) -> &'static str {
         match self {
