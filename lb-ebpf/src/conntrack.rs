@@ -83,16 +83,25 @@ pub fn decide(vip: &VipMeta, packet: &Packet) -> Option<Decision> {
 /// flow without being part of it (ICMP errors): they must reach its
 /// backend, but neither create, refresh nor re-pin an entry.
 #[inline(always)]
-pub fn peek(vip: &VipMeta, key: &FlowKey) -> Option<(u32, Backend)> {
+pub fn peek(vip: &VipMeta, key: &FlowKey) -> Option<Decision> {
     // SAFETY: the value is copied out before any map update can free it.
     if let Some(entry) = unsafe { CONNTRACK.get(key) } {
         if let Some(backend) = select::live_backend(entry.backend_id) {
             if backend.generation == entry.backend_generation {
-                return Some((entry.backend_id, backend));
+                return Some(Decision {
+                    backend_id: entry.backend_id,
+                    backend,
+                    new_flow: false,
+                });
             }
         }
     }
-    select::pick(vip, key)
+    let (backend_id, backend) = select::pick(vip, key)?;
+    Some(Decision {
+        backend_id,
+        backend,
+        new_flow: false,
+    })
 }
 
 /// Refreshes the entry's age (rarely) and its FIN/RST marks.

@@ -24,25 +24,16 @@ pub fn balance(ctx: &XdpContext) -> Counter {
         return Counter::PassNotVip;
     };
     // One test on the hot path: anything but a plain flow packet is rare.
-    let (backend_id, backend, new_flow, verdict) = if packet.class == Class::Flow {
-        let Some(decision) = conntrack::decide(&vip, &packet) else {
-            stats::report(EVENT_NO_BACKEND, vip.id, &packet.key);
-            return Counter::DropNoBackend;
-        };
-        (
-            decision.backend_id,
-            decision.backend,
-            decision.new_flow,
-            Counter::Forwarded,
-        )
+    let decision = if packet.class == Class::Flow {
+        conntrack::decide(&vip, &packet)
     } else if packet.class == Class::IcmpError {
-        let Some((backend_id, backend)) = conntrack::peek(&vip, &packet.key) else {
-            stats::report(EVENT_NO_BACKEND, vip.id, &packet.key);
-            return Counter::DropNoBackend;
-        };
-        (backend_id, backend, false, Counter::ForwardedIcmpError)
+        conntrack::peek(&vip, &packet.key)
     } else {
         return Counter::DropTcpFlags;
+    };
+    let Some(decision) = decision else {
+        stats::report(EVENT_NO_BACKEND, vip.id, &packet.key);
+        return Counter::DropNoBackend;
     };
     let Some(eth) = parse::ptr_at::<EthHdr>(ctx, 0) else {
         return Counter::DropMalformed;
@@ -53,9 +44,13 @@ pub fn balance(ctx: &XdpContext) -> Counter {
             Some(config) => config.iface_mac,
             None => (*eth).dst_addr,
         };
-        (*eth).dst_addr = backend.mac;
+        (*eth).dst_addr = decision.backend.mac;
     }
     let bytes = (ctx.data_end() - ctx.data()) as u64;
-    stats::count_traffic(vip.id, backend_id, bytes, new_flow);
-    verdict
+    stats::count_traffic(vip.id, decision.backend_id, bytes, decision.new_flow);
+    if packet.class == Class::IcmpError {
+        Counter::ForwardedIcmpError
+    } else {
+        Counter::Forwarded
+    }
 }
