@@ -26,6 +26,9 @@
 //!   routing header with segments left goes up (`PassIpv6Ext`); hop-by-hop
 //!   anywhere but first is malformed (RFC 8200). ESP, AH and anything else
 //!   is `PassUnsupportedL4`.
+//! - Only what the packet path needs is read and judged: checksums and the
+//!   contents of IPv4 options, TCP options and payloads are not (the frame
+//!   reaches the backend unchanged and its stack checks them).
 //! - TTL / hop limit are not looked at: the frame is forwarded at L2, the
 //!   backend is the destination host and not one hop further, so TTL 0 or
 //!   1 reaches it as it would reach a host holding the VIP itself.

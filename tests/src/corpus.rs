@@ -33,6 +33,11 @@
 //! - **IPv4 options** (any IHL up to 15) and **IPv6 extension headers** (up
 //!   to four of hop-by-hop, done routing, destination options) are
 //!   forwarded; the flow's protocol is the one after them.
+//! - **Not read, not judged**: checksums (IP, TCP, UDP, ICMP) and the
+//!   contents of IPv4 options, TCP options and payloads. The frame reaches
+//!   the backend unchanged and its stack checks them, as it would without
+//!   a load balancer; "valid" here means valid in every field the data
+//!   plane reads.
 //! - **TTL / hop limit 0 or 1** are forwarded unchanged: the frame is sent
 //!   on at L2 to the backend, which is the destination host, not a hop.
 //! - **UDP** of length exactly 8 (empty payload) is valid; shorter is
@@ -611,6 +616,28 @@ fn ipv4_fields(g: &mut Gen) {
         "the most options IPv4 allows: IHL 15",
         flow(Protocol::Udp, false, sport),
         craft::frame(&[], craft::ip_packet(&ip, &udp(sport, UDP_PORT, b"query"))),
+    );
+    let sport = g.port();
+    let mut ip = from_client4(VIP4);
+    // A timestamp option whose length (40) runs past the 4 bytes it has.
+    ip.options = vec![0x44, 40, 5, 0];
+    g.forwarded(
+        "ipv4-options-bogus-contents",
+        "option contents are not read (like TCP options): the backend's stack judges them",
+        flow(Protocol::Tcp, false, sport),
+        craft::frame(
+            &[],
+            craft::ip_packet(&ip, &tcp(sport, TCP_PORT, f::SYN, b"")),
+        ),
+    );
+    let (fl, p) = tcp_packet(false, g.port(), f::SYN, b"");
+    let mut p = craft::frame(&[], p);
+    p[1].bytes[10] ^= 0xff;
+    g.forwarded(
+        "ipv4-bad-header-checksum",
+        "checksums are not verified: the backend's stack does (the frame is not changed)",
+        fl,
+        p,
     );
     let (_, base) = tcp_packet(false, g.port(), f::SYN, b"");
     let base = craft::frame(&[], base);
@@ -1250,6 +1277,37 @@ fn icmp_errors(g: &mut Gen) {
             craft::ip_packet(
                 &outer,
                 &icmp(2, 0, mtu(1280), quote(&reply(&fl, |_| {}), QUOTE_MIN6)),
+            ),
+        ),
+    );
+
+    let fl = flow(Protocol::Tcp, false, g.port());
+    let mut outer = Ip::new(addr(ROUTER4), vip4);
+    outer.options = vec![0x94, 0x04, 0, 0];
+    g.icmp_forwarded(
+        "icmp4-frag-needed-outer-options",
+        "fragmentation needed in a packet with IPv4 options",
+        fl,
+        craft::frame(
+            &[],
+            craft::ip_packet(
+                &outer,
+                &icmp(3, 4, mtu(1400), quote(&reply(&fl, |_| {}), QUOTE_MIN4)),
+            ),
+        ),
+    );
+    let fl = flow(Protocol::Tcp, false, g.port());
+    let mut outer = Ip::new(addr(ROUTER4), vip4);
+    outer.frag = 0x2000;
+    g.passed(
+        "icmp4-frag-needed-fragmented",
+        "an ICMP error that is itself a first fragment: fragments go up",
+        Counter::PassFragment,
+        craft::frame(
+            &[],
+            craft::ip_packet(
+                &outer,
+                &icmp(3, 4, mtu(1400), quote(&reply(&fl, |_| {}), QUOTE_MIN4)),
             ),
         ),
     );
