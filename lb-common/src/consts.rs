@@ -9,6 +9,10 @@ pub const AF_INET6: u8 = 6;
 pub const IPPROTO_TCP: u8 = 6;
 /// IP protocol number of UDP.
 pub const IPPROTO_UDP: u8 = 17;
+/// IP protocol number of ICMP (IPv4): its errors quote a flow.
+pub const IPPROTO_ICMP: u8 = 1;
+/// IPv6 next-header number of ICMPv6: its errors quote a flow.
+pub const IPPROTO_ICMPV6: u8 = 58;
 
 /// The largest Maglev table (slots per VIP and table copy). The default
 /// size, the prime 65,537, is also the largest: ~65 slots per backend for

@@ -1,7 +1,9 @@
 //! Indices of the per-CPU node counters: what happened to each packet.
 //! Verdict counters add up to the packets seen; event counters count steps
 //! on the way (a forwarded packet is one `Forwarded` plus one conntrack
-//! event).
+//! event; a forwarded ICMP error is one `ForwardedIcmpError` and no event,
+//! as it only reads the connection table). New counters go at the end, so
+//! the indices of the old ones never change.
 
 /// One per-CPU counter slot in the `COUNTERS` map.
 #[repr(u32)]
@@ -13,9 +15,11 @@ pub enum Counter {
     PassNotIp = 1,
     /// Verdict: passed up, IP but not to a VIP.
     PassNotVip = 2,
-    /// Verdict: passed up, an IPv4 fragment (no ports to hash on).
+    /// Verdict: passed up, an IPv4 fragment or an IPv6 packet with a
+    /// fragment header (no ports to hash on).
     PassFragment = 3,
-    /// Verdict: passed up, neither TCP nor UDP (ICMP, IPv6 extension headers).
+    /// Verdict: passed up, neither TCP nor UDP nor an ICMP error about a VIP
+    /// flow (echo, other ICMP, ESP, ...).
     PassUnsupportedL4 = 4,
     /// Verdict: dropped, truncated or inconsistent headers.
     DropMalformed = 5,
@@ -30,10 +34,23 @@ pub enum Counter {
     /// Event: the connection table refused an insert (the packet is still
     /// forwarded by hash).
     ConntrackInsertFailed = 10,
+    /// Verdict: an ICMP/ICMPv6 error (unreachable, fragmentation needed,
+    /// packet too big, time exceeded) quoting a VIP flow's reply, sent
+    /// unchanged to that flow's backend (XDP_TX), whose stack needs it (path
+    /// MTU discovery).
+    ForwardedIcmpError = 11,
+    /// Verdict: dropped, TCP to a VIP with a flag combination no stack sends
+    /// (none, SYN+FIN, SYN+RST, FIN+RST, FIN+PSH+URG without ACK): scans and
+    /// attacks, kept away from the backends.
+    DropTcpFlags = 12,
+    /// Verdict: passed up, IPv6 whose extension headers the data plane does
+    /// not walk: a longer chain than its bound, or a routing header with
+    /// segments left (the VIP is not the final destination).
+    PassIpv6Ext = 13,
 }
 
 /// Number of `Counter` slots.
-pub const COUNTER_COUNT: u32 = 11;
+pub const COUNTER_COUNT: u32 = 14;
 
 impl Counter {
     /// Every counter, in index order.
@@ -49,7 +66,22 @@ impl Counter {
         Counter::ConntrackNew,
         Counter::ConntrackRehash,
         Counter::ConntrackInsertFailed,
+        Counter::ForwardedIcmpError,
+        Counter::DropTcpFlags,
+        Counter::PassIpv6Ext,
     ];
+
+    /// True for verdict counters (exactly one of them counts each packet),
+    /// false for event counters (steps on the way).
+    pub const fn is_verdict(self) -> bool {
+        !matches!(
+            self,
+            Counter::ConntrackHit
+                | Counter::ConntrackNew
+                | Counter::ConntrackRehash
+                | Counter::ConntrackInsertFailed
+        )
+    }
 
     /// Stable snake_case name, used in metrics and `lbctl status`.
     pub const fn name(self) -> &'static str {
@@ -65,6 +97,24 @@ impl Counter {
             Counter::ConntrackNew => "conntrack_new",
             Counter::ConntrackRehash => "conntrack_rehash",
             Counter::ConntrackInsertFailed => "conntrack_insert_failed",
+            Counter::ForwardedIcmpError => "forwarded_icmp_error",
+            Counter::DropTcpFlags => "drop_tcp_flags",
+            Counter::PassIpv6Ext => "pass_ipv6_ext",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_lists_every_counter_at_its_index_with_a_unique_name() {
+        for (index, counter) in Counter::ALL.iter().enumerate() {
+            assert_eq!(*counter as usize, index, "{counter:?}");
+            for other in &Counter::ALL[..index] {
+                assert_ne!(counter.name(), other.name());
+            }
         }
     }
 }

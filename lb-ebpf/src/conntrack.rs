@@ -6,7 +6,7 @@ use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_ktime_get_coarse_ns};
 use lb_common::{
     consts::{EVENT_CONNTRACK_INSERT_FAILED, FLOW_F_FIN, FLOW_F_RST, FLOW_TOUCH_INTERVAL_NS},
     stats::Counter,
-    Backend, FlowEntry, VipMeta,
+    Backend, FlowEntry, FlowKey, VipMeta,
 };
 
 use crate::{
@@ -125,6 +125,32 @@ fn insert_failed(vip: &VipMeta, packet: &Packet, backend_id: u32, backend: Backe
         backend,
         new_flow: true,
     }
+}
+
+/// The backend of a flow without changing anything: the tracked one if it
+/// is still alive, otherwise Maglev's pick. For packets that are about a
+/// flow without being part of it (ICMP errors): they must reach its
+/// backend, but neither create, refresh nor re-pin an entry.
+#[inline(always)]
+pub fn peek(vip: &VipMeta, key: &FlowKey) -> Option<Decision> {
+    // SAFETY: the value is copied out before any map update can free it.
+    if let Some(entry) = unsafe { CONNTRACK.get(key) } {
+        if let Some(backend) = select::live_backend(entry.backend_id) {
+            if backend.generation == entry.backend_generation {
+                return Some(Decision {
+                    backend_id: entry.backend_id,
+                    backend,
+                    new_flow: false,
+                });
+            }
+        }
+    }
+    let (backend_id, backend) = select::pick(vip, key)?;
+    Some(Decision {
+        backend_id,
+        backend,
+        new_flow: false,
+    })
 }
 
 /// Refreshes the entry's age (rarely) and its FIN/RST marks. Ages use the

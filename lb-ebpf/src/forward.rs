@@ -6,7 +6,12 @@ use aya_ebpf::programs::XdpContext;
 use lb_common::{consts::EVENT_NO_BACKEND, stats::Counter};
 use network_types::eth::EthHdr;
 
-use crate::{conntrack, lookup, maps::CONFIG, parse, stats};
+use crate::{
+    conntrack, lookup,
+    maps::CONFIG,
+    parse::{self, Class},
+    stats,
+};
 
 /// Runs the whole path for one frame; the returned counter is the verdict.
 #[inline(always)]
@@ -18,7 +23,15 @@ pub fn balance(ctx: &XdpContext) -> Counter {
     let Some(vip) = lookup::vip_of(&packet.key) else {
         return Counter::PassNotVip;
     };
-    let Some(decision) = conntrack::decide(&vip, &packet) else {
+    // One test on the hot path: anything but a plain flow packet is rare.
+    let decision = if packet.class == Class::Flow {
+        conntrack::decide(&vip, &packet)
+    } else if packet.class == Class::IcmpError {
+        conntrack::peek(&vip, &packet.key)
+    } else {
+        return Counter::DropTcpFlags;
+    };
+    let Some(decision) = decision else {
         stats::report(EVENT_NO_BACKEND, vip.id, &packet.key);
         return Counter::DropNoBackend;
     };
@@ -35,5 +48,9 @@ pub fn balance(ctx: &XdpContext) -> Counter {
     }
     let bytes = (ctx.data_end() - ctx.data()) as u64;
     stats::count_traffic(vip.id, decision.backend_id, bytes, decision.new_flow);
-    Counter::Forwarded
+    if packet.class == Class::IcmpError {
+        Counter::ForwardedIcmpError
+    } else {
+        Counter::Forwarded
+    }
 }

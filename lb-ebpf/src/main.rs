@@ -57,8 +57,10 @@ pub fn xdp_forward_one(ctx: XdpContext) -> u32 {
 #[inline(always)]
 fn verdict(outcome: Counter) -> u32 {
     match outcome {
-        Counter::Forwarded => xdp_action::XDP_TX,
-        Counter::DropMalformed | Counter::DropNoBackend => xdp_action::XDP_DROP,
+        Counter::Forwarded | Counter::ForwardedIcmpError => xdp_action::XDP_TX,
+        Counter::DropMalformed | Counter::DropNoBackend | Counter::DropTcpFlags => {
+            xdp_action::XDP_DROP
+        }
         _ => xdp_action::XDP_PASS,
     }
 }

@@ -1,7 +1,47 @@
-//! The one place that reads headers: Ethernet (+ one 802.1Q tag), IPv4 (any
-//! valid IHL), IPv6, TCP and UDP. Every read is bounds-checked against
-//! `data_end` right before it, as the verifier requires. What cannot be
+//! The one place that reads headers (with its two children, `parse::ipv6`
+//! for extension-header chains and `parse::icmp` for ICMP errors): Ethernet
+//! with up to two VLAN tags, IPv4 (any valid IHL), IPv6, TCP, UDP and the
+//! quoted packet of ICMP/ICMPv6 errors. Every read is bounds-checked against
+//! `data_end` right before it, as the verifier requires, and every header
+//! must also fit inside the length its IP header claims. What cannot be
 //! balanced comes back as the counter that names why.
+//!
+//! Decisions (the crafted-packet corpus in `tests/corpus` asserts each):
+//! - Headers cut short or inconsistent with a length field (IHL < 5 or past
+//!   the total length, an IP length past the frame, TCP data offset < 5 or
+//!   past the packet, UDP length < 8 or past the packet, an extension header
+//!   or ICMP header past the packet, an ICMP error quoting less than an IP
+//!   header and 8 bytes of transport) are dropped as `DropMalformed`,
+//!   whoever they are addressed to: the kernel would drop them too. A frame
+//!   longer than its IP packet (Ethernet padding) is fine.
+//! - VLAN: one 802.1Q tag, or QinQ (0x88a8 or 0x8100, then 0x8100); a
+//!   third tag is not parsed (`PassNotIp`).
+//! - Fragments carry no ports to hash on: IPv4 fragments (first, middle or
+//!   last) and IPv6 packets with a fragment header go up the stack
+//!   (`PassFragment`), as before.
+//! - IPv6 extension headers: up to `ipv6::EXT_MAX` hop-by-hop (first only),
+//!   routing (segments left 0 only: otherwise the VIP is not the final
+//!   destination) and destination-options headers are skipped; the flow's
+//!   protocol is the upper-layer one after them. A longer chain or a
+//!   routing header with segments left goes up (`PassIpv6Ext`); hop-by-hop
+//!   anywhere but first is malformed (RFC 8200). ESP, AH and anything else
+//!   is `PassUnsupportedL4`.
+//! - Only what the packet path needs is read and judged: checksums and the
+//!   contents of IPv4 options, TCP options and payloads are not (the frame
+//!   reaches the backend unchanged and its stack checks them).
+//! - TTL / hop limit are not looked at: the frame is forwarded at L2, the
+//!   backend is the destination host and not one hop further, so TTL 0 or
+//!   1 reaches it as it would reach a host holding the VIP itself.
+//! - TCP flag combinations no stack sends (none of the six control bits,
+//!   SYN+FIN, SYN+RST, FIN+RST, FIN+PSH+URG without ACK; ECE/CWR ignored)
+//!   mark the packet, and the packet path drops it if it is for a VIP
+//!   (`DropTcpFlags`); traffic for the host itself is the kernel's
+//!   business. Every other combination is forwarded, including non-SYN
+//!   packets of unknown flows (that is how flows survive a failover).
+//! - ICMP errors: see `parse::icmp`.
+
+mod icmp;
+mod ipv6;
 
 use core::mem::size_of;
 
@@ -22,23 +62,70 @@ use network_types::{
 const ETH_P_IP: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86dd;
 const ETH_P_8021Q: u16 = 0x8100;
+/// 802.1ad service tag: the outer tag of QinQ.
+const ETH_P_8021AD: u16 = 0x88a8;
 /// IPv4 "more fragments" flag and fragment offset bits of `frags`.
 const IPV4_FRAG_MASK: u16 = 0x3fff;
 /// TCP flag bits (in the flags byte).
 pub const TCP_FIN: u8 = 0x01;
-/// TCP RST bit.
-pub const TCP_RST: u8 = 0x04;
 /// TCP SYN bit.
 pub const TCP_SYN: u8 = 0x02;
+/// TCP RST bit.
+pub const TCP_RST: u8 = 0x04;
+/// TCP PSH bit.
+const TCP_PSH: u8 = 0x08;
 /// TCP ACK bit.
 pub const TCP_ACK: u8 = 0x10;
+/// TCP URG bit.
+const TCP_URG: u8 = 0x20;
+/// The six control bits (ECE and CWR are ECN's, any value is fine).
+const TCP_CONTROL: u8 = 0x3f;
+
+/// Bit `f` is set when the control bits `f` are a combination no TCP stack
+/// sends. A table, so the check on the hot path is a shift and a mask.
+const TCP_INVALID_FLAGS: u64 = invalid_tcp_flags_table();
+
+const fn invalid_tcp_flags_table() -> u64 {
+    const fn has(f: u8, bits: u8) -> bool {
+        f & bits == bits
+    }
+    let mut table = 0u64;
+    let mut f = 0u8;
+    while f <= TCP_CONTROL {
+        let invalid = f == 0
+            || has(f, TCP_SYN | TCP_FIN)
+            || has(f, TCP_SYN | TCP_RST)
+            || has(f, TCP_FIN | TCP_RST)
+            || (has(f, TCP_FIN | TCP_PSH | TCP_URG) && !has(f, TCP_ACK));
+        if invalid {
+            table |= 1 << f;
+        }
+        f += 1;
+    }
+    table
+}
+
+/// What kind of packet the parser found; the packet path treats each one
+/// differently after the VIP lookup.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// A TCP or UDP packet of a flow: balanced and tracked.
+    Flow,
+    /// A TCP packet with a flag combination no stack sends.
+    BadTcpFlags,
+    /// An ICMP error quoting a reply sent from a VIP; the key is the
+    /// client-to-VIP flow it is about.
+    IcmpError,
+}
 
 /// What the packet path needs to know about a balanced packet.
 pub struct Packet {
     /// The 5-tuple, as the connection table and the flow hash key it.
     pub key: FlowKey,
-    /// TCP flags byte (0 for UDP).
+    /// TCP flags byte (0 for UDP and ICMP errors).
     pub tcp_flags: u8,
+    /// How to treat it.
+    pub class: Class,
 }
 
 /// Pointer to a `T` at `offset` in the packet, if the whole `T` is inside.
@@ -59,11 +146,19 @@ pub fn parse(ctx: &XdpContext) -> Result<Packet, Counter> {
     // SAFETY: bounds checked by ptr_at.
     let mut ether_type = u16::from_be(unsafe { (*eth).ether_type });
     let mut l3_off = EthHdr::LEN;
-    if ether_type == ETH_P_8021Q {
+    // At most two tags, unrolled: an outer one (802.1Q or 802.1ad), then
+    // an inner 802.1Q one.
+    if ether_type == ETH_P_8021Q || ether_type == ETH_P_8021AD {
         let vlan: *const VlanHdr = ptr_at(ctx, l3_off).ok_or(Counter::DropMalformed)?;
         // SAFETY: bounds checked by ptr_at.
         ether_type = u16::from_be(unsafe { (*vlan).ether_type });
         l3_off += VlanHdr::LEN;
+        if ether_type == ETH_P_8021Q {
+            let vlan: *const VlanHdr = ptr_at(ctx, l3_off).ok_or(Counter::DropMalformed)?;
+            // SAFETY: bounds checked by ptr_at.
+            ether_type = u16::from_be(unsafe { (*vlan).ether_type });
+            l3_off += VlanHdr::LEN;
+        }
     }
     let frame_len = ctx.data_end() - ctx.data();
     match ether_type {
@@ -91,16 +186,14 @@ fn parse_ipv4(ctx: &XdpContext, l3_off: usize, frame_len: usize) -> Result<Packe
     if u16::from_be_bytes(ip.frags) & IPV4_FRAG_MASK != 0 {
         return Err(Counter::PassFragment);
     }
-    let mut key = FlowKey {
+    let key = FlowKey {
         src: [u32::from_ne_bytes(ip.src_addr), 0, 0, 0],
         dst: [u32::from_ne_bytes(ip.dst_addr), 0, 0, 0],
         family: AF_INET,
         proto: ip.proto,
         ..FlowKey::default()
     };
-    let l4_off = l3_off + header_len;
-    let tcp_flags = parse_l4(ctx, &mut key, l4_off, l3_off + total_len)?;
-    Ok(Packet { key, tcp_flags })
+    parse_l4(ctx, key, l3_off + header_len, l3_off + total_len)
 }
 
 #[inline(always)]
@@ -108,31 +201,35 @@ fn parse_ipv6(ctx: &XdpContext, l3_off: usize, frame_len: usize) -> Result<Packe
     let ip: *const Ipv6Hdr = ptr_at(ctx, l3_off).ok_or(Counter::DropMalformed)?;
     // SAFETY: bounds checked by ptr_at.
     let ip = unsafe { &*ip };
-    let l4_off = l3_off + Ipv6Hdr::LEN;
+    let mut l4_off = l3_off + Ipv6Hdr::LEN;
     let l3_end = l4_off + usize::from(u16::from_be_bytes(ip.payload_len));
     if ip.vcf[0] >> 4 != 6 || l3_end > frame_len {
         return Err(Counter::DropMalformed);
     }
-    let mut key = FlowKey {
+    let mut proto = ip.next_hdr;
+    // Extension headers only cost something on the packets that have them.
+    if proto != IPPROTO_TCP && proto != IPPROTO_UDP {
+        (proto, l4_off) = ipv6::skip_extension_headers(ctx, proto, l4_off, l3_end)?;
+    }
+    let key = FlowKey {
         src: words(&ip.src_addr),
         dst: words(&ip.dst_addr),
         family: AF_INET6,
-        proto: ip.next_hdr,
+        proto,
         ..FlowKey::default()
     };
-    let tcp_flags = parse_l4(ctx, &mut key, l4_off, l3_end)?;
-    Ok(Packet { key, tcp_flags })
+    parse_l4(ctx, key, l4_off, l3_end)
 }
 
-/// Reads ports (and TCP flags) into `key`; `l3_end` is where the IP packet
-/// ends according to its own length field.
+/// Reads ports (and TCP flags) into `key`, or hands ICMP to `icmp`;
+/// `l3_end` is where the IP packet ends according to its own length field.
 #[inline(always)]
 fn parse_l4(
     ctx: &XdpContext,
-    key: &mut FlowKey,
+    mut key: FlowKey,
     l4_off: usize,
     l3_end: usize,
-) -> Result<u8, Counter> {
+) -> Result<Packet, Counter> {
     match key.proto {
         IPPROTO_TCP => {
             let tcp: *const TcpHdr = ptr_at(ctx, l4_off).ok_or(Counter::DropMalformed)?;
@@ -150,7 +247,16 @@ fn parse_l4(
             }
             key.sport = u16::from_ne_bytes(tcp.source);
             key.dport = u16::from_ne_bytes(tcp.dest);
-            Ok(flags)
+            let class = if (TCP_INVALID_FLAGS >> (flags & TCP_CONTROL)) & 1 != 0 {
+                Class::BadTcpFlags
+            } else {
+                Class::Flow
+            };
+            Ok(Packet {
+                key,
+                tcp_flags: flags,
+                class,
+            })
         }
         IPPROTO_UDP => {
             let udp: *const UdpHdr = ptr_at(ctx, l4_off).ok_or(Counter::DropMalformed)?;
@@ -162,9 +268,13 @@ fn parse_l4(
             }
             key.sport = u16::from_ne_bytes(udp.src);
             key.dport = u16::from_ne_bytes(udp.dst);
-            Ok(0)
+            Ok(Packet {
+                key,
+                tcp_flags: 0,
+                class: Class::Flow,
+            })
         }
-        _ => Err(Counter::PassUnsupportedL4),
+        _ => icmp::parse_error(ctx, &key, l4_off, l3_end),
     }
 }
 

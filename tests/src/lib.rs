@@ -3,6 +3,8 @@
 //! real nginx backends that cleans up after itself.
 pub mod bench;
 pub mod client;
+pub mod corpus;
+pub mod craft;
 pub mod lab;
 pub mod lbd_maps;
 pub mod packet;

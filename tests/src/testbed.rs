@@ -208,3 +208,11 @@ pub fn vip6_tcp() -> VipConfig {
         ],
     )
 }
+
+/// UDP :53 on `VIP6`, same backends as `vip6_tcp`.
+pub fn vip6_udp() -> VipConfig {
+    let mut v = vip6_tcp();
+    v.port = 53;
+    v.protocol = Protocol::Udp;
+    v
+}

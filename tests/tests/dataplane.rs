@@ -6,10 +6,11 @@ use std::collections::HashSet;
 
 use lb_common::stats::Counter;
 use lb_tests::{
+    corpus,
     packet::{self, Flow, ACK, SYN},
     testbed::{action, backend, TestBed},
 };
-use lb_userspace::config::VipConfig;
+use lb_userspace::config::{Protocol, VipConfig};
 
 use lb_tests::testbed::{vip4_tcp, vip4_udp, vip6_tcp, VIP4, VIP6};
 
@@ -387,6 +388,99 @@ fn established_flows_keep_their_backend_when_one_is_added_and_rehash_when_theirs
         bed.counter(Counter::ConntrackRehash).expect("counter"),
         rehashed
     );
+}
+
+#[test]
+fn icmp_errors_reach_the_backend_that_owns_the_quoted_flow() {
+    let mut bed = bed();
+    let mut vip = vip4_tcp();
+    let flows: Vec<corpus::VipFlow> = (21_000..21_200)
+        .map(|p| corpus::vip_flow(Protocol::Tcp, false, p))
+        .collect();
+    let mut pinned = Vec::new();
+    for flow in &flows {
+        let (_, mac) = bed.maglev_backend(&vip, &flow.flow()).expect("backend");
+        bed.run(&packet::tcp(&flow.flow(), SYN, None, b""))
+            .expect("run");
+        pinned.push(mac);
+    }
+    // A fourth backend moves some flows' Maglev slot; their ICMP errors
+    // still follow the connection table.
+    vip.backends.push(backend("198.18.0.14", 0x14, 100));
+    bed.apply(&[vip.clone(), vip4_udp(), vip6_tcp()])
+        .expect("apply");
+    let mut moved = 0;
+    for (flow, mac) in flows.iter().zip(&pinned) {
+        if bed.maglev_backend(&vip, &flow.flow()).expect("backend").1 != *mac {
+            moved += 1;
+        }
+        let frame = corpus::frag_needed(flow);
+        let (verdict, out) = bed.run(&frame).expect("run");
+        assert_eq!(verdict, action::TX, "{flow:?}");
+        assert_eq!(out, packet::forwarded(&frame, *mac), "{flow:?}");
+    }
+    assert!(moved > 0, "the add must have moved some of these flows");
+    assert_eq!(
+        bed.counter(Counter::ForwardedIcmpError).expect("counter"),
+        200
+    );
+    // Reading the table is all an ICMP error does.
+    assert_eq!(bed.counter(Counter::ConntrackHit).expect("counter"), 0);
+    assert_eq!(bed.counter(Counter::ConntrackNew).expect("counter"), 200);
+}
+
+#[test]
+fn icmp_errors_neither_create_nor_re_pin_flows() {
+    let mut bed = bed();
+    let mut vip = vip6_tcp();
+    // An unknown flow: Maglev's backend, and no entry afterwards.
+    let flow = corpus::vip_flow(Protocol::Tcp, true, 22_000);
+    let frame = corpus::frag_needed(&flow);
+    let (_, mac) = bed.maglev_backend(&vip, &flow.flow()).expect("backend");
+    let (verdict, out) = bed.run(&frame).expect("run");
+    assert_eq!(verdict, action::TX);
+    assert_eq!(out, packet::forwarded(&frame, mac));
+    assert_eq!(bed.counter(Counter::ConntrackNew).expect("counter"), 0);
+    assert_forwarded(
+        &mut bed,
+        &vip,
+        &flow.flow(),
+        &packet::tcp(&flow.flow(), SYN, None, b""),
+    );
+    assert_eq!(bed.counter(Counter::ConntrackNew).expect("counter"), 1);
+    // The VIP's traffic counts the error (no new flow) and the SYN.
+    let applied = &bed.balancer.vips()[&lb_userspace::reconcile::VipId::of(&vip)];
+    let traffic = bed.dataplane.vip_traffic(applied.id).expect("vip stats");
+    assert_eq!((traffic.packets, traffic.new_flows), (2, 1));
+
+    // Its backend removed: the error goes to Maglev's new pick, and the
+    // entry is left for the flow's own next packet to re-pin.
+    let (address, _) = bed.maglev_backend(&vip, &flow.flow()).expect("backend");
+    vip.backends.retain(|b| b.address != address);
+    bed.apply(&[vip4_tcp(), vip4_udp(), vip.clone()])
+        .expect("apply");
+    let (_, new_mac) = bed.maglev_backend(&vip, &flow.flow()).expect("backend");
+    let (verdict, out) = bed.run(&frame).expect("run");
+    assert_eq!(verdict, action::TX);
+    assert_eq!(out, packet::forwarded(&frame, new_mac));
+    assert_eq!(bed.counter(Counter::ConntrackRehash).expect("counter"), 0);
+    assert_forwarded(
+        &mut bed,
+        &vip,
+        &flow.flow(),
+        &packet::tcp(&flow.flow(), ACK, None, b""),
+    );
+    assert_eq!(bed.counter(Counter::ConntrackRehash).expect("counter"), 1);
+}
+
+#[test]
+fn icmp_errors_for_a_vip_without_backends_are_dropped() {
+    let mut empty = vip4_tcp();
+    empty.backends.iter_mut().for_each(|b| b.weight = 0);
+    let mut bed = TestBed::new(&[empty]).expect("test bed");
+    let frame = corpus::frag_needed(&corpus::vip_flow(Protocol::Tcp, false, 23_000));
+    assert_untouched(&mut bed, &frame, action::DROP, "ICMP error, no backend");
+    assert_eq!(bed.counter(Counter::DropNoBackend).expect("counter"), 1);
 }
 
 #[test]

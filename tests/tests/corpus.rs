@@ -1,0 +1,300 @@
+//! The crafted-packet corpus (`tests/corpus/packets.txt`, built by
+//! `lb_tests::corpus`, where the decisions are written down) through the
+//! compiled XDP program with BPF_PROG_TEST_RUN: every entry, every cut of
+//! every valid frame, all 256 TCP flag bytes. Each run asserts the verdict,
+//! the one verdict counter it bumped, and the bytes that come out (TX: the
+//! input with only the MACs rewritten, to the right backend; otherwise the
+//! input untouched). Needs root, except the file check.
+
+use std::{fs, path::PathBuf};
+
+use lb_common::stats::Counter;
+use lb_tests::{
+    corpus::{self, Entry, Verdict, VipFlow},
+    packet,
+    testbed::{vip4_tcp, vip4_udp, vip6_tcp, vip6_udp, TestBed},
+};
+use lb_userspace::config::VipConfig;
+
+fn file() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(corpus::FILE)
+}
+
+/// The corpus as committed.
+fn load() -> Vec<Entry> {
+    let text = fs::read_to_string(file()).expect("reading the corpus file");
+    corpus::parse(&text).expect("parsing the corpus file")
+}
+
+/// A test bed serving the corpus's four VIPs, and what a run did.
+struct Runner {
+    bed: TestBed,
+    vips: Vec<VipConfig>,
+}
+
+/// What one run did.
+struct Outcome {
+    verdict: Option<Verdict>,
+    counter: Counter,
+    out: Vec<u8>,
+}
+
+impl Runner {
+    fn new() -> Self {
+        let vips = vec![vip4_tcp(), vip4_udp(), vip6_tcp(), vip6_udp()];
+        let bed = TestBed::new(&vips).expect("test bed");
+        Self { bed, vips }
+    }
+
+    fn verdict_counters(&self) -> Vec<(Counter, u64)> {
+        self.bed
+            .dataplane
+            .counters()
+            .expect("counters")
+            .into_iter()
+            .filter(|(c, _)| c.is_verdict())
+            .collect()
+    }
+
+    /// Runs `frame`; exactly one verdict counter must move, by one.
+    fn run(&mut self, frame: &[u8], what: &str) -> Outcome {
+        let before = self.verdict_counters();
+        let (action, out) = self.bed.run(frame).expect("test run");
+        let after = self.verdict_counters();
+        let moved: Vec<(Counter, u64)> = before
+            .iter()
+            .zip(&after)
+            .filter(|(b, a)| a.1 != b.1)
+            .map(|(b, a)| (b.0, a.1 - b.1))
+            .collect();
+        assert!(
+            moved.len() == 1 && moved[0].1 == 1,
+            "{what}: verdict counters moved {moved:?}"
+        );
+        Outcome {
+            verdict: Verdict::of_action(action),
+            counter: moved[0].0,
+            out,
+        }
+    }
+
+    /// The MAC of the backend Maglev gives `flow` (nothing in these beds
+    /// changes the backends, so tracked flows stay on it).
+    fn backend_mac(&self, flow: &VipFlow) -> [u8; 6] {
+        let vip = self
+            .vips
+            .iter()
+            .find(|v| {
+                v.address == flow.vip.ip()
+                    && v.port == flow.vip.port()
+                    && v.protocol == flow.protocol
+            })
+            .unwrap_or_else(|| panic!("no VIP for {flow:?}"));
+        self.bed
+            .maglev_backend(vip, &flow.flow())
+            .expect("Maglev backend")
+            .1
+    }
+
+    /// Runs `frame` and asserts verdict, counter and output bytes.
+    fn expect(
+        &mut self,
+        what: &str,
+        frame: &[u8],
+        verdict: Verdict,
+        counter: Counter,
+        flow: Option<&VipFlow>,
+    ) {
+        let outcome = self.run(frame, what);
+        assert_eq!(
+            (outcome.verdict, outcome.counter),
+            (Some(verdict), counter),
+            "{what}"
+        );
+        if verdict == Verdict::Tx {
+            let flow = flow.unwrap_or_else(|| panic!("{what}: TX expected without a flow"));
+            let mac = self.backend_mac(flow);
+            assert_eq!(
+                outcome.out,
+                packet::forwarded(frame, mac),
+                "{what}: only the MACs may change, to the flow's backend"
+            );
+        } else {
+            assert_eq!(outcome.out, frame, "{what}: must leave the frame untouched");
+        }
+    }
+}
+
+#[test]
+fn corpus_file_is_what_the_generator_writes() {
+    let generated = corpus::render(&corpus::generate());
+    let path = file();
+    if std::env::var_os(corpus::WRITE_ENV).is_some() {
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir).expect("creating the corpus directory");
+        }
+        fs::write(&path, &generated).expect("writing the corpus file");
+        return;
+    }
+    let committed = fs::read_to_string(&path).unwrap_or_default();
+    if committed != generated {
+        let line = committed
+            .lines()
+            .zip(generated.lines())
+            .position(|(a, b)| a != b)
+            .unwrap_or_else(|| committed.lines().count().min(generated.lines().count()));
+        panic!(
+            "{} differs from what lb_tests::corpus::generate writes (first at line {}); \
+             regenerate it with `{}=1 cargo test -p lb-tests --test corpus corpus_file` \
+             and review the diff",
+            path.display(),
+            line + 1,
+            corpus::WRITE_ENV
+        );
+    }
+    assert_eq!(
+        corpus::parse(&committed).expect("parsing"),
+        corpus::generate(),
+        "the file reads back as the generated entries"
+    );
+}
+
+#[test]
+fn corpus_entries_are_tx_exactly_when_they_are_valid_vip_traffic() {
+    let entries = load();
+    assert!(entries.len() > 100, "{} entries", entries.len());
+    for e in &entries {
+        assert_eq!(
+            e.verdict == Verdict::Tx,
+            e.flow.is_some(),
+            "{}: TX iff the entry carries a VIP flow",
+            e.name
+        );
+        assert_eq!(
+            e.verdict == Verdict::Tx,
+            matches!(e.counter, Counter::Forwarded | Counter::ForwardedIcmpError),
+            "{}: verdict and counter agree",
+            e.name
+        );
+    }
+    // Every verdict counter but one that needs a VIP without backends is
+    // exercised.
+    for counter in Counter::ALL
+        .into_iter()
+        .filter(|c| c.is_verdict() && *c != Counter::DropNoBackend)
+    {
+        assert!(
+            entries.iter().any(|e| e.counter == counter),
+            "no entry for {}",
+            counter.name()
+        );
+    }
+}
+
+#[test]
+fn every_corpus_entry_gets_its_verdict_counter_and_bytes() {
+    let mut runner = Runner::new();
+    for e in load() {
+        runner.expect(&e.name, &e.frame(), e.verdict, e.counter, e.flow.as_ref());
+    }
+}
+
+#[test]
+fn every_cut_of_a_valid_frame_is_dropped_until_its_headers_are_whole() {
+    let mut runner = Runner::new();
+    let mut counts = (0, 0);
+    for e in load().into_iter().filter(|e| e.flow.is_some()) {
+        for cut in corpus::cuts(&e) {
+            let what = format!(
+                "{} cut to {} bytes{}",
+                e.name,
+                cut.frame.len(),
+                if cut.consistent {
+                    ", IP length fixed"
+                } else {
+                    ""
+                }
+            );
+            if cut.valid {
+                counts.0 += 1;
+                runner.expect(&what, &cut.frame, Verdict::Tx, e.counter, e.flow.as_ref());
+            } else {
+                counts.1 += 1;
+                runner.expect(
+                    &what,
+                    &cut.frame,
+                    Verdict::Drop,
+                    Counter::DropMalformed,
+                    None,
+                );
+            }
+        }
+    }
+    // Both kinds happen: consistent cuts in TCP payloads and past the 8
+    // quoted bytes of ICMP errors stay valid; the rest is dropped.
+    assert!(counts.0 > 100 && counts.1 > 1000, "{counts:?}");
+}
+
+#[test]
+fn all_256_tcp_flag_bytes_to_a_vip_are_forwarded_or_dropped_by_the_rule() {
+    let mut runner = Runner::new();
+    let mut dropped = 0;
+    for v6 in [false, true] {
+        for flags in 0..=255u8 {
+            let (flow, frame) = corpus::tcp_with_flags(v6, 30_000 + u16::from(flags), flags);
+            let what = format!("TCP flags {flags:#04x} (IPv{})", if v6 { 6 } else { 4 });
+            if corpus::tcp_flags_impossible(flags) {
+                dropped += 1;
+                runner.expect(&what, &frame, Verdict::Drop, Counter::DropTcpFlags, None);
+            } else {
+                runner.expect(&what, &frame, Verdict::Tx, Counter::Forwarded, Some(&flow));
+            }
+        }
+    }
+    // 34 of the 64 control-bit combinations, times 4 for ECE/CWR, per family.
+    assert_eq!(dropped, 2 * 136);
+    // Dropped packets never reached the connection table.
+    assert_eq!(
+        runner.bed.counter(Counter::ConntrackNew).expect("counter"),
+        2 * (256 - 136)
+    );
+}
+
+/// The invariant: whatever the corpus holds and however its frames are
+/// cut, nothing goes to a backend unless it is valid VIP traffic.
+#[test]
+fn nothing_is_sent_to_a_backend_unless_it_is_valid_vip_traffic() {
+    let mut runner = Runner::new();
+    let mut sent = 0;
+    let mut check = |runner: &mut Runner, what: &str, frame: &[u8], flow: Option<&VipFlow>| {
+        let outcome = runner.run(frame, what);
+        if outcome.verdict == Some(Verdict::Tx) {
+            let flow = flow.unwrap_or_else(|| panic!("{what}: sent to a backend but not valid"));
+            assert_eq!(
+                outcome.out,
+                packet::forwarded(frame, runner.backend_mac(flow)),
+                "{what}: sent to the wrong backend"
+            );
+            sent += 1;
+        }
+    };
+    for e in load() {
+        check(&mut runner, &e.name, &e.frame(), e.flow.as_ref());
+        for cut in corpus::cuts(&e) {
+            let what = format!("{} cut to {} bytes", e.name, cut.frame.len());
+            let flow = e.flow.as_ref().filter(|_| cut.valid);
+            check(&mut runner, &what, &cut.frame, flow);
+        }
+    }
+    for flags in 0..=255u8 {
+        let (flow, frame) = corpus::tcp_with_flags(false, 31_000 + u16::from(flags), flags);
+        let valid = !corpus::tcp_flags_impossible(flags);
+        check(
+            &mut runner,
+            &format!("flags {flags:#04x}"),
+            &frame,
+            valid.then_some(&flow),
+        );
+    }
+    assert!(sent > 100, "only {sent} frames were sent at all");
+}
