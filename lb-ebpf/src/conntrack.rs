@@ -36,9 +36,10 @@ pub fn decide(vip: &VipMeta, packet: &Packet) -> Option<Decision> {
     // own lookup refuses a duplicate), which saves a lookup that would
     // miss. A retransmitted SYN finds its entry and takes the tracked path.
     if packet.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN {
-        let (backend_id, backend) = select::pick(vip, &packet.key)?;
+        let key = &packet.key;
+        let (backend_id, backend) = select::pick(vip, key)?;
         match CONNTRACK.insert(
-            &packet.key,
+            key,
             new_entry(backend_id, &backend, packet),
             u64::from(BPF_NOEXIST),
         ) {
