@@ -829,4 +829,27 @@ fn a_restart_within_the_master_down_interval_keeps_mastership() {
         restart.as_secs_f64(),
         results.len()
     );
+
+    // Stopped for good under systemd: SIGTERM, then the unit's
+    // `ExecStopPost=lbd --release-vips`. The VIP leaves the node (it must
+    // not answer ARP once the peer holds it), the program stays attached,
+    // and the backup takes over after its master-down interval.
+    lab.terminate("lbd-a2").expect("SIGTERM");
+    assert!(lab.holds_vip(&a).expect("ip addr"));
+    let path = lab.dir.join("lbd-a2.toml");
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", &a.netns])
+        .arg(lb_tests::lab::lbd_binary().expect("lbd"))
+        .args(["--config", &path.to_string_lossy(), "--release-vips"])
+        .output()
+        .expect("lbd --release-vips");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!lab.holds_vip(&a).expect("ip addr"));
+    assert!(lab.xdp_attached(&a).expect("ip link"));
+    wait_for_vip(&lab, &b, Instant::now(), Duration::from_secs(6));
+    assert!(!lab.holds_vip(&a).expect("ip addr"));
 }
