@@ -644,12 +644,18 @@ impl Lab {
     /// Kills (SIGKILL) every process in `node`'s namespace: the node's
     /// software crashes at once.
     pub fn kill_all_in(&self, node: &Host) -> anyhow::Result<()> {
-        for pid in output("ip", &["netns", "pids", &node.netns])?
+        let pids: Vec<i32> = output("ip", &["netns", "pids", &node.netns])?
             .lines()
             .filter_map(|p| p.trim().parse::<i32>().ok())
-        {
-            // SAFETY: plain kill(2) on a process of the lab's namespace.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
+            .collect();
+        // Stop them all first, so none runs between the kills (keepalived's
+        // VRRP child gets SIGTERM when its parent dies and would otherwise
+        // step down gracefully before its own SIGKILL arrives).
+        for signal in [libc::SIGSTOP, libc::SIGKILL] {
+            for pid in &pids {
+                // SAFETY: plain kill(2) on a process of the lab's namespace.
+                unsafe { libc::kill(*pid, signal) };
+            }
         }
         Ok(())
     }
