@@ -245,6 +245,25 @@ impl Dataplane {
         })
     }
 
+    /// Copy `copy` of VIP `vip_id`'s table as the map holds it (`size`
+    /// slots), e.g. the live table a previous lbd left.
+    pub fn read_table(&self, vip_id: u32, copy: u32, size: u32) -> Result<Vec<u32>> {
+        if vip_id >= self.sizes.max_vips {
+            return Err(DataplaneError::OutOfRange {
+                what: "VIP id",
+                id: vip_id,
+                capacity: self.sizes.max_vips,
+            });
+        }
+        (0..size.min(MAGLEV_SIZE_MAX))
+            .map(|slot| {
+                self.maglev
+                    .get(&maglev_index(vip_id, copy, slot), 0)
+                    .map_err(|e| map_error("reading", names::MAP_MAGLEV, e))
+            })
+            .collect()
+    }
+
     /// Whether the maps were adopted from a previous lbd (pinned, and
     /// compatible): the connection table and the tables are live.
     pub fn adopted(&self) -> bool {

@@ -9,6 +9,7 @@ pub mod ebpf_object;
 pub mod health;
 pub mod logging;
 pub mod maglev;
+pub mod maglev_update;
 pub mod metrics;
 pub mod model;
 pub mod netlink;

@@ -15,7 +15,7 @@ use lb_common::{
 use tracing::{debug, info};
 
 use crate::{
-    config::{Protocol, VipConfig},
+    config::{MaglevMode, Protocol, VipConfig},
     dataplane::{AdoptedState, DataplaneError, MapWriter},
     maglev::{self, MaglevBackend, MaglevError},
 };
@@ -225,6 +225,9 @@ pub struct AppliedVip {
     /// The desired state last applied in full: an unchanged VIP is skipped
     /// (no table rebuilt), so a change costs only the VIPs it touches.
     applied: Option<DesiredVip>,
+    /// What packets read, when known but `table` is not (adopted from a
+    /// previous lbd): the basis of a minimal update.
+    basis: Option<Vec<u32>>,
 }
 
 impl AppliedVip {
@@ -255,6 +258,7 @@ pub struct ApplyReport {
 #[derive(Debug)]
 pub struct Balancer {
     max_vips: u32,
+    mode: MaglevMode,
     vips: BTreeMap<VipId, AppliedVip>,
     free_backend_ids: BTreeSet<u32>,
     next_generation: u32,
@@ -265,9 +269,24 @@ impl Balancer {
     pub fn new(max_vips: u32) -> Self {
         Self {
             max_vips,
+            mode: MaglevMode::Consistent,
             vips: BTreeMap::new(),
             free_backend_ids: (1..MAX_BACKENDS).collect(),
             next_generation: 1,
+        }
+    }
+
+    /// How tables follow changes from now on.
+    pub fn set_maglev_mode(&mut self, mode: MaglevMode) {
+        self.mode = mode;
+    }
+
+    /// The live table of an adopted VIP as read back from the map: the
+    /// basis of its next minimal update (both copies are still rewritten
+    /// in full once, as their contents are not known for certain).
+    pub fn set_adopted_table(&mut self, id: &VipId, table: Vec<u32>) {
+        if let Some(vip) = self.vips.get_mut(id) {
+            vip.basis = Some(table);
         }
     }
 
@@ -316,6 +335,7 @@ impl Balancer {
                     table: None,
                     backends,
                     applied: None,
+                    basis: None,
                 },
             );
         }
@@ -406,6 +426,7 @@ impl Balancer {
                 table: None,
                 backends: BTreeMap::new(),
                 applied: None,
+                basis: None,
             },
         };
         if vip.table_size != desired.table_size {
@@ -467,7 +488,7 @@ impl Balancer {
         //    copies hold the live table and the next change writes only the
         //    slots it changes.
         let started = std::time::Instant::now();
-        let table = build_table(&id, &vip)?;
+        let table = build_table(&id, &vip, self.mode)?;
         report.table_builds.push(started.elapsed());
         if is_new || vip.table.as_deref() != Some(table.as_slice()) {
             if let Some(stored) = self.vips.get_mut(&id) {
@@ -486,6 +507,7 @@ impl Balancer {
             written += write_changes(maps, vip.id, vip.active, vip.table.as_deref(), &table)?;
             vip.active = inactive;
             vip.table = Some(table);
+            vip.basis = None;
             report.slots_written += written;
             report.tables_flipped += 1;
             debug!(vip = %id, slots = written, table = inactive, "Maglev table flipped");
@@ -574,8 +596,9 @@ fn write_changes(
     Ok(written)
 }
 
-/// The Maglev table of a VIP: backends with a weight and a known MAC.
-fn build_table(id: &VipId, vip: &AppliedVip) -> Result<Vec<u32>, ReconcileError> {
+/// The Maglev table of a VIP: backends with a weight and a known MAC. In
+/// minimal mode, an update of the table packets read now, if known.
+fn build_table(id: &VipId, vip: &AppliedVip, mode: MaglevMode) -> Result<Vec<u32>, ReconcileError> {
     let keys: Vec<(Vec<u8>, &AppliedBackend)> = vip
         .backends
         .iter()
@@ -590,7 +613,14 @@ fn build_table(id: &VipId, vip: &AppliedVip) -> Result<Vec<u32>, ReconcileError>
             id: b.id,
         })
         .collect();
-    maglev::build_table(&members, vip.table_size).map_err(|source| ReconcileError::Maglev {
+    let previous = vip.table.as_deref().or(vip.basis.as_deref());
+    let built = match (mode, previous) {
+        (MaglevMode::Minimal, Some(previous)) => {
+            crate::maglev_update::update_table(previous, &members, vip.table_size)
+        }
+        _ => maglev::build_table(&members, vip.table_size),
+    };
+    built.map_err(|source| ReconcileError::Maglev {
         vip: id.to_string(),
         source,
     })
@@ -738,6 +768,41 @@ mod tests {
         );
         let [a, b] = copies(&maps, maps.vips[&key].id, 1009);
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn in_minimal_mode_a_removal_moves_only_the_removed_backends_slots() {
+        let many: Vec<BackendConfig> = (0..100)
+            .map(|i| backend(&format!("198.18.1.{}", i + 1), 100))
+            .collect();
+        for mode in [MaglevMode::Consistent, MaglevMode::Minimal] {
+            let mut maps = FakeMaps::default();
+            let mut balancer = Balancer::new(4);
+            balancer.set_maglev_mode(mode);
+            run(
+                &mut balancer,
+                &mut maps,
+                &[vip(65_537, many.clone())],
+                NO_MAC,
+            )
+            .unwrap();
+            let key = VipId::of(&vip(65_537, many.clone())).key();
+            let before = maps.live_table(&key).unwrap();
+            let gone = balancer.vips()[&VipId::of(&vip(65_537, many.clone()))].backends
+                [&"198.18.1.50".parse::<IpAddr>().unwrap()]
+                .id;
+            let held = before.iter().filter(|&&b| b == gone).count();
+            let mut fewer = many.clone();
+            fewer.remove(49);
+            run(&mut balancer, &mut maps, &[vip(65_537, fewer)], NO_MAC).unwrap();
+            let after = maps.live_table(&key).unwrap();
+            let moved = before.iter().zip(&after).filter(|(a, b)| a != b).count();
+            match mode {
+                MaglevMode::Minimal => assert_eq!(moved, held),
+                MaglevMode::Consistent => assert!(moved > held, "{moved} vs {held}"),
+            }
+            assert!(!after.contains(&gone));
+        }
     }
 
     #[test]

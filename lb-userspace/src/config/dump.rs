@@ -14,6 +14,7 @@ pub fn to_toml(config: &Config) -> String {
     root.insert("interface".into(), config.interface.clone().into());
     root.insert("xdp_mode".into(), config.xdp_mode.to_string().into());
     root.insert("conntrack_size".into(), int(config.conntrack_size));
+    root.insert("maglev_mode".into(), config.maglev_mode.to_string().into());
     root.insert(
         "admin_socket".into(),
         config.admin_socket.display().to_string().into(),

@@ -159,6 +159,8 @@ pub struct Config {
     pub xdp_mode: XdpMode,
     /// Number of flows the connection table holds.
     pub conntrack_size: u32,
+    /// How Maglev tables follow changes of the backend set.
+    pub maglev_mode: MaglevMode,
     /// Unix socket of the admin API (mode 0600: root only).
     pub admin_socket: PathBuf,
     /// bpffs directory where the XDP link and maps are pinned so the data
@@ -263,6 +265,32 @@ impl fmt::Display for XdpMode {
             XdpMode::Auto => "auto",
             XdpMode::Native => "native",
             XdpMode::Generic => "generic",
+        })
+    }
+}
+
+/// How Maglev tables change when the backend set does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum MaglevMode {
+    /// Every table is rebuilt as a pure function of the backend set: two
+    /// nodes with the same backends agree on every slot, whatever happened
+    /// before (a failover moves no untracked flow). A removal moves more
+    /// than the removed backend's slots when backends are many.
+    #[default]
+    Consistent,
+    /// The table in service is updated: only the slots that must move do
+    /// (one removal of N moves 1/N). Tables depend on the history of
+    /// changes, so VRRP peers can disagree on slots; only flows missing
+    /// from the connection table notice.
+    Minimal,
+}
+
+impl fmt::Display for MaglevMode {
+    /// Writes the mode as spelt in the configuration file.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            MaglevMode::Consistent => "consistent",
+            MaglevMode::Minimal => "minimal",
         })
     }
 }
@@ -547,6 +575,7 @@ struct RawConfig {
     interface: Option<Spanned<Value>>,
     xdp_mode: Option<Spanned<Value>>,
     conntrack_size: Option<Spanned<Value>>,
+    maglev_mode: Option<Spanned<Value>>,
     admin_socket: Option<Spanned<Value>>,
     pin_dir: Option<Spanned<Value>>,
     admin_socket_group: Option<Spanned<Value>>,
@@ -895,6 +924,17 @@ impl Checker<'_> {
                 ],
             )?,
         };
+        let maglev_mode = match &raw.maglev_mode {
+            None => MaglevMode::default(),
+            Some(value) => self.choice(
+                value,
+                "maglev_mode",
+                &[
+                    ("consistent", MaglevMode::Consistent),
+                    ("minimal", MaglevMode::Minimal),
+                ],
+            )?,
+        };
         let conntrack_size = match &raw.conntrack_size {
             None => DEFAULT_CONNTRACK_SIZE,
             Some(value) => self.integer(
@@ -1074,6 +1114,7 @@ impl Checker<'_> {
             interface,
             xdp_mode,
             conntrack_size,
+            maglev_mode,
             admin_socket,
             pin_dir,
             admin_socket_group,

@@ -70,6 +70,7 @@ fn example_parses_to_expected_values() {
             interface: "eth0".into(),
             xdp_mode: XdpMode::Auto,
             conntrack_size: 262_144,
+            maglev_mode: MaglevMode::Consistent,
             admin_socket: PathBuf::from(DEFAULT_ADMIN_SOCKET),
             pin_dir: Some(PathBuf::from(DEFAULT_PIN_DIR)),
             admin_socket_group: None,
@@ -601,7 +602,7 @@ fn unknown_fields_are_rejected_with_their_line() {
     assert_error(
         "# lbd\n\ninterfce = \"eth0\"\n",
         "lbd.toml:3:1: unknown field `interfce`, expected one of ",
-        "`interface`, `xdp_mode`, `conntrack_size`, `admin_socket`, `pin_dir`, `admin_socket_group`, `metrics_listen`, `log_level`, `log_format`, `tcp_idle_timeout_s`, `udp_idle_timeout_s`, `vip`",
+        "`interface`, `xdp_mode`, `conntrack_size`, `maglev_mode`, `admin_socket`, `pin_dir`, `admin_socket_group`, `metrics_listen`, `log_level`, `log_format`, `tcp_idle_timeout_s`, `udp_idle_timeout_s`, `vip`",
     );
     assert_error(
         &doc("prot = 80", ""),
@@ -1032,4 +1033,22 @@ fn pin_dir_defaults_can_be_moved_or_turned_off() {
             .to_string();
         assert!(error.starts_with("lbd.toml:2:11: pin_dir: "), "{error}");
     }
+}
+
+#[test]
+fn maglev_mode_is_consistent_unless_minimal_is_asked_for() {
+    assert_eq!(
+        parse("interface = \"eth0\"\n").unwrap().maglev_mode,
+        MaglevMode::Consistent
+    );
+    assert_eq!(
+        parse("interface = \"eth0\"\nmaglev_mode = \"minimal\"\n")
+            .unwrap()
+            .maglev_mode,
+        MaglevMode::Minimal
+    );
+    let error = parse("interface = \"eth0\"\nmaglev_mode = \"fast\"\n")
+        .expect_err("refused")
+        .to_string();
+    assert!(error.starts_with("lbd.toml:2:15: maglev_mode: "), "{error}");
 }

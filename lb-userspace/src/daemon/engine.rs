@@ -128,10 +128,26 @@ impl Engine {
             },
         ));
         let mut balancer = Balancer::new(sizes.max_vips);
+        balancer.set_maglev_mode(config.maglev_mode);
         let mut model = Model::from_config(&config);
         if dataplane.adopted() {
             balancer.adopt(&adopted);
             seed_health(&mut model, &balancer);
+            if config.maglev_mode == crate::config::MaglevMode::Minimal {
+                // The next changes move only what they must from the table
+                // packets read now.
+                let live: Vec<_> = balancer
+                    .vips()
+                    .iter()
+                    .map(|(id, vip)| (*id, vip.id, vip.active, vip.table_size))
+                    .collect();
+                for (id, vip_id, active, size) in live {
+                    let table = dataplane
+                        .read_table(vip_id, active, size)
+                        .context("reading an adopted Maglev table")?;
+                    balancer.set_adopted_table(&id, table);
+                }
+            }
         }
         let mut engine = Self {
             config_path: config_path.to_owned(),

@@ -489,7 +489,9 @@ fn undone_by_reload(current: &Model, next: &Model, running: &Config, file: &Conf
             "conntrack_size",
             running.conntrack_size != file.conntrack_size,
         ),
+        ("maglev_mode", running.maglev_mode != file.maglev_mode),
         ("admin_socket", running.admin_socket != file.admin_socket),
+        ("pin_dir", running.pin_dir != file.pin_dir),
         (
             "admin_socket_group",
             running.admin_socket_group != file.admin_socket_group,

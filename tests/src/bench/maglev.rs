@@ -7,7 +7,10 @@ use std::{
     time::Instant,
 };
 
-use lb_userspace::maglev::{build_table, moved_fraction, shares, MaglevBackend};
+use lb_userspace::{
+    maglev::{build_table, moved_fraction, shares, MaglevBackend},
+    maglev_update::update_table,
+};
 use serde::{Deserialize, Serialize};
 
 use super::Spread;
@@ -63,6 +66,19 @@ pub struct MaglevCase {
     pub imbalance: f64,
     /// Fraction of slots that change when one backend is removed (mean).
     pub moved_on_removal: f64,
+    /// The same with `maglev_mode = "minimal"` (an update of the table in
+    /// service).
+    #[serde(default)]
+    pub moved_on_removal_minimal: f64,
+    /// Fraction that changes when one is added, `maglev_mode = "minimal"`.
+    #[serde(default)]
+    pub moved_on_addition_minimal: f64,
+    /// Time of one minimal update (a removal), ms.
+    #[serde(default)]
+    pub update_ms: Option<Spread>,
+    /// Imbalance (max/mean) after the minimal updates.
+    #[serde(default)]
+    pub imbalance_minimal: f64,
     /// Fraction of slots that change when one backend is added (mean).
     pub moved_on_addition: f64,
     /// 1/N.
@@ -100,6 +116,22 @@ pub fn table_by_address(keys: &[[u8; 4]], numbering: &[[u8; 4]], size: u32) -> V
     build_table(&members, size).unwrap_or_default()
 }
 
+/// `table_by_address`, as a minimal-change update of `prev`.
+fn update_by_address(prev: &[u32], keys: &[[u8; 4]], numbering: &[[u8; 4]], size: u32) -> Vec<u32> {
+    let members: Vec<MaglevBackend<'_>> = keys
+        .iter()
+        .map(|key| MaglevBackend {
+            key,
+            weight: 100,
+            id: numbering
+                .iter()
+                .position(|a| a == key)
+                .map_or(0, |i| i as u32 + 1),
+        })
+        .collect();
+    update_table(prev, &members, size).unwrap_or_default()
+}
+
 /// Measures every (N, M) point: `rounds` builds each, up to 10 removals
 /// and additions.
 pub fn run(points: &[(u32, u32)], rounds: u32) -> MaglevResults {
@@ -122,6 +154,9 @@ pub fn run(points: &[(u32, u32)], rounds: u32) -> MaglevResults {
         let imbalance = s.values().fold(0.0f64, |m, v| m.max(*v)) / mean;
         let samples = n.min(10);
         let mut removal = 0.0;
+        let mut removal_minimal = 0.0;
+        let mut update_times = Vec::new();
+        let mut imbalance_minimal = 0.0f64;
         for k in 0..samples {
             let gone = (k * n / samples) as usize;
             let rest: Vec<[u8; 4]> = base
@@ -131,10 +166,21 @@ pub fn run(points: &[(u32, u32)], rounds: u32) -> MaglevResults {
                 .map(|(_, a)| *a)
                 .collect();
             removal += moved_fraction(&built, &table_by_address(&rest, base, size));
+            let started = Instant::now();
+            let updated = update_by_address(&built, &rest, base, size);
+            update_times.push(started.elapsed().as_secs_f64() * 1000.0);
+            removal_minimal += moved_fraction(&built, &updated);
+            let mean_rest = 1.0 / f64::from(n.saturating_sub(1).max(1));
+            let top = shares(&updated).values().fold(0.0f64, |m, v| m.max(*v));
+            imbalance_minimal = imbalance_minimal.max(top / mean_rest);
         }
         let mut with_extra = base.to_vec();
         with_extra.extend_from_slice(extra);
         let addition = moved_fraction(&built, &table_by_address(&with_extra, &with_extra, size));
+        let addition_minimal = moved_fraction(
+            &built,
+            &update_by_address(&built, &with_extra, &with_extra, size),
+        );
         let case = MaglevCase {
             backends: n,
             table_size: size,
@@ -144,14 +190,19 @@ pub fn run(points: &[(u32, u32)], rounds: u32) -> MaglevResults {
             imbalance,
             moved_on_removal: removal / f64::from(samples),
             moved_on_addition: addition,
+            moved_on_removal_minimal: removal_minimal / f64::from(samples),
+            moved_on_addition_minimal: addition_minimal,
+            update_ms: Some(Spread::of(&update_times)),
+            imbalance_minimal,
             ideal: mean,
         };
         eprintln!(
-            "bench: maglev N={n:>5} M={size:>7}: build {:.3} ms, imbalance {:.3}, removal moves {:.4} ({:.2} x 1/N)",
+            "bench: maglev N={n:>5} M={size:>7}: build {:.3} ms, imbalance {:.3}, removal moves {:.4} ({:.2} x 1/N); minimal update: {:.2} x 1/N",
             case.build_ms.median,
             case.imbalance,
             case.moved_on_removal,
-            case.moved_on_removal / case.ideal
+            case.moved_on_removal / case.ideal,
+            case.moved_on_removal_minimal / case.ideal
         );
         cases.push(case);
     }
