@@ -1,11 +1,14 @@
 //! Test support for the load balancer: crafted packets, a BPF_PROG_TEST_RUN
 //! bed around the real XDP object, and a lab of network namespaces with
-//! real nginx backends that cleans up after itself.
+//! real nginx backends that cleans up after itself; the checks behind the
+//! fuzz targets and the reference parser that judges the data plane.
 pub mod bench;
 pub mod client;
 pub mod corpus;
 pub mod craft;
+pub mod fuzz;
 pub mod lab;
 pub mod lbd_maps;
+pub mod oracle;
 pub mod packet;
 pub mod testbed;

@@ -1,12 +1,18 @@
 //! `cargo xtask lint`: formatting and clippy, warnings denied: the host
 //! crates, and the eBPF crate for its own target (it cannot build for the
-//! host).
+//! host); formatting of the fuzz crate.
 
 use crate::cmd::{command, exec};
 
 pub fn run() -> anyhow::Result<()> {
     crate::setup::run()?;
     exec(&mut command("cargo", &["fmt", "--all", "--check"]))?;
+    // The fuzz crate is a workspace of its own (nightly, sanitizers): its
+    // formatting only; its checks live in lb-tests, linted below.
+    exec(&mut command(
+        "cargo",
+        &["fmt", "--manifest-path", "fuzz/Cargo.toml", "--check"],
+    ))?;
     exec(&mut command(
         "cargo",
         &[

@@ -4,6 +4,7 @@ mod bench;
 mod build;
 mod cmd;
 mod demo;
+mod fuzz;
 mod lint;
 mod run;
 mod setup;
@@ -39,6 +40,9 @@ enum Task {
     Bench(bench::Args),
     /// rustfmt check and clippy with warnings denied.
     Lint,
+    /// Run the cargo-fuzz targets for a bounded time each (needs root for
+    /// the `packet` target); fails on any crash.
+    Fuzz(fuzz::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -52,6 +56,7 @@ fn main() -> std::process::ExitCode {
         Task::Test(args) => test::run(&args),
         Task::Bench(args) => bench::run(&args),
         Task::Lint => lint::run(),
+        Task::Fuzz(args) => fuzz::run(&args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -28,58 +28,115 @@ use crate::{
     reconcile::VipId,
 };
 
-/// Answers one API request.
-pub async fn handle(engine: &mut Engine, request: Request) -> Response {
-    let dry_run = matches!(
-        request.query.get("dry_run").map(String::as_str),
-        Some("true" | "1" | "yes")
-    );
+/// What a request asks for, decoded from its method, path segments and
+/// body alone. Splitting this from [`handle`] keeps everything a client
+/// controls in a pure function ([`route`]) that can be unit-tested and
+/// fuzzed without an engine; the handler only carries the change out.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Route {
+    /// `GET /v1/status`.
+    Status,
+    /// `GET /v1/vips`.
+    ListVips,
+    /// `POST /v1/vips`: the VIP, checked by the config file's rules.
+    AddVip(VipConfig),
+    /// `GET /v1/vips/{vip}`.
+    GetVip(VipId),
+    /// `DELETE /v1/vips/{vip}`.
+    RemoveVip(VipId),
+    /// `POST /v1/vips/{vip}/backends`: the spec is checked against the
+    /// VIP's table size by [`backend_config`] once the VIP is found.
+    AddBackend(VipId, BackendSpec),
+    /// `DELETE /v1/vips/{vip}/backends/{address}`.
+    RemoveBackend(VipId, IpAddr),
+    /// `PUT /v1/vips/{vip}/backends/{address}/state`.
+    SetState(VipId, IpAddr, StateChange),
+    /// `PUT /v1/vips/{vip}/backends/{address}/weight`.
+    SetWeight(VipId, IpAddr, WeightChange),
+    /// `GET /v1/vips/{vip}/backends/{address}/flows`.
+    Flows(VipId, IpAddr),
+    /// `POST /v1/reload`.
+    Reload,
+    /// `GET /v1/config`.
+    Config,
+}
+
+/// Decodes `request` into the endpoint it names and that endpoint's
+/// arguments, or the answer for a request that cannot be served: 404 for
+/// no such endpoint, 400 for a bad VIP, address or body. Checks happen in
+/// the order a client reads errors: path first, then body.
+pub fn route(request: &Request) -> Result<Route, Response> {
     let segments = request.segments();
-    match (request.method, segments.as_slice()) {
-        (Method::Get, ["status"]) => Response::ok(status(engine)),
-        (Method::Get, ["vips"]) => Response::ok(status(engine).vips),
-        (Method::Post, ["vips"]) => add_vip(engine, &request, dry_run).await,
-        (Method::Get, ["vips", vip]) => match vip_id(vip) {
-            Ok(id) => match status(engine)
-                .vips
-                .into_iter()
-                .find(|v| v.vip == id.to_string())
-            {
-                Some(vip) => Response::ok(vip),
-                None => model_error(ModelError::NoVip(id)),
-            },
-            Err(response) => response,
-        },
-        (Method::Delete, ["vips", vip]) => match vip_id(vip) {
-            Ok(id) => change(engine, dry_run, |m| m.remove_vip(&id)).await,
-            Err(response) => response,
-        },
+    Ok(match (request.method, segments.as_slice()) {
+        (Method::Get, ["status"]) => Route::Status,
+        (Method::Get, ["vips"]) => Route::ListVips,
+        (Method::Post, ["vips"]) => Route::AddVip(vip_config(&request.body_as()?)?),
+        (Method::Get, ["vips", vip]) => Route::GetVip(vip_id(vip)?),
+        (Method::Delete, ["vips", vip]) => Route::RemoveVip(vip_id(vip)?),
         (Method::Post, ["vips", vip, "backends"]) => {
-            add_backend(engine, &request, vip, dry_run).await
+            let id = vip_id(vip)?;
+            Route::AddBackend(id, request.body_as()?)
         }
-        (Method::Delete, ["vips", vip, "backends", address]) => match target(vip, address) {
-            Ok((id, address)) => change(engine, dry_run, |m| m.remove_backend(&id, address)).await,
-            Err(response) => response,
-        },
+        (Method::Delete, ["vips", vip, "backends", address]) => {
+            let (id, address) = target(vip, address)?;
+            Route::RemoveBackend(id, address)
+        }
         (Method::Put, ["vips", vip, "backends", address, "state"]) => {
-            set_state(engine, &request, vip, address, dry_run).await
+            let (id, address) = target(vip, address)?;
+            Route::SetState(id, address, request.body_as()?)
         }
         (Method::Put, ["vips", vip, "backends", address, "weight"]) => {
-            let (id, address) = match target(vip, address) {
-                Ok(t) => t,
-                Err(response) => return response,
-            };
-            let body: WeightChange = match request.body_as() {
-                Ok(body) => body,
-                Err(response) => return response,
-            };
-            change(engine, dry_run, |m| m.set_weight(&id, address, body.weight)).await
+            let (id, address) = target(vip, address)?;
+            Route::SetWeight(id, address, request.body_as()?)
         }
         (Method::Get, ["vips", vip, "backends", address, "flows"]) => {
-            let (id, address) = match target(vip, address) {
-                Ok(t) => t,
-                Err(response) => return response,
-            };
+            let (id, address) = target(vip, address)?;
+            Route::Flows(id, address)
+        }
+        (Method::Post, ["reload"]) => Route::Reload,
+        (Method::Get, ["config"]) => Route::Config,
+        _ => return Err(request.no_route()),
+    })
+}
+
+/// Whether the request asks only for the plan (`?dry_run=true`, `1` or
+/// `yes`): every change accepts it.
+pub fn dry_run(request: &Request) -> bool {
+    matches!(
+        request.query.get("dry_run").map(String::as_str),
+        Some("true" | "1" | "yes")
+    )
+}
+
+/// Answers one API request.
+pub async fn handle(engine: &mut Engine, request: Request) -> Response {
+    let dry_run = dry_run(&request);
+    let route = match route(&request) {
+        Ok(route) => route,
+        Err(response) => return response,
+    };
+    match route {
+        Route::Status => Response::ok(status(engine)),
+        Route::ListVips => Response::ok(status(engine).vips),
+        Route::AddVip(vip) => change(engine, dry_run, |m| m.add_vip(&vip)).await,
+        Route::GetVip(id) => match status(engine)
+            .vips
+            .into_iter()
+            .find(|v| v.vip == id.to_string())
+        {
+            Some(vip) => Response::ok(vip),
+            None => model_error(ModelError::NoVip(id)),
+        },
+        Route::RemoveVip(id) => change(engine, dry_run, |m| m.remove_vip(&id)).await,
+        Route::AddBackend(id, spec) => add_backend(engine, id, &spec, dry_run).await,
+        Route::RemoveBackend(id, address) => {
+            change(engine, dry_run, |m| m.remove_backend(&id, address)).await
+        }
+        Route::SetState(id, address, body) => set_state(engine, id, address, &body, dry_run).await,
+        Route::SetWeight(id, address, body) => {
+            change(engine, dry_run, |m| m.set_weight(&id, address, body.weight)).await
+        }
+        Route::Flows(id, address) => {
             if let Err(e) = engine.model.backend(&id, address) {
                 return model_error(e);
             }
@@ -96,21 +153,22 @@ pub async fn handle(engine: &mut Engine, request: Request) -> Response {
                     .unwrap_or_default(),
             )
         }
-        (Method::Post, ["reload"]) => reload(engine, dry_run),
-        (Method::Get, ["config"]) => Response::ok(ConfigText {
+        Route::Reload => reload(engine, dry_run),
+        Route::Config => Response::ok(ConfigText {
             toml: config::to_toml(&engine.model.to_config(&engine.config)),
         }),
-        _ => request.no_route(),
     }
 }
 
-fn vip_id(segment: &str) -> Result<VipId, Response> {
+/// A `{vip}` path segment (`ADDRESS:PORT/PROTOCOL`), or the 400 answer.
+pub fn vip_id(segment: &str) -> Result<VipId, Response> {
     segment
         .parse()
         .map_err(|e: String| Response::error(400, code::BAD_REQUEST, e))
 }
 
-fn target(vip: &str, address: &str) -> Result<(VipId, IpAddr), Response> {
+/// The `{vip}` and `{address}` segments of a backend's path, or the 400 answer.
+pub fn target(vip: &str, address: &str) -> Result<(VipId, IpAddr), Response> {
     let id = vip_id(vip)?;
     let address = address.parse().map_err(|_| {
         Response::error(
@@ -255,11 +313,10 @@ fn backend_table(spec: &BackendSpec) -> toml::Table {
     table
 }
 
-async fn add_vip(engine: &mut Engine, request: &Request, dry_run: bool) -> Response {
-    let spec: VipSpec = match request.body_as() {
-        Ok(spec) => spec,
-        Err(response) => return response,
-    };
+/// The VIP a `POST /v1/vips` body describes, checked by the config
+/// file's own rules (so the API accepts exactly what the file does), or
+/// the 400 answer naming the field.
+pub fn vip_config(spec: &VipSpec) -> Result<VipConfig, Response> {
     let mut table = toml::Table::new();
     table.insert(
         "address".into(),
@@ -284,25 +341,17 @@ async fn add_vip(engine: &mut Engine, request: &Request, dry_run: bool) -> Respo
                 .collect(),
         ),
     );
-    let vip = match parse_vip(table, false) {
-        Ok(vip) => vip,
-        Err(response) => return response,
-    };
-    change(engine, dry_run, |m| m.add_vip(&vip)).await
+    parse_vip(table, false)
 }
 
-async fn add_backend(engine: &mut Engine, request: &Request, vip: &str, dry_run: bool) -> Response {
-    let id = match vip_id(vip) {
-        Ok(id) => id,
-        Err(response) => return response,
-    };
-    let spec: BackendSpec = match request.body_as() {
-        Ok(spec) => spec,
-        Err(response) => return response,
-    };
-    let Ok(current) = engine.model.vip(&id) else {
-        return model_error(ModelError::NoVip(id));
-    };
+/// The backend a `POST /v1/vips/{vip}/backends` body describes for the VIP
+/// `id` whose Maglev table has `table_size` slots, checked by the config
+/// file's rules, or the 400 answer naming the field.
+pub fn backend_config(
+    id: &VipId,
+    table_size: u32,
+    spec: &BackendSpec,
+) -> Result<BackendConfig, Response> {
     let mut table = toml::Table::new();
     table.insert(
         "address".into(),
@@ -313,19 +362,28 @@ async fn add_backend(engine: &mut Engine, request: &Request, vip: &str, dry_run:
         "protocol".into(),
         toml::Value::String(id.protocol.to_string()),
     );
-    table.insert(
-        "table_size".into(),
-        toml::Value::Integer(current.config.table_size.into()),
-    );
+    table.insert("table_size".into(), toml::Value::Integer(table_size.into()));
     table.insert(
         "backend".into(),
-        toml::Value::Array(vec![toml::Value::Table(backend_table(&spec))]),
+        toml::Value::Array(vec![toml::Value::Table(backend_table(spec))]),
     );
-    let backend: BackendConfig = match parse_vip(table, true) {
-        Ok(mut vip) => match vip.backends.pop() {
-            Some(backend) => backend,
-            None => return Response::error(500, code::INTERNAL, "no backend parsed"),
-        },
+    parse_vip(table, true)?
+        .backends
+        .pop()
+        .ok_or_else(|| Response::error(500, code::INTERNAL, "no backend parsed"))
+}
+
+async fn add_backend(
+    engine: &mut Engine,
+    id: VipId,
+    spec: &BackendSpec,
+    dry_run: bool,
+) -> Response {
+    let Ok(current) = engine.model.vip(&id) else {
+        return model_error(ModelError::NoVip(id));
+    };
+    let backend = match backend_config(&id, current.config.table_size, spec) {
+        Ok(backend) => backend,
         Err(response) => return response,
     };
     change(engine, dry_run, |m| m.add_backend(&id, backend)).await
@@ -333,19 +391,11 @@ async fn add_backend(engine: &mut Engine, request: &Request, vip: &str, dry_run:
 
 async fn set_state(
     engine: &mut Engine,
-    request: &Request,
-    vip: &str,
-    address: &str,
+    id: VipId,
+    address: IpAddr,
+    body: &StateChange,
     dry_run: bool,
 ) -> Response {
-    let (id, address) = match target(vip, address) {
-        Ok(t) => t,
-        Err(response) => return response,
-    };
-    let body: StateChange = match request.body_as() {
-        Ok(body) => body,
-        Err(response) => return response,
-    };
     let now = Instant::now();
     let admin = match body.state.as_str() {
         "enabled" => AdminState::Enabled,
@@ -621,5 +671,139 @@ pub fn status(engine: &Engine) -> Status {
         tables_rebuilt: engine.tables_rebuilt,
         reloads: engine.reloads,
         version: env!("CARGO_PKG_VERSION").to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{json, Value};
+
+    use super::*;
+    use crate::config::Protocol;
+
+    fn request(method: Method, path: &[&str], body: Value) -> Request {
+        Request {
+            method,
+            path: path.iter().map(|s| (*s).to_owned()).collect(),
+            query: BTreeMap::new(),
+            body,
+        }
+    }
+
+    fn status_of(result: Result<Route, Response>) -> u16 {
+        result.err().map_or(200, |r| r.status)
+    }
+
+    #[test]
+    fn routes_decode_path_and_body() {
+        let id: VipId = "198.18.0.100:80/tcp".parse().unwrap();
+        let b: IpAddr = "198.18.0.11".parse().unwrap();
+        let r = |m, p: &[&str], body| route(&request(m, p, body));
+        assert_eq!(r(Method::Get, &["status"], Value::Null), Ok(Route::Status));
+        assert_eq!(
+            r(
+                Method::Delete,
+                &["vips", "198.18.0.100:80/tcp"],
+                Value::Null
+            ),
+            Ok(Route::RemoveVip(id))
+        );
+        assert_eq!(
+            r(
+                Method::Put,
+                &[
+                    "vips",
+                    "198.18.0.100:80",
+                    "backends",
+                    "198.18.0.11",
+                    "weight"
+                ],
+                json!({"weight": 5})
+            ),
+            Ok(Route::SetWeight(id, b, WeightChange { weight: 5 }))
+        );
+        let Ok(Route::AddVip(vip)) = r(
+            Method::Post,
+            &["vips"],
+            json!({"address": "198.18.0.100", "port": 53, "protocol": "udp",
+                   "backends": [{"address": "198.18.0.11", "weight": 7}]}),
+        ) else {
+            panic!("AddVip expected")
+        };
+        assert_eq!((vip.port, vip.protocol), (53, Protocol::Udp));
+        assert_eq!(vip.backends[0].weight, 7);
+    }
+
+    #[test]
+    fn bad_requests_are_answered_not_panicked_on() {
+        let r = |m, p: &[&str], body| status_of(route(&request(m, p, body)));
+        assert_eq!(r(Method::Get, &["nope"], Value::Null), 404);
+        assert_eq!(r(Method::Post, &["status"], Value::Null), 404);
+        assert_eq!(r(Method::Get, &["vips", "x"], Value::Null), 400);
+        assert_eq!(
+            r(Method::Get, &["vips", "198.18.0.100:0"], Value::Null),
+            400
+        );
+        assert_eq!(r(Method::Post, &["vips"], json!({"port": 80})), 400);
+        // The file's rules apply: backend of the other family, bad protocol,
+        // a table size that is not prime.
+        let bad_vips = [
+            json!({"address": "198.18.0.100", "port": 80,
+                   "backends": [{"address": "2001:db8::1"}]}),
+            json!({"address": "198.18.0.100", "port": 80, "protocol": "sctp"}),
+            json!({"address": "198.18.0.100", "port": 80, "table_size": 100}),
+            json!({"address": "198.18.0.100", "port": 80, "protocol": "tcp\"\n[x]"}),
+        ];
+        for body in bad_vips {
+            assert_eq!(r(Method::Post, &["vips"], body.clone()), 400, "{body}");
+        }
+        assert_eq!(
+            r(
+                Method::Put,
+                &["vips", "198.18.0.100:80", "backends", "nope", "state"],
+                json!({"state": "enabled"})
+            ),
+            400
+        );
+        assert_eq!(
+            r(
+                Method::Put,
+                &[
+                    "vips",
+                    "198.18.0.100:80",
+                    "backends",
+                    "198.18.0.11",
+                    "state"
+                ],
+                json!({"state": 1})
+            ),
+            400
+        );
+    }
+
+    #[test]
+    fn backend_specs_follow_the_file_rules() {
+        let id: VipId = "198.18.0.100:80/tcp".parse().unwrap();
+        let spec = |address: &str, mac: Option<&str>, weight| BackendSpec {
+            address: address.parse().unwrap(),
+            mac: mac.map(str::to_owned),
+            weight,
+        };
+        let ok = backend_config(
+            &id,
+            65537,
+            &spec("198.18.0.11", Some("02:00:00:00:00:11"), Some(3)),
+        )
+        .unwrap();
+        assert_eq!((ok.weight, ok.mac), (3, Some([2, 0, 0, 0, 0, 0x11])));
+        for bad in [
+            spec("198.18.0.100", None, None),
+            spec("2001:db8::1", None, None),
+            spec("198.18.0.11", Some("01:00:00:00:00:11"), None),
+            spec("198.18.0.11", None, Some(10_001)),
+        ] {
+            let answer = backend_config(&id, 65537, &bad).unwrap_err();
+            assert_eq!(answer.status, 400, "{bad:?}");
+        }
     }
 }
