@@ -144,6 +144,30 @@ pub fn is_prime(n: u32) -> bool {
     true
 }
 
+/// The checks every table builder makes (size a prime in range, no id 0,
+/// no key twice), and the backends sorted by key: sorting makes what
+/// follows independent of input order.
+pub fn checked_and_sorted<'b, 'a>(
+    backends: &'b [MaglevBackend<'a>],
+    size: u32,
+) -> Result<Vec<&'b MaglevBackend<'a>>, MaglevError> {
+    if !(2..=MAX_TABLE_SIZE).contains(&size) {
+        return Err(MaglevError::SizeOutOfRange(size));
+    }
+    if !is_prime(size) {
+        return Err(MaglevError::SizeNotPrime(size));
+    }
+    let mut sorted: Vec<&MaglevBackend> = backends.iter().collect();
+    sorted.sort_unstable_by(|a, b| a.key.cmp(b.key));
+    if let Some(b) = sorted.iter().find(|b| b.id == 0) {
+        return Err(MaglevError::ZeroId(b.key.to_vec()));
+    }
+    if let Some(pair) = sorted.windows(2).find(|p| p[0].key == p[1].key) {
+        return Err(MaglevError::DuplicateKey(pair[0].key.to_vec()));
+    }
+    Ok(sorted)
+}
+
 /// Builds the Maglev table of `size` slots for `backends`, whose slot values
 /// are backend ids. The result depends only on the set of backends and on
 /// `size`, never on the order of `backends`, so all nodes agree on it.
@@ -158,22 +182,7 @@ pub fn is_prime(n: u32) -> bool {
 /// more backends have weight > 0 than there are slots, two backends share a
 /// key, or a backend has id 0.
 pub fn build_table(backends: &[MaglevBackend], size: u32) -> Result<Vec<u32>, MaglevError> {
-    if !(2..=MAX_TABLE_SIZE).contains(&size) {
-        return Err(MaglevError::SizeOutOfRange(size));
-    }
-    if !is_prime(size) {
-        return Err(MaglevError::SizeNotPrime(size));
-    }
-
-    // Sorting by key makes everything below independent of input order.
-    let mut sorted: Vec<&MaglevBackend> = backends.iter().collect();
-    sorted.sort_unstable_by(|a, b| a.key.cmp(b.key));
-    if let Some(b) = sorted.iter().find(|b| b.id == 0) {
-        return Err(MaglevError::ZeroId(b.key.to_vec()));
-    }
-    if let Some(pair) = sorted.windows(2).find(|p| p[0].key == p[1].key) {
-        return Err(MaglevError::DuplicateKey(pair[0].key.to_vec()));
-    }
+    let sorted = checked_and_sorted(backends, size)?;
 
     let mut cursors: Vec<Cursor> = sorted
         .iter()

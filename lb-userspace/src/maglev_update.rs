@@ -17,7 +17,7 @@ use std::{
 use lb_common::hash::murmur3_32;
 
 use crate::maglev::{
-    build_table, is_prime, MaglevBackend, MaglevError, MAX_TABLE_SIZE, OFFSET_SEED, SKIP_SEED,
+    build_table, checked_and_sorted, MaglevBackend, MaglevError, OFFSET_SEED, SKIP_SEED,
 };
 
 /// A validated backend with weight > 0.
@@ -31,20 +31,7 @@ struct Member<'a> {
 /// Same checks, errors and error order as maglev.rs; returns the backends
 /// with weight > 0 sorted by key.
 fn validate<'a>(backends: &[MaglevBackend<'a>], size: u32) -> Result<Vec<Member<'a>>, MaglevError> {
-    if !(2..=MAX_TABLE_SIZE).contains(&size) {
-        return Err(MaglevError::SizeOutOfRange(size));
-    }
-    if !is_prime(size) {
-        return Err(MaglevError::SizeNotPrime(size));
-    }
-    let mut sorted: Vec<&MaglevBackend> = backends.iter().collect();
-    sorted.sort_unstable_by(|a, b| a.key.cmp(b.key));
-    if let Some(b) = sorted.iter().find(|b| b.id == 0) {
-        return Err(MaglevError::ZeroId(b.key.to_vec()));
-    }
-    if let Some(pair) = sorted.windows(2).find(|p| p[0].key == p[1].key) {
-        return Err(MaglevError::DuplicateKey(pair[0].key.to_vec()));
-    }
+    let sorted = checked_and_sorted(backends, size)?;
     let members: Vec<Member> = sorted
         .iter()
         .filter(|b| b.weight > 0)

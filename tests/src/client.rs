@@ -190,3 +190,36 @@ pub fn run_until(
         out
     })
 }
+
+/// A bounded background load ([`run_until`], one new connection per
+/// request) until the flag is set; join the handle for the results.
+pub struct Load {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: std::thread::JoinHandle<anyhow::Result<Vec<Timed>>>,
+}
+
+impl Load {
+    /// Starts sending to `address` from `netns` (for at most `limit`).
+    pub fn start(netns: &str, address: IpAddr, limit: Duration) -> Self {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (netns, flag) = (netns.to_owned(), stop.clone());
+        let handle = std::thread::spawn(move || run_until(&netns, address, flag, limit));
+        Self { stop, handle }
+    }
+
+    /// Stops it and returns every request's outcome.
+    pub fn finish(self) -> anyhow::Result<Vec<Timed>> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.handle
+            .join()
+            .map_err(|_| anyhow::anyhow!("the load thread panicked"))?
+    }
+}
+
+/// The failed requests of a run, with when they started.
+pub fn failures(results: &[Timed]) -> Vec<String> {
+    results
+        .iter()
+        .filter_map(|t| t.result.clone().err().map(|e| format!("{:?}: {e}", t.at)))
+        .collect()
+}

@@ -452,6 +452,32 @@ impl Lab {
             .output()?)
     }
 
+    /// `lbctl status --json` of the lab's lbd.
+    pub fn status(&self) -> anyhow::Result<lb_userspace::api::schema::Status> {
+        let out = self.lbctl(&["status", "--json"])?;
+        if !out.status.success() {
+            bail!("lbctl status: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(serde_json::from_slice(&out.stdout)?)
+    }
+
+    /// Runs `lbd --config <dir>/<name>.toml <flag>` (e.g. `--cleanup`,
+    /// `--release-vips`) in `node`'s namespace, as the systemd unit would.
+    pub fn lbd_offline(
+        &self,
+        node: &Host,
+        name: &str,
+        flag: &str,
+    ) -> anyhow::Result<std::process::Output> {
+        let path = self.dir.join(format!("{name}.toml"));
+        Ok(Command::new("ip")
+            .args(["netns", "exec", &node.netns])
+            .arg(lbd_binary()?)
+            .args(["--config", &path.to_string_lossy(), flag])
+            .stdin(Stdio::null())
+            .output()?)
+    }
+
     /// Sends a signal to process `name`.
     pub fn signal(&mut self, name: &str, signal: i32) -> anyhow::Result<()> {
         let pid = i32::try_from(self.child(name)?.id())?;

@@ -6,16 +6,12 @@
 
 use std::{
     net::IpAddr,
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc,
-    },
     thread,
     time::{Duration, Instant},
 };
 
 use lb_tests::{
-    client::{self, KeepAlive, Timed},
+    client::{self, KeepAlive, Load},
     lab::{Lab, VIP4},
 };
 use lb_userspace::api::schema::Status;
@@ -23,13 +19,7 @@ use lb_userspace::api::schema::Status;
 const CHECKS: &str = "[vip.health]\ncheck = \"http\"\npath = \"/health\"\ninterval_ms = 100\nfast_interval_ms = 50\ntimeout_ms = 100\nrise = 2\nfall = 2\n";
 
 fn status(lab: &Lab) -> Status {
-    let out = lab.lbctl(&["status", "--json"]).expect("lbctl");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("status JSON")
+    lab.status().expect("lbctl status")
 }
 
 fn health_of(lab: &Lab, address: &str) -> String {
@@ -53,13 +43,12 @@ fn wait_health(lab: &Lab, address: &str, want: &str) {
     }
 }
 
-fn load(lab: &Lab) -> (Arc<AtomicBool>, thread::JoinHandle<Vec<Timed>>) {
-    let stop = Arc::new(AtomicBool::new(false));
-    let (netns, flag) = (lab.client.netns.clone(), stop.clone());
-    let handle = thread::spawn(move || {
-        client::run_until(&netns, IpAddr::V4(VIP4), flag, Duration::from_secs(120)).expect("load")
-    });
-    (stop, handle)
+fn load(lab: &Lab) -> Load {
+    Load::start(
+        &lab.client.netns,
+        IpAddr::V4(VIP4),
+        Duration::from_secs(120),
+    )
 }
 
 fn counter(status: &Status, name: &str) -> u64 {
@@ -89,7 +78,7 @@ fn a_flapping_backend_moves_no_flow_of_a_healthy_one() {
     assert!(healthy.len() >= 20, "{} healthy connections", healthy.len());
     let b3 = lab.backends[2].clone();
     let load_started = Instant::now();
-    let (stop, handle) = load(&lab);
+    let load = load(&lab);
     let mut requests = 0;
     let mut windows = Vec::new();
     for _ in 0..20 {
@@ -108,8 +97,7 @@ fn a_flapping_backend_moves_no_flow_of_a_healthy_one() {
             requests += 1;
         }
     }
-    stop.store(true, Ordering::Relaxed);
-    let results = handle.join().expect("load thread");
+    let results = load.finish().expect("load");
     let failed = results.iter().filter(|t| t.result.is_err()).count();
     // Failures only while b3 was down and not yet taken out (plus the 2 s
     // client timeout of a request that started then).
@@ -203,7 +191,7 @@ fn a_hundred_reloads_under_load_lose_nothing() {
         .iter_mut()
         .map(|c| c.request().expect("request"))
         .collect();
-    let (stop, handle) = load(&lab);
+    let load = load(&lab);
     let started = Instant::now();
     for i in 0..100 {
         let config = if i % 2 == 0 { &uneven } else { &even };
@@ -217,8 +205,7 @@ fn a_hundred_reloads_under_load_lose_nothing() {
         );
     }
     let took = started.elapsed();
-    stop.store(true, Ordering::Relaxed);
-    let results = handle.join().expect("load thread");
+    let results = load.finish().expect("load");
     let failed: Vec<_> = results.iter().filter(|t| t.result.is_err()).collect();
     assert!(
         failed.is_empty(),

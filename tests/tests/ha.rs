@@ -836,12 +836,8 @@ fn a_restart_within_the_master_down_interval_keeps_mastership() {
     // and the backup takes over after its master-down interval.
     lab.terminate("lbd-a2").expect("SIGTERM");
     assert!(lab.holds_vip(&a).expect("ip addr"));
-    let path = lab.dir.join("lbd-a2.toml");
-    let out = std::process::Command::new("ip")
-        .args(["netns", "exec", &a.netns])
-        .arg(lb_tests::lab::lbd_binary().expect("lbd"))
-        .args(["--config", &path.to_string_lossy(), "--release-vips"])
-        .output()
+    let out = lab
+        .lbd_offline(&a, "lbd-a2", "--release-vips")
         .expect("lbd --release-vips");
     assert!(
         out.status.success(),

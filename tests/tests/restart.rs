@@ -6,16 +6,12 @@
 use std::{
     collections::BTreeMap,
     net::IpAddr,
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc,
-    },
     thread,
     time::{Duration, Instant},
 };
 
 use lb_tests::{
-    client::{self, KeepAlive, Timed},
+    client::{self, KeepAlive, Load, Timed},
     lab::{Lab, VIP4},
 };
 use lb_userspace::api::schema::Status;
@@ -23,13 +19,7 @@ use lb_userspace::api::schema::Status;
 const CHECKS: &str = "[vip.health]\ncheck = \"http\"\npath = \"/health\"\ninterval_ms = 200\nfast_interval_ms = 100\ntimeout_ms = 100\nrise = 2\nfall = 2\n";
 
 fn status(lab: &Lab) -> Status {
-    let out = lab.lbctl(&["status", "--json"]).expect("lbctl");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("status JSON")
+    lab.status().expect("lbctl status")
 }
 
 /// The id of the XDP program eth0 of the LB node runs.
@@ -46,21 +36,8 @@ fn program_id(lab: &Lab) -> Option<u32> {
 }
 
 /// Starts a bounded background load of one request per new connection.
-fn load(lab: &Lab) -> (Arc<AtomicBool>, thread::JoinHandle<Vec<Timed>>) {
-    let stop = Arc::new(AtomicBool::new(false));
-    let netns = lab.client.netns.clone();
-    let flag = stop.clone();
-    let handle = thread::spawn(move || {
-        client::run_until(&netns, IpAddr::V4(VIP4), flag, Duration::from_secs(60)).expect("load")
-    });
-    (stop, handle)
-}
-
-fn failures(results: &[Timed]) -> Vec<String> {
-    results
-        .iter()
-        .filter_map(|t| t.result.clone().err().map(|e| format!("{:?}: {e}", t.at)))
-        .collect()
+fn load(lab: &Lab) -> Load {
+    Load::start(&lab.client.netns, IpAddr::V4(VIP4), Duration::from_secs(60))
 }
 
 /// kill -9 under load, then a restart with one more backend in the file:
@@ -82,7 +59,7 @@ fn kill_9_and_restart_keeps_forwarding_and_the_connection_table() {
     let before = status(&lab);
     let program_before = program_id(&lab).expect("XDP attached");
 
-    let (stop, handle) = load(&lab);
+    let load = load(&lab);
     thread::sleep(Duration::from_millis(500));
     lab.kill("lbd").expect("kill -9");
     let killed = Instant::now();
@@ -102,10 +79,9 @@ fn kill_9_and_restart_keeps_forwarding_and_the_connection_table() {
         .expect("restart");
     let restarted = killed.elapsed();
     thread::sleep(Duration::from_millis(1000));
-    stop.store(true, Ordering::Relaxed);
-    let results = handle.join().expect("load thread");
+    let results = load.finish().expect("load");
 
-    let failed = failures(&results);
+    let failed = client::failures(&results);
     assert!(
         failed.is_empty(),
         "{} of {} requests failed across kill -9 and restart: {failed:?}",
@@ -178,12 +154,8 @@ fn sigterm_keeps_the_data_plane_and_cleanup_removes_it() {
     assert_eq!(tally.by_backend.len(), 2, "{:?}", tally.by_backend);
 
     // --cleanup: refuses nothing (lbd is gone), removes the link and maps.
-    let path = lab.dir.join("lbd.toml");
-    let out = std::process::Command::new("ip")
-        .args(["netns", "exec", &lab.lb.netns])
-        .arg(lb_tests::lab::lbd_binary().expect("lbd"))
-        .args(["--config", &path.to_string_lossy(), "--cleanup"])
-        .output()
+    let out = lab
+        .lbd_offline(&lab.lb.clone(), "lbd", "--cleanup")
         .expect("lbd --cleanup");
     assert!(
         out.status.success(),
@@ -198,11 +170,8 @@ fn sigterm_keeps_the_data_plane_and_cleanup_removes_it() {
         .expect("start");
     assert!(!lab.log("lbd2").contains("adopting"), "{}", lab.log("lbd2"));
     // --cleanup is refused while lbd runs.
-    let out = std::process::Command::new("ip")
-        .args(["netns", "exec", &lab.lb.netns])
-        .arg(lb_tests::lab::lbd_binary().expect("lbd"))
-        .args(["--config", &path.to_string_lossy(), "--cleanup"])
-        .output()
+    let out = lab
+        .lbd_offline(&lab.lb.clone(), "lbd", "--cleanup")
         .expect("lbd --cleanup");
     assert!(!out.status.success());
     assert!(lab.xdp_attached(&lab.lb.clone()).expect("ip link"));

@@ -102,8 +102,13 @@ fn addresses(n: u32) -> Vec<[u8; 4]> {
 /// place in `numbering` (from 1), so tables of different backend sets
 /// compare slot by slot. lbd builds the same table from the same set.
 pub fn table_by_address(keys: &[[u8; 4]], numbering: &[[u8; 4]], size: u32) -> Vec<u32> {
-    let members: Vec<MaglevBackend<'_>> = keys
-        .iter()
+    build_table(&members_by_address(keys, numbering), size).unwrap_or_default()
+}
+
+/// `keys` as Maglev members of weight 100, numbered by their place in
+/// `numbering` (from 1).
+fn members_by_address<'a>(keys: &'a [[u8; 4]], numbering: &[[u8; 4]]) -> Vec<MaglevBackend<'a>> {
+    keys.iter()
         .map(|key| MaglevBackend {
             key,
             weight: 100,
@@ -112,24 +117,12 @@ pub fn table_by_address(keys: &[[u8; 4]], numbering: &[[u8; 4]], size: u32) -> V
                 .position(|a| a == key)
                 .map_or(0, |i| i as u32 + 1),
         })
-        .collect();
-    build_table(&members, size).unwrap_or_default()
+        .collect()
 }
 
 /// `table_by_address`, as a minimal-change update of `prev`.
 fn update_by_address(prev: &[u32], keys: &[[u8; 4]], numbering: &[[u8; 4]], size: u32) -> Vec<u32> {
-    let members: Vec<MaglevBackend<'_>> = keys
-        .iter()
-        .map(|key| MaglevBackend {
-            key,
-            weight: 100,
-            id: numbering
-                .iter()
-                .position(|a| a == key)
-                .map_or(0, |i| i as u32 + 1),
-        })
-        .collect();
-    update_table(prev, &members, size).unwrap_or_default()
+    update_table(prev, &members_by_address(keys, numbering), size).unwrap_or_default()
 }
 
 /// Measures every (N, M) point: `rounds` builds each, up to 10 removals
