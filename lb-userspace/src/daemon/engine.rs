@@ -494,7 +494,7 @@ impl Engine {
     pub async fn shutdown(mut self, stop: Stop) -> anyhow::Result<()> {
         for instance in std::mem::take(&mut self.vrrp) {
             match stop {
-                Stop::Restart => instance.abandon(),
+                Stop::Restart => instance.abandon().await,
                 Stop::Clean => instance.stop().await,
             }
         }

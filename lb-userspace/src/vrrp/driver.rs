@@ -168,9 +168,12 @@ impl Instance {
     /// Stops without a word to the peer, keeping the addresses (a restart:
     /// the next lbd resumes as master if it is back in time; otherwise the
     /// backup takes over after the master-down interval).
-    pub fn abandon(mut self) {
-        self.stop.take();
+    pub async fn abandon(mut self) {
+        // Abort first and wait for it: dropping the stop sender while the
+        // task still runs would be read as "stop" (priority 0, addresses
+        // released), the opposite of what a restart wants.
         self.task.abort();
+        let _ = (&mut self.task).await;
         info!(
             vrid = self.config.vrid,
             "VRRP instance left for the next lbd"
