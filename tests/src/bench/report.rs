@@ -62,7 +62,7 @@ pub fn markdown(results: &Results, plot: Option<&str>) -> String {
         }
         let _ = writeln!(
             out,
-            "\nThe wrapper floor (restore + tail call) is included in every other row.\n"
+            "\nThe wrapper floor (restore + tail call) is included in every other row. The new-flow rows move a lot from one run to the next on this VM (the same case has given medians from about 150 to over 400 ns in quiet runs): a new flow's cost is mostly cache misses in the connection table's memory, so it follows the state of this VM's caches and memory; compare rows of one run, and see the table-size sweep below.\n"
         );
         if let Some(plot) = plot {
             let _ = writeln!(out, "![ns per packet by case]({plot})\n");
@@ -206,10 +206,6 @@ pub fn markdown(results: &Results, plot: Option<&str>) -> String {
             memory.bpf_maps_mib
         );
     }
-    let _ = writeln!(
-        out,
-        "## Not measured yet\n\nThe comparison of connection-table map designs (shared LRU, per-CPU LRU, hash with userspace expiry): no numbers until `cargo xtask bench` measures them.\n"
-    );
     out
 }
 

@@ -34,6 +34,10 @@ struct Args {
     /// Only these benchmarks (xdp, maglev, memory, e2e, failover); default all.
     #[arg(long)]
     only: Vec<String>,
+    /// Regenerate the report and plot from the existing results file
+    /// without measuring anything.
+    #[arg(long)]
+    report_only: bool,
     /// The command to record in the report.
     #[arg(long, default_value = "cargo xtask bench")]
     command: String,
@@ -41,6 +45,12 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if args.report_only {
+        let text = std::fs::read_to_string(&args.out)
+            .with_context(|| format!("reading {}", args.out.display()))?;
+        let results: Results = serde_json::from_str(&text).context("parsing the results file")?;
+        return write_report(&args, &results);
+    }
     let wanted = |name: &str| args.only.is_empty() || args.only.iter().any(|o| o == name);
     let maglev = wanted("maglev").then(|| {
         bench::maglev::run(
@@ -87,7 +97,12 @@ fn main() -> anyhow::Result<()> {
     }
     std::fs::write(&args.out, serde_json::to_string_pretty(&results)?)
         .with_context(|| format!("writing {}", args.out.display()))?;
-    let plot = bench::report::xdp_svg(&results);
+    write_report(&args, &results)
+}
+
+/// Writes BENCHMARKS.md and the plot from `results`.
+fn write_report(args: &Args, results: &Results) -> anyhow::Result<()> {
+    let plot = bench::report::xdp_svg(results);
     if let Some(svg) = &plot {
         std::fs::write(&args.plot, svg)
             .with_context(|| format!("writing {}", args.plot.display()))?;
@@ -97,14 +112,14 @@ fn main() -> anyhow::Result<()> {
         .map(|_| args.plot.to_string_lossy().into_owned());
     std::fs::write(
         &args.report,
-        bench::report::markdown(&results, plot_link.as_deref()),
+        bench::report::markdown(results, plot_link.as_deref()),
     )
     .with_context(|| format!("writing {}", args.report.display()))?;
     eprintln!(
-        "bench: wrote {}, {} and {}",
-        args.out.display(),
+        "bench: wrote {} and {} from {}",
         args.report.display(),
-        args.plot.display()
+        args.plot.display(),
+        args.out.display()
     );
     Ok(())
 }
