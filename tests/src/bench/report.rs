@@ -257,7 +257,8 @@ pub fn xdp_svg(results: &Results) -> Option<String> {
 fn connection_tables(out: &mut String, xdp: &super::xdp::XdpResults) {
     if !xdp.designs.is_empty() {
         let _ = writeln!(out, "### Connection-table map designs\n");
-        let _ = writeln!(out, "The same program with the connection table created as each candidate map (lbd rewrites the map definition at load time; the program is the same). ns per packet, median (min–max); new-flow rounds start from an empty table; \"full table\" first fills the table through the program on the measuring CPU.\n");
+        let per_round = xdp.designs.first().map_or(0, |d| d.repeat);
+        let _ = writeln!(out, "The same program with the connection table created as each candidate map (lbd rewrites the map definition at load time; the program is the same). ns per packet, median (min–max); new-flow rounds start from an empty table and insert {per_round} flows each (a per-CPU LRU's share of one CPU; the main table's rounds insert more, and a new flow costs more the more distinct flows a round touches, see the size sweep); \"full table\" first fills the table through the program on the measuring CPU.\n");
         let _ = writeln!(out, "| design | entries | new flow v4 | new flow v6 | tracked v4 | new flow, full table | what a new flow gets when full | userspace expiry (ns per flow) |");
         let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---|---:|");
         let cell = |s: &super::Spread| format!("**{:.0}** ({:.0}–{:.0})", s.median, s.min, s.max);
