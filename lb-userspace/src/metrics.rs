@@ -629,6 +629,9 @@ mod tests {
             interface: "eth0".into(),
             xdp_mode: "native".into(),
             config_file: "/etc/lbd/lbd.toml".into(),
+            pin_dir: Some("/sys/fs/bpf/lbd".into()),
+            adopted: false,
+            maglev_mode: "consistent".into(),
             vips: vec![VipStatus {
                 vip: "198.18.0.100:80/tcp".into(),
                 table_size: 65_537,

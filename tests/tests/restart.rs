@@ -57,6 +57,8 @@ fn kill_9_and_restart_keeps_forwarding_and_the_connection_table() {
         .map(|c| c.request().expect("request"))
         .collect();
     let before = status(&lab);
+    assert!(!before.adopted, "a first start adopts nothing");
+    assert!(before.pin_dir.is_some());
     let program_before = program_id(&lab).expect("XDP attached");
 
     let load = load(&lab);
@@ -115,6 +117,10 @@ fn kill_9_and_restart_keeps_forwarding_and_the_connection_table() {
     assert!(log.contains("adopting the pinned data plane"), "{log}");
     assert!(log.contains("replaced atomically"), "{log}");
     let after = status(&lab);
+    assert!(
+        after.adopted,
+        "the restarted lbd must say it adopted the data plane"
+    );
     assert!(
         after.conntrack.entries >= before.conntrack.entries,
         "connection table shrank: {} -> {}",

@@ -37,6 +37,16 @@ pub struct Status {
     pub xdp_mode: String,
     /// Config file in force.
     pub config_file: String,
+    /// Where the data plane is pinned (None: it goes with lbd).
+    #[serde(default)]
+    pub pin_dir: Option<String>,
+    /// Whether this lbd adopted a data plane a previous one left running
+    /// (a restart or an upgrade without a gap).
+    #[serde(default)]
+    pub adopted: bool,
+    /// How Maglev tables follow backend changes.
+    #[serde(default)]
+    pub maglev_mode: String,
     /// The VIPs.
     pub vips: Vec<VipStatus>,
     /// Node counters (verdicts and events) summed over CPUs.

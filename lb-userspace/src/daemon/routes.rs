@@ -655,6 +655,13 @@ pub fn status(engine: &Engine) -> Status {
         interface: engine.interface.name.clone(),
         xdp_mode: engine.xdp_mode.to_string(),
         config_file: engine.config_path.display().to_string(),
+        pin_dir: engine
+            .config
+            .pin_dir
+            .as_ref()
+            .map(|p| p.display().to_string()),
+        adopted: engine.dataplane.adopted(),
+        maglev_mode: engine.config.maglev_mode.to_string(),
         vips,
         counters,
         vrrp: engine.vrrp.iter().map(|i| i.status()).collect(),

@@ -120,6 +120,19 @@ fn print_status(status: &Status) {
         "lbd on {} (XDP {}), config {}",
         status.interface, status.xdp_mode, status.config_file
     );
+    println!(
+        "data plane: {}{}; Maglev {}",
+        status.pin_dir.as_ref().map_or_else(
+            || "not pinned (goes with lbd)".to_owned(),
+            |dir| format!("pinned at {dir}")
+        ),
+        if status.adopted {
+            ", adopted from the previous lbd"
+        } else {
+            ""
+        },
+        status.maglev_mode
+    );
     for vrrp in &status.vrrp {
         let master = vrrp.master.map_or("unknown".to_owned(), |m| m.to_string());
         let ignored: Vec<String> = vrrp
