@@ -65,16 +65,14 @@ fn tracked_or_new(vip: &VipMeta, packet: &Packet) -> Option<Decision> {
     if let Some(entry) = CONNTRACK.get_ptr_mut(key) {
         // SAFETY: the LRU map keeps the value alive for this program run.
         let entry = unsafe { &mut *entry };
-        if let Some(backend) = select::live_backend(entry.backend_id) {
-            if backend.generation == entry.backend_generation {
-                stats::count(Counter::ConntrackHit);
-                touch(entry, packet.tcp_flags);
-                return Some(Decision {
-                    backend_id: entry.backend_id,
-                    backend,
-                    new_flow: false,
-                });
-            }
+        if let Some(backend) = pinned_backend(entry) {
+            stats::count(Counter::ConntrackHit);
+            touch(entry, packet.tcp_flags);
+            return Some(Decision {
+                backend_id: entry.backend_id,
+                backend,
+                new_flow: false,
+            });
         }
         // The pinned backend is gone: hash again and re-pin in place.
         let (backend_id, backend) = select::pick(vip, key)?;
@@ -136,14 +134,12 @@ fn insert_failed(vip: &VipMeta, packet: &Packet, backend_id: u32, backend: Backe
 pub fn peek(vip: &VipMeta, key: &FlowKey) -> Option<Decision> {
     // SAFETY: the value is copied out before any map update can free it.
     if let Some(entry) = unsafe { CONNTRACK.get(key) } {
-        if let Some(backend) = select::live_backend(entry.backend_id) {
-            if backend.generation == entry.backend_generation {
-                return Some(Decision {
-                    backend_id: entry.backend_id,
-                    backend,
-                    new_flow: false,
-                });
-            }
+        if let Some(backend) = pinned_backend(entry) {
+            return Some(Decision {
+                backend_id: entry.backend_id,
+                backend,
+                new_flow: false,
+            });
         }
     }
     let (backend_id, backend) = select::pick(vip, key)?;
@@ -152,6 +148,14 @@ pub fn peek(vip: &VipMeta, key: &FlowKey) -> Option<Decision> {
         backend,
         new_flow: false,
     })
+}
+
+/// The backend a tracked flow is pinned to, if it is still alive and still
+/// the same backend (not a later one that reuses its id).
+#[inline(always)]
+fn pinned_backend(entry: &FlowEntry) -> Option<Backend> {
+    let backend = select::live_backend(entry.backend_id)?;
+    (backend.generation == entry.backend_generation).then_some(backend)
 }
 
 /// Refreshes the entry's age (rarely) and its FIN/RST marks. Ages use the

@@ -359,23 +359,28 @@ impl Lab {
     /// Sends SIGTERM to process `name` and waits up to 10 s for it to exit;
     /// returns its exit status.
     pub fn terminate(&mut self, name: &str) -> anyhow::Result<std::process::ExitStatus> {
+        self.stop_with(name, libc::SIGTERM, "SIGTERM")
+    }
+
+    /// Sends `signal` to process `name` and waits up to 10 s for it to exit.
+    fn stop_with(
+        &mut self,
+        name: &str,
+        signal: i32,
+        signal_name: &str,
+    ) -> anyhow::Result<std::process::ExitStatus> {
         let child = self.child(name)?;
         let pid = i32::try_from(child.id())?;
         // SAFETY: plain kill(2) on our own child.
-        unsafe { libc::kill(pid, libc::SIGTERM) };
+        unsafe { libc::kill(pid, signal) };
         wait_exit(child, Duration::from_secs(10))
-            .with_context(|| format!("{name} did not exit on SIGTERM"))
+            .with_context(|| format!("{name} did not exit on {signal_name}"))
     }
 
     /// Sends SIGINT to process `name` (lbd: stop for good, detach, hand
     /// VRRP over) and waits up to 10 s for it to exit.
     pub fn interrupt(&mut self, name: &str) -> anyhow::Result<std::process::ExitStatus> {
-        let child = self.child(name)?;
-        let pid = i32::try_from(child.id())?;
-        // SAFETY: plain kill(2) on our own child.
-        unsafe { libc::kill(pid, libc::SIGINT) };
-        wait_exit(child, Duration::from_secs(10))
-            .with_context(|| format!("{name} did not exit on SIGINT"))
+        self.stop_with(name, libc::SIGINT, "SIGINT")
     }
 
     /// Kills process `name` with SIGKILL (a crash) and reaps it.
