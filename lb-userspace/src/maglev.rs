@@ -248,8 +248,7 @@ struct Cursor {
 
 impl Cursor {
     fn new(b: &MaglevBackend, size: u32) -> Self {
-        let offset = murmur3_32(b.key, OFFSET_SEED) % size;
-        let skip = murmur3_32(b.key, SKIP_SEED) % (size - 1) + 1;
+        let (offset, skip) = permutation(b.key, size);
         Self {
             next: offset,
             skip,
@@ -422,9 +421,18 @@ impl<'t> Filler<'t> {
     }
 }
 
+/// A backend's Maglev permutation of `size` slots: position `j` is slot
+/// `(offset + j * skip) % size`. Every builder and updater walks this same
+/// permutation, so they agree on each backend's preferences.
+pub(crate) fn permutation(key: &[u8], size: u32) -> (u32, u32) {
+    let offset = murmur3_32(key, OFFSET_SEED) % size;
+    let skip = murmur3_32(key, SKIP_SEED) % (size - 1) + 1;
+    (offset, skip)
+}
+
 /// `a^-1 mod m` for a prime `m` and `0 < a < m`, by the extended Euclidean
 /// algorithm.
-fn inverse_mod(a: u32, m: u32) -> u32 {
+pub(crate) fn inverse_mod(a: u32, m: u32) -> u32 {
     let (mut t, mut new_t) = (0i64, 1i64);
     let (mut r, mut new_r) = (i64::from(m), i64::from(a));
     while new_r != 0 {

@@ -14,10 +14,8 @@ use std::{
     collections::{BinaryHeap, HashMap},
 };
 
-use lb_common::hash::murmur3_32;
-
 use crate::maglev::{
-    build_table, checked_and_sorted, MaglevBackend, MaglevError, OFFSET_SEED, SKIP_SEED,
+    build_table, checked_and_sorted, inverse_mod, permutation, MaglevBackend, MaglevError,
 };
 
 /// A validated backend with weight > 0.
@@ -87,18 +85,6 @@ fn sticky_quotas(members: &[Member], loads: &[u64], size: u32) -> Vec<u64> {
     q
 }
 
-/// `a^-1 mod m` for prime `m`, `0 < a < m`.
-fn inverse_mod(a: u32, m: u32) -> u32 {
-    let (mut t, mut new_t) = (0i64, 1i64);
-    let (mut r, mut new_r) = (i64::from(m), i64::from(a));
-    while new_r != 0 {
-        let q = r / new_r;
-        (t, new_t) = (new_t, t - q * new_t);
-        (r, new_r) = (new_r, r - q * new_r);
-    }
-    t.rem_euclid(i64::from(m)) as u32
-}
-
 /// A backend's Maglev permutation, walked position by position.
 struct Walker {
     offset: u32,
@@ -115,8 +101,7 @@ struct Walker {
 
 impl Walker {
     fn new(m: &Member, size: u32, demand: u64) -> Self {
-        let offset = murmur3_32(m.key, OFFSET_SEED) % size;
-        let skip = murmur3_32(m.key, SKIP_SEED) % (size - 1) + 1;
+        let (offset, skip) = permutation(m.key, size);
         Walker {
             offset,
             skip,

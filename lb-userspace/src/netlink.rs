@@ -281,18 +281,25 @@ impl Netlink {
         Ok(())
     }
 
-    /// Whether interface `ifindex` is administratively up with its carrier
-    /// (the link can carry traffic).
-    pub async fn link_is_up(&self, ifindex: u32) -> Result<bool, NetlinkError> {
+    /// Interface `ifindex`'s link message, if it exists.
+    async fn link(
+        &self,
+        ifindex: u32,
+    ) -> Result<Option<netlink_packet_route::link::LinkMessage>, NetlinkError> {
         let mut links = self.handle.link().get().match_index(ifindex).execute();
-        let link = links
+        links
             .try_next()
             .await
             .map_err(|source| NetlinkError::Request {
                 what: format!("looking up interface {ifindex}"),
                 source,
-            })?;
-        Ok(link.is_some_and(|link| {
+            })
+    }
+
+    /// Whether interface `ifindex` is administratively up with its carrier
+    /// (the link can carry traffic).
+    pub async fn link_is_up(&self, ifindex: u32) -> Result<bool, NetlinkError> {
+        Ok(self.link(ifindex).await?.is_some_and(|link| {
             let flags_up = link.header.flags.contains(LinkFlags::Up)
                 && link.header.flags.contains(LinkFlags::LowerUp);
             let oper_up = link.attributes.iter().any(|a| {
@@ -312,15 +319,7 @@ impl Netlink {
         ifindex: u32,
     ) -> Result<Option<(u32, crate::config::XdpMode)>, NetlinkError> {
         use netlink_packet_route::link::{LinkXdp, XdpAttached};
-        let mut links = self.handle.link().get().match_index(ifindex).execute();
-        let link = links
-            .try_next()
-            .await
-            .map_err(|source| NetlinkError::Request {
-                what: format!("looking up interface {ifindex}"),
-                source,
-            })?;
-        let Some(link) = link else {
+        let Some(link) = self.link(ifindex).await? else {
             return Ok(None);
         };
         let mut program = None;
