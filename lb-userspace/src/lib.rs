@@ -1,6 +1,7 @@
 //! lbd as a library: the daemon's parts, so tests and tools drive the same
 //! code the binaries run.
 pub mod api;
+pub mod clock;
 pub mod config;
 pub mod conntrack_kind;
 pub mod daemon;
@@ -10,6 +11,7 @@ pub mod health;
 pub mod logging;
 pub mod maglev;
 pub mod maglev_update;
+pub mod map_log;
 pub mod metrics;
 pub mod model;
 pub mod netlink;
@@ -17,4 +19,5 @@ pub mod pinning;
 pub mod privilege;
 pub mod reconcile;
 pub mod sync;
+pub mod vip_id;
 pub mod vrrp;

@@ -622,6 +622,7 @@ mod tests {
             bytes: 64_000,
             new_flows: 40,
             drain_remaining_s: Some(30),
+            drain_timed_out: false,
             check: Some(check),
             runtime: false,
         };

@@ -9,15 +9,18 @@ use std::{
 };
 
 use lb_common::{
-    consts::{AF_INET, AF_INET6, BACKEND_F_ALIVE, MAX_BACKENDS},
-    Backend, VipKey, VipMeta,
+    consts::{BACKEND_F_ALIVE, MAX_BACKENDS},
+    Backend, VipMeta,
 };
 use tracing::{debug, info};
 
+pub use crate::vip_id::{addr_words, address_bytes, words_addr, VipId};
 use crate::{
     config::{MaglevMode, Protocol, VipConfig},
     dataplane::{AdoptedState, DataplaneError, MapWriter},
     maglev::{self, MaglevBackend, MaglevError},
+    map_log::MapLog,
+    model::{PlanChange, VipPlan},
 };
 
 /// Why a change could not be applied. Nothing is half-applied: a failed
@@ -42,89 +45,6 @@ pub enum ReconcileError {
     /// More backends than the maps hold.
     #[error("too many backends: the data plane holds {0}")]
     TooManyBackends(u32),
-}
-
-/// A VIP's identity: what a packet is matched on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct VipId {
-    /// Address.
-    pub address: IpAddr,
-    /// Port.
-    pub port: u16,
-    /// Protocol.
-    pub protocol: Protocol,
-}
-
-impl std::fmt::Display for VipId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.address {
-            IpAddr::V4(a) => write!(f, "{a}:{}/{}", self.port, self.protocol),
-            IpAddr::V6(a) => write!(f, "[{a}]:{}/{}", self.port, self.protocol),
-        }
-    }
-}
-
-impl std::str::FromStr for VipId {
-    type Err = String;
-
-    /// Parses `ADDRESS:PORT[/PROTOCOL]` (IPv6 in brackets; protocol tcp by
-    /// default), as VIPs are written in the API and lbctl.
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (socket, protocol) = match s.rsplit_once('/') {
-            Some((socket, protocol)) => (socket, protocol),
-            None => (s, "tcp"),
-        };
-        let protocol = match protocol {
-            "tcp" => Protocol::Tcp,
-            "udp" => Protocol::Udp,
-            other => return Err(format!("{other:?} is not a protocol (tcp or udp)")),
-        };
-        let socket: std::net::SocketAddr = socket.parse().map_err(|_| {
-            format!("{s:?} is not a VIP: expected ADDRESS:PORT[/tcp|udp], IPv6 as [ADDRESS]:PORT")
-        })?;
-        if socket.port() == 0 {
-            return Err(format!("{s:?}: port 0 is not a service port"));
-        }
-        Ok(Self {
-            address: socket.ip(),
-            port: socket.port(),
-            protocol,
-        })
-    }
-}
-
-impl VipId {
-    /// The VIP's identity from its config.
-    pub fn of(vip: &VipConfig) -> Self {
-        Self {
-            address: vip.address,
-            port: vip.port,
-            protocol: vip.protocol,
-        }
-    }
-
-    /// The data-plane key of this VIP.
-    pub fn key(&self) -> VipKey {
-        let (addr, family) = addr_words(self.address);
-        VipKey {
-            addr,
-            port: self.port.to_be(),
-            proto: self.protocol.number(),
-            family,
-        }
-    }
-}
-
-/// An address as the maps store it: network-order words and family.
-pub fn addr_words(address: IpAddr) -> ([u32; 4], u8) {
-    match address {
-        IpAddr::V4(a) => ([u32::from_ne_bytes(a.octets()), 0, 0, 0], AF_INET),
-        IpAddr::V6(a) => {
-            let o = a.octets();
-            let w = |i: usize| u32::from_ne_bytes([o[i], o[i + 1], o[i + 2], o[i + 3]]);
-            ([w(0), w(4), w(8), w(12)], AF_INET6)
-        }
-    }
 }
 
 /// A VIP as the data plane should serve it.
@@ -180,19 +100,6 @@ impl DesiredBackend {
     }
 }
 
-/// An address from the maps' network-order words and family.
-pub fn words_addr(words: [u32; 4], family: u8) -> IpAddr {
-    let mut bytes = [0u8; 16];
-    for (chunk, word) in bytes.chunks_exact_mut(4).zip(words) {
-        chunk.copy_from_slice(&word.to_ne_bytes());
-    }
-    if family == AF_INET {
-        IpAddr::from([bytes[0], bytes[1], bytes[2], bytes[3]])
-    } else {
-        IpAddr::from(bytes)
-    }
-}
-
 /// A backend as applied: its data-plane id and what was written for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppliedBackend {
@@ -235,6 +142,24 @@ impl AppliedVip {
     pub fn live_table(&self) -> Option<&[u32]> {
         self.table.as_deref()
     }
+
+    /// Each backend's share of new flows in the live table, by address.
+    pub fn shares_by_address(&self) -> BTreeMap<IpAddr, f64> {
+        let shares = self.live_table().map(maglev::shares).unwrap_or_default();
+        self.backends
+            .iter()
+            .map(|(address, b)| (*address, shares.get(&b.id).copied().unwrap_or(0.0)))
+            .collect()
+    }
+}
+
+/// A change applied to a copy of the balancer, its writes recorded (see
+/// [`Balancer::stage`]).
+#[derive(Debug, Clone)]
+pub struct Staged {
+    next: Balancer,
+    log: MapLog,
+    report: ApplyReport,
 }
 
 /// What one apply did, for logs and tests.
@@ -255,7 +180,7 @@ pub struct ApplyReport {
 }
 
 /// The control plane's record of what the data plane holds.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Balancer {
     max_vips: u32,
     mode: MaglevMode,
@@ -373,6 +298,81 @@ impl Balancer {
             self.apply_vip(maps, vip, &mut report)?;
         }
         Ok(report)
+    }
+
+    /// Applies `desired` to a copy of this balancer, recording the writes
+    /// instead of making them: the result holds the tables the change
+    /// produces (the same code as [`Balancer::apply`], so in either Maglev
+    /// mode), for a plan, and the writes for [`Balancer::commit`].
+    pub fn stage(&self, desired: &[DesiredVip]) -> Result<Staged, ReconcileError> {
+        let mut next = self.clone();
+        let mut log = MapLog::default();
+        let report = next.apply(&mut log, desired)?;
+        Ok(Staged { next, log, report })
+    }
+
+    /// Makes a staged change real: replays its writes to `maps` and takes
+    /// its state. If a write fails the maps may hold part of it, so every
+    /// table's content counts as unknown (the next change rewrites them).
+    pub fn commit(
+        &mut self,
+        maps: &mut dyn MapWriter,
+        staged: Staged,
+    ) -> Result<ApplyReport, ReconcileError> {
+        if let Err(error) = staged.log.replay(maps) {
+            for vip in self.vips.values_mut() {
+                vip.table = None;
+                vip.applied = None;
+            }
+            return Err(error.into());
+        }
+        *self = staged.next;
+        Ok(staged.report)
+    }
+
+    /// What going from this balancer to `staged` does to each VIP's new
+    /// flows (VIPs whose table and backends stay the same are left out).
+    pub fn plan(&self, staged: &Staged) -> Vec<VipPlan> {
+        let ids: BTreeSet<&VipId> = self.vips.keys().chain(staged.next.vips.keys()).collect();
+        let mut plans = Vec::new();
+        for id in ids {
+            let (old, new) = (self.vips.get(id), staged.next.vips.get(id));
+            let shares = |vip: Option<&AppliedVip>| {
+                vip.map(AppliedVip::shares_by_address).unwrap_or_default()
+            };
+            let (before, after) = (shares(old), shares(new));
+            let change = match (old, new) {
+                (None, Some(_)) => PlanChange::Added,
+                (Some(_), None) => PlanChange::Removed,
+                _ => PlanChange::Changed,
+            };
+            let moved_fraction = match (
+                old.and_then(AppliedVip::live_table),
+                new.and_then(AppliedVip::live_table),
+            ) {
+                (Some(a), Some(b)) if a.len() == b.len() => Some(maglev::moved_fraction(a, b)),
+                _ => None,
+            };
+            let same_backends = |a: &AppliedVip, b: &AppliedVip| {
+                a.backends.len() == b.backends.len()
+                    && a.backends.iter().zip(&b.backends).all(|((x, p), (y, q))| {
+                        x == y && p.weight == q.weight && p.alive == q.alive && p.mac == q.mac
+                    })
+            };
+            if let (Some(a), Some(b)) = (old, new) {
+                if a.live_table() == b.live_table() && same_backends(a, b) {
+                    continue;
+                }
+            }
+            plans.push(VipPlan {
+                vip: id.to_string(),
+                change,
+                before,
+                after,
+                moved_fraction,
+            });
+        }
+        plans
     }
 
     fn remove_vip(
@@ -624,14 +624,6 @@ fn build_table(id: &VipId, vip: &AppliedVip, mode: MaglevMode) -> Result<Vec<u32
         vip: id.to_string(),
         source,
     })
-}
-
-/// The bytes that identify a backend in Maglev: its address.
-pub fn address_bytes(address: IpAddr) -> Vec<u8> {
-    match address {
-        IpAddr::V4(a) => a.octets().to_vec(),
-        IpAddr::V6(a) => a.octets().to_vec(),
-    }
 }
 
 #[cfg(test)]

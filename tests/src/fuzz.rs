@@ -12,6 +12,7 @@ use std::{
 };
 
 use lb_userspace::{
+    api::route::{vip_id, Call, Route},
     api::{
         client::api_path,
         code,
@@ -20,12 +21,12 @@ use lb_userspace::{
         Request, Response,
     },
     config::{self, Config, VipConfig},
-    daemon::routes::{self, Route},
-    reconcile::VipId,
+    daemon::routes,
     sync::{
         wire::{self, Message, Role, Transcript},
         FlowRecord,
     },
+    vip_id::VipId,
     vrrp::{
         machine::{Machine, Settings},
         net::parse_ipv4,
@@ -308,7 +309,7 @@ fn assert_error_answer(answer: &Response, allowed: &[u16]) {
 /// The admin API on arbitrary HTTP requests: [`parse_request`] (what the
 /// server answers with) either decodes a request whose path survives
 /// re-encoding, or gives an error answer (400, 404, 405, 413, 415) with the
-/// standard body; [`routes::route`] either names an endpoint whose VIP and
+/// standard body; [`Call::decode`] either names an endpoint whose VIP and
 /// backend arguments print and parse back the same, or answers 400 or 404;
 /// every schema type read from any body is the value or a 400; never a
 /// panic.
@@ -341,22 +342,20 @@ pub fn api_request(data: &[u8]) {
     check_body::<BackendSpec>(&request);
     check_body::<StateChange>(&request);
     check_body::<WeightChange>(&request);
-    let _ = routes::dry_run(&request);
 
     let reparsed = |id: &VipId| {
         let shown = id.to_string();
-        assert_eq!(
-            routes::vip_id(&shown).ok(),
-            Some(*id),
-            "VIP shown as {shown}"
-        );
+        assert_eq!(vip_id(&shown).ok(), Some(*id), "VIP shown as {shown}");
     };
-    match routes::route(&request) {
+    match Call::decode(&request).map(|call| call.route) {
         Err(answer) => assert_error_answer(&answer, &[400, 404]),
-        Ok(Route::AddVip(vip)) => {
-            reparsed(&VipId::of(&vip));
-            assert_vip_config(&vip);
-        }
+        Ok(Route::AddVip(spec)) => match routes::vip_config(&spec) {
+            Ok(vip) => {
+                reparsed(&VipId::of(&vip));
+                assert_vip_config(&vip);
+            }
+            Err(answer) => assert_error_answer(&answer, &[400]),
+        },
         Ok(Route::AddBackend(id, spec)) => {
             reparsed(&id);
             match routes::backend_config(&id, config::DEFAULT_TABLE_SIZE, &spec) {

@@ -7,6 +7,7 @@
 use std::{
     fmt::Write as _,
     io,
+    net::IpAddr,
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -15,12 +16,19 @@ use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::header::{self, HeaderValue};
 use hyper_util::rt::TokioIo;
-use serde::{de::DeserializeOwned, Serialize};
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio::net::UnixStream;
 use tracing::debug;
 
-use super::{ApiError, Method, API_VERSION};
+use super::{
+    route::Route,
+    schema::{
+        BackendSpec, Change, ConfigText, StateChange, Status, VipSpec, VipStatus, WeightChange,
+    },
+    ApiError, Method, API_VERSION,
+};
+use crate::{model::FlowCount, vip_id::VipId};
 
 /// Largest response body read, in bytes: generous for status dumps, but bounded.
 const MAX_RESPONSE_BYTES: usize = 64 << 20;
@@ -190,38 +198,116 @@ impl Client {
         })
     }
 
-    /// `GET path?query`, the answer read as a `T`.
-    pub async fn get<T: DeserializeOwned>(
+    /// Sends `route` (with `?dry_run=true` when asked), the answer read as
+    /// a `T`: the one way lbctl reaches an endpoint.
+    async fn send<T: DeserializeOwned>(
         &self,
-        path: &str,
-        query: &[(&str, &str)],
+        route: Route,
+        dry_run: bool,
     ) -> Result<T, ClientError> {
-        self.call_as(Method::Get, path, query, None).await
+        let encoded = route
+            .encode()
+            .map_err(|e| ClientError::Protocol(format!("encoding the request: {e}")))?;
+        let segments: Vec<&str> = encoded.segments.iter().map(String::as_str).collect();
+        let query: &[(&str, &str)] = if dry_run { &[("dry_run", "true")] } else { &[] };
+        self.call_as(
+            encoded.method,
+            &api_path(&segments),
+            query,
+            encoded.body.as_ref(),
+        )
+        .await
     }
 
-    /// `POST path` with `body` as JSON, the answer read as a `T`.
-    pub async fn post<T: DeserializeOwned>(
-        &self,
-        path: &str,
-        body: &impl Serialize,
-    ) -> Result<T, ClientError> {
-        let body = to_json(body)?;
-        self.call_as(Method::Post, path, &[], Some(&body)).await
+    /// `GET /v1/status`.
+    pub async fn status(&self) -> Result<Status, ClientError> {
+        self.send(Route::Status, false).await
     }
 
-    /// `PUT path` with `body` as JSON, the answer read as a `T`.
-    pub async fn put<T: DeserializeOwned>(
-        &self,
-        path: &str,
-        body: &impl Serialize,
-    ) -> Result<T, ClientError> {
-        let body = to_json(body)?;
-        self.call_as(Method::Put, path, &[], Some(&body)).await
+    /// `GET /v1/vips`.
+    pub async fn vips(&self) -> Result<Vec<VipStatus>, ClientError> {
+        self.send(Route::ListVips, false).await
     }
 
-    /// `DELETE path`, the answer read as a `T` (`()` for none).
-    pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
-        self.call_as(Method::Delete, path, &[], None).await
+    /// `GET /v1/vips/{vip}`.
+    pub async fn vip(&self, id: VipId) -> Result<VipStatus, ClientError> {
+        self.send(Route::GetVip(id), false).await
+    }
+
+    /// `POST /v1/vips`.
+    pub async fn add_vip(&self, spec: VipSpec, dry_run: bool) -> Result<Change, ClientError> {
+        self.send(Route::AddVip(spec), dry_run).await
+    }
+
+    /// `DELETE /v1/vips/{vip}`.
+    pub async fn remove_vip(&self, id: VipId, dry_run: bool) -> Result<Change, ClientError> {
+        self.send(Route::RemoveVip(id), dry_run).await
+    }
+
+    /// `POST /v1/vips/{vip}/backends`.
+    pub async fn add_backend(
+        &self,
+        id: VipId,
+        spec: BackendSpec,
+        dry_run: bool,
+    ) -> Result<Change, ClientError> {
+        self.send(Route::AddBackend(id, spec), dry_run).await
+    }
+
+    /// `DELETE /v1/vips/{vip}/backends/{address}`.
+    pub async fn remove_backend(
+        &self,
+        id: VipId,
+        address: IpAddr,
+        dry_run: bool,
+    ) -> Result<Change, ClientError> {
+        self.send(Route::RemoveBackend(id, address), dry_run).await
+    }
+
+    /// `PUT /v1/vips/{vip}/backends/{address}/state`.
+    pub async fn set_state(
+        &self,
+        id: VipId,
+        address: IpAddr,
+        change: StateChange,
+        dry_run: bool,
+    ) -> Result<Change, ClientError> {
+        self.send(Route::SetState(id, address, change), dry_run)
+            .await
+    }
+
+    /// `PUT /v1/vips/{vip}/backends/{address}/weight`.
+    pub async fn set_weight(
+        &self,
+        id: VipId,
+        address: IpAddr,
+        weight: u32,
+        dry_run: bool,
+    ) -> Result<Change, ClientError> {
+        self.send(
+            Route::SetWeight(id, address, WeightChange { weight }),
+            dry_run,
+        )
+        .await
+    }
+
+    /// `GET /v1/vips/{vip}/backends/{address}/flows`.
+    pub async fn backend_flows(
+        &self,
+        id: VipId,
+        address: IpAddr,
+    ) -> Result<FlowCount, ClientError> {
+        self.send(Route::Flows(id, address), false).await
+    }
+
+    /// `POST /v1/reload`.
+    pub async fn reload(&self, dry_run: bool) -> Result<Change, ClientError> {
+        self.send(Route::Reload, dry_run).await
+    }
+
+    /// `GET /v1/config`.
+    pub async fn config(&self) -> Result<ConfigText, ClientError> {
+        self.send(Route::Config, false).await
     }
 
     /// Connects, sends `request`, and reads the status and whole body.
@@ -273,12 +359,6 @@ impl Client {
             _ => ClientError::Connect { path, source },
         }
     }
-}
-
-/// `body` as a JSON value.
-fn to_json(body: &impl Serialize) -> Result<Value, ClientError> {
-    serde_json::to_value(body)
-        .map_err(|e| ClientError::Protocol(format!("encoding the request body: {e}")))
 }
 
 /// The HTTP request for a call.

@@ -148,6 +148,10 @@ pub struct BackendStatus {
     pub new_flows: u64,
     /// Seconds left before a drain cuts remaining flows.
     pub drain_remaining_s: Option<u64>,
+    /// The last drain ended because its timeout cut the remaining flows
+    /// (the backend is in maintenance since).
+    #[serde(default)]
+    pub drain_timed_out: bool,
     /// Its health checks.
     pub check: Option<CheckStatus>,
     /// Added at run time (not in the config file).
@@ -180,6 +184,7 @@ pub struct CheckStatus {
 
 /// `POST /v1/vips`: a VIP, as in the config file's `[[vip]]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct VipSpec {
     /// Address.
     pub address: IpAddr,
@@ -201,6 +206,7 @@ pub struct VipSpec {
 
 /// `POST /v1/vips/{vip}/backends`: a backend, as in `[[vip.backend]]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct BackendSpec {
     /// Address.
     pub address: IpAddr,
@@ -212,11 +218,25 @@ pub struct BackendSpec {
     pub weight: Option<u32>,
 }
 
+/// The admin states an operator can ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AdminStateRequest {
+    /// Takes new flows (if healthy).
+    Enabled,
+    /// No new flows; established flows go on until they end or the drain's
+    /// timeout cuts them.
+    Draining,
+    /// Out at once.
+    Maintenance,
+}
+
 /// `PUT .../state`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct StateChange {
-    /// "enabled", "draining" or "maintenance".
-    pub state: String,
+    /// The state to put the backend in.
+    pub state: AdminStateRequest,
     /// With "draining": cut remaining flows after this many seconds
     /// (default: the VIP's `drain_timeout_s`, else never).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -225,6 +245,7 @@ pub struct StateChange {
 
 /// `PUT .../weight`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct WeightChange {
     /// New weight, 0..=10000.
     pub weight: u32,
@@ -241,6 +262,18 @@ pub struct Change {
     /// For a reload: runtime changes it undoes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub undone: Vec<String>,
+    /// For a drain: when its remaining flows are cut.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain: Option<DrainPlan>,
+}
+
+/// A drain's effective deadline, in a change's answer (also a dry run's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrainPlan {
+    /// Seconds until the remaining flows are cut (None: never).
+    pub timeout_s: Option<u64>,
+    /// Which setting decided it.
+    pub from: crate::model::DrainTimeoutSource,
 }
 
 /// `GET /v1/config`: the running configuration as TOML.

@@ -953,14 +953,19 @@ mod tests {
         assert_eq!(got["method"], "DELETE");
         assert_eq!(got["path"], expected_path);
 
-        // Typed helpers, and a segment with a '/' in it stays one segment.
+        // Typed answers, and a segment with a '/' in it stays one segment.
         #[derive(serde::Deserialize)]
         struct Echoed {
             method: String,
             path: Vec<String>,
         }
         let echoed: Echoed = client
-            .put(&api_path(&["a/b", "%41"]), &json!({"x": 1}))
+            .call_as(
+                Method::Put,
+                &api_path(&["a/b", "%41"]),
+                &[],
+                Some(&json!({"x": 1})),
+            )
             .await
             .unwrap();
         assert_eq!(echoed.method, "PUT");

@@ -68,6 +68,7 @@
 
 mod dump;
 mod health;
+mod reload;
 mod vrrp;
 
 pub use dump::to_toml;

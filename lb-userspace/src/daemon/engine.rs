@@ -25,10 +25,10 @@ use crate::{
     config::{AllDown, CheckType, Config, HealthConfig, XdpMode},
     dataplane::{Dataplane, LoadOptions, MapSizes, MapWriter as _},
     health::{CheckKind, CheckSettings, HealthChecker, HealthEvent, ProbeTarget},
-    model::{AdminState, FlowCount, IdleTimeouts, Model},
+    model::{FlowCount, IdleTimeouts, Model},
     netlink::{Interface, Netlink},
     pinning::PinDir,
-    reconcile::{ApplyReport, Balancer, ReconcileError, VipId},
+    reconcile::{ApplyReport, Balancer, ReconcileError, Staged, VipId},
     sync::ReceivedBatch,
     vrrp::driver::Instance,
 };
@@ -209,12 +209,23 @@ impl Engine {
         ))
     }
 
-    /// Makes `next` the served state: applies it to the maps, then adopts it
-    /// and points the health checks at its backends.
+    /// Makes `next` the served state: stages it on the balancer, writes
+    /// the maps, then adopts it and points the health checks at its
+    /// backends.
     pub fn commit(&mut self, next: Model) -> Result<ApplyReport, ReconcileError> {
         let macs = &self.macs;
         let desired = next.desired(&|a| macs.get(&a).copied());
-        let report = self.balancer.apply(&mut self.dataplane, &desired)?;
+        let staged = self.balancer.stage(&desired)?;
+        self.commit_staged(next, staged)
+    }
+
+    /// Makes `next`, already staged as `staged`, the served state.
+    pub fn commit_staged(
+        &mut self,
+        next: Model,
+        staged: Staged,
+    ) -> Result<ApplyReport, ReconcileError> {
+        let report = self.balancer.commit(&mut self.dataplane, staged)?;
         self.tables_rebuilt += report.tables_flipped as u64;
         for took in &report.table_builds {
             self.metrics.observe_table_build(*took);
@@ -321,21 +332,7 @@ impl Engine {
     /// (the backend goes to maintenance).
     pub fn expire_drains(&mut self, now: Instant) {
         let mut next = self.model.clone();
-        let mut expired = Vec::new();
-        for (id, vip) in &mut next.vips {
-            for (address, backend) in &mut vip.backends {
-                if let AdminState::Draining {
-                    deadline: Some(deadline),
-                    ..
-                } = backend.admin
-                {
-                    if now >= deadline {
-                        backend.admin = AdminState::Maintenance;
-                        expired.push((*id, *address));
-                    }
-                }
-            }
-        }
+        let expired = next.expire_drains(now);
         if expired.is_empty() {
             return;
         }
@@ -354,7 +351,7 @@ impl Engine {
             tcp: self.config.tcp_idle_timeout,
             udp: self.config.udp_idle_timeout,
         };
-        let now = monotonic_ns();
+        let now = crate::clock::monotonic_ns();
         let generations: HashMap<u32, u32> = self
             .balancer
             .vips()
@@ -597,16 +594,4 @@ fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
         .unwrap_or_else(|_| "lbd".to_owned())
-}
-
-/// CLOCK_MONOTONIC in ns: the clock `bpf_ktime_get_coarse_ns` reads (at
-/// most one tick behind).
-pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the timespec we own.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
 }

@@ -5,6 +5,7 @@
 //! keeps forwarding, pinned, for the next lbd); SIGINT stops for good and
 //! leaves the node as it was found.
 
+pub mod change;
 pub mod engine;
 pub mod events;
 pub mod http;
@@ -24,7 +25,7 @@ use crate::{
     api::{
         code,
         server::{ServeOptions, Server},
-        Handler, Method, Request, Response,
+        Handler, Request, Response,
     },
     config::Config,
 };
@@ -133,16 +134,8 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<()> {
             }
             _ = hangup.recv() => {
                 info!("SIGHUP: reloading the config");
-                let request = Request {
-                    method: Method::Post,
-                    path: vec!["reload".to_owned()],
-                    query: Default::default(),
-                    body: serde_json::Value::Null,
-                };
-                let response = routes::handle(&mut engine, request).await;
-                if response.status != 200 {
-                    warn!(answer = %response.body, "SIGHUP reload refused");
-                }
+                // A refusal is logged by the reload itself.
+                let _ = engine.reload(false);
             }
             Some((request, reply)) = calls.recv() => {
                 let response = routes::handle(&mut engine, request).await;
@@ -236,6 +229,5 @@ pub async fn offline(config: &Config, action: Offline) -> anyhow::Result<()> {
 /// Whether an lbd answers on the admin socket (its API status).
 async fn lbd_answers(socket: &Path) -> bool {
     let client = crate::api::client::Client::new(socket, Duration::from_secs(1));
-    let path = crate::api::client::api_path(&["status"]);
-    client.call(Method::Get, &path, &[], None).await.is_ok()
+    client.status().await.is_ok()
 }

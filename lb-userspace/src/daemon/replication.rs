@@ -29,7 +29,7 @@ use crate::{
     sync::{self, FlowRecord, ReceivedBatch, SyncConfig, SyncStats},
 };
 
-use super::engine::monotonic_ns;
+use crate::clock::monotonic_ns;
 
 /// How often the master sends a complete dump even without a new session.
 const FULL_SYNC_INTERVAL: Duration = Duration::from_secs(10);

@@ -1,266 +1,136 @@
-//! The admin API's endpoints (schema in `api::schema`): each turns a
-//! request into a change of the model, a plan, or a view of the state.
-//! Changes go through one path: copy the model, change the copy, plan,
-//! and (unless `dry_run`) commit. Bad requests change nothing.
+//! The server side of the admin API's endpoints (defined once in
+//! `api::route`): each decoded call becomes an engine change, a reload or a
+//! view of the state, and every refusal its answer. Bad requests change
+//! nothing.
 
-use std::{
-    collections::BTreeMap,
-    net::IpAddr,
-    time::{Duration, Instant},
-};
+use std::{collections::BTreeMap, net::IpAddr, time::Instant};
 
 use lb_common::stats::Counter;
-use tracing::{info, warn};
 
-use super::engine::Engine;
+use super::{change::ChangeError, engine::Engine};
 use crate::{
     api::{
         code,
+        route::{Call, Route},
         schema::{
-            BackendSpec, BackendStatus, Change, CheckStatus, ConfigText, ConntrackStatus,
-            ReplicationStatus, StateChange, Status, VipSpec, VipStatus, WeightChange,
+            AdminStateRequest, BackendSpec, BackendStatus, CheckStatus, ConfigText,
+            ConntrackStatus, ReplicationStatus, StateChange, Status, VipSpec, VipStatus,
         },
-        Method, Request, Response,
+        Request, Response,
     },
     config::{self, BackendConfig, Config, ConfigError, VipConfig},
     maglev,
-    model::{self, AdminState, Model, ModelError},
-    reconcile::VipId,
+    model::{AdminState, Edit, Model, ModelError},
+    vip_id::VipId,
 };
-
-/// What a request asks for, decoded from its method, path segments and
-/// body alone. Splitting this from [`handle`] keeps everything a client
-/// controls in a pure function ([`route`]) that can be unit-tested and
-/// fuzzed without an engine; the handler only carries the change out.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Route {
-    /// `GET /v1/status`.
-    Status,
-    /// `GET /v1/vips`.
-    ListVips,
-    /// `POST /v1/vips`: the VIP, checked by the config file's rules.
-    AddVip(VipConfig),
-    /// `GET /v1/vips/{vip}`.
-    GetVip(VipId),
-    /// `DELETE /v1/vips/{vip}`.
-    RemoveVip(VipId),
-    /// `POST /v1/vips/{vip}/backends`: the spec is checked against the
-    /// VIP's table size by [`backend_config`] once the VIP is found.
-    AddBackend(VipId, BackendSpec),
-    /// `DELETE /v1/vips/{vip}/backends/{address}`.
-    RemoveBackend(VipId, IpAddr),
-    /// `PUT /v1/vips/{vip}/backends/{address}/state`.
-    SetState(VipId, IpAddr, StateChange),
-    /// `PUT /v1/vips/{vip}/backends/{address}/weight`.
-    SetWeight(VipId, IpAddr, WeightChange),
-    /// `GET /v1/vips/{vip}/backends/{address}/flows`.
-    Flows(VipId, IpAddr),
-    /// `POST /v1/reload`.
-    Reload,
-    /// `GET /v1/config`.
-    Config,
-}
-
-/// Decodes `request` into the endpoint it names and that endpoint's
-/// arguments, or the answer for a request that cannot be served: 404 for
-/// no such endpoint, 400 for a bad VIP, address or body. Checks happen in
-/// the order a client reads errors: path first, then body.
-pub fn route(request: &Request) -> Result<Route, Response> {
-    let segments = request.segments();
-    Ok(match (request.method, segments.as_slice()) {
-        (Method::Get, ["status"]) => Route::Status,
-        (Method::Get, ["vips"]) => Route::ListVips,
-        (Method::Post, ["vips"]) => Route::AddVip(vip_config(&request.body_as()?)?),
-        (Method::Get, ["vips", vip]) => Route::GetVip(vip_id(vip)?),
-        (Method::Delete, ["vips", vip]) => Route::RemoveVip(vip_id(vip)?),
-        (Method::Post, ["vips", vip, "backends"]) => {
-            let id = vip_id(vip)?;
-            Route::AddBackend(id, request.body_as()?)
-        }
-        (Method::Delete, ["vips", vip, "backends", address]) => {
-            let (id, address) = target(vip, address)?;
-            Route::RemoveBackend(id, address)
-        }
-        (Method::Put, ["vips", vip, "backends", address, "state"]) => {
-            let (id, address) = target(vip, address)?;
-            Route::SetState(id, address, request.body_as()?)
-        }
-        (Method::Put, ["vips", vip, "backends", address, "weight"]) => {
-            let (id, address) = target(vip, address)?;
-            Route::SetWeight(id, address, request.body_as()?)
-        }
-        (Method::Get, ["vips", vip, "backends", address, "flows"]) => {
-            let (id, address) = target(vip, address)?;
-            Route::Flows(id, address)
-        }
-        (Method::Post, ["reload"]) => Route::Reload,
-        (Method::Get, ["config"]) => Route::Config,
-        _ => return Err(request.no_route()),
-    })
-}
-
-/// Whether the request asks only for the plan (`?dry_run=true`, `1` or
-/// `yes`): every change accepts it.
-pub fn dry_run(request: &Request) -> bool {
-    matches!(
-        request.query.get("dry_run").map(String::as_str),
-        Some("true" | "1" | "yes")
-    )
-}
 
 /// Answers one API request.
 pub async fn handle(engine: &mut Engine, request: Request) -> Response {
-    let dry_run = dry_run(&request);
-    let route = match route(&request) {
-        Ok(route) => route,
-        Err(response) => return response,
-    };
-    match route {
-        Route::Status => Response::ok(status(engine)),
-        Route::ListVips => Response::ok(status(engine).vips),
-        Route::AddVip(vip) => change(engine, dry_run, |m| m.add_vip(&vip)).await,
-        Route::GetVip(id) => match status(engine)
-            .vips
-            .into_iter()
-            .find(|v| v.vip == id.to_string())
-        {
-            Some(vip) => Response::ok(vip),
-            None => model_error(ModelError::NoVip(id)),
-        },
-        Route::RemoveVip(id) => change(engine, dry_run, |m| m.remove_vip(&id)).await,
-        Route::AddBackend(id, spec) => add_backend(engine, id, &spec, dry_run).await,
-        Route::RemoveBackend(id, address) => {
-            change(engine, dry_run, |m| m.remove_backend(&id, address)).await
-        }
-        Route::SetState(id, address, body) => set_state(engine, id, address, &body, dry_run).await,
-        Route::SetWeight(id, address, body) => {
-            change(engine, dry_run, |m| m.set_weight(&id, address, body.weight)).await
-        }
-        Route::Flows(id, address) => {
-            if let Err(e) = engine.model.backend(&id, address) {
-                return model_error(e);
-            }
-            let backend_id = engine
-                .balancer
-                .vips()
-                .get(&id)
-                .and_then(|v| v.backends.get(&address))
-                .map(|b| b.id);
-            let (counts, _) = engine.flow_counts();
-            Response::ok(
-                backend_id
-                    .and_then(|b| counts.get(&b).copied())
-                    .unwrap_or_default(),
-            )
-        }
-        Route::Reload => reload(engine, dry_run),
-        Route::Config => Response::ok(ConfigText {
-            toml: config::to_toml(&engine.model.to_config(&engine.config)),
-        }),
+    match Call::decode(&request) {
+        Ok(call) => answer(engine, call).await,
+        Err(response) => response,
     }
 }
 
-/// A `{vip}` path segment (`ADDRESS:PORT/PROTOCOL`), or the 400 answer.
-pub fn vip_id(segment: &str) -> Result<VipId, Response> {
-    segment
-        .parse()
-        .map_err(|e: String| Response::error(400, code::BAD_REQUEST, e))
+/// Carries out a decoded call.
+async fn answer(engine: &mut Engine, call: Call) -> Response {
+    let dry_run = call.dry_run;
+    let edit = match call.route {
+        Route::Status => return Response::ok(status(engine)),
+        Route::ListVips => return Response::ok(status(engine).vips),
+        Route::GetVip(id) => {
+            let wanted = id.to_string();
+            return match status(engine).vips.into_iter().find(|v| v.vip == wanted) {
+                Some(vip) => Response::ok(vip),
+                None => model_error(&ModelError::NoVip(id)),
+            };
+        }
+        Route::Flows(id, address) => return flows(engine, &id, address),
+        Route::Config => {
+            return Response::ok(ConfigText {
+                toml: config::to_toml(&engine.model.to_config(&engine.config)),
+            })
+        }
+        Route::Reload => return outcome(engine.reload(dry_run)),
+        Route::AddVip(spec) => match vip_config(&spec) {
+            Ok(vip) => Edit::AddVip(vip),
+            Err(response) => return response,
+        },
+        Route::RemoveVip(id) => Edit::RemoveVip(id),
+        Route::AddBackend(id, spec) => {
+            let Ok(vip) = engine.model.vip(&id) else {
+                return model_error(&ModelError::NoVip(id));
+            };
+            match backend_config(&id, vip.config.table_size, &spec) {
+                Ok(backend) => Edit::AddBackend(id, backend),
+                Err(response) => return response,
+            }
+        }
+        Route::RemoveBackend(id, address) => Edit::RemoveBackend(id, address),
+        Route::SetState(id, address, change) => state_edit(id, address, &change),
+        Route::SetWeight(id, address, change) => Edit::SetWeight(id, address, change.weight),
+    };
+    outcome(engine.change(&edit, dry_run).await)
 }
 
-/// The `{vip}` and `{address}` segments of a backend's path, or the 400 answer.
-pub fn target(vip: &str, address: &str) -> Result<(VipId, IpAddr), Response> {
-    let id = vip_id(vip)?;
-    let address = address.parse().map_err(|_| {
-        Response::error(
-            400,
-            code::BAD_REQUEST,
-            format!("{address:?} is not an IP address"),
-        )
-    })?;
-    Ok((id, address))
+/// The edit a state change asks for.
+fn state_edit(id: VipId, address: IpAddr, change: &StateChange) -> Edit {
+    match change.state {
+        AdminStateRequest::Enabled => Edit::Enable(id, address),
+        AdminStateRequest::Maintenance => Edit::Maintenance(id, address),
+        AdminStateRequest::Draining => Edit::Drain {
+            vip: id,
+            backend: address,
+            timeout_s: change.timeout_s,
+        },
+    }
 }
 
-fn model_error(error: ModelError) -> Response {
-    let (status, code) = match &error {
+/// A backend's tracked flows by liveness.
+fn flows(engine: &Engine, id: &VipId, address: IpAddr) -> Response {
+    if let Err(e) = engine.model.backend(id, address) {
+        return model_error(&e);
+    }
+    let backend_id = engine
+        .balancer
+        .vips()
+        .get(id)
+        .and_then(|v| v.backends.get(&address))
+        .map(|b| b.id);
+    let (counts, _) = engine.flow_counts();
+    Response::ok(
+        backend_id
+            .and_then(|b| counts.get(&b).copied())
+            .unwrap_or_default(),
+    )
+}
+
+/// The answer to a change or reload.
+fn outcome(result: Result<crate::api::schema::Change, ChangeError>) -> Response {
+    match result {
+        Ok(change) => Response::ok(change),
+        Err(ChangeError::Model(error)) => model_error(&error),
+        Err(error @ ChangeError::MapsFull { .. }) => {
+            Response::error(400, code::LIMIT_EXCEEDED, error.to_string())
+        }
+        Err(error @ ChangeError::File(_)) => {
+            Response::error(400, code::BAD_REQUEST, error.to_string())
+        }
+        Err(error @ ChangeError::Dataplane(_)) => {
+            tracing::warn!(%error, "the data plane refused a change");
+            Response::error(500, code::INTERNAL, error.to_string())
+        }
+    }
+}
+
+fn model_error(error: &ModelError) -> Response {
+    let (status, code) = match error {
         ModelError::NoVip(_) | ModelError::NoBackend { .. } => (404, code::NOT_FOUND),
         ModelError::VipExists(_) | ModelError::BackendExists { .. } => (409, code::CONFLICT),
         ModelError::Invalid(_) => (400, code::BAD_REQUEST),
         ModelError::Limit(_) => (400, code::LIMIT_EXCEEDED),
     };
     Response::error(status, code, error.to_string())
-}
-
-/// Applies `edit` to a copy of the model; plans, and commits unless
-/// `dry_run`.
-async fn change(
-    engine: &mut Engine,
-    dry_run: bool,
-    edit: impl FnOnce(&mut Model) -> Result<(), ModelError>,
-) -> Response {
-    let mut next = engine.model.clone();
-    if let Err(error) = edit(&mut next) {
-        return model_error(error);
-    }
-    if let Err(response) = fits_the_maps(engine, &next) {
-        return response;
-    }
-    let plan = model::plan(&engine.model, &next);
-    if dry_run {
-        return Response::ok(Change {
-            dry_run: true,
-            plan,
-            undone: Vec::new(),
-        });
-    }
-    let added: Vec<IpAddr> = next
-        .vips
-        .values()
-        .flat_map(|v| v.backends.values())
-        .filter(|b| b.config.mac.is_none() && engine.mac_of(b.config.address).is_none())
-        .map(|b| b.config.address)
-        .collect();
-    if !added.is_empty() {
-        let pending = next.clone();
-        engine.resolve_new(&pending).await;
-    }
-    match engine.commit(next) {
-        Ok(report) => {
-            for vip in &plan {
-                info!(vip = %vip.vip, change = %vip.change, moved = vip.moved_fraction, ?report, "change applied");
-            }
-            Response::ok(Change {
-                dry_run: false,
-                plan,
-                undone: Vec::new(),
-            })
-        }
-        Err(error) => {
-            warn!(%error, "the data plane refused a change");
-            Response::error(
-                500,
-                code::INTERNAL,
-                format!("the data plane refused the change: {error}"),
-            )
-        }
-    }
-}
-
-/// Refuses (400, nothing changed) a model with more VIPs than the maps were
-/// sized for at start (the file's VIPs and some spare), rather than letting
-/// the data plane refuse it halfway as an internal error.
-fn fits_the_maps(engine: &Engine, next: &Model) -> Result<(), Response> {
-    let capacity = engine.dataplane.sizes().max_vips;
-    if next.vips.len() > capacity as usize && next.vips.len() > engine.model.vips.len() {
-        return Err(Response::error(
-            400,
-            code::LIMIT_EXCEEDED,
-            format!(
-                "too many VIPs: the data plane was sized for {capacity} at start (the file's VIPs and room for more); restart lbd to make room for {}",
-                next.vips.len()
-            ),
-        ));
-    }
-    Ok(())
 }
 
 /// A VIP or backend spec checked by the config file's own rules, so the
@@ -373,132 +243,13 @@ pub fn backend_config(
         .ok_or_else(|| Response::error(500, code::INTERNAL, "no backend parsed"))
 }
 
-async fn add_backend(
-    engine: &mut Engine,
-    id: VipId,
-    spec: &BackendSpec,
-    dry_run: bool,
-) -> Response {
-    let Ok(current) = engine.model.vip(&id) else {
-        return model_error(ModelError::NoVip(id));
-    };
-    let backend = match backend_config(&id, current.config.table_size, spec) {
-        Ok(backend) => backend,
-        Err(response) => return response,
-    };
-    change(engine, dry_run, |m| m.add_backend(&id, backend)).await
-}
-
-async fn set_state(
-    engine: &mut Engine,
-    id: VipId,
-    address: IpAddr,
-    body: &StateChange,
-    dry_run: bool,
-) -> Response {
-    let now = Instant::now();
-    let admin = match body.state.as_str() {
-        "enabled" => AdminState::Enabled,
-        "maintenance" => AdminState::Maintenance,
-        "draining" => {
-            let default = engine
-                .model
-                .vip(&id)
-                .ok()
-                .and_then(|v| v.config.drain_timeout);
-            let timeout = match body.timeout_s {
-                Some(0) => None,
-                Some(s) if s > 7 * 86_400 => {
-                    return Response::error(
-                        400,
-                        code::BAD_REQUEST,
-                        format!("timeout_s {s} is above a week"),
-                    )
-                }
-                Some(s) => Some(Duration::from_secs(s)),
-                None => default,
-            };
-            // Draining a draining backend keeps its start, takes the new deadline.
-            let since = match engine.model.backend(&id, address).map(|b| b.admin) {
-                Ok(AdminState::Draining { since, .. }) => since,
-                _ => now,
-            };
-            AdminState::Draining {
-                since,
-                deadline: timeout.map(|t| now + t),
-            }
-        }
-        other => {
-            return Response::error(
-                400,
-                code::BAD_REQUEST,
-                format!("state {other:?} is not one of \"enabled\", \"draining\", \"maintenance\""),
-            )
-        }
-    };
-    change(engine, dry_run, |m| m.set_admin(&id, address, admin)).await
-}
-
-fn reload(engine: &mut Engine, dry_run: bool) -> Response {
-    let config = match Config::load(&engine.config_path) {
-        Ok(config) => config,
-        Err(error) => {
-            if !dry_run {
-                engine.reloads.failed += 1;
-            }
-            warn!(%error, "reload refused: the config file is invalid; running state unchanged");
-            return Response::error(
-                400,
-                code::BAD_REQUEST,
-                format!("reload refused, running state unchanged: {error}"),
-            );
-        }
-    };
-    let next = engine.model.reloaded(&config);
-    if let Err(response) = fits_the_maps(engine, &next) {
-        if !dry_run {
-            engine.reloads.failed += 1;
-        }
-        warn!("reload refused: the file has more VIPs than the data plane holds; running state unchanged");
-        return response;
-    }
-    let undone = undone_by_reload(&engine.model, &next, &engine.config, &config);
-    let plan = model::plan(&engine.model, &next);
-    if dry_run {
-        return Response::ok(Change {
-            dry_run: true,
-            plan,
-            undone,
-        });
-    }
-    match engine.commit(next) {
-        Ok(report) => {
-            for note in &undone {
-                warn!(note = %note, "reload");
-            }
-            info!(?report, vips = plan.len(), "config reloaded");
-            engine.config = config;
-            engine.reloads.succeeded += 1;
-            Response::ok(Change {
-                dry_run: false,
-                plan,
-                undone,
-            })
-        }
-        Err(error) => {
-            engine.reloads.failed += 1;
-            warn!(%error, "reload failed in the data plane");
-            Response::error(
-                500,
-                code::INTERNAL,
-                format!("the data plane refused the reload: {error}"),
-            )
-        }
-    }
-}
-
 /// Runtime changes a reload undoes, and settings it cannot apply live.
-fn undone_by_reload(current: &Model, next: &Model, running: &Config, file: &Config) -> Vec<String> {
+pub(crate) fn undone_by_reload(
+    current: &Model,
+    next: &Model,
+    running: &Config,
+    file: &Config,
+) -> Vec<String> {
     let mut notes = Vec::new();
     for (id, vip) in &current.vips {
         let Some(new) = next.vips.get(id) else {
@@ -532,24 +283,8 @@ fn undone_by_reload(current: &Model, next: &Model, running: &Config, file: &Conf
             }
         }
     }
-    for (name, changed) in [
-        ("interface", running.interface != file.interface),
-        ("xdp_mode", running.xdp_mode != file.xdp_mode),
-        (
-            "conntrack_size",
-            running.conntrack_size != file.conntrack_size,
-        ),
-        ("maglev_mode", running.maglev_mode != file.maglev_mode),
-        ("admin_socket", running.admin_socket != file.admin_socket),
-        ("pin_dir", running.pin_dir != file.pin_dir),
-        (
-            "admin_socket_group",
-            running.admin_socket_group != file.admin_socket_group,
-        ),
-    ] {
-        if changed {
-            notes.push(format!("{name} changed: takes effect when lbd restarts"));
-        }
+    for name in running.restart_only_changes(file) {
+        notes.push(format!("{name} changed: takes effect when lbd restarts"));
     }
     notes
 }
@@ -621,6 +356,7 @@ pub fn status(engine: &Engine) -> Status {
                 packets: traffic.packets,
                 bytes: traffic.bytes,
                 new_flows: traffic.new_flows,
+                drain_timed_out: backend.drain_timed_out,
                 drain_remaining_s: match backend.admin {
                     AdminState::Draining {
                         deadline: Some(deadline),
@@ -683,77 +419,27 @@ pub fn status(engine: &Engine) -> Status {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::{json, Value};
+    use serde_json::json;
 
     use super::*;
     use crate::config::Protocol;
 
-    fn request(method: Method, path: &[&str], body: Value) -> Request {
-        Request {
-            method,
-            path: path.iter().map(|s| (*s).to_owned()).collect(),
-            query: BTreeMap::new(),
-            body,
-        }
-    }
-
-    fn status_of(result: Result<Route, Response>) -> u16 {
-        result.err().map_or(200, |r| r.status)
+    fn vip(body: serde_json::Value) -> Result<VipConfig, u16> {
+        let spec: VipSpec = serde_json::from_value(body).map_err(|_| 400_u16)?;
+        vip_config(&spec).map_err(|r| r.status)
     }
 
     #[test]
-    fn routes_decode_path_and_body() {
-        let id: VipId = "198.18.0.100:80/tcp".parse().unwrap();
-        let b: IpAddr = "198.18.0.11".parse().unwrap();
-        let r = |m, p: &[&str], body| route(&request(m, p, body));
-        assert_eq!(r(Method::Get, &["status"], Value::Null), Ok(Route::Status));
-        assert_eq!(
-            r(
-                Method::Delete,
-                &["vips", "198.18.0.100:80/tcp"],
-                Value::Null
-            ),
-            Ok(Route::RemoveVip(id))
-        );
-        assert_eq!(
-            r(
-                Method::Put,
-                &[
-                    "vips",
-                    "198.18.0.100:80",
-                    "backends",
-                    "198.18.0.11",
-                    "weight"
-                ],
-                json!({"weight": 5})
-            ),
-            Ok(Route::SetWeight(id, b, WeightChange { weight: 5 }))
-        );
-        let Ok(Route::AddVip(vip)) = r(
-            Method::Post,
-            &["vips"],
+    fn vip_specs_follow_the_file_rules() {
+        let ok = vip(
             json!({"address": "198.18.0.100", "port": 53, "protocol": "udp",
-                   "backends": [{"address": "198.18.0.11", "weight": 7}]}),
-        ) else {
-            panic!("AddVip expected")
-        };
-        assert_eq!((vip.port, vip.protocol), (53, Protocol::Udp));
-        assert_eq!(vip.backends[0].weight, 7);
-    }
-
-    #[test]
-    fn bad_requests_are_answered_not_panicked_on() {
-        let r = |m, p: &[&str], body| status_of(route(&request(m, p, body)));
-        assert_eq!(r(Method::Get, &["nope"], Value::Null), 404);
-        assert_eq!(r(Method::Post, &["status"], Value::Null), 404);
-        assert_eq!(r(Method::Get, &["vips", "x"], Value::Null), 400);
-        assert_eq!(
-            r(Method::Get, &["vips", "198.18.0.100:0"], Value::Null),
-            400
-        );
-        assert_eq!(r(Method::Post, &["vips"], json!({"port": 80})), 400);
-        // The file's rules apply: backend of the other family, bad protocol,
-        // a table size that is not prime.
+                           "backends": [{"address": "198.18.0.11", "weight": 7}]}),
+        )
+        .unwrap();
+        assert_eq!((ok.port, ok.protocol), (53, Protocol::Udp));
+        assert_eq!(ok.backends[0].weight, 7);
+        // Backend of the other family, bad protocol, a table size that is
+        // not prime, an injection attempt.
         let bad_vips = [
             json!({"address": "198.18.0.100", "port": 80,
                    "backends": [{"address": "2001:db8::1"}]}),
@@ -762,30 +448,8 @@ mod tests {
             json!({"address": "198.18.0.100", "port": 80, "protocol": "tcp\"\n[x]"}),
         ];
         for body in bad_vips {
-            assert_eq!(r(Method::Post, &["vips"], body.clone()), 400, "{body}");
+            assert_eq!(vip(body.clone()).err(), Some(400), "{body}");
         }
-        assert_eq!(
-            r(
-                Method::Put,
-                &["vips", "198.18.0.100:80", "backends", "nope", "state"],
-                json!({"state": "enabled"})
-            ),
-            400
-        );
-        assert_eq!(
-            r(
-                Method::Put,
-                &[
-                    "vips",
-                    "198.18.0.100:80",
-                    "backends",
-                    "198.18.0.11",
-                    "state"
-                ],
-                json!({"state": 1})
-            ),
-            400
-        );
     }
 
     #[test]

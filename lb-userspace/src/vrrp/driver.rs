@@ -459,7 +459,7 @@ impl Driver {
     /// tiny write to a tmpfs, once per advert while master.
     fn record_state(&self, state: &str) {
         if let Some(path) = &self.state_file {
-            let line = format!("{state} {}\n", crate::daemon::engine::monotonic_ns());
+            let line = format!("{state} {}\n", crate::clock::monotonic_ns());
             if let Err(error) = std::fs::write(path, line) {
                 debug!(path = %path.display(), %error, "recording the VRRP state failed");
             }
@@ -505,7 +505,7 @@ fn was_master_within(path: &std::path::Path, interval: Duration) -> bool {
     let Ok(at) = at.parse::<u64>() else {
         return false;
     };
-    let now = crate::daemon::engine::monotonic_ns();
+    let now = crate::clock::monotonic_ns();
     now >= at && Duration::from_nanos(now - at) < interval
 }
 

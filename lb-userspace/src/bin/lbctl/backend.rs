@@ -2,8 +2,8 @@
 //!
 //! `drain --wait` is the finish line of a rolling upgrade: it reports the
 //! backend's live flows (read from the connection table) as they fall and
-//! returns when none is left (exit 0) or when the drain timeout cut the
-//! rest (exit 6).
+//! returns when none is left (exit 0), when the drain timeout cut the rest
+//! (exit 6), or when another change ended the drain (exit 7).
 
 use std::{
     net::IpAddr,
@@ -12,12 +12,10 @@ use std::{
 
 use lb_userspace::{
     api::{
-        client::{api_path, Client},
-        schema::{StateChange, VipStatus, WeightChange},
-        Method,
+        client::{Client, ClientError},
+        schema::{AdminStateRequest, BackendStatus, StateChange},
     },
-    model::FlowCount,
-    reconcile::VipId,
+    vip_id::VipId,
 };
 use serde_json::json;
 
@@ -25,6 +23,8 @@ use crate::{output, status::print_vip, vip::parse_backend, Failure};
 
 /// Exit code when a drain's timeout cut remaining flows.
 const EXIT_DRAIN_TIMED_OUT: u8 = 6;
+/// Exit code when another change ended a drain `--wait` was watching.
+const EXIT_DRAIN_ENDED_ELSEWHERE: u8 = 7;
 
 /// Flags every change takes.
 #[derive(Debug, clap::Args)]
@@ -65,8 +65,9 @@ pub enum Command {
         vip: VipId,
         /// Backend address.
         backend: IpAddr,
-        /// Cut the remaining flows after this many seconds (default: the
-        /// VIP's drain_timeout_s, else never).
+        /// Cut the remaining flows after this many seconds (0: never;
+        /// default: the VIP's drain_timeout_s, else never). The answer
+        /// shows the effective deadline.
         #[arg(long)]
         timeout: Option<u64>,
         /// Wait until no live flow is left (or the timeout cut them),
@@ -118,14 +119,6 @@ pub enum Command {
     },
 }
 
-fn backend_path(vip: &VipId, backend: &IpAddr, rest: &[&str]) -> String {
-    let vip = vip.to_string();
-    let backend = backend.to_string();
-    let mut segments = vec!["vips", vip.as_str(), "backends", backend.as_str()];
-    segments.extend_from_slice(rest);
-    api_path(&segments)
-}
-
 /// Runs a `backend` subcommand.
 pub async fn run(client: &Client, command: Command) -> Result<(), Failure> {
     match command {
@@ -134,10 +127,7 @@ pub async fn run(client: &Client, command: Command) -> Result<(), Failure> {
             backend,
             flags,
         } => {
-            let path = api_path(&["vips", &vip.to_string(), "backends"]);
-            let change =
-                output::send_change(client, Method::Post, &path, Some(&backend), flags.dry_run)
-                    .await?;
+            let change = client.add_backend(vip, backend, flags.dry_run).await?;
             output::change(&change, flags.json);
         }
         Command::Remove {
@@ -145,10 +135,7 @@ pub async fn run(client: &Client, command: Command) -> Result<(), Failure> {
             backend,
             flags,
         } => {
-            let path = backend_path(&vip, &backend, &[]);
-            let change =
-                output::send_change(client, Method::Delete, &path, None::<&()>, flags.dry_run)
-                    .await?;
+            let change = client.remove_backend(vip, backend, flags.dry_run).await?;
             output::change(&change, flags.json);
         }
         Command::Drain {
@@ -159,15 +146,13 @@ pub async fn run(client: &Client, command: Command) -> Result<(), Failure> {
             flags,
         } => {
             let body = StateChange {
-                state: "draining".to_owned(),
+                state: AdminStateRequest::Draining,
                 timeout_s: timeout,
             };
-            let path = backend_path(&vip, &backend, &["state"]);
-            let change =
-                output::send_change(client, Method::Put, &path, Some(&body), flags.dry_run).await?;
+            let change = client.set_state(vip, backend, body, flags.dry_run).await?;
             output::change(&change, flags.json);
             if wait && !flags.dry_run {
-                return wait_for_drain(client, &vip, &backend, flags.json).await;
+                return wait_for_drain(client, vip, backend, flags.json).await;
             }
         }
         Command::Undrain {
@@ -175,7 +160,7 @@ pub async fn run(client: &Client, command: Command) -> Result<(), Failure> {
             backend,
             flags,
         } => {
-            set_state(client, &vip, &backend, "enabled", &flags).await?;
+            set_state(client, vip, backend, AdminStateRequest::Enabled, &flags).await?;
         }
         Command::Maintenance {
             vip,
@@ -183,8 +168,12 @@ pub async fn run(client: &Client, command: Command) -> Result<(), Failure> {
             off,
             flags,
         } => {
-            let state = if off { "enabled" } else { "maintenance" };
-            set_state(client, &vip, &backend, state, &flags).await?;
+            let state = if off {
+                AdminStateRequest::Enabled
+            } else {
+                AdminStateRequest::Maintenance
+            };
+            set_state(client, vip, backend, state, &flags).await?;
         }
         Command::Weight {
             vip,
@@ -192,16 +181,13 @@ pub async fn run(client: &Client, command: Command) -> Result<(), Failure> {
             weight,
             flags,
         } => {
-            let path = backend_path(&vip, &backend, &["weight"]);
-            let body = WeightChange { weight };
-            let change =
-                output::send_change(client, Method::Put, &path, Some(&body), flags.dry_run).await?;
+            let change = client
+                .set_weight(vip, backend, weight, flags.dry_run)
+                .await?;
             output::change(&change, flags.json);
         }
         Command::List { vip, json } => {
-            let status: VipStatus = client
-                .get(&api_path(&["vips", &vip.to_string()]), &[])
-                .await?;
+            let status = client.vip(vip).await?;
             if json {
                 output::json(&status.backends);
             } else {
@@ -214,74 +200,160 @@ pub async fn run(client: &Client, command: Command) -> Result<(), Failure> {
 
 async fn set_state(
     client: &Client,
-    vip: &VipId,
-    backend: &IpAddr,
-    state: &str,
+    vip: VipId,
+    backend: IpAddr,
+    state: AdminStateRequest,
     flags: &ChangeFlags,
 ) -> Result<(), Failure> {
-    let path = backend_path(vip, backend, &["state"]);
     let body = StateChange {
-        state: state.to_owned(),
+        state,
         timeout_s: None,
     };
-    let change =
-        output::send_change(client, Method::Put, &path, Some(&body), flags.dry_run).await?;
+    let change = client.set_state(vip, backend, body, flags.dry_run).await?;
     output::change(&change, flags.json);
     Ok(())
 }
 
-/// Polls the backend's flows until none is live, or the drain's deadline
-/// put it in maintenance.
+/// How a drain that `--wait` watched ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DrainEnd {
+    /// No live flow left while still draining.
+    Drained,
+    /// The drain's timeout cut the remaining flows.
+    TimedOut,
+    /// Another change ended the drain (undrained, maintenance, removed).
+    EndedElsewhere,
+}
+
+/// What one look at the backend says about its drain (None: still going).
+fn drain_end(backend: Option<&BackendStatus>) -> Option<DrainEnd> {
+    let Some(backend) = backend else {
+        return Some(DrainEnd::EndedElsewhere);
+    };
+    match backend.state.as_str() {
+        "draining" if backend.flows.live == 0 => Some(DrainEnd::Drained),
+        "draining" => None,
+        _ if backend.drain_timed_out => Some(DrainEnd::TimedOut),
+        _ => Some(DrainEnd::EndedElsewhere),
+    }
+}
+
+/// Polls the backend until none of its flows is live while it drains
+/// (exit 0), the drain's timeout cut the rest (exit 6), or another change
+/// ended the drain (exit 7). State and flows come from one answer, so the
+/// outcome is never read off two different moments.
 async fn wait_for_drain(
     client: &Client,
-    vip: &VipId,
-    backend: &IpAddr,
+    vip: VipId,
+    backend: IpAddr,
     as_json: bool,
 ) -> Result<(), Failure> {
-    let flows_path = backend_path(vip, backend, &["flows"]);
-    let vip_path = api_path(&["vips", &vip.to_string()]);
     let started = Instant::now();
     let mut last: Option<u64> = None;
     loop {
-        let flows: FlowCount = client.get(&flows_path, &[]).await?;
-        let status: VipStatus = client.get(&vip_path, &[]).await?;
-        let state = status
-            .backends
-            .iter()
-            .find(|b| b.address == *backend)
-            .map(|b| b.state.clone())
-            .unwrap_or_default();
-        if last != Some(flows.live) {
+        let status = match client.vip(vip).await {
+            Ok(status) => Some(status),
+            Err(error) if error.exit_code() == ClientError::EXIT_NOT_FOUND => None,
+            Err(error) => return Err(error.into()),
+        };
+        let current = status
+            .as_ref()
+            .and_then(|s| s.backends.iter().find(|b| b.address == backend));
+        let live = current.map_or(0, |b| b.flows.live);
+        if last != Some(live) {
+            let closing = current.map_or(0, |b| b.flows.closing);
             if as_json {
                 println!(
                     "{}",
-                    json!({"backend": backend, "live_flows": flows.live, "closing_flows": flows.closing, "elapsed_s": started.elapsed().as_secs()})
+                    json!({"backend": backend, "live_flows": live, "closing_flows": closing, "elapsed_s": started.elapsed().as_secs()})
                 );
             } else {
                 println!(
-                    "{backend}: {} live flows ({} closing) after {}s",
-                    flows.live,
-                    flows.closing,
+                    "{backend}: {live} live flows ({closing} closing) after {}s",
                     started.elapsed().as_secs()
                 );
             }
-            last = Some(flows.live);
+            last = Some(live);
         }
-        if flows.live == 0 {
-            if !as_json {
-                println!("{backend} is drained: no live flow left");
+        match drain_end(current) {
+            None => tokio::time::sleep(Duration::from_millis(500)).await,
+            Some(DrainEnd::Drained) => {
+                if !as_json {
+                    println!("{backend} is drained: no live flow left");
+                }
+                return Ok(());
             }
-            return Ok(());
-        }
-        if state != "draining" {
-            return Err(Failure::new(
+            Some(DrainEnd::TimedOut) => return Err(Failure::new(
                 EXIT_DRAIN_TIMED_OUT,
                 format!(
-                    "{backend} is now {state}: the drain ended with {} live flows cut",
-                    flows.live
+                    "{backend}: the drain's timeout cut its remaining flows; it is in maintenance"
                 ),
-            ));
+            )),
+            Some(DrainEnd::EndedElsewhere) => {
+                let now = current.map_or_else(
+                    || "removed".to_owned(),
+                    |b| format!("{} by another change", b.state),
+                );
+                return Err(Failure::new(
+                    EXIT_DRAIN_ENDED_ELSEWHERE,
+                    format!("{backend} is no longer draining: {now} (the drain did not finish)"),
+                ));
+            }
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use lb_userspace::{api::schema::BackendStatus, model::FlowCount};
+
+    use super::*;
+
+    fn backend(state: &str, live: u64, timed_out: bool) -> BackendStatus {
+        BackendStatus {
+            address: "198.18.0.11".parse().unwrap(),
+            mac: None,
+            weight: 100,
+            state: state.to_owned(),
+            health: "up".to_owned(),
+            alive: true,
+            share: 0.0,
+            flows: FlowCount {
+                live,
+                closing: 0,
+                idle: 0,
+            },
+            packets: 0,
+            bytes: 0,
+            new_flows: 0,
+            drain_remaining_s: None,
+            drain_timed_out: timed_out,
+            check: None,
+            runtime: false,
+        }
+    }
+
+    #[test]
+    fn a_drain_ends_in_one_of_three_ways() {
+        assert_eq!(drain_end(Some(&backend("draining", 3, false))), None);
+        assert_eq!(
+            drain_end(Some(&backend("draining", 0, false))),
+            Some(DrainEnd::Drained)
+        );
+        // The timeout moved it to maintenance and cut flows: no live flow is
+        // counted any more, and that is not "drained".
+        assert_eq!(
+            drain_end(Some(&backend("maintenance", 0, true))),
+            Some(DrainEnd::TimedOut)
+        );
+        assert_eq!(
+            drain_end(Some(&backend("enabled", 2, false))),
+            Some(DrainEnd::EndedElsewhere)
+        );
+        assert_eq!(
+            drain_end(Some(&backend("maintenance", 0, false))),
+            Some(DrainEnd::EndedElsewhere)
+        );
+        assert_eq!(drain_end(None), Some(DrainEnd::EndedElsewhere));
     }
 }

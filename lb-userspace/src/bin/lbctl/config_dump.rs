@@ -1,13 +1,13 @@
 //! `lbctl config dump`: lbd's running configuration, runtime changes
 //! included, as a config file to save.
 
-use lb_userspace::api::{client::Client, schema::ConfigText};
+use lb_userspace::api::client::Client;
 
 use crate::Failure;
 
 /// Prints the running config.
 pub async fn run(client: &Client) -> Result<(), Failure> {
-    let config: ConfigText = client.get("/v1/config", &[]).await?;
+    let config = client.config().await?;
     print!("{}", config.toml);
     Ok(())
 }

@@ -1,7 +1,9 @@
 //! lbctl: the operator's command line for lbd, over its admin socket. One
 //! file per subcommand. Exit codes scripts can rely on: 0 done, 1 other
 //! failure, 2 bad usage or refused request, 3 no such VIP/backend, 4
-//! exists already, 5 lbd not reachable, 6 a drain's timeout cut flows.
+//! exists already, 5 lbd not reachable, 6 a drain's timeout cut flows, 7 a
+//! drain waited on was ended by another change (undrained, maintenance,
+//! removed).
 
 mod backend;
 mod completions;
@@ -22,11 +24,12 @@ use lb_userspace::api::client::{Client, ClientError};
 #[command(version)]
 pub struct Cli {
     /// lbd's admin socket.
-    #[arg(long, global = true, default_value = lb_userspace::config::DEFAULT_ADMIN_SOCKET)]
+    #[arg(long, global = true, env = "LBCTL_SOCKET", default_value = lb_userspace::config::DEFAULT_ADMIN_SOCKET)]
     socket: PathBuf,
-    /// Seconds to wait for lbd's answer.
-    #[arg(long, global = true, default_value_t = 10)]
-    timeout: u64,
+    /// Seconds to wait for lbd's answer to each request (not a drain's
+    /// timeout: that is `backend drain --timeout`).
+    #[arg(long, global = true, env = "LBCTL_API_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    api_timeout: u64,
     #[command(subcommand)]
     command: Command,
 }
@@ -95,7 +98,7 @@ impl Failure {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let client = Client::new(&cli.socket, Duration::from_secs(cli.timeout));
+    let client = Client::new(&cli.socket, Duration::from_secs(cli.api_timeout));
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

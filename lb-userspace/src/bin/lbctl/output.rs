@@ -1,6 +1,9 @@
 //! Printing answers: tables for people, JSON with `--json`.
 
-use lb_userspace::api::schema::Change;
+use lb_userspace::{
+    api::schema::{Change, DrainPlan},
+    model::DrainTimeoutSource,
+};
 use serde::Serialize;
 
 /// Prints `value` as pretty JSON.
@@ -26,12 +29,15 @@ pub fn change(change: &Change, as_json: bool) {
         println!("no VIP's new flows change");
     }
     for vip in &change.plan {
-        println!(
-            "VIP {} ({}): {verb}; {:.2}% of new flows move",
-            vip.vip,
-            vip.change,
-            vip.moved_fraction * 100.0
-        );
+        match vip.moved_fraction {
+            Some(moved) => println!(
+                "VIP {} ({}): {verb}; {:.2}% of new flows move",
+                vip.vip,
+                vip.change,
+                moved * 100.0
+            ),
+            None => println!("VIP {} ({}): {verb}", vip.vip, vip.change),
+        }
         let mut addresses: Vec<_> = vip.before.keys().chain(vip.after.keys()).collect();
         addresses.sort();
         addresses.dedup();
@@ -49,6 +55,9 @@ pub fn change(change: &Change, as_json: bool) {
             );
         }
     }
+    if let Some(drain) = &change.drain {
+        println!("{}", drain_deadline(drain));
+    }
     for note in &change.undone {
         println!("note: {note}");
     }
@@ -57,21 +66,17 @@ pub fn change(change: &Change, as_json: bool) {
     }
 }
 
-/// Sends a change (with `dry_run=true` when asked) and returns lbd's plan.
-pub async fn send_change(
-    client: &lb_userspace::api::client::Client,
-    method: lb_userspace::api::Method,
-    path: &str,
-    body: Option<&impl Serialize>,
-    dry_run: bool,
-) -> Result<Change, crate::Failure> {
-    let body = match body {
-        Some(body) => Some(
-            serde_json::to_value(body)
-                .map_err(|e| crate::Failure::new(1, format!("encoding the request: {e}")))?,
-        ),
-        None => None,
+/// The effective deadline of a drain, in words.
+pub fn drain_deadline(drain: &DrainPlan) -> String {
+    let from = match drain.from {
+        DrainTimeoutSource::Request => "from --timeout",
+        DrainTimeoutSource::VipDefault => "the VIP's drain_timeout_s",
+        DrainTimeoutSource::None => "no --timeout and no drain_timeout_s on the VIP",
     };
-    let query: &[(&str, &str)] = if dry_run { &[("dry_run", "true")] } else { &[] };
-    Ok(client.call_as(method, path, query, body.as_ref()).await?)
+    match drain.timeout_s {
+        Some(seconds) => {
+            format!("drain deadline: established flows are cut after {seconds}s ({from})")
+        }
+        None => format!("drain deadline: none, established flows are never cut ({from})"),
+    }
 }

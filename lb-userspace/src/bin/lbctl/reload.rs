@@ -2,7 +2,7 @@
 //! difference; with `--dry-run` it says what that would change and which
 //! runtime changes it would undo.
 
-use lb_userspace::api::{client::Client, schema::Change, Method};
+use lb_userspace::api::client::Client;
 
 use crate::{output, Failure};
 
@@ -19,14 +19,7 @@ pub struct Args {
 
 /// Asks lbd to reload.
 pub async fn run(client: &Client, args: &Args) -> Result<(), Failure> {
-    let query: &[(&str, &str)] = if args.dry_run {
-        &[("dry_run", "true")]
-    } else {
-        &[]
-    };
-    let change: Change = client
-        .call_as(Method::Post, "/v1/reload", query, None)
-        .await?;
+    let change = client.reload(args.dry_run).await?;
     output::change(&change, args.json);
     Ok(())
 }

@@ -1,12 +1,20 @@
 //! `lbctl status`: every VIP and backend at a glance.
 
-use lb_userspace::api::{client::Client, schema::Status};
+use lb_userspace::{
+    api::{
+        client::{Client, ClientError},
+        schema::Status,
+    },
+    vip_id::VipId,
+};
 
 use crate::{output, Failure};
 
 /// Arguments of `lbctl status`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    /// Show only this VIP (ADDRESS:PORT[/tcp|udp]).
+    vip: Option<VipId>,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -26,13 +34,30 @@ pub async fn run(client: &Client, args: &Args) -> Result<(), Failure> {
     if args.watch {
         return watch(client, args).await;
     }
-    let status: Status = client.get("/v1/status", &[]).await?;
+    let status = fetch(client, args.vip).await?;
     if args.json {
         output::json(&status);
         return Ok(());
     }
     print_status(&status);
     Ok(())
+}
+
+/// The status, with only `vip` among its VIPs when one is asked for (exit
+/// 3 when lbd has no such VIP).
+async fn fetch(client: &Client, vip: Option<VipId>) -> Result<Status, Failure> {
+    let mut status = client.status().await?;
+    if let Some(vip) = vip {
+        let wanted = vip.to_string();
+        status.vips.retain(|v| v.vip == wanted);
+        if status.vips.is_empty() {
+            return Err(Failure::new(
+                ClientError::EXIT_NOT_FOUND,
+                format!("no VIP {wanted}"),
+            ));
+        }
+    }
+    Ok(status)
 }
 
 /// Rates between two snapshots, per VIP and backend.
@@ -46,7 +71,7 @@ async fn watch(client: &Client, args: &Args) -> Result<(), Failure> {
     let mut previous: Option<(std::time::Instant, Status)> = None;
     let mut shown = 0u64;
     loop {
-        let status: Status = client.get("/v1/status", &[]).await?;
+        let status = fetch(client, args.vip).await?;
         let now = std::time::Instant::now();
         if terminal {
             print!("\x1b[2J\x1b[H");

@@ -2,11 +2,10 @@
 
 use lb_userspace::{
     api::{
-        client::{api_path, Client},
-        schema::{BackendSpec, VipSpec, VipStatus},
-        Method,
+        client::Client,
+        schema::{BackendSpec, VipSpec},
     },
-    reconcile::VipId,
+    vip_id::VipId,
 };
 
 use crate::{output, status::print_vip, Failure};
@@ -100,18 +99,13 @@ pub async fn run(client: &Client, command: Command) -> Result<(), Failure> {
                 on_all_down,
                 backends,
             };
-            let change =
-                output::send_change(client, Method::Post, "/v1/vips", Some(&spec), dry_run).await?;
-            output::change(&change, json);
+            output::change(&client.add_vip(spec, dry_run).await?, json);
         }
         Command::Remove { vip, dry_run, json } => {
-            let path = api_path(&["vips", &vip.to_string()]);
-            let change =
-                output::send_change(client, Method::Delete, &path, None::<&()>, dry_run).await?;
-            output::change(&change, json);
+            output::change(&client.remove_vip(vip, dry_run).await?, json);
         }
         Command::List { json } => {
-            let vips: Vec<VipStatus> = client.get("/v1/vips", &[]).await?;
+            let vips = client.vips().await?;
             if json {
                 output::json(&vips);
             } else {

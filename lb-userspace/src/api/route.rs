@@ -1,0 +1,398 @@
+//! Every endpoint of the admin API, defined once: [`Route`] is what a
+//! request asks for, with its path arguments and body already typed.
+//! [`Route::encode`] turns it into the method, path and body `lbctl` sends;
+//! [`Call::decode`] turns a request the server received back into it (or
+//! into the error answer). A round-trip test over every variant keeps the
+//! two sides equal, so no path is ever spelled twice.
+//!
+//! Query parameters are strict: a change takes `dry_run` (`true`, `false`,
+//! `1` or `0`); any other parameter, a parameter on an endpoint that takes
+//! none, another spelling, or a body sent to an endpoint that takes none is
+//! a 400, and nothing changes.
+
+use std::net::IpAddr;
+
+use serde_json::Value;
+
+use super::{
+    code,
+    schema::{BackendSpec, StateChange, VipSpec, WeightChange},
+    Method, Request, Response,
+};
+use crate::vip_id::VipId;
+
+/// What a request asks for. Each variant's doc gives its method, path,
+/// body and answer (the answer types are in [`super::schema`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Route {
+    /// `GET /v1/status` → `Status`.
+    Status,
+    /// `GET /v1/vips` → `[VipStatus]`.
+    ListVips,
+    /// `POST /v1/vips`, body `VipSpec` → `Change`.
+    AddVip(VipSpec),
+    /// `GET /v1/vips/{vip}` → `VipStatus`.
+    GetVip(VipId),
+    /// `DELETE /v1/vips/{vip}` → `Change`.
+    RemoveVip(VipId),
+    /// `POST /v1/vips/{vip}/backends`, body `BackendSpec` → `Change`.
+    AddBackend(VipId, BackendSpec),
+    /// `DELETE /v1/vips/{vip}/backends/{address}` → `Change`.
+    RemoveBackend(VipId, IpAddr),
+    /// `PUT /v1/vips/{vip}/backends/{address}/state`, body `StateChange` →
+    /// `Change`.
+    SetState(VipId, IpAddr, StateChange),
+    /// `PUT /v1/vips/{vip}/backends/{address}/weight`, body `WeightChange`
+    /// → `Change`.
+    SetWeight(VipId, IpAddr, WeightChange),
+    /// `GET /v1/vips/{vip}/backends/{address}/flows` → `FlowCount`.
+    Flows(VipId, IpAddr),
+    /// `POST /v1/reload` → `Change`.
+    Reload,
+    /// `GET /v1/config` → `ConfigText`.
+    Config,
+}
+
+/// A decoded request: the endpoint and the options every change takes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Call {
+    /// The endpoint with its arguments.
+    pub route: Route,
+    /// Only plan the change (`?dry_run=true`); always false for reads.
+    pub dry_run: bool,
+}
+
+/// The method, path segments (decoded) and body of a request for a route.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Encoded {
+    /// The method.
+    pub method: Method,
+    /// Path segments after `/v1/`, not yet percent-encoded.
+    pub segments: Vec<String>,
+    /// The JSON body, if the endpoint takes one.
+    pub body: Option<Value>,
+}
+
+impl Route {
+    /// Whether the route changes state (and so takes `dry_run`).
+    pub fn is_change(&self) -> bool {
+        !matches!(
+            self,
+            Self::Status | Self::ListVips | Self::GetVip(_) | Self::Flows(..) | Self::Config
+        )
+    }
+
+    /// The request for this route, for the client. Fails only if a body
+    /// cannot be represented as JSON.
+    pub fn encode(&self) -> Result<Encoded, serde_json::Error> {
+        let vip = |id: &VipId| id.to_string();
+        let backend = |id: &VipId, address: &IpAddr, rest: &[&str]| {
+            let mut segments = vec![
+                "vips".to_owned(),
+                id.to_string(),
+                "backends".to_owned(),
+                address.to_string(),
+            ];
+            segments.extend(rest.iter().map(|s| (*s).to_owned()));
+            segments
+        };
+        let (method, segments, body) = match self {
+            Self::Status => (Method::Get, vec!["status".to_owned()], None),
+            Self::ListVips => (Method::Get, vec!["vips".to_owned()], None),
+            Self::AddVip(spec) => (
+                Method::Post,
+                vec!["vips".to_owned()],
+                Some(serde_json::to_value(spec)?),
+            ),
+            Self::GetVip(id) => (Method::Get, vec!["vips".to_owned(), vip(id)], None),
+            Self::RemoveVip(id) => (Method::Delete, vec!["vips".to_owned(), vip(id)], None),
+            Self::AddBackend(id, spec) => (
+                Method::Post,
+                vec!["vips".to_owned(), vip(id), "backends".to_owned()],
+                Some(serde_json::to_value(spec)?),
+            ),
+            Self::RemoveBackend(id, address) => (Method::Delete, backend(id, address, &[]), None),
+            Self::SetState(id, address, change) => (
+                Method::Put,
+                backend(id, address, &["state"]),
+                Some(serde_json::to_value(change)?),
+            ),
+            Self::SetWeight(id, address, change) => (
+                Method::Put,
+                backend(id, address, &["weight"]),
+                Some(serde_json::to_value(change)?),
+            ),
+            Self::Flows(id, address) => (Method::Get, backend(id, address, &["flows"]), None),
+            Self::Reload => (Method::Post, vec!["reload".to_owned()], None),
+            Self::Config => (Method::Get, vec!["config".to_owned()], None),
+        };
+        Ok(Encoded {
+            method,
+            segments,
+            body,
+        })
+    }
+}
+
+impl Call {
+    /// Decodes `request` into the endpoint it names, its arguments and
+    /// options, or the answer for a request that cannot be served: 404 for
+    /// no such endpoint, 400 for a bad VIP, address, body or query. Checks
+    /// happen in the order a client reads errors: path, query, body.
+    pub fn decode(request: &Request) -> Result<Self, Response> {
+        // Every read is a GET and every change another method, so the
+        // query can be checked before the path's arguments are.
+        let dry_run = query_options(request, request.method != Method::Get)?;
+        let segments = request.segments();
+        let route = match (request.method, segments.as_slice()) {
+            (Method::Get, ["status"]) => Route::Status,
+            (Method::Get, ["vips"]) => Route::ListVips,
+            (Method::Post, ["vips"]) => Route::AddVip(request.body_as()?),
+            (Method::Get, ["vips", vip]) => Route::GetVip(vip_id(vip)?),
+            (Method::Delete, ["vips", vip]) => Route::RemoveVip(vip_id(vip)?),
+            (Method::Post, ["vips", vip, "backends"]) => {
+                let id = vip_id(vip)?;
+                Route::AddBackend(id, request.body_as()?)
+            }
+            (Method::Delete, ["vips", vip, "backends", address]) => {
+                let (id, address) = target(vip, address)?;
+                Route::RemoveBackend(id, address)
+            }
+            (Method::Put, ["vips", vip, "backends", address, "state"]) => {
+                let (id, address) = target(vip, address)?;
+                Route::SetState(id, address, request.body_as()?)
+            }
+            (Method::Put, ["vips", vip, "backends", address, "weight"]) => {
+                let (id, address) = target(vip, address)?;
+                Route::SetWeight(id, address, request.body_as()?)
+            }
+            (Method::Get, ["vips", vip, "backends", address, "flows"]) => {
+                let (id, address) = target(vip, address)?;
+                Route::Flows(id, address)
+            }
+            (Method::Post, ["reload"]) => Route::Reload,
+            (Method::Get, ["config"]) => Route::Config,
+            _ => return Err(request.no_route()),
+        };
+        let takes_body = matches!(
+            route,
+            Route::AddVip(_) | Route::AddBackend(..) | Route::SetState(..) | Route::SetWeight(..)
+        );
+        if !takes_body && !request.body.is_null() {
+            return Err(Response::error(
+                400,
+                code::BAD_REQUEST,
+                format!(
+                    "{} {} takes no body",
+                    request.method,
+                    request.display_path()
+                ),
+            ));
+        }
+        Ok(Self { route, dry_run })
+    }
+}
+
+/// The `dry_run` option of a change, refusing every other parameter and
+/// every spelling but `true`, `false`, `1`, `0`.
+fn query_options(request: &Request, is_change: bool) -> Result<bool, Response> {
+    let mut dry_run = false;
+    for (key, value) in &request.query {
+        if key != "dry_run" || !is_change {
+            let accepted = if is_change {
+                "it takes only dry_run"
+            } else {
+                "it takes no query parameters"
+            };
+            return Err(Response::error(
+                400,
+                code::BAD_REQUEST,
+                format!(
+                    "unknown query parameter {key:?} for {} {}: {accepted}",
+                    request.method,
+                    request.display_path()
+                ),
+            ));
+        }
+        dry_run = parse_bool(key, value)?;
+    }
+    Ok(dry_run)
+}
+
+/// A boolean query value: exactly `true`, `false`, `1` or `0`.
+fn parse_bool(key: &str, value: &str) -> Result<bool, Response> {
+    match value {
+        "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        other => Err(Response::error(
+            400,
+            code::BAD_REQUEST,
+            format!("{key}={other:?} is not a boolean: use true or false"),
+        )),
+    }
+}
+
+/// A `{vip}` path segment (`ADDRESS:PORT/PROTOCOL`), or the 400 answer.
+pub fn vip_id(segment: &str) -> Result<VipId, Response> {
+    segment
+        .parse()
+        .map_err(|e: String| Response::error(400, code::BAD_REQUEST, e))
+}
+
+/// The `{vip}` and `{address}` segments of a backend's path, or the 400
+/// answer.
+fn target(vip: &str, address: &str) -> Result<(VipId, IpAddr), Response> {
+    let id = vip_id(vip)?;
+    let address = address.parse().map_err(|_| {
+        Response::error(
+            400,
+            code::BAD_REQUEST,
+            format!("{address:?} is not an IP address"),
+        )
+    })?;
+    Ok((id, address))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::api::schema::AdminStateRequest;
+
+    fn request(method: Method, path: &[&str], query: &[(&str, &str)], body: Value) -> Request {
+        Request {
+            method,
+            path: path.iter().map(|s| (*s).to_owned()).collect(),
+            query: query
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect::<BTreeMap<_, _>>(),
+            body,
+        }
+    }
+
+    fn every_route() -> Vec<Route> {
+        let id: VipId = "198.18.0.100:80/tcp".parse().unwrap();
+        let v6: VipId = "[2001:2::100]:443/udp".parse().unwrap();
+        let b: IpAddr = "198.18.0.11".parse().unwrap();
+        let spec = BackendSpec {
+            address: b,
+            mac: None,
+            weight: Some(5),
+        };
+        vec![
+            Route::Status,
+            Route::ListVips,
+            Route::AddVip(VipSpec {
+                address: id.address,
+                port: 80,
+                protocol: None,
+                table_size: None,
+                on_all_down: None,
+                backends: vec![spec.clone()],
+            }),
+            Route::GetVip(v6),
+            Route::RemoveVip(id),
+            Route::AddBackend(id, spec),
+            Route::RemoveBackend(v6, "2001:2::11".parse().unwrap()),
+            Route::SetState(
+                id,
+                b,
+                StateChange {
+                    state: AdminStateRequest::Draining,
+                    timeout_s: Some(30),
+                },
+            ),
+            Route::SetWeight(id, b, WeightChange { weight: 7 }),
+            Route::Flows(id, b),
+            Route::Reload,
+            Route::Config,
+        ]
+    }
+
+    #[test]
+    fn every_route_decodes_to_what_was_encoded() {
+        for route in every_route() {
+            let encoded = route.encode().unwrap();
+            let segments: Vec<&str> = encoded.segments.iter().map(String::as_str).collect();
+            let query: &[(&str, &str)] = if route.is_change() {
+                &[("dry_run", "true")]
+            } else {
+                &[]
+            };
+            let request = request(
+                encoded.method,
+                &segments,
+                query,
+                encoded.body.unwrap_or(Value::Null),
+            );
+            let call = Call::decode(&request).unwrap_or_else(|r| panic!("{route:?}: {r:?}"));
+            assert_eq!(call.route, route);
+            assert_eq!(call.dry_run, route.is_change());
+        }
+    }
+
+    #[test]
+    fn dry_run_takes_only_plain_booleans() {
+        let r = |query: &[(&str, &str)]| {
+            Call::decode(&request(Method::Post, &["reload"], query, Value::Null))
+                .map(|c| c.dry_run)
+                .map_err(|r| r.status)
+        };
+        assert_eq!(r(&[]), Ok(false));
+        assert_eq!(r(&[("dry_run", "true")]), Ok(true));
+        assert_eq!(r(&[("dry_run", "1")]), Ok(true));
+        assert_eq!(r(&[("dry_run", "false")]), Ok(false));
+        assert_eq!(r(&[("dry_run", "0")]), Ok(false));
+        for bad in ["TRUE", "on", "yes", "", "tru"] {
+            assert_eq!(r(&[("dry_run", bad)]), Err(400), "dry_run={bad:?}");
+        }
+        assert_eq!(r(&[("dryrun", "true")]), Err(400));
+        assert_eq!(r(&[("dry_run", "true"), ("x", "1")]), Err(400));
+    }
+
+    #[test]
+    fn reads_take_no_query_and_no_body() {
+        let status = |query: &[(&str, &str)], body| {
+            Call::decode(&request(Method::Get, &["status"], query, body))
+                .err()
+                .map(|r| r.status)
+        };
+        assert_eq!(status(&[], Value::Null), None);
+        assert_eq!(status(&[("dry_run", "true")], Value::Null), Some(400));
+        assert_eq!(status(&[], json!({"x": 1})), Some(400));
+    }
+
+    #[test]
+    fn bad_paths_and_bodies_are_answered_not_panicked_on() {
+        let r = |m, p: &[&str], body| {
+            Call::decode(&request(m, p, &[], body))
+                .err()
+                .map_or(200, |r| r.status)
+        };
+        assert_eq!(r(Method::Get, &["nope"], Value::Null), 404);
+        assert_eq!(r(Method::Post, &["status"], Value::Null), 404);
+        assert_eq!(r(Method::Get, &["vips", "x"], Value::Null), 400);
+        assert_eq!(
+            r(Method::Get, &["vips", "198.18.0.100:0"], Value::Null),
+            400
+        );
+        assert_eq!(r(Method::Post, &["vips"], json!({"port": 80})), 400);
+        let state = [
+            "vips",
+            "198.18.0.100:80",
+            "backends",
+            "198.18.0.11",
+            "state",
+        ];
+        assert_eq!(r(Method::Put, &state, json!({"state": 1})), 400);
+        let bad_backend = ["vips", "198.18.0.100:80", "backends", "nope", "state"];
+        assert_eq!(
+            r(Method::Put, &bad_backend, json!({"state": "enabled"})),
+            400
+        );
+    }
+}

@@ -1,0 +1,73 @@
+//! What a reload may change while lbd runs, and what waits for a restart:
+//! the running config keeps every restart-only setting at its running
+//! value, so `config dump` shows what runs, not what the file wishes.
+
+use super::Config;
+
+impl Config {
+    /// The config lbd runs after reloading `file`: the file's VIPs and
+    /// idle timeouts (applied live), this config's node settings (they take
+    /// effect only at a restart).
+    pub fn with_reloadable_from(&self, file: &Config) -> Config {
+        Config {
+            vips: file.vips.clone(),
+            tcp_idle_timeout: file.tcp_idle_timeout,
+            udp_idle_timeout: file.udp_idle_timeout,
+            ..self.clone()
+        }
+    }
+
+    /// The node settings that differ in `file` and take effect only when
+    /// lbd restarts.
+    pub fn restart_only_changes(&self, file: &Config) -> Vec<&'static str> {
+        let running = self.with_reloadable_from(file);
+        [
+            ("interface", running.interface != file.interface),
+            ("xdp_mode", running.xdp_mode != file.xdp_mode),
+            (
+                "conntrack_size",
+                running.conntrack_size != file.conntrack_size,
+            ),
+            ("maglev_mode", running.maglev_mode != file.maglev_mode),
+            ("admin_socket", running.admin_socket != file.admin_socket),
+            ("pin_dir", running.pin_dir != file.pin_dir),
+            (
+                "admin_socket_group",
+                running.admin_socket_group != file.admin_socket_group,
+            ),
+            ("log_level", running.log_level != file.log_level),
+            ("log_format", running.log_format != file.log_format),
+            (
+                "metrics_listen",
+                running.metrics_listen != file.metrics_listen,
+            ),
+            ("vrrp", running.vrrp != file.vrrp),
+        ]
+        .into_iter()
+        .filter_map(|(name, changed)| changed.then_some(name))
+        .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Config {
+        Config::from_toml_str(text, "test").unwrap()
+    }
+
+    #[test]
+    fn a_reload_takes_the_vips_and_keeps_node_settings() {
+        let running = load("interface = \"eth0\"\ntcp_idle_timeout_s = 300\n");
+        let file = load(
+            "interface = \"eth1\"\ntcp_idle_timeout_s = 60\n[[vip]]\naddress = \"198.18.0.100\"\nport = 80\n",
+        );
+        let next = running.with_reloadable_from(&file);
+        assert_eq!(next.interface, "eth0");
+        assert_eq!(next.vips, file.vips);
+        assert_eq!(next.tcp_idle_timeout, file.tcp_idle_timeout);
+        assert_eq!(running.restart_only_changes(&file), vec!["interface"]);
+        assert!(running.restart_only_changes(&running).is_empty());
+    }
+}

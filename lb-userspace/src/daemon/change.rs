@@ -1,0 +1,156 @@
+//! The engine's one change path: an operator's edit or a reload becomes the
+//! next model (pure rules in `model`), the balancer stages it (the tables it
+//! will really produce, in either Maglev mode), the plan is read off the
+//! staged tables, and — unless it is a dry run — the staged writes are
+//! replayed to the maps and the model adopted. A refused change leaves the
+//! running state untouched.
+
+use std::time::Instant;
+
+use tracing::{info, warn};
+
+use super::engine::Engine;
+use crate::{
+    api::schema::{Change, DrainPlan},
+    config::Config,
+    model::{Edit, Model, ModelError},
+    reconcile::{ApplyReport, ReconcileError},
+};
+
+/// Why a change was refused; nothing changed.
+#[derive(Debug, thiserror::Error)]
+pub enum ChangeError {
+    /// The model's rules refuse it (no such VIP, exists, a bad value, a
+    /// limit).
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// More VIPs than the maps were sized for at start.
+    #[error("too many VIPs: the data plane was sized for {capacity} at start (the file's VIPs and room for more); restart lbd to make room for {wanted}")]
+    MapsFull {
+        /// VIPs the maps hold.
+        capacity: u32,
+        /// VIPs the change needs.
+        wanted: usize,
+    },
+    /// The config file could not be read or is invalid (reload).
+    #[error("reload refused, running state unchanged: {0}")]
+    File(String),
+    /// The data plane refused the writes.
+    #[error("the data plane refused the change: {0}")]
+    Dataplane(#[from] ReconcileError),
+}
+
+impl Engine {
+    /// Carries out one operator edit (or, with `dry_run`, only plans it).
+    pub async fn change(&mut self, edit: &Edit, dry_run: bool) -> Result<Change, ChangeError> {
+        let mut next = self.model.clone();
+        let drain = next.apply(edit, Instant::now())?;
+        let drain = drain.map(|timeout| DrainPlan {
+            timeout_s: timeout.after.map(|d| d.as_secs()),
+            from: timeout.source,
+        });
+        self.fits_the_maps(&next)?;
+        if !dry_run && self.has_unresolved(&next) {
+            self.resolve_new(&next).await;
+        }
+        let (plan, report) = self.stage_and_commit(next, dry_run)?;
+        if let Some(report) = report {
+            for vip in &plan {
+                info!(vip = %vip.vip, change = %vip.change, moved = ?vip.moved_fraction, ?report, "change applied");
+            }
+        }
+        Ok(Change {
+            dry_run,
+            plan,
+            undone: Vec::new(),
+            drain,
+        })
+    }
+
+    /// Re-reads the config file and applies its difference (or, with
+    /// `dry_run`, only plans it). Node settings that need a restart are
+    /// listed, and keep their running values.
+    pub fn reload(&mut self, dry_run: bool) -> Result<Change, ChangeError> {
+        let result = self.try_reload(dry_run);
+        if !dry_run {
+            match &result {
+                Ok(_) => self.reloads.succeeded += 1,
+                Err(error) => {
+                    self.reloads.failed += 1;
+                    warn!(%error, "reload refused; running state unchanged");
+                }
+            }
+        }
+        result
+    }
+
+    fn try_reload(&mut self, dry_run: bool) -> Result<Change, ChangeError> {
+        let file = Config::load(&self.config_path).map_err(|e| ChangeError::File(e.to_string()))?;
+        let next = self.model.reloaded(&file);
+        self.fits_the_maps(&next)?;
+        let undone = super::routes::undone_by_reload(&self.model, &next, &self.config, &file);
+        let (plan, report) = self.stage_and_commit(next, dry_run)?;
+        if let Some(report) = report {
+            for note in &undone {
+                warn!(note = %note, "reload");
+            }
+            info!(?report, vips = plan.len(), "config reloaded");
+            self.config = self.config.with_reloadable_from(&file);
+        }
+        Ok(Change {
+            dry_run,
+            plan,
+            undone,
+            drain: None,
+        })
+    }
+
+    /// Stages `next` on the balancer, reads the plan off the staged tables
+    /// and, unless `dry_run`, commits it (maps first, then the model).
+    fn stage_and_commit(
+        &mut self,
+        next: Model,
+        dry_run: bool,
+    ) -> Result<(Vec<crate::model::VipPlan>, Option<ApplyReport>), ChangeError> {
+        // A dry run assumes the MACs of new backends will resolve, as the
+        // real change waits for them.
+        let desired = if dry_run {
+            next.desired(&|a| self.mac_of(a).or(Some(PLACEHOLDER_MAC)))
+        } else {
+            next.desired(&|a| self.mac_of(a))
+        };
+        let staged = self.balancer.stage(&desired)?;
+        let plan = self.balancer.plan(&staged);
+        if dry_run {
+            return Ok((plan, None));
+        }
+        let report = self.commit_staged(next, staged)?;
+        Ok((plan, Some(report)))
+    }
+
+    /// Refuses a model with more VIPs than the maps were sized for at start
+    /// (the file's VIPs and some spare), rather than letting the data plane
+    /// refuse it halfway.
+    fn fits_the_maps(&self, next: &Model) -> Result<(), ChangeError> {
+        let capacity = self.dataplane.sizes().max_vips;
+        if next.vips.len() > capacity as usize && next.vips.len() > self.model.vips.len() {
+            return Err(ChangeError::MapsFull {
+                capacity,
+                wanted: next.vips.len(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether `model` has backends whose MAC is neither configured nor known.
+    fn has_unresolved(&self, model: &Model) -> bool {
+        model
+            .vips
+            .values()
+            .flat_map(|v| v.backends.values())
+            .any(|b| b.config.mac.is_none() && self.mac_of(b.config.address).is_none())
+    }
+}
+
+/// The MAC a dry run assumes for a backend whose MAC is not known yet.
+const PLACEHOLDER_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];

@@ -1,0 +1,95 @@
+//! The map writes of a staged change, recorded instead of made: a change is
+//! applied to a copy of the balancer against a [`MapLog`], which gives the
+//! exact tables it will produce (for plans and `--dry-run`, in either
+//! Maglev mode), and committing replays the same writes, in the same order,
+//! to the real maps. Each table is built once.
+
+use lb_common::{Backend, LbConfig, VipKey, VipMeta};
+
+use crate::dataplane::{DataplaneError, MapWriter};
+
+/// One recorded write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum MapOp {
+    Config(LbConfig),
+    Backend(u32, Backend),
+    Table {
+        vip_id: u32,
+        copy: u32,
+        slots: Vec<(u32, u32)>,
+    },
+    SetVip(VipKey, VipMeta),
+    RemoveVip(VipKey),
+}
+
+/// Writes recorded in order, to be replayed by [`MapLog::replay`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MapLog {
+    ops: Vec<MapOp>,
+}
+
+impl MapLog {
+    /// Makes the recorded writes on `maps`, in order; stops at the first
+    /// that fails.
+    pub fn replay(&self, maps: &mut dyn MapWriter) -> Result<(), DataplaneError> {
+        for op in &self.ops {
+            match op {
+                MapOp::Config(config) => maps.set_config(config)?,
+                MapOp::Backend(id, backend) => maps.set_backend(*id, backend)?,
+                MapOp::Table {
+                    vip_id,
+                    copy,
+                    slots,
+                } => {
+                    maps.write_table(*vip_id, *copy, &mut slots.iter().copied())?;
+                }
+                MapOp::SetVip(key, meta) => maps.set_vip(key, meta)?,
+                MapOp::RemoveVip(key) => maps.remove_vip(key)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether nothing would be written.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+}
+
+impl MapWriter for MapLog {
+    fn set_config(&mut self, config: &LbConfig) -> Result<(), DataplaneError> {
+        self.ops.push(MapOp::Config(*config));
+        Ok(())
+    }
+
+    fn set_backend(&mut self, id: u32, backend: &Backend) -> Result<(), DataplaneError> {
+        self.ops.push(MapOp::Backend(id, *backend));
+        Ok(())
+    }
+
+    fn write_table(
+        &mut self,
+        vip_id: u32,
+        table: u32,
+        slots: &mut dyn Iterator<Item = (u32, u32)>,
+    ) -> Result<usize, DataplaneError> {
+        let slots: Vec<(u32, u32)> = slots.collect();
+        let written = slots.len();
+        self.ops.push(MapOp::Table {
+            vip_id,
+            copy: table,
+            slots,
+        });
+        Ok(written)
+    }
+
+    fn set_vip(&mut self, key: &VipKey, meta: &VipMeta) -> Result<(), DataplaneError> {
+        self.ops.push(MapOp::SetVip(*key, *meta));
+        Ok(())
+    }
+
+    fn remove_vip(&mut self, key: &VipKey) -> Result<(), DataplaneError> {
+        self.ops.push(MapOp::RemoveVip(*key));
+        Ok(())
+    }
+}

@@ -1,0 +1,312 @@
+//! What an operator does every day, end to end in the namespace lab: a
+//! drain's deadline comes only from the drain (never from lbctl's own wait
+//! for lbd), `drain --wait` tells a drained backend from a timed-out or
+//! interrupted drain, the API refuses what it does not understand and
+//! changes nothing, a reload never claims node settings it has not
+//! applied, and lbctl finds lbd through `LBCTL_SOCKET`. Needs root.
+
+use std::{
+    io::{Read as _, Write as _},
+    net::IpAddr,
+    os::unix::net::UnixStream,
+    process::{Command, Output, Stdio},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+use lb_tests::{
+    client::KeepAlive,
+    lab::{lbd_binary, Lab, VIP4},
+};
+use lb_userspace::api::schema::BackendStatus;
+
+const VIP: &str = "198.18.0.100:80/tcp";
+const B1: &str = "198.18.0.11";
+
+fn start() -> Lab {
+    let mut lab = Lab::start(3).expect("lab");
+    lab.wait_for_backends().expect("nginx up");
+    let config = lab.lbd_config_for(&["b1", "b2", "b3"], "");
+    lab.start_lbd(&config).expect("lbd");
+    lab
+}
+
+fn run(lab: &Lab, args: &[&str]) -> (i32, String, String) {
+    let out = lab.lbctl(args).expect("run lbctl");
+    outcome(&out)
+}
+
+fn outcome(out: &Output) -> (i32, String, String) {
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn b1(lab: &Lab) -> BackendStatus {
+    let address: IpAddr = B1.parse().expect("address");
+    lab.status()
+        .expect("status")
+        .vips
+        .into_iter()
+        .flat_map(|v| v.backends)
+        .find(|b| b.address == address)
+        .expect("b1 in status")
+}
+
+/// Keeps kept-alive connections busy until `stop`; returns the errors and
+/// whether any connection changed backend.
+fn keep_busy(lab: &Lab, count: usize, stop: Arc<AtomicBool>) -> thread::JoinHandle<Vec<String>> {
+    let mut connections =
+        KeepAlive::open(&lab.client.netns, IpAddr::V4(VIP4), count).expect("connections");
+    thread::spawn(move || {
+        let mut first: Vec<Option<String>> = vec![None; connections.len()];
+        let mut problems = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            for (connection, first) in connections.iter_mut().zip(first.iter_mut()) {
+                match connection.request() {
+                    Ok(backend) => match first {
+                        Some(seen) if *seen != backend => {
+                            problems.push(format!("moved from {seen} to {backend}"));
+                        }
+                        Some(_) => {}
+                        None => *first = Some(backend),
+                    },
+                    Err(error) => problems.push(error.to_string()),
+                }
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+        problems
+    })
+}
+
+/// lbctl in the background (for `drain --wait`).
+fn lbctl_in_background(lab: &Lab, args: &[&str]) -> thread::JoinHandle<Output> {
+    let lbctl = lbd_binary().expect("lbd").with_file_name("lbctl");
+    let socket = lab.admin_socket();
+    let args: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
+    thread::spawn(move || {
+        Command::new(lbctl)
+            .arg("--socket")
+            .arg(socket)
+            .args(&args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("lbctl")
+    })
+}
+
+#[test]
+fn a_drain_without_a_timeout_never_cuts_established_flows() {
+    let lab = start();
+    let stop = Arc::new(AtomicBool::new(false));
+    let busy = keep_busy(&lab, 12, stop.clone());
+    thread::sleep(Duration::from_millis(500));
+    assert!(b1(&lab).flows.live > 0, "b1 has no connection to drain");
+
+    let (code, dry, _) = run(&lab, &["backend", "drain", VIP, B1, "--dry-run"]);
+    assert_eq!(code, 0, "{dry}");
+    assert!(
+        dry.contains("never cut") && dry.contains("dry run"),
+        "the dry run does not show the deadline: {dry}"
+    );
+    // lbctl's own wait for lbd is set short on purpose: it must not become
+    // the drain's timeout.
+    let (code, answer, err) = run(&lab, &["--api-timeout", "2", "backend", "drain", VIP, B1]);
+    assert_eq!(code, 0, "{answer}{err}");
+    assert!(answer.contains("never cut"), "{answer}");
+    let draining = b1(&lab);
+    assert_eq!(draining.state, "draining");
+    assert_eq!(draining.drain_remaining_s, None, "{draining:?}");
+
+    // Past lbctl's default wait for lbd (10 s): still draining, nothing cut.
+    thread::sleep(Duration::from_secs(12));
+    let later = b1(&lab);
+    assert_eq!(later.state, "draining", "{later:?}");
+    assert!(later.flows.live > 0, "b1's flows are gone: {later:?}");
+    stop.store(true, Ordering::Relaxed);
+    let problems = busy.join().expect("busy");
+    assert!(problems.is_empty(), "{problems:?}");
+
+    // A drain with its own timeout shows that deadline.
+    let (code, answer, _) = run(
+        &lab,
+        &["backend", "drain", VIP, B1, "--timeout", "600", "--dry-run"],
+    );
+    assert_eq!(code, 0);
+    assert!(answer.contains("cut after 600s"), "{answer}");
+}
+
+#[test]
+fn drain_wait_tells_drained_from_timed_out_from_ended_elsewhere() {
+    let lab = start();
+    let stop = Arc::new(AtomicBool::new(false));
+    let busy = keep_busy(&lab, 12, stop.clone());
+    thread::sleep(Duration::from_millis(500));
+    assert!(b1(&lab).flows.live > 0, "b1 has no connection to drain");
+
+    // The timeout cuts live flows: exit 6, never 0.
+    let (code, out, err) = run(
+        &lab,
+        &["backend", "drain", VIP, B1, "--timeout", "2", "--wait"],
+    );
+    assert_eq!(code, 6, "drain --timeout 2 --wait:\n{out}{err}");
+    assert!(err.contains("timeout cut"), "{err}");
+    let cut = b1(&lab);
+    assert_eq!(cut.state, "maintenance");
+    assert!(cut.drain_timed_out, "{cut:?}");
+    stop.store(true, Ordering::Relaxed);
+    // The cut connections were moved or reset: that is what a timeout does.
+    let _ = busy.join();
+
+    // Someone else undrains while we wait: exit 7, said as it is.
+    let (code, _, err) = run(&lab, &["backend", "undrain", VIP, B1]);
+    assert_eq!(code, 0, "{err}");
+    let stop = Arc::new(AtomicBool::new(false));
+    let busy = keep_busy(&lab, 12, stop.clone());
+    thread::sleep(Duration::from_millis(500));
+    assert!(b1(&lab).flows.live > 0, "b1 has no connection to drain");
+    let waiter = lbctl_in_background(&lab, &["backend", "drain", VIP, B1, "--wait"]);
+    thread::sleep(Duration::from_millis(1500));
+    let (code, _, err) = run(&lab, &["backend", "undrain", VIP, B1]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = outcome(&waiter.join().expect("waiter"));
+    assert_eq!(code, 7, "drain --wait after an undrain:\n{out}{err}");
+    assert!(err.contains("enabled by another change"), "{err}");
+    stop.store(true, Ordering::Relaxed);
+    let problems = busy.join().expect("busy");
+    assert!(problems.is_empty(), "{problems:?}");
+}
+
+/// One raw HTTP exchange on the admin socket: the status and the body.
+fn raw_request(lab: &Lab, method: &str, target: &str, body: Option<&str>) -> (u16, String) {
+    let mut stream = UnixStream::connect(lab.admin_socket()).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let body = body.unwrap_or("");
+    let content_type = if body.is_empty() {
+        String::new()
+    } else {
+        "Content-Type: application/json\r\n".to_owned()
+    };
+    write!(
+        stream,
+        "{method} {target} HTTP/1.1\r\nHost: lbd\r\n{content_type}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("send");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("read");
+    let status = answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[test]
+fn the_api_refuses_what_it_does_not_understand_and_changes_nothing() {
+    let lab = start();
+    let state = "/v1/vips/198.18.0.100%3A80%2Ftcp/backends/198.18.0.11/state";
+    let drain = r#"{"state":"draining"}"#;
+    for query in [
+        "?dry_run=TRUE",
+        "?dry_run=on",
+        "?dry_run",
+        "?dryrun=true",
+        "?dry_run=true&x=1",
+    ] {
+        let (status, body) = raw_request(&lab, "PUT", &format!("{state}{query}"), Some(drain));
+        assert_eq!(status, 400, "{query}: {body}");
+        assert_eq!(b1(&lab).state, "enabled", "{query} changed the state");
+    }
+    // A read takes no query.
+    let (status, body) = raw_request(&lab, "GET", "/v1/status?verbose=1", None);
+    assert_eq!(status, 400, "{body}");
+    // Unknown fields are refused with their name; nothing is created.
+    let vip = r#"{"address":"198.18.0.101","port":80,"backend":[{"address":"198.18.0.11"}]}"#;
+    let (status, body) = raw_request(&lab, "POST", "/v1/vips", Some(vip));
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("backend"), "{body}");
+    let vips = lab.status().expect("status").vips;
+    assert_eq!(vips.len(), 1, "a VIP was created: {vips:?}");
+    let (status, body) = raw_request(
+        &lab,
+        "PUT",
+        state,
+        Some(r#"{"state":"draining","timeout":5}"#),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("timeout"), "{body}");
+    assert_eq!(b1(&lab).state, "enabled");
+    // The plain spellings work.
+    let (status, body) = raw_request(&lab, "PUT", &format!("{state}?dry_run=true"), Some(drain));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(b1(&lab).state, "enabled");
+}
+
+#[test]
+fn a_reload_never_claims_node_settings_it_has_not_applied() {
+    let lab = start();
+    let config = lab.lbd_config_for(&["b1", "b2", "b3"], "");
+    lab.write_lbd_config(&config.replace("interface = \"eth0\"", "interface = \"eth9\""))
+        .expect("write config");
+    let (code, out, err) = run(&lab, &["reload"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("interface changed: takes effect when lbd restarts"),
+        "{out}"
+    );
+    let (code, dump, err) = run(&lab, &["config", "dump"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        dump.contains("interface = \"eth0\"") && !dump.contains("eth9"),
+        "config dump shows a setting that does not run:\n{dump}"
+    );
+}
+
+#[test]
+fn lbctl_finds_lbd_through_lbctl_socket_and_filters_status_by_vip() {
+    let lab = start();
+    let lbctl = lbd_binary().expect("lbd").with_file_name("lbctl");
+    let out = Command::new(&lbctl)
+        .args(["status", VIP])
+        .env("LBCTL_SOCKET", lab.admin_socket())
+        .stdin(Stdio::null())
+        .output()
+        .expect("lbctl");
+    let (code, stdout, err) = outcome(&out);
+    assert_eq!(code, 0, "{err}");
+    assert!(stdout.contains("VIP 198.18.0.100:80/tcp"), "{stdout}");
+    let (code, _, err) = run(&lab, &["status", "198.18.0.199:80/tcp"]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("no VIP 198.18.0.199:80/tcp"), "{err}");
+    // --watch takes the filter too.
+    let (code, stdout, err) = run(
+        &lab,
+        &["status", VIP, "--watch", "--interval", "1", "--count", "1"],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(stdout.contains("198.18.0.100:80/tcp"), "{stdout}");
+    let started = Instant::now();
+    let out = Command::new(&lbctl)
+        .args(["status"])
+        .env("LBCTL_SOCKET", "/nonexistent/lbd.sock")
+        .stdin(Stdio::null())
+        .output()
+        .expect("lbctl");
+    assert_eq!(out.status.code(), Some(5));
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
