@@ -14,11 +14,13 @@
 //! | PUT | `/v1/vips/{vip}/backends/{address}/state` | `StateChange` | `Change` |
 //! | PUT | `/v1/vips/{vip}/backends/{address}/weight` | `WeightChange` | `Change` |
 //! | GET | `/v1/vips/{vip}/backends/{address}/flows` | | `FlowCount` |
+//! | GET | `/v1/vips/{vip}/flows/{client}` | | `FlowExplanation` (`flow_schema`) |
 //! | POST | `/v1/reload` | | `Change` |
 //! | GET | `/v1/config` | | `ConfigText` |
 //!
 //! `{vip}` is `ADDRESS:PORT/PROTOCOL` (`198.18.0.100:80/tcp`,
-//! `[2001:2::100]:443/tcp`). Errors come as `{"error": {"code", "message"}}`
+//! `[2001:2::100]:443/tcp`); `{client}` is `ADDRESS:PORT` (`[ADDRESS]:PORT`)
+//! of the VIP's family. Errors come as `{"error": {"code", "message"}}`
 //! with 400 (bad request), 404 (no such VIP or backend), 409 (exists
 //! already), 500 (the data plane refused).
 

@@ -7,6 +7,7 @@
 
 pub mod engine;
 pub mod events;
+pub mod flow;
 pub mod http;
 pub mod replication;
 pub mod routes;

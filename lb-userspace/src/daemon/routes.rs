@@ -55,6 +55,8 @@ pub enum Route {
     SetWeight(VipId, IpAddr, WeightChange),
     /// `GET /v1/vips/{vip}/backends/{address}/flows`.
     Flows(VipId, IpAddr),
+    /// `GET /v1/vips/{vip}/flows/{client}`: where that flow goes, and why.
+    Flow(VipId, std::net::SocketAddr),
     /// `POST /v1/reload`.
     Reload,
     /// `GET /v1/config`.
@@ -92,6 +94,10 @@ pub fn route(request: &Request) -> Result<Route, Response> {
         (Method::Get, ["vips", vip, "backends", address, "flows"]) => {
             let (id, address) = target(vip, address)?;
             Route::Flows(id, address)
+        }
+        (Method::Get, ["vips", vip, "flows", client]) => {
+            let id = vip_id(vip)?;
+            Route::Flow(id, super::flow::client_segment(&id, client)?)
         }
         (Method::Post, ["reload"]) => Route::Reload,
         (Method::Get, ["config"]) => Route::Config,
@@ -153,6 +159,7 @@ pub async fn handle(engine: &mut Engine, request: Request) -> Response {
                     .unwrap_or_default(),
             )
         }
+        Route::Flow(id, client) => super::flow::answer(engine, &id, client),
         Route::Reload => reload(engine, dry_run),
         Route::Config => Response::ok(ConfigText {
             toml: config::to_toml(&engine.model.to_config(&engine.config)),
