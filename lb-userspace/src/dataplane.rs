@@ -486,6 +486,20 @@ impl Dataplane {
         self.conntrack.iter().filter_map(|r| r.ok())
     }
 
+    /// The connection-table entry of one flow, if tracked: one map lookup
+    /// (`lbctl flow`). Every `ConntrackKind` stores one value per key —
+    /// the per-CPU LRU kind (`BPF_F_NO_COMMON_LRU`) keeps per-CPU LRU
+    /// lists, not per-CPU values — so a plain lookup sees the entry
+    /// whichever CPU inserted it. A lookup from userspace does not mark the
+    /// entry as used, so asking never keeps a flow from being evicted.
+    pub fn flow(&self, key: &FlowKey) -> Result<Option<FlowEntry>> {
+        match self.conntrack.get(key, 0) {
+            Ok(entry) => Ok(Some(entry)),
+            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(map_error("reading", names::MAP_CONNTRACK, e)),
+        }
+    }
+
     /// Hands the event ring buffer to its reader (once).
     pub fn take_events(&mut self) -> Option<RingBuf<MapData>> {
         self.events.take()

@@ -99,6 +99,30 @@ impl KeepAlive {
         })?
     }
 
+    /// Opens one connection to `address` from namespace `netns` with
+    /// source port `port`, so the flow's 5-tuple is known in advance.
+    pub fn open_from_port(netns: &str, address: IpAddr, port: u16) -> anyhow::Result<KeepAlive> {
+        use socket2::{Domain, Socket, Type};
+        let target = std::net::SocketAddr::new(address, HTTP_PORT);
+        in_netns(netns, move || -> anyhow::Result<KeepAlive> {
+            let local: std::net::SocketAddr = match address {
+                IpAddr::V4(_) => (std::net::Ipv4Addr::UNSPECIFIED, port).into(),
+                IpAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, port).into(),
+            };
+            let socket = Socket::new(Domain::for_address(target), Type::STREAM, None)?;
+            socket.set_reuse_address(true)?;
+            socket.bind(&local.into())?;
+            socket.connect_timeout(&target.into(), Duration::from_secs(5))?;
+            let stream: std::net::TcpStream = socket.into();
+            stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+            stream.set_nodelay(true)?;
+            Ok(KeepAlive {
+                stream,
+                buffer: Vec::new(),
+            })
+        })?
+    }
+
     /// Sends one GET / and returns the body (the backend's name).
     pub fn request(&mut self) -> anyhow::Result<String> {
         use std::io::Write as _;

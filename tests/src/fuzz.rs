@@ -371,6 +371,18 @@ pub fn api_request(data: &[u8]) {
             | Route::SetWeight(id, _, _)
             | Route::Flows(id, _),
         ) => reparsed(&id),
+        Ok(Route::Flow(id, client)) => {
+            reparsed(&id);
+            assert!(
+                client.port() != 0 && client.is_ipv4() == id.address.is_ipv4(),
+                "flow {client} of {id} accepted"
+            );
+            assert_eq!(
+                client.to_string().parse(),
+                Ok(client),
+                "client shown as {client}"
+            );
+        }
         Ok(Route::Status | Route::ListVips | Route::Reload | Route::Config) => {}
     }
 }
@@ -740,6 +752,17 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
             Some(r#"{"weight":50}"#),
         ),
         ("backend-flows", "GET", backend("/flows"), None),
+        (
+            "vip-flow",
+            "GET",
+            api_path(&[
+                "vips",
+                "[2001:2::100]:443/tcp",
+                "flows",
+                "[2001:2::10]:40000",
+            ]),
+            None,
+        ),
         ("reload", "POST", "/v1/reload?dry_run=true".to_owned(), None),
         ("config", "GET", "/v1/config".to_owned(), None),
     ] {

@@ -7,7 +7,7 @@
 use std::{
     fmt::Write as _,
     io,
-    net::IpAddr,
+    net::{IpAddr, SocketAddr},
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -22,6 +22,7 @@ use tokio::net::UnixStream;
 use tracing::debug;
 
 use super::{
+    flow_schema::FlowExplanation,
     route::Route,
     schema::{
         BackendSpec, Change, ConfigText, StateChange, Status, VipSpec, VipStatus, WeightChange,
@@ -298,6 +299,15 @@ impl Client {
         address: IpAddr,
     ) -> Result<FlowCount, ClientError> {
         self.send(Route::Flows(id, address), false).await
+    }
+
+    /// `GET /v1/vips/{vip}/flows/{client}`.
+    pub async fn flow(
+        &self,
+        id: VipId,
+        client: SocketAddr,
+    ) -> Result<FlowExplanation, ClientError> {
+        self.send(Route::Flow(id, client), false).await
     }
 
     /// `POST /v1/reload`.

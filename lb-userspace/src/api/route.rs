@@ -10,7 +10,7 @@
 //! none, another spelling, or a body sent to an endpoint that takes none is
 //! a 400, and nothing changes.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use serde_json::Value;
 
@@ -47,6 +47,9 @@ pub enum Route {
     SetWeight(VipId, IpAddr, WeightChange),
     /// `GET /v1/vips/{vip}/backends/{address}/flows` → `FlowCount`.
     Flows(VipId, IpAddr),
+    /// `GET /v1/vips/{vip}/flows/{client}` → `FlowExplanation`: where that
+    /// flow goes, and why.
+    Flow(VipId, SocketAddr),
     /// `POST /v1/reload` → `Change`.
     Reload,
     /// `GET /v1/config` → `ConfigText`.
@@ -78,7 +81,12 @@ impl Route {
     pub fn is_change(&self) -> bool {
         !matches!(
             self,
-            Self::Status | Self::ListVips | Self::GetVip(_) | Self::Flows(..) | Self::Config
+            Self::Status
+                | Self::ListVips
+                | Self::GetVip(_)
+                | Self::Flows(..)
+                | Self::Flow(..)
+                | Self::Config
         )
     }
 
@@ -123,6 +131,16 @@ impl Route {
                 Some(serde_json::to_value(change)?),
             ),
             Self::Flows(id, address) => (Method::Get, backend(id, address, &["flows"]), None),
+            Self::Flow(id, client) => (
+                Method::Get,
+                vec![
+                    "vips".to_owned(),
+                    vip(id),
+                    "flows".to_owned(),
+                    client.to_string(),
+                ],
+                None,
+            ),
             Self::Reload => (Method::Post, vec!["reload".to_owned()], None),
             Self::Config => (Method::Get, vec!["config".to_owned()], None),
         };
@@ -169,6 +187,12 @@ impl Call {
             (Method::Get, ["vips", vip, "backends", address, "flows"]) => {
                 let (id, address) = target(vip, address)?;
                 Route::Flows(id, address)
+            }
+            (Method::Get, ["vips", vip, "flows", client]) => {
+                let id = vip_id(vip)?;
+                let client = parse_client(&id, client)
+                    .map_err(|e| Response::error(400, code::BAD_REQUEST, e))?;
+                Route::Flow(id, client)
             }
             (Method::Post, ["reload"]) => Route::Reload,
             (Method::Get, ["config"]) => Route::Config,
@@ -230,6 +254,30 @@ fn parse_bool(key: &str, value: &str) -> Result<bool, Response> {
             format!("{key}={other:?} is not a boolean: use true or false"),
         )),
     }
+}
+
+/// The `{client}` segment (`ADDRESS:PORT`, IPv6 as `[ADDRESS]:PORT`) of a
+/// flow of VIP `vip`, or why it cannot be one: not an address and port,
+/// port 0 (no TCP or UDP flow has it), or another address family than the
+/// VIP's (such a flow never reaches it).
+pub fn parse_client(vip: &VipId, segment: &str) -> Result<SocketAddr, String> {
+    let client: SocketAddr = segment.parse().map_err(|_| {
+        format!("{segment:?} is not a client: expected ADDRESS:PORT, IPv6 as [ADDRESS]:PORT")
+    })?;
+    if client.port() == 0 {
+        return Err(format!(
+            "client {client}: port 0 is not the source port of a TCP or UDP flow"
+        ));
+    }
+    if client.is_ipv4() != vip.address.is_ipv4() {
+        let family = |ipv4: bool| if ipv4 { "IPv4" } else { "IPv6" };
+        return Err(format!(
+            "client {client} is {} but VIP {vip} is {}: no such flow reaches it",
+            family(client.is_ipv4()),
+            family(vip.address.is_ipv4()),
+        ));
+    }
+    Ok(client)
 }
 
 /// A `{vip}` path segment (`ADDRESS:PORT/PROTOCOL`), or the 400 answer.
@@ -308,6 +356,8 @@ mod tests {
             ),
             Route::SetWeight(id, b, WeightChange { weight: 7 }),
             Route::Flows(id, b),
+            Route::Flow(id, "198.18.1.10:40000".parse().unwrap()),
+            Route::Flow(v6, "[2001:2:1::10]:40000".parse().unwrap()),
             Route::Reload,
             Route::Config,
         ]

@@ -2,23 +2,12 @@
 //! shared by lbd (which serves it) and lbctl (which reads it). All under
 //! `/v1/`; every change accepts `?dry_run=true`.
 //!
-//! | method | path | body | answer |
-//! |---|---|---|---|
-//! | GET | `/v1/status` | | `Status` |
-//! | GET | `/v1/vips` | | `[VipStatus]` |
-//! | POST | `/v1/vips` | `VipSpec` | `Change` |
-//! | GET | `/v1/vips/{vip}` | | `VipStatus` |
-//! | DELETE | `/v1/vips/{vip}` | | `Change` |
-//! | POST | `/v1/vips/{vip}/backends` | `BackendSpec` | `Change` |
-//! | DELETE | `/v1/vips/{vip}/backends/{address}` | | `Change` |
-//! | PUT | `/v1/vips/{vip}/backends/{address}/state` | `StateChange` | `Change` |
-//! | PUT | `/v1/vips/{vip}/backends/{address}/weight` | `WeightChange` | `Change` |
-//! | GET | `/v1/vips/{vip}/backends/{address}/flows` | | `FlowCount` |
-//! | POST | `/v1/reload` | | `Change` |
-//! | GET | `/v1/config` | | `ConfigText` |
+//! Which endpoint takes and answers which type is said once, on the
+//! variants of [`super::route::Route`].
 //!
 //! `{vip}` is `ADDRESS:PORT/PROTOCOL` (`198.18.0.100:80/tcp`,
-//! `[2001:2::100]:443/tcp`). Errors come as `{"error": {"code", "message"}}`
+//! `[2001:2::100]:443/tcp`); `{client}` is `ADDRESS:PORT` (`[ADDRESS]:PORT`)
+//! of the VIP's family. Errors come as `{"error": {"code", "message"}}`
 //! with 400 (bad request), 404 (no such VIP or backend), 409 (exists
 //! already), 500 (the data plane refused).
 

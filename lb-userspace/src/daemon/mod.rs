@@ -8,6 +8,7 @@
 pub mod change;
 pub mod engine;
 pub mod events;
+pub mod flow;
 pub mod http;
 pub mod replication;
 pub mod routes;

@@ -46,6 +46,7 @@ async fn answer(engine: &mut Engine, call: Call) -> Response {
             };
         }
         Route::Flows(id, address) => return flows(engine, &id, address),
+        Route::Flow(id, client) => return super::flow::answer(engine, &id, client),
         Route::Config => {
             return Response::ok(ConfigText {
                 toml: config::to_toml(&engine.model.to_config(&engine.config)),

@@ -283,12 +283,14 @@ async fn wait_for_drain(
                 }
                 return Ok(());
             }
-            Some(DrainEnd::TimedOut) => return Err(Failure::new(
-                EXIT_DRAIN_TIMED_OUT,
-                format!(
+            Some(DrainEnd::TimedOut) => {
+                return Err(Failure::new(
+                    EXIT_DRAIN_TIMED_OUT,
+                    format!(
                     "{backend}: the drain's timeout cut its remaining flows; it is in maintenance"
                 ),
-            )),
+                ))
+            }
             Some(DrainEnd::EndedElsewhere) => {
                 let now = current.map_or_else(
                     || "removed".to_owned(),

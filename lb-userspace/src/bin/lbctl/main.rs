@@ -9,6 +9,7 @@ mod backend;
 mod completions;
 mod config_check;
 mod config_dump;
+mod flow;
 mod output;
 mod reload;
 mod status;
@@ -45,6 +46,8 @@ enum Command {
     /// Add, remove, drain, weigh and list backends.
     #[command(subcommand)]
     Backend(backend::Command),
+    /// Which backend a flow goes to, and why (tracked, Maglev, dropped).
+    Flow(flow::Args),
     /// Make lbd re-read its config file (only the difference is applied).
     Reload(reload::Args),
     /// Work with config files.
@@ -114,6 +117,7 @@ fn main() -> ExitCode {
             Command::Status(args) => status::run(&client, &args).await,
             Command::Vip(command) => vip::run(&client, command).await,
             Command::Backend(command) => backend::run(&client, command).await,
+            Command::Flow(args) => flow::run(&client, &args).await,
             Command::Reload(args) => reload::run(&client, &args).await,
             Command::Config(ConfigCommand::Check(args)) => {
                 config_check::run(&args).map_err(Failure::from)

@@ -1,0 +1,112 @@
+//! The answer of `GET /v1/vips/{vip}/flows/{client}` (`lbctl flow`): where
+//! one flow's next packet goes and why, like Katran's `getRealForFlow`.
+//! `{client}` is `ADDRESS:PORT` (IPv6 as `[ADDRESS]:PORT`), of the VIP's
+//! family, port not 0; like every segment it travels percent-encoded.
+
+use std::net::{IpAddr, SocketAddr};
+
+use serde::{Deserialize, Serialize};
+
+/// What the data plane does with the flow's next packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FlowDecision {
+    /// The connection table holds the flow and its backend is still the
+    /// same live backend: the packet goes there.
+    Tracked,
+    /// No valid entry: Maglev's pick (the slot the flow hashes to in the
+    /// VIP's live table), then remembered.
+    Maglev,
+    /// No valid entry and no live backend in the flow's slot: dropped.
+    Dropped,
+}
+
+/// Why a flow is dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DropReason {
+    /// The VIP has no table (size 0) or lbd does not know what it holds.
+    NoTable,
+    /// The flow's slot names no backend: no backend takes new flows.
+    EmptySlot,
+    /// The slot's backend cannot take packets (maintenance, down, no MAC).
+    BackendNotAlive,
+}
+
+/// A connection-table flag of a tracked flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FlowFlag {
+    /// A FIN was seen.
+    Fin,
+    /// An RST was seen.
+    Rst,
+}
+
+/// A backend named by the explanation, with what lbd knows of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowBackend {
+    /// Its address.
+    pub address: IpAddr,
+    /// Data-plane id.
+    pub id: u32,
+    /// Admin state: "enabled", "draining", "maintenance" (None: no longer
+    /// in the model).
+    pub state: Option<String>,
+    /// Health: "unknown", "up", "down", or "unchecked".
+    pub health: Option<String>,
+    /// Whether the data plane sends it packets.
+    pub alive: bool,
+}
+
+/// The flow's entry in the connection table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrackedEntry {
+    /// The backend it is pinned to, if that backend (id and generation)
+    /// still exists.
+    pub backend: Option<FlowBackend>,
+    /// The backend id it is pinned to.
+    pub backend_id: u32,
+    /// Seconds since a packet of the flow was seen (the data plane
+    /// refreshes the time at most once a second, so up to 1 s more).
+    pub age_s: f64,
+    /// FIN / RST seen.
+    pub flags: Vec<FlowFlag>,
+    /// True while the pinned backend is the same live backend: the next
+    /// packet follows the entry. False: stale, the next packet is hashed
+    /// again (and re-pinned).
+    pub current: bool,
+    /// Counted as live by `drain --wait`: no FIN/RST, a packet within the
+    /// idle timeout.
+    pub live: bool,
+}
+
+/// Where Maglev puts the flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MaglevPick {
+    /// The flow's slot: its hash modulo the table size.
+    pub slot: u32,
+    /// Slots in the VIP's table.
+    pub table_size: u32,
+    /// Backend id in the slot (0: none).
+    pub backend_id: u32,
+}
+
+/// `GET /v1/vips/{vip}/flows/{client}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FlowExplanation {
+    /// The VIP, `ADDRESS:PORT/PROTOCOL`.
+    pub vip: String,
+    /// The client end of the flow.
+    pub client: SocketAddr,
+    /// What happens to its next packet.
+    pub decision: FlowDecision,
+    /// Where it goes (None when dropped).
+    pub backend: Option<FlowBackend>,
+    /// Its connection-table entry, valid or stale (None: not tracked).
+    pub entry: Option<TrackedEntry>,
+    /// Maglev's pick, when the table decides (no valid entry).
+    pub maglev: Option<MaglevPick>,
+    /// Why it is dropped.
+    pub dropped: Option<DropReason>,
+}

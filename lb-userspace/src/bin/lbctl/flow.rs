@@ -1,0 +1,223 @@
+//! `lbctl flow VIP CLIENT_ADDR:PORT`: which backend that flow's next packet
+//! goes to and why — its connection-table entry (backend, age, flags), or
+//! Maglev's pick (slot and backend), or dropped for want of a healthy
+//! backend. Asks lbd; changes nothing.
+
+use std::net::SocketAddr;
+
+use lb_userspace::{
+    api::{
+        client::Client,
+        flow_schema::{DropReason, FlowBackend, FlowDecision, FlowExplanation, FlowFlag},
+    },
+    vip_id::VipId,
+};
+
+use crate::{output, Failure};
+
+/// `lbctl flow`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// ADDRESS:PORT[/tcp|udp].
+    vip: VipId,
+    /// The client end of the flow: ADDRESS:PORT ([ADDRESS]:PORT for IPv6),
+    /// of the VIP's family.
+    client: SocketAddr,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Asks lbd about the flow and prints the answer.
+pub async fn run(client: &Client, args: &Args) -> Result<(), Failure> {
+    let answer = client.flow(args.vip, args.client).await?;
+    if args.json {
+        output::json(&answer);
+    } else {
+        println!("{}", describe(&answer));
+    }
+    Ok(())
+}
+
+/// One line: the flow, what happens to its next packet, and why.
+fn describe(answer: &FlowExplanation) -> String {
+    let flow = format!("{} -> {}", answer.client, answer.vip);
+    let stale = answer.entry.as_ref().filter(|e| !e.current).map(|e| {
+        let backend = e.backend.as_ref().map_or_else(
+            || format!("backend id {} was removed", e.backend_id),
+            |b| format!("backend {} {} no longer takes packets", b.address, state(b)),
+        );
+        format!(
+            "tracked entry is stale ({backend}; last packet {:.1} s ago); hashed again: ",
+            e.age_s
+        )
+    });
+    let stale = stale.unwrap_or_default();
+    let pick = answer
+        .maglev
+        .map(|m| format!("Maglev slot {} of {}", m.slot, m.table_size));
+    match answer.decision {
+        FlowDecision::Tracked => {
+            let backend = answer
+                .backend
+                .as_ref()
+                .map_or_else(|| "?".to_owned(), |b| format!("{} {}", b.address, state(b)));
+            let (age, flags) = answer
+                .entry
+                .as_ref()
+                .map_or((0.0, "-".to_owned()), |e| (e.age_s, flags(&e.flags)));
+            format!(
+                "{flow}: tracked -> backend {backend}, last packet {age:.1} s ago, flags {flags}"
+            )
+        }
+        FlowDecision::Maglev => {
+            let backend = answer
+                .backend
+                .as_ref()
+                .map_or_else(|| "?".to_owned(), |b| format!("{} {}", b.address, state(b)));
+            let not = if stale.is_empty() {
+                "not tracked: "
+            } else {
+                ""
+            };
+            format!(
+                "{flow}: {stale}{not}{} -> backend {backend}",
+                pick.unwrap_or_default()
+            )
+        }
+        FlowDecision::Dropped => {
+            let why = match (answer.dropped, answer.maglev) {
+                (Some(DropReason::EmptySlot), Some(_)) => format!(
+                    " ({} is empty: no backend takes new flows)",
+                    pick.unwrap_or_default()
+                ),
+                (Some(DropReason::BackendNotAlive), Some(m)) => format!(
+                    " ({} names backend id {}, which cannot take packets)",
+                    pick.unwrap_or_default(),
+                    m.backend_id
+                ),
+                (Some(DropReason::NoTable), _) => " (the VIP has no Maglev table)".to_owned(),
+                _ => String::new(),
+            };
+            format!("{flow}: {stale}dropped: no healthy backend{why}")
+        }
+    }
+}
+
+/// `(enabled, up)`: the backend's admin state and health.
+fn state(backend: &FlowBackend) -> String {
+    format!(
+        "({}, {})",
+        backend.state.as_deref().unwrap_or("removed"),
+        backend.health.as_deref().unwrap_or("-")
+    )
+}
+
+/// `fin,rst` or `-`.
+fn flags(flags: &[FlowFlag]) -> String {
+    if flags.is_empty() {
+        return "-".to_owned();
+    }
+    flags
+        .iter()
+        .map(|f| match f {
+            FlowFlag::Fin => "fin",
+            FlowFlag::Rst => "rst",
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use lb_userspace::api::flow_schema::{MaglevPick, TrackedEntry};
+
+    use super::*;
+
+    fn backend(address: &str, state: &str, alive: bool) -> FlowBackend {
+        FlowBackend {
+            address: address.parse().unwrap(),
+            id: 2,
+            state: Some(state.to_owned()),
+            health: Some("up".to_owned()),
+            alive,
+        }
+    }
+
+    fn answer(decision: FlowDecision) -> FlowExplanation {
+        FlowExplanation {
+            vip: "198.18.0.100:80/tcp".to_owned(),
+            client: "198.18.1.10:40000".parse().unwrap(),
+            decision,
+            backend: None,
+            entry: None,
+            maglev: None,
+            dropped: None,
+        }
+    }
+
+    const PICK: MaglevPick = MaglevPick {
+        slot: 1234,
+        table_size: 65537,
+        backend_id: 1,
+    };
+
+    #[test]
+    fn each_outcome_reads_as_one_line() {
+        let tracked = FlowExplanation {
+            backend: Some(backend("198.18.0.12", "enabled", true)),
+            entry: Some(TrackedEntry {
+                backend: Some(backend("198.18.0.12", "enabled", true)),
+                backend_id: 2,
+                age_s: 1.23,
+                flags: Vec::new(),
+                current: true,
+                live: true,
+            }),
+            ..answer(FlowDecision::Tracked)
+        };
+        assert_eq!(
+            describe(&tracked),
+            "198.18.1.10:40000 -> 198.18.0.100:80/tcp: tracked -> backend 198.18.0.12 (enabled, up), last packet 1.2 s ago, flags -"
+        );
+
+        let maglev = FlowExplanation {
+            backend: Some(backend("198.18.0.11", "enabled", true)),
+            maglev: Some(PICK),
+            ..answer(FlowDecision::Maglev)
+        };
+        assert_eq!(
+            describe(&maglev),
+            "198.18.1.10:40000 -> 198.18.0.100:80/tcp: not tracked: Maglev slot 1234 of 65537 -> backend 198.18.0.11 (enabled, up)"
+        );
+
+        let stale = FlowExplanation {
+            entry: Some(TrackedEntry {
+                backend: Some(backend("198.18.0.12", "maintenance", false)),
+                backend_id: 2,
+                age_s: 3.0,
+                flags: vec![FlowFlag::Fin, FlowFlag::Rst],
+                current: false,
+                live: false,
+            }),
+            ..maglev.clone()
+        };
+        assert_eq!(
+            describe(&stale),
+            "198.18.1.10:40000 -> 198.18.0.100:80/tcp: tracked entry is stale (backend 198.18.0.12 (maintenance, up) no longer takes packets; last packet 3.0 s ago); hashed again: Maglev slot 1234 of 65537 -> backend 198.18.0.11 (enabled, up)"
+        );
+
+        let dropped = FlowExplanation {
+            maglev: Some(MaglevPick {
+                backend_id: 0,
+                ..PICK
+            }),
+            dropped: Some(DropReason::EmptySlot),
+            ..answer(FlowDecision::Dropped)
+        };
+        assert!(describe(&dropped).starts_with(
+            "198.18.1.10:40000 -> 198.18.0.100:80/tcp: dropped: no healthy backend (Maglev slot 1234 of 65537 is empty"
+        ));
+        assert_eq!(flags(&[FlowFlag::Fin, FlowFlag::Rst]), "fin,rst");
+    }
+}

@@ -1,0 +1,638 @@
+//! `GET /v1/vips/{vip}/flows/{client}` (`lbctl flow`): which backend one
+//! flow's next packet goes to, and why. The explanation is a pure function
+//! of what lbd knows (the VIP's model, its applied backends and live
+//! Maglev table, the flow's connection-table entry, the time) that follows
+//! the data plane's own steps (`lb-ebpf/src/conntrack.rs` and `select.rs`):
+//! a tracked entry whose backend is the same live backend wins; otherwise
+//! the flow's hash picks a slot of the live table, and an empty slot or a
+//! backend that cannot take packets drops it. Only [`answer`] reads maps.
+
+use std::{borrow::Cow, net::SocketAddr, time::Duration};
+
+use lb_common::{
+    consts::{FLOW_F_FIN, FLOW_F_RST, FLOW_TOUCH_INTERVAL_NS, NO_BACKEND},
+    hash::flow_hash,
+    FlowEntry, FlowKey,
+};
+
+use super::engine::{check_of, Engine};
+use crate::{
+    api::{
+        code,
+        flow_schema::{
+            DropReason, FlowBackend, FlowDecision, FlowExplanation, FlowFlag, MaglevPick,
+            TrackedEntry,
+        },
+        Response,
+    },
+    config::Protocol,
+    model::{ModelError, VipModel},
+    reconcile::{addr_words, AppliedVip, VipId},
+};
+
+/// The connection-table key of the flow `client` -> `vip`, built as
+/// `lb-ebpf/src/parse.rs` builds it from such a packet: addresses as
+/// network-order words, ports in network order, the VIP's protocol, the
+/// family tag, zero padding. Its `flow_hash` is the packet's.
+pub fn flow_key(vip: &VipId, client: SocketAddr) -> FlowKey {
+    let (src, family) = addr_words(client.ip());
+    let (dst, _) = addr_words(vip.address);
+    FlowKey {
+        src,
+        dst,
+        sport: client.port().to_be(),
+        dport: vip.port.to_be(),
+        proto: vip.protocol.number(),
+        family,
+        _pad: 0,
+    }
+}
+
+/// Everything the explanation depends on.
+#[derive(Debug, Clone, Copy)]
+pub struct Facts<'a> {
+    /// The VIP.
+    pub vip: VipId,
+    /// The flow's client end.
+    pub client: SocketAddr,
+    /// The VIP as lbd serves it (admin states, health).
+    pub model: &'a VipModel,
+    /// The VIP as the maps hold it (backend ids, generations, alive flags).
+    pub applied: &'a AppliedVip,
+    /// The live Maglev table (what packets read).
+    pub table: &'a [u32],
+    /// The flow's connection-table entry.
+    pub entry: Option<FlowEntry>,
+    /// CLOCK_MONOTONIC now, ns (the clock of `FlowEntry::last_seen_ns`).
+    pub now_ns: u64,
+    /// The idle timeout of the VIP's protocol (for `live`).
+    pub idle_timeout: Duration,
+}
+
+/// Where the flow's next packet goes, and why.
+pub fn explain(facts: &Facts<'_>) -> FlowExplanation {
+    let key = flow_key(&facts.vip, facts.client);
+    let entry = facts.entry.map(|e| tracked_entry(facts, &e));
+    let mut explanation = FlowExplanation {
+        vip: facts.vip.to_string(),
+        client: facts.client,
+        decision: FlowDecision::Dropped,
+        backend: None,
+        entry: None,
+        maglev: None,
+        dropped: None,
+    };
+    if let Some(entry) = entry.as_ref().filter(|e| e.current) {
+        explanation.decision = FlowDecision::Tracked;
+        explanation.backend = entry.backend.clone();
+        explanation.entry = Some(entry.clone());
+        return explanation;
+    }
+    explanation.entry = entry;
+    let size = facts.applied.table_size;
+    if size == 0 || facts.table.len() != size as usize {
+        explanation.dropped = Some(DropReason::NoTable);
+        return explanation;
+    }
+    let slot = flow_hash(&key) % size;
+    let id = facts.table[slot as usize];
+    explanation.maglev = Some(MaglevPick {
+        slot,
+        table_size: size,
+        backend_id: id,
+    });
+    if id == NO_BACKEND {
+        explanation.dropped = Some(DropReason::EmptySlot);
+        return explanation;
+    }
+    match backend_by_id(facts, id, None) {
+        Some(backend) if backend.alive => {
+            explanation.decision = FlowDecision::Maglev;
+            explanation.backend = Some(backend);
+        }
+        // A slot naming a backend lbd does not know, or one that cannot
+        // take packets: the data plane finds no live backend there.
+        _ => explanation.dropped = Some(DropReason::BackendNotAlive),
+    }
+    explanation
+}
+
+/// The entry as the explanation shows it: its backend if that backend
+/// (id and generation) still exists, its age and flags, and whether the
+/// data plane still follows it (the backend is alive).
+fn tracked_entry(facts: &Facts<'_>, entry: &FlowEntry) -> TrackedEntry {
+    let backend = backend_by_id(facts, entry.backend_id, Some(entry.backend_generation));
+    let mut flags = Vec::new();
+    if entry.flags & FLOW_F_FIN != 0 {
+        flags.push(FlowFlag::Fin);
+    }
+    if entry.flags & FLOW_F_RST != 0 {
+        flags.push(FlowFlag::Rst);
+    }
+    let silent = Duration::from_nanos(facts.now_ns.saturating_sub(entry.last_seen_ns));
+    let live = flags.is_empty()
+        && silent <= facts.idle_timeout + Duration::from_nanos(FLOW_TOUCH_INTERVAL_NS);
+    TrackedEntry {
+        current: backend.as_ref().is_some_and(|b| b.alive),
+        backend,
+        backend_id: entry.backend_id,
+        age_s: silent.as_secs_f64(),
+        flags,
+        live,
+    }
+}
+
+/// The VIP's backend with data-plane id `id` (and `generation`, when
+/// given), with its state and health from the model.
+fn backend_by_id(facts: &Facts<'_>, id: u32, generation: Option<u32>) -> Option<FlowBackend> {
+    let (address, applied) = facts
+        .applied
+        .backends
+        .iter()
+        .find(|(_, b)| b.id == id && generation.is_none_or(|g| g == b.generation))?;
+    let model = facts.model.backends.get(address);
+    Some(FlowBackend {
+        address: *address,
+        id,
+        state: model.map(|b| b.admin.name().to_owned()),
+        health: model.map(|b| {
+            let health = b
+                .config
+                .health
+                .as_ref()
+                .unwrap_or(&facts.model.config.health);
+            if check_of(*address, facts.vip.port, health).is_some() {
+                b.health.to_string()
+            } else {
+                "unchecked".to_owned()
+            }
+        }),
+        alive: applied.alive,
+    })
+}
+
+/// Answers the endpoint: looks the flow up in the connection table and
+/// explains it. 404 for an unknown VIP; 500 when the maps cannot be read.
+pub fn answer(engine: &Engine, vip: &VipId, client: SocketAddr) -> Response {
+    let model = match engine.model.vip(vip) {
+        Ok(model) => model,
+        Err(error) => return Response::error(404, code::NOT_FOUND, error.to_string()),
+    };
+    let Some(applied) = engine.balancer.vips().get(vip) else {
+        return Response::error(
+            500,
+            code::INTERNAL,
+            format!(
+                "VIP {vip} is not in the data plane ({})",
+                ModelError::NoVip(*vip)
+            ),
+        );
+    };
+    let entry = match engine.dataplane.flow(&flow_key(vip, client)) {
+        Ok(entry) => entry,
+        Err(error) => return Response::error(500, code::INTERNAL, error.to_string()),
+    };
+    // lbd's record of the live table; after a failed write it is unknown,
+    // so read what packets read.
+    let table: Cow<'_, [u32]> = match applied.live_table() {
+        Some(table) => Cow::Borrowed(table),
+        None => match engine
+            .dataplane
+            .read_table(applied.id, applied.active, applied.table_size)
+        {
+            Ok(table) => Cow::Owned(table),
+            Err(error) => return Response::error(500, code::INTERNAL, error.to_string()),
+        },
+    };
+    let idle_timeout = match vip.protocol {
+        Protocol::Tcp => engine.config.tcp_idle_timeout,
+        Protocol::Udp => engine.config.udp_idle_timeout,
+    };
+    Response::ok(explain(&Facts {
+        vip: *vip,
+        client,
+        model,
+        applied,
+        table: &table,
+        entry,
+        now_ns: crate::clock::monotonic_ns(),
+        idle_timeout,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+
+    use lb_common::consts::{AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP};
+
+    use super::*;
+    use crate::api::route::parse_client;
+    use crate::{
+        config::Config,
+        dataplane::FakeMaps,
+        health::Health,
+        model::{AdminState, Model},
+        reconcile::Balancer,
+    };
+
+    const VIP: &str = "198.18.0.100:80/tcp";
+    const SECOND: u64 = 1_000_000_000;
+    const NOW: u64 = 1_000 * SECOND;
+
+    /// A VIP with three backends, MACs known, TCP checks on (the default).
+    fn config() -> Config {
+        let mut text = "interface = \"eth0\"\n[[vip]]\naddress = \"198.18.0.100\"\nport = 80\ntable_size = 1009\n".to_owned();
+        for last in 11..=13 {
+            text.push_str(&format!(
+                "[[vip.backend]]\naddress = \"198.18.0.{last}\"\nmac = \"02:00:00:00:00:{last}\"\n"
+            ));
+        }
+        Config::from_toml_str(&text, "test").unwrap()
+    }
+
+    /// The model and the balancer that applied it to fake maps.
+    struct World {
+        model: Model,
+        balancer: Balancer,
+        maps: FakeMaps,
+    }
+
+    impl World {
+        fn new() -> Self {
+            let mut world = Self {
+                model: Model::from_config(&config()),
+                balancer: Balancer::new(4),
+                maps: FakeMaps::default(),
+            };
+            world.apply();
+            world
+        }
+
+        fn apply(&mut self) {
+            let desired = self.model.desired(&|_| None);
+            self.balancer.apply(&mut self.maps, &desired).unwrap();
+        }
+
+        fn set_admin(&mut self, address: &str, admin: AdminState) {
+            let id = vip();
+            self.model
+                .set_admin(&id, address.parse().unwrap(), admin)
+                .unwrap();
+            self.apply();
+        }
+
+        fn applied(&self) -> &AppliedVip {
+            &self.balancer.vips()[&vip()]
+        }
+
+        /// The data-plane id and generation of a backend.
+        fn id(&self, address: &str) -> (u32, u32) {
+            let b = &self.applied().backends[&address.parse::<IpAddr>().unwrap()];
+            (b.id, b.generation)
+        }
+
+        /// The table as the (fake) maps hold it: what packets read.
+        fn live_table(&self) -> Vec<u32> {
+            self.maps.live_table(&vip().key()).unwrap()
+        }
+
+        fn explain(&self, client: &str, entry: Option<FlowEntry>) -> FlowExplanation {
+            let table = self.live_table();
+            explain(&Facts {
+                vip: vip(),
+                client: client.parse().unwrap(),
+                model: self.model.vip(&vip()).unwrap(),
+                applied: self.applied(),
+                table: &table,
+                entry,
+                now_ns: NOW,
+                idle_timeout: Duration::from_secs(900),
+            })
+        }
+
+        /// The backend (address) the fake maps' live table gives `client`.
+        fn maglev_address(&self, client: &str) -> IpAddr {
+            let key = flow_key(&vip(), client.parse().unwrap());
+            let table = self.live_table();
+            let id = table[(flow_hash(&key) % table.len() as u32) as usize];
+            *self
+                .applied()
+                .backends
+                .iter()
+                .find(|(_, b)| b.id == id)
+                .unwrap()
+                .0
+        }
+    }
+
+    fn vip() -> VipId {
+        VIP.parse().unwrap()
+    }
+
+    fn entry(id: (u32, u32), age_s: u64, flags: u32) -> FlowEntry {
+        FlowEntry {
+            backend_id: id.0,
+            backend_generation: id.1,
+            last_seen_ns: NOW - age_s * SECOND,
+            flags,
+            _pad: 0,
+        }
+    }
+
+    #[test]
+    fn the_key_is_the_one_the_parser_builds() {
+        let key = flow_key(&vip(), "198.18.1.10:40000".parse().unwrap());
+        assert_eq!(key.src, [u32::from_ne_bytes([198, 18, 1, 10]), 0, 0, 0]);
+        assert_eq!(key.dst, [u32::from_ne_bytes([198, 18, 0, 100]), 0, 0, 0]);
+        assert_eq!(key.sport.to_ne_bytes(), 40000u16.to_be_bytes());
+        assert_eq!(key.dport.to_ne_bytes(), 80u16.to_be_bytes());
+        assert_eq!((key.proto, key.family, key._pad), (IPPROTO_TCP, AF_INET, 0));
+
+        let v6: VipId = "[2001:2::100]:53/udp".parse().unwrap();
+        let key = flow_key(&v6, "[2001:2::10]:5353".parse().unwrap());
+        let words = |a: &str| {
+            let o = a.parse::<std::net::Ipv6Addr>().unwrap().octets();
+            [0, 4, 8, 12].map(|i| u32::from_ne_bytes([o[i], o[i + 1], o[i + 2], o[i + 3]]))
+        };
+        assert_eq!(key.src, words("2001:2::10"));
+        assert_eq!(key.dst, words("2001:2::100"));
+        assert_eq!((key.proto, key.family), (IPPROTO_UDP, AF_INET6));
+    }
+
+    #[test]
+    fn clients_of_the_other_family_or_port_zero_are_refused() {
+        let v4 = vip();
+        let v6: VipId = "[2001:2::100]:80/tcp".parse().unwrap();
+        assert!(parse_client(&v4, "198.18.1.10:40000").is_ok());
+        assert!(parse_client(&v6, "[2001:2::10]:40000").is_ok());
+        let error = parse_client(&v4, "[2001:2::10]:40000").unwrap_err();
+        assert!(
+            error.contains("2001:2::10") && error.contains("IPv6") && error.contains(VIP),
+            "{error}"
+        );
+        let error = parse_client(&v6, "198.18.1.10:40000").unwrap_err();
+        assert!(
+            error.contains("IPv4") && error.contains("2001:2::100"),
+            "{error}"
+        );
+        let error = parse_client(&v4, "198.18.1.10:0").unwrap_err();
+        assert!(error.contains("port 0"), "{error}");
+        for bad in [
+            "198.18.1.10",
+            "2001:2::10:80",
+            "x:1",
+            "198.18.1.10:65536",
+            "",
+        ] {
+            assert!(parse_client(&v4, bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn an_untracked_flow_goes_to_maglevs_pick() {
+        let world = World::new();
+        for port in [40000, 40001, 40002, 50000] {
+            let client = format!("198.18.1.10:{port}");
+            let answer = world.explain(&client, None);
+            assert_eq!(answer.decision, FlowDecision::Maglev, "{answer:?}");
+            let pick = answer.maglev.unwrap();
+            let key = flow_key(&vip(), client.parse().unwrap());
+            assert_eq!(pick.slot, flow_hash(&key) % 1009);
+            assert_eq!(pick.table_size, 1009);
+            let backend = answer.backend.unwrap();
+            assert_eq!(backend.address, world.maglev_address(&client));
+            assert_eq!(backend.id, pick.backend_id);
+            assert_eq!(backend.state.as_deref(), Some("enabled"));
+            assert_eq!(backend.health.as_deref(), Some("unknown"));
+            assert!(backend.alive);
+            assert_eq!((answer.entry, answer.dropped), (None, None));
+        }
+    }
+
+    #[test]
+    fn a_tracked_flow_goes_to_its_pinned_backend_whatever_maglev_says() {
+        let mut world = World::new();
+        let client = "198.18.1.10:40000";
+        // Pin it to a backend Maglev would not pick.
+        let other = ["198.18.0.11", "198.18.0.12", "198.18.0.13"]
+            .into_iter()
+            .find(|a| a.parse::<IpAddr>().unwrap() != world.maglev_address(client))
+            .unwrap();
+        world
+            .model
+            .set_health(&vip(), other.parse().unwrap(), Health::Up);
+        world.apply();
+        let answer = world.explain(client, Some(entry(world.id(other), 3, FLOW_F_FIN)));
+        assert_eq!(answer.decision, FlowDecision::Tracked, "{answer:?}");
+        let backend = answer.backend.clone().unwrap();
+        assert_eq!(backend.address.to_string(), other);
+        assert_eq!(backend.health.as_deref(), Some("up"));
+        let tracked = answer.entry.unwrap();
+        assert!(tracked.current);
+        assert_eq!(tracked.backend, Some(backend));
+        assert!((tracked.age_s - 3.0).abs() < 1e-9, "{}", tracked.age_s);
+        assert_eq!(tracked.flags, vec![FlowFlag::Fin]);
+        assert!(!tracked.live, "a FIN was seen");
+        assert_eq!((answer.maglev, answer.dropped), (None, None));
+    }
+
+    #[test]
+    fn a_draining_backend_keeps_its_tracked_flows_and_says_so() {
+        let mut world = World::new();
+        let since = std::time::Instant::now();
+        world.set_admin(
+            "198.18.0.12",
+            AdminState::Draining {
+                since,
+                deadline: None,
+            },
+        );
+        let answer = world.explain(
+            "198.18.1.10:40000",
+            Some(entry(world.id("198.18.0.12"), 1, 0)),
+        );
+        assert_eq!(answer.decision, FlowDecision::Tracked);
+        let backend = answer.backend.unwrap();
+        assert_eq!(backend.state.as_deref(), Some("draining"));
+        assert!(answer.entry.unwrap().live);
+        // A new flow never lands on it.
+        for port in 1000..1100 {
+            let answer = world.explain(&format!("198.18.1.10:{port}"), None);
+            assert_ne!(
+                answer.backend.unwrap().address.to_string(),
+                "198.18.0.12",
+                "port {port}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_entry_of_a_backend_in_maintenance_is_stale_and_the_flow_is_hashed_again() {
+        let mut world = World::new();
+        let client = "198.18.1.10:40000";
+        let pinned = world.maglev_address(client).to_string();
+        let id = world.id(&pinned);
+        world.set_admin(&pinned, AdminState::Maintenance);
+        let answer = world.explain(client, Some(entry(id, 2, 0)));
+        assert_eq!(answer.decision, FlowDecision::Maglev, "{answer:?}");
+        let stale = answer.entry.unwrap();
+        assert!(!stale.current);
+        let old = stale.backend.unwrap();
+        assert_eq!(old.address.to_string(), pinned);
+        assert_eq!(old.state.as_deref(), Some("maintenance"));
+        assert!(!old.alive);
+        let new = answer.backend.unwrap();
+        assert_ne!(new.address.to_string(), pinned);
+        assert_eq!(new.address, world.maglev_address(client));
+    }
+
+    #[test]
+    fn an_entry_of_a_removed_backend_is_stale_even_if_its_id_is_reused() {
+        let mut world = World::new();
+        let client = "198.18.1.10:40000";
+        let (id, generation) = world.id("198.18.0.13");
+        let answer = world.explain(client, Some(entry((id, generation + 100), 5, 0)));
+        assert_eq!(answer.decision, FlowDecision::Maglev);
+        let stale = answer.entry.unwrap();
+        assert!(!stale.current);
+        assert_eq!(stale.backend, None, "the generation does not match");
+        assert_eq!(stale.backend_id, id);
+
+        // Removed for real: no backend of the VIP has that id any more.
+        let vip_id = vip();
+        world
+            .model
+            .remove_backend(&vip_id, "198.18.0.13".parse().unwrap())
+            .unwrap();
+        world.apply();
+        let answer = world.explain(client, Some(entry((id, generation), 5, 0)));
+        assert_eq!(answer.decision, FlowDecision::Maglev);
+        assert!(!answer.entry.unwrap().current);
+    }
+
+    #[test]
+    fn with_every_backend_in_maintenance_flows_are_dropped() {
+        let mut world = World::new();
+        let tracked = world.id("198.18.0.11");
+        for address in ["198.18.0.11", "198.18.0.12", "198.18.0.13"] {
+            world.set_admin(address, AdminState::Maintenance);
+        }
+        let answer = world.explain("198.18.1.10:40000", None);
+        assert_eq!(answer.decision, FlowDecision::Dropped, "{answer:?}");
+        assert_eq!(answer.dropped, Some(DropReason::EmptySlot));
+        assert_eq!(answer.backend, None);
+        assert_eq!(answer.maglev.unwrap().backend_id, NO_BACKEND);
+
+        // A tracked flow too: its entry is stale, the table has nothing.
+        let answer = world.explain("198.18.1.10:40001", Some(entry(tracked, 1, 0)));
+        assert_eq!(answer.decision, FlowDecision::Dropped);
+        let stale = answer.entry.unwrap();
+        assert!(!stale.current);
+        assert_eq!(stale.backend.unwrap().state.as_deref(), Some("maintenance"));
+    }
+
+    #[test]
+    fn a_slot_whose_backend_cannot_take_packets_drops_the_flow() {
+        let world = World::new();
+        let client = "198.18.1.10:40000";
+        let address = world.maglev_address(client);
+        // The record says the slot's backend is dead (as after a MAC loss
+        // the table has not caught up with).
+        let mut applied = world.applied().clone();
+        if let Some(b) = applied.backends.get_mut(&address) {
+            b.alive = false;
+        }
+        let table = world.live_table();
+        let answer = explain(&Facts {
+            vip: vip(),
+            client: client.parse().unwrap(),
+            model: world.model.vip(&vip()).unwrap(),
+            applied: &applied,
+            table: &table,
+            entry: None,
+            now_ns: NOW,
+            idle_timeout: Duration::from_secs(900),
+        });
+        assert_eq!(answer.decision, FlowDecision::Dropped);
+        assert_eq!(answer.dropped, Some(DropReason::BackendNotAlive));
+
+        // No table known at all.
+        let answer = explain(&Facts {
+            table: &[],
+            ..Facts {
+                vip: vip(),
+                client: client.parse().unwrap(),
+                model: world.model.vip(&vip()).unwrap(),
+                applied: world.applied(),
+                table: &table,
+                entry: None,
+                now_ns: NOW,
+                idle_timeout: Duration::from_secs(900),
+            }
+        });
+        assert_eq!(answer.dropped, Some(DropReason::NoTable));
+    }
+
+    #[test]
+    fn an_idle_entry_is_still_followed_but_not_live() {
+        let world = World::new();
+        let answer = world.explain(
+            "198.18.1.10:40000",
+            Some(entry(world.id("198.18.0.11"), 902, 0)),
+        );
+        assert_eq!(answer.decision, FlowDecision::Tracked);
+        let tracked = answer.entry.unwrap();
+        assert!(!tracked.live);
+        assert!(tracked.flags.is_empty());
+    }
+
+    /// The path lbctl sends, decoded by the server, routed.
+    fn routed(vip: &str, client: &str) -> Result<crate::api::route::Route, Response> {
+        let path = crate::api::client::api_path(&["vips", vip, "flows", client]);
+        let (head, ()) = hyper::Request::get(path.as_str())
+            .body(())
+            .unwrap()
+            .into_parts();
+        let request = crate::api::server::parse_request(&head, b"")?;
+        crate::api::route::Call::decode(&request).map(|call| call.route)
+    }
+
+    #[test]
+    fn the_route_takes_encoded_clients_of_both_families() {
+        use crate::api::route::Route;
+        assert_eq!(
+            routed(VIP, "198.18.1.10:40000"),
+            Ok(Route::Flow(vip(), "198.18.1.10:40000".parse().unwrap()))
+        );
+        let v6: VipId = "[2001:2::100]:80/tcp".parse().unwrap();
+        assert_eq!(
+            routed("[2001:2::100]:80/tcp", "[2001:2::10]:40000"),
+            Ok(Route::Flow(v6, "[2001:2::10]:40000".parse().unwrap()))
+        );
+        for (vip, client) in [
+            (VIP, "[2001:2::10]:40000"),
+            (VIP, "198.18.1.10:0"),
+            (VIP, "198.18.1.10"),
+            ("198.18.0.100:0/tcp", "198.18.1.10:40000"),
+        ] {
+            let answer = routed(vip, client).unwrap_err();
+            assert_eq!(answer.status, 400, "{vip} {client}: {:?}", answer.body);
+        }
+    }
+
+    #[test]
+    fn decisions_serialise_lower_case() {
+        let text = serde_json::to_string(&[
+            FlowDecision::Tracked,
+            FlowDecision::Maglev,
+            FlowDecision::Dropped,
+        ])
+        .unwrap();
+        assert_eq!(text, r#"["tracked","maglev","dropped"]"#);
+        assert_eq!(
+            serde_json::to_string(&DropReason::EmptySlot).unwrap(),
+            r#""empty_slot""#
+        );
+    }
+}
