@@ -217,7 +217,10 @@ fn cleanup_and_release_vips_are_refused_while_lbd_runs() {
     ] {
         let out = lab.lbd_offline(&lb, name, flag).expect("lbd offline");
         let text = stderr(&out);
-        assert!(!out.status.success(), "{name} {flag} was not refused:\n{text}");
+        assert!(
+            !out.status.success(),
+            "{name} {flag} was not refused:\n{text}"
+        );
         assert!(text.contains(&format!("pid {pid}")), "{flag}: {text}");
         assert_eq!(
             lab.xdp_program_id(&lb).expect("ip link"),
@@ -304,10 +307,7 @@ fn a_start_without_privileges_says_it_needs_root() {
 #[test]
 fn version_names_the_product() {
     let lbd = lbd_binary().expect("lbd");
-    for (binary, name) in [
-        (lbd.clone(), "lbd"),
-        (lbd.with_file_name("lbctl"), "lbctl"),
-    ] {
+    for (binary, name) in [(lbd.clone(), "lbd"), (lbd.with_file_name("lbctl"), "lbctl")] {
         let out = Command::new(&binary)
             .arg("--version")
             .output()
@@ -330,10 +330,7 @@ fn sigterm_with_pin_dir_off_says_the_program_goes_and_logs_have_no_colour() {
     let mut lab = Lab::start(1).expect("lab");
     lab.wait_for_backends().expect("nginx up");
     let lb = lab.lb.clone();
-    let config = format!(
-        "pin_dir = \"off\"\n{}",
-        lab.lbd_config_for(&["b1"], CHECKS)
-    );
+    let config = format!("pin_dir = \"off\"\n{}", lab.lbd_config_for(&["b1"], CHECKS));
     lab.start_lbd(&config).expect("lbd");
     let status = lab.terminate("lbd").expect("SIGTERM");
     let log = lab.log("lbd");

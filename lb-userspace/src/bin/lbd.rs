@@ -7,7 +7,7 @@ use lb_userspace::{config::Config, logging::LogFormat};
 
 /// eBPF/XDP L4 load balancer daemon.
 #[derive(Debug, Parser)]
-#[command(version)]
+#[command(name = "lbd", version = lb_userspace::VERSION)]
 struct Args {
     /// Configuration file (TOML).
     #[arg(short, long, default_value = "/etc/lbd/lbd.toml")]
@@ -29,6 +29,12 @@ struct Args {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args = Args::parse();
+    // Without privileges nothing below can work: say so once, before the
+    // config (often readable by root only) is read.
+    if let Err(error) = lb_userspace::privilege::check_can_start() {
+        eprintln!("lbd: {error}");
+        return std::process::ExitCode::FAILURE;
+    }
     // The config is read first so it can set up logging; its errors go
     // straight to stderr.
     let config = match Config::load(&args.config) {
@@ -50,7 +56,7 @@ async fn main() -> std::process::ExitCode {
         None
     };
     let result = match offline {
-        Some(action) => lb_userspace::daemon::offline(&config, action).await,
+        Some(action) => lb_userspace::daemon::offline(&args.config, &config, action).await,
         None => lb_userspace::daemon::run(&args.config, config).await,
     };
     match result {
