@@ -17,11 +17,12 @@ struct Args {
     log_format: Option<LogFormat>,
     /// Remove everything a previous lbd left running (VIP addresses, the
     /// pinned XDP link, which detaches the program, and the pinned maps),
-    /// then exit. Refused while lbd runs.
+    /// then exit. Refused while an lbd owns this data plane.
     #[arg(long, conflicts_with = "release_vips")]
     cleanup: bool,
     /// Remove the config's VIP addresses from the interface, then exit
-    /// (the systemd unit's ExecStopPost). The data plane stays.
+    /// (the systemd unit's ExecStopPost). The data plane stays. Refused
+    /// while an lbd owns this data plane.
     #[arg(long)]
     release_vips: bool,
 }

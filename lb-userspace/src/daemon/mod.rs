@@ -27,9 +27,9 @@ use crate::{
         Handler, Method, Request, Response,
     },
     config::Config,
+    dataplane::Released,
 };
 
-use crate::dataplane::Released;
 use engine::{Engine, Stop};
 
 /// How often backends' MACs are looked up again and drain deadlines checked.
