@@ -150,6 +150,16 @@ enum Attachment {
     },
 }
 
+/// What a stop left on the interface, for the log to say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Released {
+    /// The program is still attached through its pinned link, forwarding
+    /// with the pinned maps, for the next lbd.
+    StillForwarding,
+    /// The program is detached (a full stop, or nothing was pinned).
+    Detached,
+}
+
 /// What a previous lbd left in pinned maps: its VIPs and backends.
 #[derive(Debug, Clone, Default)]
 pub struct AdoptedState {
@@ -432,18 +442,26 @@ impl Dataplane {
 
     /// Leaves the program attached and the maps pinned for the next lbd
     /// (SIGTERM: a restart or an upgrade). Without pins this is a detach.
-    pub fn release(&mut self) -> Result<()> {
+    /// Says which of the two happened.
+    pub fn release(&mut self) -> Result<Released> {
         match self.attached.take() {
             Some((interface, Attachment::Pinned { link, path })) => {
                 drop(link);
                 info!(%interface, pin = %path.display(), "XDP program left running for the next lbd");
-                Ok(())
+                Ok(Released::StillForwarding)
             }
             other => {
                 self.attached = other;
-                self.detach()
+                self.detach()?;
+                Ok(Released::Detached)
             }
         }
+    }
+
+    /// Whether the data plane is pinned (it outlives lbd), as opposed to
+    /// living and dying with this process (`pin_dir = "off"`).
+    pub fn pinned(&self) -> bool {
+        self.pins.is_some()
     }
 
     /// The object, for tools that need its other programs and maps

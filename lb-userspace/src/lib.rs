@@ -15,9 +15,17 @@ pub mod map_log;
 pub mod metrics;
 pub mod model;
 pub mod netlink;
+pub mod ownership;
 pub mod pinning;
 pub mod privilege;
 pub mod reconcile;
 pub mod sync;
 pub mod vip_id;
 pub mod vrrp;
+
+/// What `lbd --version` and `lbctl --version` print after the binary's
+/// name: the version and the product they belong to.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (lb, an eBPF/XDP load balancer)"
+);

@@ -1,5 +1,8 @@
 //! Log set-up: tracing to stderr, text or JSON, the level from the config
-//! (`log_level`) unless `RUST_LOG` says otherwise.
+//! (`log_level`) unless `RUST_LOG` says otherwise; colours only when stderr
+//! is a terminal.
+
+use std::io::IsTerminal as _;
 
 use tracing_subscriber::EnvFilter;
 
@@ -11,8 +14,11 @@ pub fn init(format: LogFormat, level: &str) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colour only for a person at a terminal: a log file, a pipe or the
+    // journal gets plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),

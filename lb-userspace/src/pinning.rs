@@ -68,6 +68,27 @@ pub enum PinError {
     /// The directory is not on a BPF filesystem.
     #[error("{0} is not on a BPF filesystem (mount one: mount -t bpf bpf {BPFFS_MOUNT})")]
     NotBpffs(PathBuf),
+    /// The directory is not on a BPF filesystem, and one lbd mounted would
+    /// live in a mount namespace that ends with lbd (`ip netns exec`): the
+    /// pins, and with them the program, would go when lbd goes.
+    #[error("{}", private_namespace_message(.0))]
+    PrivateMountNamespace(PathBuf),
+}
+
+/// The refusal of a `pin_dir` lbd would have to mount bpffs for in a mount
+/// namespace of its own, with the fixes.
+pub fn private_namespace_message(dir: &Path) -> String {
+    format!(
+        "pin_dir {} is not on a BPF filesystem, and lbd runs in a mount namespace of its own \
+         (e.g. under `ip netns exec`, which also gives it a fresh /sys without the host's \
+         {BPFFS_MOUNT}): a BPF filesystem lbd mounted there would vanish with lbd, and its pins \
+         with it, so a kill -9 would detach the program. Mount a BPF filesystem on the host, \
+         outside /sys, before starting lbd (e.g. `mkdir -p /run/lbd-bpffs && mount -t bpf bpf \
+         /run/lbd-bpffs`) and set pin_dir under it (pin_dir = \"/run/lbd-bpffs/lbd\"); or start \
+         lbd in the host's mount namespace, where `mount -t bpf bpf {BPFFS_MOUNT}` is the usual \
+         place; or set pin_dir = \"off\" (the program then goes with lbd)",
+        dir.display()
+    )
 }
 
 /// The pin directory of one lbd.
@@ -117,9 +138,14 @@ impl PinDir {
 
     /// Makes sure the directory exists on a BPF filesystem, mounting one
     /// on `/sys/fs/bpf` if the directory is under it and nothing is
-    /// mounted there (as systemd would have done).
+    /// mounted there (as systemd would have done). Refused, before
+    /// anything is mounted or created, when lbd runs in a mount namespace
+    /// of its own: a mount there would not outlive lbd.
     pub fn prepare(&self) -> Result<(), PinError> {
         if !on_bpffs(&self.root) {
+            if private_mount_namespace() {
+                return Err(PinError::PrivateMountNamespace(self.root.clone()));
+            }
             let mount = Path::new(BPFFS_MOUNT);
             if self.root.starts_with(mount) && mount.is_dir() && !is_bpffs(mount) {
                 mount_bpffs(mount)?;
@@ -197,6 +223,53 @@ fn is_bpffs(path: &Path) -> bool {
     }
 }
 
+/// Whether this process runs in a mount namespace other than the host's:
+/// other than PID 1's, or, where PID 1's cannot be read (a process without
+/// every capability PID 1 has may not), other than an ancestor's (`ip netns
+/// exec` execs lbd in a namespace of its own; its caller stays outside).
+fn private_mount_namespace() -> bool {
+    let Some(own) = mount_namespace("self") else {
+        return false;
+    };
+    if let Some(host) = mount_namespace("1") {
+        return own != host;
+    }
+    let mut pid = std::process::id();
+    // A bounded walk up the ancestors (pids can be reused while walking).
+    for _ in 0..64 {
+        let Some(parent) = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|stat| parent_pid(&stat))
+        else {
+            return false;
+        };
+        if parent <= 1 {
+            return false;
+        }
+        if mount_namespace(&parent.to_string()).is_some_and(|ns| ns != own) {
+            return true;
+        }
+        pid = parent;
+    }
+    false
+}
+
+/// The mount namespace of process `pid` (`self` or a number), as the
+/// inode of its nsfs file.
+fn mount_namespace(pid: &str) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata(format!("/proc/{pid}/ns/mnt"))
+        .ok()
+        .map(|m| m.ino())
+}
+
+/// The parent pid from the text of `/proc/<pid>/stat` (the field after the
+/// command, which is in parentheses and may itself hold spaces or `)`).
+fn parent_pid(stat: &str) -> Option<u32> {
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
 fn mount_bpffs(target: &Path) -> Result<(), PinError> {
     let io = |source| PinError::Io {
         action: "mounting bpffs on",
@@ -251,8 +324,36 @@ mod tests {
     fn a_directory_outside_bpffs_is_refused() {
         let dir = std::env::temp_dir().join(format!("lbd-pin-test-{}", std::process::id()));
         let error = PinDir::new(&dir).prepare().expect_err("not bpffs");
-        assert!(matches!(error, PinError::NotBpffs(_)), "{error}");
+        // (Run in a mount namespace of its own, the refusal says so.)
+        assert!(
+            matches!(
+                error,
+                PinError::NotBpffs(_) | PinError::PrivateMountNamespace(_)
+            ),
+            "{error}"
+        );
         assert!(!dir.exists(), "nothing created");
+    }
+
+    #[test]
+    fn the_parent_pid_is_read_past_an_odd_command_name() {
+        assert_eq!(parent_pid("123 (lbd) S 45 123 45 0"), Some(45));
+        assert_eq!(parent_pid("123 (a) b (c) S 7 1 1"), Some(7));
+        assert_eq!(parent_pid("garbage"), None);
+    }
+
+    #[test]
+    fn the_private_namespace_refusal_gives_every_fix() {
+        let message = private_namespace_message(Path::new("/tmp/pins"));
+        assert!(message.starts_with("pin_dir /tmp/pins is not on a BPF filesystem"));
+        for fix in [
+            "ip netns exec",
+            "mount -t bpf bpf /run/lbd-bpffs",
+            "pin_dir = \"/run/lbd-bpffs/lbd\"",
+            "pin_dir = \"off\"",
+        ] {
+            assert!(message.contains(fix), "{fix}: {message}");
+        }
     }
 
     #[test]

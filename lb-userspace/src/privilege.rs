@@ -191,6 +191,53 @@ pub enum PrivilegeError {
     /// It was tried twice (the first try may have been half done).
     #[error("privileges were already dropped (or dropping them failed before)")]
     AlreadyDone,
+    /// lbd was started without what it needs to load and attach a program.
+    #[error("{}", cannot_start_message(*uid, *missing))]
+    CannotStart {
+        /// The real user id lbd runs as.
+        uid: u32,
+        /// What it lacks of [`NEEDED_TO_START`].
+        missing: CapMask,
+    },
+}
+
+/// What lbd cannot start without: `CAP_BPF` for the maps and the program
+/// (`CAP_SYS_ADMIN` stands in on kernels before 5.8) and `CAP_NET_ADMIN` to
+/// attach it. Checked once, up front, so a start without them says so
+/// instead of failing at the first `bpf()` call.
+pub const NEEDED_TO_START: &[Capability] = &[Capability::CAP_BPF, Capability::CAP_NET_ADMIN];
+
+/// What `effective` lacks to start lbd (empty: enough).
+pub fn missing_to_start(effective: CapMask) -> CapMask {
+    let mut missing = CapMask::of(NEEDED_TO_START).minus(effective);
+    if effective.contains(Capability::CAP_SYS_ADMIN) {
+        // Kernels before 5.8 know no CAP_BPF: CAP_SYS_ADMIN covers it.
+        missing = missing.minus(CapMask::of(&[Capability::CAP_BPF]));
+    }
+    missing
+}
+
+/// The refusal of a start as `uid` without `missing`.
+pub fn cannot_start_message(uid: u32, missing: CapMask) -> String {
+    format!(
+        "lbd needs root: it loads an XDP program and its maps (CAP_BPF) and attaches it to an \
+         interface (CAP_NET_ADMIN), and it runs as uid {uid} without {missing}. Start it as root \
+         (e.g. with sudo, or the systemd unit in deploy/systemd), or give it at least CAP_BPF and \
+         CAP_NET_ADMIN (CAP_SYS_ADMIN too to pin the data plane)"
+    )
+}
+
+/// Refuses to go on when this thread lacks what lbd needs to start (see
+/// [`NEEDED_TO_START`]).
+pub fn check_can_start() -> Result<(), PrivilegeError> {
+    let effective = CapMask::from_set(&caps::read(None, CapSet::Effective)?);
+    let missing = missing_to_start(effective);
+    if missing == CapMask::default() {
+        return Ok(());
+    }
+    // SAFETY: getuid cannot fail.
+    let uid = unsafe { libc::getuid() };
+    Err(PrivilegeError::CannotStart { uid, missing })
 }
 
 /// What [`drop_after_start`] left in place.
@@ -599,6 +646,42 @@ pub fn group_id(name: &str) -> anyhow::Result<Option<u32>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_start_needs_cap_bpf_and_cap_net_admin() {
+        let none = CapMask::default();
+        assert_eq!(missing_to_start(none), CapMask::of(NEEDED_TO_START));
+        assert_eq!(
+            missing_to_start(CapMask::of(&[
+                Capability::CAP_BPF,
+                Capability::CAP_NET_ADMIN
+            ])),
+            none
+        );
+        assert_eq!(
+            missing_to_start(CapMask::of(&[Capability::CAP_BPF])),
+            CapMask::of(&[Capability::CAP_NET_ADMIN])
+        );
+        // Before Linux 5.8, CAP_SYS_ADMIN does what CAP_BPF does now.
+        assert_eq!(
+            missing_to_start(CapMask::of(&[
+                Capability::CAP_SYS_ADMIN,
+                Capability::CAP_NET_ADMIN
+            ])),
+            none
+        );
+    }
+
+    #[test]
+    fn the_refusal_says_root_and_what_is_missing_in_one_line() {
+        let message = cannot_start_message(65534, CapMask::of(NEEDED_TO_START));
+        assert!(message.starts_with("lbd needs root"), "{message}");
+        assert!(
+            message.contains("uid 65534 without CAP_NET_ADMIN,CAP_BPF"),
+            "{message}"
+        );
+        assert_eq!(message.lines().count(), 1);
+    }
 
     fn config(extra: &str) -> Config {
         Config::from_toml_str(&format!("interface = \"eth0\"\n{extra}"), "test").unwrap()

@@ -413,6 +413,17 @@ impl Lab {
         Ok(output("ip", &["-n", &host.netns, "-d", "link", "show", "eth0"])?.contains("prog/xdp"))
     }
 
+    /// The id of the XDP program on `eth0` of `host` (None: none), to tell
+    /// whether a program was replaced.
+    pub fn xdp_program_id(&self, host: &Host) -> anyhow::Result<Option<u32>> {
+        let text = output("ip", &["-n", &host.netns, "-d", "link", "show", "eth0"])?;
+        Ok(text
+            .split_whitespace()
+            .skip_while(|w| *w != "prog/xdp")
+            .nth(2)
+            .and_then(|id| id.parse().ok()))
+    }
+
     /// An lbd config with one IPv4 VIP served by `backends` (names such as
     /// "b1"), `vip_extra` TOML lines added to the VIP table (e.g. health
     /// settings).

@@ -7,7 +7,7 @@ use lb_userspace::{config::Config, logging::LogFormat};
 
 /// eBPF/XDP L4 load balancer daemon.
 #[derive(Debug, Parser)]
-#[command(version)]
+#[command(name = "lbd", version = lb_userspace::VERSION)]
 struct Args {
     /// Configuration file (TOML).
     #[arg(short, long, default_value = "/etc/lbd/lbd.toml")]
@@ -17,11 +17,12 @@ struct Args {
     log_format: Option<LogFormat>,
     /// Remove everything a previous lbd left running (VIP addresses, the
     /// pinned XDP link, which detaches the program, and the pinned maps),
-    /// then exit. Refused while lbd runs.
+    /// then exit. Refused while an lbd owns this data plane.
     #[arg(long, conflicts_with = "release_vips")]
     cleanup: bool,
     /// Remove the config's VIP addresses from the interface, then exit
-    /// (the systemd unit's ExecStopPost). The data plane stays.
+    /// (the systemd unit's ExecStopPost). The data plane stays. Refused
+    /// while an lbd owns this data plane.
     #[arg(long)]
     release_vips: bool,
 }
@@ -29,6 +30,12 @@ struct Args {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args = Args::parse();
+    // Without privileges nothing below can work: say so once, before the
+    // config (often readable by root only) is read.
+    if let Err(error) = lb_userspace::privilege::check_can_start() {
+        eprintln!("lbd: {error}");
+        return std::process::ExitCode::FAILURE;
+    }
     // The config is read first so it can set up logging; its errors go
     // straight to stderr.
     let config = match Config::load(&args.config) {
@@ -50,7 +57,7 @@ async fn main() -> std::process::ExitCode {
         None
     };
     let result = match offline {
-        Some(action) => lb_userspace::daemon::offline(&config, action).await,
+        Some(action) => lb_userspace::daemon::offline(&args.config, &config, action).await,
         None => lb_userspace::daemon::run(&args.config, config).await,
     };
     match result {

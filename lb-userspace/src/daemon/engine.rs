@@ -23,7 +23,7 @@ use tracing::{info, warn};
 use super::replication::Replication;
 use crate::{
     config::{AllDown, CheckType, Config, HealthConfig, XdpMode},
-    dataplane::{Dataplane, LoadOptions, MapSizes, MapWriter as _},
+    dataplane::{Dataplane, LoadOptions, MapSizes, MapWriter as _, Released},
     health::{CheckKind, CheckSettings, HealthChecker, HealthEvent, ProbeTarget},
     model::{FlowCount, IdleTimeouts, Model},
     netlink::{Interface, Netlink},
@@ -488,7 +488,7 @@ impl Engine {
 
     /// Hands the VIPs over (VRRP priority 0), stops checks and detaches the
     /// program.
-    pub async fn shutdown(mut self, stop: Stop) -> anyhow::Result<()> {
+    pub async fn shutdown(mut self, stop: Stop) -> anyhow::Result<Released> {
         for instance in std::mem::take(&mut self.vrrp) {
             match stop {
                 Stop::Restart => instance.abandon().await,
@@ -497,11 +497,13 @@ impl Engine {
         }
         self.replication = None;
         self.checker.retain(|_| false);
-        match stop {
+        Ok(match stop {
             Stop::Restart => self.dataplane.release()?,
-            Stop::Clean => self.dataplane.detach()?,
-        }
-        Ok(())
+            Stop::Clean => {
+                self.dataplane.detach()?;
+                Released::Detached
+            }
+        })
     }
 }
 

@@ -29,6 +29,7 @@ use crate::{
         Handler, Request, Response,
     },
     config::Config,
+    dataplane::Released,
 };
 
 use engine::{Engine, Stop};
@@ -81,8 +82,10 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("creating {}", dir.display()))?;
     }
-    // Bind the admin socket first: a second lbd stops here, before it
-    // touches the interface.
+    // Exactly one lbd per data plane: its locks are taken before anything
+    // touches the pins or the interface, and held until lbd exits (the
+    // kernel drops them then, also on kill -9). A second lbd stops here.
+    let ownership = crate::ownership::claim(&config, path).await?;
     let admin_options: ServeOptions = crate::privilege::admin_socket_options(&config)?;
     let server = Server::bind(&config.admin_socket, &admin_options)
         .await
@@ -126,7 +129,11 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<()> {
     let stop = loop {
         tokio::select! {
             _ = terminate.recv() => {
-                info!("SIGTERM: stopping; the data plane keeps forwarding for the next lbd");
+                if engine.dataplane.pinned() {
+                    info!("SIGTERM: stopping; the pinned data plane keeps forwarding for the next lbd");
+                } else {
+                    info!("SIGTERM: stopping; pin_dir is off, so the XDP program goes with lbd");
+                }
                 break Stop::Restart;
             }
             _ = interrupt.recv() => {
@@ -172,11 +179,18 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<()> {
     if let Err(error) = api.await {
         warn!(%error, "admin API task failed");
     }
-    engine.shutdown(stop).await?;
-    match stop {
-        Stop::Restart => info!("lbd stopped; the pinned data plane is still forwarding"),
-        Stop::Clean => info!("lbd stopped; XDP program detached, pins removed"),
+    let pinned = engine.dataplane.pinned();
+    let released = engine.shutdown(stop).await?;
+    match released {
+        Released::StillForwarding => {
+            info!("lbd stopped; the pinned data plane is still forwarding");
+        }
+        Released::Detached if pinned => info!("lbd stopped; XDP program detached, pins removed"),
+        Released::Detached => {
+            info!("lbd stopped; XDP program detached (pin_dir is off: nothing outlives lbd)");
+        }
     }
+    drop(ownership);
     Ok(())
 }
 
@@ -191,8 +205,16 @@ pub enum Offline {
     Cleanup,
 }
 
-/// Runs an offline action against the node described by `config`.
-pub async fn offline(config: &Config, action: Offline) -> anyhow::Result<()> {
+/// Runs an offline action against the node described by `config` (loaded
+/// from `path`). Refused while an lbd owns that data plane (its locks,
+/// see `ownership`), whatever admin socket the config names.
+pub async fn offline(path: &Path, config: &Config, action: Offline) -> anyhow::Result<()> {
+    let purpose = match action {
+        Offline::Cleanup => crate::ownership::Purpose::Cleanup,
+        Offline::ReleaseVips => crate::ownership::Purpose::ReleaseVips,
+    };
+    let _ownership = crate::ownership::claim_offline(config, path, purpose)?;
+    // Also an lbd that takes no locks (an older version, during an upgrade).
     if lbd_answers(&config.admin_socket).await {
         anyhow::bail!(
             "lbd is running (it answers on {}); stop it first",

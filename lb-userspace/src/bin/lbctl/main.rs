@@ -22,7 +22,7 @@ use lb_userspace::api::client::{Client, ClientError};
 
 /// Control and inspect the lbd load balancer.
 #[derive(Debug, Parser)]
-#[command(version)]
+#[command(name = "lbctl", version = lb_userspace::VERSION)]
 pub struct Cli {
     /// lbd's admin socket.
     #[arg(long, global = true, env = "LBCTL_SOCKET", default_value = lb_userspace::config::DEFAULT_ADMIN_SOCKET)]

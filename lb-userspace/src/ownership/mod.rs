@@ -1,0 +1,419 @@
+//! One lbd per data plane. Before lbd touches pins or the interface it
+//! takes two exclusive locks, held until it exits (the kernel drops them
+//! then, also on kill -9): one per interface — keyed by network namespace
+//! too, as several namespaces may each have an `eth0` — in the run
+//! directory (the admin socket's, `/run/lbd` by default), and one on the
+//! `pin_dir`. A second lbd, `lbd --cleanup` and `lbd --release-vips` are
+//! refused while another holds either, with that lbd's pid and config.
+//! lbd also refuses an interface that already runs an XDP program it did
+//! not pin (another tool's, or an lbd's with another `pin_dir`).
+
+pub mod lock;
+
+use std::{
+    fmt,
+    os::unix::fs::MetadataExt as _,
+    path::{Path, PathBuf},
+};
+
+use aya::programs::links::{FdLink, PinnedLink};
+
+use crate::{
+    config::Config,
+    netlink::{Netlink, NetlinkError},
+    pinning::{PinDir, PinError},
+};
+use lock::{Attempt, Lock, OwnerRecord};
+
+/// What a process claims the data plane for (it decides the advice a
+/// refusal gives).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// lbd itself: load or adopt, attach, serve.
+    Serve,
+    /// `lbd --cleanup`.
+    Cleanup,
+    /// `lbd --release-vips`.
+    ReleaseVips,
+}
+
+/// What a lock protects, as a refusal names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claimed {
+    /// An interface in a network namespace (the inode of its nsfs file).
+    Interface {
+        /// Interface name.
+        name: String,
+        /// Network namespace inode, as `ls -L -i /proc/self/ns/net` shows.
+        netns: u64,
+    },
+    /// A pin directory.
+    PinDir(PathBuf),
+}
+
+impl fmt::Display for Claimed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Interface { name, netns } => {
+                write!(f, "interface {name} (network namespace net:[{netns}])")
+            }
+            Self::PinDir(path) => write!(f, "pin_dir {}", path.display()),
+        }
+    }
+}
+
+/// Why this process may not own the data plane.
+#[derive(Debug, thiserror::Error)]
+pub enum OwnershipError {
+    /// Another lbd holds the lock.
+    #[error("{}", owned_message(claimed, owner.as_ref(), lock, *purpose))]
+    Owned {
+        /// What is locked.
+        claimed: Claimed,
+        /// Who holds it, if its record could be read.
+        owner: Option<OwnerRecord>,
+        /// The lock (file or directory).
+        lock: PathBuf,
+        /// What this process wanted.
+        purpose: Purpose,
+    },
+    /// The interface runs an XDP program this lbd did not pin.
+    #[error("{}", foreign_program_message(interface, *id, name.as_deref(), pin_dir.as_deref()))]
+    ForeignProgram {
+        /// The interface.
+        interface: String,
+        /// The running program's id.
+        id: u32,
+        /// Its name, if the kernel says.
+        name: Option<String>,
+        /// This lbd's pin directory (None: `pin_dir = "off"`).
+        pin_dir: Option<PathBuf>,
+    },
+    /// A lock could not be tried at all.
+    #[error("{action} {}: {source}", path.display())]
+    Io {
+        /// What was attempted.
+        action: &'static str,
+        /// Where.
+        path: PathBuf,
+        /// Why it failed.
+        source: std::io::Error,
+    },
+    /// The pin directory cannot be used.
+    #[error(transparent)]
+    Pin(#[from] PinError),
+    /// The interface could not be read.
+    #[error(transparent)]
+    Netlink(#[from] NetlinkError),
+}
+
+/// The locks of a data plane this process owns. Keep it alive as long as
+/// the process acts on the data plane (dropping it releases them; so does
+/// exiting).
+#[derive(Debug)]
+pub struct Ownership {
+    locks: Vec<Lock>,
+}
+
+impl Ownership {
+    /// What is locked (lock files and directories).
+    pub fn locks(&self) -> impl Iterator<Item = &Path> {
+        self.locks.iter().map(Lock::path)
+    }
+}
+
+/// Claims the data plane of `config` for lbd started with `config_path`:
+/// the interface's lock; then a check that the interface runs no XDP
+/// program other than the one pinned in this `pin_dir`; then the
+/// `pin_dir` (made ready: on bpffs, created) and its lock. Nothing in the
+/// pin directory is touched before both locks are held, and nothing is
+/// created there when the interface is refused.
+pub async fn claim(config: &Config, config_path: &Path) -> Result<Ownership, OwnershipError> {
+    let me = OwnerRecord::current(config_path);
+    let mut locks = vec![interface_lock(config, &me, Purpose::Serve)?];
+    let pins = config.pin_dir.as_ref().map(PinDir::new);
+    check_interface_program(config, pins.as_ref()).await?;
+    if let Some(pins) = pins {
+        pins.prepare()?;
+        locks.push(pin_dir_lock(&pins, &me, Purpose::Serve)?);
+    }
+    Ok(Ownership { locks })
+}
+
+/// Claims the data plane of `config` for `lbd --cleanup` or
+/// `--release-vips`: the same locks as [`claim`] (the `pin_dir`'s only if
+/// it exists), refused while an lbd holds either.
+pub fn claim_offline(
+    config: &Config,
+    config_path: &Path,
+    purpose: Purpose,
+) -> Result<Ownership, OwnershipError> {
+    let me = OwnerRecord::current(config_path);
+    let mut locks = vec![interface_lock(config, &me, purpose)?];
+    if let Some(dir) = config.pin_dir.as_ref().filter(|d| d.is_dir()) {
+        locks.push(pin_dir_lock(&PinDir::new(dir), &me, purpose)?);
+    }
+    Ok(Ownership { locks })
+}
+
+/// The lock file of `interface` in network namespace `netns`, in
+/// `run_dir`.
+pub fn interface_lock_path(run_dir: &Path, interface: &str, netns: u64) -> PathBuf {
+    run_dir.join(format!("lbd-xdp-{interface}.net{netns}.lock"))
+}
+
+/// The run directory: where the admin socket is.
+fn run_dir(config: &Config) -> PathBuf {
+    match config.admin_socket.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
+        _ => PathBuf::from("."),
+    }
+}
+
+fn io_error(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> OwnershipError {
+    let path = path.to_owned();
+    move |source| OwnershipError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
+fn interface_lock(
+    config: &Config,
+    me: &OwnerRecord,
+    purpose: Purpose,
+) -> Result<Lock, OwnershipError> {
+    let ns = Path::new("/proc/self/ns/net");
+    let netns = std::fs::metadata(ns)
+        .map_err(io_error("reading the network namespace of", ns))?
+        .ino();
+    let dir = run_dir(config);
+    std::fs::create_dir_all(&dir).map_err(io_error("creating", &dir))?;
+    let path = interface_lock_path(&dir, &config.interface, netns);
+    let claimed = Claimed::Interface {
+        name: config.interface.clone(),
+        netns,
+    };
+    match lock::lock_file(&path, me).map_err(io_error("locking", &path))? {
+        Attempt::Held(lock) => Ok(lock),
+        Attempt::Taken(owner) => Err(OwnershipError::Owned {
+            claimed,
+            owner,
+            lock: path,
+            purpose,
+        }),
+    }
+}
+
+fn pin_dir_lock(pins: &PinDir, me: &OwnerRecord, purpose: Purpose) -> Result<Lock, OwnershipError> {
+    let dir = pins.root();
+    match lock::lock_dir(dir, me).map_err(io_error("locking", dir))? {
+        Attempt::Held(lock) => Ok(lock),
+        Attempt::Taken(owner) => Err(OwnershipError::Owned {
+            claimed: Claimed::PinDir(dir.to_owned()),
+            owner,
+            lock: dir.to_owned(),
+            purpose,
+        }),
+    }
+}
+
+/// Refuses an interface that runs an XDP program other than the one
+/// attached through the link pinned in `pins`.
+async fn check_interface_program(
+    config: &Config,
+    pins: Option<&PinDir>,
+) -> Result<(), OwnershipError> {
+    let netlink = Netlink::connect()?;
+    let interface = netlink.interface(&config.interface).await?;
+    let Some((id, _)) = netlink.xdp_program(interface.index).await? else {
+        return Ok(());
+    };
+    let ours = pins
+        .map(|p| p.link_path(&interface.name))
+        .filter(|path| path.exists())
+        .and_then(|path| PinnedLink::from_pin(path).ok())
+        .map(FdLink::from)
+        .and_then(|link| link.info().ok())
+        .is_some_and(|info| info.program_id() == id);
+    if ours {
+        return Ok(());
+    }
+    let name = aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .find(|program| program.id() == id)
+        .and_then(|program| program.name_as_str().map(str::to_owned));
+    Err(OwnershipError::ForeignProgram {
+        interface: interface.name,
+        id,
+        name,
+        pin_dir: pins.map(|p| p.root().to_owned()),
+    })
+}
+
+/// The refusal when `claimed` is held by `owner`.
+pub fn owned_message(
+    claimed: &Claimed,
+    owner: Option<&OwnerRecord>,
+    lock: &Path,
+    purpose: Purpose,
+) -> String {
+    let owner = owner.map_or_else(
+        || "another lbd (it has not recorded its pid and config yet)".to_owned(),
+        ToString::to_string,
+    );
+    let lock = lock.display();
+    match purpose {
+        Purpose::Serve => {
+            let rule = match claimed {
+                Claimed::Interface { .. } => "one lbd serves an interface",
+                Claimed::PinDir(_) => "an lbd on another interface needs a pin_dir of its own",
+            };
+            format!(
+                "{claimed} is owned by {owner} (lock {lock}): exactly one lbd may own a data plane. \
+                 Stop that lbd first (SIGTERM leaves its data plane forwarding for the next lbd); \
+                 {rule}"
+            )
+        }
+        Purpose::Cleanup | Purpose::ReleaseVips => {
+            let flag = if purpose == Purpose::Cleanup {
+                "--cleanup"
+            } else {
+                "--release-vips"
+            };
+            format!(
+                "refusing {flag}: {claimed} is owned by {owner}, which is running (lock {lock}). \
+                 Stop it first (SIGINT removes its VIPs and data plane itself)"
+            )
+        }
+    }
+}
+
+/// The refusal when `interface` runs program `id` that this lbd did not
+/// pin, with the ways out.
+pub fn foreign_program_message(
+    interface: &str,
+    id: u32,
+    name: Option<&str>,
+    pin_dir: Option<&Path>,
+) -> String {
+    let name = name.filter(|n| !n.is_empty()).unwrap_or("no name");
+    let whose = match pin_dir {
+        Some(dir) => format!("not the one pinned in this lbd's pin_dir {}", dir.display()),
+        None => "and this lbd pins nothing (pin_dir = \"off\")".to_owned(),
+    };
+    format!(
+        "interface {interface} already has XDP program id {id} ({name}) attached, {whose}: \
+         it belongs to another tool, or to an lbd with another pin_dir. lbd does not replace it. \
+         If it is an lbd's (lbd's program is named {}), remove it with \
+         `lbd --config <that lbd's config> --cleanup` (refused while that lbd runs; a pinned \
+         XDP link goes only with its pin, and `ip link` cannot detach it); if another tool \
+         attached it, detach it with that tool or `ip link set dev {interface} xdp off` (in \
+         the interface's network namespace). Then start lbd again",
+        lb_common::consts::names::PROG_LB
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn owner() -> OwnerRecord {
+        OwnerRecord {
+            pid: 1234,
+            config: PathBuf::from("/etc/lbd/lbd.toml"),
+        }
+    }
+
+    #[test]
+    fn a_refused_start_names_the_owner_and_what_it_holds() {
+        let claimed = Claimed::Interface {
+            name: "eth0".into(),
+            netns: 4_026_531_840,
+        };
+        let message = owned_message(
+            &claimed,
+            Some(&owner()),
+            Path::new("/run/lbd/x.lock"),
+            Purpose::Serve,
+        );
+        assert!(
+            message.starts_with(
+                "interface eth0 (network namespace net:[4026531840]) is owned by lbd pid 1234 (config /etc/lbd/lbd.toml)"
+            ),
+            "{message}"
+        );
+        assert!(message.contains("one lbd serves an interface"), "{message}");
+        let message = owned_message(
+            &Claimed::PinDir("/sys/fs/bpf/lbd".into()),
+            Some(&owner()),
+            Path::new("/sys/fs/bpf/lbd"),
+            Purpose::Serve,
+        );
+        assert!(message.starts_with("pin_dir /sys/fs/bpf/lbd is owned by lbd pid 1234"));
+        assert!(message.contains("a pin_dir of its own"), "{message}");
+    }
+
+    #[test]
+    fn a_refused_cleanup_says_which_flag_and_to_stop_lbd_first() {
+        for (purpose, flag) in [
+            (Purpose::Cleanup, "--cleanup"),
+            (Purpose::ReleaseVips, "--release-vips"),
+        ] {
+            let message = owned_message(
+                &Claimed::PinDir("/p".into()),
+                Some(&owner()),
+                Path::new("/p"),
+                purpose,
+            );
+            assert!(
+                message.starts_with(&format!(
+                    "refusing {flag}: pin_dir /p is owned by lbd pid 1234"
+                )),
+                "{message}"
+            );
+            assert!(message.contains("Stop it first"), "{message}");
+        }
+    }
+
+    #[test]
+    fn an_unknown_owner_is_still_a_refusal() {
+        let message = owned_message(
+            &Claimed::PinDir("/p".into()),
+            None,
+            Path::new("/p"),
+            Purpose::Serve,
+        );
+        assert!(message.contains("owned by another lbd"), "{message}");
+    }
+
+    #[test]
+    fn a_foreign_program_is_named_with_the_ways_out() {
+        let message =
+            foreign_program_message("eth0", 42, Some("xdp_lb"), Some(Path::new("/sys/fs/bpf/b")));
+        assert!(
+            message.starts_with("interface eth0 already has XDP program id 42 (xdp_lb) attached"),
+            "{message}"
+        );
+        assert!(message.contains("/sys/fs/bpf/b"), "{message}");
+        assert!(message.contains("lbd --config"), "{message}");
+        assert!(message.contains("named xdp_lb"), "{message}");
+        assert!(message.contains("--cleanup"), "{message}");
+        assert!(
+            message.contains("ip link set dev eth0 xdp off"),
+            "{message}"
+        );
+        let message = foreign_program_message("eth1", 7, None, None);
+        assert!(message.contains("id 7 (no name)"), "{message}");
+        assert!(message.contains("pin_dir = \"off\""), "{message}");
+    }
+
+    #[test]
+    fn interface_locks_are_per_namespace_and_interface() {
+        let a = interface_lock_path(Path::new("/run/lbd"), "eth0", 1);
+        assert_eq!(a, PathBuf::from("/run/lbd/lbd-xdp-eth0.net1.lock"));
+        assert_ne!(a, interface_lock_path(Path::new("/run/lbd"), "eth0", 2));
+        assert_ne!(a, interface_lock_path(Path::new("/run/lbd"), "eth1", 1));
+    }
+}
