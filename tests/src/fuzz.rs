@@ -14,13 +14,14 @@ use std::{
 use lb_userspace::{
     api::{
         client::api_path,
-        code,
+        code, convert,
         schema::{BackendSpec, StateChange, VipSpec, WeightChange},
         server::parse_request,
         Request, Response,
     },
     config::{self, Config, VipConfig},
     daemon::routes::{self, Route},
+    mac::Mac,
     reconcile::VipId,
     sync::{
         wire::{self, Message, Role, Transcript},
@@ -359,9 +360,9 @@ pub fn api_request(data: &[u8]) {
         }
         Ok(Route::AddBackend(id, spec)) => {
             reparsed(&id);
-            match routes::backend_config(&id, config::DEFAULT_TABLE_SIZE, &spec) {
+            match convert::backend_config(&id, &spec) {
                 Ok(backend) => assert_eq!(backend.address, spec.address),
-                Err(answer) => assert_error_answer(&answer, &[400]),
+                Err(error) => assert_error_answer(&Response::from(error), &[400]),
             }
         }
         Ok(
@@ -585,7 +586,7 @@ pub fn packet(data: &[u8]) {
         let macs: Vec<[u8; 6]> = vips
             .iter()
             .flat_map(|v| &v.backends)
-            .filter_map(|b| b.mac)
+            .filter_map(|b| b.mac.map(Mac::octets))
             .collect();
         if let Err(why) = check_verdict(data, verdict, &out, &services, LB_MAC, &macs) {
             panic!("{why}\ninput:  {data:02x?}\noutput: {out:02x?}");

@@ -38,6 +38,7 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use serde_json::Value;
 
 pub mod client;
+pub mod convert;
 pub mod schema;
 pub mod server;
 

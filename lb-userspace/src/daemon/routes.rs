@@ -15,14 +15,16 @@ use tracing::{info, warn};
 use super::engine::Engine;
 use crate::{
     api::{
-        code,
+        code, convert,
         schema::{
-            BackendSpec, BackendStatus, Change, CheckStatus, ConfigText, ConntrackStatus,
-            ReplicationStatus, StateChange, Status, VipSpec, VipStatus, WeightChange,
+            BackendSpec, BackendState, BackendStatus, Change, CheckStatus, ConfigText,
+            ConntrackStatus, HealthStatus, ReplicationStatus, StateChange, Status, VipSpec,
+            VipStatus, WeightChange,
         },
         Method, Request, Response,
     },
-    config::{self, BackendConfig, Config, ConfigError, VipConfig},
+    config::{self, Config, VipConfig},
+    mac::Mac,
     maglev,
     model::{self, AdminState, Model, ModelError},
     reconcile::VipId,
@@ -44,8 +46,8 @@ pub enum Route {
     GetVip(VipId),
     /// `DELETE /v1/vips/{vip}`.
     RemoveVip(VipId),
-    /// `POST /v1/vips/{vip}/backends`: the spec is checked against the
-    /// VIP's table size by [`backend_config`] once the VIP is found.
+    /// `POST /v1/vips/{vip}/backends`: the spec is checked by
+    /// [`convert::backend_config`] once the VIP is found.
     AddBackend(VipId, BackendSpec),
     /// `DELETE /v1/vips/{vip}/backends/{address}`.
     RemoveBackend(VipId, IpAddr),
@@ -70,7 +72,9 @@ pub fn route(request: &Request) -> Result<Route, Response> {
     Ok(match (request.method, segments.as_slice()) {
         (Method::Get, ["status"]) => Route::Status,
         (Method::Get, ["vips"]) => Route::ListVips,
-        (Method::Post, ["vips"]) => Route::AddVip(vip_config(&request.body_as()?)?),
+        (Method::Post, ["vips"]) => {
+            Route::AddVip(VipConfig::try_from(&request.body_as::<VipSpec>()?)?)
+        }
         (Method::Get, ["vips", vip]) => Route::GetVip(vip_id(vip)?),
         (Method::Delete, ["vips", vip]) => Route::RemoveVip(vip_id(vip)?),
         (Method::Post, ["vips", vip, "backends"]) => {
@@ -263,128 +267,18 @@ fn fits_the_maps(engine: &Engine, next: &Model) -> Result<(), Response> {
     Ok(())
 }
 
-/// A VIP or backend spec checked by the config file's own rules, so the
-/// API accepts exactly what the file does.
-/// `one_backend`: the request is about a single backend, so its errors
-/// name its fields without the `backends[0].` path.
-fn parse_vip(vip: toml::Table, one_backend: bool) -> Result<VipConfig, Response> {
-    let mut root = toml::Table::new();
-    root.insert("interface".into(), toml::Value::String("lo".into()));
-    root.insert(
-        "vip".into(),
-        toml::Value::Array(vec![toml::Value::Table(vip)]),
-    );
-    let text = toml::to_string(&root).map_err(|e| {
-        Response::error(400, code::BAD_REQUEST, format!("encoding the request: {e}"))
-    })?;
-    match Config::from_toml_str(&text, "request") {
-        Ok(mut config) => config
-            .vips
-            .pop()
-            .ok_or_else(|| Response::error(500, code::INTERNAL, "no VIP parsed")),
-        Err(ConfigError::Invalid { field, message, .. }) => {
-            let field = field.strip_prefix("vip[0].").unwrap_or(&field);
-            let field = match field.strip_prefix("backend[0].") {
-                Some(rest) if one_backend => rest.to_owned(),
-                _ => field.replace("backend[", "backends["),
-            };
-            Err(Response::error(
-                400,
-                code::BAD_REQUEST,
-                format!("{field}: {message}"),
-            ))
-        }
-        Err(error) => Err(Response::error(400, code::BAD_REQUEST, error.to_string())),
-    }
-}
-
-fn backend_table(spec: &BackendSpec) -> toml::Table {
-    let mut table = toml::Table::new();
-    table.insert(
-        "address".into(),
-        toml::Value::String(spec.address.to_string()),
-    );
-    if let Some(mac) = &spec.mac {
-        table.insert("mac".into(), toml::Value::String(mac.clone()));
-    }
-    if let Some(weight) = spec.weight {
-        table.insert("weight".into(), toml::Value::Integer(weight.into()));
-    }
-    table
-}
-
-/// The VIP a `POST /v1/vips` body describes, checked by the config
-/// file's own rules (so the API accepts exactly what the file does), or
-/// the 400 answer naming the field.
-pub fn vip_config(spec: &VipSpec) -> Result<VipConfig, Response> {
-    let mut table = toml::Table::new();
-    table.insert(
-        "address".into(),
-        toml::Value::String(spec.address.to_string()),
-    );
-    table.insert("port".into(), toml::Value::Integer(spec.port.into()));
-    if let Some(protocol) = &spec.protocol {
-        table.insert("protocol".into(), toml::Value::String(protocol.clone()));
-    }
-    if let Some(size) = spec.table_size {
-        table.insert("table_size".into(), toml::Value::Integer(size.into()));
-    }
-    if let Some(policy) = &spec.on_all_down {
-        table.insert("on_all_down".into(), toml::Value::String(policy.clone()));
-    }
-    table.insert(
-        "backend".into(),
-        toml::Value::Array(
-            spec.backends
-                .iter()
-                .map(|b| toml::Value::Table(backend_table(b)))
-                .collect(),
-        ),
-    );
-    parse_vip(table, false)
-}
-
-/// The backend a `POST /v1/vips/{vip}/backends` body describes for the VIP
-/// `id` whose Maglev table has `table_size` slots, checked by the config
-/// file's rules, or the 400 answer naming the field.
-pub fn backend_config(
-    id: &VipId,
-    table_size: u32,
-    spec: &BackendSpec,
-) -> Result<BackendConfig, Response> {
-    let mut table = toml::Table::new();
-    table.insert(
-        "address".into(),
-        toml::Value::String(id.address.to_string()),
-    );
-    table.insert("port".into(), toml::Value::Integer(id.port.into()));
-    table.insert(
-        "protocol".into(),
-        toml::Value::String(id.protocol.to_string()),
-    );
-    table.insert("table_size".into(), toml::Value::Integer(table_size.into()));
-    table.insert(
-        "backend".into(),
-        toml::Value::Array(vec![toml::Value::Table(backend_table(spec))]),
-    );
-    parse_vip(table, true)?
-        .backends
-        .pop()
-        .ok_or_else(|| Response::error(500, code::INTERNAL, "no backend parsed"))
-}
-
 async fn add_backend(
     engine: &mut Engine,
     id: VipId,
     spec: &BackendSpec,
     dry_run: bool,
 ) -> Response {
-    let Ok(current) = engine.model.vip(&id) else {
+    if engine.model.vip(&id).is_err() {
         return model_error(ModelError::NoVip(id));
-    };
-    let backend = match backend_config(&id, current.config.table_size, spec) {
+    }
+    let backend = match convert::backend_config(&id, spec) {
         Ok(backend) => backend,
-        Err(response) => return response,
+        Err(error) => return error.into(),
     };
     change(engine, dry_run, |m| m.add_backend(&id, backend)).await
 }
@@ -397,10 +291,10 @@ async fn set_state(
     dry_run: bool,
 ) -> Response {
     let now = Instant::now();
-    let admin = match body.state.as_str() {
-        "enabled" => AdminState::Enabled,
-        "maintenance" => AdminState::Maintenance,
-        "draining" => {
+    let admin = match body.state {
+        BackendState::Enabled => AdminState::Enabled,
+        BackendState::Maintenance => AdminState::Maintenance,
+        BackendState::Draining => {
             let default = engine
                 .model
                 .vip(&id)
@@ -427,13 +321,6 @@ async fn set_state(
                 since,
                 deadline: timeout.map(|t| now + t),
             }
-        }
-        other => {
-            return Response::error(
-                400,
-                code::BAD_REQUEST,
-                format!("state {other:?} is not one of \"enabled\", \"draining\", \"maintenance\""),
-            )
         }
     };
     change(engine, dry_run, |m| m.set_admin(&id, address, admin)).await
@@ -579,10 +466,7 @@ pub fn status(engine: &Engine) -> Status {
                 .checker
                 .status(&(*id, *address))
                 .map(|s| CheckStatus {
-                    kind: match s.target.kind {
-                        crate::health::CheckKind::Tcp => "tcp".to_owned(),
-                        crate::health::CheckKind::Http { .. } => "http".to_owned(),
-                    },
+                    kind: (&s.target.kind).into(),
                     checks: s.checks,
                     failures: s.failures,
                     failures_by_reason: s.failures_by_reason.clone(),
@@ -598,18 +482,13 @@ pub fn status(engine: &Engine) -> Status {
                 });
             backends.push(BackendStatus {
                 address: *address,
-                mac: applied_backend.and_then(|b| b.mac).map(|m| {
-                    m.iter()
-                        .map(|o| format!("{o:02x}"))
-                        .collect::<Vec<_>>()
-                        .join(":")
-                }),
+                mac: applied_backend.and_then(|b| b.mac).map(Mac::from),
                 weight: backend.config.weight,
-                state: backend.admin.name().to_owned(),
+                state: backend.admin.state(),
                 health: if check.is_some() {
-                    backend.health.to_string()
+                    backend.health.into()
                 } else {
-                    "unchecked".to_owned()
+                    HealthStatus::Unchecked
                 },
                 alive: applied_backend.is_some_and(|b| b.alive),
                 share: backend_id
@@ -635,7 +514,7 @@ pub fn status(engine: &Engine) -> Status {
         vips.push(VipStatus {
             vip: id.to_string(),
             table_size: vip.config.table_size,
-            on_all_down: vip.config.on_all_down.to_string(),
+            on_all_down: vip.config.on_all_down,
             all_down: vip.all_down(),
             runtime: vip.runtime,
             packets: traffic.packets,
@@ -788,29 +667,114 @@ mod tests {
         );
     }
 
-    #[test]
-    fn backend_specs_follow_the_file_rules() {
-        let id: VipId = "198.18.0.100:80/tcp".parse().unwrap();
-        let spec = |address: &str, mac: Option<&str>, weight| BackendSpec {
-            address: address.parse().unwrap(),
-            mac: mac.map(str::to_owned),
-            weight,
-        };
-        let ok = backend_config(
-            &id,
-            65537,
-            &spec("198.18.0.11", Some("02:00:00:00:00:11"), Some(3)),
-        )
-        .unwrap();
-        assert_eq!((ok.weight, ok.mac), (3, Some([2, 0, 0, 0, 0, 0x11])));
-        for bad in [
-            spec("198.18.0.100", None, None),
-            spec("2001:db8::1", None, None),
-            spec("198.18.0.11", Some("01:00:00:00:00:11"), None),
-            spec("198.18.0.11", None, Some(10_001)),
-        ] {
-            let answer = backend_config(&id, 65537, &bad).unwrap_err();
-            assert_eq!(answer.status, 400, "{bad:?}");
+    /// The 400 answer's message for a request that must be refused.
+    fn refusal(method: Method, path: &[&str], body: Value) -> String {
+        match route(&request(method, path, body.clone())) {
+            Ok(route) => panic!("{body} was accepted as {route:?}"),
+            Err(answer) => {
+                assert_eq!(answer.status, 400, "{body}: {}", answer.body);
+                answer.body["error"]["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned()
+            }
         }
+    }
+
+    const BACKEND: [&str; 4] = ["vips", "198.18.0.100:80", "backends", "198.18.0.11"];
+
+    #[test]
+    fn unknown_body_fields_are_refused_by_name() {
+        let state = [&BACKEND[..], &["state"]].concat();
+        let weight = [&BACKEND[..], &["weight"]].concat();
+        for (method, path, body, field) in [
+            (
+                Method::Post,
+                &["vips"][..],
+                json!({"address": "198.18.0.100", "port": 80,
+                       "backend": [{"address": "198.18.0.11"}]}),
+                "`backend`",
+            ),
+            (
+                Method::Post,
+                &["vips"][..],
+                json!({"address": "198.18.0.100", "port": 80,
+                       "backends": [{"address": "198.18.0.11", "wieght": 5}]}),
+                "`wieght`",
+            ),
+            (
+                Method::Post,
+                &BACKEND[..3],
+                json!({"address": "198.18.0.11", "mac_address": "02:00:00:00:00:11"}),
+                "`mac_address`",
+            ),
+            (
+                Method::Put,
+                &state[..],
+                json!({"state": "draining", "timeout": 5}),
+                "`timeout`",
+            ),
+            (
+                Method::Put,
+                &weight[..],
+                json!({"weight": 5, "dry_run": true}),
+                "`dry_run`",
+            ),
+        ] {
+            let message = refusal(method, path, body);
+            assert!(message.contains(field), "{message:?} names {field}");
+        }
+    }
+
+    #[test]
+    fn body_values_are_refused_naming_their_field_and_rule() {
+        let vip =
+            |backends: Value| json!({"address": "198.18.0.100", "port": 80, "backends": backends});
+        for (body, expected) in [
+            (
+                vip(json!([{"address": "198.18.0.11"}, {"address": "198.18.0.12", "weight": -1}])),
+                "backends[1].weight: -1 is out of range 0..=10000",
+            ),
+            (
+                vip(
+                    json!([{"address": "198.18.0.11"}, {"address": "198.18.0.12"},
+                           {"address": "198.18.0.11"}]),
+                ),
+                "backends[2].address: 198.18.0.11 is already backends[0]",
+            ),
+            (
+                vip(json!([{"address": "198.18.0.11", "mac": "01:00:00:00:00:11"}])),
+                "backends[0].mac: \"01:00:00:00:00:11\" is a multicast MAC address",
+            ),
+            (
+                json!({"address": "198.18.0.100", "port": 70000}),
+                "port: 70000 is out of range 1..=65535",
+            ),
+            (
+                json!({"address": "198.18.0.100", "port": 80, "table_size": 100}),
+                "table_size: 100 is not a prime",
+            ),
+            (
+                json!({"address": "198.18.0.100", "port": 80, "on_all_down": "open"}),
+                "on_all_down: \"open\" is not one of \"drop\", \"keep\"",
+            ),
+        ] {
+            let message = refusal(Method::Post, &["vips"], body.clone());
+            assert!(message.contains(expected), "{body}: {message:?}");
+            assert!(!message.contains("vip[0]"), "{body}: {message:?}");
+        }
+        let weight = [&BACKEND[..], &["weight"]].concat();
+        let message = refusal(Method::Put, &weight, json!({"weight": -1}));
+        assert!(
+            message.contains("weight: -1 is out of range 0..=10000"),
+            "{message:?}"
+        );
+        let state = [&BACKEND[..], &["state"]].concat();
+        let message = refusal(Method::Put, &state, json!({"state": "drained"}));
+        assert!(
+            message.contains("`drained`")
+                && message.contains("`enabled`, `draining`, `maintenance`"),
+            "{message:?}"
+        );
     }
 }

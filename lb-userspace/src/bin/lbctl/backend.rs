@@ -13,7 +13,7 @@ use std::{
 use lb_userspace::{
     api::{
         client::{api_path, Client},
-        schema::{StateChange, VipStatus, WeightChange},
+        schema::{BackendState, StateChange, VipStatus, WeightChange},
         Method,
     },
     model::FlowCount,
@@ -21,7 +21,12 @@ use lb_userspace::{
 };
 use serde_json::json;
 
-use crate::{output, status::print_vip, vip::parse_backend, Failure};
+use crate::{
+    output,
+    status::print_vip,
+    vip::{parse_backend, parse_weight},
+    Failure,
+};
 
 /// Exit code when a drain's timeout cut remaining flows.
 const EXIT_DRAIN_TIMED_OUT: u8 = 6;
@@ -104,6 +109,7 @@ pub enum Command {
         /// Backend address.
         backend: IpAddr,
         /// 0..=10000.
+        #[arg(value_parser = parse_weight, allow_negative_numbers = true)]
         weight: u32,
         #[command(flatten)]
         flags: ChangeFlags,
@@ -159,7 +165,7 @@ pub async fn run(client: &Client, command: Command) -> Result<(), Failure> {
             flags,
         } => {
             let body = StateChange {
-                state: "draining".to_owned(),
+                state: BackendState::Draining,
                 timeout_s: timeout,
             };
             let path = backend_path(&vip, &backend, &["state"]);
@@ -175,7 +181,7 @@ pub async fn run(client: &Client, command: Command) -> Result<(), Failure> {
             backend,
             flags,
         } => {
-            set_state(client, &vip, &backend, "enabled", &flags).await?;
+            set_state(client, &vip, &backend, BackendState::Enabled, &flags).await?;
         }
         Command::Maintenance {
             vip,
@@ -183,7 +189,11 @@ pub async fn run(client: &Client, command: Command) -> Result<(), Failure> {
             off,
             flags,
         } => {
-            let state = if off { "enabled" } else { "maintenance" };
+            let state = if off {
+                BackendState::Enabled
+            } else {
+                BackendState::Maintenance
+            };
             set_state(client, &vip, &backend, state, &flags).await?;
         }
         Command::Weight {
@@ -216,12 +226,12 @@ async fn set_state(
     client: &Client,
     vip: &VipId,
     backend: &IpAddr,
-    state: &str,
+    state: BackendState,
     flags: &ChangeFlags,
 ) -> Result<(), Failure> {
     let path = backend_path(vip, backend, &["state"]);
     let body = StateChange {
-        state: state.to_owned(),
+        state,
         timeout_s: None,
     };
     let change =
@@ -249,8 +259,7 @@ async fn wait_for_drain(
             .backends
             .iter()
             .find(|b| b.address == *backend)
-            .map(|b| b.state.clone())
-            .unwrap_or_default();
+            .map(|b| b.state);
         if last != Some(flows.live) {
             if as_json {
                 println!(
@@ -273,7 +282,8 @@ async fn wait_for_drain(
             }
             return Ok(());
         }
-        if state != "draining" {
+        if state != Some(BackendState::Draining) {
+            let state = state.map_or("gone".to_owned(), |s| s.to_string());
             return Err(Failure::new(
                 EXIT_DRAIN_TIMED_OUT,
                 format!(
