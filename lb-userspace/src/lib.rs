@@ -9,6 +9,7 @@ pub mod dataplane;
 pub mod ebpf_object;
 pub mod health;
 pub mod logging;
+pub mod mac;
 pub mod maglev;
 pub mod maglev_update;
 pub mod map_log;

@@ -19,7 +19,10 @@ use prometheus_client::{
     registry::{Registry, Unit},
 };
 
-use crate::{api::schema::Status, reconcile::VipId};
+use crate::{
+    api::schema::{BackendState, HealthStatus, Status},
+    reconcile::VipId,
+};
 
 /// Every metric family lbd exports, as named in the classic text format
 /// (counters with `_total`), with its type: the catalogue dashboards and
@@ -361,11 +364,11 @@ impl Exporter<'_> {
                     pairs.extend_from_slice(extra);
                     labels(&pairs)
                 };
-                for state in ["enabled", "draining", "maintenance"] {
-                    states.push((l(&[("state", state)]), i64::from(b.state == state)));
+                for state in BackendState::ALL {
+                    states.push((l(&[("state", state.as_str())]), i64::from(b.state == state)));
                 }
-                for h in ["up", "down", "unknown", "unchecked"] {
-                    health.push((l(&[("health", h)]), i64::from(b.health == h)));
+                for h in HealthStatus::ALL {
+                    health.push((l(&[("health", h.as_str())]), i64::from(b.health == h)));
                 }
                 alive.push((l(&[]), i64::from(b.alive)));
                 weights.push((l(&[]), i64::from(b.weight)));
@@ -377,7 +380,7 @@ impl Exporter<'_> {
                 ] {
                     flows.push((l(&[("state", state)]), to_i64(n)));
                 }
-                if b.health != "down" && b.state != "maintenance" {
+                if b.health != HealthStatus::Down && b.state != BackendState::Maintenance {
                     up += 1;
                 }
                 if let Some(c) = &b.check {
@@ -587,7 +590,9 @@ mod tests {
 
     use super::*;
     use crate::{
-        api::schema::{BackendStatus, CheckStatus, ConntrackStatus, ReloadCounts, VipStatus},
+        api::schema::{
+            BackendStatus, CheckKind, CheckStatus, ConntrackStatus, ReloadCounts, VipStatus,
+        },
         model::FlowCount,
         vrrp::{driver::InstanceStatus, Counters, State},
     };
@@ -595,7 +600,7 @@ mod tests {
     /// A status with one of everything, so every metric family appears.
     pub(crate) fn full_status() -> Status {
         let check = CheckStatus {
-            kind: "http".into(),
+            kind: CheckKind::Http,
             checks: 10,
             failures: 2,
             failures_by_reason: BTreeMap::from([("refused".to_owned(), 2)]),
@@ -607,10 +612,10 @@ mod tests {
         };
         let backend = BackendStatus {
             address: "198.18.0.11".parse().unwrap(),
-            mac: Some("02:00:00:00:00:11".into()),
+            mac: Some(crate::mac::Mac([2, 0, 0, 0, 0, 0x11])),
             weight: 100,
-            state: "draining".into(),
-            health: "up".into(),
+            state: BackendState::Draining,
+            health: HealthStatus::Up,
             alive: true,
             share: 0.5,
             flows: FlowCount {
@@ -636,7 +641,7 @@ mod tests {
             vips: vec![VipStatus {
                 vip: "198.18.0.100:80/tcp".into(),
                 table_size: 65_537,
-                on_all_down: "drop".into(),
+                on_all_down: crate::config::AllDown::Drop,
                 all_down: false,
                 runtime: false,
                 packets: 1000,

@@ -13,6 +13,7 @@
 
 use std::{
     collections::BTreeMap,
+    fmt,
     net::IpAddr,
     time::{Duration, Instant},
 };
@@ -22,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     config::{AllDown, BackendConfig, Config, VipConfig},
     health::Health,
+    mac::Mac,
     maglev::{self, MaglevBackend},
     reconcile::{address_bytes, DesiredBackend, DesiredVip, VipId},
 };
@@ -44,13 +46,51 @@ pub enum AdminState {
 }
 
 impl AdminState {
-    /// Stable name for the API and status.
-    pub fn name(&self) -> &'static str {
+    /// Which of the operator's states it is, without its times: what the
+    /// API, the status and the metrics show.
+    pub fn state(&self) -> BackendState {
         match self {
-            AdminState::Enabled => "enabled",
-            AdminState::Draining { .. } => "draining",
-            AdminState::Maintenance => "maintenance",
+            AdminState::Enabled => BackendState::Enabled,
+            AdminState::Draining { .. } => BackendState::Draining,
+            AdminState::Maintenance => BackendState::Maintenance,
         }
+    }
+}
+
+/// A backend's admin state by name, as an operator asks for it and the
+/// status shows it (`enabled`, `draining`, `maintenance` on the wire).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendState {
+    /// Takes new flows (if healthy).
+    Enabled,
+    /// Takes no new flows; established flows continue.
+    Draining,
+    /// Out at once.
+    Maintenance,
+}
+
+impl BackendState {
+    /// Every state, for metrics that show one series per state.
+    pub const ALL: [BackendState; 3] = [
+        BackendState::Enabled,
+        BackendState::Draining,
+        BackendState::Maintenance,
+    ];
+
+    /// The name on the wire and in metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendState::Enabled => "enabled",
+            BackendState::Draining => "draining",
+            BackendState::Maintenance => "maintenance",
+        }
+    }
+}
+
+impl fmt::Display for BackendState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -172,7 +212,11 @@ impl VipModel {
                     let up = b.health != Health::Down || fail_open;
                     DesiredBackend {
                         address: b.config.address,
-                        mac: b.config.mac.or_else(|| mac_of(b.config.address)),
+                        mac: b
+                            .config
+                            .mac
+                            .map(Mac::octets)
+                            .or_else(|| mac_of(b.config.address)),
                         weight: if up && b.admin == AdminState::Enabled {
                             b.config.weight
                         } else {
@@ -641,24 +685,24 @@ impl Model {
     }
 }
 
-/// What a change does to a VIP.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// What a change does to one VIP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PlanChange {
     /// The VIP is new.
     Added,
-    /// The VIP goes.
+    /// The VIP goes away.
     Removed,
-    /// The VIP's backends or their shares change.
+    /// The VIP stays; its backends, weights or states change.
     Changed,
 }
 
-impl std::fmt::Display for PlanChange {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl fmt::Display for PlanChange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            Self::Added => "added",
-            Self::Removed => "removed",
-            Self::Changed => "changed",
+            PlanChange::Added => "added",
+            PlanChange::Removed => "removed",
+            PlanChange::Changed => "changed",
         })
     }
 }
@@ -675,9 +719,9 @@ pub struct VipPlan {
     /// Share of new flows per backend after.
     pub after: BTreeMap<IpAddr, f64>,
     /// Fraction of the table (of new flows' hash space) that changes
-    /// backend; None for a VIP that is added or removed (no flow of it
-    /// moves between backends).
-    #[serde(default)]
+    /// backend; absent for a VIP added or removed, where nothing moves
+    /// from one backend to another.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub moved_fraction: Option<f64>,
 }
 
@@ -690,6 +734,14 @@ pub fn plan(before: &Model, after: &Model) -> Vec<VipPlan> {
     let mut out = Vec::new();
     for id in ids {
         let (old, new) = (before.vips.get(id), after.vips.get(id));
+        let change = match (old, new) {
+            (None, Some(_)) => PlanChange::Added,
+            (Some(_), None) => PlanChange::Removed,
+            _ => PlanChange::Changed,
+        };
+        if change == PlanChange::Changed && old == new {
+            continue;
+        }
         let ids = numbering(old.into_iter().chain(new));
         let old_table = old.map(|v| v.table(&ids));
         let new_table = new.map(|v| v.table(&ids));
@@ -699,16 +751,10 @@ pub fn plan(before: &Model, after: &Model) -> Vec<VipPlan> {
         };
         let moved_fraction = match (&old_table, &new_table) {
             (Some(a), Some(b)) if a.len() == b.len() => Some(maglev::moved_fraction(a, b)),
+            // A new table size: every slot is placed afresh.
+            (Some(_), Some(_)) => Some(1.0),
             _ => None,
         };
-        let change = match (old, new) {
-            (None, Some(_)) => PlanChange::Added,
-            (Some(_), None) => PlanChange::Removed,
-            _ => PlanChange::Changed,
-        };
-        if change == PlanChange::Changed && old == new {
-            continue;
-        }
         out.push(VipPlan {
             vip: id.to_string(),
             change,
@@ -975,6 +1021,57 @@ mod tests {
         let moved = vip.moved_fraction.unwrap();
         assert!(moved > 0.24 && moved < 0.35, "{moved}");
         assert!(plan_is_empty(&before, &before));
+    }
+
+    #[test]
+    fn a_new_or_removed_vip_moves_no_flow_between_backends() {
+        let empty = Model::default();
+        let one = Model::from_config(&config());
+        let added = plan(&empty, &one);
+        assert_eq!(added.len(), 1);
+        assert_eq!(added[0].change, PlanChange::Added);
+        assert_eq!(added[0].moved_fraction, None);
+        assert!(added[0].before.is_empty());
+        assert_eq!(added[0].after.len(), 3);
+        let removed = plan(&one, &empty);
+        assert_eq!(removed[0].change, PlanChange::Removed);
+        assert_eq!(removed[0].moved_fraction, None);
+        // On the wire: the field is absent, the change a lower-case name.
+        let json = serde_json::to_value(&added[0]).unwrap();
+        assert_eq!(json["change"], "added");
+        assert!(json.get("moved_fraction").is_none(), "{json}");
+        let json = serde_json::to_value(
+            &plan(&one, &{
+                let mut m = one.clone();
+                m.set_weight(&vip_id(), addr(11), 5).unwrap();
+                m
+            })[0],
+        )
+        .unwrap();
+        assert_eq!(json["change"], "changed");
+        assert!(json["moved_fraction"].as_f64().is_some(), "{json}");
+    }
+
+    #[test]
+    fn admin_states_have_wire_names() {
+        let draining = AdminState::Draining {
+            since: Instant::now(),
+            deadline: None,
+        };
+        assert_eq!(draining.state(), BackendState::Draining);
+        for state in BackendState::ALL {
+            let json = serde_json::to_value(state).unwrap();
+            assert_eq!(json, state.as_str());
+            assert_eq!(state.to_string(), state.as_str());
+            assert_eq!(serde_json::from_value::<BackendState>(json).unwrap(), state);
+        }
+        let error = serde_json::from_str::<BackendState>("\"drained\"").unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("expected one of `enabled`, `draining`, `maintenance`"),
+            "{error}"
+        );
     }
 
     fn plan_is_empty(a: &Model, b: &Model) -> bool {

@@ -84,7 +84,10 @@ impl DesiredVip {
                 .iter()
                 .map(|b| DesiredBackend {
                     address: b.address,
-                    mac: b.mac.or_else(|| mac_of(b.address)),
+                    mac: b
+                        .mac
+                        .map(crate::mac::Mac::octets)
+                        .or_else(|| mac_of(b.address)),
                     weight: b.weight,
                     alive: true,
                 })
@@ -638,7 +641,7 @@ mod tests {
             .and_then(|o| o.parse().ok())
             .unwrap_or(0);
         BackendConfig {
-            mac: Some([2, 0, 0, 0, 0, last]),
+            mac: Some(crate::mac::Mac([2, 0, 0, 0, 0, last])),
             weight,
             ..BackendConfig::new(address.parse().unwrap())
         }

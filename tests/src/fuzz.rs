@@ -15,13 +15,13 @@ use lb_userspace::{
     api::route::{vip_id, Call, Route},
     api::{
         client::api_path,
-        code,
+        code, convert,
         schema::{BackendSpec, StateChange, VipSpec, WeightChange},
         server::parse_request,
         Request, Response,
     },
     config::{self, Config, VipConfig},
-    daemon::routes,
+    mac::Mac,
     sync::{
         wire::{self, Message, Role, Transcript},
         FlowRecord,
@@ -349,18 +349,18 @@ pub fn api_request(data: &[u8]) {
     };
     match Call::decode(&request).map(|call| call.route) {
         Err(answer) => assert_error_answer(&answer, &[400, 404]),
-        Ok(Route::AddVip(spec)) => match routes::vip_config(&spec) {
+        Ok(Route::AddVip(spec)) => match VipConfig::try_from(&spec) {
             Ok(vip) => {
                 reparsed(&VipId::of(&vip));
                 assert_vip_config(&vip);
             }
-            Err(answer) => assert_error_answer(&answer, &[400]),
+            Err(error) => assert_error_answer(&Response::from(error), &[400]),
         },
         Ok(Route::AddBackend(id, spec)) => {
             reparsed(&id);
-            match routes::backend_config(&id, config::DEFAULT_TABLE_SIZE, &spec) {
+            match convert::backend_config(&id, &spec) {
                 Ok(backend) => assert_eq!(backend.address, spec.address),
-                Err(answer) => assert_error_answer(&answer, &[400]),
+                Err(error) => assert_error_answer(&Response::from(error), &[400]),
             }
         }
         Ok(
@@ -596,7 +596,7 @@ pub fn packet(data: &[u8]) {
         let macs: Vec<[u8; 6]> = vips
             .iter()
             .flat_map(|v| &v.backends)
-            .filter_map(|b| b.mac)
+            .filter_map(|b| b.mac.map(Mac::octets))
             .collect();
         if let Err(why) = check_verdict(data, verdict, &out, &services, LB_MAC, &macs) {
             panic!("{why}\ninput:  {data:02x?}\noutput: {out:02x?}");

@@ -15,6 +15,7 @@ use lb_common::{
 use lb_userspace::{
     config::{BackendConfig, Protocol, VipConfig},
     dataplane::{Dataplane, MapSizes, MapWriter as _},
+    mac::Mac,
     reconcile::{addr_words, Balancer, DesiredVip, VipId},
 };
 
@@ -41,7 +42,7 @@ pub struct TestBed {
 /// A backend for test configs: address and MAC.
 pub fn backend(address: &str, mac_last_octet: u8, weight: u32) -> BackendConfig {
     BackendConfig {
-        mac: Some([0x02, 0, 0, 0, 0xbe, mac_last_octet]),
+        mac: Some(Mac([0x02, 0, 0, 0, 0xbe, mac_last_octet])),
         weight,
         ..BackendConfig::new(address.parse().expect("test backend address"))
     }
@@ -146,7 +147,7 @@ impl TestBed {
             .find(|b| b.address == *address)
             .and_then(|b| b.mac)
             .ok_or_else(|| anyhow!("backend {address} has no MAC in the config"))?;
-        Ok((*address, mac))
+        Ok((*address, mac.octets()))
     }
 }
 

@@ -14,7 +14,7 @@ use lb_tests::{
     client::{self, KeepAlive, Load},
     lab::{Lab, VIP4},
 };
-use lb_userspace::api::schema::Status;
+use lb_userspace::api::schema::{HealthStatus, Status};
 
 const CHECKS: &str = "[vip.health]\ncheck = \"http\"\npath = \"/health\"\ninterval_ms = 100\nfast_interval_ms = 50\ntimeout_ms = 100\nrise = 2\nfall = 2\n";
 
@@ -22,19 +22,18 @@ fn status(lab: &Lab) -> Status {
     lab.status().expect("lbctl status")
 }
 
-fn health_of(lab: &Lab, address: &str) -> String {
+fn health_of(lab: &Lab, address: &str) -> Option<HealthStatus> {
     let address: IpAddr = address.parse().expect("address");
     status(lab).vips[0]
         .backends
         .iter()
         .find(|b| b.address == address)
-        .map(|b| b.health.clone())
-        .unwrap_or_default()
+        .map(|b| b.health)
 }
 
-fn wait_health(lab: &Lab, address: &str, want: &str) {
+fn wait_health(lab: &Lab, address: &str, want: HealthStatus) {
     let start = Instant::now();
-    while health_of(lab, address) != want {
+    while health_of(lab, address) != Some(want) {
         assert!(
             start.elapsed() < Duration::from_secs(10),
             "{address} never became {want}"
@@ -65,7 +64,7 @@ fn a_flapping_backend_moves_no_flow_of_a_healthy_one() {
     lab.start_lbd(&lab.lbd_config_for(&["b1", "b2", "b3"], CHECKS))
         .expect("lbd");
     for b in ["198.18.0.11", "198.18.0.12", "198.18.0.13"] {
-        wait_health(&lab, b, "up");
+        wait_health(&lab, b, HealthStatus::Up);
     }
     let mut conns = KeepAlive::open(&lab.client.netns, IpAddr::V4(VIP4), 48).expect("open");
     let mut healthy: Vec<(KeepAlive, String)> = Vec::new();
@@ -84,10 +83,10 @@ fn a_flapping_backend_moves_no_flow_of_a_healthy_one() {
     for _ in 0..20 {
         let down = load_started.elapsed();
         lab.set_link(&b3, false).expect("down");
-        wait_health(&lab, "198.18.0.13", "down");
+        wait_health(&lab, "198.18.0.13", HealthStatus::Down);
         windows.push((down, load_started.elapsed()));
         lab.set_link(&b3, true).expect("up");
-        wait_health(&lab, "198.18.0.13", "up");
+        wait_health(&lab, "198.18.0.13", HealthStatus::Up);
         for (conn, backend) in &mut healthy {
             assert_eq!(
                 &conn.request().expect("request on a healthy backend"),

@@ -18,7 +18,7 @@ use lb_tests::{
     client::{self, KeepAlive},
     lab::{Lab, VIP4},
 };
-use lb_userspace::api::schema::{BackendStatus, Status};
+use lb_userspace::api::schema::{BackendState, BackendStatus, HealthStatus, Status};
 
 const VIP: &str = "198.18.0.100:80/tcp";
 /// Fast checks so the lab reacts quickly: fall 2 × 200 ms (+ 100 ms timeout).
@@ -51,7 +51,7 @@ fn backend(status: &Status, address: &str) -> BackendStatus {
 }
 
 /// Per VIP: each backend's address, admin state, weight and share.
-type State = Vec<(String, Vec<(IpAddr, String, u32, f64)>)>;
+type State = Vec<(String, Vec<(IpAddr, BackendState, u32, f64)>)>;
 
 /// Status without the parts that move on their own (counters, checks).
 fn state_of(status: &Status) -> State {
@@ -63,7 +63,7 @@ fn state_of(status: &Status) -> State {
                 v.vip.clone(),
                 v.backends
                     .iter()
-                    .map(|b| (b.address, b.state.clone(), b.weight, b.share))
+                    .map(|b| (b.address, b.state, b.weight, b.share))
                     .collect(),
             )
         })
@@ -79,7 +79,11 @@ fn start(backends: usize, serving: &[&str]) -> Lab {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let s = status(&lab);
-        if s.vips[0].backends.iter().all(|b| b.health == "up") {
+        if s.vips[0]
+            .backends
+            .iter()
+            .all(|b| b.health == HealthStatus::Up)
+        {
             break;
         }
         assert!(Instant::now() < deadline, "backends not up: {s:?}");
@@ -103,7 +107,7 @@ fn a_dead_backend_is_taken_out_within_fall_times_interval() {
     let killed = Instant::now();
     lab.terminate("nginx-b2").expect("stop nginx in b2");
     let detected = loop {
-        if backend(&status(&lab), "198.18.0.12").health == "down" {
+        if backend(&status(&lab), "198.18.0.12").health == HealthStatus::Down {
             break killed.elapsed();
         }
         assert!(
@@ -197,12 +201,15 @@ fn a_drained_backend_keeps_its_connections_takes_no_new_ones_and_reports_when_em
     );
     assert_eq!(
         backend(&status(&lab), "198.18.0.11").state,
-        "enabled",
+        BackendState::Enabled,
         "dry run changed the state"
     );
     lbctl_ok(&lab, &["backend", "drain", VIP, "198.18.0.11"]);
     let drained = backend(&status(&lab), "198.18.0.11");
-    assert_eq!((drained.state.as_str(), drained.share), ("draining", 0.0));
+    assert_eq!(
+        (drained.state, drained.share),
+        (BackendState::Draining, 0.0)
+    );
 
     // New connections avoid b1; its established ones keep working.
     let tally = client::burst(&lab.client.netns, IpAddr::V4(VIP4), 300).expect("burst");
@@ -286,7 +293,7 @@ fn a_backend_added_at_run_time_takes_a_quarter_and_established_connections_stay(
     assert!((after - 0.25).abs() < 0.01, "planned share {after}");
     lbctl_ok(&lab, &["backend", "add", VIP, "198.18.0.14"]);
     let deadline = Instant::now() + Duration::from_secs(10);
-    while backend(&status(&lab), "198.18.0.14").health != "up" {
+    while backend(&status(&lab), "198.18.0.14").health != HealthStatus::Up {
         assert!(Instant::now() < deadline, "b4 never came up");
         thread::sleep(Duration::from_millis(50));
     }
@@ -340,7 +347,7 @@ fn a_reload_applies_only_the_difference_and_a_bad_file_changes_nothing() {
     assert!((b1_after - 2.0 / 3.0).abs() < 0.01, "b1 planned {b1_after}");
     assert_eq!(
         backend(&status(&lab), "198.18.0.13").state,
-        "enabled",
+        BackendState::Enabled,
         "dry run applied"
     );
 

@@ -167,13 +167,11 @@ fn start() -> Lab {
     let config = lab.lbd_config();
     lab.start_lbd(&config).expect("lbd");
     let deadline = Instant::now() + Duration::from_secs(15);
-    while !lab
-        .status()
-        .expect("status")
-        .vips
-        .iter()
-        .all(|v| v.backends.iter().all(|b| b.health == "up"))
-    {
+    while !lab.status().expect("status").vips.iter().all(|v| {
+        v.backends
+            .iter()
+            .all(|b| b.health == lb_userspace::api::schema::HealthStatus::Up)
+    }) {
         assert!(Instant::now() < deadline, "backends never came up");
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -22,7 +22,7 @@ use lb_tests::{
     client::KeepAlive,
     lab::{lbd_binary, Lab, VIP4},
 };
-use lb_userspace::api::schema::BackendStatus;
+use lb_userspace::api::schema::{BackendState, BackendStatus};
 
 const VIP: &str = "198.18.0.100:80/tcp";
 const B1: &str = "198.18.0.11";
@@ -122,13 +122,13 @@ fn a_drain_without_a_timeout_never_cuts_established_flows() {
     assert_eq!(code, 0, "{answer}{err}");
     assert!(answer.contains("never cut"), "{answer}");
     let draining = b1(&lab);
-    assert_eq!(draining.state, "draining");
+    assert_eq!(draining.state, BackendState::Draining);
     assert_eq!(draining.drain_remaining_s, None, "{draining:?}");
 
     // Past lbctl's default wait for lbd (10 s): still draining, nothing cut.
     thread::sleep(Duration::from_secs(12));
     let later = b1(&lab);
-    assert_eq!(later.state, "draining", "{later:?}");
+    assert_eq!(later.state, BackendState::Draining, "{later:?}");
     assert!(later.flows.live > 0, "b1's flows are gone: {later:?}");
     stop.store(true, Ordering::Relaxed);
     let problems = busy.join().expect("busy");
@@ -159,7 +159,7 @@ fn drain_wait_tells_drained_from_timed_out_from_ended_elsewhere() {
     assert_eq!(code, 6, "drain --timeout 2 --wait:\n{out}{err}");
     assert!(err.contains("timeout cut"), "{err}");
     let cut = b1(&lab);
-    assert_eq!(cut.state, "maintenance");
+    assert_eq!(cut.state, BackendState::Maintenance);
     assert!(cut.drain_timed_out, "{cut:?}");
     stop.store(true, Ordering::Relaxed);
     // The cut connections were moved or reset: that is what a timeout does.
@@ -230,7 +230,11 @@ fn the_api_refuses_what_it_does_not_understand_and_changes_nothing() {
     ] {
         let (status, body) = raw_request(&lab, "PUT", &format!("{state}{query}"), Some(drain));
         assert_eq!(status, 400, "{query}: {body}");
-        assert_eq!(b1(&lab).state, "enabled", "{query} changed the state");
+        assert_eq!(
+            b1(&lab).state,
+            BackendState::Enabled,
+            "{query} changed the state"
+        );
     }
     // A read takes no query.
     let (status, body) = raw_request(&lab, "GET", "/v1/status?verbose=1", None);
@@ -250,11 +254,11 @@ fn the_api_refuses_what_it_does_not_understand_and_changes_nothing() {
     );
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("timeout"), "{body}");
-    assert_eq!(b1(&lab).state, "enabled");
+    assert_eq!(b1(&lab).state, BackendState::Enabled);
     // The plain spellings work.
     let (status, body) = raw_request(&lab, "PUT", &format!("{state}?dry_run=true"), Some(drain));
     assert_eq!(status, 200, "{body}");
-    assert_eq!(b1(&lab).state, "enabled");
+    assert_eq!(b1(&lab).state, BackendState::Enabled);
 }
 
 #[test]

@@ -20,7 +20,7 @@ use lb_tests::{
     lab::{Lab, VIP4},
 };
 use lb_userspace::{
-    api::schema::Status,
+    api::schema::{BackendState, HealthStatus, Status},
     privilege::{self, CapMask, ThreadStatus, KEPT, LOW_PORT},
 };
 
@@ -44,7 +44,7 @@ fn status(lab: &Lab) -> Status {
 }
 
 /// Per VIP: each backend's address, state and weight.
-type State = Vec<(String, Vec<(IpAddr, String, u32)>)>;
+type State = Vec<(String, Vec<(IpAddr, BackendState, u32)>)>;
 
 /// The parts of the status a refused request must leave as they were.
 fn state_of(status: &Status) -> State {
@@ -56,7 +56,7 @@ fn state_of(status: &Status) -> State {
                 v.vip.clone(),
                 v.backends
                     .iter()
-                    .map(|b| (b.address, b.state.clone(), b.weight))
+                    .map(|b| (b.address, b.state, b.weight))
                     .collect(),
             )
         })
@@ -203,7 +203,7 @@ fn lbd_keeps_only_what_it_needs_and_still_works() {
         status(&lab).vips[0]
             .backends
             .iter()
-            .all(|b| b.health == "up")
+            .all(|b| b.health == HealthStatus::Up)
     });
     let tally = client::burst(&lab.client.netns, IpAddr::V4(VIP4), 150).expect("burst");
     assert_eq!(tally.failed, 0, "{:?}", tally.errors);
@@ -216,7 +216,7 @@ fn lbd_keeps_only_what_it_needs_and_still_works() {
         status(&lab).vips[0]
             .backends
             .iter()
-            .any(|b| b.address.to_string() == "198.18.0.14" && b.health == "up")
+            .any(|b| b.address.to_string() == "198.18.0.14" && b.health == HealthStatus::Up)
     });
     let tally = client::burst(&lab.client.netns, IpAddr::V4(VIP4), 200).expect("burst");
     assert_eq!(tally.failed, 0, "{:?}", tally.errors);

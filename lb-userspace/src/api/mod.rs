@@ -38,6 +38,7 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use serde_json::Value;
 
 pub mod client;
+pub mod convert;
 pub mod flow_schema;
 pub mod route;
 pub mod schema;

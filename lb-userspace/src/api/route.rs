@@ -308,7 +308,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::api::schema::AdminStateRequest;
+    use crate::api::schema::BackendState;
 
     fn request(method: Method, path: &[&str], query: &[(&str, &str)], body: Value) -> Request {
         Request {
@@ -350,7 +350,7 @@ mod tests {
                 id,
                 b,
                 StateChange {
-                    state: AdminStateRequest::Draining,
+                    state: BackendState::Draining,
                     timeout_s: Some(30),
                 },
             ),

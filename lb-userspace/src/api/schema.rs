@@ -10,12 +10,24 @@
 //! of the VIP's family. Errors come as `{"error": {"code", "message"}}`
 //! with 400 (bad request), 404 (no such VIP or backend), 409 (exists
 //! already), 500 (the data plane refused).
+//!
+//! Request bodies are strict: a field the schema does not have is refused
+//! (400, naming it), so a typo never passes for an absent field. Their
+//! values are checked by the config file's rules (`config::value`, through
+//! `api::convert`); a refusal names the field as the body spells it
+//! (`backends[1].weight: -1 is out of range 0..=10000`). States and kinds
+//! are lower-case names on the wire.
 
-use std::{collections::BTreeMap, net::IpAddr};
+use std::{collections::BTreeMap, fmt, net::IpAddr};
 
-use serde::{Deserialize, Serialize};
+use serde::{de, Deserialize, Deserializer, Serialize};
 
-use crate::model::{FlowCount, VipPlan};
+pub use crate::model::BackendState;
+use crate::{
+    config::{value, AllDown},
+    mac::Mac,
+    model::{FlowCount, VipPlan},
+};
 
 /// `GET /v1/status`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -94,8 +106,8 @@ pub struct VipStatus {
     pub vip: String,
     /// Maglev table size.
     pub table_size: u32,
-    /// What happens when no backend is healthy: "drop" or "keep".
-    pub on_all_down: String,
+    /// What happens when no backend is healthy.
+    pub on_all_down: AllDown,
     /// True when no backend meant to take flows is healthy.
     pub all_down: bool,
     /// Added at run time (not in the config file).
@@ -116,13 +128,13 @@ pub struct BackendStatus {
     /// Address.
     pub address: IpAddr,
     /// MAC frames go to (None: not resolved yet).
-    pub mac: Option<String>,
+    pub mac: Option<Mac>,
     /// Configured weight.
     pub weight: u32,
-    /// Admin state: "enabled", "draining", "maintenance".
-    pub state: String,
-    /// Health: "unknown", "up", "down" ("unchecked" when checks are off).
-    pub health: String,
+    /// Admin state.
+    pub state: BackendState,
+    /// Health from the checks.
+    pub health: HealthStatus,
     /// Whether the data plane sends it packets.
     pub alive: bool,
     /// Share of new flows (of the live Maglev table).
@@ -147,11 +159,71 @@ pub struct BackendStatus {
     pub runtime: bool,
 }
 
+/// A backend's health as the status shows it: the checks' verdict, or
+/// `unchecked` when it has none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthStatus {
+    /// Checked, not decided yet (counts as up).
+    Unknown,
+    /// Passing its checks.
+    Up,
+    /// Failing its checks: no new flows, its flows hashed elsewhere.
+    Down,
+    /// Not checked (checks are off for its VIP): counts as up.
+    Unchecked,
+}
+
+impl HealthStatus {
+    /// Every value, for metrics that show one series per value.
+    pub const ALL: [HealthStatus; 4] = [
+        HealthStatus::Up,
+        HealthStatus::Down,
+        HealthStatus::Unknown,
+        HealthStatus::Unchecked,
+    ];
+
+    /// The name on the wire and in metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HealthStatus::Unknown => "unknown",
+            HealthStatus::Up => "up",
+            HealthStatus::Down => "down",
+            HealthStatus::Unchecked => "unchecked",
+        }
+    }
+}
+
+impl fmt::Display for HealthStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The kind of a backend's health check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckKind {
+    /// A TCP connect.
+    Tcp,
+    /// An HTTP request and its status.
+    Http,
+}
+
+impl fmt::Display for CheckKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CheckKind::Tcp => "tcp",
+            CheckKind::Http => "http",
+        })
+    }
+}
+
 /// A backend's health checks in the status.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CheckStatus {
-    /// "tcp" or "http".
-    pub kind: String,
+    /// What the check does.
+    pub kind: CheckKind,
     /// Checks run.
     pub checks: u64,
     /// Checks failed.
@@ -171,20 +243,22 @@ pub struct CheckStatus {
     pub last_latency_ms: Option<f64>,
 }
 
-/// `POST /v1/vips`: a VIP, as in the config file's `[[vip]]`.
+/// `POST /v1/vips`: a VIP, as in the config file's `[[vip]]`. Numbers
+/// are taken as any integer and checked by the file's rules on conversion
+/// (`VipConfig::try_from`), so a refusal names the field and its range.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VipSpec {
     /// Address.
     pub address: IpAddr,
-    /// Port.
-    pub port: u16,
+    /// Port, 1..=65535.
+    pub port: i64,
     /// "tcp" (default) or "udp".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protocol: Option<String>,
     /// Maglev table size (a prime).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub table_size: Option<u32>,
+    pub table_size: Option<i64>,
     /// "drop" or "keep".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_all_down: Option<String>,
@@ -193,7 +267,8 @@ pub struct VipSpec {
     pub backends: Vec<BackendSpec>,
 }
 
-/// `POST /v1/vips/{vip}/backends`: a backend, as in `[[vip.backend]]`.
+/// `POST /v1/vips/{vip}/backends`: a backend, as in `[[vip.backend]]`;
+/// checked on conversion (`api::convert::backend_config`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BackendSpec {
@@ -202,30 +277,17 @@ pub struct BackendSpec {
     /// MAC (default: from the neighbour table).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mac: Option<String>,
-    /// Weight (default 100).
+    /// Weight, 0..=10000 (default 100).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub weight: Option<u32>,
-}
-
-/// The admin states an operator can ask for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AdminStateRequest {
-    /// Takes new flows (if healthy).
-    Enabled,
-    /// No new flows; established flows go on until they end or the drain's
-    /// timeout cuts them.
-    Draining,
-    /// Out at once.
-    Maintenance,
+    pub weight: Option<i64>,
 }
 
 /// `PUT .../state`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StateChange {
-    /// The state to put the backend in.
-    pub state: AdminStateRequest,
+    /// The state to set; an unknown name is refused by name.
+    pub state: BackendState,
     /// With "draining": cut remaining flows after this many seconds
     /// (default: the VIP's `drain_timeout_s`, else never).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -236,8 +298,16 @@ pub struct StateChange {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WeightChange {
-    /// New weight, 0..=10000.
+    /// New weight, 0..=10000 (checked as it is read, by the file's rule).
+    #[serde(deserialize_with = "weight")]
     pub weight: u32,
+}
+
+/// Reads a weight by the config file's rule, naming the field when it
+/// breaks it.
+fn weight<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u32, D::Error> {
+    let n = i64::deserialize(deserializer)?;
+    value::weight(n).map_err(|e| de::Error::custom(e.at("weight")))
 }
 
 /// The answer to a change: what it does (or would do, with `dry_run`).

@@ -56,6 +56,11 @@ async fn main() -> std::process::ExitCode {
     } else {
         None
     };
+    if offline.is_none() {
+        for warning in lb_userspace::config::warnings(&config) {
+            tracing::warn!(file = %args.config.display(), "config: {warning}");
+        }
+    }
     let result = match offline {
         Some(action) => lb_userspace::daemon::offline(&args.config, &config, action).await,
         None => lb_userspace::daemon::run(&args.config, config).await,

@@ -92,8 +92,7 @@ fn backend(backend: &BackendConfig) -> Value {
     let mut t = Table::new();
     t.insert("address".into(), backend.address.to_string().into());
     if let Some(mac) = backend.mac {
-        let text: Vec<String> = mac.iter().map(|o| format!("{o:02x}")).collect();
-        t.insert("mac".into(), text.join(":").into());
+        t.insert("mac".into(), mac.to_string().into());
     }
     t.insert("weight".into(), int(backend.weight));
     if let Some(h) = &backend.health {

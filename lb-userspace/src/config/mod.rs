@@ -69,13 +69,16 @@
 mod dump;
 mod health;
 mod reload;
+pub mod value;
 mod vrrp;
+mod warnings;
 
 pub use dump::to_toml;
 pub use health::{CheckType, HealthConfig, MAX_HEALTH_HOST_BYTES, MAX_HEALTH_PATH_BYTES};
 pub use vrrp::VrrpConfig;
+pub use warnings::{warnings, Warning};
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::fs::File;
 use std::io::Read;
@@ -86,8 +89,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::de::{Deserializer, SeqAccess, Visitor};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use toml::{Spanned, Value};
+
+use crate::mac::Mac;
 
 /// Most VIPs one node serves; bounds the size of the BPF maps `lbd` creates.
 pub const MAX_VIPS: usize = 256;
@@ -227,14 +232,17 @@ impl fmt::Display for LogFormat {
     }
 }
 
-/// What a VIP does when none of its backends is healthy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// What a VIP does when none of its backends is healthy; written `drop` or
+/// `keep` in the file, the API and the status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum AllDown {
     /// Drop new flows: clients fail fast.
     #[default]
+    #[serde(rename = "drop")]
     Drop,
     /// Keep sending to the backends as if they were up (fail open), for
     /// when the checks, not the service, are likely wrong.
+    #[serde(rename = "keep")]
     KeepLast,
 }
 
@@ -381,7 +389,7 @@ pub struct BackendConfig {
     /// Address of the real server, same family as its VIP.
     pub address: IpAddr,
     /// Next-hop MAC address; `None` means `lbd` resolves it from the neighbour table.
-    pub mac: Option<[u8; 6]>,
+    pub mac: Option<Mac>,
     /// Share of new flows, 0..=10000; 0 drains the backend (it takes no new flows).
     pub weight: u32,
     /// Health checks of this backend when they differ from the VIP's.
@@ -496,8 +504,29 @@ impl Config {
                 limit: MAX_CONFIG_BYTES,
             });
         }
-        let checker = Checker { text, source_name };
-        let raw: RawConfig = toml::from_str(text).map_err(|e| checker.parse_error(&e))?;
+        let mut checker = Checker {
+            text,
+            source_name,
+            oversized: BTreeMap::new(),
+        };
+        // An integer too large for TOML (i64) stops the parser with a bare
+        // "number too large"; quote it (keeping every offset) and parse
+        // again, so validation can name its field and range.
+        let mut patched = text.to_owned();
+        let raw: RawConfig = loop {
+            match toml::from_str(&patched) {
+                Ok(raw) => break raw,
+                Err(e) => match oversized_integer(&patched, &e) {
+                    Some((start, end)) if checker.oversized.len() < MAX_OVERSIZED_INTEGERS => {
+                        let literal = patched[start..end].to_owned();
+                        let inner = &literal[1..literal.len() - 1];
+                        patched.replace_range(start..end, &format!("\"{inner}\""));
+                        checker.oversized.insert(start, literal);
+                    }
+                    _ => return Err(checker.parse_error(&e)),
+                },
+            }
+        };
         checker.config(&raw)
     }
 
@@ -544,6 +573,26 @@ impl Config {
         };
         Config::from_toml_str(&text, &source_name)
     }
+}
+
+/// Most too-large integers one text may have before its parse error is given
+/// as is (each costs a parse).
+const MAX_OVERSIZED_INTEGERS: usize = 16;
+
+/// The byte range of the integer literal a "number too large/small" error
+/// of the TOML parser is about, if that is the error (and the literal has
+/// room for two quotes).
+fn oversized_integer(text: &str, error: &toml::de::Error) -> Option<(usize, usize)> {
+    let message = error.message();
+    if !message.starts_with("number too large") && !message.starts_with("number too small") {
+        return None;
+    }
+    let start = error.span()?.start;
+    let rest = text.get(start..)?;
+    let len = rest
+        .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '+' | '-')))
+        .unwrap_or(rest.len());
+    (len >= 2).then_some((start, start + len))
 }
 
 /// Converts a byte offset into a 1-based line and character column.
@@ -677,6 +726,9 @@ where
 struct Checker<'a> {
     text: &'a str,
     source_name: &'a str,
+    /// Integer literals too large for TOML, by offset: the parser saw them
+    /// as strings of the same length (see [`Config::from_toml_str`]).
+    oversized: BTreeMap<usize, String>,
 }
 
 impl Checker<'_> {
@@ -723,8 +775,26 @@ impl Checker<'_> {
         self.invalid(value.span().start, field, message)
     }
 
+    /// The literal of an integer too large for TOML, if `value` is one.
+    fn oversized(&self, value: &Spanned<Value>) -> Option<&str> {
+        self.oversized.get(&value.span().start).map(String::as_str)
+    }
+
+    /// Turns a rule's refusal of `value` into an error naming `field`.
+    fn checked<T>(
+        &self,
+        value: &Spanned<Value>,
+        field: &str,
+        result: Result<T, value::ValueError>,
+    ) -> Result<T, ConfigError> {
+        result.map_err(|e| self.bad_value(value, field, e.to_string()))
+    }
+
     fn wrong_type(&self, value: &Spanned<Value>, field: &str, expected: &str) -> ConfigError {
-        let found = value.get_ref().type_str();
+        let found = match self.oversized(value) {
+            Some(_) => "integer",
+            None => value.get_ref().type_str(),
+        };
         let article = if found.starts_with(['a', 'e', 'i', 'o', 'u']) {
             "an"
         } else {
@@ -751,7 +821,7 @@ impl Checker<'_> {
 
     fn string<'v>(&self, value: &'v Spanned<Value>, field: &str) -> Result<&'v str, ConfigError> {
         match value.get_ref() {
-            Value::String(s) => Ok(s),
+            Value::String(s) if self.oversized(value).is_none() => Ok(s),
             _ => Err(self.wrong_type(value, field, "a string")),
         }
     }
@@ -764,17 +834,7 @@ impl Checker<'_> {
         choices: &[(&str, T)],
     ) -> Result<T, ConfigError> {
         let s = self.string(value, field)?;
-        match choices.iter().find(|(name, _)| *name == s) {
-            Some(&(_, choice)) => Ok(choice),
-            None => {
-                let names = choices
-                    .iter()
-                    .map(|(name, _)| format!("{name:?}"))
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                Err(self.bad_value(value, field, format!("{s:?} is not one of {names}")))
-            }
-        }
+        self.checked(value, field, value::choice(s, choices))
     }
 
     fn integer<T>(
@@ -787,69 +847,59 @@ impl Checker<'_> {
         T: Copy + fmt::Display + Into<i64> + TryFrom<i64>,
     {
         let Value::Integer(n) = *value.get_ref() else {
+            if let Some(literal) = self.oversized(value) {
+                return Err(self.bad_value(
+                    value,
+                    field,
+                    value::out_of_range(literal, &range).to_string(),
+                ));
+            }
             return Err(self.wrong_type(value, field, "an integer"));
         };
-        let out_of_range = || {
-            self.bad_value(
-                value,
-                field,
-                format!("{n} is out of range {}..={}", range.start(), range.end()),
-            )
-        };
-        if n < (*range.start()).into() || n > (*range.end()).into() {
-            return Err(out_of_range());
+        self.checked(value, field, value::integer(n, range))
+    }
+
+    /// An integer checked by one of the shared rules (`value::weight`, ...).
+    fn rule<T>(
+        &self,
+        value: &Spanned<Value>,
+        field: &str,
+        rule: fn(i64) -> Result<T, value::ValueError>,
+    ) -> Result<T, ConfigError> {
+        if let Some(literal) = self.oversized(value) {
+            // Past i64, so past every rule's range: ask the rule about the
+            // nearest i64 for its words, and show the number as written.
+            let nearest = if literal.starts_with('-') {
+                i64::MIN
+            } else {
+                i64::MAX
+            };
+            let message = match rule(nearest) {
+                Err(e) => e.to_string().replacen(&nearest.to_string(), literal, 1),
+                Ok(_) => format!("{literal} is out of range"),
+            };
+            return Err(self.bad_value(value, field, message));
         }
-        T::try_from(n).map_err(|_| out_of_range())
+        let Value::Integer(n) = *value.get_ref() else {
+            return Err(self.wrong_type(value, field, "an integer"));
+        };
+        self.checked(value, field, rule(n))
     }
 
     /// A unicast, specified IP address.
     fn address(&self, value: &Spanned<Value>, field: &str) -> Result<IpAddr, ConfigError> {
         let s = self.string(value, field)?;
-        let address: IpAddr = s.parse().map_err(|_| {
-            self.bad_value(
-                value,
-                field,
-                format!("{s:?} is not an IPv4 or IPv6 address"),
-            )
-        })?;
-        if address.is_unspecified() {
-            return Err(self.bad_value(
-                value,
-                field,
-                format!("{address} is the unspecified address"),
-            ));
-        }
-        if address.is_multicast() {
-            return Err(self.bad_value(value, field, format!("{address} is a multicast address")));
-        }
-        Ok(address)
+        self.checked(value, field, value::ip_address(s))
     }
 
-    fn mac(&self, value: &Spanned<Value>, field: &str) -> Result<[u8; 6], ConfigError> {
+    fn mac(&self, value: &Spanned<Value>, field: &str) -> Result<Mac, ConfigError> {
         let s = self.string(value, field)?;
-        let mac = parse_mac(s).ok_or_else(|| {
-            self.bad_value(
-                value,
-                field,
-                format!("{s:?} is not a MAC address of the form aa:bb:cc:dd:ee:ff"),
-            )
-        })?;
-        if mac[0] & 1 != 0 {
-            return Err(self.bad_value(
-                value,
-                field,
-                format!("{s:?} is a multicast MAC address (low bit of the first octet set)"),
-            ));
-        }
-        if mac == [0; 6] {
-            return Err(self.bad_value(value, field, format!("{s:?} is the all-zero MAC address")));
-        }
-        Ok(mac)
+        self.checked(value, field, value::mac(s))
     }
 
     /// A group name or a numeric gid.
     fn group(&self, value: &Spanned<Value>, field: &str) -> Result<AdminSocketGroup, ConfigError> {
-        if let Value::Integer(_) = value.get_ref() {
+        if matches!(value.get_ref(), Value::Integer(_)) || self.oversized(value).is_some() {
             // u32::MAX is (gid_t)-1, which chown(2) reads as "leave it".
             return self
                 .integer(value, field, 0..=u32::MAX - 1)
@@ -1138,43 +1188,31 @@ impl Checker<'_> {
         let address = self.address(self.required(&raw.address, table, &name)?, &name)?;
 
         let name = field("port");
-        let port = self.integer(self.required(&raw.port, table, &name)?, &name, 1..=u16::MAX)?;
+        let port = self.rule(self.required(&raw.port, table, &name)?, &name, value::port)?;
 
         let protocol = match &raw.protocol {
             None => Protocol::default(),
-            Some(value) => self.choice(
-                value,
-                &field("protocol"),
-                &[("tcp", Protocol::Tcp), ("udp", Protocol::Udp)],
-            )?,
+            Some(v) => {
+                let name = field("protocol");
+                self.checked(v, &name, value::protocol(self.string(v, &name)?))?
+            }
         };
 
         let table_size = match &raw.table_size {
             None => DEFAULT_TABLE_SIZE,
-            Some(value) => {
-                let name = field("table_size");
-                let size = self.integer(value, &name, MIN_TABLE_SIZE..=MAX_TABLE_SIZE)?;
-                if !is_prime(size) {
-                    return Err(self.bad_value(value, &name, not_prime_message(size)));
-                }
-                size
-            }
+            Some(v) => self.rule(v, &field("table_size"), value::table_size)?,
         };
 
         let on_all_down = match &raw.on_all_down {
             None => AllDown::default(),
-            Some(value) => self.choice(
-                value,
-                &field("on_all_down"),
-                &[("drop", AllDown::Drop), ("keep", AllDown::KeepLast)],
-            )?,
+            Some(v) => {
+                let name = field("on_all_down");
+                self.checked(v, &name, value::on_all_down(self.string(v, &name)?))?
+            }
         };
         let drain_timeout = match &raw.drain_timeout_s {
             None => None,
-            Some(value) => Some(Duration::from_secs(
-                self.integer::<u32>(value, &field("drain_timeout_s"), 1..=86_400 * 7)?
-                    .into(),
-            )),
+            Some(v) => Some(self.rule(v, &field("drain_timeout_s"), value::drain_timeout_s)?),
         };
         let health = match &raw.health {
             None => HealthConfig::default_for(protocol),
@@ -1185,11 +1223,16 @@ impl Checker<'_> {
             )?,
         };
 
-        if let Some(extra) = raw.backend.0.get(MAX_BACKENDS_PER_VIP) {
+        if let Err(e) = value::backends_per_vip(raw.backend.0.len()) {
+            let extra = raw
+                .backend
+                .0
+                .get(MAX_BACKENDS_PER_VIP)
+                .map_or(table, |b| b.span().start);
             return Err(self.invalid(
-                extra.span().start,
+                extra,
                 &field(&format!("backend[{MAX_BACKENDS_PER_VIP}]")),
-                format!("too many backends; at most {MAX_BACKENDS_PER_VIP} per VIP are allowed"),
+                e.to_string(),
             ));
         }
         let mut backends = Vec::with_capacity(raw.backend.0.len());
@@ -1200,43 +1243,30 @@ impl Checker<'_> {
             let backend_field = |name: &str| format!("vip[{index}].backend[{b}].{name}");
 
             let name = backend_field("address");
-            let value = self.required(&raw_backend.address, table, &name)?;
-            let backend_address = self.address(value, &name)?;
-            if backend_address.is_ipv4() != address.is_ipv4() {
-                let family = |a: IpAddr| if a.is_ipv4() { "IPv4" } else { "IPv6" };
-                return Err(self.bad_value(
-                    value,
-                    &name,
-                    format!(
-                        "{backend_address} is {} but the VIP {address} is {}",
-                        family(backend_address),
-                        family(address)
-                    ),
-                ));
-            }
-            if backend_address == address {
-                return Err(self.bad_value(
-                    value,
-                    &name,
-                    format!("{backend_address} is the VIP's own address"),
-                ));
-            }
-            if let Some(first) = seen.get(&backend_address) {
-                return Err(self.bad_value(
-                    value,
-                    &name,
-                    format!("{backend_address} is already vip[{index}].backend[{first}]"),
-                ));
-            }
+            let spanned = self.required(&raw_backend.address, table, &name)?;
+            let backend_address = self.address(spanned, &name)?;
+            self.checked(
+                spanned,
+                &name,
+                value::backend_address(backend_address, address),
+            )?;
+            let earlier = seen
+                .get(&backend_address)
+                .map(|first| format!("vip[{index}].backend[{first}]"));
+            self.checked(
+                spanned,
+                &name,
+                value::listed_once(backend_address, earlier.as_deref()),
+            )?;
             seen.insert(backend_address, b);
 
             let mac = match &raw_backend.mac {
                 None => None,
-                Some(value) => Some(self.mac(value, &backend_field("mac"))?),
+                Some(v) => Some(self.mac(v, &backend_field("mac"))?),
             };
             let weight = match &raw_backend.weight {
                 None => DEFAULT_WEIGHT,
-                Some(value) => self.integer(value, &backend_field("weight"), 0..=MAX_WEIGHT)?,
+                Some(v) => self.rule(v, &backend_field("weight"), value::weight)?,
             };
             let backend_health = match &raw_backend.health {
                 None => None,
@@ -1250,15 +1280,12 @@ impl Checker<'_> {
             });
         }
 
-        // Maglev gives every backend with a weight at least one slot.
         let weighted = backends.iter().filter(|b| b.weight > 0).count();
-        if weighted > table_size as usize {
-            let message = format!(
-                "{weighted} backends with a weight do not fit a Maglev table of {table_size} slots; use a larger prime"
-            );
+        if let Err(e) = value::weighted_backends_fit(weighted, table_size) {
+            let name = field("table_size");
             return Err(match &raw.table_size {
-                Some(value) => self.bad_value(value, &field("table_size"), message),
-                None => self.invalid(table, &field("table_size"), message),
+                Some(v) => self.bad_value(v, &name, e.to_string()),
+                None => self.invalid(table, &name, e.to_string()),
             });
         }
 
@@ -1273,45 +1300,6 @@ impl Checker<'_> {
             backends,
         })
     }
-}
-
-/// Parses `aa:bb:cc:dd:ee:ff` (exactly two hex digits per octet, any case).
-fn parse_mac(s: &str) -> Option<[u8; 6]> {
-    let mut mac = [0u8; 6];
-    let mut parts = s.split(':');
-    for octet in &mut mac {
-        let part = parts.next()?;
-        if part.len() != 2 || !part.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return None;
-        }
-        *octet = u8::from_str_radix(part, 16).ok()?;
-    }
-    match parts.next() {
-        Some(_) => None,
-        None => Some(mac),
-    }
-}
-
-/// Trial division; table sizes are at most 65537, so this is at most ~128 divisions.
-fn is_prime(n: u32) -> bool {
-    if n < 2 {
-        return false;
-    }
-    let n = u64::from(n);
-    (2u64..).take_while(|d| d * d <= n).all(|d| n % d != 0)
-}
-
-/// Says that `size` is not prime and suggests the nearest allowed primes.
-fn not_prime_message(size: u32) -> String {
-    let below = (MIN_TABLE_SIZE..size).rev().find(|&n| is_prime(n));
-    let above = (size.saturating_add(1)..=MAX_TABLE_SIZE).find(|&n| is_prime(n));
-    let nearest = [below, above]
-        .into_iter()
-        .flatten()
-        .map(|n| n.to_string())
-        .collect::<Vec<_>>()
-        .join(" or ");
-    format!("{size} is not a prime (Maglev needs a prime table size); nearest: {nearest}")
 }
 
 #[cfg(test)]

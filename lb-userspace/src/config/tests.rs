@@ -89,7 +89,7 @@ fn example_parses_to_expected_values() {
                 drain_timeout: None,
                 backends: vec![BackendConfig {
                     address: IpAddr::V4(Ipv4Addr::new(198, 18, 0, 11)),
-                    mac: Some([0x02, 0, 0, 0, 0, 0x11]),
+                    mac: Some(Mac([0x02, 0, 0, 0, 0, 0x11])),
                     weight: 100,
                     health: None,
                 }],
@@ -137,7 +137,7 @@ fn ipv6_and_udp_and_other_values_parse() {
         (vip.port, vip.protocol, vip.table_size),
         (65535, Protocol::Udp, 3)
     );
-    assert_eq!(vip.backends[0].mac, Some([0x0a, 0xbc, 0, 0, 0, 0xff]));
+    assert_eq!(vip.backends[0].mac, Some(Mac([0x0a, 0xbc, 0, 0, 0, 0xff])));
     assert_eq!(vip.backends[0].weight, 0);
     assert_eq!(vip.backends[1].weight, MAX_WEIGHT);
 }
@@ -485,7 +485,7 @@ fn mac_must_be_well_formed_unicast_and_non_zero() {
     let config = parse(&doc("", "mac = \"AA:bb:Cc:00:01:ff\"")).unwrap();
     assert_eq!(
         config.vips[0].backends[0].mac,
-        Some([0xaa, 0xbb, 0xcc, 0, 1, 0xff])
+        Some(Mac([0xaa, 0xbb, 0xcc, 0, 1, 0xff]))
     );
 }
 
@@ -504,6 +504,46 @@ fn weight_must_be_in_range() {
     assert_eq!(
         parse(&doc("", "weight = 0")).unwrap().vips[0].backends[0].weight,
         0
+    );
+}
+
+#[test]
+fn integers_too_large_for_toml_still_name_their_field() {
+    assert_error(
+        &doc("", "weight = 99999999999999999999"),
+        "lbd.toml:8:10: vip[0].backend[0].weight: ",
+        "99999999999999999999 is out of range 0..=10000",
+    );
+    assert_error(
+        &doc("", "weight = -99999999999999999999"),
+        "lbd.toml:8:10: vip[0].backend[0].weight: ",
+        "-99999999999999999999 is out of range 0..=10000",
+    );
+    // Two of them: both are read past, positions stay right.
+    assert_error(
+        &doc(
+            "table_size = 123456789012345678901234",
+            "weight = 99999999999999999999",
+        ),
+        "lbd.toml:5:14: vip[0].table_size: ",
+        "123456789012345678901234 is out of range 3..=65537",
+    );
+    assert_error(
+        "interface = \"eth0\"\nconntrack_size = 0x7fffffffffffffffff\n",
+        "lbd.toml:2:18: conntrack_size: ",
+        "0x7fffffffffffffffff is out of range 1024..=16777216",
+    );
+    // A group may be a number: a huge one is one too, not a name.
+    assert_error(
+        "interface = \"eth0\"\nadmin_socket_group = 99999999999999999999\n",
+        "lbd.toml:2:22: admin_socket_group: ",
+        "99999999999999999999 is out of range 0..=4294967294",
+    );
+    // Where a string belongs, it is a wrong type, not a string.
+    assert_error(
+        "interface = 99999999999999999999\n",
+        "lbd.toml:1:13: interface: ",
+        "expected a string, found an integer",
     );
 }
 

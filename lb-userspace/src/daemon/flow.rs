@@ -154,7 +154,7 @@ fn backend_by_id(facts: &Facts<'_>, id: u32, generation: Option<u32>) -> Option<
     Some(FlowBackend {
         address: *address,
         id,
-        state: model.map(|b| b.admin.name().to_owned()),
+        state: model.map(|b| b.admin.state().to_string()),
         health: model.map(|b| {
             let health = b
                 .config

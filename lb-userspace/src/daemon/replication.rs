@@ -260,7 +260,7 @@ mod tests {
             v.backends = backends
                 .iter()
                 .map(|a| BackendConfig {
-                    mac: Some([2, 0, 0, 0, 0, 1]),
+                    mac: Some(crate::mac::Mac([2, 0, 0, 0, 0, 1])),
                     ..BackendConfig::new(a.parse().unwrap())
                 })
                 .collect();

@@ -10,15 +10,16 @@ use lb_common::stats::Counter;
 use super::{change::ChangeError, engine::Engine};
 use crate::{
     api::{
-        code,
+        code, convert,
         route::{Call, Route},
         schema::{
-            AdminStateRequest, BackendSpec, BackendStatus, CheckStatus, ConfigText,
-            ConntrackStatus, ReplicationStatus, StateChange, Status, VipSpec, VipStatus,
+            BackendState, BackendStatus, CheckStatus, ConfigText, ConntrackStatus, HealthStatus,
+            ReplicationStatus, StateChange, Status, VipStatus,
         },
         Request, Response,
     },
-    config::{self, BackendConfig, Config, ConfigError, VipConfig},
+    config::{self, Config, VipConfig},
+    mac::Mac,
     maglev,
     model::{AdminState, Edit, Model, ModelError},
     vip_id::VipId,
@@ -53,18 +54,18 @@ async fn answer(engine: &mut Engine, call: Call) -> Response {
             })
         }
         Route::Reload => return outcome(engine.reload(dry_run)),
-        Route::AddVip(spec) => match vip_config(&spec) {
+        Route::AddVip(spec) => match VipConfig::try_from(&spec) {
             Ok(vip) => Edit::AddVip(vip),
-            Err(response) => return response,
+            Err(error) => return error.into(),
         },
         Route::RemoveVip(id) => Edit::RemoveVip(id),
         Route::AddBackend(id, spec) => {
-            let Ok(vip) = engine.model.vip(&id) else {
+            if engine.model.vip(&id).is_err() {
                 return model_error(&ModelError::NoVip(id));
-            };
-            match backend_config(&id, vip.config.table_size, &spec) {
+            }
+            match convert::backend_config(&id, &spec) {
                 Ok(backend) => Edit::AddBackend(id, backend),
-                Err(response) => return response,
+                Err(error) => return error.into(),
             }
         }
         Route::RemoveBackend(id, address) => Edit::RemoveBackend(id, address),
@@ -77,9 +78,9 @@ async fn answer(engine: &mut Engine, call: Call) -> Response {
 /// The edit a state change asks for.
 fn state_edit(id: VipId, address: IpAddr, change: &StateChange) -> Edit {
     match change.state {
-        AdminStateRequest::Enabled => Edit::Enable(id, address),
-        AdminStateRequest::Maintenance => Edit::Maintenance(id, address),
-        AdminStateRequest::Draining => Edit::Drain {
+        BackendState::Enabled => Edit::Enable(id, address),
+        BackendState::Maintenance => Edit::Maintenance(id, address),
+        BackendState::Draining => Edit::Drain {
             vip: id,
             backend: address,
             timeout_s: change.timeout_s,
@@ -132,116 +133,6 @@ fn model_error(error: &ModelError) -> Response {
         ModelError::Limit(_) => (400, code::LIMIT_EXCEEDED),
     };
     Response::error(status, code, error.to_string())
-}
-
-/// A VIP or backend spec checked by the config file's own rules, so the
-/// API accepts exactly what the file does.
-/// `one_backend`: the request is about a single backend, so its errors
-/// name its fields without the `backends[0].` path.
-fn parse_vip(vip: toml::Table, one_backend: bool) -> Result<VipConfig, Response> {
-    let mut root = toml::Table::new();
-    root.insert("interface".into(), toml::Value::String("lo".into()));
-    root.insert(
-        "vip".into(),
-        toml::Value::Array(vec![toml::Value::Table(vip)]),
-    );
-    let text = toml::to_string(&root).map_err(|e| {
-        Response::error(400, code::BAD_REQUEST, format!("encoding the request: {e}"))
-    })?;
-    match Config::from_toml_str(&text, "request") {
-        Ok(mut config) => config
-            .vips
-            .pop()
-            .ok_or_else(|| Response::error(500, code::INTERNAL, "no VIP parsed")),
-        Err(ConfigError::Invalid { field, message, .. }) => {
-            let field = field.strip_prefix("vip[0].").unwrap_or(&field);
-            let field = match field.strip_prefix("backend[0].") {
-                Some(rest) if one_backend => rest.to_owned(),
-                _ => field.replace("backend[", "backends["),
-            };
-            Err(Response::error(
-                400,
-                code::BAD_REQUEST,
-                format!("{field}: {message}"),
-            ))
-        }
-        Err(error) => Err(Response::error(400, code::BAD_REQUEST, error.to_string())),
-    }
-}
-
-fn backend_table(spec: &BackendSpec) -> toml::Table {
-    let mut table = toml::Table::new();
-    table.insert(
-        "address".into(),
-        toml::Value::String(spec.address.to_string()),
-    );
-    if let Some(mac) = &spec.mac {
-        table.insert("mac".into(), toml::Value::String(mac.clone()));
-    }
-    if let Some(weight) = spec.weight {
-        table.insert("weight".into(), toml::Value::Integer(weight.into()));
-    }
-    table
-}
-
-/// The VIP a `POST /v1/vips` body describes, checked by the config
-/// file's own rules (so the API accepts exactly what the file does), or
-/// the 400 answer naming the field.
-pub fn vip_config(spec: &VipSpec) -> Result<VipConfig, Response> {
-    let mut table = toml::Table::new();
-    table.insert(
-        "address".into(),
-        toml::Value::String(spec.address.to_string()),
-    );
-    table.insert("port".into(), toml::Value::Integer(spec.port.into()));
-    if let Some(protocol) = &spec.protocol {
-        table.insert("protocol".into(), toml::Value::String(protocol.clone()));
-    }
-    if let Some(size) = spec.table_size {
-        table.insert("table_size".into(), toml::Value::Integer(size.into()));
-    }
-    if let Some(policy) = &spec.on_all_down {
-        table.insert("on_all_down".into(), toml::Value::String(policy.clone()));
-    }
-    table.insert(
-        "backend".into(),
-        toml::Value::Array(
-            spec.backends
-                .iter()
-                .map(|b| toml::Value::Table(backend_table(b)))
-                .collect(),
-        ),
-    );
-    parse_vip(table, false)
-}
-
-/// The backend a `POST /v1/vips/{vip}/backends` body describes for the VIP
-/// `id` whose Maglev table has `table_size` slots, checked by the config
-/// file's rules, or the 400 answer naming the field.
-pub fn backend_config(
-    id: &VipId,
-    table_size: u32,
-    spec: &BackendSpec,
-) -> Result<BackendConfig, Response> {
-    let mut table = toml::Table::new();
-    table.insert(
-        "address".into(),
-        toml::Value::String(id.address.to_string()),
-    );
-    table.insert("port".into(), toml::Value::Integer(id.port.into()));
-    table.insert(
-        "protocol".into(),
-        toml::Value::String(id.protocol.to_string()),
-    );
-    table.insert("table_size".into(), toml::Value::Integer(table_size.into()));
-    table.insert(
-        "backend".into(),
-        toml::Value::Array(vec![toml::Value::Table(backend_table(spec))]),
-    );
-    parse_vip(table, true)?
-        .backends
-        .pop()
-        .ok_or_else(|| Response::error(500, code::INTERNAL, "no backend parsed"))
 }
 
 /// Runtime changes a reload undoes, and settings it cannot apply live.
@@ -315,10 +206,7 @@ pub fn status(engine: &Engine) -> Status {
                 .checker
                 .status(&(*id, *address))
                 .map(|s| CheckStatus {
-                    kind: match s.target.kind {
-                        crate::health::CheckKind::Tcp => "tcp".to_owned(),
-                        crate::health::CheckKind::Http { .. } => "http".to_owned(),
-                    },
+                    kind: (&s.target.kind).into(),
                     checks: s.checks,
                     failures: s.failures,
                     failures_by_reason: s.failures_by_reason.clone(),
@@ -334,18 +222,13 @@ pub fn status(engine: &Engine) -> Status {
                 });
             backends.push(BackendStatus {
                 address: *address,
-                mac: applied_backend.and_then(|b| b.mac).map(|m| {
-                    m.iter()
-                        .map(|o| format!("{o:02x}"))
-                        .collect::<Vec<_>>()
-                        .join(":")
-                }),
+                mac: applied_backend.and_then(|b| b.mac).map(Mac::from),
                 weight: backend.config.weight,
-                state: backend.admin.name().to_owned(),
+                state: backend.admin.state(),
                 health: if check.is_some() {
-                    backend.health.to_string()
+                    backend.health.into()
                 } else {
-                    "unchecked".to_owned()
+                    HealthStatus::Unchecked
                 },
                 alive: applied_backend.is_some_and(|b| b.alive),
                 share: backend_id
@@ -372,7 +255,7 @@ pub fn status(engine: &Engine) -> Status {
         vips.push(VipStatus {
             vip: id.to_string(),
             table_size: vip.config.table_size,
-            on_all_down: vip.config.on_all_down.to_string(),
+            on_all_down: vip.config.on_all_down,
             all_down: vip.all_down(),
             runtime: vip.runtime,
             packets: traffic.packets,
@@ -420,62 +303,152 @@ pub fn status(engine: &Engine) -> Status {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     use super::*;
-    use crate::config::Protocol;
+    use crate::api::{schema::VipSpec, Method};
 
-    fn vip(body: serde_json::Value) -> Result<VipConfig, u16> {
-        let spec: VipSpec = serde_json::from_value(body).map_err(|_| 400_u16)?;
-        vip_config(&spec).map_err(|r| r.status)
-    }
-
-    #[test]
-    fn vip_specs_follow_the_file_rules() {
-        let ok = vip(
-            json!({"address": "198.18.0.100", "port": 53, "protocol": "udp",
-                           "backends": [{"address": "198.18.0.11", "weight": 7}]}),
-        )
-        .unwrap();
-        assert_eq!((ok.port, ok.protocol), (53, Protocol::Udp));
-        assert_eq!(ok.backends[0].weight, 7);
-        // Backend of the other family, bad protocol, a table size that is
-        // not prime, an injection attempt.
-        let bad_vips = [
-            json!({"address": "198.18.0.100", "port": 80,
-                   "backends": [{"address": "2001:db8::1"}]}),
-            json!({"address": "198.18.0.100", "port": 80, "protocol": "sctp"}),
-            json!({"address": "198.18.0.100", "port": 80, "table_size": 100}),
-            json!({"address": "198.18.0.100", "port": 80, "protocol": "tcp\"\n[x]"}),
-        ];
-        for body in bad_vips {
-            assert_eq!(vip(body.clone()).err(), Some(400), "{body}");
+    fn request(method: Method, path: &[&str], body: Value) -> Request {
+        Request {
+            method,
+            path: path.iter().map(|s| (*s).to_owned()).collect(),
+            query: BTreeMap::new(),
+            body,
         }
     }
 
+    /// Decodes a request and converts its body as the handler does.
+    fn route(request: &Request) -> Result<Route, Response> {
+        let route = Call::decode(request)?.route;
+        match &route {
+            Route::AddVip(spec) => {
+                VipConfig::try_from(spec)?;
+            }
+            Route::AddBackend(id, spec) => {
+                convert::backend_config(id, spec)?;
+            }
+            _ => {}
+        }
+        Ok(route)
+    }
+
     #[test]
-    fn backend_specs_follow_the_file_rules() {
-        let id: VipId = "198.18.0.100:80/tcp".parse().unwrap();
-        let spec = |address: &str, mac: Option<&str>, weight| BackendSpec {
-            address: address.parse().unwrap(),
-            mac: mac.map(str::to_owned),
-            weight,
-        };
-        let ok = backend_config(
-            &id,
-            65537,
-            &spec("198.18.0.11", Some("02:00:00:00:00:11"), Some(3)),
-        )
+    fn vip_bodies_convert_by_the_file_rules() {
+        let spec: VipSpec = serde_json::from_value(json!({"address": "198.18.0.100", "port": 53,
+            "protocol": "udp", "backends": [{"address": "198.18.0.11", "weight": 7}]}))
         .unwrap();
-        assert_eq!((ok.weight, ok.mac), (3, Some([2, 0, 0, 0, 0, 0x11])));
-        for bad in [
-            spec("198.18.0.100", None, None),
-            spec("2001:db8::1", None, None),
-            spec("198.18.0.11", Some("01:00:00:00:00:11"), None),
-            spec("198.18.0.11", None, Some(10_001)),
+        let vip = VipConfig::try_from(&spec).unwrap();
+        assert_eq!((vip.port, vip.backends[0].weight), (53, 7));
+    }
+
+    /// The 400 answer's message for a request that must be refused.
+    fn refusal(method: Method, path: &[&str], body: Value) -> String {
+        match route(&request(method, path, body.clone())) {
+            Ok(route) => panic!("{body} was accepted as {route:?}"),
+            Err(answer) => {
+                assert_eq!(answer.status, 400, "{body}: {}", answer.body);
+                answer.body["error"]["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned()
+            }
+        }
+    }
+
+    const BACKEND: [&str; 4] = ["vips", "198.18.0.100:80", "backends", "198.18.0.11"];
+
+    #[test]
+    fn unknown_body_fields_are_refused_by_name() {
+        let state = [&BACKEND[..], &["state"]].concat();
+        let weight = [&BACKEND[..], &["weight"]].concat();
+        for (method, path, body, field) in [
+            (
+                Method::Post,
+                &["vips"][..],
+                json!({"address": "198.18.0.100", "port": 80,
+                       "backend": [{"address": "198.18.0.11"}]}),
+                "`backend`",
+            ),
+            (
+                Method::Post,
+                &["vips"][..],
+                json!({"address": "198.18.0.100", "port": 80,
+                       "backends": [{"address": "198.18.0.11", "wieght": 5}]}),
+                "`wieght`",
+            ),
+            (
+                Method::Post,
+                &BACKEND[..3],
+                json!({"address": "198.18.0.11", "mac_address": "02:00:00:00:00:11"}),
+                "`mac_address`",
+            ),
+            (
+                Method::Put,
+                &state[..],
+                json!({"state": "draining", "timeout": 5}),
+                "`timeout`",
+            ),
+            (
+                Method::Put,
+                &weight[..],
+                json!({"weight": 5, "dry_run": true}),
+                "`dry_run`",
+            ),
         ] {
-            let answer = backend_config(&id, 65537, &bad).unwrap_err();
-            assert_eq!(answer.status, 400, "{bad:?}");
+            let message = refusal(method, path, body);
+            assert!(message.contains(field), "{message:?} names {field}");
         }
+    }
+
+    #[test]
+    fn body_values_are_refused_naming_their_field_and_rule() {
+        let vip =
+            |backends: Value| json!({"address": "198.18.0.100", "port": 80, "backends": backends});
+        for (body, expected) in [
+            (
+                vip(json!([{"address": "198.18.0.11"}, {"address": "198.18.0.12", "weight": -1}])),
+                "backends[1].weight: -1 is out of range 0..=10000",
+            ),
+            (
+                vip(
+                    json!([{"address": "198.18.0.11"}, {"address": "198.18.0.12"},
+                           {"address": "198.18.0.11"}]),
+                ),
+                "backends[2].address: 198.18.0.11 is already backends[0]",
+            ),
+            (
+                vip(json!([{"address": "198.18.0.11", "mac": "01:00:00:00:00:11"}])),
+                "backends[0].mac: \"01:00:00:00:00:11\" is a multicast MAC address",
+            ),
+            (
+                json!({"address": "198.18.0.100", "port": 70000}),
+                "port: 70000 is out of range 1..=65535",
+            ),
+            (
+                json!({"address": "198.18.0.100", "port": 80, "table_size": 100}),
+                "table_size: 100 is not a prime",
+            ),
+            (
+                json!({"address": "198.18.0.100", "port": 80, "on_all_down": "open"}),
+                "on_all_down: \"open\" is not one of \"drop\", \"keep\"",
+            ),
+        ] {
+            let message = refusal(Method::Post, &["vips"], body.clone());
+            assert!(message.contains(expected), "{body}: {message:?}");
+            assert!(!message.contains("vip[0]"), "{body}: {message:?}");
+        }
+        let weight = [&BACKEND[..], &["weight"]].concat();
+        let message = refusal(Method::Put, &weight, json!({"weight": -1}));
+        assert!(
+            message.contains("weight: -1 is out of range 0..=10000"),
+            "{message:?}"
+        );
+        let state = [&BACKEND[..], &["state"]].concat();
+        let message = refusal(Method::Put, &state, json!({"state": "drained"}));
+        assert!(
+            message.contains("`drained`")
+                && message.contains("`enabled`, `draining`, `maintenance`"),
+            "{message:?}"
+        );
     }
 }

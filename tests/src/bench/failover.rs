@@ -67,7 +67,10 @@ fn backend_out(rounds: u32) -> anyhow::Result<Vec<f64>> {
         lab.start_lbd(&config)?;
         wait(Duration::from_secs(10), || {
             let all = backends(&lab);
-            !all.is_empty() && all.iter().all(|b| b.health == "up")
+            !all.is_empty()
+                && all
+                    .iter()
+                    .all(|b| b.health == lb_userspace::api::schema::HealthStatus::Up)
         })
         .with_context(|| format!("backends up: {:?}", backends(&lab)))?;
         std::thread::sleep(Duration::from_millis(500));

@@ -13,13 +13,18 @@ use std::{
 use lb_userspace::{
     api::{
         client::{Client, ClientError},
-        schema::{AdminStateRequest, BackendStatus, StateChange},
+        schema::{BackendState, BackendStatus, StateChange},
     },
     vip_id::VipId,
 };
 use serde_json::json;
 
-use crate::{output, status::print_vip, vip::parse_backend, Failure};
+use crate::{
+    output,
+    status::print_vip,
+    vip::{parse_backend, parse_weight},
+    Failure,
+};
 
 /// Exit code when a drain's timeout cut remaining flows.
 const EXIT_DRAIN_TIMED_OUT: u8 = 6;
@@ -105,6 +110,7 @@ pub enum Command {
         /// Backend address.
         backend: IpAddr,
         /// 0..=10000.
+        #[arg(value_parser = parse_weight, allow_negative_numbers = true)]
         weight: u32,
         #[command(flatten)]
         flags: ChangeFlags,
@@ -146,7 +152,7 @@ pub async fn run(client: &Client, command: Command) -> Result<(), Failure> {
             flags,
         } => {
             let body = StateChange {
-                state: AdminStateRequest::Draining,
+                state: BackendState::Draining,
                 timeout_s: timeout,
             };
             let change = client.set_state(vip, backend, body, flags.dry_run).await?;
@@ -160,7 +166,7 @@ pub async fn run(client: &Client, command: Command) -> Result<(), Failure> {
             backend,
             flags,
         } => {
-            set_state(client, vip, backend, AdminStateRequest::Enabled, &flags).await?;
+            set_state(client, vip, backend, BackendState::Enabled, &flags).await?;
         }
         Command::Maintenance {
             vip,
@@ -169,9 +175,9 @@ pub async fn run(client: &Client, command: Command) -> Result<(), Failure> {
             flags,
         } => {
             let state = if off {
-                AdminStateRequest::Enabled
+                BackendState::Enabled
             } else {
-                AdminStateRequest::Maintenance
+                BackendState::Maintenance
             };
             set_state(client, vip, backend, state, &flags).await?;
         }
@@ -202,7 +208,7 @@ async fn set_state(
     client: &Client,
     vip: VipId,
     backend: IpAddr,
-    state: AdminStateRequest,
+    state: BackendState,
     flags: &ChangeFlags,
 ) -> Result<(), Failure> {
     let body = StateChange {
@@ -230,9 +236,9 @@ fn drain_end(backend: Option<&BackendStatus>) -> Option<DrainEnd> {
     let Some(backend) = backend else {
         return Some(DrainEnd::EndedElsewhere);
     };
-    match backend.state.as_str() {
-        "draining" if backend.flows.live == 0 => Some(DrainEnd::Drained),
-        "draining" => None,
+    match backend.state {
+        BackendState::Draining if backend.flows.live == 0 => Some(DrainEnd::Drained),
+        BackendState::Draining => None,
         _ if backend.drain_timed_out => Some(DrainEnd::TimedOut),
         _ => Some(DrainEnd::EndedElsewhere),
     }
@@ -307,17 +313,17 @@ async fn wait_for_drain(
 
 #[cfg(test)]
 mod tests {
-    use lb_userspace::{api::schema::BackendStatus, model::FlowCount};
+    use lb_userspace::{api::schema::HealthStatus, model::FlowCount};
 
     use super::*;
 
-    fn backend(state: &str, live: u64, timed_out: bool) -> BackendStatus {
+    fn backend(state: BackendState, live: u64, timed_out: bool) -> BackendStatus {
         BackendStatus {
             address: "198.18.0.11".parse().unwrap(),
             mac: None,
             weight: 100,
-            state: state.to_owned(),
-            health: "up".to_owned(),
+            state,
+            health: HealthStatus::Up,
             alive: true,
             share: 0.0,
             flows: FlowCount {
@@ -337,23 +343,26 @@ mod tests {
 
     #[test]
     fn a_drain_ends_in_one_of_three_ways() {
-        assert_eq!(drain_end(Some(&backend("draining", 3, false))), None);
         assert_eq!(
-            drain_end(Some(&backend("draining", 0, false))),
+            drain_end(Some(&backend(BackendState::Draining, 3, false))),
+            None
+        );
+        assert_eq!(
+            drain_end(Some(&backend(BackendState::Draining, 0, false))),
             Some(DrainEnd::Drained)
         );
         // The timeout moved it to maintenance and cut flows: no live flow is
         // counted any more, and that is not "drained".
         assert_eq!(
-            drain_end(Some(&backend("maintenance", 0, true))),
+            drain_end(Some(&backend(BackendState::Maintenance, 0, true))),
             Some(DrainEnd::TimedOut)
         );
         assert_eq!(
-            drain_end(Some(&backend("enabled", 2, false))),
+            drain_end(Some(&backend(BackendState::Enabled, 2, false))),
             Some(DrainEnd::EndedElsewhere)
         );
         assert_eq!(
-            drain_end(Some(&backend("maintenance", 0, false))),
+            drain_end(Some(&backend(BackendState::Maintenance, 0, false))),
             Some(DrainEnd::EndedElsewhere)
         );
         assert_eq!(drain_end(None), Some(DrainEnd::EndedElsewhere));

@@ -1,11 +1,14 @@
 //! `lbctl config check FILE`: what lbd would do with a config, without
 //! touching the node. Shares come from the same Maglev builder lbd uses.
+//! Doubtful values (a VIP without backends, all weights 0, a loopback or
+//! broadcast address) are warned about on stderr; the file is still valid.
 
 use std::{net::IpAddr, path::PathBuf};
 
 use anyhow::Context as _;
 use lb_userspace::{
-    config::Config,
+    config::{self, Config},
+    mac::Mac,
     maglev::{self, MaglevBackend},
     reconcile::{address_bytes, VipId},
 };
@@ -31,7 +34,7 @@ struct VipReport {
 #[derive(Debug, Serialize)]
 struct BackendReport {
     address: IpAddr,
-    mac: Option<String>,
+    mac: Option<Mac>,
     weight: u32,
     /// Fraction of the Maglev table, i.e. of new flows.
     share: f64,
@@ -71,12 +74,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
                 .enumerate()
                 .map(|(i, b)| BackendReport {
                     address: b.address,
-                    mac: b.mac.map(|m| {
-                        m.iter()
-                            .map(|o| format!("{o:02x}"))
-                            .collect::<Vec<_>>()
-                            .join(":")
-                    }),
+                    mac: b.mac,
                     weight: b.weight,
                     share: u32::try_from(i + 1)
                         .ok()
@@ -85,6 +83,9 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
                 })
                 .collect(),
         });
+    }
+    for warning in config::warnings(&config) {
+        eprintln!("lbctl: warning: {}: {warning}", args.file.display());
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&vips)?);
@@ -105,7 +106,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
                 b.address.to_string(),
                 b.weight,
                 b.share * 100.0,
-                b.mac.as_deref().unwrap_or("(from neighbour table)")
+                b.mac
+                    .map_or("(from neighbour table)".to_owned(), |m| m.to_string())
             );
         }
     }

@@ -1,8 +1,10 @@
 //! Printing answers: tables for people, JSON with `--json`.
 
+use std::{collections::BTreeMap, fmt::Write as _, net::IpAddr};
+
 use lb_userspace::{
     api::schema::{Change, DrainPlan},
-    model::DrainTimeoutSource,
+    model::{DrainTimeoutSource, PlanChange, VipPlan},
 };
 use serde::Serialize;
 
@@ -29,31 +31,7 @@ pub fn change(change: &Change, as_json: bool) {
         println!("no VIP's new flows change");
     }
     for vip in &change.plan {
-        match vip.moved_fraction {
-            Some(moved) => println!(
-                "VIP {} ({}): {verb}; {:.2}% of new flows move",
-                vip.vip,
-                vip.change,
-                moved * 100.0
-            ),
-            None => println!("VIP {} ({}): {verb}", vip.vip, vip.change),
-        }
-        let mut addresses: Vec<_> = vip.before.keys().chain(vip.after.keys()).collect();
-        addresses.sort();
-        addresses.dedup();
-        println!("  {:<40} {:>8} {:>8}", "backend", "before", "after");
-        for address in addresses {
-            let share = |m: &std::collections::BTreeMap<std::net::IpAddr, f64>| {
-                m.get(address)
-                    .map_or("-".to_owned(), |s| format!("{:.2}%", s * 100.0))
-            };
-            println!(
-                "  {:<40} {:>8} {:>8}",
-                address.to_string(),
-                share(&vip.before),
-                share(&vip.after)
-            );
-        }
+        print!("{}", plan_text(vip, verb));
     }
     if let Some(drain) = &change.drain {
         println!("{}", drain_deadline(drain));
@@ -64,6 +42,74 @@ pub fn change(change: &Change, as_json: bool) {
     if change.dry_run {
         println!("(dry run: nothing was changed)");
     }
+}
+
+/// What a change does to one VIP, as lines of text: for a VIP that stays,
+/// the fraction of new flows that move and each backend's share before and
+/// after; for a new or removed VIP, its backends and their shares (no flow
+/// moves from one backend to another).
+fn plan_text(vip: &VipPlan, verb: &str) -> String {
+    let percent = |share: f64| format!("{:.2}%", share * 100.0);
+    let listed = |shares: &BTreeMap<IpAddr, f64>| {
+        shares
+            .iter()
+            .map(|(address, share)| format!("{address} {}", percent(*share)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let backends = |n: usize| if n == 1 { "backend" } else { "backends" };
+    let mut out = String::new();
+    match vip.change {
+        PlanChange::Added => {
+            let n = vip.after.len();
+            let _ = write!(
+                out,
+                "VIP {} (added): {verb}; new VIP: {n} {}",
+                vip.vip,
+                backends(n)
+            );
+            if n > 0 {
+                let _ = write!(out, ", shares {}", listed(&vip.after));
+            }
+            out.push('\n');
+        }
+        PlanChange::Removed => {
+            let n = vip.before.len();
+            let _ = writeln!(
+                out,
+                "VIP {} (removed): {verb}; removed VIP: no new flows to its {n} {}",
+                vip.vip,
+                backends(n)
+            );
+        }
+        PlanChange::Changed => {
+            let moved = vip
+                .moved_fraction
+                .map_or("an unknown share".to_owned(), percent);
+            let _ = writeln!(
+                out,
+                "VIP {} (changed): {verb}; {moved} of new flows move",
+                vip.vip
+            );
+            let mut addresses: Vec<_> = vip.before.keys().chain(vip.after.keys()).collect();
+            addresses.sort();
+            addresses.dedup();
+            let _ = writeln!(out, "  {:<40} {:>8} {:>8}", "backend", "before", "after");
+            for address in addresses {
+                let share = |m: &BTreeMap<IpAddr, f64>| {
+                    m.get(address).map_or("-".to_owned(), |s| percent(*s))
+                };
+                let _ = writeln!(
+                    out,
+                    "  {:<40} {:>8} {:>8}",
+                    address.to_string(),
+                    share(&vip.before),
+                    share(&vip.after)
+                );
+            }
+        }
+    }
+    out
 }
 
 /// The effective deadline of a drain, in words.
@@ -78,5 +124,78 @@ pub fn drain_deadline(drain: &DrainPlan) -> String {
             format!("drain deadline: established flows are cut after {seconds}s ({from})")
         }
         None => format!("drain deadline: none, established flows are never cut ({from})"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(
+        change: PlanChange,
+        before: &[(&str, f64)],
+        after: &[(&str, f64)],
+        moved: Option<f64>,
+    ) -> VipPlan {
+        let shares =
+            |list: &[(&str, f64)]| list.iter().map(|(a, s)| (a.parse().unwrap(), *s)).collect();
+        VipPlan {
+            vip: "198.18.0.101:80/tcp".into(),
+            change,
+            before: shares(before),
+            after: shares(after),
+            moved_fraction: moved,
+        }
+    }
+
+    #[test]
+    fn a_new_vip_lists_its_shares_and_claims_no_move() {
+        let text = plan_text(
+            &plan(
+                PlanChange::Added,
+                &[],
+                &[("198.18.0.11", 0.5), ("198.18.0.12", 0.5)],
+                None,
+            ),
+            "would change",
+        );
+        assert_eq!(
+            text,
+            "VIP 198.18.0.101:80/tcp (added): would change; new VIP: 2 backends, shares 198.18.0.11 50.00%, 198.18.0.12 50.00%\n"
+        );
+        assert!(!text.contains("flows move"), "{text}");
+        let text = plan_text(&plan(PlanChange::Added, &[], &[], None), "changed");
+        assert_eq!(
+            text,
+            "VIP 198.18.0.101:80/tcp (added): changed; new VIP: 0 backends\n"
+        );
+        let text = plan_text(
+            &plan(PlanChange::Removed, &[("198.18.0.11", 1.0)], &[], None),
+            "changed",
+        );
+        assert_eq!(
+            text,
+            "VIP 198.18.0.101:80/tcp (removed): changed; removed VIP: no new flows to its 1 backend\n"
+        );
+    }
+
+    #[test]
+    fn a_changed_vip_says_what_moves() {
+        let text = plan_text(
+            &plan(
+                PlanChange::Changed,
+                &[("198.18.0.11", 1.0)],
+                &[("198.18.0.11", 0.5), ("198.18.0.12", 0.5)],
+                Some(0.5),
+            ),
+            "would change",
+        );
+        assert!(
+            text.starts_with(
+                "VIP 198.18.0.101:80/tcp (changed): would change; 50.00% of new flows move\n"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("198.18.0.12"), "{text}");
     }
 }

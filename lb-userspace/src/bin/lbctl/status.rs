@@ -117,8 +117,8 @@ async fn watch(client: &Client, args: &Args) -> Result<(), Failure> {
                 println!(
                     "  {:<28} {:<12} {:<9} {:>6} {:>6.2}% {:>10.0} {:>8.1} {:>7}",
                     b.address.to_string(),
-                    b.state,
-                    b.health,
+                    b.state.as_str(),
+                    b.health.as_str(),
                     b.weight,
                     b.share * 100.0,
                     rate(b.packets, old_b.map(|o| o.packets), seconds),
@@ -223,13 +223,13 @@ pub fn print_vip(vip: &lb_userspace::api::schema::VipStatus) {
     for b in &vip.backends {
         let state = match b.drain_remaining_s {
             Some(left) => format!("{} {left}s", b.state),
-            None => b.state.clone(),
+            None => b.state.to_string(),
         };
         println!(
             "  {:<28} {:<12} {:<9} {:>6} {:>6.2}% {:>6} {:>7} {:>10} {:>10}",
             b.address.to_string(),
             state,
-            b.health,
+            b.health.as_str(),
             b.weight,
             b.share * 100.0,
             b.flows.live,

@@ -5,6 +5,7 @@ use lb_userspace::{
         client::Client,
         schema::{BackendSpec, VipSpec},
     },
+    config::{value, MAX_WEIGHT},
     vip_id::VipId,
 };
 
@@ -52,7 +53,17 @@ pub enum Command {
     },
 }
 
-/// `ADDRESS[,weight=W][,mac=MAC]`.
+/// A weight argument, checked by the config file's rule so an out-of-range
+/// one says the range.
+pub fn parse_weight(text: &str) -> Result<u32, String> {
+    let n: i64 = text
+        .parse()
+        .map_err(|_| format!("weight {text:?} is not a whole number (0..={MAX_WEIGHT})"))?;
+    value::weight(n).map_err(|e| format!("weight {e}"))
+}
+
+/// `ADDRESS[,weight=W][,mac=MAC]`, its values checked by the config file's
+/// rules (the VIP-dependent ones are lbd's to check).
 pub fn parse_backend(text: &str) -> Result<BackendSpec, String> {
     let mut parts = text.split(',');
     let address = parts
@@ -67,13 +78,11 @@ pub fn parse_backend(text: &str) -> Result<BackendSpec, String> {
     };
     for part in parts {
         match part.split_once('=') {
-            Some(("weight", w)) => {
-                spec.weight = Some(
-                    w.parse()
-                        .map_err(|_| format!("weight {w:?} is not a number"))?,
-                )
+            Some(("weight", w)) => spec.weight = Some(parse_weight(w)?.into()),
+            Some(("mac", m)) => {
+                value::mac(m).map_err(|e| format!("mac {e}"))?;
+                spec.mac = Some(m.to_owned());
             }
-            Some(("mac", m)) => spec.mac = Some(m.to_owned()),
             _ => return Err(format!("{part:?}: expected weight=W or mac=MAC")),
         }
     }
@@ -93,9 +102,9 @@ pub async fn run(client: &Client, command: Command) -> Result<(), Failure> {
         } => {
             let spec = VipSpec {
                 address: vip.address,
-                port: vip.port,
+                port: vip.port.into(),
                 protocol: Some(vip.protocol.to_string()),
-                table_size,
+                table_size: table_size.map(i64::from),
                 on_all_down,
                 backends,
             };
@@ -114,4 +123,55 @@ pub async fn run(client: &Client, command: Command) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_weight_out_of_range_says_the_range() {
+        for text in ["198.18.0.11,weight=-1", "198.18.0.11,weight=99999999999"] {
+            let message = parse_backend(text).unwrap_err();
+            assert!(message.contains("out of range 0..=10000"), "{message:?}");
+        }
+        let message = parse_backend("198.18.0.11,weight=x").unwrap_err();
+        assert!(
+            message.contains("weight") && message.contains("0..=10000"),
+            "{message:?}"
+        );
+        assert_eq!(
+            parse_weight("-1").unwrap_err(),
+            "weight -1 is out of range 0..=10000"
+        );
+        assert_eq!(parse_weight("10000"), Ok(10_000));
+        let spec = parse_backend("198.18.0.11,weight=0,mac=02:00:00:00:00:11").unwrap();
+        assert_eq!(spec.weight, Some(0));
+        let message = parse_backend("198.18.0.11,mac=01:00:00:00:00:11").unwrap_err();
+        assert!(message.contains("multicast"), "{message:?}");
+    }
+
+    #[test]
+    fn the_command_line_says_the_range_of_a_weight() {
+        use clap::Parser as _;
+        for args in [
+            &["backend", "weight", "198.18.0.100:80", "198.18.0.11", "-1"][..],
+            &["backend", "add", "198.18.0.100:80", "198.18.0.11,weight=-1"][..],
+            &[
+                "vip",
+                "add",
+                "198.18.0.100:80",
+                "--backend",
+                "198.18.0.11,weight=20000",
+            ][..],
+        ] {
+            let error = crate::Cli::try_parse_from([&["lbctl"][..], args].concat())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                error.contains("out of range 0..=10000"),
+                "{args:?}: {error}"
+            );
+        }
+    }
 }

@@ -1,0 +1,364 @@
+//! The rules for single values of a VIP or backend, shared by the config
+//! file's loader and the admin API's conversions (`api::convert`), so both
+//! accept exactly the same values and explain a refusal in the same words.
+//!
+//! Each validator takes the value as its source gives it (a number, a text,
+//! an address) and returns the typed value or a [`ValueError`] saying what is
+//! wrong with it. The caller names the field its own way: the loader as
+//! `lbd.toml:8:12: vip[0].backend[1].weight: ...`, the API as
+//! `backends[1].weight: ...` (see [`ValueError::at`]).
+
+use std::{fmt, net::IpAddr, ops::RangeInclusive, time::Duration};
+
+use crate::{mac::Mac, maglev::is_prime};
+
+use super::{AllDown, Protocol, MAX_BACKENDS_PER_VIP, MAX_TABLE_SIZE, MAX_WEIGHT, MIN_TABLE_SIZE};
+
+/// Longest drain timeout accepted: a week.
+pub const MAX_DRAIN_TIMEOUT_S: u32 = 86_400 * 7;
+
+/// What is wrong with one value; the field is added by whoever knows its
+/// name. `Display` is the message without the field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValueError {
+    message: String,
+    limit: bool,
+}
+
+impl ValueError {
+    /// The value breaks a rule.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            limit: false,
+        }
+    }
+
+    /// The value is fine but goes past one of lbd's limits (the API
+    /// answers these with its own error code).
+    pub fn limit(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            limit: true,
+        }
+    }
+
+    /// Whether it is a limit rather than a broken rule.
+    pub fn is_limit(&self) -> bool {
+        self.limit
+    }
+
+    /// The message, without the field.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The same error, said of the field `field`.
+    pub fn at(self, field: impl Into<String>) -> FieldError {
+        FieldError {
+            field: field.into(),
+            error: self,
+        }
+    }
+}
+
+impl fmt::Display for ValueError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ValueError {}
+
+/// A [`ValueError`] with the name of the field it is about, e.g.
+/// `backends[1].weight: -1 is out of range 0..=10000`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {error}")]
+pub struct FieldError {
+    /// The field, as the source names it.
+    pub field: String,
+    /// What is wrong with it.
+    pub error: ValueError,
+}
+
+/// `shown` (a number as written) is outside `range`.
+pub fn out_of_range<T: fmt::Display>(
+    shown: impl fmt::Display,
+    range: &RangeInclusive<T>,
+) -> ValueError {
+    ValueError::invalid(format!(
+        "{shown} is out of range {}..={}",
+        range.start(),
+        range.end()
+    ))
+}
+
+/// An integer within `range`.
+pub fn integer<T>(n: i64, range: RangeInclusive<T>) -> Result<T, ValueError>
+where
+    T: Copy + fmt::Display + Into<i64> + TryFrom<i64>,
+{
+    if n < (*range.start()).into() || n > (*range.end()).into() {
+        return Err(out_of_range(n, &range));
+    }
+    T::try_from(n).map_err(|_| out_of_range(n, &range))
+}
+
+/// One of `choices`, given as (spelling, value) pairs.
+pub fn choice<T: Copy>(text: &str, choices: &[(&str, T)]) -> Result<T, ValueError> {
+    match choices.iter().find(|(name, _)| *name == text) {
+        Some(&(_, value)) => Ok(value),
+        None => {
+            let names = choices
+                .iter()
+                .map(|(name, _)| format!("{name:?}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            Err(ValueError::invalid(format!(
+                "{text:?} is not one of {names}"
+            )))
+        }
+    }
+}
+
+/// A service's port: 1..=65535.
+pub fn port(n: i64) -> Result<u16, ValueError> {
+    integer(n, 1..=u16::MAX)
+}
+
+/// A service's protocol: `tcp` or `udp`.
+pub fn protocol(text: &str) -> Result<Protocol, ValueError> {
+    choice(text, &[("tcp", Protocol::Tcp), ("udp", Protocol::Udp)])
+}
+
+/// What a VIP does when no backend is healthy: `drop` or `keep`.
+pub fn on_all_down(text: &str) -> Result<AllDown, ValueError> {
+    choice(
+        text,
+        &[("drop", AllDown::Drop), ("keep", AllDown::KeepLast)],
+    )
+}
+
+/// A Maglev table size: a prime in `MIN_TABLE_SIZE..=MAX_TABLE_SIZE`.
+pub fn table_size(n: i64) -> Result<u32, ValueError> {
+    let size = integer(n, MIN_TABLE_SIZE..=MAX_TABLE_SIZE)?;
+    if !is_prime(size) {
+        return Err(ValueError::invalid(not_prime_message(size)));
+    }
+    Ok(size)
+}
+
+/// Maglev gives every backend with a weight at least one slot, so a table
+/// of `table_size` slots holds at most that many.
+pub fn weighted_backends_fit(weighted: usize, table_size: u32) -> Result<(), ValueError> {
+    if weighted > table_size as usize {
+        return Err(ValueError::invalid(format!(
+            "{weighted} backends with a weight do not fit a Maglev table of {table_size} slots; use a larger prime"
+        )));
+    }
+    Ok(())
+}
+
+/// A backend's weight: 0..=[`MAX_WEIGHT`] (0 takes no new flows).
+pub fn weight(n: i64) -> Result<u32, ValueError> {
+    integer(n, 0..=MAX_WEIGHT)
+}
+
+/// A drain timeout in seconds: 1 s to a week.
+pub fn drain_timeout_s(n: i64) -> Result<Duration, ValueError> {
+    integer::<u32>(n, 1..=MAX_DRAIN_TIMEOUT_S).map(|s| Duration::from_secs(s.into()))
+}
+
+/// An IP address in text, for a VIP or backend (see [`service_address`]).
+pub fn ip_address(text: &str) -> Result<IpAddr, ValueError> {
+    let address: IpAddr = text
+        .parse()
+        .map_err(|_| ValueError::invalid(format!("{text:?} is not an IPv4 or IPv6 address")))?;
+    service_address(address)
+}
+
+/// An address a VIP or backend can have: neither unspecified nor multicast.
+pub fn service_address(address: IpAddr) -> Result<IpAddr, ValueError> {
+    if address.is_unspecified() {
+        return Err(ValueError::invalid(format!(
+            "{address} is the unspecified address"
+        )));
+    }
+    if address.is_multicast() {
+        return Err(ValueError::invalid(format!(
+            "{address} is a multicast address"
+        )));
+    }
+    Ok(address)
+}
+
+/// A backend's address for the VIP at `vip`: a service address of the
+/// VIP's family, not the VIP's own.
+pub fn backend_address(backend: IpAddr, vip: IpAddr) -> Result<IpAddr, ValueError> {
+    service_address(backend)?;
+    if backend.is_ipv4() != vip.is_ipv4() {
+        let family = |a: IpAddr| if a.is_ipv4() { "IPv4" } else { "IPv6" };
+        return Err(ValueError::invalid(format!(
+            "{backend} is {} but the VIP {vip} is {}",
+            family(backend),
+            family(vip)
+        )));
+    }
+    if backend == vip {
+        return Err(ValueError::invalid(format!(
+            "{backend} is the VIP's own address"
+        )));
+    }
+    Ok(backend)
+}
+
+/// A backend listed once per VIP: `earlier` names the entry that already
+/// has `address`, if one does (as the source names entries).
+pub fn listed_once(address: IpAddr, earlier: Option<&str>) -> Result<(), ValueError> {
+    match earlier {
+        Some(earlier) => Err(ValueError::invalid(format!(
+            "{address} is already {earlier}"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// At most [`MAX_BACKENDS_PER_VIP`] backends in one VIP.
+pub fn backends_per_vip(count: usize) -> Result<(), ValueError> {
+    if count > MAX_BACKENDS_PER_VIP {
+        return Err(ValueError::limit(format!(
+            "too many backends; at most {MAX_BACKENDS_PER_VIP} per VIP are allowed"
+        )));
+    }
+    Ok(())
+}
+
+/// A backend's MAC in text: unicast and not all zero.
+pub fn mac(text: &str) -> Result<Mac, ValueError> {
+    let mac: Mac = text
+        .parse()
+        .map_err(|e: crate::mac::ParseMacError| ValueError::invalid(e.to_string()))?;
+    if mac.is_multicast() {
+        return Err(ValueError::invalid(format!(
+            "{text:?} is a multicast MAC address (low bit of the first octet set)"
+        )));
+    }
+    if mac.is_zero() {
+        return Err(ValueError::invalid(format!(
+            "{text:?} is the all-zero MAC address"
+        )));
+    }
+    Ok(mac)
+}
+
+/// Says that `size` is not prime and suggests the nearest allowed primes.
+fn not_prime_message(size: u32) -> String {
+    let below = (MIN_TABLE_SIZE..size).rev().find(|&n| is_prime(n));
+    let above = (size.saturating_add(1)..=MAX_TABLE_SIZE).find(|&n| is_prime(n));
+    let nearest = [below, above]
+        .into_iter()
+        .flatten()
+        .map(|n| n.to_string())
+        .collect::<Vec<_>>()
+        .join(" or ");
+    format!("{size} is not a prime (Maglev needs a prime table size); nearest: {nearest}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message<T: fmt::Debug>(result: Result<T, ValueError>) -> String {
+        result.unwrap_err().to_string()
+    }
+
+    #[test]
+    fn numbers_say_their_range() {
+        assert_eq!(weight(10_000), Ok(10_000));
+        assert_eq!(weight(0), Ok(0));
+        assert_eq!(message(weight(-1)), "-1 is out of range 0..=10000");
+        assert_eq!(
+            message(weight(99_999_999_999)),
+            "99999999999 is out of range 0..=10000"
+        );
+        assert_eq!(port(65_535), Ok(65_535));
+        assert_eq!(message(port(0)), "0 is out of range 1..=65535");
+        assert_eq!(message(port(70_000)), "70000 is out of range 1..=65535");
+        assert_eq!(drain_timeout_s(300), Ok(Duration::from_secs(300)));
+        assert!(drain_timeout_s(0).is_err());
+    }
+
+    #[test]
+    fn table_sizes_are_primes_in_range() {
+        assert_eq!(table_size(65_537), Ok(65_537));
+        assert_eq!(table_size(3), Ok(3));
+        assert_eq!(
+            message(table_size(100)),
+            "100 is not a prime (Maglev needs a prime table size); nearest: 97 or 101"
+        );
+        assert_eq!(message(table_size(2)), "2 is out of range 3..=65537");
+        assert_eq!(weighted_backends_fit(3, 3), Ok(()));
+        assert!(message(weighted_backends_fit(4, 3)).starts_with("4 backends with a weight"));
+    }
+
+    #[test]
+    fn choices_name_the_allowed_spellings() {
+        assert_eq!(protocol("udp"), Ok(Protocol::Udp));
+        assert_eq!(
+            message(protocol("sctp")),
+            "\"sctp\" is not one of \"tcp\", \"udp\""
+        );
+        assert_eq!(on_all_down("keep"), Ok(AllDown::KeepLast));
+        assert_eq!(
+            message(on_all_down("Keep")),
+            "\"Keep\" is not one of \"drop\", \"keep\""
+        );
+    }
+
+    #[test]
+    fn addresses() {
+        let vip: IpAddr = "198.18.0.100".parse().unwrap();
+        let ok: IpAddr = "198.18.0.11".parse().unwrap();
+        assert_eq!(ip_address("198.18.0.11"), Ok(ok));
+        assert!(message(ip_address("198.18.0.300")).contains("is not an IPv4 or IPv6 address"));
+        assert!(message(ip_address("::")).contains("unspecified"));
+        assert!(message(ip_address("ff02::1")).contains("multicast"));
+        assert_eq!(backend_address(ok, vip), Ok(ok));
+        assert_eq!(
+            message(backend_address("2001:2::11".parse().unwrap(), vip)),
+            "2001:2::11 is IPv6 but the VIP 198.18.0.100 is IPv4"
+        );
+        assert_eq!(
+            message(backend_address(vip, vip)),
+            "198.18.0.100 is the VIP's own address"
+        );
+        assert_eq!(listed_once(ok, None), Ok(()));
+        assert_eq!(
+            message(listed_once(ok, Some("backends[0]"))),
+            "198.18.0.11 is already backends[0]"
+        );
+    }
+
+    #[test]
+    fn macs_are_unicast_and_not_zero() {
+        assert_eq!(
+            mac("02:00:00:00:00:11").map(Mac::octets),
+            Ok([2, 0, 0, 0, 0, 0x11])
+        );
+        assert!(message(mac("01:00:00:00:00:11")).contains("multicast MAC"));
+        assert!(message(mac("00:00:00:00:00:00")).contains("all-zero"));
+        assert!(message(mac("02:00")).contains("aa:bb:cc:dd:ee:ff"));
+    }
+
+    #[test]
+    fn limits_are_told_apart_and_fields_named() {
+        assert_eq!(backends_per_vip(MAX_BACKENDS_PER_VIP), Ok(()));
+        let error = backends_per_vip(MAX_BACKENDS_PER_VIP + 1).unwrap_err();
+        assert!(error.is_limit());
+        assert!(!weight(-1).unwrap_err().is_limit());
+        assert_eq!(
+            weight(-1).unwrap_err().at("backends[1].weight").to_string(),
+            "backends[1].weight: -1 is out of range 0..=10000"
+        );
+    }
+}

@@ -1,0 +1,177 @@
+//! Things a valid configuration allows but an operator most likely did not
+//! mean: `lbctl config check` prints them and lbd logs them at start-up,
+//! neither refuses the file.
+
+use std::{
+    fmt,
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+};
+
+use super::{Config, VipConfig};
+
+/// One doubtful value, with the field it is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning {
+    /// The field, as the config file names it (`vip[0]`,
+    /// `vip[0].backend[1].address`).
+    pub field: String,
+    /// What is doubtful about it and what follows.
+    pub message: String,
+}
+
+impl fmt::Display for Warning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+/// Every warning about `config`, in file order.
+pub fn warnings(config: &Config) -> Vec<Warning> {
+    let mut out = Vec::new();
+    for (index, vip) in config.vips.iter().enumerate() {
+        vip_warnings(index, vip, &mut out);
+    }
+    out
+}
+
+fn vip_warnings(index: usize, vip: &VipConfig, out: &mut Vec<Warning>) {
+    let service = format!(
+        "{}/{}",
+        SocketAddr::new(vip.address, vip.port),
+        vip.protocol
+    );
+    if let Some(kind) = unusual(vip.address) {
+        out.push(Warning {
+            field: format!("vip[{index}].address"),
+            message: format!(
+                "{} is {kind}: clients on the network cannot reach this VIP",
+                vip.address
+            ),
+        });
+    }
+    if vip.backends.is_empty() {
+        out.push(Warning {
+            field: format!("vip[{index}]"),
+            message: format!("VIP {service} has no backends: it drops every new flow"),
+        });
+    } else if vip.backends.iter().all(|b| b.weight == 0) {
+        out.push(Warning {
+            field: format!("vip[{index}]"),
+            message: format!(
+                "every backend of VIP {service} has weight 0: it drops every new flow"
+            ),
+        });
+    }
+    for (b, backend) in vip.backends.iter().enumerate() {
+        if let Some(kind) = unusual(backend.address) {
+            out.push(Warning {
+                field: format!("vip[{index}].backend[{b}].address"),
+                message: format!(
+                    "{} is {kind}: no backend on the network has it",
+                    backend.address
+                ),
+            });
+        }
+    }
+}
+
+/// What kind of address `address` is, if it is no address of one host on
+/// the network.
+fn unusual(address: IpAddr) -> Option<&'static str> {
+    let address = address.to_canonical();
+    if address.is_loopback() {
+        Some("a loopback address")
+    } else if address.is_multicast() {
+        Some("a multicast address")
+    } else if address.is_unspecified() {
+        Some("the unspecified address")
+    } else if address == IpAddr::V4(Ipv4Addr::BROADCAST) {
+        Some("the broadcast address")
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{BackendConfig, Protocol};
+
+    fn config(vips: Vec<VipConfig>) -> Config {
+        let mut config = Config::from_toml_str("interface = \"eth0\"\n", "test.toml").unwrap();
+        config.vips = vips;
+        config
+    }
+
+    fn vip(address: &str, backends: &[(&str, u32)]) -> VipConfig {
+        let mut vip = VipConfig::new(address.parse().unwrap(), 80, Protocol::Tcp);
+        vip.backends = backends
+            .iter()
+            .map(|(address, weight)| BackendConfig {
+                weight: *weight,
+                ..BackendConfig::new(address.parse().unwrap())
+            })
+            .collect();
+        vip
+    }
+
+    fn shown(config: &Config) -> Vec<String> {
+        warnings(config).iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn a_sound_config_has_none() {
+        let sound = config(vec![
+            vip("198.18.0.100", &[("198.18.0.11", 100), ("198.18.0.12", 0)]),
+            vip("2001:2::100", &[("2001:2::11", 1)]),
+        ]);
+        assert_eq!(shown(&sound), Vec::<String>::new());
+        assert_eq!(shown(&config(Vec::new())), Vec::<String>::new());
+    }
+
+    #[test]
+    fn vips_that_take_no_flow() {
+        let doubtful = config(vec![
+            vip("198.18.0.100", &[]),
+            vip("2001:2::100", &[("2001:2::11", 0), ("2001:2::12", 0)]),
+        ]);
+        assert_eq!(
+            shown(&doubtful),
+            [
+                "vip[0]: VIP 198.18.0.100:80/tcp has no backends: it drops every new flow",
+                "vip[1]: every backend of VIP [2001:2::100]:80/tcp has weight 0: it drops every new flow",
+            ]
+        );
+    }
+
+    #[test]
+    fn addresses_of_no_host() {
+        let doubtful = config(vec![
+            vip("127.0.0.1", &[("127.0.0.2", 1)]),
+            vip("255.255.255.255", &[("198.18.0.11", 1), ("224.0.0.1", 1)]),
+            vip("::1", &[("::ffff:127.0.0.1", 1), ("::", 1)]),
+        ]);
+        assert_eq!(
+            shown(&doubtful),
+            [
+                "vip[0].address: 127.0.0.1 is a loopback address: clients on the network cannot reach this VIP",
+                "vip[0].backend[0].address: 127.0.0.2 is a loopback address: no backend on the network has it",
+                "vip[1].address: 255.255.255.255 is the broadcast address: clients on the network cannot reach this VIP",
+                "vip[1].backend[1].address: 224.0.0.1 is a multicast address: no backend on the network has it",
+                "vip[2].address: ::1 is a loopback address: clients on the network cannot reach this VIP",
+                "vip[2].backend[0].address: ::ffff:127.0.0.1 is a loopback address: no backend on the network has it",
+                "vip[2].backend[1].address: :: is the unspecified address: no backend on the network has it",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_loaded_file_is_warned_about_too() {
+        let loaded = Config::from_toml_str(
+            "interface = \"eth0\"\n[[vip]]\naddress = \"127.0.0.1\"\nport = 80\n",
+            "test.toml",
+        )
+        .unwrap();
+        assert_eq!(warnings(&loaded).len(), 2, "{:?}", warnings(&loaded));
+    }
+}
