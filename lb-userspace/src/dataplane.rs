@@ -6,7 +6,7 @@
 use std::collections::HashMap as StdHashMap;
 
 use aya::{
-    maps::{Array, HashMap, MapData, MapInfo, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, MapData, MapInfo, PerCpuArray, PerCpuValues, RingBuf},
     programs::{
         links::{FdLink, PinnedLink},
         xdp::{XdpLink, XdpLinkId},
@@ -118,6 +118,11 @@ pub trait MapWriter {
     fn set_vip(&mut self, key: &VipKey, meta: &VipMeta) -> Result<()>;
     /// Removes a VIP: its packets pass up the stack from then on.
     fn remove_vip(&mut self, key: &VipKey) -> Result<()>;
+    /// Zeroes the traffic counters of VIP id `vip_id`, so a VIP given a
+    /// freed id does not inherit what its previous holder counted.
+    fn clear_vip_traffic(&mut self, vip_id: u32) -> Result<()>;
+    /// Zeroes the traffic counters of backend id `id` (as for VIPs).
+    fn clear_backend_traffic(&mut self, id: u32) -> Result<()>;
 }
 
 /// Sizes of the maps, fixed at load time.
@@ -698,6 +703,14 @@ impl MapWriter for Dataplane {
             .remove(key)
             .map_err(|e| map_error("removing from", names::MAP_VIPS, e))
     }
+
+    fn clear_vip_traffic(&mut self, vip_id: u32) -> Result<()> {
+        clear_traffic(&mut self.vip_stats, vip_id, names::MAP_VIP_STATS)
+    }
+
+    fn clear_backend_traffic(&mut self, id: u32) -> Result<()> {
+        clear_traffic(&mut self.backend_stats, id, names::MAP_BACKEND_STATS)
+    }
 }
 
 /// A `DataplaneEvent` from a ring-buffer record, if it has the size.
@@ -759,6 +772,19 @@ fn sum_traffic(
         .fold(TrafficCounters::default(), |acc, c| acc.plus(*c)))
 }
 
+fn clear_traffic(
+    map: &mut PerCpuArray<MapData, TrafficCounters>,
+    id: u32,
+    name: &'static str,
+) -> Result<()> {
+    let zero = aya::util::nr_cpus()
+        .map_err(|(_, e)| e)
+        .and_then(|cpus| PerCpuValues::try_from(vec![TrafficCounters::default(); cpus]))
+        .map_err(|e| map_error("zeroing", name, aya::maps::MapError::IoError(e)))?;
+    map.set(id, zero, 0)
+        .map_err(|e| map_error("zeroing", name, e))
+}
+
 /// In-memory `MapWriter` for tests of the control plane's logic.
 #[derive(Debug, Default)]
 pub struct FakeMaps {
@@ -774,6 +800,10 @@ pub struct FakeMaps {
     pub slot_writes: usize,
     /// Order of writes other than table slots: "backend <id>", "vip <id>".
     pub log: Vec<String>,
+    /// Traffic counted per VIP id (tests set it; clearing removes it).
+    pub vip_traffic: StdHashMap<u32, TrafficCounters>,
+    /// Traffic counted per backend id (as `vip_traffic`).
+    pub backend_traffic: StdHashMap<u32, TrafficCounters>,
 }
 
 impl FakeMaps {
@@ -828,6 +858,16 @@ impl MapWriter for FakeMaps {
 
     fn remove_vip(&mut self, key: &VipKey) -> Result<()> {
         self.vips.remove(key);
+        Ok(())
+    }
+
+    fn clear_vip_traffic(&mut self, vip_id: u32) -> Result<()> {
+        self.vip_traffic.remove(&vip_id);
+        Ok(())
+    }
+
+    fn clear_backend_traffic(&mut self, id: u32) -> Result<()> {
+        self.backend_traffic.remove(&id);
         Ok(())
     }
 }

@@ -20,6 +20,8 @@ enum MapOp {
     },
     SetVip(VipKey, VipMeta),
     RemoveVip(VipKey),
+    ClearVipTraffic(u32),
+    ClearBackendTraffic(u32),
 }
 
 /// Writes recorded in order, to be replayed by [`MapLog::replay`].
@@ -45,6 +47,8 @@ impl MapLog {
                 }
                 MapOp::SetVip(key, meta) => maps.set_vip(key, meta)?,
                 MapOp::RemoveVip(key) => maps.remove_vip(key)?,
+                MapOp::ClearVipTraffic(id) => maps.clear_vip_traffic(*id)?,
+                MapOp::ClearBackendTraffic(id) => maps.clear_backend_traffic(*id)?,
             }
         }
         Ok(())
@@ -90,6 +94,16 @@ impl MapWriter for MapLog {
 
     fn remove_vip(&mut self, key: &VipKey) -> Result<(), DataplaneError> {
         self.ops.push(MapOp::RemoveVip(*key));
+        Ok(())
+    }
+
+    fn clear_vip_traffic(&mut self, vip_id: u32) -> Result<(), DataplaneError> {
+        self.ops.push(MapOp::ClearVipTraffic(vip_id));
+        Ok(())
+    }
+
+    fn clear_backend_traffic(&mut self, id: u32) -> Result<(), DataplaneError> {
+        self.ops.push(MapOp::ClearBackendTraffic(id));
         Ok(())
     }
 }

@@ -6,7 +6,12 @@
 //! `_total` counters, labels bounded by configuration (VIP, backend,
 //! reason, state), never per flow.
 
-use std::{net::IpAddr, time::Duration};
+use std::{
+    collections::HashSet,
+    net::IpAddr,
+    sync::{Mutex, MutexGuard, PoisonError},
+    time::Duration,
+};
 
 use prometheus_client::{
     encoding::text::encode,
@@ -96,6 +101,10 @@ type HistogramFamily = Family<Labels, Histogram, fn() -> Histogram>;
 #[derive(Debug)]
 pub struct Metrics {
     check_duration: HistogramFamily,
+    /// The backends `check_duration` has a series for (a family cannot be
+    /// listed), so that those no longer checked can be dropped. Locked
+    /// around every change of `check_duration`'s series.
+    checked: Mutex<HashSet<(VipId, IpAddr)>>,
     table_build: Histogram,
 }
 
@@ -115,18 +124,38 @@ impl Metrics {
     pub fn new() -> Self {
         Self {
             check_duration: Family::new_with_constructor(check_histogram),
+            checked: Mutex::new(HashSet::new()),
             table_build: Histogram::new(exponential_buckets(0.0001, 2.0, 14)),
         }
     }
 
-    /// Records one health check's duration.
-    pub fn observe_check(&self, vip: &VipId, backend: IpAddr, took: Duration) {
+    /// Records one health check's duration. `first`: the check's first
+    /// probe (a backend added or re-added, a check restarted with new
+    /// settings), whose counters start from zero: the histogram starts over
+    /// with them.
+    pub fn observe_check(&self, vip: &VipId, backend: IpAddr, took: Duration, first: bool) {
+        let labels = check_labels(vip, backend);
+        let mut checked = lock(&self.checked);
+        if first {
+            self.check_duration.remove(&labels);
+        }
+        checked.insert((*vip, backend));
         self.check_duration
-            .get_or_create(&vec![
-                ("vip".to_owned(), vip.to_string()),
-                ("backend".to_owned(), backend.to_string()),
-            ])
+            .get_or_create(&labels)
             .observe(took.as_secs_f64());
+    }
+
+    /// Drops the check histograms of backends for which `keep` is false
+    /// (no longer checked: removed, or their VIP removed), so their series
+    /// leave the next scrape like the status-backed ones do.
+    pub fn retain_checks(&self, keep: impl Fn(&VipId, IpAddr) -> bool) {
+        lock(&self.checked).retain(|(vip, backend)| {
+            let kept = keep(vip, *backend);
+            if !kept {
+                self.check_duration.remove(&check_labels(vip, *backend));
+            }
+            kept
+        });
     }
 
     /// Records one Maglev table build's duration.
@@ -147,6 +176,19 @@ impl Metrics {
         }
         text
     }
+}
+
+fn check_labels(vip: &VipId, backend: IpAddr) -> Labels {
+    vec![
+        ("vip".to_owned(), vip.to_string()),
+        ("backend".to_owned(), backend.to_string()),
+    ]
+}
+
+/// Locks the set of checked backends. Each change under it is one insert
+/// or remove, never left half done, so poisoning is ignored.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The same metrics in the classic Prometheus text format (0.0.4), for
@@ -687,6 +729,57 @@ mod tests {
         }
     }
 
+    /// The value of sample `name{labels}` in `text`.
+    fn sample(text: &str, name: &str, labels: &str) -> Option<f64> {
+        let prefix = format!("{name}{{{labels}}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|v| v.trim().parse().ok())
+    }
+
+    #[test]
+    fn a_removed_backend_leaves_no_series_and_a_re_added_one_starts_clean() {
+        let metrics = Metrics::new();
+        let vip: VipId = "198.18.0.100:80/tcp".parse().unwrap();
+        let address: IpAddr = "198.18.0.11".parse().unwrap();
+        let mut status = full_status();
+        for first in [true, false, false] {
+            metrics.observe_check(&vip, address, Duration::from_millis(1), first);
+        }
+        let text = metrics.render(&status);
+        assert!(text.contains("backend=\"198.18.0.11\""), "{text}");
+
+        // Removed: from the model (so from the status) and from the checks.
+        let removed = status.vips[0].backends.remove(0);
+        metrics.retain_checks(|_, backend| backend != address);
+        let text = metrics.render(&status);
+        assert!(
+            !text.contains("198.18.0.11"),
+            "series of the removed backend left:\n{text}"
+        );
+
+        // Added again: its check starts from zero, the histogram with it.
+        let mut again = removed;
+        if let Some(check) = &mut again.check {
+            check.checks = 2;
+        }
+        status.vips[0].backends.push(again);
+        metrics.observe_check(&vip, address, Duration::from_millis(1), true);
+        metrics.observe_check(&vip, address, Duration::from_millis(1), false);
+        let text = metrics.render(&status);
+        let labels = "vip=\"198.18.0.100:80/tcp\",backend=\"198.18.0.11\"";
+        assert_eq!(
+            sample(&text, "lbd_health_check_duration_seconds_count", labels),
+            Some(2.0),
+            "{text}"
+        );
+        assert_eq!(
+            sample(&text, "lbd_health_checks_total", labels),
+            sample(&text, "lbd_health_check_duration_seconds_count", labels),
+            "{text}"
+        );
+    }
+
     #[test]
     fn every_family_renders_with_its_values() {
         let metrics = Metrics::new();
@@ -694,6 +787,7 @@ mod tests {
             &"198.18.0.100:80/tcp".parse().unwrap(),
             "198.18.0.11".parse().unwrap(),
             Duration::from_millis(1),
+            true,
         );
         metrics.observe_table_build(Duration::from_micros(700));
         let text = metrics.render(&full_status());

@@ -432,6 +432,10 @@ impl Balancer {
                 basis: None,
             },
         };
+        if is_new {
+            // A freed id: the counters must not carry its last VIP's traffic.
+            maps.clear_vip_traffic(vip.id)?;
+        }
         if vip.table_size != desired.table_size {
             // Different size: neither copy's content can be diffed against.
             vip.table_size = desired.table_size;
@@ -475,6 +479,8 @@ impl Balancer {
                         generation: self.next_generation(),
                         ..target
                     };
+                    // As for VIP ids: a new backend counts from zero.
+                    maps.clear_backend_traffic(next.id)?;
                     self.write_backend(maps, vip.id, backend.address, &next)?;
                     report.backends_written += 1;
                     next
@@ -633,6 +639,7 @@ fn build_table(id: &VipId, vip: &AppliedVip, mode: MaglevMode) -> Result<Vec<u32
 mod tests {
     use super::*;
     use crate::{config::BackendConfig, dataplane::FakeMaps};
+    use lb_common::TrafficCounters;
 
     fn backend(address: &str, weight: u32) -> BackendConfig {
         let last = address
@@ -851,6 +858,47 @@ mod tests {
         assert_eq!(new.id, gone.id, "the freed id is reused");
         assert_ne!(new.generation, gone.generation, "with a new generation");
         assert_eq!(maps.backends[&new.id].generation, new.generation);
+    }
+
+    #[test]
+    fn a_reused_vip_or_backend_id_starts_with_no_traffic() {
+        let mut maps = FakeMaps::default();
+        let mut balancer = Balancer::new(4);
+        let counted = TrafficCounters {
+            packets: 7,
+            bytes: 700,
+            new_flows: 1,
+        };
+        run(&mut balancer, &mut maps, &[vip(1009, three())], NO_MAC).unwrap();
+        let applied = balancer.vips().values().next().unwrap().clone();
+        let vip_id = applied.id;
+        let backend_id = applied.backends[&"198.18.0.12".parse::<IpAddr>().unwrap()].id;
+        maps.vip_traffic.insert(vip_id, counted);
+        maps.backend_traffic.insert(backend_id, counted);
+        let kept = applied.backends[&"198.18.0.11".parse::<IpAddr>().unwrap()].id;
+        maps.backend_traffic.insert(kept, counted);
+
+        // The backend goes and comes back: a new backend on the freed id.
+        let two = vec![backend("198.18.0.11", 100), backend("198.18.0.13", 100)];
+        run(&mut balancer, &mut maps, &[vip(1009, two)], NO_MAC).unwrap();
+        run(&mut balancer, &mut maps, &[vip(1009, three())], NO_MAC).unwrap();
+        let again = balancer.vips().values().next().unwrap().backends
+            [&"198.18.0.12".parse::<IpAddr>().unwrap()]
+            .id;
+        assert_eq!(again, backend_id, "the freed id is reused");
+        assert_eq!(maps.backend_traffic.get(&again), None, "counters cleared");
+        assert_eq!(
+            maps.backend_traffic.get(&kept),
+            Some(&counted),
+            "a backend that stayed keeps its counters"
+        );
+        assert_eq!(maps.vip_traffic.get(&vip_id), Some(&counted));
+
+        // The VIP goes and comes back on the same id.
+        run(&mut balancer, &mut maps, &[], NO_MAC).unwrap();
+        run(&mut balancer, &mut maps, &[vip(1009, three())], NO_MAC).unwrap();
+        assert_eq!(balancer.vips().values().next().unwrap().id, vip_id);
+        assert_eq!(maps.vip_traffic.get(&vip_id), None, "counters cleared");
     }
 
     #[test]

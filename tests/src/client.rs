@@ -21,6 +21,16 @@ impl Tally {
     pub fn succeeded(&self) -> u64 {
         self.by_backend.values().sum()
     }
+
+    /// Adds what another burst produced (a burst sent in steps).
+    pub fn add(&mut self, other: Tally) {
+        for (backend, served) in other.by_backend {
+            *self.by_backend.entry(backend).or_default() += served;
+        }
+        self.failed += other.failed;
+        let room = 5usize.saturating_sub(self.errors.len());
+        self.errors.extend(other.errors.into_iter().take(room));
+    }
 }
 
 /// The URL of `/` on the lab's HTTP port of `address`.

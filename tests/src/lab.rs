@@ -986,6 +986,23 @@ pub fn remove_pins(prefix: &str) {
     }
 }
 
+/// Pin directories of lab `prefix` that still exist (empty after drop).
+pub fn pins_with_prefix(prefix: &str) -> Vec<PathBuf> {
+    fs::read_dir(BPFFS)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .starts_with(&format!("{prefix}-"))
+                })
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Namespaces of this lab that still exist (empty after drop).
 pub fn namespaces_with_prefix(prefix: &str) -> Vec<String> {
     output("ip", &["netns", "list"])

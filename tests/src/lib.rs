@@ -1,7 +1,8 @@
 //! Test support for the load balancer: crafted packets, a BPF_PROG_TEST_RUN
 //! bed around the real XDP object, and a lab of network namespaces with
 //! real nginx backends that cleans up after itself; the checks behind the
-//! fuzz targets and the reference parser that judges the data plane.
+//! fuzz targets and the reference parser that judges the data plane; the
+//! helpers the integration tests share.
 pub mod bench;
 pub mod client;
 pub mod corpus;
@@ -11,4 +12,5 @@ pub mod lab;
 pub mod lbd_maps;
 pub mod oracle;
 pub mod packet;
+pub mod support;
 pub mod testbed;

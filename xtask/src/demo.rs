@@ -1,7 +1,7 @@
 //! `cargo xtask demo`: the lab with real nginx backends behind lbd, a burst
 //! of requests from the client, and who served them.
 
-use crate::cmd::{command, exec, require_root, root};
+use crate::cmd::{command, exec_passing_signals, require_root, root};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -35,5 +35,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     }
     let mut cmd = command("cargo", &demo_args);
     cmd.env("LBD_BIN", lbd);
-    exec(&mut cmd)
+    // Ctrl-C (or a signal to xtask alone) reaches the demo, and xtask
+    // returns only once it has torn its lab down.
+    exec_passing_signals(&mut cmd)?;
+    Ok(())
 }

@@ -123,8 +123,10 @@ impl Engine {
         let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
         let observed = metrics.clone();
         let checker = HealthChecker::new(events_tx).with_observer(std::sync::Arc::new(
-            move |(vip, backend): &BackendKey, result: &crate::health::ProbeResult| {
-                observed.observe_check(vip, *backend, result.latency);
+            move |(vip, backend): &BackendKey,
+                  result: &crate::health::ProbeResult,
+                  status: &crate::health::HealthStatus| {
+                observed.observe_check(vip, *backend, result.latency, status.checks == 1);
             },
         ));
         let mut balancer = Balancer::new(sizes.max_vips);
@@ -250,6 +252,8 @@ impl Engine {
         let keys: std::collections::HashSet<BackendKey> = wanted.iter().map(|w| w.0).collect();
         self.checker.retain(|k| keys.contains(k));
         self.transitions.retain(|k, _| keys.contains(k));
+        self.metrics
+            .retain_checks(|vip, backend| keys.contains(&(*vip, backend)));
         for (key, target, settings, health) in wanted {
             self.checker.set(key, target, settings, health);
         }

@@ -222,8 +222,11 @@ where
         // Dropping `replaced` aborts the old task.
     }
 
-    /// Calls `observer` with every probe's result (e.g. to feed a latency
-    /// histogram); applies to tasks started from now on.
+    /// Calls `observer` with every probe's result and the status after it
+    /// (e.g. to feed a latency histogram that starts over with the
+    /// status's counters: `checks == 1` is a check's first probe); applies
+    /// to tasks started from now on. Only the current task of a key calls
+    /// it: never for a check that was removed or replaced.
     pub fn with_observer(mut self, observer: Observer<K>) -> Self {
         self.observer = Some(observer);
         self
@@ -262,8 +265,9 @@ where
     }
 }
 
-/// Sees every probe's result: the backend's key and the result.
-pub type Observer<K> = Arc<dyn Fn(&K, &ProbeResult) + Send + Sync>;
+/// Sees every probe's result: the backend's key, the result and the
+/// check's status after it. Called under the snapshot's lock: keep it short.
+pub type Observer<K> = Arc<dyn Fn(&K, &ProbeResult, &HealthStatus) + Send + Sync>;
 
 /// What one check task needs.
 struct Check<K> {
@@ -287,9 +291,6 @@ where
         tokio::time::sleep(start_delay(&self.key, self.settings.interval)).await;
         loop {
             let result = probe(&self.target, self.settings.timeout).await;
-            if let Some(observer) = &self.observer {
-                observer(&self.key, &result);
-            }
             let transition = machine.record(&result, Instant::now());
             debug!(
                 outcome = %result.outcome,
@@ -319,6 +320,12 @@ where
                     return;
                 };
                 entry.status.update(&machine, &result);
+                // Under the lock, like the status: a check that is gone
+                // observes nothing, so what the observer keeps (a
+                // histogram) agrees with the status's counters.
+                if let Some(observer) = &self.observer {
+                    observer(&self.key, &result, &entry.status);
+                }
                 if let (Some(permit), Some(transition)) = (permit, transition.clone()) {
                     permit.send(HealthEvent {
                         key: self.key.clone(),

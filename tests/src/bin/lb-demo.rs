@@ -2,14 +2,26 @@
 //! on the LB node, three nginx backends), sends requests from the client to
 //! the VIP, prints who served them and what the data plane counted, then
 //! tears the lab down (or, with --keep, waits for Ctrl-C first).
+//!
+//! However it is stopped, the lab goes: SIGINT (Ctrl-C, to the demo alone
+//! or its whole process group), SIGTERM or SIGHUP at any step, or the death
+//! of whatever started it (a killed `cargo xtask demo`), end the current
+//! step and tear the lab down before the demo exits.
 
-use std::net::IpAddr;
+use std::{
+    net::IpAddr,
+    process::ExitCode,
+    sync::{
+        atomic::{AtomicI32, Ordering},
+        mpsc, Mutex,
+    },
+};
 
-use anyhow::Context as _;
+use anyhow::{bail, Context as _};
 use clap::Parser;
 use lb_common::stats::Counter;
 use lb_tests::{
-    client,
+    client::{self, Tally},
     lab::{Lab, VIP4, VIP6},
     lbd_maps::LbdMaps,
 };
@@ -25,18 +37,38 @@ struct Args {
     keep: bool,
 }
 
-fn main() -> anyhow::Result<()> {
+/// Requests sent between two looks at whether the demo was stopped.
+const REQUESTS_PER_STEP: u32 = 50;
+
+fn main() -> ExitCode {
     let args = Args::parse();
-    if args.keep {
-        // Wait for the signals with sigwait below instead of dying on them,
-        // so the lab is always torn down. Children start with a clean mask.
-        block_termination_signals();
+    let stop = Stop::watch();
+    let result = run(&args, &stop); // the lab is gone when run returns
+    match (result, stop.signal()) {
+        (Ok(()), _) => {
+            println!("Lab torn down.");
+            ExitCode::SUCCESS
+        }
+        (Err(_), Some(signal)) => {
+            println!("Stopped by {}: lab torn down.", signal_name(signal));
+            ExitCode::from(u8::try_from(128 + signal).unwrap_or(1))
+        }
+        (Err(error), None) => {
+            eprintln!("lb-demo: {error:#}");
+            ExitCode::FAILURE
+        }
     }
+}
+
+fn run(args: &Args, stop: &Stop) -> anyhow::Result<()> {
     println!("Building the lab: client, lb (lbd + XDP), backends b1 b2 b3 (nginx) ...");
     let mut lab = Lab::start(3)?;
+    stop.check()?;
     lab.wait_for_backends()?;
+    stop.check()?;
     let config = lab.lbd_config();
     let pid = lab.start_lbd(&config)?;
+    stop.check()?;
     println!(
         "lbd is running on {} (eth0 {}), VIPs {VIP4}:80 and [{VIP6}]:80\n",
         lab.lb.netns, lab.lb.ipv4
@@ -44,7 +76,7 @@ fn main() -> anyhow::Result<()> {
     println!("lbd config:\n{config}");
 
     for vip in [IpAddr::V4(VIP4), IpAddr::V6(VIP6)] {
-        let tally = client::burst(&lab.client.netns, vip, args.requests)?;
+        let tally = burst(&lab, vip, args.requests, stop)?;
         println!(
             "{} requests to {vip} (one TCP connection each):",
             args.requests
@@ -73,33 +105,110 @@ fn main() -> anyhow::Result<()> {
             lab.lb.netns,
             lab.dir.display()
         );
-        wait_for_termination_signal();
+        stop.wait();
     }
     drop(lab);
-    println!("Lab torn down.");
     Ok(())
 }
 
-fn termination_signals() -> libc::sigset_t {
+/// `count` requests to `vip`, a step at a time so that a stop is not held
+/// up by the rest of the burst.
+fn burst(lab: &Lab, vip: IpAddr, count: u32, stop: &Stop) -> anyhow::Result<Tally> {
+    let mut tally = Tally::default();
+    let mut left = count;
+    while left > 0 {
+        let step = left.min(REQUESTS_PER_STEP);
+        tally.add(client::burst(&lab.client.netns, vip, step)?);
+        left -= step;
+        stop.check()?;
+    }
+    Ok(tally)
+}
+
+/// The signals that stop the demo (SIGHUP: its terminal went away).
+const STOP_SIGNALS: [i32; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+
+/// Whether (and by which signal) the demo was asked to stop. The signals
+/// are blocked in every thread and taken by one that waits for them, so
+/// none can end the process before the lab is torn down.
+struct Stop {
+    signal: &'static AtomicI32,
+    received: Mutex<mpsc::Receiver<i32>>,
+}
+
+impl Stop {
+    /// Blocks the stop signals, asks for SIGTERM when the parent dies, and
+    /// starts the thread that waits for them. Call before any other thread
+    /// starts (they inherit the blocked set; children start with a clean
+    /// one).
+    fn watch() -> Self {
+        static SIGNAL: AtomicI32 = AtomicI32::new(0);
+        let set = stop_signals();
+        let parent = std::os::unix::process::parent_id();
+        // SAFETY: blocks the signals for this thread and the threads it
+        // starts; asks the kernel for SIGTERM when the parent goes (plain
+        // integer arguments).
+        unsafe {
+            libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+        }
+        let (tx, received) = mpsc::channel();
+        if std::os::unix::process::parent_id() != parent {
+            // The parent went before the request: as if it had come.
+            SIGNAL.store(libc::SIGTERM, Ordering::SeqCst);
+            let _ = tx.send(libc::SIGTERM);
+        }
+        std::thread::spawn(move || {
+            let mut signal = 0;
+            // SAFETY: the signals are blocked, so sigwait receives them.
+            if unsafe { libc::sigwait(&set, &mut signal) } == 0 {
+                let _ = SIGNAL.compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst);
+                let _ = tx.send(signal);
+            }
+        });
+        Self {
+            signal: &SIGNAL,
+            received: Mutex::new(received),
+        }
+    }
+
+    /// The signal that stopped the demo, if one did.
+    fn signal(&self) -> Option<i32> {
+        Some(self.signal.load(Ordering::SeqCst)).filter(|s| *s != 0)
+    }
+
+    /// Fails once a stop signal has come, so the step in progress ends.
+    fn check(&self) -> anyhow::Result<()> {
+        if let Some(signal) = self.signal() {
+            bail!("stopped by {}", signal_name(signal));
+        }
+        Ok(())
+    }
+
+    /// Waits for a stop signal.
+    fn wait(&self) {
+        let received = self.received.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = received.recv();
+    }
+}
+
+fn stop_signals() -> libc::sigset_t {
     // SAFETY: sigset manipulation on a local set.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGINT);
-        libc::sigaddset(&mut set, libc::SIGTERM);
+        for signal in STOP_SIGNALS {
+            libc::sigaddset(&mut set, signal);
+        }
         set
     }
 }
 
-fn block_termination_signals() {
-    let set = termination_signals();
-    // SAFETY: blocks the signals for this thread and threads it starts.
-    unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
-}
-
-fn wait_for_termination_signal() {
-    let set = termination_signals();
-    let mut signal = 0;
-    // SAFETY: the signals are blocked, so sigwait receives them.
-    unsafe { libc::sigwait(&set, &mut signal) };
+fn signal_name(signal: i32) -> &'static str {
+    match signal {
+        libc::SIGINT => "SIGINT",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGHUP => "SIGHUP",
+        _ => "a signal",
+    }
 }

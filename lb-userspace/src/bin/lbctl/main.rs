@@ -3,9 +3,11 @@
 //! failure, 2 bad usage or refused request, 3 no such VIP/backend, 4
 //! exists already, 5 lbd not reachable, 6 a drain's timeout cut flows, 7 a
 //! drain waited on was ended by another change (undrained, maintenance,
-//! removed).
+//! removed). When its output is closed (`| head -1`), lbctl ends quietly by
+//! SIGPIPE, as other Unix filters do.
 
 mod backend;
+mod closed_output;
 mod completions;
 mod config_check;
 mod config_dump;
@@ -100,6 +102,7 @@ impl Failure {
 }
 
 fn main() -> ExitCode {
+    closed_output::die_quietly_on_closed_stdout();
     let cli = Cli::parse();
     let client = Client::new(&cli.socket, Duration::from_secs(cli.api_timeout));
     let runtime = match tokio::runtime::Builder::new_current_thread()
