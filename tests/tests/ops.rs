@@ -77,7 +77,7 @@ fn removed_vips_and_backends_leave_no_series_and_come_back_clean() {
         status(&lab).vips[0]
             .backends
             .iter()
-            .all(|b| b.health == "up")
+            .all(|b| b.health == lb_userspace::api::schema::HealthStatus::Up)
     });
     let b1 = lab.backends[0].ipv4.to_string();
     let b2_address = IpAddr::V4(lab.backends[1].ipv4);
