@@ -18,6 +18,7 @@ pub mod model;
 pub mod netlink;
 pub mod ownership;
 pub mod pinning;
+pub mod plan;
 pub mod privilege;
 pub mod reconcile;
 pub mod sync;

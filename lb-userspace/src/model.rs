@@ -20,6 +20,7 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::plan::{PlanChange, VipPlan};
 use crate::{
     config::{AllDown, BackendConfig, Config, VipConfig},
     health::Health,
@@ -624,6 +625,18 @@ pub fn drain_timeout(
     })
 }
 
+/// Whether a model of `next` VIPs fits maps sized for `capacity` VIPs at
+/// start, coming from `current`: a change may not add past the capacity,
+/// but a model already past it (a smaller restart) may still shrink.
+pub fn fits_the_maps(next: usize, current: usize, capacity: u32) -> Result<(), ModelError> {
+    if next > capacity as usize && next > current {
+        return Err(ModelError::Limit(format!(
+            "too many VIPs: the data plane was sized for {capacity} at start (the file's VIPs and room for more); restart lbd to make room for {next}"
+        )));
+    }
+    Ok(())
+}
+
 impl Model {
     /// Applies one operator edit at `now`; on error nothing changed.
     /// Returns the drain's effective timeout for a drain.
@@ -683,46 +696,6 @@ impl Model {
         }
         expired
     }
-}
-
-/// What a change does to one VIP.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PlanChange {
-    /// The VIP is new.
-    Added,
-    /// The VIP goes away.
-    Removed,
-    /// The VIP stays; its backends, weights or states change.
-    Changed,
-}
-
-impl fmt::Display for PlanChange {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            PlanChange::Added => "added",
-            PlanChange::Removed => "removed",
-            PlanChange::Changed => "changed",
-        })
-    }
-}
-
-/// What a change does to one VIP's new flows.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct VipPlan {
-    /// The VIP.
-    pub vip: String,
-    /// What happens to it.
-    pub change: PlanChange,
-    /// Share of new flows per backend before.
-    pub before: BTreeMap<IpAddr, f64>,
-    /// Share of new flows per backend after.
-    pub after: BTreeMap<IpAddr, f64>,
-    /// Fraction of the table (of new flows' hash space) that changes
-    /// backend; absent for a VIP added or removed, where nothing moves
-    /// from one backend to another.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub moved_fraction: Option<f64>,
 }
 
 /// What going from `before` to `after` does, VIP by VIP (unchanged VIPs
@@ -821,6 +794,77 @@ mod tests {
             .find(|b| b.address == addr(last))
             .unwrap()
             .clone()
+    }
+
+    #[test]
+    fn a_drain_deadline_comes_from_the_request_else_the_vip_else_never() {
+        let week = MAX_DRAIN_TIMEOUT.as_secs();
+        let five = Some(Duration::from_secs(300));
+        let t = |requested, default| drain_timeout(requested, default).map(|t| (t.after, t.source));
+        assert_eq!(t(None, None), Ok((None, DrainTimeoutSource::None)));
+        assert_eq!(
+            t(None, five),
+            Ok((five, DrainTimeoutSource::VipDefault))
+        );
+        assert_eq!(
+            t(Some(30), five),
+            Ok((Some(Duration::from_secs(30)), DrainTimeoutSource::Request))
+        );
+        assert_eq!(t(Some(0), five), Ok((None, DrainTimeoutSource::Request)));
+        assert_eq!(
+            t(Some(week), None).map(|(a, _)| a),
+            Ok(Some(MAX_DRAIN_TIMEOUT))
+        );
+        assert!(t(Some(week + 1), None).is_err());
+    }
+
+    #[test]
+    fn a_drain_keeps_its_start_and_ends_in_maintenance_only_at_its_deadline() {
+        let mut model = Model::from_config(&config());
+        let start = Instant::now();
+        let drain = |timeout_s| Edit::Drain {
+            vip: vip_id(),
+            backend: addr(11),
+            timeout_s,
+        };
+        let got = model.apply(&drain(None), start).unwrap();
+        assert_eq!(got.map(|t| t.after), Some(None));
+        let later = start + Duration::from_secs(10);
+        model.apply(&drain(Some(5)), later).unwrap();
+        let backend = model.backend(&vip_id(), addr(11)).unwrap();
+        assert_eq!(
+            backend.admin,
+            AdminState::Draining {
+                since: start,
+                deadline: Some(later + Duration::from_secs(5))
+            }
+        );
+        assert!(model.expire_drains(later).is_empty());
+        let cut = model.expire_drains(later + Duration::from_secs(5));
+        assert_eq!(cut, vec![(vip_id(), addr(11))]);
+        let backend = model.backend(&vip_id(), addr(11)).unwrap();
+        assert_eq!(backend.admin, AdminState::Maintenance);
+        assert!(backend.drain_timed_out);
+        // Any admin change afterwards forgets the timeout.
+        model.apply(&Edit::Enable(vip_id(), addr(11)), later).unwrap();
+        assert!(!model.backend(&vip_id(), addr(11)).unwrap().drain_timed_out);
+        // Refusals change nothing.
+        let before = model.clone();
+        assert!(model.apply(&drain(Some(8 * 86_400)), later).is_err());
+        assert!(model
+            .apply(&Edit::Enable(vip_id(), addr(99)), later)
+            .is_err());
+        assert_eq!(model, before);
+    }
+
+    #[test]
+    fn the_maps_refuse_growth_past_their_size_but_not_shrinking() {
+        assert!(fits_the_maps(16, 15, 16).is_ok());
+        assert!(matches!(
+            fits_the_maps(17, 16, 16),
+            Err(ModelError::Limit(_))
+        ));
+        assert!(fits_the_maps(17, 18, 16).is_ok());
     }
 
     #[test]

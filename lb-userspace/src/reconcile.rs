@@ -20,7 +20,7 @@ use crate::{
     dataplane::{AdoptedState, DataplaneError, MapWriter},
     maglev::{self, MaglevBackend, MaglevError},
     map_log::MapLog,
-    model::{PlanChange, VipPlan},
+    plan::{PlanChange, VipPlan},
 };
 
 /// Why a change could not be applied. Nothing is half-applied: a failed
@@ -804,6 +804,42 @@ mod tests {
                 MaglevMode::Consistent => assert!(moved > held, "{moved} vs {held}"),
             }
             assert!(!after.contains(&gone));
+        }
+    }
+
+    #[test]
+    fn a_staged_change_plans_exactly_what_its_commit_writes() {
+        let many: Vec<BackendConfig> = (0..100)
+            .map(|i| backend(&format!("198.18.1.{}", i + 1), 100))
+            .collect();
+        let mut fewer = many.clone();
+        fewer.remove(49);
+        for mode in [MaglevMode::Consistent, MaglevMode::Minimal] {
+            let mut maps = FakeMaps::default();
+            let mut balancer = Balancer::new(4);
+            balancer.set_maglev_mode(mode);
+            run(&mut balancer, &mut maps, &[vip(65_537, many.clone())], NO_MAC).unwrap();
+            let key = VipId::of(&vip(65_537, many.clone())).key();
+            let before = maps.live_table(&key).unwrap();
+            let desired = [DesiredVip::from_config(&vip(65_537, fewer.clone()), NO_MAC)];
+            let staged = balancer.stage(&desired).unwrap();
+            let plan = balancer.plan(&staged);
+            // Staging wrote nothing.
+            assert_eq!(maps.live_table(&key).unwrap(), before);
+            balancer.commit(&mut maps, staged).unwrap();
+            let after = maps.live_table(&key).unwrap();
+            let moved = before.iter().zip(&after).filter(|(a, b)| a != b).count();
+            assert_eq!(plan.len(), 1);
+            assert_eq!(plan[0].change, PlanChange::Changed);
+            let planned = plan[0].moved_fraction.unwrap();
+            assert!(
+                (planned - moved as f64 / 65_537.0).abs() < 1e-12,
+                "{mode:?}: planned {planned}, moved {moved}"
+            );
+            if mode == MaglevMode::Minimal {
+                // Exactly the removed backend's share, as the plan said.
+                assert!((planned - 0.01).abs() < 0.001, "{planned}");
+            }
         }
     }
 

@@ -24,14 +24,6 @@ pub enum ChangeError {
     /// limit).
     #[error(transparent)]
     Model(#[from] ModelError),
-    /// More VIPs than the maps were sized for at start.
-    #[error("too many VIPs: the data plane was sized for {capacity} at start (the file's VIPs and room for more); restart lbd to make room for {wanted}")]
-    MapsFull {
-        /// VIPs the maps hold.
-        capacity: u32,
-        /// VIPs the change needs.
-        wanted: usize,
-    },
     /// The config file could not be read or is invalid (reload).
     #[error("reload refused, running state unchanged: {0}")]
     File(String),
@@ -128,18 +120,13 @@ impl Engine {
         Ok((plan, Some(report)))
     }
 
-    /// Refuses a model with more VIPs than the maps were sized for at start
-    /// (the file's VIPs and some spare), rather than letting the data plane
-    /// refuse it halfway.
+    /// The model's rule on the maps' size, for this engine's maps.
     fn fits_the_maps(&self, next: &Model) -> Result<(), ChangeError> {
-        let capacity = self.dataplane.sizes().max_vips;
-        if next.vips.len() > capacity as usize && next.vips.len() > self.model.vips.len() {
-            return Err(ChangeError::MapsFull {
-                capacity,
-                wanted: next.vips.len(),
-            });
-        }
-        Ok(())
+        Ok(crate::model::fits_the_maps(
+            next.vips.len(),
+            self.model.vips.len(),
+            self.dataplane.sizes().max_vips,
+        )?)
     }
 
     /// Whether `model` has backends whose MAC is neither configured nor known.

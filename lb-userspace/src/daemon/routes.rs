@@ -112,9 +112,6 @@ fn outcome(result: Result<crate::api::schema::Change, ChangeError>) -> Response 
     match result {
         Ok(change) => Response::ok(change),
         Err(ChangeError::Model(error)) => model_error(&error),
-        Err(error @ ChangeError::MapsFull { .. }) => {
-            Response::error(400, code::LIMIT_EXCEEDED, error.to_string())
-        }
         Err(error @ ChangeError::File(_)) => {
             Response::error(400, code::BAD_REQUEST, error.to_string())
         }
