@@ -16,5 +16,6 @@ pub mod netlink;
 pub mod pinning;
 pub mod privilege;
 pub mod reconcile;
+pub(crate) mod slots;
 pub mod sync;
 pub mod vrrp;
