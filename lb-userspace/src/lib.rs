@@ -16,6 +16,7 @@ pub mod netlink;
 pub mod pinning;
 pub mod privilege;
 pub mod reconcile;
+pub(crate) mod rlimit;
 pub(crate) mod slots;
 pub mod sync;
 pub mod vrrp;
