@@ -21,6 +21,8 @@ pub mod pinning;
 pub mod plan;
 pub mod privilege;
 pub mod reconcile;
+pub(crate) mod rlimit;
+pub(crate) mod slots;
 pub mod sync;
 pub mod vip_id;
 pub mod vrrp;

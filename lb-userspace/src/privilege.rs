@@ -759,6 +759,16 @@ mod tests {
                 "--release-vips"
             ]
         );
+        // Open files for a node with every backend checked at once (4095),
+        // both listeners full (64 each) and the maps.
+        let nofile: Vec<u64> = unit_values(unit, "LimitNOFILE")
+            .iter()
+            .map(|v| v.parse().unwrap_or(0))
+            .collect();
+        assert!(
+            matches!(nofile[..], [n] if n >= 8192),
+            "LimitNOFILE={nofile:?}"
+        );
         // The families lbd opens sockets of, and no others.
         assert_eq!(
             unit_values(unit, "RestrictAddressFamilies"),

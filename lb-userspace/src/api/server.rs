@@ -35,9 +35,11 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::Value;
 use tokio::{
     net::{UnixListener, UnixStream},
-    sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore},
+    sync::{mpsc, watch},
 };
 use tracing::{debug, error, info, warn};
+
+use crate::slots::{self, Slot, SlotHandle, Slots};
 
 use super::{
     code, Handler, Method, Request, Response, API_VERSION, MAX_REQUEST_BYTES, MAX_REQUEST_HEADERS,
@@ -48,16 +50,23 @@ use super::{
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the check for a live server waits for a connection to be accepted.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
-/// How long a client may take to send a request's headers (also how long an
-/// idle connection stays open).
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client may take to send a request's whole head, from the
+/// connection's start or the end of the previous answer (also how long an
+/// idle connection stays open). One deadline for the head, not reset by
+/// each byte: hyper's `header_read_timeout` starts it when it begins
+/// reading a head and clears it only once the head is complete.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a client may take to send a request's body.
 pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bytes of an unwanted request body read and dropped before answering (see [`discard`]).
 const DISCARD_LIMIT: u64 = 4 << 20;
 /// Time spent reading and dropping an unwanted request body.
 const DISCARD_TIMEOUT: Duration = Duration::from_secs(1);
-/// Connections served at once; more wait in the listen backlog.
+/// Connections served at once. Past it, a new connection takes the slot of
+/// one still waiting for its request — of the user (`SO_PEERCRED` uid)
+/// holding the most slots, the one waiting longest —, so slow clients
+/// cannot keep the owner out; when none can give way, newcomers wait in
+/// the listen backlog. See `slots`.
 const MAX_CONNECTIONS: usize = 64;
 /// Pause after a failed accept (out of file descriptors, say) before the next.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -223,7 +232,8 @@ impl Server {
         // Every connection and handler task holds a sender: `recv` returning
         // `None` means all of them are done.
         let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
-        let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        // Keyed by the peer's uid (`None` if the kernel does not say).
+        let slots = Slots::<Option<u32>>::new(MAX_CONNECTIONS, slots::GRACE);
         let mut builder = http1::Builder::new();
         builder
             .timer(TokioTimer::new())
@@ -233,14 +243,13 @@ impl Server {
         let mut shutdown = std::pin::pin!(shutdown);
 
         loop {
-            let permit = tokio::select! {
+            // Past the cap, and with no connection to give way, newcomers
+            // wait in the backlog.
+            tokio::select! {
                 biased;
                 () = &mut shutdown => break,
-                permit = Arc::clone(&slots).acquire_owned() => match permit {
-                    Ok(permit) => permit,
-                    Err(_) => break, // closed: never happens, the semaphore is ours
-                },
-            };
+                () = slots.ready() => {}
+            }
             let stream = tokio::select! {
                 biased;
                 () = &mut shutdown => break,
@@ -256,13 +265,19 @@ impl Server {
                     }
                 },
             };
+            let peer = stream.peer_cred().ok().map(|cred| cred.uid());
+            let slot = tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                slot = slots.admit(peer) => slot,
+            };
             tokio::spawn(serve_connection(
                 stream,
                 builder.clone(),
                 Arc::clone(&handler),
                 stop_rx.clone(),
                 alive_tx.clone(),
-                permit,
+                slot,
                 options.body_timeout,
             ));
         }
@@ -412,21 +427,24 @@ async fn install(
     })
 }
 
-/// Serves one connection until the client closes it or the server stops.
+/// Serves one connection until the client closes it, the server stops, or
+/// its slot is taken for a newcomer (only while it waits for a request).
 async fn serve_connection<H: Handler>(
     stream: UnixStream,
     builder: http1::Builder,
     handler: Arc<H>,
     stop: watch::Receiver<bool>,
     alive: mpsc::Sender<()>,
-    _slot: OwnedSemaphorePermit,
+    mut slot: Slot<Option<u32>>,
     body_timeout: Duration,
 ) {
     let handler_alive = alive.clone();
+    let handle = slot.handle();
     let service = service_fn(move |request| {
         let handler = Arc::clone(&handler);
         let alive = handler_alive.clone();
-        async move { Ok::<_, Infallible>(respond(request, handler, alive, body_timeout).await) }
+        let slot = handle.clone();
+        async move { Ok::<_, Infallible>(respond(request, handler, alive, body_timeout, slot).await) }
     });
     let mut connection = std::pin::pin!(builder.serve_connection(TokioIo::new(stream), service));
     let result = tokio::select! {
@@ -434,6 +452,10 @@ async fn serve_connection<H: Handler>(
         () = stopped(stop) => {
             connection.as_mut().graceful_shutdown();
             connection.await
+        }
+        () = slot.evicted() => {
+            debug!("admin API connection closed to make room for a newer one");
+            Ok(())
         }
     };
     if let Err(e) = result {
@@ -448,18 +470,29 @@ async fn stopped(mut stop: watch::Receiver<bool>) {
     let _ = stop.wait_for(|stop| *stop).await;
 }
 
-/// Answers one HTTP request, and logs it.
+/// Answers one HTTP request, and logs it. The connection is busy (never
+/// closed for a newcomer) from the moment the whole request is in until
+/// the answer is ready.
 async fn respond<H: Handler>(
     request: hyper::Request<Incoming>,
     handler: Arc<H>,
     alive: mpsc::Sender<()>,
     body_timeout: Duration,
+    slot: SlotHandle<Option<u32>>,
 ) -> hyper::Response<Full<Bytes>> {
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let answer = match read_request(request, body_timeout).await {
-        Ok(request) => call_handler(handler, request, alive).await,
+        Ok(request) => match slot.try_busy() {
+            Some(_busy) => call_handler(handler, request, alive).await,
+            // Being closed for a newcomer: the request is not handled.
+            None => Response::error(
+                503,
+                code::INTERNAL,
+                "too many connections; this one was closed to make room",
+            ),
+        },
         Err(answer) => answer,
     };
     let mut response = encode(answer);
@@ -1296,6 +1329,110 @@ mod tests {
         let read = tokio::time::timeout(Duration::from_secs(5), kept.read_to_end(&mut buf)).await;
         assert!(read.is_ok(), "an idle keep-alive connection stayed open");
         assert!(String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 200 "));
+        server.stop().await;
+    }
+
+    #[tokio::test]
+    async fn the_head_deadline_is_not_renewed_by_each_byte() {
+        let dir = TestDir::new("deadline");
+        let path = dir.socket();
+        let options = ServeOptions {
+            header_timeout: Duration::from_millis(400),
+            ..ServeOptions::default()
+        };
+        let server = start_with(&path, options).await;
+        // A byte every 50 ms: never 400 ms without one, but the head as a
+        // whole is late.
+        let started = Instant::now();
+        let mut stream = UnixStream::connect(&path).await.unwrap();
+        let head = b"GET /v1/status HTTP/1.1\r\nHost: lbd\r\nX-Slow: ";
+        let mut buf = [0u8; 64];
+        for n in 0.. {
+            let byte = head.get(n).copied().unwrap_or(b'a');
+            if stream.write_all(&[byte]).await.is_err() {
+                break;
+            }
+            match tokio::time::timeout(Duration::from_millis(50), stream.read(&mut buf)).await {
+                Err(_) => {}
+                Ok(Ok(0) | Err(_)) => break,
+                Ok(Ok(_)) => {}
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(3),
+                "a head trickled a byte every 50 ms stayed open"
+            );
+        }
+        let elapsed = started.elapsed();
+        assert!(
+            elapsed >= Duration::from_millis(350) && elapsed < Duration::from_millis(1500),
+            "closed after {elapsed:?}"
+        );
+        server.stop().await;
+    }
+
+    /// A client that sends a request head one byte a second and never
+    /// finishes it; connects again at once when the server closes it.
+    /// Counts the bytes it got to send.
+    async fn trickle(
+        path: PathBuf,
+        stop: Arc<std::sync::atomic::AtomicBool>,
+        sent: Arc<AtomicU32>,
+    ) {
+        let head = b"GET /v1/status HTTP/1.1\r\nHost: lbd\r\nX-Slow: ";
+        while !stop.load(Ordering::Relaxed) {
+            let Ok(mut stream) = UnixStream::connect(&path).await else {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            };
+            let mut n = 0;
+            let mut buf = [0u8; 256];
+            while !stop.load(Ordering::Relaxed) {
+                let byte = head.get(n).copied().unwrap_or(b'a');
+                if stream.write_all(&[byte]).await.is_err() {
+                    break;
+                }
+                n += 1;
+                sent.fetch_add(1, Ordering::Relaxed);
+                // A second, or until the server closes the connection.
+                match tokio::time::timeout(Duration::from_secs(1), stream.read(&mut buf)).await {
+                    Err(_) => {}
+                    Ok(Ok(0) | Err(_)) => break,
+                    Ok(Ok(_)) => {}
+                }
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn slow_clients_in_every_slot_do_not_lock_the_owner_out() {
+        let dir = TestDir::new("trickle");
+        let path = dir.socket();
+        let server = start(&path).await;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let sent = Arc::new(AtomicU32::new(0));
+        let tricklers: Vec<_> = (0..MAX_CONNECTIONS + 16)
+            .map(|_| tokio::spawn(trickle(path.clone(), Arc::clone(&stop), Arc::clone(&sent))))
+            .collect();
+        // Every slot taken, and more waiting.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+
+        let client = Client::new(&path, Duration::from_secs(2));
+        let mut times = Vec::new();
+        for _ in 0..6 {
+            let started = Instant::now();
+            let answer = client.call(Method::Get, "/v1/status", &[], None).await;
+            times.push(started.elapsed());
+            assert!(answer.is_ok(), "{answer:?} after {times:?}");
+            tokio::time::sleep(Duration::from_millis(700)).await;
+        }
+        stop.store(true, Ordering::Relaxed);
+        for trickler in tricklers {
+            trickler.await.unwrap();
+        }
+        // They were trickling all along: about a byte a second each.
+        let sent = sent.load(Ordering::Relaxed);
+        assert!(sent > 5 * 64, "only {sent} bytes trickled");
+        println!("answered in {times:?} while {sent} bytes trickled");
         server.stop().await;
     }
 

@@ -72,6 +72,7 @@ impl Handler for ToEngine {
 /// Runs lbd with `config` (loaded from `path`, which reloads read again)
 /// until SIGTERM or SIGINT.
 pub async fn run(path: &Path, config: Config) -> anyhow::Result<()> {
+    raise_open_file_limit();
     // Signals first: one that arrives during start-up waits for the loop
     // instead of killing lbd half-way.
     let mut terminate = signal(SignalKind::terminate()).context("SIGTERM handler")?;
@@ -192,6 +193,27 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<()> {
     }
     drop(ownership);
     Ok(())
+}
+
+/// Raises the soft open-file limit to the hard one (before privileges are
+/// dropped, though it needs none) and logs the result: the default 1024 is
+/// too few for a node with many backends, and the listeners' bounds (see
+/// `slots`) are sized against what is left.
+fn raise_open_file_limit() {
+    match crate::rlimit::raise_nofile() {
+        Ok(limit) if limit.soft > limit.before => info!(
+            soft = limit.soft,
+            hard = limit.hard,
+            was = limit.before,
+            "open-file limit (RLIMIT_NOFILE) raised to the hard limit"
+        ),
+        Ok(limit) => info!(
+            soft = limit.soft,
+            hard = limit.hard,
+            "open-file limit (RLIMIT_NOFILE) already at the hard limit"
+        ),
+        Err(error) => warn!(%error, "could not raise the open-file limit (RLIMIT_NOFILE)"),
+    }
 }
 
 /// What `lbd --cleanup` and `lbd --release-vips` do, with no lbd running.

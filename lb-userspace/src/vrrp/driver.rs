@@ -510,15 +510,10 @@ fn was_master_within(path: &std::path::Path, interval: Duration) -> bool {
 }
 
 async fn run_notify(program: PathBuf, state: String, vrid: String) {
-    let result = tokio::time::timeout(
-        Duration::from_secs(30),
-        tokio::process::Command::new(&program)
-            .arg(&state)
-            .arg(&vrid)
-            .kill_on_drop(true)
-            .status(),
-    )
-    .await;
+    let mut command = tokio::process::Command::new(&program);
+    command.arg(&state).arg(&vrid).kill_on_drop(true);
+    crate::rlimit::restore_for_child(&mut command);
+    let result = tokio::time::timeout(Duration::from_secs(30), command.status()).await;
     match result {
         Ok(Ok(status)) if status.success() => {}
         Ok(Ok(status)) => {
