@@ -802,10 +802,7 @@ mod tests {
         let five = Some(Duration::from_secs(300));
         let t = |requested, default| drain_timeout(requested, default).map(|t| (t.after, t.source));
         assert_eq!(t(None, None), Ok((None, DrainTimeoutSource::None)));
-        assert_eq!(
-            t(None, five),
-            Ok((five, DrainTimeoutSource::VipDefault))
-        );
+        assert_eq!(t(None, five), Ok((five, DrainTimeoutSource::VipDefault)));
         assert_eq!(
             t(Some(30), five),
             Ok((Some(Duration::from_secs(30)), DrainTimeoutSource::Request))
@@ -846,7 +843,9 @@ mod tests {
         assert_eq!(backend.admin, AdminState::Maintenance);
         assert!(backend.drain_timed_out);
         // Any admin change afterwards forgets the timeout.
-        model.apply(&Edit::Enable(vip_id(), addr(11)), later).unwrap();
+        model
+            .apply(&Edit::Enable(vip_id(), addr(11)), later)
+            .unwrap();
         assert!(!model.backend(&vip_id(), addr(11)).unwrap().drain_timed_out);
         // Refusals change nothing.
         let before = model.clone();

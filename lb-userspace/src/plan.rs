@@ -46,4 +46,3 @@ pub struct VipPlan {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub moved_fraction: Option<f64>,
 }
-

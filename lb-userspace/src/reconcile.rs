@@ -818,7 +818,13 @@ mod tests {
             let mut maps = FakeMaps::default();
             let mut balancer = Balancer::new(4);
             balancer.set_maglev_mode(mode);
-            run(&mut balancer, &mut maps, &[vip(65_537, many.clone())], NO_MAC).unwrap();
+            run(
+                &mut balancer,
+                &mut maps,
+                &[vip(65_537, many.clone())],
+                NO_MAC,
+            )
+            .unwrap();
             let key = VipId::of(&vip(65_537, many.clone())).key();
             let before = maps.live_table(&key).unwrap();
             let desired = [DesiredVip::from_config(&vip(65_537, fewer.clone()), NO_MAC)];
