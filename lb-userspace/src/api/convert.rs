@@ -40,7 +40,9 @@ impl TryFrom<&VipSpec> for VipConfig {
         if let Some(text) = &spec.on_all_down {
             vip.on_all_down = value::on_all_down(text).map_err(|e| e.at("on_all_down"))?;
         }
-        value::backends_per_vip(spec.backends.len()).map_err(|e| e.at("backends"))?;
+        // Named by the first backend past the limit, as the file does.
+        value::backends_per_vip(spec.backends.len())
+            .map_err(|e| e.at(format!("backends[{}]", crate::config::MAX_BACKENDS_PER_VIP)))?;
         let mut seen: HashMap<IpAddr, usize> = HashMap::new();
         for (index, backend) in spec.backends.iter().enumerate() {
             let prefix = format!("backends[{index}].");
@@ -223,6 +225,7 @@ mod tests {
         let spec = vip_spec(json!({"address": "198.18.0.100", "port": 80, "backends": backends}));
         let error = VipConfig::try_from(&spec).unwrap_err();
         assert!(error.error.is_limit());
+        assert_eq!(error.field, format!("backends[{MAX_BACKENDS_PER_VIP}]"));
         let answer = Response::from(error);
         assert_eq!(answer.status, 400);
         assert_eq!(answer.body["error"]["code"], code::LIMIT_EXCEEDED);

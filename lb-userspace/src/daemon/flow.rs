@@ -7,7 +7,7 @@
 //! the flow's hash picks a slot of the live table, and an empty slot or a
 //! backend that cannot take packets drops it. Only [`answer`] reads maps.
 
-use std::{borrow::Cow, net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, time::Duration};
 
 use lb_common::{
     consts::{FLOW_F_FIN, FLOW_F_RST, FLOW_TOUCH_INTERVAL_NS, NO_BACKEND},
@@ -15,18 +15,12 @@ use lb_common::{
     FlowEntry, FlowKey,
 };
 
-use super::engine::{check_of, Engine};
+use super::engine::check_of;
 use crate::{
-    api::{
-        code,
-        flow_schema::{
-            DropReason, FlowBackend, FlowDecision, FlowExplanation, FlowFlag, MaglevPick,
-            TrackedEntry,
-        },
-        Response,
+    api::flow_schema::{
+        DropReason, FlowBackend, FlowDecision, FlowExplanation, FlowFlag, MaglevPick, TrackedEntry,
     },
-    config::Protocol,
-    model::{ModelError, VipModel},
+    model::VipModel,
     reconcile::{addr_words, AppliedVip, VipId},
 };
 
@@ -169,55 +163,6 @@ fn backend_by_id(facts: &Facts<'_>, id: u32, generation: Option<u32>) -> Option<
         }),
         alive: applied.alive,
     })
-}
-
-/// Answers the endpoint: looks the flow up in the connection table and
-/// explains it. 404 for an unknown VIP; 500 when the maps cannot be read.
-pub fn answer(engine: &Engine, vip: &VipId, client: SocketAddr) -> Response {
-    let model = match engine.model.vip(vip) {
-        Ok(model) => model,
-        Err(error) => return Response::error(404, code::NOT_FOUND, error.to_string()),
-    };
-    let Some(applied) = engine.balancer.vips().get(vip) else {
-        return Response::error(
-            500,
-            code::INTERNAL,
-            format!(
-                "VIP {vip} is not in the data plane ({})",
-                ModelError::NoVip(*vip)
-            ),
-        );
-    };
-    let entry = match engine.dataplane.flow(&flow_key(vip, client)) {
-        Ok(entry) => entry,
-        Err(error) => return Response::error(500, code::INTERNAL, error.to_string()),
-    };
-    // lbd's record of the live table; after a failed write it is unknown,
-    // so read what packets read.
-    let table: Cow<'_, [u32]> = match applied.live_table() {
-        Some(table) => Cow::Borrowed(table),
-        None => match engine
-            .dataplane
-            .read_table(applied.id, applied.active, applied.table_size)
-        {
-            Ok(table) => Cow::Owned(table),
-            Err(error) => return Response::error(500, code::INTERNAL, error.to_string()),
-        },
-    };
-    let idle_timeout = match vip.protocol {
-        Protocol::Tcp => engine.config.tcp_idle_timeout,
-        Protocol::Udp => engine.config.udp_idle_timeout,
-    };
-    Response::ok(explain(&Facts {
-        vip: *vip,
-        client,
-        model,
-        applied,
-        table: &table,
-        entry,
-        now_ns: crate::clock::monotonic_ns(),
-        idle_timeout,
-    }))
 }
 
 #[cfg(test)]
@@ -588,7 +533,7 @@ mod tests {
     }
 
     /// The path lbctl sends, decoded by the server, routed.
-    fn routed(vip: &str, client: &str) -> Result<crate::api::route::Route, Response> {
+    fn routed(vip: &str, client: &str) -> Result<crate::api::route::Route, crate::api::Response> {
         let path = crate::api::client::api_path(&["vips", vip, "flows", client]);
         let (head, ()) = hyper::Request::get(path.as_str())
             .body(())

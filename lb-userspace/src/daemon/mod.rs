@@ -5,7 +5,6 @@
 //! keeps forwarding, pinned, for the next lbd); SIGINT stops for good and
 //! leaves the node as it was found.
 
-pub mod change;
 pub mod engine;
 pub mod events;
 pub mod flow;
@@ -95,27 +94,27 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<()> {
     let mut health_events = events.health;
     let mut sync_batches = events.sync;
     info!(
-        interface = %engine.interface.name,
-        mode = %engine.xdp_mode,
-        vips = engine.model.vips.len(),
+        interface = %engine.interface_name(),
+        mode = %engine.xdp_mode(),
+        vips = engine.vip_count(),
         admin_socket = %server.path().display(),
         "lbd ready"
     );
 
     let (events_tx, mut dataplane_events) = mpsc::channel(256);
-    let events_reader = match engine.dataplane.take_events() {
+    let events_reader = match engine.take_dataplane_events() {
         Some(ring) => Some(events::spawn(ring, events_tx)?),
         None => None,
     };
     let ready = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let (scrapes_tx, mut scrapes) = mpsc::channel::<http::Scrape>(16);
-    let metrics_server = match engine.config.metrics_listen {
+    let metrics_server = match engine.config().metrics_listen {
         Some(address) => Some(http::serve(address, scrapes_tx, ready.clone()).await?),
         None => None,
     };
     // Everything is bound and attached: from here on lbd needs only the
     // capabilities it keeps (see privilege.rs).
-    crate::privilege::drop_after_start(&engine.config).context("dropping privileges")?;
+    crate::privilege::drop_after_start(engine.config()).context("dropping privileges")?;
     let (calls_tx, mut calls) = mpsc::channel::<Call>(64);
     let (stop_api, api_stopped) = oneshot::channel::<()>();
     let api = tokio::spawn(server.run(Arc::new(ToEngine(calls_tx)), async move {
@@ -130,7 +129,7 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<()> {
     let stop = loop {
         tokio::select! {
             _ = terminate.recv() => {
-                if engine.dataplane.pinned() {
+                if engine.is_pinned() {
                     info!("SIGTERM: stopping; the pinned data plane keeps forwarding for the next lbd");
                 } else {
                     info!("SIGTERM: stopping; pin_dir is off, so the XDP program goes with lbd");
@@ -153,8 +152,7 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<()> {
             Some(event) = health_events.recv() => engine.on_health(event),
             Some(event) = dataplane_events.recv() => engine.on_dataplane_event(&event),
             Some(reply) = scrapes.recv() => {
-                let status = routes::status(&engine);
-                let _ = reply.send(engine.metrics.render(&status));
+                let _ = reply.send(engine.render_metrics());
             }
             Some(batch) = next_batch(&mut sync_batches) => engine.on_sync(&batch),
             _ = sync_tick.tick() => engine.sync_tick(),
@@ -180,7 +178,7 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<()> {
     if let Err(error) = api.await {
         warn!(%error, "admin API task failed");
     }
-    let pinned = engine.dataplane.pinned();
+    let pinned = engine.is_pinned();
     let released = engine.shutdown(stop).await?;
     match released {
         Released::StillForwarding => {

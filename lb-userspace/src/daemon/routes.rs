@@ -3,25 +3,18 @@
 //! view of the state, and every refusal its answer. Bad requests change
 //! nothing.
 
-use std::{collections::BTreeMap, net::IpAddr, time::Instant};
+use std::net::IpAddr;
 
-use lb_common::stats::Counter;
-
-use super::{change::ChangeError, engine::Engine};
+use super::engine::{ChangeError, Engine};
 use crate::{
     api::{
         code, convert,
         route::{Call, Route},
-        schema::{
-            BackendState, BackendStatus, CheckStatus, ConfigText, ConntrackStatus, HealthStatus,
-            ReplicationStatus, StateChange, Status, VipStatus,
-        },
+        schema::{BackendState, StateChange},
         Request, Response,
     },
-    config::{self, Config, VipConfig},
-    mac::Mac,
-    maglev,
-    model::{AdminState, Edit, Model, ModelError},
+    config::VipConfig,
+    model::{Edit, ModelError},
     vip_id::VipId,
 };
 
@@ -37,37 +30,33 @@ pub async fn handle(engine: &mut Engine, request: Request) -> Response {
 async fn answer(engine: &mut Engine, call: Call) -> Response {
     let dry_run = call.dry_run;
     let edit = match call.route {
-        Route::Status => return Response::ok(status(engine)),
-        Route::ListVips => return Response::ok(status(engine).vips),
+        Route::Status => return Response::ok(engine.status()),
+        Route::ListVips => return Response::ok(engine.status().vips),
         Route::GetVip(id) => {
             let wanted = id.to_string();
-            return match status(engine).vips.into_iter().find(|v| v.vip == wanted) {
+            return match engine.status().vips.into_iter().find(|v| v.vip == wanted) {
                 Some(vip) => Response::ok(vip),
                 None => model_error(&ModelError::NoVip(id)),
             };
         }
-        Route::Flows(id, address) => return flows(engine, &id, address),
-        Route::Flow(id, client) => return super::flow::answer(engine, &id, client),
-        Route::Config => {
-            return Response::ok(ConfigText {
-                toml: config::to_toml(&engine.model.to_config(&engine.config)),
-            })
+        Route::Flows(id, address) => {
+            return match engine.backend_flows(&id, address) {
+                Ok(flows) => Response::ok(flows),
+                Err(error) => model_error(&error),
+            }
         }
+        Route::Flow(id, client) => return engine.explain_flow(&id, client),
+        Route::Config => return Response::ok(engine.config_text()),
         Route::Reload => return outcome(engine.reload(dry_run)),
         Route::AddVip(spec) => match VipConfig::try_from(&spec) {
             Ok(vip) => Edit::AddVip(vip),
             Err(error) => return error.into(),
         },
         Route::RemoveVip(id) => Edit::RemoveVip(id),
-        Route::AddBackend(id, spec) => {
-            if engine.model.vip(&id).is_err() {
-                return model_error(&ModelError::NoVip(id));
-            }
-            match convert::backend_config(&id, &spec) {
-                Ok(backend) => Edit::AddBackend(id, backend),
-                Err(error) => return error.into(),
-            }
-        }
+        Route::AddBackend(id, spec) => match convert::backend_config(&id, &spec) {
+            Ok(backend) => Edit::AddBackend(id, backend),
+            Err(error) => return error.into(),
+        },
         Route::RemoveBackend(id, address) => Edit::RemoveBackend(id, address),
         Route::SetState(id, address, change) => state_edit(id, address, &change),
         Route::SetWeight(id, address, change) => Edit::SetWeight(id, address, change.weight),
@@ -86,25 +75,6 @@ fn state_edit(id: VipId, address: IpAddr, change: &StateChange) -> Edit {
             timeout_s: change.timeout_s,
         },
     }
-}
-
-/// A backend's tracked flows by liveness.
-fn flows(engine: &Engine, id: &VipId, address: IpAddr) -> Response {
-    if let Err(e) = engine.model.backend(id, address) {
-        return model_error(&e);
-    }
-    let backend_id = engine
-        .balancer
-        .vips()
-        .get(id)
-        .and_then(|v| v.backends.get(&address))
-        .map(|b| b.id);
-    let (counts, _) = engine.flow_counts();
-    Response::ok(
-        backend_id
-            .and_then(|b| counts.get(&b).copied())
-            .unwrap_or_default(),
-    )
 }
 
 /// The answer to a change or reload.
@@ -132,175 +102,11 @@ fn model_error(error: &ModelError) -> Response {
     Response::error(status, code, error.to_string())
 }
 
-/// Runtime changes a reload undoes, and settings it cannot apply live.
-pub(crate) fn undone_by_reload(
-    current: &Model,
-    next: &Model,
-    running: &Config,
-    file: &Config,
-) -> Vec<String> {
-    let mut notes = Vec::new();
-    for (id, vip) in &current.vips {
-        let Some(new) = next.vips.get(id) else {
-            notes.push(format!("VIP {id} is not in the file: removed"));
-            continue;
-        };
-        for (address, backend) in &vip.backends {
-            match new.backends.get(address) {
-                None => notes.push(format!(
-                    "backend {address} of {id} is not in the file: removed"
-                )),
-                Some(b) if b.config.weight != backend.config.weight => notes.push(format!(
-                    "weight of backend {address} of {id}: {} -> {} (the file's)",
-                    backend.config.weight, b.config.weight
-                )),
-                Some(_) => {}
-            }
-        }
-    }
-    for (id, vip) in &next.vips {
-        match current.vips.get(id) {
-            None => notes.push(format!("VIP {id} from the file: added")),
-            Some(old) => {
-                for address in vip
-                    .backends
-                    .keys()
-                    .filter(|a| !old.backends.contains_key(a))
-                {
-                    notes.push(format!("backend {address} of {id} from the file: added"));
-                }
-            }
-        }
-    }
-    for name in running.restart_only_changes(file) {
-        notes.push(format!("{name} changed: takes effect when lbd restarts"));
-    }
-    notes
-}
-
-/// The status view: model, maps and checks together.
-pub fn status(engine: &Engine) -> Status {
-    let (flows, entries) = engine.flow_counts();
-    let now = Instant::now();
-    let mut vips = Vec::new();
-    for (id, vip) in &engine.model.vips {
-        let applied = engine.balancer.vips().get(id);
-        let shares = applied
-            .and_then(|a| a.live_table())
-            .map(maglev::shares)
-            .unwrap_or_default();
-        let traffic = applied
-            .and_then(|a| engine.dataplane.vip_traffic(a.id).ok())
-            .unwrap_or_default();
-        let mut backends = Vec::new();
-        for (address, backend) in &vip.backends {
-            let applied_backend = applied.and_then(|a| a.backends.get(address));
-            let backend_id = applied_backend.map(|b| b.id);
-            let traffic = backend_id
-                .and_then(|b| engine.dataplane.backend_traffic(b).ok())
-                .unwrap_or_default();
-            let check = engine
-                .checker
-                .status(&(*id, *address))
-                .map(|s| CheckStatus {
-                    kind: (&s.target.kind).into(),
-                    checks: s.checks,
-                    failures: s.failures,
-                    failures_by_reason: s.failures_by_reason.clone(),
-                    transitions: engine
-                        .transitions
-                        .get(&(*id, *address))
-                        .copied()
-                        .unwrap_or(0),
-                    consecutive_successes: s.consecutive_successes,
-                    consecutive_failures: s.consecutive_failures,
-                    last: s.last_result.as_ref().map(|r| r.outcome.to_string()),
-                    last_latency_ms: s.last_latency().map(|d| d.as_secs_f64() * 1000.0),
-                });
-            backends.push(BackendStatus {
-                address: *address,
-                mac: applied_backend.and_then(|b| b.mac).map(Mac::from),
-                weight: backend.config.weight,
-                state: backend.admin.state(),
-                health: if check.is_some() {
-                    backend.health.into()
-                } else {
-                    HealthStatus::Unchecked
-                },
-                alive: applied_backend.is_some_and(|b| b.alive),
-                share: backend_id
-                    .and_then(|b| shares.get(&b).copied())
-                    .unwrap_or(0.0),
-                flows: backend_id
-                    .and_then(|b| flows.get(&b).copied())
-                    .unwrap_or_default(),
-                packets: traffic.packets,
-                bytes: traffic.bytes,
-                new_flows: traffic.new_flows,
-                drain_timed_out: backend.drain_timed_out,
-                drain_remaining_s: match backend.admin {
-                    AdminState::Draining {
-                        deadline: Some(deadline),
-                        ..
-                    } => Some(deadline.saturating_duration_since(now).as_secs()),
-                    _ => None,
-                },
-                check,
-                runtime: backend.runtime,
-            });
-        }
-        vips.push(VipStatus {
-            vip: id.to_string(),
-            table_size: vip.config.table_size,
-            on_all_down: vip.config.on_all_down,
-            all_down: vip.all_down(),
-            runtime: vip.runtime,
-            packets: traffic.packets,
-            bytes: traffic.bytes,
-            new_flows: traffic.new_flows,
-            backends,
-        });
-    }
-    let counters: BTreeMap<String, u64> = engine
-        .dataplane
-        .counters()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(c, v): (Counter, u64)| (c.name().to_owned(), v))
-        .collect();
-    Status {
-        interface: engine.interface.name.clone(),
-        xdp_mode: engine.xdp_mode.to_string(),
-        config_file: engine.config_path.display().to_string(),
-        pin_dir: engine
-            .config
-            .pin_dir
-            .as_ref()
-            .map(|p| p.display().to_string()),
-        adopted: engine.dataplane.adopted(),
-        maglev_mode: engine.config.maglev_mode.to_string(),
-        vips,
-        counters,
-        vrrp: engine.vrrp.iter().map(|i| i.status()).collect(),
-        replication: engine.replication.as_ref().map(|r| ReplicationStatus {
-            connected: r.connected(),
-            installed: r.installed,
-            unknown: r.unknown,
-            channel: r.stats.snapshot(),
-        }),
-        conntrack: ConntrackStatus {
-            entries,
-            capacity: u64::from(engine.dataplane.sizes().conntrack),
-        },
-        tables_rebuilt: engine.tables_rebuilt,
-        reloads: engine.reloads,
-        version: env!("CARGO_PKG_VERSION").to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use serde_json::{json, Value};
+
+    use std::collections::BTreeMap;
 
     use super::*;
     use crate::api::{schema::VipSpec, Method};

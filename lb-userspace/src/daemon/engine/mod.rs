@@ -20,6 +20,11 @@ use lb_common::{
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
+mod change;
+mod view;
+
+pub use change::ChangeError;
+
 use super::replication::Replication;
 use crate::{
     config::{AllDown, CheckType, Config, HealthConfig, XdpMode},
@@ -54,40 +59,75 @@ pub struct EngineEvents {
 /// lbd's state and the means to change it.
 pub struct Engine {
     /// Path of the config file (for reloads).
-    pub config_path: PathBuf,
+    config_path: PathBuf,
     /// The config file's content in force (node settings, base for dumps).
-    pub config: Config,
+    config: Config,
     /// What is served now.
-    pub model: Model,
+    model: Model,
     /// The loaded, attached XDP program and its maps.
-    pub dataplane: Dataplane,
+    dataplane: Dataplane,
     /// The record of what the maps hold.
-    pub balancer: Balancer,
+    balancer: Balancer,
     /// Mode the program is attached in.
-    pub xdp_mode: XdpMode,
+    xdp_mode: XdpMode,
     /// The interface.
-    pub interface: Interface,
+    interface: Interface,
     /// Health checks, one task per checked backend.
-    pub checker: HealthChecker<BackendKey>,
+    checker: HealthChecker<BackendKey>,
     /// Health transitions per backend since start.
-    pub transitions: HashMap<BackendKey, u64>,
+    transitions: HashMap<BackendKey, u64>,
     /// VRRP instances (empty: no VRRP; this node serves whatever reaches it).
-    pub vrrp: Vec<Instance>,
+    vrrp: Vec<Instance>,
     /// Connection-table replication with the VRRP peer.
-    pub replication: Option<Replication>,
+    replication: Option<Replication>,
     /// Whether the interface is up with its carrier (tracked for VRRP).
-    pub interface_up: bool,
+    interface_up: bool,
     /// Maglev tables rebuilt since start.
-    pub tables_rebuilt: u64,
+    tables_rebuilt: u64,
     /// Reloads since start, by result.
-    pub reloads: crate::api::schema::ReloadCounts,
+    reloads: crate::api::schema::ReloadCounts,
     /// Metrics kept between scrapes (histograms).
-    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
     netlink: Netlink,
     macs: HashMap<IpAddr, [u8; 6]>,
 }
 
 impl Engine {
+    /// The interface the data plane is attached to.
+    pub fn interface_name(&self) -> &str {
+        &self.interface.name
+    }
+
+    /// The mode the program is attached in.
+    pub fn xdp_mode(&self) -> XdpMode {
+        self.xdp_mode
+    }
+
+    /// How many VIPs are served.
+    pub fn vip_count(&self) -> usize {
+        self.model.vips.len()
+    }
+
+    /// The config in force (node settings as they run).
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The data plane's event ring, once (for the reader task).
+    pub fn take_dataplane_events(&mut self) -> Option<aya::maps::RingBuf<aya::maps::MapData>> {
+        self.dataplane.take_events()
+    }
+
+    /// The metrics page for a scrape.
+    pub fn render_metrics(&self) -> String {
+        self.metrics.render(&self.status())
+    }
+
+    /// Whether the data plane is pinned (outlives lbd).
+    pub fn is_pinned(&self) -> bool {
+        self.dataplane.pinned()
+    }
+
     /// Loads the data plane, fills it from `config` and attaches it.
     /// Returns the engine and the stream of health transitions.
     pub async fn start(config_path: &Path, config: Config) -> anyhow::Result<(Self, EngineEvents)> {

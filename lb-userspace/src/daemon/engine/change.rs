@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use tracing::{info, warn};
 
-use super::engine::Engine;
+use super::Engine;
 use crate::{
     api::schema::{Change, DrainPlan},
     config::Config,
@@ -80,7 +80,7 @@ impl Engine {
         let file = Config::load(&self.config_path).map_err(|e| ChangeError::File(e.to_string()))?;
         let next = self.model.reloaded(&file);
         self.fits_the_maps(&next)?;
-        let undone = super::routes::undone_by_reload(&self.model, &next, &self.config, &file);
+        let undone = undone_by_reload(&self.model, &next, &self.config, &file);
         let (plan, report) = self.stage_and_commit(next, dry_run)?;
         if let Some(report) = report {
             for note in &undone {
@@ -141,3 +141,44 @@ impl Engine {
 
 /// The MAC a dry run assumes for a backend whose MAC is not known yet.
 const PLACEHOLDER_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
+
+/// Runtime changes a reload undoes, and settings it cannot apply live.
+fn undone_by_reload(current: &Model, next: &Model, running: &Config, file: &Config) -> Vec<String> {
+    let mut notes = Vec::new();
+    for (id, vip) in &current.vips {
+        let Some(new) = next.vips.get(id) else {
+            notes.push(format!("VIP {id} is not in the file: removed"));
+            continue;
+        };
+        for (address, backend) in &vip.backends {
+            match new.backends.get(address) {
+                None => notes.push(format!(
+                    "backend {address} of {id} is not in the file: removed"
+                )),
+                Some(b) if b.config.weight != backend.config.weight => notes.push(format!(
+                    "weight of backend {address} of {id}: {} -> {} (the file's)",
+                    backend.config.weight, b.config.weight
+                )),
+                Some(_) => {}
+            }
+        }
+    }
+    for (id, vip) in &next.vips {
+        match current.vips.get(id) {
+            None => notes.push(format!("VIP {id} from the file: added")),
+            Some(old) => {
+                for address in vip
+                    .backends
+                    .keys()
+                    .filter(|a| !old.backends.contains_key(a))
+                {
+                    notes.push(format!("backend {address} of {id} from the file: added"));
+                }
+            }
+        }
+    }
+    for name in running.restart_only_changes(file) {
+        notes.push(format!("{name} changed: takes effect when lbd restarts"));
+    }
+    notes
+}

@@ -1,0 +1,216 @@
+//! What the engine shows: the status view (model, maps and checks
+//! together), a backend's flows, the running config, and where one flow
+//! goes. Reads only.
+
+use std::{
+    borrow::Cow,
+    collections::BTreeMap,
+    net::{IpAddr, SocketAddr},
+    time::Instant,
+};
+
+use lb_common::stats::Counter;
+
+use super::Engine;
+use crate::{
+    api::{
+        code,
+        schema::{
+            BackendStatus, CheckStatus, ConfigText, ConntrackStatus, HealthStatus,
+            ReplicationStatus, Status, VipStatus,
+        },
+        Response,
+    },
+    config::{self, Protocol},
+    daemon::flow::{explain, flow_key, Facts},
+    mac::Mac,
+    maglev,
+    model::{AdminState, FlowCount, ModelError},
+    vip_id::VipId,
+};
+
+impl Engine {
+    /// The status view: model, maps and checks together.
+    pub fn status(&self) -> Status {
+        let (flows, entries) = self.flow_counts();
+        let now = Instant::now();
+        let mut vips = Vec::new();
+        for (id, vip) in &self.model.vips {
+            let applied = self.balancer.vips().get(id);
+            let shares = applied
+                .and_then(|a| a.live_table())
+                .map(maglev::shares)
+                .unwrap_or_default();
+            let traffic = applied
+                .and_then(|a| self.dataplane.vip_traffic(a.id).ok())
+                .unwrap_or_default();
+            let mut backends = Vec::new();
+            for (address, backend) in &vip.backends {
+                let applied_backend = applied.and_then(|a| a.backends.get(address));
+                let backend_id = applied_backend.map(|b| b.id);
+                let traffic = backend_id
+                    .and_then(|b| self.dataplane.backend_traffic(b).ok())
+                    .unwrap_or_default();
+                let check = self.checker.status(&(*id, *address)).map(|s| CheckStatus {
+                    kind: (&s.target.kind).into(),
+                    checks: s.checks,
+                    failures: s.failures,
+                    failures_by_reason: s.failures_by_reason.clone(),
+                    transitions: self.transitions.get(&(*id, *address)).copied().unwrap_or(0),
+                    consecutive_successes: s.consecutive_successes,
+                    consecutive_failures: s.consecutive_failures,
+                    last: s.last_result.as_ref().map(|r| r.outcome.to_string()),
+                    last_latency_ms: s.last_latency().map(|d| d.as_secs_f64() * 1000.0),
+                });
+                backends.push(BackendStatus {
+                    address: *address,
+                    mac: applied_backend.and_then(|b| b.mac).map(Mac::from),
+                    weight: backend.config.weight,
+                    state: backend.admin.state(),
+                    health: if check.is_some() {
+                        backend.health.into()
+                    } else {
+                        HealthStatus::Unchecked
+                    },
+                    alive: applied_backend.is_some_and(|b| b.alive),
+                    share: backend_id
+                        .and_then(|b| shares.get(&b).copied())
+                        .unwrap_or(0.0),
+                    flows: backend_id
+                        .and_then(|b| flows.get(&b).copied())
+                        .unwrap_or_default(),
+                    packets: traffic.packets,
+                    bytes: traffic.bytes,
+                    new_flows: traffic.new_flows,
+                    drain_timed_out: backend.drain_timed_out,
+                    drain_remaining_s: match backend.admin {
+                        AdminState::Draining {
+                            deadline: Some(deadline),
+                            ..
+                        } => Some(deadline.saturating_duration_since(now).as_secs()),
+                        _ => None,
+                    },
+                    check,
+                    runtime: backend.runtime,
+                });
+            }
+            vips.push(VipStatus {
+                vip: id.to_string(),
+                table_size: vip.config.table_size,
+                on_all_down: vip.config.on_all_down,
+                all_down: vip.all_down(),
+                runtime: vip.runtime,
+                packets: traffic.packets,
+                bytes: traffic.bytes,
+                new_flows: traffic.new_flows,
+                backends,
+            });
+        }
+        let counters: BTreeMap<String, u64> = self
+            .dataplane
+            .counters()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(c, v): (Counter, u64)| (c.name().to_owned(), v))
+            .collect();
+        Status {
+            interface: self.interface.name.clone(),
+            xdp_mode: self.xdp_mode.to_string(),
+            config_file: self.config_path.display().to_string(),
+            pin_dir: self
+                .config
+                .pin_dir
+                .as_ref()
+                .map(|p| p.display().to_string()),
+            adopted: self.dataplane.adopted(),
+            maglev_mode: self.config.maglev_mode.to_string(),
+            vips,
+            counters,
+            vrrp: self.vrrp.iter().map(|i| i.status()).collect(),
+            replication: self.replication.as_ref().map(|r| ReplicationStatus {
+                connected: r.connected(),
+                installed: r.installed,
+                unknown: r.unknown,
+                channel: r.stats.snapshot(),
+            }),
+            conntrack: ConntrackStatus {
+                entries,
+                capacity: u64::from(self.dataplane.sizes().conntrack),
+            },
+            tables_rebuilt: self.tables_rebuilt,
+            reloads: self.reloads,
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+        }
+    }
+
+    /// A backend's tracked flows by liveness.
+    pub fn backend_flows(&self, id: &VipId, address: IpAddr) -> Result<FlowCount, ModelError> {
+        self.model.backend(id, address)?;
+        let backend_id = self
+            .balancer
+            .vips()
+            .get(id)
+            .and_then(|v| v.backends.get(&address))
+            .map(|b| b.id);
+        let (counts, _) = self.flow_counts();
+        Ok(backend_id
+            .and_then(|b| counts.get(&b).copied())
+            .unwrap_or_default())
+    }
+
+    /// The running configuration (runtime changes included) as TOML.
+    pub fn config_text(&self) -> ConfigText {
+        ConfigText {
+            toml: config::to_toml(&self.model.to_config(&self.config)),
+        }
+    }
+
+    /// Answers the endpoint: looks the flow up in the connection table and
+    /// explains it. 404 for an unknown VIP; 500 when the maps cannot be read.
+    pub fn explain_flow(&self, vip: &VipId, client: SocketAddr) -> Response {
+        let model = match self.model.vip(vip) {
+            Ok(model) => model,
+            Err(error) => return Response::error(404, code::NOT_FOUND, error.to_string()),
+        };
+        let Some(applied) = self.balancer.vips().get(vip) else {
+            return Response::error(
+                500,
+                code::INTERNAL,
+                format!(
+                    "VIP {vip} is not in the data plane ({})",
+                    ModelError::NoVip(*vip)
+                ),
+            );
+        };
+        let entry = match self.dataplane.flow(&flow_key(vip, client)) {
+            Ok(entry) => entry,
+            Err(error) => return Response::error(500, code::INTERNAL, error.to_string()),
+        };
+        // lbd's record of the live table; after a failed write it is unknown,
+        // so read what packets read.
+        let table: Cow<'_, [u32]> = match applied.live_table() {
+            Some(table) => Cow::Borrowed(table),
+            None => match self
+                .dataplane
+                .read_table(applied.id, applied.active, applied.table_size)
+            {
+                Ok(table) => Cow::Owned(table),
+                Err(error) => return Response::error(500, code::INTERNAL, error.to_string()),
+            },
+        };
+        let idle_timeout = match vip.protocol {
+            Protocol::Tcp => self.config.tcp_idle_timeout,
+            Protocol::Udp => self.config.udp_idle_timeout,
+        };
+        Response::ok(explain(&Facts {
+            vip: *vip,
+            client,
+            model,
+            applied,
+            table: &table,
+            entry,
+            now_ns: crate::clock::monotonic_ns(),
+            idle_timeout,
+        }))
+    }
+}
