@@ -192,8 +192,14 @@ fn lbctl_flow_tells_tracked_maglev_and_dropped_apart_and_is_right() {
         address_of(&lab, &served, false),
         "{answer:?}"
     );
-    assert_eq!(backend.state.as_deref(), Some("enabled"));
-    assert_eq!(backend.health.as_deref(), Some("up"));
+    assert_eq!(
+        backend.state,
+        Some(lb_userspace::api::schema::BackendState::Enabled)
+    );
+    assert_eq!(
+        backend.health,
+        Some(lb_userspace::api::schema::HealthStatus::Up)
+    );
     let entry = answer.entry.clone().expect("its entry");
     assert!(
         entry.current && entry.live && entry.flags.is_empty(),
@@ -289,8 +295,8 @@ fn lbctl_flow_tells_tracked_maglev_and_dropped_apart_and_is_right() {
     let stale = answer.entry.expect("the kept connection's entry");
     assert!(!stale.current, "{stale:?}");
     assert_eq!(
-        stale.backend.and_then(|b| b.state).as_deref(),
-        Some("maintenance")
+        stale.backend.and_then(|b| b.state),
+        Some(lb_userspace::api::schema::BackendState::Maintenance)
     );
     // The data plane agrees: a connection from that port gets no answer.
     let refused = KeepAlive::open_from_port(&lab.client.netns, IpAddr::V4(VIP4), 23_000);

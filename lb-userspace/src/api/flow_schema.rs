@@ -50,11 +50,10 @@ pub struct FlowBackend {
     pub address: IpAddr,
     /// Data-plane id.
     pub id: u32,
-    /// Admin state: "enabled", "draining", "maintenance" (None: no longer
-    /// in the model).
-    pub state: Option<String>,
-    /// Health: "unknown", "up", "down", or "unchecked".
-    pub health: Option<String>,
+    /// Admin state (None: no longer in the model).
+    pub state: Option<crate::api::schema::BackendState>,
+    /// Health (None: no longer in the model).
+    pub health: Option<crate::api::schema::HealthStatus>,
     /// Whether the data plane sends it packets.
     pub alive: bool,
 }

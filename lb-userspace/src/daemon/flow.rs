@@ -148,7 +148,7 @@ fn backend_by_id(facts: &Facts<'_>, id: u32, generation: Option<u32>) -> Option<
     Some(FlowBackend {
         address: *address,
         id,
-        state: model.map(|b| b.admin.state().to_string()),
+        state: model.map(|b| b.admin.state()),
         health: model.map(|b| {
             let health = b
                 .config
@@ -156,9 +156,9 @@ fn backend_by_id(facts: &Facts<'_>, id: u32, generation: Option<u32>) -> Option<
                 .as_ref()
                 .unwrap_or(&facts.model.config.health);
             if check_of(*address, facts.vip.port, health).is_some() {
-                b.health.to_string()
+                b.health.into()
             } else {
-                "unchecked".to_owned()
+                crate::api::schema::HealthStatus::Unchecked
             }
         }),
         alive: applied.alive,
@@ -348,8 +348,14 @@ mod tests {
             let backend = answer.backend.unwrap();
             assert_eq!(backend.address, world.maglev_address(&client));
             assert_eq!(backend.id, pick.backend_id);
-            assert_eq!(backend.state.as_deref(), Some("enabled"));
-            assert_eq!(backend.health.as_deref(), Some("unknown"));
+            assert_eq!(
+                backend.state,
+                Some(crate::api::schema::BackendState::Enabled)
+            );
+            assert_eq!(
+                backend.health,
+                Some(crate::api::schema::HealthStatus::Unknown)
+            );
             assert!(backend.alive);
             assert_eq!((answer.entry, answer.dropped), (None, None));
         }
@@ -372,7 +378,7 @@ mod tests {
         assert_eq!(answer.decision, FlowDecision::Tracked, "{answer:?}");
         let backend = answer.backend.clone().unwrap();
         assert_eq!(backend.address.to_string(), other);
-        assert_eq!(backend.health.as_deref(), Some("up"));
+        assert_eq!(backend.health, Some(crate::api::schema::HealthStatus::Up));
         let tracked = answer.entry.unwrap();
         assert!(tracked.current);
         assert_eq!(tracked.backend, Some(backend));
@@ -399,7 +405,10 @@ mod tests {
         );
         assert_eq!(answer.decision, FlowDecision::Tracked);
         let backend = answer.backend.unwrap();
-        assert_eq!(backend.state.as_deref(), Some("draining"));
+        assert_eq!(
+            backend.state,
+            Some(crate::api::schema::BackendState::Draining)
+        );
         assert!(answer.entry.unwrap().live);
         // A new flow never lands on it.
         for port in 1000..1100 {
@@ -425,7 +434,10 @@ mod tests {
         assert!(!stale.current);
         let old = stale.backend.unwrap();
         assert_eq!(old.address.to_string(), pinned);
-        assert_eq!(old.state.as_deref(), Some("maintenance"));
+        assert_eq!(
+            old.state,
+            Some(crate::api::schema::BackendState::Maintenance)
+        );
         assert!(!old.alive);
         let new = answer.backend.unwrap();
         assert_ne!(new.address.to_string(), pinned);
@@ -474,7 +486,10 @@ mod tests {
         assert_eq!(answer.decision, FlowDecision::Dropped);
         let stale = answer.entry.unwrap();
         assert!(!stale.current);
-        assert_eq!(stale.backend.unwrap().state.as_deref(), Some("maintenance"));
+        assert_eq!(
+            stale.backend.unwrap().state,
+            Some(crate::api::schema::BackendState::Maintenance)
+        );
     }
 
     #[test]

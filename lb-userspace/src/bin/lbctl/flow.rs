@@ -108,8 +108,12 @@ fn describe(answer: &FlowExplanation) -> String {
 fn state(backend: &FlowBackend) -> String {
     format!(
         "({}, {})",
-        backend.state.as_deref().unwrap_or("removed"),
-        backend.health.as_deref().unwrap_or("-")
+        backend
+            .state
+            .map_or_else(|| "removed".to_owned(), |s| s.to_string()),
+        backend
+            .health
+            .map_or_else(|| "-".to_owned(), |h| h.to_string())
     )
 }
 
@@ -138,8 +142,8 @@ mod tests {
         FlowBackend {
             address: address.parse().unwrap(),
             id: 2,
-            state: Some(state.to_owned()),
-            health: Some("up".to_owned()),
+            state: Some(serde_json::from_value(serde_json::Value::from(state)).unwrap()),
+            health: Some(lb_userspace::api::schema::HealthStatus::Up),
             alive,
         }
     }
