@@ -1,24 +1,27 @@
 //! lbd as a library: the daemon's parts, so tests and tools drive the same
-//! code the binaries run.
+//! code the binaries run. Modules no other crate uses are `pub(crate)`, and
+//! `unreachable_pub` keeps items inside them from claiming more, so the
+//! compiler reports what is dead.
+#![warn(unreachable_pub)]
 pub mod api;
-pub mod clock;
+pub(crate) mod clock;
 pub mod config;
 pub mod conntrack_kind;
 pub mod daemon;
 pub mod dataplane;
-pub mod ebpf_object;
-pub mod health;
+pub(crate) mod ebpf_object;
+pub(crate) mod health;
 pub mod logging;
 pub mod mac;
 pub mod maglev;
 pub mod maglev_update;
-pub mod map_log;
+pub(crate) mod map_log;
 pub mod metrics;
 pub mod model;
-pub mod netlink;
-pub mod ownership;
+pub(crate) mod netlink;
+pub(crate) mod ownership;
 pub mod pinning;
-pub mod plan;
+pub(crate) mod plan;
 pub mod privilege;
 pub mod reconcile;
 pub(crate) mod rlimit;
