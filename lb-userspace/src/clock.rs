@@ -3,7 +3,7 @@
 
 /// CLOCK_MONOTONIC in ns: the clock `bpf_ktime_get_coarse_ns` reads (at
 /// most one tick behind).
-pub fn monotonic_ns() -> u64 {
+pub(crate) fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,

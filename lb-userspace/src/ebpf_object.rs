@@ -2,4 +2,5 @@
 
 /// The ELF object built from `lb-ebpf` by build.rs, 8-byte aligned as the
 /// ELF parser wants.
-pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb-ebpf"));
+pub(crate) static EBPF_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb-ebpf"));

@@ -26,14 +26,14 @@ enum MapOp {
 
 /// Writes recorded in order, to be replayed by [`MapLog::replay`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct MapLog {
+pub(crate) struct MapLog {
     ops: Vec<MapOp>,
 }
 
 impl MapLog {
     /// Makes the recorded writes on `maps`, in order; stops at the first
     /// that fails.
-    pub fn replay(&self, maps: &mut dyn MapWriter) -> Result<(), DataplaneError> {
+    pub(crate) fn replay(&self, maps: &mut dyn MapWriter) -> Result<(), DataplaneError> {
         for op in &self.ops {
             match op {
                 MapOp::Config(config) => maps.set_config(config)?,
@@ -52,11 +52,6 @@ impl MapLog {
             }
         }
         Ok(())
-    }
-
-    /// Whether nothing would be written.
-    pub fn is_empty(&self) -> bool {
-        self.ops.is_empty()
     }
 }
 

@@ -86,6 +86,11 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<()> {
     // touches the pins or the interface, and held until lbd exits (the
     // kernel drops them then, also on kill -9). A second lbd stops here.
     let ownership = crate::ownership::claim(&config, path).await?;
+    let locks: Vec<String> = ownership.locks().map(|p| p.display().to_string()).collect();
+    info!(
+        ?locks,
+        "this lbd owns the data plane of {}", config.interface
+    );
     let admin_options: ServeOptions = crate::privilege::admin_socket_options(&config)?;
     let server = Server::bind(&config.admin_socket, &admin_options)
         .await

@@ -36,7 +36,7 @@ pub struct HealthEvent<K> {
 
 /// One backend's check status and counters, for `lbctl` and metrics.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HealthStatus {
+pub(crate) struct HealthStatus {
     /// What is probed, and how.
     pub target: ProbeTarget,
     /// Current health.
@@ -71,7 +71,7 @@ impl HealthStatus {
     }
 
     /// The latency of the last probe, the metric most dashboards want.
-    pub fn last_latency(&self) -> Option<Duration> {
+    pub(crate) fn last_latency(&self) -> Option<Duration> {
         self.last_result.as_ref().map(|r| r.latency)
     }
 
@@ -127,7 +127,7 @@ impl Drop for Task {
 /// Runs the health checks of a set of backends, one tokio task each, and
 /// reports their changes of health on a channel. Dropping it stops every
 /// task.
-pub struct HealthChecker<K> {
+pub(crate) struct HealthChecker<K> {
     events: mpsc::Sender<HealthEvent<K>>,
     observer: Option<Observer<K>>,
     tasks: HashMap<K, Task>,
@@ -153,7 +153,7 @@ where
     /// A checker with no backends that will send changes of health to
     /// `events`. A full channel holds the tasks back (they wait to send);
     /// a closed one stops them.
-    pub fn new(events: mpsc::Sender<HealthEvent<K>>) -> Self {
+    pub(crate) fn new(events: mpsc::Sender<HealthEvent<K>>) -> Self {
         Self {
             events,
             observer: None,
@@ -172,7 +172,13 @@ where
     ///
     /// Must be called within a tokio runtime; outside one, the check is
     /// not started and an error is logged.
-    pub fn set(&mut self, key: K, target: ProbeTarget, settings: CheckSettings, initial: Health) {
+    pub(crate) fn set(
+        &mut self,
+        key: K,
+        target: ProbeTarget,
+        settings: CheckSettings,
+        initial: Health,
+    ) {
         if let Some(task) = self.tasks.get(&key) {
             if task.target == target && task.settings == settings {
                 debug!(backend = ?key, "health check unchanged");
@@ -227,14 +233,14 @@ where
     /// status's counters: `checks == 1` is a check's first probe); applies
     /// to tasks started from now on. Only the current task of a key calls
     /// it: never for a check that was removed or replaced.
-    pub fn with_observer(mut self, observer: Observer<K>) -> Self {
+    pub(crate) fn with_observer(mut self, observer: Observer<K>) -> Self {
         self.observer = Some(observer);
         self
     }
 
     /// Stops checking backend `key`, e.g. when it leaves the config. No
     /// event for it is sent after this returns.
-    pub fn remove(&mut self, key: &K) {
+    pub(crate) fn remove(&mut self, key: &K) {
         lock(&self.shared).remove(key);
         if self.tasks.remove(key).is_some() {
             debug!(backend = ?key, "health check stopped");
@@ -243,16 +249,16 @@ where
 
     /// Stops checking every backend for which `keep` is false, so a config
     /// reload can drop what it no longer lists in one call.
-    pub fn retain(&mut self, keep: impl Fn(&K) -> bool) {
+    pub(crate) fn retain(&mut self, keep: impl Fn(&K) -> bool) {
         let gone: Vec<K> = self.tasks.keys().filter(|k| !keep(k)).cloned().collect();
         for key in &gone {
             self.remove(key);
         }
     }
 
-    /// The status of every checked backend, in no particular order, for
-    /// status output and metrics.
-    pub fn snapshot(&self) -> Vec<(K, HealthStatus)> {
+    /// The status of every checked backend, in no particular order.
+    #[cfg(test)]
+    pub(crate) fn snapshot(&self) -> Vec<(K, HealthStatus)> {
         lock(&self.shared)
             .iter()
             .map(|(k, e)| (k.clone(), e.status.clone()))
@@ -260,14 +266,14 @@ where
     }
 
     /// The status of one backend, if it is checked.
-    pub fn status(&self, key: &K) -> Option<HealthStatus> {
+    pub(crate) fn status(&self, key: &K) -> Option<HealthStatus> {
         lock(&self.shared).get(key).map(|e| e.status.clone())
     }
 }
 
 /// Sees every probe's result: the backend's key, the result and the
 /// check's status after it. Called under the snapshot's lock: keep it short.
-pub type Observer<K> = Arc<dyn Fn(&K, &ProbeResult, &HealthStatus) + Send + Sync>;
+pub(crate) type Observer<K> = Arc<dyn Fn(&K, &ProbeResult, &HealthStatus) + Send + Sync>;
 
 /// What one check task needs.
 struct Check<K> {

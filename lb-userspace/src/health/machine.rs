@@ -144,7 +144,7 @@ pub struct Transition {
 /// at start only becomes `Up` after `rise` checks (taken `fast_interval`
 /// apart), so it gets no traffic before it has proved itself.
 #[derive(Debug, Clone)]
-pub struct HealthMachine {
+pub(crate) struct HealthMachine {
     settings: CheckSettings,
     health: Health,
     successes: u32,
@@ -158,7 +158,7 @@ impl HealthMachine {
     /// A machine in state `initial` with no results yet. `initial` is
     /// usually `Unknown`; `Up` or `Down` carries a state over, e.g. from
     /// before a restart, so a known-good backend is not drained meanwhile.
-    pub fn new(settings: CheckSettings, initial: Health) -> Self {
+    pub(crate) fn new(settings: CheckSettings, initial: Health) -> Self {
         Self {
             settings: settings.normalized(),
             health: initial,
@@ -173,7 +173,7 @@ impl HealthMachine {
     /// Takes one probe result, taken at `now`, and returns the change of
     /// state it causes, if any. A success ends the failure streak and a
     /// failure ends the success streak.
-    pub fn record(&mut self, result: &ProbeResult, now: Instant) -> Option<Transition> {
+    pub(crate) fn record(&mut self, result: &ProbeResult, now: Instant) -> Option<Transition> {
         self.last_checked = Some(now);
         self.last_result = Some(result.clone());
         let to = match &result.outcome {
@@ -200,14 +200,14 @@ impl HealthMachine {
     }
 
     /// The current state.
-    pub fn health(&self) -> Health {
+    pub(crate) fn health(&self) -> Health {
         self.health
     }
 
     /// How long to wait before the next check: `fast_interval` while the
     /// state is `Unknown` or some results in a row disagree with it, so a
     /// change is settled quickly; `interval` otherwise.
-    pub fn next_check_in(&self) -> Duration {
+    pub(crate) fn next_check_in(&self) -> Duration {
         let in_doubt = match self.health {
             Health::Unknown => true,
             Health::Up => self.failures > 0,
@@ -222,29 +222,27 @@ impl HealthMachine {
 
     /// The current streaks, as (successes, failures) in a row; one of the
     /// two is always 0. For status output and metrics.
-    pub fn consecutive(&self) -> (u32, u32) {
+    pub(crate) fn consecutive(&self) -> (u32, u32) {
         (self.successes, self.failures)
     }
 
     /// The last result recorded, for status output.
-    pub fn last_result(&self) -> Option<&ProbeResult> {
+    #[cfg(test)]
+    pub(crate) fn last_result(&self) -> Option<&ProbeResult> {
         self.last_result.as_ref()
     }
 
     /// When the last result was recorded, as given to [`Self::record`].
-    pub fn last_checked(&self) -> Option<Instant> {
+    #[cfg(test)]
+    pub(crate) fn last_checked(&self) -> Option<Instant> {
         self.last_checked
     }
 
     /// When the state last changed, as given to [`Self::record`]; `None`
     /// while it is still the initial state.
-    pub fn changed_at(&self) -> Option<Instant> {
+    #[cfg(test)]
+    pub(crate) fn changed_at(&self) -> Option<Instant> {
         self.changed_at
-    }
-
-    /// The settings in force (counts and intervals normalized).
-    pub fn settings(&self) -> &CheckSettings {
-        &self.settings
     }
 
     /// Why the state changed: the streak, and what the last probe saw.

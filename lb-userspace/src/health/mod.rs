@@ -4,13 +4,13 @@
 //! them and report state changes ([`driver`]). This file only wires the
 //! parts together (plus test-only servers).
 
-pub mod driver;
-pub mod machine;
-pub mod probe;
+pub(crate) mod driver;
+pub(crate) mod machine;
+pub(crate) mod probe;
 
-pub use driver::{HealthChecker, HealthEvent, HealthStatus};
-pub use machine::{CheckSettings, Health, HealthMachine, SettingsError, Transition};
-pub use probe::{probe, CheckKind, FailureReason, Outcome, ProbeResult, ProbeTarget};
+pub(crate) use driver::{HealthChecker, HealthEvent, HealthStatus};
+pub(crate) use machine::{CheckSettings, Health};
+pub(crate) use probe::{CheckKind, ProbeResult, ProbeTarget};
 
 /// Tiny HTTP servers on 127.0.0.1 for the probe and driver tests.
 #[cfg(test)]

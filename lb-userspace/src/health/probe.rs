@@ -146,7 +146,7 @@ impl FailureReason {
 
 /// Probes `target` once; the whole check, connect included, is bounded by
 /// `timeout`. Never fails: every problem is a [`FailureReason`].
-pub async fn probe(target: &ProbeTarget, timeout: Duration) -> ProbeResult {
+pub(crate) async fn probe(target: &ProbeTarget, timeout: Duration) -> ProbeResult {
     let start = Instant::now();
     let checked = match &target.kind {
         CheckKind::Tcp => tokio::time::timeout(timeout, tcp(target.address)).await,

@@ -16,11 +16,11 @@ use std::{
 };
 
 /// Name of the symlink that records the holder of a directory lock.
-pub const OWNER_LINK: &str = "lbd-owner";
+pub(crate) const OWNER_LINK: &str = "lbd-owner";
 
 /// Who holds a lock: an lbd's pid and the config it was started with.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OwnerRecord {
+pub(crate) struct OwnerRecord {
     /// The holder's process id.
     pub pid: u32,
     /// The holder's config file (absolute).
@@ -29,7 +29,7 @@ pub struct OwnerRecord {
 
 impl OwnerRecord {
     /// This process, started with `config`.
-    pub fn current(config: &Path) -> Self {
+    pub(crate) fn current(config: &Path) -> Self {
         Self {
             pid: std::process::id(),
             config: std::path::absolute(config).unwrap_or_else(|_| config.to_owned()),
@@ -37,13 +37,13 @@ impl OwnerRecord {
     }
 
     /// The record as stored: `pid=N` and `config=PATH` lines.
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         format!("pid={}\nconfig={}\n", self.pid, self.config.display())
     }
 
     /// Reads a stored record; `None` if the pid or the config is missing
     /// (a lock file being written, or not lbd's).
-    pub fn parse(text: &str) -> Option<Self> {
+    pub(crate) fn parse(text: &str) -> Option<Self> {
         let mut pid = None;
         let mut config = None;
         for line in text.lines() {
@@ -71,21 +71,21 @@ impl fmt::Display for OwnerRecord {
 
 /// A lock this process holds until it is dropped or the process ends.
 #[derive(Debug)]
-pub struct Lock {
+pub(crate) struct Lock {
     _file: File,
     path: PathBuf,
 }
 
 impl Lock {
     /// What is locked (the lock file or the directory).
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 }
 
 /// The outcome of trying a lock.
 #[derive(Debug)]
-pub enum Attempt {
+pub(crate) enum Attempt {
     /// Taken: this process holds it now.
     Held(Lock),
     /// Another process holds it; its record, if it could be read.
@@ -94,7 +94,7 @@ pub enum Attempt {
 
 /// Takes the lock file at `path` (created if missing, mode 0644) and
 /// writes `me` into it; or says who holds it.
-pub fn lock_file(path: &Path, me: &OwnerRecord) -> io::Result<Attempt> {
+pub(crate) fn lock_file(path: &Path, me: &OwnerRecord) -> io::Result<Attempt> {
     // Not truncated on open: a refused process must not wipe the
     // holder's record.
     let mut file = OpenOptions::new()
@@ -125,7 +125,7 @@ pub fn lock_file(path: &Path, me: &OwnerRecord) -> io::Result<Attempt> {
 /// in its [`OWNER_LINK`]; or says who holds it. A record that cannot be
 /// written is only a poorer message for the next one refused: it is
 /// logged, the lock is still held.
-pub fn lock_dir(dir: &Path, me: &OwnerRecord) -> io::Result<Attempt> {
+pub(crate) fn lock_dir(dir: &Path, me: &OwnerRecord) -> io::Result<Attempt> {
     let file = File::open(dir)?;
     let link = dir.join(OWNER_LINK);
     if !try_flock(&file)? {

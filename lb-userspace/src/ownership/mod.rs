@@ -8,7 +8,7 @@
 //! lbd also refuses an interface that already runs an XDP program it did
 //! not pin (another tool's, or an lbd's with another `pin_dir`).
 
-pub mod lock;
+pub(crate) mod lock;
 
 use std::{
     fmt,
@@ -28,7 +28,7 @@ use lock::{Attempt, Lock, OwnerRecord};
 /// What a process claims the data plane for (it decides the advice a
 /// refusal gives).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Purpose {
+pub(crate) enum Purpose {
     /// lbd itself: load or adopt, attach, serve.
     Serve,
     /// `lbd --cleanup`.
@@ -39,7 +39,7 @@ pub enum Purpose {
 
 /// What a lock protects, as a refusal names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Claimed {
+pub(crate) enum Claimed {
     /// An interface in a network namespace (the inode of its nsfs file).
     Interface {
         /// Interface name.
@@ -64,7 +64,7 @@ impl fmt::Display for Claimed {
 
 /// Why this process may not own the data plane.
 #[derive(Debug, thiserror::Error)]
-pub enum OwnershipError {
+pub(crate) enum OwnershipError {
     /// Another lbd holds the lock.
     #[error("{}", owned_message(claimed, owner.as_ref(), lock, *purpose))]
     Owned {
@@ -111,13 +111,13 @@ pub enum OwnershipError {
 /// the process acts on the data plane (dropping it releases them; so does
 /// exiting).
 #[derive(Debug)]
-pub struct Ownership {
+pub(crate) struct Ownership {
     locks: Vec<Lock>,
 }
 
 impl Ownership {
     /// What is locked (lock files and directories).
-    pub fn locks(&self) -> impl Iterator<Item = &Path> {
+    pub(crate) fn locks(&self) -> impl Iterator<Item = &Path> {
         self.locks.iter().map(Lock::path)
     }
 }
@@ -128,7 +128,10 @@ impl Ownership {
 /// `pin_dir` (made ready: on bpffs, created) and its lock. Nothing in the
 /// pin directory is touched before both locks are held, and nothing is
 /// created there when the interface is refused.
-pub async fn claim(config: &Config, config_path: &Path) -> Result<Ownership, OwnershipError> {
+pub(crate) async fn claim(
+    config: &Config,
+    config_path: &Path,
+) -> Result<Ownership, OwnershipError> {
     let me = OwnerRecord::current(config_path);
     let mut locks = vec![interface_lock(config, &me, Purpose::Serve)?];
     let pins = config.pin_dir.as_ref().map(PinDir::new);
@@ -143,7 +146,7 @@ pub async fn claim(config: &Config, config_path: &Path) -> Result<Ownership, Own
 /// Claims the data plane of `config` for `lbd --cleanup` or
 /// `--release-vips`: the same locks as [`claim`] (the `pin_dir`'s only if
 /// it exists), refused while an lbd holds either.
-pub fn claim_offline(
+pub(crate) fn claim_offline(
     config: &Config,
     config_path: &Path,
     purpose: Purpose,
@@ -158,7 +161,7 @@ pub fn claim_offline(
 
 /// The lock file of `interface` in network namespace `netns`, in
 /// `run_dir`.
-pub fn interface_lock_path(run_dir: &Path, interface: &str, netns: u64) -> PathBuf {
+pub(crate) fn interface_lock_path(run_dir: &Path, interface: &str, netns: u64) -> PathBuf {
     run_dir.join(format!("lbd-xdp-{interface}.net{netns}.lock"))
 }
 
@@ -253,7 +256,7 @@ async fn check_interface_program(
 }
 
 /// The refusal when `claimed` is held by `owner`.
-pub fn owned_message(
+pub(crate) fn owned_message(
     claimed: &Claimed,
     owner: Option<&OwnerRecord>,
     lock: &Path,
@@ -292,7 +295,7 @@ pub fn owned_message(
 
 /// The refusal when `interface` runs program `id` that this lbd did not
 /// pin, with the ways out.
-pub fn foreign_program_message(
+pub(crate) fn foreign_program_message(
     interface: &str,
     id: u32,
     name: Option<&str>,

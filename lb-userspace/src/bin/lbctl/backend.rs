@@ -33,7 +33,7 @@ const EXIT_DRAIN_ENDED_ELSEWHERE: u8 = 7;
 
 /// Flags every change takes.
 #[derive(Debug, clap::Args)]
-pub struct ChangeFlags {
+pub(crate) struct ChangeFlags {
     /// Show what it would do (shares before and after); change nothing.
     #[arg(long)]
     dry_run: bool,
@@ -44,7 +44,7 @@ pub struct ChangeFlags {
 
 /// `lbctl backend ...`.
 #[derive(Debug, clap::Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Add a backend to a VIP (runtime change: see `lbctl reload --dry-run`).
     Add {
         /// ADDRESS:PORT[/tcp|udp].
@@ -126,7 +126,7 @@ pub enum Command {
 }
 
 /// Runs a `backend` subcommand.
-pub async fn run(client: &Client, command: Command) -> Result<(), Failure> {
+pub(crate) async fn run(client: &Client, command: Command) -> Result<(), Failure> {
     match command {
         Command::Add {
             vip,

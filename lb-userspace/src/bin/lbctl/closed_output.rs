@@ -8,7 +8,7 @@
 
 /// Makes any panic while stdout is closed end the process by SIGPIPE,
 /// quietly; every other panic is reported as before. Call first in `main`.
-pub fn die_quietly_on_closed_stdout() {
+pub(crate) fn die_quietly_on_closed_stdout() {
     let report = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         if stdout_closed() {

@@ -4,13 +4,13 @@ use clap::CommandFactory as _;
 
 /// Arguments of `lbctl completions`.
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// bash, zsh, fish, elvish or powershell.
     shell: clap_complete::Shell,
 }
 
 /// Prints the script.
-pub fn run(args: &Args) {
+pub(crate) fn run(args: &Args) {
     let mut command = super::Cli::command();
     clap_complete::generate(args.shell, &mut command, "lbctl", &mut std::io::stdout());
 }

@@ -16,7 +16,7 @@ use serde::Serialize;
 
 /// Arguments of `lbctl config check`.
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// The config file.
     file: PathBuf,
     /// Print JSON instead of a table.
@@ -41,7 +41,7 @@ struct BackendReport {
 }
 
 /// Runs the check.
-pub fn run(args: &Args) -> anyhow::Result<()> {
+pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     let config = Config::load(&args.file)?;
     let mut vips = Vec::new();
     for vip in &config.vips {

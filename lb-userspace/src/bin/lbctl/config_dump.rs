@@ -6,7 +6,7 @@ use lb_userspace::api::client::Client;
 use crate::Failure;
 
 /// Prints the running config.
-pub async fn run(client: &Client) -> Result<(), Failure> {
+pub(crate) async fn run(client: &Client) -> Result<(), Failure> {
     let config = client.config().await?;
     print!("{}", config.toml);
     Ok(())

@@ -17,7 +17,7 @@ use crate::{output, Failure};
 
 /// `lbctl flow`.
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// ADDRESS:PORT[/tcp|udp].
     vip: VipId,
     /// The client end of the flow: ADDRESS:PORT ([ADDRESS]:PORT for IPv6),
@@ -29,7 +29,7 @@ pub struct Args {
 }
 
 /// Asks lbd about the flow and prints the answer.
-pub async fn run(client: &Client, args: &Args) -> Result<(), Failure> {
+pub(crate) async fn run(client: &Client, args: &Args) -> Result<(), Failure> {
     let answer = client.flow(args.vip, args.client).await?;
     if args.json {
         output::json(&answer);

@@ -6,6 +6,8 @@
 //! removed). When its output is closed (`| head -1`), lbctl ends quietly by
 //! SIGPIPE, as other Unix filters do.
 
+#![warn(unreachable_pub)]
+
 mod backend;
 mod closed_output;
 mod completions;

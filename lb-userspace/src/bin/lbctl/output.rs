@@ -9,7 +9,7 @@ use lb_userspace::{
 use serde::Serialize;
 
 /// Prints `value` as pretty JSON.
-pub fn json(value: &impl Serialize) {
+pub(crate) fn json(value: &impl Serialize) {
     match serde_json::to_string_pretty(value) {
         Ok(text) => println!("{text}"),
         Err(error) => eprintln!("lbctl: encoding JSON: {error}"),
@@ -17,7 +17,7 @@ pub fn json(value: &impl Serialize) {
 }
 
 /// Prints what a change does (or would do).
-pub fn change(change: &Change, as_json: bool) {
+pub(crate) fn change(change: &Change, as_json: bool) {
     if as_json {
         json(change);
         return;
@@ -113,7 +113,7 @@ fn plan_text(vip: &VipPlan, verb: &str) -> String {
 }
 
 /// The effective deadline of a drain, in words.
-pub fn drain_deadline(drain: &DrainPlan) -> String {
+pub(crate) fn drain_deadline(drain: &DrainPlan) -> String {
     let from = match drain.from {
         DrainTimeoutSource::Request => "from --timeout",
         DrainTimeoutSource::VipDefault => "the VIP's drain_timeout_s",

@@ -8,7 +8,7 @@ use crate::{output, Failure};
 
 /// Arguments of `lbctl reload`.
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// Show what the reload would do; change nothing.
     #[arg(long)]
     dry_run: bool,
@@ -18,7 +18,7 @@ pub struct Args {
 }
 
 /// Asks lbd to reload.
-pub async fn run(client: &Client, args: &Args) -> Result<(), Failure> {
+pub(crate) async fn run(client: &Client, args: &Args) -> Result<(), Failure> {
     let change = client.reload(args.dry_run).await?;
     output::change(&change, args.json);
     Ok(())

@@ -12,7 +12,7 @@ use crate::{output, Failure};
 
 /// Arguments of `lbctl status`.
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// Show only this VIP (ADDRESS:PORT[/tcp|udp]).
     vip: Option<VipId>,
     /// Print JSON.
@@ -30,7 +30,7 @@ pub struct Args {
 }
 
 /// Prints the status (once, or refreshing with rates).
-pub async fn run(client: &Client, args: &Args) -> Result<(), Failure> {
+pub(crate) async fn run(client: &Client, args: &Args) -> Result<(), Failure> {
     if args.watch {
         return watch(client, args).await;
     }
@@ -206,7 +206,7 @@ fn print_status(status: &Status) {
 }
 
 /// Prints one VIP and its backends as a table.
-pub fn print_vip(vip: &lb_userspace::api::schema::VipStatus) {
+pub(crate) fn print_vip(vip: &lb_userspace::api::schema::VipStatus) {
     let flags = match (vip.all_down, vip.runtime) {
         (true, _) => format!(" ALL BACKENDS DOWN (on_all_down={})", vip.on_all_down),
         (false, true) => " (added at run time)".to_owned(),

@@ -13,7 +13,7 @@ use crate::{output, status::print_vip, Failure};
 
 /// `lbctl vip ...`.
 #[derive(Debug, clap::Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Add a VIP (runtime change: see `lbctl reload --dry-run`).
     Add {
         /// ADDRESS:PORT[/tcp|udp], IPv6 as [ADDRESS]:PORT.
@@ -55,7 +55,7 @@ pub enum Command {
 
 /// A weight argument, checked by the config file's rule so an out-of-range
 /// one says the range.
-pub fn parse_weight(text: &str) -> Result<u32, String> {
+pub(crate) fn parse_weight(text: &str) -> Result<u32, String> {
     let n: i64 = text
         .parse()
         .map_err(|_| format!("weight {text:?} is not a whole number (0..={MAX_WEIGHT})"))?;
@@ -64,7 +64,7 @@ pub fn parse_weight(text: &str) -> Result<u32, String> {
 
 /// `ADDRESS[,weight=W][,mac=MAC]`, its values checked by the config file's
 /// rules (the VIP-dependent ones are lbd's to check).
-pub fn parse_backend(text: &str) -> Result<BackendSpec, String> {
+pub(crate) fn parse_backend(text: &str) -> Result<BackendSpec, String> {
     let mut parts = text.split(',');
     let address = parts
         .next()
@@ -90,7 +90,7 @@ pub fn parse_backend(text: &str) -> Result<BackendSpec, String> {
 }
 
 /// Runs a `vip` subcommand.
-pub async fn run(client: &Client, command: Command) -> Result<(), Failure> {
+pub(crate) async fn run(client: &Client, command: Command) -> Result<(), Failure> {
     match command {
         Command::Add {
             vip,
