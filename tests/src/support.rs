@@ -4,14 +4,17 @@
 
 use std::{
     net::IpAddr,
-    process::{Command, Stdio},
+    process::{Command, Output, Stdio},
     thread,
     time::{Duration, Instant},
 };
 
-use lb_userspace::api::schema::{BackendStatus, Status};
+use lb_userspace::api::schema::{BackendStatus, HealthStatus, Status};
 
-use crate::lab::{lbd_binary, Host, Lab};
+use crate::{
+    client::Load,
+    lab::{lbd_binary, Host, Lab, VIP4},
+};
 
 /// Polls `condition` every 20 ms until it holds; panics naming `what` if it
 /// does not within `limit`.
@@ -33,6 +36,29 @@ pub fn lbctl_command(lab: &Lab, args: &[&str]) -> Command {
         .args(args)
         .stdin(Stdio::null());
     command
+}
+
+/// Runs lbctl against the lab's lbd on a thread of its own (e.g. `drain
+/// --wait` while the test goes on); join for its output.
+pub fn lbctl_in_background(lab: &Lab, args: &[&str]) -> thread::JoinHandle<Output> {
+    let mut command = lbctl_command(lab, args);
+    thread::spawn(move || command.output().expect("lbctl"))
+}
+
+/// Runs lbctl against the lab's lbd: (exit code, stdout, stderr), for
+/// tests of its failures.
+pub fn lbctl_outcome(lab: &Lab, args: &[&str]) -> (i32, String, String) {
+    outcome(&lab.lbctl(args).expect("run lbctl"))
+}
+
+/// A finished process's (exit code, stdout, stderr); -1 when a signal
+/// ended it.
+pub fn outcome(out: &Output) -> (i32, String, String) {
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// Runs lbctl against the lab's lbd; panics unless it exits 0. Returns its
@@ -80,4 +106,31 @@ pub fn backend(status: &Status, address: &str) -> BackendStatus {
 /// Node counter `name` (0 when absent).
 pub fn counter(status: &Status, name: &str) -> u64 {
     status.counters.get(name).copied().unwrap_or(0)
+}
+
+/// Health of backend `address` of the first VIP (None when it is not
+/// there).
+pub fn health_of(lab: &Lab, address: &str) -> Option<HealthStatus> {
+    let address: IpAddr = address.parse().expect("address");
+    status(lab).vips[0]
+        .backends
+        .iter()
+        .find(|b| b.address == address)
+        .map(|b| b.health)
+}
+
+/// Waits up to 10 s for backend `address` of the first VIP to have health
+/// `want`.
+pub fn wait_health(lab: &Lab, address: &str, want: HealthStatus) {
+    wait_until(
+        &format!("{address} to become {want}"),
+        Duration::from_secs(10),
+        || health_of(lab, address) == Some(want),
+    );
+}
+
+/// A bounded background load on the lab's IPv4 VIP, one request per new
+/// connection, for at most `limit`.
+pub fn load(lab: &Lab, limit: Duration) -> Load {
+    Load::start(&lab.client.netns, IpAddr::V4(VIP4), limit)
 }

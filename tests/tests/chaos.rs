@@ -6,53 +6,17 @@
 
 use std::{
     net::IpAddr,
-    thread,
     time::{Duration, Instant},
 };
 
 use lb_tests::{
-    client::{self, KeepAlive, Load},
+    client::{self, KeepAlive},
     lab::{Lab, VIP4},
+    support::{counter, load, status, wait_health},
 };
-use lb_userspace::api::schema::{HealthStatus, Status};
+use lb_userspace::api::schema::HealthStatus;
 
 const CHECKS: &str = "[vip.health]\ncheck = \"http\"\npath = \"/health\"\ninterval_ms = 100\nfast_interval_ms = 50\ntimeout_ms = 100\nrise = 2\nfall = 2\n";
-
-fn status(lab: &Lab) -> Status {
-    lab.status().expect("lbctl status")
-}
-
-fn health_of(lab: &Lab, address: &str) -> Option<HealthStatus> {
-    let address: IpAddr = address.parse().expect("address");
-    status(lab).vips[0]
-        .backends
-        .iter()
-        .find(|b| b.address == address)
-        .map(|b| b.health)
-}
-
-fn wait_health(lab: &Lab, address: &str, want: HealthStatus) {
-    let start = Instant::now();
-    while health_of(lab, address) != Some(want) {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "{address} never became {want}"
-        );
-        thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn load(lab: &Lab) -> Load {
-    Load::start(
-        &lab.client.netns,
-        IpAddr::V4(VIP4),
-        Duration::from_secs(120),
-    )
-}
-
-fn counter(status: &Status, name: &str) -> u64 {
-    status.counters.get(name).copied().unwrap_or(0)
-}
 
 /// b3's link goes down and up 20 times, each time long enough for the
 /// checks to take it out and bring it back: every kept-alive connection
@@ -77,7 +41,7 @@ fn a_flapping_backend_moves_no_flow_of_a_healthy_one() {
     assert!(healthy.len() >= 20, "{} healthy connections", healthy.len());
     let b3 = lab.backends[2].clone();
     let load_started = Instant::now();
-    let load = load(&lab);
+    let load = load(&lab, Duration::from_secs(120));
     let mut requests = 0;
     let mut windows = Vec::new();
     for _ in 0..20 {
@@ -190,7 +154,7 @@ fn a_hundred_reloads_under_load_lose_nothing() {
         .iter_mut()
         .map(|c| c.request().expect("request"))
         .collect();
-    let load = load(&lab);
+    let load = load(&lab, Duration::from_secs(120));
     let started = Instant::now();
     for i in 0..100 {
         let config = if i % 2 == 0 { &uneven } else { &even };

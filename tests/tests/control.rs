@@ -17,38 +17,13 @@ use std::{
 use lb_tests::{
     client::{self, KeepAlive},
     lab::{Lab, VIP4},
+    support::{backend, lbctl_in_background, lbctl_ok, status},
 };
-use lb_userspace::api::schema::{BackendState, BackendStatus, HealthStatus, Status};
+use lb_userspace::api::schema::{BackendState, HealthStatus, Status};
 
 const VIP: &str = "198.18.0.100:80/tcp";
 /// Fast checks so the lab reacts quickly: fall 2 × 200 ms (+ 100 ms timeout).
 const FAST_CHECKS: &str = "[vip.health]\ncheck = \"http\"\npath = \"/health\"\ninterval_ms = 200\nfast_interval_ms = 100\ntimeout_ms = 100\nrise = 2\nfall = 2\n";
-
-fn lbctl_ok(lab: &Lab, args: &[&str]) -> String {
-    let out = lab.lbctl(args).expect("run lbctl");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "lbctl {args:?} failed ({}):\n{stdout}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
-
-fn status(lab: &Lab) -> Status {
-    serde_json::from_str(&lbctl_ok(lab, &["status", "--json"])).expect("status JSON")
-}
-
-fn backend(status: &Status, address: &str) -> BackendStatus {
-    let address: IpAddr = address.parse().expect("address");
-    status.vips[0]
-        .backends
-        .iter()
-        .find(|b| b.address == address)
-        .cloned()
-        .expect("backend in status")
-}
 
 /// Per VIP: each backend's address, admin state, weight and share.
 type State = Vec<(String, Vec<(IpAddr, BackendState, u32, f64)>)>;
@@ -222,24 +197,7 @@ fn a_drained_backend_keeps_its_connections_takes_no_new_ones_and_reports_when_em
     assert!(backend(&status(&lab), "198.18.0.11").flows.live > 0);
 
     // The finish line: close the connections, drain --wait returns 0.
-    let waiter = {
-        let args: Vec<String> = ["backend", "drain", VIP, "198.18.0.11", "--wait"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        let lbctl = lb_tests::lab::lbd_binary()
-            .expect("lbd")
-            .with_file_name("lbctl");
-        let socket = lab.admin_socket();
-        thread::spawn(move || {
-            std::process::Command::new(lbctl)
-                .arg("--socket")
-                .arg(socket)
-                .args(&args)
-                .output()
-                .expect("lbctl")
-        })
-    };
+    let waiter = lbctl_in_background(&lab, &["backend", "drain", VIP, "198.18.0.11", "--wait"]);
     thread::sleep(Duration::from_millis(700));
     stop.store(true, Ordering::Relaxed);
     let seen = busy.join().expect("busy thread");

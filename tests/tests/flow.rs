@@ -15,6 +15,7 @@ use lb_tests::{
     client::KeepAlive,
     lab::{Host, Lab, VIP4, VIP6},
     packet::{self, Flow, LB_MAC, SYN},
+    support::lbctl_outcome,
     testbed::{action, vip4_tcp, vip6_tcp, TestBed},
 };
 use lb_userspace::{
@@ -108,19 +109,9 @@ fn the_lookup_finds_what_the_program_tracked_in_every_table_kind() {
     }
 }
 
-/// Runs lbctl; (exit code, stdout, stderr).
-fn lbctl(lab: &Lab, args: &[&str]) -> (i32, String, String) {
-    let out = lab.lbctl(args).expect("run lbctl");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 /// `lbctl flow VIP CLIENT --json`, which must succeed.
 fn explain(lab: &Lab, vip: &str, client: &str) -> FlowExplanation {
-    let (code, stdout, stderr) = lbctl(lab, &["flow", vip, client, "--json"]);
+    let (code, stdout, stderr) = lbctl_outcome(lab, &["flow", vip, client, "--json"]);
     assert_eq!(code, 0, "lbctl flow {vip} {client}: {stderr}");
     serde_json::from_str(&stdout).expect("FlowExplanation JSON")
 }
@@ -206,7 +197,7 @@ fn lbctl_flow_tells_tracked_maglev_and_dropped_apart_and_is_right() {
         "{entry:?}"
     );
     assert!(entry.age_s < 5.0, "{entry:?}");
-    let (_, text, _) = lbctl(&lab, &["flow", VIP, &client(&lab, 21_000, false)]);
+    let (_, text, _) = lbctl_outcome(&lab, &["flow", VIP, &client(&lab, 21_000, false)]);
     let expected = format!(
         "{} -> {VIP}: tracked -> backend {} (enabled, up), last packet",
         client(&lab, 21_000, false),
@@ -233,7 +224,7 @@ fn lbctl_flow_tells_tracked_maglev_and_dropped_apart_and_is_right() {
             let pick = predicted.maglev.expect("the Maglev pick");
             assert_eq!(pick.table_size, 65_537);
             let expected = predicted.backend.expect("a backend").address;
-            let (_, text, _) = lbctl(&lab, &["flow", vip, &from]);
+            let (_, text, _) = lbctl_outcome(&lab, &["flow", vip, &from]);
             assert!(
                 text.contains(&format!(
                     "not tracked: Maglev slot {} of 65537 -> backend {expected}",
@@ -257,38 +248,39 @@ fn lbctl_flow_tells_tracked_maglev_and_dropped_apart_and_is_right() {
     println!("flows predicted and served by: {seen:?}");
 
     // (4) Bad input: the message names the problem; exit 2 or 3.
-    let (code, _, stderr) = lbctl(&lab, &["flow", VIP, &client(&lab, 40_000, true)]);
+    let (code, _, stderr) = lbctl_outcome(&lab, &["flow", VIP, &client(&lab, 40_000, true)]);
     assert_eq!(code, 2, "{stderr}");
     assert!(
         stderr.contains("IPv6") && stderr.contains("IPv4") && stderr.contains(VIP),
         "{stderr}"
     );
-    let (code, _, stderr) = lbctl(&lab, &["flow", VIP_6, &client(&lab, 40_000, false)]);
+    let (code, _, stderr) = lbctl_outcome(&lab, &["flow", VIP_6, &client(&lab, 40_000, false)]);
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("2001:2::100"), "{stderr}");
-    let (code, _, stderr) = lbctl(&lab, &["flow", VIP, &client(&lab, 0, false)]);
+    let (code, _, stderr) = lbctl_outcome(&lab, &["flow", VIP, &client(&lab, 0, false)]);
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("port 0"), "{stderr}");
-    let (code, _, stderr) = lbctl(
+    let (code, _, stderr) = lbctl_outcome(
         &lab,
         &["flow", "198.18.0.101:80/tcp", &client(&lab, 40_000, false)],
     );
     assert_eq!(code, 3, "{stderr}");
     assert!(stderr.contains("no VIP 198.18.0.101:80/tcp"), "{stderr}");
-    let (code, _, stderr) = lbctl(&lab, &["flow", VIP, "198.18.0.10"]);
+    let (code, _, stderr) = lbctl_outcome(&lab, &["flow", VIP, "198.18.0.10"]);
     assert_eq!(code, 2, "{stderr}");
 
     // (3) Every backend in maintenance: an untracked flow is dropped, and
     // so is the tracked one (its entry is stale now).
     for b in &lab.backends {
-        let (code, _, stderr) = lbctl(&lab, &["backend", "maintenance", VIP, &b.ipv4.to_string()]);
+        let (code, _, stderr) =
+            lbctl_outcome(&lab, &["backend", "maintenance", VIP, &b.ipv4.to_string()]);
         assert_eq!(code, 0, "{stderr}");
     }
     let answer = explain(&lab, VIP, &client(&lab, 23_000, false));
     assert_eq!(answer.decision, FlowDecision::Dropped, "{answer:?}");
     assert_eq!(answer.dropped, Some(DropReason::EmptySlot));
     assert_eq!(answer.backend, None);
-    let (_, text, _) = lbctl(&lab, &["flow", VIP, &client(&lab, 23_000, false)]);
+    let (_, text, _) = lbctl_outcome(&lab, &["flow", VIP, &client(&lab, 23_000, false)]);
     assert!(text.contains("dropped: no healthy backend"), "{text}");
     let answer = explain(&lab, VIP, &client(&lab, 21_000, false));
     assert_eq!(answer.decision, FlowDecision::Dropped, "{answer:?}");

@@ -22,9 +22,9 @@ use lb_tests::{
     bench::maglev::table_by_address,
     client,
     lab::{in_netns, Host, Lab, LabSpec, HTTP_PORT, VIP4, VIP6},
+    support::{status_on, wait_until},
 };
 use lb_userspace::{
-    api::schema::Status,
     reconcile::addr_words,
     vrrp::{Advertisement, ChecksumMode},
 };
@@ -44,18 +44,8 @@ fn lab(backends: usize) -> Lab {
     lab
 }
 
-fn status(lab: &Lab, node: &Host) -> Status {
-    let out = lab.lbctl_on(node, &["status", "--json"]).expect("lbctl");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("status JSON")
-}
-
 fn vrrp_state(lab: &Lab, node: &Host) -> String {
-    status(lab, node).vrrp[0].state.to_string()
+    status_on(lab, node).vrrp[0].state.to_string()
 }
 
 /// Starts lbd on both nodes: `lb` with `prio_a`, `lb2` with `prio_b`.
@@ -100,14 +90,6 @@ fn wait_for_vip(lab: &Lab, node: &Host, since: Instant, limit: Duration) -> Dura
     }
 }
 
-fn wait_until(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !condition() {
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn the_higher_priority_node_is_elected_and_holds_the_vip_alone() {
     let mut lab = lab(3);
@@ -119,7 +101,7 @@ fn the_higher_priority_node_is_elected_and_holds_the_vip_alone() {
     );
     let tally = client::burst(&lab.client.netns, IpAddr::V4(VIP4), 200).expect("burst");
     assert_eq!(tally.failed, 0, "{:?}", tally.errors);
-    let s = status(&lab, &b);
+    let s = status_on(&lab, &b);
     assert_eq!(
         s.vrrp[0].master,
         Some(a.ipv4.into()),
@@ -128,7 +110,7 @@ fn the_higher_priority_node_is_elected_and_holds_the_vip_alone() {
         lab.log("lbd-b")
     );
     wait_until("replication to connect", Duration::from_secs(10), || {
-        status(&lab, &a).replication.is_some_and(|r| r.connected)
+        status_on(&lab, &a).replication.is_some_and(|r| r.connected)
     });
 }
 
@@ -284,7 +266,7 @@ fn long_lived_connections_survive_a_failover_even_after_the_backend_set_changed(
     let (a, b) = (lab.lbs[0].clone(), lab.lbs[1].clone());
     wait_for_vip(&lab, &a, Instant::now(), Duration::from_secs(10));
     wait_until("replication to connect", Duration::from_secs(10), || {
-        status(&lab, &a).replication.is_some_and(|r| r.connected)
+        status_on(&lab, &a).replication.is_some_and(|r| r.connected)
     });
 
     // Streams until at least two would move to another backend once b4
@@ -315,7 +297,7 @@ fn long_lived_connections_survive_a_failover_even_after_the_backend_set_changed(
         );
     }
     thread::sleep(Duration::from_millis(1500)); // replication ticks (250 ms) and touches (1 s)
-    let installed = status(&lab, &b)
+    let installed = status_on(&lab, &b)
         .replication
         .map(|r| r.installed)
         .unwrap_or(0);
@@ -444,10 +426,10 @@ fn lbd_and_keepalived_elect_and_fail_over_both_ways() {
         "keepalived took the VIP from a higher-priority lbd:\n{}",
         lab.log("keepalived-b")
     );
-    let received = status(&lab, &a).vrrp[0].counters.adverts_received;
+    let received = status_on(&lab, &a).vrrp[0].counters.adverts_received;
     println!("lbd heard {received} adverts from keepalived as backup");
     assert_eq!(
-        status(&lab, &a).vrrp[0].ignored.get("checksum"),
+        status_on(&lab, &a).vrrp[0].ignored.get("checksum"),
         None,
         "lbd rejected keepalived's adverts"
     );
@@ -473,7 +455,7 @@ fn lbd_and_keepalived_elect_and_fail_over_both_ways() {
         lab.log("lbd-a2")
     );
     assert!(
-        status(&lab, &a).vrrp[0].counters.adverts_received > 0,
+        status_on(&lab, &a).vrrp[0].counters.adverts_received > 0,
         "lbd hears keepalived's adverts"
     );
     assert!(!lab.holds_vip(&a).expect("ip addr"));
@@ -562,7 +544,7 @@ fn forged_or_malformed_adverts_change_nothing() {
         send_raw(&lab, payload.clone(), *ttl);
         thread::sleep(Duration::from_millis(300));
         for node in [&a, &b] {
-            let s = status(&lab, node);
+            let s = status_on(&lab, node);
             assert!(
                 s.vrrp[0].ignored.get(*label).copied().unwrap_or(0) >= 1,
                 "{}: {label} not counted: {:?}",
@@ -644,7 +626,7 @@ fn a_node_that_cannot_serve_gives_the_vip_away_and_notify_runs_on_transitions() 
     wait_until("lb to step down", Duration::from_secs(5), || {
         !lab.holds_vip(&a).unwrap_or(true)
     });
-    let s = status(&lab, &a);
+    let s = status_on(&lab, &a);
     assert_eq!(s.vrrp[0].priority, 90, "{:?}", s.vrrp[0]);
     assert!(s.vips[0].all_down);
     let tally = client::burst(&lab.client.netns, IpAddr::V4(VIP4), 100).expect("burst");
@@ -655,7 +637,7 @@ fn a_node_that_cannot_serve_gives_the_vip_away_and_notify_runs_on_transitions() 
         .expect("config");
     lab.signal("lbd-a", libc::SIGHUP).expect("SIGHUP");
     wait_for_vip(&lab, &a, Instant::now(), Duration::from_secs(10));
-    assert_eq!(status(&lab, &a).vrrp[0].priority, 150);
+    assert_eq!(status_on(&lab, &a).vrrp[0].priority, 150);
 }
 
 #[test]
@@ -707,10 +689,10 @@ fn an_ipv6_instance_elects_a_master_that_holds_the_ipv6_vip() {
     assert!(vip_line.contains("deprecated"), "{addr}");
     thread::sleep(Duration::from_millis(500));
     assert!(
-        status(&lab, &b).vrrp[0].counters.adverts_received > 0,
+        status_on(&lab, &b).vrrp[0].counters.adverts_received > 0,
         "no IPv6 advert heard: {:?} {:?}\n{}\n{}",
-        status(&lab, &a).vrrp,
-        status(&lab, &b).vrrp,
+        status_on(&lab, &a).vrrp,
+        status_on(&lab, &b).vrrp,
         lab.log("lbd-a"),
         lab.log("lbd-b")
     );
@@ -752,7 +734,7 @@ fn unicast_peers_elect_without_multicast() {
         "backup",
         "lb2 did not hear lb's unicast adverts"
     );
-    assert!(status(&lab, &b).vrrp[0].counters.adverts_received > 0);
+    assert!(status_on(&lab, &b).vrrp[0].counters.adverts_received > 0);
     assert!(!lab.holds_vip(&b).expect("ip addr"));
     lab.interrupt("lbd-a").expect("stop");
     wait_for_vip(&lab, &b, Instant::now(), Duration::from_secs(5));
@@ -782,7 +764,7 @@ fn a_restart_within_the_master_down_interval_keeps_mastership() {
     wait_until("lb2 to be backup", Duration::from_secs(10), || {
         vrrp_state(&lab, &b) == "backup"
     });
-    let became_master = status(&lab, &b).vrrp[0].counters.became_master;
+    let became_master = status_on(&lab, &b).vrrp[0].counters.became_master;
 
     let stop = Arc::new(AtomicBool::new(false));
     let load = {
@@ -817,7 +799,7 @@ fn a_restart_within_the_master_down_interval_keeps_mastership() {
     assert_eq!(vrrp_state(&lab, &a), "master");
     assert_eq!(vrrp_state(&lab, &b), "backup");
     assert_eq!(
-        status(&lab, &b).vrrp[0].counters.became_master,
+        status_on(&lab, &b).vrrp[0].counters.became_master,
         became_master,
         "the backup took over during the restart:\n{}",
         lab.log("lbd-b")

@@ -9,7 +9,7 @@ use std::{
     io::{Read as _, Write as _},
     net::IpAddr,
     os::unix::net::UnixStream,
-    process::{Command, Output, Stdio},
+    process::{Command, Stdio},
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc,
@@ -21,6 +21,7 @@ use std::{
 use lb_tests::{
     client::KeepAlive,
     lab::{lbd_binary, Lab, VIP4},
+    support::{lbctl_in_background, lbctl_outcome, outcome},
 };
 use lb_userspace::api::schema::{BackendState, BackendStatus};
 
@@ -33,19 +34,6 @@ fn start() -> Lab {
     let config = lab.lbd_config_for(&["b1", "b2", "b3"], "");
     lab.start_lbd(&config).expect("lbd");
     lab
-}
-
-fn run(lab: &Lab, args: &[&str]) -> (i32, String, String) {
-    let out = lab.lbctl(args).expect("run lbctl");
-    outcome(&out)
-}
-
-fn outcome(out: &Output) -> (i32, String, String) {
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 fn b1(lab: &Lab) -> BackendStatus {
@@ -86,22 +74,6 @@ fn keep_busy(lab: &Lab, count: usize, stop: Arc<AtomicBool>) -> thread::JoinHand
     })
 }
 
-/// lbctl in the background (for `drain --wait`).
-fn lbctl_in_background(lab: &Lab, args: &[&str]) -> thread::JoinHandle<Output> {
-    let lbctl = lbd_binary().expect("lbd").with_file_name("lbctl");
-    let socket = lab.admin_socket();
-    let args: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
-    thread::spawn(move || {
-        Command::new(lbctl)
-            .arg("--socket")
-            .arg(socket)
-            .args(&args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("lbctl")
-    })
-}
-
 #[test]
 fn a_drain_without_a_timeout_never_cuts_established_flows() {
     let lab = start();
@@ -110,7 +82,7 @@ fn a_drain_without_a_timeout_never_cuts_established_flows() {
     thread::sleep(Duration::from_millis(500));
     assert!(b1(&lab).flows.live > 0, "b1 has no connection to drain");
 
-    let (code, dry, _) = run(&lab, &["backend", "drain", VIP, B1, "--dry-run"]);
+    let (code, dry, _) = lbctl_outcome(&lab, &["backend", "drain", VIP, B1, "--dry-run"]);
     assert_eq!(code, 0, "{dry}");
     assert!(
         dry.contains("never cut") && dry.contains("dry run"),
@@ -118,7 +90,8 @@ fn a_drain_without_a_timeout_never_cuts_established_flows() {
     );
     // lbctl's own wait for lbd is set short on purpose: it must not become
     // the drain's timeout.
-    let (code, answer, err) = run(&lab, &["--api-timeout", "2", "backend", "drain", VIP, B1]);
+    let (code, answer, err) =
+        lbctl_outcome(&lab, &["--api-timeout", "2", "backend", "drain", VIP, B1]);
     assert_eq!(code, 0, "{answer}{err}");
     assert!(answer.contains("never cut"), "{answer}");
     let draining = b1(&lab);
@@ -135,7 +108,7 @@ fn a_drain_without_a_timeout_never_cuts_established_flows() {
     assert!(problems.is_empty(), "{problems:?}");
 
     // A drain with its own timeout shows that deadline.
-    let (code, answer, _) = run(
+    let (code, answer, _) = lbctl_outcome(
         &lab,
         &["backend", "drain", VIP, B1, "--timeout", "600", "--dry-run"],
     );
@@ -152,7 +125,7 @@ fn drain_wait_tells_drained_from_timed_out_from_ended_elsewhere() {
     assert!(b1(&lab).flows.live > 0, "b1 has no connection to drain");
 
     // The timeout cuts live flows: exit 6, never 0.
-    let (code, out, err) = run(
+    let (code, out, err) = lbctl_outcome(
         &lab,
         &["backend", "drain", VIP, B1, "--timeout", "2", "--wait"],
     );
@@ -166,7 +139,7 @@ fn drain_wait_tells_drained_from_timed_out_from_ended_elsewhere() {
     let _ = busy.join();
 
     // Someone else undrains while we wait: exit 7, said as it is.
-    let (code, _, err) = run(&lab, &["backend", "undrain", VIP, B1]);
+    let (code, _, err) = lbctl_outcome(&lab, &["backend", "undrain", VIP, B1]);
     assert_eq!(code, 0, "{err}");
     let stop = Arc::new(AtomicBool::new(false));
     let busy = keep_busy(&lab, 12, stop.clone());
@@ -174,7 +147,7 @@ fn drain_wait_tells_drained_from_timed_out_from_ended_elsewhere() {
     assert!(b1(&lab).flows.live > 0, "b1 has no connection to drain");
     let waiter = lbctl_in_background(&lab, &["backend", "drain", VIP, B1, "--wait"]);
     thread::sleep(Duration::from_millis(1500));
-    let (code, _, err) = run(&lab, &["backend", "undrain", VIP, B1]);
+    let (code, _, err) = lbctl_outcome(&lab, &["backend", "undrain", VIP, B1]);
     assert_eq!(code, 0, "{err}");
     let (code, out, err) = outcome(&waiter.join().expect("waiter"));
     assert_eq!(code, 7, "drain --wait after an undrain:\n{out}{err}");
@@ -267,13 +240,13 @@ fn a_reload_never_claims_node_settings_it_has_not_applied() {
     let config = lab.lbd_config_for(&["b1", "b2", "b3"], "");
     lab.write_lbd_config(&config.replace("interface = \"eth0\"", "interface = \"eth9\""))
         .expect("write config");
-    let (code, out, err) = run(&lab, &["reload"]);
+    let (code, out, err) = lbctl_outcome(&lab, &["reload"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(
         out.contains("interface changed: takes effect when lbd restarts"),
         "{out}"
     );
-    let (code, dump, err) = run(&lab, &["config", "dump"]);
+    let (code, dump, err) = lbctl_outcome(&lab, &["config", "dump"]);
     assert_eq!(code, 0, "{err}");
     assert!(
         dump.contains("interface = \"eth0\"") && !dump.contains("eth9"),
@@ -294,11 +267,11 @@ fn lbctl_finds_lbd_through_lbctl_socket_and_filters_status_by_vip() {
     let (code, stdout, err) = outcome(&out);
     assert_eq!(code, 0, "{err}");
     assert!(stdout.contains("VIP 198.18.0.100:80/tcp"), "{stdout}");
-    let (code, _, err) = run(&lab, &["status", "198.18.0.199:80/tcp"]);
+    let (code, _, err) = lbctl_outcome(&lab, &["status", "198.18.0.199:80/tcp"]);
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("no VIP 198.18.0.199:80/tcp"), "{err}");
     // --watch takes the filter too.
-    let (code, stdout, err) = run(
+    let (code, stdout, err) = lbctl_outcome(
         &lab,
         &["status", VIP, "--watch", "--interval", "1", "--count", "1"],
     );

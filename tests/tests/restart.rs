@@ -11,16 +11,12 @@ use std::{
 };
 
 use lb_tests::{
-    client::{self, KeepAlive, Load, Timed},
+    client::{self, KeepAlive, Timed},
     lab::{Lab, VIP4},
+    support::{load, status},
 };
-use lb_userspace::api::schema::Status;
 
 const CHECKS: &str = "[vip.health]\ncheck = \"http\"\npath = \"/health\"\ninterval_ms = 200\nfast_interval_ms = 100\ntimeout_ms = 100\nrise = 2\nfall = 2\n";
-
-fn status(lab: &Lab) -> Status {
-    lab.status().expect("lbctl status")
-}
 
 /// The id of the XDP program eth0 of the LB node runs.
 fn program_id(lab: &Lab) -> Option<u32> {
@@ -33,11 +29,6 @@ fn program_id(lab: &Lab) -> Option<u32> {
         .skip_while(|w| *w != "prog/xdp")
         .nth(2)
         .and_then(|id| id.parse().ok())
-}
-
-/// Starts a bounded background load of one request per new connection.
-fn load(lab: &Lab) -> Load {
-    Load::start(&lab.client.netns, IpAddr::V4(VIP4), Duration::from_secs(60))
 }
 
 /// kill -9 under load, then a restart with one more backend in the file:
@@ -61,7 +52,7 @@ fn kill_9_and_restart_keeps_forwarding_and_the_connection_table() {
     assert!(before.pin_dir.is_some());
     let program_before = program_id(&lab).expect("XDP attached");
 
-    let load = load(&lab);
+    let load = load(&lab, Duration::from_secs(60));
     thread::sleep(Duration::from_millis(500));
     lab.kill("lbd").expect("kill -9");
     let killed = Instant::now();

@@ -18,6 +18,7 @@ use std::{
 use lb_tests::{
     client,
     lab::{Lab, VIP4},
+    support::{lbctl_ok, status, wait_until},
 };
 use lb_userspace::{
     api::schema::{BackendState, HealthStatus, Status},
@@ -26,22 +27,6 @@ use lb_userspace::{
 
 const VIP: &str = "198.18.0.100:80/tcp";
 const CHECKS: &str = "[vip.health]\ncheck = \"http\"\npath = \"/health\"\ninterval_ms = 200\nfast_interval_ms = 100\ntimeout_ms = 100\nrise = 2\nfall = 2\n";
-
-fn lbctl_ok(lab: &Lab, args: &[&str]) -> String {
-    let out = lab.lbctl(args).expect("run lbctl");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "lbctl {args:?} failed ({}):\n{stdout}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
-
-fn status(lab: &Lab) -> Status {
-    serde_json::from_str(&lbctl_ok(lab, &["status", "--json"])).expect("status JSON")
-}
 
 /// Per VIP: each backend's address, state and weight.
 type State = Vec<(String, Vec<(IpAddr, BackendState, u32)>)>;
@@ -159,14 +144,6 @@ fn tcp_listeners(pid: u32) -> Vec<SocketAddr> {
     found
 }
 
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !done() {
-        assert!(Instant::now() < deadline, "{what}: not within 10 s");
-        thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn lbd_keeps_only_what_it_needs_and_still_works() {
     let mut lab = Lab::start(4).expect("lab");
@@ -199,7 +176,7 @@ fn lbd_keeps_only_what_it_needs_and_still_works() {
     assert_eq!(listeners, [metrics], "the metrics on loopback only");
 
     // It serves, with its checks, after the drop.
-    wait_until("backends checked up", || {
+    wait_until("backends checked up", Duration::from_secs(10), || {
         status(&lab).vips[0]
             .backends
             .iter()
@@ -212,7 +189,7 @@ fn lbd_keeps_only_what_it_needs_and_still_works() {
     // A drain and a backend added at run time (neighbour lookup, maps written).
     lbctl_ok(&lab, &["backend", "drain", VIP, "198.18.0.11"]);
     lbctl_ok(&lab, &["backend", "add", VIP, "198.18.0.14"]);
-    wait_until("b4 checked up", || {
+    wait_until("b4 checked up", Duration::from_secs(10), || {
         status(&lab).vips[0]
             .backends
             .iter()
@@ -233,7 +210,7 @@ fn lbd_keeps_only_what_it_needs_and_still_works() {
     );
     lab.write_lbd_config(&reloaded).expect("write config");
     lab.signal("lbd", libc::SIGHUP).expect("SIGHUP");
-    wait_until("the SIGHUP reload", || {
+    wait_until("the SIGHUP reload", Duration::from_secs(10), || {
         status(&lab).vips[0].backends.len() == 2
     });
     let s = status(&lab);
