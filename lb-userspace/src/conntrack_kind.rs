@@ -79,7 +79,7 @@ pub enum PatchError {
 
 /// The object with map `name` turned into `kind` (borrowed unchanged for
 /// the default).
-pub fn patch<'a>(
+pub(crate) fn patch<'a>(
     object: &'a [u8],
     name: &str,
     kind: ConntrackKind,

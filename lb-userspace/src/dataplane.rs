@@ -3,6 +3,7 @@
 //! write or read its maps. `MapWriter` is the narrow seam `reconcile` writes
 //! through, so its logic is tested without a kernel.
 
+#[cfg(test)]
 use std::collections::HashMap as StdHashMap;
 
 use aya::{
@@ -167,7 +168,7 @@ pub enum Released {
 
 /// What a previous lbd left in pinned maps: its VIPs and backends.
 #[derive(Debug, Clone, Default)]
-pub struct AdoptedState {
+pub(crate) struct AdoptedState {
     /// VIPs with where their tables are.
     pub vips: Vec<(VipKey, VipMeta)>,
     /// Backends in use, by id.
@@ -262,7 +263,7 @@ impl Dataplane {
 
     /// Copy `copy` of VIP `vip_id`'s table as the map holds it (`size`
     /// slots), e.g. the live table a previous lbd left.
-    pub fn read_table(&self, vip_id: u32, copy: u32, size: u32) -> Result<Vec<u32>> {
+    pub(crate) fn read_table(&self, vip_id: u32, copy: u32, size: u32) -> Result<Vec<u32>> {
         if vip_id >= self.sizes.max_vips {
             return Err(DataplaneError::OutOfRange {
                 what: "VIP id",
@@ -288,7 +289,7 @@ impl Dataplane {
     /// The VIPs and backends the adopted maps hold (empty unless adopted),
     /// so ids and generations carry over and tracked flows keep their
     /// backends.
-    pub fn adopted_state(&self) -> Result<AdoptedState> {
+    pub(crate) fn adopted_state(&self) -> Result<AdoptedState> {
         let mut state = AdoptedState::default();
         if !self.adopted {
             return Ok(state);
@@ -524,7 +525,7 @@ impl Dataplane {
     }
 
     /// Hands the event ring buffer to its reader (once).
-    pub fn take_events(&mut self) -> Option<RingBuf<MapData>> {
+    pub(crate) fn take_events(&mut self) -> Option<RingBuf<MapData>> {
         self.events.take()
     }
 
@@ -558,7 +559,7 @@ impl Dataplane {
     }
 
     /// Whether the balancer is attached.
-    pub fn is_attached(&self) -> bool {
+    pub(crate) fn is_attached(&self) -> bool {
         self.attached.is_some()
     }
 }
@@ -714,7 +715,7 @@ impl MapWriter for Dataplane {
 }
 
 /// A `DataplaneEvent` from a ring-buffer record, if it has the size.
-pub fn parse_event(bytes: &[u8]) -> Option<DataplaneEvent> {
+pub(crate) fn parse_event(bytes: &[u8]) -> Option<DataplaneEvent> {
     if bytes.len() != std::mem::size_of::<DataplaneEvent>() {
         return None;
     }
@@ -786,8 +787,9 @@ fn clear_traffic(
 }
 
 /// In-memory `MapWriter` for tests of the control plane's logic.
+#[cfg(test)]
 #[derive(Debug, Default)]
-pub struct FakeMaps {
+pub(crate) struct FakeMaps {
     /// Node settings.
     pub config: LbConfig,
     /// Backends by id.
@@ -806,9 +808,10 @@ pub struct FakeMaps {
     pub backend_traffic: StdHashMap<u32, TrafficCounters>,
 }
 
+#[cfg(test)]
 impl FakeMaps {
     /// The live table of a VIP as packets would read it.
-    pub fn live_table(&self, key: &VipKey) -> Option<Vec<u32>> {
+    pub(crate) fn live_table(&self, key: &VipKey) -> Option<Vec<u32>> {
         let meta = self.vips.get(key)?;
         Some(
             (0..meta.table_size)
@@ -823,6 +826,7 @@ impl FakeMaps {
     }
 }
 
+#[cfg(test)]
 impl MapWriter for FakeMaps {
     fn set_config(&mut self, config: &LbConfig) -> Result<()> {
         self.config = *config;

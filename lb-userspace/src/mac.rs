@@ -18,12 +18,12 @@ impl Mac {
 
     /// Whether it is a group (multicast or broadcast) address: the low bit
     /// of the first octet. A backend never has one.
-    pub fn is_multicast(self) -> bool {
+    pub(crate) fn is_multicast(self) -> bool {
         self.0[0] & 1 != 0
     }
 
     /// Whether every octet is zero (no address at all).
-    pub fn is_zero(self) -> bool {
+    pub(crate) fn is_zero(self) -> bool {
         self.0 == [0; 6]
     }
 }

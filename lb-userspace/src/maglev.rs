@@ -36,13 +36,13 @@ use lb_common::hash::murmur3_32;
 
 /// Seed of the hash that gives a backend's first preferred slot (`offset`).
 /// Fixed forever: changing it reshuffles every table of every node.
-pub const OFFSET_SEED: u32 = 0x4d47_4f46; // "MGOF"
+pub(crate) const OFFSET_SEED: u32 = 0x4d47_4f46; // "MGOF"
 /// Seed of the hash that gives a backend's stride through the table (`skip`).
 /// Differs from `OFFSET_SEED` so offset and skip are independent.
-pub const SKIP_SEED: u32 = 0x4d47_534b; // "MGSK"
+pub(crate) const SKIP_SEED: u32 = 0x4d47_534b; // "MGSK"
 /// Largest table size accepted (2^24 slots, 64 MiB of ids): far above what
 /// the data plane holds, allowed so that benchmarks can study large tables.
-pub const MAX_TABLE_SIZE: u32 = 1 << 24;
+pub(crate) const MAX_TABLE_SIZE: u32 = 1 << 24;
 
 /// Identity of a backend in a table: its address bytes (4 or 16 bytes of an
 /// IP address, or any stable id bytes) and weight. The key, not the id, picks
@@ -125,7 +125,7 @@ impl fmt::Display for Hex<'_> {
 
 /// Whether `n` is prime. Maglev needs a prime table size so that every skip
 /// in 1..size is coprime with it and each permutation visits every slot.
-pub fn is_prime(n: u32) -> bool {
+pub(crate) fn is_prime(n: u32) -> bool {
     if n < 4 {
         return n >= 2;
     }
@@ -147,7 +147,7 @@ pub fn is_prime(n: u32) -> bool {
 /// The checks every table builder makes (size a prime in range, no id 0,
 /// no key twice), and the backends sorted by key: sorting makes what
 /// follows independent of input order.
-pub fn checked_and_sorted<'b, 'a>(
+pub(crate) fn checked_and_sorted<'b, 'a>(
     backends: &'b [MaglevBackend<'a>],
     size: u32,
 ) -> Result<Vec<&'b MaglevBackend<'a>>, MaglevError> {
@@ -524,7 +524,10 @@ fn fill_by_events(cursors: &mut [Cursor], filler: &mut Filler, max_weight: u64) 
 /// what lbd must write to move the data plane from one table to the other.
 /// If the lengths differ (the table was resized) every slot of `new` is
 /// yielded, since slot numbers no longer mean the same thing.
-pub fn changed_slots<'a>(old: &'a [u32], new: &'a [u32]) -> impl Iterator<Item = (u32, u32)> + 'a {
+pub(crate) fn changed_slots<'a>(
+    old: &'a [u32],
+    new: &'a [u32],
+) -> impl Iterator<Item = (u32, u32)> + 'a {
     let same_len = old.len() == new.len();
     (0..=u32::MAX)
         .zip(new.iter().copied())

@@ -33,7 +33,7 @@ use crate::{
 /// (counters with `_total`), with its type: the catalogue dashboards and
 /// alert rules are checked against. A unit test keeps it equal to what
 /// `render` produces.
-pub const FAMILIES: &[(&str, &str)] = &[
+pub(crate) const FAMILIES: &[(&str, &str)] = &[
     ("lbd_build_info", "gauge"),
     ("lbd_vip_packets_total", "counter"),
     ("lbd_vip_bytes_total", "counter"),
@@ -93,13 +93,13 @@ pub fn series_names() -> Vec<String> {
 }
 
 /// A metric's labels.
-pub type Labels = Vec<(String, String)>;
+pub(crate) type Labels = Vec<(String, String)>;
 
 type HistogramFamily = Family<Labels, Histogram, fn() -> Histogram>;
 
 /// Metrics that must be kept between scrapes.
 #[derive(Debug)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     check_duration: HistogramFamily,
     /// The backends `check_duration` has a series for (a family cannot be
     /// listed), so that those no longer checked can be dropped. Locked
@@ -121,7 +121,7 @@ fn check_histogram() -> Histogram {
 
 impl Metrics {
     /// Empty histograms.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             check_duration: Family::new_with_constructor(check_histogram),
             checked: Mutex::new(HashSet::new()),
@@ -133,7 +133,7 @@ impl Metrics {
     /// probe (a backend added or re-added, a check restarted with new
     /// settings), whose counters start from zero: the histogram starts over
     /// with them.
-    pub fn observe_check(&self, vip: &VipId, backend: IpAddr, took: Duration, first: bool) {
+    pub(crate) fn observe_check(&self, vip: &VipId, backend: IpAddr, took: Duration, first: bool) {
         let labels = check_labels(vip, backend);
         let mut checked = lock(&self.checked);
         if first {
@@ -148,7 +148,7 @@ impl Metrics {
     /// Drops the check histograms of backends for which `keep` is false
     /// (no longer checked: removed, or their VIP removed), so their series
     /// leave the next scrape like the status-backed ones do.
-    pub fn retain_checks(&self, keep: impl Fn(&VipId, IpAddr) -> bool) {
+    pub(crate) fn retain_checks(&self, keep: impl Fn(&VipId, IpAddr) -> bool) {
         lock(&self.checked).retain(|(vip, backend)| {
             let kept = keep(vip, *backend);
             if !kept {
@@ -159,12 +159,12 @@ impl Metrics {
     }
 
     /// Records one Maglev table build's duration.
-    pub fn observe_table_build(&self, took: Duration) {
+    pub(crate) fn observe_table_build(&self, took: Duration) {
         self.table_build.observe(took.as_secs_f64());
     }
 
     /// The OpenMetrics text for `status`.
-    pub fn render(&self, status: &Status) -> String {
+    pub(crate) fn render(&self, status: &Status) -> String {
         let mut registry = Registry::with_prefix("lbd");
         Exporter {
             registry: &mut registry,
@@ -195,7 +195,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// scrapers and tools that do not speak OpenMetrics (e.g. `promtool check
 /// metrics`): counters are named with `_total` in HELP/TYPE, and the UNIT
 /// and EOF lines go.
-pub fn to_prometheus_text(openmetrics: &str) -> String {
+pub(crate) fn to_prometheus_text(openmetrics: &str) -> String {
     let mut out = String::with_capacity(openmetrics.len());
     let mut pending_help: Option<&str> = None;
     for line in openmetrics.lines() {

@@ -371,7 +371,7 @@ impl Model {
     }
 
     /// Backends of all VIPs together.
-    pub fn backend_count(&self) -> usize {
+    pub(crate) fn backend_count(&self) -> usize {
         self.vips.values().map(|v| v.backends.len()).sum()
     }
 
@@ -457,7 +457,7 @@ impl Model {
     }
 
     /// Sets a backend's admin state.
-    pub fn set_admin(
+    pub(crate) fn set_admin(
         &mut self,
         id: &VipId,
         address: IpAddr,
@@ -484,7 +484,7 @@ impl Model {
     }
 
     /// Records a backend's health; false if there is no such backend.
-    pub fn set_health(&mut self, id: &VipId, address: IpAddr, health: Health) -> bool {
+    pub(crate) fn set_health(&mut self, id: &VipId, address: IpAddr, health: Health) -> bool {
         match self.backend_mut(id, address) {
             Ok(backend) => {
                 backend.health = health;
@@ -513,7 +513,7 @@ impl Model {
     }
 
     /// The running configuration: `base`'s node settings with these VIPs.
-    pub fn to_config(&self, base: &Config) -> Config {
+    pub(crate) fn to_config(&self, base: &Config) -> Config {
         let mut config = base.clone();
         config.vips = self
             .vips
@@ -566,7 +566,7 @@ pub enum Edit {
 }
 
 /// Longest drain timeout a request may ask for.
-pub const MAX_DRAIN_TIMEOUT: Duration = Duration::from_secs(7 * 86_400);
+pub(crate) const MAX_DRAIN_TIMEOUT: Duration = Duration::from_secs(7 * 86_400);
 
 /// Where a drain's deadline comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -592,7 +592,7 @@ pub struct DrainTimeout {
 /// The timeout of a drain: the request's own (`0` meaning never), else the
 /// VIP's default, else never. Nothing else (a client's own wait, say) may
 /// decide when established flows are cut.
-pub fn drain_timeout(
+pub(crate) fn drain_timeout(
     requested_s: Option<u64>,
     vip_default: Option<Duration>,
 ) -> Result<DrainTimeout, ModelError> {
@@ -628,7 +628,7 @@ pub fn drain_timeout(
 /// Whether a model of `next` VIPs fits maps sized for `capacity` VIPs at
 /// start, coming from `current`: a change may not add past the capacity,
 /// but a model already past it (a smaller restart) may still shrink.
-pub fn fits_the_maps(next: usize, current: usize, capacity: u32) -> Result<(), ModelError> {
+pub(crate) fn fits_the_maps(next: usize, current: usize, capacity: u32) -> Result<(), ModelError> {
     if next > capacity as usize && next > current {
         return Err(ModelError::Limit(format!(
             "too many VIPs: the data plane was sized for {capacity} at start (the file's VIPs and room for more); restart lbd to make room for {next}"
@@ -677,7 +677,7 @@ impl Model {
 
     /// Ends the drains whose deadline passed at `now` (their backends go to
     /// maintenance: the remaining flows are cut); returns which.
-    pub fn expire_drains(&mut self, now: Instant) -> Vec<(VipId, IpAddr)> {
+    pub(crate) fn expire_drains(&mut self, now: Instant) -> Vec<(VipId, IpAddr)> {
         let mut expired = Vec::new();
         for (id, vip) in &mut self.vips {
             for (address, backend) in &mut vip.backends {
@@ -752,7 +752,7 @@ pub struct FlowCount {
 
 /// Idle timeouts per protocol, for telling live flows from idle ones.
 #[derive(Debug, Clone, Copy)]
-pub struct IdleTimeouts {
+pub(crate) struct IdleTimeouts {
     /// TCP.
     pub tcp: Duration,
     /// UDP.

@@ -19,7 +19,7 @@ use tracing::debug;
 
 /// Errors talking to routing netlink.
 #[derive(Debug, thiserror::Error)]
-pub enum NetlinkError {
+pub(crate) enum NetlinkError {
     /// The netlink socket could not be opened.
     #[error("opening a routing netlink socket: {0}")]
     Connect(#[source] std::io::Error),
@@ -42,7 +42,7 @@ pub enum NetlinkError {
 
 /// The interface lbd attaches to.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Interface {
+pub(crate) struct Interface {
     /// Name.
     pub name: String,
     /// Index.
@@ -53,20 +53,20 @@ pub struct Interface {
 
 /// A routing netlink connection, driven by a task on the tokio runtime.
 #[derive(Clone)]
-pub struct Netlink {
+pub(crate) struct Netlink {
     handle: Handle,
 }
 
 impl Netlink {
     /// Opens the connection (must run inside a tokio runtime).
-    pub fn connect() -> Result<Self, NetlinkError> {
+    pub(crate) fn connect() -> Result<Self, NetlinkError> {
         let (connection, handle, _) = rtnetlink::new_connection().map_err(NetlinkError::Connect)?;
         tokio::spawn(connection);
         Ok(Self { handle })
     }
 
     /// Index and MAC of interface `name`.
-    pub async fn interface(&self, name: &str) -> Result<Interface, NetlinkError> {
+    pub(crate) async fn interface(&self, name: &str) -> Result<Interface, NetlinkError> {
         let mut links = self
             .handle
             .link()
@@ -102,7 +102,10 @@ impl Netlink {
     }
 
     /// Usable neighbour entries on interface `ifindex`: address -> MAC.
-    pub async fn neighbours(&self, ifindex: u32) -> Result<HashMap<IpAddr, [u8; 6]>, NetlinkError> {
+    pub(crate) async fn neighbours(
+        &self,
+        ifindex: u32,
+    ) -> Result<HashMap<IpAddr, [u8; 6]>, NetlinkError> {
         let mut out = HashMap::new();
         let mut entries = self.handle.neighbours().get().execute();
         while let Some(entry) =
@@ -144,7 +147,7 @@ impl Netlink {
     /// the neighbour table are probed (one empty UDP datagram to the discard
     /// port makes the kernel resolve them) and polled for until `timeout`.
     /// Addresses still unresolved are absent from the result.
-    pub async fn resolve(
+    pub(crate) async fn resolve(
         &self,
         ifindex: u32,
         addresses: &[IpAddr],
@@ -178,7 +181,7 @@ impl Netlink {
 
 /// An address on an interface.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InterfaceAddress {
+pub(crate) struct InterfaceAddress {
     /// The address.
     pub address: IpAddr,
     /// Its prefix length.
@@ -189,7 +192,10 @@ pub struct InterfaceAddress {
 
 impl Netlink {
     /// The addresses on interface `ifindex`.
-    pub async fn addresses(&self, ifindex: u32) -> Result<Vec<InterfaceAddress>, NetlinkError> {
+    pub(crate) async fn addresses(
+        &self,
+        ifindex: u32,
+    ) -> Result<Vec<InterfaceAddress>, NetlinkError> {
         Ok(self
             .address_messages(ifindex)
             .await?
@@ -231,7 +237,7 @@ impl Netlink {
     /// Adds `address/prefix_len` to interface `ifindex` (IPv6 without
     /// duplicate address detection, so it is usable at once). Already
     /// present is fine.
-    pub async fn add_address(
+    pub(crate) async fn add_address(
         &self,
         ifindex: u32,
         address: IpAddr,
@@ -262,7 +268,11 @@ impl Netlink {
     }
 
     /// Removes `address` from interface `ifindex`; absent is fine.
-    pub async fn remove_address(&self, ifindex: u32, address: IpAddr) -> Result<(), NetlinkError> {
+    pub(crate) async fn remove_address(
+        &self,
+        ifindex: u32,
+        address: IpAddr,
+    ) -> Result<(), NetlinkError> {
         for message in self.address_messages(ifindex).await? {
             if message_address(&message) != Some(address) {
                 continue;
@@ -298,7 +308,7 @@ impl Netlink {
 
     /// Whether interface `ifindex` is administratively up with its carrier
     /// (the link can carry traffic).
-    pub async fn link_is_up(&self, ifindex: u32) -> Result<bool, NetlinkError> {
+    pub(crate) async fn link_is_up(&self, ifindex: u32) -> Result<bool, NetlinkError> {
         Ok(self.link(ifindex).await?.is_some_and(|link| {
             let flags_up = link.header.flags.contains(LinkFlags::Up)
                 && link.header.flags.contains(LinkFlags::LowerUp);
@@ -314,7 +324,7 @@ impl Netlink {
 
     /// The XDP program interface `ifindex` runs now, with its mode
     /// (None: no program). Tells a live pinned link from a stale one.
-    pub async fn xdp_program(
+    pub(crate) async fn xdp_program(
         &self,
         ifindex: u32,
     ) -> Result<Option<(u32, crate::config::XdpMode)>, NetlinkError> {

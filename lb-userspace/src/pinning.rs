@@ -21,14 +21,14 @@ pub const LAYOUT_VERSION: u32 = 1;
 
 /// Where bpffs is mounted by convention (and where lbd mounts it if
 /// nothing is).
-pub const BPFFS_MOUNT: &str = "/sys/fs/bpf";
+pub(crate) const BPFFS_MOUNT: &str = "/sys/fs/bpf";
 
 /// `BPF_FS_MAGIC` from statfs(2).
 const BPF_FS_MAGIC: u32 = 0xcafe_4a11;
 
 /// The maps the packet path reads and writes: pinned so they outlive lbd.
 /// (Benchmark-only maps are not.)
-pub const PINNED_MAPS: [&str; 10] = [
+pub(crate) const PINNED_MAPS: [&str; 10] = [
     names::MAP_VIPS,
     names::MAP_MAGLEV,
     names::MAP_BACKENDS,
@@ -44,7 +44,7 @@ pub const PINNED_MAPS: [&str; 10] = [
 /// Maps that only make sense together: the control state (which VIP is
 /// where, which backend id is which) and the connection table that points
 /// into it. Either all are adopted or none.
-pub const STATE_MAPS: [&str; 4] = [
+pub(crate) const STATE_MAPS: [&str; 4] = [
     names::MAP_VIPS,
     names::MAP_MAGLEV,
     names::MAP_BACKENDS,
@@ -77,7 +77,7 @@ pub enum PinError {
 
 /// The refusal of a `pin_dir` lbd would have to mount bpffs for in a mount
 /// namespace of its own, with the fixes.
-pub fn private_namespace_message(dir: &Path) -> String {
+pub(crate) fn private_namespace_message(dir: &Path) -> String {
     format!(
         "pin_dir {} is not on a BPF filesystem, and lbd runs in a mount namespace of its own \
          (e.g. under `ip netns exec`, which also gives it a fresh /sys without the host's \
@@ -109,24 +109,24 @@ impl PinDir {
     }
 
     /// Where the maps of this layout version are pinned.
-    pub fn maps_dir(&self) -> PathBuf {
+    pub(crate) fn maps_dir(&self) -> PathBuf {
         self.root.join(format!("maps-v{LAYOUT_VERSION}"))
     }
 
     /// Where map `name` is pinned.
-    pub fn map_path(&self, name: &str) -> PathBuf {
+    pub(crate) fn map_path(&self, name: &str) -> PathBuf {
         self.maps_dir().join(name)
     }
 
     /// Where the XDP link on `interface` is pinned.
-    pub fn link_path(&self, interface: &str) -> PathBuf {
+    pub(crate) fn link_path(&self, interface: &str) -> PathBuf {
         self.root.join(format!("xdp-link-{interface}"))
     }
 
     /// Capacity of the pinned map `name`, if one is pinned: lets lbd keep
     /// the size a previous lbd chose when it is still big enough, so the
     /// map can be adopted.
-    pub fn pinned_max_entries(&self, name: &str) -> Option<u32> {
+    pub(crate) fn pinned_max_entries(&self, name: &str) -> Option<u32> {
         let path = self.map_path(name);
         if !path.exists() {
             return None;
@@ -165,7 +165,7 @@ impl PinDir {
     /// Removes everything pinned here: links (which detaches their
     /// programs once nothing else holds them) and maps (freed once no
     /// program uses them). Returns what was removed.
-    pub fn remove_all(&self) -> Result<Vec<PathBuf>, PinError> {
+    pub(crate) fn remove_all(&self) -> Result<Vec<PathBuf>, PinError> {
         let mut removed = Vec::new();
         if !self.root.exists() {
             return Ok(removed);

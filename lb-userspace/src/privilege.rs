@@ -65,7 +65,7 @@ pub const LOW_PORT: Capability = Capability::CAP_NET_BIND_SERVICE;
 /// socket to `admin_socket_group`; `CAP_SETPCAP` lets lbd shrink its own
 /// bounding set. A service manager that starts lbd with a reduced bounding
 /// set must leave these in (see `deploy/systemd/lbd.service`).
-pub const START_UP_ONLY: &[Capability] = &[Capability::CAP_CHOWN, Capability::CAP_SETPCAP];
+pub(crate) const START_UP_ONLY: &[Capability] = &[Capability::CAP_CHOWN, Capability::CAP_SETPCAP];
 
 /// Every capability lbd may use at some point: [`KEPT`], [`LOW_PORT`] and
 /// [`START_UP_ONLY`]. The systemd unit's `CapabilityBoundingSet=` must be
@@ -97,7 +97,7 @@ impl CapMask {
     }
 
     /// Both sets together.
-    pub fn union(self, other: Self) -> Self {
+    pub(crate) fn union(self, other: Self) -> Self {
         Self(self.0 | other.0)
     }
 
@@ -205,10 +205,10 @@ pub enum PrivilegeError {
 /// (`CAP_SYS_ADMIN` stands in on kernels before 5.8) and `CAP_NET_ADMIN` to
 /// attach it. Checked once, up front, so a start without them says so
 /// instead of failing at the first `bpf()` call.
-pub const NEEDED_TO_START: &[Capability] = &[Capability::CAP_BPF, Capability::CAP_NET_ADMIN];
+pub(crate) const NEEDED_TO_START: &[Capability] = &[Capability::CAP_BPF, Capability::CAP_NET_ADMIN];
 
 /// What `effective` lacks to start lbd (empty: enough).
-pub fn missing_to_start(effective: CapMask) -> CapMask {
+pub(crate) fn missing_to_start(effective: CapMask) -> CapMask {
     let mut missing = CapMask::of(NEEDED_TO_START).minus(effective);
     if effective.contains(Capability::CAP_SYS_ADMIN) {
         // Kernels before 5.8 know no CAP_BPF: CAP_SYS_ADMIN covers it.
@@ -218,7 +218,7 @@ pub fn missing_to_start(effective: CapMask) -> CapMask {
 }
 
 /// The refusal of a start as `uid` without `missing`.
-pub fn cannot_start_message(uid: u32, missing: CapMask) -> String {
+pub(crate) fn cannot_start_message(uid: u32, missing: CapMask) -> String {
     format!(
         "lbd needs root: it loads an XDP program and its maps (CAP_BPF) and attaches it to an \
          interface (CAP_NET_ADMIN), and it runs as uid {uid} without {missing}. Start it as root \
@@ -589,7 +589,7 @@ impl ThreadStatus {
 /// the members of `admin_socket_group` (mode 0660, the socket's group set to
 /// it). A group that does not exist is an error: lbd does not start with a
 /// socket other than the one configured.
-pub fn admin_socket_options(config: &Config) -> anyhow::Result<ServeOptions> {
+pub(crate) fn admin_socket_options(config: &Config) -> anyhow::Result<ServeOptions> {
     let Some(group) = &config.admin_socket_group else {
         return Ok(ServeOptions::default());
     };

@@ -147,7 +147,7 @@ impl AppliedVip {
     }
 
     /// Each backend's share of new flows in the live table, by address.
-    pub fn shares_by_address(&self) -> BTreeMap<IpAddr, f64> {
+    pub(crate) fn shares_by_address(&self) -> BTreeMap<IpAddr, f64> {
         let shares = self.live_table().map(maglev::shares).unwrap_or_default();
         self.backends
             .iter()
@@ -205,14 +205,14 @@ impl Balancer {
     }
 
     /// How tables follow changes from now on.
-    pub fn set_maglev_mode(&mut self, mode: MaglevMode) {
+    pub(crate) fn set_maglev_mode(&mut self, mode: MaglevMode) {
         self.mode = mode;
     }
 
     /// The live table of an adopted VIP as read back from the map: the
     /// basis of its next minimal update (both copies are still rewritten
     /// in full once, as their contents are not known for certain).
-    pub fn set_adopted_table(&mut self, id: &VipId, table: Vec<u32>) {
+    pub(crate) fn set_adopted_table(&mut self, id: &VipId, table: Vec<u32>) {
         if let Some(vip) = self.vips.get_mut(id) {
             vip.basis = Some(table);
         }
@@ -223,7 +223,7 @@ impl Balancer {
     /// their backends. Table contents are not read back: the first apply
     /// writes each VIP's whole table into the copy packets do not read and
     /// flips to it, which is correct whatever the old copies hold.
-    pub fn adopt(&mut self, state: &AdoptedState) {
+    pub(crate) fn adopt(&mut self, state: &AdoptedState) {
         for (key, meta) in &state.vips {
             let Some(protocol) = Protocol::from_number(key.proto) else {
                 continue;
@@ -307,7 +307,7 @@ impl Balancer {
     /// instead of making them: the result holds the tables the change
     /// produces (the same code as [`Balancer::apply`], so in either Maglev
     /// mode), for a plan, and the writes for [`Balancer::commit`].
-    pub fn stage(&self, desired: &[DesiredVip]) -> Result<Staged, ReconcileError> {
+    pub(crate) fn stage(&self, desired: &[DesiredVip]) -> Result<Staged, ReconcileError> {
         let mut next = self.clone();
         let mut log = MapLog::default();
         let report = next.apply(&mut log, desired)?;

@@ -77,15 +77,15 @@ pub enum ClientError {
 
 impl ClientError {
     /// Exit code for anything else (5xx, protocol errors).
-    pub const EXIT_OTHER: u8 = 1;
+    pub(crate) const EXIT_OTHER: u8 = 1;
     /// Exit code for a usage error or a request lbd rejected (4xx but 404 and 409).
-    pub const EXIT_USAGE: u8 = 2;
+    pub(crate) const EXIT_USAGE: u8 = 2;
     /// Exit code for "no such thing" (404).
     pub const EXIT_NOT_FOUND: u8 = 3;
     /// Exit code for a conflict with the current state (409).
-    pub const EXIT_CONFLICT: u8 = 4;
+    pub(crate) const EXIT_CONFLICT: u8 = 4;
     /// Exit code for lbd unreachable: not running, no permission, no answer.
-    pub const EXIT_UNAVAILABLE: u8 = 5;
+    pub(crate) const EXIT_UNAVAILABLE: u8 = 5;
 
     /// The `lbctl` exit code for this error; stable, so scripts can branch on it.
     pub fn exit_code(&self) -> u8 {
@@ -186,7 +186,7 @@ impl Client {
     }
 
     /// [`Client::call`], with the answer read as a `T`.
-    pub async fn call_as<T: DeserializeOwned>(
+    pub(crate) async fn call_as<T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,

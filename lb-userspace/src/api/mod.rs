@@ -46,46 +46,46 @@ pub mod server;
 
 /// The version prefix of every path: `/v1/...`. Bumped only for incompatible changes,
 /// so an old `lbctl` gets a clear 404 instead of a misread answer.
-pub const API_VERSION: &str = "v1";
+pub(crate) const API_VERSION: &str = "v1";
 
 /// Largest request body the server reads, in bytes. An admin request is a few
 /// hundred bytes, the largest valid one (a VIP with its 1000 backends, each with
 /// an IPv6 address and a MAC) about 100 KiB; the bound keeps a runaway client
 /// from making lbd buffer without end.
-pub const MAX_REQUEST_BYTES: usize = 256 << 10;
+pub(crate) const MAX_REQUEST_BYTES: usize = 256 << 10;
 
 /// Most header fields a request may have; more is answered 431 and the
 /// connection closed. lbctl sends four, curl five.
-pub const MAX_REQUEST_HEADERS: usize = 32;
+pub(crate) const MAX_REQUEST_HEADERS: usize = 32;
 
 /// Largest request head (request line and header fields), in bytes; more is
 /// answered 431 and the connection closed.
-pub const MAX_REQUEST_HEAD_BYTES: usize = 16 << 10;
+pub(crate) const MAX_REQUEST_HEAD_BYTES: usize = 16 << 10;
 
 /// The `code` strings of error bodies that the transport itself produces, so the
 /// daemon's handler can use the same words for the same situations.
 pub mod code {
     /// No such endpoint or object (404).
-    pub const NOT_FOUND: &str = "not_found";
+    pub(crate) const NOT_FOUND: &str = "not_found";
     /// The method is not one the endpoint supports (405).
-    pub const METHOD_NOT_ALLOWED: &str = "method_not_allowed";
+    pub(crate) const METHOD_NOT_ALLOWED: &str = "method_not_allowed";
     /// The request is malformed: path escapes, query, or a body of the wrong shape (400).
     pub const BAD_REQUEST: &str = "bad_request";
     /// The body is not valid JSON (400).
-    pub const BAD_JSON: &str = "bad_json";
+    pub(crate) const BAD_JSON: &str = "bad_json";
     /// The body is larger than [`super::MAX_REQUEST_BYTES`] (413).
-    pub const PAYLOAD_TOO_LARGE: &str = "payload_too_large";
+    pub(crate) const PAYLOAD_TOO_LARGE: &str = "payload_too_large";
     /// A body came without `Content-Type: application/json` (415).
-    pub const UNSUPPORTED_MEDIA_TYPE: &str = "unsupported_media_type";
+    pub(crate) const UNSUPPORTED_MEDIA_TYPE: &str = "unsupported_media_type";
     /// The body did not arrive in time (408).
-    pub const TIMEOUT: &str = "timeout";
+    pub(crate) const TIMEOUT: &str = "timeout";
     /// The change conflicts with the current state (409); for the daemon's use.
-    pub const CONFLICT: &str = "conflict";
+    pub(crate) const CONFLICT: &str = "conflict";
     /// The change would go past a limit (too many VIPs or backends) (400);
     /// for the daemon's use.
-    pub const LIMIT_EXCEEDED: &str = "limit_exceeded";
+    pub(crate) const LIMIT_EXCEEDED: &str = "limit_exceeded";
     /// Something failed inside lbd (500).
-    pub const INTERNAL: &str = "internal";
+    pub(crate) const INTERNAL: &str = "internal";
 }
 
 /// The HTTP methods the API uses; a closed set so handlers match exhaustively.
@@ -172,7 +172,7 @@ impl Request {
 
     /// The 404 for a path or method the handler has no endpoint for, worded like
     /// the server's own, for a handler's catch-all arm.
-    pub fn no_route(&self) -> Response {
+    pub(crate) fn no_route(&self) -> Response {
         Response::error(
             404,
             code::NOT_FOUND,

@@ -78,7 +78,8 @@ pub struct Encoded {
 
 impl Route {
     /// Whether the route changes state (and so takes `dry_run`).
-    pub fn is_change(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_change(&self) -> bool {
         !matches!(
             self,
             Self::Status
@@ -260,7 +261,7 @@ fn parse_bool(key: &str, value: &str) -> Result<bool, Response> {
 /// flow of VIP `vip`, or why it cannot be one: not an address and port,
 /// port 0 (no TCP or UDP flow has it), or another address family than the
 /// VIP's (such a flow never reaches it).
-pub fn parse_client(vip: &VipId, segment: &str) -> Result<SocketAddr, String> {
+pub(crate) fn parse_client(vip: &VipId, segment: &str) -> Result<SocketAddr, String> {
     let client: SocketAddr = segment.parse().map_err(|_| {
         format!("{segment:?} is not a client: expected ADDRESS:PORT, IPv6 as [ADDRESS]:PORT")
     })?;

@@ -55,9 +55,9 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 /// idle connection stays open). One deadline for the head, not reset by
 /// each byte: hyper's `header_read_timeout` starts it when it begins
 /// reading a head and clears it only once the head is complete.
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a client may take to send a request's body.
-pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bytes of an unwanted request body read and dropped before answering (see [`discard`]).
 const DISCARD_LIMIT: u64 = 4 << 20;
 /// Time spent reading and dropping an unwanted request body.
@@ -155,7 +155,7 @@ fn io_error<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) ->
 /// The admin API, bound and not yet serving: lets the daemon report a socket
 /// problem before it says it is ready. Dropping it removes the socket file.
 #[derive(Debug)]
-pub struct Server {
+pub(crate) struct Server {
     listener: UnixListener,
     socket: SocketFile,
     options: ServeOptions,
@@ -169,7 +169,7 @@ impl Server {
     /// The socket is bound under a temporary name beside `path`, given its mode
     /// and group, then renamed over `path`: it never appears at `path` with the
     /// process umask's looser mode.
-    pub async fn bind(path: &Path, options: &ServeOptions) -> Result<Self, ServerError> {
+    pub(crate) async fn bind(path: &Path, options: &ServeOptions) -> Result<Self, ServerError> {
         let Some(name) = path.file_name() else {
             return Err(ServerError::InvalidPath {
                 path: path.to_owned(),
@@ -212,13 +212,13 @@ impl Server {
     }
 
     /// Where the socket is.
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.socket.path
     }
 
     /// Serves `handler` until `shutdown` completes; then stops accepting, removes
     /// the socket file, and waits up to 5 s for requests in flight to finish.
-    pub async fn run<H: Handler>(
+    pub(crate) async fn run<H: Handler>(
         self,
         handler: Arc<H>,
         shutdown: impl Future<Output = ()> + Send + 'static,

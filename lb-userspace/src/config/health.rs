@@ -68,7 +68,7 @@ pub struct HealthConfig {
 impl HealthConfig {
     /// The defaults for a VIP of `protocol`: TCP checks every 2 s for TCP
     /// services; none for UDP (a TCP check says nothing about them).
-    pub fn default_for(protocol: Protocol) -> Self {
+    pub(crate) fn default_for(protocol: Protocol) -> Self {
         Self {
             check: match protocol {
                 Protocol::Tcp => CheckType::Tcp,

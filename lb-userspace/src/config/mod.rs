@@ -95,60 +95,60 @@ use toml::{Spanned, Value};
 use crate::mac::Mac;
 
 /// Most VIPs one node serves; bounds the size of the BPF maps `lbd` creates.
-pub const MAX_VIPS: usize = 256;
+pub(crate) const MAX_VIPS: usize = 256;
 
 /// Most backends one VIP may have; bounds the backend maps and Maglev build time.
-pub const MAX_BACKENDS_PER_VIP: usize = 1000;
+pub(crate) const MAX_BACKENDS_PER_VIP: usize = 1000;
 
 /// Most backends of all VIPs together: the data plane's backend map holds
 /// `MAX_BACKENDS` entries and id 0 means "no backend".
-pub const MAX_BACKENDS_TOTAL: usize = lb_common::consts::MAX_BACKENDS as usize - 1;
+pub(crate) const MAX_BACKENDS_TOTAL: usize = lb_common::consts::MAX_BACKENDS as usize - 1;
 
 /// Longest group name accepted for `admin_socket_group` (as `useradd` allows).
-pub const MAX_GROUP_NAME_BYTES: usize = 32;
+pub(crate) const MAX_GROUP_NAME_BYTES: usize = 32;
 
 /// Largest configuration text accepted, in bytes, checked before parsing so that a
 /// wrong path (a log file, a device) cannot make `lbd` parse gigabytes.
-pub const MAX_CONFIG_BYTES: usize = 4 << 20;
+pub(crate) const MAX_CONFIG_BYTES: usize = 4 << 20;
 
 /// Longest Linux interface name in bytes (`IFNAMSIZ` minus the terminating NUL).
-pub const MAX_INTERFACE_NAME_BYTES: usize = 15;
+pub(crate) const MAX_INTERFACE_NAME_BYTES: usize = 15;
 
 /// Connection table size used when `conntrack_size` is absent.
-pub const DEFAULT_CONNTRACK_SIZE: u32 = 262_144;
+pub(crate) const DEFAULT_CONNTRACK_SIZE: u32 = 262_144;
 
 /// Smallest `conntrack_size` accepted: below this the table thrashes on any real load.
-pub const MIN_CONNTRACK_SIZE: u32 = 1024;
+pub(crate) const MIN_CONNTRACK_SIZE: u32 = 1024;
 
 /// Largest `conntrack_size` accepted: keeps the map's kernel memory reasonable.
-pub const MAX_CONNTRACK_SIZE: u32 = 16_777_216;
+pub(crate) const MAX_CONNTRACK_SIZE: u32 = 16_777_216;
 
 /// Maglev table size used when `table_size` is absent (the largest allowed prime).
-pub const DEFAULT_TABLE_SIZE: u32 = 65_537;
+pub(crate) const DEFAULT_TABLE_SIZE: u32 = 65_537;
 
 /// Smallest Maglev table size accepted (the smallest odd prime).
-pub const MIN_TABLE_SIZE: u32 = 3;
+pub(crate) const MIN_TABLE_SIZE: u32 = 3;
 
 /// Largest Maglev table size accepted; bounds the per-VIP lookup map.
-pub const MAX_TABLE_SIZE: u32 = 65_537;
+pub(crate) const MAX_TABLE_SIZE: u32 = 65_537;
 
 /// Where the admin API listens when `admin_socket` is absent.
 pub const DEFAULT_ADMIN_SOCKET: &str = "/run/lbd/lbd.sock";
 
 /// Where the data plane is pinned when `pin_dir` is absent.
-pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/lbd";
+pub(crate) const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/lbd";
 
 /// Where metrics are served when `metrics_listen` is absent: loopback only.
-pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9641";
+pub(crate) const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9641";
 
 /// How long a TCP flow may be silent and still count as live (for drain).
-pub const DEFAULT_TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(900);
+pub(crate) const DEFAULT_TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(900);
 
 /// How long a UDP flow may be silent and still count as live.
-pub const DEFAULT_UDP_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_UDP_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Backend weight used when `weight` is absent.
-pub const DEFAULT_WEIGHT: u32 = 100;
+pub(crate) const DEFAULT_WEIGHT: u32 = 100;
 
 /// Largest backend weight accepted.
 pub const MAX_WEIGHT: u32 = 10_000;
@@ -326,7 +326,7 @@ impl Protocol {
 
     /// The protocol with this IP protocol number, if it is one we balance
     /// (reading maps a previous lbd wrote).
-    pub fn from_number(number: u8) -> Option<Self> {
+    pub(crate) fn from_number(number: u8) -> Option<Self> {
         match number {
             6 => Some(Protocol::Tcp),
             17 => Some(Protocol::Udp),

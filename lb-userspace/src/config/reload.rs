@@ -8,7 +8,7 @@ impl Config {
     /// The config lbd runs after reloading `file`: the file's VIPs and
     /// idle timeouts (applied live), this config's node settings (they take
     /// effect only at a restart).
-    pub fn with_reloadable_from(&self, file: &Config) -> Config {
+    pub(crate) fn with_reloadable_from(&self, file: &Config) -> Config {
         Config {
             vips: file.vips.clone(),
             tcp_idle_timeout: file.tcp_idle_timeout,
@@ -19,7 +19,7 @@ impl Config {
 
     /// The node settings that differ in `file` and take effect only when
     /// lbd restarts.
-    pub fn restart_only_changes(&self, file: &Config) -> Vec<&'static str> {
+    pub(crate) fn restart_only_changes(&self, file: &Config) -> Vec<&'static str> {
         let running = self.with_reloadable_from(file);
         [
             ("interface", running.interface != file.interface),

@@ -15,7 +15,7 @@ use crate::{mac::Mac, maglev::is_prime};
 use super::{AllDown, Protocol, MAX_BACKENDS_PER_VIP, MAX_TABLE_SIZE, MAX_WEIGHT, MIN_TABLE_SIZE};
 
 /// Longest drain timeout accepted: a week.
-pub const MAX_DRAIN_TIMEOUT_S: u32 = 86_400 * 7;
+pub(crate) const MAX_DRAIN_TIMEOUT_S: u32 = 86_400 * 7;
 
 /// What is wrong with one value; the field is added by whoever knows its
 /// name. `Display` is the message without the field.
@@ -44,7 +44,7 @@ impl ValueError {
     }
 
     /// Whether it is a limit rather than a broken rule.
-    pub fn is_limit(&self) -> bool {
+    pub(crate) fn is_limit(&self) -> bool {
         self.limit
     }
 
@@ -82,7 +82,7 @@ pub struct FieldError {
 }
 
 /// `shown` (a number as written) is outside `range`.
-pub fn out_of_range<T: fmt::Display>(
+pub(crate) fn out_of_range<T: fmt::Display>(
     shown: impl fmt::Display,
     range: &RangeInclusive<T>,
 ) -> ValueError {
@@ -150,7 +150,7 @@ pub fn table_size(n: i64) -> Result<u32, ValueError> {
 
 /// Maglev gives every backend with a weight at least one slot, so a table
 /// of `table_size` slots holds at most that many.
-pub fn weighted_backends_fit(weighted: usize, table_size: u32) -> Result<(), ValueError> {
+pub(crate) fn weighted_backends_fit(weighted: usize, table_size: u32) -> Result<(), ValueError> {
     if weighted > table_size as usize {
         return Err(ValueError::invalid(format!(
             "{weighted} backends with a weight do not fit a Maglev table of {table_size} slots; use a larger prime"
@@ -170,7 +170,7 @@ pub fn drain_timeout_s(n: i64) -> Result<Duration, ValueError> {
 }
 
 /// An IP address in text, for a VIP or backend (see [`service_address`]).
-pub fn ip_address(text: &str) -> Result<IpAddr, ValueError> {
+pub(crate) fn ip_address(text: &str) -> Result<IpAddr, ValueError> {
     let address: IpAddr = text
         .parse()
         .map_err(|_| ValueError::invalid(format!("{text:?} is not an IPv4 or IPv6 address")))?;
@@ -178,7 +178,7 @@ pub fn ip_address(text: &str) -> Result<IpAddr, ValueError> {
 }
 
 /// An address a VIP or backend can have: neither unspecified nor multicast.
-pub fn service_address(address: IpAddr) -> Result<IpAddr, ValueError> {
+pub(crate) fn service_address(address: IpAddr) -> Result<IpAddr, ValueError> {
     if address.is_unspecified() {
         return Err(ValueError::invalid(format!(
             "{address} is the unspecified address"
@@ -194,7 +194,7 @@ pub fn service_address(address: IpAddr) -> Result<IpAddr, ValueError> {
 
 /// A backend's address for the VIP at `vip`: a service address of the
 /// VIP's family, not the VIP's own.
-pub fn backend_address(backend: IpAddr, vip: IpAddr) -> Result<IpAddr, ValueError> {
+pub(crate) fn backend_address(backend: IpAddr, vip: IpAddr) -> Result<IpAddr, ValueError> {
     service_address(backend)?;
     if backend.is_ipv4() != vip.is_ipv4() {
         let family = |a: IpAddr| if a.is_ipv4() { "IPv4" } else { "IPv6" };
@@ -214,7 +214,7 @@ pub fn backend_address(backend: IpAddr, vip: IpAddr) -> Result<IpAddr, ValueErro
 
 /// A backend listed once per VIP: `earlier` names the entry that already
 /// has `address`, if one does (as the source names entries).
-pub fn listed_once(address: IpAddr, earlier: Option<&str>) -> Result<(), ValueError> {
+pub(crate) fn listed_once(address: IpAddr, earlier: Option<&str>) -> Result<(), ValueError> {
     match earlier {
         Some(earlier) => Err(ValueError::invalid(format!(
             "{address} is already {earlier}"

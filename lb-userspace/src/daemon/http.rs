@@ -34,7 +34,7 @@ use tracing::{debug, info, warn};
 use crate::slots::{self, Slot, Slots};
 
 /// A scrape on its way to the engine, with where the text goes.
-pub type Scrape = oneshot::Sender<String>;
+pub(crate) type Scrape = oneshot::Sender<String>;
 
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";

@@ -22,7 +22,7 @@ const MIN_INTERVAL: Duration = Duration::from_millis(1);
 /// many results in a row it takes to change its state. Kept apart from the
 /// probe's target so the same settings can apply to every backend of a VIP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct CheckSettings {
+pub(crate) struct CheckSettings {
     /// Time between checks while the state is settled (HAProxy `inter`).
     pub interval: Duration,
     /// Time between checks while the state is in doubt: `Unknown`, or some
@@ -51,41 +51,7 @@ impl Default for CheckSettings {
     }
 }
 
-/// Why [`CheckSettings`] cannot be used as written. The machine still runs
-/// with such settings (it reads counts below 1 as 1 and intervals below
-/// 1 ms as 1 ms), so this is for the config layer to reject them up front.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SettingsError {
-    /// `rise` or `fall` is 0: a state would change with no evidence.
-    #[error("health check {0} must be at least 1")]
-    ZeroCount(&'static str),
-    /// An interval or the timeout is 0.
-    #[error("health check {0} must be greater than zero")]
-    ZeroDuration(&'static str),
-}
-
 impl CheckSettings {
-    /// Checks that the settings make sense, so a config with a zero count or
-    /// duration is refused with a clear message instead of silently fixed.
-    pub fn validate(&self) -> Result<(), SettingsError> {
-        if self.rise == 0 {
-            return Err(SettingsError::ZeroCount("rise"));
-        }
-        if self.fall == 0 {
-            return Err(SettingsError::ZeroCount("fall"));
-        }
-        for (name, value) in [
-            ("interval", self.interval),
-            ("fast_interval", self.fast_interval),
-            ("timeout", self.timeout),
-        ] {
-            if value.is_zero() {
-                return Err(SettingsError::ZeroDuration(name));
-            }
-        }
-        Ok(())
-    }
-
     /// The settings the machine actually runs with: counts at least 1 and
     /// intervals at least [`MIN_INTERVAL`].
     fn normalized(self) -> Self {
@@ -318,29 +284,6 @@ mod tests {
         assert_eq!(d.fast_interval, Duration::from_millis(500));
         assert_eq!(d.timeout, Duration::from_secs(1));
         assert_eq!((d.rise, d.fall), (2, 3));
-        assert_eq!(d.validate(), Ok(()));
-    }
-
-    #[test]
-    fn validate_rejects_zeroes() {
-        let s = CheckSettings {
-            rise: 0,
-            ..settings()
-        };
-        assert_eq!(s.validate(), Err(SettingsError::ZeroCount("rise")));
-        let s = CheckSettings {
-            fall: 0,
-            ..settings()
-        };
-        assert_eq!(s.validate(), Err(SettingsError::ZeroCount("fall")));
-        let s = CheckSettings {
-            fast_interval: Duration::ZERO,
-            ..settings()
-        };
-        assert_eq!(
-            s.validate(),
-            Err(SettingsError::ZeroDuration("fast_interval"))
-        );
     }
 
     #[test]

@@ -53,7 +53,7 @@ pub enum CheckKind {
 
 /// What to probe: where, and how.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct ProbeTarget {
+pub(crate) struct ProbeTarget {
     /// The backend's address and check port.
     pub address: SocketAddr,
     /// The kind of check.
@@ -82,8 +82,9 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    /// Whether the probe passed, for callers that need no reason.
-    pub fn is_success(&self) -> bool {
+    /// Whether the probe passed, for tests that need no reason.
+    #[cfg(test)]
+    pub(crate) fn is_success(&self) -> bool {
         matches!(self, Outcome::Success)
     }
 }

@@ -37,10 +37,10 @@ use super::{
 
 /// Batches the sender queues (each one `send` call, of any size) before it
 /// drops the oldest incremental one.
-pub const SEND_QUEUE_CAPACITY: usize = 64;
+pub(crate) const SEND_QUEUE_CAPACITY: usize = 64;
 /// Connections a listener serves at once: bounds what unauthenticated
 /// clients can hold.
-pub const MAX_CONNECTIONS: usize = 16;
+pub(crate) const MAX_CONNECTIONS: usize = 16;
 /// Read buffer of a connection.
 const READ_BUFFER: usize = 64 * 1024;
 
@@ -780,7 +780,7 @@ impl Sender {
     }
 
     /// Batches waiting to be sent.
-    pub fn queued(&self) -> usize {
+    pub(crate) fn queued(&self) -> usize {
         self.shared.queue.len()
     }
 
@@ -788,7 +788,7 @@ impl Sender {
     /// one: the peer may have missed batches while the link was down (or
     /// be a restarted backup), so the daemon sends a full sync on each
     /// change.
-    pub fn sessions(&self) -> watch::Receiver<u64> {
+    pub(crate) fn sessions(&self) -> watch::Receiver<u64> {
         self.shared.sessions.subscribe()
     }
 }

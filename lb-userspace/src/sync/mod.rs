@@ -223,7 +223,7 @@ impl SyncStats {
     }
 
     /// The counters now, for metrics and `lbctl`.
-    pub fn snapshot(&self) -> SyncStatsSnapshot {
+    pub(crate) fn snapshot(&self) -> SyncStatsSnapshot {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         SyncStatsSnapshot {
             batches_sent: get(&self.batches_sent),

@@ -53,15 +53,15 @@ type HmacSha256 = Hmac<Sha256>;
 /// that speaks another.
 pub const PROTOCOL_VERSION: u16 = 1;
 /// Largest frame body: bounds what a peer can make us allocate.
-pub const MAX_FRAME_LEN: usize = 1 << 20;
+pub(crate) const MAX_FRAME_LEN: usize = 1 << 20;
 /// Bytes of the length prefix.
-pub const FRAME_HEADER_LEN: usize = 4;
+pub(crate) const FRAME_HEADER_LEN: usize = 4;
 /// Most records in one Batch message; larger batches are split.
-pub const MAX_BATCH_RECORDS: usize = 4096;
+pub(crate) const MAX_BATCH_RECORDS: usize = 4096;
 /// Longest node id, in bytes.
-pub const MAX_NODE_ID_LEN: usize = 64;
+pub(crate) const MAX_NODE_ID_LEN: usize = 64;
 /// Shortest shared key accepted, in bytes.
-pub const MIN_KEY_LEN: usize = 16;
+pub(crate) const MIN_KEY_LEN: usize = 16;
 /// Bytes of a handshake nonce.
 pub const NONCE_LEN: usize = 32;
 /// Bytes of a proof or frame tag (HMAC-SHA256).
@@ -69,13 +69,13 @@ pub const TAG_LEN: usize = 32;
 /// Bytes of one encoded address: family and 16 address bytes.
 const ADDR_LEN: usize = 1 + 16;
 /// Bytes of one encoded [`FlowRecord`].
-pub const RECORD_LEN: usize = 3 * ADDR_LEN + 2 + 1 + 2 + 4 + 1;
+pub(crate) const RECORD_LEN: usize = 3 * ADDR_LEN + 2 + 1 + 2 + 4 + 1;
 /// Batch flag: the batch is part of a full sync (a complete dump of the
 /// sender's flows) rather than an incremental update.
-pub const BATCH_FULL_SYNC: u8 = 0x01;
+pub(crate) const BATCH_FULL_SYNC: u8 = 0x01;
 /// Batch flag: the last frame of one batch the sender was given; with
 /// [`BATCH_FULL_SYNC`], the full sync is complete.
-pub const BATCH_LAST: u8 = 0x02;
+pub(crate) const BATCH_LAST: u8 = 0x02;
 
 const FAMILY_V4: u8 = 4;
 const FAMILY_V6: u8 = 6;
@@ -96,7 +96,7 @@ const _: () = assert!(MAX_NODE_ID_LEN <= u8::MAX as usize);
 /// A handshake nonce.
 pub type Nonce = [u8; NONCE_LEN];
 /// A handshake proof or frame tag.
-pub type Tag = [u8; TAG_LEN];
+pub(crate) type Tag = [u8; TAG_LEN];
 
 /// What is wrong with bytes received (or a message that cannot be
 /// encoded), named precisely enough to debug a peer from the log.
@@ -514,7 +514,7 @@ impl<'a> Reader<'a> {
 
 /// The body length a frame header announces, checked against the limits
 /// before anything is allocated for it.
-pub fn frame_len(header: [u8; FRAME_HEADER_LEN]) -> Result<usize, WireError> {
+pub(crate) fn frame_len(header: [u8; FRAME_HEADER_LEN]) -> Result<usize, WireError> {
     let len = usize::try_from(u32::from_be_bytes(header)).unwrap_or(usize::MAX);
     check_frame_len(len)?;
     Ok(len)
@@ -620,12 +620,12 @@ fn proof_mac(key: &[u8], from: Role, t: &Transcript<'_>) -> Result<HmacSha256, A
 
 /// The HelloAck proof that `from` knows `key`, bound to this handshake's
 /// nonces and node ids.
-pub fn hello_proof(key: &[u8], from: Role, t: &Transcript<'_>) -> Result<Tag, AuthError> {
+pub(crate) fn hello_proof(key: &[u8], from: Role, t: &Transcript<'_>) -> Result<Tag, AuthError> {
     Ok(proof_mac(key, from, t)?.finalize().into_bytes().into())
 }
 
 /// Checks the peer's HelloAck proof, in constant time.
-pub fn verify_hello_proof(
+pub(crate) fn verify_hello_proof(
     key: &[u8],
     from: Role,
     t: &Transcript<'_>,
@@ -731,7 +731,8 @@ pub struct Opener {
 
 impl Opener {
     /// The sequence number the next frame must carry.
-    pub fn expected_seq(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn expected_seq(&self) -> u64 {
         self.expected_seq
     }
 
@@ -784,7 +785,7 @@ impl Opener {
 /// pid and a process-wide counter, whitened through SHA-256. Unique per
 /// connection and unpredictable enough that a recorded handshake never
 /// matches a new one.
-pub fn new_nonce() -> Nonce {
+pub(crate) fn new_nonce() -> Nonce {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let count = COUNTER.fetch_add(1, Ordering::Relaxed);
     let now = SystemTime::now()

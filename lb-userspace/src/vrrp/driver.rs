@@ -53,7 +53,7 @@ pub struct InstanceStatus {
 }
 
 /// A running instance.
-pub struct Instance {
+pub(crate) struct Instance {
     priority: watch::Sender<u8>,
     status: watch::Receiver<InstanceStatus>,
     stop: Option<oneshot::Sender<()>>,
@@ -66,7 +66,7 @@ impl Instance {
     /// With a `state_file` that says this node was master less than a
     /// master-down interval ago (lbd restarted), it resumes as master at
     /// once and keeps its addresses: the backup never notices.
-    pub async fn start(
+    pub(crate) async fn start(
         config: VrrpConfig,
         interface: &Interface,
         netlink: Netlink,
@@ -142,12 +142,12 @@ impl Instance {
     }
 
     /// The instance's configuration.
-    pub fn config(&self) -> &VrrpConfig {
+    pub(crate) fn config(&self) -> &VrrpConfig {
         &self.config
     }
 
     /// Sets the effective priority (tracking).
-    pub fn set_priority(&self, priority: u8) {
+    pub(crate) fn set_priority(&self, priority: u8) {
         self.priority.send_if_modified(|p| {
             let changed = *p != priority;
             *p = priority;
@@ -156,19 +156,19 @@ impl Instance {
     }
 
     /// The latest status.
-    pub fn status(&self) -> InstanceStatus {
+    pub(crate) fn status(&self) -> InstanceStatus {
         self.status.borrow().clone()
     }
 
     /// Whether this node is master now.
-    pub fn is_master(&self) -> bool {
+    pub(crate) fn is_master(&self) -> bool {
         self.status.borrow().state == State::Master
     }
 
     /// Stops without a word to the peer, keeping the addresses (a restart:
     /// the next lbd resumes as master if it is back in time; otherwise the
     /// backup takes over after the master-down interval).
-    pub async fn abandon(mut self) {
+    pub(crate) async fn abandon(mut self) {
         // Abort first and wait for it: dropping the stop sender while the
         // task still runs would be read as "stop" (priority 0, addresses
         // released), the opposite of what a restart wants.
@@ -182,7 +182,7 @@ impl Instance {
 
     /// Steps down at once (priority 0 advert: the backup takes over after
     /// its skew time) and removes the addresses; waits up to 2 s.
-    pub async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }

@@ -19,11 +19,11 @@ use super::packet::{Advertisement, MAX_ADVER_INT_CS};
 
 /// The priority of the router that owns the virtual addresses: it becomes
 /// master at once on startup (RFC 5798 §6.4.1).
-pub const OWNER_PRIORITY: u8 = 255;
+pub(crate) const OWNER_PRIORITY: u8 = 255;
 
 /// The longest preempt delay (keepalived's limit for `preempt_delay`), so
 /// that a deadline can always be computed.
-pub const MAX_PREEMPT_DELAY: Duration = Duration::from_secs(1000);
+pub(crate) const MAX_PREEMPT_DELAY: Duration = Duration::from_secs(1000);
 
 const MICROS_PER_CS: u64 = 10_000;
 
@@ -229,7 +229,7 @@ impl Machine {
     /// until moments ago, within the master-down interval, so the backup
     /// has not taken over): advertises at once. Does nothing unless in
     /// Initialize.
-    pub fn resume_master(&mut self, now: Instant) -> Vec<Action> {
+    pub(crate) fn resume_master(&mut self, now: Instant) -> Vec<Action> {
         if self.state != State::Initialize {
             return Vec::new();
         }
@@ -301,7 +301,7 @@ impl Machine {
     }
 
     /// When [`Self::on_timer`] must be called next; `None` in Initialize.
-    pub fn next_deadline(&self) -> Option<Instant> {
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
         match self.state {
             State::Initialize => None,
             State::Backup => self.master_down_at,
@@ -316,7 +316,7 @@ impl Machine {
     /// preempt without waiting an interval); in backup it is used from the
     /// next advert on, so a raised priority lets us preempt a lower master
     /// when its adverts are discarded and the Master_Down_Timer fires.
-    pub fn set_priority(&mut self, priority: u8, now: Instant) -> Vec<Action> {
+    pub(crate) fn set_priority(&mut self, priority: u8, now: Instant) -> Vec<Action> {
         let priority = match priority {
             0 => 1,
             OWNER_PRIORITY if self.settings.priority != OWNER_PRIORITY => OWNER_PRIORITY - 1,
@@ -348,7 +348,7 @@ impl Machine {
 
     /// Master_Down_Interval = 3 × Master_Adver_Interval + Skew_Time: how
     /// long a backup waits without adverts before taking over.
-    pub fn master_down_interval(&self) -> Duration {
+    pub(crate) fn master_down_interval(&self) -> Duration {
         cs_to_duration(self.master_adver_interval_cs)
             .saturating_mul(3)
             .saturating_add(self.skew_time())
@@ -356,7 +356,7 @@ impl Machine {
 
     /// Skew_Time = (256 − Priority) × Master_Adver_Interval / 256, computed
     /// in microseconds (truncated), so higher priorities take over sooner.
-    pub fn skew_time(&self) -> Duration {
+    pub(crate) fn skew_time(&self) -> Duration {
         let weight = 256 - u64::from(self.priority);
         let interval_us = u64::from(self.master_adver_interval_cs) * MICROS_PER_CS;
         Duration::from_micros(weight * interval_us / 256)
@@ -364,14 +364,21 @@ impl Machine {
 
     /// Master_Adver_Interval: ours until a master's advert is accepted in
     /// backup, then the master's.
-    pub fn master_adver_interval(&self) -> Duration {
+    #[cfg(test)]
+    pub(crate) fn master_adver_interval(&self) -> Duration {
         cs_to_duration(self.master_adver_interval_cs)
+    }
+
+    /// The address adverts are sent from, which breaks priority ties.
+    #[cfg(test)]
+    pub(crate) fn primary_address(&self) -> IpAddr {
+        self.primary_address
     }
 
     /// The current master: our primary address in master, the sender of the
     /// last advert accepted in backup (`None` until one), `None` in
     /// Initialize.
-    pub fn master_address(&self) -> Option<IpAddr> {
+    pub(crate) fn master_address(&self) -> Option<IpAddr> {
         self.master_address
     }
 
@@ -383,11 +390,6 @@ impl Machine {
     /// The settings in force (ranges forced, see [`SettingsError`]).
     pub fn settings(&self) -> &Settings {
         &self.settings
-    }
-
-    /// The address adverts are sent from, which breaks priority ties.
-    pub fn primary_address(&self) -> IpAddr {
-        self.primary_address
     }
 
     /// §6.4.2, "If an ADVERTISEMENT is received".

@@ -29,7 +29,7 @@ pub struct Received {
 }
 
 /// A raw VRRP socket on one interface.
-pub struct VrrpSocket {
+pub(crate) struct VrrpSocket {
     io: AsyncFd<Socket>,
     local: IpAddr,
 }
@@ -38,7 +38,7 @@ impl VrrpSocket {
     /// Opens the socket for `local`'s family on interface `ifname`: `local`
     /// is the source of our adverts (IPv4: the interface's primary address;
     /// IPv6: its link-local address).
-    pub fn open(ifname: &str, ifindex: u32, local: IpAddr) -> io::Result<Self> {
+    pub(crate) fn open(ifname: &str, ifindex: u32, local: IpAddr) -> io::Result<Self> {
         let socket = match local {
             IpAddr::V4(v4) => {
                 let s = Socket::new(
@@ -86,12 +86,12 @@ impl VrrpSocket {
     }
 
     /// Our source address.
-    pub fn local(&self) -> IpAddr {
+    pub(crate) fn local(&self) -> IpAddr {
         self.local
     }
 
     /// Sends one VRRP message to `dst` (the group, or a unicast peer).
-    pub async fn send(&self, payload: &[u8], dst: IpAddr) -> io::Result<()> {
+    pub(crate) async fn send(&self, payload: &[u8], dst: IpAddr) -> io::Result<()> {
         let to = SockAddr::from(SocketAddr::new(dst, 0));
         loop {
             let mut guard = self.io.writable().await?;
@@ -103,7 +103,7 @@ impl VrrpSocket {
     }
 
     /// Receives the next VRRP packet.
-    pub async fn recv(&self) -> io::Result<Received> {
+    pub(crate) async fn recv(&self) -> io::Result<Received> {
         loop {
             let mut guard = self.io.readable().await?;
             let result = guard.try_io(|s| match self.local {
@@ -233,7 +233,7 @@ fn recv_v6(socket: &Socket) -> io::Result<Option<Received>> {
 /// Tells the segment that `address` now lives at `mac`: a gratuitous ARP
 /// (IPv4) or an unsolicited neighbour advertisement with the override flag
 /// (IPv6), so clients and switches update their caches at once.
-pub fn announce(ifindex: u32, mac: [u8; 6], address: IpAddr) -> io::Result<()> {
+pub(crate) fn announce(ifindex: u32, mac: [u8; 6], address: IpAddr) -> io::Result<()> {
     match address {
         IpAddr::V4(v4) => gratuitous_arp(ifindex, mac, v4),
         IpAddr::V6(v6) => unsolicited_na(ifindex, mac, v6),

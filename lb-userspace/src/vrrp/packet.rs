@@ -32,19 +32,19 @@ pub const VRRP_MCAST_V6: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0x12
 pub const VRRP_TTL: u8 = 255;
 
 /// The protocol version this module speaks; VRRPv2 packets are refused.
-pub const VRRP_VERSION: u8 = 3;
+pub(crate) const VRRP_VERSION: u8 = 3;
 
 /// The only packet type RFC 5798 defines.
-pub const TYPE_ADVERTISEMENT: u8 = 1;
+pub(crate) const TYPE_ADVERTISEMENT: u8 = 1;
 
 /// Length of the fixed part of an advert, before the addresses.
-pub const HEADER_LEN: usize = 8;
+pub(crate) const HEADER_LEN: usize = 8;
 
 /// The largest Max Adver Int that fits its 12 bits, in centiseconds.
-pub const MAX_ADVER_INT_CS: u16 = 0x0fff;
+pub(crate) const MAX_ADVER_INT_CS: u16 = 0x0fff;
 
 /// The most addresses one advert can carry (the count is one byte).
-pub const MAX_ADDRESSES: usize = 255;
+pub(crate) const MAX_ADDRESSES: usize = 255;
 
 /// The address family of a virtual router: it decides the size of each
 /// address in the advert, the checksum's pseudo-header and the group.
@@ -67,7 +67,7 @@ impl Family {
     }
 
     /// Bytes per address in the advert's address list.
-    pub const fn address_len(self) -> usize {
+    pub(crate) const fn address_len(self) -> usize {
         match self {
             Family::V4 => 4,
             Family::V6 => 16,

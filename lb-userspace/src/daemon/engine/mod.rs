@@ -46,7 +46,7 @@ const RUNTIME_RESOLVE_TIMEOUT: Duration = Duration::from_secs(2);
 const SPARE_VIPS: u32 = 16;
 
 /// A backend, as health events and the checker name it.
-pub type BackendKey = (VipId, IpAddr);
+pub(crate) type BackendKey = (VipId, IpAddr);
 
 /// What the engine's surroundings deliver to it.
 pub struct EngineEvents {
@@ -94,7 +94,7 @@ pub struct Engine {
 
 impl Engine {
     /// The interface the data plane is attached to.
-    pub fn interface_name(&self) -> &str {
+    pub(crate) fn interface_name(&self) -> &str {
         &self.interface.name
     }
 
@@ -104,7 +104,7 @@ impl Engine {
     }
 
     /// How many VIPs are served.
-    pub fn vip_count(&self) -> usize {
+    pub(crate) fn vip_count(&self) -> usize {
         self.model.vips.len()
     }
 
@@ -114,17 +114,19 @@ impl Engine {
     }
 
     /// The data plane's event ring, once (for the reader task).
-    pub fn take_dataplane_events(&mut self) -> Option<aya::maps::RingBuf<aya::maps::MapData>> {
+    pub(crate) fn take_dataplane_events(
+        &mut self,
+    ) -> Option<aya::maps::RingBuf<aya::maps::MapData>> {
         self.dataplane.take_events()
     }
 
     /// The metrics page for a scrape.
-    pub fn render_metrics(&self) -> String {
+    pub(crate) fn render_metrics(&self) -> String {
         self.metrics.render(&self.status())
     }
 
     /// Whether the data plane is pinned (outlives lbd).
-    pub fn is_pinned(&self) -> bool {
+    pub(crate) fn is_pinned(&self) -> bool {
         self.dataplane.pinned()
     }
 
@@ -262,7 +264,7 @@ impl Engine {
     }
 
     /// Makes `next`, already staged as `staged`, the served state.
-    pub fn commit_staged(
+    pub(crate) fn commit_staged(
         &mut self,
         next: Model,
         staged: Staged,
@@ -300,7 +302,7 @@ impl Engine {
     }
 
     /// Records a health transition and applies what it changes.
-    pub fn on_health(&mut self, event: HealthEvent<BackendKey>) {
+    pub(crate) fn on_health(&mut self, event: HealthEvent<BackendKey>) {
         let (vip, address) = event.key;
         let transition = &event.transition;
         let mut next = self.model.clone();
@@ -324,7 +326,7 @@ impl Engine {
     }
 
     /// Looks backends' MACs up again; applies what changed.
-    pub async fn refresh_macs(&mut self) {
+    pub(crate) async fn refresh_macs(&mut self) {
         let model = self.model.clone();
         let before = self.macs.clone();
         self.resolve_macs(&model, Duration::ZERO).await;
@@ -339,7 +341,7 @@ impl Engine {
     /// Resolves the MACs of `model`'s backends that have none configured,
     /// waiting up to `timeout` for new ones. A MAC that vanished from the
     /// neighbour table is kept until another shows up.
-    pub async fn resolve_macs(&mut self, model: &Model, timeout: Duration) {
+    pub(crate) async fn resolve_macs(&mut self, model: &Model, timeout: Duration) {
         let wanted: Vec<IpAddr> = model
             .vips
             .values()
@@ -363,18 +365,18 @@ impl Engine {
     }
 
     /// Waits briefly for the MACs of backends just added.
-    pub async fn resolve_new(&mut self, model: &Model) {
+    pub(crate) async fn resolve_new(&mut self, model: &Model) {
         self.resolve_macs(model, RUNTIME_RESOLVE_TIMEOUT).await;
     }
 
     /// The MAC frames to `address` go to, if known.
-    pub fn mac_of(&self, address: IpAddr) -> Option<[u8; 6]> {
+    pub(crate) fn mac_of(&self, address: IpAddr) -> Option<[u8; 6]> {
         self.macs.get(&address).copied()
     }
 
     /// Ends drains whose deadline passed: their remaining flows are cut
     /// (the backend goes to maintenance).
-    pub fn expire_drains(&mut self, now: Instant) {
+    pub(crate) fn expire_drains(&mut self, now: Instant) {
         let mut next = self.model.clone();
         let expired = next.expire_drains(now);
         if expired.is_empty() {
@@ -390,7 +392,7 @@ impl Engine {
 
     /// Flows in the connection table per backend id, split into live,
     /// closing and idle, and the number of entries in the table.
-    pub fn flow_counts(&self) -> (HashMap<u32, FlowCount>, u64) {
+    pub(crate) fn flow_counts(&self) -> (HashMap<u32, FlowCount>, u64) {
         let timeouts = IdleTimeouts {
             tcp: self.config.tcp_idle_timeout,
             udp: self.config.udp_idle_timeout,
@@ -433,7 +435,7 @@ impl Engine {
     /// Sets each VRRP instance's priority from what this node can serve:
     /// less when the program is not attached, when the interface is down,
     /// and for each of the instance's VIPs that has no healthy backend.
-    pub fn track(&self) {
+    pub(crate) fn track(&self) {
         for instance in &self.vrrp {
             let config = instance.config();
             if config.priority == 255 {
@@ -468,12 +470,12 @@ impl Engine {
 
     /// Whether this node should serve: master of some instance, or no
     /// VRRP at all.
-    pub fn is_master(&self) -> bool {
+    pub(crate) fn is_master(&self) -> bool {
         self.vrrp.is_empty() || self.vrrp.iter().any(Instance::is_master)
     }
 
     /// Checks the interface's link for tracking.
-    pub async fn check_link(&mut self) {
+    pub(crate) async fn check_link(&mut self) {
         match self.netlink.link_is_up(self.interface.index).await {
             Ok(up) => {
                 if up != self.interface_up {
@@ -486,7 +488,7 @@ impl Engine {
     }
 
     /// Logs an event the data plane reported, naming the VIP.
-    pub fn on_dataplane_event(&self, event: &lb_common::DataplaneEvent) {
+    pub(crate) fn on_dataplane_event(&self, event: &lb_common::DataplaneEvent) {
         let vip = self
             .balancer
             .vips()
@@ -510,7 +512,7 @@ impl Engine {
     }
 
     /// Replication tick: the master sends its recent flows.
-    pub fn sync_tick(&mut self) {
+    pub(crate) fn sync_tick(&mut self) {
         let master = self.is_master();
         if let Some(replication) = &mut self.replication {
             if master {
@@ -521,7 +523,7 @@ impl Engine {
 
     /// Installs flows from the peer (only while backup: the master's own
     /// table is the truth).
-    pub fn on_sync(&mut self, batch: &ReceivedBatch) {
+    pub(crate) fn on_sync(&mut self, batch: &ReceivedBatch) {
         if self.is_master() {
             return;
         }
@@ -554,7 +556,10 @@ impl Engine {
 /// Where a VRRP instance records its state for the next lbd: beside the
 /// admin socket (a tmpfs such as /run/lbd, gone at reboot), e.g.
 /// `/run/lbd/lbd.vrrp-51-v4.state`.
-pub fn vrrp_state_file(config: &Config, vrrp: &crate::config::VrrpConfig) -> Option<PathBuf> {
+pub(crate) fn vrrp_state_file(
+    config: &Config,
+    vrrp: &crate::config::VrrpConfig,
+) -> Option<PathBuf> {
     let family = match vrrp.addresses.first() {
         Some(IpAddr::V6(_)) => "v6",
         _ => "v4",
@@ -607,7 +612,7 @@ fn seed_health(model: &mut Model, balancer: &Balancer) {
 }
 
 /// The probe target and settings of a backend's checks (None: unchecked).
-pub fn check_of(
+pub(crate) fn check_of(
     address: IpAddr,
     vip_port: u16,
     health: &HealthConfig,

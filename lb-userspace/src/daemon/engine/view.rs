@@ -144,7 +144,11 @@ impl Engine {
     }
 
     /// A backend's tracked flows by liveness.
-    pub fn backend_flows(&self, id: &VipId, address: IpAddr) -> Result<FlowCount, ModelError> {
+    pub(crate) fn backend_flows(
+        &self,
+        id: &VipId,
+        address: IpAddr,
+    ) -> Result<FlowCount, ModelError> {
         self.model.backend(id, address)?;
         let backend_id = self
             .balancer
@@ -159,7 +163,7 @@ impl Engine {
     }
 
     /// The running configuration (runtime changes included) as TOML.
-    pub fn config_text(&self) -> ConfigText {
+    pub(crate) fn config_text(&self) -> ConfigText {
         ConfigText {
             toml: config::to_toml(&self.model.to_config(&self.config)),
         }
@@ -167,7 +171,7 @@ impl Engine {
 
     /// Answers the endpoint: looks the flow up in the connection table and
     /// explains it. 404 for an unknown VIP; 500 when the maps cannot be read.
-    pub fn explain_flow(&self, vip: &VipId, client: SocketAddr) -> Response {
+    pub(crate) fn explain_flow(&self, vip: &VipId, client: SocketAddr) -> Response {
         let model = match self.model.vip(vip) {
             Ok(model) => model,
             Err(error) => return Response::error(404, code::NOT_FOUND, error.to_string()),
