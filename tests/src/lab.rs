@@ -1,7 +1,9 @@
-//! A lab of network namespaces on one L2 segment: a client, the load
-//! balancer node and nginx backends, each a namespace with one veth into a
-//! bridge that lives in a "switch" namespace. Addresses come only from the
-//! benchmarking ranges (198.18.0.0/15, 2001:2::/48); nothing is configured
+//! A lab of network namespaces: a client, the load balancer node and nginx
+//! backends, each a namespace with one veth into a bridge that lives in a
+//! "switch" namespace. By default all on one L2 segment; a `Topology` adds
+//! networks (one bridge each) and routers between them (the routed lab
+//! puts the client and the backends behind a router each). Addresses come
+//! only from the benchmarking ranges (198.18.0.0/15, 2001:2::/48); nothing is configured
 //! in the root namespace. Everything a lab creates (namespaces, processes,
 //! files) goes away when it is dropped, and labs left by a killed run are
 //! swept by the next one.
@@ -20,6 +22,10 @@ use anyhow::{anyhow, bail, Context as _};
 use aya::programs::XdpMode;
 use lb_common::consts::names;
 use lb_userspace::dataplane::{Dataplane, MapSizes};
+
+pub use crate::topology::{
+    Attach, BackendStyle, NetworkSpec, Route, RouterSpec, Topology, ROUTED_BACKEND_PORT,
+};
 
 /// Prefix of every namespace a lab creates: `lbt<pid>n<seq>-<host>`.
 const NS_PREFIX: &str = "lbt";
@@ -43,6 +49,37 @@ pub struct Host {
     pub ipv6: Ipv6Addr,
 }
 
+/// A router of the lab: a namespace with a leg on several networks.
+#[derive(Debug, Clone)]
+pub struct Router {
+    /// Short name (`r1`, ...).
+    pub name: String,
+    /// Its namespace.
+    pub netns: String,
+    /// Its legs, in the order of the spec (`eth0`, `eth1`, ...).
+    pub legs: Vec<Leg>,
+}
+
+/// One leg of a router.
+#[derive(Debug, Clone)]
+pub struct Leg {
+    /// The interface in the router's namespace.
+    pub ifname: String,
+    /// Index of its network in `Lab::topology`.
+    pub network: usize,
+    /// Its IPv4 address.
+    pub ipv4: Ipv4Addr,
+    /// Its IPv6 address.
+    pub ipv6: Ipv6Addr,
+}
+
+impl Router {
+    /// Its leg on network `network`, if it has one.
+    pub fn leg_on(&self, network: usize) -> Option<&Leg> {
+        self.legs.iter().find(|l| l.network == network)
+    }
+}
+
 /// A running lab. Dropping it tears everything down.
 pub struct Lab {
     /// Per-run prefix of namespace names.
@@ -57,6 +94,10 @@ pub struct Lab {
     pub lbs: Vec<Host>,
     /// The nginx backends.
     pub backends: Vec<Host>,
+    /// The routers (none in the L2 lab).
+    pub routers: Vec<Router>,
+    /// The shape the lab was built from.
+    pub topology: Topology,
     switch_netns: String,
     namespaces: Vec<String>,
     processes: Vec<(String, Child)>,
@@ -64,7 +105,8 @@ pub struct Lab {
     pass_xdp: Vec<Dataplane>,
 }
 
-/// The shape of a lab.
+/// The shape of an L2 lab (one segment, DSR backends); `Topology`
+/// describes any shape.
 #[derive(Debug, Clone, Copy)]
 pub struct LabSpec {
     /// Load balancer nodes (1 to 4).
@@ -90,17 +132,48 @@ impl Lab {
 
     /// Builds a lab of the given shape.
     pub fn start_spec(spec: LabSpec) -> anyhow::Result<Self> {
-        ensure_bpffs().context("mounting the labs' BPF filesystem")?;
         let LabSpec {
             lbs,
             backends,
             static_vip,
         } = spec;
+        Self::start_topology(Topology::l2(lbs, backends, static_vip))
+    }
+
+    /// Builds the routed lab (`Topology::routed`): the client behind
+    /// router `r1`, the LB network, `backends` unmodified nginx backends
+    /// behind router `r2` listening on `ROUTED_BACKEND_PORT`; one LB, the
+    /// VIPs on its interface.
+    pub fn start_routed(backends: usize) -> anyhow::Result<Self> {
+        Self::start_topology(Topology::routed(1, backends, true))
+    }
+
+    /// Builds a lab of any shape: one bridge per network in the switch
+    /// namespace, routers forwarding between them with static routes,
+    /// hosts with a default route to their network's gateway.
+    pub fn start_topology(topology: Topology) -> anyhow::Result<Self> {
+        ensure_bpffs().context("mounting the labs' BPF filesystem")?;
+        let backends = topology.backends.len();
+        let lbs = topology.lbs.len();
         if backends == 0 || backends > 50 {
             bail!("a lab has 1 to 50 backends, not {backends}");
         }
         if lbs == 0 || lbs > 4 {
             bail!("a lab has 1 to 4 load balancers, not {lbs}");
+        }
+        let network = |attach: &Attach| {
+            topology
+                .networks
+                .get(attach.network)
+                .ok_or_else(|| anyhow!("no network {} in the topology", attach.network))
+        };
+        for attach in [topology.client]
+            .iter()
+            .chain(&topology.lbs)
+            .chain(&topology.backends)
+            .chain(topology.routers.iter().flat_map(|r| &r.legs))
+        {
+            network(attach)?;
         }
         sweep_stale_labs();
         let seq = LAB_SEQ.fetch_add(1, Ordering::Relaxed);
@@ -108,52 +181,103 @@ impl Lab {
         let dir = std::env::temp_dir().join(&prefix);
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let host = |name: &str, last: u8| Host {
-            name: name.to_owned(),
-            netns: format!("{prefix}-{name}"),
-            ipv4: Ipv4Addr::new(198, 18, 0, last),
-            // 2001:2::<same digits as the IPv4 host part>, e.g. 2001:2::11.
-            ipv6: format!("2001:2::{last}")
-                .parse()
-                .expect("a valid IPv6 address"),
+        let host = |name: &str, attach: &Attach| -> anyhow::Result<Host> {
+            let net = network(attach)?;
+            Ok(Host {
+                name: name.to_owned(),
+                netns: format!("{prefix}-{name}"),
+                ipv4: net.host_v4(attach.host),
+                ipv6: net.host_v6(attach.host),
+            })
         };
+        let lbs = topology
+            .lbs
+            .iter()
+            .enumerate()
+            .map(|(i, attach)| match i {
+                0 => host("lb", attach),
+                i => host(&format!("lb{}", i + 1), attach),
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let backends = topology
+            .backends
+            .iter()
+            .enumerate()
+            .map(|(i, attach)| host(&format!("b{}", i + 1), attach))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let routers = topology
+            .routers
+            .iter()
+            .map(|r| -> anyhow::Result<Router> {
+                Ok(Router {
+                    name: r.name.clone(),
+                    netns: format!("{prefix}-{}", r.name),
+                    legs: r
+                        .legs
+                        .iter()
+                        .enumerate()
+                        .map(|(i, attach)| -> anyhow::Result<Leg> {
+                            let net = network(attach)?;
+                            Ok(Leg {
+                                ifname: format!("eth{i}"),
+                                network: attach.network,
+                                ipv4: net.host_v4(attach.host),
+                                ipv6: net.host_v6(attach.host),
+                            })
+                        })
+                        .collect::<anyhow::Result<_>>()?,
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let mut lab = Self {
             switch_netns: format!("{prefix}-sw"),
-            client: host("client", 10),
-            lb: host("lb", 2),
-            lbs: (0..lbs)
-                .map(|i| match i {
-                    0 => host("lb", 2),
-                    i => host(&format!("lb{}", i + 1), 2 + i as u8),
-                })
-                .collect(),
-            backends: (1..=backends)
-                .map(|i| host(&format!("b{i}"), 10 + i as u8))
-                .collect(),
+            client: host("client", &topology.client)?,
+            lb: lbs[0].clone(),
+            lbs,
+            backends,
+            routers,
+            topology,
             prefix,
             dir,
             namespaces: Vec::new(),
             processes: Vec::new(),
             pass_xdp: Vec::new(),
         };
-        lab.build(static_vip).context("building the lab")?;
+        lab.build().context("building the lab")?;
         Ok(lab)
     }
 
-    fn build(&mut self, static_vip: bool) -> anyhow::Result<()> {
+    /// The port the backends' nginx listens on.
+    pub fn backend_port(&self) -> u16 {
+        self.topology.backend_style.port()
+    }
+
+    fn build(&mut self) -> anyhow::Result<()> {
         let sw = self.switch_netns.clone();
         self.add_netns(&sw)?;
-        ip(&sw, &["link", "add", "br0", "type", "bridge"])?;
-        ip(&sw, &["link", "set", "br0", "up"])?;
-        let hosts: Vec<Host> = [self.client.clone()]
-            .into_iter()
-            .chain(self.lbs.clone())
-            .chain(self.backends.clone())
-            .collect();
-        for host in &hosts {
-            self.add_host(host)?;
+        for index in 0..self.topology.networks.len() {
+            let bridge = bridge_name(index);
+            ip(&sw, &["link", "add", &bridge, "type", "bridge"])?;
+            ip(&sw, &["link", "set", &bridge, "up"])?;
         }
-        if static_vip {
+        for router in self.routers.clone() {
+            self.add_router(&router)?;
+        }
+        let topology = self.topology.clone();
+        let hosts: Vec<(Host, Attach)> = [(self.client.clone(), topology.client)]
+            .into_iter()
+            .chain(self.lbs.clone().into_iter().zip(topology.lbs.clone()))
+            .chain(
+                self.backends
+                    .clone()
+                    .into_iter()
+                    .zip(topology.backends.clone()),
+            )
+            .collect();
+        for (host, attach) in &hosts {
+            self.add_host(host, attach.network)?;
+        }
+        if topology.static_vip {
             self.add_static_vip()?;
         }
         self.prepare_backends()?;
@@ -203,24 +327,11 @@ impl Lab {
     }
 
     /// Direct server return: backends hold the VIPs on lo and never answer
-    /// ARP for them; nginx starts on each.
+    /// ARP for them. Unmodified backends get nothing. nginx starts on each.
     fn prepare_backends(&mut self) -> anyhow::Result<()> {
         for backend in self.backends.clone() {
-            ip(
-                &backend.netns,
-                &["addr", "add", &format!("{VIP4}/32"), "dev", "lo"],
-            )?;
-            ip(
-                &backend.netns,
-                &["-6", "addr", "add", &format!("{VIP6}/128"), "dev", "lo"],
-            )?;
-            for (key, value) in [
-                ("net.ipv4.conf.all.arp_ignore", "1"),
-                ("net.ipv4.conf.all.arp_announce", "2"),
-                ("net.ipv4.conf.eth0.arp_ignore", "1"),
-                ("net.ipv4.conf.eth0.arp_announce", "2"),
-            ] {
-                sysctl(&backend.netns, key, value)?;
+            if self.topology.backend_style == BackendStyle::Dsr {
+                make_dsr(&backend)?;
             }
             self.start_nginx(&backend)?;
         }
@@ -233,65 +344,131 @@ impl Lab {
         ip(netns, &["link", "set", "lo", "up"])
     }
 
-    fn add_host(&mut self, host: &Host) -> anyhow::Result<()> {
+    fn add_host(&mut self, host: &Host, network: usize) -> anyhow::Result<()> {
         self.add_netns(&host.netns)?;
         let port = format!("p-{}", host.name);
+        self.add_leg(&host.netns, "eth0", &port, network, host.ipv4, host.ipv6)?;
+        // Routes: the network's gateway as default, other routers for the
+        // networks they lead to.
+        let networks = [network];
+        if let Some(gateway) = self.topology.networks[network].gateway {
+            self.add_route(&host.netns, "default", "default", gateway, network)?;
+        }
+        for route in self.topology.routes_from(&networks, None, true) {
+            self.add_network_route(&host.netns, &route)?;
+        }
+        Ok(())
+    }
+
+    /// A router: a leg on each of its networks, forwarding on, static
+    /// routes to the networks it is not on (no default route).
+    fn add_router(&mut self, router: &Router) -> anyhow::Result<()> {
+        self.add_netns(&router.netns)?;
+        for (index, leg) in router.legs.iter().enumerate() {
+            let port = format!("p-{}-{index}", router.name);
+            self.add_leg(
+                &router.netns,
+                &leg.ifname,
+                &port,
+                leg.network,
+                leg.ipv4,
+                leg.ipv6,
+            )?;
+        }
+        sysctl(&router.netns, "net.ipv4.ip_forward", "1")?;
+        sysctl(&router.netns, "net.ipv6.conf.all.forwarding", "1")?;
+        let me = self.routers.iter().position(|r| r.name == router.name);
+        let networks: Vec<usize> = router.legs.iter().map(|l| l.network).collect();
+        for route in self.topology.routes_from(&networks, me, false) {
+            self.add_network_route(&router.netns, &route)?;
+        }
+        Ok(())
+    }
+
+    /// Routes `route.target`'s /24 and /64 from `netns` via the router.
+    fn add_network_route(&self, netns: &str, route: &Route) -> anyhow::Result<()> {
+        let target = &self.topology.networks[route.target];
+        self.add_route(
+            netns,
+            &format!("{}/24", target.host_v4(0)),
+            &format!("{}/64", target.ipv6),
+            route.router,
+            route.via_network,
+        )
+    }
+
+    /// Adds `v4` and `v6` (prefixes or `default`) via router `router`'s
+    /// address on `network`.
+    fn add_route(
+        &self,
+        netns: &str,
+        v4: &str,
+        v6: &str,
+        router: usize,
+        network: usize,
+    ) -> anyhow::Result<()> {
+        let leg = self
+            .routers
+            .get(router)
+            .and_then(|r| r.legs.iter().find(|l| l.network == network))
+            .ok_or_else(|| anyhow!("router {router} has no leg on network {network}"))?;
+        ip(netns, &["route", "add", v4, "via", &leg.ipv4.to_string()])?;
+        ip(
+            netns,
+            &["-6", "route", "add", v6, "via", &leg.ipv6.to_string()],
+        )
+    }
+
+    /// A veth from bridge `br<network>` (switch side `port`) to `ifname`
+    /// in `netns`, addressed, up, TX checksum offload off.
+    fn add_leg(
+        &self,
+        netns: &str,
+        ifname: &str,
+        port: &str,
+        network: usize,
+        ipv4: Ipv4Addr,
+        ipv6: Ipv6Addr,
+    ) -> anyhow::Result<()> {
         ip(
             &self.switch_netns,
             &[
-                "link",
-                "add",
-                &port,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                "eth0",
-                "netns",
-                &host.netns,
+                "link", "add", port, "type", "veth", "peer", "name", ifname, "netns", netns,
             ],
         )?;
         ip(
             &self.switch_netns,
-            &["link", "set", &port, "master", "br0", "up"],
+            &["link", "set", port, "master", &bridge_name(network), "up"],
         )?;
         ip(
-            &host.netns,
-            &["addr", "add", &format!("{}/24", host.ipv4), "dev", "eth0"],
+            netns,
+            &["addr", "add", &format!("{ipv4}/24"), "dev", ifname],
         )?;
         ip(
-            &host.netns,
+            netns,
             &[
                 "-6",
                 "addr",
                 "add",
-                &format!("{}/64", host.ipv6),
+                &format!("{ipv6}/64"),
                 "dev",
-                "eth0",
+                ifname,
                 "nodad",
             ],
         )?;
-        ip(&host.netns, &["link", "set", "eth0", "up"])?;
+        ip(netns, &["link", "set", ifname, "up"])?;
         // veth leaves TCP/UDP checksums partial; once XDP bounces a frame to
         // another host nobody completes them. Real NICs don't do this.
         run(
             "ip",
-            &[
-                "netns",
-                "exec",
-                &host.netns,
-                "ethtool",
-                "-K",
-                "eth0",
-                "tx",
-                "off",
-            ],
+            &["netns", "exec", netns, "ethtool", "-K", ifname, "tx", "off"],
         )?;
         Ok(())
     }
 
     fn start_nginx(&mut self, backend: &Host) -> anyhow::Result<()> {
         let name = &backend.name;
+        let port = self.backend_port();
         let dir = self.dir.join(format!("nginx-{name}"));
         fs::create_dir_all(&dir)?;
         let d = dir.display();
@@ -302,7 +479,7 @@ impl Lab {
              events {{ worker_connections 4096; }}\n\
              http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  \
              fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n  \
-             server {{\n    listen 80 backlog=4096;\n    listen [::]:80 backlog=4096;\n    \
+             server {{\n    listen {port} backlog=4096;\n    listen [::]:{port} backlog=4096;\n    \
              add_header X-Backend {name} always;\n    \
              location = /health {{ default_type text/plain; return 200 \"ok\\n\"; }}\n    \
              location = /slow {{ alias {d}/slow.bin; default_type application/octet-stream; limit_rate 4k; }}\n    \
@@ -789,7 +966,7 @@ impl Lab {
         let addresses: Vec<SocketAddr> = self
             .backends
             .iter()
-            .map(|b| SocketAddr::new(IpAddr::V4(b.ipv4), HTTP_PORT))
+            .map(|b| SocketAddr::new(IpAddr::V4(b.ipv4), self.backend_port()))
             .collect();
         in_netns(&self.client.netns, move || -> anyhow::Result<()> {
             let deadline = Instant::now() + Duration::from_secs(20);
@@ -828,6 +1005,33 @@ impl Drop for Lab {
         }
         self.teardown();
     }
+}
+
+/// The bridge of network `index` in the switch namespace.
+fn bridge_name(index: usize) -> String {
+    format!("br{index}")
+}
+
+/// Direct server return on `backend`: the VIPs on lo, never answering ARP
+/// for them.
+fn make_dsr(backend: &Host) -> anyhow::Result<()> {
+    ip(
+        &backend.netns,
+        &["addr", "add", &format!("{VIP4}/32"), "dev", "lo"],
+    )?;
+    ip(
+        &backend.netns,
+        &["-6", "addr", "add", &format!("{VIP6}/128"), "dev", "lo"],
+    )?;
+    for (key, value) in [
+        ("net.ipv4.conf.all.arp_ignore", "1"),
+        ("net.ipv4.conf.all.arp_announce", "2"),
+        ("net.ipv4.conf.eth0.arp_ignore", "1"),
+        ("net.ipv4.conf.eth0.arp_announce", "2"),
+    ] {
+        sysctl(&backend.netns, key, value)?;
+    }
+    Ok(())
 }
 
 fn wait_exit(child: &mut Child, timeout: Duration) -> anyhow::Result<std::process::ExitStatus> {

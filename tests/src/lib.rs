@@ -14,3 +14,4 @@ pub mod oracle;
 pub mod packet;
 pub mod support;
 pub mod testbed;
+pub mod topology;
