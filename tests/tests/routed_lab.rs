@@ -305,3 +305,87 @@ fn nothing_of_the_routed_lab_remains_after_drop() {
     }
     assert!(!Path::new(&dir).exists(), "{} remains", dir.display());
 }
+
+/// Set in the child of `a_killed_runs_routed_lab_is_swept_by_the_next_one`.
+const CHILD_ENV: &str = "LB_ROUTED_LAB_CHILD";
+
+/// Not a test by itself: the child process the sweep test kills. Builds a
+/// routed lab, prints its prefix and waits to be killed.
+#[test]
+#[ignore = "run by a_killed_runs_routed_lab_is_swept_by_the_next_one"]
+fn routed_lab_left_behind() {
+    if std::env::var_os(CHILD_ENV).is_none() {
+        return;
+    }
+    let lab = routed(1);
+    println!("PREFIX {}", lab.prefix);
+    std::thread::sleep(Duration::from_secs(60));
+}
+
+/// Whether `pid` is a live (not zombie) nginx.
+fn nginx_alive(pid: u32) -> bool {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .any(|l| l.starts_with("Name:") && l.contains("nginx"))
+        && !status
+            .lines()
+            .any(|l| l.starts_with("State:") && l.contains('Z'))
+}
+
+#[test]
+fn a_killed_runs_routed_lab_is_swept_by_the_next_one() {
+    use std::io::{BufRead as _, BufReader};
+    let mut child = Command::new(std::env::current_exe().expect("test binary"))
+        .args([
+            "--exact",
+            "routed_lab_left_behind",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env(CHILD_ENV, "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("child run");
+    let stdout = child.stdout.take().expect("child's stdout");
+    let prefix = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|l| l.strip_prefix("PREFIX ").map(str::to_owned));
+    let Some(prefix) = prefix else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the child built no lab");
+    };
+    let namespaces = lab::namespaces_with_prefix(&prefix);
+    let pids: Vec<u32> = namespaces
+        .iter()
+        .flat_map(|n| {
+            ip(&["netns", "pids", n])
+                .lines()
+                .filter_map(|p| p.trim().parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect();
+    // Killed: the child cleans nothing up; the next lab's sweep (this
+    // one, or another test's lab start) must.
+    child.kill().expect("kill the child");
+    child.wait().expect("reap the child");
+    assert_eq!(namespaces.len(), 6, "child's namespaces: {namespaces:?}");
+    assert!(pids.iter().any(|p| nginx_alive(*p)), "no nginx in {pids:?}");
+    lab::sweep_stale_labs();
+    assert_eq!(lab::namespaces_with_prefix(&prefix), Vec::<String>::new());
+    // Killed nginx processes are reaped by init; give it a moment.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while pids.iter().any(|p| nginx_alive(*p)) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let alive: Vec<u32> = pids.into_iter().filter(|p| nginx_alive(*p)).collect();
+    assert!(alive.is_empty(), "nginx survived the sweep: {alive:?}");
+    assert!(
+        !std::env::temp_dir().join(&prefix).exists(),
+        "the child's lab directory remains"
+    );
+}
