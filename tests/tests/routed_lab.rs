@@ -17,6 +17,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 /// Network indices of `Topology::routed`.
 const LAN: usize = 0;
 const CLIENTS: usize = 1;
+const BACKENDS: usize = 2;
 
 fn routed(backends: usize) -> Lab {
     let lab = Lab::start_routed(backends).expect("routed lab");
@@ -134,21 +135,20 @@ fn the_client_reaches_each_backend_only_through_both_routers() {
             );
         }
     }
-    for (host, gateway) in [(&lab.client, 0), (&lab.lb, 0), (&lab.backends[0], 1)] {
-        let default = ip(&["-n", &host.netns, "route", "show", "default"]);
-        let network = if gateway == 0 && host.name == "client" {
-            CLIENTS
-        } else if gateway == 0 {
-            LAN
-        } else {
-            2
-        };
-        let want = router_address(&lab, gateway, network, IpAddr::V4(host.ipv4));
-        assert!(
-            default.contains(&format!("via {want} ")),
-            "{}'s default route is not via {want}: {default}",
-            host.name
-        );
+    for (host, router, network) in [
+        (&lab.client, 0, CLIENTS),
+        (&lab.lb, 0, LAN),
+        (&lab.backends[0], 1, BACKENDS),
+    ] {
+        for (family, like) in [("-4", IpAddr::V4(host.ipv4)), ("-6", IpAddr::V6(host.ipv6))] {
+            let default = ip(&["-n", &host.netns, family, "route", "show", "default"]);
+            let want = router_address(&lab, router, network, like);
+            assert!(
+                default.contains(&format!("via {want} ")),
+                "{}'s default route is not via {want}: {default}",
+                host.name
+            );
+        }
     }
 }
 
@@ -181,10 +181,11 @@ fn the_lb_reaches_the_backends_only_via_the_second_router_never_on_link() {
             .lines()
             .filter_map(|l| l.split_whitespace().next()?.parse().ok())
             .collect();
-        let r2 = match family {
-            "-4" => IpAddr::V4(lab.routers[1].legs[0].ipv4),
-            _ => IpAddr::V6(lab.routers[1].legs[0].ipv6),
+        let like = match family {
+            "-4" => IpAddr::V4(lab.lb.ipv4),
+            _ => IpAddr::V6(lab.lb.ipv6),
         };
+        let r2 = router_address(&lab, 1, LAN, like);
         assert!(
             neighbours.contains(&r2),
             "LB has no neighbour entry for r2 ({r2}): {neighbours:?}"
