@@ -11,7 +11,7 @@ use aya::{
     programs::{
         links::{FdLink, PinnedLink},
         xdp::{XdpLink, XdpLinkId},
-        Xdp, XdpMode,
+        SchedClassifier, Xdp, XdpMode,
     },
     Ebpf, EbpfLoader,
 };
@@ -243,6 +243,11 @@ impl Dataplane {
                 .load()
                 .map_err(|e| program_error("loading", program, e))?;
         }
+        // Loaded whichever hook is used: the verifier checks both at
+        // every start, and switching hooks needs no reload.
+        tc_program(&mut ebpf)?
+            .load()
+            .map_err(|e| program_error("loading", names::PROG_TC_LB, e))?;
         Ok(Self {
             vips: take_map!(ebpf, names::MAP_VIPS),
             maglev: take_map!(ebpf, names::MAP_MAGLEV),
@@ -479,6 +484,11 @@ impl Dataplane {
     /// A loaded program, for BPF_PROG_TEST_RUN in tests and benchmarks.
     pub fn program(&mut self, name: &'static str) -> Result<&mut Xdp> {
         xdp_program(&mut self.ebpf, name)
+    }
+
+    /// The loaded tc program, for BPF_PROG_TEST_RUN in tests.
+    pub fn tc_program(&mut self) -> Result<&mut SchedClassifier> {
+        tc_program(&mut self.ebpf)
     }
 
     /// Node counters summed over CPUs, in `Counter::ALL` order.
@@ -725,6 +735,18 @@ pub(crate) fn parse_event(bytes: &[u8]) -> Option<DataplaneEvent> {
 }
 
 fn xdp_program<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut Xdp> {
+    let program = ebpf.program_mut(name).ok_or(DataplaneError::Program {
+        action: "finding",
+        program: name,
+        source: Box::new(aya::programs::ProgramError::NotLoaded),
+    })?;
+    program
+        .try_into()
+        .map_err(|e| program_error("finding", name, e))
+}
+
+fn tc_program(ebpf: &mut Ebpf) -> Result<&mut SchedClassifier> {
+    let name = names::PROG_TC_LB;
     let program = ebpf.program_mut(name).ok_or(DataplaneError::Program {
         action: "finding",
         program: name,
