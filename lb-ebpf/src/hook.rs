@@ -5,11 +5,17 @@
 //! so the XDP path compiles to what it was before tc existed.
 
 use aya_ebpf::{
-    bindings::{xdp_action, TC_ACT_OK, TC_ACT_SHOT},
+    bindings::xdp_action,
     helpers::bpf_redirect,
     programs::{TcContext, XdpContext},
 };
 use lb_common::stats::Counter;
+
+/// `TC_ACT_OK` (linux/pkt_cls.h): continue, up the stack. Spelt here
+/// because the bindings type it differently per target.
+const TC_ACT_OK: i32 = 0;
+/// `TC_ACT_SHOT`: drop.
+const TC_ACT_SHOT: i32 = 2;
 
 /// A packet context the balancer can run on.
 pub trait Hook {
@@ -84,12 +90,12 @@ impl Hook for TcContext {
 
     #[inline(always)]
     fn pass(&self) -> i32 {
-        TC_ACT_OK as i32
+        TC_ACT_OK
     }
 
     #[inline(always)]
     fn drop_frame(&self) -> i32 {
-        TC_ACT_SHOT as i32
+        TC_ACT_SHOT
     }
 
     /// To the egress of the ingress interface (TC_ACT_REDIRECT).

@@ -151,11 +151,24 @@ impl TestBed {
     /// Runs the balancer once on `frame`: (the hook's own verdict, frame
     /// afterwards).
     pub fn run_raw(&mut self, frame: &[u8]) -> anyhow::Result<(u32, Vec<u8>)> {
+        let (raw, out, _) = self.run_repeated(frame, 1)?;
+        Ok((raw, out))
+    }
+
+    /// Runs the balancer `repeat` times on `frame` in the kernel (the same
+    /// buffer each time): (last verdict, frame afterwards, mean time per
+    /// run as the kernel measured it — the program only, not the building
+    /// of the skb or XDP buffer).
+    pub fn run_repeated(
+        &mut self,
+        frame: &[u8],
+        repeat: u32,
+    ) -> anyhow::Result<(u32, Vec<u8>, std::time::Duration)> {
         let mut out = vec![0u8; frame.len() + 256];
         let options = TestRunOptions {
             data_in: Some(frame),
             data_out: Some(&mut out),
-            repeat: 1,
+            repeat,
             ..TestRunOptions::default()
         };
         let result = match self.hook {
@@ -164,7 +177,7 @@ impl TestBed {
         }
         .context("BPF_PROG_TEST_RUN")?;
         out.truncate(result.data_size_out as usize);
-        Ok((result.return_value, out))
+        Ok((result.return_value, out, result.duration))
     }
 
     /// A node counter summed over CPUs.
