@@ -9,9 +9,11 @@
 //! # Format
 //!
 //! ```toml
-//! # Interface the XDP program attaches to (required).
+//! # Interface the program attaches to (required).
 //! interface = "eth0"
-//! # "auto" (default): native (driver) mode, falling back to generic with a warning; "native"; "generic".
+//! # Hook: "xdp" (default) or "tc" (a tc ingress program, for interfaces without XDP).
+//! attach = "xdp"
+//! # With attach = "xdp": "auto" (default): native (driver) mode, falling back to generic with a warning; "native"; "generic".
 //! xdp_mode = "auto"
 //! # Connection table size (flows), default 262144, range 1024..=16777216.
 //! conntrack_size = 262144
