@@ -71,6 +71,21 @@ impl Hook {
     }
 }
 
+/// Whether BPF_PROG_TEST_RUN refuses (EINVAL) to build an skb from
+/// `frame`, so the tc program cannot be run on it: a frame shorter than an
+/// Ethernet header, or an untagged IPv4 or IPv6 frame too short for the
+/// minimal IP header (found by trying every length on this 6.18 kernel; a
+/// tagged frame of any length from 14 bytes is taken). XDP runs take any
+/// frame of 14 bytes or more.
+pub fn skb_refuses(frame: &[u8]) -> bool {
+    let shortest = match frame.get(12..14) {
+        Some([0x08, 0x00]) => 14 + 20,
+        Some([0x86, 0xdd]) => 14 + 40,
+        _ => 14,
+    };
+    frame.len() < shortest
+}
+
 /// A loaded data plane serving some VIPs.
 pub struct TestBed {
     /// The data plane.
