@@ -8,7 +8,7 @@ use std::{collections::BTreeMap, net::IpAddr, process::Command, thread, time::Du
 
 use lb_tests::{
     client::{self, KeepAlive},
-    lab::{in_netns, Lab, VIP4},
+    lab::{in_netns, Lab, VIP4, VIP6},
     packet::{self, Flow, ACK, SYN},
     support::{load, status},
     testbed::{vip4_tcp, Hook, TestBed},
@@ -103,6 +103,9 @@ fn tc_balances_restarts_hitlessly_and_leaves_nothing_on_sigint() {
     );
 
     assert_balanced(&lab);
+    let v6 = client::burst(&lab.client.netns, IpAddr::V6(VIP6), 300).expect("IPv6 burst");
+    assert_eq!(v6.failed, 0, "IPv6 at tc: {:?}", v6.errors);
+    assert_eq!(v6.by_backend.len(), 3, "IPv6 at tc: {:?}", v6.by_backend);
 
     // SIGTERM under load, with kept-alive connections: the pinned link
     // keeps forwarding, the next lbd swaps its program in on that link.
@@ -191,8 +194,15 @@ fn switching_between_xdp_and_tc_across_restarts_keeps_connections() {
                 "{when}"
             );
         }
-        let tally = client::burst(&lab.client.netns, IpAddr::V4(VIP4), 60).expect("burst");
+        let started = std::time::Instant::now();
+        let tally = client::burst(&lab.client.netns, IpAddr::V4(VIP4), 600).expect("burst");
         assert_eq!(tally.failed, 0, "{when}: {:?}", tally.errors);
+        // End to end, one client connection at a time: the client, not
+        // the hook, sets the pace here.
+        eprintln!(
+            "E2E {when}: 600 requests on new connections in {:.2} s",
+            started.elapsed().as_secs_f64()
+        );
     };
     assert_kept(&lab, "at xdp");
 
