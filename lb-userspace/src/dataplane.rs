@@ -1,7 +1,8 @@
-//! The XDP data plane as the control plane sees it: load the embedded
-//! object with maps sized from the config, attach it to an interface, and
-//! write or read its maps. `MapWriter` is the narrow seam `reconcile` writes
-//! through, so its logic is tested without a kernel.
+//! The data plane (the XDP or the tc program) as the control plane sees it:
+//! load the embedded object with maps sized from the config, attach it to an
+//! interface at the configured hook, and write or read its maps. `MapWriter`
+//! is the narrow seam `reconcile` writes through, so its logic is tested
+//! without a kernel.
 
 #[cfg(test)]
 use std::collections::HashMap as StdHashMap;

@@ -1,4 +1,4 @@
-//! The data plane outlives lbd: its maps and its XDP link are pinned in a
+//! The data plane outlives lbd: its maps and its XDP or tc link are pinned in a
 //! BPF filesystem, so a restarted (or upgraded, or killed) lbd finds the
 //! program still forwarding and the connection table intact, adopts both,
 //! and swaps in its own program atomically. `lbd --cleanup` removes it all.
