@@ -335,3 +335,30 @@ fn program_cost_per_packet_xdp_vs_tc() {
         );
     }
 }
+
+/// SIGTERM leaves the tc program forwarding on its pinned link; `lbd
+/// --cleanup` then removes the link (and with it the program) and the pins.
+#[test]
+fn cleanup_after_sigterm_removes_the_tc_link() {
+    let mut lab = Lab::start(2).expect("lab");
+    lab.without_pass_through_xdp();
+    lab.wait_for_backends().expect("nginx up");
+    let lb = lab.lb.clone();
+    let config = format!("attach = \"tc\"\n{}", lab.lbd_config_for(&["b1", "b2"], ""));
+    lab.start_lbd(&config).expect("lbd");
+    assert!(lab.terminate("lbd").expect("SIGTERM").success());
+    assert_eq!(lab.tc_program_ids(&lb).expect("tcx").len(), 1);
+    let tally = client::burst(&lab.client.netns, IpAddr::V4(VIP4), 50).expect("burst");
+    assert_eq!(tally.failed, 0, "with lbd gone: {:?}", tally.errors);
+
+    let out = lab.lbd_offline(&lb, "lbd", "--cleanup").expect("--cleanup");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(lab.tc_program_ids(&lb).expect("tcx").is_empty());
+    assert!(tc_filters(&lab).trim().is_empty());
+    let pins = lab.pin_dir_of(&lb);
+    assert!(!pins.exists(), "pins left in {}", pins.display());
+}
