@@ -61,6 +61,8 @@ pub const EVENT_INTERVAL_NS: u64 = 1_000_000_000;
 pub mod names {
     /// XDP program that balances VIP traffic.
     pub const PROG_LB: &str = "xdp_lb";
+    /// The same balancer as a tc ingress program (`attach = "tc"`).
+    pub const PROG_TC_LB: &str = "tc_lb";
     /// XDP program that only passes frames up; attached to a veth peer so
     /// that frames sent with XDP_TX are accepted (see README, lab notes).
     pub const PROG_PASS: &str = "xdp_pass";

@@ -94,12 +94,12 @@ pub static BENCH_FORWARD: Array<[u8; 6]> = Array::with_max_entries(5, 0);
 /// no Maglev, no connection table; everything else passes.
 #[inline(always)]
 pub fn forward_one(ctx: &XdpContext) -> u32 {
-    let Some(eth) = ptr_at::<EthHdr>(ctx, 0) else {
+    let Some(eth) = ptr_at::<EthHdr, _>(ctx, 0) else {
         return xdp_action::XDP_PASS;
     };
     let (Some(proto), Some(sport)) = (
-        ptr_at::<u8>(ctx, EthHdr::LEN + 9),
-        ptr_at::<[u8; 2]>(ctx, EthHdr::LEN + 20),
+        ptr_at::<u8, _>(ctx, EthHdr::LEN + 9),
+        ptr_at::<[u8; 2], _>(ctx, EthHdr::LEN + 20),
     ) else {
         return xdp_action::XDP_PASS;
     };
@@ -140,7 +140,7 @@ pub fn forward_one(ctx: &XdpContext) -> u32 {
 /// Swaps the MACs and sends the frame back: the least an XDP forwarder does.
 #[inline(always)]
 pub fn swap_macs(ctx: &XdpContext) -> u32 {
-    let Some(eth) = ptr_at::<EthHdr>(ctx, 0) else {
+    let Some(eth) = ptr_at::<EthHdr, _>(ctx, 0) else {
         return xdp_action::XDP_DROP;
     };
     // SAFETY: bounds checked by ptr_at.

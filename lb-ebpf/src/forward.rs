@@ -2,7 +2,7 @@
 //! packet untouched and goes back out of the same interface, addressed to
 //! the backend's MAC from ours.
 
-use aya_ebpf::programs::XdpContext;
+use crate::hook::Hook;
 use lb_common::{consts::EVENT_NO_BACKEND, stats::Counter};
 use network_types::eth::EthHdr;
 
@@ -15,7 +15,7 @@ use crate::{
 
 /// Runs the whole path for one frame; the returned counter is the verdict.
 #[inline(always)]
-pub fn balance(ctx: &XdpContext) -> Counter {
+pub fn balance<C: Hook>(ctx: &C) -> Counter {
     let packet = match parse::parse(ctx) {
         Ok(packet) => packet,
         Err(reason) => return reason,
@@ -35,10 +35,10 @@ pub fn balance(ctx: &XdpContext) -> Counter {
         stats::report(EVENT_NO_BACKEND, vip.id, &packet.key);
         return Counter::DropNoBackend;
     };
-    let Some(eth) = parse::ptr_at::<EthHdr>(ctx, 0) else {
+    let Some(eth) = parse::ptr_at::<EthHdr, C>(ctx, 0) else {
         return Counter::DropMalformed;
     };
-    // SAFETY: bounds checked by ptr_at; XDP owns the frame.
+    // SAFETY: bounds checked by ptr_at; the program owns the frame (tc: the verifier makes a cloned skb private first).
     unsafe {
         (*eth).src_addr = match CONFIG.get(0) {
             Some(config) => config.iface_mac,
@@ -46,7 +46,7 @@ pub fn balance(ctx: &XdpContext) -> Counter {
         };
         (*eth).dst_addr = decision.backend.mac;
     }
-    let bytes = (ctx.data_end() - ctx.data()) as u64;
+    let bytes = ctx.frame_len() as u64;
     stats::count_traffic(vip.id, decision.backend_id, bytes, decision.new_flow);
     if packet.class == Class::IcmpError {
         Counter::ForwardedIcmpError

@@ -1,5 +1,7 @@
-//! XDP load balancer: entry points only. Each one calls the packet path and
-//! turns its outcome into a verdict on purpose; every verdict is counted.
+//! The load balancer's entry points only: one per hook (XDP, tc ingress),
+//! each a thin wrapper that runs the one packet path (generic over the
+//! context, see `hook`) and turns its outcome into that hook's verdict on
+//! purpose; every verdict is counted.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
 // Built for the host (e.g. `cargo build --workspace`), this is only a stub.
@@ -8,14 +10,18 @@
 mod bench;
 mod conntrack;
 mod forward;
+mod hook;
 mod lookup;
 mod maps;
 mod parse;
 mod select;
 mod stats;
 
-use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
-use lb_common::stats::Counter;
+use aya_ebpf::{
+    bindings::xdp_action,
+    macros::{classifier, xdp},
+    programs::{TcContext, XdpContext},
+};
 
 /// Balances packets to VIPs across their backends (direct server return);
 /// everything else goes up the stack untouched.
@@ -23,7 +29,18 @@ use lb_common::stats::Counter;
 pub fn xdp_lb(ctx: XdpContext) -> u32 {
     let outcome = forward::balance(&ctx);
     stats::count(outcome);
-    verdict(outcome)
+    hook::verdict(&ctx, outcome)
+}
+
+/// The same balancer as a tc ingress program (tcx or cls_bpf, direct
+/// action), for interfaces without XDP: forwarded frames are redirected to
+/// the egress of the interface they came in on.
+#[classifier]
+pub fn tc_lb(ctx: TcContext) -> i32 {
+    hook::linearize(&ctx);
+    let outcome = forward::balance(&ctx);
+    stats::count(outcome);
+    hook::verdict(&ctx, outcome)
 }
 
 /// Passes every frame up. Attached to the peer of a veth whose other end
@@ -53,18 +70,6 @@ pub fn xdp_forward_one(ctx: XdpContext) -> u32 {
     bench::forward_one(&ctx)
 }
 
-/// The XDP action for a final counter.
-#[inline(always)]
-fn verdict(outcome: Counter) -> u32 {
-    match outcome {
-        Counter::Forwarded | Counter::ForwardedIcmpError => xdp_action::XDP_TX,
-        Counter::DropMalformed | Counter::DropNoBackend | Counter::DropTcpFlags => {
-            xdp_action::XDP_DROP
-        }
-        _ => xdp_action::XDP_PASS,
-    }
-}
-
 #[cfg(target_arch = "bpf")]
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {
@@ -80,5 +85,5 @@ static LICENSE: [u8; 4] = *b"GPL\0";
 /// bpfel-unknown-none and embedded in lbd.
 #[cfg(not(target_arch = "bpf"))]
 fn main() {
-    eprintln!("lb-ebpf is an XDP object built for bpfel-unknown-none; run lbd instead");
+    eprintln!("lb-ebpf is an eBPF object built for bpfel-unknown-none; run lbd instead");
 }

@@ -45,7 +45,7 @@ mod ipv6;
 
 use core::mem::size_of;
 
-use aya_ebpf::programs::XdpContext;
+use crate::hook::Hook;
 use lb_common::{
     consts::{AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP},
     stats::Counter,
@@ -130,7 +130,7 @@ pub struct Packet {
 
 /// Pointer to a `T` at `offset` in the packet, if the whole `T` is inside.
 #[inline(always)]
-pub fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Option<*mut T> {
+pub fn ptr_at<T, C: Hook>(ctx: &C, offset: usize) -> Option<*mut T> {
     let start = ctx.data();
     let end = ctx.data_end();
     if start + offset + size_of::<T>() > end {
@@ -141,7 +141,7 @@ pub fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Option<*mut T> {
 
 /// Parses the headers of a frame down to its 5-tuple.
 #[inline(always)]
-pub fn parse(ctx: &XdpContext) -> Result<Packet, Counter> {
+pub fn parse<C: Hook>(ctx: &C) -> Result<Packet, Counter> {
     let eth: *const EthHdr = ptr_at(ctx, 0).ok_or(Counter::DropMalformed)?;
     // SAFETY: bounds checked by ptr_at.
     let mut ether_type = u16::from_be(unsafe { (*eth).ether_type });
@@ -160,7 +160,7 @@ pub fn parse(ctx: &XdpContext) -> Result<Packet, Counter> {
             l3_off += VlanHdr::LEN;
         }
     }
-    let frame_len = ctx.data_end() - ctx.data();
+    let frame_len = ctx.frame_len();
     match ether_type {
         ETH_P_IP => parse_ipv4(ctx, l3_off, frame_len),
         ETH_P_IPV6 => parse_ipv6(ctx, l3_off, frame_len),
@@ -169,7 +169,7 @@ pub fn parse(ctx: &XdpContext) -> Result<Packet, Counter> {
 }
 
 #[inline(always)]
-fn parse_ipv4(ctx: &XdpContext, l3_off: usize, frame_len: usize) -> Result<Packet, Counter> {
+fn parse_ipv4<C: Hook>(ctx: &C, l3_off: usize, frame_len: usize) -> Result<Packet, Counter> {
     let ip: *const Ipv4Hdr = ptr_at(ctx, l3_off).ok_or(Counter::DropMalformed)?;
     // SAFETY: bounds checked by ptr_at.
     let ip = unsafe { &*ip };
@@ -197,7 +197,7 @@ fn parse_ipv4(ctx: &XdpContext, l3_off: usize, frame_len: usize) -> Result<Packe
 }
 
 #[inline(always)]
-fn parse_ipv6(ctx: &XdpContext, l3_off: usize, frame_len: usize) -> Result<Packet, Counter> {
+fn parse_ipv6<C: Hook>(ctx: &C, l3_off: usize, frame_len: usize) -> Result<Packet, Counter> {
     let ip: *const Ipv6Hdr = ptr_at(ctx, l3_off).ok_or(Counter::DropMalformed)?;
     // SAFETY: bounds checked by ptr_at.
     let ip = unsafe { &*ip };
@@ -224,8 +224,8 @@ fn parse_ipv6(ctx: &XdpContext, l3_off: usize, frame_len: usize) -> Result<Packe
 /// Reads ports (and TCP flags) into `key`, or hands ICMP to `icmp`;
 /// `l3_end` is where the IP packet ends according to its own length field.
 #[inline(always)]
-fn parse_l4(
-    ctx: &XdpContext,
+fn parse_l4<C: Hook>(
+    ctx: &C,
     mut key: FlowKey,
     l4_off: usize,
     l3_end: usize,

@@ -1,7 +1,8 @@
-//! The XDP data plane as the control plane sees it: load the embedded
-//! object with maps sized from the config, attach it to an interface, and
-//! write or read its maps. `MapWriter` is the narrow seam `reconcile` writes
-//! through, so its logic is tested without a kernel.
+//! The data plane (the XDP or the tc program) as the control plane sees it:
+//! load the embedded object with maps sized from the config, attach it to an
+//! interface at the configured hook, and write or read its maps. `MapWriter`
+//! is the narrow seam `reconcile` writes through, so its logic is tested
+//! without a kernel.
 
 #[cfg(test)]
 use std::collections::HashMap as StdHashMap;
@@ -10,8 +11,9 @@ use aya::{
     maps::{Array, HashMap, MapData, MapInfo, PerCpuArray, PerCpuValues, RingBuf},
     programs::{
         links::{FdLink, PinnedLink},
+        tc::{SchedClassifierLink, SchedClassifierLinkId, TcAttachOptions},
         xdp::{XdpLink, XdpLinkId},
-        Xdp, XdpMode,
+        LinkOrder, SchedClassifier, TcAttachType, Xdp, XdpMode,
     },
     Ebpf, EbpfLoader,
 };
@@ -23,7 +25,7 @@ use lb_common::{
 use tracing::{info, warn};
 
 use crate::{
-    config::XdpMode as ConfigXdpMode,
+    config::{Attach, XdpMode as ConfigXdpMode},
     conntrack_kind::{self, ConntrackKind},
     ebpf_object::EBPF_OBJECT,
     pinning::{PinDir, PinError, PINNED_MAPS, STATE_MAPS},
@@ -145,10 +147,46 @@ pub struct LoadOptions {
     pub pins: Option<PinDir>,
 }
 
+/// The hook the balancer runs at, as attached (what status shows).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hooked {
+    /// XDP in this mode (`Auto` when a pinned link was kept and the kernel
+    /// did not say its mode).
+    Xdp(ConfigXdpMode),
+    /// tc ingress through a tcx link (kernel 6.6 and later).
+    Tcx,
+    /// tc ingress through clsact + cls_bpf (no tcx): not pinnable, so the
+    /// program goes with this lbd.
+    TcClsBpf,
+}
+
+impl Hooked {
+    /// The configured hook this is.
+    pub fn attach(self) -> Attach {
+        match self {
+            Hooked::Xdp(_) => Attach::Xdp,
+            Hooked::Tcx | Hooked::TcClsBpf => Attach::Tc,
+        }
+    }
+}
+
+impl std::fmt::Display for Hooked {
+    /// "xdp native", "xdp generic", "tc (tcx)", "tc (cls_bpf)".
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Hooked::Xdp(mode) => write!(f, "xdp {mode}"),
+            Hooked::Tcx => f.write_str("tc (tcx)"),
+            Hooked::TcClsBpf => f.write_str("tc (cls_bpf)"),
+        }
+    }
+}
+
 /// How the program is attached.
 enum Attachment {
     /// Through a link this process owns: detached when it goes.
     Owned(XdpLinkId),
+    /// Through a tc link this process owns (cls_bpf): detached when it goes.
+    OwnedTc(SchedClassifierLinkId),
     /// Through a link pinned in bpffs: stays attached after lbd exits.
     Pinned {
         link: FdLink,
@@ -243,6 +281,11 @@ impl Dataplane {
                 .load()
                 .map_err(|e| program_error("loading", program, e))?;
         }
+        // Loaded whichever hook is used: the verifier checks both at
+        // every start, and switching hooks needs no reload.
+        tc_program(&mut ebpf)?
+            .load()
+            .map_err(|e| program_error("loading", names::PROG_TC_LB, e))?;
         Ok(Self {
             vips: take_map!(ebpf, names::MAP_VIPS),
             maglev: take_map!(ebpf, names::MAP_MAGLEV),
@@ -360,6 +403,126 @@ impl Dataplane {
         Ok(Some(used))
     }
 
+    /// Attaches the tc program to `interface`'s ingress, as `attach`
+    /// does for XDP: a tc link a previous lbd pinned here is taken over
+    /// (the program swapped atomically with a link update); otherwise a
+    /// new tcx link is made and pinned. `running` are the ids of the
+    /// programs on the interface's tcx ingress, to tell a live pinned link
+    /// from a stale one. Without tcx (kernels before 6.6) it falls back to
+    /// clsact + cls_bpf with a warning: that attachment cannot be pinned,
+    /// so the program then goes with this lbd.
+    pub fn attach_tc(&mut self, interface: &str, running: &[u32]) -> Result<Hooked> {
+        if let Some(path) = self.pins.as_ref().map(|p| p.tc_link_path(interface)) {
+            if let Some(link) = self.take_over_tc_link(&path, interface, running)? {
+                self.attached = Some((interface.to_owned(), link));
+                return Ok(Hooked::Tcx);
+            }
+        }
+        let program = tc_program(&mut self.ebpf)?;
+        let tcx = program.attach_with_options(
+            interface,
+            TcAttachType::Ingress,
+            TcAttachOptions::TcxOrder(LinkOrder::default()),
+        );
+        let id = match tcx {
+            Ok(id) => id,
+            Err(tcx_error) => {
+                warn!(%interface, error = %tcx_error, "tcx attach failed (kernel before 6.6?); falling back to clsact + cls_bpf, which cannot be pinned: the program will go with lbd");
+                if let Err(error) = aya::programs::tc::qdisc_add_clsact(interface) {
+                    // Already there is fine; anything else shows in the attach.
+                    info!(%interface, %error, "adding the clsact qdisc");
+                }
+                let id = program
+                    .attach_with_options(
+                        interface,
+                        TcAttachType::Ingress,
+                        TcAttachOptions::Netlink(aya::programs::tc::NlOptions::default()),
+                    )
+                    .map_err(|e| program_error("attaching", names::PROG_TC_LB, e))?;
+                info!(%interface, "tc program attached (clsact + cls_bpf)");
+                self.attached = Some((interface.to_owned(), Attachment::OwnedTc(id)));
+                return Ok(Hooked::TcClsBpf);
+            }
+        };
+        info!(%interface, "tc program attached (tcx ingress link)");
+        let attachment = match self.pins.as_ref().map(|p| p.tc_link_path(interface)) {
+            Some(path) => {
+                let link = program
+                    .take_link(id)
+                    .map_err(|e| program_error("pinning the link of", names::PROG_TC_LB, e))?;
+                let link = FdLink::try_from(link).map_err(|e| link_error("creating", e))?;
+                link.pin(&path).map_err(|e| link_error("creating", e))?;
+                let link = FdLink::from(
+                    PinnedLink::from_pin(&path).map_err(|e| link_error("reopening", e))?,
+                );
+                Attachment::Pinned { link, path }
+            }
+            None => Attachment::OwnedTc(id),
+        };
+        self.attached = Some((interface.to_owned(), attachment));
+        Ok(Hooked::Tcx)
+    }
+
+    /// Takes over the tc link pinned at `path` if it drives one of the
+    /// programs on the interface's tcx ingress; removes it if it is stale.
+    fn take_over_tc_link(
+        &mut self,
+        path: &std::path::Path,
+        interface: &str,
+        running: &[u32],
+    ) -> Result<Option<Attachment>> {
+        if !path.exists() {
+            return Ok(None);
+        }
+        let live = PinnedLink::from_pin(path)
+            .ok()
+            .map(FdLink::from)
+            .filter(|link| {
+                link.info()
+                    .is_ok_and(|info| running.contains(&info.program_id()))
+            });
+        let Some(link) = live else {
+            warn!(%interface, path = %path.display(), "pinned tc link is stale (not on the interface); replacing it");
+            remove_pin(path)?;
+            return Ok(None);
+        };
+        let program = tc_program(&mut self.ebpf)?;
+        let link = SchedClassifierLink::try_from(link).map_err(|e| link_error("taking over", e))?;
+        let id = program
+            .attach_to_link(link)
+            .map_err(|e| program_error("replacing on the pinned link", names::PROG_TC_LB, e))?;
+        let link = program
+            .take_link(id)
+            .map_err(|e| program_error("keeping the link of", names::PROG_TC_LB, e))?;
+        let link = FdLink::try_from(link).map_err(|e| link_error("keeping", e))?;
+        info!(%interface, "tc program replaced atomically on the pinned link; connection table kept");
+        Ok(Some(Attachment::Pinned {
+            link,
+            path: path.to_owned(),
+        }))
+    }
+
+    /// Removes the pinned link of the hook other than `kept` on
+    /// `interface`, if a previous lbd left one: switching `attach` across
+    /// a restart. Called once the new hook is attached, so the two
+    /// overlap for a moment (XDP runs before tc; both read the same maps)
+    /// and no packet meets neither. Returns whether one was removed.
+    pub fn remove_other_hook(&mut self, interface: &str, kept: Attach) -> Result<bool> {
+        let Some(pins) = &self.pins else {
+            return Ok(false);
+        };
+        let other = match kept {
+            Attach::Xdp => pins.tc_link_path(interface),
+            Attach::Tc => pins.link_path(interface),
+        };
+        if !other.exists() {
+            return Ok(false);
+        }
+        remove_pin(&other)?;
+        info!(%interface, pin = %other.display(), attach = %kept, "the other hook's pinned link removed: the program there is detached");
+        Ok(true)
+    }
+
     /// Takes over the link pinned at `path` if it drives the program the
     /// interface runs; removes it if it is stale.
     fn take_over_link(
@@ -432,10 +595,16 @@ impl Dataplane {
                     .map_err(|e| program_error("detaching", names::PROG_LB, e))?;
                 info!(%interface, "XDP program detached");
             }
+            Some((interface, Attachment::OwnedTc(link))) => {
+                tc_program(&mut self.ebpf)?
+                    .detach(link)
+                    .map_err(|e| program_error("detaching", names::PROG_TC_LB, e))?;
+                info!(%interface, "tc program detached");
+            }
             Some((interface, Attachment::Pinned { link, path })) => {
                 remove_pin(&path)?;
                 drop(link);
-                info!(%interface, "XDP program detached (pinned link removed)");
+                info!(%interface, pin = %path.display(), "program detached (pinned link removed)");
             }
             None => {}
         }
@@ -453,7 +622,7 @@ impl Dataplane {
         match self.attached.take() {
             Some((interface, Attachment::Pinned { link, path })) => {
                 drop(link);
-                info!(%interface, pin = %path.display(), "XDP program left running for the next lbd");
+                info!(%interface, pin = %path.display(), "program left running for the next lbd");
                 Ok(Released::StillForwarding)
             }
             other => {
@@ -479,6 +648,11 @@ impl Dataplane {
     /// A loaded program, for BPF_PROG_TEST_RUN in tests and benchmarks.
     pub fn program(&mut self, name: &'static str) -> Result<&mut Xdp> {
         xdp_program(&mut self.ebpf, name)
+    }
+
+    /// The loaded tc program, for BPF_PROG_TEST_RUN in tests.
+    pub fn tc_program(&mut self) -> Result<&mut SchedClassifier> {
+        tc_program(&mut self.ebpf)
     }
 
     /// Node counters summed over CPUs, in `Counter::ALL` order.
@@ -568,7 +742,7 @@ impl Drop for Dataplane {
     /// A program attached through an owned link goes with its process; a
     /// pinned one stays (only `detach` removes it).
     fn drop(&mut self) {
-        if let Some((_, Attachment::Owned(_))) = &self.attached {
+        if let Some((_, Attachment::Owned(_) | Attachment::OwnedTc(_))) = &self.attached {
             if let Err(error) = self.detach() {
                 warn!(%error, "detaching on drop failed");
             }
@@ -714,6 +888,22 @@ impl MapWriter for Dataplane {
     }
 }
 
+/// Ids of the programs on `interface`'s tcx ingress, first to last
+/// (empty where the kernel has no tcx or the query fails: nothing there
+/// can then be told apart).
+pub(crate) fn tcx_ingress_programs(interface: &str) -> Vec<u32> {
+    match SchedClassifier::query_tcx(interface, TcAttachType::Ingress) {
+        Ok((_, programs)) => programs
+            .iter()
+            .map(aya::programs::ProgramInfo::id)
+            .collect(),
+        Err(error) => {
+            tracing::debug!(%interface, %error, "querying tcx ingress programs");
+            Vec::new()
+        }
+    }
+}
+
 /// A `DataplaneEvent` from a ring-buffer record, if it has the size.
 pub(crate) fn parse_event(bytes: &[u8]) -> Option<DataplaneEvent> {
     if bytes.len() != std::mem::size_of::<DataplaneEvent>() {
@@ -725,6 +915,18 @@ pub(crate) fn parse_event(bytes: &[u8]) -> Option<DataplaneEvent> {
 }
 
 fn xdp_program<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut Xdp> {
+    let program = ebpf.program_mut(name).ok_or(DataplaneError::Program {
+        action: "finding",
+        program: name,
+        source: Box::new(aya::programs::ProgramError::NotLoaded),
+    })?;
+    program
+        .try_into()
+        .map_err(|e| program_error("finding", name, e))
+}
+
+fn tc_program(ebpf: &mut Ebpf) -> Result<&mut SchedClassifier> {
+    let name = names::PROG_TC_LB;
     let program = ebpf.program_mut(name).ok_or(DataplaneError::Program {
         action: "finding",
         program: name,

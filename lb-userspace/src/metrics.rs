@@ -675,6 +675,7 @@ mod tests {
         };
         Status {
             interface: "eth0".into(),
+            attach: "xdp".into(),
             xdp_mode: "native".into(),
             config_file: "/etc/lbd/lbd.toml".into(),
             pin_dir: Some("/sys/fs/bpf/lbd".into()),

@@ -1,10 +1,11 @@
-//! The data plane outlives lbd: its maps and its XDP link are pinned in a
+//! The data plane outlives lbd: its maps and its XDP or tc link are pinned in a
 //! BPF filesystem, so a restarted (or upgraded, or killed) lbd finds the
 //! program still forwarding and the connection table intact, adopts both,
 //! and swaps in its own program atomically. `lbd --cleanup` removes it all.
 //!
 //! Layout under the pin directory (default `/sys/fs/bpf/lbd`):
-//! `maps-v<LAYOUT_VERSION>/<MAP>` and `xdp-link-<interface>`.
+//! `maps-v<LAYOUT_VERSION>/<MAP>`, and `xdp-link-<interface>` or
+//! `tc-link-<interface>` (the tcx ingress link, `attach = "tc"`).
 
 use std::{
     ffi::CString,
@@ -121,6 +122,11 @@ impl PinDir {
     /// Where the XDP link on `interface` is pinned.
     pub(crate) fn link_path(&self, interface: &str) -> PathBuf {
         self.root.join(format!("xdp-link-{interface}"))
+    }
+
+    /// Where the tc (tcx ingress) link on `interface` is pinned.
+    pub(crate) fn tc_link_path(&self, interface: &str) -> PathBuf {
+        self.root.join(format!("tc-link-{interface}"))
     }
 
     /// Capacity of the pinned map `name`, if one is pinned: lets lbd keep
@@ -310,6 +316,10 @@ mod tests {
         assert_eq!(
             pins.link_path("eth0"),
             PathBuf::from("/sys/fs/bpf/lbd/xdp-link-eth0")
+        );
+        assert_eq!(
+            pins.tc_link_path("eth0"),
+            PathBuf::from("/sys/fs/bpf/lbd/tc-link-eth0")
         );
     }
 

@@ -585,6 +585,32 @@ impl Lab {
             .ok_or_else(|| anyhow!("no process named {name}"))
     }
 
+    /// Detaches the pass-through XDP programs from the LBs' switch ports.
+    /// They are there for XDP_TX (veth hands such frames only to a peer
+    /// running XDP); a tc program's `bpf_redirect` hands the switch port an
+    /// ordinary skb, which needs none — and with one there, every
+    /// redirected skb takes veth's XDP path (queued, run through XDP) for
+    /// nothing. Labs that run lbd with `attach = "tc"` only call this.
+    pub fn without_pass_through_xdp(&mut self) {
+        // Dropping the objects detaches the programs (their links are owned).
+        self.pass_xdp.clear();
+    }
+
+    /// Ids of the programs on the tcx ingress of `eth0` of `host` (empty:
+    /// none).
+    pub fn tc_program_ids(&self, host: &Host) -> anyhow::Result<Vec<u32>> {
+        in_netns(&host.netns, || -> anyhow::Result<Vec<u32>> {
+            let (_, programs) = aya::programs::SchedClassifier::query_tcx(
+                "eth0",
+                aya::programs::TcAttachType::Ingress,
+            )?;
+            Ok(programs
+                .iter()
+                .map(aya::programs::ProgramInfo::id)
+                .collect())
+        })?
+    }
+
     /// Whether an XDP program is attached to `eth0` of `host`.
     pub fn xdp_attached(&self, host: &Host) -> anyhow::Result<bool> {
         Ok(output("ip", &["-n", &host.netns, "-d", "link", "show", "eth0"])?.contains("prog/xdp"))
@@ -755,7 +781,8 @@ impl Lab {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             // A pinned program may be attached already: wait for lbd too.
-            if self.xdp_attached(node)? && self.log(name).contains("lbd ready") {
+            let attached = self.xdp_attached(node)? || !self.tc_program_ids(node)?.is_empty();
+            if attached && self.log(name).contains("lbd ready") {
                 return Ok(pid);
             }
             if !self.is_running(name) {

@@ -1,6 +1,7 @@
-//! The real XDP object, loaded and filled by the real control-plane code,
-//! run on crafted frames with BPF_PROG_TEST_RUN: no network needed (root
-//! and a bpf()-capable kernel are).
+//! The real eBPF object, loaded and filled by the real control-plane code,
+//! run on crafted frames with BPF_PROG_TEST_RUN at either hook (the XDP
+//! program or the tc one): no network needed (root and a bpf()-capable
+//! kernel are).
 
 use std::net::IpAddr;
 
@@ -31,12 +32,68 @@ pub mod action {
     pub const TX: u32 = 3;
 }
 
+/// tc verdicts as BPF_PROG_TEST_RUN returns them.
+pub mod tc_action {
+    /// TC_ACT_OK: up the stack.
+    pub const OK: u32 = 0;
+    /// TC_ACT_SHOT: dropped.
+    pub const SHOT: u32 = 2;
+    /// TC_ACT_REDIRECT: what `bpf_redirect` returns.
+    pub const REDIRECT: u32 = 7;
+}
+
+/// Which of the two entry points of the one packet path a bed runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hook {
+    /// `xdp_lb`.
+    Xdp,
+    /// `tc_lb` (a tc ingress program; BPF_PROG_TEST_RUN builds an skb).
+    Tc,
+}
+
+impl Hook {
+    /// Both, for fixtures that must hold on each.
+    pub const ALL: [Hook; 2] = [Hook::Xdp, Hook::Tc];
+
+    /// The XDP action a raw verdict of this hook stands for, so one
+    /// fixture table asserts both hooks; a tc code with no XDP
+    /// counterpart is an error, never a guess.
+    pub fn as_xdp_action(self, raw: u32) -> anyhow::Result<u32> {
+        match self {
+            Hook::Xdp => Ok(raw),
+            Hook::Tc => match raw {
+                tc_action::OK => Ok(action::PASS),
+                tc_action::SHOT => Ok(action::DROP),
+                tc_action::REDIRECT => Ok(action::TX),
+                other => Err(anyhow!("tc program returned {other}")),
+            },
+        }
+    }
+}
+
+/// Whether BPF_PROG_TEST_RUN refuses (EINVAL) to build an skb from
+/// `frame`, so the tc program cannot be run on it: a frame shorter than an
+/// Ethernet header, or an untagged IPv4 or IPv6 frame too short for the
+/// minimal IP header (found by trying every length on this 6.18 kernel; a
+/// tagged frame of any length from 14 bytes is taken). XDP runs take any
+/// frame of 14 bytes or more.
+pub fn skb_refuses(frame: &[u8]) -> bool {
+    let shortest = match frame.get(12..14) {
+        Some([0x08, 0x00]) => 14 + 20,
+        Some([0x86, 0xdd]) => 14 + 40,
+        _ => 14,
+    };
+    frame.len() < shortest
+}
+
 /// A loaded data plane serving some VIPs.
 pub struct TestBed {
     /// The data plane.
     pub dataplane: Dataplane,
     /// The control plane's view of it.
     pub balancer: Balancer,
+    /// The entry point `run` uses.
+    pub hook: Hook,
 }
 
 /// A backend for test configs: address and MAC.
@@ -62,8 +119,14 @@ pub fn vip(
 }
 
 impl TestBed {
-    /// Loads the object (small maps) and applies `vips`.
+    /// Loads the object (small maps) and applies `vips`; runs the XDP
+    /// program.
     pub fn new(vips: &[VipConfig]) -> anyhow::Result<Self> {
+        Self::with_hook(vips, Hook::Xdp)
+    }
+
+    /// As `new`, running the program of `hook`.
+    pub fn with_hook(vips: &[VipConfig], hook: Hook) -> anyhow::Result<Self> {
         let sizes = MapSizes {
             max_vips: 4,
             conntrack: 4096,
@@ -77,6 +140,7 @@ impl TestBed {
         let mut bed = Self {
             dataplane,
             balancer: Balancer::new(sizes.max_vips),
+            hook,
         };
         bed.apply(vips)?;
         Ok(bed)
@@ -93,19 +157,42 @@ impl TestBed {
     }
 
     /// Runs the balancer once on `frame`: (XDP action, frame afterwards).
+    /// At tc the verdict is translated (`Hook::as_xdp_action`).
     pub fn run(&mut self, frame: &[u8]) -> anyhow::Result<(u32, Vec<u8>)> {
+        let (raw, out) = self.run_raw(frame)?;
+        Ok((self.hook.as_xdp_action(raw)?, out))
+    }
+
+    /// Runs the balancer once on `frame`: (the hook's own verdict, frame
+    /// afterwards).
+    pub fn run_raw(&mut self, frame: &[u8]) -> anyhow::Result<(u32, Vec<u8>)> {
+        let (raw, out, _) = self.run_repeated(frame, 1)?;
+        Ok((raw, out))
+    }
+
+    /// Runs the balancer `repeat` times on `frame` in the kernel (the same
+    /// buffer each time): (last verdict, frame afterwards, mean time per
+    /// run as the kernel measured it — the program only, not the building
+    /// of the skb or XDP buffer).
+    pub fn run_repeated(
+        &mut self,
+        frame: &[u8],
+        repeat: u32,
+    ) -> anyhow::Result<(u32, Vec<u8>, std::time::Duration)> {
         let mut out = vec![0u8; frame.len() + 256];
-        let program = self.dataplane.program(names::PROG_LB)?;
-        let result = program
-            .test_run(TestRunOptions {
-                data_in: Some(frame),
-                data_out: Some(&mut out),
-                repeat: 1,
-                ..TestRunOptions::default()
-            })
-            .context("BPF_PROG_TEST_RUN")?;
+        let options = TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            repeat,
+            ..TestRunOptions::default()
+        };
+        let result = match self.hook {
+            Hook::Xdp => self.dataplane.program(names::PROG_LB)?.test_run(options),
+            Hook::Tc => self.dataplane.tc_program()?.test_run(options),
+        }
+        .context("BPF_PROG_TEST_RUN")?;
         out.truncate(result.data_size_out as usize);
-        Ok((result.return_value, out))
+        Ok((result.return_value, out, result.duration))
     }
 
     /// A node counter summed over CPUs.

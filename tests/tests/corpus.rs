@@ -1,6 +1,8 @@
 //! The crafted-packet corpus (`tests/corpus/packets.txt`, built by
 //! `lb_tests::corpus`, where the decisions are written down) through the
-//! compiled XDP program with BPF_PROG_TEST_RUN: every entry, every cut of
+//! compiled program with BPF_PROG_TEST_RUN, at both hooks (XDP and tc;
+//! frames the kernel builds no skb from are checked to be refused and
+//! skipped at tc, see `testbed::skb_refuses`): every entry, every cut of
 //! every valid frame, all 256 TCP flag bytes. Each run asserts the verdict,
 //! the one verdict counter it bumped, and the bytes that come out (TX: the
 //! input with only the MACs rewritten, to the right backend; otherwise the
@@ -12,7 +14,7 @@ use lb_common::stats::Counter;
 use lb_tests::{
     corpus::{self, Entry, Verdict, VipFlow},
     packet,
-    testbed::{vip4_tcp, vip4_udp, vip6_tcp, vip6_udp, TestBed},
+    testbed::{skb_refuses, vip4_tcp, vip4_udp, vip6_tcp, vip6_udp, Hook, TestBed},
 };
 use lb_userspace::config::VipConfig;
 
@@ -40,9 +42,9 @@ struct Outcome {
 }
 
 impl Runner {
-    fn new() -> Self {
+    fn new(hook: Hook) -> Self {
         let vips = vec![vip4_tcp(), vip4_udp(), vip6_tcp(), vip6_udp()];
-        let bed = TestBed::new(&vips).expect("test bed");
+        let bed = TestBed::with_hook(&vips, hook).expect("test bed");
         Self { bed, vips }
     }
 
@@ -56,8 +58,13 @@ impl Runner {
             .collect()
     }
 
-    /// Runs `frame`; exactly one verdict counter must move, by one.
-    fn run(&mut self, frame: &[u8], what: &str) -> Outcome {
+    /// Runs `frame`; exactly one verdict counter must move, by one. None:
+    /// a frame the tc test run cannot take (checked to be refused).
+    fn run(&mut self, frame: &[u8], what: &str) -> Option<Outcome> {
+        if self.bed.hook == Hook::Tc && skb_refuses(frame) {
+            assert!(self.bed.run(frame).is_err(), "{what}: the kernel took it");
+            return None;
+        }
         let before = self.verdict_counters();
         let (action, out) = self.bed.run(frame).expect("test run");
         let after = self.verdict_counters();
@@ -71,11 +78,11 @@ impl Runner {
             moved.len() == 1 && moved[0].1 == 1,
             "{what}: verdict counters moved {moved:?}"
         );
-        Outcome {
+        Some(Outcome {
             verdict: Verdict::of_action(action),
             counter: moved[0].0,
             out,
-        }
+        })
     }
 
     /// The MAC of the backend Maglev gives `flow` (nothing in these beds
@@ -105,7 +112,9 @@ impl Runner {
         counter: Counter,
         flow: Option<&VipFlow>,
     ) {
-        let outcome = self.run(frame, what);
+        let Some(outcome) = self.run(frame, what) else {
+            return;
+        };
         assert_eq!(
             (outcome.verdict, outcome.counter),
             (Some(verdict), counter),
@@ -191,17 +200,15 @@ fn corpus_entries_are_tx_exactly_when_they_are_valid_vip_traffic() {
     }
 }
 
-#[test]
-fn every_corpus_entry_gets_its_verdict_counter_and_bytes() {
-    let mut runner = Runner::new();
+fn every_corpus_entry_gets_its_verdict_counter_and_bytes(hook: Hook) {
+    let mut runner = Runner::new(hook);
     for e in load() {
         runner.expect(&e.name, &e.frame(), e.verdict, e.counter, e.flow.as_ref());
     }
 }
 
-#[test]
-fn every_cut_of_a_valid_frame_is_dropped_until_its_headers_are_whole() {
-    let mut runner = Runner::new();
+fn every_cut_of_a_valid_frame_is_dropped_until_its_headers_are_whole(hook: Hook) {
+    let mut runner = Runner::new(hook);
     let mut counts = (0, 0);
     for e in load().into_iter().filter(|e| e.flow.is_some()) {
         for cut in corpus::cuts(&e) {
@@ -235,9 +242,8 @@ fn every_cut_of_a_valid_frame_is_dropped_until_its_headers_are_whole() {
     assert!(counts.0 > 100 && counts.1 > 1000, "{counts:?}");
 }
 
-#[test]
-fn all_256_tcp_flag_bytes_to_a_vip_are_forwarded_or_dropped_by_the_rule() {
-    let mut runner = Runner::new();
+fn all_256_tcp_flag_bytes_to_a_vip_are_forwarded_or_dropped_by_the_rule(hook: Hook) {
+    let mut runner = Runner::new(hook);
     let mut dropped = 0;
     for v6 in [false, true] {
         for flags in 0..=255u8 {
@@ -262,12 +268,13 @@ fn all_256_tcp_flag_bytes_to_a_vip_are_forwarded_or_dropped_by_the_rule() {
 
 /// The invariant: whatever the corpus holds and however its frames are
 /// cut, nothing goes to a backend unless it is valid VIP traffic.
-#[test]
-fn nothing_is_sent_to_a_backend_unless_it_is_valid_vip_traffic() {
-    let mut runner = Runner::new();
+fn nothing_is_sent_to_a_backend_unless_it_is_valid_vip_traffic(hook: Hook) {
+    let mut runner = Runner::new(hook);
     let mut sent = 0;
     let mut check = |runner: &mut Runner, what: &str, frame: &[u8], flow: Option<&VipFlow>| {
-        let outcome = runner.run(frame, what);
+        let Some(outcome) = runner.run(frame, what) else {
+            return;
+        };
         if outcome.verdict == Some(Verdict::Tx) {
             let flow = flow.unwrap_or_else(|| panic!("{what}: sent to a backend but not valid"));
             assert_eq!(
@@ -298,3 +305,23 @@ fn nothing_is_sent_to_a_backend_unless_it_is_valid_vip_traffic() {
     }
     assert!(sent > 100, "only {sent} frames were sent at all");
 }
+
+/// Each corpus run above is a function of the hook; each becomes one test
+/// per hook (`xdp::name`, `tc::name`).
+macro_rules! on_both_hooks {
+    ($($name:ident),+ $(,)?) => {
+        mod xdp {
+            $(#[test] fn $name() { super::$name(super::Hook::Xdp) })+
+        }
+        mod tc {
+            $(#[test] fn $name() { super::$name(super::Hook::Tc) })+
+        }
+    };
+}
+
+on_both_hooks!(
+    every_corpus_entry_gets_its_verdict_counter_and_bytes,
+    every_cut_of_a_valid_frame_is_dropped_until_its_headers_are_whole,
+    all_256_tcp_flag_bytes_to_a_vip_are_forwarded_or_dropped_by_the_rule,
+    nothing_is_sent_to_a_backend_unless_it_is_valid_vip_traffic,
+);

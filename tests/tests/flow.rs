@@ -62,6 +62,7 @@ fn the_lookup_finds_what_the_program_tracked_in_every_table_kind() {
         let mut bed = TestBed {
             dataplane,
             balancer: Balancer::new(sizes.max_vips),
+            hook: lb_tests::testbed::Hook::Xdp,
         };
         let vips = [vip4_tcp(), vip6_tcp()];
         bed.apply(&vips).expect("apply");

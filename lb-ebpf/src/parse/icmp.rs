@@ -26,7 +26,7 @@
 //!   (quoted source and destination swapped, ports too), so the VIP lookup,
 //!   the connection table and Maglev treat it like the flow itself.
 
-use aya_ebpf::programs::XdpContext;
+use crate::hook::Hook;
 use lb_common::{
     consts::{AF_INET, AF_INET6, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP},
     stats::Counter,
@@ -58,8 +58,8 @@ const IPV4_OFFSET_MASK: u16 = 0x1fff;
 /// flow; the rest is an error counter. `outer` is the packet's own key
 /// (addresses, family, protocol).
 #[inline(always)]
-pub fn parse_error(
-    ctx: &XdpContext,
+pub fn parse_error<C: Hook>(
+    ctx: &C,
     outer: &FlowKey,
     l4_off: usize,
     l3_end: usize,
@@ -91,8 +91,8 @@ pub fn parse_error(
 
 /// The client-to-VIP key of a quoted IPv4 packet sent from the VIP.
 #[inline(always)]
-fn quoted_v4(
-    ctx: &XdpContext,
+fn quoted_v4<C: Hook>(
+    ctx: &C,
     outer: &FlowKey,
     off: usize,
     l3_end: usize,
@@ -130,8 +130,8 @@ fn quoted_v4(
 
 /// The client-to-VIP key of a quoted IPv6 packet sent from the VIP.
 #[inline(always)]
-fn quoted_v6(
-    ctx: &XdpContext,
+fn quoted_v6<C: Hook>(
+    ctx: &C,
     outer: &FlowKey,
     off: usize,
     l3_end: usize,

@@ -2,7 +2,7 @@
 //! verifier sees a bounded loop and an attacker cannot make the program
 //! walk far. See the parent module for what is skipped and why.
 
-use aya_ebpf::programs::XdpContext;
+use crate::hook::Hook;
 use lb_common::stats::Counter;
 
 use super::ptr_at;
@@ -24,8 +24,8 @@ pub const EXT_MAX: usize = 4;
 /// returns the upper-layer protocol and where its header starts. Every
 /// header must lie inside the packet (`l3_end`, from the payload length).
 #[inline(always)]
-pub fn skip_extension_headers(
-    ctx: &XdpContext,
+pub fn skip_extension_headers<C: Hook>(
+    ctx: &C,
     mut next: u8,
     mut off: usize,
     l3_end: usize,

@@ -29,12 +29,20 @@ use crate::{
     model::{FlowCount, VipPlan},
 };
 
+fn default_attach() -> String {
+    "xdp".to_owned()
+}
+
 /// `GET /v1/status`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Status {
     /// Interface the XDP program is attached to.
     pub interface: String,
-    /// Mode it is attached in.
+    /// The hook the packet path runs at: "xdp" or "tc" (absent from an
+    /// lbd before tc existed: "xdp").
+    #[serde(default = "default_attach")]
+    pub attach: String,
+    /// Mode the XDP program is attached in ("off" at tc).
     pub xdp_mode: String,
     /// Config file in force.
     pub config_file: String,

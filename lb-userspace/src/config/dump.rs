@@ -12,6 +12,7 @@ use super::{
 pub fn to_toml(config: &Config) -> String {
     let mut root = Table::new();
     root.insert("interface".into(), config.interface.clone().into());
+    root.insert("attach".into(), config.attach.to_string().into());
     root.insert("xdp_mode".into(), config.xdp_mode.to_string().into());
     root.insert("conntrack_size".into(), int(config.conntrack_size));
     root.insert("maglev_mode".into(), config.maglev_mode.to_string().into());

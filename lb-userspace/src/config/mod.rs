@@ -9,9 +9,11 @@
 //! # Format
 //!
 //! ```toml
-//! # Interface the XDP program attaches to (required).
+//! # Interface the program attaches to (required).
 //! interface = "eth0"
-//! # "auto" (default): native (driver) mode, falling back to generic with a warning; "native"; "generic".
+//! # Hook: "xdp" (default) or "tc" (a tc ingress program, for interfaces without XDP).
+//! attach = "xdp"
+//! # With attach = "xdp": "auto" (default): native (driver) mode, falling back to generic with a warning; "native"; "generic".
 //! xdp_mode = "auto"
 //! # Connection table size (flows), default 262144, range 1024..=16777216.
 //! conntrack_size = 262144
@@ -161,7 +163,10 @@ pub const MAX_WEIGHT: u32 = 10_000;
 pub struct Config {
     /// Network interface the XDP program attaches to, e.g. `eth0`.
     pub interface: String,
-    /// How the XDP program is attached to `interface`.
+    /// Which hook the packet path runs at: XDP (the default) or tc
+    /// ingress, for drivers, bonds and VLAN devices without XDP.
+    pub attach: Attach,
+    /// How the XDP program is attached to `interface` (`attach = "xdp"`).
     pub xdp_mode: XdpMode,
     /// Number of flows the connection table holds.
     pub conntrack_size: u32,
@@ -251,6 +256,27 @@ impl fmt::Display for AllDown {
         f.write_str(match self {
             AllDown::Drop => "drop",
             AllDown::KeepLast => "keep",
+        })
+    }
+}
+
+/// The hook the balancer runs at: one packet path, two entry points.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Attach {
+    /// XDP, in `xdp_mode`: the fastest, where the driver has it.
+    #[default]
+    Xdp,
+    /// A tc ingress program (a tcx link; clsact + cls_bpf on kernels
+    /// before 6.6): any interface, at the cost of an skb per packet.
+    Tc,
+}
+
+impl fmt::Display for Attach {
+    /// Writes the hook as spelt in the configuration file.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Attach::Xdp => "xdp",
+            Attach::Tc => "tc",
         })
     }
 }
@@ -623,6 +649,7 @@ fn position(text: &[u8], offset: usize) -> Position {
 #[serde(deny_unknown_fields, expecting = "a table of lbd settings")]
 struct RawConfig {
     interface: Option<Spanned<Value>>,
+    attach: Option<Spanned<Value>>,
     xdp_mode: Option<Spanned<Value>>,
     conntrack_size: Option<Spanned<Value>>,
     maglev_mode: Option<Spanned<Value>>,
@@ -963,6 +990,12 @@ impl Checker<'_> {
 
     fn config(&self, raw: &RawConfig) -> Result<Config, ConfigError> {
         let interface = self.interface(self.required(&raw.interface, 0, "interface")?)?;
+        let attach = match &raw.attach {
+            None => Attach::default(),
+            Some(value) => {
+                self.choice(value, "attach", &[("xdp", Attach::Xdp), ("tc", Attach::Tc)])?
+            }
+        };
         let xdp_mode = match &raw.xdp_mode {
             None => XdpMode::default(),
             Some(value) => self.choice(
@@ -1163,6 +1196,7 @@ impl Checker<'_> {
 
         Ok(Config {
             interface,
+            attach,
             xdp_mode,
             conntrack_size,
             maglev_mode,

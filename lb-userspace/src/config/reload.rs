@@ -23,6 +23,7 @@ impl Config {
         let running = self.with_reloadable_from(file);
         [
             ("interface", running.interface != file.interface),
+            ("attach", running.attach != file.attach),
             ("xdp_mode", running.xdp_mode != file.xdp_mode),
             (
                 "conntrack_size",

@@ -68,6 +68,7 @@ fn example_parses_to_expected_values() {
         config,
         Config {
             interface: "eth0".into(),
+            attach: Attach::Xdp,
             xdp_mode: XdpMode::Auto,
             conntrack_size: 262_144,
             maglev_mode: MaglevMode::Consistent,
@@ -208,6 +209,24 @@ fn interface_must_be_a_valid_name() {
             .interface
             .len(),
         15
+    );
+}
+
+#[test]
+fn attach_picks_the_hook_and_defaults_to_xdp() {
+    assert_eq!(parse("interface = \"eth0\"\n").unwrap().attach, Attach::Xdp);
+    for (name, hook) in [("xdp", Attach::Xdp), ("tc", Attach::Tc)] {
+        let text = format!("interface = \"eth0\"\nattach = \"{name}\"\n");
+        let config = parse(&text).unwrap();
+        assert_eq!(config.attach, hook);
+        assert_eq!(hook.to_string(), name);
+        // The dump says it, and reads back the same.
+        assert_eq!(parse(&dump::to_toml(&config)).unwrap().attach, hook);
+    }
+    assert_error(
+        "interface = \"eth0\"\nattach = \"ebpf\"\n",
+        "lbd.toml:2:10: attach: ",
+        "",
     );
 }
 
@@ -642,7 +661,7 @@ fn unknown_fields_are_rejected_with_their_line() {
     assert_error(
         "# lbd\n\ninterfce = \"eth0\"\n",
         "lbd.toml:3:1: unknown field `interfce`, expected one of ",
-        "`interface`, `xdp_mode`, `conntrack_size`, `maglev_mode`, `admin_socket`, `pin_dir`, `admin_socket_group`, `metrics_listen`, `log_level`, `log_format`, `tcp_idle_timeout_s`, `udp_idle_timeout_s`, `vip`",
+        "`interface`, `attach`, `xdp_mode`, `conntrack_size`, `maglev_mode`, `admin_socket`, `pin_dir`, `admin_socket_group`, `metrics_listen`, `log_level`, `log_format`, `tcp_idle_timeout_s`, `udp_idle_timeout_s`, `vip`",
     );
     assert_error(
         &doc("prot = 80", ""),

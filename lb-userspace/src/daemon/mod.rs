@@ -100,7 +100,7 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<()> {
     let mut sync_batches = events.sync;
     info!(
         interface = %engine.interface_name(),
-        mode = %engine.xdp_mode(),
+        hook = %engine.hooked(),
         vips = engine.vip_count(),
         admin_socket = %server.path().display(),
         "lbd ready"
@@ -268,7 +268,7 @@ pub async fn offline(path: &Path, config: &Config, action: Offline) -> anyhow::R
         if let Some(dir) = &config.pin_dir {
             let pins = crate::pinning::PinDir::new(dir);
             let removed = pins.remove_all()?;
-            info!(dir = %dir.display(), removed = removed.len(), "pinned XDP link and maps removed");
+            info!(dir = %dir.display(), removed = removed.len(), "pinned links (XDP or tc) and maps removed");
         }
     }
     Ok(())

@@ -6,7 +6,11 @@
 //! `pin_dir`. A second lbd, `lbd --cleanup` and `lbd --release-vips` are
 //! refused while another holds either, with that lbd's pid and config.
 //! lbd also refuses an interface that already runs an XDP program it did
-//! not pin (another tool's, or an lbd's with another `pin_dir`).
+//! not pin (another tool's, or an lbd's with another `pin_dir`), whichever
+//! hook it uses (XDP runs before tc and would see the packets first), and
+//! with `attach = "tc"` one whose tcx ingress holds a program it did not
+//! pin. (Legacy cls_bpf filters of other tools are not looked for: aya
+//! cannot list them; `tc filter show dev <if> ingress` does.)
 
 pub(crate) mod lock;
 
@@ -80,6 +84,19 @@ pub(crate) enum OwnershipError {
     /// The interface runs an XDP program this lbd did not pin.
     #[error("{}", foreign_program_message(interface, *id, name.as_deref(), pin_dir.as_deref()))]
     ForeignProgram {
+        /// The interface.
+        interface: String,
+        /// The running program's id.
+        id: u32,
+        /// Its name, if the kernel says.
+        name: Option<String>,
+        /// This lbd's pin directory (None: `pin_dir = "off"`).
+        pin_dir: Option<PathBuf>,
+    },
+    /// The interface's tcx ingress runs a program this lbd did not pin
+    /// (`attach = "tc"`).
+    #[error("{}", foreign_tc_program_message(interface, *id, name.as_deref(), pin_dir.as_deref()))]
+    ForeignTcProgram {
         /// The interface.
         interface: String,
         /// The running program's id.
@@ -230,6 +247,9 @@ async fn check_interface_program(
 ) -> Result<(), OwnershipError> {
     let netlink = Netlink::connect()?;
     let interface = netlink.interface(&config.interface).await?;
+    if config.attach == crate::config::Attach::Tc {
+        check_tc_programs(&interface.name, pins)?;
+    }
     let Some((id, _)) = netlink.xdp_program(interface.index).await? else {
         return Ok(());
     };
@@ -243,16 +263,45 @@ async fn check_interface_program(
     if ours {
         return Ok(());
     }
-    let name = aya::programs::loaded_programs()
-        .filter_map(Result::ok)
-        .find(|program| program.id() == id)
-        .and_then(|program| program.name_as_str().map(str::to_owned));
+    let name = program_name(id);
     Err(OwnershipError::ForeignProgram {
         interface: interface.name,
         id,
         name,
         pin_dir: pins.map(|p| p.root().to_owned()),
     })
+}
+
+/// Refuses a tcx ingress that runs any program other than the one
+/// attached through the tc link pinned in `pins`.
+fn check_tc_programs(interface: &str, pins: Option<&PinDir>) -> Result<(), OwnershipError> {
+    let ours = pins
+        .map(|p| p.tc_link_path(interface))
+        .filter(|path| path.exists())
+        .and_then(|path| PinnedLink::from_pin(path).ok())
+        .map(FdLink::from)
+        .and_then(|link| link.info().ok())
+        .map(|info| info.program_id());
+    let foreign = crate::dataplane::tcx_ingress_programs(interface)
+        .into_iter()
+        .find(|id| Some(*id) != ours);
+    match foreign {
+        None => Ok(()),
+        Some(id) => Err(OwnershipError::ForeignTcProgram {
+            interface: interface.to_owned(),
+            id,
+            name: program_name(id),
+            pin_dir: pins.map(|p| p.root().to_owned()),
+        }),
+    }
+}
+
+/// The name of loaded program `id`, if the kernel says.
+fn program_name(id: u32) -> Option<String> {
+    aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .find(|program| program.id() == id)
+        .and_then(|program| program.name_as_str().map(str::to_owned))
 }
 
 /// The refusal when `claimed` is held by `owner`.
@@ -315,6 +364,30 @@ pub(crate) fn foreign_program_message(
          attached it, detach it with that tool or `ip link set dev {interface} xdp off` (in \
          the interface's network namespace). Then start lbd again",
         lb_common::consts::names::PROG_LB
+    )
+}
+
+/// The refusal when the tcx ingress of `interface` runs program `id` that
+/// this lbd did not pin, with the ways out.
+pub(crate) fn foreign_tc_program_message(
+    interface: &str,
+    id: u32,
+    name: Option<&str>,
+    pin_dir: Option<&Path>,
+) -> String {
+    let name = name.filter(|n| !n.is_empty()).unwrap_or("no name");
+    let whose = match pin_dir {
+        Some(dir) => format!("not the one pinned in this lbd's pin_dir {}", dir.display()),
+        None => "and this lbd pins nothing (pin_dir = \"off\")".to_owned(),
+    };
+    format!(
+        "interface {interface} already has tc program id {id} ({name}) on its tcx ingress, \
+         {whose}: with attach = \"tc\" lbd must be the only tcx ingress program (another one \
+         would see or change the packets before or after it). If it is an lbd's (lbd's tc \
+         program is named {}), remove it with `lbd --config <that lbd's config> --cleanup`; \
+         if another tool attached it, detach it with that tool (`bpftool net show dev \
+         {interface}` lists it). Or use attach = \"xdp\". Then start lbd again",
+        lb_common::consts::names::PROG_TC_LB
     )
 }
 
@@ -410,6 +483,25 @@ mod tests {
         let message = foreign_program_message("eth1", 7, None, None);
         assert!(message.contains("id 7 (no name)"), "{message}");
         assert!(message.contains("pin_dir = \"off\""), "{message}");
+    }
+
+    #[test]
+    fn a_foreign_tc_program_is_named_with_the_ways_out() {
+        let message = foreign_tc_program_message("eth0", 9, Some("cil_from_netdev"), None);
+        assert!(
+            message.starts_with(
+                "interface eth0 already has tc program id 9 (cil_from_netdev) on its tcx ingress"
+            ),
+            "{message}"
+        );
+        for hint in [
+            "named tc_lb",
+            "--cleanup",
+            "bpftool net show dev eth0",
+            "attach = \"xdp\"",
+        ] {
+            assert!(message.contains(hint), "{hint}: {message}");
+        }
     }
 
     #[test]

@@ -92,10 +92,15 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "{}: valid; interface {}, xdp mode {}, connection table {} flows",
+        "{}: valid; interface {}, attach {}{}, connection table {} flows",
         args.file.display(),
         config.interface,
-        config.xdp_mode,
+        config.attach,
+        if config.attach == lb_userspace::config::Attach::Xdp {
+            format!(" (xdp mode {})", config.xdp_mode)
+        } else {
+            String::new()
+        },
         config.conntrack_size
     );
     for vip in &vips {

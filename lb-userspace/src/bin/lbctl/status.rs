@@ -81,8 +81,10 @@ async fn watch(client: &Client, args: &Args) -> Result<(), Failure> {
         });
         let before = previous.as_ref().map(|(_, s)| s);
         println!(
-            "lbd on {} (XDP {}) — every {}s, rates over the last interval",
-            status.interface, status.xdp_mode, args.interval
+            "lbd on {} ({}) — every {}s, rates over the last interval",
+            status.interface,
+            hook(&status),
+            args.interval
         );
         for vrrp in &status.vrrp {
             println!(
@@ -139,11 +141,23 @@ async fn watch(client: &Client, args: &Args) -> Result<(), Failure> {
     }
 }
 
+/// The hook the data plane runs at, as a person reads it: "XDP native",
+/// "XDP generic" or "tc".
+fn hook(status: &Status) -> String {
+    if status.attach == "xdp" {
+        format!("XDP {}", status.xdp_mode)
+    } else {
+        status.attach.clone()
+    }
+}
+
 /// Prints one status as tables.
 fn print_status(status: &Status) {
     println!(
-        "lbd on {} (XDP {}), config {}",
-        status.interface, status.xdp_mode, status.config_file
+        "lbd on {} ({}), config {}",
+        status.interface,
+        hook(status),
+        status.config_file
     );
     println!(
         "data plane: {}{}; Maglev {}",

@@ -27,8 +27,8 @@ pub use change::ChangeError;
 
 use super::replication::Replication;
 use crate::{
-    config::{AllDown, CheckType, Config, HealthConfig, XdpMode},
-    dataplane::{Dataplane, LoadOptions, MapSizes, MapWriter as _, Released},
+    config::{AllDown, Attach, CheckType, Config, HealthConfig},
+    dataplane::{Dataplane, Hooked, LoadOptions, MapSizes, MapWriter as _, Released},
     health::{CheckKind, CheckSettings, HealthChecker, HealthEvent, ProbeTarget},
     model::{FlowCount, IdleTimeouts, Model},
     netlink::{Interface, Netlink},
@@ -68,8 +68,8 @@ pub struct Engine {
     dataplane: Dataplane,
     /// The record of what the maps hold.
     balancer: Balancer,
-    /// Mode the program is attached in.
-    xdp_mode: XdpMode,
+    /// The hook (and XDP mode) the program is attached at.
+    hooked: Hooked,
     /// The interface.
     interface: Interface,
     /// Health checks, one task per checked backend.
@@ -98,9 +98,9 @@ impl Engine {
         &self.interface.name
     }
 
-    /// The mode the program is attached in.
-    pub fn xdp_mode(&self) -> XdpMode {
-        self.xdp_mode
+    /// The hook (and XDP mode) the program is attached at.
+    pub fn hooked(&self) -> Hooked {
+        self.hooked
     }
 
     /// How many VIPs are served.
@@ -198,7 +198,7 @@ impl Engine {
             balancer,
             model: Model::default(),
             dataplane,
-            xdp_mode: config.xdp_mode,
+            hooked: Hooked::Xdp(config.xdp_mode),
             interface,
             checker,
             transitions: HashMap::new(),
@@ -215,19 +215,35 @@ impl Engine {
         engine.resolve_macs(&model, INITIAL_RESOLVE_TIMEOUT).await;
         let report = engine.commit(model).context("filling the data plane")?;
         info!(?report, "maps filled");
-        let running = engine
-            .netlink
-            .xdp_program(engine.interface.index)
-            .await
-            .context("reading the interface's XDP program")?;
-        let mode = engine.dataplane.attach(
-            &engine.interface.name,
-            engine.config.xdp_mode,
-            running.map(|(id, _)| id),
-        )?;
-        engine.xdp_mode = mode
-            .or(running.map(|(_, mode)| mode))
-            .unwrap_or(engine.config.xdp_mode);
+        engine.hooked = match engine.config.attach {
+            Attach::Xdp => {
+                let running = engine
+                    .netlink
+                    .xdp_program(engine.interface.index)
+                    .await
+                    .context("reading the interface's XDP program")?;
+                let mode = engine.dataplane.attach(
+                    &engine.interface.name,
+                    engine.config.xdp_mode,
+                    running.map(|(id, _)| id),
+                )?;
+                Hooked::Xdp(
+                    mode.or(running.map(|(_, mode)| mode))
+                        .unwrap_or(engine.config.xdp_mode),
+                )
+            }
+            Attach::Tc => {
+                let running = crate::dataplane::tcx_ingress_programs(&engine.interface.name);
+                engine
+                    .dataplane
+                    .attach_tc(&engine.interface.name, &running)?
+            }
+        };
+        // A switch of `attach` across a restart: the hook the previous lbd
+        // used goes, now that this one runs.
+        engine
+            .dataplane
+            .remove_other_hook(&engine.interface.name, engine.config.attach)?;
         let mut sync_rx = None;
         let node_id = format!("{}/{}", hostname(), engine.interface.name);
         for vrrp in engine.config.vrrp.clone() {

@@ -23,6 +23,7 @@ use crate::{
     },
     config::{self, Protocol},
     daemon::flow::{explain, flow_key, Facts},
+    dataplane::Hooked,
     mac::Mac,
     maglev,
     model::{AdminState, FlowCount, ModelError},
@@ -115,7 +116,11 @@ impl Engine {
             .collect();
         Status {
             interface: self.interface.name.clone(),
-            xdp_mode: self.xdp_mode.to_string(),
+            attach: self.hooked.attach().to_string(),
+            xdp_mode: match self.hooked {
+                Hooked::Xdp(mode) => mode.to_string(),
+                Hooked::Tcx | Hooked::TcClsBpf => "off".to_owned(),
+            },
             config_file: self.config_path.display().to_string(),
             pin_dir: self
                 .config
