@@ -471,19 +471,8 @@ impl Dataplane {
         interface: &str,
         running: &[u32],
     ) -> Result<Option<Attachment>> {
-        if !path.exists() {
-            return Ok(None);
-        }
-        let live = PinnedLink::from_pin(path)
-            .ok()
-            .map(FdLink::from)
-            .filter(|link| {
-                link.info()
-                    .is_ok_and(|info| running.contains(&info.program_id()))
-            });
-        let Some(link) = live else {
-            warn!(%interface, path = %path.display(), "pinned tc link is stale (not on the interface); replacing it");
-            remove_pin(path)?;
+        let Some(link) = live_pinned_link(path, interface, "tc", |id| running.contains(&id))?
+        else {
             return Ok(None);
         };
         let program = tc_program(&mut self.ebpf)?;
@@ -531,19 +520,9 @@ impl Dataplane {
         interface: &str,
         running_program: Option<u32>,
     ) -> Result<Option<Attachment>> {
-        if !path.exists() {
-            return Ok(None);
-        }
-        let live = PinnedLink::from_pin(path)
-            .ok()
-            .map(FdLink::from)
-            .filter(|link| {
-                link.info()
-                    .is_ok_and(|info| Some(info.program_id()) == running_program)
-            });
-        let Some(link) = live else {
-            warn!(%interface, path = %path.display(), "pinned XDP link is stale (not what the interface runs); replacing it");
-            remove_pin(path)?;
+        let Some(link) =
+            live_pinned_link(path, interface, "XDP", |id| Some(id) == running_program)?
+        else {
             return Ok(None);
         };
         let program = xdp_program(&mut self.ebpf, names::PROG_LB)?;
@@ -810,6 +789,29 @@ fn check_pins(pins: &PinDir, object: &[u8], resized: &[(&str, u32)]) -> Result<b
         info!(dir = %pins.root().display(), "adopting the pinned data plane (VIPs, backends, tables, connection table)");
     }
     Ok(adopt)
+}
+
+/// The link pinned at `path` if it drives a program `running` says the
+/// interface runs; a stale pin (the link is gone or drives something else)
+/// is removed. `hook` names the hook in the log.
+fn live_pinned_link(
+    path: &std::path::Path,
+    interface: &str,
+    hook: &str,
+    running: impl Fn(u32) -> bool,
+) -> Result<Option<FdLink>> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let live = PinnedLink::from_pin(path)
+        .ok()
+        .map(FdLink::from)
+        .filter(|link| link.info().is_ok_and(|info| running(info.program_id())));
+    if live.is_none() {
+        warn!(%interface, %hook, path = %path.display(), "pinned link is stale (not what the interface runs); replacing it");
+        remove_pin(path)?;
+    }
+    Ok(live)
 }
 
 fn remove_pin(path: &std::path::Path) -> Result<()> {
