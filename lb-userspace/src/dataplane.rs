@@ -484,11 +484,7 @@ impl Dataplane {
             .take_link(id)
             .map_err(|e| program_error("keeping the link of", names::PROG_TC_LB, e))?;
         let link = FdLink::try_from(link).map_err(|e| link_error("keeping", e))?;
-        info!(%interface, "tc program replaced atomically on the pinned link; connection table kept");
-        Ok(Some(Attachment::Pinned {
-            link,
-            path: path.to_owned(),
-        }))
+        Ok(Some(kept_on_pin(link, path, interface, "tc")))
     }
 
     /// Removes the pinned link of the hook other than `kept` on
@@ -533,11 +529,7 @@ impl Dataplane {
             .take_link(id)
             .map_err(|e| program_error("keeping the link of", names::PROG_LB, e))?;
         let link = FdLink::try_from(link).map_err(|e| link_error("keeping", e))?;
-        info!(%interface, "XDP program replaced atomically on the pinned link; connection table kept");
-        Ok(Some(Attachment::Pinned {
-            link,
-            path: path.to_owned(),
-        }))
+        Ok(Some(kept_on_pin(link, path, interface, "XDP")))
     }
 
     /// Pins a fresh link so the program stays attached after lbd exits.
@@ -789,6 +781,16 @@ fn check_pins(pins: &PinDir, object: &[u8], resized: &[(&str, u32)]) -> Result<b
         info!(dir = %pins.root().display(), "adopting the pinned data plane (VIPs, backends, tables, connection table)");
     }
     Ok(adopt)
+}
+
+/// The attachment of a program swapped in on a pinned link a previous lbd
+/// left (`hook` names the hook in the log).
+fn kept_on_pin(link: FdLink, path: &std::path::Path, interface: &str, hook: &str) -> Attachment {
+    info!(%interface, "{hook} program replaced atomically on the pinned link; connection table kept");
+    Attachment::Pinned {
+        link,
+        path: path.to_owned(),
+    }
 }
 
 /// The link pinned at `path` if it drives a program `running` says the

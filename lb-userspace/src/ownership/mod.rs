@@ -342,6 +342,16 @@ pub(crate) fn owned_message(
     }
 }
 
+/// A foreign program's name as shown, and why it is not this lbd's.
+fn program_words<'a>(name: Option<&'a str>, pin_dir: Option<&Path>) -> (&'a str, String) {
+    let name = name.filter(|n| !n.is_empty()).unwrap_or("no name");
+    let whose = match pin_dir {
+        Some(dir) => format!("not the one pinned in this lbd's pin_dir {}", dir.display()),
+        None => "and this lbd pins nothing (pin_dir = \"off\")".to_owned(),
+    };
+    (name, whose)
+}
+
 /// The refusal when `interface` runs program `id` that this lbd did not
 /// pin, with the ways out.
 pub(crate) fn foreign_program_message(
@@ -350,11 +360,7 @@ pub(crate) fn foreign_program_message(
     name: Option<&str>,
     pin_dir: Option<&Path>,
 ) -> String {
-    let name = name.filter(|n| !n.is_empty()).unwrap_or("no name");
-    let whose = match pin_dir {
-        Some(dir) => format!("not the one pinned in this lbd's pin_dir {}", dir.display()),
-        None => "and this lbd pins nothing (pin_dir = \"off\")".to_owned(),
-    };
+    let (name, whose) = program_words(name, pin_dir);
     format!(
         "interface {interface} already has XDP program id {id} ({name}) attached, {whose}: \
          it belongs to another tool, or to an lbd with another pin_dir. lbd does not replace it. \
@@ -375,11 +381,7 @@ pub(crate) fn foreign_tc_program_message(
     name: Option<&str>,
     pin_dir: Option<&Path>,
 ) -> String {
-    let name = name.filter(|n| !n.is_empty()).unwrap_or("no name");
-    let whose = match pin_dir {
-        Some(dir) => format!("not the one pinned in this lbd's pin_dir {}", dir.display()),
-        None => "and this lbd pins nothing (pin_dir = \"off\")".to_owned(),
-    };
+    let (name, whose) = program_words(name, pin_dir);
     format!(
         "interface {interface} already has tc program id {id} ({name}) on its tcx ingress, \
          {whose}: with attach = \"tc\" lbd must be the only tcx ingress program (another one \
