@@ -43,6 +43,37 @@ pub const FLOW_F_FIN: u32 = 1;
 /// `FlowEntry::flags`: an RST was seen in this flow.
 pub const FLOW_F_RST: u32 = 2;
 
+/// `NatEntry::flags`: this direction carried a SYN (set again, with the
+/// FIN/RST bits cleared, when a SYN reuses an old translation).
+pub const NAT_F_SYN: u8 = 1;
+/// `NatEntry::flags`: this direction carried a FIN.
+pub const NAT_F_FIN: u8 = 2;
+/// `NatEntry::flags`: this direction carried an RST.
+pub const NAT_F_RST: u8 = 4;
+/// `NatEntry::flags`: this direction has carried a packet (set on the
+/// reply entry by the first reply: the backend answered).
+pub const NAT_F_REPLIED: u8 = 8;
+/// `NatEntry::direction`: client -> VIP, translated to NAT address ->
+/// backend.
+pub const NAT_DIR_FORWARD: u8 = 0;
+/// `NatEntry::direction`: backend -> NAT address, translated to VIP ->
+/// client.
+pub const NAT_DIR_REPLY: u8 = 1;
+/// Default size of the NAT flow table (entries; two per flow). A plain
+/// hash, not an LRU: an LRU would evict live translations, and a failed
+/// no-overwrite insert into a full LRU evicts too (docs/design/nat.md).
+pub const NAT_FLOWS_SIZE_DEFAULT: u32 = 262_144;
+/// Source ports tried per new NAT flow before it is dropped as
+/// `DropNatPortsExhausted` (linear probing from a hash of the flow, so a
+/// range of at most this many ports is searched completely).
+pub const NAT_PORT_ATTEMPTS: u32 = 16;
+/// Interfaces the XDP program may redirect to (`TX_PORTS`).
+pub const TX_PORTS_MAX: u32 = 64;
+
+/// `LbConfig::flags`: some VIP is in NAT mode, so packets to no VIP are
+/// looked up in `NAT_FLOWS` as possible replies.
+pub const CONFIG_F_NAT: u8 = 1;
+
 /// Refresh `FlowEntry::last_seen_ns` at most this often, so a tracked flow's
 /// packets rarely write to the shared connection table.
 pub const FLOW_TOUCH_INTERVAL_NS: u64 = 1_000_000_000;
@@ -52,8 +83,17 @@ pub const FLOW_TOUCH_INTERVAL_NS: u64 = 1_000_000_000;
 pub const EVENT_NO_BACKEND: u32 = 1;
 /// `DataplaneEvent::kind`: the connection table refused an insert.
 pub const EVENT_CONNTRACK_INSERT_FAILED: u32 = 2;
+/// `DataplaneEvent::kind`: a routed packet's next hop has no neighbour
+/// entry; `flow.dst` (and `flow.family`) is the next hop lbd must get
+/// resolved, `flow.src` unused. The packet was dropped.
+pub const EVENT_NO_NEIGHBOUR: u32 = 3;
+/// `DataplaneEvent::kind`: a new NAT flow found no free source port.
+pub const EVENT_NAT_PORTS_EXHAUSTED: u32 = 4;
+/// `DataplaneEvent::kind`: the FIB had no usable route for a routed
+/// packet (no route, forwarding disabled, blackhole, ...).
+pub const EVENT_NO_ROUTE: u32 = 5;
 /// Number of event kinds (for per-kind rate limiting).
-pub const EVENT_KINDS: u32 = 3;
+pub const EVENT_KINDS: u32 = 6;
 /// At most one event of a kind per CPU this often.
 pub const EVENT_INTERVAL_NS: u64 = 1_000_000_000;
 
@@ -82,6 +122,12 @@ pub mod names {
     pub const MAP_VIP_STATS: &str = "VIP_STATS";
     /// Per-CPU `TrafficCounters` per backend id.
     pub const MAP_BACKEND_STATS: &str = "BACKEND_STATS";
+    /// NAT flow table: `FlowKey` -> `NatEntry`, both directions.
+    pub const MAP_NAT_FLOWS: &str = "NAT_FLOWS";
+    /// NAT source per VIP id (`NatSource`).
+    pub const MAP_NAT_SOURCES: &str = "NAT_SOURCES";
+    /// Interfaces XDP may redirect to: ifindex -> ifindex (a devmap hash).
+    pub const MAP_TX_PORTS: &str = "TX_PORTS";
     /// Ring buffer of `DataplaneEvent`s for lbd's log.
     pub const MAP_EVENTS: &str = "EVENTS";
     /// Per-CPU time of the last event of each kind (rate limit).

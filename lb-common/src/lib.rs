@@ -6,9 +6,12 @@
 pub mod consts;
 pub mod hash;
 pub mod maps;
+pub mod mode;
+pub mod nat;
 pub mod stats;
 
 pub use maps::{
-    Backend, BenchTemplate, DataplaneEvent, FlowEntry, FlowKey, LbConfig, TrafficCounters, VipKey,
-    VipMeta, BENCH_TEMPLATE_MAX, BENCH_TEMPLATE_MAX_U32,
+    Backend, BenchTemplate, DataplaneEvent, FlowEntry, FlowKey, LbConfig, NatEntry, NatSource,
+    TrafficCounters, VipKey, VipMeta, BENCH_TEMPLATE_MAX, BENCH_TEMPLATE_MAX_U32,
 };
+pub use mode::Mode;

@@ -29,8 +29,9 @@ pub struct VipMeta {
     pub table_size: u32,
     /// Which of the `MAGLEV_TABLES_PER_VIP` copies packets read.
     pub active_table: u32,
-    /// Reserved, zero.
-    pub flags: u32,
+    /// How the VIP's packets reach its backends: a `Mode` as u32 (zero,
+    /// what older lbd versions wrote here, is `Mode::DsrL2`).
+    pub mode: u32,
 }
 
 /// A backend as the data plane needs it: where to send frames.
@@ -43,8 +44,14 @@ pub struct Backend {
     /// same id belongs to a removed backend and is hashed again.
     pub generation: u32,
     /// VIP this backend serves.
-    pub vip_id: u32,
-    /// Destination MAC for direct server return.
+    pub vip_id: u16,
+    /// Port the backend listens on, network order (NAT mode: the
+    /// destination port after translation; 0 = the VIP's port). Sits in
+    /// what was the high half of a u32 `vip_id`, so older pinned values
+    /// read as "same port".
+    pub port: u16,
+    /// Destination MAC for direct server return (unused by routed modes,
+    /// which take the next hop's MAC from the FIB).
     pub mac: [u8; 6],
     /// `AF_INET` or `AF_INET6`.
     pub family: u8,
@@ -97,8 +104,70 @@ pub struct LbConfig {
     /// MAC of the interface the program is attached to: source of forwarded
     /// frames.
     pub iface_mac: [u8; 6],
+    /// `CONFIG_F_*`.
+    pub flags: u8,
     /// Zero.
-    pub _pad: [u8; 2],
+    pub _pad: u8,
+}
+
+/// Where a NAT-mode VIP's translated flows come from: the NAT address the
+/// LB owns for it and the source ports it may hand out (one entry per VIP
+/// id in `NAT_SOURCES`; several VIPs may share an address and range, the
+/// reply key keeps them apart).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct NatSource {
+    /// The NAT address, network order (same family as the VIP).
+    pub addr: [u32; 4],
+    /// First source port to hand out, host order.
+    pub port_min: u16,
+    /// Last source port to hand out (inclusive), host order.
+    pub port_max: u16,
+    /// `AF_INET` or `AF_INET6`; 0 = no NAT source (new flows dropped).
+    pub family: u8,
+    /// Zero.
+    pub _pad: [u8; 3],
+}
+
+/// One direction of a NAT-mode flow in `NAT_FLOWS`, keyed by the packet's
+/// own 5-tuple as it arrives: client -> VIP (`NAT_DIR_FORWARD`) or
+/// backend -> NAT address (`NAT_DIR_REPLY`). The value is what the packet
+/// becomes, so both directions take the same code: rewrite addresses and
+/// ports to these, then send to the cached next hop. The other direction's
+/// key is always `(src: dst, dst: src, sport: dport, dport: sport)` of this
+/// value, which is how lbd pairs them (reaper, replication, `lbctl flow`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct NatEntry {
+    /// Source address after translation, network order.
+    pub src: [u32; 4],
+    /// Destination address after translation, network order.
+    pub dst: [u32; 4],
+    /// Source port after translation, network order.
+    pub sport: u16,
+    /// Destination port after translation, network order.
+    pub dport: u16,
+    /// Backend id the flow was translated to (stats, drain, `lbctl flow`).
+    pub backend_id: u32,
+    /// `bpf_ktime_get_coarse_ns()` of a recent packet in this direction,
+    /// refreshed at most every `FLOW_TOUCH_INTERVAL_NS` (when the cached
+    /// next hop is looked up again too).
+    pub last_seen_ns: u64,
+    /// Egress interface of the translated packet, from `bpf_fib_lookup`;
+    /// 0 = not looked up yet.
+    pub ifindex: u32,
+    /// Next hop's MAC (destination of the translated frame).
+    pub dmac: [u8; 6],
+    /// Egress interface's MAC (source of the translated frame).
+    pub smac: [u8; 6],
+    /// `NAT_F_*`: what this direction has seen.
+    pub flags: u8,
+    /// `NAT_DIR_FORWARD` or `NAT_DIR_REPLY`.
+    pub direction: u8,
+    /// VIP id of the flow.
+    pub vip_id: u16,
+    /// Zero.
+    pub _pad: u32,
 }
 
 /// Traffic counted per VIP and per backend (per CPU; lbd sums the CPUs).
@@ -181,6 +250,8 @@ mod pod {
     unsafe impl aya::Pod for super::TrafficCounters {}
     unsafe impl aya::Pod for super::DataplaneEvent {}
     unsafe impl aya::Pod for super::BenchTemplate {}
+    unsafe impl aya::Pod for super::NatSource {}
+    unsafe impl aya::Pod for super::NatEntry {}
 }
 
 const _: () = {
@@ -194,4 +265,6 @@ const _: () = {
     assert!(size_of::<TrafficCounters>() == 24);
     assert!(size_of::<DataplaneEvent>() == 48);
     assert!(size_of::<BenchTemplate>() == 8 + BENCH_TEMPLATE_MAX);
+    assert!(size_of::<NatSource>() == 24);
+    assert!(size_of::<NatEntry>() == 72);
 };

@@ -47,10 +47,37 @@ pub enum Counter {
     /// not walk: a longer chain than its bound, or a routing header with
     /// segments left (the VIP is not the final destination).
     PassIpv6Ext = 13,
+    /// Verdict: dropped, a new NAT flow found no free source port for its
+    /// NAT address and backend (`NAT_PORT_ATTEMPTS` tried).
+    DropNatPortsExhausted = 14,
+    /// Verdict: dropped, the NAT flow table refused an insert (full).
+    DropNatTableFull = 15,
+    /// Verdict: dropped, a routed packet (NAT) had no usable route in the
+    /// FIB (no route, forwarding off on the interface, blackhole, ...).
+    DropNoRoute = 16,
+    /// Verdict: dropped, a routed packet's next hop has no neighbour entry
+    /// yet; lbd is told (`EVENT_NO_NEIGHBOUR`) and gets it resolved.
+    DropNoNeighbour = 17,
+    /// Verdict: dropped, a TCP packet other than a SYN for a NAT VIP with
+    /// no translation (it cannot be translated to what the backend knows).
+    DropNatNoFlow = 18,
+    /// Verdict: dropped, a routed packet whose TTL / hop limit would reach
+    /// zero.
+    DropTtlExceeded = 19,
+    /// Verdict: a backend's reply translated back (VIP -> client) and
+    /// forwarded.
+    ForwardedNatReply = 20,
+    /// Verdict: an ICMP/ICMPv6 error about a NAT'd flow, translated to the
+    /// other side's view and forwarded.
+    ForwardedNatIcmpError = 21,
+    /// Event: a new NAT flow got its source port (two entries inserted).
+    NatNew = 22,
+    /// Event: a NAT'd packet (either direction) found its translation.
+    NatHit = 23,
 }
 
 /// Number of `Counter` slots.
-pub const COUNTER_COUNT: u32 = 14;
+pub const COUNTER_COUNT: u32 = 24;
 
 impl Counter {
     /// Every counter, in index order.
@@ -69,6 +96,16 @@ impl Counter {
         Counter::ForwardedIcmpError,
         Counter::DropTcpFlags,
         Counter::PassIpv6Ext,
+        Counter::DropNatPortsExhausted,
+        Counter::DropNatTableFull,
+        Counter::DropNoRoute,
+        Counter::DropNoNeighbour,
+        Counter::DropNatNoFlow,
+        Counter::DropTtlExceeded,
+        Counter::ForwardedNatReply,
+        Counter::ForwardedNatIcmpError,
+        Counter::NatNew,
+        Counter::NatHit,
     ];
 
     /// True for verdict counters (exactly one of them counts each packet),
@@ -80,6 +117,8 @@ impl Counter {
                 | Counter::ConntrackNew
                 | Counter::ConntrackRehash
                 | Counter::ConntrackInsertFailed
+                | Counter::NatNew
+                | Counter::NatHit
         )
     }
 
@@ -100,6 +139,16 @@ impl Counter {
             Counter::ForwardedIcmpError => "forwarded_icmp_error",
             Counter::DropTcpFlags => "drop_tcp_flags",
             Counter::PassIpv6Ext => "pass_ipv6_ext",
+            Counter::DropNatPortsExhausted => "drop_nat_ports_exhausted",
+            Counter::DropNatTableFull => "drop_nat_table_full",
+            Counter::DropNoRoute => "drop_no_route",
+            Counter::DropNoNeighbour => "drop_no_neighbour",
+            Counter::DropNatNoFlow => "drop_nat_no_flow",
+            Counter::DropTtlExceeded => "drop_ttl_exceeded",
+            Counter::ForwardedNatReply => "forwarded_nat_reply",
+            Counter::ForwardedNatIcmpError => "forwarded_nat_icmp_error",
+            Counter::NatNew => "nat_new",
+            Counter::NatHit => "nat_hit",
         }
     }
 }

@@ -3,16 +3,16 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, DevMapHash, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use lb_common::{
     consts::EVENT_KINDS,
     consts::{
         CONNTRACK_SIZE_DEFAULT, MAGLEV_SIZE_MAX, MAGLEV_TABLES_PER_VIP, MAX_BACKENDS,
-        MAX_VIPS_DEFAULT,
+        MAX_VIPS_DEFAULT, NAT_FLOWS_SIZE_DEFAULT, TX_PORTS_MAX,
     },
     stats::COUNTER_COUNT,
-    Backend, FlowEntry, FlowKey, LbConfig, TrafficCounters, VipKey, VipMeta,
+    Backend, FlowEntry, FlowKey, LbConfig, NatEntry, NatSource, TrafficCounters, VipKey, VipMeta,
 };
 
 /// Services: (address, port, protocol) -> where the VIP's tables are.
@@ -34,6 +34,22 @@ pub static BACKENDS: Array<Backend> = Array::with_max_entries(MAX_BACKENDS, 0);
 #[map]
 pub static CONNTRACK: LruHashMap<FlowKey, FlowEntry> =
     LruHashMap::with_max_entries(CONNTRACK_SIZE_DEFAULT, 0);
+
+/// NAT-mode flows, both directions (see `NatEntry`). A plain hash: entries
+/// leave only through lbd's reaper, never by eviction, so a live
+/// translation and its source port are never lost or handed out twice.
+#[map]
+pub static NAT_FLOWS: HashMap<FlowKey, NatEntry> =
+    HashMap::with_max_entries(NAT_FLOWS_SIZE_DEFAULT, 0);
+
+/// NAT address and source-port range per VIP id.
+#[map]
+pub static NAT_SOURCES: Array<NatSource> = Array::with_max_entries(MAX_VIPS_DEFAULT, 0);
+
+/// Interfaces routed packets may leave by (XDP_REDIRECT), keyed by ifindex;
+/// filled by lbd.
+#[map]
+pub static TX_PORTS: DevMapHash = DevMapHash::with_max_entries(TX_PORTS_MAX, 0);
 
 /// Node settings (one entry).
 #[map]

@@ -236,7 +236,7 @@ impl Balancer {
             let backends = state
                 .backends
                 .iter()
-                .filter(|(_, b)| b.vip_id == meta.id)
+                .filter(|(_, b)| u32::from(b.vip_id) == meta.id)
                 .map(|(backend_id, b)| {
                     self.free_backend_ids.remove(backend_id);
                     if b.generation >= self.next_generation {
@@ -510,7 +510,7 @@ impl Balancer {
                 id: vip.id,
                 table_size: vip.table_size,
                 active_table: inactive,
-                flags: 0,
+                mode: 0,
             };
             maps.set_vip(&id.key(), &meta)?;
             written += write_changes(maps, vip.id, vip.active, vip.table.as_deref(), &table)?;
@@ -551,7 +551,9 @@ impl Balancer {
         let backend = Backend {
             addr,
             generation: applied.generation,
-            vip_id,
+            // VIP ids stay far below u16::MAX (config::MAX_VIPS).
+            vip_id: u16::try_from(vip_id).map_err(|_| ReconcileError::TooManyVips(vip_id))?,
+            port: 0,
             mac: applied.mac.unwrap_or_default(),
             family,
             flags: if applied.alive { BACKEND_F_ALIVE } else { 0 },

@@ -534,10 +534,19 @@ fn bed_vips() -> [VipConfig; 3] {
 /// The XDP action a verdict counter stands for (None for events).
 fn counted_action(counter: Counter) -> Option<u32> {
     match counter {
-        Counter::Forwarded | Counter::ForwardedIcmpError => Some(action::TX),
-        Counter::DropMalformed | Counter::DropNoBackend | Counter::DropTcpFlags => {
-            Some(action::DROP)
-        }
+        Counter::Forwarded
+        | Counter::ForwardedIcmpError
+        | Counter::ForwardedNatReply
+        | Counter::ForwardedNatIcmpError => Some(action::TX),
+        Counter::DropMalformed
+        | Counter::DropNoBackend
+        | Counter::DropTcpFlags
+        | Counter::DropNatPortsExhausted
+        | Counter::DropNatTableFull
+        | Counter::DropNoRoute
+        | Counter::DropNoNeighbour
+        | Counter::DropNatNoFlow
+        | Counter::DropTtlExceeded => Some(action::DROP),
         Counter::PassNotIp
         | Counter::PassNotVip
         | Counter::PassFragment
@@ -546,7 +555,9 @@ fn counted_action(counter: Counter) -> Option<u32> {
         Counter::ConntrackHit
         | Counter::ConntrackNew
         | Counter::ConntrackRehash
-        | Counter::ConntrackInsertFailed => None,
+        | Counter::ConntrackInsertFailed
+        | Counter::NatNew
+        | Counter::NatHit => None,
     }
 }
 
@@ -569,6 +580,16 @@ fn reached(counter: Counter) {
         Counter::ForwardedIcmpError => 11,
         Counter::DropTcpFlags => 12,
         Counter::PassIpv6Ext => 13,
+        Counter::DropNatPortsExhausted => 14,
+        Counter::DropNatTableFull => 15,
+        Counter::DropNoRoute => 16,
+        Counter::DropNoNeighbour => 17,
+        Counter::DropNatNoFlow => 18,
+        Counter::DropTtlExceeded => 19,
+        Counter::ForwardedNatReply => 20,
+        Counter::ForwardedNatIcmpError => 21,
+        Counter::NatNew => 22,
+        Counter::NatHit => 23,
     };
     std::hint::black_box(n);
 }

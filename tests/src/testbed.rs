@@ -135,7 +135,8 @@ impl TestBed {
             Dataplane::load(sizes).context("loading the XDP object (are you root?)")?;
         dataplane.set_config(&LbConfig {
             iface_mac: LB_MAC,
-            _pad: [0; 2],
+            flags: 0,
+            _pad: 0,
         })?;
         let mut bed = Self {
             dataplane,

@@ -56,7 +56,8 @@ fn the_lookup_finds_what_the_program_tracked_in_every_table_kind() {
         dataplane
             .set_config(&LbConfig {
                 iface_mac: LB_MAC,
-                _pad: [0; 2],
+                flags: 0,
+                _pad: 0,
             })
             .expect("config");
         let mut bed = TestBed {

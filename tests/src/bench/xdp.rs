@@ -131,7 +131,8 @@ impl Bench {
         .context("loading the XDP object (root needed)")?;
         dataplane.set_config(&LbConfig {
             iface_mac: LB_MAC,
-            _pad: [0; 2],
+            flags: 0,
+            _pad: 0,
         })?;
         let vips = [vip4_tcp(), vip4_udp(), vip6_tcp()];
         let desired: Vec<DesiredVip> = vips

@@ -159,7 +159,8 @@ impl Engine {
             .context("reading the pinned data plane")?;
         dataplane.set_config(&LbConfig {
             iface_mac: interface.mac,
-            _pad: [0; 2],
+            flags: 0,
+            _pad: 0,
         })?;
         let (events_tx, events_rx) = mpsc::channel(1024);
         let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
