@@ -474,6 +474,7 @@ impl Lab {
         fs::create_dir_all(&dir)?;
         let d = dir.display();
         // /slow streams 24 KiB at 4 KiB/s (a long-lived response).
+        // X-Client: the peer nginx sees (NAT mode: the LB's NAT address).
         fs::write(dir.join("slow.bin"), vec![b'x'; 24 * 1024])?;
         let config = format!(
             "daemon off;\nuser root;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
@@ -482,6 +483,7 @@ impl Lab {
              fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n  \
              server {{\n    listen {port} backlog=4096;\n    listen [::]:{port} backlog=4096;\n    \
              add_header X-Backend {name} always;\n    \
+             add_header X-Client \"$remote_addr $remote_port\" always;\n    \
              location = /health {{ default_type text/plain; return 200 \"ok\\n\"; }}\n    \
              location = /slow {{ alias {d}/slow.bin; default_type application/octet-stream; limit_rate 4k; }}\n    \
              location / {{ default_type text/plain; return 200 \"{name}\\n\"; }}\n  }}\n}}\n"

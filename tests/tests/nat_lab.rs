@@ -1,0 +1,974 @@
+//! NAT mode end to end (issue 12) in the routed lab: the client behind
+//! router r1, lbd on the LB network, unmodified nginx backends on port 8080
+//! behind router r2. Each test builds its own lab and lbd config with NAT
+//! VIPs (`forwarding = "nat"`, NAT addresses `NAT4`/`NAT6` on the LB) and
+//! checks what the issue promises: balanced new flows with exact counters
+//! and the client hidden from the backends (xdp and tc), kept-alive
+//! connections across backend changes and across a VRRP failover, port
+//! exhaustion dropped, counted and recovered, and a missing next-hop
+//! neighbour dropped, counted and resolved. Needs root.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    io::{Read as _, Write as _},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream},
+    process::{Command, Stdio},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+use lb_tests::{
+    lab::{in_netns, Host, Lab, Topology, HTTP_PORT, ROUTED_BACKEND_PORT, VIP4, VIP6},
+    support::{counter, status_on, wait_until},
+};
+use lb_userspace::api::schema::{HealthStatus, Status};
+
+/// The node's NAT address for IPv4 VIPs.
+const NAT4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 50);
+/// The node's NAT address for IPv6 VIPs.
+const NAT6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 0x50);
+/// New connections per family in the balance tests.
+const REQUESTS: u32 = 3_000;
+/// Bytes of nginx's `/slow` (24 KiB at 4 KiB/s: a six-second stream).
+const SLOW_BYTES: usize = 24 * 1024;
+/// Drop verdicts none of the healthy runs may produce.
+const DROPS: [&str; 7] = [
+    "drop_malformed",
+    "drop_nat_ports_exhausted",
+    "drop_nat_table_full",
+    "drop_no_route",
+    "drop_no_neighbour",
+    "drop_nat_no_flow",
+    "drop_ttl_exceeded",
+];
+
+// ---------------------------------------------------------------------------
+// The lab and lbd's config.
+
+/// What differs between the tests' lbd configs.
+#[derive(Clone, Copy)]
+struct Spec<'a> {
+    /// `attach`: "xdp" or "tc".
+    attach: &'a str,
+    /// Backends of both VIPs (names such as "b1").
+    backends: &'a [&'a str],
+    /// An IPv6 NAT VIP (and `source_ipv6`) besides the IPv4 one.
+    ipv6: bool,
+    /// HTTP health checks on the backends' port (else `check = "none"`).
+    health: bool,
+    /// Extra lines of the `[nat]` table.
+    nat_extra: &'a str,
+    /// VRRP with this peer and priority (IPv4 only), with state sync.
+    vrrp: Option<(&'a Host, u8)>,
+}
+
+impl Default for Spec<'_> {
+    fn default() -> Self {
+        Self {
+            attach: "xdp",
+            backends: &["b1", "b2", "b3"],
+            ipv6: true,
+            health: false,
+            nat_extra: "",
+            vrrp: None,
+        }
+    }
+}
+
+/// The routed lab with `lbs` LB nodes and `backends` nginx backends; with
+/// one LB its VIPs and NAT addresses are on its interface (an operator's
+/// static setup), with two they are left to VRRP.
+fn nat_lab(lbs: usize, backends: usize) -> Lab {
+    let lab = Lab::start_topology(Topology::routed(lbs, backends, lbs == 1)).expect("routed lab");
+    if lbs == 1 {
+        ip(&[
+            "-n",
+            &lab.lb.netns,
+            "addr",
+            "add",
+            &format!("{NAT4}/32"),
+            "dev",
+            "eth0",
+        ]);
+        // Deprecated, as the VIP: never the source of the node's own traffic.
+        ip(&[
+            "-n",
+            &lab.lb.netns,
+            "-6",
+            "addr",
+            "add",
+            &format!("{NAT6}/128"),
+            "dev",
+            "eth0",
+            "nodad",
+            "preferred_lft",
+            "0",
+        ]);
+    }
+    lab.wait_for_backends().expect("nginx up");
+    lab
+}
+
+/// lbd's config for `node`: NAT VIPs on port 80 (IPv4, and IPv6 if
+/// asked) served by `spec.backends` on port 8080.
+fn nat_config(lab: &Lab, node: &Host, spec: &Spec) -> String {
+    let mut config = format!(
+        "interface = \"eth0\"\nattach = \"{}\"\nconntrack_size = 65536\nadmin_socket = \"{}\"\n\n\
+         [nat]\nsource_ipv4 = \"{NAT4}\"\n{}{}\n",
+        spec.attach,
+        lab.admin_socket_of(node).display(),
+        if spec.ipv6 {
+            format!("source_ipv6 = \"{NAT6}\"\n")
+        } else {
+            String::new()
+        },
+        spec.nat_extra,
+    );
+    let families: &[bool] = if spec.ipv6 { &[true, false] } else { &[true] };
+    for &v4 in families {
+        let vip = if v4 {
+            IpAddr::V4(VIP4)
+        } else {
+            IpAddr::V6(VIP6)
+        };
+        config.push_str(&format!(
+            "\n[[vip]]\naddress = \"{vip}\"\nport = {HTTP_PORT}\nprotocol = \"tcp\"\nforwarding = \"nat\"\n"
+        ));
+        if spec.health {
+            config.push_str(&format!(
+                "[vip.health]\ncheck = \"http\"\nport = {ROUTED_BACKEND_PORT}\npath = \"/health\"\n\
+                 interval_ms = 300\nfast_interval_ms = 100\ntimeout_ms = 200\nrise = 1\nfall = 2\n"
+            ));
+        } else {
+            config.push_str("[vip.health]\ncheck = \"none\"\n");
+        }
+        for name in spec.backends {
+            let host = lab
+                .backends
+                .iter()
+                .find(|b| b.name == *name)
+                .expect("backend name");
+            let address = if v4 {
+                IpAddr::V4(host.ipv4)
+            } else {
+                IpAddr::V6(host.ipv6)
+            };
+            config.push_str(&format!(
+                "  [[vip.backend]]\n  address = \"{address}\"\n  port = {ROUTED_BACKEND_PORT}\n"
+            ));
+        }
+    }
+    if let Some((peer, priority)) = spec.vrrp {
+        let key = lab.dir.join("sync.key");
+        if !key.exists() {
+            std::fs::write(&key, "lab-sync-key-0123456789abcdef\n").expect("sync key");
+        }
+        config.push_str(&format!(
+            "\n[[vrrp]]\nvrid = 51\npriority = {priority}\nadvert_interval_ms = 100\npreempt = true\n\
+             announce_count = 3\nsync_listen = \"{}:7540\"\nsync_peer = \"{}:7540\"\nsync_key_file = \"{}\"\n",
+            node.ipv4,
+            peer.ipv4,
+            key.display()
+        ));
+    }
+    config
+}
+
+/// Starts lbd with `spec` on the lab's single LB.
+fn start_nat_lbd(lab: &mut Lab, spec: &Spec) {
+    let lb = lab.lb.clone();
+    let config = nat_config(lab, &lb, spec);
+    lab.start_lbd(&config).expect("lbd");
+}
+
+/// `ip <args>`'s stdout; panics with stderr on failure.
+fn ip(args: &[&str]) -> String {
+    let out = Command::new("ip")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ip");
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The lab's single lbd's status.
+fn status(lab: &Lab) -> Status {
+    status_on(lab, &lab.lb)
+}
+
+/// The status of VIP `vip` (port 80/tcp).
+fn vip_status(status: &Status, vip: IpAddr) -> &lb_userspace::api::schema::VipStatus {
+    let prefix = match vip {
+        IpAddr::V4(a) => format!("{a}:{HTTP_PORT}/"),
+        IpAddr::V6(a) => format!("[{a}]:{HTTP_PORT}/"),
+    };
+    status
+        .vips
+        .iter()
+        .find(|v| v.vip.starts_with(&prefix))
+        .unwrap_or_else(|| panic!("VIP {vip} not in status: {:?}", status.vips))
+}
+
+/// Counter `name` grown from `before` to `after`.
+fn grown(before: &Status, after: &Status, name: &str) -> u64 {
+    counter(after, name).saturating_sub(counter(before, name))
+}
+
+/// TCP resets the LB node's own stack sent (`Tcp: OutRsts`): a packet of a
+/// translated flow that reached the stack holding the VIP is answered
+/// with one.
+fn stack_resets(node: &Host) -> u64 {
+    let out = Command::new("ip")
+        .args(["netns", "exec", &node.netns, "cat", "/proc/net/snmp"])
+        .output()
+        .expect("read /proc/net/snmp");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut tcp = text.lines().filter(|l| l.starts_with("Tcp:"));
+    let (names, values) = (tcp.next().unwrap_or(""), tcp.next().unwrap_or(""));
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(n, _)| *n == "OutRsts")
+        .and_then(|(_, v)| v.parse().ok())
+        .expect("Tcp OutRsts in /proc/net/snmp")
+}
+
+// ---------------------------------------------------------------------------
+// HTTP over plain sockets: who served, and whom nginx saw as its client.
+
+/// What one response said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Seen {
+    /// The backend that answered (`X-Backend`).
+    backend: String,
+    /// The peer nginx saw (`X-Client`): the NAT address and port.
+    peer: SocketAddr,
+    /// The body's length.
+    body: usize,
+}
+
+/// Sends `GET path` on `stream` and reads one response with a
+/// Content-Length body; `buffer` keeps what was read past it.
+fn exchange(stream: &mut TcpStream, buffer: &mut Vec<u8>, path: &str) -> anyhow::Result<Seen> {
+    stream.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: vip\r\nUser-Agent: lb-tests\r\n\r\n").as_bytes(),
+    )?;
+    let fill = |stream: &mut TcpStream, buffer: &mut Vec<u8>| -> anyhow::Result<()> {
+        let mut chunk = [0u8; 4096];
+        let n = stream.read(&mut chunk)?;
+        anyhow::ensure!(n > 0, "connection closed by the peer");
+        buffer.extend_from_slice(&chunk[..n]);
+        Ok(())
+    };
+    let end = loop {
+        if let Some(at) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        fill(stream, buffer)?;
+    };
+    let head = String::from_utf8_lossy(&buffer[..end]).into_owned();
+    anyhow::ensure!(
+        head.starts_with("HTTP/1.1 200"),
+        "unexpected response: {}",
+        head.lines().next().unwrap_or("")
+    );
+    let header = |name: &str| {
+        head.lines().find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+        })
+    };
+    let length: usize = header("content-length")
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no Content-Length in {head:?}"))?;
+    let backend = header("x-backend").ok_or_else(|| anyhow::anyhow!("no X-Backend"))?;
+    let client = header("x-client").ok_or_else(|| anyhow::anyhow!("no X-Client"))?;
+    let (address, port) = client
+        .split_once(' ')
+        .ok_or_else(|| anyhow::anyhow!("X-Client {client:?}"))?;
+    let peer = SocketAddr::new(address.parse()?, port.parse()?);
+    while buffer.len() < end + length {
+        fill(stream, buffer)?;
+    }
+    buffer.drain(..end + length);
+    Ok(Seen {
+        backend,
+        peer,
+        body: length,
+    })
+}
+
+/// A kept-alive connection through a VIP.
+struct Conn {
+    stream: TcpStream,
+    buffer: Vec<u8>,
+    /// The first response on it.
+    first: Seen,
+}
+
+impl Conn {
+    /// Opens `count` connections from `netns` to `vip` (port 80), each
+    /// waiting up to `connect` for its handshake, and sends one request on
+    /// each. Fails at the first connection that fails.
+    fn open(
+        netns: &str,
+        vip: IpAddr,
+        count: usize,
+        connect: Duration,
+    ) -> anyhow::Result<Vec<Conn>> {
+        let to = SocketAddr::new(vip, HTTP_PORT);
+        in_netns(netns, move || -> anyhow::Result<Vec<Conn>> {
+            (0..count)
+                .map(|_| {
+                    let mut stream = TcpStream::connect_timeout(&to, connect)?;
+                    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+                    stream.set_nodelay(true)?;
+                    let mut buffer = Vec::new();
+                    let first = exchange(&mut stream, &mut buffer, "/")?;
+                    Ok(Conn {
+                        stream,
+                        buffer,
+                        first,
+                    })
+                })
+                .collect()
+        })?
+    }
+
+    /// One more request on the connection.
+    fn get(&mut self) -> anyhow::Result<Seen> {
+        exchange(&mut self.stream, &mut self.buffer, "/")
+    }
+}
+
+/// What a burst of one-connection requests produced.
+#[derive(Debug, Default)]
+struct Burst {
+    /// Responses per backend.
+    by_backend: BTreeMap<String, u64>,
+    /// Every client address nginx saw.
+    peers: BTreeSet<IpAddr>,
+    /// Lowest and highest client port nginx saw.
+    ports: Option<(u16, u16)>,
+    /// Failed requests.
+    failed: u64,
+    /// The first few errors.
+    errors: Vec<String>,
+}
+
+impl Burst {
+    fn succeeded(&self) -> u64 {
+        self.by_backend.values().sum()
+    }
+}
+
+/// `count` requests from `netns` to `vip`, each on a new connection that
+/// the client closes first (so the backend never holds a TIME_WAIT for a
+/// NAT port), 5 s timeouts.
+fn burst(netns: &str, vip: IpAddr, count: u32) -> Burst {
+    let to = SocketAddr::new(vip, HTTP_PORT);
+    in_netns(netns, move || {
+        let mut out = Burst::default();
+        for _ in 0..count {
+            let result = (|| -> anyhow::Result<Seen> {
+                let mut stream = TcpStream::connect_timeout(&to, Duration::from_secs(5))?;
+                stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+                exchange(&mut stream, &mut Vec::new(), "/")
+            })();
+            match result {
+                Ok(seen) => {
+                    *out.by_backend.entry(seen.backend).or_default() += 1;
+                    out.peers.insert(seen.peer.ip());
+                    let port = seen.peer.port();
+                    out.ports = Some(
+                        out.ports
+                            .map_or((port, port), |(lo, hi)| (lo.min(port), hi.max(port))),
+                    );
+                }
+                Err(e) => {
+                    out.failed += 1;
+                    if out.errors.len() < 5 {
+                        out.errors.push(format!("{e:#}"));
+                    }
+                }
+            }
+        }
+        out
+    })
+    .expect("thread in the client's namespace")
+}
+
+/// A `/slow` stream through the IPv4 VIP: its backend and a thread that
+/// reads the rest of the body (the byte count, or the error).
+struct Stream {
+    backend: String,
+    handle: thread::JoinHandle<Result<usize, String>>,
+}
+
+fn open_stream(netns: &str) -> Stream {
+    let to = SocketAddr::new(IpAddr::V4(VIP4), HTTP_PORT);
+    let (stream, head) = in_netns(netns, move || -> anyhow::Result<(TcpStream, String)> {
+        let mut stream = TcpStream::connect_timeout(&to, Duration::from_secs(5))?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        stream.write_all(b"GET /slow HTTP/1.1\r\nHost: vip\r\nConnection: close\r\n\r\n")?;
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            stream.read_exact(&mut byte)?;
+            head.push(byte[0]);
+        }
+        Ok((stream, String::from_utf8_lossy(&head).into_owned()))
+    })
+    .expect("netns")
+    .expect("stream");
+    let backend = head
+        .lines()
+        .find_map(|l| l.strip_prefix("X-Backend: "))
+        .expect("X-Backend header")
+        .trim()
+        .to_owned();
+    assert!(
+        head.contains(&format!("X-Client: {NAT4} ")),
+        "the backend saw another client than the NAT address: {head}"
+    );
+    let handle = thread::spawn(move || {
+        let mut stream = stream;
+        let mut body = Vec::new();
+        stream.read_to_end(&mut body).map_err(|e| e.to_string())?;
+        Ok(body.len())
+    });
+    Stream { backend, handle }
+}
+
+/// Runs lbctl on the lab's single lbd; panics unless it succeeds.
+fn lbctl(lab: &Lab, args: &[&str]) -> String {
+    let out = lab.lbctl(args).expect("run lbctl");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "lbctl {args:?} failed ({}):\n{stdout}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+// ---------------------------------------------------------------------------
+// 1. Balance, counters and the client hidden, at xdp and at tc.
+
+/// Every backend's new-flow counter per VIP, by address.
+fn new_flows(status: &Status, vip: IpAddr) -> BTreeMap<IpAddr, u64> {
+    vip_status(status, vip)
+        .backends
+        .iter()
+        .map(|b| (b.address, b.new_flows))
+        .collect()
+}
+
+fn balances_and_counts(attach: &str) {
+    let started = Instant::now();
+    let mut lab = nat_lab(1, 3);
+    if attach == "tc" {
+        // A tc redirect hands the switch port an ordinary skb.
+        lab.without_pass_through_xdp();
+    }
+    start_nat_lbd(
+        &mut lab,
+        &Spec {
+            attach,
+            ..Spec::default()
+        },
+    );
+    let lb = lab.lb.clone();
+    let at_xdp = lab.xdp_attached(&lb).expect("ip link");
+    let at_tc = !lab.tc_program_ids(&lb).expect("tcx query").is_empty();
+    assert_eq!((at_xdp, at_tc), (attach == "xdp", attach == "tc"));
+    for (vip, nat, client) in [
+        (
+            IpAddr::V4(VIP4),
+            IpAddr::V4(NAT4),
+            IpAddr::V4(lab.client.ipv4),
+        ),
+        (
+            IpAddr::V6(VIP6),
+            IpAddr::V6(NAT6),
+            IpAddr::V6(lab.client.ipv6),
+        ),
+    ] {
+        // One connection first: neighbours, caches, whatever a first
+        // packet meets.
+        let warm = burst(&lab.client.netns, vip, 1);
+        assert_eq!(warm.failed, 0, "{attach} {vip}: first request: {warm:?}");
+        let before = status(&lab);
+        let resets = stack_resets(&lb);
+        let run = burst(&lab.client.netns, vip, REQUESTS);
+        let after = status(&lab);
+        let what = format!("{attach}, VIP {vip}");
+        assert_eq!(run.failed, 0, "{what}: failed requests: {:?}", run.errors);
+        assert_eq!(run.succeeded(), u64::from(REQUESTS), "{what}");
+        assert_eq!(run.by_backend.len(), 3, "{what}: {:?}", run.by_backend);
+        for (backend, served) in &run.by_backend {
+            let share = *served as f64 / f64::from(REQUESTS);
+            assert!(
+                (0.25..=0.41).contains(&share),
+                "{what}: {backend} served {:.1}%, outside 33% ± 8%",
+                share * 100.0
+            );
+        }
+        // The backends saw the NAT address, never the client.
+        assert_eq!(
+            run.peers,
+            BTreeSet::from([nat]),
+            "{what}: peers the backends saw (client is {client})"
+        );
+        // Counters equal to the responses: one NAT flow and one new flow
+        // per connection, each backend's new flows what it served.
+        let n = u64::from(REQUESTS);
+        assert_eq!(grown(&before, &after, "nat_new"), n, "{what}: nat_new");
+        assert_eq!(
+            vip_status(&after, vip).new_flows - vip_status(&before, vip).new_flows,
+            n,
+            "{what}: the VIP's new flows"
+        );
+        let (old, new) = (new_flows(&before, vip), new_flows(&after, vip));
+        for backend in &lab.backends {
+            let address = match vip {
+                IpAddr::V4(_) => IpAddr::V4(backend.ipv4),
+                IpAddr::V6(_) => IpAddr::V6(backend.ipv6),
+            };
+            assert_eq!(
+                new.get(&address).copied().unwrap_or(0) - old.get(&address).copied().unwrap_or(0),
+                run.by_backend.get(&backend.name).copied().unwrap_or(0),
+                "{what}: new flows to {} vs responses from it",
+                backend.name
+            );
+        }
+        // Packets: a connection is at least SYN, ACK, request, FIN, ACK
+        // towards the backend and SYN-ACK, response, FIN back.
+        let forwarded = grown(&before, &after, "forwarded");
+        let replies = grown(&before, &after, "forwarded_nat_reply");
+        assert!(
+            (4 * n..=12 * n).contains(&forwarded),
+            "{what}: forwarded {forwarded} for {n} connections"
+        );
+        assert!(
+            (3 * n..=12 * n).contains(&replies),
+            "{what}: forwarded_nat_reply {replies} for {n} connections"
+        );
+        for drop in DROPS {
+            assert_eq!(grown(&before, &after, drop), 0, "{what}: {drop}");
+        }
+        // No packet of a translated flow reached the LB's stack.
+        assert_eq!(
+            stack_resets(&lb) - resets,
+            0,
+            "{what}: the LB's stack sent resets"
+        );
+        eprintln!(
+            "NAT {what}: {REQUESTS} connections, shares {:?}, NAT ports {:?}, forwarded {forwarded}, replies {replies}",
+            run.by_backend, run.ports
+        );
+    }
+    eprintln!("NAT {attach}: balance test took {:?}", started.elapsed());
+}
+
+#[test]
+fn nat_at_xdp_balances_new_connections_counts_them_and_hides_the_client() {
+    balances_and_counts("xdp");
+}
+
+#[test]
+fn nat_at_tc_balances_new_connections_counts_them_and_hides_the_client() {
+    balances_and_counts("tc");
+}
+
+// ---------------------------------------------------------------------------
+// 2. Kept-alive connections across a backend added and one drained.
+
+#[test]
+fn nat_kept_alive_connections_survive_a_backend_added_and_one_drained() {
+    let started = Instant::now();
+    let mut lab = nat_lab(1, 4);
+    start_nat_lbd(
+        &mut lab,
+        &Spec {
+            ipv6: false,
+            health: true,
+            ..Spec::default()
+        },
+    );
+    let vip = IpAddr::V4(VIP4);
+    let vip_id = format!("{VIP4}:{HTTP_PORT}/tcp");
+    let (b1, b4) = (lab.backends[0].clone(), lab.backends[3].clone());
+    wait_until("b1..b3 to be up", Duration::from_secs(10), || {
+        vip_status(&status(&lab), vip)
+            .backends
+            .iter()
+            .all(|b| b.health == HealthStatus::Up)
+    });
+    // Connections until at least two sit on b1 (the one to be drained).
+    let mut conns = Vec::new();
+    while conns.len() < 40
+        && conns
+            .iter()
+            .filter(|c: &&Conn| c.first.backend == b1.name)
+            .count()
+            < 2
+    {
+        conns.extend(Conn::open(&lab.client.netns, vip, 4, Duration::from_secs(5)).expect("open"));
+    }
+    let on_b1 = conns.iter().filter(|c| c.first.backend == b1.name).count();
+    assert!(on_b1 >= 2, "no two of {} connections on b1", conns.len());
+    for conn in &conns {
+        assert_eq!(conn.first.peer.ip(), IpAddr::V4(NAT4), "{:?}", conn.first);
+    }
+    let total = conns.len();
+    // Every connection asks every 100 ms and must keep its backend and
+    // its NAT port.
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let talker = thread::spawn(move || {
+        let mut rounds = 0u32;
+        let mut errors = Vec::new();
+        while !flag.load(Ordering::Relaxed) {
+            for (i, conn) in conns.iter_mut().enumerate() {
+                match conn.get() {
+                    Ok(seen) if seen == conn.first => {}
+                    Ok(seen) => errors.push(format!("conn {i}: {:?} became {seen:?}", conn.first)),
+                    Err(e) => errors.push(format!("conn {i} ({:?}): {e:#}", conn.first)),
+                }
+            }
+            rounds += 1;
+            thread::sleep(Duration::from_millis(100));
+        }
+        (rounds, errors)
+    });
+
+    thread::sleep(Duration::from_millis(500));
+    lbctl(
+        &lab,
+        &[
+            "backend",
+            "add",
+            &vip_id,
+            &format!("{},port={ROUTED_BACKEND_PORT}", b4.ipv4),
+        ],
+    );
+    wait_until("b4 to be up", Duration::from_secs(10), || {
+        vip_status(&status(&lab), vip)
+            .backends
+            .iter()
+            .any(|b| b.address == IpAddr::V4(b4.ipv4) && b.health == HealthStatus::Up)
+    });
+    let added = burst(&lab.client.netns, vip, 400);
+    assert_eq!(added.failed, 0, "after adding b4: {:?}", added.errors);
+    let to_b4 = added.by_backend.get(&b4.name).copied().unwrap_or(0);
+    assert!(
+        to_b4 >= 40,
+        "b4 took {to_b4} of 400 new connections: {:?}",
+        added.by_backend
+    );
+
+    lbctl(&lab, &["backend", "drain", &vip_id, &b1.ipv4.to_string()]);
+    thread::sleep(Duration::from_millis(300));
+    let drained = burst(&lab.client.netns, vip, 400);
+    assert_eq!(drained.failed, 0, "after draining b1: {:?}", drained.errors);
+    assert_eq!(
+        drained.by_backend.get(&b1.name),
+        None,
+        "drained b1 took new connections: {:?}",
+        drained.by_backend
+    );
+    thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    let (rounds, errors) = talker.join().expect("talker thread");
+    assert!(
+        errors.is_empty(),
+        "kept-alive connections broke: {errors:?}"
+    );
+    assert!(rounds >= 10, "only {rounds} rounds of requests");
+    eprintln!(
+        "NAT: {total} kept-alive connections ({on_b1} on b1), {rounds} rounds across b4 added and b1 drained, 0 failed; took {:?}",
+        started.elapsed()
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 3. A VRRP failover under long-lived NAT'd streams.
+
+#[test]
+fn nat_streams_survive_a_vrrp_failover() {
+    let started = Instant::now();
+    let mut lab = nat_lab(2, 3);
+    let (a, b) = (lab.lbs[0].clone(), lab.lbs[1].clone());
+    let spec = Spec {
+        ipv6: false,
+        ..Spec::default()
+    };
+    let config_a = nat_config(
+        &lab,
+        &a,
+        &Spec {
+            vrrp: Some((&b, 150)),
+            ..spec
+        },
+    );
+    let config_b = nat_config(
+        &lab,
+        &b,
+        &Spec {
+            vrrp: Some((&a, 100)),
+            ..spec
+        },
+    );
+    lab.start_lbd_on(&a, "lbd-a", &config_a).expect("lbd on lb");
+    lab.start_lbd_on(&b, "lbd-b", &config_b)
+        .expect("lbd on lb2");
+    let holds = |lab: &Lab, node: &Host| -> (bool, bool) {
+        let addresses = lab.addresses_of(node).expect("ip addr");
+        (
+            addresses.contains(&format!("{VIP4}/")),
+            addresses.contains(&format!("{NAT4}/")),
+        )
+    };
+    wait_until(
+        "lb to hold the VIP and the NAT address",
+        Duration::from_secs(10),
+        || holds(&lab, &a) == (true, true),
+    );
+    wait_until("lb2 to be backup", Duration::from_secs(5), || {
+        status_on(&lab, &b).vrrp[0].state.to_string() == "backup"
+    });
+    assert_eq!(
+        holds(&lab, &b),
+        (false, false),
+        "the backup holds addresses"
+    );
+    wait_until("replication to connect", Duration::from_secs(10), || {
+        status_on(&lab, &a).replication.is_some_and(|r| r.connected)
+    });
+
+    let streams: Vec<Stream> = (0..9).map(|_| open_stream(&lab.client.netns)).collect();
+    let backends: BTreeSet<String> = streams.iter().map(|s| s.backend.clone()).collect();
+    // Replication ticks; the streams have about five seconds left.
+    thread::sleep(Duration::from_millis(1500));
+    let replicated = status_on(&lab, &b).replication;
+    lab.signal("lbd-a", libc::SIGKILL).expect("SIGKILL");
+    lab.set_link(&a, false).expect("link down");
+    let failover = Instant::now();
+    wait_until(
+        "lb2 to take the VIP and the NAT address",
+        Duration::from_secs(5),
+        || holds(&lab, &b) == (true, true),
+    );
+    let gap = failover.elapsed();
+    let total = streams.len();
+    let mut failed = Vec::new();
+    for stream in streams {
+        match stream.handle.join().expect("stream thread") {
+            Ok(n) if n == SLOW_BYTES => {}
+            other => failed.push((stream.backend, other)),
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "NAT'd streams broke across the failover ({total} streams on {backends:?}, gap {gap:?}, backup's replication before: {replicated:?}): {failed:?}\nlbd-b:\n{}",
+        lab.log("lbd-b")
+    );
+    // And new connections go through the new master.
+    let after = burst(&lab.client.netns, IpAddr::V4(VIP4), 200);
+    assert_eq!(after.failed, 0, "through lb2: {:?}", after.errors);
+    assert_eq!(after.peers, BTreeSet::from([IpAddr::V4(NAT4)]));
+    eprintln!(
+        "NAT failover: {total} streams on {backends:?}, gap {} ms, 0 broken; took {:?}",
+        gap.as_millis(),
+        started.elapsed()
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 4. Port exhaustion.
+
+#[test]
+fn nat_port_exhaustion_drops_and_counts_then_recovers_when_flows_end() {
+    let started = Instant::now();
+    const MAX: u16 = 60_003;
+    const MIN: u16 = MAX - 3;
+    let mut lab = nat_lab(1, 1);
+    let nat_extra = format!(
+        "source_port_min = {MIN}\nsource_port_max = {MAX}\ntcp_closed_timeout_s = 1\ntcp_closing_timeout_s = 2\n"
+    );
+    start_nat_lbd(
+        &mut lab,
+        &Spec {
+            backends: &["b1"],
+            ipv6: false,
+            nat_extra: &nat_extra,
+            ..Spec::default()
+        },
+    );
+    let vip = IpAddr::V4(VIP4);
+    let netns = lab.client.netns.clone();
+    let mut conns = Conn::open(&netns, vip, 4, Duration::from_secs(5)).expect("four connections");
+    let ports: BTreeSet<u16> = conns.iter().map(|c| c.first.peer.port()).collect();
+    assert_eq!(
+        ports,
+        (MIN..=MAX).collect::<BTreeSet<u16>>(),
+        "the four connections' NAT ports: {:?}",
+        conns.iter().map(|c| c.first.clone()).collect::<Vec<_>>()
+    );
+
+    // The fifth finds no port: its SYNs (and retransmissions) are dropped.
+    let before = status(&lab);
+    let fifth = Conn::open(&netns, vip, 1, Duration::from_secs(3));
+    let after = status(&lab);
+    assert!(
+        fifth.is_err(),
+        "a fifth connection got through with 4 ports in use: {:?}",
+        fifth.map(|c| c[0].first.clone())
+    );
+    let exhausted = grown(&before, &after, "drop_nat_ports_exhausted");
+    assert!(exhausted >= 1, "drop_nat_ports_exhausted did not grow");
+    assert_eq!(grown(&before, &after, "nat_new"), 0, "nat_new grew");
+    // No collision: the four still talk to the same backend, same ports.
+    for conn in &mut conns {
+        let seen = conn.get().expect("a live connection while exhausted");
+        assert_eq!(seen, conn.first);
+    }
+
+    // The client ends them (FIN both ways); the reaper frees the ports
+    // after tcp_closed_timeout_s.
+    drop(conns);
+    let ended = Instant::now();
+    let mut attempts = 0;
+    let recovered = loop {
+        attempts += 1;
+        if let Ok(conn) = Conn::open(&netns, vip, 1, Duration::from_millis(500)) {
+            break conn;
+        }
+        assert!(
+            ended.elapsed() < Duration::from_secs(30),
+            "no new connection within 30 s of the old ones ending ({attempts} attempts); status: {:?}",
+            status(&lab).counters
+        );
+        thread::sleep(Duration::from_millis(250));
+    };
+    let took = ended.elapsed();
+    drop(recovered);
+    // Closed again: all four ports come back for four new connections.
+    let reopened = loop {
+        match Conn::open(&netns, vip, 4, Duration::from_millis(500)) {
+            Ok(conns) => break conns,
+            Err(e) => assert!(
+                ended.elapsed() < Duration::from_secs(45),
+                "four new connections did not fit again: {e:#}"
+            ),
+        }
+        thread::sleep(Duration::from_millis(250));
+    };
+    let ports: BTreeSet<u16> = reopened.iter().map(|c| c.first.peer.port()).collect();
+    assert_eq!(ports, (MIN..=MAX).collect::<BTreeSet<u16>>());
+    eprintln!(
+        "NAT ports: 4 of 4 in use, {exhausted} SYNs dropped as exhausted; a new connection {} ms after the flows ended; took {:?}",
+        took.as_millis(),
+        started.elapsed()
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 5. The next hop's neighbour missing.
+
+/// The LB's neighbour entry for `address` (its `ip neigh` line; empty when
+/// there is none).
+fn neighbour(lab: &Lab, address: IpAddr) -> String {
+    ip(&["-n", &lab.lb.netns, "neigh", "show", &address.to_string()])
+        .trim()
+        .to_owned()
+}
+
+#[test]
+fn nat_missing_next_hop_neighbour_is_dropped_counted_and_resolved() {
+    let started = Instant::now();
+    let mut lab = nat_lab(1, 1);
+    start_nat_lbd(
+        &mut lab,
+        &Spec {
+            backends: &["b1"],
+            ..Spec::default()
+        },
+    );
+    let (r1, r2) = (lab.routers[0].clone(), lab.routers[1].clone());
+    let lan = lab.topology.lbs[0].network;
+    let (r1_leg, r2_leg) = (
+        r1.leg_on(lan).expect("r1 on the LAN").clone(),
+        r2.leg_on(lan).expect("r2 on the LAN").clone(),
+    );
+    let mut report = Vec::new();
+    for (family, vip, hops) in [
+        (
+            "-4",
+            IpAddr::V4(VIP4),
+            [IpAddr::V4(r2_leg.ipv4), IpAddr::V4(r1_leg.ipv4)],
+        ),
+        (
+            "-6",
+            IpAddr::V6(VIP6),
+            [IpAddr::V6(r2_leg.ipv6), IpAddr::V6(r1_leg.ipv6)],
+        ),
+    ] {
+        ip(&["-n", &lab.lb.netns, family, "neigh", "flush", "dev", "eth0"]);
+        for hop in hops {
+            let entry = neighbour(&lab, hop);
+            assert!(
+                entry.is_empty() || entry.contains("FAILED") || entry.contains("INCOMPLETE"),
+                "{hop} still resolved after the flush: {entry}"
+            );
+        }
+        let before = status(&lab);
+        let t = Instant::now();
+        // The kernel retransmits the SYN after 1 s, 3 s, ...; lbd has that
+        // long to resolve the next hop the first one was dropped for.
+        let conn = Conn::open(&lab.client.netns, vip, 1, Duration::from_secs(10));
+        let took = t.elapsed();
+        let after = status(&lab);
+        let dropped = grown(&before, &after, "drop_no_neighbour");
+        let mut conn = conn.unwrap_or_else(|e| {
+            panic!(
+                "{vip}: no connection after the next hop's neighbour was flushed ({e:#}); drop_no_neighbour +{dropped}\nlbd:\n{}",
+                lab.log("lbd")
+            )
+        });
+        assert!(
+            dropped >= 1,
+            "{vip}: connected in {took:?} but drop_no_neighbour did not grow"
+        );
+        assert_eq!(conn[0].first.peer.ip().is_ipv4(), vip.is_ipv4());
+        conn[0].get().expect("a second request");
+        for hop in hops {
+            let entry = neighbour(&lab, hop);
+            assert!(
+                !entry.is_empty() && !entry.contains("FAILED") && !entry.contains("INCOMPLETE"),
+                "{vip}: next hop {hop} not resolved: {entry:?}"
+            );
+        }
+        report.push(format!(
+            "{vip}: connected in {} ms, drop_no_neighbour +{dropped}",
+            took.as_millis()
+        ));
+    }
+    eprintln!(
+        "NAT neighbours: {}; took {:?}",
+        report.join("; "),
+        started.elapsed()
+    );
+}
