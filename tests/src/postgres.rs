@@ -35,6 +35,8 @@ pub const PGBOUNCER_PORT: u16 = 6432;
 pub const DB_USER: &str = "pgbench";
 /// The database pgbench works in.
 pub const DB_NAME: &str = "postgres";
+/// Where Debian's `pgbouncer` package puts the server.
+const PGBOUNCER: &str = "/usr/sbin/pgbouncer";
 /// The system user both servers run as (Debian's packages create it).
 const SYSTEM_USER: &str = "postgres";
 /// How long a server may take to accept connections.
@@ -268,6 +270,8 @@ pub struct Postgres {
     pub host: Host,
     /// Its IPv4 address and port.
     pub address: SocketAddr,
+    /// Its IPv6 address and port.
+    pub address_v6: SocketAddr,
     /// Its data directory.
     pub data: PathBuf,
     server: Server,
@@ -348,6 +352,7 @@ impl Postgres {
         Ok(Self {
             host: host.clone(),
             address,
+            address_v6: SocketAddr::new(IpAddr::V6(host.ipv6), POSTGRES_PORT),
             data,
             server,
         })
@@ -372,6 +377,8 @@ pub struct PgBouncer {
     pub host: Host,
     /// Its IPv4 address and port.
     pub address: SocketAddr,
+    /// Its IPv6 address and port.
+    pub address_v6: SocketAddr,
     /// Its ini file.
     pub ini: PathBuf,
     server: Server,
@@ -383,6 +390,9 @@ impl PgBouncer {
     /// returns once it accepts connections.
     pub fn start(host: &Host, postgres: SocketAddr, run_dir: &Path) -> anyhow::Result<Self> {
         let bin = bin_dir()?;
+        if !Path::new(PGBOUNCER).exists() {
+            bail!("no {PGBOUNCER}: install `pgbouncer` (`cargo xtask setup`)");
+        }
         let user = system_user()?;
         let dir = run_dir.join(format!("pgbouncer-{}", host.name));
         owned_dir(&dir, user)?;
@@ -412,7 +422,7 @@ impl PgBouncer {
             &name,
             &host.netns,
             user,
-            Path::new("/usr/sbin/pgbouncer"),
+            Path::new(PGBOUNCER),
             &[ini.to_string_lossy().into_owned()],
             &log,
             // Immediate shutdown (SIGINT would wait for clients).
@@ -424,6 +434,7 @@ impl PgBouncer {
         Ok(Self {
             host: host.clone(),
             address,
+            address_v6: SocketAddr::new(IpAddr::V6(host.ipv6), PGBOUNCER_PORT),
             ini,
             server,
         })

@@ -148,6 +148,23 @@ fn pgbench_straight_at_each_pgbouncer_on_routed_hosts_loses_no_transaction() {
         assert!(report.tps > 0.0, "no throughput: {report:?}");
         expected += report.processed;
     }
+    // IPv6 from the client to a PgBouncer, too.
+    let bouncer = &stack.bouncers[0];
+    let run = Run {
+        clients: 2,
+        threads: 1,
+        length: Length::Transactions(50),
+        connect_per_transaction: false,
+        progress_s: 0,
+    };
+    let report = Pgbench::new(&lab.client.netns, bouncer.address_v6, &lab.dir)
+        .run(&run)
+        .unwrap_or_else(|e| panic!("pgbench via {}: {e:#}", bouncer.address_v6));
+    assert_eq!(
+        (report.failed, Some(report.processed)),
+        (0, run.requested())
+    );
+    expected += report.processed;
     // Every transaction reached PostgreSQL, and through the PgBouncers:
     // its sessions come from their addresses, over the routed network.
     assert_eq!(history_rows(&lab, &stack) - before, expected);
