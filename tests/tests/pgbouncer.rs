@@ -248,6 +248,8 @@ fn a_pgbouncer_dying_mid_run_fails_the_run_with_pgbenchs_error() {
 
 /// The lbd config of `node` for the NAT VIP on the PgBouncers' port, in a
 /// VRRP pair with `peer` (VRID 51, 100 ms adverts), NAT state replicated.
+/// The node's NAT address (198.18.0.50, on the LB network) joins the VRRP
+/// instance's addresses by default, so it moves with the VIP.
 fn nat_config(
     lab: &Lab,
     node: &Host,
@@ -261,7 +263,7 @@ fn nat_config(
     }
     let mut config = format!(
         "interface = \"eth0\"\nconntrack_size = 65536\nadmin_socket = \"{}\"\n\n\
-         [nat]\nsource_ipv4 = \"198.18.0.200\"\n\n\
+         [nat]\nsource_ipv4 = \"198.18.0.50\"\n\n\
          [[vip]]\naddress = \"{VIP4}\"\nport = {PGBOUNCER_PORT}\nforwarding = \"nat\"\n\
          [vip.health]\ncheck = \"tcp\"\ninterval_ms = 200\nfast_interval_ms = 100\ntimeout_ms = 100\nrise = 1\nfall = 2\n",
         lab.admin_socket_of(node).display()
