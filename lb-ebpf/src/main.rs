@@ -61,6 +61,13 @@ pub fn xdp_bench(ctx: XdpContext) -> u32 {
     bench::restore_and_call(&ctx)
 }
 
+/// `xdp_bench` for tc: restores the packet, then tail-calls the tc
+/// program under test. Not attached anywhere.
+#[classifier]
+pub fn tc_bench(ctx: TcContext) -> i32 {
+    bench::tc_restore_and_call(&ctx)
+}
+
 /// Benchmark floor: swaps MACs and returns XDP_TX. Not attached anywhere.
 #[xdp]
 pub fn xdp_swap(ctx: XdpContext) -> u32 {

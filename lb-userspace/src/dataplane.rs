@@ -18,9 +18,12 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use lb_common::{
-    consts::{maglev_index, names, MAGLEV_SIZE_MAX, MAGLEV_TABLES_PER_VIP, MAX_BACKENDS},
+    consts::{
+        maglev_index, names, CONFIG_F_NAT, MAGLEV_SIZE_MAX, MAGLEV_TABLES_PER_VIP, MAX_BACKENDS,
+    },
     stats::{Counter, COUNTER_COUNT},
-    Backend, DataplaneEvent, FlowEntry, FlowKey, LbConfig, TrafficCounters, VipKey, VipMeta,
+    Backend, DataplaneEvent, FlowEntry, FlowKey, LbConfig, NatSource, TrafficCounters, VipKey,
+    VipMeta,
 };
 use tracing::{info, warn};
 
@@ -28,6 +31,7 @@ use crate::{
     config::{Attach, XdpMode as ConfigXdpMode},
     conntrack_kind::{self, ConntrackKind},
     ebpf_object::EBPF_OBJECT,
+    nat_maps::NatMaps,
     pinning::{PinDir, PinError, PINNED_MAPS, STATE_MAPS},
 };
 
@@ -126,6 +130,11 @@ pub trait MapWriter {
     fn clear_vip_traffic(&mut self, vip_id: u32) -> Result<()>;
     /// Zeroes the traffic counters of backend id `id` (as for VIPs).
     fn clear_backend_traffic(&mut self, id: u32) -> Result<()>;
+    /// Writes the NAT source of VIP id `vip_id` (NAT mode).
+    fn set_nat_source(&mut self, vip_id: u32, source: &NatSource) -> Result<()>;
+    /// Whether some VIP is in NAT mode: packets to no VIP are then looked
+    /// up as possible replies of NAT'd flows (`CONFIG_F_NAT`).
+    fn set_nat_enabled(&mut self, enabled: bool) -> Result<()>;
 }
 
 /// Sizes of the maps, fixed at load time.
@@ -135,6 +144,8 @@ pub struct MapSizes {
     pub max_vips: u32,
     /// Connection table entries.
     pub conntrack: u32,
+    /// NAT flow table entries (two per flow).
+    pub nat_flows: u32,
 }
 
 /// How to load the object beyond its map sizes.
@@ -227,6 +238,7 @@ pub struct Dataplane {
     vip_stats: PerCpuArray<MapData, TrafficCounters>,
     backend_stats: PerCpuArray<MapData, TrafficCounters>,
     events: Option<RingBuf<MapData>>,
+    nat: NatMaps,
     attached: Option<(String, Attachment)>,
     pins: Option<PinDir>,
     adopted: bool,
@@ -260,6 +272,7 @@ impl Dataplane {
             (names::MAP_VIP_STATS, sizes.max_vips),
             (names::MAP_MAGLEV, maglev_entries),
             (names::MAP_CONNTRACK, sizes.conntrack),
+            (names::MAP_NAT_FLOWS, sizes.nat_flows),
         ];
         let mut loader = EbpfLoader::new();
         for (name, entries) in resized {
@@ -296,6 +309,7 @@ impl Dataplane {
             vip_stats: take_map!(ebpf, names::MAP_VIP_STATS),
             backend_stats: take_map!(ebpf, names::MAP_BACKEND_STATS),
             events: Some(take_map!(ebpf, names::MAP_EVENTS)),
+            nat: NatMaps::take(&mut ebpf)?,
             ebpf,
             sizes,
             attached: None,
@@ -669,6 +683,27 @@ impl Dataplane {
         }
     }
 
+    /// Sets the MAC forwarded frames leave from, keeping the node flags
+    /// the maps hold (adopted ones included).
+    pub fn set_iface_mac(&mut self, mac: [u8; 6]) -> Result<()> {
+        let mut config = self
+            .config
+            .get(&0, 0)
+            .map_err(|e| map_error("reading", names::MAP_CONFIG, e))?;
+        config.iface_mac = mac;
+        self.set_config(&config)
+    }
+
+    /// The NAT mode's maps (flows, sources, redirect targets).
+    pub fn nat(&self) -> &NatMaps {
+        &self.nat
+    }
+
+    /// The NAT mode's maps, for writing.
+    pub fn nat_mut(&mut self) -> &mut NatMaps {
+        &mut self.nat
+    }
+
     /// Hands the event ring buffer to its reader (once).
     pub(crate) fn take_events(&mut self) -> Option<RingBuf<MapData>> {
         self.events.take()
@@ -890,6 +925,23 @@ impl MapWriter for Dataplane {
     fn clear_backend_traffic(&mut self, id: u32) -> Result<()> {
         clear_traffic(&mut self.backend_stats, id, names::MAP_BACKEND_STATS)
     }
+
+    fn set_nat_source(&mut self, vip_id: u32, source: &NatSource) -> Result<()> {
+        self.nat.set_source(vip_id, source)
+    }
+
+    fn set_nat_enabled(&mut self, enabled: bool) -> Result<()> {
+        let mut config = self
+            .config
+            .get(&0, 0)
+            .map_err(|e| map_error("reading", names::MAP_CONFIG, e))?;
+        if enabled {
+            config.flags |= CONFIG_F_NAT;
+        } else {
+            config.flags &= !CONFIG_F_NAT;
+        }
+        self.set_config(&config)
+    }
 }
 
 /// Ids of the programs on `interface`'s tcx ingress, first to last
@@ -960,7 +1012,12 @@ fn link_error(action: &'static str, e: impl std::fmt::Display) -> DataplaneError
     }
 }
 
-fn map_error(action: &'static str, name: &'static str, e: aya::maps::MapError) -> DataplaneError {
+/// A map operation's failure, naming the action and the map.
+pub(crate) fn map_error(
+    action: &'static str,
+    name: &'static str,
+    e: aya::maps::MapError,
+) -> DataplaneError {
     DataplaneError::Map {
         action,
         name,
@@ -1012,6 +1069,8 @@ pub(crate) struct FakeMaps {
     pub vip_traffic: StdHashMap<u32, TrafficCounters>,
     /// Traffic counted per backend id (as `vip_traffic`).
     pub backend_traffic: StdHashMap<u32, TrafficCounters>,
+    /// NAT sources by VIP id.
+    pub nat_sources: StdHashMap<u32, NatSource>,
 }
 
 #[cfg(test)]
@@ -1078,6 +1137,21 @@ impl MapWriter for FakeMaps {
 
     fn clear_backend_traffic(&mut self, id: u32) -> Result<()> {
         self.backend_traffic.remove(&id);
+        Ok(())
+    }
+
+    fn set_nat_source(&mut self, vip_id: u32, source: &NatSource) -> Result<()> {
+        self.nat_sources.insert(vip_id, *source);
+        self.log.push(format!("nat source {vip_id}"));
+        Ok(())
+    }
+
+    fn set_nat_enabled(&mut self, enabled: bool) -> Result<()> {
+        if enabled {
+            self.config.flags |= CONFIG_F_NAT;
+        } else {
+            self.config.flags &= !CONFIG_F_NAT;
+        }
         Ok(())
     }
 }

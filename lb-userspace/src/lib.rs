@@ -18,6 +18,7 @@ pub mod maglev_update;
 pub(crate) mod map_log;
 pub mod metrics;
 pub mod model;
+pub mod nat_maps;
 pub(crate) mod netlink;
 pub(crate) mod ownership;
 pub mod pinning;

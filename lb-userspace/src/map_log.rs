@@ -4,7 +4,7 @@
 //! Maglev mode), and committing replays the same writes, in the same order,
 //! to the real maps. Each table is built once.
 
-use lb_common::{Backend, LbConfig, VipKey, VipMeta};
+use lb_common::{Backend, LbConfig, NatSource, VipKey, VipMeta};
 
 use crate::dataplane::{DataplaneError, MapWriter};
 
@@ -22,6 +22,8 @@ enum MapOp {
     RemoveVip(VipKey),
     ClearVipTraffic(u32),
     ClearBackendTraffic(u32),
+    NatSource(u32, NatSource),
+    NatEnabled(bool),
 }
 
 /// Writes recorded in order, to be replayed by [`MapLog::replay`].
@@ -49,6 +51,8 @@ impl MapLog {
                 MapOp::RemoveVip(key) => maps.remove_vip(key)?,
                 MapOp::ClearVipTraffic(id) => maps.clear_vip_traffic(*id)?,
                 MapOp::ClearBackendTraffic(id) => maps.clear_backend_traffic(*id)?,
+                MapOp::NatSource(id, source) => maps.set_nat_source(*id, source)?,
+                MapOp::NatEnabled(enabled) => maps.set_nat_enabled(*enabled)?,
             }
         }
         Ok(())
@@ -99,6 +103,16 @@ impl MapWriter for MapLog {
 
     fn clear_backend_traffic(&mut self, id: u32) -> Result<(), DataplaneError> {
         self.ops.push(MapOp::ClearBackendTraffic(id));
+        Ok(())
+    }
+
+    fn set_nat_source(&mut self, vip_id: u32, source: &NatSource) -> Result<(), DataplaneError> {
+        self.ops.push(MapOp::NatSource(vip_id, *source));
+        Ok(())
+    }
+
+    fn set_nat_enabled(&mut self, enabled: bool) -> Result<(), DataplaneError> {
+        self.ops.push(MapOp::NatEnabled(enabled));
         Ok(())
     }
 }

@@ -206,6 +206,8 @@ impl VipModel {
         DesiredVip {
             id,
             table_size: self.config.table_size,
+            mode: self.config.forwarding,
+            nat: self.config.nat,
             backends: self
                 .backends
                 .values()
@@ -218,6 +220,7 @@ impl VipModel {
                             .mac
                             .map(Mac::octets)
                             .or_else(|| mac_of(b.config.address)),
+                        port: b.config.port,
                         weight: if up && b.admin == AdminState::Enabled {
                             b.config.weight
                         } else {

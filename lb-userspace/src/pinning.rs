@@ -29,7 +29,7 @@ const BPF_FS_MAGIC: u32 = 0xcafe_4a11;
 
 /// The maps the packet path reads and writes: pinned so they outlive lbd.
 /// (Benchmark-only maps are not.)
-pub(crate) const PINNED_MAPS: [&str; 10] = [
+pub(crate) const PINNED_MAPS: [&str; 13] = [
     names::MAP_VIPS,
     names::MAP_MAGLEV,
     names::MAP_BACKENDS,
@@ -40,16 +40,21 @@ pub(crate) const PINNED_MAPS: [&str; 10] = [
     names::MAP_BACKEND_STATS,
     names::MAP_EVENTS,
     names::MAP_EVENT_LAST,
+    names::MAP_NAT_FLOWS,
+    names::MAP_NAT_SOURCES,
+    names::MAP_TX_PORTS,
 ];
 
 /// Maps that only make sense together: the control state (which VIP is
 /// where, which backend id is which) and the connection table that points
 /// into it. Either all are adopted or none.
-pub(crate) const STATE_MAPS: [&str; 4] = [
+pub(crate) const STATE_MAPS: [&str; 6] = [
     names::MAP_VIPS,
     names::MAP_MAGLEV,
     names::MAP_BACKENDS,
     names::MAP_CONNTRACK,
+    names::MAP_NAT_FLOWS,
+    names::MAP_NAT_SOURCES,
 ];
 
 /// Errors of the pin directory, each naming the path.

@@ -10,13 +10,13 @@ use std::{
 
 use lb_common::{
     consts::{BACKEND_F_ALIVE, MAX_BACKENDS},
-    Backend, VipMeta,
+    Backend, Mode, NatSource, VipMeta,
 };
 use tracing::{debug, info};
 
 pub use crate::vip_id::{addr_words, address_bytes, words_addr, VipId};
 use crate::{
-    config::{MaglevMode, Protocol, VipConfig},
+    config::{MaglevMode, Protocol, VipConfig, VipNat},
     dataplane::{AdoptedState, DataplaneError, MapWriter},
     maglev::{self, MaglevBackend, MaglevError},
     map_log::MapLog,
@@ -54,6 +54,10 @@ pub struct DesiredVip {
     pub id: VipId,
     /// Maglev table size.
     pub table_size: u32,
+    /// How its packets reach the backends.
+    pub mode: Mode,
+    /// NAT mode: where translated flows come from.
+    pub nat: Option<VipNat>,
     /// Its backends.
     pub backends: Vec<DesiredBackend>,
 }
@@ -63,8 +67,11 @@ pub struct DesiredVip {
 pub struct DesiredBackend {
     /// Address (its identity in Maglev).
     pub address: IpAddr,
-    /// Where to send its frames (None: unknown yet, so it takes nothing).
+    /// Where to send its frames (None: unknown yet, so a DSR backend
+    /// takes nothing; routed modes need none).
     pub mac: Option<[u8; 6]>,
+    /// NAT mode: the port it listens on (None: the VIP's).
+    pub port: Option<u16>,
     /// Share of new flows (0: none, e.g. draining).
     pub weight: u32,
     /// Whether it can take packets at all; a flow pinned to a backend that
@@ -79,6 +86,8 @@ impl DesiredVip {
         Self {
             id: VipId::of(vip),
             table_size: vip.table_size,
+            mode: vip.forwarding,
+            nat: vip.nat,
             backends: vip
                 .backends
                 .iter()
@@ -88,6 +97,7 @@ impl DesiredVip {
                         .mac
                         .map(crate::mac::Mac::octets)
                         .or_else(|| mac_of(b.address)),
+                    port: b.port,
                     weight: b.weight,
                     alive: true,
                 })
@@ -97,9 +107,10 @@ impl DesiredVip {
 }
 
 impl DesiredBackend {
-    /// Whether the data plane may send it packets.
-    fn can_take_packets(&self) -> bool {
-        self.alive && self.mac.is_some()
+    /// Whether the data plane may send it packets in `mode`: DSR at L2
+    /// needs its MAC, routed modes take the next hop from the FIB.
+    fn can_take_packets(&self, mode: Mode) -> bool {
+        self.alive && (self.mac.is_some() || mode != Mode::DsrL2)
     }
 }
 
@@ -112,6 +123,8 @@ pub struct AppliedBackend {
     pub generation: u32,
     /// MAC written (None: not known yet, so not alive).
     pub mac: Option<[u8; 6]>,
+    /// Port written (None: the VIP's).
+    pub port: Option<u16>,
     /// Weight in the table.
     pub weight: u32,
     /// Alive flag written.
@@ -127,6 +140,10 @@ pub struct AppliedVip {
     pub table_size: u32,
     /// Copy that packets read.
     pub active: u32,
+    /// Forwarding mode written.
+    pub mode: Mode,
+    /// NAT source written (NAT mode).
+    pub nat: Option<VipNat>,
     /// What both table copies hold (None: unknown, e.g. after a failed
     /// write; the next change then rewrites every slot).
     table: Option<Vec<u32>>,
@@ -190,6 +207,8 @@ pub struct Balancer {
     vips: BTreeMap<VipId, AppliedVip>,
     free_backend_ids: BTreeSet<u32>,
     next_generation: u32,
+    /// `CONFIG_F_NAT` as last written (None: not yet, e.g. adopted).
+    nat_enabled: Option<bool>,
 }
 
 impl Balancer {
@@ -201,6 +220,7 @@ impl Balancer {
             vips: BTreeMap::new(),
             free_backend_ids: (1..MAX_BACKENDS).collect(),
             next_generation: 1,
+            nat_enabled: None,
         }
     }
 
@@ -248,6 +268,7 @@ impl Balancer {
                             id: *backend_id,
                             generation: b.generation,
                             mac: (b.mac != [0; 6]).then_some(b.mac),
+                            port: (b.port != 0).then(|| u16::from_be(b.port)),
                             weight: 0,
                             alive: b.flags & BACKEND_F_ALIVE != 0,
                         },
@@ -260,6 +281,9 @@ impl Balancer {
                     id: meta.id,
                     table_size: meta.table_size,
                     active: meta.active_table & 1,
+                    mode: Mode::from_u32(meta.mode).unwrap_or_default(),
+                    // Unknown until the first apply writes it again.
+                    nat: None,
                     table: None,
                     backends,
                     applied: None,
@@ -299,6 +323,11 @@ impl Balancer {
         }
         for vip in desired {
             self.apply_vip(maps, vip, &mut report)?;
+        }
+        let nat = self.vips.values().any(|v| v.mode == Mode::Nat);
+        if self.nat_enabled != Some(nat) {
+            maps.set_nat_enabled(nat)?;
+            self.nat_enabled = Some(nat);
         }
         Ok(report)
     }
@@ -426,6 +455,8 @@ impl Balancer {
                     .ok_or(ReconcileError::TooManyVips(self.max_vips))?,
                 table_size: desired.table_size,
                 active: 0,
+                mode: desired.mode,
+                nat: None,
                 table: None,
                 backends: BTreeMap::new(),
                 applied: None,
@@ -453,8 +484,9 @@ impl Balancer {
                 id: 0,
                 generation: 0,
                 mac: backend.mac,
+                port: backend.port,
                 weight: backend.weight,
-                alive: backend.can_take_packets(),
+                alive: backend.can_take_packets(desired.mode),
             };
             let applied = match vip.backends.remove(&backend.address) {
                 Some(current) => {
@@ -463,7 +495,10 @@ impl Balancer {
                         generation: current.generation,
                         ..target
                     };
-                    if next.mac != current.mac || next.alive != current.alive {
+                    if next.mac != current.mac
+                        || next.alive != current.alive
+                        || next.port != current.port
+                    {
                         if next.alive || !current.alive {
                             self.write_backend(maps, vip.id, backend.address, &next)?;
                             report.backends_written += 1;
@@ -492,6 +527,16 @@ impl Balancer {
             std::mem::take(&mut vip.backends).into_values().collect();
         vip.backends = kept;
 
+        // The NAT source is in place before the VIP's mode names it.
+        let mode_changed = is_new || vip.mode != desired.mode;
+        if desired.nat != vip.nat {
+            if let Some(nat) = &desired.nat {
+                maps.set_nat_source(vip.id, &nat_source(nat))?;
+            }
+            vip.nat = desired.nat;
+        }
+        vip.mode = desired.mode;
+
         // 2. The new table goes into the copy packets do not read, one VIP
         //    update flips them to it, then the other copy catches up, so both
         //    copies hold the live table and the next change writes only the
@@ -510,7 +555,7 @@ impl Balancer {
                 id: vip.id,
                 table_size: vip.table_size,
                 active_table: inactive,
-                mode: 0,
+                mode: vip.mode as u32,
             };
             maps.set_vip(&id.key(), &meta)?;
             written += write_changes(maps, vip.id, vip.active, vip.table.as_deref(), &table)?;
@@ -520,6 +565,15 @@ impl Balancer {
             report.slots_written += written;
             report.tables_flipped += 1;
             debug!(vip = %id, slots = written, table = inactive, "Maglev table flipped");
+        } else if mode_changed {
+            // Same table, other mode: one VIP update switches it.
+            let meta = VipMeta {
+                id: vip.id,
+                table_size: vip.table_size,
+                active_table: vip.active,
+                mode: vip.mode as u32,
+            };
+            maps.set_vip(&id.key(), &meta)?;
         }
 
         // 3. Only now, with no table naming them, retire removed backends and
@@ -553,7 +607,7 @@ impl Balancer {
             generation: applied.generation,
             // VIP ids stay far below u16::MAX (config::MAX_VIPS).
             vip_id: u16::try_from(vip_id).map_err(|_| ReconcileError::TooManyVips(vip_id))?,
-            port: 0,
+            port: applied.port.unwrap_or(0).to_be(),
             mac: applied.mac.unwrap_or_default(),
             family,
             flags: if applied.alive { BACKEND_F_ALIVE } else { 0 },
@@ -584,6 +638,18 @@ impl Balancer {
         let generation = self.next_generation;
         self.next_generation = self.next_generation.wrapping_add(1).max(1);
         generation
+    }
+}
+
+/// The data plane's form of a VIP's NAT side.
+fn nat_source(nat: &VipNat) -> NatSource {
+    let (addr, family) = addr_words(nat.source);
+    NatSource {
+        addr,
+        port_min: nat.port_min,
+        port_max: nat.port_max,
+        family,
+        _pad: [0; 3],
     }
 }
 
@@ -636,6 +702,9 @@ fn build_table(id: &VipId, vip: &AppliedVip, mode: MaglevMode) -> Result<Vec<u32
         source,
     })
 }
+
+#[cfg(test)]
+mod nat_tests;
 
 #[cfg(test)]
 mod tests {

@@ -289,6 +289,7 @@ impl Lab {
                 let mut dataplane = Dataplane::load(MapSizes {
                     max_vips: 1,
                     conntrack: 1024,
+                    nat_flows: lb_common::consts::NAT_FLOWS_SIZE_DEFAULT,
                 })?;
                 dataplane
                     .program(names::PROG_PASS)?

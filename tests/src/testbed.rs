@@ -130,6 +130,7 @@ impl TestBed {
         let sizes = MapSizes {
             max_vips: 4,
             conntrack: 4096,
+            nat_flows: lb_common::consts::NAT_FLOWS_SIZE_DEFAULT,
         };
         let mut dataplane =
             Dataplane::load(sizes).context("loading the XDP object (are you root?)")?;

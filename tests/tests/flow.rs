@@ -47,6 +47,7 @@ fn the_lookup_finds_what_the_program_tracked_in_every_table_kind() {
         let sizes = MapSizes {
             max_vips: 4,
             conntrack: 4096,
+            nat_flows: lb_common::consts::NAT_FLOWS_SIZE_DEFAULT,
         };
         let options = LoadOptions {
             conntrack_kind: kind,

@@ -251,6 +251,7 @@ fn a_foreign_tcx_program_is_refused() {
                     lb_userspace::dataplane::Dataplane::load(lb_userspace::dataplane::MapSizes {
                         max_vips: 1,
                         conntrack: 1024,
+                        nat_flows: lb_common::consts::NAT_FLOWS_SIZE_DEFAULT,
                     })?;
                 dataplane.tc_program()?.attach_with_options(
                     "eth0",

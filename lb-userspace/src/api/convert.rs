@@ -80,6 +80,7 @@ fn backend_of(vip: IpAddr, spec: &BackendSpec, prefix: &str) -> Result<BackendCo
     Ok(BackendConfig {
         address,
         mac,
+        port: None,
         weight,
         health: None,
     })

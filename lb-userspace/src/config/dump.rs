@@ -5,7 +5,8 @@
 use toml::{Table, Value};
 
 use super::{
-    AdminSocketGroup, BackendConfig, CheckType, Config, HealthConfig, VipConfig, VrrpConfig,
+    AdminSocketGroup, BackendConfig, CheckType, Config, HealthConfig, NatConfig, VipConfig,
+    VrrpConfig,
 };
 
 /// `config` as the text of a config file.
@@ -54,6 +55,7 @@ pub fn to_toml(config: &Config) -> String {
         "udp_idle_timeout_s".into(),
         int(config.udp_idle_timeout.as_secs()),
     );
+    root.insert("nat".into(), Value::Table(nat(&config.nat)));
     root.insert(
         "vip".into(),
         Value::Array(config.vips.iter().map(vip).collect()),
@@ -81,6 +83,10 @@ fn vip(vip: &VipConfig) -> Value {
     if let Some(timeout) = vip.drain_timeout {
         t.insert("drain_timeout_s".into(), int(timeout.as_secs()));
     }
+    t.insert("forwarding".into(), vip.forwarding.name().into());
+    if let Some(nat) = vip.nat.filter(|n| n.own_source) {
+        t.insert("nat_source".into(), nat.source.to_string().into());
+    }
     t.insert("health".into(), Value::Table(health(&vip.health)));
     t.insert(
         "backend".into(),
@@ -95,11 +101,38 @@ fn backend(backend: &BackendConfig) -> Value {
     if let Some(mac) = backend.mac {
         t.insert("mac".into(), mac.to_string().into());
     }
+    if let Some(port) = backend.port {
+        t.insert("port".into(), int(port));
+    }
     t.insert("weight".into(), int(backend.weight));
     if let Some(h) = &backend.health {
         t.insert("health".into(), Value::Table(health(h)));
     }
     Value::Table(t)
+}
+
+fn nat(nat: &NatConfig) -> Table {
+    let mut t = Table::new();
+    if let Some(a) = nat.source_ipv4 {
+        t.insert("source_ipv4".into(), a.to_string().into());
+    }
+    if let Some(a) = nat.source_ipv6 {
+        t.insert("source_ipv6".into(), a.to_string().into());
+    }
+    t.insert("source_port_min".into(), int(nat.port_min));
+    t.insert("source_port_max".into(), int(nat.port_max));
+    t.insert("flow_table_size".into(), int(nat.flow_table_size));
+    let timeouts = &nat.timeouts;
+    for (name, value) in [
+        ("tcp_syn_timeout_s", timeouts.tcp_syn),
+        ("tcp_established_timeout_s", timeouts.tcp_established),
+        ("tcp_closing_timeout_s", timeouts.tcp_closing),
+        ("tcp_closed_timeout_s", timeouts.tcp_closed),
+        ("udp_timeout_s", timeouts.udp),
+    ] {
+        t.insert(name.into(), int(value.as_secs()));
+    }
+    t
 }
 
 fn health(h: &HealthConfig) -> Table {

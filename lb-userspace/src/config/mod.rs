@@ -70,6 +70,7 @@
 
 mod dump;
 mod health;
+mod nat;
 mod reload;
 pub mod value;
 mod vrrp;
@@ -77,6 +78,7 @@ mod warnings;
 
 pub use dump::to_toml;
 pub use health::{CheckType, HealthConfig, MAX_HEALTH_HOST_BYTES, MAX_HEALTH_PATH_BYTES};
+pub use nat::{NatConfig, NatTimeouts, VipNat};
 pub use vrrp::VrrpConfig;
 pub use warnings::{warnings, Warning};
 
@@ -197,6 +199,8 @@ pub struct Config {
     /// VRRP instances (none: this node always serves its VIPs and leaves
     /// their addresses to the operator).
     pub vrrp: Vec<VrrpConfig>,
+    /// NAT addresses, source ports and translation timeouts (`[nat]`).
+    pub nat: NatConfig,
 }
 
 /// The group given the admin socket, as the config names it; resolved when
@@ -389,6 +393,11 @@ pub struct VipConfig {
     /// Default limit on a drain: afterwards the backend's remaining flows
     /// are cut (None: wait for them to end).
     pub drain_timeout: Option<Duration>,
+    /// How packets reach the backends (`forwarding`).
+    pub forwarding: lb_common::Mode,
+    /// NAT mode: where translated flows come from (Some exactly when
+    /// `forwarding` is NAT).
+    pub nat: Option<VipNat>,
     /// Real servers, in file order; same address family as `address`, no duplicates.
     pub backends: Vec<BackendConfig>,
 }
@@ -404,18 +413,23 @@ impl VipConfig {
             health: HealthConfig::default_for(protocol),
             on_all_down: AllDown::default(),
             drain_timeout: None,
+            forwarding: lb_common::Mode::default(),
+            nat: None,
             backends: Vec::new(),
         }
     }
 }
 
-/// One real server behind a VIP; packets reach it unchanged at L3 (direct server return).
+/// One real server behind a VIP: reached unchanged at L3 (direct server
+/// return) or translated (NAT).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackendConfig {
     /// Address of the real server, same family as its VIP.
     pub address: IpAddr,
     /// Next-hop MAC address; `None` means `lbd` resolves it from the neighbour table.
     pub mac: Option<Mac>,
+    /// NAT mode: the port it listens on, when not the VIP's.
+    pub port: Option<u16>,
     /// Share of new flows, 0..=10000; 0 drains the backend (it takes no new flows).
     pub weight: u32,
     /// Health checks of this backend when they differ from the VIP's.
@@ -429,6 +443,7 @@ impl BackendConfig {
         Self {
             address,
             mac: None,
+            port: None,
             weight: DEFAULT_WEIGHT,
             health: None,
         }
@@ -665,6 +680,7 @@ struct RawConfig {
     vip: TableArray<RawVip>,
     #[serde(default)]
     vrrp: TableArray<vrrp::RawVrrp>,
+    nat: Option<Spanned<nat::RawNat>>,
 }
 
 /// One `[[vip]]` table as parsed.
@@ -677,6 +693,8 @@ struct RawVip {
     table_size: Option<Spanned<Value>>,
     on_all_down: Option<Spanned<Value>>,
     drain_timeout_s: Option<Spanned<Value>>,
+    forwarding: Option<Spanned<Value>>,
+    nat_source: Option<Spanned<Value>>,
     health: Option<Spanned<health::RawHealth>>,
     #[serde(default)]
     backend: TableArray<RawBackend>,
@@ -688,6 +706,7 @@ struct RawVip {
 struct RawBackend {
     address: Option<Spanned<Value>>,
     mac: Option<Spanned<Value>>,
+    port: Option<Spanned<Value>>,
     weight: Option<Spanned<Value>>,
     health: Option<Spanned<health::RawHealth>>,
 }
@@ -1119,6 +1138,8 @@ impl Checker<'_> {
             DEFAULT_UDP_IDLE_TIMEOUT,
         )?;
 
+        let nat = self.nat(raw.nat.as_ref())?;
+
         if let Some(extra) = raw.vip.0.get(MAX_VIPS) {
             return Err(self.invalid(
                 extra.span().start,
@@ -1143,7 +1164,7 @@ impl Checker<'_> {
                 ));
             }
             backends_before += raw_vip.get_ref().backend.0.len();
-            let vip = self.vip(index, raw_vip)?;
+            let vip = self.vip(index, raw_vip, &nat)?;
             let key = (vip.address, vip.port, vip.protocol);
             if let Some(first) = seen.get(&key) {
                 return Err(self.invalid(
@@ -1158,6 +1179,7 @@ impl Checker<'_> {
             seen.insert(key, index);
             vips.push(vip);
         }
+        self.nat_sources_are_not_vips(&raw.vip.0, &vips)?;
 
         let mut instances: Vec<VrrpConfig> = Vec::new();
         for (index, raw_vrrp) in raw.vrrp.0.iter().enumerate() {
@@ -1172,6 +1194,14 @@ impl Checker<'_> {
                         instance.addresses.push(vip.address);
                     }
                 }
+                // NAT addresses move with the VIPs: replies come back to them.
+                for source in vips.iter().filter_map(|v| v.nat.map(|n| n.source)) {
+                    if source.is_ipv4() == family_v4 && !instance.addresses.contains(&source) {
+                        instance.addresses.push(source);
+                    }
+                }
+            } else {
+                self.nat_sources_move(index, raw_vrrp, &instance, &vips)?;
             }
             if instance.addresses.is_empty() {
                 return Err(self.invalid(
@@ -1210,10 +1240,16 @@ impl Checker<'_> {
             udp_idle_timeout,
             vips,
             vrrp: instances,
+            nat,
         })
     }
 
-    fn vip(&self, index: usize, raw: &Spanned<RawVip>) -> Result<VipConfig, ConfigError> {
+    fn vip(
+        &self,
+        index: usize,
+        raw: &Spanned<RawVip>,
+        nat_config: &NatConfig,
+    ) -> Result<VipConfig, ConfigError> {
         let table = raw.span().start;
         let raw = raw.get_ref();
         let field = |name: &str| format!("vip[{index}].{name}");
@@ -1247,6 +1283,49 @@ impl Checker<'_> {
         let drain_timeout = match &raw.drain_timeout_s {
             None => None,
             Some(v) => Some(self.rule(v, &field("drain_timeout_s"), value::drain_timeout_s)?),
+        };
+        let forwarding = match &raw.forwarding {
+            None => lb_common::Mode::default(),
+            Some(v) => self.forwarding(v, &field("forwarding"))?,
+        };
+        let is_nat = forwarding == lb_common::Mode::Nat;
+        let own_source = match &raw.nat_source {
+            None => None,
+            Some(v) => {
+                let name = field("nat_source");
+                let source = self.address(v, &name)?;
+                if !is_nat {
+                    return Err(self.bad_value(
+                        v,
+                        &name,
+                        "only a VIP with forwarding = \"nat\" has a NAT address",
+                    ));
+                }
+                if source.is_ipv4() != address.is_ipv4() {
+                    return Err(self.bad_value(
+                        v,
+                        &name,
+                        format!("{source} is not of the VIP {address}'s family"),
+                    ));
+                }
+                Some(source)
+            }
+        };
+        let nat = if is_nat {
+            let resolved = nat_config.vip_nat(address, own_source);
+            if resolved.is_none() {
+                let family = if address.is_ipv4() { "ipv4" } else { "ipv6" };
+                let message = format!(
+                    "forwarding = \"nat\" needs a NAT address of the VIP's family: set nat_source here or [nat].source_{family}"
+                );
+                return Err(match &raw.forwarding {
+                    Some(v) => self.bad_value(v, &field("forwarding"), message),
+                    None => self.invalid(table, &field("forwarding"), message),
+                });
+            }
+            resolved
+        } else {
+            None
         };
         let health = match &raw.health {
             None => HealthConfig::default_for(protocol),
@@ -1296,7 +1375,25 @@ impl Checker<'_> {
 
             let mac = match &raw_backend.mac {
                 None => None,
+                Some(v) if is_nat => {
+                    return Err(self.bad_value(
+                        v,
+                        &backend_field("mac"),
+                        "a NAT VIP's backends are routed: the next hop's MAC comes from the routing table",
+                    ))
+                }
                 Some(v) => Some(self.mac(v, &backend_field("mac"))?),
+            };
+            let backend_port = match &raw_backend.port {
+                None => None,
+                Some(v) if !is_nat => {
+                    return Err(self.bad_value(
+                        v,
+                        &backend_field("port"),
+                        "direct server return keeps the VIP's port; a backend port needs forwarding = \"nat\"",
+                    ))
+                }
+                Some(v) => Some(self.rule(v, &backend_field("port"), value::port)?),
             };
             let weight = match &raw_backend.weight {
                 None => DEFAULT_WEIGHT,
@@ -1309,6 +1406,7 @@ impl Checker<'_> {
             backends.push(BackendConfig {
                 address: backend_address,
                 mac,
+                port: backend_port,
                 weight,
                 health: backend_health,
             });
@@ -1331,8 +1429,69 @@ impl Checker<'_> {
             health,
             on_all_down,
             drain_timeout,
+            forwarding,
+            nat,
             backends,
         })
+    }
+
+    /// No NAT address is a VIP's address: replies to it would be taken for
+    /// the VIP's traffic.
+    fn nat_sources_are_not_vips(
+        &self,
+        raw: &[Spanned<RawVip>],
+        vips: &[VipConfig],
+    ) -> Result<(), ConfigError> {
+        for (index, vip) in vips.iter().enumerate() {
+            let Some(nat) = vip.nat else { continue };
+            if let Some(other) = vips.iter().position(|v| v.address == nat.source) {
+                let at = raw[index]
+                    .get_ref()
+                    .nat_source
+                    .as_ref()
+                    .map_or(raw[index].span().start, |v| v.span().start);
+                let named = if nat.own_source {
+                    format!("vip[{index}].nat_source")
+                } else {
+                    format!("vip[{index}] ([nat] source)")
+                };
+                return Err(self.invalid(
+                    at,
+                    &named,
+                    format!(
+                        "{} is vip[{other}]'s address; a NAT address must be an address of its own",
+                        nat.source
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// An explicit VRRP address list moves every NAT address of its family:
+    /// otherwise replies would go to the node that lost the VIP.
+    fn nat_sources_move(
+        &self,
+        index: usize,
+        raw: &Spanned<vrrp::RawVrrp>,
+        instance: &VrrpConfig,
+        vips: &[VipConfig],
+    ) -> Result<(), ConfigError> {
+        let family_v4 = instance.addresses.first().is_none_or(IpAddr::is_ipv4);
+        for vip in vips {
+            let Some(nat) = vip.nat else { continue };
+            if nat.source.is_ipv4() == family_v4 && !instance.addresses.contains(&nat.source) {
+                return Err(self.invalid(
+                    raw.span().start,
+                    &format!("vrrp[{index}].addresses"),
+                    format!(
+                        "the NAT address {} of VIP {} must move with the VIPs: add it to the list",
+                        nat.source, vip.address
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 }
 

@@ -88,14 +88,18 @@ fn example_parses_to_expected_values() {
                 health: HealthConfig::default_for(Protocol::Tcp),
                 on_all_down: AllDown::Drop,
                 drain_timeout: None,
+                forwarding: lb_common::Mode::DsrL2,
+                nat: None,
                 backends: vec![BackendConfig {
                     address: IpAddr::V4(Ipv4Addr::new(198, 18, 0, 11)),
                     mac: Some(Mac([0x02, 0, 0, 0, 0, 0x11])),
+                    port: None,
                     weight: 100,
                     health: None,
                 }],
             }],
             vrrp: Vec::new(),
+            nat: NatConfig::default(),
         }
     );
 }

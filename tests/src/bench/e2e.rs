@@ -198,6 +198,7 @@ fn start(lab: &mut Lab, system: &str, round: u32) -> anyhow::Result<Running> {
                 let mut dataplane = Dataplane::load(MapSizes {
                     max_vips: 1,
                     conntrack: 1024,
+                    nat_flows: lb_common::consts::NAT_FLOWS_SIZE_DEFAULT,
                 })?;
                 let mut map: Array<&mut aya::maps::MapData, [u8; 6]> = Array::try_from(
                     dataplane

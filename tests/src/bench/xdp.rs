@@ -122,6 +122,7 @@ impl Bench {
             MapSizes {
                 max_vips: 4,
                 conntrack,
+                nat_flows: lb_common::consts::NAT_FLOWS_SIZE_DEFAULT,
             },
             &LoadOptions {
                 conntrack_kind: kind,

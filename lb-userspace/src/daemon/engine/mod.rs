@@ -13,10 +13,7 @@ use std::{
 };
 
 use anyhow::Context as _;
-use lb_common::{
-    consts::{FLOW_F_FIN, FLOW_F_RST, IPPROTO_UDP, MAX_VIPS_DEFAULT},
-    LbConfig,
-};
+use lb_common::consts::{FLOW_F_FIN, FLOW_F_RST, IPPROTO_UDP, MAX_VIPS_DEFAULT};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
@@ -28,7 +25,7 @@ pub use change::ChangeError;
 use super::replication::Replication;
 use crate::{
     config::{AllDown, Attach, CheckType, Config, HealthConfig},
-    dataplane::{Dataplane, Hooked, LoadOptions, MapSizes, MapWriter as _, Released},
+    dataplane::{Dataplane, Hooked, LoadOptions, MapSizes, Released},
     health::{CheckKind, CheckSettings, HealthChecker, HealthEvent, ProbeTarget},
     model::{FlowCount, IdleTimeouts, Model},
     netlink::{Interface, Netlink},
@@ -147,6 +144,7 @@ impl Engine {
         let sizes = MapSizes {
             max_vips: pinned_vips.unwrap_or(needed_vips),
             conntrack: config.conntrack_size,
+            nat_flows: config.nat.flow_table_size,
         };
         let options = LoadOptions {
             pins,
@@ -157,11 +155,9 @@ impl Engine {
         let adopted = dataplane
             .adopted_state()
             .context("reading the pinned data plane")?;
-        dataplane.set_config(&LbConfig {
-            iface_mac: interface.mac,
-            flags: 0,
-            _pad: 0,
-        })?;
+        // The flags a previous lbd wrote stay until the first apply decides
+        // them: NAT'd replies keep being translated across a restart.
+        dataplane.set_iface_mac(interface.mac)?;
         let (events_tx, events_rx) = mpsc::channel(1024);
         let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
         let observed = metrics.clone();
@@ -359,9 +355,11 @@ impl Engine {
     /// waiting up to `timeout` for new ones. A MAC that vanished from the
     /// neighbour table is kept until another shows up.
     pub(crate) async fn resolve_macs(&mut self, model: &Model, timeout: Duration) {
+        // Only DSR at L2 sends to a backend's MAC; routed modes use the FIB.
         let wanted: Vec<IpAddr> = model
             .vips
             .values()
+            .filter(|v| v.config.forwarding == lb_common::Mode::DsrL2)
             .flat_map(|v| v.backends.values())
             .filter(|b| b.config.mac.is_none())
             .map(|b| b.config.address)

@@ -1,0 +1,110 @@
+//! The NAT mode's maps as lbd sees them: the flow table (both directions
+//! of every translated flow), the NAT source of each VIP id, and the
+//! interfaces routed packets may be redirected to. Kept apart from
+//! `dataplane` so each map family has one small home.
+
+use aya::{
+    maps::{xdp::DevMapHash, Array, HashMap, MapData, MapError},
+    Ebpf,
+};
+use lb_common::{consts::names, FlowKey, NatEntry, NatSource};
+
+use crate::dataplane::{map_error, DataplaneError};
+
+type Result<T> = std::result::Result<T, DataplaneError>;
+
+/// Typed handles on the NAT maps.
+pub struct NatMaps {
+    flows: HashMap<MapData, FlowKey, NatEntry>,
+    sources: Array<MapData, NatSource>,
+    tx_ports: DevMapHash<MapData>,
+}
+
+/// Takes one map out of the loaded object, typed.
+fn take<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T>
+where
+    T: TryFrom<aya::maps::Map, Error = MapError>,
+{
+    let map = ebpf
+        .take_map(name)
+        .ok_or(DataplaneError::MissingMap(name))?;
+    T::try_from(map).map_err(|e| DataplaneError::MapType {
+        name,
+        source: Box::new(e),
+    })
+}
+
+impl NatMaps {
+    /// The NAT maps of a freshly loaded object.
+    pub(crate) fn take(ebpf: &mut Ebpf) -> Result<Self> {
+        Ok(Self {
+            flows: take(ebpf, names::MAP_NAT_FLOWS)?,
+            sources: take(ebpf, names::MAP_NAT_SOURCES)?,
+            tx_ports: take(ebpf, names::MAP_TX_PORTS)?,
+        })
+    }
+
+    /// Every NAT flow entry (both directions), read one by one while the
+    /// table changes under the reader.
+    pub fn flows(&self) -> impl Iterator<Item = (FlowKey, NatEntry)> + '_ {
+        self.flows.iter().filter_map(|r| r.ok())
+    }
+
+    /// One entry, if present.
+    pub fn flow(&self, key: &FlowKey) -> Result<Option<NatEntry>> {
+        match self.flows.get(key, 0) {
+            Ok(entry) => Ok(Some(entry)),
+            Err(MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(map_error("reading", names::MAP_NAT_FLOWS, e)),
+        }
+    }
+
+    /// Puts one entry in (replication from the peer).
+    pub fn install_flow(&mut self, key: &FlowKey, entry: &NatEntry) -> Result<()> {
+        self.flows
+            .insert(key, entry, 0)
+            .map_err(|e| map_error("writing", names::MAP_NAT_FLOWS, e))
+    }
+
+    /// Removes one entry (the reaper); one already gone is not an error.
+    pub fn remove_flow(&mut self, key: &FlowKey) -> Result<()> {
+        match self.flows.remove(key) {
+            Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
+            Err(e) => Err(map_error("deleting from", names::MAP_NAT_FLOWS, e)),
+        }
+    }
+
+    /// Writes VIP id `vip_id`'s NAT source.
+    pub(crate) fn set_source(&mut self, vip_id: u32, source: &NatSource) -> Result<()> {
+        self.sources
+            .set(vip_id, source, 0)
+            .map_err(|e| map_error("writing", names::MAP_NAT_SOURCES, e))
+    }
+
+    /// Lets the XDP program redirect routed packets out of `ifindex`.
+    pub fn add_tx_port(&mut self, ifindex: u32) -> Result<()> {
+        self.tx_ports
+            .insert(ifindex, ifindex, None, 0)
+            .map_err(|e| {
+                map_error(
+                    "writing",
+                    names::MAP_TX_PORTS,
+                    MapError::IoError(std::io::Error::other(e.to_string())),
+                )
+            })
+    }
+
+    /// Takes `ifindex` out of the redirect targets (the interface went
+    /// away); one not there is not an error.
+    pub fn remove_tx_port(&mut self, ifindex: u32) -> Result<()> {
+        match self.tx_ports.remove(ifindex) {
+            Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
+            Err(e) => Err(map_error("deleting from", names::MAP_TX_PORTS, e)),
+        }
+    }
+
+    /// The interfaces in the redirect map.
+    pub fn tx_ports(&self) -> Vec<u32> {
+        self.tx_ports.keys().filter_map(|k| k.ok()).collect()
+    }
+}
