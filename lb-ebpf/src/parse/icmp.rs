@@ -175,5 +175,7 @@ fn with_ports(mut key: FlowKey, l4: *const [u8; QUOTED_L4_LEN]) -> Packet {
         key,
         tcp_flags: 0,
         class: Class::IcmpError,
+        l3_off: 0,
+        l4_off: 0,
     }
 }
