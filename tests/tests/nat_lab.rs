@@ -224,6 +224,16 @@ fn grown(before: &Status, after: &Status, name: &str) -> u64 {
     counter(after, name).saturating_sub(counter(before, name))
 }
 
+/// The counters that are not zero (for failure messages).
+fn nonzero(status: &Status) -> BTreeMap<&str, u64> {
+    status
+        .counters
+        .iter()
+        .filter(|(_, v)| **v != 0)
+        .map(|(k, v)| (k.as_str(), *v))
+        .collect()
+}
+
 /// TCP resets the LB node's own stack sent (`Tcp: OutRsts`): a packet of a
 /// translated flow that reached the stack holding the VIP is answered
 /// with one.
@@ -508,7 +518,12 @@ fn balances_and_counts(attach: &str) {
         // One connection first: neighbours, caches, whatever a first
         // packet meets.
         let warm = burst(&lab.client.netns, vip, 1);
-        assert_eq!(warm.failed, 0, "{attach} {vip}: first request: {warm:?}");
+        assert_eq!(
+            warm.failed,
+            0,
+            "{attach} {vip}: first request: {warm:?}; counters {:?}",
+            nonzero(&status(&lab))
+        );
         let before = status(&lab);
         let resets = stack_resets(&lb);
         let run = burst(&lab.client.netns, vip, REQUESTS);
