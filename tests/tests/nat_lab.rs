@@ -977,8 +977,9 @@ fn nat_missing_next_hop_neighbour_is_dropped_counted_and_resolved() {
             );
         }
         report.push(format!(
-            "{vip}: connected in {} ms, drop_no_neighbour +{dropped}",
-            took.as_millis()
+            "{vip}: connected in {} ms, drop_no_neighbour +{dropped}, next hops {:?}",
+            took.as_millis(),
+            hops.map(|h| neighbour(&lab, h))
         ));
     }
     eprintln!(
