@@ -640,10 +640,81 @@ fn a_missing_neighbour_drops_and_names_the_gateway(hook: Hook) {
             assert_eq!(event.flow.dst, addr_words(addr(gateway)).0);
         }
         assert_eq!(counter(bed, Counter::DropNoNeighbour), 2);
-        // The translation stays (its port reserved): the retransmitted SYN
-        // finds it and looks the next hop up again.
+        // The translation stays (its port reserved): once lbd got the
+        // gateway resolved, the retransmitted SYN finds it and looks the
+        // next hop up again.
         assert_eq!(bed.flows().len(), 4);
         assert_eq!(counter(bed, Counter::Forwarded), 0);
+        ip(&[
+            "neigh",
+            "add",
+            GATEWAY4,
+            "lladdr",
+            "02:00:00:00:fe:fe",
+            "dev",
+            OUT_DEV,
+        ]);
+        let flow = client_flow(VIP4, 80, 40_008);
+        let (verdict, out) = bed
+            .run_on(bed.in_if, &packet::tcp(&flow, SYN, None, b""))
+            .expect("test run");
+        assert_eq!(verdict, bed.verdicts.redirect);
+        assert_eq!(&out[..6], &[0x02, 0, 0, 0, 0xfe, 0xfe], "the gateway's MAC");
+        assert_eq!(counter(bed, Counter::NatNew), 2);
+        assert_eq!(counter(bed, Counter::NatHit), 1);
+    });
+}
+
+/// Runs `ip` in the calling thread's namespace (the bed's).
+fn ip(args: &[&str]) {
+    let status = std::process::Command::new("ip")
+        .args(args)
+        .status()
+        .expect("running ip");
+    assert!(status.success(), "ip {args:?}");
+}
+
+/// A tracked flow keeps its cached next hop until its entry is touched
+/// again (at most once per `FLOW_TOUCH_INTERVAL_NS`); then the FIB is asked
+/// again and a changed neighbour is picked up.
+fn the_next_hop_is_looked_up_again_when_the_entry_is_touched(hook: Hook) {
+    in_netns(hook, vips(), |bed| {
+        let flow = client_flow(VIP4, 80, 40_010);
+        let key = flow_key(&flow, Protocol::Tcp);
+        bed.run_on(bed.in_if, &packet::tcp(&flow, SYN, None, b""))
+            .expect("syn");
+        let (forward, _, _) = entries(bed, &key);
+        let backend = words_to_addr(forward.dst, AF_INET).to_string();
+        let moved = [0x02, 0, 0, 0, 0xbe, 0x99];
+        ip(&[
+            "neigh",
+            "replace",
+            &backend,
+            "lladdr",
+            "02:00:00:00:be:99",
+            "dev",
+            OUT_DEV,
+        ]);
+        let ack = packet::tcp(&flow, ACK, None, b"");
+        let (_, out) = bed.run_on(bed.in_if, &ack).expect("test run");
+        assert_eq!(&out[..6], &forward.dmac, "cached next hop");
+        assert_eq!(entries(bed, &key).0.last_seen_ns, forward.last_seen_ns);
+        // Age the entry past the touch interval, as time would.
+        let aged = NatEntry {
+            last_seen_ns: 0,
+            ..entries(bed, &key).0
+        };
+        bed.bed
+            .dataplane
+            .nat_mut()
+            .install_flow(&key, &aged)
+            .expect("age");
+        let (verdict, out) = bed.run_on(bed.in_if, &ack).expect("test run");
+        assert_eq!(verdict, bed.verdicts.redirect);
+        assert_eq!(&out[..6], &moved, "looked up again");
+        let touched = entries(bed, &key).0;
+        assert_eq!(touched.dmac, moved);
+        assert_ne!(touched.last_seen_ns, 0, "touched");
     });
 }
 
@@ -738,4 +809,5 @@ on_both_hooks!(
     a_missing_neighbour_drops_and_names_the_gateway,
     no_route_drops_and_reports,
     other_traffic_still_passes,
+    the_next_hop_is_looked_up_again_when_the_entry_is_touched,
 );
