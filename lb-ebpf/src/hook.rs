@@ -174,8 +174,11 @@ impl Hook for TcContext {
         self.redirect(self.ingress_ifindex())
     }
 
-    /// The device the skb is on: at tc ingress, the one it came in on.
+    /// The device the skb is on: at tc ingress, the one it came in on
+    /// (`ingress_ifindex`, the skb's `skb_iif`, is the same there, but a
+    /// test run leaves it unset).
     #[inline(always)]
+    #[allow(clippy::misnamed_getters)]
     fn ingress_ifindex(&self) -> u32 {
         // SAFETY: the context pointer is the program's argument.
         unsafe { (*self.skb.skb).ifindex }

@@ -11,6 +11,7 @@ pub mod craft;
 pub mod fuzz;
 pub mod lab;
 pub mod lbd_maps;
+pub mod natbed;
 pub mod oracle;
 pub mod packet;
 pub mod postgres;

@@ -5,6 +5,10 @@
 //! mark what the flow has seen, find the next hop, rewrite. Backends need
 //! no change and may be anywhere the FIB can route to.
 
+// Map keys and values are passed by reference on purpose: by value they
+// would be copied onto the BPF stack (512 bytes for the whole program).
+#![allow(clippy::needless_borrows_for_generic_args)]
+
 pub mod ports;
 pub mod rewrite;
 pub mod scratch;

@@ -5,6 +5,10 @@
 //! no-overwrite insert: a failed insert costs more than a lookup
 //! (docs/design/nat.md).
 
+// Map keys and values are passed by reference on purpose: by value they
+// would be copied onto the BPF stack (512 bytes for the whole program).
+#![allow(clippy::needless_borrows_for_generic_args)]
+
 use aya_ebpf::bindings::BPF_NOEXIST;
 use lb_common::{consts::NAT_PORT_ATTEMPTS, stats::Counter, FlowKey, NatEntry, NatSource};
 
