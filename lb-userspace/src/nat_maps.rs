@@ -3,8 +3,10 @@
 //! interfaces routed packets may be redirected to. Kept apart from
 //! `dataplane` so each map family has one small home.
 
+use std::os::fd::{AsFd as _, AsRawFd as _};
+
 use aya::{
-    maps::{xdp::DevMapHash, Array, HashMap, MapData, MapError},
+    maps::{xdp::DevMapHash, Array, HashMap, IterableMap as _, MapData, MapError},
     Ebpf,
 };
 use lb_common::{consts::names, FlowKey, NatEntry, NatSource};
@@ -106,5 +108,75 @@ impl NatMaps {
     /// The interfaces in the redirect map.
     pub fn tx_ports(&self) -> Vec<u32> {
         self.tx_ports.keys().filter_map(|k| k.ok()).collect()
+    }
+}
+
+/// The reaper walks the real table from a cursor key, a bounded number of
+/// entries per tick (aya's key iterator always starts from the first key).
+impl crate::nat_reaper::NatTable for NatMaps {
+    fn next_key(&self, after: Option<&FlowKey>) -> Option<FlowKey> {
+        match next_key(self.flows.map(), after) {
+            Ok(key) => key,
+            Err(error) => {
+                tracing::warn!(%error, "walking the NAT flow table failed");
+                None
+            }
+        }
+    }
+
+    fn get(&self, key: &FlowKey) -> Option<NatEntry> {
+        self.flow(key).ok().flatten()
+    }
+
+    fn remove(&mut self, key: &FlowKey) -> bool {
+        match self.remove_flow(key) {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::warn!(%error, "removing a NAT flow failed");
+                false
+            }
+        }
+    }
+}
+
+/// `BPF_MAP_GET_NEXT_KEY` from `after` (None: the first key); Ok(None) at
+/// the end. A hash map answers the first key for a key it no longer has.
+fn next_key(map: &MapData, after: Option<&FlowKey>) -> std::io::Result<Option<FlowKey>> {
+    /// The `bpf_attr` of the map element commands.
+    #[repr(C)]
+    struct ElemAttr {
+        map_fd: u32,
+        _pad: u32,
+        key: u64,
+        next_key: u64,
+        flags: u64,
+    }
+    const BPF_MAP_GET_NEXT_KEY: libc::c_long = 4;
+    let mut next = FlowKey::default();
+    let attr = ElemAttr {
+        map_fd: u32::try_from(map.fd().as_fd().as_raw_fd()).unwrap_or(u32::MAX),
+        _pad: 0,
+        key: after.map_or(0, |k| std::ptr::from_ref(k) as u64),
+        next_key: std::ptr::from_mut(&mut next) as u64,
+        flags: 0,
+    };
+    // SAFETY: the attribute points at a key and a buffer of the map's key
+    // size (FlowKey, the map's key type), both alive across the call.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_MAP_GET_NEXT_KEY,
+            std::ptr::from_ref(&attr),
+            std::mem::size_of::<ElemAttr>(),
+        )
+    };
+    if rc == 0 {
+        return Ok(Some(next));
+    }
+    let error = std::io::Error::last_os_error();
+    if error.raw_os_error() == Some(libc::ENOENT) {
+        Ok(None)
+    } else {
+        Err(error)
     }
 }
