@@ -78,6 +78,8 @@ pub(crate) const FAMILIES: &[(&str, &str)] = &[
     ("lbd_nat_reaped_total", "counter"),
     ("lbd_vip_nat_ports_in_use", "gauge"),
     ("lbd_vip_nat_ports", "gauge"),
+    ("lbd_replication_nat_flows_installed_total", "counter"),
+    ("lbd_replication_nat_flows_skipped_total", "counter"),
 ];
 
 /// Series names a family gives in queries (a histogram's `_bucket`,
@@ -615,6 +617,16 @@ impl Exporter<'_> {
             ),
             None => (Vec::new(), Vec::new(), Vec::new(), Vec::new()),
         };
+        let (nat_installed, nat_skipped) = match &s.replication {
+            Some(r) => (
+                one(r.nat_installed),
+                vec![
+                    (labels(&[("reason", "unknown")]), r.nat_unknown),
+                    (labels(&[("reason", "conflict")]), r.nat_conflicts),
+                ],
+            ),
+            None => (Vec::new(), Vec::new()),
+        };
         self.gauge(
             "replication_connected",
             "Whether the replication session to the peer is up",
@@ -637,6 +649,18 @@ impl Exporter<'_> {
             "Replication sessions refused for a bad key or tag",
             None,
             refused,
+        );
+        self.counter(
+            "replication_nat_flows_installed",
+            "NAT'd flows installed from the peer",
+            None,
+            nat_installed,
+        );
+        self.counter(
+            "replication_nat_flows_skipped",
+            "NAT'd flows from the peer left out: unknown VIP or backend here, or another flow holds their key",
+            None,
+            nat_skipped,
         );
     }
 }
@@ -819,6 +843,9 @@ mod tests {
                 connected: true,
                 installed: 3,
                 unknown: 0,
+                nat_installed: 2,
+                nat_unknown: 1,
+                nat_conflicts: 0,
                 channel: Default::default(),
             }),
             conntrack: ConntrackStatus {

@@ -15,6 +15,9 @@ use crate::dataplane::{map_error, DataplaneError};
 
 type Result<T> = std::result::Result<T, DataplaneError>;
 
+/// The map update flag "create only" (linux/bpf.h).
+const BPF_NOEXIST: u64 = 1;
+
 /// Typed handles on the NAT maps.
 pub struct NatMaps {
     flows: HashMap<MapData, FlowKey, NatEntry>,
@@ -66,6 +69,19 @@ impl NatMaps {
         self.flows
             .insert(key, entry, 0)
             .map_err(|e| map_error("writing", names::MAP_NAT_FLOWS, e))
+    }
+
+    /// Puts one entry in only if its key is free (`BPF_NOEXIST`), so
+    /// replication never overwrites another flow's entry the data plane
+    /// created meanwhile; `false` when the key is taken.
+    pub fn install_flow_if_free(&mut self, key: &FlowKey, entry: &NatEntry) -> Result<bool> {
+        match self.flows.insert(key, entry, BPF_NOEXIST) {
+            Ok(()) => Ok(true),
+            Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::EEXIST) => {
+                Ok(false)
+            }
+            Err(e) => Err(map_error("writing", names::MAP_NAT_FLOWS, e)),
+        }
     }
 
     /// Removes one entry (the reaper); one already gone is not an error.

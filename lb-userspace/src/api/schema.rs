@@ -140,6 +140,17 @@ pub struct ReplicationStatus {
     pub installed: u64,
     /// Flows from the peer that named a VIP or backend this node lacks.
     pub unknown: u64,
+    /// NAT'd flows installed from the peer (absent from older lbd).
+    #[serde(default)]
+    pub nat_installed: u64,
+    /// NAT'd flows from the peer that named a VIP (in NAT mode) or backend
+    /// this node lacks.
+    #[serde(default)]
+    pub nat_unknown: u64,
+    /// NAT'd flows from the peer left out because another flow of this
+    /// node holds one of their keys.
+    #[serde(default)]
+    pub nat_conflicts: u64,
     /// Channel counters.
     pub channel: crate::sync::SyncStatsSnapshot,
 }

@@ -4,7 +4,9 @@
 //! new session); while backup, it installs what the master sends into its
 //! own table, translated to its own backend ids. After a failover every
 //! flow established before it keeps its backend, even if the backend set
-//! (and so the Maglev table) changed in between.
+//! (and so the Maglev table) changed in between. NAT'd flows travel the
+//! same way, with the same cadence ([`super::nat_replication`]): after a
+//! failover they keep their translation (NAT address and port, backend).
 
 use std::{
     collections::HashMap,
@@ -21,6 +23,8 @@ use lb_common::{
 };
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
+
+use super::nat_replication::{self, Installed};
 
 use crate::{
     config::{Protocol, VrrpConfig},
@@ -47,6 +51,15 @@ pub struct Replication {
     pub unknown: u64,
     /// Records installed.
     pub installed: u64,
+    /// NAT'd flows installed from the peer (both entries each).
+    pub nat_installed: u64,
+    /// NAT'd flows from the peer that named a VIP (in NAT mode) or backend
+    /// (address and port) this node lacks.
+    pub nat_unknown: u64,
+    /// NAT'd flows from the peer left out because an entry of another
+    /// flow of this node holds one of their keys (both nodes were master
+    /// and picked the same NAT port).
+    pub nat_conflicts: u64,
 }
 
 impl Replication {
@@ -85,6 +98,9 @@ impl Replication {
                 last_full: None,
                 unknown: 0,
                 installed: 0,
+                nat_installed: 0,
+                nat_unknown: 0,
+                nat_conflicts: 0,
             },
             rx,
         )))
@@ -111,13 +127,17 @@ impl Replication {
             .filter(|(_, entry)| full || entry.last_seen_ns >= since)
             .filter_map(|(key, entry)| record(&key, &entry, &names, now))
             .collect();
+        let nat = nat_replication::nat_records(dataplane.nat().flows(), full, since, now);
         if full {
-            debug!(records = records.len(), "full connection-table sync");
+            debug!(
+                records = records.len(),
+                nat_records = nat.len(),
+                "full connection-table sync"
+            );
             self.last_full = Some(Instant::now());
-            self.sender.send(records, true);
-        } else {
-            self.sender.send(records, false);
         }
+        self.sender.send(records, full);
+        self.sender.send_nat(nat, full);
         self.last_scan_ns = now;
     }
 
@@ -129,6 +149,7 @@ impl Replication {
         balancer: &Balancer,
     ) {
         let now = monotonic_ns();
+        self.install_nat(batch, dataplane, balancer, now);
         for record in &batch.records {
             let Some((key, entry)) = entry_for(record, balancer, now) else {
                 self.unknown += 1;
@@ -138,6 +159,52 @@ impl Replication {
                 Ok(()) => self.installed += 1,
                 Err(error) => {
                     warn!(%error, "installing a replicated flow failed");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// While backup: installs a batch's NAT'd flows, both entries each,
+    /// with this node's ids; skips (and counts) those it cannot place and
+    /// those whose keys another flow holds here.
+    fn install_nat(
+        &mut self,
+        batch: &ReceivedBatch,
+        dataplane: &mut Dataplane,
+        balancer: &Balancer,
+        now: u64,
+    ) {
+        for record in &batch.nat {
+            let pair = match nat_replication::entries_for(record, balancer, now) {
+                Ok(pair) => pair,
+                Err(why) => {
+                    self.nat_unknown += 1;
+                    debug!(
+                        vip = %record.vip,
+                        vip_port = record.vip_port,
+                        backend = %record.backend,
+                        backend_port = record.backend_port,
+                        reason = why.name(),
+                        "replicated NAT flow skipped"
+                    );
+                    continue;
+                }
+            };
+            match nat_replication::install_pair(dataplane.nat_mut(), &pair) {
+                Ok(Installed::Yes) => self.nat_installed += 1,
+                Ok(Installed::Conflict) => {
+                    self.nat_conflicts += 1;
+                    debug!(
+                        client = %record.forward.key.src,
+                        client_port = record.forward.key.sport,
+                        nat = %record.forward.translated.src,
+                        nat_port = record.forward.translated.sport,
+                        "replicated NAT flow skipped: another flow of this node holds its key"
+                    );
+                }
+                Err(error) => {
+                    warn!(%error, "installing a replicated NAT flow failed");
                     return;
                 }
             }

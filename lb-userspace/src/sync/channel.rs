@@ -32,7 +32,7 @@ use tracing::{debug, error, info, info_span, trace, warn, Instrument};
 use super::{
     count_of,
     wire::{self, Message, Opener, Role, Sealer, Transcript, MAX_BATCH_RECORDS},
-    Counter, FlowRecord, SyncConfig, SyncError, SyncStats,
+    Counter, FlowRecord, NatFlowRecord, SyncConfig, SyncError, SyncStats,
 };
 
 /// Batches the sender queues (each one `send` call, of any size) before it
@@ -87,8 +87,10 @@ pub struct ReceivedBatch {
     /// [`MAX_BATCH_RECORDS`] arrives as several frames); with `full_sync`,
     /// the full sync is complete.
     pub last: bool,
-    /// The flows, in the master's order.
+    /// The flows, in the master's order (empty in a NAT batch).
     pub records: Vec<FlowRecord>,
+    /// The NAT'd flows, in the master's order (empty in a flow batch).
+    pub nat: Vec<NatFlowRecord>,
 }
 
 /// The running listener; dropping it stops accepting and closes every
@@ -432,6 +434,25 @@ struct Incoming<'a> {
     peer: &'a str,
 }
 
+impl Incoming<'_> {
+    /// A received frame's records, as the daemon gets them.
+    fn batch(
+        &self,
+        full_sync: bool,
+        last: bool,
+        records: Vec<FlowRecord>,
+        nat: Vec<NatFlowRecord>,
+    ) -> ReceivedBatch {
+        ReceivedBatch {
+            peer: self.peer.to_owned(),
+            full_sync,
+            last,
+            records,
+            nat,
+        }
+    }
+}
+
 /// An established session: reads until error while writing heartbeats and
 /// (for a master, given `outgoing`) the queue's batches; a backup, given
 /// `batches`, delivers what it reads there. Returns why it ended.
@@ -485,35 +506,48 @@ where
             })??;
         match opener.open(&buf)? {
             Message::Heartbeat { seq } => trace!(seq, "heartbeat received"),
-            Message::Batch {
-                seq,
-                full_sync,
-                last,
-                records,
-            } => {
+            message @ (Message::Batch { .. } | Message::NatBatch { .. }) => {
+                let kind = message.kind();
                 let Some(incoming) = incoming else {
                     return Err(SyncError::Unexpected {
-                        kind: "Batch",
+                        kind,
                         phase: "session (a backup sends no batches)",
                     });
                 };
+                let (seq, batch) = match message {
+                    Message::Batch {
+                        seq,
+                        full_sync,
+                        last,
+                        records,
+                    } => (seq, incoming.batch(full_sync, last, records, Vec::new())),
+                    Message::NatBatch {
+                        seq,
+                        full_sync,
+                        last,
+                        records,
+                    } => (seq, incoming.batch(full_sync, last, Vec::new(), records)),
+                    other => {
+                        return Err(SyncError::Unexpected {
+                            kind: other.kind(),
+                            phase: "session",
+                        })
+                    }
+                };
+                let count = batch.records.len() + batch.nat.len();
                 stats.add(Counter::BatchesReceived, 1);
-                stats.add(Counter::RecordsReceived, count_of(records.len()));
+                stats.add(Counter::RecordsReceived, count_of(count));
                 debug!(
                     seq,
-                    full_sync,
-                    last,
-                    records = records.len(),
+                    kind,
+                    full_sync = batch.full_sync,
+                    last = batch.last,
+                    records = count,
                     "batch received"
                 );
                 incoming
                     .batches
-                    .send(ReceivedBatch {
-                        peer: incoming.peer.to_owned(),
-                        full_sync,
-                        last,
-                        records,
-                    })
+                    .send(batch)
                     .await
                     .map_err(|_| SyncError::ReceiverClosed)?;
             }
@@ -585,27 +619,62 @@ async fn send_batch<W>(
 where
     W: AsyncWrite + Unpin,
 {
-    let empty: [FlowRecord; 0] = [];
-    let chunks: Vec<&[FlowRecord]> = if batch.records.is_empty() {
-        vec![&empty]
+    match &batch.records {
+        Records::Flows(records) => {
+            send_chunks(
+                wr,
+                sealer,
+                batch.full_sync,
+                records,
+                stats,
+                timing,
+                Sealer::batch,
+            )
+            .await
+        }
+        Records::Nat(records) => {
+            send_chunks(
+                wr,
+                sealer,
+                batch.full_sync,
+                records,
+                stats,
+                timing,
+                Sealer::nat_batch,
+            )
+            .await
+        }
+    }
+}
+
+/// Writes `records` as frames sealed by `seal`, of at most
+/// [`MAX_BATCH_RECORDS`] records each, the last one flagged.
+async fn send_chunks<W, T>(
+    wr: &mut W,
+    sealer: &mut Sealer,
+    full_sync: bool,
+    records: &[T],
+    stats: &SyncStats,
+    timing: Timing,
+    seal: impl Fn(&mut Sealer, bool, bool, &[T]) -> Result<Vec<u8>, wire::WireError>,
+) -> Result<(), SyncError>
+where
+    W: AsyncWrite + Unpin,
+{
+    let chunks: Vec<&[T]> = if records.is_empty() {
+        vec![&[]]
     } else {
-        batch.records.chunks(MAX_BATCH_RECORDS).collect()
+        records.chunks(MAX_BATCH_RECORDS).collect()
     };
     let frames = chunks.len();
     for (i, chunk) in chunks.into_iter().enumerate() {
         let last = i + 1 == frames;
         let seq = sealer.next_seq();
-        let frame = sealer.batch(batch.full_sync, last, chunk)?;
+        let frame = seal(sealer, full_sync, last, chunk)?;
         write_frame_timed(wr, &frame, timing).await?;
         stats.add(Counter::BatchesSent, 1);
         stats.add(Counter::RecordsSent, count_of(chunk.len()));
-        debug!(
-            seq,
-            full_sync = batch.full_sync,
-            last,
-            records = chunk.len(),
-            "batch sent"
-        );
+        debug!(seq, full_sync, last, records = chunk.len(), "batch sent");
     }
     Ok(())
 }
@@ -625,11 +694,37 @@ impl Drop for InFlight<'_> {
     }
 }
 
-/// One `send` call's records, waiting to go out.
+/// One `send` or `send_nat` call's records, waiting to go out.
 #[derive(Debug)]
 struct QueuedBatch {
     full_sync: bool,
-    records: Vec<FlowRecord>,
+    records: Records,
+}
+
+/// The records of a queued batch: tracked flows or NAT'd flows.
+#[derive(Debug)]
+enum Records {
+    /// Sent as Batch frames.
+    Flows(Vec<FlowRecord>),
+    /// Sent as NatBatch frames.
+    Nat(Vec<NatFlowRecord>),
+}
+
+impl Records {
+    /// Whether both are flows or both NAT flows.
+    fn same_kind(&self, other: &Records) -> bool {
+        matches!(
+            (self, other),
+            (Records::Flows(_), Records::Flows(_)) | (Records::Nat(_), Records::Nat(_))
+        )
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Records::Flows(r) => r.len(),
+            Records::Nat(r) => r.len(),
+        }
+    }
 }
 
 /// The master's bounded queue of batches, shared by [`Sender`] (which
@@ -674,11 +769,21 @@ impl SendQueue {
 
     /// Brings an over-full queue back to capacity: drops the oldest
     /// incremental batch (a later full sync repairs what it carried) or,
-    /// when every batch is a full sync, the oldest one (superseded by the
-    /// newer ones behind it).
+    /// when every batch is a full sync, the oldest one superseded by a
+    /// newer full sync of the same records (flows or NAT flows) behind it.
     fn shed(&self, queue: &mut VecDeque<QueuedBatch>) {
         while queue.len() > self.capacity {
-            let at = queue.iter().position(|b| !b.full_sync).unwrap_or(0);
+            let superseded = |(i, b): (usize, &QueuedBatch)| {
+                queue
+                    .iter()
+                    .skip(i + 1)
+                    .any(|later| later.records.same_kind(&b.records))
+            };
+            let at = queue
+                .iter()
+                .position(|b| !b.full_sync)
+                .or_else(|| queue.iter().enumerate().position(superseded))
+                .unwrap_or(0);
             let Some(dropped) = queue.remove(at) else {
                 return;
             };
@@ -771,7 +876,23 @@ impl Sender {
         if records.is_empty() && !full_sync {
             return;
         }
-        self.shared.queue.push(QueuedBatch { full_sync, records });
+        self.shared.queue.push(QueuedBatch {
+            full_sync,
+            records: Records::Flows(records),
+        });
+    }
+
+    /// Queues NAT'd flows to go out as NatBatch frames, with the same
+    /// rules as [`Sender::send`] (a full sync here is a complete dump of
+    /// the NAT flows).
+    pub fn send_nat(&self, records: Vec<NatFlowRecord>, full_sync: bool) {
+        if records.is_empty() && !full_sync {
+            return;
+        }
+        self.shared.queue.push(QueuedBatch {
+            full_sync,
+            records: Records::Nat(records),
+        });
     }
 
     /// Whether a session is up (handshake passed, not yet closed).
@@ -892,7 +1013,7 @@ mod tests {
     use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
     use super::*;
-    use crate::sync::SyncStatsSnapshot;
+    use crate::sync::{nat_record::tests::nat_record, SyncStatsSnapshot};
 
     const LIMIT: Duration = Duration::from_secs(8);
 
@@ -1276,6 +1397,95 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn nat_batches_travel_in_order_with_flow_batches() {
+        let mut b = backup().await;
+        let (sender, master) = master(b.listener.local_addr(), KEY);
+        wait_for_session(&sender, 1).await;
+        let nat: Vec<NatFlowRecord> = (0..5000).map(nat_record).collect();
+        sender.send(vec![record(1)], false);
+        sender.send_nat(nat.clone(), true);
+        sender.send_nat(Vec::new(), false); // ignored
+        sender.send(vec![record(2)], false);
+
+        let first = recv(&mut b.rx).await;
+        assert_eq!((first.records, first.nat.len()), (vec![record(1)], 0));
+        let mut got = Vec::new();
+        let mut frames = Vec::new();
+        while got.len() < nat.len() {
+            let batch = recv(&mut b.rx).await;
+            assert!(batch.records.is_empty());
+            frames.push((batch.full_sync, batch.last, batch.nat.len()));
+            got.extend(batch.nat);
+        }
+        assert_eq!(got, nat);
+        assert_eq!(frames, [(true, false, 4096), (true, true, 904)]);
+        assert_eq!(recv(&mut b.rx).await.records, vec![record(2)]);
+        // An empty NAT full sync still goes out ("no NAT flows").
+        sender.send_nat(Vec::new(), true);
+        let empty = recv(&mut b.rx).await;
+        assert!(empty.full_sync && empty.last && empty.nat.is_empty() && empty.records.is_empty());
+        let ms = master.snapshot();
+        assert_eq!((ms.records_sent, ms.batches_sent), (5002, 5));
+    }
+
+    /// What a version-1 lbd (before NatBatch) does with a Hello: its
+    /// check, `version != 1`, refuses.
+    fn version_1_accepts(hello: &Message) -> bool {
+        matches!(hello, Message::Hello { version: 1, .. })
+    }
+
+    #[tokio::test]
+    async fn a_version_1_peer_is_refused_on_both_ends_before_any_record() {
+        // An old master connecting to this backup.
+        let mut b = backup().await;
+        let mut buf = Vec::new();
+        let mut s = TcpStream::connect(b.listener.local_addr()).await.unwrap();
+        read_frame(&mut s, &mut buf).await.unwrap();
+        let ours = Message::decode(&buf).unwrap();
+        assert!(!version_1_accepts(&ours), "an old node refuses {ours:?}");
+        let old_hello = Message::Hello {
+            version: 1,
+            node_id: "lb-old".into(),
+            nonce: wire::new_nonce(),
+        };
+        s.write_all(&wire::encode_frame(&old_hello.encode().unwrap()).unwrap())
+            .await
+            .unwrap();
+        expect_closed(&mut s).await;
+        wait_until("the refusal counted", || {
+            b.stats.snapshot().decode_errors == 1
+        })
+        .await;
+        assert_eq!(b.stats.snapshot().sessions, 0);
+
+        // This master connecting to an old backup: each refuses the other's
+        // Hello, no session, no batch frame is ever written.
+        let old_backup = TcpListener::bind(local()).await.unwrap();
+        let addr = old_backup.local_addr().unwrap();
+        let (sender, master) = master(addr, KEY);
+        sender.send_nat(vec![nat_record(1)], true);
+        let (mut s, _) = timeout(LIMIT, old_backup.accept()).await.unwrap().unwrap();
+        s.write_all(&wire::encode_frame(&old_hello.encode().unwrap()).unwrap())
+            .await
+            .unwrap();
+        read_frame(&mut s, &mut buf).await.unwrap();
+        let theirs = Message::decode(&buf).unwrap();
+        assert!(
+            !version_1_accepts(&theirs),
+            "an old node refuses {theirs:?}"
+        );
+        expect_closed(&mut s).await;
+        wait_until("the master's refusal counted", || {
+            master.snapshot().decode_errors >= 1
+        })
+        .await;
+        let ms = master.snapshot();
+        assert_eq!((ms.sessions, ms.batches_sent), (0, 0));
+        assert!(!sender.connected());
+        assert!(b.rx.try_recv().is_err());
+    }
+
+    #[tokio::test]
     async fn hostile_handshakes_are_refused() {
         let mut b = backup().await;
         let addr = b.listener.local_addr();
@@ -1470,6 +1680,14 @@ mod tests {
         }
     }
 
+    /// The age of a queued batch's first record: names the batch in tests.
+    fn first_age(batch: &QueuedBatch) -> u32 {
+        match &batch.records {
+            Records::Flows(r) => r[0].age_ms,
+            Records::Nat(r) => r[0].forward.age_ms,
+        }
+    }
+
     #[test]
     fn full_queue_drops_oldest_incremental_first() {
         let stats = Arc::new(SyncStats::new());
@@ -1481,7 +1699,7 @@ mod tests {
         };
         let batch = |full_sync, i| QueuedBatch {
             full_sync,
-            records: vec![record(i); 2],
+            records: Records::Flows(vec![record(i); 2]),
         };
         queue.push(batch(false, 1));
         queue.push(batch(true, 2));
@@ -1491,25 +1709,25 @@ mod tests {
         let order: Vec<(bool, u32)> = queue
             .lock()
             .iter()
-            .map(|b| (b.full_sync, b.records[0].age_ms))
+            .map(|b| (b.full_sync, first_age(b)))
             .collect();
         assert_eq!(order, [(true, 2), (false, 4), (true, 5)]);
         queue.push(batch(true, 6)); // drops 4
         queue.push(batch(true, 7)); // all full syncs: drops the oldest, 2
-        let order: Vec<u32> = queue.lock().iter().map(|b| b.records[0].age_ms).collect();
+        let order: Vec<u32> = queue.lock().iter().map(first_age).collect();
         assert_eq!(order, [5, 6, 7]);
         // A failed batch goes back first in line.
         let first = queue.pop().unwrap();
         queue.requeue(first);
-        assert_eq!(queue.pop().unwrap().records[0].age_ms, 5);
+        assert_eq!(first_age(&queue.pop().unwrap()), 5);
         // So does one whose write was cut off (the guard is dropped).
         let cut = queue.pop().unwrap();
-        assert_eq!(cut.records[0].age_ms, 6);
+        assert_eq!(first_age(&cut), 6);
         drop(InFlight {
             queue: &queue,
             batch: Some(cut),
         });
-        assert_eq!(queue.pop().unwrap().records[0].age_ms, 6);
+        assert_eq!(first_age(&queue.pop().unwrap()), 6);
         let s = stats.snapshot();
         assert_eq!((s.dropped_batches, s.dropped_records), (4, 8));
     }

@@ -2,7 +2,8 @@
 //! IPVS's sync daemon: the VRRP master streams the flows it tracks to the
 //! backup, so after a failover every established flow keeps its backend.
 //!
-//! This module owns what both ends share: the [`FlowRecord`] exchanged, the
+//! This module owns what both ends share: the [`FlowRecord`] exchanged
+//! (and, for NAT-mode flows, the [`NatFlowRecord`] of [`nat_record`]), the
 //! [`SyncConfig`] (shared key and node id), the [`SyncError`] every part
 //! returns and the [`SyncStats`] counters. [`wire`] owns the bytes (records,
 //! messages, frames, handshake proofs and frame tags); [`channel`] owns the
@@ -12,6 +13,7 @@
 //! either node's internal ids, which differ between nodes.
 
 pub mod channel;
+pub mod nat_record;
 pub mod wire;
 
 use std::{
@@ -24,6 +26,7 @@ use std::{
 use serde::{Deserialize, Serialize};
 
 pub use channel::{listen, ListenerHandle, ReceivedBatch, Sender};
+pub use nat_record::{NatFlowRecord, NatHalf, NatTuple};
 pub use wire::{AuthError, WireError};
 
 /// One tracked flow as the master knows it: enough for the backup to pin

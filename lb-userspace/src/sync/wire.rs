@@ -14,6 +14,8 @@
 //! - `3` Batch: `seq u64 | flags u8 | count u16 | count × record`, flags
 //!   [`BATCH_FULL_SYNC`] and [`BATCH_LAST`], count ≤ [`MAX_BATCH_RECORDS`]
 //! - `4` Heartbeat: `seq u64`
+//! - `5` NatBatch (version 2): as Batch, with [`NAT_RECORD_LEN`]-byte NAT
+//!   records (see [`nat_record`](super::nat_record)) instead of flow records
 //!
 //! A record is [`RECORD_LEN`] bytes: `vip addr | vip_port u16 | protocol
 //! u8 | client addr | client_port u16 | backend addr | age_ms u32 | flags
@@ -22,6 +24,13 @@
 //!
 //! Decoding checks every length and value and rejects trailing bytes, so
 //! any input yields a message or an error naming what was wrong.
+//!
+//! # Versions
+//! A change to the messages bumps [`PROTOCOL_VERSION`], which both Hellos
+//! carry; a node refuses a peer of another version in the handshake
+//! (before any record), so a peer never reads a message it does not know.
+//! Version 2 added NatBatch: a version-1 lbd refuses a version-2 peer with
+//! "peer speaks sync protocol version 2", and the other way round.
 //!
 //! # Authentication
 //! Both ends know a shared key. Each sends a Hello with a fresh nonce, then
@@ -45,13 +54,16 @@ use std::{
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
-use super::{FlowRecord, SyncError};
+use super::{
+    nat_record::{decode_nat_record, encode_nat_record, NAT_RECORD_LEN},
+    FlowRecord, NatFlowRecord, SyncError,
+};
 
 type HmacSha256 = Hmac<Sha256>;
 
 /// Version of this encoding, exchanged in Hello: a node refuses a peer
-/// that speaks another.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// that speaks another. 2: NatBatch.
+pub const PROTOCOL_VERSION: u16 = 2;
 /// Largest frame body: bounds what a peer can make us allocate.
 pub(crate) const MAX_FRAME_LEN: usize = 1 << 20;
 /// Bytes of the length prefix.
@@ -67,7 +79,7 @@ pub const NONCE_LEN: usize = 32;
 /// Bytes of a proof or frame tag (HMAC-SHA256).
 pub const TAG_LEN: usize = 32;
 /// Bytes of one encoded address: family and 16 address bytes.
-const ADDR_LEN: usize = 1 + 16;
+pub(super) const ADDR_LEN: usize = 1 + 16;
 /// Bytes of one encoded [`FlowRecord`].
 pub(crate) const RECORD_LEN: usize = 3 * ADDR_LEN + 2 + 1 + 2 + 4 + 1;
 /// Batch flag: the batch is part of a full sync (a complete dump of the
@@ -83,6 +95,7 @@ const MSG_HELLO: u8 = 1;
 const MSG_HELLO_ACK: u8 = 2;
 const MSG_BATCH: u8 = 3;
 const MSG_HEARTBEAT: u8 = 4;
+const MSG_NAT_BATCH: u8 = 5;
 /// Header of a Batch message: type, seq, flags, count.
 const BATCH_HEADER_LEN: usize = 1 + 8 + 1 + 2;
 const PROOF_LABEL: &[u8] = b"lbd-sync/1 hello\0";
@@ -90,6 +103,8 @@ const TAG_LABEL: &[u8] = b"lbd-sync/1 frame\0";
 
 // The largest sealed batch must fit in a frame.
 const _: () = assert!(BATCH_HEADER_LEN + MAX_BATCH_RECORDS * RECORD_LEN + TAG_LEN <= MAX_FRAME_LEN);
+const _: () =
+    assert!(BATCH_HEADER_LEN + MAX_BATCH_RECORDS * NAT_RECORD_LEN + TAG_LEN <= MAX_FRAME_LEN);
 const _: () = assert!(MAX_BATCH_RECORDS <= u16::MAX as usize);
 const _: () = assert!(MAX_NODE_ID_LEN <= u8::MAX as usize);
 
@@ -143,6 +158,12 @@ pub enum WireError {
     #[error("{what}: IPv4 address with non-zero padding")]
     AddressPadding {
         /// Which address.
+        what: &'static str,
+    },
+    /// A tuple's two addresses are of different families.
+    #[error("{what}: addresses of two families")]
+    MixedFamilies {
+        /// Which tuple.
         what: &'static str,
     },
     /// A batch's flags have bits this version does not know.
@@ -230,6 +251,17 @@ pub enum Message {
         /// At most [`MAX_BATCH_RECORDS`].
         records: Vec<FlowRecord>,
     },
+    /// NAT'd flows, master to backup (version 2).
+    NatBatch {
+        /// The frame's sequence number.
+        seq: u64,
+        /// Part of a full sync rather than an incremental update.
+        full_sync: bool,
+        /// The last frame of one batch given to the sender.
+        last: bool,
+        /// At most [`MAX_BATCH_RECORDS`].
+        records: Vec<NatFlowRecord>,
+    },
     /// Keeps a quiet connection known alive, both ways.
     Heartbeat {
         /// The frame's sequence number.
@@ -244,6 +276,7 @@ impl Message {
             Message::Hello { .. } => "Hello",
             Message::HelloAck { .. } => "HelloAck",
             Message::Batch { .. } => "Batch",
+            Message::NatBatch { .. } => "NatBatch",
             Message::Heartbeat { .. } => "Heartbeat",
         }
     }
@@ -276,6 +309,12 @@ impl Message {
                 last,
                 records,
             } => encode_batch(&mut out, *seq, *full_sync, *last, records)?,
+            Message::NatBatch {
+                seq,
+                full_sync,
+                last,
+                records,
+            } => encode_nat_batch(&mut out, *seq, *full_sync, *last, records)?,
             Message::Heartbeat { seq } => encode_heartbeat(&mut out, *seq),
         }
         Ok(out)
@@ -308,33 +347,25 @@ impl Message {
                 Message::HelloAck { proof }
             }
             MSG_BATCH => {
-                let seq = r.u64("batch sequence number")?;
-                let flags = r.u8("batch flags")?;
-                if flags & !(BATCH_FULL_SYNC | BATCH_LAST) != 0 {
-                    return Err(WireError::UnknownFlags(flags));
-                }
-                let count = usize::from(r.u16("batch record count")?);
-                if count > MAX_BATCH_RECORDS {
-                    return Err(WireError::TooManyRecords {
-                        count,
-                        max: MAX_BATCH_RECORDS,
-                    });
-                }
-                // Check the whole length before allocating for it.
-                let needed = count.saturating_mul(RECORD_LEN);
-                if r.remaining() < needed {
-                    return Err(WireError::Truncated {
-                        what: "batch records",
-                        needed,
-                        available: r.remaining(),
-                    });
-                }
-                let mut records = Vec::with_capacity(count);
-                for _ in 0..count {
-                    records.push(decode_record(&mut r)?);
-                }
+                let (seq, flags, records) =
+                    decode_batch(&mut r, RECORD_LEN, "batch records", decode_record)?;
                 r.finish("Batch")?;
                 Message::Batch {
+                    seq,
+                    full_sync: flags & BATCH_FULL_SYNC != 0,
+                    last: flags & BATCH_LAST != 0,
+                    records,
+                }
+            }
+            MSG_NAT_BATCH => {
+                let (seq, flags, records) = decode_batch(
+                    &mut r,
+                    NAT_RECORD_LEN,
+                    "nat batch records",
+                    decode_nat_record,
+                )?;
+                r.finish("NatBatch")?;
+                Message::NatBatch {
                     seq,
                     full_sync: flags & BATCH_FULL_SYNC != 0,
                     last: flags & BATCH_LAST != 0,
@@ -350,6 +381,42 @@ impl Message {
         };
         Ok(message)
     }
+}
+
+/// Reads a batch after its type byte: sequence number, flags and records
+/// of `record_len` bytes each, checking the count and the whole length
+/// before allocating for it.
+fn decode_batch<T>(
+    r: &mut Reader<'_>,
+    record_len: usize,
+    what: &'static str,
+    decode: impl Fn(&mut Reader<'_>) -> Result<T, WireError>,
+) -> Result<(u64, u8, Vec<T>), WireError> {
+    let seq = r.u64("batch sequence number")?;
+    let flags = r.u8("batch flags")?;
+    if flags & !(BATCH_FULL_SYNC | BATCH_LAST) != 0 {
+        return Err(WireError::UnknownFlags(flags));
+    }
+    let count = usize::from(r.u16("batch record count")?);
+    if count > MAX_BATCH_RECORDS {
+        return Err(WireError::TooManyRecords {
+            count,
+            max: MAX_BATCH_RECORDS,
+        });
+    }
+    let needed = count.saturating_mul(record_len);
+    if r.remaining() < needed {
+        return Err(WireError::Truncated {
+            what,
+            needed,
+            available: r.remaining(),
+        });
+    }
+    let mut records = Vec::with_capacity(count);
+    for _ in 0..count {
+        records.push(decode(r)?);
+    }
+    Ok((seq, flags, records))
 }
 
 /// Checks a node id's length, returning it as the byte it is sent as.
@@ -376,6 +443,47 @@ fn encode_batch(
     last: bool,
     records: &[FlowRecord],
 ) -> Result<(), WireError> {
+    let header = BatchHeader {
+        message: MSG_BATCH,
+        seq,
+        full_sync,
+        last,
+    };
+    encode_records(out, header, records, RECORD_LEN, encode_record)
+}
+
+fn encode_nat_batch(
+    out: &mut Vec<u8>,
+    seq: u64,
+    full_sync: bool,
+    last: bool,
+    records: &[NatFlowRecord],
+) -> Result<(), WireError> {
+    let header = BatchHeader {
+        message: MSG_NAT_BATCH,
+        seq,
+        full_sync,
+        last,
+    };
+    encode_records(out, header, records, NAT_RECORD_LEN, encode_nat_record)
+}
+
+/// What precedes the records of a Batch or NatBatch.
+#[derive(Clone, Copy)]
+struct BatchHeader {
+    message: u8,
+    seq: u64,
+    full_sync: bool,
+    last: bool,
+}
+
+fn encode_records<T>(
+    out: &mut Vec<u8>,
+    header: BatchHeader,
+    records: &[T],
+    record_len: usize,
+    encode: impl Fn(&mut Vec<u8>, &T),
+) -> Result<(), WireError> {
     let count = u16::try_from(records.len())
         .ok()
         .filter(|&n| usize::from(n) <= MAX_BATCH_RECORDS)
@@ -384,24 +492,25 @@ fn encode_batch(
             max: MAX_BATCH_RECORDS,
         })?;
     let mut flags = 0;
-    if full_sync {
+    if header.full_sync {
         flags |= BATCH_FULL_SYNC;
     }
-    if last {
+    if header.last {
         flags |= BATCH_LAST;
     }
-    out.reserve(BATCH_HEADER_LEN + records.len() * RECORD_LEN + TAG_LEN);
-    out.push(MSG_BATCH);
-    out.extend_from_slice(&seq.to_be_bytes());
+    out.reserve(BATCH_HEADER_LEN + records.len() * record_len + TAG_LEN);
+    out.push(header.message);
+    out.extend_from_slice(&header.seq.to_be_bytes());
     out.push(flags);
     out.extend_from_slice(&count.to_be_bytes());
     for record in records {
-        encode_record(out, record);
+        encode(out, record);
     }
     Ok(())
 }
 
-fn encode_addr(out: &mut Vec<u8>, addr: IpAddr) {
+/// Appends an address: family byte and 16 bytes (IPv4 zero-padded).
+pub(super) fn encode_addr(out: &mut Vec<u8>, addr: IpAddr) {
     match addr {
         IpAddr::V4(a) => {
             out.push(FAMILY_V4);
@@ -415,7 +524,9 @@ fn encode_addr(out: &mut Vec<u8>, addr: IpAddr) {
     }
 }
 
-fn decode_addr(r: &mut Reader<'_>, what: &'static str) -> Result<IpAddr, WireError> {
+/// Reads an address written by [`encode_addr`], checking family and
+/// padding.
+pub(super) fn decode_addr(r: &mut Reader<'_>, what: &'static str) -> Result<IpAddr, WireError> {
     let family = r.u8(what)?;
     let bytes = r.array::<16>(what)?;
     match family {
@@ -456,12 +567,12 @@ fn decode_record(r: &mut Reader<'_>) -> Result<FlowRecord, WireError> {
 }
 
 /// A cursor over untrusted bytes whose every read is length-checked.
-struct Reader<'a> {
+pub(super) struct Reader<'a> {
     buf: &'a [u8],
 }
 
 impl<'a> Reader<'a> {
-    fn new(buf: &'a [u8]) -> Self {
+    pub(super) fn new(buf: &'a [u8]) -> Self {
         Self { buf }
     }
 
@@ -488,23 +599,23 @@ impl<'a> Reader<'a> {
         })
     }
 
-    fn u8(&mut self, what: &'static str) -> Result<u8, WireError> {
+    pub(super) fn u8(&mut self, what: &'static str) -> Result<u8, WireError> {
         self.array::<1>(what).map(u8::from_be_bytes)
     }
 
-    fn u16(&mut self, what: &'static str) -> Result<u16, WireError> {
+    pub(super) fn u16(&mut self, what: &'static str) -> Result<u16, WireError> {
         self.array::<2>(what).map(u16::from_be_bytes)
     }
 
-    fn u32(&mut self, what: &'static str) -> Result<u32, WireError> {
+    pub(super) fn u32(&mut self, what: &'static str) -> Result<u32, WireError> {
         self.array::<4>(what).map(u32::from_be_bytes)
     }
 
-    fn u64(&mut self, what: &'static str) -> Result<u64, WireError> {
+    pub(super) fn u64(&mut self, what: &'static str) -> Result<u64, WireError> {
         self.array::<8>(what).map(u64::from_be_bytes)
     }
 
-    fn finish(self, what: &'static str) -> Result<(), WireError> {
+    pub(super) fn finish(self, what: &'static str) -> Result<(), WireError> {
         match self.buf.len() {
             0 => Ok(()),
             extra => Err(WireError::TrailingBytes { what, extra }),
@@ -700,6 +811,16 @@ impl Sealer {
         self.seal(|seq, out| encode_batch(out, seq, full_sync, last, records))
     }
 
+    /// A sealed NatBatch frame of at most [`MAX_BATCH_RECORDS`] records.
+    pub fn nat_batch(
+        &mut self,
+        full_sync: bool,
+        last: bool,
+        records: &[NatFlowRecord],
+    ) -> Result<Vec<u8>, WireError> {
+        self.seal(|seq, out| encode_nat_batch(out, seq, full_sync, last, records))
+    }
+
     fn seal(
         &mut self,
         encode: impl FnOnce(u64, &mut Vec<u8>) -> Result<(), WireError>,
@@ -737,7 +858,7 @@ impl Opener {
     }
 
     /// Checks a sealed frame's body (tag, then sequence number) and
-    /// decodes its message, a Batch or Heartbeat. Never panics.
+    /// decodes its message, a Batch, NatBatch or Heartbeat. Never panics.
     pub fn open(&mut self, body: &[u8]) -> Result<Message, SyncError> {
         let split = body
             .len()
@@ -767,7 +888,7 @@ impl Opener {
         }
         let decoded = Message::decode(message)?;
         match decoded {
-            Message::Batch { .. } | Message::Heartbeat { .. } => {}
+            Message::Batch { .. } | Message::NatBatch { .. } | Message::Heartbeat { .. } => {}
             Message::Hello { .. } | Message::HelloAck { .. } => {
                 return Err(SyncError::Unexpected {
                     kind: decoded.kind(),
@@ -814,6 +935,7 @@ mod tests {
     use std::collections::HashSet;
 
     use super::*;
+    use crate::sync::nat_record::tests::nat_record;
 
     fn v4(i: u32) -> FlowRecord {
         FlowRecord {
@@ -893,7 +1015,76 @@ mod tests {
             Message::Heartbeat {
                 seq: 12_345_678_901,
             },
+            Message::NatBatch {
+                seq: 2,
+                full_sync: true,
+                last: true,
+                records: vec![],
+            },
+            Message::NatBatch {
+                seq: 3,
+                full_sync: false,
+                last: true,
+                records: vec![nat_record(0), nat_record(1)],
+            },
+            Message::NatBatch {
+                seq: 78,
+                full_sync: true,
+                last: false,
+                records: (0..4096).map(nat_record).collect(),
+            },
         ]
+    }
+
+    #[test]
+    fn nat_batches_seal_and_open_and_say_what_is_wrong() {
+        let (m, b) = ([5; NONCE_LEN], [6; NONCE_LEN]);
+        let t = transcript(&m, &b);
+        let (mut sealer, _) = session(KEY, Role::Master, &t).unwrap();
+        let (_, mut opener) = session(KEY, Role::Backup, &t).unwrap();
+        let records = vec![nat_record(2), nat_record(3)];
+        let frame = sealer.nat_batch(true, true, &records).unwrap();
+        let (body, _) = split_frame(&frame).unwrap();
+        assert_eq!(
+            opener.open(body).unwrap(),
+            Message::NatBatch {
+                seq: 1,
+                full_sync: true,
+                last: true,
+                records
+            }
+        );
+        let bytes = Message::NatBatch {
+            seq: 1,
+            full_sync: false,
+            last: true,
+            records: vec![nat_record(2)],
+        }
+        .encode()
+        .unwrap();
+        assert_eq!(bytes.first(), Some(&MSG_NAT_BATCH));
+        assert_eq!(bytes.len(), BATCH_HEADER_LEN + NAT_RECORD_LEN);
+        let mut bad = bytes.clone();
+        *bad.get_mut(9).unwrap() = 0x80;
+        assert_eq!(Message::decode(&bad), Err(WireError::UnknownFlags(0x80)));
+        let mut bad = bytes.clone();
+        bad.splice(10..12, 2u16.to_be_bytes());
+        assert!(matches!(
+            Message::decode(&bad),
+            Err(WireError::Truncated {
+                what: "nat batch records",
+                ..
+            })
+        ));
+        let mut bad = bytes.clone();
+        bad.push(0);
+        assert!(matches!(
+            Message::decode(&bad),
+            Err(WireError::TrailingBytes {
+                what: "NatBatch",
+                extra: 1
+            })
+        ));
     }
 
     #[test]

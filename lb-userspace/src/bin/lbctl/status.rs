@@ -206,6 +206,12 @@ fn print_status(status: &Status) {
             r.installed,
             r.unknown
         );
+        if r.nat_installed + r.nat_unknown + r.nat_conflicts > 0 {
+            println!(
+                "replication (NAT): {} flows installed from the peer ({} unknown, {} conflicting)",
+                r.nat_installed, r.nat_unknown, r.nat_conflicts
+            );
+        }
     }
     for vip in &status.vips {
         print_vip(vip);

@@ -150,6 +150,9 @@ impl Engine {
                 connected: r.connected(),
                 installed: r.installed,
                 unknown: r.unknown,
+                nat_installed: r.nat_installed,
+                nat_unknown: r.nat_unknown,
+                nat_conflicts: r.nat_conflicts,
                 channel: r.stats.snapshot(),
             }),
             conntrack: ConntrackStatus {

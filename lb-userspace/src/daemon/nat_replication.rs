@@ -1,0 +1,638 @@
+//! NAT flows across the VRRP pair: the master turns the two `NAT_FLOWS`
+//! entries of each translated flow into one [`NatFlowRecord`] named by
+//! addresses and ports; the backup rebuilds both entries with its own VIP
+//! and backend ids, its own clock and no next hop (its FIB finds one), and
+//! never lets a replicated flow take the place of another flow's entry.
+//! Pure functions over a [`NatTable`], so the rules are tested without a
+//! kernel; [`Replication`](super::replication::Replication) drives them.
+
+use std::collections::HashMap;
+
+use lb_common::{
+    consts::{IPPROTO_TCP, IPPROTO_UDP, NAT_DIR_FORWARD, NAT_DIR_REPLY},
+    nat::counterpart_key,
+    FlowKey, Mode, NatEntry,
+};
+
+use crate::{
+    config::Protocol,
+    dataplane::DataplaneError,
+    nat_maps::NatMaps,
+    reconcile::{addr_words, words_addr, Balancer, VipId},
+    sync::{NatFlowRecord, NatHalf, NatTuple},
+};
+
+/// The NAT flow table as replication uses it: the real `NAT_FLOWS`, or a
+/// map in tests.
+pub(crate) trait NatTable {
+    /// The entry under `key`, if any.
+    fn get(&self, key: &FlowKey) -> Option<NatEntry>;
+    /// Puts `entry` in only if `key` is free; `false` when taken.
+    fn insert_if_free(&mut self, key: &FlowKey, entry: &NatEntry) -> Result<bool, DataplaneError>;
+    /// Puts `entry` in, replacing what is there.
+    fn overwrite(&mut self, key: &FlowKey, entry: &NatEntry) -> Result<(), DataplaneError>;
+    /// Takes `key` out.
+    fn remove(&mut self, key: &FlowKey) -> Result<(), DataplaneError>;
+}
+
+impl NatTable for NatMaps {
+    fn get(&self, key: &FlowKey) -> Option<NatEntry> {
+        self.flow(key).ok().flatten()
+    }
+
+    fn insert_if_free(&mut self, key: &FlowKey, entry: &NatEntry) -> Result<bool, DataplaneError> {
+        self.install_flow_if_free(key, entry)
+    }
+
+    fn overwrite(&mut self, key: &FlowKey, entry: &NatEntry) -> Result<(), DataplaneError> {
+        self.install_flow(key, entry)
+    }
+
+    fn remove(&mut self, key: &FlowKey) -> Result<(), DataplaneError> {
+        self.remove_flow(key)
+    }
+}
+
+/// Master: one record per flow whose two entries are both in `flows`
+/// (a half-built or half-reaped flow is left out), only those touched at
+/// or after `since` (by either direction) unless `full`. Ages are taken
+/// against `now` (the data plane's clock, CLOCK_MONOTONIC).
+pub(crate) fn nat_records(
+    flows: impl Iterator<Item = (FlowKey, NatEntry)>,
+    full: bool,
+    since: u64,
+    now: u64,
+) -> Vec<NatFlowRecord> {
+    let table: HashMap<FlowKey, NatEntry> = flows.collect();
+    table
+        .iter()
+        .filter(|(_, entry)| entry.direction == NAT_DIR_FORWARD)
+        .filter_map(|(key, forward)| {
+            let reply_key = counterpart_key(key, forward);
+            let reply = table.get(&reply_key)?;
+            if reply.direction != NAT_DIR_REPLY || counterpart_key(&reply_key, reply) != *key {
+                return None;
+            }
+            if !full && forward.last_seen_ns.max(reply.last_seen_ns) < since {
+                return None;
+            }
+            Some(NatFlowRecord {
+                vip: words_addr(key.dst, key.family),
+                vip_port: u16::from_be(key.dport),
+                protocol: key.proto,
+                backend: words_addr(forward.dst, key.family),
+                backend_port: u16::from_be(forward.dport),
+                forward: half(key, forward, now),
+                reply: half(&reply_key, reply, now),
+            })
+        })
+        .collect()
+}
+
+fn half(key: &FlowKey, entry: &NatEntry, now: u64) -> NatHalf {
+    let age_ms = now.saturating_sub(entry.last_seen_ns) / 1_000_000;
+    NatHalf {
+        key: NatTuple {
+            src: words_addr(key.src, key.family),
+            dst: words_addr(key.dst, key.family),
+            sport: u16::from_be(key.sport),
+            dport: u16::from_be(key.dport),
+        },
+        translated: NatTuple {
+            src: words_addr(entry.src, key.family),
+            dst: words_addr(entry.dst, key.family),
+            sport: u16::from_be(entry.sport),
+            dport: u16::from_be(entry.dport),
+        },
+        flags: entry.flags,
+        age_ms: u32::try_from(age_ms).unwrap_or(u32::MAX),
+    }
+}
+
+/// Why the backup leaves a NAT record out: it cannot be this node's flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Unknown {
+    /// Not TCP or UDP.
+    Protocol,
+    /// This node has no such VIP.
+    Vip,
+    /// This node has the VIP, but not in NAT mode.
+    NotNat,
+    /// This node's VIP has no backend at that address.
+    Backend,
+    /// This node's backend listens on another port.
+    BackendPort,
+    /// The record's tuples do not describe one flow of that VIP and
+    /// backend (a peer bug).
+    Inconsistent,
+}
+
+impl Unknown {
+    /// For the debug log.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Unknown::Protocol => "protocol",
+            Unknown::Vip => "unknown VIP",
+            Unknown::NotNat => "VIP not in NAT mode here",
+            Unknown::Backend => "unknown backend",
+            Unknown::BackendPort => "backend port differs",
+            Unknown::Inconsistent => "inconsistent tuples",
+        }
+    }
+}
+
+/// The two entries a record becomes on this node (forward, then reply).
+pub(crate) type NatPair = [(FlowKey, NatEntry); 2];
+
+/// Backup: both entries of `record` with this node's VIP and backend ids,
+/// ages turned into this node's clock (`now`, CLOCK_MONOTONIC), no next
+/// hop (`ifindex` 0: the data plane looks it up).
+pub(crate) fn entries_for(
+    record: &NatFlowRecord,
+    balancer: &Balancer,
+    now: u64,
+) -> Result<NatPair, Unknown> {
+    let protocol = match record.protocol {
+        IPPROTO_TCP => Protocol::Tcp,
+        IPPROTO_UDP => Protocol::Udp,
+        _ => return Err(Unknown::Protocol),
+    };
+    let vip_id = VipId {
+        address: record.vip,
+        port: record.vip_port,
+        protocol,
+    };
+    let vip = balancer.vips().get(&vip_id).ok_or(Unknown::Vip)?;
+    if vip.mode != Mode::Nat {
+        return Err(Unknown::NotNat);
+    }
+    let backend = vip.backends.get(&record.backend).ok_or(Unknown::Backend)?;
+    if backend.port.unwrap_or(record.vip_port) != record.backend_port {
+        return Err(Unknown::BackendPort);
+    }
+    let local_vip = u16::try_from(vip.id).map_err(|_| Unknown::Vip)?;
+    let (f, r) = (&record.forward, &record.reply);
+    if f.key.dst != record.vip
+        || f.key.dport != record.vip_port
+        || f.translated.dst != record.backend
+        || f.translated.dport != record.backend_port
+    {
+        return Err(Unknown::Inconsistent);
+    }
+    let entry = |half: &NatHalf, direction: u8| -> Result<(FlowKey, NatEntry), Unknown> {
+        let (key_src, family) = addr_words(half.key.src);
+        let (key_dst, dst_family) = addr_words(half.key.dst);
+        let (src, src_family) = addr_words(half.translated.src);
+        let (dst, tdst_family) = addr_words(half.translated.dst);
+        if [dst_family, src_family, tdst_family] != [family; 3] {
+            return Err(Unknown::Inconsistent);
+        }
+        let key = FlowKey {
+            src: key_src,
+            dst: key_dst,
+            sport: half.key.sport.to_be(),
+            dport: half.key.dport.to_be(),
+            proto: record.protocol,
+            family,
+            _pad: 0,
+        };
+        let entry = NatEntry {
+            src,
+            dst,
+            sport: half.translated.sport.to_be(),
+            dport: half.translated.dport.to_be(),
+            backend_id: backend.id,
+            last_seen_ns: now.saturating_sub(u64::from(half.age_ms).saturating_mul(1_000_000)),
+            ifindex: 0,
+            dmac: [0; 6],
+            smac: [0; 6],
+            flags: half.flags,
+            direction,
+            vip_id: local_vip,
+            _pad: 0,
+        };
+        Ok((key, entry))
+    };
+    let forward = entry(f, NAT_DIR_FORWARD)?;
+    let reply = entry(r, NAT_DIR_REPLY)?;
+    // The two entries must be each other's counterpart, as the data plane
+    // pairs them.
+    if counterpart_key(&forward.0, &forward.1) != reply.0
+        || counterpart_key(&reply.0, &reply.1) != forward.0
+    {
+        return Err(Unknown::Inconsistent);
+    }
+    Ok([forward, reply])
+}
+
+/// Whether `a` and `b` are the same direction of the same translation.
+fn same_flow(a: &NatEntry, b: &NatEntry) -> bool {
+    (a.src, a.dst, a.sport, a.dport, a.direction) == (b.src, b.dst, b.sport, b.dport, b.direction)
+}
+
+/// What installing one record did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Installed {
+    /// Both entries are in (new, or an existing copy refreshed).
+    Yes,
+    /// An entry of another flow holds one of the keys: it is kept, the
+    /// record is not installed.
+    Conflict,
+}
+
+/// Backup: installs `pair` into `table`. A key held by another flow
+/// (different translation) keeps its entry and the whole flow is left out;
+/// a key holding this same flow is refreshed, keeping this node's cached
+/// next hop and the later of both `last_seen_ns`; a free key is taken only
+/// if still free at the write (`BPF_NOEXIST`), and an entry this call put
+/// in is taken out again if the other one conflicts.
+pub(crate) fn install_pair(
+    table: &mut impl NatTable,
+    pair: &NatPair,
+) -> Result<Installed, DataplaneError> {
+    let mut planned = Vec::with_capacity(2);
+    for (key, entry) in pair {
+        match table.get(key) {
+            None => planned.push((key, *entry, false)),
+            Some(existing) if same_flow(&existing, entry) => {
+                let refreshed = NatEntry {
+                    last_seen_ns: entry.last_seen_ns.max(existing.last_seen_ns),
+                    ifindex: existing.ifindex,
+                    dmac: existing.dmac,
+                    smac: existing.smac,
+                    ..*entry
+                };
+                planned.push((key, refreshed, true));
+            }
+            Some(_) => return Ok(Installed::Conflict),
+        }
+    }
+    let mut inserted: Vec<&FlowKey> = Vec::with_capacity(2);
+    for (key, entry, exists) in planned {
+        if exists {
+            table.overwrite(key, &entry)?;
+        } else if table.insert_if_free(key, &entry)? {
+            inserted.push(key);
+        } else {
+            // Taken since the look-up (the data plane made a flow):
+            // undo this call's half, keep theirs.
+            for key in inserted {
+                table.remove(key)?;
+            }
+            return Ok(Installed::Conflict);
+        }
+    }
+    Ok(Installed::Yes)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+
+    use lb_common::consts::{NAT_F_REPLIED, NAT_F_SYN};
+
+    use super::*;
+    use crate::{
+        config::{BackendConfig, VipConfig},
+        dataplane::FakeMaps,
+        reconcile::DesiredVip,
+    };
+
+    /// A table in memory.
+    #[derive(Default)]
+    struct Table {
+        entries: HashMap<FlowKey, NatEntry>,
+    }
+
+    impl NatTable for Table {
+        fn get(&self, key: &FlowKey) -> Option<NatEntry> {
+            self.entries.get(key).copied()
+        }
+        fn insert_if_free(
+            &mut self,
+            key: &FlowKey,
+            entry: &NatEntry,
+        ) -> Result<bool, DataplaneError> {
+            if self.entries.contains_key(key) {
+                return Ok(false);
+            }
+            self.entries.insert(*key, *entry);
+            Ok(true)
+        }
+        fn overwrite(&mut self, key: &FlowKey, entry: &NatEntry) -> Result<(), DataplaneError> {
+            self.entries.insert(*key, *entry);
+            Ok(())
+        }
+        fn remove(&mut self, key: &FlowKey) -> Result<(), DataplaneError> {
+            self.entries.remove(key);
+            Ok(())
+        }
+    }
+
+    const VIP: &str = "198.18.0.100";
+    const NAT: &str = "198.18.0.50";
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    /// A balancer with one NAT VIP (port 80, TCP) and `backends` on 8080.
+    fn balancer(backends: &[&str], mode: Mode) -> Balancer {
+        let mut v = VipConfig::new(ip(VIP), 80, Protocol::Tcp);
+        v.forwarding = mode;
+        v.backends = backends
+            .iter()
+            .map(|a| BackendConfig {
+                port: Some(8080),
+                ..BackendConfig::new(ip(a))
+            })
+            .collect();
+        let mut b = Balancer::new(4);
+        b.apply(
+            &mut FakeMaps::default(),
+            &[DesiredVip::from_config(&v, &|_| None)],
+        )
+        .unwrap();
+        b
+    }
+
+    fn key(src: &str, dst: &str, sport: u16, dport: u16) -> FlowKey {
+        let (s, family) = addr_words(ip(src));
+        let (d, _) = addr_words(ip(dst));
+        FlowKey {
+            src: s,
+            dst: d,
+            sport: sport.to_be(),
+            dport: dport.to_be(),
+            proto: IPPROTO_TCP,
+            family,
+            _pad: 0,
+        }
+    }
+
+    /// Both entries of client:cport -> VIP:80 NAT'd from NAT:nport to
+    /// backend:8080, as the master's data plane writes them.
+    fn flow(client: &str, cport: u16, nport: u16, backend: &str, backend_id: u32) -> NatPair {
+        let fk = key(client, VIP, cport, 80);
+        let rk = key(backend, NAT, 8080, nport);
+        let fe = NatEntry {
+            src: rk.dst,
+            dst: rk.src,
+            sport: rk.dport,
+            dport: rk.sport,
+            backend_id,
+            last_seen_ns: 9_000_000_000,
+            ifindex: 7,
+            dmac: [2, 0, 0, 0, 0, 9],
+            smac: [2, 0, 0, 0, 0, 1],
+            flags: NAT_F_SYN,
+            direction: NAT_DIR_FORWARD,
+            vip_id: 3,
+            _pad: 0,
+        };
+        let re = NatEntry {
+            src: fk.dst,
+            dst: fk.src,
+            sport: fk.dport,
+            dport: fk.sport,
+            last_seen_ns: 9_500_000_000,
+            flags: NAT_F_SYN | NAT_F_REPLIED,
+            direction: NAT_DIR_REPLY,
+            ..fe
+        };
+        [(fk, fe), (rk, re)]
+    }
+
+    #[test]
+    fn a_flow_becomes_one_record_by_addresses_and_ages() {
+        let [f, r] = flow("198.18.1.10", 40000, 20001, "198.19.2.11", 5);
+        let records = nat_records([f, r].into_iter(), true, 0, 10_000_000_000);
+        assert_eq!(records.len(), 1);
+        let rec = records[0];
+        assert_eq!(
+            (rec.vip, rec.vip_port, rec.protocol),
+            (ip(VIP), 80, IPPROTO_TCP)
+        );
+        assert_eq!((rec.backend, rec.backend_port), (ip("198.19.2.11"), 8080));
+        assert_eq!(rec.forward.key.src, ip("198.18.1.10"));
+        assert_eq!(rec.forward.key.sport, 40000);
+        assert_eq!(
+            (rec.forward.translated.src, rec.forward.translated.sport),
+            (ip(NAT), 20001)
+        );
+        assert_eq!((rec.reply.key.dst, rec.reply.key.dport), (ip(NAT), 20001));
+        assert_eq!(rec.reply.translated.dst, ip("198.18.1.10"));
+        assert_eq!((rec.forward.age_ms, rec.reply.age_ms), (1000, 500));
+        assert_eq!(
+            (rec.forward.flags, rec.reply.flags),
+            (NAT_F_SYN, NAT_F_SYN | NAT_F_REPLIED)
+        );
+    }
+
+    #[test]
+    fn unpaired_and_idle_entries_are_not_sent_incrementally() {
+        let [f1, r1] = flow("198.18.1.10", 40000, 20001, "198.19.2.11", 5);
+        let [f2, _] = flow("198.18.1.11", 40000, 20002, "198.19.2.11", 5);
+        let all = [f1, r1, f2];
+        assert_eq!(
+            nat_records(all.into_iter(), true, 0, 10_000_000_000).len(),
+            1
+        );
+        // Touched (by the reply) at 9.5 s: recent since 9.4 s, not 9.6 s.
+        assert_eq!(
+            nat_records(all.into_iter(), false, 9_400_000_000, 10_000_000_000).len(),
+            1
+        );
+        assert!(nat_records(all.into_iter(), false, 9_600_000_000, 10_000_000_000).is_empty());
+    }
+
+    #[test]
+    fn the_backup_rebuilds_both_entries_with_its_own_ids_and_clock() {
+        let sender = balancer(&["198.19.2.11"], Mode::Nat);
+        // The receiver has another backend and VIP first: other ids.
+        let mut receiver = Balancer::new(4);
+        let mut other = VipConfig::new(ip("198.18.0.99"), 80, Protocol::Tcp);
+        other.forwarding = Mode::Nat;
+        let both = [
+            DesiredVip::from_config(&other, &|_| None),
+            DesiredVip::from_config(
+                &{
+                    let mut v = VipConfig::new(ip(VIP), 80, Protocol::Tcp);
+                    v.forwarding = Mode::Nat;
+                    v.backends = ["198.19.2.10", "198.19.2.11"]
+                        .iter()
+                        .map(|a| BackendConfig {
+                            port: Some(8080),
+                            ..BackendConfig::new(ip(a))
+                        })
+                        .collect();
+                    v
+                },
+                &|_| None,
+            ),
+        ];
+        receiver.apply(&mut FakeMaps::default(), &both).unwrap();
+        let sender_vip = &sender.vips()[&VipId {
+            address: ip(VIP),
+            port: 80,
+            protocol: Protocol::Tcp,
+        }];
+        let sender_backend = sender_vip.backends[&ip("198.19.2.11")].id;
+        let master = flow("198.18.1.10", 40000, 20001, "198.19.2.11", sender_backend);
+        let record = nat_records(master.into_iter(), true, 0, 10_000_000_000)[0];
+
+        let local_vip = &receiver.vips()[&VipId {
+            address: ip(VIP),
+            port: 80,
+            protocol: Protocol::Tcp,
+        }];
+        let local_backend = local_vip.backends[&ip("198.19.2.11")].id;
+        assert_ne!(
+            local_backend, sender_backend,
+            "ids differ between the nodes"
+        );
+        // The backup's clock reads 50 s where the master's read 10 s.
+        let [(fk, fe), (rk, re)] = entries_for(&record, &receiver, 50_000_000_000).unwrap();
+        let [(mfk, mfe), (mrk, mre)] = master;
+        assert_eq!((fk, rk), (mfk, mrk));
+        for (got, want) in [(fe, mfe), (re, mre)] {
+            assert_eq!(
+                (got.src, got.dst, got.sport, got.dport),
+                (want.src, want.dst, want.sport, want.dport)
+            );
+            assert_eq!((got.flags, got.direction), (want.flags, want.direction));
+            assert_eq!(got.backend_id, local_backend);
+            assert_eq!(u32::from(got.vip_id), local_vip.id);
+            assert_eq!((got.ifindex, got.dmac, got.smac), (0, [0; 6], [0; 6]));
+        }
+        assert_ne!(u32::from(fe.vip_id), sender_vip.id);
+        // Same age as on the master: 1 s and 0.5 s before "now".
+        assert_eq!(
+            (fe.last_seen_ns, re.last_seen_ns),
+            (49_000_000_000, 49_500_000_000)
+        );
+    }
+
+    #[test]
+    fn records_the_backup_cannot_place_are_refused_by_reason() {
+        let b = balancer(&["198.19.2.11"], Mode::Nat);
+        let record = nat_records(
+            flow("198.18.1.10", 40000, 20001, "198.19.2.11", 1).into_iter(),
+            true,
+            0,
+            1,
+        )[0];
+        assert!(entries_for(&record, &b, 1).is_ok());
+        let with = |f: &dyn Fn(&mut NatFlowRecord)| {
+            let mut r = record;
+            f(&mut r);
+            entries_for(&r, &b, 1).unwrap_err()
+        };
+        assert_eq!(with(&|r| r.protocol = 1), Unknown::Protocol);
+        assert_eq!(with(&|r| r.vip_port = 81), Unknown::Vip);
+        assert_eq!(with(&|r| r.backend = ip("198.19.2.12")), Unknown::Backend);
+        assert_eq!(with(&|r| r.backend_port = 8081), Unknown::BackendPort);
+        assert_eq!(with(&|r| r.reply.key.dport = 1), Unknown::Inconsistent);
+        assert_eq!(
+            with(&|r| r.forward.key.dst = ip("198.18.0.101")),
+            Unknown::Inconsistent
+        );
+        let dsr = balancer(&["198.19.2.11"], Mode::DsrL2);
+        assert_eq!(entries_for(&record, &dsr, 1), Err(Unknown::NotNat));
+    }
+
+    #[test]
+    fn install_keeps_another_flows_entry_and_refreshes_its_own() {
+        let ours = flow("198.18.1.10", 40000, 20001, "198.19.2.11", 1);
+        // The backup's own flow (made while both were master) took the same
+        // NAT port towards the same backend: the same reply key.
+        let theirs = flow("198.18.1.77", 51000, 20001, "198.19.2.11", 1);
+        assert_eq!(ours[1].0, theirs[1].0);
+
+        let mut table = Table::default();
+        for (k, e) in theirs {
+            table.entries.insert(k, e);
+        }
+        assert_eq!(
+            install_pair(&mut table, &ours).unwrap(),
+            Installed::Conflict
+        );
+        assert_eq!(table.entries.len(), 2, "nothing of ours went in");
+        assert_eq!(table.entries[&theirs[1].0], theirs[1].1, "theirs kept");
+
+        // An empty table takes both; a second copy refreshes them, keeping
+        // the next hop this node found and the later last_seen.
+        let mut table = Table::default();
+        assert_eq!(install_pair(&mut table, &ours).unwrap(), Installed::Yes);
+        let mut looked_up = table.entries[&ours[0].0];
+        looked_up.ifindex = 4;
+        looked_up.last_seen_ns = 99_000_000_000;
+        table.entries.insert(ours[0].0, looked_up);
+        let mut newer = ours;
+        newer[0].1.flags |= NAT_F_REPLIED;
+        newer[1].1.last_seen_ns = 100_000_000_000;
+        assert_eq!(install_pair(&mut table, &newer).unwrap(), Installed::Yes);
+        let fwd = table.entries[&ours[0].0];
+        assert_eq!(
+            (fwd.ifindex, fwd.last_seen_ns, fwd.flags),
+            (4, 99_000_000_000, NAT_F_SYN | NAT_F_REPLIED)
+        );
+        assert_eq!(table.entries[&ours[1].0].last_seen_ns, 100_000_000_000);
+    }
+
+    /// A table whose `which`-th insert finds `taken` put in just before it
+    /// (the data plane made a flow between look-up and write).
+    struct Racing {
+        table: Table,
+        taken: Option<(FlowKey, NatEntry)>,
+        which: usize,
+        inserts: usize,
+    }
+
+    impl NatTable for Racing {
+        fn get(&self, key: &FlowKey) -> Option<NatEntry> {
+            self.table.get(key)
+        }
+        fn insert_if_free(
+            &mut self,
+            key: &FlowKey,
+            entry: &NatEntry,
+        ) -> Result<bool, DataplaneError> {
+            self.inserts += 1;
+            if self.inserts == self.which {
+                if let Some((k, e)) = self.taken.take() {
+                    self.table.entries.insert(k, e);
+                }
+            }
+            self.table.insert_if_free(key, entry)
+        }
+        fn overwrite(&mut self, key: &FlowKey, entry: &NatEntry) -> Result<(), DataplaneError> {
+            self.table.overwrite(key, entry)
+        }
+        fn remove(&mut self, key: &FlowKey) -> Result<(), DataplaneError> {
+            self.table.remove(key)
+        }
+    }
+
+    #[test]
+    fn a_key_taken_during_the_install_is_left_to_its_flow() {
+        let ours = flow("198.18.1.10", 40000, 20001, "198.19.2.11", 1);
+        let theirs = flow("198.18.1.77", 51000, 20001, "198.19.2.11", 1);
+        // The forward entry goes in, then the reply key turns out taken:
+        // ours is taken out again, theirs stays.
+        let mut racing = Racing {
+            table: Table::default(),
+            taken: Some(theirs[1]),
+            which: 2,
+            inserts: 0,
+        };
+        assert_eq!(
+            install_pair(&mut racing, &ours).unwrap(),
+            Installed::Conflict
+        );
+        let entries = &racing.table.entries;
+        assert!(!entries.contains_key(&ours[0].0), "our half taken out");
+        assert_eq!(entries.get(&theirs[1].0), Some(&theirs[1].1));
+        assert_eq!(entries.len(), 1);
+    }
+}
