@@ -358,7 +358,7 @@ pub fn api_request(data: &[u8]) {
         },
         Ok(Route::AddBackend(id, spec)) => {
             reparsed(&id);
-            match convert::backend_config(&id, &spec) {
+            match convert::backend_config(&id, lb_common::Mode::DsrL2, &spec) {
                 Ok(backend) => assert_eq!(backend.address, spec.address),
                 Err(error) => assert_error_answer(&Response::from(error), &[400]),
             }
