@@ -224,6 +224,19 @@ fn grown(before: &Status, after: &Status, name: &str) -> u64 {
     counter(after, name).saturating_sub(counter(before, name))
 }
 
+/// Whether TX checksum offload is off on `ifname` in `netns`: a veth that
+/// leaves a partial checksum would hand the LB packets whose checksum
+/// nobody completes after its incremental rewrite.
+fn tx_checksum_off(netns: &str, ifname: &str) -> bool {
+    let out = Command::new("ip")
+        .args(["netns", "exec", netns, "ethtool", "-k", ifname])
+        .output()
+        .expect("ethtool -k");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .any(|l| l.trim() == "tx-checksumming: off")
+}
+
 /// The counters that are not zero (for failure messages).
 fn nonzero(status: &Status) -> BTreeMap<&str, u64> {
     status
@@ -500,6 +513,24 @@ fn balances_and_counts(attach: &str) {
         },
     );
     let lb = lab.lb.clone();
+    // Every veth that sends towards the LB completes its checksums:
+    // routers' legs as well as the client's and the backends'.
+    for (netns, ifname) in lab
+        .routers
+        .iter()
+        .flat_map(|r| r.legs.iter().map(|l| (r.netns.clone(), l.ifname.clone())))
+        .chain(
+            lab.backends
+                .iter()
+                .chain([&lab.client])
+                .map(|h| (h.netns.clone(), "eth0".to_owned())),
+        )
+    {
+        assert!(
+            tx_checksum_off(&netns, &ifname),
+            "TX checksum offload is on for {ifname} in {netns}"
+        );
+    }
     let at_xdp = lab.xdp_attached(&lb).expect("ip link");
     let at_tc = !lab.tc_program_ids(&lb).expect("tcx query").is_empty();
     assert_eq!((at_xdp, at_tc), (attach == "xdp", attach == "tc"));
@@ -583,6 +614,15 @@ fn balances_and_counts(attach: &str) {
         for drop in DROPS {
             assert_eq!(grown(&before, &after, drop), 0, "{what}: {drop}");
         }
+        // The status names the mode and the NAT address.
+        let shown = vip_status(&after, vip);
+        assert_eq!(shown.mode, "nat", "{what}");
+        assert_eq!(
+            shown.nat.as_ref().map(|n| n.source),
+            Some(nat),
+            "{what}: {:?}",
+            shown.nat
+        );
         // No packet of a translated flow reached the LB's stack.
         assert_eq!(
             stack_resets(&lb) - resets,
@@ -633,12 +673,13 @@ fn nat_kept_alive_connections_survive_a_backend_added_and_one_drained() {
     });
     // Connections until at least two sit on b1 (the one to be drained).
     let mut conns = Vec::new();
-    while conns.len() < 40
-        && conns
-            .iter()
-            .filter(|c: &&Conn| c.first.backend == b1.name)
-            .count()
-            < 2
+    while conns.len() < 12
+        || (conns.len() < 40
+            && conns
+                .iter()
+                .filter(|c: &&Conn| c.first.backend == b1.name)
+                .count()
+                < 2)
     {
         conns.extend(Conn::open(&lab.client.netns, vip, 4, Duration::from_secs(5)).expect("open"));
     }
@@ -685,6 +726,13 @@ fn nat_kept_alive_connections_survive_a_backend_added_and_one_drained() {
             .iter()
             .any(|b| b.address == IpAddr::V4(b4.ipv4) && b.health == HealthStatus::Up)
     });
+    let shown = status(&lab);
+    let port = vip_status(&shown, vip)
+        .backends
+        .iter()
+        .find(|b| b.address == IpAddr::V4(b4.ipv4))
+        .and_then(|b| b.port);
+    assert_eq!(port, Some(ROUTED_BACKEND_PORT), "b4's port in the status");
     let added = burst(&lab.client.netns, vip, 400);
     assert_eq!(added.failed, 0, "after adding b4: {:?}", added.errors);
     let to_b4 = added.by_backend.get(&b4.name).copied().unwrap_or(0);
@@ -776,7 +824,15 @@ fn nat_streams_survive_a_vrrp_failover() {
     let streams: Vec<Stream> = (0..9).map(|_| open_stream(&lab.client.netns)).collect();
     let backends: BTreeSet<String> = streams.iter().map(|s| s.backend.clone()).collect();
     // Replication ticks; the streams have about five seconds left.
-    thread::sleep(Duration::from_millis(1500));
+    wait_until(
+        "the backup to install the streams' NAT flows",
+        Duration::from_secs(3),
+        || {
+            status_on(&lab, &b)
+                .replication
+                .is_some_and(|r| r.nat_installed >= streams.len() as u64)
+        },
+    );
     let replicated = status_on(&lab, &b).replication;
     lab.signal("lbd-a", libc::SIGKILL).expect("SIGKILL");
     lab.set_link(&a, false).expect("link down");
@@ -843,6 +899,16 @@ fn nat_port_exhaustion_drops_and_counts_then_recovers_when_flows_end() {
         conns.iter().map(|c| c.first.clone()).collect::<Vec<_>>()
     );
 
+    wait_until(
+        "the status to show 4 ports in use",
+        Duration::from_secs(5),
+        || {
+            vip_status(&status(&lab), vip)
+                .nat
+                .as_ref()
+                .is_some_and(|n| (n.port_min, n.port_max, n.ports_in_use) == (MIN, MAX, 4))
+        },
+    );
     // The fifth finds no port: its SYNs (and retransmissions) are dropped.
     let before = status(&lab);
     let fifth = Conn::open(&netns, vip, 1, Duration::from_secs(3));
@@ -879,6 +945,8 @@ fn nat_port_exhaustion_drops_and_counts_then_recovers_when_flows_end() {
         thread::sleep(Duration::from_millis(250));
     };
     let took = ended.elapsed();
+    let expired = status(&lab).nat.map_or(0, |n| n.expired);
+    assert!(expired >= 1, "the reaper counted no expired flow");
     drop(recovered);
     // Closed again: all four ports come back for four new connections.
     let reopened = loop {
