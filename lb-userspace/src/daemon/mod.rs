@@ -9,6 +9,7 @@ pub mod engine;
 pub mod events;
 pub mod flow;
 pub mod http;
+pub mod nat_flow;
 mod nat_replication;
 pub mod replication;
 pub mod routes;

@@ -311,7 +311,7 @@ impl Engine {
             Protocol::Tcp => self.config.tcp_idle_timeout,
             Protocol::Udp => self.config.udp_idle_timeout,
         };
-        Response::ok(explain(&Facts {
+        let facts = Facts {
             vip: *vip,
             client,
             model,
@@ -320,6 +320,28 @@ impl Engine {
             entry,
             now_ns: crate::clock::monotonic_ns(),
             idle_timeout,
-        }))
+        };
+        let explanation = explain(&facts);
+        if applied.mode != lb_common::Mode::Nat {
+            return Response::ok(explanation);
+        }
+        let key = flow_key(vip, client);
+        let nat = self.dataplane.nat();
+        let forward = match nat.flow(&key) {
+            Ok(forward) => forward,
+            Err(error) => return Response::error(500, code::INTERNAL, error.to_string()),
+        };
+        let reply = forward.as_ref().and_then(|f| {
+            nat.flow(&lb_common::nat::counterpart_key(&key, f))
+                .ok()
+                .flatten()
+        });
+        Response::ok(crate::daemon::nat_flow::with_translation(
+            explanation,
+            &facts,
+            &key,
+            forward.as_ref(),
+            reply.as_ref(),
+        ))
     }
 }
