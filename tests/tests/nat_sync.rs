@@ -1,0 +1,349 @@
+//! NAT-flow replication end to end: two lbd nodes in a VRRP pair with a
+//! NAT VIP; the master's `NAT_FLOWS` is filled with flows through its maps
+//! (as its data plane would write them), and the backup must hold both
+//! entries of each within seconds, with its own VIP and backend ids, the
+//! same ages, no next hop, and never in place of a flow of its own.
+//! Needs root.
+
+use std::{
+    net::{IpAddr, Ipv4Addr},
+    time::{Duration, Instant},
+};
+
+use lb_common::{
+    consts::{
+        names, AF_INET, IPPROTO_TCP, NAT_DIR_FORWARD, NAT_DIR_REPLY, NAT_F_REPLIED, NAT_F_SYN,
+    },
+    Backend, FlowKey, NatEntry, VipKey, VipMeta,
+};
+use lb_tests::{
+    lab::{Host, Lab, LabSpec, HTTP_PORT, VIP4},
+    lbd_maps::open_map,
+    support::{status_on, wait_until},
+};
+use lb_userspace::reconcile::addr_words;
+
+use aya::maps::{Array, HashMap, Map, MapData};
+
+/// The NAT address of the pair (on the LB network, moves with the VIP).
+const NAT4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 50);
+/// How much longer ago than the forward entry the reply entry saw a
+/// packet: an age the backup must carry over, not reset.
+const REPLY_AGE_NS: u64 = 3_000_000_000;
+/// The port the backends listen on behind the NAT VIP.
+const BACKEND_PORT: u16 = 8080;
+
+/// A VRRP-pair config for `node` with the NAT VIP and `backends` (lab
+/// backend names) on port 8080; no health checks (nothing listens on
+/// 8080: the flows are synthetic).
+fn nat_config(lab: &Lab, node: &Host, peer: &Host, backends: &[&str], priority: u8) -> String {
+    let key = lab.dir.join("sync.key");
+    if !key.exists() {
+        std::fs::write(&key, "lab-sync-key-0123456789abcdef\n").expect("key file");
+    }
+    let mut config = format!(
+        "interface = \"eth0\"\nadmin_socket = \"{}\"\n\n[nat]\nsource_ipv4 = \"{NAT4}\"\n\n\
+         [[vip]]\naddress = \"{VIP4}\"\nport = {HTTP_PORT}\nforwarding = \"nat\"\n\
+         [vip.health]\ncheck = \"none\"\n",
+        lab.admin_socket_of(node).display()
+    );
+    for name in backends {
+        let host = lab
+            .backends
+            .iter()
+            .find(|b| b.name == *name)
+            .expect("lab backend");
+        config.push_str(&format!(
+            "  [[vip.backend]]\n  address = \"{}\"\n  port = {BACKEND_PORT}\n",
+            host.ipv4
+        ));
+    }
+    config.push_str(&format!(
+        "\n[[vrrp]]\nvrid = 51\npriority = {priority}\nadvert_interval_ms = 100\npreempt = true\n\
+         announce_count = 3\n\
+         sync_listen = \"{}:7540\"\nsync_peer = \"{}:7540\"\nsync_key_file = \"{}\"\n",
+        node.ipv4,
+        peer.ipv4,
+        key.display()
+    ));
+    config
+}
+
+/// A running lbd's maps this test reads and writes.
+struct Maps {
+    flows: HashMap<MapData, FlowKey, NatEntry>,
+    vips: HashMap<MapData, VipKey, VipMeta>,
+    backends: Array<MapData, Backend>,
+}
+
+impl Maps {
+    fn of(pid: u32) -> Self {
+        let open = |name| open_map(pid, name).expect(name);
+        Self {
+            flows: HashMap::try_from(Map::HashMap(open(names::MAP_NAT_FLOWS))).expect("NAT_FLOWS"),
+            vips: HashMap::try_from(Map::HashMap(open(names::MAP_VIPS))).expect("VIPS"),
+            backends: Array::try_from(Map::Array(open(names::MAP_BACKENDS))).expect("BACKENDS"),
+        }
+    }
+
+    /// This node's id of the lab's VIP.
+    fn vip_id(&self) -> u32 {
+        let (addr, family) = addr_words(IpAddr::V4(VIP4));
+        let key = VipKey {
+            addr,
+            port: HTTP_PORT.to_be(),
+            proto: IPPROTO_TCP,
+            family,
+        };
+        self.vips.get(&key, 0).expect("the VIP in VIPS").id
+    }
+
+    /// The address of this node's backend `id`.
+    fn backend_addr(&self, id: u32) -> IpAddr {
+        let b = self.backends.get(&id, 0).expect("backend id");
+        lb_userspace::reconcile::words_addr(b.addr, b.family)
+    }
+
+    /// This node's id of the backend at `addr` (of the lab's VIP).
+    fn backend_id(&self, addr: Ipv4Addr) -> u32 {
+        let vip = self.vip_id();
+        (0..lb_common::consts::MAX_BACKENDS)
+            .find(|&id| {
+                self.backends.get(&id, 0).is_ok_and(|b| {
+                    u32::from(b.vip_id) == vip && b.addr[0] == u32::from_ne_bytes(addr.octets())
+                })
+            })
+            .expect("backend in BACKENDS")
+    }
+
+    fn insert(&mut self, pair: &[(FlowKey, NatEntry); 2]) {
+        for (k, e) in pair {
+            self.flows.insert(k, e, 0).expect("writing NAT_FLOWS");
+        }
+    }
+
+    fn get(&self, key: &FlowKey) -> Option<NatEntry> {
+        self.flows.get(key, 0).ok()
+    }
+}
+
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    u64::try_from(ts.tv_sec).expect("time") * 1_000_000_000
+        + u64::try_from(ts.tv_nsec).expect("time")
+}
+
+fn key(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16) -> FlowKey {
+    FlowKey {
+        src: [u32::from_ne_bytes(src.octets()), 0, 0, 0],
+        dst: [u32::from_ne_bytes(dst.octets()), 0, 0, 0],
+        sport: sport.to_be(),
+        dport: dport.to_be(),
+        proto: IPPROTO_TCP,
+        family: AF_INET,
+        _pad: 0,
+    }
+}
+
+/// Both entries of client:cport -> VIP:80, NAT'd from NAT4:nport to
+/// backend:8080, as a data plane writes them (with a next hop cached).
+fn flow(
+    client: Ipv4Addr,
+    cport: u16,
+    nport: u16,
+    backend: Ipv4Addr,
+    ids: (u32, u16),
+    last_seen_ns: u64,
+) -> [(FlowKey, NatEntry); 2] {
+    let fk = key(client, VIP4, cport, HTTP_PORT);
+    let rk = key(backend, NAT4, BACKEND_PORT, nport);
+    let fe = NatEntry {
+        src: rk.dst,
+        dst: rk.src,
+        sport: rk.dport,
+        dport: rk.sport,
+        backend_id: ids.0,
+        last_seen_ns,
+        ifindex: 2,
+        dmac: [2, 0, 0, 0, 0, 9],
+        smac: [2, 0, 0, 0, 0, 1],
+        flags: NAT_F_SYN,
+        direction: NAT_DIR_FORWARD,
+        vip_id: ids.1,
+        _pad: 0,
+    };
+    let re = NatEntry {
+        src: fk.dst,
+        dst: fk.src,
+        sport: fk.dport,
+        dport: fk.sport,
+        last_seen_ns: last_seen_ns.saturating_sub(REPLY_AGE_NS),
+        flags: NAT_F_SYN | NAT_F_REPLIED,
+        direction: NAT_DIR_REPLY,
+        ..fe
+    };
+    [(fk, fe), (rk, re)]
+}
+
+#[test]
+fn nat_flows_reach_the_backup_translated_to_its_ids_and_clock() {
+    let mut lab = Lab::start_spec(LabSpec {
+        lbs: 2,
+        backends: 3,
+        static_vip: false,
+    })
+    .expect("lab");
+    let (a, b) = (lab.lbs[0].clone(), lab.lbs[1].clone());
+    let (b2, b3) = (lab.backends[1].ipv4, lab.backends[2].ipv4);
+    // Other backend sets, so ids differ between the nodes; b3 is unknown
+    // to the backup.
+    let config_a = nat_config(&lab, &a, &b, &["b2", "b3"], 150);
+    let config_b = nat_config(&lab, &b, &a, &["b1", "b2"], 100);
+    let pid_a = lab.start_lbd_on(&a, "lbd-a", &config_a).expect("lbd on lb");
+    let pid_b = lab
+        .start_lbd_on(&b, "lbd-b", &config_b)
+        .expect("lbd on lb2");
+    wait_until("lb to be master", Duration::from_secs(10), || {
+        status_on(&lab, &a).vrrp[0].state.to_string() == "master"
+    });
+    wait_until("lb2 to be backup", Duration::from_secs(10), || {
+        status_on(&lab, &b).vrrp[0].state.to_string() == "backup"
+    });
+    wait_until("replication to connect", Duration::from_secs(10), || {
+        status_on(&lab, &a).replication.is_some_and(|r| r.connected)
+    });
+
+    let mut master = Maps::of(pid_a);
+    let mut backup = Maps::of(pid_b);
+    let ids_a = (
+        master.backend_id(b2),
+        u16::try_from(master.vip_id()).expect("vip id"),
+    );
+    let ids_b = (
+        backup.backend_id(b2),
+        u16::try_from(backup.vip_id()).expect("vip id"),
+    );
+    println!(
+        "backend b2: id {} on the master, {} on the backup",
+        ids_a.0, ids_b.0
+    );
+    assert_ne!(ids_a.0, ids_b.0, "the configs should give b2 other ids");
+
+    // The backup's own flow (made while both were master) holds the reply
+    // key the master's flow 0 uses: same NAT port, same backend.
+    let now = monotonic_ns();
+    let client = |i: u8| Ipv4Addr::new(198, 18, 5, i);
+    let own = flow(Ipv4Addr::new(198, 18, 6, 1), 5555, 20_000, b2, ids_b, now);
+    backup.insert(&own);
+
+    // 20 flows to b2 (the first conflicting), 5 to b3 (unknown there);
+    // the forward entries just touched, so they go out with the next tick.
+    let seen = monotonic_ns();
+    let to_b2: Vec<_> = (0..20)
+        .map(|i| {
+            flow(
+                client(i + 1),
+                40_000 + u16::from(i),
+                20_000 + u16::from(i),
+                b2,
+                ids_a,
+                seen,
+            )
+        })
+        .collect();
+    let to_b3: Vec<_> = (0..5)
+        .map(|i| {
+            flow(
+                client(i + 100),
+                41_000 + u16::from(i),
+                30_000 + u16::from(i),
+                b3,
+                (master.backend_id(b3), ids_a.1),
+                seen,
+            )
+        })
+        .collect();
+    let start = Instant::now();
+    for pair in to_b2.iter().chain(&to_b3) {
+        master.insert(pair);
+    }
+
+    // Every flow to b2 but the conflicting one arrives, both entries.
+    wait_until("the flows on the backup", Duration::from_secs(5), || {
+        to_b2[1..]
+            .iter()
+            .all(|[(fk, _), (rk, _)]| backup.get(fk).is_some() && backup.get(rk).is_some())
+    });
+    println!("replicated within {} ms", start.elapsed().as_millis());
+    for pair in &to_b2[1..] {
+        for (k, sent) in pair {
+            let got = backup.get(k).expect("entry");
+            assert_eq!(
+                (
+                    got.src,
+                    got.dst,
+                    got.sport,
+                    got.dport,
+                    got.flags,
+                    got.direction
+                ),
+                (
+                    sent.src,
+                    sent.dst,
+                    sent.sport,
+                    sent.dport,
+                    sent.flags,
+                    sent.direction
+                ),
+                "translation"
+            );
+            assert_eq!(backup.backend_addr(got.backend_id), IpAddr::V4(b2));
+            assert_eq!((got.backend_id, got.vip_id), ids_b, "the backup's own ids");
+            assert_eq!(
+                (got.ifindex, got.dmac, got.smac),
+                (0, [0; 6], [0; 6]),
+                "no next hop"
+            );
+            // One clock on this machine: the copy is as old as the
+            // original, give or take the time the record took to travel
+            // (ages go in whole ms, so never older).
+            assert!(
+                got.last_seen_ns + 1_000_000 >= sent.last_seen_ns
+                    && got.last_seen_ns - sent.last_seen_ns < REPLY_AGE_NS / 3,
+                "last_seen {} on the backup, {} on the master",
+                got.last_seen_ns,
+                sent.last_seen_ns
+            );
+        }
+    }
+    // The conflicting flow left the backup's own entries alone.
+    assert_eq!(
+        backup.get(&own[1].0),
+        Some(own[1].1),
+        "the backup's flow kept"
+    );
+    assert_eq!(backup.get(&own[0].0), Some(own[0].1));
+    assert!(
+        backup.get(&to_b2[0][0].0).is_none(),
+        "no half of the conflicting flow"
+    );
+    // Flows to a backend the backup lacks are left out.
+    for [(fk, _), (rk, _)] in &to_b3 {
+        assert!(backup.get(fk).is_none() && backup.get(rk).is_none());
+    }
+    wait_until("the skips counted", Duration::from_secs(5), || {
+        status_on(&lab, &b)
+            .replication
+            .is_some_and(|r| r.nat_installed >= 19 && r.nat_unknown >= 5 && r.nat_conflicts >= 1)
+    });
+    let r = status_on(&lab, &b).replication.expect("replication");
+    println!(
+        "backup: {} NAT flows installed, {} unknown, {} conflicting",
+        r.nat_installed, r.nat_unknown, r.nat_conflicts
+    );
+}
