@@ -132,6 +132,9 @@ pub struct Packet {
     /// Offset of the TCP/UDP header (for an ICMP error: of the ICMP
     /// header): where a translating mode rewrites ports and checksums.
     pub l4_off: usize,
+    /// ICMP errors: offset of the quoted packet's transport header (its IP
+    /// header starts 8 bytes after `l4_off`); 0 otherwise.
+    pub quote_l4_off: usize,
 }
 
 /// Pointer to a `T` at `offset` in the packet, if the whole `T` is inside.
@@ -265,6 +268,7 @@ fn parse_l4<C: Hook>(
                 class,
                 l3_off,
                 l4_off,
+                quote_l4_off: 0,
             })
         }
         IPPROTO_UDP => {
@@ -283,6 +287,7 @@ fn parse_l4<C: Hook>(
                 class: Class::Flow,
                 l3_off,
                 l4_off,
+                quote_l4_off: 0,
             })
         }
         _ => {

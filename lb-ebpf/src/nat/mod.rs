@@ -9,6 +9,7 @@
 // would be copied onto the BPF stack (512 bytes for the whole program).
 #![allow(clippy::needless_borrows_for_generic_args)]
 
+mod icmp;
 pub mod ports;
 pub mod rewrite;
 pub mod scratch;
@@ -45,9 +46,8 @@ pub fn forward<C: Hook>(ctx: &C, vip: &VipMeta, packet: &Packet) -> Outcome {
     match packet.class {
         Class::Flow => {}
         Class::BadTcpFlags => return Counter::DropTcpFlags.into(),
-        // Not translated yet: up the stack, as before ICMP errors were
-        // handled at all.
-        Class::IcmpError => return Counter::PassUnsupportedL4.into(),
+        // About a flow without one: not ours, up the stack as before.
+        Class::IcmpError => return error(ctx, packet, NAT_DIR_FORWARD, Counter::PassUnsupportedL4),
     }
     let Some(scratch) = NAT_SCRATCH.get_ptr_mut(0) else {
         return Counter::DropMalformed.into();
@@ -112,7 +112,7 @@ pub fn forward<C: Hook>(ctx: &C, vip: &VipMeta, packet: &Packet) -> Outcome {
 #[inline(always)]
 pub fn reply<C: Hook>(ctx: &C, packet: &Packet) -> Outcome {
     if packet.class == Class::IcmpError {
-        return Counter::PassNotVip.into();
+        return error(ctx, packet, NAT_DIR_REPLY, Counter::PassNotVip);
     }
     let Some(entry) = NAT_FLOWS.get_ptr_mut(&packet.key) else {
         return Counter::PassNotVip.into();
@@ -155,6 +155,48 @@ pub fn reply<C: Hook>(ctx: &C, packet: &Packet) -> Outcome {
         false,
         Counter::ForwardedNatReply,
     )
+}
+
+/// Translates an ICMP error about a NAT'd flow (see `icmp`): its key is
+/// the direction `direction` of the flow; without one, `miss`. Reads the
+/// flow's entry without changing it (an error is about a flow, not part of
+/// it).
+#[inline(always)]
+fn error<C: Hook>(ctx: &C, packet: &Packet, direction: u8, miss: Counter) -> Outcome {
+    let Some(entry) = NAT_FLOWS.get_ptr_mut(&packet.key) else {
+        return miss.into();
+    };
+    // SAFETY: a hash map value stays valid for this program run.
+    let entry = unsafe { &mut *entry };
+    if entry.direction != direction {
+        return miss.into();
+    }
+    let Some(scratch) = NAT_SCRATCH.get_ptr_mut(0) else {
+        return Counter::DropMalformed.into();
+    };
+    // SAFETY: this CPU's slot, used by this program run only.
+    let scratch = unsafe { &mut *scratch };
+    let Some(at) = scratch::layout(scratch, packet) else {
+        return Counter::PassIpv6Ext.into();
+    };
+    let Some(l3) = rewrite::l3_info(ctx, packet.key.family, &at) else {
+        return Counter::DropMalformed.into();
+    };
+    if l3.ttl <= 1 {
+        return Counter::DropTtlExceeded.into();
+    }
+    if entry.ifindex == 0 {
+        if let Err(counter) = fib::resolve(ctx, &packet.key, entry, &l3) {
+            return counter.into();
+        }
+    }
+    if !icmp::translate_error(ctx, &packet.key, &at, entry) {
+        return Counter::DropMalformed.into();
+    }
+    Outcome {
+        counter: Counter::ForwardedNatIcmpError,
+        egress: entry.ifindex,
+    }
 }
 
 /// Opens a new flow: a source port (the reply entry), the forward entry

@@ -15,14 +15,16 @@ use crate::{hook::Hook, parse::ptr_at};
 pub struct Layout {
     /// Offset of the IP header.
     pub l3_off: usize,
-    /// Offset of the TCP/UDP header.
+    /// Offset of the TCP/UDP header (ICMP errors: of the ICMP header).
     pub l4_off: usize,
+    /// ICMP errors: offset of the quoted transport header.
+    pub quote_l4_off: usize,
 }
 
 /// Length of the IPv4 header fields read and written (options untouched).
-const IPV4_LEN: usize = 20;
+pub const IPV4_LEN: usize = 20;
 /// Length of the fixed IPv6 header.
-const IPV6_LEN: usize = 40;
+pub const IPV6_LEN: usize = 40;
 /// Offset of the checksum in a TCP header.
 const TCP_CSUM_OFF: usize = 16;
 /// Offset of the checksum in a UDP header.
@@ -70,20 +72,20 @@ pub fn l3_info<C: Hook>(ctx: &C, family: u8, at: &Layout) -> Option<L3Info> {
 
 /// `s` plus the change of one 32-bit word from `old` to `new`.
 #[inline(always)]
-fn add32(s: u64, old: u32, new: u32) -> u64 {
+pub fn add32(s: u64, old: u32, new: u32) -> u64 {
     s + u64::from(!old) + u64::from(new)
 }
 
 /// `s` plus the change of one 16-bit word from `old` to `new`.
 #[inline(always)]
-fn add16(s: u64, old: u16, new: u16) -> u64 {
+pub fn add16(s: u64, old: u16, new: u16) -> u64 {
     s + u64::from(!old) + u64::from(new)
 }
 
 /// A 64-bit one's-complement sum folded to the 32 bits the kernel's
 /// checksum helpers take.
 #[inline(always)]
-fn fold32(s: u64) -> u32 {
+pub fn fold32(s: u64) -> u32 {
     let s = (s & 0xffff_ffff) + (s >> 32);
     ((s & 0xffff_ffff) + (s >> 32)) as u32
 }

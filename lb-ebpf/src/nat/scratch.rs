@@ -17,6 +17,10 @@ const L3_OFF_MAX: u32 = 22;
 /// Largest transport header offset the NAT path rewrites at: more than
 /// any IPv4 header allows, and all a tc program sees linear anyway.
 const L4_OFF_MAX: u32 = 256;
+/// Largest offset of an ICMP error's quoted transport header: the ICMP
+/// header and a quoted IPv4 header with options after the largest
+/// `L4_OFF_MAX`.
+const QUOTE_L4_OFF_MAX: u32 = L4_OFF_MAX + 8 + 60;
 
 /// The values, one field per use.
 #[repr(C)]
@@ -35,6 +39,8 @@ pub struct NatScratch {
     pub l3_off: u32,
     /// `Packet::l4_off`, passed through memory.
     pub l4_off: u32,
+    /// `Packet::quote_l4_off`, passed through memory.
+    pub quote_l4_off: u32,
 }
 
 /// The packet's header offsets as values the verifier knows only by their
@@ -49,19 +55,25 @@ pub struct NatScratch {
 pub fn layout(scratch: &mut NatScratch, packet: &Packet) -> Option<Layout> {
     // SAFETY: plain stores and loads to this CPU's slot; volatile so the
     // compiler keeps the round trip the verifier must not see through.
-    let (l3_off, l4_off) = unsafe {
+    let (l3_off, l4_off, quote_l4_off) = unsafe {
         write_volatile(addr_of_mut!(scratch.l3_off), packet.l3_off as u32);
         write_volatile(addr_of_mut!(scratch.l4_off), packet.l4_off as u32);
+        write_volatile(
+            addr_of_mut!(scratch.quote_l4_off),
+            packet.quote_l4_off as u32,
+        );
         (
             read_volatile(addr_of_mut!(scratch.l3_off)),
             read_volatile(addr_of_mut!(scratch.l4_off)),
+            read_volatile(addr_of_mut!(scratch.quote_l4_off)),
         )
     };
-    if l3_off > L3_OFF_MAX || l4_off > L4_OFF_MAX {
+    if l3_off > L3_OFF_MAX || l4_off > L4_OFF_MAX || quote_l4_off > QUOTE_L4_OFF_MAX {
         return None;
     }
     Some(Layout {
         l3_off: l3_off as usize,
         l4_off: l4_off as usize,
+        quote_l4_off: quote_l4_off as usize,
     })
 }
