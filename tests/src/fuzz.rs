@@ -24,7 +24,7 @@ use lb_userspace::{
     mac::Mac,
     sync::{
         wire::{self, Message, Role, Transcript},
-        FlowRecord,
+        FlowRecord, NatFlowRecord, NatHalf, NatTuple,
     },
     vip_id::VipId,
     vrrp::{
@@ -454,8 +454,8 @@ fn sync_transcript() -> Transcript<'static> {
 /// The replication channel's decoder on an arbitrary byte stream: frames
 /// are split off one by one; each body opens (as the backup's opener of the
 /// fixed test session would) or fails without a panic, and decodes to a
-/// message that encodes back to the same bytes, or fails; a decoded Batch
-/// or Heartbeat sealed by the master's side opens on the backup's side to
+/// message that encodes back to the same bytes, or fails; a decoded Batch,
+/// NatBatch or Heartbeat sealed by the master's side opens on the backup's side to
 /// the same message.
 pub fn sync_frame(data: &[u8]) {
     let transcript = sync_transcript();
@@ -482,6 +482,12 @@ pub fn sync_frame(data: &[u8]) {
                 records,
                 ..
             } => sealer.batch(*full_sync, *last, records),
+            Message::NatBatch {
+                full_sync,
+                last,
+                records,
+                ..
+            } => sealer.nat_batch(*full_sync, *last, records),
             Message::Heartbeat { .. } => sealer.heartbeat(),
             Message::Hello { .. } | Message::HelloAck { .. } => continue,
         }
@@ -497,6 +503,17 @@ pub fn sync_frame(data: &[u8]) {
                 records,
                 ..
             } => Message::Batch {
+                seq,
+                full_sync,
+                last,
+                records,
+            },
+            Message::NatBatch {
+                full_sync,
+                last,
+                records,
+                ..
+            } => Message::NatBatch {
                 seq,
                 full_sync,
                 last,
@@ -842,6 +859,45 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
     );
     session.extend(sealer.heartbeat().expect("seed heartbeat"));
     add("sync_frame", "session", session);
+    let tuple = |src: &str, dst: &str, sport, dport| NatTuple {
+        src: ip(src),
+        dst: ip(dst),
+        sport,
+        dport,
+    };
+    let nat = |client: &str, vip: &str, nat: &str, backend: &str| NatFlowRecord {
+        vip: ip(vip),
+        vip_port: 80,
+        protocol: 6,
+        backend: ip(backend),
+        backend_port: 8080,
+        forward: NatHalf {
+            key: tuple(client, vip, 40000, 80),
+            translated: tuple(nat, backend, 20000, 8080),
+            flags: 1,
+            age_ms: 1500,
+        },
+        reply: NatHalf {
+            key: tuple(backend, nat, 8080, 20000),
+            translated: tuple(vip, client, 80, 40000),
+            flags: 9,
+            age_ms: 1400,
+        },
+    };
+    // A session of its own, so the frame opens as the first one.
+    let (mut nat_sealer, _) =
+        wire::session(SYNC_KEY, Role::Master, &sync_transcript()).expect("session");
+    let nat_batch = nat_sealer
+        .nat_batch(
+            true,
+            true,
+            &[
+                nat("198.18.1.10", "198.18.0.100", "198.18.0.50", "198.19.2.11"),
+                nat("2001:2:1::10", "2001:2::100", "2001:2::50", "2001:2:2::11"),
+            ],
+        )
+        .expect("seed nat batch");
+    add("sync_frame", "nat-session", nat_batch);
     let batch = Message::Batch {
         seq: 9,
         full_sync: false,
