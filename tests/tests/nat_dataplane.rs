@@ -410,6 +410,67 @@ fn udp_zero_checksum_stays_zero(hook: Hook) {
     });
 }
 
+/// A UDP checksum that computes to 0 after the translation is sent as
+/// 0xffff (0 would mean "no checksum").
+fn udp_checksum_computing_to_zero_is_sent_as_ffff(hook: Hook) {
+    in_netns(hook, vips(), |bed| {
+        for vip in [VIP4, VIP6] {
+            let flow = client_flow(vip, 53, 40_013);
+            bed.run_on(bed.in_if, &packet::udp(&flow, None, b"open"))
+                .expect("first");
+            let key = flow_key(&flow, Protocol::Udp);
+            let (forward, _, _) = entries(bed, &key);
+            // The payload's first word makes the translated sum all ones:
+            // it is the checksum the translated datagram has with a zero
+            // word there.
+            let mut payload = [0u8; 16];
+            let header = etherparse::UdpHeader {
+                source_port: u16::from_be(forward.sport),
+                destination_port: 53,
+                length: 8 + payload.len() as u16,
+                checksum: 0,
+            };
+            let (src, dst) = (
+                words_to_addr(forward.src, key.family),
+                words_to_addr(forward.dst, key.family),
+            );
+            let word = match (src, dst) {
+                (IpAddr::V4(s), IpAddr::V4(d)) => header
+                    .calc_checksum_ipv4_raw(s.octets(), d.octets(), &payload)
+                    .expect("size"),
+                (IpAddr::V6(s), IpAddr::V6(d)) => header
+                    .calc_checksum_ipv6_raw(s.octets(), d.octets(), &payload)
+                    .expect("size"),
+                _ => unreachable!(),
+            };
+            payload[..2].copy_from_slice(&word.to_be_bytes());
+            let (verdict, out) = bed
+                .run_on(bed.in_if, &packet::udp(&flow, None, &payload))
+                .expect("test run");
+            assert_eq!(verdict, bed.verdicts.redirect);
+            let csum = if key.family == AF_INET {
+                14 + 20 + 6
+            } else {
+                14 + 40 + 6
+            };
+            assert_eq!(&out[csum..csum + 2], &[0xff, 0xff], "{vip}");
+            check(
+                &out,
+                &Expected {
+                    smac: OUT_MAC,
+                    dmac: forward.dmac,
+                    src,
+                    dst,
+                    sport: u16::from_be(forward.sport),
+                    dport: 53,
+                    ttl: 63,
+                    udp_zero: false,
+                },
+            );
+        }
+    });
+}
+
 /// VLAN tags stay; the translation happens behind them.
 fn vlan_tags_are_kept(hook: Hook) {
     in_netns(hook, vips(), |bed| {
@@ -1043,6 +1104,7 @@ on_both_hooks!(
     udp_v4_new_tracked_and_reply,
     udp_v6_new_tracked_and_reply,
     udp_zero_checksum_stays_zero,
+    udp_checksum_computing_to_zero_is_sent_as_ffff,
     vlan_tags_are_kept,
     a_syn_reuses_a_closed_translation,
     tcp_non_syn_without_a_flow_is_dropped,
