@@ -632,6 +632,67 @@ fn port_exhaustion_drops_and_recovers(hook: Hook) {
     });
 }
 
+/// A full NAT flow table drops new flows (counted), never half of one:
+/// with room for only the reply entry, that entry is taken out again.
+fn a_full_flow_table_drops_new_flows_whole(hook: Hook) {
+    let netns = FibNetns::new().expect("namespace");
+    let in_if = netns.ifindex(IN_DEV).expect("in0");
+    let out_if = netns.ifindex(OUT_DEV).expect("out0");
+    netns
+        .run(move || {
+            const SIZE: u32 = 1024;
+            let mut bed =
+                NatBed::with_flow_table(hook, &vips(), in_if, out_if, SIZE).expect("test bed");
+            // Other flows' entries, as many as leave one slot.
+            let filler = |i: u32| FlowKey {
+                src: [u32::from_be_bytes([198, 18, 9, 0]) + i, 0, 0, 0],
+                dst: [u32::from_be_bytes([198, 18, 9, 255]), 0, 0, 0],
+                sport: 1,
+                dport: 2,
+                proto: 6,
+                family: AF_INET,
+                _pad: 0,
+            };
+            for i in 0..SIZE - 1 {
+                bed.bed
+                    .dataplane
+                    .nat_mut()
+                    .install_flow(&filler(i), &NatEntry::default())
+                    .expect("fill");
+            }
+            let frame = packet::tcp(&client_flow(VIP4, 80, 40_014), SYN, None, b"");
+            let (verdict, _) = bed.run_on(bed.in_if, &frame).expect("test run");
+            assert_eq!(verdict, bed.verdicts.drop);
+            assert_eq!(counter(&bed, Counter::DropNatTableFull), 1);
+            assert_eq!(
+                bed.flows().len(),
+                SIZE as usize - 1,
+                "the reply entry went again"
+            );
+            // Full: the reply entry itself finds no room.
+            bed.bed
+                .dataplane
+                .nat_mut()
+                .install_flow(&filler(SIZE - 1), &NatEntry::default())
+                .expect("fill");
+            let (verdict, _) = bed.run_on(bed.in_if, &frame).expect("test run");
+            assert_eq!(verdict, bed.verdicts.drop);
+            assert_eq!(counter(&bed, Counter::DropNatTableFull), 2);
+            // Room for both: the flow opens.
+            for i in 0..2 {
+                bed.bed
+                    .dataplane
+                    .nat_mut()
+                    .remove_flow(&filler(i))
+                    .expect("free");
+            }
+            let (verdict, _) = bed.run_on(bed.in_if, &frame).expect("test run");
+            assert_eq!(verdict, bed.verdicts.redirect);
+            assert_eq!(counter(&bed, Counter::NatNew), 1);
+        })
+        .expect("the test body (see its panic above)");
+}
+
 /// A backend on the interface the client came in on: sent back out of it
 /// (XDP_TX, not a redirect), to the backend's MAC from that interface's.
 fn next_hop_on_the_ingress_interface_bounces(hook: Hook) {
@@ -1110,6 +1171,7 @@ on_both_hooks!(
     tcp_non_syn_without_a_flow_is_dropped,
     ttl_1_is_dropped,
     port_exhaustion_drops_and_recovers,
+    a_full_flow_table_drops_new_flows_whole,
     next_hop_on_the_ingress_interface_bounces,
     a_missing_neighbour_drops_and_names_the_gateway,
     no_route_drops_and_reports,
