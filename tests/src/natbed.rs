@@ -16,8 +16,15 @@ use std::{
 
 use anyhow::{anyhow, bail, Context as _};
 use aya::programs::{TestRun as _, TestRunOptions};
-use lb_common::{consts::names, FlowKey, NatEntry};
-use lb_userspace::config::{BackendConfig, Protocol, VipConfig, VipNat};
+use lb_common::{
+    consts::{names, NAT_FLOWS_SIZE_DEFAULT},
+    FlowKey, LbConfig, NatEntry,
+};
+use lb_userspace::{
+    config::{BackendConfig, Protocol, VipConfig, VipNat},
+    dataplane::{Dataplane, MapSizes, MapWriter as _},
+    reconcile::Balancer,
+};
 
 use crate::{
     packet::{CLIENT_MAC, LB_MAC},
@@ -278,7 +285,34 @@ impl NatBed {
     /// Loads the object, applies `vips` and lets the XDP program redirect
     /// to both interfaces (as lbd does for every interface).
     pub fn new(hook: Hook, vips: &[VipConfig], in_if: u32, out_if: u32) -> anyhow::Result<Self> {
-        let mut bed = TestBed::with_hook(vips, hook)?;
+        Self::with_flow_table(hook, vips, in_if, out_if, NAT_FLOWS_SIZE_DEFAULT)
+    }
+
+    /// As `new`, with a NAT flow table of `nat_flows` entries.
+    pub fn with_flow_table(
+        hook: Hook,
+        vips: &[VipConfig],
+        in_if: u32,
+        out_if: u32,
+        nat_flows: u32,
+    ) -> anyhow::Result<Self> {
+        let sizes = MapSizes {
+            max_vips: 4,
+            conntrack: 4096,
+            nat_flows,
+        };
+        let mut dataplane = Dataplane::load(sizes).context("loading the object (are you root?)")?;
+        dataplane.set_config(&LbConfig {
+            iface_mac: LB_MAC,
+            flags: 0,
+            _pad: 0,
+        })?;
+        let mut bed = TestBed {
+            dataplane,
+            balancer: Balancer::new(sizes.max_vips),
+            hook,
+        };
+        bed.apply(vips)?;
         for ifindex in [in_if, out_if] {
             bed.dataplane.nat_mut().add_tx_port(ifindex)?;
         }

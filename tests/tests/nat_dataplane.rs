@@ -410,6 +410,67 @@ fn udp_zero_checksum_stays_zero(hook: Hook) {
     });
 }
 
+/// A UDP checksum that computes to 0 after the translation is sent as
+/// 0xffff (0 would mean "no checksum").
+fn udp_checksum_computing_to_zero_is_sent_as_ffff(hook: Hook) {
+    in_netns(hook, vips(), |bed| {
+        for vip in [VIP4, VIP6] {
+            let flow = client_flow(vip, 53, 40_013);
+            bed.run_on(bed.in_if, &packet::udp(&flow, None, b"open"))
+                .expect("first");
+            let key = flow_key(&flow, Protocol::Udp);
+            let (forward, _, _) = entries(bed, &key);
+            // The payload's first word makes the translated sum all ones:
+            // it is the checksum the translated datagram has with a zero
+            // word there.
+            let mut payload = [0u8; 16];
+            let header = etherparse::UdpHeader {
+                source_port: u16::from_be(forward.sport),
+                destination_port: 53,
+                length: 8 + payload.len() as u16,
+                checksum: 0,
+            };
+            let (src, dst) = (
+                words_to_addr(forward.src, key.family),
+                words_to_addr(forward.dst, key.family),
+            );
+            let word = match (src, dst) {
+                (IpAddr::V4(s), IpAddr::V4(d)) => header
+                    .calc_checksum_ipv4_raw(s.octets(), d.octets(), &payload)
+                    .expect("size"),
+                (IpAddr::V6(s), IpAddr::V6(d)) => header
+                    .calc_checksum_ipv6_raw(s.octets(), d.octets(), &payload)
+                    .expect("size"),
+                _ => unreachable!(),
+            };
+            payload[..2].copy_from_slice(&word.to_be_bytes());
+            let (verdict, out) = bed
+                .run_on(bed.in_if, &packet::udp(&flow, None, &payload))
+                .expect("test run");
+            assert_eq!(verdict, bed.verdicts.redirect);
+            let csum = if key.family == AF_INET {
+                14 + 20 + 6
+            } else {
+                14 + 40 + 6
+            };
+            assert_eq!(&out[csum..csum + 2], &[0xff, 0xff], "{vip}");
+            check(
+                &out,
+                &Expected {
+                    smac: OUT_MAC,
+                    dmac: forward.dmac,
+                    src,
+                    dst,
+                    sport: u16::from_be(forward.sport),
+                    dport: 53,
+                    ttl: 63,
+                    udp_zero: false,
+                },
+            );
+        }
+    });
+}
+
 /// VLAN tags stay; the translation happens behind them.
 fn vlan_tags_are_kept(hook: Hook) {
     in_netns(hook, vips(), |bed| {
@@ -569,6 +630,67 @@ fn port_exhaustion_drops_and_recovers(hook: Hook) {
         assert_eq!(verdict, bed.verdicts.redirect, "after the reaper");
         assert_eq!(counter(bed, Counter::NatNew), 3);
     });
+}
+
+/// A full NAT flow table drops new flows (counted), never half of one:
+/// with room for only the reply entry, that entry is taken out again.
+fn a_full_flow_table_drops_new_flows_whole(hook: Hook) {
+    let netns = FibNetns::new().expect("namespace");
+    let in_if = netns.ifindex(IN_DEV).expect("in0");
+    let out_if = netns.ifindex(OUT_DEV).expect("out0");
+    netns
+        .run(move || {
+            const SIZE: u32 = 1024;
+            let mut bed =
+                NatBed::with_flow_table(hook, &vips(), in_if, out_if, SIZE).expect("test bed");
+            // Other flows' entries, as many as leave one slot.
+            let filler = |i: u32| FlowKey {
+                src: [u32::from_be_bytes([198, 18, 9, 0]) + i, 0, 0, 0],
+                dst: [u32::from_be_bytes([198, 18, 9, 255]), 0, 0, 0],
+                sport: 1,
+                dport: 2,
+                proto: 6,
+                family: AF_INET,
+                _pad: 0,
+            };
+            for i in 0..SIZE - 1 {
+                bed.bed
+                    .dataplane
+                    .nat_mut()
+                    .install_flow(&filler(i), &NatEntry::default())
+                    .expect("fill");
+            }
+            let frame = packet::tcp(&client_flow(VIP4, 80, 40_014), SYN, None, b"");
+            let (verdict, _) = bed.run_on(bed.in_if, &frame).expect("test run");
+            assert_eq!(verdict, bed.verdicts.drop);
+            assert_eq!(counter(&bed, Counter::DropNatTableFull), 1);
+            assert_eq!(
+                bed.flows().len(),
+                SIZE as usize - 1,
+                "the reply entry went again"
+            );
+            // Full: the reply entry itself finds no room.
+            bed.bed
+                .dataplane
+                .nat_mut()
+                .install_flow(&filler(SIZE - 1), &NatEntry::default())
+                .expect("fill");
+            let (verdict, _) = bed.run_on(bed.in_if, &frame).expect("test run");
+            assert_eq!(verdict, bed.verdicts.drop);
+            assert_eq!(counter(&bed, Counter::DropNatTableFull), 2);
+            // Room for both: the flow opens.
+            for i in 0..2 {
+                bed.bed
+                    .dataplane
+                    .nat_mut()
+                    .remove_flow(&filler(i))
+                    .expect("free");
+            }
+            let (verdict, _) = bed.run_on(bed.in_if, &frame).expect("test run");
+            assert_eq!(verdict, bed.verdicts.redirect);
+            assert_eq!(counter(&bed, Counter::NatNew), 1);
+        })
+        .expect("the test body (see its panic above)");
 }
 
 /// A backend on the interface the client came in on: sent back out of it
@@ -1043,11 +1165,13 @@ on_both_hooks!(
     udp_v4_new_tracked_and_reply,
     udp_v6_new_tracked_and_reply,
     udp_zero_checksum_stays_zero,
+    udp_checksum_computing_to_zero_is_sent_as_ffff,
     vlan_tags_are_kept,
     a_syn_reuses_a_closed_translation,
     tcp_non_syn_without_a_flow_is_dropped,
     ttl_1_is_dropped,
     port_exhaustion_drops_and_recovers,
+    a_full_flow_table_drops_new_flows_whole,
     next_hop_on_the_ingress_interface_bounces,
     a_missing_neighbour_drops_and_names_the_gateway,
     no_route_drops_and_reports,

@@ -9,35 +9,32 @@
 // would be copied onto the BPF stack (512 bytes for the whole program).
 #![allow(clippy::needless_borrows_for_generic_args)]
 
+mod flags;
 mod icmp;
+mod open;
 pub mod ports;
 pub mod rewrite;
 pub mod scratch;
 
-use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_ktime_get_coarse_ns};
+use aya_ebpf::helpers::bpf_ktime_get_coarse_ns;
 use lb_common::{
     consts::{
-        AF_INET, AF_INET6, EVENT_NAT_PORTS_EXHAUSTED, EVENT_NO_BACKEND, FLOW_TOUCH_INTERVAL_NS,
-        IPPROTO_TCP, NAT_DIR_FORWARD, NAT_DIR_REPLY, NAT_F_FIN, NAT_F_REPLIED, NAT_F_RST,
-        NAT_F_SYN,
+        EVENT_NO_BACKEND, IPPROTO_TCP, NAT_DIR_FORWARD, NAT_DIR_REPLY, NAT_F_FIN, NAT_F_REPLIED,
+        NAT_F_RST,
     },
-    hash::flow_hash,
-    nat::counterpart_key,
     stats::Counter,
-    Backend, FlowKey, NatEntry, VipMeta,
+    FlowKey, NatEntry, VipMeta,
 };
 
 use crate::{
     fib,
     forward::Outcome,
     hook::Hook,
-    maps::{NAT_FLOWS, NAT_SCRATCH, NAT_SOURCES},
-    parse::{Class, Packet, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
+    maps::{NAT_FLOWS, NAT_SCRATCH},
+    parse::{Class, Packet, TCP_ACK, TCP_SYN},
     select, stats,
 };
-use ports::EEXIST;
 use rewrite::{L3Info, Layout};
-use scratch::NatScratch;
 
 /// Translates one packet of a NAT VIP (client -> VIP): through its flow's
 /// entry, or a new flow's when the packet may open one (UDP, a TCP SYN).
@@ -73,9 +70,9 @@ pub fn forward<C: Hook>(ctx: &C, vip: &VipMeta, packet: &Packet) -> Outcome {
         if packet.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN
             && entry.flags & (NAT_F_FIN | NAT_F_RST) != 0
         {
-            reopen_reply(key, entry);
+            flags::reopen_reply(key, entry);
         }
-        let refresh = touch(entry, packet.tcp_flags, 0, now);
+        let refresh = flags::touch(entry, packet.tcp_flags, 0, now);
         return send(
             ctx,
             &packet.key,
@@ -94,7 +91,7 @@ pub fn forward<C: Hook>(ctx: &C, vip: &VipMeta, packet: &Packet) -> Outcome {
         stats::report(EVENT_NO_BACKEND, vip.id, key);
         return Counter::DropNoBackend.into();
     };
-    open(
+    open::open(
         ctx,
         scratch,
         vip,
@@ -144,7 +141,7 @@ pub fn reply<C: Hook>(ctx: &C, packet: &Packet) -> Outcome {
     stats::count(Counter::NatHit);
     // SAFETY: plain helper call.
     let now = unsafe { bpf_ktime_get_coarse_ns() };
-    let refresh = touch(entry, packet.tcp_flags, NAT_F_REPLIED, now);
+    let refresh = flags::touch(entry, packet.tcp_flags, NAT_F_REPLIED, now);
     send(
         ctx,
         &packet.key,
@@ -199,123 +196,13 @@ fn error<C: Hook>(ctx: &C, packet: &Packet, direction: u8, miss: Counter) -> Out
     }
 }
 
-/// Opens a new flow: a source port (the reply entry), the forward entry
-/// with its next hop, then the packet. Another CPU opening the same flow
-/// at the same time wins: its entry is used and this one's port freed.
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn open<C: Hook>(
-    ctx: &C,
-    scratch: &mut NatScratch,
-    vip: &VipMeta,
-    packet: &Packet,
-    at: &Layout,
-    l3: &L3Info,
-    (backend_id, backend): (u32, &Backend),
-    now: u64,
-) -> Outcome {
-    let key = &packet.key;
-    let Some(source) = NAT_SOURCES.get(vip.id) else {
-        return Counter::DropNatPortsExhausted.into();
-    };
-    let family_ok =
-        source.family == key.family && (key.family == AF_INET || key.family == AF_INET6);
-    if !family_ok {
-        return Counter::DropNatPortsExhausted.into();
-    }
-    let backend_port = if backend.port != 0 {
-        backend.port
-    } else {
-        key.dport
-    };
-    let vip_id = vip.id as u16;
-    scratch.reply_key = FlowKey {
-        src: backend.addr,
-        dst: source.addr,
-        sport: backend_port,
-        dport: 0,
-        proto: key.proto,
-        family: key.family,
-        _pad: 0,
-    };
-    scratch.reply = NatEntry {
-        src: key.dst,
-        dst: key.src,
-        sport: key.dport,
-        dport: key.sport,
-        backend_id,
-        last_seen_ns: now,
-        direction: NAT_DIR_REPLY,
-        vip_id,
-        ..NatEntry::default()
-    };
-    let port = match ports::reserve(
-        &mut scratch.reply_key,
-        &scratch.reply,
-        source,
-        flow_hash(key),
-    ) {
-        Ok(port) => port,
-        Err(counter) => {
-            if counter == Counter::DropNatPortsExhausted {
-                stats::report(EVENT_NAT_PORTS_EXHAUSTED, vip.id, key);
-            }
-            return counter.into();
-        }
-    };
-    scratch.entry = NatEntry {
-        src: source.addr,
-        dst: backend.addr,
-        sport: port,
-        dport: backend_port,
-        backend_id,
-        last_seen_ns: now,
-        flags: nat_flags(packet.tcp_flags),
-        direction: NAT_DIR_FORWARD,
-        vip_id,
-        ..NatEntry::default()
-    };
-    // The next hop before the insert, so the entry goes in with it (a
-    // failure leaves it unset: the next packet looks again).
-    let hop = fib::resolve(ctx, key, &mut scratch.entry, l3);
-    match NAT_FLOWS.insert(key, &scratch.entry, u64::from(BPF_NOEXIST)) {
-        Ok(()) => stats::count(Counter::NatNew),
-        Err(e) => {
-            let _ = NAT_FLOWS.remove(&scratch.reply_key);
-            if e != EEXIST {
-                return Counter::DropNatTableFull.into();
-            }
-            let Some(existing) = NAT_FLOWS.get_ptr_mut(key) else {
-                return Counter::DropNatTableFull.into();
-            };
-            // SAFETY: a hash map value stays valid for this program run.
-            let existing = unsafe { &mut *existing };
-            stats::count(Counter::NatHit);
-            return send(ctx, key, at, existing, l3, false, false, Counter::Forwarded);
-        }
-    }
-    if let Err(counter) = hop {
-        return counter.into();
-    }
-    send(
-        ctx,
-        key,
-        at,
-        &mut scratch.entry,
-        l3,
-        false,
-        true,
-        Counter::Forwarded,
-    )
-}
-
 /// Sends a packet through its entry: the cached next hop, or a fresh FIB
 /// lookup when there is none or `refresh` says it is time; then the
 /// rewrite. `forwarded` is the verdict on success; forward-direction
 /// packets count as VIP and backend traffic.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn send<C: Hook>(
+pub(super) fn send<C: Hook>(
     ctx: &C,
     key: &FlowKey,
     at: &Layout,
@@ -345,53 +232,4 @@ fn send<C: Hook>(
         counter: forwarded,
         egress: entry.ifindex,
     }
-}
-
-/// Marks what a tracked direction has seen (`extra`: bits the direction
-/// always sets, e.g. `NAT_F_REPLIED`) and refreshes its age at most every
-/// `FLOW_TOUCH_INTERVAL_NS`; true when it did, which is also when the next
-/// hop is looked up again. Writes only what changes.
-#[inline(always)]
-fn touch(entry: &mut NatEntry, tcp_flags: u8, extra: u8, now: u64) -> bool {
-    let flags = if tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN {
-        // A new connection reusing an old translation starts afresh.
-        NAT_F_SYN | extra
-    } else {
-        entry.flags | (nat_flags(tcp_flags) & (NAT_F_FIN | NAT_F_RST)) | extra
-    };
-    if flags != entry.flags {
-        entry.flags = flags;
-    }
-    if now.wrapping_sub(entry.last_seen_ns) > FLOW_TOUCH_INTERVAL_NS {
-        entry.last_seen_ns = now;
-        return true;
-    }
-    false
-}
-
-/// A SYN reusing a closed translation: the reply direction starts afresh
-/// too (not yet answered, no FIN/RST), so the flow's state is the new
-/// connection's, not the old one's.
-#[inline(always)]
-fn reopen_reply(key: &FlowKey, entry: &NatEntry) {
-    if let Some(reply) = NAT_FLOWS.get_ptr_mut(&counterpart_key(key, entry)) {
-        // SAFETY: a hash map value stays valid for this program run.
-        unsafe { (*reply).flags = 0 };
-    }
-}
-
-/// `NAT_F_*` bits for a packet's TCP flags (0 for UDP).
-#[inline(always)]
-fn nat_flags(tcp_flags: u8) -> u8 {
-    let mut flags = 0;
-    if tcp_flags & TCP_SYN != 0 {
-        flags |= NAT_F_SYN;
-    }
-    if tcp_flags & TCP_FIN != 0 {
-        flags |= NAT_F_FIN;
-    }
-    if tcp_flags & TCP_RST != 0 {
-        flags |= NAT_F_RST;
-    }
-    flags
 }
