@@ -5,9 +5,10 @@
 //! Pure: the table is reached through [`NatTable`] (the real map in
 //! `nat_maps`, a `BTreeMap` in tests) and time is passed in. Each call to
 //! [`Reaper::tick`] visits at most a budget of entries from where the last
-//! one stopped (a cursor key), so a table of a million entries costs lbd
-//! a few milliseconds a second instead of one long stall; a whole pass
-//! over the table (a *sweep*) takes `entries / budget` ticks.
+//! one stopped (a cursor: the hash map's bucket, which removals do not
+//! move), read in batches, so a table of a million entries costs lbd tens
+//! of milliseconds a second instead of one long stall; a whole pass over
+//! the table (a *sweep*) takes `entries / budget` ticks.
 //!
 //! A flow is two entries (forward: client -> VIP, reply: backend -> NAT
 //! address) paired by `lb_common::nat::counterpart_key`. It is judged from
@@ -43,16 +44,30 @@ use lb_common::{
 
 use crate::{config::NatTimeouts, model::FlowCount, reconcile::words_addr};
 
-/// Entries visited per tick: at a few syscalls each, some tens of
-/// milliseconds of lbd's loop, and a sweep of a full default table
-/// (262,144 entries) in 16 ticks.
+/// Entries visited per tick at most; lbd also stops a tick after
+/// [`TICK_TIME`]. Each entry costs a few microseconds (a forward entry one
+/// lookup of its counterpart), so a tick of a full budget stays within
+/// tens of milliseconds; tests/tests/nat_runtime.rs measures a sweep of a
+/// million entries.
 pub const TICK_BUDGET: usize = 16_384;
+/// How long lbd lets one tick run (checked between batches): the bound of
+/// the stall a tick can cause, whatever the machine.
+pub const TICK_TIME: std::time::Duration = std::time::Duration::from_millis(50);
+/// Entries read per batch (one system call).
+pub const BATCH: usize = 1024;
 
 /// The flow table as the reaper needs it.
 pub trait NatTable {
-    /// The key after `after` in the table's order (the first key for
-    /// None; the first key too when `after` is no longer in the table).
-    fn next_key(&self, after: Option<&FlowKey>) -> Option<FlowKey>;
+    /// Where a walk stands between batches; removals do not move it.
+    type Cursor: Copy + std::fmt::Debug;
+    /// Appends to `out` up to `max` entries from `cursor` (None: the
+    /// start); returns the cursor of the next batch, None at the end.
+    fn batch(
+        &self,
+        cursor: Option<Self::Cursor>,
+        max: usize,
+        out: &mut Vec<(FlowKey, NatEntry)>,
+    ) -> std::io::Result<Option<Self::Cursor>>;
     /// The entry at `key`, if present.
     fn get(&self, key: &FlowKey) -> Option<NatEntry>;
     /// Removes `key`; returns false when that failed (an absent key is
@@ -230,21 +245,34 @@ pub struct TickReport {
     pub sweep_done: bool,
 }
 
-/// The reaper's state between ticks.
-#[derive(Debug, Default)]
-pub struct Reaper {
-    /// The last key visited that is still in the table (None: start of a
-    /// sweep).
-    cursor: Option<FlowKey>,
+/// The reaper's state between ticks, walking a table whose cursor is `C`.
+#[derive(Debug)]
+pub struct Reaper<C = u32> {
+    /// Where the next batch starts (None: start of a sweep).
+    cursor: Option<C>,
     /// The sweep under way.
     current: SweepStats,
     /// The last complete sweep (None: none yet).
     last: Option<SweepStats>,
     /// Removals since start.
     reaped: Reaped,
+    /// Reads of the table that failed since start (the sweep started over).
+    pub read_errors: u64,
 }
 
-impl Reaper {
+impl<C> Default for Reaper<C> {
+    fn default() -> Self {
+        Self {
+            cursor: None,
+            current: SweepStats::default(),
+            last: None,
+            reaped: Reaped::default(),
+            read_errors: 0,
+        }
+    }
+}
+
+impl<C: Copy + std::fmt::Debug> Reaper<C> {
     /// A reaper at the start of its first sweep.
     pub fn new() -> Self {
         Self::default()
@@ -260,120 +288,107 @@ impl Reaper {
         self.reaped
     }
 
-    /// Visits up to `budget` entries from where the last tick stopped,
-    /// removing what has expired (both entries of a flow together).
-    pub fn tick(
+    /// Visits batches of entries from where the last tick stopped while
+    /// fewer than `budget` were visited and `go_on()` says so (checked
+    /// between batches), removing what has expired (both entries of a flow
+    /// together).
+    pub fn tick<T: NatTable<Cursor = C>>(
         &mut self,
-        table: &mut impl NatTable,
+        table: &mut T,
         now_ns: u64,
         timeouts: &NatTimeouts,
         owners: &Owners,
         budget: usize,
+        mut go_on: impl FnMut() -> bool,
     ) -> TickReport {
         let mut report = TickReport::default();
-        // The cursor vanished (a flow ended by someone else, e.g. its
-        // counterpart's removal): the table restarts from its first key,
-        // and so does the sweep, so nothing is counted twice.
-        if let Some(cursor) = &self.cursor {
-            if table.get(cursor).is_none() {
-                self.cursor = None;
-                self.current = SweepStats::default();
-            }
-        }
         self.current.ticks += 1;
-        let mut key = table.next_key(self.cursor.as_ref());
-        // Removals wait for the end of the tick: removing a key the walk
-        // stands on would send the next lookup back to the first key.
-        let mut doomed: Vec<FlowKey> = Vec::new();
-        let mut doomed_set: HashSet<FlowKey> = HashSet::new();
-        // Keys kept in this tick, in walk order: the next cursor is the
-        // last of them that is not doomed by a later flow.
-        let mut kept: Vec<FlowKey> = Vec::new();
-        let start = self.cursor;
-        while let Some(k) = key {
-            if report.visited == budget {
-                break;
-            }
-            report.visited += 1;
-            let next = table.next_key(Some(&k));
-            let entry = if doomed_set.contains(&k) {
-                None // the counterpart of a flow already judged
-            } else {
-                table.get(&k)
+        // Keys removed in this tick: a batch holds copies, so the second
+        // entry of a flow just removed may still come up in it.
+        let mut removed: HashSet<FlowKey> = HashSet::new();
+        let mut entries = Vec::with_capacity(BATCH);
+        let mut first = true;
+        while report.visited < budget && (first || go_on()) {
+            first = false;
+            entries.clear();
+            // Whole batches: a hash map's batch holds whole buckets, which
+            // a smaller one might not fit.
+            let max = BATCH.min(budget);
+            let next = match table.batch(self.cursor, max, &mut entries) {
+                Ok(next) => next,
+                Err(error) => {
+                    tracing::warn!(%error, "reading the NAT flow table failed; the sweep starts over");
+                    self.read_errors += 1;
+                    self.cursor = None;
+                    self.current = SweepStats::default();
+                    return report;
+                }
             };
-            if let Some(entry) = entry {
-                let other_key = counterpart_key(&k, &entry);
-                // A young reply needs no look at its counterpart: it can be
-                // neither an orphan yet nor judged (forward entries judge).
-                let skip_lookup = entry.direction == NAT_DIR_REPLY
-                    && idle(now_ns, entry.last_seen_ns) <= timeouts.tcp_syn;
-                let other = if skip_lookup {
-                    Some(entry)
-                } else {
-                    table.get(&other_key)
-                };
-                let (gone, n): ([FlowKey; 2], usize) =
-                    match fate(&k, &entry, other.as_ref(), now_ns, timeouts, owners) {
-                        Fate::Keep(state) => {
-                            if let Some(state) = state {
-                                self.count(&k, &entry, state);
-                            }
-                            kept.push(k);
-                            ([k, k], 0)
-                        }
-                        Fate::Expired(_) => {
-                            self.reaped.expired += 1;
-                            ([k, other_key], 2)
-                        }
-                        Fate::BackendGone => {
-                            self.reaped.backend_gone += 1;
-                            ([k, other_key], 2)
-                        }
-                        Fate::Orphan => {
-                            self.reaped.orphans += 1;
-                            ([k, k], 1)
-                        }
-                    };
-                for g in &gone[..n] {
-                    if doomed_set.insert(*g) {
-                        doomed.push(*g);
+            for (key, entry) in &entries {
+                report.visited += 1;
+                if removed.contains(key) {
+                    continue;
+                }
+                let gone = self.judge(table, key, entry, now_ns, timeouts, owners);
+                for k in gone.iter().flatten() {
+                    if table.remove(k) {
+                        report.removed += 1;
+                        removed.insert(*k);
+                    } else {
+                        self.reaped.failed += 1;
                     }
                 }
             }
-            key = next;
-        }
-        if key.is_none() {
-            report.sweep_done = true;
-            self.last = Some(std::mem::take(&mut self.current));
-            self.cursor = None;
-        } else {
-            let survivor = kept
-                .iter()
-                .rev()
-                .chain(start.as_ref())
-                .find(|k| !doomed_set.contains(k));
-            match survivor {
-                Some(k) => self.cursor = Some(*k),
-                None if start.is_none() && kept.is_empty() => {
-                    // Everything visited goes: the table's first key
-                    // after the removals is where the walk goes on.
-                }
-                None => {
-                    // Every key the walk could stand on goes: start over
-                    // next tick rather than count anything twice.
-                    self.cursor = None;
-                    self.current = SweepStats::default();
-                }
-            }
-        }
-        for k in &doomed {
-            if table.remove(k) {
-                report.removed += 1;
-            } else {
-                self.reaped.failed += 1;
+            self.cursor = next;
+            if next.is_none() {
+                report.sweep_done = true;
+                self.last = Some(std::mem::take(&mut self.current));
+                break;
             }
         }
         report
+    }
+
+    /// Decides about one entry; returns the keys to remove.
+    fn judge<T: NatTable<Cursor = C>>(
+        &mut self,
+        table: &T,
+        key: &FlowKey,
+        entry: &NatEntry,
+        now_ns: u64,
+        timeouts: &NatTimeouts,
+        owners: &Owners,
+    ) -> [Option<FlowKey>; 2] {
+        let other_key = counterpart_key(key, entry);
+        // A young reply needs no look at its counterpart: it can be
+        // neither an orphan yet nor judged (forward entries judge).
+        let young_reply = entry.direction == NAT_DIR_REPLY
+            && idle(now_ns, entry.last_seen_ns) <= timeouts.tcp_syn;
+        let other = if young_reply {
+            Some(*entry)
+        } else {
+            table.get(&other_key)
+        };
+        match fate(key, entry, other.as_ref(), now_ns, timeouts, owners) {
+            Fate::Keep(state) => {
+                if let Some(state) = state {
+                    self.count(key, entry, state);
+                }
+                [None, None]
+            }
+            Fate::Expired(_) => {
+                self.reaped.expired += 1;
+                [Some(*key), Some(other_key)]
+            }
+            Fate::BackendGone => {
+                self.reaped.backend_gone += 1;
+                [Some(*key), Some(other_key)]
+            }
+            Fate::Orphan => {
+                self.reaped.orphans += 1;
+                [Some(*key), None]
+            }
+        }
     }
 
     /// Counts a kept flow (from its forward entry) in the current sweep.
@@ -398,21 +413,24 @@ impl Reaper {
     }
 }
 
-/// A flow table in memory, ordered by key (tests; a stand-in for the map).
+/// A flow table in memory, ordered by key (tests; a stand-in for the map:
+/// the cursor is the first key of the next batch, and a removal of that
+/// key does not move it, like a bucket's).
 #[cfg(test)]
 impl NatTable for BTreeMap<FlowKeyOrd, NatEntry> {
-    fn next_key(&self, after: Option<&FlowKey>) -> Option<FlowKey> {
+    type Cursor = FlowKeyOrd;
+
+    fn batch(
+        &self,
+        cursor: Option<FlowKeyOrd>,
+        max: usize,
+        out: &mut Vec<(FlowKey, NatEntry)>,
+    ) -> std::io::Result<Option<FlowKeyOrd>> {
         use std::ops::Bound;
-        match after {
-            None => self.keys().next().map(|k| k.0),
-            Some(after) if !self.contains_key(&FlowKeyOrd(*after)) => {
-                self.keys().next().map(|k| k.0)
-            }
-            Some(after) => self
-                .range((Bound::Excluded(FlowKeyOrd(*after)), Bound::Unbounded))
-                .next()
-                .map(|(k, _)| k.0),
-        }
+        let from = cursor.map_or(Bound::Unbounded, Bound::Included);
+        let mut range = self.range((from, Bound::Unbounded));
+        out.extend(range.by_ref().take(max).map(|(k, v)| (k.0, *v)));
+        Ok(range.next().map(|(k, _)| *k))
     }
 
     fn get(&self, key: &FlowKey) -> Option<NatEntry> {

@@ -25,7 +25,7 @@ use tracing::{debug, info, warn};
 use super::Engine;
 use crate::{
     nat_events::NatEvents,
-    nat_reaper::{Owner, Owners, Reaper, TICK_BUDGET},
+    nat_reaper::{Owner, Owners, Reaper, TICK_BUDGET, TICK_TIME},
     reconcile::{addr_words, words_addr, Balancer},
 };
 
@@ -110,6 +110,7 @@ impl Engine {
             &self.config.nat.timeouts,
             &owners,
             TICK_BUDGET,
+            || started.elapsed() < TICK_TIME,
         );
         self.nat.last_tick = started.elapsed();
         if report.removed > 0 {
