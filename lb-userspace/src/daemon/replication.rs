@@ -47,6 +47,8 @@ pub struct Replication {
     sessions: watch::Receiver<u64>,
     last_scan_ns: u64,
     last_full: Option<Instant>,
+    /// Batch reads of the NAT flow table failed once (logged once).
+    nat_slow_scan: bool,
     /// Records received that named a VIP or backend this node lacks.
     pub unknown: u64,
     /// Records installed.
@@ -96,6 +98,7 @@ impl Replication {
                 sessions,
                 last_scan_ns: 0,
                 last_full: None,
+                nat_slow_scan: false,
                 unknown: 0,
                 installed: 0,
                 nat_installed: 0,
@@ -127,7 +130,19 @@ impl Replication {
             .filter(|(_, entry)| full || entry.last_seen_ns >= since)
             .filter_map(|(key, entry)| record(&key, &entry, &names, now))
             .collect();
-        let nat = nat_replication::nat_records(dataplane.nat().flows(), full, since, now);
+        let nat_since = self
+            .last_scan_ns
+            .saturating_sub(nat_replication::SCAN_MARGIN_NS);
+        let nat = match crate::map_batch::lookup_all(dataplane.nat().flows_map()) {
+            Ok(flows) => nat_replication::nat_records(flows.into_iter(), full, nat_since, now),
+            Err(error) => {
+                if !self.nat_slow_scan {
+                    warn!(%error, "reading the NAT flow table in batches failed: walking it entry by entry instead");
+                    self.nat_slow_scan = true;
+                }
+                nat_replication::nat_records(dataplane.nat().flows(), full, nat_since, now)
+            }
+        };
         if full {
             debug!(
                 records = records.len(),
