@@ -425,6 +425,8 @@ fn replication_cost_with_sixty_thousand_flows() {
     let idle_a = (cpu_time(pid_a) - cpu_a).as_secs_f64() / idle.elapsed().as_secs_f64();
     let idle_b = (cpu_time(pid_b) - cpu_b).as_secs_f64() / idle.elapsed().as_secs_f64();
 
+    let took_over = || status_on(&lab, &b).vrrp[0].counters.became_master;
+    let takeovers_before = took_over();
     let filled = Instant::now();
     for i in 0..FLOWS {
         let client = Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 18, 8, 0)) + i / 30_000);
@@ -450,9 +452,11 @@ fn replication_cost_with_sixty_thousand_flows() {
     std::thread::sleep(Duration::from_secs(20));
     let busy_a = (cpu_time(pid_a) - cpu_a).as_secs_f64() / window.elapsed().as_secs_f64();
     let busy_b = (cpu_time(pid_b) - cpu_b).as_secs_f64() / window.elapsed().as_secs_f64();
+    let takeovers = took_over() - takeovers_before;
     println!(
         "MEASURED: {FLOWS} NAT flows written in {} ms, read back in batches in {} ms, entry by entry in {} ms; all on the backup {} ms later; \
-         lbd CPU idle: master {:.1} %, backup {:.1} %; with the flows (20 s): master {:.1} %, backup {:.1} %",
+         lbd CPU idle: master {:.1} %, backup {:.1} %; with the flows (20 s): master {:.1} %, backup {:.1} %; \
+         the backup took over {takeovers} times",
         fill.as_millis(),
         batched_took.as_millis(),
         walked_took.as_millis(),

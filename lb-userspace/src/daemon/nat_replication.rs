@@ -26,9 +26,8 @@ use crate::{
 /// may lie and still count as touched since: the coarse clock the data
 /// plane stamps with lags by up to a jiffy (10 ms at HZ=100). Every touch
 /// is sent about once, not on every tick of the following touch interval
-/// (as the DSR flows' wider window does): a busy master re-sending each of
-/// 60,000 active flows four times a second kept the backup saturated in
-/// the lab (`nat_sync` cost test).
+/// (as the DSR flows' wider window does, which would send each active flow
+/// four times a second and the backup install it as often).
 pub(crate) const SCAN_MARGIN_NS: u64 = 50_000_000;
 
 /// The NAT flow table as replication uses it: the real `NAT_FLOWS`, or a
