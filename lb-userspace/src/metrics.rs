@@ -67,12 +67,12 @@ pub(crate) const FAMILIES: &[(&str, &str)] = &[
     ("lbd_vrrp_adverts_sent_total", "counter"),
     ("lbd_vrrp_adverts_received_total", "counter"),
     ("lbd_vrrp_adverts_ignored_total", "counter"),
+    ("lbd_replication_nat_flows_installed_total", "counter"),
+    ("lbd_replication_nat_flows_skipped_total", "counter"),
     ("lbd_replication_connected", "gauge"),
     ("lbd_replication_flows_sent_total", "counter"),
     ("lbd_replication_flows_installed_total", "counter"),
     ("lbd_replication_auth_failures_total", "counter"),
-    ("lbd_replication_nat_flows_installed_total", "counter"),
-    ("lbd_replication_nat_flows_skipped_total", "counter"),
 ];
 
 /// Series names a family gives in queries (a histogram's `_bucket`,

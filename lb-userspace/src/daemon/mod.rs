@@ -9,7 +9,6 @@ pub mod engine;
 pub mod events;
 pub mod flow;
 pub mod http;
-mod nat_replication;
 pub mod replication;
 pub mod routes;
 

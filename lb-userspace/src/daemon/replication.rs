@@ -5,7 +5,7 @@
 //! own table, translated to its own backend ids. After a failover every
 //! flow established before it keeps its backend, even if the backend set
 //! (and so the Maglev table) changed in between. NAT'd flows travel the
-//! same way, with the same cadence ([`super::nat_replication`]): after a
+//! same way, with the same cadence ([`nat`]): after a
 //! failover they keep their translation (NAT address and port, backend).
 
 use std::{
@@ -24,7 +24,9 @@ use lb_common::{
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
-use super::nat_replication::{self, Installed};
+use nat::Installed;
+
+mod nat;
 
 use crate::{
     config::{Protocol, VrrpConfig},
@@ -130,17 +132,15 @@ impl Replication {
             .filter(|(_, entry)| full || entry.last_seen_ns >= since)
             .filter_map(|(key, entry)| record(&key, &entry, &names, now))
             .collect();
-        let nat_since = self
-            .last_scan_ns
-            .saturating_sub(nat_replication::SCAN_MARGIN_NS);
+        let nat_since = self.last_scan_ns.saturating_sub(nat::SCAN_MARGIN_NS);
         let nat = match crate::map_batch::lookup_all(dataplane.nat().flows_map()) {
-            Ok(flows) => nat_replication::nat_records(flows.into_iter(), full, nat_since, now),
+            Ok(flows) => nat::nat_records(flows.into_iter(), full, nat_since, now),
             Err(error) => {
                 if !self.nat_slow_scan {
                     warn!(%error, "reading the NAT flow table in batches failed: walking it entry by entry instead");
                     self.nat_slow_scan = true;
                 }
-                nat_replication::nat_records(dataplane.nat().flows(), full, nat_since, now)
+                nat::nat_records(dataplane.nat().flows(), full, nat_since, now)
             }
         };
         if full {
@@ -191,7 +191,7 @@ impl Replication {
         now: u64,
     ) {
         for record in &batch.nat {
-            let pair = match nat_replication::entries_for(record, balancer, now) {
+            let pair = match nat::entries_for(record, balancer, now) {
                 Ok(pair) => pair,
                 Err(why) => {
                     self.nat_unknown += 1;
@@ -206,7 +206,7 @@ impl Replication {
                     continue;
                 }
             };
-            match nat_replication::install_pair(dataplane.nat_mut(), &pair) {
+            match nat::install_pair(dataplane.nat_mut(), &pair) {
                 Ok(Installed::Yes) => self.nat_installed += 1,
                 Ok(Installed::Conflict) => {
                     self.nat_conflicts += 1;

@@ -4,7 +4,7 @@
 //! and backend ids, its own clock and no next hop (its FIB finds one), and
 //! never lets a replicated flow take the place of another flow's entry.
 //! Pure functions over a [`ReplicaTable`], so the rules are tested without a
-//! kernel; [`Replication`](super::replication::Replication) drives them.
+//! kernel; [`Replication`](super::Replication) drives them.
 
 use std::collections::{HashMap, HashSet};
 
