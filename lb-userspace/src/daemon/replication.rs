@@ -8,6 +8,8 @@
 //! same way, with the same cadence ([`nat`]): after a
 //! failover they keep their translation (NAT address and port, backend).
 
+mod nat;
+
 use std::{
     collections::HashMap,
     net::IpAddr,
@@ -24,10 +26,6 @@ use lb_common::{
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
-use nat::Installed;
-
-mod nat;
-
 use crate::{
     config::{Protocol, VrrpConfig},
     dataplane::Dataplane,
@@ -36,6 +34,7 @@ use crate::{
 };
 
 use crate::clock::monotonic_ns;
+use nat::Installed;
 
 /// How often the master sends a complete dump even without a new session.
 const FULL_SYNC_INTERVAL: Duration = Duration::from_secs(10);
