@@ -15,6 +15,7 @@ pub mod logging;
 pub mod mac;
 pub mod maglev;
 pub mod maglev_update;
+pub mod map_batch;
 pub(crate) mod map_log;
 pub mod metrics;
 pub mod model;

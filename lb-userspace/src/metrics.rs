@@ -67,6 +67,8 @@ pub(crate) const FAMILIES: &[(&str, &str)] = &[
     ("lbd_vrrp_adverts_sent_total", "counter"),
     ("lbd_vrrp_adverts_received_total", "counter"),
     ("lbd_vrrp_adverts_ignored_total", "counter"),
+    ("lbd_replication_nat_flows_installed_total", "counter"),
+    ("lbd_replication_nat_flows_skipped_total", "counter"),
     ("lbd_replication_connected", "gauge"),
     ("lbd_replication_flows_sent_total", "counter"),
     ("lbd_replication_flows_installed_total", "counter"),
@@ -78,8 +80,6 @@ pub(crate) const FAMILIES: &[(&str, &str)] = &[
     ("lbd_nat_reaped_total", "counter"),
     ("lbd_vip_nat_ports_in_use", "gauge"),
     ("lbd_vip_nat_ports", "gauge"),
-    ("lbd_replication_nat_flows_installed_total", "counter"),
-    ("lbd_replication_nat_flows_skipped_total", "counter"),
 ];
 
 /// Series names a family gives in queries (a histogram's `_bucket`,

@@ -55,6 +55,12 @@ impl NatMaps {
         self.flows.iter().filter_map(|r| r.ok())
     }
 
+    /// The flow table itself, for whole-table reads in batches
+    /// (`map_batch`, replication's scan).
+    pub fn flows_map(&self) -> &MapData {
+        aya::maps::IterableMap::map(&self.flows)
+    }
+
     /// One entry, if present.
     pub fn flow(&self, key: &FlowKey) -> Result<Option<NatEntry>> {
         match self.flows.get(key, 0) {

@@ -10,7 +10,6 @@ pub mod events;
 pub mod flow;
 pub mod http;
 pub mod nat_flow;
-mod nat_replication;
 pub mod replication;
 pub mod routes;
 

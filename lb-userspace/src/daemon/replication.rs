@@ -5,8 +5,10 @@
 //! own table, translated to its own backend ids. After a failover every
 //! flow established before it keeps its backend, even if the backend set
 //! (and so the Maglev table) changed in between. NAT'd flows travel the
-//! same way, with the same cadence ([`super::nat_replication`]): after a
+//! same way, with the same cadence ([`nat`]): after a
 //! failover they keep their translation (NAT address and port, backend).
+
+mod nat;
 
 use std::{
     collections::HashMap,
@@ -24,8 +26,6 @@ use lb_common::{
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
-use super::nat_replication::{self, Installed};
-
 use crate::{
     config::{Protocol, VrrpConfig},
     dataplane::Dataplane,
@@ -34,6 +34,7 @@ use crate::{
 };
 
 use crate::clock::monotonic_ns;
+use nat::Installed;
 
 /// How often the master sends a complete dump even without a new session.
 const FULL_SYNC_INTERVAL: Duration = Duration::from_secs(10);
@@ -47,6 +48,8 @@ pub struct Replication {
     sessions: watch::Receiver<u64>,
     last_scan_ns: u64,
     last_full: Option<Instant>,
+    /// Batch reads of the NAT flow table failed once (logged once).
+    nat_slow_scan: bool,
     /// Records received that named a VIP or backend this node lacks.
     pub unknown: u64,
     /// Records installed.
@@ -96,6 +99,7 @@ impl Replication {
                 sessions,
                 last_scan_ns: 0,
                 last_full: None,
+                nat_slow_scan: false,
                 unknown: 0,
                 installed: 0,
                 nat_installed: 0,
@@ -127,7 +131,17 @@ impl Replication {
             .filter(|(_, entry)| full || entry.last_seen_ns >= since)
             .filter_map(|(key, entry)| record(&key, &entry, &names, now))
             .collect();
-        let nat = nat_replication::nat_records(dataplane.nat().flows(), full, since, now);
+        let nat_since = self.last_scan_ns.saturating_sub(nat::SCAN_MARGIN_NS);
+        let nat = match crate::map_batch::lookup_all(dataplane.nat().flows_map()) {
+            Ok(flows) => nat::nat_records(flows.into_iter(), full, nat_since, now),
+            Err(error) => {
+                if !self.nat_slow_scan {
+                    warn!(%error, "reading the NAT flow table in batches failed: walking it entry by entry instead");
+                    self.nat_slow_scan = true;
+                }
+                nat::nat_records(dataplane.nat().flows(), full, nat_since, now)
+            }
+        };
         if full {
             debug!(
                 records = records.len(),
@@ -176,7 +190,7 @@ impl Replication {
         now: u64,
     ) {
         for record in &batch.nat {
-            let pair = match nat_replication::entries_for(record, balancer, now) {
+            let pair = match nat::entries_for(record, balancer, now) {
                 Ok(pair) => pair,
                 Err(why) => {
                     self.nat_unknown += 1;
@@ -191,7 +205,7 @@ impl Replication {
                     continue;
                 }
             };
-            match nat_replication::install_pair(dataplane.nat_mut(), &pair) {
+            match nat::install_pair(dataplane.nat_mut(), &pair) {
                 Ok(Installed::Yes) => self.nat_installed += 1,
                 Ok(Installed::Conflict) => {
                     self.nat_conflicts += 1;

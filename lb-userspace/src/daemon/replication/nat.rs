@@ -3,10 +3,10 @@
 //! addresses and ports; the backup rebuilds both entries with its own VIP
 //! and backend ids, its own clock and no next hop (its FIB finds one), and
 //! never lets a replicated flow take the place of another flow's entry.
-//! Pure functions over a [`NatTable`], so the rules are tested without a
-//! kernel; [`Replication`](super::replication::Replication) drives them.
+//! Pure functions over a [`ReplicaTable`], so the rules are tested without a
+//! kernel; [`Replication`](super::Replication) drives them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use lb_common::{
     consts::{IPPROTO_TCP, IPPROTO_UDP, NAT_DIR_FORWARD, NAT_DIR_REPLY},
@@ -22,9 +22,17 @@ use crate::{
     sync::{NatFlowRecord, NatHalf, NatTuple},
 };
 
+/// How far before the previous scan's start a NAT entry's `last_seen_ns`
+/// may lie and still count as touched since: the coarse clock the data
+/// plane stamps with lags by up to a jiffy (10 ms at HZ=100). Every touch
+/// is sent about once, not on every tick of the following touch interval
+/// (as the DSR flows' wider window does, which would send each active flow
+/// four times a second and the backup install it as often).
+pub(crate) const SCAN_MARGIN_NS: u64 = 50_000_000;
+
 /// The NAT flow table as replication uses it: the real `NAT_FLOWS`, or a
 /// map in tests.
-pub(crate) trait NatTable {
+pub(crate) trait ReplicaTable {
     /// The entry under `key`, if any.
     fn get(&self, key: &FlowKey) -> Option<NatEntry>;
     /// Puts `entry` in only if `key` is free; `false` when taken.
@@ -35,7 +43,7 @@ pub(crate) trait NatTable {
     fn remove(&mut self, key: &FlowKey) -> Result<(), DataplaneError>;
 }
 
-impl NatTable for NatMaps {
+impl ReplicaTable for NatMaps {
     fn get(&self, key: &FlowKey) -> Option<NatEntry> {
         self.flow(key).ok().flatten()
     }
@@ -63,7 +71,25 @@ pub(crate) fn nat_records(
     since: u64,
     now: u64,
 ) -> Vec<NatFlowRecord> {
-    let table: HashMap<FlowKey, NatEntry> = flows.collect();
+    let table: HashMap<FlowKey, NatEntry> = if full {
+        flows.collect()
+    } else {
+        // Most ticks find few touched entries in a large table: keep only
+        // those and their counterparts (computed from the entry itself)
+        // instead of indexing the whole table every tick.
+        let all: Vec<(FlowKey, NatEntry)> = flows.collect();
+        let wanted: HashSet<FlowKey> = all
+            .iter()
+            .filter(|(_, entry)| entry.last_seen_ns >= since)
+            .flat_map(|(key, entry)| [*key, counterpart_key(key, entry)])
+            .collect();
+        if wanted.is_empty() {
+            return Vec::new();
+        }
+        all.into_iter()
+            .filter(|(key, _)| wanted.contains(key))
+            .collect()
+    };
     table
         .iter()
         .filter(|(_, entry)| entry.direction == NAT_DIR_FORWARD)
@@ -247,7 +273,7 @@ pub(crate) enum Installed {
 /// if still free at the write (`BPF_NOEXIST`), and an entry this call put
 /// in is taken out again if the other one conflicts.
 pub(crate) fn install_pair(
-    table: &mut impl NatTable,
+    table: &mut impl ReplicaTable,
     pair: &NatPair,
 ) -> Result<Installed, DataplaneError> {
     let mut planned = Vec::with_capacity(2);
@@ -304,7 +330,7 @@ mod tests {
         entries: HashMap<FlowKey, NatEntry>,
     }
 
-    impl NatTable for Table {
+    impl ReplicaTable for Table {
         fn get(&self, key: &FlowKey) -> Option<NatEntry> {
             self.entries.get(key).copied()
         }
@@ -589,7 +615,7 @@ mod tests {
         inserts: usize,
     }
 
-    impl NatTable for Racing {
+    impl ReplicaTable for Racing {
         fn get(&self, key: &FlowKey) -> Option<NatEntry> {
             self.table.get(key)
         }
