@@ -1069,12 +1069,25 @@ fn neighbour(lab: &Lab, address: IpAddr) -> String {
 }
 
 #[test]
-fn nat_missing_next_hop_neighbour_is_dropped_counted_and_resolved() {
+fn nat_at_xdp_missing_next_hop_neighbour_is_dropped_counted_and_resolved() {
+    missing_neighbour("xdp");
+}
+
+#[test]
+fn nat_at_tc_missing_next_hop_neighbour_is_dropped_counted_and_resolved() {
+    missing_neighbour("tc");
+}
+
+fn missing_neighbour(attach: &str) {
     let started = Instant::now();
     let mut lab = nat_lab(1, 1);
+    if attach == "tc" {
+        lab.without_pass_through_xdp();
+    }
     start_nat_lbd(
         &mut lab,
         &Spec {
+            attach,
             backends: &["b1"],
             ..Spec::default()
         },
@@ -1140,7 +1153,7 @@ fn nat_missing_next_hop_neighbour_is_dropped_counted_and_resolved() {
         ));
     }
     eprintln!(
-        "NAT neighbours: {}; took {:?}",
+        "NAT neighbours ({attach}): {}; took {:?}",
         report.join("; "),
         started.elapsed()
     );
