@@ -180,6 +180,26 @@ impl Engine {
         }
     }
 
+    /// Warns when a NAT VIP added at run time has a NAT address no VRRP
+    /// instance moves (the config file refuses that; the API cannot change
+    /// the instances): after a failover its replies would go to the node
+    /// that lost the VIP.
+    pub(crate) fn warn_if_nat_address_stays(&self, vip: &crate::config::VipConfig) {
+        let Some(nat) = vip.nat else { return };
+        if self.vrrp.is_empty()
+            || self
+                .vrrp
+                .iter()
+                .any(|i| i.config().addresses.contains(&nat.source))
+        {
+            return;
+        }
+        warn!(
+            vip = %vip.address, nat_address = %nat.source,
+            "the NAT VIP's NAT address is in no VRRP instance's addresses, so it does not move at a failover: add it to the [[vrrp]] addresses in the config file and reload"
+        );
+    }
+
     /// Puts the forwarding settings lbd changed back (a clean stop).
     pub(crate) fn restore_forwarding(&mut self) {
         for change in std::mem::take(&mut self.nat.forwarding) {
