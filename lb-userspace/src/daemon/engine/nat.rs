@@ -262,7 +262,9 @@ impl Engine {
                 let gateway: IpAddr = words_addr(event.flow.dst, event.flow.family);
                 let action = self.nat.events.no_neighbour(gateway, now);
                 if action.probe {
-                    crate::netlink::probe(gateway);
+                    // A link-local next hop: most likely on the attached
+                    // interface, where the packet came in.
+                    crate::netlink::probe_on(gateway, self.interface.index);
                 }
                 if action.log {
                     warn!(
@@ -274,9 +276,26 @@ impl Engine {
             }
             EVENT_NO_ROUTE => {
                 if self.nat.events.log_for_vip(event.kind, event.vip_id, now) {
-                    let destination = words_addr(event.flow.dst, event.flow.family);
+                    // The event names the packet as it arrived; where it
+                    // was to go is its translation's destination.
+                    let flow = &event.flow;
+                    let packet = format!(
+                        "{} -> {}",
+                        std::net::SocketAddr::new(
+                            words_addr(flow.src, flow.family),
+                            u16::from_be(flow.sport)
+                        ),
+                        std::net::SocketAddr::new(
+                            words_addr(flow.dst, flow.family),
+                            u16::from_be(flow.dport)
+                        ),
+                    );
+                    let destination = match self.dataplane.nat().flow(flow) {
+                        Ok(Some(entry)) => words_addr(entry.dst, flow.family).to_string(),
+                        _ => "its translated destination".to_owned(),
+                    };
                     warn!(
-                        %vip, %destination, interface = %self.interface.name,
+                        %vip, %packet, interface = %self.interface.name,
                         "data plane: no usable route for a NAT'd packet, dropped (drop_no_route; logged once a minute per VIP): add a route to {destination}, and check that forwarding is on for {} (lbd switches it on)", self.interface.name
                     );
                 }
