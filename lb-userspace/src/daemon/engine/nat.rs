@@ -52,6 +52,9 @@ pub(crate) struct NatRuntime {
     forwarding: Vec<ForwardingChange>,
     /// Forwarding settings lbd failed to switch on (warned once).
     forwarding_failed: BTreeSet<PathBuf>,
+    /// Interfaces the redirect map refused (full: `TX_PORTS_MAX`), warned
+    /// once each.
+    tx_failed: BTreeSet<u32>,
     /// Housekeeping ticks seen.
     ticks: u32,
     /// How long the last reaper tick took.
@@ -232,13 +235,20 @@ impl Engine {
                 .find(|l| l.index == index)
                 .map_or_else(|| index.to_string(), |l| l.name.clone())
         };
+        self.nat.tx_failed.retain(|i| wanted.contains(i));
         for index in wanted.difference(&present) {
             match self.dataplane.nat_mut().add_tx_port(*index) {
                 Ok(()) => {
-                    info!(interface = %name(*index), "interface added to the NAT redirect targets")
+                    self.nat.tx_failed.remove(index);
+                    info!(interface = %name(*index), "interface added to the NAT redirect targets");
                 }
                 Err(error) => {
-                    warn!(interface = %name(*index), %error, "adding a NAT redirect target failed")
+                    if self.nat.tx_failed.insert(*index) {
+                        warn!(
+                            interface = %name(*index), %error,
+                            "adding a NAT redirect target failed (at most {} interfaces): routed packets cannot leave by it from XDP", lb_common::consts::TX_PORTS_MAX
+                        );
+                    }
                 }
             }
         }
