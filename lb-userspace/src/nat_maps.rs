@@ -169,14 +169,16 @@ impl crate::nat_reaper::NatTable for NatMaps {
     }
 }
 
-/// `BPF_MAP_LOOKUP_BATCH` on the flow table: appends up to `max` entries
-/// from bucket `cursor` (None: the first) to `out`; returns the bucket to
-/// go on from, None when the table's end was reached.
-fn lookup_batch(
+/// One `BPF_MAP_LOOKUP_BATCH` call on the hash map `map`, whose key and
+/// value types must be `K` and `V` (as a typed aya map checked when it was
+/// made): appends up to `max` entries from bucket `cursor` (None: the
+/// first) to `out`; returns the bucket to go on from, None when the
+/// table's end was reached (Linux 5.6; an older kernel answers `EINVAL`).
+pub(crate) fn lookup_batch<K: aya::Pod + Default, V: aya::Pod + Default>(
     map: &MapData,
     cursor: Option<u32>,
     max: usize,
-    out: &mut Vec<(FlowKey, NatEntry)>,
+    out: &mut Vec<(K, V)>,
 ) -> std::io::Result<Option<u32>> {
     /// The `bpf_attr` of the batch commands.
     #[repr(C)]
@@ -191,8 +193,8 @@ fn lookup_batch(
         flags: u64,
     }
     const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
-    let mut keys = vec![FlowKey::default(); max];
-    let mut values = vec![NatEntry::default(); max];
+    let mut keys = vec![K::default(); max];
+    let mut values = vec![V::default(); max];
     let in_batch = cursor.unwrap_or(0);
     let mut out_batch = 0u32;
     let mut attr = BatchAttr {
@@ -206,7 +208,7 @@ fn lookup_batch(
         flags: 0,
     };
     // SAFETY: the attribute points at buffers of `max` keys and values of
-    // the map's key and value types (FlowKey, NatEntry) and at two u32
+    // the map's key and value types (K, V, as the caller promises) and at two u32
     // batch tokens (a hash map's bucket), all alive across the call; the
     // kernel writes back `count`.
     let rc = unsafe {

@@ -432,11 +432,25 @@ fn usable(state: NeighbourState) -> bool {
 /// Makes the kernel resolve `address` by sending it one empty datagram to
 /// the discard port. Failure only means the address stays unresolved.
 pub(crate) fn probe(address: IpAddr) {
-    let bind: SocketAddr = match address {
-        IpAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
-        IpAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+    probe_on(address, 0);
+}
+
+/// `probe`, with `ifindex` as the scope of an IPv6 link-local address (a
+/// next hop learnt from router advertisements), which cannot be sent to
+/// without one.
+pub(crate) fn probe_on(address: IpAddr, ifindex: u32) {
+    let (bind, to): (SocketAddr, SocketAddr) = match address {
+        IpAddr::V4(a) => ((Ipv4Addr::UNSPECIFIED, 0).into(), (a, 9).into()),
+        IpAddr::V6(a) => {
+            let link_local = a.segments()[0] & 0xffc0 == 0xfe80;
+            let scope = if link_local { ifindex } else { 0 };
+            (
+                (Ipv6Addr::UNSPECIFIED, 0).into(),
+                std::net::SocketAddrV6::new(a, 9, 0, scope).into(),
+            )
+        }
     };
-    let result = UdpSocket::bind(bind).and_then(|s| s.send_to(&[], (address, 9)));
+    let result = UdpSocket::bind(bind).and_then(|s| s.send_to(&[], to));
     if let Err(error) = result {
         debug!(%address, %error, "neighbour probe not sent");
     }

@@ -179,6 +179,32 @@ mod tests {
     }
 
     #[test]
+    fn a_nat_vip_and_its_backend_ports_come_from_the_command_line() {
+        use clap::Parser as _;
+        let cli = crate::Cli::try_parse_from([
+            "lbctl",
+            "vip",
+            "add",
+            "198.18.0.100:80",
+            "--forwarding",
+            "nat",
+            "--nat-source",
+            "198.18.0.51",
+            "--backend",
+            "198.19.2.11,port=8080,weight=5",
+        ])
+        .unwrap();
+        let text = format!("{cli:?}");
+        for part in [
+            "forwarding: Some(\"nat\")",
+            "nat_source: Some(198.18.0.51)",
+            "port: Some(8080)",
+        ] {
+            assert!(text.contains(part), "{part} not in {text}");
+        }
+    }
+
+    #[test]
     fn the_command_line_says_the_range_of_a_weight() {
         use clap::Parser as _;
         for args in [

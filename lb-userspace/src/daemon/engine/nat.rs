@@ -52,6 +52,9 @@ pub(crate) struct NatRuntime {
     forwarding: Vec<ForwardingChange>,
     /// Forwarding settings lbd failed to switch on (warned once).
     forwarding_failed: BTreeSet<PathBuf>,
+    /// Interfaces the redirect map refused (full: `TX_PORTS_MAX`), warned
+    /// once each.
+    tx_failed: BTreeSet<u32>,
     /// Housekeeping ticks seen.
     ticks: u32,
     /// How long the last reaper tick took.
@@ -180,6 +183,26 @@ impl Engine {
         }
     }
 
+    /// Warns when a NAT VIP added at run time has a NAT address no VRRP
+    /// instance moves (the config file refuses that; the API cannot change
+    /// the instances): after a failover its replies would go to the node
+    /// that lost the VIP.
+    pub(crate) fn warn_if_nat_address_stays(&self, vip: &crate::config::VipConfig) {
+        let Some(nat) = vip.nat else { return };
+        if self.vrrp.is_empty()
+            || self
+                .vrrp
+                .iter()
+                .any(|i| i.config().addresses.contains(&nat.source))
+        {
+            return;
+        }
+        warn!(
+            vip = %vip.address, nat_address = %nat.source,
+            "the NAT VIP's NAT address is in no VRRP instance's addresses, so it does not move at a failover: add it to the [[vrrp]] addresses in the config file and reload"
+        );
+    }
+
     /// Puts the forwarding settings lbd changed back (a clean stop).
     pub(crate) fn restore_forwarding(&mut self) {
         for change in std::mem::take(&mut self.nat.forwarding) {
@@ -212,13 +235,20 @@ impl Engine {
                 .find(|l| l.index == index)
                 .map_or_else(|| index.to_string(), |l| l.name.clone())
         };
+        self.nat.tx_failed.retain(|i| wanted.contains(i));
         for index in wanted.difference(&present) {
             match self.dataplane.nat_mut().add_tx_port(*index) {
                 Ok(()) => {
-                    info!(interface = %name(*index), "interface added to the NAT redirect targets")
+                    self.nat.tx_failed.remove(index);
+                    info!(interface = %name(*index), "interface added to the NAT redirect targets");
                 }
                 Err(error) => {
-                    warn!(interface = %name(*index), %error, "adding a NAT redirect target failed")
+                    if self.nat.tx_failed.insert(*index) {
+                        warn!(
+                            interface = %name(*index), %error,
+                            "adding a NAT redirect target failed (at most {} interfaces): routed packets cannot leave by it from XDP", lb_common::consts::TX_PORTS_MAX
+                        );
+                    }
                 }
             }
         }
@@ -242,7 +272,9 @@ impl Engine {
                 let gateway: IpAddr = words_addr(event.flow.dst, event.flow.family);
                 let action = self.nat.events.no_neighbour(gateway, now);
                 if action.probe {
-                    crate::netlink::probe(gateway);
+                    // A link-local next hop: most likely on the attached
+                    // interface, where the packet came in.
+                    crate::netlink::probe_on(gateway, self.interface.index);
                 }
                 if action.log {
                     warn!(
@@ -254,9 +286,26 @@ impl Engine {
             }
             EVENT_NO_ROUTE => {
                 if self.nat.events.log_for_vip(event.kind, event.vip_id, now) {
-                    let destination = words_addr(event.flow.dst, event.flow.family);
+                    // The event names the packet as it arrived; where it
+                    // was to go is its translation's destination.
+                    let flow = &event.flow;
+                    let packet = format!(
+                        "{} -> {}",
+                        std::net::SocketAddr::new(
+                            words_addr(flow.src, flow.family),
+                            u16::from_be(flow.sport)
+                        ),
+                        std::net::SocketAddr::new(
+                            words_addr(flow.dst, flow.family),
+                            u16::from_be(flow.dport)
+                        ),
+                    );
+                    let destination = match self.dataplane.nat().flow(flow) {
+                        Ok(Some(entry)) => words_addr(entry.dst, flow.family).to_string(),
+                        _ => "its translated destination".to_owned(),
+                    };
                     warn!(
-                        %vip, %destination, interface = %self.interface.name,
+                        %vip, %packet, interface = %self.interface.name,
                         "data plane: no usable route for a NAT'd packet, dropped (drop_no_route; logged once a minute per VIP): add a route to {destination}, and check that forwarding is on for {} (lbd switches it on)", self.interface.name
                     );
                 }
