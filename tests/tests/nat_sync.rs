@@ -12,7 +12,8 @@ use std::{
 
 use lb_common::{
     consts::{
-        names, AF_INET, IPPROTO_TCP, NAT_DIR_FORWARD, NAT_DIR_REPLY, NAT_F_REPLIED, NAT_F_SYN,
+        names, AF_INET, IPPROTO_TCP, NAT_DIR_FORWARD, NAT_DIR_REPLY, NAT_F_FIN, NAT_F_REPLIED,
+        NAT_F_SYN,
     },
     Backend, FlowKey, NatEntry, VipKey, VipMeta,
 };
@@ -363,6 +364,25 @@ fn nat_flows_reach_the_backup_translated_to_its_ids_and_clock() {
     for [(fk, _), (rk, _)] in &to_b3 {
         assert!(backup.get(fk).is_none() && backup.get(rk).is_none());
     }
+    // The client's FIN, marked by the data plane without a touch (it
+    // refreshes last_seen_ns at most every second): the backup learns it
+    // within a few ticks (250 ms each), not at the next full sync (10 s).
+    // (Its last touch must lie a few ticks back.)
+    std::thread::sleep(Duration::from_secs(1));
+    let (fin_key, mut fin) = to_b2[1][0];
+    fin.flags |= NAT_F_FIN;
+    master
+        .flows
+        .insert(fin_key, fin, 0)
+        .expect("writing NAT_FLOWS");
+    let marked = Instant::now();
+    wait_until("the FIN on the backup", Duration::from_millis(1500), || {
+        backup
+            .get(&fin_key)
+            .is_some_and(|e| e.flags & NAT_F_FIN != 0)
+    });
+    println!("FIN replicated within {} ms", marked.elapsed().as_millis());
+
     wait_until("the skips counted", Duration::from_secs(5), || {
         status_on(&lab, &b)
             .replication

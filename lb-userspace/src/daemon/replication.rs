@@ -50,6 +50,8 @@ pub struct Replication {
     last_full: Option<Instant>,
     /// Batch reads of the NAT flow table failed once (logged once).
     nat_slow_scan: bool,
+    /// The NAT marks last sent, per entry.
+    nat_sent: nat::SentMarks,
     /// Records received that named a VIP or backend this node lacks.
     pub unknown: u64,
     /// Records installed.
@@ -100,6 +102,7 @@ impl Replication {
                 last_scan_ns: 0,
                 last_full: None,
                 nat_slow_scan: false,
+                nat_sent: nat::SentMarks::default(),
                 unknown: 0,
                 installed: 0,
                 nat_installed: 0,
@@ -133,13 +136,21 @@ impl Replication {
             .collect();
         let nat_since = self.last_scan_ns.saturating_sub(nat::SCAN_MARGIN_NS);
         let nat = match crate::map_batch::lookup_all(dataplane.nat().flows_map()) {
-            Ok(flows) => nat::nat_records(flows.into_iter(), full, nat_since, now),
+            Ok(flows) => {
+                nat::nat_records(flows.into_iter(), full, nat_since, now, &mut self.nat_sent)
+            }
             Err(error) => {
                 if !self.nat_slow_scan {
                     warn!(%error, "reading the NAT flow table in batches failed: walking it entry by entry instead");
                     self.nat_slow_scan = true;
                 }
-                nat::nat_records(dataplane.nat().flows(), full, nat_since, now)
+                nat::nat_records(
+                    dataplane.nat().flows(),
+                    full,
+                    nat_since,
+                    now,
+                    &mut self.nat_sent,
+                )
             }
         };
         if full {

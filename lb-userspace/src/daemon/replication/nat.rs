@@ -61,16 +61,37 @@ impl ReplicaTable for NatMaps {
     }
 }
 
+/// The master's memory of the `NAT_F_*` marks it last sent for each
+/// entry. The data plane marks a FIN or RST at once but refreshes
+/// `last_seen_ns` at most every `FLOW_TOUCH_INTERVAL_NS`, so a flow whose
+/// marks changed since they were sent counts as touched: the backup learns
+/// that a connection is closing within a tick, and its reaper frees it
+/// when the master's does, instead of keeping it as established.
+#[derive(Debug, Default)]
+pub(crate) struct SentMarks(HashMap<FlowKey, u8>);
+
+impl SentMarks {
+    /// Whether `entry` (at `key`) carries marks other than those sent.
+    fn changed(&self, key: &FlowKey, entry: &NatEntry) -> bool {
+        self.0.get(key) != Some(&entry.flags)
+    }
+}
+
 /// Master: one record per flow whose two entries are both in `flows`
 /// (a half-built or half-reaped flow is left out), only those touched at
-/// or after `since` (by either direction) unless `full`. Ages are taken
-/// against `now` (the data plane's clock, CLOCK_MONOTONIC).
+/// or after `since` (by either direction) or whose marks changed since
+/// `sent` unless `full`; `sent` then holds what was sent (after a full
+/// sync, only that: flows gone are forgotten). Ages are taken against
+/// `now` (the data plane's clock, CLOCK_MONOTONIC).
 pub(crate) fn nat_records(
     flows: impl Iterator<Item = (FlowKey, NatEntry)>,
     full: bool,
     since: u64,
     now: u64,
+    sent: &mut SentMarks,
 ) -> Vec<NatFlowRecord> {
+    let touched =
+        |key: &FlowKey, entry: &NatEntry| entry.last_seen_ns >= since || sent.changed(key, entry);
     let table: HashMap<FlowKey, NatEntry> = if full {
         flows.collect()
     } else {
@@ -80,7 +101,7 @@ pub(crate) fn nat_records(
         let all: Vec<(FlowKey, NatEntry)> = flows.collect();
         let wanted: HashSet<FlowKey> = all
             .iter()
-            .filter(|(_, entry)| entry.last_seen_ns >= since)
+            .filter(|(key, entry)| touched(key, entry))
             .flat_map(|(key, entry)| [*key, counterpart_key(key, entry)])
             .collect();
         if wanted.is_empty() {
@@ -90,7 +111,7 @@ pub(crate) fn nat_records(
             .filter(|(key, _)| wanted.contains(key))
             .collect()
     };
-    table
+    let pairs: Vec<(&FlowKey, &NatEntry, FlowKey, &NatEntry)> = table
         .iter()
         .filter(|(_, entry)| entry.direction == NAT_DIR_FORWARD)
         .filter_map(|(key, forward)| {
@@ -99,10 +120,21 @@ pub(crate) fn nat_records(
             if reply.direction != NAT_DIR_REPLY || counterpart_key(&reply_key, reply) != *key {
                 return None;
             }
-            if !full && forward.last_seen_ns.max(reply.last_seen_ns) < since {
+            if !full && !touched(key, forward) && !touched(&reply_key, reply) {
                 return None;
             }
-            Some(NatFlowRecord {
+            Some((key, forward, reply_key, reply))
+        })
+        .collect();
+    if full {
+        sent.0.clear();
+    }
+    pairs
+        .into_iter()
+        .map(|(key, forward, reply_key, reply)| {
+            sent.0.insert(*key, forward.flags);
+            sent.0.insert(reply_key, reply.flags);
+            NatFlowRecord {
                 vip: words_addr(key.dst, key.family),
                 vip_port: u16::from_be(key.dport),
                 protocol: key.proto,
@@ -110,7 +142,7 @@ pub(crate) fn nat_records(
                 backend_port: u16::from_be(forward.dport),
                 forward: half(key, forward, now),
                 reply: half(&reply_key, reply, now),
-            })
+            }
         })
         .collect()
 }
@@ -315,7 +347,7 @@ pub(crate) fn install_pair(
 mod tests {
     use std::net::IpAddr;
 
-    use lb_common::consts::{NAT_F_REPLIED, NAT_F_SYN};
+    use lb_common::consts::{NAT_F_FIN, NAT_F_REPLIED, NAT_F_SYN};
 
     use super::*;
     use crate::{
@@ -432,7 +464,13 @@ mod tests {
     #[test]
     fn a_flow_becomes_one_record_by_addresses_and_ages() {
         let [f, r] = flow("198.18.1.10", 40000, 20001, "198.19.2.11", 5);
-        let records = nat_records([f, r].into_iter(), true, 0, 10_000_000_000);
+        let records = nat_records(
+            [f, r].into_iter(),
+            true,
+            0,
+            10_000_000_000,
+            &mut SentMarks::default(),
+        );
         assert_eq!(records.len(), 1);
         let rec = records[0];
         assert_eq!(
@@ -460,16 +498,44 @@ mod tests {
         let [f1, r1] = flow("198.18.1.10", 40000, 20001, "198.19.2.11", 5);
         let [f2, _] = flow("198.18.1.11", 40000, 20002, "198.19.2.11", 5);
         let all = [f1, r1, f2];
+        let mut sent = SentMarks::default();
+        let now = 10_000_000_000;
         assert_eq!(
-            nat_records(all.into_iter(), true, 0, 10_000_000_000).len(),
+            nat_records(all.into_iter(), true, 0, now, &mut sent).len(),
             1
         );
         // Touched (by the reply) at 9.5 s: recent since 9.4 s, not 9.6 s.
         assert_eq!(
-            nat_records(all.into_iter(), false, 9_400_000_000, 10_000_000_000).len(),
+            nat_records(all.into_iter(), false, 9_400_000_000, now, &mut sent).len(),
             1
         );
-        assert!(nat_records(all.into_iter(), false, 9_600_000_000, 10_000_000_000).is_empty());
+        assert!(nat_records(all.into_iter(), false, 9_600_000_000, now, &mut sent).is_empty());
+    }
+
+    #[test]
+    fn a_fin_marked_without_a_touch_is_sent_at_the_next_tick_once() {
+        let [f, r] = flow("198.18.1.10", 40000, 20001, "198.19.2.11", 5);
+        let mut sent = SentMarks::default();
+        let (since, now) = (9_600_000_000, 10_000_000_000);
+        // Never sent: new to the backup, whatever its age.
+        assert_eq!(
+            nat_records([f, r].into_iter(), false, since, now, &mut sent).len(),
+            1
+        );
+        assert!(nat_records([f, r].into_iter(), false, since, now, &mut sent).is_empty());
+        // The client's FIN: marked, last_seen_ns not refreshed.
+        let mut closing = f;
+        closing.1.flags |= NAT_F_FIN;
+        let records = nat_records([closing, r].into_iter(), false, since, now, &mut sent);
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].forward.flags, NAT_F_SYN | NAT_F_FIN);
+        assert!(nat_records([closing, r].into_iter(), false, since, now, &mut sent).is_empty());
+        // A full sync forgets flows that are gone: one seen again is new.
+        assert!(nat_records(std::iter::empty(), true, since, now, &mut sent).is_empty());
+        assert_eq!(
+            nat_records([closing, r].into_iter(), false, since, now, &mut sent).len(),
+            1
+        );
     }
 
     #[test]
@@ -505,7 +571,13 @@ mod tests {
         }];
         let sender_backend = sender_vip.backends[&ip("198.19.2.11")].id;
         let master = flow("198.18.1.10", 40000, 20001, "198.19.2.11", sender_backend);
-        let record = nat_records(master.into_iter(), true, 0, 10_000_000_000)[0];
+        let record = nat_records(
+            master.into_iter(),
+            true,
+            0,
+            10_000_000_000,
+            &mut SentMarks::default(),
+        )[0];
 
         let local_vip = &receiver.vips()[&VipId {
             address: ip(VIP),
@@ -547,6 +619,7 @@ mod tests {
             true,
             0,
             1,
+            &mut SentMarks::default(),
         )[0];
         assert!(entries_for(&record, &b, 1).is_ok());
         let with = |f: &dyn Fn(&mut NatFlowRecord)| {
