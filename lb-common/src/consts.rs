@@ -141,6 +141,10 @@ pub mod names {
     pub const MAP_BENCH_TEMPLATE: &str = "BENCH_TEMPLATE";
     /// The program `xdp_bench` tail-calls (slot 0).
     pub const MAP_BENCH_TARGET: &str = "BENCH_TARGET";
+    /// `xdp_bench` for tc programs.
+    pub const PROG_TC_BENCH: &str = "tc_bench";
+    /// The program `tc_bench` tail-calls (slot 0).
+    pub const MAP_TC_BENCH_TARGET: &str = "TC_BENCH_TARGET";
     /// End-to-end baseline: a bare MAC-rewrite + XDP_TX forwarder.
     pub const PROG_FORWARD_ONE: &str = "xdp_forward_one";
     /// Its MACs (slot 0 own, 1..=4 backends).

@@ -5,10 +5,10 @@
 
 use aya_ebpf::{
     bindings::xdp_action,
-    helpers::{bpf_xdp_adjust_tail, bpf_xdp_store_bytes},
+    helpers::{bpf_skb_change_tail, bpf_skb_store_bytes, bpf_xdp_adjust_tail, bpf_xdp_store_bytes},
     macros::map,
     maps::{Array, ProgramArray},
-    programs::XdpContext,
+    programs::{TcContext, XdpContext},
     EbpfContext as _,
 };
 use lb_common::{BenchTemplate, BENCH_TEMPLATE_MAX_U32};
@@ -81,6 +81,56 @@ pub fn restore_and_call(ctx: &XdpContext) -> u32 {
     // SAFETY: tail call with our context; returns only on failure.
     unsafe { BENCH_TARGET.tail_call(ctx, 0) };
     xdp_action::XDP_ABORTED
+}
+
+/// The tc program under test, in slot 0 (a program array holds one
+/// program type, so tc has its own).
+#[map]
+pub static TC_BENCH_TARGET: ProgramArray = ProgramArray::with_max_entries(1, 0);
+
+/// `TC_ACT_UNSPEC`: what the tc wrapper returns when its setup fails, a
+/// value the program under test never returns.
+const TC_ACT_UNSPEC: i32 = -1;
+
+/// `restore_and_call` for tc: restores the template into the skb, varies
+/// the field if asked, tail-calls the tc program under test.
+#[inline(always)]
+pub fn tc_restore_and_call(ctx: &TcContext) -> i32 {
+    let Some(template) = BENCH_TEMPLATE.get(0) else {
+        return TC_ACT_UNSPEC;
+    };
+    let want = template.len;
+    if want == 0 || want > BENCH_TEMPLATE_MAX_U32 {
+        return TC_ACT_UNSPEC;
+    }
+    let skb = ctx.skb.skb;
+    if ctx.len() != want {
+        // SAFETY: helper on our own context.
+        if unsafe { bpf_skb_change_tail(skb, want, 0) } != 0 {
+            return TC_ACT_UNSPEC;
+        }
+    }
+    // SAFETY: `want` is at most the template's buffer size.
+    let stored =
+        unsafe { bpf_skb_store_bytes(skb.cast(), 0, template.bytes.as_ptr() as *const _, want, 0) };
+    if stored != 0 {
+        return TC_ACT_UNSPEC;
+    }
+    let offset = template.vary_offset;
+    if offset != 0 && offset + 4 <= want {
+        if let Some(runs) = BENCH_RUNS.get_ptr_mut(0) {
+            // SAFETY: benchmark runs do not overlap; the 4 bytes are inside
+            // the packet.
+            unsafe {
+                *runs = (*runs).wrapping_add(1);
+                let value = (*runs).to_be_bytes();
+                bpf_skb_store_bytes(skb.cast(), offset & 0xff, value.as_ptr() as *const _, 4, 0);
+            }
+        }
+    }
+    // SAFETY: tail call with our context; returns only on failure.
+    unsafe { TC_BENCH_TARGET.tail_call(ctx, 0) };
+    TC_ACT_UNSPEC
 }
 
 /// MACs for `forward_one`: slot 0 our own (the source), slots 1..=4 the

@@ -1,15 +1,19 @@
 //! The one thing that differs between the two hooks the packet path runs
-//! at: where the frame is, how long it is, and how an outcome becomes a
-//! verdict. `forward` and `parse` are generic over [`Hook`], so XDP and tc
+//! at: where the frame is, how long it is, which interface it came in on,
+//! how checksums are patched and how an outcome becomes a verdict.
+//! `forward`, `nat` and `parse` are generic over [`Hook`], so XDP and tc
 //! share one source; each implementation is a handful of inlined accessors,
 //! so the XDP path compiles to what it was before tc existed.
 
 use aya_ebpf::{
-    bindings::xdp_action,
+    bindings::{xdp_action, BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR},
     helpers::bpf_redirect,
     programs::{TcContext, XdpContext},
+    EbpfContext,
 };
 use lb_common::stats::Counter;
+
+use crate::{forward::Outcome, maps::TX_PORTS, nat::rewrite::csum_apply, parse::ptr_at};
 
 /// `TC_ACT_OK` (linux/pkt_cls.h): continue, up the stack. Spelt here
 /// because the bindings type it differently per target.
@@ -17,8 +21,9 @@ const TC_ACT_OK: i32 = 0;
 /// `TC_ACT_SHOT`: drop.
 const TC_ACT_SHOT: i32 = 2;
 
-/// A packet context the balancer can run on.
-pub trait Hook {
+/// A packet context the balancer can run on (`EbpfContext`: helpers such
+/// as the FIB lookup take the raw context).
+pub trait Hook: EbpfContext {
     /// What the program returns.
     type Verdict;
     /// Start of the directly readable (linear) frame.
@@ -34,6 +39,22 @@ pub trait Hook {
     fn drop_frame(&self) -> Self::Verdict;
     /// Sent back out of the interface it came in on.
     fn bounce(&self) -> Self::Verdict;
+    /// The interface the frame came in on: where routed packets' FIB
+    /// lookups start, and how a next hop on the same interface is told
+    /// from one that needs a redirect.
+    fn ingress_ifindex(&self) -> u32;
+    /// Sent out of another interface (`ifindex`), for routed packets.
+    fn redirect(&self, ifindex: u32) -> Self::Verdict;
+    /// Adds `diff` (a one's-complement sum of `!old + new` words) to the
+    /// IPv4 header checksum at `off`. False if it could not be done. At tc
+    /// this invalidates packet pointers: call it after the last write.
+    fn l3_csum_add(&self, off: usize, diff: u32) -> bool;
+    /// Adds to the TCP/UDP checksum at `off` the change of the
+    /// pseudo-header (`pseudo`, addresses) and of the header itself
+    /// (`plain`, ports). `udp`: a zero checksum (none, on IPv4) stays
+    /// zero and a computed zero is written as 0xffff. False if it could not
+    /// be done; at tc this invalidates packet pointers.
+    fn l4_csum_add(&self, off: usize, pseudo: u32, plain: u32, udp: bool) -> bool;
 }
 
 impl Hook for XdpContext {
@@ -68,6 +89,55 @@ impl Hook for XdpContext {
     fn bounce(&self) -> u32 {
         xdp_action::XDP_TX
     }
+
+    #[inline(always)]
+    fn ingress_ifindex(&self) -> u32 {
+        // SAFETY: the context pointer is the program's argument.
+        unsafe { (*self.ctx).ingress_ifindex }
+    }
+
+    /// Through the `TX_PORTS` devmap (lbd fills it with every interface);
+    /// an interface missing from it is a control-plane bug and aborts the
+    /// frame (XDP_ABORTED, visible as the `xdp:xdp_exception` tracepoint).
+    #[inline(always)]
+    fn redirect(&self, ifindex: u32) -> u32 {
+        match TX_PORTS.redirect(ifindex, 0) {
+            Ok(action) | Err(action) => action,
+        }
+    }
+
+    /// Plain RFC 1624 arithmetic: an XDP frame carries no checksum state.
+    #[inline(always)]
+    fn l3_csum_add(&self, off: usize, diff: u32) -> bool {
+        let Some(field) = ptr_at::<[u8; 2], _>(self, off) else {
+            return false;
+        };
+        // SAFETY: bounds checked by ptr_at.
+        let field = unsafe { &mut *field };
+        *field = csum_apply(u16::from_ne_bytes(*field), diff).to_ne_bytes();
+        true
+    }
+
+    #[inline(always)]
+    fn l4_csum_add(&self, off: usize, pseudo: u32, plain: u32, udp: bool) -> bool {
+        let Some(field) = ptr_at::<[u8; 2], _>(self, off) else {
+            return false;
+        };
+        // SAFETY: bounds checked by ptr_at.
+        let field = unsafe { &mut *field };
+        let old = u16::from_ne_bytes(*field);
+        if udp && old == 0 {
+            return true;
+        }
+        let diff = u64::from(pseudo) + u64::from(plain);
+        let diff = (diff & 0xffff_ffff) as u32 + (diff >> 32) as u32;
+        let mut new = csum_apply(old, diff);
+        if udp && new == 0 {
+            new = 0xffff;
+        }
+        *field = new.to_ne_bytes();
+        true
+    }
 }
 
 impl Hook for TcContext {
@@ -101,19 +171,79 @@ impl Hook for TcContext {
     /// To the egress of the ingress interface (TC_ACT_REDIRECT).
     #[inline(always)]
     fn bounce(&self) -> i32 {
+        self.redirect(self.ingress_ifindex())
+    }
+
+    /// The device the skb is on: at tc ingress, the one it came in on
+    /// (`ingress_ifindex`, the skb's `skb_iif`, is the same there, but a
+    /// test run leaves it unset).
+    #[inline(always)]
+    #[allow(clippy::misnamed_getters)]
+    fn ingress_ifindex(&self) -> u32 {
         // SAFETY: the context pointer is the program's argument.
-        let ifindex = unsafe { (*self.skb.skb).ifindex };
+        unsafe { (*self.skb.skb).ifindex }
+    }
+
+    /// To the egress of `ifindex` (TC_ACT_REDIRECT).
+    #[inline(always)]
+    fn redirect(&self, ifindex: u32) -> i32 {
         // SAFETY: a helper call with plain integers.
         unsafe { bpf_redirect(ifindex, 0) as i32 }
     }
+
+    /// The kernel's helper, which knows the skb's checksum state.
+    #[inline(always)]
+    fn l3_csum_add(&self, off: usize, diff: u32) -> bool {
+        self.l3_csum_replace(off, 0, u64::from(diff), 0).is_ok()
+    }
+
+    /// The kernel's helpers: on a CHECKSUM_PARTIAL skb (a local sender's
+    /// offload, e.g. from a veth) the field holds only the pseudo-header's
+    /// sum, so address changes must be applied differently and port changes
+    /// not at all, which plain arithmetic cannot know.
+    #[inline(always)]
+    fn l4_csum_add(&self, off: usize, pseudo: u32, plain: u32, udp: bool) -> bool {
+        let zero = if udp {
+            u64::from(BPF_F_MARK_MANGLED_0)
+        } else {
+            0
+        };
+        self.l4_csum_replace(
+            off,
+            0,
+            u64::from(pseudo),
+            zero | u64::from(BPF_F_PSEUDO_HDR),
+        )
+        .is_ok()
+            && self.l4_csum_replace(off, 0, u64::from(plain), zero).is_ok()
+    }
 }
 
-/// The verdict for a final counter, on either hook.
+/// The verdict for a final outcome, on either hook: forwarded packets go
+/// out of `outcome.egress` (0, or the ingress interface: bounced back out
+/// of it; another: redirected there).
 #[inline(always)]
-pub fn verdict<C: Hook>(ctx: &C, outcome: Counter) -> C::Verdict {
-    match outcome {
-        Counter::Forwarded | Counter::ForwardedIcmpError => ctx.bounce(),
-        Counter::DropMalformed | Counter::DropNoBackend | Counter::DropTcpFlags => ctx.drop_frame(),
+pub fn verdict<C: Hook>(ctx: &C, outcome: Outcome) -> C::Verdict {
+    match outcome.counter {
+        Counter::Forwarded
+        | Counter::ForwardedIcmpError
+        | Counter::ForwardedNatReply
+        | Counter::ForwardedNatIcmpError => {
+            if outcome.egress == 0 || outcome.egress == ctx.ingress_ifindex() {
+                ctx.bounce()
+            } else {
+                ctx.redirect(outcome.egress)
+            }
+        }
+        Counter::DropMalformed
+        | Counter::DropNoBackend
+        | Counter::DropTcpFlags
+        | Counter::DropNatPortsExhausted
+        | Counter::DropNatTableFull
+        | Counter::DropNoRoute
+        | Counter::DropNoNeighbour
+        | Counter::DropNatNoFlow
+        | Counter::DropTtlExceeded => ctx.drop_frame(),
         _ => ctx.pass(),
     }
 }

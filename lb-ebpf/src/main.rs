@@ -9,10 +9,12 @@
 
 mod bench;
 mod conntrack;
+mod fib;
 mod forward;
 mod hook;
 mod lookup;
 mod maps;
+mod nat;
 mod parse;
 mod select;
 mod stats;
@@ -23,12 +25,13 @@ use aya_ebpf::{
     programs::{TcContext, XdpContext},
 };
 
-/// Balances packets to VIPs across their backends (direct server return);
+/// Balances packets to VIPs across their backends (direct server return
+/// or NAT) and translates NAT replies back;
 /// everything else goes up the stack untouched.
 #[xdp]
 pub fn xdp_lb(ctx: XdpContext) -> u32 {
     let outcome = forward::balance(&ctx);
-    stats::count(outcome);
+    stats::count(outcome.counter);
     hook::verdict(&ctx, outcome)
 }
 
@@ -39,7 +42,7 @@ pub fn xdp_lb(ctx: XdpContext) -> u32 {
 pub fn tc_lb(ctx: TcContext) -> i32 {
     hook::linearize(&ctx);
     let outcome = forward::balance(&ctx);
-    stats::count(outcome);
+    stats::count(outcome.counter);
     hook::verdict(&ctx, outcome)
 }
 
@@ -56,6 +59,13 @@ pub fn xdp_pass(_ctx: XdpContext) -> u32 {
 #[xdp]
 pub fn xdp_bench(ctx: XdpContext) -> u32 {
     bench::restore_and_call(&ctx)
+}
+
+/// `xdp_bench` for tc: restores the packet, then tail-calls the tc
+/// program under test. Not attached anywhere.
+#[classifier]
+pub fn tc_bench(ctx: TcContext) -> i32 {
+    bench::tc_restore_and_call(&ctx)
 }
 
 /// Benchmark floor: swaps MACs and returns XDP_TX. Not attached anywhere.

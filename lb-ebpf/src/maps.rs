@@ -15,6 +15,8 @@ use lb_common::{
     Backend, FlowEntry, FlowKey, LbConfig, NatEntry, NatSource, TrafficCounters, VipKey, VipMeta,
 };
 
+use crate::nat::scratch::NatScratch;
+
 /// Services: (address, port, protocol) -> where the VIP's tables are.
 #[map]
 pub static VIPS: HashMap<VipKey, VipMeta> = HashMap::with_max_entries(MAX_VIPS_DEFAULT, 0);
@@ -45,6 +47,10 @@ pub static NAT_FLOWS: HashMap<FlowKey, NatEntry> =
 /// NAT address and source-port range per VIP id.
 #[map]
 pub static NAT_SOURCES: Array<NatSource> = Array::with_max_entries(MAX_VIPS_DEFAULT, 0);
+
+/// Scratch space of the NAT path (one slot per CPU; see `nat::scratch`).
+#[map]
+pub static NAT_SCRATCH: PerCpuArray<NatScratch> = PerCpuArray::with_max_entries(1, 0);
 
 /// Interfaces routed packets may leave by (XDP_REDIRECT), keyed by ifindex;
 /// filled by lbd.

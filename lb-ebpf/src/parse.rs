@@ -126,6 +126,15 @@ pub struct Packet {
     pub tcp_flags: u8,
     /// How to treat it.
     pub class: Class,
+    /// Offset of the IP header in the frame (after Ethernet and VLAN
+    /// tags): where a translating mode rewrites addresses and TTL.
+    pub l3_off: usize,
+    /// Offset of the TCP/UDP header (for an ICMP error: of the ICMP
+    /// header): where a translating mode rewrites ports and checksums.
+    pub l4_off: usize,
+    /// ICMP errors: offset of the quoted packet's transport header (its IP
+    /// header starts 8 bytes after `l4_off`); 0 otherwise.
+    pub quote_l4_off: usize,
 }
 
 /// Pointer to a `T` at `offset` in the packet, if the whole `T` is inside.
@@ -193,7 +202,7 @@ fn parse_ipv4<C: Hook>(ctx: &C, l3_off: usize, frame_len: usize) -> Result<Packe
         proto: ip.proto,
         ..FlowKey::default()
     };
-    parse_l4(ctx, key, l3_off + header_len, l3_off + total_len)
+    parse_l4(ctx, key, l3_off, l3_off + header_len, l3_off + total_len)
 }
 
 #[inline(always)]
@@ -218,7 +227,7 @@ fn parse_ipv6<C: Hook>(ctx: &C, l3_off: usize, frame_len: usize) -> Result<Packe
         proto,
         ..FlowKey::default()
     };
-    parse_l4(ctx, key, l4_off, l3_end)
+    parse_l4(ctx, key, l3_off, l4_off, l3_end)
 }
 
 /// Reads ports (and TCP flags) into `key`, or hands ICMP to `icmp`;
@@ -227,6 +236,7 @@ fn parse_ipv6<C: Hook>(ctx: &C, l3_off: usize, frame_len: usize) -> Result<Packe
 fn parse_l4<C: Hook>(
     ctx: &C,
     mut key: FlowKey,
+    l3_off: usize,
     l4_off: usize,
     l3_end: usize,
 ) -> Result<Packet, Counter> {
@@ -256,6 +266,9 @@ fn parse_l4<C: Hook>(
                 key,
                 tcp_flags: flags,
                 class,
+                l3_off,
+                l4_off,
+                quote_l4_off: 0,
             })
         }
         IPPROTO_UDP => {
@@ -272,9 +285,17 @@ fn parse_l4<C: Hook>(
                 key,
                 tcp_flags: 0,
                 class: Class::Flow,
+                l3_off,
+                l4_off,
+                quote_l4_off: 0,
             })
         }
-        _ => icmp::parse_error(ctx, &key, l4_off, l3_end),
+        _ => {
+            let mut packet = icmp::parse_error(ctx, &key, l4_off, l3_end)?;
+            packet.l3_off = l3_off;
+            packet.l4_off = l4_off;
+            Ok(packet)
+        }
     }
 }
 

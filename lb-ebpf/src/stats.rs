@@ -39,8 +39,10 @@ fn add(c: &mut TrafficCounters, bytes: u64, new_flow: bool) {
 }
 
 /// Reports an event to lbd's log, at most once per second per CPU and
-/// kind: counters carry the volume, the log only the news.
-#[inline(always)]
+/// kind: counters carry the volume, the log only the news. Not inlined:
+/// a BPF-to-BPF call on rare paths, so its event's stack slot is not added
+/// to the packet path's at every call site.
+#[inline(never)]
 pub fn report(kind: u32, vip_id: u32, flow: &FlowKey) {
     let Some(last) = EVENT_LAST.get_ptr_mut(kind) else {
         return;

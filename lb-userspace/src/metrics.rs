@@ -73,6 +73,13 @@ pub(crate) const FAMILIES: &[(&str, &str)] = &[
     ("lbd_replication_flows_sent_total", "counter"),
     ("lbd_replication_flows_installed_total", "counter"),
     ("lbd_replication_auth_failures_total", "counter"),
+    ("lbd_vip_info", "gauge"),
+    ("lbd_nat_events_total", "counter"),
+    ("lbd_nat_flows", "gauge"),
+    ("lbd_nat_flow_capacity", "gauge"),
+    ("lbd_nat_reaped_total", "counter"),
+    ("lbd_vip_nat_ports_in_use", "gauge"),
+    ("lbd_vip_nat_ports", "gauge"),
 ];
 
 /// Series names a family gives in queries (a histogram's `_bucket`,
@@ -351,15 +358,19 @@ impl Exporter<'_> {
         // Verdicts and events of the XDP program.
         let mut verdicts = Vec::new();
         let mut events = Vec::new();
+        let mut nat_events = Vec::new();
         for (name, value) in &s.counters {
             let (kind, reason) = match name.split_once('_') {
                 Some(("pass", reason)) => ("pass", reason),
                 Some(("drop", reason)) => ("drop", reason),
                 Some(("conntrack", event)) => ("conntrack", event),
+                Some(("nat", event)) => ("nat", event),
                 _ => ("tx", name.as_str()),
             };
             if kind == "conntrack" {
                 events.push((labels(&[("event", reason)]), *value));
+            } else if kind == "nat" {
+                nat_events.push((labels(&[("event", reason)]), *value));
             } else {
                 verdicts.push((labels(&[("verdict", kind), ("reason", reason)]), *value));
             }
@@ -375,6 +386,12 @@ impl Exporter<'_> {
             "Connection-table events (hit, new, rehash, insert_failed)",
             None,
             events,
+        );
+        self.counter(
+            "nat_events",
+            "NAT flow table events (new: a flow got its source port; hit: a packet found its translation)",
+            None,
+            nat_events,
         );
         self.gauge(
             "conntrack_entries",
@@ -587,6 +604,8 @@ impl Exporter<'_> {
             ignored,
         );
 
+        self.export_modes(s);
+
         // Replication (families present but empty when it is off).
         let one = |v: u64| vec![(Vec::new(), v)];
         let (connected, sent, installed, refused) = match &s.replication {
@@ -646,6 +665,81 @@ impl Exporter<'_> {
     }
 }
 
+impl Exporter<'_> {
+    /// Forwarding modes and the NAT flow table: the mode joins per-VIP
+    /// series as an info metric (`lbd_vip_info{vip,mode} 1`, used as
+    /// `* on(vip) group_left(mode) lbd_vip_info`), so no existing series
+    /// changes its labels.
+    fn export_modes(&mut self, s: &Status) {
+        let mut info = Vec::new();
+        let mut in_use = Vec::new();
+        let mut ranges = Vec::new();
+        for v in &s.vips {
+            info.push((labels(&[("vip", &v.vip), ("mode", &v.mode)]), 1));
+            if let Some(nat) = &v.nat {
+                let source = nat.source.to_string();
+                let l = labels(&[("vip", &v.vip), ("nat_address", &source)]);
+                in_use.push((l.clone(), to_i64(nat.ports_in_use)));
+                let size = u32::from(nat.port_max)
+                    .saturating_sub(u32::from(nat.port_min))
+                    .saturating_add(1);
+                ranges.push((l, i64::from(size)));
+            }
+        }
+        self.gauge("vip_info", "The VIP's forwarding mode (always 1)", info);
+        self.gauge(
+            "vip_nat_ports_in_use",
+            "NAT source ports in use towards the VIP's busiest backend (they run out per NAT address and backend)",
+            in_use,
+        );
+        self.gauge(
+            "vip_nat_ports",
+            "NAT source ports the VIP's NAT address hands out per backend",
+            ranges,
+        );
+        let (flows, capacity, reaped) = match &s.nat {
+            Some(nat) => (
+                NAT_STATES
+                    .iter()
+                    .map(|state| {
+                        let n = nat.flows.get(state.name()).copied().unwrap_or(0);
+                        (labels(&[("state", state.name())]), to_i64(n))
+                    })
+                    .collect(),
+                vec![(Vec::new(), to_i64(nat.capacity))],
+                vec![
+                    (labels(&[("reason", "expired")]), nat.expired),
+                    (labels(&[("reason", "orphan")]), nat.orphans),
+                    (labels(&[("reason", "backend_gone")]), nat.backend_gone),
+                ],
+            ),
+            None => (Vec::new(), Vec::new(), Vec::new()),
+        };
+        self.gauge(
+            "nat_flows",
+            "Translated flows, by state, as of the reaper's last complete sweep",
+            flows,
+        );
+        self.gauge(
+            "nat_flow_capacity",
+            "Entries the NAT flow table holds at most (two per flow)",
+            capacity,
+        );
+        self.counter(
+            "nat_reaped",
+            "NAT flows freed by the reaper, by reason",
+            None,
+            reaped,
+        );
+    }
+}
+
+/// Every NAT flow state, so each has a series from the first scrape.
+const NAT_STATES: [lb_common::nat::NatFlowState; 5] = {
+    use lb_common::nat::NatFlowState::*;
+    [TcpSynSent, TcpEstablished, TcpClosing, TcpClosed, Udp]
+};
+
 fn to_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
@@ -679,6 +773,7 @@ mod tests {
         let backend = BackendStatus {
             address: "198.18.0.11".parse().unwrap(),
             mac: Some(crate::mac::Mac([2, 0, 0, 0, 0, 0x11])),
+            port: None,
             weight: 100,
             state: BackendState::Draining,
             health: HealthStatus::Up,
@@ -714,6 +809,14 @@ mod tests {
                 packets: 1000,
                 bytes: 64_000,
                 new_flows: 40,
+                mode: "nat".into(),
+                nat: Some(crate::api::schema::VipNatStatus {
+                    source: "198.18.0.50".parse().unwrap(),
+                    port_min: 1024,
+                    port_max: 65_535,
+                    ports_in_use: 12,
+                    flows: 15,
+                }),
                 backends: vec![backend],
             }],
             counters: BTreeMap::from([
@@ -724,6 +827,7 @@ mod tests {
                 ("drop_tcp_flags".to_owned(), 6),
                 ("pass_ipv6_ext".to_owned(), 2),
                 ("conntrack_hit".to_owned(), 960),
+                ("nat_new".to_owned(), 3),
             ]),
             vrrp: vec![InstanceStatus {
                 vrid: 51,
@@ -748,6 +852,14 @@ mod tests {
                 entries: 5,
                 capacity: 1024,
             },
+            nat: Some(crate::api::schema::NatStatus {
+                flows: BTreeMap::from([("established".to_owned(), 15)]),
+                capacity: 262_144,
+                swept: true,
+                expired: 7,
+                orphans: 1,
+                backend_gone: 2,
+            }),
             tables_rebuilt: 2,
             reloads: ReloadCounts {
                 succeeded: 1,
@@ -809,6 +921,28 @@ mod tests {
     }
 
     #[test]
+    fn every_counter_lands_in_its_family_verdicts_among_packets() {
+        use lb_common::stats::Counter;
+        let mut status = full_status();
+        status.counters = Counter::ALL
+            .iter()
+            .map(|c| (c.name().to_owned(), 1))
+            .collect();
+        let text = Metrics::new().render(&status);
+        let packets: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("lbd_packets_total{"))
+            .collect();
+        let verdicts = Counter::ALL.iter().filter(|c| c.is_verdict()).count();
+        assert_eq!(packets.len(), verdicts, "{packets:#?}");
+        for counter in Counter::ALL.iter().filter(|c| !c.is_verdict()) {
+            let (family, event) = counter.name().split_once('_').unwrap();
+            let line = format!("lbd_{family}_events_total{{event=\"{event}\"}} 1");
+            assert!(text.contains(&line), "{counter:?}: no {line:?} in\n{text}");
+        }
+    }
+
+    #[test]
     fn every_family_renders_with_its_values() {
         let metrics = Metrics::new();
         metrics.observe_check(
@@ -839,6 +973,15 @@ mod tests {
             "lbd_conntrack_entries 5",
             "lbd_config_reloads_total{result=\"success\"} 1",
             "lbd_build_info{version=\"0.1.0\"} 1",
+            "lbd_vip_info{vip=\"198.18.0.100:80/tcp\",mode=\"nat\"} 1",
+            "lbd_vip_nat_ports_in_use{vip=\"198.18.0.100:80/tcp\",nat_address=\"198.18.0.50\"} 12",
+            "lbd_vip_nat_ports{vip=\"198.18.0.100:80/tcp\",nat_address=\"198.18.0.50\"} 64512",
+            "lbd_nat_flows{state=\"established\"} 15",
+            "lbd_nat_flows{state=\"syn-sent\"} 0",
+            "lbd_nat_flow_capacity 262144",
+            "lbd_nat_events_total{event=\"new\"} 3",
+            "lbd_nat_reaped_total{reason=\"expired\"} 7",
+            "lbd_nat_reaped_total{reason=\"backend_gone\"} 2",
         ] {
             assert!(text.contains(line), "missing {line:?} in:\n{text}");
         }

@@ -364,7 +364,32 @@ impl Model {
             )));
         }
         Self::check_total_backends(self.backend_count().saturating_add(config.backends.len()))?;
+        self.nat_sources_are_not_vips(config)?;
         self.vips.insert(id, VipModel::from_config(config, true));
+        Ok(())
+    }
+
+    /// As in the file: no NAT address is a VIP's address (replies to it
+    /// would be taken for the VIP's traffic), whichever comes second.
+    fn nat_sources_are_not_vips(&self, config: &VipConfig) -> Result<(), ModelError> {
+        if let Some(nat) = config.nat {
+            if let Some(other) = self.vips.keys().find(|id| id.address == nat.source) {
+                return Err(ModelError::Invalid(format!(
+                    "the NAT address {} is the address of VIP {other}; a NAT address must be an address of its own",
+                    nat.source
+                )));
+            }
+        }
+        if let Some((other, _)) = self
+            .vips
+            .iter()
+            .find(|(_, v)| v.config.nat.is_some_and(|n| n.source == config.address))
+        {
+            return Err(ModelError::Invalid(format!(
+                "{} is the NAT address of VIP {other}; a VIP needs an address of its own",
+                config.address
+            )));
+        }
         Ok(())
     }
 
@@ -414,6 +439,20 @@ impl Model {
         }
         if config.weight > crate::config::MAX_WEIGHT {
             return Err(weight_error(config.weight));
+        }
+        let mode = vip.config.forwarding;
+        if config.mac.is_some() && mode != lb_common::Mode::DsrL2 {
+            return Err(ModelError::Invalid(format!(
+                "backend {}: a {} VIP's backends are routed and take no MAC",
+                config.address,
+                mode.name()
+            )));
+        }
+        if config.port.is_some() && mode != lb_common::Mode::Nat {
+            return Err(ModelError::Invalid(format!(
+                "backend {}: direct server return keeps the VIP's port",
+                config.address
+            )));
         }
         if vip.backends.len() >= crate::config::MAX_BACKENDS_PER_VIP {
             return Err(ModelError::Limit(format!(
@@ -1151,5 +1190,60 @@ mod tests {
         );
         let dumped = model.to_config(&config());
         assert_eq!(dumped.vips[0].backends.len(), 4);
+    }
+
+    #[test]
+    fn nat_addresses_and_vip_addresses_stay_apart_at_run_time() {
+        let mut model = Model::from_config(&config());
+        let nat = crate::config::NatConfig {
+            source_ipv4: Some(addr(100)),
+            ..Default::default()
+        };
+        // A NAT VIP whose (node) NAT address is an existing VIP's address.
+        let mut vip = VipConfig::new(addr(101), 80, Protocol::Tcp);
+        vip.forwarding = lb_common::Mode::Nat;
+        vip.nat = nat.vip_nat(vip.address, None);
+        let error = model.add_vip(&vip).unwrap_err().to_string();
+        assert!(
+            error.contains("NAT address 198.18.0.100 is the address of VIP"),
+            "{error}"
+        );
+        // Its own NAT address is fine; then no VIP may take that address.
+        vip.nat = nat.vip_nat(vip.address, Some(addr(50)));
+        model.add_vip(&vip).unwrap();
+        let taken = VipConfig::new(addr(50), 443, Protocol::Tcp);
+        let error = model.add_vip(&taken).unwrap_err().to_string();
+        assert!(
+            error.contains("198.18.0.50 is the NAT address of VIP"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn backends_take_a_mac_or_a_port_as_their_vip_forwards() {
+        let mut model = Model::from_config(&config());
+        let mut with_port = BackendConfig::new(addr(14));
+        with_port.port = Some(8080);
+        assert!(matches!(
+            model.add_backend(&vip_id(), with_port.clone()),
+            Err(ModelError::Invalid(_))
+        ));
+        let mut vip = VipConfig::new(addr(101), 80, Protocol::Tcp);
+        vip.forwarding = lb_common::Mode::Nat;
+        vip.nat = Some(crate::config::VipNat {
+            source: addr(50),
+            own_source: true,
+            port_min: 1024,
+            port_max: 65_535,
+        });
+        model.add_vip(&vip).unwrap();
+        let nat_id = VipId::of(&vip);
+        model.add_backend(&nat_id, with_port).unwrap();
+        let mut with_mac = BackendConfig::new(addr(15));
+        with_mac.mac = Some(crate::mac::Mac([2, 0, 0, 0, 0, 0x15]));
+        assert!(matches!(
+            model.add_backend(&nat_id, with_mac),
+            Err(ModelError::Invalid(_))
+        ));
     }
 }

@@ -3,8 +3,10 @@
 //! interfaces routed packets may be redirected to. Kept apart from
 //! `dataplane` so each map family has one small home.
 
+use std::os::fd::{AsFd as _, AsRawFd as _};
+
 use aya::{
-    maps::{xdp::DevMapHash, Array, HashMap, MapData, MapError},
+    maps::{xdp::DevMapHash, Array, HashMap, IterableMap as _, MapData, MapError},
     Ebpf,
 };
 use lb_common::{consts::names, FlowKey, NatEntry, NatSource};
@@ -129,4 +131,111 @@ impl NatMaps {
     pub fn tx_ports(&self) -> Vec<u32> {
         self.tx_ports.keys().filter_map(|k| k.ok()).collect()
     }
+}
+
+/// The reaper walks the real table in batches from a bucket cursor
+/// (`BPF_MAP_LOOKUP_BATCH`): one system call per few thousand entries
+/// instead of two per entry, and removals never move the cursor.
+impl crate::nat_reaper::NatTable for NatMaps {
+    type Cursor = u32;
+
+    fn batch(
+        &self,
+        cursor: Option<u32>,
+        max: usize,
+        out: &mut Vec<(FlowKey, NatEntry)>,
+    ) -> std::io::Result<Option<u32>> {
+        lookup_batch(self.flows.map(), cursor, max, out)
+    }
+
+    fn get(&self, key: &FlowKey) -> Option<NatEntry> {
+        match self.flow(key) {
+            Ok(entry) => entry,
+            Err(error) => {
+                tracing::warn!(%error, "reading a NAT flow failed");
+                None
+            }
+        }
+    }
+
+    fn remove(&mut self, key: &FlowKey) -> bool {
+        match self.remove_flow(key) {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::warn!(%error, "removing a NAT flow failed");
+                false
+            }
+        }
+    }
+}
+
+/// One `BPF_MAP_LOOKUP_BATCH` call on the hash map `map`, whose key and
+/// value types must be `K` and `V` (as a typed aya map checked when it was
+/// made): appends up to `max` entries from bucket `cursor` (None: the
+/// first) to `out`; returns the bucket to go on from, None when the
+/// table's end was reached (Linux 5.6; an older kernel answers `EINVAL`).
+pub(crate) fn lookup_batch<K: aya::Pod + Default, V: aya::Pod + Default>(
+    map: &MapData,
+    cursor: Option<u32>,
+    max: usize,
+    out: &mut Vec<(K, V)>,
+) -> std::io::Result<Option<u32>> {
+    /// The `bpf_attr` of the batch commands.
+    #[repr(C)]
+    struct BatchAttr {
+        in_batch: u64,
+        out_batch: u64,
+        keys: u64,
+        values: u64,
+        count: u32,
+        map_fd: u32,
+        elem_flags: u64,
+        flags: u64,
+    }
+    const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
+    let mut keys = vec![K::default(); max];
+    let mut values = vec![V::default(); max];
+    let in_batch = cursor.unwrap_or(0);
+    let mut out_batch = 0u32;
+    let mut attr = BatchAttr {
+        in_batch: cursor.map_or(0, |_| std::ptr::from_ref(&in_batch) as u64),
+        out_batch: std::ptr::from_mut(&mut out_batch) as u64,
+        keys: keys.as_mut_ptr() as u64,
+        values: values.as_mut_ptr() as u64,
+        count: u32::try_from(max).unwrap_or(u32::MAX),
+        map_fd: u32::try_from(map.fd().as_fd().as_raw_fd()).unwrap_or(u32::MAX),
+        elem_flags: 0,
+        flags: 0,
+    };
+    // SAFETY: the attribute points at buffers of `max` keys and values of
+    // the map's key and value types (K, V, as the caller promises) and at two u32
+    // batch tokens (a hash map's bucket), all alive across the call; the
+    // kernel writes back `count`.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_MAP_LOOKUP_BATCH,
+            std::ptr::from_mut(&mut attr),
+            std::mem::size_of::<BatchAttr>(),
+        )
+    };
+    let end = if rc == 0 {
+        false
+    } else {
+        let error = std::io::Error::last_os_error();
+        if error.raw_os_error() != Some(libc::ENOENT) {
+            return Err(error);
+        }
+        true
+    };
+    // SAFETY: read after the call that wrote it (the pointer escaped).
+    let count = unsafe { std::ptr::read_volatile(&raw const attr.count) } as usize;
+    let count = count.min(max);
+    out.extend(
+        keys[..count]
+            .iter()
+            .copied()
+            .zip(values[..count].iter().copied()),
+    );
+    Ok((!end).then_some(out_batch))
 }

@@ -179,6 +179,19 @@ impl Netlink {
     }
 }
 
+/// An interface of the netns, as the NAT mode's redirect map needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Link {
+    /// Index.
+    pub index: u32,
+    /// Name.
+    pub name: String,
+    /// Admin up with its carrier.
+    pub up: bool,
+    /// A loopback interface.
+    pub loopback: bool,
+}
+
 /// An address on an interface.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct InterfaceAddress {
@@ -322,6 +335,37 @@ impl Netlink {
         }))
     }
 
+    /// Every interface of the netns, with whether it is up (admin up
+    /// with its carrier) and a loopback.
+    pub(crate) async fn links(&self) -> Result<Vec<Link>, NetlinkError> {
+        let mut out = Vec::new();
+        let mut links = self.handle.link().get().execute();
+        while let Some(link) = links
+            .try_next()
+            .await
+            .map_err(|source| NetlinkError::Request {
+                what: "listing the interfaces".to_owned(),
+                source,
+            })?
+        {
+            let flags = link.header.flags;
+            out.push(Link {
+                index: link.header.index,
+                name: link
+                    .attributes
+                    .iter()
+                    .find_map(|a| match a {
+                        LinkAttribute::IfName(name) => Some(name.clone()),
+                        _ => None,
+                    })
+                    .unwrap_or_default(),
+                up: flags.contains(LinkFlags::Up) && flags.contains(LinkFlags::LowerUp),
+                loopback: flags.contains(LinkFlags::Loopback),
+            });
+        }
+        Ok(out)
+    }
+
     /// The XDP program interface `ifindex` runs now, with its mode
     /// (None: no program). Tells a live pinned link from a stale one.
     pub(crate) async fn xdp_program(
@@ -387,12 +431,26 @@ fn usable(state: NeighbourState) -> bool {
 
 /// Makes the kernel resolve `address` by sending it one empty datagram to
 /// the discard port. Failure only means the address stays unresolved.
-fn probe(address: IpAddr) {
-    let bind: SocketAddr = match address {
-        IpAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
-        IpAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+pub(crate) fn probe(address: IpAddr) {
+    probe_on(address, 0);
+}
+
+/// `probe`, with `ifindex` as the scope of an IPv6 link-local address (a
+/// next hop learnt from router advertisements), which cannot be sent to
+/// without one.
+pub(crate) fn probe_on(address: IpAddr, ifindex: u32) {
+    let (bind, to): (SocketAddr, SocketAddr) = match address {
+        IpAddr::V4(a) => ((Ipv4Addr::UNSPECIFIED, 0).into(), (a, 9).into()),
+        IpAddr::V6(a) => {
+            let link_local = a.segments()[0] & 0xffc0 == 0xfe80;
+            let scope = if link_local { ifindex } else { 0 };
+            (
+                (Ipv6Addr::UNSPECIFIED, 0).into(),
+                std::net::SocketAddrV6::new(a, 9, 0, scope).into(),
+            )
+        }
     };
-    let result = UdpSocket::bind(bind).and_then(|s| s.send_to(&[], (address, 9)));
+    let result = UdpSocket::bind(bind).and_then(|s| s.send_to(&[], to));
     if let Err(error) = result {
         debug!(%address, %error, "neighbour probe not sent");
     }

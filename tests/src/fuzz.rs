@@ -358,9 +358,11 @@ pub fn api_request(data: &[u8]) {
         },
         Ok(Route::AddBackend(id, spec)) => {
             reparsed(&id);
-            match convert::backend_config(&id, &spec) {
-                Ok(backend) => assert_eq!(backend.address, spec.address),
-                Err(error) => assert_error_answer(&Response::from(error), &[400]),
+            for mode in lb_common::Mode::ALL {
+                match convert::backend_config(&id, mode, &spec) {
+                    Ok(backend) => assert_eq!(backend.address, spec.address),
+                    Err(error) => assert_error_answer(&Response::from(error), &[400]),
+                }
             }
         }
         Ok(

@@ -2,7 +2,8 @@
 //! bed around the real XDP object, and a lab of network namespaces with
 //! real nginx backends that cleans up after itself; the checks behind the
 //! fuzz targets and the reference parser that judges the data plane; the
-//! helpers the integration tests share.
+//! helpers the integration tests share; PostgreSQL, PgBouncer and pgbench
+//! for the database scenario.
 pub mod bench;
 pub mod client;
 pub mod corpus;
@@ -10,8 +11,10 @@ pub mod craft;
 pub mod fuzz;
 pub mod lab;
 pub mod lbd_maps;
+pub mod natbed;
 pub mod oracle;
 pub mod packet;
+pub mod postgres;
 pub mod support;
 pub mod testbed;
 pub mod topology;

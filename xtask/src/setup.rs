@@ -16,7 +16,10 @@ use crate::cmd::{command, exec, output};
 /// ethtool for veth offloads, curl for poking the lab by hand, keepalived as
 /// the VRRP peer of the interoperability tests, prometheus (and promtool) for
 /// the metrics tests; wrk, haproxy and nginx's stream module for the
-/// end-to-end benchmark.
+/// end-to-end benchmark; PostgreSQL (server, `pgbench`, `pg_isready`) and
+/// PgBouncer for the database seed scenario (issue 12). Their packaged
+/// services need not be stopped: the lab's own instances listen only
+/// inside its namespaces and keep their sockets in the run's directory.
 const PACKAGES: &[&str] = &[
     "nginx",
     "iproute2",
@@ -28,6 +31,9 @@ const PACKAGES: &[&str] = &[
     "wrk",
     "haproxy",
     "libnginx-mod-stream",
+    "postgresql",
+    "postgresql-client",
+    "pgbouncer",
 ];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 

@@ -25,6 +25,11 @@
 //! - The flow key is the one of the original client-to-VIP direction
 //!   (quoted source and destination swapped, ports too), so the VIP lookup,
 //!   the connection table and Maglev treat it like the flow itself.
+//! - NAT mode takes the same errors and keys: one sent to a NAT address
+//!   quotes a packet from it, so its key is the flow's reply direction
+//!   (backend -> NAT address); the quote's IP header sits right after the
+//!   8-byte ICMP header and its transport header at `Packet::quote_l4_off`,
+//!   where the translation rewrites them.
 
 use crate::hook::Hook;
 use lb_common::{
@@ -125,7 +130,7 @@ fn quoted_v4<C: Hook>(
         proto,
         ..FlowKey::default()
     };
-    Ok(with_ports(key, l4))
+    Ok(with_ports(key, l4, l4_off))
 }
 
 /// The client-to-VIP key of a quoted IPv6 packet sent from the VIP.
@@ -160,13 +165,13 @@ fn quoted_v6<C: Hook>(
         proto,
         ..FlowKey::default()
     };
-    Ok(with_ports(key, l4))
+    Ok(with_ports(key, l4, l4_off))
 }
 
-/// Fills in the ports of the quoted transport header (`l4`, bounds
-/// checked by the caller), swapped.
+/// Fills in the ports of the quoted transport header (`l4`, at
+/// `l4_off`, bounds checked by the caller), swapped.
 #[inline(always)]
-fn with_ports(mut key: FlowKey, l4: *const [u8; QUOTED_L4_LEN]) -> Packet {
+fn with_ports(mut key: FlowKey, l4: *const [u8; QUOTED_L4_LEN], l4_off: usize) -> Packet {
     // SAFETY: the caller checked the bounds with ptr_at.
     let ports = unsafe { &*l4 };
     key.sport = u16::from_ne_bytes([ports[2], ports[3]]);
@@ -175,5 +180,8 @@ fn with_ports(mut key: FlowKey, l4: *const [u8; QUOTED_L4_LEN]) -> Packet {
         key,
         tcp_flags: 0,
         class: Class::IcmpError,
+        l3_off: 0,
+        l4_off: 0,
+        quote_l4_off: l4_off,
     }
 }

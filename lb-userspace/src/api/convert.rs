@@ -6,6 +6,8 @@
 
 use std::{collections::HashMap, net::IpAddr};
 
+use lb_common::Mode;
+
 use super::{
     code,
     schema::{BackendSpec, CheckKind, HealthStatus, VipSpec},
@@ -14,7 +16,7 @@ use super::{
 use crate::{
     config::{
         value::{self, FieldError},
-        BackendConfig, VipConfig, DEFAULT_TABLE_SIZE, DEFAULT_WEIGHT,
+        BackendConfig, NatConfig, VipConfig, DEFAULT_TABLE_SIZE, DEFAULT_WEIGHT,
     },
     health::{self, Health},
     reconcile::VipId,
@@ -23,55 +25,94 @@ use crate::{
 impl TryFrom<&VipSpec> for VipConfig {
     type Error = FieldError;
 
-    /// The VIP a `POST /v1/vips` body describes; refusals name the field
-    /// (`port`, `backends[1].weight`).
+    /// The VIP a `POST /v1/vips` body describes on a node without a
+    /// `[nat]` table (see [`vip_config`]).
     fn try_from(spec: &VipSpec) -> Result<Self, Self::Error> {
-        let address = value::service_address(spec.address).map_err(|e| e.at("address"))?;
-        let port = value::port(spec.port).map_err(|e| e.at("port"))?;
-        let protocol = match &spec.protocol {
-            None => crate::config::Protocol::default(),
-            Some(text) => value::protocol(text).map_err(|e| e.at("protocol"))?,
-        };
-        let mut vip = VipConfig::new(address, port, protocol);
-        vip.table_size = match spec.table_size {
-            None => DEFAULT_TABLE_SIZE,
-            Some(n) => value::table_size(n).map_err(|e| e.at("table_size"))?,
-        };
-        if let Some(text) = &spec.on_all_down {
-            vip.on_all_down = value::on_all_down(text).map_err(|e| e.at("on_all_down"))?;
-        }
-        // Named by the first backend past the limit, as the file does.
-        value::backends_per_vip(spec.backends.len())
-            .map_err(|e| e.at(format!("backends[{}]", crate::config::MAX_BACKENDS_PER_VIP)))?;
-        let mut seen: HashMap<IpAddr, usize> = HashMap::new();
-        for (index, backend) in spec.backends.iter().enumerate() {
-            let prefix = format!("backends[{index}].");
-            let earlier = seen.get(&backend.address).map(|i| format!("backends[{i}]"));
-            value::listed_once(backend.address, earlier.as_deref())
-                .map_err(|e| e.at(format!("{prefix}address")))?;
-            seen.insert(backend.address, index);
-            vip.backends.push(backend_of(address, backend, &prefix)?);
-        }
-        let weighted = vip.backends.iter().filter(|b| b.weight > 0).count();
-        value::weighted_backends_fit(weighted, vip.table_size).map_err(|e| e.at("table_size"))?;
-        Ok(vip)
+        vip_config(spec, &NatConfig::default())
     }
 }
 
-/// The backend a `POST /v1/vips/{vip}/backends` body describes for the VIP
-/// `vip`; refusals name the body's fields (`weight`, `mac`). Whether the
-/// VIP has room for it is the model's to say.
-pub fn backend_config(vip: &VipId, spec: &BackendSpec) -> Result<BackendConfig, FieldError> {
-    backend_of(vip.address, spec, "")
+/// The VIP a `POST /v1/vips` body describes on a node whose `[nat]` table
+/// is `nat` (a NAT VIP without its own `nat_source` takes the node's);
+/// refusals name the field (`port`, `backends[1].weight`).
+pub fn vip_config(spec: &VipSpec, nat: &NatConfig) -> Result<VipConfig, FieldError> {
+    let address = value::service_address(spec.address).map_err(|e| e.at("address"))?;
+    let port = value::port(spec.port).map_err(|e| e.at("port"))?;
+    let protocol = match &spec.protocol {
+        None => crate::config::Protocol::default(),
+        Some(text) => value::protocol(text).map_err(|e| e.at("protocol"))?,
+    };
+    let mut vip = VipConfig::new(address, port, protocol);
+    vip.table_size = match spec.table_size {
+        None => DEFAULT_TABLE_SIZE,
+        Some(n) => value::table_size(n).map_err(|e| e.at("table_size"))?,
+    };
+    if let Some(text) = &spec.on_all_down {
+        vip.on_all_down = value::on_all_down(text).map_err(|e| e.at("on_all_down"))?;
+    }
+    if let Some(text) = &spec.forwarding {
+        vip.forwarding = value::forwarding(text).map_err(|e| e.at("forwarding"))?;
+    }
+    let own_source = match spec.nat_source {
+        None => None,
+        Some(source) => Some(
+            value::nat_source(source, address, vip.forwarding).map_err(|e| e.at("nat_source"))?,
+        ),
+    };
+    if vip.forwarding == Mode::Nat {
+        vip.nat = Some(
+            nat.vip_nat(address, own_source)
+                .ok_or_else(|| value::no_nat_source(address).at("forwarding"))?,
+        );
+    }
+    // Named by the first backend past the limit, as the file does.
+    value::backends_per_vip(spec.backends.len())
+        .map_err(|e| e.at(format!("backends[{}]", crate::config::MAX_BACKENDS_PER_VIP)))?;
+    let mut seen: HashMap<IpAddr, usize> = HashMap::new();
+    for (index, backend) in spec.backends.iter().enumerate() {
+        let prefix = format!("backends[{index}].");
+        let earlier = seen.get(&backend.address).map(|i| format!("backends[{i}]"));
+        value::listed_once(backend.address, earlier.as_deref())
+            .map_err(|e| e.at(format!("{prefix}address")))?;
+        seen.insert(backend.address, index);
+        vip.backends
+            .push(backend_of(address, vip.forwarding, backend, &prefix)?);
+    }
+    let weighted = vip.backends.iter().filter(|b| b.weight > 0).count();
+    value::weighted_backends_fit(weighted, vip.table_size).map_err(|e| e.at("table_size"))?;
+    Ok(vip)
 }
 
-/// A backend of the VIP at `vip`, its fields named with `prefix`.
-fn backend_of(vip: IpAddr, spec: &BackendSpec, prefix: &str) -> Result<BackendConfig, FieldError> {
+/// The backend a `POST /v1/vips/{vip}/backends` body describes for the VIP
+/// `vip` forwarding in `mode`; refusals name the body's fields (`weight`,
+/// `mac`, `port`). Whether the VIP has room for it is the model's to say.
+pub fn backend_config(
+    vip: &VipId,
+    mode: Mode,
+    spec: &BackendSpec,
+) -> Result<BackendConfig, FieldError> {
+    backend_of(vip.address, mode, spec, "")
+}
+
+/// A backend of the VIP at `vip` in `mode`, its fields named with `prefix`.
+fn backend_of(
+    vip: IpAddr,
+    mode: Mode,
+    spec: &BackendSpec,
+    prefix: &str,
+) -> Result<BackendConfig, FieldError> {
     let field = |name: &str| format!("{prefix}{name}");
     let address = value::backend_address(spec.address, vip).map_err(|e| e.at(field("address")))?;
     let mac = match &spec.mac {
         None => None,
-        Some(text) => Some(value::mac(text).map_err(|e| e.at(field("mac")))?),
+        Some(text) => {
+            value::backend_mac_allowed(mode).map_err(|e| e.at(field("mac")))?;
+            Some(value::mac(text).map_err(|e| e.at(field("mac")))?)
+        }
+    };
+    let port = match spec.port {
+        None => None,
+        Some(n) => Some(value::backend_port(n, mode).map_err(|e| e.at(field("port")))?),
     };
     let weight = match spec.weight {
         None => DEFAULT_WEIGHT,
@@ -80,7 +121,7 @@ fn backend_of(vip: IpAddr, spec: &BackendSpec, prefix: &str) -> Result<BackendCo
     Ok(BackendConfig {
         address,
         mac,
-        port: None,
+        port,
         weight,
         health: None,
     })
@@ -238,6 +279,7 @@ mod tests {
         let spec = |body| serde_json::from_value::<BackendSpec>(body).unwrap();
         let ok = backend_config(
             &id,
+            Mode::DsrL2,
             &spec(json!({"address": "198.18.0.11", "mac": "02:00:00:00:00:11", "weight": 3})),
         )
         .unwrap();
@@ -256,10 +298,95 @@ mod tests {
                 "address: 198.18.0.100 is the VIP's own address",
             ),
         ] {
-            let message = backend_config(&id, &spec(body.clone()))
+            let message = backend_config(&id, Mode::DsrL2, &spec(body.clone()))
                 .unwrap_err()
                 .to_string();
             assert!(message.starts_with(expected), "{body}: {message:?}");
+        }
+    }
+
+    const NAT_FILE: &str = "interface = \"eth0\"\n[nat]\nsource_ipv4 = \"198.18.0.50\"\n\
+        [[vip]]\naddress = \"198.18.0.100\"\nport = 80\nforwarding = \"nat\"\n\
+        [[vip.backend]]\naddress = \"198.19.2.11\"\nport = 8080\n";
+
+    #[test]
+    fn a_nat_vip_spec_becomes_the_vip_the_file_would_give() {
+        let file = Config::from_toml_str(NAT_FILE, "test.toml").unwrap();
+        let spec = vip_spec(json!({
+            "address": "198.18.0.100", "port": 80, "forwarding": "nat",
+            "backends": [{"address": "198.19.2.11", "port": 8080}]
+        }));
+        // No nat_source: the node's [nat] one, as in the file.
+        let vip = vip_config(&spec, &file.nat).unwrap();
+        assert_eq!(vip, file.vips[0]);
+        // Its own source wins.
+        let mut own = spec.clone();
+        own.nat_source = Some("198.18.0.51".parse().unwrap());
+        let vip = vip_config(&own, &file.nat).unwrap();
+        let nat = vip.nat.unwrap();
+        assert_eq!(
+            (nat.source.to_string(), nat.own_source),
+            ("198.18.0.51".to_owned(), true)
+        );
+        // A backend added to it later may name its port, not a MAC.
+        let id: VipId = "198.18.0.100:80/tcp".parse().unwrap();
+        let backend: BackendSpec =
+            serde_json::from_value(json!({"address": "198.19.2.12", "port": 9000})).unwrap();
+        assert_eq!(
+            backend_config(&id, Mode::Nat, &backend).unwrap().port,
+            Some(9000)
+        );
+    }
+
+    #[test]
+    fn nat_refusals_name_the_field_with_the_file_words() {
+        let nat = Config::from_toml_str(NAT_FILE, "test.toml").unwrap().nat;
+        let vip = |extra: serde_json::Value| {
+            let mut body = json!({"address": "198.18.0.100", "port": 80});
+            for (k, v) in extra.as_object().unwrap() {
+                body[k] = v.clone();
+            }
+            vip_spec(body)
+        };
+        for (spec, node, expected) in [
+            (vip(json!({"forwarding": "NAT"})), &nat, "forwarding: \"NAT\" is not one of \"dsr-l2\", \"nat\""),
+            (
+                vip(json!({"nat_source": "198.18.0.51"})),
+                &nat,
+                "nat_source: only a VIP with forwarding = \"nat\" has a NAT address",
+            ),
+            (
+                vip(json!({"forwarding": "nat", "nat_source": "2001:2::50"})),
+                &nat,
+                "nat_source: 2001:2::50 is not of the VIP 198.18.0.100's family",
+            ),
+            (
+                vip(json!({"forwarding": "nat"})),
+                &NatConfig::default(),
+                "forwarding: forwarding = \"nat\" needs a NAT address of the VIP's family: set nat_source here or [nat].source_ipv4",
+            ),
+            (
+                vip(json!({"backends": [{"address": "198.19.2.11", "port": 8080}]})),
+                &nat,
+                "backends[0].port: direct server return keeps the VIP's port",
+            ),
+            (
+                vip(json!({"forwarding": "nat", "backends": [{"address": "198.19.2.11", "port": 0}]})),
+                &nat,
+                "backends[0].port: 0 is out of range 1..=65535",
+            ),
+            (
+                vip(json!({"forwarding": "nat",
+                           "backends": [{"address": "198.19.2.11", "mac": "02:00:00:00:00:11"}]})),
+                &nat,
+                "backends[0].mac: a NAT VIP's backends are routed",
+            ),
+        ] {
+            let message = match vip_config(&spec, node) {
+                Ok(vip) => panic!("{spec:?} was accepted as {vip:?}"),
+                Err(e) => e.to_string(),
+            };
+            assert!(message.starts_with(expected), "{message:?} is not {expected:?}");
         }
     }
 

@@ -108,4 +108,37 @@ pub struct FlowExplanation {
     pub maglev: Option<MaglevPick>,
     /// Why it is dropped.
     pub dropped: Option<DropReason>,
+    /// NAT VIPs: the flow's translation, when the NAT table holds it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nat: Option<NatTranslation>,
+}
+
+/// One direction of a NAT'd flow: the packet's ends after translation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NatTuple {
+    /// Source address and port.
+    pub src: SocketAddr,
+    /// Destination address and port.
+    pub dst: SocketAddr,
+}
+
+/// A NAT'd flow as the NAT table holds it: the client's packets
+/// (client -> VIP) leave as `forward`; the backend's replies arrive as
+/// `reply` and leave as VIP -> client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NatTranslation {
+    /// The client's packets after translation: NAT address -> backend.
+    pub forward: NatTuple,
+    /// The backend's replies as they arrive: backend -> NAT address.
+    pub reply: NatTuple,
+    /// `syn-sent`, `established`, `closing`, `closed` or `udp`.
+    pub state: String,
+    /// Seconds since a packet of either direction (refreshed at most once
+    /// a second, so up to 1 s more).
+    pub age_s: f64,
+    /// The backend id it was translated to.
+    pub backend_id: u32,
+    /// Whether the reply direction's entry exists (without it, replies
+    /// are not translated; the reaper frees such a half).
+    pub reply_entry: bool,
 }

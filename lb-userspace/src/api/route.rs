@@ -330,6 +330,7 @@ mod tests {
         let spec = BackendSpec {
             address: b,
             mac: None,
+            port: Some(8080),
             weight: Some(5),
         };
         vec![
@@ -341,6 +342,8 @@ mod tests {
                 protocol: None,
                 table_size: None,
                 on_all_down: None,
+                forwarding: Some("nat".to_owned()),
+                nat_source: Some("198.18.0.50".parse().unwrap()),
                 backends: vec![spec.clone()],
             }),
             Route::GetVip(v6),

@@ -68,6 +68,9 @@ pub struct Status {
     pub replication: Option<ReplicationStatus>,
     /// Connection-table occupancy.
     pub conntrack: ConntrackStatus,
+    /// NAT flow table (absent from an lbd before NAT mode).
+    #[serde(default)]
+    pub nat: Option<NatStatus>,
     /// Maglev tables rebuilt (and flipped) since start.
     pub tables_rebuilt: u64,
     /// Config reloads since start, by result.
@@ -83,6 +86,40 @@ pub struct ConntrackStatus {
     pub entries: u64,
     /// Most flows the table holds (then the least recently used go).
     pub capacity: u64,
+}
+
+/// The NAT flow table as the reaper's last complete sweep found it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NatStatus {
+    /// Translated flows (two entries each), by state (`syn-sent`,
+    /// `established`, `closing`, `closed`, `udp`).
+    pub flows: BTreeMap<String, u64>,
+    /// Entries the table holds at most (`[nat] flow_table_size`).
+    pub capacity: u64,
+    /// Whether a sweep has completed yet (the counts are zero until then).
+    pub swept: bool,
+    /// Flows freed after their state's timeout, since start.
+    pub expired: u64,
+    /// Entries freed for want of their other direction, since start.
+    pub orphans: u64,
+    /// Flows freed because their backend was removed, since start.
+    pub backend_gone: u64,
+}
+
+/// A NAT VIP's source address and port usage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VipNatStatus {
+    /// The NAT address its flows come from.
+    pub source: IpAddr,
+    /// First source port handed out.
+    pub port_min: u16,
+    /// Last source port handed out.
+    pub port_max: u16,
+    /// Source ports in use towards its busiest backend (ports run out per
+    /// NAT address and backend): compare with `port_max - port_min + 1`.
+    pub ports_in_use: u64,
+    /// Its translated flows.
+    pub flows: u64,
 }
 
 /// Config reloads by result.
@@ -137,8 +174,19 @@ pub struct VipStatus {
     pub bytes: u64,
     /// Flows new to the connection table.
     pub new_flows: u64,
+    /// Forwarding mode (`dsr-l2`, `nat`; absent from an lbd before
+    /// modes: `dsr-l2`).
+    #[serde(default = "default_mode")]
+    pub mode: String,
+    /// NAT mode: its NAT address and port usage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nat: Option<VipNatStatus>,
     /// Its backends.
     pub backends: Vec<BackendStatus>,
+}
+
+fn default_mode() -> String {
+    lb_common::Mode::default().name().to_owned()
 }
 
 /// One backend in the status.
@@ -146,8 +194,11 @@ pub struct VipStatus {
 pub struct BackendStatus {
     /// Address.
     pub address: IpAddr,
-    /// MAC frames go to (None: not resolved yet).
+    /// MAC frames go to (None: not resolved yet, or a routed mode).
     pub mac: Option<Mac>,
+    /// NAT mode: the port it listens on, when not the VIP's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
     /// Configured weight.
     pub weight: u32,
     /// Admin state.
@@ -281,6 +332,13 @@ pub struct VipSpec {
     /// "drop" or "keep".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_all_down: Option<String>,
+    /// "dsr-l2" (default) or "nat".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forwarding: Option<String>,
+    /// NAT mode: the VIP's own NAT address (default: the node's `[nat]`
+    /// source of its family).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nat_source: Option<IpAddr>,
     /// Backends.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub backends: Vec<BackendSpec>,
@@ -293,9 +351,12 @@ pub struct VipSpec {
 pub struct BackendSpec {
     /// Address.
     pub address: IpAddr,
-    /// MAC (default: from the neighbour table).
+    /// MAC (default: from the neighbour table); DSR only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mac: Option<String>,
+    /// NAT only: the port it listens on (default: the VIP's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<i64>,
     /// Weight, 0..=10000 (default 100).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weight: Option<i64>,

@@ -1445,6 +1445,7 @@ mod tests {
                     .parse()
                     .unwrap(),
                 mac: Some("02:00:00:00:00:11".to_owned()),
+                port: Some(65_535),
                 weight: Some(10_000),
             })
             .collect();
@@ -1454,6 +1455,8 @@ mod tests {
             protocol: Some("tcp".to_owned()),
             table_size: Some(65_537),
             on_all_down: Some("keep".to_owned()),
+            forwarding: Some("dsr-l2".to_owned()),
+            nat_source: Some("2001:2:ffff:ffff:ffff:ffff:ffff:fffe".parse().unwrap()),
             backends,
         };
         let size = serde_json::to_vec(&spec).unwrap().len();

@@ -1294,30 +1294,16 @@ impl Checker<'_> {
             Some(v) => {
                 let name = field("nat_source");
                 let source = self.address(v, &name)?;
-                if !is_nat {
-                    return Err(self.bad_value(
-                        v,
-                        &name,
-                        "only a VIP with forwarding = \"nat\" has a NAT address",
-                    ));
-                }
-                if source.is_ipv4() != address.is_ipv4() {
-                    return Err(self.bad_value(
-                        v,
-                        &name,
-                        format!("{source} is not of the VIP {address}'s family"),
-                    ));
-                }
-                Some(source)
+                Some(
+                    value::nat_source(source, address, forwarding)
+                        .map_err(|e| self.bad_value(v, &name, e.message()))?,
+                )
             }
         };
         let nat = if is_nat {
             let resolved = nat_config.vip_nat(address, own_source);
             if resolved.is_none() {
-                let family = if address.is_ipv4() { "ipv4" } else { "ipv6" };
-                let message = format!(
-                    "forwarding = \"nat\" needs a NAT address of the VIP's family: set nat_source here or [nat].source_{family}"
-                );
+                let message = value::no_nat_source(address).to_string();
                 return Err(match &raw.forwarding {
                     Some(v) => self.bad_value(v, &field("forwarding"), message),
                     None => self.invalid(table, &field("forwarding"), message),
@@ -1375,25 +1361,22 @@ impl Checker<'_> {
 
             let mac = match &raw_backend.mac {
                 None => None,
-                Some(v) if is_nat => {
-                    return Err(self.bad_value(
-                        v,
-                        &backend_field("mac"),
-                        "a NAT VIP's backends are routed: the next hop's MAC comes from the routing table",
-                    ))
+                Some(v) => {
+                    value::backend_mac_allowed(forwarding)
+                        .map_err(|e| self.bad_value(v, &backend_field("mac"), e.message()))?;
+                    Some(self.mac(v, &backend_field("mac"))?)
                 }
-                Some(v) => Some(self.mac(v, &backend_field("mac"))?),
             };
             let backend_port = match &raw_backend.port {
                 None => None,
-                Some(v) if !is_nat => {
-                    return Err(self.bad_value(
-                        v,
-                        &backend_field("port"),
-                        "direct server return keeps the VIP's port; a backend port needs forwarding = \"nat\"",
-                    ))
-                }
-                Some(v) => Some(self.rule(v, &backend_field("port"), value::port)?),
+                Some(v) => Some(if is_nat {
+                    self.rule(v, &backend_field("port"), value::port)?
+                } else {
+                    // Refused whatever the number: the rule says why.
+                    let refusal = value::backend_port(1, forwarding).err();
+                    let message = refusal.map(|e| e.to_string()).unwrap_or_default();
+                    return Err(self.bad_value(v, &backend_field("port"), message));
+                }),
             };
             let weight = match &raw_backend.weight {
                 None => DEFAULT_WEIGHT,

@@ -164,6 +164,66 @@ pub fn weight(n: i64) -> Result<u32, ValueError> {
     integer(n, 0..=MAX_WEIGHT)
 }
 
+/// A VIP's forwarding mode by name (`dsr-l2`, `nat`).
+pub fn forwarding(text: &str) -> Result<lb_common::Mode, ValueError> {
+    let choices: Vec<(&str, lb_common::Mode)> = lb_common::Mode::ALL
+        .iter()
+        .map(|m| (m.name(), *m))
+        .collect();
+    choice(text, &choices)
+}
+
+/// A VIP's own NAT address `source`, for a VIP at `vip` in mode `mode`:
+/// only NAT VIPs have one, of the VIP's family.
+pub(crate) fn nat_source(
+    source: IpAddr,
+    vip: IpAddr,
+    mode: lb_common::Mode,
+) -> Result<IpAddr, ValueError> {
+    if mode != lb_common::Mode::Nat {
+        return Err(ValueError::invalid(
+            "only a VIP with forwarding = \"nat\" has a NAT address",
+        ));
+    }
+    if source.is_ipv4() != vip.is_ipv4() {
+        return Err(ValueError::invalid(format!(
+            "{source} is not of the VIP {vip}'s family"
+        )));
+    }
+    service_address(source)
+}
+
+/// A NAT VIP at `vip` found no NAT address of its family (its own or
+/// the node's `[nat]` one).
+pub(crate) fn no_nat_source(vip: IpAddr) -> ValueError {
+    let family = if vip.is_ipv4() { "ipv4" } else { "ipv6" };
+    ValueError::invalid(format!(
+        "forwarding = \"nat\" needs a NAT address of the VIP's family: set nat_source here or [nat].source_{family}"
+    ))
+}
+
+/// A backend's own port, for a VIP in mode `mode`: NAT only, 1..=65535.
+pub(crate) fn backend_port(n: i64, mode: lb_common::Mode) -> Result<u16, ValueError> {
+    if mode != lb_common::Mode::Nat {
+        return Err(ValueError::invalid(
+            "direct server return keeps the VIP's port; a backend port needs forwarding = \"nat\"",
+        ));
+    }
+    port(n)
+}
+
+/// Whether a backend of a VIP in mode `mode` may be given a MAC: only at
+/// L2 (DSR); routed modes take the next hop's from the routing table.
+pub(crate) fn backend_mac_allowed(mode: lb_common::Mode) -> Result<(), ValueError> {
+    if mode == lb_common::Mode::DsrL2 {
+        Ok(())
+    } else {
+        Err(ValueError::invalid(
+            "a NAT VIP's backends are routed: the next hop's MAC comes from the routing table",
+        ))
+    }
+}
+
 /// A drain timeout in seconds: 1 s to a week.
 pub fn drain_timeout_s(n: i64) -> Result<Duration, ValueError> {
     integer::<u32>(n, 1..=MAX_DRAIN_TIMEOUT_S).map(|s| Duration::from_secs(s.into()))

@@ -75,6 +75,7 @@ pub fn explain(facts: &Facts<'_>) -> FlowExplanation {
         entry: None,
         maglev: None,
         dropped: None,
+        nat: None,
     };
     if let Some(entry) = entry.as_ref().filter(|e| e.current) {
         explanation.decision = FlowDecision::Tracked;
@@ -138,7 +139,11 @@ fn tracked_entry(facts: &Facts<'_>, entry: &FlowEntry) -> TrackedEntry {
 
 /// The VIP's backend with data-plane id `id` (and `generation`, when
 /// given), with its state and health from the model.
-fn backend_by_id(facts: &Facts<'_>, id: u32, generation: Option<u32>) -> Option<FlowBackend> {
+pub(super) fn backend_by_id(
+    facts: &Facts<'_>,
+    id: u32,
+    generation: Option<u32>,
+) -> Option<FlowBackend> {
     let (address, applied) = facts
         .applied
         .backends

@@ -9,6 +9,7 @@ pub mod engine;
 pub mod events;
 pub mod flow;
 pub mod http;
+pub mod nat_flow;
 pub mod replication;
 pub mod routes;
 
@@ -165,6 +166,7 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<()> {
                 engine.expire_drains(std::time::Instant::now());
                 engine.check_link().await;
                 engine.track();
+                engine.nat_tick().await;
                 ticks = ticks.wrapping_add(1);
                 if ticks.is_multiple_of(MAC_REFRESH_TICKS) {
                     engine.refresh_macs().await;

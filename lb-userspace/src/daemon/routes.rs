@@ -13,7 +13,6 @@ use crate::{
         schema::{BackendState, StateChange},
         Request, Response,
     },
-    config::VipConfig,
     model::{Edit, ModelError},
     vip_id::VipId,
 };
@@ -48,15 +47,17 @@ async fn answer(engine: &mut Engine, call: Call) -> Response {
         Route::Flow(id, client) => return engine.explain_flow(&id, client),
         Route::Config => return Response::ok(engine.config_text()),
         Route::Reload => return outcome(engine.reload(dry_run)),
-        Route::AddVip(spec) => match VipConfig::try_from(&spec) {
+        Route::AddVip(spec) => match convert::vip_config(&spec, &engine.config().nat) {
             Ok(vip) => Edit::AddVip(vip),
             Err(error) => return error.into(),
         },
         Route::RemoveVip(id) => Edit::RemoveVip(id),
-        Route::AddBackend(id, spec) => match convert::backend_config(&id, &spec) {
-            Ok(backend) => Edit::AddBackend(id, backend),
-            Err(error) => return error.into(),
-        },
+        Route::AddBackend(id, spec) => {
+            match convert::backend_config(&id, engine.vip_mode(&id), &spec) {
+                Ok(backend) => Edit::AddBackend(id, backend),
+                Err(error) => return error.into(),
+            }
+        }
         Route::RemoveBackend(id, address) => Edit::RemoveBackend(id, address),
         Route::SetState(id, address, change) => state_edit(id, address, &change),
         Route::SetWeight(id, address, change) => Edit::SetWeight(id, address, change.weight),
@@ -109,7 +110,10 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::api::{schema::VipSpec, Method};
+    use crate::{
+        api::{schema::VipSpec, Method},
+        config::VipConfig,
+    };
 
     fn request(method: Method, path: &[&str], body: Value) -> Request {
         Request {
@@ -128,7 +132,7 @@ mod tests {
                 VipConfig::try_from(spec)?;
             }
             Route::AddBackend(id, spec) => {
-                convert::backend_config(id, spec)?;
+                convert::backend_config(id, lb_common::Mode::DsrL2, spec)?;
             }
             _ => {}
         }

@@ -7,7 +7,9 @@ pub mod e2e;
 pub mod failover;
 pub mod maglev;
 pub mod memory;
+pub mod nat;
 pub mod report;
+pub mod template;
 pub mod xdp;
 
 use serde::{Deserialize, Serialize};
@@ -115,4 +117,10 @@ pub struct Results {
     /// Control-plane reaction and VRRP failover.
     #[serde(default)]
     pub failover: Option<failover::FailoverResults>,
+    /// The NAT mode's cost per packet, XDP and tc, against DSR.
+    #[serde(default)]
+    pub nat: Option<nat::NatResults>,
+    /// End to end in the routed lab: NAT against HAProxy `mode tcp`.
+    #[serde(default)]
+    pub e2e_nat: Option<e2e::E2eResults>,
 }

@@ -6,13 +6,8 @@
 //! that N runs gave N of the expected outcome.
 
 use anyhow::{anyhow, bail, Context as _};
-use aya::{
-    maps::{Array, MapData, ProgramArray},
-    programs::{TestRun as _, TestRunOptions, Xdp},
-};
-use lb_common::{
-    consts::names, stats::Counter, BenchTemplate, FlowEntry, FlowKey, LbConfig, BENCH_TEMPLATE_MAX,
-};
+use aya::programs::{TestRun as _, TestRunOptions, Xdp};
+use lb_common::{consts::names, stats::Counter, FlowEntry, FlowKey, LbConfig};
 use lb_userspace::{
     conntrack_kind::ConntrackKind,
     dataplane::{Dataplane, LoadOptions, MapSizes, MapWriter as _},
@@ -20,7 +15,7 @@ use lb_userspace::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::Spread;
+use super::{template, Spread};
 use crate::{
     packet::{self, Flow, ACK, LB_MAC, SYN},
     testbed::{vip4_tcp, vip4_udp, vip6_tcp, VIP4, VIP6},
@@ -171,31 +166,14 @@ impl Bench {
         frame: &[u8],
         vary_offset: u32,
     ) -> anyhow::Result<()> {
-        if frame.len() > BENCH_TEMPLATE_MAX {
-            bail!(
-                "frame of {} bytes is over the template's {BENCH_TEMPLATE_MAX}",
-                frame.len()
-            );
-        }
-        let mut template = BenchTemplate {
-            len: frame.len() as u32,
-            vary_offset,
-            ..BenchTemplate::default()
-        };
-        template.bytes[..frame.len()].copy_from_slice(frame);
         let fd = self.dataplane.program(target)?.fd()?.try_clone()?;
-        let ebpf = self.dataplane.ebpf_mut();
-        let mut templates: Array<&mut MapData, BenchTemplate> = Array::try_from(
-            ebpf.map_mut(names::MAP_BENCH_TEMPLATE)
-                .ok_or_else(|| anyhow!("no {} map", names::MAP_BENCH_TEMPLATE))?,
-        )?;
-        templates.set(0, template, 0)?;
-        let mut targets: ProgramArray<&mut MapData> = ProgramArray::try_from(
-            ebpf.map_mut(names::MAP_BENCH_TARGET)
-                .ok_or_else(|| anyhow!("no {} map", names::MAP_BENCH_TARGET))?,
-        )?;
-        targets.set(0, &fd, 0)?;
-        Ok(())
+        template::prepare(
+            &mut self.dataplane,
+            template::Wrapper::Xdp,
+            &fd,
+            frame,
+            vary_offset,
+        )
     }
 
     /// Runs the wrapper `repeat` times per round; ns per packet per round.
@@ -393,7 +371,7 @@ fn possible_cpus() -> u32 {
 
 /// Keeps this thread on one CPU, so per-CPU state (LRU free lists,
 /// counters) is the same from round to round.
-fn pin_to_cpu(cpu: usize) -> anyhow::Result<()> {
+pub(crate) fn pin_to_cpu(cpu: usize) -> anyhow::Result<()> {
     // SAFETY: a zeroed cpu_set_t is valid; the calls only read it.
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();

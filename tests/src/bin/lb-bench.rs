@@ -31,7 +31,8 @@ struct Args {
     /// Flows to put in the connection table for the second XDP pass.
     #[arg(long, default_value_t = 1_000_000)]
     prefill: u32,
-    /// Only these benchmarks (xdp, maglev, memory, e2e, failover); default all.
+    /// Only these benchmarks (xdp, nat, maglev, memory, e2e, e2e-nat, failover);
+    /// default all. The others keep what the results file holds.
     #[arg(long)]
     only: Vec<String>,
     /// Regenerate the report and plot from the existing results file
@@ -84,13 +85,33 @@ fn main() -> anyhow::Result<()> {
     } else {
         None
     };
+    let nat = if wanted("nat") {
+        Some(bench::nat::run(args.repeat.min(100_000), args.rounds)?)
+    } else {
+        None
+    };
+    let e2e_nat = if wanted("e2e-nat") {
+        Some(bench::e2e::run_routed(args.rounds.min(3), 3, 2, 32)?)
+    } else {
+        None
+    };
+    // A partial run keeps the other benchmarks' last results.
+    let old: Option<Results> = if args.only.is_empty() {
+        None
+    } else {
+        std::fs::read_to_string(&args.out)
+            .ok()
+            .and_then(|text| serde_json::from_str(&text).ok())
+    };
     let results = Results {
         machine: Machine::here(&args.command),
-        xdp,
-        maglev,
-        memory,
-        e2e,
-        failover,
+        xdp: xdp.or_else(|| old.as_ref().and_then(|r| r.xdp.clone())),
+        maglev: maglev.or_else(|| old.as_ref().and_then(|r| r.maglev.clone())),
+        memory: memory.or_else(|| old.as_ref().and_then(|r| r.memory.clone())),
+        e2e: e2e.or_else(|| old.as_ref().and_then(|r| r.e2e.clone())),
+        failover: failover.or_else(|| old.as_ref().and_then(|r| r.failover.clone())),
+        nat: nat.or_else(|| old.as_ref().and_then(|r| r.nat.clone())),
+        e2e_nat: e2e_nat.or_else(|| old.as_ref().and_then(|r| r.e2e_nat.clone())),
     };
     if let Some(dir) = args.out.parent() {
         std::fs::create_dir_all(dir)?;

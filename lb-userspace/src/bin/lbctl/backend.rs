@@ -49,7 +49,7 @@ pub(crate) enum Command {
     Add {
         /// ADDRESS:PORT[/tcp|udp].
         vip: VipId,
-        /// ADDRESS[,weight=W][,mac=MAC].
+        /// ADDRESS[,weight=W][,mac=MAC][,port=P] (port: NAT VIPs only).
         #[arg(value_parser = parse_backend)]
         backend: lb_userspace::api::schema::BackendSpec,
         #[command(flatten)]
@@ -321,6 +321,7 @@ mod tests {
         BackendStatus {
             address: "198.18.0.11".parse().unwrap(),
             mac: None,
+            port: None,
             weight: 100,
             state,
             health: HealthStatus::Up,

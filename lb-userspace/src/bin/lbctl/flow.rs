@@ -56,6 +56,24 @@ fn describe(answer: &FlowExplanation) -> String {
     let pick = answer
         .maglev
         .map(|m| format!("Maglev slot {} of {}", m.slot, m.table_size));
+    if let Some(nat) = &answer.nat {
+        let backend = answer.backend.as_ref().map_or_else(
+            || format!("id {} (removed)", nat.backend_id),
+            |b| format!("{} {}", b.address, state(b)),
+        );
+        let replies = if nat.reply_entry {
+            format!(
+                "replies {} -> {} go back as {}",
+                nat.reply.src, nat.reply.dst, flow
+            )
+        } else {
+            "no reply entry: replies are not translated".to_owned()
+        };
+        return format!(
+            "{flow}: NAT {} -> backend {backend}, sent as {} -> {}; {replies}; last packet {:.1} s ago",
+            nat.state, nat.forward.src, nat.forward.dst, nat.age_s
+        );
+    }
     match answer.decision {
         FlowDecision::Tracked => {
             let backend = answer
@@ -157,6 +175,7 @@ mod tests {
             entry: None,
             maglev: None,
             dropped: None,
+            nat: None,
         }
     }
 
@@ -165,6 +184,33 @@ mod tests {
         table_size: 65537,
         backend_id: 1,
     };
+
+    #[test]
+    fn a_nat_flow_reads_with_its_translation() {
+        use lb_userspace::api::flow_schema::{NatTranslation, NatTuple};
+        let nat = FlowExplanation {
+            backend: Some(backend("198.19.2.11", "enabled", true)),
+            nat: Some(NatTranslation {
+                forward: NatTuple {
+                    src: "198.18.0.50:2001".parse().unwrap(),
+                    dst: "198.19.2.11:8080".parse().unwrap(),
+                },
+                reply: NatTuple {
+                    src: "198.19.2.11:8080".parse().unwrap(),
+                    dst: "198.18.0.50:2001".parse().unwrap(),
+                },
+                state: "established".to_owned(),
+                age_s: 2.5,
+                backend_id: 4,
+                reply_entry: true,
+            }),
+            ..answer(FlowDecision::Tracked)
+        };
+        assert_eq!(
+            describe(&nat),
+            "198.18.1.10:40000 -> 198.18.0.100:80/tcp: NAT established -> backend 198.19.2.11 (enabled, up), sent as 198.18.0.50:2001 -> 198.19.2.11:8080; replies 198.19.2.11:8080 -> 198.18.0.50:2001 go back as 198.18.1.10:40000 -> 198.18.0.100:80/tcp; last packet 2.5 s ago"
+        );
+    }
 
     #[test]
     fn each_outcome_reads_as_one_line() {

@@ -3,7 +3,7 @@
 use lb_userspace::{
     api::{
         client::{Client, ClientError},
-        schema::Status,
+        schema::{Status, VipStatus},
     },
     vip_id::VipId,
 };
@@ -213,6 +213,9 @@ fn print_status(status: &Status) {
             );
         }
     }
+    if let Some(nat) = &status.nat {
+        println!("{}", nat_table_line(nat));
+    }
     for vip in &status.vips {
         print_vip(vip);
     }
@@ -225,17 +228,53 @@ fn print_status(status: &Status) {
     println!("counters: {}", counters.join(" "));
 }
 
+/// A NAT VIP's NAT address and port usage, as one line.
+fn nat_line(vip: &VipStatus) -> Option<String> {
+    let nat = vip.nat.as_ref()?;
+    let range = u32::from(nat.port_max) - u32::from(nat.port_min) + 1;
+    Some(format!(
+        "NAT from {} ports {}-{}: {} of {range} in use (busiest backend), {} flows",
+        nat.source, nat.port_min, nat.port_max, nat.ports_in_use, nat.flows
+    ))
+}
+
+/// A backend as the table names it: its address, with its own port when
+/// it has one (NAT).
+fn backend_name(b: &lb_userspace::api::schema::BackendStatus) -> String {
+    match b.port {
+        Some(port) => std::net::SocketAddr::new(b.address, port).to_string(),
+        None => b.address.to_string(),
+    }
+}
+
+/// The NAT flow table, as one line.
+fn nat_table_line(nat: &lb_userspace::api::schema::NatStatus) -> String {
+    let flows: Vec<String> = nat.flows.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    format!(
+        "NAT flows: {}{} (table {} entries); reaped: {} expired, {} orphans, {} of removed backends",
+        if nat.swept { "" } else { "first sweep under way " },
+        if flows.is_empty() { "none".to_owned() } else { flows.join(" ") },
+        nat.capacity,
+        nat.expired,
+        nat.orphans,
+        nat.backend_gone
+    )
+}
+
 /// Prints one VIP and its backends as a table.
-pub(crate) fn print_vip(vip: &lb_userspace::api::schema::VipStatus) {
+pub(crate) fn print_vip(vip: &VipStatus) {
     let flags = match (vip.all_down, vip.runtime) {
         (true, _) => format!(" ALL BACKENDS DOWN (on_all_down={})", vip.on_all_down),
         (false, true) => " (added at run time)".to_owned(),
         _ => String::new(),
     };
     println!(
-        "VIP {}  table {}  packets {}  bytes {}  new flows {}{flags}",
-        vip.vip, vip.table_size, vip.packets, vip.bytes, vip.new_flows
+        "VIP {}  {}  table {}  packets {}  bytes {}  new flows {}{flags}",
+        vip.vip, vip.mode, vip.table_size, vip.packets, vip.bytes, vip.new_flows
     );
+    if let Some(line) = nat_line(vip) {
+        println!("  {line}");
+    }
     println!(
         "  {:<28} {:<12} {:<9} {:>6} {:>7} {:>6} {:>7} {:>10} {:>10}",
         "backend", "state", "health", "weight", "share", "live", "closing", "packets", "new flows"
@@ -247,7 +286,7 @@ pub(crate) fn print_vip(vip: &lb_userspace::api::schema::VipStatus) {
         };
         println!(
             "  {:<28} {:<12} {:<9} {:>6} {:>6.2}% {:>6} {:>7} {:>10} {:>10}",
-            b.address.to_string(),
+            backend_name(b),
             state,
             b.health.as_str(),
             b.weight,
@@ -256,6 +295,49 @@ pub(crate) fn print_vip(vip: &lb_userspace::api::schema::VipStatus) {
             b.flows.closing,
             b.packets,
             b.new_flows
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use lb_userspace::api::schema::{NatStatus, VipNatStatus};
+
+    use super::*;
+
+    #[test]
+    fn a_nat_vip_shows_its_address_and_port_usage() {
+        let mut vip: VipStatus = serde_json::from_value(serde_json::json!({
+            "vip": "198.18.0.100:80/tcp", "table_size": 251, "on_all_down": "drop",
+            "all_down": false, "runtime": false, "packets": 0, "bytes": 0, "new_flows": 0,
+            "backends": []
+        }))
+        .unwrap();
+        // An lbd from before modes: DSR, no NAT line.
+        assert_eq!(vip.mode, "dsr-l2");
+        assert_eq!(nat_line(&vip), None);
+        vip.nat = Some(VipNatStatus {
+            source: "198.18.0.50".parse().unwrap(),
+            port_min: 2000,
+            port_max: 2999,
+            ports_in_use: 12,
+            flows: 15,
+        });
+        assert_eq!(
+            nat_line(&vip).unwrap(),
+            "NAT from 198.18.0.50 ports 2000-2999: 12 of 1000 in use (busiest backend), 15 flows"
+        );
+        let table = NatStatus {
+            flows: [("established".to_owned(), 15)].into(),
+            capacity: 1024,
+            swept: true,
+            expired: 1,
+            orphans: 0,
+            backend_gone: 2,
+        };
+        assert_eq!(
+            nat_table_line(&table),
+            "NAT flows: established=15 (table 1024 entries); reaped: 1 expired, 0 orphans, 2 of removed backends"
         );
     }
 }

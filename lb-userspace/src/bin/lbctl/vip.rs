@@ -24,7 +24,14 @@ pub(crate) enum Command {
         /// When no backend is healthy: drop (default) or keep.
         #[arg(long)]
         on_all_down: Option<String>,
-        /// A backend: ADDRESS[,weight=W][,mac=MAC]; repeat for more.
+        /// How packets reach the backends: dsr-l2 (default) or nat.
+        #[arg(long)]
+        forwarding: Option<String>,
+        /// NAT only: the VIP's own NAT address (default: the node's
+        /// [nat] source of its family).
+        #[arg(long)]
+        nat_source: Option<std::net::IpAddr>,
+        /// A backend: ADDRESS[,weight=W][,mac=MAC][,port=P]; repeat for more.
         #[arg(long = "backend", value_parser = parse_backend)]
         backends: Vec<BackendSpec>,
         /// Show what it would do; change nothing.
@@ -62,7 +69,15 @@ pub(crate) fn parse_weight(text: &str) -> Result<u32, String> {
     value::weight(n).map_err(|e| format!("weight {e}"))
 }
 
-/// `ADDRESS[,weight=W][,mac=MAC]`, its values checked by the config file's
+/// A backend port argument (NAT VIPs), checked by the config file's rule.
+pub(crate) fn parse_port(text: &str) -> Result<u16, String> {
+    let n: i64 = text
+        .parse()
+        .map_err(|_| format!("port {text:?} is not a whole number (1..=65535)"))?;
+    value::port(n).map_err(|e| format!("port {e}"))
+}
+
+/// `ADDRESS[,weight=W][,mac=MAC][,port=P]`, its values checked by the config file's
 /// rules (the VIP-dependent ones are lbd's to check).
 pub(crate) fn parse_backend(text: &str) -> Result<BackendSpec, String> {
     let mut parts = text.split(',');
@@ -70,10 +85,11 @@ pub(crate) fn parse_backend(text: &str) -> Result<BackendSpec, String> {
         .next()
         .unwrap_or_default()
         .parse()
-        .map_err(|_| format!("{text:?}: expected ADDRESS[,weight=W][,mac=MAC]"))?;
+        .map_err(|_| format!("{text:?}: expected ADDRESS[,weight=W][,mac=MAC][,port=P]"))?;
     let mut spec = BackendSpec {
         address,
         mac: None,
+        port: None,
         weight: None,
     };
     for part in parts {
@@ -83,7 +99,8 @@ pub(crate) fn parse_backend(text: &str) -> Result<BackendSpec, String> {
                 value::mac(m).map_err(|e| format!("mac {e}"))?;
                 spec.mac = Some(m.to_owned());
             }
-            _ => return Err(format!("{part:?}: expected weight=W or mac=MAC")),
+            Some(("port", p)) => spec.port = Some(parse_port(p)?.into()),
+            _ => return Err(format!("{part:?}: expected weight=W, mac=MAC or port=P")),
         }
     }
     Ok(spec)
@@ -96,6 +113,8 @@ pub(crate) async fn run(client: &Client, command: Command) -> Result<(), Failure
             vip,
             table_size,
             on_all_down,
+            forwarding,
+            nat_source,
             backends,
             dry_run,
             json,
@@ -106,6 +125,8 @@ pub(crate) async fn run(client: &Client, command: Command) -> Result<(), Failure
                 protocol: Some(vip.protocol.to_string()),
                 table_size: table_size.map(i64::from),
                 on_all_down,
+                forwarding,
+                nat_source,
                 backends,
             };
             output::change(&client.add_vip(spec, dry_run).await?, json);
@@ -149,6 +170,38 @@ mod tests {
         assert_eq!(spec.weight, Some(0));
         let message = parse_backend("198.18.0.11,mac=01:00:00:00:00:11").unwrap_err();
         assert!(message.contains("multicast"), "{message:?}");
+        assert_eq!(
+            parse_backend("198.18.0.11,port=8080").unwrap().port,
+            Some(8080)
+        );
+        let message = parse_backend("198.18.0.11,port=0").unwrap_err();
+        assert_eq!(message, "port 0 is out of range 1..=65535");
+    }
+
+    #[test]
+    fn a_nat_vip_and_its_backend_ports_come_from_the_command_line() {
+        use clap::Parser as _;
+        let cli = crate::Cli::try_parse_from([
+            "lbctl",
+            "vip",
+            "add",
+            "198.18.0.100:80",
+            "--forwarding",
+            "nat",
+            "--nat-source",
+            "198.18.0.51",
+            "--backend",
+            "198.19.2.11,port=8080,weight=5",
+        ])
+        .unwrap();
+        let text = format!("{cli:?}");
+        for part in [
+            "forwarding: Some(\"nat\")",
+            "nat_source: Some(198.18.0.51)",
+            "port: Some(8080)",
+        ] {
+            assert!(text.contains(part), "{part} not in {text}");
+        }
     }
 
     #[test]

@@ -46,6 +46,9 @@ impl Engine {
             self.resolve_new(&next).await;
         }
         let (plan, report) = self.stage_and_commit(next, dry_run)?;
+        if let (Edit::AddVip(vip), false) = (edit, dry_run) {
+            self.warn_if_nat_address_stays(vip);
+        }
         if let Some(report) = report {
             for vip in &plan {
                 info!(vip = %vip.vip, change = %vip.change, moved = ?vip.moved_fraction, ?report, "change applied");

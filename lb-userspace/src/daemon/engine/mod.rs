@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 mod change;
+mod nat;
 mod view;
 
 pub use change::ChangeError;
@@ -87,6 +88,8 @@ pub struct Engine {
     metrics: std::sync::Arc<crate::metrics::Metrics>,
     netlink: Netlink,
     macs: HashMap<IpAddr, [u8; 6]>,
+    /// NAT mode's reaper, forwarding, redirect targets and events.
+    nat: nat::NatRuntime,
 }
 
 impl Engine {
@@ -207,6 +210,7 @@ impl Engine {
             metrics,
             netlink,
             macs: HashMap::new(),
+            nat: nat::NatRuntime::default(),
             config,
         };
         engine.resolve_macs(&model, INITIAL_RESOLVE_TIMEOUT).await;
@@ -299,7 +303,9 @@ impl Engine {
         for (id, vip) in &self.model.vips {
             for (address, backend) in &vip.backends {
                 let health = backend.config.health.as_ref().unwrap_or(&vip.config.health);
-                if let Some((target, settings)) = check_of(*address, id.port, health) {
+                // A NAT backend listens on its own port, if it has one.
+                let port = backend.config.port.unwrap_or(id.port);
+                if let Some((target, settings)) = check_of(*address, port, health) {
                     wanted.push(((*id, *address), target, settings, backend.health));
                 }
             }
@@ -502,8 +508,9 @@ impl Engine {
         }
     }
 
-    /// Logs an event the data plane reported, naming the VIP.
-    pub(crate) fn on_dataplane_event(&self, event: &lb_common::DataplaneEvent) {
+    /// Logs an event the data plane reported, naming the VIP, and acts on
+    /// the routed ones (see `nat`).
+    pub(crate) fn on_dataplane_event(&mut self, event: &lb_common::DataplaneEvent) {
         let vip = self
             .balancer
             .vips()
@@ -513,6 +520,9 @@ impl Engine {
                 || format!("VIP id {}", event.vip_id),
                 |(id, _)| id.to_string(),
             );
+        if self.on_nat_event(event, &vip) {
+            return;
+        }
         let client = crate::reconcile::words_addr(event.flow.src, event.flow.family);
         let port = u16::from_be(event.flow.sport);
         match event.kind {
@@ -561,6 +571,9 @@ impl Engine {
         Ok(match stop {
             Stop::Restart => self.dataplane.release()?,
             Stop::Clean => {
+                // The node as it was found: a restart keeps it on, as NAT'd
+                // flows keep being forwarded by the pinned data plane.
+                self.restore_forwarding();
                 self.dataplane.detach()?;
                 Released::Detached
             }
@@ -616,7 +629,10 @@ fn seed_health(model: &mut Model, balancer: &Balancer) {
                 let health = b.config.health.as_ref().unwrap_or(&vip.config.health);
                 check_of(*address, id.port, health).is_some()
             });
-            if checked && !backend.alive && backend.mac.is_some() {
+            // A DSR backend without a MAC was not alive for want of it;
+            // routed backends need none.
+            let resolved = backend.mac.is_some() || applied.mode != lb_common::Mode::DsrL2;
+            if checked && !backend.alive && resolved {
                 down.push((*id, *address));
             }
         }

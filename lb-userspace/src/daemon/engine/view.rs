@@ -16,17 +16,17 @@ use crate::{
     api::{
         code,
         schema::{
-            BackendStatus, CheckStatus, ConfigText, ConntrackStatus, HealthStatus,
-            ReplicationStatus, Status, VipStatus,
+            BackendStatus, CheckStatus, ConfigText, ConntrackStatus, HealthStatus, NatStatus,
+            ReplicationStatus, Status, VipNatStatus, VipStatus,
         },
         Response,
     },
-    config::{self, Protocol},
+    config::{self, Protocol, VipNat},
     daemon::flow::{explain, flow_key, Facts},
     dataplane::Hooked,
     mac::Mac,
     maglev,
-    model::{AdminState, FlowCount, ModelError},
+    model::{AdminState, FlowCount, ModelError, VipModel},
     vip_id::VipId,
 };
 
@@ -34,6 +34,8 @@ impl Engine {
     /// The status view: model, maps and checks together.
     pub fn status(&self) -> Status {
         let (flows, entries) = self.flow_counts();
+        let sweep = self.nat.reaper.last_sweep();
+        let nat_flows = sweep.map(|s| &s.by_backend);
         let now = Instant::now();
         let mut vips = Vec::new();
         for (id, vip) in &self.model.vips {
@@ -45,6 +47,7 @@ impl Engine {
             let traffic = applied
                 .and_then(|a| self.dataplane.vip_traffic(a.id).ok())
                 .unwrap_or_default();
+            let is_nat = vip.config.forwarding == lb_common::Mode::Nat;
             let mut backends = Vec::new();
             for (address, backend) in &vip.backends {
                 let applied_backend = applied.and_then(|a| a.backends.get(address));
@@ -66,6 +69,7 @@ impl Engine {
                 backends.push(BackendStatus {
                     address: *address,
                     mac: applied_backend.and_then(|b| b.mac).map(Mac::from),
+                    port: backend.config.port,
                     weight: backend.config.weight,
                     state: backend.admin.state(),
                     health: if check.is_some() {
@@ -77,8 +81,16 @@ impl Engine {
                     share: backend_id
                         .and_then(|b| shares.get(&b).copied())
                         .unwrap_or(0.0),
+                    // A NAT VIP's flows are in the NAT table, not the
+                    // connection table.
                     flows: backend_id
-                        .and_then(|b| flows.get(&b).copied())
+                        .and_then(|b| {
+                            if is_nat {
+                                nat_flows.and_then(|n| n.get(&b)).copied()
+                            } else {
+                                flows.get(&b).copied()
+                            }
+                        })
                         .unwrap_or_default(),
                     packets: traffic.packets,
                     bytes: traffic.bytes,
@@ -104,6 +116,8 @@ impl Engine {
                 packets: traffic.packets,
                 bytes: traffic.bytes,
                 new_flows: traffic.new_flows,
+                mode: vip.config.forwarding.name().to_owned(),
+                nat: vip.config.nat.map(|nat| self.vip_nat_status(id, vip, nat)),
                 backends,
             });
         }
@@ -145,10 +159,86 @@ impl Engine {
                 entries,
                 capacity: u64::from(self.dataplane.sizes().conntrack),
             },
+            nat: self.nat_status(),
             tables_rebuilt: self.tables_rebuilt,
             reloads: self.reloads,
             version: env!("CARGO_PKG_VERSION").to_owned(),
         }
+    }
+
+    /// A NAT VIP's NAT address and port usage, from the reaper's last
+    /// complete sweep.
+    fn vip_nat_status(&self, id: &VipId, vip: &VipModel, nat: VipNat) -> VipNatStatus {
+        let applied = self.balancer.vips().get(id);
+        let ids: Vec<u32> = applied
+            .map(|a| a.backends.values().map(|b| b.id).collect())
+            .unwrap_or_default();
+        let sweep = self.nat.reaper.last_sweep();
+        let ports_in_use = sweep.map_or(0, |s| {
+            s.ports
+                .iter()
+                .filter(|(u, _)| {
+                    u.nat_address == nat.source
+                        && u.proto == id.protocol.number()
+                        && vip.backends.contains_key(&u.backend)
+                })
+                .map(|(_, n)| *n)
+                .max()
+                .unwrap_or(0)
+        });
+        let flows = sweep.map_or(0, |s| {
+            ids.iter()
+                .filter_map(|b| s.by_backend.get(b))
+                .map(|c| c.live + c.closing + c.idle)
+                .sum()
+        });
+        VipNatStatus {
+            source: nat.source,
+            port_min: nat.port_min,
+            port_max: nat.port_max,
+            ports_in_use,
+            flows,
+        }
+    }
+
+    /// The NAT flow table in the status (None while no VIP is in NAT
+    /// mode and the table is empty).
+    fn nat_status(&self) -> Option<NatStatus> {
+        let sweep = self.nat.reaper.last_sweep();
+        let in_use = self
+            .model
+            .vips
+            .values()
+            .any(|v| v.config.forwarding == lb_common::Mode::Nat);
+        if !in_use && sweep.is_none_or(|s| s.flows.is_empty()) {
+            return None;
+        }
+        let reaped = self.nat.reaper.reaped();
+        Some(NatStatus {
+            flows: sweep
+                .map(|s| {
+                    s.flows
+                        .iter()
+                        .map(|(state, n)| ((*state).to_owned(), *n))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            capacity: u64::from(self.dataplane.sizes().nat_flows),
+            swept: sweep.is_some(),
+            expired: reaped.expired,
+            orphans: reaped.orphans,
+            backend_gone: reaped.backend_gone,
+        })
+    }
+
+    /// VIP `id`'s forwarding mode (the default for a VIP that does not
+    /// exist: the change is then refused as such).
+    pub(crate) fn vip_mode(&self, id: &VipId) -> lb_common::Mode {
+        self.model
+            .vips
+            .get(id)
+            .map(|v| v.config.forwarding)
+            .unwrap_or_default()
     }
 
     /// A backend's tracked flows by liveness.
@@ -164,6 +254,13 @@ impl Engine {
             .get(id)
             .and_then(|v| v.backends.get(&address))
             .map(|b| b.id);
+        if self.vip_mode(id) == lb_common::Mode::Nat {
+            // As of the reaper's last complete sweep.
+            let sweep = self.nat.reaper.last_sweep();
+            return Ok(backend_id
+                .and_then(|b| sweep.and_then(|s| s.by_backend.get(&b)).copied())
+                .unwrap_or_default());
+        }
         let (counts, _) = self.flow_counts();
         Ok(backend_id
             .and_then(|b| counts.get(&b).copied())
@@ -214,7 +311,7 @@ impl Engine {
             Protocol::Tcp => self.config.tcp_idle_timeout,
             Protocol::Udp => self.config.udp_idle_timeout,
         };
-        Response::ok(explain(&Facts {
+        let facts = Facts {
             vip: *vip,
             client,
             model,
@@ -223,6 +320,28 @@ impl Engine {
             entry,
             now_ns: crate::clock::monotonic_ns(),
             idle_timeout,
-        }))
+        };
+        let explanation = explain(&facts);
+        if applied.mode != lb_common::Mode::Nat {
+            return Response::ok(explanation);
+        }
+        let key = flow_key(vip, client);
+        let nat = self.dataplane.nat();
+        let forward = match nat.flow(&key) {
+            Ok(forward) => forward,
+            Err(error) => return Response::error(500, code::INTERNAL, error.to_string()),
+        };
+        let reply = forward.as_ref().and_then(|f| {
+            nat.flow(&lb_common::nat::counterpart_key(&key, f))
+                .ok()
+                .flatten()
+        });
+        Response::ok(crate::daemon::nat_flow::with_translation(
+            explanation,
+            &facts,
+            &key,
+            forward.as_ref(),
+            reply.as_ref(),
+        ))
     }
 }

@@ -1,33 +1,27 @@
-//! The packet path and direct server return at L2: the frame keeps its IP
-//! packet untouched and goes back out of the same interface, addressed to
-//! the backend's MAC from ours.
+//! Direct server return at L2: the frame keeps its IP packet untouched and
+//! goes back out of the same interface, addressed to the backend's MAC from
+//! ours.
 
 use crate::hook::Hook;
-use lb_common::{consts::EVENT_NO_BACKEND, stats::Counter};
+use lb_common::{consts::EVENT_NO_BACKEND, stats::Counter, VipMeta};
 use network_types::eth::EthHdr;
 
 use crate::{
-    conntrack, lookup,
+    conntrack,
     maps::CONFIG,
-    parse::{self, Class},
+    parse::{self, Class, Packet},
     stats,
 };
 
-/// Runs the whole path for one frame; the returned counter is the verdict.
+/// Sends one packet of a DSR VIP to its backend; the returned counter is
+/// the verdict (forwarded ones leave by the ingress interface).
 #[inline(always)]
-pub fn balance<C: Hook>(ctx: &C) -> Counter {
-    let packet = match parse::parse(ctx) {
-        Ok(packet) => packet,
-        Err(reason) => return reason,
-    };
-    let Some(vip) = lookup::vip_of(&packet.key) else {
-        return Counter::PassNotVip;
-    };
+pub fn forward<C: Hook>(ctx: &C, vip: &VipMeta, packet: &Packet) -> Counter {
     // One test on the hot path: anything but a plain flow packet is rare.
     let decision = if packet.class == Class::Flow {
-        conntrack::decide(&vip, &packet)
+        conntrack::decide(vip, packet)
     } else if packet.class == Class::IcmpError {
-        conntrack::peek(&vip, &packet.key)
+        conntrack::peek(vip, &packet.key)
     } else {
         return Counter::DropTcpFlags;
     };

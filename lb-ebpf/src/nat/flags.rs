@@ -1,0 +1,66 @@
+//! What a NAT flow's directions have seen: the `NAT_F_*` marks and the
+//! age of each entry, written by the packets and read by lbd's reaper
+//! (`lb_common::nat::NatFlowState`).
+
+// Map keys are passed by reference on purpose (see `nat`).
+#![allow(clippy::needless_borrows_for_generic_args)]
+
+use lb_common::{
+    consts::{FLOW_TOUCH_INTERVAL_NS, NAT_F_FIN, NAT_F_RST, NAT_F_SYN},
+    nat::counterpart_key,
+    FlowKey, NatEntry,
+};
+
+use crate::{
+    maps::NAT_FLOWS,
+    parse::{TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
+};
+
+/// Marks what a tracked direction has seen (`extra`: bits the direction
+/// always sets, e.g. `NAT_F_REPLIED`) and refreshes its age at most every
+/// `FLOW_TOUCH_INTERVAL_NS`; true when it did, which is also when the next
+/// hop is looked up again. Writes only what changes.
+#[inline(always)]
+pub fn touch(entry: &mut NatEntry, tcp_flags: u8, extra: u8, now: u64) -> bool {
+    let flags = if tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN {
+        // A new connection reusing an old translation starts afresh.
+        NAT_F_SYN | extra
+    } else {
+        entry.flags | (nat_flags(tcp_flags) & (NAT_F_FIN | NAT_F_RST)) | extra
+    };
+    if flags != entry.flags {
+        entry.flags = flags;
+    }
+    if now.wrapping_sub(entry.last_seen_ns) > FLOW_TOUCH_INTERVAL_NS {
+        entry.last_seen_ns = now;
+        return true;
+    }
+    false
+}
+
+/// A SYN reusing a closed translation: the reply direction starts afresh
+/// too (not yet answered, no FIN/RST), so the flow's state is the new
+/// connection's, not the old one's.
+#[inline(always)]
+pub fn reopen_reply(key: &FlowKey, entry: &NatEntry) {
+    if let Some(reply) = NAT_FLOWS.get_ptr_mut(&counterpart_key(key, entry)) {
+        // SAFETY: a hash map value stays valid for this program run.
+        unsafe { (*reply).flags = 0 };
+    }
+}
+
+/// `NAT_F_*` bits for a packet's TCP flags (0 for UDP).
+#[inline(always)]
+pub fn nat_flags(tcp_flags: u8) -> u8 {
+    let mut flags = 0;
+    if tcp_flags & TCP_SYN != 0 {
+        flags |= NAT_F_SYN;
+    }
+    if tcp_flags & TCP_FIN != 0 {
+        flags |= NAT_F_FIN;
+    }
+    if tcp_flags & TCP_RST != 0 {
+        flags |= NAT_F_RST;
+    }
+    flags
+}

@@ -1,0 +1,224 @@
+//! NAT forwarding (full NAT): a client -> VIP packet leaves as NAT address
+//! -> backend, the backend's reply comes back to the NAT address and
+//! leaves as VIP -> client. Both directions are entries of `NAT_FLOWS`
+//! keyed by the packet as it arrives, so both take the same code: look up,
+//! mark what the flow has seen, find the next hop, rewrite. Backends need
+//! no change and may be anywhere the FIB can route to.
+
+// Map keys and values are passed by reference on purpose: by value they
+// would be copied onto the BPF stack (512 bytes for the whole program).
+#![allow(clippy::needless_borrows_for_generic_args)]
+
+mod flags;
+mod icmp;
+mod open;
+pub mod ports;
+pub mod rewrite;
+pub mod scratch;
+
+use aya_ebpf::helpers::bpf_ktime_get_coarse_ns;
+use lb_common::{
+    consts::{
+        EVENT_NO_BACKEND, IPPROTO_TCP, NAT_DIR_FORWARD, NAT_DIR_REPLY, NAT_F_FIN, NAT_F_REPLIED,
+        NAT_F_RST,
+    },
+    stats::Counter,
+    FlowKey, NatEntry, VipMeta,
+};
+
+use crate::{
+    fib,
+    forward::Outcome,
+    hook::Hook,
+    maps::{NAT_FLOWS, NAT_SCRATCH},
+    parse::{Class, Packet, TCP_ACK, TCP_SYN},
+    select, stats,
+};
+use rewrite::{L3Info, Layout};
+
+/// What both directions need before translating: this CPU's scratch
+/// slot, where the headers are, and a TTL / hop limit that survives the
+/// hop; otherwise the counter saying why not.
+#[inline(always)]
+fn headers<C: Hook>(
+    ctx: &C,
+    packet: &Packet,
+) -> Result<(&'static mut scratch::NatScratch, Layout, L3Info), Counter> {
+    let scratch = NAT_SCRATCH.get_ptr_mut(0).ok_or(Counter::DropMalformed)?;
+    // SAFETY: this CPU's slot, used by this program run only.
+    let scratch = unsafe { &mut *scratch };
+    let at = scratch::layout(scratch, packet).ok_or(Counter::PassIpv6Ext)?;
+    let l3 = rewrite::l3_info(ctx, packet.key.family, &at).ok_or(Counter::DropMalformed)?;
+    if l3.ttl <= 1 {
+        return Err(Counter::DropTtlExceeded);
+    }
+    Ok((scratch, at, l3))
+}
+
+/// Translates one packet of a NAT VIP (client -> VIP): through its flow's
+/// entry, or a new flow's when the packet may open one (UDP, a TCP SYN).
+#[inline(always)]
+pub fn forward<C: Hook>(ctx: &C, vip: &VipMeta, packet: &Packet) -> Outcome {
+    match packet.class {
+        Class::Flow => {}
+        Class::BadTcpFlags => return Counter::DropTcpFlags.into(),
+        // About a flow without one: not ours, up the stack as before.
+        Class::IcmpError => return error(ctx, packet, NAT_DIR_FORWARD, Counter::PassUnsupportedL4),
+    }
+    let (scratch, at, l3) = match headers(ctx, packet) {
+        Ok(found) => found,
+        Err(counter) => return counter.into(),
+    };
+    // SAFETY: plain helper call.
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
+    let key = &packet.key;
+    if let Some(entry) = NAT_FLOWS.get_ptr_mut(key) {
+        // SAFETY: a hash map value stays valid for this program run.
+        let entry = unsafe { &mut *entry };
+        stats::count(Counter::NatHit);
+        if packet.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN
+            && entry.flags & (NAT_F_FIN | NAT_F_RST) != 0
+        {
+            flags::reopen_reply(key, entry);
+        }
+        let refresh = flags::touch(entry, packet.tcp_flags, 0, now);
+        return send(
+            ctx,
+            &packet.key,
+            &at,
+            entry,
+            &l3,
+            refresh,
+            false,
+            Counter::Forwarded,
+        );
+    }
+    if key.proto == IPPROTO_TCP && packet.tcp_flags & (TCP_SYN | TCP_ACK) != TCP_SYN {
+        return Counter::DropNatNoFlow.into();
+    }
+    let Some((backend_id, backend)) = select::pick(vip, key) else {
+        stats::report(EVENT_NO_BACKEND, vip.id, key);
+        return Counter::DropNoBackend.into();
+    };
+    open::open(
+        ctx,
+        scratch,
+        vip,
+        packet,
+        &at,
+        &l3,
+        (backend_id, &backend),
+        now,
+    )
+}
+
+/// Translates a packet for no VIP if it is a backend's reply to a NAT'd
+/// flow (backend -> NAT address, leaving as VIP -> client); anything else
+/// goes up the stack as before.
+#[inline(always)]
+pub fn reply<C: Hook>(ctx: &C, packet: &Packet) -> Outcome {
+    if packet.class == Class::IcmpError {
+        return error(ctx, packet, NAT_DIR_REPLY, Counter::PassNotVip);
+    }
+    let Some(entry) = NAT_FLOWS.get_ptr_mut(&packet.key) else {
+        return Counter::PassNotVip.into();
+    };
+    // SAFETY: a hash map value stays valid for this program run.
+    let entry = unsafe { &mut *entry };
+    if entry.direction != NAT_DIR_REPLY {
+        return Counter::PassNotVip.into();
+    }
+    // From here on the packet belongs to a translated flow: it never
+    // reaches the stack, which does not know the flow.
+    if packet.class == Class::BadTcpFlags {
+        return Counter::DropTcpFlags.into();
+    }
+    let (scratch, at, l3) = match headers(ctx, packet) {
+        Ok(found) => found,
+        Err(counter) => return counter.into(),
+    };
+    stats::count(Counter::NatHit);
+    // SAFETY: plain helper call.
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
+    let refresh = flags::touch(entry, packet.tcp_flags, NAT_F_REPLIED, now);
+    send(
+        ctx,
+        &packet.key,
+        &at,
+        entry,
+        &l3,
+        refresh,
+        false,
+        Counter::ForwardedNatReply,
+    )
+}
+
+/// Translates an ICMP error about a NAT'd flow (see `icmp`): its key is
+/// the direction `direction` of the flow; without one, `miss`. Reads the
+/// flow's entry without changing it (an error is about a flow, not part of
+/// it).
+#[inline(always)]
+fn error<C: Hook>(ctx: &C, packet: &Packet, direction: u8, miss: Counter) -> Outcome {
+    let Some(entry) = NAT_FLOWS.get_ptr_mut(&packet.key) else {
+        return miss.into();
+    };
+    // SAFETY: a hash map value stays valid for this program run.
+    let entry = unsafe { &mut *entry };
+    if entry.direction != direction {
+        return miss.into();
+    }
+    let (scratch, at, l3) = match headers(ctx, packet) {
+        Ok(found) => found,
+        Err(counter) => return counter.into(),
+    };
+    if entry.ifindex == 0 {
+        if let Err(counter) = fib::resolve(ctx, &packet.key, entry, &l3) {
+            return counter.into();
+        }
+    }
+    if !icmp::translate_error(ctx, &packet.key, &at, entry) {
+        return Counter::DropMalformed.into();
+    }
+    Outcome {
+        counter: Counter::ForwardedNatIcmpError,
+        egress: entry.ifindex,
+    }
+}
+
+/// Sends a packet through its entry: the cached next hop, or a fresh FIB
+/// lookup when there is none or `refresh` says it is time; then the
+/// rewrite. `forwarded` is the verdict on success; forward-direction
+/// packets count as VIP and backend traffic.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub(super) fn send<C: Hook>(
+    ctx: &C,
+    key: &FlowKey,
+    at: &Layout,
+    entry: &mut NatEntry,
+    l3: &L3Info,
+    refresh: bool,
+    new_flow: bool,
+    forwarded: Counter,
+) -> Outcome {
+    if entry.ifindex == 0 || refresh {
+        if let Err(counter) = fib::resolve(ctx, key, entry, l3) {
+            return counter.into();
+        }
+    }
+    if !rewrite::translate(ctx, key, at, entry) {
+        return Counter::DropMalformed.into();
+    }
+    if entry.direction == NAT_DIR_FORWARD {
+        stats::count_traffic(
+            u32::from(entry.vip_id),
+            entry.backend_id,
+            ctx.frame_len() as u64,
+            new_flow,
+        );
+    }
+    Outcome {
+        counter: forwarded,
+        egress: entry.ifindex,
+    }
+}

@@ -1,0 +1,363 @@
+//! The engine's NAT-mode duties around the data plane, run from the
+//! housekeeping tick and the event stream: the reaper's tick over
+//! `NAT_FLOWS` (see `nat_reaper`), forwarding switched on for the attached
+//! interface (`bpf_fib_lookup` refuses to route without it), `TX_PORTS`
+//! kept equal to the interfaces routed packets may leave by (re-scanned
+//! every few seconds: a link that comes or goes is seen within
+//! `SCAN_TICKS` ticks, without a netlink subscription to keep alive), and
+//! the routed data plane's events (a next hop to resolve, no route, no
+//! free port). Nothing here runs while no VIP is in NAT mode, except the
+//! reaper, which then finds the table empty or frees what a NAT VIP left.
+
+use std::{
+    collections::BTreeSet,
+    net::IpAddr,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use lb_common::{
+    consts::{EVENT_NAT_PORTS_EXHAUSTED, EVENT_NO_NEIGHBOUR, EVENT_NO_ROUTE},
+    DataplaneEvent, Mode,
+};
+use tracing::{debug, info, warn};
+
+use super::Engine;
+use crate::{
+    nat_events::NatEvents,
+    nat_reaper::{Owner, Owners, Reaper, TICK_BUDGET, TICK_TIME},
+    reconcile::{addr_words, words_addr, Balancer},
+};
+
+/// Housekeeping ticks between scans of the interfaces and of the
+/// forwarding settings.
+const SCAN_TICKS: u32 = 5;
+/// A reaper tick longer than this is logged (lbd's loop waits for it).
+const SLOW_TICK: Duration = Duration::from_millis(100);
+
+/// A forwarding setting lbd changed, to restore at a clean stop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ForwardingChange {
+    path: PathBuf,
+    was: String,
+}
+
+/// The NAT runtime's state between ticks.
+#[derive(Debug, Default)]
+pub(crate) struct NatRuntime {
+    /// The flow reaper.
+    pub(crate) reaper: Reaper,
+    events: NatEvents,
+    /// Forwarding settings lbd switched on.
+    forwarding: Vec<ForwardingChange>,
+    /// Forwarding settings lbd failed to switch on (warned once).
+    forwarding_failed: BTreeSet<PathBuf>,
+    /// Interfaces the redirect map refused (full: `TX_PORTS_MAX`), warned
+    /// once each.
+    tx_failed: BTreeSet<u32>,
+    /// Housekeeping ticks seen.
+    ticks: u32,
+    /// How long the last reaper tick took.
+    pub(crate) last_tick: Duration,
+}
+
+/// The per-interface forwarding switch of `ipv6` or IPv4 for `interface`.
+pub(crate) fn forwarding_path(ipv6: bool, interface: &str) -> PathBuf {
+    let family = if ipv6 { "ipv6" } else { "ipv4" };
+    PathBuf::from(format!(
+        "/proc/sys/net/{family}/conf/{interface}/forwarding"
+    ))
+}
+
+/// The backends of NAT VIPs, as the reaper checks entries against them.
+pub(crate) fn owners(balancer: &Balancer) -> Owners {
+    let mut owners = Owners::default();
+    for vip in balancer.vips().values().filter(|v| v.mode == Mode::Nat) {
+        for (address, backend) in &vip.backends {
+            owners.backends.insert(
+                backend.id,
+                Owner {
+                    vip_id: vip.id,
+                    address: addr_words(*address).0,
+                },
+            );
+        }
+    }
+    owners
+}
+
+/// The interfaces routed packets may be redirected to: the attached one
+/// and every other up, non-loopback one.
+pub(crate) fn redirect_targets(attached: u32, links: &[crate::netlink::Link]) -> BTreeSet<u32> {
+    links
+        .iter()
+        .filter(|l| l.up && !l.loopback)
+        .map(|l| l.index)
+        .chain([attached])
+        .collect()
+}
+
+impl Engine {
+    /// Whether some VIP is in NAT mode.
+    fn nat_in_use(&self) -> bool {
+        self.balancer.vips().values().any(|v| v.mode == Mode::Nat)
+    }
+
+    /// One housekeeping tick of the NAT runtime.
+    pub(crate) async fn nat_tick(&mut self) {
+        let owners = owners(&self.balancer);
+        let started = Instant::now();
+        let report = self.nat.reaper.tick(
+            self.dataplane.nat_mut(),
+            crate::clock::monotonic_ns(),
+            &self.config.nat.timeouts,
+            &owners,
+            TICK_BUDGET,
+            || started.elapsed() < TICK_TIME,
+        );
+        self.nat.last_tick = started.elapsed();
+        if report.removed > 0 {
+            debug!(
+                removed = report.removed,
+                visited = report.visited,
+                "NAT flows reaped"
+            );
+        }
+        if self.nat.last_tick > SLOW_TICK {
+            warn!(
+                took_ms = self.nat.last_tick.as_millis(),
+                visited = report.visited,
+                "NAT reaper tick was slow"
+            );
+        }
+        let scan = self.nat.ticks.is_multiple_of(SCAN_TICKS);
+        self.nat.ticks = self.nat.ticks.wrapping_add(1);
+        if scan && self.nat_in_use() {
+            self.ensure_forwarding();
+            self.sync_tx_ports().await;
+        }
+    }
+
+    /// Switches forwarding on for the attached interface, for each family
+    /// of a NAT VIP.
+    fn ensure_forwarding(&mut self) {
+        let families: BTreeSet<bool> = self
+            .balancer
+            .vips()
+            .iter()
+            .filter(|(_, v)| v.mode == Mode::Nat)
+            .map(|(id, _)| id.address.is_ipv6())
+            .collect();
+        for ipv6 in families {
+            let path = forwarding_path(ipv6, &self.interface.name);
+            if self.nat.forwarding_failed.contains(&path) {
+                continue;
+            }
+            let was = match std::fs::read_to_string(&path) {
+                Ok(text) => text.trim().to_owned(),
+                Err(error) => {
+                    warn!(path = %path.display(), %error, "cannot read the interface's forwarding setting; NAT VIPs need it on");
+                    self.nat.forwarding_failed.insert(path);
+                    continue;
+                }
+            };
+            if was != "0" {
+                continue;
+            }
+            match std::fs::write(&path, "1") {
+                Ok(()) => {
+                    info!(
+                        interface = %self.interface.name,
+                        setting = %path.display(),
+                        "forwarding switched on for the interface: NAT VIPs route through the kernel's FIB (restored at a clean stop)"
+                    );
+                    if !self.nat.forwarding.iter().any(|c| c.path == path) {
+                        self.nat.forwarding.push(ForwardingChange { path, was });
+                    }
+                }
+                Err(error) => {
+                    warn!(setting = %path.display(), %error, "cannot switch forwarding on: NAT VIPs' packets are dropped as drop_no_route until it is on");
+                    self.nat.forwarding_failed.insert(path);
+                }
+            }
+        }
+    }
+
+    /// Warns when a NAT VIP added at run time has a NAT address no VRRP
+    /// instance moves (the config file refuses that; the API cannot change
+    /// the instances): after a failover its replies would go to the node
+    /// that lost the VIP.
+    pub(crate) fn warn_if_nat_address_stays(&self, vip: &crate::config::VipConfig) {
+        let Some(nat) = vip.nat else { return };
+        if self.vrrp.is_empty()
+            || self
+                .vrrp
+                .iter()
+                .any(|i| i.config().addresses.contains(&nat.source))
+        {
+            return;
+        }
+        warn!(
+            vip = %vip.address, nat_address = %nat.source,
+            "the NAT VIP's NAT address is in no VRRP instance's addresses, so it does not move at a failover: add it to the [[vrrp]] addresses in the config file and reload"
+        );
+    }
+
+    /// Puts the forwarding settings lbd changed back (a clean stop).
+    pub(crate) fn restore_forwarding(&mut self) {
+        for change in std::mem::take(&mut self.nat.forwarding) {
+            match std::fs::write(&change.path, &change.was) {
+                Ok(()) => {
+                    info!(setting = %change.path.display(), value = %change.was, "forwarding setting restored")
+                }
+                Err(error) => {
+                    warn!(setting = %change.path.display(), %error, "restoring the forwarding setting failed")
+                }
+            }
+        }
+    }
+
+    /// Makes `TX_PORTS` hold exactly the interfaces routed packets may
+    /// leave by.
+    async fn sync_tx_ports(&mut self) {
+        let links = match self.netlink.links().await {
+            Ok(links) => links,
+            Err(error) => {
+                warn!(%error, "listing interfaces for the NAT redirect map failed");
+                return;
+            }
+        };
+        let wanted = redirect_targets(self.interface.index, &links);
+        let present: BTreeSet<u32> = self.dataplane.nat().tx_ports().into_iter().collect();
+        let name = |index: u32| {
+            links
+                .iter()
+                .find(|l| l.index == index)
+                .map_or_else(|| index.to_string(), |l| l.name.clone())
+        };
+        self.nat.tx_failed.retain(|i| wanted.contains(i));
+        for index in wanted.difference(&present) {
+            match self.dataplane.nat_mut().add_tx_port(*index) {
+                Ok(()) => {
+                    self.nat.tx_failed.remove(index);
+                    info!(interface = %name(*index), "interface added to the NAT redirect targets");
+                }
+                Err(error) => {
+                    if self.nat.tx_failed.insert(*index) {
+                        warn!(
+                            interface = %name(*index), %error,
+                            "adding a NAT redirect target failed (at most {} interfaces): routed packets cannot leave by it from XDP", lb_common::consts::TX_PORTS_MAX
+                        );
+                    }
+                }
+            }
+        }
+        for index in present.difference(&wanted) {
+            match self.dataplane.nat_mut().remove_tx_port(*index) {
+                Ok(()) => {
+                    info!(interface = %name(*index), "interface removed from the NAT redirect targets")
+                }
+                Err(error) => {
+                    warn!(interface = %name(*index), %error, "removing a NAT redirect target failed")
+                }
+            }
+        }
+    }
+
+    /// Acts on a routed data plane event; false when `event` is not one.
+    pub(crate) fn on_nat_event(&mut self, event: &DataplaneEvent, vip: &str) -> bool {
+        let now = Duration::from_nanos(crate::clock::monotonic_ns());
+        match event.kind {
+            EVENT_NO_NEIGHBOUR => {
+                let gateway: IpAddr = words_addr(event.flow.dst, event.flow.family);
+                let action = self.nat.events.no_neighbour(gateway, now);
+                if action.probe {
+                    // A link-local next hop: most likely on the attached
+                    // interface, where the packet came in.
+                    crate::netlink::probe_on(gateway, self.interface.index);
+                }
+                if action.log {
+                    warn!(
+                        %vip, next_hop = %gateway,
+                        "data plane: the next hop has no neighbour entry; lbd makes the kernel resolve it, packets are dropped until it answers (drop_no_neighbour; logged once a minute per next hop). If it persists, check that {gateway} is reachable (ip neigh show {gateway})"
+                    );
+                }
+                true
+            }
+            EVENT_NO_ROUTE => {
+                if self.nat.events.log_for_vip(event.kind, event.vip_id, now) {
+                    // The event names the packet as it arrived; where it
+                    // was to go is its translation's destination.
+                    let flow = &event.flow;
+                    let packet = format!(
+                        "{} -> {}",
+                        std::net::SocketAddr::new(
+                            words_addr(flow.src, flow.family),
+                            u16::from_be(flow.sport)
+                        ),
+                        std::net::SocketAddr::new(
+                            words_addr(flow.dst, flow.family),
+                            u16::from_be(flow.dport)
+                        ),
+                    );
+                    let destination = match self.dataplane.nat().flow(flow) {
+                        Ok(Some(entry)) => words_addr(entry.dst, flow.family).to_string(),
+                        _ => "its translated destination".to_owned(),
+                    };
+                    warn!(
+                        %vip, %packet, interface = %self.interface.name,
+                        "data plane: no usable route for a NAT'd packet, dropped (drop_no_route; logged once a minute per VIP): add a route to {destination}, and check that forwarding is on for {} (lbd switches it on)", self.interface.name
+                    );
+                }
+                true
+            }
+            EVENT_NAT_PORTS_EXHAUSTED => {
+                if self.nat.events.log_for_vip(event.kind, event.vip_id, now) {
+                    warn!(
+                        %vip,
+                        "data plane: no free NAT source port for a new flow, dropped (drop_nat_ports_exhausted; logged once a minute per VIP): widen [nat] source_port_min..source_port_max, add backends, give the VIP its own nat_source, or shorten the NAT timeouts (lbctl status shows ports in use)"
+                    );
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::netlink::Link;
+
+    #[test]
+    fn forwarding_is_switched_per_interface_and_family() {
+        assert_eq!(
+            forwarding_path(false, "eth0.100"),
+            PathBuf::from("/proc/sys/net/ipv4/conf/eth0.100/forwarding")
+        );
+        assert_eq!(
+            forwarding_path(true, "lb0"),
+            PathBuf::from("/proc/sys/net/ipv6/conf/lb0/forwarding")
+        );
+    }
+
+    #[test]
+    fn redirect_targets_are_the_attached_and_every_up_non_loopback_interface() {
+        let link = |index, up, loopback| Link {
+            index,
+            name: format!("if{index}"),
+            up,
+            loopback,
+        };
+        let links = [
+            link(1, true, true),
+            link(2, true, false),
+            link(3, false, false),
+            link(4, true, false),
+        ];
+        // The attached interface stays even while down (its link may
+        // come back without a scan in between).
+        assert_eq!(redirect_targets(3, &links), BTreeSet::from([2, 3, 4]));
+    }
+}

@@ -1,0 +1,467 @@
+//! The NAT flow reaper: frees the translations (and so the source ports)
+//! of NAT-mode flows that went quiet, as the data plane never deletes
+//! them itself (`NAT_FLOWS` is a plain hash, see docs/design/nat.md).
+//!
+//! Pure: the table is reached through [`NatTable`] (the real map in
+//! `nat_maps`, a `BTreeMap` in tests) and time is passed in. Each call to
+//! [`Reaper::tick`] visits at most a budget of entries from where the last
+//! one stopped (a cursor: the hash map's bucket, which removals do not
+//! move), read in batches, so a table of a million entries costs lbd tens
+//! of milliseconds a second instead of one long stall; a whole pass over
+//! the table (a *sweep*) takes `entries / budget` ticks.
+//!
+//! A flow is two entries (forward: client -> VIP, reply: backend -> NAT
+//! address) paired by `lb_common::nat::counterpart_key`. It is judged from
+//! its forward entry: its state comes from both entries' flags
+//! (`NatFlowState::of`), its idle time from the newer of both
+//! `last_seen_ns`; past the state's timeout both entries go. An entry
+//! without its counterpart (the other insert failed, or half of a flow
+//! replicated) goes once it is older than the SYN timeout.
+//!
+//! Flows of a backend that is no longer one of its VIP's backends (or of a
+//! VIP that is gone or no longer in NAT mode) go at once. Decision: removing
+//! a backend is lbd's "cut" (draining is the graceful way out, and a drain
+//! that times out puts the backend in maintenance, not out of the VIP);
+//! entries carry no backend generation, so backend ids being reused by the
+//! next backend added would otherwise count the old flows as the new
+//! backend's (status, port usage) until they timed out, and their ports stay
+//! taken. The entry's own backend address is compared too, so a reused id
+//! never adopts another backend's flows. The client of such a flow sees its
+//! next packet dropped (no translation for a non-SYN), as with DSR's rehash
+//! onto a backend that does not know the connection.
+
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    net::IpAddr,
+    time::Duration,
+};
+
+use lb_common::{
+    consts::{NAT_DIR_FORWARD, NAT_DIR_REPLY},
+    nat::{counterpart_key, NatFlowState},
+    FlowKey, NatEntry,
+};
+
+use crate::{config::NatTimeouts, model::FlowCount, reconcile::words_addr};
+
+/// Entries visited per tick at most; lbd also stops a tick after
+/// [`TICK_TIME`]. Each entry costs a few microseconds (a forward entry one
+/// lookup of its counterpart), so a tick of a full budget stays within
+/// tens of milliseconds; tests/tests/nat_runtime.rs measures a sweep of a
+/// million entries.
+pub const TICK_BUDGET: usize = 16_384;
+/// How long lbd lets one tick run (checked between batches): the bound of
+/// the stall a tick can cause, whatever the machine.
+pub const TICK_TIME: std::time::Duration = std::time::Duration::from_millis(50);
+/// Entries read per batch (one system call).
+pub const BATCH: usize = 1024;
+
+/// The flow table as the reaper needs it.
+pub trait NatTable {
+    /// Where a walk stands between batches; removals do not move it.
+    type Cursor: Copy + std::fmt::Debug;
+    /// Appends to `out` up to `max` entries from `cursor` (None: the
+    /// start); returns the cursor of the next batch, None at the end.
+    fn batch(
+        &self,
+        cursor: Option<Self::Cursor>,
+        max: usize,
+        out: &mut Vec<(FlowKey, NatEntry)>,
+    ) -> std::io::Result<Option<Self::Cursor>>;
+    /// The entry at `key`, if present.
+    fn get(&self, key: &FlowKey) -> Option<NatEntry>;
+    /// Removes `key`; returns false when that failed (an absent key is
+    /// not a failure).
+    fn remove(&mut self, key: &FlowKey) -> bool;
+}
+
+/// A backend as NAT entries name it: its VIP id and address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Owner {
+    /// VIP id of the NAT VIP it serves.
+    pub vip_id: u32,
+    /// Its address, as in entries (network-order words).
+    pub address: [u32; 4],
+}
+
+/// What the reaper checks entries against, taken from the applied state
+/// just before a tick.
+#[derive(Debug, Clone, Default)]
+pub struct Owners {
+    /// Backend id -> its VIP and address, for backends of NAT VIPs only.
+    pub backends: HashMap<u32, Owner>,
+}
+
+impl Owners {
+    /// Whether `(vip_id, backend_id)` of an entry whose backend address is
+    /// `address` still names that backend of a NAT VIP.
+    fn owns(&self, vip_id: u16, backend_id: u32, address: [u32; 4]) -> bool {
+        self.backends
+            .get(&backend_id)
+            .is_some_and(|o| o.vip_id == u32::from(vip_id) && o.address == address)
+    }
+}
+
+/// What becomes of an entry (and, when it goes, of its counterpart).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fate {
+    /// Kept; a forward entry says its flow's state.
+    Keep(Option<NatFlowState>),
+    /// The flow was idle past its state's timeout.
+    Expired(NatFlowState),
+    /// The counterpart is missing and the entry is older than the SYN
+    /// timeout.
+    Orphan,
+    /// Its backend is no longer one of its VIP's (or the VIP is gone or no
+    /// longer NAT).
+    BackendGone,
+}
+
+/// The idle timeout of a flow in `state`.
+pub fn timeout_of(state: NatFlowState, timeouts: &NatTimeouts) -> Duration {
+    match state {
+        NatFlowState::TcpSynSent => timeouts.tcp_syn,
+        NatFlowState::TcpEstablished => timeouts.tcp_established,
+        NatFlowState::TcpClosing => timeouts.tcp_closing,
+        NatFlowState::TcpClosed => timeouts.tcp_closed,
+        NatFlowState::Udp => timeouts.udp,
+    }
+}
+
+/// The address of the backend an entry belongs to: the translated
+/// destination of a forward entry, the source of a reply.
+fn backend_address(key: &FlowKey, entry: &NatEntry) -> [u32; 4] {
+    if entry.direction == NAT_DIR_REPLY {
+        key.src
+    } else {
+        entry.dst
+    }
+}
+
+/// Idle time at `now_ns` of something last seen at `last_seen_ns` (zero
+/// for a time in the future: a clock the reaper must not trust more).
+fn idle(now_ns: u64, last_seen_ns: u64) -> Duration {
+    Duration::from_nanos(now_ns.saturating_sub(last_seen_ns))
+}
+
+/// The fate of the entry `(key, entry)` whose counterpart is
+/// `counterpart` (None: missing), at `now_ns` (CLOCK_MONOTONIC, the
+/// data plane's clock). A reply entry with its counterpart is always
+/// kept: its flow is judged from the forward entry.
+pub fn fate(
+    key: &FlowKey,
+    entry: &NatEntry,
+    counterpart: Option<&NatEntry>,
+    now_ns: u64,
+    timeouts: &NatTimeouts,
+    owners: &Owners,
+) -> Fate {
+    if !owners.owns(entry.vip_id, entry.backend_id, backend_address(key, entry)) {
+        return Fate::BackendGone;
+    }
+    let Some(other) = counterpart else {
+        return if idle(now_ns, entry.last_seen_ns) > timeouts.tcp_syn {
+            Fate::Orphan
+        } else {
+            Fate::Keep(None)
+        };
+    };
+    if entry.direction != NAT_DIR_FORWARD {
+        return Fate::Keep(None);
+    }
+    let state = NatFlowState::of(key.proto, entry.flags, other.flags);
+    let newest = entry.last_seen_ns.max(other.last_seen_ns);
+    if idle(now_ns, newest) > timeout_of(state, timeouts) {
+        Fate::Expired(state)
+    } else {
+        Fate::Keep(Some(state))
+    }
+}
+
+/// Source ports in use towards one backend port from one NAT address:
+/// the unit the data plane allocates in (a reply key must be unique).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PortUser {
+    /// The NAT address.
+    pub nat_address: IpAddr,
+    /// The backend.
+    pub backend: IpAddr,
+    /// The backend's port (host order).
+    pub backend_port: u16,
+    /// IP protocol.
+    pub proto: u8,
+}
+
+/// What a complete sweep found: the live flows by state, and source ports
+/// in use per (NAT address, backend, port, protocol).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SweepStats {
+    /// Flows kept, by state.
+    pub flows: BTreeMap<&'static str, u64>,
+    /// Forward entries kept per allocation unit (= ports in use).
+    pub ports: BTreeMap<PortUser, u64>,
+    /// Flows kept per backend id: live (SYN sent, established, UDP) or
+    /// closing (a FIN or RST seen), as `lbctl status` and `drain --wait`
+    /// count them.
+    pub by_backend: BTreeMap<u32, FlowCount>,
+    /// Ticks the sweep took.
+    pub ticks: u64,
+}
+
+impl SweepStats {
+    /// Ports in use from `nat_address`, at the busiest backend (the one
+    /// closest to running out).
+    pub fn busiest(&self, nat_address: IpAddr) -> u64 {
+        self.ports
+            .iter()
+            .filter(|(u, _)| u.nat_address == nat_address)
+            .map(|(_, n)| *n)
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+/// Entries removed since start, by reason.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Reaped {
+    /// Flows idle past their timeout (both entries).
+    pub expired: u64,
+    /// Entries without a counterpart.
+    pub orphans: u64,
+    /// Flows of removed backends (both entries).
+    pub backend_gone: u64,
+    /// Removals the table refused (retried next sweep).
+    pub failed: u64,
+}
+
+/// What one tick did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TickReport {
+    /// Entries visited.
+    pub visited: usize,
+    /// Entries removed.
+    pub removed: usize,
+    /// Whether a sweep ended in this tick.
+    pub sweep_done: bool,
+}
+
+/// The reaper's state between ticks, walking a table whose cursor is `C`.
+#[derive(Debug)]
+pub struct Reaper<C = u32> {
+    /// Where the next batch starts (None: start of a sweep).
+    cursor: Option<C>,
+    /// The sweep under way.
+    current: SweepStats,
+    /// The last complete sweep (None: none yet).
+    last: Option<SweepStats>,
+    /// Removals since start.
+    reaped: Reaped,
+    /// Reads of the table that failed since start (the sweep started over).
+    pub read_errors: u64,
+}
+
+impl<C> Default for Reaper<C> {
+    fn default() -> Self {
+        Self {
+            cursor: None,
+            current: SweepStats::default(),
+            last: None,
+            reaped: Reaped::default(),
+            read_errors: 0,
+        }
+    }
+}
+
+impl<C: Copy + std::fmt::Debug> Reaper<C> {
+    /// A reaper at the start of its first sweep.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The last complete sweep's findings.
+    pub fn last_sweep(&self) -> Option<&SweepStats> {
+        self.last.as_ref()
+    }
+
+    /// Removals since start.
+    pub fn reaped(&self) -> Reaped {
+        self.reaped
+    }
+
+    /// Visits batches of entries from where the last tick stopped while
+    /// fewer than `budget` were visited and `go_on()` says so (checked
+    /// between batches), removing what has expired (both entries of a flow
+    /// together).
+    pub fn tick<T: NatTable<Cursor = C>>(
+        &mut self,
+        table: &mut T,
+        now_ns: u64,
+        timeouts: &NatTimeouts,
+        owners: &Owners,
+        budget: usize,
+        mut go_on: impl FnMut() -> bool,
+    ) -> TickReport {
+        let mut report = TickReport::default();
+        self.current.ticks += 1;
+        // Keys removed in this tick: a batch holds copies, so the second
+        // entry of a flow just removed may still come up in it.
+        let mut removed: HashSet<FlowKey> = HashSet::new();
+        let mut entries = Vec::with_capacity(BATCH);
+        let mut first = true;
+        while report.visited < budget && (first || go_on()) {
+            first = false;
+            entries.clear();
+            // Whole batches: a hash map's batch holds whole buckets, which
+            // a smaller one might not fit.
+            let max = BATCH.min(budget);
+            let next = match table.batch(self.cursor, max, &mut entries) {
+                Ok(next) => next,
+                Err(error) => {
+                    tracing::warn!(%error, "reading the NAT flow table failed; the sweep starts over");
+                    self.read_errors += 1;
+                    self.cursor = None;
+                    self.current = SweepStats::default();
+                    return report;
+                }
+            };
+            for (key, entry) in &entries {
+                report.visited += 1;
+                if removed.contains(key) {
+                    continue;
+                }
+                let gone = self.judge(table, key, entry, now_ns, timeouts, owners);
+                for k in gone.iter().flatten() {
+                    if table.remove(k) {
+                        report.removed += 1;
+                        removed.insert(*k);
+                    } else {
+                        self.reaped.failed += 1;
+                    }
+                }
+            }
+            self.cursor = next;
+            if next.is_none() {
+                report.sweep_done = true;
+                self.last = Some(std::mem::take(&mut self.current));
+                break;
+            }
+        }
+        report
+    }
+
+    /// Decides about one entry; returns the keys to remove.
+    fn judge<T: NatTable<Cursor = C>>(
+        &mut self,
+        table: &T,
+        key: &FlowKey,
+        entry: &NatEntry,
+        now_ns: u64,
+        timeouts: &NatTimeouts,
+        owners: &Owners,
+    ) -> [Option<FlowKey>; 2] {
+        let other_key = counterpart_key(key, entry);
+        // A young reply needs no look at its counterpart: it can be
+        // neither an orphan yet nor judged (forward entries judge).
+        let young_reply = entry.direction == NAT_DIR_REPLY
+            && idle(now_ns, entry.last_seen_ns) <= timeouts.tcp_syn;
+        let other = if young_reply {
+            Some(*entry)
+        } else {
+            table.get(&other_key)
+        };
+        match fate(key, entry, other.as_ref(), now_ns, timeouts, owners) {
+            Fate::Keep(state) => {
+                if let Some(state) = state {
+                    self.count(key, entry, state);
+                }
+                [None, None]
+            }
+            Fate::Expired(_) => {
+                self.reaped.expired += 1;
+                [Some(*key), Some(other_key)]
+            }
+            Fate::BackendGone => {
+                self.reaped.backend_gone += 1;
+                [Some(*key), Some(other_key)]
+            }
+            Fate::Orphan => {
+                self.reaped.orphans += 1;
+                [Some(*key), None]
+            }
+        }
+    }
+
+    /// Counts a kept flow (from its forward entry) in the current sweep.
+    fn count(&mut self, key: &FlowKey, forward: &NatEntry, state: NatFlowState) {
+        *self.current.flows.entry(state.name()).or_default() += 1;
+        let user = PortUser {
+            nat_address: words_addr(forward.src, key.family),
+            backend: words_addr(forward.dst, key.family),
+            backend_port: u16::from_be(forward.dport),
+            proto: key.proto,
+        };
+        *self.current.ports.entry(user).or_default() += 1;
+        let count = self
+            .current
+            .by_backend
+            .entry(forward.backend_id)
+            .or_default();
+        match state {
+            NatFlowState::TcpClosing | NatFlowState::TcpClosed => count.closing += 1,
+            _ => count.live += 1,
+        }
+    }
+}
+
+/// A flow table in memory, ordered by key (tests; a stand-in for the map:
+/// the cursor is the first key of the next batch, and a removal of that
+/// key does not move it, like a bucket's).
+#[cfg(test)]
+impl NatTable for BTreeMap<FlowKeyOrd, NatEntry> {
+    type Cursor = FlowKeyOrd;
+
+    fn batch(
+        &self,
+        cursor: Option<FlowKeyOrd>,
+        max: usize,
+        out: &mut Vec<(FlowKey, NatEntry)>,
+    ) -> std::io::Result<Option<FlowKeyOrd>> {
+        use std::ops::Bound;
+        let from = cursor.map_or(Bound::Unbounded, Bound::Included);
+        let mut range = self.range((from, Bound::Unbounded));
+        out.extend(range.by_ref().take(max).map(|(k, v)| (k.0, *v)));
+        Ok(range.next().map(|(k, _)| *k))
+    }
+
+    fn get(&self, key: &FlowKey) -> Option<NatEntry> {
+        BTreeMap::get(self, &FlowKeyOrd(*key)).copied()
+    }
+
+    fn remove(&mut self, key: &FlowKey) -> bool {
+        BTreeMap::remove(self, &FlowKeyOrd(*key));
+        true
+    }
+}
+
+/// A `FlowKey` with an order, for the in-memory table.
+#[cfg(test)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FlowKeyOrd(pub FlowKey);
+
+#[cfg(test)]
+impl Ord for FlowKeyOrd {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        let k = |f: &FlowKey| (f.src, f.dst, f.sport, f.dport, f.proto, f.family);
+        k(&self.0).cmp(&k(&other.0))
+    }
+}
+
+#[cfg(test)]
+impl PartialOrd for FlowKeyOrd {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+#[cfg(test)]
+mod tests;

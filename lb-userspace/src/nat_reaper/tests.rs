@@ -1,0 +1,380 @@
+use std::net::IpAddr;
+
+use lb_common::consts::{IPPROTO_TCP, IPPROTO_UDP, NAT_F_FIN, NAT_F_REPLIED, NAT_F_RST, NAT_F_SYN};
+
+use super::*;
+use crate::reconcile::addr_words;
+
+const S: u64 = 1_000_000_000;
+const VIP_ID: u16 = 3;
+const BACKEND_ID: u32 = 7;
+const BACKEND: &str = "198.19.2.11";
+
+fn words(a: &str) -> [u32; 4] {
+    addr_words(a.parse::<IpAddr>().unwrap()).0
+}
+
+type Table = BTreeMap<FlowKeyOrd, NatEntry>;
+
+/// Puts client `n`'s flow to the VIP (both entries) into `table`; returns
+/// the forward and reply keys.
+#[allow(clippy::too_many_arguments)]
+fn flow(
+    table: &mut Table,
+    n: u16,
+    proto: u8,
+    flags: (u8, u8),
+    seen: (u64, u64),
+    backend_id: u32,
+) -> (FlowKey, FlowKey) {
+    let forward_key = FlowKey {
+        src: words("198.18.1.1"),
+        dst: words("198.18.0.100"),
+        sport: (10_000 + n).to_be(),
+        dport: 80u16.to_be(),
+        proto,
+        family: 4,
+        _pad: 0,
+    };
+    let forward = NatEntry {
+        src: words("198.18.0.50"),
+        dst: words(BACKEND),
+        sport: (2_000 + n).to_be(),
+        dport: 8080u16.to_be(),
+        backend_id,
+        last_seen_ns: seen.0,
+        flags: flags.0,
+        direction: NAT_DIR_FORWARD,
+        vip_id: VIP_ID,
+        ..NatEntry::default()
+    };
+    let reply_key = counterpart_key(&forward_key, &forward);
+    let reply = NatEntry {
+        src: forward_key.dst,
+        dst: forward_key.src,
+        sport: forward_key.dport,
+        dport: forward_key.sport,
+        backend_id,
+        last_seen_ns: seen.1,
+        flags: flags.1,
+        direction: NAT_DIR_REPLY,
+        vip_id: VIP_ID,
+        ..NatEntry::default()
+    };
+    table.insert(FlowKeyOrd(forward_key), forward);
+    table.insert(FlowKeyOrd(reply_key), reply);
+    (forward_key, reply_key)
+}
+
+fn owners() -> Owners {
+    let mut owners = Owners::default();
+    owners.backends.insert(
+        BACKEND_ID,
+        Owner {
+            vip_id: u32::from(VIP_ID),
+            address: words(BACKEND),
+        },
+    );
+    owners
+}
+
+/// Ticks until a sweep ends; returns the ticks it took.
+fn sweep(
+    reaper: &mut Reaper<FlowKeyOrd>,
+    table: &mut Table,
+    now: u64,
+    owners: &Owners,
+    budget: usize,
+) -> u64 {
+    for ticks in 1..=10_000 {
+        if reaper
+            .tick(table, now, &NatTimeouts::default(), owners, budget, || true)
+            .sweep_done
+        {
+            return ticks;
+        }
+    }
+    panic!("the sweep never ended");
+}
+
+fn present(table: &Table, key: &FlowKey) -> bool {
+    table.contains_key(&FlowKeyOrd(*key))
+}
+
+const ESTABLISHED: (u8, u8) = (NAT_F_SYN, NAT_F_SYN | NAT_F_REPLIED);
+
+#[test]
+fn each_state_expires_after_its_own_timeout_and_takes_both_entries() {
+    let t = NatTimeouts::default();
+    let now = 100_000 * S;
+    for (flags, proto, timeout) in [
+        ((NAT_F_SYN, 0), IPPROTO_TCP, t.tcp_syn),
+        (ESTABLISHED, IPPROTO_TCP, t.tcp_established),
+        ((NAT_F_FIN, NAT_F_REPLIED), IPPROTO_TCP, t.tcp_closing),
+        (
+            (NAT_F_FIN, NAT_F_REPLIED | NAT_F_FIN),
+            IPPROTO_TCP,
+            t.tcp_closed,
+        ),
+        ((0, NAT_F_RST), IPPROTO_TCP, t.tcp_closed),
+        ((0, NAT_F_REPLIED), IPPROTO_UDP, t.udp),
+    ] {
+        let timeout = timeout.as_nanos() as u64;
+        let mut table = Table::new();
+        let young = now - timeout + S;
+        let old = now - timeout - S;
+        let (kept_f, kept_r) = flow(&mut table, 1, proto, flags, (young, young), BACKEND_ID);
+        let (gone_f, gone_r) = flow(&mut table, 2, proto, flags, (old, old), BACKEND_ID);
+        let mut reaper = Reaper::new();
+        sweep(&mut reaper, &mut table, now, &owners(), TICK_BUDGET);
+        assert!(
+            present(&table, &kept_f) && present(&table, &kept_r),
+            "{flags:?}"
+        );
+        assert!(
+            !present(&table, &gone_f) && !present(&table, &gone_r),
+            "{flags:?}"
+        );
+        assert_eq!(reaper.reaped().expired, 1, "{flags:?}");
+        let state = NatFlowState::of(proto, flags.0, flags.1);
+        assert_eq!(reaper.last_sweep().unwrap().flows[state.name()], 1);
+    }
+}
+
+#[test]
+fn the_newer_direction_keeps_a_flow_alive() {
+    let now = 100_000 * S;
+    let mut table = Table::new();
+    // Forward quiet for an hour past the SYN timeout, the backend still
+    // talking: established, not expired.
+    let (f, r) = flow(
+        &mut table,
+        1,
+        IPPROTO_TCP,
+        ESTABLISHED,
+        (now - 9000 * S, now - S),
+        BACKEND_ID,
+    );
+    let mut reaper = Reaper::new();
+    sweep(&mut reaper, &mut table, now, &owners(), TICK_BUDGET);
+    assert!(present(&table, &f) && present(&table, &r));
+    // A clock ahead of ours is no reason to expire (nor to panic).
+    let (f2, _) = flow(
+        &mut table,
+        2,
+        IPPROTO_UDP,
+        (0, 0),
+        (now + 50 * S, 0),
+        BACKEND_ID,
+    );
+    sweep(&mut reaper, &mut table, now, &owners(), TICK_BUDGET);
+    assert!(present(&table, &f2));
+}
+
+#[test]
+fn an_entry_without_its_counterpart_goes_after_the_syn_timeout() {
+    let now = 100_000 * S;
+    let syn = NatTimeouts::default().tcp_syn.as_nanos() as u64;
+    let mut table = Table::new();
+    let (f1, r1) = flow(
+        &mut table,
+        1,
+        IPPROTO_TCP,
+        ESTABLISHED,
+        (now - syn - S, now - syn - S),
+        BACKEND_ID,
+    );
+    let (f2, r2) = flow(
+        &mut table,
+        2,
+        IPPROTO_TCP,
+        ESTABLISHED,
+        (now - syn + S, now - syn + S),
+        BACKEND_ID,
+    );
+    let (f3, r3) = flow(
+        &mut table,
+        3,
+        IPPROTO_TCP,
+        ESTABLISHED,
+        (now - syn - S, now - syn - S),
+        BACKEND_ID,
+    );
+    table.remove(&FlowKeyOrd(f1)); // reply 1 alone, old
+    table.remove(&FlowKeyOrd(r2)); // forward 2 alone, young
+    table.remove(&FlowKeyOrd(r3)); // forward 3 alone, old
+    let mut reaper = Reaper::new();
+    sweep(&mut reaper, &mut table, now, &owners(), TICK_BUDGET);
+    assert!(!present(&table, &r1));
+    assert!(present(&table, &f2));
+    assert!(!present(&table, &f3));
+    assert_eq!(reaper.reaped().orphans, 2);
+    assert_eq!(table.len(), 1);
+}
+
+#[test]
+fn flows_of_removed_or_replaced_backends_go_at_once() {
+    let now = 100_000 * S;
+    let mut table = Table::new();
+    let (f1, r1) = flow(
+        &mut table,
+        1,
+        IPPROTO_TCP,
+        ESTABLISHED,
+        (now, now),
+        BACKEND_ID,
+    );
+    let (f2, r2) = flow(
+        &mut table,
+        2,
+        IPPROTO_TCP,
+        ESTABLISHED,
+        (now, now),
+        BACKEND_ID + 1,
+    );
+    let mut reaper = Reaper::new();
+    sweep(&mut reaper, &mut table, now, &owners(), TICK_BUDGET);
+    assert!(present(&table, &f1) && present(&table, &r1));
+    assert!(
+        !present(&table, &f2) && !present(&table, &r2),
+        "id not a backend"
+    );
+    assert_eq!(reaper.reaped().backend_gone, 1);
+
+    // The id now names another backend (reused), or the VIP id another VIP.
+    let mut reused = owners();
+    reused.backends.get_mut(&BACKEND_ID).unwrap().address = words("198.19.2.12");
+    sweep(&mut reaper, &mut table, now, &reused, TICK_BUDGET);
+    assert!(table.is_empty());
+    flow(
+        &mut table,
+        1,
+        IPPROTO_TCP,
+        ESTABLISHED,
+        (now, now),
+        BACKEND_ID,
+    );
+    let mut other_vip = owners();
+    other_vip.backends.get_mut(&BACKEND_ID).unwrap().vip_id = 4;
+    sweep(&mut reaper, &mut table, now, &other_vip, TICK_BUDGET);
+    assert!(table.is_empty());
+}
+
+#[test]
+fn a_budget_spreads_a_sweep_over_ticks_and_counts_each_flow_once() {
+    let now = 100_000 * S;
+    let established = NatTimeouts::default().tcp_established.as_nanos() as u64;
+    let mut table = Table::new();
+    let mut live = Vec::new();
+    for n in 0..300 {
+        // Every third flow expired: removals in the middle of the walk.
+        let seen = if n % 3 == 0 {
+            now - established - S
+        } else {
+            now - S
+        };
+        let keys = flow(
+            &mut table,
+            n,
+            IPPROTO_TCP,
+            ESTABLISHED,
+            (seen, seen),
+            BACKEND_ID,
+        );
+        if n % 3 != 0 {
+            live.push(keys);
+        }
+    }
+    let mut reaper = Reaper::new();
+    let ticks = sweep(&mut reaper, &mut table, now, &owners(), 64);
+    // 600 entries, 64 a tick: at most 10 ticks (fewer when a removed
+    // flow's second entry lay ahead of the walk), never a restart.
+    assert!((7..=10).contains(&ticks), "{ticks}");
+    assert_eq!(table.len(), 400);
+    for (f, r) in &live {
+        assert!(present(&table, f) && present(&table, r));
+    }
+    let stats = reaper.last_sweep().unwrap();
+    assert_eq!(stats.flows["established"], 200);
+    assert_eq!(stats.ticks, ticks);
+    let user = PortUser {
+        nat_address: "198.18.0.50".parse().unwrap(),
+        backend: BACKEND.parse().unwrap(),
+        backend_port: 8080,
+        proto: IPPROTO_TCP,
+    };
+    assert_eq!(stats.ports[&user], 200);
+    assert_eq!(stats.by_backend[&BACKEND_ID].live, 200);
+    assert_eq!(stats.busiest(user.nat_address), 200);
+    assert_eq!(reaper.reaped().expired, 100);
+    // The next sweep sees the same live flows.
+    assert_eq!(sweep(&mut reaper, &mut table, now, &owners(), 64), 7);
+    assert_eq!(reaper.last_sweep().unwrap().flows["established"], 200);
+}
+
+#[test]
+fn a_tick_stops_when_told_between_batches() {
+    let now = 100_000 * S;
+    let mut table = Table::new();
+    for n in 0..2000 {
+        flow(
+            &mut table,
+            n,
+            IPPROTO_UDP,
+            (0, NAT_F_REPLIED),
+            (now, now),
+            BACKEND_ID,
+        );
+    }
+    let mut reaper = Reaper::new();
+    let mut batches = 0;
+    let report = reaper.tick(
+        &mut table,
+        now,
+        &NatTimeouts::default(),
+        &owners(),
+        4000,
+        || {
+            batches += 1;
+            batches < 3
+        },
+    );
+    // The first batch always, then two more asked: three batches.
+    assert_eq!(report.visited, 3 * BATCH);
+    assert!(!report.sweep_done);
+}
+
+#[test]
+fn flows_removed_under_the_walk_neither_stop_nor_repeat_the_sweep() {
+    let now = 100_000 * S;
+    let mut table = Table::new();
+    for n in 0..50 {
+        flow(
+            &mut table,
+            n,
+            IPPROTO_UDP,
+            (0, NAT_F_REPLIED),
+            (now, now),
+            BACKEND_ID,
+        );
+    }
+    let mut reaper = Reaper::new();
+    reaper.tick(
+        &mut table,
+        now,
+        &NatTimeouts::default(),
+        &owners(),
+        10,
+        || true,
+    );
+    // Someone else (replication, an operator) removes the flow the next
+    // batch starts with (forward keys sort first here: not counted yet).
+    let cursor = reaper.cursor.unwrap().0;
+    let entry = table[&FlowKeyOrd(cursor)];
+    table.remove(&FlowKeyOrd(cursor));
+    table.remove(&FlowKeyOrd(counterpart_key(&cursor, &entry)));
+    let ticks = sweep(&mut reaper, &mut table, now, &owners(), 10);
+    let stats = reaper.last_sweep().unwrap();
+    assert_eq!(stats.flows["udp"], 49);
+    assert_eq!(stats.ticks, ticks + 1);
+}

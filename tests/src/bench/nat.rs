@@ -1,0 +1,295 @@
+//! The NAT mode's cost per packet against DSR's, at both hooks, in one
+//! run: the real object under BPF_PROG_TEST_RUN through the restoring
+//! wrappers (`xdp_bench`, `tc_bench`), inside the NAT test bed's network
+//! namespace (the program's FIB lookups need its routes and neighbours).
+//! Each case checks with the program's own counters that every run took
+//! the named path.
+
+use anyhow::{anyhow, bail, Context as _};
+use aya::programs::{SchedClassifier, TestRun as _, TestRunOptions};
+use lb_common::{consts::names, consts::NAT_DIR_REPLY, stats::Counter};
+use lb_userspace::config::Protocol;
+use serde::{Deserialize, Serialize};
+
+use super::{
+    template::{self, Wrapper},
+    Spread,
+};
+use crate::{
+    natbed::{nat_vip, FibNetns, NatBed, BACKENDS4, IN_DEV, NAT4, OUT_DEV},
+    packet::{self, Flow, ACK, SYN},
+    testbed::{vip4_tcp, Hook, VIP4},
+};
+
+/// One measured case.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NatCase {
+    /// What was measured.
+    pub name: String,
+    /// `xdp` or `tc`.
+    pub hook: String,
+    /// ns per packet over the rounds.
+    pub ns_per_packet: Spread,
+    /// Runs per round.
+    pub repeat: u32,
+    /// Rounds.
+    pub rounds: u32,
+}
+
+/// All NAT cases, DSR's tracked flow measured beside them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NatResults {
+    /// When it was measured (UTC): a partial `--only nat` run leaves the
+    /// other sections of the results file from their own runs.
+    #[serde(default)]
+    pub date: String,
+    /// The cases.
+    pub cases: Vec<NatCase>,
+}
+
+impl NatResults {
+    /// The median of case `name` at `hook`, if measured.
+    pub fn median(&self, name: &str, hook: &str) -> Option<f64> {
+        self.cases
+            .iter()
+            .find(|c| c.name == name && c.hook == hook)
+            .map(|c| c.ns_per_packet.median)
+    }
+}
+
+/// Case names, as the report reads them.
+pub const DSR_TRACKED: &str = "DSR tracked flow (v4 ACK)";
+/// NAT, client to VIP, flow already translated.
+pub const NAT_TRACKED: &str = "NAT tracked flow (v4 ACK, forward)";
+/// NAT, backend's reply translated back.
+pub const NAT_REPLY: &str = "NAT reply (v4 ACK, backend to NAT address)";
+/// NAT, a new flow: backend pick, port allocation, two inserts, FIB.
+pub const NAT_NEW: &str = "NAT new flow (v4 SYN)";
+
+/// The NAT VIP (the DSR one is `VIP4`).
+const NAT_VIP4: &str = "198.18.0.101";
+/// Offset of the IPv4 source address in an untagged frame.
+const V4_SRC: u32 = 14 + 12;
+
+/// Measures every case at both hooks.
+pub fn run(repeat: u32, rounds: u32) -> anyhow::Result<NatResults> {
+    let netns = FibNetns::new()?;
+    let (in_if, out_if) = (netns.ifindex(IN_DEV)?, netns.ifindex(OUT_DEV)?);
+    netns.run(move || -> anyhow::Result<NatResults> {
+        super::xdp::pin_to_cpu(0)?;
+        let mut cases = Vec::new();
+        for hook in Hook::ALL {
+            cases.extend(run_hook(hook, repeat, rounds, in_if, out_if)?);
+        }
+        Ok(NatResults {
+            date: super::Machine::here("").date,
+            cases,
+        })
+    })?
+}
+
+/// A packet, where it comes in, what every run must do.
+struct Case {
+    name: &'static str,
+    frame: Vec<u8>,
+    ifindex: u32,
+    vary_offset: u32,
+    counter: Counter,
+    /// Empty the NAT table before each round (new flows).
+    fresh: bool,
+}
+
+fn run_hook(
+    hook: Hook,
+    repeat: u32,
+    rounds: u32,
+    in_if: u32,
+    out_if: u32,
+) -> anyhow::Result<Vec<NatCase>> {
+    let backends: Vec<(&str, Option<u16>)> = BACKENDS4.iter().map(|b| (*b, Some(8080))).collect();
+    let vips = [
+        vip4_tcp(),
+        nat_vip(NAT_VIP4, 80, Protocol::Tcp, &backends, NAT4, (1024, 65535)),
+    ];
+    let mut bed = NatBed::new(hook, &vips, in_if, out_if)?;
+    load_wrappers(&mut bed)?;
+    let client = |dst: &str| Flow {
+        src: "198.18.0.10".parse().expect("address"),
+        dst: dst.parse().expect("address"),
+        sport: 40000,
+        dport: 80,
+    };
+    // The NAT flow the tracked and reply cases use, opened once.
+    let syn = packet::tcp(&client(NAT_VIP4), SYN, None, b"");
+    bed.run_on(in_if, &syn)?;
+    let (reply_key, _) = bed
+        .flows()
+        .into_iter()
+        .find(|(_, e)| e.direction == NAT_DIR_REPLY)
+        .ok_or_else(|| anyhow!("the SYN opened no NAT flow"))?;
+    let reply = Flow {
+        src: lb_userspace::reconcile::words_addr(reply_key.src, reply_key.family),
+        dst: lb_userspace::reconcile::words_addr(reply_key.dst, reply_key.family),
+        sport: u16::from_be(reply_key.sport),
+        dport: u16::from_be(reply_key.dport),
+    };
+    let cases = [
+        Case {
+            name: DSR_TRACKED,
+            frame: packet::tcp(&client(VIP4), ACK, None, b""),
+            ifindex: in_if,
+            vary_offset: 0,
+            counter: Counter::ConntrackHit,
+            fresh: false,
+        },
+        Case {
+            name: NAT_TRACKED,
+            frame: packet::tcp(&client(NAT_VIP4), ACK, None, b""),
+            ifindex: in_if,
+            vary_offset: 0,
+            counter: Counter::NatHit,
+            fresh: false,
+        },
+        Case {
+            name: NAT_REPLY,
+            frame: packet::tcp(&reply, ACK, None, b""),
+            ifindex: out_if,
+            vary_offset: 0,
+            counter: Counter::ForwardedNatReply,
+            fresh: false,
+        },
+        Case {
+            name: NAT_NEW,
+            frame: syn.clone(),
+            ifindex: in_if,
+            vary_offset: V4_SRC,
+            counter: Counter::NatNew,
+            fresh: true,
+        },
+    ];
+    let hook_name = match hook {
+        Hook::Xdp => "xdp",
+        Hook::Tc => "tc",
+    };
+    let mut out = Vec::new();
+    for case in &cases {
+        // Two entries per new flow: stay well inside the table.
+        let repeat = if case.fresh {
+            repeat.min(50_000)
+        } else {
+            repeat
+        };
+        let ns = measure(&mut bed, case, repeat, rounds)?;
+        let spread = Spread::of(&ns);
+        eprintln!(
+            "bench: {hook_name:<3} {:<44} {:>7.1} ns/packet (median of {rounds})",
+            case.name, spread.median
+        );
+        out.push(NatCase {
+            name: case.name.to_owned(),
+            hook: hook_name.to_owned(),
+            ns_per_packet: spread,
+            repeat,
+            rounds,
+        });
+    }
+    Ok(out)
+}
+
+/// Loads the two wrappers (not loaded by lbd).
+fn load_wrappers(bed: &mut NatBed) -> anyhow::Result<()> {
+    let dataplane = &mut bed.bed.dataplane;
+    dataplane
+        .program(names::PROG_BENCH)?
+        .load()
+        .context("loading xdp_bench")?;
+    let tc: &mut SchedClassifier = dataplane
+        .ebpf_mut()
+        .program_mut(names::PROG_TC_BENCH)
+        .ok_or_else(|| anyhow!("no {} program", names::PROG_TC_BENCH))?
+        .try_into()?;
+    tc.load().context("loading tc_bench")?;
+    Ok(())
+}
+
+/// Runs `case` `repeat` times per round through the hook's wrapper; ns
+/// per packet per round. Fails unless every run counted `case.counter`.
+fn measure(bed: &mut NatBed, case: &Case, repeat: u32, rounds: u32) -> anyhow::Result<Vec<f64>> {
+    let hook = bed.bed.hook;
+    let dataplane = &mut bed.bed.dataplane;
+    let (wrapper, fd) = match hook {
+        Hook::Xdp => (
+            Wrapper::Xdp,
+            dataplane.program(names::PROG_LB)?.fd()?.try_clone()?,
+        ),
+        Hook::Tc => (Wrapper::Tc, dataplane.tc_program()?.fd()?.try_clone()?),
+    };
+    template::prepare(dataplane, wrapper, &fd, &case.frame, case.vary_offset)?;
+    let want = bed.verdicts.redirect;
+    // Warm up (a DSR ACK's first run creates its flow).
+    test_run(bed, case, 1000)?;
+    let mut ns = Vec::new();
+    let before = bed.bed.counter(case.counter)?;
+    for _ in 0..rounds {
+        if case.fresh {
+            bed.clear_flows()?;
+        }
+        let got = test_run(bed, case, repeat)?;
+        if got.0 != want && got.0 != bed.verdicts.bounce {
+            bail!(
+                "{}: the wrapper returned {} (expected a forward)",
+                case.name,
+                got.0
+            );
+        }
+        ns.push(got.1);
+    }
+    let counted = bed.bed.counter(case.counter)? - before;
+    let runs = u64::from(repeat) * u64::from(rounds);
+    if counted != runs {
+        bail!(
+            "{}: {counted} {} for {runs} runs: the measured path is not the one named",
+            case.name,
+            case.counter.name()
+        );
+    }
+    Ok(ns)
+}
+
+/// One BPF_PROG_TEST_RUN of the hook's wrapper: (verdict, ns per run).
+fn test_run(bed: &mut NatBed, case: &Case, repeat: u32) -> anyhow::Result<(u32, f64)> {
+    let mut out = vec![0u8; case.frame.len() + 256];
+    // struct xdp_md: data, data_end, data_meta, ingress_ifindex, ...
+    let xdp_md: Vec<u8> = [0, case.frame.len() as u32, 0, case.ifindex, 0, 0]
+        .iter()
+        .flat_map(|w| w.to_ne_bytes())
+        .collect();
+    // struct __sk_buff up to `ifindex` (offset 40).
+    let mut skb = vec![0u8; 44];
+    skb[40..44].copy_from_slice(&case.ifindex.to_ne_bytes());
+    let hook = bed.bed.hook;
+    let options = TestRunOptions {
+        data_in: Some(&case.frame),
+        data_out: Some(&mut out),
+        ctx_in: Some(match hook {
+            Hook::Xdp => &xdp_md,
+            Hook::Tc => &skb,
+        }),
+        repeat,
+        ..TestRunOptions::default()
+    };
+    let dataplane = &mut bed.bed.dataplane;
+    let result = match hook {
+        Hook::Xdp => dataplane.program(names::PROG_BENCH)?.test_run(options),
+        Hook::Tc => {
+            let tc: &mut SchedClassifier = dataplane
+                .ebpf_mut()
+                .program_mut(names::PROG_TC_BENCH)
+                .ok_or_else(|| anyhow!("no {} program", names::PROG_TC_BENCH))?
+                .try_into()?;
+            tc.test_run(options)
+        }
+    }
+    .context("BPF_PROG_TEST_RUN")?;
+    Ok((result.return_value, result.duration.as_nanos() as f64))
+}

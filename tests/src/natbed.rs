@@ -1,0 +1,400 @@
+//! The NAT mode's test bed: the real object, loaded and filled by the real
+//! control plane (`forwarding = "nat"`), run with BPF_PROG_TEST_RUN from a
+//! thread inside a network namespace of its own, because the program's FIB
+//! lookups see the caller's namespace. The namespace holds two veth
+//! interfaces with routes, permanent neighbour entries and forwarding on:
+//! `in0` (the clients' network, also one same-interface backend) and
+//! `out0` (the backends' network, and a gateway with no neighbour entry).
+//! Benchmarking addresses only; the namespace goes away on drop (and with
+//! the lab's sweep if the run is killed: its name has the lab prefix).
+
+use std::{
+    net::IpAddr,
+    process::{Command, Stdio},
+    sync::atomic::{AtomicU32, Ordering},
+};
+
+use anyhow::{anyhow, bail, Context as _};
+use aya::programs::{TestRun as _, TestRunOptions};
+use lb_common::{
+    consts::{names, NAT_FLOWS_SIZE_DEFAULT},
+    FlowKey, LbConfig, NatEntry,
+};
+use lb_userspace::{
+    config::{BackendConfig, Protocol, VipConfig, VipNat},
+    dataplane::{Dataplane, MapSizes, MapWriter as _},
+    reconcile::Balancer,
+};
+
+use crate::{
+    packet::{CLIENT_MAC, LB_MAC},
+    testbed::{self, Hook, TestBed},
+};
+
+/// The clients' interface (ingress of forward packets).
+pub const IN_DEV: &str = "in0";
+/// The backends' interface (ingress of replies).
+pub const OUT_DEV: &str = "out0";
+/// MAC of `in0` (the MAC crafted frames are sent to).
+pub const IN_MAC: [u8; 6] = LB_MAC;
+/// MAC of `out0`.
+pub const OUT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x0f, 0x01];
+/// The client of the crafted flows (IPv4), a neighbour on `in0`.
+pub const CLIENT4: &str = "198.18.0.10";
+/// The client (IPv6).
+pub const CLIENT6: &str = "2001:2::10";
+/// NAT address of the IPv4 VIPs (on the backends' side).
+pub const NAT4: &str = "198.19.1.100";
+/// NAT address of the IPv6 VIPs.
+pub const NAT6: &str = "2001:2:1::100";
+/// Backends on `out0` (IPv4), neighbours with MACs `be:11`, `be:12`, `be:13`.
+pub const BACKENDS4: [&str; 3] = ["198.19.1.11", "198.19.1.12", "198.19.1.13"];
+/// Backends on `out0` (IPv6), MACs `be:61`, `be:62`, `be:63`.
+pub const BACKENDS6: [&str; 3] = ["2001:2:1::11", "2001:2:1::12", "2001:2:1::13"];
+/// A backend on the clients' interface (same-interface next hop), MAC `be:50`.
+pub const SAME_IF4: &str = "198.18.0.50";
+/// The same, IPv6.
+pub const SAME_IF6: &str = "2001:2::50";
+/// A backend behind a gateway whose neighbour entry is missing.
+pub const BEHIND_GATEWAY4: &str = "198.19.2.11";
+/// The same, IPv6.
+pub const BEHIND_GATEWAY6: &str = "2001:2:2::11";
+/// That gateway (IPv4).
+pub const GATEWAY4: &str = "198.19.1.254";
+/// That gateway (IPv6).
+pub const GATEWAY6: &str = "2001:2:1::254";
+/// A backend no route leads to (IPv4).
+pub const UNROUTED4: &str = "198.19.200.11";
+/// The same, IPv6.
+pub const UNROUTED6: &str = "2001:2:200::11";
+
+/// The MAC of a neighbour the namespace knows, by address.
+pub fn neighbour_mac(address: &str) -> Option<[u8; 6]> {
+    let last = match address {
+        CLIENT4 | CLIENT6 => return Some(CLIENT_MAC),
+        "198.19.1.11" => 0x11,
+        "198.19.1.12" => 0x12,
+        "198.19.1.13" => 0x13,
+        "2001:2:1::11" => 0x61,
+        "2001:2:1::12" => 0x62,
+        "2001:2:1::13" => 0x63,
+        SAME_IF4 | SAME_IF6 => 0x50,
+        _ => return None,
+    };
+    Some([0x02, 0, 0, 0, 0xbe, last])
+}
+
+/// Sequence of namespaces this process made (names stay unique).
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// A network namespace with the bed's interfaces, routes and neighbours;
+/// deleted on drop.
+pub struct FibNetns {
+    /// Its name (`lbt<pid>n<seq>-natfib`, the lab's sweepable prefix).
+    pub name: String,
+}
+
+impl FibNetns {
+    /// Creates and configures it.
+    pub fn new() -> anyhow::Result<Self> {
+        let seq = 9000 + SEQ.fetch_add(1, Ordering::Relaxed);
+        let netns = Self {
+            name: format!("lbt{}n{seq}-natfib", std::process::id()),
+        };
+        run("ip", &["netns", "add", &netns.name])?;
+        netns.configure()?;
+        Ok(netns)
+    }
+
+    fn configure(&self) -> anyhow::Result<()> {
+        let mac = |m: [u8; 6]| {
+            m.iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<Vec<_>>()
+                .join(":")
+        };
+        let (in_mac, out_mac) = (mac(IN_MAC), mac(OUT_MAC));
+        let mut commands: Vec<Vec<String>> = vec![vec!["link", "set", "lo", "up"]
+            .into_iter()
+            .map(String::from)
+            .collect()];
+        let mut add = |args: &[&str]| commands.push(args.iter().map(|s| s.to_string()).collect());
+        add(&[
+            "link", "add", IN_DEV, "address", &in_mac, "type", "veth", "peer", "name", "in0p",
+        ]);
+        add(&[
+            "link", "add", OUT_DEV, "address", &out_mac, "type", "veth", "peer", "name", "out0p",
+        ]);
+        for dev in [IN_DEV, "in0p", OUT_DEV, "out0p"] {
+            add(&["link", "set", dev, "up"]);
+        }
+        add(&["addr", "add", "198.18.0.1/24", "dev", IN_DEV]);
+        add(&["addr", "add", "2001:2::1/64", "dev", IN_DEV, "nodad"]);
+        add(&["addr", "add", "198.19.1.1/24", "dev", OUT_DEV]);
+        add(&["addr", "add", "2001:2:1::1/64", "dev", OUT_DEV, "nodad"]);
+        add(&["route", "add", "198.19.2.0/24", "via", GATEWAY4]);
+        add(&["-6", "route", "add", "2001:2:2::/64", "via", GATEWAY6]);
+        for address in [CLIENT4, CLIENT6, SAME_IF4, SAME_IF6]
+            .into_iter()
+            .map(|a| (a, IN_DEV))
+            .chain(BACKENDS4.into_iter().chain(BACKENDS6).map(|a| (a, OUT_DEV)))
+        {
+            let (address, dev) = address;
+            let lladdr = mac(neighbour_mac(address).expect("known neighbour"));
+            add(&[
+                "neigh",
+                "add",
+                address,
+                "lladdr",
+                &lladdr,
+                "dev",
+                dev,
+                "nud",
+                "permanent",
+            ]);
+        }
+        for args in &commands {
+            let mut full = vec!["-n", self.name.as_str()];
+            full.extend(args.iter().map(String::as_str));
+            run("ip", &full)?;
+        }
+        for key in [
+            "net.ipv4.conf.all.forwarding",
+            "net.ipv6.conf.all.forwarding",
+        ] {
+            run(
+                "ip",
+                &[
+                    "netns",
+                    "exec",
+                    &self.name,
+                    "sysctl",
+                    "-qw",
+                    &format!("{key}=1"),
+                ],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The index of interface `dev` in the namespace.
+    pub fn ifindex(&self, dev: &str) -> anyhow::Result<u32> {
+        let out = output("ip", &["-n", &self.name, "-o", "link", "show", "dev", dev])?;
+        out.split(':')
+            .next()
+            .and_then(|n| n.trim().parse().ok())
+            .ok_or_else(|| anyhow!("no ifindex in {out:?}"))
+    }
+
+    /// Runs `f` on a thread inside the namespace (BPF_PROG_TEST_RUN's FIB
+    /// lookups and the devmap's interface lookups use the caller's).
+    pub fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> anyhow::Result<T> {
+        crate::lab::in_netns(&self.name, f)
+    }
+}
+
+impl Drop for FibNetns {
+    fn drop(&mut self) {
+        let _ = run("ip", &["netns", "del", &self.name]);
+    }
+}
+
+/// A NAT VIP: `backends` as (address, port), the NAT address `source`
+/// with source ports `ports`.
+pub fn nat_vip(
+    address: &str,
+    port: u16,
+    protocol: Protocol,
+    backends: &[(&str, Option<u16>)],
+    source: &str,
+    ports: (u16, u16),
+) -> VipConfig {
+    let mut vip = testbed::vip(
+        address,
+        port,
+        protocol,
+        backends
+            .iter()
+            .map(|(a, p)| BackendConfig {
+                port: *p,
+                ..BackendConfig::new(a.parse().expect("test backend address"))
+            })
+            .collect(),
+    );
+    vip.forwarding = lb_common::Mode::Nat;
+    vip.nat = Some(VipNat {
+        source: source.parse().expect("test NAT address"),
+        own_source: true,
+        port_min: ports.0,
+        port_max: ports.1,
+    });
+    vip
+}
+
+/// The raw verdicts of a hook, by meaning.
+#[derive(Debug, Clone, Copy)]
+pub struct Verdicts {
+    /// Up the stack.
+    pub pass: u32,
+    /// Dropped.
+    pub drop: u32,
+    /// Out of the ingress interface.
+    pub bounce: u32,
+    /// Out of another interface.
+    pub redirect: u32,
+}
+
+impl Verdicts {
+    /// Those of `hook` (tc cannot tell a bounce from a redirect: both are
+    /// `bpf_redirect`; the MACs of the output tell them apart).
+    pub fn of(hook: Hook) -> Self {
+        match hook {
+            Hook::Xdp => Verdicts {
+                pass: 2,
+                drop: 1,
+                bounce: 3,
+                redirect: 4,
+            },
+            Hook::Tc => Verdicts {
+                pass: 0,
+                drop: 2,
+                bounce: 7,
+                redirect: 7,
+            },
+        }
+    }
+}
+
+/// A test bed for NAT VIPs inside a `FibNetns` (create it on the
+/// namespace's thread).
+pub struct NatBed {
+    /// The loaded data plane and its control plane.
+    pub bed: TestBed,
+    /// Index of `in0`.
+    pub in_if: u32,
+    /// Index of `out0`.
+    pub out_if: u32,
+    /// The hook's verdicts.
+    pub verdicts: Verdicts,
+}
+
+impl NatBed {
+    /// Loads the object, applies `vips` and lets the XDP program redirect
+    /// to both interfaces (as lbd does for every interface).
+    pub fn new(hook: Hook, vips: &[VipConfig], in_if: u32, out_if: u32) -> anyhow::Result<Self> {
+        Self::with_flow_table(hook, vips, in_if, out_if, NAT_FLOWS_SIZE_DEFAULT)
+    }
+
+    /// As `new`, with a NAT flow table of `nat_flows` entries.
+    pub fn with_flow_table(
+        hook: Hook,
+        vips: &[VipConfig],
+        in_if: u32,
+        out_if: u32,
+        nat_flows: u32,
+    ) -> anyhow::Result<Self> {
+        let sizes = MapSizes {
+            max_vips: 4,
+            conntrack: 4096,
+            nat_flows,
+        };
+        let mut dataplane = Dataplane::load(sizes).context("loading the object (are you root?)")?;
+        dataplane.set_config(&LbConfig {
+            iface_mac: LB_MAC,
+            flags: 0,
+            _pad: 0,
+        })?;
+        let mut bed = TestBed {
+            dataplane,
+            balancer: Balancer::new(sizes.max_vips),
+            hook,
+        };
+        bed.apply(vips)?;
+        for ifindex in [in_if, out_if] {
+            bed.dataplane.nat_mut().add_tx_port(ifindex)?;
+        }
+        Ok(Self {
+            bed,
+            in_if,
+            out_if,
+            verdicts: Verdicts::of(hook),
+        })
+    }
+
+    /// Runs the program once on `frame` as if it came in on `ifindex`:
+    /// (raw verdict, frame afterwards).
+    pub fn run_on(&mut self, ifindex: u32, frame: &[u8]) -> anyhow::Result<(u32, Vec<u8>)> {
+        let mut out = vec![0u8; frame.len() + 256];
+        // struct xdp_md: data, data_end, data_meta, ingress_ifindex,
+        // rx_queue_index, egress_ifindex.
+        let xdp_md: Vec<u8> = [0, frame.len() as u32, 0, ifindex, 0, 0]
+            .iter()
+            .flat_map(|w| w.to_ne_bytes())
+            .collect();
+        // struct __sk_buff up to `ifindex` (offset 40): all else zero.
+        let mut skb = vec![0u8; 44];
+        skb[40..44].copy_from_slice(&ifindex.to_ne_bytes());
+        let hook = self.bed.hook;
+        let options = TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            ctx_in: Some(match hook {
+                Hook::Xdp => &xdp_md,
+                Hook::Tc => &skb,
+            }),
+            ..TestRunOptions::default()
+        };
+        let result = match hook {
+            Hook::Xdp => self
+                .bed
+                .dataplane
+                .program(names::PROG_LB)?
+                .test_run(options),
+            Hook::Tc => self.bed.dataplane.tc_program()?.test_run(options),
+        }
+        .context("BPF_PROG_TEST_RUN")?;
+        out.truncate(result.data_size_out as usize);
+        Ok((result.return_value, out))
+    }
+
+    /// Every NAT flow entry.
+    pub fn flows(&self) -> Vec<(FlowKey, NatEntry)> {
+        self.bed.dataplane.nat().flows().collect()
+    }
+
+    /// Removes every NAT flow entry (as the reaper would).
+    pub fn clear_flows(&mut self) -> anyhow::Result<()> {
+        for (key, _) in self.flows() {
+            self.bed.dataplane.nat_mut().remove_flow(&key)?;
+        }
+        Ok(())
+    }
+}
+
+/// The address `s` (tests' constants).
+pub fn addr(s: &str) -> IpAddr {
+    s.parse().expect("test address")
+}
+
+fn run(program: &str, args: &[&str]) -> anyhow::Result<()> {
+    output(program, args).map(drop)
+}
+
+fn output(program: &str, args: &[&str]) -> anyhow::Result<String> {
+    let out = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("starting {program}"))?;
+    if !out.status.success() {
+        bail!(
+            "{program} {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}

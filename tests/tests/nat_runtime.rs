@@ -1,0 +1,450 @@
+//! lbd's NAT runtime (needs root): on a VRRP pair the NAT address moves
+//! with the VIPs (taken by the master, released by `--release-vips` and by
+//! a clean stop), forwarding is switched on for the attached interface
+//! while a NAT VIP exists and restored at a clean stop, the redirect map
+//! gets the node's interfaces, and status shows the mode and NAT address;
+//! in the routed lab NAT'd flows are shown and reaped and a next hop
+//! without a neighbour entry gets resolved; the reaper's ticks stay short
+//! on a million real entries.
+
+use std::time::{Duration, Instant};
+
+use lb_tests::{
+    lab::{Host, Lab, LabSpec},
+    support::{status_on, wait_until},
+};
+
+const NAT_ADDRESS: &str = "198.18.0.150";
+const NAT_ADDRESS6: &str = "2001:2::150";
+
+/// Node `node`'s per-interface IPv4 forwarding switch of eth0.
+fn forwarding(node: &Host) -> String {
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", &node.netns])
+        .args(["sysctl", "-n", "net.ipv4.conf.eth0.forwarding"])
+        .output()
+        .expect("sysctl");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn set_forwarding_off(node: &Host) {
+    let status = std::process::Command::new("ip")
+        .args(["netns", "exec", &node.netns])
+        .args(["sysctl", "-qw", "net.ipv4.conf.eth0.forwarding=0"])
+        .status()
+        .expect("sysctl");
+    assert!(status.success());
+}
+
+fn holds_nat_address(lab: &Lab, node: &Host) -> bool {
+    lab.addresses_of(node)
+        .expect("ip addr")
+        .contains(&format!("{NAT_ADDRESS}/32"))
+}
+
+/// The lab's HA config with its VIP in NAT mode behind the node's NAT
+/// address (which the default VRRP address list then moves too).
+fn nat_config(lab: &Lab, node: &Host, peer: &Host, priority: u8) -> String {
+    let config = lab
+        .ha_config(node, peer, &["b1"], priority, true)
+        .expect("config");
+    let config = config.replacen("port = 80\n", "port = 80\nforwarding = \"nat\"\n", 1);
+    assert!(config.contains("forwarding = \"nat\""), "{config}");
+    config.replacen(
+        "\n[[vip]]",
+        &format!("\n[nat]\nsource_ipv4 = \"{NAT_ADDRESS}\"\n\n[[vip]]"),
+        1,
+    )
+}
+
+#[test]
+fn the_nat_address_moves_with_vrrp_and_forwarding_follows_nat_vips() {
+    let mut lab = Lab::start_spec(LabSpec {
+        lbs: 2,
+        backends: 1,
+        static_vip: false,
+    })
+    .expect("lab");
+    let (a, b) = (lab.lbs[0].clone(), lab.lbs[1].clone());
+    set_forwarding_off(&a);
+    set_forwarding_off(&b);
+    let config_a = nat_config(&lab, &a, &b, 150);
+    let config_b = nat_config(&lab, &b, &a, 100);
+    lab.start_lbd_on(&a, "lbd-a", &config_a).expect("lbd on lb");
+    lab.start_lbd_on(&b, "lbd-b", &config_b)
+        .expect("lbd on lb2");
+
+    // The master holds the VIP and the NAT address; the backup neither.
+    wait_until(
+        "lb to hold the NAT address",
+        Duration::from_secs(10),
+        || holds_nat_address(&lab, &a) && lab.holds_vip(&a).expect("ip addr"),
+    );
+    wait_until("lb2 to be backup", Duration::from_secs(5), || {
+        status_on(&lab, &b).vrrp[0].state.to_string() == "backup"
+    });
+    assert!(
+        !holds_nat_address(&lab, &b),
+        "{}",
+        lab.addresses_of(&b).unwrap()
+    );
+
+    // Both run a NAT VIP: forwarding on for eth0, the redirect map filled.
+    for (node, log) in [(&a, "lbd-a"), (&b, "lbd-b")] {
+        wait_until("forwarding on eth0", Duration::from_secs(10), || {
+            forwarding(node) == "1"
+        });
+        wait_until(
+            "eth0 among the redirect targets",
+            Duration::from_secs(10),
+            || {
+                lab.log(log)
+                    .contains("interface added to the NAT redirect targets")
+            },
+        );
+    }
+    let status = status_on(&lab, &a);
+    let vip = &status.vips[0];
+    assert_eq!(vip.mode, "nat");
+    let nat = vip.nat.as_ref().expect("NAT status");
+    assert_eq!(nat.source.to_string(), NAT_ADDRESS);
+    assert_eq!((nat.port_min, nat.port_max), (1024, 65_535));
+    let text = lab.lbctl_on(&a, &["status"]).expect("lbctl status");
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains(&format!("NAT from {NAT_ADDRESS} ports 1024-65535")),
+        "{text}"
+    );
+
+    // A restart-style stop keeps the addresses; the unit's
+    // `--release-vips` then takes the NAT address away too, and the
+    // backup takes both over.
+    lab.terminate("lbd-a").expect("SIGTERM lbd-a");
+    assert!(
+        holds_nat_address(&lab, &a),
+        "a restart stop keeps addresses"
+    );
+    let out = lab
+        .lbd_offline(&a, "lbd-a", "--release-vips")
+        .expect("lbd --release-vips");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !holds_nat_address(&lab, &a),
+        "{}",
+        lab.addresses_of(&a).unwrap()
+    );
+    assert!(!lab.holds_vip(&a).unwrap());
+    let since = Instant::now();
+    wait_until(
+        "lb2 to take the NAT address",
+        Duration::from_secs(5),
+        || holds_nat_address(&lab, &b) && lab.holds_vip(&b).expect("ip addr"),
+    );
+    eprintln!("lb2 took the VIP and NAT address in {:?}", since.elapsed());
+
+    // A clean stop (SIGINT) gives both addresses up and restores the
+    // forwarding switch lbd turned on; a restart stop left it on.
+    lab.interrupt("lbd-b").expect("SIGINT lbd-b");
+    assert!(
+        !holds_nat_address(&lab, &b),
+        "{}",
+        lab.addresses_of(&b).unwrap()
+    );
+    assert_eq!(forwarding(&b), "0", "{}", lab.log("lbd-b"));
+    assert_eq!(forwarding(&a), "1");
+}
+
+/// End to end through the eBPF NAT path: new connections through NAT
+/// VIPs (IPv4 and IPv6) to routed, unmodified backends; the
+/// reaper frees closed flows after their timeout and keeps a live one;
+/// `lbctl flow` shows its translation; status counts its port.
+#[test]
+fn nat_flows_are_translated_shown_and_reaped() {
+    use lb_tests::{
+        client::{self, KeepAlive},
+        lab::{ROUTED_BACKEND_PORT, VIP4, VIP6},
+    };
+    let mut lab = Lab::start_routed(3).expect("routed lab");
+    lab.wait_for_backends().expect("nginx up");
+    let lb = lab.lb.clone();
+    let status = std::process::Command::new("ip")
+        .args([
+            "-n",
+            &lb.netns,
+            "addr",
+            "add",
+            &format!("{NAT_ADDRESS}/32"),
+            "dev",
+            "eth0",
+        ])
+        .status()
+        .expect("ip");
+    assert!(status.success());
+    let status = std::process::Command::new("ip")
+        .args([
+            "-n",
+            &lb.netns,
+            "addr",
+            "add",
+            &format!("{NAT_ADDRESS6}/128"),
+            "dev",
+            "eth0",
+            "nodad",
+        ])
+        .status()
+        .expect("ip");
+    assert!(status.success());
+    let mut config = format!(
+        "interface = \"eth0\"\nadmin_socket = \"{}\"\n\n[nat]\nsource_ipv4 = \"{NAT_ADDRESS}\"\nsource_ipv6 = \"{NAT_ADDRESS6}\"\n\
+         tcp_closed_timeout_s = 1\ntcp_closing_timeout_s = 1\ntcp_syn_timeout_s = 2\n\n\
+         [[vip]]\naddress = \"{VIP4}\"\nport = 80\nforwarding = \"nat\"\n",
+        lab.admin_socket().display()
+    );
+    for backend in &lab.backends {
+        config.push_str(&format!(
+            "  [[vip.backend]]\n  address = \"{}\"\n  port = {ROUTED_BACKEND_PORT}\n",
+            backend.ipv4
+        ));
+    }
+    config.push_str(&format!(
+        "[[vip]]\naddress = \"{VIP6}\"\nport = 80\nforwarding = \"nat\"\n"
+    ));
+    for backend in &lab.backends {
+        config.push_str(&format!(
+            "  [[vip.backend]]\n  address = \"{}\"\n  port = {ROUTED_BACKEND_PORT}\n",
+            backend.ipv6
+        ));
+    }
+    lab.start_lbd(&config).expect("lbd");
+    wait_until("backends up", Duration::from_secs(10), || {
+        status_on(&lab, &lb)
+            .vips
+            .iter()
+            .all(|v| v.backends.iter().all(|b| b.alive))
+    });
+
+    let tally = client::burst(&lab.client.netns, std::net::IpAddr::V4(VIP4), 60).expect("burst");
+    assert_eq!(tally.failed, 0, "{:?}\n{}", tally.errors, lab.log("lbd"));
+    assert_eq!(tally.by_backend.len(), 3, "{:?}", tally.by_backend);
+    let tally = client::burst(&lab.client.netns, std::net::IpAddr::V6(VIP6), 30).expect("burst");
+    assert_eq!(
+        tally.failed,
+        0,
+        "IPv6: {:?}\n{}",
+        tally.errors,
+        lab.log("lbd")
+    );
+    assert_eq!(tally.by_backend.len(), 3, "{:?}", tally.by_backend);
+
+    let mut kept = KeepAlive::open_from_port(&lab.client.netns, std::net::IpAddr::V4(VIP4), 45_678)
+        .expect("keep-alive connection");
+    kept.request().expect("first request");
+    let flow = lab
+        .lbctl_on(
+            &lb,
+            &[
+                "flow",
+                "198.18.0.100:80",
+                &format!("{}:45678", lab.client.ipv4),
+            ],
+        )
+        .expect("lbctl flow");
+    let flow = String::from_utf8_lossy(&flow.stdout);
+    assert!(
+        flow.contains("NAT established") && flow.contains(&format!("sent as {NAT_ADDRESS}:")),
+        "{flow}"
+    );
+
+    // The burst's closed flows go after 1 s (+ a sweep); the kept one stays.
+    wait_until("closed flows reaped", Duration::from_secs(10), || {
+        let nat = status_on(&lab, &lb).nat.expect("NAT status");
+        nat.expired >= 90 && nat.flows.values().sum::<u64>() == 1
+    });
+    let status = status_on(&lab, &lb);
+    assert_eq!(
+        status.nat.as_ref().unwrap().flows.get("established"),
+        Some(&1)
+    );
+    let v4 = status
+        .vips
+        .iter()
+        .find(|v| v.vip.starts_with("198."))
+        .unwrap();
+    assert_eq!(v4.nat.as_ref().unwrap().ports_in_use, 1);
+    kept.request().expect("the kept connection still works");
+}
+
+/// End to end: the LB's next hop towards the
+/// backends has no neighbour entry; the data plane drops the first SYN and
+/// reports the gateway, lbd makes the kernel resolve it and logs it once,
+/// and the client's retransmitted SYN goes through.
+#[test]
+fn a_next_hop_without_a_neighbour_entry_is_resolved_by_lbd() {
+    use lb_tests::{
+        client,
+        lab::{ROUTED_BACKEND_PORT, VIP4},
+    };
+    let mut lab = Lab::start_routed(1).expect("routed lab");
+    lab.wait_for_backends().expect("nginx up");
+    let lb = lab.lb.clone();
+    let ip = |args: &[&str]| {
+        let status = std::process::Command::new("ip")
+            .args(["-n", &lb.netns])
+            .args(args)
+            .status()
+            .expect("ip");
+        assert!(status.success(), "ip {args:?}");
+    };
+    ip(&["addr", "add", &format!("{NAT_ADDRESS}/32"), "dev", "eth0"]);
+    // No health checks: nothing else makes the LB's kernel resolve the
+    // router.
+    let config = format!(
+        "interface = \"eth0\"\nadmin_socket = \"{}\"\n\n[nat]\nsource_ipv4 = \"{NAT_ADDRESS}\"\n\n\
+         [[vip]]\naddress = \"{VIP4}\"\nport = 80\nforwarding = \"nat\"\n[vip.health]\ncheck = \"none\"\n\
+           [[vip.backend]]\n  address = \"{}\"\n  port = {ROUTED_BACKEND_PORT}\n",
+        lab.admin_socket().display(),
+        lab.backends[0].ipv4
+    );
+    lab.start_lbd(&config).expect("lbd");
+    ip(&["neigh", "flush", "all"]);
+    let tally = client::burst(&lab.client.netns, std::net::IpAddr::V4(VIP4), 3).expect("burst");
+    assert_eq!(tally.failed, 0, "{:?}\n{}", tally.errors, lab.log("lbd"));
+    let status = status_on(&lab, &lb);
+    assert!(
+        status.counters["drop_no_neighbour"] >= 1,
+        "the first SYN met no neighbour entry: {:?}",
+        status.counters
+    );
+    let log = lab.log("lbd");
+    assert_eq!(
+        log.matches("the next hop has no neighbour entry").count(),
+        1,
+        "logged once per next hop:\n{log}"
+    );
+}
+
+/// The reaper on a real (kernel) NAT table of about a million entries:
+/// every tick stays short (lbd's loop waits for it), a sweep spreads over
+/// entries / budget ticks, and it frees exactly the expired flows. Prints
+/// the numbers. Needs root.
+#[test]
+fn the_reaper_walks_a_million_entries_in_short_ticks() {
+    use lb_common::{
+        consts::{IPPROTO_TCP, NAT_DIR_FORWARD, NAT_DIR_REPLY, NAT_F_REPLIED, NAT_F_SYN},
+        nat::counterpart_key,
+        FlowKey, NatEntry,
+    };
+    use lb_userspace::{
+        config::NatTimeouts,
+        dataplane::{Dataplane, MapSizes},
+        nat_reaper::{Owner, Owners, Reaper, TICK_BUDGET, TICK_TIME},
+        reconcile::addr_words,
+    };
+    const FLOWS: u32 = 500_000;
+    const NOW: u64 = 100_000 * 1_000_000_000;
+    let words = |a: &str| addr_words(a.parse().unwrap()).0;
+    let mut dataplane = Dataplane::load(MapSizes {
+        max_vips: 16,
+        conntrack: 1024,
+        nat_flows: 1 << 20,
+    })
+    .expect("load the data plane");
+    let started = Instant::now();
+    let mut expired = 0u64;
+    for n in 0..FLOWS {
+        let key = FlowKey {
+            src: [(0xc612_0000 | (n >> 16)).to_be(), 0, 0, 0], // 198.18.x.0/24
+            dst: words("198.18.0.100"),
+            sport: u16::try_from(n & 0xffff).unwrap().to_be(),
+            dport: 80u16.to_be(),
+            proto: IPPROTO_TCP,
+            family: 4,
+            _pad: 0,
+        };
+        // One flow in ten idle for three hours: past the established timeout.
+        let seen = if n % 10 == 0 {
+            expired += 1;
+            NOW - 3 * 3600 * 1_000_000_000
+        } else {
+            NOW - 1_000_000_000
+        };
+        let forward = NatEntry {
+            src: words(NAT_ADDRESS),
+            dst: words("198.19.2.11"),
+            sport: u16::try_from(1024 + n % 60_000).unwrap().to_be(),
+            dport: u16::try_from(8080 + n / 60_000).unwrap().to_be(),
+            backend_id: 1,
+            last_seen_ns: seen,
+            flags: NAT_F_SYN,
+            direction: NAT_DIR_FORWARD,
+            ..NatEntry::default()
+        };
+        let reply = NatEntry {
+            src: key.dst,
+            dst: key.src,
+            sport: key.dport,
+            dport: key.sport,
+            flags: NAT_F_SYN | NAT_F_REPLIED,
+            direction: NAT_DIR_REPLY,
+            ..forward
+        };
+        let nat = dataplane.nat_mut();
+        nat.install_flow(&key, &forward).expect("forward entry");
+        nat.install_flow(&counterpart_key(&key, &forward), &reply)
+            .expect("reply entry");
+    }
+    eprintln!("filled {} entries in {:?}", 2 * FLOWS, started.elapsed());
+
+    let mut owners = Owners::default();
+    owners.backends.insert(
+        1,
+        Owner {
+            vip_id: 0,
+            address: words("198.19.2.11"),
+        },
+    );
+    let mut reaper = Reaper::new();
+    let timeouts = NatTimeouts::default();
+    let mut ticks = Vec::new();
+    loop {
+        let tick = Instant::now();
+        let report = reaper.tick(
+            dataplane.nat_mut(),
+            NOW,
+            &timeouts,
+            &owners,
+            TICK_BUDGET,
+            || tick.elapsed() < TICK_TIME,
+        );
+        ticks.push(tick.elapsed());
+        if report.sweep_done {
+            break;
+        }
+        assert!(ticks.len() < 10_000, "the sweep never ends");
+    }
+    let slowest = ticks.iter().max().copied().unwrap_or_default();
+    let total: Duration = ticks.iter().sum();
+    eprintln!(
+        "sweep of {} entries: {} ticks of at most {TICK_BUDGET} entries or {TICK_TIME:?}, slowest {slowest:?}, mean {:?}, total {total:?}",
+        2 * FLOWS,
+        ticks.len(),
+        total / u32::try_from(ticks.len()).unwrap()
+    );
+    let stats = reaper.last_sweep().expect("a sweep");
+    assert_eq!(reaper.reaped().expired, expired);
+    assert_eq!(stats.flows["established"], u64::from(FLOWS) - expired);
+    assert_eq!(
+        dataplane.nat().flows().count() as u64,
+        2 * (u64::from(FLOWS) - expired)
+    );
+    // The time bound holds (one batch past it at most), even for a debug
+    // build on a busy machine.
+    assert!(
+        slowest < 2 * TICK_TIME + Duration::from_millis(50),
+        "slowest tick {slowest:?}"
+    );
+}
