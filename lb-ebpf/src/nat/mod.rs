@@ -133,7 +133,7 @@ pub fn reply<C: Hook>(ctx: &C, packet: &Packet) -> Outcome {
     if packet.class == Class::BadTcpFlags {
         return Counter::DropTcpFlags.into();
     }
-    let (scratch, at, l3) = match headers(ctx, packet) {
+    let (_, at, l3) = match headers(ctx, packet) {
         Ok(found) => found,
         Err(counter) => return counter.into(),
     };
@@ -167,7 +167,7 @@ fn error<C: Hook>(ctx: &C, packet: &Packet, direction: u8, miss: Counter) -> Out
     if entry.direction != direction {
         return miss.into();
     }
-    let (scratch, at, l3) = match headers(ctx, packet) {
+    let (_, at, l3) = match headers(ctx, packet) {
         Ok(found) => found,
         Err(counter) => return counter.into(),
     };
