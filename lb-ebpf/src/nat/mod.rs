@@ -36,6 +36,25 @@ use crate::{
 };
 use rewrite::{L3Info, Layout};
 
+/// What both directions need before translating: this CPU's scratch
+/// slot, where the headers are, and a TTL / hop limit that survives the
+/// hop; otherwise the counter saying why not.
+#[inline(always)]
+fn headers<C: Hook>(
+    ctx: &C,
+    packet: &Packet,
+) -> Result<(&'static mut scratch::NatScratch, Layout, L3Info), Counter> {
+    let scratch = NAT_SCRATCH.get_ptr_mut(0).ok_or(Counter::DropMalformed)?;
+    // SAFETY: this CPU's slot, used by this program run only.
+    let scratch = unsafe { &mut *scratch };
+    let at = scratch::layout(scratch, packet).ok_or(Counter::PassIpv6Ext)?;
+    let l3 = rewrite::l3_info(ctx, packet.key.family, &at).ok_or(Counter::DropMalformed)?;
+    if l3.ttl <= 1 {
+        return Err(Counter::DropTtlExceeded);
+    }
+    Ok((scratch, at, l3))
+}
+
 /// Translates one packet of a NAT VIP (client -> VIP): through its flow's
 /// entry, or a new flow's when the packet may open one (UDP, a TCP SYN).
 #[inline(always)]
@@ -46,20 +65,10 @@ pub fn forward<C: Hook>(ctx: &C, vip: &VipMeta, packet: &Packet) -> Outcome {
         // About a flow without one: not ours, up the stack as before.
         Class::IcmpError => return error(ctx, packet, NAT_DIR_FORWARD, Counter::PassUnsupportedL4),
     }
-    let Some(scratch) = NAT_SCRATCH.get_ptr_mut(0) else {
-        return Counter::DropMalformed.into();
+    let (scratch, at, l3) = match headers(ctx, packet) {
+        Ok(found) => found,
+        Err(counter) => return counter.into(),
     };
-    // SAFETY: this CPU's slot, used by this program run only.
-    let scratch = unsafe { &mut *scratch };
-    let Some(at) = scratch::layout(scratch, packet) else {
-        return Counter::PassIpv6Ext.into();
-    };
-    let Some(l3) = rewrite::l3_info(ctx, packet.key.family, &at) else {
-        return Counter::DropMalformed.into();
-    };
-    if l3.ttl <= 1 {
-        return Counter::DropTtlExceeded.into();
-    }
     // SAFETY: plain helper call.
     let now = unsafe { bpf_ktime_get_coarse_ns() };
     let key = &packet.key;
@@ -124,20 +133,10 @@ pub fn reply<C: Hook>(ctx: &C, packet: &Packet) -> Outcome {
     if packet.class == Class::BadTcpFlags {
         return Counter::DropTcpFlags.into();
     }
-    let Some(scratch) = NAT_SCRATCH.get_ptr_mut(0) else {
-        return Counter::DropMalformed.into();
+    let (_, at, l3) = match headers(ctx, packet) {
+        Ok(found) => found,
+        Err(counter) => return counter.into(),
     };
-    // SAFETY: this CPU's slot, used by this program run only.
-    let scratch = unsafe { &mut *scratch };
-    let Some(at) = scratch::layout(scratch, packet) else {
-        return Counter::PassIpv6Ext.into();
-    };
-    let Some(l3) = rewrite::l3_info(ctx, packet.key.family, &at) else {
-        return Counter::DropMalformed.into();
-    };
-    if l3.ttl <= 1 {
-        return Counter::DropTtlExceeded.into();
-    }
     stats::count(Counter::NatHit);
     // SAFETY: plain helper call.
     let now = unsafe { bpf_ktime_get_coarse_ns() };
@@ -168,20 +167,10 @@ fn error<C: Hook>(ctx: &C, packet: &Packet, direction: u8, miss: Counter) -> Out
     if entry.direction != direction {
         return miss.into();
     }
-    let Some(scratch) = NAT_SCRATCH.get_ptr_mut(0) else {
-        return Counter::DropMalformed.into();
+    let (_, at, l3) = match headers(ctx, packet) {
+        Ok(found) => found,
+        Err(counter) => return counter.into(),
     };
-    // SAFETY: this CPU's slot, used by this program run only.
-    let scratch = unsafe { &mut *scratch };
-    let Some(at) = scratch::layout(scratch, packet) else {
-        return Counter::PassIpv6Ext.into();
-    };
-    let Some(l3) = rewrite::l3_info(ctx, packet.key.family, &at) else {
-        return Counter::DropMalformed.into();
-    };
-    if l3.ttl <= 1 {
-        return Counter::DropTtlExceeded.into();
-    }
     if entry.ifindex == 0 {
         if let Err(counter) = fib::resolve(ctx, &packet.key, entry, &l3) {
             return counter.into();

@@ -59,7 +59,26 @@ pub struct E2eResults {
 }
 
 const SYSTEMS: &[&str] = &["direct", "lbd", "xdp-forward", "haproxy", "nginx-stream"];
+/// The routed lab's systems: both serve unmodified, routed backends.
+const ROUTED_SYSTEMS: &[&str] = &["direct", "lbd-nat", "haproxy"];
 const MODES: &[&str] = &["keep-alive", "new-connection"];
+/// The LB node's NAT address in the routed lab (on its LB-network leg).
+const NAT4: &str = "198.18.0.50";
+
+/// Where the systems send: the backends' addresses and port.
+struct Target {
+    backends: Vec<String>,
+    port: u16,
+}
+
+impl Target {
+    fn of(lab: &Lab, port: u16) -> Self {
+        Self {
+            backends: lab.backends.iter().map(|b| b.ipv4.to_string()).collect(),
+            port,
+        }
+    }
+}
 
 struct Sample {
     rps: f64,
@@ -170,21 +189,32 @@ enum Running {
     Xdp(Box<Dataplane>),
 }
 
-fn start(lab: &mut Lab, system: &str, round: u32) -> anyhow::Result<Running> {
+fn start(lab: &mut Lab, system: &str, round: u32, target: &Target) -> anyhow::Result<Running> {
     let lb = lab.lb.clone();
     let name = format!("{system}-r{round}");
     let dir = lab.dir.join(&name);
     fs::create_dir_all(&dir)?;
-    let backends: Vec<String> = lab.backends.iter().map(|b| b.ipv4.to_string()).collect();
+    let (backends, port) = (&target.backends, target.port);
     match system {
         "direct" => Ok(Running::Nothing),
-        "lbd" => {
+        "lbd" | "lbd-nat" => {
+            let nat = system == "lbd-nat";
             let mut config = format!(
-                "interface = \"eth0\"\nadmin_socket = \"{}/lbd.sock\"\nmetrics_listen = \"off\"\n\n[[vip]]\naddress = \"{VIP4}\"\nport = 80\n",
+                "interface = \"eth0\"\nadmin_socket = \"{}/lbd.sock\"\nmetrics_listen = \"off\"\n",
                 dir.display()
             );
-            for b in &backends {
+            if nat {
+                config.push_str(&format!("[nat]\nsource_ipv4 = \"{NAT4}\"\n"));
+            }
+            config.push_str(&format!("\n[[vip]]\naddress = \"{VIP4}\"\nport = 80\n"));
+            if nat {
+                config.push_str("forwarding = \"nat\"\n");
+            }
+            for b in backends {
                 config.push_str(&format!("  [[vip.backend]]\n  address = \"{b}\"\n"));
+                if nat {
+                    config.push_str(&format!("  port = {port}\n"));
+                }
             }
             let pid = lab.start_lbd_on(&lb, &name, &config)?;
             Ok(Running::Process(name, vec![pid]))
@@ -223,7 +253,7 @@ fn start(lab: &mut Lab, system: &str, round: u32) -> anyhow::Result<Running> {
                 d = dir.display()
             );
             for (i, b) in backends.iter().enumerate() {
-                config.push_str(&format!("  server b{} {b}:80\n", i + 1));
+                config.push_str(&format!("  server b{} {b}:{port}\n", i + 1));
             }
             let path = dir.join("haproxy.cfg");
             fs::write(&path, config)?;
@@ -239,8 +269,8 @@ fn start(lab: &mut Lab, system: &str, round: u32) -> anyhow::Result<Running> {
         "nginx-stream" => {
             let d = dir.display();
             let mut upstream = String::new();
-            for b in &backends {
-                upstream.push_str(&format!("    server {b}:80;\n"));
+            for b in backends {
+                upstream.push_str(&format!("    server {b}:{port};\n"));
             }
             let config = format!(
                 "load_module /usr/lib/nginx/modules/ngx_stream_module.so;\ndaemon off;\nuser root;\nworker_processes 2;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
@@ -344,7 +374,8 @@ fn parse_mac(text: &str) -> anyhow::Result<[u8; 6]> {
         .map_err(|_| anyhow!("{text:?} is not a MAC"))
 }
 
-/// Runs every system in every mode, `rounds` times interleaved.
+/// Runs every system in every mode, `rounds` times interleaved, in the
+/// L2 lab (DSR).
 pub fn run(
     rounds: u32,
     seconds: u32,
@@ -353,6 +384,71 @@ pub fn run(
 ) -> anyhow::Result<E2eResults> {
     let mut lab = Lab::start(3).context("lab")?;
     lab.wait_for_backends()?;
+    let target = Target::of(&lab, 80);
+    let load = Load {
+        rounds,
+        seconds,
+        threads,
+        connections,
+    };
+    measure(&mut lab, SYSTEMS, &target, &load)
+}
+
+/// The routed lab's comparison: lbd in NAT mode against HAProxy `mode
+/// tcp`, both in front of the same unmodified backends behind a router
+/// (and direct to one of them), interleaved as `run` does.
+pub fn run_routed(
+    rounds: u32,
+    seconds: u32,
+    threads: u32,
+    connections: u32,
+) -> anyhow::Result<E2eResults> {
+    let mut lab = Lab::start_routed(3).context("routed lab")?;
+    let status = Command::new("ip")
+        .args([
+            "-n",
+            &lab.lb.netns,
+            "addr",
+            "add",
+            &format!("{NAT4}/32"),
+            "dev",
+            "eth0",
+        ])
+        .status()?;
+    if !status.success() {
+        bail!("adding the NAT address {NAT4} to the LB node failed");
+    }
+    lab.wait_for_backends()?;
+    let target = Target::of(&lab, crate::topology::ROUTED_BACKEND_PORT);
+    let load = Load {
+        rounds,
+        seconds,
+        threads,
+        connections,
+    };
+    measure(&mut lab, ROUTED_SYSTEMS, &target, &load)
+}
+
+/// How hard and how long wrk pushes.
+struct Load {
+    rounds: u32,
+    seconds: u32,
+    threads: u32,
+    connections: u32,
+}
+
+fn measure(
+    lab: &mut Lab,
+    systems: &[&str],
+    target: &Target,
+    load: &Load,
+) -> anyhow::Result<E2eResults> {
+    let Load {
+        rounds,
+        seconds,
+        threads,
+        connections,
+    } = *load;
     // A new connection per request at tens of thousands a second leaves
     // TIME_WAIT sockets behind on whichever side closes; without these the
     // lab, not the systems, sets the pace after the first runs.
@@ -369,15 +465,15 @@ pub fn run(
     let ticks_per_second = 100.0; // USER_HZ
     let mut samples: Vec<((String, String), Sample)> = Vec::new();
     for round in 0..rounds {
-        for system in SYSTEMS {
-            let running = start(&mut lab, system, round)?;
+        for system in systems {
+            let running = start(lab, system, round, target)?;
             let pids = match &running {
                 Running::Process(_, pids) => pids.clone(),
                 _ => Vec::new(),
             };
             for mode in MODES {
                 let url = if *system == "direct" {
-                    format!("http://{}/", lab.backends[0].ipv4)
+                    format!("http://{}:{}/", lab.backends[0].ipv4, target.port)
                 } else {
                     format!("http://{VIP4}/")
                 };
@@ -385,7 +481,7 @@ pub fn run(
                 let p0 = process_ticks(&pids);
                 let started = Instant::now();
                 let (rps, p50, p99) = wrk(
-                    &lab,
+                    lab,
                     &url,
                     *mode == "new-connection",
                     seconds,
@@ -406,11 +502,11 @@ pub fn run(
                 eprintln!("bench: e2e round {round} {system:<16} {mode:<15} {rps:>9.0} req/s p50 {p50:.2} ms p99 {p99:.2} ms");
                 samples.push(((system.to_string(), mode.to_string()), sample));
             }
-            stop(&mut lab, running)?;
+            stop(lab, running)?;
         }
     }
     let mut cases = Vec::new();
-    for system in SYSTEMS {
+    for system in systems {
         for mode in MODES {
             let of = |f: fn(&Sample) -> f64| {
                 Spread::of(

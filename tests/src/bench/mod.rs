@@ -120,4 +120,7 @@ pub struct Results {
     /// The NAT mode's cost per packet, XDP and tc, against DSR.
     #[serde(default)]
     pub nat: Option<nat::NatResults>,
+    /// End to end in the routed lab: NAT against HAProxy `mode tcp`.
+    #[serde(default)]
+    pub e2e_nat: Option<e2e::E2eResults>,
 }

@@ -167,6 +167,9 @@ pub fn markdown(results: &Results, plot: Option<&str>) -> String {
             );
         }
     }
+    if let Some(e2e) = &results.e2e_nat {
+        e2e_nat_section(&mut out, e2e);
+    }
     if let Some(f) = &results.failover {
         let _ = writeln!(out, "## Control-plane reaction and VRRP failover\n");
         let _ = writeln!(
@@ -257,6 +260,55 @@ pub fn xdp_svg(results: &Results) -> Option<String> {
 }
 
 /// The connection-table design comparison and the capacity sweep.
+/// NAT mode against HAProxy in the routed lab, with the target's ratio.
+fn e2e_nat_section(out: &mut String, e2e: &super::e2e::E2eResults) {
+    let _ = writeln!(
+        out,
+        "## End to end, routed unmodified backends: NAT mode vs HAProxy\n"
+    );
+    let _ = writeln!(
+        out,
+        "Client → router → {{system}} on the LB node → router → three unmodified nginx backends on port 8080 (no VIP on `lo`, no sysctls): the fair comparison, as both serve backends that know nothing of the load balancer. lbd runs `forwarding = \"nat\"` at XDP; HAProxy 2.6 `mode tcp`. wrk, {} threads, {} connections, {} s per run, {} rounds interleaved; medians. `direct` goes to one backend through both routers.\n",
+        e2e.threads, e2e.connections, e2e.seconds, e2e.rounds
+    );
+    let _ = writeln!(out, "| mode | system | requests/s (min / median / max) | p50 ms | p99 ms | machine busy % | proxy CPU |");
+    let _ = writeln!(out, "|---|---|---|---:|---:|---:|---:|");
+    for c in &e2e.cases {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.0} / **{:.0}** / {:.0} | {:.2} | {:.2} | {:.0} | {:.2} |",
+            c.mode,
+            c.system,
+            c.rps.min,
+            c.rps.median,
+            c.rps.max,
+            c.p50_ms.median,
+            c.p99_ms.median,
+            c.cpu_busy_pct.median,
+            c.proxy_cpu.median
+        );
+    }
+    let _ = writeln!(out);
+    for mode in ["keep-alive", "new-connection"] {
+        let rps = |system: &str| {
+            e2e.cases
+                .iter()
+                .find(|c| c.system == system && c.mode == mode)
+                .map_or(0.0, |c| c.rps.median)
+        };
+        let (nat, haproxy) = (rps("lbd-nat"), rps("haproxy"));
+        if haproxy > 0.0 {
+            let ratio = nat / haproxy;
+            let _ = writeln!(
+                out,
+                "- {mode}: NAT / HAProxy = **{ratio:.2}×** (target ≥ 1.5×: {}).",
+                if ratio >= 1.5 { "met" } else { "not met" }
+            );
+        }
+    }
+    let _ = writeln!(out);
+}
+
 /// NAT against DSR, per hook, with the target's ratio.
 fn nat_section(out: &mut String, nat: &super::nat::NatResults) {
     use super::nat::{DSR_TRACKED, NAT_NEW, NAT_REPLY, NAT_TRACKED};

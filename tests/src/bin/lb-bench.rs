@@ -31,7 +31,7 @@ struct Args {
     /// Flows to put in the connection table for the second XDP pass.
     #[arg(long, default_value_t = 1_000_000)]
     prefill: u32,
-    /// Only these benchmarks (xdp, nat, maglev, memory, e2e, failover);
+    /// Only these benchmarks (xdp, nat, maglev, memory, e2e, e2e-nat, failover);
     /// default all. The others keep what the results file holds.
     #[arg(long)]
     only: Vec<String>,
@@ -90,6 +90,11 @@ fn main() -> anyhow::Result<()> {
     } else {
         None
     };
+    let e2e_nat = if wanted("e2e-nat") {
+        Some(bench::e2e::run_routed(args.rounds.min(3), 3, 2, 32)?)
+    } else {
+        None
+    };
     // A partial run keeps the other benchmarks' last results.
     let old: Option<Results> = if args.only.is_empty() {
         None
@@ -106,6 +111,7 @@ fn main() -> anyhow::Result<()> {
         e2e: e2e.or_else(|| old.as_ref().and_then(|r| r.e2e.clone())),
         failover: failover.or_else(|| old.as_ref().and_then(|r| r.failover.clone())),
         nat: nat.or_else(|| old.as_ref().and_then(|r| r.nat.clone())),
+        e2e_nat: e2e_nat.or_else(|| old.as_ref().and_then(|r| r.e2e_nat.clone())),
     };
     if let Some(dir) = args.out.parent() {
         std::fs::create_dir_all(dir)?;
