@@ -94,6 +94,13 @@ pub const EVENT_NAT_PORTS_EXHAUSTED: u32 = 4;
 pub const EVENT_NO_ROUTE: u32 = 5;
 /// Number of event kinds (for per-kind rate limiting).
 pub const EVENT_KINDS: u32 = 6;
+/// Rate-limit slots of `EVENT_NO_NEIGHBOUR`, by a hash of the next hop:
+/// one unresolved gateway must not silence the reports of another (after
+/// a failover several may be missing at once).
+pub const NEXT_HOP_EVENT_SLOTS: u32 = 16;
+/// Entries of the per-CPU rate-limit map: one per kind, then the next-hop
+/// slots.
+pub const EVENT_LAST_SLOTS: u32 = EVENT_KINDS + NEXT_HOP_EVENT_SLOTS;
 /// At most one event of a kind per CPU this often.
 pub const EVENT_INTERVAL_NS: u64 = 1_000_000_000;
 

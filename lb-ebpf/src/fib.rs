@@ -10,7 +10,7 @@ use aya_ebpf::{
     helpers::bpf_fib_lookup,
 };
 use lb_common::{
-    consts::{AF_INET, EVENT_NO_NEIGHBOUR, EVENT_NO_ROUTE},
+    consts::{AF_INET, EVENT_NO_ROUTE},
     stats::Counter,
     FlowKey, NatEntry,
 };
@@ -85,11 +85,7 @@ pub fn resolve<C: Hook>(
             family: key.family,
             ..FlowKey::default()
         };
-        stats::report(
-            EVENT_NO_NEIGHBOUR,
-            u32::from(entry.vip_id),
-            &scratch.gateway,
-        );
+        stats::report_next_hop(u32::from(entry.vip_id), &scratch.gateway);
         return Err(Counter::DropNoNeighbour);
     }
     stats::report(EVENT_NO_ROUTE, u32::from(entry.vip_id), key);

@@ -6,7 +6,7 @@ use aya_ebpf::{
     maps::{Array, DevMapHash, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use lb_common::{
-    consts::EVENT_KINDS,
+    consts::EVENT_LAST_SLOTS,
     consts::{
         CONNTRACK_SIZE_DEFAULT, MAGLEV_SIZE_MAX, MAGLEV_TABLES_PER_VIP, MAX_BACKENDS,
         MAX_VIPS_DEFAULT, NAT_FLOWS_SIZE_DEFAULT, TX_PORTS_MAX,
@@ -81,4 +81,4 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(64 * 1024, 0);
 
 /// Per-CPU time of the last event of each kind, for the rate limit.
 #[map]
-pub static EVENT_LAST: PerCpuArray<u64> = PerCpuArray::with_max_entries(EVENT_KINDS, 0);
+pub static EVENT_LAST: PerCpuArray<u64> = PerCpuArray::with_max_entries(EVENT_LAST_SLOTS, 0);

@@ -2,7 +2,9 @@
 
 use aya_ebpf::helpers::bpf_ktime_get_ns;
 use lb_common::{
-    consts::EVENT_INTERVAL_NS, stats::Counter, DataplaneEvent, FlowKey, TrafficCounters,
+    consts::{EVENT_INTERVAL_NS, EVENT_KINDS, EVENT_NO_NEIGHBOUR, NEXT_HOP_EVENT_SLOTS},
+    stats::Counter,
+    DataplaneEvent, FlowKey, TrafficCounters,
 };
 
 use crate::maps::{BACKEND_STATS, COUNTERS, EVENTS, EVENT_LAST, VIP_STATS};
@@ -42,9 +44,26 @@ fn add(c: &mut TrafficCounters, bytes: u64, new_flow: bool) {
 /// kind: counters carry the volume, the log only the news. Not inlined:
 /// a BPF-to-BPF call on rare paths, so its event's stack slot is not added
 /// to the packet path's at every call site.
-#[inline(never)]
+#[inline(always)]
 pub fn report(kind: u32, vip_id: u32, flow: &FlowKey) {
-    let Some(last) = EVENT_LAST.get_ptr_mut(kind) else {
+    report_in(kind, kind, vip_id, flow);
+}
+
+/// Reports a missing neighbour for next hop `flow.dst`, at most once per
+/// second per CPU and next-hop slot (a hash of the address), so every
+/// gateway missing at once is reported.
+#[inline(always)]
+pub fn report_next_hop(vip_id: u32, flow: &FlowKey) {
+    let [a, b, c, d] = flow.dst;
+    let folded = a ^ b ^ c ^ d;
+    let slot = (folded ^ (folded >> 16) ^ (folded >> 8)) % NEXT_HOP_EVENT_SLOTS;
+    report_in(EVENT_KINDS + slot, EVENT_NO_NEIGHBOUR, vip_id, flow);
+}
+
+/// `report`, rate-limited in slot `slot` of `EVENT_LAST`.
+#[inline(never)]
+fn report_in(slot: u32, kind: u32, vip_id: u32, flow: &FlowKey) {
+    let Some(last) = EVENT_LAST.get_ptr_mut(slot) else {
         return;
     };
     // SAFETY: plain helper call; per-CPU slot, no other writer on this CPU.

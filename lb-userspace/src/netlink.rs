@@ -17,6 +17,8 @@ use netlink_packet_route::{
 use rtnetlink::Handle;
 use tracing::debug;
 
+mod gateways;
+
 /// Errors talking to routing netlink.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum NetlinkError {

@@ -286,7 +286,6 @@ fn nat_config(
 }
 
 #[test]
-#[ignore = "needs NAT mode (issue 12), enabled when it lands"]
 fn pgbench_through_a_nat_vip_loses_no_transaction_across_a_failover() {
     let (mut lab, stack) = seed_lab(2, false);
     let (a, b) = (lab.lbs[0].clone(), lab.lbs[1].clone());

@@ -135,6 +135,29 @@ impl Engine {
         if scan && self.nat_in_use() {
             self.ensure_forwarding();
             self.sync_tx_ports().await;
+            self.resolve_gateways().await;
+        }
+    }
+
+    /// Gets every gateway the routing table names on the attached
+    /// interface resolved, ahead of need: on a backup, so that a failover
+    /// finds the next hops of the flows it takes over ready; on a master,
+    /// so that an entry that expired is back before a packet needs it.
+    async fn resolve_gateways(&mut self) {
+        let index = self.interface.index;
+        let (gateways, known) = match (
+            self.netlink.gateways(index).await,
+            self.netlink.neighbours(index).await,
+        ) {
+            (Ok(gateways), Ok(known)) => (gateways, known),
+            (Err(error), _) | (_, Err(error)) => {
+                debug!(%error, "reading routes and neighbours for the NAT next hops failed");
+                return;
+            }
+        };
+        for gateway in gateways.iter().filter(|g| !known.contains_key(g)) {
+            debug!(next_hop = %gateway, "resolving a next hop ahead of need");
+            crate::netlink::probe_on(*gateway, index);
         }
     }
 
