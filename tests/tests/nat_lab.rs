@@ -1098,48 +1098,68 @@ fn missing_neighbour(attach: &str) {
         r1.leg_on(lan).expect("r1 on the LAN").clone(),
         r2.leg_on(lan).expect("r2 on the LAN").clone(),
     );
+    // lbd keeps the gateways resolved ahead of need and re-resolves a
+    // flushed entry within milliseconds; to be sure the client's first
+    // packets meet a missing entry, r2 is off the LAN (its switch port out
+    // of the bridge) from the flush until those packets were dropped.
+    let switch = format!("{}-sw", lab.prefix);
+    let r2_port = format!(
+        "p-{}-{}",
+        r2.name,
+        r2.legs
+            .iter()
+            .position(|l| l.network == lan)
+            .expect("r2 on the LAN")
+    );
+    let bridge = format!("br{lan}");
     let mut report = Vec::new();
-    for (family, vip, hops) in [
+    for (family, vip, r2_hop, r1_hop) in [
         (
             "-4",
             IpAddr::V4(VIP4),
-            [IpAddr::V4(r2_leg.ipv4), IpAddr::V4(r1_leg.ipv4)],
+            IpAddr::V4(r2_leg.ipv4),
+            IpAddr::V4(r1_leg.ipv4),
         ),
         (
             "-6",
             IpAddr::V6(VIP6),
-            [IpAddr::V6(r2_leg.ipv6), IpAddr::V6(r1_leg.ipv6)],
+            IpAddr::V6(r2_leg.ipv6),
+            IpAddr::V6(r1_leg.ipv6),
         ),
     ] {
+        ip(&["-n", &switch, "link", "set", &r2_port, "nomaster"]);
         ip(&["-n", &lab.lb.netns, family, "neigh", "flush", "dev", "eth0"]);
-        for hop in hops {
-            let entry = neighbour(&lab, hop);
-            assert!(
-                entry.is_empty() || entry.contains("FAILED") || entry.contains("INCOMPLETE"),
-                "{hop} still resolved after the flush: {entry}"
-            );
-        }
+        let entry = neighbour(&lab, r2_hop);
+        assert!(
+            entry.is_empty() || entry.contains("FAILED") || entry.contains("INCOMPLETE"),
+            "{r2_hop} still resolved after the flush: {entry}"
+        );
         let before = status(&lab);
         let t = Instant::now();
-        // The kernel retransmits the SYN after 1 s, 3 s, ...; lbd has that
-        // long to resolve the next hop the first one was dropped for.
-        let conn = Conn::open(&lab.client.netns, vip, 1, Duration::from_secs(10));
+        // The kernel retransmits the SYN after 1 s, 3 s, 7 s; the first
+        // two meet the missing entry, lbd has until the later ones to get
+        // it resolved once r2 is back.
+        let netns = lab.client.netns.clone();
+        let connecting = thread::spawn(move || Conn::open(&netns, vip, 1, Duration::from_secs(10)));
+        thread::sleep(Duration::from_millis(1500));
+        let dropped = grown(&before, &status(&lab), "drop_no_neighbour");
+        ip(&["-n", &switch, "link", "set", &r2_port, "master", &bridge]);
+        let conn = connecting.join().expect("connecting thread");
         let took = t.elapsed();
-        let after = status(&lab);
-        let dropped = grown(&before, &after, "drop_no_neighbour");
         let mut conn = conn.unwrap_or_else(|e| {
             panic!(
-                "{vip}: no connection after the next hop's neighbour was flushed ({e:#}); drop_no_neighbour +{dropped}\nlbd:\n{}",
+                "{vip}: no connection after the next hop's neighbour was flushed ({e:#}); drop_no_neighbour +{dropped} before r2 came back, {:?} now\nlbd:\n{}",
+                nonzero(&status(&lab)),
                 lab.log("lbd")
             )
         });
         assert!(
             dropped >= 1,
-            "{vip}: connected in {took:?} but drop_no_neighbour did not grow"
+            "{vip}: drop_no_neighbour did not grow while {r2_hop} could not be resolved"
         );
         assert_eq!(conn[0].first.peer.ip().is_ipv4(), vip.is_ipv4());
         conn[0].get().expect("a second request");
-        for hop in hops {
+        for hop in [r2_hop, r1_hop] {
             let entry = neighbour(&lab, hop);
             assert!(
                 !entry.is_empty() && !entry.contains("FAILED") && !entry.contains("INCOMPLETE"),
@@ -1147,9 +1167,9 @@ fn missing_neighbour(attach: &str) {
             );
         }
         report.push(format!(
-            "{vip}: connected in {} ms, drop_no_neighbour +{dropped}, next hops {:?}",
+            "{vip}: connected in {} ms, drop_no_neighbour +{dropped} while r2 was away, next hops {:?}",
             took.as_millis(),
-            hops.map(|h| neighbour(&lab, h))
+            [r2_hop, r1_hop].map(|h| neighbour(&lab, h))
         ));
     }
     eprintln!(
