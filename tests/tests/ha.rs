@@ -50,13 +50,28 @@ fn vrrp_state(lab: &Lab, node: &Host) -> String {
 
 /// Starts lbd on both nodes: `lb` with `prio_a`, `lb2` with `prio_b`.
 fn start_pair(lab: &mut Lab, backends: &[&str], prio_a: u8, prio_b: u8, preempt: bool) {
+    start_pair_at(lab, backends, prio_a, prio_b, preempt, "xdp");
+}
+
+/// `start_pair` with the packet path at `attach` ("xdp" or "tc").
+fn start_pair_at(
+    lab: &mut Lab,
+    backends: &[&str],
+    prio_a: u8,
+    prio_b: u8,
+    preempt: bool,
+    attach: &str,
+) {
     let (a, b) = (lab.lbs[0].clone(), lab.lbs[1].clone());
-    let config_a = lab
-        .ha_config(&a, &b, backends, prio_a, preempt)
-        .expect("config");
-    let config_b = lab
-        .ha_config(&b, &a, backends, prio_b, preempt)
-        .expect("config");
+    let hook = format!("attach = \"{attach}\"\n");
+    let config_a = hook.clone()
+        + &lab
+            .ha_config(&a, &b, backends, prio_a, preempt)
+            .expect("config");
+    let config_b = hook
+        + &lab
+            .ha_config(&b, &a, backends, prio_b, preempt)
+            .expect("config");
     lab.start_lbd_on(&a, "lbd-a", &config_a).expect("lbd on lb");
     lab.start_lbd_on(&b, "lbd-b", &config_b)
         .expect("lbd on lb2");
@@ -261,8 +276,17 @@ fn maglev_choice(lab: &Lab, local: SocketAddr, backends: usize) -> String {
 
 #[test]
 fn long_lived_connections_survive_a_failover_even_after_the_backend_set_changed() {
+    long_lived_across_changes_and_failover("xdp");
+}
+
+#[test]
+fn at_tc_long_lived_connections_survive_a_failover_even_after_the_backend_set_changed() {
+    long_lived_across_changes_and_failover("tc");
+}
+
+fn long_lived_across_changes_and_failover(attach: &str) {
     let mut lab = lab(4);
-    start_pair(&mut lab, &["b1", "b2", "b3"], 150, 100, true);
+    start_pair_at(&mut lab, &["b1", "b2", "b3"], 150, 100, true, attach);
     let (a, b) = (lab.lbs[0].clone(), lab.lbs[1].clone());
     wait_for_vip(&lab, &a, Instant::now(), Duration::from_secs(10));
     wait_until("replication to connect", Duration::from_secs(10), || {
@@ -321,7 +345,7 @@ fn long_lived_connections_survive_a_failover_even_after_the_backend_set_changed(
             other => failed.push((stream.backend, other)),
         }
     }
-    println!("RELIABILITY: node failure under long-lived streams: {total} streams ({movers} would have moved with b4), failover gap {} ms, failed: {failed:?}", gap.as_millis());
+    println!("RELIABILITY ({attach}): node failure under long-lived streams: {total} streams ({movers} would have moved with b4), failover gap {} ms, failed: {failed:?}", gap.as_millis());
     assert!(
         failed.is_empty(),
         "streams broke across the failover: {failed:?}"

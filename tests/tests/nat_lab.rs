@@ -682,12 +682,22 @@ fn nat_at_tc_balances_new_connections_counts_them_and_hides_the_client() {
 // 2. Kept-alive connections across a backend added and one drained.
 
 #[test]
-fn nat_kept_alive_connections_survive_a_backend_added_and_one_drained() {
+fn nat_at_xdp_kept_alive_connections_survive_a_backend_added_and_one_drained() {
+    backend_changes("xdp");
+}
+
+#[test]
+fn nat_at_tc_kept_alive_connections_survive_a_backend_added_and_one_drained() {
+    backend_changes("tc");
+}
+
+fn backend_changes(attach: &str) {
     let started = Instant::now();
     let mut lab = nat_lab(1, 4);
     start_nat_lbd(
         &mut lab,
         &Spec {
+            attach,
             ipv6: false,
             health: true,
             ..Spec::default()
@@ -801,7 +811,16 @@ fn nat_kept_alive_connections_survive_a_backend_added_and_one_drained() {
 // 3. A VRRP failover under long-lived NAT'd streams.
 
 #[test]
-fn nat_streams_survive_a_vrrp_failover() {
+fn nat_at_xdp_streams_survive_a_vrrp_failover() {
+    failover("xdp");
+}
+
+#[test]
+fn nat_at_tc_streams_survive_a_vrrp_failover() {
+    failover("tc");
+}
+
+fn failover(attach: &str) {
     let started = Instant::now();
     let mut lab = nat_lab(2, 3);
     let (a, b) = (lab.lbs[0].clone(), lab.lbs[1].clone());
@@ -809,6 +828,7 @@ fn nat_streams_survive_a_vrrp_failover() {
         &lab,
         &a,
         &Spec {
+            attach,
             vrrp: Some((&b, 150)),
             ..Spec::default()
         },
@@ -817,6 +837,7 @@ fn nat_streams_survive_a_vrrp_failover() {
         &lab,
         &b,
         &Spec {
+            attach,
             vrrp: Some((&a, 100)),
             ..Spec::default()
         },
@@ -960,7 +981,16 @@ fn nat_streams_survive_a_vrrp_failover() {
 // 4. Port exhaustion.
 
 #[test]
-fn nat_port_exhaustion_drops_and_counts_then_recovers_when_flows_end() {
+fn nat_at_xdp_port_exhaustion_drops_and_counts_then_recovers_when_flows_end() {
+    port_exhaustion("xdp");
+}
+
+#[test]
+fn nat_at_tc_port_exhaustion_drops_and_counts_then_recovers_when_flows_end() {
+    port_exhaustion("tc");
+}
+
+fn port_exhaustion(attach: &str) {
     let started = Instant::now();
     const MAX: u16 = 60_003;
     const MIN: u16 = MAX - 3;
@@ -971,6 +1001,7 @@ fn nat_port_exhaustion_drops_and_counts_then_recovers_when_flows_end() {
     start_nat_lbd(
         &mut lab,
         &Spec {
+            attach,
             backends: &["b1"],
             ipv6: false,
             nat_extra: &nat_extra,
