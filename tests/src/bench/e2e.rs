@@ -60,7 +60,7 @@ pub struct E2eResults {
 
 const SYSTEMS: &[&str] = &["direct", "lbd", "xdp-forward", "haproxy", "nginx-stream"];
 /// The routed lab's systems: both serve unmodified, routed backends.
-const ROUTED_SYSTEMS: &[&str] = &["direct", "lbd-nat", "haproxy"];
+const ROUTED_SYSTEMS: &[&str] = &["direct", "lbd-nat", "lbd-nat-tc", "haproxy"];
 const MODES: &[&str] = &["keep-alive", "new-connection"];
 /// The LB node's NAT address in the routed lab (on its LB-network leg).
 const NAT4: &str = "198.18.0.50";
@@ -197,10 +197,11 @@ fn start(lab: &mut Lab, system: &str, round: u32, target: &Target) -> anyhow::Re
     let (backends, port) = (&target.backends, target.port);
     match system {
         "direct" => Ok(Running::Nothing),
-        "lbd" | "lbd-nat" => {
-            let nat = system == "lbd-nat";
+        "lbd" | "lbd-nat" | "lbd-nat-tc" => {
+            let nat = system != "lbd";
+            let attach = if system == "lbd-nat-tc" { "tc" } else { "xdp" };
             let mut config = format!(
-                "interface = \"eth0\"\nadmin_socket = \"{}/lbd.sock\"\nmetrics_listen = \"off\"\n",
+                "interface = \"eth0\"\nattach = \"{attach}\"\nadmin_socket = \"{}/lbd.sock\"\nmetrics_listen = \"off\"\n",
                 dir.display()
             );
             if nat {
