@@ -377,33 +377,17 @@ fn parse_mac(text: &str) -> anyhow::Result<[u8; 6]> {
 
 /// Runs every system in every mode, `rounds` times interleaved, in the
 /// L2 lab (DSR).
-pub fn run(
-    rounds: u32,
-    seconds: u32,
-    threads: u32,
-    connections: u32,
-) -> anyhow::Result<E2eResults> {
+pub fn run(load: &Load) -> anyhow::Result<E2eResults> {
     let mut lab = Lab::start(3).context("lab")?;
     lab.wait_for_backends()?;
     let target = Target::of(&lab, 80);
-    let load = Load {
-        rounds,
-        seconds,
-        threads,
-        connections,
-    };
-    measure(&mut lab, SYSTEMS, &target, &load)
+    measure(&mut lab, SYSTEMS, &target, load)
 }
 
 /// The routed lab's comparison: lbd in NAT mode against HAProxy `mode
 /// tcp`, both in front of the same unmodified backends behind a router
 /// (and direct to one of them), interleaved as `run` does.
-pub fn run_routed(
-    rounds: u32,
-    seconds: u32,
-    threads: u32,
-    connections: u32,
-) -> anyhow::Result<E2eResults> {
+pub fn run_routed(load: &Load) -> anyhow::Result<E2eResults> {
     let mut lab = Lab::start_routed(3).context("routed lab")?;
     let status = Command::new("ip")
         .args([
@@ -421,21 +405,20 @@ pub fn run_routed(
     }
     lab.wait_for_backends()?;
     let target = Target::of(&lab, crate::topology::ROUTED_BACKEND_PORT);
-    let load = Load {
-        rounds,
-        seconds,
-        threads,
-        connections,
-    };
-    measure(&mut lab, ROUTED_SYSTEMS, &target, &load)
+    measure(&mut lab, ROUTED_SYSTEMS, &target, load)
 }
 
 /// How hard and how long wrk pushes.
-struct Load {
-    rounds: u32,
-    seconds: u32,
-    threads: u32,
-    connections: u32,
+#[derive(Debug, Clone, Copy)]
+pub struct Load {
+    /// Rounds, interleaved system by system.
+    pub rounds: u32,
+    /// Seconds per wrk run.
+    pub seconds: u32,
+    /// wrk threads.
+    pub threads: u32,
+    /// wrk connections.
+    pub connections: u32,
 }
 
 fn measure(

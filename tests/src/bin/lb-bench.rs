@@ -75,8 +75,14 @@ fn main() -> anyhow::Result<()> {
     } else {
         None
     };
+    let load = bench::e2e::Load {
+        rounds: args.rounds.min(3),
+        seconds: 3,
+        threads: 2,
+        connections: 32,
+    };
     let e2e = if wanted("e2e") {
-        Some(bench::e2e::run(args.rounds.min(3), 3, 2, 32)?)
+        Some(bench::e2e::run(&load)?)
     } else {
         None
     };
@@ -91,7 +97,7 @@ fn main() -> anyhow::Result<()> {
         None
     };
     let e2e_nat = if wanted("e2e-nat") {
-        Some(bench::e2e::run_routed(args.rounds.min(3), 3, 2, 32)?)
+        Some(bench::e2e::run_routed(&load)?)
     } else {
         None
     };
