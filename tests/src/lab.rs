@@ -1268,11 +1268,13 @@ fn sysctl(netns: &str, key: &str, value: &str) -> anyhow::Result<()> {
     )
 }
 
-fn run(program: &str, args: &[&str]) -> anyhow::Result<()> {
+/// Runs `program` with `args`; an error carries its stderr.
+pub(crate) fn run(program: &str, args: &[&str]) -> anyhow::Result<()> {
     output(program, args).map(drop)
 }
 
-fn output(program: &str, args: &[&str]) -> anyhow::Result<String> {
+/// `program`'s stdout; an error carries its stderr.
+pub(crate) fn output(program: &str, args: &[&str]) -> anyhow::Result<String> {
     let out = Command::new(program)
         .args(args)
         .stdin(Stdio::null())

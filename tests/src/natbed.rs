@@ -10,11 +10,10 @@
 
 use std::{
     net::IpAddr,
-    process::{Command, Stdio},
     sync::atomic::{AtomicU32, Ordering},
 };
 
-use anyhow::{anyhow, bail, Context as _};
+use anyhow::{anyhow, Context as _};
 use aya::programs::{TestRun as _, TestRunOptions};
 use lb_common::{
     consts::{names, NAT_FLOWS_SIZE_DEFAULT},
@@ -27,6 +26,7 @@ use lb_userspace::{
 };
 
 use crate::{
+    lab::{output, run},
     packet::{CLIENT_MAC, LB_MAC},
     testbed::{self, Hook, TestBed},
 };
@@ -377,24 +377,4 @@ impl NatBed {
 /// The address `s` (tests' constants).
 pub fn addr(s: &str) -> IpAddr {
     s.parse().expect("test address")
-}
-
-fn run(program: &str, args: &[&str]) -> anyhow::Result<()> {
-    output(program, args).map(drop)
-}
-
-fn output(program: &str, args: &[&str]) -> anyhow::Result<String> {
-    let out = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("starting {program}"))?;
-    if !out.status.success() {
-        bail!(
-            "{program} {} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }

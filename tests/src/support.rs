@@ -134,3 +134,20 @@ pub fn wait_health(lab: &Lab, address: &str, want: HealthStatus) {
 pub fn load(lab: &Lab, limit: Duration) -> Load {
     Load::start(&lab.client.netns, IpAddr::V4(VIP4), limit)
 }
+
+/// `ip <args>`'s output (in the calling thread's namespace); panics with
+/// stderr on failure.
+pub fn ip(args: &[&str]) -> String {
+    let out = Command::new("ip")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ip");
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

@@ -28,6 +28,7 @@ use lb_tests::{
         OUT_MAC, SAME_IF4, SAME_IF6, UNROUTED4, UNROUTED6,
     },
     packet::{self, Flow, Tcp, ACK, CLIENT_MAC, SYN},
+    support::ip,
     testbed::{flow_key, Hook, VIP4, VIP6},
 };
 use lb_userspace::{
@@ -788,15 +789,6 @@ fn a_missing_neighbour_drops_and_names_the_gateway(hook: Hook) {
         assert_eq!(counter(bed, Counter::NatNew), 2);
         assert_eq!(counter(bed, Counter::NatHit), 1);
     });
-}
-
-/// Runs `ip` in the calling thread's namespace (the bed's).
-fn ip(args: &[&str]) {
-    let status = std::process::Command::new("ip")
-        .args(args)
-        .status()
-        .expect("running ip");
-    assert!(status.success(), "ip {args:?}");
 }
 
 /// A tracked flow keeps its cached next hop until its entry is touched

@@ -12,7 +12,7 @@ use std::{
     collections::{BTreeMap, BTreeSet},
     io::{Read as _, Write as _},
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream},
-    process::{Command, Stdio},
+    process::Command,
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc,
@@ -23,7 +23,7 @@ use std::{
 
 use lb_tests::{
     lab::{in_netns, Host, Lab, Topology, HTTP_PORT, ROUTED_BACKEND_PORT, VIP4, VIP6},
-    support::{counter, status_on, wait_until},
+    support::{counter, ip, status_on, wait_until},
 };
 use lb_userspace::api::schema::{HealthStatus, Status};
 
@@ -193,22 +193,6 @@ fn start_nat_lbd(lab: &mut Lab, spec: &Spec) {
     let lb = lab.lb.clone();
     let config = nat_config(lab, &lb, spec);
     lab.start_lbd(&config).expect("lbd");
-}
-
-/// `ip <args>`'s stdout; panics with stderr on failure.
-fn ip(args: &[&str]) -> String {
-    let out = Command::new("ip")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run ip");
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// The lab's single lbd's status.

@@ -10,7 +10,6 @@ use std::{
     collections::BTreeSet,
     fs,
     net::{IpAddr, SocketAddr},
-    process::{Command, Stdio},
     thread,
     time::{Duration, Instant},
 };
@@ -18,7 +17,7 @@ use std::{
 use lb_tests::{
     lab::{Host, Lab, VIP4},
     postgres::{query, seed_topology, Length, PgStack, Pgbench, Run, PGBOUNCER_PORT},
-    support::{status_on, wait_until},
+    support::{ip, status_on, wait_until},
 };
 use lb_userspace::api::schema::HealthStatus;
 
@@ -58,22 +57,6 @@ fn session_sources(lab: &Lab, stack: &PgStack) -> BTreeSet<IpAddr> {
     .lines()
     .filter_map(|l| l.trim().parse().ok())
     .collect()
-}
-
-/// `ip <args>`'s output; panics with stderr on failure.
-fn ip(args: &[&str]) -> String {
-    let out = Command::new("ip")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run ip");
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Asserts `host` carries nothing of DSR (only loopback on `lo`, no VIP)

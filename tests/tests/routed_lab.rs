@@ -11,7 +11,10 @@ use std::{
     time::Duration,
 };
 
-use lb_tests::lab::{self, http_get, in_netns, Host, Lab, ROUTED_BACKEND_PORT, VIP4, VIP6};
+use lb_tests::{
+    lab::{self, http_get, in_netns, Host, Lab, ROUTED_BACKEND_PORT, VIP4, VIP6},
+    support::ip,
+};
 use socket2::{Domain, Protocol, Socket, Type};
 
 /// Network indices of `Topology::routed`.
@@ -23,22 +26,6 @@ fn routed(backends: usize) -> Lab {
     let lab = Lab::start_routed(backends).expect("routed lab");
     lab.wait_for_backends().expect("nginx up");
     lab
-}
-
-/// `ip <args>`'s output; panics with stderr on failure.
-fn ip(args: &[&str]) -> String {
-    let out = Command::new("ip")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run ip");
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// `ip route get` for `to` in `netns`: (gateway if any, egress device).
