@@ -135,6 +135,13 @@ pub mod names {
     pub const MAP_NAT_SOURCES: &str = "NAT_SOURCES";
     /// Interfaces XDP may redirect to: ifindex -> ifindex (a devmap hash).
     pub const MAP_TX_PORTS: &str = "TX_PORTS";
+    /// Tunnel settings (`TunnelConfig`, one entry).
+    pub const MAP_TUNNEL_CONFIG: &str = "TUNNEL_CONFIG";
+    /// Per-CPU next hop per backend id of tunnelled modes (`TunnelHop`).
+    pub const MAP_TUNNEL_HOPS: &str = "TUNNEL_HOPS";
+    /// tc egress program for `lo`: encapsulates lbd's marked data-path
+    /// health checks to their backend.
+    pub const PROG_TC_HC_ENCAP: &str = "tc_hc_encap";
     /// Ring buffer of `DataplaneEvent`s for lbd's log.
     pub const MAP_EVENTS: &str = "EVENTS";
     /// Per-CPU time of the last event of each kind (rate limit).

@@ -252,6 +252,8 @@ mod pod {
     unsafe impl aya::Pod for super::BenchTemplate {}
     unsafe impl aya::Pod for super::NatSource {}
     unsafe impl aya::Pod for super::NatEntry {}
+    unsafe impl aya::Pod for crate::tunnel::TunnelConfig {}
+    unsafe impl aya::Pod for crate::tunnel::TunnelHop {}
 }
 
 const _: () = {
@@ -267,4 +269,6 @@ const _: () = {
     assert!(size_of::<BenchTemplate>() == 8 + BENCH_TEMPLATE_MAX);
     assert!(size_of::<NatSource>() == 24);
     assert!(size_of::<NatEntry>() == 72);
+    assert!(size_of::<crate::tunnel::TunnelConfig>() == 24);
+    assert!(size_of::<crate::tunnel::TunnelHop>() == 40);
 };

@@ -74,10 +74,25 @@ pub enum Counter {
     NatNew = 22,
     /// Event: a NAT'd packet (either direction) found its translation.
     NatHit = 23,
+    /// Verdict: a tunnelled VIP's packet (`Mode::Ipip` / `Mode::Gue`) that
+    /// would exceed the egress MTU once encapsulated was answered with an
+    /// ICMP fragmentation-needed / ICMPv6 packet-too-big carrying the MTU
+    /// left for the inner packet, sent back to the client (path MTU
+    /// discovery), instead of being forwarded.
+    SentIcmpTooBig = 24,
+    /// Event: a tunnelled packet was encapsulated (its verdict is
+    /// `Forwarded` or `ForwardedIcmpError`).
+    TunnelEncap = 25,
+    /// Event: a data-path health check (locally sent, marked) was
+    /// encapsulated to its backend by `tc_hc_encap`.
+    HcEncap = 26,
+    /// Event: a marked health-check packet could not be encapsulated (no
+    /// such backend or VIP, no route or neighbour, too big) and was dropped.
+    HcDrop = 27,
 }
 
 /// Number of `Counter` slots.
-pub const COUNTER_COUNT: u32 = 24;
+pub const COUNTER_COUNT: u32 = 28;
 
 impl Counter {
     /// Every counter, in index order.
@@ -106,6 +121,10 @@ impl Counter {
         Counter::ForwardedNatIcmpError,
         Counter::NatNew,
         Counter::NatHit,
+        Counter::SentIcmpTooBig,
+        Counter::TunnelEncap,
+        Counter::HcEncap,
+        Counter::HcDrop,
     ];
 
     /// True for verdict counters (exactly one of them counts each packet),
@@ -119,6 +138,9 @@ impl Counter {
                 | Counter::ConntrackInsertFailed
                 | Counter::NatNew
                 | Counter::NatHit
+                | Counter::TunnelEncap
+                | Counter::HcEncap
+                | Counter::HcDrop
         )
     }
 
@@ -149,6 +171,10 @@ impl Counter {
             Counter::ForwardedNatIcmpError => "forwarded_nat_icmp_error",
             Counter::NatNew => "nat_new",
             Counter::NatHit => "nat_hit",
+            Counter::SentIcmpTooBig => "sent_icmp_too_big",
+            Counter::TunnelEncap => "tunnel_encap",
+            Counter::HcEncap => "hc_encap",
+            Counter::HcDrop => "hc_drop",
         }
     }
 }

@@ -75,6 +75,8 @@ pub(crate) const FAMILIES: &[(&str, &str)] = &[
     ("lbd_replication_auth_failures_total", "counter"),
     ("lbd_vip_info", "gauge"),
     ("lbd_nat_events_total", "counter"),
+    ("lbd_tunnel_events_total", "counter"),
+    ("lbd_hc_events_total", "counter"),
     ("lbd_nat_flows", "gauge"),
     ("lbd_nat_flow_capacity", "gauge"),
     ("lbd_nat_reaped_total", "counter"),
@@ -357,22 +359,19 @@ impl Exporter<'_> {
 
         // Verdicts and events of the XDP program.
         let mut verdicts = Vec::new();
-        let mut events = Vec::new();
-        let mut nat_events = Vec::new();
+        let mut events: Vec<Vec<_>> = vec![Vec::new(); EVENT_FAMILIES.len()];
         for (name, value) in &s.counters {
             let (kind, reason) = match name.split_once('_') {
                 Some(("pass", reason)) => ("pass", reason),
                 Some(("drop", reason)) => ("drop", reason),
-                Some(("conntrack", event)) => ("conntrack", event),
-                Some(("nat", event)) => ("nat", event),
+                Some((family, event)) if EVENT_FAMILIES.iter().any(|f| f.0 == family) => {
+                    (family, event)
+                }
                 _ => ("tx", name.as_str()),
             };
-            if kind == "conntrack" {
-                events.push((labels(&[("event", reason)]), *value));
-            } else if kind == "nat" {
-                nat_events.push((labels(&[("event", reason)]), *value));
-            } else {
-                verdicts.push((labels(&[("verdict", kind), ("reason", reason)]), *value));
+            match EVENT_FAMILIES.iter().position(|f| f.0 == kind) {
+                Some(i) => events[i].push((labels(&[("event", reason)]), *value)),
+                None => verdicts.push((labels(&[("verdict", kind), ("reason", reason)]), *value)),
             }
         }
         self.counter(
@@ -381,18 +380,9 @@ impl Exporter<'_> {
             None,
             verdicts,
         );
-        self.counter(
-            "conntrack_events",
-            "Connection-table events (hit, new, rehash, insert_failed)",
-            None,
-            events,
-        );
-        self.counter(
-            "nat_events",
-            "NAT flow table events (new: a flow got its source port; hit: a packet found its translation)",
-            None,
-            nat_events,
-        );
+        for ((family, help), samples) in EVENT_FAMILIES.iter().zip(events) {
+            self.counter(&format!("{family}_events"), help, None, samples);
+        }
         self.gauge(
             "conntrack_entries",
             "Flows in the connection table",
@@ -735,6 +725,27 @@ impl Exporter<'_> {
 }
 
 /// Every NAT flow state, so each has a series from the first scrape.
+/// Families of data-plane event counters (a counter named
+/// `<family>_<event>`), each rendered as `lbd_<family>_events_total`.
+const EVENT_FAMILIES: [(&str, &str); 4] = [
+    (
+        "conntrack",
+        "Connection-table events (hit, new, rehash, insert_failed)",
+    ),
+    (
+        "nat",
+        "NAT flow table events (new: a flow got its source port; hit: a packet found its translation)",
+    ),
+    (
+        "tunnel",
+        "Tunnelled-mode events (encap: a packet was encapsulated to its backend)",
+    ),
+    (
+        "hc",
+        "Data-path health checks (encap: a check packet was encapsulated to its backend; drop: it could not be)",
+    ),
+];
+
 const NAT_STATES: [lb_common::nat::NatFlowState; 5] = {
     use lb_common::nat::NatFlowState::*;
     [TcpSynSent, TcpEstablished, TcpClosing, TcpClosed, Udp]
@@ -828,6 +839,8 @@ mod tests {
                 ("pass_ipv6_ext".to_owned(), 2),
                 ("conntrack_hit".to_owned(), 960),
                 ("nat_new".to_owned(), 3),
+                ("tunnel_encap".to_owned(), 4),
+                ("hc_encap".to_owned(), 2),
             ]),
             vrrp: vec![InstanceStatus {
                 vrid: 51,

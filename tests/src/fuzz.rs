@@ -556,7 +556,8 @@ fn counted_action(counter: Counter) -> Option<u32> {
         Counter::Forwarded
         | Counter::ForwardedIcmpError
         | Counter::ForwardedNatReply
-        | Counter::ForwardedNatIcmpError => Some(action::TX),
+        | Counter::ForwardedNatIcmpError
+        | Counter::SentIcmpTooBig => Some(action::TX),
         Counter::DropMalformed
         | Counter::DropNoBackend
         | Counter::DropTcpFlags
@@ -576,7 +577,10 @@ fn counted_action(counter: Counter) -> Option<u32> {
         | Counter::ConntrackRehash
         | Counter::ConntrackInsertFailed
         | Counter::NatNew
-        | Counter::NatHit => None,
+        | Counter::NatHit
+        | Counter::TunnelEncap
+        | Counter::HcEncap
+        | Counter::HcDrop => None,
     }
 }
 
@@ -609,6 +613,10 @@ fn reached(counter: Counter) {
         Counter::ForwardedNatIcmpError => 21,
         Counter::NatNew => 22,
         Counter::NatHit => 23,
+        Counter::SentIcmpTooBig => 24,
+        Counter::TunnelEncap => 25,
+        Counter::HcEncap => 26,
+        Counter::HcDrop => 27,
     };
     std::hint::black_box(n);
 }

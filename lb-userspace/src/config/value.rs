@@ -166,8 +166,10 @@ pub fn weight(n: i64) -> Result<u32, ValueError> {
 
 /// A VIP's forwarding mode by name (`dsr-l2`, `nat`).
 pub fn forwarding(text: &str) -> Result<lb_common::Mode, ValueError> {
+    // Tunnelled modes are accepted once the data plane and lbd serve them.
     let choices: Vec<(&str, lb_common::Mode)> = lb_common::Mode::ALL
         .iter()
+        .filter(|m| !m.is_tunnel())
         .map(|m| (m.name(), *m))
         .collect();
     choice(text, &choices)
