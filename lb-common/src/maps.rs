@@ -269,6 +269,6 @@ const _: () = {
     assert!(size_of::<BenchTemplate>() == 8 + BENCH_TEMPLATE_MAX);
     assert!(size_of::<NatSource>() == 24);
     assert!(size_of::<NatEntry>() == 72);
-    assert!(size_of::<crate::tunnel::TunnelConfig>() == 24);
+    assert!(size_of::<crate::tunnel::TunnelConfig>() == 28);
     assert!(size_of::<crate::tunnel::TunnelHop>() == 40);
 };

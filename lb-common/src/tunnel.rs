@@ -22,6 +22,10 @@ pub struct TunnelConfig {
     pub source_v4_len: u8,
     /// Length of `source_v6` (0..=128; 128 = one fixed address).
     pub source_v6_len: u8,
+    /// The interface lbd's balancer is attached to (forwarding enabled by
+    /// lbd): where FIB lookups of locally sent health checks start, as a
+    /// client packet's would.
+    pub ifindex: u32,
 }
 
 /// Where a tunnelled backend's packets go next, cached per backend id and
@@ -167,6 +171,7 @@ mod tests {
             source_v6: [0x2001_0002u32.to_be(), 0x00f0_0000u32.to_be(), 0, 0],
             source_v6_len: 64,
             gue_port: GUE_PORT_DEFAULT.to_be(),
+            ifindex: 2,
         }
     }
 
