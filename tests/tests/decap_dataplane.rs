@@ -284,6 +284,21 @@ fn accepted() -> Vec<(&'static str, Vec<u8>, Vec<u8>, DecapCounter)> {
             DecapCounter::DecapGue,
         ),
         (
+            "ipip v4, outer header with options",
+            packet::with_ipv4_options(
+                &frame(BACKEND_V4, Encap::Ipip, &tcp4),
+                &[1, 1, 1, 0, 7, 3, 4, 0],
+            ),
+            tcp4.clone(),
+            DecapCounter::DecapIpip,
+        ),
+        (
+            "gue v4, outer header with options",
+            packet::with_ipv4_options(&frame(BACKEND_V4, gue1(), &udp4), &[1, 1, 1, 0]),
+            udp4.clone(),
+            DecapCounter::DecapGue,
+        ),
+        (
             "ipip icmp frag-needed about a VIP flow",
             frame(BACKEND_V4, Encap::Ipip, &icmp4),
             icmp4.clone(),
