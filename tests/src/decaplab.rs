@@ -88,6 +88,8 @@ pub struct DecapLab {
     mode: Arc<Mutex<RelayMode>>,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
+    /// lb-decap processes started with `spawn_lb_decap`, by name.
+    children: Vec<(String, std::process::Child)>,
 }
 
 impl DecapLab {
@@ -110,6 +112,7 @@ impl DecapLab {
             })),
             stop: Arc::new(AtomicBool::new(false)),
             threads: Vec::new(),
+            children: Vec::new(),
         };
         lab.build().context("building the decap lab")?;
         Ok(lab)
@@ -363,6 +366,60 @@ impl DecapLab {
         Ok(command)
     }
 
+    /// Starts `lb-decap args...` in the backend namespace as `name`, its
+    /// output in `<dir>/<name>.log`; killed when the lab drops if still
+    /// running.
+    pub fn spawn_lb_decap(&mut self, name: &str, args: &[&str]) -> anyhow::Result<()> {
+        let log = fs::File::create(self.dir.join(format!("{name}.log")))?;
+        let child = self
+            .lb_decap_command(args)?
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting lb-decap")?;
+        self.children.push((name.to_owned(), child));
+        Ok(())
+    }
+
+    /// The log of process `name`.
+    pub fn log(&self, name: &str) -> String {
+        fs::read_to_string(self.dir.join(format!("{name}.log"))).unwrap_or_default()
+    }
+
+    /// Sends `signal` to process `name`.
+    pub fn signal(&self, name: &str, signal: i32) -> anyhow::Result<()> {
+        let (_, child) = self
+            .children
+            .iter()
+            .find(|(n, _)| n == name)
+            .ok_or_else(|| anyhow!("no process {name}"))?;
+        // SAFETY: plain kill(2) of our own child (not yet waited for).
+        if unsafe { libc::kill(child.id() as i32, signal) } != 0 {
+            bail!("kill {name}: {}", std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Waits (at most 10 s) for process `name` to exit.
+    pub fn wait(&mut self, name: &str) -> anyhow::Result<std::process::ExitStatus> {
+        let index = self
+            .children
+            .iter()
+            .position(|(n, _)| n == name)
+            .ok_or_else(|| anyhow!("no process {name}"))?;
+        let (_, mut child) = self.children.remove(index);
+        for _ in 0..500 {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        bail!("{name} did not exit within 10 s:\n{}", self.log(name))
+    }
+
     /// `ip -d link show eth0` in the backend namespace.
     pub fn backend_link(&self) -> anyhow::Result<String> {
         output("ip", &["-n", &self.backend, "-d", "link", "show", "eth0"])
@@ -385,6 +442,16 @@ impl DecapLab {
 
 impl Drop for DecapLab {
     fn drop(&mut self) {
+        for (name, mut child) in self.children.drain(..) {
+            if std::thread::panicking() {
+                eprintln!(
+                    "--- {name} log ---\n{}",
+                    fs::read_to_string(self.dir.join(format!("{name}.log"))).unwrap_or_default()
+                );
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
         self.stop.store(true, Ordering::SeqCst);
         for thread in self.threads.drain(..) {
             let _ = thread.join();
