@@ -84,7 +84,14 @@ pub fn apply(settings: &Settings, pins: &PinDir) -> anyhow::Result<Applied> {
         info!(interface = %settings.interface, attach = settings.attach.name(), "program still attached; configuration updated in place");
         Applied::Updated
     } else {
-        attach_fresh(settings, pins)?;
+        if let Err(error) = attach_fresh(settings, pins) {
+            // Leave no empty directories behind a failed first start.
+            if pins.links().is_empty() && !pins.maps_pinned() {
+                let _ = std::fs::remove_dir(pins.maps_dir());
+                let _ = std::fs::remove_dir(pins.root());
+            }
+            return Err(error);
+        }
         Applied::Attached
     };
     for (attach, interface, path) in pins.links() {
