@@ -84,6 +84,25 @@ fn lb_decap_serves_every_encapsulation_survives_restarts_and_cleans_up() {
     });
     assert!(lab.request(VIP4.into()).is_err(), "no decap, no answer");
 
+    // A start that fails (native XDP on lo) changes nothing.
+    let lo = lab
+        .write_config(
+            "lo.toml",
+            &format!("interface = \"lo\"\nxdp_mode = \"native\"\naddresses = [\"198.19.2.11\"]\nvips = [{VIPS}]\n"),
+        )
+        .expect("config");
+    let (code, _, stderr) = outcome(
+        &lab.lb_decap(&["apply", "--config", &lo.to_string_lossy()])
+            .expect("apply"),
+    );
+    assert_ne!(code, 0);
+    assert!(stderr.contains("attaching xdp_decap to lo"), "{stderr}");
+    assert!(
+        !lab.pin_dir.exists(),
+        "a failed start left {}",
+        lab.pin_dir.display()
+    );
+
     // XDP, the addresses taken from the interface.
     let xdp = lab
         .write_config("xdp.toml", &config("xdp", VIPS))
