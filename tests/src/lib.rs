@@ -8,6 +8,8 @@ pub mod bench;
 pub mod client;
 pub mod corpus;
 pub mod craft;
+pub mod decapbed;
+pub mod decaplab;
 pub mod fuzz;
 pub mod lab;
 pub mod lbd_maps;

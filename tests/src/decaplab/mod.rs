@@ -1,0 +1,513 @@
+//! A two-namespace lab for lb-decap: a "balancer" namespace that
+//! encapsulates (no kernel tunnel modules here, so a relay thread reads the
+//! client's packets for the VIPs from a TUN device and sends them wrapped
+//! in IPIP, IP6IP6, 4in6 or GUE through raw and UDP sockets) and a backend
+//! namespace on the other end of a veth, holding the VIPs on `lo`, a TCP
+//! service on them and lb-decap. Replies go straight back (DSR). Names
+//! carry the prefix `t2-<pid>`; everything is removed on drop.
+
+use std::{
+    fs,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream},
+    os::fd::{AsRawFd as _, OwnedFd},
+    path::{Path, PathBuf},
+    process::{Command, Output, Stdio},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+    },
+    thread::JoinHandle,
+    time::Duration,
+};
+
+use anyhow::{anyhow, bail, Context as _};
+use socket2::{Domain, Socket, Type};
+
+mod relay;
+mod service;
+
+pub use relay::{RelayMode, Wrap};
+pub use service::ask;
+
+use relay::Sockets;
+
+use crate::lab::{in_netns, output, run};
+
+/// The VIPs the backend serves (TCP port `PORT`).
+pub const VIP4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);
+/// IPv6 VIP.
+pub const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 0x100);
+/// The service port.
+pub const PORT: u16 = 80;
+/// The client's addresses (on the balancer namespace's `lo`).
+pub const CLIENT4: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 10);
+/// IPv6 client.
+pub const CLIENT6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 1, 0, 0, 0, 0x10);
+/// The backend's addresses on its `eth0`.
+pub const BACKEND4: Ipv4Addr = Ipv4Addr::new(198, 19, 2, 11);
+/// IPv6 backend.
+pub const BACKEND6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 2, 0, 0, 0, 0x11);
+/// The balancer's addresses on its `eth0`.
+const BALANCER4: Ipv4Addr = Ipv4Addr::new(198, 19, 2, 1);
+const BALANCER6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 2, 0, 0, 0, 1);
+/// GUE port.
+pub const GUE_PORT: u16 = lb_common::tunnel::GUE_PORT_DEFAULT;
+/// A BPF filesystem outside /sys (`ip netns exec` remounts /sys).
+const BPFFS: &str = "/run/t2-bpffs";
+
+/// The lab (see the module doc).
+pub struct DecapLab {
+    /// Name prefix.
+    pub prefix: String,
+    /// The balancer/client namespace.
+    pub balancer: String,
+    /// The backend namespace.
+    pub backend: String,
+    /// Scratch directory (configs, logs).
+    pub dir: PathBuf,
+    /// lb-decap's pin directory.
+    pub pin_dir: PathBuf,
+    mode: Arc<Mutex<RelayMode>>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+    /// lb-decap processes started with `spawn_lb_decap`, by name.
+    children: Vec<(String, std::process::Child)>,
+}
+
+impl DecapLab {
+    /// Builds the namespaces, the veth, the relay and the service.
+    pub fn start() -> anyhow::Result<Self> {
+        let prefix = format!("t2-{}", std::process::id());
+        let dir = std::env::temp_dir().join(&prefix);
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir)?;
+        ensure_bpffs()?;
+        let mut lab = Self {
+            balancer: format!("{prefix}-lb"),
+            backend: format!("{prefix}-be"),
+            pin_dir: Path::new(BPFFS).join(format!("{prefix}-decap")),
+            prefix,
+            dir,
+            mode: Arc::new(Mutex::new(RelayMode {
+                wrap: Wrap::Ipip,
+                outer_v6: false,
+            })),
+            stop: Arc::new(AtomicBool::new(false)),
+            threads: Vec::new(),
+            children: Vec::new(),
+        };
+        lab.build().context("building the decap lab")?;
+        Ok(lab)
+    }
+
+    fn build(&mut self) -> anyhow::Result<()> {
+        let (lb, be) = (self.balancer.clone(), self.backend.clone());
+        for ns in [&lb, &be] {
+            run("ip", &["netns", "add", ns])?;
+            ip(ns, &["link", "set", "lo", "up"])?;
+        }
+        let (a, b) = (format!("{}a", self.prefix), format!("{}b", self.prefix));
+        run(
+            "ip",
+            &["link", "add", &a, "type", "veth", "peer", "name", &b],
+        )?;
+        run("ip", &["link", "set", &a, "netns", &lb, "name", "eth0"])?;
+        run("ip", &["link", "set", &b, "netns", &be, "name", "eth0"])?;
+        for (ns, v4, v6) in [(&lb, BALANCER4, BALANCER6), (&be, BACKEND4, BACKEND6)] {
+            ip(ns, &["addr", "add", &format!("{v4}/24"), "dev", "eth0"])?;
+            ip(
+                ns,
+                &[
+                    "-6",
+                    "addr",
+                    "add",
+                    &format!("{v6}/64"),
+                    "dev",
+                    "eth0",
+                    "nodad",
+                ],
+            )?;
+            ip(ns, &["link", "set", "eth0", "up"])?;
+            // veth leaves checksums partial; nothing here should rely on it.
+            run(
+                "ip",
+                &["netns", "exec", ns, "ethtool", "-K", "eth0", "tx", "off"],
+            )?;
+        }
+        // The backend: VIPs on lo, no ARP/ND for them, replies to the
+        // clients through the balancer's network.
+        ip(&be, &["addr", "add", &format!("{VIP4}/32"), "dev", "lo"])?;
+        ip(
+            &be,
+            &["-6", "addr", "add", &format!("{VIP6}/128"), "dev", "lo"],
+        )?;
+        for (key, value) in [
+            ("net.ipv4.conf.all.arp_ignore", "1"),
+            ("net.ipv4.conf.all.arp_announce", "2"),
+            ("net.ipv4.conf.eth0.arp_ignore", "1"),
+            ("net.ipv4.conf.eth0.arp_announce", "2"),
+            ("net.ipv4.conf.all.rp_filter", "2"),
+            ("net.ipv4.conf.eth0.rp_filter", "2"),
+        ] {
+            sysctl(&be, key, value)?;
+        }
+        ip(
+            &be,
+            &[
+                "route",
+                "add",
+                "198.18.1.0/24",
+                "via",
+                &BALANCER4.to_string(),
+            ],
+        )?;
+        ip(
+            &be,
+            &[
+                "-6",
+                "route",
+                "add",
+                "2001:2:0:1::/64",
+                "via",
+                &BALANCER6.to_string(),
+            ],
+        )?;
+        // The client: its addresses on lo, replies from the VIPs arrive on
+        // eth0 while requests leave through the relay's TUN.
+        ip(&lb, &["addr", "add", &format!("{CLIENT4}/32"), "dev", "lo"])?;
+        ip(
+            &lb,
+            &[
+                "-6",
+                "addr",
+                "add",
+                &format!("{CLIENT6}/128"),
+                "dev",
+                "lo",
+                "nodad",
+            ],
+        )?;
+        for key in [
+            "net.ipv4.conf.all.rp_filter",
+            "net.ipv4.conf.default.rp_filter",
+            "net.ipv4.conf.eth0.rp_filter",
+        ] {
+            sysctl(&lb, key, "0")?;
+        }
+        self.start_relay()?;
+        ip(&lb, &["link", "set", "t2tun", "up"])?;
+        ip(
+            &lb,
+            &[
+                "route",
+                "add",
+                &format!("{VIP4}/32"),
+                "dev",
+                "t2tun",
+                "src",
+                &CLIENT4.to_string(),
+            ],
+        )?;
+        ip(
+            &lb,
+            &[
+                "-6",
+                "route",
+                "add",
+                &format!("{VIP6}/128"),
+                "dev",
+                "t2tun",
+                "src",
+                &CLIENT6.to_string(),
+            ],
+        )?;
+        self.start_service()?;
+        Ok(())
+    }
+
+    /// Sets how the relay wraps from now on.
+    pub fn set_mode(&self, mode: RelayMode) {
+        if let Ok(mut m) = self.mode.lock() {
+            *m = mode;
+        }
+    }
+
+    fn start_relay(&mut self) -> anyhow::Result<()> {
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
+        let path = Path::new("/run/netns").join(&self.balancer);
+        let mode = self.mode.clone();
+        let stop = self.stop.clone();
+        self.threads.push(std::thread::spawn(move || {
+            let setup = (|| -> anyhow::Result<(OwnedFd, Sockets)> {
+                enter(&path)?;
+                Ok((relay::open_tun("t2tun")?, Sockets::open()?))
+            })();
+            let (tun, sockets) = match setup {
+                Ok(v) => {
+                    let _ = ready_tx.send(Ok(()));
+                    v
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(format!("{e:#}")));
+                    return;
+                }
+            };
+            relay::relay(&tun, &sockets, &mode, &stop);
+        }));
+        ready_rx
+            .recv_timeout(Duration::from_secs(5))
+            .map_err(|_| anyhow!("the relay did not start"))?
+            .map_err(|e| anyhow!("relay: {e}"))
+    }
+
+    fn start_service(&mut self) -> anyhow::Result<()> {
+        let path = Path::new("/run/netns").join(&self.backend);
+        let stop = self.stop.clone();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
+        self.threads.push(std::thread::spawn(move || {
+            let listeners = (|| -> anyhow::Result<Vec<TcpListener>> {
+                enter(&path)?;
+                let mut out = Vec::new();
+                for addr in [
+                    SocketAddr::from((Ipv4Addr::UNSPECIFIED, PORT)),
+                    SocketAddr::from((Ipv6Addr::UNSPECIFIED, PORT)),
+                ] {
+                    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+                    if addr.is_ipv6() {
+                        socket.set_only_v6(true)?;
+                    }
+                    socket.set_reuse_address(true)?;
+                    socket.bind(&addr.into())?;
+                    socket.listen(128)?;
+                    socket.set_nonblocking(true)?;
+                    out.push(socket.into());
+                }
+                Ok(out)
+            })();
+            let listeners = match listeners {
+                Ok(l) => {
+                    let _ = ready_tx.send(Ok(()));
+                    l
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(format!("{e:#}")));
+                    return;
+                }
+            };
+            service::serve(&listeners, &stop);
+        }));
+        ready_rx
+            .recv_timeout(Duration::from_secs(5))
+            .map_err(|_| anyhow!("the service did not start"))?
+            .map_err(|e| anyhow!("service: {e}"))
+    }
+
+    /// Connects from the client to `vip` (through the relay).
+    pub fn connect(&self, vip: IpAddr) -> anyhow::Result<TcpStream> {
+        in_netns(&self.balancer, move || -> anyhow::Result<TcpStream> {
+            let stream =
+                TcpStream::connect_timeout(&SocketAddr::new(vip, PORT), Duration::from_secs(3))
+                    .with_context(|| format!("connecting to {vip}:{PORT}"))?;
+            stream.set_read_timeout(Some(Duration::from_secs(3)))?;
+            Ok(stream)
+        })?
+    }
+
+    /// One request on a new connection to `vip`: the service's answer,
+    /// which names the peer it saw.
+    pub fn request(&self, vip: IpAddr) -> anyhow::Result<String> {
+        let mut stream = self.connect(vip)?;
+        ask(&mut stream)
+    }
+
+    /// The path of the lb-decap config `name` in the scratch directory,
+    /// written with `text`.
+    pub fn write_config(&self, name: &str, text: &str) -> anyhow::Result<PathBuf> {
+        let path = self.dir.join(name);
+        fs::write(&path, text)?;
+        Ok(path)
+    }
+
+    /// Runs `lb-decap --pin-dir <pins> args...` in the backend namespace.
+    pub fn lb_decap(&self, args: &[&str]) -> anyhow::Result<Output> {
+        self.lb_decap_command(args)?
+            .stdin(Stdio::null())
+            .output()
+            .context("running lb-decap")
+    }
+
+    /// The command `lb_decap` runs, to spawn it.
+    pub fn lb_decap_command(&self, args: &[&str]) -> anyhow::Result<Command> {
+        let mut command = Command::new("ip");
+        command
+            .args(["netns", "exec", &self.backend])
+            .arg(decap_binary()?)
+            .arg("--pin-dir")
+            .arg(&self.pin_dir)
+            .args(args);
+        Ok(command)
+    }
+
+    /// Starts `lb-decap args...` in the backend namespace as `name`, its
+    /// output in `<dir>/<name>.log`; killed when the lab drops if still
+    /// running.
+    pub fn spawn_lb_decap(&mut self, name: &str, args: &[&str]) -> anyhow::Result<()> {
+        let log = fs::File::create(self.dir.join(format!("{name}.log")))?;
+        let child = self
+            .lb_decap_command(args)?
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting lb-decap")?;
+        self.children.push((name.to_owned(), child));
+        Ok(())
+    }
+
+    /// The log of process `name`.
+    pub fn log(&self, name: &str) -> String {
+        fs::read_to_string(self.dir.join(format!("{name}.log"))).unwrap_or_default()
+    }
+
+    /// Sends `signal` to process `name`.
+    pub fn signal(&self, name: &str, signal: i32) -> anyhow::Result<()> {
+        let (_, child) = self
+            .children
+            .iter()
+            .find(|(n, _)| n == name)
+            .ok_or_else(|| anyhow!("no process {name}"))?;
+        // SAFETY: plain kill(2) of our own child (not yet waited for).
+        if unsafe { libc::kill(child.id() as i32, signal) } != 0 {
+            bail!("kill {name}: {}", std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Waits (at most 10 s) for process `name` to exit.
+    pub fn wait(&mut self, name: &str) -> anyhow::Result<std::process::ExitStatus> {
+        let index = self
+            .children
+            .iter()
+            .position(|(n, _)| n == name)
+            .ok_or_else(|| anyhow!("no process {name}"))?;
+        let (_, mut child) = self.children.remove(index);
+        for _ in 0..500 {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        bail!("{name} did not exit within 10 s:\n{}", self.log(name))
+    }
+
+    /// `ip -d link show eth0` in the backend namespace.
+    pub fn backend_link(&self) -> anyhow::Result<String> {
+        output("ip", &["-n", &self.backend, "-d", "link", "show", "eth0"])
+    }
+
+    /// Ids of the programs on the backend's tcx ingress.
+    pub fn tc_programs(&self) -> anyhow::Result<Vec<u32>> {
+        in_netns(&self.backend, || -> anyhow::Result<Vec<u32>> {
+            let (_, programs) = aya::programs::SchedClassifier::query_tcx(
+                "eth0",
+                aya::programs::TcAttachType::Ingress,
+            )?;
+            Ok(programs
+                .iter()
+                .map(aya::programs::ProgramInfo::id)
+                .collect())
+        })?
+    }
+}
+
+impl Drop for DecapLab {
+    fn drop(&mut self) {
+        for (name, mut child) in self.children.drain(..) {
+            if std::thread::panicking() {
+                eprintln!(
+                    "--- {name} log ---\n{}",
+                    fs::read_to_string(self.dir.join(format!("{name}.log"))).unwrap_or_default()
+                );
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.stop.store(true, Ordering::SeqCst);
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+        let _ = self.lb_decap(&["cleanup"]);
+        let _ = fs::remove_dir_all(&self.pin_dir);
+        for ns in [&self.balancer, &self.backend] {
+            let _ = run("ip", &["netns", "del", ns]);
+        }
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The lb-decap binary: `$LB_DECAP_BIN`, or next to the test binary.
+pub fn decap_binary() -> anyhow::Result<PathBuf> {
+    if let Some(path) = std::env::var_os("LB_DECAP_BIN") {
+        return Ok(PathBuf::from(path));
+    }
+    let exe = std::env::current_exe()?;
+    let candidate = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|dir| dir.join("lb-decap"))
+        .ok_or_else(|| anyhow!("cannot locate lb-decap next to {}", exe.display()))?;
+    if !candidate.exists() {
+        bail!(
+            "lb-decap not found at {}: build it first (`cargo build -p lb-decap`) or set LB_DECAP_BIN",
+            candidate.display()
+        );
+    }
+    Ok(candidate)
+}
+
+fn enter(netns: &Path) -> anyhow::Result<()> {
+    let file = fs::File::open(netns).with_context(|| format!("opening {}", netns.display()))?;
+    // SAFETY: setns on a namespace fd affects only this thread.
+    if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+        bail!(
+            "setns {}: {}",
+            netns.display(),
+            std::io::Error::last_os_error()
+        );
+    }
+    Ok(())
+}
+
+fn ensure_bpffs() -> anyhow::Result<()> {
+    let mounts = fs::read_to_string("/proc/self/mounts")?;
+    if mounts
+        .lines()
+        .any(|l| l.split_whitespace().nth(1) == Some(BPFFS) && l.contains(" bpf "))
+    {
+        return Ok(());
+    }
+    fs::create_dir_all(BPFFS)?;
+    run("mount", &["-t", "bpf", "bpf", BPFFS])
+}
+
+fn ip(netns: &str, args: &[&str]) -> anyhow::Result<()> {
+    let mut full = vec!["-n", netns];
+    full.extend_from_slice(args);
+    run("ip", &full)
+}
+
+fn sysctl(netns: &str, key: &str, value: &str) -> anyhow::Result<()> {
+    run(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            netns,
+            "sysctl",
+            "-qw",
+            &format!("{key}={value}"),
+        ],
+    )
+}
