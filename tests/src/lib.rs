@@ -18,3 +18,4 @@ pub mod postgres;
 pub mod support;
 pub mod testbed;
 pub mod topology;
+pub mod tunnelbed;
