@@ -10,6 +10,7 @@ pub mod memory;
 pub mod nat;
 pub mod report;
 pub mod template;
+pub mod tunnel;
 pub mod xdp;
 
 use serde::{Deserialize, Serialize};
@@ -123,4 +124,7 @@ pub struct Results {
     /// End to end in the routed lab: NAT against HAProxy `mode tcp`.
     #[serde(default)]
     pub e2e_nat: Option<e2e::E2eResults>,
+    /// The tunnel modes' cost per packet, XDP and tc, against DSR.
+    #[serde(default)]
+    pub tunnel: Option<tunnel::TunnelResults>,
 }
