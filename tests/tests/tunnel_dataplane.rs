@@ -566,12 +566,9 @@ fn too_big_is_answered_with_icmp(hook: Hook) {
             (VIP4, IPIP, 20),
             (VIP4, GUE, 28),
             (VIP6, IPIP, 40),
-            (VIP6, GUE_4IN6, 0),
+            (VIP6, GUE, 48),
             (VIP4, GUE_4IN6, 48),
         ] {
-            if port == GUE_4IN6 && vip == VIP6 {
-                continue;
-            }
             let flow = client_flow(vip, port, 40_004);
             let header = if vip == VIP4 { 20 + 20 } else { 40 + 20 };
             let payload = vec![0x5a; 1500 - header];
@@ -813,6 +810,85 @@ fn health_checks_follow_the_tunnel() {
         .expect("the test body (see its panic above)");
 }
 
+/// A tracked flow's packets use the backend's cached next hop (no FIB
+/// lookup: they are still sent after the neighbour entry is gone); a new
+/// generation of the backend id looks it up again.
+fn the_next_hop_is_cached_per_backend(hook: Hook) {
+    let netns = FibNetns::new().expect("namespace");
+    let name = netns.name.clone();
+    let in_if = netns.ifindex(IN_DEV).expect("in0");
+    let out_if = netns.ifindex(OUT_DEV).expect("out0");
+    netns
+        .run(move || {
+            let vips = vips();
+            let mut bed = TunnelBed::new(hook, &vips, in_if, out_if).expect("bed");
+            let config = find(&vips, VIP4, IPIP, Protocol::Tcp).clone();
+            let flow = client_flow(VIP4, IPIP, 40_009);
+            let key = flow_key(&flow, Protocol::Tcp);
+            let (verdict, _) = bed
+                .run_on(in_if, &packet::tcp(&flow, SYN, None, b""))
+                .expect("syn");
+            assert_eq!(verdict, bed.verdicts().redirect);
+            let entry = bed
+                .nat
+                .bed
+                .dataplane
+                .flow(&key)
+                .expect("read")
+                .expect("tracked");
+            let backend = bed
+                .backend_address(&config, entry.backend_id)
+                .expect("backend");
+            lb_tests::support::ip(&[
+                "-n",
+                &name,
+                "neigh",
+                "del",
+                &backend.to_string(),
+                "dev",
+                OUT_DEV,
+            ]);
+            let (verdict, out) = bed
+                .run_on(in_if, &packet::tcp(&flow, ACK, None, b""))
+                .expect("ack");
+            assert_eq!(verdict, bed.verdicts().redirect, "the cached next hop");
+            assert_eq!(
+                &out[..6],
+                &neighbour_mac(&backend.to_string()).expect("mac")
+            );
+            // The same id, a new backend: looked up again, no neighbour now.
+            let generation = bed
+                .hops(entry.backend_id)
+                .expect("hops")
+                .iter()
+                .map(|h| h.generation)
+                .max()
+                .expect("a cached hop");
+            let (addr_words, family) = lb_userspace::reconcile::addr_words(backend);
+            let id = bed.nat.bed.balancer.vips()[&lb_userspace::reconcile::VipId::of(&config)].id;
+            lb_userspace::dataplane::MapWriter::set_backend(
+                &mut bed.nat.bed.dataplane,
+                entry.backend_id,
+                &lb_common::Backend {
+                    addr: addr_words,
+                    generation: generation + 1,
+                    vip_id: id as u16,
+                    port: 0,
+                    mac: [0; 6],
+                    family,
+                    flags: lb_common::consts::BACKEND_F_ALIVE,
+                },
+            )
+            .expect("write backend");
+            let (verdict, _) = bed
+                .run_on(in_if, &packet::tcp(&flow, ACK, None, b""))
+                .expect("ack");
+            assert_eq!(verdict, bed.verdicts().drop);
+            assert_eq!(counter(&bed, Counter::DropNoNeighbour), 1);
+        })
+        .expect("the test body (see its panic above)");
+}
+
 #[test]
 fn health_checks() {
     health_checks_follow_the_tunnel();
@@ -845,4 +921,5 @@ on_both_hooks!(
     a_packet_that_just_fits_is_wrapped,
     a_next_hop_on_the_ingress_interface_bounces,
     missing_next_hops_drop_and_report,
+    the_next_hop_is_cached_per_backend,
 );
