@@ -149,6 +149,16 @@ impl TunnelBed {
     /// Runs `tc_hc_encap` on `frame` leaving with skb mark `mark`: (raw
     /// tc verdict, frame afterwards).
     pub fn run_hc(&mut self, frame: &[u8], mark: u32) -> anyhow::Result<(u32, Vec<u8>)> {
+        let (verdict, out, _) = self.run_hc_marked(frame, mark)?;
+        Ok((verdict, out))
+    }
+
+    /// `run_hc`, also returning the skb's mark afterwards.
+    pub fn run_hc_marked(
+        &mut self,
+        frame: &[u8],
+        mark: u32,
+    ) -> anyhow::Result<(u32, Vec<u8>, u32)> {
         let mut out = vec![0u8; frame.len() + 256];
         // struct __sk_buff up to `ifindex` (offset 40): the mark at 8.
         let mut skb = vec![0u8; 44];
@@ -161,16 +171,20 @@ impl TunnelBed {
             .program_mut(names::PROG_TC_HC_ENCAP)
             .ok_or_else(|| anyhow!("no {} program", names::PROG_TC_HC_ENCAP))?
             .try_into()?;
+        // The whole struct comes back (the kernel refuses a shorter buffer).
+        let mut skb_out = vec![0u8; 256];
         let result = program
             .test_run(TestRunOptions {
                 data_in: Some(frame),
                 data_out: Some(&mut out),
                 ctx_in: Some(&skb),
+                ctx_out: Some(&mut skb_out),
                 ..TestRunOptions::default()
             })
             .context("BPF_PROG_TEST_RUN of tc_hc_encap")?;
         out.truncate(result.data_size_out as usize);
-        Ok((result.return_value, out))
+        let mark_after = u32::from_ne_bytes(skb_out[8..12].try_into()?);
+        Ok((result.return_value, out, mark_after))
     }
 
     /// The id the control plane gave backend `address` of `vip`.

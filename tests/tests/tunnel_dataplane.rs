@@ -735,8 +735,14 @@ fn health_checks_follow_the_tunnel() {
                 };
                 let mut check = packet::tcp(&flow, SYN, None, b"");
                 check[..12].copy_from_slice(&[0; 12]);
-                let (verdict, out) = bed.run_hc(&check, HC_MARK_BASE | id).expect("run");
+                let (verdict, out, mark) =
+                    bed.run_hc_marked(&check, HC_MARK_BASE | id).expect("run");
                 assert_eq!(verdict, tc_action::REDIRECT, "{vip}");
+                assert_eq!(mark, 0, "a wrapped check is unmarked");
+                // Wrapped and unmarked: leaving by an interface that runs
+                // the program too, it passes untouched.
+                let (verdict, again) = bed.run_hc(&out, 0).expect("run");
+                assert_eq!((verdict, &again), (tc_action::OK, &out));
                 let key = flow_key(&flow, Protocol::Tcp);
                 let hash = flow_hash(&key);
                 let v4 = key.family == AF_INET;

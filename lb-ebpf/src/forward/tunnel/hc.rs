@@ -36,6 +36,9 @@ pub fn egress(ctx: &TcContext) -> i32 {
         let outcome = send(ctx);
         if outcome.counter == Counter::Forwarded {
             stats::count(Counter::HcEncap);
+            // Wrapped once: unmarked, it passes this program untouched
+            // where it leaves (the balancer's interface runs it too).
+            ctx.set_mark(0);
             return ctx.redirect(outcome.egress);
         }
     }
