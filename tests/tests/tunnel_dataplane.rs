@@ -826,6 +826,8 @@ fn the_next_hop_is_cached_per_backend(hook: Hook) {
     let out_if = netns.ifindex(OUT_DEV).expect("out0");
     netns
         .run(move || {
+            // The cache is per CPU: every run on the same one.
+            lb_tests::bench::xdp::pin_to_cpu(0).expect("pin to CPU 0");
             let vips = vips();
             let mut bed = TunnelBed::new(hook, &vips, in_if, out_if).expect("bed");
             let config = find(&vips, VIP4, IPIP, Protocol::Tcp).clone();
