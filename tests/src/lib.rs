@@ -20,3 +20,4 @@ pub mod postgres;
 pub mod support;
 pub mod testbed;
 pub mod topology;
+pub mod tunnelbed;

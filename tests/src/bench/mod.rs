@@ -11,6 +11,7 @@ pub mod memory;
 pub mod nat;
 pub mod report;
 pub mod template;
+pub mod tunnel;
 pub mod xdp;
 
 use serde::{Deserialize, Serialize};
@@ -127,4 +128,7 @@ pub struct Results {
     /// lb-decap's cost per packet on a backend, XDP and tc.
     #[serde(default)]
     pub decap: Option<decap::DecapResults>,
+    /// The tunnel modes' cost per packet, XDP and tc, against DSR.
+    #[serde(default)]
+    pub tunnel: Option<tunnel::TunnelResults>,
 }

@@ -1,0 +1,58 @@
+//! The next hop of a tunnelled backend, cached per backend id and per CPU
+//! (`TUNNEL_HOPS`): a tracked flow's packet reads it and does no FIB
+//! lookup. It is looked up again when older than
+//! `FLOW_TOUCH_INTERVAL_NS` (routes and neighbours change) or when the
+//! backend id names a new backend (`Backend::generation`). A failed
+//! lookup is not cached: the next packet tries again.
+
+use aya_ebpf::helpers::bpf_ktime_get_coarse_ns;
+use lb_common::{consts::FLOW_TOUCH_INTERVAL_NS, stats::Counter, Backend, FlowKey, TunnelHop};
+
+use crate::{
+    fib::{self, TunnelRoute},
+    hook::Hook,
+    maps::TUNNEL_HOPS,
+};
+
+/// The cached next hop of `backend_id`, refreshed from the FIB (`route`)
+/// when stale; `now`: the time the connection table read for this packet
+/// (0: read it here). Errors: the FIB's drop counter (`DropNoNeighbour` with
+/// the next-hop event, `DropNoRoute`).
+#[inline(always)]
+pub fn get<C: Hook>(
+    ctx: &C,
+    backend_id: u32,
+    backend: &Backend,
+    route: &TunnelRoute,
+    key: &FlowKey,
+    now: u64,
+) -> Result<&'static TunnelHop, Counter> {
+    let hop = TUNNEL_HOPS
+        .get_ptr_mut(backend_id)
+        .ok_or(Counter::DropNoBackend)?;
+    // SAFETY: this CPU's slot, no other writer on this CPU.
+    let hop = unsafe { &mut *hop };
+    let now = if now == 0 {
+        // SAFETY: plain helper call.
+        unsafe { bpf_ktime_get_coarse_ns() }
+    } else {
+        now
+    };
+    if hop.resolved_ns != 0
+        && hop.generation == backend.generation
+        // Saturating: `resolved_ns` (odd, see below) may be 1 ns past a
+        // `now` read within the same clock tick.
+        && now.saturating_sub(hop.resolved_ns) <= FLOW_TOUCH_INTERVAL_NS
+    {
+        return Ok(hop);
+    }
+    let next = fib::resolve_tunnel(ctx, route, u32::from(backend.vip_id), key)?;
+    hop.ifindex = next.ifindex;
+    hop.mtu = next.mtu;
+    hop.dmac = next.dmac;
+    hop.smac = next.smac;
+    hop.generation = backend.generation;
+    // Never 0 ("never looked up"), even on a clock that just started.
+    hop.resolved_ns = now | 1;
+    Ok(hop)
+}
