@@ -62,6 +62,14 @@ fn vip_warnings(index: usize, vip: &VipConfig, out: &mut Vec<Warning>) {
             ),
         });
     }
+    if vip.health.through_tunnel && vip.health.check == super::CheckType::None {
+        out.push(Warning {
+            field: format!("vip[{index}].health.through_tunnel"),
+            message: format!(
+                "VIP {service} has no health checks (check = \"none\"): nothing goes through the tunnel; set check = \"tcp\" or \"http\""
+            ),
+        });
+    }
     for (b, backend) in vip.backends.iter().enumerate() {
         if let Some(kind) = unusual(backend.address) {
             out.push(Warning {
