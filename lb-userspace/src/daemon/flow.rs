@@ -160,7 +160,7 @@ pub(super) fn backend_by_id(
                 .health
                 .as_ref()
                 .unwrap_or(&facts.model.config.health);
-            if check_of(*address, facts.vip.port, health).is_some() {
+            if check_of(*address, facts.vip.port, health, None).is_some() {
                 b.health.into()
             } else {
                 crate::api::schema::HealthStatus::Unchecked

@@ -84,7 +84,16 @@ impl Engine {
         let next = self.model.reloaded(&file);
         self.fits_the_maps(&next)?;
         let undone = undone_by_reload(&self.model, &next, &self.config, &file);
-        let (plan, report) = self.stage_and_commit(next, dry_run)?;
+        // The file's [tunnel] is applied with its VIPs; a refused or dry
+        // run keeps the running one.
+        let previous = *self.balancer.tunnel();
+        let wanted = self.node_tunnel(&file.tunnel);
+        self.balancer.set_tunnel(wanted);
+        let staged = self.stage_and_commit(next, dry_run);
+        if dry_run || staged.is_err() {
+            self.balancer.set_tunnel(previous);
+        }
+        let (plan, report) = staged?;
         if let Some(report) = report {
             for note in &undone {
                 warn!(note = %note, "reload");
