@@ -117,6 +117,43 @@ impl Engine {
         }
     }
 
+    /// The tunnel settings in the status (None while no VIP is tunnelled).
+    pub(crate) fn tunnel_status(&self) -> Option<crate::api::schema::TunnelStatus> {
+        if !self
+            .model
+            .vips
+            .values()
+            .any(|v| v.config.forwarding.is_tunnel())
+        {
+            return None;
+        }
+        let node = self.balancer.tunnel();
+        let config = &node.config;
+        let words = |w: [u32; 4], family| crate::reconcile::words_addr(w, family);
+        Some(crate::api::schema::TunnelStatus {
+            gue_port: u16::from_be(config.gue_port),
+            source_ipv4: node.ipv4.then(|| {
+                let a = words([config.source_v4, 0, 0, 0], lb_common::consts::AF_INET);
+                format!("{a}/{}", config.source_v4_len)
+            }),
+            source_ipv6: node.ipv6.then(|| {
+                let a = words(config.source_v6, lb_common::consts::AF_INET6);
+                format!("{a}/{}", config.source_v6_len)
+            }),
+            sources_from_interface: [
+                self.config.tunnel.source_ipv4.is_none(),
+                self.config.tunnel.source_ipv6.is_none(),
+            ],
+            hc_encap: self
+                .tunnel
+                .hc_links
+                .iter()
+                .map(|(i, _)| i.clone())
+                .collect(),
+            accept_local: self.tunnel.accept_local.is_some(),
+        })
+    }
+
     /// Makes the check path exist exactly while `needed`: `tc_hc_encap`
     /// on egress and `accept_local` on.
     pub(crate) fn sync_hc_path(&mut self, needed: bool) {

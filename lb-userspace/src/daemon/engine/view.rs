@@ -65,6 +65,8 @@ impl Engine {
                     consecutive_failures: s.consecutive_failures,
                     last: s.last_result.as_ref().map(|r| r.outcome.to_string()),
                     last_latency_ms: s.last_latency().map(|d| d.as_secs_f64() * 1000.0),
+                    through_tunnel: s.target.through.is_some(),
+                    target: Some(s.target.address.to_string()),
                 });
                 backends.push(BackendStatus {
                     address: *address,
@@ -160,6 +162,7 @@ impl Engine {
                 capacity: u64::from(self.dataplane.sizes().conntrack),
             },
             nat: self.nat_status(),
+            tunnel: self.tunnel_status(),
             tables_rebuilt: self.tables_rebuilt,
             reloads: self.reloads,
             version: env!("CARGO_PKG_VERSION").to_owned(),
