@@ -76,6 +76,7 @@ pub fn explain(facts: &Facts<'_>) -> FlowExplanation {
         maglev: None,
         dropped: None,
         nat: None,
+        tunnel: None,
     };
     if let Some(entry) = entry.as_ref().filter(|e| e.current) {
         explanation.decision = FlowDecision::Tracked;

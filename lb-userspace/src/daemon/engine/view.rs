@@ -324,7 +324,18 @@ impl Engine {
             now_ns: crate::clock::monotonic_ns(),
             idle_timeout,
         };
-        let explanation = explain(&facts);
+        let mut explanation = explain(&facts);
+        if applied.mode.is_tunnel() {
+            explanation.tunnel = explanation.backend.as_ref().and_then(|b| {
+                crate::daemon::tunnel_flow::encapsulation(
+                    applied.mode,
+                    &self.balancer.tunnel().config,
+                    vip.address,
+                    client,
+                    b.address,
+                )
+            });
+        }
         if applied.mode != lb_common::Mode::Nat {
             return Response::ok(explanation);
         }
