@@ -153,6 +153,22 @@ mod tests {
     }
 
     #[test]
+    fn checks_through_the_tunnel_need_checks() {
+        let mut tunnelled = vip("198.18.0.100", &[("198.19.2.11", 1)]);
+        tunnelled.forwarding = lb_common::Mode::Gue;
+        tunnelled.health.through_tunnel = true;
+        assert_eq!(
+            shown(&config(vec![tunnelled.clone()])),
+            Vec::<String>::new()
+        );
+        tunnelled.health.check = crate::config::CheckType::None;
+        assert_eq!(
+            shown(&config(vec![tunnelled])),
+            ["vip[0].health.through_tunnel: VIP 198.18.0.100:80/tcp has no health checks (check = \"none\"): nothing goes through the tunnel; set check = \"tcp\" or \"http\""]
+        );
+    }
+
+    #[test]
     fn addresses_of_no_host() {
         let doubtful = config(vec![
             vip("127.0.0.1", &[("127.0.0.2", 1)]),
