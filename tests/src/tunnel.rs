@@ -5,6 +5,7 @@
 //! run the backends' decap and lbd exactly alike.
 
 use std::{
+    collections::BTreeMap,
     fs,
     net::{IpAddr, Ipv4Addr},
     path::PathBuf,
@@ -259,32 +260,81 @@ fn decap_config_path(lab: &Lab, backend: &Host) -> PathBuf {
 
 /// The config file of `backend`'s lb-decap: its own addresses and every
 /// VIP of the lab, IPIP and GUE on `GUE_PORT`.
-fn decap_config(lab: &Lab, backend: &Host) -> String {
+fn decap_config(backend: &Host) -> String {
     format!(
-        "interface = \"eth0\"\nattach = \"xdp\"\npin_dir = \"{}\"\ngue_port = {GUE_PORT}\n\
+        "interface = \"eth0\"\nattach = \"xdp\"\nipip = true\ngue = true\ngue_port = {GUE_PORT}\n\
          addresses = [\"{}\", \"{}\"]\n\
          vips = [\"{VIP4}:{HTTP_PORT}/tcp\", \"[{VIP6}]:{HTTP_PORT}/tcp\", \"{VIP4_IN6}:{HTTP_PORT}/tcp\"]\n",
-        lab.pin_dir_of(backend).with_extension("decap").display(),
-        backend.ipv4,
-        backend.ipv6,
+        backend.ipv4, backend.ipv6,
     )
 }
 
-/// Starts lb-decap on `backend` (process `decap-<name>`); returns once
-/// its program is attached to `eth0`.
+/// Where `backend`'s lb-decap pins (on the labs' BPF filesystem, under
+/// the lab's prefix, so the lab's teardown and sweep remove it).
+pub fn decap_pin_dir(lab: &Lab, backend: &Host) -> String {
+    format!(
+        "{}-decap",
+        lab.pin_dir_of(backend)
+            .to_string_lossy()
+            .trim_end_matches('/')
+    )
+}
+
+/// Runs `lb-decap <command> --pin-dir <backend's>` in `backend`'s
+/// namespace to its end; its stdout, or an error with its stderr. (The
+/// pin directory goes after the subcommand: clap refuses it before one.)
+pub fn decap_command(lab: &Lab, backend: &Host, command: &str) -> anyhow::Result<String> {
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", &backend.netns])
+        .arg(decap_binary()?)
+        .arg(command)
+        .args(["--pin-dir", &decap_pin_dir(lab, backend)])
+        .stdin(std::process::Stdio::null())
+        .output()?;
+    if !out.status.success() {
+        bail!(
+            "lb-decap {command} on {}: {}",
+            backend.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// `backend`'s lb-decap counters (`lb-decap status`), by name.
+pub fn decap_counters(lab: &Lab, backend: &Host) -> anyhow::Result<BTreeMap<String, u64>> {
+    let text = decap_command(lab, backend, "status")?;
+    Ok(text
+        .lines()
+        .filter_map(|l| {
+            let mut words = l.strip_prefix("counter ")?.split_whitespace();
+            Some((words.next()?.to_owned(), words.next()?.parse().ok()?))
+        })
+        .collect())
+}
+
+/// Starts `lb-decap run` on `backend` (process `decap-<name>`); returns
+/// once its program is attached to `eth0` and it says it runs.
 pub fn start_decap(lab: &mut Lab, backend: &Host) -> anyhow::Result<u32> {
     let (_, name) = decap_names(lab, backend);
     let path = decap_config_path(lab, backend);
-    fs::write(&path, decap_config(lab, backend))?;
+    fs::write(&path, decap_config(backend))?;
     let binary = decap_binary()?;
+    let pins = decap_pin_dir(lab, backend);
     let pid = lab.spawn(
         &name,
         &backend.netns,
         &binary.to_string_lossy(),
-        &["--config", &path.to_string_lossy()],
+        &[
+            "run",
+            "--pin-dir",
+            &pins,
+            "--config",
+            &path.to_string_lossy(),
+        ],
     )?;
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !lab.xdp_attached(backend)? {
+    while !(lab.xdp_attached(backend)? && lab.log(&name).contains("running;")) {
         if !lab.is_running(&name) {
             bail!("{name} exited during start-up:\n{}", lab.log(&name));
         }
@@ -296,27 +346,16 @@ pub fn start_decap(lab: &mut Lab, backend: &Host) -> anyhow::Result<u32> {
     Ok(pid)
 }
 
-/// Stops `backend`'s lb-decap for good: the process ends and its program
-/// is detached (`--cleanup`), so tunnelled packets reach the backend's
-/// stack still wrapped (and, with no tunnel modules, go nowhere).
+/// Stops `backend`'s lb-decap for good: the process ends (leaving its
+/// program attached, by design) and `lb-decap cleanup` detaches it, so
+/// tunnelled packets reach the backend's stack still wrapped (and, with no
+/// tunnel modules, go nowhere).
 pub fn stop_decap(lab: &mut Lab, backend: &Host) -> anyhow::Result<()> {
     let (Some(name), _) = decap_names(lab, backend) else {
         bail!("no lb-decap was started on {}", backend.name);
     };
     lab.interrupt(&name)?;
-    let path = decap_config_path(lab, backend);
-    let out = std::process::Command::new("ip")
-        .args(["netns", "exec", &backend.netns])
-        .arg(decap_binary()?)
-        .args(["--config", &path.to_string_lossy(), "--cleanup"])
-        .output()?;
-    if !out.status.success() {
-        bail!(
-            "lb-decap --cleanup on {}: {}",
-            backend.name,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    decap_command(lab, backend, "cleanup")?;
     if lab.xdp_attached(backend)? {
         bail!("lb-decap's program is still attached on {}", backend.name);
     }
