@@ -238,12 +238,17 @@ fn gue<C: Hook>(ctx: &C, l4: usize, end: usize) -> Result<Tunnel, DecapCounter> 
         return Err(DecapCounter::DropMalformed);
     }
     let end = l4 + udp_len;
-    let first: *const u8 = ptr_at(ctx, off).ok_or(DecapCounter::DropMalformed)?;
-    if off + 1 > end {
+    // Four bytes: the whole variant 0 header, or the start of variant 1's
+    // inner IP header (at least 20 bytes). Never one byte: the compiler
+    // turns a one-byte bounds check into a form the verifier does not
+    // follow.
+    let header: *const [u8; GUE_V0_LEN] = ptr_at(ctx, off).ok_or(DecapCounter::DropMalformed)?;
+    if off + GUE_V0_LEN > end {
         return Err(DecapCounter::DropMalformed);
     }
     // SAFETY: bounds checked by ptr_at.
-    let first = unsafe { *first };
+    let header = unsafe { &*header };
+    let first = header[0];
     match first >> 6 {
         // Variant 1: the inner IP header itself.
         1 => {
@@ -260,13 +265,6 @@ fn gue<C: Hook>(ctx: &C, l4: usize, end: usize) -> Result<Tunnel, DecapCounter> 
             })
         }
         0 => {
-            let header: *const [u8; GUE_V0_LEN] =
-                ptr_at(ctx, off).ok_or(DecapCounter::DropMalformed)?;
-            if off + GUE_V0_LEN > end {
-                return Err(DecapCounter::DropMalformed);
-            }
-            // SAFETY: bounds checked by ptr_at.
-            let header = unsafe { &*header };
             // Byte 0: version 0, C = 0, hlen = 0 (no options); bytes 2-3:
             // no flags.
             if header[0] != 0 || header[2] != 0 || header[3] != 0 {

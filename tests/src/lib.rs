@@ -8,6 +8,7 @@ pub mod bench;
 pub mod client;
 pub mod corpus;
 pub mod craft;
+pub mod decapbed;
 pub mod fuzz;
 pub mod http;
 pub mod lab;
