@@ -99,6 +99,17 @@ pub mod names {
     pub const MAP_DECAP_CONFIG: &str = "DECAP_CONFIG";
     /// Per-CPU u64 per `DecapCounter`.
     pub const MAP_DECAP_COUNTERS: &str = "DECAP_COUNTERS";
+    /// Benchmark wrapper (XDP): restores the packet, tail-calls slot 0 of
+    /// `DECAP_BENCH_TARGET`. Never attached.
+    pub const PROG_XDP_DECAP_BENCH: &str = "xdp_decap_bench";
+    /// Benchmark wrapper (tc): the same with `TC_DECAP_BENCH_TARGET`.
+    pub const PROG_TC_DECAP_BENCH: &str = "tc_decap_bench";
+    /// The packet the wrappers restore (`BenchTemplate`, one entry).
+    pub const MAP_DECAP_BENCH_TEMPLATE: &str = "DECAP_BENCH_TEMPLATE";
+    /// The XDP program the wrapper tail-calls (slot 0).
+    pub const MAP_DECAP_BENCH_TARGET: &str = "DECAP_BENCH_TARGET";
+    /// The tc program the wrapper tail-calls (slot 0).
+    pub const MAP_TC_DECAP_BENCH_TARGET: &str = "TC_DECAP_BENCH_TARGET";
 }
 
 /// Most outer addresses / VIPs one backend's decap accepts.

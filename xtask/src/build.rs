@@ -26,11 +26,20 @@ pub fn build_ebpf() -> anyhow::Result<PathBuf> {
     Ok(root().join("target/bpfel-unknown-none/release/lb-ebpf"))
 }
 
-/// Builds lbd and lbctl in release mode (build.rs embeds the XDP object).
+/// Builds lbd, lbctl and lb-decap in release mode (their build.rs embed
+/// the BPF objects).
 pub fn build_release() -> anyhow::Result<()> {
     crate::setup::run()?;
     exec(&mut command(
         "cargo",
-        &["build", "--release", "--package", "lb-userspace", "--bins"],
+        &[
+            "build",
+            "--release",
+            "--package",
+            "lb-userspace",
+            "--bins",
+            "--package",
+            "lb-decap",
+        ],
     ))
 }

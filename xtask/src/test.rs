@@ -15,7 +15,14 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     crate::setup::run()?;
     exec(&mut command(
         "cargo",
-        &["build", "--package", "lb-userspace", "--bins"],
+        &[
+            "build",
+            "--package",
+            "lb-userspace",
+            "--bins",
+            "--package",
+            "lb-decap",
+        ],
     ))?;
     let mut test_args = vec!["test", "--workspace"];
     test_args.extend(args.cargo_args.iter().map(String::as_str));

@@ -123,4 +123,7 @@ pub struct Results {
     /// End to end in the routed lab: NAT against HAProxy `mode tcp`.
     #[serde(default)]
     pub e2e_nat: Option<e2e::E2eResults>,
+    /// End to end: `ipip` and `gue` against `dsr-l2` and HAProxy.
+    #[serde(default)]
+    pub e2e_tunnel: Option<e2e::E2eResults>,
 }

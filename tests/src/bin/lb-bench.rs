@@ -31,8 +31,8 @@ struct Args {
     /// Flows to put in the connection table for the second XDP pass.
     #[arg(long, default_value_t = 1_000_000)]
     prefill: u32,
-    /// Only these benchmarks (xdp, nat, maglev, memory, e2e, e2e-nat, failover);
-    /// default all. The others keep what the results file holds.
+    /// Only these benchmarks (xdp, nat, maglev, memory, e2e, e2e-nat,
+    /// e2e-tunnel, failover); default all. The others keep what the results file holds.
     #[arg(long)]
     only: Vec<String>,
     /// Regenerate the report and plot from the existing results file
@@ -101,6 +101,11 @@ fn main() -> anyhow::Result<()> {
     } else {
         None
     };
+    let e2e_tunnel = if wanted("e2e-tunnel") {
+        Some(bench::e2e::run_tunnel(&load)?)
+    } else {
+        None
+    };
     // A partial run keeps the other benchmarks' last results.
     let old: Option<Results> = if args.only.is_empty() {
         None
@@ -118,6 +123,7 @@ fn main() -> anyhow::Result<()> {
         failover: failover.or_else(|| old.as_ref().and_then(|r| r.failover.clone())),
         nat: nat.or_else(|| old.as_ref().and_then(|r| r.nat.clone())),
         e2e_nat: e2e_nat.or_else(|| old.as_ref().and_then(|r| r.e2e_nat.clone())),
+        e2e_tunnel: e2e_tunnel.or_else(|| old.as_ref().and_then(|r| r.e2e_tunnel.clone())),
     };
     if let Some(dir) = args.out.parent() {
         std::fs::create_dir_all(dir)?;

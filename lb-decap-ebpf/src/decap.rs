@@ -1,0 +1,41 @@
+//! The decap path, on either hook: outer headers (is it a tunnel packet to
+//! us?), inner packet (is it for a VIP?), then the unwrap. Every outcome is
+//! a `DecapCounter`.
+
+use lb_common::decap::DecapCounter;
+
+use crate::{
+    hook::Hook,
+    inner,
+    maps::DECAP_CONFIG,
+    outer::{self, Kind},
+    parse::ETH_LEN,
+};
+
+/// Judges a frame and unwraps it if it may; returns what happened. The
+/// frame is unchanged unless the result is `DecapIpip` or `DecapGue`.
+#[inline(always)]
+pub fn run<C: Hook>(ctx: &C) -> DecapCounter {
+    match try_run(ctx) {
+        Ok(counter) | Err(counter) => counter,
+    }
+}
+
+#[inline(always)]
+fn try_run<C: Hook>(ctx: &C) -> Result<DecapCounter, DecapCounter> {
+    // Not configured yet: nothing is ours.
+    let Some(config) = DECAP_CONFIG.get(0) else {
+        return Err(DecapCounter::PassNotTunnel);
+    };
+    let tunnel = outer::parse(ctx, config)?;
+    inner::check(ctx, &tunnel)?;
+    // A frame the kernel refuses to shrink (never seen) is counted with
+    // the malformed ones: it cannot go up as it is.
+    if !ctx.strip((tunnel.inner_off - ETH_LEN) as u32, tunnel.inner_v6) {
+        return Err(DecapCounter::DropMalformed);
+    }
+    Ok(match tunnel.kind {
+        Kind::Ipip => DecapCounter::DecapIpip,
+        Kind::Gue => DecapCounter::DecapGue,
+    })
+}

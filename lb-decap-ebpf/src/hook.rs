@@ -1,0 +1,206 @@
+//! What differs between the two hooks the decap program runs at: where the
+//! frame is, how long it is, how the outer headers are removed and how an
+//! outcome becomes a verdict. `outer`, `inner` and `decap` are generic over
+//! [`Hook`], so `xdp_decap` and `tc_decap` share one source.
+
+use aya_ebpf::{
+    bindings::xdp_action,
+    helpers::bpf_xdp_adjust_head,
+    programs::{TcContext, XdpContext},
+    EbpfContext,
+};
+use lb_common::decap::DecapCounter;
+
+use crate::parse::{ptr_at, ETH_LEN, ETH_P_IP, ETH_P_IPV6};
+
+/// `TC_ACT_OK` (linux/pkt_cls.h): continue, up the stack. Spelt here
+/// because the bindings type it differently per target.
+const TC_ACT_OK: i32 = 0;
+/// `TC_ACT_SHOT`: drop.
+const TC_ACT_SHOT: i32 = 2;
+/// `BPF_ADJ_ROOM_MAC` (linux/bpf.h): remove room right after the Ethernet
+/// header.
+const BPF_ADJ_ROOM_MAC: u32 = 1;
+/// `BPF_F_ADJ_ROOM_FIXED_GSO`: the inner segments keep their size (a decap
+/// does not change the MSS of an aggregated packet).
+const BPF_F_ADJ_ROOM_FIXED_GSO: u64 = 1 << 0;
+/// `BPF_F_ADJ_ROOM_DECAP_L3_IPV4` (Linux 6.3): the new L3 is IPv4; the
+/// kernel sets `skb->protocol` to match.
+const BPF_F_ADJ_ROOM_DECAP_L3_IPV4: u64 = 1 << 7;
+/// `BPF_F_ADJ_ROOM_DECAP_L3_IPV6`: the new L3 is IPv6.
+const BPF_F_ADJ_ROOM_DECAP_L3_IPV6: u64 = 1 << 8;
+
+/// A packet context the decap program can run on.
+pub trait Hook: EbpfContext {
+    /// What the program returns.
+    type Verdict;
+    /// Start of the directly readable (linear) frame.
+    fn data(&self) -> usize;
+    /// End of the directly readable frame.
+    fn data_end(&self) -> usize;
+    /// Length of the whole frame (for tc the linear part may be shorter;
+    /// IP length fields are checked against this).
+    fn frame_len(&self) -> usize;
+    /// Up the stack (unwrapped or untouched).
+    fn pass(&self) -> Self::Verdict;
+    /// Dropped.
+    fn drop_frame(&self) -> Self::Verdict;
+    /// Removes the `len` bytes right after the Ethernet header (the outer
+    /// IP header and, for GUE, the UDP and GUE headers) and makes the
+    /// Ethernet type say the inner family. False if the kernel refused;
+    /// the frame is then as it was.
+    fn strip(&self, len: u32, inner_v6: bool) -> bool;
+}
+
+/// The Ethernet type of the inner packet.
+#[inline(always)]
+fn ether_type(inner_v6: bool) -> [u8; 2] {
+    if inner_v6 {
+        ETH_P_IPV6.to_be_bytes()
+    } else {
+        ETH_P_IP.to_be_bytes()
+    }
+}
+
+impl Hook for XdpContext {
+    type Verdict = u32;
+
+    #[inline(always)]
+    fn data(&self) -> usize {
+        XdpContext::data(self)
+    }
+
+    #[inline(always)]
+    fn data_end(&self) -> usize {
+        XdpContext::data_end(self)
+    }
+
+    #[inline(always)]
+    fn frame_len(&self) -> usize {
+        XdpContext::data_end(self) - XdpContext::data(self)
+    }
+
+    #[inline(always)]
+    fn pass(&self) -> u32 {
+        xdp_action::XDP_PASS
+    }
+
+    #[inline(always)]
+    fn drop_frame(&self) -> u32 {
+        xdp_action::XDP_DROP
+    }
+
+    /// The MAC addresses are copied out, the head moved past the outer
+    /// headers, and the Ethernet header written again in front of the
+    /// inner packet with the inner Ethernet type.
+    #[inline(always)]
+    fn strip(&self, len: u32, inner_v6: bool) -> bool {
+        let Some(eth) = ptr_at::<[u8; 12], _>(self, 0) else {
+            return false;
+        };
+        // SAFETY: bounds checked by ptr_at.
+        let macs = unsafe { *eth };
+        // SAFETY: helper on our own context; `len` is what the parser
+        // found inside the frame.
+        if unsafe { bpf_xdp_adjust_head(self.as_ptr().cast(), len as i32) } != 0 {
+            return false;
+        }
+        // Packet pointers are invalid after the helper: checked again.
+        let Some(eth) = ptr_at::<[u8; ETH_LEN], _>(self, 0) else {
+            return false;
+        };
+        let kind = ether_type(inner_v6);
+        // SAFETY: bounds checked by ptr_at.
+        unsafe {
+            let eth = &mut *eth;
+            eth[..12].copy_from_slice(&macs);
+            eth[12] = kind[0];
+            eth[13] = kind[1];
+        }
+        true
+    }
+}
+
+impl Hook for TcContext {
+    type Verdict = i32;
+
+    #[inline(always)]
+    fn data(&self) -> usize {
+        TcContext::data(self)
+    }
+
+    #[inline(always)]
+    fn data_end(&self) -> usize {
+        TcContext::data_end(self)
+    }
+
+    #[inline(always)]
+    fn frame_len(&self) -> usize {
+        TcContext::len(self) as usize
+    }
+
+    #[inline(always)]
+    fn pass(&self) -> i32 {
+        TC_ACT_OK
+    }
+
+    #[inline(always)]
+    fn drop_frame(&self) -> i32 {
+        TC_ACT_SHOT
+    }
+
+    /// `bpf_skb_adjust_room` at the MAC layer with the decap flag of the
+    /// inner family (which also sets `skb->protocol`, so a 4in6 packet
+    /// reaches IPv4's receive path), then the Ethernet type in the frame.
+    #[inline(always)]
+    fn strip(&self, len: u32, inner_v6: bool) -> bool {
+        let family = if inner_v6 {
+            BPF_F_ADJ_ROOM_DECAP_L3_IPV6
+        } else {
+            BPF_F_ADJ_ROOM_DECAP_L3_IPV4
+        };
+        if self
+            .adjust_room(
+                -(len as i32),
+                BPF_ADJ_ROOM_MAC,
+                BPF_F_ADJ_ROOM_FIXED_GSO | family,
+            )
+            .is_err()
+        {
+            return false;
+        }
+        self.store(12, &ether_type(inner_v6), 0).is_ok()
+    }
+}
+
+/// The verdict for a final counter, on either hook: unwrapped packets and
+/// packets that are not ours to judge go up the stack; the rest is dropped.
+#[inline(always)]
+pub fn verdict<C: Hook>(ctx: &C, counter: DecapCounter) -> C::Verdict {
+    match counter {
+        DecapCounter::DecapIpip
+        | DecapCounter::DecapGue
+        | DecapCounter::PassNotTunnel
+        | DecapCounter::PassNotOurs => ctx.pass(),
+        DecapCounter::DropNotVip | DecapCounter::DropMalformed | DecapCounter::DropUnsupported => {
+            ctx.drop_frame()
+        }
+    }
+}
+
+/// How much of a tc frame must be linear before the parser runs: more than
+/// the deepest chain read (Ethernet, outer IPv6 + UDP + GUE, inner IPv6, an
+/// ICMPv6 error quoting IPv6 and its ports).
+const TC_LINEAR: u32 = 256;
+
+/// Makes the first `TC_LINEAR` bytes (or the whole frame) directly
+/// readable; costs nothing when they already are.
+#[inline(always)]
+pub fn linearize(ctx: &TcContext) {
+    let want = ctx.len().min(TC_LINEAR);
+    if ((ctx.data_end() - ctx.data()) as u32) < want {
+        // A failure leaves the frame as it was; the parser then judges what
+        // it can read.
+        let _ = ctx.pull_data(want);
+    }
+}

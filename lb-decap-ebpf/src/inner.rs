@@ -1,0 +1,255 @@
+//! The inner packet of a tunnel packet to this backend: it must be for a
+//! configured VIP (address, port, protocol), or nothing is unwrapped. A
+//! tunnel is not an open relay.
+//!
+//! Decisions (`tests/tests/decap_dataplane.rs` asserts each):
+//! - The inner IP header must be whole and consistent (version matching
+//!   the outer protocol or GUE's, IHL, lengths) and end inside the outer
+//!   packet; TCP needs its 20-byte header, UDP its 8 bytes, inside the inner
+//!   packet. Otherwise `DropMalformed`.
+//! - Inner fragments are `DropUnsupported`: a later fragment has no port
+//!   to check against the VIPs (and the balancer never forwards fragments).
+//!   So are inner IPv6 extension headers (the balancer's clients rarely
+//!   send them; not walked here).
+//! - TCP and UDP: the key is (destination, destination port, protocol).
+//! - ICMP/ICMPv6 errors (IPv4: destination unreachable, time exceeded;
+//!   IPv6: destination unreachable, packet too big, time exceeded) are what
+//!   the balancer forwards to the backend that owns a flow (path MTU
+//!   discovery): taken when the quoted packet was sent from the inner
+//!   destination (the VIP) over TCP/UDP and (VIP, quoted source port,
+//!   protocol) is a configured VIP. The quote must hold its IP header and 8
+//!   bytes of transport header (RFC 792), or it is `DropMalformed`.
+//! - Everything else (another protocol, echo requests, an error quoting
+//!   another address) is `DropNotVip`.
+
+use lb_common::{
+    consts::{AF_INET, AF_INET6, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP},
+    decap::DecapCounter,
+    VipKey,
+};
+use network_types::ip::{Ipv4Hdr, Ipv6Hdr};
+
+use crate::{
+    hook::Hook,
+    maps::DECAP_VIPS,
+    outer::Tunnel,
+    parse::{ptr_at, words, IPV4_FRAG_MASK, IPV4_LEN, IPV4_OFFSET_MASK, IPV6_LEN, UDP_LEN},
+};
+
+/// TCP header without options.
+const TCP_LEN: usize = 20;
+/// ICMP/ICMPv6 header.
+const ICMP_LEN: usize = 8;
+/// Transport bytes an error quotes at least: the ports are in them.
+const QUOTED_L4_LEN: usize = 8;
+/// ICMP: destination unreachable.
+const ICMP_DEST_UNREACH: u8 = 3;
+/// ICMP: time exceeded.
+const ICMP_TIME_EXCEEDED: u8 = 11;
+/// ICMPv6: destination unreachable.
+const ICMPV6_DEST_UNREACH: u8 = 1;
+/// ICMPv6: packet too big.
+const ICMPV6_PKT_TOOBIG: u8 = 2;
+/// ICMPv6: time exceeded.
+const ICMPV6_TIME_EXCEED: u8 = 3;
+/// IPv6 extension headers the inner packet may not carry (hop-by-hop,
+/// routing, fragment, destination options).
+const NEXTHDR_HOP: u8 = 0;
+const NEXTHDR_ROUTING: u8 = 43;
+const NEXTHDR_FRAGMENT: u8 = 44;
+const NEXTHDR_DEST: u8 = 60;
+
+/// Checks the inner packet of `tunnel` against the configured VIPs.
+#[inline(always)]
+pub fn check<C: Hook>(ctx: &C, tunnel: &Tunnel) -> Result<(), DecapCounter> {
+    let key = if tunnel.inner_v6 {
+        inner_v6(ctx, tunnel)?
+    } else {
+        inner_v4(ctx, tunnel)?
+    };
+    // SAFETY: a lookup in a map only the control plane writes.
+    if unsafe { DECAP_VIPS.get(&key) }.is_none() {
+        return Err(DecapCounter::DropNotVip);
+    }
+    Ok(())
+}
+
+#[inline(always)]
+fn inner_v4<C: Hook>(ctx: &C, tunnel: &Tunnel) -> Result<VipKey, DecapCounter> {
+    let off = tunnel.inner_off;
+    let ip: *const Ipv4Hdr = ptr_at(ctx, off).ok_or(DecapCounter::DropMalformed)?;
+    // SAFETY: bounds checked by ptr_at.
+    let ip = unsafe { &*ip };
+    let header_len = usize::from(ip.vihl & 0x0f) * 4;
+    let total_len = usize::from(u16::from_be_bytes(ip.tot_len));
+    if ip.vihl >> 4 != 4
+        || header_len < IPV4_LEN
+        || total_len < header_len
+        || off + total_len > tunnel.end
+    {
+        return Err(DecapCounter::DropMalformed);
+    }
+    if u16::from_be_bytes(ip.frags) & IPV4_FRAG_MASK != 0 {
+        return Err(DecapCounter::DropUnsupported);
+    }
+    let dst = [u32::from_ne_bytes(ip.dst_addr), 0, 0, 0];
+    let l4 = off + header_len;
+    let end = off + total_len;
+    match ip.proto {
+        IPPROTO_TCP | IPPROTO_UDP => {
+            let port = dst_port(ctx, ip.proto, l4, end)?;
+            Ok(vip_key(dst, port, ip.proto, AF_INET))
+        }
+        IPPROTO_ICMP => {
+            let quote = icmp_error(ctx, l4, end, false)?;
+            quoted_v4(ctx, quote, end, dst)
+        }
+        _ => Err(DecapCounter::DropNotVip),
+    }
+}
+
+#[inline(always)]
+fn inner_v6<C: Hook>(ctx: &C, tunnel: &Tunnel) -> Result<VipKey, DecapCounter> {
+    let off = tunnel.inner_off;
+    let ip: *const Ipv6Hdr = ptr_at(ctx, off).ok_or(DecapCounter::DropMalformed)?;
+    // SAFETY: bounds checked by ptr_at.
+    let ip = unsafe { &*ip };
+    let l4 = off + IPV6_LEN;
+    let end = l4 + usize::from(u16::from_be_bytes(ip.payload_len));
+    if ip.vcf[0] >> 4 != 6 || end > tunnel.end {
+        return Err(DecapCounter::DropMalformed);
+    }
+    let dst = words(&ip.dst_addr);
+    match ip.next_hdr {
+        IPPROTO_TCP | IPPROTO_UDP => {
+            let port = dst_port(ctx, ip.next_hdr, l4, end)?;
+            Ok(vip_key(dst, port, ip.next_hdr, AF_INET6))
+        }
+        IPPROTO_ICMPV6 => {
+            let quote = icmp_error(ctx, l4, end, true)?;
+            quoted_v6(ctx, quote, end, dst)
+        }
+        NEXTHDR_HOP | NEXTHDR_ROUTING | NEXTHDR_FRAGMENT | NEXTHDR_DEST => {
+            Err(DecapCounter::DropUnsupported)
+        }
+        _ => Err(DecapCounter::DropNotVip),
+    }
+}
+
+/// The destination port (network order) of the TCP or UDP header at
+/// `l4`, whose fixed part must lie inside the packet (`end`).
+#[inline(always)]
+fn dst_port<C: Hook>(ctx: &C, proto: u8, l4: usize, end: usize) -> Result<u16, DecapCounter> {
+    let ports: *const [u8; 4] = ptr_at(ctx, l4).ok_or(DecapCounter::DropMalformed)?;
+    let need = if proto == IPPROTO_TCP {
+        TCP_LEN
+    } else {
+        UDP_LEN
+    };
+    if l4 + need > end {
+        return Err(DecapCounter::DropMalformed);
+    }
+    // SAFETY: bounds checked by ptr_at.
+    let ports = unsafe { &*ports };
+    Ok(u16::from_ne_bytes([ports[2], ports[3]]))
+}
+
+/// Where the quoted packet of the ICMP (`v6`: ICMPv6) error at `l4`
+/// starts, if it is an error about a flow.
+#[inline(always)]
+fn icmp_error<C: Hook>(ctx: &C, l4: usize, end: usize, v6: bool) -> Result<usize, DecapCounter> {
+    let header: *const [u8; ICMP_LEN] = ptr_at(ctx, l4).ok_or(DecapCounter::DropMalformed)?;
+    if l4 + ICMP_LEN > end {
+        return Err(DecapCounter::DropMalformed);
+    }
+    // SAFETY: bounds checked by ptr_at.
+    let kind = unsafe { (*header)[0] };
+    let error = if v6 {
+        matches!(
+            kind,
+            ICMPV6_DEST_UNREACH | ICMPV6_PKT_TOOBIG | ICMPV6_TIME_EXCEED
+        )
+    } else {
+        matches!(kind, ICMP_DEST_UNREACH | ICMP_TIME_EXCEEDED)
+    };
+    if !error {
+        return Err(DecapCounter::DropNotVip);
+    }
+    Ok(l4 + ICMP_LEN)
+}
+
+/// The VIP key of an IPv4 packet quoted at `off`, sent from `vip`.
+#[inline(always)]
+fn quoted_v4<C: Hook>(
+    ctx: &C,
+    off: usize,
+    end: usize,
+    vip: [u32; 4],
+) -> Result<VipKey, DecapCounter> {
+    let ip: *const Ipv4Hdr = ptr_at(ctx, off).ok_or(DecapCounter::DropMalformed)?;
+    // SAFETY: bounds checked by ptr_at.
+    let ip = unsafe { &*ip };
+    let header_len = usize::from(ip.vihl & 0x0f) * 4;
+    let l4 = off + header_len;
+    // The packet check first: after the length check the compiler would
+    // drop it as implied, and the verifier would not follow.
+    let ports: *const [u8; QUOTED_L4_LEN] = ptr_at(ctx, l4).ok_or(DecapCounter::DropMalformed)?;
+    if ip.vihl >> 4 != 4 || header_len < IPV4_LEN || l4 + QUOTED_L4_LEN > end {
+        return Err(DecapCounter::DropMalformed);
+    }
+    let proto = ip.proto;
+    if u32::from_ne_bytes(ip.src_addr) != vip[0]
+        || (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
+        || u16::from_be_bytes(ip.frags) & IPV4_OFFSET_MASK != 0
+    {
+        return Err(DecapCounter::DropNotVip);
+    }
+    // SAFETY: bounds checked by ptr_at.
+    let ports = unsafe { &*ports };
+    Ok(vip_key(
+        vip,
+        u16::from_ne_bytes([ports[0], ports[1]]),
+        proto,
+        AF_INET,
+    ))
+}
+
+/// The VIP key of an IPv6 packet quoted at `off`, sent from `vip`.
+#[inline(always)]
+fn quoted_v6<C: Hook>(
+    ctx: &C,
+    off: usize,
+    end: usize,
+    vip: [u32; 4],
+) -> Result<VipKey, DecapCounter> {
+    let ip: *const Ipv6Hdr = ptr_at(ctx, off).ok_or(DecapCounter::DropMalformed)?;
+    // SAFETY: bounds checked by ptr_at.
+    let ip = unsafe { &*ip };
+    let l4 = off + IPV6_LEN;
+    let ports: *const [u8; QUOTED_L4_LEN] = ptr_at(ctx, l4).ok_or(DecapCounter::DropMalformed)?;
+    if ip.vcf[0] >> 4 != 6 || l4 + QUOTED_L4_LEN > end {
+        return Err(DecapCounter::DropMalformed);
+    }
+    let proto = ip.next_hdr;
+    if words(&ip.src_addr) != vip || (proto != IPPROTO_TCP && proto != IPPROTO_UDP) {
+        return Err(DecapCounter::DropNotVip);
+    }
+    // SAFETY: bounds checked by ptr_at.
+    let ports = unsafe { &*ports };
+    Ok(vip_key(
+        vip,
+        u16::from_ne_bytes([ports[0], ports[1]]),
+        proto,
+        AF_INET6,
+    ))
+}
+
+#[inline(always)]
+fn vip_key(addr: [u32; 4], port: u16, proto: u8, family: u8) -> VipKey {
+    VipKey {
+        addr,
+        port,
+        proto,
+        family,
+    }
+}

@@ -1,0 +1,46 @@
+//! Bounds-checked access to the frame and the header constants both
+//! halves of the parser (`outer`, `inner`) use.
+
+use core::mem::size_of;
+
+use crate::hook::Hook;
+
+/// Ethernet header length (untagged: see `outer` for VLANs).
+pub const ETH_LEN: usize = 14;
+/// Ethernet type of IPv4.
+pub const ETH_P_IP: u16 = 0x0800;
+/// Ethernet type of IPv6.
+pub const ETH_P_IPV6: u16 = 0x86dd;
+/// IPv4 header without options.
+pub const IPV4_LEN: usize = 20;
+/// IPv6 fixed header.
+pub const IPV6_LEN: usize = 40;
+/// UDP header.
+pub const UDP_LEN: usize = 8;
+/// IPv4 "more fragments" flag and fragment offset bits of `frags`.
+pub const IPV4_FRAG_MASK: u16 = 0x3fff;
+/// IPv4 fragment offset bits of `frags`.
+pub const IPV4_OFFSET_MASK: u16 = 0x1fff;
+
+/// Pointer to a `T` at `offset` in the frame, if the whole `T` is inside
+/// the directly readable part.
+#[inline(always)]
+pub fn ptr_at<T, C: Hook>(ctx: &C, offset: usize) -> Option<*mut T> {
+    let start = ctx.data();
+    let end = ctx.data_end();
+    if start + offset + size_of::<T>() > end {
+        return None;
+    }
+    Some((start + offset) as *mut T)
+}
+
+/// An address as the maps key it: four network-order words.
+#[inline(always)]
+pub fn words(addr: &[u8; 16]) -> [u32; 4] {
+    [
+        u32::from_ne_bytes([addr[0], addr[1], addr[2], addr[3]]),
+        u32::from_ne_bytes([addr[4], addr[5], addr[6], addr[7]]),
+        u32::from_ne_bytes([addr[8], addr[9], addr[10], addr[11]]),
+        u32::from_ne_bytes([addr[12], addr[13], addr[14], addr[15]]),
+    ]
+}

@@ -1,0 +1,9 @@
+//! Builds the decap object (lb-decap-ebpf) for bpfel-unknown-none and puts
+//! it in OUT_DIR for `object.rs` to embed (see lb-build).
+
+fn main() {
+    if let Err(message) = lb_build::build_ebpf("lb-decap-ebpf") {
+        eprintln!("error: building the decap object failed:\n{message}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,367 @@
+//! lb-decap's configuration file (TOML) and its validation into
+//! [`Settings`]: everything the maps need, checked before anything is
+//! touched. Every error names the field and the value.
+//!
+//! ```toml
+//! interface = "eth0"          # the backend's interface tunnel packets arrive on
+//! attach = "xdp"              # "xdp" (default) or "tc"
+//! xdp_mode = "auto"           # "auto" (native, else generic), "native", "generic"
+//! addresses = ["198.19.2.11"] # outer destinations accepted; default: the interface's
+//! vips = ["198.18.0.100:80/tcp", "[2001:2::100]:443/tcp"]
+//! ipip = true                 # IPIP, IP6IP6, 4in6
+//! gue = true                  # GUE (variant 0 and 1) on gue_port
+//! gue_port = 6080
+//! ```
+
+use std::{
+    collections::BTreeSet,
+    net::{IpAddr, SocketAddr},
+    path::Path,
+};
+
+use anyhow::{anyhow, bail, Context as _};
+use lb_common::{
+    consts::{IPPROTO_TCP, IPPROTO_UDP},
+    decap::{DecapConfig, DECAP_ADDRS_MAX, DECAP_F_GUE, DECAP_F_IPIP, DECAP_VIPS_MAX},
+    tunnel::GUE_PORT_DEFAULT,
+};
+use serde::Deserialize;
+
+use crate::interface;
+
+/// Which hook the program runs at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Attach {
+    /// XDP: the earliest and cheapest.
+    #[default]
+    Xdp,
+    /// tc ingress (tcx), for interfaces without XDP.
+    Tc,
+}
+
+impl Attach {
+    /// Both hooks.
+    pub const ALL: [Attach; 2] = [Attach::Xdp, Attach::Tc];
+
+    /// The name in config files, pins and status.
+    pub fn name(self) -> &'static str {
+        match self {
+            Attach::Xdp => "xdp",
+            Attach::Tc => "tc",
+        }
+    }
+}
+
+/// How an XDP program attaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum XdpMode {
+    /// Native (driver) mode, else generic with a warning.
+    #[default]
+    Auto,
+    /// Native (driver) mode only.
+    Native,
+    /// Generic (skb) mode.
+    Generic,
+}
+
+/// The file as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    interface: String,
+    #[serde(default)]
+    attach: Attach,
+    #[serde(default)]
+    xdp_mode: XdpMode,
+    #[serde(default)]
+    addresses: Vec<IpAddr>,
+    vips: Vec<String>,
+    #[serde(default = "yes")]
+    ipip: bool,
+    #[serde(default = "yes")]
+    gue: bool,
+    #[serde(default = "default_gue_port")]
+    gue_port: u16,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_gue_port() -> u16 {
+    GUE_PORT_DEFAULT
+}
+
+/// A VIP the backend serves: inner packets must be for one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Vip {
+    /// Address.
+    pub addr: IpAddr,
+    /// Port (host order).
+    pub port: u16,
+    /// `IPPROTO_TCP` or `IPPROTO_UDP`.
+    pub proto: u8,
+}
+
+impl std::fmt::Display for Vip {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let proto = if self.proto == IPPROTO_TCP {
+            "tcp"
+        } else {
+            "udp"
+        };
+        write!(f, "{}/{proto}", SocketAddr::new(self.addr, self.port))
+    }
+}
+
+impl std::str::FromStr for Vip {
+    type Err = anyhow::Error;
+
+    /// `ADDR:PORT/PROTO`, IPv6 in brackets: `198.18.0.100:80/tcp`,
+    /// `[2001:2::100]:53/udp`.
+    fn from_str(text: &str) -> anyhow::Result<Self> {
+        let (socket, proto) = text
+            .rsplit_once('/')
+            .ok_or_else(|| anyhow!("VIP {text:?}: expected ADDR:PORT/tcp or ADDR:PORT/udp"))?;
+        let proto = match proto {
+            "tcp" => IPPROTO_TCP,
+            "udp" => IPPROTO_UDP,
+            other => bail!("VIP {text:?}: protocol {other:?} is neither tcp nor udp"),
+        };
+        let socket: SocketAddr = socket.parse().map_err(|_| {
+            anyhow!("VIP {text:?}: {socket:?} is not ADDR:PORT (IPv6 in brackets: [2001:2::1]:80)")
+        })?;
+        if socket.port() == 0 {
+            bail!("VIP {text:?}: port 0");
+        }
+        check_unicast(socket.ip()).with_context(|| format!("VIP {text:?}"))?;
+        Ok(Self {
+            addr: socket.ip(),
+            port: socket.port(),
+            proto,
+        })
+    }
+}
+
+/// A validated configuration: what goes into the maps and where the
+/// program is attached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// The interface.
+    pub interface: String,
+    /// The hook.
+    pub attach: Attach,
+    /// XDP attach mode (ignored for tc).
+    pub xdp_mode: XdpMode,
+    /// Outer destinations accepted (sorted, unique).
+    pub addresses: Vec<IpAddr>,
+    /// VIPs (sorted, unique).
+    pub vips: Vec<Vip>,
+    /// `DECAP_CONFIG`'s entry.
+    pub config: DecapConfig,
+}
+
+impl Settings {
+    /// Reads and validates the file at `path`.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the config file {}", path.display()))?;
+        Self::parse(&text).with_context(|| format!("in the config file {}", path.display()))
+    }
+
+    /// Validates a configuration text. The interface must exist; without
+    /// `addresses`, its addresses (link-local IPv6 excepted) are used.
+    pub fn parse(text: &str) -> anyhow::Result<Self> {
+        let file: File = toml::from_str(text)?;
+        if file.interface.is_empty() {
+            bail!("interface: empty");
+        }
+        interface::index(&file.interface)
+            .with_context(|| format!("interface {:?}", file.interface))?;
+        if !file.ipip && !file.gue {
+            bail!("ipip and gue are both false: nothing would ever be unwrapped");
+        }
+        if file.gue && file.gue_port == 0 {
+            bail!("gue_port: 0 (GUE needs a port; set gue = false to turn it off)");
+        }
+        if file.vips.is_empty() {
+            bail!("vips: empty (a tunnel is not an open relay: name the VIPs this backend serves)");
+        }
+        let vips: BTreeSet<Vip> = file
+            .vips
+            .iter()
+            .map(|v| v.parse::<Vip>())
+            .collect::<anyhow::Result<_>>()
+            .context("vips")?;
+        if vips.len() > DECAP_VIPS_MAX as usize {
+            bail!("vips: {} given, at most {DECAP_VIPS_MAX}", vips.len());
+        }
+        let addresses: BTreeSet<IpAddr> = if file.addresses.is_empty() {
+            let found = interface::addresses(&file.interface)
+                .with_context(|| format!("reading the addresses of {}", file.interface))?;
+            if found.is_empty() {
+                bail!(
+                    "addresses: none given and interface {} has none: tunnel packets would have no destination to accept",
+                    file.interface
+                );
+            }
+            found.into_iter().collect()
+        } else {
+            for address in &file.addresses {
+                check_unicast(*address).with_context(|| format!("addresses: {address}"))?;
+            }
+            file.addresses.iter().copied().collect()
+        };
+        if addresses.len() > DECAP_ADDRS_MAX as usize {
+            bail!(
+                "addresses: {} given, at most {DECAP_ADDRS_MAX}",
+                addresses.len()
+            );
+        }
+        let mut flags = 0;
+        if file.ipip {
+            flags |= DECAP_F_IPIP;
+        }
+        if file.gue {
+            flags |= DECAP_F_GUE;
+        }
+        Ok(Self {
+            interface: file.interface,
+            attach: file.attach,
+            xdp_mode: file.xdp_mode,
+            addresses: addresses.into_iter().collect(),
+            vips: vips.into_iter().collect(),
+            config: DecapConfig {
+                gue_port: if file.gue { file.gue_port.to_be() } else { 0 },
+                flags,
+            },
+        })
+    }
+}
+
+/// Refuses addresses no packet is ever sent to.
+fn check_unicast(address: IpAddr) -> anyhow::Result<()> {
+    if address.is_unspecified() || address.is_multicast() {
+        bail!("{address} is not a unicast address");
+    }
+    if let IpAddr::V4(v4) = address {
+        if v4.is_broadcast() {
+            bail!("{address} is not a unicast address");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vips_parse_with_their_protocol() {
+        let v: Vip = "198.18.0.100:80/tcp".parse().expect("v4");
+        assert_eq!(v.port, 80);
+        assert_eq!(v.proto, IPPROTO_TCP);
+        assert_eq!(v.to_string(), "198.18.0.100:80/tcp");
+        let v: Vip = "[2001:2::100]:53/udp".parse().expect("v6");
+        assert_eq!(v.proto, IPPROTO_UDP);
+        assert_eq!(v.to_string(), "[2001:2::100]:53/udp");
+        for bad in [
+            "198.18.0.100:80",
+            "198.18.0.100:80/sctp",
+            "198.18.0.100/tcp",
+            "2001:2::100:80/tcp",
+            "198.18.0.100:0/tcp",
+            "0.0.0.0:80/tcp",
+            "224.0.0.1:80/udp",
+        ] {
+            assert!(bad.parse::<Vip>().is_err(), "{bad} must be refused");
+        }
+    }
+
+    #[test]
+    fn a_full_file_validates() {
+        let s = Settings::parse(
+            r#"
+            interface = "lo"
+            attach = "tc"
+            addresses = ["198.19.2.11", "2001:2:0:2::11", "198.19.2.11"]
+            vips = ["198.18.0.100:80/tcp", "198.18.0.100:80/tcp", "[2001:2::100]:80/tcp"]
+            gue_port = 7000
+            "#,
+        )
+        .expect("valid");
+        assert_eq!(s.attach, Attach::Tc);
+        assert_eq!(s.addresses.len(), 2);
+        assert_eq!(s.vips.len(), 2);
+        assert_eq!(s.config.flags, DECAP_F_IPIP | DECAP_F_GUE);
+        assert_eq!(u16::from_be(s.config.gue_port), 7000);
+    }
+
+    #[test]
+    fn bad_files_name_what_is_wrong() {
+        let cases = [
+            (r#"interface = "lo""#, "vips"),
+            (
+                r#"interface = "t2-nope0"
+                vips = ["198.18.0.100:80/tcp"]"#,
+                "t2-nope0",
+            ),
+            (
+                r#"interface = "lo"
+                ipip = false
+                gue = false
+                vips = ["198.18.0.100:80/tcp"]"#,
+                "both false",
+            ),
+            (
+                r#"interface = "lo"
+                gue_port = 0
+                vips = ["198.18.0.100:80/tcp"]"#,
+                "gue_port",
+            ),
+            (
+                r#"interface = "lo"
+                vips = ["198.18.0.100:80/icmp"]"#,
+                "icmp",
+            ),
+            (
+                r#"interface = "lo"
+                addresses = ["0.0.0.0"]
+                vips = ["198.18.0.100:80/tcp"]"#,
+                "0.0.0.0",
+            ),
+            (
+                r#"interface = "lo"
+                attach = "ebpf"
+                vips = ["198.18.0.100:80/tcp"]"#,
+                "ebpf",
+            ),
+            (
+                r#"interface = "lo"
+                vip = ["198.18.0.100:80/tcp"]"#,
+                "vip",
+            ),
+        ];
+        for (text, word) in cases {
+            let error = format!("{:#}", Settings::parse(text).expect_err(text));
+            assert!(error.contains(word), "{error:?} should mention {word:?}");
+        }
+    }
+
+    #[test]
+    fn gue_off_writes_no_port() {
+        let s = Settings::parse(
+            r#"
+            interface = "lo"
+            addresses = ["198.19.2.11"]
+            vips = ["198.18.0.100:80/tcp"]
+            gue = false
+            "#,
+        )
+        .expect("valid");
+        assert_eq!(s.config.flags, DECAP_F_IPIP);
+        assert_eq!(s.config.gue_port, 0);
+    }
+}

@@ -1,0 +1,184 @@
+//! Loading, attaching and adopting the decap program. `apply` is the one
+//! way the configuration reaches the kernel: the first time it loads the
+//! object, fills and pins its maps, attaches the program and pins the
+//! link; afterwards (a restart, a reload) it finds the pinned link still
+//! attached and only updates the pinned maps in place, so decapsulation
+//! never stops. Switching the hook or the interface attaches the new link
+//! before the old one is removed.
+
+use anyhow::{anyhow, bail, Context as _};
+use aya::{
+    programs::{
+        links::{FdLink, PinnedLink},
+        tc::TcAttachOptions,
+        LinkOrder, SchedClassifier, TcAttachType, Xdp, XdpMode as AyaXdpMode,
+    },
+    Ebpf,
+};
+use lb_common::decap::names;
+use tracing::{info, warn};
+
+use crate::{
+    config::{Attach, Settings, XdpMode},
+    maps::Maps,
+    object::DECAP_OBJECT,
+    pins::{remove_pin, PinDir},
+};
+
+/// Loads the embedded object (programs not yet loaded into the kernel,
+/// maps created, nothing pinned or attached): for `apply`, the tests and
+/// the benchmark.
+pub fn load_object() -> anyhow::Result<Ebpf> {
+    Ebpf::load(DECAP_OBJECT)
+        .context("loading the decap object (root, or CAP_BPF and CAP_NET_ADMIN, needed)")
+}
+
+/// The XDP decap program of `ebpf`, loaded into the kernel.
+pub fn xdp_program<'a>(ebpf: &'a mut Ebpf, name: &str) -> anyhow::Result<&'a mut Xdp> {
+    let program: &mut Xdp = ebpf
+        .program_mut(name)
+        .ok_or_else(|| anyhow!("the decap object has no program {name}"))?
+        .try_into()
+        .with_context(|| format!("{name} is not an XDP program"))?;
+    if program.fd().is_err() {
+        program
+            .load()
+            .with_context(|| format!("loading {name} (the verifier's log says why)"))?;
+    }
+    Ok(program)
+}
+
+/// The tc decap program of `ebpf`, loaded into the kernel.
+pub fn tc_program<'a>(ebpf: &'a mut Ebpf, name: &str) -> anyhow::Result<&'a mut SchedClassifier> {
+    let program: &mut SchedClassifier = ebpf
+        .program_mut(name)
+        .ok_or_else(|| anyhow!("the decap object has no program {name}"))?
+        .try_into()
+        .with_context(|| format!("{name} is not a tc program"))?;
+    if program.fd().is_err() {
+        program
+            .load()
+            .with_context(|| format!("loading {name} (the verifier's log says why)"))?;
+    }
+    Ok(program)
+}
+
+/// What `apply` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// The pinned link was still attached: only the maps were updated.
+    Updated,
+    /// The program was loaded and attached (first start, or after a
+    /// cleanup, a change of hook or interface, or a stale pin).
+    Attached,
+}
+
+/// Makes the kernel do what `settings` says (see the module doc).
+pub fn apply(settings: &Settings, pins: &PinDir) -> anyhow::Result<Applied> {
+    pins.prepare()?;
+    let link_path = pins.link_path(settings.attach, &settings.interface);
+    let applied = if live_link(&link_path)? && pins.maps_pinned() {
+        let mut maps = Maps::from_pins(pins)?;
+        maps.sync(settings)?;
+        info!(interface = %settings.interface, attach = settings.attach.name(), "program still attached; configuration updated in place");
+        Applied::Updated
+    } else {
+        attach_fresh(settings, pins)?;
+        Applied::Attached
+    };
+    for (attach, interface, path) in pins.links() {
+        if path != link_path {
+            remove_pin(&path)?;
+            info!(%interface, attach = attach.name(), "previous link removed: the program there is detached");
+        }
+    }
+    Ok(applied)
+}
+
+/// Whether a link is pinned at `path` and still attached; a stale pin is
+/// removed.
+fn live_link(path: &std::path::Path) -> anyhow::Result<bool> {
+    if !path.exists() {
+        return Ok(false);
+    }
+    let live = PinnedLink::from_pin(path)
+        .ok()
+        .map(FdLink::from)
+        .is_some_and(|link| link.info().is_ok_and(|info| info.program_id() != 0));
+    if !live {
+        warn!(path = %path.display(), "pinned link is stale; attaching afresh");
+        remove_pin(path)?;
+    }
+    Ok(live)
+}
+
+fn attach_fresh(settings: &Settings, pins: &PinDir) -> anyhow::Result<()> {
+    let mut ebpf = load_object()?;
+    let mut taken = crate::maps::take(&mut ebpf)?;
+    Maps::borrowed(&mut taken)?.sync(settings)?;
+    let interface = settings.interface.as_str();
+    let link = match settings.attach {
+        Attach::Xdp => {
+            let program = xdp_program(&mut ebpf, names::PROG_XDP_DECAP)?;
+            let id = match settings.xdp_mode {
+                XdpMode::Native => program.attach(interface, AyaXdpMode::Driver),
+                XdpMode::Generic => program.attach(interface, AyaXdpMode::Skb),
+                XdpMode::Auto => match program.attach(interface, AyaXdpMode::Driver) {
+                    Ok(id) => Ok(id),
+                    Err(error) => {
+                        warn!(%interface, %error, "native XDP attach failed; using generic (skb) mode, which is slower");
+                        program.attach(interface, AyaXdpMode::Skb)
+                    }
+                },
+            }
+            .with_context(|| format!("attaching {} to {interface} (another XDP program there?)", names::PROG_XDP_DECAP))?;
+            let link = program.take_link(id).context("taking the XDP link")?;
+            FdLink::try_from(link)
+                .context("this kernel attaches XDP without a link, which cannot be pinned")?
+        }
+        Attach::Tc => {
+            let program = tc_program(&mut ebpf, names::PROG_TC_DECAP)?;
+            let id = program
+                .attach_with_options(
+                    interface,
+                    TcAttachType::Ingress,
+                    TcAttachOptions::TcxOrder(LinkOrder::default()),
+                )
+                .with_context(|| format!("attaching {} to the tcx ingress of {interface} (kernel 6.6 or later needed)", names::PROG_TC_DECAP))?;
+            let link = program.take_link(id).context("taking the tc link")?;
+            FdLink::try_from(link).context("the tc link cannot be pinned")?
+        }
+    };
+    // Maps first: once the link is pinned, a restart trusts the pins.
+    crate::maps::pin(&taken, pins)?;
+    let path = pins.link_path(settings.attach, interface);
+    link.pin(&path)
+        .with_context(|| format!("pinning the link at {}", path.display()))?;
+    info!(%interface, attach = settings.attach.name(), pin = %path.display(), "decap program attached and pinned");
+    Ok(())
+}
+
+/// Detaches the program and removes every pin (`lb-decap cleanup`).
+/// Returns how many pins were removed.
+pub fn cleanup(pins: &PinDir) -> anyhow::Result<usize> {
+    if !pins.root().exists() {
+        return Ok(0);
+    }
+    let removed = pins.remove_all()?;
+    for path in &removed {
+        info!(pin = %path.display(), "removed");
+    }
+    Ok(removed.len())
+}
+
+/// The program id a pinned link drives, if it is live.
+pub fn link_program(path: &std::path::Path) -> anyhow::Result<u32> {
+    let link = PinnedLink::from_pin(path)
+        .map(FdLink::from)
+        .with_context(|| format!("opening the pinned link {}", path.display()))?;
+    let info = link.info().context("reading the link's info")?;
+    if info.program_id() == 0 {
+        bail!("the link at {} is detached", path.display());
+    }
+    Ok(info.program_id())
+}

@@ -1,0 +1,15 @@
+//! lb-decap, the backend side of tunnelled direct server return: a
+//! configuration file (`config`) becomes the decap program's maps
+//! (`maps`), the program is attached to the backend's interface and pinned
+//! (`dataplane`, `pins`) so it keeps unwrapping across lb-decap's own
+//! restarts, and `status` reads it all back. The binary (`main.rs`) is a
+//! thin CLI over this library; the tests drive the same functions.
+
+pub mod config;
+pub mod dataplane;
+pub mod interface;
+pub mod maps;
+pub mod object;
+pub mod pins;
+pub mod signals;
+pub mod status;

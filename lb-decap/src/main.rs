@@ -1,0 +1,160 @@
+//! `lb-decap`: unwraps tunnelled direct-server-return packets on a backend
+//! (see the library's doc and README "Running lb-decap on a backend").
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use lb_decap::{
+    config::Settings,
+    dataplane::{self, Applied},
+    pins::PinDir,
+    signals::{Request, Signals},
+    status,
+};
+use tracing::{error, info};
+
+/// Unwraps IPIP, IP6IP6, 4in6 and GUE packets addressed to this backend
+/// and to one of its VIPs, and hands the inner packet to the stack.
+#[derive(Debug, Parser)]
+#[command(version, args_conflicts_with_subcommands = true)]
+struct Cli {
+    /// Where the program, its link and its maps are pinned (on a BPF
+    /// filesystem; /sys/fs/bpf is mounted if needed).
+    #[arg(
+        long,
+        global = true,
+        env = "LB_DECAP_PIN_DIR",
+        default_value = "/sys/fs/bpf/lb-decap"
+    )]
+    pin_dir: PathBuf,
+    /// Detach the program and remove every pin (same as `cleanup`).
+    #[arg(long)]
+    cleanup: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Apply the config, then stay in the foreground (for systemd):
+    /// SIGHUP applies the file again, SIGTERM/SIGINT exit and leave the
+    /// program attached (a restart keeps decapsulating).
+    Run {
+        /// The configuration file.
+        #[arg(long, env = "LB_DECAP_CONFIG", default_value = "/etc/lb-decap.toml")]
+        config: PathBuf,
+    },
+    /// Apply the config and exit; the program stays attached.
+    Apply {
+        /// The configuration file.
+        #[arg(long, env = "LB_DECAP_CONFIG", default_value = "/etc/lb-decap.toml")]
+        config: PathBuf,
+    },
+    /// Validate the config and print what it resolves to; change nothing.
+    Check {
+        /// The configuration file.
+        #[arg(long, env = "LB_DECAP_CONFIG", default_value = "/etc/lb-decap.toml")]
+        config: PathBuf,
+    },
+    /// Print the attachment, the configuration in the maps and the
+    /// counters.
+    Status,
+    /// Detach the program and remove every pin: the interface is as
+    /// before lb-decap.
+    Cleanup,
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("lb-decap: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let pins = PinDir::new(&cli.pin_dir);
+    let command = match (cli.cleanup, cli.command) {
+        (true, _) | (false, Some(Command::Cleanup)) => {
+            let removed = dataplane::cleanup(&pins)?;
+            info!(removed, dir = %pins.root().display(), "cleaned up");
+            return Ok(());
+        }
+        (false, Some(command)) => command,
+        (false, None) => {
+            anyhow::bail!("no command given (run, apply, check, status, cleanup; see --help)")
+        }
+    };
+    match command {
+        Command::Run { config } => foreground(&config, &pins),
+        Command::Apply { config } => apply(&config, &pins).map(drop),
+        Command::Check { config } => {
+            let settings = Settings::load(&config)?;
+            println!("{settings:#?}");
+            Ok(())
+        }
+        Command::Status => {
+            print!("{}", status::report(&pins)?);
+            Ok(())
+        }
+        Command::Cleanup => unreachable_cleanup(),
+    }
+}
+
+/// `Cleanup` is handled before the match above.
+fn unreachable_cleanup() -> anyhow::Result<()> {
+    anyhow::bail!("internal: cleanup reached the command match")
+}
+
+fn apply(config: &Path, pins: &PinDir) -> anyhow::Result<Applied> {
+    let settings = Settings::load(config)?;
+    let applied = dataplane::apply(&settings, pins)
+        .with_context(|| format!("applying {}", config.display()))?;
+    info!(
+        interface = %settings.interface,
+        attach = settings.attach.name(),
+        addresses = settings.addresses.len(),
+        vips = settings.vips.len(),
+        ?applied,
+        "configuration applied"
+    );
+    Ok(applied)
+}
+
+/// `run`: apply, then wait for signals. A failing reload is logged and
+/// the running configuration kept.
+fn foreground(config: &Path, pins: &PinDir) -> anyhow::Result<()> {
+    let signals = Signals::block()?;
+    apply(config, pins)?;
+    info!(
+        "running; SIGHUP reloads {}, SIGTERM exits (the program stays attached)",
+        config.display()
+    );
+    loop {
+        match signals.next()? {
+            Request::Reload => {
+                info!("SIGHUP: reloading");
+                if let Err(e) = apply(config, pins) {
+                    error!(
+                        error = format!("{e:#}"),
+                        "reload failed; the previous configuration stays in force"
+                    );
+                }
+            }
+            Request::Stop => {
+                info!("stopping; the decap program stays attached (`lb-decap cleanup` removes it)");
+                return Ok(());
+            }
+        }
+    }
+}

@@ -1,0 +1,238 @@
+//! The pin directory: the decap program outlives lb-decap. Its maps and
+//! its XDP or tc link are pinned in a BPF filesystem, so a restarted
+//! lb-decap finds the program still unwrapping and updates its maps in
+//! place; `lb-decap cleanup` removes it all.
+//!
+//! Layout under the directory (default `/sys/fs/bpf/lb-decap`):
+//! `maps/<MAP>` and `xdp-link-<interface>` or `tc-link-<interface>`.
+
+use std::{
+    ffi::CString,
+    os::unix::ffi::OsStrExt as _,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{bail, Context as _};
+use lb_common::decap::names;
+
+use crate::config::Attach;
+
+/// Where bpffs is mounted by convention (and where lb-decap mounts it if
+/// nothing is).
+const BPFFS_MOUNT: &str = "/sys/fs/bpf";
+/// `BPF_FS_MAGIC` from statfs(2).
+const BPF_FS_MAGIC: u32 = 0xcafe_4a11;
+
+/// The pinned maps: everything the program reads and counts.
+pub const PINNED_MAPS: [&str; 4] = [
+    names::MAP_DECAP_ADDRS,
+    names::MAP_DECAP_VIPS,
+    names::MAP_DECAP_CONFIG,
+    names::MAP_DECAP_COUNTERS,
+];
+
+/// The pin directory of one lb-decap.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PinDir {
+    root: PathBuf,
+}
+
+impl PinDir {
+    /// The pin directory at `root`.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// The directory itself.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where the maps are pinned.
+    pub fn maps_dir(&self) -> PathBuf {
+        self.root.join("maps")
+    }
+
+    /// Where map `name` is pinned.
+    pub fn map_path(&self, name: &str) -> PathBuf {
+        self.maps_dir().join(name)
+    }
+
+    /// Where the link of `attach` on `interface` is pinned.
+    pub fn link_path(&self, attach: Attach, interface: &str) -> PathBuf {
+        self.root
+            .join(format!("{}-link-{interface}", attach.name()))
+    }
+
+    /// Every pinned link: (hook, interface, path).
+    pub fn links(&self) -> Vec<(Attach, String, PathBuf)> {
+        let Ok(entries) = std::fs::read_dir(&self.root) else {
+            return Vec::new();
+        };
+        let mut links: Vec<_> = entries
+            .flatten()
+            .filter_map(|entry| {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                Attach::ALL.into_iter().find_map(|attach| {
+                    name.strip_prefix(&format!("{}-link-", attach.name()))
+                        .map(|interface| (attach, interface.to_owned(), entry.path()))
+                })
+            })
+            .collect();
+        links.sort();
+        links
+    }
+
+    /// Whether every map is pinned.
+    pub fn maps_pinned(&self) -> bool {
+        PINNED_MAPS.iter().all(|m| self.map_path(m).exists())
+    }
+
+    /// Makes sure the directory exists on a BPF filesystem, mounting one on
+    /// `/sys/fs/bpf` if the directory is under it and nothing is mounted
+    /// there (as systemd would have). Refused when lb-decap runs in a mount
+    /// namespace of its own (`ip netns exec`): a mount there would vanish
+    /// with lb-decap, and the program with it.
+    pub fn prepare(&self) -> anyhow::Result<()> {
+        if !on_bpffs(&self.root) {
+            let mount = Path::new(BPFFS_MOUNT);
+            if !(self.root.starts_with(mount) && mount.is_dir()) || is_bpffs(mount) {
+                bail!(
+                    "pin directory {} is not on a BPF filesystem (mount one: mount -t bpf bpf DIR)",
+                    self.root.display()
+                );
+            }
+            if private_mount_namespace() {
+                bail!(
+                    "pin directory {} is not on a BPF filesystem, and lb-decap runs in a mount namespace of its own (ip netns exec?): one mounted here would vanish with it. Mount bpffs outside /sys first (mkdir -p /run/lb-decap-bpffs && mount -t bpf bpf /run/lb-decap-bpffs) and pass --pin-dir under it",
+                    self.root.display()
+                );
+            }
+            mount_bpffs(mount)?;
+        }
+        let maps = self.maps_dir();
+        std::fs::create_dir_all(&maps).with_context(|| format!("creating {}", maps.display()))
+    }
+
+    /// Removes everything pinned here: links (which detaches their
+    /// programs) and maps (freed once no program uses them), then the
+    /// directory. Returns what was removed.
+    pub fn remove_all(&self) -> anyhow::Result<Vec<PathBuf>> {
+        let mut removed = Vec::new();
+        for (_, _, path) in self.links() {
+            remove_pin(&path)?;
+            removed.push(path);
+        }
+        for map in PINNED_MAPS {
+            let path = self.map_path(map);
+            if path.exists() {
+                remove_pin(&path)?;
+                removed.push(path);
+            }
+        }
+        for dir in [self.maps_dir(), self.root.clone()] {
+            match std::fs::remove_dir(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(e).with_context(|| {
+                        format!(
+                            "removing {} (something else is pinned there?)",
+                            dir.display()
+                        )
+                    })
+                }
+            }
+        }
+        Ok(removed)
+    }
+}
+
+/// Removes one pin; a missing one is fine.
+pub fn remove_pin(path: &Path) -> anyhow::Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("removing the pin {}", path.display())),
+    }
+}
+
+/// Whether `path` (or its nearest existing ancestor) is on a BPF
+/// filesystem.
+fn on_bpffs(path: &Path) -> bool {
+    path.ancestors().find(|p| p.exists()).is_some_and(is_bpffs)
+}
+
+fn is_bpffs(path: &Path) -> bool {
+    let Ok(c_path) = CString::new(path.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: statfs fills the zeroed struct; the path is NUL-terminated.
+    unsafe {
+        let mut stat: libc::statfs = std::mem::zeroed();
+        libc::statfs(c_path.as_ptr(), &mut stat) == 0 && stat.f_type as u32 == BPF_FS_MAGIC
+    }
+}
+
+/// Whether this process runs in a mount namespace other than PID 1's.
+fn private_mount_namespace() -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    let ns = |pid: &str| {
+        std::fs::metadata(format!("/proc/{pid}/ns/mnt"))
+            .ok()
+            .map(|m| m.ino())
+    };
+    match (ns("self"), ns("1")) {
+        (Some(own), Some(host)) => own != host,
+        _ => false,
+    }
+}
+
+fn mount_bpffs(target: &Path) -> anyhow::Result<()> {
+    let c_target = CString::new(target.as_os_str().as_bytes())?;
+    let bpf = c"bpf";
+    // SAFETY: all strings are NUL-terminated; no data argument.
+    let rc = unsafe {
+        libc::mount(
+            bpf.as_ptr(),
+            c_target.as_ptr(),
+            bpf.as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("mounting a BPF filesystem on {}", target.display()));
+    }
+    tracing::info!(path = %target.display(), "mounted a BPF filesystem");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_names_the_hook_and_interface() {
+        let pins = PinDir::new("/sys/fs/bpf/lb-decap");
+        assert_eq!(
+            pins.map_path("DECAP_VIPS"),
+            PathBuf::from("/sys/fs/bpf/lb-decap/maps/DECAP_VIPS")
+        );
+        assert_eq!(
+            pins.link_path(Attach::Tc, "eth0"),
+            PathBuf::from("/sys/fs/bpf/lb-decap/tc-link-eth0")
+        );
+    }
+
+    #[test]
+    fn a_directory_outside_bpffs_is_refused_and_nothing_is_created() {
+        let dir = std::env::temp_dir().join(format!("t2-pins-{}", std::process::id()));
+        let pins = PinDir::new(&dir);
+        let error = format!("{:#}", pins.prepare().expect_err("not bpffs"));
+        assert!(error.contains("not on a BPF filesystem"), "{error}");
+        assert!(!dir.exists());
+        assert!(pins.remove_all().expect("nothing to remove").is_empty());
+    }
+}
