@@ -304,16 +304,8 @@ impl Dataplane {
         tc_program(&mut ebpf)?
             .load()
             .map_err(|e| program_error("loading", names::PROG_TC_LB, e))?;
-        // The health-check encapsulation too, where the object has it; it
-        // is attached only while a check goes through a tunnel.
-        if let Some(program) = ebpf.program_mut(names::PROG_TC_HC_ENCAP) {
-            let program: &mut SchedClassifier = program
-                .try_into()
-                .map_err(|e| program_error("finding", names::PROG_TC_HC_ENCAP, e))?;
-            program
-                .load()
-                .map_err(|e| program_error("loading", names::PROG_TC_HC_ENCAP, e))?;
-        }
+        // `tc_hc_encap` is loaded by the engine when a check first goes
+        // through a tunnel: a node without such checks never depends on it.
         Ok(Self {
             vips: take_map!(ebpf, names::MAP_VIPS),
             maglev: take_map!(ebpf, names::MAP_MAGLEV),

@@ -279,7 +279,8 @@ impl Engine {
     }
 }
 
-/// `tc_hc_encap`, loaded on first use.
+/// `tc_hc_encap`, loaded on first use (the verifier sees it when a check
+/// first needs it; a refusal then costs only those checks, with a warning).
 fn hc_program(ebpf: &mut aya::Ebpf) -> anyhow::Result<&mut SchedClassifier> {
     let name = names::PROG_TC_HC_ENCAP;
     let program: &mut SchedClassifier = ebpf
