@@ -11,7 +11,12 @@
 //! pinned: checks only run while lbd does) and go at any stop, and
 //! `accept_local` is put back at a clean stop, like forwarding.
 
-use std::{collections::BTreeSet, net::IpAddr, path::PathBuf};
+use std::{
+    collections::BTreeSet,
+    net::IpAddr,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
 
 use aya::programs::{
     links::LinkOrder,
@@ -40,9 +45,15 @@ pub(crate) struct TunnelRuntime {
     hc_links: Vec<(String, SchedClassifierLinkId)>,
     /// `accept_local` as lbd found it, while lbd has it on.
     accept_local: Option<SysctlChange>,
-    /// Whether attaching the check path failed (warned once until it works).
-    hc_failed: bool,
+    /// When attaching the check path last failed (warned once until it
+    /// works; retried after `HC_RETRY`, not at every commit).
+    hc_failed: Option<Instant>,
 }
+
+/// How long after a failed attach of `tc_hc_encap` lbd tries again (a
+/// verifier run costs tens of milliseconds; commits come with every
+/// health change).
+const HC_RETRY: Duration = Duration::from_secs(30);
 
 /// The `accept_local` switch of `interface` (IPv4 only: IPv6 takes a
 /// packet from one of the node's own addresses as it is).
@@ -97,6 +108,9 @@ impl Engine {
     pub(crate) async fn tunnel_scan(&mut self) {
         if !self.balancer.vips().values().any(|v| v.mode.is_tunnel()) {
             return;
+        }
+        if self.tunnel.hc_failed.is_some() {
+            self.sync_hc_path(true);
         }
         self.read_own_addresses().await;
         let wanted = self.node_tunnel(&self.config.tunnel);
@@ -158,17 +172,24 @@ impl Engine {
     /// on egress and `accept_local` on.
     pub(crate) fn sync_hc_path(&mut self, needed: bool) {
         if needed {
-            match self.attach_hc_encap() {
-                Ok(()) => self.tunnel.hc_failed = false,
-                Err(error) => {
-                    if !self.tunnel.hc_failed {
-                        warn!(%error, "checks through the tunnel cannot be encapsulated: they reach the VIP on this node or nowhere, and their backends go down");
+            let retry = self
+                .tunnel
+                .hc_failed
+                .is_none_or(|at| at.elapsed() >= HC_RETRY);
+            if retry {
+                match self.attach_hc_encap() {
+                    Ok(()) => self.tunnel.hc_failed = None,
+                    Err(error) => {
+                        if self.tunnel.hc_failed.is_none() {
+                            warn!(error = format!("{error:#}"), "checks through the tunnel cannot be encapsulated: they reach the VIP on this node or nowhere, and their backends go down (retried every {} s)", HC_RETRY.as_secs());
+                        }
+                        self.tunnel.hc_failed = Some(Instant::now());
                     }
-                    self.tunnel.hc_failed = true;
                 }
             }
             self.ensure_accept_local();
         } else {
+            self.tunnel.hc_failed = None;
             self.detach_hc_encap();
             self.restore_accept_local();
         }
