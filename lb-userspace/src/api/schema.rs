@@ -199,7 +199,7 @@ pub struct VipStatus {
     pub bytes: u64,
     /// Flows new to the connection table.
     pub new_flows: u64,
-    /// Forwarding mode (`dsr-l2`, `nat`; absent from an lbd before
+    /// Forwarding mode (`dsr-l2`, `nat`, `ipip`, `gue`; absent from an lbd before
     /// modes: `dsr-l2`).
     #[serde(default = "default_mode")]
     pub mode: String,
@@ -365,7 +365,7 @@ pub struct VipSpec {
     /// "drop" or "keep".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_all_down: Option<String>,
-    /// "dsr-l2" (default) or "nat".
+    /// "dsr-l2" (default), "nat", "ipip" or "gue".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forwarding: Option<String>,
     /// NAT mode: the VIP's own NAT address (default: the node's `[nat]`

@@ -186,6 +186,14 @@ fn undone_by_reload(current: &Model, next: &Model, running: &Config, file: &Conf
                 {
                     notes.push(format!("backend {address} of {id} from the file: added"));
                 }
+                let (was, now) = (old.config.forwarding, vip.config.forwarding);
+                if was != now {
+                    notes.push(format!(
+                        "VIP {id}: forwarding {} -> {}: tracked flows keep their backend, their next packets take the new mode",
+                        was.name(),
+                        now.name()
+                    ));
+                }
             }
         }
     }
@@ -193,4 +201,38 @@ fn undone_by_reload(current: &Model, next: &Model, running: &Config, file: &Conf
         notes.push(format!("{name} changed: takes effect when lbd restarts"));
     }
     notes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(forwarding: &str) -> Config {
+        let text = format!(
+            "interface = \"eth0\"\n[[vip]]\naddress = \"198.18.0.100\"\nport = 80\nforwarding = \"{forwarding}\"\n[[vip.backend]]\naddress = \"198.19.2.11\"\n"
+        );
+        Config::from_toml_str(&text, "lbd.toml").unwrap()
+    }
+
+    #[test]
+    fn a_reload_that_changes_a_vips_mode_says_what_its_flows_do() {
+        let (running, file) = (config("dsr-l2"), config("ipip"));
+        let notes = undone_by_reload(
+            &Model::from_config(&running),
+            &Model::from_config(&file),
+            &running,
+            &file,
+        );
+        assert_eq!(
+            notes,
+            ["VIP 198.18.0.100:80/tcp: forwarding dsr-l2 -> ipip: tracked flows keep their backend, their next packets take the new mode"]
+        );
+        let same = undone_by_reload(
+            &Model::from_config(&file),
+            &Model::from_config(&file),
+            &file,
+            &file,
+        );
+        assert!(same.is_empty(), "{same:?}");
+    }
 }
