@@ -21,3 +21,4 @@ pub mod support;
 pub mod testbed;
 pub mod topology;
 pub mod tunnel;
+pub mod tunnelbed;
