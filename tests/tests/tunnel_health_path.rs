@@ -77,11 +77,26 @@ fn the_check_path_exists_only_while_checks_use_it_and_a_stop_leaves_the_node_as_
     lab.start_lbd_on(&lb, "lbd", &config).expect("lbd starts");
 
     // Checks through the tunnel: the path is there and shown.
-    wait_until(
-        "backends up through the tunnel",
-        Duration::from_secs(10),
-        || all_up(&status_on(&lab, &lb), true),
-    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !all_up(&status_on(&lab, &lb), true) {
+        if std::time::Instant::now() > deadline {
+            let status = status_on(&lab, &lb);
+            let counters: Vec<_> = status.counters.iter().filter(|(_, v)| **v > 0).collect();
+            let checks: Vec<_> = status.vips[0]
+                .backends
+                .iter()
+                .map(|b| {
+                    (
+                        b.address,
+                        b.health,
+                        b.check.as_ref().and_then(|c| c.last.clone()),
+                    )
+                })
+                .collect();
+            panic!("backends not up through the tunnel: {checks:?}; counters {counters:?}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
     assert_eq!(accept_local(&lb), "1");
     for interface in ["lo", "eth0"] {
         assert!(
