@@ -225,6 +225,20 @@ impl Topology {
         }
     }
 
+    /// The tunnel lab (issue 13): the routed lab's shape, but the backends
+    /// serve the VIPs themselves, as tunnelled direct server return needs:
+    /// the VIPs on `lo`, `arp_ignore=1` / `arp_announce=2`, nginx on the
+    /// VIPs' port (every address). Still none is on-link for an LB, so
+    /// only an encapsulated packet reaches them; every link keeps the veth
+    /// default MTU of 1500, so encapsulating a full-size segment needs
+    /// more than the path has.
+    pub fn routed_tunnel(lbs: usize, backends: usize, static_vip: bool) -> Self {
+        Self {
+            backend_style: BackendStyle::Dsr,
+            ..Self::routed(lbs, backends, static_vip)
+        }
+    }
+
     /// The static routes of a namespace attached to `networks`: for every
     /// network it is not on, the network and the next hop (router index,
     /// and the network both share). A host (`host` true) whose network has
@@ -357,5 +371,20 @@ mod tests {
             "2001:2:2::11".parse::<Ipv6Addr>().expect("address")
         );
         assert_eq!(t.networks[0].host_v4(254), Ipv4Addr::new(198, 18, 0, 254));
+    }
+
+    #[test]
+    fn the_tunnel_lab_is_the_routed_lab_with_dsr_backends() {
+        let routed = Topology::routed(2, 3, false);
+        let tunnel = Topology::routed_tunnel(2, 3, false);
+        assert_eq!(tunnel.backend_style, BackendStyle::Dsr);
+        assert_eq!(tunnel.backend_style.port(), crate::lab::HTTP_PORT);
+        assert_eq!(
+            Topology {
+                backend_style: routed.backend_style,
+                ..tunnel
+            },
+            routed
+        );
     }
 }

@@ -10,8 +10,7 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    io::{Read as _, Write as _},
-    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     process::Command,
     sync::{
         atomic::{AtomicBool, Ordering},
@@ -22,7 +21,8 @@ use std::{
 };
 
 use lb_tests::{
-    lab::{in_netns, Host, Lab, Topology, HTTP_PORT, ROUTED_BACKEND_PORT, VIP4, VIP6},
+    http::{burst, open_stream, Conn, Stream, SLOW_BYTES},
+    lab::{Host, Lab, Topology, HTTP_PORT, ROUTED_BACKEND_PORT, VIP4, VIP6},
     support::{counter, ip, status_on, wait_until},
 };
 use lb_userspace::api::schema::{HealthStatus, Status};
@@ -33,8 +33,6 @@ const NAT4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 50);
 const NAT6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 0x50);
 /// New connections per family in the balance tests.
 const REQUESTS: u32 = 3_000;
-/// Bytes of nginx's `/slow` (24 KiB at 4 KiB/s: a six-second stream).
-const SLOW_BYTES: usize = 24 * 1024;
 /// Longest a stream may sit still across a VRRP failover.
 const STALL_LIMIT: Duration = Duration::from_secs(4);
 /// Drop verdicts none of the healthy runs may produce.
@@ -258,234 +256,6 @@ fn stack_resets(node: &Host) -> u64 {
         .find(|(n, _)| *n == "OutRsts")
         .and_then(|(_, v)| v.parse().ok())
         .expect("Tcp OutRsts in /proc/net/snmp")
-}
-
-// ---------------------------------------------------------------------------
-// HTTP over plain sockets: who served, and whom nginx saw as its client.
-
-/// What one response said.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Seen {
-    /// The backend that answered (`X-Backend`).
-    backend: String,
-    /// The peer nginx saw (`X-Client`): the NAT address and port.
-    peer: SocketAddr,
-    /// The body's length.
-    body: usize,
-}
-
-/// Sends `GET path` on `stream` and reads one response with a
-/// Content-Length body; `buffer` keeps what was read past it.
-fn exchange(stream: &mut TcpStream, buffer: &mut Vec<u8>, path: &str) -> anyhow::Result<Seen> {
-    stream.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: vip\r\nUser-Agent: lb-tests\r\n\r\n").as_bytes(),
-    )?;
-    let fill = |stream: &mut TcpStream, buffer: &mut Vec<u8>| -> anyhow::Result<()> {
-        let mut chunk = [0u8; 4096];
-        let n = stream.read(&mut chunk)?;
-        anyhow::ensure!(n > 0, "connection closed by the peer");
-        buffer.extend_from_slice(&chunk[..n]);
-        Ok(())
-    };
-    let end = loop {
-        if let Some(at) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
-            break at + 4;
-        }
-        fill(stream, buffer)?;
-    };
-    let head = String::from_utf8_lossy(&buffer[..end]).into_owned();
-    anyhow::ensure!(
-        head.starts_with("HTTP/1.1 200"),
-        "unexpected response: {}",
-        head.lines().next().unwrap_or("")
-    );
-    let header = |name: &str| {
-        head.lines().find_map(|l| {
-            let (n, v) = l.split_once(':')?;
-            n.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
-        })
-    };
-    let length: usize = header("content-length")
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| anyhow::anyhow!("no Content-Length in {head:?}"))?;
-    let backend = header("x-backend").ok_or_else(|| anyhow::anyhow!("no X-Backend"))?;
-    let client = header("x-client").ok_or_else(|| anyhow::anyhow!("no X-Client"))?;
-    let (address, port) = client
-        .split_once(' ')
-        .ok_or_else(|| anyhow::anyhow!("X-Client {client:?}"))?;
-    let peer = SocketAddr::new(address.parse()?, port.parse()?);
-    while buffer.len() < end + length {
-        fill(stream, buffer)?;
-    }
-    buffer.drain(..end + length);
-    Ok(Seen {
-        backend,
-        peer,
-        body: length,
-    })
-}
-
-/// A kept-alive connection through a VIP.
-struct Conn {
-    stream: TcpStream,
-    buffer: Vec<u8>,
-    /// The first response on it.
-    first: Seen,
-}
-
-impl Conn {
-    /// Opens `count` connections from `netns` to `vip` (port 80), each
-    /// waiting up to `connect` for its handshake, and sends one request on
-    /// each. Fails at the first connection that fails.
-    fn open(
-        netns: &str,
-        vip: IpAddr,
-        count: usize,
-        connect: Duration,
-    ) -> anyhow::Result<Vec<Conn>> {
-        let to = SocketAddr::new(vip, HTTP_PORT);
-        in_netns(netns, move || -> anyhow::Result<Vec<Conn>> {
-            (0..count)
-                .map(|_| {
-                    let mut stream = TcpStream::connect_timeout(&to, connect)?;
-                    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-                    stream.set_nodelay(true)?;
-                    let mut buffer = Vec::new();
-                    let first = exchange(&mut stream, &mut buffer, "/")?;
-                    Ok(Conn {
-                        stream,
-                        buffer,
-                        first,
-                    })
-                })
-                .collect()
-        })?
-    }
-
-    /// One more request on the connection.
-    fn get(&mut self) -> anyhow::Result<Seen> {
-        exchange(&mut self.stream, &mut self.buffer, "/")
-    }
-}
-
-/// What a burst of one-connection requests produced.
-#[derive(Debug, Default)]
-struct Burst {
-    /// Responses per backend.
-    by_backend: BTreeMap<String, u64>,
-    /// Every client address nginx saw.
-    peers: BTreeSet<IpAddr>,
-    /// Lowest and highest client port nginx saw.
-    ports: Option<(u16, u16)>,
-    /// Failed requests.
-    failed: u64,
-    /// The first few errors.
-    errors: Vec<String>,
-}
-
-impl Burst {
-    fn succeeded(&self) -> u64 {
-        self.by_backend.values().sum()
-    }
-}
-
-/// `count` requests from `netns` to `vip`, each on a new connection that
-/// the client closes first (so the backend never holds a TIME_WAIT for a
-/// NAT port), 5 s timeouts.
-fn burst(netns: &str, vip: IpAddr, count: u32) -> Burst {
-    let to = SocketAddr::new(vip, HTTP_PORT);
-    in_netns(netns, move || {
-        let mut out = Burst::default();
-        for _ in 0..count {
-            let result = (|| -> anyhow::Result<Seen> {
-                let mut stream = TcpStream::connect_timeout(&to, Duration::from_secs(5))?;
-                stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-                exchange(&mut stream, &mut Vec::new(), "/")
-            })();
-            match result {
-                Ok(seen) => {
-                    *out.by_backend.entry(seen.backend).or_default() += 1;
-                    out.peers.insert(seen.peer.ip());
-                    let port = seen.peer.port();
-                    out.ports = Some(
-                        out.ports
-                            .map_or((port, port), |(lo, hi)| (lo.min(port), hi.max(port))),
-                    );
-                }
-                Err(e) => {
-                    out.failed += 1;
-                    if out.errors.len() < 5 {
-                        out.errors.push(format!("{e:#}"));
-                    }
-                }
-            }
-        }
-        out
-    })
-    .expect("thread in the client's namespace")
-}
-
-/// A `/slow` stream through `vip`: its backend and a thread that
-/// reads the rest of the body (the byte count, or the error).
-struct Stream {
-    backend: String,
-    /// The client's end.
-    local: SocketAddr,
-    /// The body's length and the longest wait between two reads.
-    handle: thread::JoinHandle<Result<(usize, Duration), String>>,
-}
-
-fn open_stream(netns: &str, vip: IpAddr, nat: IpAddr) -> Stream {
-    let to = SocketAddr::new(vip, HTTP_PORT);
-    let (stream, head) = in_netns(netns, move || -> anyhow::Result<(TcpStream, String)> {
-        let mut stream = TcpStream::connect_timeout(&to, Duration::from_secs(5))?;
-        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-        stream.write_all(b"GET /slow HTTP/1.1\r\nHost: vip\r\nConnection: close\r\n\r\n")?;
-        let mut head = Vec::new();
-        let mut byte = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") {
-            stream.read_exact(&mut byte)?;
-            head.push(byte[0]);
-        }
-        Ok((stream, String::from_utf8_lossy(&head).into_owned()))
-    })
-    .expect("netns")
-    .expect("stream");
-    let backend = head
-        .lines()
-        .find_map(|l| l.strip_prefix("X-Backend: "))
-        .expect("X-Backend header")
-        .trim()
-        .to_owned();
-    assert!(
-        head.contains(&format!("X-Client: {nat} ")),
-        "the backend saw another client than the NAT address: {head}"
-    );
-    let local = stream.local_addr().expect("local address");
-    let handle = thread::spawn(move || {
-        let mut stream = stream;
-        let (mut length, mut longest, mut last) = (0, Duration::ZERO, Instant::now());
-        let mut chunk = [0u8; 4096];
-        loop {
-            let n = stream.read(&mut chunk).map_err(|e| {
-                format!(
-                    "{e} after {length} bytes, {:?} since the last",
-                    last.elapsed()
-                )
-            })?;
-            longest = longest.max(last.elapsed());
-            last = Instant::now();
-            if n == 0 {
-                return Ok((length, longest));
-            }
-            length += n;
-        }
-    });
-    Stream {
-        backend,
-        local,
-        handle,
-    }
 }
 
 /// Runs lbctl on the lab's single lbd; panics unless it succeeds.
@@ -863,7 +633,15 @@ fn failover(attach: &str) {
     ]
     .into_iter()
     .flat_map(|(vip, nat)| (0..6).map(move |_| (vip, nat)))
-    .map(|(vip, nat)| (vip, open_stream(&netns, vip, nat)))
+    .map(|(vip, nat)| {
+        let stream = open_stream(&netns, vip);
+        assert_eq!(
+            stream.peer.ip(),
+            nat,
+            "the backend saw another client than the NAT address"
+        );
+        (vip, stream)
+    })
     .collect();
     let backends: BTreeSet<String> = streams.iter().map(|(_, s)| s.backend.clone()).collect();
     // How each node sees the streams' flows (for a failure's message).

@@ -3,7 +3,9 @@
 //! on a shared machine cancels out: direct to one backend, lbd's XDP data
 //! plane, a bare MAC-rewrite + XDP_TX forwarder over the same backends,
 //! HAProxy `mode tcp` and nginx `stream`, each with keep-alive connections
-//! and with a new connection per request.
+//! and with a new connection per request. The routed lab compares NAT mode
+//! with HAProxy; the tunnel comparison puts lbd's `ipip` and `gue` beside
+//! `dsr-l2` and HAProxy.
 
 use std::{
     fs,
@@ -61,6 +63,8 @@ pub struct E2eResults {
 const SYSTEMS: &[&str] = &["direct", "lbd", "xdp-forward", "haproxy", "nginx-stream"];
 /// The routed lab's systems: both serve unmodified, routed backends.
 const ROUTED_SYSTEMS: &[&str] = &["direct", "lbd-nat", "lbd-nat-tc", "haproxy"];
+/// The tunnel comparison's systems (`lbd` is `dsr-l2`).
+const TUNNEL_SYSTEMS: &[&str] = &["direct", "lbd", "lbd-ipip", "lbd-gue", "haproxy"];
 const MODES: &[&str] = &["keep-alive", "new-connection"];
 /// The LB node's NAT address in the routed lab (on its LB-network leg).
 const NAT4: &str = "198.18.0.50";
@@ -197,8 +201,11 @@ fn start(lab: &mut Lab, system: &str, round: u32, target: &Target) -> anyhow::Re
     let (backends, port) = (&target.backends, target.port);
     match system {
         "direct" => Ok(Running::Nothing),
-        "lbd" | "lbd-nat" | "lbd-nat-tc" => {
-            let nat = system != "lbd";
+        "lbd" | "lbd-nat" | "lbd-nat-tc" | "lbd-ipip" | "lbd-gue" => {
+            let nat = system.starts_with("lbd-nat");
+            let tunnel = system
+                .strip_prefix("lbd-")
+                .filter(|m| ["ipip", "gue"].contains(m));
             let attach = if system == "lbd-nat-tc" { "tc" } else { "xdp" };
             let mut config = format!(
                 "interface = \"eth0\"\nattach = \"{attach}\"\nadmin_socket = \"{}/lbd.sock\"\nmetrics_listen = \"off\"\n",
@@ -207,9 +214,18 @@ fn start(lab: &mut Lab, system: &str, round: u32, target: &Target) -> anyhow::Re
             if nat {
                 config.push_str(&format!("[nat]\nsource_ipv4 = \"{NAT4}\"\n"));
             }
+            if tunnel.is_some() {
+                config.push_str(&format!(
+                    "[tunnel]\nsource_ipv4 = \"{}\"\n",
+                    crate::tunnel::SOURCE4
+                ));
+            }
             config.push_str(&format!("\n[[vip]]\naddress = \"{VIP4}\"\nport = 80\n"));
             if nat {
                 config.push_str("forwarding = \"nat\"\n");
+            }
+            if let Some(mode) = tunnel {
+                config.push_str(&format!("forwarding = \"{mode}\"\n"));
             }
             for b in backends {
                 config.push_str(&format!("  [[vip.backend]]\n  address = \"{b}\"\n"));
@@ -406,6 +422,25 @@ pub fn run_routed(load: &Load) -> anyhow::Result<E2eResults> {
     lab.wait_for_backends()?;
     let target = Target::of(&lab, crate::topology::ROUTED_BACKEND_PORT);
     measure(&mut lab, ROUTED_SYSTEMS, &target, load)
+}
+
+/// The tunnel comparison: lbd's `dsr-l2`, `ipip` and `gue` (at XDP) and
+/// HAProxy `mode tcp` in front of the same three backends, in one lab and
+/// one run, interleaved as `run` does, and direct to one backend. The
+/// backends sit on the LB's segment, the only place `dsr-l2` reaches, so
+/// every system crosses the same links and only the forwarding differs;
+/// they hold the VIP on `lo` and run lb-decap (at XDP) throughout, so the
+/// `dsr-l2` and HAProxy rows pay for its pass-through check too, as
+/// backends serving both kinds of VIP would.
+pub fn run_tunnel(load: &Load) -> anyhow::Result<E2eResults> {
+    let mut lab = Lab::start(3).context("lab")?;
+    for backend in lab.backends.clone() {
+        crate::tunnel::start_decap(&mut lab, &backend)
+            .with_context(|| format!("lb-decap on {}", backend.name))?;
+    }
+    lab.wait_for_backends()?;
+    let target = Target::of(&lab, 80);
+    measure(&mut lab, TUNNEL_SYSTEMS, &target, load)
 }
 
 /// How hard and how long wrk pushes.

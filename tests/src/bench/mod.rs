@@ -131,4 +131,7 @@ pub struct Results {
     /// The tunnel modes' cost per packet, XDP and tc, against DSR.
     #[serde(default)]
     pub tunnel: Option<tunnel::TunnelResults>,
+    /// End to end: `ipip` and `gue` against `dsr-l2` and HAProxy.
+    #[serde(default)]
+    pub e2e_tunnel: Option<e2e::E2eResults>,
 }

@@ -176,6 +176,9 @@ pub fn markdown(results: &Results, plot: Option<&str>) -> String {
     if let Some(e2e) = &results.e2e_nat {
         e2e_nat_section(&mut out, e2e);
     }
+    if let Some(e2e) = &results.e2e_tunnel {
+        e2e_tunnel_section(&mut out, e2e);
+    }
     if let Some(f) = &results.failover {
         let _ = writeln!(out, "## Control-plane reaction and VRRP failover\n");
         let _ = writeln!(
@@ -314,6 +317,63 @@ fn e2e_nat_section(out: &mut String, e2e: &super::e2e::E2eResults) {
                         if ratio >= 1.5 { "met" } else { "not met" }
                     );
                 }
+            }
+        }
+    }
+    let _ = writeln!(out);
+}
+
+/// The tunnelled modes against `dsr-l2` and HAProxy, same lab, same run.
+fn e2e_tunnel_section(out: &mut String, e2e: &super::e2e::E2eResults) {
+    let _ = writeln!(
+        out,
+        "## End to end, tunnelled DSR: ipip and gue vs dsr-l2 and HAProxy\n"
+    );
+    let _ = writeln!(
+        out,
+        "Client → {{system}} on the LB node → three nginx backends on the LB's segment (the only place `dsr-l2` reaches, so every system crosses the same links and only the forwarding differs). The backends hold the VIP on `lo` and run `lb-decap` at XDP throughout (the `dsr-l2` and HAProxy rows pay its pass-through check too). lbd at XDP: `lbd` is `dsr-l2` (MAC rewrite), `lbd-ipip` and `lbd-gue` encapsulate (outer sources from a /24, GUE on port {}); HAProxy 2.6 `mode tcp` proxies. wrk, {} threads, {} connections, {} s per run, {} rounds interleaved system by system; medians. `direct` goes to one backend.\n",
+        crate::tunnel::GUE_PORT,
+        e2e.threads,
+        e2e.connections,
+        e2e.seconds,
+        e2e.rounds
+    );
+    let _ = writeln!(out, "| mode | system | requests/s (min / median / max) | p50 ms | p99 ms | machine busy % | softirq % | proxy CPU |");
+    let _ = writeln!(out, "|---|---|---|---:|---:|---:|---:|---:|");
+    for c in &e2e.cases {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.0} / **{:.0}** / {:.0} | {:.2} | {:.2} | {:.0} | {:.0} | {:.2} |",
+            c.mode,
+            c.system,
+            c.rps.min,
+            c.rps.median,
+            c.rps.max,
+            c.p50_ms.median,
+            c.p99_ms.median,
+            c.cpu_busy_pct.median,
+            c.softirq_pct.median,
+            c.proxy_cpu.median
+        );
+    }
+    let _ = writeln!(out);
+    for mode in ["keep-alive", "new-connection"] {
+        let rps = |system: &str| {
+            e2e.cases
+                .iter()
+                .find(|c| c.system == system && c.mode == mode)
+                .map_or(0.0, |c| c.rps.median)
+        };
+        let (dsr, haproxy) = (rps("lbd"), rps("haproxy"));
+        for system in ["lbd-ipip", "lbd-gue"] {
+            let tunnel = rps(system);
+            if tunnel > 0.0 && dsr > 0.0 && haproxy > 0.0 {
+                let _ = writeln!(
+                    out,
+                    "- {mode}, {system}: **{:.2}×** dsr-l2, **{:.2}×** HAProxy.",
+                    tunnel / dsr,
+                    tunnel / haproxy
+                );
             }
         }
     }

@@ -112,6 +112,11 @@ fn main() -> anyhow::Result<()> {
     } else {
         None
     };
+    let e2e_tunnel = if wanted("e2e-tunnel") {
+        Some(bench::e2e::run_tunnel(&load)?)
+    } else {
+        None
+    };
     // A partial run keeps the other benchmarks' last results.
     let old: Option<Results> = if args.only.is_empty() {
         None
@@ -131,6 +136,7 @@ fn main() -> anyhow::Result<()> {
         e2e_nat: e2e_nat.or_else(|| old.as_ref().and_then(|r| r.e2e_nat.clone())),
         decap: decap.or_else(|| old.as_ref().and_then(|r| r.decap.clone())),
         tunnel: tunnel.or_else(|| old.as_ref().and_then(|r| r.tunnel.clone())),
+        e2e_tunnel: e2e_tunnel.or_else(|| old.as_ref().and_then(|r| r.e2e_tunnel.clone())),
     };
     if let Some(dir) = args.out.parent() {
         std::fs::create_dir_all(dir)?;

@@ -1,0 +1,268 @@
+//! HTTP over plain sockets from the lab's client, reading what the lab's
+//! nginx says about each response: which backend served it (`X-Backend`)
+//! and whom nginx saw as its peer (`X-Client`, its `$remote_addr` and
+//! `$remote_port`). The routed labs' tests (NAT, tunnels) share these:
+//! bursts of one-connection requests, kept-alive connections, and long
+//! `/slow` streams read on a thread of their own.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    io::{Read as _, Write as _},
+    net::{IpAddr, SocketAddr, TcpStream},
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{anyhow, ensure, Context as _};
+
+use crate::lab::{in_netns, HTTP_PORT};
+
+/// Bytes of nginx's `/slow` (24 KiB at 4 KiB/s: a six-second stream).
+pub const SLOW_BYTES: usize = 24 * 1024;
+
+/// What one response said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seen {
+    /// The backend that answered (`X-Backend`).
+    pub backend: String,
+    /// The peer nginx saw (`X-Client`).
+    pub peer: SocketAddr,
+    /// The body's length.
+    pub body: usize,
+}
+
+/// Sends `GET path` (with `extra` header lines, each ending in CRLF) on
+/// `stream` and reads one response with a Content-Length body; `buffer`
+/// keeps what was read past it.
+pub fn exchange_with(
+    stream: &mut TcpStream,
+    buffer: &mut Vec<u8>,
+    path: &str,
+    extra: &str,
+) -> anyhow::Result<Seen> {
+    stream.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: vip\r\nUser-Agent: lb-tests\r\n{extra}\r\n")
+            .as_bytes(),
+    )?;
+    let fill = |stream: &mut TcpStream, buffer: &mut Vec<u8>| -> anyhow::Result<()> {
+        let mut chunk = [0u8; 4096];
+        let n = stream.read(&mut chunk)?;
+        ensure!(n > 0, "connection closed by the peer");
+        buffer.extend_from_slice(&chunk[..n]);
+        Ok(())
+    };
+    let end = loop {
+        if let Some(at) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        fill(stream, buffer)?;
+    };
+    let head = String::from_utf8_lossy(&buffer[..end]).into_owned();
+    ensure!(
+        head.starts_with("HTTP/1.1 200"),
+        "unexpected response: {}",
+        head.lines().next().unwrap_or("")
+    );
+    let length: usize = header(&head, "content-length")
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| anyhow!("no Content-Length in {head:?}"))?;
+    let backend = header(&head, "x-backend").ok_or_else(|| anyhow!("no X-Backend"))?;
+    let peer = peer_of(&head)?;
+    while buffer.len() < end + length {
+        fill(stream, buffer)?;
+    }
+    buffer.drain(..end + length);
+    Ok(Seen {
+        backend,
+        peer,
+        body: length,
+    })
+}
+
+/// `exchange_with` without extra headers.
+pub fn exchange(stream: &mut TcpStream, buffer: &mut Vec<u8>, path: &str) -> anyhow::Result<Seen> {
+    exchange_with(stream, buffer, path, "")
+}
+
+/// Header `name` (case-insensitive) of a response head.
+fn header(head: &str, name: &str) -> Option<String> {
+    head.lines().find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+    })
+}
+
+/// The peer nginx saw, from the `X-Client: ADDRESS PORT` header.
+fn peer_of(head: &str) -> anyhow::Result<SocketAddr> {
+    let client = header(head, "x-client").ok_or_else(|| anyhow!("no X-Client"))?;
+    let (address, port) = client
+        .split_once(' ')
+        .ok_or_else(|| anyhow!("X-Client {client:?}"))?;
+    Ok(SocketAddr::new(
+        address.parse().context("X-Client address")?,
+        port.parse().context("X-Client port")?,
+    ))
+}
+
+/// A kept-alive connection through a VIP.
+pub struct Conn {
+    stream: TcpStream,
+    buffer: Vec<u8>,
+    /// The first response on it.
+    pub first: Seen,
+}
+
+impl Conn {
+    /// Opens `count` connections from `netns` to `vip` (port 80), each
+    /// waiting up to `connect` for its handshake, and sends one request on
+    /// each. Fails at the first connection that fails.
+    pub fn open(
+        netns: &str,
+        vip: IpAddr,
+        count: usize,
+        connect: Duration,
+    ) -> anyhow::Result<Vec<Conn>> {
+        let to = SocketAddr::new(vip, HTTP_PORT);
+        in_netns(netns, move || -> anyhow::Result<Vec<Conn>> {
+            (0..count)
+                .map(|_| {
+                    let mut stream = TcpStream::connect_timeout(&to, connect)?;
+                    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+                    stream.set_nodelay(true)?;
+                    let mut buffer = Vec::new();
+                    let first = exchange(&mut stream, &mut buffer, "/")?;
+                    Ok(Conn {
+                        stream,
+                        buffer,
+                        first,
+                    })
+                })
+                .collect()
+        })?
+    }
+
+    /// One more request on the connection.
+    pub fn get(&mut self) -> anyhow::Result<Seen> {
+        exchange(&mut self.stream, &mut self.buffer, "/")
+    }
+}
+
+/// What a burst of one-connection requests produced.
+#[derive(Debug, Default)]
+pub struct Burst {
+    /// Responses per backend.
+    pub by_backend: BTreeMap<String, u64>,
+    /// Every client address nginx saw.
+    pub peers: BTreeSet<IpAddr>,
+    /// Lowest and highest client port nginx saw.
+    pub ports: Option<(u16, u16)>,
+    /// Failed requests.
+    pub failed: u64,
+    /// The first few errors.
+    pub errors: Vec<String>,
+}
+
+impl Burst {
+    /// Responses received.
+    pub fn succeeded(&self) -> u64 {
+        self.by_backend.values().sum()
+    }
+}
+
+/// `count` requests from `netns` to `vip`, each on a new connection that
+/// the client closes first (so the backend never holds a TIME_WAIT for a
+/// NAT port), 5 s timeouts.
+pub fn burst(netns: &str, vip: IpAddr, count: u32) -> Burst {
+    let to = SocketAddr::new(vip, HTTP_PORT);
+    in_netns(netns, move || {
+        let mut out = Burst::default();
+        for _ in 0..count {
+            let result = (|| -> anyhow::Result<Seen> {
+                let mut stream = TcpStream::connect_timeout(&to, Duration::from_secs(5))?;
+                stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+                exchange(&mut stream, &mut Vec::new(), "/")
+            })();
+            match result {
+                Ok(seen) => {
+                    *out.by_backend.entry(seen.backend).or_default() += 1;
+                    out.peers.insert(seen.peer.ip());
+                    let port = seen.peer.port();
+                    out.ports = Some(
+                        out.ports
+                            .map_or((port, port), |(lo, hi)| (lo.min(port), hi.max(port))),
+                    );
+                }
+                Err(e) => {
+                    out.failed += 1;
+                    if out.errors.len() < 5 {
+                        out.errors.push(format!("{e:#}"));
+                    }
+                }
+            }
+        }
+        out
+    })
+    .expect("thread in the client's namespace")
+}
+
+/// A `/slow` stream through a VIP: its backend, the peer nginx saw, and a
+/// thread that reads the rest of the body.
+pub struct Stream {
+    /// The backend serving it.
+    pub backend: String,
+    /// The peer nginx saw.
+    pub peer: SocketAddr,
+    /// The client's end.
+    pub local: SocketAddr,
+    /// The body's length and the longest wait between two reads, or what
+    /// went wrong.
+    pub handle: thread::JoinHandle<Result<(usize, Duration), String>>,
+}
+
+/// Opens a `/slow` stream from `netns` through `vip` (port 80) and starts
+/// reading it; panics if the response does not start.
+pub fn open_stream(netns: &str, vip: IpAddr) -> Stream {
+    let to = SocketAddr::new(vip, HTTP_PORT);
+    let (stream, head) = in_netns(netns, move || -> anyhow::Result<(TcpStream, String)> {
+        let mut stream = TcpStream::connect_timeout(&to, Duration::from_secs(5))?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        stream.write_all(b"GET /slow HTTP/1.1\r\nHost: vip\r\nConnection: close\r\n\r\n")?;
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            stream.read_exact(&mut byte)?;
+            head.push(byte[0]);
+        }
+        Ok((stream, String::from_utf8_lossy(&head).into_owned()))
+    })
+    .expect("netns")
+    .unwrap_or_else(|e| panic!("a /slow stream through {vip}: {e:#}"));
+    let backend = header(&head, "x-backend").expect("X-Backend header");
+    let peer = peer_of(&head).expect("X-Client header");
+    let local = stream.local_addr().expect("local address");
+    let handle = thread::spawn(move || {
+        let mut stream = stream;
+        let (mut length, mut longest, mut last) = (0, Duration::ZERO, Instant::now());
+        let mut chunk = [0u8; 4096];
+        loop {
+            let n = stream.read(&mut chunk).map_err(|e| {
+                format!(
+                    "{e} after {length} bytes, {:?} since the last",
+                    last.elapsed()
+                )
+            })?;
+            longest = longest.max(last.elapsed());
+            last = Instant::now();
+            if n == 0 {
+                return Ok((length, longest));
+            }
+            length += n;
+        }
+    });
+    Stream {
+        backend,
+        peer,
+        local,
+        handle,
+    }
+}
