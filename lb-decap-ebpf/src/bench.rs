@@ -27,6 +27,9 @@ pub static DECAP_BENCH_TARGET: ProgramArray = ProgramArray::with_max_entries(1, 
 #[map]
 pub static TC_DECAP_BENCH_TARGET: ProgramArray = ProgramArray::with_max_entries(1, 0);
 
+/// `BPF_ADJ_ROOM_MAC` (linux/bpf.h).
+const BPF_ADJ_ROOM_MAC: u32 = 1;
+
 /// `TC_ACT_UNSPEC`: what the tc wrapper returns when its setup fails, a
 /// value the program under test never returns.
 const TC_ACT_UNSPEC: i32 = -1;
@@ -68,8 +71,10 @@ pub fn xdp_restore_and_call(ctx: &XdpContext) -> u32 {
     xdp_action::XDP_ABORTED
 }
 
-/// `xdp_restore_and_call` for tc: the skb grows back at the tail and the
-/// template is written over it.
+/// `xdp_restore_and_call` for tc: the room the last run removed after the
+/// Ethernet header is put back there (growing at the tail instead would
+/// walk the data forward run after run until the skb's 16-bit header
+/// offsets overflow), and the template is written over it.
 #[inline(always)]
 pub fn tc_restore_and_call(ctx: &TcContext) -> i32 {
     let Some(template) = DECAP_BENCH_TEMPLATE.get(0) else {
@@ -80,7 +85,15 @@ pub fn tc_restore_and_call(ctx: &TcContext) -> i32 {
         return TC_ACT_UNSPEC;
     }
     let skb = ctx.skb.skb;
-    if ctx.len() != want {
+    let have = ctx.len();
+    if have < want {
+        if ctx
+            .adjust_room((want - have) as i32, BPF_ADJ_ROOM_MAC, 0)
+            .is_err()
+        {
+            return TC_ACT_UNSPEC;
+        }
+    } else if have > want {
         // SAFETY: helper on our own context.
         if unsafe { bpf_skb_change_tail(skb, want, 0) } != 0 {
             return TC_ACT_UNSPEC;

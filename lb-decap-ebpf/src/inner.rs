@@ -68,7 +68,7 @@ pub fn check<C: Hook>(ctx: &C, tunnel: &Tunnel) -> Result<(), DecapCounter> {
         inner_v4(ctx, tunnel)?
     };
     // SAFETY: a lookup in a map only the control plane writes.
-    if unsafe { DECAP_VIPS.get(&key) }.is_none() {
+    if unsafe { DECAP_VIPS.get(key) }.is_none() {
         return Err(DecapCounter::DropNotVip);
     }
     Ok(())

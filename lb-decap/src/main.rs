@@ -17,7 +17,7 @@ use tracing::{error, info};
 /// Unwraps IPIP, IP6IP6, 4in6 and GUE packets addressed to this backend
 /// and to one of its VIPs, and hands the inner packet to the stack.
 #[derive(Debug, Parser)]
-#[command(version, args_conflicts_with_subcommands = true)]
+#[command(version)]
 struct Cli {
     /// Where the program, its link and its maps are pinned (on a BPF
     /// filesystem; /sys/fs/bpf is mounted if needed).
@@ -85,7 +85,10 @@ fn main() -> std::process::ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     let pins = PinDir::new(&cli.pin_dir);
     let command = match (cli.cleanup, cli.command) {
-        (true, _) | (false, Some(Command::Cleanup)) => {
+        (true, Some(command)) => {
+            anyhow::bail!("--cleanup takes no command (got {command:?}); use `lb-decap cleanup`")
+        }
+        (true, None) | (false, Some(Command::Cleanup)) => {
             let removed = dataplane::cleanup(&pins)?;
             info!(removed, dir = %pins.root().display(), "cleaned up");
             return Ok(());

@@ -9,6 +9,7 @@ pub mod client;
 pub mod corpus;
 pub mod craft;
 pub mod decapbed;
+pub mod decaplab;
 pub mod fuzz;
 pub mod http;
 pub mod lab;

@@ -1,14 +1,16 @@
-//! Builds: the XDP object alone (for inspection) and the release binaries.
+//! Builds: the eBPF objects alone (for inspection) and the release binaries.
 
 use std::path::PathBuf;
 
 use crate::cmd::{command, exec, root};
 
-/// Cargo arguments that select the eBPF crate on its own target (nightly,
-/// `core` built from source).
+/// Cargo arguments that select the eBPF crates (the balancer's and
+/// lb-decap's) on their own target (nightly, `core` built from source).
 pub const EBPF_CRATE_ARGS: &[&str] = &[
     "--package",
     "lb-ebpf",
+    "--package",
+    "lb-decap-ebpf",
     "--release",
     "--target",
     "bpfel-unknown-none",
@@ -16,18 +18,20 @@ pub const EBPF_CRATE_ARGS: &[&str] = &[
     "build-std=core",
 ];
 
-/// Builds lb-ebpf for bpfel-unknown-none; returns the object's path.
-pub fn build_ebpf() -> anyhow::Result<PathBuf> {
+/// Builds lb-ebpf and lb-decap-ebpf for bpfel-unknown-none; returns the
+/// objects' paths.
+pub fn build_ebpf() -> anyhow::Result<Vec<PathBuf>> {
     crate::setup::run()?;
     exec(&mut command(
         "cargo",
         &[&["+nightly", "build"], EBPF_CRATE_ARGS].concat(),
     ))?;
-    Ok(root().join("target/bpfel-unknown-none/release/lb-ebpf"))
+    let dir = root().join("target/bpfel-unknown-none/release");
+    Ok(vec![dir.join("lb-ebpf"), dir.join("lb-decap-ebpf")])
 }
 
 /// Builds lbd, lbctl and lb-decap in release mode (their build.rs embed
-/// the BPF objects).
+/// the eBPF objects).
 pub fn build_release() -> anyhow::Result<()> {
     crate::setup::run()?;
     exec(&mut command(
@@ -37,9 +41,9 @@ pub fn build_release() -> anyhow::Result<()> {
             "--release",
             "--package",
             "lb-userspace",
-            "--bins",
             "--package",
             "lb-decap",
+            "--bins",
         ],
     ))
 }

@@ -1,6 +1,6 @@
 //! `cargo xtask lint`: formatting and clippy, warnings denied: the host
-//! crates, and the eBPF crate for its own target (it cannot build for the
-//! host); formatting of the fuzz crate.
+//! crates, and the eBPF crates (lb-ebpf, lb-decap-ebpf) for their own
+//! target (they cannot build for the host); formatting of the fuzz crate.
 
 use crate::cmd::{command, exec};
 
@@ -20,6 +20,8 @@ pub fn run() -> anyhow::Result<()> {
             "--workspace",
             "--exclude",
             "lb-ebpf",
+            "--exclude",
+            "lb-decap-ebpf",
             "--all-targets",
             "--",
             "-D",

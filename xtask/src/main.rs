@@ -49,7 +49,11 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.task {
         Task::Setup => setup::run(),
-        Task::BuildEbpf => build::build_ebpf().map(|path| println!("{}", path.display())),
+        Task::BuildEbpf => build::build_ebpf().map(|paths| {
+            for path in paths {
+                println!("{}", path.display());
+            }
+        }),
         Task::Build => build::build_release(),
         Task::Run(args) => run::run(&args),
         Task::Demo(args) => demo::run(&args),

@@ -1,5 +1,5 @@
-//! `cargo xtask test`: the whole suite. Builds lbd first (the topology
-//! tests run the binary), then `cargo test` over the workspace.
+//! `cargo xtask test`: the whole suite. Builds lbd and lb-decap first (the
+//! topology tests run the binaries), then `cargo test` over the workspace.
 
 use crate::cmd::{command, exec, require_root, root};
 
@@ -19,14 +19,15 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             "build",
             "--package",
             "lb-userspace",
-            "--bins",
             "--package",
             "lb-decap",
+            "--bins",
         ],
     ))?;
     let mut test_args = vec!["test", "--workspace"];
     test_args.extend(args.cargo_args.iter().map(String::as_str));
     let mut cmd = command("cargo", &test_args);
     cmd.env("LBD_BIN", root().join("target/debug/lbd"));
+    cmd.env("LB_DECAP_BIN", root().join("target/debug/lb-decap"));
     exec(&mut cmd)
 }

@@ -3,6 +3,7 @@
 //! a JSON file that BENCHMARKS.md and a plot are generated from, with the
 //! machine, the command and the date. Only measured numbers appear.
 
+pub mod decap;
 pub mod e2e;
 pub mod failover;
 pub mod maglev;
@@ -123,6 +124,9 @@ pub struct Results {
     /// End to end in the routed lab: NAT against HAProxy `mode tcp`.
     #[serde(default)]
     pub e2e_nat: Option<e2e::E2eResults>,
+    /// lb-decap's cost per packet on a backend, XDP and tc.
+    #[serde(default)]
+    pub decap: Option<decap::DecapResults>,
     /// End to end: `ipip` and `gue` against `dsr-l2` and HAProxy.
     #[serde(default)]
     pub e2e_tunnel: Option<e2e::E2eResults>,

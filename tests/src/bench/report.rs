@@ -72,6 +72,9 @@ pub fn markdown(results: &Results, plot: Option<&str>) -> String {
     if let Some(nat) = &results.nat {
         nat_section(&mut out, nat);
     }
+    if let Some(decap) = &results.decap {
+        super::decap::markdown(&mut out, decap);
+    }
     if let Some(maglev) = &results.maglev {
         let _ = writeln!(out, "## Maglev tables\n");
         let _ = writeln!(out, "| backends N | table M | build (ms) min / median / max | heap per build | table | imbalance (max/mean) | moved on removal | × 1/N | moved on addition |");

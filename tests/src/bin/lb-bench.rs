@@ -31,8 +31,9 @@ struct Args {
     /// Flows to put in the connection table for the second XDP pass.
     #[arg(long, default_value_t = 1_000_000)]
     prefill: u32,
-    /// Only these benchmarks (xdp, nat, maglev, memory, e2e, e2e-nat,
-    /// e2e-tunnel, failover); default all. The others keep what the results file holds.
+    /// Only these benchmarks (xdp, nat, decap, maglev, memory, e2e, e2e-nat,
+    /// e2e-tunnel, failover); default all. The others keep what the results
+    /// file holds.
     #[arg(long)]
     only: Vec<String>,
     /// Regenerate the report and plot from the existing results file
@@ -96,6 +97,11 @@ fn main() -> anyhow::Result<()> {
     } else {
         None
     };
+    let decap = if wanted("decap") {
+        Some(bench::decap::run(args.repeat.min(100_000), args.rounds)?)
+    } else {
+        None
+    };
     let e2e_nat = if wanted("e2e-nat") {
         Some(bench::e2e::run_routed(&load)?)
     } else {
@@ -123,6 +129,7 @@ fn main() -> anyhow::Result<()> {
         failover: failover.or_else(|| old.as_ref().and_then(|r| r.failover.clone())),
         nat: nat.or_else(|| old.as_ref().and_then(|r| r.nat.clone())),
         e2e_nat: e2e_nat.or_else(|| old.as_ref().and_then(|r| r.e2e_nat.clone())),
+        decap: decap.or_else(|| old.as_ref().and_then(|r| r.decap.clone())),
         e2e_tunnel: e2e_tunnel.or_else(|| old.as_ref().and_then(|r| r.e2e_tunnel.clone())),
     };
     if let Some(dir) = args.out.parent() {
