@@ -1,6 +1,9 @@
-//! Next hop of a routed (NAT'd) packet from the kernel's FIB
-//! (`bpf_fib_lookup`), remembered in the flow's entry so a tracked flow
-//! pays for the lookup once per touch interval, not per packet. Facts the
+//! Next hops of routed packets from the kernel's FIB (`bpf_fib_lookup`),
+//! for every mode that routes: a NAT'd packet's next hop is remembered in
+//! its flow's entry (`resolve`), a tunnelled backend's in `TUNNEL_HOPS`
+//! (`resolve_tunnel`), so a tracked flow pays for the lookup once per
+//! touch interval, not per packet. One lookup core (`run`) serves both:
+//! parameters and results live in this CPU's scratch slot. Facts the
 //! parameters rely on are in docs/design/nat.md.
 
 use core::mem::{size_of, zeroed};
@@ -15,20 +18,40 @@ use lb_common::{
     FlowKey, NatEntry,
 };
 
-use crate::{hook::Hook, maps::NAT_SCRATCH, nat::rewrite::L3Info, stats};
+use crate::{
+    hook::Hook,
+    maps::NAT_SCRATCH,
+    nat::{rewrite::L3Info, scratch::NatScratch},
+    stats,
+};
 
 /// `AF_INET` as the FIB wants it (the kernel's value, not our tag).
 const FIB_AF_INET: u8 = 2;
 /// `AF_INET6` as the FIB wants it.
 const FIB_AF_INET6: u8 = 10;
+/// The `tot_len` a tunnel lookup passes: the smallest IPv4 MTU, so the
+/// kernel checks it against the route's MTU (always fits) and reports
+/// that MTU (`mtu_result`) on success, for the tunnel's own MTU check.
+const TUNNEL_PROBE_LEN: u16 = 68;
+
+/// Where a routed packet goes next.
+pub struct NextHop {
+    /// Egress interface.
+    pub ifindex: u32,
+    /// MTU of the route (bytes of IP packet); 0 when not asked for.
+    pub mtu: u32,
+    /// Next hop's MAC.
+    pub dmac: [u8; 6],
+    /// Egress interface's MAC.
+    pub smac: [u8; 6],
+}
 
 /// Looks up where the translated packet `entry` describes goes, starting
 /// from the ingress interface (its forwarding setting applies). On success
 /// the egress interface and both MACs are stored in `entry`; otherwise the
-/// drop counter, with an event for lbd: the gateway to resolve
-/// (`EVENT_NO_NEIGHBOUR`) or the missing route (`EVENT_NO_ROUTE`). Not
-/// inlined: it runs once per new flow and touch interval, and its 64-byte
-/// parameter block would otherwise crowd the packet path's stack.
+/// drop counter, with an event for lbd (see `run`). Not inlined: it runs
+/// once per new flow and touch interval, and its 64-byte parameter block
+/// would otherwise crowd the packet path's stack.
 #[inline(never)]
 pub fn resolve<C: Hook>(
     ctx: &C,
@@ -50,24 +73,97 @@ pub fn resolve<C: Hook>(
     params.ifindex = ctx.ingress_ifindex();
     params.__bindgen_anon_1.tot_len = l3.tot_len;
     if key.family == AF_INET {
-        params.family = FIB_AF_INET;
         params.__bindgen_anon_2.tos = l3.tos;
-        params.__bindgen_anon_3.ipv4_src = entry.src[0];
-        params.__bindgen_anon_4.ipv4_dst = entry.dst[0];
+    } else {
+        params.__bindgen_anon_2.flowinfo = l3.flowinfo;
+    }
+    set_addrs(params, key.family, &entry.src, &entry.dst);
+    let hop = run(ctx, scratch, key.family, u32::from(entry.vip_id), key)?;
+    entry.ifindex = hop.ifindex;
+    entry.smac = hop.smac;
+    entry.dmac = hop.dmac;
+    Ok(())
+}
+
+/// What a tunnel lookup routes: the outer packet of a flow.
+pub struct TunnelRoute<'a> {
+    /// Outer family (`AF_INET` / `AF_INET6`).
+    pub family: u8,
+    /// Outer protocol (`IPPROTO_IPIP`, `IPPROTO_IPV6` or UDP for GUE).
+    pub proto: u8,
+    /// Outer source (network order; IPv4 in the first word).
+    pub src: &'a [u32; 4],
+    /// Outer destination: the backend.
+    pub dst: &'a [u32; 4],
+    /// Interface the lookup starts from (its forwarding setting applies).
+    pub ifindex: u32,
+}
+
+/// Looks up the next hop and route MTU of a tunnelled backend. Errors as
+/// `run` (events name the VIP `vip_id` and the flow `key`). Not inlined,
+/// for the same reason as `resolve`.
+#[inline(never)]
+pub fn resolve_tunnel<C: Hook>(
+    ctx: &C,
+    route: &TunnelRoute,
+    vip_id: u32,
+    key: &FlowKey,
+) -> Result<NextHop, Counter> {
+    let Some(scratch) = NAT_SCRATCH.get_ptr_mut(0) else {
+        return Err(Counter::DropNoRoute);
+    };
+    // SAFETY: this CPU's slot, used by this program run only.
+    let scratch = unsafe { &mut *scratch };
+    let params = &mut scratch.fib;
+    // SAFETY: a plain C struct of integers; zero is its "unset".
+    *params = unsafe { zeroed() };
+    params.l4_protocol = route.proto;
+    params.ifindex = route.ifindex;
+    params.__bindgen_anon_1.tot_len = TUNNEL_PROBE_LEN;
+    set_addrs(params, route.family, route.src, route.dst);
+    run(ctx, scratch, route.family, vip_id, key)
+}
+
+/// Writes family and addresses (`family` is our tag).
+#[inline(always)]
+fn set_addrs(params: &mut FibParams, family: u8, src: &[u32; 4], dst: &[u32; 4]) {
+    if family == AF_INET {
+        params.family = FIB_AF_INET;
+        params.__bindgen_anon_3.ipv4_src = src[0];
+        params.__bindgen_anon_4.ipv4_dst = dst[0];
     } else {
         params.family = FIB_AF_INET6;
-        params.__bindgen_anon_2.flowinfo = l3.flowinfo;
-        params.__bindgen_anon_3.ipv6_src = entry.src;
-        params.__bindgen_anon_4.ipv6_dst = entry.dst;
+        params.__bindgen_anon_3.ipv6_src = *src;
+        params.__bindgen_anon_4.ipv6_dst = *dst;
     }
-    // SAFETY: the helper reads and writes `params`, a stack struct of the
-    // size passed; the context is the program's.
+}
+
+/// Runs the lookup the scratch's parameter block describes. On success
+/// the next hop (with the route's MTU when `tot_len` was set); otherwise
+/// the drop counter, with an event for lbd: the gateway to resolve
+/// (`EVENT_NO_NEIGHBOUR`, counted `DropNoNeighbour`) or the missing route
+/// (`EVENT_NO_ROUTE`, `DropNoRoute`).
+#[inline(always)]
+fn run<C: Hook>(
+    ctx: &C,
+    scratch: &mut NatScratch,
+    family: u8,
+    vip_id: u32,
+    key: &FlowKey,
+) -> Result<NextHop, Counter> {
+    let params = &mut scratch.fib;
+    // SAFETY: the helper reads and writes `params`, a struct of the size
+    // passed; the context is the program's.
     let rc = unsafe { bpf_fib_lookup(ctx.as_ptr(), params, size_of::<FibParams>() as i32, 0) };
     if rc == i64::from(BPF_FIB_LKUP_RET_SUCCESS) {
-        entry.ifindex = params.ifindex;
-        entry.smac = params.smac;
-        entry.dmac = params.dmac;
-        return Ok(());
+        return Ok(NextHop {
+            ifindex: params.ifindex,
+            // SAFETY: plain integers; on success the kernel wrote the MTU
+            // over `tot_len` when it checked one.
+            mtu: u32::from(unsafe { params.__bindgen_anon_1.mtu_result }),
+            dmac: params.dmac,
+            smac: params.smac,
+        });
     }
     if rc == i64::from(BPF_FIB_LKUP_RET_NO_NEIGH) {
         // The FIB wrote the gateway over the destination: that is the
@@ -76,18 +172,18 @@ pub fn resolve<C: Hook>(
             // SAFETY: both union members are plain integers; v4 reads
             // the first word of the same bytes.
             dst: unsafe {
-                if key.family == AF_INET {
+                if family == AF_INET {
                     [params.__bindgen_anon_4.ipv4_dst, 0, 0, 0]
                 } else {
                     params.__bindgen_anon_4.ipv6_dst
                 }
             },
-            family: key.family,
+            family,
             ..FlowKey::default()
         };
-        stats::report_next_hop(u32::from(entry.vip_id), &scratch.gateway);
+        stats::report_next_hop(vip_id, &scratch.gateway);
         return Err(Counter::DropNoNeighbour);
     }
-    stats::report(EVENT_NO_ROUTE, u32::from(entry.vip_id), key);
+    stats::report(EVENT_NO_ROUTE, vip_id, key);
     Err(Counter::DropNoRoute)
 }

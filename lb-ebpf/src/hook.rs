@@ -6,8 +6,14 @@
 //! so the XDP path compiles to what it was before tc existed.
 
 use aya_ebpf::{
-    bindings::{xdp_action, BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR},
-    helpers::bpf_redirect,
+    bindings::{
+        bpf_adj_room_mode::BPF_ADJ_ROOM_MAC, xdp_action, BPF_F_ADJ_ROOM_FIXED_GSO,
+        BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR,
+    },
+    helpers::{
+        bpf_redirect, bpf_skb_change_head, bpf_skb_change_tail, bpf_skb_vlan_pop,
+        bpf_xdp_adjust_head, bpf_xdp_adjust_tail,
+    },
     programs::{TcContext, XdpContext},
     EbpfContext,
 };
@@ -55,6 +61,30 @@ pub trait Hook: EbpfContext {
     /// zero and a computed zero is written as 0xffff. False if it could not
     /// be done; at tc this invalidates packet pointers.
     fn l4_csum_add(&self, off: usize, pseudo: u32, plain: u32, udp: bool) -> bool;
+    /// Makes room for `len` bytes right after the 14-byte Ethernet header
+    /// (an encapsulation's outer headers; what lay there moves back).
+    /// `flags`: the `BPF_F_ADJ_ROOM_*` flags saying what is pushed, so at
+    /// tc a GSO packet stays segmentable (XDP ignores them). False if it
+    /// could not be done; invalidates packet pointers.
+    fn grow_after_mac(&self, len: u32, flags: u64) -> bool;
+    /// Makes room for `len` bytes at the front of the frame (its whole
+    /// content moves back). False if it could not be done; invalidates
+    /// packet pointers.
+    fn grow_head(&self, len: u32) -> bool;
+    /// Cuts the frame to `len` bytes (at most its length). False if it
+    /// could not be done; invalidates packet pointers.
+    fn cut_to(&self, len: u32) -> bool;
+    /// Makes the first `len` bytes directly readable (tc: pulls them into
+    /// the linear part; XDP frames are linear). False if it could not be
+    /// done; invalidates packet pointers.
+    fn make_linear(&self, len: u32) -> bool;
+    /// The segment payload size of a GSO packet (tc: a GRO'd skb), 0 for a
+    /// single packet (always, at XDP).
+    fn gso_size(&self) -> u32;
+    /// Drops a VLAN tag held outside the frame (tc: an accelerated tag the
+    /// device took off), so a packet leaving by another interface does not
+    /// get it back. Nothing at XDP, where tags are in the frame.
+    fn drop_offloaded_tag(&self);
 }
 
 impl Hook for XdpContext {
@@ -138,6 +168,43 @@ impl Hook for XdpContext {
         *field = new.to_ne_bytes();
         true
     }
+
+    #[inline(always)]
+    fn grow_after_mac(&self, len: u32, _flags: u64) -> bool {
+        // The Ethernet header is written afresh after this, so moving
+        // the start back is all it takes.
+        self.grow_head(len)
+    }
+
+    #[inline(always)]
+    fn grow_head(&self, len: u32) -> bool {
+        // SAFETY: helper on our own context.
+        unsafe { bpf_xdp_adjust_head(self.ctx, -(len as i32)) == 0 }
+    }
+
+    #[inline(always)]
+    fn cut_to(&self, len: u32) -> bool {
+        // Through memory: folded into one expression, the compiler would
+        // subtract `data_end` from a scalar, which the verifier refuses.
+        let have = Hook::frame_len(self) as i32;
+        // SAFETY: a read of a local.
+        let have = unsafe { core::ptr::read_volatile(&have) };
+        // SAFETY: helper on our own context.
+        unsafe { bpf_xdp_adjust_tail(self.ctx, len as i32 - have) == 0 }
+    }
+
+    #[inline(always)]
+    fn make_linear(&self, _len: u32) -> bool {
+        true
+    }
+
+    #[inline(always)]
+    fn gso_size(&self) -> u32 {
+        0
+    }
+
+    #[inline(always)]
+    fn drop_offloaded_tag(&self) {}
 }
 
 impl Hook for TcContext {
@@ -217,6 +284,55 @@ impl Hook for TcContext {
         .is_ok()
             && self.l4_csum_replace(off, 0, u64::from(plain), zero).is_ok()
     }
+
+    /// `bpf_skb_adjust_room` at the MAC header with the encapsulation
+    /// flags (plus `BPF_F_ADJ_ROOM_FIXED_GSO`: a GRO'd packet keeps its
+    /// segment size, the caller checked the segments fit).
+    #[inline(always)]
+    fn grow_after_mac(&self, len: u32, flags: u64) -> bool {
+        self.adjust_room(
+            len as i32,
+            BPF_ADJ_ROOM_MAC,
+            flags | u64::from(BPF_F_ADJ_ROOM_FIXED_GSO),
+        )
+        .is_ok()
+    }
+
+    #[inline(always)]
+    fn grow_head(&self, len: u32) -> bool {
+        // SAFETY: helper on our own context.
+        unsafe { bpf_skb_change_head(self.skb.skb, len, 0) == 0 }
+    }
+
+    /// Also ends GSO for the skb (the kernel resets it on a cut).
+    #[inline(always)]
+    fn cut_to(&self, len: u32) -> bool {
+        // SAFETY: helper on our own context.
+        unsafe { bpf_skb_change_tail(self.skb.skb, len, 0) == 0 }
+    }
+
+    #[inline(always)]
+    fn make_linear(&self, len: u32) -> bool {
+        let want = self.len().min(len);
+        ((self.data_end() - self.data()) as u32) >= want || self.pull_data(want).is_ok()
+    }
+
+    #[inline(always)]
+    fn gso_size(&self) -> u32 {
+        // SAFETY: the context pointer is the program's argument.
+        unsafe { (*self.skb.skb).gso_size }
+    }
+
+    #[inline(always)]
+    fn drop_offloaded_tag(&self) {
+        // SAFETY: the context pointer is the program's argument; the
+        // helper works on our own skb.
+        unsafe {
+            if (*self.skb.skb).vlan_present != 0 {
+                bpf_skb_vlan_pop(self.skb.skb);
+            }
+        }
+    }
 }
 
 /// The verdict for a final outcome, on either hook: forwarded packets go
@@ -228,7 +344,8 @@ pub fn verdict<C: Hook>(ctx: &C, outcome: Outcome) -> C::Verdict {
         Counter::Forwarded
         | Counter::ForwardedIcmpError
         | Counter::ForwardedNatReply
-        | Counter::ForwardedNatIcmpError => {
+        | Counter::ForwardedNatIcmpError
+        | Counter::SentIcmpTooBig => {
             if outcome.egress == 0 || outcome.egress == ctx.ingress_ifindex() {
                 ctx.bounce()
             } else {

@@ -1,5 +1,6 @@
 //! The load balancer's entry points only: one per hook (XDP, tc ingress),
-//! each a thin wrapper that runs the one packet path (generic over the
+//! plus the tc egress program of data-path health checks, each a thin
+//! wrapper that runs the one packet path (generic over the
 //! context, see `hook`) and turns its outcome into that hook's verdict on
 //! purpose; every verdict is counted.
 #![cfg_attr(target_arch = "bpf", no_std)]
@@ -30,7 +31,10 @@ use aya_ebpf::{
 /// everything else goes up the stack untouched.
 #[xdp]
 pub fn xdp_lb(ctx: XdpContext) -> u32 {
-    let outcome = forward::balance(&ctx);
+    let mut outcome = forward::balance(&ctx);
+    if outcome.counter == forward::tunnel::PENDING {
+        outcome = forward::tunnel::finish(&ctx);
+    }
     stats::count(outcome.counter);
     hook::verdict(&ctx, outcome)
 }
@@ -41,9 +45,21 @@ pub fn xdp_lb(ctx: XdpContext) -> u32 {
 #[classifier]
 pub fn tc_lb(ctx: TcContext) -> i32 {
     hook::linearize(&ctx);
-    let outcome = forward::balance(&ctx);
+    let mut outcome = forward::balance(&ctx);
+    if outcome.counter == forward::tunnel::PENDING {
+        outcome = forward::tunnel::finish(&ctx);
+    }
     stats::count(outcome.counter);
     hook::verdict(&ctx, outcome)
+}
+
+/// Data-path health checks: a tc egress program (on `lo` and the
+/// balancer's interface) that wraps lbd's marked check packets to a
+/// tunnelled VIP for the backend the mark names, as client packets are
+/// (see `forward::tunnel::hc`); everything else leaves untouched.
+#[classifier]
+pub fn tc_hc_encap(ctx: TcContext) -> i32 {
+    forward::tunnel::hc::egress(&ctx)
 }
 
 /// Passes every frame up. Attached to the peer of a veth whose other end

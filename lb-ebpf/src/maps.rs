@@ -12,10 +12,11 @@ use lb_common::{
         MAX_VIPS_DEFAULT, NAT_FLOWS_SIZE_DEFAULT, TX_PORTS_MAX,
     },
     stats::COUNTER_COUNT,
-    Backend, FlowEntry, FlowKey, LbConfig, NatEntry, NatSource, TrafficCounters, VipKey, VipMeta,
+    Backend, FlowEntry, FlowKey, LbConfig, NatEntry, NatSource, TrafficCounters, TunnelConfig,
+    TunnelHop, VipKey, VipMeta,
 };
 
-use crate::nat::scratch::NatScratch;
+use crate::{forward::tunnel::Job, nat::scratch::NatScratch};
 
 /// Services: (address, port, protocol) -> where the VIP's tables are.
 #[map]
@@ -56,6 +57,21 @@ pub static NAT_SCRATCH: PerCpuArray<NatScratch> = PerCpuArray::with_max_entries(
 /// filled by lbd.
 #[map]
 pub static TX_PORTS: DevMapHash = DevMapHash::with_max_entries(TX_PORTS_MAX, 0);
+
+/// Tunnel settings of the node: outer source prefixes, GUE port, the
+/// balancer's interface (one entry, written by lbd).
+#[map]
+pub static TUNNEL_CONFIG: Array<TunnelConfig> = Array::with_max_entries(1, 0);
+
+/// Next hop and route MTU of each tunnelled backend, by backend id, per
+/// CPU (see `forward::tunnel::hop`).
+#[map]
+pub static TUNNEL_HOPS: PerCpuArray<TunnelHop> = PerCpuArray::with_max_entries(MAX_BACKENDS, 0);
+
+/// The packet the tunnel path is wrapping (one slot per CPU; see
+/// `forward::tunnel`).
+#[map]
+pub static TUNNEL_JOB: PerCpuArray<Job> = PerCpuArray::with_max_entries(1, 0);
 
 /// Node settings (one entry).
 #[map]

@@ -22,8 +22,8 @@ use lb_common::{
         maglev_index, names, CONFIG_F_NAT, MAGLEV_SIZE_MAX, MAGLEV_TABLES_PER_VIP, MAX_BACKENDS,
     },
     stats::{Counter, COUNTER_COUNT},
-    Backend, DataplaneEvent, FlowEntry, FlowKey, LbConfig, NatSource, TrafficCounters, VipKey,
-    VipMeta,
+    Backend, DataplaneEvent, FlowEntry, FlowKey, LbConfig, NatSource, TrafficCounters,
+    TunnelConfig, VipKey, VipMeta,
 };
 use tracing::{info, warn};
 
@@ -135,6 +135,9 @@ pub trait MapWriter {
     /// Whether some VIP is in NAT mode: packets to no VIP are then looked
     /// up as possible replies of NAT'd flows (`CONFIG_F_NAT`).
     fn set_nat_enabled(&mut self, enabled: bool) -> Result<()>;
+    /// Writes the node's tunnel settings (`TUNNEL_CONFIG[0]`), read by
+    /// the tunnelled modes' encapsulation and by `tc_hc_encap`.
+    fn set_tunnel_config(&mut self, config: &TunnelConfig) -> Result<()>;
 }
 
 /// Sizes of the maps, fixed at load time.
@@ -239,6 +242,8 @@ pub struct Dataplane {
     backend_stats: PerCpuArray<MapData, TrafficCounters>,
     events: Option<RingBuf<MapData>>,
     nat: NatMaps,
+    /// `TUNNEL_CONFIG` (None: an object without the tunnelled modes).
+    tunnel_config: Option<Array<MapData, TunnelConfig>>,
     attached: Option<(String, Attachment)>,
     pins: Option<PinDir>,
     adopted: bool,
@@ -299,6 +304,8 @@ impl Dataplane {
         tc_program(&mut ebpf)?
             .load()
             .map_err(|e| program_error("loading", names::PROG_TC_LB, e))?;
+        // `tc_hc_encap` is loaded by the engine when a check first goes
+        // through a tunnel: a node without such checks never depends on it.
         Ok(Self {
             vips: take_map!(ebpf, names::MAP_VIPS),
             maglev: take_map!(ebpf, names::MAP_MAGLEV),
@@ -310,6 +317,13 @@ impl Dataplane {
             backend_stats: take_map!(ebpf, names::MAP_BACKEND_STATS),
             events: Some(take_map!(ebpf, names::MAP_EVENTS)),
             nat: NatMaps::take(&mut ebpf)?,
+            tunnel_config: match ebpf.take_map(names::MAP_TUNNEL_CONFIG) {
+                None => None,
+                Some(map) => Some(map.try_into().map_err(|e| DataplaneError::MapType {
+                    name: names::MAP_TUNNEL_CONFIG,
+                    source: Box::new(e),
+                })?),
+            },
             ebpf,
             sizes,
             attached: None,
@@ -930,6 +944,14 @@ impl MapWriter for Dataplane {
         self.nat.set_source(vip_id, source)
     }
 
+    fn set_tunnel_config(&mut self, config: &TunnelConfig) -> Result<()> {
+        self.tunnel_config
+            .as_mut()
+            .ok_or(DataplaneError::MissingMap(names::MAP_TUNNEL_CONFIG))?
+            .set(0, config, 0)
+            .map_err(|e| map_error("writing", names::MAP_TUNNEL_CONFIG, e))
+    }
+
     fn set_nat_enabled(&mut self, enabled: bool) -> Result<()> {
         let mut config = self
             .config
@@ -1071,6 +1093,8 @@ pub(crate) struct FakeMaps {
     pub backend_traffic: StdHashMap<u32, TrafficCounters>,
     /// NAT sources by VIP id.
     pub nat_sources: StdHashMap<u32, NatSource>,
+    /// `TUNNEL_CONFIG[0]` (None: never written).
+    pub tunnel: Option<TunnelConfig>,
 }
 
 #[cfg(test)]
@@ -1143,6 +1167,12 @@ impl MapWriter for FakeMaps {
     fn set_nat_source(&mut self, vip_id: u32, source: &NatSource) -> Result<()> {
         self.nat_sources.insert(vip_id, *source);
         self.log.push(format!("nat source {vip_id}"));
+        Ok(())
+    }
+
+    fn set_tunnel_config(&mut self, config: &TunnelConfig) -> Result<()> {
+        self.tunnel = Some(*config);
+        self.log.push("tunnel config".to_owned());
         Ok(())
     }
 

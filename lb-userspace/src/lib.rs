@@ -31,6 +31,7 @@ pub mod reconcile;
 pub(crate) mod rlimit;
 pub(crate) mod slots;
 pub mod sync;
+pub(crate) mod tunnel;
 pub mod vip_id;
 pub mod vrrp;
 

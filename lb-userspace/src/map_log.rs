@@ -4,7 +4,7 @@
 //! Maglev mode), and committing replays the same writes, in the same order,
 //! to the real maps. Each table is built once.
 
-use lb_common::{Backend, LbConfig, NatSource, VipKey, VipMeta};
+use lb_common::{Backend, LbConfig, NatSource, TunnelConfig, VipKey, VipMeta};
 
 use crate::dataplane::{DataplaneError, MapWriter};
 
@@ -24,6 +24,7 @@ enum MapOp {
     ClearBackendTraffic(u32),
     NatSource(u32, NatSource),
     NatEnabled(bool),
+    Tunnel(TunnelConfig),
 }
 
 /// Writes recorded in order, to be replayed by [`MapLog::replay`].
@@ -53,6 +54,7 @@ impl MapLog {
                 MapOp::ClearBackendTraffic(id) => maps.clear_backend_traffic(*id)?,
                 MapOp::NatSource(id, source) => maps.set_nat_source(*id, source)?,
                 MapOp::NatEnabled(enabled) => maps.set_nat_enabled(*enabled)?,
+                MapOp::Tunnel(config) => maps.set_tunnel_config(config)?,
             }
         }
         Ok(())
@@ -113,6 +115,11 @@ impl MapWriter for MapLog {
 
     fn set_nat_enabled(&mut self, enabled: bool) -> Result<(), DataplaneError> {
         self.ops.push(MapOp::NatEnabled(enabled));
+        Ok(())
+    }
+
+    fn set_tunnel_config(&mut self, config: &TunnelConfig) -> Result<(), DataplaneError> {
+        self.ops.push(MapOp::Tunnel(*config));
         Ok(())
     }
 }

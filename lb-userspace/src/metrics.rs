@@ -57,6 +57,7 @@ pub(crate) const FAMILIES: &[(&str, &str)] = &[
     ("lbd_health_checks_total", "counter"),
     ("lbd_health_check_failures_total", "counter"),
     ("lbd_health_transitions_total", "counter"),
+    ("lbd_health_check_through_tunnel", "gauge"),
     ("lbd_health_check_duration_seconds", "histogram"),
     ("lbd_maglev_rebuilds_total", "counter"),
     ("lbd_maglev_build_duration_seconds", "histogram"),
@@ -402,6 +403,7 @@ impl Exporter<'_> {
         let mut shares = Vec::new();
         let mut flows = Vec::new();
         let mut checks = Vec::new();
+        let mut through_tunnel = Vec::new();
         let mut failures = Vec::new();
         let mut transitions = Vec::new();
         let mut healthy = Vec::new();
@@ -436,6 +438,7 @@ impl Exporter<'_> {
                 }
                 if let Some(c) = &b.check {
                     checks.push((l(&[]), c.checks));
+                    through_tunnel.push((l(&[]), i64::from(c.through_tunnel)));
                     transitions.push((l(&[]), c.transitions));
                     for (reason, n) in &c.failures_by_reason {
                         failures.push((l(&[("reason", reason.as_str())]), *n));
@@ -505,6 +508,11 @@ impl Exporter<'_> {
             "Health state changes of the backend",
             None,
             transitions,
+        );
+        self.gauge(
+            "health_check_through_tunnel",
+            "1 when the backend's checks go to the VIP through its tunnel (health.through_tunnel), 0 when to its own address",
+            through_tunnel,
         );
         self.registry.register_with_unit(
             "health_check_duration",
@@ -780,6 +788,8 @@ mod tests {
             consecutive_failures: 0,
             last: Some("success".into()),
             last_latency_ms: Some(0.4),
+            through_tunnel: true,
+            target: Some("198.18.0.100:80".into()),
         };
         let backend = BackendStatus {
             address: "198.18.0.11".parse().unwrap(),
@@ -873,6 +883,7 @@ mod tests {
                 orphans: 1,
                 backend_gone: 2,
             }),
+            tunnel: None,
             tables_rebuilt: 2,
             reloads: ReloadCounts {
                 succeeded: 1,

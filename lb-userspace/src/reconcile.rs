@@ -10,7 +10,7 @@ use std::{
 
 use lb_common::{
     consts::{BACKEND_F_ALIVE, MAX_BACKENDS},
-    Backend, Mode, NatSource, VipMeta,
+    Backend, Mode, NatSource, TunnelConfig, VipMeta,
 };
 use tracing::{debug, info};
 
@@ -21,6 +21,7 @@ use crate::{
     maglev::{self, MaglevBackend, MaglevError},
     map_log::MapLog,
     plan::{PlanChange, VipPlan},
+    tunnel::NodeTunnel,
 };
 
 /// Why a change could not be applied. Nothing is half-applied: a failed
@@ -45,6 +46,17 @@ pub enum ReconcileError {
     /// More backends than the maps hold.
     #[error("too many backends: the data plane holds {0}")]
     TooManyBackends(u32),
+    /// A tunnelled VIP has a backend whose outer family has no source
+    /// address (neither configured nor on the interface).
+    #[error("VIP {vip}: backend {backend} needs an outer source of its family: set [tunnel] {key} or give the balancer's interface an address of that family")]
+    NoTunnelSource {
+        /// The VIP.
+        vip: String,
+        /// The backend.
+        backend: IpAddr,
+        /// The `[tunnel]` key that would give one.
+        key: &'static str,
+    },
 }
 
 /// A VIP as the data plane should serve it.
@@ -209,6 +221,11 @@ pub struct Balancer {
     next_generation: u32,
     /// `CONFIG_F_NAT` as last written (None: not yet, e.g. adopted).
     nat_enabled: Option<bool>,
+    /// The node's tunnel settings to serve tunnelled VIPs with.
+    tunnel: NodeTunnel,
+    /// `TUNNEL_CONFIG` as last written (None: not yet; it is written once
+    /// a tunnelled VIP is served, and kept current from then on).
+    tunnel_written: Option<TunnelConfig>,
 }
 
 impl Balancer {
@@ -221,7 +238,19 @@ impl Balancer {
             free_backend_ids: (1..MAX_BACKENDS).collect(),
             next_generation: 1,
             nat_enabled: None,
+            tunnel: NodeTunnel::default(),
+            tunnel_written: None,
         }
+    }
+
+    /// The tunnel settings the next apply serves tunnelled VIPs with.
+    pub(crate) fn set_tunnel(&mut self, tunnel: NodeTunnel) {
+        self.tunnel = tunnel;
+    }
+
+    /// The tunnel settings in force.
+    pub(crate) fn tunnel(&self) -> &NodeTunnel {
+        &self.tunnel
     }
 
     /// How tables follow changes from now on.
@@ -311,6 +340,7 @@ impl Balancer {
         desired: &[DesiredVip],
     ) -> Result<ApplyReport, ReconcileError> {
         let mut report = ApplyReport::default();
+        self.apply_tunnel(maps, desired)?;
         let wanted: BTreeSet<VipId> = desired.iter().map(|v| v.id).collect();
         let gone: Vec<VipId> = self
             .vips
@@ -424,6 +454,36 @@ impl Balancer {
         self.vips.remove(&id);
         report.vips_removed += 1;
         info!(vip = %id, "VIP removed");
+        Ok(())
+    }
+
+    /// Refuses tunnelled backends without an outer source, then writes
+    /// `TUNNEL_CONFIG` when it changed, before any VIP names a tunnelled
+    /// mode (an object without the map serves the other modes untouched).
+    fn apply_tunnel(
+        &mut self,
+        maps: &mut dyn MapWriter,
+        desired: &[DesiredVip],
+    ) -> Result<(), ReconcileError> {
+        let tunnelled: Vec<&DesiredVip> = desired.iter().filter(|v| v.mode.is_tunnel()).collect();
+        for vip in &tunnelled {
+            for backend in &vip.backends {
+                if let Err(key) = self.tunnel.source_for(vip.id.address, backend.address) {
+                    return Err(ReconcileError::NoTunnelSource {
+                        vip: vip.id.to_string(),
+                        backend: backend.address,
+                        key,
+                    });
+                }
+            }
+        }
+        let wanted = self.tunnel.config;
+        if (self.tunnel_written.is_some() || !tunnelled.is_empty())
+            && self.tunnel_written != Some(wanted)
+        {
+            maps.set_tunnel_config(&wanted)?;
+            self.tunnel_written = Some(wanted);
+        }
         Ok(())
     }
 
@@ -705,6 +765,8 @@ fn build_table(id: &VipId, vip: &AppliedVip, mode: MaglevMode) -> Result<Vec<u32
 
 #[cfg(test)]
 mod nat_tests;
+#[cfg(test)]
+mod tunnel_tests;
 
 #[cfg(test)]
 mod tests {

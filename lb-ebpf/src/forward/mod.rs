@@ -1,8 +1,10 @@
 //! The packet path: parse, find the VIP, then hand the packet to its
-//! forwarding mode (one module per mode); a packet for no VIP may still be
-//! a backend's reply to a NAT'd flow.
+//! forwarding mode (one module per mode: `dsr_l2`, `nat`, `tunnel` for
+//! IPIP and GUE); a packet for no VIP may still be a backend's reply to a
+//! NAT'd flow.
 
 mod dsr_l2;
+pub mod tunnel;
 
 use lb_common::{consts::CONFIG_F_NAT, stats::Counter, Mode};
 
@@ -28,8 +30,10 @@ impl From<Counter> for Outcome {
     }
 }
 
-/// Runs the whole path for one frame.
-#[inline(always)]
+/// Runs the whole path for one frame (for a tunnelled VIP up to the
+/// pending wrap, see `tunnel`). Not inlined, so its large frame is not on
+/// the stack under `tunnel::finish`, which the entry point calls after it.
+#[inline(never)]
 pub fn balance<C: Hook>(ctx: &C) -> Outcome {
     let packet = match parse::parse(ctx) {
         Ok(packet) => packet,
@@ -40,6 +44,9 @@ pub fn balance<C: Hook>(ctx: &C) -> Outcome {
     };
     if vip.mode == Mode::Nat as u32 {
         return nat::forward(ctx, &vip, &packet);
+    }
+    if vip.mode == Mode::Ipip as u32 || vip.mode == Mode::Gue as u32 {
+        return tunnel::forward(ctx, &vip, &packet);
     }
     dsr_l2::forward(ctx, &vip, &packet).into()
 }

@@ -102,7 +102,8 @@ fn backend_of(
     prefix: &str,
 ) -> Result<BackendConfig, FieldError> {
     let field = |name: &str| format!("{prefix}{name}");
-    let address = value::backend_address(spec.address, vip).map_err(|e| e.at(field("address")))?;
+    let address =
+        value::backend_address(spec.address, vip, mode).map_err(|e| e.at(field("address")))?;
     let mac = match &spec.mac {
         None => None,
         Some(text) => {

@@ -111,6 +111,24 @@ pub struct FlowExplanation {
     /// NAT VIPs: the flow's translation, when the NAT table holds it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nat: Option<NatTranslation>,
+    /// Tunnelled VIPs: the outer header the flow's packets get toward the
+    /// backend it goes to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tunnel: Option<FlowTunnel>,
+}
+
+/// The encapsulation of a tunnelled flow's packets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowTunnel {
+    /// `ipip` or `gue`.
+    pub mode: String,
+    /// Outer source (from the `[tunnel]` prefix, derived from the client's
+    /// address and port).
+    pub outer_src: IpAddr,
+    /// Outer destination: the backend.
+    pub outer_dst: IpAddr,
+    /// GUE: the UDP destination port (the source port varies per flow).
+    pub gue_port: Option<u16>,
 }
 
 /// One direction of a NAT'd flow: the packet's ends after translation.

@@ -71,6 +71,10 @@ pub struct Status {
     /// NAT flow table (absent from an lbd before NAT mode).
     #[serde(default)]
     pub nat: Option<NatStatus>,
+    /// Tunnel settings in force (present while a VIP is in `ipip` or
+    /// `gue` mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tunnel: Option<TunnelStatus>,
     /// Maglev tables rebuilt (and flipped) since start.
     pub tables_rebuilt: u64,
     /// Config reloads since start, by result.
@@ -104,6 +108,27 @@ pub struct NatStatus {
     pub orphans: u64,
     /// Flows freed because their backend was removed, since start.
     pub backend_gone: u64,
+}
+
+/// The tunnelled modes' settings as the data plane has them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TunnelStatus {
+    /// UDP port GUE packets are sent to.
+    pub gue_port: u16,
+    /// Outer IPv4 sources, `ADDRESS/LENGTH` (None: none, so no IPv4
+    /// backend can be served).
+    pub source_ipv4: Option<String>,
+    /// Outer IPv6 sources (as `source_ipv4`).
+    pub source_ipv6: Option<String>,
+    /// Whether the sources are the interface's own address (no prefix in
+    /// `[tunnel]`), per family: IPv4, IPv6.
+    pub sources_from_interface: [bool; 2],
+    /// Interfaces `tc_hc_encap` is attached to (tc egress), while some
+    /// check goes through a tunnel.
+    pub hc_encap: Vec<String>,
+    /// Whether lbd switched the interface's `accept_local` on for the
+    /// replies of those checks.
+    pub accept_local: bool,
 }
 
 /// A NAT VIP's source address and port usage.
@@ -174,7 +199,7 @@ pub struct VipStatus {
     pub bytes: u64,
     /// Flows new to the connection table.
     pub new_flows: u64,
-    /// Forwarding mode (`dsr-l2`, `nat`; absent from an lbd before
+    /// Forwarding mode (`dsr-l2`, `nat`, `ipip`, `gue`; absent from an lbd before
     /// modes: `dsr-l2`).
     #[serde(default = "default_mode")]
     pub mode: String,
@@ -311,6 +336,14 @@ pub struct CheckStatus {
     pub last: Option<String>,
     /// Latency of the last check, ms.
     pub last_latency_ms: Option<f64>,
+    /// Whether the check goes to the VIP through the backend's tunnel
+    /// (`health.through_tunnel`) rather than to the backend's address.
+    #[serde(default)]
+    pub through_tunnel: bool,
+    /// Where the check connects (`ADDRESS:PORT`: the VIP's for a check
+    /// through the tunnel).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
 }
 
 /// `POST /v1/vips`: a VIP, as in the config file's `[[vip]]`. Numbers
@@ -332,7 +365,7 @@ pub struct VipSpec {
     /// "drop" or "keep".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_all_down: Option<String>,
-    /// "dsr-l2" (default) or "nat".
+    /// "dsr-l2" (default), "nat", "ipip" or "gue".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forwarding: Option<String>,
     /// NAT mode: the VIP's own NAT address (default: the node's `[nat]`

@@ -5,8 +5,8 @@
 use toml::{Table, Value};
 
 use super::{
-    AdminSocketGroup, BackendConfig, CheckType, Config, HealthConfig, NatConfig, VipConfig,
-    VrrpConfig,
+    prefix_text, AdminSocketGroup, BackendConfig, CheckType, Config, HealthConfig, NatConfig,
+    TunnelSettings, VipConfig, VrrpConfig,
 };
 
 /// `config` as the text of a config file.
@@ -56,6 +56,7 @@ pub fn to_toml(config: &Config) -> String {
         int(config.udp_idle_timeout.as_secs()),
     );
     root.insert("nat".into(), Value::Table(nat(&config.nat)));
+    root.insert("tunnel".into(), Value::Table(tunnel(&config.tunnel)));
     root.insert(
         "vip".into(),
         Value::Array(config.vips.iter().map(vip).collect()),
@@ -135,6 +136,18 @@ fn nat(nat: &NatConfig) -> Table {
     t
 }
 
+fn tunnel(tunnel: &TunnelSettings) -> Table {
+    let mut t = Table::new();
+    t.insert("gue_port".into(), int(tunnel.gue_port));
+    if let Some(p) = tunnel.source_ipv4 {
+        t.insert("source_ipv4".into(), prefix_text(p).into());
+    }
+    if let Some(p) = tunnel.source_ipv6 {
+        t.insert("source_ipv6".into(), prefix_text(p).into());
+    }
+    t
+}
+
 fn health(h: &HealthConfig) -> Table {
     let mut t = Table::new();
     t.insert(
@@ -159,6 +172,9 @@ fn health(h: &HealthConfig) -> Table {
     t.insert("timeout_ms".into(), int(h.timeout.as_millis()));
     t.insert("rise".into(), int(h.rise));
     t.insert("fall".into(), int(h.fall));
+    if h.through_tunnel {
+        t.insert("through_tunnel".into(), Value::Boolean(true));
+    }
     t
 }
 

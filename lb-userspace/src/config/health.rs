@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::{Spanned, Value};
 
-use super::{Checker, ConfigError, Protocol};
+use super::{value, Checker, ConfigError, Protocol};
 
 /// Longest HTTP check path, in bytes: it goes into every check's request
 /// line, and no health endpoint needs more.
@@ -63,6 +63,10 @@ pub struct HealthConfig {
     pub rise: u32,
     /// Consecutive failures that take a backend down.
     pub fall: u32,
+    /// Tunnelled VIPs: the check goes to the VIP's address through the
+    /// same encapsulation as clients' packets (marked for `tc_hc_encap`),
+    /// so a backend is up only while it serves the VIP through the tunnel.
+    pub through_tunnel: bool,
 }
 
 impl HealthConfig {
@@ -83,6 +87,7 @@ impl HealthConfig {
             timeout: Duration::from_millis(1000),
             rise: 2,
             fall: 3,
+            through_tunnel: false,
         }
     }
 }
@@ -101,16 +106,19 @@ pub(super) struct RawHealth {
     timeout_ms: Option<Spanned<Value>>,
     rise: Option<Spanned<Value>>,
     fall: Option<Spanned<Value>>,
+    through_tunnel: Option<Spanned<Value>>,
 }
 
 impl Checker<'_> {
     /// `base` with the keys present in `raw` replaced; `prefix` is the
-    /// table's field path (e.g. `vip[0].health`).
+    /// table's field path (e.g. `vip[0].health`), `mode` the VIP's
+    /// forwarding mode (`through_tunnel` needs a tunnelled one).
     pub(super) fn health(
         &self,
         base: &HealthConfig,
         raw: &Spanned<RawHealth>,
         prefix: &str,
+        mode: lb_common::Mode,
     ) -> Result<HealthConfig, ConfigError> {
         let table = raw.span().start;
         let raw = raw.get_ref();
@@ -194,6 +202,20 @@ impl Checker<'_> {
         }
         if let Some(v) = &raw.fall {
             out.fall = self.integer(v, &field("fall"), 1..=100)?;
+        }
+        if let Some(v) = &raw.through_tunnel {
+            let name = field("through_tunnel");
+            let Value::Boolean(on) = *v.get_ref() else {
+                return Err(self.bad_value(
+                    v,
+                    &name,
+                    format!("expected true or false, found a {}", v.get_ref().type_str()),
+                ));
+            };
+            if on {
+                self.checked(v, &name, value::through_tunnel_allowed(mode))?;
+            }
+            out.through_tunnel = on;
         }
         if out.timeout > out.interval {
             return Err(self.invalid(

@@ -72,6 +72,7 @@ mod dump;
 mod health;
 mod nat;
 mod reload;
+mod tunnel;
 pub mod value;
 mod vrrp;
 mod warnings;
@@ -79,6 +80,8 @@ mod warnings;
 pub use dump::to_toml;
 pub use health::{CheckType, HealthConfig, MAX_HEALTH_HOST_BYTES, MAX_HEALTH_PATH_BYTES};
 pub use nat::{NatConfig, NatTimeouts, VipNat};
+pub(crate) use tunnel::prefix_text;
+pub use tunnel::TunnelSettings;
 pub use vrrp::VrrpConfig;
 pub use warnings::{warnings, Warning};
 
@@ -201,6 +204,9 @@ pub struct Config {
     pub vrrp: Vec<VrrpConfig>,
     /// NAT addresses, source ports and translation timeouts (`[nat]`).
     pub nat: NatConfig,
+    /// GUE port and outer source prefixes of the tunnelled modes
+    /// (`[tunnel]`).
+    pub tunnel: TunnelSettings,
 }
 
 /// The group given the admin socket, as the config names it; resolved when
@@ -681,6 +687,7 @@ struct RawConfig {
     #[serde(default)]
     vrrp: TableArray<vrrp::RawVrrp>,
     nat: Option<Spanned<nat::RawNat>>,
+    tunnel: Option<Spanned<tunnel::RawTunnel>>,
 }
 
 /// One `[[vip]]` table as parsed.
@@ -1139,6 +1146,7 @@ impl Checker<'_> {
         )?;
 
         let nat = self.nat(raw.nat.as_ref())?;
+        let tunnel = self.tunnel(raw.tunnel.as_ref())?;
 
         if let Some(extra) = raw.vip.0.get(MAX_VIPS) {
             return Err(self.invalid(
@@ -1241,6 +1249,7 @@ impl Checker<'_> {
             vips,
             vrrp: instances,
             nat,
+            tunnel,
         })
     }
 
@@ -1319,6 +1328,7 @@ impl Checker<'_> {
                 &HealthConfig::default_for(protocol),
                 table,
                 &field("health"),
+                forwarding,
             )?,
         };
 
@@ -1347,7 +1357,7 @@ impl Checker<'_> {
             self.checked(
                 spanned,
                 &name,
-                value::backend_address(backend_address, address),
+                value::backend_address(backend_address, address, forwarding),
             )?;
             let earlier = seen
                 .get(&backend_address)
@@ -1384,7 +1394,9 @@ impl Checker<'_> {
             };
             let backend_health = match &raw_backend.health {
                 None => None,
-                Some(table) => Some(self.health(&health, table, &backend_field("health"))?),
+                Some(table) => {
+                    Some(self.health(&health, table, &backend_field("health"), forwarding)?)
+                }
             };
             backends.push(BackendConfig {
                 address: backend_address,

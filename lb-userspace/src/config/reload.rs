@@ -5,12 +5,14 @@
 use super::Config;
 
 impl Config {
-    /// The config lbd runs after reloading `file`: the file's VIPs and
-    /// idle timeouts (applied live), this config's node settings (they take
-    /// effect only at a restart).
+    /// The config lbd runs after reloading `file`: the file's VIPs, idle
+    /// timeouts and `[tunnel]` settings (applied live: new packets take
+    /// them), this config's node settings (they take effect only at a
+    /// restart).
     pub(crate) fn with_reloadable_from(&self, file: &Config) -> Config {
         Config {
             vips: file.vips.clone(),
+            tunnel: file.tunnel,
             tcp_idle_timeout: file.tcp_idle_timeout,
             udp_idle_timeout: file.udp_idle_timeout,
             ..self.clone()

@@ -100,6 +100,7 @@ fn example_parses_to_expected_values() {
             }],
             vrrp: Vec::new(),
             nat: NatConfig::default(),
+            tunnel: TunnelSettings::default(),
         }
     );
 }

@@ -164,15 +164,73 @@ pub fn weight(n: i64) -> Result<u32, ValueError> {
     integer(n, 0..=MAX_WEIGHT)
 }
 
-/// A VIP's forwarding mode by name (`dsr-l2`, `nat`).
+/// A VIP's forwarding mode by name (`dsr-l2`, `nat`, `ipip`, `gue`).
 pub fn forwarding(text: &str) -> Result<lb_common::Mode, ValueError> {
-    // Tunnelled modes are accepted once the data plane and lbd serve them.
     let choices: Vec<(&str, lb_common::Mode)> = lb_common::Mode::ALL
         .iter()
-        .filter(|m| !m.is_tunnel())
         .map(|m| (m.name(), *m))
         .collect();
     choice(text, &choices)
+}
+
+/// Whether a VIP in mode `mode` may send its checks through the tunnel
+/// (`health.through_tunnel`): only tunnelled VIPs have one.
+pub(crate) fn through_tunnel_allowed(mode: lb_common::Mode) -> Result<(), ValueError> {
+    if mode.is_tunnel() {
+        Ok(())
+    } else {
+        Err(ValueError::invalid(format!(
+            "only a VIP with forwarding = \"ipip\" or \"gue\" has a tunnel to check through (this one is {:?})",
+            mode.name()
+        )))
+    }
+}
+
+/// An address prefix in text, `ADDRESS/LENGTH` or a bare address (one
+/// address: /32 or /128), of the family `ipv6` says; host bits must be
+/// zero unless the prefix is one address.
+pub(crate) fn prefix(text: &str, ipv6: bool) -> Result<(IpAddr, u8), ValueError> {
+    let family = if ipv6 { "IPv6" } else { "IPv4" };
+    let (address, len) = match text.split_once('/') {
+        Some((address, len)) => (address, Some(len)),
+        None => (text, None),
+    };
+    let address: IpAddr = address.parse().map_err(|_| {
+        ValueError::invalid(format!(
+            "{text:?} is not an {family} prefix (e.g. {})",
+            if ipv6 {
+                "\"2001:2:f0::/64\""
+            } else {
+                "\"198.18.200.0/24\""
+            }
+        ))
+    })?;
+    if address.is_ipv6() != ipv6 {
+        return Err(ValueError::invalid(format!("{text:?} is not {family}")));
+    }
+    let bits: u8 = if ipv6 { 128 } else { 32 };
+    let len = match len {
+        None => bits,
+        Some(len) => match len.parse::<u8>() {
+            Ok(n) if n <= bits => n,
+            _ => {
+                return Err(ValueError::invalid(format!(
+                    "{text:?}: the prefix length must be 0..={bits}"
+                )))
+            }
+        },
+    };
+    service_address(address)?;
+    let host_bits = match address {
+        IpAddr::V4(a) => u128::from(u32::from(a) & u32::MAX.checked_shr(len.into()).unwrap_or(0)),
+        IpAddr::V6(a) => u128::from(a) & u128::MAX.checked_shr(len.into()).unwrap_or(0),
+    };
+    if host_bits != 0 && len != bits {
+        return Err(ValueError::invalid(format!(
+            "{text:?} has host bits set: write the prefix's first address (outer sources vary the host bits)"
+        )));
+    }
+    Ok((address, len))
 }
 
 /// A VIP's own NAT address `source`, for a VIP at `vip` in mode `mode`:
@@ -204,12 +262,15 @@ pub(crate) fn no_nat_source(vip: IpAddr) -> ValueError {
     ))
 }
 
-/// A backend's own port, for a VIP in mode `mode`: NAT only, 1..=65535.
+/// A backend's own port, for a VIP in mode `mode`: NAT only, 1..=65535
+/// (direct server return, at L2 or tunnelled, keeps the client's packet
+/// and so the VIP's port).
 pub(crate) fn backend_port(n: i64, mode: lb_common::Mode) -> Result<u16, ValueError> {
     if mode != lb_common::Mode::Nat {
-        return Err(ValueError::invalid(
-            "direct server return keeps the VIP's port; a backend port needs forwarding = \"nat\"",
-        ));
+        return Err(ValueError::invalid(format!(
+            "direct server return keeps the VIP's port (forwarding = {:?}); a backend port needs forwarding = \"nat\"",
+            mode.name()
+        )));
     }
     port(n)
 }
@@ -220,9 +281,13 @@ pub(crate) fn backend_mac_allowed(mode: lb_common::Mode) -> Result<(), ValueErro
     if mode == lb_common::Mode::DsrL2 {
         Ok(())
     } else {
-        Err(ValueError::invalid(
-            "a NAT VIP's backends are routed: the next hop's MAC comes from the routing table",
-        ))
+        let mode = match mode {
+            lb_common::Mode::Nat => "NAT".to_owned(),
+            other => format!("tunnelled ({})", other.name()),
+        };
+        Err(ValueError::invalid(format!(
+            "a {mode} VIP's backends are routed: the next hop's MAC comes from the routing table"
+        )))
     }
 }
 
@@ -254,14 +319,27 @@ pub(crate) fn service_address(address: IpAddr) -> Result<IpAddr, ValueError> {
     Ok(address)
 }
 
-/// A backend's address for the VIP at `vip`: a service address of the
-/// VIP's family, not the VIP's own.
-pub(crate) fn backend_address(backend: IpAddr, vip: IpAddr) -> Result<IpAddr, ValueError> {
+/// A backend's address for the VIP at `vip` in mode `mode`: a service
+/// address of the VIP's family, not the VIP's own; tunnelled modes also
+/// take IPv6 backends for an IPv4 VIP (4in6), never the reverse.
+pub(crate) fn backend_address(
+    backend: IpAddr,
+    vip: IpAddr,
+    mode: lb_common::Mode,
+) -> Result<IpAddr, ValueError> {
     service_address(backend)?;
-    if backend.is_ipv4() != vip.is_ipv4() {
+    let four_in_six = mode.is_tunnel() && vip.is_ipv4() && backend.is_ipv6();
+    if backend.is_ipv4() != vip.is_ipv4() && !four_in_six {
         let family = |a: IpAddr| if a.is_ipv4() { "IPv4" } else { "IPv6" };
+        let hint = if mode.is_tunnel() {
+            " (an IPv6 VIP cannot be carried to an IPv4 backend)"
+        } else if vip.is_ipv4() {
+            " (only forwarding = \"ipip\" or \"gue\" reach IPv6 backends of an IPv4 VIP)"
+        } else {
+            ""
+        };
         return Err(ValueError::invalid(format!(
-            "{backend} is {} but the VIP {vip} is {}",
+            "{backend} is {} but the VIP {vip} is {}{hint}",
             family(backend),
             family(vip)
         )));
@@ -385,13 +463,15 @@ mod tests {
         assert!(message(ip_address("198.18.0.300")).contains("is not an IPv4 or IPv6 address"));
         assert!(message(ip_address("::")).contains("unspecified"));
         assert!(message(ip_address("ff02::1")).contains("multicast"));
-        assert_eq!(backend_address(ok, vip), Ok(ok));
+        let dsr = lb_common::Mode::DsrL2;
+        assert_eq!(backend_address(ok, vip, dsr), Ok(ok));
+        let v6: IpAddr = "2001:2::11".parse().unwrap();
         assert_eq!(
-            message(backend_address("2001:2::11".parse().unwrap(), vip)),
-            "2001:2::11 is IPv6 but the VIP 198.18.0.100 is IPv4"
+            message(backend_address(v6, vip, dsr)),
+            "2001:2::11 is IPv6 but the VIP 198.18.0.100 is IPv4 (only forwarding = \"ipip\" or \"gue\" reach IPv6 backends of an IPv4 VIP)"
         );
         assert_eq!(
-            message(backend_address(vip, vip)),
+            message(backend_address(vip, vip, dsr)),
             "198.18.0.100 is the VIP's own address"
         );
         assert_eq!(listed_once(ok, None), Ok(()));
@@ -399,6 +479,58 @@ mod tests {
             message(listed_once(ok, Some("backends[0]"))),
             "198.18.0.11 is already backends[0]"
         );
+    }
+
+    #[test]
+    fn tunnel_modes_carry_v4_in_v6_but_never_v6_in_v4() {
+        let (v4, v6): (IpAddr, IpAddr) = (
+            "198.18.0.100".parse().unwrap(),
+            "2001:2::100".parse().unwrap(),
+        );
+        let (b4, b6): (IpAddr, IpAddr) = (
+            "198.19.2.11".parse().unwrap(),
+            "2001:2:2::11".parse().unwrap(),
+        );
+        for mode in [lb_common::Mode::Ipip, lb_common::Mode::Gue] {
+            assert_eq!(backend_address(b4, v4, mode), Ok(b4));
+            assert_eq!(backend_address(b6, v4, mode), Ok(b6));
+            assert_eq!(backend_address(b6, v6, mode), Ok(b6));
+            assert_eq!(
+                message(backend_address(b4, v6, mode)),
+                "198.19.2.11 is IPv4 but the VIP 2001:2::100 is IPv6 (an IPv6 VIP cannot be carried to an IPv4 backend)"
+            );
+            assert!(message(backend_port(8080, mode)).contains("keeps the VIP's port"));
+            assert!(message(backend_mac_allowed(mode)).contains("routed"));
+            assert_eq!(through_tunnel_allowed(mode), Ok(()));
+        }
+        assert!(message(backend_address(b6, v4, lb_common::Mode::Nat)).contains("is IPv6 but"));
+        assert!(message(through_tunnel_allowed(lb_common::Mode::Nat)).contains("\"nat\""));
+        assert_eq!(forwarding("gue"), Ok(lb_common::Mode::Gue));
+        assert_eq!(forwarding("ipip"), Ok(lb_common::Mode::Ipip));
+    }
+
+    #[test]
+    fn prefixes_parse_with_their_family_and_no_host_bits() {
+        let v4 = |t| prefix(t, false);
+        let v6 = |t| prefix(t, true);
+        assert_eq!(
+            v4("198.18.200.0/24"),
+            Ok(("198.18.200.0".parse().unwrap(), 24))
+        );
+        assert_eq!(v4("198.18.0.2"), Ok(("198.18.0.2".parse().unwrap(), 32)));
+        assert_eq!(v4("198.18.0.2/32"), Ok(("198.18.0.2".parse().unwrap(), 32)));
+        assert_eq!(
+            v6("2001:2:f0::/64"),
+            Ok(("2001:2:f0::".parse().unwrap(), 64))
+        );
+        assert_eq!(v6("2001:2::2"), Ok(("2001:2::2".parse().unwrap(), 128)));
+        assert!(message(v4("198.18.200.1/24")).contains("host bits set"));
+        assert!(message(v6("2001:2:f0::1/64")).contains("host bits set"));
+        assert!(message(v4("198.18.200.0/33")).contains("0..=32"));
+        assert!(message(v4("2001:2::/64")).contains("is not IPv4"));
+        assert!(message(v6("198.18.0.0/16")).contains("is not IPv6"));
+        assert!(message(v4("nope/8")).contains("is not an IPv4 prefix"));
+        assert!(message(v4("0.0.0.0/0")).contains("unspecified"));
     }
 
     #[test]

@@ -62,6 +62,14 @@ fn vip_warnings(index: usize, vip: &VipConfig, out: &mut Vec<Warning>) {
             ),
         });
     }
+    if vip.health.through_tunnel && vip.health.check == super::CheckType::None {
+        out.push(Warning {
+            field: format!("vip[{index}].health.through_tunnel"),
+            message: format!(
+                "VIP {service} has no health checks (check = \"none\"): nothing goes through the tunnel; set check = \"tcp\" or \"http\""
+            ),
+        });
+    }
     for (b, backend) in vip.backends.iter().enumerate() {
         if let Some(kind) = unusual(backend.address) {
             out.push(Warning {
@@ -141,6 +149,22 @@ mod tests {
                 "vip[0]: VIP 198.18.0.100:80/tcp has no backends: it drops every new flow",
                 "vip[1]: every backend of VIP [2001:2::100]:80/tcp has weight 0: it drops every new flow",
             ]
+        );
+    }
+
+    #[test]
+    fn checks_through_the_tunnel_need_checks() {
+        let mut tunnelled = vip("198.18.0.100", &[("198.19.2.11", 1)]);
+        tunnelled.forwarding = lb_common::Mode::Gue;
+        tunnelled.health.through_tunnel = true;
+        assert_eq!(
+            shown(&config(vec![tunnelled.clone()])),
+            Vec::<String>::new()
+        );
+        tunnelled.health.check = crate::config::CheckType::None;
+        assert_eq!(
+            shown(&config(vec![tunnelled])),
+            ["vip[0].health.through_tunnel: VIP 198.18.0.100:80/tcp has no health checks (check = \"none\"): nothing goes through the tunnel; set check = \"tcp\" or \"http\""]
         );
     }
 

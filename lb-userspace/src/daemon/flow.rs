@@ -76,6 +76,7 @@ pub fn explain(facts: &Facts<'_>) -> FlowExplanation {
         maglev: None,
         dropped: None,
         nat: None,
+        tunnel: None,
     };
     if let Some(entry) = entry.as_ref().filter(|e| e.current) {
         explanation.decision = FlowDecision::Tracked;
@@ -160,7 +161,7 @@ pub(super) fn backend_by_id(
                 .health
                 .as_ref()
                 .unwrap_or(&facts.model.config.health);
-            if check_of(*address, facts.vip.port, health).is_some() {
+            if check_of(*address, facts.vip.port, health, None).is_some() {
                 b.health.into()
             } else {
                 crate::api::schema::HealthStatus::Unchecked

@@ -12,6 +12,7 @@ pub mod http;
 pub mod nat_flow;
 pub mod replication;
 pub mod routes;
+pub mod tunnel_flow;
 
 use std::{path::Path, sync::Arc, time::Duration};
 

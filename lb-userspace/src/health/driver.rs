@@ -386,6 +386,7 @@ mod tests {
 
     fn target(server: &TestServer) -> ProbeTarget {
         ProbeTarget {
+            through: None,
             address: server.addr,
             kind: CheckKind::Http {
                 path: "/health".into(),
@@ -567,6 +568,7 @@ mod tests {
         let (tx, _rx) = mpsc::channel::<HealthEvent<u32>>(1);
         let mut checker = HealthChecker::new(tx);
         let target = ProbeTarget {
+            through: None,
             address: "127.0.0.1:1".parse().unwrap(),
             kind: CheckKind::Tcp,
         };

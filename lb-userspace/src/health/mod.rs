@@ -7,10 +7,12 @@
 pub(crate) mod driver;
 pub(crate) mod machine;
 pub(crate) mod probe;
+pub(crate) mod tunnel_socket;
 
 pub(crate) use driver::{HealthChecker, HealthEvent, HealthStatus};
 pub(crate) use machine::{CheckSettings, Health};
 pub(crate) use probe::{CheckKind, ProbeResult, ProbeTarget};
+pub(crate) use tunnel_socket::TunnelPath;
 
 /// Tiny HTTP servers on 127.0.0.1 for the probe and driver tests.
 #[cfg(test)]

@@ -22,6 +22,8 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpStream;
 use tracing::trace;
 
+use super::tunnel_socket::{connect_through, TunnelPath};
+
 /// The most response body an HTTP probe reads before it closes the
 /// connection: enough to let a small answer finish cleanly, never so much
 /// that a big page slows the checks down.
@@ -54,10 +56,15 @@ pub enum CheckKind {
 /// What to probe: where, and how.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub(crate) struct ProbeTarget {
-    /// The backend's address and check port.
+    /// The backend's address and check port (through a tunnel: the VIP's
+    /// address, which the backend holds, and the check port).
     pub address: SocketAddr,
     /// The kind of check.
     pub kind: CheckKind,
+    /// Checks that follow the data path: through the backend's tunnel
+    /// (None: straight to `address`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub through: Option<TunnelPath>,
 }
 
 /// The result of one probe, as the state machine and the status output
@@ -150,7 +157,7 @@ impl FailureReason {
 pub(crate) async fn probe(target: &ProbeTarget, timeout: Duration) -> ProbeResult {
     let start = Instant::now();
     let checked = match &target.kind {
-        CheckKind::Tcp => tokio::time::timeout(timeout, tcp(target.address)).await,
+        CheckKind::Tcp => tokio::time::timeout(timeout, tcp(target)).await,
         CheckKind::Http {
             path,
             host,
@@ -160,7 +167,7 @@ pub(crate) async fn probe(target: &ProbeTarget, timeout: Duration) -> ProbeResul
                 Some(host) => host.clone(),
                 None => default_host(target.address.ip()),
             };
-            let check = http(target.address, path, &host, *expect_status);
+            let check = http(target, path, &host, *expect_status);
             tokio::time::timeout(timeout, check).await
         }
     };
@@ -175,13 +182,18 @@ pub(crate) async fn probe(target: &ProbeTarget, timeout: Duration) -> ProbeResul
 }
 
 /// TCP check: the connect is the whole test; the socket is closed at once.
-async fn tcp(address: SocketAddr) -> Result<(), FailureReason> {
-    connect(address).await.map(drop)
+async fn tcp(target: &ProbeTarget) -> Result<(), FailureReason> {
+    connect(target).await.map(drop)
 }
 
-/// Connects, with errors classified.
-async fn connect(address: SocketAddr) -> Result<TcpStream, FailureReason> {
-    TcpStream::connect(address).await.map_err(|e| classify(&e))
+/// Connects (through the tunnel when the target says so), with errors
+/// classified.
+async fn connect(target: &ProbeTarget) -> Result<TcpStream, FailureReason> {
+    match &target.through {
+        None => TcpStream::connect(target.address).await,
+        Some(path) => connect_through(target.address, path).await,
+    }
+    .map_err(|e| classify(&e))
 }
 
 /// Maps a socket error to a failure reason.
@@ -207,7 +219,7 @@ fn default_host(ip: IpAddr) -> String {
 /// HTTP check: one GET on a fresh connection, success iff the status is the
 /// expected one.
 async fn http(
-    address: SocketAddr,
+    target: &ProbeTarget,
     path: &str,
     host: &str,
     expect_status: u16,
@@ -226,7 +238,7 @@ async fn http(
         .body(Empty::<Bytes>::new())
         .map_err(|e| FailureReason::Http(format!("invalid request: {e}")))?;
 
-    let stream = connect(address).await?;
+    let stream = connect(target).await?;
     // Only a latency nicety: the request is one small write anyway.
     let _ = stream.set_nodelay(true);
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
@@ -322,6 +334,7 @@ mod tests {
 
     fn http_target(address: SocketAddr, path: &str, host: Option<&str>) -> ProbeTarget {
         ProbeTarget {
+            through: None,
             address,
             kind: CheckKind::Http {
                 path: path.to_owned(),
@@ -336,6 +349,7 @@ mod tests {
         // The kernel completes the handshake from the backlog: no accept.
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let target = ProbeTarget {
+            through: None,
             address: listener.local_addr().unwrap(),
             kind: CheckKind::Tcp,
         };
@@ -350,6 +364,7 @@ mod tests {
         let address = listener.local_addr().unwrap();
         drop(listener);
         let target = ProbeTarget {
+            through: None,
             address,
             kind: CheckKind::Tcp,
         };
@@ -421,6 +436,7 @@ mod tests {
         let server = serve(Behavior::Status).await;
         server.set_healthy(false);
         let target = ProbeTarget {
+            through: None,
             address: server.addr,
             kind: CheckKind::Http {
                 path: "/".into(),

@@ -39,8 +39,26 @@ pub(crate) async fn run(client: &Client, args: &Args) -> Result<(), Failure> {
     Ok(())
 }
 
-/// One line: the flow, what happens to its next packet, and why.
+/// One line: the flow, what happens to its next packet, and why (with
+/// its outer header for a tunnelled VIP).
 fn describe(answer: &FlowExplanation) -> String {
+    let line = decision(answer);
+    match &answer.tunnel {
+        Some(t) => {
+            let port = t
+                .gue_port
+                .map_or_else(String::new, |p| format!(" UDP port {p}"));
+            format!(
+                "{line}; encapsulated ({}) {} -> {}{port}",
+                t.mode, t.outer_src, t.outer_dst
+            )
+        }
+        None => line,
+    }
+}
+
+/// The flow and what happens to its next packet.
+fn decision(answer: &FlowExplanation) -> String {
     let flow = format!("{} -> {}", answer.client, answer.vip);
     let stale = answer.entry.as_ref().filter(|e| !e.current).map(|e| {
         let backend = e.backend.as_ref().map_or_else(
@@ -176,6 +194,7 @@ mod tests {
             maglev: None,
             dropped: None,
             nat: None,
+            tunnel: None,
         }
     }
 
@@ -209,6 +228,25 @@ mod tests {
         assert_eq!(
             describe(&nat),
             "198.18.1.10:40000 -> 198.18.0.100:80/tcp: NAT established -> backend 198.19.2.11 (enabled, up), sent as 198.18.0.50:2001 -> 198.19.2.11:8080; replies 198.19.2.11:8080 -> 198.18.0.50:2001 go back as 198.18.1.10:40000 -> 198.18.0.100:80/tcp; last packet 2.5 s ago"
+        );
+    }
+
+    #[test]
+    fn a_tunnelled_flow_names_its_outer_header() {
+        let mut tunnelled = answer(FlowDecision::Maglev);
+        tunnelled.backend = Some(backend("2001:2:2::12", "enabled", true));
+        tunnelled.tunnel = Some(lb_userspace::api::flow_schema::FlowTunnel {
+            mode: "gue".to_owned(),
+            outer_src: "2001:2:f0::1234".parse().unwrap(),
+            outer_dst: "2001:2:2::12".parse().unwrap(),
+            gue_port: Some(6080),
+        });
+        assert!(
+            describe(&tunnelled).ends_with(
+                "-> backend 2001:2:2::12 (enabled, up); encapsulated (gue) 2001:2:f0::1234 -> 2001:2:2::12 UDP port 6080"
+            ),
+            "{}",
+            describe(&tunnelled)
         );
     }
 

@@ -3,7 +3,7 @@
 use lb_userspace::{
     api::{
         client::{Client, ClientError},
-        schema::{Status, VipStatus},
+        schema::{Status, TunnelStatus, VipStatus},
     },
     vip_id::VipId,
 };
@@ -216,6 +216,9 @@ fn print_status(status: &Status) {
     if let Some(nat) = &status.nat {
         println!("{}", nat_table_line(nat));
     }
+    if let Some(tunnel) = &status.tunnel {
+        println!("{}", tunnel_line(tunnel, &status.interface));
+    }
     for vip in &status.vips {
         print_vip(vip);
     }
@@ -235,6 +238,52 @@ fn nat_line(vip: &VipStatus) -> Option<String> {
     Some(format!(
         "NAT from {} ports {}-{}: {} of {range} in use (busiest backend), {} flows",
         nat.source, nat.port_min, nat.port_max, nat.ports_in_use, nat.flows
+    ))
+}
+
+/// The tunnelled modes' settings, as one line.
+fn tunnel_line(tunnel: &TunnelStatus, interface: &str) -> String {
+    let source = |prefix: &Option<String>, own: bool| match (prefix, own) {
+        (None, _) => "none".to_owned(),
+        (Some(p), true) => format!("{p} (the interface's own)"),
+        (Some(p), false) => p.clone(),
+    };
+    let checks = if tunnel.hc_encap.is_empty() {
+        "no check goes through a tunnel".to_owned()
+    } else {
+        format!(
+            "checks through tunnels: tc_hc_encap on {}{}",
+            tunnel.hc_encap.join(", "),
+            if tunnel.accept_local {
+                format!(", accept_local on {interface}")
+            } else {
+                String::new()
+            }
+        )
+    };
+    format!(
+        "tunnel: GUE port {}, outer sources IPv4 {} IPv6 {}; {checks}",
+        tunnel.gue_port,
+        source(&tunnel.source_ipv4, tunnel.sources_from_interface[0]),
+        source(&tunnel.source_ipv6, tunnel.sources_from_interface[1]),
+    )
+}
+
+/// The backends of a VIP whose checks go through their tunnel, as one
+/// line (None: none do).
+fn through_tunnel_line(vip: &VipStatus) -> Option<String> {
+    let through: Vec<&lb_userspace::api::schema::BackendStatus> = vip
+        .backends
+        .iter()
+        .filter(|b| b.check.as_ref().is_some_and(|c| c.through_tunnel))
+        .collect();
+    let target = through.first()?.check.as_ref()?.target.clone()?;
+    let names: Vec<String> = through.iter().map(|b| b.address.to_string()).collect();
+    Some(format!(
+        "checks through the tunnel (to {target}, as clients' packets): {} of {} backends: {}",
+        through.len(),
+        vip.backends.len(),
+        names.join(", ")
     ))
 }
 
@@ -273,6 +322,9 @@ pub(crate) fn print_vip(vip: &VipStatus) {
         vip.vip, vip.mode, vip.table_size, vip.packets, vip.bytes, vip.new_flows
     );
     if let Some(line) = nat_line(vip) {
+        println!("  {line}");
+    }
+    if let Some(line) = through_tunnel_line(vip) {
         println!("  {line}");
     }
     println!(
@@ -338,6 +390,48 @@ mod tests {
         assert_eq!(
             nat_table_line(&table),
             "NAT flows: established=15 (table 1024 entries); reaped: 1 expired, 0 orphans, 2 of removed backends"
+        );
+    }
+
+    #[test]
+    fn tunnel_settings_and_checks_through_the_tunnel_are_shown() {
+        let mut tunnel = TunnelStatus {
+            gue_port: 6080,
+            source_ipv4: Some("198.18.200.0/24".to_owned()),
+            source_ipv6: Some("2001:2::2/128".to_owned()),
+            sources_from_interface: [false, true],
+            hc_encap: vec!["lo".to_owned(), "eth0".to_owned()],
+            accept_local: true,
+        };
+        assert_eq!(
+            tunnel_line(&tunnel, "eth0"),
+            "tunnel: GUE port 6080, outer sources IPv4 198.18.200.0/24 IPv6 2001:2::2/128 (the interface's own); checks through tunnels: tc_hc_encap on lo, eth0, accept_local on eth0"
+        );
+        tunnel.hc_encap.clear();
+        tunnel.source_ipv6 = None;
+        assert!(tunnel_line(&tunnel, "eth0").ends_with("IPv6 none; no check goes through a tunnel"));
+
+        let check = |through: bool| {
+            serde_json::json!({"kind": "tcp", "checks": 3, "failures": 0, "transitions": 1,
+                "consecutive_successes": 3, "consecutive_failures": 0, "last": "success",
+                "last_latency_ms": 0.4, "through_tunnel": through, "target": "198.18.0.100:80"})
+        };
+        let backend = |address: &str, through: bool| {
+            serde_json::json!({"address": address, "mac": null, "weight": 100, "state": "enabled",
+                "health": "up", "alive": true, "share": 0.5,
+                "flows": {"live": 0, "closing": 0, "idle": 0}, "packets": 0, "bytes": 0,
+                "new_flows": 0, "drain_remaining_s": null, "check": check(through), "runtime": false})
+        };
+        let vip: VipStatus = serde_json::from_value(serde_json::json!({
+            "vip": "198.18.0.100:80/tcp", "table_size": 251, "on_all_down": "drop",
+            "all_down": false, "runtime": false, "packets": 0, "bytes": 0, "new_flows": 0,
+            "mode": "gue",
+            "backends": [backend("198.19.2.11", true), backend("2001:2:2::12", false)]
+        }))
+        .unwrap();
+        assert_eq!(
+            through_tunnel_line(&vip).unwrap(),
+            "checks through the tunnel (to 198.18.0.100:80, as clients' packets): 1 of 2 backends: 198.19.2.11"
         );
     }
 }

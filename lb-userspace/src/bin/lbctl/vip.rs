@@ -24,7 +24,7 @@ pub(crate) enum Command {
         /// When no backend is healthy: drop (default) or keep.
         #[arg(long)]
         on_all_down: Option<String>,
-        /// How packets reach the backends: dsr-l2 (default) or nat.
+        /// How packets reach the backends: dsr-l2 (default), nat, ipip or gue.
         #[arg(long)]
         forwarding: Option<String>,
         /// NAT only: the VIP's own NAT address (default: the node's

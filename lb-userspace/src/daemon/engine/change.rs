@@ -84,7 +84,16 @@ impl Engine {
         let next = self.model.reloaded(&file);
         self.fits_the_maps(&next)?;
         let undone = undone_by_reload(&self.model, &next, &self.config, &file);
-        let (plan, report) = self.stage_and_commit(next, dry_run)?;
+        // The file's [tunnel] is applied with its VIPs; a refused or dry
+        // run keeps the running one.
+        let previous = *self.balancer.tunnel();
+        let wanted = self.node_tunnel(&file.tunnel);
+        self.balancer.set_tunnel(wanted);
+        let staged = self.stage_and_commit(next, dry_run);
+        if dry_run || staged.is_err() {
+            self.balancer.set_tunnel(previous);
+        }
+        let (plan, report) = staged?;
         if let Some(report) = report {
             for note in &undone {
                 warn!(note = %note, "reload");
@@ -177,6 +186,14 @@ fn undone_by_reload(current: &Model, next: &Model, running: &Config, file: &Conf
                 {
                     notes.push(format!("backend {address} of {id} from the file: added"));
                 }
+                let (was, now) = (old.config.forwarding, vip.config.forwarding);
+                if was != now {
+                    notes.push(format!(
+                        "VIP {id}: forwarding {} -> {}: tracked flows keep their backend, their next packets take the new mode",
+                        was.name(),
+                        now.name()
+                    ));
+                }
             }
         }
     }
@@ -184,4 +201,38 @@ fn undone_by_reload(current: &Model, next: &Model, running: &Config, file: &Conf
         notes.push(format!("{name} changed: takes effect when lbd restarts"));
     }
     notes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(forwarding: &str) -> Config {
+        let text = format!(
+            "interface = \"eth0\"\n[[vip]]\naddress = \"198.18.0.100\"\nport = 80\nforwarding = \"{forwarding}\"\n[[vip.backend]]\naddress = \"198.19.2.11\"\n"
+        );
+        Config::from_toml_str(&text, "lbd.toml").unwrap()
+    }
+
+    #[test]
+    fn a_reload_that_changes_a_vips_mode_says_what_its_flows_do() {
+        let (running, file) = (config("dsr-l2"), config("ipip"));
+        let notes = undone_by_reload(
+            &Model::from_config(&running),
+            &Model::from_config(&file),
+            &running,
+            &file,
+        );
+        assert_eq!(
+            notes,
+            ["VIP 198.18.0.100:80/tcp: forwarding dsr-l2 -> ipip: tracked flows keep their backend, their next packets take the new mode"]
+        );
+        let same = undone_by_reload(
+            &Model::from_config(&file),
+            &Model::from_config(&file),
+            &file,
+            &file,
+        );
+        assert!(same.is_empty(), "{same:?}");
+    }
 }

@@ -19,6 +19,7 @@ use tracing::{info, warn};
 
 mod change;
 mod nat;
+mod tunnel;
 mod view;
 
 pub use change::ChangeError;
@@ -88,8 +89,11 @@ pub struct Engine {
     metrics: std::sync::Arc<crate::metrics::Metrics>,
     netlink: Netlink,
     macs: HashMap<IpAddr, [u8; 6]>,
-    /// NAT mode's reaper, forwarding, redirect targets and events.
+    /// NAT mode's reaper, forwarding, redirect targets and events (and
+    /// the routed modes' shared duties).
     nat: nat::NatRuntime,
+    /// The tunnelled modes' own addresses and health-check path.
+    tunnel: tunnel::TunnelRuntime,
 }
 
 impl Engine {
@@ -211,8 +215,12 @@ impl Engine {
             netlink,
             macs: HashMap::new(),
             nat: nat::NatRuntime::default(),
+            tunnel: tunnel::TunnelRuntime::default(),
             config,
         };
+        engine.read_own_addresses().await;
+        let node_tunnel = engine.node_tunnel(&engine.config.tunnel);
+        engine.balancer.set_tunnel(node_tunnel);
         engine.resolve_macs(&model, INITIAL_RESOLVE_TIMEOUT).await;
         let report = engine.commit(model).context("filling the data plane")?;
         info!(?report, "maps filled");
@@ -297,7 +305,8 @@ impl Engine {
         Ok(report)
     }
 
-    /// Starts, replaces or stops health-check tasks to match the model.
+    /// Starts, replaces or stops health-check tasks to match the model,
+    /// and keeps the path of checks through a tunnel while some use it.
     fn sync_checks(&mut self) {
         let mut wanted = Vec::new();
         for (id, vip) in &self.model.vips {
@@ -305,11 +314,20 @@ impl Engine {
                 let health = backend.config.health.as_ref().unwrap_or(&vip.config.health);
                 // A NAT backend listens on its own port, if it has one.
                 let port = backend.config.port.unwrap_or(id.port);
-                if let Some((target, settings)) = check_of(*address, port, health) {
+                let through = if health.through_tunnel && vip.config.forwarding.is_tunnel() {
+                    let Some(path) = self.tunnel_path(id, *address) else {
+                        continue; // not in the maps: nothing to check through
+                    };
+                    Some((id.address, path))
+                } else {
+                    None
+                };
+                if let Some((target, settings)) = check_of(*address, port, health, through) {
                     wanted.push(((*id, *address), target, settings, backend.health));
                 }
             }
         }
+        self.sync_hc_path(wanted.iter().any(|w| w.1.through.is_some()));
         let keys: std::collections::HashSet<BackendKey> = wanted.iter().map(|w| w.0).collect();
         self.checker.retain(|k| keys.contains(k));
         self.transitions.retain(|k, _| keys.contains(k));
@@ -318,6 +336,28 @@ impl Engine {
         for (key, target, settings, health) in wanted {
             self.checker.set(key, target, settings, health);
         }
+    }
+
+    /// How a check of backend `address` of VIP `id` goes through its
+    /// tunnel: marked with the backend's data-plane id; from the
+    /// interface's address of the VIP's family when the backend's is
+    /// another (4in6), else from the kernel's source toward the backend.
+    fn tunnel_path(&self, id: &VipId, address: IpAddr) -> Option<crate::health::TunnelPath> {
+        let backend = self.balancer.vips().get(id)?.backends.get(&address)?;
+        let source = if address.is_ipv4() == id.address.is_ipv4() {
+            None
+        } else {
+            let own = self.tunnel.own.of_family(id.address.is_ipv6());
+            if own.is_none() {
+                warn!(vip = %id, backend = %address, "no address of the VIP's family on the interface to check the 4in6 backend through its tunnel from: its checks fail");
+            }
+            own
+        };
+        Some(crate::health::TunnelPath {
+            mark: lb_common::tunnel::HC_MARK_BASE | backend.id,
+            backend: address,
+            source,
+        })
     }
 
     /// Records a health transition and applies what it changes.
@@ -568,6 +608,10 @@ impl Engine {
         }
         self.replication = None;
         self.checker.retain(|_| false);
+        // Checks stop with lbd: so does their path (the next lbd puts it
+        // back at once if it needs it).
+        self.detach_hc_encap();
+        self.restore_accept_local();
         Ok(match stop {
             Stop::Restart => self.dataplane.release()?,
             Stop::Clean => {
@@ -627,7 +671,7 @@ fn seed_health(model: &mut Model, balancer: &Balancer) {
         for (address, backend) in &applied.backends {
             let checked = vip.backends.get(address).is_some_and(|b| {
                 let health = b.config.health.as_ref().unwrap_or(&vip.config.health);
-                check_of(*address, id.port, health).is_some()
+                check_of(*address, id.port, health, None).is_some()
             });
             // A DSR backend without a MAC was not alive for want of it;
             // routed backends need none.
@@ -642,11 +686,14 @@ fn seed_health(model: &mut Model, balancer: &Balancer) {
     }
 }
 
-/// The probe target and settings of a backend's checks (None: unchecked).
+/// The probe target and settings of a backend's checks (None: unchecked);
+/// `through` (the VIP's address and the tunnel) sends them to the VIP
+/// through the backend's tunnel instead of to the backend's address.
 pub(crate) fn check_of(
     address: IpAddr,
     vip_port: u16,
     health: &HealthConfig,
+    through: Option<(IpAddr, crate::health::TunnelPath)>,
 ) -> Option<(ProbeTarget, CheckSettings)> {
     let kind = match health.check {
         CheckType::None => return None,
@@ -657,9 +704,18 @@ pub(crate) fn check_of(
             expect_status: health.expect_status,
         },
     };
-    let target = ProbeTarget {
-        address: SocketAddr::new(address, health.port.unwrap_or(vip_port)),
-        kind,
+    let port = health.port.unwrap_or(vip_port);
+    let target = match through {
+        None => ProbeTarget {
+            address: SocketAddr::new(address, port),
+            kind,
+            through: None,
+        },
+        Some((vip, path)) => ProbeTarget {
+            address: SocketAddr::new(vip, port),
+            kind,
+            through: Some(path),
+        },
     };
     let settings = CheckSettings {
         interval: health.interval,

@@ -1,13 +1,16 @@
-//! The engine's NAT-mode duties around the data plane, run from the
-//! housekeeping tick and the event stream: the reaper's tick over
-//! `NAT_FLOWS` (see `nat_reaper`), forwarding switched on for the attached
-//! interface (`bpf_fib_lookup` refuses to route without it), `TX_PORTS`
+//! The engine's duties around the data plane for the routed modes (NAT and
+//! the tunnelled `ipip`/`gue`), run from the housekeeping tick and the
+//! event stream: the NAT reaper's tick over `NAT_FLOWS` (see `nat_reaper`),
+//! forwarding switched on for the attached interface in each family a
+//! routed packet is looked up in (`bpf_fib_lookup` refuses to route
+//! without it; for a tunnel that is the outer header's family), `TX_PORTS`
 //! kept equal to the interfaces routed packets may leave by (re-scanned
 //! every few seconds: a link that comes or goes is seen within
-//! `SCAN_TICKS` ticks, without a netlink subscription to keep alive), and
-//! the routed data plane's events (a next hop to resolve, no route, no
-//! free port). Nothing here runs while no VIP is in NAT mode, except the
-//! reaper, which then finds the table empty or frees what a NAT VIP left.
+//! `SCAN_TICKS` ticks, without a netlink subscription to keep alive), the
+//! gateways kept resolved, and the routed data plane's events (a next hop
+//! to resolve, no route, no free port). Nothing here runs while no VIP is
+//! in a routed mode, except the reaper, which then finds the table empty
+//! or frees what a NAT VIP left.
 
 use std::{
     collections::BTreeSet,
@@ -97,10 +100,29 @@ pub(crate) fn redirect_targets(attached: u32, links: &[crate::netlink::Link]) ->
         .collect()
 }
 
+/// The families routed packets of `balancer`'s VIPs are looked up in by
+/// the FIB (true: IPv6): a NAT VIP's own; a tunnelled VIP's outer
+/// families, its backends' (4in6 is looked up as IPv6).
+pub(crate) fn routed_families(balancer: &Balancer) -> BTreeSet<bool> {
+    let mut out = BTreeSet::new();
+    for (id, vip) in balancer.vips() {
+        match vip.mode {
+            Mode::Nat => {
+                out.insert(id.address.is_ipv6());
+            }
+            mode if mode.is_tunnel() => {
+                out.extend(vip.backends.keys().map(IpAddr::is_ipv6));
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
 impl Engine {
-    /// Whether some VIP is in NAT mode.
-    fn nat_in_use(&self) -> bool {
-        self.balancer.vips().values().any(|v| v.mode == Mode::Nat)
+    /// Whether some VIP is in a routed mode (NAT or a tunnel).
+    pub(crate) fn routed_in_use(&self) -> bool {
+        self.balancer.vips().values().any(|v| v.mode.is_routed())
     }
 
     /// One housekeeping tick of the NAT runtime.
@@ -132,10 +154,13 @@ impl Engine {
         }
         let scan = self.nat.ticks.is_multiple_of(SCAN_TICKS);
         self.nat.ticks = self.nat.ticks.wrapping_add(1);
-        if scan && self.nat_in_use() {
+        if scan && self.routed_in_use() {
             self.ensure_forwarding();
             self.sync_tx_ports().await;
             self.resolve_gateways().await;
+        }
+        if scan {
+            self.tunnel_scan().await;
         }
     }
 
@@ -162,16 +187,9 @@ impl Engine {
     }
 
     /// Switches forwarding on for the attached interface, for each family
-    /// of a NAT VIP.
+    /// routed packets are looked up in (see `routed_families`).
     fn ensure_forwarding(&mut self) {
-        let families: BTreeSet<bool> = self
-            .balancer
-            .vips()
-            .iter()
-            .filter(|(_, v)| v.mode == Mode::Nat)
-            .map(|(id, _)| id.address.is_ipv6())
-            .collect();
-        for ipv6 in families {
+        for ipv6 in routed_families(&self.balancer) {
             let path = forwarding_path(ipv6, &self.interface.name);
             if self.nat.forwarding_failed.contains(&path) {
                 continue;
@@ -179,7 +197,7 @@ impl Engine {
             let was = match std::fs::read_to_string(&path) {
                 Ok(text) => text.trim().to_owned(),
                 Err(error) => {
-                    warn!(path = %path.display(), %error, "cannot read the interface's forwarding setting; NAT VIPs need it on");
+                    warn!(path = %path.display(), %error, "cannot read the interface's forwarding setting; NAT and tunnelled VIPs need it on");
                     self.nat.forwarding_failed.insert(path);
                     continue;
                 }
@@ -192,14 +210,14 @@ impl Engine {
                     info!(
                         interface = %self.interface.name,
                         setting = %path.display(),
-                        "forwarding switched on for the interface: NAT VIPs route through the kernel's FIB (restored at a clean stop)"
+                        "forwarding switched on for the interface: NAT and tunnelled VIPs route through the kernel's FIB (restored at a clean stop)"
                     );
                     if !self.nat.forwarding.iter().any(|c| c.path == path) {
                         self.nat.forwarding.push(ForwardingChange { path, was });
                     }
                 }
                 Err(error) => {
-                    warn!(setting = %path.display(), %error, "cannot switch forwarding on: NAT VIPs' packets are dropped as drop_no_route until it is on");
+                    warn!(setting = %path.display(), %error, "cannot switch forwarding on: NAT and tunnelled VIPs' packets are dropped as drop_no_route until it is on");
                     self.nat.forwarding_failed.insert(path);
                 }
             }
@@ -287,6 +305,23 @@ impl Engine {
         }
     }
 
+    /// The mode of the VIP whose data-plane id is `vip_id` (DSR when it
+    /// is gone).
+    fn vip_mode_of(&self, vip_id: u32) -> Mode {
+        self.balancer
+            .vips()
+            .values()
+            .find(|v| v.id == vip_id)
+            .map_or(Mode::DsrL2, |v| v.mode)
+    }
+
+    /// The first backend of the VIP whose data-plane id is `vip_id`, to
+    /// name a destination in a log.
+    fn backend_of_id(&self, vip_id: u32) -> Option<IpAddr> {
+        let vip = self.balancer.vips().values().find(|v| v.id == vip_id)?;
+        vip.backends.keys().next().copied()
+    }
+
     /// Acts on a routed data plane event; false when `event` is not one.
     pub(crate) fn on_nat_event(&mut self, event: &DataplaneEvent, vip: &str) -> bool {
         let now = Duration::from_nanos(crate::clock::monotonic_ns());
@@ -303,6 +338,18 @@ impl Engine {
                     warn!(
                         %vip, next_hop = %gateway,
                         "data plane: the next hop has no neighbour entry; lbd makes the kernel resolve it, packets are dropped until it answers (drop_no_neighbour; logged once a minute per next hop). If it persists, check that {gateway} is reachable (ip neigh show {gateway})"
+                    );
+                }
+                true
+            }
+            EVENT_NO_ROUTE if self.vip_mode_of(event.vip_id).is_tunnel() => {
+                if self.nat.events.log_for_vip(event.kind, event.vip_id, now) {
+                    let backend = self
+                        .backend_of_id(event.vip_id)
+                        .map_or_else(|| "its backends".to_owned(), |a| a.to_string());
+                    warn!(
+                        %vip, interface = %self.interface.name,
+                        "data plane: no usable route for a tunnelled packet, dropped (drop_no_route; logged once a minute per VIP): add a route to {backend}, and check that forwarding is on for {} (lbd switches it on)", self.interface.name
                     );
                 }
                 true

@@ -65,6 +65,8 @@ impl Engine {
                     consecutive_failures: s.consecutive_failures,
                     last: s.last_result.as_ref().map(|r| r.outcome.to_string()),
                     last_latency_ms: s.last_latency().map(|d| d.as_secs_f64() * 1000.0),
+                    through_tunnel: s.target.through.is_some(),
+                    target: Some(s.target.address.to_string()),
                 });
                 backends.push(BackendStatus {
                     address: *address,
@@ -160,6 +162,7 @@ impl Engine {
                 capacity: u64::from(self.dataplane.sizes().conntrack),
             },
             nat: self.nat_status(),
+            tunnel: self.tunnel_status(),
             tables_rebuilt: self.tables_rebuilt,
             reloads: self.reloads,
             version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -321,7 +324,18 @@ impl Engine {
             now_ns: crate::clock::monotonic_ns(),
             idle_timeout,
         };
-        let explanation = explain(&facts);
+        let mut explanation = explain(&facts);
+        if applied.mode.is_tunnel() {
+            explanation.tunnel = explanation.backend.as_ref().and_then(|b| {
+                crate::daemon::tunnel_flow::encapsulation(
+                    applied.mode,
+                    &self.balancer.tunnel().config,
+                    vip.address,
+                    client,
+                    b.address,
+                )
+            });
+        }
         if applied.mode != lb_common::Mode::Nat {
             return Response::ok(explanation);
         }

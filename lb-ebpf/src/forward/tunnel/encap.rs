@@ -1,0 +1,438 @@
+//! Wrapping a client's packet for its backend, both tunnel modes in one
+//! place: IPIP (IPv4 in IPv4, IPv6 in IPv6, IPv4 in IPv6 per
+//! `tunnel::outer_family`) and GUE variant 1 (outer IP, UDP to
+//! `TunnelConfig::gue_port`, then the inner IP packet: what Linux fou and
+//! Katran speak). The inner packet is left exactly as it came (no TTL
+//! change: the backend is its destination, as in DSR at L2); VLAN tags
+//! are not carried (the frame leaves by a routed interface).
+//!
+//! Outer header: source from `tunnel::outer_source_v4/v6` (per client
+//! address and port), destination the backend; IPv4: DF set, TTL
+//! `OUTER_TTL`, TOS copied from the inner packet (ECN included, RFC 6040
+//! normal mode), full header checksum; IPv6: traffic class copied, flow
+//! label from the flow hash (RFC 6438), hop limit `OUTER_TTL`.
+//!
+//! GUE's UDP checksum: 0 over IPv4 (allowed, as for every UDP tunnel).
+//! Over IPv6 it is computed without reading the payload (local checksum
+//! offload, as Linux's `lco_csum`): a finished inner TCP/UDP/ICMPv6
+//! segment sums to the complement of its own pseudo-header's sum, and a
+//! valid inner IPv4 header sums to zero, so the outer checksum is the sum
+//! of the outer pseudo-header, the UDP header, the inner IPv6 header and
+//! that complement. This also holds for an skb whose inner checksum the
+//! kernel has still to finish (CHECKSUM_PARTIAL). Where the inner packet
+//! gives no such sum, the outer checksum is 0 (RFC 6936 zero-checksum
+//! UDP tunnels over IPv6, which lb-decap accepts): inner IPv4 UDP without
+//! a checksum, an inner IPv6 packet with extension headers, and at tc a
+//! GSO packet (its segments' outer checksums are not recomputed by the
+//! kernel's UDP-tunnel segmentation without the CSUM flag).
+
+use aya_ebpf::bindings::{
+    BPF_F_ADJ_ROOM_ENCAP_L3_IPV4, BPF_F_ADJ_ROOM_ENCAP_L3_IPV6, BPF_F_ADJ_ROOM_ENCAP_L4_UDP,
+};
+use lb_common::{
+    consts::{AF_INET, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP},
+    hash::flow_hash,
+    stats::Counter,
+    tunnel::{self, IPPROTO_IPIP, IPPROTO_IPV6, OUTER_TTL, OUTER_V4_LEN},
+    TunnelHop,
+};
+
+use super::{hop, too_big, Job, JOB_GUE, JOB_HC, JOB_ICMP_ERROR};
+use crate::{
+    fib::TunnelRoute, forward::Outcome, hook::Hook, maps::TUNNEL_CONFIG, nat::rewrite::Layout,
+    parse::ptr_at,
+};
+
+/// Ethernet header length (the wrapped frame is untagged).
+const ETH_LEN: usize = 14;
+const ETH_P_IP: [u8; 2] = 0x0800u16.to_be_bytes();
+const ETH_P_IPV6: [u8; 2] = 0x86ddu16.to_be_bytes();
+/// IPv4 "don't fragment" flag.
+const IPV4_DF: u8 = 0x40;
+/// UDP header length.
+const UDP_LEN: usize = 8;
+
+/// What the inner IP header says.
+struct Inner {
+    /// Length of the inner IP packet (from its header, not the frame).
+    len: u32,
+    /// IPv4 TOS / IPv6 traffic class.
+    tos: u8,
+    /// The inner packet's share of an outer UDP checksum (see the module
+    /// docs), if it has one.
+    csum_part: Option<u64>,
+}
+
+/// Wraps the packet of `job` and picks its way out: `Forwarded` with the
+/// egress interface, `SentIcmpTooBig` (the frame became the ICMP reply),
+/// or the reason it could not be sent.
+#[inline(always)]
+pub fn send<C: Hook>(ctx: &C, job: &Job) -> Outcome {
+    match try_send(ctx, job) {
+        Ok(outcome) => outcome,
+        Err(counter) => counter.into(),
+    }
+}
+
+/// Largest IP header offset: Ethernet and two VLAN tags.
+const L3_OFF_MAX: u32 = 22;
+/// Largest transport header offset the path reads at (what a tc program
+/// sees linear, see `hook::linearize`).
+const L4_OFF_MAX: u32 = 256;
+
+#[inline(always)]
+fn try_send<C: Hook>(ctx: &C, job: &Job) -> Result<Outcome, Counter> {
+    let key = &job.key;
+    let backend = &job.backend;
+    let gue = job.flags & JOB_GUE != 0;
+    // Read back from the map: bounded here once for the verifier.
+    let (l3_off, l4_off) = (job.l3_off, job.l4_off);
+    if l3_off > L3_OFF_MAX || l3_off < ETH_LEN as u32 || l4_off > L4_OFF_MAX {
+        return Err(Counter::PassIpv6Ext);
+    }
+    let at = Layout {
+        l3_off: l3_off as usize,
+        l4_off: l4_off as usize,
+        quote_l4_off: 0,
+    };
+    let outer_v4 = match tunnel::outer_family(key.family, backend.family) {
+        Some(family) => family == AF_INET,
+        None => return Err(Counter::DropNoRoute),
+    };
+    let config = TUNNEL_CONFIG.get(0).ok_or(Counter::DropNoRoute)?;
+    let inner_v4 = key.family == AF_INET;
+    let inner = read_inner(ctx, inner_v4, &at).ok_or(Counter::DropMalformed)?;
+    let src = if outer_v4 {
+        [
+            tunnel::outer_source_v4(config, key.src[0], key.sport),
+            0,
+            0,
+            0,
+        ]
+    } else {
+        tunnel::outer_source_v6(config, &key.src, key.sport)
+    };
+    let proto = if gue {
+        IPPROTO_UDP
+    } else if inner_v4 {
+        IPPROTO_IPIP
+    } else {
+        IPPROTO_IPV6
+    };
+    let route = TunnelRoute {
+        family: if outer_v4 {
+            AF_INET
+        } else {
+            lb_common::consts::AF_INET6
+        },
+        proto,
+        src: &src,
+        dst: &backend.addr,
+        ifindex: job.ifindex,
+    };
+    let hop = hop::get(ctx, job.backend_id, backend, &route, key)?;
+    let overhead = tunnel::overhead(gue, backend.family);
+    let gso = ctx.gso_size();
+    if hop.mtu != 0 && segment_len(ctx, &at, &inner, gso, key.proto) + overhead > hop.mtu {
+        // Never an ICMP error about an ICMP error (RFC 1122), nor to a
+        // health check: those are dropped, counted.
+        if job.flags & (JOB_HC | JOB_ICMP_ERROR) != 0 {
+            return Err(Counter::DropNoRoute);
+        }
+        let counter = too_big::reply(
+            ctx,
+            at.l3_off,
+            inner_v4,
+            inner.len,
+            hop.mtu.saturating_sub(overhead),
+        );
+        return Ok(counter.into());
+    }
+    let hash = if gue || !outer_v4 { flow_hash(key) } else { 0 };
+    let udp_csum_part = if gso == 0 { inner.csum_part } else { None };
+    let mut flags = if outer_v4 {
+        BPF_F_ADJ_ROOM_ENCAP_L3_IPV4
+    } else {
+        BPF_F_ADJ_ROOM_ENCAP_L3_IPV6
+    };
+    if gue {
+        flags |= BPF_F_ADJ_ROOM_ENCAP_L4_UDP;
+    }
+    // The tags (if any) make part of the room: the outer header goes
+    // where they were.
+    let grow = overhead - (at.l3_off - ETH_LEN) as u32;
+    ctx.drop_offloaded_tag();
+    if !ctx.grow_after_mac(grow, u64::from(flags)) {
+        return Err(Counter::DropMalformed);
+    }
+    let written = if outer_v4 {
+        write_v4(
+            ctx,
+            hop,
+            &inner,
+            proto,
+            src[0],
+            backend.addr[0],
+            gue,
+            hash,
+            config.gue_port,
+        )
+    } else {
+        let udp = Udp {
+            sport: tunnel::gue_source_port(hash),
+            dport: config.gue_port,
+            csum_part: udp_csum_part,
+        };
+        write_v6(
+            ctx,
+            hop,
+            &inner,
+            proto,
+            &src,
+            &backend.addr,
+            gue,
+            hash,
+            &udp,
+        )
+    };
+    if !written {
+        return Err(Counter::DropMalformed);
+    }
+    Ok(Outcome {
+        counter: Counter::Forwarded,
+        egress: hop.ifindex,
+    })
+}
+
+/// Reads the inner IP header at `at.l3_off`; None only if it is not there
+/// (the parser checked it, so a bug).
+#[inline(always)]
+fn read_inner<C: Hook>(ctx: &C, v4: bool, at: &Layout) -> Option<Inner> {
+    if v4 {
+        let ip = ptr_at::<[u8; 20], C>(ctx, at.l3_off)?;
+        // SAFETY: bounds checked by ptr_at.
+        let ip = unsafe { &*ip };
+        let len = u32::from(u16::from_be_bytes([ip[2], ip[3]]));
+        let proto = ip[9];
+        let l4_len = len.wrapping_sub(u32::from(ip[0] & 0x0f) * 4);
+        // A valid IPv4 header sums to zero: only the segment counts.
+        let csum_part = match proto {
+            // ICMPv4 has no pseudo-header: a finished message sums to 0.
+            IPPROTO_ICMP => Some(0),
+            IPPROTO_TCP | IPPROTO_UDP => {
+                if proto == IPPROTO_UDP {
+                    let csum = ptr_at::<[u8; 2], C>(ctx, at.l4_off + 6)?;
+                    // SAFETY: bounds checked by ptr_at.
+                    if unsafe { *csum } == [0, 0] {
+                        return Some(Inner {
+                            len,
+                            tos: ip[1],
+                            csum_part: None,
+                        });
+                    }
+                }
+                let pseudo = sum_bytes(&ip[12..20]) + u64::from(proto) + u64::from(l4_len);
+                Some(u64::from(!fold16(pseudo)))
+            }
+            _ => None,
+        };
+        Some(Inner {
+            len,
+            tos: ip[1],
+            csum_part,
+        })
+    } else {
+        let ip = ptr_at::<[u8; 40], C>(ctx, at.l3_off)?;
+        // SAFETY: bounds checked by ptr_at.
+        let ip = unsafe { &*ip };
+        let payload = u32::from(u16::from_be_bytes([ip[4], ip[5]]));
+        let next = ip[6];
+        let tos = (ip[0] << 4) | (ip[1] >> 4);
+        let plain = at.l4_off == at.l3_off + 40
+            && (next == IPPROTO_TCP || next == IPPROTO_UDP || next == IPPROTO_ICMPV6);
+        let csum_part = if plain {
+            let pseudo = sum_bytes(&ip[8..40]) + u64::from(next) + u64::from(payload);
+            Some(sum_bytes(ip) + u64::from(!fold16(pseudo)))
+        } else {
+            None
+        };
+        Some(Inner {
+            len: payload + 40,
+            tos,
+            csum_part,
+        })
+    }
+}
+
+/// The size of the largest IP packet the inner packet becomes on the
+/// wire: itself, or for a GSO packet (tc) one segment: the headers up to
+/// the transport payload and `gso` bytes of it.
+#[inline(always)]
+fn segment_len<C: Hook>(ctx: &C, at: &Layout, inner: &Inner, gso: u32, proto: u8) -> u32 {
+    if gso == 0 {
+        return inner.len;
+    }
+    let l4_header = if proto == IPPROTO_TCP {
+        match ptr_at::<[u8; 13], C>(ctx, at.l4_off) {
+            // SAFETY: bounds checked by ptr_at.
+            Some(tcp) => u32::from(unsafe { (*tcp)[12] } >> 4) * 4,
+            None => return inner.len,
+        }
+    } else {
+        UDP_LEN as u32
+    };
+    ((at.l4_off - at.l3_off) as u32 + l4_header + gso).min(inner.len)
+}
+
+/// The UDP header of a GUE packet over IPv6.
+struct Udp {
+    /// Source port (network order).
+    sport: u16,
+    /// Destination port (network order).
+    dport: u16,
+    /// The inner packet's share of the checksum (None: checksum 0).
+    csum_part: Option<u64>,
+}
+
+/// Writes Ethernet, outer IPv4 and (GUE) UDP with checksum 0.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn write_v4<C: Hook>(
+    ctx: &C,
+    hop: &TunnelHop,
+    inner: &Inner,
+    proto: u8,
+    src: u32,
+    dst: u32,
+    gue: bool,
+    hash: u32,
+    gue_port: u16,
+) -> bool {
+    let Some(frame) = ptr_at::<[u8; ETH_LEN + 20 + UDP_LEN], C>(ctx, 0) else {
+        // An IPIP frame may be shorter than one with a UDP header only
+        // if its inner packet were shorter than 8 bytes: never.
+        return false;
+    };
+    // SAFETY: bounds checked by ptr_at; the program owns the frame.
+    let frame = unsafe { &mut *frame };
+    write_eth(frame, hop, ETH_P_IP);
+    let outer = if gue {
+        OUTER_V4_LEN + UDP_LEN as u32
+    } else {
+        OUTER_V4_LEN
+    };
+    let total = (inner.len + outer) as u16;
+    let ip = &mut frame[ETH_LEN..ETH_LEN + 20];
+    ip[0] = 0x45;
+    ip[1] = inner.tos;
+    ip[2..4].copy_from_slice(&total.to_be_bytes());
+    ip[4..8].copy_from_slice(&[0, 0, IPV4_DF, 0]);
+    ip[8] = OUTER_TTL;
+    ip[9] = proto;
+    ip[10..12].copy_from_slice(&[0, 0]);
+    ip[12..16].copy_from_slice(&src.to_ne_bytes());
+    ip[16..20].copy_from_slice(&dst.to_ne_bytes());
+    let csum = !fold16(sum_bytes(ip));
+    ip[10..12].copy_from_slice(&csum.to_be_bytes());
+    if gue {
+        let udp = &mut frame[ETH_LEN + 20..];
+        udp[0..2].copy_from_slice(&tunnel::gue_source_port(hash).to_ne_bytes());
+        udp[2..4].copy_from_slice(&gue_port.to_ne_bytes());
+        udp[4..6].copy_from_slice(&((inner.len + UDP_LEN as u32) as u16).to_be_bytes());
+        udp[6..8].copy_from_slice(&[0, 0]);
+    }
+    true
+}
+
+/// Writes Ethernet, outer IPv6 and (GUE) UDP.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn write_v6<C: Hook>(
+    ctx: &C,
+    hop: &TunnelHop,
+    inner: &Inner,
+    proto: u8,
+    src: &[u32; 4],
+    dst: &[u32; 4],
+    gue: bool,
+    hash: u32,
+    udp: &Udp,
+) -> bool {
+    let Some(frame) = ptr_at::<[u8; ETH_LEN + 40 + UDP_LEN], C>(ctx, 0) else {
+        return false;
+    };
+    // SAFETY: bounds checked by ptr_at; the program owns the frame.
+    let frame = unsafe { &mut *frame };
+    write_eth(frame, hop, ETH_P_IPV6);
+    let payload = if gue {
+        inner.len + UDP_LEN as u32
+    } else {
+        inner.len
+    };
+    let vcf = (6u32 << 28) | (u32::from(inner.tos) << 20) | (hash & 0x000f_ffff);
+    let ip = &mut frame[ETH_LEN..ETH_LEN + 40];
+    ip[0..4].copy_from_slice(&vcf.to_be_bytes());
+    ip[4..6].copy_from_slice(&(payload as u16).to_be_bytes());
+    ip[6] = proto;
+    ip[7] = OUTER_TTL;
+    for i in 0..4 {
+        ip[8 + i * 4..12 + i * 4].copy_from_slice(&src[i].to_ne_bytes());
+        ip[24 + i * 4..28 + i * 4].copy_from_slice(&dst[i].to_ne_bytes());
+    }
+    if gue {
+        let csum = match udp.csum_part {
+            Some(part) => {
+                // Pseudo-header (addresses, length, protocol), the UDP
+                // header with a zero checksum, then the inner packet.
+                let sum = sum_bytes(&ip[8..40])
+                    + u64::from(payload) * 2
+                    + u64::from(IPPROTO_UDP)
+                    + u64::from(u16::from_be(udp.sport))
+                    + u64::from(u16::from_be(udp.dport))
+                    + part;
+                match !fold16(sum) {
+                    0 => 0xffff,
+                    c => c,
+                }
+            }
+            None => 0,
+        };
+        let out = &mut frame[ETH_LEN + 40..];
+        out[0..2].copy_from_slice(&udp.sport.to_ne_bytes());
+        out[2..4].copy_from_slice(&udp.dport.to_ne_bytes());
+        out[4..6].copy_from_slice(&(payload as u16).to_be_bytes());
+        out[6..8].copy_from_slice(&csum.to_be_bytes());
+    }
+    true
+}
+
+/// Writes the Ethernet header of a wrapped frame.
+#[inline(always)]
+fn write_eth(frame: &mut [u8], hop: &TunnelHop, ether_type: [u8; 2]) {
+    frame[0..6].copy_from_slice(&hop.dmac);
+    frame[6..12].copy_from_slice(&hop.smac);
+    frame[12..14].copy_from_slice(&ether_type);
+}
+
+/// The one's-complement sum of `bytes` as big-endian 16-bit words
+/// (unfolded; `bytes` has an even length).
+#[inline(always)]
+pub(super) fn sum_bytes(bytes: &[u8]) -> u64 {
+    let mut sum = 0u64;
+    let mut i = 0;
+    while i + 1 < bytes.len() {
+        sum += u64::from(u16::from_be_bytes([bytes[i], bytes[i + 1]]));
+        i += 2;
+    }
+    sum
+}
+
+/// Folds a one's-complement sum to 16 bits.
+#[inline(always)]
+pub(super) fn fold16(sum: u64) -> u16 {
+    let s = (sum & 0xffff_ffff) + (sum >> 32);
+    let s = (s & 0xffff) + (s >> 16);
+    let s = (s & 0xffff) + (s >> 16);
+    let s = (s & 0xffff) + (s >> 16);
+    s as u16
+}

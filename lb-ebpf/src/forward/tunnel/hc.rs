@@ -1,0 +1,93 @@
+//! Data-path health checks (`tc_hc_encap`, tc egress on `lo` and on the
+//! balancer's interface): lbd's own check connections to a VIP carry the
+//! skb mark `tunnel::HC_MARK_BASE | backend id`; this wraps them for that
+//! backend exactly as a client's packet is wrapped (`encap`), so a
+//! backend is up only if it serves the VIP through the tunnel. Unmarked
+//! packets cost one load and a compare and go on untouched.
+
+use aya_ebpf::programs::TcContext;
+use lb_common::{stats::Counter, tunnel, Mode};
+
+use super::{encap, JOB_GUE, JOB_HC};
+use crate::{
+    forward::Outcome,
+    hook::Hook,
+    lookup,
+    maps::{BACKENDS, TUNNEL_CONFIG, TUNNEL_JOB},
+    parse::{self, Class},
+    stats,
+};
+
+/// `TC_ACT_OK`: continue untouched.
+const TC_ACT_OK: i32 = 0;
+/// `TC_ACT_SHOT`: drop.
+const TC_ACT_SHOT: i32 = 2;
+
+/// The program's verdict for one packet leaving the node.
+#[inline(always)]
+pub fn egress(ctx: &TcContext) -> i32 {
+    // SAFETY: the context pointer is the program's argument.
+    let mark = unsafe { (*ctx.skb.skb).mark };
+    let Some(backend_id) = tunnel::hc_backend_of_mark(mark) else {
+        return TC_ACT_OK;
+    };
+    crate::hook::linearize(ctx);
+    match wrap(ctx, backend_id) {
+        Some(egress) => {
+            stats::count(Counter::HcEncap);
+            ctx.redirect(egress)
+        }
+        None => {
+            stats::count(Counter::HcDrop);
+            TC_ACT_SHOT
+        }
+    }
+}
+
+/// Wraps a marked packet for backend `backend_id`: its egress interface,
+/// or None when it cannot be (not a TCP/UDP packet to a tunnelled VIP,
+/// the backend not one of that VIP's, no route or neighbour, too big).
+#[inline(always)]
+fn wrap(ctx: &TcContext, backend_id: u32) -> Option<u32> {
+    let packet = parse::parse(ctx).ok()?;
+    if packet.class != Class::Flow {
+        return None;
+    }
+    let vip = lookup::vip_of(&packet.key)?;
+    let gue = vip.mode == Mode::Gue as u32;
+    if !gue && vip.mode != Mode::Ipip as u32 {
+        return None;
+    }
+    // Any state but gone: checks of a backend that is down must still
+    // reach it, that is how it comes back up.
+    let backend = BACKENDS.get(backend_id)?;
+    if u32::from(backend.vip_id) != vip.id || backend.generation == 0 {
+        return None;
+    }
+    let config = TUNNEL_CONFIG.get(0)?;
+    let job = TUNNEL_JOB.get_ptr_mut(0)?;
+    // SAFETY: this CPU's slot, used by this program run only.
+    let job = unsafe { &mut *job };
+    job.key = packet.key;
+    job.backend = *backend;
+    job.backend_id = backend_id;
+    job.vip_id = vip.id;
+    job.l3_off = packet.l3_off as u32;
+    job.l4_off = packet.l4_off as u32;
+    job.ifindex = config.ifindex;
+    job.flags = JOB_HC | if gue { JOB_GUE } else { 0 };
+    job.bytes = ctx.len();
+    let outcome = send(ctx);
+    (outcome.counter == Counter::Forwarded).then_some(outcome.egress)
+}
+
+/// The wrapping itself, in a function of its own as for client packets
+/// (`finish`).
+#[inline(never)]
+fn send(ctx: &TcContext) -> Outcome {
+    match TUNNEL_JOB.get_ptr(0) {
+        // SAFETY: this CPU's slot, written by this program run.
+        Some(job) => encap::send(ctx, unsafe { &*job }),
+        None => Counter::DropMalformed.into(),
+    }
+}

@@ -1,0 +1,50 @@
+//! The next hop of a tunnelled backend, cached per backend id and per CPU
+//! (`TUNNEL_HOPS`): a tracked flow's packet reads it and does no FIB
+//! lookup. It is looked up again when older than
+//! `FLOW_TOUCH_INTERVAL_NS` (routes and neighbours change) or when the
+//! backend id names a new backend (`Backend::generation`). A failed
+//! lookup is not cached: the next packet tries again.
+
+use aya_ebpf::helpers::bpf_ktime_get_coarse_ns;
+use lb_common::{consts::FLOW_TOUCH_INTERVAL_NS, stats::Counter, Backend, FlowKey, TunnelHop};
+
+use crate::{
+    fib::{self, TunnelRoute},
+    hook::Hook,
+    maps::TUNNEL_HOPS,
+};
+
+/// The cached next hop of `backend_id`, refreshed from the FIB (`route`)
+/// when stale. Errors: the FIB's drop counter (`DropNoNeighbour` with
+/// the next-hop event, `DropNoRoute`).
+#[inline(always)]
+pub fn get<C: Hook>(
+    ctx: &C,
+    backend_id: u32,
+    backend: &Backend,
+    route: &TunnelRoute,
+    key: &FlowKey,
+) -> Result<&'static TunnelHop, Counter> {
+    let hop = TUNNEL_HOPS
+        .get_ptr_mut(backend_id)
+        .ok_or(Counter::DropNoBackend)?;
+    // SAFETY: this CPU's slot, no other writer on this CPU.
+    let hop = unsafe { &mut *hop };
+    // SAFETY: plain helper call.
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
+    if hop.resolved_ns != 0
+        && hop.generation == backend.generation
+        && now.wrapping_sub(hop.resolved_ns) <= FLOW_TOUCH_INTERVAL_NS
+    {
+        return Ok(hop);
+    }
+    let next = fib::resolve_tunnel(ctx, route, u32::from(backend.vip_id), key)?;
+    hop.ifindex = next.ifindex;
+    hop.mtu = next.mtu;
+    hop.dmac = next.dmac;
+    hop.smac = next.smac;
+    hop.generation = backend.generation;
+    // Never 0 ("never looked up"), even on a clock that just started.
+    hop.resolved_ns = now | 1;
+    Ok(hop)
+}

@@ -1,0 +1,155 @@
+//! Tunnelled direct server return (`Mode::Ipip`, `Mode::Gue`): the backend
+//! is chosen exactly as for DSR at L2 (the connection table, Maglev; ICMP
+//! errors about a flow go to its backend without touching its entry),
+//! then the client's IP packet, untouched, is wrapped in an outer header
+//! to the backend (`encap`) and sent to the backend's next hop (`hop`, a
+//! per-CPU cache of FIB lookups). A packet that would not fit the route's
+//! MTU once wrapped is answered with ICMP fragmentation-needed / ICMPv6
+//! packet-too-big instead (`too_big`). `hc` runs the same encapsulation
+//! for lbd's own health checks (the `tc_hc_encap` program).
+//!
+//! Two steps, for the verifier: the packet path (`forward`, inlined in
+//! it) only picks the backend and leaves a `Job` in this CPU's slot of
+//! `TUNNEL_JOB`, returning the marker outcome `PENDING`; the entry point
+//! then calls `finish`, a function of its own. So the wrapping code is
+//! verified once (its inputs come from a map, not from each of the
+//! parser's paths), and its stack frames do not add to the packet path's
+//! (the BPF stack is 512 bytes for a whole call chain).
+//!
+//! Limits, on purpose:
+//! - VLAN tags of the client's frame are not carried into the tunnel (it
+//!   leaves by a routed interface); at tc only untagged frames (or tags
+//!   the device took off) can be wrapped, since the kernel's room helper
+//!   needs an IP skb: a tagged one is dropped as `DropMalformed`.
+//! - An IPv6 extension chain longer than 256 bytes (where the transport
+//!   header lies past what the path reads) goes up the stack
+//!   (`PassIpv6Ext`), as in NAT mode.
+
+mod encap;
+pub mod hc;
+mod hop;
+mod too_big;
+
+use lb_common::{consts::EVENT_NO_BACKEND, stats::Counter, Backend, FlowKey, Mode, VipMeta};
+
+use crate::{
+    conntrack,
+    forward::Outcome,
+    hook::Hook,
+    maps::TUNNEL_JOB,
+    parse::{Class, Packet},
+    stats,
+};
+
+/// The outcome `forward` returns when the packet is to be wrapped: never
+/// a verdict (`TunnelEncap` is an event counter), replaced by `finish`'s
+/// outcome before anything is counted.
+pub const PENDING: Counter = Counter::TunnelEncap;
+
+/// `Job::flags`: GUE (else IPIP).
+pub const JOB_GUE: u32 = 1;
+/// `Job::flags`: a health check (never answered with ICMP, no traffic
+/// counted).
+pub const JOB_HC: u32 = 2;
+/// `Job::flags`: an ICMP error about the flow.
+pub const JOB_ICMP_ERROR: u32 = 4;
+/// `Job::flags`: the flow was new to the connection table.
+pub const JOB_NEW_FLOW: u32 = 8;
+
+/// One packet to wrap, as the packet path leaves it for `finish`.
+#[repr(C)]
+pub struct Job {
+    /// The packet's flow (for an ICMP error: the flow it is about).
+    pub key: FlowKey,
+    /// The backend.
+    pub backend: Backend,
+    /// The backend's id (the hop cache's index).
+    pub backend_id: u32,
+    /// The VIP's id.
+    pub vip_id: u32,
+    /// Offset of the (inner) IP header.
+    pub l3_off: u32,
+    /// Offset of its transport (or ICMP) header.
+    pub l4_off: u32,
+    /// Where the FIB lookup starts.
+    pub ifindex: u32,
+    /// `JOB_*`.
+    pub flags: u32,
+    /// Length of the frame as it came (traffic counters).
+    pub bytes: u32,
+    /// Zero.
+    pub _pad: u32,
+}
+
+/// Picks the backend of one packet of a tunnelled VIP and leaves the job
+/// for `finish` (returning `PENDING`), or the verdict if there is none.
+#[inline(always)]
+pub fn forward<C: Hook>(ctx: &C, vip: &VipMeta, packet: &Packet) -> Outcome {
+    // As DSR: one test on the hot path, anything but a flow packet is rare.
+    let mut flags = if vip.mode == Mode::Gue as u32 {
+        JOB_GUE
+    } else {
+        0
+    };
+    let decision = if packet.class == Class::Flow {
+        conntrack::decide(vip, packet)
+    } else if packet.class == Class::IcmpError {
+        flags |= JOB_ICMP_ERROR;
+        conntrack::peek(vip, &packet.key)
+    } else {
+        return Counter::DropTcpFlags.into();
+    };
+    let Some(decision) = decision else {
+        stats::report(EVENT_NO_BACKEND, vip.id, &packet.key);
+        return Counter::DropNoBackend.into();
+    };
+    if decision.new_flow {
+        flags |= JOB_NEW_FLOW;
+    }
+    let Some(job) = TUNNEL_JOB.get_ptr_mut(0) else {
+        return Counter::DropMalformed.into();
+    };
+    // SAFETY: this CPU's slot, used by this program run only.
+    let job = unsafe { &mut *job };
+    job.key = packet.key;
+    job.backend = decision.backend;
+    job.backend_id = decision.backend_id;
+    job.vip_id = vip.id;
+    job.l3_off = packet.l3_off as u32;
+    job.l4_off = packet.l4_off as u32;
+    job.ifindex = ctx.ingress_ifindex();
+    job.flags = flags;
+    job.bytes = ctx.frame_len() as u32;
+    PENDING.into()
+}
+
+/// Wraps the packet `forward` left a job for and counts it: the verdict
+/// (`Forwarded`, `ForwardedIcmpError`, `SentIcmpTooBig`, or why not) and
+/// its egress interface. Not inlined: see the module docs.
+#[inline(never)]
+pub fn finish<C: Hook>(ctx: &C) -> Outcome {
+    let Some(job) = TUNNEL_JOB.get_ptr(0) else {
+        return Counter::DropMalformed.into();
+    };
+    // SAFETY: this CPU's slot, written by this program run.
+    let job = unsafe { &*job };
+    let outcome = encap::send(ctx, job);
+    if outcome.counter != Counter::Forwarded {
+        return outcome;
+    }
+    stats::count(Counter::TunnelEncap);
+    stats::count_traffic(
+        job.vip_id,
+        job.backend_id,
+        u64::from(job.bytes),
+        job.flags & JOB_NEW_FLOW != 0,
+    );
+    if job.flags & JOB_ICMP_ERROR != 0 {
+        Outcome {
+            counter: Counter::ForwardedIcmpError,
+            egress: outcome.egress,
+        }
+    } else {
+        outcome
+    }
+}

@@ -1,0 +1,332 @@
+//! The engine's duties for the tunnelled modes beyond the maps: the
+//! balancer interface's own addresses (the default outer sources, kept
+//! current by the routed scan), and the path of health checks that follow
+//! the data path: `tc_hc_encap` attached as tc egress (tcx) on `lo` (the
+//! master holds the VIP, so a check to it leaves by loopback) and on the
+//! balancer's interface (a backup does not hold it, so the check leaves by
+//! the interface), and `accept_local` on the interface (the backend's reply
+//! comes from the VIP, an address the master holds, which the kernel drops
+//! as a martian source unless it is on). Both exist only while some
+//! backend is checked through its tunnel; the links are owned by lbd (not
+//! pinned: checks only run while lbd does) and go at any stop, and
+//! `accept_local` is put back at a clean stop, like forwarding.
+
+use std::{
+    collections::BTreeSet,
+    net::IpAddr,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use aya::programs::{
+    links::LinkOrder,
+    tc::{SchedClassifierLinkId, TcAttachOptions},
+    SchedClassifier, TcAttachType,
+};
+use lb_common::consts::names;
+use tracing::{info, warn};
+
+use super::Engine;
+use crate::tunnel::{resolve, OwnAddresses};
+
+/// A sysctl lbd changed, to restore at a clean stop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct SysctlChange {
+    path: PathBuf,
+    was: String,
+}
+
+/// The tunnel runtime's state.
+#[derive(Debug, Default)]
+pub(crate) struct TunnelRuntime {
+    /// The balancer interface's own addresses, as last read.
+    pub(crate) own: OwnAddresses,
+    /// `tc_hc_encap`'s egress links, by interface.
+    hc_links: Vec<(String, SchedClassifierLinkId)>,
+    /// `accept_local` as lbd found it, while lbd has it on.
+    accept_local: Option<SysctlChange>,
+    /// When attaching the check path last failed (warned once until it
+    /// works; retried after `HC_RETRY`, not at every commit).
+    hc_failed: Option<Instant>,
+}
+
+/// How long after a failed attach of `tc_hc_encap` lbd tries again (a
+/// verifier run costs tens of milliseconds; commits come with every
+/// health change).
+const HC_RETRY: Duration = Duration::from_secs(30);
+
+/// The `accept_local` switch of `interface` (IPv4 only: IPv6 takes a
+/// packet from one of the node's own addresses as it is).
+pub(crate) fn accept_local_path(interface: &str) -> PathBuf {
+    PathBuf::from(format!("/proc/sys/net/ipv4/conf/{interface}/accept_local"))
+}
+
+/// The interfaces `tc_hc_encap` runs on for a balancer on `interface`.
+pub(crate) fn hc_interfaces(interface: &str) -> [&str; 2] {
+    ["lo", interface]
+}
+
+impl Engine {
+    /// Addresses that move with VRRP or are VIPs (never outer sources).
+    fn moving_addresses(&self) -> Vec<IpAddr> {
+        let mut out: Vec<IpAddr> = self.config.vips.iter().map(|v| v.address).collect();
+        out.extend(self.model.vips.keys().map(|id| id.address));
+        out.extend(
+            self.config
+                .vips
+                .iter()
+                .filter_map(|v| v.nat.map(|n| n.source)),
+        );
+        for vrrp in &self.config.vrrp {
+            out.extend(vrrp.addresses.iter().copied());
+        }
+        out
+    }
+
+    /// Reads the interface's own addresses again.
+    pub(crate) async fn read_own_addresses(&mut self) {
+        match self.netlink.addresses(self.interface.index).await {
+            Ok(addresses) => {
+                self.tunnel.own = OwnAddresses::of(&addresses, &self.moving_addresses());
+            }
+            Err(error) => {
+                warn!(%error, "reading the interface's addresses (default outer sources) failed");
+            }
+        }
+    }
+
+    /// The node's tunnel settings from `settings` and the interface.
+    pub(crate) fn node_tunnel(
+        &self,
+        settings: &crate::config::TunnelSettings,
+    ) -> crate::tunnel::NodeTunnel {
+        resolve(settings, self.interface.index, &self.tunnel.own)
+    }
+
+    /// Part of the routed scan: follows the interface's addresses (the
+    /// default outer sources) and applies a change of them.
+    pub(crate) async fn tunnel_scan(&mut self) {
+        if !self.balancer.vips().values().any(|v| v.mode.is_tunnel()) {
+            return;
+        }
+        if self.tunnel.hc_failed.is_some() {
+            self.sync_hc_path(true);
+        }
+        self.read_own_addresses().await;
+        let wanted = self.node_tunnel(&self.config.tunnel);
+        if wanted == *self.balancer.tunnel() {
+            return;
+        }
+        let previous = *self.balancer.tunnel();
+        self.balancer.set_tunnel(wanted);
+        match self.commit(self.model.clone()) {
+            Ok(_) => info!(
+                ipv4 = ?self.tunnel.own.ipv4, ipv6 = ?self.tunnel.own.ipv6,
+                "the interface's addresses changed: default outer sources updated"
+            ),
+            Err(error) => {
+                self.balancer.set_tunnel(previous);
+                warn!(%error, "the interface's addresses changed but the new outer sources were refused; the previous ones stay");
+            }
+        }
+    }
+
+    /// The tunnel settings in the status (None while no VIP is tunnelled).
+    pub(crate) fn tunnel_status(&self) -> Option<crate::api::schema::TunnelStatus> {
+        if !self
+            .model
+            .vips
+            .values()
+            .any(|v| v.config.forwarding.is_tunnel())
+        {
+            return None;
+        }
+        let node = self.balancer.tunnel();
+        let config = &node.config;
+        let words = |w: [u32; 4], family| crate::reconcile::words_addr(w, family);
+        Some(crate::api::schema::TunnelStatus {
+            gue_port: u16::from_be(config.gue_port),
+            source_ipv4: node.ipv4.then(|| {
+                let a = words([config.source_v4, 0, 0, 0], lb_common::consts::AF_INET);
+                format!("{a}/{}", config.source_v4_len)
+            }),
+            source_ipv6: node.ipv6.then(|| {
+                let a = words(config.source_v6, lb_common::consts::AF_INET6);
+                format!("{a}/{}", config.source_v6_len)
+            }),
+            sources_from_interface: [
+                self.config.tunnel.source_ipv4.is_none(),
+                self.config.tunnel.source_ipv6.is_none(),
+            ],
+            hc_encap: self
+                .tunnel
+                .hc_links
+                .iter()
+                .map(|(i, _)| i.clone())
+                .collect(),
+            accept_local: self.tunnel.accept_local.is_some(),
+        })
+    }
+
+    /// Makes the check path exist exactly while `needed`: `tc_hc_encap`
+    /// on egress and `accept_local` on.
+    pub(crate) fn sync_hc_path(&mut self, needed: bool) {
+        if needed {
+            let retry = self
+                .tunnel
+                .hc_failed
+                .is_none_or(|at| at.elapsed() >= HC_RETRY);
+            if retry {
+                match self.attach_hc_encap() {
+                    Ok(()) => self.tunnel.hc_failed = None,
+                    Err(error) => {
+                        if self.tunnel.hc_failed.is_none() {
+                            warn!(error = format!("{error:#}"), "checks through the tunnel cannot be encapsulated: they reach the VIP on this node or nowhere, and their backends go down (retried every {} s)", HC_RETRY.as_secs());
+                        }
+                        self.tunnel.hc_failed = Some(Instant::now());
+                    }
+                }
+            }
+            self.ensure_accept_local();
+        } else {
+            self.tunnel.hc_failed = None;
+            self.detach_hc_encap();
+            self.restore_accept_local();
+        }
+    }
+
+    /// Attaches `tc_hc_encap` where it is missing.
+    fn attach_hc_encap(&mut self) -> anyhow::Result<()> {
+        let interfaces = hc_interfaces(&self.interface.name);
+        let attached: BTreeSet<&str> = self
+            .tunnel
+            .hc_links
+            .iter()
+            .map(|(i, _)| i.as_str())
+            .collect();
+        let missing: Vec<String> = interfaces
+            .iter()
+            .filter(|i| !attached.contains(*i))
+            .map(|i| (*i).to_owned())
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let program = hc_program(self.dataplane.ebpf_mut())?;
+        for interface in missing {
+            let link = program
+                .attach_with_options(
+                    &interface,
+                    TcAttachType::Egress,
+                    TcAttachOptions::TcxOrder(LinkOrder::default()),
+                )
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "attaching {} to {interface}'s tc egress (tcx): {e}",
+                        names::PROG_TC_HC_ENCAP
+                    )
+                })?;
+            info!(%interface, "health checks through the tunnel: {} attached (tcx egress)", names::PROG_TC_HC_ENCAP);
+            self.tunnel.hc_links.push((interface, link));
+        }
+        Ok(())
+    }
+
+    /// Detaches `tc_hc_encap` everywhere (no check goes through a tunnel,
+    /// or lbd stops).
+    pub(crate) fn detach_hc_encap(&mut self) {
+        if self.tunnel.hc_links.is_empty() {
+            return;
+        }
+        let links = std::mem::take(&mut self.tunnel.hc_links);
+        let program = match hc_program(self.dataplane.ebpf_mut()) {
+            Ok(program) => program,
+            Err(error) => {
+                warn!(%error, "detaching the health-check encapsulation");
+                return;
+            }
+        };
+        for (interface, link) in links {
+            match program.detach(link) {
+                Ok(()) => info!(%interface, "{} detached", names::PROG_TC_HC_ENCAP),
+                Err(error) => {
+                    warn!(%interface, %error, "detaching {} failed", names::PROG_TC_HC_ENCAP)
+                }
+            }
+        }
+    }
+
+    /// Switches `accept_local` on for the interface (remembering the value
+    /// found).
+    fn ensure_accept_local(&mut self) {
+        if self.tunnel.accept_local.is_some() {
+            return;
+        }
+        let path = accept_local_path(&self.interface.name);
+        let was = match std::fs::read_to_string(&path) {
+            Ok(text) => text.trim().to_owned(),
+            Err(error) => {
+                warn!(setting = %path.display(), %error, "cannot read accept_local: replies to checks through the tunnel (from the VIP) may be dropped");
+                return;
+            }
+        };
+        if was != "0" {
+            return;
+        }
+        match std::fs::write(&path, "1") {
+            Ok(()) => {
+                info!(setting = %path.display(), "accept_local switched on: replies to checks through the tunnel come from the VIP, an address this node holds (restored at a clean stop or when no check uses the tunnel)");
+                self.tunnel.accept_local = Some(SysctlChange { path, was });
+            }
+            Err(error) => {
+                warn!(setting = %path.display(), %error, "cannot switch accept_local on: replies to checks through the tunnel are dropped on the VRRP master and its backends go down");
+            }
+        }
+    }
+
+    /// Puts `accept_local` back as lbd found it.
+    pub(crate) fn restore_accept_local(&mut self) {
+        let Some(change) = self.tunnel.accept_local.take() else {
+            return;
+        };
+        match std::fs::write(&change.path, &change.was) {
+            Ok(()) => {
+                info!(setting = %change.path.display(), value = %change.was, "accept_local restored")
+            }
+            Err(error) => {
+                warn!(setting = %change.path.display(), %error, "restoring accept_local failed")
+            }
+        }
+    }
+}
+
+/// `tc_hc_encap`, loaded on first use (the verifier sees it when a check
+/// first needs it; a refusal then costs only those checks, with a warning).
+fn hc_program(ebpf: &mut aya::Ebpf) -> anyhow::Result<&mut SchedClassifier> {
+    let name = names::PROG_TC_HC_ENCAP;
+    let program: &mut SchedClassifier = ebpf
+        .program_mut(name)
+        .ok_or_else(|| anyhow::anyhow!("the data plane object has no {name} program"))?
+        .try_into()
+        .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+    if program.fd().is_err() {
+        program
+            .load()
+            .map_err(|e| anyhow::anyhow!("loading {name}: {e}"))?;
+    }
+    Ok(program)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_check_path_runs_on_loopback_and_the_balancer_interface() {
+        assert_eq!(hc_interfaces("eth0"), ["lo", "eth0"]);
+        assert_eq!(
+            accept_local_path("eth0.100"),
+            PathBuf::from("/proc/sys/net/ipv4/conf/eth0.100/accept_local")
+        );
+    }
+}

@@ -1,0 +1,180 @@
+//! The node's tunnel settings as the data plane reads them: `[tunnel]`
+//! resolved against the balancer interface (its index, and its own
+//! addresses as the default outer sources) into the one `TUNNEL_CONFIG`
+//! entry, with which outer families have a source at all.
+
+use std::net::IpAddr;
+
+use lb_common::{
+    consts::{AF_INET, AF_INET6},
+    tunnel::outer_family,
+    TunnelConfig,
+};
+
+use crate::{config::TunnelSettings, netlink::InterfaceAddress, reconcile::addr_words};
+
+/// `TUNNEL_CONFIG[0]` and which outer families it can source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct NodeTunnel {
+    /// The entry written.
+    pub(crate) config: TunnelConfig,
+    /// Whether outer IPv4 headers have a source (configured or the
+    /// interface's own).
+    pub(crate) ipv4: bool,
+    /// Whether outer IPv6 headers have a source.
+    pub(crate) ipv6: bool,
+}
+
+/// The balancer interface's own addresses lbd uses when `[tunnel]` names
+/// no source prefix (and as the health checks' source of the VIP's family
+/// for 4in6 VIPs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct OwnAddresses {
+    /// Its primary IPv4 address.
+    pub(crate) ipv4: Option<IpAddr>,
+    /// Its first global IPv6 address.
+    pub(crate) ipv6: Option<IpAddr>,
+}
+
+impl OwnAddresses {
+    /// The interface's primary addresses among `addresses`, leaving out
+    /// `moving` (VIPs and other addresses VRRP moves: they leave with
+    /// mastership) and IPv6 link-local ones (not routable to backends).
+    pub(crate) fn of(addresses: &[InterfaceAddress], moving: &[IpAddr]) -> Self {
+        let usable = |a: &&InterfaceAddress| {
+            !a.secondary
+                && !moving.contains(&a.address)
+                && match a.address {
+                    IpAddr::V4(_) => true,
+                    IpAddr::V6(v6) => v6.segments()[0] & 0xffc0 != 0xfe80,
+                }
+        };
+        Self {
+            ipv4: addresses
+                .iter()
+                .filter(usable)
+                .map(|a| a.address)
+                .find(IpAddr::is_ipv4),
+            ipv6: addresses
+                .iter()
+                .filter(usable)
+                .map(|a| a.address)
+                .find(IpAddr::is_ipv6),
+        }
+    }
+
+    /// The own address of `address`'s family.
+    pub(crate) fn of_family(&self, ipv6: bool) -> Option<IpAddr> {
+        if ipv6 {
+            self.ipv6
+        } else {
+            self.ipv4
+        }
+    }
+}
+
+/// `settings` resolved for the interface `ifindex` whose own addresses are
+/// `own`: a configured prefix wins; else the own address as one source.
+pub(crate) fn resolve(settings: &TunnelSettings, ifindex: u32, own: &OwnAddresses) -> NodeTunnel {
+    let v4 = settings.source_ipv4.or(own.ipv4.map(|a| (a, 32)));
+    let v6 = settings.source_ipv6.or(own.ipv6.map(|a| (a, 128)));
+    let mut config = TunnelConfig {
+        gue_port: settings.gue_port.to_be(),
+        ifindex,
+        ..TunnelConfig::default()
+    };
+    if let Some((address, len)) = v4 {
+        config.source_v4 = addr_words(address).0[0];
+        config.source_v4_len = len;
+    }
+    if let Some((address, len)) = v6 {
+        config.source_v6 = addr_words(address).0;
+        config.source_v6_len = len;
+    }
+    NodeTunnel {
+        config,
+        ipv4: v4.is_some(),
+        ipv6: v6.is_some(),
+    }
+}
+
+impl NodeTunnel {
+    /// Whether a backend at `backend` of a VIP at `vip` has an outer
+    /// source: the family `outer_family` picks must have one. Says which
+    /// `[tunnel]` key is missing otherwise.
+    pub(crate) fn source_for(&self, vip: IpAddr, backend: IpAddr) -> Result<(), &'static str> {
+        let family = |a: IpAddr| if a.is_ipv4() { AF_INET } else { AF_INET6 };
+        match outer_family(family(vip), family(backend)) {
+            Some(AF_INET) if !self.ipv4 => Err("source_ipv4"),
+            Some(AF_INET6) if !self.ipv6 => Err("source_ipv6"),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn address(text: &str, secondary: bool) -> InterfaceAddress {
+        InterfaceAddress {
+            address: text.parse().unwrap(),
+            prefix_len: 24,
+            secondary,
+        }
+    }
+
+    #[test]
+    fn own_addresses_skip_vips_secondaries_and_link_local() {
+        let addresses = [
+            address("198.18.0.100", false),
+            address("198.18.0.2", false),
+            address("198.18.0.3", true),
+            address("fe80::1", false),
+            address("2001:2::2", false),
+        ];
+        let own = OwnAddresses::of(&addresses, &["198.18.0.100".parse().unwrap()]);
+        assert_eq!(own.ipv4, Some("198.18.0.2".parse().unwrap()));
+        assert_eq!(own.ipv6, Some("2001:2::2".parse().unwrap()));
+        assert_eq!(
+            OwnAddresses::of(&addresses[3..4], &[]),
+            OwnAddresses::default()
+        );
+    }
+
+    #[test]
+    fn configured_prefixes_win_over_the_interface_address() {
+        let own = OwnAddresses {
+            ipv4: Some("198.18.0.2".parse().unwrap()),
+            ipv6: None,
+        };
+        let mut settings = TunnelSettings::default();
+        let node = resolve(&settings, 7, &own);
+        assert_eq!(node.config.ifindex, 7);
+        assert_eq!(u16::from_be(node.config.gue_port), 6080);
+        assert_eq!(node.config.source_v4.to_ne_bytes(), [198, 18, 0, 2]);
+        assert_eq!(node.config.source_v4_len, 32);
+        assert!(node.ipv4 && !node.ipv6);
+        let vip: IpAddr = "198.18.0.100".parse().unwrap();
+        assert_eq!(node.source_for(vip, "198.19.2.11".parse().unwrap()), Ok(()));
+        assert_eq!(
+            node.source_for(vip, "2001:2:2::11".parse().unwrap()),
+            Err("source_ipv6")
+        );
+
+        settings.gue_port = 7000;
+        settings.source_ipv4 = Some(("198.18.200.0".parse().unwrap(), 24));
+        settings.source_ipv6 = Some(("2001:2:f0::".parse().unwrap(), 64));
+        let node = resolve(&settings, 7, &own);
+        assert_eq!(u16::from_be(node.config.gue_port), 7000);
+        assert_eq!(node.config.source_v4.to_ne_bytes(), [198, 18, 200, 0]);
+        assert_eq!(node.config.source_v4_len, 24);
+        assert_eq!(u32::from_be(node.config.source_v6[0]), 0x2001_0002);
+        assert_eq!(u32::from_be(node.config.source_v6[1]), 0x00f0_0000);
+        assert_eq!(node.config.source_v6_len, 64);
+        assert_eq!(
+            node.source_for(vip, "2001:2:2::11".parse().unwrap()),
+            Ok(())
+        );
+    }
+}

@@ -1,0 +1,156 @@
+//! lbd's side of health checks that follow the data path (issue 13), in
+//! the tunnel lab: the check path (`tc_hc_encap` on the egress of `lo` and
+//! of the balancer's interface, `accept_local` on that interface) exists
+//! exactly while some backend is checked through its tunnel, is shown by
+//! `lbctl status`, goes when a reload turns the checks back to the
+//! backends' own addresses, and a clean stop leaves the node's settings as
+//! they were found; `lbctl flow` names a tunnelled flow's outer header.
+//! (That a backend whose decap stopped goes down is `tunnel_lab`'s test.)
+//! Needs root.
+
+use std::{fs, process::Command, time::Duration};
+
+use lb_tests::{
+    lab::{in_netns, Host, Lab, HTTP_PORT, VIP4},
+    support::{status_on, wait_until},
+    tunnel::{self, TunnelSpec, TunnelVip},
+};
+use lb_userspace::api::schema::{HealthStatus, Status};
+
+/// `net.ipv4.conf.eth0.accept_local` in `node`'s namespace.
+fn accept_local(node: &Host) -> String {
+    let out = Command::new("ip")
+        .args(["netns", "exec", &node.netns, "cat"])
+        .arg("/proc/sys/net/ipv4/conf/eth0/accept_local")
+        .output()
+        .expect("read accept_local");
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// How many programs `interface`'s tcx egress in `node`'s namespace runs.
+fn egress_programs(node: &Host, interface: &'static str) -> usize {
+    in_netns(&node.netns, move || {
+        aya::programs::SchedClassifier::query_tcx(interface, aya::programs::TcAttachType::Egress)
+            .map(|(_, programs)| programs.len())
+            .unwrap_or(0)
+    })
+    .expect("query tcx egress")
+}
+
+/// Whether every backend of the VIP is up and checked through its tunnel
+/// (`through`) or not.
+fn all_up(status: &Status, through: bool) -> bool {
+    status.vips.iter().all(|v| {
+        v.backends.iter().all(|b| {
+            b.health == HealthStatus::Up
+                && b.check
+                    .as_ref()
+                    .is_some_and(|c| c.through_tunnel == through)
+        })
+    })
+}
+
+/// Runs lbctl on `node`'s lbd; panics unless it succeeds.
+fn lbctl(lab: &Lab, node: &Host, args: &[&str]) -> String {
+    let out = lab.lbctl_on(node, args).expect("run lbctl");
+    assert!(
+        out.status.success(),
+        "lbctl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn the_check_path_exists_only_while_checks_use_it_and_a_stop_leaves_the_node_as_found() {
+    let mut lab = tunnel::start_lab(1, 2).expect("tunnel lab");
+    let lb = lab.lb.clone();
+    assert_eq!(accept_local(&lb), "0", "the lab's starting point");
+    let spec = TunnelSpec {
+        vips: vec![TunnelVip::V4],
+        health: true,
+        through_tunnel: true,
+        ..TunnelSpec::new("xdp", "gue", &["b1", "b2"])
+    };
+    let config = tunnel::lbd_config(&lab, &lb, &spec).expect("config");
+    lab.start_lbd_on(&lb, "lbd", &config).expect("lbd starts");
+
+    // Checks through the tunnel: the path is there and shown.
+    wait_until(
+        "backends up through the tunnel",
+        Duration::from_secs(10),
+        || all_up(&status_on(&lab, &lb), true),
+    );
+    assert_eq!(accept_local(&lb), "1");
+    for interface in ["lo", "eth0"] {
+        assert!(
+            egress_programs(&lb, interface) == 1,
+            "tc_hc_encap on {interface}'s egress"
+        );
+    }
+    let status = status_on(&lab, &lb);
+    let shown = status.tunnel.as_ref().expect("tunnel status");
+    assert_eq!(shown.hc_encap, ["lo", "eth0"]);
+    assert!(shown.accept_local);
+    assert_eq!(shown.source_ipv4.as_deref(), Some(tunnel::SOURCE4));
+    assert_eq!(shown.gue_port, tunnel::GUE_PORT);
+    let check = status.vips[0].backends[0].check.as_ref().expect("checked");
+    assert_eq!(
+        check.target.as_deref(),
+        Some(format!("{VIP4}:{HTTP_PORT}").as_str()),
+        "the check goes to the VIP"
+    );
+    let text = lbctl(&lab, &lb, &["status"]);
+    assert!(
+        text.contains("checks through the tunnel (to 198.18.0.100:80"),
+        "{text}"
+    );
+    assert!(text.contains("tunnel: GUE port 6080"), "{text}");
+
+    // lbctl flow names the outer header a client's packets get.
+    let vip = format!("{VIP4}:{HTTP_PORT}/tcp");
+    let client = format!("{}:40000", lab.client.ipv4);
+    let flow = lbctl(&lab, &lb, &["flow", &vip, &client]);
+    assert!(flow.contains("encapsulated (gue) 198.18.200."), "{flow}");
+    assert!(flow.contains("UDP port 6080"), "{flow}");
+
+    // A reload back to plain checks takes the path away.
+    let plain = TunnelSpec {
+        through_tunnel: false,
+        ..spec.clone()
+    };
+    let text = tunnel::lbd_config(&lab, &lb, &plain).expect("config");
+    let path = lab.dir.join("lbd.toml");
+    let pinned = fs::read_to_string(&path).expect("running config");
+    let pin_line = pinned.lines().next().expect("pin_dir line");
+    fs::write(&path, format!("{pin_line}\n{text}")).expect("write config");
+    lbctl(&lab, &lb, &["reload"]);
+    wait_until(
+        "backends up, checked directly",
+        Duration::from_secs(10),
+        || all_up(&status_on(&lab, &lb), false),
+    );
+    assert_eq!(accept_local(&lb), "0", "accept_local restored");
+    for interface in ["lo", "eth0"] {
+        assert_eq!(egress_programs(&lb, interface), 0, "{interface}");
+    }
+    let status = status_on(&lab, &lb);
+    assert!(status
+        .tunnel
+        .as_ref()
+        .is_some_and(|t| t.hc_encap.is_empty()));
+
+    // Through the tunnel again, then a clean stop restores the node.
+    fs::write(&path, pinned).expect("write config");
+    lbctl(&lab, &lb, &["reload"]);
+    wait_until("through the tunnel again", Duration::from_secs(10), || {
+        all_up(&status_on(&lab, &lb), true)
+    });
+    assert_eq!(accept_local(&lb), "1");
+    lab.interrupt("lbd").expect("lbd stops");
+    assert_eq!(accept_local(&lb), "0", "a clean stop restores accept_local");
+    for interface in ["lo", "eth0"] {
+        assert_eq!(egress_programs(&lb, interface), 0, "{interface}");
+    }
+}
