@@ -22,3 +22,4 @@ pub mod support;
 pub mod testbed;
 pub mod topology;
 pub mod tunnel;
+pub mod tunnelbed;

@@ -301,6 +301,17 @@ impl NatBed {
             conntrack: 4096,
             nat_flows,
         };
+        Self::with_sizes(hook, vips, in_if, out_if, sizes)
+    }
+
+    /// As `new`, with maps of `sizes`.
+    pub fn with_sizes(
+        hook: Hook,
+        vips: &[VipConfig],
+        in_if: u32,
+        out_if: u32,
+        sizes: MapSizes,
+    ) -> anyhow::Result<Self> {
         let mut dataplane = Dataplane::load(sizes).context("loading the object (are you root?)")?;
         dataplane.set_config(&LbConfig {
             iface_mac: LB_MAC,

@@ -26,6 +26,8 @@
 //! GSO packet (its segments' outer checksums are not recomputed by the
 //! kernel's UDP-tunnel segmentation without the CSUM flag).
 
+use core::ptr::{addr_of_mut, read_volatile, write_volatile};
+
 use aya_ebpf::bindings::{
     BPF_F_ADJ_ROOM_ENCAP_L3_IPV4, BPF_F_ADJ_ROOM_ENCAP_L3_IPV6, BPF_F_ADJ_ROOM_ENCAP_L4_UDP,
 };
@@ -39,7 +41,11 @@ use lb_common::{
 
 use super::{hop, too_big, Job, JOB_GUE, JOB_HC, JOB_ICMP_ERROR};
 use crate::{
-    fib::TunnelRoute, forward::Outcome, hook::Hook, maps::TUNNEL_CONFIG, nat::rewrite::Layout,
+    fib::TunnelRoute,
+    forward::Outcome,
+    hook::Hook,
+    maps::{TUNNEL_CONFIG, TUNNEL_JOB},
+    nat::rewrite::Layout,
     parse::ptr_at,
 };
 
@@ -63,15 +69,38 @@ struct Inner {
     csum_part: Option<u64>,
 }
 
+/// What `send` returns for a packet that is too big once wrapped: the
+/// caller turns it into the answer (`answer_too_big`) or drops it.
+pub const TOO_BIG: Counter = Counter::SentIcmpTooBig;
+
 /// Wraps the packet of `job` and picks its way out: `Forwarded` with the
-/// egress interface, `SentIcmpTooBig` (the frame became the ICMP reply),
-/// or the reason it could not be sent.
+/// egress interface, `TOO_BIG` (nothing changed yet; `Job::reply_mtu` is
+/// the MTU left for the inner packet), or the reason it could not be
+/// sent. Health checks and ICMP errors that are too big come back as
+/// `DropNoRoute` instead.
 #[inline(always)]
 pub fn send<C: Hook>(ctx: &C, job: &Job) -> Outcome {
     match try_send(ctx, job) {
         Ok(outcome) => outcome,
         Err(counter) => counter.into(),
     }
+}
+
+/// Turns the frame `send` found too big into the ICMP answer (see
+/// `too_big`); the verdict counter.
+#[inline(always)]
+pub fn answer_too_big<C: Hook>(ctx: &C, job: &Job) -> Counter {
+    let l3_off = job.l3_off;
+    if l3_off > L3_OFF_MAX {
+        return Counter::DropMalformed;
+    }
+    too_big::reply(
+        ctx,
+        l3_off as usize,
+        job.key.family == AF_INET,
+        job.inner_len,
+        job.reply_mtu,
+    )
 }
 
 /// Largest IP header offset: Ethernet and two VLAN tags.
@@ -102,6 +131,7 @@ fn try_send<C: Hook>(ctx: &C, job: &Job) -> Result<Outcome, Counter> {
     let config = TUNNEL_CONFIG.get(0).ok_or(Counter::DropNoRoute)?;
     let inner_v4 = key.family == AF_INET;
     let inner = read_inner(ctx, inner_v4, &at).ok_or(Counter::DropMalformed)?;
+    let inner = launder(inner).ok_or(Counter::DropMalformed)?;
     let src = if outer_v4 {
         [
             tunnel::outer_source_v4(config, key.src[0], key.sport),
@@ -139,14 +169,11 @@ fn try_send<C: Hook>(ctx: &C, job: &Job) -> Result<Outcome, Counter> {
         if job.flags & (JOB_HC | JOB_ICMP_ERROR) != 0 {
             return Err(Counter::DropNoRoute);
         }
-        let counter = too_big::reply(
-            ctx,
-            at.l3_off,
-            inner_v4,
-            inner.len,
-            hop.mtu.saturating_sub(overhead),
-        );
-        return Ok(counter.into());
+        // Answered by `answer_too_big`, from one call site.
+        let job = TUNNEL_JOB.get_ptr_mut(0).ok_or(Counter::DropMalformed)?;
+        // SAFETY: this CPU's slot, used by this program run only.
+        unsafe { (*job).reply_mtu = hop.mtu.saturating_sub(overhead) };
+        return Err(TOO_BIG);
     }
     let hash = if gue || !outer_v4 { flow_hash(key) } else { 0 };
     let udp_csum_part = if gso == 0 { inner.csum_part } else { None };
@@ -202,6 +229,33 @@ fn try_send<C: Hook>(ctx: &C, job: &Job) -> Result<Outcome, Counter> {
         counter: Counter::Forwarded,
         egress: hop.ifindex,
     })
+}
+
+/// `inner` as values the verifier knows only by their type: the header
+/// reading has a path per family and protocol, each leaving different
+/// known values; read back from a map they are one unknown, so what
+/// follows is verified once instead of once per reading path.
+#[inline(always)]
+fn launder(inner: Inner) -> Option<Inner> {
+    let job = TUNNEL_JOB.get_ptr_mut(0)?;
+    // SAFETY: this CPU's slot, used by this program run only; volatile so
+    // the compiler keeps the round trip.
+    unsafe {
+        write_volatile(addr_of_mut!((*job).inner_len), inner.len);
+        write_volatile(addr_of_mut!((*job).inner_tos), u32::from(inner.tos));
+        write_volatile(
+            addr_of_mut!((*job).csum_part),
+            inner.csum_part.unwrap_or(u64::MAX),
+        );
+        let len = read_volatile(addr_of_mut!((*job).inner_len));
+        let tos = read_volatile(addr_of_mut!((*job).inner_tos)) as u8;
+        let part = read_volatile(addr_of_mut!((*job).csum_part));
+        Some(Inner {
+            len: len & 0xffff,
+            tos,
+            csum_part: (part != u64::MAX).then_some(part),
+        })
+    }
 }
 
 /// Reads the inner IP header at `at.l3_off`; None only if it is not there

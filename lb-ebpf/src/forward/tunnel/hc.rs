@@ -32,23 +32,28 @@ pub fn egress(ctx: &TcContext) -> i32 {
         return TC_ACT_OK;
     };
     crate::hook::linearize(ctx);
-    match wrap(ctx, backend_id) {
-        Some(egress) => {
+    if prepare(ctx, backend_id) {
+        let outcome = send(ctx);
+        if outcome.counter == Counter::Forwarded {
             stats::count(Counter::HcEncap);
-            ctx.redirect(egress)
-        }
-        None => {
-            stats::count(Counter::HcDrop);
-            TC_ACT_SHOT
+            return ctx.redirect(outcome.egress);
         }
     }
+    stats::count(Counter::HcDrop);
+    TC_ACT_SHOT
 }
 
-/// Wraps a marked packet for backend `backend_id`: its egress interface,
-/// or None when it cannot be (not a TCP/UDP packet to a tunnelled VIP,
-/// the backend not one of that VIP's, no route or neighbour, too big).
+/// Leaves the job of wrapping a marked packet for backend `backend_id`
+/// in `TUNNEL_JOB`; false when it is not one to wrap (not a TCP/UDP
+/// packet to a tunnelled VIP, or the backend is not one of that VIP's).
+/// Not inlined, nor is `send`: their frames are not stacked.
+#[inline(never)]
+fn prepare(ctx: &TcContext, backend_id: u32) -> bool {
+    prepare_job(ctx, backend_id).is_some()
+}
+
 #[inline(always)]
-fn wrap(ctx: &TcContext, backend_id: u32) -> Option<u32> {
+fn prepare_job(ctx: &TcContext, backend_id: u32) -> Option<()> {
     let packet = parse::parse(ctx).ok()?;
     if packet.class != Class::Flow {
         return None;
@@ -77,8 +82,7 @@ fn wrap(ctx: &TcContext, backend_id: u32) -> Option<u32> {
     job.ifindex = config.ifindex;
     job.flags = JOB_HC | if gue { JOB_GUE } else { 0 };
     job.bytes = ctx.len();
-    let outcome = send(ctx);
-    (outcome.counter == Counter::Forwarded).then_some(outcome.egress)
+    Some(())
 }
 
 /// The wrapping itself, in a function of its own as for client packets
