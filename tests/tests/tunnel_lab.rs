@@ -488,12 +488,21 @@ fn checks_through_the_tunnel_take_out_a_backend_whose_decap_stopped() {
             ..TunnelSpec::new("xdp", forwarding, &["b1", "b2"])
         };
         start_lbd(&mut lab, &lb, &name, &spec);
-        wait_until("both backends up", Duration::from_secs(10), || {
-            vip_status(&status_on(&lab, &lab.lb), vip)
-                .backends
-                .iter()
-                .all(|b| b.health == HealthStatus::Up)
-        });
+        let up = Instant::now();
+        while !vip_status(&status_on(&lab, &lb), vip)
+            .backends
+            .iter()
+            .all(|b| b.health == HealthStatus::Up)
+        {
+            assert!(
+                up.elapsed() < Duration::from_secs(10),
+                "{what}: the backends are not up after 10 s: {:?}; counters {:?}; b1's decap counters {:?}",
+                vip_status(&status_on(&lab, &lb), vip).backends,
+                nonzero(&status_on(&lab, &lb)),
+                tunnel::decap_counters(&lab, &b1)
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
         let before = status_on(&lab, &lb);
         thread::sleep(Duration::from_millis(700));
         let after = status_on(&lab, &lb);
