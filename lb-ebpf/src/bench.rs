@@ -4,8 +4,14 @@
 //! floor every XDP forwarder pays (swap MACs, XDP_TX).
 
 use aya_ebpf::{
-    bindings::xdp_action,
-    helpers::{bpf_skb_change_tail, bpf_skb_store_bytes, bpf_xdp_adjust_tail, bpf_xdp_store_bytes},
+    bindings::{
+        bpf_adj_room_mode::BPF_ADJ_ROOM_MAC, xdp_action, BPF_F_ADJ_ROOM_DECAP_L3_IPV4,
+        BPF_F_ADJ_ROOM_DECAP_L3_IPV6,
+    },
+    helpers::{
+        bpf_skb_change_tail, bpf_skb_store_bytes, bpf_xdp_adjust_head, bpf_xdp_adjust_tail,
+        bpf_xdp_store_bytes,
+    },
     macros::map,
     maps::{Array, ProgramArray},
     programs::{TcContext, XdpContext},
@@ -43,11 +49,19 @@ pub fn restore_and_call(ctx: &XdpContext) -> u32 {
         return xdp_action::XDP_ABORTED;
     }
     let have = (ctx.data_end() - ctx.data()) as i32;
-    if have != want as i32 {
+    // A program that grew the frame at the front (tunnel modes) gets its
+    // headroom back; one that cut or grew the tail gets the length back.
+    let restored = if have > want as i32 {
         // SAFETY: helper on our own context.
-        if unsafe { bpf_xdp_adjust_tail(ctx.as_ptr().cast(), want as i32 - have) } != 0 {
-            return xdp_action::XDP_ABORTED;
-        }
+        unsafe { bpf_xdp_adjust_head(ctx.as_ptr().cast(), have - want as i32) }
+    } else if have < want as i32 {
+        // SAFETY: helper on our own context.
+        unsafe { bpf_xdp_adjust_tail(ctx.as_ptr().cast(), want as i32 - have) }
+    } else {
+        0
+    };
+    if restored != 0 {
+        return xdp_action::XDP_ABORTED;
     }
     // SAFETY: `want` is at most the template's buffer size.
     let stored = unsafe {
@@ -104,6 +118,23 @@ pub fn tc_restore_and_call(ctx: &TcContext) -> i32 {
         return TC_ACT_UNSPEC;
     }
     let skb = ctx.skb.skb;
+    if ctx.len() > want && ctx.len() - want < 64 {
+        // What a tunnel mode put after the MAC header comes out again
+        // (and with it the skb's encapsulation mark), so the headroom
+        // does not run out over the runs.
+        let decap = if template.bytes[12..14] == [0x86, 0xdd] {
+            BPF_F_ADJ_ROOM_DECAP_L3_IPV6
+        } else {
+            BPF_F_ADJ_ROOM_DECAP_L3_IPV4
+        };
+        let shrink = -((ctx.len() - want) as i32);
+        if ctx
+            .adjust_room(shrink, BPF_ADJ_ROOM_MAC, u64::from(decap))
+            .is_err()
+        {
+            return TC_ACT_UNSPEC;
+        }
+    }
     if ctx.len() != want {
         // SAFETY: helper on our own context.
         if unsafe { bpf_skb_change_tail(skb, want, 0) } != 0 {

@@ -26,6 +26,9 @@ pub struct Decision {
     pub backend: Backend,
     /// True when the flow was not tracked before this packet.
     pub new_flow: bool,
+    /// `bpf_ktime_get_coarse_ns()` as the table update read it, 0 if
+    /// none did (a routed mode's next-hop cache reuses it).
+    pub now: u64,
 }
 
 /// The backend of this packet's flow: the tracked one if it is still
@@ -38,17 +41,16 @@ pub fn decide(vip: &VipMeta, packet: &Packet) -> Option<Decision> {
     if packet.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN {
         let key = &packet.key;
         let (backend_id, backend) = select::pick(vip, key)?;
-        match CONNTRACK.insert(
-            key,
-            new_entry(backend_id, &backend, packet),
-            u64::from(BPF_NOEXIST),
-        ) {
+        let entry = new_entry(backend_id, &backend, packet);
+        let now = entry.last_seen_ns;
+        match CONNTRACK.insert(key, entry, u64::from(BPF_NOEXIST)) {
             Ok(()) => {
                 stats::count(Counter::ConntrackNew);
                 return Some(Decision {
                     backend_id,
                     backend,
                     new_flow: true,
+                    now,
                 });
             }
             Err(EEXIST) => {}
@@ -67,11 +69,12 @@ fn tracked_or_new(vip: &VipMeta, packet: &Packet) -> Option<Decision> {
         let entry = unsafe { &mut *entry };
         if let Some(backend) = pinned_backend(entry) {
             stats::count(Counter::ConntrackHit);
-            touch(entry, packet.tcp_flags);
+            let now = touch(entry, packet.tcp_flags);
             return Some(Decision {
                 backend_id: entry.backend_id,
                 backend,
                 new_flow: false,
+                now,
             });
         }
         // The pinned backend is gone: hash again and re-pin in place.
@@ -79,18 +82,18 @@ fn tracked_or_new(vip: &VipMeta, packet: &Packet) -> Option<Decision> {
         stats::count(Counter::ConntrackRehash);
         entry.backend_id = backend_id;
         entry.backend_generation = backend.generation;
-        touch(entry, packet.tcp_flags);
+        let now = touch(entry, packet.tcp_flags);
         return Some(Decision {
             backend_id,
             backend,
             new_flow: false,
+            now,
         });
     }
     let (backend_id, backend) = select::pick(vip, key)?;
-    if CONNTRACK
-        .insert(key, new_entry(backend_id, &backend, packet), 0)
-        .is_err()
-    {
+    let entry = new_entry(backend_id, &backend, packet);
+    let now = entry.last_seen_ns;
+    if CONNTRACK.insert(key, entry, 0).is_err() {
         return Some(insert_failed(vip, packet, backend_id, backend));
     }
     stats::count(Counter::ConntrackNew);
@@ -98,6 +101,7 @@ fn tracked_or_new(vip: &VipMeta, packet: &Packet) -> Option<Decision> {
         backend_id,
         backend,
         new_flow: true,
+        now,
     })
 }
 
@@ -123,6 +127,7 @@ fn insert_failed(vip: &VipMeta, packet: &Packet, backend_id: u32, backend: Backe
         backend_id,
         backend,
         new_flow: true,
+        now: 0,
     }
 }
 
@@ -139,6 +144,7 @@ pub fn peek(vip: &VipMeta, key: &FlowKey) -> Option<Decision> {
                 backend_id: entry.backend_id,
                 backend,
                 new_flow: false,
+                now: 0,
             });
         }
     }
@@ -147,6 +153,7 @@ pub fn peek(vip: &VipMeta, key: &FlowKey) -> Option<Decision> {
         backend_id,
         backend,
         new_flow: false,
+        now: 0,
     })
 }
 
@@ -158,12 +165,13 @@ fn pinned_backend(entry: &FlowEntry) -> Option<Backend> {
     (backend.generation == entry.backend_generation).then_some(backend)
 }
 
-/// Refreshes the entry's age (rarely) and its FIN/RST marks. Ages use the
+/// Refreshes the entry's age (rarely) and its FIN/RST marks; returns the
+/// time it read. Ages use the
 /// coarse clock (one tick of resolution, far finer than the one-second
 /// touch interval): it is a plain read, where the precise clock costs a
 /// clocksource read on every packet.
 #[inline(always)]
-fn touch(entry: &mut FlowEntry, tcp_flags: u8) {
+fn touch(entry: &mut FlowEntry, tcp_flags: u8) -> u64 {
     // SAFETY: plain helper call.
     let now = unsafe { bpf_ktime_get_coarse_ns() };
     if now.wrapping_sub(entry.last_seen_ns) > FLOW_TOUCH_INTERVAL_NS {
@@ -173,6 +181,7 @@ fn touch(entry: &mut FlowEntry, tcp_flags: u8) {
     if flags & !entry.flags != 0 {
         entry.flags |= flags;
     }
+    now
 }
 
 #[inline(always)]

@@ -289,13 +289,20 @@ impl Hook for TcContext {
     /// flags (plus `BPF_F_ADJ_ROOM_FIXED_GSO`: a GRO'd packet keeps its
     /// segment size, the caller checked the segments fit).
     #[inline(always)]
+    ///
+    /// The kernel refuses the flags on an skb it already marks as
+    /// encapsulated (a packet that came through another tunnel, or one
+    /// this program wrapped before, as in a benchmark's repeated runs);
+    /// a single (non-GSO) packet is then wrapped without them: they only
+    /// steer segmentation.
     fn grow_after_mac(&self, len: u32, flags: u64) -> bool {
-        self.adjust_room(
-            len as i32,
-            BPF_ADJ_ROOM_MAC,
-            flags | u64::from(BPF_F_ADJ_ROOM_FIXED_GSO),
-        )
-        .is_ok()
+        let fixed = u64::from(BPF_F_ADJ_ROOM_FIXED_GSO);
+        self.adjust_room(len as i32, BPF_ADJ_ROOM_MAC, flags | fixed)
+            .is_ok()
+            || (Hook::gso_size(self) == 0
+                && self
+                    .adjust_room(len as i32, BPF_ADJ_ROOM_MAC, fixed)
+                    .is_ok())
     }
 
     #[inline(always)]

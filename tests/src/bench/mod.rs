@@ -11,6 +11,7 @@ pub mod memory;
 pub mod nat;
 pub mod report;
 pub mod template;
+pub mod tunnel;
 pub mod xdp;
 
 use serde::{Deserialize, Serialize};
@@ -130,4 +131,7 @@ pub struct Results {
     /// End to end: `ipip` and `gue` against `dsr-l2` and HAProxy.
     #[serde(default)]
     pub e2e_tunnel: Option<e2e::E2eResults>,
+    /// The tunnel modes' cost per packet, XDP and tc, against DSR.
+    #[serde(default)]
+    pub tunnel: Option<tunnel::TunnelResults>,
 }

@@ -69,7 +69,7 @@ pub const NAT_NEW: &str = "NAT new flow (v4 SYN)";
 /// The NAT VIP (the DSR one is `VIP4`).
 const NAT_VIP4: &str = "198.18.0.101";
 /// Offset of the IPv4 source address in an untagged frame.
-const V4_SRC: u32 = 14 + 12;
+pub(super) const V4_SRC: u32 = 14 + 12;
 
 /// Measures every case at both hooks.
 pub fn run(repeat: u32, rounds: u32) -> anyhow::Result<NatResults> {
@@ -88,15 +88,16 @@ pub fn run(repeat: u32, rounds: u32) -> anyhow::Result<NatResults> {
     })?
 }
 
-/// A packet, where it comes in, what every run must do.
-struct Case {
-    name: &'static str,
-    frame: Vec<u8>,
-    ifindex: u32,
-    vary_offset: u32,
-    counter: Counter,
+/// A packet, where it comes in, what every run must do (shared with the
+/// tunnel benchmark).
+pub(super) struct Case {
+    pub(super) name: &'static str,
+    pub(super) frame: Vec<u8>,
+    pub(super) ifindex: u32,
+    pub(super) vary_offset: u32,
+    pub(super) counter: Counter,
     /// Empty the NAT table before each round (new flows).
-    fresh: bool,
+    pub(super) fresh: bool,
 }
 
 fn run_hook(
@@ -197,7 +198,7 @@ fn run_hook(
 }
 
 /// Loads the two wrappers (not loaded by lbd).
-fn load_wrappers(bed: &mut NatBed) -> anyhow::Result<()> {
+pub(super) fn load_wrappers(bed: &mut NatBed) -> anyhow::Result<()> {
     let dataplane = &mut bed.bed.dataplane;
     dataplane
         .program(names::PROG_BENCH)?
@@ -214,7 +215,12 @@ fn load_wrappers(bed: &mut NatBed) -> anyhow::Result<()> {
 
 /// Runs `case` `repeat` times per round through the hook's wrapper; ns
 /// per packet per round. Fails unless every run counted `case.counter`.
-fn measure(bed: &mut NatBed, case: &Case, repeat: u32, rounds: u32) -> anyhow::Result<Vec<f64>> {
+pub(super) fn measure(
+    bed: &mut NatBed,
+    case: &Case,
+    repeat: u32,
+    rounds: u32,
+) -> anyhow::Result<Vec<f64>> {
     let hook = bed.bed.hook;
     let dataplane = &mut bed.bed.dataplane;
     let (wrapper, fd) = match hook {
@@ -236,10 +242,19 @@ fn measure(bed: &mut NatBed, case: &Case, repeat: u32, rounds: u32) -> anyhow::R
         }
         let got = test_run(bed, case, repeat)?;
         if got.0 != want && got.0 != bed.verdicts.bounce {
+            let counters: Vec<String> = bed
+                .bed
+                .dataplane
+                .counters()?
+                .into_iter()
+                .filter(|(_, n)| *n != 0)
+                .map(|(c, n)| format!("{} {n}", c.name()))
+                .collect();
             bail!(
-                "{}: the wrapper returned {} (expected a forward)",
+                "{}: the wrapper returned {} (expected a forward); counters: {}",
                 case.name,
-                got.0
+                got.0,
+                counters.join(", ")
             );
         }
         ns.push(got.1);

@@ -130,7 +130,9 @@ fn try_send<C: Hook>(ctx: &C, job: &Job) -> Result<Outcome, Counter> {
     };
     let config = TUNNEL_CONFIG.get(0).ok_or(Counter::DropNoRoute)?;
     let inner_v4 = key.family == AF_INET;
-    let inner = read_inner(ctx, inner_v4, &at).ok_or(Counter::DropMalformed)?;
+    // Only GUE over IPv6 carries a checksum to compute.
+    let want_csum = gue && !outer_v4;
+    let inner = read_inner(ctx, inner_v4, want_csum, &at).ok_or(Counter::DropMalformed)?;
     let inner = launder(inner).ok_or(Counter::DropMalformed)?;
     let src = if outer_v4 {
         [
@@ -160,7 +162,7 @@ fn try_send<C: Hook>(ctx: &C, job: &Job) -> Result<Outcome, Counter> {
         dst: &backend.addr,
         ifindex: job.ifindex,
     };
-    let hop = hop::get(ctx, job.backend_id, backend, &route, key)?;
+    let hop = hop::get(ctx, job.backend_id, backend, &route, key, job.now)?;
     let overhead = tunnel::overhead(gue, backend.family);
     let gso = ctx.gso_size();
     if hop.mtu != 0 && segment_len(ctx, &at, &inner, gso, key.proto) + overhead > hop.mtu {
@@ -258,15 +260,23 @@ fn launder(inner: Inner) -> Option<Inner> {
     }
 }
 
-/// Reads the inner IP header at `at.l3_off`; None only if it is not there
-/// (the parser checked it, so a bug).
+/// Reads the inner IP header at `at.l3_off` (its checksum share only if
+/// `want_csum`); None only if it is not there (the parser checked it, so
+/// a bug).
 #[inline(always)]
-fn read_inner<C: Hook>(ctx: &C, v4: bool, at: &Layout) -> Option<Inner> {
+fn read_inner<C: Hook>(ctx: &C, v4: bool, want_csum: bool, at: &Layout) -> Option<Inner> {
     if v4 {
         let ip = ptr_at::<[u8; 20], C>(ctx, at.l3_off)?;
         // SAFETY: bounds checked by ptr_at.
         let ip = unsafe { &*ip };
         let len = u32::from(u16::from_be_bytes([ip[2], ip[3]]));
+        if !want_csum {
+            return Some(Inner {
+                len,
+                tos: ip[1],
+                csum_part: None,
+            });
+        }
         let proto = ip[9];
         let l4_len = len.wrapping_sub(u32::from(ip[0] & 0x0f) * 4);
         // A valid IPv4 header sums to zero: only the segment counts.
@@ -302,7 +312,8 @@ fn read_inner<C: Hook>(ctx: &C, v4: bool, at: &Layout) -> Option<Inner> {
         let payload = u32::from(u16::from_be_bytes([ip[4], ip[5]]));
         let next = ip[6];
         let tos = (ip[0] << 4) | (ip[1] >> 4);
-        let plain = at.l4_off == at.l3_off + 40
+        let plain = want_csum
+            && at.l4_off == at.l3_off + 40
             && (next == IPPROTO_TCP || next == IPPROTO_UDP || next == IPPROTO_ICMPV6);
         let csum_part = if plain {
             let pseudo = sum_bytes(&ip[8..40]) + u64::from(next) + u64::from(payload);

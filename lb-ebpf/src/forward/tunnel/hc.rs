@@ -82,6 +82,7 @@ fn prepare_job(ctx: &TcContext, backend_id: u32) -> Option<()> {
     job.ifindex = config.ifindex;
     job.flags = JOB_HC | if gue { JOB_GUE } else { 0 };
     job.bytes = ctx.len();
+    job.now = 0;
     Some(())
 }
 

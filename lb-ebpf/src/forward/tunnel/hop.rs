@@ -15,7 +15,8 @@ use crate::{
 };
 
 /// The cached next hop of `backend_id`, refreshed from the FIB (`route`)
-/// when stale. Errors: the FIB's drop counter (`DropNoNeighbour` with
+/// when stale; `now`: the time the connection table read for this packet
+/// (0: read it here). Errors: the FIB's drop counter (`DropNoNeighbour` with
 /// the next-hop event, `DropNoRoute`).
 #[inline(always)]
 pub fn get<C: Hook>(
@@ -24,14 +25,19 @@ pub fn get<C: Hook>(
     backend: &Backend,
     route: &TunnelRoute,
     key: &FlowKey,
+    now: u64,
 ) -> Result<&'static TunnelHop, Counter> {
     let hop = TUNNEL_HOPS
         .get_ptr_mut(backend_id)
         .ok_or(Counter::DropNoBackend)?;
     // SAFETY: this CPU's slot, no other writer on this CPU.
     let hop = unsafe { &mut *hop };
-    // SAFETY: plain helper call.
-    let now = unsafe { bpf_ktime_get_coarse_ns() };
+    let now = if now == 0 {
+        // SAFETY: plain helper call.
+        unsafe { bpf_ktime_get_coarse_ns() }
+    } else {
+        now
+    };
     if hop.resolved_ns != 0
         && hop.generation == backend.generation
         && now.wrapping_sub(hop.resolved_ns) <= FLOW_TOUCH_INTERVAL_NS

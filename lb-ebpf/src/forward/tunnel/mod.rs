@@ -82,6 +82,8 @@ pub struct Job {
     pub inner_len: u32,
     /// The same: TOS / traffic class.
     pub inner_tos: u32,
+    /// `Decision::now` (0: read the clock when needed).
+    pub now: u64,
     /// A packet too big once wrapped: the MTU left for the inner packet.
     pub reply_mtu: u32,
     /// The same: the inner packet's share of a GUE checksum, `u64::MAX`
@@ -128,6 +130,7 @@ pub fn forward<C: Hook>(ctx: &C, vip: &VipMeta, packet: &Packet) -> Outcome {
     job.ifindex = ctx.ingress_ifindex();
     job.flags = flags;
     job.bytes = ctx.frame_len() as u32;
+    job.now = decision.now;
     PENDING.into()
 }
 

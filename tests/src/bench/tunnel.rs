@@ -1,0 +1,135 @@
+//! The tunnel modes' cost per packet (`ipip`, `gue`; new and tracked
+//! flows) against DSR at L2's, at both hooks, in one run: the real object
+//! under BPF_PROG_TEST_RUN through the restoring wrappers, inside the NAT
+//! bed's namespace (the FIB lookups of new next hops need its routes and
+//! neighbours). Each case checks with the program's own counters that
+//! every run took the named path (`nat::measure`).
+
+use lb_common::{stats::Counter, Mode};
+use lb_userspace::config::Protocol;
+use serde::{Deserialize, Serialize};
+
+use super::{
+    nat::{load_wrappers, measure, Case, NatCase, V4_SRC},
+    Spread,
+};
+use crate::{
+    natbed::{FibNetns, BACKENDS4, IN_DEV, OUT_DEV},
+    packet::{self, Flow, ACK, SYN},
+    testbed::{vip4_tcp, Hook, VIP4},
+    tunnelbed::{tunnel_vip, TunnelBed},
+};
+
+/// All cases, DSR's measured beside them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TunnelResults {
+    /// When it was measured (UTC).
+    #[serde(default)]
+    pub date: String,
+    /// The cases (`NatCase`: name, hook, ns per packet).
+    pub cases: Vec<NatCase>,
+}
+
+impl TunnelResults {
+    /// The median of case `name` at `hook`, if measured.
+    pub fn median(&self, name: &str, hook: &str) -> Option<f64> {
+        self.cases
+            .iter()
+            .find(|c| c.name == name && c.hook == hook)
+            .map(|c| c.ns_per_packet.median)
+    }
+}
+
+/// DSR at L2, tracked flow.
+pub const DSR_TRACKED: &str = "dsr-l2 tracked flow (v4 ACK)";
+/// DSR at L2, new flow.
+pub const DSR_NEW: &str = "dsr-l2 new flow (v4 SYN)";
+/// IPIP, tracked flow (cached next hop).
+pub const IPIP_TRACKED: &str = "ipip tracked flow (v4 ACK)";
+/// IPIP, new flow (the backend's next hop cached).
+pub const IPIP_NEW: &str = "ipip new flow (v4 SYN)";
+/// GUE, tracked flow.
+pub const GUE_TRACKED: &str = "gue tracked flow (v4 ACK)";
+/// GUE, new flow.
+pub const GUE_NEW: &str = "gue new flow (v4 SYN)";
+
+/// The IPIP VIP (the DSR one is `VIP4`).
+const IPIP_VIP4: &str = "198.18.0.102";
+/// The GUE VIP.
+const GUE_VIP4: &str = "198.18.0.103";
+
+/// Measures every case at both hooks.
+pub fn run(repeat: u32, rounds: u32) -> anyhow::Result<TunnelResults> {
+    let netns = FibNetns::new()?;
+    let (in_if, out_if) = (netns.ifindex(IN_DEV)?, netns.ifindex(OUT_DEV)?);
+    netns.run(move || -> anyhow::Result<TunnelResults> {
+        super::xdp::pin_to_cpu(0)?;
+        let mut cases = Vec::new();
+        for hook in Hook::ALL {
+            cases.extend(run_hook(hook, repeat, rounds, in_if, out_if)?);
+        }
+        Ok(TunnelResults {
+            date: super::Machine::here("").date,
+            cases,
+        })
+    })?
+}
+
+fn run_hook(
+    hook: Hook,
+    repeat: u32,
+    rounds: u32,
+    in_if: u32,
+    out_if: u32,
+) -> anyhow::Result<Vec<NatCase>> {
+    let vips = [
+        vip4_tcp(),
+        tunnel_vip(IPIP_VIP4, 80, Protocol::Tcp, &BACKENDS4, Mode::Ipip),
+        tunnel_vip(GUE_VIP4, 80, Protocol::Tcp, &BACKENDS4, Mode::Gue),
+    ];
+    let mut bed = TunnelBed::new(hook, &vips, in_if, out_if)?;
+    load_wrappers(&mut bed.nat)?;
+    let flow = |dst: &str| Flow {
+        src: "198.18.0.10".parse().expect("address"),
+        dst: dst.parse().expect("address"),
+        sport: 40000,
+        dport: 80,
+    };
+    let case = |name, dst, syn: bool, counter| Case {
+        name,
+        frame: packet::tcp(&flow(dst), if syn { SYN } else { ACK }, None, b""),
+        ifindex: in_if,
+        vary_offset: if syn { V4_SRC } else { 0 },
+        counter,
+        fresh: false,
+    };
+    let cases = [
+        case(DSR_TRACKED, VIP4, false, Counter::ConntrackHit),
+        case(IPIP_TRACKED, IPIP_VIP4, false, Counter::TunnelEncap),
+        case(GUE_TRACKED, GUE_VIP4, false, Counter::TunnelEncap),
+        case(DSR_NEW, VIP4, true, Counter::ConntrackNew),
+        case(IPIP_NEW, IPIP_VIP4, true, Counter::ConntrackNew),
+        case(GUE_NEW, GUE_VIP4, true, Counter::ConntrackNew),
+    ];
+    let hook_name = match hook {
+        Hook::Xdp => "xdp",
+        Hook::Tc => "tc",
+    };
+    let mut out = Vec::new();
+    for case in &cases {
+        let ns = measure(&mut bed.nat, case, repeat, rounds)?;
+        let spread = Spread::of(&ns);
+        eprintln!(
+            "bench: {hook_name:<3} {:<44} {:>7.1} ns/packet (median of {rounds})",
+            case.name, spread.median
+        );
+        out.push(NatCase {
+            name: case.name.to_owned(),
+            hook: hook_name.to_owned(),
+            ns_per_packet: spread,
+            repeat,
+            rounds,
+        });
+    }
+    Ok(out)
+}
