@@ -1,6 +1,9 @@
 //! The one thing that differs between the two hooks the packet path runs
 //! at: where the frame is, how long it is, which interface it came in on,
-//! how checksums are patched and how an outcome becomes a verdict.
+//! how checksums are patched, how the frame grows or shrinks (tunnel
+//! headers, ICMP answers: `bpf_xdp_adjust_head/tail` at XDP,
+//! `bpf_skb_adjust_room` with the encapsulation flags and
+//! `bpf_skb_change_head/tail` at tc) and how an outcome becomes a verdict.
 //! `forward`, `nat` and `parse` are generic over [`Hook`], so XDP and tc
 //! share one source; each implementation is a handful of inlined accessors,
 //! so the XDP path compiles to what it was before tc existed.

@@ -112,9 +112,53 @@ impl TunnelBed {
         self.nat.run_on(ifindex, frame)
     }
 
+    /// Runs the tc program on `frame` as a GSO skb (a GRO'd packet) of
+    /// `segs` segments of `gso_size` payload bytes, come in on `ifindex`:
+    /// (raw verdict, frame afterwards). BPF_PROG_TEST_RUN cannot set the
+    /// GSO type, so the kernel's room helper refuses to wrap such an skb:
+    /// only the MTU decision can be tested this way.
+    pub fn run_tc_gso(
+        &mut self,
+        ifindex: u32,
+        frame: &[u8],
+        gso_size: u32,
+        segs: u32,
+    ) -> anyhow::Result<(u32, Vec<u8>)> {
+        let mut out = vec![0u8; frame.len() + 256];
+        // struct __sk_buff up to `gso_size` (offset 176).
+        let mut skb = vec![0u8; 184];
+        skb[40..44].copy_from_slice(&ifindex.to_ne_bytes());
+        skb[164..168].copy_from_slice(&segs.to_ne_bytes());
+        skb[176..180].copy_from_slice(&gso_size.to_ne_bytes());
+        let result = self
+            .nat
+            .bed
+            .dataplane
+            .tc_program()?
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                data_out: Some(&mut out),
+                ctx_in: Some(&skb),
+                ..TestRunOptions::default()
+            })
+            .context("BPF_PROG_TEST_RUN of a GSO skb")?;
+        out.truncate(result.data_size_out as usize);
+        Ok((result.return_value, out))
+    }
+
     /// Runs `tc_hc_encap` on `frame` leaving with skb mark `mark`: (raw
     /// tc verdict, frame afterwards).
     pub fn run_hc(&mut self, frame: &[u8], mark: u32) -> anyhow::Result<(u32, Vec<u8>)> {
+        let (verdict, out, _) = self.run_hc_marked(frame, mark)?;
+        Ok((verdict, out))
+    }
+
+    /// `run_hc`, also returning the skb's mark afterwards.
+    pub fn run_hc_marked(
+        &mut self,
+        frame: &[u8],
+        mark: u32,
+    ) -> anyhow::Result<(u32, Vec<u8>, u32)> {
         let mut out = vec![0u8; frame.len() + 256];
         // struct __sk_buff up to `ifindex` (offset 40): the mark at 8.
         let mut skb = vec![0u8; 44];
@@ -127,16 +171,20 @@ impl TunnelBed {
             .program_mut(names::PROG_TC_HC_ENCAP)
             .ok_or_else(|| anyhow!("no {} program", names::PROG_TC_HC_ENCAP))?
             .try_into()?;
+        // The whole struct comes back (the kernel refuses a shorter buffer).
+        let mut skb_out = vec![0u8; 256];
         let result = program
             .test_run(TestRunOptions {
                 data_in: Some(frame),
                 data_out: Some(&mut out),
                 ctx_in: Some(&skb),
+                ctx_out: Some(&mut skb_out),
                 ..TestRunOptions::default()
             })
             .context("BPF_PROG_TEST_RUN of tc_hc_encap")?;
         out.truncate(result.data_size_out as usize);
-        Ok((result.return_value, out))
+        let mark_after = u32::from_ne_bytes(skb_out[8..12].try_into()?);
+        Ok((result.return_value, out, mark_after))
     }
 
     /// The id the control plane gave backend `address` of `vip`.

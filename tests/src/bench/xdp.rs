@@ -371,7 +371,7 @@ fn possible_cpus() -> u32 {
 
 /// Keeps this thread on one CPU, so per-CPU state (LRU free lists,
 /// counters) is the same from round to round.
-pub(crate) fn pin_to_cpu(cpu: usize) -> anyhow::Result<()> {
+pub fn pin_to_cpu(cpu: usize) -> anyhow::Result<()> {
     // SAFETY: a zeroed cpu_set_t is valid; the calls only read it.
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();

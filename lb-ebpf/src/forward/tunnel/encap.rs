@@ -394,11 +394,19 @@ fn write_v4<C: Hook>(
     ip[4..8].copy_from_slice(&[0, 0, IPV4_DF, 0]);
     ip[8] = OUTER_TTL;
     ip[9] = proto;
-    ip[10..12].copy_from_slice(&[0, 0]);
     ip[12..16].copy_from_slice(&src.to_ne_bytes());
     ip[16..20].copy_from_slice(&dst.to_ne_bytes());
-    let csum = !fold16(sum_bytes(ip));
-    ip[10..12].copy_from_slice(&csum.to_be_bytes());
+    // From the values, not by reading the header back.
+    let (s, d) = (u32::from_be(src), u32::from_be(dst));
+    let sum = u64::from(0x4500 | u32::from(inner.tos))
+        + u64::from(total)
+        + u64::from(u16::from_be_bytes([IPV4_DF, 0]))
+        + u64::from(u16::from_be_bytes([OUTER_TTL, proto]))
+        + u64::from(s >> 16)
+        + u64::from(s & 0xffff)
+        + u64::from(d >> 16)
+        + u64::from(d & 0xffff);
+    ip[10..12].copy_from_slice(&(!fold16(sum)).to_be_bytes());
     if gue {
         let udp = &mut frame[ETH_LEN + 20..];
         udp[0..2].copy_from_slice(&tunnel::gue_source_port(hash).to_ne_bytes());

@@ -36,13 +36,9 @@ pub fn egress(ctx: &TcContext) -> i32 {
         let outcome = send(ctx);
         if outcome.counter == Counter::Forwarded {
             stats::count(Counter::HcEncap);
-            // The wrapped packet leaves by the balancer's interface, whose
-            // egress runs this program too: unmarked, it goes on there
-            // untouched instead of being taken for a check to wrap again
-            // (and dropped: its outer header is no flow to a VIP).
-            // SAFETY: the context pointer is the program's argument; tc
-            // programs may write `mark`.
-            unsafe { (*ctx.skb.skb).mark = 0 };
+            // Wrapped once: unmarked, it passes this program untouched
+            // where it leaves (the balancer's interface runs it too).
+            ctx.set_mark(0);
             return ctx.redirect(outcome.egress);
         }
     }

@@ -40,7 +40,9 @@ pub fn get<C: Hook>(
     };
     if hop.resolved_ns != 0
         && hop.generation == backend.generation
-        && now.wrapping_sub(hop.resolved_ns) <= FLOW_TOUCH_INTERVAL_NS
+        // Saturating: `resolved_ns` (odd, see below) may be 1 ns past a
+        // `now` read within the same clock tick.
+        && now.saturating_sub(hop.resolved_ns) <= FLOW_TOUCH_INTERVAL_NS
     {
         return Ok(hop);
     }

@@ -181,7 +181,7 @@ fn write_v4<C: Hook>(ctx: &C, l3_off: usize, quote: u32, mtu: u32, sum: u64) -> 
     ip[16..20].copy_from_slice(&quoted[12..16]);
     let csum = !fold16(sum_bytes(ip));
     ip[10..12].copy_from_slice(&csum.to_be_bytes());
-    let mtu = mtu.max(MIN_MTU_V4).min(0xffff) as u16;
+    let mtu = mtu.clamp(MIN_MTU_V4, 0xffff) as u16;
     let icmp = &mut head[20..28];
     icmp.copy_from_slice(&[3, 4, 0, 0, 0, 0, 0, 0]);
     icmp[6..8].copy_from_slice(&mtu.to_be_bytes());
