@@ -8,7 +8,12 @@
 //! (That a backend whose decap stopped goes down is `tunnel_lab`'s test.)
 //! Needs root.
 
-use std::{fs, process::Command, time::Duration};
+use std::{
+    fs,
+    net::{SocketAddr, UdpSocket},
+    process::Command,
+    time::Duration,
+};
 
 use lb_tests::{
     lab::{in_netns, Host, Lab, HTTP_PORT, VIP4},
@@ -26,6 +31,39 @@ fn accept_local(node: &Host) -> String {
         .expect("read accept_local");
     assert!(out.status.success(), "{out:?}");
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Sets `net.ipv4.conf.{all,eth0}.rp_filter` and `eth0.accept_local` in
+/// `node`'s namespace.
+fn set_reply_filters(node: &Host, rp_filter: u8, accept_local: u8) {
+    let out = Command::new("ip")
+        .args(["netns", "exec", &node.netns, "sysctl", "-qw"])
+        .arg(format!("net.ipv4.conf.all.rp_filter={rp_filter}"))
+        .arg(format!("net.ipv4.conf.eth0.rp_filter={rp_filter}"))
+        .arg(format!("net.ipv4.conf.eth0.accept_local={accept_local}"))
+        .output()
+        .expect("sysctl");
+    assert!(out.status.success(), "{out:?}");
+}
+
+/// Whether a datagram `from` (in `sender`'s namespace) reaches a socket
+/// bound to `to` in `receiver`'s.
+fn delivered(sender: &Host, from: SocketAddr, receiver: &Host, to: SocketAddr) -> bool {
+    let socket = in_netns(&receiver.netns, move || {
+        let socket = UdpSocket::bind(to).expect("bind the receiver");
+        socket
+            .set_read_timeout(Some(Duration::from_millis(500)))
+            .expect("timeout");
+        socket
+    })
+    .expect("receiver");
+    in_netns(&sender.netns, move || {
+        let socket = UdpSocket::bind(from).expect("bind the sender");
+        socket.send_to(b"reply", to).expect("send");
+    })
+    .expect("sender");
+    let mut buf = [0u8; 16];
+    socket.recv_from(&mut buf).is_ok()
 }
 
 /// How many programs `interface`'s tcx egress in `node`'s namespace runs.
@@ -77,11 +115,26 @@ fn the_check_path_exists_only_while_checks_use_it_and_a_stop_leaves_the_node_as_
     lab.start_lbd_on(&lb, "lbd", &config).expect("lbd starts");
 
     // Checks through the tunnel: the path is there and shown.
-    wait_until(
-        "backends up through the tunnel",
-        Duration::from_secs(10),
-        || all_up(&status_on(&lab, &lb), true),
-    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !all_up(&status_on(&lab, &lb), true) {
+        if std::time::Instant::now() > deadline {
+            let status = status_on(&lab, &lb);
+            let counters: Vec<_> = status.counters.iter().filter(|(_, v)| **v > 0).collect();
+            let checks: Vec<_> = status.vips[0]
+                .backends
+                .iter()
+                .map(|b| {
+                    (
+                        b.address,
+                        b.health,
+                        b.check.as_ref().and_then(|c| c.last.clone()),
+                    )
+                })
+                .collect();
+            panic!("backends not up through the tunnel: {checks:?}; counters {counters:?}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
     assert_eq!(accept_local(&lb), "1");
     for interface in ["lo", "eth0"] {
         assert!(
@@ -153,4 +206,31 @@ fn the_check_path_exists_only_while_checks_use_it_and_a_stop_leaves_the_node_as_
     for interface in ["lo", "eth0"] {
         assert_eq!(egress_programs(&lb, interface), 0, "{interface}");
     }
+}
+
+#[test]
+fn a_reply_from_the_vip_is_accepted_with_accept_local_whatever_the_rp_filter() {
+    // The master holds the VIP on eth0 (the lab puts it there); the
+    // backend replies to a check from the VIP, which it holds on lo.
+    let lab = tunnel::start_lab(1, 1).expect("tunnel lab");
+    let (lb, backend) = (lab.lb.clone(), lab.backends[0].clone());
+    let from = SocketAddr::new(VIP4.into(), HTTP_PORT);
+    for rp_filter in [0, 1, 2] {
+        for (port, accept_local) in [(5550u16, 0u8), (5551, 1)] {
+            set_reply_filters(&lb, rp_filter, accept_local);
+            let to = SocketAddr::new(lb.ipv4.into(), port + u16::from(rp_filter) * 2);
+            assert_eq!(
+                delivered(&backend, from, &lb, to),
+                accept_local == 1,
+                "rp_filter {rp_filter}, accept_local {accept_local}"
+            );
+        }
+    }
+    // IPv6 takes a packet from one of the node's own addresses as it is.
+    let vip6 = SocketAddr::new(lb_tests::lab::VIP6.into(), HTTP_PORT);
+    let to6 = SocketAddr::new(lb.ipv6.into(), 5560);
+    assert!(
+        delivered(&backend, vip6, &lb, to6),
+        "IPv6 reply from the VIP"
+    );
 }

@@ -320,6 +320,35 @@ fn hc_program(ebpf: &mut aya::Ebpf) -> anyhow::Result<&mut SchedClassifier> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{
+        config::{HealthConfig, Protocol},
+        health::TunnelPath,
+    };
+
+    #[test]
+    fn a_check_through_the_tunnel_goes_to_the_vip_with_the_backends_mark() {
+        let health = HealthConfig::default_for(Protocol::Tcp);
+        let backend: IpAddr = "198.19.2.11".parse().unwrap();
+        let vip: IpAddr = "198.18.0.100".parse().unwrap();
+        let (direct, _) = super::super::check_of(backend, 80, &health, None).unwrap();
+        assert_eq!(direct.address, "198.19.2.11:80".parse().unwrap());
+        assert_eq!(direct.through, None);
+        let path = TunnelPath {
+            mark: lb_common::tunnel::HC_MARK_BASE | 5,
+            backend,
+            source: None,
+        };
+        let (through, settings) =
+            super::super::check_of(backend, 80, &health, Some((vip, path))).unwrap();
+        assert_eq!(through.address, "198.18.0.100:80".parse().unwrap());
+        assert_eq!(through.through, Some(path));
+        assert_eq!(settings.interval, health.interval);
+        let unchecked = HealthConfig {
+            check: crate::config::CheckType::None,
+            ..health
+        };
+        assert!(super::super::check_of(backend, 80, &unchecked, Some((vip, path))).is_none());
+    }
 
     #[test]
     fn the_check_path_runs_on_loopback_and_the_balancer_interface() {
