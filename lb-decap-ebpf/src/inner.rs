@@ -52,11 +52,13 @@ const ICMPV6_DEST_UNREACH: u8 = 1;
 const ICMPV6_PKT_TOOBIG: u8 = 2;
 /// ICMPv6: time exceeded.
 const ICMPV6_TIME_EXCEED: u8 = 3;
-/// IPv6 extension headers the inner packet may not carry (hop-by-hop,
-/// routing, fragment, destination options).
+/// IPv6 hop-by-hop options header.
 const NEXTHDR_HOP: u8 = 0;
+/// IPv6 routing header.
 const NEXTHDR_ROUTING: u8 = 43;
+/// IPv6 fragment header.
 const NEXTHDR_FRAGMENT: u8 = 44;
+/// IPv6 destination options header.
 const NEXTHDR_DEST: u8 = 60;
 
 /// Checks the inner packet of `tunnel` against the configured VIPs.
@@ -120,19 +122,63 @@ fn inner_v6<C: Hook>(ctx: &C, tunnel: &Tunnel) -> Result<VipKey, DecapCounter> {
         return Err(DecapCounter::DropMalformed);
     }
     let dst = words(&ip.dst_addr);
-    match ip.next_hdr {
+    let (next, l4) = if ip.next_hdr == IPPROTO_TCP || ip.next_hdr == IPPROTO_UDP {
+        (ip.next_hdr, l4)
+    } else {
+        skip_extension_headers(ctx, ip.next_hdr, l4, end)?
+    };
+    match next {
         IPPROTO_TCP | IPPROTO_UDP => {
-            let port = dst_port(ctx, ip.next_hdr, l4, end)?;
-            Ok(vip_key(dst, port, ip.next_hdr, AF_INET6))
+            let port = dst_port(ctx, next, l4, end)?;
+            Ok(vip_key(dst, port, next, AF_INET6))
         }
         IPPROTO_ICMPV6 => {
             let quote = icmp_error(ctx, l4, end, true)?;
             quoted_v6(ctx, quote, end, dst)
         }
-        NEXTHDR_HOP | NEXTHDR_ROUTING | NEXTHDR_FRAGMENT | NEXTHDR_DEST => {
-            Err(DecapCounter::DropUnsupported)
-        }
         _ => Err(DecapCounter::DropNotVip),
+    }
+}
+
+/// Most inner IPv6 extension headers skipped (as the balancer).
+const EXT_MAX: usize = 4;
+
+/// Skips the extension headers at `off` (the first of type `next`);
+/// returns the upper-layer protocol and where its header starts.
+#[inline(always)]
+fn skip_extension_headers<C: Hook>(
+    ctx: &C,
+    mut next: u8,
+    mut off: usize,
+    end: usize,
+) -> Result<(u8, usize), DecapCounter> {
+    for index in 0..EXT_MAX {
+        match next {
+            NEXTHDR_HOP if index == 0 => {}
+            NEXTHDR_ROUTING | NEXTHDR_DEST => {}
+            NEXTHDR_HOP => return Err(DecapCounter::DropMalformed),
+            NEXTHDR_FRAGMENT => return Err(DecapCounter::DropUnsupported),
+            _ => return Ok((next, off)),
+        }
+        // Next header, length in 8-byte units beyond the first 8, then
+        // (routing) type and segments left.
+        let header: *const [u8; 8] = ptr_at(ctx, off).ok_or(DecapCounter::DropMalformed)?;
+        // SAFETY: bounds checked by ptr_at.
+        let header = unsafe { &*header };
+        if next == NEXTHDR_ROUTING && header[3] != 0 {
+            return Err(DecapCounter::DropNotVip);
+        }
+        let len = (usize::from(header[1]) + 1) * 8;
+        if off + len > end {
+            return Err(DecapCounter::DropMalformed);
+        }
+        next = header[0];
+        off += len;
+    }
+    match next {
+        NEXTHDR_FRAGMENT | NEXTHDR_ROUTING | NEXTHDR_DEST => Err(DecapCounter::DropUnsupported),
+        NEXTHDR_HOP => Err(DecapCounter::DropMalformed),
+        _ => Ok((next, off)),
     }
 }
 

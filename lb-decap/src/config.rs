@@ -5,7 +5,8 @@
 //! ```toml
 //! interface = "eth0"          # the backend's interface tunnel packets arrive on
 //! attach = "xdp"              # "xdp" (default) or "tc"
-//! xdp_mode = "auto"           # "auto" (native, else generic), "native", "generic"
+//! xdp_mode = "auto"           # "auto" (native, else generic), "native", "generic";
+//!                             # used when attaching: a running link keeps its mode
 //! addresses = ["198.19.2.11"] # outer destinations accepted; default: the interface's
 //! vips = ["198.18.0.100:80/tcp", "[2001:2::100]:443/tcp"]
 //! ipip = true                 # IPIP, IP6IP6, 4in6

@@ -9,9 +9,8 @@
 use anyhow::{anyhow, bail, Context as _};
 use aya::{
     programs::{
-        links::{FdLink, PinnedLink},
-        tc::TcAttachOptions,
-        LinkOrder, SchedClassifier, TcAttachType, Xdp, XdpMode as AyaXdpMode,
+        links::FdLink, tc::TcAttachOptions, LinkOrder, SchedClassifier, TcAttachType, Xdp,
+        XdpMode as AyaXdpMode,
     },
     Ebpf,
 };
@@ -77,13 +76,22 @@ pub enum Applied {
 pub fn apply(settings: &Settings, pins: &PinDir) -> anyhow::Result<Applied> {
     pins.prepare()?;
     let link_path = pins.link_path(settings.attach, &settings.interface);
-    let applied = if live_link(&link_path)? && pins.maps_pinned() {
+    let ifindex = crate::interface::index(&settings.interface)
+        .with_context(|| format!("interface {}", settings.interface))?;
+    let applied = if live_link(&link_path, ifindex)? && pins.maps_pinned() {
         let mut maps = Maps::from_pins(pins)?;
         maps.sync(settings)?;
         info!(interface = %settings.interface, attach = settings.attach.name(), "program still attached; configuration updated in place");
         Applied::Updated
     } else {
-        attach_fresh(settings, pins)?;
+        if let Err(error) = attach_fresh(settings, pins) {
+            // Leave no empty directories behind a failed first start.
+            if pins.links().is_empty() && !pins.maps_pinned() {
+                let _ = std::fs::remove_dir(pins.maps_dir());
+                let _ = std::fs::remove_dir(pins.root());
+            }
+            return Err(error);
+        }
         Applied::Attached
     };
     for (attach, interface, path) in pins.links() {
@@ -95,16 +103,14 @@ pub fn apply(settings: &Settings, pins: &PinDir) -> anyhow::Result<Applied> {
     Ok(applied)
 }
 
-/// Whether a link is pinned at `path` and still attached; a stale pin is
-/// removed.
-fn live_link(path: &std::path::Path) -> anyhow::Result<bool> {
+/// Whether a link is pinned at `path` and still attached to interface
+/// `ifindex` (a link whose interface was deleted, even if one of the same
+/// name came back, is defunct); a stale pin is removed.
+fn live_link(path: &std::path::Path, ifindex: u32) -> anyhow::Result<bool> {
     if !path.exists() {
         return Ok(false);
     }
-    let live = PinnedLink::from_pin(path)
-        .ok()
-        .map(FdLink::from)
-        .is_some_and(|link| link.info().is_ok_and(|info| info.program_id() != 0));
+    let live = crate::link::pinned_target(path).is_ok_and(|t| t.ifindex == ifindex);
     if !live {
         warn!(path = %path.display(), "pinned link is stale; attaching afresh");
         remove_pin(path)?;
@@ -171,14 +177,15 @@ pub fn cleanup(pins: &PinDir) -> anyhow::Result<usize> {
     Ok(removed.len())
 }
 
-/// The program id a pinned link drives, if it is live.
+/// The program id a pinned link drives, if it is attached to an
+/// interface.
 pub fn link_program(path: &std::path::Path) -> anyhow::Result<u32> {
-    let link = PinnedLink::from_pin(path)
-        .map(FdLink::from)
-        .with_context(|| format!("opening the pinned link {}", path.display()))?;
-    let info = link.info().context("reading the link's info")?;
-    if info.program_id() == 0 {
-        bail!("the link at {} is detached", path.display());
+    let target = crate::link::pinned_target(path)?;
+    if target.ifindex == 0 {
+        bail!(
+            "the link at {} is defunct (its interface is gone)",
+            path.display()
+        );
     }
-    Ok(info.program_id())
+    Ok(target.program_id)
 }

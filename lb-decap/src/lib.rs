@@ -8,6 +8,7 @@
 pub mod config;
 pub mod dataplane;
 pub mod interface;
+pub mod link;
 pub mod maps;
 pub mod object;
 pub mod pins;

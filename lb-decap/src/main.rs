@@ -85,13 +85,9 @@ fn main() -> std::process::ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     let pins = PinDir::new(&cli.pin_dir);
     let command = match (cli.cleanup, cli.command) {
+        (true, None) => Command::Cleanup,
         (true, Some(command)) => {
             anyhow::bail!("--cleanup takes no command (got {command:?}); use `lb-decap cleanup`")
-        }
-        (true, None) | (false, Some(Command::Cleanup)) => {
-            let removed = dataplane::cleanup(&pins)?;
-            info!(removed, dir = %pins.root().display(), "cleaned up");
-            return Ok(());
         }
         (false, Some(command)) => command,
         (false, None) => {
@@ -110,13 +106,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", status::report(&pins)?);
             Ok(())
         }
-        Command::Cleanup => unreachable_cleanup(),
+        Command::Cleanup => {
+            let removed = dataplane::cleanup(&pins)?;
+            info!(removed, dir = %pins.root().display(), "cleaned up");
+            Ok(())
+        }
     }
-}
-
-/// `Cleanup` is handled before the match above.
-fn unreachable_cleanup() -> anyhow::Result<()> {
-    anyhow::bail!("internal: cleanup reached the command match")
 }
 
 fn apply(config: &Path, pins: &PinDir) -> anyhow::Result<Applied> {

@@ -255,6 +255,14 @@ impl Lab {
     fn build(&mut self) -> anyhow::Result<()> {
         let sw = self.switch_netns.clone();
         self.add_netns(&sw)?;
+        // The switch is a plain L2 switch: where br_netfilter is loaded,
+        // bridged frames would otherwise go through iptables' hooks, a
+        // cost of the lab's plumbing charged to every system measured.
+        if Path::new("/proc/sys/net/bridge").exists() {
+            for family in ["iptables", "ip6tables", "arptables"] {
+                sysctl(&sw, &format!("net.bridge.bridge-nf-call-{family}"), "0")?;
+            }
+        }
         for index in 0..self.topology.networks.len() {
             let bridge = bridge_name(index);
             ip(&sw, &["link", "add", &bridge, "type", "bridge"])?;

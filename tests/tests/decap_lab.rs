@@ -74,7 +74,7 @@ fn attached_line(status: &str) -> String {
 
 #[test]
 fn lb_decap_serves_every_encapsulation_survives_restarts_and_cleans_up() {
-    let lab = DecapLab::start().expect("decap lab");
+    let mut lab = DecapLab::start().expect("decap lab");
 
     // Nothing decapsulates yet: the tunnel packets reach a stack without
     // ipip/fou and are lost.
@@ -83,6 +83,25 @@ fn lb_decap_serves_every_encapsulation_survives_restarts_and_cleans_up() {
         outer_v6: false,
     });
     assert!(lab.request(VIP4.into()).is_err(), "no decap, no answer");
+
+    // A start that fails (native XDP on lo) changes nothing.
+    let lo = lab
+        .write_config(
+            "lo.toml",
+            &format!("interface = \"lo\"\nxdp_mode = \"native\"\naddresses = [\"198.19.2.11\"]\nvips = [{VIPS}]\n"),
+        )
+        .expect("config");
+    let (code, _, stderr) = outcome(
+        &lab.lb_decap(&["apply", "--config", &lo.to_string_lossy()])
+            .expect("apply"),
+    );
+    assert_ne!(code, 0);
+    assert!(stderr.contains("attaching xdp_decap to lo"), "{stderr}");
+    assert!(
+        !lab.pin_dir.exists(),
+        "a failed start left {}",
+        lab.pin_dir.display()
+    );
 
     // XDP, the addresses taken from the interface.
     let xdp = lab
@@ -127,31 +146,21 @@ fn lb_decap_serves_every_encapsulation_survives_restarts_and_cleans_up() {
         format!("served {VIP4} for {CLIENT4}")
     );
     for round in 0..2 {
-        let log = lab.dir.join(format!("run-{round}.log"));
-        let file = std::fs::File::create(&log).expect("log");
-        let mut child = lab
-            .lb_decap_command(&["run", "--config", &xdp_arg])
-            .expect("command")
-            .stdout(file.try_clone().expect("log"))
-            .stderr(file)
-            .spawn()
+        let name = format!("run-{round}");
+        lab.spawn_lb_decap(&name, &["run", "--config", &xdp_arg])
             .expect("lb-decap run");
         wait_until("lb-decap run to apply", Duration::from_secs(10), || {
-            std::fs::read_to_string(&log).is_ok_and(|l| l.contains("running; SIGHUP"))
+            lab.log(&name).contains("running; SIGHUP")
         });
-        let text = std::fs::read_to_string(&log).expect("log");
+        let text = lab.log(&name);
         assert!(text.contains("configuration updated in place"), "{text}");
         assert_eq!(
             ask(&mut stream).expect("answer while running"),
             format!("served {VIP4} for {CLIENT4}")
         );
-        // SAFETY: plain kill(2) of our child.
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-        let status_code = child.wait().expect("wait");
-        assert!(
-            status_code.success(),
-            "lb-decap run exited with {status_code}"
-        );
+        lab.signal(&name, libc::SIGTERM).expect("SIGTERM");
+        let code = lab.wait(&name).expect("lb-decap run exits");
+        assert!(code.success(), "lb-decap run exited with {code}");
         assert_eq!(
             ask(&mut stream).expect("answer after stop"),
             format!("served {VIP4} for {CLIENT4}")
@@ -201,30 +210,21 @@ fn lb_decap_serves_every_encapsulation_survives_restarts_and_cleans_up() {
     assert!(counter(&status(&lab), "drop_not_vip") > before);
 
     // SIGHUP with the hook switched to tc: the tc link comes, XDP goes.
-    let log = lab.dir.join("run-tc.log");
-    let file = std::fs::File::create(&log).expect("log");
-    let mut child = lab
-        .lb_decap_command(&["run", "--config", &xdp_arg])
-        .expect("command")
-        .stdout(file.try_clone().expect("log"))
-        .stderr(file)
-        .spawn()
+    lab.spawn_lb_decap("run-tc", &["run", "--config", &xdp_arg])
         .expect("lb-decap run");
     wait_until("lb-decap run to apply", Duration::from_secs(10), || {
-        std::fs::read_to_string(&log).is_ok_and(|l| l.contains("running; SIGHUP"))
+        lab.log("run-tc").contains("running; SIGHUP")
     });
     std::fs::write(&xdp, config("tc", VIPS)).expect("rewrite config");
-    // SAFETY: plain kill(2) of our child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGHUP) };
+    lab.signal("run-tc", libc::SIGHUP).expect("SIGHUP");
     wait_until("the tc link", Duration::from_secs(10), || {
         lab.tc_programs().is_ok_and(|p| !p.is_empty())
             && !lab.backend_link().is_ok_and(|l| l.contains("prog/xdp"))
     });
     every_form_is_served(&lab, "tc");
     assert!(attached_line(&status(&lab)).starts_with("attached: tc on eth0"));
-    // SAFETY: as above.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    assert!(child.wait().expect("wait").success());
+    lab.signal("run-tc", libc::SIGTERM).expect("SIGTERM");
+    assert!(lab.wait("run-tc").expect("exit").success());
     assert!(
         !lab.tc_programs().expect("tcx").is_empty(),
         "the program outlives lb-decap"

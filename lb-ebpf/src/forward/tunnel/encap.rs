@@ -44,7 +44,7 @@ use crate::{
     fib::TunnelRoute,
     forward::Outcome,
     hook::Hook,
-    maps::{TUNNEL_CONFIG, TUNNEL_JOB},
+    maps::{NAT_SCRATCH, TUNNEL_CONFIG},
     nat::rewrite::Layout,
     parse::ptr_at,
 };
@@ -69,14 +69,14 @@ struct Inner {
     csum_part: Option<u64>,
 }
 
-/// What `send` returns for a packet that is too big once wrapped: the
-/// caller turns it into the answer (`answer_too_big`) or drops it.
+/// What `send` returns for a packet that is too big once wrapped (with
+/// the MTU left for the inner packet in `egress`): the caller turns it
+/// into the answer (`answer_too_big`) or drops it.
 pub const TOO_BIG: Counter = Counter::SentIcmpTooBig;
 
 /// Wraps the packet of `job` and picks its way out: `Forwarded` with the
-/// egress interface, `TOO_BIG` (nothing changed yet; `Job::reply_mtu` is
-/// the MTU left for the inner packet), or the reason it could not be
-/// sent. Health checks and ICMP errors that are too big come back as
+/// egress interface, `TOO_BIG` (nothing changed yet), or the reason it
+/// could not be sent. Health checks and ICMP errors that are too big come back as
 /// `DropNoRoute` instead.
 #[inline(always)]
 pub fn send<C: Hook>(ctx: &C, job: &Job) -> Outcome {
@@ -86,11 +86,14 @@ pub fn send<C: Hook>(ctx: &C, job: &Job) -> Outcome {
     }
 }
 
-/// Turns the frame `send` found too big into the ICMP answer (see
-/// `too_big`); the verdict counter.
+/// Turns the frame `send` found too big into the ICMP answer reporting
+/// `mtu` (see `too_big`); the verdict counter.
 #[inline(always)]
-pub fn answer_too_big<C: Hook>(ctx: &C, job: &Job) -> Counter {
+pub fn answer_too_big<C: Hook>(ctx: &C, job: &Job, mtu: u32) -> Counter {
     let l3_off = job.l3_off;
+    let Some(scratch) = NAT_SCRATCH.get(0) else {
+        return Counter::DropMalformed;
+    };
     if l3_off > L3_OFF_MAX {
         return Counter::DropMalformed;
     }
@@ -98,8 +101,8 @@ pub fn answer_too_big<C: Hook>(ctx: &C, job: &Job) -> Counter {
         ctx,
         l3_off as usize,
         job.key.family == AF_INET,
-        job.inner_len,
-        job.reply_mtu,
+        scratch.inner_len,
+        mtu,
     )
 }
 
@@ -172,10 +175,10 @@ fn try_send<C: Hook>(ctx: &C, job: &Job) -> Result<Outcome, Counter> {
             return Err(Counter::DropNoRoute);
         }
         // Answered by `answer_too_big`, from one call site.
-        let job = TUNNEL_JOB.get_ptr_mut(0).ok_or(Counter::DropMalformed)?;
-        // SAFETY: this CPU's slot, used by this program run only.
-        unsafe { (*job).reply_mtu = hop.mtu.saturating_sub(overhead) };
-        return Err(TOO_BIG);
+        return Ok(Outcome {
+            counter: TOO_BIG,
+            egress: hop.mtu.saturating_sub(overhead),
+        });
     }
     let hash = if gue || !outer_v4 { flow_hash(key) } else { 0 };
     let udp_csum_part = if gso == 0 { inner.csum_part } else { None };
@@ -235,23 +238,24 @@ fn try_send<C: Hook>(ctx: &C, job: &Job) -> Result<Outcome, Counter> {
 
 /// `inner` as values the verifier knows only by their type: the header
 /// reading has a path per family and protocol, each leaving different
-/// known values; read back from a map they are one unknown, so what
+/// known values; read back from a map (this CPU's scratch slot, where
+/// `answer_too_big` finds the length again) they are one unknown, so what
 /// follows is verified once instead of once per reading path.
 #[inline(always)]
 fn launder(inner: Inner) -> Option<Inner> {
-    let job = TUNNEL_JOB.get_ptr_mut(0)?;
-    // SAFETY: this CPU's slot, used by this program run only; volatile so
-    // the compiler keeps the round trip.
+    let scratch = NAT_SCRATCH.get_ptr_mut(0)?;
+    // SAFETY: this CPU's scratch slot, used by this program run only;
+    // volatile so the compiler keeps the round trip.
     unsafe {
-        write_volatile(addr_of_mut!((*job).inner_len), inner.len);
-        write_volatile(addr_of_mut!((*job).inner_tos), u32::from(inner.tos));
+        write_volatile(addr_of_mut!((*scratch).inner_len), inner.len);
+        write_volatile(addr_of_mut!((*scratch).inner_tos), u32::from(inner.tos));
         write_volatile(
-            addr_of_mut!((*job).csum_part),
+            addr_of_mut!((*scratch).csum_part),
             inner.csum_part.unwrap_or(u64::MAX),
         );
-        let len = read_volatile(addr_of_mut!((*job).inner_len));
-        let tos = read_volatile(addr_of_mut!((*job).inner_tos)) as u8;
-        let part = read_volatile(addr_of_mut!((*job).csum_part));
+        let len = read_volatile(addr_of_mut!((*scratch).inner_len));
+        let tos = read_volatile(addr_of_mut!((*scratch).inner_tos)) as u8;
+        let part = read_volatile(addr_of_mut!((*scratch).csum_part));
         Some(Inner {
             len: len & 0xffff,
             tos,

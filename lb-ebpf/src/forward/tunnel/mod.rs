@@ -77,18 +77,10 @@ pub struct Job {
     pub flags: u32,
     /// Length of the frame as it came (traffic counters).
     pub bytes: u32,
-    /// `encap`'s reading of the inner header, passed through memory (see
-    /// `encap::launder`): length.
-    pub inner_len: u32,
-    /// The same: TOS / traffic class.
-    pub inner_tos: u32,
+    /// Zero.
+    pub _pad: u32,
     /// `Decision::now` (0: read the clock when needed).
     pub now: u64,
-    /// A packet too big once wrapped: the MTU left for the inner packet.
-    pub reply_mtu: u32,
-    /// The same: the inner packet's share of a GUE checksum, `u64::MAX`
-    /// for none.
-    pub csum_part: u64,
 }
 
 /// Picks the backend of one packet of a tunnelled VIP and leaves the job
@@ -146,7 +138,7 @@ pub fn finish<C: Hook>(ctx: &C) -> Outcome {
     let job = unsafe { &*job };
     let outcome = encap::send(ctx, job);
     if outcome.counter == encap::TOO_BIG {
-        return encap::answer_too_big(ctx, job).into();
+        return encap::answer_too_big(ctx, job, outcome.egress).into();
     }
     if outcome.counter != Counter::Forwarded {
         return outcome;

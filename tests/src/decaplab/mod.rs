@@ -8,9 +8,8 @@
 
 use std::{
     fs,
-    io::{BufRead as _, BufReader, Read as _, Write as _},
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream},
-    os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
+    os::fd::{AsRawFd as _, OwnedFd},
     path::{Path, PathBuf},
     process::{Command, Output, Stdio},
     sync::{
@@ -22,12 +21,17 @@ use std::{
 };
 
 use anyhow::{anyhow, bail, Context as _};
-use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use socket2::{Domain, Socket, Type};
 
-use crate::{
-    decapbed::inner_proto,
-    lab::{in_netns, output, run},
-};
+mod relay;
+mod service;
+
+pub use relay::{RelayMode, Wrap};
+pub use service::ask;
+
+use relay::Sockets;
+
+use crate::lab::{in_netns, output, run};
 
 /// The VIPs the backend serves (TCP port `PORT`).
 pub const VIP4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);
@@ -50,28 +54,6 @@ const BALANCER6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 2, 0, 0, 0, 1);
 pub const GUE_PORT: u16 = lb_common::tunnel::GUE_PORT_DEFAULT;
 /// A BPF filesystem outside /sys (`ip netns exec` remounts /sys).
 const BPFFS: &str = "/run/t2-bpffs";
-/// `TUNSETIFF` (linux/if_tun.h).
-const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
-
-/// How the relay wraps the client's packets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Wrap {
-    /// IPIP / IP6IP6 / 4in6.
-    Ipip,
-    /// GUE variant 0 (4-byte header).
-    Gue0,
-    /// GUE variant 1.
-    Gue1,
-}
-
-/// The relay's current setting: the wrap and the outer family.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RelayMode {
-    /// Encapsulation.
-    pub wrap: Wrap,
-    /// Outer IPv6 (else IPv4; IPv6 inner packets always go over IPv6).
-    pub outer_v6: bool,
-}
 
 /// The lab (see the module doc).
 pub struct DecapLab {
@@ -88,6 +70,8 @@ pub struct DecapLab {
     mode: Arc<Mutex<RelayMode>>,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
+    /// lb-decap processes started with `spawn_lb_decap`, by name.
+    children: Vec<(String, std::process::Child)>,
 }
 
 impl DecapLab {
@@ -110,6 +94,7 @@ impl DecapLab {
             })),
             stop: Arc::new(AtomicBool::new(false)),
             threads: Vec::new(),
+            children: Vec::new(),
         };
         lab.build().context("building the decap lab")?;
         Ok(lab)
@@ -255,7 +240,7 @@ impl DecapLab {
         self.threads.push(std::thread::spawn(move || {
             let setup = (|| -> anyhow::Result<(OwnedFd, Sockets)> {
                 enter(&path)?;
-                Ok((open_tun("t2tun")?, Sockets::open()?))
+                Ok((relay::open_tun("t2tun")?, Sockets::open()?))
             })();
             let (tun, sockets) = match setup {
                 Ok(v) => {
@@ -267,7 +252,7 @@ impl DecapLab {
                     return;
                 }
             };
-            relay(&tun, &sockets, &mode, &stop);
+            relay::relay(&tun, &sockets, &mode, &stop);
         }));
         ready_rx
             .recv_timeout(Duration::from_secs(5))
@@ -309,7 +294,7 @@ impl DecapLab {
                     return;
                 }
             };
-            serve(&listeners, &stop);
+            service::serve(&listeners, &stop);
         }));
         ready_rx
             .recv_timeout(Duration::from_secs(5))
@@ -363,6 +348,60 @@ impl DecapLab {
         Ok(command)
     }
 
+    /// Starts `lb-decap args...` in the backend namespace as `name`, its
+    /// output in `<dir>/<name>.log`; killed when the lab drops if still
+    /// running.
+    pub fn spawn_lb_decap(&mut self, name: &str, args: &[&str]) -> anyhow::Result<()> {
+        let log = fs::File::create(self.dir.join(format!("{name}.log")))?;
+        let child = self
+            .lb_decap_command(args)?
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting lb-decap")?;
+        self.children.push((name.to_owned(), child));
+        Ok(())
+    }
+
+    /// The log of process `name`.
+    pub fn log(&self, name: &str) -> String {
+        fs::read_to_string(self.dir.join(format!("{name}.log"))).unwrap_or_default()
+    }
+
+    /// Sends `signal` to process `name`.
+    pub fn signal(&self, name: &str, signal: i32) -> anyhow::Result<()> {
+        let (_, child) = self
+            .children
+            .iter()
+            .find(|(n, _)| n == name)
+            .ok_or_else(|| anyhow!("no process {name}"))?;
+        // SAFETY: plain kill(2) of our own child (not yet waited for).
+        if unsafe { libc::kill(child.id() as i32, signal) } != 0 {
+            bail!("kill {name}: {}", std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Waits (at most 10 s) for process `name` to exit.
+    pub fn wait(&mut self, name: &str) -> anyhow::Result<std::process::ExitStatus> {
+        let index = self
+            .children
+            .iter()
+            .position(|(n, _)| n == name)
+            .ok_or_else(|| anyhow!("no process {name}"))?;
+        let (_, mut child) = self.children.remove(index);
+        for _ in 0..500 {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        bail!("{name} did not exit within 10 s:\n{}", self.log(name))
+    }
+
     /// `ip -d link show eth0` in the backend namespace.
     pub fn backend_link(&self) -> anyhow::Result<String> {
         output("ip", &["-n", &self.backend, "-d", "link", "show", "eth0"])
@@ -385,6 +424,16 @@ impl DecapLab {
 
 impl Drop for DecapLab {
     fn drop(&mut self) {
+        for (name, mut child) in self.children.drain(..) {
+            if std::thread::panicking() {
+                eprintln!(
+                    "--- {name} log ---\n{}",
+                    fs::read_to_string(self.dir.join(format!("{name}.log"))).unwrap_or_default()
+                );
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
         self.stop.store(true, Ordering::SeqCst);
         for thread in self.threads.drain(..) {
             let _ = thread.join();
@@ -396,18 +445,6 @@ impl Drop for DecapLab {
         }
         let _ = fs::remove_dir_all(&self.dir);
     }
-}
-
-/// Sends one line and reads the answer line.
-pub fn ask(stream: &mut TcpStream) -> anyhow::Result<String> {
-    stream.write_all(b"hello\n")?;
-    let mut line = String::new();
-    let mut reader = BufReader::new(stream.try_clone()?);
-    reader.read_line(&mut line).context("reading the answer")?;
-    if line.is_empty() {
-        bail!("connection closed without an answer");
-    }
-    Ok(line.trim().to_owned())
 }
 
 /// The lb-decap binary: `$LB_DECAP_BIN`, or next to the test binary.
@@ -430,150 +467,6 @@ pub fn decap_binary() -> anyhow::Result<PathBuf> {
     Ok(candidate)
 }
 
-/// The relay's sockets: raw IPIP/IPv6-in-IP and UDP for GUE, per family.
-struct Sockets {
-    ipip4: Socket,
-    ip6ip6: Socket,
-    ip4in6: Socket,
-    udp4: Socket,
-    udp6: Socket,
-}
-
-impl Sockets {
-    fn open() -> anyhow::Result<Self> {
-        let raw = |domain, proto: i32| {
-            Socket::new(domain, Type::RAW, Some(Protocol::from(proto))).context("raw socket")
-        };
-        Ok(Self {
-            ipip4: raw(Domain::IPV4, 4)?,
-            ip6ip6: raw(Domain::IPV6, 41)?,
-            ip4in6: raw(Domain::IPV6, 4)?,
-            udp4: Socket::new(Domain::IPV4, Type::DGRAM, None)?,
-            udp6: Socket::new(Domain::IPV6, Type::DGRAM, None)?,
-        })
-    }
-
-    /// Sends `inner` to the backend as `mode` says.
-    fn send(&self, mode: RelayMode, inner: &[u8]) -> std::io::Result<usize> {
-        let v6_inner = inner.first().is_some_and(|b| b >> 4 == 6);
-        let outer_v6 = mode.outer_v6 || v6_inner;
-        let backend: IpAddr = if outer_v6 {
-            BACKEND6.into()
-        } else {
-            BACKEND4.into()
-        };
-        match mode.wrap {
-            Wrap::Ipip => {
-                let socket = match (outer_v6, v6_inner) {
-                    (false, _) => &self.ipip4,
-                    (true, true) => &self.ip6ip6,
-                    (true, false) => &self.ip4in6,
-                };
-                socket.send_to(inner, &SockAddr::from(SocketAddr::new(backend, 0)))
-            }
-            Wrap::Gue0 | Wrap::Gue1 => {
-                let payload = if mode.wrap == Wrap::Gue0 {
-                    [vec![0, inner_proto(inner), 0, 0], inner.to_vec()].concat()
-                } else {
-                    inner.to_vec()
-                };
-                let socket = if outer_v6 { &self.udp6 } else { &self.udp4 };
-                socket.send_to(
-                    &payload,
-                    &SockAddr::from(SocketAddr::new(backend, GUE_PORT)),
-                )
-            }
-        }
-    }
-}
-
-fn relay(tun: &OwnedFd, sockets: &Sockets, mode: &Mutex<RelayMode>, stop: &AtomicBool) {
-    let mut buf = vec![0u8; 65_536];
-    while !stop.load(Ordering::SeqCst) {
-        let mut poll = libc::pollfd {
-            fd: tun.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one pollfd, bounded wait.
-        if unsafe { libc::poll(&mut poll, 1, 100) } <= 0 {
-            continue;
-        }
-        // SAFETY: reading into our buffer from our fd.
-        let n = unsafe { libc::read(tun.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-        if n <= 0 {
-            continue;
-        }
-        let current = mode.lock().map(|m| *m).unwrap_or(RelayMode {
-            wrap: Wrap::Ipip,
-            outer_v6: false,
-        });
-        // A lost packet is retransmitted by TCP; the test sees failures.
-        let _ = sockets.send(current, &buf[..n as usize]);
-    }
-}
-
-fn serve(listeners: &[TcpListener], stop: &Arc<AtomicBool>) {
-    let mut handlers = Vec::new();
-    while !stop.load(Ordering::SeqCst) {
-        let mut accepted = false;
-        for listener in listeners {
-            if let Ok((stream, peer)) = listener.accept() {
-                accepted = true;
-                let stop = stop.clone();
-                handlers.push(std::thread::spawn(move || answer(stream, peer, &stop)));
-            }
-        }
-        if !accepted {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-    for handler in handlers {
-        let _ = handler.join();
-    }
-}
-
-/// Answers every line with the peer address the service saw.
-fn answer(mut stream: TcpStream, peer: SocketAddr, stop: &AtomicBool) {
-    if stream.set_nonblocking(false).is_err()
-        || stream
-            .set_read_timeout(Some(Duration::from_millis(100)))
-            .is_err()
-    {
-        return;
-    }
-    let mut buf = [0u8; 512];
-    while !stop.load(Ordering::SeqCst) {
-        match stream.read(&mut buf) {
-            Ok(0) => return,
-            Ok(_) => {
-                if stream
-                    .write_all(
-                        format!(
-                            "served {} for {}\n",
-                            stream
-                                .local_addr()
-                                .map(|a| a.ip().to_string())
-                                .unwrap_or_default(),
-                            peer.ip()
-                        )
-                        .as_bytes(),
-                    )
-                    .is_err()
-                {
-                    return;
-                }
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(_) => return,
-        }
-    }
-}
-
 fn enter(netns: &Path) -> anyhow::Result<()> {
     let file = fs::File::open(netns).with_context(|| format!("opening {}", netns.display()))?;
     // SAFETY: setns on a namespace fd affects only this thread.
@@ -585,27 +478,6 @@ fn enter(netns: &Path) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-/// Creates TUN device `name` (no packet info header) in this thread's
-/// namespace.
-fn open_tun(name: &str) -> anyhow::Result<OwnedFd> {
-    // SAFETY: plain open(2).
-    let fd = unsafe { libc::open(c"/dev/net/tun".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error()).context("opening /dev/net/tun");
-    }
-    // SAFETY: fd is ours.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    let mut request = [0u8; 40];
-    request[..name.len()].copy_from_slice(name.as_bytes());
-    let flags = (libc::IFF_TUN | libc::IFF_NO_PI) as u16;
-    request[16..18].copy_from_slice(&flags.to_ne_bytes());
-    // SAFETY: an ifreq-sized buffer for TUNSETIFF.
-    if unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETIFF, request.as_mut_ptr()) } != 0 {
-        return Err(std::io::Error::last_os_error()).context("TUNSETIFF");
-    }
-    Ok(fd)
 }
 
 fn ensure_bpffs() -> anyhow::Result<()> {
