@@ -2,8 +2,9 @@
 //! bed around the real XDP object, and a lab of network namespaces with
 //! real nginx backends that cleans up after itself; the checks behind the
 //! fuzz targets and the reference parser that judges the data plane; the
-//! helpers the integration tests share; PostgreSQL, PgBouncer and pgbench
-//! for the database scenario.
+//! helpers the integration tests share (HTTP over plain sockets reading
+//! what nginx saw, the tunnel lab's lb-decap and lbd configs); PostgreSQL,
+//! PgBouncer and pgbench for the database scenario.
 pub mod bench;
 pub mod client;
 pub mod corpus;

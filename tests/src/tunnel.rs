@@ -14,7 +14,10 @@ use std::{
 
 use anyhow::{bail, Context as _};
 
-use crate::lab::{lbd_binary, Host, Lab, HTTP_PORT, VIP4, VIP6};
+use crate::{
+    decaplab::decap_binary,
+    lab::{Host, Lab, HTTP_PORT, VIP4, VIP6},
+};
 
 /// A second IPv4 VIP, served over IPv6 backends (4in6); the backends hold
 /// it on `lo` beside the lab's VIPs.
@@ -25,21 +28,6 @@ pub const SOURCE4: &str = "198.18.200.0/24";
 pub const SOURCE6: &str = "2001:2:f0::/64";
 /// The GUE port of the lab (lbd's default).
 pub const GUE_PORT: u16 = lb_common::tunnel::GUE_PORT_DEFAULT;
-
-/// The lb-decap binary: `$LB_DECAP_BIN`, or next to lbd.
-pub fn decap_binary() -> anyhow::Result<PathBuf> {
-    if let Some(path) = std::env::var_os("LB_DECAP_BIN") {
-        return Ok(PathBuf::from(path));
-    }
-    let path = lbd_binary()?.with_file_name("lb-decap");
-    if !path.exists() {
-        bail!(
-            "lb-decap not found at {}: build it first (`cargo build -p lb-decap`) or set LB_DECAP_BIN",
-            path.display()
-        );
-    }
-    Ok(path)
-}
 
 /// One tunnelled VIP: its address and whether its backends are addressed
 /// by IPv6 (4in6 for an IPv4 VIP).

@@ -134,8 +134,10 @@ fn balances(lab: &Lab, what: &str, vip: TunnelVip, forwarding: &str) {
         nonzero(&status_on(lab, &lab.lb))
     );
     let before = status_on(lab, &lab.lb);
+    let unwrapped_before = decap_counters(lab);
     let run = burst(&lab.client.netns, address, REQUESTS);
     let after = status_on(lab, &lab.lb);
+    let unwrapped_after = decap_counters(lab);
     assert_eq!(
         run.failed,
         0,
@@ -188,11 +190,50 @@ fn balances(lab: &Lab, what: &str, vip: TunnelVip, forwarding: &str) {
     for drop in DROPS {
         assert_eq!(grown(&before, &after, drop), 0, "{what}: {drop}");
     }
+    // And the backends' lb-decap unwrapped exactly those, each at least
+    // five packets per connection it served, refusing none.
+    let counter = format!("decap_{forwarding}");
+    let mut unwrapped = 0;
+    for (backend, (old, new)) in lab
+        .backends
+        .iter()
+        .zip(unwrapped_before.iter().zip(&unwrapped_after))
+    {
+        let count = |c: &BTreeMap<String, u64>, name: &str| c.get(name).copied().unwrap_or(0);
+        let grew = count(new, &counter) - count(old, &counter);
+        let served = run.by_backend.get(&backend.name).copied().unwrap_or(0);
+        assert!(
+            grew >= 5 * served,
+            "{what}: {} unwrapped {grew} packets ({counter}) for {served} connections",
+            backend.name
+        );
+        for refusal in ["drop_not_vip", "drop_malformed", "drop_unsupported"] {
+            assert_eq!(
+                count(new, refusal),
+                count(old, refusal),
+                "{what}: {}'s lb-decap {refusal}",
+                backend.name
+            );
+        }
+        unwrapped += grew;
+    }
+    assert_eq!(
+        unwrapped, encapsulated,
+        "{what}: packets the backends unwrapped vs packets lbd wrapped"
+    );
     assert_eq!(vip_status(&after, address).mode, forwarding, "{what}");
     eprintln!(
         "tunnel {what}: {REQUESTS} connections, shares {:?}, encapsulated {encapsulated}",
         run.by_backend
     );
+}
+
+/// Every backend's lb-decap counters, in the lab's backend order.
+fn decap_counters(lab: &Lab) -> Vec<BTreeMap<String, u64>> {
+    lab.backends
+        .iter()
+        .map(|b| tunnel::decap_counters(lab, b).expect("lb-decap status"))
+        .collect()
 }
 
 /// The client's cached path MTU towards `vip` (None: no exception cached).
@@ -488,12 +529,21 @@ fn checks_through_the_tunnel_take_out_a_backend_whose_decap_stopped() {
             ..TunnelSpec::new("xdp", forwarding, &["b1", "b2"])
         };
         start_lbd(&mut lab, &lb, &name, &spec);
-        wait_until("both backends up", Duration::from_secs(10), || {
-            vip_status(&status_on(&lab, &lab.lb), vip)
-                .backends
-                .iter()
-                .all(|b| b.health == HealthStatus::Up)
-        });
+        let up = Instant::now();
+        while !vip_status(&status_on(&lab, &lb), vip)
+            .backends
+            .iter()
+            .all(|b| b.health == HealthStatus::Up)
+        {
+            assert!(
+                up.elapsed() < Duration::from_secs(10),
+                "{what}: the backends are not up after 10 s: {:?}; counters {:?}; b1's decap counters {:?}",
+                vip_status(&status_on(&lab, &lb), vip).backends,
+                nonzero(&status_on(&lab, &lb)),
+                tunnel::decap_counters(&lab, &b1)
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
         let before = status_on(&lab, &lb);
         thread::sleep(Duration::from_millis(700));
         let after = status_on(&lab, &lb);

@@ -26,5 +26,6 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     bench_args.extend(args.runner_args.iter().map(String::as_str));
     let mut cmd = command("cargo", &bench_args);
     cmd.env("LBD_BIN", root().join("target/release/lbd"));
+    cmd.env("LB_DECAP_BIN", root().join("target/release/lb-decap"));
     exec(&mut cmd)
 }

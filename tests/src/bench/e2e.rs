@@ -440,7 +440,22 @@ pub fn run_tunnel(load: &Load) -> anyhow::Result<E2eResults> {
     }
     lab.wait_for_backends()?;
     let target = Target::of(&lab, 80);
-    measure(&mut lab, TUNNEL_SYSTEMS, &target, load)
+    let results = measure(&mut lab, TUNNEL_SYSTEMS, &target, load)?;
+    // The tunnelled rows measured tunnels: every backend unwrapped both
+    // kinds of packet (a system that fell back to something else would
+    // leave its counter at zero).
+    for backend in &lab.backends {
+        let counters = crate::tunnel::decap_counters(&lab, backend)?;
+        for name in ["decap_ipip", "decap_gue"] {
+            if counters.get(name).copied().unwrap_or(0) == 0 {
+                bail!(
+                    "{}'s lb-decap unwrapped nothing ({name} is 0): the tunnel rows did not go through tunnels",
+                    backend.name
+                );
+            }
+        }
+    }
+    Ok(results)
 }
 
 /// How hard and how long wrk pushes.

@@ -128,10 +128,10 @@ pub struct Results {
     /// lb-decap's cost per packet on a backend, XDP and tc.
     #[serde(default)]
     pub decap: Option<decap::DecapResults>,
-    /// The tunnel modes' cost per packet, XDP and tc, against DSR.
-    #[serde(default)]
-    pub tunnel: Option<tunnel::TunnelResults>,
     /// End to end: `ipip` and `gue` against `dsr-l2` and HAProxy.
     #[serde(default)]
     pub e2e_tunnel: Option<e2e::E2eResults>,
+    /// The tunnel modes' cost per packet, XDP and tc, against DSR.
+    #[serde(default)]
+    pub tunnel: Option<tunnel::TunnelResults>,
 }

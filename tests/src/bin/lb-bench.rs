@@ -31,9 +31,9 @@ struct Args {
     /// Flows to put in the connection table for the second XDP pass.
     #[arg(long, default_value_t = 1_000_000)]
     prefill: u32,
-    /// Only these benchmarks (xdp, nat, tunnel, decap, maglev, memory, e2e, e2e-nat,
-    /// e2e-tunnel, failover);
-    /// default all. The others keep what the results file holds.
+    /// Only these benchmarks (xdp, nat, tunnel, decap, maglev, memory, e2e,
+    /// e2e-nat, e2e-tunnel, failover); default all. The others keep what the
+    /// results file holds.
     #[arg(long)]
     only: Vec<String>,
     /// Regenerate the report and plot from the existing results file
@@ -135,8 +135,8 @@ fn main() -> anyhow::Result<()> {
         nat: nat.or_else(|| old.as_ref().and_then(|r| r.nat.clone())),
         e2e_nat: e2e_nat.or_else(|| old.as_ref().and_then(|r| r.e2e_nat.clone())),
         decap: decap.or_else(|| old.as_ref().and_then(|r| r.decap.clone())),
-        tunnel: tunnel.or_else(|| old.as_ref().and_then(|r| r.tunnel.clone())),
         e2e_tunnel: e2e_tunnel.or_else(|| old.as_ref().and_then(|r| r.e2e_tunnel.clone())),
+        tunnel: tunnel.or_else(|| old.as_ref().and_then(|r| r.tunnel.clone())),
     };
     if let Some(dir) = args.out.parent() {
         std::fs::create_dir_all(dir)?;
