@@ -248,6 +248,18 @@ impl Balancer {
         self.tunnel = tunnel;
     }
 
+    /// Serves tunnelled VIPs with `config` as written (sources already
+    /// resolved; a family has a source when its prefix is not all zero):
+    /// for test beds and tools that fill `TUNNEL_CONFIG` themselves
+    /// rather than from an interface and `[tunnel]`.
+    pub fn set_tunnel_config(&mut self, config: TunnelConfig) {
+        self.tunnel = NodeTunnel {
+            config,
+            ipv4: config.source_v4 != 0,
+            ipv6: config.source_v6 != [0; 4],
+        };
+    }
+
     /// The tunnel settings in force.
     pub(crate) fn tunnel(&self) -> &NodeTunnel {
         &self.tunnel
