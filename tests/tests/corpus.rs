@@ -187,9 +187,10 @@ fn corpus_entries_are_tx_exactly_when_they_are_valid_vip_traffic() {
         );
     }
     // Every verdict counter is exercised, but one that needs a VIP without
-    // backends and the NAT mode's, which need NAT state, routes and
-    // neighbours: tests/tests/nat_dataplane.rs covers each of those.
-    let needs_nat = [
+    // backends and the routed modes' (NAT, tunnels), which need NAT state,
+    // routes and neighbours: tests/tests/nat_dataplane.rs and
+    // tunnel_dataplane.rs cover each of those.
+    let needs_routes = [
         Counter::DropNatPortsExhausted,
         Counter::DropNatTableFull,
         Counter::DropNoRoute,
@@ -198,10 +199,11 @@ fn corpus_entries_are_tx_exactly_when_they_are_valid_vip_traffic() {
         Counter::DropTtlExceeded,
         Counter::ForwardedNatReply,
         Counter::ForwardedNatIcmpError,
+        Counter::SentIcmpTooBig,
     ];
     for counter in Counter::ALL
         .into_iter()
-        .filter(|c| c.is_verdict() && *c != Counter::DropNoBackend && !needs_nat.contains(c))
+        .filter(|c| c.is_verdict() && *c != Counter::DropNoBackend && !needs_routes.contains(c))
     {
         assert!(
             entries.iter().any(|e| e.counter == counter),
