@@ -248,6 +248,18 @@ impl Balancer {
         self.tunnel = tunnel;
     }
 
+    /// Serves tunnelled VIPs with `config` as `TUNNEL_CONFIG`, both outer
+    /// families sourced from its prefixes: for test beds and tools that
+    /// set the entry themselves instead of resolving `[tunnel]` against
+    /// an interface (lbd's engine uses `set_tunnel`).
+    pub fn set_tunnel_config(&mut self, config: TunnelConfig) {
+        self.tunnel = crate::tunnel::NodeTunnel {
+            config,
+            ipv4: true,
+            ipv6: true,
+        };
+    }
+
     /// The tunnel settings in force.
     pub(crate) fn tunnel(&self) -> &NodeTunnel {
         &self.tunnel

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 
 use anyhow::{anyhow, Context as _};
 use aya::{
-    maps::{Array, PerCpuArray},
+    maps::PerCpuArray,
     programs::{SchedClassifier, TestRun as _, TestRunOptions},
 };
 use lb_common::{consts::names, tunnel::GUE_PORT_DEFAULT, Mode, TunnelConfig, TunnelHop};
@@ -86,14 +86,14 @@ impl TunnelBed {
             conntrack: 4096,
             nat_flows: 1024,
         };
-        let mut nat = NatBed::with_sizes(hook, vips, in_if, out_if, sizes)?;
+        // The VIPs go in once the balancer knows the outer sources (it
+        // refuses tunnelled backends without one, as lbd does).
+        let mut nat = NatBed::with_sizes(hook, &[], in_if, out_if, sizes)?;
         let config = config(in_if);
+        nat.bed.balancer.set_tunnel_config(config);
+        nat.bed.apply(vips)?;
+        // The balancer wrote `config` to TUNNEL_CONFIG with the VIPs.
         let ebpf = nat.bed.dataplane.ebpf_mut();
-        let mut map: Array<_, TunnelConfig> = Array::try_from(
-            ebpf.map_mut(names::MAP_TUNNEL_CONFIG)
-                .ok_or_else(|| anyhow!("no {} map", names::MAP_TUNNEL_CONFIG))?,
-        )?;
-        map.set(0, config, 0).context("writing TUNNEL_CONFIG")?;
         let hc: &mut SchedClassifier = ebpf
             .program_mut(names::PROG_TC_HC_ENCAP)
             .ok_or_else(|| anyhow!("no {} program", names::PROG_TC_HC_ENCAP))?
