@@ -180,7 +180,15 @@ fn try_send<C: Hook>(ctx: &C, job: &Job) -> Result<Outcome, Counter> {
             egress: hop.mtu.saturating_sub(overhead),
         });
     }
-    let hash = if gue || !outer_v4 { flow_hash(key) } else { 0 };
+    // GUE's source port and IPv6's flow label; a tracked flow's entry
+    // kept it (a hash is a chain of ten dependent multiplications).
+    let hash = if !gue && outer_v4 {
+        0
+    } else if job.hash != 0 {
+        job.hash
+    } else {
+        flow_hash(key)
+    };
     let udp_csum_part = if gso == 0 { inner.csum_part } else { None };
     let mut flags = if outer_v4 {
         BPF_F_ADJ_ROOM_ENCAP_L3_IPV4
