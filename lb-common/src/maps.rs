@@ -93,8 +93,11 @@ pub struct FlowEntry {
     pub last_seen_ns: u64,
     /// `FLOW_F_*`.
     pub flags: u32,
-    /// Zero.
-    pub _pad: u32,
+    /// `hash::flow_hash` of the flow's key, as the data plane computed it
+    /// when it pinned the flow (to pick the backend); 0: not known (entries
+    /// lbd writes), computed again when needed. Saves a tracked GUE (or
+    /// IPv6-outer) flow's packets the hash for their outer header.
+    pub hash: u32,
 }
 
 /// Node-wide settings written by lbd (a one-entry array).

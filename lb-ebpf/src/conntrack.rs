@@ -29,6 +29,9 @@ pub struct Decision {
     /// `bpf_ktime_get_coarse_ns()` as the table update read it, 0 if
     /// none did (a routed mode's next-hop cache reuses it).
     pub now: u64,
+    /// The flow's `flow_hash` if known (the pick's, or the one its entry
+    /// kept), else 0.
+    pub hash: u32,
 }
 
 /// The backend of this packet's flow: the tracked one if it is still
@@ -40,8 +43,8 @@ pub fn decide(vip: &VipMeta, packet: &Packet) -> Option<Decision> {
     // miss. A retransmitted SYN finds its entry and takes the tracked path.
     if packet.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN {
         let key = &packet.key;
-        let (backend_id, backend) = select::pick(vip, key)?;
-        let entry = new_entry(backend_id, &backend, packet);
+        let (backend_id, backend, hash) = select::pick_hashed(vip, key)?;
+        let entry = new_entry(backend_id, &backend, packet, hash);
         let now = entry.last_seen_ns;
         match CONNTRACK.insert(key, entry, u64::from(BPF_NOEXIST)) {
             Ok(()) => {
@@ -51,10 +54,11 @@ pub fn decide(vip: &VipMeta, packet: &Packet) -> Option<Decision> {
                     backend,
                     new_flow: true,
                     now,
+                    hash,
                 });
             }
             Err(EEXIST) => {}
-            Err(_) => return Some(insert_failed(vip, packet, backend_id, backend)),
+            Err(_) => return Some(insert_failed(vip, packet, backend_id, backend, hash)),
         }
     }
     tracked_or_new(vip, packet)
@@ -75,26 +79,29 @@ fn tracked_or_new(vip: &VipMeta, packet: &Packet) -> Option<Decision> {
                 backend,
                 new_flow: false,
                 now,
+                hash: entry.hash,
             });
         }
         // The pinned backend is gone: hash again and re-pin in place.
-        let (backend_id, backend) = select::pick(vip, key)?;
+        let (backend_id, backend, hash) = select::pick_hashed(vip, key)?;
         stats::count(Counter::ConntrackRehash);
         entry.backend_id = backend_id;
         entry.backend_generation = backend.generation;
+        entry.hash = hash;
         let now = touch(entry, packet.tcp_flags);
         return Some(Decision {
             backend_id,
             backend,
             new_flow: false,
             now,
+            hash,
         });
     }
-    let (backend_id, backend) = select::pick(vip, key)?;
-    let entry = new_entry(backend_id, &backend, packet);
+    let (backend_id, backend, hash) = select::pick_hashed(vip, key)?;
+    let entry = new_entry(backend_id, &backend, packet, hash);
     let now = entry.last_seen_ns;
     if CONNTRACK.insert(key, entry, 0).is_err() {
-        return Some(insert_failed(vip, packet, backend_id, backend));
+        return Some(insert_failed(vip, packet, backend_id, backend, hash));
     }
     stats::count(Counter::ConntrackNew);
     Some(Decision {
@@ -102,25 +109,32 @@ fn tracked_or_new(vip: &VipMeta, packet: &Packet) -> Option<Decision> {
         backend,
         new_flow: true,
         now,
+        hash,
     })
 }
 
 #[inline(always)]
-fn new_entry(backend_id: u32, backend: &Backend, packet: &Packet) -> FlowEntry {
+fn new_entry(backend_id: u32, backend: &Backend, packet: &Packet, hash: u32) -> FlowEntry {
     FlowEntry {
         backend_id,
         backend_generation: backend.generation,
         // SAFETY: plain helper call.
         last_seen_ns: unsafe { bpf_ktime_get_coarse_ns() },
         flags: flow_flags(packet.tcp_flags),
-        _pad: 0,
+        hash,
     }
 }
 
 /// A full table (plain hash) or a failed allocation: the flow still goes
 /// to its Maglev backend, untracked; counted and reported.
 #[inline(always)]
-fn insert_failed(vip: &VipMeta, packet: &Packet, backend_id: u32, backend: Backend) -> Decision {
+fn insert_failed(
+    vip: &VipMeta,
+    packet: &Packet,
+    backend_id: u32,
+    backend: Backend,
+    hash: u32,
+) -> Decision {
     stats::count(Counter::ConntrackInsertFailed);
     stats::report(EVENT_CONNTRACK_INSERT_FAILED, vip.id, &packet.key);
     Decision {
@@ -128,6 +142,7 @@ fn insert_failed(vip: &VipMeta, packet: &Packet, backend_id: u32, backend: Backe
         backend,
         new_flow: true,
         now: 0,
+        hash,
     }
 }
 
@@ -145,15 +160,17 @@ pub fn peek(vip: &VipMeta, key: &FlowKey) -> Option<Decision> {
                 backend,
                 new_flow: false,
                 now: 0,
+                hash: entry.hash,
             });
         }
     }
-    let (backend_id, backend) = select::pick(vip, key)?;
+    let (backend_id, backend, hash) = select::pick_hashed(vip, key)?;
     Some(Decision {
         backend_id,
         backend,
         new_flow: false,
         now: 0,
+        hash,
     })
 }
 

@@ -13,16 +13,24 @@ use crate::maps::{BACKENDS, MAGLEV};
 /// has no live backend in that slot.
 #[inline(always)]
 pub fn pick(vip: &VipMeta, key: &FlowKey) -> Option<(u32, Backend)> {
+    pick_hashed(vip, key).map(|(id, backend, _)| (id, backend))
+}
+
+/// `pick`, with the flow's hash (`flow_hash`) it used: the connection
+/// table keeps it for the tunnel modes' outer headers.
+#[inline(always)]
+pub fn pick_hashed(vip: &VipMeta, key: &FlowKey) -> Option<(u32, Backend, u32)> {
     if vip.table_size == 0 {
         return None;
     }
-    let slot = flow_hash(key) % vip.table_size;
+    let hash = flow_hash(key);
+    let slot = hash % vip.table_size;
     let id = *MAGLEV.get(maglev_index(vip.id, vip.active_table & 1, slot))?;
     if id == NO_BACKEND {
         return None;
     }
     let backend = live_backend(id)?;
-    Some((id, backend))
+    Some((id, backend, hash))
 }
 
 /// The backend with this id if it can take packets.

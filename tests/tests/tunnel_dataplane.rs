@@ -20,7 +20,7 @@ use lb_common::{
     hash::flow_hash,
     stats::Counter,
     tunnel::{self, HC_MARK_BASE, IPPROTO_IPIP, IPPROTO_IPV6, OUTER_TTL},
-    FlowKey, Mode,
+    FlowEntry, FlowKey, Mode,
 };
 use lb_tests::{
     natbed::{
@@ -282,6 +282,11 @@ fn new_then_tracked(
         .flow(&key)
         .expect("read")
         .expect("tracked");
+    assert_eq!(
+        entry.hash,
+        flow_hash(&key),
+        "the entry keeps the pick's hash"
+    );
     let backend = bed
         .backend_address(&config, entry.backend_id)
         .expect("backend");
@@ -349,6 +354,21 @@ fn new_then_tracked(
         (first.len() + second.len()) as u64,
         "traffic counts the frames as they came"
     );
+
+    // An entry without the hash (as lbd's replication writes them): the
+    // packet hashes the flow itself, to the same outer header.
+    let unhashed = FlowEntry { hash: 0, ..entry };
+    bed.nat
+        .bed
+        .dataplane
+        .install_flow(&key, &unhashed)
+        .expect("install");
+    let third = frame(&flow, protocol, ACK, b"again");
+    let (verdict, out) = bed.run_on(bed.nat.in_if, &third).expect("test run");
+    assert_eq!(verdict, bed.verdicts().redirect);
+    let inner: &'static [u8] = Box::leak(third[14..].to_vec().into_boxed_slice());
+    check_wrapped(&out, &want(inner));
+    assert_eq!(counter(bed, Counter::TunnelEncap), 3);
 }
 
 fn ipip_v4(hook: Hook) {

@@ -287,7 +287,7 @@ mod tests {
             backend_generation: id.1,
             last_seen_ns: NOW - age_s * SECOND,
             flags,
-            _pad: 0,
+            hash: 0,
         }
     }
 

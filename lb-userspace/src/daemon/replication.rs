@@ -367,7 +367,7 @@ fn entry_for(record: &FlowRecord, balancer: &Balancer, now: u64) -> Option<(Flow
         backend_generation: backend.generation,
         last_seen_ns: now.saturating_sub(u64::from(record.age_ms) * 1_000_000),
         flags: u32::from(record.flags),
-        _pad: 0,
+        hash: 0,
     };
     Some((key, entry))
 }
@@ -426,7 +426,7 @@ mod tests {
             backend_generation: generation,
             last_seen_ns: 1_000_000_000,
             flags: 0,
-            _pad: 0,
+            hash: 0,
         };
         let record = record(&key, &entry, &names, 1_500_000_000).unwrap();
         assert_eq!(record.backend, "198.18.0.12".parse::<IpAddr>().unwrap());

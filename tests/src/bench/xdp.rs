@@ -246,7 +246,7 @@ impl Bench {
                 backend_generation: 1,
                 last_seen_ns: 0,
                 flags: 0,
-                _pad: 0,
+                hash: 0,
             };
             self.dataplane.install_flow(&key, &entry)?;
         }

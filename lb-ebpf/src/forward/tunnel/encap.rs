@@ -180,7 +180,15 @@ fn try_send<C: Hook>(ctx: &C, job: &Job) -> Result<Outcome, Counter> {
             egress: hop.mtu.saturating_sub(overhead),
         });
     }
-    let hash = if gue || !outer_v4 { flow_hash(key) } else { 0 };
+    // GUE's source port and IPv6's flow label; a tracked flow's entry
+    // kept it (a hash is a chain of ten dependent multiplications).
+    let hash = if !gue && outer_v4 {
+        0
+    } else if job.hash != 0 {
+        job.hash
+    } else {
+        flow_hash(key)
+    };
     let udp_csum_part = if gso == 0 { inner.csum_part } else { None };
     let mut flags = if outer_v4 {
         BPF_F_ADJ_ROOM_ENCAP_L3_IPV4
@@ -363,7 +371,38 @@ struct Udp {
     csum_part: Option<u64>,
 }
 
-/// Writes Ethernet, outer IPv4 and (GUE) UDP with checksum 0.
+/// Eth + outer IPv4 + UDP, in 16-bit words.
+const V4_WORDS: usize = (ETH_LEN + 20 + UDP_LEN) / 2;
+/// Eth + outer IPv6 + UDP, in 16-bit words.
+const V6_WORDS: usize = (ETH_LEN + 40 + UDP_LEN) / 2;
+
+// The MACs are read as 16-bit words (`write_eth`): they must sit at even
+// offsets of the (8-byte aligned) map value.
+const _: () = assert!(
+    core::mem::offset_of!(TunnelHop, dmac) % 2 == 0
+        && core::mem::offset_of!(TunnelHop, smac) % 2 == 0
+);
+
+/// The 16-bit word holding bytes `a`, `b` (in that order in memory).
+#[inline(always)]
+const fn word(a: u8, b: u8) -> u16 {
+    u16::from_ne_bytes([a, b])
+}
+
+/// The two 16-bit words of a 4-byte field given as stored (network order).
+#[inline(always)]
+const fn halves(v: u32) -> [u16; 2] {
+    let b = v.to_ne_bytes();
+    [word(b[0], b[1]), word(b[2], b[3])]
+}
+
+/// Writes Ethernet, outer IPv4 and (GUE) UDP with checksum 0. The headers
+/// are written (and the IPv4 checksum summed) as 16-bit words, not bytes:
+/// the BPF backend splits every unaligned (byte array) store into single
+/// bytes and shifts, which cost the wrap about as much as everything else
+/// in it. Every header field is 16-bit aligned relative to the frame
+/// start, and the frame start is even on both hooks (the verifier allows
+/// what is not naturally aligned for wider accesses on x86 anyway).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn write_v4<C: Hook>(
@@ -377,51 +416,57 @@ fn write_v4<C: Hook>(
     hash: u32,
     gue_port: u16,
 ) -> bool {
-    let Some(frame) = ptr_at::<[u8; ETH_LEN + 20 + UDP_LEN], C>(ctx, 0) else {
+    let Some(frame) = ptr_at::<[u16; V4_WORDS], C>(ctx, 0) else {
         // An IPIP frame may be shorter than one with a UDP header only
         // if its inner packet were shorter than 8 bytes: never.
         return false;
     };
     // SAFETY: bounds checked by ptr_at; the program owns the frame.
-    let frame = unsafe { &mut *frame };
-    write_eth(frame, hop, ETH_P_IP);
+    let w = unsafe { &mut *frame };
+    write_eth(w, hop, ETH_P_IP);
     let outer = if gue {
         OUTER_V4_LEN + UDP_LEN as u32
     } else {
         OUTER_V4_LEN
     };
-    let total = (inner.len + outer) as u16;
-    let ip = &mut frame[ETH_LEN..ETH_LEN + 20];
-    ip[0] = 0x45;
-    ip[1] = inner.tos;
-    ip[2..4].copy_from_slice(&total.to_be_bytes());
-    ip[4..8].copy_from_slice(&[0, 0, IPV4_DF, 0]);
-    ip[8] = OUTER_TTL;
-    ip[9] = proto;
-    ip[12..16].copy_from_slice(&src.to_ne_bytes());
-    ip[16..20].copy_from_slice(&dst.to_ne_bytes());
-    // From the values, not by reading the header back.
-    let (s, d) = (u32::from_be(src), u32::from_be(dst));
-    let sum = u64::from(0x4500 | u32::from(inner.tos))
+    let total = ((inner.len + outer) as u16).to_be();
+    let [s0, s1] = halves(src);
+    let [d0, d1] = halves(dst);
+    let ver_tos = word(0x45, inner.tos);
+    let frag = word(IPV4_DF, 0);
+    let ttl_proto = word(OUTER_TTL, proto);
+    w[7] = ver_tos;
+    w[8] = total;
+    w[9] = 0;
+    w[10] = frag;
+    w[11] = ttl_proto;
+    w[13] = s0;
+    w[14] = s1;
+    w[15] = d0;
+    w[16] = d1;
+    // From the values, not by reading the header back; summed as the
+    // words lie in memory (a one's-complement sum is the same in either
+    // byte order, RFC 1071), so its complement is stored as it is.
+    let sum = u64::from(ver_tos)
         + u64::from(total)
-        + u64::from(u16::from_be_bytes([IPV4_DF, 0]))
-        + u64::from(u16::from_be_bytes([OUTER_TTL, proto]))
-        + u64::from(s >> 16)
-        + u64::from(s & 0xffff)
-        + u64::from(d >> 16)
-        + u64::from(d & 0xffff);
-    ip[10..12].copy_from_slice(&(!fold16(sum)).to_be_bytes());
+        + u64::from(frag)
+        + u64::from(ttl_proto)
+        + u64::from(s0)
+        + u64::from(s1)
+        + u64::from(d0)
+        + u64::from(d1);
+    w[12] = !fold16(sum);
     if gue {
-        let udp = &mut frame[ETH_LEN + 20..];
-        udp[0..2].copy_from_slice(&tunnel::gue_source_port(hash).to_ne_bytes());
-        udp[2..4].copy_from_slice(&gue_port.to_ne_bytes());
-        udp[4..6].copy_from_slice(&((inner.len + UDP_LEN as u32) as u16).to_be_bytes());
-        udp[6..8].copy_from_slice(&[0, 0]);
+        w[17] = tunnel::gue_source_port(hash);
+        w[18] = gue_port;
+        w[19] = ((inner.len + UDP_LEN as u32) as u16).to_be();
+        w[20] = 0;
     }
     true
 }
 
-/// Writes Ethernet, outer IPv6 and (GUE) UDP.
+/// Writes Ethernet, outer IPv6 and (GUE) UDP, as 16-bit words (see
+/// `write_v4`).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn write_v6<C: Hook>(
@@ -435,33 +480,42 @@ fn write_v6<C: Hook>(
     hash: u32,
     udp: &Udp,
 ) -> bool {
-    let Some(frame) = ptr_at::<[u8; ETH_LEN + 40 + UDP_LEN], C>(ctx, 0) else {
+    let Some(frame) = ptr_at::<[u16; V6_WORDS], C>(ctx, 0) else {
         return false;
     };
     // SAFETY: bounds checked by ptr_at; the program owns the frame.
-    let frame = unsafe { &mut *frame };
-    write_eth(frame, hop, ETH_P_IPV6);
+    let w = unsafe { &mut *frame };
+    write_eth(w, hop, ETH_P_IPV6);
     let payload = if gue {
         inner.len + UDP_LEN as u32
     } else {
         inner.len
     };
     let vcf = (6u32 << 28) | (u32::from(inner.tos) << 20) | (hash & 0x000f_ffff);
-    let ip = &mut frame[ETH_LEN..ETH_LEN + 40];
-    ip[0..4].copy_from_slice(&vcf.to_be_bytes());
-    ip[4..6].copy_from_slice(&(payload as u16).to_be_bytes());
-    ip[6] = proto;
-    ip[7] = OUTER_TTL;
+    let [v0, v1] = halves(vcf.to_be());
+    w[7] = v0;
+    w[8] = v1;
+    w[9] = (payload as u16).to_be();
+    w[10] = word(proto, OUTER_TTL);
+    // The addresses' sum as the words lie in memory (GUE's checksum).
+    let mut addr_sum = 0u64;
     for i in 0..4 {
-        ip[8 + i * 4..12 + i * 4].copy_from_slice(&src[i].to_ne_bytes());
-        ip[24 + i * 4..28 + i * 4].copy_from_slice(&dst[i].to_ne_bytes());
+        let [s0, s1] = halves(src[i]);
+        let [d0, d1] = halves(dst[i]);
+        w[11 + i * 2] = s0;
+        w[12 + i * 2] = s1;
+        w[19 + i * 2] = d0;
+        w[20 + i * 2] = d1;
+        addr_sum += u64::from(s0) + u64::from(s1) + u64::from(d0) + u64::from(d1);
     }
     if gue {
         let csum = match udp.csum_part {
             Some(part) => {
                 // Pseudo-header (addresses, length, protocol), the UDP
-                // header with a zero checksum, then the inner packet.
-                let sum = sum_bytes(&ip[8..40])
+                // header with a zero checksum, then the inner packet; the
+                // addresses were summed in memory order, byte-swapped to
+                // the numeric order of the rest.
+                let sum = u64::from(fold16(addr_sum).swap_bytes())
                     + u64::from(payload) * 2
                     + u64::from(IPPROTO_UDP)
                     + u64::from(u16::from_be(udp.sport))
@@ -474,21 +528,28 @@ fn write_v6<C: Hook>(
             }
             None => 0,
         };
-        let out = &mut frame[ETH_LEN + 40..];
-        out[0..2].copy_from_slice(&udp.sport.to_ne_bytes());
-        out[2..4].copy_from_slice(&udp.dport.to_ne_bytes());
-        out[4..6].copy_from_slice(&(payload as u16).to_be_bytes());
-        out[6..8].copy_from_slice(&csum.to_be_bytes());
+        w[27] = udp.sport;
+        w[28] = udp.dport;
+        w[29] = (payload as u16).to_be();
+        w[30] = csum.to_be();
     }
     true
 }
 
-/// Writes the Ethernet header of a wrapped frame.
+/// Writes the Ethernet header of a wrapped frame (its first 7 words).
 #[inline(always)]
-fn write_eth(frame: &mut [u8], hop: &TunnelHop, ether_type: [u8; 2]) {
-    frame[0..6].copy_from_slice(&hop.dmac);
-    frame[6..12].copy_from_slice(&hop.smac);
-    frame[12..14].copy_from_slice(&ether_type);
+fn write_eth(w: &mut [u16], hop: &TunnelHop, ether_type: [u8; 2]) {
+    // SAFETY: both MACs lie at even offsets of the map value (asserted
+    // above), so reading them as words is aligned.
+    let (dmac, smac) = unsafe {
+        (
+            &*(hop.dmac.as_ptr() as *const [u16; 3]),
+            &*(hop.smac.as_ptr() as *const [u16; 3]),
+        )
+    };
+    w[0..3].copy_from_slice(dmac);
+    w[3..6].copy_from_slice(smac);
+    w[6] = word(ether_type[0], ether_type[1]);
 }
 
 /// The one's-complement sum of `bytes` as big-endian 16-bit words

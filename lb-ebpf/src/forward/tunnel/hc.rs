@@ -86,6 +86,7 @@ fn prepare_job(ctx: &TcContext, backend_id: u32) -> Option<()> {
     job.flags = JOB_HC | if gue { JOB_GUE } else { 0 };
     job.bytes = ctx.len();
     job.now = 0;
+    job.hash = 0;
     Some(())
 }
 

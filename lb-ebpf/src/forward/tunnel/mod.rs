@@ -77,8 +77,9 @@ pub struct Job {
     pub flags: u32,
     /// Length of the frame as it came (traffic counters).
     pub bytes: u32,
-    /// Zero.
-    pub _pad: u32,
+    /// The flow's `flow_hash` if the connection table knew it, else 0
+    /// (computed where needed).
+    pub hash: u32,
     /// `Decision::now` (0: read the clock when needed).
     pub now: u64,
 }
@@ -123,6 +124,7 @@ pub fn forward<C: Hook>(ctx: &C, vip: &VipMeta, packet: &Packet) -> Outcome {
     job.flags = flags;
     job.bytes = ctx.frame_len() as u32;
     job.now = decision.now;
+    job.hash = decision.hash;
     PENDING.into()
 }
 
