@@ -148,12 +148,7 @@ pub fn markdown(results: &Results, plot: Option<&str>) -> String {
                     c.proxy_cpu.median
                 );
             }
-            let rps = |system: &str| {
-                e2e.cases
-                    .iter()
-                    .find(|c| c.system == system && c.mode == mode)
-                    .map_or(0.0, |c| c.rps.median)
-            };
+            let rps = |system: &str| median_rps(e2e, system, mode);
             let ratio = |a: f64, b: f64| {
                 if b > 0.0 {
                     format!("{:.2}×", a / b)
@@ -280,31 +275,10 @@ fn e2e_nat_section(out: &mut String, e2e: &super::e2e::E2eResults) {
         "Client → router → {{system}} on the LB node → router → three unmodified nginx backends on port 8080 (no VIP on `lo`, no sysctls): the fair comparison, as both serve backends that know nothing of the load balancer. lbd runs `forwarding = \"nat\"` at XDP (`lbd-nat`) and at tc (`lbd-nat-tc`); HAProxy 2.6 `mode tcp`. wrk, {} threads, {} connections, {} s per run, {} rounds interleaved; medians. `direct` goes to one backend through both routers.\n",
         e2e.threads, e2e.connections, e2e.seconds, e2e.rounds
     );
-    let _ = writeln!(out, "| mode | system | requests/s (min / median / max) | p50 ms | p99 ms | machine busy % | proxy CPU |");
-    let _ = writeln!(out, "|---|---|---|---:|---:|---:|---:|");
-    for c in &e2e.cases {
-        let _ = writeln!(
-            out,
-            "| {} | {} | {:.0} / **{:.0}** / {:.0} | {:.2} | {:.2} | {:.0} | {:.2} |",
-            c.mode,
-            c.system,
-            c.rps.min,
-            c.rps.median,
-            c.rps.max,
-            c.p50_ms.median,
-            c.p99_ms.median,
-            c.cpu_busy_pct.median,
-            c.proxy_cpu.median
-        );
-    }
+    e2e_mode_table(out, e2e, false);
     let _ = writeln!(out);
     for mode in ["keep-alive", "new-connection"] {
-        let rps = |system: &str| {
-            e2e.cases
-                .iter()
-                .find(|c| c.system == system && c.mode == mode)
-                .map_or(0.0, |c| c.rps.median)
-        };
+        let rps = |system: &str| median_rps(e2e, system, mode);
         let haproxy = rps("haproxy");
         if haproxy > 0.0 {
             for (system, hook) in [("lbd-nat", "XDP"), ("lbd-nat-tc", "tc")] {
@@ -323,6 +297,49 @@ fn e2e_nat_section(out: &mut String, e2e: &super::e2e::E2eResults) {
     let _ = writeln!(out);
 }
 
+/// Median requests/s of `system` in `mode` (0 when it was not measured).
+fn median_rps(e2e: &super::e2e::E2eResults, system: &str, mode: &str) -> f64 {
+    e2e.cases
+        .iter()
+        .find(|c| c.system == system && c.mode == mode)
+        .map_or(0.0, |c| c.rps.median)
+}
+
+/// One row per (mode, system) of an end-to-end run; `softirq` adds the
+/// machine's softirq share.
+fn e2e_mode_table(out: &mut String, e2e: &super::e2e::E2eResults, softirq: bool) {
+    let (head, rule) = if softirq {
+        (" softirq % |", "---:|")
+    } else {
+        ("", "")
+    };
+    let _ = writeln!(
+        out,
+        "| mode | system | requests/s (min / median / max) | p50 ms | p99 ms | machine busy % |{head} proxy CPU |"
+    );
+    let _ = writeln!(out, "|---|---|---|---:|---:|---:|{rule}---:|");
+    for c in &e2e.cases {
+        let irq = if softirq {
+            format!(" {:.0} |", c.softirq_pct.median)
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.0} / **{:.0}** / {:.0} | {:.2} | {:.2} | {:.0} |{irq} {:.2} |",
+            c.mode,
+            c.system,
+            c.rps.min,
+            c.rps.median,
+            c.rps.max,
+            c.p50_ms.median,
+            c.p99_ms.median,
+            c.cpu_busy_pct.median,
+            c.proxy_cpu.median
+        );
+    }
+}
+
 /// The tunnelled modes against `dsr-l2` and HAProxy, same lab, same run.
 fn e2e_tunnel_section(out: &mut String, e2e: &super::e2e::E2eResults) {
     let _ = writeln!(
@@ -338,32 +355,10 @@ fn e2e_tunnel_section(out: &mut String, e2e: &super::e2e::E2eResults) {
         e2e.seconds,
         e2e.rounds
     );
-    let _ = writeln!(out, "| mode | system | requests/s (min / median / max) | p50 ms | p99 ms | machine busy % | softirq % | proxy CPU |");
-    let _ = writeln!(out, "|---|---|---|---:|---:|---:|---:|---:|");
-    for c in &e2e.cases {
-        let _ = writeln!(
-            out,
-            "| {} | {} | {:.0} / **{:.0}** / {:.0} | {:.2} | {:.2} | {:.0} | {:.0} | {:.2} |",
-            c.mode,
-            c.system,
-            c.rps.min,
-            c.rps.median,
-            c.rps.max,
-            c.p50_ms.median,
-            c.p99_ms.median,
-            c.cpu_busy_pct.median,
-            c.softirq_pct.median,
-            c.proxy_cpu.median
-        );
-    }
+    e2e_mode_table(out, e2e, true);
     let _ = writeln!(out);
     for mode in ["keep-alive", "new-connection"] {
-        let rps = |system: &str| {
-            e2e.cases
-                .iter()
-                .find(|c| c.system == system && c.mode == mode)
-                .map_or(0.0, |c| c.rps.median)
-        };
+        let rps = |system: &str| median_rps(e2e, system, mode);
         let (dsr, haproxy) = (rps("lbd"), rps("haproxy"));
         for system in ["lbd-ipip", "lbd-gue"] {
             let tunnel = rps(system);
