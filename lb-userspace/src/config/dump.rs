@@ -5,8 +5,8 @@
 use toml::{Table, Value};
 
 use super::{
-    prefix_text, AdminSocketGroup, BackendConfig, CheckType, Config, HealthConfig, NatConfig,
-    TunnelSettings, VipConfig, VrrpConfig,
+    prefix_text, AdminSocketGroup, Announced, BackendConfig, BgpConfig, CheckType, Config,
+    HealthConfig, NatConfig, SyncSettings, TunnelSettings, VipConfig, VrrpConfig,
 };
 
 /// `config` as the text of a config file.
@@ -66,6 +66,12 @@ pub fn to_toml(config: &Config) -> String {
             "vrrp".into(),
             Value::Array(config.vrrp.iter().map(vrrp).collect()),
         );
+    }
+    if let Some(b) = &config.bgp {
+        root.insert("bgp".into(), Value::Table(bgp(b)));
+    }
+    if let Some(s) = &config.sync {
+        root.insert("sync".into(), Value::Table(sync(s)));
     }
     toml::to_string(&root).unwrap_or_else(|e| format!("# cannot write the config as TOML: {e}\n"))
 }
@@ -145,6 +151,43 @@ fn tunnel(tunnel: &TunnelSettings) -> Table {
     if let Some(p) = tunnel.source_ipv6 {
         t.insert("source_ipv6".into(), prefix_text(p).into());
     }
+    t
+}
+
+fn bgp(b: &BgpConfig) -> Table {
+    let mut t = Table::new();
+    t.insert(
+        "bird_socket".into(),
+        b.bird_socket.display().to_string().into(),
+    );
+    t.insert(
+        "routes_file".into(),
+        b.routes_file.display().to_string().into(),
+    );
+    t.insert("protocol".into(), b.protocol.clone().into());
+    if let Announced::Listed(list) = &b.addresses {
+        t.insert(
+            "addresses".into(),
+            Value::Array(list.iter().map(|a| Value::String(a.to_string())).collect()),
+        );
+    }
+    t.insert("startup_wait_ms".into(), int(b.startup_wait.as_millis()));
+    t
+}
+
+fn sync(s: &SyncSettings) -> Table {
+    let mut t = Table::new();
+    t.insert("listen".into(), s.listen.to_string().into());
+    t.insert(
+        "peers".into(),
+        Value::Array(
+            s.peers
+                .iter()
+                .map(|a| Value::String(a.to_string()))
+                .collect(),
+        ),
+    );
+    t.insert("key_file".into(), s.key_file.display().to_string().into());
     t
 }
 

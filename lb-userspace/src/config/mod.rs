@@ -68,18 +68,22 @@
 //!
 //! Validation stops at the first error found.
 
+mod bgp;
 mod dump;
 mod health;
 mod nat;
 mod reload;
+mod sync;
 mod tunnel;
 pub mod value;
 mod vrrp;
 mod warnings;
 
+pub use bgp::{Announced, BgpConfig};
 pub use dump::to_toml;
 pub use health::{CheckType, HealthConfig, MAX_HEALTH_HOST_BYTES, MAX_HEALTH_PATH_BYTES};
 pub use nat::{NatConfig, NatTimeouts, VipNat};
+pub use sync::SyncSettings;
 pub(crate) use tunnel::prefix_text;
 pub use tunnel::TunnelSettings;
 pub use vrrp::VrrpConfig;
@@ -207,6 +211,12 @@ pub struct Config {
     /// GUE port and outer source prefixes of the tunnelled modes
     /// (`[tunnel]`).
     pub tunnel: TunnelSettings,
+    /// Active-active announcement of the VIP addresses through BIRD
+    /// (`[bgp]`; None: no BGP).
+    pub bgp: Option<BgpConfig>,
+    /// Full-mesh connection-table replication of an active-active group
+    /// (`[sync]`; a VRRP pair configures its own in `[[vrrp]]`).
+    pub sync: Option<SyncSettings>,
 }
 
 /// The group given the admin socket, as the config names it; resolved when
@@ -688,6 +698,8 @@ struct RawConfig {
     vrrp: TableArray<vrrp::RawVrrp>,
     nat: Option<Spanned<nat::RawNat>>,
     tunnel: Option<Spanned<tunnel::RawTunnel>>,
+    bgp: Option<Spanned<bgp::RawBgp>>,
+    sync: Option<Spanned<sync::RawSync>>,
 }
 
 /// One `[[vip]]` table as parsed.
@@ -1147,6 +1159,8 @@ impl Checker<'_> {
 
         let nat = self.nat(raw.nat.as_ref())?;
         let tunnel = self.tunnel(raw.tunnel.as_ref())?;
+        let bgp = self.bgp(raw.bgp.as_ref())?;
+        let sync = self.sync(raw.sync.as_ref())?;
 
         if let Some(extra) = raw.vip.0.get(MAX_VIPS) {
             return Err(self.invalid(
@@ -1231,6 +1245,7 @@ impl Checker<'_> {
             }
             instances.push(instance);
         }
+        self.announcement_is_single(raw, bgp.as_ref(), sync.as_ref(), &instances, &vips)?;
 
         Ok(Config {
             interface,
@@ -1250,6 +1265,8 @@ impl Checker<'_> {
             vrrp: instances,
             nat,
             tunnel,
+            bgp,
+            sync,
         })
     }
 

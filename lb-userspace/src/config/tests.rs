@@ -101,6 +101,8 @@ fn example_parses_to_expected_values() {
             vrrp: Vec::new(),
             nat: NatConfig::default(),
             tunnel: TunnelSettings::default(),
+            bgp: None,
+            sync: None,
         }
     );
 }

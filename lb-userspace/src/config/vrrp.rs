@@ -75,6 +75,19 @@ impl super::TableName for RawVrrp {
     const NAME: &'static str = "vrrp";
 }
 
+impl RawVrrp {
+    /// Whether the table lists its addresses (else it takes every VIP
+    /// address of its family).
+    pub(super) fn lists_addresses(&self) -> bool {
+        self.addresses.is_some()
+    }
+
+    /// Whether the table configures connection-table replication.
+    pub(super) fn replicates(&self) -> bool {
+        self.sync_listen.is_some() || self.sync_peer.is_some()
+    }
+}
+
 impl Checker<'_> {
     fn boolean(&self, value: &Spanned<Value>, field: &str) -> Result<bool, ConfigError> {
         match value.get_ref() {
@@ -83,7 +96,7 @@ impl Checker<'_> {
         }
     }
 
-    fn address_list(
+    pub(super) fn address_list(
         &self,
         value: &Spanned<Value>,
         field: &str,
@@ -103,7 +116,7 @@ impl Checker<'_> {
         Ok(out)
     }
 
-    fn socket_address(
+    pub(super) fn socket_address(
         &self,
         value: &Spanned<Value>,
         field: &str,
@@ -113,7 +126,11 @@ impl Checker<'_> {
             .map_err(|_| self.bad_value(value, field, format!("{s:?} is not ADDRESS:PORT")))
     }
 
-    fn absolute_path(&self, value: &Spanned<Value>, field: &str) -> Result<PathBuf, ConfigError> {
+    pub(super) fn absolute_path(
+        &self,
+        value: &Spanned<Value>,
+        field: &str,
+    ) -> Result<PathBuf, ConfigError> {
         let s = self.string(value, field)?;
         if !s.starts_with('/') {
             return Err(self.bad_value(value, field, format!("{s:?} is not an absolute path")));
