@@ -17,7 +17,10 @@ use crate::cmd::{command, exec, output};
 /// the VRRP peer of the interoperability tests, prometheus (and promtool) for
 /// the metrics tests; wrk, haproxy and nginx's stream module for the
 /// end-to-end benchmark; PostgreSQL (server, `pgbench`, `pg_isready`) and
-/// PgBouncer for the database seed scenario (issue 12). Their packaged
+/// PgBouncer for the database seed scenario (issue 12); BIRD 2 (`bird2`)
+/// as the BGP speaker of every lbd node and of the router in the
+/// active-active lab (issue 14: lbd writes its routes, BIRD announces them,
+/// the router's BIRD merges them into ECMP routes). Their packaged
 /// services need not be stopped: the lab's own instances listen only
 /// inside its namespaces and keep their sockets in the run's directory.
 const PACKAGES: &[&str] = &[
@@ -34,6 +37,7 @@ const PACKAGES: &[&str] = &[
     "postgresql",
     "postgresql-client",
     "pgbouncer",
+    "bird2",
 ];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
