@@ -1262,7 +1262,8 @@ fn ip(netns: &str, args: &[&str]) -> anyhow::Result<()> {
     run("ip", &full)
 }
 
-fn sysctl(netns: &str, key: &str, value: &str) -> anyhow::Result<()> {
+/// Sets sysctl `key` to `value` inside `netns`.
+pub(crate) fn sysctl(netns: &str, key: &str, value: &str) -> anyhow::Result<()> {
     run(
         "ip",
         &[

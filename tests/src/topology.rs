@@ -239,6 +239,53 @@ impl Topology {
         }
     }
 
+    /// The active-active lab (issue 14): clients (198.18.1.0/24,
+    /// 2001:2:1::/64) → router `r1` (.1 on both; `eth0` clients, `eth1`
+    /// the LB network) → the LB network (198.18.0.0/24, 2001:2::/64) with
+    /// the LB nodes (.2 ...) and DSR backends (.11 ...), whose replies go
+    /// straight back through `r1`. No static VIP: the router learns the
+    /// VIPs over BGP from the nodes.
+    pub fn bgp(lbs: usize, backends: usize) -> Self {
+        const LAN: usize = 0;
+        const CLIENTS: usize = 1;
+        const R1: usize = 0;
+        Self {
+            networks: vec![
+                NetworkSpec {
+                    gateway: Some(R1),
+                    ..lan()
+                },
+                NetworkSpec {
+                    name: "clients".to_owned(),
+                    ipv4: Ipv4Addr::new(198, 18, 1, 0),
+                    ipv6: Ipv6Addr::new(0x2001, 2, 1, 0, 0, 0, 0, 0),
+                    gateway: Some(R1),
+                },
+            ],
+            routers: vec![RouterSpec {
+                name: "r1".to_owned(),
+                legs: vec![
+                    Attach {
+                        network: CLIENTS,
+                        host: 1,
+                    },
+                    Attach {
+                        network: LAN,
+                        host: 1,
+                    },
+                ],
+            }],
+            client: Attach {
+                network: CLIENTS,
+                host: 10,
+            },
+            lbs: lbs_on(LAN, lbs),
+            backends: backends_on(LAN, backends),
+            backend_style: BackendStyle::Dsr,
+            static_vip: false,
+        }
+    }
+
     /// The static routes of a namespace attached to `networks`: for every
     /// network it is not on, the network and the next hop (router index,
     /// and the network both share). A host (`host` true) whose network has
@@ -371,6 +418,22 @@ mod tests {
             "2001:2:2::11".parse::<Ipv6Addr>().expect("address")
         );
         assert_eq!(t.networks[0].host_v4(254), Ipv4Addr::new(198, 18, 0, 254));
+    }
+
+    #[test]
+    fn the_bgp_lab_needs_no_static_route() {
+        let t = Topology::bgp(4, 4);
+        // Every host and the router reach everything directly or through
+        // their default route; the VIPs come from BGP.
+        assert!(t.routes_from(&[0], None, true).is_empty());
+        assert!(t.routes_from(&[1], None, true).is_empty());
+        assert!(t.routes_from(&[1, 0], Some(0), false).is_empty());
+        assert!(!t.static_vip);
+        assert_eq!(t.lbs.len(), 4);
+        assert_eq!(
+            t.networks[0].host_v4(t.lbs[3].host),
+            Ipv4Addr::new(198, 18, 0, 5)
+        );
     }
 
     #[test]

@@ -1,0 +1,260 @@
+//! Active-active lbd nodes behind ECMP (issue 14), with real BIRD: the
+//! router's BIRD merges the nodes' BGP announcements into one multipath
+//! kernel route per VIP, flows spread over the nodes by their ports, and
+//! a node that dies, loses its link, joins or is drained moves flows
+//! without breaking one. Needs root.
+
+use std::{
+    collections::BTreeMap,
+    net::IpAddr,
+    thread,
+    time::{Duration, Instant},
+};
+
+use lb_tests::{
+    bgplab::{streams::SlowStream, BgpLab, BgpSpec},
+    client::{self, Load},
+    lab::{VIP4, VIP6},
+};
+
+/// BGP hold time of the example configs (BFD is faster where it works).
+const HOLD_TIME: Duration = Duration::from_secs(3);
+
+fn v4() -> IpAddr {
+    IpAddr::V4(VIP4)
+}
+
+fn v6() -> IpAddr {
+    IpAddr::V6(VIP6)
+}
+
+/// A lab of `nodes` running nodes, `spare` more built, 4 backends of which
+/// b1..b3 serve.
+fn lab(nodes: usize, spare: usize) -> BgpLab {
+    BgpLab::start(BgpSpec {
+        nodes,
+        spare,
+        backends: 4,
+        serving: 3,
+    })
+    .expect("BGP lab")
+}
+
+/// `counter` of every node in `nodes`.
+fn counters(lab: &BgpLab, nodes: &[usize], name: &str) -> Vec<u64> {
+    nodes.iter().map(|&i| lab.counter(i, name)).collect()
+}
+
+#[test]
+fn three_nodes_share_new_connections_through_the_routers_ecmp_route() {
+    let lab = lab(3, 0);
+    for vip in [v4(), v6()] {
+        let want: Vec<IpAddr> = (0..3).map(|i| lab.hop_of(i, vip)).collect();
+        assert_eq!(
+            lab.next_hops(vip).expect("route"),
+            want,
+            "the router's route for {vip}"
+        );
+    }
+
+    let nodes = [0, 1, 2];
+    let before = counters(&lab, &nodes, "conntrack_new");
+    let tally = client::burst(&lab.lab.client.netns, v4(), 3000).expect("burst");
+    let after = counters(&lab, &nodes, "conntrack_new");
+    let per_node: Vec<u64> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
+    println!(
+        "BGP LAB: 3000 new connections: per node {per_node:?}, per backend {:?}",
+        tally.by_backend
+    );
+    assert_eq!(tally.failed, 0, "failed requests: {:?}", tally.errors);
+    assert_eq!(per_node.iter().sum::<u64>(), 3000, "{per_node:?}");
+    // 1000 expected each; a fair hash misses by more than 300 about never.
+    for (node, count) in per_node.iter().enumerate() {
+        assert!(
+            *count >= 700,
+            "node {node} took {count} of 3000: {per_node:?}"
+        );
+    }
+    assert_eq!(tally.by_backend.len(), 3, "{:?}", tally.by_backend);
+    for (backend, count) in &tally.by_backend {
+        assert!(
+            *count >= 700,
+            "{backend} served {count}: {:?}",
+            tally.by_backend
+        );
+    }
+
+    // IPv6 takes the same path.
+    let before = counters(&lab, &nodes, "conntrack_new");
+    let tally = client::burst(&lab.lab.client.netns, v6(), 300).expect("burst");
+    let after = counters(&lab, &nodes, "conntrack_new");
+    assert_eq!(tally.failed, 0, "failed IPv6 requests: {:?}", tally.errors);
+    for (node, (a, b)) in after.iter().zip(&before).enumerate() {
+        assert!(
+            a - b >= 50,
+            "node {node} took {} of 300 IPv6 connections",
+            a - b
+        );
+    }
+}
+
+/// How one event went for the long-lived streams open across it.
+struct Outcome {
+    /// Streams open across the event.
+    streams: usize,
+    /// Of those, on the node that went away.
+    on_lost_node: usize,
+    /// Streams whose node changed (the router's pick before and after).
+    moved: usize,
+    /// Of those, streams that were on a surviving node.
+    moved_from_survivors: usize,
+    /// Broken streams.
+    broken: Vec<String>,
+    /// Failed requests of the new-connection load running meanwhile.
+    failed_requests: Vec<String>,
+    /// Requests of that load.
+    requests: usize,
+}
+
+/// Opens `count` long-lived streams over both VIPs, adds b4 to every
+/// running node (so streams that move without their flow state would land
+/// on another backend), runs `event` under a load of new connections,
+/// and collects what happened to the streams. `lost` is the node the
+/// event takes away, if any.
+fn across(
+    lab: &mut BgpLab,
+    count: usize,
+    lost: Option<usize>,
+    event: impl FnOnce(&mut BgpLab),
+) -> Outcome {
+    let mut streams = Vec::new();
+    for i in 0..count {
+        let vip = if i % 4 == 3 { v6() } else { v4() };
+        streams.push((
+            vip,
+            SlowStream::open(&lab.lab.client.netns, vip).expect("stream"),
+        ));
+    }
+    let before: Vec<Option<usize>> = streams
+        .iter()
+        .map(|(vip, s)| lab.node_of_flow(s.local, *vip).expect("route get"))
+        .collect();
+    lab.add_backend_everywhere("b4").expect("add b4");
+    let load = Load::start(&lab.lab.client.netns, v4(), Duration::from_secs(20));
+    thread::sleep(Duration::from_millis(300));
+    event(lab);
+    let after: Vec<Option<usize>> = streams
+        .iter()
+        .map(|(vip, s)| lab.node_of_flow(s.local, *vip).expect("route get"))
+        .collect();
+    let broken: Vec<String> = streams
+        .into_iter()
+        .filter_map(|(_, s)| s.finish().err())
+        .collect();
+    let results = load.finish().expect("load");
+    let moved: Vec<usize> = (0..count).filter(|&i| before[i] != after[i]).collect();
+    Outcome {
+        streams: count,
+        on_lost_node: before
+            .iter()
+            .filter(|n| lost.is_some() && **n == lost)
+            .count(),
+        moved_from_survivors: moved
+            .iter()
+            .filter(|&&i| lost.is_none() || before[i] != lost)
+            .count(),
+        moved: moved.len(),
+        broken,
+        failed_requests: client::failures(&results),
+        requests: results.len(),
+    }
+}
+
+fn report(what: &str, gap: Duration, outcome: &Outcome) {
+    println!(
+        "BGP LAB: {what}: withdrawn after {} ms; {} streams, {} on that node, {} changed node ({} of them from surviving nodes), {} broken; {} new connections meanwhile, {} failed",
+        gap.as_millis(),
+        outcome.streams,
+        outcome.on_lost_node,
+        outcome.moved,
+        outcome.moved_from_survivors,
+        outcome.broken.len(),
+        outcome.requests,
+        outcome.failed_requests.len()
+    );
+}
+
+fn assert_nothing_broke(outcome: &Outcome) {
+    assert!(
+        outcome.broken.is_empty(),
+        "streams broke: {:?}",
+        outcome.broken
+    );
+    assert!(
+        outcome.failed_requests.is_empty(),
+        "requests failed: {:?}",
+        outcome.failed_requests
+    );
+}
+
+#[test]
+fn a_node_whose_lbd_and_bird_die_is_withdrawn_and_no_stream_breaks() {
+    let mut lab = lab(3, 0);
+    let mut gap = Duration::ZERO;
+    let outcome = across(&mut lab, 24, Some(2), |lab| {
+        let killed = Instant::now();
+        lab.kill_node(2).expect("kill");
+        gap = killed.elapsed()
+            + lab
+                .wait_routed_over(2, false, HOLD_TIME * 2)
+                .expect("withdrawal");
+    });
+    report("lbd+BIRD killed", gap, &outcome);
+    assert!(gap <= HOLD_TIME, "withdrawn only after {gap:?}");
+    assert!(outcome.on_lost_node > 0, "no stream was on the killed node");
+    assert!(outcome.moved >= outcome.on_lost_node);
+    assert_nothing_broke(&outcome);
+}
+
+#[test]
+fn a_node_that_loses_its_link_is_withdrawn_and_no_stream_breaks() {
+    let mut lab = lab(3, 0);
+    let mut gap = Duration::ZERO;
+    let outcome = across(&mut lab, 24, Some(1), |lab| {
+        let cut = Instant::now();
+        lab.set_link(1, false).expect("link down");
+        gap = cut.elapsed()
+            + lab
+                .wait_routed_over(1, false, HOLD_TIME * 2)
+                .expect("withdrawal");
+    });
+    report("link cut", gap, &outcome);
+    assert!(gap <= HOLD_TIME, "withdrawn only after {gap:?}");
+    assert!(outcome.on_lost_node > 0, "no stream was on the cut node");
+    assert_nothing_broke(&outcome);
+}
+
+#[test]
+fn a_fourth_node_takes_its_share_without_breaking_a_stream() {
+    let mut lab = lab(3, 1);
+    let mut joined = Duration::ZERO;
+    let outcome = across(&mut lab, 24, None, |lab| {
+        let start = Instant::now();
+        lab.start_node(3).expect("fourth node");
+        joined = start.elapsed();
+    });
+    report("fourth node added", joined, &outcome);
+    assert_nothing_broke(&outcome);
+    assert_eq!(lab.next_hops(v4()).expect("route").len(), 4);
+
+    let nodes = [0, 1, 2, 3];
+    let before = counters(&lab, &nodes, "conntrack_new");
+    let tally = client::burst(&lab.lab.client.netns, v4(), 1000).expect("burst");
+    let after = counters(&lab, &nodes, "conntrack_new");
+    let per_node: Vec<u64> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
+    println!("BGP LAB: 1000 new connections over four nodes: {per_node:?}");
+    assert_eq!(tally.failed, 0, "{:?}", tally.errors);
+    let by_backend: BTreeMap<_, _> = tally.by_backend;
+    assert_eq!(by_backend.len(), 4, "b4 serves too: {by_backend:?}");
+    assert!(per_node[3] >= 150, "the fourth node took {per_node:?}");
+}
