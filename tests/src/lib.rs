@@ -7,6 +7,7 @@
 //! PgBouncer and pgbench for the database scenario.
 pub mod bench;
 pub mod bgplab;
+pub mod bird;
 pub mod client;
 pub mod corpus;
 pub mod craft;

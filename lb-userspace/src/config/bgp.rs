@@ -5,7 +5,7 @@
 //! ```toml
 //! [bgp]
 //! bird_socket = "/run/bird/bird.ctl"      # BIRD's control socket
-//! routes_file = "/run/lbd/bird-vips.conf" # lbd writes it; bird.conf includes it
+//! routes_file = "/run/lbd-bgp/vips.conf"  # lbd writes it; bird.conf includes it
 //! protocol = "lbd_vips"                   # lbd_vips4 / lbd_vips6 static protocols
 //! addresses = ["198.18.0.100"]            # default: every VIP address no [[vrrp]] holds
 //! startup_wait_ms = 10000                 # at most this long for the peers' flow state
@@ -23,7 +23,7 @@ use super::{Checker, ConfigError};
 /// Default BIRD control socket of Debian's `bird2` package.
 pub(crate) const DEFAULT_BIRD_SOCKET: &str = "/run/bird/bird.ctl";
 /// Default file lbd writes the routes to.
-pub(crate) const DEFAULT_ROUTES_FILE: &str = "/run/lbd/bird-vips.conf";
+pub(crate) const DEFAULT_ROUTES_FILE: &str = "/run/lbd-bgp/vips.conf";
 /// Default name stem of the static protocols lbd defines.
 pub(crate) const DEFAULT_PROTOCOL: &str = "lbd_vips";
 /// Default longest wait for the peers' flow state before announcing.

@@ -75,6 +75,8 @@ pub struct Replication {
     /// flow of this node holds one of their keys (both nodes were master
     /// and picked the same NAT port).
     pub nat_conflicts: u64,
+    /// The peer's first complete full dump arrived.
+    peer_dumped: bool,
 }
 
 impl Replication {
@@ -120,6 +122,7 @@ impl Replication {
                 nat_installed: 0,
                 nat_unknown: 0,
                 nat_conflicts: 0,
+                peer_dumped: false,
             },
             rx,
         )))
@@ -212,6 +215,9 @@ impl Replication {
         balancer: &Balancer,
     ) {
         let now = monotonic_ns();
+        if batch.full_sync && batch.last {
+            self.peer_dumped = true;
+        }
         self.install_nat(batch, dataplane, balancer, now);
         for record in &batch.records {
             let Some((key, entry)) = entry_for(record, balancer, now) else {
@@ -272,6 +278,12 @@ impl Replication {
                 }
             }
         }
+    }
+
+    /// Whether every configured peer has delivered one complete full dump
+    /// to this node since start (the BGP start-up gate waits for it).
+    pub fn all_peers_dumped(&self) -> bool {
+        self.peer_dumped
     }
 
     /// Whether the session to the peer is up.

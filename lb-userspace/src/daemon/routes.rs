@@ -46,6 +46,10 @@ async fn answer(engine: &mut Engine, call: Call) -> Response {
         }
         Route::Flow(id, client) => return engine.explain_flow(&id, client),
         Route::Config => return Response::ok(engine.config_text()),
+        Route::Node => return Response::ok(engine.node_status()),
+        Route::SetNode(change) => {
+            return Response::ok(engine.set_node_state(change.state, dry_run).await)
+        }
         Route::Reload => return outcome(engine.reload(dry_run)),
         Route::AddVip(spec) => match convert::vip_config(&spec, &engine.config().nat) {
             Ok(vip) => Edit::AddVip(vip),

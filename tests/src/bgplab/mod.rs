@@ -7,7 +7,7 @@
 //! in the run's directory), stopped with everything else when the lab
 //! drops, also on failure.
 
-pub mod bird;
+pub mod bird_conf;
 pub mod lbd;
 pub mod router;
 pub mod streams;
@@ -22,8 +22,8 @@ use std::{
 use anyhow::{bail, Context as _};
 use lb_userspace::api::schema::Status;
 
-use self::bird::Bird;
 use crate::{
+    bird::Bird,
     lab::{sysctl, Host, Lab, Topology, HTTP_PORT, VIP4, VIP6},
     support::{counter, status_on},
 };
@@ -95,7 +95,7 @@ impl BgpLab {
             .iter()
             .map(|b| b.name.clone())
             .collect();
-        let router = Bird::of(&lab.dir, "r1");
+        let router = Bird::paths(&lab, "bird-r1");
         let mut this = Self {
             nodes: vec![NodeState::Spare; lab.lbs.len()],
             lab,
@@ -107,8 +107,17 @@ impl BgpLab {
         // Hash flows by their ports too, so one client's flows spread.
         sysctl(&netns, "net.ipv4.fib_multipath_hash_policy", "1")?;
         sysctl(&netns, "net.ipv6.fib_multipath_hash_policy", "1")?;
-        let router = this.router.clone();
-        router.start(&mut this.lab, &netns, &bird::router_config())?;
+        // The router as a host of the LB network, for the BIRD runner.
+        let leg = this.lab.routers[0]
+            .leg_on(0)
+            .context("the router has no leg on the LB network")?;
+        let host = Host {
+            name: "r1".to_owned(),
+            netns,
+            ipv4: leg.ipv4,
+            ipv6: leg.ipv6,
+        };
+        this.router = Bird::start(&mut this.lab, &host, "bird-r1", &bird_conf::router_config())?;
         this.start_nodes(&(0..spec.nodes).collect::<Vec<_>>())?;
         Ok(this)
     }
@@ -130,7 +139,7 @@ impl BgpLab {
 
     /// The BIRD of node `index`.
     pub fn node_bird(&self, index: usize) -> Bird {
-        Bird::of(&self.lab.dir, &self.node(index).name)
+        Bird::paths(&self.lab, &format!("bird-{}", self.node(index).name))
     }
 
     /// The routes file lbd on node `index` writes and its BIRD includes.
@@ -174,9 +183,10 @@ impl BgpLab {
         )
     }
 
-    /// Starts node `index`: its BIRD (with an empty routes file, as a
-    /// node whose lbd has not started yet), then lbd; returns once the
-    /// router routes both VIPs over it.
+    /// Starts node `index`: its BIRD (with an empty routes file: nothing
+    /// to announce until lbd writes it), then lbd, which announces the
+    /// VIPs once its start-up gate opens; returns once the router routes
+    /// both VIPs over the node.
     pub fn start_node(&mut self, index: usize) -> anyhow::Result<()> {
         self.start_nodes(&[index])
     }
@@ -195,10 +205,12 @@ impl BgpLab {
             let routes_file = self.routes_file(index);
             fs::write(&routes_file, "")
                 .with_context(|| format!("writing {}", routes_file.display()))?;
-            self.node_bird(index).start(
+            let name = self.node_bird(index).name;
+            Bird::start(
                 &mut self.lab,
-                &node.netns,
-                &bird::node_config(&node, &routes_file)?,
+                &node,
+                &name,
+                &bird_conf::node_config(&node, &routes_file)?,
             )?;
             self.nodes[index] = NodeState::Running;
         }
@@ -208,24 +220,11 @@ impl BgpLab {
             let config = self.lbd_config(index, &names)?;
             let name = self.lbd_name(index);
             self.lab.start_lbd_on(&node, &name, &config)?;
-            self.announce_for_lbd(index)?;
         }
         for &index in indexes {
             self.wait_routed_over(index, true, Duration::from_secs(15))
                 .with_context(|| format!("{} was not routed over", self.node(index).name))?;
         }
-        Ok(())
-    }
-
-    /// Until lbd writes the routes itself: the lab writes node `index`'s
-    /// routes file in lbd's format and has its BIRD re-read its config.
-    fn announce_for_lbd(&self, index: usize) -> anyhow::Result<()> {
-        let routes_file = self.routes_file(index);
-        fs::write(
-            &routes_file,
-            bird::routes_file_text(&[IpAddr::V4(VIP4), IpAddr::V6(VIP6)]),
-        )?;
-        self.node_bird(index).birdc(&["configure"])?;
         Ok(())
     }
 
