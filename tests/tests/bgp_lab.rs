@@ -117,14 +117,15 @@ struct Outcome {
 }
 
 /// Opens `count` long-lived streams over both VIPs, adds b4 to every
-/// running node (so streams that move without their flow state would land
-/// on another backend), runs `event` under a load of new connections,
-/// and collects what happened to the streams. `lost` is the node the
-/// event takes away, if any.
+/// running node if `add_b4` (so streams that move without their flow
+/// state would land on another backend), runs `event` under a load of
+/// new connections, and collects what happened to the streams. `lost` is
+/// the node the event takes away, if any.
 fn across(
     lab: &mut BgpLab,
     count: usize,
     lost: Option<usize>,
+    add_b4: bool,
     event: impl FnOnce(&mut BgpLab),
 ) -> Outcome {
     let mut streams = Vec::new();
@@ -139,7 +140,9 @@ fn across(
         .iter()
         .map(|(vip, s)| lab.node_of_flow(s.local, *vip).expect("route get"))
         .collect();
-    lab.add_backend_everywhere("b4").expect("add b4");
+    if add_b4 {
+        lab.add_backend_everywhere("b4").expect("add b4");
+    }
     let load = Load::start(&lab.lab.client.netns, v4(), Duration::from_secs(20));
     thread::sleep(Duration::from_millis(300));
     event(lab);
@@ -170,10 +173,11 @@ fn across(
     }
 }
 
-fn report(what: &str, gap: Duration, outcome: &Outcome) {
+/// Prints what happened; `timing` says what took how long.
+fn report(what: &str, timing: &str, took: Duration, outcome: &Outcome) {
     println!(
-        "BGP LAB: {what}: withdrawn after {} ms; {} streams, {} on that node, {} changed node ({} of them from surviving nodes), {} broken; {} new connections meanwhile, {} failed",
-        gap.as_millis(),
+        "BGP LAB: {what}: {timing} {} ms; {} streams, {} on that node, {} changed node ({} of them from surviving nodes), {} broken; {} new connections meanwhile, {} failed",
+        took.as_millis(),
         outcome.streams,
         outcome.on_lost_node,
         outcome.moved,
@@ -201,7 +205,7 @@ fn assert_nothing_broke(outcome: &Outcome) {
 fn a_node_whose_lbd_and_bird_die_is_withdrawn_and_no_stream_breaks() {
     let mut lab = lab(3, 0);
     let mut gap = Duration::ZERO;
-    let outcome = across(&mut lab, 24, Some(2), |lab| {
+    let outcome = across(&mut lab, 24, Some(2), true, |lab| {
         let killed = Instant::now();
         lab.kill_node(2).expect("kill");
         gap = killed.elapsed()
@@ -209,7 +213,7 @@ fn a_node_whose_lbd_and_bird_die_is_withdrawn_and_no_stream_breaks() {
                 .wait_routed_over(2, false, HOLD_TIME * 2)
                 .expect("withdrawal");
     });
-    report("lbd+BIRD killed", gap, &outcome);
+    report("lbd+BIRD killed", "withdrawn after", gap, &outcome);
     assert!(gap <= HOLD_TIME, "withdrawn only after {gap:?}");
     assert!(outcome.on_lost_node > 0, "no stream was on the killed node");
     assert!(outcome.moved >= outcome.on_lost_node);
@@ -220,7 +224,7 @@ fn a_node_whose_lbd_and_bird_die_is_withdrawn_and_no_stream_breaks() {
 fn a_node_that_loses_its_link_is_withdrawn_and_no_stream_breaks() {
     let mut lab = lab(3, 0);
     let mut gap = Duration::ZERO;
-    let outcome = across(&mut lab, 24, Some(1), |lab| {
+    let outcome = across(&mut lab, 24, Some(1), true, |lab| {
         let cut = Instant::now();
         lab.set_link(1, false).expect("link down");
         gap = cut.elapsed()
@@ -228,7 +232,7 @@ fn a_node_that_loses_its_link_is_withdrawn_and_no_stream_breaks() {
                 .wait_routed_over(1, false, HOLD_TIME * 2)
                 .expect("withdrawal");
     });
-    report("link cut", gap, &outcome);
+    report("link cut", "withdrawn after", gap, &outcome);
     assert!(gap <= HOLD_TIME, "withdrawn only after {gap:?}");
     assert!(outcome.on_lost_node > 0, "no stream was on the cut node");
     assert_nothing_broke(&outcome);
@@ -238,12 +242,12 @@ fn a_node_that_loses_its_link_is_withdrawn_and_no_stream_breaks() {
 fn a_fourth_node_takes_its_share_without_breaking_a_stream() {
     let mut lab = lab(3, 1);
     let mut joined = Duration::ZERO;
-    let outcome = across(&mut lab, 24, None, |lab| {
+    let outcome = across(&mut lab, 24, None, true, |lab| {
         let start = Instant::now();
         lab.start_node(3).expect("fourth node");
         joined = start.elapsed();
     });
-    report("fourth node added", joined, &outcome);
+    report("fourth node added", "routed over after", joined, &outcome);
     assert_nothing_broke(&outcome);
     assert_eq!(lab.next_hops(v4()).expect("route").len(), 4);
 
@@ -257,4 +261,48 @@ fn a_fourth_node_takes_its_share_without_breaking_a_stream() {
     let by_backend: BTreeMap<_, _> = tally.by_backend;
     assert_eq!(by_backend.len(), 4, "b4 serves too: {by_backend:?}");
     assert!(per_node[3] >= 150, "the fourth node took {per_node:?}");
+}
+
+#[test]
+fn a_drained_node_hands_every_flow_over_and_undrain_brings_its_share_back() {
+    let mut lab = lab(3, 0);
+    let mut took = Duration::ZERO;
+    let outcome = across(&mut lab, 24, Some(0), true, |lab| {
+        let start = Instant::now();
+        lab.lbctl(
+            0,
+            &["node", "drain", "--wait", "--quiet", "1", "--timeout", "20"],
+        );
+        took = start.elapsed();
+        // Withdrawn at once, not only by the time the wait is over.
+        lab.wait_routed_over(0, false, Duration::ZERO)
+            .expect("withdrawn");
+    });
+    report("drain --wait", "returned after", took, &outcome);
+    assert!(
+        outcome.on_lost_node > 0,
+        "no stream was on the drained node"
+    );
+    assert_nothing_broke(&outcome);
+    let forwarded = lab.counter(0, "forwarded");
+    thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        lab.counter(0, "forwarded"),
+        forwarded,
+        "a drained node forwards nothing"
+    );
+
+    lab.lbctl(0, &["node", "undrain"]);
+    let back = lab
+        .wait_routed_over(0, true, Duration::from_secs(10))
+        .expect("announced again");
+    let before = lab.counter(0, "conntrack_new");
+    let tally = client::burst(&lab.lab.client.netns, v4(), 600).expect("burst");
+    let share = lab.counter(0, "conntrack_new") - before;
+    println!(
+        "BGP LAB: undrain: routed again after {} ms, took {share} of 600 new connections",
+        back.as_millis()
+    );
+    assert_eq!(tally.failed, 0, "{:?}", tally.errors);
+    assert!(share >= 100, "the undrained node took {share} of 600");
 }
