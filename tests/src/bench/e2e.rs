@@ -94,7 +94,7 @@ struct Sample {
 }
 
 /// CPU jiffies: (total, idle+iowait, softirq).
-fn cpu() -> (u64, u64, u64) {
+pub(crate) fn cpu() -> (u64, u64, u64) {
     let stat = fs::read_to_string("/proc/stat").unwrap_or_default();
     let fields: Vec<u64> = stat
         .lines()
@@ -138,7 +138,9 @@ fn parse_ms(text: &str) -> Option<f64> {
     })
 }
 
-fn wrk(
+/// Runs wrk from the lab's client against `url` (`close`: a new
+/// connection per request): (requests/s, p50 ms, p99 ms).
+pub(crate) fn wrk(
     lab: &Lab,
     url: &str,
     close: bool,
@@ -183,6 +185,23 @@ fn wrk(
         eprintln!("bench: wrk reported errors for {url}:\n{text}");
     }
     Ok((rps, percentile("50%"), percentile("99%")))
+}
+
+/// A new connection per request at tens of thousands a second leaves
+/// TIME_WAIT sockets behind on whichever side closes; without these the
+/// lab, not the systems, sets the pace after the first runs.
+pub(crate) fn tune_for_new_connections(lab: &Lab) -> anyhow::Result<()> {
+    let sysctl = |netns: &str, setting: &str| {
+        Command::new("ip")
+            .args(["netns", "exec", netns, "sysctl", "-qw", setting])
+            .status()
+    };
+    sysctl(&lab.client.netns, "net.ipv4.ip_local_port_range=1024 65000")?;
+    sysctl(&lab.client.netns, "net.ipv4.tcp_tw_reuse=1")?;
+    for host in lab.backends.iter().chain(&lab.lbs) {
+        sysctl(&host.netns, "net.ipv4.tcp_max_tw_buckets=4096")?;
+    }
+    Ok(())
 }
 
 /// Starts `system` on the LB node; returns the pids whose CPU counts, and
@@ -483,19 +502,7 @@ fn measure(
         threads,
         connections,
     } = *load;
-    // A new connection per request at tens of thousands a second leaves
-    // TIME_WAIT sockets behind on whichever side closes; without these the
-    // lab, not the systems, sets the pace after the first runs.
-    let sysctl = |netns: &str, setting: &str| {
-        Command::new("ip")
-            .args(["netns", "exec", netns, "sysctl", "-qw", setting])
-            .status()
-    };
-    sysctl(&lab.client.netns, "net.ipv4.ip_local_port_range=1024 65000")?;
-    sysctl(&lab.client.netns, "net.ipv4.tcp_tw_reuse=1")?;
-    for host in lab.backends.iter().chain([&lab.lb]) {
-        sysctl(&host.netns, "net.ipv4.tcp_max_tw_buckets=4096")?;
-    }
+    tune_for_new_connections(lab)?;
     let ticks_per_second = 100.0; // USER_HZ
     let mut samples: Vec<((String, String), Sample)> = Vec::new();
     for round in 0..rounds {

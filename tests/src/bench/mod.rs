@@ -3,6 +3,7 @@
 //! a JSON file that BENCHMARKS.md and a plot are generated from, with the
 //! machine, the command and the date. Only measured numbers appear.
 
+pub mod bgp;
 pub mod decap;
 pub mod e2e;
 pub mod failover;
@@ -134,4 +135,7 @@ pub struct Results {
     /// The tunnel modes' cost per packet, XDP and tc, against DSR.
     #[serde(default)]
     pub tunnel: Option<tunnel::TunnelResults>,
+    /// Active-active behind ECMP: 1, 2, 3 nodes, node loss.
+    #[serde(default)]
+    pub bgp: Option<bgp::BgpResults>,
 }

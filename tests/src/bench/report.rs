@@ -201,6 +201,9 @@ pub fn markdown(results: &Results, plot: Option<&str>) -> String {
         }
         let _ = writeln!(out, "\nTarget: takeover ≤ master-down interval + 20 ms.\n");
     }
+    if let Some(bgp) = &results.bgp {
+        bgp_section(&mut out, bgp, results.failover.as_ref());
+    }
     if let Some(memory) = &results.memory {
         let _ = writeln!(out, "## lbd memory\n");
         let _ = writeln!(out, "| VIPs × backends | connection table | lbd RSS (median) | RSS peak | BPF maps (kernel, apart) | target |");
@@ -217,6 +220,63 @@ pub fn markdown(results: &Results, plot: Option<&str>) -> String {
         );
     }
     out
+}
+
+/// Active-active behind ECMP: 1, 2, 3 nodes and node loss beside the
+/// VRRP pair's gap (when the failover section was measured).
+fn bgp_section(
+    out: &mut String,
+    bgp: &super::bgp::BgpResults,
+    failover: Option<&super::failover::FailoverResults>,
+) {
+    let _ = writeln!(out, "## Active-active with BGP (ECMP)\n");
+    let _ = writeln!(
+        out,
+        "The BGP lab: a router running BIRD merges the nodes' announcements into one ECMP route (flows hashed by L4 ports); each node runs lbd (`dsr-l2`) and its own BIRD; 3 nginx backends. wrk, {} connections, a new connection per request, {} s per run, {} rounds, nodes not counted drained (`lbctl node drain`). The whole lab shares this machine's {} cores, so more nodes cannot show more requests/s here: the router, the client and the backends are the limit, and the nodes' CPU per request is the number that carries over to real hosts.\n",
+        bgp.connections, bgp.seconds, bgp.rounds, bgp.cores
+    );
+    let _ = writeln!(
+        out,
+        "| active nodes | requests/s min / median / max | machine busy | machine CPU per request | nodes' XDP time per request |"
+    );
+    let _ = writeln!(out, "|---:|---|---:|---:|---:|");
+    for a in &bgp.active {
+        let _ = writeln!(
+            out,
+            "| {} | {:.0} / **{:.0}** / {:.0} | {:.0} % | {:.0} µs | {:.0} ns |",
+            a.nodes,
+            a.rps.min,
+            a.rps.median,
+            a.rps.max,
+            a.cpu_busy_pct.median,
+            a.machine_us_per_request.median,
+            a.xdp_ns_per_request.median
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nNode loss ({}): from the event until the router's kernel route no longer has the node; beside it the VRRP pair's gap (master killed until the backup holds the VIP).\n",
+        bgp.timers
+    );
+    let _ = writeln!(out, "| event | gap min / median / max |");
+    let _ = writeln!(out, "|---|---|");
+    for l in &bgp.loss {
+        let _ = writeln!(
+            out,
+            "| BGP: {} | {:.0} / **{:.0}** / {:.0} ms |",
+            l.event, l.gap_ms.min, l.gap_ms.median, l.gap_ms.max
+        );
+    }
+    for g in failover.map(|f| f.vrrp.as_slice()).unwrap_or_default() {
+        if g.system == "lbd" {
+            let _ = writeln!(
+                out,
+                "| VRRP (lbd pair, {} ms adverts): master killed | {:.0} / **{:.0}** / {:.0} ms |",
+                g.advert_interval_ms, g.gap_ms.min, g.gap_ms.median, g.gap_ms.max
+            );
+        }
+    }
+    let _ = writeln!(out);
 }
 
 /// A bar chart (SVG) of the XDP cases' median ns per packet.
