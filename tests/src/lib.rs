@@ -4,7 +4,9 @@
 //! fuzz targets and the reference parser that judges the data plane; the
 //! helpers the integration tests share (HTTP over plain sockets reading
 //! what nginx saw, the tunnel lab's lb-decap and lbd configs); PostgreSQL,
-//! PgBouncer and pgbench for the database scenario.
+//! PgBouncer and pgbench for the database scenario; BIRD and the
+//! active-active lab (a BIRD router with ECMP in front of lbd nodes that
+//! each run BIRD).
 pub mod bench;
 pub mod bgplab;
 pub mod bird;

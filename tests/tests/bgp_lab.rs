@@ -116,16 +116,16 @@ struct Outcome {
     requests: usize,
 }
 
-/// Opens `count` long-lived streams over both VIPs, adds b4 to every
-/// running node if `add_b4` (so streams that move without their flow
-/// state would land on another backend), runs `event` under a load of
-/// new connections, and collects what happened to the streams. `lost` is
-/// the node the event takes away, if any.
+/// Opens `count` long-lived streams over both VIPs (a quarter IPv6), adds
+/// b4 to every running node (so a stream that moves to a node without its
+/// flow state lands on another backend and breaks: only replication
+/// saves it), runs `event` under a load of new connections, and collects
+/// what happened to the streams. `lost` is the node the event takes
+/// away, if any.
 fn across(
     lab: &mut BgpLab,
     count: usize,
     lost: Option<usize>,
-    add_b4: bool,
     event: impl FnOnce(&mut BgpLab),
 ) -> Outcome {
     let mut streams = Vec::new();
@@ -140,9 +140,7 @@ fn across(
         .iter()
         .map(|(vip, s)| lab.node_of_flow(s.local, *vip).expect("route get"))
         .collect();
-    if add_b4 {
-        lab.add_backend_everywhere("b4").expect("add b4");
-    }
+    lab.add_backend_everywhere("b4").expect("add b4");
     let load = Load::start(&lab.lab.client.netns, v4(), Duration::from_secs(20));
     thread::sleep(Duration::from_millis(300));
     event(lab);
@@ -205,7 +203,7 @@ fn assert_nothing_broke(outcome: &Outcome) {
 fn a_node_whose_lbd_and_bird_die_is_withdrawn_and_no_stream_breaks() {
     let mut lab = lab(3, 0);
     let mut gap = Duration::ZERO;
-    let outcome = across(&mut lab, 24, Some(2), true, |lab| {
+    let outcome = across(&mut lab, 24, Some(2), |lab| {
         let killed = Instant::now();
         lab.kill_node(2).expect("kill");
         gap = killed.elapsed()
@@ -224,7 +222,7 @@ fn a_node_whose_lbd_and_bird_die_is_withdrawn_and_no_stream_breaks() {
 fn a_node_that_loses_its_link_is_withdrawn_and_no_stream_breaks() {
     let mut lab = lab(3, 0);
     let mut gap = Duration::ZERO;
-    let outcome = across(&mut lab, 24, Some(1), true, |lab| {
+    let outcome = across(&mut lab, 24, Some(1), |lab| {
         let cut = Instant::now();
         lab.set_link(1, false).expect("link down");
         gap = cut.elapsed()
@@ -242,7 +240,7 @@ fn a_node_that_loses_its_link_is_withdrawn_and_no_stream_breaks() {
 fn a_fourth_node_takes_its_share_without_breaking_a_stream() {
     let mut lab = lab(3, 1);
     let mut joined = Duration::ZERO;
-    let outcome = across(&mut lab, 24, None, true, |lab| {
+    let outcome = across(&mut lab, 24, None, |lab| {
         let start = Instant::now();
         lab.start_node(3).expect("fourth node");
         joined = start.elapsed();
@@ -267,7 +265,7 @@ fn a_fourth_node_takes_its_share_without_breaking_a_stream() {
 fn a_drained_node_hands_every_flow_over_and_undrain_brings_its_share_back() {
     let mut lab = lab(3, 0);
     let mut took = Duration::ZERO;
-    let outcome = across(&mut lab, 24, Some(0), true, |lab| {
+    let outcome = across(&mut lab, 24, Some(0), |lab| {
         let start = Instant::now();
         lab.lbctl(
             0,
