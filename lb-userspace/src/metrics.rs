@@ -947,7 +947,7 @@ mod tests {
                         address: "198.18.0.101".parse().unwrap(),
                         reason: crate::bgp::Withheld::NoHealthyBackend,
                     }],
-                    startup: "open (peers-synced)".into(),
+                    startup: crate::bgp::StartupStatus::Open(crate::bgp::Opened::PeersSynced),
                     in_sync: true,
                     applies: 3,
                     failures: 1,
