@@ -13,7 +13,10 @@ use lb_tests::{
     lab::{Lab, VIP4},
     support::{lbctl_ok, lbctl_outcome, wait_until},
 };
-use lb_userspace::api::schema::NodeStatus;
+use lb_userspace::{
+    api::schema::NodeStatus,
+    bgp::{Opened, StartupStatus},
+};
 
 const CHECKS: &str = "[vip.health]\ncheck = \"http\"\npath = \"/health\"\ninterval_ms = 200\nfast_interval_ms = 100\ntimeout_ms = 200\nrise = 1\nfall = 2\n";
 const PROTOCOL: &str = "lbd_vips4";
@@ -60,7 +63,7 @@ fn announcements_follow_health_drain_and_stops() {
     wait_until("the routes file", FOLLOW, || routes_file(&lab).exists());
     let bgp = node(&lab).bgp.expect("bgp status");
     assert!(!bgp.in_sync, "BIRD is not running yet: {bgp:?}");
-    assert_eq!(bgp.startup, "open (no-peers)");
+    assert_eq!(bgp.startup, StartupStatus::Open(Opened::NoPeers));
     let lb = lab.lb.clone();
     let bird_conf = bird_config(&lab);
     let bird = Bird::start(&mut lab, &lb, "bird-lb", &bird_conf).expect("bird");

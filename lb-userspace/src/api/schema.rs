@@ -75,6 +75,10 @@ pub struct Status {
     /// `gue` mode).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tunnel: Option<TunnelStatus>,
+    /// The node's state and BGP announcements (absent from an lbd before
+    /// active-active; `GET /v1/node` has the same).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<NodeStatus>,
     /// Maglev tables rebuilt (and flipped) since start.
     pub tables_rebuilt: u64,
     /// Config reloads since start, by result.

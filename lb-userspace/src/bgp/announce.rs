@@ -151,6 +151,18 @@ pub enum Opened {
     NoPeers,
 }
 
+impl Opened {
+    /// The reason's name, as the API and `lbctl` spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Adopted => "adopted",
+            Self::PeersSynced => "peers-synced",
+            Self::WaitElapsed => "wait-elapsed",
+            Self::NoPeers => "no-peers",
+        }
+    }
+}
+
 impl Startup {
     /// The gate for a node that `adopted` its data plane (or not), with
     /// or without sync peers.

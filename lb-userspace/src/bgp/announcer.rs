@@ -49,8 +49,8 @@ pub struct BgpStatus {
     pub announced: Vec<IpAddr>,
     /// Addresses withdrawn, and why.
     pub withheld: Vec<WithheldAddress>,
-    /// The start-up gate: `waiting`, or why it opened.
-    pub startup: String,
+    /// The start-up gate.
+    pub startup: StartupStatus,
     /// Whether BIRD has accepted the current set.
     pub in_sync: bool,
     /// Reconfigures BIRD accepted since start.
@@ -64,6 +64,16 @@ pub struct BgpStatus {
     pub bird_socket: String,
     /// The routes file.
     pub routes_file: String,
+}
+
+/// The start-up gate, as the API shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StartupStatus {
+    /// Waiting for the peers' flows (or the start-up wait).
+    Waiting,
+    /// Open, and why.
+    Open(Opened),
 }
 
 /// One withdrawn address.
@@ -169,8 +179,8 @@ impl Announcer {
                 })
                 .collect(),
             startup: match self.startup {
-                Startup::Waiting { .. } => "waiting".to_owned(),
-                Startup::Open(opened) => format!("open ({})", opened_name(opened)),
+                Startup::Waiting { .. } => StartupStatus::Waiting,
+                Startup::Open(opened) => StartupStatus::Open(opened),
             },
             in_sync: self.applied.as_ref() == Some(&wanted),
             applies: self.applies,
@@ -213,15 +223,6 @@ fn announced(plan: &Plan) -> BTreeSet<IpAddr> {
         .filter(|(_, reason)| reason.is_none())
         .map(|(address, _)| *address)
         .collect()
-}
-
-fn opened_name(opened: Opened) -> &'static str {
-    match opened {
-        Opened::Adopted => "adopted",
-        Opened::PeersSynced => "peers-synced",
-        Opened::WaitElapsed => "wait-elapsed",
-        Opened::NoPeers => "no-peers",
-    }
 }
 
 /// Withdraws every address of `config` (an empty routes file, then a

@@ -10,5 +10,5 @@ pub mod announcer;
 pub(crate) mod bird;
 pub(crate) mod routes_file;
 
-pub use announce::{NodeState, Withheld};
-pub use announcer::{BgpStatus, WithheldAddress};
+pub use announce::{NodeState, Opened, Withheld};
+pub use announcer::{BgpStatus, StartupStatus, WithheldAddress};

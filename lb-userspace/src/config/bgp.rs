@@ -323,6 +323,21 @@ port = 80
     }
 
     #[test]
+    fn announcing_without_replication_or_with_minimal_tables_is_warned_of() {
+        let fields = |config: &Config| -> Vec<String> {
+            crate::config::warnings(config)
+                .into_iter()
+                .map(|w| w.field)
+                .collect()
+        };
+        assert_eq!(fields(&load("[bgp]\n").unwrap()), ["bgp"]);
+        let text = format!("maglev_mode = \"minimal\"\n{VIPS}[bgp]\n[sync]\nlisten = \"198.18.2.11:7946\"\npeers = [\"198.18.2.12:7946\"]\nkey_file = \"/k\"\n");
+        let config = Config::from_toml_str(&text, "lbd.toml").unwrap();
+        assert_eq!(fields(&config), ["maglev_mode"]);
+        assert!(fields(&load("").unwrap()).is_empty());
+    }
+
+    #[test]
     fn nat_vips_are_not_announced() {
         let text = r#"interface = "eth0"
 [nat]

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use lb_userspace::{
     api::{client::Client, schema::NodeStatus},
-    bgp::NodeState,
+    bgp::{NodeState, StartupStatus},
 };
 
 use crate::{output, Failure};
@@ -151,9 +151,12 @@ fn print(status: &NodeStatus, as_json: bool) {
         println!("bgp: not configured");
         return;
     };
+    let startup = match bgp.startup {
+        StartupStatus::Waiting => "waiting for the peers' flows".to_owned(),
+        StartupStatus::Open(reason) => format!("open ({})", reason.name()),
+    };
     println!(
-        "bgp: start-up {}, BIRD {}",
-        bgp.startup,
+        "bgp: start-up {startup}, BIRD {}",
         if bgp.in_sync {
             "in sync"
         } else {
