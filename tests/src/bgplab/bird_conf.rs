@@ -14,7 +14,7 @@ const NODE_EXAMPLE: &str = include_str!("../../../examples/bird/lb-node.conf");
 /// The router's example config, as shipped.
 const ROUTER_EXAMPLE: &str = include_str!("../../../examples/bird/router.conf");
 /// Where the node example includes lbd's routes file.
-const EXAMPLE_ROUTES_FILE: &str = "/run/lbd/bird-vips.conf";
+const EXAMPLE_ROUTES_FILE: &str = "/run/lbd-bgp/vips.conf";
 /// The node example's router id (its own address in the lab's numbering).
 const EXAMPLE_NODE_ID: &str = "router id 198.18.0.2;";
 
