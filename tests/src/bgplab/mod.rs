@@ -104,6 +104,11 @@ impl BgpLab {
         };
         this.lab.wait_for_backends()?;
         let netns = this.router_netns().to_owned();
+        // A node whose link comes back keeps its IPv6 address (Linux drops
+        // it on link down otherwise, and its IPv6 BGP session stays down).
+        for node in &this.lab.lbs {
+            sysctl(&node.netns, "net.ipv6.conf.eth0.keep_addr_on_down", "1")?;
+        }
         // Hash flows by their ports too, so one client's flows spread.
         sysctl(&netns, "net.ipv4.fib_multipath_hash_policy", "1")?;
         sysctl(&netns, "net.ipv6.fib_multipath_hash_policy", "1")?;
