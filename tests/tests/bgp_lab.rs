@@ -16,6 +16,7 @@ use lb_tests::{
     client::{self, Load},
     lab::{VIP4, VIP6},
 };
+use lb_userspace::bgp::{Opened, StartupStatus};
 
 /// BGP hold time of the example configs (BFD is faster where it works).
 const HOLD_TIME: Duration = Duration::from_secs(3);
@@ -246,6 +247,9 @@ fn a_fourth_node_takes_its_share_without_breaking_a_stream() {
         joined = start.elapsed();
     });
     report("fourth node added", "routed over after", joined, &outcome);
+    // It announced once it had every peer's flows, not on a timer.
+    let gate = lab.node_status(3).bgp.expect("bgp status").startup;
+    assert_eq!(gate, StartupStatus::Open(Opened::PeersSynced));
     assert_nothing_broke(&outcome);
     assert_eq!(lab.next_hops(v4()).expect("route").len(), 4);
 

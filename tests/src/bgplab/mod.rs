@@ -20,7 +20,7 @@ use std::{
 };
 
 use anyhow::{bail, Context as _};
-use lb_userspace::api::schema::Status;
+use lb_userspace::api::schema::{NodeStatus, Status};
 
 use crate::{
     bird::Bird,
@@ -79,8 +79,12 @@ enum NodeState {
 
 /// The router's interface towards the clients (its first leg).
 const ROUTER_CLIENT_IF: &str = "eth0";
-/// How long a fresh node waits for its peers' flows before announcing.
-const STARTUP_WAIT_MS: u64 = 2000;
+/// How long the lab's first nodes wait for their peers' flows before
+/// announcing: they start together with nothing to learn.
+const FIRST_WAIT_MS: u64 = 2000;
+/// How long a node started later waits: long enough that its gate opens
+/// because every peer's dump arrived, as it should, not by the timer.
+const JOIN_WAIT_MS: u64 = 15000;
 
 impl BgpLab {
     /// Builds the lab, starts the router's BIRD and `spec.nodes` nodes,
@@ -123,7 +127,7 @@ impl BgpLab {
             ipv6: leg.ipv6,
         };
         this.router = Bird::start(&mut this.lab, &host, "bird-r1", &bird_conf::router_config())?;
-        this.start_nodes(&(0..spec.nodes).collect::<Vec<_>>())?;
+        this.start_nodes(&(0..spec.nodes).collect::<Vec<_>>(), FIRST_WAIT_MS)?;
         Ok(this)
     }
 
@@ -171,8 +175,14 @@ impl BgpLab {
             .collect()
     }
 
-    /// The lbd config of node `index` with `backends`.
-    pub fn lbd_config(&self, index: usize, backends: &[&str]) -> anyhow::Result<String> {
+    /// The lbd config of node `index` with `backends`, announcing after
+    /// at most `startup_wait_ms` without its peers' flows.
+    pub fn lbd_config(
+        &self,
+        index: usize,
+        backends: &[&str],
+        startup_wait_ms: u64,
+    ) -> anyhow::Result<String> {
         let bird = self.node_bird(index);
         let routes_file = self.routes_file(index);
         lbd::node_config(
@@ -183,7 +193,7 @@ impl BgpLab {
                 backends,
                 bird_socket: &bird.socket,
                 routes_file: &routes_file,
-                startup_wait_ms: STARTUP_WAIT_MS,
+                startup_wait_ms,
             },
         )
     }
@@ -193,13 +203,13 @@ impl BgpLab {
     /// VIPs once its start-up gate opens; returns once the router routes
     /// both VIPs over the node.
     pub fn start_node(&mut self, index: usize) -> anyhow::Result<()> {
-        self.start_nodes(&[index])
+        self.start_nodes(&[index], JOIN_WAIT_MS)
     }
 
-    /// Starts the BIRDs of `indexes`, then their lbds, then waits until
-    /// the router routes both VIPs over each (sessions come up while lbd
-    /// starts).
-    pub fn start_nodes(&mut self, indexes: &[usize]) -> anyhow::Result<()> {
+    /// Starts the BIRDs of `indexes`, then their lbds (start-up wait
+    /// `startup_wait_ms`), then waits until the router routes both VIPs
+    /// over each (sessions come up while lbd starts).
+    fn start_nodes(&mut self, indexes: &[usize], startup_wait_ms: u64) -> anyhow::Result<()> {
         for &index in indexes {
             match self.nodes.get(index) {
                 Some(NodeState::Spare) => {}
@@ -222,12 +232,13 @@ impl BgpLab {
         for &index in indexes {
             let node = self.node(index).clone();
             let names: Vec<&str> = self.serving.iter().map(String::as_str).collect();
-            let config = self.lbd_config(index, &names)?;
+            let config = self.lbd_config(index, &names, startup_wait_ms)?;
             let name = self.lbd_name(index);
             self.lab.start_lbd_on(&node, &name, &config)?;
         }
         for &index in indexes {
-            self.wait_routed_over(index, true, Duration::from_secs(15))
+            let limit = Duration::from_millis(startup_wait_ms) + Duration::from_secs(10);
+            self.wait_routed_over(index, true, limit)
                 .with_context(|| format!("{} was not routed over", self.node(index).name))?;
         }
         Ok(())
@@ -332,6 +343,13 @@ impl BgpLab {
     /// `lbctl status --json` of node `index`.
     pub fn status(&self, index: usize) -> Status {
         status_on(&self.lab, self.node(index))
+    }
+
+    /// `lbctl node status --json` of node `index`: its state and BGP
+    /// announcements.
+    pub fn node_status(&self, index: usize) -> NodeStatus {
+        serde_json::from_str(&self.lbctl(index, &["node", "status", "--json"]))
+            .expect("node status JSON")
     }
 
     /// Counter `name` of node `index` (e.g. `forwarded`, `conntrack_new`).
