@@ -12,9 +12,10 @@ use std::{
 };
 
 use lb_tests::{
-    bgplab::{streams::SlowStream, BgpLab, BgpSpec},
+    bgplab::{BgpLab, BgpSpec},
     client::{self, Load},
     lab::{VIP4, VIP6},
+    streams::SlowStream,
 };
 use lb_userspace::bgp::{Opened, StartupStatus};
 

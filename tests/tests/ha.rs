@@ -3,8 +3,7 @@
 //! as a foreign VRRP peer. Needs root.
 
 use std::{
-    io::{Read as _, Write as _},
-    net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream},
+    net::{IpAddr, Ipv4Addr, SocketAddr},
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc,
@@ -22,6 +21,7 @@ use lb_tests::{
     bench::maglev::table_by_address,
     client,
     lab::{in_netns, Host, Lab, LabSpec, HTTP_PORT, VIP4, VIP6},
+    streams::SlowStream,
     support::{status_on, wait_until},
 };
 use lb_userspace::{
@@ -206,52 +206,6 @@ fn killing_the_master_moves_the_vip_within_master_down_plus_100_ms() {
     assert!(lab.holds_vip(&b).expect("ip addr"));
 }
 
-/// A streaming download through the VIP: the backend that serves it and
-/// whether it completes whole.
-struct Stream {
-    backend: String,
-    local: SocketAddr,
-    handle: thread::JoinHandle<Result<usize, String>>,
-}
-
-fn open_stream(netns: &str) -> Stream {
-    let (stream, head) = in_netns(netns, || -> anyhow::Result<(TcpStream, String)> {
-        let mut stream = TcpStream::connect_timeout(
-            &SocketAddr::new(IpAddr::V4(VIP4), HTTP_PORT),
-            Duration::from_secs(5),
-        )?;
-        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-        stream.write_all(b"GET /slow HTTP/1.1\r\nHost: vip\r\nConnection: close\r\n\r\n")?;
-        let mut head = Vec::new();
-        let mut byte = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") {
-            stream.read_exact(&mut byte)?;
-            head.push(byte[0]);
-        }
-        Ok((stream, String::from_utf8_lossy(&head).into_owned()))
-    })
-    .expect("netns")
-    .expect("stream");
-    let backend = head
-        .lines()
-        .find_map(|l| l.strip_prefix("X-Backend: "))
-        .expect("X-Backend header")
-        .trim()
-        .to_owned();
-    let local = stream.local_addr().expect("local address");
-    let handle = thread::spawn(move || {
-        let mut stream = stream;
-        let mut body = Vec::new();
-        stream.read_to_end(&mut body).map_err(|e| e.to_string())?;
-        Ok(body.len())
-    });
-    Stream {
-        backend,
-        local,
-        handle,
-    }
-}
-
 /// The backend lbd's Maglev gives this client flow with `backends` (b1..).
 fn maglev_choice(lab: &Lab, local: SocketAddr, backends: usize) -> String {
     let keys: Vec<[u8; 4]> = lab.backends[..backends]
@@ -298,7 +252,7 @@ fn long_lived_across_changes_and_failover(attach: &str) {
     let mut streams = Vec::new();
     let mut movers = 0;
     while movers < 2 && streams.len() < 40 {
-        let stream = open_stream(&lab.client.netns);
+        let stream = SlowStream::open(&lab.client.netns, IpAddr::V4(VIP4)).expect("stream");
         assert_eq!(
             maglev_choice(&lab, stream.local, 3),
             stream.backend,
@@ -340,9 +294,8 @@ fn long_lived_across_changes_and_failover(attach: &str) {
     let total = streams.len();
     let mut failed = Vec::new();
     for stream in streams {
-        match stream.handle.join().expect("stream thread") {
-            Ok(24_576) => {}
-            other => failed.push((stream.backend, other)),
+        if let Err(error) = stream.finish() {
+            failed.push(error);
         }
     }
     println!("RELIABILITY ({attach}): node failure under long-lived streams: {total} streams ({movers} would have moved with b4), failover gap {} ms, failed: {failed:?}", gap.as_millis());

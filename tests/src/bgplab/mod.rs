@@ -10,7 +10,6 @@
 pub mod bird_conf;
 pub mod lbd;
 pub mod router;
-pub mod streams;
 
 use std::{
     fs,
