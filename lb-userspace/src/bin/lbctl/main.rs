@@ -64,6 +64,10 @@ enum Command {
     Config(ConfigCommand),
     /// Print shell completions.
     Completions(completions::Args),
+    /// Write the man pages (lbctl and each subcommand) into a directory
+    /// (for packaging).
+    #[command(hide = true)]
+    GenerateMan(completions::ManArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -138,6 +142,7 @@ fn main() -> ExitCode {
                 completions::run(&args);
                 Ok(())
             }
+            Command::GenerateMan(args) => completions::man(&args).map_err(Failure::from),
         }
     });
     match result {
