@@ -13,8 +13,8 @@ const SECTION: &str = "8";
 
 /// Writes the page of `command` and of each of its visible subcommands into
 /// `dir` (which must exist); returns the files written. For the binaries'
-/// hidden man-page generators (`lbd --generate-man DIR`, `lbctl
-/// generate-man DIR`) that `cargo xtask package` runs.
+/// man-page generators (`lbd --generate-man DIR`, `lbctl man DIR`,
+/// `lb-decap --generate-man DIR`) that `cargo xtask package` runs.
 pub fn write_pages(command: clap::Command, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     // Building fills in each subcommand's display name ("lbctl-vip-add")
     // and usage ("lbctl vip add"); clap's implicit `help` subcommand gets

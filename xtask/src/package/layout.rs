@@ -118,11 +118,12 @@ pub const FILES: &[Entry] = &[
 /// Where the man pages go (gzipped, mode 0644).
 pub const MAN_DIR: &str = "usr/share/man/man8";
 
-/// The binaries that write their man pages with a hidden generator, and
-/// its arguments before the directory.
+/// How each binary writes its man pages into a directory (the arguments
+/// before it): lbd's and lb-decap's generators are hidden options, lbctl's
+/// is its `man` subcommand.
 pub const MAN_GENERATORS: &[(&str, &[&str])] = &[
     ("lbd", &["--generate-man"]),
-    ("lbctl", &["generate-man"]),
+    ("lbctl", &["man"]),
     ("lb-decap", &["--generate-man"]),
 ];
 

@@ -15,6 +15,7 @@ mod completions;
 mod config_check;
 mod config_dump;
 mod flow;
+mod man;
 mod node;
 mod output;
 mod reload;
@@ -64,10 +65,9 @@ enum Command {
     Config(ConfigCommand),
     /// Print shell completions.
     Completions(completions::Args),
-    /// Write the man pages (lbctl and each subcommand) into a directory
-    /// (for packaging).
-    #[command(hide = true)]
-    GenerateMan(completions::ManArgs),
+    /// Write lbctl's man pages (lbctl.8 and one per subcommand) into a
+    /// directory.
+    Man(man::Args),
 }
 
 #[derive(Debug, Subcommand)]
@@ -142,7 +142,7 @@ fn main() -> ExitCode {
                 completions::run(&args);
                 Ok(())
             }
-            Command::GenerateMan(args) => completions::man(&args).map_err(Failure::from),
+            Command::Man(args) => man::run(&args).map_err(Failure::from),
         }
     });
     match result {
