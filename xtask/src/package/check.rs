@@ -30,7 +30,9 @@ pub fn run(deb: &Path) -> anyhow::Result<()> {
         }
     }
     exec(Command::new("dpkg").arg("-i").arg(deb))?;
-    let result = installed().and_then(|()| remove_and_purge());
+    let result = installed()
+        .and_then(|()| reinstall_keeps_edits(deb))
+        .and_then(|()| remove_and_purge());
     if result.is_err() && status().is_some_and(|s| s != "not-installed") {
         let _ = exec(Command::new("dpkg").args(["--purge", PACKAGE]));
     }
@@ -127,6 +129,33 @@ fn verify_units() -> anyhow::Result<()> {
     eprintln!(
         "package: systemd-analyze verify: {} units fine",
         UNITS.len()
+    );
+    Ok(())
+}
+
+/// The upgrade path (`dpkg -i` over an installed lbd, here the same
+/// version): the operator's edit of the config survives. The shipped text
+/// is put back afterwards, so the removal below sees an untouched config
+/// and leaves this machine's data planes alone (see the prerm).
+fn reinstall_keeps_edits(deb: &Path) -> anyhow::Result<()> {
+    let config = Path::new("/etc/lbd/lbd.toml");
+    let shipped = std::fs::read(config).with_context(|| format!("reading {}", config.display()))?;
+    let mut edited = shipped.clone();
+    edited.extend_from_slice(b"# edited by cargo xtask package --check\n");
+    std::fs::write(config, &edited).with_context(|| format!("editing {}", config.display()))?;
+    let reinstalled = exec(Command::new("dpkg").arg("-i").arg(deb));
+    let after = std::fs::read(config).with_context(|| format!("reading {}", config.display()));
+    std::fs::write(config, &shipped).with_context(|| format!("restoring {}", config.display()))?;
+    reinstalled?;
+    ensure!(
+        after? == edited,
+        "dpkg -i over the installed package lost the edit of {}",
+        config.display()
+    );
+    ensure!(
+        status().as_deref() == Some("installed"),
+        "dpkg -i again left {PACKAGE} {:?}",
+        status()
     );
     Ok(())
 }
