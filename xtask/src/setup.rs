@@ -20,7 +20,9 @@ use crate::cmd::{command, exec, output};
 /// PgBouncer for the database seed scenario (issue 12); BIRD 2 (`bird2`)
 /// as the BGP speaker of every lbd node and of the router in the
 /// active-active lab (issue 14: lbd writes its routes, BIRD announces them,
-/// the router's BIRD merges them into ECMP routes). Their packaged
+/// the router's BIRD merges them into ECMP routes); dpkg-dev (its
+/// dpkg-shlibdeps), binutils (strip), man-db and systemd (systemd-analyze,
+/// nothing started) for building and checking the Debian package. Their packaged
 /// services need not be stopped: the lab's own instances listen only
 /// inside its namespaces and keep their sockets in the run's directory.
 const PACKAGES: &[&str] = &[
@@ -38,6 +40,10 @@ const PACKAGES: &[&str] = &[
     "postgresql-client",
     "pgbouncer",
     "bird2",
+    "dpkg-dev",
+    "binutils",
+    "man-db",
+    "systemd",
 ];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
