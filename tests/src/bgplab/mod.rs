@@ -140,6 +140,12 @@ impl BgpLab {
         &self.router
     }
 
+    /// The neighbours (addresses) of the router's BFD sessions in state Up.
+    pub fn bfd_up(&self) -> anyhow::Result<Vec<IpAddr>> {
+        let text = self.router.birdc(&["show", "bfd", "sessions"])?;
+        Ok(router::bfd_up(&text))
+    }
+
     /// Node `index` (0-based: `lb`, `lb2`, ...).
     pub fn node(&self, index: usize) -> &Host {
         &self.lab.lbs[index]

@@ -84,9 +84,37 @@ pub fn next_hop_of_flow(
         .and_then(|g| g.parse().ok()))
 }
 
+/// The neighbours of the sessions in state Up in `birdc show bfd
+/// sessions`' output (`ADDRESS INTERFACE STATE SINCE INTERVAL TIMEOUT`),
+/// sorted.
+pub fn bfd_up(text: &str) -> Vec<IpAddr> {
+    let mut up: Vec<IpAddr> = text
+        .lines()
+        .filter_map(|line| {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let address = words.first()?.parse().ok()?;
+            (words.get(2) == Some(&"Up")).then_some(address)
+        })
+        .collect();
+    up.sort();
+    up
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bfd_sessions_up_are_read_from_birdc() {
+        let text = "BIRD 2.0.12 ready.\nbfd1:\nIP address                Interface  State      Since         Interval  Timeout\n2001:2::3                 eth1       Up         17:07:55.244    0.100    0.300\n198.18.0.2                eth1       Up         17:07:55.915    0.100    0.300\n198.18.0.4                eth1       Down       17:07:54.237    1.000    0.000\n";
+        assert_eq!(
+            bfd_up(text),
+            vec![
+                "198.18.0.2".parse::<IpAddr>().expect("a"),
+                "2001:2::3".parse().expect("a")
+            ]
+        );
+    }
 
     #[test]
     fn single_and_multipath_routes_give_their_gateways() {
