@@ -14,6 +14,7 @@ use lb_common::{
     FlowKey, Mode, NatEntry,
 };
 
+use super::flow_table::is_replica;
 use crate::{
     config::Protocol,
     dataplane::DataplaneError,
@@ -67,13 +68,34 @@ impl ReplicaTable for NatMaps {
 /// marks changed since they were sent counts as touched: the backup learns
 /// that a connection is closing within a tick, and its reaper frees it
 /// when the master's does, instead of keeping it as established.
+///
+/// In a full mesh it also leaves out of incremental sends the entries
+/// installed from a peer and not touched here since (see
+/// [`super::flow_table::mark_replica`]): each flow is streamed by the
+/// node that forwards it.
 #[derive(Debug, Default)]
-pub(crate) struct SentMarks(HashMap<FlowKey, u8>);
+pub(crate) struct SentMarks {
+    sent: HashMap<FlowKey, u8>,
+    skip_replicas: bool,
+}
 
 impl SentMarks {
+    /// Marks for a full mesh: replicas are not sent incrementally.
+    pub(crate) fn skipping_replicas() -> Self {
+        Self {
+            sent: HashMap::new(),
+            skip_replicas: true,
+        }
+    }
+
     /// Whether `entry` (at `key`) carries marks other than those sent.
     fn changed(&self, key: &FlowKey, entry: &NatEntry) -> bool {
-        self.0.get(key) != Some(&entry.flags)
+        self.sent.get(key) != Some(&entry.flags)
+    }
+
+    /// Whether `entry` is a peer's flow not to send incrementally.
+    fn skipped(&self, entry: &NatEntry) -> bool {
+        self.skip_replicas && is_replica(entry.last_seen_ns)
     }
 }
 
@@ -90,8 +112,9 @@ pub(crate) fn nat_records(
     now: u64,
     sent: &mut SentMarks,
 ) -> Vec<NatFlowRecord> {
-    let touched =
-        |key: &FlowKey, entry: &NatEntry| entry.last_seen_ns >= since || sent.changed(key, entry);
+    let touched = |key: &FlowKey, entry: &NatEntry| {
+        !sent.skipped(entry) && (entry.last_seen_ns >= since || sent.changed(key, entry))
+    };
     let table: HashMap<FlowKey, NatEntry> = if full {
         flows.collect()
     } else {
@@ -127,13 +150,13 @@ pub(crate) fn nat_records(
         })
         .collect();
     if full {
-        sent.0.clear();
+        sent.sent.clear();
     }
     pairs
         .into_iter()
         .map(|(key, forward, reply_key, reply)| {
-            sent.0.insert(*key, forward.flags);
-            sent.0.insert(reply_key, reply.flags);
+            sent.sent.insert(*key, forward.flags);
+            sent.sent.insert(reply_key, reply.flags);
             NatFlowRecord {
                 vip: words_addr(key.dst, key.family),
                 vip_port: u16::from_be(key.dport),
