@@ -451,6 +451,20 @@ impl Replication {
     }
 }
 
+/// A full-mesh node's id: its listen address, then `host/interface`, cut
+/// to [`sync::wire::MAX_NODE_ID_LEN`] bytes. Peers are told apart by id
+/// (see [`peers`]); the listen address keeps the ids of one mesh unique
+/// where hosts share a name (containers, namespaces, cloned images).
+pub(crate) fn mesh_node_id(listen: SocketAddr, host: &str, interface: &str) -> String {
+    let mut id = format!("{listen} {host}/{interface}");
+    let mut end = id.len().min(sync::wire::MAX_NODE_ID_LEN);
+    while !id.is_char_boundary(end) {
+        end -= 1;
+    }
+    id.truncate(end);
+    id
+}
+
 /// What became of the flow records a node received.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct FlowCounts {
@@ -820,6 +834,22 @@ mod tests {
             "no replica mark in a pair"
         );
         assert_eq!(counts.installed, 1);
+    }
+
+    #[test]
+    fn mesh_node_ids_are_unique_per_listener_and_fit_the_wire() {
+        let a = mesh_node_id("198.18.0.2:7946".parse().unwrap(), "lab", "eth0");
+        let b = mesh_node_id("198.18.0.3:7946".parse().unwrap(), "lab", "eth0");
+        assert_eq!(a, "198.18.0.2:7946 lab/eth0");
+        assert_ne!(a, b);
+        let long = mesh_node_id("[2001:2::1]:7946".parse().unwrap(), &"é".repeat(40), "eth0");
+        assert!(long.len() <= sync::wire::MAX_NODE_ID_LEN && long.starts_with("[2001:2::1]:7946 "));
+        SyncConfig {
+            key: vec![0; 16],
+            node_id: long,
+        }
+        .validate()
+        .unwrap();
     }
 
     #[test]

@@ -256,6 +256,11 @@ impl Engine {
         let mut sync_rx = None;
         let node_id = format!("{}/{}", hostname(), engine.interface.name);
         if let Some(settings) = engine.config.sync.clone() {
+            let node_id = super::replication::mesh_node_id(
+                settings.listen,
+                &hostname(),
+                &engine.interface.name,
+            );
             let (replication, rx) = Replication::start_mesh(&settings, &node_id).await?;
             engine.replication = Some(replication);
             sync_rx = Some(rx);
