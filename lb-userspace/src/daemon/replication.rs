@@ -241,14 +241,11 @@ impl Replication {
         // last_seen is refreshed at most every FLOW_TOUCH_INTERVAL_NS, so a
         // flow is "recent" if touched within that much before the last scan.
         let since = self.last_scan_ns.saturating_sub(FLOW_TOUCH_INTERVAL_NS);
-        let skip_replicas = self.topology == Topology::FullMesh;
         let names = backend_names(balancer);
+        let topology = self.topology;
         let records: Vec<FlowRecord> = dataplane
             .flows()
-            .filter(|(_, entry)| {
-                full || (entry.last_seen_ns >= since
-                    && !(skip_replicas && is_replica(entry.last_seen_ns)))
-            })
+            .filter(|(_, entry)| full || sent_incrementally(topology, entry.last_seen_ns, since))
             .filter_map(|(key, entry)| record(&key, &entry, &names, now))
             .collect();
         let nat = self.nat_scan(dataplane, full, now);
@@ -433,7 +430,7 @@ impl Replication {
     }
 
     /// The status's replication section.
-    pub(crate) fn status(&self) -> ReplicationStatus {
+    pub fn status(&self) -> ReplicationStatus {
         ReplicationStatus {
             connected: self.connected(),
             installed: self.flows.installed,
@@ -463,6 +460,14 @@ pub(crate) fn mesh_node_id(listen: SocketAddr, host: &str, interface: &str) -> S
     }
     id.truncate(end);
     id
+}
+
+/// Whether a tick between full dumps sends an entry last seen at
+/// `last_seen_ns`: touched since `since`, and in a full mesh not a copy
+/// from a peer that this node has not forwarded since (see
+/// [`flow_table::mark_replica`]).
+fn sent_incrementally(topology: Topology, last_seen_ns: u64, since: u64) -> bool {
+    last_seen_ns >= since && !(topology == Topology::FullMesh && is_replica(last_seen_ns))
 }
 
 /// What became of the flow records a node received.
@@ -850,6 +855,28 @@ mod tests {
         }
         .validate()
         .unwrap();
+    }
+
+    #[test]
+    fn a_full_mesh_streams_its_own_flows_not_its_peers_copies() {
+        let since = 5_000_000_000;
+        let copy = mark_replica(6_000_000_000);
+        let own = 6_000_000_001;
+        assert!(!is_replica(own));
+        assert!(sent_incrementally(Topology::FullMesh, own, since));
+        assert!(!sent_incrementally(Topology::FullMesh, copy, since));
+        assert!(!sent_incrementally(
+            Topology::FullMesh,
+            4_000_000_000,
+            since
+        ));
+        // A VRRP master sends whatever is recent (today's behaviour).
+        assert!(sent_incrementally(Topology::VrrpPair, copy, since));
+        assert!(!sent_incrementally(
+            Topology::VrrpPair,
+            4_000_000_000,
+            since
+        ));
     }
 
     #[test]

@@ -44,11 +44,12 @@ pub(crate) const SEND_QUEUE_CAPACITY: usize = 64;
 /// With [`SEND_QUEUE_CAPACITY`] this bounds one peer's queue: at most
 /// the newest complete dump of each kind (a queued full sync drops every
 /// older batch of its kind, which it supersedes) plus this many records,
-/// i.e. `D + 65,536 × R` bytes, where `D` is one dump (`flows ×` the size
-/// of a [`FlowRecord`] plus `NAT flows ×` the size of a
-/// [`NatFlowRecord`]) and `R` the larger record size (about 100 bytes:
-/// 6.5 MiB). A full mesh keeps one queue per peer: `N × (D + 6.5 MiB)`
-/// for N peers. A slow or dead peer loses its oldest incremental batches
+/// i.e. at most `D + 65,536 × 208` bytes, where `D` is one dump (64
+/// bytes per tracked flow, the size of a [`FlowRecord`], plus 208 per
+/// NAT'd flow, a [`NatFlowRecord`]) and 208 the larger record size: 13 MiB
+/// beyond the dump (4 MiB when only flows are queued). A full mesh keeps
+/// one queue per peer: at most `N × (D + 13 MiB)` for N peers (a dump is
+/// built once per tick and copied into each peer's queue). A slow or dead peer loses its oldest incremental batches
 /// (counted in `dropped_batches`); the next full sync repairs it, and
 /// the others are not held back (each peer has its own queue and task).
 pub(crate) const SEND_QUEUE_RECORDS: usize = 65_536;
@@ -1859,6 +1860,13 @@ mod tests {
         let s = stats.snapshot();
         // 1, 3, 5, 2, 4, 7.
         assert_eq!((s.dropped_batches, s.dropped_records), (6, 12));
+    }
+
+    #[test]
+    fn record_sizes_match_the_documented_bound() {
+        // SEND_QUEUE_RECORDS' doc comment states these sizes.
+        assert_eq!(std::mem::size_of::<FlowRecord>(), 64);
+        assert_eq!(std::mem::size_of::<NatFlowRecord>(), 208);
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod maglev;
 pub mod memory;
 pub mod nat;
 pub mod report;
+pub mod sync_mesh;
 pub mod template;
 pub mod tunnel;
 pub mod xdp;
@@ -134,4 +135,7 @@ pub struct Results {
     /// The tunnel modes' cost per packet, XDP and tc, against DSR.
     #[serde(default)]
     pub tunnel: Option<tunnel::TunnelResults>,
+    /// Full-mesh replication's cost per flow and per peer.
+    #[serde(default)]
+    pub sync_mesh: Option<sync_mesh::SyncMeshResults>,
 }

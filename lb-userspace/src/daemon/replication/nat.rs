@@ -536,6 +536,35 @@ mod tests {
     }
 
     #[test]
+    fn a_full_mesh_sends_a_peers_copy_only_in_full_dumps_until_touched_here() {
+        use super::super::flow_table::mark_replica;
+        let [mut f, mut r] = flow("198.18.1.10", 40000, 20001, "198.19.2.11", 5);
+        // Installed from a peer: both halves marked, never sent from here.
+        f.1.last_seen_ns = mark_replica(f.1.last_seen_ns);
+        r.1.last_seen_ns = mark_replica(r.1.last_seen_ns);
+        let (since, now) = (8_000_000_000, 10_000_000_000);
+        let mut mesh = SentMarks::skipping_replicas();
+        assert!(nat_records([f, r].into_iter(), false, since, now, &mut mesh).is_empty());
+        assert_eq!(
+            nat_records([f, r].into_iter(), true, since, now, &mut mesh).len(),
+            1,
+            "a full dump carries every flow"
+        );
+        // A VRRP pair's marks send it (never sent: new to the peer).
+        let mut pair = SentMarks::default();
+        assert_eq!(
+            nat_records([f, r].into_iter(), false, since, now, &mut pair).len(),
+            1
+        );
+        // The routers moved the flow here: the data plane stamps its time.
+        r.1.last_seen_ns = 9_900_000_001;
+        assert_eq!(
+            nat_records([f, r].into_iter(), false, since, now, &mut mesh).len(),
+            1
+        );
+    }
+
+    #[test]
     fn a_fin_marked_without_a_touch_is_sent_at_the_next_tick_once() {
         let [f, r] = flow("198.18.1.10", 40000, 20001, "198.19.2.11", 5);
         let mut sent = SentMarks::default();
