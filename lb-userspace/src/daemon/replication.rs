@@ -225,9 +225,8 @@ impl Replication {
     /// peer, or all of them when a peer has a new session or a full sync
     /// is due (a new session of one peer dumps to all: the scan is shared
     /// and sessions are rare). In a full mesh, copies installed from peers
-    /// and not forwarded here since are left out of incremental batches
-    /// (each flow is streamed by the node that forwards it); full dumps
-    /// carry every entry.
+    /// and not forwarded here since are left out, but for the dump of a
+    /// new session (see [`sends`]).
     pub fn tick(&mut self, dataplane: &Dataplane, balancer: &Balancer) {
         let now = monotonic_ns();
         let mut new_session = false;
@@ -241,11 +240,18 @@ impl Replication {
         // last_seen is refreshed at most every FLOW_TOUCH_INTERVAL_NS, so a
         // flow is "recent" if touched within that much before the last scan.
         let since = self.last_scan_ns.saturating_sub(FLOW_TOUCH_INTERVAL_NS);
+        let scan = if new_session {
+            Scan::Session
+        } else if full {
+            Scan::Periodic
+        } else {
+            Scan::Recent { since }
+        };
         let names = backend_names(balancer);
         let topology = self.topology;
         let records: Vec<FlowRecord> = dataplane
             .flows()
-            .filter(|(_, entry)| full || sent_incrementally(topology, entry.last_seen_ns, since))
+            .filter(|(_, entry)| sends(topology, scan, entry.last_seen_ns))
             .filter_map(|(key, entry)| record(&key, &entry, &names, now))
             .collect();
         let nat = self.nat_scan(dataplane, full, now);
@@ -462,12 +468,36 @@ pub(crate) fn mesh_node_id(listen: SocketAddr, host: &str, interface: &str) -> S
     id
 }
 
-/// Whether a tick between full dumps sends an entry last seen at
-/// `last_seen_ns`: touched since `since`, and in a full mesh not a copy
-/// from a peer that this node has not forwarded since (see
-/// [`flow_table::mark_replica`]).
-fn sent_incrementally(topology: Topology, last_seen_ns: u64, since: u64) -> bool {
-    last_seen_ns >= since && !(topology == Topology::FullMesh && is_replica(last_seen_ns))
+/// What a tick's scan sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scan {
+    /// Between full dumps: entries touched since `since`.
+    Recent {
+        /// The previous scan's time less the touch interval.
+        since: u64,
+    },
+    /// The periodic full dump.
+    Periodic,
+    /// A full dump for a new session (a peer joined, restarted or came
+    /// back).
+    Session,
+}
+
+/// Whether a tick's `scan` sends an entry last seen at `last_seen_ns`.
+/// A VRRP master sends every entry of a dump and every recent one. A
+/// full-mesh node streams the flows it forwards, not the copies it holds
+/// from peers and has not forwarded since (see
+/// [`flow_table::mark_replica`]; each node streams its own, so peers
+/// already have them), except in a dump for a new session: a node that
+/// joins or comes back learns every flow its peer knows, also those of a
+/// node that is gone.
+fn sends(topology: Topology, scan: Scan, last_seen_ns: u64) -> bool {
+    let copy = topology == Topology::FullMesh && is_replica(last_seen_ns);
+    match scan {
+        Scan::Session => true,
+        Scan::Periodic => !copy,
+        Scan::Recent { since } => last_seen_ns >= since && !copy,
+    }
 }
 
 /// What became of the flow records a node received.
@@ -859,24 +889,22 @@ mod tests {
 
     #[test]
     fn a_full_mesh_streams_its_own_flows_not_its_peers_copies() {
-        let since = 5_000_000_000;
+        let recent = Scan::Recent {
+            since: 5_000_000_000,
+        };
         let copy = mark_replica(6_000_000_000);
         let own = 6_000_000_001;
+        let old = 4_000_000_000;
         assert!(!is_replica(own));
-        assert!(sent_incrementally(Topology::FullMesh, own, since));
-        assert!(!sent_incrementally(Topology::FullMesh, copy, since));
-        assert!(!sent_incrementally(
-            Topology::FullMesh,
-            4_000_000_000,
-            since
-        ));
-        // A VRRP master sends whatever is recent (today's behaviour).
-        assert!(sent_incrementally(Topology::VrrpPair, copy, since));
-        assert!(!sent_incrementally(
-            Topology::VrrpPair,
-            4_000_000_000,
-            since
-        ));
+        let mesh = |scan, t| sends(Topology::FullMesh, scan, t);
+        assert!(mesh(recent, own) && !mesh(recent, copy) && !mesh(recent, old));
+        assert!(mesh(Scan::Periodic, own) && mesh(Scan::Periodic, old));
+        assert!(!mesh(Scan::Periodic, copy), "peers have it from its node");
+        assert!(mesh(Scan::Session, copy), "a new peer learns every flow");
+        // A VRRP master sends whatever is recent, and everything in a dump.
+        let pair = |scan, t| sends(Topology::VrrpPair, scan, t);
+        assert!(pair(recent, copy) && pair(recent, own) && !pair(recent, old));
+        assert!(pair(Scan::Periodic, copy) && pair(Scan::Periodic, old));
     }
 
     #[test]
