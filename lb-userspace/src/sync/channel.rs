@@ -1275,6 +1275,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_dead_peer_drops_its_own_batches_and_holds_no_one_back() {
+        // Two peers of one node, each with its own sender: one listens,
+        // the other accepts TCP but never answers the handshake.
+        let mut live = backup().await;
+        let dead = TcpListener::bind(local()).await.unwrap();
+        let (to_live, live_stats) = master(live.listener.local_addr(), KEY);
+        let (to_dead, dead_stats) = master(dead.local_addr().unwrap(), KEY);
+        wait_for_session(&to_live, 1).await;
+        let batches = SEND_QUEUE_CAPACITY as u32 + 6;
+        for i in 0..batches {
+            to_live.send(vec![record(i)], false);
+            to_dead.send(vec![record(i)], false);
+            assert_eq!(recv(&mut live.rx).await.records, vec![record(i)]);
+        }
+        let (l, d) = (live_stats.snapshot(), dead_stats.snapshot());
+        assert_eq!((l.batches_sent, l.dropped_batches), (u64::from(batches), 0));
+        assert_eq!((d.batches_sent, d.dropped_batches), (0, 6), "{d:?}");
+        assert_eq!(to_dead.queued(), SEND_QUEUE_CAPACITY);
+    }
+
+    #[tokio::test]
     async fn wrong_key_is_refused_on_both_ends() {
         let mut b = backup().await;
         let (sender, master) = master(b.listener.local_addr(), b"not-the-right-key-at-all");
