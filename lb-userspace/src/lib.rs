@@ -4,6 +4,7 @@
 //! compiler reports what is dead.
 #![warn(unreachable_pub)]
 pub mod api;
+pub mod bgp;
 pub(crate) mod clock;
 pub mod config;
 pub mod conntrack_kind;

@@ -90,6 +90,10 @@ pub(crate) const FAMILIES: &[(&str, &str)] = &[
     ("lbd_nat_reaped_total", "counter"),
     ("lbd_vip_nat_ports_in_use", "gauge"),
     ("lbd_vip_nat_ports", "gauge"),
+    ("lbd_node_drained", "gauge"),
+    ("lbd_bgp_announced", "gauge"),
+    ("lbd_bgp_in_sync", "gauge"),
+    ("lbd_bgp_failures_total", "counter"),
 ];
 
 /// Series names a family gives in queries (a histogram's `_bucket`,
@@ -610,6 +614,7 @@ impl Exporter<'_> {
         );
 
         self.export_modes(s);
+        self.export_node(s);
 
         // Replication (families present but empty when it is off).
         let one = |v: u64| vec![(Vec::new(), v)];
@@ -805,6 +810,54 @@ impl Exporter<'_> {
     }
 }
 
+impl Exporter<'_> {
+    /// The node's state and its BGP announcements.
+    fn export_node(&mut self, s: &Status) {
+        let Some(node) = &s.node else {
+            return;
+        };
+        let drained = i64::from(node.state == crate::bgp::NodeState::Drained);
+        self.gauge(
+            "node_drained",
+            "1 while the operator has drained the node (lbctl node drain)",
+            vec![(Vec::new(), drained)],
+        );
+        let Some(bgp) = &node.bgp else {
+            return;
+        };
+        let mut announced: Vec<(Labels, i64)> = bgp
+            .announced
+            .iter()
+            .map(|a| (labels(&[("address", &a.to_string()), ("reason", "")]), 1))
+            .collect();
+        announced.extend(bgp.withheld.iter().map(|w| {
+            (
+                labels(&[
+                    ("address", &w.address.to_string()),
+                    ("reason", w.reason.name()),
+                ]),
+                0,
+            )
+        }));
+        self.gauge(
+            "bgp_announced",
+            "1 while BIRD announces the VIP address; 0 while withdrawn, with the reason",
+            announced,
+        );
+        self.gauge(
+            "bgp_in_sync",
+            "1 when BIRD has accepted the routes lbd wants announced",
+            vec![(Vec::new(), i64::from(bgp.in_sync))],
+        );
+        self.counter(
+            "bgp_failures",
+            "Writes of the routes file or BIRD reconfigures that failed",
+            None,
+            vec![(Vec::new(), bgp.failures)],
+        );
+    }
+}
+
 /// Every NAT flow state, so each has a series from the first scrape.
 /// Families of data-plane event counters (a counter named
 /// `<family>_<event>`), each rendered as `lbd_<family>_events_total`.
@@ -970,6 +1023,25 @@ mod tests {
                 backend_gone: 2,
             }),
             tunnel: None,
+            node: Some(crate::api::schema::NodeStatus {
+                state: crate::bgp::NodeState::Active,
+                forwarded: 10,
+                idle_ms: Some(5),
+                bgp: Some(crate::bgp::BgpStatus {
+                    announced: vec!["198.18.0.100".parse().unwrap()],
+                    withheld: vec![crate::bgp::WithheldAddress {
+                        address: "198.18.0.101".parse().unwrap(),
+                        reason: crate::bgp::Withheld::NoHealthyBackend,
+                    }],
+                    startup: crate::bgp::StartupStatus::Open(crate::bgp::Opened::PeersSynced),
+                    in_sync: true,
+                    applies: 3,
+                    failures: 1,
+                    last_error: None,
+                    bird_socket: "/run/bird/bird.ctl".into(),
+                    routes_file: "/run/lbd-bgp/vips.conf".into(),
+                }),
+            }),
             tables_rebuilt: 2,
             reloads: ReloadCounts {
                 succeeded: 1,

@@ -200,6 +200,21 @@ impl VipModel {
         candidates.peek().is_some() && candidates.all(|b| b.health == Health::Down)
     }
 
+    /// Whether a new flow to the VIP finds a backend: an enabled, weighted
+    /// backend that is not down, or (all down) the VIP fails open to them.
+    /// A node announces a VIP address over BGP only while this holds.
+    pub fn can_serve(&self) -> bool {
+        let mut candidates = self
+            .backends
+            .values()
+            .filter(|b| b.admin == AdminState::Enabled && b.config.weight > 0)
+            .peekable();
+        if candidates.peek().is_none() {
+            return false;
+        }
+        candidates.any(|b| b.health != Health::Down) || self.config.on_all_down == AllDown::KeepLast
+    }
+
     /// How the data plane should treat each backend.
     pub fn desired(&self, id: VipId, mac_of: &dyn Fn(IpAddr) -> Option<[u8; 6]>) -> DesiredVip {
         let fail_open = self.config.on_all_down == AllDown::KeepLast && self.all_down();

@@ -16,10 +16,11 @@ use lb_userspace::{
     api::{
         client::api_path,
         code, convert,
-        schema::{BackendSpec, StateChange, VipSpec, WeightChange},
+        schema::{BackendSpec, NodeChange, StateChange, VipSpec, WeightChange},
         server::parse_request,
         Request, Response,
     },
+    bgp::NodeState,
     config::{self, Config, VipConfig},
     mac::Mac,
     sync::{
@@ -342,6 +343,7 @@ pub fn api_request(data: &[u8]) {
     check_body::<BackendSpec>(&request);
     check_body::<StateChange>(&request);
     check_body::<WeightChange>(&request);
+    check_body::<NodeChange>(&request);
 
     let reparsed = |id: &VipId| {
         let shown = id.to_string();
@@ -385,7 +387,11 @@ pub fn api_request(data: &[u8]) {
                 "client shown as {client}"
             );
         }
-        Ok(Route::Status | Route::ListVips | Route::Reload | Route::Config) => {}
+        Ok(Route::SetNode(change)) => {
+            let name = change.state.name();
+            assert_eq!(NodeState::from_name(name), Some(change.state), "{name}");
+        }
+        Ok(Route::Status | Route::ListVips | Route::Reload | Route::Config | Route::Node) => {}
     }
 }
 

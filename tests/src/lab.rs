@@ -475,6 +475,23 @@ impl Lab {
         Ok(())
     }
 
+    /// Starts backend `name`'s nginx again after a test stopped it
+    /// (`terminate("nginx-<name>")`).
+    pub fn restart_nginx(&mut self, name: &str) -> anyhow::Result<()> {
+        let process = format!("nginx-{name}");
+        if self.is_running(&process) {
+            bail!("{process} is still running");
+        }
+        self.processes.retain(|(n, _)| *n != process);
+        let backend = self
+            .backends
+            .iter()
+            .find(|b| b.name == name)
+            .cloned()
+            .ok_or_else(|| anyhow!("no backend {name}"))?;
+        self.start_nginx(&backend)
+    }
+
     fn start_nginx(&mut self, backend: &Host) -> anyhow::Result<()> {
         let name = &backend.name;
         let port = self.backend_port();

@@ -6,6 +6,7 @@
 //! what nginx saw, the tunnel lab's lb-decap and lbd configs); PostgreSQL,
 //! PgBouncer and pgbench for the database scenario.
 pub mod bench;
+pub mod bird;
 pub mod client;
 pub mod corpus;
 pub mod craft;

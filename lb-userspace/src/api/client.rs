@@ -25,7 +25,8 @@ use super::{
     flow_schema::FlowExplanation,
     route::Route,
     schema::{
-        BackendSpec, Change, ConfigText, StateChange, Status, VipSpec, VipStatus, WeightChange,
+        BackendSpec, Change, ConfigText, NodeChange, NodeStatus, StateChange, Status, VipSpec,
+        VipStatus, WeightChange,
     },
     ApiError, Method, API_VERSION,
 };
@@ -318,6 +319,21 @@ impl Client {
     /// `GET /v1/config`.
     pub async fn config(&self) -> Result<ConfigText, ClientError> {
         self.send(Route::Config, false).await
+    }
+
+    /// `GET /v1/node`.
+    pub async fn node(&self) -> Result<NodeStatus, ClientError> {
+        self.send(Route::Node, false).await
+    }
+
+    /// `PUT /v1/node/state`.
+    pub async fn set_node_state(
+        &self,
+        state: crate::bgp::NodeState,
+        dry_run: bool,
+    ) -> Result<NodeStatus, ClientError> {
+        self.send(Route::SetNode(NodeChange { state }), dry_run)
+            .await
     }
 
     /// Connects, sends `request`, and reads the status and whole body.

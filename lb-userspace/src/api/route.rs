@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use super::{
     code,
-    schema::{BackendSpec, StateChange, VipSpec, WeightChange},
+    schema::{BackendSpec, NodeChange, StateChange, VipSpec, WeightChange},
     Method, Request, Response,
 };
 use crate::vip_id::VipId;
@@ -54,6 +54,12 @@ pub enum Route {
     Reload,
     /// `GET /v1/config` → `ConfigText`.
     Config,
+    /// `GET /v1/node` → `NodeStatus`: the node's state, traffic and BGP
+    /// announcements.
+    Node,
+    /// `PUT /v1/node/state`, body `NodeChange` → `NodeStatus`: drain the
+    /// node (withdraw every announcement) or make it active again.
+    SetNode(NodeChange),
 }
 
 /// A decoded request: the endpoint and the options every change takes.
@@ -88,6 +94,7 @@ impl Route {
                 | Self::Flows(..)
                 | Self::Flow(..)
                 | Self::Config
+                | Self::Node
         )
     }
 
@@ -144,6 +151,12 @@ impl Route {
             ),
             Self::Reload => (Method::Post, vec!["reload".to_owned()], None),
             Self::Config => (Method::Get, vec!["config".to_owned()], None),
+            Self::Node => (Method::Get, vec!["node".to_owned()], None),
+            Self::SetNode(change) => (
+                Method::Put,
+                vec!["node".to_owned(), "state".to_owned()],
+                Some(serde_json::to_value(change)?),
+            ),
         };
         Ok(Encoded {
             method,
@@ -197,11 +210,17 @@ impl Call {
             }
             (Method::Post, ["reload"]) => Route::Reload,
             (Method::Get, ["config"]) => Route::Config,
+            (Method::Get, ["node"]) => Route::Node,
+            (Method::Put, ["node", "state"]) => Route::SetNode(request.body_as()?),
             _ => return Err(request.no_route()),
         };
         let takes_body = matches!(
             route,
-            Route::AddVip(_) | Route::AddBackend(..) | Route::SetState(..) | Route::SetWeight(..)
+            Route::AddVip(_)
+                | Route::AddBackend(..)
+                | Route::SetState(..)
+                | Route::SetWeight(..)
+                | Route::SetNode(_)
         );
         if !takes_body && !request.body.is_null() {
             return Err(Response::error(
@@ -364,6 +383,10 @@ mod tests {
             Route::Flow(v6, "[2001:2:1::10]:40000".parse().unwrap()),
             Route::Reload,
             Route::Config,
+            Route::Node,
+            Route::SetNode(NodeChange {
+                state: crate::bgp::NodeState::Drained,
+            }),
         ]
     }
 

@@ -5,7 +5,7 @@
 //! ```toml
 //! [bgp]
 //! bird_socket = "/run/bird/bird.ctl"      # BIRD's control socket
-//! routes_file = "/run/lbd/bird-vips.conf" # lbd writes it; bird.conf includes it
+//! routes_file = "/run/lbd-bgp/vips.conf"  # lbd writes it; bird.conf includes it
 //! protocol = "lbd_vips"                   # lbd_vips4 / lbd_vips6 static protocols
 //! addresses = ["198.18.0.100"]            # default: every VIP address no [[vrrp]] holds
 //! startup_wait_ms = 10000                 # at most this long for the peers' flow state
@@ -23,7 +23,7 @@ use super::{Checker, ConfigError};
 /// Default BIRD control socket of Debian's `bird2` package.
 pub(crate) const DEFAULT_BIRD_SOCKET: &str = "/run/bird/bird.ctl";
 /// Default file lbd writes the routes to.
-pub(crate) const DEFAULT_ROUTES_FILE: &str = "/run/lbd/bird-vips.conf";
+pub(crate) const DEFAULT_ROUTES_FILE: &str = "/run/lbd-bgp/vips.conf";
 /// Default name stem of the static protocols lbd defines.
 pub(crate) const DEFAULT_PROTOCOL: &str = "lbd_vips";
 /// Default longest wait for the peers' flow state before announcing.
@@ -320,6 +320,21 @@ port = 80
             let error = load(extra).unwrap_err();
             assert!(error.contains(expected), "{extra:?}: {error}");
         }
+    }
+
+    #[test]
+    fn announcing_without_replication_or_with_minimal_tables_is_warned_of() {
+        let fields = |config: &Config| -> Vec<String> {
+            crate::config::warnings(config)
+                .into_iter()
+                .map(|w| w.field)
+                .collect()
+        };
+        assert_eq!(fields(&load("[bgp]\n").unwrap()), ["bgp"]);
+        let text = format!("maglev_mode = \"minimal\"\n{VIPS}[bgp]\n[sync]\nlisten = \"198.18.2.11:7946\"\npeers = [\"198.18.2.12:7946\"]\nkey_file = \"/k\"\n");
+        let config = Config::from_toml_str(&text, "lbd.toml").unwrap();
+        assert_eq!(fields(&config), ["maglev_mode"]);
+        assert!(fields(&load("").unwrap()).is_empty());
     }
 
     #[test]

@@ -31,7 +31,27 @@ pub fn warnings(config: &Config) -> Vec<Warning> {
     for (index, vip) in config.vips.iter().enumerate() {
         vip_warnings(index, vip, &mut out);
     }
+    bgp_warnings(config, &mut out);
     out
+}
+
+/// Active-active nodes must agree on every flow's backend.
+fn bgp_warnings(config: &Config, out: &mut Vec<Warning>) {
+    if config.bgp.is_none() {
+        return;
+    }
+    if config.sync.is_none() {
+        out.push(Warning {
+            field: "bgp".to_owned(),
+            message: "no [sync]: flows are not replicated to the other nodes, so a flow the routers move to another node (a node joins, leaves or drains) breaks if that node would pick another backend for it (after a backend change)".to_owned(),
+        });
+    }
+    if config.maglev_mode == super::MaglevMode::Minimal {
+        out.push(Warning {
+            field: "maglev_mode".to_owned(),
+            message: "\"minimal\" tables depend on the order of past changes, so nodes that saw different histories pick different backends for untracked flows; active-active nodes want \"consistent\" (a pure function of the backend set)".to_owned(),
+        });
+    }
 }
 
 fn vip_warnings(index: usize, vip: &VipConfig, out: &mut Vec<Warning>) {

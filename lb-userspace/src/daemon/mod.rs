@@ -79,6 +79,9 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<()> {
     let mut terminate = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("SIGINT handler")?;
     let mut hangup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
+    // The systemd unit's RestartKillSignal: a restart that leaves word for
+    // the unit's stop path to keep the BGP announcements.
+    let mut restart = signal(SignalKind::user_defined1()).context("SIGUSR1 handler")?;
     if let Some(dir) = config.admin_socket.parent() {
         tokio::fs::create_dir_all(dir)
             .await
@@ -143,6 +146,11 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<()> {
                 }
                 break Stop::Restart;
             }
+            _ = restart.recv() => {
+                info!("SIGUSR1: stopping for a restart; BGP announcements and the pinned data plane stay");
+                engine.mark_restart();
+                break Stop::Restart;
+            }
             _ = interrupt.recv() => {
                 info!("SIGINT: stopping and removing the data plane");
                 break Stop::Clean;
@@ -168,12 +176,16 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<()> {
                 engine.check_link().await;
                 engine.track();
                 engine.nat_tick().await;
+                engine.watch_traffic();
                 ticks = ticks.wrapping_add(1);
                 if ticks.is_multiple_of(MAC_REFRESH_TICKS) {
                     engine.refresh_macs().await;
                 }
             }
         }
+        // Whatever happened, announcements follow (BIRD hears only of
+        // changes).
+        engine.announce().await;
     };
     ready.store(false, std::sync::atomic::Ordering::Relaxed);
     if let Some(server) = metrics_server {
@@ -248,6 +260,16 @@ pub async fn offline(path: &Path, config: &Config, action: Offline) -> anyhow::R
             "lbd is running (it answers on {}); stop it first",
             config.admin_socket.display()
         );
+    }
+    // BGP first: a node that stays down must stop attracting traffic even
+    // if removing its addresses fails.
+    match action {
+        Offline::ReleaseVips => engine::node::withdraw_unless_restarting(config).await?,
+        Offline::Cleanup => {
+            if let Some(bgp) = &config.bgp {
+                crate::bgp::announcer::withdraw(bgp).await?;
+            }
+        }
     }
     let netlink = crate::netlink::Netlink::connect()?;
     let interface = netlink.interface(&config.interface).await?;

@@ -46,9 +46,16 @@ async fn answer(engine: &mut Engine, call: Call) -> Response {
         }
         Route::Flow(id, client) => return engine.explain_flow(&id, client),
         Route::Config => return Response::ok(engine.config_text()),
+        Route::Node => return Response::ok(engine.node_status()),
+        Route::SetNode(change) => {
+            return Response::ok(engine.set_node_state(change.state, dry_run).await)
+        }
         Route::Reload => return outcome(engine.reload(dry_run)),
         Route::AddVip(spec) => match convert::vip_config(&spec, &engine.config().nat) {
-            Ok(vip) => Edit::AddVip(vip),
+            Ok(vip) => match engine.announcement_refuses(&vip) {
+                None => Edit::AddVip(vip),
+                Some(why) => return Response::error(400, code::BAD_REQUEST, why),
+            },
             Err(error) => return error.into(),
         },
         Route::RemoveVip(id) => Edit::RemoveVip(id),

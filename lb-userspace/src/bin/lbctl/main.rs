@@ -3,7 +3,8 @@
 //! failure, 2 bad usage or refused request, 3 no such VIP/backend, 4
 //! exists already, 5 lbd not reachable, 6 a drain's timeout cut flows, 7 a
 //! drain waited on was ended by another change (undrained, maintenance,
-//! removed). When its output is closed (`| head -1`), lbctl ends quietly by
+//! removed); for `node drain --wait`, 6 means the node still forwarded at
+//! the timeout and 7 that it was made active again. When its output is closed (`| head -1`), lbctl ends quietly by
 //! SIGPIPE, as other Unix filters do.
 
 #![warn(unreachable_pub)]
@@ -14,6 +15,7 @@ mod completions;
 mod config_check;
 mod config_dump;
 mod flow;
+mod node;
 mod output;
 mod reload;
 mod status;
@@ -52,6 +54,9 @@ enum Command {
     Backend(backend::Command),
     /// Which backend a flow goes to, and why (tracked, Maglev, dropped).
     Flow(flow::Args),
+    /// This node in an active-active group: status, drain, undrain.
+    #[command(subcommand)]
+    Node(node::Command),
     /// Make lbd re-read its config file (only the difference is applied).
     Reload(reload::Args),
     /// Work with config files.
@@ -123,6 +128,7 @@ fn main() -> ExitCode {
             Command::Vip(command) => vip::run(&client, command).await,
             Command::Backend(command) => backend::run(&client, command).await,
             Command::Flow(args) => flow::run(&client, &args).await,
+            Command::Node(command) => node::run(&client, command).await,
             Command::Reload(args) => reload::run(&client, &args).await,
             Command::Config(ConfigCommand::Check(args)) => {
                 config_check::run(&args).map_err(Failure::from)

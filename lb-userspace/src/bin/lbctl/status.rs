@@ -172,6 +172,9 @@ fn print_status(status: &Status) {
         },
         status.maglev_mode
     );
+    if let Some(line) = status.node.as_ref().and_then(node_line) {
+        println!("{line}");
+    }
     for vrrp in &status.vrrp {
         let master = vrrp.master.map_or("unknown".to_owned(), |m| m.to_string());
         let ignored: Vec<String> = vrrp
@@ -218,6 +221,32 @@ fn print_status(status: &Status) {
 }
 
 /// A NAT VIP's NAT address and port usage, as one line.
+/// The node's state and announcements, when it is drained or announces
+/// over BGP (a plain node says nothing).
+fn node_line(node: &lb_userspace::api::schema::NodeStatus) -> Option<String> {
+    let state = node.state.name();
+    let Some(bgp) = &node.bgp else {
+        return (node.state != lb_userspace::bgp::NodeState::Active)
+            .then(|| format!("node: {state}"));
+    };
+    let announced: Vec<String> = bgp.announced.iter().map(ToString::to_string).collect();
+    let withheld: Vec<String> = bgp
+        .withheld
+        .iter()
+        .map(|w| format!("{} ({})", w.address, w.reason.name()))
+        .collect();
+    Some(format!(
+        "node: {state}; BGP announces [{}], withdrawn [{}]; BIRD {}",
+        announced.join(", "),
+        withheld.join(", "),
+        if bgp.in_sync {
+            "in sync"
+        } else {
+            "NOT in sync (lbctl node status)"
+        }
+    ))
+}
+
 fn nat_line(vip: &VipStatus) -> Option<String> {
     let nat = vip.nat.as_ref()?;
     let range = u32::from(nat.port_max) - u32::from(nat.port_min) + 1;

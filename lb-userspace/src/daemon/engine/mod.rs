@@ -19,6 +19,7 @@ use tracing::{info, warn};
 
 mod change;
 mod nat;
+pub(crate) mod node;
 mod tunnel;
 mod view;
 
@@ -94,6 +95,8 @@ pub struct Engine {
     nat: nat::NatRuntime,
     /// The tunnelled modes' own addresses and health-check path.
     tunnel: tunnel::TunnelRuntime,
+    /// Drained or active, the node's traffic, and its BGP announcements.
+    node: node::NodeRuntime,
 }
 
 impl Engine {
@@ -197,6 +200,7 @@ impl Engine {
                 }
             }
         }
+        let node = node::NodeRuntime::start(&config, dataplane.adopted(), Instant::now());
         let mut engine = Self {
             config_path: config_path.to_owned(),
             balancer,
@@ -216,6 +220,7 @@ impl Engine {
             macs: HashMap::new(),
             nat: nat::NatRuntime::default(),
             tunnel: tunnel::TunnelRuntime::default(),
+            node,
             config,
         };
         engine.read_own_addresses().await;
@@ -610,15 +615,6 @@ impl Engine {
         }
     }
 
-    /// Whether every replication peer has delivered a complete full dump
-    /// since start (false without replication): the start-up signal of
-    /// an active-active node.
-    pub fn all_peers_dumped(&self) -> bool {
-        self.replication
-            .as_ref()
-            .is_some_and(Replication::all_peers_dumped)
-    }
-
     /// Hands the VIPs over (VRRP priority 0), stops checks and detaches the
     /// program.
     pub async fn shutdown(mut self, stop: Stop) -> anyhow::Result<Released> {
@@ -627,6 +623,9 @@ impl Engine {
                 Stop::Restart => instance.abandon().await,
                 Stop::Clean => instance.stop().await,
             }
+        }
+        if stop == Stop::Clean {
+            self.withdraw_announcements().await;
         }
         self.replication = None;
         self.checker.retain(|_| false);

@@ -158,6 +158,7 @@ impl Engine {
             },
             nat: self.nat_status(),
             tunnel: self.tunnel_status(),
+            node: Some(self.node_status()),
             tables_rebuilt: self.tables_rebuilt,
             reloads: self.reloads,
             version: env!("CARGO_PKG_VERSION").to_owned(),

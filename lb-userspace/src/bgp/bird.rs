@@ -1,0 +1,254 @@
+//! BIRD's control socket, the one lbd uses to make BIRD re-read its config
+//! after the routes file changed (what `birdc configure` does), without
+//! needing `birdc` or BIRD's own privileges.
+//!
+//! The protocol is lines: BIRD greets with `0001 BIRD x.y ready.`; each
+//! reply line starts with a four-digit code followed by `-` when more
+//! lines of the reply follow, or a space on the last one; lines that start
+//! with a space continue the previous one. Codes `0xxx` mean success,
+//! `8xxx` run-time and `9xxx` parse-time errors (BIRD's
+//! `doc/reply_codes`).
+
+use std::{path::Path, time::Duration};
+
+use anyhow::{bail, Context as _};
+use tokio::{
+    io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
+    net::UnixStream,
+};
+
+/// How long one exchange with BIRD may take.
+const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest reply kept for an error message.
+const MAX_REPLY_BYTES: usize = 4096;
+/// "Reconfiguration ignored, shutting down": BIRD did not apply it.
+const CODE_SHUTTING_DOWN: u16 = 6;
+
+/// One reply: its final code and its text (every line, codes stripped).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Reply {
+    /// The code of the last line.
+    pub(crate) code: u16,
+    /// The lines' text, joined with `; `.
+    pub(crate) text: String,
+}
+
+impl Reply {
+    /// Whether BIRD reports success.
+    pub(crate) fn is_success(&self) -> bool {
+        self.code < 1000 && self.code != CODE_SHUTTING_DOWN
+    }
+}
+
+/// Asks the BIRD behind `socket` to re-read its configuration; fails with
+/// BIRD's own message when it refuses (a parse error names file and line).
+pub(crate) async fn configure(socket: &Path) -> anyhow::Result<Reply> {
+    let reply = tokio::time::timeout(EXCHANGE_TIMEOUT, exchange(socket, "configure"))
+        .await
+        .with_context(|| {
+            format!(
+                "BIRD at {} did not answer within {EXCHANGE_TIMEOUT:?}",
+                socket.display()
+            )
+        })??;
+    if !reply.is_success() {
+        bail!(
+            "BIRD refused to reconfigure ({}): {}",
+            reply.code,
+            reply.text
+        );
+    }
+    Ok(reply)
+}
+
+/// Sends one command and reads its reply.
+async fn exchange(socket: &Path, command: &str) -> anyhow::Result<Reply> {
+    let stream = UnixStream::connect(socket)
+        .await
+        .with_context(|| format!("connecting to BIRD's control socket {}", socket.display()))?;
+    let (read, mut write) = stream.into_split();
+    let mut lines = BufReader::new(read).lines();
+    let greeting = read_reply(&mut lines)
+        .await
+        .context("reading BIRD's greeting")?;
+    if greeting.code != 1 {
+        bail!(
+            "unexpected greeting from BIRD ({}): {}",
+            greeting.code,
+            greeting.text
+        );
+    }
+    write
+        .write_all(format!("{command}\n").as_bytes())
+        .await
+        .context("writing to BIRD's control socket")?;
+    read_reply(&mut lines)
+        .await
+        .with_context(|| format!("reading BIRD's reply to {command:?}"))
+}
+
+/// Reads lines until the last line of a reply.
+async fn read_reply<R: tokio::io::AsyncBufRead + Unpin>(
+    lines: &mut tokio::io::Lines<R>,
+) -> anyhow::Result<Reply> {
+    let mut text = String::new();
+    loop {
+        let Some(line) = lines.next_line().await? else {
+            bail!("BIRD closed the control socket mid-reply");
+        };
+        match parse_line(&line) {
+            Line::Final(code, rest) => {
+                push(&mut text, rest);
+                return Ok(Reply { code, text });
+            }
+            Line::More(rest) => push(&mut text, rest),
+        }
+    }
+}
+
+fn push(text: &mut String, part: &str) {
+    let part = part.trim();
+    if part.is_empty() || text.len() >= MAX_REPLY_BYTES {
+        return;
+    }
+    if !text.is_empty() {
+        text.push_str("; ");
+    }
+    text.push_str(part);
+}
+
+/// One line of a reply.
+#[derive(Debug, PartialEq, Eq)]
+enum Line<'a> {
+    /// The last line: its code and text.
+    Final(u16, &'a str),
+    /// A line more follows after this one.
+    More(&'a str),
+}
+
+fn parse_line(line: &str) -> Line<'_> {
+    let bytes = line.as_bytes();
+    let coded = bytes.len() >= 5 && bytes[..4].iter().all(u8::is_ascii_digit);
+    if coded {
+        let code = line[..4].parse().unwrap_or(u16::MAX);
+        let rest = &line[5..];
+        if bytes[4] == b' ' {
+            return Line::Final(code, rest);
+        }
+        return Line::More(rest);
+    }
+    if bytes.len() == 4 && bytes.iter().all(u8::is_ascii_digit) {
+        return Line::Final(line.parse().unwrap_or(u16::MAX), "");
+    }
+    // A continuation (leading space) or a spontaneous printout (`+`).
+    Line::More(line.get(1..).unwrap_or(""))
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::net::UnixListener;
+
+    use super::*;
+
+    #[test]
+    fn lines_are_read_by_their_code_and_separator() {
+        assert_eq!(
+            parse_line("0003 Reconfigured"),
+            Line::Final(3, "Reconfigured")
+        );
+        assert_eq!(
+            parse_line("0002-Reading configuration from /etc/bird.conf"),
+            Line::More("Reading configuration from /etc/bird.conf")
+        );
+        assert_eq!(parse_line(" continued"), Line::More("continued"));
+        assert_eq!(parse_line("0000"), Line::Final(0, ""));
+        let error = "8002 /run/lbd-bgp/vips.conf:3:9 syntax error";
+        assert_eq!(
+            parse_line(error),
+            Line::Final(8002, "/run/lbd-bgp/vips.conf:3:9 syntax error")
+        );
+        assert!(!Reply {
+            code: 8002,
+            text: String::new()
+        }
+        .is_success());
+        assert!(!Reply {
+            code: 6,
+            text: String::new()
+        }
+        .is_success());
+        assert!(Reply {
+            code: 4,
+            text: String::new()
+        }
+        .is_success());
+    }
+
+    /// A directory of this test's, removed when dropped.
+    struct Scratch(std::path::PathBuf);
+
+    impl Scratch {
+        fn new() -> Self {
+            static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let dir =
+                std::env::temp_dir().join(format!("lbd-bird-test-{}-{n}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            Self(dir)
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// A scripted peer on a real Unix socket: greets, reads one command,
+    /// answers with `reply`.
+    async fn peer(
+        reply: &'static str,
+    ) -> (Scratch, std::path::PathBuf, tokio::task::JoinHandle<String>) {
+        let dir = Scratch::new();
+        let path = dir.0.join("bird.ctl");
+        let listener = UnixListener::bind(&path).unwrap();
+        let task = tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            let (read, mut write) = stream.into_split();
+            write.write_all(b"0001 BIRD 2.0.12 ready.\n").await.unwrap();
+            let mut lines = BufReader::new(read).lines();
+            let command = lines.next_line().await.unwrap().unwrap();
+            write.write_all(reply.as_bytes()).await.unwrap();
+            command
+        });
+        (dir, path, task)
+    }
+
+    #[tokio::test]
+    async fn configure_succeeds_on_a_success_code_and_fails_with_birds_message() {
+        let (_dir, path, task) =
+            peer("0002-Reading configuration from /etc/bird/bird.conf\n0003 Reconfigured\n").await;
+        let reply = configure(&path).await.unwrap();
+        assert_eq!(reply.code, 3);
+        assert_eq!(task.await.unwrap(), "configure");
+
+        let (_dir, path, _task) =
+            peer("0002-Reading configuration from /etc/bird/bird.conf\n8002 /run/lbd-bgp/vips.conf:2:3 syntax error, unexpected CF_SYM_UNDEFINED\n").await;
+        let error = configure(&path).await.unwrap_err().to_string();
+        assert!(
+            error.contains("8002") && error.contains("vips.conf:2:3"),
+            "{error}"
+        );
+    }
+
+    #[tokio::test]
+    async fn no_bird_is_an_error_naming_the_socket() {
+        let error = configure(Path::new("/nonexistent/bird.ctl"))
+            .await
+            .unwrap_err();
+        assert!(
+            format!("{error:#}").contains("/nonexistent/bird.ctl"),
+            "{error:#}"
+        );
+    }
+}

@@ -1,0 +1,14 @@
+//! Active-active announcement through BIRD: lbd keeps the routes BIRD
+//! announces over BGP equal to the VIP addresses this node can serve
+//! ([`announce`] decides, [`announcer`] drives), by rewriting a file BIRD
+//! includes ([`routes_file`]) and asking BIRD to re-read its config over
+//! its control socket ([`bird`]). Sessions, timers, BFD and policy stay
+//! BIRD's, configured by the operator.
+
+pub mod announce;
+pub mod announcer;
+pub(crate) mod bird;
+pub(crate) mod routes_file;
+
+pub use announce::{NodeState, Opened, Withheld};
+pub use announcer::{BgpStatus, StartupStatus, WithheldAddress};

@@ -1,0 +1,121 @@
+//! The file lbd owns and BIRD includes: two static protocols holding one
+//! route per announced VIP address. BIRD's BGP sessions export them (the
+//! operator's `export where proto = "lbd_vips4"`), so announcing and
+//! withdrawing is rewriting this file and asking BIRD to re-read its
+//! config. The file is replaced atomically (write, then rename), so BIRD
+//! never reads half of it.
+
+use std::{
+    collections::BTreeSet,
+    fmt::Write as _,
+    io::Write as _,
+    net::IpAddr,
+    os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _},
+    path::Path,
+};
+
+use anyhow::Context as _;
+
+/// BIRD runs as its own user (`bird` on Debian): the file must be readable
+/// by it, and writable only by lbd.
+const FILE_MODE: u32 = 0o644;
+/// The directory, when lbd creates it.
+const DIR_MODE: u32 = 0o755;
+
+/// The file's text announcing `addresses` in the protocols `{stem}4` and
+/// `{stem}6` (both always defined, so the operator's filters always name
+/// existing protocols). Routes are blackholes in BIRD's table only: the
+/// BGP session sets the next hop to the node's own address, and the
+/// operator's kernel protocol exports none of them.
+pub(crate) fn render(stem: &str, addresses: &BTreeSet<IpAddr>) -> String {
+    let mut text = String::from(
+        "# Written by lbd: the VIP addresses this node announces now.\n\
+         # lbd rewrites this file and reconfigures BIRD whenever that changes; do not edit.\n",
+    );
+    for (suffix, channel, v4, len) in [("4", "ipv4", true, 32), ("6", "ipv6", false, 128)] {
+        let _ = writeln!(text, "protocol static {stem}{suffix} {{\n  {channel};");
+        for address in addresses.iter().filter(|a| a.is_ipv4() == v4) {
+            let _ = writeln!(text, "  route {address}/{len} blackhole;");
+        }
+        text.push_str("}\n");
+    }
+    text
+}
+
+/// Replaces `path` with `text`: a temporary file beside it, synced, then
+/// renamed over it. Creates the directory if it is missing.
+pub(crate) fn write(path: &Path, text: &str) -> anyhow::Result<()> {
+    let dir = path
+        .parent()
+        .with_context(|| format!("{} has no directory", path.display()))?;
+    if !dir.exists() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(DIR_MODE))
+            .with_context(|| format!("setting the mode of {}", dir.display()))?;
+    }
+    let name = path
+        .file_name()
+        .with_context(|| format!("{} names no file", path.display()))?;
+    let temporary = dir.join(format!(".{}.lbd-new", name.to_string_lossy()));
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(FILE_MODE)
+        .open(&temporary)
+        .with_context(|| format!("creating {}", temporary.display()))?;
+    // The mode given at creation is masked by the umask (0077 under the
+    // systemd unit): set it explicitly so BIRD can read the file.
+    file.set_permissions(std::fs::Permissions::from_mode(FILE_MODE))
+        .with_context(|| format!("setting the mode of {}", temporary.display()))?;
+    file.write_all(text.as_bytes())
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("writing {}", temporary.display()))?;
+    std::fs::rename(&temporary, path)
+        .with_context(|| format!("replacing {} with {}", path.display(), temporary.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_protocols_are_always_defined_and_hold_their_familys_routes() {
+        let addresses: BTreeSet<IpAddr> = ["198.18.0.100", "2001:2::100", "198.18.0.101"]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect();
+        let text = render("lbd_vips", &addresses);
+        let v4 = text.find("protocol static lbd_vips4 {").unwrap();
+        let v6 = text.find("protocol static lbd_vips6 {").unwrap();
+        let route = |r: &str| text.find(r).unwrap();
+        assert!(
+            v4 < route("route 198.18.0.100/32 blackhole;")
+                && route("route 198.18.0.101/32 blackhole;") < v6
+        );
+        assert!(v6 < route("route 2001:2::100/128 blackhole;"));
+        let empty = render("lbd_vips", &BTreeSet::new());
+        assert!(
+            empty.contains("protocol static lbd_vips4 {\n  ipv4;\n}\n"),
+            "{empty}"
+        );
+        assert!(
+            empty.contains("protocol static lbd_vips6 {\n  ipv6;\n}\n"),
+            "{empty}"
+        );
+    }
+
+    #[test]
+    fn the_file_is_replaced_whole_and_readable_by_others() {
+        let dir = std::env::temp_dir().join(format!("lbd-routes-test-{}", std::process::id()));
+        let path = dir.join("sub").join("vips.conf");
+        write(&path, "one\n").unwrap();
+        write(&path, "two\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "two\n");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, FILE_MODE);
+        let leftovers: Vec<_> = std::fs::read_dir(path.parent().unwrap()).unwrap().collect();
+        assert_eq!(leftovers.len(), 1, "no temporary file left behind");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

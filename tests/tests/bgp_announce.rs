@@ -1,0 +1,172 @@
+//! One lbd node and its own BIRD 2: lbd keeps BIRD's announcements equal
+//! to what the node can serve, through the routes file and BIRD's control
+//! socket. A VIP address is announced while its backends are healthy,
+//! withdrawn when they all fail, when the node is drained, on a stop for
+//! good, and by the unit's stop path unless lbd stopped for a restart; a
+//! restart keeps it; a BIRD that starts late gets the routes. Needs root
+//! and bird2. (The ECMP lab with a router and three nodes: bgp_lab.rs.)
+
+use std::time::Duration;
+
+use lb_tests::{
+    bird::Bird,
+    lab::{Lab, VIP4},
+    support::{lbctl_ok, lbctl_outcome, wait_until},
+};
+use lb_userspace::{
+    api::schema::NodeStatus,
+    bgp::{Opened, StartupStatus},
+};
+
+const CHECKS: &str = "[vip.health]\ncheck = \"http\"\npath = \"/health\"\ninterval_ms = 200\nfast_interval_ms = 100\ntimeout_ms = 200\nrise = 1\nfall = 2\n";
+const PROTOCOL: &str = "lbd_vips4";
+/// Announcements must follow within this (checks fall in ~0.5 s).
+const FOLLOW: Duration = Duration::from_secs(10);
+
+fn bird_config(lab: &Lab) -> String {
+    format!(
+        "router id 198.18.0.2;\nprotocol device {{}}\ninclude \"{}\";\n",
+        routes_file(lab).display()
+    )
+}
+
+fn routes_file(lab: &Lab) -> std::path::PathBuf {
+    lab.dir.join("bgp").join("vips.conf")
+}
+
+fn lbd_config(lab: &Lab, bird: &Bird, backends: &[&str]) -> String {
+    format!(
+        "{}\n[bgp]\nbird_socket = \"{}\"\nroutes_file = \"{}\"\n",
+        lab.lbd_config_for(backends, CHECKS),
+        bird.socket.display(),
+        routes_file(lab).display()
+    )
+}
+
+fn announced(bird: &Bird) -> bool {
+    bird.routes_of(PROTOCOL)
+        .is_ok_and(|routes| routes.contains(&format!("{VIP4}/32")))
+}
+
+fn node(lab: &Lab) -> NodeStatus {
+    serde_json::from_str(&lbctl_ok(lab, &["node", "status", "--json"])).expect("node status")
+}
+
+#[test]
+fn announcements_follow_health_drain_and_stops() {
+    let mut lab = Lab::start(2).expect("lab");
+    lab.wait_for_backends().expect("backends");
+    let paths = Bird::paths(&lab, "bird-lb");
+    // lbd first, BIRD not yet running: lbd writes the file and retries.
+    let config = lbd_config(&lab, &paths, &["b1", "b2"]);
+    lab.start_lbd(&config).expect("lbd");
+    wait_until("the routes file", FOLLOW, || routes_file(&lab).exists());
+    let bgp = node(&lab).bgp.expect("bgp status");
+    assert!(!bgp.in_sync, "BIRD is not running yet: {bgp:?}");
+    assert_eq!(bgp.startup, StartupStatus::Open(Opened::NoPeers));
+    let lb = lab.lb.clone();
+    let bird_conf = bird_config(&lab);
+    let bird = Bird::start(&mut lab, &lb, "bird-lb", &bird_conf).expect("bird");
+    wait_until("the VIP announced once BIRD is up", FOLLOW, || {
+        announced(&bird)
+    });
+    // BIRD read the file at its start; lbd's retry confirms it.
+    wait_until("lbd in sync with BIRD", FOLLOW, || {
+        node(&lab).bgp.unwrap().in_sync
+    });
+
+    // Every backend fails its checks: withdrawn; one comes back: announced.
+    lab.terminate("nginx-b1").expect("stop nginx b1");
+    assert!(announced(&bird), "one healthy backend left");
+    lab.terminate("nginx-b2").expect("stop nginx b2");
+    wait_until("withdrawal with no healthy backend", FOLLOW, || {
+        !announced(&bird)
+    });
+    let withheld = node(&lab).bgp.unwrap().withheld;
+    assert_eq!(withheld.len(), 1);
+    assert_eq!(withheld[0].reason.name(), "no-healthy-backend");
+    lab.restart_nginx("b1").expect("nginx b1 again");
+    wait_until("announced again", FOLLOW, || announced(&bird));
+
+    // Drain (dry run first: nothing changes), undrain.
+    let dry = lbctl_ok(&lab, &["node", "drain", "--dry-run", "--json"]);
+    let dry: NodeStatus = serde_json::from_str(&dry).unwrap();
+    assert!(dry.bgp.unwrap().announced.is_empty());
+    assert!(announced(&bird), "a dry run changes nothing");
+    let (code, _, _) = lbctl_outcome(
+        &lab,
+        &["node", "drain", "--wait", "--quiet", "1", "--timeout", "20"],
+    );
+    assert_eq!(code, 0, "drain --wait on an idle node returns");
+    assert!(!announced(&bird), "drained: withdrawn at once");
+    // The drain is kept across a restart.
+    lab.terminate("lbd").expect("SIGTERM");
+    assert!(!announced(&bird));
+    lab.start_lbd_on(&lb, "lbd2", &config).expect("restart");
+    assert_eq!(node(&lab).state.name(), "drained");
+    lbctl_ok(&lab, &["node", "undrain"]);
+    wait_until("announced after undrain", FOLLOW, || announced(&bird));
+
+    // A restart (SIGTERM) keeps the announcement; the unit's stop path
+    // keeps it after a restart (SIGUSR1 leaves word) and withdraws after
+    // a stop.
+    lab.terminate("lbd2").expect("SIGTERM");
+    assert!(announced(&bird), "a restart keeps the routes");
+    let out = lab
+        .lbd_offline(&lb, "lbd2", "--release-vips")
+        .expect("release");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!announced(&bird), "the stop path withdraws after a stop");
+    lab.start_lbd_on(&lb, "lbd3", &config).expect("start again");
+    wait_until(
+        "announced again (adopted: no start-up wait)",
+        FOLLOW,
+        || announced(&bird),
+    );
+    lab.signal("lbd3", libc::SIGUSR1).expect("SIGUSR1");
+    lab.wait_exit("lbd3", Duration::from_secs(10))
+        .expect("lbd3 exits");
+    let out = lab
+        .lbd_offline(&lb, "lbd3", "--release-vips")
+        .expect("release");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        announced(&bird),
+        "the stop path keeps the routes after a restart"
+    );
+
+    // A stop for good (SIGINT) withdraws.
+    lab.start_lbd_on(&lb, "lbd4", &config).expect("start again");
+    lab.interrupt("lbd4").expect("SIGINT");
+    assert!(!announced(&bird), "a stop for good withdraws");
+}
+
+/// Config check refuses a VIP both VRRP-held and BGP-announced, naming it.
+#[test]
+fn an_address_cannot_be_both_vrrp_held_and_announced() {
+    let text = format!(
+        "interface = \"eth0\"\n[[vip]]\naddress = \"{VIP4}\"\nport = 80\n  [[vip.backend]]\n  address = \"198.18.0.11\"\n  mac = \"02:00:00:00:00:11\"\n[[vrrp]]\nvrid = 51\naddresses = [\"{VIP4}\"]\n[bgp]\naddresses = [\"{VIP4}\"]\n"
+    );
+    let dir = std::env::temp_dir().join(format!("lbd-bgp-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("lbd.toml");
+    std::fs::write(&path, text).unwrap();
+    let lbctl = lb_tests::lab::lbd_binary().unwrap().with_file_name("lbctl");
+    let out = std::process::Command::new(lbctl)
+        .args(["config", "check"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("is held by vrrp[0]"), "{stderr}");
+}
