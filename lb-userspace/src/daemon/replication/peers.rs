@@ -14,7 +14,7 @@
 use std::{collections::HashMap, net::SocketAddr, sync::Arc};
 
 use tokio::sync::watch;
-use tracing::warn;
+use tracing::debug;
 
 use crate::{
     api::schema::ReplicationPeerStatus,
@@ -105,7 +105,9 @@ impl Receipts {
     /// Counts `batch` under its sender's node id.
     pub(crate) fn note(&mut self, batch: &ReceivedBatch) {
         if !self.0.contains_key(&batch.peer) && self.0.len() >= MAX_KNOWN_NODES {
-            warn!(peer_node = %batch.peer, limit = MAX_KNOWN_NODES, "replication: too many node ids; this one's batches are installed but not counted per peer");
+            // Per batch: debug, not to flood the log; the peer's line in
+            // the status shows nothing received, which is the signal.
+            debug!(peer_node = %batch.peer, limit = MAX_KNOWN_NODES, "replication: too many node ids; this one's batches are installed but not counted per peer");
             return;
         }
         let receipt = self.0.entry(batch.peer.clone()).or_default();
