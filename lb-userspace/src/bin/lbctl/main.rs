@@ -15,6 +15,7 @@ mod completions;
 mod config_check;
 mod config_dump;
 mod flow;
+mod man;
 mod node;
 mod output;
 mod reload;
@@ -64,6 +65,9 @@ enum Command {
     Config(ConfigCommand),
     /// Print shell completions.
     Completions(completions::Args),
+    /// Write lbctl's man pages (lbctl.8 and one per subcommand) into a
+    /// directory.
+    Man(man::Args),
 }
 
 #[derive(Debug, Subcommand)]
@@ -138,6 +142,7 @@ fn main() -> ExitCode {
                 completions::run(&args);
                 Ok(())
             }
+            Command::Man(args) => man::run(&args).map_err(Failure::from),
         }
     });
     match result {
