@@ -609,21 +609,22 @@ fn bind(file: &str, line: &Line, proxy: &mut Proxy) -> Result<(), ImportError> {
             .strip_prefix('[')
             .and_then(|h| h.strip_suffix(']'))
             .unwrap_or(host);
-        let (address, wildcard_v6) =
-            match host {
-                "" | "*" | "0.0.0.0" => (None, false),
-                "::" | ":" => (None, true),
-                host => match host.parse() {
-                    Ok(address) => (Some(address), false),
-                    Err(_) => return Err(ImportError::at(
+        let (address, wildcard_v6) = match host {
+            "" | "*" | "0.0.0.0" => (None, false),
+            "::" | ":" => (None, true),
+            host => match host.parse() {
+                Ok(address) => (Some(address), false),
+                Err(_) => {
+                    return Err(ImportError::at(
                         file,
                         line.no,
                         format!(
                             "bind {spec}: {host:?} is not an IP address (lbd's VIPs are addresses)"
                         ),
-                    )),
-                },
-            };
+                    ))
+                }
+            },
+        };
         proxy.binds.push(Listen {
             address,
             wildcard_v6,

@@ -394,6 +394,18 @@ fn vip_tables(
         .max(1);
     let factor = (MAX_WEIGHT / top).clamp(1, 100);
     for backend in &service.backends {
+        if backend.address.is_ipv4() != vip.address.is_ipv4() && !mode.is_tunnel() {
+            return Err(ImportError::at_origin(
+                &backend.origin,
+                format!(
+                    "{} is {} but VIP {} is {}: lbd reaches backends of the other family only in ipip or gue mode",
+                    backend.address,
+                    family(backend.address),
+                    vip.address,
+                    family(vip.address)
+                ),
+            ));
+        }
         let mut b = Table::new("[[vip.backend]]", 1);
         b.notes = backend.notes.iter().map(ToString::to_string).collect();
         b.push(
@@ -442,5 +454,13 @@ fn push_backend(mut table: Table, backend: &Backend, reference: &Backend, tables
         let mut h = Table::new("[vip.backend.health]", 2);
         h.entries = entries;
         tables.push(h);
+    }
+}
+
+fn family(address: IpAddr) -> &'static str {
+    if address.is_ipv4() {
+        "IPv4"
+    } else {
+        "IPv6"
     }
 }
