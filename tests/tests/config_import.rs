@@ -363,3 +363,37 @@ fn an_nginx_upstream_with_least_conn_and_passive_checks_is_served_by_weight() {
         started.elapsed().as_millis()
     );
 }
+
+#[test]
+fn input_it_cannot_parse_is_refused_with_file_and_line_and_nothing_is_written() {
+    let dir = std::env::temp_dir().join(format!("i1-import-{}", std::process::id()));
+    fs::create_dir_all(&dir).expect("temp dir");
+    fs::write(
+        dir.join("app.conf"),
+        "upstream app {\n    server 198.18.0.11:80 weight=2\n}\n",
+    )
+    .expect("app.conf");
+    let lbctl = lbd_binary().expect("lbd binary").with_file_name("lbctl");
+    let output = Command::new(lbctl)
+        .current_dir(&dir)
+        .args([
+            "config",
+            "import",
+            "app.conf",
+            "--vip",
+            "198.18.0.100:80/tcp",
+        ])
+        .args(["--interface", "eth0", "-o", "lbd.toml"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run lbctl");
+    let written = dir.join("lbd.toml").exists();
+    let _ = fs::remove_dir_all(&dir);
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr),
+        "lbctl: app.conf:2: \"server 198.18.0.11:80 weight=2\" is not ended with ';'\n"
+    );
+    assert!(output.stdout.is_empty());
+    assert!(!written, "a refused import wrote its output");
+}
