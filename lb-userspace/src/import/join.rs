@@ -79,6 +79,15 @@ pub(crate) fn join(
             "source_ipv6"
         };
         nat.push(key, source.to_string(), "--nat-source");
+        if setup.vrrp.is_empty() {
+            nat.notes.push(format!(
+                "--nat-source {source}: put it on {} as you do the VIPs (no [[vrrp]] moves it)",
+                document
+                    .top
+                    .first()
+                    .map_or("the interface".to_owned(), |e| e.value.to_string())
+            ));
+        }
         document.tables.push(nat);
     }
     document.tables.extend(tables);
@@ -156,7 +165,10 @@ fn vips<'s>(setup: &'s Setup, options: &Options) -> Result<Vec<Vip<'s>>, ImportE
         }
         for listen in &service.listens {
             if let Some(address) = listen.address {
-                out.push(vip(address, listen, listen_comment(listen), service));
+                add(
+                    &mut out,
+                    vip(address, listen, listen_comment(listen), service),
+                );
                 continue;
             }
             let kept: Vec<_> = vrrp_addresses
@@ -164,12 +176,15 @@ fn vips<'s>(setup: &'s Setup, options: &Options) -> Result<Vec<Vip<'s>>, ImportE
                 .filter(|a| listen.wildcard_v6 || a.value.is_ipv4())
                 .collect();
             for a in &kept {
-                out.push(vip(
-                    a.value,
-                    listen,
-                    format!("{} + {}", a.comment(), listen_comment(listen)),
-                    service,
-                ));
+                add(
+                    &mut out,
+                    vip(
+                        a.value,
+                        listen,
+                        format!("{} + {}", a.comment(), listen_comment(listen)),
+                        service,
+                    ),
+                );
             }
             if !kept.is_empty() {
                 continue;
@@ -182,12 +197,15 @@ fn vips<'s>(setup: &'s Setup, options: &Options) -> Result<Vec<Vip<'s>>, ImportE
                 {
                     used[i] = true;
                     found = true;
-                    out.push(vip(
-                        arg.address,
-                        listen,
-                        format!("--vip {} + {}", arg_text(arg), listen_comment(listen)),
-                        service,
-                    ));
+                    add(
+                        &mut out,
+                        vip(
+                            arg.address,
+                            listen,
+                            format!("--vip {} + {}", arg_text(arg), listen_comment(listen)),
+                            service,
+                        ),
+                    );
                 }
             }
             if !found {
@@ -253,6 +271,18 @@ fn vips<'s>(setup: &'s Setup, options: &Options) -> Result<Vec<Vip<'s>>, ImportE
         }
     }
     Ok(out)
+}
+
+/// Adds `new` unless its service already has that VIP (`listen 80` and
+/// `listen [::]:80` of one server block, both on a v4 address).
+fn add<'s>(out: &mut Vec<Vip<'s>>, new: Vip<'s>) {
+    let key = (new.address, new.port, new.protocol);
+    if !out
+        .iter()
+        .any(|v| std::ptr::eq(v.service, new.service) && (v.address, v.port, v.protocol) == key)
+    {
+        out.push(new);
+    }
 }
 
 fn vip<'s>(address: IpAddr, listen: &Listen, comment: String, service: &'s Service) -> Vip<'s> {

@@ -152,3 +152,25 @@ fn nginx_times_read_units() {
     assert_eq!(time("soon"), None);
     assert_eq!(time(""), None);
 }
+
+#[test]
+fn both_wildcards_of_one_server_block_make_one_vip_per_address() {
+    let text = "upstream web {\n  server 198.18.0.11;\n}\nserver {\n  listen 80;\n  listen [::]:80;\n  location / { proxy_pass http://web; }\n}\n";
+    let options = Options {
+        vips: vec![vip("198.18.0.100"), vip("2001:2::100")],
+        ..on_eth0()
+    };
+    let error = refused(&[("web.conf", text)], &options);
+    // The IPv6 VIP cannot reach the IPv4 backend in dsr-l2 mode.
+    assert!(
+        error.starts_with("web.conf:2: 198.18.0.11 is IPv4 but VIP 2001:2::100 is IPv6"),
+        "{error}"
+    );
+    let options = Options {
+        vips: vec![vip("198.18.0.100")],
+        ..on_eth0()
+    };
+    let imported = ok(&[("web.conf", text)], &options);
+    assert_eq!(imported.config.vips.len(), 1);
+    assert_eq!(imported.config.vips[0].backends[0].port, None);
+}
