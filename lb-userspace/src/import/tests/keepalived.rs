@@ -8,7 +8,7 @@ use lb_common::Mode;
 
 /// An IPVS setup as the keepalived guides write it: a DR service with TCP
 /// checks, a NAT one with HTTP checks, and the VRRP instance moving both.
-const IPVS: &str = "vrrp_instance VI_1 {
+pub(super) const IPVS: &str = "vrrp_instance VI_1 {
     state BACKUP
     interface eth1
     virtual_router_id 60

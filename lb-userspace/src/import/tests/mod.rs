@@ -95,3 +95,34 @@ fn a_file_of_no_known_format_is_refused_unless_forced() {
     };
     assert!(refused(&[("lb.cfg", text)], &forced).starts_with("nothing to import"));
 }
+
+/// Every prefix of the guide configurations (cut anywhere, mid-word,
+/// mid-quote, mid-block) is imported or refused, never a panic; a refusal
+/// names a line of the file or the setup.
+#[test]
+fn every_truncation_of_the_guide_files_is_imported_or_refused_cleanly() {
+    let options = Options {
+        vips: vec![vip("198.18.0.100:80/tcp")],
+        nat_source: Some(ip("198.18.0.50")),
+        ..on_eth0()
+    };
+    for (name, text) in [
+        ("haproxy.cfg", haproxy::HAPROXY),
+        ("keepalived.conf", haproxy::KEEPALIVED),
+        ("app.conf", nginx::UPSTREAM),
+        ("ipvs.conf", keepalived::IPVS),
+    ] {
+        let lines = text.lines().count();
+        for (cut, _) in text.char_indices() {
+            let prefix = format!("{}é\"{{", &text[..cut]);
+            for source in [&text[..cut], prefix.as_str()] {
+                if let Err(e) = run(&[(name, source)], &options) {
+                    assert!(
+                        e.line.is_none_or(|l| (1..=lines + 1).contains(&l)),
+                        "{e} for {source:?}"
+                    );
+                }
+            }
+        }
+    }
+}

@@ -7,7 +7,7 @@ use crate::config::{CheckType, Protocol};
 use lb_common::Mode;
 
 /// The upstream of the usual guide: least_conn, passive checks, weights.
-const UPSTREAM: &str = "# /etc/nginx/conf.d/app.conf
+pub(super) const UPSTREAM: &str = "# /etc/nginx/conf.d/app.conf
 upstream app {
     least_conn;
     server 198.18.0.11:80 weight=5 max_fails=3 fail_timeout=30s;
