@@ -25,7 +25,8 @@ use lb_tests::{
 use lb_userspace::{api::schema::HealthStatus, config::Config};
 
 /// Runs `lbctl config import ARGS -o OUT` in `dir`; returns the file it
-/// wrote, after checking lbd loads it as it is.
+/// wrote, after checking `lbctl config check` passes and lbd loads it as
+/// it is.
 fn import(dir: &Path, out: &str, args: &[&str]) -> String {
     let lbctl = lbd_binary().expect("lbd binary").with_file_name("lbctl");
     let output = Command::new(lbctl)
@@ -39,6 +40,17 @@ fn import(dir: &Path, out: &str, args: &[&str]) -> String {
         output.status.success(),
         "lbctl config import {args:?} failed: {}",
         String::from_utf8_lossy(&output.stderr)
+    );
+    let check = Command::new(lbd_binary().expect("lbd binary").with_file_name("lbctl"))
+        .current_dir(dir)
+        .args(["config", "check", out])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run lbctl config check");
+    assert!(
+        check.status.success(),
+        "lbctl config check {out}: {}",
+        String::from_utf8_lossy(&check.stderr)
     );
     let text = fs::read_to_string(dir.join(out)).expect("imported file");
     Config::from_toml_str(&text, out)

@@ -170,7 +170,7 @@ pub(crate) fn params(
                 "send-proxy" | "send-proxy-v2" | "send-proxy-v2-ssl" | "send-proxy-v2-ssl-cn" => {
                     params.notes.push(Note::new(
                         &origin,
-                        format!("{keyword}: lbd sends no PROXY protocol header; the backend sees the client's own connection (turn accept-proxy off on it)"),
+                        format!("{keyword}: lbd sends no PROXY protocol header: turn accept-proxy off on the backend (in dsr-l2 mode it sees the client's address itself)"),
                     ))
                 }
                 "ssl" => params.notes.push(Note::new(
