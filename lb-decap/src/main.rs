@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 use lb_decap::{
     config::Settings,
     dataplane::{self, Applied},
@@ -31,6 +31,10 @@ struct Cli {
     /// Detach the program and remove every pin (same as `cleanup`).
     #[arg(long)]
     cleanup: bool,
+    /// Write the man pages (lb-decap.8, lb-decap-SUBCOMMAND.8) into DIR and
+    /// exit (for packaging).
+    #[arg(long, value_name = "DIR", hide = true)]
+    generate_man: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -83,6 +87,9 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Some(dir) = &cli.generate_man {
+        return write_man_pages(dir);
+    }
     let pins = PinDir::new(&cli.pin_dir);
     let command = match (cli.cleanup, cli.command) {
         (true, None) => Command::Cleanup,
@@ -112,6 +119,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// The man pages (lb-decap.8 and one per subcommand), rendered from the
+/// clap definitions so they never drift from `--help`.
+fn write_man_pages(dir: &Path) -> anyhow::Result<()> {
+    for path in lb_manpage::write_pages(Cli::command(), dir)? {
+        println!("{}", path.display());
+    }
+    Ok(())
 }
 
 fn apply(config: &Path, pins: &PinDir) -> anyhow::Result<Applied> {

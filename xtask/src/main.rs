@@ -6,6 +6,7 @@ mod cmd;
 mod demo;
 mod fuzz;
 mod lint;
+mod package;
 mod run;
 mod setup;
 mod test;
@@ -40,6 +41,9 @@ enum Task {
     Bench(bench::Args),
     /// rustfmt check and clippy with warnings denied.
     Lint,
+    /// Build the Debian package (target/package/lbd_VERSION_ARCH.deb);
+    /// `--check` also installs, checks and purges it here (needs root).
+    Package(package::Args),
     /// Run the cargo-fuzz targets for a bounded time each (needs root for
     /// the `packet` target); fails on any crash.
     Fuzz(fuzz::Args),
@@ -61,6 +65,7 @@ fn main() -> std::process::ExitCode {
         Task::Bench(args) => bench::run(&args),
         Task::Lint => lint::run(),
         Task::Fuzz(args) => fuzz::run(&args),
+        Task::Package(args) => package::run(&args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

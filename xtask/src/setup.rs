@@ -17,7 +17,9 @@ use crate::cmd::{command, exec, output};
 /// the VRRP peer of the interoperability tests, prometheus (and promtool) for
 /// the metrics tests; wrk, haproxy and nginx's stream module for the
 /// end-to-end benchmark; PostgreSQL (server, `pgbench`, `pg_isready`) and
-/// PgBouncer for the database seed scenario (issue 12). Their packaged
+/// PgBouncer for the database seed scenario (issue 12); dpkg-dev (its
+/// dpkg-shlibdeps), binutils (strip), man-db and systemd (systemd-analyze,
+/// nothing started) for building and checking the Debian package. Their packaged
 /// services need not be stopped: the lab's own instances listen only
 /// inside its namespaces and keep their sockets in the run's directory.
 const PACKAGES: &[&str] = &[
@@ -34,6 +36,10 @@ const PACKAGES: &[&str] = &[
     "postgresql",
     "postgresql-client",
     "pgbouncer",
+    "dpkg-dev",
+    "binutils",
+    "man-db",
+    "systemd",
 ];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 

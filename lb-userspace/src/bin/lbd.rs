@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::Parser;
+use clap::{CommandFactory as _, Parser};
 use lb_userspace::{config::Config, logging::LogFormat};
 
 /// eBPF/XDP L4 load balancer daemon.
@@ -25,11 +25,23 @@ struct Args {
     /// while an lbd owns this data plane.
     #[arg(long)]
     release_vips: bool,
+    /// Write lbd's man page (lbd.8) into DIR and exit (for packaging).
+    #[arg(long, value_name = "DIR", hide = true)]
+    generate_man: Option<PathBuf>,
 }
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args = Args::parse();
+    if let Some(dir) = &args.generate_man {
+        return match lb_manpage::write_pages(Args::command(), dir) {
+            Ok(_) => std::process::ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("lbd: {error:#}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     // Without privileges nothing below can work: say so once, before the
     // config (often readable by root only) is read.
     if let Err(error) = lb_userspace::privilege::check_can_start() {

@@ -45,6 +45,8 @@ impl Config {
                 running.metrics_listen != file.metrics_listen,
             ),
             ("vrrp", running.vrrp != file.vrrp),
+            ("bgp", running.bgp != file.bgp),
+            ("sync", running.sync != file.sync),
         ]
         .into_iter()
         .filter_map(|(name, changed)| changed.then_some(name))

@@ -52,7 +52,10 @@ async fn answer(engine: &mut Engine, call: Call) -> Response {
         }
         Route::Reload => return outcome(engine.reload(dry_run)),
         Route::AddVip(spec) => match convert::vip_config(&spec, &engine.config().nat) {
-            Ok(vip) => Edit::AddVip(vip),
+            Ok(vip) => match engine.announcement_refuses(&vip) {
+                None => Edit::AddVip(vip),
+                Some(why) => return Response::error(400, code::BAD_REQUEST, why),
+            },
             Err(error) => return error.into(),
         },
         Route::RemoveVip(id) => Edit::RemoveVip(id),

@@ -16,6 +16,7 @@ mod config_check;
 mod config_dump;
 mod config_import;
 mod flow;
+mod man;
 mod node;
 mod output;
 mod reload;
@@ -65,6 +66,9 @@ enum Command {
     Config(ConfigCommand),
     /// Print shell completions.
     Completions(completions::Args),
+    /// Write lbctl's man pages (lbctl.8 and one per subcommand) into a
+    /// directory.
+    Man(man::Args),
 }
 
 #[derive(Debug, Subcommand)]
@@ -142,6 +146,7 @@ fn main() -> ExitCode {
                 completions::run(&args);
                 Ok(())
             }
+            Command::Man(args) => man::run(&args).map_err(Failure::from),
         }
     });
     match result {

@@ -104,6 +104,24 @@ impl Engine {
         Some(announce::plan(view, &services))
     }
 
+    /// Why a VIP added at run time cannot be served as configured, if it
+    /// cannot: a NAT VIP on an address BGP announces (the config file's
+    /// rule, see `config::bgp`).
+    pub(crate) fn announcement_refuses(&self, vip: &crate::config::VipConfig) -> Option<String> {
+        let bgp = self.config.bgp.as_ref()?;
+        let held = self
+            .config
+            .vrrp
+            .iter()
+            .any(|v| v.addresses.contains(&vip.address));
+        (vip.nat.is_some() && bgp.covers(vip.address, held)).then(|| {
+            format!(
+                "VIP {}:{} uses forwarding = \"nat\" on an address this node announces over BGP: ECMP may send a NAT'd flow's replies to another node; use dsr-l2, ipip or gue",
+                vip.address, vip.port
+            )
+        })
+    }
+
     /// Drains the node or makes it active again (kept across restarts),
     /// and announces accordingly; a dry run only says what would follow.
     pub(crate) async fn set_node_state(&mut self, state: NodeState, dry_run: bool) -> NodeStatus {

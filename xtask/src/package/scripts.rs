@@ -1,0 +1,158 @@
+//! The package's control file and maintainer scripts. The scripts never
+//! start a service (the operator edits /etc/lbd first), and an upgrade
+//! never stops one: `systemctl restart lbd` after `dpkg -i` is the
+//! operator's hitless step (README "Upgrading").
+
+/// DEBIAN/control.
+pub struct Control<'a> {
+    pub version: &'a str,
+    pub architecture: &'a str,
+    /// From dpkg-shlibdeps (libc6, libgcc-s1).
+    pub depends: &'a str,
+    /// Installed size in KiB.
+    pub installed_kib: u64,
+}
+
+impl Control<'_> {
+    /// The control file's text.
+    pub fn render(&self) -> String {
+        format!(
+            "Package: lbd\n\
+             Version: {version}\n\
+             Architecture: {architecture}\n\
+             Maintainer: lbd developers <lbd@invalid>\n\
+             Installed-Size: {size}\n\
+             Depends: {depends}\n\
+             Suggests: bird2, prometheus\n\
+             Section: net\n\
+             Priority: optional\n\
+             Description: eBPF/XDP layer-4 load balancer\n \
+             lbd balances TCP and UDP flows to backends with Maglev hashing in an XDP\n \
+             (or tc) program: direct server return, IPIP/GUE tunnels or NAT, health\n \
+             checks, VRRP pairs or active-active nodes behind BGP ECMP, flow\n \
+             replication, and a pinned data plane that keeps forwarding across\n \
+             restarts and upgrades. lbctl is its command line; lb-decap unwraps\n \
+             tunnelled packets on backends.\n",
+            version = self.version,
+            architecture = self.architecture,
+            size = self.installed_kib,
+            depends = self.depends,
+        )
+    }
+}
+
+/// postinst: systemd learns the units and creates /run/lbd-bgp (BIRD's
+/// include must exist before BIRD starts); nothing is started or
+/// restarted.
+pub const POSTINST: &str = r#"#!/bin/sh
+set -e
+if [ "$1" = configure ] && [ -d /run/systemd/system ]; then
+    systemctl daemon-reload || true
+    systemd-tmpfiles --create lbd-bgp.conf || true
+fi
+exit 0
+"#;
+
+/// prerm: on removal (not on upgrade: the running lbd and its pinned data
+/// plane carry on until the operator restarts it) stop the services and
+/// take the data planes off the node, since nothing could manage them once
+/// the binaries are gone. lbd's pins are named by its config: cleaned up
+/// only when the operator edited the shipped example (lbd never ran on the
+/// untouched one); lb-decap's live in its default pin directory.
+pub const PRERM: &str = r#"#!/bin/sh
+set -e
+case "$1" in
+remove|deconfigure)
+    if [ -d /run/systemd/system ]; then
+        systemctl stop lbd.service lb-decap.service || true
+    fi
+    config=/etc/lbd/lbd.toml
+    shipped=$(dpkg-query -W -f='${Conffiles}\n' lbd 2>/dev/null | awk -v f="$config" '$1 == f { print $2 }')
+    if [ -f "$config" ] && [ -n "$shipped" ] \
+        && [ "$(md5sum < "$config" | cut -d' ' -f1)" != "$shipped" ]; then
+        /usr/sbin/lbd --config "$config" --cleanup \
+            || echo "lbd: 'lbd --cleanup' failed: the data plane may still be attached (see /sys/fs/bpf)" >&2
+    fi
+    if [ -d /sys/fs/bpf/lb-decap ]; then
+        /usr/sbin/lb-decap cleanup \
+            || echo "lbd: 'lb-decap cleanup' failed: its program may still be attached" >&2
+    fi
+    ;;
+esac
+exit 0
+"#;
+
+/// postrm: purge removes /etc/lbd (with whatever the operator put there),
+/// the routes file's directory and the units' enablement links.
+pub const POSTRM: &str = r#"#!/bin/sh
+set -e
+case "$1" in
+purge)
+    rm -rf /etc/lbd /run/lbd-bgp
+    for unit in lbd.service lb-decap.service; do
+        rm -f "/etc/systemd/system/multi-user.target.wants/$unit"
+    done
+    ;;
+esac
+case "$1" in
+remove|purge)
+    if [ -d /run/systemd/system ]; then
+        systemctl daemon-reload || true
+    fi
+    ;;
+esac
+exit 0
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scripts_are_valid_sh_and_never_start_a_service() {
+        for (name, script) in [("postinst", POSTINST), ("prerm", PRERM), ("postrm", POSTRM)] {
+            let status = std::process::Command::new("sh")
+                .args(["-n", "-c", script])
+                .status()
+                .unwrap();
+            assert!(status.success(), "{name} is not valid sh");
+            assert!(script.starts_with("#!/bin/sh\nset -e\n"), "{name}");
+            for word in ["systemctl start", "systemctl restart", "enable --now"] {
+                assert!(!script.contains(word), "{name} runs {word}");
+            }
+        }
+        // Only removal stops lbd: an upgrade keeps it running.
+        assert!(PRERM.contains("remove|deconfigure)") && !PRERM.contains("upgrade"));
+        // /etc/lbd goes only on purge.
+        let purge = POSTRM.split("purge)").nth(1).unwrap();
+        assert!(purge.trim_start().starts_with("rm -rf /etc/lbd"));
+        assert_eq!(POSTRM.matches("/etc/lbd").count(), 1);
+    }
+
+    #[test]
+    fn control_has_the_mandatory_fields_and_a_folded_description() {
+        let text = Control {
+            version: "1.2.3",
+            architecture: "amd64",
+            depends: "libc6 (>= 2.34)",
+            installed_kib: 42,
+        }
+        .render();
+        for field in [
+            "Package: lbd\n",
+            "Version: 1.2.3\n",
+            "Architecture: amd64\n",
+            "Maintainer: ",
+            "Installed-Size: 42\n",
+            "Depends: libc6 (>= 2.34)\n",
+        ] {
+            assert!(text.contains(field), "{field} missing in\n{text}");
+        }
+        let description = text.split("Description: ").nth(1).unwrap();
+        assert!(
+            description.lines().skip(1).all(|l| l.starts_with(' ')),
+            "{text}"
+        );
+        assert!(text.ends_with('\n'));
+    }
+}
