@@ -10,7 +10,6 @@ use crate::import::model::{Check, CheckKind, Origin, Sourced};
 /// 2, fall 3) written out where the file leaves them.
 pub(super) fn check_of(settings: &Settings, server: &server::Server, origin: &Origin) -> Check {
     let params = &server.params;
-    let defaulted = |what: &str| Sourced::new((), origin, what.to_owned());
     let kind = match &settings.http_check {
         Some(http) => {
             let status = settings.expect_status.as_ref().map_or(200, |s| s.value);
@@ -23,7 +22,10 @@ pub(super) fn check_of(settings: &Settings, server: &server::Server, origin: &Or
                     expect_status: status,
                 },
                 &at,
-                http.what.clone(),
+                match &settings.expect_status {
+                    Some(expect) => format!("{}; {}: {}", http.what, expect.origin, expect.what),
+                    None => http.what.clone(),
+                },
             )
         }
         None => match &settings.protocol_check {
@@ -32,8 +34,11 @@ pub(super) fn check_of(settings: &Settings, server: &server::Server, origin: &Or
         },
     };
     let interval = params.inter.clone().unwrap_or_else(|| {
-        let d = defaulted("inter: HAProxy's default 2s");
-        Sourced::new(Duration::from_secs(2), &d.origin, d.what)
+        Sourced::new(
+            Duration::from_secs(2),
+            origin,
+            "inter: HAProxy's default 2s",
+        )
     });
     let fast_interval = params.fastinter.clone().unwrap_or_else(|| {
         Sourced::new(
