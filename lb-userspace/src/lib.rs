@@ -12,6 +12,7 @@ pub mod daemon;
 pub mod dataplane;
 pub(crate) mod ebpf_object;
 pub(crate) mod health;
+pub mod import;
 pub mod logging;
 pub mod mac;
 pub mod maglev;

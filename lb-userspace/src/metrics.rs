@@ -74,6 +74,13 @@ pub(crate) const FAMILIES: &[(&str, &str)] = &[
     ("lbd_replication_flows_sent_total", "counter"),
     ("lbd_replication_flows_installed_total", "counter"),
     ("lbd_replication_auth_failures_total", "counter"),
+    ("lbd_replication_peer_connected", "gauge"),
+    ("lbd_replication_peer_records_sent_total", "counter"),
+    ("lbd_replication_peer_records_received_total", "counter"),
+    ("lbd_replication_peer_full_dumps_received_total", "counter"),
+    ("lbd_replication_peer_batches_dropped_total", "counter"),
+    ("lbd_replication_flows_left_out_total", "counter"),
+    ("lbd_replication_peers_dumped", "gauge"),
     ("lbd_vip_info", "gauge"),
     ("lbd_nat_events_total", "counter"),
     ("lbd_tunnel_events_total", "counter"),
@@ -653,6 +660,7 @@ impl Exporter<'_> {
             None,
             refused,
         );
+        self.export_replication_peers(s);
         self.counter(
             "replication_nat_flows_installed",
             "NAT'd flows installed from the peer",
@@ -669,6 +677,71 @@ impl Exporter<'_> {
 }
 
 impl Exporter<'_> {
+    /// Replication per peer (label `peer`, the configured address), the
+    /// flows left out for a fresher local entry, and the start-up signal.
+    fn export_replication_peers(&mut self, s: &Status) {
+        let peers = s.replication.iter().flat_map(|r| r.peers.iter());
+        let per_peer = |f: fn(&crate::api::schema::ReplicationPeerStatus) -> u64| {
+            peers
+                .clone()
+                .map(|p| (labels(&[("peer", &p.address)]), f(p)))
+                .collect::<Vec<_>>()
+        };
+        self.gauge(
+            "replication_peer_connected",
+            "Whether this node's replication session to the peer is up",
+            peers
+                .clone()
+                .map(|p| (labels(&[("peer", &p.address)]), i64::from(p.connected)))
+                .collect(),
+        );
+        self.counter(
+            "replication_peer_records_sent",
+            "Records (flows and NAT'd flows) sent to the peer",
+            None,
+            per_peer(|p| p.records_sent),
+        );
+        self.counter(
+            "replication_peer_records_received",
+            "Records received from the peer",
+            None,
+            per_peer(|p| p.records_received),
+        );
+        self.counter(
+            "replication_peer_full_dumps_received",
+            "Complete full dumps received from the peer",
+            None,
+            per_peer(|p| p.full_dumps_received),
+        );
+        self.counter(
+            "replication_peer_batches_dropped",
+            "Batches for the peer dropped from its full send queue (a later full dump repairs them)",
+            None,
+            per_peer(|p| p.batches_dropped),
+        );
+        let (left_out, dumped) = match &s.replication {
+            Some(r) => (
+                vec![
+                    (labels(&[("reason", "kept_local")]), r.kept_local),
+                    (labels(&[("reason", "stale")]), r.stale),
+                ],
+                vec![(Vec::new(), i64::from(r.all_peers_dumped))],
+            ),
+            None => (Vec::new(), Vec::new()),
+        };
+        self.counter(
+            "replication_flows_left_out",
+            "Flows from a peer left out because this node's own entry was fresher (kept_local: it names another backend)",
+            None,
+            left_out,
+        );
+        self.gauge(
+            "replication_peers_dumped",
+            "Whether every replication peer has delivered a complete full dump since start",
+            dumped,
+        );
+    }
+
     /// Forwarding modes and the NAT flow table: the mode joins per-VIP
     /// series as an info metric (`lbd_vip_info{vip,mode} 1`, used as
     /// `* on(vip) group_left(mode) lbd_vip_info`), so no existing series
@@ -923,6 +996,19 @@ mod tests {
                 nat_unknown: 1,
                 nat_conflicts: 0,
                 channel: Default::default(),
+                mode: "full-mesh".into(),
+                kept_local: 0,
+                stale: 0,
+                all_peers_dumped: false,
+                peers: vec![crate::api::schema::ReplicationPeerStatus {
+                    address: "198.18.2.12:7946".into(),
+                    node: Some("lb-b/eth0".into()),
+                    connected: true,
+                    records_sent: 7,
+                    records_received: 11,
+                    full_dumps_received: 2,
+                    batches_dropped: 1,
+                }],
             }),
             conntrack: ConntrackStatus {
                 entries: 5,
@@ -1078,6 +1164,13 @@ mod tests {
             "lbd_nat_events_total{event=\"new\"} 3",
             "lbd_nat_reaped_total{reason=\"expired\"} 7",
             "lbd_nat_reaped_total{reason=\"backend_gone\"} 2",
+            "lbd_replication_peer_connected{peer=\"198.18.2.12:7946\"} 1",
+            "lbd_replication_peer_records_sent_total{peer=\"198.18.2.12:7946\"} 7",
+            "lbd_replication_peer_records_received_total{peer=\"198.18.2.12:7946\"} 11",
+            "lbd_replication_peer_full_dumps_received_total{peer=\"198.18.2.12:7946\"} 2",
+            "lbd_replication_peer_batches_dropped_total{peer=\"198.18.2.12:7946\"} 1",
+            "lbd_replication_flows_left_out_total{reason=\"kept_local\"} 0",
+            "lbd_replication_peers_dumped 0",
         ] {
             assert!(text.contains(line), "missing {line:?} in:\n{text}");
         }

@@ -180,8 +180,48 @@ pub struct ReplicationStatus {
     /// node holds one of their keys.
     #[serde(default)]
     pub nat_conflicts: u64,
-    /// Channel counters.
+    /// Channel counters (all peers and the listener summed).
     pub channel: crate::sync::SyncStatsSnapshot,
+    /// `vrrp-pair` (the master streams to its backup) or `full-mesh`
+    /// (every node streams to every peer); empty from an older lbd.
+    #[serde(default)]
+    pub mode: String,
+    /// Flows from a peer left out because this node's own entry was
+    /// fresher and pinned to another backend (full mesh).
+    #[serde(default)]
+    pub kept_local: u64,
+    /// Flows from a peer left out because this node's own entry for the
+    /// same backend was fresher (full mesh).
+    #[serde(default)]
+    pub stale: u64,
+    /// Whether every configured peer has delivered one complete full dump
+    /// to this node since start (absent from an older lbd: false).
+    #[serde(default)]
+    pub all_peers_dumped: bool,
+    /// One line per configured peer (absent from an older lbd).
+    #[serde(default)]
+    pub peers: Vec<ReplicationPeerStatus>,
+}
+
+/// One replication peer as this node sees it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicationPeerStatus {
+    /// The peer's sync listener (`ADDRESS:PORT`, as configured).
+    pub address: String,
+    /// The node id the peer gave in its last authenticated handshake.
+    #[serde(default)]
+    pub node: Option<String>,
+    /// Whether this node's session to the peer is up.
+    pub connected: bool,
+    /// Records (flows and NAT'd flows) sent to the peer.
+    pub records_sent: u64,
+    /// Records received from the peer.
+    pub records_received: u64,
+    /// Complete full dumps (flows and NAT'd flows) received from the peer.
+    pub full_dumps_received: u64,
+    /// Batches for the peer dropped from its full queue (a later full
+    /// dump repairs them).
+    pub batches_dropped: u64,
 }
 
 /// One VIP in the status.

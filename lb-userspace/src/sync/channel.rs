@@ -38,6 +38,21 @@ use super::{
 /// Batches the sender queues (each one `send` call, of any size) before it
 /// drops the oldest incremental one.
 pub(crate) const SEND_QUEUE_CAPACITY: usize = 64;
+/// Records a sender queues beyond its newest full sync of each kind
+/// (flows, NAT flows) before it drops the oldest incremental batch.
+///
+/// With [`SEND_QUEUE_CAPACITY`] this bounds one peer's queue: at most
+/// the newest complete dump of each kind (a queued full sync drops every
+/// older batch of its kind, which it supersedes) plus this many records,
+/// i.e. at most `D + 65,536 × 208` bytes, where `D` is one dump (64
+/// bytes per tracked flow, the size of a [`FlowRecord`], plus 208 per
+/// NAT'd flow, a [`NatFlowRecord`]) and 208 the larger record size: 13 MiB
+/// beyond the dump (4 MiB when only flows are queued). A full mesh keeps
+/// one queue per peer: at most `N × (D + 13 MiB)` for N peers (a dump is
+/// built once per tick and copied into each peer's queue). A slow or dead peer loses its oldest incremental batches
+/// (counted in `dropped_batches`); the next full sync repairs it, and
+/// the others are not held back (each peer has its own queue and task).
+pub(crate) const SEND_QUEUE_RECORDS: usize = 65_536;
 /// Connections a listener serves at once: bounds what unauthenticated
 /// clients can hold.
 pub(crate) const MAX_CONNECTIONS: usize = 16;
@@ -81,6 +96,9 @@ impl Default for Timing {
 pub struct ReceivedBatch {
     /// The master's node id (as authenticated by the handshake).
     pub peer: String,
+    /// Which records the frame carried (an empty full sync carries none,
+    /// so only this tells which dump it completes).
+    pub kind: BatchKind,
     /// Part of a full sync: a complete dump of the master's flows.
     pub full_sync: bool,
     /// The last frame of one batch the master was given (a batch above
@@ -91,6 +109,15 @@ pub struct ReceivedBatch {
     pub records: Vec<FlowRecord>,
     /// The NAT'd flows, in the master's order (empty in a flow batch).
     pub nat: Vec<NatFlowRecord>,
+}
+
+/// The records a [`ReceivedBatch`] carries, as its frame's type says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BatchKind {
+    /// Tracked flows (a Batch frame).
+    Flows,
+    /// NAT'd flows (a NatBatch frame).
+    Nat,
 }
 
 /// The running listener; dropping it stops accepting and closes every
@@ -438,6 +465,7 @@ impl Incoming<'_> {
     /// A received frame's records, as the daemon gets them.
     fn batch(
         &self,
+        kind: BatchKind,
         full_sync: bool,
         last: bool,
         records: Vec<FlowRecord>,
@@ -445,6 +473,7 @@ impl Incoming<'_> {
     ) -> ReceivedBatch {
         ReceivedBatch {
             peer: self.peer.to_owned(),
+            kind,
             full_sync,
             last,
             records,
@@ -520,13 +549,19 @@ where
                         full_sync,
                         last,
                         records,
-                    } => (seq, incoming.batch(full_sync, last, records, Vec::new())),
+                    } => (
+                        seq,
+                        incoming.batch(BatchKind::Flows, full_sync, last, records, Vec::new()),
+                    ),
                     Message::NatBatch {
                         seq,
                         full_sync,
                         last,
                         records,
-                    } => (seq, incoming.batch(full_sync, last, Vec::new(), records)),
+                    } => (
+                        seq,
+                        incoming.batch(BatchKind::Nat, full_sync, last, Vec::new(), records),
+                    ),
                     other => {
                         return Err(SyncError::Unexpected {
                             kind: other.kind(),
@@ -733,6 +768,8 @@ struct SendQueue {
     batches: Mutex<VecDeque<QueuedBatch>>,
     notify: Notify,
     capacity: usize,
+    /// Most records queued beyond the newest full sync of each kind.
+    max_records: usize,
     stats: Arc<SyncStats>,
 }
 
@@ -746,17 +783,61 @@ impl SendQueue {
     fn push(&self, batch: QueuedBatch) {
         {
             let mut queue = self.lock();
+            if batch.full_sync {
+                // A complete dump supersedes every older batch of its kind.
+                let mut dropped = Vec::new();
+                queue.retain(|b| {
+                    let keep = !b.records.same_kind(&batch.records);
+                    if !keep {
+                        dropped.push(b.records.len());
+                    }
+                    keep
+                });
+                for records in dropped {
+                    self.count_drop(true, records);
+                }
+            }
             queue.push_back(batch);
             self.shed(&mut queue);
         }
         self.notify.notify_one();
     }
 
-    /// Puts back, first in line, a batch whose sending failed.
+    /// Puts back, first in line, a batch whose sending failed (unless a
+    /// newer full sync of its kind is queued: that one supersedes it).
     fn requeue(&self, batch: QueuedBatch) {
         let mut queue = self.lock();
+        if queue
+            .iter()
+            .any(|b| b.full_sync && b.records.same_kind(&batch.records))
+        {
+            self.count_drop(batch.full_sync, batch.records.len());
+            return;
+        }
         queue.push_front(batch);
         self.shed(&mut queue);
+    }
+
+    /// Counts (and logs) one dropped batch.
+    fn count_drop(&self, full_sync: bool, records: usize) {
+        self.stats.add(Counter::DroppedBatches, 1);
+        self.stats.add(Counter::DroppedRecords, count_of(records));
+        debug!(full_sync, records, "sync queue: batch dropped");
+    }
+
+    /// Records queued beyond the newest full sync of each kind.
+    fn excess_records(queue: &VecDeque<QueuedBatch>) -> usize {
+        let newest_full = |flows: bool| {
+            queue
+                .iter()
+                .rev()
+                .find(|b| b.full_sync && matches!(b.records, Records::Flows(_)) == flows)
+                .map_or(0, |b| b.records.len())
+        };
+        let total: usize = queue.iter().map(|b| b.records.len()).sum();
+        total
+            .saturating_sub(newest_full(true))
+            .saturating_sub(newest_full(false))
     }
 
     fn pop(&self) -> Option<QueuedBatch> {
@@ -767,12 +848,13 @@ impl SendQueue {
         self.lock().len()
     }
 
-    /// Brings an over-full queue back to capacity: drops the oldest
+    /// Brings an over-full queue back to its bounds (batches, and records
+    /// beyond the newest full syncs): drops the oldest
     /// incremental batch (a later full sync repairs what it carried) or,
     /// when every batch is a full sync, the oldest one superseded by a
     /// newer full sync of the same records (flows or NAT flows) behind it.
     fn shed(&self, queue: &mut VecDeque<QueuedBatch>) {
-        while queue.len() > self.capacity {
+        while queue.len() > self.capacity || Self::excess_records(queue) > self.max_records {
             let superseded = |(i, b): (usize, &QueuedBatch)| {
                 queue
                     .iter()
@@ -787,14 +869,7 @@ impl SendQueue {
             let Some(dropped) = queue.remove(at) else {
                 return;
             };
-            self.stats.add(Counter::DroppedBatches, 1);
-            self.stats
-                .add(Counter::DroppedRecords, count_of(dropped.records.len()));
-            debug!(
-                full_sync = dropped.full_sync,
-                records = dropped.records.len(),
-                "sync queue full: batch dropped"
-            );
+            self.count_drop(dropped.full_sync, dropped.records.len());
         }
     }
 }
@@ -804,6 +879,8 @@ struct SenderShared {
     queue: SendQueue,
     connected: AtomicBool,
     sessions: watch::Sender<u64>,
+    /// The peer's node id, as its last handshake authenticated it.
+    peer_node: Mutex<Option<String>>,
 }
 
 /// Master side: keeps a connection to the peer (reconnecting with backoff
@@ -848,10 +925,12 @@ impl Sender {
                 batches: Mutex::new(VecDeque::new()),
                 notify: Notify::new(),
                 capacity: SEND_QUEUE_CAPACITY,
+                max_records: SEND_QUEUE_RECORDS,
                 stats: stats.clone(),
             },
             connected: AtomicBool::new(false),
             sessions: watch::Sender::new(0),
+            peer_node: Mutex::new(None),
         });
         let task = runtime.spawn(
             run_sender(peer, config, stats, shared.clone(), timing)
@@ -898,6 +977,18 @@ impl Sender {
     /// Whether a session is up (handshake passed, not yet closed).
     pub fn connected(&self) -> bool {
         self.shared.connected.load(Ordering::Relaxed)
+    }
+
+    /// The peer's node id, once a handshake authenticated it (kept after
+    /// the session ends; the next handshake replaces it). It names the
+    /// batches this node receives from that peer ([`ReceivedBatch::peer`]),
+    /// since every lbd uses one node id for both directions.
+    pub fn peer_node(&self) -> Option<String> {
+        self.shared
+            .peer_node
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Batches waiting to be sent.
@@ -986,6 +1077,10 @@ async fn connect_once(
         Err(error) => return (false, error),
     };
     stats.add(Counter::Sessions, 1);
+    *shared
+        .peer_node
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner) = Some(session.peer_id.clone());
     shared.connected.store(true, Ordering::Relaxed);
     shared.sessions.send_modify(|n| *n = n.saturating_add(1));
     info!(peer_node = %session.peer_id, queued = shared.queue.len(), "sync session established");
@@ -1177,6 +1272,27 @@ mod tests {
         );
         assert_eq!(ms.reconnects, 0);
         assert_eq!(sender.queued(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_dead_peer_drops_its_own_batches_and_holds_no_one_back() {
+        // Two peers of one node, each with its own sender: one listens,
+        // the other accepts TCP but never answers the handshake.
+        let mut live = backup().await;
+        let dead = TcpListener::bind(local()).await.unwrap();
+        let (to_live, live_stats) = master(live.listener.local_addr(), KEY);
+        let (to_dead, dead_stats) = master(dead.local_addr().unwrap(), KEY);
+        wait_for_session(&to_live, 1).await;
+        let batches = SEND_QUEUE_CAPACITY as u32 + 6;
+        for i in 0..batches {
+            to_live.send(vec![record(i)], false);
+            to_dead.send(vec![record(i)], false);
+            assert_eq!(recv(&mut live.rx).await.records, vec![record(i)]);
+        }
+        let (l, d) = (live_stats.snapshot(), dead_stats.snapshot());
+        assert_eq!((l.batches_sent, l.dropped_batches), (u64::from(batches), 0));
+        assert_eq!((d.batches_sent, d.dropped_batches), (0, 6), "{d:?}");
+        assert_eq!(to_dead.queued(), SEND_QUEUE_CAPACITY);
     }
 
     #[tokio::test]
@@ -1408,6 +1524,7 @@ mod tests {
         sender.send(vec![record(2)], false);
 
         let first = recv(&mut b.rx).await;
+        assert_eq!(first.kind, BatchKind::Flows);
         assert_eq!((first.records, first.nat.len()), (vec![record(1)], 0));
         let mut got = Vec::new();
         let mut frames = Vec::new();
@@ -1424,6 +1541,11 @@ mod tests {
         sender.send_nat(Vec::new(), true);
         let empty = recv(&mut b.rx).await;
         assert!(empty.full_sync && empty.last && empty.nat.is_empty() && empty.records.is_empty());
+        assert_eq!(
+            empty.kind,
+            BatchKind::Nat,
+            "the frame type names an empty dump"
+        );
         let ms = master.snapshot();
         assert_eq!((ms.records_sent, ms.batches_sent), (5002, 5));
     }
@@ -1688,47 +1810,102 @@ mod tests {
         }
     }
 
-    #[test]
-    fn full_queue_drops_oldest_incremental_first() {
+    fn queue(capacity: usize, max_records: usize) -> (SendQueue, Arc<SyncStats>) {
         let stats = Arc::new(SyncStats::new());
         let queue = SendQueue {
             batches: Mutex::new(VecDeque::new()),
             notify: Notify::new(),
-            capacity: 3,
+            capacity,
+            max_records,
             stats: stats.clone(),
         };
-        let batch = |full_sync, i| QueuedBatch {
+        (queue, stats)
+    }
+
+    /// A queued batch of `n` flow records named `i`.
+    fn flows(full_sync: bool, i: u32, n: usize) -> QueuedBatch {
+        QueuedBatch {
             full_sync,
-            records: Records::Flows(vec![record(i); 2]),
-        };
-        queue.push(batch(false, 1));
-        queue.push(batch(true, 2));
-        queue.push(batch(false, 3));
-        queue.push(batch(false, 4)); // drops 1
-        queue.push(batch(true, 5)); // drops 3
-        let order: Vec<(bool, u32)> = queue
+            records: Records::Flows(vec![record(i); n]),
+        }
+    }
+
+    /// A queued batch of two NAT records named `i`.
+    fn nats(full_sync: bool, i: u32) -> QueuedBatch {
+        let mut r = nat_record(0);
+        r.forward.age_ms = i;
+        QueuedBatch {
+            full_sync,
+            records: Records::Nat(vec![r; 2]),
+        }
+    }
+
+    fn order(queue: &SendQueue) -> Vec<(bool, u32)> {
+        queue
             .lock()
             .iter()
             .map(|b| (b.full_sync, first_age(b)))
-            .collect();
-        assert_eq!(order, [(true, 2), (false, 4), (true, 5)]);
-        queue.push(batch(true, 6)); // drops 4
-        queue.push(batch(true, 7)); // all full syncs: drops the oldest, 2
-        let order: Vec<u32> = queue.lock().iter().map(first_age).collect();
-        assert_eq!(order, [5, 6, 7]);
+            .collect()
+    }
+
+    #[test]
+    fn full_queue_drops_oldest_incremental_first() {
+        let (queue, stats) = queue(3, 1000);
+        queue.push(flows(false, 1, 2));
+        queue.push(flows(true, 2, 2));
+        queue.push(flows(false, 3, 2));
+        queue.push(flows(false, 4, 2)); // drops 1
+        queue.push(nats(false, 5)); // drops 3
+        assert_eq!(order(&queue), [(true, 2), (false, 4), (false, 5)]);
+        queue.push(nats(true, 6)); // supersedes the NAT batch 5
+        assert_eq!(order(&queue), [(true, 2), (false, 4), (true, 6)]);
+        queue.push(flows(true, 7, 2)); // supersedes 2 and 4, not the NAT dump
+        assert_eq!(order(&queue), [(true, 6), (true, 7)]);
         // A failed batch goes back first in line.
         let first = queue.pop().unwrap();
         queue.requeue(first);
-        assert_eq!(first_age(&queue.pop().unwrap()), 5);
+        assert_eq!(first_age(&queue.pop().unwrap()), 6);
         // So does one whose write was cut off (the guard is dropped).
         let cut = queue.pop().unwrap();
-        assert_eq!(first_age(&cut), 6);
+        assert_eq!(first_age(&cut), 7);
         drop(InFlight {
             queue: &queue,
             batch: Some(cut),
         });
-        assert_eq!(first_age(&queue.pop().unwrap()), 6);
+        assert_eq!(order(&queue), [(true, 7)]);
+        // A dump cut off after a newer one was queued is superseded.
+        let cut = queue.pop().unwrap();
+        queue.push(flows(true, 8, 2));
+        queue.requeue(cut);
+        assert_eq!(order(&queue), [(true, 8)]);
         let s = stats.snapshot();
-        assert_eq!((s.dropped_batches, s.dropped_records), (4, 8));
+        // 1, 3, 5, 2, 4, 7.
+        assert_eq!((s.dropped_batches, s.dropped_records), (6, 12));
+    }
+
+    #[test]
+    fn record_sizes_match_the_documented_bound() {
+        // SEND_QUEUE_RECORDS' doc comment states these sizes.
+        assert_eq!(std::mem::size_of::<FlowRecord>(), 64);
+        assert_eq!(std::mem::size_of::<NatFlowRecord>(), 208);
+    }
+
+    #[test]
+    fn queued_records_beyond_the_newest_dumps_are_bounded() {
+        let (queue, stats) = queue(64, 5);
+        queue.push(flows(true, 1, 100)); // a dump never counts
+        queue.push(nats(true, 2));
+        queue.push(flows(false, 3, 2));
+        queue.push(flows(false, 4, 2));
+        assert_eq!(stats.snapshot().dropped_batches, 0);
+        queue.push(flows(false, 5, 2)); // 6 records beyond: drops 3
+        assert_eq!(
+            order(&queue),
+            [(true, 1), (true, 2), (false, 4), (false, 5)]
+        );
+        queue.push(flows(false, 6, 6)); // alone above the bound: drops 4, 5, 6
+        assert_eq!(order(&queue), [(true, 1), (true, 2)]);
+        let s = stats.snapshot();
+        assert_eq!((s.dropped_batches, s.dropped_records), (4, 12));
     }
 }

@@ -25,7 +25,7 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-pub use channel::{listen, ListenerHandle, ReceivedBatch, Sender};
+pub use channel::{listen, BatchKind, ListenerHandle, ReceivedBatch, Sender};
 pub use nat_record::{NatFlowRecord, NatHalf, NatTuple};
 pub use wire::{AuthError, WireError};
 
@@ -201,6 +201,24 @@ pub struct SyncStatsSnapshot {
     pub dropped_batches: u64,
     /// Records in them.
     pub dropped_records: u64,
+}
+
+impl SyncStatsSnapshot {
+    /// Adds `other`'s counters to these (one node's channel: its senders
+    /// and its listener).
+    pub(crate) fn absorb(&mut self, other: &SyncStatsSnapshot) {
+        self.batches_sent += other.batches_sent;
+        self.records_sent += other.records_sent;
+        self.batches_received += other.batches_received;
+        self.records_received += other.records_received;
+        self.auth_failures += other.auth_failures;
+        self.decode_errors += other.decode_errors;
+        self.timeouts += other.timeouts;
+        self.sessions += other.sessions;
+        self.reconnects += other.reconnects;
+        self.dropped_batches += other.dropped_batches;
+        self.dropped_records += other.dropped_records;
+    }
 }
 
 /// Which counter to bump; keeps the atomics private.

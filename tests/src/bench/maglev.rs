@@ -41,6 +41,17 @@ unsafe impl GlobalAlloc for CountingAllocator {
     }
 }
 
+/// Resets the heap's peak to the live bytes; returns the live bytes (other
+/// benchmarks measure their peaks with it too).
+pub fn heap_reset_peak() -> usize {
+    reset_peak()
+}
+
+/// The most heap bytes live since the last reset.
+pub fn heap_peak() -> usize {
+    PEAK.load(Ordering::Relaxed)
+}
+
 /// Resets the peak to the live bytes; returns the live bytes.
 fn reset_peak() -> usize {
     let live = LIVE.load(Ordering::Relaxed);

@@ -11,6 +11,7 @@ pub mod maglev;
 pub mod memory;
 pub mod nat;
 pub mod report;
+pub mod sync_mesh;
 pub mod template;
 pub mod tunnel;
 pub mod xdp;
@@ -138,4 +139,7 @@ pub struct Results {
     /// Active-active behind ECMP: 1, 2, 3 nodes, node loss.
     #[serde(default)]
     pub bgp: Option<bgp::BgpResults>,
+    /// Full-mesh replication's cost per flow and per peer.
+    #[serde(default)]
+    pub sync_mesh: Option<sync_mesh::SyncMeshResults>,
 }

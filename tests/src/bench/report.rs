@@ -204,6 +204,9 @@ pub fn markdown(results: &Results, plot: Option<&str>) -> String {
     if let Some(bgp) = &results.bgp {
         bgp_section(&mut out, bgp, results.failover.as_ref());
     }
+    if let Some(mesh) = &results.sync_mesh {
+        sync_mesh_section(&mut out, mesh);
+    }
     if let Some(memory) = &results.memory {
         let _ = writeln!(out, "## lbd memory\n");
         let _ = writeln!(out, "| VIPs × backends | connection table | lbd RSS (median) | RSS peak | BPF maps (kernel, apart) | target |");
@@ -581,4 +584,40 @@ fn connection_tables(out: &mut String, xdp: &super::xdp::XdpResults) {
         }
         let _ = writeln!(out, "\nA new flow touches a random bucket and a free element of the table, so its cost grows with the table's memory (each entry is over 100 bytes: the 40-byte key, the 24-byte value and the kernel's element header) as those stop fitting in the caches.\n");
     }
+}
+
+/// Full-mesh replication: one row per peer count.
+fn sync_mesh_section(out: &mut String, mesh: &super::sync_mesh::SyncMeshResults) {
+    let _ = writeln!(out, "## Full-mesh replication, per flow and per peer\n");
+    let _ = writeln!(
+        out,
+        "One node's full dump of {} tracked flows to 1, 2 and 3 peers over loopback, through lbd's own code on both ends (the sender's tick: table scan, records, one queue per peer; the channel: encode, seal, send, receive, open, decode; each peer's install into a real connection-table map with its own backend ids and the freshness check), all nodes in one process. On the wire: {:.1} bytes per IPv4 flow, {:.1} per IPv6 flow (full frames of 4,096 records, frame header and tag included). Each peer costs what the \"channel + install\" column says per record, on top of one scan per tick whatever the number of peers.\n",
+        mesh.flows, mesh.wire_bytes_per_flow_v4, mesh.wire_bytes_per_flow_v6
+    );
+    let _ = writeln!(
+        out,
+        "| peers | records/s delivered | sender tick, CPU ns per flow | channel + install, CPU ns per record | heap per flow per peer |"
+    );
+    let _ = writeln!(out, "|---:|---:|---:|---:|---:|");
+    for c in &mesh.cases {
+        let _ = writeln!(
+            out,
+            "| {} | {:.0} / **{:.0}** / {:.0} | {:.0} / **{:.0}** / {:.0} | {:.0} / **{:.0}** / {:.0} | **{:.0} B** |",
+            c.peers,
+            c.records_per_s.min,
+            c.records_per_s.median,
+            c.records_per_s.max,
+            c.tick_ns_per_flow.min,
+            c.tick_ns_per_flow.median,
+            c.tick_ns_per_flow.max,
+            c.channel_ns_per_record.min,
+            c.channel_ns_per_record.median,
+            c.channel_ns_per_record.max,
+            c.heap_bytes_per_flow_per_peer.median
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nMemory is bounded per peer: a queue keeps the newest full dump of each kind plus at most 65,536 records of incremental batches (`SEND_QUEUE_RECORDS`); a slow peer drops its oldest incremental batches, counted per peer, and the next full dump (every 10 s) repairs it.\n"
+    );
 }

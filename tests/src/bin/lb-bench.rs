@@ -32,7 +32,7 @@ struct Args {
     #[arg(long, default_value_t = 1_000_000)]
     prefill: u32,
     /// Only these benchmarks (xdp, nat, tunnel, decap, maglev, memory, e2e,
-    /// e2e-nat, e2e-tunnel, failover, bgp); default all. The others keep what the
+    /// e2e-nat, e2e-tunnel, failover, bgp, sync-mesh); default all. The others keep what the
     /// results file holds.
     #[arg(long)]
     only: Vec<String>,
@@ -122,6 +122,11 @@ fn main() -> anyhow::Result<()> {
     } else {
         None
     };
+    let sync_mesh = if wanted("sync-mesh") {
+        Some(bench::sync_mesh::run(100_000, args.rounds.min(5))?)
+    } else {
+        None
+    };
     // A partial run keeps the other benchmarks' last results.
     let old: Option<Results> = if args.only.is_empty() {
         None
@@ -143,6 +148,7 @@ fn main() -> anyhow::Result<()> {
         e2e_tunnel: e2e_tunnel.or_else(|| old.as_ref().and_then(|r| r.e2e_tunnel.clone())),
         tunnel: tunnel.or_else(|| old.as_ref().and_then(|r| r.tunnel.clone())),
         bgp: bgp.or_else(|| old.as_ref().and_then(|r| r.bgp.clone())),
+        sync_mesh: sync_mesh.or_else(|| old.as_ref().and_then(|r| r.sync_mesh.clone())),
     };
     if let Some(dir) = args.out.parent() {
         std::fs::create_dir_all(dir)?;

@@ -14,6 +14,7 @@ mod closed_output;
 mod completions;
 mod config_check;
 mod config_dump;
+mod config_import;
 mod flow;
 mod man;
 mod node;
@@ -76,6 +77,8 @@ enum ConfigCommand {
     Check(config_check::Args),
     /// Print lbd's running configuration (with runtime changes) as TOML.
     Dump,
+    /// Write an existing keepalived + HAProxy or nginx setup as lbd.toml.
+    Import(config_import::Args),
 }
 
 /// What a subcommand failed with, and the exit code it means.
@@ -138,6 +141,7 @@ fn main() -> ExitCode {
                 config_check::run(&args).map_err(Failure::from)
             }
             Command::Config(ConfigCommand::Dump) => config_dump::run(&client).await,
+            Command::Config(ConfigCommand::Import(args)) => config_import::run(&args),
             Command::Completions(args) => {
                 completions::run(&args);
                 Ok(())

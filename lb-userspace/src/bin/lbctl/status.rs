@@ -3,7 +3,7 @@
 use lb_userspace::{
     api::{
         client::{Client, ClientError},
-        schema::{Status, TunnelStatus, VipStatus},
+        schema::{ReplicationStatus, Status, TunnelStatus, VipStatus},
     },
     vip_id::VipId,
 };
@@ -198,22 +198,8 @@ fn print_status(status: &Status) {
         );
     }
     if let Some(r) = &status.replication {
-        println!(
-            "replication: {}, {} flows sent, {} installed from the peer ({} unknown)",
-            if r.connected {
-                "connected"
-            } else {
-                "not connected"
-            },
-            r.channel.records_sent,
-            r.installed,
-            r.unknown
-        );
-        if r.nat_installed + r.nat_unknown + r.nat_conflicts > 0 {
-            println!(
-                "replication (NAT): {} flows installed from the peer ({} unknown, {} conflicting)",
-                r.nat_installed, r.nat_unknown, r.nat_conflicts
-            );
+        for line in replication_lines(r) {
+            println!("{line}");
         }
     }
     if let Some(nat) = &status.nat {
@@ -380,11 +366,118 @@ pub(crate) fn print_vip(vip: &VipStatus) {
     }
 }
 
+/// The replication section: totals, then one line per peer (an older lbd
+/// sends no peers: its one peer is in the totals).
+fn replication_lines(r: &ReplicationStatus) -> Vec<String> {
+    let mode = if r.mode.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", r.mode)
+    };
+    let mut lines = vec![format!(
+        "replication{mode}: {}, {} flows sent, {} installed from peers ({} unknown)",
+        if r.connected {
+            "connected"
+        } else {
+            "not connected"
+        },
+        r.channel.records_sent,
+        r.installed,
+        r.unknown
+    )];
+    if r.kept_local + r.stale > 0 {
+        lines.push(format!(
+            "replication: {} copies older than this node's own entry ({} of them for another backend, kept local)",
+            r.kept_local + r.stale,
+            r.kept_local
+        ));
+    }
+    if r.nat_installed + r.nat_unknown + r.nat_conflicts > 0 {
+        lines.push(format!(
+            "replication (NAT): {} flows installed from peers ({} unknown, {} conflicting)",
+            r.nat_installed, r.nat_unknown, r.nat_conflicts
+        ));
+    }
+    if !r.peers.is_empty() {
+        lines.push(format!(
+            "  every peer's full dump received: {}",
+            if r.all_peers_dumped { "yes" } else { "not yet" }
+        ));
+    }
+    for p in &r.peers {
+        lines.push(format!(
+            "  peer {} ({}): {}, {} records sent, {} received, {} full dumps received, {} batches dropped",
+            p.address,
+            p.node.as_deref().unwrap_or("node id not known yet"),
+            if p.connected { "connected" } else { "not connected" },
+            p.records_sent,
+            p.records_received,
+            p.full_dumps_received,
+            p.batches_dropped
+        ));
+    }
+    lines
+}
+
 #[cfg(test)]
 mod tests {
     use lb_userspace::api::schema::{NatStatus, VipNatStatus};
 
     use super::*;
+
+    #[test]
+    fn replication_shows_each_peer_and_reads_an_older_lbd() {
+        // An lbd from before the full mesh: no mode, no peers.
+        let old: ReplicationStatus = serde_json::from_value(serde_json::json!({
+            "connected": true, "installed": 4, "unknown": 1,
+            "channel": {"batches_sent": 0, "records_sent": 9, "batches_received": 0,
+                "records_received": 0, "auth_failures": 0, "decode_errors": 0, "timeouts": 0,
+                "sessions": 1, "reconnects": 0, "dropped_batches": 0, "dropped_records": 0}
+        }))
+        .unwrap();
+        assert!(old.peers.is_empty() && !old.all_peers_dumped);
+        assert_eq!(
+            replication_lines(&old),
+            ["replication: connected, 9 flows sent, 4 installed from peers (1 unknown)"]
+        );
+        let mesh = ReplicationStatus {
+            mode: "full-mesh".into(),
+            kept_local: 1,
+            stale: 2,
+            peers: vec![
+                lb_userspace::api::schema::ReplicationPeerStatus {
+                    address: "198.18.2.12:7946".into(),
+                    node: Some("lb-b/eth0".into()),
+                    connected: true,
+                    records_sent: 10,
+                    records_received: 20,
+                    full_dumps_received: 3,
+                    batches_dropped: 0,
+                },
+                lb_userspace::api::schema::ReplicationPeerStatus {
+                    address: "198.18.2.13:7946".into(),
+                    batches_dropped: 5,
+                    ..Default::default()
+                },
+            ],
+            ..old
+        };
+        let lines = replication_lines(&mesh);
+        assert_eq!(
+            lines[0],
+            "replication (full-mesh): connected, 9 flows sent, 4 installed from peers (1 unknown)"
+        );
+        assert!(
+            lines[1].contains("3 copies older") && lines[1].contains("1 of them"),
+            "{lines:?}"
+        );
+        assert_eq!(lines[2], "  every peer's full dump received: not yet");
+        assert_eq!(lines[3], "  peer 198.18.2.12:7946 (lb-b/eth0): connected, 10 records sent, 20 received, 3 full dumps received, 0 batches dropped");
+        assert!(
+            lines[4].contains("node id not known yet") && lines[4].contains("5 batches dropped"),
+            "{lines:?}"
+        );
+    }
 
     #[test]
     fn a_nat_vip_shows_its_address_and_port_usage() {

@@ -260,9 +260,19 @@ impl Engine {
             .remove_other_hook(&engine.interface.name, engine.config.attach)?;
         let mut sync_rx = None;
         let node_id = format!("{}/{}", hostname(), engine.interface.name);
+        if let Some(settings) = engine.config.sync.clone() {
+            let node_id = super::replication::mesh_node_id(
+                settings.listen,
+                &hostname(),
+                &engine.interface.name,
+            );
+            let (replication, rx) = Replication::start_mesh(&settings, &node_id).await?;
+            engine.replication = Some(replication);
+            sync_rx = Some(rx);
+        }
         for vrrp in engine.config.vrrp.clone() {
             if engine.replication.is_none() {
-                if let Some((replication, rx)) = Replication::start(&vrrp, &node_id).await? {
+                if let Some((replication, rx)) = Replication::start_pair(&vrrp, &node_id).await? {
                     engine.replication = Some(replication);
                     sync_rx = Some(rx);
                 }
@@ -581,24 +591,27 @@ impl Engine {
         }
     }
 
-    /// Replication tick: the master sends its recent flows.
+    /// Replication tick: a sending node (a pair's master, every node of
+    /// a full mesh) sends its recent flows.
     pub(crate) fn sync_tick(&mut self) {
         let master = self.is_master();
         if let Some(replication) = &mut self.replication {
-            if master {
+            if replication.topology().sends(master) {
                 replication.tick(&self.dataplane, &self.balancer);
             }
         }
     }
 
-    /// Installs flows from the peer (only while backup: the master's own
-    /// table is the truth).
+    /// Counts flows from a peer and installs them when this node installs
+    /// (a pair's backup: the master's own table is the truth; every node
+    /// of a full mesh).
     pub(crate) fn on_sync(&mut self, batch: &ReceivedBatch) {
-        if self.is_master() {
-            return;
-        }
+        let master = self.is_master();
         if let Some(replication) = &mut self.replication {
-            replication.install(batch, &mut self.dataplane, &self.balancer);
+            replication.received(batch);
+            if replication.topology().installs(master) {
+                replication.install(batch, &mut self.dataplane, &self.balancer);
+            }
         }
     }
 

@@ -14,6 +14,7 @@ use lb_common::{
     FlowKey, Mode, NatEntry,
 };
 
+use super::flow_table::is_replica;
 use crate::{
     config::Protocol,
     dataplane::DataplaneError,
@@ -67,13 +68,34 @@ impl ReplicaTable for NatMaps {
 /// marks changed since they were sent counts as touched: the backup learns
 /// that a connection is closing within a tick, and its reaper frees it
 /// when the master's does, instead of keeping it as established.
+///
+/// In a full mesh it also leaves out of incremental sends the entries
+/// installed from a peer and not touched here since (see
+/// [`super::flow_table::mark_replica`]): each flow is streamed by the
+/// node that forwards it.
 #[derive(Debug, Default)]
-pub(crate) struct SentMarks(HashMap<FlowKey, u8>);
+pub(crate) struct SentMarks {
+    sent: HashMap<FlowKey, u8>,
+    skip_replicas: bool,
+}
 
 impl SentMarks {
+    /// Marks for a full mesh: replicas are not sent incrementally.
+    pub(crate) fn skipping_replicas() -> Self {
+        Self {
+            sent: HashMap::new(),
+            skip_replicas: true,
+        }
+    }
+
     /// Whether `entry` (at `key`) carries marks other than those sent.
     fn changed(&self, key: &FlowKey, entry: &NatEntry) -> bool {
-        self.0.get(key) != Some(&entry.flags)
+        self.sent.get(key) != Some(&entry.flags)
+    }
+
+    /// Whether `entry` is a peer's flow not to send incrementally.
+    fn skipped(&self, entry: &NatEntry) -> bool {
+        self.skip_replicas && is_replica(entry.last_seen_ns)
     }
 }
 
@@ -90,8 +112,9 @@ pub(crate) fn nat_records(
     now: u64,
     sent: &mut SentMarks,
 ) -> Vec<NatFlowRecord> {
-    let touched =
-        |key: &FlowKey, entry: &NatEntry| entry.last_seen_ns >= since || sent.changed(key, entry);
+    let touched = |key: &FlowKey, entry: &NatEntry| {
+        !sent.skipped(entry) && (entry.last_seen_ns >= since || sent.changed(key, entry))
+    };
     let table: HashMap<FlowKey, NatEntry> = if full {
         flows.collect()
     } else {
@@ -127,13 +150,13 @@ pub(crate) fn nat_records(
         })
         .collect();
     if full {
-        sent.0.clear();
+        sent.sent.clear();
     }
     pairs
         .into_iter()
         .map(|(key, forward, reply_key, reply)| {
-            sent.0.insert(*key, forward.flags);
-            sent.0.insert(reply_key, reply.flags);
+            sent.sent.insert(*key, forward.flags);
+            sent.sent.insert(reply_key, reply.flags);
             NatFlowRecord {
                 vip: words_addr(key.dst, key.family),
                 vip_port: u16::from_be(key.dport),
@@ -510,6 +533,35 @@ mod tests {
             1
         );
         assert!(nat_records(all.into_iter(), false, 9_600_000_000, now, &mut sent).is_empty());
+    }
+
+    #[test]
+    fn a_full_mesh_sends_a_peers_copy_only_in_full_dumps_until_touched_here() {
+        use super::super::flow_table::mark_replica;
+        let [mut f, mut r] = flow("198.18.1.10", 40000, 20001, "198.19.2.11", 5);
+        // Installed from a peer: both halves marked, never sent from here.
+        f.1.last_seen_ns = mark_replica(f.1.last_seen_ns);
+        r.1.last_seen_ns = mark_replica(r.1.last_seen_ns);
+        let (since, now) = (8_000_000_000, 10_000_000_000);
+        let mut mesh = SentMarks::skipping_replicas();
+        assert!(nat_records([f, r].into_iter(), false, since, now, &mut mesh).is_empty());
+        assert_eq!(
+            nat_records([f, r].into_iter(), true, since, now, &mut mesh).len(),
+            1,
+            "a full dump carries every flow"
+        );
+        // A VRRP pair's marks send it (never sent: new to the peer).
+        let mut pair = SentMarks::default();
+        assert_eq!(
+            nat_records([f, r].into_iter(), false, since, now, &mut pair).len(),
+            1
+        );
+        // The routers moved the flow here: the data plane stamps its time.
+        r.1.last_seen_ns = 9_900_000_001;
+        assert_eq!(
+            nat_records([f, r].into_iter(), false, since, now, &mut mesh).len(),
+            1
+        );
     }
 
     #[test]

@@ -1,0 +1,92 @@
+//! `lbctl config import FILE...`: an existing keepalived + HAProxy or
+//! nginx setup written as lbd.toml (see `lb_userspace::import`). The
+//! result is loaded as lbd would load it before anything is written, so a
+//! refused import leaves no file behind; notes on what could not be
+//! carried over go to stderr too.
+
+use std::{fs, net::IpAddr, path::PathBuf};
+
+use anyhow::Context as _;
+use lb_userspace::import::{self, Format, Options, Source, VipArg};
+
+use crate::Failure;
+
+/// Arguments of `lbctl config import`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// The files of one node's setup: haproxy.cfg, keepalived.conf,
+    /// nginx.conf (the format of each is recognised from its content).
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// Read every file as this format.
+    #[arg(long, value_enum)]
+    format: Option<Format>,
+    /// A VIP for a service whose sources name no address (a wildcard bind
+    /// without keepalived) or no port (an nginx upstream alone):
+    /// ADDRESS[:PORT][/PROTOCOL]; repeat for several.
+    #[arg(long = "vip", value_name = "ADDRESS:PORT/PROTOCOL")]
+    vips: Vec<VipArg>,
+    /// The interface lbd serves on (default: keepalived's `interface`).
+    #[arg(long, value_name = "NAME")]
+    interface: Option<String>,
+    /// Forwarding mode of every VIP: dsr-l2, nat, ipip or gue (default:
+    /// IPVS's lb_kind; for proxies dsr-l2 when the backends listen on the
+    /// VIP's port, else nat).
+    #[arg(long, value_name = "MODE", value_parser = parse_mode)]
+    forwarding: Option<lb_common::Mode>,
+    /// NAT address of NAT-mode VIPs (`[nat] source_ipv4`/`source_ipv6`).
+    #[arg(long, value_name = "ADDRESS")]
+    nat_source: Option<IpAddr>,
+    /// Write the configuration to FILE instead of standard output.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    output: Option<PathBuf>,
+}
+
+fn parse_mode(text: &str) -> Result<lb_common::Mode, String> {
+    lb_common::Mode::ALL
+        .into_iter()
+        .find(|m| m.name() == text)
+        .ok_or_else(|| format!("{text:?} is not one of dsr-l2, nat, ipip, gue"))
+}
+
+/// Runs the import.
+pub(crate) fn run(args: &Args) -> Result<(), Failure> {
+    let mut sources = Vec::new();
+    for path in &args.files {
+        let text =
+            fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        sources.push(Source {
+            name: path.display().to_string(),
+            text,
+        });
+    }
+    let options = Options {
+        format: args.format,
+        vips: args.vips.clone(),
+        interface: args.interface.clone(),
+        forwarding: args.forwarding,
+        nat_source: args.nat_source,
+    };
+    let imported =
+        import::import(&sources, &options).map_err(|e| Failure::new(2, e.to_string()))?;
+    match &args.output {
+        Some(path) => {
+            fs::write(path, &imported.text)
+                .with_context(|| format!("writing {}", path.display()))?;
+            eprintln!(
+                "lbctl: wrote {} ({} VIP(s), {} VRRP instance(s))",
+                path.display(),
+                imported.config.vips.len(),
+                imported.config.vrrp.len()
+            );
+        }
+        None => print!("{}", imported.text),
+    }
+    if !imported.notes.is_empty() {
+        eprintln!(
+            "lbctl: {} note(s) on what could not be carried over: see the NOTE comments",
+            imported.notes.len()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,180 @@
+//! The peers of one node's replication: one [`Peer`] per configured
+//! address (its own sender, queue and counters), and the [`Receipts`] of
+//! what each peer delivered to this node's listener.
+//!
+//! Received batches are matched to configured peers by **node id**: the
+//! listener knows the sending node only by the id its handshake
+//! authenticated (the TCP source address is whatever the peer's kernel
+//! picked, not necessarily its configured listen address), and this
+//! node's sender to a peer learns that same id from its own handshake
+//! with the peer (every lbd uses one id, `host/interface`, for both
+//! directions). A peer's receipts are found as soon as this node's
+//! session to it is up; what arrived before is kept under the id.
+
+use std::{collections::HashMap, net::SocketAddr, sync::Arc};
+
+use tokio::sync::watch;
+use tracing::debug;
+
+use crate::{
+    api::schema::ReplicationPeerStatus,
+    sync::{self, count_of, BatchKind, ReceivedBatch, SyncStats, SyncStatsSnapshot},
+};
+
+/// Node ids [`Receipts`] remembers at most: every sender holds the key,
+/// but a misconfigured one that changes its id must not grow memory.
+const MAX_KNOWN_NODES: usize = 64;
+
+/// One configured peer: the sender that streams to it.
+pub(crate) struct Peer {
+    address: SocketAddr,
+    sender: sync::Sender,
+    stats: Arc<SyncStats>,
+    sessions: watch::Receiver<u64>,
+}
+
+impl Peer {
+    /// Wraps a started sender to `address` counting into `stats`.
+    pub(crate) fn new(address: SocketAddr, sender: sync::Sender, stats: Arc<SyncStats>) -> Self {
+        let sessions = sender.sessions();
+        Self {
+            address,
+            sender,
+            stats,
+            sessions,
+        }
+    }
+
+    /// Whether a session started since the last call: the peer may have
+    /// missed batches (or restarted), so it needs a full dump.
+    pub(crate) fn new_session(&mut self) -> bool {
+        let changed = self.sessions.has_changed().unwrap_or(false);
+        if changed {
+            self.sessions.mark_unchanged();
+        }
+        changed
+    }
+
+    /// The sender to this peer.
+    pub(crate) fn sender(&self) -> &sync::Sender {
+        &self.sender
+    }
+
+    /// The sender's counters.
+    pub(crate) fn stats(&self) -> SyncStatsSnapshot {
+        self.stats.snapshot()
+    }
+
+    /// The peer's line in the status.
+    pub(crate) fn status(&self, receipts: &Receipts) -> ReplicationPeerStatus {
+        let node = self.sender.peer_node();
+        let got = node
+            .as_deref()
+            .and_then(|id| receipts.get(id))
+            .unwrap_or_default();
+        let sent = self.stats.snapshot();
+        ReplicationPeerStatus {
+            address: self.address.to_string(),
+            node,
+            connected: self.sender.connected(),
+            records_sent: sent.records_sent,
+            records_received: got.records,
+            full_dumps_received: got.full_dumps,
+            batches_dropped: sent.dropped_batches,
+        }
+    }
+}
+
+/// What one sending node delivered to this node since start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Receipt {
+    /// Records (flows and NAT'd flows).
+    pub records: u64,
+    /// Complete full dumps: the last frame of a full sync of the flows
+    /// and of the NAT'd flows (each tick that dumps sends both).
+    pub full_dumps: u64,
+    flows_dumped: bool,
+    nat_dumped: bool,
+}
+
+/// Receipts by sending node id.
+#[derive(Debug, Default)]
+pub(crate) struct Receipts(HashMap<String, Receipt>);
+
+impl Receipts {
+    /// Counts `batch` under its sender's node id.
+    pub(crate) fn note(&mut self, batch: &ReceivedBatch) {
+        if !self.0.contains_key(&batch.peer) && self.0.len() >= MAX_KNOWN_NODES {
+            // Per batch: debug, not to flood the log; the peer's line in
+            // the status shows nothing received, which is the signal.
+            debug!(peer_node = %batch.peer, limit = MAX_KNOWN_NODES, "replication: too many node ids; this one's batches are installed but not counted per peer");
+            return;
+        }
+        let receipt = self.0.entry(batch.peer.clone()).or_default();
+        receipt.records += count_of(batch.records.len() + batch.nat.len());
+        if batch.full_sync && batch.last {
+            match batch.kind {
+                BatchKind::Flows => receipt.flows_dumped = true,
+                BatchKind::Nat => receipt.nat_dumped = true,
+            }
+            if receipt.flows_dumped && receipt.nat_dumped {
+                receipt.full_dumps += 1;
+                receipt.flows_dumped = false;
+                receipt.nat_dumped = false;
+            }
+        }
+    }
+
+    /// What `node` delivered, if anything.
+    pub(crate) fn get(&self, node: &str) -> Option<Receipt> {
+        self.0.get(node).copied()
+    }
+
+    /// Whether every one of `nodes` (the configured peers' ids; `None`
+    /// for a peer never reached yet) delivered a complete full dump.
+    pub(crate) fn all_dumped<'a>(&self, mut nodes: impl Iterator<Item = Option<&'a str>>) -> bool {
+        nodes.all(|node| {
+            node.and_then(|id| self.get(id))
+                .is_some_and(|r| r.full_dumps > 0)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(peer: &str, kind: BatchKind, full_sync: bool, last: bool) -> ReceivedBatch {
+        ReceivedBatch {
+            peer: peer.into(),
+            kind,
+            full_sync,
+            last,
+            records: Vec::new(),
+            nat: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_dump_counts_once_both_kinds_completed() {
+        let mut r = Receipts::default();
+        let peers = || [Some("b"), Some("c")].into_iter();
+        assert!(!r.all_dumped(peers()));
+        r.note(&batch("b", BatchKind::Flows, true, false));
+        r.note(&batch("b", BatchKind::Flows, false, true)); // incremental
+        r.note(&batch("b", BatchKind::Nat, true, true));
+        assert_eq!(r.get("b").unwrap().full_dumps, 0, "flows dump not finished");
+        r.note(&batch("b", BatchKind::Flows, true, true));
+        assert_eq!(r.get("b").unwrap().full_dumps, 1);
+        assert!(!r.all_dumped(peers()), "c has sent nothing");
+        r.note(&batch("c", BatchKind::Flows, true, true));
+        assert!(!r.all_dumped(peers()));
+        r.note(&batch("c", BatchKind::Nat, true, true));
+        assert!(r.all_dumped(peers()));
+        // A peer whose id is not known yet (never reached) is not done.
+        assert!(!r.all_dumped([Some("b"), None].into_iter()));
+        // Nobody else's dump counts for a configured peer.
+        assert!(!r.all_dumped([Some("d")].into_iter()));
+        assert!(r.all_dumped(std::iter::empty()));
+    }
+}

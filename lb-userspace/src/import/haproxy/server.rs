@@ -1,0 +1,260 @@
+//! HAProxy's `server` and `default-server` lines: an address, then
+//! keywords, some with one argument. The keywords lbd has a meaning for
+//! are read; every other one is named in a note.
+
+use std::{net::IpAddr, time::Duration};
+
+use super::{time, Line};
+use crate::import::model::{Backend, Note, Origin, Role, Sourced};
+use crate::import::ImportError;
+
+/// Server keywords that take no argument.
+const FLAGS: &[&str] = &[
+    "check",
+    "no-check",
+    "backup",
+    "no-backup",
+    "disabled",
+    "enabled",
+    "ssl",
+    "no-ssl",
+    "check-ssl",
+    "no-check-ssl",
+    "send-proxy",
+    "send-proxy-v2",
+    "send-proxy-v2-ssl",
+    "send-proxy-v2-ssl-cn",
+    "no-send-proxy",
+    "no-send-proxy-v2",
+    "check-send-proxy",
+    "agent-check",
+    "no-agent-check",
+    "non-stick",
+    "stick",
+    "tfo",
+    "allow-0rtt",
+    "no-tls-tickets",
+    "tls-tickets",
+    "force-tlsv12",
+    "force-tlsv13",
+    "no-tlsv10",
+    "no-tlsv11",
+    "no-tlsv12",
+    "no-tlsv13",
+    "no-sslv3",
+    "no-verifyhost",
+    "check-via-socks4",
+];
+
+/// The keywords of a server (or of `default-server`) lbd uses.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ServerParams {
+    pub(crate) weight: Option<Sourced<u32>>,
+    pub(crate) check: bool,
+    pub(crate) inter: Option<Sourced<Duration>>,
+    pub(crate) fastinter: Option<Sourced<Duration>>,
+    pub(crate) rise: Option<Sourced<u32>>,
+    pub(crate) fall: Option<Sourced<u32>>,
+    pub(crate) check_port: Option<Sourced<u16>>,
+    pub(crate) backup: Option<Origin>,
+    pub(crate) disabled: Option<Origin>,
+    pub(crate) notes: Vec<Note>,
+}
+
+/// A server line, read.
+#[derive(Debug, Clone)]
+pub(crate) struct Server {
+    pub(crate) backend: Backend,
+    pub(crate) params: ServerParams,
+    pub(crate) check_enabled: bool,
+}
+
+/// Reads `server NAME ADDRESS[:PORT] [keywords]`, starting from the
+/// proxy's `default-server` keywords.
+pub(crate) fn server(
+    file: &str,
+    line: &Line,
+    defaults: &ServerParams,
+) -> Result<Server, ImportError> {
+    let origin = Origin::new(file, line.no);
+    let (Some(name), Some(spec)) = (line.words.get(1), line.words.get(2)) else {
+        return Err(ImportError::at(
+            file,
+            line.no,
+            "server needs a name and an address",
+        ));
+    };
+    let (address, port) = address(spec)
+        .map_err(|reason| ImportError::at(file, line.no, format!("server {name}: {reason}")))?;
+    let mut params = defaults.clone();
+    params.notes.clear();
+    self::params(file, line, 3, &mut params)?;
+    let role = match (&params.disabled, &params.backup) {
+        (Some(at), _) => Role::Disabled(at.clone()),
+        (None, Some(at)) => Role::Backup(at.clone()),
+        (None, None) => Role::Active,
+    };
+    let backend = Backend {
+        name: name.clone(),
+        address,
+        port,
+        weight: params.weight.clone(),
+        role,
+        check: None,
+        origin: origin.clone(),
+        what: line.words.join(" "),
+        notes: params.notes.clone(),
+    };
+    Ok(Server {
+        backend,
+        check_enabled: params.check,
+        params,
+    })
+}
+
+/// `ADDRESS[:PORT]`, `[V6]:PORT`, `ipv6@V6:PORT`: the address and the
+/// port (None: the VIP's).
+fn address(spec: &str) -> Result<(IpAddr, Option<u16>), String> {
+    let spec = spec
+        .strip_prefix("ipv4@")
+        .or_else(|| spec.strip_prefix("ipv6@"))
+        .unwrap_or(spec);
+    if let Ok(address) = spec.parse::<IpAddr>() {
+        return Ok((address, None));
+    }
+    let (host, port) = spec.rsplit_once(':').ok_or_else(|| {
+        format!("{spec:?} is not an IP address (lbd balances to addresses: write the server's)")
+    })?;
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    let address: IpAddr = host.parse().map_err(|_| {
+        format!("{host:?} is not an IP address (lbd balances to addresses: write the server's)")
+    })?;
+    if port.is_empty() {
+        return Ok((address, None));
+    }
+    if port.starts_with('+') || port.starts_with('-') {
+        return Err(format!(
+            "port {port}: a port offset has no lbd equivalent; write the port"
+        ));
+    }
+    let port: u16 = port
+        .parse()
+        .ok()
+        .filter(|p| *p != 0)
+        .ok_or_else(|| format!("{port:?} is not a port"))?;
+    Ok((address, Some(port)))
+}
+
+/// Reads the keywords of `line` from word `start` on into `params`.
+pub(crate) fn params(
+    file: &str,
+    line: &Line,
+    start: usize,
+    params: &mut ServerParams,
+) -> Result<(), ImportError> {
+    let origin = Origin::new(file, line.no);
+    let mut words = line.words[start.min(line.words.len())..].iter();
+    while let Some(keyword) = words.next() {
+        let keyword = keyword.as_str();
+        if FLAGS.contains(&keyword) {
+            match keyword {
+                "check" => params.check = true,
+                "no-check" => params.check = false,
+                "backup" => params.backup = Some(origin.clone()),
+                "no-backup" => params.backup = None,
+                "disabled" => params.disabled = Some(origin.clone()),
+                "enabled" => params.disabled = None,
+                "send-proxy" | "send-proxy-v2" | "send-proxy-v2-ssl" | "send-proxy-v2-ssl-cn" => {
+                    params.notes.push(Note::new(
+                        &origin,
+                        format!("{keyword}: lbd sends no PROXY protocol header: turn accept-proxy off on the backend (in dsr-l2 mode it sees the client's address itself)"),
+                    ))
+                }
+                "ssl" => params.notes.push(Note::new(
+                    &origin,
+                    "ssl: HAProxy speaks TLS to this server; through lbd the client's own connection reaches it",
+                )),
+                "check-ssl" => params.notes.push(Note::new(
+                    &origin,
+                    "check-ssl: lbd's checks are plain TCP or HTTP; the check is made without TLS",
+                )),
+                "agent-check" => params.notes.push(Note::new(
+                    &origin,
+                    "agent-check: lbd has no agent checks; set weights with `lbctl backend weight`",
+                )),
+                _ => params
+                    .notes
+                    .push(Note::new(&origin, format!("{keyword}: not carried over"))),
+            }
+            continue;
+        }
+        let Some(value) = words.next() else {
+            return Err(ImportError::at(
+                file,
+                line.no,
+                format!("{keyword} needs a value"),
+            ));
+        };
+        let what = format!("{keyword} {value}");
+        let bad = |expected: &str| {
+            ImportError::at(
+                file,
+                line.no,
+                format!("{what}: {value:?} is not {expected}"),
+            )
+        };
+        let duration = || time(value).ok_or_else(|| bad("a time such as 2s or 500ms"));
+        let count = || value.parse::<u32>().map_err(|_| bad("a number"));
+        match keyword {
+            "weight" => {
+                let weight = value
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|w| *w <= 256)
+                    .ok_or_else(|| bad("a weight of 0 to 256"))?;
+                params.weight = Some(Sourced::new(weight, &origin, what));
+            }
+            "inter" => params.inter = Some(Sourced::new(duration()?, &origin, what)),
+            "fastinter" => params.fastinter = Some(Sourced::new(duration()?, &origin, what)),
+            "downinter" => params.notes.push(Note::new(
+                &origin,
+                format!("{what}: lbd checks a down backend every fast interval"),
+            )),
+            "rise" => params.rise = Some(Sourced::new(count()?, &origin, what)),
+            "fall" => params.fall = Some(Sourced::new(count()?, &origin, what)),
+            "port" => {
+                let port = value
+                    .parse::<u16>()
+                    .ok()
+                    .filter(|p| *p != 0)
+                    .ok_or_else(|| bad("a port"))?;
+                params.check_port = Some(Sourced::new(port, &origin, what));
+            }
+            "addr" => params.notes.push(Note::new(
+                &origin,
+                format!("{what}: lbd checks the backend's own address"),
+            )),
+            "maxconn" | "minconn" | "maxqueue" => params.notes.push(Note::new(
+                &origin,
+                format!("{what}: lbd forwards packets and limits no connections"),
+            )),
+            "slowstart" => params.notes.push(Note::new(
+                &origin,
+                format!("{what}: lbd has no slow start; a backend takes its full share once up"),
+            )),
+            "cookie" => params.notes.push(Note::new(
+                &origin,
+                format!(
+                    "{what}: no cookie persistence at L4; each connection stays on its backend"
+                ),
+            )),
+            _ => params
+                .notes
+                .push(Note::new(&origin, format!("{what}: not carried over"))),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,100 @@
+//! A source's check as lbd's health keys: kinds, ports and timings within
+//! lbd's ranges (a value outside is brought in, with a note), the
+//! timeout never longer than the interval, as lbd requires.
+
+use std::time::Duration;
+
+use crate::import::model::{Check, CheckKind, Sourced};
+use crate::import::write::Entry;
+
+/// lbd's defaults, for keys the source leaves out (see `config::health`).
+const DEFAULT_INTERVAL: Duration = Duration::from_millis(2000);
+const DEFAULT_TIMEOUT: Duration = Duration::from_millis(1000);
+/// lbd's range of check times, in ms.
+const MIN_MS: u128 = 10;
+const MAX_MS: u128 = 3_600_000;
+
+/// The health keys of `check` (None: not checked), and notes on values
+/// brought into lbd's ranges.
+pub(super) fn entries(check: Option<&Check>, notes: &mut Vec<String>) -> Vec<Entry> {
+    let Some(check) = check else {
+        return vec![Entry::new(
+            "check",
+            "none",
+            "the source does not check this backend",
+        )];
+    };
+    let mut out = Vec::new();
+    let kind = &check.kind;
+    match &kind.value {
+        CheckKind::Tcp => out.push(Entry::new("check", "tcp", kind.comment())),
+        CheckKind::Http {
+            path,
+            host,
+            expect_status,
+        } => {
+            out.push(Entry::new("check", "http", kind.comment()));
+            out.push(Entry::new("path", path.clone(), ""));
+            if let Some(host) = host {
+                out.push(Entry::new("host", host.clone(), ""));
+            }
+            out.push(Entry::new("expect_status", i64::from(*expect_status), ""));
+        }
+    }
+    if let Some(port) = &check.port {
+        out.push(Entry::new("port", i64::from(port.value), port.comment()));
+    }
+    let millis = |key: &'static str, value: &Sourced<Duration>, notes: &mut Vec<String>| {
+        let ms = value.value.as_millis();
+        let clamped = ms.clamp(MIN_MS, MAX_MS);
+        if clamped != ms {
+            notes.push(format!(
+                "{}: {} ms is outside lbd's {MIN_MS}..={MAX_MS} ms; {clamped} ms is used",
+                value.origin, ms
+            ));
+        }
+        Entry::new(
+            key,
+            i64::try_from(clamped).unwrap_or(i64::MAX),
+            value.comment(),
+        )
+    };
+    let interval = check
+        .interval
+        .as_ref()
+        .map_or(DEFAULT_INTERVAL, |i| i.value);
+    if let Some(v) = &check.interval {
+        out.push(millis("interval_ms", v, notes));
+    }
+    if let Some(v) = &check.fast_interval {
+        out.push(millis("fast_interval_ms", v, notes));
+    }
+    let timeout = check.timeout.as_ref().map_or(DEFAULT_TIMEOUT, |t| t.value);
+    if timeout > interval {
+        let mut capped = check
+            .timeout
+            .clone()
+            .unwrap_or_else(|| Sourced::new(interval, &check.kind.origin, ""));
+        capped.value = interval;
+        capped.what = match check.timeout.as_ref() {
+            Some(t) => format!("{}, capped to the interval", t.what),
+            None => "lbd's default, capped to the interval".to_owned(),
+        };
+        out.push(millis("timeout_ms", &capped, notes));
+    } else if let Some(v) = &check.timeout {
+        out.push(millis("timeout_ms", v, notes));
+    }
+    for (key, value) in [("rise", &check.rise), ("fall", &check.fall)] {
+        if let Some(v) = value {
+            let n = v.value.clamp(1, 100);
+            if n != v.value {
+                notes.push(format!(
+                    "{}: {key} {} is outside lbd's 1..=100; {n} is used",
+                    v.origin, v.value
+                ));
+            }
+            out.push(Entry::new(key, i64::from(n), v.comment()));
+        }
+    }
+    out
+}

@@ -1,0 +1,223 @@
+//! A `vrrp_instance` block as lbd's `[[vrrp]]`: the same VRID, priority,
+//! advert interval, preemption and addresses, so lbd can take keepalived's
+//! place in the pair; tracking mapped to what lbd tracks itself.
+
+use std::net::IpAddr;
+
+use super::{duration, number, one, Script};
+use crate::import::blocks::Statement;
+use crate::import::model::{Note, Origin, Sourced, Vrrp};
+use crate::import::ImportError;
+
+/// Words of a track_script command that say it watches the proxy lbd
+/// replaces.
+const PROXY_WATCHERS: &[&str] = &["haproxy", "nginx", "pidof", "killall", "pgrep", "ipvs"];
+
+/// Reads one `vrrp_instance NAME { ... }`.
+pub(super) fn instance(
+    file: &str,
+    statement: &Statement,
+    scripts: &[Script],
+) -> Result<Vrrp, ImportError> {
+    let origin = Origin::new(file, statement.line);
+    let name = statement
+        .args()
+        .first()
+        .cloned()
+        .ok_or_else(|| ImportError::at(file, statement.line, "vrrp_instance needs a name"))?;
+    let mut vrrp = Vrrp {
+        name,
+        origin,
+        interface: None,
+        vrid: None,
+        priority: None,
+        advert_interval: None,
+        preempt: None,
+        preempt_delay: None,
+        addresses: Vec::new(),
+        unicast_peers: Vec::new(),
+        notify: None,
+        track_interface: None,
+        track_dataplane: None,
+        notes: Vec::new(),
+    };
+    for child in statement.children() {
+        let at = Origin::new(file, child.line);
+        let text = child.text();
+        match child.name() {
+            "interface" => vrrp.interface = Some(Sourced::new(one(file, child)?.to_owned(), &at, text)),
+            "virtual_router_id" => vrrp.vrid = Some(Sourced::new(number(file, child, 1..=255u8)?, &at, text)),
+            "priority" => vrrp.priority = Some(Sourced::new(number(file, child, 1..=255u8)?, &at, text)),
+            "advert_int" => {
+                let interval = duration(file, child)?;
+                let centis = (interval.as_millis() + 5) / 10;
+                if !(1..=4095).contains(&centis) {
+                    return Err(ImportError::at(
+                        file,
+                        child.line,
+                        format!("{text}: VRRPv3 adverts are 0.01 to 40.95 s apart"),
+                    ));
+                }
+                let rounded = std::time::Duration::from_millis(u64::try_from(centis * 10).unwrap_or(1000));
+                vrrp.advert_interval = Some(Sourced::new(rounded, &at, text));
+            }
+            "state" => vrrp.notes.push(Note::new(
+                &at,
+                format!("{text}: lbd has no start state; the node with the highest priority becomes master"),
+            )),
+            "nopreempt" => vrrp.preempt = Some(Sourced::new(false, &at, text)),
+            "preempt" => vrrp.preempt = Some(Sourced::new(true, &at, text)),
+            "preempt_delay" => vrrp.preempt_delay = Some(Sourced::new(duration(file, child)?, &at, text)),
+            "unicast_src_ip" => vrrp.notes.push(Note::new(
+                &at,
+                format!("{text}: lbd sends its adverts from the interface's own address"),
+            )),
+            "unicast_peer" => {
+                for peer in child.children() {
+                    let address = address(file, peer)?;
+                    vrrp.unicast_peers.push(Sourced::new(address, &Origin::new(file, peer.line), peer.text()));
+                }
+            }
+            "virtual_ipaddress" | "virtual_ipaddress_excluded" => {
+                for entry in child.children() {
+                    let entry_at = Origin::new(file, entry.line);
+                    let address = address(file, entry)?;
+                    if entry.words.len() > 1 {
+                        vrrp.notes.push(Note::new(
+                            &entry_at,
+                            format!("{}: lbd adds the address as /32 (/128) on its interface; dev, label and scope are not carried over", entry.text()),
+                        ));
+                    }
+                    vrrp.addresses.push(Sourced::new(address, &entry_at, format!("{} {}", child.name(), entry.text())));
+                }
+                if child.name() == "virtual_ipaddress_excluded" {
+                    vrrp.notes.push(Note::new(
+                        &at,
+                        "virtual_ipaddress_excluded: lbd lists every address it moves in its adverts",
+                    ));
+                }
+            }
+            "track_interface" => {
+                for entry in child.children() {
+                    track_interface(file, entry, &mut vrrp)?;
+                }
+            }
+            "track_script" => {
+                for entry in child.children() {
+                    track_script(file, entry, scripts, &mut vrrp)?;
+                }
+            }
+            "notify" => {
+                vrrp.notify = Some(Sourced::new(one(file, child)?.to_owned(), &at, text.clone()));
+                vrrp.notes.push(Note::new(
+                    &at,
+                    format!("{text}: lbd runs it as `notify STATE VRID` (STATE master, backup or stopped), not with keepalived's `INSTANCE NAME STATE PRIORITY`: adapt the script"),
+                ));
+            }
+            "notify_master" | "notify_backup" | "notify_fault" | "notify_stop" => vrrp.notes.push(Note::new(
+                &at,
+                format!("{text}: lbd runs one notify script with the new state as argument; fold this one into it"),
+            )),
+            "authentication" => vrrp.notes.push(Note::new(
+                &at,
+                "authentication: VRRPv3 has none; lbd's adverts carry no password",
+            )),
+            _ => vrrp.notes.push(Note::new(&at, format!("{text}: not carried over"))),
+        }
+    }
+    Ok(vrrp)
+}
+
+/// The address a `virtual_ipaddress` or `unicast_peer` line starts with
+/// (`198.18.0.100/24 dev eth0` gives 198.18.0.100).
+fn address(file: &str, entry: &Statement) -> Result<IpAddr, ImportError> {
+    let word = entry.name();
+    let bare = word.split_once('/').map_or(word, |(a, _)| a);
+    bare.parse()
+        .map_err(|_| ImportError::at(file, entry.line, format!("{word:?} is not an IP address")))
+}
+
+/// A `weight N` after a tracked name: the priority lost (keepalived adds
+/// a positive one while all is well; the difference is the same).
+fn weight(file: &str, entry: &Statement) -> Result<Option<u8>, ImportError> {
+    match entry.args() {
+        [] => Ok(None),
+        [key, value] if key == "weight" => value
+            .parse::<i32>()
+            .ok()
+            .filter(|w| (-254..=254).contains(w))
+            .map(|w| Some(u8::try_from(w.unsigned_abs()).unwrap_or(254)))
+            .ok_or_else(|| {
+                ImportError::at(
+                    file,
+                    entry.line,
+                    format!("weight {value}: not a number in -254..=254"),
+                )
+            }),
+        _ => Err(ImportError::at(
+            file,
+            entry.line,
+            format!("{}: expected NAME [weight N]", entry.text()),
+        )),
+    }
+}
+
+fn track_interface(file: &str, entry: &Statement, vrrp: &mut Vrrp) -> Result<(), ImportError> {
+    let at = Origin::new(file, entry.line);
+    let name = entry.name();
+    let own = vrrp.interface.as_ref().is_some_and(|i| i.value == name);
+    if !own {
+        vrrp.notes.push(Note::new(
+            &at,
+            format!("track_interface {name}: lbd tracks only the interface it serves on"),
+        ));
+        return Ok(());
+    }
+    // Without a weight keepalived gives up mastership (FAULT): lose it all.
+    let loss = weight(file, entry)?.filter(|w| *w > 0).unwrap_or(254);
+    vrrp.track_interface = Some(Sourced::new(
+        loss,
+        &at,
+        format!("track_interface {}", entry.text()),
+    ));
+    Ok(())
+}
+
+fn track_script(
+    file: &str,
+    entry: &Statement,
+    scripts: &[Script],
+    vrrp: &mut Vrrp,
+) -> Result<(), ImportError> {
+    let at = Origin::new(file, entry.line);
+    let name = entry.name();
+    let Some(script) = scripts.iter().find(|s| s.name == name) else {
+        return Err(ImportError::at(
+            file,
+            entry.line,
+            format!("track_script {name}: no vrrp_script of that name"),
+        ));
+    };
+    let watches_proxy = PROXY_WATCHERS.iter().any(|w| script.command.contains(w));
+    if !watches_proxy {
+        vrrp.notes.push(Note::new(
+            &at,
+            format!("track_script {name} ({}): lbd runs no scripts; it tracks its data plane, its interface and VIPs without healthy backends", script.command),
+        ));
+        return Ok(());
+    }
+    let loss = weight(file, entry)?
+        .or_else(|| {
+            script
+                .weight
+                .map(|w| u8::try_from(w.unsigned_abs()).unwrap_or(254))
+        })
+        .filter(|w| *w > 0)
+        .unwrap_or(254);
+    vrrp.track_dataplane = Some(Sourced::new(
+        loss,
+        &at,
+        format!("track_script {name}: `{}` ({}) watched the proxy lbd replaces; lbd tracks its own data plane", script.command, script.origin),
+    ));
+    Ok(())
+}

@@ -1,0 +1,208 @@
+//! `lbctl config import`: an existing keepalived + HAProxy or nginx setup
+//! read and written as an equivalent lbd.toml, so the people who run those
+//! today can move in an afternoon.
+//!
+//! One module per source format turns its text into the common
+//! [`model`] (services, VRRP instances, notes, every value with its file
+//! and line); [`join`] puts the files of one setup together (HAProxy's
+//! `bind *:80` plus keepalived's `virtual_ipaddress` give a VIP) and
+//! decides what lbd does with each value; [`write`] renders the result
+//! with a comment beside each key saying where it came from and a note
+//! wherever something could not be carried over. The text is loaded with
+//! [`Config::from_toml_str`] before it is handed out, so what import gives
+//! is what `lbctl config check` accepts. Input that cannot be parsed is
+//! refused with its file, line and reason; nothing is written then.
+
+mod blocks;
+mod detect;
+mod haproxy;
+mod join;
+mod keepalived;
+mod model;
+mod nginx;
+mod write;
+
+#[cfg(test)]
+mod tests;
+
+use std::{fmt, net::IpAddr, str::FromStr};
+
+use crate::config::{Config, Protocol};
+
+pub use detect::Format;
+
+/// One input file: its name (for messages and provenance comments) and
+/// text.
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// The file as named on the command line.
+    pub name: String,
+    /// Its contents.
+    pub text: String,
+}
+
+/// A VIP given on the command line (`--vip ADDRESS[:PORT][/PROTOCOL]`),
+/// for sources that name no address (a wildcard bind without keepalived)
+/// or no port either (an nginx upstream alone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VipArg {
+    /// The VIP's address.
+    pub address: IpAddr,
+    /// Its port, when given.
+    pub port: Option<u16>,
+    /// Its protocol, when given.
+    pub protocol: Option<Protocol>,
+}
+
+impl FromStr for VipArg {
+    type Err = String;
+
+    /// `198.18.0.100:80/tcp`, `[2001:2::100]:80/tcp`, `198.18.0.100`,
+    /// `198.18.0.100:53/udp`.
+    fn from_str(text: &str) -> Result<Self, String> {
+        let bad = || {
+            format!("{text:?} is not ADDRESS[:PORT][/PROTOCOL] (e.g. 198.18.0.100:80/tcp, [2001:2::100]:443/tcp)")
+        };
+        let (rest, protocol) = match text.rsplit_once('/') {
+            Some((rest, "tcp")) => (rest, Some(Protocol::Tcp)),
+            Some((rest, "udp")) => (rest, Some(Protocol::Udp)),
+            Some(_) => return Err(bad()),
+            None => (text, None),
+        };
+        if let Ok(address) = rest.parse::<IpAddr>() {
+            return Ok(Self {
+                address,
+                port: None,
+                protocol,
+            });
+        }
+        let (host, port) = rest.rsplit_once(':').ok_or_else(bad)?;
+        let host = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
+        let address: IpAddr = host.parse().map_err(|_| bad())?;
+        let port: u16 = port.parse().map_err(|_| bad())?;
+        if port == 0 {
+            return Err(bad());
+        }
+        Ok(Self {
+            address,
+            port: Some(port),
+            protocol,
+        })
+    }
+}
+
+/// What the operator adds on the command line to what the sources say.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Read every file as this format instead of recognising it.
+    pub format: Option<Format>,
+    /// VIPs for services whose sources name none.
+    pub vips: Vec<VipArg>,
+    /// The interface lbd attaches to (else keepalived's `interface`).
+    pub interface: Option<String>,
+    /// Forwarding mode of every VIP (else IPVS's lb_kind, or dsr-l2 when
+    /// backends listen on the VIP's port, nat when they do not).
+    pub forwarding: Option<lb_common::Mode>,
+    /// NAT address for NAT-mode VIPs (`[nat] source_ipv4/6`).
+    pub nat_source: Option<IpAddr>,
+}
+
+/// The imported configuration.
+#[derive(Debug, Clone)]
+pub struct Imported {
+    /// lbd.toml, with provenance comments and notes.
+    pub text: String,
+    /// The same, loaded: what lbd will run.
+    pub config: Config,
+    /// Notes on what could not be carried over (also in `text`), one a
+    /// line as `file:line: text`, for the terminal.
+    pub notes: Vec<String>,
+}
+
+/// Why a setup could not be imported: the file, the line when the
+/// problem is on one, and the reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportError {
+    /// The file, as named on the command line (empty: the command line).
+    pub file: String,
+    /// 1-based line, when the problem is on one.
+    pub line: Option<usize>,
+    /// What is wrong and, where there is one, what to do.
+    pub reason: String,
+}
+
+impl ImportError {
+    pub(crate) fn at(file: &str, line: usize, reason: impl Into<String>) -> Self {
+        Self {
+            file: file.to_owned(),
+            line: Some(line),
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn at_origin(origin: &model::Origin, reason: impl Into<String>) -> Self {
+        Self::at(&origin.file, origin.line, reason)
+    }
+
+    /// A problem of the whole setup or of the command line.
+    pub(crate) fn setup(reason: impl Into<String>) -> Self {
+        Self {
+            file: String::new(),
+            line: None,
+            reason: reason.into(),
+        }
+    }
+}
+
+impl fmt::Display for ImportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.file.is_empty(), self.line) {
+            (true, _) => f.write_str(&self.reason),
+            (false, Some(line)) => write!(f, "{}:{line}: {}", self.file, self.reason),
+            (false, None) => write!(f, "{}: {}", self.file, self.reason),
+        }
+    }
+}
+
+impl std::error::Error for ImportError {}
+
+/// Reads `sources` (one setup: e.g. haproxy.cfg and keepalived.conf of
+/// one node) and writes the lbd configuration that does the same.
+pub fn import(sources: &[Source], options: &Options) -> Result<Imported, ImportError> {
+    if sources.is_empty() {
+        return Err(ImportError::setup("no file to import"));
+    }
+    let mut setup = model::Setup::default();
+    let mut formats = Vec::new();
+    for source in sources {
+        let format = match options.format {
+            Some(format) => format,
+            None => detect::detect(&source.text).ok_or_else(|| ImportError {
+                file: source.name.clone(),
+                line: None,
+                reason: "not recognised as HAProxy, keepalived or nginx configuration: name the format with --format".to_owned(),
+            })?,
+        };
+        match format {
+            Format::Haproxy => haproxy::parse(&source.name, &source.text, &mut setup)?,
+            Format::Keepalived => keepalived::parse(&source.name, &source.text, &mut setup)?,
+            Format::Nginx => nginx::parse(&source.name, &source.text, &mut setup)?,
+        }
+        formats.push((source.name.as_str(), format));
+    }
+    let document = join::join(&setup, options, &formats)?;
+    let text = write::render(&document);
+    let config = Config::from_toml_str(&text, "imported configuration").map_err(|e| {
+        ImportError::setup(format!(
+            "the imported configuration is not one lbd accepts: {e}"
+        ))
+    })?;
+    Ok(Imported {
+        text,
+        config,
+        notes: document.all_notes(),
+    })
+}

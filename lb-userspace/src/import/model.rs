@@ -1,0 +1,222 @@
+//! What the parsers read out of the source files, in one shape for all
+//! formats: services (something listening, backends behind it), VRRP
+//! instances and notes. Every value keeps where it came from, because the
+//! written lbd.toml says so beside each key.
+
+use std::{fmt, net::IpAddr, time::Duration};
+
+use crate::config::Protocol;
+
+/// Where a value was read: the file, the line and the words there, so an
+/// operator can find it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Origin {
+    /// The file as named on the command line.
+    pub(crate) file: String,
+    /// 1-based line.
+    pub(crate) line: usize,
+}
+
+impl Origin {
+    pub(crate) fn new(file: &str, line: usize) -> Self {
+        Self {
+            file: file.to_owned(),
+            line,
+        }
+    }
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.file, self.line)
+    }
+}
+
+/// A value and where it came from (`what` is the source's own words, e.g.
+/// `inter 2s`, shown in the comment).
+#[derive(Debug, Clone)]
+pub(crate) struct Sourced<T> {
+    pub(crate) value: T,
+    pub(crate) origin: Origin,
+    pub(crate) what: String,
+}
+
+impl<T> Sourced<T> {
+    pub(crate) fn new(value: T, origin: &Origin, what: impl Into<String>) -> Self {
+        Self {
+            value,
+            origin: origin.clone(),
+            what: what.into(),
+        }
+    }
+
+    /// The provenance comment: `file:line (words)`.
+    pub(crate) fn comment(&self) -> String {
+        if self.what.is_empty() {
+            self.origin.to_string()
+        } else {
+            format!("{} ({})", self.origin, self.what)
+        }
+    }
+}
+
+/// Equal when the values are: two servers with the same `inter` on
+/// different lines share one check.
+impl<T: PartialEq> PartialEq for Sourced<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.value == other.value
+    }
+}
+
+/// Something the source says that lbd cannot do, or does differently,
+/// and why; written as a comment where it applies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Note {
+    pub(crate) origin: Origin,
+    pub(crate) text: String,
+}
+
+impl Note {
+    pub(crate) fn new(origin: &Origin, text: impl Into<String>) -> Self {
+        Self {
+            origin: origin.clone(),
+            text: text.into(),
+        }
+    }
+}
+
+impl fmt::Display for Note {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.origin, self.text)
+    }
+}
+
+/// Everything read from the files of one setup.
+#[derive(Debug, Default)]
+pub(crate) struct Setup {
+    pub(crate) services: Vec<Service>,
+    pub(crate) vrrp: Vec<Vrrp>,
+    /// Notes that belong to no service or instance (global sections).
+    pub(crate) notes: Vec<Note>,
+}
+
+/// A load-balanced service: an HAProxy frontend/listen with its backend,
+/// an nginx upstream (with the server block that uses it, if any), an
+/// IPVS virtual_server.
+#[derive(Debug, Clone)]
+pub(crate) struct Service {
+    /// Its name in the source (`frontend web`, `upstream app`).
+    pub(crate) name: String,
+    pub(crate) origin: Origin,
+    /// Where it listens; empty when the source does not say (an nginx
+    /// upstream alone): `--vip` says it then.
+    pub(crate) listens: Vec<Listen>,
+    pub(crate) backends: Vec<Backend>,
+    /// How packets reach the backends, when the source says (IPVS lb_kind).
+    pub(crate) forwarding: Option<Sourced<lb_common::Mode>>,
+    pub(crate) notes: Vec<Note>,
+}
+
+/// One address and port a service listens on.
+#[derive(Debug, Clone)]
+pub(crate) struct Listen {
+    /// None: every address (`*:80`), of the family in `wildcard_v6`.
+    pub(crate) address: Option<IpAddr>,
+    /// With `address` None: the wildcard is IPv6's (`:::80`, `[::]:80`).
+    pub(crate) wildcard_v6: bool,
+    pub(crate) port: u16,
+    pub(crate) protocol: Protocol,
+    pub(crate) origin: Origin,
+    pub(crate) what: String,
+}
+
+/// What a server is besides active.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Role {
+    Active,
+    /// Administratively out (`disabled`, `down`, weight 0).
+    Disabled(Origin),
+    /// Takes traffic only when every active server is down.
+    Backup(Origin),
+}
+
+/// One server behind a service.
+#[derive(Debug, Clone)]
+pub(crate) struct Backend {
+    /// Its name in the source (HAProxy's server name; else the address).
+    pub(crate) name: String,
+    pub(crate) address: IpAddr,
+    /// The port it listens on; None: the service's.
+    pub(crate) port: Option<u16>,
+    /// Weight in the source's own scale (`scale` is its default).
+    pub(crate) weight: Option<Sourced<u32>>,
+    pub(crate) role: Role,
+    /// How it is checked; None: not checked.
+    pub(crate) check: Option<Check>,
+    pub(crate) origin: Origin,
+    pub(crate) what: String,
+    pub(crate) notes: Vec<Note>,
+}
+
+/// The kind of an active check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum CheckKind {
+    /// A TCP connection.
+    Tcp,
+    /// An HTTP GET of `path`.
+    Http {
+        path: String,
+        host: Option<String>,
+        expect_status: u16,
+    },
+}
+
+/// A backend's check with HAProxy's meaning of the timings; None means
+/// lbd's default.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Check {
+    pub(crate) kind: Sourced<CheckKind>,
+    pub(crate) port: Option<Sourced<u16>>,
+    pub(crate) interval: Option<Sourced<Duration>>,
+    pub(crate) fast_interval: Option<Sourced<Duration>>,
+    pub(crate) timeout: Option<Sourced<Duration>>,
+    pub(crate) rise: Option<Sourced<u32>>,
+    pub(crate) fall: Option<Sourced<u32>>,
+}
+
+impl Check {
+    /// A check of `kind` with lbd's default timings.
+    pub(crate) fn new(kind: Sourced<CheckKind>) -> Self {
+        Self {
+            kind,
+            port: None,
+            interval: None,
+            fast_interval: None,
+            timeout: None,
+            rise: None,
+            fall: None,
+        }
+    }
+}
+
+/// A keepalived vrrp_instance.
+#[derive(Debug, Clone)]
+pub(crate) struct Vrrp {
+    pub(crate) name: String,
+    pub(crate) origin: Origin,
+    pub(crate) interface: Option<Sourced<String>>,
+    pub(crate) vrid: Option<Sourced<u8>>,
+    pub(crate) priority: Option<Sourced<u8>>,
+    pub(crate) advert_interval: Option<Sourced<Duration>>,
+    pub(crate) preempt: Option<Sourced<bool>>,
+    pub(crate) preempt_delay: Option<Sourced<Duration>>,
+    pub(crate) addresses: Vec<Sourced<IpAddr>>,
+    pub(crate) unicast_peers: Vec<Sourced<IpAddr>>,
+    pub(crate) notify: Option<Sourced<String>>,
+    /// Priority lost while lbd's interface is down.
+    pub(crate) track_interface: Option<Sourced<u8>>,
+    /// Priority lost while the data plane is not attached (from a
+    /// track_script that watched the proxy process lbd replaces).
+    pub(crate) track_dataplane: Option<Sourced<u8>>,
+    pub(crate) notes: Vec<Note>,
+}

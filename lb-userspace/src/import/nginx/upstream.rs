@@ -1,0 +1,225 @@
+//! An nginx `upstream` block: its servers with `weight`, `backup`,
+//! `down`, and `max_fails`/`fail_timeout` turned into an active TCP check
+//! (fall = max_fails, back after one success); the balancing method and
+//! connection keep-alive noted, as they have no meaning at L4.
+
+use std::net::IpAddr;
+
+use super::{time, Context};
+use crate::import::blocks::Statement;
+use crate::import::model::{Backend, Check, CheckKind, Note, Origin, Role, Service, Sourced};
+use crate::import::ImportError;
+
+/// nginx's defaults: one failed attempt marks a server unavailable.
+const DEFAULT_MAX_FAILS: u32 = 1;
+
+/// Reads `upstream NAME { ... }`.
+pub(super) fn upstream(
+    file: &str,
+    statement: &Statement,
+    context: Context,
+) -> Result<Service, ImportError> {
+    let origin = Origin::new(file, statement.line);
+    let name = statement
+        .args()
+        .first()
+        .cloned()
+        .ok_or_else(|| ImportError::at(file, statement.line, "upstream needs a name"))?;
+    let mut service = Service {
+        name: format!("upstream {name}"),
+        origin: origin.clone(),
+        listens: Vec::new(),
+        backends: Vec::new(),
+        forwarding: None,
+        notes: Vec::new(),
+    };
+    let mut checked = false;
+    for child in statement.children() {
+        let at = Origin::new(file, child.line);
+        match child.name() {
+            "server" => {
+                if let Some(backend) = server(file, child, context, &mut service.notes)? {
+                    checked |= backend.check.is_some();
+                    service.backends.push(backend);
+                }
+            }
+            "least_conn" | "ip_hash" | "hash" | "random" | "least_time" | "sticky" => {
+                service.notes.push(Note::new(
+                    &at,
+                    format!(
+                        "{}: not applicable at L4; lbd balances with Maglev consistent hashing of each connection (weights kept)",
+                        child.text()
+                    ),
+                ))
+            }
+            "keepalive" | "keepalive_requests" | "keepalive_time" | "keepalive_timeout" => {
+                service.notes.push(Note::new(
+                    &at,
+                    format!(
+                        "{}: not applicable at L4; lbd keeps no connections of its own to the backends",
+                        child.text()
+                    ),
+                ))
+            }
+            _ => service
+                .notes
+                .push(Note::new(&at, format!("{}: not carried over", child.text()))),
+        }
+    }
+    if checked {
+        service.notes.push(Note::new(
+            &origin,
+            "nginx counts failed requests (passive checks); lbd checks actively instead: a TCP connection every 2 s, a backend goes out after max_fails failures in a row and comes back after one success; fail_timeout (how long nginx leaves a failed server out) has no equivalent",
+        ));
+    }
+    Ok(service)
+}
+
+/// A `server ADDRESS[:PORT] [weight=N] [max_fails=N] ...` line (None: a
+/// UNIX socket, noted).
+fn server(
+    file: &str,
+    statement: &Statement,
+    context: Context,
+    notes: &mut Vec<Note>,
+) -> Result<Option<Backend>, ImportError> {
+    let origin = Origin::new(file, statement.line);
+    let Some(spec) = statement.args().first() else {
+        return Err(ImportError::at(
+            file,
+            statement.line,
+            "server needs an address",
+        ));
+    };
+    if spec.starts_with("unix:") {
+        notes.push(Note::new(
+            &origin,
+            format!("{}: a UNIX socket; not carried over", statement.text()),
+        ));
+        return Ok(None);
+    }
+    let not_address = |host: &str| {
+        ImportError::at(
+            file,
+            statement.line,
+            format!("server {spec}: {host:?} is not an IP address (lbd balances to addresses: write the server's)"),
+        )
+    };
+    let (address, port): (IpAddr, Option<u16>) = match spec.parse::<IpAddr>() {
+        Ok(address) => (address, None),
+        Err(_) => {
+            let (host, port) = spec.rsplit_once(':').ok_or_else(|| not_address(spec))?;
+            let host = host
+                .strip_prefix('[')
+                .and_then(|h| h.strip_suffix(']'))
+                .unwrap_or(host);
+            let address = host.parse().map_err(|_| not_address(host))?;
+            let port = port
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(|| {
+                    ImportError::at(
+                        file,
+                        statement.line,
+                        format!("server {spec}: {port:?} is not a port"),
+                    )
+                })?;
+            (address, Some(port))
+        }
+    };
+    let port = match (port, context) {
+        (Some(port), _) => Some(port),
+        (None, Context::Http) => Some(80),
+        (None, Context::Stream) => {
+            return Err(ImportError::at(
+                file,
+                statement.line,
+                format!("server {spec}: no port (a stream upstream's servers need one)"),
+            ))
+        }
+    };
+    let mut backend = Backend {
+        name: spec.clone(),
+        address,
+        port,
+        weight: None,
+        role: Role::Active,
+        check: None,
+        origin: origin.clone(),
+        what: statement.text(),
+        notes: Vec::new(),
+    };
+    let mut max_fails: Option<Sourced<u32>> = None;
+    let mut fail_timeout = None;
+    for param in &statement.args()[1..] {
+        let (key, value) = param.split_once('=').unwrap_or((param.as_str(), ""));
+        let bad = |expected: &str| {
+            ImportError::at(
+                file,
+                statement.line,
+                format!("{param}: {value:?} is not {expected}"),
+            )
+        };
+        match key {
+            "weight" => {
+                let weight = value
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|w| *w >= 1)
+                    .ok_or_else(|| bad("a weight of 1 or more"))?;
+                backend.weight = Some(Sourced::new(weight, &origin, param.clone()));
+            }
+            "max_fails" => {
+                let n = value
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| *n <= 100)
+                    .ok_or_else(|| bad("a number of 0 to 100"))?;
+                max_fails = Some(Sourced::new(n, &origin, param.clone()));
+            }
+            "fail_timeout" => {
+                fail_timeout = Some(time(value).ok_or_else(|| bad("a time such as 30s"))?)
+            }
+            "backup" => backend.role = Role::Backup(origin.clone()),
+            "down" => backend.role = Role::Disabled(origin.clone()),
+            "max_conns" => backend.notes.push(Note::new(
+                &origin,
+                format!("{param}: lbd forwards packets and limits no connections"),
+            )),
+            "slow_start" => backend.notes.push(Note::new(
+                &origin,
+                format!("{param}: lbd has no slow start; a backend takes its full share once up"),
+            )),
+            _ => backend
+                .notes
+                .push(Note::new(&origin, format!("{param}: not carried over"))),
+        }
+    }
+    let fall = max_fails.unwrap_or_else(|| {
+        Sourced::new(DEFAULT_MAX_FAILS, &origin, "max_fails: nginx's default 1")
+    });
+    if fall.value > 0 {
+        let what = match fail_timeout {
+            Some(t) => format!("{} (fail_timeout {}s)", fall.what, t.as_secs()),
+            None => fall.what.clone(),
+        };
+        let mut check = Check::new(Sourced::new(
+            CheckKind::Tcp,
+            &origin,
+            "passive checks made active",
+        ));
+        check.fall = Some(Sourced::new(fall.value, &origin, what));
+        check.rise = Some(Sourced::new(
+            1,
+            &origin,
+            "nginx tries a failed server again with one request",
+        ));
+        backend.check = Some(check);
+    } else {
+        backend
+            .notes
+            .push(Note::new(&origin, "max_fails=0: not checked, as in nginx"));
+    }
+    Ok(Some(backend))
+}

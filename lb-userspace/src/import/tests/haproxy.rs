@@ -1,0 +1,274 @@
+//! HAProxy, alone and with keepalived.
+
+use std::time::Duration;
+
+use super::*;
+use crate::config::{CheckType, Protocol};
+use lb_common::Mode;
+
+/// The keepalived + HAProxy pair of the usual guide: node A's files.
+pub(super) const HAPROXY: &str = "global
+    log /dev/log local0
+    maxconn 4096
+    daemon
+
+defaults
+    mode http
+    option httplog
+    timeout connect 1s
+    timeout client 50s
+
+frontend http_front
+    bind *:80
+    default_backend web_servers
+
+backend web_servers
+    balance roundrobin
+    option httpchk GET /health
+    http-check expect status 200
+    server web1 198.18.0.11:80 check inter 2s rise 2 fall 3
+    server web2 198.18.0.12:80 check inter 2s rise 2 fall 3 weight 2
+    server web3 198.18.0.13:80 check inter 500ms fall 2 backup
+";
+
+pub(super) const KEEPALIVED: &str = "! Configuration File for keepalived
+global_defs {
+   router_id LB1
+}
+
+vrrp_script chk_haproxy {
+    script \"killall -0 haproxy\"
+    interval 2
+    weight 2
+}
+
+vrrp_instance VI_1 {
+    state MASTER
+    interface eth0
+    virtual_router_id 51
+    priority 101
+    advert_int 1
+    authentication {
+        auth_type PASS
+        auth_pass 1111
+    }
+    virtual_ipaddress {
+        198.18.0.100/24 dev eth0
+    }
+    track_script {
+        chk_haproxy
+    }
+}
+";
+
+#[test]
+fn the_guide_pair_becomes_a_vip_with_http_checks_and_a_vrrp_instance() {
+    let imported = ok(
+        &[("haproxy.cfg", HAPROXY), ("keepalived.conf", KEEPALIVED)],
+        &Options::default(),
+    );
+    let config = &imported.config;
+    assert_eq!(config.interface, "eth0");
+    assert_eq!(config.vips.len(), 1);
+    let vip = &config.vips[0];
+    assert_eq!(
+        (vip.address, vip.port, vip.protocol),
+        (ip("198.18.0.100"), 80, Protocol::Tcp)
+    );
+    assert_eq!(vip.forwarding, Mode::DsrL2);
+    assert_eq!(vip.health.check, CheckType::Http);
+    assert_eq!(vip.health.path, "/health");
+    assert_eq!(vip.health.expect_status, 200);
+    assert_eq!(vip.health.interval, Duration::from_secs(2));
+    assert_eq!(vip.health.fast_interval, Duration::from_secs(2));
+    assert_eq!(vip.health.timeout, Duration::from_secs(1));
+    assert_eq!((vip.health.rise, vip.health.fall), (2, 3));
+    // Weights 1 and 2 keep their ratio; the backup takes nothing.
+    assert_eq!(
+        weights(vip),
+        [
+            (ip("198.18.0.11"), 100),
+            (ip("198.18.0.12"), 200),
+            (ip("198.18.0.13"), 0)
+        ]
+    );
+    assert!(vip
+        .backends
+        .iter()
+        .all(|b| b.mac.is_none() && b.port.is_none()));
+    // The backup's own checks differ: its own table.
+    let backup = vip.backends[2].health.as_ref().expect("own health");
+    assert_eq!(
+        (backup.interval, backup.timeout, backup.fall),
+        (Duration::from_millis(500), Duration::from_millis(500), 2)
+    );
+    assert_eq!(config.vrrp.len(), 1);
+    let vrrp = &config.vrrp[0];
+    assert_eq!((vrrp.vrid, vrrp.priority), (51, 101));
+    assert_eq!(vrrp.advert_interval, Duration::from_secs(1));
+    assert_eq!(vrrp.addresses, [ip("198.18.0.100")]);
+    assert_eq!(vrrp.track_dataplane, 2);
+    let text = &imported.text;
+    for expected in [
+        "address = \"198.18.0.100\"  # keepalived.conf:23 (virtual_ipaddress 198.18.0.100/24 dev eth0) + haproxy.cfg:13 (bind *:80)",
+        "interval_ms = 2000  ",
+        "# haproxy.cfg:20 (inter 2s)",
+        "# NOTE haproxy.cfg:7: WARNING: frontend http_front is in mode http",
+        "# NOTE haproxy.cfg:17: balance roundrobin: lbd balances with Maglev",
+        "# NOTE haproxy.cfg:22: a backup server",
+        "# NOTE keepalived.conf:13: state MASTER",
+        "timeout client 50s",
+        "vrid = 51",
+    ] {
+        assert!(text.contains(expected), "no {expected:?} in\n{text}");
+    }
+    assert!(imported.notes.iter().any(|n| n.contains("authentication")));
+}
+
+#[test]
+fn a_tcp_listen_on_other_ports_needs_nat_and_its_address_moves_with_the_vip() {
+    let haproxy = "listen pgbouncer
+    bind *:5432
+    mode tcp
+    balance leastconn
+    option pgsql-check user postgres
+    default-server inter 1s fall 2 rise 1
+    server pgb1 198.19.2.10:6432 check
+    server pgb2 198.19.2.11:6432 check weight 50
+    server pgb3 198.19.2.12:6432 check disabled
+";
+    let error = refused(
+        &[("haproxy.cfg", haproxy), ("keepalived.conf", KEEPALIVED)],
+        &Options::default(),
+    );
+    assert_eq!(
+        error,
+        "haproxy.cfg:1: listen pgbouncer needs lbd's NAT mode (backends listen on other ports than the VIP's 5432), which needs a NAT address: pass --nat-source ADDRESS (an address of this node's network, moved with the VIPs)"
+    );
+    let options = Options {
+        nat_source: Some(ip("198.18.0.50")),
+        ..Options::default()
+    };
+    let imported = ok(
+        &[("haproxy.cfg", haproxy), ("keepalived.conf", KEEPALIVED)],
+        &options,
+    );
+    let vip = &imported.config.vips[0];
+    assert_eq!((vip.port, vip.forwarding), (5432, Mode::Nat));
+    assert_eq!(vip.health.check, CheckType::Tcp);
+    assert_eq!(
+        (vip.health.interval, vip.health.rise, vip.health.fall),
+        (Duration::from_secs(1), 1, 2)
+    );
+    assert_eq!(
+        vip.backends.iter().map(|b| b.port).collect::<Vec<_>>(),
+        [Some(6432); 3]
+    );
+    assert_eq!(
+        weights(vip).iter().map(|w| w.1).collect::<Vec<_>>(),
+        [100, 5000, 0]
+    );
+    assert_eq!(imported.config.nat.source_ipv4, Some(ip("198.18.0.50")));
+    assert_eq!(
+        imported.config.vrrp[0].addresses,
+        [ip("198.18.0.100"), ip("198.18.0.50")]
+    );
+    assert!(
+        imported
+            .text
+            .contains("option pgsql-check user postgres: lbd checks that a TCP connection opens"),
+        "{}",
+        imported.text
+    );
+    // Forced to dsr-l2, the port difference is refused at the server.
+    let forced = Options {
+        forwarding: Some(Mode::DsrL2),
+        ..Options::default()
+    };
+    assert_eq!(
+        refused(&[("haproxy.cfg", haproxy), ("keepalived.conf", KEEPALIVED)], &forced),
+        "haproxy.cfg:7: pgb1 listens on port 6432, the VIP on 5432: lbd's dsr-l2 mode keeps the port; use --forwarding nat (with --nat-source)"
+    );
+}
+
+#[test]
+fn a_wildcard_bind_without_keepalived_takes_its_address_from_vip() {
+    let haproxy = "frontend f\n  mode tcp\n  bind :443 ssl crt /etc/ssl/x.pem\n  default_backend b\nbackend b\n  server s1 198.18.0.11:443\n";
+    assert_eq!(
+        refused(&[("haproxy.cfg", haproxy)], &on_eth0()),
+        "haproxy.cfg:3: bind :443 names no address and no keepalived virtual_ipaddress gives one: pass --vip ADDRESS:443/tcp"
+    );
+    let options = Options {
+        vips: vec![vip("198.18.0.100:443/tcp")],
+        ..on_eth0()
+    };
+    let imported = ok(&[("haproxy.cfg", haproxy)], &options);
+    let vip = &imported.config.vips[0];
+    assert_eq!((vip.address, vip.port), (ip("198.18.0.100"), 443));
+    // Not checked in HAProxy: not checked by lbd.
+    assert_eq!(vip.health.check, CheckType::None);
+    assert!(imported.text.contains("HAProxy terminates TLS here"));
+    // Without keepalived nor --interface, the interface is asked for.
+    let options = Options {
+        vips: vec![super::vip("198.18.0.100")],
+        ..Options::default()
+    };
+    assert!(refused(&[("haproxy.cfg", haproxy)], &options).contains("pass --interface NAME"));
+    // A --vip no service takes is an error, not silently dropped.
+    let options = Options {
+        vips: vec![
+            super::vip("198.18.0.100:443/tcp"),
+            super::vip("198.18.0.101:80/tcp"),
+        ],
+        ..on_eth0()
+    };
+    assert_eq!(
+        refused(&[("haproxy.cfg", haproxy)], &options),
+        "--vip 198.18.0.101:80/tcp: no service of the sources takes it (they all have an address, or none has its port)"
+    );
+}
+
+#[test]
+fn broken_haproxy_input_is_refused_with_file_line_and_reason() {
+    let cases = [
+        ("  bind *:80\n", "h.cfg:1: \"bind\" is outside any section (global, defaults, frontend, backend, listen)"),
+        ("frontend f\n  bind \"*:80\n", "h.cfg:2: unterminated quote: the \" is never closed on this line"),
+        ("listen l\n  bind *:80\n  server a web1.example.com:80\n", "h.cfg:3: server a: \"web1.example.com\" is not an IP address (lbd balances to addresses: write the server's)"),
+        ("listen l\n  bind *:80\n  server a 198.18.0.11:80 weight 300\n", "h.cfg:3: weight 300: \"300\" is not a weight of 0 to 256"),
+        ("listen l\n  bind *:80\n  server a 198.18.0.11:80 check inter soon\n", "h.cfg:3: inter soon: \"soon\" is not a time such as 2s or 500ms"),
+        ("frontend f\n  bind *:80\n  default_backend nowhere\n", "h.cfg:3: default_backend nowhere: no backend section of that name"),
+        ("listen l\n  bind *:http\n", "h.cfg:2: bind *:http: \"http\" is not a port"),
+        ("listen l\n  mode udp\n", "h.cfg:2: unknown mode \"udp\""),
+        ("listen l\n  bind *:80\n  server a 198.18.0.11:+1\n", "h.cfg:3: server a: port +1: a port offset has no lbd equivalent; write the port"),
+    ];
+    let options = Options {
+        format: Some(super::super::Format::Haproxy),
+        vips: vec![vip("198.18.0.100")],
+        ..on_eth0()
+    };
+    for (text, expected) in cases {
+        assert_eq!(refused(&[("h.cfg", text)], &options), expected, "{text}");
+    }
+}
+
+#[test]
+fn escapes_comments_and_unused_backends() {
+    let haproxy = "frontend \"web front\" # comment\n  bind 198.18.0.100:80 # the VIP\n  default_backend b\n  use_backend api if { path_beg /api }\nbackend b\n  server s\\ 1 198.18.0.11 check\nbackend api\n  server a1 198.18.0.21:80\n";
+    let imported = ok(&[("h.cfg", haproxy)], &on_eth0());
+    let vip = &imported.config.vips[0];
+    assert_eq!((vip.address, vip.port), (ip("198.18.0.100"), 80));
+    assert_eq!(weights(vip), [(ip("198.18.0.11"), 100)]);
+    assert!(
+        imported.text.contains("server s 1 198.18.0.11 check"),
+        "{}",
+        imported.text
+    );
+    assert!(imported
+        .notes
+        .iter()
+        .any(|n| n.starts_with("h.cfg:4: use_backend api")));
+    assert!(imported
+        .notes
+        .iter()
+        .any(|n| n.starts_with("h.cfg:7: backend api is no frontend's default_backend")));
+}

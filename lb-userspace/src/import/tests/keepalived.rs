@@ -1,0 +1,196 @@
+//! keepalived: VRRP instances and IPVS virtual servers.
+
+use std::time::Duration;
+
+use super::*;
+use crate::config::{CheckType, Protocol};
+use lb_common::Mode;
+
+/// An IPVS setup as the keepalived guides write it: a DR service with TCP
+/// checks, a NAT one with HTTP checks, and the VRRP instance moving both.
+pub(super) const IPVS: &str = "vrrp_instance VI_1 {
+    state BACKUP
+    interface eth1
+    virtual_router_id 60
+    priority 90
+    advert_int 0.1
+    nopreempt
+    preempt_delay 30
+    unicast_src_ip 198.18.0.2
+    unicast_peer {
+        198.18.0.3
+    }
+    virtual_ipaddress {
+        198.18.0.100
+        198.18.0.101
+    }
+    track_interface {
+        eth1 weight -30
+        eth2
+    }
+    notify /etc/keepalived/notify.sh
+}
+
+virtual_server 198.18.0.100 80 {
+    delay_loop 6
+    lb_algo wrr
+    lb_kind DR
+    persistence_timeout 50
+    protocol TCP
+
+    real_server 198.18.0.11 80 {
+        weight 3
+        TCP_CHECK {
+            connect_timeout 3
+            retry 2
+            delay_before_retry 1
+        }
+    }
+    real_server 198.18.0.12 80 {
+        weight 1
+        TCP_CHECK {
+            connect_timeout 3
+        }
+    }
+}
+
+virtual_server 198.18.0.101 53 {
+    lb_kind TUN
+    protocol UDP
+    real_server 198.18.0.21 53 {
+        weight 0
+    }
+}
+
+virtual_server 198.18.0.100 8080 {
+    delay_loop 10
+    lb_kind NAT
+    protocol TCP
+    real_server 198.19.2.11 80 {
+        HTTP_GET {
+            url {
+                path /status
+                status_code 204
+            }
+            connect_timeout 2
+            nb_get_retry 4
+        }
+    }
+}
+";
+
+#[test]
+fn ipvs_services_keep_their_modes_weights_and_checks() {
+    let options = Options {
+        nat_source: Some(ip("198.18.0.50")),
+        ..Options::default()
+    };
+    let imported = ok(&[("keepalived.conf", IPVS)], &options);
+    let config = &imported.config;
+    assert_eq!(config.interface, "eth1");
+    let dr = &config.vips[0];
+    assert_eq!(
+        (dr.address, dr.port, dr.forwarding),
+        (ip("198.18.0.100"), 80, Mode::DsrL2)
+    );
+    assert_eq!(
+        weights(dr),
+        [(ip("198.18.0.11"), 300), (ip("198.18.0.12"), 100)]
+    );
+    assert_eq!(dr.health.check, CheckType::Tcp);
+    assert_eq!(dr.health.interval, Duration::from_secs(6));
+    assert_eq!(dr.health.timeout, Duration::from_secs(3));
+    assert_eq!(dr.health.fast_interval, Duration::from_secs(1));
+    assert_eq!((dr.health.rise, dr.health.fall), (1, 3));
+    // The second server's default retry: its own table.
+    assert_eq!(dr.backends[1].health.as_ref().map(|h| h.fall), Some(2));
+    let tun = &config.vips[1];
+    assert_eq!((tun.protocol, tun.forwarding), (Protocol::Udp, Mode::Ipip));
+    assert_eq!(weights(tun), [(ip("198.18.0.21"), 0)]);
+    let nat = &config.vips[2];
+    assert_eq!((nat.port, nat.forwarding), (8080, Mode::Nat));
+    assert_eq!(nat.backends[0].port, Some(80));
+    assert_eq!(nat.health.check, CheckType::Http);
+    assert_eq!(
+        (nat.health.path.as_str(), nat.health.expect_status),
+        ("/status", 204)
+    );
+    assert_eq!(
+        (nat.health.interval, nat.health.timeout, nat.health.fall),
+        (Duration::from_secs(10), Duration::from_secs(2), 5)
+    );
+    let vrrp = &config.vrrp[0];
+    assert_eq!((vrrp.vrid, vrrp.priority, vrrp.preempt), (60, 90, false));
+    assert_eq!(vrrp.advert_interval, Duration::from_millis(100));
+    assert_eq!(vrrp.preempt_delay, Duration::from_secs(30));
+    assert_eq!(vrrp.unicast_peers, [ip("198.18.0.3")]);
+    assert_eq!(
+        vrrp.addresses,
+        [ip("198.18.0.100"), ip("198.18.0.101"), ip("198.18.0.50")]
+    );
+    assert_eq!(vrrp.track_interface, 30);
+    assert_eq!(
+        vrrp.notify.as_deref(),
+        Some(std::path::Path::new("/etc/keepalived/notify.sh"))
+    );
+    let text = &imported.text;
+    for expected in [
+        "# keepalived.conf:27 (lb_kind DR)",
+        "keepalived.conf:19: track_interface eth2: lbd tracks only the interface it serves on",
+        "keepalived.conf:9: unicast_src_ip 198.18.0.2",
+        "keepalived.conf:28: persistence_timeout 50: no client persistence",
+        "keepalived.conf:26: lb_algo wrr: lbd balances with Maglev",
+        "lb_kind TUN: lbd's ipip mode",
+        "notify /etc/keepalived/notify.sh: lbd runs it as `notify STATE VRID`",
+    ] {
+        assert!(text.contains(expected), "no {expected:?} in\n{text}");
+    }
+}
+
+#[test]
+fn an_ipvs_nat_service_without_a_nat_address_is_refused() {
+    assert_eq!(
+        refused(&[("k.conf", IPVS)], &Options::default()),
+        "k.conf:55: virtual_server 198.18.0.100 8080 needs lbd's NAT mode (k.conf:57 (lb_kind NAT)), which needs a NAT address: pass --nat-source ADDRESS (an address of this node's network, moved with the VIPs)"
+    );
+}
+
+#[test]
+fn a_track_script_that_is_not_about_the_proxy_is_noted_not_mapped() {
+    let text = "vrrp_script chk_disk {\n  script \"/usr/local/bin/disk-ok\"\n}\nvrrp_instance A {\n  interface eth0\n  virtual_router_id 7\n  virtual_ipaddress {\n    198.18.0.100\n  }\n  track_script {\n    chk_disk\n  }\n}\n";
+    let imported = ok(&[("k.conf", text)], &Options::default());
+    assert_eq!(imported.config.vrrp[0].track_dataplane, 100);
+    assert!(imported.notes.iter().any(|n| n.starts_with(
+        "k.conf:11: track_script chk_disk (/usr/local/bin/disk-ok): lbd runs no scripts"
+    )));
+    // Without a weight, a failing proxy script gives mastership up (FAULT).
+    let text = text.replace("/usr/local/bin/disk-ok", "pidof haproxy");
+    let imported = ok(&[("k.conf", &text)], &Options::default());
+    assert_eq!(imported.config.vrrp[0].track_dataplane, 254);
+}
+
+#[test]
+fn broken_keepalived_input_is_refused_with_file_line_and_reason() {
+    let cases = [
+        ("vrrp_instance A {\n  virtual_router_id 300\n}\n", "k.conf:2: virtual_router_id 300: not a number in 1..=255"),
+        ("vrrp_instance A {\n  interface eth0\n", "k.conf:1: the block \"vrrp_instance A {\" opened here is never closed"),
+        ("vrrp_instance A {\n  track_script {\n    nothing\n  }\n}\n", "k.conf:3: track_script nothing: no vrrp_script of that name"),
+        ("vrrp_instance A {\n  interface eth0\n  virtual_ipaddress {\n    vip.example.com\n  }\n}\n", "k.conf:4: \"vip.example.com\" is not an IP address"),
+        ("vrrp_instance A {\n  interface eth0\n  virtual_ipaddress {\n    198.18.0.100\n  }\n}\n", "k.conf:1: vrrp_instance A has no virtual_router_id"),
+        ("virtual_server 198.18.0.100 80 {\n  lb_kind FULLNAT\n}\n", "k.conf:2: lb_kind FULLNAT: not DR, NAT or TUN"),
+        ("virtual_server 198.18.0.100 80 {\n  real_server 198.18.0.11 80 {\n    TCP_CHECK {\n      connect_timeout soon\n    }\n  }\n}\n", "k.conf:4: connect_timeout soon: not a number of seconds"),
+        ("vrrp_instance A {\n  advert_int 50\n}\n", "k.conf:2: advert_int 50: VRRPv3 adverts are 0.01 to 40.95 s apart"),
+    ];
+    for (text, expected) in cases {
+        assert_eq!(refused(&[("k.conf", text)], &on_eth0()), expected, "{text}");
+    }
+    // Two nodes' files at once.
+    assert!(refused(
+        &[
+            ("a.conf", super::haproxy::KEEPALIVED),
+            ("b.conf", super::haproxy::KEEPALIVED)
+        ],
+        &Options::default()
+    )
+    .starts_with("b.conf:12: vrrp_instance VI_1: a second instance with virtual_router_id 51"));
+}

@@ -1,0 +1,176 @@
+//! nginx upstreams, alone and with the server blocks that use them.
+
+use std::time::Duration;
+
+use super::*;
+use crate::config::{CheckType, Protocol};
+use lb_common::Mode;
+
+/// The upstream of the usual guide: least_conn, passive checks, weights.
+pub(super) const UPSTREAM: &str = "# /etc/nginx/conf.d/app.conf
+upstream app {
+    least_conn;
+    server 198.18.0.11:80 weight=5 max_fails=3 fail_timeout=30s;
+    server 198.18.0.12:80 weight=3 max_fails=3 fail_timeout=30s;
+    server 198.18.0.13:80 max_fails=3 fail_timeout=30s;
+    server 198.18.0.14:80 backup;
+    server 198.18.0.15:80 down;
+    keepalive 32;
+}
+";
+
+#[test]
+fn an_upstream_alone_takes_its_vip_and_turns_max_fails_into_checks() {
+    assert_eq!(
+        refused(&[("app.conf", UPSTREAM)], &on_eth0()),
+        "app.conf:2: upstream app names no address or port to serve on: pass --vip ADDRESS:PORT/PROTOCOL (one per such service, in file order)"
+    );
+    let options = Options {
+        vips: vec![vip("198.18.0.100:80/tcp")],
+        ..on_eth0()
+    };
+    let imported = ok(&[("app.conf", UPSTREAM)], &options);
+    let vip = &imported.config.vips[0];
+    assert_eq!(
+        (vip.address, vip.port, vip.forwarding),
+        (ip("198.18.0.100"), 80, Mode::DsrL2)
+    );
+    assert_eq!(
+        weights(vip).iter().map(|w| w.1).collect::<Vec<_>>(),
+        [500, 300, 100, 0, 0]
+    );
+    assert_eq!(vip.health.check, CheckType::Tcp);
+    assert_eq!((vip.health.rise, vip.health.fall), (1, 3));
+    // The backup's default max_fails=1: its own table.
+    assert_eq!(vip.backends[3].health.as_ref().map(|h| h.fall), Some(1));
+    let text = &imported.text;
+    for expected in [
+        "app.conf:3: least_conn: not applicable at L4",
+        "app.conf:9: keepalive 32: not applicable at L4",
+        "# app.conf:4 (max_fails=3 (fail_timeout 30s))",
+        "app.conf:7: a backup server",
+        "app.conf:8: disabled in the source",
+        "address = \"198.18.0.100\"  # --vip 198.18.0.100:80/tcp",
+    ] {
+        assert!(text.contains(expected), "no {expected:?} in\n{text}");
+    }
+}
+
+#[test]
+fn stream_and_http_server_blocks_give_the_port() {
+    let text = "events {}
+stream {
+    upstream dns {
+        server 198.18.0.21:53 max_fails=0;
+        server 198.18.0.22:53;
+    }
+    server {
+        listen 198.18.0.100:53 udp;
+        proxy_pass dns;
+    }
+}
+http {
+    upstream web {
+        server 198.18.0.11;
+        server [2001:2::11]:8080 weight=2;
+    }
+    server {
+        listen 8443 ssl;
+        location / {
+            proxy_pass http://web/;
+        }
+    }
+}
+";
+    let options = Options {
+        vips: vec![vip("198.18.0.100")],
+        nat_source: Some(ip("198.18.0.50")),
+        ..on_eth0()
+    };
+    let error = refused(&[("nginx.conf", text)], &options);
+    assert_eq!(
+        error,
+        "nginx.conf:15: 2001:2::11 is IPv6 but VIP 198.18.0.100 is IPv4: lbd reaches backends of the other family only in ipip or gue mode"
+    );
+    let text = text.replace("[2001:2::11]:8080", "198.18.0.12:8080");
+    let imported = ok(&[("nginx.conf", &text)], &options);
+    let config = &imported.config;
+    let dns = &config.vips[0];
+    assert_eq!(
+        (dns.address, dns.port, dns.protocol),
+        (ip("198.18.0.100"), 53, Protocol::Udp)
+    );
+    assert_eq!(dns.health.check, CheckType::None);
+    let web = &config.vips[1];
+    assert_eq!((web.port, web.forwarding), (8443, Mode::Nat));
+    assert_eq!(
+        web.backends.iter().map(|b| b.port).collect::<Vec<_>>(),
+        [Some(80), Some(8080)]
+    );
+    assert_eq!(
+        weights(web).iter().map(|w| w.1).collect::<Vec<_>>(),
+        [100, 200]
+    );
+    assert_eq!(web.health.interval, Duration::from_secs(2));
+    assert!(
+        imported.text.contains("listen ... ssl"),
+        "{}",
+        imported.text
+    );
+    assert!(imported
+        .text
+        .contains("WARNING: the http server block proxying to web is reduced to L4"));
+}
+
+#[test]
+fn broken_nginx_input_is_refused_with_file_line_and_reason() {
+    let cases = [
+        ("upstream a {\n  server 198.18.0.11:80\n}\n", "n.conf:2: \"server 198.18.0.11:80\" is not ended with ';'"),
+        ("upstream a {\n  server backend1.example.com;\n}\n", "n.conf:2: server backend1.example.com: \"backend1.example.com\" is not an IP address (lbd balances to addresses: write the server's)"),
+        ("stream {\n  upstream a {\n    server 198.18.0.11;\n  }\n}\n", "n.conf:3: server 198.18.0.11: no port (a stream upstream's servers need one)"),
+        ("upstream a {\n  server 198.18.0.11 weight=0;\n}\n", "n.conf:2: weight=0: \"0\" is not a weight of 1 or more"),
+        ("upstream a {\n  server 198.18.0.11 fail_timeout=soon;\n}\n", "n.conf:2: fail_timeout=soon: \"soon\" is not a time such as 30s"),
+        ("http {\n  upstream a {\n    server 198.18.0.11;\n  }\n", "n.conf:1: the block \"http {\" opened here is never closed"),
+        ("upstream a {\n  server \"198.18.0.11;\n}\n", "n.conf:2: unterminated quote: the \" opened here is never closed"),
+    ];
+    let options = Options {
+        vips: vec![vip("198.18.0.100:80/tcp")],
+        ..on_eth0()
+    };
+    for (text, expected) in cases {
+        assert_eq!(refused(&[("n.conf", text)], &options), expected, "{text}");
+    }
+}
+
+#[test]
+fn nginx_times_read_units() {
+    use super::super::nginx::time;
+    assert_eq!(time("30s"), Some(Duration::from_secs(30)));
+    assert_eq!(time("30"), Some(Duration::from_secs(30)));
+    assert_eq!(time("1m30s"), Some(Duration::from_secs(90)));
+    assert_eq!(time("500ms"), Some(Duration::from_millis(500)));
+    assert_eq!(time("soon"), None);
+    assert_eq!(time(""), None);
+}
+
+#[test]
+fn both_wildcards_of_one_server_block_make_one_vip_per_address() {
+    let text = "upstream web {\n  server 198.18.0.11;\n}\nserver {\n  listen 80;\n  listen [::]:80;\n  location / { proxy_pass http://web; }\n}\n";
+    let options = Options {
+        vips: vec![vip("198.18.0.100"), vip("2001:2::100")],
+        ..on_eth0()
+    };
+    let error = refused(&[("web.conf", text)], &options);
+    // The IPv6 VIP cannot reach the IPv4 backend in dsr-l2 mode.
+    assert!(
+        error.starts_with("web.conf:2: 198.18.0.11 is IPv4 but VIP 2001:2::100 is IPv6"),
+        "{error}"
+    );
+    let options = Options {
+        vips: vec![vip("198.18.0.100")],
+        ..on_eth0()
+    };
+    let imported = ok(&[("web.conf", text)], &options);
+    assert_eq!(imported.config.vips.len(), 1);
+    assert_eq!(imported.config.vips[0].backends[0].port, None);
+}
