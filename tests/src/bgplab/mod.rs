@@ -206,14 +206,15 @@ impl BgpLab {
     /// Starts node `index`: its BIRD (with an empty routes file: nothing
     /// to announce until lbd writes it), then lbd, which announces the
     /// VIPs once its start-up gate opens; returns once the router routes
-    /// both VIPs over the node.
+    /// both VIPs over the node and BFD watches it.
     pub fn start_node(&mut self, index: usize) -> anyhow::Result<()> {
         self.start_nodes(&[index], JOIN_WAIT_MS)
     }
 
     /// Starts the BIRDs of `indexes`, then their lbds (start-up wait
     /// `startup_wait_ms`), then waits until the router routes both VIPs
-    /// over each (sessions come up while lbd starts).
+    /// over each (sessions come up while lbd starts) and BFD is up towards
+    /// each.
     fn start_nodes(&mut self, indexes: &[usize], startup_wait_ms: u64) -> anyhow::Result<()> {
         for &index in indexes {
             match self.nodes.get(index) {
@@ -245,6 +246,28 @@ impl BgpLab {
             let limit = Duration::from_millis(startup_wait_ms) + Duration::from_secs(10);
             self.wait_routed_over(index, true, limit)
                 .with_context(|| format!("{} was not routed over", self.node(index).name))?;
+        }
+        // BFD comes up after the sessions (slowly at first): until it is
+        // up, only the hold time would notice a cut link.
+        let want: Vec<IpAddr> = indexes
+            .iter()
+            .flat_map(|&i| {
+                [
+                    self.hop_of(i, IpAddr::V4(VIP4)),
+                    self.hop_of(i, IpAddr::V6(VIP6)),
+                ]
+            })
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let up = self.bfd_up()?;
+            if want.iter().all(|hop| up.contains(hop)) {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("BFD not up towards {want:?} after 10 s: up {up:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
         Ok(())
     }
