@@ -222,9 +222,16 @@ pub struct Stream {
 /// Opens a `/slow` stream from `netns` through `vip` (port 80) and starts
 /// reading it; panics if the response does not start.
 pub fn open_stream(netns: &str, vip: IpAddr) -> Stream {
+    try_open_stream(netns, vip).unwrap_or_else(|e| panic!("a /slow stream through {vip}: {e:#}"))
+}
+
+/// Opens a `/slow` stream from `netns` through `vip` (port 80) and starts
+/// reading it; returns once the response headers arrived.
+pub fn try_open_stream(netns: &str, vip: IpAddr) -> anyhow::Result<Stream> {
     let to = SocketAddr::new(vip, HTTP_PORT);
     let (stream, head) = in_netns(netns, move || -> anyhow::Result<(TcpStream, String)> {
         let mut stream = TcpStream::connect_timeout(&to, Duration::from_secs(5))?;
+        // Longer than any failover the lab causes, shorter than a hang.
         stream.set_read_timeout(Some(Duration::from_secs(10)))?;
         stream.write_all(b"GET /slow HTTP/1.1\r\nHost: vip\r\nConnection: close\r\n\r\n")?;
         let mut head = Vec::new();
@@ -234,12 +241,10 @@ pub fn open_stream(netns: &str, vip: IpAddr) -> Stream {
             head.push(byte[0]);
         }
         Ok((stream, String::from_utf8_lossy(&head).into_owned()))
-    })
-    .expect("netns")
-    .unwrap_or_else(|e| panic!("a /slow stream through {vip}: {e:#}"));
-    let backend = header(&head, "x-backend").expect("X-Backend header");
-    let peer = peer_of(&head).expect("X-Client header");
-    let local = stream.local_addr().expect("local address");
+    })??;
+    let backend = header(&head, "x-backend").context("no X-Backend header")?;
+    let peer = peer_of(&head).context("no X-Client header")?;
+    let local = stream.local_addr()?;
     let handle = thread::spawn(move || {
         let mut stream = stream;
         let (mut length, mut longest, mut last) = (0, Duration::ZERO, Instant::now());
@@ -259,10 +264,23 @@ pub fn open_stream(netns: &str, vip: IpAddr) -> Stream {
             length += n;
         }
     });
-    Stream {
+    Ok(Stream {
         backend,
         peer,
         local,
         handle,
+    })
+}
+
+impl Stream {
+    /// Waits for the download to end: Ok when every byte of `/slow`
+    /// arrived, what went wrong (or the short length) otherwise.
+    pub fn finish(self) -> Result<(), String> {
+        match self.handle.join() {
+            Ok(Ok((SLOW_BYTES, _))) => Ok(()),
+            Ok(Ok((n, _))) => Err(format!("{} from {}: {n} bytes", self.local, self.backend)),
+            Ok(Err(e)) => Err(format!("{} from {}: {e}", self.local, self.backend)),
+            Err(_) => Err(format!("{}: the reader panicked", self.local)),
+        }
     }
 }

@@ -23,7 +23,6 @@ pub mod natbed;
 pub mod oracle;
 pub mod packet;
 pub mod postgres;
-pub mod streams;
 pub mod support;
 pub mod testbed;
 pub mod topology;

@@ -151,3 +151,34 @@ pub fn ip(args: &[&str]) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// The backend (its name, b1..) lbd's Maglev gives the client flow from
+/// `local` to the IPv4 VIP with the lab's first `backends` backends: the
+/// model a test compares lbd's choices with (65,537 slots, the default).
+pub fn maglev_choice(lab: &Lab, local: std::net::SocketAddr, backends: usize) -> String {
+    use lb_common::{
+        consts::{AF_INET, IPPROTO_TCP},
+        hash::flow_hash,
+        FlowKey,
+    };
+    use lb_userspace::reconcile::addr_words;
+    const SLOTS: u32 = 65_537;
+    let keys: Vec<[u8; 4]> = lab.backends[..backends]
+        .iter()
+        .map(|b| b.ipv4.octets())
+        .collect();
+    let table = crate::bench::maglev::table_by_address(&keys, &keys, SLOTS);
+    let (src, _) = addr_words(local.ip());
+    let (dst, _) = addr_words(IpAddr::V4(VIP4));
+    let key = FlowKey {
+        src,
+        dst,
+        sport: local.port().to_be(),
+        dport: crate::lab::HTTP_PORT.to_be(),
+        proto: IPPROTO_TCP,
+        family: AF_INET,
+        _pad: 0,
+    };
+    let id = table[(flow_hash(&key) % SLOTS) as usize];
+    lab.backends[id as usize - 1].name.clone()
+}

@@ -14,8 +14,8 @@ use std::{
 use lb_tests::{
     bgplab::{BgpLab, BgpSpec},
     client::{self, Load},
+    http,
     lab::{VIP4, VIP6},
-    streams::SlowStream,
     support::wait_until,
 };
 use lb_userspace::bgp::{Opened, StartupStatus};
@@ -147,7 +147,7 @@ fn across(
         let vip = if i % 4 == 3 { v6() } else { v4() };
         streams.push((
             vip,
-            SlowStream::open(&lab.lab.client.netns, vip).expect("stream"),
+            http::try_open_stream(&lab.lab.client.netns, vip).expect("stream"),
         ));
     }
     let before: Vec<Option<usize>> = streams

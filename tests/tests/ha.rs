@@ -12,22 +12,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use lb_common::{
-    consts::{AF_INET, IPPROTO_TCP},
-    hash::flow_hash,
-    FlowKey,
-};
 use lb_tests::{
-    bench::maglev::table_by_address,
-    client,
+    client, http,
     lab::{in_netns, Host, Lab, LabSpec, HTTP_PORT, VIP4, VIP6},
-    streams::SlowStream,
-    support::{status_on, wait_until},
+    support::{maglev_choice, status_on, wait_until},
 };
-use lb_userspace::{
-    reconcile::addr_words,
-    vrrp::{Advertisement, ChecksumMode},
-};
+use lb_userspace::vrrp::{Advertisement, ChecksumMode};
 
 const VIP: &str = "198.18.0.100:80/tcp";
 /// 3 × 100 ms + skew (256 − 100) × 100 ms / 256 for the priority-100 backup.
@@ -206,28 +196,6 @@ fn killing_the_master_moves_the_vip_within_master_down_plus_100_ms() {
     assert!(lab.holds_vip(&b).expect("ip addr"));
 }
 
-/// The backend lbd's Maglev gives this client flow with `backends` (b1..).
-fn maglev_choice(lab: &Lab, local: SocketAddr, backends: usize) -> String {
-    let keys: Vec<[u8; 4]> = lab.backends[..backends]
-        .iter()
-        .map(|b| b.ipv4.octets())
-        .collect();
-    let table = table_by_address(&keys, &keys, 65_537);
-    let (src, _) = addr_words(local.ip());
-    let (dst, _) = addr_words(IpAddr::V4(VIP4));
-    let key = FlowKey {
-        src,
-        dst,
-        sport: local.port().to_be(),
-        dport: HTTP_PORT.to_be(),
-        proto: IPPROTO_TCP,
-        family: AF_INET,
-        _pad: 0,
-    };
-    let id = table[(flow_hash(&key) % 65_537) as usize];
-    lab.backends[id as usize - 1].name.clone()
-}
-
 #[test]
 fn long_lived_connections_survive_a_failover_even_after_the_backend_set_changed() {
     long_lived_across_changes_and_failover("xdp");
@@ -252,7 +220,7 @@ fn long_lived_across_changes_and_failover(attach: &str) {
     let mut streams = Vec::new();
     let mut movers = 0;
     while movers < 2 && streams.len() < 40 {
-        let stream = SlowStream::open(&lab.client.netns, IpAddr::V4(VIP4)).expect("stream");
+        let stream = http::try_open_stream(&lab.client.netns, IpAddr::V4(VIP4)).expect("stream");
         assert_eq!(
             maglev_choice(&lab, stream.local, 3),
             stream.backend,

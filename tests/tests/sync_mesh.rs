@@ -11,21 +11,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use lb_common::{
-    consts::{AF_INET, IPPROTO_TCP},
-    hash::flow_hash,
-    FlowKey,
-};
 use lb_tests::{
-    bench::maglev::table_by_address,
     http::{open_stream, Stream, SLOW_BYTES},
     lab::{Host, Lab, LabSpec, HTTP_PORT, VIP4},
-    support::{ip, status_on, wait_until},
+    support::{ip, maglev_choice, status_on, wait_until},
 };
-use lb_userspace::{
-    api::flow_schema::{FlowDecision, FlowExplanation},
-    reconcile::addr_words,
-};
+use lb_userspace::api::flow_schema::{FlowDecision, FlowExplanation};
 
 const VIP: &str = "198.18.0.100:80/tcp";
 const SYNC_PORT: u16 = 7946;
@@ -64,28 +55,6 @@ fn mesh_config(lab: &Lab, node: &Host, backends: &[&str]) -> String {
         ));
     }
     config
-}
-
-/// The backend lbd's Maglev gives this client flow with `backends` (b1..).
-fn maglev_choice(lab: &Lab, local: SocketAddr, backends: usize) -> String {
-    let keys: Vec<[u8; 4]> = lab.backends[..backends]
-        .iter()
-        .map(|b| b.ipv4.octets())
-        .collect();
-    let table = table_by_address(&keys, &keys, 65_537);
-    let (src, _) = addr_words(local.ip());
-    let (dst, _) = addr_words(IpAddr::V4(VIP4));
-    let key = FlowKey {
-        src,
-        dst,
-        sport: local.port().to_be(),
-        dport: HTTP_PORT.to_be(),
-        proto: IPPROTO_TCP,
-        family: AF_INET,
-        _pad: 0,
-    };
-    let id = table[(flow_hash(&key) % 65_537) as usize];
-    lab.backends[id as usize - 1].name.clone()
 }
 
 /// `lbctl flow` on `node` for one client flow.

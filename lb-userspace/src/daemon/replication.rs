@@ -663,28 +663,8 @@ mod tests {
     fn a_record_maps_to_the_receivers_own_backend_id() {
         // Two nodes that allocated ids differently: the receiver has an
         // extra backend first, so the shared backend has another id.
-        let vip = |backends: &[&str]| {
-            let mut v = VipConfig::new("198.18.0.100".parse().unwrap(), 80, Protocol::Tcp);
-            v.backends = backends
-                .iter()
-                .map(|a| BackendConfig {
-                    mac: Some(crate::mac::Mac([2, 0, 0, 0, 0, 1])),
-                    ..BackendConfig::new(a.parse().unwrap())
-                })
-                .collect();
-            DesiredVip::from_config(&v, &|_| None)
-        };
-        let mut sender = Balancer::new(2);
-        sender
-            .apply(&mut FakeMaps::default(), &[vip(&["198.18.0.12"])])
-            .unwrap();
-        let mut receiver = Balancer::new(2);
-        receiver
-            .apply(
-                &mut FakeMaps::default(),
-                &[vip(&["198.18.0.11", "198.18.0.12"])],
-            )
-            .unwrap();
+        let sender = balancer(&["198.18.0.12"]);
+        let receiver = balancer(&["198.18.0.11", "198.18.0.12"]);
 
         let (dst, family) = addr_words("198.18.0.100".parse().unwrap());
         let (src, _) = addr_words("198.18.0.10".parse().unwrap());

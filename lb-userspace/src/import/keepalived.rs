@@ -168,17 +168,13 @@ fn virtual_server(
                     format!("virtual_server {address}: not an IP address"),
                 )
             })?;
-            let port = port
-                .parse::<u16>()
-                .ok()
-                .filter(|p| *p != 0)
-                .ok_or_else(|| {
-                    ImportError::at(
-                        file,
-                        statement.line,
-                        format!("virtual_server port {port:?}: not a port"),
-                    )
-                })?;
+            let port = crate::import::port_number(port).ok_or_else(|| {
+                ImportError::at(
+                    file,
+                    statement.line,
+                    format!("virtual_server port {port:?}: not a port"),
+                )
+            })?;
             (address, port)
         }
         _ => {
@@ -305,7 +301,7 @@ fn real_server(
     })?;
     let port = match port {
         None => None,
-        Some(p) => Some(p.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(|| {
+        Some(p) => Some(crate::import::port_number(p).ok_or_else(|| {
             ImportError::at(
                 file,
                 statement.line,

@@ -77,15 +77,8 @@ impl FromStr for VipArg {
             });
         }
         let (host, port) = rest.rsplit_once(':').ok_or_else(bad)?;
-        let host = host
-            .strip_prefix('[')
-            .and_then(|h| h.strip_suffix(']'))
-            .unwrap_or(host);
-        let address: IpAddr = host.parse().map_err(|_| bad())?;
-        let port: u16 = port.parse().map_err(|_| bad())?;
-        if port == 0 {
-            return Err(bad());
-        }
+        let address: IpAddr = unbracketed(host).parse().map_err(|_| bad())?;
+        let port = port_number(port).ok_or_else(bad)?;
         Ok(Self {
             address,
             port: Some(port),
@@ -168,6 +161,19 @@ impl fmt::Display for ImportError {
 }
 
 impl std::error::Error for ImportError {}
+
+/// A port as every source format writes it: 1..=65535.
+pub(crate) fn port_number(text: &str) -> Option<u16> {
+    text.parse::<u16>().ok().filter(|p| *p != 0)
+}
+
+/// A host without the brackets an IPv6 address wears beside a port
+/// (`[2001:2::1]:80`).
+pub(crate) fn unbracketed(host: &str) -> &str {
+    host.strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host)
+}
 
 /// Reads `sources` (one setup: e.g. haproxy.cfg and keepalived.conf of
 /// one node) and writes the lbd configuration that does the same.

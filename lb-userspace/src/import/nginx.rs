@@ -247,21 +247,14 @@ fn listen(
             (host, port.to_owned())
         }
     };
-    let port = port
-        .parse::<u16>()
-        .ok()
-        .filter(|p| *p != 0)
-        .ok_or_else(|| {
-            ImportError::at(
-                file,
-                statement.line,
-                format!("listen {spec}: {port:?} is not a port"),
-            )
-        })?;
-    let host = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
+    let port = crate::import::port_number(&port).ok_or_else(|| {
+        ImportError::at(
+            file,
+            statement.line,
+            format!("listen {spec}: {port:?} is not a port"),
+        )
+    })?;
+    let host = crate::import::unbracketed(host);
     let (address, wildcard_v6) = match host {
         "*" | "0.0.0.0" => (None, false),
         "::" => (None, true),

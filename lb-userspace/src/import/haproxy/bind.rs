@@ -65,17 +65,14 @@ pub(super) fn bind(file: &str, line: &Line, proxy: &mut Proxy) -> Result<(), Imp
             ));
             continue;
         }
-        let port: u16 = port.parse().ok().filter(|p| *p != 0).ok_or_else(|| {
+        let port: u16 = crate::import::port_number(port).ok_or_else(|| {
             ImportError::at(
                 file,
                 line.no,
                 format!("bind {spec}: {port:?} is not a port"),
             )
         })?;
-        let host = host
-            .strip_prefix('[')
-            .and_then(|h| h.strip_suffix(']'))
-            .unwrap_or(host);
+        let host = crate::import::unbracketed(host);
         let (address, wildcard_v6) = match host {
             "" | "*" | "0.0.0.0" => (None, false),
             "::" | ":" => (None, true),

@@ -125,10 +125,7 @@ fn address(spec: &str) -> Result<(IpAddr, Option<u16>), String> {
     let (host, port) = spec.rsplit_once(':').ok_or_else(|| {
         format!("{spec:?} is not an IP address (lbd balances to addresses: write the server's)")
     })?;
-    let host = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
+    let host = crate::import::unbracketed(host);
     let address: IpAddr = host.parse().map_err(|_| {
         format!("{host:?} is not an IP address (lbd balances to addresses: write the server's)")
     })?;
@@ -226,11 +223,7 @@ pub(crate) fn params(
             "rise" => params.rise = Some(Sourced::new(count()?, &origin, what)),
             "fall" => params.fall = Some(Sourced::new(count()?, &origin, what)),
             "port" => {
-                let port = value
-                    .parse::<u16>()
-                    .ok()
-                    .filter(|p| *p != 0)
-                    .ok_or_else(|| bad("a port"))?;
+                let port = crate::import::port_number(value).ok_or_else(|| bad("a port"))?;
                 params.check_port = Some(Sourced::new(port, &origin, what));
             }
             "addr" => params.notes.push(Note::new(

@@ -109,22 +109,15 @@ fn server(
         Ok(address) => (address, None),
         Err(_) => {
             let (host, port) = spec.rsplit_once(':').ok_or_else(|| not_address(spec))?;
-            let host = host
-                .strip_prefix('[')
-                .and_then(|h| h.strip_suffix(']'))
-                .unwrap_or(host);
+            let host = crate::import::unbracketed(host);
             let address = host.parse().map_err(|_| not_address(host))?;
-            let port = port
-                .parse::<u16>()
-                .ok()
-                .filter(|p| *p != 0)
-                .ok_or_else(|| {
-                    ImportError::at(
-                        file,
-                        statement.line,
-                        format!("server {spec}: {port:?} is not a port"),
-                    )
-                })?;
+            let port = crate::import::port_number(port).ok_or_else(|| {
+                ImportError::at(
+                    file,
+                    statement.line,
+                    format!("server {spec}: {port:?} is not a port"),
+                )
+            })?;
             (address, Some(port))
         }
     };
