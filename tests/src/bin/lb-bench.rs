@@ -53,7 +53,14 @@ fn main() -> anyhow::Result<()> {
         let results: Results = serde_json::from_str(&text).context("parsing the results file")?;
         return write_report(&args, &results);
     }
-    let wanted = |name: &str| args.only.is_empty() || args.only.iter().any(|o| o == name);
+    // Each wanted section starts on a quiet machine (see `bench::settle`).
+    let wanted = |name: &str| {
+        let wanted = args.only.is_empty() || args.only.iter().any(|o| o == name);
+        if wanted {
+            bench::settle::settle(name);
+        }
+        wanted
+    };
     let maglev = wanted("maglev").then(|| {
         bench::maglev::run(
             &[
