@@ -118,6 +118,17 @@ fn lan() -> NetworkSpec {
     }
 }
 
+/// The clients' network (198.18.1.0/24, 2001:2:1::/64) behind router
+/// `gateway`.
+fn clients(gateway: usize) -> NetworkSpec {
+    NetworkSpec {
+        name: "clients".to_owned(),
+        ipv4: Ipv4Addr::new(198, 18, 1, 0),
+        ipv6: Ipv6Addr::new(0x2001, 2, 1, 0, 0, 0, 0, 0),
+        gateway: Some(gateway),
+    }
+}
+
 fn lbs_on(network: usize, lbs: usize) -> Vec<Attach> {
     (0..lbs)
         .map(|i| Attach {
@@ -171,12 +182,7 @@ impl Topology {
                     gateway: Some(R1),
                     ..lan()
                 },
-                NetworkSpec {
-                    name: "clients".to_owned(),
-                    ipv4: Ipv4Addr::new(198, 18, 1, 0),
-                    ipv6: Ipv6Addr::new(0x2001, 2, 1, 0, 0, 0, 0, 0),
-                    gateway: Some(R1),
-                },
+                clients(R1),
                 NetworkSpec {
                     name: "backends".to_owned(),
                     ipv4: Ipv4Addr::new(198, 19, 2, 0),
@@ -255,12 +261,7 @@ impl Topology {
                     gateway: Some(R1),
                     ..lan()
                 },
-                NetworkSpec {
-                    name: "clients".to_owned(),
-                    ipv4: Ipv4Addr::new(198, 18, 1, 0),
-                    ipv6: Ipv6Addr::new(0x2001, 2, 1, 0, 0, 0, 0, 0),
-                    gateway: Some(R1),
-                },
+                clients(R1),
             ],
             routers: vec![RouterSpec {
                 name: "r1".to_owned(),
