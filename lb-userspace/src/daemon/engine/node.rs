@@ -63,21 +63,18 @@ impl Engine {
             .replication
             .as_ref()
             .is_some_and(|r| r.all_peers_dumped());
-        let plan = self.announcement_plan(self.node.state, peers_dumped, now);
+        if let Some(announcer) = self.node.announcer.as_mut() {
+            announcer.update_startup(peers_dumped, now);
+        }
+        let plan = self.announcement_plan(self.node.state);
         if let Some((announcer, plan)) = self.node.announcer.as_mut().zip(plan) {
             announcer.apply(plan, now).await;
         }
     }
 
     /// The announcement plan with the node in `state` (None: no BGP).
-    fn announcement_plan(
-        &mut self,
-        state: NodeState,
-        peers_dumped: bool,
-        now: Instant,
-    ) -> Option<announce::Plan> {
-        let announcer = self.node.announcer.as_mut()?;
-        announcer.update_startup(peers_dumped, now);
+    fn announcement_plan(&self, state: NodeState) -> Option<announce::Plan> {
+        let announcer = self.node.announcer.as_ref()?;
         let bgp = announcer.config();
         let vrrp_held = |address| {
             self.config
@@ -128,7 +125,7 @@ impl Engine {
         if dry_run {
             let mut status = self.node_status();
             status.state = state;
-            let plan = self.announcement_plan(state, false, Instant::now());
+            let plan = self.announcement_plan(state);
             if let (Some(bgp), Some(plan)) = (status.bgp.as_mut(), plan) {
                 bgp.announced = plan
                     .iter()
