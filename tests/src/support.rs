@@ -182,3 +182,26 @@ pub fn maglev_choice(lab: &Lab, local: std::net::SocketAddr, backends: usize) ->
     let id = table[(flow_hash(&key) % SLOTS) as usize];
     lab.backends[id as usize - 1].name.clone()
 }
+
+/// Asserts that each of three backends served 33 % ± 8 % of `total`
+/// requests (what every lab's Maglev spread over three equal backends
+/// gives); `what` names the case in the failure.
+pub fn assert_even_shares(
+    what: &str,
+    by_backend: &std::collections::BTreeMap<String, u64>,
+    total: u32,
+) {
+    assert_eq!(
+        by_backend.len(),
+        3,
+        "{what}: backends that answered: {by_backend:?}"
+    );
+    for (backend, served) in by_backend {
+        let share = *served as f64 / f64::from(total);
+        assert!(
+            (0.25..=0.41).contains(&share),
+            "{what}: {backend} served {:.1}%, outside 33% ± 8%",
+            share * 100.0
+        );
+    }
+}

@@ -23,7 +23,7 @@ use std::{
 use lb_tests::{
     http::{burst, open_stream, Conn, Stream, SLOW_BYTES},
     lab::{Host, Lab, Topology, HTTP_PORT, ROUTED_BACKEND_PORT, VIP4, VIP6},
-    support::{counter, ip, status_on, wait_until},
+    support::{assert_even_shares, counter, ip, status_on, wait_until},
 };
 use lb_userspace::api::schema::{HealthStatus, Status};
 
@@ -347,15 +347,7 @@ fn balances_and_counts(attach: &str) {
         let what = format!("{attach}, VIP {vip}");
         assert_eq!(run.failed, 0, "{what}: failed requests: {:?}", run.errors);
         assert_eq!(run.succeeded(), u64::from(REQUESTS), "{what}");
-        assert_eq!(run.by_backend.len(), 3, "{what}: {:?}", run.by_backend);
-        for (backend, served) in &run.by_backend {
-            let share = *served as f64 / f64::from(REQUESTS);
-            assert!(
-                (0.25..=0.41).contains(&share),
-                "{what}: {backend} served {:.1}%, outside 33% ± 8%",
-                share * 100.0
-            );
-        }
+        assert_even_shares(&what, &run.by_backend, REQUESTS);
         // The backends saw the NAT address, never the client.
         assert_eq!(
             run.peers,

@@ -10,7 +10,7 @@ use lb_tests::{
     client::{self, KeepAlive},
     lab::{in_netns, Lab, VIP4, VIP6},
     packet::{self, Flow, ACK, SYN},
-    support::{load, status},
+    support::{assert_even_shares, load, status},
     testbed::{vip4_tcp, Hook, TestBed},
 };
 
@@ -44,15 +44,7 @@ fn assert_balanced(lab: &Lab) {
     let tally = client::burst(&lab.client.netns, IpAddr::V4(VIP4), REQUESTS).expect("burst");
     assert_eq!(tally.failed, 0, "failed requests: {:?}", tally.errors);
     assert_eq!(tally.succeeded(), u64::from(REQUESTS));
-    assert_eq!(tally.by_backend.len(), 3, "{:?}", tally.by_backend);
-    for (backend, served) in &tally.by_backend {
-        let share = *served as f64 / f64::from(REQUESTS);
-        assert!(
-            (0.25..=0.41).contains(&share),
-            "{backend} served {:.1}%, outside 33% ± 8%",
-            share * 100.0
-        );
-    }
+    assert_even_shares("tc attach", &tally.by_backend, REQUESTS);
     let after = status(lab);
     for backend in &lab.backends {
         let counted = after.vips[0]

@@ -8,6 +8,7 @@ use lb_tests::{
     client,
     lab::{self, Lab, VIP4, VIP6},
     lbd_maps::LbdMaps,
+    support::assert_even_shares,
 };
 
 const REQUESTS: u32 = 3_000;
@@ -26,20 +27,7 @@ fn requests_through_the_vip_spread_evenly_and_the_counters_agree() {
         println!("IPv4: {REQUESTS} requests, one connection each: {tally:?}");
         assert_eq!(tally.failed, 0, "failed requests: {:?}", tally.errors);
         assert_eq!(tally.succeeded(), u64::from(REQUESTS));
-        assert_eq!(
-            tally.by_backend.len(),
-            3,
-            "backends that answered: {:?}",
-            tally.by_backend
-        );
-        for (backend, served) in &tally.by_backend {
-            let share = *served as f64 / f64::from(REQUESTS);
-            assert!(
-                (0.25..=0.41).contains(&share),
-                "{backend} served {:.1}%, outside 33% ± 8%",
-                share * 100.0
-            );
-        }
+        assert_even_shares("L2 lab", &tally.by_backend, REQUESTS);
 
         // What the XDP program counted agrees with what the client saw:
         // one new tracked flow per connection, on the backend that answered.

@@ -21,7 +21,7 @@ use std::{
 use lb_tests::{
     http::{burst, exchange_with, open_stream, Stream, SLOW_BYTES},
     lab::{http_get, in_netns, Host, Lab, HTTP_PORT, VIP4, VIP6},
-    support::{counter, ip, status_on, wait_until},
+    support::{assert_even_shares, counter, ip, status_on, wait_until},
     tunnel::{self, TunnelSpec, TunnelVip},
 };
 use lb_userspace::api::schema::{HealthStatus, Status, VipStatus};
@@ -146,15 +146,7 @@ fn balances(lab: &Lab, what: &str, vip: TunnelVip, forwarding: &str) {
         nonzero(&after)
     );
     assert_eq!(run.succeeded(), u64::from(REQUESTS), "{what}");
-    assert_eq!(run.by_backend.len(), 3, "{what}: {:?}", run.by_backend);
-    for (backend, served) in &run.by_backend {
-        let share = *served as f64 / f64::from(REQUESTS);
-        assert!(
-            (0.25..=0.41).contains(&share),
-            "{what}: {backend} served {:.1}%, outside 33% ± 8%",
-            share * 100.0
-        );
-    }
+    assert_even_shares(what, &run.by_backend, REQUESTS);
     // Direct server return keeps the client's address: nginx's
     // $remote_addr is the client, in the VIP's family.
     assert_eq!(
