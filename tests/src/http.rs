@@ -228,9 +228,44 @@ pub fn open_stream(netns: &str, vip: IpAddr) -> Stream {
 /// Opens a `/slow` stream from `netns` through `vip` (port 80) and starts
 /// reading it; returns once the response headers arrived.
 pub fn try_open_stream(netns: &str, vip: IpAddr) -> anyhow::Result<Stream> {
+    try_open_stream_from(netns, None, vip)
+}
+
+/// Opens a `/slow` stream from `netns` through `vip` (port 80) from the
+/// source address `from` (the kernel's choice when `None`), so a test can
+/// pick flows whose Maglev choice it knows; panics if the response does
+/// not start.
+pub fn open_stream_from(netns: &str, from: SocketAddr, vip: IpAddr) -> Stream {
+    try_open_stream_from(netns, Some(from), vip)
+        .unwrap_or_else(|e| panic!("a /slow stream from {from} through {vip}: {e:#}"))
+}
+
+fn connect_from(from: Option<SocketAddr>, to: SocketAddr) -> anyhow::Result<TcpStream> {
+    let timeout = Duration::from_secs(5);
+    let Some(from) = from else {
+        return Ok(TcpStream::connect_timeout(&to, timeout)?);
+    };
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(to),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    socket
+        .bind(&from.into())
+        .with_context(|| format!("binding {from}"))?;
+    socket.connect_timeout(&to.into(), timeout)?;
+    Ok(socket.into())
+}
+
+fn try_open_stream_from(
+    netns: &str,
+    from: Option<SocketAddr>,
+    vip: IpAddr,
+) -> anyhow::Result<Stream> {
     let to = SocketAddr::new(vip, HTTP_PORT);
     let (stream, head) = in_netns(netns, move || -> anyhow::Result<(TcpStream, String)> {
-        let mut stream = TcpStream::connect_timeout(&to, Duration::from_secs(5))?;
+        let mut stream = connect_from(from, to)?;
         // Longer than any failover the lab causes, shorter than a hang.
         stream.set_read_timeout(Some(Duration::from_secs(10)))?;
         stream.write_all(b"GET /slow HTTP/1.1\r\nHost: vip\r\nConnection: close\r\n\r\n")?;
