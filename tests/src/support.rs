@@ -183,6 +183,20 @@ pub fn maglev_choice(lab: &Lab, local: std::net::SocketAddr, backends: usize) ->
     lab.backends[id as usize - 1].name.clone()
 }
 
+/// Source addresses of the lab's client for streams to the IPv4 VIP:
+/// `moving` whose Maglev choice changes when the fourth backend joins
+/// the first three, then `staying` whose choice does not. Picked from
+/// the model, so a test of flows that only keep their backend through
+/// the connection table never depends on the kernel's port choice.
+pub fn sources_by_move(lab: &Lab, moving: usize, staying: usize) -> Vec<std::net::SocketAddr> {
+    let source = |port: u16| std::net::SocketAddr::new(IpAddr::V4(lab.client.ipv4), port);
+    let moves =
+        |port: &u16| maglev_choice(lab, source(*port), 3) != maglev_choice(lab, source(*port), 4);
+    let mut ports: Vec<u16> = (20_000..).filter(moves).take(moving).collect();
+    ports.extend((20_000..).filter(|p| !moves(p)).take(staying));
+    ports.into_iter().map(source).collect()
+}
+
 /// Asserts that each of three backends served 33 % ± 8 % of `total`
 /// requests (what every lab's Maglev spread over three equal backends
 /// gives); `what` names the case in the failure.

@@ -14,7 +14,7 @@ use std::{
 use lb_tests::{
     http::{open_stream_from, Stream, SLOW_BYTES},
     lab::{Host, Lab, LabSpec, HTTP_PORT, VIP4},
-    support::{ip, maglev_choice, status_on, wait_until},
+    support::{ip, maglev_choice, sources_by_move, status_on, wait_until},
 };
 use lb_userspace::api::flow_schema::{FlowDecision, FlowExplanation};
 
@@ -129,17 +129,9 @@ fn flows_stay_on_their_backend_when_the_client_moves_to_another_node() {
     // would move to another backend once b4 joins (they only stay where
     // they are through replication), two would not: the source ports are
     // picked from the model, so the case never depends on the kernel's.
-    let client = lab.client.ipv4;
-    let moves = |port: u16| {
-        let from = SocketAddr::new(IpAddr::V4(client), port);
-        maglev_choice(&lab, from, 3) != maglev_choice(&lab, from, 4)
-    };
-    let mut ports: Vec<u16> = (20_000..).filter(|&p| moves(p)).take(2).collect();
-    ports.extend((20_000..).filter(|&p| !moves(p)).take(2));
-    let streams: Vec<Stream> = ports
-        .iter()
-        .map(|&port| {
-            let from = SocketAddr::new(IpAddr::V4(client), port);
+    let streams: Vec<Stream> = sources_by_move(&lab, 2, 2)
+        .into_iter()
+        .map(|from| {
             let stream = open_stream_from(&lab.client.netns, from, IpAddr::V4(VIP4));
             assert_eq!(
                 maglev_choice(&lab, stream.local, 3),
