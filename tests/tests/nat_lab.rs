@@ -216,6 +216,16 @@ fn grown(before: &Status, after: &Status, name: &str) -> u64 {
     counter(after, name).saturating_sub(counter(before, name))
 }
 
+/// The counters that grew from `before` to `after` (for failure messages).
+fn deltas<'a>(before: &Status, after: &'a Status) -> BTreeMap<&'a str, u64> {
+    after
+        .counters
+        .keys()
+        .map(|k| (k.as_str(), grown(before, after, k)))
+        .filter(|(_, v)| *v != 0)
+        .collect()
+}
+
 /// Whether TX checksum offload is off on `ifname` in `netns`: a veth that
 /// leaves a partial checksum would hand the LB packets whose checksum
 /// nobody completes after its incremental rewrite.
@@ -345,7 +355,15 @@ fn balances_and_counts(attach: &str) {
         let run = burst(&lab.client.netns, vip, REQUESTS);
         let after = status(&lab);
         let what = format!("{attach}, VIP {vip}");
-        assert_eq!(run.failed, 0, "{what}: failed requests: {:?}", run.errors);
+        assert_eq!(
+            run.failed,
+            0,
+            "{what}: failed requests: {:?}; counters grown {:?}; NAT table {:?}; the LB's stack sent {} resets",
+            run.errors,
+            deltas(&before, &after),
+            after.nat,
+            stack_resets(&lb) - resets
+        );
         assert_eq!(run.succeeded(), u64::from(REQUESTS), "{what}");
         assert_even_shares(&what, &run.by_backend, REQUESTS);
         // The backends saw the NAT address, never the client.
