@@ -43,11 +43,15 @@ pub fn build_ebpf(package: &str) -> Result<PathBuf, String> {
     }
     let arch = env::var("CARGO_CFG_TARGET_ARCH").map_err(|e| e.to_string())?;
     // The flags aya-ebpf expects: its target architecture (for helpers that
-    // read registers), BTF for the loader, debug info for the BTF.
+    // read registers), BTF for the loader, debug info for the BTF. LLVM's
+    // own stack check is per function and would refuse a frame the
+    // verifier accepts; the verifier checks the real limit (512 bytes per
+    // call chain) at every load, tests included.
     let rustflags = [
         format!("--cfg=bpf_target_arch=\"{arch}\""),
         "-Cdebuginfo=2".to_owned(),
         "-Clink-arg=--btf".to_owned(),
+        "-Clink-arg=--llvm-args=-bpf-stack-size=4096".to_owned(),
     ]
     .join("\x1f");
     let output = Command::new("rustup")

@@ -119,8 +119,14 @@ pub mod names {
     pub const MAP_MAGLEV: &str = "MAGLEV";
     /// Backends by id.
     pub const MAP_BACKENDS: &str = "BACKENDS";
-    /// Connection table.
+    /// Connection table as a kernel map (the bench's earlier designs).
     pub const MAP_CONNTRACK: &str = "CONNTRACK";
+    /// Connection table: buckets of ways (`flow_table`), lbd's default.
+    pub const MAP_FLOW_BUCKETS: &str = "FLOW_BUCKETS";
+    /// Read-only global: which connection-table design the program runs.
+    pub const GLOBAL_CONNTRACK_DESIGN: &str = "CONNTRACK_DESIGN";
+    /// Read-only global: buckets in `FLOW_BUCKETS` minus one.
+    pub const GLOBAL_FLOW_BUCKET_MASK: &str = "FLOW_BUCKET_MASK";
     /// Node-wide settings (`LbConfig`, one entry).
     pub const MAP_CONFIG: &str = "CONFIG";
     /// Per-CPU counters per `stats::Counter`.

@@ -2,9 +2,14 @@
 //! control plane (`lb-userspace`). Everything here is `no_std`, `#[repr(C)]`
 //! and made of integers only, so both sides agree on every byte of every map.
 #![no_std]
+// The data plane's compare-and-swap (the BPF target has no atomic CAS
+// types, its instruction set has `cmpxchg`): see `flow_table::Tag`.
+#![cfg_attr(target_arch = "bpf", feature(core_intrinsics))]
+#![cfg_attr(target_arch = "bpf", allow(internal_features))]
 
 pub mod consts;
 pub mod decap;
+pub mod flow_table;
 pub mod hash;
 pub mod maps;
 pub mod mode;

@@ -31,10 +31,7 @@ use aya_ebpf::{
 /// everything else goes up the stack untouched.
 #[xdp]
 pub fn xdp_lb(ctx: XdpContext) -> u32 {
-    let mut outcome = forward::balance(&ctx);
-    if outcome.counter == forward::tunnel::PENDING {
-        outcome = forward::tunnel::finish(&ctx);
-    }
+    let outcome = forward::finish(&ctx, forward::balance(&ctx));
     stats::count(outcome.counter);
     hook::verdict(&ctx, outcome)
 }
@@ -45,10 +42,7 @@ pub fn xdp_lb(ctx: XdpContext) -> u32 {
 #[classifier]
 pub fn tc_lb(ctx: TcContext) -> i32 {
     hook::linearize(&ctx);
-    let mut outcome = forward::balance(&ctx);
-    if outcome.counter == forward::tunnel::PENDING {
-        outcome = forward::tunnel::finish(&ctx);
-    }
+    let outcome = forward::finish(&ctx, forward::balance(&ctx));
     stats::count(outcome.counter);
     hook::verdict(&ctx, outcome)
 }

@@ -5,12 +5,16 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, DevMapHash, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
+/// `BPF_F_MMAPABLE`: the array can be mapped into lbd's memory.
+const BPF_F_MMAPABLE: u32 = 1 << 10;
+
 use lb_common::{
     consts::EVENT_LAST_SLOTS,
     consts::{
         CONNTRACK_SIZE_DEFAULT, MAGLEV_SIZE_MAX, MAGLEV_TABLES_PER_VIP, MAX_BACKENDS,
         MAX_VIPS_DEFAULT, NAT_FLOWS_SIZE_DEFAULT, TX_PORTS_MAX,
     },
+    flow_table::{self, FlowBucket},
     stats::COUNTER_COUNT,
     Backend, FlowEntry, FlowKey, LbConfig, NatEntry, NatSource, TrafficCounters, TunnelConfig,
     TunnelHop, VipKey, VipMeta,
@@ -33,7 +37,18 @@ pub static MAGLEV: Array<u32> = Array::with_max_entries(
 #[map]
 pub static BACKENDS: Array<Backend> = Array::with_max_entries(MAX_BACKENDS, 0);
 
-/// Connection table: 5-tuple -> backend, least recently used evicted first.
+/// Connection table: buckets of `FLOW_WAYS` flows (5-tuple -> backend),
+/// see `conntrack::buckets`. Memory-mappable: lbd reads and writes it in
+/// place with the same protocol.
+#[map]
+pub static FLOW_BUCKETS: Array<FlowBucket> = Array::with_max_entries(
+    flow_table::buckets_for(CONNTRACK_SIZE_DEFAULT),
+    BPF_F_MMAPABLE,
+);
+
+/// The connection table as a kernel map (5-tuple -> backend, least
+/// recently used evicted first): the design before `FLOW_BUCKETS`, loaded
+/// with one entry unless lbd picks it (`conntrack::DESIGN_KERNEL_MAP`).
 #[map]
 pub static CONNTRACK: LruHashMap<FlowKey, FlowEntry> =
     LruHashMap::with_max_entries(CONNTRACK_SIZE_DEFAULT, 0);

@@ -119,6 +119,7 @@ pub enum Class {
 }
 
 /// What the packet path needs to know about a balanced packet.
+#[derive(Clone, Copy)]
 pub struct Packet {
     /// The 5-tuple, as the connection table and the flow hash key it.
     pub key: FlowKey,

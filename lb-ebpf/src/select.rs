@@ -12,33 +12,39 @@ use crate::maps::{BACKENDS, MAGLEV};
 /// The backend Maglev gives this flow: (id, backend), or None when the VIP
 /// has no live backend in that slot.
 #[inline(always)]
-pub fn pick(vip: &VipMeta, key: &FlowKey) -> Option<(u32, Backend)> {
+pub fn pick(vip: &VipMeta, key: &FlowKey) -> Option<(u32, &'static Backend)> {
     pick_hashed(vip, key).map(|(id, backend, _)| (id, backend))
 }
 
 /// `pick`, with the flow's hash (`flow_hash`) it used: the connection
 /// table keeps it for the tunnel modes' outer headers.
 #[inline(always)]
-pub fn pick_hashed(vip: &VipMeta, key: &FlowKey) -> Option<(u32, Backend, u32)> {
+pub fn pick_hashed(vip: &VipMeta, key: &FlowKey) -> Option<(u32, &'static Backend, u32)> {
+    let hash = flow_hash(key);
+    pick_with(vip, hash).map(|(id, backend)| (id, backend, hash))
+}
+
+/// `pick` for a flow whose `flow_hash` is already known.
+#[inline(always)]
+pub fn pick_with(vip: &VipMeta, hash: u32) -> Option<(u32, &'static Backend)> {
     if vip.table_size == 0 {
         return None;
     }
-    let hash = flow_hash(key);
     let slot = hash % vip.table_size;
     let id = *MAGLEV.get(maglev_index(vip.id, vip.active_table & 1, slot))?;
     if id == NO_BACKEND {
         return None;
     }
     let backend = live_backend(id)?;
-    Some((id, backend, hash))
+    Some((id, backend))
 }
 
 /// The backend with this id if it can take packets.
 #[inline(always)]
-pub fn live_backend(id: u32) -> Option<Backend> {
+pub fn live_backend(id: u32) -> Option<&'static Backend> {
     let backend = BACKENDS.get(id)?;
     if backend.flags & BACKEND_F_ALIVE == 0 {
         return None;
     }
-    Some(*backend)
+    Some(backend)
 }

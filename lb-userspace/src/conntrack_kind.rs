@@ -1,8 +1,10 @@
-//! Which kernel map backs the connection table. The XDP program only uses
-//! lookup/update/delete, which behave the same on all three, so the choice
-//! is made at load time by rewriting the map's definition in a copy of the
-//! object, not by building three programs. The shared LRU is the default:
-//! the benchmark (`cargo xtask bench`, BENCHMARKS.md) compares the three.
+//! Which design backs the connection table. The default is the bucket
+//! table (`lb_common::flow_table`); the others are kernel maps, kept so the
+//! benchmark (`cargo xtask bench`, BENCHMARKS.md) measures them side by
+//! side. The program carries both designs and runs the one lbd names in a
+//! read-only global at load time (the verifier sees it as a constant and
+//! prunes the other); the kernel-map kinds differ only in the map's type
+//! and flags, rewritten in a copy of the object.
 
 use std::borrow::Cow;
 
@@ -22,9 +24,15 @@ const DEF_LEN: usize = 28;
 /// The candidate map designs for the connection table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ConntrackKind {
-    /// One LRU list shared by all CPUs: the kernel evicts the least
-    /// recently used flow when the table is full.
+    /// Buckets of eight ways in an array map, claimed by compare-and-swap:
+    /// no kernel lock or allocation per new flow; a full bucket evicts
+    /// closed, expired, then half-open flows, then its least recently
+    /// seen one.
     #[default]
+    Buckets,
+    /// One LRU list shared by all CPUs: the kernel evicts the least
+    /// recently used flow when the table is full (lbd's design before the
+    /// bucket table).
     Lru,
     /// One LRU list per CPU (`BPF_F_NO_COMMON_LRU`): less contention, but
     /// each CPU can only evict among the flows it inserted.
@@ -36,11 +44,22 @@ pub enum ConntrackKind {
 
 impl ConntrackKind {
     /// Every kind, in report order.
-    pub const ALL: [ConntrackKind; 3] = [Self::Lru, Self::LruPerCpu, Self::Hash];
+    pub const ALL: [ConntrackKind; 4] = [Self::Buckets, Self::Lru, Self::LruPerCpu, Self::Hash];
+
+    /// Whether the table is the kernel map `CONNTRACK` (else `FLOW_BUCKETS`).
+    pub fn is_kernel_map(self) -> bool {
+        self != Self::Buckets
+    }
+
+    /// The program's `CONNTRACK_DESIGN` for this kind.
+    pub(crate) fn design(self) -> u32 {
+        u32::from(self.is_kernel_map())
+    }
 
     /// Short name for logs and reports.
     pub fn label(self) -> &'static str {
         match self {
+            Self::Buckets => "buckets (8-way, CAS)",
             Self::Lru => "shared LRU",
             Self::LruPerCpu => "per-CPU LRU (BPF_F_NO_COMMON_LRU)",
             Self::Hash => "hash + userspace expiry",
@@ -49,7 +68,7 @@ impl ConntrackKind {
 
     fn map_type_and_flags(self) -> (u32, u32) {
         match self {
-            Self::Lru => (MAP_TYPE_LRU_HASH, 0),
+            Self::Buckets | Self::Lru => (MAP_TYPE_LRU_HASH, 0),
             Self::LruPerCpu => (MAP_TYPE_LRU_HASH, BPF_F_NO_COMMON_LRU),
             Self::Hash => (MAP_TYPE_HASH, 0),
         }
@@ -84,7 +103,7 @@ pub(crate) fn patch<'a>(
     name: &str,
     kind: ConntrackKind,
 ) -> Result<Cow<'a, [u8]>, PatchError> {
-    if kind == ConntrackKind::Lru {
+    if matches!(kind, ConntrackKind::Buckets | ConntrackKind::Lru) {
         return Ok(Cow::Borrowed(object));
     }
     let offset = definition_offset(object, name)?;
@@ -133,9 +152,11 @@ mod tests {
     use lb_common::consts::names;
 
     #[test]
-    fn the_default_kind_leaves_the_object_alone() {
-        let out = patch(EBPF_OBJECT, names::MAP_CONNTRACK, ConntrackKind::Lru).expect("patch");
-        assert!(matches!(out, Cow::Borrowed(_)));
+    fn the_default_kinds_leave_the_object_alone() {
+        for kind in [ConntrackKind::Buckets, ConntrackKind::Lru] {
+            let out = patch(EBPF_OBJECT, names::MAP_CONNTRACK, kind).expect("patch");
+            assert!(matches!(out, Cow::Borrowed(_)));
+        }
     }
 
     #[test]

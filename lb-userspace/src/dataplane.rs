@@ -8,7 +8,7 @@
 use std::collections::HashMap as StdHashMap;
 
 use aya::{
-    maps::{Array, HashMap, MapData, MapInfo, PerCpuArray, PerCpuValues, RingBuf},
+    maps::{Array, HashMap, Map, MapData, MapInfo, PerCpuArray, PerCpuValues, RingBuf},
     programs::{
         links::{FdLink, PinnedLink},
         tc::{SchedClassifierLink, SchedClassifierLinkId, TcAttachOptions},
@@ -21,6 +21,7 @@ use lb_common::{
     consts::{
         maglev_index, names, CONFIG_F_NAT, MAGLEV_SIZE_MAX, MAGLEV_TABLES_PER_VIP, MAX_BACKENDS,
     },
+    flow_table,
     stats::{Counter, COUNTER_COUNT},
     Backend, DataplaneEvent, FlowEntry, FlowKey, LbConfig, NatSource, TrafficCounters,
     TunnelConfig, VipKey, VipMeta,
@@ -31,6 +32,7 @@ use crate::{
     config::{Attach, XdpMode as ConfigXdpMode},
     conntrack_kind::{self, ConntrackKind},
     ebpf_object::EBPF_OBJECT,
+    flow_table::FlowTable,
     nat_maps::NatMaps,
     pinning::{PinDir, PinError, PINNED_MAPS, STATE_MAPS},
 };
@@ -92,6 +94,9 @@ pub enum DataplaneError {
     /// The object could not be prepared for the requested map design.
     #[error(transparent)]
     Patch(#[from] conntrack_kind::PatchError),
+    /// The bucket connection table could not be mapped or written.
+    #[error(transparent)]
+    FlowTable(Box<crate::flow_table::FlowTableError>),
     /// An id is beyond what the maps were sized for.
     #[error("{what} {id} is out of range (capacity {capacity})")]
     OutOfRange {
@@ -234,8 +239,8 @@ pub struct Dataplane {
     vips: HashMap<MapData, VipKey, VipMeta>,
     maglev: Array<MapData, u32>,
     backends: Array<MapData, Backend>,
-    /// The LRU connection table (aya types LRU hashes as `HashMap`).
-    conntrack: HashMap<MapData, FlowKey, FlowEntry>,
+    /// The connection table, whichever design backs it.
+    flows: FlowStore,
     config: Array<MapData, LbConfig>,
     counters: PerCpuArray<MapData, u64>,
     vip_stats: PerCpuArray<MapData, TrafficCounters>,
@@ -261,6 +266,35 @@ macro_rules! take_map {
     }};
 }
 
+/// The connection table behind `Dataplane::flows` and friends.
+enum FlowStore {
+    /// `FLOW_BUCKETS`, mapped into this process.
+    Buckets(FlowTable),
+    /// `CONNTRACK`, a kernel hash map (the bench's earlier designs).
+    KernelMap(HashMap<MapData, FlowKey, FlowEntry>),
+}
+
+impl FlowStore {
+    /// Takes the map of `kind`'s design out of the loaded object.
+    fn take(ebpf: &mut Ebpf, kind: ConntrackKind, buckets: u32) -> Result<Self> {
+        if kind.is_kernel_map() {
+            return Ok(Self::KernelMap(take_map!(ebpf, names::MAP_CONNTRACK)));
+        }
+        let map = match ebpf.take_map(names::MAP_FLOW_BUCKETS) {
+            Some(Map::Array(data)) => data,
+            Some(_) => {
+                return Err(DataplaneError::FlowTable(Box::new(
+                    crate::flow_table::FlowTableError::NotAnArray,
+                )))
+            }
+            None => return Err(DataplaneError::MissingMap(names::MAP_FLOW_BUCKETS)),
+        };
+        FlowTable::new(map, buckets)
+            .map(Self::Buckets)
+            .map_err(|e| DataplaneError::FlowTable(Box::new(e)))
+    }
+}
+
 impl Dataplane {
     /// Loads the embedded object and its programs (not attached yet).
     pub fn load(sizes: MapSizes) -> Result<Self> {
@@ -269,20 +303,31 @@ impl Dataplane {
 
     /// Loads the embedded object with non-default options.
     pub fn load_with(sizes: MapSizes, options: &LoadOptions) -> Result<Self> {
-        let object =
-            conntrack_kind::patch(EBPF_OBJECT, names::MAP_CONNTRACK, options.conntrack_kind)?;
+        let kind = options.conntrack_kind;
+        let object = conntrack_kind::patch(EBPF_OBJECT, names::MAP_CONNTRACK, kind)?;
         let maglev_entries = sizes.max_vips * MAGLEV_TABLES_PER_VIP * MAGLEV_SIZE_MAX;
+        // The design not in use keeps its map at the smallest size.
+        let (buckets, kernel_map) = if kind.is_kernel_map() {
+            (1, sizes.conntrack)
+        } else {
+            (flow_table::buckets_for(sizes.conntrack), 1)
+        };
         let resized = [
             (names::MAP_VIPS, sizes.max_vips),
             (names::MAP_VIP_STATS, sizes.max_vips),
             (names::MAP_MAGLEV, maglev_entries),
-            (names::MAP_CONNTRACK, sizes.conntrack),
+            (names::MAP_CONNTRACK, kernel_map),
+            (names::MAP_FLOW_BUCKETS, buckets),
             (names::MAP_NAT_FLOWS, sizes.nat_flows),
         ];
         let mut loader = EbpfLoader::new();
         for (name, entries) in resized {
             loader.map_max_entries(name, entries);
         }
+        let design = kind.design();
+        let bucket_mask = buckets - 1;
+        loader.override_global(names::GLOBAL_CONNTRACK_DESIGN, &design, true);
+        loader.override_global(names::GLOBAL_FLOW_BUCKET_MASK, &bucket_mask, true);
         let mut adopted = false;
         if let Some(pins) = &options.pins {
             pins.prepare()?;
@@ -310,7 +355,7 @@ impl Dataplane {
             vips: take_map!(ebpf, names::MAP_VIPS),
             maglev: take_map!(ebpf, names::MAP_MAGLEV),
             backends: take_map!(ebpf, names::MAP_BACKENDS),
-            conntrack: take_map!(ebpf, names::MAP_CONNTRACK),
+            flows: FlowStore::take(&mut ebpf, kind, buckets)?,
             config: take_map!(ebpf, names::MAP_CONFIG),
             counters: take_map!(ebpf, names::MAP_COUNTERS),
             vip_stats: take_map!(ebpf, names::MAP_VIP_STATS),
@@ -679,21 +724,44 @@ impl Dataplane {
 
     /// Every tracked flow, read one by one (the table changes while it is
     /// read; nothing is copied up front, so a million flows cost no memory).
-    pub fn flows(&self) -> impl Iterator<Item = (FlowKey, FlowEntry)> + '_ {
-        self.conntrack.iter().filter_map(|r| r.ok())
+    pub fn flows(&self) -> Box<dyn Iterator<Item = (FlowKey, FlowEntry)> + '_> {
+        match &self.flows {
+            FlowStore::Buckets(table) => Box::new(table.iter()),
+            FlowStore::KernelMap(map) => Box::new(map.iter().filter_map(|r| r.ok())),
+        }
     }
 
-    /// The connection-table entry of one flow, if tracked: one map lookup
-    /// (`lbctl flow`). Every `ConntrackKind` stores one value per key —
-    /// the per-CPU LRU kind (`BPF_F_NO_COMMON_LRU`) keeps per-CPU LRU
-    /// lists, not per-CPU values — so a plain lookup sees the entry
-    /// whichever CPU inserted it. A lookup from userspace does not mark the
-    /// entry as used, so asking never keeps a flow from being evicted.
+    /// Flows in the connection table now.
+    pub fn flow_count(&self) -> u64 {
+        match &self.flows {
+            FlowStore::Buckets(table) => table.count(),
+            FlowStore::KernelMap(map) => map.keys().filter(|k| k.is_ok()).count() as u64,
+        }
+    }
+
+    /// Flows the connection table can hold (the bucket table rounds the
+    /// configured size up to a power of two of buckets).
+    pub fn flow_capacity(&self) -> u64 {
+        match &self.flows {
+            FlowStore::Buckets(table) => table.capacity(),
+            FlowStore::KernelMap(_) => u64::from(self.sizes.conntrack),
+        }
+    }
+
+    /// The connection-table entry of one flow, if tracked (`lbctl flow`).
+    /// A lookup from userspace does not refresh the entry, so asking never
+    /// keeps a flow from being evicted. (Every kernel-map kind stores one
+    /// value per key — the per-CPU LRU keeps per-CPU LRU lists, not
+    /// per-CPU values — so a plain lookup sees the entry whichever CPU
+    /// inserted it.)
     pub fn flow(&self, key: &FlowKey) -> Result<Option<FlowEntry>> {
-        match self.conntrack.get(key, 0) {
-            Ok(entry) => Ok(Some(entry)),
-            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
-            Err(e) => Err(map_error("reading", names::MAP_CONNTRACK, e)),
+        match &self.flows {
+            FlowStore::Buckets(table) => Ok(table.get(key)),
+            FlowStore::KernelMap(map) => match map.get(key, 0) {
+                Ok(entry) => Ok(Some(entry)),
+                Err(aya::maps::MapError::KeyNotFound) => Ok(None),
+                Err(e) => Err(map_error("reading", names::MAP_CONNTRACK, e)),
+            },
         }
     }
 
@@ -738,17 +806,28 @@ impl Dataplane {
 
     /// Puts a flow into the connection table (replication from the peer).
     pub fn install_flow(&mut self, key: &FlowKey, entry: &FlowEntry) -> Result<()> {
-        self.conntrack
-            .insert(key, entry, 0)
-            .map_err(|e| map_error("writing", names::MAP_CONNTRACK, e))
+        match &mut self.flows {
+            FlowStore::Buckets(table) => table
+                .install(key, entry)
+                .map_err(|e| DataplaneError::FlowTable(Box::new(e))),
+            FlowStore::KernelMap(map) => map
+                .insert(key, entry, 0)
+                .map_err(|e| map_error("writing", names::MAP_CONNTRACK, e)),
+        }
     }
 
-    /// Removes a flow from the connection table (expiry by userspace, when
-    /// the table is not an LRU). A flow that is already gone is not an error.
+    /// Removes a flow from the connection table (expiry by userspace,
+    /// `lbctl`). A flow that is already gone is not an error.
     pub fn remove_flow(&mut self, key: &FlowKey) -> Result<()> {
-        match self.conntrack.remove(key) {
-            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
-            Err(e) => Err(map_error("deleting from", names::MAP_CONNTRACK, e)),
+        match &mut self.flows {
+            FlowStore::Buckets(table) => {
+                table.remove(key);
+                Ok(())
+            }
+            FlowStore::KernelMap(map) => match map.remove(key) {
+                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+                Err(e) => Err(map_error("deleting from", names::MAP_CONNTRACK, e)),
+            },
         }
     }
 

@@ -11,6 +11,7 @@ pub mod conntrack_kind;
 pub mod daemon;
 pub mod dataplane;
 pub(crate) mod ebpf_object;
+pub mod flow_table;
 pub(crate) mod health;
 pub mod import;
 pub mod logging;

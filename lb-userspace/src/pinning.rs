@@ -29,11 +29,12 @@ const BPF_FS_MAGIC: u32 = 0xcafe_4a11;
 
 /// The maps the packet path reads and writes: pinned so they outlive lbd.
 /// (Benchmark-only maps are not.)
-pub(crate) const PINNED_MAPS: [&str; 13] = [
+pub(crate) const PINNED_MAPS: [&str; 14] = [
     names::MAP_VIPS,
     names::MAP_MAGLEV,
     names::MAP_BACKENDS,
     names::MAP_CONNTRACK,
+    names::MAP_FLOW_BUCKETS,
     names::MAP_CONFIG,
     names::MAP_COUNTERS,
     names::MAP_VIP_STATS,
@@ -48,11 +49,12 @@ pub(crate) const PINNED_MAPS: [&str; 13] = [
 /// Maps that only make sense together: the control state (which VIP is
 /// where, which backend id is which) and the connection table that points
 /// into it. Either all are adopted or none.
-pub(crate) const STATE_MAPS: [&str; 6] = [
+pub(crate) const STATE_MAPS: [&str; 7] = [
     names::MAP_VIPS,
     names::MAP_MAGLEV,
     names::MAP_BACKENDS,
     names::MAP_CONNTRACK,
+    names::MAP_FLOW_BUCKETS,
     names::MAP_NAT_FLOWS,
     names::MAP_NAT_SOURCES,
 ];

@@ -127,9 +127,14 @@ impl TestBed {
 
     /// As `new`, running the program of `hook`.
     pub fn with_hook(vips: &[VipConfig], hook: Hook) -> anyhow::Result<Self> {
+        Self::with_conntrack(vips, hook, 4096)
+    }
+
+    /// As `with_hook`, with a connection table of `conntrack` flows.
+    pub fn with_conntrack(vips: &[VipConfig], hook: Hook, conntrack: u32) -> anyhow::Result<Self> {
         let sizes = MapSizes {
             max_vips: 4,
-            conntrack: 4096,
+            conntrack,
             nat_flows: lb_common::consts::NAT_FLOWS_SIZE_DEFAULT,
         };
         let mut dataplane =
@@ -208,13 +213,9 @@ impl TestBed {
             .unwrap_or(0))
     }
 
-    /// The backend Maglev gives `flow` of `vip`, worked out here from the
-    /// control plane's table and the shared flow hash: (address, MAC).
-    pub fn maglev_backend(
-        &self,
-        vip: &VipConfig,
-        flow: &Flow,
-    ) -> anyhow::Result<(IpAddr, [u8; 6])> {
+    /// The id of the backend Maglev gives `flow` of `vip`, worked out here
+    /// from the control plane's table and the shared flow hash.
+    pub fn maglev_backend_id(&self, vip: &VipConfig, flow: &Flow) -> anyhow::Result<u32> {
         let applied = self
             .balancer
             .vips()
@@ -224,12 +225,27 @@ impl TestBed {
             .live_table()
             .ok_or_else(|| anyhow!("no live table"))?;
         let slot = flow_hash(&flow_key(flow, vip.protocol)) % applied.table_size;
-        let id = table[slot as usize];
+        Ok(table[slot as usize])
+    }
+
+    /// The backend Maglev gives `flow` of `vip`, worked out here from the
+    /// control plane's table and the shared flow hash: (address, MAC).
+    pub fn maglev_backend(
+        &self,
+        vip: &VipConfig,
+        flow: &Flow,
+    ) -> anyhow::Result<(IpAddr, [u8; 6])> {
+        let id = self.maglev_backend_id(vip, flow)?;
+        let applied = self
+            .balancer
+            .vips()
+            .get(&VipId::of(vip))
+            .ok_or_else(|| anyhow!("VIP not applied"))?;
         let (address, _) = applied
             .backends
             .iter()
             .find(|(_, b)| b.id == id)
-            .ok_or_else(|| anyhow!("slot {slot} names unknown backend {id}"))?;
+            .ok_or_else(|| anyhow!("Maglev names unknown backend {id}"))?;
         let mac = vip
             .backends
             .iter()

@@ -1136,9 +1136,12 @@ fn both_programs_pass_the_verifier_with_a_sane_instruction_count() {
     eprintln!("verified instructions: xdp {xdp}, tc {tc}");
     // DSR only was ~17.4 k; NAT adds a translation path per family and
     // protocol (~57 k), the tunnel modes one wrap function verified once
-    // (~70 k). A regression that multiplies it per parser path lands far
-    // above this.
-    assert!(xdp < 80_000 && tc < 80_000, "xdp {xdp}, tc {tc}");
+    // (~70 k). The bucket connection table's lookup and touch are BPF code
+    // where the LRU table was one helper call, verified once per parser
+    // path that reaches them (~245 k, about 1.2 s of verification per
+    // program at load; its claim is a global function, verified once). A
+    // regression that multiplies that again lands far above this.
+    assert!(xdp < 300_000 && tc < 300_000, "xdp {xdp}, tc {tc}");
 }
 
 macro_rules! on_both_hooks {

@@ -2,33 +2,22 @@
 //! goes back out of the same interface, addressed to the backend's MAC from
 //! ours.
 
-use crate::hook::Hook;
-use lb_common::{consts::EVENT_NO_BACKEND, stats::Counter, VipMeta};
+use lb_common::{stats::Counter, VipMeta};
 use network_types::eth::EthHdr;
 
 use crate::{
-    conntrack,
+    conntrack::Decision,
+    hook::Hook,
     maps::CONFIG,
     parse::{self, Class, Packet},
     stats,
 };
 
-/// Sends one packet of a DSR VIP to its backend; the returned counter is
-/// the verdict (forwarded ones leave by the ingress interface).
+/// Sends one packet of a DSR VIP to the backend `decision` names; the
+/// returned counter is the verdict (forwarded ones leave by the ingress
+/// interface).
 #[inline(always)]
-pub fn forward<C: Hook>(ctx: &C, vip: &VipMeta, packet: &Packet) -> Counter {
-    // One test on the hot path: anything but a plain flow packet is rare.
-    let decision = if packet.class == Class::Flow {
-        conntrack::decide(vip, packet)
-    } else if packet.class == Class::IcmpError {
-        conntrack::peek(vip, &packet.key)
-    } else {
-        return Counter::DropTcpFlags;
-    };
-    let Some(decision) = decision else {
-        stats::report(EVENT_NO_BACKEND, vip.id, &packet.key);
-        return Counter::DropNoBackend;
-    };
+pub fn forward<C: Hook>(ctx: &C, vip: &VipMeta, packet: &Packet, decision: &Decision) -> Counter {
     let Some(eth) = parse::ptr_at::<EthHdr, C>(ctx, 0) else {
         return Counter::DropMalformed;
     };

@@ -6,9 +6,21 @@
 mod dsr_l2;
 pub mod tunnel;
 
-use lb_common::{consts::CONFIG_F_NAT, stats::Counter, Mode};
+use lb_common::{
+    consts::{CONFIG_F_NAT, EVENT_NO_BACKEND},
+    stats::Counter,
+    Mode, VipMeta,
+};
 
-use crate::{hook::Hook, lookup, maps::CONFIG, nat, parse};
+use crate::{
+    conntrack::{self, Decision},
+    hook::Hook,
+    lookup,
+    maps::CONFIG,
+    nat,
+    parse::{self, Class},
+    stats,
+};
 
 /// What the packet path decided: the verdict counter (counted exactly
 /// once by the entry point) and, for forwarded packets, the interface they
@@ -30,33 +42,108 @@ impl From<Counter> for Outcome {
     }
 }
 
+impl Outcome {
+    /// The outcome in one register (egress in the high half), for
+    /// returning across a BPF-to-BPF call: a struct would come back
+    /// through the caller's stack, and LLVM may leave a stack pointer in
+    /// R0, which the verifier refuses at the callee's exit.
+    #[inline(always)]
+    pub fn packed(self) -> u64 {
+        (u64::from(self.egress) << 32) | u64::from(self.counter as u32)
+    }
+
+    /// The outcome `packed` made.
+    #[inline(always)]
+    pub fn unpacked(word: u64) -> Self {
+        Outcome {
+            // SAFETY: the low half is a `Counter` (`repr(u32)`) that
+            // `packed` stored; nothing else builds these words.
+            counter: unsafe { core::mem::transmute::<u32, Counter>(word as u32) },
+            egress: (word >> 32) as u32,
+        }
+    }
+}
+
+/// After `balance`: runs the step its marker outcome left pending (the
+/// tunnel modes' wrap, the NAT path) in a frame of its own, or returns
+/// its outcome as it is.
+#[inline(always)]
+pub fn finish<C: Hook>(ctx: &C, outcome: Outcome) -> Outcome {
+    if outcome.counter == tunnel::PENDING {
+        tunnel::finish(ctx)
+    } else if outcome.counter == nat::PENDING_FORWARD {
+        Outcome::unpacked(nat::finish(ctx, false))
+    } else if outcome.counter == nat::PENDING_REPLY {
+        Outcome::unpacked(nat::finish(ctx, true))
+    } else {
+        outcome
+    }
+}
+
 /// Runs the whole path for one frame (for a tunnelled VIP up to the
-/// pending wrap, see `tunnel`). Not inlined, so its large frame is not on
-/// the stack under `tunnel::finish`, which the entry point calls after it.
-#[inline(never)]
+/// pending wrap, see `tunnel`).
+#[inline(always)]
 pub fn balance<C: Hook>(ctx: &C) -> Outcome {
+    Outcome::unpacked(balance_packed(ctx))
+}
+
+/// `balance`, returning `Outcome::packed`. Not inlined, so its large frame
+/// is not on the stack under `tunnel::finish`, which the entry point calls
+/// after it.
+#[inline(never)]
+fn balance_packed<C: Hook>(ctx: &C) -> u64 {
+    balance_in_frame(ctx).packed()
+}
+
+#[inline(always)]
+fn balance_in_frame<C: Hook>(ctx: &C) -> Outcome {
     let packet = match parse::parse(ctx) {
         Ok(packet) => packet,
         Err(reason) => return reason.into(),
     };
     let Some(vip) = lookup::vip_of(&packet.key) else {
-        return not_for_a_vip(ctx, &packet);
+        return not_for_a_vip(&packet);
     };
     if vip.mode == Mode::Nat as u32 {
-        return nat::forward(ctx, &vip, &packet);
+        return nat::queue(&packet, Some(&vip));
     }
+    // DSR at L2 and the tunnel modes pick the backend the same way, from
+    // one place (the connection table's code is inlined once).
+    let decision = match backend_of(&vip, &packet) {
+        Ok(decision) => decision,
+        Err(counter) => return counter.into(),
+    };
     if vip.mode == Mode::Ipip as u32 || vip.mode == Mode::Gue as u32 {
-        return tunnel::forward(ctx, &vip, &packet);
+        return tunnel::forward(ctx, &vip, &packet, &decision);
     }
-    dsr_l2::forward(ctx, &vip, &packet).into()
+    dsr_l2::forward(ctx, &vip, &packet, &decision).into()
+}
+
+/// The backend of a DSR or tunnelled VIP's packet: its flow's (the
+/// connection table), or for an ICMP error the backend of the flow it is
+/// about (without touching its entry); the verdict if there is none.
+#[inline(always)]
+fn backend_of(vip: &VipMeta, packet: &parse::Packet) -> Result<Decision, Counter> {
+    // One test on the hot path: anything but a plain flow packet is rare.
+    let decision = if packet.class == Class::Flow {
+        conntrack::decide(vip, packet)
+    } else if packet.class == Class::IcmpError {
+        conntrack::peek(vip, &packet.key)
+    } else {
+        return Err(Counter::DropTcpFlags);
+    };
+    decision.ok_or_else(|| {
+        stats::report(EVENT_NO_BACKEND, vip.id, &packet.key);
+        Counter::DropNoBackend
+    })
 }
 
 /// A packet for no VIP: a reply of a NAT'd flow when some VIP is in NAT
 /// mode (one array read decides, so DSR-only nodes pass it up as before).
 #[inline(always)]
-fn not_for_a_vip<C: Hook>(ctx: &C, packet: &parse::Packet) -> Outcome {
+fn not_for_a_vip(packet: &parse::Packet) -> Outcome {
     match CONFIG.get(0) {
-        Some(config) if config.flags & CONFIG_F_NAT != 0 => nat::reply(ctx, packet),
+        Some(config) if config.flags & CONFIG_F_NAT != 0 => nat::queue(packet, None),
         _ => Counter::PassNotVip.into(),
     }
 }

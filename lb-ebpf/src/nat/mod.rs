@@ -55,6 +55,54 @@ fn headers<C: Hook>(
     Ok((scratch, at, l3))
 }
 
+/// The outcome `queue` returns for a NAT VIP's packet: never a verdict
+/// (`NatHit` is an event counter), replaced by `finish`'s outcome before
+/// anything is counted.
+pub const PENDING_FORWARD: Counter = Counter::NatHit;
+/// The same for a packet to no VIP that may be a NAT'd flow's reply.
+pub const PENDING_REPLY: Counter = Counter::NatNew;
+
+/// Leaves a packet for `finish` in this CPU's scratch slot: a NAT VIP's
+/// (`vip`) or, with `None`, a possible reply. The NAT path then runs in a
+/// frame of its own next to the packet path's, not under it (the BPF
+/// stack is 512 bytes per call chain), as the tunnel modes' wrap does.
+#[inline(always)]
+pub fn queue(packet: &Packet, vip: Option<&VipMeta>) -> Outcome {
+    let Some(scratch) = NAT_SCRATCH.get_ptr_mut(0) else {
+        return Counter::DropMalformed.into();
+    };
+    // SAFETY: this CPU's slot, used by this program run only.
+    unsafe {
+        (*scratch).packet = *packet;
+        if let Some(vip) = vip {
+            (*scratch).vip = *vip;
+        }
+    }
+    match vip {
+        Some(_) => PENDING_FORWARD.into(),
+        None => PENDING_REPLY.into(),
+    }
+}
+
+/// Runs the NAT path for the packet `queue` left (`reply`: as a possible
+/// reply); the outcome packed (`Outcome::packed`).
+#[inline(never)]
+pub fn finish<C: Hook>(ctx: &C, reply: bool) -> u64 {
+    let Some(scratch) = NAT_SCRATCH.get_ptr(0) else {
+        return Outcome::from(Counter::DropMalformed).packed();
+    };
+    // SAFETY: this CPU's slot, written by `queue` in this program run.
+    let packet = unsafe { (*scratch).packet };
+    let outcome = if reply {
+        self::reply(ctx, &packet)
+    } else {
+        // SAFETY: as above.
+        let vip = unsafe { (*scratch).vip };
+        forward(ctx, &vip, &packet)
+    };
+    outcome.packed()
+}
+
 /// Translates one packet of a NAT VIP (client -> VIP): through its flow's
 /// entry, or a new flow's when the packet may open one (UDP, a TCP SYN).
 #[inline(always)]
@@ -107,7 +155,7 @@ pub fn forward<C: Hook>(ctx: &C, vip: &VipMeta, packet: &Packet) -> Outcome {
         packet,
         &at,
         &l3,
-        (backend_id, &backend),
+        (backend_id, backend),
         now,
     )
 }

@@ -8,7 +8,7 @@
 use core::ptr::{addr_of_mut, read_volatile, write_volatile};
 
 use aya_ebpf::bindings::bpf_fib_lookup;
-use lb_common::{FlowKey, NatEntry};
+use lb_common::{FlowKey, NatEntry, VipMeta};
 
 use crate::{nat::rewrite::Layout, parse::Packet};
 
@@ -51,6 +51,10 @@ pub struct NatScratch {
     /// The same: the inner packet's share of a GUE checksum, `u64::MAX`
     /// for none.
     pub csum_part: u64,
+    /// The packet `nat::queue` left for `nat::finish`.
+    pub packet: Packet,
+    /// Its VIP (a forward packet's).
+    pub vip: VipMeta,
 }
 
 /// The packet's header offsets as values the verifier knows only by their

@@ -92,7 +92,8 @@ pub struct Status {
 pub struct ConntrackStatus {
     /// Tracked flows.
     pub entries: u64,
-    /// Most flows the table holds (then the least recently used go).
+    /// Most flows the table holds (then a new flow evicts, in its bucket,
+    /// a closed, expired or half-open flow, else the least recently seen).
     pub capacity: u64,
 }
 

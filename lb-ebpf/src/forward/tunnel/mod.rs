@@ -30,10 +30,10 @@ pub mod hc;
 mod hop;
 mod too_big;
 
-use lb_common::{consts::EVENT_NO_BACKEND, stats::Counter, Backend, FlowKey, Mode, VipMeta};
+use lb_common::{stats::Counter, Backend, FlowKey, Mode, VipMeta};
 
 use crate::{
-    conntrack,
+    conntrack::Decision,
     forward::Outcome,
     hook::Hook,
     maps::TUNNEL_JOB,
@@ -84,28 +84,18 @@ pub struct Job {
     pub now: u64,
 }
 
-/// Picks the backend of one packet of a tunnelled VIP and leaves the job
-/// for `finish` (returning `PENDING`), or the verdict if there is none.
+/// Leaves the job of wrapping one packet of a tunnelled VIP for the
+/// backend `decision` names for `finish` (returning `PENDING`).
 #[inline(always)]
-pub fn forward<C: Hook>(ctx: &C, vip: &VipMeta, packet: &Packet) -> Outcome {
-    // As DSR: one test on the hot path, anything but a flow packet is rare.
+pub fn forward<C: Hook>(ctx: &C, vip: &VipMeta, packet: &Packet, decision: &Decision) -> Outcome {
     let mut flags = if vip.mode == Mode::Gue as u32 {
         JOB_GUE
     } else {
         0
     };
-    let decision = if packet.class == Class::Flow {
-        conntrack::decide(vip, packet)
-    } else if packet.class == Class::IcmpError {
+    if packet.class == Class::IcmpError {
         flags |= JOB_ICMP_ERROR;
-        conntrack::peek(vip, &packet.key)
-    } else {
-        return Counter::DropTcpFlags.into();
-    };
-    let Some(decision) = decision else {
-        stats::report(EVENT_NO_BACKEND, vip.id, &packet.key);
-        return Counter::DropNoBackend.into();
-    };
+    }
     if decision.new_flow {
         flags |= JOB_NEW_FLOW;
     }
@@ -115,7 +105,7 @@ pub fn forward<C: Hook>(ctx: &C, vip: &VipMeta, packet: &Packet) -> Outcome {
     // SAFETY: this CPU's slot, used by this program run only.
     let job = unsafe { &mut *job };
     job.key = packet.key;
-    job.backend = decision.backend;
+    job.backend = *decision.backend;
     job.backend_id = decision.backend_id;
     job.vip_id = vip.id;
     job.l3_off = packet.l3_off as u32;

@@ -154,7 +154,7 @@ impl Engine {
             replication: self.replication.as_ref().map(Replication::status),
             conntrack: ConntrackStatus {
                 entries,
-                capacity: u64::from(self.dataplane.sizes().conntrack),
+                capacity: self.dataplane.flow_capacity(),
             },
             nat: self.nat_status(),
             tunnel: self.tunnel_status(),

@@ -1,0 +1,775 @@
+//! The connection table's layout and its lock-free protocol, one source for
+//! both sides: the data plane runs it on the `FLOW_BUCKETS` array map, lbd
+//! on the same memory mapped into its address space (`BPF_F_MMAPABLE`), so
+//! a replica lbd installs and a flow the program inserts can never collide
+//! or duplicate.
+//!
+//! Why not the kernel's LRU hash: a new flow there takes the common free
+//! list, a bucket lock and a chain walk, over 100 bytes of element per flow
+//! spread over several cache lines. Here a flow hashes to one bucket of
+//! `FLOW_WAYS` ways: a header cache line holds each way's tag (state,
+//! version, fingerprint and eviction rank: last-seen tick and TCP class),
+//! and each way's key and value fill one cache line of their own. A lookup
+//! reads the header and, on a fingerprint match, the way's line; an insert
+//! claims a way with one compare-and-swap on its tag and writes one line.
+//! When every way is taken the victim is chosen from the header alone: an
+//! empty way, else a closed or expired flow, else a half-open one, else the
+//! least recently seen (an LRU approximated within the bucket).
+//!
+//! Concurrency: a way's tag is its lock and its version. Writers claim it
+//! (`EMPTY`/`VALID` → `BUSY`, version + 1) with a CAS, write the slot and
+//! publish it (`BUSY` → `VALID`) with another; readers read the tag, the
+//! slot, then the tag again (a seqlock), so a slot rewritten under them is
+//! never taken for theirs. A rank refresh is a CAS from the tag the reader
+//! saw, so it never lands on a way that changed hands. Two CPUs inserting
+//! the same flow at once may claim two ways; each re-reads the bucket after
+//! publishing (the CAS is a full barrier), and the copy in the higher way
+//! is taken out by whichever CPU sees both, so one entry survives.
+//!
+//! Tags are 64-bit: the BPF target's `cmpxchg` (at the ISA level lbd
+//! builds for) has no 32-bit form.
+
+use crate::{
+    consts::{FLOW_F_FIN, FLOW_F_RST},
+    FlowEntry, FlowKey,
+};
+
+/// Ways per bucket: the header's 8 tags fill one cache line.
+pub const FLOW_WAYS: usize = 8;
+
+/// Tag state: the way holds nothing.
+pub const TAG_EMPTY: u32 = 0;
+/// Tag state: a writer owns the way (its slot is being written).
+pub const TAG_BUSY: u32 = 1;
+/// Tag state: the way holds the flow its slot names.
+pub const TAG_VALID: u32 = 2;
+const STATE_MASK: u64 = 3;
+const VERSION_SHIFT: u32 = 2;
+const VERSION_MASK: u64 = 0x3fff;
+const FP_SHIFT: u32 = 16;
+const FP_MASK: u64 = 0xffff;
+const RANK_SHIFT: u32 = 32;
+
+/// Flow class in a rank word: FIN or RST seen.
+pub const CLASS_CLOSED: u32 = 0;
+/// Flow class: a TCP SYN seen, no ACK from the client yet.
+pub const CLASS_HALF_OPEN: u32 = 1;
+/// Flow class: an established TCP flow, or UDP.
+pub const CLASS_ESTABLISHED: u32 = 2;
+const CLASS_MASK: u32 = 3;
+/// Rank ticks are `ns >> TICK_SHIFT` (16.8 ms), kept in 30 bits (208 days
+/// before they wrap; ages are taken modulo that).
+pub const TICK_SHIFT: u32 = 24;
+const TICK_MASK: u32 = 0x3fff_ffff;
+/// A half-open flow idle this long (ticks, ~10 s) is expired.
+pub const HALF_OPEN_IDLE_TICKS: u32 = (10_000_000_000u64 >> TICK_SHIFT) as u32;
+/// An established flow idle this long (ticks, ~15 min, IPVS's TCP
+/// established timeout) is expired: evicted before any live flow.
+pub const ESTABLISHED_IDLE_TICKS: u32 = (900_000_000_000u64 >> TICK_SHIFT) as u32;
+
+/// Rounds of scan-and-claim an insert tries before it gives up (every
+/// round lost a race to another writer of the same bucket).
+const CLAIM_ROUNDS: usize = 1;
+
+/// One way's key and value: one cache line.
+#[repr(C, align(64))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowSlot {
+    /// The flow.
+    pub key: FlowKey,
+    /// Its backend and state.
+    pub entry: FlowEntry,
+}
+
+/// One bucket of the table: the header line (tags), then the ways.
+#[repr(C, align(64))]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FlowBucket {
+    /// Per way: rank word (high 32 bits), fingerprint (16 bits), version
+    /// (14 bits), state (2 bits).
+    pub tags: [u64; FLOW_WAYS],
+    /// The ways' keys and values.
+    pub slots: [FlowSlot; FLOW_WAYS],
+}
+
+/// Bytes of table memory per flow (for sizing and reports).
+pub const FLOW_BYTES_PER_ENTRY: usize = core::mem::size_of::<FlowBucket>() / FLOW_WAYS;
+
+/// Buckets for a table of at least `entries` flows: a power of two (the
+/// bucket index is a mask of the hash), at least one.
+pub const fn buckets_for(entries: u32) -> u32 {
+    let buckets = entries.div_ceil(FLOW_WAYS as u32);
+    if buckets <= 1 {
+        1
+    } else {
+        buckets.next_power_of_two()
+    }
+}
+
+/// The bucket of a flow with hash `hash` in a table of `mask + 1` buckets.
+#[inline(always)]
+pub const fn bucket_index(hash: u32, mask: u32) -> u32 {
+    hash & mask
+}
+
+/// The fingerprint a flow's tag carries (never compared alone: a match is
+/// confirmed on the key).
+#[inline(always)]
+pub const fn fingerprint(hash: u32) -> u32 {
+    hash >> 16
+}
+
+/// State of a tag (`TAG_*`).
+#[inline(always)]
+pub const fn tag_state(tag: u64) -> u32 {
+    (tag & STATE_MASK) as u32
+}
+
+/// Fingerprint of a tag.
+#[inline(always)]
+pub const fn tag_fingerprint(tag: u64) -> u32 {
+    ((tag >> FP_SHIFT) & FP_MASK) as u32
+}
+
+/// Rank word of a tag (see `rank_word`).
+#[inline(always)]
+pub const fn tag_rank(tag: u64) -> u32 {
+    (tag >> RANK_SHIFT) as u32
+}
+
+/// `tag` for a new owner: next version, fingerprint `fp`, `state`, `rank`.
+#[inline(always)]
+const fn tag_with(tag: u64, fp: u32, state: u32, rank: u32) -> u64 {
+    let version = ((tag >> VERSION_SHIFT) + 1) & VERSION_MASK;
+    ((rank as u64) << RANK_SHIFT)
+        | (((fp as u64) & FP_MASK) << FP_SHIFT)
+        | (version << VERSION_SHIFT)
+        | state as u64
+}
+
+/// `tag` in another state, version and all else kept.
+#[inline(always)]
+const fn retagged(tag: u64, state: u32) -> u64 {
+    (tag & !STATE_MASK) | state as u64
+}
+
+/// `tag` with another rank word.
+#[inline(always)]
+const fn reranked(tag: u64, rank: u32) -> u64 {
+    (tag & 0xffff_ffff) | ((rank as u64) << RANK_SHIFT)
+}
+
+/// Rank ticks of a `CLOCK_MONOTONIC` time in ns (what
+/// `bpf_ktime_get_coarse_ns` returns).
+#[inline(always)]
+pub const fn ticks(now_ns: u64) -> u32 {
+    ((now_ns >> TICK_SHIFT) as u32) & TICK_MASK
+}
+
+/// A rank word: last-seen tick (high 30 bits) and class (low 2 bits).
+#[inline(always)]
+pub const fn rank_word(now_ns: u64, class: u32) -> u32 {
+    (ticks(now_ns) << 2) | (class & CLASS_MASK)
+}
+
+/// Class of a rank word.
+#[inline(always)]
+pub const fn rank_class(rank: u32) -> u32 {
+    rank & CLASS_MASK
+}
+
+/// The class a flow's `FlowEntry::flags` and its latest TCP flags give.
+#[inline(always)]
+pub const fn class_of(entry_flags: u32, established: bool) -> u32 {
+    if entry_flags & (FLOW_F_FIN | FLOW_F_RST) != 0 {
+        CLASS_CLOSED
+    } else if established {
+        CLASS_ESTABLISHED
+    } else {
+        CLASS_HALF_OPEN
+    }
+}
+
+/// Eviction order of a way by its tag (lower goes first): empty, then
+/// closed or expired, then half-open, then live; within each, the least
+/// recently seen first. `u32::MAX`: never (a writer owns it).
+#[inline(always)]
+pub const fn victim_order(tag: u64, now_ticks: u32) -> u32 {
+    match tag_state(tag) {
+        TAG_EMPTY => 0,
+        TAG_VALID => {
+            let rank = tag_rank(tag);
+            let age = now_ticks.wrapping_sub(rank >> 2) & TICK_MASK;
+            let tier = match rank & CLASS_MASK {
+                CLASS_CLOSED => 1,
+                CLASS_HALF_OPEN if age > HALF_OPEN_IDLE_TICKS => 1,
+                CLASS_HALF_OPEN => 2,
+                _ if age > ESTABLISHED_IDLE_TICKS => 1,
+                _ => 3,
+            };
+            // Within a tier: older first. Ages beyond 2^28 ticks (52 days)
+            // compare equal.
+            let age = if age > 0x0fff_ffff { 0x0fff_ffff } else { age };
+            (tier << 28) | (0x0fff_ffff - age)
+        }
+        _ => u32::MAX,
+    }
+}
+
+/// Where a flow's lookup or insert landed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Placed {
+    /// The flow was in the table, in this way.
+    Found(usize),
+    /// The flow was inserted into this way.
+    Inserted(usize),
+    /// Not inserted: every way is being written by another CPU, or every
+    /// round lost a race (the caller forwards the packet untracked).
+    Contended,
+}
+
+/// A way's tag, as a handle for loads, stores and CAS.
+///
+/// # Safety
+/// `bucket` must point to a live, 64-byte-aligned bucket.
+#[inline(always)]
+unsafe fn tag_at(bucket: *mut FlowBucket, way: usize) -> Tag {
+    // SAFETY: the index is masked into the bucket.
+    Tag(unsafe { core::ptr::addr_of_mut!((*bucket).tags[way & (FLOW_WAYS - 1)]) })
+}
+
+/// A tag in shared memory: volatile loads and stores (kept in program
+/// order with the slot's volatile reads; both sides run on the same CPUs,
+/// whose stores are seen in order on x86-64 and whose JIT-ed BPF loads and
+/// stores are plain moves) and a compare-and-swap that is a full barrier
+/// (`lock cmpxchg`, which the kernel's JIT emits for BPF's `cmpxchg` too)
+/// and keeps the slot's plain writes before it. Slots are read field by
+/// field: a volatile copy of a struct would go through the BPF program's
+/// 512-byte stack.
+#[derive(Clone, Copy)]
+struct Tag(*mut u64);
+
+impl Tag {
+    #[inline(always)]
+    fn load(self) -> u64 {
+        // SAFETY: `tag_at` made the pointer from a live bucket.
+        unsafe { core::ptr::read_volatile(self.0) }
+    }
+
+    /// Sets the tag to `new` if it is `old`; true if it did.
+    #[inline(always)]
+    fn swap_if(self, old: u64, new: u64) -> bool {
+        #[cfg(target_arch = "bpf")]
+        {
+            use core::intrinsics::{atomic_cxchg, AtomicOrdering::SeqCst};
+            // SAFETY: as above; BPF's atomic cmpxchg on a map value.
+            unsafe { atomic_cxchg::<u64, { SeqCst }, { SeqCst }>(self.0, old, new).1 }
+        }
+        #[cfg(not(target_arch = "bpf"))]
+        {
+            use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
+            // SAFETY: as above; tags are 8-aligned.
+            unsafe { AtomicU64::from_ptr(self.0) }
+                .compare_exchange(old, new, SeqCst, SeqCst)
+                .is_ok()
+        }
+    }
+}
+
+/// Whether the key in `way` equals `key` (word by word; keys are stored
+/// canonical, with unused address words zero).
+///
+/// # Safety
+/// `bucket` must point to a live bucket.
+#[inline(always)]
+unsafe fn key_is(bucket: *const FlowBucket, way: usize, key: &FlowKey) -> bool {
+    // SAFETY: the slot is inside the bucket; FlowKey is 40 bytes of
+    // integers (ten u32 words, 4-aligned on both sides).
+    unsafe {
+        let have = core::ptr::addr_of!((*bucket).slots[way & (FLOW_WAYS - 1)].key) as *const u32;
+        let want = key as *const FlowKey as *const u32;
+        // Both sides volatile: read where compared, not hoisted out of the
+        // ways' loop into registers that would spill.
+        let same = |i: usize| {
+            core::ptr::read_volatile(have.add(i)) == core::ptr::read_volatile(want.add(i))
+        };
+        // Ports and protocol first (they differ most often), then the
+        // words an IPv4 key uses, then the rest.
+        same(8)
+            && same(9)
+            && same(0)
+            && same(4)
+            && same(1)
+            && same(2)
+            && same(3)
+            && same(5)
+            && same(6)
+            && same(7)
+    }
+}
+
+/// A tracked flow as `find` saw it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Seen {
+    /// Its way in the bucket.
+    pub way: usize,
+    /// The way's tag when it was read (for `rerank`).
+    pub tag: u64,
+    /// A consistent copy of its entry.
+    pub entry: FlowEntry,
+}
+
+/// Finds `key` (hash `hash`) in `bucket`.
+///
+/// # Safety
+/// `bucket` must point to a live bucket of the table.
+#[inline(always)]
+pub unsafe fn find(bucket: *mut FlowBucket, key: &FlowKey, hash: u32) -> Option<Seen> {
+    let fp = fingerprint(hash);
+    let mut way = 0;
+    while way < FLOW_WAYS {
+        // SAFETY: per the caller's contract.
+        let tag = unsafe { tag_at(bucket, way) }.load();
+        if tag_state(tag) == TAG_VALID
+            && tag_fingerprint(tag) == fp
+            // SAFETY: as above.
+            && unsafe { key_is(bucket, way, key) }
+        {
+            // SAFETY: as above.
+            let entry = unsafe { read_entry(bucket, way) };
+            // SAFETY: as above.
+            if unsafe { tag_at(bucket, way) }.load() == tag {
+                return Some(Seen { way, tag, entry });
+            }
+        }
+        way += 1;
+    }
+    None
+}
+
+/// The entry in `way` (no consistency check: see `find`).
+///
+/// # Safety
+/// `bucket` must point to a live bucket of the table.
+#[inline(always)]
+pub unsafe fn read_entry(bucket: *mut FlowBucket, way: usize) -> FlowEntry {
+    // SAFETY: per the caller's contract; the index is masked.
+    unsafe {
+        let at = core::ptr::addr_of!((*bucket).slots[way & (FLOW_WAYS - 1)].entry);
+        FlowEntry {
+            backend_id: core::ptr::read_volatile(core::ptr::addr_of!((*at).backend_id)),
+            backend_generation: core::ptr::read_volatile(core::ptr::addr_of!(
+                (*at).backend_generation
+            )),
+            last_seen_ns: core::ptr::read_volatile(core::ptr::addr_of!((*at).last_seen_ns)),
+            flags: core::ptr::read_volatile(core::ptr::addr_of!((*at).flags)),
+            hash: core::ptr::read_volatile(core::ptr::addr_of!((*at).hash)),
+        }
+    }
+}
+
+/// Sets the rank word of the flow `seen` found, if its way still holds it
+/// unchanged; false if not (another writer got there first).
+///
+/// # Safety
+/// `bucket` must point to a live bucket of the table.
+#[inline(always)]
+pub unsafe fn rerank(bucket: *mut FlowBucket, seen: &Seen, rank: u32) -> bool {
+    // SAFETY: per the caller's contract.
+    unsafe { tag_at(bucket, seen.way) }.swap_if(seen.tag, reranked(seen.tag, rank))
+}
+
+/// Finds `key` in `bucket` or inserts it with `entry` and rank word
+/// `rank` (evicting the way `victim_order` puts first if none is free).
+///
+/// Written for the BPF verifier as much as for the CPU: no slot is
+/// addressed by an index computed from the scan (each way's code uses its
+/// own constant offsets), so the verifier never has to tell the scan's
+/// outcomes apart and prunes its paths at every way.
+///
+/// # Safety
+/// `bucket` must point to a live bucket of the table.
+#[inline(always)]
+pub unsafe fn find_or_insert(
+    bucket: *mut FlowBucket,
+    key: &FlowKey,
+    hash: u32,
+    entry: &FlowEntry,
+    rank: u32,
+) -> Placed {
+    let fp = fingerprint(hash);
+    let now_ticks = rank >> 2;
+    let mut round = 0;
+    while round < CLAIM_ROUNDS {
+        round += 1;
+        // Pass 1: the flow itself, or the best victim's order.
+        let mut best = u32::MAX;
+        let mut writer_of_same = false;
+        let mut way = 0;
+        while way < FLOW_WAYS {
+            // SAFETY: per the caller's contract.
+            let tag = unsafe { tag_at(bucket, way) }.load();
+            if tag_fingerprint(tag) == fp {
+                match tag_state(tag) {
+                    // SAFETY: as above.
+                    TAG_VALID if unsafe { key_is(bucket, way, key) } => return Placed::Found(way),
+                    TAG_BUSY => writer_of_same = true,
+                    _ => {}
+                }
+            }
+            let order = victim_order(tag, now_ticks);
+            if order < best {
+                best = order;
+            }
+            way += 1;
+        }
+        // Someone may be writing this very flow: look again.
+        if writer_of_same && round < CLAIM_ROUNDS {
+            continue;
+        }
+        if best == u32::MAX {
+            return Placed::Contended;
+        }
+        // Pass 2: claim the first way still of that order.
+        let mut way = 0;
+        while way < FLOW_WAYS {
+            // SAFETY: as above.
+            let tag = unsafe { tag_at(bucket, way) };
+            let seen = tag.load();
+            if victim_order(seen, now_ticks) == best {
+                let claimed = tag_with(seen, fp, TAG_BUSY, rank);
+                if !tag.swap_if(seen, claimed) {
+                    break;
+                }
+                // SAFETY: the way is ours until published.
+                unsafe {
+                    let slot = core::ptr::addr_of_mut!((*bucket).slots[way & (FLOW_WAYS - 1)]);
+                    (*slot).key = *key;
+                    (*slot).entry = *entry;
+                }
+                let published = retagged(claimed, TAG_VALID);
+                // A CAS, not a store: a full barrier before the duplicate
+                // check, and the slot's writes stay before it.
+                if !tag.swap_if(claimed, published) {
+                    return Placed::Contended;
+                }
+                // SAFETY: as above.
+                return unsafe { settle_duplicate(bucket, key, fp, way, published) };
+            }
+            way += 1;
+        }
+    }
+    Placed::Contended
+}
+
+/// After publishing `key` in `mine`: if another way holds the same flow
+/// (another CPU inserted it at the same time), the copy in the higher way
+/// goes. Returns where the flow now lives.
+///
+/// # Safety
+/// `bucket` must point to a live bucket of the table.
+#[inline(always)]
+unsafe fn settle_duplicate(
+    bucket: *mut FlowBucket,
+    key: &FlowKey,
+    fp: u32,
+    mine: usize,
+    my_tag: u64,
+) -> Placed {
+    let mut way = 0;
+    while way < FLOW_WAYS {
+        if way != mine {
+            // SAFETY: per the caller's contract.
+            let other = unsafe { tag_at(bucket, way) };
+            let tag = other.load();
+            if tag_state(tag) == TAG_VALID
+                && tag_fingerprint(tag) == fp
+                // SAFETY: as above.
+                && unsafe { key_is(bucket, way, key) }
+            {
+                if way < mine {
+                    // SAFETY: as above.
+                    let _ = unsafe { tag_at(bucket, mine) }
+                        .swap_if(my_tag, tag_with(my_tag, 0, TAG_EMPTY, 0));
+                    return Placed::Found(way);
+                }
+                let _ = other.swap_if(tag, tag_with(tag, 0, TAG_EMPTY, 0));
+            }
+        }
+        way += 1;
+    }
+    Placed::Inserted(mine)
+}
+
+/// Takes `key` out of `bucket` if it is there (userspace: expiry, `lbctl`,
+/// replication). True if it was removed by this call.
+///
+/// # Safety
+/// `bucket` must point to a live bucket of the table.
+#[inline(always)]
+pub unsafe fn remove(bucket: *mut FlowBucket, key: &FlowKey, hash: u32) -> bool {
+    // SAFETY: per the caller's contract.
+    match unsafe { find(bucket, key, hash) } {
+        // SAFETY: as above.
+        Some(seen) => unsafe { tag_at(bucket, seen.way) }
+            .swap_if(seen.tag, tag_with(seen.tag, 0, TAG_EMPTY, 0)),
+        None => false,
+    }
+}
+
+/// Replaces the entry (and rank word) of the flow `seen` found, if its way
+/// still holds it unchanged: claim, write, publish, so readers never see
+/// half of it. False if the way changed meanwhile.
+///
+/// # Safety
+/// `bucket` must point to a live bucket of the table.
+#[inline(always)]
+pub unsafe fn rewrite(bucket: *mut FlowBucket, seen: &Seen, entry: &FlowEntry, rank: u32) -> bool {
+    // SAFETY: per the caller's contract.
+    let tag = unsafe { tag_at(bucket, seen.way) };
+    let claimed = tag_with(seen.tag, tag_fingerprint(seen.tag), TAG_BUSY, rank);
+    if tag_state(seen.tag) != TAG_VALID || !tag.swap_if(seen.tag, claimed) {
+        return false;
+    }
+    // SAFETY: the way is ours until published.
+    unsafe {
+        (*bucket).slots[seen.way & (FLOW_WAYS - 1)].entry = *entry;
+    }
+    // A CAS, not a store: the entry's writes stay before it.
+    tag.swap_if(claimed, retagged(claimed, TAG_VALID))
+}
+
+/// How way `way` holds its flow, if it holds one (the data plane, after an
+/// insert found the flow already there).
+///
+/// # Safety
+/// `bucket` must point to a live bucket of the table.
+#[inline(always)]
+pub unsafe fn seen_at(bucket: *mut FlowBucket, way: usize) -> Option<Seen> {
+    // SAFETY: per the caller's contract.
+    let tag = unsafe { tag_at(bucket, way) };
+    let seen = tag.load();
+    if tag_state(seen) != TAG_VALID {
+        return None;
+    }
+    // SAFETY: as above.
+    let entry = unsafe { read_entry(bucket, way) };
+    (tag.load() == seen).then_some(Seen {
+        way,
+        tag: seen,
+        entry,
+    })
+}
+
+/// A consistent copy of way `way`: its key and how it was seen, if it
+/// holds a flow (userspace enumeration).
+///
+/// # Safety
+/// `bucket` must point to a live bucket of the table.
+#[inline(always)]
+pub unsafe fn read_way(bucket: *mut FlowBucket, way: usize) -> Option<(FlowKey, Seen)> {
+    // SAFETY: per the caller's contract.
+    let tag = unsafe { tag_at(bucket, way) };
+    let seen = tag.load();
+    if tag_state(seen) != TAG_VALID {
+        return None;
+    }
+    // SAFETY: as above.
+    let (key, entry) = unsafe {
+        (
+            core::ptr::read_volatile(core::ptr::addr_of!(
+                (*bucket).slots[way & (FLOW_WAYS - 1)].key
+            )),
+            read_entry(bucket, way),
+        )
+    };
+    (tag.load() == seen).then_some((
+        key,
+        Seen {
+            way,
+            tag: seen,
+            entry,
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use std::{boxed::Box, sync::Arc, vec::Vec};
+
+    use super::*;
+    use crate::{consts::AF_INET, hash::flow_hash};
+
+    fn key(n: u32) -> FlowKey {
+        FlowKey {
+            src: [n.to_be(), 0, 0, 0],
+            dst: [0xc612_0064u32.to_be(), 0, 0, 0],
+            sport: (n as u16).to_be(),
+            dport: 80u16.to_be(),
+            proto: 6,
+            family: AF_INET,
+            _pad: 0,
+        }
+    }
+
+    fn entry(backend_id: u32) -> FlowEntry {
+        FlowEntry {
+            backend_id,
+            ..FlowEntry::default()
+        }
+    }
+
+    /// Keys that all hash to bucket 0 of a 64-bucket table.
+    fn colliding(count: usize) -> Vec<FlowKey> {
+        (1..)
+            .map(key)
+            .filter(|k| bucket_index(flow_hash(k), 63) == 0)
+            .take(count)
+            .collect()
+    }
+
+    fn occupied(bucket: &mut FlowBucket) -> Vec<FlowKey> {
+        (0..FLOW_WAYS)
+            .filter_map(|w| unsafe { read_way(bucket, w) }.map(|(k, _)| k))
+            .collect()
+    }
+
+    #[test]
+    fn a_flow_is_found_where_it_was_inserted_and_keeps_its_entry() {
+        let mut bucket = Box::<FlowBucket>::default();
+        let k = key(7);
+        let h = flow_hash(&k);
+        let rank = rank_word(5_000_000_000, CLASS_HALF_OPEN);
+        let placed = unsafe { find_or_insert(&mut *bucket, &k, h, &entry(3), rank) };
+        let Placed::Inserted(way) = placed else {
+            panic!("{placed:?}")
+        };
+        assert_eq!(
+            unsafe { find(&mut *bucket, &k, h) }.map(|s| (s.way, s.entry)),
+            Some((way, entry(3)))
+        );
+        // A second insert of the same flow finds it; nothing is duplicated.
+        assert_eq!(
+            unsafe { find_or_insert(&mut *bucket, &k, h, &entry(9), rank) },
+            Placed::Found(way)
+        );
+        assert_eq!(occupied(&mut bucket), [k]);
+        assert!(unsafe { find(&mut *bucket, &key(8), flow_hash(&key(8))) }.is_none());
+        assert!(unsafe { remove(&mut *bucket, &k, h) });
+        assert!(!unsafe { remove(&mut *bucket, &k, h) });
+        assert!(unsafe { find(&mut *bucket, &k, h) }.is_none());
+    }
+
+    #[test]
+    fn a_full_bucket_evicts_closed_then_expired_then_half_open_then_the_oldest_live_flow() {
+        let mut bucket = Box::<FlowBucket>::default();
+        let keys = colliding(FLOW_WAYS + 4);
+        let now = 3_600_000_000_000u64;
+        let s = 1_000_000_000u64;
+        // Way by way: live flows of different ages, one closed, one
+        // half-open, one established but idle past the timeout.
+        let ranks = [
+            rank_word(now - 50 * s, CLASS_ESTABLISHED),
+            rank_word(now - s, CLASS_CLOSED),
+            rank_word(now - 90 * s, CLASS_ESTABLISHED),
+            rank_word(now - 2 * s, CLASS_HALF_OPEN),
+            rank_word(now - 1000 * s, CLASS_ESTABLISHED),
+            rank_word(now - 10 * s, CLASS_ESTABLISHED),
+            rank_word(now - 20 * s, CLASS_ESTABLISHED),
+            rank_word(now - 30 * s, CLASS_ESTABLISHED),
+        ];
+        for (k, rank) in keys.iter().zip(ranks) {
+            let placed = unsafe { find_or_insert(&mut *bucket, k, flow_hash(k), &entry(1), rank) };
+            assert!(matches!(placed, Placed::Inserted(_)), "{placed:?}");
+        }
+        // The newcomers are established (a half-open one would be the
+        // next to go).
+        let fresh = rank_word(now, CLASS_ESTABLISHED);
+        let mut evicted = Vec::new();
+        for k in &keys[FLOW_WAYS..] {
+            let before = occupied(&mut bucket);
+            let placed = unsafe { find_or_insert(&mut *bucket, k, flow_hash(k), &entry(2), fresh) };
+            assert!(matches!(placed, Placed::Inserted(_)), "{placed:?}");
+            let after = occupied(&mut bucket);
+            assert_eq!(after.len(), FLOW_WAYS);
+            evicted.extend(before.into_iter().filter(|k| !after.contains(k)));
+        }
+        // Closed (way 1) and expired (way 4) first (the expired one is
+        // older), then the half-open one (way 3), then the oldest live
+        // flow (way 2, 90 s).
+        assert_eq!(evicted, [keys[4], keys[1], keys[3], keys[2]]);
+    }
+
+    #[test]
+    fn two_threads_inserting_the_same_flows_leave_exactly_one_entry_each() {
+        const BUCKETS: usize = 64;
+        const FLOWS: u32 = 300;
+        for round in 0..20u32 {
+            let table: Arc<Vec<FlowBucket>> =
+                Arc::new((0..BUCKETS).map(|_| FlowBucket::default()).collect());
+            let racers: Vec<_> = (0..2u32)
+                .map(|cpu| {
+                    let table = Arc::clone(&table);
+                    std::thread::spawn(move || {
+                        let base = table.as_ptr() as *mut FlowBucket;
+                        for n in 0..FLOWS {
+                            let k = key(round * FLOWS + n);
+                            let h = flow_hash(&k);
+                            let bucket =
+                                unsafe { base.add(bucket_index(h, BUCKETS as u32 - 1) as usize) };
+                            let rank = rank_word(u64::from(n) << TICK_SHIFT, CLASS_ESTABLISHED);
+                            let placed =
+                                unsafe { find_or_insert(bucket, &k, h, &entry(cpu + 1), rank) };
+                            assert_ne!(placed, Placed::Contended);
+                        }
+                    })
+                })
+                .collect();
+            for racer in racers {
+                racer.join().expect("racer");
+            }
+            let base = table.as_ptr() as *mut FlowBucket;
+            let mut seen = Vec::new();
+            for b in 0..BUCKETS {
+                for w in 0..FLOW_WAYS {
+                    if let Some((k, _)) = unsafe { read_way(base.add(b), w) } {
+                        seen.push(u32::from_be(k.src[0]));
+                    }
+                }
+            }
+            seen.sort_unstable();
+            let len = seen.len();
+            seen.dedup();
+            assert_eq!(len, seen.len(), "round {round}: a flow was inserted twice");
+            // 300 flows in 512 ways: a bucket that overflows evicts, so
+            // count only that no flow is held twice and every bucket that
+            // did not overflow holds all of its flows.
+            for b in 0..BUCKETS {
+                let mine: Vec<u32> = (0..FLOWS)
+                    .map(|n| round * FLOWS + n)
+                    .filter(|n| bucket_index(flow_hash(&key(*n)), BUCKETS as u32 - 1) as usize == b)
+                    .collect();
+                if mine.len() <= FLOW_WAYS {
+                    for n in mine {
+                        assert!(
+                            seen.binary_search(&n).is_ok(),
+                            "round {round}: flow {n} lost"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn sizes_are_a_power_of_two_of_buckets_and_a_line_per_way() {
+        assert_eq!(core::mem::size_of::<FlowSlot>(), 64);
+        assert_eq!(core::mem::size_of::<FlowBucket>(), 64 * (FLOW_WAYS + 1));
+        assert_eq!(core::mem::size_of::<[u64; FLOW_WAYS]>(), 64);
+        assert_eq!(FLOW_BYTES_PER_ENTRY, 72);
+        assert_eq!(buckets_for(262_144), 32_768);
+        assert_eq!(buckets_for(1000), 128);
+        assert_eq!(buckets_for(1), 1);
+    }
+}

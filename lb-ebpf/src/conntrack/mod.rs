@@ -1,0 +1,141 @@
+//! Connection table: pins each flow to the backend it started on, so a
+//! change of the backend set moves no established flow (except flows of a
+//! backend that is gone: those are hashed again).
+//!
+//! Two designs behind one interface (`decide`, `peek`), chosen when lbd
+//! loads the object (`CONNTRACK_DESIGN`, a read-only global the verifier
+//! sees as a constant, so the other design's code is pruned): the bucket
+//! table (`buckets`, lbd's default) and a kernel map (`kernel_map`: the
+//! shared LRU hash of earlier releases and its variants, for the bench).
+
+mod buckets;
+mod kernel_map;
+
+use lb_common::{
+    consts::{EVENT_CONNTRACK_INSERT_FAILED, FLOW_F_FIN, FLOW_F_RST},
+    stats::Counter,
+    Backend, FlowEntry, FlowKey, VipMeta,
+};
+
+use crate::{
+    parse::{Packet, TCP_FIN, TCP_RST},
+    select, stats,
+};
+
+/// `CONNTRACK_DESIGN`: the bucket table in `FLOW_BUCKETS`.
+pub const DESIGN_BUCKETS: u32 = 0;
+/// `CONNTRACK_DESIGN`: the kernel map `CONNTRACK`.
+pub const DESIGN_KERNEL_MAP: u32 = 1;
+
+/// Which design this object runs (`DESIGN_*`); set by lbd at load time.
+#[unsafe(no_mangle)]
+static CONNTRACK_DESIGN: u32 = DESIGN_BUCKETS;
+
+#[inline(always)]
+fn design() -> u32 {
+    // SAFETY: a read of a global; volatile so the compiler keeps the read
+    // and the loader's value (not this initializer) decides.
+    unsafe { core::ptr::read_volatile(&CONNTRACK_DESIGN) }
+}
+
+/// Where a flow goes, and whether it was new to the table.
+pub struct Decision {
+    /// Backend id.
+    pub backend_id: u32,
+    /// The backend (its entry in `BACKENDS`: a reference, not a copy, to
+    /// keep the packet path's frame small).
+    pub backend: &'static Backend,
+    /// True when the flow was not tracked before this packet.
+    pub new_flow: bool,
+    /// `bpf_ktime_get_coarse_ns()` as the table update read it, 0 if
+    /// none did (a routed mode's next-hop cache reuses it).
+    pub now: u64,
+    /// The flow's `flow_hash` if known (the pick's, or the one its entry
+    /// kept), else 0.
+    pub hash: u32,
+}
+
+/// The backend of this packet's flow: the tracked one if it is still
+/// alive, otherwise a fresh Maglev pick that is then remembered.
+#[inline(always)]
+pub fn decide(vip: &VipMeta, packet: &Packet) -> Option<Decision> {
+    if design() == DESIGN_KERNEL_MAP {
+        kernel_map::decide(vip, packet)
+    } else {
+        buckets::decide(vip, packet)
+    }
+}
+
+/// The backend of a flow without changing anything: the tracked one if it
+/// is still alive, otherwise Maglev's pick. For packets that are about a
+/// flow without being part of it (ICMP errors): they must reach its
+/// backend, but neither create, refresh nor re-pin an entry. Rare: a
+/// function of its own, out of the packet path's frame.
+#[inline(never)]
+pub fn peek(vip: &VipMeta, key: &FlowKey) -> Option<Decision> {
+    if design() == DESIGN_KERNEL_MAP {
+        kernel_map::peek(vip, key)
+    } else {
+        buckets::peek(vip, key)
+    }
+}
+
+/// A new flow's entry, seen at `now`.
+#[inline(always)]
+pub(super) fn new_entry(
+    backend_id: u32,
+    backend: &Backend,
+    packet: &Packet,
+    hash: u32,
+    now: u64,
+) -> FlowEntry {
+    FlowEntry {
+        backend_id,
+        backend_generation: backend.generation,
+        last_seen_ns: now,
+        flags: flow_flags(packet.tcp_flags),
+        hash,
+    }
+}
+
+/// A full table (plain hash) or a failed allocation: the flow still goes
+/// to its Maglev backend, untracked; counted and reported.
+#[inline(always)]
+pub(super) fn insert_failed(
+    vip: &VipMeta,
+    packet: &Packet,
+    backend_id: u32,
+    backend: &'static Backend,
+    hash: u32,
+) -> Decision {
+    stats::count(Counter::ConntrackInsertFailed);
+    stats::report(EVENT_CONNTRACK_INSERT_FAILED, vip.id, &packet.key);
+    Decision {
+        backend_id,
+        backend,
+        new_flow: true,
+        now: 0,
+        hash,
+    }
+}
+
+/// The backend a tracked flow is pinned to, if it is still alive and still
+/// the same backend (not a later one that reuses its id).
+#[inline(always)]
+pub(super) fn pinned_backend(entry: &FlowEntry) -> Option<&'static Backend> {
+    let backend = select::live_backend(entry.backend_id)?;
+    (backend.generation == entry.backend_generation).then_some(backend)
+}
+
+/// `FLOW_F_*` marks of a packet's TCP flags.
+#[inline(always)]
+pub(super) fn flow_flags(tcp_flags: u8) -> u32 {
+    let mut flags = 0;
+    if tcp_flags & TCP_FIN != 0 {
+        flags |= FLOW_F_FIN;
+    }
+    if tcp_flags & TCP_RST != 0 {
+        flags |= FLOW_F_RST;
+    }
+    flags
+}

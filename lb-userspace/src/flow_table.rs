@@ -1,0 +1,196 @@
+//! lbd's side of the connection table (`FLOW_BUCKETS`): the array map
+//! mapped into this process (`BPF_F_MMAPABLE`), read and written in place
+//! with the protocol the data plane runs (`lb_common::flow_table`), so a
+//! flow lbd installs (replication) or removes (`lbctl`, expiry) can never
+//! collide with one the program inserts at the same moment, and
+//! enumerating a million flows costs memory reads, not a syscall per flow.
+
+use std::{
+    os::fd::{AsFd as _, AsRawFd as _},
+    ptr::NonNull,
+};
+
+use aya::maps::MapData;
+use lb_common::{
+    flow_table::{self, bucket_index, class_of, rank_word, FlowBucket, Placed, FLOW_WAYS},
+    hash::flow_hash,
+    FlowEntry, FlowKey,
+};
+
+/// Why the table could not be mapped or written.
+#[derive(Debug, thiserror::Error)]
+pub enum FlowTableError {
+    /// `mmap` of the map's memory failed.
+    #[error("mapping the connection table ({buckets} buckets) into memory: {source}")]
+    Map {
+        /// Buckets of the table.
+        buckets: u32,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The table has a size the protocol cannot index.
+    #[error("connection table of {0} buckets: not a power of two")]
+    Size(u32),
+    /// The object's `FLOW_BUCKETS` is not an array map.
+    #[error("the object's connection table (FLOW_BUCKETS) is not an array map")]
+    NotAnArray,
+    /// Every way of the flow's bucket was being written (retry later).
+    #[error("the connection table's bucket for this flow was busy")]
+    Contended,
+}
+
+/// The mapped table. Owns the map (its file descriptor) and the mapping.
+pub struct FlowTable {
+    map: MapData,
+    base: NonNull<FlowBucket>,
+    buckets: u32,
+    len: usize,
+}
+
+// SAFETY: the mapping is shared memory the kernel keeps alive while the
+// map's fd is open; every access goes through the table's protocol, which
+// is safe against concurrent writers (the data plane's CPUs included).
+unsafe impl Send for FlowTable {}
+// SAFETY: as above; `&self` methods only read through the protocol.
+unsafe impl Sync for FlowTable {}
+
+impl FlowTable {
+    /// Maps `map` (an mmapable array of `buckets` `FlowBucket`s).
+    pub fn new(map: MapData, buckets: u32) -> Result<Self, FlowTableError> {
+        if !buckets.is_power_of_two() {
+            return Err(FlowTableError::Size(buckets));
+        }
+        let len = buckets as usize * size_of::<FlowBucket>();
+        // SAFETY: a fresh shared mapping of the map's fd over its whole
+        // value area (what BPF_F_MMAPABLE arrays allow); checked below.
+        let addr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                map.fd().as_fd().as_raw_fd(),
+                0,
+            )
+        };
+        if addr == libc::MAP_FAILED {
+            return Err(FlowTableError::Map {
+                buckets,
+                source: std::io::Error::last_os_error(),
+            });
+        }
+        let base = NonNull::new(addr.cast::<FlowBucket>()).ok_or(FlowTableError::Map {
+            buckets,
+            source: std::io::Error::other("mmap returned a null mapping"),
+        })?;
+        Ok(Self {
+            map,
+            base,
+            buckets,
+            len,
+        })
+    }
+
+    /// Buckets in the table.
+    pub fn buckets(&self) -> u32 {
+        self.buckets
+    }
+
+    /// Flows the table can hold.
+    pub fn capacity(&self) -> u64 {
+        u64::from(self.buckets) * FLOW_WAYS as u64
+    }
+
+    /// The map, for pinning.
+    pub fn map(&self) -> &MapData {
+        &self.map
+    }
+
+    fn bucket(&self, index: u32) -> *mut FlowBucket {
+        // SAFETY: `index` < buckets (masked by the callers), inside the
+        // mapping.
+        unsafe {
+            self.base
+                .as_ptr()
+                .add((index & (self.buckets - 1)) as usize)
+        }
+    }
+
+    fn bucket_of(&self, key: &FlowKey) -> (*mut FlowBucket, u32) {
+        let hash = flow_hash(key);
+        (self.bucket(bucket_index(hash, self.buckets - 1)), hash)
+    }
+
+    /// Every tracked flow, read bucket by bucket (each copy consistent;
+    /// the table changes while it is read).
+    pub fn iter(&self) -> impl Iterator<Item = (FlowKey, FlowEntry)> + '_ {
+        (0..self.buckets).flat_map(move |b| {
+            let bucket = self.bucket(b);
+            // SAFETY: a live bucket of the mapping.
+            (0..FLOW_WAYS).filter_map(move |way| {
+                unsafe { flow_table::read_way(bucket, way) }.map(|(key, seen)| (key, seen.entry))
+            })
+        })
+    }
+
+    /// Flows in the table now (a walk of the headers only).
+    pub fn count(&self) -> u64 {
+        (0..self.buckets)
+            .map(|b| {
+                let bucket = self.bucket(b);
+                (0..FLOW_WAYS)
+                    // SAFETY: a live bucket of the mapping.
+                    .filter(|&way| unsafe { flow_table::read_way(bucket, way) }.is_some())
+                    .count() as u64
+            })
+            .sum()
+    }
+
+    /// The entry of one flow, if tracked.
+    pub fn get(&self, key: &FlowKey) -> Option<FlowEntry> {
+        let (bucket, hash) = self.bucket_of(key);
+        // SAFETY: a live bucket of the mapping.
+        unsafe { flow_table::find(bucket, key, hash) }.map(|seen| seen.entry)
+    }
+
+    /// Puts a flow into the table (a replica from a peer): its entry
+    /// replaced if tracked, else inserted as an established flow last seen
+    /// at `entry.last_seen_ns`, evicting as the data plane would.
+    pub fn install(&self, key: &FlowKey, entry: &FlowEntry) -> Result<(), FlowTableError> {
+        let (bucket, hash) = self.bucket_of(key);
+        let entry = FlowEntry { hash, ..*entry };
+        let rank = rank_word(entry.last_seen_ns, class_of(entry.flags, true));
+        for _ in 0..4 {
+            // SAFETY: a live bucket of the mapping.
+            if let Some(seen) = unsafe { flow_table::find(bucket, key, hash) } {
+                // SAFETY: as above.
+                if unsafe { flow_table::rewrite(bucket, &seen, &entry, rank) } {
+                    return Ok(());
+                }
+                continue;
+            }
+            // SAFETY: as above.
+            match unsafe { flow_table::find_or_insert(bucket, key, hash, &entry, rank) } {
+                Placed::Inserted(_) => return Ok(()),
+                Placed::Found(_) | Placed::Contended => continue,
+            }
+        }
+        Err(FlowTableError::Contended)
+    }
+
+    /// Removes a flow; true if it was there.
+    pub fn remove(&self, key: &FlowKey) -> bool {
+        let (bucket, hash) = self.bucket_of(key);
+        // SAFETY: a live bucket of the mapping.
+        unsafe { flow_table::remove(bucket, key, hash) }
+    }
+}
+
+impl Drop for FlowTable {
+    fn drop(&mut self) {
+        // SAFETY: the mapping `new` made, unmapped once.
+        unsafe {
+            libc::munmap(self.base.as_ptr().cast(), self.len);
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! The bucket connection table (`FLOW_BUCKETS`) through the real program
+//! under BPF_PROG_TEST_RUN: two CPUs inserting the same flows at once
+//! leave each exactly once; a full bucket evicts closed flows, then
+//! half-open ones, before any established flow; lbd's own view of the
+//! table (the memory-mapped `FlowTable`) agrees with what the program
+//! inserted. Needs root and two CPUs.
+
+use std::{
+    collections::HashMap,
+    net::{IpAddr, Ipv4Addr},
+    sync::Barrier,
+};
+
+use aya::programs::{TestRun as _, TestRunOptions};
+use lb_common::{consts::names, flow_table::FLOW_WAYS, stats::Counter};
+use lb_tests::{
+    bench::xdp::pin_to_cpu,
+    packet::{self, Flow, Tcp, ACK, SYN},
+    testbed::{action, flow_key, vip4_tcp, Hook, TestBed, VIP4},
+};
+use lb_userspace::config::Protocol;
+
+/// Client flow `n` (distinct for every `n` below 65536).
+fn flow(n: u32) -> Flow {
+    Flow {
+        src: IpAddr::V4(Ipv4Addr::new(198, 19, (n >> 8) as u8, n as u8)),
+        dst: VIP4.parse().expect("addr"),
+        sport: 10_000 + (n % 50_000) as u16,
+        dport: 80,
+    }
+}
+
+/// FIN + ACK.
+const FIN_ACK: Tcp = Tcp { fin: true, ..ACK };
+
+/// Tracked flows by key, as lbd reads the table.
+fn tracked(bed: &TestBed) -> HashMap<lb_common::FlowKey, u32> {
+    let mut seen = HashMap::new();
+    for (key, entry) in bed.dataplane.flows() {
+        assert!(
+            seen.insert(key, entry.backend_id).is_none(),
+            "{key:?} is in the table twice"
+        );
+    }
+    seen
+}
+
+#[test]
+fn two_cpus_inserting_the_same_flows_leave_each_exactly_once() {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert!(
+        cpus >= 2,
+        "this test races two CPUs; the machine has {cpus}"
+    );
+    let vip = vip4_tcp();
+    // 65536 flows of room: no bucket overflows for the 2000 flows a round
+    // inserts, so none may be missing.
+    let mut bed =
+        TestBed::with_conntrack(std::slice::from_ref(&vip), Hook::Xdp, 65_536).expect("test bed");
+    const FLOWS: u32 = 2_000;
+    for round in 0..5u32 {
+        let frames: Vec<Vec<u8>> = (0..FLOWS)
+            .map(|n| packet::tcp(&flow(round * FLOWS + n), SYN, None, b""))
+            .collect();
+        let start = Barrier::new(2);
+        let program: &aya::programs::Xdp = bed.dataplane.program(names::PROG_LB).expect("program");
+        std::thread::scope(|scope| {
+            for cpu in 0..2 {
+                let (frames, start) = (&frames, &start);
+                scope.spawn(move || {
+                    pin_to_cpu(cpu).expect("pin");
+                    start.wait();
+                    for frame in frames {
+                        let mut out = vec![0u8; frame.len() + 64];
+                        let result = program
+                            .test_run(TestRunOptions {
+                                data_in: Some(frame),
+                                data_out: Some(&mut out),
+                                repeat: 1,
+                                ..TestRunOptions::default()
+                            })
+                            .expect("test run");
+                        assert_eq!(result.return_value, action::TX);
+                    }
+                });
+            }
+        });
+        let table = tracked(&bed);
+        for n in 0..FLOWS {
+            let f = flow(round * FLOWS + n);
+            let key = flow_key(&f, Protocol::Tcp);
+            let id = table
+                .get(&key)
+                .unwrap_or_else(|| panic!("round {round}: {f:?} was lost"));
+            assert_eq!(
+                *id,
+                bed.maglev_backend_id(&vip, &f).expect("backend"),
+                "round {round}: {f:?} pinned to another backend than Maglev's"
+            );
+        }
+        assert_eq!(table.len() as u32, (round + 1) * FLOWS, "round {round}");
+    }
+    let new = bed.counter(Counter::ConntrackNew).expect("counter");
+    let hit = bed.counter(Counter::ConntrackHit).expect("counter");
+    let failed = bed
+        .counter(Counter::ConntrackInsertFailed)
+        .expect("counter");
+    // Every one of the 2 × 10000 packets was counted once as one of these.
+    assert_eq!(new + hit + failed, 2 * 5 * u64::from(FLOWS));
+    println!("CONNTRACK RACE: 2 CPUs × {} SYNs of {} flows: {new} inserted (copies of a flow both CPUs inserted at once are settled to one), {hit} found, {failed} contended", 5 * FLOWS, 5 * FLOWS);
+}
+
+#[test]
+fn a_full_bucket_evicts_closed_then_half_open_flows_before_established_ones() {
+    let vip = vip4_tcp();
+    // The smallest table: one bucket of eight ways, so every flow meets
+    // every other.
+    let mut bed =
+        TestBed::with_conntrack(std::slice::from_ref(&vip), Hook::Xdp, 1).expect("test bed");
+    let run = |bed: &mut TestBed, f: &Flow, flags| {
+        let (verdict, _) = bed.run(&packet::tcp(f, flags, None, b"")).expect("run");
+        assert_eq!(verdict, action::TX);
+    };
+    let flows: Vec<Flow> = (0..12).map(flow).collect();
+    let key = |f: &Flow| flow_key(f, Protocol::Tcp);
+    // Ways 0..5: established (SYN, then the client's ACK); 6: closed
+    // (FIN seen); 7: half-open (SYN only).
+    for f in &flows[..6] {
+        run(&mut bed, f, SYN);
+        run(&mut bed, f, ACK);
+    }
+    run(&mut bed, &flows[6], SYN);
+    run(&mut bed, &flows[6], ACK);
+    run(&mut bed, &flows[6], FIN_ACK);
+    run(&mut bed, &flows[7], SYN);
+    assert_eq!(tracked(&bed).len(), FLOW_WAYS);
+    // A new established flow takes the closed flow's way, the next the
+    // half-open flow's: the established ones stay.
+    run(&mut bed, &flows[8], ACK);
+    let table = tracked(&bed);
+    assert!(
+        !table.contains_key(&key(&flows[6])),
+        "the closed flow stayed"
+    );
+    assert!(
+        table.contains_key(&key(&flows[7])),
+        "the half-open flow went first"
+    );
+    run(&mut bed, &flows[9], ACK);
+    let table = tracked(&bed);
+    assert!(
+        !table.contains_key(&key(&flows[7])),
+        "the half-open flow stayed"
+    );
+    for f in flows[..6].iter().chain(&flows[8..10]) {
+        assert!(table.contains_key(&key(f)), "{f:?} was evicted");
+    }
+    // Only established flows left: the least recently seen goes (flows
+    // 0..5 were seen in the same tick, so one of them).
+    run(&mut bed, &flows[10], ACK);
+    let table = tracked(&bed);
+    assert_eq!(table.len(), FLOW_WAYS);
+    assert!(table.contains_key(&key(&flows[10])));
+    assert!(table.contains_key(&key(&flows[8])) && table.contains_key(&key(&flows[9])));
+    assert_eq!(
+        flows[..6]
+            .iter()
+            .filter(|f| table.contains_key(&key(f)))
+            .count(),
+        5
+    );
+    assert_eq!(
+        bed.counter(Counter::ConntrackInsertFailed)
+            .expect("counter"),
+        0
+    );
+}
