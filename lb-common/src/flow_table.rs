@@ -67,8 +67,14 @@ pub const HALF_OPEN_IDLE_TICKS: u32 = (10_000_000_000u64 >> TICK_SHIFT) as u32;
 /// established timeout) is expired: evicted before any live flow.
 pub const ESTABLISHED_IDLE_TICKS: u32 = (900_000_000_000u64 >> TICK_SHIFT) as u32;
 
-/// Rounds of scan-and-claim an insert tries before it gives up (every
-/// round lost a race to another writer of the same bucket).
+/// Rounds of scan-and-claim an insert tries before it gives up as
+/// `Contended` (the packet goes untracked, its flow's next packet inserts
+/// it). One: each more round multiplies the BPF verifier's work (two or
+/// three rounds took it from ~220 k to over 750 k instructions), and a
+/// lost race needs two CPUs claiming the same way of one bucket within
+/// the same few nanoseconds (about 2 % of the packets when two CPUs insert
+/// the very same flows in lockstep, `tests/tests/conntrack_table.rs`).
+/// Callers in userspace retry themselves.
 const CLAIM_ROUNDS: usize = 1;
 
 /// One way's key and value: one cache line.
@@ -713,22 +719,24 @@ mod tests {
                     let table = Arc::clone(&table);
                     std::thread::spawn(move || {
                         let base = table.as_ptr() as *mut FlowBucket;
-                        for n in 0..FLOWS {
-                            let k = key(round * FLOWS + n);
-                            let h = flow_hash(&k);
-                            let bucket =
-                                unsafe { base.add(bucket_index(h, BUCKETS as u32 - 1) as usize) };
-                            let rank = rank_word(u64::from(n) << TICK_SHIFT, CLASS_ESTABLISHED);
-                            let placed =
-                                unsafe { find_or_insert(bucket, &k, h, &entry(cpu + 1), rank) };
-                            assert_ne!(placed, Placed::Contended);
-                        }
+                        (0..FLOWS)
+                            .map(|n| {
+                                let k = key(round * FLOWS + n);
+                                let h = flow_hash(&k);
+                                let bucket = unsafe {
+                                    base.add(bucket_index(h, BUCKETS as u32 - 1) as usize)
+                                };
+                                let rank = rank_word(u64::from(n) << TICK_SHIFT, CLASS_ESTABLISHED);
+                                unsafe { find_or_insert(bucket, &k, h, &entry(cpu + 1), rank) }
+                            })
+                            .collect::<Vec<Placed>>()
                     })
                 })
                 .collect();
-            for racer in racers {
-                racer.join().expect("racer");
-            }
+            let results: Vec<Vec<Placed>> = racers
+                .into_iter()
+                .map(|racer| racer.join().expect("racer"))
+                .collect();
             let base = table.as_ptr() as *mut FlowBucket;
             let mut seen = Vec::new();
             for b in 0..BUCKETS {
@@ -743,20 +751,29 @@ mod tests {
             seen.dedup();
             assert_eq!(len, seen.len(), "round {round}: a flow was inserted twice");
             // 300 flows in 512 ways: a bucket that overflows evicts, so
-            // count only that no flow is held twice and every bucket that
-            // did not overflow holds all of its flows.
+            // count only that no flow is held twice and that, in every
+            // bucket that did not overflow, each flow one of the threads
+            // placed (inserted or found; `Contended` forwards a packet
+            // untracked, which the contract allows) is there.
             for b in 0..BUCKETS {
                 let mine: Vec<u32> = (0..FLOWS)
-                    .map(|n| round * FLOWS + n)
-                    .filter(|n| bucket_index(flow_hash(&key(*n)), BUCKETS as u32 - 1) as usize == b)
+                    .filter(|n| {
+                        bucket_index(flow_hash(&key(round * FLOWS + n)), BUCKETS as u32 - 1)
+                            as usize
+                            == b
+                    })
                     .collect();
-                if mine.len() <= FLOW_WAYS {
-                    for n in mine {
-                        assert!(
-                            seen.binary_search(&n).is_ok(),
-                            "round {round}: flow {n} lost"
-                        );
-                    }
+                if mine.len() > FLOW_WAYS {
+                    continue;
+                }
+                for n in mine {
+                    let placed = results
+                        .iter()
+                        .any(|r| !matches!(r[n as usize], Placed::Contended));
+                    assert!(
+                        !placed || seen.binary_search(&(round * FLOWS + n)).is_ok(),
+                        "round {round}: flow {n} lost"
+                    );
                 }
             }
         }

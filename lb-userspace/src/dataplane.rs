@@ -33,6 +33,7 @@ use crate::{
     conntrack_kind::{self, ConntrackKind},
     ebpf_object::EBPF_OBJECT,
     flow_table::FlowTable,
+    legacy_table::LegacyTable,
     nat_maps::NatMaps,
     pinning::{PinDir, PinError, PINNED_MAPS, STATE_MAPS},
 };
@@ -252,6 +253,8 @@ pub struct Dataplane {
     attached: Option<(String, Attachment)>,
     pins: Option<PinDir>,
     adopted: bool,
+    /// A previous lbd's kernel-map connection table being carried over.
+    legacy: Option<LegacyTable>,
 }
 
 macro_rules! take_map {
@@ -329,9 +332,11 @@ impl Dataplane {
         loader.override_global(names::GLOBAL_CONNTRACK_DESIGN, &design, true);
         loader.override_global(names::GLOBAL_FLOW_BUCKET_MASK, &bucket_mask, true);
         let mut adopted = false;
+        let mut legacy = None;
         if let Some(pins) = &options.pins {
             pins.prepare()?;
-            adopted = check_pins(pins, &object, &resized)?;
+            legacy = LegacyTable::open(pins, kind);
+            adopted = check_pins(pins, &object, &resized, legacy.is_some())?;
             for name in PINNED_MAPS {
                 loader.map_pin_path(name, pins.map_path(name));
             }
@@ -351,7 +356,7 @@ impl Dataplane {
             .map_err(|e| program_error("loading", names::PROG_TC_LB, e))?;
         // `tc_hc_encap` is loaded by the engine when a check first goes
         // through a tunnel: a node without such checks never depends on it.
-        Ok(Self {
+        let mut dataplane = Self {
             vips: take_map!(ebpf, names::MAP_VIPS),
             maglev: take_map!(ebpf, names::MAP_MAGLEV),
             backends: take_map!(ebpf, names::MAP_BACKENDS),
@@ -374,7 +379,45 @@ impl Dataplane {
             attached: None,
             pins: options.pins.clone(),
             adopted,
-        })
+            legacy,
+        };
+        dataplane.carry_legacy_flows("loaded");
+        Ok(dataplane)
+    }
+
+    /// Copies the flows of a previous lbd's kernel-map table into the
+    /// bucket table (see `legacy_table`); after the swap (`done`), closes
+    /// the old table.
+    fn carry_legacy_flows(&mut self, phase: &str) {
+        let Some(legacy) = &mut self.legacy else {
+            return;
+        };
+        let FlowStore::Buckets(table) = &self.flows else {
+            return;
+        };
+        let flows = legacy.flows();
+        let mut failed = 0u64;
+        for (key, entry) in &flows {
+            if table.install(key, entry).is_err() {
+                failed += 1;
+            }
+        }
+        legacy.copied += flows.len() as u64 - failed;
+        info!(
+            phase,
+            flows = flows.len(),
+            failed,
+            "flows carried over from the previous lbd's connection table"
+        );
+    }
+
+    /// The second pass of `carry_legacy_flows`, once this lbd's program
+    /// runs on the interface: the old program no longer adds flows.
+    fn finish_legacy_flows(&mut self) {
+        if self.legacy.is_some() {
+            self.carry_legacy_flows("swapped");
+            self.legacy = None;
+        }
     }
 
     /// Copy `copy` of VIP `vip_id`'s table as the map holds it (`size`
@@ -445,6 +488,17 @@ impl Dataplane {
         mode: ConfigXdpMode,
         running_program: Option<u32>,
     ) -> Result<Option<ConfigXdpMode>> {
+        let used = self.attach_xdp(interface, mode, running_program)?;
+        self.finish_legacy_flows();
+        Ok(used)
+    }
+
+    fn attach_xdp(
+        &mut self,
+        interface: &str,
+        mode: ConfigXdpMode,
+        running_program: Option<u32>,
+    ) -> Result<Option<ConfigXdpMode>> {
         if let Some(path) = self.pins.as_ref().map(|p| p.link_path(interface)) {
             if let Some(link) = self.take_over_link(&path, interface, running_program)? {
                 self.attached = Some((interface.to_owned(), link));
@@ -485,6 +539,12 @@ impl Dataplane {
     /// clsact + cls_bpf with a warning: that attachment cannot be pinned,
     /// so the program then goes with this lbd.
     pub fn attach_tc(&mut self, interface: &str, running: &[u32]) -> Result<Hooked> {
+        let hooked = self.attach_tc_ingress(interface, running)?;
+        self.finish_legacy_flows();
+        Ok(hooked)
+    }
+
+    fn attach_tc_ingress(&mut self, interface: &str, running: &[u32]) -> Result<Hooked> {
         if let Some(path) = self.pins.as_ref().map(|p| p.tc_link_path(interface)) {
             if let Some(link) = self.take_over_tc_link(&path, interface, running)? {
                 self.attached = Some((interface.to_owned(), link));
@@ -853,7 +913,14 @@ impl Drop for Dataplane {
 /// sizes need. Incompatible pins are removed (logged): the map is created
 /// afresh. The state maps go together: if any of them cannot be adopted,
 /// none is. Returns whether the state maps are adopted.
-fn check_pins(pins: &PinDir, object: &[u8], resized: &[(&str, u32)]) -> Result<bool> {
+/// `fresh_table`: the connection table is being carried over from an older
+/// design (`legacy_table`), so its maps are not required for adoption.
+fn check_pins(
+    pins: &PinDir,
+    object: &[u8],
+    resized: &[(&str, u32)],
+    fresh_table: bool,
+) -> Result<bool> {
     let parsed =
         aya_obj::Object::parse(object).map_err(|e| DataplaneError::Parse(e.to_string()))?;
     let mut mismatched = Vec::new();
@@ -894,7 +961,11 @@ fn check_pins(pins: &PinDir, object: &[u8], resized: &[(&str, u32)]) -> Result<b
             mismatched.push(name);
         }
     }
-    let adopt = STATE_MAPS.iter().all(|name| present.contains(name));
+    let table = [names::MAP_CONNTRACK, names::MAP_FLOW_BUCKETS];
+    let adopt = STATE_MAPS
+        .iter()
+        .filter(|name| !(fresh_table && table.contains(name)))
+        .all(|name| present.contains(name));
     if !adopt {
         for name in STATE_MAPS {
             if present.contains(&name) {

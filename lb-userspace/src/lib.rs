@@ -14,6 +14,7 @@ pub(crate) mod ebpf_object;
 pub mod flow_table;
 pub(crate) mod health;
 pub mod import;
+mod legacy_table;
 pub mod logging;
 pub mod mac;
 pub mod maglev;

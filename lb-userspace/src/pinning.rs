@@ -122,7 +122,7 @@ impl PinDir {
     }
 
     /// Where map `name` is pinned.
-    pub(crate) fn map_path(&self, name: &str) -> PathBuf {
+    pub fn map_path(&self, name: &str) -> PathBuf {
         self.maps_dir().join(name)
     }
 

@@ -1212,10 +1212,10 @@ pub fn sweep_stale_labs() {
 /// Where the labs' lbds pin their data planes: a BPF filesystem of its
 /// own, outside /sys, because `ip netns exec` mounts a fresh /sys for the
 /// process it runs (a pin under /sys/fs/bpf would vanish with lbd).
-const BPFFS: &str = "/run/lbt-bpffs";
+pub const BPFFS: &str = "/run/lbt-bpffs";
 
 /// Mounts the labs' BPF filesystem if it is not mounted yet.
-fn ensure_bpffs() -> anyhow::Result<()> {
+pub fn ensure_bpffs() -> anyhow::Result<()> {
     let mounts = fs::read_to_string("/proc/self/mounts")?;
     if mounts
         .lines()

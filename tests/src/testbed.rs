@@ -15,7 +15,7 @@ use lb_common::{
 };
 use lb_userspace::{
     config::{BackendConfig, Protocol, VipConfig},
-    dataplane::{Dataplane, MapSizes, MapWriter as _},
+    dataplane::{Dataplane, LoadOptions, MapSizes, MapWriter as _},
     mac::Mac,
     reconcile::{addr_words, Balancer, DesiredVip, VipId},
 };
@@ -132,13 +132,23 @@ impl TestBed {
 
     /// As `with_hook`, with a connection table of `conntrack` flows.
     pub fn with_conntrack(vips: &[VipConfig], hook: Hook, conntrack: u32) -> anyhow::Result<Self> {
+        Self::with_options(vips, hook, conntrack, &LoadOptions::default())
+    }
+
+    /// As `with_conntrack`, loaded with `options` (a table design, pins).
+    pub fn with_options(
+        vips: &[VipConfig],
+        hook: Hook,
+        conntrack: u32,
+        options: &LoadOptions,
+    ) -> anyhow::Result<Self> {
         let sizes = MapSizes {
             max_vips: 4,
             conntrack,
             nat_flows: lb_common::consts::NAT_FLOWS_SIZE_DEFAULT,
         };
-        let mut dataplane =
-            Dataplane::load(sizes).context("loading the XDP object (are you root?)")?;
+        let mut dataplane = Dataplane::load_with(sizes, options)
+            .context("loading the XDP object (are you root?)")?;
         dataplane.set_config(&LbConfig {
             iface_mac: LB_MAC,
             flags: 0,

@@ -3,7 +3,8 @@
 //! leave each exactly once; a full bucket evicts closed flows, then
 //! half-open ones, before any established flow; lbd's own view of the
 //! table (the memory-mapped `FlowTable`) agrees with what the program
-//! inserted. Needs root and two CPUs.
+//! inserted; an upgrade from the shared-LRU table carries its flows over.
+//! Needs root and two CPUs.
 
 use std::{
     collections::HashMap,
@@ -18,7 +19,7 @@ use lb_tests::{
     packet::{self, Flow, Tcp, ACK, SYN},
     testbed::{action, flow_key, vip4_tcp, Hook, TestBed, VIP4},
 };
-use lb_userspace::config::Protocol;
+use lb_userspace::{config::Protocol, conntrack_kind::ConntrackKind, dataplane::LoadOptions};
 
 /// Client flow `n` (distinct for every `n` below 65536).
 fn flow(n: u32) -> Flow {
@@ -174,4 +175,53 @@ fn a_full_bucket_evicts_closed_then_half_open_flows_before_established_ones() {
             .expect("counter"),
         0
     );
+}
+
+#[test]
+fn an_upgrade_from_the_lru_table_carries_its_flows_over() {
+    lb_tests::lab::ensure_bpffs().expect("bpffs");
+    let dir = std::path::Path::new(lb_tests::lab::BPFFS)
+        .join(format!("lbtct{}-upgrade", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let pins = lb_userspace::pinning::PinDir::new(&dir);
+    let vip = vip4_tcp();
+    let flows: Vec<Flow> = (0..100).map(flow).collect();
+    // The previous release: the shared LRU table, its flows inserted by
+    // its program.
+    let mut pinned = HashMap::new();
+    {
+        let options = LoadOptions {
+            conntrack_kind: ConntrackKind::Lru,
+            pins: Some(pins.clone()),
+        };
+        let mut old = TestBed::with_options(std::slice::from_ref(&vip), Hook::Xdp, 4096, &options)
+            .expect("old data plane");
+        for f in &flows {
+            let (verdict, _) = old.run(&packet::tcp(f, SYN, None, b"")).expect("run");
+            assert_eq!(verdict, action::TX);
+        }
+        for (key, entry) in old.dataplane.flows() {
+            pinned.insert(key, entry.backend_id);
+        }
+        assert_eq!(pinned.len(), flows.len());
+    }
+    // That release had no bucket table to pin.
+    std::fs::remove_file(pins.map_path(names::MAP_FLOW_BUCKETS)).expect("unpin");
+    let new = lb_userspace::dataplane::Dataplane::load_with(
+        lb_userspace::dataplane::MapSizes {
+            max_vips: 4,
+            conntrack: 4096,
+            nat_flows: lb_common::consts::NAT_FLOWS_SIZE_DEFAULT,
+        },
+        &LoadOptions {
+            conntrack_kind: ConntrackKind::Buckets,
+            pins: Some(pins.clone()),
+        },
+    )
+    .expect("new data plane");
+    assert!(new.adopted(), "the VIPs, backends and tables are adopted");
+    let carried: HashMap<_, _> = new.flows().map(|(k, e)| (k, e.backend_id)).collect();
+    assert_eq!(carried, pinned, "every flow keeps its backend");
+    drop(new);
+    let _ = std::fs::remove_dir_all(&dir);
 }
