@@ -54,10 +54,13 @@ fn two_cpus_inserting_the_same_flows_leave_each_exactly_once() {
         "this test races two CPUs; the machine has {cpus}"
     );
     let vip = vip4_tcp();
-    // 65536 flows of room: no bucket overflows for the 2000 flows a round
-    // inserts, so none may be missing.
+    // Room for 262144 flows (32768 buckets): the fullest bucket gets 6 of
+    // the 10000 flows of all rounds, so even with the transient second copy
+    // of a flow both CPUs insert at once none fills, and none may be
+    // missing. (With 8192 buckets one gets 8 of them, and a full bucket
+    // rightly evicts its least recently seen flow.)
     let mut bed =
-        TestBed::with_conntrack(std::slice::from_ref(&vip), Hook::Xdp, 65_536).expect("test bed");
+        TestBed::with_conntrack(std::slice::from_ref(&vip), Hook::Xdp, 262_144).expect("test bed");
     const FLOWS: u32 = 2_000;
     for round in 0..5u32 {
         let frames: Vec<Vec<u8>> = (0..FLOWS)
