@@ -750,11 +750,13 @@ mod tests {
             let len = seen.len();
             seen.dedup();
             assert_eq!(len, seen.len(), "round {round}: a flow was inserted twice");
-            // 300 flows in 512 ways: a bucket that overflows evicts, so
-            // count only that no flow is held twice and that, in every
-            // bucket that did not overflow, each flow one of the threads
-            // placed (inserted or found; `Contended` forwards a packet
-            // untracked, which the contract allows) is there.
+            // 300 flows in 512 ways: a bucket that fills evicts, so count
+            // only that no flow is held twice and that, in every bucket of
+            // at most seven of the flows (which never fills: the only extra
+            // way in use is the transient second copy of the one flow both
+            // threads insert at once), each flow one of the threads placed
+            // (inserted or found; `Contended` forwards a packet untracked,
+            // which the contract allows) is there.
             for b in 0..BUCKETS {
                 let mine: Vec<u32> = (0..FLOWS)
                     .filter(|n| {
@@ -763,7 +765,7 @@ mod tests {
                             == b
                     })
                     .collect();
-                if mine.len() > FLOW_WAYS {
+                if mine.len() >= FLOW_WAYS {
                     continue;
                 }
                 for n in mine {
