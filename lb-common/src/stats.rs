@@ -27,7 +27,9 @@ pub enum Counter {
     DropNoBackend = 6,
     /// Event: a tracked flow found its backend in the connection table.
     ConntrackHit = 7,
-    /// Event: a flow new to the connection table was hashed and inserted.
+    /// Event: a flow new to the connection table was hashed and inserted
+    /// (a flow two CPUs insert at the same moment counts on both; the
+    /// table keeps one copy).
     ConntrackNew = 8,
     /// Event: a tracked flow's backend was gone, so it was hashed again.
     ConntrackRehash = 9,
