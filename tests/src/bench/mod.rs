@@ -11,6 +11,7 @@ pub mod maglev;
 pub mod memory;
 pub mod nat;
 pub mod report;
+pub mod report_conntrack;
 pub mod settle;
 pub mod sync_mesh;
 pub mod template;

@@ -11,8 +11,10 @@ use lb_userspace::conntrack_kind::ConntrackKind;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    xdp::{cases, possible_cpus, run_case, Bench, Case, COMPARED, CONNTRACK, NEW_V4, NEW_V6,
-        TRACKED_V4, XDP_TX},
+    xdp::{
+        cases, possible_cpus, run_case, Bench, Case, COMPARED, CONNTRACK, NEW_V4, NEW_V6,
+        TRACKED_V4, XDP_TX,
+    },
     Spread,
 };
 
@@ -201,10 +203,7 @@ pub fn by_capacity(rounds: u32) -> anyhow::Result<Vec<CapacityResult>> {
     for capacity in [65_536u32, CONNTRACK, 4 * 1024 * 1024, 8 * 1024 * 1024] {
         let repeat = (capacity / 2).min(100_000);
         for kind in COMPARED {
-            eprintln!(
-                "bench: {} of {capacity} entries",
-                kind.label()
-            );
+            eprintln!("bench: {} of {capacity} entries", kind.label());
             let mut bench = Bench::new(capacity, kind)?;
             let new_flow_v4 = run_case(&mut bench, &case, repeat, rounds, true)?;
             out.push(CapacityResult {

@@ -9,7 +9,7 @@
 
 use std::{
     collections::BTreeMap,
-    path::{Path, PathBuf},
+    path::Path,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
@@ -147,7 +147,9 @@ impl Recorder {
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .context("starting perf (Debian package linux-perf; `cargo xtask setup` installs it)")?;
+            .context(
+                "starting perf (Debian package linux-perf; `cargo xtask setup` installs it)",
+            )?;
         // perf needs a moment to open its events; an early exit is a refusal.
         std::thread::sleep(Duration::from_millis(500));
         if let Some(status) = child.try_wait()? {
@@ -188,7 +190,7 @@ impl Drop for Recorder {
     }
 }
 
-fn profile(kind: ConntrackKind, data: &PathBuf) -> anyhow::Result<DesignProfile> {
+fn profile(kind: ConntrackKind, data: &Path) -> anyhow::Result<DesignProfile> {
     eprintln!("bench: profiling a new flow on {} with perf", kind.label());
     let case = cases()
         .into_iter()
@@ -267,7 +269,9 @@ pub fn count_samples(script: &str) -> (u64, BTreeMap<String, u64>) {
 }
 
 /// A JIT-ed program's symbol `bpf_prog_<16 hex tag>_<name>` as
-/// `<name> (BPF)`; anything else as it is.
+/// `<name> (BPF)`; a subprogram the kernel lists without a name (`F`) as
+/// `F <tag> (BPF)`, its tag (a hash of its
+/// code) telling subprograms apart; anything else as it is.
 fn symbol_name(sym: &str) -> String {
     sym.strip_prefix("bpf_prog_")
         .and_then(|rest| {
@@ -275,7 +279,11 @@ fn symbol_name(sym: &str) -> String {
             let name = name.strip_prefix('_')?;
             tag.bytes()
                 .all(|b| b.is_ascii_hexdigit())
-                .then(|| format!("{} (BPF)", if name.is_empty() { "?" } else { name }))
+                .then(|| match name {
+                    "F" => format!("F {} (BPF)", &tag[..8]),
+                    "" => format!("{tag} (BPF)"),
+                    _ => format!("{name} (BPF)"),
+                })
         })
         .unwrap_or_else(|| sym.to_owned())
 }
@@ -315,6 +323,22 @@ mod tests {
         assert_eq!(by.get("xdp_lb (BPF)"), Some(&1));
         assert_eq!(by.get("htab_lru_map_update_elem"), Some(&1));
         assert_eq!(by.get("pv_native_safe_halt"), None);
+    }
+
+    #[test]
+    fn unnamed_subprograms_keep_their_tag() {
+        assert_eq!(
+            symbol_name("bpf_prog_0123456789abcdef_F"),
+            "F 01234567 (BPF)"
+        );
+        assert_eq!(
+            symbol_name("bpf_prog_0123456789abcdef_xdp_lb"),
+            "xdp_lb (BPF)"
+        );
+        assert_eq!(
+            symbol_name("bpf_prog_run_pin_on_cpu"),
+            "bpf_prog_run_pin_on_cpu"
+        );
     }
 
     #[test]
