@@ -314,8 +314,15 @@ pub fn profile(out: &mut String, profile: &ProfileResults) {
     for d in &profile.designs {
         let _ = writeln!(
             out,
-            "**{}** — {}, table of {} entries: {:.1} ns per packet (median; {:.1}–{:.1}), {} samples.\n",
-            d.design, d.case, d.capacity, d.ns_per_packet.median, d.ns_per_packet.min, d.ns_per_packet.max, d.samples
+            "**{}** — {}, table of {} entries holding {} other flows: {:.1} ns per packet (median; {:.1}–{:.1}), {} samples.\n",
+            d.design,
+            d.case,
+            d.capacity,
+            d.prefill,
+            d.ns_per_packet.median,
+            d.ns_per_packet.min,
+            d.ns_per_packet.max,
+            d.samples
         );
         let _ = writeln!(out, "| function | share of samples | ≈ ns per packet |");
         let _ = writeln!(out, "|---|---:|---:|");

@@ -246,7 +246,7 @@ impl Bench {
 
     /// Fills the connection table with `count` flows unrelated to the
     /// cases' packets.
-    fn prefill(&mut self, count: u32) -> anyhow::Result<()> {
+    pub(crate) fn prefill(&mut self, count: u32) -> anyhow::Result<()> {
         // Seen now: a bucket table evicts long-idle flows first, and these
         // stand for live ones.
         let now = monotonic_ns();
@@ -408,6 +408,12 @@ pub fn pin_to_cpu(cpu: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The new-flow v4 case's flow with ACK instead of SYN (the same varied
+/// field, so a replayed round sends the ACKs of a SYN round's flows).
+pub(crate) fn ack_frame() -> Vec<u8> {
+    packet::tcp(&flow("198.18.0.10", VIP4, 80), ACK, None, b"")
+}
+
 /// CLOCK_MONOTONIC in ns: the clock `bpf_ktime_get_coarse_ns` reads.
 fn monotonic_ns() -> u64 {
     // SAFETY: a zeroed timespec is valid; the call only writes it.
@@ -420,12 +426,12 @@ fn monotonic_ns() -> u64 {
 impl Bench {
     /// The wrapper's run counter: the value the next varied run adds one
     /// to (so the flows a round creates follow from it).
-    fn runs(&mut self) -> anyhow::Result<u32> {
+    pub(crate) fn runs(&mut self) -> anyhow::Result<u32> {
         Ok(self.runs_map()?.get(&0, 0)?)
     }
 
     /// Sets the wrapper's run counter (to replay a round's flows).
-    fn set_runs(&mut self, value: u32) -> anyhow::Result<()> {
+    pub(crate) fn set_runs(&mut self, value: u32) -> anyhow::Result<()> {
         self.runs_map()?.set(0, value, 0)?;
         Ok(())
     }
@@ -495,7 +501,7 @@ fn run_connection(
         .into_iter()
         .find(|c| c.name == NEW_V4)
         .ok_or_else(|| anyhow!("no case {NEW_V4}"))?;
-    let ack_frame = packet::tcp(&flow("198.18.0.10", VIP4, 80), ACK, None, b"");
+    let ack_frame = ack_frame();
     let mut lost = 0;
     let mut ns = Vec::new();
     let want = u64::from(repeat);

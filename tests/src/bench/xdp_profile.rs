@@ -19,7 +19,7 @@ use lb_userspace::conntrack_kind::ConntrackKind;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    xdp::{cases, pin_to_cpu, Bench, COMPARED, CONNTRACK, NEW_V4},
+    xdp::{ack_frame, cases, pin_to_cpu, Bench, COMPARED, CONNTRACK, NEW_V4},
     Spread,
 };
 
@@ -43,6 +43,9 @@ pub struct DesignProfile {
     pub case: String,
     /// Table capacity.
     pub capacity: u32,
+    /// Other flows in the table.
+    #[serde(default)]
+    pub prefill: u64,
     /// ns per packet over the profiled rounds (perf running).
     pub ns_per_packet: Spread,
     /// Samples inside BPF_PROG_TEST_RUN.
@@ -91,7 +94,7 @@ fn perf_args(data: &Path) -> Vec<String> {
     .collect()
 }
 
-/// Profiles the new-flow case on each `COMPARED` design.
+/// Profiles each `Scenario` on each `COMPARED` design.
 pub fn run() -> anyhow::Result<ProfileResults> {
     std::thread::spawn(|| {
         pin_to_cpu(0)?;
@@ -104,13 +107,16 @@ pub fn run() -> anyhow::Result<ProfileResults> {
 fn run_pinned() -> anyhow::Result<ProfileResults> {
     let data = std::env::temp_dir().join(format!("lb-bench-perf-{}.data", std::process::id()));
     let command = format!(
-        "perf {} (while the runner, pinned to CPU 0, loops over rounds of {REPEAT} new flows for {} s); perf script -F ip,sym",
+        "perf {} (while the runner, pinned to CPU 0, loops over the case's rounds for {} s); perf script -F ip,sym",
         perf_args(Path::new("perf.data")).join(" "),
         SAMPLE_FOR.as_secs()
     );
     let mut designs = Vec::new();
-    for kind in COMPARED {
-        match profile(kind, &data) {
+    for (scenario, kind) in Scenario::ALL
+        .into_iter()
+        .flat_map(|s| COMPARED.map(|k| (s, k)))
+    {
+        match profile(kind, scenario, &data) {
             Ok(p) => designs.push(p),
             Err(e) => {
                 let _ = std::fs::remove_file(&data);
@@ -190,20 +196,75 @@ impl Drop for Recorder {
     }
 }
 
-fn profile(kind: ConntrackKind, data: &Path) -> anyhow::Result<DesignProfile> {
-    eprintln!("bench: profiling a new flow on {} with perf", kind.label());
+/// What a profile runs on CPU 0 while perf samples.
+#[derive(Debug, Clone, Copy)]
+enum Scenario {
+    /// New v4 flows into an empty table of lbd's default size (rounds of
+    /// `REPEAT`, each from an empty table).
+    NewFlow,
+    /// ACKs of `ACK_FLOWS` flows whose SYNs went in before perf started,
+    /// round after round (the first round moves them from half-open to
+    /// established), in an 8 M-entry table holding 1 M other flows: a
+    /// tracked flow whose entry is not in the caches, as the ACK half of
+    /// the connection case's prefilled row.
+    ColdAck,
+}
+
+/// Flows the `ColdAck` rounds walk.
+const ACK_FLOWS: u32 = 100_000;
+/// The `ColdAck` table and its other flows.
+const COLD_TABLE: u32 = 8 * 1024 * 1024;
+const COLD_PREFILL: u32 = 1_000_000;
+
+impl Scenario {
+    const ALL: [Scenario; 2] = [Scenario::NewFlow, Scenario::ColdAck];
+
+    fn describe(self) -> &'static str {
+        match self {
+            Self::NewFlow => NEW_V4,
+            Self::ColdAck => {
+                "TCP ACK v4 over 100000 distinct tracked flows in turn (entries not cached)"
+            }
+        }
+    }
+}
+
+fn profile(kind: ConntrackKind, scenario: Scenario, data: &Path) -> anyhow::Result<DesignProfile> {
+    eprintln!(
+        "bench: profiling {} on {} with perf",
+        scenario.describe(),
+        kind.label()
+    );
     let case = cases()
         .into_iter()
         .find(|c| c.name == NEW_V4)
         .ok_or_else(|| anyhow!("no case {NEW_V4}"))?;
-    let mut bench = Bench::new(CONNTRACK, kind)?;
+    let (capacity, prefill) = match scenario {
+        Scenario::NewFlow => (CONNTRACK, 0),
+        Scenario::ColdAck => (COLD_TABLE, COLD_PREFILL),
+    };
+    let mut bench = Bench::new(capacity, kind)?;
+    bench.prefill(prefill)?;
     bench.prepare(case.target, &case.frame, case.vary_offset)?;
     bench.measure(&case.frame, 1000, 1, case.action, true)?;
+    let ack = ack_frame();
+    if let Scenario::ColdAck = scenario {
+        bench.set_runs(0)?;
+        bench.measure(&case.frame, ACK_FLOWS, 1, case.action, false)?;
+        bench.prepare(case.target, &ack, case.vary_offset)?;
+    }
     let recorder = Recorder::start(data)?;
     let started = Instant::now();
     let mut ns = Vec::new();
     while started.elapsed() < SAMPLE_FOR {
-        ns.extend(bench.measure(&case.frame, REPEAT, 1, case.action, true)?);
+        let round = match scenario {
+            Scenario::NewFlow => bench.measure(&case.frame, REPEAT, 1, case.action, true)?,
+            Scenario::ColdAck => {
+                bench.set_runs(0)?;
+                bench.measure(&ack, ACK_FLOWS, 1, case.action, false)?
+            }
+        };
+        ns.extend(round);
     }
     recorder.stop()?;
     let ns_per_packet = Spread::of(&ns);
@@ -213,8 +274,9 @@ fn profile(kind: ConntrackKind, data: &Path) -> anyhow::Result<DesignProfile> {
     }
     let rows = top_rows(&by_symbol, samples, ns_per_packet.median);
     eprintln!(
-        "bench: {} samples in the test run; top: {}",
+        "bench: {} samples in the test run, {:.1} ns per packet; top: {}",
         samples,
+        ns_per_packet.median,
         rows.iter()
             .take(4)
             .map(|r| format!("{} {:.0} %", r.symbol, r.share_pct))
@@ -223,8 +285,9 @@ fn profile(kind: ConntrackKind, data: &Path) -> anyhow::Result<DesignProfile> {
     );
     Ok(DesignProfile {
         design: kind.label().to_owned(),
-        case: NEW_V4.to_owned(),
-        capacity: CONNTRACK,
+        case: scenario.describe().to_owned(),
+        capacity,
+        prefill: u64::from(prefill),
         ns_per_packet,
         samples,
         rows,
