@@ -147,6 +147,8 @@ impl Recorder {
         if kallsyms.trim() != "1" {
             bail!("net.core.bpf_jit_kallsyms is {}: JIT-ed programs have no symbols for perf (set it to 1)", kallsyms.trim());
         }
+        // perf keeps an existing file as `<file>.old`: none to keep.
+        let _ = std::fs::remove_file(data);
         let mut child = Command::new("perf")
             .args(perf_args(data))
             .stdin(Stdio::null())
