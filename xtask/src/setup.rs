@@ -22,7 +22,8 @@ use crate::cmd::{command, exec, output};
 /// active-active lab (issue 14: lbd writes its routes, BIRD announces them,
 /// the router's BIRD merges them into ECMP routes); dpkg-dev (its
 /// dpkg-shlibdeps), binutils (strip), man-db and systemd (systemd-analyze,
-/// nothing started) for building and checking the Debian package. Their packaged
+/// nothing started) for building and checking the Debian package; perf
+/// (`linux-perf`) for the benchmark's profile of the XDP program (issue 16). Their packaged
 /// services need not be stopped: the lab's own instances listen only
 /// inside its namespaces and keep their sockets in the run's directory.
 const PACKAGES: &[&str] = &[
@@ -44,6 +45,7 @@ const PACKAGES: &[&str] = &[
     "binutils",
     "man-db",
     "systemd",
+    "linux-perf",
 ];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 

@@ -11,11 +11,14 @@ pub mod maglev;
 pub mod memory;
 pub mod nat;
 pub mod report;
+pub mod report_conntrack;
 pub mod settle;
 pub mod sync_mesh;
 pub mod template;
 pub mod tunnel;
 pub mod xdp;
+pub mod xdp_designs;
+pub mod xdp_profile;
 
 use serde::{Deserialize, Serialize};
 
@@ -111,6 +114,9 @@ pub struct Results {
     pub machine: Machine,
     /// XDP program cost per packet.
     pub xdp: Option<xdp::XdpResults>,
+    /// Where a new flow's time goes, per connection-table design (perf).
+    #[serde(default)]
+    pub xdp_profile: Option<xdp_profile::ProfileResults>,
     /// Maglev tables.
     pub maglev: Option<maglev::MaglevResults>,
     /// lbd's memory.

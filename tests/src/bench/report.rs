@@ -35,22 +35,28 @@ pub fn markdown(results: &Results, plot: Option<&str>) -> String {
         let _ = writeln!(out, "## XDP program, ns per packet (BPF_PROG_TEST_RUN)\n");
         let _ = writeln!(
             out,
-            "Through `xdp_bench`, which restores the original packet and tail-calls the program under test on every run; each case checks with the program's counters that every run took the named path. New-flow cases change the source address on every run, so each run inserts into the connection table (shared LRU of {} entries, lbd's default; each round starts from an empty table). The prefilled rows use a table of {} entries. The program under test runs on CPU 0 (the runner pins itself there).\n",
-            xdp.conntrack_capacity, xdp.prefill_capacity
+            "Through `xdp_bench`, which restores the original packet and tail-calls the program under test on every run; each case checks with the program's counters that every run took the named path. Every case runs on lbd's connection table (`{}`, lbd's default) and on the shared LRU it replaced, the two objects loaded side by side and measured case by case. New-flow cases change the source address on every run, so each run inserts into the connection table ({} entries, lbd's default size; each round starts from an empty table). The prefilled rows use a table of {} entries holding the number of flows shown, and their rounds do not empty it. The program under test runs on CPU 0 (the runner pins itself there). Targets (the developers' guide, ns) apply to lbd's default design.\n",
+            lb_userspace::conntrack_kind::ConntrackKind::Buckets.label(),
+            xdp.conntrack_capacity,
+            xdp.prefill_capacity
         );
         let _ = writeln!(
             out,
-            "| case | path measured | flows in table at start | min | median | max | target | runs |"
+            "| case | path measured | connection table | flows in table at start | min | median | max | target | runs |"
         );
-        let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|");
+        let _ = writeln!(out, "|---|---|---|---:|---:|---:|---:|---:|---:|");
         for c in &xdp.cases {
             let target = xdp_target(&c.name, c.conntrack_prefill)
+                .filter(|_| {
+                    c.design == lb_userspace::conntrack_kind::ConntrackKind::Buckets.label()
+                })
                 .map_or("–".to_owned(), |t| format!("≤ {t:.0}"));
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {:.1} | **{:.1}** | {:.1} | {} | {} × {} |",
+                "| {} | {} | {} | {} | {:.1} | **{:.1}** | {:.1} | {} | {} × {} |",
                 c.name,
                 c.path,
+                c.design,
                 c.conntrack_prefill,
                 c.ns_per_packet.min,
                 c.ns_per_packet.median,
@@ -67,7 +73,15 @@ pub fn markdown(results: &Results, plot: Option<&str>) -> String {
         if let Some(plot) = plot {
             let _ = writeln!(out, "![ns per packet by case]({plot})\n");
         }
-        connection_tables(&mut out, xdp);
+        super::report_conntrack::comparison(&mut out, xdp);
+        super::report_conntrack::designs(&mut out, xdp);
+        super::report_conntrack::by_capacity(&mut out, xdp);
+    }
+    if let Some(profile) = &results.xdp_profile {
+        super::report_conntrack::profile(&mut out, profile);
+    }
+    if results.xdp.is_some() {
+        super::report_conntrack::guarantees(&mut out);
     }
     if let Some(nat) = &results.nat {
         nat_section(&mut out, nat);
@@ -302,10 +316,19 @@ pub fn xdp_svg(results: &Results) -> Option<String> {
         let y = 35.0 + i as f64 * row;
         let w = c.ns_per_packet.median / max * width;
         let tick = left + c.ns_per_packet.max / max * width;
-        let label = if c.conntrack_prefill > 0 {
-            format!("{} ({}M flows)", c.name, c.conntrack_prefill / 1_000_000)
+        let design = if c.design == lb_userspace::conntrack_kind::ConntrackKind::Buckets.label() {
+            "buckets"
         } else {
-            c.name.clone()
+            c.design.as_str()
+        };
+        let label = if c.conntrack_prefill > 0 {
+            format!(
+                "{} ({design}, {}M flows)",
+                c.name,
+                c.conntrack_prefill / 1_000_000
+            )
+        } else {
+            format!("{} ({design})", c.name)
         };
         let _ = write!(
             svg,
@@ -326,7 +349,6 @@ pub fn xdp_svg(results: &Results) -> Option<String> {
     Some(svg)
 }
 
-/// The connection-table design comparison and the capacity sweep.
 /// NAT mode against HAProxy in the routed lab, with the target's ratio.
 fn e2e_nat_section(out: &mut String, e2e: &super::e2e::E2eResults) {
     let _ = writeln!(
@@ -525,65 +547,6 @@ fn tunnel_section(out: &mut String, tunnel: &super::tunnel::TunnelResults) {
         }
     }
     let _ = writeln!(out);
-}
-
-fn connection_tables(out: &mut String, xdp: &super::xdp::XdpResults) {
-    if !xdp.designs.is_empty() {
-        let _ = writeln!(out, "### Connection-table map designs\n");
-        let per_round = xdp.designs.first().map_or(0, |d| d.repeat);
-        let _ = writeln!(out, "The same program with the connection table created as each candidate map (lbd rewrites the map definition at load time; the program is the same). ns per packet, median (min–max); new-flow rounds start from an empty table and insert {per_round} flows each (a per-CPU LRU's share of one CPU; the main table's rounds insert more, and a new flow costs more the more distinct flows a round touches, see the size sweep); \"full table\" first fills the table through the program on the measuring CPU.\n");
-        let _ = writeln!(out, "| design | entries | new flow v4 | new flow v6 | tracked v4 | new flow, full table | what a new flow gets when full | userspace expiry (ns per flow) |");
-        let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---|---:|");
-        let cell = |s: &super::Spread| format!("**{:.0}** ({:.0}–{:.0})", s.median, s.min, s.max);
-        for d in &xdp.designs {
-            let _ = writeln!(
-                out,
-                "| {} | {} | {} | {} | {} | {} | {} | {:.0} |",
-                d.design,
-                d.capacity,
-                cell(&d.new_flow_v4),
-                cell(&d.new_flow_v6),
-                cell(&d.tracked_v4),
-                cell(&d.full_table_new_flow),
-                d.full_table_outcome,
-                d.expiry_ns_per_flow
-            );
-        }
-        let median = |name: &str, f: fn(&super::xdp::DesignResult) -> f64| {
-            xdp.designs
-                .iter()
-                .find(|d| d.design.starts_with(name))
-                .map_or(f64::NAN, f)
-        };
-        let new_v4 = |d: &super::xdp::DesignResult| d.new_flow_v4.median;
-        let full = |d: &super::xdp::DesignResult| d.full_table_new_flow.median;
-        let _ = writeln!(
-            out,
-            "\nlbd keeps the shared LRU (new flow {:.0} ns, {:.0} ns into a full table). The plain hash ({:.0} ns; {:.0} ns when full) gives up the guarantee that every new flow is tracked: once the table is full, new flows go untracked (a later backend change can move them) until userspace has walked the table and deleted expired flows, at the cost in the last column per flow. The per-CPU LRU ({:.0} ns; {:.0} ns when full) splits the capacity between the CPUs and evicts only among the flows the inserting CPU added, so one busy CPU evicts live flows while others have room.\n",
-            median("shared", new_v4),
-            median("shared", full),
-            median("hash", new_v4),
-            median("hash", full),
-            median("per-CPU", new_v4),
-            median("per-CPU", full),
-        );
-    }
-    if !xdp.by_capacity.is_empty() {
-        let _ = writeln!(out, "### New flow by connection-table size (shared LRU)\n");
-        let _ = writeln!(
-            out,
-            "| entries | runs per round | new flow v4, ns (min / median / max) |"
-        );
-        let _ = writeln!(out, "|---:|---:|---|");
-        for c in &xdp.by_capacity {
-            let _ = writeln!(
-                out,
-                "| {} | {} | {:.0} / **{:.0}** / {:.0} |",
-                c.capacity, c.repeat, c.new_flow_v4.min, c.new_flow_v4.median, c.new_flow_v4.max
-            );
-        }
-        let _ = writeln!(out, "\nA new flow touches a random bucket and a free element of the table, so its cost grows with the table's memory (each entry is over 100 bytes: the 40-byte key, the 24-byte value and the kernel's element header) as those stop fitting in the caches.\n");
-    }
 }
 
 /// Full-mesh replication: one row per peer count.

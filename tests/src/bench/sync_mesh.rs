@@ -10,6 +10,7 @@
 //! flow on the wire and the heap a dump holds per peer.
 
 use std::{
+    collections::HashMap,
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     path::Path,
     sync::mpsc as std_mpsc,
@@ -20,6 +21,8 @@ use std::{
 use anyhow::{anyhow, bail, Context as _};
 use lb_common::{
     consts::{AF_INET, IPPROTO_TCP},
+    flow_table::{bucket_index, FLOW_WAYS},
+    hash::flow_hash,
     FlowEntry, FlowKey,
 };
 use lb_userspace::{
@@ -294,7 +297,10 @@ fn balancer_on(plane: &mut Dataplane) -> anyhow::Result<Balancer> {
 }
 
 /// Puts `flows` IPv4 flows of distinct clients into the sender's table,
-/// spread over the backends, last seen 5 s ago.
+/// spread over the backends, last seen 5 s ago. The table is lbd's bucket
+/// table, where a ninth flow into a bucket evicts one even while the table
+/// has room: flows whose bucket already holds eight are skipped, so the
+/// table holds exactly `flows`.
 fn prefill(plane: &mut Dataplane, balancer: &Balancer, flows: u32) -> anyhow::Result<()> {
     let backends: Vec<(u32, u32)> = balancer
         .vips()
@@ -303,7 +309,14 @@ fn prefill(plane: &mut Dataplane, balancer: &Balancer, flows: u32) -> anyhow::Re
         .collect();
     let now = cpu(libc::CLOCK_MONOTONIC).as_nanos() as u64; // the data plane's clock
     let (dst, _) = addr_words(IpAddr::V4(VIP));
-    for i in 0..flows {
+    let mask = (plane.flow_capacity() / FLOW_WAYS as u64).max(1) as u32 - 1;
+    let mut per_bucket: HashMap<u32, usize> = HashMap::new();
+    let mut installed = 0;
+    // Distinct keys for i below 2^22 (client octets and source port).
+    for i in 0..1u32 << 22 {
+        if installed == flows {
+            break;
+        }
         let client = Ipv4Addr::from(0xc612_0000 | ((i >> 14) << 8) | (i & 0xff));
         let (src, _) = addr_words(IpAddr::V4(client));
         let key = FlowKey {
@@ -323,7 +336,15 @@ fn prefill(plane: &mut Dataplane, balancer: &Balancer, flows: u32) -> anyhow::Re
             flags: 0,
             hash: 0,
         };
+        let ways = per_bucket
+            .entry(bucket_index(flow_hash(&key), mask))
+            .or_insert(0);
+        if *ways == FLOW_WAYS {
+            continue;
+        }
+        *ways += 1;
         plane.install_flow(&key, &entry)?;
+        installed += 1;
     }
     let tracked = plane.flows().count();
     if tracked != flows as usize {

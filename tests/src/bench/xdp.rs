@@ -3,10 +3,15 @@
 //! which restores the original packet before every run and tail-calls the
 //! program under test (without it, every run after the first would see the
 //! previous run's output). Each case checks with the program's own counters
-//! that N runs gave N of the expected outcome.
+//! that N runs gave N of the expected outcome. The main cases run on lbd's
+//! connection table (the bucket table) and on the shared LRU it replaced,
+//! case by case in the same run (`COMPARED`).
 
 use anyhow::{anyhow, bail, Context as _};
-use aya::programs::{TestRun as _, TestRunOptions, Xdp};
+use aya::{
+    maps::{Array, MapData},
+    programs::{TestRun as _, TestRunOptions, Xdp},
+};
 use lb_common::{consts::names, stats::Counter, FlowEntry, FlowKey, LbConfig};
 use lb_userspace::{
     conntrack_kind::ConntrackKind,
@@ -15,6 +20,7 @@ use lb_userspace::{
 };
 use serde::{Deserialize, Serialize};
 
+pub use super::xdp_designs::{CapacityResult, DesignResult};
 use super::{template, Spread};
 use crate::{
     packet::{self, Flow, ACK, LB_MAC, SYN},
@@ -28,7 +34,8 @@ pub struct XdpCase {
     pub name: String,
     /// What the program did on each run (the path measured).
     pub path: String,
-    /// ns per packet over the rounds (each round = `repeat` runs).
+    /// ns per packet over the rounds (each round = `repeat` runs); for the
+    /// connection cases, ns per connection (its two packets).
     pub ns_per_packet: Spread,
     /// Runs per round.
     pub repeat: u32,
@@ -36,6 +43,22 @@ pub struct XdpCase {
     pub rounds: u32,
     /// Flows in the connection table before the case ran.
     pub conntrack_prefill: u64,
+    /// The connection-table design (`ConntrackKind::label`); results from
+    /// before the bucket table were all on the shared LRU.
+    #[serde(default = "shared_lru")]
+    pub design: String,
+    /// Connection-table capacity (entries; 0 in older results).
+    #[serde(default)]
+    pub capacity: u32,
+    /// Connection cases: ACKs whose flow the table had already evicted
+    /// (inserted again as new flows), over all rounds.
+    #[serde(default)]
+    pub lost_flows: u64,
+}
+
+/// What older results files measured on: the shared LRU.
+pub(crate) fn shared_lru() -> String {
+    ConntrackKind::Lru.label().to_owned()
 }
 
 /// All data-plane cases.
@@ -51,54 +74,52 @@ pub struct XdpResults {
     /// The connection-table map designs side by side.
     #[serde(default)]
     pub designs: Vec<DesignResult>,
-    /// New-flow cost by table capacity (shared LRU, empty table).
+    /// New-flow cost by table capacity, per design (empty table).
     #[serde(default)]
     pub by_capacity: Vec<CapacityResult>,
 }
 
-/// New-flow cost at one connection-table capacity: what the table's
-/// memory footprint (and so cache misses) costs a new flow.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CapacityResult {
-    /// Table capacity (entries).
-    pub capacity: u32,
-    /// Runs per round (at most half the capacity: the table never fills).
-    pub repeat: u32,
-    /// New v4 flow, ns per packet.
-    pub new_flow_v4: Spread,
+impl XdpResults {
+    /// The median of case `name` on `design` in the pass with `prefill`
+    /// flows, if it was measured.
+    pub fn median(&self, name: &str, design: &str, prefill: u64) -> Option<f64> {
+        self.cases
+            .iter()
+            .find(|c| c.name == name && c.design == design && c.conntrack_prefill == prefill)
+            .map(|c| c.ns_per_packet.median)
+    }
 }
 
-/// One connection-table map design, measured on the same packets.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DesignResult {
-    /// Which design.
-    pub design: String,
-    /// Table capacity.
-    pub capacity: u32,
-    /// Runs per round.
-    pub repeat: u32,
-    /// New v4 flow into a table with room.
-    pub new_flow_v4: Spread,
-    /// New v6 flow into a table with room.
-    pub new_flow_v6: Spread,
-    /// Tracked v4 flow.
-    pub tracked_v4: Spread,
-    /// New v4 flow into a full table.
-    pub full_table_new_flow: Spread,
-    /// What a new flow into a full table got.
-    pub full_table_outcome: String,
-    /// Userspace cost of removing one expired flow (walk + delete), ns;
-    /// the price of expiry where the kernel does not evict.
-    pub expiry_ns_per_flow: f64,
-}
+/// The designs the main cases compare: lbd's default and the shared LRU
+/// it replaced (issue 16's targets are ratios of the two).
+pub const COMPARED: [ConntrackKind; 2] = [ConntrackKind::Buckets, ConntrackKind::Lru];
+
+/// Case names the report computes ratios from.
+pub const WRAPPER_FLOOR: &str = "wrapper floor";
+/// New TCP flow, IPv4.
+pub const NEW_V4: &str = "TCP SYN v4, new flow";
+/// New TCP flow, IPv6.
+pub const NEW_V6: &str = "TCP SYN v6, new flow";
+/// Tracked TCP flow, IPv4.
+pub const TRACKED_V4: &str = "TCP ACK v4, tracked flow";
+/// Tracked TCP flow, IPv6.
+pub const TRACKED_V6: &str = "TCP ACK v6, tracked flow";
+/// A packet to no VIP.
+pub const NON_VIP: &str = "non-VIP packet";
+/// A connection's SYN and first ACK (ns per connection).
+pub const CONNECTION_V4: &str = "TCP connection v4, SYN + first ACK";
 
 /// lbd's default connection table size.
-const CONNTRACK: u32 = lb_common::consts::CONNTRACK_SIZE_DEFAULT;
-/// Room for the 1 M-flow prefill.
-const PREFILL_CAPACITY: u32 = 2 * 1024 * 1024;
+pub(crate) const CONNTRACK: u32 = lb_common::consts::CONNTRACK_SIZE_DEFAULT;
+/// The large table of the prefilled pass (8 M entries).
+const BIG_TABLE: u32 = 8 * 1024 * 1024;
+/// The wrapper's run counter (the varied field's value).
+const MAP_BENCH_RUNS: &str = "BENCH_RUNS";
 
-struct Bench {
-    dataplane: Dataplane,
+/// One loaded object with its VIPs, on one connection-table design.
+pub(crate) struct Bench {
+    pub(crate) dataplane: Dataplane,
+    pub(crate) kind: ConntrackKind,
     _balancer: Balancer,
 }
 
@@ -112,7 +133,7 @@ fn flow(src: &str, dst: &str, dport: u16) -> Flow {
 }
 
 impl Bench {
-    fn new(conntrack: u32, kind: ConntrackKind) -> anyhow::Result<Self> {
+    pub(crate) fn new(conntrack: u32, kind: ConntrackKind) -> anyhow::Result<Self> {
         let mut dataplane = Dataplane::load_with(
             MapSizes {
                 max_vips: 4,
@@ -145,11 +166,12 @@ impl Bench {
         }
         Ok(Self {
             dataplane,
+            kind,
             _balancer: balancer,
         })
     }
 
-    fn counter(&self, counter: Counter) -> anyhow::Result<u64> {
+    pub(crate) fn counter(&self, counter: Counter) -> anyhow::Result<u64> {
         Ok(self
             .dataplane
             .counters()?
@@ -160,7 +182,7 @@ impl Bench {
 
     /// Points the wrapper at `target` with `frame` (varying the 32-bit
     /// field at `vary_offset` on every run when non-zero).
-    fn prepare(
+    pub(crate) fn prepare(
         &mut self,
         target: &'static str,
         frame: &[u8],
@@ -177,7 +199,7 @@ impl Bench {
     }
 
     /// Runs the wrapper `repeat` times per round; ns per packet per round.
-    fn measure(
+    pub(crate) fn measure(
         &mut self,
         frame: &[u8],
         repeat: u32,
@@ -213,7 +235,7 @@ impl Bench {
 
     /// Empties the connection table; returns how many flows it held and
     /// the time taken (a userspace walk + delete, as expiry would do).
-    fn clear(&mut self) -> anyhow::Result<(usize, std::time::Duration)> {
+    pub(crate) fn clear(&mut self) -> anyhow::Result<(usize, std::time::Duration)> {
         let started = std::time::Instant::now();
         let keys: Vec<FlowKey> = self.dataplane.flows().map(|(k, _)| k).collect();
         for key in &keys {
@@ -224,7 +246,10 @@ impl Bench {
 
     /// Fills the connection table with `count` flows unrelated to the
     /// cases' packets.
-    fn prefill(&mut self, count: u32) -> anyhow::Result<()> {
+    pub(crate) fn prefill(&mut self, count: u32) -> anyhow::Result<()> {
+        // Seen now: a bucket table evicts long-idle flows first, and these
+        // stand for live ones.
+        let now = monotonic_ns();
         for i in 0..count {
             let key = FlowKey {
                 // 198.19.0.0/16: benchmarking range (never sent anywhere).
@@ -244,7 +269,7 @@ impl Bench {
             let entry = FlowEntry {
                 backend_id: 1,
                 backend_generation: 1,
-                last_seen_ns: 0,
+                last_seen_ns: now,
                 flags: 0,
                 hash: 0,
             };
@@ -255,26 +280,26 @@ impl Bench {
 }
 
 /// A case: which program, which packet, what every run must do.
-struct Case {
-    name: &'static str,
-    path: &'static str,
-    target: &'static str,
-    frame: Vec<u8>,
-    vary_offset: u32,
-    action: u32,
-    counter: Option<Counter>,
+pub(crate) struct Case {
+    pub(crate) name: &'static str,
+    pub(crate) path: &'static str,
+    pub(crate) target: &'static str,
+    pub(crate) frame: Vec<u8>,
+    pub(crate) vary_offset: u32,
+    pub(crate) action: u32,
+    pub(crate) counter: Option<Counter>,
 }
 
 impl Case {
-    fn new_flow(&self) -> bool {
+    pub(crate) fn new_flow(&self) -> bool {
         self.vary_offset != 0 && self.counter == Some(Counter::ConntrackNew)
     }
 }
 
 const XDP_PASS: u32 = 2;
-const XDP_TX: u32 = 3;
+pub(crate) const XDP_TX: u32 = 3;
 
-fn cases() -> Vec<Case> {
+pub(crate) fn cases() -> Vec<Case> {
     let v4 = flow("198.18.0.10", VIP4, 80);
     let v6 = flow("2001:2::10", VIP6, 80);
     let udp = flow("198.18.0.10", VIP4, 53);
@@ -284,7 +309,7 @@ fn cases() -> Vec<Case> {
     const V6_SRC_LOW: u32 = 14 + 8 + 12;
     vec![
         Case {
-            name: "wrapper floor",
+            name: WRAPPER_FLOOR,
             path: "restore + tail call to XDP_PASS",
             target: names::PROG_PASS,
             frame: packet::tcp(&v4, SYN, None, b""),
@@ -302,7 +327,7 @@ fn cases() -> Vec<Case> {
             counter: None,
         },
         Case {
-            name: "TCP SYN v4, new flow",
+            name: NEW_V4,
             path: "parse, VIP hit, conntrack miss, Maglev, conntrack insert, TX",
             target: names::PROG_LB,
             frame: packet::tcp(&v4, SYN, None, b""),
@@ -311,7 +336,7 @@ fn cases() -> Vec<Case> {
             counter: Some(Counter::ConntrackNew),
         },
         Case {
-            name: "TCP ACK v4, tracked flow",
+            name: TRACKED_V4,
             path: "parse, VIP hit, conntrack hit, TX",
             target: names::PROG_LB,
             frame: packet::tcp(&v4, ACK, None, b""),
@@ -329,7 +354,7 @@ fn cases() -> Vec<Case> {
             counter: Some(Counter::ConntrackHit),
         },
         Case {
-            name: "TCP SYN v6, new flow",
+            name: NEW_V6,
             path: "parse, VIP hit, conntrack miss, Maglev, conntrack insert, TX",
             target: names::PROG_LB,
             frame: packet::tcp(&v6, SYN, None, b""),
@@ -338,7 +363,7 @@ fn cases() -> Vec<Case> {
             counter: Some(Counter::ConntrackNew),
         },
         Case {
-            name: "TCP ACK v6, tracked flow",
+            name: TRACKED_V6,
             path: "parse, VIP hit, conntrack hit, TX",
             target: names::PROG_LB,
             frame: packet::tcp(&v6, ACK, None, b""),
@@ -347,7 +372,7 @@ fn cases() -> Vec<Case> {
             counter: Some(Counter::ConntrackHit),
         },
         Case {
-            name: "non-VIP packet",
+            name: NON_VIP,
             path: "parse, VIP miss, PASS",
             target: names::PROG_LB,
             frame: packet::tcp(&other, ACK, None, b""),
@@ -359,7 +384,7 @@ fn cases() -> Vec<Case> {
 }
 
 /// CPUs the kernel may bring online (what per-CPU maps are sized for).
-fn possible_cpus() -> u32 {
+pub(crate) fn possible_cpus() -> u32 {
     std::fs::read_to_string("/sys/devices/system/cpu/possible")
         .ok()
         .and_then(|text| {
@@ -383,8 +408,46 @@ pub fn pin_to_cpu(cpu: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The new-flow v4 case's flow with ACK instead of SYN (the same varied
+/// field, so a replayed round sends the ACKs of a SYN round's flows).
+pub(crate) fn ack_frame() -> Vec<u8> {
+    packet::tcp(&flow("198.18.0.10", VIP4, 80), ACK, None, b"")
+}
+
+/// CLOCK_MONOTONIC in ns: the clock `bpf_ktime_get_coarse_ns` reads.
+fn monotonic_ns() -> u64 {
+    // SAFETY: a zeroed timespec is valid; the call only writes it.
+    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    // SAFETY: `ts` is a valid out pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+impl Bench {
+    /// The wrapper's run counter: the value the next varied run adds one
+    /// to (so the flows a round creates follow from it).
+    pub(crate) fn runs(&mut self) -> anyhow::Result<u32> {
+        Ok(self.runs_map()?.get(&0, 0)?)
+    }
+
+    /// Sets the wrapper's run counter (to replay a round's flows).
+    pub(crate) fn set_runs(&mut self, value: u32) -> anyhow::Result<()> {
+        self.runs_map()?.set(0, value, 0)?;
+        Ok(())
+    }
+
+    fn runs_map(&mut self) -> anyhow::Result<Array<&mut MapData, u32>> {
+        let map = self
+            .dataplane
+            .ebpf_mut()
+            .map_mut(MAP_BENCH_RUNS)
+            .ok_or_else(|| anyhow!("no {MAP_BENCH_RUNS} map"))?;
+        Ok(Array::try_from(map)?)
+    }
+}
+
 /// Runs one case; checks that every run took the named path.
-fn run_case(
+pub(crate) fn run_case(
     bench: &mut Bench,
     case: &Case,
     repeat: u32,
@@ -404,23 +467,90 @@ fn run_case(
         let want = u64::from(repeat) * u64::from(rounds);
         if got != want {
             bail!(
-                "{}: {got} {} for {want} runs: the measured path is not the one named",
+                "{} ({}): {got} {} for {want} runs: the measured path is not the one named",
                 case.name,
+                bench.kind.label(),
                 counter.name()
             );
         }
     }
     let spread = Spread::of(&ns);
     eprintln!(
-        "bench: {:<28} {:>7.1} ns/packet (median of {rounds})",
-        case.name, spread.median
+        "bench: {:<34} {:>7.1} ns/packet (median of {rounds}, {})",
+        case.name,
+        spread.median,
+        bench.kind.label()
     );
     Ok(spread)
 }
 
-/// Runs every case at lbd's default table size (new-flow rounds start from
-/// an empty table), the table-heavy ones again with `prefill` flows, then
-/// the connection-table designs side by side.
+/// A connection's first two packets through the LB: per round, `repeat`
+/// SYNs of distinct new flows, then the first ACK of each of the same
+/// flows (the wrapper's run counter replayed, so the ACK round walks the
+/// SYN round's flows in order). ns per connection = SYN + ACK. Counted:
+/// every SYN a new flow; every ACK a hit, or a new flow when the table had
+/// already evicted its SYN's entry (returned apart: the bucket table evicts
+/// within a full bucket before the table is full).
+fn run_connection(
+    bench: &mut Bench,
+    repeat: u32,
+    rounds: u32,
+    fresh_table: bool,
+) -> anyhow::Result<(Spread, u64)> {
+    let syn = cases()
+        .into_iter()
+        .find(|c| c.name == NEW_V4)
+        .ok_or_else(|| anyhow!("no case {NEW_V4}"))?;
+    let ack_frame = ack_frame();
+    let mut lost = 0;
+    let mut ns = Vec::new();
+    let want = u64::from(repeat);
+    // A warm-up round (not counted), then the rounds.
+    for round in 0..=rounds {
+        let runs = if round == 0 { 1000 } else { repeat };
+        if fresh_table && round > 0 {
+            bench.clear()?;
+        }
+        let start = bench.runs()?;
+        let new_before = bench.counter(Counter::ConntrackNew)?;
+        bench.prepare(syn.target, &syn.frame, syn.vary_offset)?;
+        let syn_ns = bench.measure(&syn.frame, runs, 1, syn.action, false)?;
+        let (new_mid, hit_mid) = (
+            bench.counter(Counter::ConntrackNew)?,
+            bench.counter(Counter::ConntrackHit)?,
+        );
+        bench.set_runs(start)?;
+        bench.prepare(syn.target, &ack_frame, syn.vary_offset)?;
+        let ack_ns = bench.measure(&ack_frame, runs, 1, syn.action, false)?;
+        if round == 0 {
+            continue;
+        }
+        let syn_new = new_mid - new_before;
+        let ack_hit = bench.counter(Counter::ConntrackHit)? - hit_mid;
+        let ack_new = bench.counter(Counter::ConntrackNew)? - new_mid;
+        if syn_new != want || ack_hit + ack_new != want {
+            bail!(
+                "{CONNECTION_V4} ({}): {syn_new} new flows for {want} SYNs, {ack_hit} hits + {ack_new} new flows for {want} ACKs",
+                bench.kind.label()
+            );
+        }
+        lost += ack_new;
+        ns.push(syn_ns.iter().chain(&ack_ns).sum());
+    }
+    let spread = Spread::of(&ns);
+    eprintln!(
+        "bench: {:<34} {:>7.1} ns/connection (median of {rounds}, {}; {lost} ACKs found their flow evicted)",
+        CONNECTION_V4,
+        spread.median,
+        bench.kind.label()
+    );
+    Ok((spread, lost))
+}
+
+/// Runs every case on both `COMPARED` designs at lbd's default table size
+/// (new-flow rounds start from an empty table), the table-heavy ones again
+/// in an 8 M-entry table holding `prefill` flows, then the connection-table
+/// designs side by side and the size sweep.
 pub fn run(repeat: u32, rounds: u32, prefill: u32) -> anyhow::Result<XdpResults> {
     // On a thread of its own: the pinning must not reach the processes the
     // other benchmarks start (they inherit the starting thread's CPU set).
@@ -433,141 +563,81 @@ pub fn run(repeat: u32, rounds: u32, prefill: u32) -> anyhow::Result<XdpResults>
 }
 
 fn run_pinned(repeat: u32, rounds: u32, prefill: u32) -> anyhow::Result<XdpResults> {
+    let big_table = BIG_TABLE.max(prefill.saturating_mul(2));
     let mut results = Vec::new();
-    for (capacity, pass) in [
-        (CONNTRACK, 0u32),
-        (PREFILL_CAPACITY.max(prefill * 2), prefill),
-    ] {
-        if pass > 0 {
-            eprintln!("bench: filling the connection table with {pass} flows ...");
-        }
-        let mut bench = Bench::new(capacity, ConntrackKind::Lru)?;
-        bench.prefill(pass)?;
-        for case in cases() {
-            if pass > 0 && !case.name.contains("flow") {
-                continue;
-            }
-            // New-flow rounds start from an empty table, except in the
-            // prefilled pass, where the point is a crowded table.
-            let fresh = pass == 0 && case.new_flow();
-            let spread = run_case(&mut bench, &case, repeat, rounds, fresh)?;
-            results.push(record(&case, spread, repeat, rounds, pass));
-        }
+    for (capacity, pass) in [(CONNTRACK, 0u32), (big_table, prefill)] {
+        run_pass(capacity, pass, repeat, rounds, &mut results)?;
     }
     let designs = ConntrackKind::ALL
         .into_iter()
-        .map(|kind| run_design(kind, rounds))
+        .map(|kind| super::xdp_designs::run_design(kind, rounds))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let mut by_capacity = Vec::new();
-    for capacity in [4_096u32, 65_536, CONNTRACK, 4 * 1024 * 1024] {
-        eprintln!("bench: connection table of {capacity} entries");
-        let repeat = (capacity / 2).min(100_000);
-        let mut bench = Bench::new(capacity, ConntrackKind::Lru)?;
-        let case = cases()
-            .into_iter()
-            .find(|c| c.name == "TCP SYN v4, new flow")
-            .ok_or_else(|| anyhow!("no new-flow case"))?;
-        let new_flow_v4 = run_case(&mut bench, &case, repeat, rounds, true)?;
-        by_capacity.push(CapacityResult {
-            capacity,
-            repeat,
-            new_flow_v4,
-        });
-    }
+    let by_capacity = super::xdp_designs::by_capacity(rounds)?;
     Ok(XdpResults {
         by_capacity,
         cases: results,
         conntrack_capacity: CONNTRACK,
-        prefill_capacity: PREFILL_CAPACITY.max(prefill * 2),
+        prefill_capacity: big_table,
         designs,
     })
 }
 
-fn record(case: &Case, spread: Spread, repeat: u32, rounds: u32, prefill: u32) -> XdpCase {
-    XdpCase {
-        name: case.name.to_owned(),
-        path: case.path.to_owned(),
-        ns_per_packet: spread,
-        repeat,
-        rounds,
-        conntrack_prefill: u64::from(prefill),
-    }
-}
-
-/// The table size of the design comparison: lbd's default.
-const DESIGN_CAPACITY: u32 = CONNTRACK;
-
-/// One connection-table design: new flows into a table with room (small
-/// enough rounds that a per-CPU LRU's share of one CPU is not exceeded),
-/// a tracked flow, new flows into a full table, and the userspace cost of
-/// expiring a flow.
-fn run_design(kind: ConntrackKind, rounds: u32) -> anyhow::Result<DesignResult> {
-    eprintln!("bench: connection table as {}", kind.label());
-    // Per-CPU LRU splits the free elements between the possible CPUs
-    // (this thread is pinned, so ask the system, not our CPU set).
-    let cpus = possible_cpus();
-    let repeat = (DESIGN_CAPACITY / cpus.max(1) / 2).min(100_000);
-    let mut bench = Bench::new(DESIGN_CAPACITY, kind)?;
-    let by_name = |name: &str| {
-        cases()
-            .into_iter()
-            .find(|c| c.name == name)
-            .ok_or_else(|| anyhow!("no case {name}"))
-    };
-    let new_v4 = by_name("TCP SYN v4, new flow")?;
-    let new_flow_v4 = run_case(&mut bench, &new_v4, repeat, rounds, true)?;
-    let new_v6 = by_name("TCP SYN v6, new flow")?;
-    let new_flow_v6 = run_case(&mut bench, &new_v6, repeat, rounds, true)?;
-    let tracked = by_name("TCP ACK v4, tracked flow")?;
-    let tracked_v4 = run_case(&mut bench, &tracked, repeat, rounds, false)?;
-    // Expiry cost: walk and delete what the rounds left.
-    let (expired, took) = bench.clear()?;
-    let expiry_ns_per_flow = took.as_nanos() as f64 / expired.max(1) as f64;
-    // Fill the table through the program itself (so per-CPU lists fill on
-    // the CPU the rounds run on), then measure new flows into it.
-    bench.prepare(new_v4.target, &new_v4.frame, new_v4.vary_offset)?;
-    bench.measure(
-        &new_v4.frame,
-        DESIGN_CAPACITY + DESIGN_CAPACITY / 8,
-        1,
-        XDP_TX,
-        false,
-    )?;
-    let (counter, outcome) = match kind {
-        ConntrackKind::Hash => (
-            Counter::ConntrackInsertFailed,
-            "insert refused (table full): forwarded by Maglev, not tracked until userspace expires flows",
-        ),
-        _ => (
-            Counter::ConntrackNew,
-            "inserted; the kernel evicts the least recently used flow",
-        ),
-    };
-    let before = bench.counter(counter)?;
-    let ns = bench.measure(&new_v4.frame, repeat, rounds, XDP_TX, false)?;
-    let got = bench.counter(counter)? - before;
-    let want = u64::from(repeat) * u64::from(rounds);
-    if got != want {
-        bail!(
-            "{}: full table: {got} {} for {want} runs",
-            kind.label(),
-            counter.name()
+/// One table size, both `COMPARED` designs loaded side by side and
+/// measured case by case (so drift in this VM's speed hits both alike).
+/// With `prefill` flows, only the cases that touch the table, and new-flow
+/// rounds do not empty it (the point is a crowded table).
+fn run_pass(
+    capacity: u32,
+    prefill: u32,
+    repeat: u32,
+    rounds: u32,
+    results: &mut Vec<XdpCase>,
+) -> anyhow::Result<()> {
+    let mut benches = Vec::new();
+    for kind in COMPARED {
+        eprintln!(
+            "bench: {} of {capacity} entries, {prefill} flows in it",
+            kind.label()
         );
+        let mut bench = Bench::new(capacity, kind)?;
+        bench.prefill(prefill)?;
+        benches.push(bench);
     }
-    let full_table_new_flow = Spread::of(&ns);
-    eprintln!(
-        "bench: {:<28} {:>7.1} ns/packet ({outcome})",
-        "new flow, full table", full_table_new_flow.median
-    );
-    Ok(DesignResult {
-        design: kind.label().to_owned(),
-        capacity: DESIGN_CAPACITY,
-        repeat,
-        new_flow_v4,
-        new_flow_v6,
-        tracked_v4,
-        full_table_new_flow,
-        full_table_outcome: outcome.to_owned(),
-        expiry_ns_per_flow,
-    })
+    for case in cases() {
+        if prefill > 0 && !case.name.contains("flow") {
+            continue;
+        }
+        let fresh = prefill == 0 && case.new_flow();
+        for bench in &mut benches {
+            let spread = run_case(bench, &case, repeat, rounds, fresh)?;
+            results.push(XdpCase {
+                name: case.name.to_owned(),
+                path: case.path.to_owned(),
+                ns_per_packet: spread,
+                repeat,
+                rounds,
+                conntrack_prefill: u64::from(prefill),
+                design: bench.kind.label().to_owned(),
+                capacity,
+                lost_flows: 0,
+            });
+        }
+    }
+    // Half the runs per round: each connection is two packets.
+    let connections = repeat / 2;
+    for bench in &mut benches {
+        let (spread, lost) = run_connection(bench, connections, rounds, prefill == 0)?;
+        results.push(XdpCase {
+            name: CONNECTION_V4.to_owned(),
+            path: "SYN: conntrack miss, Maglev, insert, TX; then its first ACK: conntrack hit (half-open → established), TX; ns per connection".to_owned(),
+            ns_per_packet: spread,
+            repeat: connections,
+            rounds,
+            conntrack_prefill: u64::from(prefill),
+            design: bench.kind.label().to_owned(),
+            capacity,
+            lost_flows: lost,
+        });
+    }
+    Ok(())
 }

@@ -31,7 +31,7 @@ struct Args {
     /// Flows to put in the connection table for the second XDP pass.
     #[arg(long, default_value_t = 1_000_000)]
     prefill: u32,
-    /// Only these benchmarks (xdp, nat, tunnel, decap, maglev, memory, e2e,
+    /// Only these benchmarks (xdp, xdp-profile, nat, tunnel, decap, maglev, memory, e2e,
     /// e2e-nat, e2e-tunnel, failover, bgp, sync-mesh); default all. The others keep what the
     /// results file holds.
     #[arg(long)]
@@ -75,6 +75,11 @@ fn main() -> anyhow::Result<()> {
     });
     let xdp = if wanted("xdp") {
         Some(bench::xdp::run(args.repeat, args.rounds, args.prefill)?)
+    } else {
+        None
+    };
+    let xdp_profile = if wanted("xdp-profile") {
+        Some(bench::xdp_profile::run()?)
     } else {
         None
     };
@@ -145,6 +150,7 @@ fn main() -> anyhow::Result<()> {
     let results = Results {
         machine: Machine::here(&args.command),
         xdp: xdp.or_else(|| old.as_ref().and_then(|r| r.xdp.clone())),
+        xdp_profile: xdp_profile.or_else(|| old.as_ref().and_then(|r| r.xdp_profile.clone())),
         maglev: maglev.or_else(|| old.as_ref().and_then(|r| r.maglev.clone())),
         memory: memory.or_else(|| old.as_ref().and_then(|r| r.memory.clone())),
         e2e: e2e.or_else(|| old.as_ref().and_then(|r| r.e2e.clone())),

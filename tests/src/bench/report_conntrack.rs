@@ -1,0 +1,353 @@
+//! BENCHMARKS.md's connection-table sections, from the results file: the
+//! bucket table against the shared LRU with issue 16's targets, the map
+//! designs side by side, the size sweep, the perf profile, and what each
+//! design guarantees.
+
+use std::fmt::Write as _;
+
+use lb_common::flow_table::FLOW_BYTES_PER_ENTRY;
+use lb_userspace::conntrack_kind::ConntrackKind;
+
+use super::{
+    xdp::{
+        XdpResults, CONNECTION_V4, NEW_V4, NEW_V6, NON_VIP, TRACKED_V4, TRACKED_V6, WRAPPER_FLOOR,
+    },
+    xdp_designs::DesignResult,
+    xdp_profile::ProfileResults,
+};
+
+fn buckets() -> &'static str {
+    ConntrackKind::Buckets.label()
+}
+
+fn lru() -> &'static str {
+    ConntrackKind::Lru.label()
+}
+
+/// A ratio target: new / old cost above the floor at most `max`.
+struct Ratio {
+    what: String,
+    new: f64,
+    old: f64,
+    floor_new: f64,
+    floor_old: f64,
+    max: f64,
+}
+
+impl Ratio {
+    fn row(&self, out: &mut String) {
+        let (new, old) = (self.new - self.floor_new, self.old - self.floor_old);
+        let ratio = new / old;
+        let _ = writeln!(
+            out,
+            "| {} | {:.1} | {:.1} | {:.1} | {:.1} | **{:.2}×** | ≤ {:.1}× | {} |",
+            self.what,
+            self.new,
+            self.old,
+            new,
+            old,
+            ratio,
+            self.max,
+            verdict(ratio.is_finite() && ratio <= self.max)
+        );
+    }
+}
+
+fn verdict(met: bool) -> &'static str {
+    if met {
+        "met"
+    } else {
+        "**not met**"
+    }
+}
+
+/// The bucket table against the shared LRU, with the targets.
+pub fn comparison(out: &mut String, xdp: &XdpResults) {
+    let at = |name: &str, design: &str, prefill: u64| xdp.median(name, design, prefill);
+    let (Some(floor_b), Some(floor_l)) =
+        (at(WRAPPER_FLOOR, buckets(), 0), at(WRAPPER_FLOOR, lru(), 0))
+    else {
+        return;
+    };
+    let big = xdp
+        .cases
+        .iter()
+        .find(|c| c.conntrack_prefill > 0)
+        .map_or(0, |c| c.conntrack_prefill);
+    let _ = writeln!(
+        out,
+        "### The bucket table against the shared LRU (issue 16)\n"
+    );
+    let _ = writeln!(
+        out,
+        "From the table above: lbd's table (`{}`) and the shared LRU it replaced, the same program and packets, measured case by case in this run. Cost above the floor = the case's median − the wrapper floor measured on the same object ({floor_b:.1} ns and {floor_l:.1} ns; twice the floor for a connection's two packets). \"{}\" is a SYN round over N distinct flows, then the first ACK of each of the same flows (ns per connection).\n",
+        buckets(),
+        CONNECTION_V4
+    );
+    let _ = writeln!(
+        out,
+        "| case | buckets, ns | shared LRU, ns | buckets above floor | LRU above floor | buckets / LRU | target | |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---|");
+    let passes = [
+        (0u64, format!("{} entries, empty", xdp.conntrack_capacity)),
+        (
+            big,
+            format!("{} entries, {big} flows in it", xdp.prefill_capacity),
+        ),
+    ];
+    for (prefill, table) in &passes {
+        for (name, packets, max) in [
+            (NEW_V4, 1.0, 0.5),
+            (NEW_V6, 1.0, 0.5),
+            (CONNECTION_V4, 2.0, 0.6),
+        ] {
+            if let (Some(new), Some(old)) =
+                (at(name, buckets(), *prefill), at(name, lru(), *prefill))
+            {
+                Ratio {
+                    what: format!("{name} ({table})"),
+                    new,
+                    old,
+                    floor_new: floor_b * packets,
+                    floor_old: floor_l * packets,
+                    max,
+                }
+                .row(out);
+            }
+        }
+    }
+    let full = |d: &str| {
+        xdp.designs
+            .iter()
+            .find(|r| r.design == d)
+            .map(|r| r.full_table_new_flow.median)
+    };
+    if let (Some(new), Some(old)) = (full(buckets()), full(lru())) {
+        Ratio {
+            what: format!(
+                "{NEW_V4}, full table ({} entries; eviction path; from the designs table)",
+                xdp.conntrack_capacity
+            ),
+            new,
+            old,
+            floor_new: floor_b,
+            floor_old: floor_l,
+            max: 0.6,
+        }
+        .row(out);
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "| case | buckets, ns | shared LRU, ns | buckets − LRU | target | |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---|");
+    for (prefill, table) in &passes {
+        for name in [TRACKED_V4, TRACKED_V6] {
+            if let (Some(new), Some(old)) =
+                (at(name, buckets(), *prefill), at(name, lru(), *prefill))
+            {
+                let _ = writeln!(
+                    out,
+                    "| {name} ({table}) | {new:.1} | {old:.1} | **{:+.1} ns** | ≤ +3 ns | {} |",
+                    new - old,
+                    verdict(new - old <= 3.0)
+                );
+            }
+        }
+    }
+    let old_max = xdp
+        .cases
+        .iter()
+        .find(|c| c.name == NON_VIP && c.design == lru())
+        .map(|c| c.ns_per_packet.max);
+    if let (Some(new), Some(old), Some(old_max)) =
+        (at(NON_VIP, buckets(), 0), at(NON_VIP, lru(), 0), old_max)
+    {
+        let _ = writeln!(
+            out,
+            "| {NON_VIP} | {new:.1} | {old:.1} | **{:+.1} ns** | no worse (≤ the LRU rounds' max, {old_max:.1}) | {} |",
+            new - old,
+            verdict(new <= old_max)
+        );
+    }
+    let lost: Vec<String> = xdp
+        .cases
+        .iter()
+        .filter(|c| c.name == CONNECTION_V4)
+        .map(|c| {
+            format!(
+                "{} with {} flows in it: {} of {} × {}",
+                c.design, c.conntrack_prefill, c.lost_flows, c.rounds, c.repeat
+            )
+        })
+        .collect();
+    if !lost.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nACKs of the connection case whose SYN's entry had already been evicted (a full bucket evicts before the table is full; the ACK then counts as a new flow): {}.\n",
+            lost.join("; ")
+        );
+    }
+}
+
+/// The map designs side by side.
+pub fn designs(out: &mut String, xdp: &XdpResults) {
+    if xdp.designs.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "### Connection-table designs\n");
+    let per_round = xdp.designs.first().map_or(0, |d| d.repeat);
+    let _ = writeln!(out, "The same program with the connection table as each candidate: lbd's bucket table (`FLOW_BUCKETS`, an mmapable array) or a kernel map (lbd rewrites the map definition at load time; the program runs the design lbd names in a read-only global). ns per packet, median (min–max); new-flow rounds start from an empty table and insert {per_round} flows each (a per-CPU LRU's share of one CPU; the main table's rounds insert more, and a new flow costs more the more distinct flows a round touches, see the size sweep); \"full table\" first fills the table through the program on the measuring CPU (the bucket table with 4× its capacity, so that every bucket is full; the others with 9/8 of it). \"Kept\" inserts N distinct flows into an empty table and counts what it holds afterwards: a design that evicts before it is full drops live flows there.\n");
+    let _ = writeln!(out, "| design | entries | new flow v4 | new flow v6 | tracked v4 | new flow, full table | flows in the full table | what a new flow gets when full | kept of N = ½, ¾, 9/10, all of the capacity | userspace expiry (ns per flow) |");
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---|---|---:|");
+    let cell = |s: &super::Spread| format!("**{:.0}** ({:.0}–{:.0})", s.median, s.min, s.max);
+    for d in &xdp.designs {
+        let kept: Vec<String> = d
+            .occupancy
+            .iter()
+            .map(|o| {
+                format!(
+                    "{:.2} %",
+                    o.kept as f64 * 100.0 / f64::from(o.inserted.max(1))
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} |",
+            d.design,
+            d.capacity,
+            cell(&d.new_flow_v4),
+            cell(&d.new_flow_v6),
+            cell(&d.tracked_v4),
+            cell(&d.full_table_new_flow),
+            d.full_table_flows,
+            d.full_table_outcome,
+            if kept.is_empty() {
+                "–".to_owned()
+            } else {
+                kept.join(", ")
+            },
+            d.expiry_ns_per_flow
+        );
+    }
+    let median = |name: &str, f: fn(&DesignResult) -> f64| {
+        xdp.designs
+            .iter()
+            .find(|d| d.design == name)
+            .map_or(f64::NAN, f)
+    };
+    let new_v4 = |d: &DesignResult| d.new_flow_v4.median;
+    let full = |d: &DesignResult| d.full_table_new_flow.median;
+    let _ = writeln!(
+        out,
+        "\nlbd's bucket table: new flow {:.0} ns, {:.0} ns into a full table; the shared LRU it replaced: {:.0} ns, {:.0} ns. The plain hash ({:.0} ns; {:.0} ns when full) gives up the guarantee that every new flow is tracked: once the table is full, new flows go untracked (a later backend change can move them) until userspace has walked the table and deleted expired flows, at the cost in the last column per flow. The per-CPU LRU ({:.0} ns; {:.0} ns when full) splits the capacity between the CPUs and evicts only among the flows the inserting CPU added, so one busy CPU evicts live flows while others have room.\n",
+        median(buckets(), new_v4),
+        median(buckets(), full),
+        median(lru(), new_v4),
+        median(lru(), full),
+        median(ConntrackKind::Hash.label(), new_v4),
+        median(ConntrackKind::Hash.label(), full),
+        median(ConntrackKind::LruPerCpu.label(), new_v4),
+        median(ConntrackKind::LruPerCpu.label(), full),
+    );
+}
+
+/// New flow by table size, the two designs side by side.
+pub fn by_capacity(out: &mut String, xdp: &XdpResults) {
+    if xdp.by_capacity.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "### New flow by connection-table size\n");
+    let _ = writeln!(
+        out,
+        "New v4 flows into an empty table of each size (each round from an empty table), the two designs loaded one after the other.\n"
+    );
+    let _ = writeln!(
+        out,
+        "| entries | runs per round | buckets, ns (min / median / max) | shared LRU, ns (min / median / max) | buckets / LRU |"
+    );
+    let _ = writeln!(out, "|---:|---:|---|---|---:|");
+    let mut sizes: Vec<u32> = xdp.by_capacity.iter().map(|c| c.capacity).collect();
+    sizes.dedup();
+    for size in sizes {
+        let find = |d: &str| {
+            xdp.by_capacity
+                .iter()
+                .find(|c| c.capacity == size && c.design == d)
+        };
+        let cell = |c: Option<&super::xdp_designs::CapacityResult>| {
+            c.map_or("–".to_owned(), |c| {
+                format!(
+                    "{:.0} / **{:.0}** / {:.0}",
+                    c.new_flow_v4.min, c.new_flow_v4.median, c.new_flow_v4.max
+                )
+            })
+        };
+        let (b, l) = (find(buckets()), find(lru()));
+        let ratio = match (b, l) {
+            (Some(b), Some(l)) => format!("{:.2}×", b.new_flow_v4.median / l.new_flow_v4.median),
+            _ => "–".to_owned(),
+        };
+        let repeat = b.or(l).map_or(0, |c| c.repeat);
+        let _ = writeln!(
+            out,
+            "| {size} | {repeat} | {} | {} | {ratio} |",
+            cell(b),
+            cell(l)
+        );
+    }
+    let _ = writeln!(out, "\nA new flow touches a random bucket of the table, so its cost grows with the table's memory as that stops fitting in the caches: {FLOW_BYTES_PER_ENTRY} bytes per flow in the bucket table (a 64-byte line per way plus its share of the bucket's tag line), over 100 in the LRU hash (the 40-byte key, the 24-byte value and the kernel's element header, plus its LRU node lists). Ratios here include the wrapper floor.\n");
+}
+
+/// The perf profile of the new-flow path.
+pub fn profile(out: &mut String, profile: &ProfileResults) {
+    let _ = writeln!(out, "### Where a new flow's time goes (perf)\n");
+    let _ = writeln!(out, "Command: `{}`.\n", profile.command);
+    if let Some(error) = &profile.error {
+        let _ = writeln!(out, "No profile in this run: {error}.\n");
+        return;
+    }
+    let _ = writeln!(out, "Samples taken inside BPF_PROG_TEST_RUN (the call chain passes through `bpf_prog_test_run_xdp`), by the function they landed in; ns = the share × the median ns per packet of the profiled rounds (perf running, wrapper included). JIT-ed BPF code is listed by program name (`bpf_prog_<tag>_<name>` in kallsyms). The kernel lists every subprogram of this object as `F` (no function names reach it at load) (the packet path's functions, the bucket table's claim `lb_flow_claim`); they are told apart by their tag (a hash of their code), not by name. In the bucket table the table's memory is read by the program itself, so its cache misses land in the BPF rows; in the LRU hash they land in the kernel's map functions.\n");
+    for d in &profile.designs {
+        let _ = writeln!(
+            out,
+            "**{}** — {}, table of {} entries holding {} other flows: {:.1} ns per packet (median; {:.1}–{:.1}), {} samples.\n",
+            d.design,
+            d.case,
+            d.capacity,
+            d.prefill,
+            d.ns_per_packet.median,
+            d.ns_per_packet.min,
+            d.ns_per_packet.max,
+            d.samples
+        );
+        let _ = writeln!(out, "| function | share of samples | ≈ ns per packet |");
+        let _ = writeln!(out, "|---|---:|---:|");
+        for r in &d.rows {
+            let symbol = match r
+                .symbol
+                .strip_prefix("F ")
+                .and_then(|t| t.strip_suffix(" (BPF)"))
+            {
+                Some(tag) => format!("lbd's BPF subprogram `F`, tag {tag}"),
+                None => format!("`{}`", r.symbol),
+            };
+            let _ = writeln!(out, "| {symbol} | {:.1} % | {:.1} |", r.share_pct, r.ns);
+        }
+        let _ = writeln!(out);
+    }
+}
+
+/// What each design keeps of the connection table's guarantees.
+pub fn guarantees(out: &mut String) {
+    let _ = writeln!(out, "### What each design guarantees\n");
+    let _ = writeln!(out, "| design | a new flow when the table (or its bucket) is full | who is evicted | enumeration, pinning across restarts | memory per flow |");
+    let _ = writeln!(out, "|---|---|---|---|---:|");
+    let _ = writeln!(out, "| {} (lbd's default) | always inserted, never refused | within the flow's bucket of 8 ways only: a closed flow (FIN/RST seen), else an expired one, else a half-open one, else the least recently seen (an LRU approximated within 8 ways). A full bucket evicts even while other buckets have room (see \"kept\" above) | lbd walks the mmapped array (replication, drain, `lbctl flow`, metrics); the map is pinned and adopted | {FLOW_BYTES_PER_ENTRY} bytes, preallocated |", buckets());
+    let _ = writeln!(out, "| {} (before) | inserted | the kernel's least recently used flow across the whole table, live or not (no notion of closed or half-open) | map iteration; pinned | over 100 bytes (element header, 40-byte key, 24-byte value, LRU node), preallocated |", lru());
+    let _ = writeln!(out, "| {} | inserted | the least recently used among the flows the inserting CPU added: one busy CPU evicts live flows while others have room | map iteration; pinned | as the shared LRU |", ConntrackKind::LruPerCpu.label());
+    let _ = writeln!(out, "| {} | refused: forwarded by Maglev but untracked until userspace expires flows | nothing (userspace deletes expired flows) | map iteration; pinned | as the shared LRU |\n", ConntrackKind::Hash.label());
+}
