@@ -119,9 +119,9 @@ pub mod names {
     pub const MAP_MAGLEV: &str = "MAGLEV";
     /// Backends by id.
     pub const MAP_BACKENDS: &str = "BACKENDS";
-    /// Connection table as a kernel map (the bench's earlier designs).
+    /// Connection table as a kernel map (lbd's default: a shared LRU hash).
     pub const MAP_CONNTRACK: &str = "CONNTRACK";
-    /// Connection table: buckets of ways (`flow_table`), lbd's default.
+    /// Connection table: buckets of ways (`flow_table`), the candidate design.
     pub const MAP_FLOW_BUCKETS: &str = "FLOW_BUCKETS";
     /// Read-only global: which connection-table design the program runs.
     pub const GLOBAL_CONNTRACK_DESIGN: &str = "CONNTRACK_DESIGN";

@@ -1,7 +1,10 @@
-//! Which design backs the connection table. The default is the bucket
-//! table (`lb_common::flow_table`); the others are kernel maps, kept so the
-//! benchmark (`cargo xtask bench`, BENCHMARKS.md) measures them side by
-//! side. The program carries both designs and runs the one lbd names in a
+//! Which design backs the connection table. The default stays the shared
+//! LRU hash: the bucket table (`lb_common::flow_table`) is cheaper per new
+//! flow but, with one bucket per flow, evicts live flows from full buckets
+//! while the table still has room (docs/design/conntrack.md), so it becomes
+//! the default only once it keeps flows as the LRU does (two-choice
+//! placement, issue 16). The benchmark (`cargo xtask bench`,
+//! BENCHMARKS.md) measures every design side by side. The program carries both designs and runs the one lbd names in a
 //! read-only global at load time (the verifier sees it as a constant and
 //! prunes the other); the kernel-map kinds differ only in the map's type
 //! and flags, rewritten in a copy of the object.
@@ -27,12 +30,11 @@ pub enum ConntrackKind {
     /// Buckets of eight ways in an array map, claimed by compare-and-swap:
     /// no kernel lock or allocation per new flow; a full bucket evicts
     /// closed, expired, then half-open flows, then its least recently
-    /// seen one.
-    #[default]
+    /// seen one. Not the default yet (see the module docs).
     Buckets,
     /// One LRU list shared by all CPUs: the kernel evicts the least
-    /// recently used flow when the table is full (lbd's design before the
-    /// bucket table).
+    /// recently used flow when the table is full. lbd's default.
+    #[default]
     Lru,
     /// One LRU list per CPU (`BPF_F_NO_COMMON_LRU`): less contention, but
     /// each CPU can only evict among the flows it inserted.

@@ -34,6 +34,15 @@ fn flow(n: u32) -> Flow {
 /// FIN + ACK.
 const FIN_ACK: Tcp = Tcp { fin: true, ..ACK };
 
+/// A test bed on the bucket table of `size` flows.
+fn bucket_bed(vip: &lb_userspace::config::VipConfig, size: u32) -> TestBed {
+    let options = LoadOptions {
+        conntrack_kind: ConntrackKind::Buckets,
+        pins: None,
+    };
+    TestBed::with_options(std::slice::from_ref(vip), Hook::Xdp, size, &options).expect("test bed")
+}
+
 /// Tracked flows by key, as lbd reads the table.
 fn tracked(bed: &TestBed) -> HashMap<lb_common::FlowKey, u32> {
     let mut seen = HashMap::new();
@@ -59,8 +68,7 @@ fn two_cpus_inserting_the_same_flows_leave_each_exactly_once() {
     // of a flow both CPUs insert at once none fills, and none may be
     // missing. (With 8192 buckets one gets 8 of them, and a full bucket
     // rightly evicts its least recently seen flow.)
-    let mut bed =
-        TestBed::with_conntrack(std::slice::from_ref(&vip), Hook::Xdp, 262_144).expect("test bed");
+    let mut bed = bucket_bed(&vip, 262_144);
     const FLOWS: u32 = 2_000;
     for round in 0..5u32 {
         let frames: Vec<Vec<u8>> = (0..FLOWS)
@@ -119,8 +127,7 @@ fn a_full_bucket_evicts_closed_then_half_open_flows_before_established_ones() {
     let vip = vip4_tcp();
     // The smallest table: one bucket of eight ways, so every flow meets
     // every other.
-    let mut bed =
-        TestBed::with_conntrack(std::slice::from_ref(&vip), Hook::Xdp, 1).expect("test bed");
+    let mut bed = bucket_bed(&vip, 1);
     let run = |bed: &mut TestBed, f: &Flow, flags| {
         let (verdict, _) = bed.run(&packet::tcp(f, flags, None, b"")).expect("run");
         assert_eq!(verdict, action::TX);

@@ -5,8 +5,8 @@
 //! Two designs behind one interface (`decide`, `peek`), chosen when lbd
 //! loads the object (`CONNTRACK_DESIGN`, a read-only global the verifier
 //! sees as a constant, so the other design's code is pruned): the bucket
-//! table (`buckets`, lbd's default) and a kernel map (`kernel_map`: the
-//! shared LRU hash of earlier releases and its variants, for the bench).
+//! table (`buckets`, the candidate) and a kernel map (`kernel_map`: lbd's
+//! default, the shared LRU hash, and its variants for the bench).
 
 mod buckets;
 mod kernel_map;

@@ -80,7 +80,7 @@ pub fn comparison(out: &mut String, xdp: &XdpResults) {
     );
     let _ = writeln!(
         out,
-        "From the table above: lbd's table (`{}`) and the shared LRU it replaced, the same program and packets, measured case by case in this run. Cost above the floor = the case's median − the wrapper floor measured on the same object ({floor_b:.1} ns and {floor_l:.1} ns; twice the floor for a connection's two packets). \"{}\" is a SYN round over N distinct flows, then the first ACK of each of the same flows (ns per connection).\n",
+        "From the table above: the bucket table (`{}`, issue 16's candidate) and the shared LRU (lbd's default), the same program and packets, measured case by case in this run. Cost above the floor = the case's median − the wrapper floor measured on the same object ({floor_b:.1} ns and {floor_l:.1} ns; twice the floor for a connection's two packets). \"{}\" is a SYN round over N distinct flows, then the first ACK of each of the same flows (ns per connection).\n",
         buckets(),
         CONNECTION_V4
     );
@@ -243,7 +243,7 @@ pub fn designs(out: &mut String, xdp: &XdpResults) {
     let full = |d: &DesignResult| d.full_table_new_flow.median;
     let _ = writeln!(
         out,
-        "\nlbd's bucket table: new flow {:.0} ns, {:.0} ns into a full table; the shared LRU it replaced: {:.0} ns, {:.0} ns. The plain hash ({:.0} ns; {:.0} ns when full) gives up the guarantee that every new flow is tracked: once the table is full, new flows go untracked (a later backend change can move them) until userspace has walked the table and deleted expired flows, at the cost in the last column per flow. The per-CPU LRU ({:.0} ns; {:.0} ns when full) splits the capacity between the CPUs and evicts only among the flows the inserting CPU added, so one busy CPU evicts live flows while others have room.\n",
+        "\nThe bucket table: new flow {:.0} ns, {:.0} ns into a full table; the shared LRU (lbd's default): {:.0} ns, {:.0} ns. The plain hash ({:.0} ns; {:.0} ns when full) gives up the guarantee that every new flow is tracked: once the table is full, new flows go untracked (a later backend change can move them) until userspace has walked the table and deleted expired flows, at the cost in the last column per flow. The per-CPU LRU ({:.0} ns; {:.0} ns when full) splits the capacity between the CPUs and evicts only among the flows the inserting CPU added, so one busy CPU evicts live flows while others have room.\n",
         median(buckets(), new_v4),
         median(buckets(), full),
         median(lru(), new_v4),
@@ -346,7 +346,7 @@ pub fn guarantees(out: &mut String) {
     let _ = writeln!(out, "### What each design guarantees\n");
     let _ = writeln!(out, "| design | a new flow when the table (or its bucket) is full | who is evicted | enumeration, pinning across restarts | memory per flow |");
     let _ = writeln!(out, "|---|---|---|---|---:|");
-    let _ = writeln!(out, "| {} (lbd's default) | always inserted, never refused | within the flow's bucket of 8 ways only: a closed flow (FIN/RST seen), else an expired one, else a half-open one, else the least recently seen (an LRU approximated within 8 ways). A full bucket evicts even while other buckets have room (see \"kept\" above) | lbd walks the mmapped array (replication, drain, `lbctl flow`, metrics); the map is pinned and adopted | {FLOW_BYTES_PER_ENTRY} bytes, preallocated |", buckets());
+    let _ = writeln!(out, "| {} (candidate, not yet the default) | always inserted, never refused | within the flow's bucket of 8 ways only: a closed flow (FIN/RST seen), else an expired one, else a half-open one, else the least recently seen (an LRU approximated within 8 ways). A full bucket evicts even while other buckets have room (see \"kept\" above) | lbd walks the mmapped array (replication, drain, `lbctl flow`, metrics); the map is pinned and adopted | {FLOW_BYTES_PER_ENTRY} bytes, preallocated |", buckets());
     let _ = writeln!(out, "| {} (before) | inserted | the kernel's least recently used flow across the whole table, live or not (no notion of closed or half-open) | map iteration; pinned | over 100 bytes (element header, 40-byte key, 24-byte value, LRU node), preallocated |", lru());
     let _ = writeln!(out, "| {} | inserted | the least recently used among the flows the inserting CPU added: one busy CPU evicts live flows while others have room | map iteration; pinned | as the shared LRU |", ConntrackKind::LruPerCpu.label());
     let _ = writeln!(out, "| {} | refused: forwarded by Maglev but untracked until userspace expires flows | nothing (userspace deletes expired flows) | map iteration; pinned | as the shared LRU |\n", ConntrackKind::Hash.label());
