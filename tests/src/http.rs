@@ -285,12 +285,17 @@ fn try_open_stream_from(
         let (mut length, mut longest, mut last) = (0, Duration::ZERO, Instant::now());
         let mut chunk = [0u8; 4096];
         loop {
-            let n = stream.read(&mut chunk).map_err(|e| {
-                format!(
-                    "{e} after {length} bytes, {:?} since the last",
-                    last.elapsed()
-                )
-            })?;
+            let n = match stream.read(&mut chunk) {
+                // A signal, not the connection: read again, as every
+                // client does.
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                read => read.map_err(|e| {
+                    format!(
+                        "{e} after {length} bytes, {:?} since the last",
+                        last.elapsed()
+                    )
+                })?,
+            };
             longest = longest.max(last.elapsed());
             last = Instant::now();
             if n == 0 {

@@ -63,7 +63,13 @@ fn delivered(sender: &Host, from: SocketAddr, receiver: &Host, to: SocketAddr) -
     })
     .expect("sender");
     let mut buf = [0u8; 16];
-    socket.recv_from(&mut buf).is_ok()
+    loop {
+        match socket.recv_from(&mut buf) {
+            // A signal, not the verdict: wait on.
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            received => return received.is_ok(),
+        }
+    }
 }
 
 /// How many programs `interface`'s tcx egress in `node`'s namespace runs.
