@@ -197,6 +197,24 @@ pub fn sources_by_move(lab: &Lab, moving: usize, staying: usize) -> Vec<std::net
     ports.into_iter().map(source).collect()
 }
 
+/// Opens `/slow` streams through the IPv4 VIP from `sources_by_move`'s
+/// sources (`moving`, then `staying`), each checked to land where the
+/// Maglev model says.
+pub fn open_streams_by_move(lab: &Lab, moving: usize, staying: usize) -> Vec<crate::http::Stream> {
+    sources_by_move(lab, moving, staying)
+        .into_iter()
+        .map(|from| {
+            let stream = crate::http::open_stream_from(&lab.client.netns, from, IpAddr::V4(VIP4));
+            assert_eq!(
+                maglev_choice(lab, stream.local, 3),
+                stream.backend,
+                "lbd's choice differs from the model's"
+            );
+            stream
+        })
+        .collect()
+}
+
 /// Asserts that each of three backends served 33 % ± 8 % of `total`
 /// requests (what every lab's Maglev spread over three equal backends
 /// gives); `what` names the case in the failure.

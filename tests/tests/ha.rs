@@ -13,9 +13,9 @@ use std::{
 };
 
 use lb_tests::{
-    client, http,
+    client,
     lab::{in_netns, Host, Lab, LabSpec, HTTP_PORT, VIP4, VIP6},
-    support::{maglev_choice, sources_by_move, status_on, wait_until},
+    support::{open_streams_by_move, status_on, wait_until},
 };
 use lb_userspace::vrrp::{Advertisement, ChecksumMode};
 
@@ -218,18 +218,7 @@ fn long_lived_across_changes_and_failover(attach: &str) {
     // Two streams that would move to another backend once b4 joins (they
     // only survive the failover through replication) and two that would
     // not, with source ports picked from the model.
-    let streams: Vec<http::Stream> = sources_by_move(&lab, 2, 2)
-        .into_iter()
-        .map(|from| {
-            let stream = http::open_stream_from(&lab.client.netns, from, IpAddr::V4(VIP4));
-            assert_eq!(
-                maglev_choice(&lab, stream.local, 3),
-                stream.backend,
-                "lbd's choice differs from the model's"
-            );
-            stream
-        })
-        .collect();
+    let streams = open_streams_by_move(&lab, 2, 2);
     for node in [&a, &b] {
         let out = lab
             .lbctl_on(node, &["backend", "add", VIP, "198.18.0.14"])

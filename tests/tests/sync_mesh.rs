@@ -12,9 +12,9 @@ use std::{
 };
 
 use lb_tests::{
-    http::{open_stream_from, Stream, SLOW_BYTES},
+    http::{Stream, SLOW_BYTES},
     lab::{Host, Lab, LabSpec, HTTP_PORT, VIP4},
-    support::{ip, maglev_choice, sources_by_move, status_on, wait_until},
+    support::{ip, open_streams_by_move, status_on, wait_until},
 };
 use lb_userspace::api::flow_schema::{FlowDecision, FlowExplanation};
 
@@ -129,18 +129,7 @@ fn flows_stay_on_their_backend_when_the_client_moves_to_another_node() {
     // would move to another backend once b4 joins (they only stay where
     // they are through replication), two would not: the source ports are
     // picked from the model, so the case never depends on the kernel's.
-    let streams: Vec<Stream> = sources_by_move(&lab, 2, 2)
-        .into_iter()
-        .map(|from| {
-            let stream = open_stream_from(&lab.client.netns, from, IpAddr::V4(VIP4));
-            assert_eq!(
-                maglev_choice(&lab, stream.local, 3),
-                stream.backend,
-                "lbd's choice differs from the model's"
-            );
-            stream
-        })
-        .collect();
+    let streams = open_streams_by_move(&lab, 2, 2);
     let opened = Instant::now();
 
     // b and c install each flow pinned to the backend serving it.

@@ -16,7 +16,7 @@ use lb_common::{
     FlowEntry, FlowKey, VipMeta,
 };
 
-use super::{flow_flags, insert_failed, new_entry, pinned_backend, Decision};
+use super::{flow_flags, insert_failed, inserted, new_entry, pinned_backend, Decision};
 use crate::{
     maps::FLOW_BUCKETS,
     parse::{Packet, TCP_ACK, TCP_SYN},
@@ -63,16 +63,7 @@ pub(super) fn decide(vip: &VipMeta, packet: &Packet) -> Option<Decision> {
     let established = key.proto != IPPROTO_TCP || !opening;
     let rank = rank_word(now, class_of(entry.flags, established));
     match claim(bucket, key, hash, &entry, rank) {
-        CLAIM_INSERTED => {
-            stats::count(Counter::ConntrackNew);
-            Some(Decision {
-                backend_id,
-                backend,
-                new_flow: true,
-                now,
-                hash,
-            })
-        }
+        CLAIM_INSERTED => Some(inserted(backend_id, backend, now, hash)),
         CLAIM_CONTENDED => Some(insert_failed(vip, packet, backend_id, backend, hash)),
         // Tracked after all (a retransmitted SYN, or another CPU's
         // insert): through its entry.

@@ -6,7 +6,7 @@
 use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_ktime_get_coarse_ns};
 use lb_common::{consts::FLOW_TOUCH_INTERVAL_NS, stats::Counter, FlowEntry, FlowKey, VipMeta};
 
-use super::{flow_flags, insert_failed, new_entry, pinned_backend, Decision};
+use super::{flow_flags, insert_failed, inserted, new_entry, pinned_backend, Decision};
 use crate::{
     maps::CONNTRACK,
     parse::{Packet, TCP_ACK, TCP_SYN},
@@ -30,14 +30,7 @@ pub(super) fn decide(vip: &VipMeta, packet: &Packet) -> Option<Decision> {
         let entry = new_entry(backend_id, backend, packet, hash, now);
         match CONNTRACK.insert(key, entry, u64::from(BPF_NOEXIST)) {
             Ok(()) => {
-                stats::count(Counter::ConntrackNew);
-                return Some(Decision {
-                    backend_id,
-                    backend,
-                    new_flow: true,
-                    now,
-                    hash,
-                });
+                return Some(inserted(backend_id, backend, now, hash));
             }
             Err(EEXIST) => {}
             Err(_) => return Some(insert_failed(vip, packet, backend_id, backend, hash)),
@@ -85,14 +78,7 @@ fn tracked_or_new(vip: &VipMeta, packet: &Packet) -> Option<Decision> {
     if CONNTRACK.insert(key, entry, 0).is_err() {
         return Some(insert_failed(vip, packet, backend_id, backend, hash));
     }
-    stats::count(Counter::ConntrackNew);
-    Some(Decision {
-        backend_id,
-        backend,
-        new_flow: true,
-        now,
-        hash,
-    })
+    Some(inserted(backend_id, backend, now, hash))
 }
 
 /// The backend of a flow without changing anything: the tracked one if it

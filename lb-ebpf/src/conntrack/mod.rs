@@ -98,6 +98,24 @@ pub(super) fn new_entry(
     }
 }
 
+/// A flow this packet inserted: counted, and sent to its pick.
+#[inline(always)]
+pub(super) fn inserted(
+    backend_id: u32,
+    backend: &'static Backend,
+    now: u64,
+    hash: u32,
+) -> Decision {
+    stats::count(Counter::ConntrackNew);
+    Decision {
+        backend_id,
+        backend,
+        new_flow: true,
+        now,
+        hash,
+    }
+}
+
 /// A full table (plain hash) or a failed allocation: the flow still goes
 /// to its Maglev backend, untracked; counted and reported.
 #[inline(always)]
