@@ -342,6 +342,7 @@ impl Lab {
             if self.topology.backend_style == BackendStyle::Dsr {
                 make_dsr(&backend)?;
             }
+            steer_flows(&backend.netns, "eth0")?;
             self.start_nginx(&backend)?;
         }
         Ok(())
@@ -1279,6 +1280,49 @@ fn ip(netns: &str, args: &[&str]) -> anyhow::Result<()> {
     run("ip", &full)
 }
 
+/// Receives every flow arriving on `ifname` in `netns` on one CPU (RPS by
+/// the flow's hash over all CPUs), as a real NIC's RSS does. A veth hands a
+/// packet to its peer on the CPU that sent it, so without this two packets
+/// of one connection sent from different CPUs (the client's handshake ACK
+/// from a softirq, its request from the woken task) reach a backend's TCP
+/// at the same time, and the kernel's lockless lookup can miss the socket
+/// while the other CPU turns the request socket into the connection: the
+/// request then meets the listener, which answers with a reset
+/// (`tcp_send_reset` state=TCP_LISTEN reason=TCP_FLAGS, seen on Linux
+/// 6.18: the nat_lab balance tests' rare "Connection reset by peer"). No
+/// real NIC spreads one flow over CPUs like that, so the lab must not
+/// either. Backends' legs only: on every leg (routers included) the routed
+/// lab's IPv6 reachability check through r2 timed out in half the runs.
+fn steer_flows(netns: &str, ifname: &str) -> anyhow::Result<()> {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mask = cpu_mask(cpus);
+    let script = format!(
+        "for q in /sys/class/net/{ifname}/queues/rx-*/rps_cpus; do echo {mask} > \"$q\" || exit 1; done"
+    );
+    run("ip", &["netns", "exec", netns, "sh", "-c", &script])
+        .with_context(|| format!("RPS on {ifname} in {netns}"))
+}
+
+/// The `rps_cpus` mask of CPUs `0..cpus`: hex words of 32 CPUs, the
+/// highest first, comma-separated (the kernel's bitmap format).
+fn cpu_mask(cpus: usize) -> String {
+    let words = cpus.div_ceil(32).max(1);
+    (0..words)
+        .rev()
+        .map(|w| {
+            let bits = cpus.saturating_sub(w * 32).min(32);
+            let word = if bits == 32 {
+                u32::MAX
+            } else {
+                (1u32 << bits) - 1
+            };
+            format!("{word:08x}")
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+
 /// Sets sysctl `key` to `value` inside `netns`.
 pub(crate) fn sysctl(netns: &str, key: &str, value: &str) -> anyhow::Result<()> {
     run(
@@ -1314,4 +1358,18 @@ pub(crate) fn output(program: &str, args: &[&str]) -> anyhow::Result<String> {
         );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cpu_mask;
+
+    #[test]
+    fn cpu_masks_cover_every_cpu_in_the_kernels_bitmap_format() {
+        assert_eq!(cpu_mask(1), "00000001");
+        assert_eq!(cpu_mask(2), "00000003");
+        assert_eq!(cpu_mask(32), "ffffffff");
+        assert_eq!(cpu_mask(33), "00000001,ffffffff");
+        assert_eq!(cpu_mask(72), "000000ff,ffffffff,ffffffff");
+    }
 }
