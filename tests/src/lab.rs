@@ -342,7 +342,7 @@ impl Lab {
             if self.topology.backend_style == BackendStyle::Dsr {
                 make_dsr(&backend)?;
             }
-            steer_flows(&backend.netns, "eth0")?;
+            receive_like_a_nic(&self.switch_netns, &backend)?;
             self.start_nginx(&backend)?;
         }
         Ok(())
@@ -1280,48 +1280,51 @@ fn ip(netns: &str, args: &[&str]) -> anyhow::Result<()> {
     run("ip", &full)
 }
 
-/// Receives every flow arriving on `ifname` in `netns` on one CPU (RPS by
-/// the flow's hash over all CPUs), as a real NIC's RSS does. A veth hands a
-/// packet to its peer on the CPU that sent it, so without this two packets
-/// of one connection sent from different CPUs (the client's handshake ACK
-/// from a softirq, its request from the woken task) reach a backend's TCP
-/// at the same time, and the kernel's lockless lookup can miss the socket
-/// while the other CPU turns the request socket into the connection: the
-/// request then meets the listener, which answers with a reset
-/// (`tcp_send_reset` state=TCP_LISTEN reason=TCP_FLAGS, seen on Linux
-/// 6.18: the nat_lab balance tests' rare "Connection reset by peer"). No
-/// real NIC spreads one flow over CPUs like that, so the lab must not
-/// either. Backends' legs only: on every leg (routers included) the routed
-/// lab's IPv6 reachability check through r2 timed out in half the runs.
-fn steer_flows(netns: &str, ifname: &str) -> anyhow::Result<()> {
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let mask = cpu_mask(cpus);
-    let script = format!(
-        "for q in /sys/class/net/{ifname}/queues/rx-*/rps_cpus; do echo {mask} > \"$q\" || exit 1; done"
-    );
-    run("ip", &["netns", "exec", netns, "sh", "-c", &script])
-        .with_context(|| format!("RPS on {ifname} in {netns}"))
+/// Makes `host`'s leg (`eth0`, switch side `p-<name>`) take its packets in
+/// NAPI, one batch at a time, as a NIC's receive queue does: GRO on the
+/// host's veth and TSO off on the switch side (a veth hands a TSO-capable
+/// sender's packets to `netif_rx` on the sending CPU instead). Without
+/// this, two packets of one connection sent from different CPUs (the
+/// client's handshake ACK from a softirq, its request from the woken task)
+/// reach the host's TCP at the same time, and the kernel's lockless lookup
+/// can miss the socket while the other CPU turns the request socket into
+/// the connection: the request then meets the listener, which answers with
+/// a reset (`tcp_send_reset` state=TCP_LISTEN reason=TCP_FLAGS, seen on
+/// Linux 6.18: the nat_lab balance tests' rare "Connection reset by peer").
+/// RPS would also keep a flow on one CPU, but its cross-CPU interrupts
+/// cost a VM a sixth of the lab's CPU (and on every leg it broke the
+/// routed lab's IPv6 reachability check).
+fn receive_like_a_nic(switch_netns: &str, host: &Host) -> anyhow::Result<()> {
+    let port = format!("p-{}", host.name);
+    run(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            switch_netns,
+            "ethtool",
+            "-K",
+            &port,
+            "tso",
+            "off",
+        ],
+    )
+    .with_context(|| format!("TSO off on switch port {port}"))?;
+    run(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            &host.netns,
+            "ethtool",
+            "-K",
+            "eth0",
+            "gro",
+            "on",
+        ],
+    )
+    .with_context(|| format!("GRO on {}'s eth0", host.name))
 }
-
-/// The `rps_cpus` mask of CPUs `0..cpus`: hex words of 32 CPUs, the
-/// highest first, comma-separated (the kernel's bitmap format).
-fn cpu_mask(cpus: usize) -> String {
-    let words = cpus.div_ceil(32).max(1);
-    (0..words)
-        .rev()
-        .map(|w| {
-            let bits = cpus.saturating_sub(w * 32).min(32);
-            let word = if bits == 32 {
-                u32::MAX
-            } else {
-                (1u32 << bits) - 1
-            };
-            format!("{word:08x}")
-        })
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
 
 /// Sets sysctl `key` to `value` inside `netns`.
 pub(crate) fn sysctl(netns: &str, key: &str, value: &str) -> anyhow::Result<()> {
@@ -1358,18 +1361,4 @@ pub(crate) fn output(program: &str, args: &[&str]) -> anyhow::Result<String> {
         );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::cpu_mask;
-
-    #[test]
-    fn cpu_masks_cover_every_cpu_in_the_kernels_bitmap_format() {
-        assert_eq!(cpu_mask(1), "00000001");
-        assert_eq!(cpu_mask(2), "00000003");
-        assert_eq!(cpu_mask(32), "ffffffff");
-        assert_eq!(cpu_mask(33), "00000001,ffffffff");
-        assert_eq!(cpu_mask(72), "000000ff,ffffffff,ffffffff");
-    }
 }

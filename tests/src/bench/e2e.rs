@@ -340,9 +340,14 @@ fn start(lab: &mut Lab, system: &str, round: u32, target: &Target) -> anyhow::Re
 fn stop(lab: &mut Lab, running: Running) -> anyhow::Result<()> {
     match running {
         Running::Nothing => {}
-        Running::Process(name, _) => {
+        Running::Process(name, _) if name.starts_with("lbd") => {
             // SIGINT: lbd detaches (SIGTERM would leave it forwarding).
             lab.interrupt(&name)?;
+        }
+        Running::Process(name, _) => {
+            // SIGTERM, the proxies' documented immediate stop (HAProxy once
+            // outlived the 10 s wait after a SIGINT).
+            lab.terminate(&name)?;
         }
         Running::Xdp(dataplane) => drop(dataplane),
     }
