@@ -6,7 +6,7 @@
 //! parameters and results live in this CPU's scratch slot. Facts the
 //! parameters rely on are in docs/design/nat.md.
 
-use core::mem::{size_of, zeroed};
+use core::mem::size_of;
 
 use aya_ebpf::{
     bindings::{bpf_fib_lookup as FibParams, BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS},
@@ -19,6 +19,7 @@ use lb_common::{
 };
 
 use crate::{
+    copy,
     hook::Hook,
     maps::NAT_SCRATCH,
     nat::{rewrite::L3Info, scratch::NatScratch},
@@ -65,8 +66,8 @@ pub fn resolve<C: Hook>(
     // SAFETY: this CPU's slot, used by this program run only.
     let scratch = unsafe { &mut *scratch };
     let params = &mut scratch.fib;
-    // SAFETY: a plain C struct of integers; zero is its "unset".
-    *params = unsafe { zeroed() };
+    // A plain C struct of integers; zero is its "unset".
+    copy::zero(params);
     params.l4_protocol = key.proto;
     params.sport = entry.sport;
     params.dport = entry.dport;
@@ -80,8 +81,8 @@ pub fn resolve<C: Hook>(
     set_addrs(params, key.family, &entry.src, &entry.dst);
     let hop = run(ctx, scratch, key.family, u32::from(entry.vip_id), key)?;
     entry.ifindex = hop.ifindex;
-    entry.smac = hop.smac;
-    entry.dmac = hop.dmac;
+    entry.smac = copy::mac(&hop.smac);
+    entry.dmac = copy::mac(&hop.dmac);
     Ok(())
 }
 
@@ -115,8 +116,8 @@ pub fn resolve_tunnel<C: Hook>(
     // SAFETY: this CPU's slot, used by this program run only.
     let scratch = unsafe { &mut *scratch };
     let params = &mut scratch.fib;
-    // SAFETY: a plain C struct of integers; zero is its "unset".
-    *params = unsafe { zeroed() };
+    // A plain C struct of integers; zero is its "unset".
+    copy::zero(params);
     params.l4_protocol = route.proto;
     params.ifindex = route.ifindex;
     params.__bindgen_anon_1.tot_len = TUNNEL_PROBE_LEN;
@@ -133,8 +134,8 @@ fn set_addrs(params: &mut FibParams, family: u8, src: &[u32; 4], dst: &[u32; 4])
         params.__bindgen_anon_4.ipv4_dst = dst[0];
     } else {
         params.family = FIB_AF_INET6;
-        params.__bindgen_anon_3.ipv6_src = *src;
-        params.__bindgen_anon_4.ipv6_dst = *dst;
+        params.__bindgen_anon_3.ipv6_src = copy::addr(src);
+        params.__bindgen_anon_4.ipv6_dst = copy::addr(dst);
     }
 }
 
@@ -161,8 +162,8 @@ fn run<C: Hook>(
             // SAFETY: plain integers; on success the kernel wrote the MTU
             // over `tot_len` when it checked one.
             mtu: u32::from(unsafe { params.__bindgen_anon_1.mtu_result }),
-            dmac: params.dmac,
-            smac: params.smac,
+            dmac: copy::mac(&params.dmac),
+            smac: copy::mac(&params.smac),
         });
     }
     if rc == i64::from(BPF_FIB_LKUP_RET_NO_NEIGH) {

@@ -10,6 +10,7 @@
 
 mod bench;
 mod conntrack;
+mod copy;
 mod fib;
 mod forward;
 mod hook;

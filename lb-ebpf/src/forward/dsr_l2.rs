@@ -3,10 +3,10 @@
 //! ours.
 
 use lb_common::{stats::Counter, VipMeta};
-use network_types::eth::EthHdr;
 
 use crate::{
     conntrack::Decision,
+    copy,
     hook::Hook,
     maps::CONFIG,
     parse::{self, Class, Packet},
@@ -18,17 +18,18 @@ use crate::{
 /// interface).
 #[inline(always)]
 pub fn forward<C: Hook>(ctx: &C, vip: &VipMeta, packet: &Packet, decision: &Decision) -> Counter {
-    let Some(eth) = parse::ptr_at::<EthHdr, C>(ctx, 0) else {
+    let Some(eth) = parse::ptr_at::<[u16; 6], C>(ctx, 0) else {
         return Counter::DropMalformed;
     };
     // SAFETY: bounds checked by ptr_at; the program owns the frame (tc: the verifier makes a cloned skb private first).
-    unsafe {
-        (*eth).src_addr = match CONFIG.get(0) {
-            Some(config) => config.iface_mac,
-            None => (*eth).dst_addr,
-        };
-        (*eth).dst_addr = decision.backend.mac;
-    }
+    let eth = unsafe { &mut *eth };
+    // SAFETY (both `mac_words`): MAC fields of map values (see `copy`).
+    let src = match CONFIG.get(0) {
+        Some(config) => unsafe { copy::mac_words(&config.iface_mac) },
+        None => [eth[0], eth[1], eth[2]],
+    };
+    let dst = unsafe { copy::mac_words(&decision.backend.mac) };
+    copy::write_macs(eth, dst, src);
     let bytes = ctx.frame_len() as u64;
     stats::count_traffic(vip.id, decision.backend_id, bytes, decision.new_flow);
     if packet.class == Class::IcmpError {

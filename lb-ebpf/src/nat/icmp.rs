@@ -14,7 +14,7 @@ use lb_common::{
 };
 
 use super::rewrite::{add16, add32, csum_apply, fold32, Layout, IPV4_LEN, IPV6_LEN};
-use crate::{hook::Hook, parse::ptr_at};
+use crate::{copy, hook::Hook, parse::ptr_at};
 
 /// Length of the ICMP/ICMPv6 header before the quote.
 const ICMP_HEADER_LEN: usize = 8;
@@ -34,7 +34,7 @@ const UDP_CSUM_OFF: usize = 6;
 #[inline(always)]
 pub fn translate_error<C: Hook>(ctx: &C, key: &FlowKey, at: &Layout, entry: &NatEntry) -> bool {
     let quote_off = at.l4_off + ICMP_HEADER_LEN;
-    let Some(eth) = ptr_at::<[u8; 12], C>(ctx, 0) else {
+    let Some(eth) = ptr_at::<[u16; 6], C>(ctx, 0) else {
         return false;
     };
     let Some(ports) = ptr_at::<[u8; 8], C>(ctx, at.quote_l4_off) else {
@@ -42,8 +42,9 @@ pub fn translate_error<C: Hook>(ctx: &C, key: &FlowKey, at: &Layout, entry: &Nat
     };
     // SAFETY: bounds checked by ptr_at; the program owns the frame.
     let (eth, ports) = unsafe { (&mut *eth, &mut *ports) };
-    eth[..6].copy_from_slice(&entry.dmac);
-    eth[6..].copy_from_slice(&entry.smac);
+    // SAFETY: MAC fields of a map value (see `copy`).
+    let (dst, src) = unsafe { (copy::mac_words(&entry.dmac), copy::mac_words(&entry.smac)) };
+    copy::write_macs(eth, dst, src);
     // Changes of the outer addresses (ICMPv6's pseudo-header), of the
     // quoted addresses (the quote's pseudo-header too), and of everything
     // inside the ICMP message.

@@ -9,7 +9,7 @@ use lb_common::{
     FlowKey, NatEntry,
 };
 
-use crate::{hook::Hook, parse::ptr_at};
+use crate::{copy, hook::Hook, parse::ptr_at};
 
 /// Where the headers to rewrite are (see `scratch::layout`).
 pub struct Layout {
@@ -107,7 +107,7 @@ pub fn csum_apply(old: u16, diff: u32) -> u16 {
 /// helper failed.
 #[inline(always)]
 pub fn translate<C: Hook>(ctx: &C, key: &FlowKey, at: &Layout, entry: &NatEntry) -> bool {
-    let Some(eth) = ptr_at::<[u8; 12], C>(ctx, 0) else {
+    let Some(eth) = ptr_at::<[u16; 6], C>(ctx, 0) else {
         return false;
     };
     let Some(ports) = ptr_at::<[u8; 4], C>(ctx, at.l4_off) else {
@@ -116,8 +116,9 @@ pub fn translate<C: Hook>(ctx: &C, key: &FlowKey, at: &Layout, entry: &NatEntry)
     // SAFETY: bounds checked by ptr_at; the program owns the frame (tc:
     // the verifier makes a cloned skb private first).
     let (eth, ports) = unsafe { (&mut *eth, &mut *ports) };
-    eth[..6].copy_from_slice(&entry.dmac);
-    eth[6..].copy_from_slice(&entry.smac);
+    // SAFETY: MAC fields of a map value (see `copy`).
+    let (dst, src) = unsafe { (copy::mac_words(&entry.dmac), copy::mac_words(&entry.smac)) };
+    copy::write_macs(eth, dst, src);
     let mut addrs = 0u64;
     let mut l3 = 0u64;
     if key.family == AF_INET {

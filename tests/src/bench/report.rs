@@ -505,14 +505,16 @@ fn nat_section(out: &mut String, nat: &super::nat::NatResults) {
 }
 
 fn tunnel_section(out: &mut String, tunnel: &super::tunnel::TunnelResults) {
-    use super::tunnel::{DSR_TRACKED, GUE_NEW, GUE_TRACKED, IPIP_NEW, IPIP_TRACKED};
+    use super::tunnel::{
+        DSR_TRACKED, GUE_NEW, GUE_TRACKED, IPIP_NEW, IPIP_TRACKED, IPIP_TRACKED_ONE_ARMED,
+    };
     let _ = writeln!(
         out,
         "## Tunnel modes, ns per packet (BPF_PROG_TEST_RUN, XDP and tc)\n"
     );
     let _ = writeln!(
         out,
-        "The real object with a DSR VIP, an `ipip` VIP and a `gue` VIP (three routed backends), run through the restoring wrappers (`xdp_bench`, `tc_bench`: the wrapper's floor, which also takes the outer header off again at tc, is in every row) from a thread inside a network namespace with routes and neighbours; each case checks with the program's counters that every run took the named path. Tracked rows: a flow in the connection table, the backend's next hop cached (no FIB lookup); new-flow rows change the client address on every run (Maglev pick and insert; the backend's next hop is cached after the first run). At tc the runs reuse one skb, which the kernel marks as encapsulated after the first wrap: every later run has its flagged room request refused and retried without the flags (see `Hook::grow_after_mac`), and the wrapper takes the outer header off with another room call, so the tc tunnel rows carry two helper calls a real packet does not. Target: ipip tracked flow within 10 ns of dsr-l2 tracked flow.\n"
+        "The real object with a DSR VIP, an `ipip` VIP and a `gue` VIP (three routed backends), run through the restoring wrappers (`xdp_bench`, `tc_bench`: the wrapper's floor is in every row; at XDP it restores the frame's head on every run, grown or not, so it costs every case the same; at tc it also takes the outer header off again) from a thread inside a network namespace with routes and neighbours; each case checks with the program's counters that every run took the named path. Tracked rows: a flow in the connection table, the backend's next hop cached (no FIB lookup); new-flow rows change the client address on every run (Maglev pick and insert; the backend's next hop is cached after the first run). At tc the runs reuse one skb, which the kernel marks as encapsulated after the first wrap: every later run has its flagged room request refused and retried without the flags (see `Hook::grow_after_mac`), and the wrapper takes the outer header off with another room call, so the tc tunnel rows carry two helper calls a real packet does not. The one-armed ipip row's backend is routed out of the ingress interface, so its frame leaves with XDP_TX as dsr-l2's does; the other tunnel rows' backends lie behind a second interface (XDP_REDIRECT through the devmap). Target: ipip tracked flow within 10 ns of dsr-l2 tracked flow, compared one-armed (the same way out).\n"
     );
     let _ = writeln!(out, "| hook | case | min | median | max | runs |");
     let _ = writeln!(out, "|---|---|---:|---:|---:|---:|");
@@ -531,15 +533,28 @@ fn tunnel_section(out: &mut String, tunnel: &super::tunnel::TunnelResults) {
     }
     let _ = writeln!(out);
     for hook in ["xdp", "tc"] {
-        if let (Some(dsr), Some(ipip)) = (
-            tunnel.median(DSR_TRACKED, hook),
+        let Some(dsr) = tunnel.median(DSR_TRACKED, hook) else {
+            continue;
+        };
+        // The target compares like with like: one-armed ipip leaves by the
+        // ingress interface as dsr-l2 does (older results lack the row:
+        // then the two-armed one).
+        let (one_armed, two_armed) = (
+            tunnel.median(IPIP_TRACKED_ONE_ARMED, hook),
             tunnel.median(IPIP_TRACKED, hook),
-        ) {
+        );
+        if let Some(ipip) = one_armed.or(two_armed) {
             let gap = ipip - dsr;
+            let what = if one_armed.is_some() {
+                "ipip tracked (one-armed)"
+            } else {
+                "ipip tracked"
+            };
             let _ = writeln!(
                 out,
-                "- {hook}: ipip tracked − dsr-l2 tracked = {ipip:.1} − {dsr:.1} = **{gap:.1} ns** (target ≤ 10 ns: {}); gue tracked {:.1} ns; new flow: ipip {:.1} ns, gue {:.1} ns.",
+                "- {hook}: {what} − dsr-l2 tracked = {ipip:.1} − {dsr:.1} = **{gap:.1} ns** (target ≤ 10 ns: {}); two-armed ipip (redirect to another interface) {:.1} ns, gue tracked {:.1} ns; new flow: ipip {:.1} ns, gue {:.1} ns.",
                 if gap <= 10.0 { "met" } else { "not met" },
+                two_armed.unwrap_or(f64::NAN),
                 tunnel.median(GUE_TRACKED, hook).unwrap_or(f64::NAN),
                 tunnel.median(IPIP_NEW, hook).unwrap_or(f64::NAN),
                 tunnel.median(GUE_NEW, hook).unwrap_or(f64::NAN),

@@ -14,7 +14,7 @@ use super::{
     Spread,
 };
 use crate::{
-    natbed::{FibNetns, BACKENDS4, IN_DEV, OUT_DEV},
+    natbed::{FibNetns, BACKENDS4, IN_DEV, OUT_DEV, SAME_IF4},
     packet::{self, Flow, ACK, SYN},
     testbed::{vip4_tcp, Hook, VIP4},
     tunnelbed::{tunnel_vip, TunnelBed},
@@ -44,8 +44,13 @@ impl TunnelResults {
 pub const DSR_TRACKED: &str = "dsr-l2 tracked flow (v4 ACK)";
 /// DSR at L2, new flow.
 pub const DSR_NEW: &str = "dsr-l2 new flow (v4 SYN)";
-/// IPIP, tracked flow (cached next hop).
+/// IPIP, tracked flow (cached next hop), the backend routed out of
+/// another interface (XDP_REDIRECT through the devmap).
 pub const IPIP_TRACKED: &str = "ipip tracked flow (v4 ACK)";
+/// IPIP, tracked flow, one-armed: the backend's route leaves by the
+/// ingress interface, so the frame goes back out with XDP_TX as dsr-l2's
+/// does (the like-for-like comparison of the two modes).
+pub const IPIP_TRACKED_ONE_ARMED: &str = "ipip tracked flow, one-armed (v4 ACK)";
 /// IPIP, new flow (the backend's next hop cached).
 pub const IPIP_NEW: &str = "ipip new flow (v4 SYN)";
 /// GUE, tracked flow.
@@ -57,6 +62,9 @@ pub const GUE_NEW: &str = "gue new flow (v4 SYN)";
 const IPIP_VIP4: &str = "198.18.0.102";
 /// The GUE VIP.
 const GUE_VIP4: &str = "198.18.0.103";
+/// The one-armed IPIP VIP (its backend, `SAME_IF4`, sits behind the
+/// ingress interface).
+const IPIP_ONE_ARMED_VIP4: &str = "198.18.0.104";
 
 /// Measures every case at both hooks.
 pub fn run(repeat: u32, rounds: u32) -> anyhow::Result<TunnelResults> {
@@ -86,6 +94,13 @@ fn run_hook(
         vip4_tcp(),
         tunnel_vip(IPIP_VIP4, 80, Protocol::Tcp, &BACKENDS4, Mode::Ipip),
         tunnel_vip(GUE_VIP4, 80, Protocol::Tcp, &BACKENDS4, Mode::Gue),
+        tunnel_vip(
+            IPIP_ONE_ARMED_VIP4,
+            80,
+            Protocol::Tcp,
+            &[SAME_IF4],
+            Mode::Ipip,
+        ),
     ];
     let mut bed = TunnelBed::new(hook, &vips, in_if, out_if)?;
     load_wrappers(&mut bed.nat)?;
@@ -106,6 +121,12 @@ fn run_hook(
     let cases = [
         case(DSR_TRACKED, VIP4, false, Counter::ConntrackHit),
         case(IPIP_TRACKED, IPIP_VIP4, false, Counter::TunnelEncap),
+        case(
+            IPIP_TRACKED_ONE_ARMED,
+            IPIP_ONE_ARMED_VIP4,
+            false,
+            Counter::TunnelEncap,
+        ),
         case(GUE_TRACKED, GUE_VIP4, false, Counter::TunnelEncap),
         case(DSR_NEW, VIP4, true, Counter::ConntrackNew),
         case(IPIP_NEW, IPIP_VIP4, true, Counter::ConntrackNew),

@@ -41,6 +41,7 @@ use lb_common::{
 
 use super::{hop, too_big, Job, JOB_GUE, JOB_HC, JOB_ICMP_ERROR};
 use crate::{
+    copy,
     fib::TunnelRoute,
     forward::Outcome,
     hook::Hook,
@@ -376,13 +377,6 @@ const V4_WORDS: usize = (ETH_LEN + 20 + UDP_LEN) / 2;
 /// Eth + outer IPv6 + UDP, in 16-bit words.
 const V6_WORDS: usize = (ETH_LEN + 40 + UDP_LEN) / 2;
 
-// The MACs are read as 16-bit words (`write_eth`): they must sit at even
-// offsets of the (8-byte aligned) map value.
-const _: () = assert!(
-    core::mem::offset_of!(TunnelHop, dmac) % 2 == 0
-        && core::mem::offset_of!(TunnelHop, smac) % 2 == 0
-);
-
 /// The 16-bit word holding bytes `a`, `b` (in that order in memory).
 #[inline(always)]
 const fn word(a: u8, b: u8) -> u16 {
@@ -539,16 +533,9 @@ fn write_v6<C: Hook>(
 /// Writes the Ethernet header of a wrapped frame (its first 7 words).
 #[inline(always)]
 fn write_eth(w: &mut [u16], hop: &TunnelHop, ether_type: [u8; 2]) {
-    // SAFETY: both MACs lie at even offsets of the map value (asserted
-    // above), so reading them as words is aligned.
-    let (dmac, smac) = unsafe {
-        (
-            &*(hop.dmac.as_ptr() as *const [u16; 3]),
-            &*(hop.smac.as_ptr() as *const [u16; 3]),
-        )
-    };
-    w[0..3].copy_from_slice(dmac);
-    w[3..6].copy_from_slice(smac);
+    // SAFETY: MAC fields of a map value (see `copy`).
+    let (dst, src) = unsafe { (copy::mac_words(&hop.dmac), copy::mac_words(&hop.smac)) };
+    copy::write_macs(w, dst, src);
     w[6] = word(ether_type[0], ether_type[1]);
 }
 

@@ -9,6 +9,7 @@ use aya_ebpf::helpers::bpf_ktime_get_coarse_ns;
 use lb_common::{consts::FLOW_TOUCH_INTERVAL_NS, stats::Counter, Backend, FlowKey, TunnelHop};
 
 use crate::{
+    copy,
     fib::{self, TunnelRoute},
     hook::Hook,
     maps::TUNNEL_HOPS,
@@ -49,8 +50,8 @@ pub fn get<C: Hook>(
     let next = fib::resolve_tunnel(ctx, route, u32::from(backend.vip_id), key)?;
     hop.ifindex = next.ifindex;
     hop.mtu = next.mtu;
-    hop.dmac = next.dmac;
-    hop.smac = next.smac;
+    hop.dmac = copy::mac(&next.dmac);
+    hop.smac = copy::mac(&next.smac);
     hop.generation = backend.generation;
     // Never 0 ("never looked up"), even on a clock that just started.
     hop.resolved_ns = now | 1;

@@ -34,6 +34,7 @@ use lb_common::{stats::Counter, Backend, FlowKey, Mode, VipMeta};
 
 use crate::{
     conntrack::Decision,
+    copy,
     forward::Outcome,
     hook::Hook,
     maps::TUNNEL_JOB,
@@ -105,7 +106,7 @@ pub fn forward<C: Hook>(ctx: &C, vip: &VipMeta, packet: &Packet, decision: &Deci
     // SAFETY: this CPU's slot, used by this program run only.
     let job = unsafe { &mut *job };
     job.key = packet.key;
-    job.backend = *decision.backend;
+    copy::backend(&mut job.backend, decision.backend);
     job.backend_id = decision.backend_id;
     job.vip_id = vip.id;
     job.l3_off = packet.l3_off as u32;
