@@ -12,6 +12,7 @@ mod bench;
 mod conntrack;
 mod fib;
 mod forward;
+mod guard;
 mod hook;
 mod lookup;
 mod maps;
