@@ -6,6 +6,10 @@
 //! CPUs taking a token of the same bucket at the same instant may both
 //! succeed, so a limit can be exceeded by a flow per CPU, never undercut.
 
+// Map values are passed by reference on purpose: by value they would be
+// copied onto the BPF stack.
+#![allow(clippy::needless_borrows_for_generic_args)]
+
 use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_ktime_get_ns};
 use lb_common::{
     guard::{take_token, LimitKey, Rate, TokenBucket, LIMIT_KIND_PREFIX, LIMIT_KIND_SOURCE},

@@ -501,8 +501,9 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("source burst: 2000000 is out of range 1..=1000000"));
-        let source = Some(RateLimit::new(10, None, "source").unwrap());
-        assert_eq!(source.unwrap().burst, 10);
+        let rate = RateLimit::new(10, None, "source").unwrap();
+        assert_eq!(rate.burst, 10);
+        let source = Some(rate);
         let nothing = Limits::default();
         assert!(guard.set_limits(Scope::Global, nothing, &|_| true).is_err());
         let bad_len = Limits {
