@@ -210,3 +210,48 @@ fn a_denied_source_cannot_connect_and_a_limited_burst_spares_long_lived_connecti
         "the runtime deny is undone"
     );
 }
+
+/// The guard maps are pinned with the rest of the data plane: with lbd
+/// killed the deny rule keeps dropping (the program runs on), and the next
+/// lbd adopts it without a gap, keeping its id and its count.
+#[test]
+fn the_deny_list_holds_across_kill_9_and_a_hitless_restart() {
+    let mut lab = Lab::start(2).expect("lab");
+    lab.wait_for_backends().expect("nginx up");
+    let netns = lab.client.netns.clone();
+    for extra in [DENIED, OTHER] {
+        ip(&["-n", &netns, "addr", "add", &format!("{extra}/24"), "dev", "eth0"]);
+    }
+    let config = format!(
+        "{}\n[[acl]]\naction = \"deny\"\nsource = \"{DENIED}\"\nvip = \"{VIP}\"\n",
+        lab.lbd_config()
+    );
+    lab.start_lbd(&config).expect("lbd");
+    let quick = Duration::from_millis(700);
+    assert!(!connects(&netns, Some(DENIED), quick));
+    assert!(connects(&netns, Some(OTHER), Duration::from_secs(3)));
+    let before = status(&lab).guard.expect("guard").rules[0].clone();
+    assert!(before.packets >= 1, "{before:?}");
+
+    lab.kill("lbd").expect("kill -9");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!connects(&netns, Some(DENIED), quick), "denied with lbd dead");
+    assert!(
+        connects(&netns, Some(OTHER), Duration::from_secs(3)),
+        "others served with lbd dead"
+    );
+
+    lab.start_lbd_on(&lab.lb.clone(), "lbd2", &config)
+        .expect("restart");
+    assert!(!connects(&netns, Some(DENIED), quick), "denied after the restart");
+    let s = status(&lab);
+    assert!(s.adopted, "the restarted lbd adopted the data plane");
+    let after = s.guard.expect("guard").rules[0].clone();
+    assert_eq!(after.id, before.id, "the rule kept its id");
+    assert!(
+        after.packets >= before.packets + 2,
+        "the count went on across the restart: {} -> {}",
+        before.packets,
+        after.packets
+    );
+}
