@@ -220,7 +220,15 @@ fn the_deny_list_holds_across_kill_9_and_a_hitless_restart() {
     lab.wait_for_backends().expect("nginx up");
     let netns = lab.client.netns.clone();
     for extra in [DENIED, OTHER] {
-        ip(&["-n", &netns, "addr", "add", &format!("{extra}/24"), "dev", "eth0"]);
+        ip(&[
+            "-n",
+            &netns,
+            "addr",
+            "add",
+            &format!("{extra}/24"),
+            "dev",
+            "eth0",
+        ]);
     }
     let config = format!(
         "{}\n[[acl]]\naction = \"deny\"\nsource = \"{DENIED}\"\nvip = \"{VIP}\"\n",
@@ -235,7 +243,10 @@ fn the_deny_list_holds_across_kill_9_and_a_hitless_restart() {
 
     lab.kill("lbd").expect("kill -9");
     std::thread::sleep(Duration::from_millis(300));
-    assert!(!connects(&netns, Some(DENIED), quick), "denied with lbd dead");
+    assert!(
+        !connects(&netns, Some(DENIED), quick),
+        "denied with lbd dead"
+    );
     assert!(
         connects(&netns, Some(OTHER), Duration::from_secs(3)),
         "others served with lbd dead"
@@ -243,7 +254,10 @@ fn the_deny_list_holds_across_kill_9_and_a_hitless_restart() {
 
     lab.start_lbd_on(&lab.lb.clone(), "lbd2", &config)
         .expect("restart");
-    assert!(!connects(&netns, Some(DENIED), quick), "denied after the restart");
+    assert!(
+        !connects(&netns, Some(DENIED), quick),
+        "denied after the restart"
+    );
     let s = status(&lab);
     assert!(s.adopted, "the restarted lbd adopted the data plane");
     let after = s.guard.expect("guard").rules[0].clone();

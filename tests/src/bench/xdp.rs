@@ -109,6 +109,14 @@ pub const NON_VIP: &str = "non-VIP packet";
 /// A connection's SYN and first ACK (ns per connection).
 pub const CONNECTION_V4: &str = "TCP connection v4, SYN + first ACK";
 
+/// A packet a deny rule drops.
+pub const DENIED_V4: &str = "denied packet v4 (ACL)";
+/// Tracked TCP flow, IPv4, with a deny list, an allow list and limits on.
+pub const TRACKED_V4_GUARDED: &str = "TCP ACK v4, tracked flow, ACL + limits on";
+/// New TCP flow, IPv4, with a deny list, an allow list and limits on
+/// (every run a new source: a new token bucket).
+pub const NEW_V4_GUARDED: &str = "TCP SYN v4, new flow, ACL + limits on";
+
 /// lbd's default connection table size.
 pub(crate) const CONNTRACK: u32 = lb_common::consts::CONNTRACK_SIZE_DEFAULT;
 /// The large table of the prefilled pass (8 M entries).
@@ -120,7 +128,7 @@ const MAP_BENCH_RUNS: &str = "BENCH_RUNS";
 pub(crate) struct Bench {
     pub(crate) dataplane: Dataplane,
     pub(crate) kind: ConntrackKind,
-    _balancer: Balancer,
+    balancer: Balancer,
 }
 
 fn flow(src: &str, dst: &str, dport: u16) -> Flow {
@@ -167,7 +175,7 @@ impl Bench {
         Ok(Self {
             dataplane,
             kind,
-            _balancer: balancer,
+            balancer,
         })
     }
 
@@ -296,6 +304,7 @@ impl Case {
     }
 }
 
+const XDP_DROP: u32 = 1;
 const XDP_PASS: u32 = 2;
 pub(crate) const XDP_TX: u32 = 3;
 
@@ -379,6 +388,87 @@ pub(crate) fn cases() -> Vec<Case> {
             vary_offset: 0,
             action: XDP_PASS,
             counter: Some(Counter::PassNotVip),
+        },
+    ]
+}
+
+impl Bench {
+    /// Puts guards in force on every VIP, through lbd's installer: a
+    /// global deny rule (198.18.66.0/24), an allow list of the VIP
+    /// (198.18.0.0/16, 0.0.0.0/8) and limits per source and per /24 far above what
+    /// the cases send, so every VIP packet runs the deny and allow lookups
+    /// and every new flow the token buckets.
+    pub(crate) fn guard(&mut self) -> anyhow::Result<()> {
+        use lb_userspace::guard::{AclRule, Action, Guard, GuardConfig, Limits, RateLimit, Scope};
+        let rate = Some(RateLimit::new(1_000_000, Some(1_000_000), "bench")?);
+        let vip = lb_userspace::vip_id::VipId::of(&vip4_tcp());
+        let mut config = GuardConfig::default();
+        config.acl.insert(AclRule {
+            scope: Scope::Global,
+            action: Action::Deny,
+            source: "198.18.66.0/24".parse()?,
+        });
+        // The varied new-flow case's sources are the wrapper's run
+        // counter (0.x.y.z): the allow list takes them in too.
+        for allowed in ["198.18.0.0/16", "0.0.0.0/8"] {
+            config.acl.insert(AclRule {
+                scope: Scope::Vip(vip),
+                action: Action::Allow,
+                source: allowed.parse()?,
+            });
+        }
+        config.limits.insert(
+            Scope::Global,
+            Limits {
+                source: rate,
+                prefix: rate,
+                ..Limits::default()
+            },
+        );
+        let vips: Vec<_> = self
+            .balancer
+            .vips()
+            .iter()
+            .map(|(id, v)| (*id, v.id))
+            .collect();
+        let mut guard = Guard::adopt(self.dataplane.guard(), GuardConfig::default())?;
+        guard.apply(self.dataplane.guard_mut(), config, &vips, 4)?;
+        Ok(())
+    }
+}
+
+/// The guards' cases (run after `Bench::guard`).
+pub(crate) fn guarded_cases() -> Vec<Case> {
+    let v4 = flow("198.18.0.10", VIP4, 80);
+    let denied = flow("198.18.66.7", VIP4, 80);
+    const V4_SRC: u32 = 14 + 12;
+    vec![
+        Case {
+            name: DENIED_V4,
+            path: "parse, VIP hit, deny rule hit, DROP",
+            target: names::PROG_LB,
+            frame: packet::tcp(&denied, SYN, None, b""),
+            vary_offset: 0,
+            action: XDP_DROP,
+            counter: Some(Counter::DropAclDenied),
+        },
+        Case {
+            name: TRACKED_V4_GUARDED,
+            path: "parse, VIP hit, deny miss, allow hit, conntrack hit, TX",
+            target: names::PROG_LB,
+            frame: packet::tcp(&v4, ACK, None, b""),
+            vary_offset: 0,
+            action: XDP_TX,
+            counter: Some(Counter::ConntrackHit),
+        },
+        Case {
+            name: NEW_V4_GUARDED,
+            path: "parse, VIP hit, deny miss, allow hit, conntrack miss, Maglev, 2 token buckets, insert, TX",
+            target: names::PROG_LB,
+            frame: packet::tcp(&v4, SYN, None, b""),
+            vary_offset: V4_SRC,
+            action: XDP_TX,
+            counter: Some(Counter::ConntrackNew),
         },
     ]
 }
@@ -582,6 +672,68 @@ fn run_pinned(repeat: u32, rounds: u32, prefill: u32) -> anyhow::Result<XdpResul
     })
 }
 
+/// The guards' cases on `benches` (guards put in force first).
+fn run_guarded(
+    benches: &mut [Bench],
+    repeat: u32,
+    rounds: u32,
+    capacity: u32,
+    results: &mut Vec<XdpCase>,
+) -> anyhow::Result<()> {
+    for bench in benches.iter_mut() {
+        bench.guard()?;
+    }
+    for case in guarded_cases() {
+        let fresh = case.new_flow();
+        for bench in benches.iter_mut() {
+            let spread = run_case(bench, &case, repeat, rounds, fresh)?;
+            results.push(XdpCase {
+                name: case.name.to_owned(),
+                path: case.path.to_owned(),
+                ns_per_packet: spread,
+                repeat,
+                rounds,
+                conntrack_prefill: 0,
+                design: bench.kind.label().to_owned(),
+                capacity,
+                lost_flows: 0,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The guards' cases alone, after the unguarded tracked-flow case as a
+/// baseline, on both `COMPARED` designs (small rounds: a check that each
+/// takes its path, as the tests run it).
+pub fn run_guarded_only(repeat: u32, rounds: u32) -> anyhow::Result<Vec<XdpCase>> {
+    let mut benches = COMPARED
+        .into_iter()
+        .map(|kind| Bench::new(CONNTRACK, kind))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut results = Vec::new();
+    let baseline = cases()
+        .into_iter()
+        .find(|c| c.name == TRACKED_V4)
+        .ok_or_else(|| anyhow!("no case {TRACKED_V4}"))?;
+    for bench in &mut benches {
+        let spread = run_case(bench, &baseline, repeat, rounds, false)?;
+        results.push(XdpCase {
+            name: baseline.name.to_owned(),
+            path: baseline.path.to_owned(),
+            ns_per_packet: spread,
+            repeat,
+            rounds,
+            conntrack_prefill: 0,
+            design: bench.kind.label().to_owned(),
+            capacity: CONNTRACK,
+            lost_flows: 0,
+        });
+    }
+    run_guarded(&mut benches, repeat, rounds, CONNTRACK, &mut results)?;
+    Ok(results)
+}
+
 /// One table size, both `COMPARED` designs loaded side by side and
 /// measured case by case (so drift in this VM's speed hits both alike).
 /// With `prefill` flows, only the cases that touch the table, and new-flow
@@ -622,6 +774,9 @@ fn run_pass(
                 lost_flows: 0,
             });
         }
+    }
+    if prefill == 0 {
+        run_guarded(&mut benches, repeat, rounds, capacity, results)?;
     }
     // Half the runs per round: each connection is two packets.
     let connections = repeat / 2;
