@@ -156,6 +156,8 @@ pub mod names {
     pub const MAP_ACL_V4: &str = "ACL_V4";
     /// Deny and allow rules of IPv6 sources (`guard::AclData6` -> rule id).
     pub const MAP_ACL_V6: &str = "ACL_V6";
+    /// Per-CPU cache of ACL verdicts (`guard::AclCacheEntry`).
+    pub const MAP_ACL_CACHE: &str = "ACL_CACHE";
     /// Per-CPU packets matched per ACL rule id.
     pub const MAP_ACL_HITS: &str = "ACL_HITS";
     /// What guards each VIP (`guard::VipGuard` per VIP id).

@@ -87,9 +87,10 @@ pub struct Rate {
 pub struct VipGuard {
     /// `ACL_F_*`: which lists apply.
     pub acl: u32,
-    /// Prefix length of the prefix buckets (for display; the data plane
-    /// uses `prefix_mask`).
-    pub prefix_len: u32,
+    /// Changes whenever the rules in the tries change (never 0 once a
+    /// list applies): a verdict cached under another generation
+    /// (`AclCacheEntry`) is looked up again.
+    pub generation: u32,
     /// New flows per source address.
     pub source: Rate,
     /// New flows per source prefix.
@@ -104,6 +105,36 @@ impl VipGuard {
     pub const fn limits(&self) -> bool {
         self.source.per_s != 0 || self.prefix.per_s != 0
     }
+}
+
+/// Slots of the per-CPU cache of ACL verdicts (a power of two).
+pub const ACL_CACHE_SLOTS: u32 = 4_096;
+
+/// A cached ACL verdict: what the lists said about `src` for VIP `vip_id`
+/// under rules of `generation` (one direct-mapped slot per CPU, chosen by
+/// `acl_cache_slot`), so the packets of a source that keeps sending pay
+/// one array read instead of the trie lookups.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct AclCacheEntry {
+    /// Source address, network order.
+    pub src: [u32; 4],
+    /// VIP id.
+    pub vip_id: u32,
+    /// `VipGuard::generation` the verdict was reached under (0: empty).
+    pub generation: u32,
+    /// The data plane's verdict code.
+    pub verdict: u32,
+    /// The rule that decided (its id; 0: none).
+    pub rule: u32,
+}
+
+/// The cache slot of `src` for VIP `vip_id`.
+#[inline(always)]
+pub fn acl_cache_slot(src: &[u32; 4], vip_id: u32) -> u32 {
+    let folded = src[0] ^ src[1].rotate_left(7) ^ src[2].rotate_left(13) ^ src[3].rotate_left(19);
+    let mixed = (folded ^ vip_id).wrapping_mul(0x9e37_79b9);
+    (mixed >> 20) & (ACL_CACHE_SLOTS - 1)
 }
 
 /// Key of the limit table: a VIP's bucket for one source or prefix.
@@ -228,6 +259,8 @@ mod pod {
     unsafe impl aya::Pod for super::LimitKey {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::TokenBucket {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::AclCacheEntry {}
 }
 
 const _: () = {
@@ -236,6 +269,7 @@ const _: () = {
     assert!(size_of::<VipGuard>() == 56);
     assert!(size_of::<LimitKey>() == 24);
     assert!(size_of::<TokenBucket>() == 16);
+    assert!(size_of::<AclCacheEntry>() == 32);
 };
 
 #[cfg(test)]
@@ -315,6 +349,24 @@ mod tests {
         assert_eq!(prefix_mask(128, 4), [u32::MAX; 4]);
         assert_eq!(prefix_mask(32, 1), [u32::MAX, 0, 0, 0]);
         assert_eq!(prefix_mask(0, 4), [0; 4]);
+    }
+
+    #[test]
+    fn cache_slots_stay_in_range_and_spread() {
+        let mut seen = [false; ACL_CACHE_SLOTS as usize];
+        for i in 0..4096u32 {
+            let src = [
+                u32::from_ne_bytes([198, 18, (i >> 8) as u8, i as u8]),
+                0,
+                0,
+                0,
+            ];
+            let slot = acl_cache_slot(&src, 1);
+            assert!(slot < ACL_CACHE_SLOTS);
+            seen[slot as usize] = true;
+        }
+        let used = seen.iter().filter(|s| **s).count();
+        assert!(used > 2000, "4096 sources of a /20 use {used} slots");
     }
 
     #[test]

@@ -235,6 +235,42 @@ fn a_vips_allow_list_replaces_the_global_one_and_deny_wins(hook: Hook) {
     assert_eq!(hits(&bed, &guard, &global), 1);
 }
 
+/// The data plane caches verdicts per source: a change of the rules
+/// reaches sources whose verdict it cached (a tracked flow cut by a new
+/// deny rule, let through again when it goes; a refused source let in by
+/// a new allow rule).
+fn a_rule_change_reaches_sources_with_a_cached_verdict(hook: Hook) {
+    let mut bed = bed(hook, ConntrackKind::default());
+    let mut guard = None;
+    let v4 = vip4_tcp();
+    let other = rule(Scope::Global, Action::Deny, "198.18.99.0/24");
+    bed.set_guard(&mut guard, acl(&[other])).expect("guard");
+    let f = flow("198.18.0.10", 40000, &v4);
+    forwarded(&mut bed, &v4, &f, &syn(&f));
+    let ack = packet::tcp(&f, ACK, None, b"data");
+    for _ in 0..3 {
+        forwarded(&mut bed, &v4, &f, &ack);
+    }
+    let deny = rule(Scope::Vip(id(&v4)), Action::Deny, "198.18.0.0/24");
+    bed.set_guard(&mut guard, acl(&[other, deny]))
+        .expect("guard");
+    for _ in 0..3 {
+        dropped(&mut bed, &ack, "a tracked flow of a newly denied source");
+    }
+    assert_eq!(hits(&bed, &guard, &deny), 3);
+    bed.set_guard(&mut guard, acl(&[other])).expect("guard");
+    forwarded(&mut bed, &v4, &f, &ack);
+    let allow = rule(Scope::Vip(id(&v4)), Action::Allow, "198.18.1.0/24");
+    bed.set_guard(&mut guard, acl(&[other, allow]))
+        .expect("guard");
+    dropped(&mut bed, &ack, "outside the new allow list");
+    let wider = rule(Scope::Vip(id(&v4)), Action::Allow, "198.18.0.0/23");
+    bed.set_guard(&mut guard, acl(&[other, allow, wider]))
+        .expect("guard");
+    forwarded(&mut bed, &v4, &f, &ack);
+    assert_eq!(hits(&bed, &guard, &wider), 1);
+}
+
 fn limits(source: Option<(u32, u32)>, prefix: Option<(u32, u32)>) -> Limits {
     let rate = |r: Option<(u32, u32)>| {
         r.map(|(per_s, burst)| RateLimit::new(per_s, Some(burst), "test").expect("rate"))
@@ -395,6 +431,7 @@ on_both_hooks!(
     deny_rules_drop_their_sources_v4_and_v6_and_count_per_rule,
     an_allow_list_lets_only_its_sources_through_and_only_for_its_vip,
     a_vips_allow_list_replaces_the_global_one_and_deny_wins,
+    a_rule_change_reaches_sources_with_a_cached_verdict,
     limits_on_buckets,
     limits_on_the_lru,
     a_prefix_shares_one_bucket_v4_and_v6,

@@ -169,15 +169,65 @@ pub struct Installer {
     /// `VIP_GUARDS` as written, by VIP id (None: never written, e.g.
     /// before the first apply).
     guards: Option<BTreeMap<u32, VipGuard>>,
+    /// The tries' generation last written (`VipGuard::generation`):
+    /// bumped when rules go in and again when rules go out, so no verdict
+    /// the data plane cached while the tries changed outlives the change.
+    generation: u32,
 }
 
 impl Installer {
-    /// Reads back what the maps hold (a previous lbd's rules, pinned).
+    /// Reads back what the maps hold (a previous lbd's rules, pinned) and
+    /// the generation they were written under (this lbd's go on from it).
     pub fn adopt(maps: &GuardMaps) -> Result<Self> {
+        let mut generation = 0;
+        for n in 0..maps.guards.len() {
+            let guard = maps
+                .guards
+                .get(&n, 0)
+                .map_err(|e| map_error("reading", names::MAP_VIP_GUARDS, e))?;
+            generation = generation.max(guard.generation);
+        }
         Ok(Self {
             installed: maps.installed()?,
+            generation,
             ..Self::default()
         })
+    }
+
+    /// Writes `served` (with the current generation) where `VIP_GUARDS`
+    /// differs from what was written (everything, the first time).
+    fn write_guards(
+        &mut self,
+        maps: &mut GuardMaps,
+        served: &BTreeMap<u32, VipGuard>,
+        max_vips: u32,
+    ) -> Result<()> {
+        let before = self.guards.take();
+        let mut written = BTreeMap::new();
+        for n in 0..max_vips {
+            let mut guard = served.get(&n).copied().unwrap_or_default();
+            if guard.acl != 0 {
+                guard.generation = self.generation;
+            }
+            let old = before
+                .as_ref()
+                .map(|b| b.get(&n).copied().unwrap_or_default());
+            if old != Some(guard) {
+                maps.guards
+                    .set(n, guard, 0)
+                    .map_err(|e| map_error("writing", names::MAP_VIP_GUARDS, e))?;
+            }
+            if guard != VipGuard::default() {
+                written.insert(n, guard);
+            }
+        }
+        self.guards = Some(written);
+        Ok(())
+    }
+
+    /// The next generation (never 0: an empty cache slot's).
+    fn bump(&mut self) {
+        self.generation = self.generation.wrapping_add(1).max(1);
     }
 
     /// Brings the maps to `config` for the VIPs served (`vips`: identity
@@ -217,33 +267,29 @@ impl Installer {
             };
             rules.insert(*rule, id);
         }
-        self.installed.extend(added);
-        let served: BTreeMap<u32, VipGuard> = vips
-            .iter()
-            .map(|(id, n)| (*n, vip_guard(config, id)))
-            .collect();
-        let before = self.guards.take();
-        for n in 0..max_vips {
-            let guard = served.get(&n).copied().unwrap_or_default();
-            let old = before
-                .as_ref()
-                .map(|b| b.get(&n).copied().unwrap_or_default());
-            if old != Some(guard) {
-                maps.guards
-                    .set(n, guard, 0)
-                    .map_err(|e| map_error("writing", names::MAP_VIP_GUARDS, e))?;
-            }
-        }
-        self.guards = Some(served);
         let stale: Vec<TrieKey> = self
             .installed
             .keys()
             .filter(|k| !wanted.contains_key(k))
             .copied()
             .collect();
-        for key in stale {
-            maps.remove(&key)?;
-            self.installed.remove(&key);
+        if !added.is_empty() || self.generation == 0 {
+            self.bump();
+        }
+        self.installed.extend(added);
+        let served: BTreeMap<u32, VipGuard> = vips
+            .iter()
+            .map(|(id, n)| (*n, vip_guard(config, id)))
+            .collect();
+        self.write_guards(maps, &served, max_vips)?;
+        for key in &stale {
+            maps.remove(key)?;
+            self.installed.remove(key);
+        }
+        if !stale.is_empty() {
+            // Verdicts cached while the rules went out are stale too.
+            self.bump();
+            self.write_guards(maps, &served, max_vips)?;
         }
         self.rules = rules;
         Ok(())
@@ -324,7 +370,6 @@ pub fn vip_guard(config: &GuardConfig, id: &VipId) -> VipGuard {
         };
         guard.source = rate(limits.source);
         guard.prefix = rate(limits.prefix);
-        guard.prefix_len = u32::from(len);
         guard.prefix_mask = prefix_mask(u32::from(len), words);
     }
     guard
@@ -389,7 +434,6 @@ mod tests {
         let guard = vip_guard(&config, &v6);
         assert_eq!((guard.source.per_s, guard.source.burst), (5, 7));
         assert_eq!((guard.prefix.per_s, guard.prefix.burst), (50, 50));
-        assert_eq!(guard.prefix_len, 48);
         assert_eq!(guard.prefix_mask, [u32::MAX, 0xffff_0000_u32.to_be(), 0, 0]);
         assert!(guard.limits());
     }
