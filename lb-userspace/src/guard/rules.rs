@@ -407,16 +407,26 @@ impl GuardConfig {
             .or_else(|| self.limits.get(&Scope::Global))
     }
 
-    /// The differences from `other` (what `other` has that this lacks and
-    /// the reverse), for a reload's list of undone runtime changes.
-    pub fn undone_by(&self, other: &GuardConfig) -> Vec<String> {
+    /// What putting `file` in force undoes of these guards (runtime
+    /// changes), for a reload's answer.
+    pub fn undone_by(&self, file: &GuardConfig) -> Vec<String> {
         let mut notes = Vec::new();
-        for rule in self.acl.difference(&other.acl) {
+        for rule in self.acl.difference(&file.acl) {
             notes.push(format!("ACL rule {rule} (not in the file) is removed"));
         }
-        for (scope, limits) in &self.limits {
-            if other.limits.get(scope) != Some(limits) {
-                notes.push(format!("limits of {scope} are set as the file says"));
+        for rule in file.acl.difference(&self.acl) {
+            notes.push(format!("ACL rule {rule} (removed at run time) is back"));
+        }
+        let scopes: BTreeSet<&Scope> = self.limits.keys().chain(file.limits.keys()).collect();
+        for scope in scopes {
+            match (self.limits.get(scope), file.limits.get(scope)) {
+                (Some(_), None) => {
+                    notes.push(format!("limits of {scope} (not in the file) are removed"));
+                }
+                (running, Some(wanted)) if running != Some(wanted) => {
+                    notes.push(format!("limits of {scope} are set as the file says"));
+                }
+                _ => {}
             }
         }
         notes
@@ -533,6 +543,43 @@ mod tests {
             guard.clear_limits(Scope::Vip(vip())),
             Err(GuardError::NoLimit(Scope::Vip(vip())))
         );
+    }
+
+    #[test]
+    fn a_reload_names_every_runtime_change_it_undoes() {
+        let file = GuardConfig {
+            acl: [rule(Scope::Global, Action::Deny, "198.18.66.0/24")]
+                .into_iter()
+                .collect(),
+            ..GuardConfig::default()
+        };
+        let mut running = file.clone();
+        assert!(running.undone_by(&file).is_empty());
+        running
+            .remove_rule(&rule(Scope::Global, Action::Deny, "198.18.66.0/24"))
+            .unwrap();
+        running
+            .add_rule(
+                rule(Scope::Vip(vip()), Action::Allow, "198.18.1.0/24"),
+                &|_| true,
+            )
+            .unwrap();
+        let limits = Limits {
+            source: Some(RateLimit::new(5, None, "source").unwrap()),
+            ..Limits::default()
+        };
+        running
+            .set_limits(Scope::Global, limits, &|_| true)
+            .unwrap();
+        let notes = running.undone_by(&file);
+        assert_eq!(notes.len(), 3, "{notes:?}");
+        assert!(notes
+            .iter()
+            .any(|n| n.contains("198.18.1.0/24") && n.contains("removed")));
+        assert!(notes
+            .iter()
+            .any(|n| n.contains("198.18.66.0/24") && n.contains("is back")));
+        assert!(notes.iter().any(|n| n.contains("limits of global")));
     }
 
     #[test]
