@@ -101,12 +101,15 @@ impl Engine {
                 limits: *limits,
             })
             .collect();
+        let counters = self.dataplane.counters().unwrap_or_else(|error| {
+            warn!(%error, "reading the node counters failed");
+            Vec::new()
+        });
         let counter = |wanted: lb_common::stats::Counter| {
-            self.dataplane
-                .counters()
-                .ok()
-                .and_then(|all| all.into_iter().find(|(c, _)| *c == wanted))
-                .map_or(0, |(_, n)| n)
+            counters
+                .iter()
+                .find(|(c, _)| *c == wanted)
+                .map_or(0, |(_, n)| *n)
         };
         GuardStatus {
             dry_run: false,
