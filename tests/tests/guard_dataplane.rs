@@ -438,14 +438,19 @@ on_both_hooks!(
     the_acl_is_checked_before_the_limit,
 );
 
-/// The benchmark's guard cases (a denied packet, a tracked and a new flow
-/// with the ACL and limits on) each take the path they name on every run,
+/// The benchmark's guard cases (a denied packet from one source and from
+/// a new source each run, a tracked and a new flow with the ACL and
+/// limits on) each take the path they name on every run,
 /// on both connection-table designs (small rounds: a check, not a
 /// measurement).
 #[test]
 fn the_benchmarks_guard_cases_take_their_paths() {
     let cases = lb_tests::bench::xdp::run_guarded_only(2_000, 2).expect("guard cases");
-    assert_eq!(cases.len(), 8, "a baseline and three cases on two designs");
+    assert_eq!(
+        cases.len(),
+        12,
+        "two baselines and four cases on two designs"
+    );
     for case in &cases {
         assert!(case.ns_per_packet.median > 0.0, "{case:?}");
     }

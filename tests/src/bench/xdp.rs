@@ -109,13 +109,17 @@ pub const NON_VIP: &str = "non-VIP packet";
 /// A connection's SYN and first ACK (ns per connection).
 pub const CONNECTION_V4: &str = "TCP connection v4, SYN + first ACK";
 
-/// A packet a deny rule drops.
+/// A packet a deny rule drops (the same source every run: its verdict
+/// cached).
 pub const DENIED_V4: &str = "denied packet v4 (ACL)";
+/// A packet a deny rule drops, from a new source every run (a spoofed
+/// flood: the trie lookups every time).
+pub const DENIED_V4_FLOOD: &str = "denied packet v4, new source each run (ACL)";
 /// Tracked TCP flow, IPv4, with a deny list, an allow list and limits on.
 pub const TRACKED_V4_GUARDED: &str = "TCP ACK v4, tracked flow, ACL + limits on";
-/// New TCP flow, IPv4, with a deny list, an allow list and limits on
-/// (every run a new source: a new token bucket).
-pub const NEW_V4_GUARDED: &str = "TCP SYN v4, new flow, ACL + limits on";
+/// New TCP flow, IPv6, with a deny list, an allow list and limits on
+/// (every run a new source: the trie lookups and new token buckets).
+pub const NEW_V6_GUARDED: &str = "TCP SYN v6, new flow, ACL + limits on";
 
 /// lbd's default connection table size.
 pub(crate) const CONNTRACK: u32 = lb_common::consts::CONNTRACK_SIZE_DEFAULT;
@@ -393,26 +397,26 @@ pub(crate) fn cases() -> Vec<Case> {
 }
 
 impl Bench {
-    /// Puts guards in force on every VIP, through lbd's installer: a
-    /// global deny rule (198.18.66.0/24), an allow list of the VIP
-    /// (198.18.0.0/16, 0.0.0.0/8) and limits per source and per /24 far above what
+    /// Puts guards in force on every VIP, through lbd's installer: global
+    /// deny rules (198.18.66.0/24; 0.0.0.0/8, where the wrapper's varied
+    /// IPv4 sources are), an allow list of each TCP VIP (198.18.0.0/16,
+    /// 2001:2::/32) and limits per source and per prefix far above what
     /// the cases send, so every VIP packet runs the deny and allow lookups
-    /// and every new flow the token buckets.
+    /// (or finds their verdict cached) and every new flow the token buckets.
     pub(crate) fn guard(&mut self) -> anyhow::Result<()> {
         use lb_userspace::guard::{AclRule, Action, Guard, GuardConfig, Limits, RateLimit, Scope};
         let rate = Some(RateLimit::new(1_000_000, Some(1_000_000), "bench")?);
-        let vip = lb_userspace::vip_id::VipId::of(&vip4_tcp());
         let mut config = GuardConfig::default();
-        config.acl.insert(AclRule {
-            scope: Scope::Global,
-            action: Action::Deny,
-            source: "198.18.66.0/24".parse()?,
-        });
-        // The varied new-flow case's sources are the wrapper's run
-        // counter (0.x.y.z): the allow list takes them in too.
-        for allowed in ["198.18.0.0/16", "0.0.0.0/8"] {
+        for denied in ["198.18.66.0/24", "0.0.0.0/8"] {
             config.acl.insert(AclRule {
-                scope: Scope::Vip(vip),
+                scope: Scope::Global,
+                action: Action::Deny,
+                source: denied.parse()?,
+            });
+        }
+        for (vip, allowed) in [(vip4_tcp(), "198.18.0.0/16"), (vip6_tcp(), "2001:2::/32")] {
+            config.acl.insert(AclRule {
+                scope: Scope::Vip(lb_userspace::vip_id::VipId::of(&vip)),
                 action: Action::Allow,
                 source: allowed.parse()?,
             });
@@ -440,12 +444,14 @@ impl Bench {
 /// The guards' cases (run after `Bench::guard`).
 pub(crate) fn guarded_cases() -> Vec<Case> {
     let v4 = flow("198.18.0.10", VIP4, 80);
+    let v6 = flow("2001:2::10", VIP6, 80);
     let denied = flow("198.18.66.7", VIP4, 80);
     const V4_SRC: u32 = 14 + 12;
+    const V6_SRC_LOW: u32 = 14 + 8 + 12;
     vec![
         Case {
             name: DENIED_V4,
-            path: "parse, VIP hit, deny rule hit, DROP",
+            path: "parse, VIP hit, cached deny verdict, DROP",
             target: names::PROG_LB,
             frame: packet::tcp(&denied, SYN, None, b""),
             vary_offset: 0,
@@ -453,8 +459,18 @@ pub(crate) fn guarded_cases() -> Vec<Case> {
             counter: Some(Counter::DropAclDenied),
         },
         Case {
+            name: DENIED_V4_FLOOD,
+            path: "parse, VIP hit, cache miss, deny rule hit, DROP",
+            target: names::PROG_LB,
+            // The varied source is the run counter: 0.x.y.z, denied.
+            frame: packet::tcp(&denied, SYN, None, b""),
+            vary_offset: V4_SRC,
+            action: XDP_DROP,
+            counter: Some(Counter::DropAclDenied),
+        },
+        Case {
             name: TRACKED_V4_GUARDED,
-            path: "parse, VIP hit, deny miss, allow hit, conntrack hit, TX",
+            path: "parse, VIP hit, cached allow verdict, conntrack hit, TX",
             target: names::PROG_LB,
             frame: packet::tcp(&v4, ACK, None, b""),
             vary_offset: 0,
@@ -462,11 +478,11 @@ pub(crate) fn guarded_cases() -> Vec<Case> {
             counter: Some(Counter::ConntrackHit),
         },
         Case {
-            name: NEW_V4_GUARDED,
-            path: "parse, VIP hit, deny miss, allow hit, conntrack miss, Maglev, 2 token buckets, insert, TX",
+            name: NEW_V6_GUARDED,
+            path: "parse, VIP hit, cache miss, deny miss, allow hit, conntrack miss, Maglev, 2 new token buckets, insert, TX",
             target: names::PROG_LB,
-            frame: packet::tcp(&v4, SYN, None, b""),
-            vary_offset: V4_SRC,
+            frame: packet::tcp(&v6, SYN, None, b""),
+            vary_offset: V6_SRC_LOW,
             action: XDP_TX,
             counter: Some(Counter::ConntrackNew),
         },
@@ -703,32 +719,34 @@ fn run_guarded(
     Ok(())
 }
 
-/// The guards' cases alone, after the unguarded tracked-flow case as a
-/// baseline, on both `COMPARED` designs (small rounds: a check that each
-/// takes its path, as the tests run it).
+/// The guards' cases alone, after the unguarded cases they compare with
+/// (tracked v4, new v6) as baselines, on both `COMPARED` designs (small
+/// rounds: a check that each takes its path, as the tests run it).
 pub fn run_guarded_only(repeat: u32, rounds: u32) -> anyhow::Result<Vec<XdpCase>> {
     let mut benches = COMPARED
         .into_iter()
         .map(|kind| Bench::new(CONNTRACK, kind))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let mut results = Vec::new();
-    let baseline = cases()
+    for baseline in cases()
         .into_iter()
-        .find(|c| c.name == TRACKED_V4)
-        .ok_or_else(|| anyhow!("no case {TRACKED_V4}"))?;
-    for bench in &mut benches {
-        let spread = run_case(bench, &baseline, repeat, rounds, false)?;
-        results.push(XdpCase {
-            name: baseline.name.to_owned(),
-            path: baseline.path.to_owned(),
-            ns_per_packet: spread,
-            repeat,
-            rounds,
-            conntrack_prefill: 0,
-            design: bench.kind.label().to_owned(),
-            capacity: CONNTRACK,
-            lost_flows: 0,
-        });
+        .filter(|c| c.name == TRACKED_V4 || c.name == NEW_V6)
+    {
+        for bench in &mut benches {
+            let fresh = baseline.new_flow();
+            let spread = run_case(bench, &baseline, repeat, rounds, fresh)?;
+            results.push(XdpCase {
+                name: baseline.name.to_owned(),
+                path: baseline.path.to_owned(),
+                ns_per_packet: spread,
+                repeat,
+                rounds,
+                conntrack_prefill: 0,
+                design: bench.kind.label().to_owned(),
+                capacity: CONNTRACK,
+                lost_flows: 0,
+            });
+        }
     }
     run_guarded(&mut benches, repeat, rounds, CONNTRACK, &mut results)?;
     Ok(results)
