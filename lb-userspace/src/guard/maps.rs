@@ -243,7 +243,7 @@ impl Installer {
         let mut used: BTreeSet<u32> = self.installed.values().copied().collect();
         let mut next_free = 1u32;
         let mut rules = BTreeMap::new();
-        let mut added = BTreeMap::new();
+        let mut added = false;
         for (key, rule) in &wanted {
             let id = match self.installed.get(key) {
                 Some(id) => *id,
@@ -261,7 +261,10 @@ impl Installer {
                     used.insert(next_free);
                     maps.clear_hits(next_free)?;
                     maps.insert(key, next_free)?;
-                    added.insert(*key, next_free);
+                    // Recorded at once: if a later write fails, the next
+                    // apply knows to take this one out again.
+                    self.installed.insert(*key, next_free);
+                    added = true;
                     next_free
                 }
             };
@@ -273,10 +276,9 @@ impl Installer {
             .filter(|k| !wanted.contains_key(k))
             .copied()
             .collect();
-        if !added.is_empty() || self.generation == 0 {
+        if added || self.generation == 0 {
             self.bump();
         }
-        self.installed.extend(added);
         let served: BTreeMap<u32, VipGuard> = vips
             .iter()
             .map(|(id, n)| (*n, vip_guard(config, id)))
