@@ -152,6 +152,18 @@ pub mod names {
     pub const MAP_EVENTS: &str = "EVENTS";
     /// Per-CPU time of the last event of each kind (rate limit).
     pub const MAP_EVENT_LAST: &str = "EVENT_LAST";
+    /// Deny and allow rules of IPv4 sources (`guard::AclData4` -> rule id).
+    pub const MAP_ACL_V4: &str = "ACL_V4";
+    /// Deny and allow rules of IPv6 sources (`guard::AclData6` -> rule id).
+    pub const MAP_ACL_V6: &str = "ACL_V6";
+    /// Per-CPU cache of ACL verdicts (`guard::AclCacheEntry`).
+    pub const MAP_ACL_CACHE: &str = "ACL_CACHE";
+    /// Per-CPU packets matched per ACL rule id.
+    pub const MAP_ACL_HITS: &str = "ACL_HITS";
+    /// What guards each VIP (`guard::VipGuard` per VIP id).
+    pub const MAP_VIP_GUARDS: &str = "VIP_GUARDS";
+    /// Token buckets of new flows (`guard::LimitKey` -> `TokenBucket`).
+    pub const MAP_LIMIT_BUCKETS: &str = "LIMIT_BUCKETS";
     /// Benchmark wrapper: restores a packet, then tail-calls the program
     /// under test.
     pub const PROG_BENCH: &str = "xdp_bench";

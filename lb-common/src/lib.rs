@@ -10,6 +10,7 @@
 pub mod consts;
 pub mod decap;
 pub mod flow_table;
+pub mod guard;
 pub mod hash;
 pub mod maps;
 pub mod mode;

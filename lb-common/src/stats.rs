@@ -91,10 +91,19 @@ pub enum Counter {
     /// Event: a marked health-check packet could not be encapsulated (no
     /// such backend or VIP, no route or neighbour, too big) and was dropped.
     HcDrop = 27,
+    /// Verdict: dropped, the source matched a deny rule (of the VIP or
+    /// global; see `guard`).
+    DropAclDenied = 28,
+    /// Verdict: dropped, an allow list applies to the VIP and the source
+    /// matched none of its rules.
+    DropAclNotAllowed = 29,
+    /// Verdict: dropped, a new flow over its source's (or prefix's) limit
+    /// of new flows.
+    DropRateLimited = 30,
 }
 
 /// Number of `Counter` slots.
-pub const COUNTER_COUNT: u32 = 28;
+pub const COUNTER_COUNT: u32 = 31;
 
 impl Counter {
     /// Every counter, in index order.
@@ -127,6 +136,9 @@ impl Counter {
         Counter::TunnelEncap,
         Counter::HcEncap,
         Counter::HcDrop,
+        Counter::DropAclDenied,
+        Counter::DropAclNotAllowed,
+        Counter::DropRateLimited,
     ];
 
     /// True for verdict counters (exactly one of them counts each packet),
@@ -177,6 +189,9 @@ impl Counter {
             Counter::TunnelEncap => "tunnel_encap",
             Counter::HcEncap => "hc_encap",
             Counter::HcDrop => "hc_drop",
+            Counter::DropAclDenied => "drop_acl_denied",
+            Counter::DropAclNotAllowed => "drop_acl_not_allowed",
+            Counter::DropRateLimited => "drop_rate_limited",
         }
     }
 }

@@ -370,7 +370,10 @@ pub fn verdict<C: Hook>(ctx: &C, outcome: Outcome) -> C::Verdict {
         | Counter::DropNoRoute
         | Counter::DropNoNeighbour
         | Counter::DropNatNoFlow
-        | Counter::DropTtlExceeded => ctx.drop_frame(),
+        | Counter::DropTtlExceeded
+        | Counter::DropAclDenied
+        | Counter::DropAclNotAllowed
+        | Counter::DropRateLimited => ctx.drop_frame(),
         _ => ctx.pass(),
     }
 }

@@ -13,6 +13,7 @@ mod conntrack;
 mod copy;
 mod fib;
 mod forward;
+mod guard;
 mod hook;
 mod lookup;
 mod maps;

@@ -3,10 +3,12 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, DevMapHash, HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, DevMapHash, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 /// `BPF_F_MMAPABLE`: the array can be mapped into lbd's memory.
 const BPF_F_MMAPABLE: u32 = 1 << 10;
+/// `BPF_F_NO_COMMON_LRU`: an LRU hash with one LRU list per CPU.
+const BPF_F_NO_COMMON_LRU: u32 = 1 << 1;
 
 use lb_common::{
     consts::EVENT_LAST_SLOTS,
@@ -15,6 +17,10 @@ use lb_common::{
         MAX_VIPS_DEFAULT, NAT_FLOWS_SIZE_DEFAULT, TX_PORTS_MAX,
     },
     flow_table::{self, FlowBucket},
+    guard::{
+        AclCacheEntry, AclData4, AclData6, LimitKey, TokenBucket, VipGuard, ACL_CACHE_SLOTS,
+        ACL_RULES_MAX, ACL_TRIE_SIZE, LIMIT_TABLE_SIZE,
+    },
     stats::COUNTER_COUNT,
     Backend, FlowEntry, FlowKey, LbConfig, NatEntry, NatSource, TrafficCounters, TunnelConfig,
     TunnelHop, VipKey, VipMeta,
@@ -113,3 +119,36 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(64 * 1024, 0);
 /// Per-CPU time of the last event of each kind, for the rate limit.
 #[map]
 pub static EVENT_LAST: PerCpuArray<u64> = PerCpuArray::with_max_entries(EVENT_LAST_SLOTS, 0);
+
+/// What guards each VIP (deny/allow lists in force, limits of new flows),
+/// by VIP id; see `guard`.
+#[map]
+pub static VIP_GUARDS: Array<VipGuard> = Array::with_max_entries(MAX_VIPS_DEFAULT, 0);
+
+/// Deny and allow rules of IPv4 sources: (scope word, address) prefix ->
+/// rule id.
+#[map]
+pub static ACL_V4: LpmTrie<AclData4, u32> = LpmTrie::with_max_entries(ACL_TRIE_SIZE, 0);
+
+/// Deny and allow rules of IPv6 sources: (scope word, address) prefix ->
+/// rule id.
+#[map]
+pub static ACL_V6: LpmTrie<AclData6, u32> = LpmTrie::with_max_entries(ACL_TRIE_SIZE, 0);
+
+/// Per-CPU cache of ACL verdicts by source and VIP (see
+/// `guard::acl`); not pinned: a new program starts with it empty.
+#[map]
+pub static ACL_CACHE: PerCpuArray<AclCacheEntry> =
+    PerCpuArray::with_max_entries(ACL_CACHE_SLOTS, 0);
+
+/// Per-CPU packets each ACL rule matched, by rule id.
+#[map]
+pub static ACL_HITS: PerCpuArray<u64> = PerCpuArray::with_max_entries(ACL_RULES_MAX, 0);
+
+/// Token buckets of new flows per VIP and source address or prefix
+/// (least recently used evicted first, from per-CPU lists: an insert takes
+/// no lock shared by every CPU, and an evicted bucket only comes back
+/// full).
+#[map]
+pub static LIMIT_BUCKETS: LruHashMap<LimitKey, TokenBucket> =
+    LruHashMap::with_max_entries(LIMIT_TABLE_SIZE, BPF_F_NO_COMMON_LRU);

@@ -33,6 +33,7 @@ use crate::{
     conntrack_kind::{self, ConntrackKind},
     ebpf_object::EBPF_OBJECT,
     flow_table::FlowTable,
+    guard::GuardMaps,
     legacy_table::LegacyTable,
     nat_maps::NatMaps,
     pinning::{PinDir, PinError, PINNED_MAPS, STATE_MAPS},
@@ -248,6 +249,8 @@ pub struct Dataplane {
     backend_stats: PerCpuArray<MapData, TrafficCounters>,
     events: Option<RingBuf<MapData>>,
     nat: NatMaps,
+    /// Deny/allow lists and limits of new flows (see `guard`).
+    guard: GuardMaps,
     /// `TUNNEL_CONFIG` (None: an object without the tunnelled modes).
     tunnel_config: Option<Array<MapData, TunnelConfig>>,
     attached: Option<(String, Attachment)>,
@@ -318,6 +321,7 @@ impl Dataplane {
         let resized = [
             (names::MAP_VIPS, sizes.max_vips),
             (names::MAP_VIP_STATS, sizes.max_vips),
+            (names::MAP_VIP_GUARDS, sizes.max_vips),
             (names::MAP_MAGLEV, maglev_entries),
             (names::MAP_CONNTRACK, kernel_map),
             (names::MAP_FLOW_BUCKETS, buckets),
@@ -367,6 +371,7 @@ impl Dataplane {
             backend_stats: take_map!(ebpf, names::MAP_BACKEND_STATS),
             events: Some(take_map!(ebpf, names::MAP_EVENTS)),
             nat: NatMaps::take(&mut ebpf)?,
+            guard: GuardMaps::take(&mut ebpf)?,
             tunnel_config: match ebpf.take_map(names::MAP_TUNNEL_CONFIG) {
                 None => None,
                 Some(map) => Some(map.try_into().map_err(|e| DataplaneError::MapType {
@@ -839,6 +844,16 @@ impl Dataplane {
     /// The NAT mode's maps (flows, sources, redirect targets).
     pub fn nat(&self) -> &NatMaps {
         &self.nat
+    }
+
+    /// The guards' maps (deny/allow lists, limits), to read.
+    pub fn guard(&self) -> &GuardMaps {
+        &self.guard
+    }
+
+    /// The guards' maps, to write.
+    pub fn guard_mut(&mut self) -> &mut GuardMaps {
+        &mut self.guard
     }
 
     /// The NAT mode's maps, for writing.

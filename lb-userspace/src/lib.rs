@@ -12,6 +12,7 @@ pub mod daemon;
 pub mod dataplane;
 pub(crate) mod ebpf_object;
 pub mod flow_table;
+pub mod guard;
 pub(crate) mod health;
 pub mod import;
 mod legacy_table;

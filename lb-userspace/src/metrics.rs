@@ -45,6 +45,7 @@ pub(crate) const FAMILIES: &[(&str, &str)] = &[
     ("lbd_conntrack_events_total", "counter"),
     ("lbd_conntrack_entries", "gauge"),
     ("lbd_conntrack_capacity", "gauge"),
+    ("lbd_acl_rule_packets_total", "counter"),
     ("lbd_backend_state", "gauge"),
     ("lbd_backend_health", "gauge"),
     ("lbd_backend_alive", "gauge"),
@@ -404,6 +405,24 @@ impl Exporter<'_> {
             "conntrack_capacity",
             "Flows the connection table holds at most",
             vec![(Vec::new(), to_i64(s.conntrack.capacity))],
+        );
+        // Per deny/allow rule (bounded by the rules configured).
+        let rules = s.guard.iter().flat_map(|g| &g.rules).map(|r| {
+            let (scope, action, source) = (
+                r.scope.to_string(),
+                r.action.to_string(),
+                r.source.to_string(),
+            );
+            (
+                labels(&[("scope", &scope), ("action", &action), ("source", &source)]),
+                r.packets,
+            )
+        });
+        self.counter(
+            "acl_rule_packets",
+            "Packets a deny rule dropped or an allow rule let through, per rule",
+            None,
+            rules.collect(),
         );
 
         // Backend state and health, as state sets.
@@ -1042,6 +1061,16 @@ mod tests {
                     routes_file: "/run/lbd-bgp/vips.conf".into(),
                 }),
             }),
+            guard: Some(crate::api::schema::GuardStatus {
+                rules: vec![crate::api::schema::AclRuleStatus {
+                    scope: crate::guard::Scope::Global,
+                    action: crate::guard::Action::Deny,
+                    source: "198.18.66.0/24".parse().unwrap(),
+                    id: Some(1),
+                    packets: 42,
+                }],
+                ..Default::default()
+            }),
             tables_rebuilt: 2,
             reloads: ReloadCounts {
                 succeeded: 1,
@@ -1171,6 +1200,7 @@ mod tests {
             "lbd_replication_peer_batches_dropped_total{peer=\"198.18.2.12:7946\"} 1",
             "lbd_replication_flows_left_out_total{reason=\"kept_local\"} 0",
             "lbd_replication_peers_dumped 0",
+            "lbd_acl_rule_packets_total{scope=\"global\",action=\"deny\",source=\"198.18.66.0/24\"} 42",
         ] {
             assert!(text.contains(line), "missing {line:?} in:\n{text}");
         }

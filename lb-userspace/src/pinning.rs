@@ -29,7 +29,7 @@ const BPF_FS_MAGIC: u32 = 0xcafe_4a11;
 
 /// The maps the packet path reads and writes: pinned so they outlive lbd.
 /// (Benchmark-only maps are not.)
-pub(crate) const PINNED_MAPS: [&str; 14] = [
+pub(crate) const PINNED_MAPS: [&str; 19] = [
     names::MAP_VIPS,
     names::MAP_MAGLEV,
     names::MAP_BACKENDS,
@@ -44,6 +44,11 @@ pub(crate) const PINNED_MAPS: [&str; 14] = [
     names::MAP_NAT_FLOWS,
     names::MAP_NAT_SOURCES,
     names::MAP_TX_PORTS,
+    names::MAP_VIP_GUARDS,
+    names::MAP_ACL_V4,
+    names::MAP_ACL_V6,
+    names::MAP_ACL_HITS,
+    names::MAP_LIMIT_BUCKETS,
 ];
 
 /// Maps that only make sense together: the control state (which VIP is

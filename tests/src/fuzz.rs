@@ -391,7 +391,24 @@ pub fn api_request(data: &[u8]) {
             let name = change.state.name();
             assert_eq!(NodeState::from_name(name), Some(change.state), "{name}");
         }
-        Ok(Route::Status | Route::ListVips | Route::Reload | Route::Config | Route::Node) => {}
+        Ok(Route::AddAcl(rule) | Route::RemoveAcl(rule)) => {
+            // An accepted rule reads back from its own words (what the
+            // path and `lbctl acl list` show).
+            assert_eq!(rule.scope.to_string().parse().ok(), Some(rule.scope));
+            assert_eq!(rule.action.to_string().parse().ok(), Some(rule.action));
+            assert_eq!(rule.source.to_string().parse().ok(), Some(rule.source));
+        }
+        Ok(Route::SetLimits(scope, _) | Route::ClearLimits(scope)) => {
+            assert_eq!(scope.to_string().parse().ok(), Some(scope));
+        }
+        Ok(
+            Route::Status
+            | Route::ListVips
+            | Route::Reload
+            | Route::Config
+            | Route::Node
+            | Route::Acl,
+        ) => {}
     }
 }
 
@@ -572,7 +589,10 @@ fn counted_action(counter: Counter) -> Option<u32> {
         | Counter::DropNoRoute
         | Counter::DropNoNeighbour
         | Counter::DropNatNoFlow
-        | Counter::DropTtlExceeded => Some(action::DROP),
+        | Counter::DropTtlExceeded
+        | Counter::DropAclDenied
+        | Counter::DropAclNotAllowed
+        | Counter::DropRateLimited => Some(action::DROP),
         Counter::PassNotIp
         | Counter::PassNotVip
         | Counter::PassFragment
@@ -623,6 +643,9 @@ fn reached(counter: Counter) {
         Counter::TunnelEncap => 25,
         Counter::HcEncap => 26,
         Counter::HcDrop => 27,
+        Counter::DropAclDenied => 28,
+        Counter::DropAclNotAllowed => 29,
+        Counter::DropRateLimited => 30,
     };
     std::hint::black_box(n);
 }

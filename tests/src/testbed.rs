@@ -173,6 +173,32 @@ impl TestBed {
         Ok(())
     }
 
+    /// Puts `guard` (deny/allow rules, limits) in force for the VIPs
+    /// applied, through lbd's own installer (`guard` keeps what it wrote).
+    pub fn set_guard(
+        &mut self,
+        guard: &mut Option<lb_userspace::guard::Guard>,
+        config: lb_userspace::guard::GuardConfig,
+    ) -> anyhow::Result<()> {
+        if guard.is_none() {
+            *guard = Some(lb_userspace::guard::Guard::adopt(
+                self.dataplane.guard(),
+                lb_userspace::guard::GuardConfig::default(),
+            )?);
+        }
+        let vips: Vec<_> = self
+            .balancer
+            .vips()
+            .iter()
+            .map(|(id, vip)| (*id, vip.id))
+            .collect();
+        let max_vips = self.dataplane.sizes().max_vips;
+        if let Some(guard) = guard {
+            guard.apply(self.dataplane.guard_mut(), config, &vips, max_vips)?;
+        }
+        Ok(())
+    }
+
     /// Runs the balancer once on `frame`: (XDP action, frame afterwards).
     /// At tc the verdict is translated (`Hook::as_xdp_action`).
     pub fn run(&mut self, frame: &[u8]) -> anyhow::Result<(u32, Vec<u8>)> {

@@ -552,6 +552,60 @@ fn tcp_non_syn_without_a_flow_is_dropped(hook: Hook) {
     });
 }
 
+/// The guards in NAT mode: a new flow over its source's limit is dropped
+/// before it takes a source port, the flows it already has go on; a
+/// denied source is dropped before any lookup.
+fn guards_drop_before_any_nat_state(hook: Hook) {
+    in_netns(hook, vips(), |bed| {
+        use lb_userspace::guard::{AclRule, Action, GuardConfig, Limits, RateLimit, Scope};
+        let mut config = GuardConfig::default();
+        config.limits.insert(
+            Scope::Global,
+            Limits {
+                source: Some(RateLimit::new(1, Some(1), "source").expect("rate")),
+                ..Limits::default()
+            },
+        );
+        let denied = client_flow(VIP4, 80, 40_020);
+        config.acl.insert(AclRule {
+            scope: Scope::Global,
+            action: Action::Deny,
+            source: format!("{}", denied.src).parse().expect("cidr"),
+        });
+        let first = client_flow(VIP6, 80, 40_021);
+        let mut second = first;
+        second.sport = 40_022;
+        let mut guard = None;
+        bed.bed.set_guard(&mut guard, config).expect("guard");
+        let (verdict, _) = bed
+            .run_on(bed.in_if, &packet::tcp(&first, SYN, None, b""))
+            .expect("test run");
+        assert_eq!(verdict, bed.verdicts.redirect, "the first new flow");
+        let flows = bed.flows().len();
+        let over = packet::tcp(&second, SYN, None, b"");
+        let (verdict, out) = bed.run_on(bed.in_if, &over).expect("test run");
+        assert_eq!(
+            verdict, bed.verdicts.drop,
+            "a second new flow, over the limit"
+        );
+        assert_eq!(out, over);
+        assert_eq!(bed.flows().len(), flows, "no translation, no source port");
+        assert_eq!(counter(bed, Counter::DropRateLimited), 1);
+        for _ in 0..3 {
+            let (verdict, _) = bed
+                .run_on(bed.in_if, &packet::tcp(&first, ACK, None, b"x"))
+                .expect("test run");
+            assert_eq!(verdict, bed.verdicts.redirect, "the tracked flow goes on");
+        }
+        let syn = packet::tcp(&denied, SYN, None, b"");
+        let (verdict, _) = bed.run_on(bed.in_if, &syn).expect("test run");
+        assert_eq!(verdict, bed.verdicts.drop, "a denied source");
+        assert_eq!(counter(bed, Counter::DropAclDenied), 1);
+        assert_eq!(counter(bed, Counter::DropRateLimited), 1);
+        assert_eq!(bed.flows().len(), flows);
+    });
+}
+
 /// A packet that would leave with TTL 0 is dropped, both ways, IPv4 and
 /// IPv6, before any state is made.
 fn ttl_1_is_dropped(hook: Hook) {
@@ -1165,6 +1219,7 @@ on_both_hooks!(
     vlan_tags_are_kept,
     a_syn_reuses_a_closed_translation,
     tcp_non_syn_without_a_flow_is_dropped,
+    guards_drop_before_any_nat_state,
     ttl_1_is_dropped,
     port_exhaustion_drops_and_recovers,
     a_full_flow_table_drops_new_flows_whole,

@@ -18,6 +18,7 @@ use lb_common::{
 
 use super::{flow_flags, insert_failed, inserted, new_entry, pinned_backend, Decision};
 use crate::{
+    guard::limit,
     maps::FLOW_BUCKETS,
     parse::{Packet, TCP_ACK, TCP_SYN},
     select, stats,
@@ -40,22 +41,28 @@ fn bucket_of(hash: u32) -> Option<*mut FlowBucket> {
 /// inlined here; the claim (`claim`) is a function of its own with no
 /// helper calls, so its registers never spill into this frame.
 #[inline(always)]
-pub(super) fn decide(vip: &VipMeta, packet: &Packet) -> Option<Decision> {
+pub(super) fn decide(vip: &VipMeta, packet: &Packet, refused: &mut Counter) -> Option<Decision> {
     let key = &packet.key;
     let hash = flow_hash(key);
     // SAFETY: plain helper call.
     let now = unsafe { bpf_ktime_get_coarse_ns() };
     let bucket = bucket_of(hash);
     // A SYN without ACK opens a flow: straight to the insert, whose scan
-    // finds a retransmitted SYN's entry anyway.
+    // finds a retransmitted SYN's entry anyway; unless the VIP limits new
+    // flows, which only a flow the table does not hold is charged for.
     let opening = packet.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
-    if let (false, Some(bucket)) = (opening, bucket) {
+    let shortcut = opening && !limit::active(vip.id);
+    if let (false, Some(bucket)) = (shortcut, bucket) {
         // SAFETY: `bucket` is a live element of the table.
         if let Some(seen) = unsafe { flow_table::find(bucket, key, hash) } {
             return tracked(vip, packet, bucket, &seen, now);
         }
     }
     let (backend_id, backend) = select::pick_with(vip, hash)?;
+    if !limit::admit(vip.id, key) {
+        *refused = Counter::DropRateLimited;
+        return None;
+    }
     let Some(bucket) = bucket else {
         return Some(insert_failed(vip, packet, backend_id, backend, hash));
     };

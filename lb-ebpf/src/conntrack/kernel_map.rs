@@ -8,6 +8,7 @@ use lb_common::{consts::FLOW_TOUCH_INTERVAL_NS, stats::Counter, FlowEntry, FlowK
 
 use super::{flow_flags, insert_failed, inserted, new_entry, pinned_backend, Decision};
 use crate::{
+    guard::limit,
     maps::CONNTRACK,
     parse::{Packet, TCP_ACK, TCP_SYN},
     select, stats,
@@ -19,11 +20,12 @@ const EEXIST: i32 = -17;
 /// The backend of this packet's flow: the tracked one if it is still
 /// alive, otherwise a fresh Maglev pick that is then remembered.
 #[inline(never)]
-pub(super) fn decide(vip: &VipMeta, packet: &Packet) -> Option<Decision> {
+pub(super) fn decide(vip: &VipMeta, packet: &Packet, refused: &mut Counter) -> Option<Decision> {
     // A SYN without ACK opens a flow: insert straight away (the kernel's
     // own lookup refuses a duplicate), which saves a lookup that would
     // miss. A retransmitted SYN finds its entry and takes the tracked path.
-    if packet.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN {
+    // A VIP that limits new flows looks first (see `buckets::decide`).
+    if packet.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN && !limit::active(vip.id) {
         let key = &packet.key;
         let (backend_id, backend, hash) = select::pick_hashed(vip, key)?;
         let now = now_ns();
@@ -36,12 +38,12 @@ pub(super) fn decide(vip: &VipMeta, packet: &Packet) -> Option<Decision> {
             Err(_) => return Some(insert_failed(vip, packet, backend_id, backend, hash)),
         }
     }
-    tracked_or_new(vip, packet)
+    tracked_or_new(vip, packet, refused)
 }
 
 /// The general path: look the flow up, insert it if it is new.
 #[inline(always)]
-fn tracked_or_new(vip: &VipMeta, packet: &Packet) -> Option<Decision> {
+fn tracked_or_new(vip: &VipMeta, packet: &Packet, refused: &mut Counter) -> Option<Decision> {
     let key = &packet.key;
     if let Some(entry) = CONNTRACK.get_ptr_mut(key) {
         // SAFETY: the LRU map keeps the value alive for this program run.
@@ -73,6 +75,10 @@ fn tracked_or_new(vip: &VipMeta, packet: &Packet) -> Option<Decision> {
         });
     }
     let (backend_id, backend, hash) = select::pick_hashed(vip, key)?;
+    if !limit::admit(vip.id, key) {
+        *refused = Counter::DropRateLimited;
+        return None;
+    }
     let now = now_ns();
     let entry = new_entry(backend_id, backend, packet, hash, now);
     if CONNTRACK.insert(key, entry, 0).is_err() {

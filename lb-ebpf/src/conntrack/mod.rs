@@ -56,13 +56,17 @@ pub struct Decision {
 }
 
 /// The backend of this packet's flow: the tracked one if it is still
-/// alive, otherwise a fresh Maglev pick that is then remembered.
+/// alive, otherwise a fresh Maglev pick that is then remembered. None:
+/// no backend, or (`refused` set to `DropRateLimited`) a new flow over
+/// its source's limit (`guard::limit`, asked only where an entry would be
+/// created). An out-parameter, not a `Result`: the verifier cannot follow
+/// an enum discriminant kept in a niche of `Decision`.
 #[inline(always)]
-pub fn decide(vip: &VipMeta, packet: &Packet) -> Option<Decision> {
+pub fn decide(vip: &VipMeta, packet: &Packet, refused: &mut Counter) -> Option<Decision> {
     if design() == DESIGN_KERNEL_MAP {
-        kernel_map::decide(vip, packet)
+        kernel_map::decide(vip, packet, refused)
     } else {
-        buckets::decide(vip, packet)
+        buckets::decide(vip, packet, refused)
     }
 }
 

@@ -1,4 +1,5 @@
-//! The packet path: parse, find the VIP, then hand the packet to its
+//! The packet path: parse, find the VIP, check its guards (deny and allow
+//! lists: `guard::acl`, the one place for both hooks), then hand the packet to its
 //! forwarding mode (one module per mode: `dsr_l2`, `nat`, `tunnel` for
 //! IPIP and GUE); a packet for no VIP may still be a backend's reply to a
 //! NAT'd flow.
@@ -14,6 +15,7 @@ use lb_common::{
 
 use crate::{
     conntrack::{self, Decision},
+    guard,
     hook::Hook,
     lookup,
     maps::CONFIG,
@@ -104,6 +106,9 @@ fn balance_in_frame<C: Hook>(ctx: &C) -> Outcome {
     let Some(vip) = lookup::vip_of(&packet.key) else {
         return not_for_a_vip(&packet);
     };
+    if let Err(counter) = guard::acl::check(vip.id, &packet.key) {
+        return counter.into();
+    }
     if vip.mode == Mode::Nat as u32 {
         return nat::queue(&packet, Some(&vip));
     }
@@ -121,20 +126,24 @@ fn balance_in_frame<C: Hook>(ctx: &C) -> Outcome {
 
 /// The backend of a DSR or tunnelled VIP's packet: its flow's (the
 /// connection table), or for an ICMP error the backend of the flow it is
-/// about (without touching its entry); the verdict if there is none.
+/// about (without touching its entry); the verdict if there is none (no
+/// backend, or a new flow over its source's limit).
 #[inline(always)]
 fn backend_of(vip: &VipMeta, packet: &parse::Packet) -> Result<Decision, Counter> {
+    let mut refused = Counter::DropNoBackend;
     // One test on the hot path: anything but a plain flow packet is rare.
     let decision = if packet.class == Class::Flow {
-        conntrack::decide(vip, packet)
+        conntrack::decide(vip, packet, &mut refused)
     } else if packet.class == Class::IcmpError {
         conntrack::peek(vip, &packet.key)
     } else {
         return Err(Counter::DropTcpFlags);
     };
     decision.ok_or_else(|| {
-        stats::report(EVENT_NO_BACKEND, vip.id, &packet.key);
-        Counter::DropNoBackend
+        if refused == Counter::DropNoBackend {
+            stats::report(EVENT_NO_BACKEND, vip.id, &packet.key);
+        }
+        refused
     })
 }
 

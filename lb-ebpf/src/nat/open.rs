@@ -23,6 +23,7 @@ use super::{
 use crate::{
     fib,
     forward::Outcome,
+    guard::limit,
     hook::Hook,
     maps::{NAT_FLOWS, NAT_SOURCES},
     parse::Packet,
@@ -45,6 +46,9 @@ pub fn open<C: Hook>(
     now: u64,
 ) -> Outcome {
     let key = &packet.key;
+    if !limit::admit(vip.id, key) {
+        return Counter::DropRateLimited.into();
+    }
     let Some(source) = NAT_SOURCES.get(vip.id) else {
         return Counter::DropNatPortsExhausted.into();
     };

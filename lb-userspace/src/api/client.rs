@@ -25,12 +25,16 @@ use super::{
     flow_schema::FlowExplanation,
     route::Route,
     schema::{
-        BackendSpec, Change, ConfigText, NodeChange, NodeStatus, StateChange, Status, VipSpec,
-        VipStatus, WeightChange,
+        BackendSpec, Change, ConfigText, GuardStatus, NodeChange, NodeStatus, StateChange, Status,
+        VipSpec, VipStatus, WeightChange,
     },
     ApiError, Method, API_VERSION,
 };
-use crate::{model::FlowCount, vip_id::VipId};
+use crate::{
+    guard::{AclRule, Limits, Scope},
+    model::FlowCount,
+    vip_id::VipId,
+};
 
 /// Largest response body read, in bytes: generous for status dumps, but bounded.
 const MAX_RESPONSE_BYTES: usize = 64 << 20;
@@ -334,6 +338,44 @@ impl Client {
     ) -> Result<NodeStatus, ClientError> {
         self.send(Route::SetNode(NodeChange { state }), dry_run)
             .await
+    }
+
+    /// `GET /v1/acl`: deny/allow rules and limits with their counts.
+    pub async fn guard(&self) -> Result<GuardStatus, ClientError> {
+        self.send(Route::Acl, false).await
+    }
+
+    /// `POST /v1/acl`.
+    pub async fn add_acl(&self, rule: AclRule, dry_run: bool) -> Result<GuardStatus, ClientError> {
+        self.send(Route::AddAcl(rule), dry_run).await
+    }
+
+    /// `DELETE /v1/acl/{scope}/{action}/{source}`.
+    pub async fn remove_acl(
+        &self,
+        rule: AclRule,
+        dry_run: bool,
+    ) -> Result<GuardStatus, ClientError> {
+        self.send(Route::RemoveAcl(rule), dry_run).await
+    }
+
+    /// `PUT /v1/limits/{scope}`.
+    pub async fn set_limits(
+        &self,
+        scope: Scope,
+        limits: Limits,
+        dry_run: bool,
+    ) -> Result<GuardStatus, ClientError> {
+        self.send(Route::SetLimits(scope, limits), dry_run).await
+    }
+
+    /// `DELETE /v1/limits/{scope}`.
+    pub async fn clear_limits(
+        &self,
+        scope: Scope,
+        dry_run: bool,
+    ) -> Result<GuardStatus, ClientError> {
+        self.send(Route::ClearLimits(scope), dry_run).await
     }
 
     /// Connects, sends `request`, and reads the status and whole body.

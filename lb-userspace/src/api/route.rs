@@ -19,7 +19,10 @@ use super::{
     schema::{BackendSpec, NodeChange, StateChange, VipSpec, WeightChange},
     Method, Request, Response,
 };
-use crate::vip_id::VipId;
+use crate::{
+    guard::{AclRule, Limits, Scope},
+    vip_id::VipId,
+};
 
 /// What a request asks for. Each variant's doc gives its method, path,
 /// body and answer (the answer types are in [`super::schema`]).
@@ -60,6 +63,19 @@ pub enum Route {
     /// `PUT /v1/node/state`, body `NodeChange` → `NodeStatus`: drain the
     /// node (withdraw every announcement) or make it active again.
     SetNode(NodeChange),
+    /// `GET /v1/acl` → `GuardStatus`: deny/allow rules and limits with
+    /// their counts.
+    Acl,
+    /// `POST /v1/acl`, body `AclRule` → `GuardStatus`.
+    AddAcl(AclRule),
+    /// `DELETE /v1/acl/{scope}/{action}/{source}` → `GuardStatus`
+    /// (`scope`: `global` or a VIP; `source` a CIDR prefix, its `/`
+    /// percent-encoded).
+    RemoveAcl(AclRule),
+    /// `PUT /v1/limits/{scope}`, body `Limits` → `GuardStatus`.
+    SetLimits(Scope, Limits),
+    /// `DELETE /v1/limits/{scope}` → `GuardStatus`.
+    ClearLimits(Scope),
 }
 
 /// A decoded request: the endpoint and the options every change takes.
@@ -95,6 +111,7 @@ impl Route {
                 | Self::Flow(..)
                 | Self::Config
                 | Self::Node
+                | Self::Acl
         )
     }
 
@@ -157,6 +174,32 @@ impl Route {
                 vec!["node".to_owned(), "state".to_owned()],
                 Some(serde_json::to_value(change)?),
             ),
+            Self::Acl => (Method::Get, vec!["acl".to_owned()], None),
+            Self::AddAcl(rule) => (
+                Method::Post,
+                vec!["acl".to_owned()],
+                Some(serde_json::to_value(rule)?),
+            ),
+            Self::RemoveAcl(rule) => (
+                Method::Delete,
+                vec![
+                    "acl".to_owned(),
+                    rule.scope.to_string(),
+                    rule.action.to_string(),
+                    rule.source.to_string(),
+                ],
+                None,
+            ),
+            Self::SetLimits(scope, limits) => (
+                Method::Put,
+                vec!["limits".to_owned(), scope.to_string()],
+                Some(serde_json::to_value(limits)?),
+            ),
+            Self::ClearLimits(scope) => (
+                Method::Delete,
+                vec!["limits".to_owned(), scope.to_string()],
+                None,
+            ),
         };
         Ok(Encoded {
             method,
@@ -212,6 +255,18 @@ impl Call {
             (Method::Get, ["config"]) => Route::Config,
             (Method::Get, ["node"]) => Route::Node,
             (Method::Put, ["node", "state"]) => Route::SetNode(request.body_as()?),
+            (Method::Get, ["acl"]) => Route::Acl,
+            (Method::Post, ["acl"]) => Route::AddAcl(request.body_as()?),
+            (Method::Delete, ["acl", scope, action, source]) => Route::RemoveAcl(AclRule {
+                scope: guard_arg(scope)?,
+                action: guard_arg(action)?,
+                source: guard_arg(source)?,
+            }),
+            (Method::Put, ["limits", scope]) => {
+                let scope = guard_arg(scope)?;
+                Route::SetLimits(scope, request.body_as()?)
+            }
+            (Method::Delete, ["limits", scope]) => Route::ClearLimits(guard_arg(scope)?),
             _ => return Err(request.no_route()),
         };
         let takes_body = matches!(
@@ -221,6 +276,8 @@ impl Call {
                 | Route::SetState(..)
                 | Route::SetWeight(..)
                 | Route::SetNode(_)
+                | Route::AddAcl(_)
+                | Route::SetLimits(..)
         );
         if !takes_body && !request.body.is_null() {
             return Err(Response::error(
@@ -307,6 +364,16 @@ pub fn vip_id(segment: &str) -> Result<VipId, Response> {
         .map_err(|e: String| Response::error(400, code::BAD_REQUEST, e))
 }
 
+/// A scope, action or source segment of the guards' paths, or the 400
+/// answer naming what is wrong.
+fn guard_arg<T: std::str::FromStr<Err = crate::guard::GuardError>>(
+    segment: &str,
+) -> Result<T, Response> {
+    segment.parse().map_err(|e: crate::guard::GuardError| {
+        Response::error(400, code::BAD_REQUEST, e.to_string())
+    })
+}
+
 /// The `{vip}` and `{address}` segments of a backend's path, or the 400
 /// answer.
 fn target(vip: &str, address: &str) -> Result<(VipId, IpAddr), Response> {
@@ -387,7 +454,74 @@ mod tests {
             Route::SetNode(NodeChange {
                 state: crate::bgp::NodeState::Drained,
             }),
+            Route::Acl,
+            Route::AddAcl(AclRule {
+                scope: Scope::Vip(v6),
+                action: crate::guard::Action::Allow,
+                source: "2001:2:1::/48".parse().unwrap(),
+            }),
+            Route::RemoveAcl(AclRule {
+                scope: Scope::Global,
+                action: crate::guard::Action::Deny,
+                source: "198.18.66.0/24".parse().unwrap(),
+            }),
+            Route::SetLimits(
+                Scope::Vip(id),
+                Limits {
+                    source: Some(crate::guard::RateLimit::new(5, Some(9), "source").unwrap()),
+                    ..Limits::default()
+                },
+            ),
+            Route::ClearLimits(Scope::Global),
         ]
+    }
+
+    #[test]
+    fn bad_guard_arguments_are_refused_naming_what_is_wrong() {
+        let r = |m, p: &[&str], body| match Call::decode(&request(m, p, &[], body)) {
+            Ok(call) => panic!("{p:?} was accepted as {call:?}"),
+            Err(answer) => (
+                answer.status,
+                answer.body["error"]["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            ),
+        };
+        let (status, message) = r(
+            Method::Delete,
+            &["acl", "global", "deny", "198.18.66.1/24"],
+            Value::Null,
+        );
+        assert_eq!(status, 400);
+        assert!(message.contains("host bits set"), "{message}");
+        let (status, message) = r(
+            Method::Delete,
+            &["acl", "198.18.0.100", "deny", "198.18.66.0/24"],
+            Value::Null,
+        );
+        assert_eq!(status, 400);
+        assert!(message.contains("global"), "{message}");
+        let (status, message) = r(
+            Method::Post,
+            &["acl"],
+            json!({"scope": "global", "action": "deny", "source": "nope"}),
+        );
+        assert_eq!(status, 400);
+        assert!(message.contains("is not a CIDR prefix"), "{message}");
+        let (status, message) = r(
+            Method::Post,
+            &["acl"],
+            json!({"scope": "global", "action": "block", "source": "198.18.66.0/24"}),
+        );
+        assert_eq!(status, 400);
+        assert!(message.contains("block"), "{message}");
+        let (status, _) = r(
+            Method::Put,
+            &["limits", "global"],
+            json!({"source": {"per_s": 1}}),
+        );
+        assert_eq!(status, 400);
     }
 
     #[test]

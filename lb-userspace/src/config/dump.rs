@@ -4,6 +4,8 @@
 
 use toml::{Table, Value};
 
+use crate::guard::{AclRule, Limits, Scope};
+
 use super::{
     prefix_text, AdminSocketGroup, Announced, BackendConfig, BgpConfig, CheckType, Config,
     HealthConfig, NatConfig, SyncSettings, TunnelSettings, VipConfig, VrrpConfig,
@@ -73,11 +75,56 @@ pub fn to_toml(config: &Config) -> String {
     if let Some(s) = &config.sync {
         root.insert("sync".into(), Value::Table(sync(s)));
     }
+    if !config.guard.acl.is_empty() {
+        root.insert(
+            "acl".into(),
+            Value::Array(config.guard.acl.iter().map(acl).collect()),
+        );
+    }
+    if !config.guard.limits.is_empty() {
+        root.insert(
+            "limit".into(),
+            Value::Array(
+                config
+                    .guard
+                    .limits
+                    .iter()
+                    .map(|(scope, l)| limit(*scope, l))
+                    .collect(),
+            ),
+        );
+    }
     toml::to_string(&root).unwrap_or_else(|e| format!("# cannot write the config as TOML: {e}\n"))
 }
 
 fn int(n: impl TryInto<i64>) -> Value {
     Value::Integer(n.try_into().unwrap_or(i64::MAX))
+}
+
+fn acl(rule: &AclRule) -> Value {
+    let mut t = Table::new();
+    t.insert("action".into(), rule.action.to_string().into());
+    t.insert("source".into(), rule.source.to_string().into());
+    if let Scope::Vip(id) = rule.scope {
+        t.insert("vip".into(), id.to_string().into());
+    }
+    Value::Table(t)
+}
+
+fn limit(scope: Scope, limits: &Limits) -> Value {
+    let mut t = Table::new();
+    if let Scope::Vip(id) = scope {
+        t.insert("vip".into(), id.to_string().into());
+    }
+    for (name, rate) in [("source", limits.source), ("prefix", limits.prefix)] {
+        if let Some(rate) = rate {
+            t.insert(format!("{name}_rate"), int(rate.per_s));
+            t.insert(format!("{name}_burst"), int(rate.burst));
+        }
+    }
+    t.insert("prefix_v4".into(), int(limits.prefix_v4));
+    t.insert("prefix_v6".into(), int(limits.prefix_v6));
+    Value::Table(t)
 }
 
 fn vip(vip: &VipConfig) -> Value {

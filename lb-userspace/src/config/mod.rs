@@ -70,6 +70,7 @@
 
 mod bgp;
 mod dump;
+mod guard;
 mod health;
 mod nat;
 mod reload;
@@ -217,6 +218,9 @@ pub struct Config {
     /// Full-mesh connection-table replication of an active-active group
     /// (`[sync]`; a VRRP pair configures its own in `[[vrrp]]`).
     pub sync: Option<SyncSettings>,
+    /// Deny and allow lists and limits of new flows (`[[acl]]`,
+    /// `[[limit]]`; see `crate::guard`).
+    pub guard: crate::guard::GuardConfig,
 }
 
 /// The group given the admin socket, as the config names it; resolved when
@@ -700,6 +704,10 @@ struct RawConfig {
     tunnel: Option<Spanned<tunnel::RawTunnel>>,
     bgp: Option<Spanned<bgp::RawBgp>>,
     sync: Option<Spanned<sync::RawSync>>,
+    #[serde(default)]
+    acl: TableArray<guard::RawAcl>,
+    #[serde(default)]
+    limit: TableArray<guard::RawLimit>,
 }
 
 /// One `[[vip]]` table as parsed.
@@ -1246,6 +1254,7 @@ impl Checker<'_> {
             instances.push(instance);
         }
         self.announcement_is_single(raw, bgp.as_ref(), sync.as_ref(), &instances, &vips)?;
+        let guard = self.guard(&raw.acl, &raw.limit, &vips)?;
 
         Ok(Config {
             interface,
@@ -1267,6 +1276,7 @@ impl Checker<'_> {
             tunnel,
             bgp,
             sync,
+            guard,
         })
     }
 

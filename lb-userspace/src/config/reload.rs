@@ -6,12 +6,13 @@ use super::Config;
 
 impl Config {
     /// The config lbd runs after reloading `file`: the file's VIPs, idle
-    /// timeouts and `[tunnel]` settings (applied live: new packets take
-    /// them), this config's node settings (they take effect only at a
-    /// restart).
+    /// timeouts, `[tunnel]` settings and guards (applied live: new packets
+    /// take them), this config's node settings (they take effect only at
+    /// a restart).
     pub(crate) fn with_reloadable_from(&self, file: &Config) -> Config {
         Config {
             vips: file.vips.clone(),
+            guard: file.guard.clone(),
             tunnel: file.tunnel,
             tcp_idle_timeout: file.tcp_idle_timeout,
             udp_idle_timeout: file.udp_idle_timeout,

@@ -103,6 +103,7 @@ fn example_parses_to_expected_values() {
             tunnel: TunnelSettings::default(),
             bgp: None,
             sync: None,
+            guard: crate::guard::GuardConfig::default(),
         }
     );
 }

@@ -13,6 +13,7 @@ use crate::{
         schema::{BackendState, StateChange},
         Request, Response,
     },
+    guard::GuardEdit,
     model::{Edit, ModelError},
     vip_id::VipId,
 };
@@ -51,6 +52,17 @@ async fn answer(engine: &mut Engine, call: Call) -> Response {
             return Response::ok(engine.set_node_state(change.state, dry_run).await)
         }
         Route::Reload => return outcome(engine.reload(dry_run)),
+        Route::Acl => return Response::ok(engine.guard_status()),
+        Route::AddAcl(rule) => return engine.change_guard(&GuardEdit::AddRule(rule), dry_run),
+        Route::RemoveAcl(rule) => {
+            return engine.change_guard(&GuardEdit::RemoveRule(rule), dry_run)
+        }
+        Route::SetLimits(scope, limits) => {
+            return engine.change_guard(&GuardEdit::SetLimits(scope, limits), dry_run)
+        }
+        Route::ClearLimits(scope) => {
+            return engine.change_guard(&GuardEdit::ClearLimits(scope), dry_run)
+        }
         Route::AddVip(spec) => match convert::vip_config(&spec, &engine.config().nat) {
             Ok(vip) => match engine.announcement_refuses(&vip) {
                 None => Edit::AddVip(vip),

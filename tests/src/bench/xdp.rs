@@ -109,6 +109,18 @@ pub const NON_VIP: &str = "non-VIP packet";
 /// A connection's SYN and first ACK (ns per connection).
 pub const CONNECTION_V4: &str = "TCP connection v4, SYN + first ACK";
 
+/// A packet a deny rule drops (the same source every run: its verdict
+/// cached).
+pub const DENIED_V4: &str = "denied packet v4 (ACL)";
+/// A packet a deny rule drops, from a new source every run (a spoofed
+/// flood: the trie lookups every time).
+pub const DENIED_V4_FLOOD: &str = "denied packet v4, new source each run (ACL)";
+/// Tracked TCP flow, IPv4, with a deny list, an allow list and limits on.
+pub const TRACKED_V4_GUARDED: &str = "TCP ACK v4, tracked flow, ACL + limits on";
+/// New TCP flow, IPv6, with a deny list, an allow list and limits on
+/// (every run a new source: the trie lookups and new token buckets).
+pub const NEW_V6_GUARDED: &str = "TCP SYN v6, new flow, ACL + limits on";
+
 /// lbd's default connection table size.
 pub(crate) const CONNTRACK: u32 = lb_common::consts::CONNTRACK_SIZE_DEFAULT;
 /// The large table of the prefilled pass (8 M entries).
@@ -120,7 +132,7 @@ const MAP_BENCH_RUNS: &str = "BENCH_RUNS";
 pub(crate) struct Bench {
     pub(crate) dataplane: Dataplane,
     pub(crate) kind: ConntrackKind,
-    _balancer: Balancer,
+    balancer: Balancer,
 }
 
 fn flow(src: &str, dst: &str, dport: u16) -> Flow {
@@ -167,7 +179,7 @@ impl Bench {
         Ok(Self {
             dataplane,
             kind,
-            _balancer: balancer,
+            balancer,
         })
     }
 
@@ -296,6 +308,7 @@ impl Case {
     }
 }
 
+const XDP_DROP: u32 = 1;
 const XDP_PASS: u32 = 2;
 pub(crate) const XDP_TX: u32 = 3;
 
@@ -379,6 +392,99 @@ pub(crate) fn cases() -> Vec<Case> {
             vary_offset: 0,
             action: XDP_PASS,
             counter: Some(Counter::PassNotVip),
+        },
+    ]
+}
+
+impl Bench {
+    /// Puts guards in force on every VIP, through lbd's installer: global
+    /// deny rules (198.18.66.0/24; 0.0.0.0/8, where the wrapper's varied
+    /// IPv4 sources are), an allow list of each TCP VIP (198.18.0.0/16,
+    /// 2001:2::/32) and limits per source and per prefix far above what
+    /// the cases send, so every VIP packet runs the deny and allow lookups
+    /// (or finds their verdict cached) and every new flow the token buckets.
+    pub(crate) fn guard(&mut self) -> anyhow::Result<()> {
+        use lb_userspace::guard::{AclRule, Action, Guard, GuardConfig, Limits, RateLimit, Scope};
+        let rate = Some(RateLimit::new(1_000_000, Some(1_000_000), "bench")?);
+        let mut config = GuardConfig::default();
+        for denied in ["198.18.66.0/24", "0.0.0.0/8"] {
+            config.acl.insert(AclRule {
+                scope: Scope::Global,
+                action: Action::Deny,
+                source: denied.parse()?,
+            });
+        }
+        for (vip, allowed) in [(vip4_tcp(), "198.18.0.0/16"), (vip6_tcp(), "2001:2::/32")] {
+            config.acl.insert(AclRule {
+                scope: Scope::Vip(lb_userspace::vip_id::VipId::of(&vip)),
+                action: Action::Allow,
+                source: allowed.parse()?,
+            });
+        }
+        config.limits.insert(
+            Scope::Global,
+            Limits {
+                source: rate,
+                prefix: rate,
+                ..Limits::default()
+            },
+        );
+        let vips: Vec<_> = self
+            .balancer
+            .vips()
+            .iter()
+            .map(|(id, v)| (*id, v.id))
+            .collect();
+        let mut guard = Guard::adopt(self.dataplane.guard(), GuardConfig::default())?;
+        guard.apply(self.dataplane.guard_mut(), config, &vips, 4)?;
+        Ok(())
+    }
+}
+
+/// The guards' cases (run after `Bench::guard`).
+pub(crate) fn guarded_cases() -> Vec<Case> {
+    let v4 = flow("198.18.0.10", VIP4, 80);
+    let v6 = flow("2001:2::10", VIP6, 80);
+    let denied = flow("198.18.66.7", VIP4, 80);
+    const V4_SRC: u32 = 14 + 12;
+    const V6_SRC_LOW: u32 = 14 + 8 + 12;
+    vec![
+        Case {
+            name: DENIED_V4,
+            path: "parse, VIP hit, cached deny verdict, DROP",
+            target: names::PROG_LB,
+            frame: packet::tcp(&denied, SYN, None, b""),
+            vary_offset: 0,
+            action: XDP_DROP,
+            counter: Some(Counter::DropAclDenied),
+        },
+        Case {
+            name: DENIED_V4_FLOOD,
+            path: "parse, VIP hit, cache miss, deny rule hit, DROP",
+            target: names::PROG_LB,
+            // The varied source is the run counter: 0.x.y.z, denied.
+            frame: packet::tcp(&denied, SYN, None, b""),
+            vary_offset: V4_SRC,
+            action: XDP_DROP,
+            counter: Some(Counter::DropAclDenied),
+        },
+        Case {
+            name: TRACKED_V4_GUARDED,
+            path: "parse, VIP hit, cached allow verdict, conntrack hit, TX",
+            target: names::PROG_LB,
+            frame: packet::tcp(&v4, ACK, None, b""),
+            vary_offset: 0,
+            action: XDP_TX,
+            counter: Some(Counter::ConntrackHit),
+        },
+        Case {
+            name: NEW_V6_GUARDED,
+            path: "parse, VIP hit, cache miss, deny miss, allow hit, conntrack miss, Maglev, 2 new token buckets, insert, TX",
+            target: names::PROG_LB,
+            frame: packet::tcp(&v6, SYN, None, b""),
+            vary_offset: V6_SRC_LOW,
+            action: XDP_TX,
+            counter: Some(Counter::ConntrackNew),
         },
     ]
 }
@@ -582,6 +688,70 @@ fn run_pinned(repeat: u32, rounds: u32, prefill: u32) -> anyhow::Result<XdpResul
     })
 }
 
+/// The guards' cases on `benches` (guards put in force first).
+fn run_guarded(
+    benches: &mut [Bench],
+    repeat: u32,
+    rounds: u32,
+    capacity: u32,
+    results: &mut Vec<XdpCase>,
+) -> anyhow::Result<()> {
+    for bench in benches.iter_mut() {
+        bench.guard()?;
+    }
+    for case in guarded_cases() {
+        let fresh = case.new_flow();
+        for bench in benches.iter_mut() {
+            let spread = run_case(bench, &case, repeat, rounds, fresh)?;
+            results.push(XdpCase {
+                name: case.name.to_owned(),
+                path: case.path.to_owned(),
+                ns_per_packet: spread,
+                repeat,
+                rounds,
+                conntrack_prefill: 0,
+                design: bench.kind.label().to_owned(),
+                capacity,
+                lost_flows: 0,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The guards' cases alone, after the unguarded cases they compare with
+/// (tracked v4, new v6) as baselines, on both `COMPARED` designs (small
+/// rounds: a check that each takes its path, as the tests run it).
+pub fn run_guarded_only(repeat: u32, rounds: u32) -> anyhow::Result<Vec<XdpCase>> {
+    let mut benches = COMPARED
+        .into_iter()
+        .map(|kind| Bench::new(CONNTRACK, kind))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut results = Vec::new();
+    for baseline in cases()
+        .into_iter()
+        .filter(|c| c.name == TRACKED_V4 || c.name == NEW_V6)
+    {
+        for bench in &mut benches {
+            let fresh = baseline.new_flow();
+            let spread = run_case(bench, &baseline, repeat, rounds, fresh)?;
+            results.push(XdpCase {
+                name: baseline.name.to_owned(),
+                path: baseline.path.to_owned(),
+                ns_per_packet: spread,
+                repeat,
+                rounds,
+                conntrack_prefill: 0,
+                design: bench.kind.label().to_owned(),
+                capacity: CONNTRACK,
+                lost_flows: 0,
+            });
+        }
+    }
+    run_guarded(&mut benches, repeat, rounds, CONNTRACK, &mut results)?;
+    Ok(results)
+}
+
 /// One table size, both `COMPARED` designs loaded side by side and
 /// measured case by case (so drift in this VM's speed hits both alike).
 /// With `prefill` flows, only the cases that touch the table, and new-flow
@@ -622,6 +792,9 @@ fn run_pass(
                 lost_flows: 0,
             });
         }
+    }
+    if prefill == 0 {
+        run_guarded(&mut benches, repeat, rounds, capacity, results)?;
     }
     // Half the runs per round: each connection is two packets.
     let connections = repeat / 2;

@@ -9,6 +9,7 @@
 
 #![warn(unreachable_pub)]
 
+mod acl;
 mod backend;
 mod closed_output;
 mod completions;
@@ -16,6 +17,7 @@ mod config_check;
 mod config_dump;
 mod config_import;
 mod flow;
+mod limit;
 mod man;
 mod node;
 mod output;
@@ -59,6 +61,12 @@ enum Command {
     /// This node in an active-active group: status, drain, undrain.
     #[command(subcommand)]
     Node(node::Command),
+    /// Deny and allow lists of source prefixes, global or per VIP.
+    #[command(subcommand)]
+    Acl(acl::Command),
+    /// Limits of new flows per source address and prefix.
+    #[command(subcommand)]
+    Limit(limit::Command),
     /// Make lbd re-read its config file (only the difference is applied).
     Reload(reload::Args),
     /// Work with config files.
@@ -136,6 +144,8 @@ fn main() -> ExitCode {
             Command::Backend(command) => backend::run(&client, command).await,
             Command::Flow(args) => flow::run(&client, &args).await,
             Command::Node(command) => node::run(&client, command).await,
+            Command::Acl(command) => acl::run(&client, command).await,
+            Command::Limit(command) => limit::run(&client, command).await,
             Command::Reload(args) => reload::run(&client, &args).await,
             Command::Config(ConfigCommand::Check(args)) => {
                 config_check::run(&args).map_err(Failure::from)

@@ -211,6 +211,9 @@ fn print_status(status: &Status) {
     for vip in &status.vips {
         print_vip(vip);
     }
+    if let Some(guard) = &status.guard {
+        crate::acl::print(guard);
+    }
     let counters: Vec<String> = status
         .counters
         .iter()

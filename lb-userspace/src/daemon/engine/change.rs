@@ -83,7 +83,8 @@ impl Engine {
         let file = Config::load(&self.config_path).map_err(|e| ChangeError::File(e.to_string()))?;
         let next = self.model.reloaded(&file);
         self.fits_the_maps(&next)?;
-        let undone = undone_by_reload(&self.model, &next, &self.config, &file);
+        let mut undone = undone_by_reload(&self.model, &next, &self.config, &file);
+        undone.extend(self.guard.config().undone_by(&file.guard));
         // The file's [tunnel] is applied with its VIPs; a refused or dry
         // run keeps the running one.
         let previous = *self.balancer.tunnel();
@@ -97,6 +98,10 @@ impl Engine {
         if let Some(report) = report {
             for note in &undone {
                 warn!(note = %note, "reload");
+            }
+            // The file's guards are the source of truth: runtime rules go.
+            if let Err(error) = self.apply_guard(file.guard.clone()) {
+                warn!(%error, "writing the file's deny/allow lists and limits failed; the previous ones stay");
             }
             info!(?report, vips = plan.len(), "config reloaded");
             self.config = self.config.with_reloadable_from(&file);

@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 mod change;
+mod guard;
 mod nat;
 pub(crate) mod node;
 mod tunnel;
@@ -97,6 +98,8 @@ pub struct Engine {
     tunnel: tunnel::TunnelRuntime,
     /// Drained or active, the node's traffic, and its BGP announcements.
     node: node::NodeRuntime,
+    /// Deny/allow lists and limits of new flows in force.
+    guard: crate::guard::Guard,
 }
 
 impl Engine {
@@ -201,6 +204,8 @@ impl Engine {
             }
         }
         let node = node::NodeRuntime::start(&config, dataplane.adopted(), Instant::now());
+        let guard = crate::guard::Guard::adopt(dataplane.guard(), config.guard.clone())
+            .context("reading the pinned deny/allow lists")?;
         let mut engine = Self {
             config_path: config_path.to_owned(),
             balancer,
@@ -221,6 +226,7 @@ impl Engine {
             nat: nat::NatRuntime::default(),
             tunnel: tunnel::TunnelRuntime::default(),
             node,
+            guard,
             config,
         };
         engine.read_own_addresses().await;
@@ -315,6 +321,7 @@ impl Engine {
             self.metrics.observe_table_build(*took);
         }
         self.model = next;
+        self.refresh_guard();
         self.sync_checks();
         self.track();
         Ok(report)

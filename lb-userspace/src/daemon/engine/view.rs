@@ -159,6 +159,10 @@ impl Engine {
             nat: self.nat_status(),
             tunnel: self.tunnel_status(),
             node: Some(self.node_status()),
+            guard: {
+                let guard = self.guard_status();
+                (!guard.rules.is_empty() || !guard.limits.is_empty()).then_some(guard)
+            },
             tables_rebuilt: self.tables_rebuilt,
             reloads: self.reloads,
             version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -269,7 +273,11 @@ impl Engine {
     /// The running configuration (runtime changes included) as TOML.
     pub(crate) fn config_text(&self) -> ConfigText {
         ConfigText {
-            toml: config::to_toml(&self.model.to_config(&self.config)),
+            toml: config::to_toml(&{
+                let mut running = self.model.to_config(&self.config);
+                running.guard = self.guard.config().clone();
+                running
+            }),
         }
     }
 

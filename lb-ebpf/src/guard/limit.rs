@@ -1,0 +1,75 @@
+//! Limits of new flows per source: token buckets (`lb_common::guard::
+//! take_token`) in an LRU hash, per VIP and source address, and per VIP
+//! and source prefix. Called only for a packet that would create a
+//! connection-table or NAT entry, so tracked flows never pay for it (nor
+//! are ever limited). Buckets are updated in place without a lock: two
+//! CPUs taking a token of the same bucket at the same instant may both
+//! succeed, so a limit can be exceeded by a flow per CPU, never undercut.
+
+// Map values are passed by reference on purpose: by value they would be
+// copied onto the BPF stack.
+#![allow(clippy::needless_borrows_for_generic_args)]
+
+use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_ktime_get_ns};
+use lb_common::{
+    guard::{take_token, LimitKey, Rate, TokenBucket, LIMIT_KIND_PREFIX, LIMIT_KIND_SOURCE},
+    FlowKey,
+};
+
+use crate::maps::LIMIT_BUCKETS;
+
+/// Whether VIP `vip_id` limits new flows at all (then even an opening SYN
+/// is looked up first, so a retransmitted one of a tracked flow takes no
+/// token).
+#[inline(always)]
+pub fn active(vip_id: u32) -> bool {
+    super::of(vip_id).is_some_and(|guard| guard.limits())
+}
+
+/// Whether a new flow of VIP `vip_id` from `key.src` may be created; takes
+/// its tokens if so. False: drop it (`DropRateLimited`).
+#[inline(always)]
+pub fn admit(vip_id: u32, key: &FlowKey) -> bool {
+    !active(vip_id) || take(vip_id, key) != 0
+}
+
+/// `admit`'s work: the source's bucket, then the prefix's (a flow the
+/// source bucket refuses takes nothing from the prefix). 1: admitted.
+#[inline(never)]
+fn take(vip_id: u32, key: &FlowKey) -> u32 {
+    let Some(guard) = super::of(vip_id) else {
+        return 1;
+    };
+    // SAFETY: plain helper call.
+    let now = unsafe { bpf_ktime_get_ns() };
+    if guard.source.per_s != 0 {
+        let bucket = LimitKey::of(vip_id, LIMIT_KIND_SOURCE, key, &[u32::MAX; 4]);
+        if !take_from(&bucket, &guard.source, now) {
+            return 0;
+        }
+    }
+    if guard.prefix.per_s != 0 {
+        let bucket = LimitKey::of(vip_id, LIMIT_KIND_PREFIX, key, &guard.prefix_mask);
+        if !take_from(&bucket, &guard.prefix, now) {
+            return 0;
+        }
+    }
+    1
+}
+
+/// One token from bucket `key` (created full, minus this flow's token, if
+/// it is not there).
+#[inline(always)]
+fn take_from(key: &LimitKey, rate: &Rate, now: u64) -> bool {
+    match LIMIT_BUCKETS.get_ptr_mut(key) {
+        // SAFETY: an LRU value stays valid for this program run; a racing
+        // writer on another CPU only makes the count approximate.
+        Some(bucket) => take_token(unsafe { &mut *bucket }, rate, now),
+        None => {
+            // Another CPU's insert of the same bucket wins; this flow goes.
+            let _ =
+                LIMIT_BUCKETS.insert(key, &TokenBucket::first(rate, now), u64::from(BPF_NOEXIST));
+            true
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! `lbctl acl`: deny and allow lists of source prefixes, global or per
+//! VIP (`add`, `del`, `list` with the packets each rule matched). Deny
+//! wins over allow; a VIP's own allow list replaces the global one. A
+//! reload puts the config file's rules back (runtime changes go).
+
+use lb_userspace::{
+    api::{client::Client, schema::GuardStatus},
+    guard::{AclRule, Action, Cidr, Scope},
+    vip_id::VipId,
+};
+
+use crate::{output, Failure};
+
+/// `lbctl acl ...`.
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum Command {
+    /// Every rule, and the limits of new flows, with their counts.
+    List(ListArgs),
+    /// Add a rule (nothing changes if it is there).
+    Add(RuleArgs),
+    /// Remove a rule.
+    Del(RuleArgs),
+}
+
+/// Arguments of `lbctl acl list`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ListArgs {
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Arguments of `lbctl acl add` and `del`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct RuleArgs {
+    /// `deny` or `allow`.
+    #[arg(value_parser = |s: &str| s.parse::<Action>().map_err(|e| e.to_string()))]
+    action: Action,
+    /// Source prefix (`198.18.66.0/24`, `2001:2:66::/48`) or one address.
+    #[arg(value_parser = |s: &str| s.parse::<Cidr>().map_err(|e| e.to_string()))]
+    source: Cidr,
+    /// Only this VIP (`ADDRESS:PORT[/tcp|udp]`); without it, every VIP.
+    #[arg(long)]
+    vip: Option<VipId>,
+    /// Check and show the result; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+impl RuleArgs {
+    fn rule(&self) -> AclRule {
+        AclRule {
+            scope: self.vip.map_or(Scope::Global, Scope::Vip),
+            action: self.action,
+            source: self.source,
+        }
+    }
+}
+
+/// Runs `lbctl acl ...`.
+pub(crate) async fn run(client: &Client, command: Command) -> Result<(), Failure> {
+    let (status, json) = match command {
+        Command::List(args) => (client.guard().await?, args.json),
+        Command::Add(args) => (client.add_acl(args.rule(), args.dry_run).await?, args.json),
+        Command::Del(args) => (
+            client.remove_acl(args.rule(), args.dry_run).await?,
+            args.json,
+        ),
+    };
+    if json {
+        output::json(&status);
+    } else {
+        print(&status);
+    }
+    Ok(())
+}
+
+/// The guards as text: rules with their counts, limits, drops.
+pub(crate) fn print(status: &GuardStatus) {
+    if status.dry_run {
+        println!("dry run: nothing changed; the guards would be:");
+    }
+    if status.rules.is_empty() {
+        println!("acl: no rules (every source)");
+    } else {
+        println!("acl: {} rule(s)", status.rules.len());
+        for rule in &status.rules {
+            let id = rule.id.map_or("-".to_owned(), |id| format!("#{id}"));
+            println!(
+                "  {:<5} {:<6} {:<43} {:<28} {} packets",
+                id,
+                rule.action.to_string(),
+                rule.source.to_string(),
+                rule.scope.to_string(),
+                rule.packets
+            );
+        }
+    }
+    if status.limits.is_empty() {
+        println!("limits: none (new flows are not limited)");
+    } else {
+        println!("limits of new flows:");
+        for limit in &status.limits {
+            let l = &limit.limits;
+            let rate = |r: Option<lb_userspace::guard::RateLimit>| {
+                r.map_or("-".to_owned(), |r| {
+                    format!("{}/s burst {}", r.per_s, r.burst)
+                })
+            };
+            println!(
+                "  {:<28} per source {:<22} per prefix (/{} v4, /{} v6) {}",
+                limit.scope.to_string(),
+                rate(l.source),
+                l.prefix_v4,
+                l.prefix_v6,
+                rate(l.prefix)
+            );
+        }
+    }
+    let d = status.dropped;
+    println!(
+        "dropped: {} denied, {} not allowed, {} new flows over a limit",
+        d.denied, d.not_allowed, d.rate_limited
+    );
+}

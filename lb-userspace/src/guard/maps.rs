@@ -1,0 +1,472 @@
+//! The guards' maps as lbd sees them (`VIP_GUARDS`, the two ACL tries,
+//! the per-rule hit counters) and the installer that brings them to a
+//! `GuardConfig`: only what changed is written, in an order that never
+//! opens a gap (new rules before the flags that use them, flags cleared
+//! before the rules they used go). A rule keeps its id (and its counter)
+//! while it stays, also across a hitless restart (the maps are pinned and
+//! read back at start).
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::IpAddr,
+};
+
+use aya::{
+    maps::{lpm_trie::Key, Array, LpmTrie, MapData, MapError, PerCpuArray, PerCpuValues},
+    Ebpf,
+};
+use lb_common::{
+    consts::names,
+    guard::{
+        acl_scope, prefix_mask, AclData4, AclData6, Rate, VipGuard, ACL_F_ALLOW_GLOBAL,
+        ACL_F_ALLOW_VIP, ACL_F_DENY_GLOBAL, ACL_F_DENY_VIP, ACL_RULES_MAX, ACL_SCOPE_GLOBAL,
+    },
+};
+
+use super::rules::{AclRule, Action, GuardConfig, RateLimit, Scope};
+use crate::{
+    dataplane::{map_error, DataplaneError},
+    vip_id::VipId,
+};
+
+type Result<T> = std::result::Result<T, DataplaneError>;
+
+/// A rule as the tries key it: family, prefix length, data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum TrieKey {
+    /// `ACL_V4`.
+    V4(u32, AclData4),
+    /// `ACL_V6`.
+    V6(u32, AclData6),
+}
+
+impl TrieKey {
+    /// The key of `rule` for the VIP with numeric id `scope_id` (or
+    /// `ACL_SCOPE_GLOBAL`).
+    fn of(rule: &AclRule, scope_id: u32) -> Self {
+        let scope = acl_scope(scope_id, rule.action == Action::Allow);
+        let len = u32::from(rule.source.len) + 32;
+        match rule.source.address {
+            IpAddr::V4(a) => Self::V4(len, [scope, u32::from_ne_bytes(a.octets())]),
+            IpAddr::V6(a) => {
+                let o = a.octets();
+                let w = |i: usize| u32::from_ne_bytes([o[i], o[i + 1], o[i + 2], o[i + 3]]);
+                Self::V6(len, [scope, w(0), w(4), w(8), w(12)])
+            }
+        }
+    }
+}
+
+/// Typed handles on the guards' maps.
+pub struct GuardMaps {
+    guards: Array<MapData, VipGuard>,
+    v4: LpmTrie<MapData, AclData4, u32>,
+    v6: LpmTrie<MapData, AclData6, u32>,
+    hits: PerCpuArray<MapData, u64>,
+}
+
+/// Takes one map out of the loaded object, typed.
+fn take<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T>
+where
+    T: TryFrom<aya::maps::Map, Error = MapError>,
+{
+    let map = ebpf
+        .take_map(name)
+        .ok_or(DataplaneError::MissingMap(name))?;
+    T::try_from(map).map_err(|e| DataplaneError::MapType {
+        name,
+        source: Box::new(e),
+    })
+}
+
+impl GuardMaps {
+    /// The guards' maps of a freshly loaded object.
+    pub(crate) fn take(ebpf: &mut Ebpf) -> Result<Self> {
+        Ok(Self {
+            guards: take(ebpf, names::MAP_VIP_GUARDS)?,
+            v4: take(ebpf, names::MAP_ACL_V4)?,
+            v6: take(ebpf, names::MAP_ACL_V6)?,
+            hits: take(ebpf, names::MAP_ACL_HITS)?,
+        })
+    }
+
+    /// Packets rule `id` matched, summed over the CPUs.
+    fn hits(&self, id: u32) -> Result<u64> {
+        let values = self
+            .hits
+            .get(&id, 0)
+            .map_err(|e| map_error("reading", names::MAP_ACL_HITS, e))?;
+        Ok(values.iter().sum())
+    }
+
+    fn clear_hits(&mut self, id: u32) -> Result<()> {
+        let zero = aya::util::nr_cpus()
+            .map_err(|(_, e)| e)
+            .and_then(|cpus| PerCpuValues::try_from(vec![0u64; cpus]))
+            .map_err(|e| map_error("zeroing", names::MAP_ACL_HITS, MapError::IoError(e)))?;
+        self.hits
+            .set(id, zero, 0)
+            .map_err(|e| map_error("zeroing", names::MAP_ACL_HITS, e))
+    }
+
+    fn insert(&mut self, key: &TrieKey, id: u32) -> Result<()> {
+        match key {
+            TrieKey::V4(len, data) => self.v4.insert(&Key::new(*len, *data), id, 0),
+            TrieKey::V6(len, data) => self.v6.insert(&Key::new(*len, *data), id, 0),
+        }
+        .map_err(|e| map_error("writing", acl_map(key), e))
+    }
+
+    fn remove(&mut self, key: &TrieKey) -> Result<()> {
+        match key {
+            TrieKey::V4(len, data) => self.v4.remove(&Key::new(*len, *data)),
+            TrieKey::V6(len, data) => self.v6.remove(&Key::new(*len, *data)),
+        }
+        .map_err(|e| map_error("removing from", acl_map(key), e))
+    }
+
+    /// Every rule the tries hold (a previous lbd's, when pinned).
+    fn installed(&self) -> Result<BTreeMap<TrieKey, u32>> {
+        let mut out = BTreeMap::new();
+        for entry in self.v4.iter() {
+            let (key, id) = entry.map_err(|e| map_error("reading", names::MAP_ACL_V4, e))?;
+            out.insert(TrieKey::V4(key.prefix_len(), key.data()), id);
+        }
+        for entry in self.v6.iter() {
+            let (key, id) = entry.map_err(|e| map_error("reading", names::MAP_ACL_V6, e))?;
+            out.insert(TrieKey::V6(key.prefix_len(), key.data()), id);
+        }
+        Ok(out)
+    }
+}
+
+fn acl_map(key: &TrieKey) -> &'static str {
+    match key {
+        TrieKey::V4(..) => names::MAP_ACL_V4,
+        TrieKey::V6(..) => names::MAP_ACL_V6,
+    }
+}
+
+/// One rule as `lbctl acl list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleCount {
+    /// The rule.
+    pub rule: AclRule,
+    /// Its id in the maps (None: not in force, its VIP is not served).
+    pub id: Option<u32>,
+    /// Packets it matched since it was installed.
+    pub packets: u64,
+}
+
+/// What the installer last wrote.
+#[derive(Debug, Default)]
+pub struct Installer {
+    /// Rules in the tries, with their ids.
+    installed: BTreeMap<TrieKey, u32>,
+    /// The rule each installed key stands for (rules read back from pinned
+    /// maps are not known until the first apply names them).
+    rules: BTreeMap<AclRule, u32>,
+    /// `VIP_GUARDS` as written, by VIP id (None: never written, e.g.
+    /// before the first apply).
+    guards: Option<BTreeMap<u32, VipGuard>>,
+    /// The tries' generation last written (`VipGuard::generation`):
+    /// bumped when rules go in and again when rules go out, so no verdict
+    /// the data plane cached while the tries changed outlives the change.
+    generation: u32,
+}
+
+impl Installer {
+    /// Reads back what the maps hold (a previous lbd's rules, pinned) and
+    /// the generation they were written under (this lbd's go on from it).
+    pub fn adopt(maps: &GuardMaps) -> Result<Self> {
+        let mut generation = 0;
+        for n in 0..maps.guards.len() {
+            let guard = maps
+                .guards
+                .get(&n, 0)
+                .map_err(|e| map_error("reading", names::MAP_VIP_GUARDS, e))?;
+            generation = generation.max(guard.generation);
+        }
+        Ok(Self {
+            installed: maps.installed()?,
+            generation,
+            ..Self::default()
+        })
+    }
+
+    /// Writes `served` (with the current generation) where `VIP_GUARDS`
+    /// differs from what was written (everything, the first time).
+    fn write_guards(
+        &mut self,
+        maps: &mut GuardMaps,
+        served: &BTreeMap<u32, VipGuard>,
+        max_vips: u32,
+    ) -> Result<()> {
+        let before = self.guards.take();
+        let mut written = BTreeMap::new();
+        for n in 0..max_vips {
+            let mut guard = served.get(&n).copied().unwrap_or_default();
+            if guard.acl != 0 {
+                guard.generation = self.generation;
+            }
+            let old = before
+                .as_ref()
+                .map(|b| b.get(&n).copied().unwrap_or_default());
+            if old != Some(guard) {
+                maps.guards
+                    .set(n, guard, 0)
+                    .map_err(|e| map_error("writing", names::MAP_VIP_GUARDS, e))?;
+            }
+            if guard != VipGuard::default() {
+                written.insert(n, guard);
+            }
+        }
+        self.guards = Some(written);
+        Ok(())
+    }
+
+    /// The next generation (never 0: an empty cache slot's).
+    fn bump(&mut self) {
+        self.generation = self.generation.wrapping_add(1).max(1);
+    }
+
+    /// Brings the maps to `config` for the VIPs served (`vips`: identity
+    /// and numeric id; `max_vips`: entries of `VIP_GUARDS`).
+    pub fn apply(
+        &mut self,
+        maps: &mut GuardMaps,
+        config: &GuardConfig,
+        vips: &[(VipId, u32)],
+        max_vips: u32,
+    ) -> Result<()> {
+        let wanted = wanted(config, vips);
+        let mut used: BTreeSet<u32> = self.installed.values().copied().collect();
+        let mut next_free = 1u32;
+        let mut rules = BTreeMap::new();
+        let mut added = false;
+        for (key, rule) in &wanted {
+            let id = match self.installed.get(key) {
+                Some(id) => *id,
+                None => {
+                    while used.contains(&next_free) {
+                        next_free += 1;
+                    }
+                    if next_free >= ACL_RULES_MAX {
+                        return Err(DataplaneError::OutOfRange {
+                            what: "ACL rule id",
+                            id: next_free,
+                            capacity: ACL_RULES_MAX,
+                        });
+                    }
+                    used.insert(next_free);
+                    maps.clear_hits(next_free)?;
+                    maps.insert(key, next_free)?;
+                    // Recorded at once: if a later write fails, the next
+                    // apply knows to take this one out again.
+                    self.installed.insert(*key, next_free);
+                    added = true;
+                    next_free
+                }
+            };
+            rules.insert(*rule, id);
+        }
+        let stale: Vec<TrieKey> = self
+            .installed
+            .keys()
+            .filter(|k| !wanted.contains_key(k))
+            .copied()
+            .collect();
+        if added || self.generation == 0 {
+            self.bump();
+        }
+        let served: BTreeMap<u32, VipGuard> = vips
+            .iter()
+            .map(|(id, n)| (*n, vip_guard(config, id)))
+            .collect();
+        self.write_guards(maps, &served, max_vips)?;
+        for key in &stale {
+            maps.remove(key)?;
+            self.installed.remove(key);
+        }
+        if !stale.is_empty() {
+            // Verdicts cached while the rules went out are stale too.
+            self.bump();
+            self.write_guards(maps, &served, max_vips)?;
+        }
+        self.rules = rules;
+        Ok(())
+    }
+
+    /// Every rule of `config` with its id and count.
+    pub fn counts(&self, maps: &GuardMaps, config: &GuardConfig) -> Result<Vec<RuleCount>> {
+        config
+            .acl
+            .iter()
+            .map(|rule| {
+                let id = self.rules.get(rule).copied();
+                let packets = match id {
+                    Some(id) => maps.hits(id)?,
+                    None => 0,
+                };
+                Ok(RuleCount {
+                    rule: *rule,
+                    id,
+                    packets,
+                })
+            })
+            .collect()
+    }
+}
+
+/// The rules of `config` in force for the VIPs served, by trie key.
+fn wanted(config: &GuardConfig, vips: &[(VipId, u32)]) -> BTreeMap<TrieKey, AclRule> {
+    let ids: BTreeMap<VipId, u32> = vips.iter().copied().collect();
+    config
+        .acl
+        .iter()
+        .filter_map(|rule| {
+            let scope = match rule.scope {
+                Scope::Global => ACL_SCOPE_GLOBAL,
+                Scope::Vip(id) => *ids.get(&id)?,
+            };
+            Some((TrieKey::of(rule, scope), *rule))
+        })
+        .collect()
+}
+
+/// What guards VIP `id`, as the data plane reads it.
+pub fn vip_guard(config: &GuardConfig, id: &VipId) -> VipGuard {
+    let has = |scope: Scope, action: Action| {
+        config
+            .acl
+            .iter()
+            .any(|r| r.scope == scope && r.action == action)
+    };
+    let mut acl = 0;
+    if has(Scope::Vip(*id), Action::Deny) {
+        acl |= ACL_F_DENY_VIP;
+    }
+    if has(Scope::Global, Action::Deny) {
+        acl |= ACL_F_DENY_GLOBAL;
+    }
+    if has(Scope::Vip(*id), Action::Allow) {
+        acl |= ACL_F_ALLOW_VIP;
+    } else if has(Scope::Global, Action::Allow) {
+        acl |= ACL_F_ALLOW_GLOBAL;
+    }
+    let rate = |limit: Option<RateLimit>| {
+        limit.map_or(Rate::default(), |l| Rate {
+            per_s: u64::from(l.per_s),
+            burst: u64::from(l.burst),
+        })
+    };
+    let mut guard = VipGuard {
+        acl,
+        ..VipGuard::default()
+    };
+    if let Some(limits) = config.limits_of(id) {
+        let (len, words) = if id.address.is_ipv4() {
+            (limits.prefix_v4, 1)
+        } else {
+            (limits.prefix_v6, 4)
+        };
+        guard.source = rate(limits.source);
+        guard.prefix = rate(limits.prefix);
+        guard.prefix_mask = prefix_mask(u32::from(len), words);
+    }
+    guard
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::guard::rules::Limits;
+
+    fn vip(s: &str) -> VipId {
+        s.parse().unwrap()
+    }
+
+    fn rule(scope: Scope, action: Action, source: &str) -> AclRule {
+        AclRule {
+            scope,
+            action,
+            source: source.parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn flags_follow_deny_wins_and_the_vips_allow_list_replaces_the_global_one() {
+        let a = vip("198.18.0.100:80/tcp");
+        let b = vip("198.18.0.101:80/tcp");
+        let mut config = GuardConfig::default();
+        assert_eq!(vip_guard(&config, &a), VipGuard::default());
+        config
+            .acl
+            .insert(rule(Scope::Global, Action::Deny, "198.18.66.0/24"));
+        config
+            .acl
+            .insert(rule(Scope::Global, Action::Allow, "198.18.0.0/15"));
+        config
+            .acl
+            .insert(rule(Scope::Vip(a), Action::Allow, "198.18.1.0/24"));
+        config
+            .acl
+            .insert(rule(Scope::Vip(b), Action::Deny, "198.18.1.9"));
+        assert_eq!(
+            vip_guard(&config, &a).acl,
+            ACL_F_DENY_GLOBAL | ACL_F_ALLOW_VIP
+        );
+        assert_eq!(
+            vip_guard(&config, &b).acl,
+            ACL_F_DENY_VIP | ACL_F_DENY_GLOBAL | ACL_F_ALLOW_GLOBAL
+        );
+    }
+
+    #[test]
+    fn limits_fill_rates_and_the_prefix_mask_of_the_vips_family() {
+        let v6 = vip("[2001:2::100]:443/tcp");
+        let mut config = GuardConfig::default();
+        let limits = Limits {
+            source: Some(RateLimit::new(5, Some(7), "source").unwrap()),
+            prefix: Some(RateLimit::new(50, None, "prefix").unwrap()),
+            prefix_v4: 24,
+            prefix_v6: 48,
+        };
+        config.limits.insert(Scope::Global, limits);
+        let guard = vip_guard(&config, &v6);
+        assert_eq!((guard.source.per_s, guard.source.burst), (5, 7));
+        assert_eq!((guard.prefix.per_s, guard.prefix.burst), (50, 50));
+        assert_eq!(guard.prefix_mask, [u32::MAX, 0xffff_0000_u32.to_be(), 0, 0]);
+        assert!(guard.limits());
+    }
+
+    #[test]
+    fn rule_keys_keep_scope_action_and_address_in_network_order() {
+        let r = rule(Scope::Global, Action::Deny, "198.18.66.0/24");
+        assert_eq!(
+            TrieKey::of(&r, ACL_SCOPE_GLOBAL),
+            TrieKey::V4(
+                56,
+                [
+                    acl_scope(ACL_SCOPE_GLOBAL, false),
+                    u32::from_ne_bytes([198, 18, 66, 0])
+                ]
+            )
+        );
+        let r = rule(Scope::Global, Action::Allow, "2001:2::/32");
+        let TrieKey::V6(len, data) = TrieKey::of(&r, 7) else {
+            panic!("an IPv6 rule goes to the IPv6 trie");
+        };
+        assert_eq!(len, 64);
+        assert_eq!(data[0], acl_scope(7, true));
+        assert_eq!(data[1].to_ne_bytes(), [0x20, 0x01, 0, 2]);
+        // Rules of VIPs not served are not in force.
+        let a = vip("198.18.0.100:80/tcp");
+        let mut config = GuardConfig::default();
+        config
+            .acl
+            .insert(rule(Scope::Vip(a), Action::Deny, "198.18.66.0/24"));
+        assert!(wanted(&config, &[]).is_empty());
+        assert_eq!(wanted(&config, &[(a, 4)]).len(), 1);
+    }
+}

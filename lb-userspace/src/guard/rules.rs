@@ -1,0 +1,598 @@
+//! The guards lbd should have in force, as a plain value: deny and allow
+//! rules (global or per VIP) and limits of new flows (a default for every
+//! VIP, or per VIP). Pure rules for changing it (`add_rule`,
+//! `remove_rule`, `set_limits`, `clear_limits`), each refusing bad input
+//! with a message naming what is wrong and leaving the value unchanged.
+//! Semantics: `lb_common::guard`.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fmt,
+    net::IpAddr,
+    str::FromStr,
+};
+
+use lb_common::guard::{ACL_RULES_MAX, RATE_MAX};
+use serde::{Deserialize, Serialize};
+
+use crate::vip_id::VipId;
+
+/// Why a guard change was refused; nothing changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GuardError {
+    /// A value is malformed or out of range.
+    #[error("{0}")]
+    Invalid(String),
+    /// The rule names a VIP lbd does not serve.
+    #[error("no VIP {0}: a rule or limit of a VIP needs the VIP")]
+    NoVip(VipId),
+    /// The rule to remove is not there.
+    #[error("no such rule: {0}")]
+    NoRule(String),
+    /// The limit to remove is not there.
+    #[error("no limit is set for {0}")]
+    NoLimit(Scope),
+    /// Too many rules for the maps.
+    #[error("at most {ACL_RULES_MAX_USABLE} ACL rules")]
+    TooMany,
+}
+
+/// Rules the maps hold (rule id 0 is never used).
+pub const ACL_RULES_MAX_USABLE: usize = ACL_RULES_MAX as usize - 1;
+
+/// A source prefix: an address with its host bits zero, and a length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Cidr {
+    /// The network address.
+    pub address: IpAddr,
+    /// Prefix length (0..=32 or 0..=128).
+    pub len: u8,
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.address, self.len)
+    }
+}
+
+impl FromStr for Cidr {
+    type Err = GuardError;
+
+    /// `ADDRESS/LENGTH`, or a bare address (one address: /32 or /128);
+    /// host bits must be zero.
+    fn from_str(text: &str) -> Result<Self, GuardError> {
+        let invalid = || {
+            GuardError::Invalid(format!(
+                "{text:?} is not a CIDR prefix (e.g. \"198.18.66.0/24\", \"2001:2:66::/48\" or one address)"
+            ))
+        };
+        let (address, len) = match text.split_once('/') {
+            Some((address, len)) => (address, Some(len)),
+            None => (text, None),
+        };
+        let address: IpAddr = address.parse().map_err(|_| invalid())?;
+        let max = if address.is_ipv4() { 32 } else { 128 };
+        let len = match len {
+            None => max,
+            Some(len) => {
+                let len: u8 = len.parse().map_err(|_| invalid())?;
+                if len > max {
+                    return Err(GuardError::Invalid(format!(
+                        "{text:?}: prefix length {len} is longer than the address ({max} bits)"
+                    )));
+                }
+                len
+            }
+        };
+        let network = network(address, len);
+        if network != address {
+            return Err(GuardError::Invalid(format!(
+                "{text:?} has host bits set: the prefix is {network}/{len}"
+            )));
+        }
+        Ok(Self { address, len })
+    }
+}
+
+impl Serialize for Cidr {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Cidr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// `address` with all but its first `len` bits cleared.
+pub fn network(address: IpAddr, len: u8) -> IpAddr {
+    match address {
+        IpAddr::V4(a) => {
+            let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+            IpAddr::V4((u32::from(a) & mask).into())
+        }
+        IpAddr::V6(a) => {
+            let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
+            IpAddr::V6((u128::from(a) & mask).into())
+        }
+    }
+}
+
+/// What a rule does with the sources it matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Dropped (wins over any allow rule).
+    Deny,
+    /// Let through; with allow rules in force, only matching sources are.
+    Allow,
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Deny => "deny",
+            Self::Allow => "allow",
+        })
+    }
+}
+
+impl FromStr for Action {
+    type Err = GuardError;
+
+    fn from_str(text: &str) -> Result<Self, GuardError> {
+        match text {
+            "deny" => Ok(Self::Deny),
+            "allow" => Ok(Self::Allow),
+            other => Err(GuardError::Invalid(format!(
+                "{other:?} is not an action: use \"deny\" or \"allow\""
+            ))),
+        }
+    }
+}
+
+/// Where a rule or limit applies: every VIP, or one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Scope {
+    /// Every VIP (for limits: every VIP without limits of its own).
+    Global,
+    /// One VIP.
+    Vip(VipId),
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Global => f.write_str("global"),
+            Self::Vip(id) => id.fmt(f),
+        }
+    }
+}
+
+impl FromStr for Scope {
+    type Err = GuardError;
+
+    /// `global`, or a VIP as `ADDRESS:PORT[/PROTOCOL]`.
+    fn from_str(text: &str) -> Result<Self, GuardError> {
+        if text == "global" {
+            return Ok(Self::Global);
+        }
+        text.parse()
+            .map(Self::Vip)
+            .map_err(|e: String| GuardError::Invalid(format!("{e} (or \"global\")")))
+    }
+}
+
+impl Serialize for Scope {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Scope {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// One deny or allow rule (also the body of `POST /v1/acl`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AclRule {
+    /// Every VIP or one.
+    pub scope: Scope,
+    /// Deny or allow.
+    pub action: Action,
+    /// The sources it matches.
+    pub source: Cidr,
+}
+
+impl fmt::Display for AclRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {} ({})", self.action, self.source, self.scope)
+    }
+}
+
+/// A limit of new flows: `per_s` a second on average, `burst` at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    /// New flows per second, 1..=1000000.
+    pub per_s: u32,
+    /// Bucket size, 1..=1000000 (default: `per_s`).
+    pub burst: u32,
+}
+
+impl RateLimit {
+    /// A limit, checked: both within 1..=`RATE_MAX`. `what` names it in
+    /// the error.
+    pub fn new(per_s: u32, burst: Option<u32>, what: &str) -> Result<Self, GuardError> {
+        let burst = burst.unwrap_or(per_s);
+        for (name, value) in [("rate", per_s), ("burst", burst)] {
+            if value == 0 || u64::from(value) > RATE_MAX {
+                return Err(GuardError::Invalid(format!(
+                    "{what} {name}: {value} is out of range 1..={RATE_MAX}"
+                )));
+            }
+        }
+        Ok(Self { per_s, burst })
+    }
+}
+
+/// Prefix length of the prefix buckets of IPv4 sources by default.
+pub const DEFAULT_PREFIX_V4: u8 = 24;
+/// Prefix length of the prefix buckets of IPv6 sources by default.
+pub const DEFAULT_PREFIX_V6: u8 = 64;
+
+/// The limits of new flows of a VIP (or the default of every VIP).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Per source address (None: none).
+    #[serde(default)]
+    pub source: Option<RateLimit>,
+    /// Per source prefix (None: none).
+    #[serde(default)]
+    pub prefix: Option<RateLimit>,
+    /// Length of an IPv4 source prefix, 1..=32.
+    #[serde(default = "default_prefix_v4")]
+    pub prefix_v4: u8,
+    /// Length of an IPv6 source prefix, 1..=128.
+    #[serde(default = "default_prefix_v6")]
+    pub prefix_v6: u8,
+}
+
+fn default_prefix_v4() -> u8 {
+    DEFAULT_PREFIX_V4
+}
+
+fn default_prefix_v6() -> u8 {
+    DEFAULT_PREFIX_V6
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            source: None,
+            prefix: None,
+            prefix_v4: DEFAULT_PREFIX_V4,
+            prefix_v6: DEFAULT_PREFIX_V6,
+        }
+    }
+}
+
+impl Limits {
+    /// Checks the rates, the prefix lengths and that something is limited.
+    pub fn check(&self) -> Result<(), GuardError> {
+        for (what, rate) in [("source", self.source), ("prefix", self.prefix)] {
+            if let Some(rate) = rate {
+                RateLimit::new(rate.per_s, Some(rate.burst), what)?;
+            }
+        }
+        if !(1..=32).contains(&self.prefix_v4) {
+            return Err(GuardError::Invalid(format!(
+                "prefix_v4: {} is out of range 1..=32",
+                self.prefix_v4
+            )));
+        }
+        if !(1..=128).contains(&self.prefix_v6) {
+            return Err(GuardError::Invalid(format!(
+                "prefix_v6: {} is out of range 1..=128",
+                self.prefix_v6
+            )));
+        }
+        if self.source.is_none() && self.prefix.is_none() {
+            return Err(GuardError::Invalid(
+                "a limit needs a rate per source, per prefix or both".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// One change of the guards (what `lbctl acl` and `lbctl limit` ask for).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GuardEdit {
+    /// Adds a rule (no change if it is there).
+    AddRule(AclRule),
+    /// Removes a rule.
+    RemoveRule(AclRule),
+    /// Sets the limits of a scope.
+    SetLimits(Scope, Limits),
+    /// Removes the limits of a scope.
+    ClearLimits(Scope),
+}
+
+/// Every guard lbd should have in force.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GuardConfig {
+    /// Deny and allow rules.
+    pub acl: BTreeSet<AclRule>,
+    /// Limits by scope (`Global`: every VIP without its own).
+    pub limits: BTreeMap<Scope, Limits>,
+}
+
+impl GuardConfig {
+    /// Carries out `edit` (`is_vip` says which VIPs exist); refused, it
+    /// changes nothing.
+    pub fn apply_edit(
+        &mut self,
+        edit: &GuardEdit,
+        is_vip: &dyn Fn(&VipId) -> bool,
+    ) -> Result<(), GuardError> {
+        match edit {
+            GuardEdit::AddRule(rule) => self.add_rule(*rule, is_vip).map(|_| ()),
+            GuardEdit::RemoveRule(rule) => self.remove_rule(rule),
+            GuardEdit::SetLimits(scope, limits) => self.set_limits(*scope, *limits, is_vip),
+            GuardEdit::ClearLimits(scope) => self.clear_limits(*scope),
+        }
+    }
+
+    /// Adds `rule` (`is_vip` says which VIPs exist). False if it was
+    /// already there (nothing changes).
+    pub fn add_rule(
+        &mut self,
+        rule: AclRule,
+        is_vip: &dyn Fn(&VipId) -> bool,
+    ) -> Result<bool, GuardError> {
+        check_scope(rule.scope, is_vip)?;
+        if self.acl.contains(&rule) {
+            return Ok(false);
+        }
+        if self.acl.len() >= ACL_RULES_MAX_USABLE {
+            return Err(GuardError::TooMany);
+        }
+        self.acl.insert(rule);
+        Ok(true)
+    }
+
+    /// Removes `rule`.
+    pub fn remove_rule(&mut self, rule: &AclRule) -> Result<(), GuardError> {
+        if self.acl.remove(rule) {
+            Ok(())
+        } else {
+            Err(GuardError::NoRule(rule.to_string()))
+        }
+    }
+
+    /// Sets the limits of `scope`, replacing what it had.
+    pub fn set_limits(
+        &mut self,
+        scope: Scope,
+        limits: Limits,
+        is_vip: &dyn Fn(&VipId) -> bool,
+    ) -> Result<(), GuardError> {
+        check_scope(scope, is_vip)?;
+        limits.check()?;
+        self.limits.insert(scope, limits);
+        Ok(())
+    }
+
+    /// Removes the limits of `scope`.
+    pub fn clear_limits(&mut self, scope: Scope) -> Result<(), GuardError> {
+        self.limits
+            .remove(&scope)
+            .map(|_| ())
+            .ok_or(GuardError::NoLimit(scope))
+    }
+
+    /// The limits in force for VIP `id`: its own, else the global ones.
+    pub fn limits_of(&self, id: &VipId) -> Option<&Limits> {
+        self.limits
+            .get(&Scope::Vip(*id))
+            .or_else(|| self.limits.get(&Scope::Global))
+    }
+
+    /// What putting `file` in force undoes of these guards (runtime
+    /// changes), for a reload's answer.
+    pub fn undone_by(&self, file: &GuardConfig) -> Vec<String> {
+        let mut notes = Vec::new();
+        for rule in self.acl.difference(&file.acl) {
+            notes.push(format!("ACL rule {rule} (not in the file) is removed"));
+        }
+        for rule in file.acl.difference(&self.acl) {
+            notes.push(format!("ACL rule {rule} (removed at run time) is back"));
+        }
+        let scopes: BTreeSet<&Scope> = self.limits.keys().chain(file.limits.keys()).collect();
+        for scope in scopes {
+            match (self.limits.get(scope), file.limits.get(scope)) {
+                (Some(_), None) => {
+                    notes.push(format!("limits of {scope} (not in the file) are removed"));
+                }
+                (running, Some(wanted)) if running != Some(wanted) => {
+                    notes.push(format!("limits of {scope} are set as the file says"));
+                }
+                _ => {}
+            }
+        }
+        notes
+    }
+}
+
+/// A VIP scope must name a served VIP.
+fn check_scope(scope: Scope, is_vip: &dyn Fn(&VipId) -> bool) -> Result<(), GuardError> {
+    match scope {
+        Scope::Vip(id) if !is_vip(&id) => Err(GuardError::NoVip(id)),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vip() -> VipId {
+        "198.18.0.100:80/tcp".parse().unwrap()
+    }
+
+    fn rule(scope: Scope, action: Action, source: &str) -> AclRule {
+        AclRule {
+            scope,
+            action,
+            source: source.parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn cidrs_parse_strictly_and_name_what_is_wrong() {
+        let c: Cidr = "198.18.66.0/24".parse().unwrap();
+        assert_eq!(c.to_string(), "198.18.66.0/24");
+        assert_eq!("198.18.66.7".parse::<Cidr>().unwrap().len, 32);
+        assert_eq!("2001:2:66::/48".parse::<Cidr>().unwrap().len, 48);
+        assert_eq!("2001:2::1".parse::<Cidr>().unwrap().len, 128);
+        assert_eq!("0.0.0.0/0".parse::<Cidr>().unwrap().len, 0);
+        let err = |s: &str| s.parse::<Cidr>().unwrap_err().to_string();
+        assert!(err("198.18.66.7/24").contains("host bits set: the prefix is 198.18.66.0/24"));
+        assert!(err("198.18.66.0/33").contains("longer than the address (32 bits)"));
+        assert!(err("2001:2::/129").contains("128 bits"));
+        for bad in [
+            "",
+            "nope",
+            "198.18.66.0/",
+            "198.18.66.0/x",
+            "198.18.300.0/24",
+            "/24",
+        ] {
+            assert!(
+                err(bad).contains("is not a CIDR prefix"),
+                "{bad}: {}",
+                err(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn a_rule_of_an_unknown_vip_is_refused_and_nothing_changes() {
+        let mut guard = GuardConfig::default();
+        let r = rule(Scope::Vip(vip()), Action::Deny, "198.18.66.0/24");
+        assert_eq!(guard.add_rule(r, &|_| false), Err(GuardError::NoVip(vip())));
+        assert!(guard.acl.is_empty());
+        assert_eq!(guard.add_rule(r, &|v| *v == vip()), Ok(true));
+        assert_eq!(guard.add_rule(r, &|v| *v == vip()), Ok(false));
+        assert_eq!(guard.acl.len(), 1);
+        let global = rule(Scope::Global, Action::Deny, "198.18.66.0/24");
+        assert!(matches!(
+            guard.remove_rule(&global),
+            Err(GuardError::NoRule(_))
+        ));
+        guard.remove_rule(&r).unwrap();
+        assert!(guard.acl.is_empty());
+    }
+
+    #[test]
+    fn limits_are_checked_and_the_vips_own_replace_the_default() {
+        let mut guard = GuardConfig::default();
+        assert!(RateLimit::new(0, None, "source").is_err());
+        assert!(RateLimit::new(10, Some(2_000_000), "source")
+            .unwrap_err()
+            .to_string()
+            .contains("source burst: 2000000 is out of range 1..=1000000"));
+        let rate = RateLimit::new(10, None, "source").unwrap();
+        assert_eq!(rate.burst, 10);
+        let source = Some(rate);
+        let nothing = Limits::default();
+        assert!(guard.set_limits(Scope::Global, nothing, &|_| true).is_err());
+        let bad_len = Limits {
+            source,
+            prefix_v4: 33,
+            ..Limits::default()
+        };
+        assert!(guard.set_limits(Scope::Global, bad_len, &|_| true).is_err());
+        let global = Limits {
+            source,
+            ..Limits::default()
+        };
+        guard.set_limits(Scope::Global, global, &|_| true).unwrap();
+        assert_eq!(guard.limits_of(&vip()), Some(&global));
+        let own = Limits {
+            prefix: source,
+            ..Limits::default()
+        };
+        assert_eq!(
+            guard.set_limits(Scope::Vip(vip()), own, &|_| false),
+            Err(GuardError::NoVip(vip()))
+        );
+        guard.set_limits(Scope::Vip(vip()), own, &|_| true).unwrap();
+        assert_eq!(guard.limits_of(&vip()), Some(&own));
+        guard.clear_limits(Scope::Vip(vip())).unwrap();
+        assert_eq!(
+            guard.clear_limits(Scope::Vip(vip())),
+            Err(GuardError::NoLimit(Scope::Vip(vip())))
+        );
+    }
+
+    #[test]
+    fn a_reload_names_every_runtime_change_it_undoes() {
+        let file = GuardConfig {
+            acl: [rule(Scope::Global, Action::Deny, "198.18.66.0/24")]
+                .into_iter()
+                .collect(),
+            ..GuardConfig::default()
+        };
+        let mut running = file.clone();
+        assert!(running.undone_by(&file).is_empty());
+        running
+            .remove_rule(&rule(Scope::Global, Action::Deny, "198.18.66.0/24"))
+            .unwrap();
+        running
+            .add_rule(
+                rule(Scope::Vip(vip()), Action::Allow, "198.18.1.0/24"),
+                &|_| true,
+            )
+            .unwrap();
+        let limits = Limits {
+            source: Some(RateLimit::new(5, None, "source").unwrap()),
+            ..Limits::default()
+        };
+        running
+            .set_limits(Scope::Global, limits, &|_| true)
+            .unwrap();
+        let notes = running.undone_by(&file);
+        assert_eq!(notes.len(), 3, "{notes:?}");
+        assert!(notes
+            .iter()
+            .any(|n| n.contains("198.18.1.0/24") && n.contains("removed")));
+        assert!(notes
+            .iter()
+            .any(|n| n.contains("198.18.66.0/24") && n.contains("is back")));
+        assert!(notes.iter().any(|n| n.contains("limits of global")));
+    }
+
+    #[test]
+    fn scopes_and_actions_read_back_what_they_write() {
+        for text in ["global", "198.18.0.100:80/tcp", "[2001:2::100]:53/udp"] {
+            assert_eq!(text.parse::<Scope>().unwrap().to_string(), text);
+        }
+        assert!("198.18.0.100"
+            .parse::<Scope>()
+            .unwrap_err()
+            .to_string()
+            .contains("global"));
+        assert_eq!("allow".parse::<Action>(), Ok(Action::Allow));
+        assert!("drop".parse::<Action>().is_err());
+    }
+}

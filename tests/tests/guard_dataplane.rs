@@ -1,0 +1,457 @@
+//! The guards of the compiled packet path under BPF_PROG_TEST_RUN: deny
+//! and allow lists (IPv4 and IPv6, global and per VIP, deny winning, a
+//! VIP's allow list replacing the global one, per-rule counters) and
+//! limits of new flows per source and per prefix (a new flow over the
+//! limit dropped, a tracked flow never, tokens back after time), on both
+//! entry points and, for limits, both connection-table designs. Rules go
+//! in through lbd's own installer (`lb_userspace::guard`). Needs root.
+
+use lb_common::stats::Counter;
+use lb_tests::{
+    packet::{self, Flow, ACK, SYN},
+    testbed::{action, vip4_tcp, vip4_udp, vip6_tcp, Hook, TestBed},
+};
+use lb_userspace::{
+    config::VipConfig,
+    conntrack_kind::ConntrackKind,
+    dataplane::LoadOptions,
+    guard::{AclRule, Action, Guard, GuardConfig, Limits, RateLimit, Scope},
+    vip_id::VipId,
+};
+
+fn bed(hook: Hook, kind: ConntrackKind) -> TestBed {
+    let options = LoadOptions {
+        conntrack_kind: kind,
+        ..LoadOptions::default()
+    };
+    TestBed::with_options(&[vip4_tcp(), vip4_udp(), vip6_tcp()], hook, 4096, &options)
+        .expect("test bed")
+}
+
+fn flow(src: &str, sport: u16, vip: &VipConfig) -> Flow {
+    Flow {
+        src: src.parse().expect("addr"),
+        dst: vip.address,
+        sport,
+        dport: vip.port,
+    }
+}
+
+fn id(vip: &VipConfig) -> VipId {
+    VipId::of(vip)
+}
+
+fn rule(scope: Scope, action: Action, source: &str) -> AclRule {
+    AclRule {
+        scope,
+        action,
+        source: source.parse().expect("cidr"),
+    }
+}
+
+fn acl(rules: &[AclRule]) -> GuardConfig {
+    GuardConfig {
+        acl: rules.iter().copied().collect(),
+        ..GuardConfig::default()
+    }
+}
+
+/// Sends `frame` of `flow`; asserts it is forwarded to Maglev's backend
+/// with only the MACs rewritten.
+fn forwarded(bed: &mut TestBed, vip: &VipConfig, flow: &Flow, frame: &[u8]) {
+    let (_, mac) = bed.maglev_backend(vip, flow).expect("a backend");
+    let (verdict, out) = bed.run(frame).expect("test run");
+    assert_eq!(verdict, action::TX, "{flow:?} is forwarded");
+    assert_eq!(out, packet::forwarded(frame, mac), "{flow:?}'s frame");
+}
+
+/// Sends `frame`; asserts it is dropped, untouched.
+fn dropped(bed: &mut TestBed, frame: &[u8], what: &str) {
+    let (verdict, out) = bed.run(frame).expect("test run");
+    assert_eq!(verdict, action::DROP, "{what} is dropped");
+    assert_eq!(out, frame, "{what}: a dropped frame is not rewritten");
+}
+
+fn syn(flow: &Flow) -> Vec<u8> {
+    packet::tcp(flow, SYN, None, b"")
+}
+
+/// The packets each rule of `guard` matched.
+fn hits(bed: &TestBed, guard: &Option<Guard>, rule: &AclRule) -> u64 {
+    let counts = guard
+        .as_ref()
+        .expect("guard")
+        .counts(bed.dataplane.guard())
+        .expect("counts");
+    let count = counts
+        .iter()
+        .find(|c| c.rule == *rule)
+        .expect("the rule is listed");
+    assert!(count.id.is_some(), "{rule} is in force");
+    count.packets
+}
+
+fn counter(bed: &TestBed, counter: Counter) -> u64 {
+    bed.counter(counter).expect("counter")
+}
+
+fn deny_rules_drop_their_sources_v4_and_v6_and_count_per_rule(hook: Hook) {
+    let mut bed = bed(hook, ConntrackKind::default());
+    let mut guard = None;
+    let deny4 = rule(Scope::Global, Action::Deny, "198.18.66.0/24");
+    let deny6 = rule(Scope::Global, Action::Deny, "2001:2:66::/48");
+    bed.set_guard(&mut guard, acl(&[deny4, deny6]))
+        .expect("guard");
+    let (v4, v6) = (vip4_tcp(), vip6_tcp());
+    for sport in [40000, 40001] {
+        dropped(
+            &mut bed,
+            &syn(&flow("198.18.66.7", sport, &v4)),
+            "a denied v4 SYN",
+        );
+    }
+    dropped(
+        &mut bed,
+        &packet::tcp(&flow("198.18.66.7", 40000, &v4), ACK, None, b"x"),
+        "a denied v4 ACK",
+    );
+    dropped(
+        &mut bed,
+        &syn(&flow("2001:2:66::9", 40000, &v6)),
+        "a denied v6 SYN",
+    );
+    let udp = vip4_udp();
+    dropped(
+        &mut bed,
+        &packet::udp(&flow("198.18.66.200", 5353, &udp), None, b"q"),
+        "a denied UDP query (global rules guard every VIP)",
+    );
+    // Neighbours of the denied prefixes go through.
+    let ok4 = flow("198.18.67.7", 40000, &v4);
+    forwarded(&mut bed, &v4, &ok4, &syn(&ok4));
+    let ok6 = flow("2001:2:67::9", 40000, &v6);
+    forwarded(&mut bed, &v6, &ok6, &syn(&ok6));
+    assert_eq!(counter(&bed, Counter::DropAclDenied), 5);
+    assert_eq!(
+        counter(&bed, Counter::ConntrackNew),
+        2,
+        "denied packets never reach the table"
+    );
+    assert_eq!(hits(&bed, &guard, &deny4), 4);
+    assert_eq!(hits(&bed, &guard, &deny6), 1);
+    // Removed, the rule stops dropping.
+    bed.set_guard(&mut guard, acl(&[deny6])).expect("guard");
+    let back = flow("198.18.66.7", 40002, &v4);
+    forwarded(&mut bed, &v4, &back, &syn(&back));
+    dropped(
+        &mut bed,
+        &syn(&flow("2001:2:66::9", 40001, &v6)),
+        "still denied v6",
+    );
+}
+
+fn an_allow_list_lets_only_its_sources_through_and_only_for_its_vip(hook: Hook) {
+    let mut bed = bed(hook, ConntrackKind::default());
+    let mut guard = None;
+    let (v4, udp, v6) = (vip4_tcp(), vip4_udp(), vip6_tcp());
+    let allow4 = rule(Scope::Vip(id(&v4)), Action::Allow, "198.18.1.0/24");
+    let allow6 = rule(Scope::Vip(id(&v6)), Action::Allow, "2001:2:1::/64");
+    bed.set_guard(&mut guard, acl(&[allow4, allow6]))
+        .expect("guard");
+    dropped(
+        &mut bed,
+        &syn(&flow("198.18.2.10", 40000, &v4)),
+        "a v4 allow-list miss",
+    );
+    dropped(
+        &mut bed,
+        &syn(&flow("2001:2:2::10", 40000, &v6)),
+        "a v6 allow-list miss",
+    );
+    assert_eq!(counter(&bed, Counter::DropAclNotAllowed), 2);
+    let hit4 = flow("198.18.1.10", 40000, &v4);
+    forwarded(&mut bed, &v4, &hit4, &syn(&hit4));
+    forwarded(
+        &mut bed,
+        &v4,
+        &hit4,
+        &packet::tcp(&hit4, ACK, None, b"GET /"),
+    );
+    let hit6 = flow("2001:2:1::10", 40000, &v6);
+    forwarded(&mut bed, &v6, &hit6, &syn(&hit6));
+    assert_eq!(hits(&bed, &guard, &allow4), 2);
+    assert_eq!(hits(&bed, &guard, &allow6), 1);
+    // The UDP VIP has no list: every source.
+    let other = flow("198.18.2.10", 5353, &udp);
+    forwarded(&mut bed, &udp, &other, &packet::udp(&other, None, b"q"));
+    assert_eq!(counter(&bed, Counter::DropAclNotAllowed), 2);
+}
+
+fn a_vips_allow_list_replaces_the_global_one_and_deny_wins(hook: Hook) {
+    let mut bed = bed(hook, ConntrackKind::default());
+    let mut guard = None;
+    let (v4, udp) = (vip4_tcp(), vip4_udp());
+    let global = rule(Scope::Global, Action::Allow, "198.18.2.0/24");
+    let own = rule(Scope::Vip(id(&v4)), Action::Allow, "198.18.0.0/16");
+    let deny = rule(Scope::Global, Action::Deny, "198.18.0.66");
+    let vip_deny = rule(Scope::Vip(id(&udp)), Action::Deny, "198.18.2.77");
+    bed.set_guard(&mut guard, acl(&[global, own, deny, vip_deny]))
+        .expect("guard");
+    // The TCP VIP: its own list (wider than the global one) decides.
+    let a = flow("198.18.1.10", 40000, &v4);
+    forwarded(&mut bed, &v4, &a, &syn(&a));
+    dropped(
+        &mut bed,
+        &syn(&flow("198.19.1.10", 40000, &v4)),
+        "outside the VIP's list",
+    );
+    // A deny rule wins over the allow rule that also matches.
+    dropped(
+        &mut bed,
+        &syn(&flow("198.18.0.66", 40000, &v4)),
+        "denied and allowed",
+    );
+    // The UDP VIP: the global list.
+    let b = flow("198.18.2.10", 5353, &udp);
+    forwarded(&mut bed, &udp, &b, &packet::udp(&b, None, b"q"));
+    dropped(
+        &mut bed,
+        &packet::udp(&flow("198.18.1.10", 5353, &udp), None, b"q"),
+        "outside the global list",
+    );
+    dropped(
+        &mut bed,
+        &packet::udp(&flow("198.18.2.77", 5353, &udp), None, b"q"),
+        "denied for this VIP only",
+    );
+    // ... which the TCP VIP does not deny.
+    let c = flow("198.18.2.77", 40000, &v4);
+    forwarded(&mut bed, &v4, &c, &syn(&c));
+    assert_eq!(counter(&bed, Counter::DropAclDenied), 2);
+    assert_eq!(counter(&bed, Counter::DropAclNotAllowed), 2);
+    assert_eq!(hits(&bed, &guard, &deny), 1);
+    assert_eq!(hits(&bed, &guard, &vip_deny), 1);
+    assert_eq!(hits(&bed, &guard, &own), 2);
+    assert_eq!(hits(&bed, &guard, &global), 1);
+}
+
+/// The data plane caches verdicts per source: a change of the rules
+/// reaches sources whose verdict it cached (a tracked flow cut by a new
+/// deny rule, let through again when it goes; a refused source let in by
+/// a new allow rule).
+fn a_rule_change_reaches_sources_with_a_cached_verdict(hook: Hook) {
+    let mut bed = bed(hook, ConntrackKind::default());
+    let mut guard = None;
+    let v4 = vip4_tcp();
+    let other = rule(Scope::Global, Action::Deny, "198.18.99.0/24");
+    bed.set_guard(&mut guard, acl(&[other])).expect("guard");
+    let f = flow("198.18.0.10", 40000, &v4);
+    forwarded(&mut bed, &v4, &f, &syn(&f));
+    let ack = packet::tcp(&f, ACK, None, b"data");
+    for _ in 0..3 {
+        forwarded(&mut bed, &v4, &f, &ack);
+    }
+    let deny = rule(Scope::Vip(id(&v4)), Action::Deny, "198.18.0.0/24");
+    bed.set_guard(&mut guard, acl(&[other, deny]))
+        .expect("guard");
+    for _ in 0..3 {
+        dropped(&mut bed, &ack, "a tracked flow of a newly denied source");
+    }
+    assert_eq!(hits(&bed, &guard, &deny), 3);
+    bed.set_guard(&mut guard, acl(&[other])).expect("guard");
+    forwarded(&mut bed, &v4, &f, &ack);
+    let allow = rule(Scope::Vip(id(&v4)), Action::Allow, "198.18.1.0/24");
+    bed.set_guard(&mut guard, acl(&[other, allow]))
+        .expect("guard");
+    dropped(&mut bed, &ack, "outside the new allow list");
+    let wider = rule(Scope::Vip(id(&v4)), Action::Allow, "198.18.0.0/23");
+    bed.set_guard(&mut guard, acl(&[other, allow, wider]))
+        .expect("guard");
+    forwarded(&mut bed, &v4, &f, &ack);
+    assert_eq!(hits(&bed, &guard, &wider), 1);
+}
+
+fn limits(source: Option<(u32, u32)>, prefix: Option<(u32, u32)>) -> Limits {
+    let rate = |r: Option<(u32, u32)>| {
+        r.map(|(per_s, burst)| RateLimit::new(per_s, Some(burst), "test").expect("rate"))
+    };
+    Limits {
+        source: rate(source),
+        prefix: rate(prefix),
+        ..Limits::default()
+    }
+}
+
+fn limited(scope: Scope, limits: Limits) -> GuardConfig {
+    GuardConfig {
+        limits: [(scope, limits)].into_iter().collect(),
+        ..GuardConfig::default()
+    }
+}
+
+/// One source over its limit: its new flows past the burst are dropped,
+/// its tracked flows (and a retransmitted SYN of one) are not, others are
+/// not limited, and a token comes back after a second.
+fn new_flows_over_the_source_limit_are_dropped_tracked_ones_never(hook: Hook, kind: ConntrackKind) {
+    let mut bed = bed(hook, kind);
+    let mut guard = None;
+    let v4 = vip4_tcp();
+    bed.set_guard(
+        &mut guard,
+        limited(Scope::Vip(id(&v4)), limits(Some((1, 2)), None)),
+    )
+    .expect("guard");
+    let first = flow("198.18.0.10", 40000, &v4);
+    let second = flow("198.18.0.10", 40001, &v4);
+    forwarded(&mut bed, &v4, &first, &syn(&first));
+    forwarded(&mut bed, &v4, &second, &syn(&second));
+    dropped(
+        &mut bed,
+        &syn(&flow("198.18.0.10", 40002, &v4)),
+        "a third new flow",
+    );
+    dropped(
+        &mut bed,
+        &packet::tcp(&flow("198.18.0.10", 40003, &v4), ACK, None, b"x"),
+        "a mid-stream packet of an untracked flow (it would create an entry)",
+    );
+    assert_eq!(counter(&bed, Counter::DropRateLimited), 2);
+    // Tracked flows of the same source: never limited.
+    for _ in 0..5 {
+        forwarded(
+            &mut bed,
+            &v4,
+            &first,
+            &packet::tcp(&first, ACK, None, b"data"),
+        );
+    }
+    forwarded(&mut bed, &v4, &second, &syn(&second));
+    assert_eq!(counter(&bed, Counter::DropRateLimited), 2);
+    // Other sources have buckets of their own; other VIPs have no limit.
+    let other = flow("198.18.0.11", 40000, &v4);
+    forwarded(&mut bed, &v4, &other, &syn(&other));
+    let udp = vip4_udp();
+    for sport in 5000..5005 {
+        let query = flow("198.18.0.10", sport, &udp);
+        forwarded(&mut bed, &udp, &query, &packet::udp(&query, None, b"q"));
+    }
+    // One token a second.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let later = flow("198.18.0.10", 40004, &v4);
+    forwarded(&mut bed, &v4, &later, &syn(&later));
+    dropped(
+        &mut bed,
+        &syn(&flow("198.18.0.10", 40005, &v4)),
+        "the refilled token is spent",
+    );
+    assert_eq!(counter(&bed, Counter::DropRateLimited), 3);
+}
+
+fn limits_on_buckets(hook: Hook) {
+    new_flows_over_the_source_limit_are_dropped_tracked_ones_never(hook, ConntrackKind::Buckets);
+}
+
+fn limits_on_the_lru(hook: Hook) {
+    new_flows_over_the_source_limit_are_dropped_tracked_ones_never(hook, ConntrackKind::Lru);
+}
+
+fn a_prefix_shares_one_bucket_v4_and_v6(hook: Hook) {
+    let mut bed = bed(hook, ConntrackKind::default());
+    let mut guard = None;
+    let (v4, v6) = (vip4_tcp(), vip6_tcp());
+    // The global default: every VIP, each with buckets of its own.
+    let mut config = limited(Scope::Global, limits(None, Some((1, 2))));
+    config
+        .limits
+        .get_mut(&Scope::Global)
+        .expect("set")
+        .prefix_v6 = 48;
+    bed.set_guard(&mut guard, config).expect("guard");
+    for (i, src) in ["198.18.5.1", "198.18.5.2"].into_iter().enumerate() {
+        let f = flow(src, 40000 + i as u16, &v4);
+        forwarded(&mut bed, &v4, &f, &syn(&f));
+    }
+    dropped(
+        &mut bed,
+        &syn(&flow("198.18.5.3", 40000, &v4)),
+        "a third source of the /24",
+    );
+    let next = flow("198.18.6.3", 40000, &v4);
+    forwarded(&mut bed, &v4, &next, &syn(&next));
+    for (i, src) in ["2001:2:5:1::1", "2001:2:5:2::1"].into_iter().enumerate() {
+        let f = flow(src, 40000 + i as u16, &v6);
+        forwarded(&mut bed, &v6, &f, &syn(&f));
+    }
+    dropped(
+        &mut bed,
+        &syn(&flow("2001:2:5:3::1", 40000, &v6)),
+        "a third source of the /48",
+    );
+    let next6 = flow("2001:2:6::1", 40000, &v6);
+    forwarded(&mut bed, &v6, &next6, &syn(&next6));
+    assert_eq!(counter(&bed, Counter::DropRateLimited), 2);
+    // Cleared, nothing is limited.
+    bed.set_guard(&mut guard, GuardConfig::default())
+        .expect("guard");
+    for sport in 41000..41010 {
+        let f = flow("198.18.5.9", sport, &v4);
+        forwarded(&mut bed, &v4, &f, &syn(&f));
+    }
+    assert_eq!(counter(&bed, Counter::DropRateLimited), 2);
+}
+
+fn the_acl_is_checked_before_the_limit(hook: Hook) {
+    let mut bed = bed(hook, ConntrackKind::default());
+    let mut guard = None;
+    let v4 = vip4_tcp();
+    let mut config = limited(Scope::Global, limits(Some((1, 1)), None));
+    config
+        .acl
+        .insert(rule(Scope::Global, Action::Deny, "198.18.66.0/24"));
+    bed.set_guard(&mut guard, config).expect("guard");
+    for sport in 40000..40005 {
+        dropped(&mut bed, &syn(&flow("198.18.66.1", sport, &v4)), "denied");
+    }
+    assert_eq!(counter(&bed, Counter::DropAclDenied), 5);
+    assert_eq!(counter(&bed, Counter::DropRateLimited), 0);
+}
+
+macro_rules! on_both_hooks {
+    ($($name:ident),+ $(,)?) => {
+        mod xdp {
+            $(#[test] fn $name() { super::$name(super::Hook::Xdp) })+
+        }
+        mod tc {
+            $(#[test] fn $name() { super::$name(super::Hook::Tc) })+
+        }
+    };
+}
+
+on_both_hooks!(
+    deny_rules_drop_their_sources_v4_and_v6_and_count_per_rule,
+    an_allow_list_lets_only_its_sources_through_and_only_for_its_vip,
+    a_vips_allow_list_replaces_the_global_one_and_deny_wins,
+    a_rule_change_reaches_sources_with_a_cached_verdict,
+    limits_on_buckets,
+    limits_on_the_lru,
+    a_prefix_shares_one_bucket_v4_and_v6,
+    the_acl_is_checked_before_the_limit,
+);
+
+/// The benchmark's guard cases (a denied packet from one source and from
+/// a new source each run, a tracked and a new flow with the ACL and
+/// limits on) each take the path they name on every run,
+/// on both connection-table designs (small rounds: a check, not a
+/// measurement).
+#[test]
+fn the_benchmarks_guard_cases_take_their_paths() {
+    let cases = lb_tests::bench::xdp::run_guarded_only(2_000, 2).expect("guard cases");
+    assert_eq!(
+        cases.len(),
+        12,
+        "two baselines and four cases on two designs"
+    );
+    for case in &cases {
+        assert!(case.ns_per_packet.median > 0.0, "{case:?}");
+    }
+}
