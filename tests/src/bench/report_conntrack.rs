@@ -186,7 +186,7 @@ pub fn comparison(out: &mut String, xdp: &XdpResults) {
     if !lost.is_empty() {
         let _ = writeln!(
             out,
-            "\nACKs of the connection case whose SYN's entry had already been evicted (a full bucket evicts before the table is full; the ACK then counts as a new flow): {}.\n",
+            "\nACKs of the connection case whose SYN's entry had already been evicted (evicted by a table or bucket that filled; the ACK then counts as a new flow): {}.\n",
             lost.join("; ")
         );
     }
