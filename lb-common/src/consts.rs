@@ -31,7 +31,9 @@ pub const MAX_VIPS_DEFAULT: u32 = 16;
 pub const MAX_BACKENDS: u32 = 4_096;
 /// Backend id that means "no backend".
 pub const NO_BACKEND: u32 = 0;
-/// Default size of the connection table (LRU: oldest flows are evicted).
+/// Default size of the connection table: flows it keeps without evicting
+/// a live one (the bucket table has twice as many slots; past them the
+/// least alive flows of a new flow's two buckets are evicted).
 pub const CONNTRACK_SIZE_DEFAULT: u32 = 262_144;
 
 /// `Backend::flags`: the backend can take packets of flows pinned to it. A
@@ -119,9 +121,10 @@ pub mod names {
     pub const MAP_MAGLEV: &str = "MAGLEV";
     /// Backends by id.
     pub const MAP_BACKENDS: &str = "BACKENDS";
-    /// Connection table as a kernel map (lbd's default: a shared LRU hash).
+    /// Connection table as a kernel map (a shared LRU hash: lbd's default
+    /// before the bucket table; the bench's designs, the upgrade path).
     pub const MAP_CONNTRACK: &str = "CONNTRACK";
-    /// Connection table: buckets of ways (`flow_table`), the candidate design.
+    /// Connection table: buckets of ways (`flow_table`), lbd's default.
     pub const MAP_FLOW_BUCKETS: &str = "FLOW_BUCKETS";
     /// Read-only global: which connection-table design the program runs.
     pub const GLOBAL_CONNTRACK_DESIGN: &str = "CONNTRACK_DESIGN";

@@ -34,6 +34,7 @@ use aya_ebpf::{
 #[xdp]
 pub fn xdp_lb(ctx: XdpContext) -> u32 {
     let outcome = forward::finish(&ctx, forward::balance(&ctx));
+    let outcome = forward::Outcome::unpacked(conntrack::settle_pending(outcome.packed()));
     stats::count(outcome.counter);
     hook::verdict(&ctx, outcome)
 }
@@ -45,6 +46,7 @@ pub fn xdp_lb(ctx: XdpContext) -> u32 {
 pub fn tc_lb(ctx: TcContext) -> i32 {
     hook::linearize(&ctx);
     let outcome = forward::finish(&ctx, forward::balance(&ctx));
+    let outcome = forward::Outcome::unpacked(conntrack::settle_pending(outcome.packed()));
     stats::count(outcome.counter);
     hook::verdict(&ctx, outcome)
 }

@@ -74,6 +74,13 @@ pub static NAT_SOURCES: Array<NatSource> = Array::with_max_entries(MAX_VIPS_DEFA
 #[map]
 pub static NAT_SCRATCH: PerCpuArray<NatScratch> = PerCpuArray::with_max_entries(1, 0);
 
+/// A new flow's insert into the bucket table, left by the packet path for
+/// the entry point to run after it (one slot per CPU; see
+/// `conntrack::buckets::settle_pending`).
+#[map]
+pub static FLOW_PENDING: PerCpuArray<crate::conntrack::PendingFlow> =
+    PerCpuArray::with_max_entries(1, 0);
+
 /// Interfaces routed packets may leave by (XDP_REDIRECT), keyed by ifindex;
 /// filled by lbd.
 #[map]

@@ -1,10 +1,12 @@
-//! Which design backs the connection table. The default stays the shared
-//! LRU hash: the bucket table (`lb_common::flow_table`) is cheaper per new
-//! flow but, with one bucket per flow, evicts live flows from full buckets
-//! while the table still has room (docs/design/conntrack.md), so it becomes
-//! the default only once it keeps flows as the LRU does (two-choice
-//! placement, issue 16). The benchmark (`cargo xtask bench`,
-//! BENCHMARKS.md) measures every design side by side. The program carries both designs and runs the one lbd names in a
+//! Which design backs the connection table. The default is the bucket
+//! table (`lb_common::flow_table`): cheaper per new flow than the kernel's
+//! shared LRU hash, and, with two candidate buckets per flow and twice the
+//! configured size in slots, it keeps every live flow while it holds no
+//! more than `conntrack_size` of them (docs/design/conntrack.md). The
+//! kernel-map kinds stay loadable so the benchmark (`cargo xtask bench`,
+//! BENCHMARKS.md) measures every design side by side, and so an lbd that
+//! ran the shared LRU is upgraded from (`legacy_table`). The program
+//! carries both designs and runs the one lbd names in a
 //! read-only global at load time (the verifier sees it as a constant and
 //! prunes the other); the kernel-map kinds differ only in the map's type
 //! and flags, rewritten in a copy of the object.
@@ -27,14 +29,16 @@ const DEF_LEN: usize = 28;
 /// The candidate map designs for the connection table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ConntrackKind {
-    /// Buckets of eight ways in an array map, claimed by compare-and-swap:
-    /// no kernel lock or allocation per new flow; a full bucket evicts
-    /// closed, expired, then half-open flows, then its least recently
-    /// seen one. Not the default yet (see the module docs).
+    /// Buckets of eight ways in an array map, two candidate buckets per
+    /// flow, claimed by compare-and-swap: no kernel lock or allocation per
+    /// new flow; when both buckets are full the closed, expired, then
+    /// half-open flows of the first go first, then its least recently
+    /// seen. lbd's default.
+    #[default]
     Buckets,
     /// One LRU list shared by all CPUs: the kernel evicts the least
-    /// recently used flow when the table is full. lbd's default.
-    #[default]
+    /// recently used flow when the table is full. lbd's default before
+    /// the bucket table.
     Lru,
     /// One LRU list per CPU (`BPF_F_NO_COMMON_LRU`): less contention, but
     /// each CPU can only evict among the flows it inserted.

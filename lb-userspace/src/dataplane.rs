@@ -804,13 +804,21 @@ impl Dataplane {
         }
     }
 
-    /// Flows the connection table can hold (the bucket table rounds the
-    /// configured size up to a power of two of buckets).
+    /// Flows the connection table keeps without evicting a live one: the
+    /// configured size (the bucket table has twice as many slots, so its
+    /// flows' buckets do not fill before it holds that many).
     pub fn flow_capacity(&self) -> u64 {
-        match &self.flows {
-            FlowStore::Buckets(table) => table.capacity(),
-            FlowStore::KernelMap(_) => u64::from(self.sizes.conntrack),
-        }
+        u64::from(self.sizes.conntrack)
+    }
+
+    /// Bytes of kernel memory the connection table takes, as the kernel
+    /// accounts the map (all preallocated); 0 if the kernel does not say.
+    pub fn flow_memory_bytes(&self) -> u64 {
+        let map = match &self.flows {
+            FlowStore::Buckets(table) => table.map(),
+            FlowStore::KernelMap(map) => aya::maps::IterableMap::map(map),
+        };
+        crate::flow_table::kernel_memory_bytes(map).unwrap_or(0)
     }
 
     /// The connection-table entry of one flow, if tracked (`lbctl flow`).

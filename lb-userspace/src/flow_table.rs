@@ -12,7 +12,9 @@ use std::{
 
 use aya::maps::MapData;
 use lb_common::{
-    flow_table::{self, bucket_index, class_of, rank_word, FlowBucket, Placed, FLOW_WAYS},
+    flow_table::{
+        self, bucket_index, class_of, rank_word, second_bucket_index, FlowBucket, Placed, FLOW_WAYS,
+    },
     hash::flow_hash,
     FlowEntry, FlowKey,
 };
@@ -96,7 +98,8 @@ impl FlowTable {
         self.buckets
     }
 
-    /// Flows the table can hold.
+    /// Flows the table can hold (its slots: `FLOW_HEADROOM` per
+    /// configured flow, rounded up).
     pub fn capacity(&self) -> u64 {
         u64::from(self.buckets) * FLOW_WAYS as u64
     }
@@ -116,9 +119,15 @@ impl FlowTable {
         }
     }
 
-    fn bucket_of(&self, key: &FlowKey) -> (*mut FlowBucket, u32) {
+    /// The flow's two buckets and its hash.
+    fn buckets_of(&self, key: &FlowKey) -> (*mut FlowBucket, *mut FlowBucket, u32) {
         let hash = flow_hash(key);
-        (self.bucket(bucket_index(hash, self.buckets - 1)), hash)
+        let mask = self.buckets - 1;
+        (
+            self.bucket(bucket_index(hash, mask)),
+            self.bucket(second_bucket_index(hash, mask)),
+            hash,
+        )
     }
 
     /// Every tracked flow, read bucket by bucket (each copy consistent;
@@ -148,21 +157,21 @@ impl FlowTable {
 
     /// The entry of one flow, if tracked.
     pub fn get(&self, key: &FlowKey) -> Option<FlowEntry> {
-        let (bucket, hash) = self.bucket_of(key);
-        // SAFETY: a live bucket of the mapping.
-        unsafe { flow_table::find(bucket, key, hash) }.map(|seen| seen.entry)
+        let (first, second, hash) = self.buckets_of(key);
+        // SAFETY: live buckets of the mapping.
+        unsafe { flow_table::find_in(first, second, key, hash) }.map(|(_, seen)| seen.entry)
     }
 
     /// Puts a flow into the table (a replica from a peer): its entry
     /// replaced if tracked, else inserted as an established flow last seen
     /// at `entry.last_seen_ns`, evicting as the data plane would.
     pub fn install(&self, key: &FlowKey, entry: &FlowEntry) -> Result<(), FlowTableError> {
-        let (bucket, hash) = self.bucket_of(key);
+        let (first, second, hash) = self.buckets_of(key);
         let entry = FlowEntry { hash, ..*entry };
         let rank = rank_word(entry.last_seen_ns, class_of(entry.flags, true));
         for _ in 0..4 {
-            // SAFETY: a live bucket of the mapping.
-            if let Some(seen) = unsafe { flow_table::find(bucket, key, hash) } {
+            // SAFETY: live buckets of the mapping.
+            if let Some((bucket, seen)) = unsafe { flow_table::find_in(first, second, key, hash) } {
                 // SAFETY: as above.
                 if unsafe { flow_table::rewrite(bucket, &seen, &entry, rank) } {
                     return Ok(());
@@ -170,7 +179,7 @@ impl FlowTable {
                 continue;
             }
             // SAFETY: as above.
-            match unsafe { flow_table::find_or_insert(bucket, key, hash, &entry, rank) } {
+            match unsafe { flow_table::find_or_insert(first, second, key, &entry, rank) } {
                 Placed::Inserted(_) => return Ok(()),
                 Placed::Found(_) | Placed::Contended => continue,
             }
@@ -180,10 +189,25 @@ impl FlowTable {
 
     /// Removes a flow; true if it was there.
     pub fn remove(&self, key: &FlowKey) -> bool {
-        let (bucket, hash) = self.bucket_of(key);
-        // SAFETY: a live bucket of the mapping.
-        unsafe { flow_table::remove(bucket, key, hash) }
+        let (first, second, hash) = self.buckets_of(key);
+        // SAFETY: live buckets of the mapping.
+        unsafe {
+            flow_table::remove(first, key, hash)
+                || (second != first && flow_table::remove(second, key, hash))
+        }
     }
+}
+
+/// Bytes of kernel memory a map takes, as the kernel accounts it
+/// (`memlock` in the map's fdinfo: for the bucket table its preallocated
+/// array, for a kernel hash map its elements, buckets and LRU lists).
+/// None if the kernel does not say.
+pub(crate) fn kernel_memory_bytes(map: &MapData) -> Option<u64> {
+    let fd = map.fd().as_fd().as_raw_fd();
+    let text = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).ok()?;
+    text.lines()
+        .find_map(|line| line.strip_prefix("memlock:"))
+        .and_then(|value| value.trim().parse().ok())
 }
 
 impl Drop for FlowTable {

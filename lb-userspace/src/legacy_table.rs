@@ -25,11 +25,14 @@ pub(crate) struct LegacyTable {
 }
 
 impl LegacyTable {
-    /// Opens the old table if the pins are a pre-bucket lbd's and this lbd
-    /// runs the bucket table; removes its pin. None when there is nothing
-    /// to carry over.
+    /// Opens the old table if the pins are those of an lbd that ran a
+    /// kernel-map table (a release before the bucket table, or one where
+    /// the shared LRU was the default: its `CONNTRACK` is full-sized, its
+    /// `FLOW_BUCKETS`, if any, one bucket) and this lbd runs the bucket
+    /// table; removes its pin. None when there is nothing to carry over (a
+    /// bucket-table lbd pins a one-entry `CONNTRACK`).
     pub(crate) fn open(pins: &PinDir, kind: ConntrackKind) -> Option<Self> {
-        if kind.is_kernel_map() || pins.map_path(names::MAP_FLOW_BUCKETS).exists() {
+        if kind.is_kernel_map() {
             return None;
         }
         let path = pins.map_path(names::MAP_CONNTRACK);

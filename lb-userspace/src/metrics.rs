@@ -45,6 +45,7 @@ pub(crate) const FAMILIES: &[(&str, &str)] = &[
     ("lbd_conntrack_events_total", "counter"),
     ("lbd_conntrack_entries", "gauge"),
     ("lbd_conntrack_capacity", "gauge"),
+    ("lbd_conntrack_memory_bytes", "gauge"),
     ("lbd_acl_rule_packets_total", "counter"),
     ("lbd_backend_state", "gauge"),
     ("lbd_backend_health", "gauge"),
@@ -405,6 +406,11 @@ impl Exporter<'_> {
             "conntrack_capacity",
             "Flows the connection table holds at most",
             vec![(Vec::new(), to_i64(s.conntrack.capacity))],
+        );
+        self.gauge(
+            "conntrack_memory_bytes",
+            "Bytes of kernel memory the connection table takes",
+            vec![(Vec::new(), to_i64(s.conntrack.memory_bytes))],
         );
         // Per deny/allow rule (bounded by the rules configured).
         let rules = s.guard.iter().flat_map(|g| &g.rules).map(|r| {
@@ -1032,6 +1038,7 @@ mod tests {
             conntrack: ConntrackStatus {
                 entries: 5,
                 capacity: 1024,
+                memory_bytes: 147_456,
             },
             nat: Some(crate::api::schema::NatStatus {
                 flows: BTreeMap::from([("established".to_owned(), 15)]),
@@ -1182,6 +1189,7 @@ mod tests {
             "lbd_vrrp_state{vrid=\"51\",state=\"master\"} 1",
             "lbd_vrrp_adverts_ignored_total{vrid=\"51\",reason=\"ttl\"} 3",
             "lbd_conntrack_entries 5",
+            "lbd_conntrack_memory_bytes 147456",
             "lbd_config_reloads_total{result=\"success\"} 1",
             "lbd_build_info{version=\"0.1.0\"} 1",
             "lbd_vip_info{vip=\"198.18.0.100:80/tcp\",mode=\"nat\"} 1",

@@ -3,7 +3,9 @@
 //! leave each exactly once; a full bucket evicts closed flows, then
 //! half-open ones, before any established flow; lbd's own view of the
 //! table (the memory-mapped `FlowTable`) agrees with what the program
-//! inserted; an upgrade from the shared-LRU table carries its flows over.
+//! inserted; an upgrade from the shared-LRU table carries its flows over;
+//! a table holding its configured number of flows keeps every one (two
+//! candidate buckets per flow, twice the slots).
 //! Needs root and two CPUs.
 
 use std::{
@@ -188,16 +190,55 @@ fn a_full_bucket_evicts_closed_then_half_open_flows_before_established_ones() {
 }
 
 #[test]
-fn an_upgrade_from_the_lru_table_carries_its_flows_over() {
+fn a_table_holding_its_configured_number_of_flows_keeps_every_one() {
+    let vip = vip4_tcp();
+    // 4096 flows configured: 1024 buckets of 8 ways (twice the slots).
+    const SIZE: u32 = 4096;
+    let mut bed = bucket_bed(&vip, SIZE);
+    assert_eq!(bed.dataplane.flow_capacity(), u64::from(SIZE));
+    let flows: Vec<Flow> = (0..SIZE).map(flow).collect();
+    for f in &flows {
+        let (verdict, _) = bed.run(&packet::tcp(f, SYN, None, b"")).expect("run");
+        assert_eq!(verdict, action::TX);
+    }
+    let table = tracked(&bed);
+    assert_eq!(table.len(), flows.len(), "flows were evicted");
+    for f in &flows {
+        assert_eq!(
+            table.get(&flow_key(f, Protocol::Tcp)).copied(),
+            Some(bed.maglev_backend_id(&vip, f).expect("backend")),
+            "{f:?}"
+        );
+    }
+    // Every flow's next packet finds it, in whichever of its buckets.
+    for f in &flows {
+        let (verdict, _) = bed.run(&packet::tcp(f, ACK, None, b"")).expect("run");
+        assert_eq!(verdict, action::TX);
+    }
+    assert_eq!(
+        bed.counter(Counter::ConntrackNew).expect("counter"),
+        u64::from(SIZE)
+    );
+    assert_eq!(
+        bed.counter(Counter::ConntrackHit).expect("counter"),
+        u64::from(SIZE)
+    );
+}
+
+/// An lbd that ran the shared LRU left its pins in `dir`, its flows
+/// inserted by its program; this lbd (the bucket table, the default)
+/// adopts the state and carries every flow over with its backend.
+/// `bucket_pin`: whether that lbd also pinned a (one-bucket) bucket table,
+/// as the releases where the LRU was the default but the bucket table
+/// existed did; the releases before it had none.
+fn upgrade_from_lru(bucket_pin: bool) {
     lb_tests::lab::ensure_bpffs().expect("bpffs");
     let dir = std::path::Path::new(lb_tests::lab::BPFFS)
-        .join(format!("lbtct{}-upgrade", std::process::id()));
+        .join(format!("lbtct{}-upgrade-{bucket_pin}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let pins = lb_userspace::pinning::PinDir::new(&dir);
     let vip = vip4_tcp();
     let flows: Vec<Flow> = (0..100).map(flow).collect();
-    // The previous release: the shared LRU table, its flows inserted by
-    // its program.
     let mut pinned = HashMap::new();
     {
         let options = LoadOptions {
@@ -215,8 +256,14 @@ fn an_upgrade_from_the_lru_table_carries_its_flows_over() {
         }
         assert_eq!(pinned.len(), flows.len());
     }
-    // That release had no bucket table to pin.
-    std::fs::remove_file(pins.map_path(names::MAP_FLOW_BUCKETS)).expect("unpin");
+    let bucket_table = pins.map_path(names::MAP_FLOW_BUCKETS);
+    assert!(
+        bucket_table.exists(),
+        "the LRU lbd pins its (unused) bucket table"
+    );
+    if !bucket_pin {
+        std::fs::remove_file(&bucket_table).expect("unpin");
+    }
     let new = lb_userspace::dataplane::Dataplane::load_with(
         lb_userspace::dataplane::MapSizes {
             max_vips: 4,
@@ -224,8 +271,8 @@ fn an_upgrade_from_the_lru_table_carries_its_flows_over() {
             nat_flows: lb_common::consts::NAT_FLOWS_SIZE_DEFAULT,
         },
         &LoadOptions {
-            conntrack_kind: ConntrackKind::Buckets,
             pins: Some(pins.clone()),
+            ..LoadOptions::default()
         },
     )
     .expect("new data plane");
@@ -234,4 +281,14 @@ fn an_upgrade_from_the_lru_table_carries_its_flows_over() {
     assert_eq!(carried, pinned, "every flow keeps its backend");
     drop(new);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn an_upgrade_from_an_lru_release_without_a_bucket_table_carries_its_flows_over() {
+    upgrade_from_lru(false);
+}
+
+#[test]
+fn an_upgrade_from_an_lru_release_with_a_bucket_table_pinned_carries_its_flows_over() {
+    upgrade_from_lru(true);
 }

@@ -1,25 +1,28 @@
 //! The connection table as buckets of ways in an array map
 //! (`FLOW_BUCKETS`; layout and protocol in `lb_common::flow_table`, shared
-//! with lbd): a flow's hash names its bucket, a lookup reads the bucket's
-//! header line and the matching way's line, an insert claims a way with a
-//! compare-and-swap. No kernel lock, no free list, no allocation.
+//! with lbd): a flow's hash names its two buckets, a lookup reads the
+//! first bucket's header line and the matching way's line (the second
+//! bucket only on a miss), an insert reads both headers and claims a way
+//! with a compare-and-swap. No kernel lock, no free list, no allocation.
 
 use aya_ebpf::helpers::bpf_ktime_get_coarse_ns;
 use lb_common::{
-    consts::{FLOW_F_FIN, FLOW_F_RST, FLOW_TOUCH_INTERVAL_NS, IPPROTO_TCP},
+    consts::{
+        EVENT_CONNTRACK_INSERT_FAILED, FLOW_F_FIN, FLOW_F_RST, FLOW_TOUCH_INTERVAL_NS, IPPROTO_TCP,
+    },
     flow_table::{
-        self, bucket_index, class_of, rank_class, rank_word, tag_rank, FlowBucket, Placed, Seen,
-        CLASS_CLOSED, CLASS_ESTABLISHED, CLASS_HALF_OPEN, FLOW_WAYS,
+        self, bucket_index, class_of, rank_class, rank_word, second_bucket_index, tag_rank,
+        FlowBucket, Placed, Seen, CLASS_CLOSED, CLASS_ESTABLISHED, CLASS_HALF_OPEN, FLOW_WAYS,
     },
     hash::flow_hash,
     stats::Counter,
     FlowEntry, FlowKey, VipMeta,
 };
 
-use super::{flow_flags, insert_failed, inserted, new_entry, pinned_backend, Decision};
+use super::{flow_flags, insert_failed, new_entry, pinned_backend, Decision};
 use crate::{
     guard::limit,
-    maps::FLOW_BUCKETS,
+    maps::{FLOW_BUCKETS, FLOW_PENDING},
     parse::{Packet, TCP_ACK, TCP_SYN},
     select, stats,
 };
@@ -29,58 +32,185 @@ use crate::{
 #[unsafe(no_mangle)]
 static FLOW_BUCKET_MASK: u32 = 0;
 
-/// The bucket of a flow with hash `hash`.
+/// The two buckets of a flow with hash `hash` (the same one twice in a
+/// one-bucket table).
 #[inline(always)]
-fn bucket_of(hash: u32) -> Option<*mut FlowBucket> {
-    // SAFETY: a read of a global (volatile: the loader's value decides).
-    let mask = unsafe { core::ptr::read_volatile(&FLOW_BUCKET_MASK) };
-    FLOW_BUCKETS.get_ptr_mut(bucket_index(hash, mask))
+fn buckets_of(hash: u32) -> Option<(*mut FlowBucket, *mut FlowBucket)> {
+    let mask = bucket_mask();
+    let first = FLOW_BUCKETS.get_ptr_mut(bucket_index(hash, mask))?;
+    let second = FLOW_BUCKETS.get_ptr_mut(second_bucket_index(hash, mask))?;
+    Some((first, second))
 }
 
-/// See `conntrack::decide`. Everything but the table's claim protocol is
-/// inlined here; the claim (`claim`) is a function of its own with no
-/// helper calls, so its registers never spill into this frame.
+/// See `conntrack::decide`. A tracked flow is looked up and refreshed
+/// here; a new flow goes to its Maglev pick at once, and its insert is
+/// queued (`queue`) for the entry point to run after the packet path
+/// (`settle_pending`).
 #[inline(always)]
 pub(super) fn decide(vip: &VipMeta, packet: &Packet, refused: &mut Counter) -> Option<Decision> {
     let key = &packet.key;
     let hash = flow_hash(key);
     // SAFETY: plain helper call.
     let now = unsafe { bpf_ktime_get_coarse_ns() };
-    let bucket = bucket_of(hash);
-    // A SYN without ACK opens a flow: straight to the insert, whose scan
-    // finds a retransmitted SYN's entry anyway; unless the VIP limits new
-    // flows, which only a flow the table does not hold is charged for.
+    let mask = bucket_mask();
+    let indexes = (bucket_index(hash, mask), second_bucket_index(hash, mask));
+    let (Some(first), Some(second)) = (
+        FLOW_BUCKETS.get_ptr_mut(indexes.0),
+        FLOW_BUCKETS.get_ptr_mut(indexes.1),
+    ) else {
+        let (backend_id, backend) = select::pick_with(vip, hash)?;
+        return Some(insert_failed(vip, packet, backend_id, backend, hash));
+    };
+    // A SYN without ACK opens a flow: almost always a new one, so the
+    // loads of its two bucket headers and of its Maglev slot are started
+    // together (their cache misses overlap) before the lookup that rules
+    // out a retransmitted SYN.
     let opening = packet.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
-    let shortcut = opening && !limit::active(vip.id);
-    if let (false, Some(bucket)) = (shortcut, bucket) {
-        // SAFETY: `bucket` is a live element of the table.
-        if let Some(seen) = unsafe { flow_table::find(bucket, key, hash) } {
-            return tracked(vip, packet, bucket, &seen, now);
+    let pick = if opening {
+        // SAFETY: both are live elements of the table.
+        unsafe {
+            flow_table::warm(first);
+            flow_table::warm(second);
         }
+        select::pick_with(vip, hash)
+    } else {
+        None
+    };
+    // SAFETY: as above.
+    if let Some((bucket, seen)) = unsafe { flow_table::find_in(first, second, key, hash) } {
+        return tracked(vip, packet, bucket, &seen, now);
     }
-    let (backend_id, backend) = select::pick_with(vip, hash)?;
+    let (backend_id, backend) = match pick {
+        Some(pick) => pick,
+        None => select::pick_with(vip, hash)?,
+    };
+    // Only a flow the table does not hold is charged for (`guard::limit`).
     if !limit::admit(vip.id, key) {
         *refused = Counter::DropRateLimited;
         return None;
     }
-    let Some(bucket) = bucket else {
-        return Some(insert_failed(vip, packet, backend_id, backend, hash));
-    };
     let entry = new_entry(backend_id, backend, packet, hash, now);
     let established = key.proto != IPPROTO_TCP || !opening;
     let rank = rank_word(now, class_of(entry.flags, established));
-    match claim(bucket, key, hash, &entry, rank) {
-        CLAIM_INSERTED => Some(inserted(backend_id, backend, now, hash)),
-        CLAIM_CONTENDED => Some(insert_failed(vip, packet, backend_id, backend, hash)),
-        // Tracked after all (a retransmitted SYN, or another CPU's
-        // insert): through its entry.
-        // SAFETY: as above; `way` < FLOW_WAYS.
-        way => match unsafe { flow_table::seen_at(bucket, way as usize) } {
-            Some(seen) => tracked(vip, packet, bucket, &seen, now),
-            // Gone again in between: this packet goes untracked.
-            None => Some(insert_failed(vip, packet, backend_id, backend, hash)),
-        },
+    if !queue(vip, key, &entry, rank, indexes) {
+        return Some(insert_failed(vip, packet, backend_id, backend, hash));
     }
+    Some(Decision {
+        backend_id,
+        backend,
+        new_flow: true,
+        now,
+        hash,
+    })
+}
+
+/// `FLOW_BUCKET_MASK`.
+#[inline(always)]
+fn bucket_mask() -> u32 {
+    // SAFETY: a read of a global (volatile: the loader's value decides).
+    unsafe { core::ptr::read_volatile(&FLOW_BUCKET_MASK) }
+}
+
+/// A new flow's insert, queued by the packet path (`decide`) in this
+/// CPU's `FLOW_PENDING` slot and run by the entry point after it
+/// (`settle_pending`): the insert's code then sits at one place of the
+/// program instead of one per parser path, and the BPF verifier checks it
+/// once instead of once per path.
+#[repr(C)]
+pub struct PendingFlow {
+    /// The flow.
+    key: FlowKey,
+    /// Its entry (`hash` is the flow's).
+    entry: FlowEntry,
+    /// The packet path's outcome while the insert runs (kept in the map,
+    /// out of the verifier's sight, so every path reaches the insert in
+    /// the same state).
+    outcome: u64,
+    /// Its first bucket.
+    first: u32,
+    /// Its second bucket.
+    second: u32,
+    /// Its rank word.
+    rank: u32,
+    /// The VIP's id (for the insert-failed event).
+    vip_id: u32,
+    /// Non-zero while an insert is queued.
+    armed: u32,
+    _pad: u32,
+}
+
+/// Queues the insert of `key` with `entry` (see `PendingFlow`); false if
+/// there is no slot (never, in practice).
+#[inline(always)]
+fn queue(vip: &VipMeta, key: &FlowKey, entry: &FlowEntry, rank: u32, indexes: (u32, u32)) -> bool {
+    let Some(pending) = FLOW_PENDING.get_ptr_mut(0) else {
+        return false;
+    };
+    // SAFETY: this CPU's slot; nothing else runs on this CPU meanwhile.
+    unsafe {
+        (*pending).key = *key;
+        (*pending).entry = *entry;
+        (*pending).first = indexes.0;
+        (*pending).second = indexes.1;
+        (*pending).rank = rank;
+        (*pending).vip_id = vip.id;
+        (*pending).armed = 1;
+    }
+    true
+}
+
+/// Runs the insert the packet path queued, if any, and returns its
+/// `outcome` (packed) unchanged. Counted here: `ConntrackNew` when the
+/// flow was inserted, `ConntrackHit` when another CPU had just inserted
+/// it, `ConntrackInsertFailed` (and the event) when every way was taken
+/// by writers.
+#[inline(always)]
+pub(super) fn settle_pending(outcome: u64) -> u64 {
+    let Some(pending) = FLOW_PENDING.get_ptr_mut(0) else {
+        return outcome;
+    };
+    // SAFETY: this CPU's slot (volatile: the outcome goes through memory,
+    // see `PendingFlow::outcome`).
+    unsafe {
+        if core::ptr::read_volatile(&(*pending).armed) == 0 {
+            return outcome;
+        }
+        core::ptr::write_volatile(&mut (*pending).armed, 0);
+        core::ptr::write_volatile(&mut (*pending).outcome, outcome);
+        insert_pending(pending);
+        core::ptr::read_volatile(&(*pending).outcome)
+    }
+}
+
+/// `settle_pending`'s insert, a function of its own called from one
+/// place. Returns the claim's result (a value in the return register: the
+/// verifier refuses a stack pointer left there).
+#[inline(never)]
+fn insert_pending(pending: *mut PendingFlow) -> u32 {
+    // SAFETY: this CPU's slot, filled by `queue`.
+    let pending = unsafe { &*pending };
+    let mask = bucket_mask();
+    let (Some(first), Some(second)) = (
+        FLOW_BUCKETS.get_ptr_mut(pending.first & mask),
+        FLOW_BUCKETS.get_ptr_mut(pending.second & mask),
+    ) else {
+        stats::count(Counter::ConntrackInsertFailed);
+        return CLAIM_CONTENDED;
+    };
+    // SAFETY: both are live elements of the table; key and entry are in
+    // this CPU's slot.
+    let placed =
+        unsafe { lb_flow_claim(first, second, &pending.key, &pending.entry, pending.rank) };
+    match placed {
+        CLAIM_INSERTED => stats::count(Counter::ConntrackNew),
+        CLAIM_CONTENDED => {
+            stats::count(Counter::ConntrackInsertFailed);
+            stats::report(EVENT_CONNTRACK_INSERT_FAILED, pending.vip_id, &pending.key);
+        }
+        // Another CPU inserted it a moment ago: its entry stands.
+        _ => stats::count(Counter::ConntrackHit),
+    }
+    placed
 }
 
 /// `claim`: the flow was inserted.
@@ -88,38 +218,30 @@ const CLAIM_INSERTED: u32 = 0x100;
 /// `claim`: not inserted (contended).
 const CLAIM_CONTENDED: u32 = 0x200;
 
-/// `flow_table::find_or_insert` as a function of its own: the way the
-/// flow was found in (below `FLOW_WAYS`), `CLAIM_INSERTED` or
-/// `CLAIM_CONTENDED`, in one register.
-#[inline(always)]
-fn claim(bucket: *mut FlowBucket, key: &FlowKey, hash: u32, entry: &FlowEntry, rank: u32) -> u32 {
-    // SAFETY: `bucket` is a live element of the table.
-    unsafe { lb_flow_claim(bucket, key, hash, entry, rank) }
-}
-
-/// `claim`'s body: a global BPF function, verified once on its own (its
-/// pointer arguments checked as memory of their types' sizes), not once
-/// per parser path that reaches it.
+/// `flow_table::find_or_insert` as a function of its own: the position
+/// the flow was found at (below `2 * FLOW_WAYS`), `CLAIM_INSERTED` or
+/// `CLAIM_CONTENDED`, in one register. The flow's hash is `entry.hash`
+/// (five arguments at most).
 ///
 /// # Safety
-/// `bucket`, `key` and `entry` must be valid (or null: refused).
+/// `first`, `second`, `key` and `entry` must be valid (or null: refused).
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub unsafe extern "C" fn lb_flow_claim(
-    bucket: *mut FlowBucket,
+    first: *mut FlowBucket,
+    second: *mut FlowBucket,
     key: *const FlowKey,
-    hash: u32,
     entry: *const FlowEntry,
     rank: u32,
 ) -> u32 {
-    if bucket.is_null() || key.is_null() || entry.is_null() {
+    if first.is_null() || second.is_null() || key.is_null() || entry.is_null() {
         return CLAIM_CONTENDED;
     }
     // SAFETY: non-null, and valid per the contract.
     let (key, entry) = unsafe { (&*key, &*entry) };
     // SAFETY: as above.
-    match unsafe { flow_table::find_or_insert(bucket, key, hash, entry, rank) } {
-        Placed::Found(way) => (way & (FLOW_WAYS - 1)) as u32,
+    match unsafe { flow_table::find_or_insert(first, second, key, entry, rank) } {
+        Placed::Found(pos) => (pos & (2 * FLOW_WAYS - 1)) as u32,
         Placed::Inserted(_) => CLAIM_INSERTED,
         Placed::Contended => CLAIM_CONTENDED,
     }
@@ -136,7 +258,7 @@ fn tracked(
     now: u64,
 ) -> Option<Decision> {
     let Some(backend) = pinned_backend(&seen.entry) else {
-        return repin(vip, packet, seen, now);
+        return repin(vip, packet, bucket, seen);
     };
     stats::count(Counter::ConntrackHit);
     // SAFETY: `bucket` is a live element of the table.
@@ -150,12 +272,35 @@ fn tracked(
     })
 }
 
-/// A tracked flow whose backend is gone: hash again and re-pin in place.
+/// A tracked flow whose backend is gone (as `seen` in `bucket`): hash
+/// again and re-pin in place.
+#[inline(always)]
+fn repin(vip: &VipMeta, packet: &Packet, bucket: *mut FlowBucket, seen: &Seen) -> Option<Decision> {
+    let mut out = core::mem::MaybeUninit::<Decision>::uninit();
+    // SAFETY: `out` is written when `repin_into` says so.
+    repin_into(vip, packet, bucket, seen, out.as_mut_ptr()).then(|| unsafe { out.assume_init() })
+}
+
+/// `repin`'s body, out of the packet path's frame: writes the decision
+/// into `out` and says whether it did. A flag in a register rather than
+/// the decision returned: five arguments fill BPF's argument registers,
+/// and the verifier refuses a function that leaves a stack pointer in
+/// its return register.
 #[inline(never)]
-fn repin(vip: &VipMeta, packet: &Packet, seen: &Seen, now: u64) -> Option<Decision> {
+fn repin_into(
+    vip: &VipMeta,
+    packet: &Packet,
+    bucket: *mut FlowBucket,
+    seen: &Seen,
+    out: *mut Decision,
+) -> bool {
+    // SAFETY: plain helper call.
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
     let entry = &seen.entry;
     let hash = flow_hash(&packet.key);
-    let (backend_id, backend) = select::pick_with(vip, hash)?;
+    let Some((backend_id, backend)) = select::pick_with(vip, hash) else {
+        return false;
+    };
     stats::count(Counter::ConntrackRehash);
     let repinned = FlowEntry {
         backend_id,
@@ -165,19 +310,20 @@ fn repin(vip: &VipMeta, packet: &Packet, seen: &Seen, now: u64) -> Option<Decisi
         hash,
     };
     let rank = rank_word(now, next_class(seen, &repinned, packet.tcp_flags));
-    if let Some(bucket) = bucket_of(hash) {
-        // SAFETY: a live element of the table. If the way changed
-        // meanwhile, this packet still goes to the new pick; the next one
-        // looks again.
-        let _ = unsafe { flow_table::rewrite(bucket, seen, &repinned, rank) };
+    // SAFETY: a live element of the table. If the way changed meanwhile,
+    // this packet still goes to the new pick; the next one looks again.
+    let _ = unsafe { flow_table::rewrite(bucket, seen, &repinned, rank) };
+    // SAFETY: `out` points to the caller's uninitialised decision.
+    unsafe {
+        out.write(Decision {
+            backend_id,
+            backend,
+            new_flow: false,
+            now,
+            hash,
+        });
     }
-    Some(Decision {
-        backend_id,
-        backend,
-        new_flow: false,
-        now,
-        hash,
-    })
+    true
 }
 
 /// The eviction class after this packet: closed after FIN or RST,
@@ -229,9 +375,11 @@ unsafe fn touch(bucket: *mut FlowBucket, seen: &Seen, tcp_flags: u8, now: u64) {
 #[inline(always)]
 pub(super) fn peek(vip: &VipMeta, key: &FlowKey) -> Option<Decision> {
     let hash = flow_hash(key);
-    if let Some(bucket) = bucket_of(hash) {
-        // SAFETY: `bucket` is a live element of the table.
-        if let Some(Seen { entry, .. }) = unsafe { flow_table::find(bucket, key, hash) } {
+    if let Some((first, second)) = buckets_of(hash) {
+        // SAFETY: both are live elements of the table.
+        if let Some((_, Seen { entry, .. })) =
+            unsafe { flow_table::find_in(first, second, key, hash) }
+        {
             if let Some(backend) = pinned_backend(&entry) {
                 return Some(Decision {
                     backend_id: entry.backend_id,

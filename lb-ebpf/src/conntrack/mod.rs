@@ -5,11 +5,14 @@
 //! Two designs behind one interface (`decide`, `peek`), chosen when lbd
 //! loads the object (`CONNTRACK_DESIGN`, a read-only global the verifier
 //! sees as a constant, so the other design's code is pruned): the bucket
-//! table (`buckets`, the candidate) and a kernel map (`kernel_map`: lbd's
-//! default, the shared LRU hash, and its variants for the bench).
+//! table (`buckets`, lbd's default) and a kernel map (`kernel_map`: the
+//! shared LRU hash, lbd's default before it, and its variants for the
+//! bench).
 
 mod buckets;
 mod kernel_map;
+
+pub use buckets::PendingFlow;
 
 use lb_common::{
     consts::{EVENT_CONNTRACK_INSERT_FAILED, FLOW_F_FIN, FLOW_F_RST},
@@ -67,6 +70,18 @@ pub fn decide(vip: &VipMeta, packet: &Packet, refused: &mut Counter) -> Option<D
         kernel_map::decide(vip, packet, refused)
     } else {
         buckets::decide(vip, packet, refused)
+    }
+}
+
+/// After the packet path: runs the new flow's insert it queued (the bucket
+/// table; see `buckets::PendingFlow`) and returns its outcome (packed)
+/// unchanged. Every entry point calls it once, last.
+#[inline(always)]
+pub fn settle_pending(outcome: u64) -> u64 {
+    if design() == DESIGN_KERNEL_MAP {
+        outcome
+    } else {
+        buckets::settle_pending(outcome)
     }
 }
 

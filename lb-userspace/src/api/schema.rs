@@ -96,9 +96,13 @@ pub struct Status {
 pub struct ConntrackStatus {
     /// Tracked flows.
     pub entries: u64,
-    /// Most flows the table holds (then a new flow evicts, in its bucket,
-    /// a closed, expired or half-open flow, else the least recently seen).
+    /// Flows the table keeps without evicting a live one (`conntrack_size`;
+    /// past it a new flow may evict, in its two buckets, a closed, expired
+    /// or half-open flow, else the least recently seen).
     pub capacity: u64,
+    /// Bytes of kernel memory the table takes (preallocated).
+    #[serde(default)]
+    pub memory_bytes: u64,
 }
 
 /// The NAT flow table as the reaper's last complete sweep found it.

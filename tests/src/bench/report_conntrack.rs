@@ -5,7 +5,7 @@
 
 use std::fmt::Write as _;
 
-use lb_common::flow_table::FLOW_BYTES_PER_ENTRY;
+use lb_common::flow_table::{FLOW_BYTES_PER_CONFIGURED_FLOW, FLOW_BYTES_PER_ENTRY};
 use lb_userspace::conntrack_kind::ConntrackKind;
 
 use super::{
@@ -80,7 +80,7 @@ pub fn comparison(out: &mut String, xdp: &XdpResults) {
     );
     let _ = writeln!(
         out,
-        "From the table above: the bucket table (`{}`, issue 16's candidate) and the shared LRU (lbd's default), the same program and packets, measured case by case in this run. Cost above the floor = the case's median − the wrapper floor measured on the same object ({floor_b:.1} ns and {floor_l:.1} ns; twice the floor for a connection's two packets). \"{}\" is a SYN round over N distinct flows, then the first ACK of each of the same flows (ns per connection).\n",
+        "From the table above: the bucket table (`{}`, lbd's default since issue 16) and the shared LRU (the default before it), the same program and packets, measured case by case in this run. Cost above the floor = the case's median − the wrapper floor measured on the same object ({floor_b:.1} ns and {floor_l:.1} ns; twice the floor for a connection's two packets). \"{}\" is a SYN round over N distinct flows, then the first ACK of each of the same flows (ns per connection).\n",
         buckets(),
         CONNECTION_V4
     );
@@ -186,7 +186,7 @@ pub fn comparison(out: &mut String, xdp: &XdpResults) {
     if !lost.is_empty() {
         let _ = writeln!(
             out,
-            "\nACKs of the connection case whose SYN's entry had already been evicted (a full bucket evicts before the table is full; the ACK then counts as a new flow): {}.\n",
+            "\nACKs of the connection case whose SYN's entry had already been evicted (evicted by a table or bucket that filled; the ACK then counts as a new flow): {}.\n",
             lost.join("; ")
         );
     }
@@ -199,9 +199,9 @@ pub fn designs(out: &mut String, xdp: &XdpResults) {
     }
     let _ = writeln!(out, "### Connection-table designs\n");
     let per_round = xdp.designs.first().map_or(0, |d| d.repeat);
-    let _ = writeln!(out, "The same program with the connection table as each candidate: lbd's bucket table (`FLOW_BUCKETS`, an mmapable array) or a kernel map (lbd rewrites the map definition at load time; the program runs the design lbd names in a read-only global). ns per packet, median (min–max); new-flow rounds start from an empty table and insert {per_round} flows each (a per-CPU LRU's share of one CPU; the main table's rounds insert more, and a new flow costs more the more distinct flows a round touches, see the size sweep); \"full table\" first fills the table through the program on the measuring CPU (the bucket table with 4× its capacity, so that every bucket is full; the others with 9/8 of it). \"Kept\" inserts N distinct flows into an empty table and counts what it holds afterwards: a design that evicts before it is full drops live flows there.\n");
-    let _ = writeln!(out, "| design | entries | new flow v4 | new flow v6 | tracked v4 | new flow, full table | flows in the full table | what a new flow gets when full | kept of N = ½, ¾, 9/10, all of the capacity | userspace expiry (ns per flow) |");
-    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---|---|---:|");
+    let _ = writeln!(out, "The same program with the connection table as each candidate: lbd's bucket table (`FLOW_BUCKETS`, an mmapable array) or a kernel map (lbd rewrites the map definition at load time; the program runs the design lbd names in a read-only global). ns per packet, median (min–max); new-flow rounds start from an empty table and insert {per_round} flows each (a per-CPU LRU's share of one CPU; the main table's rounds insert more, and a new flow costs more the more distinct flows a round touches, see the size sweep); \"full table\" first fills the table through the program on the measuring CPU (the bucket table, which has twice the capacity in slots, with 8× the capacity, so that every bucket is full; the others with 9/8 of it). \"Kept\" inserts N distinct flows into an empty table and counts what it holds afterwards: a design that evicts before it is full drops live flows there. Memory: the kernel's account of the map (`memlock` in its fdinfo), per configured flow.\n");
+    let _ = writeln!(out, "| design | entries | new flow v4 | new flow v6 | tracked v4 | new flow, full table | flows in the full table | what a new flow gets when full | kept of N = ½, ¾, 9/10, all of the capacity | userspace expiry (ns per flow) | memory per flow (bytes) |");
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---|---|---:|---:|");
     let cell = |s: &super::Spread| format!("**{:.0}** ({:.0}–{:.0})", s.median, s.min, s.max);
     for d in &xdp.designs {
         let kept: Vec<String> = d
@@ -216,7 +216,7 @@ pub fn designs(out: &mut String, xdp: &XdpResults) {
             .collect();
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} | {} |",
             d.design,
             d.capacity,
             cell(&d.new_flow_v4),
@@ -230,7 +230,15 @@ pub fn designs(out: &mut String, xdp: &XdpResults) {
             } else {
                 kept.join(", ")
             },
-            d.expiry_ns_per_flow
+            d.expiry_ns_per_flow,
+            if d.memory_bytes == 0 {
+                "–".to_owned()
+            } else {
+                format!(
+                    "{:.0}",
+                    d.memory_bytes as f64 / f64::from(d.capacity.max(1))
+                )
+            }
         );
     }
     let median = |name: &str, f: fn(&DesignResult) -> f64| {
@@ -243,7 +251,7 @@ pub fn designs(out: &mut String, xdp: &XdpResults) {
     let full = |d: &DesignResult| d.full_table_new_flow.median;
     let _ = writeln!(
         out,
-        "\nThe bucket table: new flow {:.0} ns, {:.0} ns into a full table; the shared LRU (lbd's default): {:.0} ns, {:.0} ns. The plain hash ({:.0} ns; {:.0} ns when full) gives up the guarantee that every new flow is tracked: once the table is full, new flows go untracked (a later backend change can move them) until userspace has walked the table and deleted expired flows, at the cost in the last column per flow. The per-CPU LRU ({:.0} ns; {:.0} ns when full) splits the capacity between the CPUs and evicts only among the flows the inserting CPU added, so one busy CPU evicts live flows while others have room.\n",
+        "\nThe bucket table (lbd's default): new flow {:.0} ns, {:.0} ns into a full table; the shared LRU (the default before it): {:.0} ns, {:.0} ns. The plain hash ({:.0} ns; {:.0} ns when full) gives up the guarantee that every new flow is tracked: once the table is full, new flows go untracked (a later backend change can move them) until userspace has walked the table and deleted expired flows, at the cost in the last column per flow. The per-CPU LRU ({:.0} ns; {:.0} ns when full) splits the capacity between the CPUs and evicts only among the flows the inserting CPU added, so one busy CPU evicts live flows while others have room.\n",
         median(buckets(), new_v4),
         median(buckets(), full),
         median(lru(), new_v4),
@@ -299,7 +307,7 @@ pub fn by_capacity(out: &mut String, xdp: &XdpResults) {
             cell(l)
         );
     }
-    let _ = writeln!(out, "\nA new flow touches a random bucket of the table, so its cost grows with the table's memory as that stops fitting in the caches: {FLOW_BYTES_PER_ENTRY} bytes per flow in the bucket table (a 64-byte line per way plus its share of the bucket's tag line), over 100 in the LRU hash (the 40-byte key, the 24-byte value and the kernel's element header, plus its LRU node lists). Ratios here include the wrapper floor.\n");
+    let _ = writeln!(out, "\nA new flow touches a random bucket of the table, so its cost grows with the table's memory as that stops fitting in the caches: {FLOW_BYTES_PER_CONFIGURED_FLOW} bytes per configured flow in the bucket table ({FLOW_BYTES_PER_ENTRY} per slot: a 64-byte line per way plus its share of the bucket's tag line; twice the slots), about 128 in the LRU hash (the 40-byte key, the 24-byte value and the kernel's element header, plus its hash bucket and LRU node lists; measured in the designs table). Ratios here include the wrapper floor.\n");
 }
 
 /// The perf profile of the new-flow path.
@@ -346,8 +354,8 @@ pub fn guarantees(out: &mut String) {
     let _ = writeln!(out, "### What each design guarantees\n");
     let _ = writeln!(out, "| design | a new flow when the table (or its bucket) is full | who is evicted | enumeration, pinning across restarts | memory per flow |");
     let _ = writeln!(out, "|---|---|---|---|---:|");
-    let _ = writeln!(out, "| {} (candidate, not yet the default) | always inserted, never refused | within the flow's bucket of 8 ways only: a closed flow (FIN/RST seen), else an expired one, else a half-open one, else the least recently seen (an LRU approximated within 8 ways). A full bucket evicts even while other buckets have room (see \"kept\" above) | lbd walks the mmapped array (replication, drain, `lbctl flow`, metrics); the map is pinned and adopted | {FLOW_BYTES_PER_ENTRY} bytes, preallocated |", buckets());
-    let _ = writeln!(out, "| {} (before) | inserted | the kernel's least recently used flow across the whole table, live or not (no notion of closed or half-open) | map iteration; pinned | over 100 bytes (element header, 40-byte key, 24-byte value, LRU node), preallocated |", lru());
+    let _ = writeln!(out, "| {} (lbd's default) | always inserted, never refused | only once both of the flow's buckets of 8 ways are full (the table has twice the configured flows in slots, and a flow goes to the emptier of its two buckets when its first is nearly full, so that does not happen while the table holds no more than the configured flows; see \"kept\" above): a closed flow (FIN/RST seen), else an expired one, else a half-open one, else the least recently seen of the first bucket's 8 | lbd walks the mmapped array (replication, drain, `lbctl flow`, metrics); the map is pinned and adopted; an LRU table left pinned by an earlier lbd is carried over | {FLOW_BYTES_PER_CONFIGURED_FLOW} bytes per configured flow ({FLOW_BYTES_PER_ENTRY} per slot), preallocated |", buckets());
+    let _ = writeln!(out, "| {} (the default before) | inserted | the kernel's least recently used flow across the whole table, live or not (no notion of closed or half-open) | map iteration; pinned | over 100 bytes (element header, 40-byte key, 24-byte value, LRU node), preallocated |", lru());
     let _ = writeln!(out, "| {} | inserted | the least recently used among the flows the inserting CPU added: one busy CPU evicts live flows while others have room | map iteration; pinned | as the shared LRU |", ConntrackKind::LruPerCpu.label());
     let _ = writeln!(out, "| {} | refused: forwarded by Maglev but untracked until userspace expires flows | nothing (userspace deletes expired flows) | map iteration; pinned | as the shared LRU |\n", ConntrackKind::Hash.label());
 }

@@ -298,9 +298,10 @@ fn balancer_on(plane: &mut Dataplane) -> anyhow::Result<Balancer> {
 
 /// Puts `flows` IPv4 flows of distinct clients into the sender's table,
 /// spread over the backends, last seen 5 s ago. The table is lbd's bucket
-/// table, where a ninth flow into a bucket evicts one even while the table
-/// has room: flows whose bucket already holds eight are skipped, so the
-/// table holds exactly `flows`.
+/// table, which keeps `conntrack_size` flows in twice as many slots with
+/// two candidate buckets per flow; as a margin, keys whose first bucket
+/// (counted on a table of `flow_capacity` flows, so groups of buckets)
+/// already got eight are skipped, so the table holds exactly `flows`.
 fn prefill(plane: &mut Dataplane, balancer: &Balancer, flows: u32) -> anyhow::Result<()> {
     let backends: Vec<(u32, u32)> = balancer
         .vips()

@@ -4,7 +4,7 @@
 //! program under test (without it, every run after the first would see the
 //! previous run's output). Each case checks with the program's own counters
 //! that N runs gave N of the expected outcome. The main cases run on lbd's
-//! candidate connection table (the bucket table) and on the shared LRU,
+//! connection table (the bucket table, lbd's default) and on the shared LRU,
 //! case by case in the same run (`COMPARED`).
 
 use anyhow::{anyhow, bail, Context as _};
@@ -91,7 +91,7 @@ impl XdpResults {
 }
 
 /// The designs the main cases compare: the bucket table and the shared
-/// LRU, lbd's default (issue 16's targets are ratios of the two).
+/// LRU, lbd's default before it (issue 16's targets are ratios of the two).
 pub const COMPARED: [ConntrackKind; 2] = [ConntrackKind::Buckets, ConntrackKind::Lru];
 
 /// Case names the report computes ratios from.

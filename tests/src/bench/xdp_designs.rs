@@ -72,6 +72,10 @@ pub struct DesignResult {
     /// at several fractions of the capacity.
     #[serde(default)]
     pub occupancy: Vec<Occupancy>,
+    /// Kernel memory of the table, bytes (the map's `memlock`; 0 in
+    /// older results).
+    #[serde(default)]
+    pub memory_bytes: u64,
 }
 
 /// The table size of the design comparison: lbd's default.
@@ -89,7 +93,7 @@ fn full_table_outcome(kind: ConntrackKind) -> (Counter, &'static str) {
     match kind {
         ConntrackKind::Buckets => (
             Counter::ConntrackNew,
-            "inserted (never refused); evicts within the flow's bucket of 8: a closed flow, else an expired one, else a half-open one, else the least recently seen",
+            "inserted (never refused); once both of the flow's buckets of 8 are full, evicts in its first: a closed flow, else an expired one, else a half-open one, else the least recently seen",
         ),
         ConntrackKind::Lru => (
             Counter::ConntrackNew,
@@ -107,12 +111,13 @@ fn full_table_outcome(kind: ConntrackKind) -> (Counter, &'static str) {
 }
 
 /// Flows the program must insert to fill the table: the LRU kinds are
-/// full at their capacity (the 1/8 more makes sure); a bucket table is
-/// full when every bucket is, which random hashing reaches only well past
-/// the capacity (4× leaves a bucket with room about once in 10^7).
+/// full at their capacity (the 1/8 more makes sure); a bucket table has
+/// twice the configured capacity in slots, and is full when every bucket
+/// is, which random hashing reaches only past its slots (four times its
+/// slots leave a bucket with room far less than once in 10^7).
 fn fill_runs(kind: ConntrackKind) -> u32 {
     match kind {
-        ConntrackKind::Buckets => DESIGN_CAPACITY * 4,
+        ConntrackKind::Buckets => DESIGN_CAPACITY * lb_common::flow_table::FLOW_HEADROOM * 4,
         _ => DESIGN_CAPACITY + DESIGN_CAPACITY / 8,
     }
 }
@@ -128,6 +133,7 @@ pub fn run_design(kind: ConntrackKind, rounds: u32) -> anyhow::Result<DesignResu
     let cpus = possible_cpus();
     let repeat = (DESIGN_CAPACITY / cpus.max(1) / 2).min(100_000);
     let mut bench = Bench::new(DESIGN_CAPACITY, kind)?;
+    let memory_bytes = bench.dataplane.flow_memory_bytes();
     let new_v4 = by_name(NEW_V4)?;
     let new_flow_v4 = run_case(&mut bench, &new_v4, repeat, rounds, true)?;
     let new_flow_v6 = run_case(&mut bench, &by_name(NEW_V6)?, repeat, rounds, true)?;
@@ -171,6 +177,7 @@ pub fn run_design(kind: ConntrackKind, rounds: u32) -> anyhow::Result<DesignResu
         full_table_flows,
         expiry_ns_per_flow,
         occupancy,
+        memory_bytes,
     })
 }
 

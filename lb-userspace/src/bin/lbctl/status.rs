@@ -93,8 +93,10 @@ async fn watch(client: &Client, args: &Args) -> Result<(), Failure> {
             );
         }
         println!(
-            "connection table: {} of {} flows",
-            status.conntrack.entries, status.conntrack.capacity
+            "connection table: {} of {} flows ({:.1} MiB)",
+            status.conntrack.entries,
+            status.conntrack.capacity,
+            status.conntrack.memory_bytes as f64 / (1024.0 * 1024.0)
         );
         for vip in &status.vips {
             let old = before.and_then(|b| b.vips.iter().find(|v| v.vip == vip.vip));

@@ -155,6 +155,7 @@ impl Engine {
             conntrack: ConntrackStatus {
                 entries,
                 capacity: self.dataplane.flow_capacity(),
+                memory_bytes: self.dataplane.flow_memory_bytes(),
             },
             nat: self.nat_status(),
             tunnel: self.tunnel_status(),
