@@ -59,8 +59,9 @@ pub fn write_macs(frame: &mut [u16], dst: [u16; 3], src: [u16; 3]) {
 /// The words of a backend record (`Backend` is `repr(C)`, 32 bytes,
 /// 4-byte aligned).
 const BACKEND_WORDS: usize = core::mem::size_of::<Backend>() / 4;
-const _: () =
-    assert!(core::mem::size_of::<Backend>() % 4 == 0 && core::mem::align_of::<Backend>() >= 4);
+const _: () = assert!(
+    core::mem::size_of::<Backend>().is_multiple_of(4) && core::mem::align_of::<Backend>() >= 4
+);
 
 /// `*dst = *src` for a backend record, as 32-bit word loads and stores.
 #[inline(always)]
@@ -89,7 +90,7 @@ pub fn mac(mac: &[u8; 6]) -> [u8; 6] {
 #[inline(always)]
 pub fn zero<T>(dst: &mut T) {
     const {
-        assert!(core::mem::size_of::<T>() % 4 == 0 && core::mem::align_of::<T>() >= 4);
+        assert!(core::mem::size_of::<T>().is_multiple_of(4) && core::mem::align_of::<T>() >= 4);
     }
     let d = (dst as *mut T).cast::<u32>();
     let mut i = 0;

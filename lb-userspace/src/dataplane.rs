@@ -260,16 +260,18 @@ pub struct Dataplane {
     legacy: Option<LegacyTable>,
 }
 
-macro_rules! take_map {
-    ($ebpf:expr, $name:expr) => {{
-        let map = $ebpf
-            .take_map($name)
-            .ok_or(DataplaneError::MissingMap($name))?;
-        map.try_into().map_err(|e| DataplaneError::MapType {
-            name: $name,
-            source: Box::new(e),
-        })?
-    }};
+/// Takes map `name` out of the loaded object, typed.
+pub(crate) fn take_map<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T>
+where
+    T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>,
+{
+    let map = ebpf
+        .take_map(name)
+        .ok_or(DataplaneError::MissingMap(name))?;
+    T::try_from(map).map_err(|e| DataplaneError::MapType {
+        name,
+        source: Box::new(e),
+    })
 }
 
 /// The connection table behind `Dataplane::flows` and friends.
@@ -284,7 +286,7 @@ impl FlowStore {
     /// Takes the map of `kind`'s design out of the loaded object.
     fn take(ebpf: &mut Ebpf, kind: ConntrackKind, buckets: u32) -> Result<Self> {
         if kind.is_kernel_map() {
-            return Ok(Self::KernelMap(take_map!(ebpf, names::MAP_CONNTRACK)));
+            return Ok(Self::KernelMap(take_map(ebpf, names::MAP_CONNTRACK)?));
         }
         let map = match ebpf.take_map(names::MAP_FLOW_BUCKETS) {
             Some(Map::Array(data)) => data,
@@ -361,15 +363,15 @@ impl Dataplane {
         // `tc_hc_encap` is loaded by the engine when a check first goes
         // through a tunnel: a node without such checks never depends on it.
         let mut dataplane = Self {
-            vips: take_map!(ebpf, names::MAP_VIPS),
-            maglev: take_map!(ebpf, names::MAP_MAGLEV),
-            backends: take_map!(ebpf, names::MAP_BACKENDS),
+            vips: take_map(&mut ebpf, names::MAP_VIPS)?,
+            maglev: take_map(&mut ebpf, names::MAP_MAGLEV)?,
+            backends: take_map(&mut ebpf, names::MAP_BACKENDS)?,
             flows: FlowStore::take(&mut ebpf, kind, buckets)?,
-            config: take_map!(ebpf, names::MAP_CONFIG),
-            counters: take_map!(ebpf, names::MAP_COUNTERS),
-            vip_stats: take_map!(ebpf, names::MAP_VIP_STATS),
-            backend_stats: take_map!(ebpf, names::MAP_BACKEND_STATS),
-            events: Some(take_map!(ebpf, names::MAP_EVENTS)),
+            config: take_map(&mut ebpf, names::MAP_CONFIG)?,
+            counters: take_map(&mut ebpf, names::MAP_COUNTERS)?,
+            vip_stats: take_map(&mut ebpf, names::MAP_VIP_STATS)?,
+            backend_stats: take_map(&mut ebpf, names::MAP_BACKEND_STATS)?,
+            events: Some(take_map(&mut ebpf, names::MAP_EVENTS)?),
             nat: NatMaps::take(&mut ebpf)?,
             guard: GuardMaps::take(&mut ebpf)?,
             tunnel_config: match ebpf.take_map(names::MAP_TUNNEL_CONFIG) {

@@ -11,7 +11,7 @@ use aya::{
 };
 use lb_common::{consts::names, FlowKey, NatEntry, NatSource};
 
-use crate::dataplane::{map_error, DataplaneError};
+use crate::dataplane::{map_error, take_map, DataplaneError};
 
 type Result<T> = std::result::Result<T, DataplaneError>;
 
@@ -25,27 +25,13 @@ pub struct NatMaps {
     tx_ports: DevMapHash<MapData>,
 }
 
-/// Takes one map out of the loaded object, typed.
-fn take<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T>
-where
-    T: TryFrom<aya::maps::Map, Error = MapError>,
-{
-    let map = ebpf
-        .take_map(name)
-        .ok_or(DataplaneError::MissingMap(name))?;
-    T::try_from(map).map_err(|e| DataplaneError::MapType {
-        name,
-        source: Box::new(e),
-    })
-}
-
 impl NatMaps {
     /// The NAT maps of a freshly loaded object.
     pub(crate) fn take(ebpf: &mut Ebpf) -> Result<Self> {
         Ok(Self {
-            flows: take(ebpf, names::MAP_NAT_FLOWS)?,
-            sources: take(ebpf, names::MAP_NAT_SOURCES)?,
-            tx_ports: take(ebpf, names::MAP_TX_PORTS)?,
+            flows: take_map(ebpf, names::MAP_NAT_FLOWS)?,
+            sources: take_map(ebpf, names::MAP_NAT_SOURCES)?,
+            tx_ports: take_map(ebpf, names::MAP_TX_PORTS)?,
         })
     }
 

@@ -358,3 +358,18 @@ pub fn vip6_udp() -> VipConfig {
     v.protocol = Protocol::Udp;
     v
 }
+
+/// Turns fixtures that take the hook into one test per hook (`xdp::name`,
+/// `tc::name`), so a fixture cannot hold on one entry point and be
+/// forgotten on the other. The calling file has `Hook` in scope.
+#[macro_export]
+macro_rules! on_both_hooks {
+    ($($name:ident),+ $(,)?) => {
+        mod xdp {
+            $(#[test] fn $name() { super::$name(super::Hook::Xdp) })+
+        }
+        mod tc {
+            $(#[test] fn $name() { super::$name(super::Hook::Tc) })+
+        }
+    };
+}

@@ -323,20 +323,7 @@ fn nothing_is_sent_to_a_backend_unless_it_is_valid_vip_traffic(hook: Hook) {
     assert!(sent > 100, "only {sent} frames were sent at all");
 }
 
-/// Each corpus run above is a function of the hook; each becomes one test
-/// per hook (`xdp::name`, `tc::name`).
-macro_rules! on_both_hooks {
-    ($($name:ident),+ $(,)?) => {
-        mod xdp {
-            $(#[test] fn $name() { super::$name(super::Hook::Xdp) })+
-        }
-        mod tc {
-            $(#[test] fn $name() { super::$name(super::Hook::Tc) })+
-        }
-    };
-}
-
-on_both_hooks!(
+lb_tests::on_both_hooks!(
     every_corpus_entry_gets_its_verdict_counter_and_bytes,
     every_cut_of_a_valid_frame_is_dropped_until_its_headers_are_whole,
     all_256_tcp_flag_bytes_to_a_vip_are_forwarded_or_dropped_by_the_rule,

@@ -536,21 +536,7 @@ fn a_retransmitted_syn_stays_on_its_tracked_backend_and_a_dead_ones_is_rehashed(
     );
 }
 
-/// Every fixture above is a function of the hook; each becomes one test
-/// per hook (`xdp::name`, `tc::name`), so a fixture cannot hold on one
-/// entry point and be forgotten on the other.
-macro_rules! on_both_hooks {
-    ($($name:ident),+ $(,)?) => {
-        mod xdp {
-            $(#[test] fn $name() { super::$name(super::Hook::Xdp) })+
-        }
-        mod tc {
-            $(#[test] fn $name() { super::$name(super::Hook::Tc) })+
-        }
-    };
-}
-
-on_both_hooks!(
+lb_tests::on_both_hooks!(
     tcp_syn_then_ack_v4_go_to_the_maglev_backend_and_hit_conntrack,
     tcp_syn_then_ack_v6_go_to_the_maglev_backend_and_hit_conntrack,
     udp_to_a_vip_is_forwarded_and_tracked,

@@ -416,18 +416,7 @@ fn the_acl_is_checked_before_the_limit(hook: Hook) {
     assert_eq!(counter(&bed, Counter::DropRateLimited), 0);
 }
 
-macro_rules! on_both_hooks {
-    ($($name:ident),+ $(,)?) => {
-        mod xdp {
-            $(#[test] fn $name() { super::$name(super::Hook::Xdp) })+
-        }
-        mod tc {
-            $(#[test] fn $name() { super::$name(super::Hook::Tc) })+
-        }
-    };
-}
-
-on_both_hooks!(
+lb_tests::on_both_hooks!(
     deny_rules_drop_their_sources_v4_and_v6_and_count_per_rule,
     an_allow_list_lets_only_its_sources_through_and_only_for_its_vip,
     a_vips_allow_list_replaces_the_global_one_and_deny_wins,

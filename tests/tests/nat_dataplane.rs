@@ -1200,18 +1200,7 @@ fn both_programs_pass_the_verifier_with_a_sane_instruction_count() {
     assert!(xdp < 300_000 && tc < 300_000, "xdp {xdp}, tc {tc}");
 }
 
-macro_rules! on_both_hooks {
-    ($($name:ident),+ $(,)?) => {
-        mod xdp {
-            $(#[test] fn $name() { super::$name(super::Hook::Xdp) })+
-        }
-        mod tc {
-            $(#[test] fn $name() { super::$name(super::Hook::Tc) })+
-        }
-    };
-}
-
-on_both_hooks!(
+lb_tests::on_both_hooks!(
     tcp_v4_new_tracked_and_reply,
     tcp_v6_new_tracked_and_reply,
     udp_v4_new_tracked_and_reply,

@@ -960,18 +960,7 @@ fn health_checks() {
     health_checks_follow_the_tunnel();
 }
 
-macro_rules! on_both_hooks {
-    ($($name:ident),+ $(,)?) => {
-        mod xdp {
-            $(#[test] fn $name() { super::$name(super::Hook::Xdp) })+
-        }
-        mod tc {
-            $(#[test] fn $name() { super::$name(super::Hook::Tc) })+
-        }
-    };
-}
-
-on_both_hooks!(
+lb_tests::on_both_hooks!(
     ipip_v4,
     ipip_v6,
     ipip_4in6,

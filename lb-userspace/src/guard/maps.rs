@@ -25,7 +25,7 @@ use lb_common::{
 
 use super::rules::{AclRule, Action, GuardConfig, RateLimit, Scope};
 use crate::{
-    dataplane::{map_error, DataplaneError},
+    dataplane::{map_error, take_map, DataplaneError},
     vip_id::VipId,
 };
 
@@ -65,28 +65,14 @@ pub struct GuardMaps {
     hits: PerCpuArray<MapData, u64>,
 }
 
-/// Takes one map out of the loaded object, typed.
-fn take<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T>
-where
-    T: TryFrom<aya::maps::Map, Error = MapError>,
-{
-    let map = ebpf
-        .take_map(name)
-        .ok_or(DataplaneError::MissingMap(name))?;
-    T::try_from(map).map_err(|e| DataplaneError::MapType {
-        name,
-        source: Box::new(e),
-    })
-}
-
 impl GuardMaps {
     /// The guards' maps of a freshly loaded object.
     pub(crate) fn take(ebpf: &mut Ebpf) -> Result<Self> {
         Ok(Self {
-            guards: take(ebpf, names::MAP_VIP_GUARDS)?,
-            v4: take(ebpf, names::MAP_ACL_V4)?,
-            v6: take(ebpf, names::MAP_ACL_V6)?,
-            hits: take(ebpf, names::MAP_ACL_HITS)?,
+            guards: take_map(ebpf, names::MAP_VIP_GUARDS)?,
+            v4: take_map(ebpf, names::MAP_ACL_V4)?,
+            v6: take_map(ebpf, names::MAP_ACL_V6)?,
+            hits: take_map(ebpf, names::MAP_ACL_HITS)?,
         })
     }
 

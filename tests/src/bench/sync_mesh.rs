@@ -310,7 +310,12 @@ fn prefill(plane: &mut Dataplane, balancer: &Balancer, flows: u32) -> anyhow::Re
         .collect();
     let now = cpu(libc::CLOCK_MONOTONIC).as_nanos() as u64; // the data plane's clock
     let (dst, _) = addr_words(IpAddr::V4(VIP));
-    let mask = (plane.flow_capacity() / FLOW_WAYS as u64).max(1) as u32 - 1;
+    // A power of two (`flow_capacity` is `conntrack_size`, which need not
+    // be one): groups of the table's buckets.
+    let mask = (plane.flow_capacity() / FLOW_WAYS as u64)
+        .max(1)
+        .next_power_of_two() as u32
+        - 1;
     let mut per_bucket: HashMap<u32, usize> = HashMap::new();
     let mut installed = 0;
     // Distinct keys for i below 2^22 (client octets and source port).

@@ -793,9 +793,6 @@ fn run_pass(
             });
         }
     }
-    if prefill == 0 {
-        run_guarded(&mut benches, repeat, rounds, capacity, results)?;
-    }
     // Half the runs per round: each connection is two packets.
     let connections = repeat / 2;
     for bench in &mut benches {
@@ -811,6 +808,11 @@ fn run_pass(
             capacity,
             lost_flows: lost,
         });
+    }
+    // Last: the guards stay in force once put there (their limits would
+    // refuse the connection case's new flows).
+    if prefill == 0 {
+        run_guarded(&mut benches, repeat, rounds, capacity, results)?;
     }
     Ok(())
 }
