@@ -35,6 +35,12 @@ pub const NO_BACKEND: u32 = 0;
 /// a live one (the bucket table has twice as many slots; past them the
 /// least alive flows of a new flow's two buckets are evicted).
 pub const CONNTRACK_SIZE_DEFAULT: u32 = 262_144;
+/// Buckets of the half-open table (`HALF_OPEN`: TCP flows whose SYN was
+/// seen and whose ACK was not yet), a power of two: 4 096 buckets of
+/// `flow_table::FLOW_WAYS` ways hold 32 768 half-open flows in 2.25 MiB.
+/// A SYN flood fills this table, never the connection table; a half-open
+/// flow it evicts costs nothing (its ACK takes Maglev's pick).
+pub const HALF_OPEN_BUCKETS: u32 = 4_096;
 
 /// `Backend::flags`: the backend can take packets of flows pinned to it. A
 /// flow whose backend lost this flag (removed, or dead) is hashed again.
@@ -126,6 +132,9 @@ pub mod names {
     pub const MAP_CONNTRACK: &str = "CONNTRACK";
     /// Connection table: buckets of ways (`flow_table`), lbd's default.
     pub const MAP_FLOW_BUCKETS: &str = "FLOW_BUCKETS";
+    /// Half-open TCP flows, apart from the connection table (`flow_table`
+    /// buckets, one bucket per flow).
+    pub const MAP_HALF_OPEN: &str = "HALF_OPEN";
     /// Read-only global: which connection-table design the program runs.
     pub const GLOBAL_CONNTRACK_DESIGN: &str = "CONNTRACK_DESIGN";
     /// Read-only global: buckets in `FLOW_BUCKETS` minus one.

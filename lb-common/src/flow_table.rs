@@ -637,6 +637,101 @@ pub unsafe fn find_or_insert(
     }
 }
 
+/// What `insert_half_open` did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HalfOpenPlaced {
+    /// Inserted into an empty way.
+    Inserted,
+    /// Inserted in place of a half-open flow past `HALF_OPEN_IDLE_TICKS`.
+    Expired,
+    /// Inserted in place of a half-open flow still in time (the oldest of
+    /// the bucket).
+    Evicted,
+    /// Not inserted: the chosen way changed hands meanwhile, or every way
+    /// was being written.
+    Contended,
+}
+
+/// Inserts `key` into `bucket`, its only bucket (the half-open table,
+/// whose flows are all half-open), with `entry` (whose `hash` is the
+/// flow's) and rank word `rank`: into an empty way, else in place of the
+/// least recently seen flow (past the half-open timeout or not: all are
+/// of one class, so age alone orders them). The caller has just looked
+/// the flow up (`find`) and not found it.
+///
+/// Made for the BPF verifier: one pass over the header picks the way (its
+/// number packed into the low bits of the value compared, so it comes out
+/// of the loop as an unknown number, not as one of eight paths), one
+/// claim on that way; no key is compared. So two CPUs inserting the same
+/// flow in the same instant may leave two copies of it, both naming the
+/// same Maglev pick (the ACK takes one out, the other ages out), which is
+/// harmless for half-open flows.
+///
+/// # Safety
+/// `bucket` must point to a live bucket of the table.
+#[inline(always)]
+pub unsafe fn insert_half_open(
+    bucket: *mut FlowBucket,
+    key: &FlowKey,
+    entry: &FlowEntry,
+    rank: u32,
+) -> HalfOpenPlaced {
+    let fp = fingerprint(entry.hash);
+    let now_ticks = rank >> 2;
+    // Per way: 0 if a writer owns it, else (2 if empty, 1 if valid) above
+    // the flow's age (capped at 2^28 ticks), above the way's number; the
+    // largest wins.
+    let mut best = 0u64;
+    let mut way = 0;
+    while way < FLOW_WAYS {
+        // SAFETY: per the caller's contract.
+        let tag = unsafe { tag_at(bucket, way) }.load();
+        let state = tag_state(tag);
+        let age = now_ticks.wrapping_sub(tag_rank(tag) >> 2) & TICK_MASK;
+        let age = if age > 0x0fff_ffff { 0x0fff_ffff } else { age };
+        let weight = if state == TAG_EMPTY {
+            2u64 << 28
+        } else if state == TAG_VALID {
+            (1u64 << 28) | u64::from(age)
+        } else {
+            0
+        };
+        let candidate = (weight << 3) | way as u64;
+        if weight != 0 && candidate > best {
+            best = candidate;
+        }
+        way += 1;
+    }
+    if best == 0 {
+        return HalfOpenPlaced::Contended;
+    }
+    let way = (best & WAY_IN_VERSION) as usize;
+    // SAFETY: as above; the index is masked into the bucket.
+    let tag = unsafe { tag_at(bucket, way) };
+    let seen = tag.load();
+    let displaced = match tag_state(seen) {
+        TAG_EMPTY => HalfOpenPlaced::Inserted,
+        TAG_VALID if victim_order(seen, now_ticks) >> 28 == 1 => HalfOpenPlaced::Expired,
+        TAG_VALID => HalfOpenPlaced::Evicted,
+        _ => return HalfOpenPlaced::Contended,
+    };
+    let claimed = with_way(tag_with(seen, fp, TAG_BUSY, rank), way);
+    if !tag.swap_if(seen, claimed) {
+        return HalfOpenPlaced::Contended;
+    }
+    // SAFETY: the way is ours until published.
+    unsafe {
+        let slot = core::ptr::addr_of_mut!((*bucket).slots[way & (FLOW_WAYS - 1)]);
+        (*slot).key = *key;
+        (*slot).entry = *entry;
+    }
+    // A CAS, not a store: the slot's writes stay before it.
+    if !tag.swap_if(claimed, retagged(claimed, TAG_VALID)) {
+        return HalfOpenPlaced::Contended;
+    }
+    displaced
+}
+
 /// Whether way `way` of `bucket` holds `key` (fingerprint `fp`), as
 /// `tag`.
 ///
@@ -794,10 +889,22 @@ pub unsafe fn remove(bucket: *mut FlowBucket, key: &FlowKey, hash: u32) -> bool 
     // SAFETY: per the caller's contract.
     match unsafe { find(bucket, key, hash) } {
         // SAFETY: as above.
-        Some(seen) => unsafe { tag_at(bucket, seen.way) }
-            .swap_if(seen.tag, tag_with(seen.tag, 0, TAG_EMPTY, 0)),
+        Some(seen) => unsafe { release(bucket, &seen) },
         None => false,
     }
+}
+
+/// Empties the way of the flow `seen` found, if it still holds it
+/// unchanged (the data plane: a half-open flow taken out for the
+/// connection table). True if this call emptied it: of two CPUs taking
+/// the same flow, one does.
+///
+/// # Safety
+/// `bucket` must point to a live bucket of the table.
+#[inline(always)]
+pub unsafe fn release(bucket: *mut FlowBucket, seen: &Seen) -> bool {
+    // SAFETY: per the caller's contract.
+    unsafe { tag_at(bucket, seen.way) }.swap_if(seen.tag, tag_with(seen.tag, 0, TAG_EMPTY, 0))
 }
 
 /// Replaces the entry (and rank word) of the flow `seen` found, if its way
@@ -946,6 +1053,46 @@ mod tests {
         assert!(unsafe { remove(&mut *bucket, &k, h) });
         assert!(!unsafe { remove(&mut *bucket, &k, h) });
         assert!(unsafe { find(&mut *bucket, &k, h) }.is_none());
+    }
+
+    #[test]
+    fn a_half_open_bucket_fills_then_replaces_expired_then_the_oldest_flow() {
+        let mut bucket = Box::<FlowBucket>::default();
+        let b: *mut FlowBucket = &mut *bucket;
+        let keys = colliding(FLOW_WAYS + 2);
+        let s = 1_000_000_000u64;
+        let now = 3_600 * s;
+        let put = |k: &FlowKey, seen: u64| unsafe {
+            insert_half_open(b, k, &entry(1, k), rank_word(seen, CLASS_HALF_OPEN))
+        };
+        // Eight flows: the third 11 s old (past the timeout), the fifth
+        // 9 s, the others 1 s.
+        for (i, k) in keys[..FLOW_WAYS].iter().enumerate() {
+            let age = match i {
+                2 => 11,
+                4 => 9,
+                _ => 1,
+            };
+            assert_eq!(put(k, now - age * s), HalfOpenPlaced::Inserted, "{i}");
+        }
+        assert_eq!(put(&keys[FLOW_WAYS], now), HalfOpenPlaced::Expired);
+        assert!(!occupied(&mut bucket).contains(&keys[2]));
+        assert_eq!(put(&keys[FLOW_WAYS + 1], now), HalfOpenPlaced::Evicted);
+        let held = occupied(&mut bucket);
+        assert!(!held.contains(&keys[4]), "the oldest in time goes");
+        assert_eq!(held.len(), FLOW_WAYS);
+        // A flow taken out with `release` leaves room, taken once.
+        let k = keys[FLOW_WAYS];
+        let seen = unsafe { find(b, &k, flow_hash(&k)) }.expect("inserted");
+        assert!(unsafe { release(b, &seen) });
+        assert!(!unsafe { release(b, &seen) }, "released once");
+        assert_eq!(put(&keys[4], now), HalfOpenPlaced::Inserted);
+        // Every way being written: nothing to claim.
+        for way in 0..FLOW_WAYS {
+            let tag = unsafe { tag_at(b, way) };
+            tag.swap_if(tag.load(), retagged(tag.load(), TAG_BUSY));
+        }
+        assert_eq!(put(&keys[2], now), HalfOpenPlaced::Contended);
     }
 
     #[test]

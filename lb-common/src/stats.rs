@@ -100,10 +100,24 @@ pub enum Counter {
     /// Verdict: dropped, a new flow over its source's (or prefix's) limit
     /// of new flows.
     DropRateLimited = 30,
+    /// Event: a TCP SYN of a flow new to both tables was remembered in the
+    /// half-open table (`HALF_OPEN`), not the connection table.
+    ConntrackHalfOpenNew = 31,
+    /// Event: the client's ACK (or any later packet of the flow) found it
+    /// half-open: taken out of the half-open table for the connection
+    /// table, with the backend its SYN went to.
+    ConntrackHalfOpenPromoted = 32,
+    /// Event: a new half-open flow took the place of one that was still
+    /// waiting for its ACK (a full bucket of the half-open table: a flood,
+    /// or a client whose ACK is late; that ACK then takes Maglev's pick).
+    ConntrackHalfOpenEvicted = 33,
+    /// Event: a new half-open flow took the place of one whose ACK never
+    /// came (idle past the half-open timeout).
+    ConntrackHalfOpenExpired = 34,
 }
 
 /// Number of `Counter` slots.
-pub const COUNTER_COUNT: u32 = 31;
+pub const COUNTER_COUNT: u32 = 35;
 
 impl Counter {
     /// Every counter, in index order.
@@ -139,6 +153,10 @@ impl Counter {
         Counter::DropAclDenied,
         Counter::DropAclNotAllowed,
         Counter::DropRateLimited,
+        Counter::ConntrackHalfOpenNew,
+        Counter::ConntrackHalfOpenPromoted,
+        Counter::ConntrackHalfOpenEvicted,
+        Counter::ConntrackHalfOpenExpired,
     ];
 
     /// True for verdict counters (exactly one of them counts each packet),
@@ -150,6 +168,10 @@ impl Counter {
                 | Counter::ConntrackNew
                 | Counter::ConntrackRehash
                 | Counter::ConntrackInsertFailed
+                | Counter::ConntrackHalfOpenNew
+                | Counter::ConntrackHalfOpenPromoted
+                | Counter::ConntrackHalfOpenEvicted
+                | Counter::ConntrackHalfOpenExpired
                 | Counter::NatNew
                 | Counter::NatHit
                 | Counter::TunnelEncap
@@ -192,6 +214,10 @@ impl Counter {
             Counter::DropAclDenied => "drop_acl_denied",
             Counter::DropAclNotAllowed => "drop_acl_not_allowed",
             Counter::DropRateLimited => "drop_rate_limited",
+            Counter::ConntrackHalfOpenNew => "conntrack_half_open_new",
+            Counter::ConntrackHalfOpenPromoted => "conntrack_half_open_promoted",
+            Counter::ConntrackHalfOpenEvicted => "conntrack_half_open_evicted",
+            Counter::ConntrackHalfOpenExpired => "conntrack_half_open_expired",
         }
     }
 }

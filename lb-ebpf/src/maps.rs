@@ -13,8 +13,8 @@ const BPF_F_NO_COMMON_LRU: u32 = 1 << 1;
 use lb_common::{
     consts::EVENT_LAST_SLOTS,
     consts::{
-        CONNTRACK_SIZE_DEFAULT, MAGLEV_SIZE_MAX, MAGLEV_TABLES_PER_VIP, MAX_BACKENDS,
-        MAX_VIPS_DEFAULT, NAT_FLOWS_SIZE_DEFAULT, TX_PORTS_MAX,
+        CONNTRACK_SIZE_DEFAULT, HALF_OPEN_BUCKETS, MAGLEV_SIZE_MAX, MAGLEV_TABLES_PER_VIP,
+        MAX_BACKENDS, MAX_VIPS_DEFAULT, NAT_FLOWS_SIZE_DEFAULT, TX_PORTS_MAX,
     },
     flow_table::{self, FlowBucket},
     guard::{
@@ -52,6 +52,14 @@ pub static FLOW_BUCKETS: Array<FlowBucket> = Array::with_max_entries(
     BPF_F_MMAPABLE,
 );
 
+/// Half-open TCP flows (SYN seen, ACK not yet): buckets of `FLOW_WAYS`
+/// flows, one bucket per flow, apart from the connection table so a SYN
+/// flood never evicts an established flow (see `conntrack::half_open`).
+/// Memory-mappable: lbd counts its occupancy in place.
+#[map]
+pub static HALF_OPEN: Array<FlowBucket> =
+    Array::with_max_entries(HALF_OPEN_BUCKETS, BPF_F_MMAPABLE);
+
 /// The connection table as a kernel map (5-tuple -> backend, least
 /// recently used evicted first): the design before `FLOW_BUCKETS`, loaded
 /// with one entry unless lbd picks it (`conntrack::DESIGN_KERNEL_MAP`).
@@ -74,9 +82,9 @@ pub static NAT_SOURCES: Array<NatSource> = Array::with_max_entries(MAX_VIPS_DEFA
 #[map]
 pub static NAT_SCRATCH: PerCpuArray<NatScratch> = PerCpuArray::with_max_entries(1, 0);
 
-/// A new flow's insert into the bucket table, left by the packet path for
-/// the entry point to run after it (one slot per CPU; see
-/// `conntrack::buckets::settle_pending`).
+/// A new flow's insert into the bucket table or the half-open table, left
+/// by the packet path for the entry point to run after it (one slot per
+/// CPU; see `conntrack::pending`).
 #[map]
 pub static FLOW_PENDING: PerCpuArray<crate::conntrack::PendingFlow> =
     PerCpuArray::with_max_entries(1, 0);

@@ -19,7 +19,8 @@ use aya::{
 };
 use lb_common::{
     consts::{
-        maglev_index, names, CONFIG_F_NAT, MAGLEV_SIZE_MAX, MAGLEV_TABLES_PER_VIP, MAX_BACKENDS,
+        maglev_index, names, CONFIG_F_NAT, HALF_OPEN_BUCKETS, MAGLEV_SIZE_MAX,
+        MAGLEV_TABLES_PER_VIP, MAX_BACKENDS,
     },
     flow_table,
     stats::{Counter, COUNTER_COUNT},
@@ -243,6 +244,8 @@ pub struct Dataplane {
     backends: Array<MapData, Backend>,
     /// The connection table, whichever design backs it.
     flows: FlowStore,
+    /// Half-open TCP flows (`HALF_OPEN`), apart from the connection table.
+    half_open: FlowTable,
     config: Array<MapData, LbConfig>,
     counters: PerCpuArray<MapData, u64>,
     vip_stats: PerCpuArray<MapData, TrafficCounters>,
@@ -292,7 +295,7 @@ impl FlowStore {
             Some(Map::Array(data)) => data,
             Some(_) => {
                 return Err(DataplaneError::FlowTable(Box::new(
-                    crate::flow_table::FlowTableError::NotAnArray,
+                    crate::flow_table::FlowTableError::NotAnArray(names::MAP_FLOW_BUCKETS),
                 )))
             }
             None => return Err(DataplaneError::MissingMap(names::MAP_FLOW_BUCKETS)),
@@ -301,6 +304,21 @@ impl FlowStore {
             .map(Self::Buckets)
             .map_err(|e| DataplaneError::FlowTable(Box::new(e)))
     }
+}
+
+/// `HALF_OPEN` (half-open TCP flows, either design), mapped into this
+/// process so its occupancy is counted in place.
+fn take_half_open(ebpf: &mut Ebpf) -> Result<FlowTable> {
+    let map = match ebpf.take_map(names::MAP_HALF_OPEN) {
+        Some(Map::Array(data)) => data,
+        Some(_) => {
+            return Err(DataplaneError::FlowTable(Box::new(
+                crate::flow_table::FlowTableError::NotAnArray(names::MAP_HALF_OPEN),
+            )))
+        }
+        None => return Err(DataplaneError::MissingMap(names::MAP_HALF_OPEN)),
+    };
+    FlowTable::new(map, HALF_OPEN_BUCKETS).map_err(|e| DataplaneError::FlowTable(Box::new(e)))
 }
 
 impl Dataplane {
@@ -367,6 +385,7 @@ impl Dataplane {
             maglev: take_map(&mut ebpf, names::MAP_MAGLEV)?,
             backends: take_map(&mut ebpf, names::MAP_BACKENDS)?,
             flows: FlowStore::take(&mut ebpf, kind, buckets)?,
+            half_open: take_half_open(&mut ebpf)?,
             config: take_map(&mut ebpf, names::MAP_CONFIG)?,
             counters: take_map(&mut ebpf, names::MAP_COUNTERS)?,
             vip_stats: take_map(&mut ebpf, names::MAP_VIP_STATS)?,
@@ -804,6 +823,24 @@ impl Dataplane {
             FlowStore::Buckets(table) => table.count(),
             FlowStore::KernelMap(map) => map.keys().filter(|k| k.is_ok()).count() as u64,
         }
+    }
+
+    /// Half-open TCP flows held now (a SYN seen, its ACK not yet; some may
+    /// be past the half-open timeout and wait to be overwritten).
+    pub fn half_open_count(&self) -> u64 {
+        self.half_open.count()
+    }
+
+    /// Half-open flows the table has room for (its slots; a new one
+    /// evicts the oldest of its bucket when that bucket is full).
+    pub fn half_open_capacity(&self) -> u64 {
+        self.half_open.capacity()
+    }
+
+    /// The half-open table's entry of one flow, if it holds it (tests,
+    /// `lbctl flow`): a read that changes nothing.
+    pub fn half_open_flow(&self, key: &FlowKey) -> Option<FlowEntry> {
+        self.half_open.get(key)
     }
 
     /// Flows the connection table keeps without evicting a live one: the

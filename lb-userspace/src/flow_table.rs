@@ -33,9 +33,10 @@ pub enum FlowTableError {
     /// The table has a size the protocol cannot index.
     #[error("connection table of {0} buckets: not a power of two")]
     Size(u32),
-    /// The object's `FLOW_BUCKETS` is not an array map.
-    #[error("the object's connection table (FLOW_BUCKETS) is not an array map")]
-    NotAnArray,
+    /// The object's map of this name (`FLOW_BUCKETS`, `HALF_OPEN`) is not
+    /// an array map.
+    #[error("the object's {0} (a table of flow buckets) is not an array map")]
+    NotAnArray(&'static str),
     /// Every way of the flow's bucket was being written (retry later).
     #[error("the connection table's bucket for this flow was busy")]
     Contended,

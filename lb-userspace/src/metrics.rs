@@ -46,6 +46,8 @@ pub(crate) const FAMILIES: &[(&str, &str)] = &[
     ("lbd_conntrack_entries", "gauge"),
     ("lbd_conntrack_capacity", "gauge"),
     ("lbd_conntrack_memory_bytes", "gauge"),
+    ("lbd_conntrack_half_open_entries", "gauge"),
+    ("lbd_conntrack_half_open_capacity", "gauge"),
     ("lbd_acl_rule_packets_total", "counter"),
     ("lbd_backend_state", "gauge"),
     ("lbd_backend_health", "gauge"),
@@ -411,6 +413,16 @@ impl Exporter<'_> {
             "conntrack_memory_bytes",
             "Bytes of kernel memory the connection table takes",
             vec![(Vec::new(), to_i64(s.conntrack.memory_bytes))],
+        );
+        self.gauge(
+            "conntrack_half_open_entries",
+            "Half-open TCP flows (SYN seen, ACK not yet), held apart from the connection table",
+            vec![(Vec::new(), to_i64(s.conntrack.half_open))],
+        );
+        self.gauge(
+            "conntrack_half_open_capacity",
+            "Half-open flows the half-open table has room for",
+            vec![(Vec::new(), to_i64(s.conntrack.half_open_capacity))],
         );
         // Per deny/allow rule (bounded by the rules configured).
         let rules = s.guard.iter().flat_map(|g| &g.rules).map(|r| {
@@ -1039,6 +1051,8 @@ mod tests {
                 entries: 5,
                 capacity: 1024,
                 memory_bytes: 147_456,
+                half_open: 3,
+                half_open_capacity: 32_768,
             },
             nat: Some(crate::api::schema::NatStatus {
                 flows: BTreeMap::from([("established".to_owned(), 15)]),
@@ -1190,6 +1204,8 @@ mod tests {
             "lbd_vrrp_adverts_ignored_total{vrid=\"51\",reason=\"ttl\"} 3",
             "lbd_conntrack_entries 5",
             "lbd_conntrack_memory_bytes 147456",
+            "lbd_conntrack_half_open_entries 3",
+            "lbd_conntrack_half_open_capacity 32768",
             "lbd_config_reloads_total{result=\"success\"} 1",
             "lbd_build_info{version=\"0.1.0\"} 1",
             "lbd_vip_info{vip=\"198.18.0.100:80/tcp\",mode=\"nat\"} 1",

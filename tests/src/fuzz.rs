@@ -602,6 +602,10 @@ fn counted_action(counter: Counter) -> Option<u32> {
         | Counter::ConntrackNew
         | Counter::ConntrackRehash
         | Counter::ConntrackInsertFailed
+        | Counter::ConntrackHalfOpenNew
+        | Counter::ConntrackHalfOpenPromoted
+        | Counter::ConntrackHalfOpenEvicted
+        | Counter::ConntrackHalfOpenExpired
         | Counter::NatNew
         | Counter::NatHit
         | Counter::TunnelEncap
@@ -646,6 +650,10 @@ fn reached(counter: Counter) {
         Counter::DropAclDenied => 28,
         Counter::DropAclNotAllowed => 29,
         Counter::DropRateLimited => 30,
+        Counter::ConntrackHalfOpenNew => 31,
+        Counter::ConntrackHalfOpenPromoted => 32,
+        Counter::ConntrackHalfOpenEvicted => 33,
+        Counter::ConntrackHalfOpenExpired => 34,
     };
     std::hint::black_box(n);
 }

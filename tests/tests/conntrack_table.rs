@@ -1,7 +1,8 @@
 //! The bucket connection table (`FLOW_BUCKETS`) through the real program
 //! under BPF_PROG_TEST_RUN: two CPUs inserting the same flows at once
-//! leave each exactly once; a full bucket evicts closed flows, then
-//! half-open ones, before any established flow; lbd's own view of the
+//! leave each exactly once; a full bucket evicts closed flows before any
+//! established flow, and a SYN (held in the half-open table) evicts
+//! nothing; lbd's own view of the
 //! table (the memory-mapped `FlowTable`) agrees with what the program
 //! inserted; an upgrade from the shared-LRU table carries its flows over;
 //! a table holding its configured number of flows keeps every one (two
@@ -73,8 +74,10 @@ fn two_cpus_inserting_the_same_flows_leave_each_exactly_once() {
     let mut bed = bucket_bed(&vip, 262_144);
     const FLOWS: u32 = 2_000;
     for round in 0..5u32 {
+        // ACKs of flows the table does not know (a SYN would be held in
+        // the half-open table): each is inserted where it is seen first.
         let frames: Vec<Vec<u8>> = (0..FLOWS)
-            .map(|n| packet::tcp(&flow(round * FLOWS + n), SYN, None, b""))
+            .map(|n| packet::tcp(&flow(round * FLOWS + n), ACK, None, b""))
             .collect();
         let start = Barrier::new(2);
         let program: &aya::programs::Xdp = bed.dataplane.program(names::PROG_LB).expect("program");
@@ -121,11 +124,11 @@ fn two_cpus_inserting_the_same_flows_leave_each_exactly_once() {
         .expect("counter");
     // Every one of the 2 × 10000 packets was counted once as one of these.
     assert_eq!(new + hit + failed, 2 * 5 * u64::from(FLOWS));
-    println!("CONNTRACK RACE: 2 CPUs × {} SYNs of {} flows: {new} inserted (copies of a flow both CPUs inserted at once are settled to one), {hit} found, {failed} contended", 5 * FLOWS, 5 * FLOWS);
+    println!("CONNTRACK RACE: 2 CPUs × {} first packets (ACKs) of {} flows: {new} inserted (copies of a flow both CPUs inserted at once are settled to one), {hit} found, {failed} contended", 5 * FLOWS, 5 * FLOWS);
 }
 
 #[test]
-fn a_full_bucket_evicts_closed_then_half_open_flows_before_established_ones() {
+fn a_full_bucket_evicts_closed_flows_before_established_ones_and_a_syn_evicts_nothing() {
     let vip = vip4_tcp();
     // The smallest table: one bucket of eight ways, so every flow meets
     // every other.
@@ -137,7 +140,7 @@ fn a_full_bucket_evicts_closed_then_half_open_flows_before_established_ones() {
     let flows: Vec<Flow> = (0..12).map(flow).collect();
     let key = |f: &Flow| flow_key(f, Protocol::Tcp);
     // Ways 0..5: established (SYN, then the client's ACK); 6: closed
-    // (FIN seen); 7: half-open (SYN only).
+    // (FIN seen); 7: established, first seen mid-flow (an ACK).
     for f in &flows[..6] {
         run(&mut bed, f, SYN);
         run(&mut bed, f, ACK);
@@ -145,42 +148,38 @@ fn a_full_bucket_evicts_closed_then_half_open_flows_before_established_ones() {
     run(&mut bed, &flows[6], SYN);
     run(&mut bed, &flows[6], ACK);
     run(&mut bed, &flows[6], FIN_ACK);
-    run(&mut bed, &flows[7], SYN);
-    assert_eq!(tracked(&bed).len(), FLOW_WAYS);
-    // A new established flow takes the closed flow's way, the next the
-    // half-open flow's: the established ones stay.
+    run(&mut bed, &flows[7], ACK);
+    let full = tracked(&bed);
+    assert_eq!(full.len(), FLOW_WAYS);
+    // A SYN to the full bucket is held half-open: not even the closed
+    // flow's way is taken.
+    run(&mut bed, &flows[8], SYN);
+    assert_eq!(tracked(&bed), full, "a SYN changed the connection table");
+    assert!(bed.dataplane.half_open_flow(&key(&flows[8])).is_some());
+    // Its ACK brings it in, in the closed flow's way: the established
+    // ones stay.
     run(&mut bed, &flows[8], ACK);
     let table = tracked(&bed);
     assert!(
         !table.contains_key(&key(&flows[6])),
         "the closed flow stayed"
     );
-    assert!(
-        table.contains_key(&key(&flows[7])),
-        "the half-open flow went first"
-    );
-    run(&mut bed, &flows[9], ACK);
-    let table = tracked(&bed);
-    assert!(
-        !table.contains_key(&key(&flows[7])),
-        "the half-open flow stayed"
-    );
-    for f in flows[..6].iter().chain(&flows[8..10]) {
+    for f in flows[..6].iter().chain(&flows[7..9]) {
         assert!(table.contains_key(&key(f)), "{f:?} was evicted");
     }
     // Only established flows left: the least recently seen goes (flows
-    // 0..5 were seen in the same tick, so one of them).
-    run(&mut bed, &flows[10], ACK);
+    // 0..5 and 7 were seen in the same tick or so, so one of them).
+    run(&mut bed, &flows[9], ACK);
     let table = tracked(&bed);
     assert_eq!(table.len(), FLOW_WAYS);
-    assert!(table.contains_key(&key(&flows[10])));
-    assert!(table.contains_key(&key(&flows[8])) && table.contains_key(&key(&flows[9])));
+    assert!(table.contains_key(&key(&flows[9])));
+    assert!(table.contains_key(&key(&flows[8])));
     assert_eq!(
-        flows[..6]
+        flows[..8]
             .iter()
             .filter(|f| table.contains_key(&key(f)))
             .count(),
-        5
+        6
     );
     assert_eq!(
         bed.counter(Counter::ConntrackInsertFailed)
@@ -197,10 +196,14 @@ fn a_table_holding_its_configured_number_of_flows_keeps_every_one() {
     let mut bed = bucket_bed(&vip, SIZE);
     assert_eq!(bed.dataplane.flow_capacity(), u64::from(SIZE));
     let flows: Vec<Flow> = (0..SIZE).map(flow).collect();
+    // Each flow's handshake: the SYN held half-open, the ACK brings it in.
     for f in &flows {
-        let (verdict, _) = bed.run(&packet::tcp(f, SYN, None, b"")).expect("run");
-        assert_eq!(verdict, action::TX);
+        for flags in [SYN, ACK] {
+            let (verdict, _) = bed.run(&packet::tcp(f, flags, None, b"")).expect("run");
+            assert_eq!(verdict, action::TX);
+        }
     }
+    assert_eq!(bed.dataplane.half_open_count(), 0);
     let table = tracked(&bed);
     assert_eq!(table.len(), flows.len(), "flows were evicted");
     for f in &flows {
@@ -248,8 +251,10 @@ fn upgrade_from_lru(bucket_pin: bool) {
         let mut old = TestBed::with_options(std::slice::from_ref(&vip), Hook::Xdp, 4096, &options)
             .expect("old data plane");
         for f in &flows {
-            let (verdict, _) = old.run(&packet::tcp(f, SYN, None, b"")).expect("run");
-            assert_eq!(verdict, action::TX);
+            for flags in [SYN, ACK] {
+                let (verdict, _) = old.run(&packet::tcp(f, flags, None, b"")).expect("run");
+                assert_eq!(verdict, action::TX);
+            }
         }
         for (key, entry) in old.dataplane.flows() {
             pinned.insert(key, entry.backend_id);

@@ -58,7 +58,9 @@ fn assert_untouched(bed: &mut TestBed, frame: &[u8], expected: u32, what: &str) 
     assert_eq!(out, frame, "{what} must leave the frame unchanged");
 }
 
-fn tcp_syn_then_ack_v4_go_to_the_maglev_backend_and_hit_conntrack(hook: Hook) {
+/// The SYN is held half-open (counted there, not in the connection
+/// table); the ACK moves the flow into the connection table.
+fn tcp_syn_then_ack_v4_go_to_the_maglev_backend_and_join_conntrack(hook: Hook) {
     let mut bed = bed(hook);
     let flow = flow4(40000, 80);
     assert_forwarded(
@@ -67,19 +69,35 @@ fn tcp_syn_then_ack_v4_go_to_the_maglev_backend_and_hit_conntrack(hook: Hook) {
         &flow,
         &packet::tcp(&flow, SYN, None, b""),
     );
-    assert_eq!(bed.counter(Counter::ConntrackNew).expect("counter"), 1);
+    assert_eq!(
+        bed.counter(Counter::ConntrackHalfOpenNew).expect("counter"),
+        1
+    );
+    assert_eq!(bed.counter(Counter::ConntrackNew).expect("counter"), 0);
     assert_forwarded(
         &mut bed,
         &vip4_tcp(),
         &flow,
         &packet::tcp(&flow, ACK, None, b"GET /"),
     );
-    assert_eq!(bed.counter(Counter::ConntrackHit).expect("counter"), 1);
+    assert_eq!(
+        bed.counter(Counter::ConntrackHalfOpenPromoted)
+            .expect("counter"),
+        1
+    );
     assert_eq!(bed.counter(Counter::ConntrackNew).expect("counter"), 1);
-    assert_eq!(bed.counter(Counter::Forwarded).expect("counter"), 2);
+    // A later packet hits the connection table.
+    assert_forwarded(
+        &mut bed,
+        &vip4_tcp(),
+        &flow,
+        &packet::tcp(&flow, ACK, None, b"more"),
+    );
+    assert_eq!(bed.counter(Counter::ConntrackHit).expect("counter"), 1);
+    assert_eq!(bed.counter(Counter::Forwarded).expect("counter"), 3);
 }
 
-fn tcp_syn_then_ack_v6_go_to_the_maglev_backend_and_hit_conntrack(hook: Hook) {
+fn tcp_syn_then_ack_v6_go_to_the_maglev_backend_and_join_conntrack(hook: Hook) {
     let mut bed = bed(hook);
     let flow = flow6(40001);
     assert_forwarded(
@@ -93,6 +111,21 @@ fn tcp_syn_then_ack_v6_go_to_the_maglev_backend_and_hit_conntrack(hook: Hook) {
         &vip6_tcp(),
         &flow,
         &packet::tcp(&flow, ACK, None, b"x"),
+    );
+    assert_forwarded(
+        &mut bed,
+        &vip6_tcp(),
+        &flow,
+        &packet::tcp(&flow, ACK, None, b"y"),
+    );
+    assert_eq!(
+        bed.counter(Counter::ConntrackHalfOpenNew).expect("counter"),
+        1
+    );
+    assert_eq!(
+        bed.counter(Counter::ConntrackHalfOpenPromoted)
+            .expect("counter"),
+        1
     );
     assert_eq!(bed.counter(Counter::ConntrackNew).expect("counter"), 1);
     assert_eq!(bed.counter(Counter::ConntrackHit).expect("counter"), 1);
@@ -402,7 +435,8 @@ fn icmp_errors_reach_the_backend_that_owns_the_quoted_flow(hook: Hook) {
         pinned.push(mac);
     }
     // A fourth backend moves some flows' Maglev slot; their ICMP errors
-    // still follow the connection table.
+    // still follow the SYN's backend (the flows are half-open: held in
+    // the half-open table, which an error reads too).
     vip.backends.push(backend("198.18.0.14", 0x14, 100));
     bed.apply(&[vip.clone(), vip4_udp(), vip6_tcp()])
         .expect("apply");
@@ -421,9 +455,14 @@ fn icmp_errors_reach_the_backend_that_owns_the_quoted_flow(hook: Hook) {
         bed.counter(Counter::ForwardedIcmpError).expect("counter"),
         200
     );
-    // Reading the table is all an ICMP error does.
+    // Reading the tables is all an ICMP error does.
     assert_eq!(bed.counter(Counter::ConntrackHit).expect("counter"), 0);
-    assert_eq!(bed.counter(Counter::ConntrackNew).expect("counter"), 200);
+    assert_eq!(bed.counter(Counter::ConntrackNew).expect("counter"), 0);
+    assert_eq!(
+        bed.counter(Counter::ConntrackHalfOpenNew).expect("counter"),
+        200
+    );
+    assert_eq!(bed.dataplane.half_open_count(), 200);
 }
 
 fn icmp_errors_neither_create_nor_re_pin_flows(hook: Hook) {
@@ -437,20 +476,25 @@ fn icmp_errors_neither_create_nor_re_pin_flows(hook: Hook) {
     assert_eq!(verdict, action::TX);
     assert_eq!(out, packet::forwarded(&frame, mac));
     assert_eq!(bed.counter(Counter::ConntrackNew).expect("counter"), 0);
+    assert_eq!(bed.dataplane.half_open_count(), 0);
     assert_forwarded(
         &mut bed,
         &vip,
         &flow.flow(),
         &packet::tcp(&flow.flow(), SYN, None, b""),
     );
-    assert_eq!(bed.counter(Counter::ConntrackNew).expect("counter"), 1);
+    assert_eq!(
+        bed.counter(Counter::ConntrackHalfOpenNew).expect("counter"),
+        1
+    );
     // The VIP's traffic counts the error (no new flow) and the SYN.
     let applied = &bed.balancer.vips()[&lb_userspace::reconcile::VipId::of(&vip)];
     let traffic = bed.dataplane.vip_traffic(applied.id).expect("vip stats");
     assert_eq!((traffic.packets, traffic.new_flows), (2, 1));
 
     // Its backend removed: the error goes to Maglev's new pick, and the
-    // entry is left for the flow's own next packet to re-pin.
+    // half-open entry is left for the flow's own next packet (its ACK) to
+    // take out and hash again.
     let (address, _) = bed.maglev_backend(&vip, &flow.flow()).expect("backend");
     vip.backends.retain(|b| b.address != address);
     bed.apply(&[vip4_tcp(), vip4_udp(), vip.clone()])
@@ -488,10 +532,14 @@ fn a_retransmitted_syn_stays_on_its_tracked_backend_and_a_dead_ones_is_rehashed(
         assert_forwarded(&mut bed, &vip, flow, &packet::tcp(flow, SYN, None, b""));
         pinned.push((address, mac));
     }
-    assert_eq!(bed.counter(Counter::ConntrackNew).expect("counter"), 100);
+    assert_eq!(
+        bed.counter(Counter::ConntrackHalfOpenNew).expect("counter"),
+        100
+    );
 
     // After a change of the table, the SYNs come again (retransmitted):
-    // each goes where its flow is tracked, not where Maglev says now.
+    // each goes where its half-open flow's first SYN went, not where
+    // Maglev says now.
     vip.backends.push(backend("198.18.0.14", 0x14, 100));
     bed.apply(&[vip.clone(), vip4_udp(), vip6_tcp()])
         .expect("apply");
@@ -510,10 +558,16 @@ fn a_retransmitted_syn_stays_on_its_tracked_backend_and_a_dead_ones_is_rehashed(
         );
     }
     assert!(would_move > 0, "the add must have changed some slots");
-    assert_eq!(bed.counter(Counter::ConntrackHit).expect("counter"), 100);
-    assert_eq!(bed.counter(Counter::ConntrackNew).expect("counter"), 100);
+    assert_eq!(
+        bed.counter(Counter::ConntrackHalfOpenNew).expect("counter"),
+        100,
+        "a retransmitted SYN adds nothing"
+    );
+    assert_eq!(bed.counter(Counter::ConntrackNew).expect("counter"), 0);
+    assert_eq!(bed.dataplane.half_open_count(), 100);
 
-    // Backend .11 removed: its flows' SYNs are hashed again.
+    // Backend .11 removed: its flows' SYNs are hashed again (and held
+    // anew, once each).
     let removed: std::net::IpAddr = "198.18.0.11".parse().expect("addr");
     vip.backends.retain(|b| b.address != removed);
     bed.apply(&[vip.clone(), vip4_udp(), vip6_tcp()])
@@ -534,11 +588,16 @@ fn a_retransmitted_syn_stays_on_its_tracked_backend_and_a_dead_ones_is_rehashed(
         bed.counter(Counter::ConntrackRehash).expect("counter"),
         rehashed
     );
+    assert_eq!(
+        bed.counter(Counter::ConntrackHalfOpenNew).expect("counter"),
+        100 + rehashed
+    );
+    assert_eq!(bed.dataplane.half_open_count(), 100);
 }
 
 lb_tests::on_both_hooks!(
-    tcp_syn_then_ack_v4_go_to_the_maglev_backend_and_hit_conntrack,
-    tcp_syn_then_ack_v6_go_to_the_maglev_backend_and_hit_conntrack,
+    tcp_syn_then_ack_v4_go_to_the_maglev_backend_and_join_conntrack,
+    tcp_syn_then_ack_v6_go_to_the_maglev_backend_and_join_conntrack,
     udp_to_a_vip_is_forwarded_and_tracked,
     flows_spread_over_every_backend_and_counters_add_up,
     vlan_tagged_frames_keep_their_tag_and_are_forwarded,

@@ -275,13 +275,15 @@ fn new_then_tracked(
     }
     let (verdict, out) = bed.run_on(bed.nat.in_if, &first).expect("test run");
     assert_eq!(verdict, bed.verdicts().redirect, "new flow verdict");
-    let entry = bed
-        .nat
-        .bed
-        .dataplane
-        .flow(&key)
-        .expect("read")
-        .expect("tracked");
+    let tcp = protocol == Protocol::Tcp;
+    // A TCP SYN is held half-open, a UDP datagram tracked at once.
+    let dataplane = &bed.nat.bed.dataplane;
+    let entry = if tcp {
+        dataplane.half_open_flow(&key)
+    } else {
+        dataplane.flow(&key).expect("read")
+    }
+    .expect("tracked");
     assert_eq!(
         entry.hash,
         flow_hash(&key),
@@ -326,7 +328,8 @@ fn new_then_tracked(
     };
     let inner: &'static [u8] = Box::leak(first[14..].to_vec().into_boxed_slice());
     check_wrapped(&out, &want(inner));
-    assert_eq!(counter(bed, Counter::ConntrackNew), 1);
+    assert_eq!(counter(bed, Counter::ConntrackNew), u64::from(!tcp));
+    assert_eq!(counter(bed, Counter::ConntrackHalfOpenNew), u64::from(tcp));
     assert_eq!(counter(bed, Counter::TunnelEncap), 1);
     assert_eq!(counter(bed, Counter::Forwarded), 1);
     let hops = bed.hops(entry.backend_id).expect("hops");
@@ -341,8 +344,10 @@ fn new_then_tracked(
     assert_eq!(verdict, bed.verdicts().redirect);
     let inner: &'static [u8] = Box::leak(second[14..].to_vec().into_boxed_slice());
     check_wrapped(&out, &want(inner));
-    if protocol == Protocol::Tcp {
-        assert_eq!(counter(bed, Counter::ConntrackHit), 1);
+    if tcp {
+        // The ACK brings the flow into the connection table.
+        assert_eq!(counter(bed, Counter::ConntrackHalfOpenPromoted), 1);
+        assert_eq!(counter(bed, Counter::ConntrackNew), 1);
     }
     assert_eq!(counter(bed, Counter::TunnelEncap), 2);
     assert_eq!(counter(bed, Counter::Forwarded), 2);
@@ -478,13 +483,13 @@ fn icmp_error_about_a_flow_goes_wrapped_to_its_backend(hook: Hook) {
             bed.run_on(bed.nat.in_if, &packet::tcp(&flow, SYN, None, b""))
                 .expect("syn");
             let config = find(vips, vip, GUE, Protocol::Tcp);
+            // Half-open: the error follows the SYN's backend all the same.
             let entry = bed
                 .nat
                 .bed
                 .dataplane
-                .flow(&key)
-                .expect("read")
-                .expect("tracked");
+                .half_open_flow(&key)
+                .expect("held half-open");
             let backend = bed
                 .backend_address(config, entry.backend_id)
                 .expect("backend");
@@ -538,10 +543,10 @@ fn icmp_error_about_a_flow_goes_wrapped_to_its_backend(hook: Hook) {
                 .nat
                 .bed
                 .dataplane
-                .flow(&key)
-                .expect("read")
-                .expect("tracked");
+                .half_open_flow(&key)
+                .expect("still half-open");
             assert_eq!(after, entry, "an error does not touch the flow's entry");
+            assert_eq!(bed.nat.bed.dataplane.flow(&key).expect("read"), None);
         }
         assert_eq!(counter(bed, Counter::ForwardedIcmpError), 2);
         assert_eq!(counter(bed, Counter::TunnelEncap), 4);
@@ -861,9 +866,8 @@ fn the_next_hop_is_cached_per_backend(hook: Hook) {
                 .nat
                 .bed
                 .dataplane
-                .flow(&key)
-                .expect("read")
-                .expect("tracked");
+                .half_open_flow(&key)
+                .expect("held half-open");
             let backend = bed
                 .backend_address(&config, entry.backend_id)
                 .expect("backend");

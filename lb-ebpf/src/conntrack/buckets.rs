@@ -19,10 +19,14 @@ use lb_common::{
     FlowEntry, FlowKey, VipMeta,
 };
 
-use super::{flow_flags, insert_failed, new_entry, pinned_backend, Decision};
+use super::{
+    flow_flags, half_open, insert_failed, new_entry,
+    pending::{self, PendingFlow},
+    pinned_backend, Decision,
+};
 use crate::{
     guard::limit,
-    maps::{FLOW_BUCKETS, FLOW_PENDING},
+    maps::FLOW_BUCKETS,
     parse::{Packet, TCP_ACK, TCP_SYN},
     select, stats,
 };
@@ -44,8 +48,11 @@ fn buckets_of(hash: u32) -> Option<(*mut FlowBucket, *mut FlowBucket)> {
 
 /// See `conntrack::decide`. A tracked flow is looked up and refreshed
 /// here; a new flow goes to its Maglev pick at once, and its insert is
-/// queued (`queue`) for the entry point to run after the packet path
-/// (`settle_pending`).
+/// queued (`pending`) for the entry point to run after the packet path:
+/// into the half-open table for a TCP SYN, into this table for anything
+/// else. A TCP flow the half-open table holds goes to its SYN's backend:
+/// a retransmitted SYN leaves it there, any other packet (the client's
+/// ACK) moves it into this table.
 #[inline(always)]
 pub(super) fn decide(vip: &VipMeta, packet: &Packet, refused: &mut Counter) -> Option<Decision> {
     let key = &packet.key;
@@ -61,17 +68,19 @@ pub(super) fn decide(vip: &VipMeta, packet: &Packet, refused: &mut Counter) -> O
         let (backend_id, backend) = select::pick_with(vip, hash)?;
         return Some(insert_failed(vip, packet, backend_id, backend, hash));
     };
+    let tcp = key.proto == IPPROTO_TCP;
     // A SYN without ACK opens a flow: almost always a new one, so the
-    // loads of its two bucket headers and of its Maglev slot are started
-    // together (their cache misses overlap) before the lookup that rules
-    // out a retransmitted SYN.
-    let opening = packet.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
+    // loads of its two bucket headers, of its half-open bucket's and of
+    // its Maglev slot are started together (their cache misses overlap)
+    // before the lookups that rule out a retransmitted SYN.
+    let opening = tcp && packet.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
     let pick = if opening {
         // SAFETY: both are live elements of the table.
         unsafe {
             flow_table::warm(first);
             flow_table::warm(second);
         }
+        half_open::warm(hash);
         select::pick_with(vip, hash)
     } else {
         None
@@ -80,19 +89,40 @@ pub(super) fn decide(vip: &VipMeta, packet: &Packet, refused: &mut Counter) -> O
     if let Some((bucket, seen)) = unsafe { flow_table::find_in(first, second, key, hash) } {
         return tracked(vip, packet, bucket, &seen, now);
     }
+    if tcp {
+        let how = if opening {
+            half_open::LOOK
+        } else {
+            half_open::TAKE
+        };
+        if let Some(known) = half_open::known(key, hash, how) {
+            return Some(from_half_open(
+                vip,
+                packet,
+                &known,
+                opening,
+                (now, hash),
+                indexes,
+            ));
+        }
+    }
     let (backend_id, backend) = match pick {
         Some(pick) => pick,
         None => select::pick_with(vip, hash)?,
     };
-    // Only a flow the table does not hold is charged for (`guard::limit`).
+    // Only a flow neither table holds is charged for (`guard::limit`).
     if !limit::admit(vip.id, key) {
         *refused = Counter::DropRateLimited;
         return None;
     }
     let entry = new_entry(backend_id, backend, packet, hash, now);
-    let established = key.proto != IPPROTO_TCP || !opening;
-    let rank = rank_word(now, class_of(entry.flags, established));
-    if !queue(vip, key, &entry, rank, indexes) {
+    let queued = if opening {
+        half_open::queue(vip.id, key, &entry, now)
+    } else {
+        let rank = rank_word(now, class_of(entry.flags, true));
+        pending::queue(pending::INTO_BUCKETS, vip.id, key, &entry, rank, indexes)
+    };
+    if !queued {
         return Some(insert_failed(vip, packet, backend_id, backend, hash));
     }
     Some(Decision {
@@ -104,6 +134,47 @@ pub(super) fn decide(vip: &VipMeta, packet: &Packet, refused: &mut Counter) -> O
     })
 }
 
+/// A packet of a flow the half-open table holds (`known`): to its SYN's
+/// backend; unless it is a retransmitted SYN (`opening`), the flow's
+/// insert into this table is queued with that backend.
+#[inline(always)]
+fn from_half_open(
+    vip: &VipMeta,
+    packet: &Packet,
+    known: &half_open::Known,
+    opening: bool,
+    (now, hash): (u64, u32),
+    indexes: (u32, u32),
+) -> Decision {
+    let entry = FlowEntry {
+        backend_id: known.backend_id,
+        backend_generation: known.backend.generation,
+        last_seen_ns: now,
+        flags: flow_flags(packet.tcp_flags),
+        hash,
+    };
+    if !opening {
+        let rank = rank_word(now, class_of(entry.flags, true));
+        if !pending::queue(
+            pending::INTO_BUCKETS,
+            vip.id,
+            &packet.key,
+            &entry,
+            rank,
+            indexes,
+        ) {
+            return insert_failed(vip, packet, entry.backend_id, known.backend, entry.hash);
+        }
+    }
+    Decision {
+        backend_id: entry.backend_id,
+        backend: known.backend,
+        new_flow: false,
+        now,
+        hash: entry.hash,
+    }
+}
+
 /// `FLOW_BUCKET_MASK`.
 #[inline(always)]
 fn bucket_mask() -> u32 {
@@ -111,82 +182,14 @@ fn bucket_mask() -> u32 {
     unsafe { core::ptr::read_volatile(&FLOW_BUCKET_MASK) }
 }
 
-/// A new flow's insert, queued by the packet path (`decide`) in this
-/// CPU's `FLOW_PENDING` slot and run by the entry point after it
-/// (`settle_pending`): the insert's code then sits at one place of the
-/// program instead of one per parser path, and the BPF verifier checks it
-/// once instead of once per path.
-#[repr(C)]
-pub struct PendingFlow {
-    /// The flow.
-    key: FlowKey,
-    /// Its entry (`hash` is the flow's).
-    entry: FlowEntry,
-    /// The packet path's outcome while the insert runs (kept in the map,
-    /// out of the verifier's sight, so every path reaches the insert in
-    /// the same state).
-    outcome: u64,
-    /// Its first bucket.
-    first: u32,
-    /// Its second bucket.
-    second: u32,
-    /// Its rank word.
-    rank: u32,
-    /// The VIP's id (for the insert-failed event).
-    vip_id: u32,
-    /// Non-zero while an insert is queued.
-    armed: u32,
-    _pad: u32,
-}
-
-/// Queues the insert of `key` with `entry` (see `PendingFlow`); false if
-/// there is no slot (never, in practice).
-#[inline(always)]
-fn queue(vip: &VipMeta, key: &FlowKey, entry: &FlowEntry, rank: u32, indexes: (u32, u32)) -> bool {
-    let Some(pending) = FLOW_PENDING.get_ptr_mut(0) else {
-        return false;
-    };
-    // SAFETY: this CPU's slot; nothing else runs on this CPU meanwhile.
-    unsafe {
-        (*pending).key = *key;
-        (*pending).entry = *entry;
-        (*pending).first = indexes.0;
-        (*pending).second = indexes.1;
-        (*pending).rank = rank;
-        (*pending).vip_id = vip.id;
-        (*pending).armed = 1;
-    }
-    true
-}
-
-/// Runs the insert the packet path queued, if any, and returns its
-/// `outcome` (packed) unchanged. Counted here: `ConntrackNew` when the
-/// flow was inserted, `ConntrackHit` when another CPU had just inserted
-/// it, `ConntrackInsertFailed` (and the event) when every way was taken
-/// by writers.
-#[inline(always)]
-pub(super) fn settle_pending(outcome: u64) -> u64 {
-    let Some(pending) = FLOW_PENDING.get_ptr_mut(0) else {
-        return outcome;
-    };
-    // SAFETY: this CPU's slot (volatile: the outcome goes through memory,
-    // see `PendingFlow::outcome`).
-    unsafe {
-        if core::ptr::read_volatile(&(*pending).armed) == 0 {
-            return outcome;
-        }
-        core::ptr::write_volatile(&mut (*pending).armed, 0);
-        core::ptr::write_volatile(&mut (*pending).outcome, outcome);
-        insert_pending(pending);
-        core::ptr::read_volatile(&(*pending).outcome)
-    }
-}
-
-/// `settle_pending`'s insert, a function of its own called from one
-/// place. Returns the claim's result (a value in the return register: the
-/// verifier refuses a stack pointer left there).
+/// A queued insert into the bucket table (`pending::settle`), a function
+/// of its own called from one place. Counted here: `ConntrackNew` when
+/// the flow was inserted, `ConntrackHit` when another CPU had just
+/// inserted it, `ConntrackInsertFailed` (and the event) when every way
+/// was taken by writers. Returns the claim's result (a value in the
+/// return register: the verifier refuses a stack pointer left there).
 #[inline(never)]
-fn insert_pending(pending: *mut PendingFlow) -> u32 {
+pub(super) fn insert_pending(pending: *mut PendingFlow) -> u32 {
     // SAFETY: this CPU's slot, filled by `queue`.
     let pending = unsafe { &*pending };
     let mask = bucket_mask();
@@ -390,6 +393,15 @@ pub(super) fn peek(vip: &VipMeta, key: &FlowKey) -> Option<Decision> {
                 });
             }
         }
+    }
+    if let Some(known) = half_open::known(key, hash, half_open::PEEK) {
+        return Some(Decision {
+            backend_id: known.backend_id,
+            backend: known.backend,
+            new_flow: false,
+            now: 0,
+            hash,
+        });
     }
     let (backend_id, backend) = select::pick_with(vip, hash)?;
     Some(Decision {

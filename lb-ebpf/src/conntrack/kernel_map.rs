@@ -4,9 +4,14 @@
 //! the designs side by side in one object.
 
 use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_ktime_get_coarse_ns};
-use lb_common::{consts::FLOW_TOUCH_INTERVAL_NS, stats::Counter, FlowEntry, FlowKey, VipMeta};
+use lb_common::{
+    consts::{FLOW_TOUCH_INTERVAL_NS, IPPROTO_TCP},
+    hash::flow_hash,
+    stats::Counter,
+    FlowEntry, FlowKey, VipMeta,
+};
 
-use super::{flow_flags, insert_failed, inserted, new_entry, pinned_backend, Decision};
+use super::{flow_flags, half_open, insert_failed, inserted, new_entry, pinned_backend, Decision};
 use crate::{
     guard::limit,
     maps::CONNTRACK,
@@ -18,32 +23,11 @@ use crate::{
 const EEXIST: i32 = -17;
 
 /// The backend of this packet's flow: the tracked one if it is still
-/// alive, otherwise a fresh Maglev pick that is then remembered.
+/// alive, otherwise (a TCP flow the half-open table holds) its SYN's
+/// backend, otherwise a fresh Maglev pick that is then remembered: a TCP
+/// SYN in the half-open table (`half_open`), anything else here.
 #[inline(never)]
 pub(super) fn decide(vip: &VipMeta, packet: &Packet, refused: &mut Counter) -> Option<Decision> {
-    // A SYN without ACK opens a flow: insert straight away (the kernel's
-    // own lookup refuses a duplicate), which saves a lookup that would
-    // miss. A retransmitted SYN finds its entry and takes the tracked path.
-    // A VIP that limits new flows looks first (see `buckets::decide`).
-    if packet.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN && !limit::active(vip.id) {
-        let key = &packet.key;
-        let (backend_id, backend, hash) = select::pick_hashed(vip, key)?;
-        let now = now_ns();
-        let entry = new_entry(backend_id, backend, packet, hash, now);
-        match CONNTRACK.insert(key, entry, u64::from(BPF_NOEXIST)) {
-            Ok(()) => {
-                return Some(inserted(backend_id, backend, now, hash));
-            }
-            Err(EEXIST) => {}
-            Err(_) => return Some(insert_failed(vip, packet, backend_id, backend, hash)),
-        }
-    }
-    tracked_or_new(vip, packet, refused)
-}
-
-/// The general path: look the flow up, insert it if it is new.
-#[inline(always)]
-fn tracked_or_new(vip: &VipMeta, packet: &Packet, refused: &mut Counter) -> Option<Decision> {
     let key = &packet.key;
     if let Some(entry) = CONNTRACK.get_ptr_mut(key) {
         // SAFETY: the LRU map keeps the value alive for this program run.
@@ -74,21 +58,85 @@ fn tracked_or_new(vip: &VipMeta, packet: &Packet, refused: &mut Counter) -> Opti
             hash,
         });
     }
-    let (backend_id, backend, hash) = select::pick_hashed(vip, key)?;
+    let hash = flow_hash(key);
+    let tcp = key.proto == IPPROTO_TCP;
+    let opening = tcp && packet.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
+    let now = now_ns();
+    if tcp {
+        let how = if opening {
+            half_open::LOOK
+        } else {
+            half_open::TAKE
+        };
+        if let Some(known) = half_open::known(key, hash, how) {
+            return Some(from_half_open(vip, packet, &known, opening, (now, hash)));
+        }
+    }
+    let (backend_id, backend) = select::pick_with(vip, hash)?;
+    // Only a flow neither table holds is charged for (`guard::limit`).
     if !limit::admit(vip.id, key) {
         *refused = Counter::DropRateLimited;
         return None;
     }
-    let now = now_ns();
     let entry = new_entry(backend_id, backend, packet, hash, now);
+    if opening {
+        if !half_open::queue(vip.id, key, &entry, now) {
+            return Some(insert_failed(vip, packet, backend_id, backend, hash));
+        }
+        return Some(Decision {
+            backend_id,
+            backend,
+            new_flow: true,
+            now,
+            hash,
+        });
+    }
     if CONNTRACK.insert(key, entry, 0).is_err() {
         return Some(insert_failed(vip, packet, backend_id, backend, hash));
     }
     Some(inserted(backend_id, backend, now, hash))
 }
 
+/// A packet of a flow the half-open table holds (`known`): to its SYN's
+/// backend; unless it is a retransmitted SYN (`opening`), the flow enters
+/// the table with that backend.
+#[inline(always)]
+fn from_half_open(
+    vip: &VipMeta,
+    packet: &Packet,
+    known: &half_open::Known,
+    opening: bool,
+    (now, hash): (u64, u32),
+) -> Decision {
+    let entry = FlowEntry {
+        backend_id: known.backend_id,
+        backend_generation: known.backend.generation,
+        last_seen_ns: now,
+        flags: flow_flags(packet.tcp_flags),
+        hash,
+    };
+    if !opening {
+        // BPF_NOEXIST: another CPU's copy, if it just inserted one, stands
+        // (the same backend).
+        match CONNTRACK.insert(packet.key, entry, u64::from(BPF_NOEXIST)) {
+            Ok(()) => stats::count(Counter::ConntrackNew),
+            Err(EEXIST) => stats::count(Counter::ConntrackHit),
+            Err(_) => {
+                return insert_failed(vip, packet, entry.backend_id, known.backend, entry.hash)
+            }
+        }
+    }
+    Decision {
+        backend_id: entry.backend_id,
+        backend: known.backend,
+        new_flow: false,
+        now,
+        hash: entry.hash,
+    }
+}
+
 /// The backend of a flow without changing anything: the tracked one if it
-/// is still alive, otherwise Maglev's pick. For packets that are about a
+/// is still alive, else its SYN's if it is half-open, else Maglev's pick. For packets that are about a
 /// flow without being part of it (ICMP errors): they must reach its
 /// backend, but neither create, refresh nor re-pin an entry.
 #[inline(always)]
@@ -105,7 +153,17 @@ pub(super) fn peek(vip: &VipMeta, key: &FlowKey) -> Option<Decision> {
             });
         }
     }
-    let (backend_id, backend, hash) = select::pick_hashed(vip, key)?;
+    let hash = flow_hash(key);
+    if let Some(known) = half_open::known(key, hash, half_open::PEEK) {
+        return Some(Decision {
+            backend_id: known.backend_id,
+            backend: known.backend,
+            new_flow: false,
+            now: 0,
+            hash,
+        });
+    }
+    let (backend_id, backend) = select::pick_with(vip, hash)?;
     Some(Decision {
         backend_id,
         backend,

@@ -7,12 +7,15 @@
 //! sees as a constant, so the other design's code is pruned): the bucket
 //! table (`buckets`, lbd's default) and a kernel map (`kernel_map`: the
 //! shared LRU hash, lbd's default before it, and its variants for the
-//! bench).
+//! bench). Both keep half-open TCP flows apart (`half_open`): a SYN
+//! enters the connection table only when its flow's ACK follows.
 
 mod buckets;
+mod half_open;
 mod kernel_map;
+mod pending;
 
-pub use buckets::PendingFlow;
+pub use pending::PendingFlow;
 
 use lb_common::{
     consts::{EVENT_CONNTRACK_INSERT_FAILED, FLOW_F_FIN, FLOW_F_RST},
@@ -73,20 +76,18 @@ pub fn decide(vip: &VipMeta, packet: &Packet, refused: &mut Counter) -> Option<D
     }
 }
 
-/// After the packet path: runs the new flow's insert it queued (the bucket
-/// table; see `buckets::PendingFlow`) and returns its outcome (packed)
-/// unchanged. Every entry point calls it once, last.
+/// After the packet path: runs the insert it queued (a new flow into the
+/// bucket table, a new half-open flow into the half-open table; see
+/// `pending`) and returns its outcome (packed) unchanged. Every entry
+/// point calls it once, last.
 #[inline(always)]
 pub fn settle_pending(outcome: u64) -> u64 {
-    if design() == DESIGN_KERNEL_MAP {
-        outcome
-    } else {
-        buckets::settle_pending(outcome)
-    }
+    pending::settle(outcome)
 }
 
 /// The backend of a flow without changing anything: the tracked one if it
-/// is still alive, otherwise Maglev's pick. For packets that are about a
+/// is still alive, else its SYN's if it is half-open (`half_open`), else
+/// Maglev's pick. For packets that are about a
 /// flow without being part of it (ICMP errors): they must reach its
 /// backend, but neither create, refresh nor re-pin an entry. Rare: a
 /// function of its own, out of the packet path's frame.

@@ -103,6 +103,13 @@ pub struct ConntrackStatus {
     /// Bytes of kernel memory the table takes (preallocated).
     #[serde(default)]
     pub memory_bytes: u64,
+    /// Half-open TCP flows held apart (SYN seen, ACK not yet): a SYN flood
+    /// fills this table, not the connection table.
+    #[serde(default)]
+    pub half_open: u64,
+    /// Half-open flows that table has room for.
+    #[serde(default)]
+    pub half_open_capacity: u64,
 }
 
 /// The NAT flow table as the reaper's last complete sweep found it.

@@ -128,9 +128,9 @@ fn run_hook(
             Counter::TunnelEncap,
         ),
         case(GUE_TRACKED, GUE_VIP4, false, Counter::TunnelEncap),
-        case(DSR_NEW, VIP4, true, Counter::ConntrackNew),
-        case(IPIP_NEW, IPIP_VIP4, true, Counter::ConntrackNew),
-        case(GUE_NEW, GUE_VIP4, true, Counter::ConntrackNew),
+        case(DSR_NEW, VIP4, true, Counter::ConntrackHalfOpenNew),
+        case(IPIP_NEW, IPIP_VIP4, true, Counter::ConntrackHalfOpenNew),
+        case(GUE_NEW, GUE_VIP4, true, Counter::ConntrackHalfOpenNew),
     ];
     let hook_name = match hook {
         Hook::Xdp => "xdp",

@@ -93,10 +93,12 @@ async fn watch(client: &Client, args: &Args) -> Result<(), Failure> {
             );
         }
         println!(
-            "connection table: {} of {} flows ({:.1} MiB)",
+            "connection table: {} of {} flows ({:.1} MiB); half-open: {} of {}",
             status.conntrack.entries,
             status.conntrack.capacity,
-            status.conntrack.memory_bytes as f64 / (1024.0 * 1024.0)
+            status.conntrack.memory_bytes as f64 / (1024.0 * 1024.0),
+            status.conntrack.half_open,
+            status.conntrack.half_open_capacity
         );
         for vip in &status.vips {
             let old = before.and_then(|b| b.vips.iter().find(|v| v.vip == vip.vip));

@@ -156,6 +156,8 @@ impl Engine {
                 entries,
                 capacity: self.dataplane.flow_capacity(),
                 memory_bytes: self.dataplane.flow_memory_bytes(),
+                half_open: self.dataplane.half_open_count(),
+                half_open_capacity: self.dataplane.half_open_capacity(),
             },
             nat: self.nat_status(),
             tunnel: self.tunnel_status(),

@@ -1,0 +1,156 @@
+//! Half-open TCP flows, apart from the connection table: a client's SYN
+//! (without ACK) of a flow neither table holds is remembered here
+//! (`HALF_OPEN`, buckets of the connection table's layout, one bucket per
+//! flow), and the flow enters the connection table only when a later
+//! packet of it (the client's ACK that completes the handshake) finds it
+//! here, with the backend its SYN went to. A SYN flood can then fill only
+//! this table: it never evicts an established flow. A half-open flow
+//! evicted before its ACK costs nothing: the ACK takes Maglev's pick, the
+//! same backend unless the backend set changed in that instant.
+//!
+//! Both connection-table designs use it. Counted: inserts
+//! (`ConntrackHalfOpenNew`), promotions, and inserts that took the place of
+//! a flow still in time (`ConntrackHalfOpenEvicted`) or of one past the
+//! half-open timeout (`ConntrackHalfOpenExpired`, `HALF_OPEN_IDLE_TICKS`).
+
+use lb_common::{
+    consts::HALF_OPEN_BUCKETS,
+    flow_table::{self, bucket_index, rank_word, FlowBucket, HalfOpenPlaced, CLASS_HALF_OPEN},
+    stats::Counter,
+    Backend, FlowEntry, FlowKey,
+};
+
+use super::{
+    pending::{self, PendingFlow},
+    pinned_backend,
+};
+use crate::{maps::HALF_OPEN, select, stats};
+
+/// Buckets of `HALF_OPEN` minus one.
+const MASK: u32 = HALF_OPEN_BUCKETS - 1;
+
+/// The half-open bucket of a flow with hash `hash`.
+#[inline(always)]
+fn bucket_of(hash: u32) -> Option<*mut FlowBucket> {
+    HALF_OPEN.get_ptr_mut(bucket_index(hash, MASK))
+}
+
+/// Starts loading the header line of the flow's half-open bucket (a SYN
+/// looks it up and then inserts into it; see `flow_table::warm`).
+#[inline(always)]
+pub(super) fn warm(hash: u32) {
+    if let Some(bucket) = bucket_of(hash) {
+        // SAFETY: a live element of the table.
+        unsafe { flow_table::warm(bucket) };
+    }
+}
+
+/// A half-open flow's backend (still alive, the same generation as when
+/// its SYN was held).
+pub(super) struct Known {
+    /// The backend's id.
+    pub(super) backend_id: u32,
+    /// The backend.
+    pub(super) backend: &'static Backend,
+}
+
+/// `known`: read only (an ICMP error about the flow).
+pub(super) const PEEK: u32 = 0;
+/// `known`: a retransmitted SYN; an entry whose backend is gone is taken
+/// out (counted as a rehash: the SYN is hashed again and held anew).
+pub(super) const LOOK: u32 = 1;
+/// `known`: a later packet of the flow (the client's ACK): the entry is
+/// taken out (counted as a promotion), the caller inserts the flow into
+/// the connection table.
+pub(super) const TAKE: u32 = 2;
+
+/// The half-open flow `key` (hash `hash`), if the table holds it and its
+/// backend can still take it; `how` is `PEEK`, `LOOK` or `TAKE`.
+#[inline(always)]
+pub(super) fn known(key: &FlowKey, hash: u32, how: u32) -> Option<Known> {
+    let found = lookup(key, hash, how);
+    if found >> 32 == 0 {
+        return None;
+    }
+    let backend_id = found as u32;
+    let backend = select::live_backend(backend_id)?;
+    Some(Known {
+        backend_id,
+        backend,
+    })
+}
+
+/// `known`'s lookup, a function of its own (out of the packet path's
+/// frame, whose stack it would otherwise grow): the flow's backend id
+/// with bit 32 set if the flow is there with a live backend, else 0 (one
+/// register: no buffer in the caller's frame).
+#[inline(never)]
+fn lookup(key: &FlowKey, hash: u32, how: u32) -> u64 {
+    let Some(bucket) = bucket_of(hash) else {
+        return 0;
+    };
+    // SAFETY: a live element of the table.
+    let Some(seen) = (unsafe { flow_table::find(bucket, key, hash) }) else {
+        return 0;
+    };
+    let alive = pinned_backend(&seen.entry).is_some();
+    // SAFETY: as above. Of two CPUs taking the same flow, one counts it;
+    // both send their packet to its backend.
+    if (how == TAKE || (how == LOOK && !alive)) && unsafe { flow_table::release(bucket, &seen) } {
+        stats::count(if alive {
+            Counter::ConntrackHalfOpenPromoted
+        } else {
+            Counter::ConntrackRehash
+        });
+    }
+    if !alive {
+        return 0;
+    }
+    (1 << 32) | u64::from(seen.entry.backend_id)
+}
+
+/// Queues the insert of the new half-open flow `key` with `entry` (seen at
+/// `now`) for the entry point to run after the packet path
+/// (`pending::settle`); false if there is no slot (never, in practice).
+#[inline(always)]
+pub(super) fn queue(vip_id: u32, key: &FlowKey, entry: &FlowEntry, now: u64) -> bool {
+    let rank = rank_word(now, CLASS_HALF_OPEN);
+    let index = bucket_index(entry.hash, MASK);
+    pending::queue(
+        pending::INTO_HALF_OPEN,
+        vip_id,
+        key,
+        entry,
+        rank,
+        (index, index),
+    )
+}
+
+/// Runs a queued half-open insert (`pending::settle`): a function of its
+/// own called from one place, so the verifier checks it once. The packet
+/// path has just missed the flow in this table. Returns 1 if the flow was
+/// inserted, else 0 (its way changed hands meanwhile: its ACK then takes
+/// Maglev's pick).
+#[inline(never)]
+pub(super) fn insert_pending(pending: *mut PendingFlow) -> u32 {
+    // SAFETY: this CPU's slot, filled by `queue`.
+    let pending = unsafe { &*pending };
+    let Some(bucket) = HALF_OPEN.get_ptr_mut(pending.first & MASK) else {
+        return 0;
+    };
+    // SAFETY: a live element of the table; key and entry are in this
+    // CPU's slot.
+    let placed =
+        unsafe { flow_table::insert_half_open(bucket, &pending.key, &pending.entry, pending.rank) };
+    let displaced = match placed {
+        HalfOpenPlaced::Contended => return 0,
+        HalfOpenPlaced::Inserted => None,
+        HalfOpenPlaced::Expired => Some(Counter::ConntrackHalfOpenExpired),
+        HalfOpenPlaced::Evicted => Some(Counter::ConntrackHalfOpenEvicted),
+    };
+    stats::count(Counter::ConntrackHalfOpenNew);
+    if let Some(counter) = displaced {
+        stats::count(counter);
+    }
+    1
+}

@@ -1,0 +1,97 @@
+//! Inserts queued by the packet path and run by the entry point after it
+//! (`settle`): a new flow's insert into the bucket table (`buckets`) or a
+//! new half-open flow's into the half-open table (`half_open`). The
+//! inserts' code then sits at one place of the program instead of one per
+//! parser path, and the BPF verifier checks it once instead of once per
+//! path.
+
+use lb_common::{FlowEntry, FlowKey};
+
+use super::{buckets, design, half_open, DESIGN_BUCKETS};
+use crate::maps::FLOW_PENDING;
+
+/// `PendingFlow::armed`: nothing queued.
+const IDLE: u32 = 0;
+/// `PendingFlow::armed`: an insert into the bucket table (`first` and
+/// `second` are the flow's buckets there).
+pub(super) const INTO_BUCKETS: u32 = 1;
+/// `PendingFlow::armed`: an insert into the half-open table (`first` is
+/// the flow's bucket there).
+pub(super) const INTO_HALF_OPEN: u32 = 2;
+
+/// A queued insert, in this CPU's `FLOW_PENDING` slot.
+#[repr(C)]
+pub struct PendingFlow {
+    /// The flow.
+    pub(super) key: FlowKey,
+    /// Its entry (`hash` is the flow's).
+    pub(super) entry: FlowEntry,
+    /// The packet path's outcome while the insert runs (kept in the map,
+    /// out of the verifier's sight, so every path reaches the insert in
+    /// the same state).
+    outcome: u64,
+    /// Its first bucket (in the table `armed` names).
+    pub(super) first: u32,
+    /// Its second bucket (the bucket table only).
+    pub(super) second: u32,
+    /// Its rank word.
+    pub(super) rank: u32,
+    /// The VIP's id (for the insert-failed event).
+    pub(super) vip_id: u32,
+    /// Which insert is queued (`INTO_*`), `IDLE` if none.
+    armed: u32,
+    _pad: u32,
+}
+
+/// Queues the insert of `key` with `entry` into the table `into`
+/// (`INTO_*`) at buckets `indexes` with rank word `rank`; false if there
+/// is no slot (never, in practice).
+#[inline(always)]
+pub(super) fn queue(
+    into: u32,
+    vip_id: u32,
+    key: &FlowKey,
+    entry: &FlowEntry,
+    rank: u32,
+    indexes: (u32, u32),
+) -> bool {
+    let Some(pending) = FLOW_PENDING.get_ptr_mut(0) else {
+        return false;
+    };
+    // SAFETY: this CPU's slot; nothing else runs on this CPU meanwhile.
+    unsafe {
+        (*pending).key = *key;
+        (*pending).entry = *entry;
+        (*pending).first = indexes.0;
+        (*pending).second = indexes.1;
+        (*pending).rank = rank;
+        (*pending).vip_id = vip_id;
+        (*pending).armed = into;
+    }
+    true
+}
+
+/// Runs the insert the packet path queued, if any, and returns its
+/// `outcome` (packed) unchanged. The inserts count their own events.
+#[inline(always)]
+pub(super) fn settle(outcome: u64) -> u64 {
+    let Some(pending) = FLOW_PENDING.get_ptr_mut(0) else {
+        return outcome;
+    };
+    // SAFETY: this CPU's slot (volatile: the outcome goes through memory,
+    // see `PendingFlow::outcome`).
+    unsafe {
+        let armed = core::ptr::read_volatile(&(*pending).armed);
+        if armed == IDLE {
+            return outcome;
+        }
+        core::ptr::write_volatile(&mut (*pending).armed, IDLE);
+        core::ptr::write_volatile(&mut (*pending).outcome, outcome);
+        if armed == INTO_HALF_OPEN {
+            half_open::insert_pending(pending);
+        } else if design() == DESIGN_BUCKETS {
+            buckets::insert_pending(pending);
+        }
+        core::ptr::read_volatile(&(*pending).outcome)
+    }
+}

@@ -1,0 +1,315 @@
+//! Half-open TCP flows kept apart from the connection table, through the
+//! compiled packet path under BPF_PROG_TEST_RUN, for both connection-table
+//! designs (the bucket table and the kernel LRU) and IPv4 and IPv6: a SYN
+//! is held in the half-open table (the connection table untouched), the
+//! client's ACK moves the flow into the connection table with the backend
+//! its SYN went to (even after the backend set changed), and a SYN flood
+//! of distinct sources well past the half-open table's capacity leaves
+//! every established flow where it was. Needs root.
+
+use lb_common::{
+    consts::{names, HALF_OPEN_BUCKETS},
+    flow_table::FLOW_WAYS,
+    stats::Counter,
+    FlowKey,
+};
+use lb_tests::{
+    packet::{self, Flow, ACK, SYN},
+    testbed::{action, backend, flow_key, vip4_tcp, vip4_udp, vip6_tcp, Hook, TestBed},
+};
+use lb_userspace::{
+    config::{Protocol, VipConfig},
+    conntrack_kind::ConntrackKind,
+    dataplane::LoadOptions,
+};
+
+/// Half-open flows the table has room for.
+const HALF_OPEN_SLOTS: u32 = HALF_OPEN_BUCKETS * FLOW_WAYS as u32;
+
+fn bed(hook: Hook, kind: ConntrackKind, vips: &[VipConfig]) -> TestBed {
+    let options = LoadOptions {
+        conntrack_kind: kind,
+        ..LoadOptions::default()
+    };
+    TestBed::with_options(vips, hook, 4096, &options).expect("test bed")
+}
+
+fn flow(src: &str, sport: u16, vip: &VipConfig) -> Flow {
+    Flow {
+        src: src.parse().expect("addr"),
+        dst: vip.address,
+        sport,
+        dport: vip.port,
+    }
+}
+
+fn key(flow: &Flow) -> FlowKey {
+    flow_key(flow, Protocol::Tcp)
+}
+
+fn counter(bed: &TestBed, counter: Counter) -> u64 {
+    bed.counter(counter).expect("counter")
+}
+
+/// Sends `frame`; asserts it is forwarded to the backend with `mac`, only
+/// the MACs rewritten.
+fn forwarded_to(bed: &mut TestBed, frame: &[u8], mac: [u8; 6], what: &str) {
+    let (verdict, out) = bed.run(frame).expect("test run");
+    assert_eq!(verdict, action::TX, "{what} is forwarded");
+    assert_eq!(out, packet::forwarded(frame, mac), "{what}'s frame");
+}
+
+/// `vip` with a fourth backend: Maglev then moves some flows.
+fn grown(vip: &VipConfig) -> VipConfig {
+    let mut grown = vip.clone();
+    let address = if vip.address.is_ipv4() {
+        "198.18.0.14"
+    } else {
+        "2001:2::14"
+    };
+    grown.backends.push(backend(address, 0x14, 100));
+    grown
+}
+
+/// The client address of each VIP's family.
+fn client(vip: &VipConfig) -> &'static str {
+    if vip.address.is_ipv4() {
+        "198.18.0.10"
+    } else {
+        "2001:2::10"
+    }
+}
+
+fn a_syn_is_held_apart_and_its_ack_joins_the_table_on_the_syn_backend(
+    hook: Hook,
+    kind: ConntrackKind,
+) {
+    let vips = [vip4_tcp(), vip6_tcp(), vip4_udp()];
+    let mut bed = bed(hook, kind, &vips);
+    let mut flows = Vec::new();
+    for vip in &vips[..2] {
+        for sport in 41_000..41_064 {
+            let flow = flow(client(vip), sport, vip);
+            let (_, mac) = bed.maglev_backend(vip, &flow).expect("backend");
+            let id = bed.maglev_backend_id(vip, &flow).expect("backend id");
+            forwarded_to(&mut bed, &packet::tcp(&flow, SYN, None, b""), mac, "a SYN");
+            let held = bed.dataplane.half_open_flow(&key(&flow));
+            assert_eq!(
+                held.map(|e| e.backend_id),
+                Some(id),
+                "{flow:?} is half-open"
+            );
+            assert_eq!(
+                bed.dataplane.flow(&key(&flow)).expect("lookup"),
+                None,
+                "{flow:?}'s SYN leaves the connection table untouched"
+            );
+            flows.push((vip.clone(), flow, id, mac));
+        }
+    }
+    let syns = flows.len() as u64;
+    assert_eq!(counter(&bed, Counter::ConntrackHalfOpenNew), syns);
+    assert_eq!(counter(&bed, Counter::ConntrackNew), 0);
+    assert_eq!(bed.dataplane.half_open_count(), syns);
+    // A retransmitted SYN goes where the first went and adds nothing.
+    let (_, first, _, mac) = flows[0].clone();
+    forwarded_to(
+        &mut bed,
+        &packet::tcp(&first, SYN, None, b""),
+        mac,
+        "a retransmitted SYN",
+    );
+    assert_eq!(counter(&bed, Counter::ConntrackHalfOpenNew), syns);
+
+    // The backend set changes before the ACKs: Maglev moves some flows,
+    // their ACKs still go to their SYN's backend.
+    let changed = [grown(&vips[0]), grown(&vips[1]), vips[2].clone()];
+    bed.apply(&changed).expect("apply");
+    let mut moved = 0;
+    for (vip, flow, id, mac) in &flows {
+        let grown = changed
+            .iter()
+            .find(|v| v.address == vip.address)
+            .expect("vip");
+        if bed.maglev_backend_id(grown, flow).expect("backend id") != *id {
+            moved += 1;
+        }
+        forwarded_to(
+            &mut bed,
+            &packet::tcp(flow, ACK, None, b"GET /"),
+            *mac,
+            "the ACK that completes the handshake",
+        );
+        let tracked = bed.dataplane.flow(&key(flow)).expect("lookup");
+        assert_eq!(
+            tracked.map(|e| e.backend_id),
+            Some(*id),
+            "{flow:?} is tracked"
+        );
+        assert_eq!(bed.dataplane.half_open_flow(&key(flow)), None);
+    }
+    assert!(moved > 0, "the new backend moves some of {syns} flows");
+    assert_eq!(counter(&bed, Counter::ConntrackHalfOpenPromoted), syns);
+    assert_eq!(counter(&bed, Counter::ConntrackNew), syns);
+    assert_eq!(bed.dataplane.half_open_count(), 0);
+
+    // An ACK neither table knows (a flow from before a restart) takes
+    // Maglev's pick into the connection table, as before.
+    let late = flow(client(&changed[0]), 42_000, &changed[0]);
+    let (_, mac) = bed.maglev_backend(&changed[0], &late).expect("backend");
+    forwarded_to(
+        &mut bed,
+        &packet::tcp(&late, ACK, None, b"x"),
+        mac,
+        "an unknown ACK",
+    );
+    assert!(bed.dataplane.flow(&key(&late)).expect("lookup").is_some());
+    assert_eq!(counter(&bed, Counter::ConntrackNew), syns + 1);
+    assert_eq!(counter(&bed, Counter::ConntrackHalfOpenPromoted), syns);
+
+    // UDP has no handshake: straight into the connection table.
+    let udp = flow(client(&vips[2]), 5353, &vips[2]);
+    let (_, mac) = bed.maglev_backend(&vips[2], &udp).expect("backend");
+    forwarded_to(&mut bed, &packet::udp(&udp, None, b"q"), mac, "a UDP query");
+    assert!(bed
+        .dataplane
+        .flow(&flow_key(&udp, Protocol::Udp))
+        .expect("lookup")
+        .is_some());
+    assert_eq!(counter(&bed, Counter::ConntrackNew), syns + 2);
+    assert_eq!(counter(&bed, Counter::ConntrackHalfOpenNew), syns);
+}
+
+/// Source `n` of a flood, spoofed from 198.19.0.0/16 or 2001:2:f::/48.
+fn flood_flow(n: u32, vip: &VipConfig) -> Flow {
+    let src = if vip.address.is_ipv4() {
+        format!("198.19.{}.{}", (n >> 8) & 0xff, n & 0xff)
+    } else {
+        format!("2001:2:f::{:x}:{:x}", n >> 16, n & 0xffff)
+    };
+    flow(&src, 1024 + (n % 60_000) as u16, vip)
+}
+
+fn a_syn_flood_past_the_half_open_capacity_evicts_no_established_flow(kind: ConntrackKind) {
+    let vips = [vip4_tcp(), vip6_tcp()];
+    let mut bed = bed(Hook::Xdp, kind, &vips);
+    // Established flows: SYN, then ACK.
+    let mut established = Vec::new();
+    for vip in &vips {
+        for sport in 43_000..43_128 {
+            let flow = flow(client(vip), sport, vip);
+            let (_, mac) = bed.maglev_backend(vip, &flow).expect("backend");
+            forwarded_to(&mut bed, &packet::tcp(&flow, SYN, None, b""), mac, "a SYN");
+            forwarded_to(&mut bed, &packet::tcp(&flow, ACK, None, b""), mac, "an ACK");
+            let entry = bed.dataplane.flow(&key(&flow)).expect("lookup");
+            let entry = entry.unwrap_or_else(|| panic!("{flow:?} is tracked"));
+            established.push((flow, entry.backend_id, mac));
+        }
+    }
+    let tracked = established.len() as u64;
+    assert_eq!(counter(&bed, Counter::ConntrackNew), tracked);
+    assert_eq!(bed.dataplane.flow_count(), tracked);
+
+    // The flood: a quarter past the half-open table's slots, each SYN
+    // from a source of its own, three in four IPv4.
+    let flood = HALF_OPEN_SLOTS + HALF_OPEN_SLOTS / 4;
+    for n in 0..flood {
+        let vip = &vips[usize::from(n % 4 == 3)];
+        let syn = packet::tcp(&flood_flow(n, vip), SYN, None, b"");
+        let (verdict, _) = bed.run(&syn).expect("test run");
+        assert_eq!(verdict, action::TX, "flood SYN {n} goes to a backend");
+    }
+    assert_eq!(
+        counter(&bed, Counter::ConntrackHalfOpenNew),
+        u64::from(flood) + tracked
+    );
+    let evicted = counter(&bed, Counter::ConntrackHalfOpenEvicted);
+    assert!(
+        evicted >= u64::from(flood - HALF_OPEN_SLOTS),
+        "{evicted} half-open flows evicted"
+    );
+    let held = bed.dataplane.half_open_count();
+    assert!(
+        held <= u64::from(HALF_OPEN_SLOTS) && held > u64::from(HALF_OPEN_SLOTS) * 9 / 10,
+        "{held} half-open flows held of {HALF_OPEN_SLOTS}"
+    );
+    // Not one established flow was touched.
+    assert_eq!(counter(&bed, Counter::ConntrackNew), tracked);
+    assert_eq!(bed.dataplane.flow_count(), tracked);
+    for (flow, id, mac) in &established {
+        let entry = bed.dataplane.flow(&key(flow)).expect("lookup");
+        assert_eq!(entry.map(|e| e.backend_id), Some(*id), "{flow:?} kept");
+        forwarded_to(
+            &mut bed,
+            &packet::tcp(flow, ACK, None, b"more"),
+            *mac,
+            "an established flow's packet after the flood",
+        );
+    }
+}
+
+fn the_program_passes_the_verifier_well_under_the_bound(kind: ConntrackKind) {
+    let mut bed = bed(Hook::Xdp, kind, &[vip4_tcp()]);
+    let xdp = bed
+        .dataplane
+        .program(names::PROG_LB)
+        .expect("xdp")
+        .info()
+        .expect("info")
+        .verified_instruction_count()
+        .expect("count");
+    let tc = bed
+        .dataplane
+        .tc_program()
+        .expect("tc")
+        .info()
+        .expect("info")
+        .verified_instruction_count()
+        .expect("count");
+    eprintln!("{kind:?}: verified instructions: xdp {xdp}, tc {tc}");
+    // The bound of tests/tests/nat_dataplane.rs, for each design.
+    assert!(xdp < 300_000 && tc < 300_000, "xdp {xdp}, tc {tc}");
+}
+
+macro_rules! on_both_designs {
+    ($($name:ident),+ $(,)?) => {
+        mod buckets {
+            $(#[test] fn $name() { super::$name(super::ConntrackKind::Buckets) })+
+        }
+        mod lru {
+            $(#[test] fn $name() { super::$name(super::ConntrackKind::Lru) })+
+        }
+    };
+}
+
+on_both_designs!(
+    a_syn_flood_past_the_half_open_capacity_evicts_no_established_flow,
+    the_program_passes_the_verifier_well_under_the_bound,
+);
+
+mod handshake {
+    use super::{
+        a_syn_is_held_apart_and_its_ack_joins_the_table_on_the_syn_backend as handshake,
+        ConntrackKind, Hook,
+    };
+
+    #[test]
+    fn buckets_xdp() {
+        handshake(Hook::Xdp, ConntrackKind::Buckets);
+    }
+
+    #[test]
+    fn buckets_tc() {
+        handshake(Hook::Tc, ConntrackKind::Buckets);
+    }
+
+    #[test]
+    fn lru_xdp() {
+        handshake(Hook::Xdp, ConntrackKind::Lru);
+    }
+
+    #[test]
+    fn lru_tc() {
+        handshake(Hook::Tc, ConntrackKind::Lru);
+    }
+}
