@@ -11,6 +11,7 @@ pub mod conntrack_kind;
 pub mod daemon;
 pub mod dataplane;
 pub(crate) mod ebpf_object;
+pub mod flood;
 pub mod flow_table;
 pub mod guard;
 pub(crate) mod health;

@@ -48,6 +48,8 @@ pub(crate) const FAMILIES: &[(&str, &str)] = &[
     ("lbd_conntrack_memory_bytes", "gauge"),
     ("lbd_conntrack_half_open_entries", "gauge"),
     ("lbd_conntrack_half_open_capacity", "gauge"),
+    ("lbd_syn_flood", "gauge"),
+    ("lbd_syn_flood_transitions_total", "counter"),
     ("lbd_acl_rule_packets_total", "counter"),
     ("lbd_backend_state", "gauge"),
     ("lbd_backend_health", "gauge"),
@@ -423,6 +425,17 @@ impl Exporter<'_> {
             "conntrack_half_open_capacity",
             "Half-open flows the half-open table has room for",
             vec![(Vec::new(), to_i64(s.conntrack.half_open_capacity))],
+        );
+        self.gauge(
+            "syn_flood",
+            "1 while lbd sees a SYN flood (unanswered SYNs or half-open evictions over their thresholds), else 0",
+            vec![(Vec::new(), i64::from(s.conntrack.syn_flood))],
+        );
+        self.counter(
+            "syn_flood_transitions",
+            "Times flood mode was entered or left",
+            None,
+            vec![(Vec::new(), s.conntrack.syn_flood_transitions)],
         );
         // Per deny/allow rule (bounded by the rules configured).
         let rules = s.guard.iter().flat_map(|g| &g.rules).map(|r| {
@@ -1053,6 +1066,11 @@ mod tests {
                 memory_bytes: 147_456,
                 half_open: 3,
                 half_open_capacity: 32_768,
+                syn_flood: true,
+                syn_flood_for_s: Some(12),
+                syn_flood_transitions: 1,
+                unanswered_syn_per_s: 80_000,
+                half_open_evicted_per_s: 40_000,
             },
             nat: Some(crate::api::schema::NatStatus {
                 flows: BTreeMap::from([("established".to_owned(), 15)]),
@@ -1206,6 +1224,8 @@ mod tests {
             "lbd_conntrack_memory_bytes 147456",
             "lbd_conntrack_half_open_entries 3",
             "lbd_conntrack_half_open_capacity 32768",
+            "lbd_syn_flood 1",
+            "lbd_syn_flood_transitions_total 1",
             "lbd_config_reloads_total{result=\"success\"} 1",
             "lbd_build_info{version=\"0.1.0\"} 1",
             "lbd_vip_info{vip=\"198.18.0.100:80/tcp\",mode=\"nat\"} 1",

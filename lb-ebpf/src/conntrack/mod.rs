@@ -62,7 +62,9 @@ pub struct Decision {
 }
 
 /// The backend of this packet's flow: the tracked one if it is still
-/// alive, otherwise a fresh Maglev pick that is then remembered. None:
+/// alive, else (a TCP flow held half-open) its SYN's, else a fresh Maglev
+/// pick that is then remembered: in the half-open table for a TCP SYN,
+/// in the connection table for anything else (`half_open`). None:
 /// no backend, or (`refused` set to `DropRateLimited`) a new flow over
 /// its source's limit (`guard::limit`, asked only where an entry would be
 /// created). An out-parameter, not a `Result`: the verifier cannot follow

@@ -110,6 +110,22 @@ pub struct ConntrackStatus {
     /// Half-open flows that table has room for.
     #[serde(default)]
     pub half_open_capacity: u64,
+    /// Whether lbd sees a SYN flood now (`flood::machine`).
+    #[serde(default)]
+    pub syn_flood: bool,
+    /// How long the current flood lasts, in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub syn_flood_for_s: Option<u64>,
+    /// Flood mode entered or left since start.
+    #[serde(default)]
+    pub syn_flood_transitions: u64,
+    /// SYNs held half-open that no ACK took out, per second (the last
+    /// second).
+    #[serde(default)]
+    pub unanswered_syn_per_s: u64,
+    /// Half-open flows displaced while still in time, per second.
+    #[serde(default)]
+    pub half_open_evicted_per_s: u64,
 }
 
 /// The NAT flow table as the reaper's last complete sweep found it.

@@ -100,6 +100,14 @@ async fn watch(client: &Client, args: &Args) -> Result<(), Failure> {
             status.conntrack.half_open,
             status.conntrack.half_open_capacity
         );
+        if status.conntrack.syn_flood {
+            println!(
+                "SYN FLOOD for {} s: {} unanswered SYN/s, {} half-open evictions/s (established flows are not affected)",
+                status.conntrack.syn_flood_for_s.unwrap_or(0),
+                status.conntrack.unanswered_syn_per_s,
+                status.conntrack.half_open_evicted_per_s
+            );
+        }
         for vip in &status.vips {
             let old = before.and_then(|b| b.vips.iter().find(|v| v.vip == vip.vip));
             println!(

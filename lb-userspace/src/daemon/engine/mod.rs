@@ -100,6 +100,8 @@ pub struct Engine {
     node: node::NodeRuntime,
     /// Deny/allow lists and limits of new flows in force.
     guard: crate::guard::Guard,
+    /// SYN-flood detection from the half-open table's counters.
+    flood: crate::flood::FloodWatch,
 }
 
 impl Engine {
@@ -227,6 +229,7 @@ impl Engine {
             tunnel: tunnel::TunnelRuntime::default(),
             node,
             guard,
+            flood: crate::flood::FloodWatch::default(),
             config,
         };
         engine.read_own_addresses().await;

@@ -157,11 +157,13 @@ impl Engine {
         self.node_status()
     }
 
-    /// Samples the forwarded count (every housekeeping tick).
+    /// Samples the forwarded count and feeds the SYN-flood watch (every
+    /// housekeeping tick).
     pub(crate) fn watch_traffic(&mut self) {
         let Ok(counters) = self.dataplane.counters() else {
             return;
         };
+        self.flood.observe(Instant::now(), &counters);
         let forwarded = counters
             .iter()
             .find(|(c, _)| *c == Counter::Forwarded)

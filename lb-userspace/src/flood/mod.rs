@@ -1,0 +1,126 @@
+//! Flood mode: lbd watches the half-open table's counters (SYNs held that
+//! no ACK took out, half-open flows evicted in time) and says when a SYN
+//! flood begins and ends: one log line per change, `lbctl status`, the
+//! metrics `lbd_syn_flood` and `lbd_syn_flood_transitions_total` (an
+//! alert rule and a dashboard panel ship in observability/). The decision
+//! is the pure `machine`; this is its thin driver, called every
+//! housekeeping tick with the counters the engine read.
+
+pub mod machine;
+
+use std::time::Instant;
+
+use lb_common::stats::Counter;
+use tracing::{info, warn};
+
+use self::machine::{FloodMachine, FloodState, FloodThresholds, FloodTransition, HalfOpenTotals};
+
+/// The machine and what status and metrics show of it.
+#[derive(Debug, Clone)]
+pub struct FloodWatch {
+    machine: FloodMachine,
+}
+
+impl Default for FloodWatch {
+    fn default() -> Self {
+        Self::new(FloodThresholds::default())
+    }
+}
+
+impl FloodWatch {
+    /// A watch in `Normal` with these thresholds.
+    pub fn new(thresholds: FloodThresholds) -> Self {
+        FloodWatch {
+            machine: FloodMachine::new(thresholds),
+        }
+    }
+
+    /// Feeds the node counters read at `now` (`Dataplane::counters`) to
+    /// the machine and logs a change of state.
+    pub fn observe(
+        &mut self,
+        now: Instant,
+        counters: &[(Counter, u64)],
+    ) -> Option<FloodTransition> {
+        let total = |wanted: Counter| {
+            counters
+                .iter()
+                .find(|(c, _)| *c == wanted)
+                .map_or(0, |(_, v)| *v)
+        };
+        let totals = HalfOpenTotals {
+            held: total(Counter::ConntrackHalfOpenNew),
+            promoted: total(Counter::ConntrackHalfOpenPromoted),
+            evicted: total(Counter::ConntrackHalfOpenEvicted),
+        };
+        let transition = self.machine.observe(now, totals)?;
+        match transition {
+            FloodTransition::Entered(rates) => warn!(
+                unanswered_syn_per_s = rates.unanswered_per_s.round(),
+                half_open_evicted_per_s = rates.evicted_per_s.round(),
+                "SYN flood: entering flood mode (half-open flows are held apart; established flows keep their entries)"
+            ),
+            FloodTransition::Left { lasted, rates } => info!(
+                lasted_s = lasted.as_secs(),
+                unanswered_syn_per_s = rates.unanswered_per_s.round(),
+                half_open_evicted_per_s = rates.evicted_per_s.round(),
+                "SYN flood over: leaving flood mode"
+            ),
+        }
+        Some(transition)
+    }
+
+    /// Whether a flood is on.
+    pub fn in_flood(&self) -> bool {
+        self.machine.state() == FloodState::Flood
+    }
+
+    /// How long the current flood lasts, at `now` (None: no flood).
+    pub fn flood_for(&self, now: Instant) -> Option<std::time::Duration> {
+        self.machine
+            .flood_since()
+            .map(|since| now.saturating_duration_since(since))
+    }
+
+    /// Changes of state since start.
+    pub fn transitions(&self) -> u64 {
+        self.machine.transitions()
+    }
+
+    /// The latest interval's rates.
+    pub fn rates(&self) -> machine::FloodRates {
+        self.machine.rates()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn counters(held: u64, promoted: u64, evicted: u64) -> Vec<(Counter, u64)> {
+        vec![
+            (Counter::Forwarded, held),
+            (Counter::ConntrackHalfOpenNew, held),
+            (Counter::ConntrackHalfOpenPromoted, promoted),
+            (Counter::ConntrackHalfOpenEvicted, evicted),
+        ]
+    }
+
+    #[test]
+    fn the_watch_reads_the_half_open_counters() {
+        let mut watch = FloodWatch::default();
+        let start = Instant::now();
+        assert_eq!(watch.observe(start, &counters(0, 0, 0)), None);
+        let entered = watch.observe(start + Duration::from_secs(1), &counters(90_000, 100, 0));
+        assert!(matches!(entered, Some(FloodTransition::Entered(_))));
+        assert!(watch.in_flood());
+        assert_eq!(
+            watch.flood_for(start + Duration::from_secs(5)),
+            Some(Duration::from_secs(4))
+        );
+        assert_eq!(watch.transitions(), 1);
+        assert_eq!(watch.rates().unanswered_per_s, 89_900.0);
+    }
+}
