@@ -24,6 +24,7 @@ pub mod oracle;
 pub mod packet;
 pub mod postgres;
 pub mod support;
+pub mod synflood;
 pub mod testbed;
 pub mod topology;
 pub mod tunnel;
