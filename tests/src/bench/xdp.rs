@@ -96,9 +96,10 @@ pub const COMPARED: [ConntrackKind; 2] = [ConntrackKind::Buckets, ConntrackKind:
 
 /// Case names the report computes ratios from.
 pub const WRAPPER_FLOOR: &str = "wrapper floor";
-/// New TCP flow, IPv4.
+/// New TCP flow's SYN, IPv4: held in the half-open table (a flood SYN's
+/// cost: once that table is full, every one evicts a half-open flow).
 pub const NEW_V4: &str = "TCP SYN v4, new flow";
-/// New TCP flow, IPv6.
+/// New TCP flow's SYN, IPv6 (as `NEW_V4`).
 pub const NEW_V6: &str = "TCP SYN v6, new flow";
 /// Tracked TCP flow, IPv4.
 pub const TRACKED_V4: &str = "TCP ACK v4, tracked flow";
@@ -332,6 +333,11 @@ impl Case {
         let sum = (sum & 0xffff) + (sum >> 16);
         let sum = (sum & 0xffff) + (sum >> 16);
         self.frame[csum_at..csum_at + 2].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+        self.name = match self.name {
+            NEW_V4 => "TCP first ACK v4, new flow",
+            NEW_V6 => "TCP first ACK v6, new flow",
+            other => other,
+        };
         self.path = "parse, VIP hit, conntrack miss, half-open miss, Maglev, conntrack insert, TX";
         self.counter = Some(Counter::ConntrackNew);
         self
@@ -844,8 +850,9 @@ fn run_pass(
             lost_flows: lost,
         });
     }
-    // Last: the guards stay in force once put there (their limits would
-    // refuse the connection case's new flows).
+    // Last: the guards stay in force once put there (their deny rule
+    // takes 0.0.0.0/8, the cases' varied IPv4 sources, and their limits
+    // would refuse the connection case's new flows).
     if prefill == 0 {
         run_guarded(&mut benches, repeat, rounds, capacity, results)?;
     }
