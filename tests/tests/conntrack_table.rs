@@ -239,6 +239,8 @@ fn upgrade_from_lru(bucket_pin: bool) {
     let dir = std::path::Path::new(lb_tests::lab::BPFFS)
         .join(format!("lbtct{}-upgrade-{bucket_pin}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
+    // The pins go when the test ends, also when an assertion fails.
+    let _cleanup = RemovedOnDrop(dir.clone());
     let pins = lb_userspace::pinning::PinDir::new(&dir);
     let vip = vip4_tcp();
     let flows: Vec<Flow> = (0..100).map(flow).collect();
@@ -284,8 +286,15 @@ fn upgrade_from_lru(bucket_pin: bool) {
     assert!(new.adopted(), "the VIPs, backends and tables are adopted");
     let carried: HashMap<_, _> = new.flows().map(|(k, e)| (k, e.backend_id)).collect();
     assert_eq!(carried, pinned, "every flow keeps its backend");
-    drop(new);
-    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A directory removed (with what is in it) when this is dropped.
+struct RemovedOnDrop(std::path::PathBuf);
+
+impl Drop for RemovedOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 #[test]
