@@ -119,6 +119,19 @@ pub fn vip(
 }
 
 impl TestBed {
+    /// Instructions the verifier went through for the XDP and the tc
+    /// program (the complexity the tests bound).
+    pub fn verified_instructions(&mut self) -> (u32, u32) {
+        let count = |info: Result<aya::programs::ProgramInfo, aya::programs::ProgramError>| {
+            info.expect("program info")
+                .verified_instruction_count()
+                .expect("count")
+        };
+        let xdp = count(self.dataplane.program(names::PROG_LB).expect("xdp").info());
+        let tc = count(self.dataplane.tc_program().expect("tc").info());
+        (xdp, tc)
+    }
+
     /// Loads the object (small maps) and applies `vips`; runs the XDP
     /// program.
     pub fn new(vips: &[VipConfig]) -> anyhow::Result<Self> {

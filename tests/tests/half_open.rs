@@ -250,22 +250,7 @@ fn a_syn_flood_past_the_half_open_capacity_evicts_no_established_flow(kind: Conn
 
 fn the_program_passes_the_verifier_well_under_the_bound(kind: ConntrackKind) {
     let mut bed = bed(Hook::Xdp, kind, &[vip4_tcp()]);
-    let xdp = bed
-        .dataplane
-        .program(names::PROG_LB)
-        .expect("xdp")
-        .info()
-        .expect("info")
-        .verified_instruction_count()
-        .expect("count");
-    let tc = bed
-        .dataplane
-        .tc_program()
-        .expect("tc")
-        .info()
-        .expect("info")
-        .verified_instruction_count()
-        .expect("count");
+    let (xdp, tc) = bed.verified_instructions();
     eprintln!("{kind:?}: verified instructions: xdp {xdp}, tc {tc}");
     // The bound of tests/tests/nat_dataplane.rs, for each design.
     assert!(xdp < 300_000 && tc < 300_000, "xdp {xdp}, tc {tc}");

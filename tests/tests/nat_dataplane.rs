@@ -1171,22 +1171,7 @@ fn icmp_errors_about_unknown_flows_pass(hook: Hook) {
 #[test]
 fn both_programs_pass_the_verifier_with_a_sane_instruction_count() {
     let mut bed = lb_tests::testbed::TestBed::with_hook(&vips(), Hook::Xdp).expect("test bed");
-    let xdp = bed
-        .dataplane
-        .program(names::PROG_LB)
-        .expect("xdp")
-        .info()
-        .expect("info")
-        .verified_instruction_count()
-        .expect("count");
-    let tc = bed
-        .dataplane
-        .tc_program()
-        .expect("tc")
-        .info()
-        .expect("info")
-        .verified_instruction_count()
-        .expect("count");
+    let (xdp, tc) = bed.verified_instructions();
     eprintln!("verified instructions: xdp {xdp}, tc {tc}");
     // DSR only was ~17.4 k; NAT adds a translation path per family and
     // protocol (~57 k), the tunnel modes one wrap function verified once

@@ -22,7 +22,7 @@ use lb_common::{
 use super::{
     flow_flags, half_open, insert_failed, new_entry,
     pending::{self, PendingFlow},
-    pinned_backend, Decision,
+    pinned_backend, unchanged, Decision,
 };
 use crate::{
     guard::limit,
@@ -166,13 +166,7 @@ fn from_half_open(
             return insert_failed(vip, packet, entry.backend_id, known.backend, entry.hash);
         }
     }
-    Decision {
-        backend_id: entry.backend_id,
-        backend: known.backend,
-        new_flow: false,
-        now,
-        hash: entry.hash,
-    }
+    unchanged(entry.backend_id, known.backend, now, entry.hash)
 }
 
 /// `FLOW_BUCKET_MASK`.
@@ -266,13 +260,12 @@ fn tracked(
     stats::count(Counter::ConntrackHit);
     // SAFETY: `bucket` is a live element of the table.
     unsafe { touch(bucket, seen, packet.tcp_flags, now) };
-    Some(Decision {
-        backend_id: seen.entry.backend_id,
+    Some(unchanged(
+        seen.entry.backend_id,
         backend,
-        new_flow: false,
         now,
-        hash: seen.entry.hash,
-    })
+        seen.entry.hash,
+    ))
 }
 
 /// A tracked flow whose backend is gone (as `seen` in `bucket`): hash
@@ -318,13 +311,7 @@ fn repin_into(
     let _ = unsafe { flow_table::rewrite(bucket, seen, &repinned, rank) };
     // SAFETY: `out` points to the caller's uninitialised decision.
     unsafe {
-        out.write(Decision {
-            backend_id,
-            backend,
-            new_flow: false,
-            now,
-            hash,
-        });
+        out.write(unchanged(backend_id, backend, now, hash));
     }
     true
 }
@@ -384,31 +371,13 @@ pub(super) fn peek(vip: &VipMeta, key: &FlowKey) -> Option<Decision> {
             unsafe { flow_table::find_in(first, second, key, hash) }
         {
             if let Some(backend) = pinned_backend(&entry) {
-                return Some(Decision {
-                    backend_id: entry.backend_id,
-                    backend,
-                    new_flow: false,
-                    now: 0,
-                    hash: entry.hash,
-                });
+                return Some(unchanged(entry.backend_id, backend, 0, entry.hash));
             }
         }
     }
     if let Some(known) = half_open::known(key, hash, half_open::PEEK) {
-        return Some(Decision {
-            backend_id: known.backend_id,
-            backend: known.backend,
-            new_flow: false,
-            now: 0,
-            hash,
-        });
+        return Some(unchanged(known.backend_id, known.backend, 0, hash));
     }
     let (backend_id, backend) = select::pick_with(vip, hash)?;
-    Some(Decision {
-        backend_id,
-        backend,
-        new_flow: false,
-        now: 0,
-        hash,
-    })
+    Some(unchanged(backend_id, backend, 0, hash))
 }

@@ -11,7 +11,9 @@ use lb_common::{
     FlowEntry, FlowKey, VipMeta,
 };
 
-use super::{flow_flags, half_open, insert_failed, inserted, new_entry, pinned_backend, Decision};
+use super::{
+    flow_flags, half_open, insert_failed, inserted, new_entry, pinned_backend, unchanged, Decision,
+};
 use crate::{
     guard::limit,
     maps::CONNTRACK,
@@ -35,13 +37,7 @@ pub(super) fn decide(vip: &VipMeta, packet: &Packet, refused: &mut Counter) -> O
         if let Some(backend) = pinned_backend(entry) {
             stats::count(Counter::ConntrackHit);
             let now = touch(entry, packet.tcp_flags);
-            return Some(Decision {
-                backend_id: entry.backend_id,
-                backend,
-                new_flow: false,
-                now,
-                hash: entry.hash,
-            });
+            return Some(unchanged(entry.backend_id, backend, now, entry.hash));
         }
         // The pinned backend is gone: hash again and re-pin in place.
         let (backend_id, backend, hash) = select::pick_hashed(vip, key)?;
@@ -50,13 +46,7 @@ pub(super) fn decide(vip: &VipMeta, packet: &Packet, refused: &mut Counter) -> O
         entry.backend_generation = backend.generation;
         entry.hash = hash;
         let now = touch(entry, packet.tcp_flags);
-        return Some(Decision {
-            backend_id,
-            backend,
-            new_flow: false,
-            now,
-            hash,
-        });
+        return Some(unchanged(backend_id, backend, now, hash));
     }
     let hash = flow_hash(key);
     let tcp = key.proto == IPPROTO_TCP;
@@ -126,13 +116,7 @@ fn from_half_open(
             }
         }
     }
-    Decision {
-        backend_id: entry.backend_id,
-        backend: known.backend,
-        new_flow: false,
-        now,
-        hash: entry.hash,
-    }
+    unchanged(entry.backend_id, known.backend, now, entry.hash)
 }
 
 /// The backend of a flow without changing anything: the tracked one if it
@@ -144,33 +128,15 @@ pub(super) fn peek(vip: &VipMeta, key: &FlowKey) -> Option<Decision> {
     // SAFETY: the value is copied out before any map update can free it.
     if let Some(entry) = unsafe { CONNTRACK.get(key) } {
         if let Some(backend) = pinned_backend(entry) {
-            return Some(Decision {
-                backend_id: entry.backend_id,
-                backend,
-                new_flow: false,
-                now: 0,
-                hash: entry.hash,
-            });
+            return Some(unchanged(entry.backend_id, backend, 0, entry.hash));
         }
     }
     let hash = flow_hash(key);
     if let Some(known) = half_open::known(key, hash, half_open::PEEK) {
-        return Some(Decision {
-            backend_id: known.backend_id,
-            backend: known.backend,
-            new_flow: false,
-            now: 0,
-            hash,
-        });
+        return Some(unchanged(known.backend_id, known.backend, 0, hash));
     }
     let (backend_id, backend) = select::pick_with(vip, hash)?;
-    Some(Decision {
-        backend_id,
-        backend,
-        new_flow: false,
-        now: 0,
-        hash,
-    })
+    Some(unchanged(backend_id, backend, 0, hash))
 }
 
 /// Refreshes the entry's age (rarely) and its FIN/RST marks; returns the

@@ -138,6 +138,24 @@ pub(super) fn inserted(
     }
 }
 
+/// A flow's backend that changes nothing in the table: a tracked flow's,
+/// a half-open flow's, or a pick for a packet about a flow.
+#[inline(always)]
+pub(super) fn unchanged(
+    backend_id: u32,
+    backend: &'static Backend,
+    now: u64,
+    hash: u32,
+) -> Decision {
+    Decision {
+        backend_id,
+        backend,
+        new_flow: false,
+        now,
+        hash,
+    }
+}
+
 /// A full table (plain hash) or a failed allocation: the flow still goes
 /// to its Maglev backend, untracked; counted and reported.
 #[inline(always)]
