@@ -7,12 +7,7 @@
 //! of distinct sources well past the half-open table's capacity leaves
 //! every established flow where it was. Needs root.
 
-use lb_common::{
-    consts::{names, HALF_OPEN_BUCKETS},
-    flow_table::FLOW_WAYS,
-    stats::Counter,
-    FlowKey,
-};
+use lb_common::{consts::HALF_OPEN_BUCKETS, flow_table::FLOW_WAYS, stats::Counter, FlowKey};
 use lb_tests::{
     packet::{self, Flow, ACK, SYN},
     testbed::{action, backend, flow_key, vip4_tcp, vip4_udp, vip6_tcp, Hook, TestBed},

@@ -14,7 +14,7 @@ use etherparse::{
 };
 use lb_common::{
     consts::{
-        names, AF_INET, AF_INET6, EVENT_NAT_PORTS_EXHAUSTED, EVENT_NO_NEIGHBOUR, EVENT_NO_ROUTE,
+        AF_INET, AF_INET6, EVENT_NAT_PORTS_EXHAUSTED, EVENT_NO_NEIGHBOUR, EVENT_NO_ROUTE,
         NAT_DIR_FORWARD, NAT_DIR_REPLY, NAT_F_FIN, NAT_F_REPLIED, NAT_F_SYN,
     },
     nat::counterpart_key,
