@@ -93,6 +93,7 @@ pub(crate) const FAMILIES: &[(&str, &str)] = &[
     ("lbd_hc_events_total", "counter"),
     ("lbd_nat_flows", "gauge"),
     ("lbd_nat_flow_capacity", "gauge"),
+    ("lbd_nat_table_pressure", "gauge"),
     ("lbd_nat_reaped_total", "counter"),
     ("lbd_vip_nat_ports_in_use", "gauge"),
     ("lbd_vip_nat_ports", "gauge"),
@@ -823,6 +824,10 @@ impl Exporter<'_> {
             "NAT source ports the VIP's NAT address hands out per backend",
             ranges,
         );
+        let pressure = s
+            .nat
+            .as_ref()
+            .map(|nat| vec![(Vec::new(), i64::from(nat.pressure))]);
         let (flows, capacity, reaped) = match &s.nat {
             Some(nat) => (
                 NAT_STATES
@@ -850,6 +855,11 @@ impl Exporter<'_> {
             "nat_flow_capacity",
             "Entries the NAT flow table holds at most (two per flow)",
             capacity,
+        );
+        self.gauge(
+            "nat_table_pressure",
+            "1 while the NAT flow table is nearly full and closed flows are freed after a second",
+            pressure.unwrap_or_default(),
         );
         self.counter(
             "nat_reaped",
@@ -1079,6 +1089,7 @@ mod tests {
                 expired: 7,
                 orphans: 1,
                 backend_gone: 2,
+                pressure: true,
             }),
             tunnel: None,
             node: Some(crate::api::schema::NodeStatus {
@@ -1234,6 +1245,7 @@ mod tests {
             "lbd_nat_flows{state=\"established\"} 15",
             "lbd_nat_flows{state=\"syn-sent\"} 0",
             "lbd_nat_flow_capacity 262144",
+            "lbd_nat_table_pressure 1",
             "lbd_nat_events_total{event=\"new\"} 3",
             "lbd_nat_reaped_total{reason=\"expired\"} 7",
             "lbd_nat_reaped_total{reason=\"backend_gone\"} 2",

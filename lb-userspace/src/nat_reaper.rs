@@ -209,6 +209,11 @@ pub struct SweepStats {
 }
 
 impl SweepStats {
+    /// Entries the kept flows hold (two per flow).
+    pub fn entries(&self) -> u64 {
+        2 * self.flows.values().sum::<u64>()
+    }
+
     /// Ports in use from `nat_address`, at the busiest backend (the one
     /// closest to running out).
     pub fn busiest(&self, nat_address: IpAddr) -> u64 {
@@ -463,5 +468,6 @@ impl PartialOrd for FlowKeyOrd {
     }
 }
 
+pub mod pressure;
 #[cfg(test)]
 mod tests;

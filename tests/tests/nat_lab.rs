@@ -5,7 +5,8 @@
 //! checks what the issue promises: balanced new flows with exact counters
 //! and the client hidden from the backends (xdp and tc), kept-alive
 //! connections across backend changes and across a VRRP failover, port
-//! exhaustion dropped, counted and recovered, and a missing next-hop
+//! exhaustion dropped, counted and recovered, a table full of closed flows
+//! freeing them early (its pressure), and a missing next-hop
 //! neighbour dropped, counted and resolved. Needs root.
 
 use std::{
@@ -856,6 +857,66 @@ fn port_exhaustion(attach: &str) {
     eprintln!(
         "NAT ports: 4 of 4 in use, {exhausted} SYNs dropped as exhausted; a new connection {} ms after the flows ended; took {:?}",
         took.as_millis(),
+        started.elapsed()
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 4b. A flow table full of closed flows.
+
+#[test]
+fn nat_table_full_of_closed_flows_frees_them_early_and_new_connections_go_on() {
+    let started = Instant::now();
+    let mut lab = nat_lab(1, 1);
+    // The smallest table (1,024 entries: 512 flows), and closed flows that
+    // would keep their entries for 30 s.
+    start_nat_lbd(
+        &mut lab,
+        &Spec {
+            backends: &["b1"],
+            ipv6: false,
+            nat_extra: "flow_table_size = 1024\ntcp_closed_timeout_s = 30\n",
+            ..Spec::default()
+        },
+    );
+    let vip = IpAddr::V4(VIP4);
+    // Three tables' worth of short connections, one after another: past
+    // the first 512 only flows freed before their 30 s make room.
+    const CONNECTIONS: u32 = 1_536;
+    let before = status(&lab);
+    let ran = Instant::now();
+    let done = burst(&lab.client.netns, vip, CONNECTIONS);
+    let ran = ran.elapsed();
+    let after = status(&lab);
+    assert_eq!(
+        done.failed,
+        0,
+        "connections failed with the table full: {:?}; counters {:?}",
+        done.errors,
+        deltas(&before, &after)
+    );
+    let nat = after.nat.as_ref().expect("NAT status");
+    // Flows freed while the run lasted less than the closed timeout: the
+    // pressure freed them early.
+    assert!(
+        ran < Duration::from_secs(30),
+        "the run took {ran:?}, as long as the closed timeout"
+    );
+    assert!(
+        nat.expired >= u64::from(CONNECTIONS) - 512,
+        "only {} flows freed: {nat:?}",
+        nat.expired
+    );
+    // Within its hold the pressure is still on, and was logged.
+    assert!(nat.pressure, "{nat:?}");
+    assert!(
+        lab.log("lbd").contains("NAT flow table nearly full"),
+        "no log line of the pressure"
+    );
+    eprintln!(
+        "NAT table of 1024 entries: {CONNECTIONS} short connections in {ran:?}, none failed; {} SYNs dropped while it was full, {} flows freed; took {:?}",
+        grown(&before, &after, "drop_nat_table_full"),
+        nat.expired,
         started.elapsed()
     );
 }

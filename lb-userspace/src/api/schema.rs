@@ -144,6 +144,10 @@ pub struct NatStatus {
     pub orphans: u64,
     /// Flows freed because their backend was removed, since start.
     pub backend_gone: u64,
+    /// Whether the table is nearly full, so closed flows are freed after a
+    /// second instead of `tcp_closed_timeout_s` (`nat_reaper::pressed`).
+    #[serde(default)]
+    pub pressure: bool,
 }
 
 /// The tunnelled modes' settings as the data plane has them.

@@ -378,3 +378,65 @@ fn flows_removed_under_the_walk_neither_stop_nor_repeat_the_sweep() {
     assert_eq!(stats.flows["udp"], 49);
     assert_eq!(stats.ticks, ticks + 1);
 }
+
+#[test]
+fn with_pressed_timeouts_closed_flows_go_after_a_second_and_no_other_state_sooner() {
+    let t = NatTimeouts::default();
+    let under = pressure::pressed(&t);
+    let now = 100_000 * S;
+    let closed = (NAT_F_FIN, NAT_F_REPLIED | NAT_F_FIN);
+    let mut table = Table::new();
+    // Closed 2 s ago: kept at the configured 10 s, freed under pressure.
+    let (old_f, old_r) = flow(
+        &mut table,
+        1,
+        IPPROTO_TCP,
+        closed,
+        (now - 2 * S, now - 2 * S),
+        BACKEND_ID,
+    );
+    // Closed half a second ago: kept either way.
+    let (fresh_f, _) = flow(
+        &mut table,
+        2,
+        IPPROTO_TCP,
+        closed,
+        (now - S / 2, now - S / 2),
+        BACKEND_ID,
+    );
+    // Idle for 20 s in every other state: each kept (its timeout is longer).
+    let mut others = Vec::new();
+    for (n, flags, proto) in [
+        (3, (NAT_F_SYN, 0), IPPROTO_TCP),
+        (4, ESTABLISHED, IPPROTO_TCP),
+        (5, (NAT_F_FIN, NAT_F_REPLIED), IPPROTO_TCP),
+        (6, (0, NAT_F_REPLIED), IPPROTO_UDP),
+    ] {
+        others.push(
+            flow(
+                &mut table,
+                n,
+                proto,
+                flags,
+                (now - 20 * S, now - 20 * S),
+                BACKEND_ID,
+            )
+            .0,
+        );
+    }
+    let mut reaper = Reaper::new();
+    let mut sweep_with = |table: &mut Table, timeouts: &NatTimeouts| {
+        while !reaper
+            .tick(table, now, timeouts, &owners(), TICK_BUDGET, || true)
+            .sweep_done
+        {}
+    };
+    sweep_with(&mut table, &t);
+    assert!(present(&table, &old_f) && present(&table, &old_r));
+    sweep_with(&mut table, &under);
+    assert!(!present(&table, &old_f) && !present(&table, &old_r));
+    assert!(present(&table, &fresh_f));
+    for key in &others {
+        assert!(present(&table, key), "{key:?}");
+    }
+}

@@ -330,10 +330,15 @@ fn backend_name(b: &lb_userspace::api::schema::BackendStatus) -> String {
 fn nat_table_line(nat: &lb_userspace::api::schema::NatStatus) -> String {
     let flows: Vec<String> = nat.flows.iter().map(|(k, v)| format!("{k}={v}")).collect();
     format!(
-        "NAT flows: {}{} (table {} entries); reaped: {} expired, {} orphans, {} of removed backends",
+        "NAT flows: {}{} (table {} entries{}); reaped: {} expired, {} orphans, {} of removed backends",
         if nat.swept { "" } else { "first sweep under way " },
         if flows.is_empty() { "none".to_owned() } else { flows.join(" ") },
         nat.capacity,
+        if nat.pressure {
+            ", nearly full: closed flows freed after 1 s"
+        } else {
+            ""
+        },
         nat.expired,
         nat.orphans,
         nat.backend_gone
@@ -523,10 +528,19 @@ mod tests {
             expired: 1,
             orphans: 0,
             backend_gone: 2,
+            pressure: false,
         };
         assert_eq!(
             nat_table_line(&table),
             "NAT flows: established=15 (table 1024 entries); reaped: 1 expired, 0 orphans, 2 of removed backends"
+        );
+        let pressed = NatStatus {
+            pressure: true,
+            ..table
+        };
+        assert_eq!(
+            nat_table_line(&pressed),
+            "NAT flows: established=15 (table 1024 entries, nearly full: closed flows freed after 1 s); reaped: 1 expired, 0 orphans, 2 of removed backends"
         );
     }
 

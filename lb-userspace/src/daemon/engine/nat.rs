@@ -28,7 +28,10 @@ use tracing::{debug, info, warn};
 use super::Engine;
 use crate::{
     nat_events::NatEvents,
-    nat_reaper::{Owner, Owners, Reaper, TICK_BUDGET, TICK_TIME},
+    nat_reaper::{
+        pressure::{Pressure, PRESSED_CLOSED_TIMEOUT},
+        Owner, Owners, Reaper, TICK_BUDGET, TICK_TIME,
+    },
     reconcile::{addr_words, words_addr, Balancer},
 };
 
@@ -62,6 +65,8 @@ pub(crate) struct NatRuntime {
     ticks: u32,
     /// How long the last reaper tick took.
     pub(crate) last_tick: Duration,
+    /// Whether the flow table is nearly full (`nat_reaper::pressure`).
+    pub(crate) pressure: Pressure,
 }
 
 /// The per-interface forwarding switch of `ipv6` or IPv4 for `interface`.
@@ -128,16 +133,20 @@ impl Engine {
     /// One housekeeping tick of the NAT runtime.
     pub(crate) async fn nat_tick(&mut self) {
         let owners = owners(&self.balancer);
+        let timeouts = self.nat.pressure.timeouts(&self.config.nat.timeouts);
         let started = Instant::now();
         let report = self.nat.reaper.tick(
             self.dataplane.nat_mut(),
             crate::clock::monotonic_ns(),
-            &self.config.nat.timeouts,
+            &timeouts,
             &owners,
             TICK_BUDGET,
             || started.elapsed() < TICK_TIME,
         );
         self.nat.last_tick = started.elapsed();
+        if report.sweep_done {
+            self.note_pressure();
+        }
         if report.removed > 0 {
             debug!(
                 removed = report.removed,
@@ -161,6 +170,29 @@ impl Engine {
         }
         if scan {
             self.tunnel_scan().await;
+        }
+    }
+
+    /// Feeds the sweep just completed to the table's pressure; logs a
+    /// change.
+    fn note_pressure(&mut self) {
+        let Some(sweep) = self.nat.reaper.last_sweep() else {
+            return;
+        };
+        let capacity = self.config.nat.flow_table_size;
+        let now = crate::clock::monotonic_ns();
+        match self.nat.pressure.sweep_done(sweep, capacity, now) {
+            Some(true) => warn!(
+                capacity,
+                entries = sweep.entries(),
+                closed_timeout_ms = PRESSED_CLOSED_TIMEOUT.as_millis(),
+                "NAT flow table nearly full: closed flows are freed sooner; raise [nat] flow_table_size"
+            ),
+            Some(false) => info!(
+                entries = sweep.entries(),
+                "NAT flow table no longer nearly full: closed flows keep their configured timeout"
+            ),
+            None => {}
         }
     }
 

@@ -239,6 +239,7 @@ impl Engine {
             expired: reaped.expired,
             orphans: reaped.orphans,
             backend_gone: reaped.backend_gone,
+            pressure: self.nat.pressure.on(),
         })
     }
 
