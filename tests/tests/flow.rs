@@ -48,6 +48,7 @@ fn the_lookup_finds_what_the_program_tracked_in_every_table_kind() {
             max_vips: 4,
             conntrack: 4096,
             nat_flows: lb_common::consts::NAT_FLOWS_SIZE_DEFAULT,
+            half_open: lb_common::consts::HALF_OPEN_SIZE_DEFAULT,
         };
         let options = LoadOptions {
             conntrack_kind: kind,
