@@ -449,6 +449,46 @@ fn a_half_open_table_of_another_size_starts_afresh_and_the_rest_is_adopted(kind:
     assert_eq!(newer.dataplane.half_open_count(), 0);
 }
 
+/// A table of the smallest `half_open_size` (1,024 flows, 128 buckets):
+/// the packet path indexes it with the mask lbd set at load, so every
+/// bucket takes SYNs (with the default table's mask most SYNs would find
+/// no bucket) and a flood past its slots keeps it nearly full.
+fn a_small_half_open_table_fills_every_bucket(kind: ConntrackKind) {
+    const SLOTS: u32 = 1024;
+    let vips = [vip4_tcp(), vip6_tcp()];
+    let options = LoadOptions {
+        conntrack_kind: kind,
+        ..LoadOptions::default()
+    };
+    let mut bed =
+        TestBed::with_sizes(&vips, Hook::Xdp, sizes(4096, SLOTS), &options).expect("test bed");
+    assert_eq!(bed.dataplane.half_open_capacity(), u64::from(SLOTS));
+    let flood = SLOTS + SLOTS / 4;
+    for n in 0..flood {
+        let vip = &vips[usize::from(n % 4 == 3)];
+        let syn = packet::tcp(&flood_flow(n, vip), SYN, None, b"");
+        let (verdict, _) = bed.run(&syn).expect("test run");
+        assert_eq!(verdict, action::TX, "flood SYN {n} goes to a backend");
+    }
+    assert_eq!(
+        counter(&bed, Counter::ConntrackHalfOpenNew),
+        u64::from(flood),
+        "every SYN found its bucket"
+    );
+    let held = bed.dataplane.half_open_count();
+    assert!(
+        held <= u64::from(SLOTS) && held > u64::from(SLOTS) * 9 / 10,
+        "{held} half-open flows held of {SLOTS}"
+    );
+    assert!(counter(&bed, Counter::ConntrackHalfOpenEvicted) >= u64::from(flood - SLOTS));
+    // The last SYN's flow is held, and its ACK finds it.
+    let last = flood_flow(flood - 1, &vips[usize::from((flood - 1) % 4 == 3)]);
+    assert!(bed.dataplane.half_open_flow(&key(&last)).is_some());
+    let (verdict, _) = bed.run(&packet::tcp(&last, ACK, None, b"")).expect("run");
+    assert_eq!(verdict, action::TX);
+    assert_eq!(counter(&bed, Counter::ConntrackHalfOpenPromoted), 1);
+}
+
 /// `flow` from another source port.
 fn flow_with_port(flow: &Flow, sport: u16) -> Flow {
     Flow { sport, ..*flow }
@@ -478,6 +518,7 @@ on_both_designs!(
     the_program_passes_the_verifier_well_under_the_bound,
     a_restart_keeps_the_half_open_flows_and_their_acks_reach_the_syn_backend,
     a_half_open_table_of_another_size_starts_afresh_and_the_rest_is_adopted,
+    a_small_half_open_table_fills_every_bucket,
 );
 
 mod handshake {
