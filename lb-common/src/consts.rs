@@ -36,11 +36,15 @@ pub const NO_BACKEND: u32 = 0;
 /// least alive flows of a new flow's two buckets are evicted).
 pub const CONNTRACK_SIZE_DEFAULT: u32 = 262_144;
 /// Buckets of the half-open table (`HALF_OPEN`: TCP flows whose SYN was
-/// seen and whose ACK was not yet), a power of two: 4 096 buckets of
+/// seen and whose ACK was not yet) by default (the object's size; lbd
+/// sizes it from `half_open_size`), a power of two: 4 096 buckets of
 /// `flow_table::FLOW_WAYS` ways hold 32 768 half-open flows in 2.25 MiB.
 /// A SYN flood fills this table, never the connection table; a half-open
 /// flow it evicts costs nothing (its ACK takes Maglev's pick).
 pub const HALF_OPEN_BUCKETS: u32 = 4_096;
+/// Default size of the half-open table in flows (`half_open_size`):
+/// `HALF_OPEN_BUCKETS` buckets of `flow_table::FLOW_WAYS` ways.
+pub const HALF_OPEN_SIZE_DEFAULT: u32 = HALF_OPEN_BUCKETS * crate::flow_table::FLOW_WAYS as u32;
 
 /// `Backend::flags`: the backend can take packets of flows pinned to it. A
 /// flow whose backend lost this flag (removed, or dead) is hashed again.
@@ -139,6 +143,8 @@ pub mod names {
     pub const GLOBAL_CONNTRACK_DESIGN: &str = "CONNTRACK_DESIGN";
     /// Read-only global: buckets in `FLOW_BUCKETS` minus one.
     pub const GLOBAL_FLOW_BUCKET_MASK: &str = "FLOW_BUCKET_MASK";
+    /// Read-only global: buckets in `HALF_OPEN` minus one.
+    pub const GLOBAL_HALF_OPEN_BUCKET_MASK: &str = "HALF_OPEN_BUCKET_MASK";
     /// Node-wide settings (`LbConfig`, one entry).
     pub const MAP_CONFIG: &str = "CONFIG";
     /// Per-CPU counters per `stats::Counter`.

@@ -128,6 +128,19 @@ pub const fn buckets_for(entries: u32) -> u32 {
     }
 }
 
+/// Buckets for a half-open table of `flows` flows (`half_open_size`): one
+/// bucket per flow and no headroom (a half-open flow evicted costs
+/// nothing), `FLOW_WAYS` flows a bucket, rounded up to a power of two of
+/// buckets, at least one.
+pub const fn half_open_buckets_for(flows: u32) -> u32 {
+    let buckets = flows.div_ceil(FLOW_WAYS as u32);
+    if buckets <= 1 {
+        1
+    } else {
+        buckets.next_power_of_two()
+    }
+}
+
 /// The first bucket of a flow with hash `hash` in a table of `mask + 1`
 /// buckets.
 #[inline(always)]
@@ -1282,5 +1295,12 @@ mod tests {
         assert_eq!(buckets_for(1000), 256);
         assert_eq!(buckets_for(16 * 1024 * 1024), 4 * 1024 * 1024);
         assert_eq!(buckets_for(1), 1);
+        assert_eq!(
+            half_open_buckets_for(crate::consts::HALF_OPEN_SIZE_DEFAULT),
+            crate::consts::HALF_OPEN_BUCKETS
+        );
+        assert_eq!(half_open_buckets_for(1024), 128);
+        assert_eq!(half_open_buckets_for(1025), 256);
+        assert_eq!(half_open_buckets_for(1), 1);
     }
 }

@@ -19,8 +19,7 @@ use aya::{
 };
 use lb_common::{
     consts::{
-        maglev_index, names, CONFIG_F_NAT, HALF_OPEN_BUCKETS, MAGLEV_SIZE_MAX,
-        MAGLEV_TABLES_PER_VIP, MAX_BACKENDS,
+        maglev_index, names, CONFIG_F_NAT, MAGLEV_SIZE_MAX, MAGLEV_TABLES_PER_VIP, MAX_BACKENDS,
     },
     flow_table,
     stats::{Counter, COUNTER_COUNT},
@@ -37,7 +36,7 @@ use crate::{
     guard::GuardMaps,
     legacy_table::LegacyTable,
     nat_maps::NatMaps,
-    pinning::{PinDir, PinError, PINNED_MAPS, STATE_MAPS},
+    pinning::{PinDir, PinError, DEPENDENT_MAPS, PINNED_MAPS, STATE_MAPS},
 };
 
 /// Errors of the data plane, each naming what was being done.
@@ -157,6 +156,9 @@ pub struct MapSizes {
     pub conntrack: u32,
     /// NAT flow table entries (two per flow).
     pub nat_flows: u32,
+    /// Half-open TCP flows (`half_open_size`; the table holds this many
+    /// rounded up to a power of two of buckets).
+    pub half_open: u32,
 }
 
 /// How to load the object beyond its map sizes.
@@ -306,9 +308,9 @@ impl FlowStore {
     }
 }
 
-/// `HALF_OPEN` (half-open TCP flows, either design), mapped into this
-/// process so its occupancy is counted in place.
-fn take_half_open(ebpf: &mut Ebpf) -> Result<FlowTable> {
+/// `HALF_OPEN` (half-open TCP flows, either design) of `buckets` buckets,
+/// mapped into this process so its occupancy is counted in place.
+fn take_half_open(ebpf: &mut Ebpf, buckets: u32) -> Result<FlowTable> {
     let map = match ebpf.take_map(names::MAP_HALF_OPEN) {
         Some(Map::Array(data)) => data,
         Some(_) => {
@@ -318,7 +320,7 @@ fn take_half_open(ebpf: &mut Ebpf) -> Result<FlowTable> {
         }
         None => return Err(DataplaneError::MissingMap(names::MAP_HALF_OPEN)),
     };
-    FlowTable::new(map, HALF_OPEN_BUCKETS).map_err(|e| DataplaneError::FlowTable(Box::new(e)))
+    FlowTable::new(map, buckets).map_err(|e| DataplaneError::FlowTable(Box::new(e)))
 }
 
 impl Dataplane {
@@ -338,6 +340,7 @@ impl Dataplane {
         } else {
             (flow_table::buckets_for(sizes.conntrack), 1)
         };
+        let half_open_buckets = flow_table::half_open_buckets_for(sizes.half_open);
         let resized = [
             (names::MAP_VIPS, sizes.max_vips),
             (names::MAP_VIP_STATS, sizes.max_vips),
@@ -345,6 +348,7 @@ impl Dataplane {
             (names::MAP_MAGLEV, maglev_entries),
             (names::MAP_CONNTRACK, kernel_map),
             (names::MAP_FLOW_BUCKETS, buckets),
+            (names::MAP_HALF_OPEN, half_open_buckets),
             (names::MAP_NAT_FLOWS, sizes.nat_flows),
         ];
         let mut loader = EbpfLoader::new();
@@ -355,6 +359,8 @@ impl Dataplane {
         let bucket_mask = buckets - 1;
         loader.override_global(names::GLOBAL_CONNTRACK_DESIGN, &design, true);
         loader.override_global(names::GLOBAL_FLOW_BUCKET_MASK, &bucket_mask, true);
+        let half_open_mask = half_open_buckets - 1;
+        loader.override_global(names::GLOBAL_HALF_OPEN_BUCKET_MASK, &half_open_mask, true);
         let mut adopted = false;
         let mut legacy = None;
         if let Some(pins) = &options.pins {
@@ -385,7 +391,7 @@ impl Dataplane {
             maglev: take_map(&mut ebpf, names::MAP_MAGLEV)?,
             backends: take_map(&mut ebpf, names::MAP_BACKENDS)?,
             flows: FlowStore::take(&mut ebpf, kind, buckets)?,
-            half_open: take_half_open(&mut ebpf)?,
+            half_open: take_half_open(&mut ebpf, half_open_buckets)?,
             config: take_map(&mut ebpf, names::MAP_CONFIG)?,
             counters: take_map(&mut ebpf, names::MAP_COUNTERS)?,
             vip_stats: take_map(&mut ebpf, names::MAP_VIP_STATS)?,
@@ -1029,7 +1035,7 @@ fn check_pins(
         .filter(|name| !(fresh_table && table.contains(name)))
         .all(|name| present.contains(name));
     if !adopt {
-        for name in STATE_MAPS {
+        for name in STATE_MAPS.into_iter().chain(DEPENDENT_MAPS) {
             if present.contains(&name) {
                 warn!(
                     map = name,
@@ -1039,7 +1045,12 @@ fn check_pins(
             }
         }
     } else {
-        info!(dir = %pins.root().display(), "adopting the pinned data plane (VIPs, backends, tables, connection table)");
+        let half_open = if present.contains(&names::MAP_HALF_OPEN) {
+            ", half-open flows"
+        } else {
+            ""
+        };
+        info!(dir = %pins.root().display(), "adopting the pinned data plane (VIPs, backends, tables, connection table{half_open})");
     }
     Ok(adopt)
 }

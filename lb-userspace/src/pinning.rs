@@ -29,12 +29,13 @@ const BPF_FS_MAGIC: u32 = 0xcafe_4a11;
 
 /// The maps the packet path reads and writes: pinned so they outlive lbd.
 /// (Benchmark-only maps are not.)
-pub(crate) const PINNED_MAPS: [&str; 19] = [
+pub(crate) const PINNED_MAPS: [&str; 20] = [
     names::MAP_VIPS,
     names::MAP_MAGLEV,
     names::MAP_BACKENDS,
     names::MAP_CONNTRACK,
     names::MAP_FLOW_BUCKETS,
+    names::MAP_HALF_OPEN,
     names::MAP_CONFIG,
     names::MAP_COUNTERS,
     names::MAP_VIP_STATS,
@@ -63,6 +64,13 @@ pub(crate) const STATE_MAPS: [&str; 7] = [
     names::MAP_NAT_FLOWS,
     names::MAP_NAT_SOURCES,
 ];
+
+/// Maps that point into the state maps (backend ids and generations) but
+/// that the rest does not need: adopted only together with the state
+/// maps, yet one that does not fit this lbd (`half_open_size` changed) is
+/// started afresh alone, with a warning, and the rest is still adopted
+/// (a half-open flow lost costs nothing: its ACK takes Maglev's pick).
+pub(crate) const DEPENDENT_MAPS: [&str; 1] = [names::MAP_HALF_OPEN];
 
 /// Errors of the pin directory, each naming the path.
 #[derive(Debug, thiserror::Error)]

@@ -298,6 +298,7 @@ impl Lab {
                     max_vips: 1,
                     conntrack: 1024,
                     nat_flows: lb_common::consts::NAT_FLOWS_SIZE_DEFAULT,
+                    half_open: 1024,
                 })?;
                 dataplane
                     .program(names::PROG_PASS)?

@@ -300,6 +300,7 @@ impl NatBed {
             max_vips: 4,
             conntrack: 4096,
             nat_flows,
+            half_open: lb_common::consts::HALF_OPEN_SIZE_DEFAULT,
         };
         Self::with_sizes(hook, vips, in_if, out_if, sizes)
     }

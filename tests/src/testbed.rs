@@ -159,7 +159,19 @@ impl TestBed {
             max_vips: 4,
             conntrack,
             nat_flows: lb_common::consts::NAT_FLOWS_SIZE_DEFAULT,
+            half_open: lb_common::consts::HALF_OPEN_SIZE_DEFAULT,
         };
+        Self::with_sizes(vips, hook, sizes, options)
+    }
+
+    /// As `with_options`, with maps of `sizes` (a half-open table of
+    /// another size).
+    pub fn with_sizes(
+        vips: &[VipConfig],
+        hook: Hook,
+        sizes: MapSizes,
+        options: &LoadOptions,
+    ) -> anyhow::Result<Self> {
         let mut dataplane = Dataplane::load_with(sizes, options)
             .context("loading the XDP object (are you root?)")?;
         dataplane.set_config(&LbConfig {

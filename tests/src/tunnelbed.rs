@@ -85,6 +85,7 @@ impl TunnelBed {
             max_vips: 16,
             conntrack: 4096,
             nat_flows: 1024,
+            half_open: lb_common::consts::HALF_OPEN_SIZE_DEFAULT,
         };
         let mut nat = NatBed::with_sizes(hook, &[], in_if, out_if, sizes)?;
         let config = config(in_if);

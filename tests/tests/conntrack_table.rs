@@ -276,6 +276,7 @@ fn upgrade_from_lru(bucket_pin: bool) {
             max_vips: 4,
             conntrack: 4096,
             nat_flows: lb_common::consts::NAT_FLOWS_SIZE_DEFAULT,
+            half_open: lb_common::consts::HALF_OPEN_SIZE_DEFAULT,
         },
         &LoadOptions {
             pins: Some(pins.clone()),

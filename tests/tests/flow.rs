@@ -1,8 +1,9 @@
 //! `lbctl flow VIP CLIENT:PORT` against what really happens: the
 //! connection-table lookup on every map design (BPF_PROG_TEST_RUN), and in
 //! the namespace lab, a tracked connection's backend, Maglev's prediction
-//! for a port never used checked by a connection from that very port,
-//! drops with every backend in maintenance, and answers to bad input.
+//! for a port never used checked by a connection from that very port, a
+//! lone SYN held half-open, drops with every backend in maintenance, and
+//! answers to bad input.
 //! Needs root.
 
 use std::{
@@ -13,9 +14,10 @@ use std::{
 use lb_common::LbConfig;
 use lb_tests::{
     client::KeepAlive,
-    lab::{Host, Lab, VIP4, VIP6},
+    lab::{in_netns, Host, Lab, VIP4, VIP6},
     packet::{self, Flow, ACK, LB_MAC},
     support::lbctl_outcome,
+    synflood::{mac_of, SynFlood},
     testbed::{action, vip4_tcp, vip6_tcp, TestBed},
 };
 use lb_userspace::{
@@ -48,6 +50,7 @@ fn the_lookup_finds_what_the_program_tracked_in_every_table_kind() {
             max_vips: 4,
             conntrack: 4096,
             nat_flows: lb_common::consts::NAT_FLOWS_SIZE_DEFAULT,
+            half_open: lb_common::consts::HALF_OPEN_SIZE_DEFAULT,
         };
         let options = LoadOptions {
             conntrack_kind: kind,
@@ -253,6 +256,43 @@ fn lbctl_flow_tells_tracked_maglev_and_dropped_apart_and_is_right() {
         }
     }
     println!("flows predicted and served by: {seen:?}");
+
+    // (2b) A handshake under way: one SYN of a spoofed source (no ACK
+    // will follow) is held half-open, on the backend Maglev picked for it.
+    let flood = SynFlood {
+        ifname: "eth0".to_owned(),
+        src_mac: mac_of(&lab.client.netns, "eth0").expect("client MAC"),
+        dst_mac: mac_of(&lab.lb.netns, "eth0").expect("LB MAC"),
+        vip: VIP4,
+        port: lb_tests::lab::HTTP_PORT,
+        count: 1,
+        limit: Duration::from_secs(5),
+    };
+    let syn_client = format!("{}:1024", SynFlood::source(0));
+    let predicted = explain(&lab, VIP, &syn_client);
+    assert_eq!(predicted.decision, FlowDecision::Maglev, "{predicted:?}");
+    let sent = {
+        let flood = flood.clone();
+        in_netns(&lab.client.netns, move || flood.run())
+            .expect("in the client's namespace")
+            .expect("the SYN")
+    };
+    assert_eq!(sent.sent, 1);
+    let held = explain(&lab, VIP, &syn_client);
+    assert_eq!(held.decision, FlowDecision::HalfOpen, "{held:?}");
+    assert_eq!(held.entry, None, "{held:?}");
+    assert_eq!(
+        held.backend.as_ref().map(|b| b.address),
+        predicted.backend.as_ref().map(|b| b.address),
+        "held on Maglev's pick"
+    );
+    let entry = held.half_open.clone().expect("its half-open entry");
+    assert!(entry.current && entry.live, "{entry:?}");
+    let (_, text, _) = lbctl_outcome(&lab, &["flow", VIP, &syn_client]);
+    assert!(
+        text.contains(": half-open (SYN seen, handshake not complete) -> backend"),
+        "{text}"
+    );
 
     // (4) Bad input: the message names the problem; exit 2 or 3.
     let (code, _, stderr) = lbctl_outcome(&lab, &["flow", VIP, &client(&lab, 40_000, true)]);

@@ -5,9 +5,16 @@
 //! client's ACK moves the flow into the connection table with the backend
 //! its SYN went to (even after the backend set changed), and a SYN flood
 //! of distinct sources well past the half-open table's capacity leaves
-//! every established flow where it was. Needs root.
+//! every established flow where it was. The table is pinned: a restarted
+//! lbd adopts it with the rest of the data plane, so a handshake under way
+//! across a restart completes on its SYN's backend. Needs root.
 
-use lb_common::{consts::HALF_OPEN_BUCKETS, flow_table::FLOW_WAYS, stats::Counter, FlowKey};
+use lb_common::{
+    consts::{HALF_OPEN_BUCKETS, HALF_OPEN_SIZE_DEFAULT, NAT_FLOWS_SIZE_DEFAULT},
+    flow_table::FLOW_WAYS,
+    stats::Counter,
+    FlowKey,
+};
 use lb_tests::{
     packet::{self, Flow, ACK, SYN},
     testbed::{action, backend, flow_key, vip4_tcp, vip4_udp, vip6_tcp, Hook, TestBed},
@@ -15,7 +22,9 @@ use lb_tests::{
 use lb_userspace::{
     config::{Protocol, VipConfig},
     conntrack_kind::ConntrackKind,
-    dataplane::LoadOptions,
+    dataplane::{Dataplane, LoadOptions, MapSizes},
+    pinning::PinDir,
+    reconcile::Balancer,
 };
 
 /// Half-open flows the table has room for.
@@ -243,6 +252,248 @@ fn a_syn_flood_past_the_half_open_capacity_evicts_no_established_flow(kind: Conn
     }
 }
 
+/// A pin directory for one test, removed (with what is in it) when the
+/// test ends, also when an assertion fails.
+struct Pins {
+    dir: std::path::PathBuf,
+}
+
+impl Pins {
+    fn new(name: &str, kind: ConntrackKind) -> Self {
+        lb_tests::lab::ensure_bpffs().expect("bpffs");
+        let dir = std::path::Path::new(lb_tests::lab::BPFFS)
+            .join(format!("lbtho{}-{name}-{kind:?}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        Pins { dir }
+    }
+
+    fn options(&self, kind: ConntrackKind) -> LoadOptions {
+        LoadOptions {
+            conntrack_kind: kind,
+            pins: Some(PinDir::new(&self.dir)),
+        }
+    }
+}
+
+impl Drop for Pins {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The maps of the beds here, with a half-open table of `half_open`
+/// flows and a connection table of `conntrack`.
+fn sizes(conntrack: u32, half_open: u32) -> MapSizes {
+    MapSizes {
+        max_vips: 4,
+        conntrack,
+        nat_flows: NAT_FLOWS_SIZE_DEFAULT,
+        half_open,
+    }
+}
+
+/// The next lbd's data plane: loaded on the pins the previous one left,
+/// nothing written (what packets read is what was adopted), as lbd runs
+/// it between its load and its first apply.
+fn restarted(pins: &Pins, kind: ConntrackKind, sizes: MapSizes) -> TestBed {
+    let dataplane = Dataplane::load_with(sizes, &pins.options(kind)).expect("restarted data plane");
+    TestBed {
+        dataplane,
+        balancer: Balancer::new(sizes.max_vips),
+        hook: Hook::Xdp,
+    }
+}
+
+/// SYNs of 48 flows per VIP, each to its Maglev pick: the flows, their
+/// backend ids and MACs.
+fn open_handshakes(bed: &mut TestBed, vips: &[VipConfig]) -> Vec<(VipConfig, Flow, u32, [u8; 6])> {
+    let mut flows = Vec::new();
+    for vip in vips {
+        for sport in 44_000..44_048 {
+            let flow = flow(client(vip), sport, vip);
+            let (_, mac) = bed.maglev_backend(vip, &flow).expect("backend");
+            let id = bed.maglev_backend_id(vip, &flow).expect("backend id");
+            forwarded_to(bed, &packet::tcp(&flow, SYN, None, b""), mac, "a SYN");
+            flows.push((vip.clone(), flow, id, mac));
+        }
+    }
+    flows
+}
+
+fn a_restart_keeps_the_half_open_flows_and_their_acks_reach_the_syn_backend(kind: ConntrackKind) {
+    let pins = Pins::new("restart", kind);
+    let vips = [vip4_tcp(), vip6_tcp()];
+    let sizes = sizes(4096, HALF_OPEN_SIZE_DEFAULT);
+    let mut old = TestBed::with_sizes(&vips, Hook::Xdp, sizes, &pins.options(kind)).expect("bed");
+    let flows = open_handshakes(&mut old, &vips);
+    let syns = flows.len() as u64;
+    assert_eq!(old.dataplane.half_open_count(), syns);
+    // The backend set changes while the handshakes are under way: Maglev
+    // now sends some of these flows elsewhere; their SYN's backend stays.
+    let grown: Vec<VipConfig> = vips.iter().map(grown).collect();
+    old.apply(&grown).expect("apply");
+    let moved: Vec<bool> = flows
+        .iter()
+        .map(|(vip, flow, id, _)| {
+            let vip = grown
+                .iter()
+                .find(|v| v.address == vip.address)
+                .expect("vip");
+            old.maglev_backend_id(vip, flow).expect("backend id") != *id
+        })
+        .collect();
+    let moved_count = moved.iter().filter(|m| **m).count();
+    assert!(
+        moved_count > 0,
+        "the new backends move some of {syns} flows"
+    );
+    let promoted_before = counter(&old, Counter::ConntrackHalfOpenPromoted);
+    drop(old);
+
+    // lbd restarts (its pinned program would forward meanwhile).
+    let mut new = restarted(&pins, kind, sizes);
+    assert!(new.dataplane.adopted(), "the pinned data plane is adopted");
+    assert_eq!(
+        new.dataplane.half_open_count(),
+        syns,
+        "the half-open flows are kept across the restart"
+    );
+    for (_, flow, id, mac) in &flows {
+        let held = new.dataplane.half_open_flow(&key(flow));
+        assert_eq!(held.map(|e| e.backend_id), Some(*id), "{flow:?} held");
+        forwarded_to(
+            &mut new,
+            &packet::tcp(flow, ACK, None, b"GET /"),
+            *mac,
+            "the ACK that completes a handshake begun before the restart",
+        );
+        let tracked = new.dataplane.flow(&key(flow)).expect("lookup");
+        assert_eq!(
+            tracked.map(|e| e.backend_id),
+            Some(*id),
+            "{flow:?} is tracked on its SYN's backend"
+        );
+    }
+    assert_eq!(
+        counter(&new, Counter::ConntrackHalfOpenPromoted) - promoted_before,
+        syns,
+        "every ACK found its flow half-open ({moved_count} of them on a backend Maglev no longer picks)"
+    );
+    assert_eq!(new.dataplane.half_open_count(), 0);
+}
+
+fn a_half_open_table_of_another_size_starts_afresh_and_the_rest_is_adopted(kind: ConntrackKind) {
+    let pins = Pins::new("resize", kind);
+    let vips = [vip4_tcp(), vip6_tcp()];
+    let before = sizes(4096, HALF_OPEN_SIZE_DEFAULT);
+    let mut old = TestBed::with_sizes(&vips, Hook::Xdp, before, &pins.options(kind)).expect("bed");
+    // Established flows, and handshakes under way.
+    let established: Vec<(Flow, u32)> = (45_000..45_032)
+        .map(|sport| {
+            let flow = flow(client(&vips[0]), sport, &vips[0]);
+            let (_, mac) = old.maglev_backend(&vips[0], &flow).expect("backend");
+            forwarded_to(&mut old, &packet::tcp(&flow, SYN, None, b""), mac, "a SYN");
+            forwarded_to(&mut old, &packet::tcp(&flow, ACK, None, b""), mac, "an ACK");
+            let id = old.maglev_backend_id(&vips[0], &flow).expect("id");
+            (flow, id)
+        })
+        .collect();
+    let flows = open_handshakes(&mut old, &vips);
+    assert_eq!(old.dataplane.half_open_count(), flows.len() as u64);
+    drop(old);
+
+    // `half_open_size` doubled: that table starts afresh, the rest stays.
+    let resized = sizes(4096, 2 * HALF_OPEN_SIZE_DEFAULT);
+    let mut new = restarted(&pins, kind, resized);
+    assert!(
+        new.dataplane.adopted(),
+        "the rest of the data plane is adopted"
+    );
+    assert_eq!(
+        new.dataplane.half_open_capacity(),
+        2 * u64::from(HALF_OPEN_SIZE_DEFAULT),
+        "the half-open table has the new size"
+    );
+    assert_eq!(new.dataplane.half_open_count(), 0, "and starts empty");
+    for (flow, id) in &established {
+        let entry = new.dataplane.flow(&key(flow)).expect("lookup");
+        assert_eq!(entry.map(|e| e.backend_id), Some(*id), "{flow:?} kept");
+    }
+    // A handshake it lost costs nothing: the backend set did not change,
+    // its ACK takes Maglev's pick, the SYN's backend.
+    for (_, flow, id, mac) in &flows {
+        forwarded_to(
+            &mut new,
+            &packet::tcp(flow, ACK, None, b"GET /"),
+            *mac,
+            "the ACK of a handshake whose half-open entry was dropped",
+        );
+        let tracked = new.dataplane.flow(&key(flow)).expect("lookup");
+        assert_eq!(tracked.map(|e| e.backend_id), Some(*id));
+    }
+    let (_, flow, _, _) = &flows[0];
+    let syn = packet::tcp(&flow_with_port(flow, 46_000), SYN, None, b"");
+    let (verdict, _) = new.run(&syn).expect("run");
+    assert_eq!(verdict, action::TX);
+    assert_eq!(
+        new.dataplane.half_open_count(),
+        1,
+        "the new table takes SYNs"
+    );
+    drop(new);
+
+    // `conntrack_size` changed too: nothing is adopted, and the half-open
+    // table (whose backend ids point into the old state) goes with it.
+    let newer = restarted(&pins, kind, sizes(8192, 2 * HALF_OPEN_SIZE_DEFAULT));
+    assert!(!newer.dataplane.adopted(), "the state maps start afresh");
+    assert_eq!(newer.dataplane.half_open_count(), 0);
+}
+
+/// A table of the smallest `half_open_size` (1,024 flows, 128 buckets):
+/// the packet path indexes it with the mask lbd set at load, so every
+/// bucket takes SYNs (with the default table's mask most SYNs would find
+/// no bucket) and a flood past its slots keeps it nearly full.
+fn a_small_half_open_table_fills_every_bucket(kind: ConntrackKind) {
+    const SLOTS: u32 = 1024;
+    let vips = [vip4_tcp(), vip6_tcp()];
+    let options = LoadOptions {
+        conntrack_kind: kind,
+        ..LoadOptions::default()
+    };
+    let mut bed =
+        TestBed::with_sizes(&vips, Hook::Xdp, sizes(4096, SLOTS), &options).expect("test bed");
+    assert_eq!(bed.dataplane.half_open_capacity(), u64::from(SLOTS));
+    let flood = SLOTS + SLOTS / 4;
+    for n in 0..flood {
+        let vip = &vips[usize::from(n % 4 == 3)];
+        let syn = packet::tcp(&flood_flow(n, vip), SYN, None, b"");
+        let (verdict, _) = bed.run(&syn).expect("test run");
+        assert_eq!(verdict, action::TX, "flood SYN {n} goes to a backend");
+    }
+    assert_eq!(
+        counter(&bed, Counter::ConntrackHalfOpenNew),
+        u64::from(flood),
+        "every SYN found its bucket"
+    );
+    let held = bed.dataplane.half_open_count();
+    assert!(
+        held <= u64::from(SLOTS) && held > u64::from(SLOTS) * 9 / 10,
+        "{held} half-open flows held of {SLOTS}"
+    );
+    assert!(counter(&bed, Counter::ConntrackHalfOpenEvicted) >= u64::from(flood - SLOTS));
+    // The last SYN's flow is held, and its ACK finds it.
+    let last = flood_flow(flood - 1, &vips[usize::from((flood - 1) % 4 == 3)]);
+    assert!(bed.dataplane.half_open_flow(&key(&last)).is_some());
+    let (verdict, _) = bed.run(&packet::tcp(&last, ACK, None, b"")).expect("run");
+    assert_eq!(verdict, action::TX);
+    assert_eq!(counter(&bed, Counter::ConntrackHalfOpenPromoted), 1);
+}
+
+/// `flow` from another source port.
+fn flow_with_port(flow: &Flow, sport: u16) -> Flow {
+    Flow { sport, ..*flow }
+}
+
 fn the_program_passes_the_verifier_well_under_the_bound(kind: ConntrackKind) {
     let mut bed = bed(Hook::Xdp, kind, &[vip4_tcp()]);
     let (xdp, tc) = bed.verified_instructions();
@@ -265,6 +516,9 @@ macro_rules! on_both_designs {
 on_both_designs!(
     a_syn_flood_past_the_half_open_capacity_evicts_no_established_flow,
     the_program_passes_the_verifier_well_under_the_bound,
+    a_restart_keeps_the_half_open_flows_and_their_acks_reach_the_syn_backend,
+    a_half_open_table_of_another_size_starts_afresh_and_the_rest_is_adopted,
+    a_small_half_open_table_fills_every_bucket,
 );
 
 mod handshake {

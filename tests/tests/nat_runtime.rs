@@ -368,6 +368,7 @@ fn the_reaper_walks_a_million_entries_in_short_ticks() {
         max_vips: 16,
         conntrack: 1024,
         nat_flows: 1 << 20,
+        half_open: lb_common::consts::HALF_OPEN_SIZE_DEFAULT,
     })
     .expect("load the data plane");
     let started = Instant::now();

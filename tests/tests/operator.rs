@@ -3,7 +3,8 @@
 //! for lbd), `drain --wait` tells a drained backend from a timed-out or
 //! interrupted drain, the API refuses what it does not understand and
 //! changes nothing, a reload never claims node settings it has not
-//! applied, and lbctl finds lbd through `LBCTL_SOCKET`. Needs root.
+//! applied (and applies the SYN-flood thresholds it may), and lbctl finds
+//! lbd through `LBCTL_SOCKET`. Needs root.
 
 use std::{
     io::{Read as _, Write as _},
@@ -20,8 +21,9 @@ use std::{
 
 use lb_tests::{
     client::KeepAlive,
-    lab::{lbd_binary, Lab, VIP4},
+    lab::{in_netns, lbd_binary, Lab, HTTP_PORT, VIP4},
     support::{lbctl_in_background, lbctl_outcome, outcome},
+    synflood::{mac_of, SynFlood},
 };
 use lb_userspace::api::schema::{BackendState, BackendStatus};
 
@@ -252,6 +254,92 @@ fn a_reload_never_claims_node_settings_it_has_not_applied() {
         dump.contains("interface = \"eth0\"") && !dump.contains("eth9"),
         "config dump shows a setting that does not run:\n{dump}"
     );
+}
+
+/// Sends SYNs 0..`count` of spoofed sources (`SynFlood::source`) to the
+/// VIP from the client's namespace; their ACKs never come.
+fn spoofed_syns(lab: &Lab, count: u32) {
+    let flood = SynFlood {
+        ifname: "eth0".to_owned(),
+        src_mac: mac_of(&lab.client.netns, "eth0").expect("client MAC"),
+        dst_mac: mac_of(&lab.lb.netns, "eth0").expect("LB MAC"),
+        vip: VIP4,
+        port: HTTP_PORT,
+        count,
+        limit: Duration::from_secs(5),
+    };
+    let sent = in_netns(&lab.client.netns, move || flood.run())
+        .expect("in the client's namespace")
+        .expect("the SYNs");
+    assert_eq!(sent.sent, u64::from(count));
+}
+
+/// The `[flood]` thresholds are applied by a reload (the running watch
+/// judges the next second by them); `half_open_size` waits for a restart,
+/// and the reload says so.
+#[test]
+fn a_reload_applies_the_flood_thresholds_and_keeps_the_half_open_size() {
+    let mut lab = Lab::start(2).expect("lab");
+    lab.wait_for_backends().expect("nginx up");
+    let base = lab.lbd_config_for(&["b1", "b2"], "");
+    // No rate a lab can send reaches this threshold.
+    let deaf = format!("{base}\n[flood]\nunanswered_syn_per_s = 1000000000\n");
+    lab.start_lbd(&deaf).expect("lbd");
+    let transitions = |lab: &Lab| {
+        lab.status()
+            .expect("status")
+            .conntrack
+            .syn_flood_transitions
+    };
+    spoofed_syns(&lab, 100);
+    thread::sleep(Duration::from_millis(2500));
+    assert_eq!(
+        transitions(&lab),
+        0,
+        "100 SYNs are no flood by 1e9 a second"
+    );
+
+    let strict = format!(
+        "{}\n[flood]\nunanswered_syn_per_s = 50\ncalm_s = 1\n",
+        base.replace(
+            "conntrack_size = 65536\n",
+            "conntrack_size = 65536\nhalf_open_size = 65536\n"
+        )
+    );
+    lab.write_lbd_config(&strict).expect("write config");
+    let (code, out, err) = lbctl_outcome(&lab, &["reload"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("half_open_size changed: takes effect when lbd restarts"),
+        "{out}"
+    );
+    let (code, dump, err) = lbctl_outcome(&lab, &["config", "dump"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        dump.contains("half_open_size = 32768") && dump.contains("unanswered_syn_per_s = 50"),
+        "config dump:\n{dump}"
+    );
+    assert_eq!(
+        lab.status().expect("status").conntrack.half_open_capacity,
+        32_768,
+        "the table keeps its size until a restart"
+    );
+    // SYNs 0..99 again are retransmissions (held already); 100..199 are
+    // 100 new unanswered SYNs: over 50 a second.
+    spoofed_syns(&lab, 200);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while transitions(&lab) < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "flood mode was not entered and left (calm_s = 1): {} transitions; log:\n{}",
+            transitions(&lab),
+            lab.log("lbd")
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+    let log = lab.log("lbd");
+    assert!(log.contains("SYN flood: entering flood mode"), "{log}");
+    assert!(log.contains("SYN flood over"), "{log}");
 }
 
 #[test]

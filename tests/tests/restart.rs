@@ -1,7 +1,8 @@
 //! Hitless restart: the data plane is pinned, so lbd can be killed,
 //! restarted or upgraded while traffic flows; the next lbd adopts the
-//! program's maps (connection table included) and swaps its program in
-//! atomically. `lbd --cleanup` removes it all. Needs root.
+//! program's maps (connection table and half-open table included) and
+//! swaps its program in atomically. `lbd --cleanup` removes it all.
+//! Needs root.
 
 use std::{
     collections::BTreeMap,
@@ -12,9 +13,11 @@ use std::{
 
 use lb_tests::{
     client::{self, KeepAlive, Timed},
-    lab::{Lab, VIP4},
-    support::{load, status},
+    lab::{in_netns, Lab, HTTP_PORT, VIP4},
+    support::{lbctl_outcome, load, status},
+    synflood::{mac_of, SynFlood},
 };
+use lb_userspace::api::flow_schema::{FlowDecision, FlowExplanation};
 
 const CHECKS: &str = "[vip.health]\ncheck = \"http\"\npath = \"/health\"\ninterval_ms = 200\nfast_interval_ms = 100\ntimeout_ms = 100\nrise = 2\nfall = 2\n";
 
@@ -130,6 +133,95 @@ fn kill_9_and_restart_keeps_forwarding_and_the_connection_table() {
         before.conntrack.entries,
         after.conntrack.entries
     );
+}
+
+/// `lbctl flow` of the lab's IPv4 VIP for `client`, as JSON.
+fn explain(lab: &Lab, client: &str) -> FlowExplanation {
+    let vip = format!("{VIP4}:{HTTP_PORT}/tcp");
+    let (code, stdout, stderr) = lbctl_outcome(lab, &["flow", &vip, client, "--json"]);
+    assert_eq!(code, 0, "lbctl flow {vip} {client}: {stderr}");
+    serde_json::from_str(&stdout).expect("FlowExplanation JSON")
+}
+
+/// Handshakes under way across a restart: SYNs of spoofed sources (whose
+/// ACKs never come) are held half-open; lbd is killed and restarted with
+/// a fourth backend; the new lbd adopted the half-open table (of the
+/// configured `half_open_size`), and every flow is still half-open on its
+/// SYN's backend, where its ACK will go (tests/tests/half_open.rs sends
+/// those ACKs).
+#[test]
+fn kill_9_and_restart_keep_the_handshakes_under_way() {
+    const SYNS: u32 = 64;
+    let mut lab = Lab::start(4).expect("lab");
+    lab.wait_for_backends().expect("backends");
+    let sized = |config: String| {
+        let config = config.replace(
+            "conntrack_size = 65536\n",
+            "conntrack_size = 65536\nhalf_open_size = 65536\n",
+        );
+        assert!(config.contains("half_open_size = 65536"));
+        config
+    };
+    let three = sized(lab.lbd_config_for(&["b1", "b2", "b3"], CHECKS));
+    lab.start_lbd(&three).expect("lbd");
+    let before = status(&lab);
+    assert_eq!(
+        before.conntrack.half_open_capacity, 65_536,
+        "the table has the configured size"
+    );
+    let flood = SynFlood {
+        ifname: "eth0".to_owned(),
+        src_mac: mac_of(&lab.client.netns, "eth0").expect("client MAC"),
+        dst_mac: mac_of(&lab.lb.netns, "eth0").expect("LB MAC"),
+        vip: VIP4,
+        port: HTTP_PORT,
+        count: SYNS,
+        limit: Duration::from_secs(5),
+    };
+    let sent = in_netns(&lab.client.netns, move || flood.run())
+        .expect("in the client's namespace")
+        .expect("the SYNs");
+    assert_eq!(sent.sent, u64::from(SYNS));
+    // Source n's SYN comes from port 1024 + n (n < 60,000).
+    let clients: Vec<String> = (0..SYNS)
+        .map(|n| format!("{}:{}", SynFlood::source(n), 1024 + n))
+        .collect();
+    let held: Vec<std::net::IpAddr> = clients
+        .iter()
+        .map(|client| {
+            let answer = explain(&lab, client);
+            assert_eq!(answer.decision, FlowDecision::HalfOpen, "{answer:?}");
+            answer.backend.expect("its SYN's backend").address
+        })
+        .collect();
+    assert!(status(&lab).conntrack.half_open >= u64::from(SYNS));
+
+    lab.kill("lbd").expect("kill -9");
+    let four = sized(lab.lbd_config_for(&["b1", "b2", "b3", "b4"], CHECKS));
+    lab.start_lbd_on(&lab.lb.clone(), "lbd2", &four)
+        .expect("restart");
+    let log = lab.log("lbd2");
+    assert!(
+        log.contains("adopting the pinned data plane") && log.contains("half-open flows"),
+        "{log}"
+    );
+    let after = status(&lab);
+    assert!(after.adopted);
+    assert_eq!(after.conntrack.half_open_capacity, 65_536);
+    assert!(
+        after.conntrack.half_open >= u64::from(SYNS),
+        "{} half-open flows after the restart",
+        after.conntrack.half_open
+    );
+    for (client, backend) in clients.iter().zip(&held) {
+        let answer = explain(&lab, client);
+        assert_eq!(answer.decision, FlowDecision::HalfOpen, "{answer:?}");
+        assert_eq!(
+            answer.backend.map(|b| b.address).as_ref(),
+            Some(backend),
+            "{client}: still on its SYN's backend"
+        );
+    }
 }
 
 /// SIGTERM (restart) leaves the program running; SIGINT and

@@ -244,6 +244,7 @@ fn a_foreign_tcx_program_is_refused() {
                         max_vips: 1,
                         conntrack: 1024,
                         nat_flows: lb_common::consts::NAT_FLOWS_SIZE_DEFAULT,
+                        half_open: 1024,
                     })?;
                 dataplane.tc_program()?.attach_with_options(
                     "eth0",

@@ -26,13 +26,24 @@ use super::{
 };
 use crate::{maps::HALF_OPEN, select, stats};
 
-/// Buckets of `HALF_OPEN` minus one.
-const MASK: u32 = HALF_OPEN_BUCKETS - 1;
+/// Buckets in `HALF_OPEN` minus one (a power of two minus one); set by
+/// lbd at load time from the table's size (`half_open_size`). The
+/// object's own size until then.
+#[unsafe(no_mangle)]
+static HALF_OPEN_BUCKET_MASK: u32 = HALF_OPEN_BUCKETS - 1;
 
-/// The half-open bucket of a flow with hash `hash`.
+/// `HALF_OPEN_BUCKET_MASK`.
+#[inline(always)]
+fn mask() -> u32 {
+    // SAFETY: a read of a global (volatile: the loader's value decides).
+    unsafe { core::ptr::read_volatile(&HALF_OPEN_BUCKET_MASK) }
+}
+
+/// The half-open bucket of a flow with hash `hash` (the map lookup
+/// bounds the index: the verifier needs no more).
 #[inline(always)]
 fn bucket_of(hash: u32) -> Option<*mut FlowBucket> {
-    HALF_OPEN.get_ptr_mut(bucket_index(hash, MASK))
+    HALF_OPEN.get_ptr_mut(bucket_index(hash, mask()))
 }
 
 /// Starts loading the header line of the flow's half-open bucket (a SYN
@@ -115,7 +126,7 @@ fn lookup(key: &FlowKey, hash: u32, how: u32) -> u64 {
 #[inline(always)]
 pub(super) fn queue(vip_id: u32, key: &FlowKey, entry: &FlowEntry, now: u64) -> bool {
     let rank = rank_word(now, CLASS_HALF_OPEN);
-    let index = bucket_index(entry.hash, MASK);
+    let index = bucket_index(entry.hash, mask());
     pending::queue(
         pending::INTO_HALF_OPEN,
         vip_id,
@@ -135,7 +146,7 @@ pub(super) fn queue(vip_id: u32, key: &FlowKey, entry: &FlowEntry, now: u64) -> 
 pub(super) fn insert_pending(pending: *mut PendingFlow) -> u32 {
     // SAFETY: this CPU's slot, filled by `queue`.
     let pending = unsafe { &*pending };
-    let Some(bucket) = HALF_OPEN.get_ptr_mut(pending.first & MASK) else {
+    let Some(bucket) = HALF_OPEN.get_ptr_mut(pending.first & mask()) else {
         return 0;
     };
     // SAFETY: a live element of the table; key and entry are in this

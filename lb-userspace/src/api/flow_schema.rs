@@ -14,6 +14,12 @@ pub enum FlowDecision {
     /// The connection table holds the flow and its backend is still the
     /// same live backend: the packet goes there.
     Tracked,
+    /// The half-open table holds the flow (a TCP SYN seen, the client's
+    /// ACK not yet) and its SYN's backend is still the same live backend:
+    /// the packet goes there, and unless it is a retransmitted SYN the
+    /// flow moves into the connection table with that backend.
+    #[serde(rename = "half_open")]
+    HalfOpen,
     /// No valid entry: Maglev's pick (the slot the flow hashes to in the
     /// VIP's live table), then remembered.
     Maglev,
@@ -76,7 +82,8 @@ pub struct TrackedEntry {
     /// again (and re-pinned).
     pub current: bool,
     /// Counted as live by `drain --wait`: no FIN/RST, a packet within the
-    /// idle timeout.
+    /// idle timeout (a half-open entry: within the half-open timeout, past
+    /// which a new SYN may take its place).
     pub live: bool,
 }
 
@@ -104,6 +111,11 @@ pub struct FlowExplanation {
     pub backend: Option<FlowBackend>,
     /// Its connection-table entry, valid or stale (None: not tracked).
     pub entry: Option<TrackedEntry>,
+    /// Its half-open-table entry (a TCP flow whose SYN was seen and whose
+    /// ACK was not yet), valid or stale; looked up, as the data plane
+    /// does, only when the connection table does not hold the flow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub half_open: Option<TrackedEntry>,
     /// Maglev's pick, when the table decides (no valid entry).
     pub maglev: Option<MaglevPick>,
     /// Why it is dropped.

@@ -4,7 +4,10 @@
 
 use toml::{Table, Value};
 
-use crate::guard::{AclRule, Limits, Scope};
+use crate::{
+    flood::machine::FloodThresholds,
+    guard::{AclRule, Limits, Scope},
+};
 
 use super::{
     prefix_text, AdminSocketGroup, Announced, BackendConfig, BgpConfig, CheckType, Config,
@@ -18,6 +21,7 @@ pub fn to_toml(config: &Config) -> String {
     root.insert("attach".into(), config.attach.to_string().into());
     root.insert("xdp_mode".into(), config.xdp_mode.to_string().into());
     root.insert("conntrack_size".into(), int(config.conntrack_size));
+    root.insert("half_open_size".into(), int(config.half_open_size));
     root.insert("maglev_mode".into(), config.maglev_mode.to_string().into());
     root.insert(
         "admin_socket".into(),
@@ -59,6 +63,7 @@ pub fn to_toml(config: &Config) -> String {
     );
     root.insert("nat".into(), Value::Table(nat(&config.nat)));
     root.insert("tunnel".into(), Value::Table(tunnel(&config.tunnel)));
+    root.insert("flood".into(), Value::Table(flood(&config.flood)));
     root.insert(
         "vip".into(),
         Value::Array(config.vips.iter().map(vip).collect()),
@@ -163,6 +168,14 @@ fn backend(backend: &BackendConfig) -> Value {
         t.insert("health".into(), Value::Table(health(h)));
     }
     Value::Table(t)
+}
+
+fn flood(f: &FloodThresholds) -> Table {
+    let mut t = Table::new();
+    t.insert("unanswered_syn_per_s".into(), int(f.unanswered_per_s));
+    t.insert("half_open_evicted_per_s".into(), int(f.evicted_per_s));
+    t.insert("calm_s".into(), int(f.calm.as_secs()));
+    t
 }
 
 fn nat(nat: &NatConfig) -> Table {

@@ -17,6 +17,9 @@
 //! xdp_mode = "auto"
 //! # Connection table size (flows), default 262144, range 1024..=16777216.
 //! conntrack_size = 262144
+//! # Half-open table size (TCP flows whose handshake is under way), default 32768,
+//! # range 1024..=4194304, rounded up to a power of two of 8-flow buckets.
+//! half_open_size = 32768
 //!
 //! [[vip]]
 //! address = "198.18.0.100"        # IPv4 or IPv6 (required)
@@ -70,6 +73,7 @@
 
 mod bgp;
 mod dump;
+mod flood;
 mod guard;
 mod health;
 mod nat;
@@ -135,6 +139,17 @@ pub(crate) const MIN_CONNTRACK_SIZE: u32 = 1024;
 /// Largest `conntrack_size` accepted: keeps the map's kernel memory reasonable.
 pub(crate) const MAX_CONNTRACK_SIZE: u32 = 16_777_216;
 
+/// Half-open table size (flows) used when `half_open_size` is absent.
+pub(crate) const DEFAULT_HALF_OPEN_SIZE: u32 = lb_common::consts::HALF_OPEN_SIZE_DEFAULT;
+
+/// Smallest `half_open_size` accepted: a SYN flood of a few thousand
+/// packets would otherwise evict handshakes still under way.
+pub(crate) const MIN_HALF_OPEN_SIZE: u32 = 1024;
+
+/// Largest `half_open_size` accepted: 4 Mi flows take 288 MiB of kernel
+/// memory, a flood's worth of SYNs for any timeout.
+pub(crate) const MAX_HALF_OPEN_SIZE: u32 = 4_194_304;
+
 /// Maglev table size used when `table_size` is absent (the largest allowed prime).
 pub(crate) const DEFAULT_TABLE_SIZE: u32 = 65_537;
 
@@ -180,6 +195,10 @@ pub struct Config {
     pub xdp_mode: XdpMode,
     /// Number of flows the connection table holds.
     pub conntrack_size: u32,
+    /// Number of half-open TCP flows (SYN seen, ACK not yet) the half-open
+    /// table holds, apart from the connection table (a power of two of
+    /// buckets: rounded up).
+    pub half_open_size: u32,
     /// How Maglev tables follow changes of the backend set.
     pub maglev_mode: MaglevMode,
     /// Unix socket of the admin API (mode 0600: root only).
@@ -221,6 +240,8 @@ pub struct Config {
     /// Deny and allow lists and limits of new flows (`[[acl]]`,
     /// `[[limit]]`; see `crate::guard`).
     pub guard: crate::guard::GuardConfig,
+    /// When lbd says a SYN flood is on (`[flood]`; see `crate::flood`).
+    pub flood: crate::flood::machine::FloodThresholds,
 }
 
 /// The group given the admin socket, as the config names it; resolved when
@@ -687,6 +708,7 @@ struct RawConfig {
     attach: Option<Spanned<Value>>,
     xdp_mode: Option<Spanned<Value>>,
     conntrack_size: Option<Spanned<Value>>,
+    half_open_size: Option<Spanned<Value>>,
     maglev_mode: Option<Spanned<Value>>,
     admin_socket: Option<Spanned<Value>>,
     pin_dir: Option<Spanned<Value>>,
@@ -704,6 +726,7 @@ struct RawConfig {
     tunnel: Option<Spanned<tunnel::RawTunnel>>,
     bgp: Option<Spanned<bgp::RawBgp>>,
     sync: Option<Spanned<sync::RawSync>>,
+    flood: Option<Spanned<flood::RawFlood>>,
     #[serde(default)]
     acl: TableArray<guard::RawAcl>,
     #[serde(default)]
@@ -1073,6 +1096,14 @@ impl Checker<'_> {
                 MIN_CONNTRACK_SIZE..=MAX_CONNTRACK_SIZE,
             )?,
         };
+        let half_open_size = match &raw.half_open_size {
+            None => DEFAULT_HALF_OPEN_SIZE,
+            Some(value) => self.integer(
+                value,
+                "half_open_size",
+                MIN_HALF_OPEN_SIZE..=MAX_HALF_OPEN_SIZE,
+            )?,
+        };
 
         let admin_socket = match &raw.admin_socket {
             None => PathBuf::from(DEFAULT_ADMIN_SOCKET),
@@ -1169,6 +1200,7 @@ impl Checker<'_> {
         let tunnel = self.tunnel(raw.tunnel.as_ref())?;
         let bgp = self.bgp(raw.bgp.as_ref())?;
         let sync = self.sync(raw.sync.as_ref())?;
+        let flood = self.flood(raw.flood.as_ref())?;
 
         if let Some(extra) = raw.vip.0.get(MAX_VIPS) {
             return Err(self.invalid(
@@ -1261,6 +1293,7 @@ impl Checker<'_> {
             attach,
             xdp_mode,
             conntrack_size,
+            half_open_size,
             maglev_mode,
             admin_socket,
             pin_dir,
@@ -1277,6 +1310,7 @@ impl Checker<'_> {
             bgp,
             sync,
             guard,
+            flood,
         })
     }
 

@@ -6,14 +6,16 @@ use super::Config;
 
 impl Config {
     /// The config lbd runs after reloading `file`: the file's VIPs, idle
-    /// timeouts, `[tunnel]` settings and guards (applied live: new packets
-    /// take them), this config's node settings (they take effect only at
-    /// a restart).
+    /// timeouts, `[tunnel]` settings, guards (applied live: new packets
+    /// take them) and `[flood]` thresholds (the next observation takes
+    /// them), this config's node settings (they take effect only at a
+    /// restart).
     pub(crate) fn with_reloadable_from(&self, file: &Config) -> Config {
         Config {
             vips: file.vips.clone(),
             guard: file.guard.clone(),
             tunnel: file.tunnel,
+            flood: file.flood,
             tcp_idle_timeout: file.tcp_idle_timeout,
             udp_idle_timeout: file.udp_idle_timeout,
             ..self.clone()
@@ -31,6 +33,10 @@ impl Config {
             (
                 "conntrack_size",
                 running.conntrack_size != file.conntrack_size,
+            ),
+            (
+                "half_open_size",
+                running.half_open_size != file.half_open_size,
             ),
             ("maglev_mode", running.maglev_mode != file.maglev_mode),
             ("admin_socket", running.admin_socket != file.admin_socket),
@@ -75,5 +81,18 @@ mod tests {
         assert_eq!(next.tcp_idle_timeout, file.tcp_idle_timeout);
         assert_eq!(running.restart_only_changes(&file), vec!["interface"]);
         assert!(running.restart_only_changes(&running).is_empty());
+    }
+
+    #[test]
+    fn flood_thresholds_reload_and_the_half_open_size_waits_for_a_restart() {
+        let running = load("interface = \"eth0\"\n");
+        let file = load(
+            "interface = \"eth0\"\nhalf_open_size = 65536\n[flood]\nunanswered_syn_per_s = 100\ncalm_s = 5\n",
+        );
+        let next = running.with_reloadable_from(&file);
+        assert_eq!(next.flood, file.flood);
+        assert_eq!(next.flood.unanswered_per_s, 100);
+        assert_eq!(next.half_open_size, running.half_open_size);
+        assert_eq!(running.restart_only_changes(&file), vec!["half_open_size"]);
     }
 }

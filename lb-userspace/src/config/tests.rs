@@ -71,6 +71,7 @@ fn example_parses_to_expected_values() {
             attach: Attach::Xdp,
             xdp_mode: XdpMode::Auto,
             conntrack_size: 262_144,
+            half_open_size: DEFAULT_HALF_OPEN_SIZE,
             maglev_mode: MaglevMode::Consistent,
             admin_socket: PathBuf::from(DEFAULT_ADMIN_SOCKET),
             pin_dir: Some(PathBuf::from(DEFAULT_PIN_DIR)),
@@ -104,6 +105,7 @@ fn example_parses_to_expected_values() {
             bgp: None,
             sync: None,
             guard: crate::guard::GuardConfig::default(),
+            flood: crate::flood::machine::FloodThresholds::default(),
         }
     );
 }
@@ -284,6 +286,88 @@ fn conntrack_size_must_be_in_range() {
     );
     let text = "interface = \"eth0\"\nconntrack_size = 16777216\n";
     assert_eq!(parse(text).unwrap().conntrack_size, MAX_CONNTRACK_SIZE);
+}
+
+#[test]
+fn half_open_size_has_a_default_and_must_be_in_range() {
+    let config = parse("interface = \"eth0\"\n").unwrap();
+    assert_eq!(config.half_open_size, 32_768);
+    assert_eq!(
+        lb_common::flow_table::half_open_buckets_for(config.half_open_size),
+        lb_common::consts::HALF_OPEN_BUCKETS
+    );
+    assert_error(
+        "interface = \"eth0\"\nhalf_open_size = 1023\n",
+        "lbd.toml:2:18: half_open_size: ",
+        "1023 is out of range 1024..=4194304",
+    );
+    assert_error(
+        "interface = \"eth0\"\nhalf_open_size = 4194305\n",
+        "lbd.toml:2:18: half_open_size: ",
+        "out of range",
+    );
+    assert_error(
+        "interface = \"eth0\"\nhalf_open_size = \"big\"\n",
+        "lbd.toml:2:18: half_open_size: ",
+        "expected an integer",
+    );
+    for (size, buckets) in [(1024, 128), (4_194_304, 524_288), (5000, 1024)] {
+        let text = format!("interface = \"eth0\"\nhalf_open_size = {size}\n");
+        let config = parse(&text).unwrap();
+        assert_eq!(config.half_open_size, size);
+        assert_eq!(
+            lb_common::flow_table::half_open_buckets_for(size),
+            buckets,
+            "{size} flows: a power of two of buckets"
+        );
+        assert_eq!(parse(&to_toml(&config)).unwrap(), config, "dump round trip");
+    }
+}
+
+#[test]
+fn flood_thresholds_have_defaults_and_must_be_in_range() {
+    use crate::flood::machine::FloodThresholds;
+    let config = parse("interface = \"eth0\"\n").unwrap();
+    assert_eq!(config.flood, FloodThresholds::default());
+    let text = "interface = \"eth0\"\n[flood]\nunanswered_syn_per_s = 20000\n\
+                half_open_evicted_per_s = 2000\ncalm_s = 10\n";
+    let config = parse(text).unwrap();
+    assert_eq!(
+        config.flood,
+        FloodThresholds {
+            unanswered_per_s: 20_000,
+            evicted_per_s: 2_000,
+            calm: Duration::from_secs(10),
+        }
+    );
+    assert_eq!(parse(&to_toml(&config)).unwrap(), config, "dump round trip");
+    // One key alone keeps the others' defaults.
+    let config = parse("interface = \"eth0\"\n[flood]\ncalm_s = 60\n").unwrap();
+    assert_eq!(config.flood.calm, Duration::from_secs(60));
+    assert_eq!(
+        config.flood.unanswered_per_s,
+        FloodThresholds::default().unanswered_per_s
+    );
+    assert_error(
+        "interface = \"eth0\"\n[flood]\nunanswered_syn_per_s = 0\n",
+        "lbd.toml:3:24: flood.unanswered_syn_per_s: ",
+        "0 is out of range 1..=1000000000",
+    );
+    assert_error(
+        "interface = \"eth0\"\n[flood]\nhalf_open_evicted_per_s = -5\n",
+        "lbd.toml:3:27: flood.half_open_evicted_per_s: ",
+        "out of range",
+    );
+    assert_error(
+        "interface = \"eth0\"\n[flood]\ncalm_s = 3601\n",
+        "lbd.toml:3:10: flood.calm_s: ",
+        "3601 is out of range 1..=3600",
+    );
+    assert_error(
+        "interface = \"eth0\"\n[flood]\ncalm = 3\n",
+        "lbd.toml:3:1: unknown field `calm`",
+        "`calm_s`",
+    );
 }
 
 #[test]
@@ -669,7 +753,7 @@ fn unknown_fields_are_rejected_with_their_line() {
     assert_error(
         "# lbd\n\ninterfce = \"eth0\"\n",
         "lbd.toml:3:1: unknown field `interfce`, expected one of ",
-        "`interface`, `attach`, `xdp_mode`, `conntrack_size`, `maglev_mode`, `admin_socket`, `pin_dir`, `admin_socket_group`, `metrics_listen`, `log_level`, `log_format`, `tcp_idle_timeout_s`, `udp_idle_timeout_s`, `vip`",
+        "`interface`, `attach`, `xdp_mode`, `conntrack_size`, `half_open_size`, `maglev_mode`, `admin_socket`, `pin_dir`, `admin_socket_group`, `metrics_listen`, `log_level`, `log_format`, `tcp_idle_timeout_s`, `udp_idle_timeout_s`, `vip`",
     );
     assert_error(
         &doc("prot = 80", ""),

@@ -1,19 +1,28 @@
 //! `GET /v1/vips/{vip}/flows/{client}` (`lbctl flow`): which backend one
 //! flow's next packet goes to, and why. The explanation is a pure function
 //! of what lbd knows (the VIP's model, its applied backends and live
-//! Maglev table, the flow's connection-table entry, the time) that follows
-//! the data plane's own steps (`lb-ebpf/src/conntrack.rs` and `select.rs`):
-//! a tracked entry whose backend is the same live backend wins; otherwise
-//! the flow's hash picks a slot of the live table, and an empty slot or a
-//! backend that cannot take packets drops it. Only [`answer`] reads maps.
+//! Maglev table, the flow's connection-table and half-open entries, the
+//! time) that follows the data plane's own steps (`lb-ebpf/src/conntrack`
+//! and `select.rs`): a tracked entry whose backend is the same live
+//! backend wins; a flow the connection table does not hold at all goes to
+//! its half-open entry's backend (a TCP handshake under way) if that one
+//! is the same live backend; otherwise the flow's hash picks a slot of the
+//! live table, and an empty slot or a backend that cannot take packets
+//! drops it. Only the engine's `explain_flow` reads maps.
 
 use std::{net::SocketAddr, time::Duration};
 
 use lb_common::{
     consts::{FLOW_F_FIN, FLOW_F_RST, FLOW_TOUCH_INTERVAL_NS, NO_BACKEND},
+    flow_table::{HALF_OPEN_IDLE_TICKS, TICK_SHIFT},
     hash::flow_hash,
     FlowEntry, FlowKey,
 };
+
+/// How long a half-open flow counts as live: past it a new SYN of its
+/// bucket may take its place (`flow_table::HALF_OPEN_IDLE_TICKS`).
+const HALF_OPEN_TIMEOUT: Duration =
+    Duration::from_nanos((HALF_OPEN_IDLE_TICKS as u64) << TICK_SHIFT);
 
 use super::engine::check_of;
 use crate::{
@@ -57,6 +66,8 @@ pub struct Facts<'a> {
     pub table: &'a [u32],
     /// The flow's connection-table entry.
     pub entry: Option<FlowEntry>,
+    /// The flow's half-open entry (TCP; read when `entry` is None).
+    pub half_open: Option<FlowEntry>,
     /// CLOCK_MONOTONIC now, ns (the clock of `FlowEntry::last_seen_ns`).
     pub now_ns: u64,
     /// The idle timeout of the VIP's protocol (for `live`).
@@ -66,13 +77,16 @@ pub struct Facts<'a> {
 /// Where the flow's next packet goes, and why.
 pub fn explain(facts: &Facts<'_>) -> FlowExplanation {
     let key = flow_key(&facts.vip, facts.client);
-    let entry = facts.entry.map(|e| tracked_entry(facts, &e));
+    let entry = facts
+        .entry
+        .map(|e| tracked_entry(facts, &e, facts.idle_timeout));
     let mut explanation = FlowExplanation {
         vip: facts.vip.to_string(),
         client: facts.client,
         decision: FlowDecision::Dropped,
         backend: None,
         entry: None,
+        half_open: None,
         maglev: None,
         dropped: None,
         nat: None,
@@ -84,7 +98,21 @@ pub fn explain(facts: &Facts<'_>) -> FlowExplanation {
         explanation.entry = Some(entry.clone());
         return explanation;
     }
+    // The data plane reads the half-open table only for a flow the
+    // connection table does not hold; a stale half-open entry is taken out
+    // and the flow hashed again.
+    let half_open = facts
+        .half_open
+        .filter(|_| entry.is_none())
+        .map(|e| tracked_entry(facts, &e, HALF_OPEN_TIMEOUT));
+    if let Some(held) = half_open.as_ref().filter(|e| e.current) {
+        explanation.decision = FlowDecision::HalfOpen;
+        explanation.backend = held.backend.clone();
+        explanation.half_open = half_open;
+        return explanation;
+    }
     explanation.entry = entry;
+    explanation.half_open = half_open;
     let size = facts.applied.table_size;
     if size == 0 || facts.table.len() != size as usize {
         explanation.dropped = Some(DropReason::NoTable);
@@ -115,8 +143,9 @@ pub fn explain(facts: &Facts<'_>) -> FlowExplanation {
 
 /// The entry as the explanation shows it: its backend if that backend
 /// (id and generation) still exists, its age and flags, and whether the
-/// data plane still follows it (the backend is alive).
-fn tracked_entry(facts: &Facts<'_>, entry: &FlowEntry) -> TrackedEntry {
+/// data plane still follows it (the backend is alive); live while no
+/// FIN/RST was seen and a packet came within `timeout`.
+fn tracked_entry(facts: &Facts<'_>, entry: &FlowEntry, timeout: Duration) -> TrackedEntry {
     let backend = backend_by_id(facts, entry.backend_id, Some(entry.backend_generation));
     let mut flags = Vec::new();
     if entry.flags & FLOW_F_FIN != 0 {
@@ -126,8 +155,7 @@ fn tracked_entry(facts: &Facts<'_>, entry: &FlowEntry) -> TrackedEntry {
         flags.push(FlowFlag::Rst);
     }
     let silent = Duration::from_nanos(facts.now_ns.saturating_sub(entry.last_seen_ns));
-    let live = flags.is_empty()
-        && silent <= facts.idle_timeout + Duration::from_nanos(FLOW_TOUCH_INTERVAL_NS);
+    let live = flags.is_empty() && silent <= timeout + Duration::from_nanos(FLOW_TOUCH_INTERVAL_NS);
     TrackedEntry {
         current: backend.as_ref().is_some_and(|b| b.alive),
         backend,
@@ -249,6 +277,16 @@ mod tests {
         }
 
         fn explain(&self, client: &str, entry: Option<FlowEntry>) -> FlowExplanation {
+            self.explain_with(client, entry, None)
+        }
+
+        /// As `explain`, with the flow's half-open entry.
+        fn explain_with(
+            &self,
+            client: &str,
+            entry: Option<FlowEntry>,
+            half_open: Option<FlowEntry>,
+        ) -> FlowExplanation {
             let table = self.live_table();
             explain(&Facts {
                 vip: vip(),
@@ -257,6 +295,7 @@ mod tests {
                 applied: self.applied(),
                 table: &table,
                 entry,
+                half_open,
                 now_ns: NOW,
                 idle_timeout: Duration::from_secs(900),
             })
@@ -517,6 +556,7 @@ mod tests {
             applied: &applied,
             table: &table,
             entry: None,
+            half_open: None,
             now_ns: NOW,
             idle_timeout: Duration::from_secs(900),
         });
@@ -533,6 +573,7 @@ mod tests {
                 applied: world.applied(),
                 table: &table,
                 entry: None,
+                half_open: None,
                 now_ns: NOW,
                 idle_timeout: Duration::from_secs(900),
             }
@@ -588,14 +629,62 @@ mod tests {
     }
 
     #[test]
+    fn a_half_open_flow_goes_to_its_syns_backend_whatever_maglev_says() {
+        let world = World::new();
+        let client = "198.18.1.10:40000";
+        let other = ["198.18.0.11", "198.18.0.12", "198.18.0.13"]
+            .into_iter()
+            .find(|a| a.parse::<IpAddr>().unwrap() != world.maglev_address(client))
+            .unwrap();
+        let held = entry(world.id(other), 2, 0);
+        let answer = world.explain_with(client, None, Some(held));
+        assert_eq!(answer.decision, FlowDecision::HalfOpen, "{answer:?}");
+        assert_eq!(answer.backend.as_ref().unwrap().address.to_string(), other);
+        let half_open = answer.half_open.unwrap();
+        assert!(half_open.current && half_open.live);
+        assert!((half_open.age_s - 2.0).abs() < 1e-9);
+        assert_eq!((answer.entry, answer.maglev), (None, None));
+
+        // Past the half-open timeout it still steers until a SYN takes
+        // its place, but is no longer live.
+        let old = world.explain_with(client, None, Some(entry(world.id(other), 12, 0)));
+        assert_eq!(old.decision, FlowDecision::HalfOpen);
+        assert!(!old.half_open.unwrap().live);
+
+        // The connection table's entry, when there is one, decides: the
+        // data plane does not read the half-open table then.
+        let tracked = entry(world.id(&world.maglev_address(client).to_string()), 1, 0);
+        let answer = world.explain_with(client, Some(tracked), Some(held));
+        assert_eq!(answer.decision, FlowDecision::Tracked);
+        assert_eq!(answer.half_open, None);
+    }
+
+    #[test]
+    fn a_half_open_entry_of_a_backend_gone_is_stale_and_the_flow_is_hashed_again() {
+        let mut world = World::new();
+        let client = "198.18.1.10:40000";
+        let pinned = world.maglev_address(client).to_string();
+        let id = world.id(&pinned);
+        world.set_admin(&pinned, AdminState::Maintenance);
+        let answer = world.explain_with(client, None, Some(entry(id, 1, 0)));
+        assert_eq!(answer.decision, FlowDecision::Maglev, "{answer:?}");
+        let stale = answer.half_open.unwrap();
+        assert!(!stale.current);
+        assert_eq!(stale.backend.unwrap().address.to_string(), pinned);
+        assert_ne!(answer.backend.unwrap().address.to_string(), pinned);
+        assert!(answer.maglev.is_some());
+    }
+
+    #[test]
     fn decisions_serialise_lower_case() {
         let text = serde_json::to_string(&[
             FlowDecision::Tracked,
+            FlowDecision::HalfOpen,
             FlowDecision::Maglev,
             FlowDecision::Dropped,
         ])
         .unwrap();
-        assert_eq!(text, r#"["tracked","maglev","dropped"]"#);
+        assert_eq!(text, r#"["tracked","half_open","maglev","dropped"]"#);
         assert_eq!(
             serde_json::to_string(&DropReason::EmptySlot).unwrap(),
             r#""empty_slot""#

@@ -127,6 +127,17 @@ impl FloodMachine {
         }
     }
 
+    /// Takes new thresholds; the state, the baseline and a flood going on
+    /// stay (the next observation is judged by the new ones).
+    pub fn set_thresholds(&mut self, thresholds: FloodThresholds) {
+        self.thresholds = thresholds;
+    }
+
+    /// The thresholds in force.
+    pub fn thresholds(&self) -> FloodThresholds {
+        self.thresholds
+    }
+
     /// The current state.
     pub fn state(&self) -> FloodState {
         self.state

@@ -35,6 +35,17 @@ impl FloodWatch {
         }
     }
 
+    /// Takes new thresholds (a reload's `[flood]`): the next observation
+    /// is judged by them; the state and the flood going on stay.
+    pub fn set_thresholds(&mut self, thresholds: FloodThresholds) {
+        self.machine.set_thresholds(thresholds);
+    }
+
+    /// The thresholds in force.
+    pub fn thresholds(&self) -> FloodThresholds {
+        self.machine.thresholds()
+    }
+
     /// Feeds the node counters read at `now` (`Dataplane::counters`) to
     /// the machine and logs a change of state.
     pub fn observe(
@@ -122,5 +133,35 @@ mod tests {
         );
         assert_eq!(watch.transitions(), 1);
         assert_eq!(watch.rates().unanswered_per_s, 89_900.0);
+    }
+
+    #[test]
+    fn new_thresholds_judge_the_next_observation_and_keep_the_state() {
+        let mut watch = FloodWatch::default();
+        let start = Instant::now();
+        let second = |n: u64| start + Duration::from_secs(n);
+        assert_eq!(watch.observe(start, &counters(0, 0, 0)), None);
+        // 1,000 unanswered SYNs a second: no flood by the defaults.
+        assert_eq!(watch.observe(second(1), &counters(1_000, 0, 0)), None);
+        let strict = FloodThresholds {
+            unanswered_per_s: 500,
+            evicted_per_s: 500,
+            calm: Duration::from_secs(2),
+        };
+        watch.set_thresholds(strict);
+        assert_eq!(watch.thresholds(), strict);
+        let entered = watch.observe(second(2), &counters(2_000, 0, 0));
+        assert!(matches!(entered, Some(FloodTransition::Entered(_))));
+        // Back to the defaults: the flood stays on until calm by them
+        // (under half of 5,000 a second), for the new calm period.
+        watch.set_thresholds(FloodThresholds::default());
+        assert!(watch.in_flood());
+        assert_eq!(watch.observe(second(3), &counters(3_000, 0, 0)), None);
+        assert_eq!(watch.observe(second(30), &counters(3_000, 0, 0)), None);
+        let left = watch.observe(second(34), &counters(3_000, 0, 0));
+        assert!(
+            matches!(left, Some(FloodTransition::Left { .. })),
+            "{left:?}"
+        );
     }
 }

@@ -265,6 +265,7 @@ fn start(lab: &mut Lab, system: &str, round: u32, target: &Target) -> anyhow::Re
                     max_vips: 1,
                     conntrack: 1024,
                     nat_flows: lb_common::consts::NAT_FLOWS_SIZE_DEFAULT,
+                    half_open: 1024,
                 })?;
                 let mut map: Array<&mut aya::maps::MapData, [u8; 6]> = Array::try_from(
                     dataplane

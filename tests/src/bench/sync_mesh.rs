@@ -97,6 +97,7 @@ fn measure(flows: u32, rounds: u32, key_file: &Path) -> anyhow::Result<SyncMeshR
         max_vips: 2,
         conntrack: flows.saturating_mul(2).max(1024),
         nat_flows: 1024,
+        half_open: lb_common::consts::HALF_OPEN_SIZE_DEFAULT,
     };
     let mut sender = Dataplane::load(sizes).context("loading the sender's data plane")?;
     let balancer = balancer_on(&mut sender)?;

@@ -160,6 +160,7 @@ impl Bench {
                 max_vips: 4,
                 conntrack,
                 nat_flows: lb_common::consts::NAT_FLOWS_SIZE_DEFAULT,
+                half_open: lb_common::consts::HALF_OPEN_SIZE_DEFAULT,
             },
             &LoadOptions {
                 conntrack_kind: kind,

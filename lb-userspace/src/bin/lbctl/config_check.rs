@@ -92,7 +92,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "{}: valid; interface {}, attach {}{}, connection table {} flows",
+        "{}: valid; interface {}, attach {}{}, connection table {} flows, half-open table {} flows",
         args.file.display(),
         config.interface,
         config.attach,
@@ -101,7 +101,8 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
         } else {
             String::new()
         },
-        config.conntrack_size
+        config.conntrack_size,
+        config.half_open_size
     );
     for vip in &vips {
         println!("VIP {} (table size {})", vip.vip, vip.table_size);

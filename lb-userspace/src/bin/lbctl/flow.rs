@@ -1,5 +1,6 @@
 //! `lbctl flow VIP CLIENT_ADDR:PORT`: which backend that flow's next packet
-//! goes to and why — its connection-table entry (backend, age, flags), or
+//! goes to and why — its connection-table entry (backend, age, flags), its
+//! half-open entry (a TCP handshake under way: the SYN's backend), or
 //! Maglev's pick (slot and backend), or dropped for want of a healthy
 //! backend. Asks lbd; changes nothing.
 
@@ -70,7 +71,17 @@ fn decision(answer: &FlowExplanation) -> String {
             e.age_s
         )
     });
-    let stale = stale.unwrap_or_default();
+    let stale_half_open = answer.half_open.as_ref().filter(|e| !e.current).map(|e| {
+        let backend = e.backend.as_ref().map_or_else(
+            || format!("backend id {} was removed", e.backend_id),
+            |b| format!("backend {} {} no longer takes packets", b.address, state(b)),
+        );
+        format!(
+            "half-open entry is stale ({backend}; SYN {:.1} s ago); hashed again: ",
+            e.age_s
+        )
+    });
+    let stale = stale.or(stale_half_open).unwrap_or_default();
     let pick = answer
         .maglev
         .map(|m| format!("Maglev slot {} of {}", m.slot, m.table_size));
@@ -104,6 +115,21 @@ fn decision(answer: &FlowExplanation) -> String {
                 .map_or((0.0, "-".to_owned()), |e| (e.age_s, flags(&e.flags)));
             format!(
                 "{flow}: tracked -> backend {backend}, last packet {age:.1} s ago, flags {flags}"
+            )
+        }
+        FlowDecision::HalfOpen => {
+            let backend = answer
+                .backend
+                .as_ref()
+                .map_or_else(|| "?".to_owned(), |b| format!("{} {}", b.address, state(b)));
+            let age = answer.half_open.as_ref().map_or(0.0, |e| e.age_s);
+            let expired = if answer.half_open.as_ref().is_some_and(|e| !e.live) {
+                " (past the half-open timeout: a new SYN may take its place)"
+            } else {
+                ""
+            };
+            format!(
+                "{flow}: half-open (SYN seen, handshake not complete) -> backend {backend}, SYN {age:.1} s ago{expired}; its ACK moves it into the connection table"
             )
         }
         FlowDecision::Maglev => {
@@ -191,6 +217,7 @@ mod tests {
             decision,
             backend: None,
             entry: None,
+            half_open: None,
             maglev: None,
             dropped: None,
             nat: None,
@@ -307,5 +334,44 @@ mod tests {
             "198.18.1.10:40000 -> 198.18.0.100:80/tcp: dropped: no healthy backend (Maglev slot 1234 of 65537 is empty"
         ));
         assert_eq!(flags(&[FlowFlag::Fin, FlowFlag::Rst]), "fin,rst");
+    }
+
+    #[test]
+    fn a_half_open_flow_reads_as_half_open() {
+        let held = TrackedEntry {
+            backend: Some(backend("198.18.0.12", "enabled", true)),
+            backend_id: 2,
+            age_s: 0.42,
+            flags: Vec::new(),
+            current: true,
+            live: true,
+        };
+        let half_open = FlowExplanation {
+            backend: Some(backend("198.18.0.12", "enabled", true)),
+            half_open: Some(held.clone()),
+            ..answer(FlowDecision::HalfOpen)
+        };
+        assert_eq!(
+            describe(&half_open),
+            "198.18.1.10:40000 -> 198.18.0.100:80/tcp: half-open (SYN seen, handshake not complete) -> backend 198.18.0.12 (enabled, up), SYN 0.4 s ago; its ACK moves it into the connection table"
+        );
+        let json = serde_json::to_value(&half_open).unwrap();
+        assert_eq!(json["decision"], "half_open");
+        assert_eq!(json["half_open"]["backend_id"], 2);
+
+        let stale = FlowExplanation {
+            backend: Some(backend("198.18.0.11", "enabled", true)),
+            maglev: Some(PICK),
+            half_open: Some(TrackedEntry {
+                backend: Some(backend("198.18.0.12", "maintenance", false)),
+                current: false,
+                ..held
+            }),
+            ..answer(FlowDecision::Maglev)
+        };
+        assert_eq!(
+            describe(&stale),
+            "198.18.1.10:40000 -> 198.18.0.100:80/tcp: half-open entry is stale (backend 198.18.0.12 (maintenance, up) no longer takes packets; SYN 0.4 s ago); hashed again: Maglev slot 1234 of 65537 -> backend 198.18.0.11 (enabled, up)"
+        );
     }
 }

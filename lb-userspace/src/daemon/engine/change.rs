@@ -103,6 +103,10 @@ impl Engine {
             if let Err(error) = self.apply_guard(file.guard.clone()) {
                 warn!(%error, "writing the file's deny/allow lists and limits failed; the previous ones stay");
             }
+            if file.flood != self.flood.thresholds() {
+                info!(thresholds = ?file.flood, "SYN-flood thresholds from the file");
+                self.flood.set_thresholds(file.flood);
+            }
             info!(?report, vips = plan.len(), "config reloaded");
             self.config = self.config.with_reloadable_from(&file);
         }

@@ -160,6 +160,7 @@ impl Engine {
             max_vips: pinned_vips.unwrap_or(needed_vips),
             conntrack: config.conntrack_size,
             nat_flows: config.nat.flow_table_size,
+            half_open: config.half_open_size,
         };
         let options = LoadOptions {
             pins,
@@ -229,7 +230,7 @@ impl Engine {
             tunnel: tunnel::TunnelRuntime::default(),
             node,
             guard,
-            flood: crate::flood::FloodWatch::default(),
+            flood: crate::flood::FloodWatch::new(config.flood),
             config,
         };
         engine.read_own_addresses().await;

@@ -290,8 +290,8 @@ impl Engine {
         }
     }
 
-    /// Answers the endpoint: looks the flow up in the connection table and
-    /// explains it. 404 for an unknown VIP; 500 when the maps cannot be read.
+    /// Answers the endpoint: looks the flow up in the connection table (and
+    /// the half-open table) and explains it. 404 for an unknown VIP; 500 when the maps cannot be read.
     pub(crate) fn explain_flow(&self, vip: &VipId, client: SocketAddr) -> Response {
         let model = match self.model.vip(vip) {
             Ok(model) => model,
@@ -307,9 +307,16 @@ impl Engine {
                 ),
             );
         };
-        let entry = match self.dataplane.flow(&flow_key(vip, client)) {
+        let key = flow_key(vip, client);
+        let entry = match self.dataplane.flow(&key) {
             Ok(entry) => entry,
             Err(error) => return Response::error(500, code::INTERNAL, error.to_string()),
+        };
+        // As the data plane: the half-open table only for a TCP flow the
+        // connection table does not hold.
+        let half_open = match (entry, vip.protocol) {
+            (None, Protocol::Tcp) => self.dataplane.half_open_flow(&key),
+            _ => None,
         };
         // lbd's record of the live table; after a failed write it is unknown,
         // so read what packets read.
@@ -334,6 +341,7 @@ impl Engine {
             applied,
             table: &table,
             entry,
+            half_open,
             now_ns: crate::clock::monotonic_ns(),
             idle_timeout,
         };
@@ -352,7 +360,6 @@ impl Engine {
         if applied.mode != lb_common::Mode::Nat {
             return Response::ok(explanation);
         }
-        let key = flow_key(vip, client);
         let nat = self.dataplane.nat();
         let forward = match nat.flow(&key) {
             Ok(forward) => forward,
