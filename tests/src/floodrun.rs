@@ -66,18 +66,21 @@ impl Probe {
     }
 }
 
-/// How the legitimate client opens its connections.
+/// How the legitimate clients open their connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pace {
-    /// New connections a second at most (one after another, so fewer
-    /// when they are slow).
+    /// Clients at once (threads of the client's namespace, one address).
+    pub clients: u32,
+    /// New connections a second at most, all clients together (each
+    /// opens its own one after another, so fewer when they are slow).
     pub per_s: u32,
     /// Time each has to connect and answer.
     pub timeout: Duration,
 }
 
-/// Opens new connections to `target` from `netns` one after another at
-/// `pace`, until `stop` is set or `limit` passes, whichever comes first.
+/// Opens new connections to `target` from `netns` at `pace` (each client
+/// one after another), until `stop` is set or `limit` passes, whichever
+/// comes first.
 pub fn probe(
     netns: &str,
     target: SocketAddr,
@@ -85,33 +88,65 @@ pub fn probe(
     stop: Arc<AtomicBool>,
     limit: Duration,
 ) -> anyhow::Result<Probe> {
-    in_netns(netns, move || {
-        let started = Instant::now();
-        let gap = Duration::from_secs(1) / pace.per_s.max(1);
-        let mut probe = Probe::default();
-        let mut next = started;
-        while !stop.load(Ordering::Relaxed) && started.elapsed() < limit {
-            if let Some(wait) = next.checked_duration_since(Instant::now()) {
-                std::thread::sleep(wait);
+    let clients = pace.clients.max(1);
+    let gap = Duration::from_secs(clients.into()) / pace.per_s.max(1);
+    let threads: Vec<_> = (0..clients)
+        .map(|_| {
+            let (netns, stop) = (netns.to_owned(), stop.clone());
+            std::thread::spawn(move || {
+                in_netns(&netns, move || {
+                    one_client(target, gap, pace.timeout, &stop, limit)
+                })
+            })
+        })
+        .collect();
+    let mut probe = Probe::default();
+    for thread in threads {
+        let one = thread
+            .join()
+            .map_err(|_| anyhow!("a client's thread panicked"))??;
+        probe.succeeded += one.succeeded;
+        probe.failed += one.failed;
+        probe.latencies.extend(one.latencies);
+        let room = 5usize.saturating_sub(probe.errors.len());
+        probe.errors.extend(one.errors.into_iter().take(room));
+    }
+    probe.latencies.sort_unstable();
+    Ok(probe)
+}
+
+/// One client of [`probe`] (in the calling thread's namespace): a new
+/// connection every `gap` at most, each given `timeout`.
+fn one_client(
+    target: SocketAddr,
+    gap: Duration,
+    timeout: Duration,
+    stop: &AtomicBool,
+    limit: Duration,
+) -> Probe {
+    let started = Instant::now();
+    let mut probe = Probe::default();
+    let mut next = started;
+    while !stop.load(Ordering::Relaxed) && started.elapsed() < limit {
+        if let Some(wait) = next.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        let at = Instant::now();
+        next = at + gap;
+        match KeepAlive::connect_here(target, timeout).and_then(|mut c| c.request()) {
+            Ok(_) => {
+                probe.succeeded += 1;
+                probe.latencies.push(at.elapsed());
             }
-            let at = Instant::now();
-            next = at + gap;
-            match KeepAlive::connect_here(target, pace.timeout).and_then(|mut c| c.request()) {
-                Ok(_) => {
-                    probe.succeeded += 1;
-                    probe.latencies.push(at.elapsed());
-                }
-                Err(error) => {
-                    probe.failed += 1;
-                    if probe.errors.len() < 5 {
-                        probe.errors.push(format!("{error:#}"));
-                    }
+            Err(error) => {
+                probe.failed += 1;
+                if probe.errors.len() < 5 {
+                    probe.errors.push(format!("{error:#}"));
                 }
             }
         }
-        probe.latencies.sort_unstable();
-        probe
-    })
+    }
+    probe
 }
 
 /// The flood of `count` SYNs (in `limit` at most) from the lab's client at

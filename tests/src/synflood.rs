@@ -41,6 +41,9 @@ pub struct FloodReport {
     pub sent: u64,
     /// How long it took.
     pub elapsed: Duration,
+    /// Times the interface's queue was full (`ENOBUFS`): the sender
+    /// waited a moment and sent the frame again.
+    pub full: u64,
 }
 
 impl SynFlood {
@@ -66,21 +69,33 @@ impl SynFlood {
 
     /// Sends the flood; run it in the namespace of `ifname` (e.g. with
     /// `lab::in_netns`). Stops after `count` SYNs or `limit`, whichever
-    /// comes first.
+    /// comes first. A sender faster than the interface finds its queue
+    /// full now and then: it waits a moment and sends the frame again.
     pub fn run(&self) -> anyhow::Result<FloodReport> {
         let socket = RawSocket::open(&self.ifname, self.dst_mac)?;
         let started = Instant::now();
-        let mut sent = 0u64;
-        for n in 0..self.count {
-            if started.elapsed() >= self.limit {
-                break;
+        let (mut sent, mut full) = (0u64, 0u64);
+        'frames: for n in 0..self.count {
+            let frame = self.frame(n)?;
+            loop {
+                if started.elapsed() >= self.limit {
+                    break 'frames;
+                }
+                match socket.send(&frame) {
+                    Ok(()) => break,
+                    Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                        full += 1;
+                        std::thread::sleep(Duration::from_micros(50));
+                    }
+                    Err(e) => bail!("sendto on {}: {e}", self.ifname),
+                }
             }
-            socket.send(&self.frame(n)?)?;
             sent += 1;
         }
         Ok(FloodReport {
             sent,
             elapsed: started.elapsed(),
+            full,
         })
     }
 }
@@ -121,7 +136,7 @@ impl RawSocket {
     }
 
     /// Sends one whole frame.
-    fn send(&self, frame: &[u8]) -> anyhow::Result<()> {
+    fn send(&self, frame: &[u8]) -> std::io::Result<()> {
         // SAFETY: the buffer and address are valid for the call.
         let sent = unsafe {
             libc::sendto(
@@ -134,7 +149,7 @@ impl RawSocket {
             )
         };
         if sent < 0 {
-            bail!("sendto: {}", std::io::Error::last_os_error());
+            return Err(std::io::Error::last_os_error());
         }
         Ok(())
     }

@@ -47,6 +47,7 @@ const SCENARIO: Scenario = Scenario {
     limit: Duration::from_secs(20),
     long_lived: LONG_LIVED,
     pace: Pace {
+        clients: 1,
         per_s: 200,
         timeout: Duration::from_secs(3),
     },
