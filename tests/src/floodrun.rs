@@ -149,9 +149,15 @@ fn one_client(
     probe
 }
 
-/// The flood of `count` SYNs (in `limit` at most) from the lab's client at
-/// the IPv4 VIP, addressed to the LB node's MAC.
-pub fn flood_of(lab: &Lab, count: u32, limit: Duration) -> anyhow::Result<SynFlood> {
+/// The flood of `count` SYNs (in `limit` at most, `per_s` a second at
+/// most) from the lab's client at the IPv4 VIP, addressed to the LB
+/// node's MAC.
+pub fn flood_of(
+    lab: &Lab,
+    count: u32,
+    limit: Duration,
+    per_s: Option<u32>,
+) -> anyhow::Result<SynFlood> {
     Ok(SynFlood {
         ifname: "eth0".to_owned(),
         src_mac: mac_of(&lab.client.netns, "eth0").context("the client's MAC")?,
@@ -160,6 +166,7 @@ pub fn flood_of(lab: &Lab, count: u32, limit: Duration) -> anyhow::Result<SynFlo
         port: HTTP_PORT,
         count,
         limit,
+        per_s,
     })
 }
 
@@ -263,7 +270,7 @@ impl Scenario {
             .collect::<anyhow::Result<Vec<String>>>()
             .context("a long-lived connection's first request")?;
         let seen = before();
-        let flood = flood_of(lab, self.count, self.limit)?;
+        let flood = flood_of(lab, self.count, self.limit, None)?;
         let (report, probe) = flood_and_probe(lab, &flood, self.pace)?;
         let broken = long_lived
             .iter_mut()

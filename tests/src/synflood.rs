@@ -32,6 +32,9 @@ pub struct SynFlood {
     pub count: u32,
     /// Time to send them in at most.
     pub limit: Duration,
+    /// SYNs a second at most (None: as fast as the sender goes; its pace
+    /// then depends on how much CPU the receiving side leaves it).
+    pub per_s: Option<u32>,
 }
 
 /// What a flood sent.
@@ -76,6 +79,12 @@ impl SynFlood {
         let started = Instant::now();
         let (mut sent, mut full) = (0u64, 0u64);
         'frames: for n in 0..self.count {
+            if let Some(rate) = self.per_s.filter(|_| n % 256 == 0) {
+                let due = started + Duration::from_secs_f64(f64::from(n) / f64::from(rate.max(1)));
+                if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+            }
             let frame = self.frame(n)?;
             loop {
                 if started.elapsed() >= self.limit {
@@ -196,6 +205,7 @@ mod tests {
             port: 80,
             count: 3,
             limit: Duration::from_secs(1),
+            per_s: None,
         };
         let mut sources = std::collections::BTreeSet::new();
         for n in [0, 1, 65_535] {

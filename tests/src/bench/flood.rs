@@ -44,6 +44,10 @@ pub struct FloodCase {
     /// SYN cookies the LB node and the backends sent during the round
     /// (`TcpExt: SyncookiesSent`): who answered the flood.
     pub syncookies_sent: Spread,
+    /// Packets the machine's per-CPU input backlogs dropped during the
+    /// round (`/proc/net/softnet_stat`, every namespace: a packet crossing
+    /// a veth waits there), legitimate ones among them.
+    pub backlog_drops: Spread,
 }
 
 /// The comparison.
@@ -58,6 +62,11 @@ pub struct FloodResults {
     pub seconds: u32,
     /// SYNs per flood at most.
     pub syns: u32,
+    /// The flood's pace, SYNs a second at most: the same for every
+    /// system (unpaced, the sender goes as fast as the CPU the receiving
+    /// side leaves it, so a system that takes more CPU per SYN would face
+    /// a lighter flood).
+    pub flood_per_s: u32,
     /// Legitimate clients at once (one address).
     pub clients: u32,
     /// Their new connections a second, all together (at most).
@@ -87,7 +96,44 @@ const CONDITIONS: &[&str] = &["baseline", "flood"];
 struct Sample {
     probe: Probe,
     syns_per_s: f64,
-    syncookies: f64,
+    counts: Counts,
+}
+
+/// Kernel counters: SYN cookies sent by the LB nodes and the backends,
+/// and the machine's input backlog drops.
+#[derive(Debug, Clone, Copy, Default)]
+struct Counts {
+    syncookies: u64,
+    backlog_drops: u64,
+}
+
+impl Counts {
+    /// Now, in `lab`.
+    fn of(lab: &Lab) -> anyhow::Result<Self> {
+        let softnet = std::fs::read_to_string("/proc/net/softnet_stat")
+            .context("reading /proc/net/softnet_stat")?;
+        Ok(Self {
+            syncookies: syncookies_sent(lab)?,
+            backlog_drops: softnet_drops(&softnet),
+        })
+    }
+
+    /// What grew since `before`.
+    fn since(self, before: Self) -> Self {
+        Self {
+            syncookies: self.syncookies.saturating_sub(before.syncookies),
+            backlog_drops: self.backlog_drops.saturating_sub(before.backlog_drops),
+        }
+    }
+}
+
+/// Packets dropped by the CPUs' input backlogs: the second column (hex)
+/// of each line of `/proc/net/softnet_stat`, one line per CPU.
+fn softnet_drops(softnet: &str) -> u64 {
+    softnet
+        .lines()
+        .filter_map(|l| u64::from_str_radix(l.split_whitespace().nth(1)?, 16).ok())
+        .sum()
 }
 
 /// `sysctl -n name` in `netns`.
@@ -152,9 +198,10 @@ fn tcp_ext(netstat: &str, name: &str) -> Option<u64> {
     values.split_whitespace().nth(at)?.parse().ok()
 }
 
-/// Measures both systems, with and without the flood, `rounds` times;
-/// each measurement lasts `seconds` (the flood: `syns` SYNs at most).
-pub fn run(rounds: u32, seconds: u32, syns: u32) -> anyhow::Result<FloodResults> {
+/// Measures the systems, with and without the flood, `rounds` times;
+/// each measurement lasts `seconds` (the flood: `syns` SYNs at most,
+/// `flood_per_s` a second at most).
+pub fn run(rounds: u32, seconds: u32, syns: u32, flood_per_s: u32) -> anyhow::Result<FloodResults> {
     let mut lab = Lab::start(3).context("lab")?;
     lab.wait_for_backends()?;
     route_spoofed_replies(&lab)?;
@@ -187,9 +234,9 @@ pub fn run(rounds: u32, seconds: u32, syns: u32) -> anyhow::Result<FloodResults>
             let name = format!("{system}-r{round}");
             let running = start_named(&mut lab, base, &name, &target, extra)?;
             for &condition in CONDITIONS {
-                let cookies = syncookies_sent(&lab)?;
+                let counts = Counts::of(&lab)?;
                 let (probe, syns_per_s) = if condition == "flood" {
-                    let flood = flood_of(&lab, syns, limit)?;
+                    let flood = flood_of(&lab, syns, limit, Some(flood_per_s))?;
                     let (report, probe) = flood_and_probe(&lab, &flood, pace)?;
                     let rate = report.sent as f64 / report.elapsed.as_secs_f64().max(1e-9);
                     (probe, rate)
@@ -197,14 +244,16 @@ pub fn run(rounds: u32, seconds: u32, syns: u32) -> anyhow::Result<FloodResults>
                     let never = Arc::new(std::sync::atomic::AtomicBool::new(false));
                     (probe(&lab.client.netns, vip, pace, never, limit)?, 0.0)
                 };
-                let syncookies = (syncookies_sent(&lab)? - cookies) as f64;
+                let counts = Counts::of(&lab)?.since(counts);
                 eprintln!(
-                    "bench: flood round {round} {system:<8} {condition:<8} {:>5} of {:>5} answered ({:.1} %) p50 {:.2} ms p99 {:.2} ms, {syns_per_s:.0} SYNs/s, {syncookies} SYN cookies; errors {:?}",
+                    "bench: flood round {round} {system:<8} {condition:<8} {:>5} of {:>5} answered ({:.1} %) p50 {:.2} ms p99 {:.2} ms, {syns_per_s:.0} SYNs/s, {} SYN cookies, {} backlog drops; errors {:?}",
                     probe.succeeded,
                     probe.attempts(),
                     probe.success_pct(),
                     probe.percentile_ms(50.0),
                     probe.percentile_ms(99.0),
+                    counts.syncookies,
+                    counts.backlog_drops,
                     probe.errors
                 );
                 samples.push((
@@ -212,7 +261,7 @@ pub fn run(rounds: u32, seconds: u32, syns: u32) -> anyhow::Result<FloodResults>
                     Sample {
                         probe,
                         syns_per_s,
-                        syncookies,
+                        counts,
                     },
                 ));
                 // The half-open state of the flood (SYN-ACKs retried by
@@ -242,7 +291,8 @@ pub fn run(rounds: u32, seconds: u32, syns: u32) -> anyhow::Result<FloodResults>
                 p99_ms: of(|s| s.probe.percentile_ms(99.0)),
                 attempts: of(|s| s.probe.attempts() as f64),
                 syns_per_s: of(|s| s.syns_per_s),
-                syncookies_sent: of(|s| s.syncookies),
+                syncookies_sent: of(|s| s.counts.syncookies as f64),
+                backlog_drops: of(|s| s.counts.backlog_drops as f64),
             });
         }
     }
@@ -251,6 +301,7 @@ pub fn run(rounds: u32, seconds: u32, syns: u32) -> anyhow::Result<FloodResults>
         rounds,
         seconds,
         syns,
+        flood_per_s,
         clients: pace.clients,
         client_per_s: pace.per_s,
         timeout_ms: pace.timeout.as_millis() as u64,
@@ -269,13 +320,14 @@ pub fn markdown(out: &mut String, flood: &FloodResults) {
     );
     let _ = writeln!(
         out,
-        "The L2 lab (client → LB node → three nginx backends, all namespaces on this machine). {} clients (threads of the client namespace) open new connections to the VIP, each one after another, at most {} a second together, each connection given {} ms to connect and answer (a GET, the whole answer; a SYN lost costs a 1 s retransmission), for {} s without a flood (baseline) and while a flood lasts (at most {} s): up to {} SYNs from spoofed sources of 198.19.0.0/16 sent by an `AF_PACKET` socket in the same client namespace as fast as it goes. The LB node and the backends route 198.19.0.0/16 back to the client (which drops the answers), so the hosts that terminate TCP answer the flood as on the internet. lbd: `dsr-l2` at XDP with its defaults (no deny list, no limits): its half-open table takes the flood and the SYNs go on to the backends, whose kernels answer them. `lbd-limit`: the same with a `[[limit]]` of 2,000 new flows a second per source /16 and 1,000 per source address (the flood's sources share one bucket, dropped in XDP past it; the client's /16 has its own). HAProxy {} `mode tcp` (`maxconn 8000`, default backlog) on the LB node, kernel SYN cookies on (`tcp_syncookies = 1`, `somaxconn` {}, `tcp_max_syn_backlog` {} there). {} rounds, the systems interleaved (order alternating); min / median / max over the rounds; latency percentiles are of the answered connections. SYN cookies: sent by the LB node and the backends together during the run. Measured {}.\n",
+        "The L2 lab (client → LB node → three nginx backends, all namespaces on this machine). {} clients (threads of the client namespace) open new connections to the VIP, each one after another, at most {} a second together, each connection given {} ms to connect and answer (a GET, the whole answer; a SYN lost costs a 1 s retransmission), for {} s without a flood (baseline) and while a flood lasts (at most {} s): up to {} SYNs, {} a second at most (the same pace for every system: unpaced, the sender takes what CPU the receiving side leaves it, and a system that costs more per SYN would face a lighter flood), from spoofed sources of 198.19.0.0/16, sent by an `AF_PACKET` socket in the same client namespace. The LB node and the backends route 198.19.0.0/16 back to the client (which drops the answers), so the hosts that terminate TCP answer the flood as on the internet. lbd: `dsr-l2` at XDP with its defaults (no deny list, no limits): its half-open table takes the flood and the SYNs go on to the backends, whose kernels answer them. `lbd-limit`: the same with a `[[limit]]` of 2,000 new flows a second per source /16 and 1,000 per source address (the flood's sources share one bucket, dropped in XDP past it; the client's /16 has its own). HAProxy {} `mode tcp` (`maxconn 8000`, default backlog) on the LB node, kernel SYN cookies on (`tcp_syncookies = 1`, `somaxconn` {}, `tcp_max_syn_backlog` {} there). {} rounds, the systems interleaved (order alternating); min / median / max over the rounds; latency percentiles are of the answered connections. SYN cookies: sent by the LB node and the backends together during the run; backlog drops: packets the CPUs' input backlogs dropped meanwhile (`/proc/net/softnet_stat`; every namespace's packets cross veths and wait there, so this is the whole lab's, legitimate packets among them: a lost SYN or SYN-ACK costs a retransmission). Measured {}.\n",
         flood.clients,
         flood.client_per_s,
         flood.timeout_ms,
         flood.seconds,
         flood.seconds,
         flood.syns,
+        flood.flood_per_s,
         flood.haproxy,
         flood.somaxconn,
         flood.max_syn_backlog,
@@ -284,13 +336,13 @@ pub fn markdown(out: &mut String, flood: &FloodResults) {
     );
     let _ = writeln!(
         out,
-        "| system | condition | answered % (min / median / max) | p50 ms | p99 ms (min / median / max) | tried per run | flood SYNs/s | SYN cookies sent |"
+        "| system | condition | answered % (min / median / max) | p50 ms | p99 ms (min / median / max) | tried per run | flood SYNs/s | SYN cookies sent | backlog drops |"
     );
-    let _ = writeln!(out, "|---|---|---|---:|---|---:|---:|---:|");
+    let _ = writeln!(out, "|---|---|---|---:|---|---:|---:|---:|---:|");
     for c in &flood.cases {
         let _ = writeln!(
             out,
-            "| {} | {} | {:.1} / **{:.1}** / {:.1} | {:.2} | {:.1} / **{:.1}** / {:.1} | {:.0} | {:.0} | {:.0} |",
+            "| {} | {} | {:.1} / **{:.1}** / {:.1} | {:.2} | {:.1} / **{:.1}** / {:.1} | {:.0} | {:.0} | {:.0} | {:.0} |",
             c.system,
             c.condition,
             c.success_pct.min,
@@ -302,7 +354,8 @@ pub fn markdown(out: &mut String, flood: &FloodResults) {
             c.p99_ms.max,
             c.attempts.median,
             c.syns_per_s.median,
-            c.syncookies_sent.median
+            c.syncookies_sent.median,
+            c.backlog_drops.median
         );
     }
     let of = |system: &str| {
@@ -345,6 +398,12 @@ mod tests {
     }
 
     #[test]
+    fn backlog_drops_sum_over_the_cpus() {
+        let softnet = "0001a2b3 00000010 00000000\n0000ffff 00000002 00000001\n";
+        assert_eq!(softnet_drops(softnet), 18);
+    }
+
+    #[test]
     fn the_section_puts_both_systems_under_the_flood_side_by_side() {
         let spread = |v: f64| Spread {
             min: v,
@@ -360,12 +419,14 @@ mod tests {
             attempts: spread(900.0),
             syns_per_s: spread(100_000.0),
             syncookies_sent: spread(0.0),
+            backlog_drops: spread(0.0),
         };
         let results = FloodResults {
             date: "2026-11-23T03:00:00Z".to_owned(),
             rounds: 3,
             seconds: 5,
-            syns: 1_000_000,
+            syns: 2_000_000,
+            flood_per_s: 200_000,
             clients: 8,
             client_per_s: 200,
             timeout_ms: 3000,

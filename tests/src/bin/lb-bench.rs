@@ -102,7 +102,9 @@ fn main() -> anyhow::Result<()> {
     // A SYN flood in the lab: a failure (or panic) there costs its own
     // section only, not the rest of the run's results.
     let flood = if wanted("flood") {
-        match std::panic::catch_unwind(|| bench::flood::run(args.rounds.min(3), 10, 3_000_000)) {
+        match std::panic::catch_unwind(|| {
+            bench::flood::run(args.rounds.min(3), 10, 2_000_000, 200_000)
+        }) {
             Ok(Ok(flood)) => Some(flood),
             Ok(Err(error)) => {
                 eprintln!("bench: the flood section failed, left out: {error:#}");
