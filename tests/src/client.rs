@@ -95,18 +95,25 @@ impl KeepAlive {
         let target = std::net::SocketAddr::new(address, HTTP_PORT);
         in_netns(netns, move || -> anyhow::Result<Vec<KeepAlive>> {
             (0..count)
-                .map(|_| {
-                    let stream =
-                        std::net::TcpStream::connect_timeout(&target, Duration::from_secs(5))?;
-                    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-                    stream.set_nodelay(true)?;
-                    Ok(KeepAlive {
-                        stream,
-                        buffer: Vec::new(),
-                    })
-                })
+                .map(|_| Self::connect_here(target, Duration::from_secs(5)))
                 .collect()
         })?
+    }
+
+    /// Opens one connection to `target` from the calling thread's
+    /// namespace, `timeout` to connect and for each read (the one-shot
+    /// clients: one request, then the client closes first).
+    pub fn connect_here(
+        target: std::net::SocketAddr,
+        timeout: Duration,
+    ) -> anyhow::Result<KeepAlive> {
+        let stream = std::net::TcpStream::connect_timeout(&target, timeout)?;
+        stream.set_read_timeout(Some(timeout))?;
+        stream.set_nodelay(true)?;
+        Ok(KeepAlive {
+            stream,
+            buffer: Vec::new(),
+        })
     }
 
     /// Opens one connection to `address` from namespace `netns` with

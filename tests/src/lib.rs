@@ -15,6 +15,7 @@ pub mod corpus;
 pub mod craft;
 pub mod decapbed;
 pub mod decaplab;
+pub mod floodrun;
 pub mod fuzz;
 pub mod http;
 pub mod lab;

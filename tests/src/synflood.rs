@@ -32,6 +32,9 @@ pub struct SynFlood {
     pub count: u32,
     /// Time to send them in at most.
     pub limit: Duration,
+    /// SYNs a second at most (None: as fast as the sender goes; its pace
+    /// then depends on how much CPU the receiving side leaves it).
+    pub per_s: Option<u32>,
 }
 
 /// What a flood sent.
@@ -41,6 +44,9 @@ pub struct FloodReport {
     pub sent: u64,
     /// How long it took.
     pub elapsed: Duration,
+    /// Times the interface's queue was full (`ENOBUFS`): the sender
+    /// waited a moment and sent the frame again.
+    pub full: u64,
 }
 
 impl SynFlood {
@@ -66,21 +72,39 @@ impl SynFlood {
 
     /// Sends the flood; run it in the namespace of `ifname` (e.g. with
     /// `lab::in_netns`). Stops after `count` SYNs or `limit`, whichever
-    /// comes first.
+    /// comes first. A sender faster than the interface finds its queue
+    /// full now and then: it waits a moment and sends the frame again.
     pub fn run(&self) -> anyhow::Result<FloodReport> {
         let socket = RawSocket::open(&self.ifname, self.dst_mac)?;
         let started = Instant::now();
-        let mut sent = 0u64;
-        for n in 0..self.count {
-            if started.elapsed() >= self.limit {
-                break;
+        let (mut sent, mut full) = (0u64, 0u64);
+        'frames: for n in 0..self.count {
+            if let Some(rate) = self.per_s.filter(|_| n % 256 == 0) {
+                let due = started + Duration::from_secs_f64(f64::from(n) / f64::from(rate.max(1)));
+                if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
             }
-            socket.send(&self.frame(n)?)?;
+            let frame = self.frame(n)?;
+            loop {
+                if started.elapsed() >= self.limit {
+                    break 'frames;
+                }
+                match socket.send(&frame) {
+                    Ok(()) => break,
+                    Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                        full += 1;
+                        std::thread::sleep(Duration::from_micros(50));
+                    }
+                    Err(e) => bail!("sendto on {}: {e}", self.ifname),
+                }
+            }
             sent += 1;
         }
         Ok(FloodReport {
             sent,
             elapsed: started.elapsed(),
+            full,
         })
     }
 }
@@ -121,7 +145,7 @@ impl RawSocket {
     }
 
     /// Sends one whole frame.
-    fn send(&self, frame: &[u8]) -> anyhow::Result<()> {
+    fn send(&self, frame: &[u8]) -> std::io::Result<()> {
         // SAFETY: the buffer and address are valid for the call.
         let sent = unsafe {
             libc::sendto(
@@ -134,7 +158,7 @@ impl RawSocket {
             )
         };
         if sent < 0 {
-            bail!("sendto: {}", std::io::Error::last_os_error());
+            return Err(std::io::Error::last_os_error());
         }
         Ok(())
     }
@@ -181,6 +205,7 @@ mod tests {
             port: 80,
             count: 3,
             limit: Duration::from_secs(1),
+            per_s: None,
         };
         let mut sources = std::collections::BTreeSet::new();
         for n in [0, 1, 65_535] {

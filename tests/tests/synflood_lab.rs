@@ -1,36 +1,62 @@
-//! A SYN flood end to end in the lab: from the client's namespace, an
-//! `AF_PACKET` sender (`lb_tests::synflood`) sends 100,000 SYNs of
-//! spoofed sources from 198.19.0.0/16 at the VIP (three times the
+//! A SYN flood end to end in the lab, three ways: from the client's
+//! namespace, an `AF_PACKET` sender (`lb_tests::synflood`) sends 300,000
+//! SYNs of spoofed sources from 198.19.0.0/16 at the VIP (nine times the
 //! half-open table's slots, bounded to 20 s) while 32 long-lived
-//! connections stay open and a client opens new connections. Not one
-//! long-lived connection breaks (each still answers from the backend it
-//! started on), the half-open table overflowed (evictions counted) while
-//! the connection table (the smallest, 1,024 flows) held only the real
-//! connections, lbd entered flood mode, and the
-//! new connections' success rate is reported. Needs root.
+//! connections stay open and the client opens new connections, 200 a
+//! second at most (`lb_tests::floodrun`). Not one long-lived connection breaks (each
+//! still answers from the backend it started on) and the new connections'
+//! success rate and latency are reported:
+//! - unguarded, the half-open table overflows (evictions counted) while
+//!   the connection table (the smallest, 1,024 flows) holds only the real
+//!   connections, and lbd enters flood mode;
+//! - with a deny rule for the spoofed range, XDP drops the flood (the
+//!   rule's count is the flood), the half-open table never fills and
+//!   every new connection of the client gets through;
+//! - with a per-/16 limit of new flows (and one per source), the flood's
+//!   prefix runs out of tokens and XDP drops the rest (counted), while the
+//!   client, from another /16 and under both rates, connects.
+//!
+//! The lab shares a 2-core VM with everything else: latencies are
+//! reported, never asserted. Needs root.
 
-use std::{
-    net::IpAddr,
-    time::{Duration, Instant},
-};
+use std::time::Duration;
 
 use lb_common::{consts::HALF_OPEN_BUCKETS, flow_table::FLOW_WAYS};
 use lb_tests::{
-    client::{self, KeepAlive},
-    lab::{in_netns, Lab, HTTP_PORT, VIP4},
+    floodrun::{Outcome, Pace, Scenario, SPOOFED},
+    lab::Lab,
     support::{counter, status, wait_until},
-    synflood::{mac_of, SynFlood},
 };
+use lb_userspace::api::schema::Status;
 
 /// Long-lived connections kept open through the flood.
 const LONG_LIVED: usize = 32;
-/// SYNs in the flood.
-const FLOOD: u32 = 100_000;
 /// lbd's `conntrack_size` here (the smallest accepted).
 const CONNTRACK: u64 = 1024;
+/// The VIP the guards apply to.
+const VIP: &str = "198.18.0.100:80/tcp";
+/// The limit test's rates: new flows a second per /16 (the whole flood
+/// shares one bucket) and per source address; the client stays under
+/// both ([`SCENARIO`]'s pace).
+const PREFIX_RATE: u64 = 1_000;
+const SOURCE_RATE: u64 = 500;
 
-#[test]
-fn a_syn_flood_breaks_no_long_lived_connection_and_new_ones_still_connect() {
+/// The flood and the client, the same in the three tests.
+const SCENARIO: Scenario = Scenario {
+    count: 300_000,
+    limit: Duration::from_secs(20),
+    long_lived: LONG_LIVED,
+    pace: Pace {
+        clients: 1,
+        per_s: 200,
+        timeout: Duration::from_secs(3),
+    },
+};
+
+/// Starts a lab with lbd (the smallest connection table, `guards` added
+/// to the config) and runs the scenario; returns lbd's status before and
+/// after the flood.
+fn flooded(guards: &str) -> (Status, Outcome, Status, Lab) {
     let mut lab = Lab::start(2).expect("lab");
     lab.wait_for_backends().expect("nginx up");
     // The smallest connection table: the flood would fill it many times
@@ -40,102 +66,154 @@ fn a_syn_flood_breaks_no_long_lived_connection_and_new_ones_still_connect() {
         &format!("conntrack_size = {CONNTRACK}"),
     );
     assert!(config.contains(&format!("conntrack_size = {CONNTRACK}")));
-    lab.start_lbd(&config).expect("lbd");
-    let vip = IpAddr::V4(VIP4);
-    let netns = lab.client.netns.clone();
-
-    let mut long_lived = KeepAlive::open(&netns, vip, LONG_LIVED).expect("long-lived connections");
-    let served: Vec<String> = long_lived
-        .iter_mut()
-        .map(|c| c.request().expect("a first request"))
-        .collect();
-    let before = status(&lab);
-    let tracked_before = before.conntrack.entries;
-    assert!(
-        tracked_before >= LONG_LIVED as u64,
-        "{tracked_before} flows tracked"
-    );
-
-    // The flood, from the client's namespace, with new connections meanwhile.
-    let flood = SynFlood {
-        ifname: "eth0".to_owned(),
-        src_mac: mac_of(&netns, "eth0").expect("client MAC"),
-        dst_mac: mac_of(&lab.lb.netns, "eth0").expect("LB MAC"),
-        vip: VIP4,
-        port: HTTP_PORT,
-        count: FLOOD,
-        limit: Duration::from_secs(20),
-    };
-    let sender = {
-        let (netns, flood) = (netns.clone(), flood.clone());
-        std::thread::spawn(move || in_netns(&netns, move || flood.run()))
-    };
-    let started = Instant::now();
-    let mut tally = client::Tally::default();
-    let mut latencies = Vec::new();
-    while !sender.is_finished() && started.elapsed() < Duration::from_secs(25) {
-        let at = Instant::now();
-        tally.add(client::burst(&netns, vip, 10).expect("burst"));
-        latencies.push(at.elapsed() / 10);
-    }
-    let report = sender
-        .join()
-        .expect("sender thread")
-        .expect("in the client namespace")
+    lab.start_lbd(&format!("{config}\n{guards}")).expect("lbd");
+    let (before, outcome) = SCENARIO
+        .run(&lab, || {
+            let before = status(&lab);
+            assert!(
+                before.conntrack.entries >= LONG_LIVED as u64,
+                "{} flows tracked",
+                before.conntrack.entries
+            );
+            before
+        })
         .expect("the flood");
     assert!(
-        report.sent > u64::from(HALF_OPEN_BUCKETS) * FLOW_WAYS as u64,
-        "only {} SYNs sent in {:?}",
-        report.sent,
-        report.elapsed
+        outcome.broken.is_empty(),
+        "long-lived connections broke or moved: {:?}",
+        outcome.broken
     );
+    assert!(
+        outcome.probe.attempts() > 0,
+        "no new connection was tried during the flood"
+    );
+    // The housekeeping tick reads the counters every second.
+    std::thread::sleep(Duration::from_millis(1_500));
+    let after = status(&lab);
+    assert!(
+        after.conntrack.entries < CONNTRACK,
+        "the flood reached the connection table: {:?}",
+        after.conntrack
+    );
+    (before, outcome, after, lab)
+}
 
-    // Not one long-lived connection broke or moved.
-    for (n, (connection, first)) in long_lived.iter_mut().zip(&served).enumerate() {
-        let answer = connection
-            .request()
-            .unwrap_or_else(|e| panic!("long-lived connection {n} broke: {e:#}"));
-        assert_eq!(&answer, first, "long-lived connection {n} moved");
-    }
-    // lbd saw it: the half-open table overflowed, flood mode came on (the
-    // housekeeping tick reads the counters every second).
+/// `name`'s growth between two statuses.
+fn grew(before: &Status, after: &Status, name: &str) -> u64 {
+    counter(after, name) - counter(before, name)
+}
+
+#[test]
+fn a_syn_flood_breaks_no_long_lived_connection_and_new_ones_still_connect() {
+    let (before, outcome, _, lab) = flooded("");
+    let sent = outcome.flood.sent;
+    assert!(
+        sent > u64::from(HALF_OPEN_BUCKETS) * FLOW_WAYS as u64,
+        "only {sent} SYNs sent in {:?}",
+        outcome.flood.elapsed
+    );
+    // lbd saw it: the half-open table overflowed, flood mode came on.
     wait_until("flood mode", Duration::from_secs(5), || {
         status(&lab).conntrack.syn_flood_transitions > 0
     });
     let after = status(&lab);
-    let held =
-        counter(&after, "conntrack_half_open_new") - counter(&before, "conntrack_half_open_new");
-    let evicted = counter(&after, "conntrack_half_open_evicted");
-    assert!(
-        held >= report.sent * 9 / 10,
-        "{held} SYNs held of {} sent",
-        report.sent
-    );
+    let held = grew(&before, &after, "conntrack_half_open_new");
+    let evicted = grew(&before, &after, "conntrack_half_open_evicted");
+    assert!(held >= sent * 9 / 10, "{held} SYNs held of {sent} sent");
     assert!(evicted > 0, "the half-open table never overflowed");
     assert!(
         after.conntrack.half_open <= after.conntrack.half_open_capacity,
         "{:?}",
         after.conntrack
     );
-    // The connection table holds the real connections only.
-    assert!(
-        after.conntrack.entries < CONNTRACK,
-        "the flood reached the connection table: {:?}",
-        after.conntrack
-    );
-    let attempts = tally.succeeded() + tally.failed;
-    assert!(attempts > 0, "no new connection was tried during the flood");
-    latencies.sort_unstable();
-    let p99 = latencies[(latencies.len() * 99 / 100).min(latencies.len() - 1)];
     println!(
-        "SYN FLOOD LAB: {} SYNs of spoofed sources in {:.1} s ({:.0}/s); {} held half-open, {evicted} evicted; {LONG_LIVED} of {LONG_LIVED} long-lived connections intact; new connections during the flood: {} of {attempts} succeeded ({:.1} %), p99 of 10-connection bursts {:.1} ms per connection; errors: {:?}",
-        report.sent,
-        report.elapsed.as_secs_f64(),
-        report.sent as f64 / report.elapsed.as_secs_f64().max(1e-9),
-        held,
-        tally.succeeded(),
-        100.0 * tally.succeeded() as f64 / attempts as f64,
-        p99.as_secs_f64() * 1000.0,
-        tally.errors
+        "SYN FLOOD LAB: {}; {held} held half-open, {evicted} evicted",
+        outcome.summary()
+    );
+}
+
+#[test]
+fn a_denied_flood_is_dropped_in_xdp_and_never_reaches_the_half_open_table() {
+    let (before, outcome, after, _lab) = flooded(&format!(
+        "[[acl]]\naction = \"deny\"\nsource = \"{SPOOFED}\"\nvip = \"{VIP}\"\n"
+    ));
+    let sent = outcome.flood.sent;
+    assert!(sent >= 10_000, "only {sent} SYNs sent");
+    let denied = grew(&before, &after, "drop_acl_denied");
+    let rule = |s: &Status| {
+        s.guard
+            .as_ref()
+            .and_then(|g| g.rules.iter().find(|r| r.source.to_string() == SPOOFED))
+            .map_or(0, |r| r.packets)
+    };
+    let by_rule = rule(&after) - rule(&before);
+    // Every frame the sender's kernel took reached the LB's XDP program
+    // (a veth drops nothing it can deliver); nothing else came from there.
+    assert!(
+        denied >= sent * 99 / 100 && denied <= sent,
+        "{denied} denied of {sent} SYNs sent"
+    );
+    assert_eq!(by_rule, denied, "the rule counts what it dropped");
+    // The half-open table saw the client's SYNs only.
+    let held = grew(&before, &after, "conntrack_half_open_new");
+    let evicted = grew(&before, &after, "conntrack_half_open_evicted");
+    assert!(
+        held <= outcome.probe.attempts() + 64,
+        "{held} SYNs held half-open for {} new connections",
+        outcome.probe.attempts()
+    );
+    assert_eq!(evicted, 0, "flood SYNs evicted half-open flows");
+    // Nothing of the flood reaches the client's way: every new connection
+    // gets through.
+    assert_eq!(
+        outcome.probe.failed, 0,
+        "new connections failed behind a deny rule: {:?}",
+        outcome.probe.errors
+    );
+    println!(
+        "SYN FLOOD LAB, DENY LIST: {}; {denied} denied in XDP ({by_rule} by the rule for {SPOOFED}), {held} held half-open, {evicted} evicted, flood mode {}",
+        outcome.summary(),
+        if after.conntrack.syn_flood_transitions > before.conntrack.syn_flood_transitions {
+            "entered"
+        } else {
+            "not entered"
+        }
+    );
+}
+
+#[test]
+fn a_prefix_limit_drops_the_flood_and_lets_the_client_through() {
+    let burst = PREFIX_RATE;
+    let (before, outcome, after, _lab) = flooded(&format!(
+        "[[limit]]\nvip = \"{VIP}\"\nsource_rate = {SOURCE_RATE}\nprefix_rate = {PREFIX_RATE}\nprefix_burst = {burst}\nprefix_v4 = 16\n"
+    ));
+    let sent = outcome.flood.sent;
+    assert!(sent >= 10_000, "only {sent} SYNs sent");
+    let limited = grew(&before, &after, "drop_rate_limited");
+    // The flood's /16 is one bucket: at most the burst and the refill over
+    // the flood (plus a second of slack, and a token per racing CPU) got
+    // through; the rest was dropped. The client's own prefix is another.
+    let admitted_at_most = burst + PREFIX_RATE * (outcome.flood.elapsed.as_secs() + 2);
+    assert!(
+        limited + admitted_at_most >= sent && limited <= sent,
+        "{limited} limited of {sent} SYNs sent ({admitted_at_most} admitted at most)"
+    );
+    let held = grew(&before, &after, "conntrack_half_open_new");
+    let evicted = grew(&before, &after, "conntrack_half_open_evicted");
+    assert!(
+        held <= admitted_at_most + outcome.probe.attempts() + 64,
+        "{held} SYNs held half-open past the limit"
+    );
+    // The client stays under both rates: none of its connections is
+    // limited (a connection that fails here failed for another reason,
+    // which the report shows).
+    assert!(
+        outcome.probe.succeeded > 0,
+        "no new connection got through: {:?}",
+        outcome.probe.errors
+    );
+    println!(
+        "SYN FLOOD LAB, PREFIX LIMIT ({PREFIX_RATE}/s per /16, {SOURCE_RATE}/s per source): {}; {limited} rate-limited in XDP, {held} held half-open, {evicted} evicted",
+        outcome.summary()
     );
 }

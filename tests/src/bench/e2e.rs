@@ -70,13 +70,14 @@ const MODES: &[&str] = &["keep-alive", "new-connection"];
 const NAT4: &str = "198.18.0.50";
 
 /// Where the systems send: the backends' addresses and port.
-struct Target {
+pub(crate) struct Target {
     backends: Vec<String>,
     port: u16,
 }
 
 impl Target {
-    fn of(lab: &Lab, port: u16) -> Self {
+    /// The lab's backends on `port`.
+    pub(crate) fn of(lab: &Lab, port: u16) -> Self {
         Self {
             backends: lab.backends.iter().map(|b| b.ipv4.to_string()).collect(),
             port,
@@ -204,17 +205,39 @@ pub(crate) fn tune_for_new_connections(lab: &Lab) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Starts `system` on the LB node; returns the pids whose CPU counts, and
-/// what to stop afterwards.
-enum Running {
+/// A system started on the LB node ([`start`]): what to stop afterwards.
+pub(crate) enum Running {
+    /// Nothing (direct to a backend).
     Nothing,
+    /// A lab process by name, and the pids whose CPU counts.
     Process(String, Vec<u32>),
+    /// A bare XDP program, detached when dropped.
     Xdp(Box<Dataplane>),
 }
 
-fn start(lab: &mut Lab, system: &str, round: u32, target: &Target) -> anyhow::Result<Running> {
+/// Starts `system` on the LB node (round `round`: its files apart);
+/// returns the pids whose CPU counts, and what to stop afterwards.
+pub(crate) fn start(
+    lab: &mut Lab,
+    system: &str,
+    round: u32,
+    target: &Target,
+) -> anyhow::Result<Running> {
+    start_named(lab, system, &format!("{system}-r{round}"), target, "")
+}
+
+/// [`start`] as process `name` (its files apart; an lbd's name starts
+/// with `lbd`), with `lbd_extra` appended to an lbd's config (e.g. a
+/// `[[limit]]`).
+pub(crate) fn start_named(
+    lab: &mut Lab,
+    system: &str,
+    name: &str,
+    target: &Target,
+    lbd_extra: &str,
+) -> anyhow::Result<Running> {
     let lb = lab.lb.clone();
-    let name = format!("{system}-r{round}");
+    let name = name.to_owned();
     let dir = lab.dir.join(&name);
     fs::create_dir_all(&dir)?;
     let (backends, port) = (&target.backends, target.port);
@@ -252,6 +275,7 @@ fn start(lab: &mut Lab, system: &str, round: u32, target: &Target) -> anyhow::Re
                     config.push_str(&format!("  port = {port}\n"));
                 }
             }
+            config.push_str(lbd_extra);
             let pid = lab.start_lbd_on(&lb, &name, &config)?;
             Ok(Running::Process(name, vec![pid]))
         }
@@ -338,7 +362,8 @@ fn start(lab: &mut Lab, system: &str, round: u32, target: &Target) -> anyhow::Re
     }
 }
 
-fn stop(lab: &mut Lab, running: Running) -> anyhow::Result<()> {
+/// Stops what [`start`] started.
+pub(crate) fn stop(lab: &mut Lab, running: Running) -> anyhow::Result<()> {
     match running {
         Running::Nothing => {}
         Running::Process(name, _) if name.starts_with("lbd") => {

@@ -7,6 +7,7 @@ pub mod bgp;
 pub mod decap;
 pub mod e2e;
 pub mod failover;
+pub mod flood;
 pub mod maglev;
 pub mod memory;
 pub mod nat;
@@ -149,4 +150,7 @@ pub struct Results {
     /// Full-mesh replication's cost per flow and per peer.
     #[serde(default)]
     pub sync_mesh: Option<sync_mesh::SyncMeshResults>,
+    /// Legitimate clients under a SYN flood: lbd against HAProxy.
+    #[serde(default)]
+    pub flood: Option<flood::FloodResults>,
 }

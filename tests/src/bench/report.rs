@@ -188,6 +188,9 @@ pub fn markdown(results: &Results, plot: Option<&str>) -> String {
     if let Some(e2e) = &results.e2e_tunnel {
         e2e_tunnel_section(&mut out, e2e);
     }
+    if let Some(flood) = &results.flood {
+        super::flood::markdown(&mut out, flood);
+    }
     if let Some(f) = &results.failover {
         let _ = writeln!(out, "## Control-plane reaction and VRRP failover\n");
         let _ = writeln!(

@@ -32,7 +32,7 @@ struct Args {
     #[arg(long, default_value_t = 1_000_000)]
     prefill: u32,
     /// Only these benchmarks (xdp, xdp-profile, nat, tunnel, decap, maglev, memory, e2e,
-    /// e2e-nat, e2e-tunnel, failover, bgp, sync-mesh); default all. The others keep what the
+    /// e2e-nat, e2e-tunnel, flood, failover, bgp, sync-mesh); default all. The others keep what the
     /// results file holds.
     #[arg(long)]
     only: Vec<String>,
@@ -99,6 +99,25 @@ fn main() -> anyhow::Result<()> {
     } else {
         None
     };
+    // A SYN flood in the lab: a failure (or panic) there costs its own
+    // section only, not the rest of the run's results.
+    let flood = if wanted("flood") {
+        match std::panic::catch_unwind(|| {
+            bench::flood::run(args.rounds.min(3), 10, 2_000_000, 200_000)
+        }) {
+            Ok(Ok(flood)) => Some(flood),
+            Ok(Err(error)) => {
+                eprintln!("bench: the flood section failed, left out: {error:#}");
+                None
+            }
+            Err(_) => {
+                eprintln!("bench: the flood section panicked, left out");
+                None
+            }
+        }
+    } else {
+        None
+    };
     let failover = if wanted("failover") {
         Some(bench::failover::run(3)?)
     } else {
@@ -162,6 +181,7 @@ fn main() -> anyhow::Result<()> {
         tunnel: tunnel.or_else(|| old.as_ref().and_then(|r| r.tunnel.clone())),
         bgp: bgp.or_else(|| old.as_ref().and_then(|r| r.bgp.clone())),
         sync_mesh: sync_mesh.or_else(|| old.as_ref().and_then(|r| r.sync_mesh.clone())),
+        flood: flood.or_else(|| old.as_ref().and_then(|r| r.flood.clone())),
     };
     if let Some(dir) = args.out.parent() {
         std::fs::create_dir_all(dir)?;
