@@ -267,6 +267,7 @@ fn lbctl_flow_tells_tracked_maglev_and_dropped_apart_and_is_right() {
         port: lb_tests::lab::HTTP_PORT,
         count: 1,
         limit: Duration::from_secs(5),
+        per_s: None,
     };
     let syn_client = format!("{}:1024", SynFlood::source(0));
     let predicted = explain(&lab, VIP, &syn_client);

@@ -267,6 +267,7 @@ fn spoofed_syns(lab: &Lab, count: u32) {
         port: HTTP_PORT,
         count,
         limit: Duration::from_secs(5),
+        per_s: None,
     };
     let sent = in_netns(&lab.client.netns, move || flood.run())
         .expect("in the client's namespace")

@@ -177,6 +177,7 @@ fn kill_9_and_restart_keep_the_handshakes_under_way() {
         port: HTTP_PORT,
         count: SYNS,
         limit: Duration::from_secs(5),
+        per_s: None,
     };
     let sent = in_netns(&lab.client.netns, move || flood.run())
         .expect("in the client's namespace")
