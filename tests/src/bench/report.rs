@@ -73,6 +73,7 @@ pub fn markdown(results: &Results, plot: Option<&str>) -> String {
         if let Some(plot) = plot {
             let _ = writeln!(out, "![ns per packet by case]({plot})\n");
         }
+        super::report_guard::section(&mut out, xdp);
         super::report_conntrack::comparison(&mut out, xdp);
         super::report_conntrack::designs(&mut out, xdp);
         super::report_conntrack::by_capacity(&mut out, xdp);
