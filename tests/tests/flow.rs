@@ -14,10 +14,11 @@ use std::{
 use lb_common::LbConfig;
 use lb_tests::{
     client::KeepAlive,
+    floodrun,
     lab::{in_netns, Host, Lab, VIP4, VIP6},
     packet::{self, Flow, ACK, LB_MAC},
     support::lbctl_outcome,
-    synflood::{mac_of, SynFlood},
+    synflood::SynFlood,
     testbed::{action, vip4_tcp, vip6_tcp, TestBed},
 };
 use lb_userspace::{
@@ -259,16 +260,7 @@ fn lbctl_flow_tells_tracked_maglev_and_dropped_apart_and_is_right() {
 
     // (2b) A handshake under way: one SYN of a spoofed source (no ACK
     // will follow) is held half-open, on the backend Maglev picked for it.
-    let flood = SynFlood {
-        ifname: "eth0".to_owned(),
-        src_mac: mac_of(&lab.client.netns, "eth0").expect("client MAC"),
-        dst_mac: mac_of(&lab.lb.netns, "eth0").expect("LB MAC"),
-        vip: VIP4,
-        port: lb_tests::lab::HTTP_PORT,
-        count: 1,
-        limit: Duration::from_secs(5),
-        per_s: None,
-    };
+    let flood = floodrun::flood_of(&lab, 1, Duration::from_secs(5), None).expect("the flood");
     let syn_client = format!("{}:1024", SynFlood::source(0));
     let predicted = explain(&lab, VIP, &syn_client);
     assert_eq!(predicted.decision, FlowDecision::Maglev, "{predicted:?}");

@@ -64,6 +64,18 @@ fn forwarded_to(bed: &mut TestBed, frame: &[u8], mac: [u8; 6], what: &str) {
 }
 
 /// `vip` with a fourth backend: Maglev then moves some flows.
+/// Sends `flow`'s first ACK (`what`): forwarded to the backend `(id,
+/// mac)` and tracked in the connection table on it.
+fn completes_on(bed: &mut TestBed, flow: &Flow, (id, mac): (u32, [u8; 6]), what: &str) {
+    forwarded_to(bed, &packet::tcp(flow, ACK, None, b"GET /"), mac, what);
+    let tracked = bed.dataplane.flow(&key(flow)).expect("lookup");
+    assert_eq!(
+        tracked.map(|e| e.backend_id),
+        Some(id),
+        "{flow:?} is tracked on its SYN's backend"
+    );
+}
+
 fn grown(vip: &VipConfig) -> VipConfig {
     let mut grown = vip.clone();
     let address = if vip.address.is_ipv4() {
@@ -138,17 +150,11 @@ fn a_syn_is_held_apart_and_its_ack_joins_the_table_on_the_syn_backend(
         if bed.maglev_backend_id(grown, flow).expect("backend id") != *id {
             moved += 1;
         }
-        forwarded_to(
+        completes_on(
             &mut bed,
-            &packet::tcp(flow, ACK, None, b"GET /"),
-            *mac,
+            flow,
+            (*id, *mac),
             "the ACK that completes the handshake",
-        );
-        let tracked = bed.dataplane.flow(&key(flow)).expect("lookup");
-        assert_eq!(
-            tracked.map(|e| e.backend_id),
-            Some(*id),
-            "{flow:?} is tracked"
         );
         assert_eq!(bed.dataplane.half_open_flow(&key(flow)), None);
     }
@@ -194,6 +200,17 @@ fn flood_flow(n: u32, vip: &VipConfig) -> Flow {
     flow(&src, 1024 + (n % 60_000) as u16, vip)
 }
 
+/// Sends SYNs 0..`count` of distinct sources (`flood_flow`), three in
+/// four to `vips[0]` (IPv4), the rest to `vips[1]`; each goes to a backend.
+fn send_flood(bed: &mut TestBed, vips: &[VipConfig], count: u32) {
+    for n in 0..count {
+        let vip = &vips[usize::from(n % 4 == 3)];
+        let syn = packet::tcp(&flood_flow(n, vip), SYN, None, b"");
+        let (verdict, _) = bed.run(&syn).expect("test run");
+        assert_eq!(verdict, action::TX, "flood SYN {n} goes to a backend");
+    }
+}
+
 fn a_syn_flood_past_the_half_open_capacity_evicts_no_established_flow(kind: ConntrackKind) {
     let vips = [vip4_tcp(), vip6_tcp()];
     let mut bed = bed(Hook::Xdp, kind, &vips);
@@ -217,12 +234,7 @@ fn a_syn_flood_past_the_half_open_capacity_evicts_no_established_flow(kind: Conn
     // The flood: a quarter past the half-open table's slots, each SYN
     // from a source of its own, three in four IPv4.
     let flood = HALF_OPEN_SLOTS + HALF_OPEN_SLOTS / 4;
-    for n in 0..flood {
-        let vip = &vips[usize::from(n % 4 == 3)];
-        let syn = packet::tcp(&flood_flow(n, vip), SYN, None, b"");
-        let (verdict, _) = bed.run(&syn).expect("test run");
-        assert_eq!(verdict, action::TX, "flood SYN {n} goes to a backend");
-    }
+    send_flood(&mut bed, &vips, flood);
     assert_eq!(
         counter(&bed, Counter::ConntrackHalfOpenNew),
         u64::from(flood) + tracked
@@ -361,17 +373,11 @@ fn a_restart_keeps_the_half_open_flows_and_their_acks_reach_the_syn_backend(kind
     for (_, flow, id, mac) in &flows {
         let held = new.dataplane.half_open_flow(&key(flow));
         assert_eq!(held.map(|e| e.backend_id), Some(*id), "{flow:?} held");
-        forwarded_to(
+        completes_on(
             &mut new,
-            &packet::tcp(flow, ACK, None, b"GET /"),
-            *mac,
+            flow,
+            (*id, *mac),
             "the ACK that completes a handshake begun before the restart",
-        );
-        let tracked = new.dataplane.flow(&key(flow)).expect("lookup");
-        assert_eq!(
-            tracked.map(|e| e.backend_id),
-            Some(*id),
-            "{flow:?} is tracked on its SYN's backend"
         );
     }
     assert_eq!(
@@ -464,12 +470,7 @@ fn a_small_half_open_table_fills_every_bucket(kind: ConntrackKind) {
         TestBed::with_sizes(&vips, Hook::Xdp, sizes(4096, SLOTS), &options).expect("test bed");
     assert_eq!(bed.dataplane.half_open_capacity(), u64::from(SLOTS));
     let flood = SLOTS + SLOTS / 4;
-    for n in 0..flood {
-        let vip = &vips[usize::from(n % 4 == 3)];
-        let syn = packet::tcp(&flood_flow(n, vip), SYN, None, b"");
-        let (verdict, _) = bed.run(&syn).expect("test run");
-        assert_eq!(verdict, action::TX, "flood SYN {n} goes to a backend");
-    }
+    send_flood(&mut bed, &vips, flood);
     assert_eq!(
         counter(&bed, Counter::ConntrackHalfOpenNew),
         u64::from(flood),

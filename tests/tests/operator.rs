@@ -21,9 +21,9 @@ use std::{
 
 use lb_tests::{
     client::KeepAlive,
-    lab::{in_netns, lbd_binary, Lab, HTTP_PORT, VIP4},
+    floodrun,
+    lab::{in_netns, lbd_binary, Lab, VIP4},
     support::{lbctl_in_background, lbctl_outcome, outcome},
-    synflood::{mac_of, SynFlood},
 };
 use lb_userspace::api::schema::{BackendState, BackendStatus};
 
@@ -259,16 +259,7 @@ fn a_reload_never_claims_node_settings_it_has_not_applied() {
 /// Sends SYNs 0..`count` of spoofed sources (`SynFlood::source`) to the
 /// VIP from the client's namespace; their ACKs never come.
 fn spoofed_syns(lab: &Lab, count: u32) {
-    let flood = SynFlood {
-        ifname: "eth0".to_owned(),
-        src_mac: mac_of(&lab.client.netns, "eth0").expect("client MAC"),
-        dst_mac: mac_of(&lab.lb.netns, "eth0").expect("LB MAC"),
-        vip: VIP4,
-        port: HTTP_PORT,
-        count,
-        limit: Duration::from_secs(5),
-        per_s: None,
-    };
+    let flood = floodrun::flood_of(lab, count, Duration::from_secs(5), None).expect("the flood");
     let sent = in_netns(&lab.client.netns, move || flood.run())
         .expect("in the client's namespace")
         .expect("the SYNs");

@@ -13,9 +13,10 @@ use std::{
 
 use lb_tests::{
     client::{self, KeepAlive, Timed},
+    floodrun,
     lab::{in_netns, Lab, HTTP_PORT, VIP4},
     support::{lbctl_outcome, load, status},
-    synflood::{mac_of, SynFlood},
+    synflood::SynFlood,
 };
 use lb_userspace::api::flow_schema::{FlowDecision, FlowExplanation};
 
@@ -169,16 +170,7 @@ fn kill_9_and_restart_keep_the_handshakes_under_way() {
         before.conntrack.half_open_capacity, 65_536,
         "the table has the configured size"
     );
-    let flood = SynFlood {
-        ifname: "eth0".to_owned(),
-        src_mac: mac_of(&lab.client.netns, "eth0").expect("client MAC"),
-        dst_mac: mac_of(&lab.lb.netns, "eth0").expect("LB MAC"),
-        vip: VIP4,
-        port: HTTP_PORT,
-        count: SYNS,
-        limit: Duration::from_secs(5),
-        per_s: None,
-    };
+    let flood = floodrun::flood_of(&lab, SYNS, Duration::from_secs(5), None).expect("the flood");
     let sent = in_netns(&lab.client.netns, move || flood.run())
         .expect("in the client's namespace")
         .expect("the SYNs");

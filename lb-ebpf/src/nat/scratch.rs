@@ -41,11 +41,15 @@ pub struct NatScratch {
     pub l4_off: u32,
     /// `Packet::quote_l4_off`, passed through memory.
     pub quote_l4_off: u32,
+    /// The tunnel path's reading of the inner header, passed through
+    /// memory (`forward::tunnel::encap::launder`): its length.
+    pub inner_len: u32,
+    /// The same: TOS / traffic class.
+    pub inner_tos: u32,
     /// Zero.
     pub _pad: u32,
-    /// The tunnel path's share of the inner packet in a GUE checksum,
-    /// passed through memory (`forward::tunnel::encap::launder`),
-    /// `u64::MAX` for none.
+    /// The same: the inner packet's share of a GUE checksum, `u64::MAX`
+    /// for none.
     pub csum_part: u64,
     /// The packet `nat::queue` left for `nat::finish`.
     pub packet: Packet,

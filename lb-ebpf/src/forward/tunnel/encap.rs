@@ -47,7 +47,7 @@ use crate::{
     hook::Hook,
     maps::{NAT_SCRATCH, TUNNEL_CONFIG},
     nat::rewrite::Layout,
-    parse::{ptr_at, Packet},
+    parse::ptr_at,
 };
 
 /// Ethernet header length (the wrapped frame is untagged).
@@ -92,6 +92,9 @@ pub fn send<C: Hook>(ctx: &C, job: &Job) -> Outcome {
 #[inline(always)]
 pub fn answer_too_big<C: Hook>(ctx: &C, job: &Job, mtu: u32) -> Counter {
     let l3_off = job.l3_off;
+    let Some(scratch) = NAT_SCRATCH.get(0) else {
+        return Counter::DropMalformed;
+    };
     if l3_off > L3_OFF_MAX {
         return Counter::DropMalformed;
     }
@@ -99,28 +102,9 @@ pub fn answer_too_big<C: Hook>(ctx: &C, job: &Job, mtu: u32) -> Counter {
         ctx,
         l3_off as usize,
         job.key.family == AF_INET,
-        u32::from(job.inner_len),
+        scratch.inner_len,
         mtu,
     )
-}
-
-/// The length and TOS / traffic class of the packet's IP header, for the
-/// job (`Job::inner_len`, `Job::inner_tos`): read where the parser has
-/// just checked the header is there (None only if it is not: a bug), as
-/// two 16-bit words rather than bytes.
-#[inline(always)]
-pub fn ip_len_tos<C: Hook>(ctx: &C, packet: &Packet) -> Option<(u16, u8)> {
-    let ip = ptr_at::<[u16; 3], C>(ctx, packet.l3_off)?;
-    // SAFETY: bounds checked by ptr_at.
-    let ip = unsafe { &*ip };
-    let first = u16::from_be(ip[0]);
-    if packet.key.family == AF_INET {
-        // Version and header length, TOS; then the total length.
-        Some((u16::from_be(ip[1]), first as u8))
-    } else {
-        // Version, traffic class, flow label; then the payload length.
-        Some((u16::from_be(ip[2]).wrapping_add(40), (first >> 4) as u8))
-    }
 }
 
 /// Largest IP header offset: Ethernet and two VLAN tags.
@@ -152,18 +136,8 @@ fn try_send<C: Hook>(ctx: &C, job: &Job) -> Result<Outcome, Counter> {
     let inner_v4 = key.family == AF_INET;
     // Only GUE over IPv6 carries a checksum to compute.
     let want_csum = gue && !outer_v4;
-    let csum_part = if want_csum {
-        let part = csum_part(ctx, inner_v4, u32::from(job.inner_len), &at)
-            .ok_or(Counter::DropMalformed)?;
-        launder(part).ok_or(Counter::DropMalformed)?
-    } else {
-        None
-    };
-    let inner = Inner {
-        len: u32::from(job.inner_len),
-        tos: job.inner_tos,
-        csum_part,
-    };
+    let inner = read_inner(ctx, inner_v4, want_csum, &at).ok_or(Counter::DropMalformed)?;
+    let inner = launder(inner).ok_or(Counter::DropMalformed)?;
     let src = if outer_v4 {
         [
             tunnel::outer_source_v4(config, key.src[0], key.sport),
@@ -271,37 +245,55 @@ fn try_send<C: Hook>(ctx: &C, job: &Job) -> Result<Outcome, Counter> {
     })
 }
 
-/// `part` as a value the verifier knows only by its type: the reading
-/// has a path per family and protocol, each leaving a different known
-/// value; read back from a map (this CPU's scratch slot) it is one
-/// unknown, so what follows is verified once instead of once per
-/// reading path.
+/// `inner` as values the verifier knows only by their type: the header
+/// reading has a path per family and protocol, each leaving different
+/// known values; read back from a map (this CPU's scratch slot, where
+/// `answer_too_big` finds the length again) they are one unknown, so what
+/// follows is verified once instead of once per reading path.
 #[inline(always)]
-fn launder(part: Option<u64>) -> Option<Option<u64>> {
+fn launder(inner: Inner) -> Option<Inner> {
     let scratch = NAT_SCRATCH.get_ptr_mut(0)?;
     // SAFETY: this CPU's scratch slot, used by this program run only;
     // volatile so the compiler keeps the round trip.
     unsafe {
-        write_volatile(addr_of_mut!((*scratch).csum_part), part.unwrap_or(u64::MAX));
+        write_volatile(addr_of_mut!((*scratch).inner_len), inner.len);
+        write_volatile(addr_of_mut!((*scratch).inner_tos), u32::from(inner.tos));
+        write_volatile(
+            addr_of_mut!((*scratch).csum_part),
+            inner.csum_part.unwrap_or(u64::MAX),
+        );
+        let len = read_volatile(addr_of_mut!((*scratch).inner_len));
+        let tos = read_volatile(addr_of_mut!((*scratch).inner_tos)) as u8;
         let part = read_volatile(addr_of_mut!((*scratch).csum_part));
-        Some((part != u64::MAX).then_some(part))
+        Some(Inner {
+            len: len & 0xffff,
+            tos,
+            csum_part: (part != u64::MAX).then_some(part),
+        })
     }
 }
 
-/// The inner packet's share of GUE's outer UDP checksum over IPv6 (see
-/// the module docs), from its IP header at `at.l3_off` (`len`: its
-/// length): `Some(None)` when it gives none, None only if the header is
-/// not there (the parser checked it, so a bug).
+/// Reads the inner IP header at `at.l3_off` (its checksum share only if
+/// `want_csum`); None only if it is not there (the parser checked it, so
+/// a bug).
 #[inline(always)]
-fn csum_part<C: Hook>(ctx: &C, v4: bool, len: u32, at: &Layout) -> Option<Option<u64>> {
+fn read_inner<C: Hook>(ctx: &C, v4: bool, want_csum: bool, at: &Layout) -> Option<Inner> {
     if v4 {
         let ip = ptr_at::<[u8; 20], C>(ctx, at.l3_off)?;
         // SAFETY: bounds checked by ptr_at.
         let ip = unsafe { &*ip };
+        let len = u32::from(u16::from_be_bytes([ip[2], ip[3]]));
+        if !want_csum {
+            return Some(Inner {
+                len,
+                tos: ip[1],
+                csum_part: None,
+            });
+        }
         let proto = ip[9];
         let l4_len = len.wrapping_sub(u32::from(ip[0] & 0x0f) * 4);
         // A valid IPv4 header sums to zero: only the segment counts.
-        Some(match proto {
+        let csum_part = match proto {
             // ICMPv4 has no pseudo-header: a finished message sums to 0.
             IPPROTO_ICMP => Some(0),
             IPPROTO_TCP | IPPROTO_UDP => {
@@ -309,27 +301,43 @@ fn csum_part<C: Hook>(ctx: &C, v4: bool, len: u32, at: &Layout) -> Option<Option
                     let csum = ptr_at::<[u8; 2], C>(ctx, at.l4_off + 6)?;
                     // SAFETY: bounds checked by ptr_at.
                     if unsafe { *csum } == [0, 0] {
-                        return Some(None);
+                        return Some(Inner {
+                            len,
+                            tos: ip[1],
+                            csum_part: None,
+                        });
                     }
                 }
                 let pseudo = sum_bytes(&ip[12..20]) + u64::from(proto) + u64::from(l4_len);
                 Some(u64::from(!fold16(pseudo)))
             }
             _ => None,
+        };
+        Some(Inner {
+            len,
+            tos: ip[1],
+            csum_part,
         })
     } else {
         let ip = ptr_at::<[u8; 40], C>(ctx, at.l3_off)?;
         // SAFETY: bounds checked by ptr_at.
         let ip = unsafe { &*ip };
-        let payload = len.wrapping_sub(40);
+        let payload = u32::from(u16::from_be_bytes([ip[4], ip[5]]));
         let next = ip[6];
-        let plain = at.l4_off == at.l3_off + 40
+        let tos = (ip[0] << 4) | (ip[1] >> 4);
+        let plain = want_csum
+            && at.l4_off == at.l3_off + 40
             && (next == IPPROTO_TCP || next == IPPROTO_UDP || next == IPPROTO_ICMPV6);
-        Some(if plain {
+        let csum_part = if plain {
             let pseudo = sum_bytes(&ip[8..40]) + u64::from(next) + u64::from(payload);
             Some(sum_bytes(ip) + u64::from(!fold16(pseudo)))
         } else {
             None
+        };
+        Some(Inner {
+            len: payload + 40,
+            tos,
+            csum_part,
         })
     }
 }

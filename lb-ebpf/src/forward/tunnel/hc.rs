@@ -73,7 +73,6 @@ fn prepare_job(ctx: &TcContext, backend_id: u32) -> Option<()> {
         return None;
     }
     let config = TUNNEL_CONFIG.get(0)?;
-    let (inner_len, inner_tos) = encap::ip_len_tos(ctx, &packet)?;
     let job = TUNNEL_JOB.get_ptr_mut(0)?;
     // SAFETY: this CPU's slot, used by this program run only.
     let job = unsafe { &mut *job };
@@ -88,8 +87,6 @@ fn prepare_job(ctx: &TcContext, backend_id: u32) -> Option<()> {
     job.bytes = ctx.len();
     job.now = 0;
     job.hash = 0;
-    job.inner_len = inner_len;
-    job.inner_tos = inner_tos;
     Some(())
 }
 

@@ -81,13 +81,6 @@ pub struct Job {
     /// The flow's `flow_hash` if the connection table knew it, else 0
     /// (computed where needed).
     pub hash: u32,
-    /// What the packet's IP header says (`encap::Inner`): read where the
-    /// header was just parsed, so the wrap need not read it again.
-    pub inner_len: u16,
-    /// The IP header's TOS / traffic class.
-    pub inner_tos: u8,
-    /// Zero.
-    pub _pad: u8,
     /// `Decision::now` (0: read the clock when needed).
     pub now: u64,
 }
@@ -107,9 +100,6 @@ pub fn forward<C: Hook>(ctx: &C, vip: &VipMeta, packet: &Packet, decision: &Deci
     if decision.new_flow {
         flags |= JOB_NEW_FLOW;
     }
-    let Some((inner_len, inner_tos)) = encap::ip_len_tos(ctx, packet) else {
-        return Counter::DropMalformed.into();
-    };
     let Some(job) = TUNNEL_JOB.get_ptr_mut(0) else {
         return Counter::DropMalformed.into();
     };
@@ -126,8 +116,6 @@ pub fn forward<C: Hook>(ctx: &C, vip: &VipMeta, packet: &Packet, decision: &Deci
     job.bytes = ctx.frame_len() as u32;
     job.now = decision.now;
     job.hash = decision.hash;
-    job.inner_len = inner_len;
-    job.inner_tos = inner_tos;
     PENDING.into()
 }
 
