@@ -179,7 +179,8 @@ impl Engine {
         let Some(sweep) = self.nat.reaper.last_sweep() else {
             return;
         };
-        let capacity = self.config.nat.flow_table_size;
+        // The map's size, not the config's (a reload does not resize it).
+        let capacity = self.dataplane.sizes().nat_flows;
         let now = crate::clock::monotonic_ns();
         match self.nat.pressure.sweep_done(sweep, capacity, now) {
             Some(true) => warn!(
