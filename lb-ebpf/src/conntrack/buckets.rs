@@ -90,12 +90,9 @@ pub(super) fn decide(vip: &VipMeta, packet: &Packet, refused: &mut Counter) -> O
         return tracked(vip, packet, bucket, &seen, now);
     }
     if tcp {
-        let how = if opening {
-            half_open::LOOK
-        } else {
-            half_open::TAKE
-        };
-        if let Some(known) = half_open::known(key, hash, how) {
+        // Found, the entry stays until the insert into this table is done
+        // (`pending::PROMOTE_INTO_BUCKETS`).
+        if let Some(known) = half_open::known(key, hash, half_open::LOOK) {
             return Some(from_half_open(
                 vip,
                 packet,
@@ -156,7 +153,7 @@ fn from_half_open(
     if !opening {
         let rank = rank_word(now, class_of(entry.flags, true));
         if !pending::queue(
-            pending::INTO_BUCKETS,
+            pending::PROMOTE_INTO_BUCKETS,
             vip.id,
             &packet.key,
             &entry,

@@ -72,7 +72,9 @@ pub(super) const PEEK: u32 = 0;
 pub(super) const LOOK: u32 = 1;
 /// `known`: a later packet of the flow (the client's ACK): the entry is
 /// taken out (counted as a promotion), the caller inserts the flow into
-/// the connection table.
+/// the connection table. The bucket table takes it out only after its
+/// insert (`release_promoted`), so that a packet of the flow on another
+/// CPU meanwhile finds it in one table or the other.
 pub(super) const TAKE: u32 = 2;
 
 /// The half-open flow `key` (hash `hash`), if the table holds it and its
@@ -118,6 +120,16 @@ fn lookup(key: &FlowKey, hash: u32, how: u32) -> u64 {
         return 0;
     }
     (1 << 32) | u64::from(seen.entry.backend_id)
+}
+
+/// Takes the half-open entry of a flow just inserted into the bucket table
+/// out (`pending::settle`, after that insert): counted as a promotion by
+/// the CPU that takes it, nothing by one that finds it gone.
+#[inline(always)]
+pub(super) fn release_promoted(pending: *const PendingFlow) {
+    // SAFETY: this CPU's pending slot.
+    let pending = unsafe { &*pending };
+    let _ = lookup(&pending.key, pending.entry.hash, TAKE);
 }
 
 /// Queues the insert of the new half-open flow `key` with `entry` (seen at

@@ -18,6 +18,12 @@ pub(super) const INTO_BUCKETS: u32 = 1;
 /// `PendingFlow::armed`: an insert into the half-open table (`first` is
 /// the flow's bucket there).
 pub(super) const INTO_HALF_OPEN: u32 = 2;
+/// `PendingFlow::armed`: an insert into the bucket table of a flow the
+/// half-open table holds (its ACK came), whose half-open entry is taken
+/// out once the insert is done: never a moment in which neither table
+/// holds the flow, for a packet of it on another CPU to be taken for a
+/// new flow.
+pub(super) const PROMOTE_INTO_BUCKETS: u32 = 3;
 
 /// A queued insert, in this CPU's `FLOW_PENDING` slot.
 #[repr(C)]
@@ -91,6 +97,9 @@ pub(super) fn settle(outcome: u64) -> u64 {
             half_open::insert_pending(pending);
         } else if design() == DESIGN_BUCKETS {
             buckets::insert_pending(pending);
+            if armed == PROMOTE_INTO_BUCKETS {
+                half_open::release_promoted(pending);
+            }
         }
         core::ptr::read_volatile(&(*pending).outcome)
     }
