@@ -70,15 +70,13 @@ pub(super) const PEEK: u32 = 0;
 /// `known`: a retransmitted SYN; an entry whose backend is gone is taken
 /// out (counted as a rehash: the SYN is hashed again and held anew).
 pub(super) const LOOK: u32 = 1;
-/// `known`: a later packet of the flow (the client's ACK): the entry is
-/// taken out (counted as a promotion), the caller inserts the flow into
-/// the connection table. The bucket table takes it out only after its
-/// insert (`release_promoted`), so that a packet of the flow on another
-/// CPU meanwhile finds it in one table or the other.
-pub(super) const TAKE: u32 = 2;
+/// `lookup`: the entry is taken out (counted as a promotion), once the
+/// flow is in the connection table (`release`): a packet of the flow on
+/// another CPU meanwhile finds it in one table or the other.
+const TAKE: u32 = 2;
 
 /// The half-open flow `key` (hash `hash`), if the table holds it and its
-/// backend can still take it; `how` is `PEEK`, `LOOK` or `TAKE`.
+/// backend can still take it; `how` is `PEEK` or `LOOK` (`release` takes it out).
 #[inline(always)]
 pub(super) fn known(key: &FlowKey, hash: u32, how: u32) -> Option<Known> {
     let found = lookup(key, hash, how);
@@ -122,14 +120,21 @@ fn lookup(key: &FlowKey, hash: u32, how: u32) -> u64 {
     (1 << 32) | u64::from(seen.entry.backend_id)
 }
 
-/// Takes the half-open entry of a flow just inserted into the bucket table
-/// out (`pending::settle`, after that insert): counted as a promotion by
-/// the CPU that takes it, nothing by one that finds it gone.
+/// Takes the half-open entry of flow `key` (hash `hash`) out once the
+/// flow is in the connection table: counted as a promotion by the CPU
+/// that takes it, nothing by one that finds it gone.
+#[inline(always)]
+pub(super) fn release(key: &FlowKey, hash: u32) {
+    let _ = lookup(key, hash, TAKE);
+}
+
+/// `release` of the flow a queued insert just put into the bucket table
+/// (`pending::settle`).
 #[inline(always)]
 pub(super) fn release_promoted(pending: *const PendingFlow) {
     // SAFETY: this CPU's pending slot.
     let pending = unsafe { &*pending };
-    let _ = lookup(&pending.key, pending.entry.hash, TAKE);
+    release(&pending.key, pending.entry.hash);
 }
 
 /// Queues the insert of the new half-open flow `key` with `entry` (seen at

@@ -53,12 +53,9 @@ pub(super) fn decide(vip: &VipMeta, packet: &Packet, refused: &mut Counter) -> O
     let opening = tcp && packet.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
     let now = now_ns();
     if tcp {
-        let how = if opening {
-            half_open::LOOK
-        } else {
-            half_open::TAKE
-        };
-        if let Some(known) = half_open::known(key, hash, how) {
+        // Found, the entry stays until the flow is in the LRU
+        // (`from_half_open`).
+        if let Some(known) = half_open::known(key, hash, half_open::LOOK) {
             return Some(from_half_open(vip, packet, &known, opening, (now, hash)));
         }
     }
@@ -112,9 +109,11 @@ fn from_half_open(
             Ok(()) => stats::count(Counter::ConntrackNew),
             Err(EEXIST) => stats::count(Counter::ConntrackHit),
             Err(_) => {
-                return insert_failed(vip, packet, entry.backend_id, known.backend, entry.hash)
+                half_open::release(&packet.key, hash);
+                return insert_failed(vip, packet, entry.backend_id, known.backend, entry.hash);
             }
         }
+        half_open::release(&packet.key, hash);
     }
     unchanged(entry.backend_id, known.backend, now, entry.hash)
 }
