@@ -143,13 +143,7 @@ fn from_half_open(
     (now, hash): (u64, u32),
     indexes: (u32, u32),
 ) -> Decision {
-    let entry = FlowEntry {
-        backend_id: known.backend_id,
-        backend_generation: known.backend.generation,
-        last_seen_ns: now,
-        flags: flow_flags(packet.tcp_flags),
-        hash,
-    };
+    let entry = new_entry(known.backend_id, known.backend, packet, hash, now);
     if !opening {
         let rank = rank_word(now, class_of(entry.flags, true));
         if !pending::queue(

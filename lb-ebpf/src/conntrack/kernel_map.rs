@@ -95,13 +95,7 @@ fn from_half_open(
     opening: bool,
     (now, hash): (u64, u32),
 ) -> Decision {
-    let entry = FlowEntry {
-        backend_id: known.backend_id,
-        backend_generation: known.backend.generation,
-        last_seen_ns: now,
-        flags: flow_flags(packet.tcp_flags),
-        hash,
-    };
+    let entry = new_entry(known.backend_id, known.backend, packet, hash, now);
     if !opening {
         // BPF_NOEXIST: another CPU's copy, if it just inserted one, stands
         // (the same backend).
