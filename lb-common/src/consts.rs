@@ -54,6 +54,15 @@ pub const BACKEND_F_ALIVE: u8 = 1;
 pub const FLOW_F_FIN: u32 = 1;
 /// `FlowEntry::flags`: an RST was seen in this flow.
 pub const FLOW_F_RST: u32 = 2;
+/// `FlowEntry::flags`: the flow's TCP state marks, the part of the word
+/// that means the same on every node (replicated; the rest is local).
+pub const FLOW_F_STATE: u32 = FLOW_F_FIN | FLOW_F_RST;
+/// `FlowEntry::flags`: the ACL mark, `guard::acl_mark` of the rules'
+/// generation the flow's packets last passed the deny and allow lists
+/// under (0: none). While it is current, the flow's packets skip the
+/// lists: they would pass them again. Local to the node (never
+/// replicated: another node's generations mean other rules).
+pub const FLOW_F_ACL_MARK: u32 = 0xffff_ff00;
 
 /// `NatEntry::flags`: this direction carried a SYN (set again, with the
 /// FIN/RST bits cleared, when a SYN reuses an old translation).

@@ -107,6 +107,26 @@ impl VipGuard {
     }
 }
 
+/// The `FLOW_F_ACL_MARK` bits of a flow admitted under `generation`: its
+/// low 24 bits (`next_generation` never makes them all zero, so a mark is
+/// never 0, the unmarked entry's value). A flow would have to stay idle
+/// through 16 M rule changes for a mark to match again by wrapping.
+#[inline(always)]
+pub const fn acl_mark(generation: u32) -> u32 {
+    generation << 8
+}
+
+/// The rules' generation after `generation`: the next one whose mark
+/// (`acl_mark`) is not zero (so never 0 either: an empty cache slot's).
+pub const fn next_generation(generation: u32) -> u32 {
+    let next = generation.wrapping_add(1);
+    if acl_mark(next) == 0 {
+        next.wrapping_add(1)
+    } else {
+        next
+    }
+}
+
 /// Slots of the per-CPU cache of ACL verdicts (a power of two).
 pub const ACL_CACHE_SLOTS: u32 = 4_096;
 
@@ -280,6 +300,19 @@ mod tests {
         per_s: 10,
         burst: 3,
     };
+
+    #[test]
+    fn a_generation_never_has_an_empty_mark() {
+        assert_eq!(next_generation(0), 1);
+        assert_eq!(next_generation(5), 6);
+        // 0x0100_0000 would mark as 0: skipped, as is 0 after a wrap.
+        assert_eq!(next_generation(0x00ff_ffff), 0x0100_0001);
+        assert_eq!(next_generation(u32::MAX), 1);
+        for g in [1, 6, 0x0100_0001, 0xffff_fffe] {
+            assert_ne!(acl_mark(g), 0);
+            assert_eq!(acl_mark(g) & !crate::consts::FLOW_F_ACL_MARK, 0);
+        }
+    }
 
     #[test]
     fn a_new_bucket_lets_a_burst_through_then_refuses() {

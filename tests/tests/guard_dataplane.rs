@@ -2,17 +2,19 @@
 //! and allow lists (IPv4 and IPv6, global and per VIP, deny winning, a
 //! VIP's allow list replacing the global one, per-rule counters) and
 //! limits of new flows per source and per prefix (a new flow over the
-//! limit dropped, a tracked flow never, tokens back after time), on both
+//! limit dropped, a tracked flow never, tokens back after time), a
+//! tracked flow's ACL mark (its packets skip the lists until the rules
+//! change), on both
 //! entry points and, for limits, both connection-table designs. Rules go
 //! in through lbd's own installer (`lb_userspace::guard`). Needs root.
 
-use lb_common::stats::Counter;
+use lb_common::{consts::FLOW_F_ACL_MARK, stats::Counter};
 use lb_tests::{
     packet::{self, Flow, ACK, SYN},
-    testbed::{action, vip4_tcp, vip4_udp, vip6_tcp, Hook, TestBed},
+    testbed::{action, flow_key, vip4_tcp, vip4_udp, vip6_tcp, Hook, TestBed},
 };
 use lb_userspace::{
-    config::VipConfig,
+    config::{Protocol, VipConfig},
     conntrack_kind::ConntrackKind,
     dataplane::LoadOptions,
     guard::{AclRule, Action, Guard, GuardConfig, Limits, RateLimit, Scope},
@@ -417,7 +419,88 @@ fn the_acl_is_checked_before_the_limit(hook: Hook) {
     assert_eq!(counter(&bed, Counter::DropRateLimited), 0);
 }
 
+/// A tracked flow's entry carries the mark of the rules' generation its
+/// packets last passed the lists under: its later packets skip the lists
+/// (the allow rule counts only the packets it was asked about), until the
+/// rules change; then each flow meets them again once, a denied one on
+/// every packet. Flows tracked before any list existed meet them too.
+fn tracked_flows_skip_the_lists_until_the_rules_change(hook: Hook, kind: ConntrackKind) {
+    let mut bed = bed(hook, kind);
+    let mut guard = None;
+    let (v4, v6) = (vip4_tcp(), vip6_tcp());
+    let ack = |f: &Flow| packet::tcp(f, ACK, None, b"data");
+    let early = flow("198.18.0.20", 40000, &v4);
+    forwarded(&mut bed, &v4, &early, &syn(&early));
+    forwarded(&mut bed, &v4, &early, &ack(&early));
+    let allow4 = rule(Scope::Global, Action::Allow, "198.18.0.0/24");
+    let allow6 = rule(Scope::Global, Action::Allow, "2001:2::/32");
+    bed.set_guard(&mut guard, acl(&[allow4, allow6]))
+        .expect("guard");
+    let f4 = flow("198.18.0.10", 40001, &v4);
+    let f6 = flow("2001:2::10", 40001, &v6);
+    for (vip, f) in [(&v4, &f4), (&v6, &f6)] {
+        forwarded(&mut bed, vip, f, &syn(f));
+        for _ in 0..5 {
+            forwarded(&mut bed, vip, f, &ack(f));
+        }
+    }
+    // The SYN and the ACK that moved the flow into the table.
+    assert_eq!(hits(&bed, &guard, &allow6), 2);
+    for _ in 0..3 {
+        forwarded(&mut bed, &v4, &early, &ack(&early));
+    }
+    assert_eq!(
+        hits(&bed, &guard, &allow4),
+        3,
+        "2 of the new flow, 1 of the early one"
+    );
+    for f in [&f4, &f6, &early] {
+        let key = flow_key(f, Protocol::Tcp);
+        let entry = bed.dataplane.flow(&key).expect("read").expect("tracked");
+        assert_ne!(entry.flags & FLOW_F_ACL_MARK, 0, "{f:?} is marked");
+    }
+    let deny = rule(Scope::Global, Action::Deny, "198.18.0.10/32");
+    bed.set_guard(&mut guard, acl(&[allow4, allow6, deny]))
+        .expect("guard");
+    for _ in 0..2 {
+        dropped(
+            &mut bed,
+            &ack(&f4),
+            "a tracked flow of a newly denied source",
+        );
+        forwarded(&mut bed, &v4, &early, &ack(&early));
+    }
+    assert_eq!(
+        hits(&bed, &guard, &deny),
+        2,
+        "a denied flow is never marked"
+    );
+    assert_eq!(
+        hits(&bed, &guard, &allow4),
+        4,
+        "the early flow met the new rules once"
+    );
+    let untracked = flow("198.18.0.10", 40099, &v4);
+    dropped(
+        &mut bed,
+        &ack(&untracked),
+        "an untracked flow's ACK from a denied source",
+    );
+    assert_eq!(hits(&bed, &guard, &deny), 3);
+    assert_eq!(counter(&bed, Counter::DropAclDenied), 3);
+}
+
+fn marks_on_buckets(hook: Hook) {
+    tracked_flows_skip_the_lists_until_the_rules_change(hook, ConntrackKind::Buckets);
+}
+
+fn marks_on_the_lru(hook: Hook) {
+    tracked_flows_skip_the_lists_until_the_rules_change(hook, ConntrackKind::Lru);
+}
+
 lb_tests::on_both_hooks!(
+    marks_on_buckets,
+    marks_on_the_lru,
     deny_rules_drop_their_sources_v4_and_v6_and_count_per_rule,
     an_allow_list_lets_only_its_sources_through_and_only_for_its_vip,
     a_vips_allow_list_replaces_the_global_one_and_deny_wins,

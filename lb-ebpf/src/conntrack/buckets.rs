@@ -8,7 +8,8 @@
 use aya_ebpf::helpers::bpf_ktime_get_coarse_ns;
 use lb_common::{
     consts::{
-        EVENT_CONNTRACK_INSERT_FAILED, FLOW_F_FIN, FLOW_F_RST, FLOW_TOUCH_INTERVAL_NS, IPPROTO_TCP,
+        EVENT_CONNTRACK_INSERT_FAILED, FLOW_F_ACL_MARK, FLOW_F_FIN, FLOW_F_RST,
+        FLOW_TOUCH_INTERVAL_NS, IPPROTO_TCP,
     },
     flow_table::{
         self, bucket_index, class_of, rank_class, rank_word, second_bucket_index, tag_rank,
@@ -20,12 +21,12 @@ use lb_common::{
 };
 
 use super::{
-    flow_flags, half_open, insert_failed, new_entry,
+    admitted, entry_flags, half_open, insert_failed, new_entry,
     pending::{self, PendingFlow},
     pinned_backend, unchanged, Decision,
 };
 use crate::{
-    guard::limit,
+    guard::{acl::Gate, limit},
     maps::FLOW_BUCKETS,
     parse::{Packet, TCP_ACK, TCP_SYN},
     select, stats,
@@ -54,7 +55,12 @@ fn buckets_of(hash: u32) -> Option<(*mut FlowBucket, *mut FlowBucket)> {
 /// a retransmitted SYN leaves it there, any other packet (the client's
 /// ACK) moves it into this table.
 #[inline(always)]
-pub(super) fn decide(vip: &VipMeta, packet: &Packet, refused: &mut Counter) -> Option<Decision> {
+pub(super) fn decide(
+    vip: &VipMeta,
+    packet: &Packet,
+    gate: &Gate,
+    refused: &mut Counter,
+) -> Option<Decision> {
     let key = &packet.key;
     let hash = flow_hash(key);
     // SAFETY: plain helper call.
@@ -86,8 +92,14 @@ pub(super) fn decide(vip: &VipMeta, packet: &Packet, refused: &mut Counter) -> O
         None
     };
     // SAFETY: as above.
-    if let Some((bucket, seen)) = unsafe { flow_table::find_in(first, second, key, hash) } {
-        return tracked(vip, packet, bucket, &seen, now);
+    let found = unsafe { flow_table::find_in(first, second, key, hash) };
+    let marked = found.as_ref().map(|(_, seen)| seen.entry.flags);
+    if !admitted(gate, (marked, opening), key, refused) {
+        return None;
+    }
+    let mark = gate.mark();
+    if let Some((bucket, seen)) = found {
+        return tracked(vip, packet, bucket, &seen, (now, mark));
     }
     if tcp {
         // Found, the entry stays until the insert into this table is done
@@ -98,7 +110,7 @@ pub(super) fn decide(vip: &VipMeta, packet: &Packet, refused: &mut Counter) -> O
                 packet,
                 &known,
                 opening,
-                (now, hash),
+                (now, hash, mark),
                 indexes,
             ));
         }
@@ -112,7 +124,7 @@ pub(super) fn decide(vip: &VipMeta, packet: &Packet, refused: &mut Counter) -> O
         *refused = Counter::DropRateLimited;
         return None;
     }
-    let entry = new_entry(backend_id, backend, packet, hash, now);
+    let entry = new_entry(backend_id, backend, packet, (hash, mark), now);
     let queued = if opening {
         half_open::queue(vip.id, key, &entry, now)
     } else {
@@ -140,10 +152,10 @@ fn from_half_open(
     packet: &Packet,
     known: &half_open::Known,
     opening: bool,
-    (now, hash): (u64, u32),
+    (now, hash, mark): (u64, u32, u32),
     indexes: (u32, u32),
 ) -> Decision {
-    let entry = new_entry(known.backend_id, known.backend, packet, hash, now);
+    let entry = new_entry(known.backend_id, known.backend, packet, (hash, mark), now);
     if !opening {
         let rank = rank_word(now, class_of(entry.flags, true));
         if !pending::queue(
@@ -236,21 +248,22 @@ pub unsafe extern "C" fn lb_flow_claim(
 }
 
 /// A packet of a tracked flow (as `seen` in its bucket): its pinned
-/// backend if alive (refreshing the entry), else a re-pin.
+/// backend if alive (refreshing the entry), else a re-pin. `mark`:
+/// `Gate::mark`, for the entry.
 #[inline(always)]
 fn tracked(
     vip: &VipMeta,
     packet: &Packet,
     bucket: *mut FlowBucket,
     seen: &Seen,
-    now: u64,
+    (now, mark): (u64, u32),
 ) -> Option<Decision> {
     let Some(backend) = pinned_backend(&seen.entry) else {
         return repin(vip, packet, bucket, seen);
     };
     stats::count(Counter::ConntrackHit);
     // SAFETY: `bucket` is a live element of the table.
-    unsafe { touch(bucket, seen, packet.tcp_flags, now) };
+    unsafe { touch(bucket, seen, (packet.tcp_flags, mark), now) };
     Some(unchanged(
         seen.entry.backend_id,
         backend,
@@ -293,7 +306,9 @@ fn repin_into(
         backend_id,
         backend_generation: backend.generation,
         last_seen_ns: now,
-        flags: entry.flags | flow_flags(packet.tcp_flags),
+        // The ACL mark stays: it is still what the flow passed under
+        // (the next packet checks the lists if it is stale).
+        flags: entry_flags(entry.flags, packet.tcp_flags, entry.flags & FLOW_F_ACL_MARK),
         hash,
     };
     let rank = rank_word(now, next_class(seen, &repinned, packet.tcp_flags));
@@ -322,7 +337,8 @@ fn next_class(seen: &Seen, entry: &FlowEntry, tcp_flags: u8) -> u32 {
 }
 
 /// Refreshes a tracked flow's age (at most every
-/// `FLOW_TOUCH_INTERVAL_NS`), its FIN/RST marks and its eviction class;
+/// `FLOW_TOUCH_INTERVAL_NS`), its FIN/RST marks, its ACL mark (`mark`,
+/// `Gate::mark`) and its eviction class;
 /// writes only what changed, so most packets of a flow write nothing. The
 /// rank is set by a CAS from the tag `find` saw, so it never lands on a
 /// way another CPU has taken since.
@@ -330,16 +346,15 @@ fn next_class(seen: &Seen, entry: &FlowEntry, tcp_flags: u8) -> u32 {
 /// # Safety
 /// `bucket` must be a live element of the table.
 #[inline(always)]
-unsafe fn touch(bucket: *mut FlowBucket, seen: &Seen, tcp_flags: u8, now: u64) {
+unsafe fn touch(bucket: *mut FlowBucket, seen: &Seen, (tcp_flags, mark): (u8, u32), now: u64) {
     let entry = &seen.entry;
-    let marks = flow_flags(tcp_flags);
     let stale = now.wrapping_sub(entry.last_seen_ns) > FLOW_TOUCH_INTERVAL_NS;
     let marked = FlowEntry {
-        flags: entry.flags | marks,
+        flags: entry_flags(entry.flags, tcp_flags, mark),
         ..*entry
     };
     let class = next_class(seen, &marked, tcp_flags);
-    if !stale && marks & !entry.flags == 0 && class == rank_class(tag_rank(seen.tag)) {
+    if !stale && marked.flags == entry.flags && class == rank_class(tag_rank(seen.tag)) {
         return;
     }
     // SAFETY: per the contract.

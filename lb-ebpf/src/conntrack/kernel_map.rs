@@ -12,10 +12,11 @@ use lb_common::{
 };
 
 use super::{
-    flow_flags, half_open, insert_failed, inserted, new_entry, pinned_backend, unchanged, Decision,
+    admitted, entry_flags, half_open, insert_failed, inserted, new_entry, pinned_backend,
+    unchanged, Decision,
 };
 use crate::{
-    guard::limit,
+    guard::{acl::Gate, limit},
     maps::CONNTRACK,
     parse::{Packet, TCP_ACK, TCP_SYN},
     select, stats,
@@ -27,36 +28,120 @@ const EEXIST: i32 = -17;
 /// The backend of this packet's flow: the tracked one if it is still
 /// alive, otherwise (a TCP flow the half-open table holds) its SYN's
 /// backend, otherwise a fresh Maglev pick that is then remembered: a TCP
-/// SYN in the half-open table (`half_open`), anything else here.
-#[inline(never)]
-pub(super) fn decide(vip: &VipMeta, packet: &Packet, refused: &mut Counter) -> Option<Decision> {
+/// SYN in the half-open table (`half_open`), anything else here. The
+/// lookup and the lists (`conntrack::admitted`) here, in the caller's
+/// frame; the rest in a function of its own.
+#[inline(always)]
+pub(super) fn decide(
+    vip: &VipMeta,
+    packet: &Packet,
+    gate: &Gate,
+    refused: &mut Counter,
+) -> Option<Decision> {
     let key = &packet.key;
-    if let Some(entry) = CONNTRACK.get_ptr_mut(key) {
-        // SAFETY: the LRU map keeps the value alive for this program run.
-        let entry = unsafe { &mut *entry };
-        if let Some(backend) = pinned_backend(entry) {
-            stats::count(Counter::ConntrackHit);
-            let now = touch(entry, packet.tcp_flags);
-            return Some(unchanged(entry.backend_id, backend, now, entry.hash));
-        }
-        // The pinned backend is gone: hash again and re-pin in place.
-        let (backend_id, backend, hash) = select::pick_hashed(vip, key)?;
-        stats::count(Counter::ConntrackRehash);
-        entry.backend_id = backend_id;
-        entry.backend_generation = backend.generation;
-        entry.hash = hash;
-        let now = touch(entry, packet.tcp_flags);
-        return Some(unchanged(backend_id, backend, now, hash));
+    let found = CONNTRACK.get_ptr_mut(key);
+    // SAFETY: the LRU map keeps the value alive for this program run.
+    let marked = found.map(|entry| unsafe { (*entry).flags });
+    if !admitted(gate, (marked, opens(packet)), key, refused) {
+        return None;
     }
+    let mut out = core::mem::MaybeUninit::<Decision>::uninit();
+    let entry = found.unwrap_or(core::ptr::null_mut());
+    match decide_past_lists(vip, packet, entry, gate.mark(), out.as_mut_ptr()) {
+        // SAFETY: written, as `decide_past_lists` says.
+        DECIDED => Some(unsafe { out.assume_init() }),
+        RATE_LIMITED => {
+            *refused = Counter::DropRateLimited;
+            None
+        }
+        _ => None,
+    }
+}
+
+/// `decide_past_lists`: the decision was written.
+const DECIDED: u32 = 0;
+/// `decide_past_lists`: no backend.
+const NO_BACKEND: u32 = 1;
+/// `decide_past_lists`: a new flow over its source's limit.
+const RATE_LIMITED: u32 = 2;
+
+/// Whether the packet opens a TCP flow (a SYN without ACK).
+#[inline(always)]
+fn opens(packet: &Packet) -> bool {
+    packet.key.proto == IPPROTO_TCP && packet.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN
+}
+
+/// `decide` once the lists let the packet through: `entry` is the flow's
+/// (null: not in the table), `mark` the ACL mark for entries written.
+/// Writes the decision into `out` (`DECIDED`) or says why there is none
+/// (a code in a register: the verifier refuses a stack pointer left in
+/// the return register, and five arguments fill BPF's registers).
+#[inline(never)]
+fn decide_past_lists(
+    vip: &VipMeta,
+    packet: &Packet,
+    entry: *mut FlowEntry,
+    mark: u32,
+    out: *mut Decision,
+) -> u32 {
+    let mut refused = Counter::DropNoBackend;
+    let decision = if entry.is_null() {
+        untracked(vip, packet, mark, &mut refused)
+    } else {
+        // SAFETY: non-null: the LRU map keeps the value alive for this
+        // program run.
+        tracked(vip, packet, unsafe { &mut *entry }, mark)
+    };
+    match decision {
+        Some(decision) => {
+            // SAFETY: `out` points to the caller's uninitialised decision.
+            unsafe { out.write(decision) };
+            DECIDED
+        }
+        None if refused == Counter::DropRateLimited => RATE_LIMITED,
+        None => NO_BACKEND,
+    }
+}
+
+/// A packet of a tracked flow (`entry`): its pinned backend if alive
+/// (refreshing the entry), else a re-pin in place.
+#[inline(always)]
+fn tracked(vip: &VipMeta, packet: &Packet, entry: &mut FlowEntry, mark: u32) -> Option<Decision> {
+    if let Some(backend) = pinned_backend(entry) {
+        stats::count(Counter::ConntrackHit);
+        let now = touch(entry, packet.tcp_flags, mark);
+        return Some(unchanged(entry.backend_id, backend, now, entry.hash));
+    }
+    // The pinned backend is gone: hash again and re-pin in place.
+    let (backend_id, backend, hash) = select::pick_hashed(vip, &packet.key)?;
+    stats::count(Counter::ConntrackRehash);
+    entry.backend_id = backend_id;
+    entry.backend_generation = backend.generation;
+    entry.hash = hash;
+    let now = touch(entry, packet.tcp_flags, mark);
+    Some(unchanged(backend_id, backend, now, hash))
+}
+
+/// A packet of a flow this table does not hold: its SYN's backend if the
+/// half-open table holds it, else a Maglev pick, remembered.
+#[inline(always)]
+fn untracked(vip: &VipMeta, packet: &Packet, mark: u32, refused: &mut Counter) -> Option<Decision> {
+    let key = &packet.key;
     let hash = flow_hash(key);
     let tcp = key.proto == IPPROTO_TCP;
-    let opening = tcp && packet.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
+    let opening = opens(packet);
     let now = now_ns();
     if tcp {
         // Found, the entry stays until the flow is in the LRU
         // (`from_half_open`).
         if let Some(known) = half_open::known(key, hash, half_open::LOOK) {
-            return Some(from_half_open(vip, packet, &known, opening, (now, hash)));
+            return Some(from_half_open(
+                vip,
+                packet,
+                &known,
+                opening,
+                (now, hash, mark),
+            ));
         }
     }
     let (backend_id, backend) = select::pick_with(vip, hash)?;
@@ -65,7 +150,7 @@ pub(super) fn decide(vip: &VipMeta, packet: &Packet, refused: &mut Counter) -> O
         *refused = Counter::DropRateLimited;
         return None;
     }
-    let entry = new_entry(backend_id, backend, packet, hash, now);
+    let entry = new_entry(backend_id, backend, packet, (hash, mark), now);
     if opening {
         if !half_open::queue(vip.id, key, &entry, now) {
             return Some(insert_failed(vip, packet, backend_id, backend, hash));
@@ -93,9 +178,9 @@ fn from_half_open(
     packet: &Packet,
     known: &half_open::Known,
     opening: bool,
-    (now, hash): (u64, u32),
+    (now, hash, mark): (u64, u32, u32),
 ) -> Decision {
-    let entry = new_entry(known.backend_id, known.backend, packet, hash, now);
+    let entry = new_entry(known.backend_id, known.backend, packet, (hash, mark), now);
     if !opening {
         // BPF_NOEXIST: another CPU's copy, if it just inserted one, stands
         // (the same backend).
@@ -132,20 +217,20 @@ pub(super) fn peek(vip: &VipMeta, key: &FlowKey) -> Option<Decision> {
     Some(unchanged(backend_id, backend, 0, hash))
 }
 
-/// Refreshes the entry's age (rarely) and its FIN/RST marks; returns the
-/// time it read. Ages use the
+/// Refreshes the entry's age (rarely), its FIN/RST marks and its ACL mark
+/// (`mark`, `Gate::mark`); returns the time it read. Ages use the
 /// coarse clock (one tick of resolution, far finer than the one-second
 /// touch interval): it is a plain read, where the precise clock costs a
 /// clocksource read on every packet.
 #[inline(always)]
-fn touch(entry: &mut FlowEntry, tcp_flags: u8) -> u64 {
+fn touch(entry: &mut FlowEntry, tcp_flags: u8, mark: u32) -> u64 {
     let now = now_ns();
     if now.wrapping_sub(entry.last_seen_ns) > FLOW_TOUCH_INTERVAL_NS {
         entry.last_seen_ns = now;
     }
-    let flags = flow_flags(tcp_flags);
-    if flags & !entry.flags != 0 {
-        entry.flags |= flags;
+    let flags = entry_flags(entry.flags, tcp_flags, mark);
+    if flags != entry.flags {
+        entry.flags = flags;
     }
     now
 }

@@ -18,12 +18,15 @@ mod pending;
 pub use pending::PendingFlow;
 
 use lb_common::{
-    consts::{EVENT_CONNTRACK_INSERT_FAILED, FLOW_F_FIN, FLOW_F_RST},
+    consts::{
+        EVENT_CONNTRACK_INSERT_FAILED, FLOW_F_ACL_MARK, FLOW_F_FIN, FLOW_F_RST, FLOW_F_STATE,
+    },
     stats::Counter,
     Backend, FlowEntry, FlowKey, VipMeta,
 };
 
 use crate::{
+    guard::acl::Gate,
     parse::{Packet, TCP_FIN, TCP_RST},
     select, stats,
 };
@@ -67,14 +70,52 @@ pub struct Decision {
 /// in the connection table for anything else (`half_open`). None:
 /// no backend, or (`refused` set to `DropRateLimited`) a new flow over
 /// its source's limit (`guard::limit`, asked only where an entry would be
-/// created). An out-parameter, not a `Result`: the verifier cannot follow
-/// an enum discriminant kept in a niche of `Decision`.
+/// created), or (`refused` set to the lists' verdict) a source the VIP's
+/// deny and allow lists refuse: `gate` is checked here unless the flow's
+/// entry carries its mark or the packet is a TCP SYN (checked before, see
+/// `forward`), and every entry written gets the mark. An
+/// out-parameter, not a `Result`: the verifier cannot follow an enum
+/// discriminant kept in a niche of `Decision`.
 #[inline(always)]
-pub fn decide(vip: &VipMeta, packet: &Packet, refused: &mut Counter) -> Option<Decision> {
+pub fn decide(
+    vip: &VipMeta,
+    packet: &Packet,
+    gate: &Gate,
+    refused: &mut Counter,
+) -> Option<Decision> {
     if design() == DESIGN_KERNEL_MAP {
-        kernel_map::decide(vip, packet, refused)
+        kernel_map::decide(vip, packet, gate, refused)
     } else {
-        buckets::decide(vip, packet, refused)
+        buckets::decide(vip, packet, gate, refused)
+    }
+}
+
+/// Whether the packet may go on: it opens a TCP flow (`opening`: its
+/// lists were checked before), its flow's entry (`entry_flags`; None: the
+/// table does not hold the flow) carries the mark of the rules in force,
+/// or the lists let it through. Sets `refused` to the lists' verdict if
+/// not.
+#[inline(always)]
+pub(super) fn admitted(
+    gate: &Gate,
+    (entry_flags, opening): (Option<u32>, bool),
+    key: &FlowKey,
+    refused: &mut Counter,
+) -> bool {
+    if opening {
+        return true;
+    }
+    if let Some(flags) = entry_flags {
+        if flags & FLOW_F_ACL_MARK == gate.mark() {
+            return true;
+        }
+    }
+    match gate.check(key) {
+        Ok(()) => true,
+        Err(counter) => {
+            *refused = counter;
+            false
+        }
     }
 }
 
@@ -102,22 +143,30 @@ pub fn peek(vip: &VipMeta, key: &FlowKey) -> Option<Decision> {
     }
 }
 
-/// A new flow's entry, seen at `now`.
+/// A new flow's entry, seen at `now` (`mark`: `Gate::mark`).
 #[inline(always)]
 pub(super) fn new_entry(
     backend_id: u32,
     backend: &Backend,
     packet: &Packet,
-    hash: u32,
+    (hash, mark): (u32, u32),
     now: u64,
 ) -> FlowEntry {
     FlowEntry {
         backend_id,
         backend_generation: backend.generation,
         last_seen_ns: now,
-        flags: flow_flags(packet.tcp_flags),
+        flags: entry_flags(0, packet.tcp_flags, mark),
         hash,
     }
+}
+
+/// A flow entry's flags after this packet: its state marks (`flags`, the
+/// old ones) and those of `tcp_flags`, and the ACL mark `mark`
+/// (`Gate::mark`, replacing the old one).
+#[inline(always)]
+pub(super) fn entry_flags(flags: u32, tcp_flags: u8, mark: u32) -> u32 {
+    (flags & FLOW_F_STATE) | flow_flags(tcp_flags) | mark
 }
 
 /// A flow this packet inserted: counted, and sent to its pick.

@@ -1,5 +1,6 @@
 //! The packet path: parse, find the VIP, check its guards (deny and allow
-//! lists: `guard::acl`, the one place for both hooks), then hand the packet to its
+//! lists: `guard::acl`, the one place for both hooks; a tracked flow's
+//! packets meet them in the connection table), then hand the packet to its
 //! forwarding mode (one module per mode: `dsr_l2`, `nat`, `tunnel` for
 //! IPIP and GUE); a packet for no VIP may still be a backend's reply to a
 //! NAT'd flow.
@@ -8,7 +9,7 @@ mod dsr_l2;
 pub mod tunnel;
 
 use lb_common::{
-    consts::{CONFIG_F_NAT, EVENT_NO_BACKEND},
+    consts::{CONFIG_F_NAT, EVENT_NO_BACKEND, IPPROTO_TCP},
     stats::Counter,
     Mode, VipMeta,
 };
@@ -20,7 +21,7 @@ use crate::{
     lookup,
     maps::CONFIG,
     nat,
-    parse::{self, Class},
+    parse::{self, Class, TCP_ACK, TCP_SYN},
     stats,
 };
 
@@ -106,15 +107,20 @@ fn balance_in_frame<C: Hook>(ctx: &C) -> Outcome {
     let Some(vip) = lookup::vip_of(&packet.key) else {
         return not_for_a_vip(&packet);
     };
-    if let Err(counter) = guard::acl::check(vip.id, &packet.key) {
-        return counter.into();
+    let gate = guard::acl::Gate::of(vip.id);
+    // A packet that may belong to a tracked flow meets the lists in the
+    // connection table (see `Gate`); any other meets them here, first.
+    if !may_be_tracked(&vip, &packet) {
+        if let Err(counter) = gate.check(&packet.key) {
+            return counter.into();
+        }
     }
     if vip.mode == Mode::Nat as u32 {
         return nat::queue(&packet, Some(&vip));
     }
     // DSR at L2 and the tunnel modes pick the backend the same way, from
     // one place (the connection table's code is inlined once).
-    let decision = match backend_of(&vip, &packet) {
+    let decision = match backend_of(&vip, &packet, &gate) {
         Ok(decision) => decision,
         Err(counter) => return counter.into(),
     };
@@ -124,16 +130,32 @@ fn balance_in_frame<C: Hook>(ctx: &C) -> Outcome {
     dsr_l2::forward(ctx, &vip, &packet, &decision).into()
 }
 
+/// Whether the packet may belong to a flow the connection table tracks,
+/// so its lists are checked there: a DSR or tunnelled VIP's flow packet
+/// other than a TCP SYN (a SYN opens a flow: a denied SYN flood is
+/// dropped before any table work).
+#[inline(always)]
+fn may_be_tracked(vip: &VipMeta, packet: &parse::Packet) -> bool {
+    packet.class == Class::Flow
+        && vip.mode != Mode::Nat as u32
+        && !(packet.key.proto == IPPROTO_TCP && packet.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN)
+}
+
 /// The backend of a DSR or tunnelled VIP's packet: its flow's (the
 /// connection table), or for an ICMP error the backend of the flow it is
 /// about (without touching its entry); the verdict if there is none (no
-/// backend, or a new flow over its source's limit).
+/// backend, a source the lists refuse, or a new flow over its source's
+/// limit).
 #[inline(always)]
-fn backend_of(vip: &VipMeta, packet: &parse::Packet) -> Result<Decision, Counter> {
+fn backend_of(
+    vip: &VipMeta,
+    packet: &parse::Packet,
+    gate: &guard::acl::Gate,
+) -> Result<Decision, Counter> {
     let mut refused = Counter::DropNoBackend;
     // One test on the hot path: anything but a plain flow packet is rare.
     let decision = if packet.class == Class::Flow {
-        conntrack::decide(vip, packet, &mut refused)
+        conntrack::decide(vip, packet, gate, &mut refused)
     } else if packet.class == Class::IcmpError {
         conntrack::peek(vip, &packet.key)
     } else {

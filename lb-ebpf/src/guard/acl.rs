@@ -2,15 +2,17 @@
 //! one per family; a VIP's flags say which scopes to look in, so a VIP
 //! without rules costs no trie lookup. A per-CPU direct-mapped cache keeps
 //! the last verdict per (source, VIP) slot under the rules' generation, so
-//! a source that keeps sending (a tracked flow) pays one array read, not
-//! the trie lookups; lbd bumps the generation around every change of the
-//! tries, which sends every source through the tries again.
+//! a source that keeps sending pays one array read, not the trie lookups;
+//! a tracked flow's packets skip even that while its entry carries the
+//! generation's mark (`Gate`). lbd bumps the generation around every
+//! change of the tries, which sends every source and every flow through
+//! the tries again.
 
 use aya_ebpf::maps::lpm_trie::Key;
 use lb_common::{
     consts::AF_INET,
     guard::{
-        acl_cache_slot, acl_scope, AclCacheEntry, ACL_F_ALLOW_GLOBAL, ACL_F_ALLOW_VIP,
+        acl_cache_slot, acl_mark, acl_scope, AclCacheEntry, ACL_F_ALLOW_GLOBAL, ACL_F_ALLOW_VIP,
         ACL_F_DENY_GLOBAL, ACL_F_DENY_VIP, ACL_SCOPE_GLOBAL,
     },
     stats::Counter,
@@ -26,30 +28,73 @@ const DENIED: u32 = 1;
 /// Verdict code: an allow list applies and no rule of it matched.
 const NOT_ALLOWED: u32 = 2;
 
-/// Whether VIP `vip_id`'s lists let the packet's source through; the drop
-/// verdict if not. For an ICMP error about a VIP flow the source is the
-/// flow's client (the key is the flow's).
-#[inline(always)]
-pub fn check(vip_id: u32, key: &FlowKey) -> Result<(), Counter> {
-    let (flags, generation) = match super::of(vip_id) {
-        Some(guard) => (guard.acl, guard.generation),
-        None => return Ok(()),
-    };
-    if flags == 0 {
-        return Ok(());
+/// A VIP's deny and allow lists and the rules' generation, as a packet
+/// meets them. A packet that may belong to a tracked flow meets them in
+/// the connection table (`conntrack::decide`): its flow's entry carries
+/// the mark of the generation it last passed them under (`mark`), and
+/// while that is current it skips them (it would pass again), so a
+/// tracked flow of a guarded VIP costs what an unguarded one does. Any
+/// other packet (a SYN, an ICMP error, a NAT VIP's) meets them first.
+#[derive(Clone, Copy)]
+pub struct Gate {
+    /// `ACL_F_*` of the VIP (0: no list applies).
+    flags: u32,
+    /// The rules' generation.
+    generation: u32,
+    /// The VIP's id.
+    vip_id: u32,
+}
+
+impl Gate {
+    /// VIP `vip_id`'s lists (none for an id beyond the map).
+    #[inline(always)]
+    pub fn of(vip_id: u32) -> Gate {
+        let (flags, generation) = match super::of(vip_id) {
+            Some(guard) => (guard.acl, guard.generation),
+            None => (0, 0),
+        };
+        Gate {
+            flags,
+            generation,
+            vip_id,
+        }
     }
-    match verdict(flags, generation, vip_id, key) {
-        PASS => Ok(()),
-        DENIED => Err(Counter::DropAclDenied),
-        _ => Err(Counter::DropAclNotAllowed),
+
+    /// Whether the lists let the packet's source through (for an ICMP
+    /// error about a VIP flow the source is the flow's client: the key is
+    /// the flow's); the drop verdict if not.
+    #[inline(always)]
+    pub fn check(&self, key: &FlowKey) -> Result<(), Counter> {
+        match verdict(self.flags, self.generation, self.vip_id, key) {
+            PASS => Ok(()),
+            DENIED => Err(Counter::DropAclDenied),
+            _ => Err(Counter::DropAclNotAllowed),
+        }
+    }
+
+    /// The `FLOW_F_ACL_MARK` bits an entry of a flow whose packet passed
+    /// the lists gets: the current generation's mark. lbd writes the
+    /// generation for every VIP, lists or not, and changes it whenever
+    /// the rules change, so a flow marked while its VIP had no lists
+    /// meets them once they come.
+    #[inline(always)]
+    pub fn mark(&self) -> u32 {
+        acl_mark(self.generation)
     }
 }
 
-/// The verdict code for the source: the cached one if it was reached under
-/// this generation, else the lists' (then cached). Counts the rule that
-/// decided. A function of its own: verified once, off the unguarded path.
+/// The verdict code for the source: PASS if no list applies (`flags` 0:
+/// tested here, not in the caller, so the caller's paths do not fork
+/// on it), the cached one if it was reached under this generation, else
+/// the lists' (then cached). Counts the rule that
+/// decided. A function of its own, called whether lists apply or not:
+/// a call on one side of a branch only keeps the verifier from pruning
+/// the paths after it (it explores them twice).
 #[inline(never)]
 fn verdict(flags: u32, generation: u32, vip_id: u32, key: &FlowKey) -> u32 {
+    if flags == 0 {
+        return PASS;
+    }
     let slot = ACL_CACHE.get_ptr_mut(acl_cache_slot(&key.src, vip_id));
     if let Some(cached) = slot {
         // SAFETY: per-CPU slot, no other writer on this CPU.

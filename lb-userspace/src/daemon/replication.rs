@@ -26,7 +26,7 @@ use std::{
 
 use anyhow::Context as _;
 use lb_common::{
-    consts::{FLOW_TOUCH_INTERVAL_NS, IPPROTO_TCP, IPPROTO_UDP},
+    consts::{FLOW_F_STATE, FLOW_TOUCH_INTERVAL_NS, IPPROTO_TCP, IPPROTO_UDP},
     FlowEntry, FlowKey,
 };
 use tokio::sync::mpsc;
@@ -606,7 +606,9 @@ fn record(
         client_port: u16::from_be(key.sport),
         backend: *backend,
         age_ms: u32::try_from(age.as_millis()).unwrap_or(u32::MAX),
-        flags: u8::try_from(entry.flags).unwrap_or(u8::MAX),
+        // Only the state marks mean the same on a peer (the ACL mark is
+        // this node's).
+        flags: u8::try_from(entry.flags & FLOW_F_STATE).unwrap_or(0),
     })
 }
 
@@ -644,7 +646,7 @@ fn entry_for(record: &FlowRecord, balancer: &Balancer, now: u64) -> Option<(Flow
         backend_id: backend.id,
         backend_generation: backend.generation,
         last_seen_ns: now.saturating_sub(u64::from(record.age_ms) * 1_000_000),
-        flags: u32::from(record.flags),
+        flags: u32::from(record.flags) & FLOW_F_STATE,
         hash: 0,
     };
     Some((key, entry))
@@ -709,6 +711,21 @@ mod tests {
         let mut unknown = record;
         unknown.backend = "198.18.0.99".parse().unwrap();
         assert!(entry_for(&unknown, &receiver, 0).is_none());
+
+        // The ACL mark is this node's: only the state marks travel, and
+        // only they are taken from a record.
+        let marked = FlowEntry {
+            flags: lb_common::consts::FLOW_F_FIN | lb_common::guard::acl_mark(7),
+            ..entry
+        };
+        let sent = super::record(&key, &marked, &names, 1_500_000_000).unwrap();
+        assert_eq!(u32::from(sent.flags), lb_common::consts::FLOW_F_FIN);
+        let forged = FlowRecord {
+            flags: 0xff,
+            ..sent
+        };
+        let (_, installed) = entry_for(&forged, &receiver, 2_000_000_000).unwrap();
+        assert_eq!(installed.flags, FLOW_F_STATE);
     }
 
     fn balancer(backends: &[&str]) -> Balancer {

@@ -18,8 +18,9 @@ use aya::{
 use lb_common::{
     consts::names,
     guard::{
-        acl_scope, prefix_mask, AclData4, AclData6, Rate, VipGuard, ACL_F_ALLOW_GLOBAL,
-        ACL_F_ALLOW_VIP, ACL_F_DENY_GLOBAL, ACL_F_DENY_VIP, ACL_RULES_MAX, ACL_SCOPE_GLOBAL,
+        acl_scope, next_generation, prefix_mask, AclData4, AclData6, Rate, VipGuard,
+        ACL_F_ALLOW_GLOBAL, ACL_F_ALLOW_VIP, ACL_F_DENY_GLOBAL, ACL_F_DENY_VIP, ACL_RULES_MAX,
+        ACL_SCOPE_GLOBAL,
     },
 };
 
@@ -192,9 +193,10 @@ impl Installer {
         let mut written = BTreeMap::new();
         for n in 0..max_vips {
             let mut guard = served.get(&n).copied().unwrap_or_default();
-            if guard.acl != 0 {
-                guard.generation = self.generation;
-            }
+            // In every entry, lists or not: the next lbd adopts the
+            // largest, so its generations never repeat one that flow
+            // entries' ACL marks may still carry.
+            guard.generation = self.generation;
             let old = before
                 .as_ref()
                 .map(|b| b.get(&n).copied().unwrap_or_default());
@@ -211,9 +213,10 @@ impl Installer {
         Ok(())
     }
 
-    /// The next generation (never 0: an empty cache slot's).
+    /// The next generation (never 0, an empty cache slot's, nor one whose
+    /// ACL mark is 0, an unmarked flow entry's).
     fn bump(&mut self) {
-        self.generation = self.generation.wrapping_add(1).max(1);
+        self.generation = next_generation(self.generation);
     }
 
     /// Brings the maps to `config` for the VIPs served (`vips`: identity

@@ -518,7 +518,7 @@ pub(crate) fn guarded_cases() -> Vec<Case> {
         },
         Case {
             name: TRACKED_V4_GUARDED,
-            path: "parse, VIP hit, cached allow verdict, conntrack hit, TX",
+            path: "parse, VIP hit, conntrack hit (its ACL mark current: lists skipped), TX",
             target: names::PROG_LB,
             frame: packet::tcp(&v4, ACK, None, b""),
             vary_offset: 0,
