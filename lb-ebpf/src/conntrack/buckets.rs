@@ -67,10 +67,7 @@ pub(super) fn decide(
     let now = unsafe { bpf_ktime_get_coarse_ns() };
     let mask = bucket_mask();
     let indexes = (bucket_index(hash, mask), second_bucket_index(hash, mask));
-    let (Some(first), Some(second)) = (
-        FLOW_BUCKETS.get_ptr_mut(indexes.0),
-        FLOW_BUCKETS.get_ptr_mut(indexes.1),
-    ) else {
+    let Some(first) = FLOW_BUCKETS.get_ptr_mut(indexes.0) else {
         let (backend_id, backend) = select::pick_with(vip, hash)?;
         return Some(insert_failed(vip, packet, backend_id, backend, hash));
     };
@@ -78,21 +75,34 @@ pub(super) fn decide(
     // A SYN without ACK opens a flow: almost always a new one, so the
     // loads of its two bucket headers, of its half-open bucket's and of
     // its Maglev slot are started together (their cache misses overlap)
-    // before the lookups that rule out a retransmitted SYN.
+    // before the lookups that rule out a retransmitted SYN. Any other
+    // packet is almost always a tracked flow's, found in its first
+    // bucket: its second is looked up only if it is not there.
     let opening = tcp && packet.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
     let pick = if opening {
-        // SAFETY: both are live elements of the table.
-        unsafe {
-            flow_table::warm(first);
-            flow_table::warm(second);
+        if let Some(second) = FLOW_BUCKETS.get_ptr_mut(indexes.1) {
+            // SAFETY: both are live elements of the table.
+            unsafe {
+                flow_table::warm(first);
+                flow_table::warm(second);
+            }
         }
         half_open::warm(hash);
         select::pick_with(vip, hash)
     } else {
         None
     };
-    // SAFETY: as above.
-    let found = unsafe { flow_table::find_in(first, second, key, hash) };
+    // SAFETY: a live element of the table.
+    let found = match unsafe { flow_table::find(first, key, hash) } {
+        Some(seen) => Some((first, seen)),
+        None => match FLOW_BUCKETS.get_ptr_mut(indexes.1) {
+            Some(second) if second != first => {
+                // SAFETY: as above.
+                unsafe { flow_table::find(second, key, hash) }.map(|seen| (second, seen))
+            }
+            _ => None,
+        },
+    };
     let marked = found.as_ref().map(|(_, seen)| seen.entry.flags);
     if !admitted(gate, (marked, opening), key, refused) {
         return None;
