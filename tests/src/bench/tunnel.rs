@@ -1,6 +1,7 @@
 //! The tunnel modes' cost per packet (`ipip`, `gue`; new and tracked
 //! flows) against DSR at L2's, at both hooks, in one run: the real object
-//! under BPF_PROG_TEST_RUN through the restoring wrappers, inside the NAT
+//! under BPF_PROG_TEST_RUN (XDP: through the restoring wrapper, repeated
+//! runs; tc: one run per packet on a fresh skb), inside the NAT
 //! bed's namespace (the FIB lookups of new next hops need its routes and
 //! neighbours). Each case checks with the program's own counters that
 //! every run took the named path (`nat::measure`).
@@ -10,7 +11,7 @@ use lb_userspace::config::Protocol;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    nat::{load_wrappers, measure, Case, NatCase, V4_SRC},
+    nat::{load_wrappers, measure, measure_fresh, Case, NatCase, V4_SRC},
     Spread,
 };
 use crate::{
@@ -65,6 +66,9 @@ const GUE_VIP4: &str = "198.18.0.103";
 /// The one-armed IPIP VIP (its backend, `SAME_IF4`, sits behind the
 /// ingress interface).
 const IPIP_ONE_ARMED_VIP4: &str = "198.18.0.104";
+
+/// Packets per round at tc, one BPF_PROG_TEST_RUN each.
+const FRESH_PER_ROUND: u32 = 20_000;
 
 /// Measures every case at both hooks.
 pub fn run(repeat: u32, rounds: u32) -> anyhow::Result<TunnelResults> {
@@ -136,9 +140,19 @@ fn run_hook(
         Hook::Xdp => "xdp",
         Hook::Tc => "tc",
     };
+    // At tc, a fresh skb per packet (see `measure_fresh`): the wrapper's
+    // repeated runs would reuse one skb, marked as encapsulated after the
+    // first wrap.
+    let repeat = match hook {
+        Hook::Xdp => repeat,
+        Hook::Tc => repeat.min(FRESH_PER_ROUND),
+    };
     let mut out = Vec::new();
     for case in &cases {
-        let ns = measure(&mut bed.nat, case, repeat, rounds)?;
+        let ns = match hook {
+            Hook::Xdp => measure(&mut bed.nat, case, repeat, rounds)?,
+            Hook::Tc => measure_fresh(&mut bed.nat, case, repeat, rounds)?,
+        };
         let spread = Spread::of(&ns);
         eprintln!(
             "bench: {hook_name:<3} {:<44} {:>7.1} ns/packet (median of {rounds})",
