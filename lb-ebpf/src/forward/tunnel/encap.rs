@@ -106,8 +106,12 @@ pub fn send_lean<C: Hook>(ctx: &C, job: &Job, backend: &Backend) -> Option<Outco
     }
     let hop = hop::cached(job.backend_id, backend.generation, job.now)?;
     let config = TUNNEL_CONFIG.get(0)?;
-    if hop.mtu != 0 && read_v4_len_tos(ctx, ETH_LEN)?.0 + OUTER_V4_LEN > hop.mtu {
-        // `try_send` answers it (or drops it).
+    // Judged by the frame's length, which the parser checked holds the
+    // whole IP packet (`ETH_LEN + inner length <= bytes`): a frame that
+    // fits holds an inner packet that fits. One with bytes past its IP
+    // packet (padding) may be judged too big here: `try_send` then
+    // judges it by the header, and answers or drops what is too big.
+    if hop.mtu != 0 && job.bytes + OUTER_V4_LEN > hop.mtu + ETH_LEN as u32 {
         return None;
     }
     ctx.drop_offloaded_tag();
@@ -117,7 +121,7 @@ pub fn send_lean<C: Hook>(ctx: &C, job: &Job, backend: &Backend) -> Option<Outco
     // Everything else is read after the grow (a helper call), so only
     // the four pointers above live across it (no spills: the entry
     // point's frame is part of every call chain's 512 bytes). The inner
-    // header now lies past the room.
+    // header lies past the room now.
     let Some((len, tos)) = read_v4_len_tos(ctx, ETH_LEN + OUTER_V4_LEN as usize) else {
         return Some(Counter::DropMalformed.into());
     };
@@ -148,7 +152,8 @@ pub fn send_lean<C: Hook>(ctx: &C, job: &Job, backend: &Backend) -> Option<Outco
     })
 }
 
-/// Total length and TOS of the IPv4 header at `off`.
+/// Total length and TOS of the IPv4 header at `off` (None: not there,
+/// a bug: the parser checked it).
 #[inline(always)]
 fn read_v4_len_tos<C: Hook>(ctx: &C, off: usize) -> Option<(u32, u8)> {
     // Version and IHL, TOS, total length.
