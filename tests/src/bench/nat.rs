@@ -277,8 +277,10 @@ pub(super) fn measure(
 /// one left on its skb (the encapsulation mark a tunnel wrap sets makes
 /// the next flagged grow fail). `per_round` packets per round, the
 /// round's median ns per packet (the kernel times one run, so each
-/// includes one read of its clock: the same in every case measured
-/// this way). `case.vary_offset` is varied here, as the wrapper does.
+/// includes one read of its clock, and the program finds the caches as
+/// the syscall left them: the same for every case measured this way,
+/// not comparable with the wrapper's repeated runs). `case.vary_offset`
+/// is varied here, as the wrapper does.
 /// Fails unless every packet counted `case.counter`.
 pub(super) fn measure_fresh(
     bed: &mut NatBed,
