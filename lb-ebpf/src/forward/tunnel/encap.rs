@@ -121,13 +121,16 @@ pub fn send_lean<C: Hook>(ctx: &C, job: &Job, backend: &Backend) -> Option<Outco
     // Everything else is read after the grow (a helper call), so only
     // the four pointers above live across it (no spills: the entry
     // point's frame is part of every call chain's 512 bytes). The inner
-    // header lies past the room now.
-    let Some((len, tos)) = read_v4_len_tos(ctx, ETH_LEN + OUTER_V4_LEN as usize) else {
+    // header lies past the room now; read through the view `write_v4`
+    // takes (one bounds check for both).
+    let Some(frame) = ptr_at::<[u16; V4_WORDS], C>(ctx, 0) else {
         return Some(Counter::DropMalformed.into());
     };
+    // SAFETY: bounds checked by ptr_at.
+    let (ver_tos, total) = unsafe { ((*frame)[INNER_V4_WORD], (*frame)[INNER_V4_WORD + 1]) };
     let inner = Inner {
-        len,
-        tos,
+        len: u32::from(u16::from_be(total)),
+        tos: ver_tos.to_ne_bytes()[1],
         csum_part: None,
     };
     let src = tunnel::outer_source_v4(config, job.key.src[0], job.key.sport);
@@ -150,17 +153,6 @@ pub fn send_lean<C: Hook>(ctx: &C, job: &Job, backend: &Backend) -> Option<Outco
     } else {
         Counter::DropMalformed.into()
     })
-}
-
-/// Total length and TOS of the IPv4 header at `off` (None: not there,
-/// a bug: the parser checked it).
-#[inline(always)]
-fn read_v4_len_tos<C: Hook>(ctx: &C, off: usize) -> Option<(u32, u8)> {
-    // Version and IHL, TOS, total length.
-    let ip = ptr_at::<[u8; 4], C>(ctx, off)?;
-    // SAFETY: bounds checked by ptr_at.
-    let ip = unsafe { &*ip };
-    Some((u32::from(u16::from_be_bytes([ip[2], ip[3]])), ip[1]))
 }
 
 /// Turns the frame `send` found too big into the ICMP answer reporting
@@ -449,6 +441,9 @@ struct Udp {
 
 /// Eth + outer IPv4 + UDP, in 16-bit words.
 const V4_WORDS: usize = (ETH_LEN + 20 + UDP_LEN) / 2;
+/// The word of a wrapped IPv4 frame where the inner header starts (its
+/// version and TOS; the total length follows).
+const INNER_V4_WORD: usize = (ETH_LEN + OUTER_V4_LEN as usize) / 2;
 /// Eth + outer IPv6 + UDP, in 16-bit words.
 const V6_WORDS: usize = (ETH_LEN + 40 + UDP_LEN) / 2;
 
