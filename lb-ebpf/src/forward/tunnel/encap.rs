@@ -119,10 +119,11 @@ pub fn send_lean<C: Hook>(ctx: &C, job: &Job, backend: &Backend) -> Option<Outco
         return Some(Counter::DropMalformed.into());
     }
     // Everything else is read after the grow (a helper call), so only
-    // the four pointers above live across it (no spills: the entry
-    // point's frame is part of every call chain's 512 bytes). The inner
-    // header lies past the room now; read through the view `write_v4`
-    // takes (one bounds check for both).
+    // the pointers above live across it, not the values read through
+    // them: few spills, and the entry point's frame (part of every call
+    // chain's 512 bytes, see the module docs of `tunnel`) stays small.
+    // The inner header lies past the room now; read through the view
+    // `write_v4` takes (one bounds check for both).
     let Some(frame) = ptr_at::<[u16; V4_WORDS], C>(ctx, 0) else {
         return Some(Counter::DropMalformed.into());
     };

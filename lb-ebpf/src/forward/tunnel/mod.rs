@@ -18,7 +18,11 @@
 //! with one helper call (the grow) and no function call; every other
 //! case runs in `finish_general`, a function of its own, so its stack
 //! frames do not add to the packet path's (the BPF stack is 512 bytes for
-//! a whole call chain).
+//! a whole call chain). The entry point's own frame is part of every
+//! chain, and the deepest of the others leave it 32 bytes (the verifier
+//! refuses the object past that: "combined stack size ... Too large"),
+//! so the lean path must not spill more than its map keys and a slot or
+//! two.
 //!
 //! Limits, on purpose:
 //! - VLAN tags of the client's frame are not carried into the tunnel (it
