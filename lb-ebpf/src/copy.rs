@@ -1,14 +1,12 @@
 //! Copies that stay inline. LLVM merges a load and a store of a struct or
 //! array between two pointers it cannot prove apart (a map value, the
 //! frame) into a `memmove`, which the BPF target runs as a byte-by-byte
-//! loop in a subprogram of its own: 32 bytes of backend record cost a
-//! tracked tunnel packet about ten nanoseconds that way. Reading the
+//! loop in a subprogram of its own: 32 bytes of backend record once cost
+//! a tracked tunnel packet about ten nanoseconds that way. Reading the
 //! source with volatile loads keeps each copy a few plain loads and
 //! stores.
 
 use core::ptr::{read_volatile, write_volatile};
-
-use lb_common::Backend;
 
 /// A MAC address as the three 16-bit words it is stored as, for writing
 /// into a frame's Ethernet header (`write_macs`).
@@ -56,22 +54,29 @@ pub fn write_macs(frame: &mut [u16], dst: [u16; 3], src: [u16; 3]) {
     frame[5] = src[2];
 }
 
-/// The words of a backend record (`Backend` is `repr(C)`, 32 bytes,
-/// 4-byte aligned).
-const BACKEND_WORDS: usize = core::mem::size_of::<Backend>() / 4;
-const _: () = assert!(
-    core::mem::size_of::<Backend>().is_multiple_of(4) && core::mem::align_of::<Backend>() >= 4
-);
-
-/// `*dst = *src` for a backend record, as 32-bit word loads and stores.
+/// `write_macs(frame, mac_words(dst), mac_words(src))` one word at a
+/// time: each word is read right before it is stored (both volatile, so
+/// the compiler keeps that order), so one register holds them all, where
+/// reading both MACs first takes six (spilled to the stack where
+/// registers are short, as right after a helper call).
+///
+/// # Safety
+/// As for `mac_words`, for both MACs.
 #[inline(always)]
-pub fn backend(dst: &mut Backend, src: &Backend) {
-    let d = (dst as *mut Backend).cast::<u32>();
-    let s = (src as *const Backend).cast::<u32>();
+pub unsafe fn copy_macs(frame: &mut [u16], dst: &[u8; 6], src: &[u8; 6]) {
+    if frame.len() < 6 {
+        return;
+    }
+    let out = frame.as_mut_ptr();
+    let (d, s) = (dst.as_ptr().cast::<u16>(), src.as_ptr().cast::<u16>());
     let mut i = 0;
-    while i < BACKEND_WORDS {
-        // SAFETY: both records are `BACKEND_WORDS` aligned words long.
-        unsafe { d.add(i).write(read_volatile(s.add(i))) };
+    while i < 3 {
+        // SAFETY: inside both MACs (aligned by the caller's promise) and
+        // inside `frame` (six words at least).
+        unsafe {
+            write_volatile(out.add(i), read_volatile(d.add(i)));
+            write_volatile(out.add(3 + i), read_volatile(s.add(i)));
+        }
         i += 1;
     }
 }

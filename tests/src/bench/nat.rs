@@ -271,6 +271,96 @@ pub(super) fn measure(
     Ok(ns)
 }
 
+/// Runs `case` as a real packet arrives at tc: one BPF_PROG_TEST_RUN per
+/// packet (repeat 1) of the tc program itself, no wrapper, each on a
+/// fresh skb, so nothing is restored and no run sees what an earlier
+/// one left on its skb (the encapsulation mark a tunnel wrap sets makes
+/// the next flagged grow fail). `per_round` packets per round, the
+/// round's median ns per packet (the kernel times one run, so each
+/// includes one read of its clock, and the program finds the caches as
+/// the syscall left them: the same for every case measured this way,
+/// not comparable with the wrapper's repeated runs). `case.vary_offset`
+/// is varied here, as the wrapper does.
+/// Fails unless every packet counted `case.counter`.
+pub(super) fn measure_fresh(
+    bed: &mut NatBed,
+    case: &Case,
+    per_round: u32,
+    rounds: u32,
+) -> anyhow::Result<Vec<f64>> {
+    if bed.bed.hook != Hook::Tc {
+        bail!("{}: fresh-skb runs are for tc", case.name);
+    }
+    let mut frame = case.frame.clone();
+    let mut runs = 0u32;
+    let mut vary = |frame: &mut Vec<u8>| {
+        let at = case.vary_offset as usize;
+        if at != 0 && at + 4 <= frame.len() {
+            runs = runs.wrapping_add(1);
+            frame[at..at + 4].copy_from_slice(&runs.to_be_bytes());
+        }
+    };
+    // Warm up (a DSR ACK's first run creates its flow).
+    for _ in 0..1000 {
+        vary(&mut frame);
+        run_fresh(bed, case, &frame)?;
+    }
+    let want = bed.verdicts.redirect;
+    let before = bed.bed.counter(case.counter)?;
+    let mut medians = Vec::new();
+    for _ in 0..rounds {
+        if case.fresh {
+            bed.clear_flows()?;
+        }
+        let mut ns = Vec::with_capacity(per_round as usize);
+        for _ in 0..per_round {
+            vary(&mut frame);
+            let (verdict, took) = run_fresh(bed, case, &frame)?;
+            if verdict != want && verdict != bed.verdicts.bounce {
+                bail!(
+                    "{}: tc_lb returned {verdict} (expected a forward)",
+                    case.name
+                );
+            }
+            ns.push(took);
+        }
+        medians.push(Spread::of(&ns).median);
+    }
+    let counted = bed.bed.counter(case.counter)? - before;
+    let runs = u64::from(per_round) * u64::from(rounds);
+    if counted != runs {
+        bail!(
+            "{}: {counted} {} for {runs} packets: the measured path is not the one named",
+            case.name,
+            case.counter.name()
+        );
+    }
+    Ok(medians)
+}
+
+/// One BPF_PROG_TEST_RUN of the tc program itself on `frame`, repeat 1:
+/// (verdict, ns).
+fn run_fresh(bed: &mut NatBed, case: &Case, frame: &[u8]) -> anyhow::Result<(u32, f64)> {
+    let mut out = vec![0u8; frame.len() + 256];
+    // struct __sk_buff up to `ifindex` (offset 40).
+    let mut skb = vec![0u8; 44];
+    skb[40..44].copy_from_slice(&case.ifindex.to_ne_bytes());
+    let options = TestRunOptions {
+        data_in: Some(frame),
+        data_out: Some(&mut out),
+        ctx_in: Some(&skb),
+        repeat: 1,
+        ..TestRunOptions::default()
+    };
+    let result = bed
+        .bed
+        .dataplane
+        .tc_program()?
+        .test_run(options)
+        .context("BPF_PROG_TEST_RUN")?;
+    Ok((result.return_value, result.duration.as_nanos() as f64))
+}
+
 /// One BPF_PROG_TEST_RUN of the hook's wrapper: (verdict, ns per run).
 fn test_run(bed: &mut NatBed, case: &Case, repeat: u32) -> anyhow::Result<(u32, f64)> {
     let mut out = vec![0u8; case.frame.len() + 256];

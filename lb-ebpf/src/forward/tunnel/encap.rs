@@ -36,10 +36,10 @@ use lb_common::{
     hash::flow_hash,
     stats::Counter,
     tunnel::{self, IPPROTO_IPIP, IPPROTO_IPV6, OUTER_TTL, OUTER_V4_LEN},
-    TunnelHop,
+    Backend, TunnelHop,
 };
 
-use super::{hop, too_big, Job, JOB_GUE, JOB_HC, JOB_ICMP_ERROR};
+use super::{hop, too_big, Job, JOB_GUE, JOB_HC, JOB_ICMP_ERROR, JOB_NEW_FLOW};
 use crate::{
     copy,
     fib::TunnelRoute,
@@ -80,11 +80,80 @@ pub const TOO_BIG: Counter = Counter::SentIcmpTooBig;
 /// could not be sent. Health checks and ICMP errors that are too big come back as
 /// `DropNoRoute` instead.
 #[inline(always)]
-pub fn send<C: Hook>(ctx: &C, job: &Job) -> Outcome {
-    match try_send(ctx, job) {
+pub fn send<C: Hook>(ctx: &C, job: &Job, backend: &Backend) -> Outcome {
+    match try_send(ctx, job, backend) {
         Ok(outcome) => outcome,
         Err(counter) => counter.into(),
     }
+}
+
+/// The common case on a lean path: a client's IPv4 packet (not an ICMP
+/// error, not a health check) in an untagged frame, not a GSO packet,
+/// wrapped in IPIP for an IPv4 backend whose next hop is cached and fresh
+/// and whose route's MTU it fits. The same checks as `try_send`, fewer of
+/// them because the case is narrower (no outer family to pick, no
+/// checksum share, no flow hash, no tags to cover), the same grow and the
+/// same writer (`write_v4`). None: not that case, nothing changed, `send`
+/// takes it.
+#[inline(always)]
+pub fn send_lean<C: Hook>(ctx: &C, job: &Job, backend: &Backend) -> Option<Outcome> {
+    // `JOB_NEW_FLOW` only changes what is counted (by the caller).
+    if job.flags & !JOB_NEW_FLOW != 0 || job.l3_off != ETH_LEN as u32 || job.now == 0 {
+        return None;
+    }
+    if job.key.family != AF_INET || backend.family != AF_INET || ctx.gso_size() != 0 {
+        return None;
+    }
+    let hop = hop::cached(job.backend_id, backend.generation, job.now)?;
+    let config = TUNNEL_CONFIG.get(0)?;
+    // Judged by the frame's length, which the parser checked holds the
+    // whole IP packet (`ETH_LEN + inner length <= bytes`): a frame that
+    // fits holds an inner packet that fits. One with bytes past its IP
+    // packet (padding) may be judged too big here: `try_send` then
+    // judges it by the header, and answers or drops what is too big.
+    if hop.mtu != 0 && job.bytes + OUTER_V4_LEN > hop.mtu + ETH_LEN as u32 {
+        return None;
+    }
+    ctx.drop_offloaded_tag();
+    if !ctx.grow_after_mac(OUTER_V4_LEN, u64::from(BPF_F_ADJ_ROOM_ENCAP_L3_IPV4)) {
+        return Some(Counter::DropMalformed.into());
+    }
+    // Everything else is read after the grow (a helper call), so only
+    // the pointers above live across it, not the values read through
+    // them: few spills, and the entry point's frame (part of every call
+    // chain's 512 bytes, see the module docs of `tunnel`) stays small.
+    // The inner header lies past the room now; read through the view
+    // `write_v4` takes (one bounds check for both).
+    let Some(frame) = ptr_at::<[u16; V4_WORDS], C>(ctx, 0) else {
+        return Some(Counter::DropMalformed.into());
+    };
+    // SAFETY: bounds checked by ptr_at.
+    let (ver_tos, total) = unsafe { ((*frame)[INNER_V4_WORD], (*frame)[INNER_V4_WORD + 1]) };
+    let inner = Inner {
+        len: u32::from(u16::from_be(total)),
+        tos: ver_tos.to_ne_bytes()[1],
+        csum_part: None,
+    };
+    let src = tunnel::outer_source_v4(config, job.key.src[0], job.key.sport);
+    let written = write_v4(
+        ctx,
+        hop,
+        &inner,
+        IPPROTO_IPIP,
+        src,
+        backend.addr[0],
+        false,
+        0,
+        0,
+    );
+    Some(if written {
+        Outcome {
+            counter: Counter::Forwarded,
+            egress: hop.ifindex,
+        }
+    } else {
+        Counter::DropMalformed.into()
+    })
 }
 
 /// Turns the frame `send` found too big into the ICMP answer reporting
@@ -114,9 +183,8 @@ const L3_OFF_MAX: u32 = 22;
 const L4_OFF_MAX: u32 = 256;
 
 #[inline(always)]
-fn try_send<C: Hook>(ctx: &C, job: &Job) -> Result<Outcome, Counter> {
+fn try_send<C: Hook>(ctx: &C, job: &Job, backend: &Backend) -> Result<Outcome, Counter> {
     let key = &job.key;
-    let backend = &job.backend;
     let gue = job.flags & JOB_GUE != 0;
     // Read back from the map: bounded here once for the verifier.
     let (l3_off, l4_off) = (job.l3_off, job.l4_off);
@@ -374,6 +442,9 @@ struct Udp {
 
 /// Eth + outer IPv4 + UDP, in 16-bit words.
 const V4_WORDS: usize = (ETH_LEN + 20 + UDP_LEN) / 2;
+/// The word of a wrapped IPv4 frame where the inner header starts (its
+/// version and TOS; the total length follows).
+const INNER_V4_WORD: usize = (ETH_LEN + OUTER_V4_LEN as usize) / 2;
 /// Eth + outer IPv6 + UDP, in 16-bit words.
 const V6_WORDS: usize = (ETH_LEN + 40 + UDP_LEN) / 2;
 
@@ -417,39 +488,35 @@ fn write_v4<C: Hook>(
     };
     // SAFETY: bounds checked by ptr_at; the program owns the frame.
     let w = unsafe { &mut *frame };
-    write_eth(w, hop, ETH_P_IP);
     let outer = if gue {
         OUTER_V4_LEN + UDP_LEN as u32
     } else {
         OUTER_V4_LEN
     };
-    let total = ((inner.len + outer) as u16).to_be();
     let [s0, s1] = halves(src);
     let [d0, d1] = halves(dst);
-    let ver_tos = word(0x45, inner.tos);
-    let frag = word(IPV4_DF, 0);
-    let ttl_proto = word(OUTER_TTL, proto);
-    w[7] = ver_tos;
-    w[8] = total;
-    w[9] = 0;
-    w[10] = frag;
-    w[11] = ttl_proto;
-    w[13] = s0;
-    w[14] = s1;
-    w[15] = d0;
-    w[16] = d1;
-    // From the values, not by reading the header back; summed as the
-    // words lie in memory (a one's-complement sum is the same in either
-    // byte order, RFC 1071), so its complement is stored as it is.
-    let sum = u64::from(ver_tos)
-        + u64::from(total)
-        + u64::from(frag)
-        + u64::from(ttl_proto)
-        + u64::from(s0)
-        + u64::from(s1)
-        + u64::from(d0)
-        + u64::from(d1);
+    // The checksum from the values, not by reading the header back,
+    // summed as each word is stored, so no word outlives its store (the
+    // lean path runs in the entry point, whose frame every call chain
+    // shares: spills would cost it stack); summed as the words lie in
+    // memory (a one's-complement sum is the same in either byte order,
+    // RFC 1071), so its complement is stored as it is.
+    let mut sum = 0u64;
+    let mut put = |i: usize, v: u16| {
+        w[i] = v;
+        sum += u64::from(v);
+    };
+    put(7, word(0x45, inner.tos));
+    put(8, ((inner.len + outer) as u16).to_be());
+    put(9, 0);
+    put(10, word(IPV4_DF, 0));
+    put(11, word(OUTER_TTL, proto));
+    put(13, s0);
+    put(14, s1);
+    put(15, d0);
+    put(16, d1);
     w[12] = !fold16(sum);
+    write_eth(w, hop, ETH_P_IP);
     if gue {
         w[17] = tunnel::gue_source_port(hash);
         w[18] = gue_port;
@@ -534,8 +601,7 @@ fn write_v6<C: Hook>(
 #[inline(always)]
 fn write_eth(w: &mut [u16], hop: &TunnelHop, ether_type: [u8; 2]) {
     // SAFETY: MAC fields of a map value (see `copy`).
-    let (dst, src) = unsafe { (copy::mac_words(&hop.dmac), copy::mac_words(&hop.smac)) };
-    copy::write_macs(w, dst, src);
+    unsafe { copy::copy_macs(w, &hop.dmac, &hop.smac) };
     w[6] = word(ether_type[0], ether_type[1]);
 }
 

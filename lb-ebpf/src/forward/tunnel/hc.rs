@@ -77,7 +77,6 @@ fn prepare_job(ctx: &TcContext, backend_id: u32) -> Option<()> {
     // SAFETY: this CPU's slot, used by this program run only.
     let job = unsafe { &mut *job };
     job.key = packet.key;
-    job.backend = *backend;
     job.backend_id = backend_id;
     job.vip_id = vip.id;
     job.l3_off = packet.l3_off as u32;
@@ -94,9 +93,13 @@ fn prepare_job(ctx: &TcContext, backend_id: u32) -> Option<()> {
 /// (`finish`).
 #[inline(never)]
 fn send(ctx: &TcContext) -> Outcome {
-    match TUNNEL_JOB.get_ptr(0) {
-        // SAFETY: this CPU's slot, written by this program run.
-        Some(job) => encap::send(ctx, unsafe { &*job }),
-        None => Counter::DropMalformed.into(),
+    let Some(job) = TUNNEL_JOB.get_ptr(0) else {
+        return Counter::DropMalformed.into();
+    };
+    // SAFETY: this CPU's slot, written by this program run.
+    let job = unsafe { &*job };
+    match BACKENDS.get(job.backend_id) {
+        Some(backend) => encap::send(ctx, job, backend),
+        None => Counter::DropNoBackend.into(),
     }
 }

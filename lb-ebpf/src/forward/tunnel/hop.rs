@@ -15,6 +15,26 @@ use crate::{
     maps::TUNNEL_HOPS,
 };
 
+/// The cached next hop of `backend_id` if it is fresh at `now` (the time
+/// the connection table read for this packet) for the backend's
+/// `generation`; None: `get` has to look it up. Reads and writes nothing
+/// else (the tunnel path's lean case, `encap::send_lean`).
+#[inline(always)]
+pub fn cached(backend_id: u32, generation: u32, now: u64) -> Option<&'static TunnelHop> {
+    let hop = TUNNEL_HOPS.get(backend_id)?;
+    fresh(hop, generation, now).then_some(hop)
+}
+
+/// Whether `hop` may be used at `now` for a backend of `generation`.
+#[inline(always)]
+fn fresh(hop: &TunnelHop, generation: u32, now: u64) -> bool {
+    hop.resolved_ns != 0
+        && hop.generation == generation
+        // Saturating: `resolved_ns` (odd, see `get`) may be 1 ns past a
+        // `now` read within the same clock tick.
+        && now.saturating_sub(hop.resolved_ns) <= FLOW_TOUCH_INTERVAL_NS
+}
+
 /// The cached next hop of `backend_id`, refreshed from the FIB (`route`)
 /// when stale; `now`: the time the connection table read for this packet
 /// (0: read it here). Errors: the FIB's drop counter (`DropNoNeighbour` with
@@ -39,12 +59,7 @@ pub fn get<C: Hook>(
     } else {
         now
     };
-    if hop.resolved_ns != 0
-        && hop.generation == backend.generation
-        // Saturating: `resolved_ns` (odd, see below) may be 1 ns past a
-        // `now` read within the same clock tick.
-        && now.saturating_sub(hop.resolved_ns) <= FLOW_TOUCH_INTERVAL_NS
-    {
+    if fresh(hop, backend.generation, now) {
         return Ok(hop);
     }
     let next = fib::resolve_tunnel(ctx, route, u32::from(backend.vip_id), key)?;

@@ -11,10 +11,18 @@
 //! Two steps, for the verifier: the packet path (`forward`, inlined in
 //! it) only picks the backend and leaves a `Job` in this CPU's slot of
 //! `TUNNEL_JOB`, returning the marker outcome `PENDING`; the entry point
-//! then calls `finish`, a function of its own. So the wrapping code is
-//! verified once (its inputs come from a map, not from each of the
-//! parser's paths), and its stack frames do not add to the packet path's
-//! (the BPF stack is 512 bytes for a whole call chain).
+//! then runs `finish`. So the wrapping code is verified once (its inputs
+//! come from a map, not from each of the parser's paths). The common case
+//! (a client's IPv4 packet wrapped in IPIP for an IPv4 backend whose next
+//! hop is cached, see `encap::send_lean`) runs inline in the entry point,
+//! with one helper call (the grow) and no function call; every other
+//! case runs in `finish_general`, a function of its own, so its stack
+//! frames do not add to the packet path's (the BPF stack is 512 bytes for
+//! a whole call chain). The entry point's own frame is part of every
+//! chain, and the deepest of the others leave it 32 bytes (the verifier
+//! refuses the object past that: "combined stack size ... Too large"),
+//! so the lean path must not spill more than its map keys and a slot or
+//! two.
 //!
 //! Limits, on purpose:
 //! - VLAN tags of the client's frame are not carried into the tunnel (it
@@ -30,14 +38,13 @@ pub mod hc;
 mod hop;
 mod too_big;
 
-use lb_common::{stats::Counter, Backend, FlowKey, Mode, VipMeta};
+use lb_common::{stats::Counter, FlowKey, Mode, VipMeta};
 
 use crate::{
     conntrack::Decision,
-    copy,
     forward::Outcome,
     hook::Hook,
-    maps::TUNNEL_JOB,
+    maps::{BACKENDS, TUNNEL_JOB},
     parse::{Class, Packet},
     stats,
 };
@@ -62,9 +69,9 @@ pub const JOB_NEW_FLOW: u32 = 8;
 pub struct Job {
     /// The packet's flow (for an ICMP error: the flow it is about).
     pub key: FlowKey,
-    /// The backend.
-    pub backend: Backend,
-    /// The backend's id (the hop cache's index).
+    /// The backend's id: its record in `BACKENDS` (read again by `finish`
+    /// rather than copied here: the packet path's part stays short) and
+    /// the hop cache's index.
     pub backend_id: u32,
     /// The VIP's id.
     pub vip_id: u32,
@@ -106,7 +113,6 @@ pub fn forward<C: Hook>(ctx: &C, vip: &VipMeta, packet: &Packet, decision: &Deci
     // SAFETY: this CPU's slot, used by this program run only.
     let job = unsafe { &mut *job };
     job.key = packet.key;
-    copy::backend(&mut job.backend, decision.backend);
     job.backend_id = decision.backend_id;
     job.vip_id = vip.id;
     job.l3_off = packet.l3_off as u32;
@@ -121,18 +127,50 @@ pub fn forward<C: Hook>(ctx: &C, vip: &VipMeta, packet: &Packet, decision: &Deci
 
 /// Wraps the packet `forward` left a job for and counts it: the verdict
 /// (`Forwarded`, `ForwardedIcmpError`, `SentIcmpTooBig`, or why not) and
-/// its egress interface. Not inlined: see the module docs.
-#[inline(never)]
+/// its egress interface. The common case (`encap::send_lean`) runs here,
+/// inlined in the entry point, which verifies it once and calls no
+/// function for it; every other case goes to `finish_general`.
+#[inline(always)]
 pub fn finish<C: Hook>(ctx: &C) -> Outcome {
     let Some(job) = TUNNEL_JOB.get_ptr(0) else {
         return Counter::DropMalformed.into();
     };
     // SAFETY: this CPU's slot, written by this program run.
     let job = unsafe { &*job };
-    let outcome = encap::send(ctx, job);
+    // The packet path's pick (a backend removed since reads as gone).
+    let Some(backend) = BACKENDS.get(job.backend_id) else {
+        return Counter::DropNoBackend.into();
+    };
+    match encap::send_lean(ctx, job, backend) {
+        Some(outcome) => counted(job, outcome),
+        None => finish_general(ctx),
+    }
+}
+
+/// `finish` for every case the lean path does not take. Not inlined:
+/// see the module docs.
+#[inline(never)]
+fn finish_general<C: Hook>(ctx: &C) -> Outcome {
+    let Some(job) = TUNNEL_JOB.get_ptr(0) else {
+        return Counter::DropMalformed.into();
+    };
+    // SAFETY: this CPU's slot, written by this program run.
+    let job = unsafe { &*job };
+    let Some(backend) = BACKENDS.get(job.backend_id) else {
+        return Counter::DropNoBackend.into();
+    };
+    let outcome = encap::send(ctx, job, backend);
     if outcome.counter == encap::TOO_BIG {
         return encap::answer_too_big(ctx, job, outcome.egress).into();
     }
+    counted(job, outcome)
+}
+
+/// A wrapped packet's outcome, counted (the tunnel event, the VIP's and
+/// backend's traffic) if it was forwarded; ICMP errors about a flow are
+/// forwarded as such.
+#[inline(always)]
+fn counted(job: &Job, outcome: Outcome) -> Outcome {
     if outcome.counter != Counter::Forwarded {
         return outcome;
     }
