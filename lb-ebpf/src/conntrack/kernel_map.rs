@@ -28,9 +28,10 @@ const EEXIST: i32 = -17;
 /// The backend of this packet's flow: the tracked one if it is still
 /// alive, otherwise (a TCP flow the half-open table holds) its SYN's
 /// backend, otherwise a fresh Maglev pick that is then remembered: a TCP
-/// SYN in the half-open table (`half_open`), anything else here. The
-/// lookup and the lists (`conntrack::admitted`) here, in the caller's
-/// frame; the rest in a function of its own.
+/// SYN in the half-open table (`half_open`), anything else here; the
+/// lists (`conntrack::admitted`) right after the lookup. Inlined in the
+/// packet path: a frame of its own (with the lists' below it) would put
+/// the deepest call chain over BPF's 512 bytes of stack.
 #[inline(always)]
 pub(super) fn decide(
     vip: &VipMeta,
@@ -45,62 +46,17 @@ pub(super) fn decide(
     if !admitted(gate, (marked, opens(packet)), key, refused) {
         return None;
     }
-    let mut out = core::mem::MaybeUninit::<Decision>::uninit();
-    let entry = found.unwrap_or(core::ptr::null_mut());
-    match decide_past_lists(vip, packet, entry, gate.mark(), out.as_mut_ptr()) {
-        // SAFETY: written, as `decide_past_lists` says.
-        DECIDED => Some(unsafe { out.assume_init() }),
-        RATE_LIMITED => {
-            *refused = Counter::DropRateLimited;
-            None
-        }
-        _ => None,
+    match found {
+        // SAFETY: as above.
+        Some(entry) => tracked(vip, packet, unsafe { &mut *entry }, gate.mark()),
+        None => untracked(vip, packet, gate.mark(), refused),
     }
 }
-
-/// `decide_past_lists`: the decision was written.
-const DECIDED: u32 = 0;
-/// `decide_past_lists`: no backend.
-const NO_BACKEND: u32 = 1;
-/// `decide_past_lists`: a new flow over its source's limit.
-const RATE_LIMITED: u32 = 2;
 
 /// Whether the packet opens a TCP flow (a SYN without ACK).
 #[inline(always)]
 fn opens(packet: &Packet) -> bool {
     packet.key.proto == IPPROTO_TCP && packet.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN
-}
-
-/// `decide` once the lists let the packet through: `entry` is the flow's
-/// (null: not in the table), `mark` the ACL mark for entries written.
-/// Writes the decision into `out` (`DECIDED`) or says why there is none
-/// (a code in a register: the verifier refuses a stack pointer left in
-/// the return register, and five arguments fill BPF's registers).
-#[inline(never)]
-fn decide_past_lists(
-    vip: &VipMeta,
-    packet: &Packet,
-    entry: *mut FlowEntry,
-    mark: u32,
-    out: *mut Decision,
-) -> u32 {
-    let mut refused = Counter::DropNoBackend;
-    let decision = if entry.is_null() {
-        untracked(vip, packet, mark, &mut refused)
-    } else {
-        // SAFETY: non-null: the LRU map keeps the value alive for this
-        // program run.
-        tracked(vip, packet, unsafe { &mut *entry }, mark)
-    };
-    match decision {
-        Some(decision) => {
-            // SAFETY: `out` points to the caller's uninitialised decision.
-            unsafe { out.write(decision) };
-            DECIDED
-        }
-        None if refused == Counter::DropRateLimited => RATE_LIMITED,
-        None => NO_BACKEND,
-    }
 }
 
 /// A packet of a tracked flow (`entry`): its pinned backend if alive
