@@ -138,6 +138,15 @@ pub struct Packet {
     pub quote_l4_off: usize,
 }
 
+impl Packet {
+    /// Whether the packet opens a TCP flow (a SYN without ACK): it meets
+    /// the guards before any table work and goes to the half-open table.
+    #[inline(always)]
+    pub fn opens_tcp_flow(&self) -> bool {
+        self.key.proto == IPPROTO_TCP && self.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN
+    }
+}
+
 /// Pointer to a `T` at `offset` in the packet, if the whole `T` is inside.
 #[inline(always)]
 pub fn ptr_at<T, C: Hook>(ctx: &C, offset: usize) -> Option<*mut T> {

@@ -78,7 +78,7 @@ pub(super) fn decide(
     // before the lookups that rule out a retransmitted SYN. Any other
     // packet is almost always a tracked flow's, found in its first
     // bucket: its second is looked up only if it is not there.
-    let opening = tcp && packet.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
+    let opening = packet.opens_tcp_flow();
     let pick = if opening {
         if let Some(second) = FLOW_BUCKETS.get_ptr_mut(indexes.1) {
             // SAFETY: both are live elements of the table.

@@ -18,7 +18,7 @@ use super::{
 use crate::{
     guard::{acl::Gate, limit},
     maps::CONNTRACK,
-    parse::{Packet, TCP_ACK, TCP_SYN},
+    parse::Packet,
     select, stats,
 };
 
@@ -43,7 +43,7 @@ pub(super) fn decide(
     let found = CONNTRACK.get_ptr_mut(key);
     // SAFETY: the LRU map keeps the value alive for this program run.
     let marked = found.map(|entry| unsafe { (*entry).flags });
-    if !admitted(gate, (marked, opens(packet)), key, refused) {
+    if !admitted(gate, (marked, packet.opens_tcp_flow()), key, refused) {
         return None;
     }
     match found {
@@ -51,12 +51,6 @@ pub(super) fn decide(
         Some(entry) => tracked(vip, packet, unsafe { &mut *entry }, gate.mark()),
         None => untracked(vip, packet, gate.mark(), refused),
     }
-}
-
-/// Whether the packet opens a TCP flow (a SYN without ACK).
-#[inline(always)]
-fn opens(packet: &Packet) -> bool {
-    packet.key.proto == IPPROTO_TCP && packet.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN
 }
 
 /// A packet of a tracked flow (`entry`): its pinned backend if alive
@@ -85,7 +79,7 @@ fn untracked(vip: &VipMeta, packet: &Packet, mark: u32, refused: &mut Counter) -
     let key = &packet.key;
     let hash = flow_hash(key);
     let tcp = key.proto == IPPROTO_TCP;
-    let opening = opens(packet);
+    let opening = packet.opens_tcp_flow();
     let now = now_ns();
     if tcp {
         // Found, the entry stays until the flow is in the LRU

@@ -9,7 +9,7 @@ mod dsr_l2;
 pub mod tunnel;
 
 use lb_common::{
-    consts::{CONFIG_F_NAT, EVENT_NO_BACKEND, IPPROTO_TCP},
+    consts::{CONFIG_F_NAT, EVENT_NO_BACKEND},
     stats::Counter,
     Mode, VipMeta,
 };
@@ -21,7 +21,7 @@ use crate::{
     lookup,
     maps::CONFIG,
     nat,
-    parse::{self, Class, TCP_ACK, TCP_SYN},
+    parse::{self, Class},
     stats,
 };
 
@@ -136,9 +136,7 @@ fn balance_in_frame<C: Hook>(ctx: &C) -> Outcome {
 /// dropped before any table work).
 #[inline(always)]
 fn may_be_tracked(vip: &VipMeta, packet: &parse::Packet) -> bool {
-    packet.class == Class::Flow
-        && vip.mode != Mode::Nat as u32
-        && !(packet.key.proto == IPPROTO_TCP && packet.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN)
+    packet.class == Class::Flow && vip.mode != Mode::Nat as u32 && !packet.opens_tcp_flow()
 }
 
 /// The backend of a DSR or tunnelled VIP's packet: its flow's (the
