@@ -154,4 +154,36 @@ pub struct Results {
     /// Legitimate clients under a SYN flood: lbd against HAProxy.
     #[serde(default)]
     pub flood: Option<flood::FloodResults>,
+    /// When and on which commit each section was measured, by its `--only`
+    /// name: a partial run replaces only its own sections, so the file can
+    /// hold sections of several runs (compare numbers within a section).
+    #[serde(default)]
+    pub measured: std::collections::BTreeMap<String, SectionRun>,
+}
+
+/// The run a section's numbers come from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SectionRun {
+    /// When it finished (UTC, RFC 3339).
+    pub date: String,
+    /// The commit measured (`git describe --always --dirty`: `-dirty` if
+    /// the tree had changes).
+    pub commit: String,
+}
+
+impl SectionRun {
+    /// This run, on the checked-out tree.
+    pub fn now(date: &str) -> Self {
+        let commit = std::process::Command::new("git")
+            .args(["describe", "--always", "--dirty"])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap_or_else(|| "unknown".to_owned());
+        Self {
+            date: date.to_owned(),
+            commit,
+        }
+    }
 }

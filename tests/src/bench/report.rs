@@ -20,6 +20,25 @@ fn xdp_target(name: &str, prefill: u64) -> Option<f64> {
     }
 }
 
+/// Which run each section comes from (a partial run, `--only`, replaces
+/// only its own sections).
+fn measured(out: &mut String, results: &Results) {
+    if results.measured.is_empty() {
+        let _ = writeln!(out, "Every number below was measured in that run; each is the median of several rounds (min and max beside it).\n");
+        return;
+    }
+    let _ = writeln!(out, "Each section's numbers come from one run of `cargo xtask bench` (a run with `--only` replaces only its own sections), listed here; each number is the median of several rounds (min and max beside it). Compare numbers within a section.\n");
+    let _ = writeln!(
+        out,
+        "| section (`--only` name) | measured (UTC, run's end) | commit |"
+    );
+    let _ = writeln!(out, "|---|---|---|");
+    for (name, run) in &results.measured {
+        let _ = writeln!(out, "| {name} | {} | `{}` |", run.date, run.commit);
+    }
+    let _ = writeln!(out);
+}
+
 /// The Markdown report.
 pub fn markdown(results: &Results, plot: Option<&str>) -> String {
     let m = &results.machine;
@@ -30,7 +49,7 @@ pub fn markdown(results: &Results, plot: Option<&str>) -> String {
         "Generated from `bench/results.json` by `{}` on {}.\n\nMachine: {} cores ({}), {:.1} GiB, Linux {}.\n",
         m.command, m.date, m.cores, m.cpu, m.memory_gib, m.kernel
     );
-    let _ = writeln!(out, "Every number below was measured in that run; each is the median of several rounds (min and max beside it).\n");
+    measured(&mut out, results);
     if let Some(xdp) = &results.xdp {
         let _ = writeln!(out, "## XDP program, ns per packet (BPF_PROG_TEST_RUN)\n");
         let _ = writeln!(

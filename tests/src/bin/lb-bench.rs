@@ -166,8 +166,30 @@ fn main() -> anyhow::Result<()> {
             .ok()
             .and_then(|text| serde_json::from_str(&text).ok())
     };
+    let machine = Machine::here(&args.command);
+    let mut measured = old.as_ref().map(|r| r.measured.clone()).unwrap_or_default();
+    let fresh = [
+        ("xdp", xdp.is_some()),
+        ("xdp-profile", xdp_profile.is_some()),
+        ("maglev", maglev.is_some()),
+        ("memory", memory.is_some()),
+        ("e2e", e2e.is_some()),
+        ("failover", failover.is_some()),
+        ("nat", nat.is_some()),
+        ("e2e-nat", e2e_nat.is_some()),
+        ("decap", decap.is_some()),
+        ("e2e-tunnel", e2e_tunnel.is_some()),
+        ("tunnel", tunnel.is_some()),
+        ("bgp", bgp.is_some()),
+        ("sync-mesh", sync_mesh.is_some()),
+        ("flood", flood.is_some()),
+    ];
+    let run = bench::SectionRun::now(&machine.date);
+    for (name, _) in fresh.iter().filter(|(_, fresh)| *fresh) {
+        measured.insert((*name).to_owned(), run.clone());
+    }
     let results = Results {
-        machine: Machine::here(&args.command),
+        machine,
         xdp: xdp.or_else(|| old.as_ref().and_then(|r| r.xdp.clone())),
         xdp_profile: xdp_profile.or_else(|| old.as_ref().and_then(|r| r.xdp_profile.clone())),
         maglev: maglev.or_else(|| old.as_ref().and_then(|r| r.maglev.clone())),
@@ -182,6 +204,7 @@ fn main() -> anyhow::Result<()> {
         bgp: bgp.or_else(|| old.as_ref().and_then(|r| r.bgp.clone())),
         sync_mesh: sync_mesh.or_else(|| old.as_ref().and_then(|r| r.sync_mesh.clone())),
         flood: flood.or_else(|| old.as_ref().and_then(|r| r.flood.clone())),
+        measured,
     };
     if let Some(dir) = args.out.parent() {
         std::fs::create_dir_all(dir)?;
