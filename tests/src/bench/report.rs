@@ -642,3 +642,71 @@ fn sync_mesh_section(out: &mut String, mesh: &super::sync_mesh::SyncMeshResults)
         "\nMemory is bounded per peer: a queue keeps the newest full dump of each kind plus at most 65,536 records of incremental batches (`SEND_QUEUE_RECORDS`); a slow peer drops its oldest incremental batches, counted per peer, and the next full dump (every 10 s) repairs it.\n"
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::{Machine, SectionRun};
+
+    fn results(measured: &[(&str, &str, &str)]) -> Results {
+        Results {
+            machine: Machine {
+                cores: 2,
+                kernel: "6.18".to_owned(),
+                cpu: "cpu".to_owned(),
+                memory_gib: 1.0,
+                date: "2026-11-23T06:00:00Z".to_owned(),
+                command: "cargo xtask bench".to_owned(),
+            },
+            xdp: None,
+            xdp_profile: None,
+            maglev: None,
+            memory: None,
+            e2e: None,
+            failover: None,
+            nat: None,
+            e2e_nat: None,
+            decap: None,
+            e2e_tunnel: None,
+            tunnel: None,
+            bgp: None,
+            sync_mesh: None,
+            flood: None,
+            measured: measured
+                .iter()
+                .map(|(name, date, commit)| {
+                    (
+                        (*name).to_owned(),
+                        SectionRun {
+                            date: (*date).to_owned(),
+                            commit: (*commit).to_owned(),
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn the_report_says_which_run_each_section_comes_from() {
+        let text = markdown(
+            &results(&[
+                ("e2e", "2026-11-23T05:48:06Z", "9834dc8"),
+                ("xdp", "2026-11-23T06:16:33Z", "90979a8"),
+            ]),
+            None,
+        );
+        assert!(
+            text.contains("| e2e | 2026-11-23T05:48:06Z | `9834dc8` |"),
+            "{text}"
+        );
+        assert!(
+            text.contains("| xdp | 2026-11-23T06:16:33Z | `90979a8` |"),
+            "{text}"
+        );
+        assert!(!text.contains("Every number below was measured in that run"));
+        // A file from before sections were dated: one run, as it said.
+        let old = markdown(&results(&[]), None);
+        assert!(old.contains("Every number below was measured in that run"));
+    }
+}
