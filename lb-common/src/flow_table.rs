@@ -573,9 +573,9 @@ unsafe fn claim_way(
     None
 }
 
-/// Finds `key` in its buckets `first` and `second` (equal when the table
-/// has one bucket) or inserts it with `entry` (whose `hash` is the flow's)
-/// and rank word `rank`.
+/// Finds `key` (table hash `hash`, `hash::table_hash`: its fingerprint)
+/// in its buckets `first` and `second` (equal when the table has one
+/// bucket) or inserts it with `entry` and rank word `rank`.
 ///
 /// Two-choice placement: the flow goes to an empty way of its first
 /// bucket while one of that bucket's first `PREFER_FIRST_BELOW` ways is
@@ -603,8 +603,9 @@ pub unsafe fn find_or_insert(
     key: &FlowKey,
     entry: &FlowEntry,
     rank: u32,
+    hash: u32,
 ) -> Placed {
-    let fp = fingerprint(entry.hash);
+    let fp = fingerprint(hash);
     let two = second != first;
     // SAFETY: per the caller's contract.
     let one = unsafe { scan(first, key, fp) };
@@ -1027,7 +1028,7 @@ mod tests {
     /// `find_or_insert` into a one-bucket table.
     fn insert(bucket: &mut FlowBucket, k: &FlowKey, backend_id: u32, rank: u32) -> Placed {
         let b: *mut FlowBucket = bucket;
-        unsafe { find_or_insert(b, b, k, &entry(backend_id, k), rank) }
+        unsafe { find_or_insert(b, b, k, &entry(backend_id, k), rank, flow_hash(k)) }
     }
 
     /// Keys that all hash to bucket 0 of a 64-bucket table.
@@ -1180,7 +1181,8 @@ mod tests {
             .collect();
         for (i, k) in keys.iter().enumerate() {
             let (first, second) = candidates(base, BUCKETS, k);
-            let placed = unsafe { find_or_insert(first, second, k, &entry(1, k), rank) };
+            let placed =
+                unsafe { find_or_insert(first, second, k, &entry(1, k), rank, flow_hash(k)) };
             // The first bucket takes flows while it holds fewer than
             // PREFER_FIRST_BELOW ways are empty; then the (empty) second.
             let to_second = i as u32 >= PREFER_FIRST_BELOW;
@@ -1201,7 +1203,7 @@ mod tests {
                 seen.way
             };
             assert_eq!(
-                unsafe { find_or_insert(first, second, k, &entry(2, k), rank) },
+                unsafe { find_or_insert(first, second, k, &entry(2, k), rank, flow_hash(k)) },
                 Placed::Found(pos)
             );
         }
@@ -1231,7 +1233,14 @@ mod tests {
                                 let (first, second) = candidates(base, BUCKETS as u32, &k);
                                 let rank = rank_word(u64::from(n) << TICK_SHIFT, CLASS_ESTABLISHED);
                                 unsafe {
-                                    find_or_insert(first, second, &k, &entry(cpu + 1, &k), rank)
+                                    find_or_insert(
+                                        first,
+                                        second,
+                                        &k,
+                                        &entry(cpu + 1, &k),
+                                        rank,
+                                        flow_hash(&k),
+                                    )
                                 }
                             })
                             .collect::<Vec<Placed>>()

@@ -1,8 +1,10 @@
 //! Hashes both sides compute identically: the flow hash that picks a Maglev
-//! slot (in the XDP program, and in tests that predict its choice), and the
-//! byte hash lbd derives Maglev permutations from. Both are MurmurHash3
-//! (x86, 32-bit): fast, well mixed, and stable across builds and machines, so
-//! two LB nodes always agree.
+//! slot (in the XDP program, and in tests that predict its choice), the
+//! table hash that places a flow in the connection table (the program and
+//! lbd, which read and write that table in place), and the byte hash lbd
+//! derives Maglev permutations from. The Maglev hashes are MurmurHash3
+//! (x86, 32-bit): fast, well mixed, and stable across builds and machines,
+//! so two LB nodes always agree.
 
 use crate::maps::FlowKey;
 
@@ -31,8 +33,9 @@ const fn finalize(mut h: u32, len: u32) -> u32 {
     h ^ (h >> 16)
 }
 
-/// Hash of a flow's 5-tuple (and family): picks its Maglev slot and its
-/// connection-table buckets. MurmurHash3 (on little-endian machines) of
+/// Hash of a flow's 5-tuple (and family): picks its Maglev slot, places
+/// it in the half-open table, and (IPv4 only, see `table_hash`) in the
+/// connection table. MurmurHash3 (on little-endian machines) of
 /// 16 bytes for IPv4: the key's words that carry information (its
 /// addresses hold zeros in three words each), ports and protocol word; of
 /// 24 bytes for IPv6: each address folded to 64 bits (its first half XOR
@@ -42,16 +45,35 @@ const fn finalize(mut h: u32, len: u32) -> u32 {
 /// sequence.
 #[inline(always)]
 pub fn flow_hash(key: &FlowKey) -> u32 {
+    if key.family == crate::consts::AF_INET {
+        return flow_hash_v4(key);
+    }
+    flow_hash_v6(key)
+}
+
+/// The ports word and the protocol word `flow_hash` mixes.
+#[inline(always)]
+fn tail_words(key: &FlowKey) -> (u32, u32) {
     let ports = u32::from(key.sport) | (u32::from(key.dport) << 16);
     let proto = u32::from(key.proto) | (u32::from(key.family) << 8) | (u32::from(key._pad) << 16);
+    (ports, proto)
+}
+
+#[inline(always)]
+fn flow_hash_v4(key: &FlowKey) -> u32 {
+    let (ports, proto) = tail_words(key);
     let mut h = FLOW_HASH_SEED;
-    if key.family == crate::consts::AF_INET {
-        h = mix_word(h, key.src[0]);
-        h = mix_word(h, key.dst[0]);
-        h = mix_word(h, ports);
-        h = mix_word(h, proto);
-        return finalize(h, 16);
-    }
+    h = mix_word(h, key.src[0]);
+    h = mix_word(h, key.dst[0]);
+    h = mix_word(h, ports);
+    h = mix_word(h, proto);
+    finalize(h, 16)
+}
+
+#[inline(always)]
+fn flow_hash_v6(key: &FlowKey) -> u32 {
+    let (ports, proto) = tail_words(key);
+    let mut h = FLOW_HASH_SEED;
     h = mix_word(h, key.src[0] ^ key.src[2]);
     h = mix_word(h, key.src[1] ^ key.src[3]);
     h = mix_word(h, key.dst[0] ^ key.dst[2]);
@@ -59,6 +81,59 @@ pub fn flow_hash(key: &FlowKey) -> u32 {
     h = mix_word(h, ports);
     h = mix_word(h, proto);
     finalize(h, 24)
+}
+
+/// Hash that places a flow in the connection table (`flow_table`: its
+/// two buckets and its tag's fingerprint). For IPv4 it is `flow_hash`
+/// (four rounds: cheap, and a flow then needs one hash). For IPv6 it is
+/// a cheaper mix than `flow_hash`'s six serial Murmur rounds, because
+/// every packet of a tracked flow computes it: the folded addresses and
+/// the ports and protocol word each multiplied by their own odd 64-bit
+/// constant (three independent multiplies), folded and multiplied once
+/// more. Maglev keeps `flow_hash` (the pick must not change between
+/// releases or nodes); a flow's entry stores that one.
+#[inline(always)]
+pub fn table_hash(key: &FlowKey) -> u32 {
+    if key.family == crate::consts::AF_INET {
+        return flow_hash_v4(key);
+    }
+    table_hash_v6(key)
+}
+
+/// `flow_hash` of a flow whose `table_hash` is `placed`: the same value
+/// for IPv4 (computed once), `flow_hash` itself for IPv6.
+#[inline(always)]
+pub fn flow_hash_after(key: &FlowKey, placed: u32) -> u32 {
+    if key.family == crate::consts::AF_INET {
+        return placed;
+    }
+    flow_hash_v6(key)
+}
+
+/// Odd multipliers of `table_hash_v6` (the 64-bit golden ratio and
+/// xxHash64's primes).
+const T1: u64 = 0x9e37_79b9_7f4a_7c15;
+const T2: u64 = 0xc2b2_ae3d_27d4_eb4f;
+const T3: u64 = 0x1656_67b1_9e37_79f9;
+const T4: u64 = 0x85eb_ca77_c2b2_ae63;
+
+#[inline(always)]
+fn table_hash_v6(key: &FlowKey) -> u32 {
+    // Each address folded to 64 bits as `flow_hash` folds it (addresses
+    // of one /64 stay distinct).
+    let fold = |a: &[u32; 4]| (u64::from(a[0] ^ a[2]) << 32) | u64::from(a[1] ^ a[3]);
+    let tail = u64::from(key.sport)
+        | (u64::from(key.dport) << 16)
+        | (u64::from(key.proto) << 32)
+        | (u64::from(key.family) << 40);
+    let h = (fold(&key.src) ^ u64::from(FLOW_HASH_SEED)).wrapping_mul(T1)
+        ^ fold(&key.dst).wrapping_mul(T2)
+        ^ tail.wrapping_mul(T3);
+    // A product's bit i depends only on its factor's bits up to i: fold
+    // the high half down before the last multiply, and its high half
+    // into the result, so every input bit reaches every output bit.
+    let p = (h ^ (h >> 32)).wrapping_mul(T4);
+    (p ^ (p >> 32)) as u32
 }
 
 /// MurmurHash3 (x86, 32-bit) of `data`. Used by lbd for Maglev
@@ -82,6 +157,9 @@ pub fn murmur3_32(data: &[u8], seed: u32) -> u32 {
 
 #[cfg(test)]
 mod tests {
+    extern crate std;
+    use std::{vec, vec::Vec};
+
     use super::*;
 
     #[test]
@@ -130,5 +208,118 @@ mod tests {
             ..v6
         };
         assert_ne!(flow_hash(&v6), flow_hash(&other));
+    }
+
+    /// A v6 key from its last address words and ports.
+    fn v6(src: [u32; 4], sport: u16) -> FlowKey {
+        FlowKey {
+            src: src.map(u32::to_be),
+            dst: [0x2001_0002u32.to_be(), 0, 0, 0x64u32.to_be()],
+            sport: sport.to_be(),
+            dport: 443u16.to_be(),
+            proto: 6,
+            family: crate::consts::AF_INET6,
+            _pad: 0,
+        }
+    }
+
+    /// Pearson's chi-square of `counts` against a uniform spread.
+    fn chi_square(counts: &[u32]) -> f64 {
+        let mean = counts.iter().map(|&c| f64::from(c)).sum::<f64>() / counts.len() as f64;
+        counts
+            .iter()
+            .map(|&c| (f64::from(c) - mean) * (f64::from(c) - mean) / mean)
+            .sum()
+    }
+
+    #[test]
+    fn table_hash_spreads_structured_ipv6_flows_over_buckets_and_fingerprints() {
+        // Sets a real table meets: one client's ports; clients of one /64
+        // (counting up in the last word); clients of many /64s of one /48
+        // (counting in the second and third words); clients differing
+        // only in a high bit of a word.
+        let sets: [(&str, Vec<FlowKey>); 4] = [
+            (
+                "ports",
+                (0..65_536u32)
+                    .map(|p| v6([0x2001_0002, 0, 0, 7], p as u16))
+                    .collect(),
+            ),
+            (
+                "one /64",
+                (0..65_536u32)
+                    .map(|n| v6([0x2001_0002, 0, 0, n], 40_000))
+                    .collect(),
+            ),
+            (
+                "many /64s",
+                (0..65_536u32)
+                    .map(|n| v6([0x2001_0002, n & 0xffff, n << 16, 1], 40_000))
+                    .collect(),
+            ),
+            (
+                "high bits",
+                (0..65_536u32)
+                    .map(|n| v6([0x2001_0002, n << 16, 0, 1], (n >> 8) as u16))
+                    .collect(),
+            ),
+        ];
+        for (name, keys) in &sets {
+            // 1024 cells, 64 flows each on average: a uniform spread gives
+            // a chi-square of 1023 ± 45; 1250 is five deviations out.
+            let mut buckets = vec![0u32; 1024];
+            let mut fingerprints = vec![0u32; 1024];
+            let mut seconds = vec![0u32; 1024];
+            for key in keys {
+                let h = table_hash(key);
+                buckets[(h & 1023) as usize] += 1;
+                fingerprints[((h >> 16) & 1023) as usize] += 1;
+                seconds[crate::flow_table::second_bucket_index(h, 1023) as usize] += 1;
+            }
+            for (what, counts) in [
+                ("buckets", &buckets),
+                ("fingerprints", &fingerprints),
+                ("second buckets", &seconds),
+            ] {
+                let chi = chi_square(counts);
+                assert!(chi < 1250.0, "{name}: {what}: chi-square {chi:.0}");
+            }
+        }
+    }
+
+    #[test]
+    fn table_hash_is_flow_hash_for_ipv4_and_differs_for_ipv6() {
+        let v4 = FlowKey {
+            src: [0x0a00_0001u32.to_be(), 0, 0, 0],
+            dst: [0xc612_0064u32.to_be(), 0, 0, 0],
+            sport: 40000u16.to_be(),
+            dport: 80u16.to_be(),
+            proto: 6,
+            family: crate::consts::AF_INET,
+            _pad: 0,
+        };
+        assert_eq!(table_hash(&v4), flow_hash(&v4));
+        assert_eq!(flow_hash_after(&v4, table_hash(&v4)), flow_hash(&v4));
+        let key = v6([0x2001_0002, 0, 0, 1], 40_000);
+        assert_eq!(flow_hash_after(&key, table_hash(&key)), flow_hash(&key));
+        assert_ne!(table_hash(&key), flow_hash(&key));
+        // Every field moves it.
+        let moved = [
+            v6([0x2001_0002, 0, 0, 2], 40_000),
+            v6([0x2001_0003, 0, 0, 1], 40_000),
+            v6([0x2001_0002, 0, 0, 1], 40_001),
+            FlowKey {
+                dport: 80u16.to_be(),
+                ..key
+            },
+            FlowKey { proto: 17, ..key },
+            FlowKey {
+                dst: [0x2001_0002u32.to_be(), 0, 0, 0x65u32.to_be()],
+                ..key
+            },
+        ];
+        for other in moved {
+            assert_ne!(table_hash(&other), table_hash(&key), "{other:?}");
+        }
     }
 }

@@ -33,6 +33,7 @@ use crate::{
     conntrack_kind::{self, ConntrackKind},
     ebpf_object::EBPF_OBJECT,
     flow_table::FlowTable,
+    flow_table::Placement,
     guard::GuardMaps,
     legacy_table::LegacyTable,
     nat_maps::NatMaps,
@@ -263,6 +264,9 @@ pub struct Dataplane {
     adopted: bool,
     /// A previous lbd's kernel-map connection table being carried over.
     legacy: Option<LegacyTable>,
+    /// The adopted table's second `re_place_flows` pass is still to run
+    /// (once this lbd's program is attached).
+    re_place_pending: bool,
 }
 
 /// Takes map `name` out of the loaded object, typed.
@@ -302,7 +306,7 @@ impl FlowStore {
             }
             None => return Err(DataplaneError::MissingMap(names::MAP_FLOW_BUCKETS)),
         };
-        FlowTable::new(map, buckets)
+        FlowTable::new(map, buckets, Placement::ByTableHash)
             .map(Self::Buckets)
             .map_err(|e| DataplaneError::FlowTable(Box::new(e)))
     }
@@ -320,7 +324,8 @@ fn take_half_open(ebpf: &mut Ebpf, buckets: u32) -> Result<FlowTable> {
         }
         None => return Err(DataplaneError::MissingMap(names::MAP_HALF_OPEN)),
     };
-    FlowTable::new(map, buckets).map_err(|e| DataplaneError::FlowTable(Box::new(e)))
+    FlowTable::new(map, buckets, Placement::ByFlowHash)
+        .map_err(|e| DataplaneError::FlowTable(Box::new(e)))
 }
 
 impl Dataplane {
@@ -412,9 +417,41 @@ impl Dataplane {
             pins: options.pins.clone(),
             adopted,
             legacy,
+            re_place_pending: false,
         };
         dataplane.carry_legacy_flows("loaded");
+        if adopted {
+            dataplane.re_place_flows(false);
+            dataplane.re_place_pending = true;
+        }
         Ok(dataplane)
+    }
+
+    /// Puts the adopted table's flows that a previous release placed by
+    /// another hash where this release looks for them
+    /// (`FlowTable::re_place`): copies them after the load (`release`
+    /// false), and again once this lbd's program runs, taking the old
+    /// copies out (`release` true).
+    fn re_place_flows(&mut self, release: bool) {
+        let FlowStore::Buckets(table) = &self.flows else {
+            return;
+        };
+        let done = table.re_place(release);
+        if done.misplaced > 0 {
+            info!(
+                misplaced = done.misplaced,
+                copied = done.copied,
+                failed = done.failed,
+                released = done.released,
+                "flows a previous release placed by another hash moved to where this release looks for them"
+            );
+        }
+        if done.failed > 0 {
+            warn!(
+                failed = done.failed,
+                "some flows could not be moved (their buckets stayed busy): their next packets take Maglev's pick"
+            );
+        }
     }
 
     /// Copies the flows of a previous lbd's kernel-map table into the
@@ -443,12 +480,18 @@ impl Dataplane {
         );
     }
 
-    /// The second pass of `carry_legacy_flows`, once this lbd's program
-    /// runs on the interface: the old program no longer adds flows.
-    fn finish_legacy_flows(&mut self) {
+    /// The second pass of `carry_legacy_flows` and of `re_place_flows`,
+    /// once this lbd's program runs on the interface: the old program no
+    /// longer adds or changes flows. `attach` and `attach_tc` call it; a
+    /// caller that runs the program by other means (a test run) calls it
+    /// once the old program is gone.
+    pub fn finish_adoption(&mut self) {
         if self.legacy.is_some() {
             self.carry_legacy_flows("swapped");
             self.legacy = None;
+        }
+        if std::mem::take(&mut self.re_place_pending) {
+            self.re_place_flows(true);
         }
     }
 
@@ -521,7 +564,7 @@ impl Dataplane {
         running_program: Option<u32>,
     ) -> Result<Option<ConfigXdpMode>> {
         let used = self.attach_xdp(interface, mode, running_program)?;
-        self.finish_legacy_flows();
+        self.finish_adoption();
         Ok(used)
     }
 
@@ -572,7 +615,7 @@ impl Dataplane {
     /// so the program then goes with this lbd.
     pub fn attach_tc(&mut self, interface: &str, running: &[u32]) -> Result<Hooked> {
         let hooked = self.attach_tc_ingress(interface, running)?;
-        self.finish_legacy_flows();
+        self.finish_adoption();
         Ok(hooked)
     }
 

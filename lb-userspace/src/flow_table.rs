@@ -13,9 +13,10 @@ use std::{
 use aya::maps::MapData;
 use lb_common::{
     flow_table::{
-        self, bucket_index, class_of, rank_word, second_bucket_index, FlowBucket, Placed, FLOW_WAYS,
+        self, bucket_index, class_of, fingerprint, rank_word, second_bucket_index, tag_fingerprint,
+        tag_rank, FlowBucket, Placed, FLOW_WAYS,
     },
-    hash::flow_hash,
+    hash::{flow_hash, table_hash},
     FlowEntry, FlowKey,
 };
 
@@ -42,12 +43,39 @@ pub enum FlowTableError {
     Contended,
 }
 
+/// The hash a table of this layout places its flows by: the object's two
+/// tables differ, and a connection table a release before `table_hash`
+/// left behind was placed by `flow_hash`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// `hash::table_hash`: the connection table (`FLOW_BUCKETS`).
+    ByTableHash,
+    /// `hash::flow_hash`: the half-open table (`HALF_OPEN`; a SYN
+    /// computes that hash anyway, for its Maglev pick).
+    ByFlowHash,
+}
+
+/// What `FlowTable::re_place` did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Replaced {
+    /// Flows found where this release would not look for them.
+    pub misplaced: u64,
+    /// Of those, copied to their place (the others had a copy there
+    /// already, seen at least as recently).
+    pub copied: u64,
+    /// Copies that could not be written (their buckets stayed busy).
+    pub failed: u64,
+    /// Misplaced copies taken out (`re_place` with `release`).
+    pub released: u64,
+}
+
 /// The mapped table. Owns the map (its file descriptor) and the mapping.
 pub struct FlowTable {
     map: MapData,
     base: NonNull<FlowBucket>,
     buckets: u32,
     len: usize,
+    placement: Placement,
 }
 
 // SAFETY: the mapping is shared memory the kernel keeps alive while the
@@ -58,8 +86,9 @@ unsafe impl Send for FlowTable {}
 unsafe impl Sync for FlowTable {}
 
 impl FlowTable {
-    /// Maps `map` (an mmapable array of `buckets` `FlowBucket`s).
-    pub fn new(map: MapData, buckets: u32) -> Result<Self, FlowTableError> {
+    /// Maps `map` (an mmapable array of `buckets` `FlowBucket`s holding
+    /// flows as `placement` places them).
+    pub fn new(map: MapData, buckets: u32, placement: Placement) -> Result<Self, FlowTableError> {
         if !buckets.is_power_of_two() {
             return Err(FlowTableError::Size(buckets));
         }
@@ -91,6 +120,7 @@ impl FlowTable {
             base,
             buckets,
             len,
+            placement,
         })
     }
 
@@ -120,15 +150,78 @@ impl FlowTable {
         }
     }
 
-    /// The flow's two buckets and its hash.
+    /// The hash that places `key` in this table.
+    fn place_hash(&self, key: &FlowKey) -> u32 {
+        match self.placement {
+            Placement::ByTableHash => table_hash(key),
+            Placement::ByFlowHash => flow_hash(key),
+        }
+    }
+
+    /// The flow's two buckets and the hash that placed it there.
     fn buckets_of(&self, key: &FlowKey) -> (*mut FlowBucket, *mut FlowBucket, u32) {
-        let hash = flow_hash(key);
+        let hash = self.place_hash(key);
         let mask = self.buckets - 1;
         (
             self.bucket(bucket_index(hash, mask)),
             self.bucket(second_bucket_index(hash, mask)),
             hash,
         )
+    }
+
+    /// Whether a flow `key` read in bucket `index` under tag `tag` is
+    /// where this release looks for it: in one of its two buckets, under
+    /// its fingerprint.
+    fn in_place(&self, index: u32, tag: u64, key: &FlowKey) -> bool {
+        let hash = self.place_hash(key);
+        let mask = self.buckets - 1;
+        (index == bucket_index(hash, mask) || index == second_bucket_index(hash, mask))
+            && tag_fingerprint(tag) == fingerprint(hash)
+    }
+
+    /// Puts the flows a previous release placed elsewhere where this one
+    /// looks for them (an upgrade across a change of `table_hash`: the
+    /// releases before it placed IPv6 flows by `flow_hash`), so they keep
+    /// their backends. Each misplaced flow is copied to its place, unless
+    /// a copy there was seen at least as recently; with `release`, its
+    /// misplaced copy is then taken out. lbd runs it twice on a table a
+    /// previous lbd left: without `release` right after loading (the old
+    /// program, still running, keeps finding the old copies), and with it
+    /// once this lbd's program runs (what the old one changed meanwhile
+    /// is copied again, then the old copies go).
+    pub fn re_place(&self, release: bool) -> Replaced {
+        let mut done = Replaced::default();
+        for index in 0..self.buckets {
+            let bucket = self.bucket(index);
+            for way in 0..FLOW_WAYS {
+                // SAFETY: a live bucket of the mapping.
+                let Some((key, seen)) = (unsafe { flow_table::read_way(bucket, way) }) else {
+                    continue;
+                };
+                if self.in_place(index, seen.tag, &key) {
+                    continue;
+                }
+                done.misplaced += 1;
+                let newer_in_place = self
+                    .get(&key)
+                    .is_some_and(|e| e.last_seen_ns >= seen.entry.last_seen_ns);
+                if !newer_in_place {
+                    match self.put(&key, &seen.entry, tag_rank(seen.tag)) {
+                        Ok(()) => done.copied += 1,
+                        Err(_) => {
+                            done.failed += 1;
+                            continue;
+                        }
+                    }
+                }
+                // SAFETY: as above; a CAS from the tag read, so a way
+                // that changed hands meanwhile is left alone.
+                if release && unsafe { flow_table::release(bucket, &seen) } {
+                    done.released += 1;
+                }
+            }
+        }
+        done
     }
 
     /// Every tracked flow, read bucket by bucket (each copy consistent;
@@ -167,9 +260,18 @@ impl FlowTable {
     /// replaced if tracked, else inserted as an established flow last seen
     /// at `entry.last_seen_ns`, evicting as the data plane would.
     pub fn install(&self, key: &FlowKey, entry: &FlowEntry) -> Result<(), FlowTableError> {
-        let (first, second, hash) = self.buckets_of(key);
-        let entry = FlowEntry { hash, ..*entry };
         let rank = rank_word(entry.last_seen_ns, class_of(entry.flags, true));
+        self.put(key, entry, rank)
+    }
+
+    /// `install` with rank word `rank`. The entry keeps the flow's
+    /// `flow_hash` (Maglev's), whatever hash places it.
+    fn put(&self, key: &FlowKey, entry: &FlowEntry, rank: u32) -> Result<(), FlowTableError> {
+        let (first, second, hash) = self.buckets_of(key);
+        let entry = FlowEntry {
+            hash: flow_hash(key),
+            ..*entry
+        };
         for _ in 0..4 {
             // SAFETY: live buckets of the mapping.
             if let Some((bucket, seen)) = unsafe { flow_table::find_in(first, second, key, hash) } {
@@ -180,7 +282,7 @@ impl FlowTable {
                 continue;
             }
             // SAFETY: as above.
-            match unsafe { flow_table::find_or_insert(first, second, key, &entry, rank) } {
+            match unsafe { flow_table::find_or_insert(first, second, key, &entry, rank, hash) } {
                 Placed::Inserted(_) => return Ok(()),
                 Placed::Found(_) | Placed::Contended => continue,
             }

@@ -6,12 +6,13 @@
 //! table (the memory-mapped `FlowTable`) agrees with what the program
 //! inserted; an upgrade from the shared-LRU table carries its flows over;
 //! a table holding its configured number of flows keeps every one (two
-//! candidate buckets per flow, twice the slots).
+//! candidate buckets per flow, twice the slots); an upgrade from a release
+//! that placed IPv6 flows by `flow_hash` moves them where this one looks.
 //! Needs root and two CPUs.
 
 use std::{
     collections::HashMap,
-    net::{IpAddr, Ipv4Addr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     sync::Barrier,
 };
 
@@ -20,7 +21,7 @@ use lb_common::{consts::names, flow_table::FLOW_WAYS, stats::Counter};
 use lb_tests::{
     bench::xdp::pin_to_cpu,
     packet::{self, Flow, Tcp, ACK, SYN},
-    testbed::{action, flow_key, vip4_tcp, Hook, TestBed, VIP4},
+    testbed::{action, flow_key, vip4_tcp, vip6_tcp, Hook, TestBed, VIP4, VIP6},
 };
 use lb_userspace::{config::Protocol, conntrack_kind::ConntrackKind, dataplane::LoadOptions};
 
@@ -306,4 +307,130 @@ fn an_upgrade_from_an_lru_release_without_a_bucket_table_carries_its_flows_over(
 #[test]
 fn an_upgrade_from_an_lru_release_with_a_bucket_table_pinned_carries_its_flows_over() {
     upgrade_from_lru(true);
+}
+
+/// IPv6 client flow `n`.
+fn flow6(n: u32) -> Flow {
+    Flow {
+        src: IpAddr::V6(Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 1, n as u16)),
+        dst: VIP6.parse().expect("addr"),
+        sport: 20_000 + n as u16,
+        dport: 80,
+    }
+}
+
+/// The MAC of backend `id` of `vip` (the destination of frames sent to it).
+fn backend_mac(bed: &TestBed, vip: &lb_userspace::config::VipConfig, id: u32) -> [u8; 6] {
+    let applied = bed
+        .balancer
+        .vips()
+        .get(&lb_userspace::reconcile::VipId::of(vip))
+        .expect("VIP applied");
+    let (address, _) = applied
+        .backends
+        .iter()
+        .find(|(_, b)| b.id == id)
+        .expect("backend of the VIP");
+    vip.backends
+        .iter()
+        .find(|b| b.address == *address)
+        .and_then(|b| b.mac)
+        .expect("MAC in the config")
+        .octets()
+}
+
+/// Releases before `table_hash` placed IPv6 flows in the connection table
+/// by `flow_hash`. Such a release's lbd left its flows pinned (each here
+/// on a backend Maglev would not pick, as after a backend change); this
+/// lbd adopts the table and moves them where it looks: right after the
+/// load it copies them (the old copies stay for the old program, still
+/// running), once its program runs it takes the old copies out. Every
+/// flow keeps its backend throughout.
+#[test]
+fn an_upgrade_re_places_the_ipv6_flows_a_release_placed_by_flow_hash() {
+    lb_tests::lab::ensure_bpffs().expect("bpffs");
+    let dir = std::path::Path::new(lb_tests::lab::BPFFS)
+        .join(format!("lbtct{}-replace", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let _cleanup = RemovedOnDrop(dir.clone());
+    let pins = lb_userspace::pinning::PinDir::new(&dir);
+    let options = LoadOptions {
+        conntrack_kind: ConntrackKind::Buckets,
+        pins: Some(pins.clone()),
+    };
+    let vip = vip6_tcp();
+    let flows: Vec<Flow> = (0..100).map(flow6).collect();
+    let mut expected = HashMap::new();
+    {
+        let mut old = TestBed::with_options(std::slice::from_ref(&vip), Hook::Xdp, 4096, &options)
+            .expect("old data plane");
+        for f in &flows {
+            for flags in [SYN, ACK] {
+                let (verdict, _) = old.run(&packet::tcp(f, flags, None, b"")).expect("run");
+                assert_eq!(verdict, action::TX);
+            }
+        }
+        // Each backend's generation, from the entries the program wrote.
+        let generations: HashMap<u32, u32> = old
+            .dataplane
+            .flows()
+            .map(|(_, e)| (e.backend_id, e.backend_generation))
+            .collect();
+        let mut ids: Vec<u32> = generations.keys().copied().collect();
+        ids.sort_unstable();
+        assert_eq!(ids.len(), 3, "the flows reached every backend");
+        // The table as the older release placed it.
+        let path = pins.map_path(names::MAP_FLOW_BUCKETS);
+        let map = aya::maps::MapData::from_pin(&path).expect("pinned table");
+        let buckets = lb_common::flow_table::buckets_for(4096);
+        let older = lb_userspace::flow_table::FlowTable::new(
+            map,
+            buckets,
+            lb_userspace::flow_table::Placement::ByFlowHash,
+        )
+        .expect("mapped");
+        for f in &flows {
+            let key = flow_key(f, Protocol::Tcp);
+            let entry = old.dataplane.flow(&key).expect("read").expect("tracked");
+            let maglev = old.maglev_backend_id(&vip, f).expect("pick");
+            assert_eq!(entry.backend_id, maglev);
+            let other = ids[(ids.iter().position(|&i| i == maglev).expect("id") + 1) % 3];
+            let moved = lb_common::FlowEntry {
+                backend_id: other,
+                backend_generation: generations[&other],
+                ..entry
+            };
+            old.dataplane.remove_flow(&key).expect("remove");
+            older.install(&key, &moved).expect("install");
+            assert_eq!(
+                old.dataplane.flow(&key).expect("read"),
+                None,
+                "{f:?}: placed by flow_hash, this release does not find it"
+            );
+            expected.insert(key, other);
+        }
+    }
+    let mut new = TestBed::with_options(std::slice::from_ref(&vip), Hook::Xdp, 4096, &options)
+        .expect("new data plane");
+    assert!(new.dataplane.adopted());
+    // After the load: every flow found where this release looks, with its
+    // backend; the old copies still there for the old program.
+    for (key, backend) in &expected {
+        let entry = new.dataplane.flow(key).expect("read").expect("re-placed");
+        assert_eq!(entry.backend_id, *backend);
+    }
+    assert_eq!(new.dataplane.flows().count(), 2 * flows.len());
+    new.dataplane.finish_adoption();
+    let table = tracked(&new);
+    assert_eq!(table, expected, "each flow once, on its backend");
+    for f in &flows {
+        let key = flow_key(f, Protocol::Tcp);
+        let (verdict, out) = new.run(&packet::tcp(f, ACK, None, b"")).expect("run");
+        assert_eq!(verdict, action::TX);
+        assert_eq!(
+            out[..6],
+            backend_mac(&new, &vip, expected[&key]),
+            "{f:?} reaches its pinned backend"
+        );
+    }
 }

@@ -15,7 +15,7 @@ use lb_common::{
         self, bucket_index, class_of, rank_class, rank_word, second_bucket_index, tag_rank,
         FlowBucket, Placed, Seen, CLASS_CLOSED, CLASS_ESTABLISHED, CLASS_HALF_OPEN, FLOW_WAYS,
     },
-    hash::flow_hash,
+    hash::{flow_hash, flow_hash_after, table_hash},
     stats::Counter,
     FlowEntry, FlowKey, VipMeta,
 };
@@ -37,13 +37,13 @@ use crate::{
 #[unsafe(no_mangle)]
 static FLOW_BUCKET_MASK: u32 = 0;
 
-/// The two buckets of a flow with hash `hash` (the same one twice in a
-/// one-bucket table).
+/// The two buckets of a flow with table hash `place` (`table_hash`; the
+/// same bucket twice in a one-bucket table).
 #[inline(always)]
-fn buckets_of(hash: u32) -> Option<(*mut FlowBucket, *mut FlowBucket)> {
+fn buckets_of(place: u32) -> Option<(*mut FlowBucket, *mut FlowBucket)> {
     let mask = bucket_mask();
-    let first = FLOW_BUCKETS.get_ptr_mut(bucket_index(hash, mask))?;
-    let second = FLOW_BUCKETS.get_ptr_mut(second_bucket_index(hash, mask))?;
+    let first = FLOW_BUCKETS.get_ptr_mut(bucket_index(place, mask))?;
+    let second = FLOW_BUCKETS.get_ptr_mut(second_bucket_index(place, mask))?;
     Some((first, second))
 }
 
@@ -54,6 +54,11 @@ fn buckets_of(hash: u32) -> Option<(*mut FlowBucket, *mut FlowBucket)> {
 /// else. A TCP flow the half-open table holds goes to its SYN's backend:
 /// a retransmitted SYN leaves it there, any other packet (the client's
 /// ACK) moves it into this table.
+///
+/// The flow is placed in this table by its `table_hash` (for IPv6 much
+/// cheaper than `flow_hash`, and every tracked packet computes it);
+/// `flow_hash` (Maglev's, and the half-open table's) is computed only
+/// for a flow this table does not hold (for IPv4 the two are one).
 #[inline(always)]
 pub(super) fn decide(
     vip: &VipMeta,
@@ -62,12 +67,17 @@ pub(super) fn decide(
     refused: &mut Counter,
 ) -> Option<Decision> {
     let key = &packet.key;
-    let hash = flow_hash(key);
+    let place = table_hash(key);
     // SAFETY: plain helper call.
     let now = unsafe { bpf_ktime_get_coarse_ns() };
     let mask = bucket_mask();
-    let indexes = (bucket_index(hash, mask), second_bucket_index(hash, mask));
-    let Some(first) = FLOW_BUCKETS.get_ptr_mut(indexes.0) else {
+    let placed = (
+        bucket_index(place, mask),
+        second_bucket_index(place, mask),
+        place,
+    );
+    let Some(first) = FLOW_BUCKETS.get_ptr_mut(placed.0) else {
+        let hash = flow_hash_after(key, place);
         let (backend_id, backend) = select::pick_with(vip, hash)?;
         return Some(insert_failed(vip, packet, backend_id, backend, hash));
     };
@@ -79,8 +89,9 @@ pub(super) fn decide(
     // packet is almost always a tracked flow's, found in its first
     // bucket: its second is looked up only if it is not there.
     let opening = packet.opens_tcp_flow();
-    let pick = if opening {
-        if let Some(second) = FLOW_BUCKETS.get_ptr_mut(indexes.1) {
+    let (early_hash, pick) = if opening {
+        let hash = flow_hash_after(key, place);
+        if let Some(second) = FLOW_BUCKETS.get_ptr_mut(placed.1) {
             // SAFETY: both are live elements of the table.
             unsafe {
                 flow_table::warm(first);
@@ -88,17 +99,17 @@ pub(super) fn decide(
             }
         }
         half_open::warm(hash);
-        select::pick_with(vip, hash)
+        (hash, select::pick_with(vip, hash))
     } else {
-        None
+        (0, None)
     };
     // SAFETY: a live element of the table.
-    let found = match unsafe { flow_table::find(first, key, hash) } {
+    let found = match unsafe { flow_table::find(first, key, place) } {
         Some(seen) => Some((first, seen)),
-        None => match FLOW_BUCKETS.get_ptr_mut(indexes.1) {
+        None => match FLOW_BUCKETS.get_ptr_mut(placed.1) {
             Some(second) if second != first => {
                 // SAFETY: as above.
-                unsafe { flow_table::find(second, key, hash) }.map(|seen| (second, seen))
+                unsafe { flow_table::find(second, key, place) }.map(|seen| (second, seen))
             }
             _ => None,
         },
@@ -111,6 +122,11 @@ pub(super) fn decide(
     if let Some((bucket, seen)) = found {
         return tracked(vip, packet, bucket, &seen, (now, mark));
     }
+    let hash = if opening {
+        early_hash
+    } else {
+        flow_hash_after(key, place)
+    };
     if tcp {
         // Found, the entry stays until the insert into this table is done
         // (`pending::PROMOTE_INTO_BUCKETS`).
@@ -121,7 +137,7 @@ pub(super) fn decide(
                 &known,
                 opening,
                 (now, hash, mark),
-                indexes,
+                placed,
             ));
         }
     }
@@ -139,7 +155,7 @@ pub(super) fn decide(
         half_open::queue(vip.id, key, &entry, now)
     } else {
         let rank = rank_word(now, class_of(entry.flags, true));
-        pending::queue(pending::INTO_BUCKETS, vip.id, key, &entry, rank, indexes)
+        pending::queue(pending::INTO_BUCKETS, vip.id, key, &entry, rank, placed)
     };
     if !queued {
         return Some(insert_failed(vip, packet, backend_id, backend, hash));
@@ -155,7 +171,8 @@ pub(super) fn decide(
 
 /// A packet of a flow the half-open table holds (`known`): to its SYN's
 /// backend; unless it is a retransmitted SYN (`opening`), the flow's
-/// insert into this table is queued with that backend.
+/// insert into this table is queued with that backend (at `placed`: its
+/// buckets and table hash here).
 #[inline(always)]
 fn from_half_open(
     vip: &VipMeta,
@@ -163,7 +180,7 @@ fn from_half_open(
     known: &half_open::Known,
     opening: bool,
     (now, hash, mark): (u64, u32, u32),
-    indexes: (u32, u32),
+    placed: (u32, u32, u32),
 ) -> Decision {
     let entry = new_entry(known.backend_id, known.backend, packet, (hash, mark), now);
     if !opening {
@@ -174,7 +191,7 @@ fn from_half_open(
             &packet.key,
             &entry,
             rank,
-            indexes,
+            placed,
         ) {
             return insert_failed(vip, packet, entry.backend_id, known.backend, entry.hash);
         }
@@ -209,8 +226,9 @@ pub(super) fn insert_pending(pending: *mut PendingFlow) -> u32 {
     };
     // SAFETY: both are live elements of the table; key and entry are in
     // this CPU's slot.
+    let rank_and_place = (u64::from(pending.rank) << 32) | u64::from(pending.place);
     let placed =
-        unsafe { lb_flow_claim(first, second, &pending.key, &pending.entry, pending.rank) };
+        unsafe { lb_flow_claim(first, second, &pending.key, &pending.entry, rank_and_place) };
     match placed {
         CLAIM_INSERTED => stats::count(Counter::ConntrackNew),
         CLAIM_CONTENDED => {
@@ -230,8 +248,9 @@ const CLAIM_CONTENDED: u32 = 0x200;
 
 /// `flow_table::find_or_insert` as a function of its own: the position
 /// the flow was found at (below `2 * FLOW_WAYS`), `CLAIM_INSERTED` or
-/// `CLAIM_CONTENDED`, in one register. The flow's hash is `entry.hash`
-/// (five arguments at most).
+/// `CLAIM_CONTENDED`, in one register. `rank_and_place`: the rank word
+/// (high 32 bits) and the flow's `table_hash` (low), in one argument
+/// (five at most).
 ///
 /// # Safety
 /// `first`, `second`, `key` and `entry` must be valid (or null: refused).
@@ -242,15 +261,16 @@ pub unsafe extern "C" fn lb_flow_claim(
     second: *mut FlowBucket,
     key: *const FlowKey,
     entry: *const FlowEntry,
-    rank: u32,
+    rank_and_place: u64,
 ) -> u32 {
     if first.is_null() || second.is_null() || key.is_null() || entry.is_null() {
         return CLAIM_CONTENDED;
     }
     // SAFETY: non-null, and valid per the contract.
     let (key, entry) = unsafe { (&*key, &*entry) };
+    let (rank, place) = ((rank_and_place >> 32) as u32, rank_and_place as u32);
     // SAFETY: as above.
-    match unsafe { flow_table::find_or_insert(first, second, key, entry, rank) } {
+    match unsafe { flow_table::find_or_insert(first, second, key, entry, rank, place) } {
         Placed::Found(pos) => (pos & (2 * FLOW_WAYS - 1)) as u32,
         Placed::Inserted(_) => CLAIM_INSERTED,
         Placed::Contended => CLAIM_CONTENDED,
@@ -380,11 +400,14 @@ unsafe fn touch(bucket: *mut FlowBucket, seen: &Seen, (tcp_flags, mark): (u8, u3
 /// See `conntrack::peek`.
 #[inline(always)]
 pub(super) fn peek(vip: &VipMeta, key: &FlowKey) -> Option<Decision> {
+    // Both hashes up front (ICMP errors are rare; for IPv4 the two are
+    // one): fewer values live across the lookups keeps this frame small.
     let hash = flow_hash(key);
-    if let Some((first, second)) = buckets_of(hash) {
+    let place = table_hash(key);
+    if let Some((first, second)) = buckets_of(place) {
         // SAFETY: both are live elements of the table.
         if let Some((_, Seen { entry, .. })) =
-            unsafe { flow_table::find_in(first, second, key, hash) }
+            unsafe { flow_table::find_in(first, second, key, place) }
         {
             if let Some(backend) = pinned_backend(&entry) {
                 return Some(unchanged(entry.backend_id, backend, 0, entry.hash));

@@ -150,7 +150,7 @@ pub(super) fn queue(vip_id: u32, key: &FlowKey, entry: &FlowEntry, now: u64) -> 
         key,
         entry,
         rank,
-        (index, index),
+        (index, index, entry.hash),
     )
 }
 

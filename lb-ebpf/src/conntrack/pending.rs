@@ -46,12 +46,15 @@ pub struct PendingFlow {
     pub(super) vip_id: u32,
     /// Which insert is queued (`INTO_*`), `IDLE` if none.
     armed: u32,
-    _pad: u32,
+    /// Its `hash::table_hash` (the bucket table only: its fingerprint
+    /// there; `entry.hash` is its `flow_hash`).
+    pub(super) place: u32,
 }
 
 /// Queues the insert of `key` with `entry` into the table `into`
-/// (`INTO_*`) at buckets `indexes` with rank word `rank`; false if there
-/// is no slot (never, in practice).
+/// (`INTO_*`) at `placed` (its first and second buckets there and its
+/// `table_hash`) with rank word `rank`; false if there is no slot (never,
+/// in practice).
 #[inline(always)]
 pub(super) fn queue(
     into: u32,
@@ -59,7 +62,7 @@ pub(super) fn queue(
     key: &FlowKey,
     entry: &FlowEntry,
     rank: u32,
-    indexes: (u32, u32),
+    placed: (u32, u32, u32),
 ) -> bool {
     let Some(pending) = FLOW_PENDING.get_ptr_mut(0) else {
         return false;
@@ -68,8 +71,9 @@ pub(super) fn queue(
     unsafe {
         (*pending).key = *key;
         (*pending).entry = *entry;
-        (*pending).first = indexes.0;
-        (*pending).second = indexes.1;
+        (*pending).first = placed.0;
+        (*pending).second = placed.1;
+        (*pending).place = placed.2;
         (*pending).rank = rank;
         (*pending).vip_id = vip_id;
         (*pending).armed = into;

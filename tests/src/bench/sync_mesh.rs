@@ -22,7 +22,7 @@ use anyhow::{anyhow, bail, Context as _};
 use lb_common::{
     consts::{AF_INET, IPPROTO_TCP},
     flow_table::{bucket_index, FLOW_WAYS},
-    hash::flow_hash,
+    hash::table_hash,
     FlowEntry, FlowKey,
 };
 use lb_userspace::{
@@ -344,7 +344,7 @@ fn prefill(plane: &mut Dataplane, balancer: &Balancer, flows: u32) -> anyhow::Re
             hash: 0,
         };
         let ways = per_bucket
-            .entry(bucket_index(flow_hash(&key), mask))
+            .entry(bucket_index(table_hash(&key), mask))
             .or_insert(0);
         if *ways == FLOW_WAYS {
             continue;
