@@ -236,13 +236,7 @@ fn a_table_holding_its_configured_number_of_flows_keeps_every_one() {
 /// as the releases where the LRU was the default but the bucket table
 /// existed did; the releases before it had none.
 fn upgrade_from_lru(bucket_pin: bool) {
-    lb_tests::lab::ensure_bpffs().expect("bpffs");
-    let dir = std::path::Path::new(lb_tests::lab::BPFFS)
-        .join(format!("lbtct{}-upgrade-{bucket_pin}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    // The pins go when the test ends, also when an assertion fails.
-    let _cleanup = RemovedOnDrop(dir.clone());
-    let pins = lb_userspace::pinning::PinDir::new(&dir);
+    let (pins, _cleanup) = pin_dir(&format!("upgrade-{bucket_pin}"));
     let vip = vip4_tcp();
     let flows: Vec<Flow> = (0..100).map(flow).collect();
     let mut pinned = HashMap::new();
@@ -288,6 +282,16 @@ fn upgrade_from_lru(bucket_pin: bool) {
     assert!(new.adopted(), "the VIPs, backends and tables are adopted");
     let carried: HashMap<_, _> = new.flows().map(|(k, e)| (k, e.backend_id)).collect();
     assert_eq!(carried, pinned, "every flow keeps its backend");
+}
+
+/// A fresh pin directory of this test process named `tag`, and its
+/// guard: the pins go when the test ends, also when an assertion fails.
+fn pin_dir(tag: &str) -> (lb_userspace::pinning::PinDir, RemovedOnDrop) {
+    lb_tests::lab::ensure_bpffs().expect("bpffs");
+    let dir = std::path::Path::new(lb_tests::lab::BPFFS)
+        .join(format!("lbtct{}-{tag}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    (lb_userspace::pinning::PinDir::new(&dir), RemovedOnDrop(dir))
 }
 
 /// A directory removed (with what is in it) when this is dropped.
@@ -348,12 +352,7 @@ fn backend_mac(bed: &TestBed, vip: &lb_userspace::config::VipConfig, id: u32) ->
 /// flow keeps its backend throughout.
 #[test]
 fn an_upgrade_re_places_the_ipv6_flows_a_release_placed_by_flow_hash() {
-    lb_tests::lab::ensure_bpffs().expect("bpffs");
-    let dir = std::path::Path::new(lb_tests::lab::BPFFS)
-        .join(format!("lbtct{}-replace", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let _cleanup = RemovedOnDrop(dir.clone());
-    let pins = lb_userspace::pinning::PinDir::new(&dir);
+    let (pins, _cleanup) = pin_dir("replace");
     let options = LoadOptions {
         conntrack_kind: ConntrackKind::Buckets,
         pins: Some(pins.clone()),
