@@ -870,6 +870,33 @@ pub unsafe fn warm(bucket: *mut FlowBucket) {
     let _ = unsafe { core::ptr::read_volatile(core::ptr::addr_of!((*bucket).tags[0])) };
 }
 
+/// Starts loading the slot line an insert into `bucket` would write
+/// first: its first empty way. Ways fill from the first, so that is the
+/// way numbered by the count of ways in use (counted without a branch per
+/// way); a hint, at worst a useless load (ways freed out of order, a full
+/// bucket), never a wrong result.
+///
+/// # Safety
+/// `bucket` must point to a live bucket of the table.
+#[inline(always)]
+pub unsafe fn warm_free_way(bucket: *mut FlowBucket) {
+    let mut used = 0u64;
+    let mut way = 0;
+    while way < FLOW_WAYS {
+        // SAFETY: per the caller's contract.
+        let tag = unsafe { tag_at(bucket, way) }.load();
+        // 1 for `TAG_VALID` (state bits 10), else 0.
+        used += (tag >> 1) & !tag & 1;
+        way += 1;
+    }
+    // SAFETY: per the caller's contract; the index is masked.
+    let _ = unsafe {
+        core::ptr::read_volatile(core::ptr::addr_of!(
+            (*bucket).slots[used as usize & (FLOW_WAYS - 1)].key.src[0]
+        ))
+    };
+}
+
 /// The flow `key` (hash `hash`) in its buckets `first` and `second`: the
 /// first is read first, the second only on a miss.
 ///

@@ -89,7 +89,7 @@ pub(super) fn decide(
     // packet is almost always a tracked flow's, found in its first
     // bucket: its second is looked up only if it is not there.
     let opening = packet.opens_tcp_flow();
-    let (early_hash, pick) = if opening {
+    let (mut hash, pick) = if opening {
         let hash = flow_hash_after(key, place);
         if let Some(second) = FLOW_BUCKETS.get_ptr_mut(placed.1) {
             // SAFETY: both are live elements of the table.
@@ -106,13 +106,26 @@ pub(super) fn decide(
     // SAFETY: a live element of the table.
     let found = match unsafe { flow_table::find(first, key, place) } {
         Some(seen) => Some((first, seen)),
-        None => match FLOW_BUCKETS.get_ptr_mut(placed.1) {
-            Some(second) if second != first => {
+        None => {
+            if !opening {
+                // Almost always a new flow now (a table holding its
+                // configured flows keeps about 5 % of them in their second
+                // bucket): the loads of its half-open bucket's header and
+                // of the slot its insert would write start here, their
+                // misses overlapping the second bucket's.
+                hash = flow_hash_after(key, place);
+                half_open::warm(hash);
                 // SAFETY: as above.
-                unsafe { flow_table::find(second, key, place) }.map(|seen| (second, seen))
+                unsafe { flow_table::warm_free_way(first) };
             }
-            _ => None,
-        },
+            match FLOW_BUCKETS.get_ptr_mut(placed.1) {
+                Some(second) if second != first => {
+                    // SAFETY: as above.
+                    unsafe { flow_table::find(second, key, place) }.map(|seen| (second, seen))
+                }
+                _ => None,
+            }
+        }
     };
     let marked = found.as_ref().map(|(_, seen)| seen.entry.flags);
     if !admitted(gate, (marked, opening), key, refused) {
@@ -122,11 +135,8 @@ pub(super) fn decide(
     if let Some((bucket, seen)) = found {
         return tracked(vip, packet, bucket, &seen, (now, mark));
     }
-    let hash = if opening {
-        early_hash
-    } else {
-        flow_hash_after(key, place)
-    };
+    // Here `hash` is the flow's `flow_hash` (a SYN's from the start, any
+    // other packet's since its first bucket missed).
     if tcp {
         // Found, the entry stays until the insert into this table is done
         // (`pending::PROMOTE_INTO_BUCKETS`).
