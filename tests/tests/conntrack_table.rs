@@ -247,12 +247,7 @@ fn upgrade_from_lru(bucket_pin: bool) {
         };
         let mut old = TestBed::with_options(std::slice::from_ref(&vip), Hook::Xdp, 4096, &options)
             .expect("old data plane");
-        for f in &flows {
-            for flags in [SYN, ACK] {
-                let (verdict, _) = old.run(&packet::tcp(f, flags, None, b"")).expect("run");
-                assert_eq!(verdict, action::TX);
-            }
-        }
+        open_through(&mut old, &flows);
         for (key, entry) in old.dataplane.flows() {
             pinned.insert(key, entry.backend_id);
         }
@@ -292,6 +287,17 @@ fn pin_dir(tag: &str) -> (lb_userspace::pinning::PinDir, RemovedOnDrop) {
         .join(format!("lbtct{}-{tag}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     (lb_userspace::pinning::PinDir::new(&dir), RemovedOnDrop(dir))
+}
+
+/// Each flow's SYN and first ACK through `bed`'s program: every flow in
+/// its connection table.
+fn open_through(bed: &mut TestBed, flows: &[Flow]) {
+    for f in flows {
+        for flags in [SYN, ACK] {
+            let (verdict, _) = bed.run(&packet::tcp(f, flags, None, b"")).expect("run");
+            assert_eq!(verdict, action::TX);
+        }
+    }
 }
 
 /// A directory removed (with what is in it) when this is dropped.
@@ -363,12 +369,7 @@ fn an_upgrade_re_places_the_ipv6_flows_a_release_placed_by_flow_hash() {
     {
         let mut old = TestBed::with_options(std::slice::from_ref(&vip), Hook::Xdp, 4096, &options)
             .expect("old data plane");
-        for f in &flows {
-            for flags in [SYN, ACK] {
-                let (verdict, _) = old.run(&packet::tcp(f, flags, None, b"")).expect("run");
-                assert_eq!(verdict, action::TX);
-            }
-        }
+        open_through(&mut old, &flows);
         // Each backend's generation, from the entries the program wrote.
         let generations: HashMap<u32, u32> = old
             .dataplane
