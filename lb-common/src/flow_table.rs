@@ -889,6 +889,21 @@ pub unsafe fn warm_free_way(bucket: *mut FlowBucket) {
         used += (tag >> 1) & !tag & 1;
         way += 1;
     }
+    if used as usize >= FLOW_WAYS {
+        // A full bucket: the insert evicts one of its flows, and which
+        // one takes `victim_order` over every way to say (too many
+        // instructions here, on the path every miss takes); all eight
+        // lines are loaded instead, in parallel.
+        let mut way = 0;
+        while way < FLOW_WAYS {
+            // SAFETY: per the caller's contract.
+            let _ = unsafe {
+                core::ptr::read_volatile(core::ptr::addr_of!((*bucket).slots[way].key.src[0]))
+            };
+            way += 1;
+        }
+        return;
+    }
     // SAFETY: per the caller's contract; the index is masked.
     let _ = unsafe {
         core::ptr::read_volatile(core::ptr::addr_of!(
