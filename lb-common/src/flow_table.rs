@@ -873,8 +873,9 @@ pub unsafe fn warm(bucket: *mut FlowBucket) {
 /// Starts loading the slot line an insert into `bucket` would write
 /// first: its first empty way. Ways fill from the first, so that is the
 /// way numbered by the count of ways in use (counted without a branch per
-/// way); a hint, at worst a useless load (ways freed out of order, a full
-/// bucket), never a wrong result.
+/// way); in a full bucket, every way's line (one of them is the victim).
+/// A hint, at worst a useless load (ways freed out of order), never a
+/// wrong result.
 ///
 /// # Safety
 /// `bucket` must point to a live bucket of the table.
