@@ -411,9 +411,10 @@ unsafe fn touch(bucket: *mut FlowBucket, seen: &Seen, (tcp_flags, mark): (u8, u3
 #[inline(always)]
 pub(super) fn peek(vip: &VipMeta, key: &FlowKey) -> Option<Decision> {
     // Both hashes up front (ICMP errors are rare; for IPv4 the two are
-    // one): fewer values live across the lookups keeps this frame small.
-    let hash = flow_hash(key);
+    // one, computed once): fewer values live across the lookups keeps
+    // this frame small.
     let place = table_hash(key);
+    let hash = flow_hash_after(key, place);
     if let Some((first, second)) = buckets_of(place) {
         // SAFETY: both are live elements of the table.
         if let Some((_, Seen { entry, .. })) =
