@@ -90,6 +90,7 @@ pub fn run(repeat: u32, rounds: u32) -> anyhow::Result<NatResults> {
 
 /// A packet, where it comes in, what every run must do (shared with the
 /// tunnel benchmark).
+#[derive(Clone)]
 pub(super) struct Case {
     pub(super) name: &'static str,
     pub(super) frame: Vec<u8>,
@@ -172,29 +173,64 @@ fn run_hook(
         Hook::Xdp => "xdp",
         Hook::Tc => "tc",
     };
-    let mut out = Vec::new();
-    for case in &cases {
-        // Two entries per new flow: stay well inside the table.
-        let repeat = if case.fresh {
+    // Two entries per new flow: stay well inside the table.
+    let repeat_of = |case: &Case| {
+        if case.fresh {
             repeat.min(50_000)
         } else {
             repeat
-        };
-        let ns = measure(&mut bed, case, repeat, rounds)?;
-        let spread = Spread::of(&ns);
-        eprintln!(
-            "bench: {hook_name:<3} {:<44} {:>7.1} ns/packet (median of {rounds})",
-            case.name, spread.median
-        );
-        out.push(NatCase {
-            name: case.name.to_owned(),
-            hook: hook_name.to_owned(),
-            ns_per_packet: spread,
-            repeat,
-            rounds,
-        });
+        }
+    };
+    let measured = interleaved(&cases, rounds, |case| {
+        measure(&mut bed, case, repeat_of(case), 1)
+    })?;
+    Ok(cases
+        .iter()
+        .zip(measured)
+        .map(|(case, ns)| recorded(hook_name, case.name, &ns, repeat_of(case), rounds))
+        .collect())
+}
+
+/// Measures `cases` round by round, each round every case in turn
+/// (`one_round` measures one case's round), so a drift of this VM's
+/// speed during the run moves every case alike and the comparisons the
+/// targets make (NAT against DSR, a tunnel mode against DSR) hold
+/// within each round: ns per packet per round, per case, in `cases`'
+/// order.
+pub(super) fn interleaved(
+    cases: &[Case],
+    rounds: u32,
+    mut one_round: impl FnMut(&Case) -> anyhow::Result<Vec<f64>>,
+) -> anyhow::Result<Vec<Vec<f64>>> {
+    let mut out = vec![Vec::new(); cases.len()];
+    for _ in 0..rounds {
+        for (case, ns) in cases.iter().zip(&mut out) {
+            ns.extend(one_round(case)?);
+        }
     }
     Ok(out)
+}
+
+/// One case's result from its rounds, logged.
+pub(super) fn recorded(
+    hook_name: &str,
+    name: &str,
+    ns: &[f64],
+    repeat: u32,
+    rounds: u32,
+) -> NatCase {
+    let spread = Spread::of(ns);
+    eprintln!(
+        "bench: {hook_name:<3} {name:<44} {:>7.1} ns/packet (median of {rounds})",
+        spread.median
+    );
+    NatCase {
+        name: name.to_owned(),
+        hook: hook_name.to_owned(),
+        ns_per_packet: spread,
+        repeat,
+        rounds,
+    }
 }
 
 /// Loads the two wrappers (not loaded by lbd).

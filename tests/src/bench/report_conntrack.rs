@@ -9,7 +9,10 @@ use lb_common::flow_table::{FLOW_BYTES_PER_CONFIGURED_FLOW, FLOW_BYTES_PER_ENTRY
 use lb_userspace::conntrack_kind::ConntrackKind;
 
 use super::{
-    xdp::{XdpResults, CONNECTION_V4, NON_VIP, TRACKED_V4, TRACKED_V6, WRAPPER_FLOOR},
+    xdp::{
+        XdpResults, CONNECTION_V4, FIRST_ACK_V4, FIRST_ACK_V6, NON_VIP, TRACKED_V4, TRACKED_V6,
+        WRAPPER_FLOOR,
+    },
     xdp_designs::DesignResult,
     xdp_profile::ProfileResults,
 };
@@ -96,10 +99,14 @@ pub fn comparison(out: &mut String, xdp: &XdpResults) {
     ];
     for (prefill, table) in &passes {
         // A SYN of a new flow goes to the half-open table in either
-        // design (NEW_V4, NEW_V6: the same cost), so the designs compare
-        // on a connection (its ACK inserts into the connection table) and,
-        // below, on the designs table's first-ACK inserts.
-        for (name, packets, max) in [(CONNECTION_V4, 2.0, 0.6)] {
+        // design (NEW_V4, NEW_V6), so the designs compare on a new flow's
+        // first ACK (its insert into the connection table) and on a
+        // connection (SYN and first ACK).
+        for (name, packets, max) in [
+            (FIRST_ACK_V4, 1.0, 0.5),
+            (FIRST_ACK_V6, 1.0, 0.5),
+            (CONNECTION_V4, 2.0, 0.6),
+        ] {
             if let (Some(new), Some(old)) =
                 (at(name, buckets(), *prefill), at(name, lru(), *prefill))
             {

@@ -11,9 +11,8 @@ use lb_common::{stats::Counter, Mode};
 use lb_userspace::config::Protocol;
 use serde::{Deserialize, Serialize};
 
-use super::{
-    nat::{load_wrappers, measure, measure_fresh, Case, NatCase, V4_SRC},
-    Spread,
+use super::nat::{
+    interleaved, load_wrappers, measure, measure_fresh, recorded, Case, NatCase, V4_SRC,
 };
 use crate::{
     natbed::{FibNetns, BACKENDS4, IN_DEV, OUT_DEV, SAME_IF4},
@@ -147,41 +146,39 @@ fn run_hook(
         Hook::Xdp => "xdp",
         Hook::Tc => "tc",
     };
-    let mut out = Vec::new();
-    let mut record = |name: &str, ns: &[f64], repeat: u32| {
-        let spread = Spread::of(ns);
-        eprintln!(
-            "bench: {hook_name:<3} {name:<44} {:>7.1} ns/packet (median of {rounds})",
-            spread.median
-        );
-        out.push(NatCase {
-            name: name.to_owned(),
-            hook: hook_name.to_owned(),
-            ns_per_packet: spread,
-            repeat,
-            rounds,
-        });
-    };
-    for case in &cases {
-        let ns = measure(&mut bed.nat, case, repeat, rounds)?;
-        record(case.name, &ns, repeat);
-    }
+    let measured = interleaved(&cases, rounds, |case| {
+        measure(&mut bed.nat, case, repeat, 1)
+    })?;
+    let mut out: Vec<NatCase> = cases
+        .iter()
+        .zip(measured)
+        .map(|(case, ns)| recorded(hook_name, case.name, &ns, repeat, rounds))
+        .collect();
     if hook == Hook::Tc {
         // The tracked pair again, each packet on a fresh skb (see
         // `measure_fresh`): what one real packet pays, without the
         // wrapper's repeated runs on one skb, which the kernel marks as
         // encapsulated after the first wrap.
         let per_round = repeat.min(FRESH_PER_ROUND);
-        for (name, of) in [
+        let pair = [
             (DSR_TRACKED_FRESH, DSR_TRACKED),
             (IPIP_TRACKED_ONE_ARMED_FRESH, IPIP_TRACKED_ONE_ARMED),
-        ] {
-            let case = cases
-                .iter()
-                .find(|c| c.name == of)
-                .ok_or_else(|| anyhow!("no case {of}"))?;
-            let ns = measure_fresh(&mut bed.nat, case, per_round, rounds)?;
-            record(name, &ns, per_round);
+        ];
+        let fresh = pair
+            .iter()
+            .map(|(_, of)| {
+                cases
+                    .iter()
+                    .find(|c| c.name == *of)
+                    .cloned()
+                    .ok_or_else(|| anyhow!("no case {of}"))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let measured = interleaved(&fresh, rounds, |case| {
+            measure_fresh(&mut bed.nat, case, per_round, 1)
+        })?;
+        for ((name, _), ns) in pair.iter().zip(measured) {
+            out.push(recorded(hook_name, name, &ns, per_round, rounds));
         }
     }
     Ok(out)

@@ -106,6 +106,12 @@ pub const WRAPPER_FLOOR: &str = "wrapper floor";
 pub const NEW_V4: &str = "TCP SYN v4, new flow";
 /// New TCP flow's SYN, IPv6 (as `NEW_V4`).
 pub const NEW_V6: &str = "TCP SYN v6, new flow";
+/// A new TCP flow's first ACK, IPv4, its SYN not seen (or its half-open
+/// entry gone): an insert into the connection table, the work in which
+/// the designs differ (a SYN goes to the half-open table in both).
+pub const FIRST_ACK_V4: &str = "TCP first ACK v4, new flow";
+/// `FIRST_ACK_V4` for IPv6.
+pub const FIRST_ACK_V6: &str = "TCP first ACK v6, new flow";
 /// Tracked TCP flow, IPv4.
 pub const TRACKED_V4: &str = "TCP ACK v4, tracked flow";
 /// Tracked TCP flow, IPv6.
@@ -302,6 +308,7 @@ impl Bench {
 }
 
 /// A case: which program, which packet, what every run must do.
+#[derive(Clone)]
 pub(crate) struct Case {
     pub(crate) name: &'static str,
     pub(crate) path: &'static str,
@@ -343,8 +350,8 @@ impl Case {
         let sum = (sum & 0xffff) + (sum >> 16);
         self.frame[csum_at..csum_at + 2].copy_from_slice(&(!(sum as u16)).to_be_bytes());
         self.name = match self.name {
-            NEW_V4 => "TCP first ACK v4, new flow",
-            NEW_V6 => "TCP first ACK v6, new flow",
+            NEW_V4 => FIRST_ACK_V4,
+            NEW_V6 => FIRST_ACK_V6,
             other => other,
         };
         self.path = "parse, VIP hit, conntrack miss, half-open miss, Maglev, conntrack insert, TX";
@@ -608,34 +615,71 @@ pub(crate) fn run_case(
     rounds: u32,
     fresh_table: bool,
 ) -> anyhow::Result<Spread> {
-    bench.prepare(case.target, &case.frame, case.vary_offset)?;
-    // Warm up (and, for tracked flows, create the flow).
-    bench.measure(&case.frame, 1000, 1, case.action, false)?;
-    let before = match case.counter {
-        Some(c) => bench.counter(c)?,
-        None => 0,
-    };
-    let ns = bench.measure(&case.frame, repeat, rounds, case.action, fresh_table)?;
-    if let Some(counter) = case.counter {
-        let got = bench.counter(counter)? - before;
-        let want = u64::from(repeat) * u64::from(rounds);
-        if got != want {
-            bail!(
-                "{} ({}): {got} {} for {want} runs: the measured path is not the one named",
-                case.name,
-                bench.kind.label(),
-                counter.name()
-            );
+    let spreads = run_compared(
+        std::slice::from_mut(bench),
+        case,
+        repeat,
+        rounds,
+        fresh_table,
+    )?;
+    spreads
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow!("{}: no result", case.name))
+}
+
+/// Runs one case on each of `benches` (objects on different
+/// connection-table designs), round by round: each round runs on every
+/// bench in turn, so a drift of this VM's speed during the case moves
+/// them alike and their ratio holds within each round. Checks that every
+/// run took the named path; one spread per bench, in order.
+pub(crate) fn run_compared(
+    benches: &mut [Bench],
+    case: &Case,
+    repeat: u32,
+    rounds: u32,
+    fresh_table: bool,
+) -> anyhow::Result<Vec<Spread>> {
+    let mut before = Vec::with_capacity(benches.len());
+    for bench in benches.iter_mut() {
+        bench.prepare(case.target, &case.frame, case.vary_offset)?;
+        // Warm up (and, for tracked flows, create the flow).
+        bench.measure(&case.frame, 1000, 1, case.action, false)?;
+        before.push(match case.counter {
+            Some(c) => bench.counter(c)?,
+            None => 0,
+        });
+    }
+    let mut ns = vec![Vec::new(); benches.len()];
+    for _ in 0..rounds {
+        for (bench, ns) in benches.iter_mut().zip(&mut ns) {
+            ns.extend(bench.measure(&case.frame, repeat, 1, case.action, fresh_table)?);
         }
     }
-    let spread = Spread::of(&ns);
-    eprintln!(
-        "bench: {:<34} {:>7.1} ns/packet (median of {rounds}, {})",
-        case.name,
-        spread.median,
-        bench.kind.label()
-    );
-    Ok(spread)
+    let mut spreads = Vec::with_capacity(benches.len());
+    for ((bench, ns), before) in benches.iter_mut().zip(&ns).zip(before) {
+        if let Some(counter) = case.counter {
+            let got = bench.counter(counter)? - before;
+            let want = u64::from(repeat) * u64::from(rounds);
+            if got != want {
+                bail!(
+                    "{} ({}): {got} {} for {want} runs: the measured path is not the one named",
+                    case.name,
+                    bench.kind.label(),
+                    counter.name()
+                );
+            }
+        }
+        let spread = Spread::of(ns);
+        eprintln!(
+            "bench: {:<34} {:>7.1} ns/packet (median of {rounds}, {})",
+            case.name,
+            spread.median,
+            bench.kind.label()
+        );
+        spreads.push(spread);
+    }
+    Ok(spreads)
 }
 
 /// A connection's first two packets through the LB: per round, `repeat`
@@ -648,66 +692,80 @@ pub(crate) fn run_case(
 /// every SYN held half-open; every ACK a new flow of the connection
 /// table, taken from the half-open table with its SYN's backend, or (its
 /// SYN's half-open entry already evicted) picked afresh (returned apart).
-fn run_connection(
-    bench: &mut Bench,
+pub(crate) fn run_connection(
+    benches: &mut [Bench],
     repeat: u32,
     rounds: u32,
     fresh_table: bool,
-) -> anyhow::Result<(Spread, u64)> {
+) -> anyhow::Result<Vec<(Spread, u64)>> {
+    let mut lost = vec![0; benches.len()];
+    let mut ns = vec![Vec::new(); benches.len()];
+    // A warm-up round (not counted), then the rounds, each on every
+    // bench in turn (see `run_compared`).
+    for round in 0..=rounds {
+        let connections = if round == 0 { 1000 } else { repeat };
+        for ((bench, ns), lost) in benches.iter_mut().zip(&mut ns).zip(&mut lost) {
+            if fresh_table && round > 0 {
+                bench.clear()?;
+            }
+            let (per_connection, evicted) = connection_round(bench, connections)?;
+            if round > 0 {
+                ns.push(per_connection);
+                *lost += evicted;
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(benches.len());
+    for ((bench, ns), lost) in benches.iter().zip(&ns).zip(lost) {
+        let spread = Spread::of(ns);
+        eprintln!(
+            "bench: {:<34} {:>7.1} ns/connection (median of {rounds}, {}; {lost} ACKs found their SYN's half-open entry evicted)",
+            CONNECTION_V4,
+            spread.median,
+            bench.kind.label()
+        );
+        out.push((spread, lost));
+    }
+    Ok(out)
+}
+
+/// One round of `run_connection` on `bench`: `connections` connections
+/// in batches; ns per connection and the ACKs whose SYN's half-open
+/// entry had been evicted.
+fn connection_round(bench: &mut Bench, connections: u32) -> anyhow::Result<(f64, u64)> {
     let syn = cases()
         .into_iter()
         .find(|c| c.name == NEW_V4)
         .ok_or_else(|| anyhow!("no case {NEW_V4}"))?;
     let ack_frame = ack_frame();
-    let mut lost = 0;
-    let mut ns = Vec::new();
-    // A warm-up round (not counted), then the rounds.
-    for round in 0..=rounds {
-        let connections = if round == 0 { 1000 } else { repeat };
-        if fresh_table && round > 0 {
-            bench.clear()?;
-        }
-        let held_before = bench.counter(Counter::ConntrackHalfOpenNew)?;
-        let new_before = bench.counter(Counter::ConntrackNew)?;
-        let promoted_before = bench.counter(Counter::ConntrackHalfOpenPromoted)?;
-        let mut total_ns = 0.0;
-        let mut done = 0;
-        while done < connections {
-            let batch = CONNECTION_BATCH.min(connections - done);
-            let start = bench.runs()?;
-            bench.prepare(syn.target, &syn.frame, syn.vary_offset)?;
-            let syn_ns = bench.measure(&syn.frame, batch, 1, syn.action, false)?;
-            bench.set_runs(start)?;
-            bench.prepare(syn.target, &ack_frame, syn.vary_offset)?;
-            let ack_ns = bench.measure(&ack_frame, batch, 1, syn.action, false)?;
-            let per_connection: f64 = syn_ns.iter().chain(&ack_ns).sum();
-            total_ns += per_connection * f64::from(batch);
-            done += batch;
-        }
-        if round == 0 {
-            continue;
-        }
-        let want = u64::from(connections);
-        let syn_held = bench.counter(Counter::ConntrackHalfOpenNew)? - held_before;
-        let ack_new = bench.counter(Counter::ConntrackNew)? - new_before;
-        let promoted = bench.counter(Counter::ConntrackHalfOpenPromoted)? - promoted_before;
-        if syn_held != want || ack_new != want || promoted > want {
-            bail!(
-                "{CONNECTION_V4} ({}): {syn_held} held half-open for {want} SYNs, {ack_new} new flows ({promoted} promoted) for {want} ACKs",
-                bench.kind.label()
-            );
-        }
-        lost += want - promoted;
-        ns.push(total_ns / f64::from(connections));
+    let held_before = bench.counter(Counter::ConntrackHalfOpenNew)?;
+    let new_before = bench.counter(Counter::ConntrackNew)?;
+    let promoted_before = bench.counter(Counter::ConntrackHalfOpenPromoted)?;
+    let mut total_ns = 0.0;
+    let mut done = 0;
+    while done < connections {
+        let batch = CONNECTION_BATCH.min(connections - done);
+        let start = bench.runs()?;
+        bench.prepare(syn.target, &syn.frame, syn.vary_offset)?;
+        let syn_ns = bench.measure(&syn.frame, batch, 1, syn.action, false)?;
+        bench.set_runs(start)?;
+        bench.prepare(syn.target, &ack_frame, syn.vary_offset)?;
+        let ack_ns = bench.measure(&ack_frame, batch, 1, syn.action, false)?;
+        let per_connection: f64 = syn_ns.iter().chain(&ack_ns).sum();
+        total_ns += per_connection * f64::from(batch);
+        done += batch;
     }
-    let spread = Spread::of(&ns);
-    eprintln!(
-        "bench: {:<34} {:>7.1} ns/connection (median of {rounds}, {}; {lost} ACKs found their SYN's half-open entry evicted)",
-        CONNECTION_V4,
-        spread.median,
-        bench.kind.label()
-    );
-    Ok((spread, lost))
+    let want = u64::from(connections);
+    let syn_held = bench.counter(Counter::ConntrackHalfOpenNew)? - held_before;
+    let ack_new = bench.counter(Counter::ConntrackNew)? - new_before;
+    let promoted = bench.counter(Counter::ConntrackHalfOpenPromoted)? - promoted_before;
+    if syn_held != want || ack_new != want || promoted > want {
+        bail!(
+            "{CONNECTION_V4} ({}): {syn_held} held half-open for {want} SYNs, {ack_new} new flows ({promoted} promoted) for {want} ACKs",
+            bench.kind.label()
+        );
+    }
+    Ok((total_ns / f64::from(connections), want - promoted))
 }
 
 /// Runs every case on both `COMPARED` designs at lbd's default table size
@@ -758,20 +816,15 @@ fn run_guarded(
     }
     for case in guarded_cases() {
         let fresh = case.new_flow();
-        for bench in benches.iter_mut() {
-            let spread = run_case(bench, &case, repeat, rounds, fresh)?;
-            results.push(XdpCase {
-                name: case.name.to_owned(),
-                path: case.path.to_owned(),
-                ns_per_packet: spread,
-                repeat,
-                rounds,
-                conntrack_prefill: 0,
-                design: bench.kind.label().to_owned(),
-                capacity,
-                lost_flows: 0,
-            });
-        }
+        let spreads = run_compared(benches, &case, repeat, rounds, fresh)?;
+        record(
+            results,
+            benches,
+            &case,
+            &spreads,
+            (repeat, rounds),
+            (0, capacity),
+        );
     }
     Ok(())
 }
@@ -789,24 +842,59 @@ pub fn run_guarded_only(repeat: u32, rounds: u32) -> anyhow::Result<Vec<XdpCase>
         .into_iter()
         .filter(|c| c.name == TRACKED_V4 || c.name == NEW_V6)
     {
-        for bench in &mut benches {
-            let fresh = baseline.new_flow();
-            let spread = run_case(bench, &baseline, repeat, rounds, fresh)?;
-            results.push(XdpCase {
-                name: baseline.name.to_owned(),
-                path: baseline.path.to_owned(),
-                ns_per_packet: spread,
-                repeat,
-                rounds,
-                conntrack_prefill: 0,
-                design: bench.kind.label().to_owned(),
-                capacity: CONNTRACK,
-                lost_flows: 0,
-            });
-        }
+        let fresh = baseline.new_flow();
+        let spreads = run_compared(&mut benches, &baseline, repeat, rounds, fresh)?;
+        record(
+            &mut results,
+            &benches,
+            &baseline,
+            &spreads,
+            (repeat, rounds),
+            (0, CONNTRACK),
+        );
     }
     run_guarded(&mut benches, repeat, rounds, CONNTRACK, &mut results)?;
     Ok(results)
+}
+
+/// The main pass's cases: `cases()` and, after each new-flow SYN, the
+/// same flow's first ACK (an insert into the connection table, which the
+/// SYN's half-open hold leaves to it: where the designs differ).
+fn pass_cases() -> Vec<Case> {
+    let mut out = Vec::new();
+    for case in cases() {
+        let first_ack = (case.name == NEW_V4 || case.name == NEW_V6).then(|| case.clone());
+        out.push(case);
+        if let Some(ack) = first_ack {
+            out.push(ack.into_first_ack());
+        }
+    }
+    out
+}
+
+/// Appends one case's results on `benches` (`spreads` in their order):
+/// `(repeat, rounds)` as run, `(prefill, capacity)` of the table.
+fn record(
+    results: &mut Vec<XdpCase>,
+    benches: &[Bench],
+    case: &Case,
+    spreads: &[Spread],
+    (repeat, rounds): (u32, u32),
+    (prefill, capacity): (u64, u32),
+) {
+    for (bench, spread) in benches.iter().zip(spreads) {
+        results.push(XdpCase {
+            name: case.name.to_owned(),
+            path: case.path.to_owned(),
+            ns_per_packet: *spread,
+            repeat,
+            rounds,
+            conntrack_prefill: prefill,
+            design: bench.kind.label().to_owned(),
+            capacity,
+            lost_flows: 0,
+        });
+    }
 }
 
 /// One table size, both `COMPARED` designs loaded side by side and
@@ -830,30 +918,25 @@ fn run_pass(
         bench.prefill(prefill)?;
         benches.push(bench);
     }
-    for case in cases() {
+    for case in pass_cases() {
         if prefill > 0 && !case.name.contains("flow") {
             continue;
         }
         let fresh = prefill == 0 && case.new_flow();
-        for bench in &mut benches {
-            let spread = run_case(bench, &case, repeat, rounds, fresh)?;
-            results.push(XdpCase {
-                name: case.name.to_owned(),
-                path: case.path.to_owned(),
-                ns_per_packet: spread,
-                repeat,
-                rounds,
-                conntrack_prefill: u64::from(prefill),
-                design: bench.kind.label().to_owned(),
-                capacity,
-                lost_flows: 0,
-            });
-        }
+        let spreads = run_compared(&mut benches, &case, repeat, rounds, fresh)?;
+        record(
+            results,
+            &benches,
+            &case,
+            &spreads,
+            (repeat, rounds),
+            (u64::from(prefill), capacity),
+        );
     }
     // Half the runs per round: each connection is two packets.
     let connections = repeat / 2;
-    for bench in &mut benches {
-        let (spread, lost) = run_connection(bench, connections, rounds, prefill == 0)?;
+    let measured = run_connection(&mut benches, connections, rounds, prefill == 0)?;
+    for (bench, (spread, lost)) in benches.iter().zip(measured) {
         results.push(XdpCase {
             name: CONNECTION_V4.to_owned(),
             path: "SYN: conntrack miss, half-open miss, Maglev, half-open insert, TX; then its first ACK: conntrack miss, half-open hit (taken out), conntrack insert, TX; ns per connection".to_owned(),
