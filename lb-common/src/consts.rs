@@ -134,8 +134,14 @@ pub mod names {
     /// XDP program that only passes frames up; attached to a veth peer so
     /// that frames sent with XDP_TX are accepted (see README, lab notes).
     pub const PROG_PASS: &str = "xdp_pass";
-    /// VIP lookup: `VipKey` -> `VipMeta`.
+    /// VIP lookup: `VipKey` -> `VipMeta` (lbd's authoritative copy; the
+    /// data plane reads `VIP_INDEX` and asks this map only when unsure).
     pub const MAP_VIPS: &str = "VIPS";
+    /// The VIP index: `VIPS` as an array the data plane reads without a
+    /// kernel call (`vip_index`).
+    pub const MAP_VIP_INDEX: &str = "VIP_INDEX";
+    /// Read-only global: slot buckets in `VIP_INDEX` minus one.
+    pub const GLOBAL_VIP_INDEX_MASK: &str = "VIP_INDEX_MASK";
     /// Maglev tables: flat array of backend ids.
     pub const MAP_MAGLEV: &str = "MAGLEV";
     /// Backends by id.

@@ -17,6 +17,7 @@ pub mod mode;
 pub mod nat;
 pub mod stats;
 pub mod tunnel;
+pub mod vip_index;
 
 pub use maps::{
     Backend, BenchTemplate, DataplaneEvent, FlowEntry, FlowKey, LbConfig, NatEntry, NatSource,

@@ -22,6 +22,7 @@ use lb_common::{
         ACL_RULES_MAX, ACL_TRIE_SIZE, LIMIT_TABLE_SIZE,
     },
     stats::COUNTER_COUNT,
+    vip_index::{self, VipIndexBucket},
     Backend, FlowEntry, FlowKey, LbConfig, NatEntry, NatSource, TrafficCounters, TunnelConfig,
     TunnelHop, VipKey, VipMeta,
 };
@@ -29,8 +30,19 @@ use lb_common::{
 use crate::{forward::tunnel::Job, nat::scratch::NatScratch};
 
 /// Services: (address, port, protocol) -> where the VIP's tables are.
+/// lbd's authoritative copy: the packet path reads `VIP_INDEX` and asks
+/// this map only when the index is unsure (see `lookup`).
 #[map]
 pub static VIPS: HashMap<VipKey, VipMeta> = HashMap::with_max_entries(MAX_VIPS_DEFAULT, 0);
+
+/// `VIPS` as an index of buckets (`lb_common::vip_index`; bucket 0 is its
+/// header), read with plain loads. Memory-mappable: lbd writes it in
+/// place.
+#[map]
+pub static VIP_INDEX: Array<VipIndexBucket> = Array::with_max_entries(
+    1 + vip_index::vip_index_buckets_for(MAX_VIPS_DEFAULT),
+    BPF_F_MMAPABLE,
+);
 
 /// Maglev tables, flat: two copies of `MAGLEV_SIZE_MAX` backend ids per VIP.
 #[map]

@@ -23,6 +23,7 @@ use lb_common::{
     },
     flow_table,
     stats::{Counter, COUNTER_COUNT},
+    vip_index::vip_index_buckets_for,
     Backend, DataplaneEvent, FlowEntry, FlowKey, LbConfig, NatSource, TrafficCounters,
     TunnelConfig, VipKey, VipMeta,
 };
@@ -37,6 +38,7 @@ use crate::{
     legacy_table::LegacyTable,
     nat_maps::NatMaps,
     pinning::{PinDir, PinError, DEPENDENT_MAPS, PINNED_MAPS, STATE_MAPS},
+    vip_index::VipIndex,
 };
 
 /// Errors of the data plane, each naming what was being done.
@@ -99,6 +101,9 @@ pub enum DataplaneError {
     /// The bucket connection table could not be mapped or written.
     #[error(transparent)]
     FlowTable(Box<crate::flow_table::FlowTableError>),
+    /// The VIP index could not be mapped or written.
+    #[error(transparent)]
+    VipIndex(#[from] crate::vip_index::VipIndexError),
     /// An id is beyond what the maps were sized for.
     #[error("{what} {id} is out of range (capacity {capacity})")]
     OutOfRange {
@@ -242,6 +247,8 @@ pub struct Dataplane {
     ebpf: Ebpf,
     sizes: MapSizes,
     vips: HashMap<MapData, VipKey, VipMeta>,
+    /// `VIPS` as the packet path reads it (`vip_index`), kept equal.
+    vip_index: VipIndex,
     maglev: Array<MapData, u32>,
     backends: Array<MapData, Backend>,
     /// The connection table, whichever design backs it.
@@ -280,6 +287,19 @@ where
         name,
         source: Box::new(e),
     })
+}
+
+/// Takes map `name` out of the loaded object as it is (for a map lbd
+/// maps into its memory).
+fn take_map_data(ebpf: &mut Ebpf, name: &'static str) -> Result<MapData> {
+    match ebpf.take_map(name) {
+        Some(Map::Array(data)) => Ok(data),
+        Some(_) => Err(DataplaneError::MapType {
+            name,
+            source: Box::new(aya::maps::MapError::InvalidMapType { map_type: 0 }),
+        }),
+        None => Err(DataplaneError::MissingMap(name)),
+    }
 }
 
 /// The connection table behind `Dataplane::flows` and friends.
@@ -345,8 +365,10 @@ impl Dataplane {
             (flow_table::buckets_for(sizes.conntrack), 1)
         };
         let half_open_buckets = flow_table::half_open_buckets_for(sizes.half_open);
+        let vip_buckets = vip_index_buckets_for(sizes.max_vips);
         let resized = [
             (names::MAP_VIPS, sizes.max_vips),
+            (names::MAP_VIP_INDEX, 1 + vip_buckets),
             (names::MAP_VIP_STATS, sizes.max_vips),
             (names::MAP_VIP_GUARDS, sizes.max_vips),
             (names::MAP_MAGLEV, maglev_entries),
@@ -365,6 +387,8 @@ impl Dataplane {
         loader.override_global(names::GLOBAL_FLOW_BUCKET_MASK, &bucket_mask, true);
         let half_open_mask = half_open_buckets - 1;
         loader.override_global(names::GLOBAL_HALF_OPEN_BUCKET_MASK, &half_open_mask, true);
+        let vip_mask = vip_buckets - 1;
+        loader.override_global(names::GLOBAL_VIP_INDEX_MASK, &vip_mask, true);
         let mut adopted = false;
         let mut legacy = None;
         if let Some(pins) = &options.pins {
@@ -390,8 +414,21 @@ impl Dataplane {
             .map_err(|e| program_error("loading", names::PROG_TC_LB, e))?;
         // `tc_hc_encap` is loaded by the engine when a check first goes
         // through a tunnel: a node without such checks never depends on it.
+        let vips: HashMap<MapData, VipKey, VipMeta> = take_map(&mut ebpf, names::MAP_VIPS)?;
+        // The index is made equal to `VIPS` before any program of this
+        // object runs (an adopted one is only repaired, see `VipIndex`).
+        let held = vips
+            .iter()
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| map_error("reading", names::MAP_VIPS, e))?;
+        let vip_index = VipIndex::adopt(
+            take_map_data(&mut ebpf, names::MAP_VIP_INDEX)?,
+            vip_buckets,
+            &held,
+        )?;
         let mut dataplane = Self {
-            vips: take_map(&mut ebpf, names::MAP_VIPS)?,
+            vips,
+            vip_index,
             maglev: take_map(&mut ebpf, names::MAP_MAGLEV)?,
             backends: take_map(&mut ebpf, names::MAP_BACKENDS)?,
             flows: FlowStore::take(&mut ebpf, kind, buckets)?,
@@ -1188,10 +1225,21 @@ impl MapWriter for Dataplane {
     fn set_vip(&mut self, key: &VipKey, meta: &VipMeta) -> Result<()> {
         self.vips
             .insert(key, meta, 0)
-            .map_err(|e| map_error("writing", names::MAP_VIPS, e))
+            .map_err(|e| map_error("writing", names::MAP_VIPS, e))?;
+        self.vip_index.set(key, meta)?;
+        if self.vip_index.unplaced() > 0 {
+            warn!(
+                unplaced = self.vip_index.unplaced(),
+                "the VIP index has no room for some VIPs: packets to no VIP are looked up in the VIP map too (slower, still correct)"
+            );
+        }
+        Ok(())
     }
 
     fn remove_vip(&mut self, key: &VipKey) -> Result<()> {
+        // Out of the index first: from then on lookups either miss or,
+        // overlapping, ask `VIPS`, which still holds it.
+        self.vip_index.remove(key)?;
         self.vips
             .remove(key)
             .map_err(|e| map_error("removing from", names::MAP_VIPS, e))

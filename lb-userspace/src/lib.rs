@@ -39,6 +39,7 @@ pub(crate) mod slots;
 pub mod sync;
 pub(crate) mod tunnel;
 pub mod vip_id;
+pub mod vip_index;
 pub mod vrrp;
 
 /// What `lbd --version` and `lbctl --version` print after the binary's

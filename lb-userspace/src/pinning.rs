@@ -29,8 +29,9 @@ const BPF_FS_MAGIC: u32 = 0xcafe_4a11;
 
 /// The maps the packet path reads and writes: pinned so they outlive lbd.
 /// (Benchmark-only maps are not.)
-pub(crate) const PINNED_MAPS: [&str; 20] = [
+pub(crate) const PINNED_MAPS: [&str; 21] = [
     names::MAP_VIPS,
+    names::MAP_VIP_INDEX,
     names::MAP_MAGLEV,
     names::MAP_BACKENDS,
     names::MAP_CONNTRACK,
@@ -65,12 +66,14 @@ pub(crate) const STATE_MAPS: [&str; 7] = [
     names::MAP_NAT_SOURCES,
 ];
 
-/// Maps that point into the state maps (backend ids and generations) but
-/// that the rest does not need: adopted only together with the state
-/// maps, yet one that does not fit this lbd (`half_open_size` changed) is
-/// started afresh alone, with a warning, and the rest is still adopted
-/// (a half-open flow lost costs nothing: its ACK takes Maglev's pick).
-pub(crate) const DEPENDENT_MAPS: [&str; 1] = [names::MAP_HALF_OPEN];
+/// Maps that point into the state maps (backend ids and generations) or
+/// mirror them, but that the rest does not need: adopted only together
+/// with the state maps, yet one that does not fit this lbd (`half_open_size`
+/// changed; no VIP index pinned by an older release) is started afresh
+/// alone, with a warning, and the rest is still adopted (a half-open flow
+/// lost costs nothing: its ACK takes Maglev's pick; the VIP index is
+/// rebuilt from `VIPS` before this lbd's program runs).
+pub(crate) const DEPENDENT_MAPS: [&str; 2] = [names::MAP_HALF_OPEN, names::MAP_VIP_INDEX];
 
 /// Errors of the pin directory, each naming the path.
 #[derive(Debug, thiserror::Error)]
