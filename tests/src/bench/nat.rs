@@ -34,6 +34,28 @@ pub struct NatCase {
     pub repeat: u32,
     /// Rounds.
     pub rounds: u32,
+    /// ns per packet of each round, in the order they ran (empty in older
+    /// results): compared cases ran round by round, so a comparison can
+    /// be made within each round (`paired`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub per_round: Vec<f64>,
+}
+
+impl NatCase {
+    /// `op(self, other)` round by round (the rounds ran side by side, see
+    /// `interleaved`), if both cases kept as many rounds.
+    pub fn paired(&self, other: &NatCase, op: impl Fn(f64, f64) -> f64) -> Option<Spread> {
+        if self.per_round.is_empty() || self.per_round.len() != other.per_round.len() {
+            return None;
+        }
+        let values: Vec<f64> = self
+            .per_round
+            .iter()
+            .zip(&other.per_round)
+            .map(|(a, b)| op(*a, *b))
+            .collect();
+        Some(Spread::of(&values))
+    }
 }
 
 /// All NAT cases, DSR's tracked flow measured beside them.
@@ -50,10 +72,12 @@ pub struct NatResults {
 impl NatResults {
     /// The median of case `name` at `hook`, if measured.
     pub fn median(&self, name: &str, hook: &str) -> Option<f64> {
-        self.cases
-            .iter()
-            .find(|c| c.name == name && c.hook == hook)
-            .map(|c| c.ns_per_packet.median)
+        self.case(name, hook).map(|c| c.ns_per_packet.median)
+    }
+
+    /// Case `name` at `hook`, if measured.
+    pub fn case(&self, name: &str, hook: &str) -> Option<&NatCase> {
+        self.cases.iter().find(|c| c.name == name && c.hook == hook)
     }
 }
 
@@ -181,14 +205,22 @@ fn run_hook(
             repeat
         }
     };
-    let measured = interleaved(&cases, rounds, |case| {
+    // The tracked cases round by round; then the new-flow case, whose
+    // rounds each start from an empty table (the tracked flow gone).
+    let (fresh, tracked): (Vec<Case>, Vec<Case>) = cases.into_iter().partition(|c| c.fresh);
+    let measured = interleaved(&tracked, rounds, |case| {
         measure(&mut bed, case, repeat_of(case), 1)
     })?;
-    Ok(cases
+    let mut out: Vec<NatCase> = tracked
         .iter()
         .zip(measured)
         .map(|(case, ns)| recorded(hook_name, case.name, &ns, repeat_of(case), rounds))
-        .collect())
+        .collect();
+    for case in &fresh {
+        let ns = measure(&mut bed, case, repeat_of(case), rounds)?;
+        out.push(recorded(hook_name, case.name, &ns, repeat_of(case), rounds));
+    }
+    Ok(out)
 }
 
 /// Measures `cases` round by round, each round every case in turn
@@ -230,6 +262,7 @@ pub(super) fn recorded(
         ns_per_packet: spread,
         repeat,
         rounds,
+        per_round: ns.to_vec(),
     }
 }
 

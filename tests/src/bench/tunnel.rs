@@ -34,10 +34,12 @@ pub struct TunnelResults {
 impl TunnelResults {
     /// The median of case `name` at `hook`, if measured.
     pub fn median(&self, name: &str, hook: &str) -> Option<f64> {
-        self.cases
-            .iter()
-            .find(|c| c.name == name && c.hook == hook)
-            .map(|c| c.ns_per_packet.median)
+        self.case(name, hook).map(|c| c.ns_per_packet.median)
+    }
+
+    /// Case `name` at `hook`, if measured.
+    pub fn case(&self, name: &str, hook: &str) -> Option<&NatCase> {
+        self.cases.iter().find(|c| c.name == name && c.hook == hook)
     }
 }
 
