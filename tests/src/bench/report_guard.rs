@@ -73,6 +73,7 @@ mod tests {
             design: design.label().to_owned(),
             capacity: 0,
             lost_flows: 0,
+            per_round: Vec::new(),
         }
     }
 

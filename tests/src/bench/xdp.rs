@@ -59,6 +59,28 @@ pub struct XdpCase {
     /// (inserted again as new flows), over all rounds.
     #[serde(default)]
     pub lost_flows: u64,
+    /// ns of each round, in the order they ran (empty in older results):
+    /// the designs ran round by round, so they compare within each round.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub per_round: Vec<f64>,
+}
+
+/// One case's rounds on one bench: their spread and each round's ns.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Rounds {
+    /// min / median / max.
+    pub(crate) spread: Spread,
+    /// Each round, in order.
+    pub(crate) per_round: Vec<f64>,
+}
+
+impl Rounds {
+    fn of(ns: &[f64]) -> Self {
+        Self {
+            spread: Spread::of(ns),
+            per_round: ns.to_vec(),
+        }
+    }
 }
 
 /// What older results files measured on: the shared LRU.
@@ -615,16 +637,17 @@ pub(crate) fn run_case(
     rounds: u32,
     fresh_table: bool,
 ) -> anyhow::Result<Spread> {
-    let spreads = run_compared(
+    let measured = run_compared(
         std::slice::from_mut(bench),
         case,
         repeat,
         rounds,
         fresh_table,
     )?;
-    spreads
+    measured
         .into_iter()
         .next()
+        .map(|r| r.spread)
         .ok_or_else(|| anyhow!("{}: no result", case.name))
 }
 
@@ -639,7 +662,7 @@ pub(crate) fn run_compared(
     repeat: u32,
     rounds: u32,
     fresh_table: bool,
-) -> anyhow::Result<Vec<Spread>> {
+) -> anyhow::Result<Vec<Rounds>> {
     let mut before = Vec::with_capacity(benches.len());
     for bench in benches.iter_mut() {
         bench.prepare(case.target, &case.frame, case.vary_offset)?;
@@ -656,7 +679,7 @@ pub(crate) fn run_compared(
             ns.extend(bench.measure(&case.frame, repeat, 1, case.action, fresh_table)?);
         }
     }
-    let mut spreads = Vec::with_capacity(benches.len());
+    let mut out = Vec::with_capacity(benches.len());
     for ((bench, ns), before) in benches.iter_mut().zip(&ns).zip(before) {
         if let Some(counter) = case.counter {
             let got = bench.counter(counter)? - before;
@@ -670,16 +693,16 @@ pub(crate) fn run_compared(
                 );
             }
         }
-        let spread = Spread::of(ns);
+        let measured = Rounds::of(ns);
         eprintln!(
             "bench: {:<34} {:>7.1} ns/packet (median of {rounds}, {})",
             case.name,
-            spread.median,
+            measured.spread.median,
             bench.kind.label()
         );
-        spreads.push(spread);
+        out.push(measured);
     }
-    Ok(spreads)
+    Ok(out)
 }
 
 /// A connection's first two packets through the LB: per round, `repeat`
@@ -697,7 +720,7 @@ pub(crate) fn run_connection(
     repeat: u32,
     rounds: u32,
     fresh_table: bool,
-) -> anyhow::Result<Vec<(Spread, u64)>> {
+) -> anyhow::Result<Vec<(Rounds, u64)>> {
     let mut lost = vec![0; benches.len()];
     let mut ns = vec![Vec::new(); benches.len()];
     // A warm-up round (not counted), then the rounds, each on every
@@ -717,14 +740,14 @@ pub(crate) fn run_connection(
     }
     let mut out = Vec::with_capacity(benches.len());
     for ((bench, ns), lost) in benches.iter().zip(&ns).zip(lost) {
-        let spread = Spread::of(ns);
+        let measured = Rounds::of(ns);
         eprintln!(
             "bench: {:<34} {:>7.1} ns/connection (median of {rounds}, {}; {lost} ACKs found their SYN's half-open entry evicted)",
             CONNECTION_V4,
-            spread.median,
+            measured.spread.median,
             bench.kind.label()
         );
-        out.push((spread, lost));
+        out.push((measured, lost));
     }
     Ok(out)
 }
@@ -843,12 +866,12 @@ pub fn run_guarded_only(repeat: u32, rounds: u32) -> anyhow::Result<Vec<XdpCase>
         .filter(|c| c.name == TRACKED_V4 || c.name == NEW_V6)
     {
         let fresh = baseline.new_flow();
-        let spreads = run_compared(&mut benches, &baseline, repeat, rounds, fresh)?;
+        let measured = run_compared(&mut benches, &baseline, repeat, rounds, fresh)?;
         record(
             &mut results,
             &benches,
             &baseline,
-            &spreads,
+            &measured,
             (repeat, rounds),
             (0, CONNTRACK),
         );
@@ -872,27 +895,28 @@ fn pass_cases() -> Vec<Case> {
     out
 }
 
-/// Appends one case's results on `benches` (`spreads` in their order):
+/// Appends one case's results on `benches` (`measured` in their order):
 /// `(repeat, rounds)` as run, `(prefill, capacity)` of the table.
 fn record(
     results: &mut Vec<XdpCase>,
     benches: &[Bench],
     case: &Case,
-    spreads: &[Spread],
+    measured: &[Rounds],
     (repeat, rounds): (u32, u32),
     (prefill, capacity): (u64, u32),
 ) {
-    for (bench, spread) in benches.iter().zip(spreads) {
+    for (bench, measured) in benches.iter().zip(measured) {
         results.push(XdpCase {
             name: case.name.to_owned(),
             path: case.path.to_owned(),
-            ns_per_packet: *spread,
+            ns_per_packet: measured.spread,
             repeat,
             rounds,
             conntrack_prefill: prefill,
             design: bench.kind.label().to_owned(),
             capacity,
             lost_flows: 0,
+            per_round: measured.per_round.clone(),
         });
     }
 }
@@ -923,12 +947,12 @@ fn run_pass(
             continue;
         }
         let fresh = prefill == 0 && case.new_flow();
-        let spreads = run_compared(&mut benches, &case, repeat, rounds, fresh)?;
+        let measured = run_compared(&mut benches, &case, repeat, rounds, fresh)?;
         record(
             results,
             &benches,
             &case,
-            &spreads,
+            &measured,
             (repeat, rounds),
             (u64::from(prefill), capacity),
         );
@@ -936,11 +960,12 @@ fn run_pass(
     // Half the runs per round: each connection is two packets.
     let connections = repeat / 2;
     let measured = run_connection(&mut benches, connections, rounds, prefill == 0)?;
-    for (bench, (spread, lost)) in benches.iter().zip(measured) {
+    for (bench, (measured, lost)) in benches.iter().zip(measured) {
         results.push(XdpCase {
             name: CONNECTION_V4.to_owned(),
             path: "SYN: conntrack miss, half-open miss, Maglev, half-open insert, TX; then its first ACK: conntrack miss, half-open hit (taken out), conntrack insert, TX; ns per connection".to_owned(),
-            ns_per_packet: spread,
+            ns_per_packet: measured.spread,
+            per_round: measured.per_round,
             repeat: connections,
             rounds,
             conntrack_prefill: u64::from(prefill),
