@@ -1,5 +1,9 @@
 //! lbd's resident memory with 10 VIPs × 100 backends, the BPF maps' kernel
-//! memory reported apart (it is not in the process's RSS).
+//! memory reported apart. lbd maps its bucket tables (the connection
+//! table, the half-open table, the VIP index) into its address space to
+//! read and write them in place, so its VmRSS also counts the pages of
+//! those kernel maps it has touched (as RssFile): lbd's own memory is its
+//! private anonymous memory (RssAnon), the target's measure.
 
 use std::time::Duration;
 
@@ -33,6 +37,20 @@ pub struct MemoryResults {
     /// Kernel memory of the maps then, MiB.
     #[serde(default)]
     pub bpf_maps_with_flows_mib: f64,
+    /// lbd's own memory (RssAnon: heap, stacks), MiB, median of the
+    /// samples (0 in older results, which only had VmRSS).
+    #[serde(default)]
+    pub own_mib: f64,
+    /// The most of it any sample saw, MiB.
+    #[serde(default)]
+    pub own_max_mib: f64,
+    /// Pages of the mapped BPF tables in lbd's VmRSS (RssFile + RssShmem),
+    /// MiB: kernel memory, counted in `bpf_maps_mib` too.
+    #[serde(default)]
+    pub mapped_mib: f64,
+    /// lbd's own memory with the flows in the table, MiB.
+    #[serde(default)]
+    pub own_with_flows_mib: f64,
 }
 
 fn status_kib(pid: u32, field: &str) -> f64 {
@@ -87,19 +105,29 @@ pub fn run(vips: u32, backends: u32, flows: u32) -> anyhow::Result<MemoryResults
     let pid = lab.start_lbd(&config).context("lbd")?;
     std::thread::sleep(Duration::from_secs(2));
     let mut samples = Vec::new();
+    let mut own = Vec::new();
+    let mut mapped = Vec::new();
     for _ in 0..5 {
         samples.push(status_kib(pid, "VmRSS:") / 1024.0);
+        own.push(status_kib(pid, "RssAnon:") / 1024.0);
+        mapped.push((status_kib(pid, "RssFile:") + status_kib(pid, "RssShmem:")) / 1024.0);
         std::thread::sleep(Duration::from_millis(200));
     }
     let rss_mib = super::Spread::of(&samples).median;
+    let own_spread = super::Spread::of(&own);
     let rss_peak_mib = status_kib(pid, "VmHWM:") / 1024.0;
     let bpf_maps_mib = bpf_map_bytes(pid) as f64 / 1024.0 / 1024.0;
 
-    // The same lbd with `flows` tracked flows (inserted into its table from
-    // here), after a status request and a scrape have walked them all.
-    let map = crate::lbd_maps::open_map(pid, lb_common::consts::names::MAP_CONNTRACK)?;
-    let mut table: aya::maps::HashMap<_, lb_common::FlowKey, lb_common::FlowEntry> =
-        aya::maps::HashMap::try_from(aya::maps::Map::LruHashMap(map))?;
+    // The same lbd with `flows` tracked flows (inserted from here into the
+    // bucket table it runs, through the table's own protocol), after a
+    // status request and a scrape have walked them all.
+    let map = crate::lbd_maps::open_map(pid, lb_common::consts::names::MAP_FLOW_BUCKETS)?;
+    let buckets = lb_common::flow_table::buckets_for(conntrack);
+    let table = lb_userspace::flow_table::FlowTable::new(
+        map,
+        buckets,
+        lb_userspace::flow_table::Placement::ByTableHash,
+    )?;
     for i in 0..flows {
         let key = lb_common::FlowKey {
             src: [
@@ -120,8 +148,9 @@ pub fn run(vips: u32, backends: u32, flows: u32) -> anyhow::Result<MemoryResults
             backend_generation: 1,
             ..Default::default()
         };
-        table.insert(key, entry, 0)?;
+        table.install(&key, &entry)?;
     }
+    drop(table);
     let status = lab.lbctl(&["status", "--json"])?;
     if !status.status.success() {
         anyhow::bail!("lbctl status: {}", String::from_utf8_lossy(&status.stderr));
@@ -129,6 +158,7 @@ pub fn run(vips: u32, backends: u32, flows: u32) -> anyhow::Result<MemoryResults
     let _ = lab.lbctl(&["status"])?;
     std::thread::sleep(Duration::from_millis(500));
     let rss_with_flows_mib = status_kib(pid, "VmRSS:") / 1024.0;
+    let own_with_flows_mib = status_kib(pid, "RssAnon:") / 1024.0;
     let bpf_maps_with_flows_mib = bpf_map_bytes(pid) as f64 / 1024.0 / 1024.0;
     let results = MemoryResults {
         vips,
@@ -140,10 +170,21 @@ pub fn run(vips: u32, backends: u32, flows: u32) -> anyhow::Result<MemoryResults
         tracked_flows: flows,
         rss_with_flows_mib,
         bpf_maps_with_flows_mib,
+        own_mib: own_spread.median,
+        own_max_mib: own_spread.max,
+        mapped_mib: super::Spread::of(&mapped).median,
+        own_with_flows_mib,
     };
     eprintln!(
-        "bench: lbd with {vips} VIPs x {backends} backends: RSS {:.1} MiB (peak {:.1}), BPF maps {:.1} MiB; with {flows} flows: RSS {:.1} MiB",
-        results.rss_mib, results.rss_peak_mib, results.bpf_maps_mib, results.rss_with_flows_mib
+        "bench: lbd with {vips} VIPs x {backends} backends: own {:.1} MiB (max {:.1}), mapped tables {:.1} MiB, VmRSS {:.1} MiB (peak {:.1}), BPF maps {:.1} MiB; with {flows} flows: own {:.1} MiB, VmRSS {:.1} MiB",
+        results.own_mib,
+        results.own_max_mib,
+        results.mapped_mib,
+        results.rss_mib,
+        results.rss_peak_mib,
+        results.bpf_maps_mib,
+        results.own_with_flows_mib,
+        results.rss_with_flows_mib
     );
     Ok(results)
 }
