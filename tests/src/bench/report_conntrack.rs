@@ -10,8 +10,8 @@ use lb_userspace::conntrack_kind::ConntrackKind;
 
 use super::{
     xdp::{
-        XdpResults, CONNECTION_V4, FIRST_ACK_V4, FIRST_ACK_V6, NON_VIP, TRACKED_V4, TRACKED_V6,
-        WRAPPER_FLOOR,
+        XdpResults, CONNECTION_V4, FIRST_ACK_V4, FIRST_ACK_V6, FULL_TABLE_V4, NON_VIP, TRACKED_V4,
+        TRACKED_V6, WRAPPER_FLOOR,
     },
     xdp_designs::DesignResult,
     xdp_profile::ProfileResults,
@@ -151,16 +151,12 @@ pub fn comparison(out: &mut String, xdp: &XdpResults) {
             }
         }
     }
-    let full = |d: &str| {
-        xdp.designs
-            .iter()
-            .find(|r| r.design == d)
-            .map(|r| r.full_table_new_flow.median)
-    };
-    if let (Some(new), Some(old)) = (full(buckets()), full(lru())) {
+    // The eviction path: measured side by side (older results: from the
+    // designs table, each design on its own).
+    if let (Some(new), Some(old)) = (at(FULL_TABLE_V4, buckets(), 0), at(FULL_TABLE_V4, lru(), 0)) {
         Ratio {
             what: format!(
-                "TCP first ACK v4, new flow, full table ({} entries; eviction path; from the designs table)",
+                "{FULL_TABLE_V4} ({} entries; eviction path)",
                 xdp.conntrack_capacity
             ),
             new,
@@ -168,9 +164,31 @@ pub fn comparison(out: &mut String, xdp: &XdpResults) {
             floor_new: floor_b,
             floor_old: floor_l,
             max: 0.6,
-            rounds: Vec::new(),
+            rounds: rounds(FULL_TABLE_V4, 0),
         }
         .row(out);
+    } else {
+        let full = |d: &str| {
+            xdp.designs
+                .iter()
+                .find(|r| r.design == d)
+                .map(|r| r.full_table_new_flow.median)
+        };
+        if let (Some(new), Some(old)) = (full(buckets()), full(lru())) {
+            Ratio {
+                what: format!(
+                    "TCP first ACK v4, new flow, full table ({} entries; eviction path; from the designs table)",
+                    xdp.conntrack_capacity
+                ),
+                new,
+                old,
+                floor_new: floor_b,
+                floor_old: floor_l,
+                max: 0.6,
+                rounds: Vec::new(),
+            }
+            .row(out);
+        }
     }
     let _ = writeln!(out);
     let _ = writeln!(

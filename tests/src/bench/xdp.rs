@@ -140,6 +140,9 @@ pub const TRACKED_V4: &str = "TCP ACK v4, tracked flow";
 pub const TRACKED_V6: &str = "TCP ACK v6, tracked flow";
 /// A packet to no VIP.
 pub const NON_VIP: &str = "non-VIP packet";
+/// A new flow's first ACK into a full table (the eviction path), on both
+/// designs side by side (`run_full_table`).
+pub const FULL_TABLE_V4: &str = "TCP first ACK v4, new flow, full table";
 /// A connection's SYN and first ACK (ns per connection).
 pub const CONNECTION_V4: &str = "TCP connection v4, SYN + first ACK";
 /// Connections per batch of the connection case: SYNs outstanding before
@@ -812,6 +815,7 @@ fn run_pinned(repeat: u32, rounds: u32, prefill: u32) -> anyhow::Result<XdpResul
     for (capacity, pass) in [(CONNTRACK, 0u32), (big_table, prefill)] {
         run_pass(capacity, pass, repeat, rounds, &mut results)?;
     }
+    run_full_table(rounds, &mut results)?;
     let designs = ConntrackKind::ALL
         .into_iter()
         .map(|kind| super::xdp_designs::run_design(kind, rounds))
@@ -824,6 +828,51 @@ fn run_pinned(repeat: u32, rounds: u32, prefill: u32) -> anyhow::Result<XdpResul
         prefill_capacity: big_table,
         designs,
     })
+}
+
+/// New flows into a full table (the eviction path) on both `COMPARED`
+/// designs, loaded side by side at lbd's default size, each filled
+/// through the program on this CPU (the bucket table past its slots,
+/// until every bucket is full; the LRU past its capacity), then measured
+/// round by round.
+fn run_full_table(rounds: u32, results: &mut Vec<XdpCase>) -> anyhow::Result<()> {
+    let case = super::xdp_designs::table_insert(NEW_V4)?;
+    let case = Case {
+        name: FULL_TABLE_V4,
+        path: "parse, VIP hit, conntrack miss (both buckets full), half-open miss, Maglev, conntrack insert evicting a flow, TX",
+        ..case
+    };
+    let mut benches = Vec::new();
+    for kind in COMPARED {
+        let mut bench = Bench::new(CONNTRACK, kind)?;
+        bench.prepare(case.target, &case.frame, case.vary_offset)?;
+        bench.measure(
+            &case.frame,
+            super::xdp_designs::fill_runs(kind),
+            1,
+            XDP_TX,
+            false,
+        )?;
+        eprintln!(
+            "bench: {} of {CONNTRACK} entries filled: {} flows",
+            kind.label(),
+            bench.dataplane.flow_count()
+        );
+        benches.push(bench);
+    }
+    // A per-CPU LRU's share of one CPU is not a concern here (shared LRU
+    // and buckets): the rounds of the designs table.
+    let repeat = (CONNTRACK / 2).min(100_000);
+    let measured = run_compared(&mut benches, &case, repeat, rounds, false)?;
+    record(
+        results,
+        &benches,
+        &case,
+        &measured,
+        (repeat, rounds),
+        (0, CONNTRACK),
+    );
+    Ok(())
 }
 
 /// The guards' cases on `benches` (guards put in force first).

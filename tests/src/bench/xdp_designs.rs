@@ -91,7 +91,7 @@ fn by_name(name: &str) -> anyhow::Result<Case> {
 /// A new-flow case as an insert into the connection table: its flows'
 /// first ACK (their SYN would go to the half-open table, the same for
 /// every design).
-fn table_insert(name: &str) -> anyhow::Result<Case> {
+pub(crate) fn table_insert(name: &str) -> anyhow::Result<Case> {
     Ok(by_name(name)?.into_first_ack())
 }
 
@@ -122,7 +122,7 @@ fn full_table_outcome(kind: ConntrackKind) -> (Counter, &'static str) {
 /// twice the configured capacity in slots, and is full when every bucket
 /// is, which random hashing reaches only past its slots (four times its
 /// slots leave a bucket with room far less than once in 10^7).
-fn fill_runs(kind: ConntrackKind) -> u32 {
+pub(crate) fn fill_runs(kind: ConntrackKind) -> u32 {
     match kind {
         ConntrackKind::Buckets => DESIGN_CAPACITY * lb_common::flow_table::FLOW_HEADROOM * 4,
         _ => DESIGN_CAPACITY + DESIGN_CAPACITY / 8,
