@@ -43,6 +43,32 @@ pub struct E2eCase {
     /// CPU seconds of the proxy's own processes per second of run (HAProxy,
     /// nginx stream; zero for the kernel data paths).
     pub proxy_cpu: Spread,
+    /// Requests/s of each round, in order (empty in older results): the
+    /// systems ran round by round, so they compare within each round.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rps_per_round: Vec<f64>,
+}
+
+impl E2eResults {
+    /// Requests/s of `system` over those of `other` in `mode`: the median
+    /// of the rounds' ratios (each round ran every system in turn), or,
+    /// for older results, the ratio of the medians. None when either was
+    /// not measured.
+    pub fn ratio(&self, system: &str, other: &str, mode: &str) -> Option<f64> {
+        let case = |s: &str| self.cases.iter().find(|c| c.system == s && c.mode == mode);
+        let (a, b) = (case(system)?, case(other)?);
+        if a.rps_per_round.len() == b.rps_per_round.len() && !a.rps_per_round.is_empty() {
+            let ratios: Vec<f64> = a
+                .rps_per_round
+                .iter()
+                .zip(&b.rps_per_round)
+                .filter(|(_, b)| **b > 0.0)
+                .map(|(a, b)| a / b)
+                .collect();
+            return (!ratios.is_empty()).then(|| Spread::of(&ratios).median);
+        }
+        (b.rps.median > 0.0).then(|| a.rps.median / b.rps.median)
+    }
 }
 
 /// The comparison.
@@ -598,6 +624,11 @@ fn measure(
                 cpu_busy_pct: of(|s| s.busy),
                 softirq_pct: of(|s| s.softirq),
                 proxy_cpu: of(|s| s.proxy_cpu),
+                rps_per_round: samples
+                    .iter()
+                    .filter(|((s, m), _)| s == system && m == mode)
+                    .map(|(_, x)| x.rps)
+                    .collect(),
             });
         }
     }

@@ -182,31 +182,28 @@ pub fn markdown(results: &Results, plot: Option<&str>) -> String {
                     c.proxy_cpu.median
                 );
             }
-            let rps = |system: &str| median_rps(e2e, system, mode);
-            let ratio = |a: f64, b: f64| {
-                if b > 0.0 {
-                    format!("{:.2}×", a / b)
-                } else {
-                    "–".to_owned()
-                }
+            let ratio = |other: &str| {
+                e2e.ratio("lbd", other, mode)
+                    .map_or_else(|| "–".to_owned(), |r| format!("{r:.2}×"))
             };
-            let lbd = rps("lbd");
-            let forwarder = rps("xdp-forward");
             // The developers' guide: end to end at least the bare XDP
             // forwarder measured in the same run.
-            let verdict = if forwarder > 0.0 && lbd >= forwarder {
+            let verdict = if e2e
+                .ratio("lbd", "xdp-forward", mode)
+                .is_some_and(|r| r >= 1.0)
+            {
                 "met"
             } else {
                 "**not met**"
             };
             let _ = writeln!(
                 out,
-                "\nlbd vs HAProxy: **{}** (target ≥ {}), vs nginx stream: {}, vs the bare XDP forwarder: **{}** (target ≥ 1.0×: {verdict}), vs direct to one backend: {}.\n",
-                ratio(lbd, rps("haproxy")),
+                "\nRatios are the median of the rounds' ratios (each round ran every system in turn). lbd vs HAProxy: **{}** (target ≥ {}), vs nginx stream: {}, vs the bare XDP forwarder: **{}** (target ≥ 1.0×: {verdict}), vs direct to one backend: {}.\n",
+                ratio("haproxy"),
                 if mode == "keep-alive" { "2×" } else { "1.7×" },
-                ratio(lbd, rps("nginx-stream")),
-                ratio(lbd, forwarder),
-                ratio(lbd, rps("direct"))
+                ratio("nginx-stream"),
+                ratio("xdp-forward"),
+                ratio("direct")
             );
         }
     }
@@ -429,31 +426,17 @@ fn e2e_nat_section(out: &mut String, e2e: &super::e2e::E2eResults) {
     e2e_mode_table(out, e2e, false);
     let _ = writeln!(out);
     for mode in ["keep-alive", "new-connection"] {
-        let rps = |system: &str| median_rps(e2e, system, mode);
-        let haproxy = rps("haproxy");
-        if haproxy > 0.0 {
-            for (system, hook) in [("lbd-nat", "XDP"), ("lbd-nat-tc", "tc")] {
-                let nat = rps(system);
-                if nat > 0.0 {
-                    let ratio = nat / haproxy;
-                    let _ = writeln!(
-                        out,
-                        "- {mode}, NAT at {hook} / HAProxy = **{ratio:.2}×** (target ≥ 1.5×: {}).",
-                        if ratio >= 1.5 { "met" } else { "not met" }
-                    );
-                }
+        for (system, hook) in [("lbd-nat", "XDP"), ("lbd-nat-tc", "tc")] {
+            if let Some(ratio) = e2e.ratio(system, "haproxy", mode) {
+                let _ = writeln!(
+                    out,
+                    "- {mode}, NAT at {hook} / HAProxy = **{ratio:.2}×** (median of the rounds' ratios; target ≥ 1.5×: {}).",
+                    if ratio >= 1.5 { "met" } else { "not met" }
+                );
             }
         }
     }
     let _ = writeln!(out);
-}
-
-/// Median requests/s of `system` in `mode` (0 when it was not measured).
-fn median_rps(e2e: &super::e2e::E2eResults, system: &str, mode: &str) -> f64 {
-    e2e.cases
-        .iter()
-        .find(|c| c.system == system && c.mode == mode)
-        .map_or(0.0, |c| c.rps.median)
 }
 
 /// One row per (mode, system) of an end-to-end run; `softirq` adds the
@@ -509,16 +492,14 @@ fn e2e_tunnel_section(out: &mut String, e2e: &super::e2e::E2eResults) {
     e2e_mode_table(out, e2e, true);
     let _ = writeln!(out);
     for mode in ["keep-alive", "new-connection"] {
-        let rps = |system: &str| median_rps(e2e, system, mode);
-        let (dsr, haproxy) = (rps("lbd"), rps("haproxy"));
         for system in ["lbd-ipip", "lbd-gue"] {
-            let tunnel = rps(system);
-            if tunnel > 0.0 && dsr > 0.0 && haproxy > 0.0 {
+            if let (Some(dsr), Some(haproxy)) = (
+                e2e.ratio(system, "lbd", mode),
+                e2e.ratio(system, "haproxy", mode),
+            ) {
                 let _ = writeln!(
                     out,
-                    "- {mode}, {system}: **{:.2}×** dsr-l2, **{:.2}×** HAProxy.",
-                    tunnel / dsr,
-                    tunnel / haproxy
+                    "- {mode}, {system}: **{dsr:.2}×** dsr-l2, **{haproxy:.2}×** HAProxy (medians of the rounds' ratios).",
                 );
             }
         }
