@@ -407,11 +407,10 @@ impl Dataplane {
                 .load()
                 .map_err(|e| program_error("loading", program, e))?;
         }
-        // Loaded whichever hook is used: the verifier checks both at
-        // every start, and switching hooks needs no reload.
-        tc_program(&mut ebpf)?
-            .load()
-            .map_err(|e| program_error("loading", names::PROG_TC_LB, e))?;
+        // `tc_lb` is loaded when first used (`tc_program`): a node at XDP
+        // does not wait for its verification (about as long as
+        // `xdp_lb`'s, a second or more on a slow VM) at every start, which
+        // keeps a restart well inside VRRP's master-down interval.
         // `tc_hc_encap` is loaded by the engine when a check first goes
         // through a tunnel: a node without such checks never depends on it.
         let vips: HashMap<MapData, VipKey, VipMeta> = take_map(&mut ebpf, names::MAP_VIPS)?;
@@ -1316,6 +1315,7 @@ fn xdp_program<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut Xdp
         .map_err(|e| program_error("finding", name, e))
 }
 
+/// The tc balancer (`tc_lb`), loaded (verified) on first use.
 fn tc_program(ebpf: &mut Ebpf) -> Result<&mut SchedClassifier> {
     let name = names::PROG_TC_LB;
     let program = ebpf.program_mut(name).ok_or(DataplaneError::Program {
@@ -1323,9 +1323,15 @@ fn tc_program(ebpf: &mut Ebpf) -> Result<&mut SchedClassifier> {
         program: name,
         source: Box::new(aya::programs::ProgramError::NotLoaded),
     })?;
-    program
+    let program: &mut SchedClassifier = program
         .try_into()
-        .map_err(|e| program_error("finding", name, e))
+        .map_err(|e| program_error("finding", name, e))?;
+    if program.fd().is_err() {
+        program
+            .load()
+            .map_err(|e| program_error("loading", name, e))?;
+    }
+    Ok(program)
 }
 
 fn program_error(
