@@ -310,8 +310,7 @@ fn hc_program(ebpf: &mut aya::Ebpf) -> anyhow::Result<&mut SchedClassifier> {
         .try_into()
         .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
     if program.fd().is_err() {
-        program
-            .load()
+        crate::dataplane::retry_interrupted(name, || program.load())
             .map_err(|e| anyhow::anyhow!("loading {name}: {e}"))?;
     }
     Ok(program)
