@@ -353,10 +353,17 @@ fn errno() -> i32 {
 /// it still has `CAP_SETPCAP`), clears its ambient set, sets effective and
 /// permitted to `keep` and inheritable to nothing, then sets `no_new_privs`.
 /// Only system calls, no allocation and no locks: it runs in a signal
-/// handler. On failure: the step and the error number.
+/// handler. Applying it again changes nothing and succeeds: the plan's
+/// signal is a real-time one, so a thread not scheduled before it is
+/// signalled again gets it twice, and by then it has no `CAP_SETPCAP` to
+/// drop with (only capabilities still in the set are dropped). On
+/// failure: the step and the error number.
 fn apply(keep: u64, bounding_drop: u64) -> Result<(), (&'static str, i32)> {
     for cap in 0..64u32 {
-        if bounding_drop >> cap & 1 == 1 {
+        // SAFETY: prctl with integer arguments only.
+        let present =
+            unsafe { libc::prctl(libc::PR_CAPBSET_READ, libc::c_ulong::from(cap), 0, 0, 0) } == 1;
+        if bounding_drop >> cap & 1 == 1 && present {
             // SAFETY: prctl with integer arguments only.
             let rc =
                 unsafe { libc::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(cap), 0, 0, 0) };
@@ -646,6 +653,38 @@ pub fn group_id(name: &str) -> anyhow::Result<Option<u32>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Applying the plan twice on one thread (a re-sent signal queued
+    /// behind the first) succeeds and leaves the thread as once. Runs on a
+    /// thread of its own (capabilities are per thread), as root.
+    #[test]
+    fn the_plan_applied_twice_on_a_thread_succeeds() {
+        // SAFETY: getuid cannot fail.
+        if unsafe { libc::getuid() } != 0 {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        let keep = 1u64 << 21; // CAP_SYS_ADMIN
+        let drop = 1u64 << 31 | 1u64 << 8; // CAP_SETFCAP, CAP_SETPCAP
+        let (first, second, status) = std::thread::spawn(move || {
+            let first = apply(keep, drop);
+            let second = apply(keep, drop);
+            // SAFETY: gettid cannot fail.
+            let tid = unsafe { libc::gettid() };
+            let status = std::fs::read_to_string(format!("/proc/self/task/{tid}/status"))
+                .expect("own status");
+            (first, second, status)
+        })
+        .join()
+        .expect("thread");
+        assert_eq!(first, Ok(()));
+        assert_eq!(second, Ok(()), "applied again");
+        let status = ThreadStatus::parse(&status).expect("capability lines");
+        assert_eq!(status.effective, CapMask(keep));
+        assert_eq!(status.permitted, CapMask(keep));
+        assert_eq!(status.bounding.0 & drop, 0);
+        assert!(status.no_new_privs);
+    }
 
     #[test]
     fn a_start_needs_cap_bpf_and_cap_net_admin() {
