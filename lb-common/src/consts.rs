@@ -80,9 +80,10 @@ pub const NAT_DIR_FORWARD: u8 = 0;
 /// `NatEntry::direction`: backend -> NAT address, translated to VIP ->
 /// client.
 pub const NAT_DIR_REPLY: u8 = 1;
-/// Default size of the NAT flow table (entries; two per flow). A plain
-/// hash, not an LRU: an LRU would evict live translations, and a failed
-/// no-overwrite insert into a full LRU evicts too (docs/design/nat.md).
+/// Default size of the NAT flow table (entries; two per flow). The table
+/// has `flow_table::FLOW_HEADROOM` slots per entry (rounded up to a power
+/// of two of buckets), so a table holding this many entries has room in
+/// every bucket; it never evicts a live translation (docs/design/nat.md).
 pub const NAT_FLOWS_SIZE_DEFAULT: u32 = 262_144;
 /// Source ports tried per new NAT flow before it is dropped as
 /// `DropNatPortsExhausted` (linear probing from a hash of the flow, so a
@@ -92,7 +93,7 @@ pub const NAT_PORT_ATTEMPTS: u32 = 16;
 pub const TX_PORTS_MAX: u32 = 64;
 
 /// `LbConfig::flags`: some VIP is in NAT mode, so packets to no VIP are
-/// looked up in `NAT_FLOWS` as possible replies.
+/// looked up in `NAT_BUCKETS` as possible replies.
 pub const CONFIG_F_NAT: u8 = 1;
 
 /// Refresh `FlowEntry::last_seen_ns` at most this often, so a tracked flow's
@@ -168,7 +169,14 @@ pub mod names {
     pub const MAP_VIP_STATS: &str = "VIP_STATS";
     /// Per-CPU `TrafficCounters` per backend id.
     pub const MAP_BACKEND_STATS: &str = "BACKEND_STATS";
-    /// NAT flow table: `FlowKey` -> `NatEntry`, both directions.
+    /// NAT flow table: buckets of ways (`flow_table`) of `FlowKey` and
+    /// `NatEntry`, both directions of every flow.
+    pub const MAP_NAT_BUCKETS: &str = "NAT_BUCKETS";
+    /// Read-only global: buckets in `NAT_BUCKETS` minus one.
+    pub const GLOBAL_NAT_BUCKET_MASK: &str = "NAT_BUCKET_MASK";
+    /// The NAT flow table of releases before `NAT_BUCKETS`: a kernel hash
+    /// map `FlowKey` -> `NatEntry`. Not in the object any more; an
+    /// upgrade carries its flows over (`legacy_nat`).
     pub const MAP_NAT_FLOWS: &str = "NAT_FLOWS";
     /// NAT source per VIP id (`NatSource`).
     pub const MAP_NAT_SOURCES: &str = "NAT_SOURCES";

@@ -43,12 +43,60 @@ use crate::{
 /// Ways per bucket: the header's 8 tags fill one cache line.
 pub const FLOW_WAYS: usize = 8;
 
+/// Runs `$body` once for each way, with `$way` bound to its number,
+/// written out way by way rather than as a loop (a macro, not a function
+/// taking a closure: the compiler may call a closure instead of inlining
+/// it, and every call is a frame and a verification of its own): the BPF
+/// verifier (from Linux 6.17) compares the states of a loop exactly until
+/// the loop is done, so a loop whose ways branch keeps every path apart to
+/// its end, while straight-line code lets the paths meet after each way.
+macro_rules! each_way {
+    ($way:ident => $body:block) => {{
+        {
+            let $way: usize = 0;
+            $body
+        }
+        {
+            let $way: usize = 1;
+            $body
+        }
+        {
+            let $way: usize = 2;
+            $body
+        }
+        {
+            let $way: usize = 3;
+            $body
+        }
+        {
+            let $way: usize = 4;
+            $body
+        }
+        {
+            let $way: usize = 5;
+            $body
+        }
+        {
+            let $way: usize = 6;
+            $body
+        }
+        {
+            let $way: usize = 7;
+            $body
+        }
+    }};
+}
+
 /// Tag state: the way holds nothing.
 pub const TAG_EMPTY: u32 = 0;
 /// Tag state: a writer owns the way (its slot is being written).
 pub const TAG_BUSY: u32 = 1;
 /// Tag state: the way holds the flow its slot names.
 pub const TAG_VALID: u32 = 2;
+/// Tag state: an exclusive insert (`insert_new`) has written the way's
+/// key and value and not yet settled whether its copy stands: lookups do
+/// not see it, another exclusive insert of the same key does.
+pub const TAG_PENDING: u32 = 3;
 const STATE_MASK: u64 = 3;
 const VERSION_SHIFT: u32 = 2;
 const VERSION_MASK: u64 = 0x3fff;
@@ -86,26 +134,66 @@ pub const PREFER_FIRST_BELOW: u32 = 6;
 /// one bucket per flow would lose about 1 % there, 14 % at full load).
 pub const FLOW_HEADROOM: u32 = 2;
 
-/// One way's key and value: one cache line.
-#[repr(C, align(64))]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct FlowSlot {
-    /// The flow.
-    pub key: FlowKey,
-    /// Its backend and state.
-    pub entry: FlowEntry,
+/// A value a table of this layout holds beside each key: the connection
+/// table's `FlowEntry`, the NAT flow table's `NatEntry`. The protocol is
+/// one piece of code for every table; only how a value is read out of
+/// shared memory differs.
+pub trait SlotValue: Copy {
+    /// A copy of the value at `at`, read while writers may change it (the
+    /// caller checks the way's tag around it). Field by field where the
+    /// data plane reads it: a volatile copy of a whole struct would go
+    /// through the BPF program's 512-byte stack.
+    ///
+    /// # Safety
+    /// `at` must point to a live value in a bucket of the table.
+    unsafe fn read_shared(at: *const Self) -> Self;
 }
 
-/// One bucket of the table: the header line (tags), then the ways.
+impl SlotValue for FlowEntry {
+    #[inline(always)]
+    unsafe fn read_shared(at: *const Self) -> Self {
+        // SAFETY: per the caller's contract.
+        unsafe {
+            FlowEntry {
+                backend_id: core::ptr::read_volatile(core::ptr::addr_of!((*at).backend_id)),
+                backend_generation: core::ptr::read_volatile(core::ptr::addr_of!(
+                    (*at).backend_generation
+                )),
+                last_seen_ns: core::ptr::read_volatile(core::ptr::addr_of!((*at).last_seen_ns)),
+                flags: core::ptr::read_volatile(core::ptr::addr_of!((*at).flags)),
+                hash: core::ptr::read_volatile(core::ptr::addr_of!((*at).hash)),
+            }
+        }
+    }
+}
+
+/// One way's key and value, on cache lines of their own: one line for
+/// the connection table's (`FlowSlot`), two for the NAT table's.
+#[repr(C, align(64))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Slot<V> {
+    /// The flow.
+    pub key: FlowKey,
+    /// What the table keeps about it.
+    pub entry: V,
+}
+
+/// One bucket of a table: the header line (tags), then the ways.
 #[repr(C, align(64))]
 #[derive(Clone, Copy, Debug, Default)]
-pub struct FlowBucket {
+pub struct Bucket<V> {
     /// Per way: rank word (high 32 bits), fingerprint (16 bits), version
     /// (14 bits, the low 3 of them the way's number), state (2 bits).
     pub tags: [u64; FLOW_WAYS],
     /// The ways' keys and values.
-    pub slots: [FlowSlot; FLOW_WAYS],
+    pub slots: [Slot<V>; FLOW_WAYS],
 }
+
+/// A way of the connection table: a flow and its backend (one line).
+pub type FlowSlot = Slot<FlowEntry>;
+
+/// A bucket of the connection table (and of the half-open table).
+pub type FlowBucket = Bucket<FlowEntry>;
 
 /// Bytes of table memory per slot (way) of the table.
 pub const FLOW_BYTES_PER_ENTRY: usize = core::mem::size_of::<FlowBucket>() / FLOW_WAYS;
@@ -306,7 +394,7 @@ pub enum Placed {
 /// The bucket of position `pos` (see `Placed`) of a flow whose buckets
 /// are `first` and `second`.
 #[inline(always)]
-pub fn bucket_at(first: *mut FlowBucket, second: *mut FlowBucket, pos: usize) -> *mut FlowBucket {
+pub fn bucket_at<V>(first: *mut Bucket<V>, second: *mut Bucket<V>, pos: usize) -> *mut Bucket<V> {
     if pos >= FLOW_WAYS {
         second
     } else {
@@ -319,7 +407,7 @@ pub fn bucket_at(first: *mut FlowBucket, second: *mut FlowBucket, pos: usize) ->
 /// # Safety
 /// `bucket` must point to a live, 64-byte-aligned bucket.
 #[inline(always)]
-unsafe fn tag_at(bucket: *mut FlowBucket, way: usize) -> Tag {
+unsafe fn tag_at<V>(bucket: *mut Bucket<V>, way: usize) -> Tag {
     // SAFETY: the index is masked into the bucket.
     Tag(unsafe { core::ptr::addr_of_mut!((*bucket).tags[way & (FLOW_WAYS - 1)]) })
 }
@@ -360,6 +448,27 @@ impl Tag {
                 .is_ok()
         }
     }
+
+    /// Sets the tag to `new` if it is `old`; returns the tag it found
+    /// (`old` if it set it), for callers that decide without a branch.
+    #[inline(always)]
+    fn swap_seen(self, old: u64, new: u64) -> u64 {
+        #[cfg(target_arch = "bpf")]
+        {
+            use core::intrinsics::{atomic_cxchg, AtomicOrdering::SeqCst};
+            // SAFETY: as `swap_if`.
+            unsafe { atomic_cxchg::<u64, { SeqCst }, { SeqCst }>(self.0, old, new).0 }
+        }
+        #[cfg(not(target_arch = "bpf"))]
+        {
+            use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
+            // SAFETY: as `swap_if`.
+            match unsafe { AtomicU64::from_ptr(self.0) }.compare_exchange(old, new, SeqCst, SeqCst)
+            {
+                Ok(seen) | Err(seen) => seen,
+            }
+        }
+    }
 }
 
 /// Whether the key in `way` equals `key` (word by word; keys are stored
@@ -368,7 +477,7 @@ impl Tag {
 /// # Safety
 /// `bucket` must point to a live bucket.
 #[inline(always)]
-unsafe fn key_is(bucket: *const FlowBucket, way: usize, key: &FlowKey) -> bool {
+unsafe fn key_is<V>(bucket: *const Bucket<V>, way: usize, key: &FlowKey) -> bool {
     // SAFETY: the slot is inside the bucket; FlowKey is 40 bytes of
     // integers (ten u32 words, 4-aligned on both sides).
     unsafe {
@@ -396,13 +505,13 @@ unsafe fn key_is(bucket: *const FlowBucket, way: usize, key: &FlowKey) -> bool {
 
 /// A tracked flow as `find` saw it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Seen {
+pub struct Seen<V = FlowEntry> {
     /// Its way in the bucket.
     pub way: usize,
     /// The way's tag when it was read (for `rerank`).
     pub tag: u64,
     /// A consistent copy of its entry.
-    pub entry: FlowEntry,
+    pub entry: V,
 }
 
 /// Finds `key` (hash `hash`) in `bucket`.
@@ -410,7 +519,11 @@ pub struct Seen {
 /// # Safety
 /// `bucket` must point to a live bucket of the table.
 #[inline(always)]
-pub unsafe fn find(bucket: *mut FlowBucket, key: &FlowKey, hash: u32) -> Option<Seen> {
+pub unsafe fn find<V: SlotValue>(
+    bucket: *mut Bucket<V>,
+    key: &FlowKey,
+    hash: u32,
+) -> Option<Seen<V>> {
     let fp = fingerprint(hash);
     let mut way = 0;
     while way < FLOW_WAYS {
@@ -442,19 +555,12 @@ pub unsafe fn find(bucket: *mut FlowBucket, key: &FlowKey, hash: u32) -> Option<
 /// # Safety
 /// `bucket` must point to a live bucket of the table.
 #[inline(always)]
-pub unsafe fn read_entry(bucket: *mut FlowBucket, way: usize) -> FlowEntry {
+pub unsafe fn read_entry<V: SlotValue>(bucket: *mut Bucket<V>, way: usize) -> V {
     // SAFETY: per the caller's contract; the index is masked.
     unsafe {
-        let at = core::ptr::addr_of!((*bucket).slots[way & (FLOW_WAYS - 1)].entry);
-        FlowEntry {
-            backend_id: core::ptr::read_volatile(core::ptr::addr_of!((*at).backend_id)),
-            backend_generation: core::ptr::read_volatile(core::ptr::addr_of!(
-                (*at).backend_generation
-            )),
-            last_seen_ns: core::ptr::read_volatile(core::ptr::addr_of!((*at).last_seen_ns)),
-            flags: core::ptr::read_volatile(core::ptr::addr_of!((*at).flags)),
-            hash: core::ptr::read_volatile(core::ptr::addr_of!((*at).hash)),
-        }
+        V::read_shared(core::ptr::addr_of!(
+            (*bucket).slots[way & (FLOW_WAYS - 1)].entry
+        ))
     }
 }
 
@@ -464,7 +570,7 @@ pub unsafe fn read_entry(bucket: *mut FlowBucket, way: usize) -> FlowEntry {
 /// # Safety
 /// `bucket` must point to a live bucket of the table.
 #[inline(always)]
-pub unsafe fn rerank(bucket: *mut FlowBucket, seen: &Seen, rank: u32) -> bool {
+pub unsafe fn rerank<V>(bucket: *mut Bucket<V>, seen: &Seen<V>, rank: u32) -> bool {
     // SAFETY: per the caller's contract.
     unsafe { tag_at(bucket, seen.way) }.swap_if(seen.tag, reranked(seen.tag, rank))
 }
@@ -484,7 +590,7 @@ struct Scan {
 /// # Safety
 /// `bucket` must point to a live bucket of the table.
 #[inline(always)]
-unsafe fn scan(bucket: *mut FlowBucket, key: &FlowKey, fp: u32) -> Scan {
+unsafe fn scan<V>(bucket: *mut Bucket<V>, key: &FlowKey, fp: u32) -> Scan {
     let mut out = Scan {
         found: FLOW_WAYS,
         low_room: false,
@@ -515,7 +621,7 @@ unsafe fn scan(bucket: *mut FlowBucket, key: &FlowKey, fp: u32) -> Scan {
 /// # Safety
 /// `bucket` must point to a live bucket of the table.
 #[inline(always)]
-unsafe fn best_victim(bucket: *mut FlowBucket, now_ticks: u32) -> u32 {
+unsafe fn best_victim<V>(bucket: *mut Bucket<V>, now_ticks: u32) -> u32 {
     let mut best = u32::MAX;
     let mut way = 0;
     while way < FLOW_WAYS {
@@ -536,10 +642,10 @@ unsafe fn best_victim(bucket: *mut FlowBucket, now_ticks: u32) -> u32 {
 /// # Safety
 /// `bucket` must point to a live bucket of the table.
 #[inline(always)]
-unsafe fn claim_way(
-    bucket: *mut FlowBucket,
+unsafe fn claim_way<V: Copy>(
+    bucket: *mut Bucket<V>,
     key: &FlowKey,
-    entry: &FlowEntry,
+    entry: &V,
     fp: u32,
     rank: u32,
     wanted: impl Fn(u64) -> bool,
@@ -597,11 +703,11 @@ unsafe fn claim_way(
 /// # Safety
 /// `first` and `second` must point to live buckets of the table.
 #[inline(always)]
-pub unsafe fn find_or_insert(
-    first: *mut FlowBucket,
-    second: *mut FlowBucket,
+pub unsafe fn find_or_insert<V: Copy>(
+    first: *mut Bucket<V>,
+    second: *mut Bucket<V>,
     key: &FlowKey,
-    entry: &FlowEntry,
+    entry: &V,
     rank: u32,
     hash: u32,
 ) -> Placed {
@@ -752,15 +858,15 @@ pub unsafe fn insert_half_open(
 /// # Safety
 /// `bucket` must point to a live bucket of the table.
 #[inline(always)]
-unsafe fn holds(bucket: *mut FlowBucket, way: usize, key: &FlowKey, fp: u32, tag: u64) -> bool {
+unsafe fn holds<V>(bucket: *mut Bucket<V>, way: usize, key: &FlowKey, fp: u32, tag: u64) -> bool {
     tag_state(tag) == TAG_VALID
         && tag_fingerprint(tag) == fp
         // SAFETY: per the caller's contract.
         && unsafe { key_is(bucket, way, key) }
 }
 
-/// No position (`settle_duplicate`).
-const NOWHERE: usize = 2 * FLOW_WAYS;
+/// No position (`settle_duplicate`, `Claimed::Taken`).
+pub const NOWHERE: usize = 2 * FLOW_WAYS;
 
 /// After publishing `key` at position `mine` (tag `my_tag`): if another
 /// position of its two buckets holds the same flow (another CPU inserted
@@ -773,9 +879,9 @@ const NOWHERE: usize = 2 * FLOW_WAYS;
 /// # Safety
 /// `first` and `second` must point to live buckets of the table.
 #[inline(always)]
-unsafe fn settle_duplicate(
-    first: *mut FlowBucket,
-    second: *mut FlowBucket,
+unsafe fn settle_duplicate<V>(
+    first: *mut Bucket<V>,
+    second: *mut Bucket<V>,
     key: &FlowKey,
     fp: u32,
     mine: usize,
@@ -811,8 +917,8 @@ unsafe fn settle_duplicate(
 /// # Safety
 /// `bucket` must point to a live bucket of the table.
 #[inline(always)]
-unsafe fn settle_in(
-    bucket: *mut FlowBucket,
+unsafe fn settle_in<V>(
+    bucket: *mut Bucket<V>,
     base: usize,
     key: &FlowKey,
     fp: u32,
@@ -845,7 +951,7 @@ unsafe fn settle_in(
 /// # Safety
 /// `bucket` must point to a live bucket of the table.
 #[inline(always)]
-unsafe fn release_in(bucket: *mut FlowBucket, base: usize, mine: usize, my_tag: u64) {
+unsafe fn release_in<V>(bucket: *mut Bucket<V>, base: usize, mine: usize, my_tag: u64) {
     let mut way = 0;
     while way < FLOW_WAYS {
         if base + way == mine {
@@ -865,7 +971,7 @@ unsafe fn release_in(bucket: *mut FlowBucket, base: usize, mine: usize, my_tag: 
 /// # Safety
 /// `bucket` must point to a live bucket of the table.
 #[inline(always)]
-pub unsafe fn warm(bucket: *mut FlowBucket) {
+pub unsafe fn warm<V>(bucket: *mut Bucket<V>) {
     // SAFETY: per the caller's contract.
     let _ = unsafe { core::ptr::read_volatile(core::ptr::addr_of!((*bucket).tags[0])) };
 }
@@ -880,7 +986,7 @@ pub unsafe fn warm(bucket: *mut FlowBucket) {
 /// # Safety
 /// `bucket` must point to a live bucket of the table.
 #[inline(always)]
-pub unsafe fn warm_free_way(bucket: *mut FlowBucket) {
+pub unsafe fn warm_free_way<V>(bucket: *mut Bucket<V>) {
     let mut used = 0u64;
     let mut way = 0;
     while way < FLOW_WAYS {
@@ -919,12 +1025,12 @@ pub unsafe fn warm_free_way(bucket: *mut FlowBucket) {
 /// # Safety
 /// `first` and `second` must point to live buckets of the table.
 #[inline(always)]
-pub unsafe fn find_in(
-    first: *mut FlowBucket,
-    second: *mut FlowBucket,
+pub unsafe fn find_in<V: SlotValue>(
+    first: *mut Bucket<V>,
+    second: *mut Bucket<V>,
     key: &FlowKey,
     hash: u32,
-) -> Option<(*mut FlowBucket, Seen)> {
+) -> Option<(*mut Bucket<V>, Seen<V>)> {
     // SAFETY: per the caller's contract.
     if let Some(seen) = unsafe { find(first, key, hash) } {
         return Some((first, seen));
@@ -936,13 +1042,496 @@ pub unsafe fn find_in(
     unsafe { find(second, key, hash) }.map(|seen| (second, seen))
 }
 
+/// Ways a bucket's `empty_ways` may take a new key into while the flow
+/// stays in its first bucket (`PREFER_FIRST_BELOW` of them).
+const PREFER_MASK: u64 = (1 << PREFER_FIRST_BELOW) - 1;
+
+/// `x`, a value the compiler cannot see through. The branch-free bit
+/// arithmetic below would otherwise be folded back into comparisons,
+/// which the BPF backend (without a set-on-condition instruction) turns
+/// into branches with a constant on each side: the verifier then follows
+/// one path per combination of ways (2^16 for two headers) instead of
+/// one.
+#[inline(always)]
+fn opaque(x: u64) -> u64 {
+    #[cfg(target_arch = "bpf")]
+    {
+        let mut x = x;
+        // SAFETY: an empty instruction sequence on a register.
+        unsafe { core::arch::asm!("/* {0} */", inout(reg) x, options(pure, nomem, nostack)) };
+        x
+    }
+    #[cfg(not(target_arch = "bpf"))]
+    {
+        x
+    }
+}
+
+/// 1 if `tag`'s way is empty, else 0 (no branch; the result opaque too,
+/// or the compiler turns the arithmetic that uses it into selects).
+#[inline(always)]
+fn empty_bit(tag: u64) -> u64 {
+    opaque(!(tag | opaque(tag >> 1)) & 1)
+}
+
+/// 1 if `x` is not zero, else 0 (no branch, as `empty_bit`).
+#[inline(always)]
+fn non_zero(x: u64) -> u64 {
+    opaque((x | opaque(x.wrapping_neg())) >> 63)
+}
+
+/// A bit per empty way of `bucket` (bit `w`: way `w`), computed without a
+/// branch per way: the BPF verifier follows one path through the header
+/// instead of one per way and outcome.
+///
+/// # Safety
+/// `bucket` must point to a live bucket of the table.
+#[inline(always)]
+unsafe fn empty_ways<V>(bucket: *mut Bucket<V>) -> u64 {
+    let mut empty = 0u64;
+    each_way!(way => {
+        // SAFETY: per the caller's contract.
+        let tag = unsafe { tag_at(bucket, way) }.load();
+        empty |= empty_bit(tag) << way;
+    });
+    empty
+}
+
+/// 1 if a way of `bucket` carries fingerprint `fp`, else 0, computed
+/// without a branch. An empty way's fingerprint is always 0 (every way
+/// is emptied with it cleared, and starts so), so for `fp` 0 every empty
+/// way counts: a conservative answer for one key in 65,536.
+///
+/// # Safety
+/// `bucket` must point to a live bucket of the table.
+#[inline(always)]
+unsafe fn carries_fp<V>(bucket: *mut Bucket<V>, fp: u32) -> u64 {
+    let mut hits = 0u64;
+    each_way!(way => {
+        // SAFETY: per the caller's contract.
+        let tag = unsafe { tag_at(bucket, way) }.load();
+        hits |= 1 ^ non_zero(((tag >> FP_SHIFT) & FP_MASK) ^ u64::from(fp));
+    });
+    hits
+}
+
+/// Starts loading the lines of the way an exclusive insert into `bucket`
+/// would most likely take (its lowest empty way; way 0 of a full
+/// bucket): a read whose value is unused, so the miss of the slot's
+/// write overlaps other work instead of stalling the insert's CAS.
+///
+/// # Safety
+/// `bucket` must point to a live bucket of the table.
+#[inline(always)]
+pub unsafe fn warm_empty_way<V>(bucket: *mut Bucket<V>) {
+    // SAFETY: per the caller's contract; the index is masked.
+    unsafe {
+        let way = lowest_way(empty_ways(bucket)) & (FLOW_WAYS - 1);
+        let slot = core::ptr::addr_of!((*bucket).slots[way]).cast::<u8>();
+        let _ = core::ptr::read_volatile(slot);
+        if size_of::<Slot<V>>() > 64 {
+            let _ = core::ptr::read_volatile(slot.add(64));
+        }
+    }
+}
+
+/// The lowest way set in `mask` (`FLOW_WAYS` when none is): the count of
+/// the bits below its lowest set bit, without a branch or a table, so the
+/// verifier sees one unknown way number, not eight paths.
+#[inline(always)]
+fn lowest_way(mask: u64) -> usize {
+    // Opaque, or the compiler makes a count of trailing zeros of it,
+    // with a branch for zero.
+    let below = opaque(mask & mask.wrapping_neg()).wrapping_sub(1) & 0xff;
+    let x = below - ((below >> 1) & 0x55);
+    let x = (x & 0x33) + ((x >> 2) & 0x33);
+    ((x + (x >> 4)) & 0x0f) as usize
+}
+
+/// Where a new key would go by the two-choice rule (see `find_or_insert`)
+/// given its buckets' empty ways (`low`: the first bucket's, `high`: the
+/// second's): `(in the second bucket, way)`, None when both are full.
+#[inline(always)]
+fn placement(low: u64, high: u64) -> Option<(bool, usize)> {
+    if low | high == 0 {
+        return None;
+    }
+    if low & PREFER_MASK == 0 && high != 0 {
+        Some((true, lowest_way(high)))
+    } else {
+        Some((false, lowest_way(low)))
+    }
+}
+
+/// What `probe` found for a key about to be inserted with `insert_new`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Probed {
+    /// No way of either bucket carries the key's fingerprint: the key is
+    /// not in the table (its buckets may still be full: the insert says).
+    Free,
+    /// A way carries its fingerprint: the key may be in the table (or
+    /// being written by another CPU; or, rarely, another key shares the
+    /// fingerprint).
+    Maybe,
+}
+
+/// Whether a key (table hash `hash`) is surely absent from its buckets
+/// `first` and `second`, from their header lines alone (no key is
+/// compared): the data plane's cheap test of a candidate NAT source port
+/// before it tries one with `insert_new`.
+///
+/// # Safety
+/// `first` and `second` must point to live buckets of the table.
+#[inline(always)]
+pub unsafe fn probe<V>(first: *mut Bucket<V>, second: *mut Bucket<V>, hash: u32) -> Probed {
+    let fp = fingerprint(hash);
+    // SAFETY: per the caller's contract.
+    let hits = unsafe { carries_fp(first, fp) | carries_fp(second, fp) };
+    if hits != 0 {
+        Probed::Maybe
+    } else {
+        Probed::Free
+    }
+}
+
+/// What `insert_new` did. Positions count the first bucket's ways, then
+/// the second's (as `Placed`'s).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Claimed {
+    /// The key went in at this position, under this (valid) tag.
+    Inserted {
+        /// Its position.
+        pos: usize,
+        /// Its tag (for `release_way`).
+        tag: u64,
+    },
+    /// Another copy of the key stands: at this position, or `NOWHERE`
+    /// when it was still being settled (another CPU's insert of the same
+    /// key, which took this one's copy out).
+    Taken(usize),
+    /// Both buckets are full: nothing was written.
+    Full,
+    /// The way chosen was taken by another CPU's insert (of another key)
+    /// in the same instant: nothing was written; the caller may try again.
+    Contended,
+}
+
+/// Inserts `key` (table hash `hash`) with `entry` into its buckets
+/// `first` and `second` if no other copy of it is there, and never beside
+/// one: of any number of CPUs (and lbd) inserting the same key at once,
+/// exactly one gets `Inserted`, the others `Taken`. For tables whose keys
+/// must be unique (the NAT table: a reply key is a source port's
+/// reservation); never evicts (`Full` instead). The caller has usually
+/// just looked the key up, so no key is compared before the claim.
+///
+/// The protocol: the way the two-choice rule picks (from the header lines
+/// alone) is claimed (`EMPTY` -> `BUSY`), the key and value written, and
+/// the copy made visible to other inserts only (`PENDING`, a CAS: a full
+/// barrier). Then both buckets are read: a valid copy of the key means
+/// this one loses; a pending one at a lower position too; a pending one
+/// at a higher position is taken out (a CAS from its tag: its owner's
+/// final CAS then fails and it loses; if its owner won that race, its
+/// copy is valid and this one loses). A way still `BUSY` under another
+/// CPU is ignored: that CPU's own read, after its `PENDING` CAS, is
+/// ordered after this CPU's `PENDING` CAS and sees this copy. The copy
+/// that did not lose is published (`PENDING` -> `VALID`); a lost one is
+/// emptied. Of two CPUs that see each other, the lower position wins; of
+/// two where only one sees the other, the one that sees decides; so one
+/// copy stands, whatever the timing.
+///
+/// Written for the BPF verifier: the way is picked without a branch per
+/// way, its number comes out as one unknown value, and the position of
+/// this copy is only compared, never used to address a way.
+///
+/// # Safety
+/// `first` and `second` must point to live buckets of the table.
+#[inline(always)]
+pub unsafe fn insert_new<V: Copy>(
+    first: *mut Bucket<V>,
+    second: *mut Bucket<V>,
+    key: &FlowKey,
+    entry: &V,
+    hash: u32,
+) -> Claimed {
+    let fp = fingerprint(hash);
+    let two = second != first;
+    // SAFETY: per the caller's contract.
+    let low = unsafe { empty_ways(first) };
+    let high = if two {
+        // SAFETY: as above.
+        unsafe { empty_ways(second) }
+    } else {
+        0
+    };
+    let Some((in_second, way)) = placement(low, high) else {
+        return Claimed::Full;
+    };
+    let (bucket, base) = if in_second {
+        (second, FLOW_WAYS)
+    } else {
+        (first, 0)
+    };
+    let mine = base + way;
+    // SAFETY: as above; the index is masked into the bucket.
+    let tag = unsafe { tag_at(bucket, way) };
+    let seen = tag.load();
+    if tag_state(seen) != TAG_EMPTY {
+        return Claimed::Contended;
+    }
+    let claimed = with_way(tag_with(seen, fp, TAG_BUSY, 0), way);
+    if !tag.swap_if(seen, claimed) {
+        return Claimed::Contended;
+    }
+    // SAFETY: the way is ours until published.
+    unsafe {
+        let slot = core::ptr::addr_of_mut!((*bucket).slots[way & (FLOW_WAYS - 1)]);
+        (*slot).key = *key;
+        (*slot).entry = *entry;
+    }
+    let pending = retagged(claimed, TAG_PENDING);
+    // A CAS, not a store: the slot's writes stay before it, and it is a
+    // full barrier before the reads below.
+    if !tag.swap_if(claimed, pending) {
+        return Claimed::Contended;
+    }
+    // Which other ways hold a copy of the key's fingerprint, valid or
+    // pending (from the header lines: no key read). Almost always none.
+    // SAFETY: as above.
+    let others = unsafe { copies_of(first, second, fp, two) } & !(1u64 << mine);
+    let mut winner = NOWHERE as u64;
+    if others != 0 {
+        // SAFETY: as above.
+        winner = unsafe { settle_new(first, second, key, (mine, fp), two) };
+    }
+    if winner != NOWHERE as u64 {
+        // Ours loses: emptied (unless a lower copy's owner did it first).
+        let _ = tag.swap_if(pending, tag_with(pending, 0, TAG_EMPTY, 0));
+        return Claimed::Taken(winner as usize);
+    }
+    let published = retagged(pending, TAG_VALID);
+    if tag.swap_if(pending, published) {
+        Claimed::Inserted {
+            pos: mine,
+            tag: published,
+        }
+    } else {
+        // A lower pending copy of the key took ours out: it stands.
+        Claimed::Taken(NOWHERE)
+    }
+}
+
+/// A bit per position (the first bucket's ways, then the second's) whose
+/// way is valid or pending under fingerprint `fp`, from the two header
+/// lines, without a branch.
+///
+/// # Safety
+/// `first` and `second` must point to live buckets of the table.
+#[inline(always)]
+unsafe fn copies_of<V>(first: *mut Bucket<V>, second: *mut Bucket<V>, fp: u32, two: bool) -> u64 {
+    let mut bits = 0u64;
+    each_way!(way => {
+        // SAFETY: per the caller's contract.
+        let low = unsafe { tag_at(first, way) }.load();
+        bits |= holds_fp(low, fp) << way;
+        if two {
+            // SAFETY: as above.
+            let high = unsafe { tag_at(second, way) }.load();
+            bits |= holds_fp(high, fp) << (FLOW_WAYS + way);
+        }
+    });
+    bits
+}
+
+/// 1 if `tag` is valid or pending (state bit 1) under fingerprint `fp`,
+/// else 0 (no branch).
+#[inline(always)]
+fn holds_fp(tag: u64, fp: u32) -> u64 {
+    let other_fp = non_zero(((tag >> FP_SHIFT) & FP_MASK) ^ u64::from(fp));
+    opaque((opaque(tag >> 1) & 1) & (1 ^ other_fp))
+}
+
+/// `insert_new`'s settling when other ways of the key's buckets carry its
+/// fingerprint `fp` (ours is at position `mine`): each such way
+/// whose key is the key is a copy; a valid one, or a pending one at a
+/// lower position, stands against ours (its position is returned); a
+/// pending one at a higher position is taken out, unless its owner
+/// published it first (it then stands). `NOWHERE` when ours stands.
+///
+/// Rare at run time (another CPU inserting the same key, or another key
+/// of the same fingerprint in one of its 16 ways), so written for the
+/// BPF verifier rather than for speed: every position is looked at with
+/// the keys compared and the decisions taken without a branch, the only
+/// branch per position being the rare take-out, so the verifier follows
+/// one path through the positions instead of one per outcome.
+///
+/// # Safety
+/// `first` and `second` must point to live buckets of the table.
+#[inline(always)]
+unsafe fn settle_new<V>(
+    first: *mut Bucket<V>,
+    second: *mut Bucket<V>,
+    key: &FlowKey,
+    (mine, fp): (usize, u32),
+    two: bool,
+) -> u64 {
+    let mut winner = NOWHERE as u64;
+    // SAFETY: per the caller's contract.
+    unsafe {
+        settle_new_in(first, 0, key, (mine, fp), &mut winner);
+        if two {
+            settle_new_in(second, FLOW_WAYS, key, (mine, fp), &mut winner);
+        }
+    }
+    winner
+}
+
+/// `settle_new` over one bucket (positions `base` on).
+///
+/// # Safety
+/// `bucket` must point to a live bucket of the table.
+#[inline(always)]
+unsafe fn settle_new_in<V>(
+    bucket: *mut Bucket<V>,
+    base: usize,
+    key: &FlowKey,
+    (mine, fp): (usize, u32),
+    winner: &mut u64,
+) {
+    // A loop, its body without a branch: one path through it for the
+    // verifier, and a small frame.
+    let mut way = 0;
+    while way < FLOW_WAYS {
+        let pos = (base + way) as u64;
+        // SAFETY: per the caller's contract.
+        let other = unsafe { tag_at(bucket, way) };
+        let tag = other.load();
+        // SAFETY: as above.
+        let differ = unsafe { key_difference(bucket, way, key) };
+        let now = other.load();
+        let candidate = holds_fp(tag, fp) & non_zero(pos ^ mine as u64);
+        let same_key = 1 ^ non_zero(differ);
+        let unchanged = 1 ^ non_zero(now ^ tag);
+        let published = 1 ^ non_zero(now ^ retagged(tag, TAG_VALID));
+        let copy = candidate & same_key & (unchanged | published);
+        // Valid (state 2: bit 0 clear), published meanwhile, or below
+        // ours: it stands.
+        let valid = opaque(1 ^ (tag & 1));
+        let lower = opaque((pos.wrapping_sub(opaque(mine as u64)) >> 63) & 1);
+        let stands = copy & (valid | published | lower);
+        // Pending above ours: it goes (if still pending); if its owner
+        // published it first, it stands.
+        let goes = opaque(copy & (1 ^ stands));
+        let lost = opaque(stands | take_out_if(other, tag, goes));
+        // The lowest position that stands (a branch-free select).
+        let first_one = non_zero(*winner ^ (NOWHERE as u64)).wrapping_sub(1);
+        let take = 0u64.wrapping_sub(lost) & first_one;
+        *winner = (*winner & !take) | (pos & take);
+        way += 1;
+    }
+}
+
+/// The difference of the key in `way` from `key` (0 when they are the
+/// same): all ten words read and their differences OR-ed, without a
+/// branch (see `settle_new`).
+///
+/// # Safety
+/// `bucket` must point to a live bucket.
+#[inline(always)]
+unsafe fn key_difference<V>(bucket: *const Bucket<V>, way: usize, key: &FlowKey) -> u64 {
+    // SAFETY: as `key_is`.
+    unsafe {
+        let have = core::ptr::addr_of!((*bucket).slots[way & (FLOW_WAYS - 1)].key) as *const u32;
+        let want = key as *const FlowKey as *const u32;
+        let mut differ = 0u64;
+        let mut i = 0;
+        while i < 10 {
+            let word =
+                core::ptr::read_volatile(have.add(i)) ^ core::ptr::read_volatile(want.add(i));
+            // Opaque: the compiler would fold the sum back into ten
+            // comparisons (and keep all twenty words live across them).
+            differ = opaque(differ | u64::from(word));
+            i += 1;
+        }
+        differ
+    }
+}
+
+/// Takes out a pending copy of a key (its tag seen as `seen`) for an
+/// insert of the same key at a lower position, if `goes` is 1: a CAS made
+/// whatever `goes` is (no branch), changing the tag only when it goes
+/// (otherwise it puts back the value it expects). 1 if it went to take
+/// it out and its owner had published it first (it then stands), else 0.
+#[inline(always)]
+fn take_out_if(other: Tag, seen: u64, goes: u64) -> u64 {
+    let emptied = tag_with(seen, 0, TAG_EMPTY, 0);
+    let found = other.swap_seen(seen, seen ^ ((seen ^ emptied) & 0u64.wrapping_sub(goes)));
+    let kept = non_zero(found ^ seen);
+    goes & kept & (1 ^ non_zero(other.load() ^ retagged(seen, TAG_VALID)))
+}
+
+/// The way of `bucket` holding `key` (table hash `hash`) and its tag,
+/// read without copying its value (the NAT data plane reads and writes a
+/// flow's entry in place): a valid way under the key's fingerprint whose
+/// key is the same, its tag unchanged across the key's read. The way
+/// comes back as the number its tag carries (one unknown value for the
+/// BPF verifier, not eight paths).
+///
+/// # Safety
+/// `bucket` must point to a live bucket of the table.
+#[inline(always)]
+pub unsafe fn locate<V>(bucket: *mut Bucket<V>, key: &FlowKey, hash: u32) -> Option<(usize, u64)> {
+    let fp = fingerprint(hash);
+    // Written out way by way (see `each_way`): a way that does not hold
+    // the key leaves nothing behind for the next to differ by.
+    each_way!(way => {
+        // SAFETY: per the caller's contract.
+        let tag = unsafe { tag_at(bucket, way) };
+        let seen = tag.load();
+        // SAFETY: as above.
+        if unsafe { holds(bucket, way, key, fp, seen) } && tag.load() == seen {
+            return Some((tag_way(seen), seen));
+        }
+    });
+    None
+}
+
+/// Whether way `way` of `bucket` holds `key` (table hash `hash`),
+/// published or pending (`insert_new`: its key and value are written
+/// before it is visible to anyone).
+///
+/// # Safety
+/// `bucket` must point to a live bucket of the table.
+#[inline(always)]
+pub unsafe fn holds_key<V>(bucket: *mut Bucket<V>, way: usize, key: &FlowKey, hash: u32) -> bool {
+    // SAFETY: per the caller's contract.
+    let tag = unsafe { tag_at(bucket, way) };
+    let seen = tag.load();
+    seen & 2 != 0
+        && tag_fingerprint(seen) == fingerprint(hash)
+        // SAFETY: as above.
+        && unsafe { key_is(bucket, way, key) }
+        && tag.load() == seen
+}
+
+/// Empties way `way` of `bucket` if its tag is still `tag` (an insert
+/// undone: the NAT data plane frees the source port it reserved when the
+/// flow's other entry found no room). True if this call emptied it.
+///
+/// # Safety
+/// `bucket` must point to a live bucket of the table.
+#[inline(always)]
+pub unsafe fn release_way<V>(bucket: *mut Bucket<V>, way: usize, tag: u64) -> bool {
+    // SAFETY: per the caller's contract.
+    unsafe { tag_at(bucket, way) }.swap_if(tag, tag_with(tag, 0, TAG_EMPTY, 0))
+}
+
 /// Takes `key` out of `bucket` if it is there (userspace: expiry, `lbctl`,
 /// replication). True if it was removed by this call.
 ///
 /// # Safety
 /// `bucket` must point to a live bucket of the table.
 #[inline(always)]
-pub unsafe fn remove(bucket: *mut FlowBucket, key: &FlowKey, hash: u32) -> bool {
+pub unsafe fn remove<V: SlotValue>(bucket: *mut Bucket<V>, key: &FlowKey, hash: u32) -> bool {
     // SAFETY: per the caller's contract.
     match unsafe { find(bucket, key, hash) } {
         // SAFETY: as above.
@@ -959,7 +1548,7 @@ pub unsafe fn remove(bucket: *mut FlowBucket, key: &FlowKey, hash: u32) -> bool 
 /// # Safety
 /// `bucket` must point to a live bucket of the table.
 #[inline(always)]
-pub unsafe fn release(bucket: *mut FlowBucket, seen: &Seen) -> bool {
+pub unsafe fn release<V>(bucket: *mut Bucket<V>, seen: &Seen<V>) -> bool {
     // SAFETY: per the caller's contract.
     unsafe { tag_at(bucket, seen.way) }.swap_if(seen.tag, tag_with(seen.tag, 0, TAG_EMPTY, 0))
 }
@@ -971,7 +1560,12 @@ pub unsafe fn release(bucket: *mut FlowBucket, seen: &Seen) -> bool {
 /// # Safety
 /// `bucket` must point to a live bucket of the table.
 #[inline(always)]
-pub unsafe fn rewrite(bucket: *mut FlowBucket, seen: &Seen, entry: &FlowEntry, rank: u32) -> bool {
+pub unsafe fn rewrite<V: Copy>(
+    bucket: *mut Bucket<V>,
+    seen: &Seen<V>,
+    entry: &V,
+    rank: u32,
+) -> bool {
     // SAFETY: per the caller's contract.
     let tag = unsafe { tag_at(bucket, seen.way) };
     let claimed = tag_with(seen.tag, tag_fingerprint(seen.tag), TAG_BUSY, rank);
@@ -992,7 +1586,7 @@ pub unsafe fn rewrite(bucket: *mut FlowBucket, seen: &Seen, entry: &FlowEntry, r
 /// # Safety
 /// `bucket` must point to a live bucket of the table.
 #[inline(always)]
-pub unsafe fn seen_at(bucket: *mut FlowBucket, way: usize) -> Option<Seen> {
+pub unsafe fn seen_at<V: SlotValue>(bucket: *mut Bucket<V>, way: usize) -> Option<Seen<V>> {
     // SAFETY: per the caller's contract.
     let tag = unsafe { tag_at(bucket, way) };
     let seen = tag.load();
@@ -1014,7 +1608,10 @@ pub unsafe fn seen_at(bucket: *mut FlowBucket, way: usize) -> Option<Seen> {
 /// # Safety
 /// `bucket` must point to a live bucket of the table.
 #[inline(always)]
-pub unsafe fn read_way(bucket: *mut FlowBucket, way: usize) -> Option<(FlowKey, Seen)> {
+pub unsafe fn read_way<V: SlotValue>(
+    bucket: *mut Bucket<V>,
+    way: usize,
+) -> Option<(FlowKey, Seen<V>)> {
     // SAFETY: per the caller's contract.
     let tag = unsafe { tag_at(bucket, way) };
     let seen = tag.load();
@@ -1332,6 +1929,237 @@ mod tests {
                 assert!(
                     !placed || seen.binary_search(&(round * FLOWS + n)).is_ok(),
                     "round {round}: flow {n} lost"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn lowest_way_is_the_lowest_set_bit_or_none() {
+        for mask in 0u64..256 {
+            let want = if mask == 0 {
+                FLOW_WAYS
+            } else {
+                mask.trailing_zeros() as usize
+            };
+            assert_eq!(lowest_way(mask), want, "{mask:#b}");
+        }
+    }
+
+    #[test]
+    fn an_exclusive_insert_takes_a_key_once_and_never_evicts() {
+        let mut bucket = Box::<FlowBucket>::default();
+        let b: *mut FlowBucket = &mut *bucket;
+        let keys = colliding(FLOW_WAYS + 1);
+        let h = |k: &FlowKey| flow_hash(k);
+        assert_eq!(unsafe { probe(b, b, h(&keys[0])) }, Probed::Free);
+        let Claimed::Inserted { pos, tag } =
+            (unsafe { insert_new(b, b, &keys[0], &entry(1, &keys[0]), h(&keys[0])) })
+        else {
+            panic!("not inserted")
+        };
+        assert_eq!(tag_state(tag), TAG_VALID);
+        assert_eq!(
+            unsafe { locate(b, &keys[0], h(&keys[0])) },
+            Some((pos, tag))
+        );
+        assert!(unsafe { holds_key(b, pos, &keys[0], h(&keys[0])) });
+        assert_eq!(
+            unsafe { find(b, &keys[0], h(&keys[0])) }.map(|s| s.entry.backend_id),
+            Some(1)
+        );
+        // The key is held: a second insert finds it, writes nothing.
+        assert_eq!(unsafe { probe(b, b, h(&keys[0])) }, Probed::Maybe);
+        assert_eq!(
+            unsafe { insert_new(b, b, &keys[0], &entry(2, &keys[0]), h(&keys[0])) },
+            Claimed::Taken(pos)
+        );
+        assert_eq!(occupied(&mut bucket), [keys[0]]);
+        for k in &keys[1..FLOW_WAYS] {
+            let claimed = unsafe { insert_new(b, b, k, &entry(3, k), h(k)) };
+            assert!(matches!(claimed, Claimed::Inserted { .. }), "{claimed:?}");
+        }
+        // Full: nothing is evicted, nothing written.
+        let last = &keys[FLOW_WAYS];
+        assert_eq!(
+            unsafe { probe(b, b, h(last)) },
+            Probed::Free,
+            "absent (if full)"
+        );
+        assert_eq!(
+            unsafe { insert_new(b, b, last, &entry(4, last), h(last)) },
+            Claimed::Full
+        );
+        assert_eq!(occupied(&mut bucket).len(), FLOW_WAYS);
+        assert!(!occupied(&mut bucket).contains(last));
+        // An insert undone frees its way, once.
+        assert!(unsafe { release_way(b, pos, tag) });
+        assert!(!unsafe { release_way(b, pos, tag) });
+        assert!(unsafe { locate(b, &keys[0], h(&keys[0])) }.is_none());
+        assert!(matches!(
+            unsafe { insert_new(b, b, last, &entry(4, last), h(last)) },
+            Claimed::Inserted { .. }
+        ));
+    }
+
+    /// Puts `k` into way `way` of `bucket` as another CPU's insert would
+    /// leave it between its steps: `state` `TAG_PENDING` (or `TAG_BUSY`).
+    fn in_flight(bucket: *mut FlowBucket, way: usize, k: &FlowKey, state: u32) -> u64 {
+        let tag = with_way(tag_with(0, fingerprint(flow_hash(k)), state, 0), way);
+        unsafe {
+            (*bucket).slots[way].key = *k;
+            (*bucket).slots[way].entry = entry(9, k);
+            core::ptr::write_volatile(core::ptr::addr_of_mut!((*bucket).tags[way]), tag);
+        }
+        tag
+    }
+
+    #[test]
+    fn a_pending_copy_is_invisible_to_lookups_and_settled_by_position() {
+        let k = key(7);
+        let h = flow_hash(&k);
+        // Another CPU's pending copy in way 0, below where ours goes: it
+        // stands, ours is emptied; lookups see neither meanwhile.
+        let mut bucket = Box::<FlowBucket>::default();
+        let b: *mut FlowBucket = &mut *bucket;
+        let theirs = in_flight(b, 0, &k, TAG_PENDING);
+        assert!(unsafe { find(b, &k, h) }.is_none());
+        assert!(unsafe { locate(b, &k, h) }.is_none());
+        assert!(occupied(&mut bucket).is_empty());
+        assert_eq!(
+            unsafe { insert_new(b, b, &k, &entry(1, &k), h) },
+            Claimed::Taken(0)
+        );
+        assert_eq!(
+            unsafe { tag_at(b, 1) }.load() & STATE_MASK,
+            0,
+            "ours emptied"
+        );
+        assert_eq!(unsafe { tag_at(b, 0) }.load(), theirs, "theirs untouched");
+
+        // Their pending copy above ours (ways 0..3 taken by others): ours
+        // takes it out, and their publishing CAS then fails.
+        let mut bucket = Box::<FlowBucket>::default();
+        let b: *mut FlowBucket = &mut *bucket;
+        let others = colliding(4);
+        for (way, other) in others.iter().enumerate().take(3) {
+            in_flight(b, way, other, TAG_VALID);
+        }
+        let theirs = in_flight(b, 5, &k, TAG_PENDING);
+        let Claimed::Inserted { pos, .. } = (unsafe { insert_new(b, b, &k, &entry(1, &k), h) })
+        else {
+            panic!("ours stands")
+        };
+        assert_eq!(pos, 3);
+        assert!(!unsafe { tag_at(b, 5) }.swap_if(theirs, retagged(theirs, TAG_VALID)));
+        assert_eq!(occupied(&mut bucket).iter().filter(|o| **o == k).count(), 1);
+
+        // Their owner published between our read of their tag and our
+        // CAS: theirs stands. Emptied or taken out meanwhile: nothing to do.
+        let mut bucket = Box::<FlowBucket>::default();
+        let b: *mut FlowBucket = &mut *bucket;
+        let seen = in_flight(b, 5, &k, TAG_PENDING);
+        let published = retagged(seen, TAG_VALID);
+        unsafe { core::ptr::write_volatile(core::ptr::addr_of_mut!((*b).tags[5]), published) };
+        assert_eq!(take_out_if(unsafe { tag_at(b, 5) }, seen, 1), 1);
+        assert_eq!(unsafe { tag_at(b, 5) }.load(), published, "theirs stands");
+        let emptied = tag_with(seen, 0, TAG_EMPTY, 0);
+        unsafe { core::ptr::write_volatile(core::ptr::addr_of_mut!((*b).tags[5]), emptied) };
+        assert_eq!(take_out_if(unsafe { tag_at(b, 5) }, seen, 1), 0);
+        let seen = in_flight(b, 5, &k, TAG_PENDING);
+        // Not asked to go: left as it is.
+        assert_eq!(take_out_if(unsafe { tag_at(b, 5) }, seen, 0), 0);
+        assert_eq!(unsafe { tag_at(b, 5) }.load(), seen);
+        assert_eq!(take_out_if(unsafe { tag_at(b, 5) }, seen, 1), 0);
+        assert_eq!(tag_state(unsafe { tag_at(b, 5) }.load()), TAG_EMPTY);
+
+        // A copy another CPU is still writing (busy) is not waited for:
+        // that CPU sees ours once it reads (see `insert_new`).
+        let mut bucket = Box::<FlowBucket>::default();
+        let b: *mut FlowBucket = &mut *bucket;
+        in_flight(b, 0, &k, TAG_BUSY);
+        assert!(matches!(
+            unsafe { insert_new(b, b, &k, &entry(1, &k), h) },
+            Claimed::Inserted { pos: 1, .. }
+        ));
+    }
+
+    #[test]
+    fn cpus_racing_to_insert_the_same_keys_exclusively_leave_one_winner_each() {
+        // Two buckets, so every race meets in the same header lines and
+        // some keys go to their second bucket. The racers start each key
+        // together (a barrier), so their claims overlap within the few
+        // nanoseconds the protocol's cases differ by; keys are taken out
+        // again after each race, so the buckets never fill.
+        const BUCKETS: usize = 2;
+        const KEYS: u32 = 20_000;
+        const RACERS: u32 = 2;
+        let table: Arc<Vec<FlowBucket>> =
+            Arc::new((0..BUCKETS).map(|_| FlowBucket::default()).collect());
+        let start = Arc::new(std::sync::Barrier::new(RACERS as usize));
+        let racers: Vec<_> = (0..RACERS)
+            .map(|cpu| {
+                let table = Arc::clone(&table);
+                let start = Arc::clone(&start);
+                std::thread::spawn(move || {
+                    let base = table.as_ptr() as *mut FlowBucket;
+                    (0..KEYS)
+                        .map(|n| {
+                            let k = key(n);
+                            let (first, second) = candidates(base, BUCKETS as u32, &k);
+                            start.wait();
+                            let claimed = loop {
+                                let claimed = unsafe {
+                                    insert_new(first, second, &k, &entry(cpu, &k), flow_hash(&k))
+                                };
+                                if claimed != Claimed::Contended {
+                                    break claimed;
+                                }
+                            };
+                            // Both done: count the copies, then the
+                            // winner takes its key out again.
+                            start.wait();
+                            let copies = (0..2 * FLOW_WAYS)
+                                .filter(|&pos| {
+                                    let bucket = bucket_at(first, second, pos);
+                                    (pos < FLOW_WAYS || second != first)
+                                        && unsafe { read_way(bucket, pos % FLOW_WAYS) }
+                                            .is_some_and(|(held, _)| held == k)
+                                })
+                                .count();
+                            let pending = (0..FLOW_WAYS).any(|w| {
+                                [first, second].iter().any(|b| {
+                                    tag_state(unsafe { tag_at(*b, w) }.load()) == TAG_PENDING
+                                })
+                            });
+                            start.wait();
+                            if let Claimed::Inserted { pos, tag } = claimed {
+                                let bucket = bucket_at(first, second, pos);
+                                assert!(unsafe { release_way(bucket, pos % FLOW_WAYS, tag) });
+                            }
+                            (claimed, copies, pending)
+                        })
+                        .collect::<Vec<(Claimed, usize, bool)>>()
+                })
+            })
+            .collect();
+        let results: Vec<Vec<(Claimed, usize, bool)>> = racers
+            .into_iter()
+            .map(|racer| racer.join().expect("racer"))
+            .collect();
+        for n in 0..KEYS as usize {
+            let winners = results
+                .iter()
+                .filter(|r| matches!(r[n].0, Claimed::Inserted { .. }))
+                .count();
+            assert_eq!(winners, 1, "key {n}: {winners} winners");
+            assert_eq!(results[0][n].1, 1, "key {n}: copies");
+            assert!(!results[0][n].2, "key {n}: a copy left pending");
+            for r in &results {
+                assert!(
+                    matches!(r[n].0, Claimed::Inserted { .. } | Claimed::Taken(_)),
+                    "key {n}: {:?}",
+                    r[n].0
                 );
             }
         }

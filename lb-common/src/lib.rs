@@ -5,6 +5,8 @@
 // The data plane's compare-and-swap (the BPF target has no atomic CAS
 // types, its instruction set has `cmpxchg`): see `flow_table::Tag`.
 #![cfg_attr(target_arch = "bpf", feature(core_intrinsics))]
+// `flow_table::opaque`: an empty asm block hides a value from the compiler.
+#![cfg_attr(target_arch = "bpf", feature(asm_experimental_arch))]
 #![cfg_attr(target_arch = "bpf", allow(internal_features))]
 
 pub mod consts;

@@ -132,9 +132,10 @@ pub struct NatSource {
     pub _pad: [u8; 3],
 }
 
-/// One direction of a NAT-mode flow in `NAT_FLOWS`, keyed by the packet's
-/// own 5-tuple as it arrives: client -> VIP (`NAT_DIR_FORWARD`) or
-/// backend -> NAT address (`NAT_DIR_REPLY`). The value is what the packet
+/// One direction of a NAT-mode flow in the NAT flow table
+/// (`NAT_BUCKETS`), keyed by the packet's own 5-tuple as it arrives:
+/// client -> VIP (`NAT_DIR_FORWARD`) or backend -> NAT address
+/// (`NAT_DIR_REPLY`). The value is what the packet
 /// becomes, so both directions take the same code: rewrite addresses and
 /// ports to these, then send to the cached next hop. The other direction's
 /// key is always `(src: dst, dst: src, sport: dport, dport: sport)` of this

@@ -1,12 +1,35 @@
-//! NAT-mode flow rules both sides agree on: how the two entries of a flow
-//! find each other, and which TCP state (hence which timeout) a flow is in
-//! given what each direction has seen. Pure functions: the data plane only
-//! sets `NAT_F_*` bits, lbd's reaper decides from them.
+//! NAT-mode flow rules both sides agree on: the flow table's layout (the
+//! connection table's buckets and protocol, `flow_table`, holding
+//! `NatEntry`s), how the two entries of a flow find each other, and which
+//! TCP state (hence which timeout) a flow is in given what each direction
+//! has seen. Pure functions: the data plane only sets `NAT_F_*` bits,
+//! lbd's reaper decides from them.
 
 use crate::{
     consts::{IPPROTO_TCP, NAT_F_FIN, NAT_F_REPLIED, NAT_F_RST},
+    flow_table::{Bucket, SlotValue, FLOW_WAYS},
     FlowKey, NatEntry,
 };
+
+/// A bucket of the NAT flow table (`NAT_BUCKETS`): the connection
+/// table's layout, a `NatEntry` beside each key (a way fills two cache
+/// lines). Entries are inserted with `flow_table::insert_new`, so a key is
+/// never held twice (a reply key is its source port's reservation) and
+/// nothing is ever evicted: only lbd's reaper takes flows out.
+pub type NatBucket = Bucket<NatEntry>;
+
+/// Bytes of table memory per slot (way) of the NAT flow table.
+pub const NAT_BYTES_PER_ENTRY: usize = core::mem::size_of::<NatBucket>() / FLOW_WAYS;
+
+/// Read whole: only lbd copies NAT entries out of the table (the data
+/// plane reads and writes them in place).
+impl SlotValue for NatEntry {
+    #[inline(always)]
+    unsafe fn read_shared(at: *const Self) -> Self {
+        // SAFETY: per the caller's contract.
+        unsafe { core::ptr::read_volatile(at) }
+    }
+}
 
 /// The key of the other direction of the flow whose entry is `(key, entry)`:
 /// the translated packet's 5-tuple reversed.
@@ -72,6 +95,16 @@ impl NatFlowState {
 mod tests {
     use super::*;
     use crate::consts::{IPPROTO_UDP, NAT_F_SYN};
+
+    #[test]
+    fn a_nat_way_is_two_lines_and_its_bucket_nine_lines_more() {
+        assert_eq!(
+            core::mem::size_of::<crate::flow_table::Slot<NatEntry>>(),
+            128
+        );
+        assert_eq!(core::mem::size_of::<NatBucket>(), 64 + FLOW_WAYS * 128);
+        assert_eq!(NAT_BYTES_PER_ENTRY, 136);
+    }
 
     #[test]
     fn counterpart_of_the_counterpart_is_the_key() {

@@ -21,10 +21,11 @@ use lb_common::{
         AclCacheEntry, AclData4, AclData6, LimitKey, TokenBucket, VipGuard, ACL_CACHE_SLOTS,
         ACL_RULES_MAX, ACL_TRIE_SIZE, LIMIT_TABLE_SIZE,
     },
+    nat::NatBucket,
     stats::COUNTER_COUNT,
     vip_index::{self, VipIndexBucket},
-    Backend, FlowEntry, FlowKey, LbConfig, NatEntry, NatSource, TrafficCounters, TunnelConfig,
-    TunnelHop, VipKey, VipMeta,
+    Backend, FlowEntry, FlowKey, LbConfig, NatSource, TrafficCounters, TunnelConfig, TunnelHop,
+    VipKey, VipMeta,
 };
 
 use crate::{forward::tunnel::Job, nat::scratch::NatScratch};
@@ -79,12 +80,17 @@ pub static HALF_OPEN: Array<FlowBucket> =
 pub static CONNTRACK: LruHashMap<FlowKey, FlowEntry> =
     LruHashMap::with_max_entries(CONNTRACK_SIZE_DEFAULT, 0);
 
-/// NAT-mode flows, both directions (see `NatEntry`). A plain hash: entries
-/// leave only through lbd's reaper, never by eviction, so a live
-/// translation and its source port are never lost or handed out twice.
+/// NAT-mode flows, both directions (see `NatEntry`): buckets of
+/// `FLOW_WAYS` ways, see `nat::table`. Inserts are exclusive and never
+/// evict: entries leave only through lbd's reaper, so a live translation
+/// and its source port are never lost or handed out twice.
+/// Memory-mappable: lbd reads and writes it in place with the same
+/// protocol.
 #[map]
-pub static NAT_FLOWS: HashMap<FlowKey, NatEntry> =
-    HashMap::with_max_entries(NAT_FLOWS_SIZE_DEFAULT, 0);
+pub static NAT_BUCKETS: Array<NatBucket> = Array::with_max_entries(
+    flow_table::buckets_for(NAT_FLOWS_SIZE_DEFAULT),
+    BPF_F_MMAPABLE,
+);
 
 /// NAT address and source-port range per VIP id.
 #[map]

@@ -9,22 +9,17 @@ use lb_common::{
 
 use crate::maps::{BACKENDS, MAGLEV};
 
-/// The backend Maglev gives this flow: (id, backend), or None when the VIP
-/// has no live backend in that slot.
-#[inline(always)]
-pub fn pick(vip: &VipMeta, key: &FlowKey) -> Option<(u32, &'static Backend)> {
-    pick_hashed(vip, key).map(|(id, backend, _)| (id, backend))
-}
-
-/// `pick`, with the flow's hash (`flow_hash`) it used: the connection
-/// table keeps it for the tunnel modes' outer headers.
+/// The backend Maglev gives this flow, with the flow's hash (`flow_hash`)
+/// it used: the connection table keeps it for the tunnel modes' outer
+/// headers. None when the VIP has no live backend in that slot.
 #[inline(always)]
 pub fn pick_hashed(vip: &VipMeta, key: &FlowKey) -> Option<(u32, &'static Backend, u32)> {
     let hash = flow_hash(key);
     pick_with(vip, hash).map(|(id, backend)| (id, backend, hash))
 }
 
-/// `pick` for a flow whose `flow_hash` is already known.
+/// `pick_hashed` for a flow whose `flow_hash` is already known: (id,
+/// backend).
 #[inline(always)]
 pub fn pick_with(vip: &VipMeta, hash: u32) -> Option<(u32, &'static Backend)> {
     if vip.table_size == 0 {

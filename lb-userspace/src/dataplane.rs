@@ -35,6 +35,7 @@ use crate::{
     ebpf_object::EBPF_OBJECT,
     flow_table::{FlowTable, Placement},
     guard::GuardMaps,
+    legacy_nat::LegacyNat,
     legacy_table::LegacyTable,
     nat_maps::NatMaps,
     pinning::{PinDir, PinError, DEPENDENT_MAPS, PINNED_MAPS, STATE_MAPS},
@@ -270,6 +271,8 @@ pub struct Dataplane {
     adopted: bool,
     /// A previous lbd's kernel-map connection table being carried over.
     legacy: Option<LegacyTable>,
+    /// A previous lbd's kernel-map NAT flow table being carried over.
+    legacy_nat: Option<LegacyNat>,
     /// The adopted table's second `re_place_flows` pass is still to run
     /// (once this lbd's program is attached).
     re_place_pending: bool,
@@ -365,6 +368,7 @@ impl Dataplane {
             (flow_table::buckets_for(sizes.conntrack), 1)
         };
         let half_open_buckets = flow_table::half_open_buckets_for(sizes.half_open);
+        let nat_buckets = flow_table::buckets_for(sizes.nat_flows);
         let vip_buckets = vip_index_buckets_for(sizes.max_vips);
         let resized = [
             (names::MAP_VIPS, sizes.max_vips),
@@ -375,7 +379,7 @@ impl Dataplane {
             (names::MAP_CONNTRACK, kernel_map),
             (names::MAP_FLOW_BUCKETS, buckets),
             (names::MAP_HALF_OPEN, half_open_buckets),
-            (names::MAP_NAT_FLOWS, sizes.nat_flows),
+            (names::MAP_NAT_BUCKETS, nat_buckets),
         ];
         let mut loader = EbpfLoader::new();
         for (name, entries) in resized {
@@ -389,12 +393,24 @@ impl Dataplane {
         loader.override_global(names::GLOBAL_HALF_OPEN_BUCKET_MASK, &half_open_mask, true);
         let vip_mask = vip_buckets - 1;
         loader.override_global(names::GLOBAL_VIP_INDEX_MASK, &vip_mask, true);
+        let nat_mask = nat_buckets - 1;
+        loader.override_global(names::GLOBAL_NAT_BUCKET_MASK, &nat_mask, true);
         let mut adopted = false;
         let mut legacy = None;
+        let mut legacy_nat = None;
         if let Some(pins) = &options.pins {
             pins.prepare()?;
             legacy = LegacyTable::open(pins, kind);
-            adopted = check_pins(pins, &object, &resized, legacy.is_some())?;
+            legacy_nat = LegacyNat::open(pins);
+            // Tables being carried over from an older layout start afresh.
+            let mut fresh = Vec::new();
+            if legacy.is_some() {
+                fresh.extend([names::MAP_CONNTRACK, names::MAP_FLOW_BUCKETS]);
+            }
+            if legacy_nat.is_some() {
+                fresh.push(names::MAP_NAT_BUCKETS);
+            }
+            adopted = check_pins(pins, &object, &resized, &fresh)?;
             for name in PINNED_MAPS {
                 loader.map_pin_path(name, pins.map_path(name));
             }
@@ -437,7 +453,7 @@ impl Dataplane {
             vip_stats: take_map(&mut ebpf, names::MAP_VIP_STATS)?,
             backend_stats: take_map(&mut ebpf, names::MAP_BACKEND_STATS)?,
             events: Some(take_map(&mut ebpf, names::MAP_EVENTS)?),
-            nat: NatMaps::take(&mut ebpf)?,
+            nat: NatMaps::take(&mut ebpf, nat_buckets)?,
             guard: GuardMaps::take(&mut ebpf)?,
             tunnel_config: match ebpf.take_map(names::MAP_TUNNEL_CONFIG) {
                 None => None,
@@ -452,9 +468,11 @@ impl Dataplane {
             pins: options.pins.clone(),
             adopted,
             legacy,
+            legacy_nat,
             re_place_pending: false,
         };
         dataplane.carry_legacy_flows("loaded");
+        dataplane.carry_legacy_nat("loaded");
         if adopted {
             dataplane.re_place_flows(false);
             dataplane.re_place_pending = true;
@@ -515,7 +533,45 @@ impl Dataplane {
         );
     }
 
-    /// The second pass of `carry_legacy_flows` and of `re_place_flows`,
+    /// Installs the flows of a previous lbd's kernel-map NAT flow table
+    /// into the bucket table (see `legacy_nat`), both entries of each
+    /// together; after the swap (`phase` "swapped") the old table is
+    /// closed by the caller. Without the state maps adopted the entries'
+    /// VIP and backend ids mean nothing here: none is carried.
+    fn carry_legacy_nat(&mut self, phase: &str) {
+        let Some(legacy) = &self.legacy_nat else {
+            return;
+        };
+        if !self.adopted {
+            warn!("the previous lbd's NAT flow table is not carried over: its VIPs and backends were not adopted");
+            self.legacy_nat = None;
+            return;
+        }
+        let (pairs, unpaired) = legacy.pairs();
+        let (mut installed, mut conflicts, mut failed) = (0u64, 0u64, 0u64);
+        for pair in &pairs {
+            match crate::daemon::replication::nat::install_pair(&mut self.nat, pair) {
+                Ok(crate::daemon::replication::nat::Installed::Yes) => installed += 1,
+                Ok(crate::daemon::replication::nat::Installed::Conflict) => conflicts += 1,
+                Err(_) => failed += 1,
+            }
+        }
+        info!(
+            phase,
+            flows = pairs.len(),
+            installed,
+            conflicts,
+            failed,
+            unpaired,
+            "NAT flows carried over from the previous lbd's NAT flow table"
+        );
+        if failed > 0 {
+            warn!(failed, "some NAT flows could not be carried over (their buckets were full): their connections are lost");
+        }
+    }
+
+    /// The second pass of `carry_legacy_flows`, `carry_legacy_nat` and of
+    /// `re_place_flows`,
     /// once this lbd's program runs on the interface: the old program no
     /// longer adds or changes flows. `attach` and `attach_tc` call it; a
     /// caller that runs the program by other means (a test run) calls it
@@ -524,6 +580,10 @@ impl Dataplane {
         if self.legacy.is_some() {
             self.carry_legacy_flows("swapped");
             self.legacy = None;
+        }
+        if self.legacy_nat.is_some() {
+            self.carry_legacy_nat("swapped");
+            self.legacy_nat = None;
         }
         if std::mem::take(&mut self.re_place_pending) {
             self.re_place_flows(true);
@@ -941,7 +1001,13 @@ impl Dataplane {
             FlowStore::Buckets(table) => table.map(),
             FlowStore::KernelMap(map) => aya::maps::IterableMap::map(map),
         };
-        crate::flow_table::kernel_memory_bytes(map).unwrap_or(0)
+        crate::bucket_map::kernel_memory_bytes(map).unwrap_or(0)
+    }
+
+    /// Bytes of kernel memory the NAT flow table takes, as the kernel
+    /// accounts the map (all preallocated); 0 if the kernel does not say.
+    pub fn nat_memory_bytes(&self) -> u64 {
+        crate::bucket_map::kernel_memory_bytes(self.nat.table().map()).unwrap_or(0)
     }
 
     /// The connection-table entry of one flow, if tracked (`lbctl flow`).
@@ -1059,13 +1125,14 @@ impl Drop for Dataplane {
 /// sizes need. Incompatible pins are removed (logged): the map is created
 /// afresh. The state maps go together: if any of them cannot be adopted,
 /// none is. Returns whether the state maps are adopted.
-/// `fresh_table`: the connection table is being carried over from an older
-/// design (`legacy_table`), so its maps are not required for adoption.
+/// `fresh`: tables being carried over from an older layout (the
+/// connection table's maps, `legacy_table`; the NAT flow table,
+/// `legacy_nat`), not required for adoption.
 fn check_pins(
     pins: &PinDir,
     object: &[u8],
     resized: &[(&str, u32)],
-    fresh_table: bool,
+    fresh: &[&str],
 ) -> Result<bool> {
     let parsed =
         aya_obj::Object::parse(object).map_err(|e| DataplaneError::Parse(e.to_string()))?;
@@ -1107,10 +1174,9 @@ fn check_pins(
             mismatched.push(name);
         }
     }
-    let table = [names::MAP_CONNTRACK, names::MAP_FLOW_BUCKETS];
     let adopt = STATE_MAPS
         .iter()
-        .filter(|name| !(fresh_table && table.contains(name)))
+        .filter(|name| !fresh.contains(name))
         .all(|name| present.contains(name));
     if !adopt {
         for name in STATE_MAPS.into_iter().chain(DEPENDENT_MAPS) {

@@ -5,6 +5,7 @@
 #![warn(unreachable_pub)]
 pub mod api;
 pub mod bgp;
+pub mod bucket_map;
 pub(crate) mod clock;
 pub mod config;
 pub mod conntrack_kind;
@@ -16,6 +17,7 @@ pub mod flow_table;
 pub mod guard;
 pub(crate) mod health;
 pub mod import;
+mod legacy_nat;
 mod legacy_table;
 pub mod logging;
 pub mod mac;
@@ -28,6 +30,7 @@ pub mod model;
 pub mod nat_events;
 pub mod nat_maps;
 pub mod nat_reaper;
+pub mod nat_table;
 pub(crate) mod netlink;
 pub(crate) mod ownership;
 pub mod pinning;

@@ -93,6 +93,7 @@ pub(crate) const FAMILIES: &[(&str, &str)] = &[
     ("lbd_hc_events_total", "counter"),
     ("lbd_nat_flows", "gauge"),
     ("lbd_nat_flow_capacity", "gauge"),
+    ("lbd_nat_flow_memory_bytes", "gauge"),
     ("lbd_nat_table_pressure", "gauge"),
     ("lbd_nat_reaped_total", "counter"),
     ("lbd_vip_nat_ports_in_use", "gauge"),
@@ -828,6 +829,10 @@ impl Exporter<'_> {
             .nat
             .as_ref()
             .map(|nat| vec![(Vec::new(), i64::from(nat.pressure))]);
+        let memory = s
+            .nat
+            .as_ref()
+            .map(|nat| vec![(Vec::new(), to_i64(nat.memory_bytes))]);
         let (flows, capacity, reaped) = match &s.nat {
             Some(nat) => (
                 NAT_STATES
@@ -855,6 +860,11 @@ impl Exporter<'_> {
             "nat_flow_capacity",
             "Entries the NAT flow table holds at most (two per flow)",
             capacity,
+        );
+        self.gauge(
+            "nat_flow_memory_bytes",
+            "Bytes of kernel memory the NAT flow table takes",
+            memory.unwrap_or_default(),
         );
         self.gauge(
             "nat_table_pressure",
@@ -1085,6 +1095,7 @@ mod tests {
             nat: Some(crate::api::schema::NatStatus {
                 flows: BTreeMap::from([("established".to_owned(), 15)]),
                 capacity: 262_144,
+                memory_bytes: 71_303_168,
                 swept: true,
                 expired: 7,
                 orphans: 1,
@@ -1245,6 +1256,7 @@ mod tests {
             "lbd_nat_flows{state=\"established\"} 15",
             "lbd_nat_flows{state=\"syn-sent\"} 0",
             "lbd_nat_flow_capacity 262144",
+            "lbd_nat_flow_memory_bytes 71303168",
             "lbd_nat_table_pressure 1",
             "lbd_nat_events_total{event=\"new\"} 3",
             "lbd_nat_reaped_total{reason=\"expired\"} 7",

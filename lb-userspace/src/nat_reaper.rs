@@ -1,12 +1,12 @@
 //! The NAT flow reaper: frees the translations (and so the source ports)
 //! of NAT-mode flows that went quiet, as the data plane never deletes
-//! them itself (`NAT_FLOWS` is a plain hash, see docs/design/nat.md).
+//! them itself (the NAT flow table never evicts, see docs/design/nat.md).
 //!
-//! Pure: the table is reached through [`NatTable`] (the real map in
+//! Pure: the table is reached through [`NatTable`] (the real table in
 //! `nat_maps`, a `BTreeMap` in tests) and time is passed in. Each call to
 //! [`Reaper::tick`] visits at most a budget of entries from where the last
-//! one stopped (a cursor: the hash map's bucket, which removals do not
-//! move), read in batches, so a table of a million entries costs lbd tens
+//! one stopped (a cursor: the table's bucket, which removals do not move),
+//! read in batches, so a table of a million entries costs lbd tens
 //! of milliseconds a second instead of one long stall; a whole pass over
 //! the table (a *sweep*) takes `entries / budget` ticks.
 //!

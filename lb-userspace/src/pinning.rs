@@ -43,7 +43,7 @@ pub(crate) const PINNED_MAPS: [&str; 21] = [
     names::MAP_BACKEND_STATS,
     names::MAP_EVENTS,
     names::MAP_EVENT_LAST,
-    names::MAP_NAT_FLOWS,
+    names::MAP_NAT_BUCKETS,
     names::MAP_NAT_SOURCES,
     names::MAP_TX_PORTS,
     names::MAP_VIP_GUARDS,
@@ -62,7 +62,7 @@ pub(crate) const STATE_MAPS: [&str; 7] = [
     names::MAP_BACKENDS,
     names::MAP_CONNTRACK,
     names::MAP_FLOW_BUCKETS,
-    names::MAP_NAT_FLOWS,
+    names::MAP_NAT_BUCKETS,
     names::MAP_NAT_SOURCES,
 ];
 

@@ -21,7 +21,7 @@ use lb_common::{
 };
 use lb_userspace::{
     config::{BackendConfig, Protocol, VipConfig, VipNat},
-    dataplane::{Dataplane, MapSizes, MapWriter as _},
+    dataplane::{Dataplane, LoadOptions, MapSizes, MapWriter as _},
     reconcile::Balancer,
 };
 
@@ -313,7 +313,19 @@ impl NatBed {
         out_if: u32,
         sizes: MapSizes,
     ) -> anyhow::Result<Self> {
-        let mut dataplane = Dataplane::load(sizes).context("loading the object (are you root?)")?;
+        Self::with_options(hook, vips, (in_if, out_if), sizes, &LoadOptions::default())
+    }
+
+    /// As `with_sizes`, loaded with `options` (e.g. pinned).
+    pub fn with_options(
+        hook: Hook,
+        vips: &[VipConfig],
+        (in_if, out_if): (u32, u32),
+        sizes: MapSizes,
+        options: &LoadOptions,
+    ) -> anyhow::Result<Self> {
+        let mut dataplane =
+            Dataplane::load_with(sizes, options).context("loading the object (are you root?)")?;
         dataplane.set_config(&LbConfig {
             iface_mac: LB_MAC,
             flags: 0,
@@ -330,6 +342,29 @@ impl NatBed {
         }
         Ok(Self {
             bed,
+            in_if,
+            out_if,
+            verdicts: Verdicts::of(hook),
+        })
+    }
+
+    /// A data plane loaded with `options` whose pins a previous one left
+    /// (its VIPs, backends and redirect targets adopted, nothing applied),
+    /// as a restarted or upgraded lbd finds it.
+    pub fn adopting(
+        hook: Hook,
+        (in_if, out_if): (u32, u32),
+        sizes: MapSizes,
+        options: &LoadOptions,
+    ) -> anyhow::Result<Self> {
+        let dataplane =
+            Dataplane::load_with(sizes, options).context("loading the object (are you root?)")?;
+        Ok(Self {
+            bed: TestBed {
+                dataplane,
+                balancer: Balancer::new(sizes.max_vips),
+                hook,
+            },
             in_if,
             out_if,
             verdicts: Verdicts::of(hook),
@@ -379,8 +414,18 @@ impl NatBed {
 
     /// Removes every NAT flow entry (as the reaper would).
     pub fn clear_flows(&mut self) -> anyhow::Result<()> {
+        self.clear_flows_but(&std::collections::HashSet::new())
+    }
+
+    /// Removes every NAT flow entry but those of `kept`.
+    pub fn clear_flows_but(
+        &mut self,
+        kept: &std::collections::HashSet<FlowKey>,
+    ) -> anyhow::Result<()> {
         for (key, _) in self.flows() {
-            self.bed.dataplane.nat_mut().remove_flow(&key)?;
+            if !kept.contains(&key) {
+                self.bed.dataplane.nat_mut().remove_flow(&key)?;
+            }
         }
         Ok(())
     }

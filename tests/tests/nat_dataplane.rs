@@ -6,7 +6,7 @@
 //! etherparse: MACs, addresses, ports, TTL / hop limit, the IPv4 header
 //! checksum and the TCP/UDP checksum. Needs root.
 
-use std::net::IpAddr;
+use std::{collections::HashMap, net::IpAddr};
 
 use etherparse::{
     icmpv4::DestUnreachableHeader, Icmpv4Type, Icmpv6Type, LinkHeader, NetHeaders, PacketBuilder,
@@ -14,7 +14,7 @@ use etherparse::{
 };
 use lb_common::{
     consts::{
-        AF_INET, AF_INET6, EVENT_NAT_PORTS_EXHAUSTED, EVENT_NO_NEIGHBOUR, EVENT_NO_ROUTE,
+        names, AF_INET, AF_INET6, EVENT_NAT_PORTS_EXHAUSTED, EVENT_NO_NEIGHBOUR, EVENT_NO_ROUTE,
         NAT_DIR_FORWARD, NAT_DIR_REPLY, NAT_F_FIN, NAT_F_REPLIED, NAT_F_SYN,
     },
     nat::counterpart_key,
@@ -204,20 +204,13 @@ fn frame(flow: &Flow, protocol: Protocol, flags: Tcp, payload: &[u8]) -> Vec<u8>
 
 /// The forward entry of `flow` and its reply key.
 fn entries(bed: &NatBed, key: &FlowKey) -> (NatEntry, FlowKey, NatEntry) {
-    let forward = bed
-        .bed
-        .dataplane
-        .nat()
-        .flow(key)
-        .expect("read")
-        .expect("forward entry");
+    let forward = bed.bed.dataplane.nat().flow(key).expect("forward entry");
     let reply_key = counterpart_key(key, &forward);
     let reply = bed
         .bed
         .dataplane
         .nat()
         .flow(&reply_key)
-        .expect("read")
         .expect("reply entry");
     (forward, reply_key, reply)
 }
@@ -687,8 +680,11 @@ fn port_exhaustion_drops_and_recovers(hook: Hook) {
     });
 }
 
-/// A full NAT flow table drops new flows (counted), never half of one:
-/// with room for only the reply entry, that entry is taken out again.
+/// A full NAT flow table drops new flows (counted), never half of one,
+/// and never evicts: with every slot of the table taken (both of any
+/// key's buckets full) a SYN is dropped and nothing leaves; with room
+/// for the reply entry only, that entry is taken out again; with room for
+/// both, the flow opens.
 fn a_full_flow_table_drops_new_flows_whole(hook: Hook) {
     let netns = FibNetns::new().expect("namespace");
     let in_if = netns.ifindex(IN_DEV).expect("in0");
@@ -698,52 +694,87 @@ fn a_full_flow_table_drops_new_flows_whole(hook: Hook) {
             const SIZE: u32 = 1024;
             let mut bed =
                 NatBed::with_flow_table(hook, &vips(), in_if, out_if, SIZE).expect("test bed");
-            // Other flows' entries, as many as leave one slot.
+            // A client whose forward key and reply key (its first port)
+            // share no bucket: opened once in the empty table to learn its
+            // reply key, then taken out again.
+            let (frame, key, reply_key) = (40_014..40_064)
+                .find_map(|port| {
+                    let flow = client_flow(VIP4, 80, port);
+                    let frame = packet::tcp(&flow, SYN, None, b"");
+                    let (verdict, _) = bed.run_on(bed.in_if, &frame).expect("test run");
+                    assert_eq!(verdict, bed.verdicts.redirect);
+                    let key = flow_key(&flow, Protocol::Tcp);
+                    let (_, reply_key, _) = entries(&bed, &key);
+                    bed.clear_flows().expect("clear");
+                    let table = bed.bed.dataplane.nat().table();
+                    let (f1, f2) = table.buckets_of(&key);
+                    let (r1, _) = table.buckets_of(&reply_key);
+                    (r1 != f1 && r1 != f2).then_some((frame, key, reply_key))
+                })
+                .expect("a client whose keys share no bucket");
+            let opened = counter(&bed, Counter::NatNew);
+            // Every slot taken by other flows' entries.
+            let slots = bed.bed.dataplane.nat().table().slots() as usize;
             let filler = |i: u32| FlowKey {
-                src: [u32::from_be_bytes([198, 18, 9, 0]) + i, 0, 0, 0],
-                dst: [u32::from_be_bytes([198, 18, 9, 255]), 0, 0, 0],
+                src: [
+                    u32::from_be_bytes([198, 18, 9, 0]).wrapping_add(i).to_be(),
+                    0,
+                    0,
+                    0,
+                ],
+                dst: [u32::from_be_bytes([198, 18, 9, 255]).to_be(), 0, 0, 0],
                 sport: 1,
                 dport: 2,
                 proto: 6,
                 family: AF_INET,
                 _pad: 0,
             };
-            for i in 0..SIZE - 1 {
+            for i in 0..1_000_000 {
+                if bed.flows().len() == slots {
+                    break;
+                }
+                // A key whose buckets are both full is refused: fine.
+                let _ = bed
+                    .bed
+                    .dataplane
+                    .nat_mut()
+                    .install_flow(&filler(i), &NatEntry::default());
+            }
+            assert_eq!(bed.flows().len(), slots, "every slot taken");
+            let before = bed.flows();
+            // Full: dropped, nothing written, nothing evicted.
+            let (verdict, out) = bed.run_on(bed.in_if, &frame).expect("test run");
+            assert_eq!(verdict, bed.verdicts.drop);
+            assert_eq!(out, frame, "a dropped frame is not rewritten");
+            assert_eq!(counter(&bed, Counter::DropNatTableFull), 1);
+            assert_eq!(bed.flows(), before, "nothing evicted, nothing added");
+            // Room for the reply entry only (a slot of its first bucket):
+            // it goes in, the forward entry finds none, it goes again.
+            let free_one_in = |bed: &mut NatBed, bucket: u32| {
+                let (held, _) = bed.bed.dataplane.nat().table().held_in(bucket)[0];
                 bed.bed
                     .dataplane
                     .nat_mut()
-                    .install_flow(&filler(i), &NatEntry::default())
-                    .expect("fill");
-            }
-            let frame = packet::tcp(&client_flow(VIP4, 80, 40_014), SYN, None, b"");
-            let (verdict, _) = bed.run_on(bed.in_if, &frame).expect("test run");
-            assert_eq!(verdict, bed.verdicts.drop);
-            assert_eq!(counter(&bed, Counter::DropNatTableFull), 1);
-            assert_eq!(
-                bed.flows().len(),
-                SIZE as usize - 1,
-                "the reply entry went again"
-            );
-            // Full: the reply entry itself finds no room.
-            bed.bed
-                .dataplane
-                .nat_mut()
-                .install_flow(&filler(SIZE - 1), &NatEntry::default())
-                .expect("fill");
+                    .remove_flow(&held)
+                    .expect("free");
+            };
+            let (r1, _) = bed.bed.dataplane.nat().table().buckets_of(&reply_key);
+            free_one_in(&mut bed, r1);
             let (verdict, _) = bed.run_on(bed.in_if, &frame).expect("test run");
             assert_eq!(verdict, bed.verdicts.drop);
             assert_eq!(counter(&bed, Counter::DropNatTableFull), 2);
+            assert_eq!(bed.flows().len(), slots - 1, "the reply entry went again");
+            assert!(bed.bed.dataplane.nat().flow(&reply_key).is_none());
+            assert!(bed.bed.dataplane.nat().flow(&key).is_none());
             // Room for both: the flow opens.
-            for i in 0..2 {
-                bed.bed
-                    .dataplane
-                    .nat_mut()
-                    .remove_flow(&filler(i))
-                    .expect("free");
-            }
+            let (f1, _) = bed.bed.dataplane.nat().table().buckets_of(&key);
+            free_one_in(&mut bed, f1);
             let (verdict, _) = bed.run_on(bed.in_if, &frame).expect("test run");
             assert_eq!(verdict, bed.verdicts.redirect);
-            assert_eq!(counter(&bed, Counter::NatNew), 1);
+            assert_eq!(counter(&bed, Counter::NatNew), opened + 1);
+            let (forward, found_reply, _) = entries(&bed, &key);
+            assert_eq!(found_reply, reply_key, "the same first port");
+            assert_eq!(forward.direction, NAT_DIR_FORWARD);
         })
         .expect("the test body (see its panic above)");
 }
@@ -1208,3 +1239,196 @@ lb_tests::on_both_hooks!(
     icmp_errors_v6,
     icmp_errors_about_unknown_flows_pass,
 );
+
+/// A fresh pin directory of this test process named `tag`, and its
+/// guard: the pins go when the test ends, also when an assertion fails.
+fn pin_dir(tag: &str) -> (lb_userspace::pinning::PinDir, RemovedOnDrop) {
+    lb_tests::lab::ensure_bpffs().expect("bpffs");
+    let dir = std::path::Path::new(lb_tests::lab::BPFFS)
+        .join(format!("lbtnat{}-{tag}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    (lb_userspace::pinning::PinDir::new(&dir), RemovedOnDrop(dir))
+}
+
+/// A directory removed (with what is in it) when this is dropped.
+struct RemovedOnDrop(std::path::PathBuf);
+
+impl Drop for RemovedOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A kernel hash map `FlowKey` -> `NatEntry` named `NAT_FLOWS`: the NAT
+/// flow table of the releases before the bucket table.
+fn nat_flows_hash_map(
+    max_entries: u32,
+) -> aya::maps::HashMap<aya::maps::MapData, FlowKey, NatEntry> {
+    use std::os::fd::{FromRawFd as _, OwnedFd};
+    /// The `bpf_attr` of `BPF_MAP_CREATE`, up to the name.
+    #[repr(C)]
+    #[derive(Default)]
+    struct CreateAttr {
+        map_type: u32,
+        key_size: u32,
+        value_size: u32,
+        max_entries: u32,
+        map_flags: u32,
+        inner_map_fd: u32,
+        numa_node: u32,
+        map_name: [u8; 16],
+    }
+    let mut name = [0u8; 16];
+    name[..9].copy_from_slice(b"NAT_FLOWS");
+    let attr = CreateAttr {
+        map_type: 1, // BPF_MAP_TYPE_HASH
+        key_size: size_of::<FlowKey>() as u32,
+        value_size: size_of::<NatEntry>() as u32,
+        max_entries,
+        map_name: name,
+        ..CreateAttr::default()
+    };
+    // SAFETY: BPF_MAP_CREATE (0) with an attribute of the size given.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            0,
+            std::ptr::from_ref(&attr),
+            size_of::<CreateAttr>(),
+        )
+    };
+    assert!(
+        fd >= 0,
+        "BPF_MAP_CREATE: {}",
+        std::io::Error::last_os_error()
+    );
+    // SAFETY: a fresh descriptor this process owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    let data = aya::maps::MapData::from_fd(fd).expect("the map");
+    aya::maps::HashMap::try_from(aya::maps::Map::HashMap(data)).expect("a hash map")
+}
+
+/// A previous release kept its NAT flows in a pinned kernel hash map
+/// (`NAT_FLOWS`). An lbd of this release adopts that data plane and
+/// carries every flow's two entries into the bucket table (right after
+/// the load, and again once its program runs: what the old program
+/// changed or added meanwhile), so established NAT'd connections keep
+/// their source ports: their next packets go out translated as before.
+#[test]
+fn an_upgrade_from_a_nat_flows_hash_map_carries_established_translations_over() {
+    let netns = FibNetns::new().expect("namespace");
+    let in_if = netns.ifindex(IN_DEV).expect("in0");
+    let out_if = netns.ifindex(OUT_DEV).expect("out0");
+    netns
+        .run(move || {
+            let (pins, _cleanup) = pin_dir("upgrade");
+            let options = lb_userspace::dataplane::LoadOptions {
+                pins: Some(pins.clone()),
+                ..Default::default()
+            };
+            let sizes = lb_userspace::dataplane::MapSizes {
+                max_vips: 4,
+                conntrack: 4096,
+                nat_flows: 4096,
+                half_open: lb_common::consts::HALF_OPEN_SIZE_DEFAULT,
+            };
+            // The previous lbd: its VIPs, and NAT'd flows its program
+            // opened (IPv4 and IPv6 TCP, IPv4 UDP).
+            let flows: Vec<(Flow, Protocol)> = vec![
+                (client_flow(VIP4, 80, 40_101), Protocol::Tcp),
+                (client_flow(VIP4, 80, 40_102), Protocol::Tcp),
+                (client_flow(VIP6, 80, 40_103), Protocol::Tcp),
+                (client_flow(VIP4, 53, 40_104), Protocol::Udp),
+            ];
+            let mut old =
+                NatBed::with_options(Hook::Xdp, &vips(), (in_if, out_if), sizes, &options)
+                    .expect("the previous data plane");
+            for (flow, protocol) in &flows {
+                let (verdict, _) = old
+                    .run_on(old.in_if, &frame(flow, *protocol, SYN, b""))
+                    .expect("test run");
+                assert_eq!(verdict, old.verdicts.redirect);
+            }
+            let entries: HashMap<FlowKey, NatEntry> = old.flows().into_iter().collect();
+            assert_eq!(entries.len(), 2 * flows.len());
+            drop(old);
+            // As that release pinned it: the flows in a hash map, no
+            // bucket table. The last flow is not there yet: the old
+            // program opens it after the new lbd's load.
+            std::fs::remove_file(pins.map_path(names::MAP_NAT_BUCKETS)).expect("unpin");
+            let mut old_table = nat_flows_hash_map(4096);
+            let (late, late_protocol) = flows[flows.len() - 1];
+            let late_key = flow_key(&late, late_protocol);
+            let late_reply = counterpart_key(&late_key, &entries[&late_key]);
+            for (key, entry) in &entries {
+                if *key != late_key && *key != late_reply {
+                    old_table.insert(key, entry, 0).expect("old entry");
+                }
+            }
+            aya::maps::IterableMap::map(&old_table)
+                .pin(pins.map_path(names::MAP_NAT_FLOWS))
+                .expect("pin NAT_FLOWS");
+
+            let mut new = NatBed::adopting(Hook::Xdp, (in_if, out_if), sizes, &options)
+                .expect("this release's data plane");
+            assert!(new.bed.dataplane.adopted(), "the state maps are adopted");
+            assert!(
+                !pins.map_path(names::MAP_NAT_FLOWS).exists(),
+                "the old table's pin is gone"
+            );
+            let carried: HashMap<FlowKey, NatEntry> = new.flows().into_iter().collect();
+            assert_eq!(carried.len(), entries.len() - 2, "the flows of the load");
+            for (key, entry) in &carried {
+                assert_eq!(entry, &entries[key], "carried as it was");
+            }
+            // The old program opens one more flow before the swap.
+            for key in [late_key, late_reply] {
+                old_table.insert(key, entries[&key], 0).expect("late entry");
+            }
+            new.bed.dataplane.finish_adoption();
+            let carried: HashMap<FlowKey, NatEntry> = new.flows().into_iter().collect();
+            assert_eq!(carried, entries, "every flow, both entries");
+            // Each connection's next packet leaves translated as before:
+            // the same source port, found (not opened again). (The
+            // redirect targets are lbd's to fill, as it does.)
+            for ifindex in [in_if, out_if] {
+                new.bed
+                    .dataplane
+                    .nat_mut()
+                    .add_tx_port(ifindex)
+                    .expect("tx port");
+            }
+            // (The counters are adopted too: counted from here.)
+            let (opened, hits) = (
+                counter(&new, Counter::NatNew),
+                counter(&new, Counter::NatHit),
+            );
+            for (flow, protocol) in &flows {
+                let key = flow_key(flow, *protocol);
+                let forward = entries[&key];
+                let (verdict, out) = new
+                    .run_on(new.in_if, &frame(flow, *protocol, ACK, b"x"))
+                    .expect("test run");
+                assert_eq!(verdict, new.verdicts.redirect, "{flow:?}");
+                let (sport, dport) = ports_of(&out);
+                assert_eq!(
+                    (sport, dport),
+                    (u16::from_be(forward.sport), u16::from_be(forward.dport)),
+                    "{flow:?}"
+                );
+            }
+            assert_eq!(counter(&new, Counter::NatNew), opened);
+            assert_eq!(counter(&new, Counter::NatHit), hits + flows.len() as u64);
+        })
+        .expect("the test body (see its panic above)");
+}
+
+/// The transport ports of a frame (etherparse).
+fn ports_of(frame: &[u8]) -> (u16, u16) {
+    let headers = PacketHeaders::from_ethernet_slice(frame).expect("etherparse parses the output");
+    match headers.transport.expect("a transport header") {
+        TransportHeader::Tcp(tcp) => (tcp.source_port, tcp.destination_port),
+        TransportHeader::Udp(udp) => (udp.source_port, udp.destination_port),
+        other => panic!("{other:?}"),
+    }
+}

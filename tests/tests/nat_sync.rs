@@ -1,5 +1,6 @@
 //! NAT-flow replication end to end: two lbd nodes in a VRRP pair with a
-//! NAT VIP; the master's `NAT_FLOWS` is filled with flows through its maps
+//! NAT VIP; the master's NAT flow table (`NAT_BUCKETS`, mapped into this
+//! test as lbd maps it) is filled with flows through its maps
 //! (as its data plane would write them), and the backup must hold both
 //! entries of each within seconds, with its own VIP and backend ids, the
 //! same ages, no next hop, and never in place of a flow of its own.
@@ -22,9 +23,9 @@ use lb_tests::{
     lbd_maps::open_map,
     support::{status_on, wait_until},
 };
-use lb_userspace::reconcile::addr_words;
+use lb_userspace::{nat_table::NatFlowTable, reconcile::addr_words};
 
-use aya::maps::{Array, HashMap, IterableMap as _, Map, MapData};
+use aya::maps::{Array, HashMap, Map, MapData};
 
 /// The NAT address of the pair (on the LB network, moves with the VIP).
 const NAT4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 50);
@@ -72,7 +73,7 @@ fn nat_config(lab: &Lab, node: &Host, peer: &Host, backends: &[&str], priority: 
 
 /// A running lbd's maps this test reads and writes.
 struct Maps {
-    flows: HashMap<MapData, FlowKey, NatEntry>,
+    flows: NatFlowTable,
     vips: HashMap<MapData, VipKey, VipMeta>,
     backends: Array<MapData, Backend>,
 }
@@ -80,8 +81,10 @@ struct Maps {
 impl Maps {
     fn of(pid: u32) -> Self {
         let open = |name| open_map(pid, name).expect(name);
+        let table = open(names::MAP_NAT_BUCKETS);
+        let buckets = table.info().expect("NAT_BUCKETS info").max_entries();
         Self {
-            flows: HashMap::try_from(Map::HashMap(open(names::MAP_NAT_FLOWS))).expect("NAT_FLOWS"),
+            flows: NatFlowTable::new(table, buckets).expect("NAT_BUCKETS mapped"),
             vips: HashMap::try_from(Map::HashMap(open(names::MAP_VIPS))).expect("VIPS"),
             backends: Array::try_from(Map::Array(open(names::MAP_BACKENDS))).expect("BACKENDS"),
         }
@@ -119,27 +122,30 @@ impl Maps {
 
     fn insert(&mut self, pair: &[(FlowKey, NatEntry); 2]) {
         for (k, e) in pair {
-            self.flows.insert(k, e, 0).expect("writing NAT_FLOWS");
+            self.flows.install(k, e).expect("writing NAT_BUCKETS");
         }
     }
 
     fn get(&self, key: &FlowKey) -> Option<NatEntry> {
-        self.flows.get(key, 0).ok()
+        self.flows.get(key)
     }
 
-    /// The flow table read in batches (as replication reads it) and
-    /// entry by entry, each with how long it took.
+    /// The flow table read in batches of buckets (as the reaper walks
+    /// it) and whole in place (as replication reads it), each with how
+    /// long it took.
     fn read_both_ways(&self) -> [(std::collections::HashMap<FlowKey, NatEntry>, Duration); 2] {
         let start = Instant::now();
-        let batched = lb_userspace::map_batch::lookup_all::<FlowKey, NatEntry>(self.flows.map())
-            .expect("batch read");
+        let mut batched = Vec::new();
+        let mut cursor = None;
+        loop {
+            cursor = self.flows.batch(cursor, 1024, &mut batched);
+            if cursor.is_none() {
+                break;
+            }
+        }
         let batched_took = start.elapsed();
         let start = Instant::now();
-        let walked = self
-            .flows
-            .iter()
-            .map(|r| r.expect("entry"))
-            .collect::<Vec<_>>();
+        let walked = self.flows.iter().collect::<Vec<_>>();
         let walked_took = start.elapsed();
         let n = batched.len();
         let batched: std::collections::HashMap<_, _> = batched.into_iter().collect();
@@ -296,7 +302,8 @@ fn nat_flows_reach_the_backup_translated_to_its_ids_and_clock() {
     for pair in to_b2.iter().chain(&to_b3) {
         master.insert(pair);
     }
-    // The batch read replication uses sees what an entry-by-entry walk sees.
+    // The walk in batches of buckets (the reaper's) sees what the whole
+    // read (replication's) sees.
     let [(batched, _), (walked, _)] = master.read_both_ways();
     assert_eq!(batched.len(), 50);
     assert_eq!(batched, walked);
@@ -373,8 +380,8 @@ fn nat_flows_reach_the_backup_translated_to_its_ids_and_clock() {
     fin.flags |= NAT_F_FIN;
     master
         .flows
-        .insert(fin_key, fin, 0)
-        .expect("writing NAT_FLOWS");
+        .install(&fin_key, &fin)
+        .expect("writing NAT_BUCKETS");
     let marked = Instant::now();
     wait_until("the FIN on the backup", Duration::from_millis(1500), || {
         backup
@@ -474,7 +481,7 @@ fn replication_cost_with_sixty_thousand_flows() {
     let busy_b = (cpu_time(pid_b) - cpu_b).as_secs_f64() / window.elapsed().as_secs_f64();
     let takeovers = took_over() - takeovers_before;
     println!(
-        "MEASURED: {FLOWS} NAT flows written in {} ms, read back in batches in {} ms, entry by entry in {} ms; all on the backup {} ms later; \
+        "MEASURED: {FLOWS} NAT flows written in {} ms, read back in batches of buckets in {} ms, whole in {} ms; all on the backup {} ms later; \
          lbd CPU idle: master {:.1} %, backup {:.1} %; with the flows (20 s): master {:.1} %, backup {:.1} %; \
          the backup took over {takeovers} times",
         fill.as_millis(),

@@ -2,19 +2,15 @@
 //! age of each entry, written by the packets and read by lbd's reaper
 //! (`lb_common::nat::NatFlowState`).
 
-// Map keys are passed by reference on purpose (see `nat`).
-#![allow(clippy::needless_borrows_for_generic_args)]
-
 use lb_common::{
     consts::{FLOW_TOUCH_INTERVAL_NS, NAT_F_FIN, NAT_F_RST, NAT_F_SYN},
+    hash::table_hash,
     nat::counterpart_key,
     FlowKey, NatEntry,
 };
 
-use crate::{
-    maps::NAT_FLOWS,
-    parse::{TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
-};
+use super::table;
+use crate::parse::{TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
 
 /// Marks what a tracked direction has seen (`extra`: bits the direction
 /// always sets, e.g. `NAT_F_REPLIED`) and refreshes its age at most every
@@ -40,12 +36,13 @@ pub fn touch(entry: &mut NatEntry, tcp_flags: u8, extra: u8, now: u64) -> bool {
 
 /// A SYN reusing a closed translation: the reply direction starts afresh
 /// too (not yet answered, no FIN/RST), so the flow's state is the new
-/// connection's, not the old one's.
-#[inline(always)]
+/// connection's, not the old one's. Rare: a function of its own, so the
+/// reply key it builds is not in the NAT path's frame.
+#[inline(never)]
 pub fn reopen_reply(key: &FlowKey, entry: &NatEntry) {
-    if let Some(reply) = NAT_FLOWS.get_ptr_mut(&counterpart_key(key, entry)) {
-        // SAFETY: a hash map value stays valid for this program run.
-        unsafe { (*reply).flags = 0 };
+    let reply_key = counterpart_key(key, entry);
+    if let Some(reply) = table::find(&reply_key, table_hash(&reply_key)) {
+        reply.flags = 0;
     }
 }
 

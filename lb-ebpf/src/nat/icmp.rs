@@ -100,7 +100,7 @@ pub fn translate_error<C: Hook>(ctx: &C, key: &FlowKey, at: &Layout, entry: &Nat
             inner = add16(inner, old, new);
         }
     }
-    // Checksums last: at tc the helpers invalidate packet pointers.
+    // Checksums last: at tc the L4 helper invalidates packet pointers.
     if key.family == AF_INET && !ctx.l3_csum_add(at.l3_off + 10, fold32(l3)) {
         return false;
     }

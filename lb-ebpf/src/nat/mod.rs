@@ -1,9 +1,10 @@
 //! NAT forwarding (full NAT): a client -> VIP packet leaves as NAT address
 //! -> backend, the backend's reply comes back to the NAT address and
-//! leaves as VIP -> client. Both directions are entries of `NAT_FLOWS`
-//! keyed by the packet as it arrives, so both take the same code: look up,
-//! mark what the flow has seen, find the next hop, rewrite. Backends need
-//! no change and may be anywhere the FIB can route to.
+//! leaves as VIP -> client. Both directions are entries of the NAT flow
+//! table (`table`, `NAT_BUCKETS`) keyed by the packet as it arrives, so
+//! both take the same code: look up, mark what the flow has seen, find the
+//! next hop, rewrite. Backends need no change and may be anywhere the FIB
+//! can route to.
 
 // Map keys and values are passed by reference on purpose: by value they
 // would be copied onto the BPF stack (512 bytes for the whole program).
@@ -15,13 +16,12 @@ mod open;
 pub mod ports;
 pub mod rewrite;
 pub mod scratch;
+mod table;
 
 use aya_ebpf::helpers::bpf_ktime_get_coarse_ns;
 use lb_common::{
-    consts::{
-        EVENT_NO_BACKEND, IPPROTO_TCP, NAT_DIR_FORWARD, NAT_DIR_REPLY, NAT_F_FIN, NAT_F_REPLIED,
-        NAT_F_RST,
-    },
+    consts::{IPPROTO_TCP, NAT_DIR_FORWARD, NAT_DIR_REPLY, NAT_F_FIN, NAT_F_REPLIED, NAT_F_RST},
+    hash::table_hash,
     stats::Counter,
     FlowKey, NatEntry, VipMeta,
 };
@@ -30,9 +30,9 @@ use crate::{
     fib,
     forward::Outcome,
     hook::Hook,
-    maps::{NAT_FLOWS, NAT_SCRATCH},
+    maps::NAT_SCRATCH,
     parse::{Class, Packet, TCP_ACK, TCP_SYN},
-    select, stats,
+    stats,
 };
 use rewrite::{L3Info, Layout};
 
@@ -92,13 +92,12 @@ pub fn finish<C: Hook>(ctx: &C, reply: bool) -> u64 {
         return Outcome::from(Counter::DropMalformed).packed();
     };
     // SAFETY: this CPU's slot, written by `queue` in this program run.
-    let packet = unsafe { (*scratch).packet };
+    // In place: a copy would take 72 bytes of this frame.
+    let packet = unsafe { &*core::ptr::addr_of!((*scratch).packet) };
     let outcome = if reply {
-        self::reply(ctx, &packet)
+        self::reply(ctx, packet)
     } else {
-        // SAFETY: as above.
-        let vip = unsafe { (*scratch).vip };
-        forward(ctx, &vip, &packet)
+        forward(ctx, packet)
     };
     outcome.packed()
 }
@@ -106,23 +105,25 @@ pub fn finish<C: Hook>(ctx: &C, reply: bool) -> u64 {
 /// Translates one packet of a NAT VIP (client -> VIP): through its flow's
 /// entry, or a new flow's when the packet may open one (UDP, a TCP SYN).
 #[inline(always)]
-pub fn forward<C: Hook>(ctx: &C, vip: &VipMeta, packet: &Packet) -> Outcome {
+pub fn forward<C: Hook>(ctx: &C, packet: &Packet) -> Outcome {
     match packet.class {
         Class::Flow => {}
         Class::BadTcpFlags => return Counter::DropTcpFlags.into(),
         // About a flow without one: not ours, up the stack as before.
         Class::IcmpError => return error(ctx, packet, NAT_DIR_FORWARD, Counter::PassUnsupportedL4),
     }
-    let (scratch, at, l3) = match headers(ctx, packet) {
+    let (_, at, l3) = match headers(ctx, packet) {
         Ok(found) => found,
         Err(counter) => return counter.into(),
     };
     // SAFETY: plain helper call.
     let now = unsafe { bpf_ktime_get_coarse_ns() };
     let key = &packet.key;
-    if let Some(entry) = NAT_FLOWS.get_ptr_mut(key) {
-        // SAFETY: a hash map value stays valid for this program run.
-        let entry = unsafe { &mut *entry };
+    let place = table_hash(key);
+    if packet.opens_tcp_flow() {
+        table::warm(place);
+    }
+    if let Some(entry) = table::find(key, place) {
         stats::count(Counter::NatHit);
         if packet.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN
             && entry.flags & (NAT_F_FIN | NAT_F_RST) != 0
@@ -144,20 +145,15 @@ pub fn forward<C: Hook>(ctx: &C, vip: &VipMeta, packet: &Packet) -> Outcome {
     if key.proto == IPPROTO_TCP && packet.tcp_flags & (TCP_SYN | TCP_ACK) != TCP_SYN {
         return Counter::DropNatNoFlow.into();
     }
-    let Some((backend_id, backend)) = select::pick(vip, key) else {
-        stats::report(EVENT_NO_BACKEND, vip.id, key);
-        return Counter::DropNoBackend.into();
-    };
-    open::open(
-        ctx,
-        scratch,
-        vip,
-        packet,
-        &at,
-        &l3,
-        (backend_id, backend),
-        now,
-    )
+    match open::open(now, place) {
+        // The new entry's next hop is looked up by `send` (it is unset).
+        Ok((entry, true)) => send(ctx, key, &at, entry, &l3, false, true, Counter::Forwarded),
+        Ok((entry, false)) => {
+            stats::count(Counter::NatHit);
+            send(ctx, key, &at, entry, &l3, false, false, Counter::Forwarded)
+        }
+        Err(counter) => counter.into(),
+    }
 }
 
 /// Translates a packet for no VIP if it is a backend's reply to a NAT'd
@@ -168,11 +164,9 @@ pub fn reply<C: Hook>(ctx: &C, packet: &Packet) -> Outcome {
     if packet.class == Class::IcmpError {
         return error(ctx, packet, NAT_DIR_REPLY, Counter::PassNotVip);
     }
-    let Some(entry) = NAT_FLOWS.get_ptr_mut(&packet.key) else {
+    let Some(entry) = table::find(&packet.key, table_hash(&packet.key)) else {
         return Counter::PassNotVip.into();
     };
-    // SAFETY: a hash map value stays valid for this program run.
-    let entry = unsafe { &mut *entry };
     if entry.direction != NAT_DIR_REPLY {
         return Counter::PassNotVip.into();
     }
@@ -207,11 +201,9 @@ pub fn reply<C: Hook>(ctx: &C, packet: &Packet) -> Outcome {
 /// it).
 #[inline(always)]
 fn error<C: Hook>(ctx: &C, packet: &Packet, direction: u8, miss: Counter) -> Outcome {
-    let Some(entry) = NAT_FLOWS.get_ptr_mut(&packet.key) else {
+    let Some(entry) = table::find(&packet.key, table_hash(&packet.key)) else {
         return miss.into();
     };
-    // SAFETY: a hash map value stays valid for this program run.
-    let entry = unsafe { &mut *entry };
     if entry.direction != direction {
         return miss.into();
     }

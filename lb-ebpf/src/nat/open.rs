@@ -1,61 +1,91 @@
-//! A new NAT flow: a source port (the reply entry is the reservation),
-//! the forward entry with its next hop, then the packet.
+//! A new NAT flow: its backend, a source port (the reply entry is the
+//! reservation), then the forward entry; the packet then goes through the
+//! forward entry like any other (its next hop is looked up then, as for
+//! an entry whose cached hop is unset).
+//!
+//! All of it is table work on the packet this CPU's scratch slot holds,
+//! in a function of its own that takes no context and reads nothing of
+//! the packet's headers: the BPF verifier then checks it in one state,
+//! not once per address family and protocol the translation splits into,
+//! and its frame (the inserts' two cache lines of writes, the port
+//! search) is not stacked on the translation's.
 
-// Map keys and values are passed by reference on purpose: by value they
-// would be copied onto the BPF stack (512 bytes for the whole program).
-#![allow(clippy::needless_borrows_for_generic_args)]
-
-use aya_ebpf::bindings::BPF_NOEXIST;
 use lb_common::{
-    consts::{AF_INET, AF_INET6, EVENT_NAT_PORTS_EXHAUSTED, NAT_DIR_FORWARD, NAT_DIR_REPLY},
-    hash::flow_hash,
+    consts::{
+        AF_INET, AF_INET6, EVENT_NAT_PORTS_EXHAUSTED, EVENT_NO_BACKEND, NAT_DIR_FORWARD,
+        NAT_DIR_REPLY,
+    },
+    hash::flow_hash_after,
     stats::Counter,
-    Backend, FlowKey, NatEntry, VipMeta,
+    NatEntry,
 };
 
 use super::{
     flags::nat_flags,
-    ports::{self, EEXIST},
-    rewrite::{L3Info, Layout},
-    scratch::NatScratch,
-    send,
+    ports,
+    table::{self, Inserted},
 };
 use crate::{
-    fib,
-    forward::Outcome,
     guard::limit,
-    hook::Hook,
-    maps::{NAT_FLOWS, NAT_SOURCES},
-    parse::Packet,
-    stats,
+    maps::{NAT_SCRATCH, NAT_SOURCES},
+    select, stats,
 };
 
-/// Opens a new flow: a source port (the reply entry), the forward entry
-/// with its next hop, then the packet. Another CPU opening the same flow
-/// at the same time wins: its entry is used and this one's port freed.
+/// `lb_nat_open`'s answer for a flow this packet opened: the entry's
+/// bucket and way below this bit.
+const OPENED: u64 = 1 << 62;
+/// The same for a flow another CPU opened in the same instant (its entry
+/// is used).
+const JOINED: u64 = 1 << 61;
+
+/// Opens the flow of the packet in this CPU's scratch slot (`now`: the
+/// time it is seen; `place`: its key's table hash): its forward entry in
+/// the table, and whether this packet inserted it (false: another CPU
+/// opening the same flow at the same time won, its entry is used and
+/// this one's port freed); else the counter saying why not.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-pub fn open<C: Hook>(
-    ctx: &C,
-    scratch: &mut NatScratch,
-    vip: &VipMeta,
-    packet: &Packet,
-    at: &Layout,
-    l3: &L3Info,
-    (backend_id, backend): (u32, &Backend),
-    now: u64,
-) -> Outcome {
-    let key = &packet.key;
+pub fn open(now: u64, place: u32) -> Result<(&'static mut NatEntry, bool), Counter> {
+    let answer = lb_nat_open(now, place);
+    if answer & (OPENED | JOINED) == 0 {
+        // SAFETY: the low half is a `Counter` (`repr(u32)`) that
+        // `lb_nat_open` stored; nothing else builds these words.
+        return Err(unsafe { core::mem::transmute::<u32, Counter>(answer as u32) });
+    }
+    let entry = table::entry_in(((answer >> 8) & 0xffff_ffff) as u32, answer as u32 & 0xff)
+        .ok_or(Counter::DropNatTableFull)?;
+    Ok((entry, answer & OPENED != 0))
+}
+
+/// `open`'s work, a function of its own (see the module's comment): the
+/// answer in one register, `OPENED` or `JOINED` with the entry's bucket
+/// (bits 8 on) and way, or a `Counter`.
+#[inline(never)]
+fn lb_nat_open(now: u64, place: u32) -> u64 {
+    let Some(scratch) = NAT_SCRATCH.get_ptr_mut(0) else {
+        return Counter::DropMalformed as u64;
+    };
+    // SAFETY: this CPU's slot, used by this program run only.
+    let scratch = unsafe { &mut *scratch };
+    // The way the forward entry will most likely take, written after the
+    // port search: its misses overlap the search's.
+    table::warm_slot(place);
+    let vip = &scratch.vip;
+    let key = &scratch.packet.key;
+    let hash = flow_hash_after(key, place);
+    let Some((backend_id, backend)) = select::pick_with(vip, hash) else {
+        stats::report(EVENT_NO_BACKEND, vip.id, key);
+        return Counter::DropNoBackend as u64;
+    };
     if !limit::admit(vip.id, key) {
-        return Counter::DropRateLimited.into();
+        return Counter::DropRateLimited as u64;
     }
     let Some(source) = NAT_SOURCES.get(vip.id) else {
-        return Counter::DropNatPortsExhausted.into();
+        return Counter::DropNatPortsExhausted as u64;
     };
     let family_ok =
         source.family == key.family && (key.family == AF_INET || key.family == AF_INET6);
     if !family_ok {
-        return Counter::DropNatPortsExhausted.into();
+        return Counter::DropNatPortsExhausted as u64;
     }
     let backend_port = if backend.port != 0 {
         backend.port
@@ -63,82 +93,87 @@ pub fn open<C: Hook>(
         key.dport
     };
     let vip_id = vip.id as u16;
-    scratch.reply_key = FlowKey {
-        src: backend.addr,
-        dst: source.addr,
-        sport: backend_port,
-        dport: 0,
-        proto: key.proto,
-        family: key.family,
-        _pad: 0,
-    };
-    scratch.reply = NatEntry {
-        src: key.dst,
-        dst: key.src,
-        sport: key.dport,
-        dport: key.sport,
-        backend_id,
-        last_seen_ns: now,
-        direction: NAT_DIR_REPLY,
-        vip_id,
-        ..NatEntry::default()
-    };
-    let port = match ports::reserve(
-        &mut scratch.reply_key,
-        &scratch.reply,
-        source,
-        flow_hash(key),
-    ) {
+    let reported_vip = vip.id;
+    let (proto, family) = (key.proto, key.family);
+    let (client, client_port, vip_addr, vip_port) = (key.src, key.sport, key.dst, key.dport);
+    // Field by field: a struct built whole would be built on this frame
+    // first and copied (the frame is on the insert's).
+    let reply_key = &mut scratch.reply_key;
+    reply_key.src = backend.addr;
+    reply_key.dst = source.addr;
+    reply_key.sport = backend_port;
+    reply_key.dport = 0;
+    reply_key.proto = proto;
+    reply_key.family = family;
+    reply_key._pad = 0;
+    fill(
+        &mut scratch.reply,
+        (vip_addr, client, vip_port, client_port),
+        (backend_id, vip_id, now),
+    );
+    scratch.reply.direction = NAT_DIR_REPLY;
+    let port = match ports::reserve(scratch, source, hash) {
         Ok(port) => port,
         Err(counter) => {
             if counter == Counter::DropNatPortsExhausted {
-                stats::report(EVENT_NAT_PORTS_EXHAUSTED, vip.id, key);
+                stats::report(EVENT_NAT_PORTS_EXHAUSTED, reported_vip, &scratch.packet.key);
             }
-            return counter.into();
+            return counter as u64;
         }
     };
-    scratch.entry = NatEntry {
-        src: source.addr,
-        dst: backend.addr,
-        sport: port,
-        dport: backend_port,
-        backend_id,
-        last_seen_ns: now,
-        flags: nat_flags(packet.tcp_flags),
-        direction: NAT_DIR_FORWARD,
-        vip_id,
-        ..NatEntry::default()
-    };
-    // The next hop before the insert, so the entry goes in with it (a
-    // failure leaves it unset: the next packet looks again).
-    let hop = fib::resolve(ctx, key, &mut scratch.entry, l3);
-    match NAT_FLOWS.insert(key, &scratch.entry, u64::from(BPF_NOEXIST)) {
-        Ok(()) => stats::count(Counter::NatNew),
-        Err(e) => {
-            let _ = NAT_FLOWS.remove(&scratch.reply_key);
-            if e != EEXIST {
-                return Counter::DropNatTableFull.into();
-            }
-            let Some(existing) = NAT_FLOWS.get_ptr_mut(key) else {
-                return Counter::DropNatTableFull.into();
-            };
-            // SAFETY: a hash map value stays valid for this program run.
-            let existing = unsafe { &mut *existing };
-            stats::count(Counter::NatHit);
-            return send(ctx, key, at, existing, l3, false, false, Counter::Forwarded);
-        }
-    }
-    if let Err(counter) = hop {
-        return counter.into();
-    }
-    send(
-        ctx,
-        key,
-        at,
+    fill(
         &mut scratch.entry,
-        l3,
-        false,
-        true,
-        Counter::Forwarded,
-    )
+        (source.addr, backend.addr, port, backend_port),
+        (backend_id, vip_id, now),
+    );
+    scratch.entry.flags = nat_flags(scratch.packet.tcp_flags);
+    scratch.entry.direction = NAT_DIR_FORWARD;
+    let key = &scratch.packet.key;
+    let (kind, pos) = match table::insert(key, &scratch.entry, place) {
+        Inserted::Yes(pos) => {
+            stats::count(Counter::NatNew);
+            (OPENED, pos)
+        }
+        Inserted::Taken(pos) => {
+            // Another CPU opened this flow a moment ago: its translation
+            // stands, this one's port goes back.
+            table::release(&scratch.reply_key, scratch.reply_place, scratch.reply_pos);
+            if !table::holds_at(key, place, pos) {
+                return Counter::DropNatTableFull as u64;
+            }
+            (JOINED, pos)
+        }
+        Inserted::Full | Inserted::Contended => {
+            table::release(&scratch.reply_key, scratch.reply_place, scratch.reply_pos);
+            return Counter::DropNatTableFull as u64;
+        }
+    };
+    match table::bucket_index_at(place, pos) {
+        Some(bucket) => kind | (u64::from(bucket) << 8) | u64::from(pos & 7),
+        None => Counter::DropNatTableFull as u64,
+    }
+}
+
+/// Writes a new entry's translation (`src`, `dst`, `sport`, `dport`),
+/// backend, VIP and time into `entry` in place, everything else zero
+/// (the caller sets flags and direction).
+#[inline(always)]
+fn fill(
+    entry: &mut NatEntry,
+    (src, dst, sport, dport): ([u32; 4], [u32; 4], u16, u16),
+    (backend_id, vip_id, now): (u32, u16, u64),
+) {
+    entry.src = src;
+    entry.dst = dst;
+    entry.sport = sport;
+    entry.dport = dport;
+    entry.backend_id = backend_id;
+    entry.last_seen_ns = now;
+    entry.ifindex = 0;
+    entry.dmac = [0; 6];
+    entry.smac = [0; 6];
+    entry.flags = 0;
+    entry.direction = 0;
+    entry.vip_id = vip_id;
+    entry._pad = 0;
 }

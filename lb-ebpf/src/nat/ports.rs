@@ -1,50 +1,148 @@
 //! Source-port allocation for new NAT flows: the reply entry is the
 //! reservation. Candidates are probed linearly from a hash of the flow, so
 //! a range of at most `NAT_PORT_ATTEMPTS` ports is searched completely and
-//! a busy one spreads its flows. Each candidate is looked up before the
-//! no-overwrite insert: a failed insert costs more than a lookup
-//! (docs/design/nat.md).
+//! a busy one spreads its flows. The reply key's insert is exclusive
+//! (`table::insert`): of two CPUs racing for one port, exactly one gets
+//! it, the other tries the next.
+//!
+//! Each candidate is first tested from its buckets' header lines alone
+//! (`table::probe`: no way under its fingerprint, room in one bucket); the
+//! first two that pass are kept, and the first is inserted, the second
+//! only if another CPU took the first (or its free way) in the same
+//! instant. So the search runs once, and the insert is reached from two
+//! places: the BPF verifier follows the search's loop once per attempt,
+//! and an insert in the loop would be verified once per attempt too.
 
-// Map keys and values are passed by reference on purpose: by value they
-// would be copied onto the BPF stack (512 bytes for the whole program).
-#![allow(clippy::needless_borrows_for_generic_args)]
+use core::ptr::{addr_of_mut, read_volatile, write_volatile};
 
-use aya_ebpf::bindings::BPF_NOEXIST;
-use lb_common::{consts::NAT_PORT_ATTEMPTS, stats::Counter, FlowKey, NatEntry, NatSource};
+use lb_common::{
+    consts::NAT_PORT_ATTEMPTS, flow_table::Probed, hash::table_hash, stats::Counter, NatSource,
+};
 
-use crate::maps::NAT_FLOWS;
+use super::{
+    scratch::NatScratch,
+    table::{self, Inserted},
+};
+use crate::maps::NAT_SCRATCH;
 
-/// `-EEXIST`: the key is already in the table.
-pub const EEXIST: i32 = -17;
-
-/// Inserts `reply` under `reply_key` with the first free port of
-/// `source` as its destination port (written into `reply_key`) and
-/// returns that port (network order). `DropNatPortsExhausted` when every
-/// attempt was taken, `DropNatTableFull` when the table refused.
+/// Inserts `scratch.reply` under `scratch.reply_key` with the first free
+/// port of `source` as its destination port (written into the key) and
+/// returns that port (network order); `scratch.reply_place` and
+/// `scratch.reply_pos` say where it went. `DropNatPortsExhausted` when
+/// every attempt was taken, `DropNatTableFull` when a free port's buckets
+/// were both full.
 #[inline(always)]
-pub fn reserve(
-    reply_key: &mut FlowKey,
-    reply: &NatEntry,
-    source: &NatSource,
-    hash: u32,
-) -> Result<u16, Counter> {
+pub fn reserve(scratch: &mut NatScratch, source: &NatSource, hash: u32) -> Result<u16, Counter> {
     if source.port_max < source.port_min {
         return Err(Counter::DropNatPortsExhausted);
     }
-    let range = u64::from(source.port_max - source.port_min) + 1;
-    for i in 0..NAT_PORT_ATTEMPTS {
-        let offset = (u64::from(hash) + u64::from(i)) % range;
-        let port = (source.port_min + offset as u16).to_be();
-        reply_key.dport = port;
-        // SAFETY: only tested for presence, nothing read.
-        if unsafe { NAT_FLOWS.get(&*reply_key) }.is_some() {
-            continue;
-        }
-        match NAT_FLOWS.insert(&*reply_key, reply, u64::from(BPF_NOEXIST)) {
-            Ok(()) => return Ok(port),
-            Err(EEXIST) => continue,
-            Err(_) => return Err(Counter::DropNatTableFull),
+    lb_nat_search(source, hash);
+    // SAFETY: a load from this CPU's slot, written by the search.
+    let found = unsafe { read_volatile(addr_of_mut!(scratch.candidates)) };
+    // SAFETY: stores to this CPU's slot.
+    unsafe { write_volatile(addr_of_mut!(scratch.full), 0) };
+    if found >= 1 {
+        if let Some(port) = claim(scratch, 0) {
+            return Ok(port);
         }
     }
-    Err(Counter::DropNatPortsExhausted)
+    if found >= 2 {
+        if let Some(port) = claim(scratch, 1) {
+            return Ok(port);
+        }
+    }
+    // SAFETY: a load from this CPU's slot.
+    if unsafe { read_volatile(addr_of_mut!(scratch.full)) } != 0 {
+        Err(Counter::DropNatTableFull)
+    } else {
+        Err(Counter::DropNatPortsExhausted)
+    }
+}
+
+/// Probes the attempts' ports in order and keeps the first two free ones
+/// in this CPU's scratch slot (`candidate_ports`, `candidate_places`,
+/// their count in `candidates`). The count goes through memory: the
+/// paths through the loop then meet again at every attempt instead of
+/// multiplying. A function of its own: its frame is not stacked on the
+/// inserts'.
+#[inline(never)]
+fn lb_nat_search(source: &NatSource, hash: u32) {
+    let Some(scratch) = NAT_SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: this CPU's slot, used by this program run only.
+    let scratch = unsafe { &mut *scratch };
+    let range = u64::from(source.port_max - source.port_min) + 1;
+    // SAFETY: a store to this CPU's slot.
+    unsafe { write_volatile(addr_of_mut!(scratch.candidates), 0) };
+    // Written out attempt by attempt (a loop's paths are kept apart by the
+    // verifier until it ends): an attempt leaves nothing in registers for
+    // the next to differ by, so the paths through each attempt meet again.
+    macro_rules! attempt {
+        ($i:expr) => {{
+            let offset = (u64::from(hash) + $i) % range;
+            let port = (source.port_min + offset as u16).to_be();
+            scratch.reply_key.dport = port;
+            let place = table_hash(&scratch.reply_key);
+            if table::probe(place) == Probed::Free {
+                scratch.candidate_ports[0] = port;
+                scratch.candidate_places[0] = place;
+                // The next attempt's port, untested (its insert says).
+                let next = (u64::from(hash) + $i + 1) % range;
+                scratch.candidate_ports[1] = (source.port_min + next as u16).to_be();
+                let found = if $i + 1 < u64::from(NAT_PORT_ATTEMPTS) {
+                    2
+                } else {
+                    1
+                };
+                // SAFETY: a store to this CPU's slot.
+                unsafe { write_volatile(addr_of_mut!(scratch.candidates), found) };
+                return;
+            }
+        }};
+    }
+    const _: () = assert!(NAT_PORT_ATTEMPTS == 16, "one `attempt!` per attempt");
+    attempt!(0);
+    attempt!(1);
+    attempt!(2);
+    attempt!(3);
+    attempt!(4);
+    attempt!(5);
+    attempt!(6);
+    attempt!(7);
+    attempt!(8);
+    attempt!(9);
+    attempt!(10);
+    attempt!(11);
+    attempt!(12);
+    attempt!(13);
+    attempt!(14);
+    attempt!(15);
+}
+
+/// Inserts the reply entry with candidate `n`'s port; the port if it went
+/// in (another CPU may have taken it, or its free way, in the instant
+/// since the search).
+#[inline(always)]
+fn claim(scratch: &mut NatScratch, n: usize) -> Option<u16> {
+    let port = scratch.candidate_ports[n];
+    scratch.reply_key.dport = port;
+    let place = if n == 0 {
+        scratch.candidate_places[0]
+    } else {
+        table_hash(&scratch.reply_key)
+    };
+    match table::insert(&scratch.reply_key, &scratch.reply, place) {
+        Inserted::Yes(pos) => {
+            scratch.reply_place = place;
+            scratch.reply_pos = pos;
+            Some(port)
+        }
+        Inserted::Full => {
+            // SAFETY: a store to this CPU's slot.
+            unsafe { write_volatile(addr_of_mut!(scratch.full), 1) };
+            None
+        }
+        Inserted::Taken(_) | Inserted::Contended => None,
+    }
 }

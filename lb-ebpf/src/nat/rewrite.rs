@@ -1,7 +1,8 @@
 //! Rewriting a NAT'd packet in place: MACs from the next hop, both
 //! addresses and both ports from the flow's entry, TTL / hop limit minus
 //! one, and every checksum patched incrementally (RFC 1624) through the
-//! hook, which knows how (plain arithmetic at XDP, the kernel's helpers at
+//! hook, which knows how (the IPv4 header's by plain arithmetic at both
+//! hooks; TCP/UDP's by plain arithmetic at XDP, the kernel's helpers at
 //! tc). VLAN tags and everything else stay as they are.
 
 use lb_common::{
@@ -151,7 +152,7 @@ pub fn translate<C: Hook>(ctx: &C, key: &FlowKey, at: &Layout, entry: &NatEntry)
     let plain = add16(add16(0, key.sport, entry.sport), key.dport, entry.dport);
     ports[..2].copy_from_slice(&entry.sport.to_ne_bytes());
     ports[2..].copy_from_slice(&entry.dport.to_ne_bytes());
-    // Checksums last: at tc the helpers invalidate packet pointers.
+    // Checksums last: at tc the L4 helper invalidates packet pointers.
     let udp = key.proto == IPPROTO_UDP;
     let l4_csum = at.l4_off + if udp { UDP_CSUM_OFF } else { TCP_CSUM_OFF };
     if key.family == AF_INET && !ctx.l3_csum_add(at.l3_off + 10, fold32(l3)) {

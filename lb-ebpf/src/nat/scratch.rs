@@ -31,6 +31,24 @@ pub struct NatScratch {
     pub reply: NatEntry,
     /// A new flow's forward entry.
     pub entry: NatEntry,
+    /// The reply key's table hash (`hash::table_hash`), once its port is
+    /// chosen.
+    pub reply_place: u32,
+    /// Where the reply entry went (a position of its two buckets' ways).
+    pub reply_pos: u32,
+    /// The answer of the NAT table's last insert (`table::insert`),
+    /// passed through memory.
+    pub inserted: u32,
+    /// The source-port search's first free candidates (see
+    /// `ports::reserve`): their ports (network order).
+    pub candidate_ports: [u16; 2],
+    /// Their reply keys' table hashes.
+    pub candidate_places: [u32; 2],
+    /// How many it found (up to two), passed through memory.
+    pub candidates: u32,
+    /// Non-zero when an attempt of the search found both of its buckets
+    /// full (passed through memory, as `candidates`).
+    pub full: u32,
     /// `bpf_fib_lookup` parameters and results.
     pub fib: bpf_fib_lookup,
     /// The flow key of an event about a next hop (the gateway to resolve).

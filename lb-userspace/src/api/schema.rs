@@ -136,6 +136,10 @@ pub struct NatStatus {
     pub flows: BTreeMap<String, u64>,
     /// Entries the table holds at most (`[nat] flow_table_size`).
     pub capacity: u64,
+    /// Bytes of kernel memory the table takes (preallocated); 0 from an
+    /// lbd that did not say.
+    #[serde(default)]
+    pub memory_bytes: u64,
     /// Whether a sweep has completed yet (the counts are zero until then).
     pub swept: bool,
     /// Flows freed after their state's timeout, since start.

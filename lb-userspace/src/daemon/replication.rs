@@ -13,7 +13,7 @@
 //! keep their translation (NAT address and port, backend).
 
 mod flow_table;
-mod nat;
+pub(crate) mod nat;
 mod peers;
 
 use std::{
@@ -111,8 +111,6 @@ pub struct Replication {
     receipts: Receipts,
     last_scan_ns: u64,
     last_full: Option<Instant>,
-    /// Batch reads of the NAT flow table failed once (logged once).
-    nat_slow_scan: bool,
     /// The NAT marks last sent, per entry.
     nat_sent: nat::SentMarks,
     /// When the last NAT scan started (the data plane's clock).
@@ -203,7 +201,6 @@ impl Replication {
                 receipts: Receipts::default(),
                 last_scan_ns: 0,
                 last_full: None,
-                nat_slow_scan: false,
                 nat_sent,
                 nat_last_scan_ns: 0,
                 nat_next_scan: None,
@@ -292,35 +289,19 @@ impl Replication {
         }
         let since = self.nat_last_scan_ns.saturating_sub(nat::SCAN_MARGIN_NS);
         let scan = Instant::now();
-        let records = match crate::map_batch::lookup_all(dataplane.nat().flows_map()) {
-            Ok(flows) => {
-                let read = scan.elapsed();
-                let entries = flows.len();
-                let records =
-                    nat::nat_records(flows.into_iter(), full, since, now, &mut self.nat_sent);
-                trace!(
-                    entries,
-                    records = records.len(),
-                    read_us = read.as_micros(),
-                    total_us = scan.elapsed().as_micros(),
-                    "NAT flow table scanned"
-                );
-                records
-            }
-            Err(error) => {
-                if !self.nat_slow_scan {
-                    warn!(%error, "reading the NAT flow table in batches failed: walking it entry by entry instead");
-                    self.nat_slow_scan = true;
-                }
-                nat::nat_records(
-                    dataplane.nat().flows(),
-                    full,
-                    since,
-                    now,
-                    &mut self.nat_sent,
-                )
-            }
-        };
+        // Read in place from the mapped table: memory reads, no syscall.
+        let records = nat::nat_records(
+            dataplane.nat().flows(),
+            full,
+            since,
+            now,
+            &mut self.nat_sent,
+        );
+        trace!(
+            records = records.len(),
+            took_us = scan.elapsed().as_micros(),
+            "NAT flow table scanned"
+        );
         self.nat_last_scan_ns = now;
         self.nat_next_scan = Some(Instant::now() + scan.elapsed() * NAT_SCAN_SPACING);
         records

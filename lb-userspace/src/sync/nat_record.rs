@@ -1,5 +1,5 @@
 //! The NAT-mode record of the sync protocol (version 2 and later): one
-//! translated flow, both of its `NAT_FLOWS` entries, named by addresses and
+//! translated flow, both of its NAT flow table entries, named by addresses and
 //! ports only, and its bytes. Kept apart from the DSR [`FlowRecord`]
 //! (crate::sync::FlowRecord), which older peers also speak.
 //!

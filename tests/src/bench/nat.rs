@@ -121,7 +121,9 @@ pub(super) struct Case {
     pub(super) ifindex: u32,
     pub(super) vary_offset: u32,
     pub(super) counter: Counter,
-    /// Empty the NAT table before each round (new flows).
+    /// Empty the NAT table before each round (new flows) of all but the
+    /// flows it held when the case's measurement began (those the other
+    /// cases, measured round by round in turn, use), and leave it so.
     pub(super) fresh: bool,
 }
 
@@ -266,6 +268,11 @@ pub(super) fn recorded(
     }
 }
 
+/// The NAT flows `bed` holds now, which a fresh case's rounds keep.
+fn kept_flows(bed: &NatBed) -> std::collections::HashSet<lb_common::FlowKey> {
+    bed.flows().into_iter().map(|(key, _)| key).collect()
+}
+
 /// Loads the two wrappers (not loaded by lbd).
 pub(super) fn load_wrappers(bed: &mut NatBed) -> anyhow::Result<()> {
     let dataplane = &mut bed.bed.dataplane;
@@ -301,13 +308,14 @@ pub(super) fn measure(
     };
     template::prepare(dataplane, wrapper, &fd, &case.frame, case.vary_offset)?;
     let want = bed.verdicts.redirect;
+    let kept = kept_flows(bed);
     // Warm up (a DSR ACK's first run creates its flow).
     test_run(bed, case, 1000)?;
     let mut ns = Vec::new();
     let before = bed.bed.counter(case.counter)?;
     for _ in 0..rounds {
         if case.fresh {
-            bed.clear_flows()?;
+            bed.clear_flows_but(&kept)?;
         }
         let got = test_run(bed, case, repeat)?;
         if got.0 != want && got.0 != bed.verdicts.bounce {
@@ -327,6 +335,9 @@ pub(super) fn measure(
             );
         }
         ns.push(got.1);
+    }
+    if case.fresh {
+        bed.clear_flows_but(&kept)?;
     }
     let counted = bed.bed.counter(case.counter)? - before;
     let runs = u64::from(repeat) * u64::from(rounds);
@@ -369,6 +380,7 @@ pub(super) fn measure_fresh(
             frame[at..at + 4].copy_from_slice(&runs.to_be_bytes());
         }
     };
+    let kept = kept_flows(bed);
     // Warm up (a DSR ACK's first run creates its flow).
     for _ in 0..1000 {
         vary(&mut frame);
@@ -379,7 +391,7 @@ pub(super) fn measure_fresh(
     let mut medians = Vec::new();
     for _ in 0..rounds {
         if case.fresh {
-            bed.clear_flows()?;
+            bed.clear_flows_but(&kept)?;
         }
         let mut ns = Vec::with_capacity(per_round as usize);
         for _ in 0..per_round {
@@ -394,6 +406,9 @@ pub(super) fn measure_fresh(
             ns.push(took);
         }
         medians.push(Spread::of(&ns).median);
+    }
+    if case.fresh {
+        bed.clear_flows_but(&kept)?;
     }
     let counted = bed.bed.counter(case.counter)? - before;
     let runs = u64::from(per_round) * u64::from(rounds);

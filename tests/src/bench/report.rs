@@ -516,7 +516,7 @@ fn nat_section(out: &mut String, nat: &super::nat::NatResults) {
     );
     let _ = writeln!(
         out,
-        "The real object, filled by the real control plane with a DSR VIP and a NAT VIP (three routed backends on port 8080), run through the restoring wrappers (`xdp_bench`, `tc_bench`, so the wrapper's floor is in every row) from a thread inside a network namespace with routes and neighbours, as the FIB lookups need; each case checks with the program's counters that every run took the named path. The NAT tracked and reply rows use the flow's cached next hop; the new-flow row changes the client address on every run (backend pick, source-port allocation, two inserts into the plain-hash NAT table, FIB lookup), each round from an empty table. Target: NAT tracked flow ≤ 1.5 × DSR tracked flow at the same hook.\n"
+        "The real object, filled by the real control plane with a DSR VIP and a NAT VIP (three routed backends on port 8080), run through the restoring wrappers (`xdp_bench`, `tc_bench`, so the wrapper's floor is in every row) from a thread inside a network namespace with routes and neighbours, as the FIB lookups need; each case checks with the program's counters that every run took the named path. The NAT tracked and reply rows use the flow's cached next hop; the new-flow row changes the client address on every run (backend pick, source-port allocation, two exclusive inserts into the NAT bucket table, FIB lookup), each round from an empty table. Target: NAT tracked flow ≤ 1.5 × DSR tracked flow at the same hook.\n"
     );
     let _ = writeln!(out, "| hook | case | min | median | max | runs |");
     let _ = writeln!(out, "|---|---|---:|---:|---:|---:|");

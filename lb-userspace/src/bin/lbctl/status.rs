@@ -330,10 +330,11 @@ fn backend_name(b: &lb_userspace::api::schema::BackendStatus) -> String {
 fn nat_table_line(nat: &lb_userspace::api::schema::NatStatus) -> String {
     let flows: Vec<String> = nat.flows.iter().map(|(k, v)| format!("{k}={v}")).collect();
     format!(
-        "NAT flows: {}{} (table {} entries{}); reaped: {} expired, {} orphans, {} of removed backends",
+        "NAT flows: {}{} (table {} entries, {:.1} MiB{}); reaped: {} expired, {} orphans, {} of removed backends",
         if nat.swept { "" } else { "first sweep under way " },
         if flows.is_empty() { "none".to_owned() } else { flows.join(" ") },
         nat.capacity,
+        nat.memory_bytes as f64 / (1024.0 * 1024.0),
         if nat.pressure {
             ", nearly full: closed flows freed after 1 s"
         } else {
@@ -524,6 +525,7 @@ mod tests {
         let table = NatStatus {
             flows: [("established".to_owned(), 15)].into(),
             capacity: 1024,
+            memory_bytes: 278_528,
             swept: true,
             expired: 1,
             orphans: 0,
@@ -532,7 +534,7 @@ mod tests {
         };
         assert_eq!(
             nat_table_line(&table),
-            "NAT flows: established=15 (table 1024 entries); reaped: 1 expired, 0 orphans, 2 of removed backends"
+            "NAT flows: established=15 (table 1024 entries, 0.3 MiB); reaped: 1 expired, 0 orphans, 2 of removed backends"
         );
         let pressed = NatStatus {
             pressure: true,
@@ -540,7 +542,7 @@ mod tests {
         };
         assert_eq!(
             nat_table_line(&pressed),
-            "NAT flows: established=15 (table 1024 entries, nearly full: closed flows freed after 1 s); reaped: 1 expired, 0 orphans, 2 of removed backends"
+            "NAT flows: established=15 (table 1024 entries, 0.3 MiB, nearly full: closed flows freed after 1 s); reaped: 1 expired, 0 orphans, 2 of removed backends"
         );
     }
 

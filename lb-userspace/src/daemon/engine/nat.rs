@@ -1,9 +1,10 @@
 //! The engine's duties around the data plane for the routed modes (NAT and
 //! the tunnelled `ipip`/`gue`), run from the housekeeping tick and the
-//! event stream: the NAT reaper's tick over `NAT_FLOWS` (see `nat_reaper`),
-//! forwarding switched on for the attached interface in each family a
-//! routed packet is looked up in (`bpf_fib_lookup` refuses to route
-//! without it; for a tunnel that is the outer header's family), `TX_PORTS`
+//! event stream: the NAT reaper's tick over the NAT flow table (see
+//! `nat_reaper`), forwarding switched on for the attached interface in
+//! each family a routed packet is looked up in (`bpf_fib_lookup` refuses
+//! to route without it; for a tunnel that is the outer header's family),
+//! `TX_PORTS`
 //! kept equal to the interfaces routed packets may leave by (re-scanned
 //! every few seconds: a link that comes or goes is seen within
 //! `SCAN_TICKS` ticks, without a netlink subscription to keep alive), the
@@ -404,8 +405,8 @@ impl Engine {
                         ),
                     );
                     let destination = match self.dataplane.nat().flow(flow) {
-                        Ok(Some(entry)) => words_addr(entry.dst, flow.family).to_string(),
-                        _ => "its translated destination".to_owned(),
+                        Some(entry) => words_addr(entry.dst, flow.family).to_string(),
+                        None => "its translated destination".to_owned(),
                     };
                     warn!(
                         %vip, %packet, interface = %self.interface.name,

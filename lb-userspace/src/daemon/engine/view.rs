@@ -235,6 +235,7 @@ impl Engine {
                 })
                 .unwrap_or_default(),
             capacity: u64::from(self.dataplane.sizes().nat_flows),
+            memory_bytes: self.dataplane.nat_memory_bytes(),
             swept: sweep.is_some(),
             expired: reaped.expired,
             orphans: reaped.orphans,
@@ -361,15 +362,10 @@ impl Engine {
             return Response::ok(explanation);
         }
         let nat = self.dataplane.nat();
-        let forward = match nat.flow(&key) {
-            Ok(forward) => forward,
-            Err(error) => return Response::error(500, code::INTERNAL, error.to_string()),
-        };
-        let reply = forward.as_ref().and_then(|f| {
-            nat.flow(&lb_common::nat::counterpart_key(&key, f))
-                .ok()
-                .flatten()
-        });
+        let forward = nat.flow(&key);
+        let reply = forward
+            .as_ref()
+            .and_then(|f| nat.flow(&lb_common::nat::counterpart_key(&key, f)));
         Response::ok(crate::daemon::nat_flow::with_translation(
             explanation,
             &facts,

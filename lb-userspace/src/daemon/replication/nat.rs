@@ -1,4 +1,4 @@
-//! NAT flows across the VRRP pair: the master turns the two `NAT_FLOWS`
+//! NAT flows across the VRRP pair: the master turns the two NAT flow table
 //! entries of each translated flow into one [`NatFlowRecord`] named by
 //! addresses and ports; the backup rebuilds both entries with its own VIP
 //! and backend ids, its own clock and no next hop (its FIB finds one), and
@@ -31,7 +31,8 @@ use crate::{
 /// four times a second and the backup install it as often).
 pub(crate) const SCAN_MARGIN_NS: u64 = 50_000_000;
 
-/// The NAT flow table as replication uses it: the real `NAT_FLOWS`, or a
+/// The NAT flow table as replication uses it (and an upgrade's carrying
+/// over of an older release's flows, `legacy_nat`): the real table, or a
 /// map in tests.
 pub(crate) trait ReplicaTable {
     /// The entry under `key`, if any.
@@ -46,7 +47,7 @@ pub(crate) trait ReplicaTable {
 
 impl ReplicaTable for NatMaps {
     fn get(&self, key: &FlowKey) -> Option<NatEntry> {
-        self.flow(key).ok().flatten()
+        self.flow(key)
     }
 
     fn insert_if_free(&mut self, key: &FlowKey, entry: &NatEntry) -> Result<bool, DataplaneError> {

@@ -1,0 +1,181 @@
+//! lbd's side of the NAT flow table (`NAT_BUCKETS`): the array map mapped
+//! into this process, read and written in place with the protocol the
+//! data plane runs (`lb_common::flow_table`). Keys are placed by
+//! `hash::table_hash` and inserted exclusively (`insert_new`), as the data
+//! plane inserts them, so an entry lbd installs (replication) can never
+//! sit beside, or take the place of, one the program made at the same
+//! moment; nothing is evicted, only removed (the reaper, `lbctl`).
+//!
+//! lbd is the table's only remover: an entry lbd found stays where it was
+//! found until lbd removes it (the data plane takes out only a reply entry
+//! it inserted itself in the same run), so lbd rewrites a held entry in
+//! place, as the data plane marks it, instead of claiming its way (a
+//! claimed way is invisible to the data plane's lookups for a moment, and
+//! a packet then would open its flow a second time).
+
+use aya::maps::MapData;
+use lb_common::{
+    flow_table::{self, Claimed, FLOW_WAYS},
+    hash::table_hash,
+    FlowKey, NatEntry,
+};
+
+use crate::bucket_map::{BucketMap, FlowTableError};
+
+/// Tries of an insert whose way another CPU took in the same instant.
+const TRIES: usize = 4;
+
+/// The mapped NAT flow table.
+pub struct NatFlowTable {
+    table: BucketMap<NatEntry>,
+}
+
+impl NatFlowTable {
+    /// Maps `map` (an mmapable array of `buckets` `NatBucket`s).
+    pub fn new(map: MapData, buckets: u32) -> Result<Self, FlowTableError> {
+        Ok(Self {
+            table: BucketMap::new(map, buckets, "NAT flow table")?,
+        })
+    }
+
+    /// Buckets in the table.
+    pub fn buckets(&self) -> u32 {
+        self.table.buckets()
+    }
+
+    /// Entries the table has slots for (`FLOW_HEADROOM` per configured
+    /// entry, rounded up).
+    pub fn slots(&self) -> u64 {
+        self.table.capacity()
+    }
+
+    /// The map, for pinning and its kernel memory account.
+    pub fn map(&self) -> &MapData {
+        self.table.map()
+    }
+
+    /// Every entry (both directions of every flow), read bucket by bucket
+    /// from the mapping.
+    pub fn iter(&self) -> impl Iterator<Item = (FlowKey, NatEntry)> + '_ {
+        self.table.iter()
+    }
+
+    /// Entries held now.
+    pub fn count(&self) -> u64 {
+        self.table.count()
+    }
+
+    /// The two buckets (indices) `key` may be held in, first the one it
+    /// goes to while that one has room (operators' and tests' view of the
+    /// placement; a full pair of buckets refuses a new key).
+    pub fn buckets_of(&self, key: &FlowKey) -> (u32, u32) {
+        let hash = table_hash(key);
+        let mask = self.table.buckets() - 1;
+        (
+            flow_table::bucket_index(hash, mask),
+            flow_table::second_bucket_index(hash, mask),
+        )
+    }
+
+    /// The entries bucket `index` holds now.
+    pub fn held_in(&self, index: u32) -> Vec<(FlowKey, NatEntry)> {
+        let mut out = Vec::with_capacity(FLOW_WAYS);
+        if index < self.table.buckets() {
+            self.table.read_bucket(index, &mut out);
+        }
+        out
+    }
+
+    /// One entry, if held.
+    pub fn get(&self, key: &FlowKey) -> Option<NatEntry> {
+        self.table.get(key, table_hash(key))
+    }
+
+    /// Puts `entry` in under `key` only if no entry holds the key (as the
+    /// data plane inserts: exclusively, never evicting); false when the key
+    /// is held. `Full` when both of its buckets are.
+    pub fn insert_if_free(&self, key: &FlowKey, entry: &NatEntry) -> Result<bool, FlowTableError> {
+        let hash = table_hash(key);
+        let (first, second) = self.table.buckets_of(hash);
+        for _ in 0..TRIES {
+            // SAFETY: live buckets of the mapping.
+            match unsafe { flow_table::insert_new(first, second, key, entry, hash) } {
+                Claimed::Inserted { .. } => return Ok(true),
+                Claimed::Taken(_) => return Ok(false),
+                Claimed::Full => return Err(FlowTableError::Full(self.table.name())),
+                Claimed::Contended => {}
+            }
+        }
+        Err(FlowTableError::Contended(self.table.name()))
+    }
+
+    /// Puts `entry` in under `key`: the held entry rewritten in place
+    /// (see the module's comment), else inserted.
+    pub fn install(&self, key: &FlowKey, entry: &NatEntry) -> Result<(), FlowTableError> {
+        let hash = table_hash(key);
+        let (first, second) = self.table.buckets_of(hash);
+        for _ in 0..TRIES {
+            if self.overwrite(key, entry, hash) {
+                return Ok(());
+            }
+            // SAFETY: live buckets of the mapping.
+            match unsafe { flow_table::insert_new(first, second, key, entry, hash) } {
+                Claimed::Inserted { .. } => return Ok(()),
+                Claimed::Full => return Err(FlowTableError::Full(self.table.name())),
+                // Inserted by the data plane meanwhile: rewritten next try.
+                Claimed::Taken(_) | Claimed::Contended => {}
+            }
+        }
+        Err(FlowTableError::Contended(self.table.name()))
+    }
+
+    /// Rewrites the held entry of `key` (placed by `hash`) in place; false
+    /// if the key is not held.
+    fn overwrite(&self, key: &FlowKey, entry: &NatEntry, hash: u32) -> bool {
+        let (first, second) = self.table.buckets_of(hash);
+        for bucket in [first, second] {
+            // SAFETY: a live bucket of the mapping.
+            if let Some((way, _)) = unsafe { flow_table::locate(bucket, key, hash) } {
+                // SAFETY: as above; the way stays this key's until lbd
+                // removes it (see the module's comment).
+                unsafe {
+                    let at = std::ptr::addr_of_mut!((*bucket).slots[way & (FLOW_WAYS - 1)].entry);
+                    std::ptr::write_volatile(at, *entry);
+                }
+                return true;
+            }
+            if second == first {
+                break;
+            }
+        }
+        false
+    }
+
+    /// Removes one entry; true if it was held.
+    pub fn remove(&self, key: &FlowKey) -> bool {
+        self.table.remove(key, table_hash(key))
+    }
+
+    /// Appends to `out` the entries of whole buckets from bucket `cursor`
+    /// on (None: the first) until `out` holds `max` or more entries or the
+    /// table ends; returns the bucket to go on from, None at the end. A
+    /// removal never moves a bucket, so a walk in steps sees every entry
+    /// that stays put.
+    pub fn batch(
+        &self,
+        cursor: Option<u32>,
+        max: usize,
+        out: &mut Vec<(FlowKey, NatEntry)>,
+    ) -> Option<u32> {
+        let mut index = cursor.unwrap_or(0);
+        let start = out.len();
+        while index < self.table.buckets() {
+            self.table.read_bucket(index, out);
+            index += 1;
+            if out.len() - start >= max {
+                break;
+            }
+        }
+        (index < self.table.buckets()).then_some(index)
+    }
+}
