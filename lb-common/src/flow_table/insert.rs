@@ -1,0 +1,455 @@
+//! The connection and half-open tables' insert: find or claim a way,
+//! evicting by the header's ranks when both buckets are full, and settle
+//! duplicates two CPUs inserting one flow may leave.
+
+use super::*;
+
+/// Where a flow's lookup or insert landed. Positions count the first
+/// bucket's ways (0 to `FLOW_WAYS - 1`), then the second's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Placed {
+    /// The flow was in the table, at this position.
+    Found(usize),
+    /// The flow was inserted at this position.
+    Inserted(usize),
+    /// Not inserted: every way is being written by another CPU, or the
+    /// claim lost a race (the caller forwards the packet untracked).
+    Contended,
+}
+
+/// What a scan of one bucket for an insert saw.
+pub(super) struct Scan {
+    /// The way holding the flow, or `FLOW_WAYS`.
+    found: usize,
+    /// An empty way among the first `PREFER_FIRST_BELOW`.
+    low_room: bool,
+    /// An empty way anywhere.
+    room: bool,
+}
+
+/// Scans `bucket` for `key` (fingerprint `fp`) and for empty ways.
+///
+/// # Safety
+/// `bucket` must point to a live bucket of the table.
+#[inline(always)]
+pub(super) unsafe fn scan<V>(bucket: *mut Bucket<V>, key: &FlowKey, fp: u32) -> Scan {
+    let mut out = Scan {
+        found: FLOW_WAYS,
+        low_room: false,
+        room: false,
+    };
+    let mut way = 0;
+    while way < FLOW_WAYS {
+        // SAFETY: per the caller's contract.
+        let tag = unsafe { tag_at(bucket, way) }.load();
+        // SAFETY: as above.
+        if unsafe { holds(bucket, way, key, fp, tag) } {
+            out.found = tag_way(tag);
+            return out;
+        }
+        if tag_state(tag) == TAG_EMPTY {
+            out.room = true;
+            if way < PREFER_FIRST_BELOW as usize {
+                out.low_room = true;
+            }
+        }
+        way += 1;
+    }
+    out
+}
+
+/// The lowest `victim_order` of `bucket`'s ways.
+///
+/// # Safety
+/// `bucket` must point to a live bucket of the table.
+#[inline(always)]
+pub(super) unsafe fn best_victim<V>(bucket: *mut Bucket<V>, now_ticks: u32) -> u32 {
+    let mut best = u32::MAX;
+    let mut way = 0;
+    while way < FLOW_WAYS {
+        // SAFETY: per the caller's contract.
+        let order = victim_order(unsafe { tag_at(bucket, way) }.load(), now_ticks);
+        if order < best {
+            best = order;
+        }
+        way += 1;
+    }
+    best
+}
+
+/// Claims the first way of `bucket` whose tag `wanted` accepts, writes
+/// `key` and `entry` into it and publishes it; the way and its published
+/// tag, or None if there is none or another CPU changed it first.
+///
+/// # Safety
+/// `bucket` must point to a live bucket of the table.
+#[inline(always)]
+pub(super) unsafe fn claim_way<V: Copy>(
+    bucket: *mut Bucket<V>,
+    key: &FlowKey,
+    entry: &V,
+    fp: u32,
+    rank: u32,
+    wanted: impl Fn(u64) -> bool,
+) -> Option<(usize, u64)> {
+    let mut way = 0;
+    while way < FLOW_WAYS {
+        // SAFETY: per the caller's contract.
+        let tag = unsafe { tag_at(bucket, way) };
+        let seen = tag.load();
+        if wanted(seen) {
+            let claimed = with_way(tag_with(seen, fp, TAG_BUSY, rank), way);
+            if !tag.swap_if(seen, claimed) {
+                return None;
+            }
+            // SAFETY: the way is ours until published.
+            unsafe {
+                let slot = core::ptr::addr_of_mut!((*bucket).slots[way & (FLOW_WAYS - 1)]);
+                (*slot).key = *key;
+                (*slot).entry = *entry;
+            }
+            let published = retagged(claimed, TAG_VALID);
+            // A CAS, not a store: a full barrier before the duplicate
+            // check, and the slot's writes stay before it.
+            if !tag.swap_if(claimed, published) {
+                return None;
+            }
+            return Some((way, published));
+        }
+        way += 1;
+    }
+    None
+}
+
+/// Finds `key` (table hash `hash`, `hash::table_hash`: its fingerprint)
+/// in its buckets `first` and `second` (equal when the table has one
+/// bucket) or inserts it with `entry` and rank word `rank`.
+///
+/// Two-choice placement: the flow goes to an empty way of its first
+/// bucket while one of that bucket's first `PREFER_FIRST_BELOW` ways is
+/// empty, else to an empty way of its second bucket, else to the first
+/// bucket's last empty way; when both are full, the way of the first
+/// bucket that `victim_order` puts first is evicted.
+///
+/// One round: a lost race returns `Contended` (the packet goes
+/// untracked, its flow's next packet inserts it); more rounds multiply
+/// the BPF verifier's work, and a lost race needs two CPUs claiming the
+/// same way within the same few nanoseconds. Callers in userspace retry.
+///
+/// Written for the BPF verifier as much as for the CPU: each bucket is
+/// walked by loops of eight ways with constant offsets, the eviction
+/// order is computed only when both buckets are full, and the position a
+/// way was claimed at is never used to address one afterwards, so the
+/// verifier's paths meet again after every loop.
+///
+/// # Safety
+/// `first` and `second` must point to live buckets of the table.
+#[inline(always)]
+pub unsafe fn find_or_insert<V: Copy>(
+    first: *mut Bucket<V>,
+    second: *mut Bucket<V>,
+    key: &FlowKey,
+    entry: &V,
+    rank: u32,
+    hash: u32,
+) -> Placed {
+    let fp = fingerprint(hash);
+    let two = second != first;
+    // SAFETY: per the caller's contract.
+    let one = unsafe { scan(first, key, fp) };
+    if one.found < FLOW_WAYS {
+        return Placed::Found(one.found);
+    }
+    let other = if two {
+        // SAFETY: as above.
+        unsafe { scan(second, key, fp) }
+    } else {
+        Scan {
+            found: FLOW_WAYS,
+            low_room: false,
+            room: false,
+        }
+    };
+    if other.found < FLOW_WAYS {
+        return Placed::Found(FLOW_WAYS + other.found);
+    }
+    let empty = |tag: u64| tag_state(tag) == TAG_EMPTY;
+    // SAFETY: as above.
+    let (claimed, base) = unsafe {
+        if one.low_room {
+            (claim_way(first, key, entry, fp, rank, empty), 0)
+        } else if other.room {
+            (claim_way(second, key, entry, fp, rank, empty), FLOW_WAYS)
+        } else if one.room {
+            (claim_way(first, key, entry, fp, rank, empty), 0)
+        } else {
+            let now_ticks = rank >> 2;
+            let best = best_victim(first, now_ticks);
+            if best == u32::MAX {
+                return Placed::Contended;
+            }
+            let victim = |tag: u64| victim_order(tag, now_ticks) == best;
+            (claim_way(first, key, entry, fp, rank, victim), 0)
+        }
+    };
+    match claimed {
+        // SAFETY: as above.
+        Some((way, tag)) => unsafe { settle_duplicate(first, second, key, fp, base + way, tag) },
+        None => Placed::Contended,
+    }
+}
+
+/// What `insert_half_open` did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HalfOpenPlaced {
+    /// Inserted into an empty way.
+    Inserted,
+    /// Inserted in place of a half-open flow past `HALF_OPEN_IDLE_TICKS`.
+    Expired,
+    /// Inserted in place of a half-open flow still in time (the oldest of
+    /// the bucket).
+    Evicted,
+    /// Not inserted: the chosen way changed hands meanwhile, or every way
+    /// was being written.
+    Contended,
+}
+
+/// Inserts `key` into `bucket`, its only bucket (the half-open table,
+/// whose flows are all half-open), with `entry` (whose `hash` is the
+/// flow's) and rank word `rank`: into an empty way, else in place of the
+/// least recently seen flow (past the half-open timeout or not: all are
+/// of one class, so age alone orders them). The caller has just looked
+/// the flow up (`find`) and not found it.
+///
+/// Made for the BPF verifier: one pass over the header picks the way (its
+/// number packed into the low bits of the value compared, so it comes out
+/// of the loop as an unknown number, not as one of eight paths), one
+/// claim on that way; no key is compared. So two CPUs inserting the same
+/// flow in the same instant may leave two copies of it, both naming the
+/// same Maglev pick (the ACK takes one out, the other ages out), which is
+/// harmless for half-open flows.
+///
+/// # Safety
+/// `bucket` must point to a live bucket of the table.
+#[inline(always)]
+pub unsafe fn insert_half_open(
+    bucket: *mut FlowBucket,
+    key: &FlowKey,
+    entry: &FlowEntry,
+    rank: u32,
+) -> HalfOpenPlaced {
+    let fp = fingerprint(entry.hash);
+    let now_ticks = rank >> 2;
+    // Per way: 0 if a writer owns it, else (2 if empty, 1 if valid) above
+    // the flow's age (capped at 2^28 ticks), above the way's number; the
+    // largest wins.
+    let mut best = 0u64;
+    let mut way = 0;
+    while way < FLOW_WAYS {
+        // SAFETY: per the caller's contract.
+        let tag = unsafe { tag_at(bucket, way) }.load();
+        let state = tag_state(tag);
+        let age = now_ticks.wrapping_sub(tag_rank(tag) >> 2) & TICK_MASK;
+        let age = if age > 0x0fff_ffff { 0x0fff_ffff } else { age };
+        let weight = if state == TAG_EMPTY {
+            2u64 << 28
+        } else if state == TAG_VALID {
+            (1u64 << 28) | u64::from(age)
+        } else {
+            0
+        };
+        let candidate = (weight << 3) | way as u64;
+        if weight != 0 && candidate > best {
+            best = candidate;
+        }
+        way += 1;
+    }
+    if best == 0 {
+        return HalfOpenPlaced::Contended;
+    }
+    let way = (best & WAY_IN_VERSION) as usize;
+    // SAFETY: as above; the index is masked into the bucket.
+    let tag = unsafe { tag_at(bucket, way) };
+    let seen = tag.load();
+    let displaced = match tag_state(seen) {
+        TAG_EMPTY => HalfOpenPlaced::Inserted,
+        TAG_VALID if victim_order(seen, now_ticks) >> 28 == 1 => HalfOpenPlaced::Expired,
+        TAG_VALID => HalfOpenPlaced::Evicted,
+        _ => return HalfOpenPlaced::Contended,
+    };
+    let claimed = with_way(tag_with(seen, fp, TAG_BUSY, rank), way);
+    if !tag.swap_if(seen, claimed) {
+        return HalfOpenPlaced::Contended;
+    }
+    // SAFETY: the way is ours until published.
+    unsafe {
+        let slot = core::ptr::addr_of_mut!((*bucket).slots[way & (FLOW_WAYS - 1)]);
+        (*slot).key = *key;
+        (*slot).entry = *entry;
+    }
+    // A CAS, not a store: the slot's writes stay before it.
+    if !tag.swap_if(claimed, retagged(claimed, TAG_VALID)) {
+        return HalfOpenPlaced::Contended;
+    }
+    displaced
+}
+
+/// Whether way `way` of `bucket` holds `key` (fingerprint `fp`), as
+/// `tag`.
+///
+/// # Safety
+/// `bucket` must point to a live bucket of the table.
+#[inline(always)]
+pub(super) unsafe fn holds<V>(
+    bucket: *mut Bucket<V>,
+    way: usize,
+    key: &FlowKey,
+    fp: u32,
+    tag: u64,
+) -> bool {
+    tag_state(tag) == TAG_VALID
+        && tag_fingerprint(tag) == fp
+        // SAFETY: per the caller's contract.
+        && unsafe { key_is(bucket, way, key) }
+}
+
+/// No position (`settle_duplicate`, `Claimed::Taken`).
+pub const NOWHERE: usize = 2 * FLOW_WAYS;
+
+/// After publishing `key` at position `mine` (tag `my_tag`): if another
+/// position of its two buckets holds the same flow (another CPU inserted
+/// it at the same time, maybe into the other bucket), the copy at the
+/// higher position goes. Returns where the flow now lives.
+///
+/// For the verifier: `mine` is only compared, never used to address a
+/// way, and each bucket is walked by a loop of its own.
+///
+/// # Safety
+/// `first` and `second` must point to live buckets of the table.
+#[inline(always)]
+pub(super) unsafe fn settle_duplicate<V>(
+    first: *mut Bucket<V>,
+    second: *mut Bucket<V>,
+    key: &FlowKey,
+    fp: u32,
+    mine: usize,
+    my_tag: u64,
+) -> Placed {
+    let two = second != first;
+    let mut lower = NOWHERE;
+    // SAFETY: per the caller's contract.
+    unsafe {
+        settle_in(first, 0, key, fp, mine, &mut lower);
+        if two {
+            settle_in(second, FLOW_WAYS, key, fp, mine, &mut lower);
+        }
+    }
+    if lower == NOWHERE {
+        return Placed::Inserted(mine);
+    }
+    // An older copy stays: ours goes.
+    // SAFETY: as above.
+    unsafe {
+        release_in(first, 0, mine, my_tag);
+        if two {
+            release_in(second, FLOW_WAYS, mine, my_tag);
+        }
+    }
+    Placed::Found(lower)
+}
+
+/// `settle_duplicate` over one bucket (positions `base` on): copies of
+/// the flow above `mine` are taken out; the first below it is noted in
+/// `lower` (if none was before).
+///
+/// # Safety
+/// `bucket` must point to a live bucket of the table.
+#[inline(always)]
+pub(super) unsafe fn settle_in<V>(
+    bucket: *mut Bucket<V>,
+    base: usize,
+    key: &FlowKey,
+    fp: u32,
+    mine: usize,
+    lower: &mut usize,
+) {
+    let mut way = 0;
+    while way < FLOW_WAYS {
+        let pos = base + way;
+        if pos != mine {
+            // SAFETY: per the caller's contract.
+            let other = unsafe { tag_at(bucket, way) };
+            let tag = other.load();
+            // SAFETY: as above.
+            if unsafe { holds(bucket, way, key, fp, tag) } {
+                if pos > mine {
+                    let _ = other.swap_if(tag, tag_with(tag, 0, TAG_EMPTY, 0));
+                } else if *lower == NOWHERE {
+                    *lower = base + tag_way(tag);
+                }
+            }
+        }
+        way += 1;
+    }
+}
+
+/// Takes the copy at position `mine` (tag `my_tag`) out, if it is in this
+/// bucket (positions `base` on).
+///
+/// # Safety
+/// `bucket` must point to a live bucket of the table.
+#[inline(always)]
+pub(super) unsafe fn release_in<V>(bucket: *mut Bucket<V>, base: usize, mine: usize, my_tag: u64) {
+    let mut way = 0;
+    while way < FLOW_WAYS {
+        if base + way == mine {
+            // SAFETY: per the caller's contract.
+            let _ =
+                unsafe { tag_at(bucket, way) }.swap_if(my_tag, tag_with(my_tag, 0, TAG_EMPTY, 0));
+        }
+        way += 1;
+    }
+}
+
+/// Starts loading the slot line an insert into `bucket` would write
+/// first: its first empty way. Ways fill from the first, so that is the
+/// way numbered by the count of ways in use (counted without a branch per
+/// way); in a full bucket, every way's line (one of them is the victim).
+/// A hint, at worst a useless load (ways freed out of order), never a
+/// wrong result.
+///
+/// # Safety
+/// `bucket` must point to a live bucket of the table.
+#[inline(always)]
+pub unsafe fn warm_free_way<V>(bucket: *mut Bucket<V>) {
+    let mut used = 0u64;
+    let mut way = 0;
+    while way < FLOW_WAYS {
+        // SAFETY: per the caller's contract.
+        let tag = unsafe { tag_at(bucket, way) }.load();
+        // 1 for `TAG_VALID` (state bits 10), else 0.
+        used += (tag >> 1) & !tag & 1;
+        way += 1;
+    }
+    if used as usize >= FLOW_WAYS {
+        // A full bucket: the insert evicts one of its flows, and which
+        // one takes `victim_order` over every way to say (too many
+        // instructions here, on the path every miss takes); all eight
+        // lines are loaded instead, in parallel.
+        let mut way = 0;
+        while way < FLOW_WAYS {
+            // SAFETY: per the caller's contract.
+            let _ = unsafe {
+                core::ptr::read_volatile(core::ptr::addr_of!((*bucket).slots[way].key.src[0]))
+            };
+            way += 1;
+        }
+        return;
+    }
+    // SAFETY: per the caller's contract; the index is masked.
+    let _ = unsafe {
+        core::ptr::read_volatile(core::ptr::addr_of!(
+            (*bucket).slots[used as usize & (FLOW_WAYS - 1)].key.src[0]
+        ))
+    };
+}

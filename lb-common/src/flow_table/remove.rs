@@ -1,0 +1,71 @@
+//! Taking flows out and rewriting them in place (lbd's expiry, reaper
+//! and installs).
+
+use super::*;
+
+/// Empties way `way` of `bucket` if its tag is still `tag` (an insert
+/// undone: the NAT data plane frees the source port it reserved when the
+/// flow's other entry found no room). True if this call emptied it.
+///
+/// # Safety
+/// `bucket` must point to a live bucket of the table.
+#[inline(always)]
+pub unsafe fn release_way<V>(bucket: *mut Bucket<V>, way: usize, tag: u64) -> bool {
+    // SAFETY: per the caller's contract.
+    unsafe { tag_at(bucket, way) }.swap_if(tag, tag_with(tag, 0, TAG_EMPTY, 0))
+}
+
+/// Takes `key` out of `bucket` if it is there (userspace: expiry, `lbctl`,
+/// replication). True if it was removed by this call.
+///
+/// # Safety
+/// `bucket` must point to a live bucket of the table.
+#[inline(always)]
+pub unsafe fn remove<V: SlotValue>(bucket: *mut Bucket<V>, key: &FlowKey, hash: u32) -> bool {
+    // SAFETY: per the caller's contract.
+    match unsafe { find(bucket, key, hash) } {
+        // SAFETY: as above.
+        Some(seen) => unsafe { release(bucket, &seen) },
+        None => false,
+    }
+}
+
+/// Empties the way of the flow `seen` found, if it still holds it
+/// unchanged (the data plane: a half-open flow taken out for the
+/// connection table). True if this call emptied it: of two CPUs taking
+/// the same flow, one does.
+///
+/// # Safety
+/// `bucket` must point to a live bucket of the table.
+#[inline(always)]
+pub unsafe fn release<V>(bucket: *mut Bucket<V>, seen: &Seen<V>) -> bool {
+    // SAFETY: per the caller's contract.
+    unsafe { tag_at(bucket, seen.way) }.swap_if(seen.tag, tag_with(seen.tag, 0, TAG_EMPTY, 0))
+}
+
+/// Replaces the entry (and rank word) of the flow `seen` found, if its way
+/// still holds it unchanged: claim, write, publish, so readers never see
+/// half of it. False if the way changed meanwhile.
+///
+/// # Safety
+/// `bucket` must point to a live bucket of the table.
+#[inline(always)]
+pub unsafe fn rewrite<V: Copy>(
+    bucket: *mut Bucket<V>,
+    seen: &Seen<V>,
+    entry: &V,
+    rank: u32,
+) -> bool {
+    // SAFETY: per the caller's contract.
+    let tag = unsafe { tag_at(bucket, seen.way) };
+    let claimed = tag_with(seen.tag, tag_fingerprint(seen.tag), TAG_BUSY, rank);
+    if tag_state(seen.tag) != TAG_VALID || !tag.swap_if(seen.tag, claimed) {
+        return false;
+    }
+    // SAFETY: the way is ours until published.
+    unsafe {
+        (*bucket).slots[seen.way & (FLOW_WAYS - 1)].entry = *entry;
+    }
+    // A CAS, not a store: the entry's writes stay before it.
+    tag.swap_if(claimed, retagged(claimed, TAG_VALID))
+}

@@ -1,0 +1,234 @@
+//! A way's tag: its state, version, fingerprint and eviction rank in one
+//! 64-bit word, and the loads, stores and compare-and-swaps on it that
+//! make the tag each way's lock.
+
+use super::*;
+
+/// Tag state: the way holds nothing.
+pub const TAG_EMPTY: u32 = 0;
+/// Tag state: a writer owns the way (its slot is being written).
+pub const TAG_BUSY: u32 = 1;
+/// Tag state: the way holds the flow its slot names.
+pub const TAG_VALID: u32 = 2;
+/// Tag state: an exclusive insert (`insert_new`) has written the way's
+/// key and value and not yet settled whether its copy stands: lookups do
+/// not see it, another exclusive insert of the same key does.
+pub const TAG_PENDING: u32 = 3;
+pub(super) const STATE_MASK: u64 = 3;
+pub(super) const VERSION_SHIFT: u32 = 2;
+pub(super) const VERSION_MASK: u64 = 0x3fff;
+pub(super) const FP_SHIFT: u32 = 16;
+pub(super) const FP_MASK: u64 = 0xffff;
+pub(super) const RANK_SHIFT: u32 = 32;
+
+/// Flow class in a rank word: FIN or RST seen.
+pub const CLASS_CLOSED: u32 = 0;
+/// Flow class: a TCP SYN seen, no ACK from the client yet.
+pub const CLASS_HALF_OPEN: u32 = 1;
+/// Flow class: an established TCP flow, or UDP.
+pub const CLASS_ESTABLISHED: u32 = 2;
+pub(super) const CLASS_MASK: u32 = 3;
+/// Rank ticks are `ns >> TICK_SHIFT` (16.8 ms), kept in 30 bits (208 days
+/// before they wrap; ages are taken modulo that).
+pub const TICK_SHIFT: u32 = 24;
+pub(super) const TICK_MASK: u32 = 0x3fff_ffff;
+/// A half-open flow idle this long (ticks, ~10 s) is expired.
+pub const HALF_OPEN_IDLE_TICKS: u32 = (10_000_000_000u64 >> TICK_SHIFT) as u32;
+/// An established flow idle this long (ticks, ~15 min, IPVS's TCP
+/// established timeout) is expired: evicted before any live flow.
+pub const ESTABLISHED_IDLE_TICKS: u32 = (900_000_000_000u64 >> TICK_SHIFT) as u32;
+
+/// The fingerprint a flow's tag carries (never compared alone: a match is
+/// confirmed on the key).
+#[inline(always)]
+pub const fn fingerprint(hash: u32) -> u32 {
+    hash >> 16
+}
+
+/// State of a tag (`TAG_*`).
+#[inline(always)]
+pub const fn tag_state(tag: u64) -> u32 {
+    (tag & STATE_MASK) as u32
+}
+
+/// Fingerprint of a tag.
+#[inline(always)]
+pub const fn tag_fingerprint(tag: u64) -> u32 {
+    ((tag >> FP_SHIFT) & FP_MASK) as u32
+}
+
+/// Rank word of a tag (see `rank_word`).
+#[inline(always)]
+pub const fn tag_rank(tag: u64) -> u32 {
+    (tag >> RANK_SHIFT) as u32
+}
+
+/// Low bits of a tag's version: the way the tag belongs to, set when the
+/// way is claimed. A flow found by a scan is then addressed through a
+/// number the BPF verifier reads from memory (unknown to it) rather than
+/// the scan's loop counter, so the paths that found it in different ways
+/// are verified as one.
+pub(super) const WAY_IN_VERSION: u64 = FLOW_WAYS as u64 - 1;
+
+/// The way a claimed tag belongs to (see `WAY_IN_VERSION`).
+#[inline(always)]
+pub const fn tag_way(tag: u64) -> usize {
+    ((tag >> VERSION_SHIFT) & WAY_IN_VERSION) as usize
+}
+
+/// `tag` claimed for way `way`.
+#[inline(always)]
+pub(super) const fn with_way(tag: u64, way: usize) -> u64 {
+    (tag & !(WAY_IN_VERSION << VERSION_SHIFT)) | (((way as u64) & WAY_IN_VERSION) << VERSION_SHIFT)
+}
+
+/// `tag` for a new owner: next version (its way bits kept), fingerprint
+/// `fp`, `state`, `rank`.
+#[inline(always)]
+pub(super) const fn tag_with(tag: u64, fp: u32, state: u32, rank: u32) -> u64 {
+    let old = (tag >> VERSION_SHIFT) & VERSION_MASK;
+    let version =
+        ((old + WAY_IN_VERSION + 1) & VERSION_MASK & !WAY_IN_VERSION) | (old & WAY_IN_VERSION);
+    ((rank as u64) << RANK_SHIFT)
+        | (((fp as u64) & FP_MASK) << FP_SHIFT)
+        | (version << VERSION_SHIFT)
+        | state as u64
+}
+
+/// `tag` in another state, version and all else kept.
+#[inline(always)]
+pub(super) const fn retagged(tag: u64, state: u32) -> u64 {
+    (tag & !STATE_MASK) | state as u64
+}
+
+/// `tag` with another rank word.
+#[inline(always)]
+pub(super) const fn reranked(tag: u64, rank: u32) -> u64 {
+    (tag & 0xffff_ffff) | ((rank as u64) << RANK_SHIFT)
+}
+
+/// Rank ticks of a `CLOCK_MONOTONIC` time in ns (what
+/// `bpf_ktime_get_coarse_ns` returns).
+#[inline(always)]
+pub const fn ticks(now_ns: u64) -> u32 {
+    ((now_ns >> TICK_SHIFT) as u32) & TICK_MASK
+}
+
+/// A rank word: last-seen tick (high 30 bits) and class (low 2 bits).
+#[inline(always)]
+pub const fn rank_word(now_ns: u64, class: u32) -> u32 {
+    (ticks(now_ns) << 2) | (class & CLASS_MASK)
+}
+
+/// Class of a rank word.
+#[inline(always)]
+pub const fn rank_class(rank: u32) -> u32 {
+    rank & CLASS_MASK
+}
+
+/// The class a flow's `FlowEntry::flags` and its latest TCP flags give.
+#[inline(always)]
+pub const fn class_of(entry_flags: u32, established: bool) -> u32 {
+    if entry_flags & (FLOW_F_FIN | FLOW_F_RST) != 0 {
+        CLASS_CLOSED
+    } else if established {
+        CLASS_ESTABLISHED
+    } else {
+        CLASS_HALF_OPEN
+    }
+}
+
+/// Eviction order of a way by its tag (lower goes first): empty, then
+/// closed or expired, then half-open, then live; within each, the least
+/// recently seen first. `u32::MAX`: never (a writer owns it).
+#[inline(always)]
+pub const fn victim_order(tag: u64, now_ticks: u32) -> u32 {
+    match tag_state(tag) {
+        TAG_EMPTY => 0,
+        TAG_VALID => {
+            let rank = tag_rank(tag);
+            let age = now_ticks.wrapping_sub(rank >> 2) & TICK_MASK;
+            let tier = match rank & CLASS_MASK {
+                CLASS_CLOSED => 1,
+                CLASS_HALF_OPEN if age > HALF_OPEN_IDLE_TICKS => 1,
+                CLASS_HALF_OPEN => 2,
+                _ if age > ESTABLISHED_IDLE_TICKS => 1,
+                _ => 3,
+            };
+            // Within a tier: older first. Ages beyond 2^28 ticks (52 days)
+            // compare equal.
+            let age = if age > 0x0fff_ffff { 0x0fff_ffff } else { age };
+            (tier << 28) | (0x0fff_ffff - age)
+        }
+        _ => u32::MAX,
+    }
+}
+
+/// A way's tag, as a handle for loads, stores and CAS.
+///
+/// # Safety
+/// `bucket` must point to a live, 64-byte-aligned bucket.
+#[inline(always)]
+pub(super) unsafe fn tag_at<V>(bucket: *mut Bucket<V>, way: usize) -> Tag {
+    // SAFETY: the index is masked into the bucket.
+    Tag(unsafe { core::ptr::addr_of_mut!((*bucket).tags[way & (FLOW_WAYS - 1)]) })
+}
+
+/// A tag in shared memory: volatile loads and stores (kept in program
+/// order with the slot's volatile reads; both sides run on the same CPUs,
+/// whose stores are seen in order on x86-64 and whose JIT-ed BPF loads and
+/// stores are plain moves) and a compare-and-swap that is a full barrier
+/// (`lock cmpxchg`, which the kernel's JIT emits for BPF's `cmpxchg` too)
+/// and keeps the slot's plain writes before it. Slots are read field by
+/// field: a volatile copy of a struct would go through the BPF program's
+/// 512-byte stack.
+#[derive(Clone, Copy)]
+pub(super) struct Tag(*mut u64);
+
+impl Tag {
+    #[inline(always)]
+    pub(super) fn load(self) -> u64 {
+        // SAFETY: `tag_at` made the pointer from a live bucket.
+        unsafe { core::ptr::read_volatile(self.0) }
+    }
+
+    /// Sets the tag to `new` if it is `old`; true if it did.
+    #[inline(always)]
+    pub(super) fn swap_if(self, old: u64, new: u64) -> bool {
+        #[cfg(target_arch = "bpf")]
+        {
+            use core::intrinsics::{atomic_cxchg, AtomicOrdering::SeqCst};
+            // SAFETY: as above; BPF's atomic cmpxchg on a map value.
+            unsafe { atomic_cxchg::<u64, { SeqCst }, { SeqCst }>(self.0, old, new).1 }
+        }
+        #[cfg(not(target_arch = "bpf"))]
+        {
+            use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
+            // SAFETY: as above; tags are 8-aligned.
+            unsafe { AtomicU64::from_ptr(self.0) }
+                .compare_exchange(old, new, SeqCst, SeqCst)
+                .is_ok()
+        }
+    }
+
+    /// Sets the tag to `new` if it is `old`; returns the tag it found
+    /// (`old` if it set it), for callers that decide without a branch.
+    #[inline(always)]
+    pub(super) fn swap_seen(self, old: u64, new: u64) -> u64 {
+        #[cfg(target_arch = "bpf")]
+        {
+            use core::intrinsics::{atomic_cxchg, AtomicOrdering::SeqCst};
+            // SAFETY: as `swap_if`.
+            unsafe { atomic_cxchg::<u64, { SeqCst }, { SeqCst }>(self.0, old, new).0 }
+        }
+        #[cfg(not(target_arch = "bpf"))]
+        {
+            use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
+            // SAFETY: as `swap_if`.
+            match unsafe { AtomicU64::from_ptr(self.0) }.compare_exchange(old, new, SeqCst, SeqCst)
+            {
+                Ok(seen) | Err(seen) => seen,
+            }
+        }
+    }
+}
