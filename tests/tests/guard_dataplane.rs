@@ -513,7 +513,8 @@ lb_tests::on_both_hooks!(
 
 /// The benchmark's guard cases (a denied packet from one source and from
 /// a new source each run, a tracked and a new flow with the ACL and
-/// limits on) each take the path they name on every run,
+/// limits on, the tracked flow with them toggled off round by round) each
+/// take the path they name on every run,
 /// on both connection-table designs (small rounds: a check, not a
 /// measurement).
 #[test]
@@ -521,10 +522,20 @@ fn the_benchmarks_guard_cases_take_their_paths() {
     let cases = lb_tests::bench::xdp::run_guarded_only(2_000, 2).expect("guard cases");
     assert_eq!(
         cases.len(),
-        12,
-        "two baselines and four cases on two designs"
+        14,
+        "two baselines, four cases and the tracked flow with its guards toggled off, on two designs"
     );
     for case in &cases {
         assert!(case.ns_per_packet.median > 0.0, "{case:?}");
+    }
+    // The guarded tracked flow and its guards-off twin ran in the same
+    // rounds, so the report can pair them round by round.
+    for name in [
+        lb_tests::bench::xdp::TRACKED_V4_GUARDED,
+        lb_tests::bench::xdp::TRACKED_V4_UNGUARDED,
+    ] {
+        let rows: Vec<_> = cases.iter().filter(|c| c.name == name).collect();
+        assert_eq!(rows.len(), 2, "{name}: one row per design");
+        assert!(rows.iter().all(|c| c.per_round.len() == 2), "{rows:?}");
     }
 }

@@ -157,6 +157,11 @@ pub const DENIED_V4: &str = "denied packet v4 (ACL)";
 pub const DENIED_V4_FLOOD: &str = "denied packet v4, new source each run (ACL)";
 /// Tracked TCP flow, IPv4, with a deny list, an allow list and limits on.
 pub const TRACKED_V4_GUARDED: &str = "TCP ACK v4, tracked flow, ACL + limits on";
+/// `TRACKED_V4_GUARDED`'s flow with the guards taken off, measured in the
+/// same rounds (each round the guards off, then on, or the other way
+/// round): the baseline the guards' cost is judged against, as the main
+/// pass's tracked row ran minutes earlier in another table state.
+pub const TRACKED_V4_UNGUARDED: &str = "TCP ACK v4, tracked flow, its guards off";
 /// New TCP flow, IPv6, with a deny list, an allow list and limits on
 /// (every run a new source: the trie lookups and new token buckets).
 pub const NEW_V6_GUARDED: &str = "TCP SYN v6, new flow, ACL + limits on";
@@ -484,7 +489,24 @@ impl Bench {
     /// the cases send, so every VIP packet runs the deny and allow lookups
     /// (or finds their verdict cached) and every new flow the token buckets.
     pub(crate) fn guard(&mut self) -> anyhow::Result<()> {
+        self.set_guards(true)
+    }
+
+    /// Puts the bench's guards (see `guard`) in force (`on`) or takes
+    /// every rule and limit off again.
+    fn set_guards(&mut self, on: bool) -> anyhow::Result<()> {
         use lb_userspace::guard::{AclRule, Action, Guard, GuardConfig, Limits, RateLimit, Scope};
+        let vips: Vec<_> = self
+            .balancer
+            .vips()
+            .iter()
+            .map(|(id, v)| (*id, v.id))
+            .collect();
+        let mut guard = Guard::adopt(self.dataplane.guard(), GuardConfig::default())?;
+        if !on {
+            guard.apply(self.dataplane.guard_mut(), GuardConfig::default(), &vips, 4)?;
+            return Ok(());
+        }
         let rate = Some(RateLimit::new(1_000_000, Some(1_000_000), "bench")?);
         let mut config = GuardConfig::default();
         for denied in ["198.18.66.0/24", "0.0.0.0/8"] {
@@ -509,13 +531,6 @@ impl Bench {
                 ..Limits::default()
             },
         );
-        let vips: Vec<_> = self
-            .balancer
-            .vips()
-            .iter()
-            .map(|(id, v)| (*id, v.id))
-            .collect();
-        let mut guard = Guard::adopt(self.dataplane.guard(), GuardConfig::default())?;
         guard.apply(self.dataplane.guard_mut(), config, &vips, 4)?;
         Ok(())
     }
@@ -887,6 +902,10 @@ fn run_guarded(
         bench.guard()?;
     }
     for case in guarded_cases() {
+        if case.name == TRACKED_V4_GUARDED {
+            run_guards_toggled(benches, &case, (repeat, rounds), capacity, results)?;
+            continue;
+        }
         let fresh = case.new_flow();
         let spreads = run_compared(benches, &case, repeat, rounds, fresh)?;
         record(
@@ -894,6 +913,56 @@ fn run_guarded(
             benches,
             &case,
             &spreads,
+            (repeat, rounds),
+            (0, capacity),
+        );
+    }
+    Ok(())
+}
+
+/// `case` (a tracked flow's) with its guards on and, in the same rounds,
+/// off (`TRACKED_V4_UNGUARDED`): each round measures both, the order
+/// alternating, so what the guards cost is a per-round difference, not
+/// one of two medians taken minutes apart. Leaves the guards on.
+fn run_guards_toggled(
+    benches: &mut [Bench],
+    case: &Case,
+    (repeat, rounds): (u32, u32),
+    capacity: u32,
+    results: &mut Vec<XdpCase>,
+) -> anyhow::Result<()> {
+    let plain = Case {
+        name: TRACKED_V4_UNGUARDED,
+        path: "parse, VIP hit, conntrack hit, TX (the guarded row's flow, its guards off in the same rounds)",
+        ..case.clone()
+    };
+    let mut on = vec![Vec::new(); benches.len()];
+    let mut off = vec![Vec::new(); benches.len()];
+    for round in 0..rounds {
+        for guarded in [round % 2 == 1, round % 2 == 0] {
+            for bench in benches.iter_mut() {
+                bench.set_guards(guarded)?;
+            }
+            let (measured, into) = if guarded {
+                (run_compared(benches, case, repeat, 1, false)?, &mut on)
+            } else {
+                (run_compared(benches, &plain, repeat, 1, false)?, &mut off)
+            };
+            for (ns, rounds) in into.iter_mut().zip(measured) {
+                ns.extend(rounds.per_round);
+            }
+        }
+    }
+    for bench in benches.iter_mut() {
+        bench.set_guards(true)?;
+    }
+    for (case, ns) in [(&plain, off), (case, on)] {
+        let measured: Vec<Rounds> = ns.iter().map(|ns| Rounds::of(ns)).collect();
+        record(
+            results,
+            benches,
+            case,
+            &measured,
             (repeat, rounds),
             (0, capacity),
         );
