@@ -535,16 +535,19 @@ impl Dataplane {
 
     /// Installs the flows of a previous lbd's kernel-map NAT flow table
     /// into the bucket table (see `legacy_nat`), both entries of each
-    /// together; after the swap (`phase` "swapped") the old table is
-    /// closed by the caller. Without the state maps adopted the entries'
-    /// VIP and backend ids mean nothing here: none is carried.
+    /// together; after the swap (`phase` "swapped") the caller closes the
+    /// old table and removes its pin (`LegacyNat::finish`). Without the
+    /// state maps adopted the entries' VIP and backend ids mean nothing
+    /// here: none is carried, and the pin goes at once.
     fn carry_legacy_nat(&mut self, phase: &str) {
         let Some(legacy) = &self.legacy_nat else {
             return;
         };
         if !self.adopted {
             warn!("the previous lbd's NAT flow table is not carried over: its VIPs and backends were not adopted");
-            self.legacy_nat = None;
+            if let Some(legacy) = self.legacy_nat.take() {
+                legacy.finish();
+            }
             return;
         }
         let (pairs, unpaired) = legacy.pairs();
@@ -583,7 +586,9 @@ impl Dataplane {
         }
         if self.legacy_nat.is_some() {
             self.carry_legacy_nat("swapped");
-            self.legacy_nat = None;
+            if let Some(legacy) = self.legacy_nat.take() {
+                legacy.finish();
+            }
         }
         if std::mem::take(&mut self.re_place_pending) {
             self.re_place_flows(true);

@@ -5,9 +5,12 @@
 //! across the upgrade; a flow lost here would be dropped (a TCP packet
 //! other than a SYN finds no translation).
 //!
-//! The old map is opened from its pin and the pin removed (the new object
-//! has no such map); the old program keeps running on it until the new
-//! one is swapped in on the link. Both entries of each flow are installed
+//! The old map is opened from its pin; the old program keeps running on
+//! it until the new one is swapped in on the link, and the pin is removed
+//! only then (`finish`): an lbd that stops or fails between its load and
+//! the swap leaves it for the next one, which carries the flows over
+//! again (the new object has no map of that name, so the pin can wait).
+//! Both entries of each flow are installed
 //! together, by the rule a peer's replicated flows follow
 //! (`install_pair`: a key another flow holds keeps its entry and the flow
 //! is left out, a key holding this same flow is refreshed), twice: right
@@ -32,6 +35,8 @@ use crate::pinning::PinDir;
 /// The old table, open, while its flows are carried over.
 pub(crate) struct LegacyNat {
     map: HashMap<MapData, FlowKey, NatEntry>,
+    /// Its pin, removed by `finish`.
+    pin: std::path::PathBuf,
 }
 
 /// Both entries of a flow (forward, then reply), as `install_pair` takes
@@ -40,8 +45,10 @@ pub(crate) type Pair = [(FlowKey, NatEntry); 2];
 
 impl LegacyNat {
     /// Opens the NAT flow table a previous lbd pinned under `pins`, if it
-    /// is one of the kernel hash map layout, and removes its pin. None when
-    /// there is none (a fresh start, or an lbd of this layout).
+    /// is one of the kernel hash map layout (its pin stays until `finish`).
+    /// None when there is none (a fresh start, or an lbd of this layout);
+    /// a pin that cannot be carried over (another layout, or unreadable)
+    /// is removed.
     pub(crate) fn open(pins: &PinDir) -> Option<Self> {
         let path = pins.map_path(names::MAP_NAT_FLOWS);
         let info = MapInfo::from_pin(&path).ok()?;
@@ -56,19 +63,24 @@ impl LegacyNat {
         let opened = MapData::from_pin(&path)
             .map_err(|e| e.to_string())
             .and_then(|data| HashMap::try_from(Map::HashMap(data)).map_err(|e| e.to_string()));
-        // The pin goes whatever happens: the new object has no such map,
-        // and a later lbd must not carry stale flows over again.
-        remove_pin(&path);
         match opened {
             Ok(map) => {
                 info!(path = %path.display(), "carrying the previous lbd's NAT flow table (hash map) over into the bucket table");
-                Some(Self { map })
+                Some(Self { map, pin: path })
             }
             Err(error) => {
                 warn!(path = %path.display(), %error, "could not open the previous lbd's NAT flow table: its NAT'd connections are lost");
+                remove_pin(&path);
                 None
             }
         }
+    }
+
+    /// Done with the old table (its flows carried over after the swap, or
+    /// not to be carried at all): its pin goes, so a later lbd does not
+    /// carry stale flows over again.
+    pub(crate) fn finish(self) {
+        remove_pin(&self.pin);
     }
 
     /// The old table's flows as they are now, both entries of each

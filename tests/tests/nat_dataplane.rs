@@ -1373,8 +1373,8 @@ fn an_upgrade_from_a_nat_flows_hash_map_carries_established_translations_over() 
                 .expect("this release's data plane");
             assert!(new.bed.dataplane.adopted(), "the state maps are adopted");
             assert!(
-                !pins.map_path(names::MAP_NAT_FLOWS).exists(),
-                "the old table's pin is gone"
+                pins.map_path(names::MAP_NAT_FLOWS).exists(),
+                "the old table's pin stays until the swap (an lbd that dies before it leaves the flows to the next)"
             );
             let carried: HashMap<FlowKey, NatEntry> = new.flows().into_iter().collect();
             assert_eq!(carried.len(), entries.len() - 2, "the flows of the load");
@@ -1388,6 +1388,10 @@ fn an_upgrade_from_a_nat_flows_hash_map_carries_established_translations_over() 
             new.bed.dataplane.finish_adoption();
             let carried: HashMap<FlowKey, NatEntry> = new.flows().into_iter().collect();
             assert_eq!(carried, entries, "every flow, both entries");
+            assert!(
+                !pins.map_path(names::MAP_NAT_FLOWS).exists(),
+                "the old table's pin is gone once the flows are carried after the swap"
+            );
             // Each connection's next packet leaves translated as before:
             // the same source port, found (not opened again). (The
             // redirect targets are lbd's to fill, as it does.)
