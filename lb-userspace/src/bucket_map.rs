@@ -17,6 +17,8 @@ use lb_common::{
     FlowKey,
 };
 
+use crate::shared_mapping::SharedMapping;
+
 /// Why a table could not be mapped or written.
 #[derive(Debug, thiserror::Error)]
 pub enum FlowTableError {
@@ -52,10 +54,9 @@ pub enum FlowTableError {
 
 /// The mapped table. Owns the map (its file descriptor) and the mapping.
 pub struct BucketMap<V> {
-    map: MapData,
+    mapping: SharedMapping,
     base: NonNull<Bucket<V>>,
     buckets: u32,
-    len: usize,
     table: &'static str,
     _values: PhantomData<V>,
 }
@@ -75,35 +76,15 @@ impl<V: SlotValue> BucketMap<V> {
             return Err(FlowTableError::Size { table, buckets });
         }
         let len = buckets as usize * size_of::<Bucket<V>>();
-        // SAFETY: a fresh shared mapping of the map's fd over its whole
-        // value area (what BPF_F_MMAPABLE arrays allow); checked below.
-        let addr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                map.fd().as_fd().as_raw_fd(),
-                0,
-            )
-        };
-        if addr == libc::MAP_FAILED {
-            return Err(FlowTableError::Map {
-                table,
-                buckets,
-                source: std::io::Error::last_os_error(),
-            });
-        }
-        let base = NonNull::new(addr.cast::<Bucket<V>>()).ok_or(FlowTableError::Map {
+        let mapping = SharedMapping::new(map, len).map_err(|source| FlowTableError::Map {
             table,
             buckets,
-            source: std::io::Error::other("mmap returned a null mapping"),
+            source,
         })?;
         Ok(Self {
-            map,
-            base,
+            base: mapping.base(),
+            mapping,
             buckets,
-            len,
             table,
             _values: PhantomData,
         })
@@ -121,7 +102,7 @@ impl<V: SlotValue> BucketMap<V> {
 
     /// The map, for pinning and its kernel memory account.
     pub fn map(&self) -> &MapData {
-        &self.map
+        self.mapping.map()
     }
 
     /// What the table is, for errors.
@@ -220,13 +201,4 @@ pub(crate) fn kernel_memory_bytes(map: &MapData) -> Option<u64> {
     text.lines()
         .find_map(|line| line.strip_prefix("memlock:"))
         .and_then(|value| value.trim().parse().ok())
-}
-
-impl<V> Drop for BucketMap<V> {
-    fn drop(&mut self) {
-        // SAFETY: the mapping `new` made, unmapped once.
-        unsafe {
-            libc::munmap(self.base.as_ptr().cast(), self.len);
-        }
-    }
 }

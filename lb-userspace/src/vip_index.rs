@@ -7,7 +7,6 @@
 
 use std::{
     collections::VecDeque,
-    os::fd::{AsFd as _, AsRawFd as _},
     ptr::NonNull,
     sync::atomic::{AtomicU32, AtomicU64, Ordering},
 };
@@ -19,6 +18,8 @@ use lb_common::{
     },
     VipKey, VipMeta,
 };
+
+use crate::shared_mapping::SharedMapping;
 
 /// Why the index could not be mapped or written.
 #[derive(Debug, thiserror::Error)]
@@ -155,8 +156,7 @@ impl Placer {
 
 /// The mapped index. Owns the map and the mapping.
 pub struct VipIndex {
-    map: MapData,
-    len: usize,
+    mapping: SharedMapping,
     slots: Slots,
 }
 
@@ -189,36 +189,15 @@ impl VipIndex {
             return Err(VipIndexError::Size(buckets));
         }
         let len = (buckets as usize + 1) * size_of::<VipIndexBucket>();
-        // SAFETY: a fresh shared mapping of the map's fd over its whole
-        // value area (what BPF_F_MMAPABLE arrays allow); checked below.
-        let addr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                map.fd().as_fd().as_raw_fd(),
-                0,
-            )
-        };
-        if addr == libc::MAP_FAILED {
-            return Err(VipIndexError::Map {
-                buckets,
-                source: std::io::Error::last_os_error(),
-            });
-        }
-        let base = NonNull::new(addr.cast::<VipIndexBucket>()).ok_or(VipIndexError::Map {
-            buckets,
-            source: std::io::Error::other("mmap returned a null mapping"),
-        })?;
+        let mapping = SharedMapping::new(map, len)
+            .map_err(|source| VipIndexError::Map { buckets, source })?;
         let mut index = Self {
-            map,
-            len,
             slots: Slots {
-                base,
+                base: mapping.base(),
                 placer: Placer::new(buckets),
                 unplaced: Vec::new(),
             },
+            mapping,
         };
         index.slots.sync(vips)?;
         Ok(index)
@@ -226,7 +205,7 @@ impl VipIndex {
 
     /// The map, for pinning.
     pub fn map(&self) -> &MapData {
-        &self.map
+        self.mapping.map()
     }
 
     /// Inserts VIP `key` or changes its meta.
@@ -242,15 +221,6 @@ impl VipIndex {
     /// VIPs in `VIPS` only (the index had no room for them).
     pub fn unplaced(&self) -> usize {
         self.slots.unplaced.len()
-    }
-}
-
-impl Drop for VipIndex {
-    fn drop(&mut self) {
-        // SAFETY: the mapping `adopt` made, unmapped once.
-        unsafe {
-            libc::munmap(self.slots.base.as_ptr().cast(), self.len);
-        }
     }
 }
 

@@ -1,0 +1,63 @@
+//! An mmapable BPF array (`BPF_F_MMAPABLE`) mapped into lbd's address
+//! space, shared with the data plane: the bucket tables and the VIP index
+//! are read and written in place through it instead of a syscall per
+//! entry. Owns the map (its fd) and the mapping, unmapped on drop.
+
+use std::{
+    os::fd::{AsFd as _, AsRawFd as _},
+    ptr::NonNull,
+};
+
+use aya::maps::MapData;
+
+/// The map and its whole value area, mapped shared and writable.
+pub(crate) struct SharedMapping {
+    map: MapData,
+    base: NonNull<libc::c_void>,
+    len: usize,
+}
+
+impl SharedMapping {
+    /// Maps the first `len` bytes of `map`'s value area (all of it: the
+    /// caller computes its size from the map's entries).
+    pub(crate) fn new(map: MapData, len: usize) -> std::io::Result<Self> {
+        // SAFETY: a fresh shared mapping of the map's fd over its value
+        // area (what BPF_F_MMAPABLE arrays allow); checked below.
+        let addr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                map.fd().as_fd().as_raw_fd(),
+                0,
+            )
+        };
+        if addr == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        let base = NonNull::new(addr)
+            .ok_or_else(|| std::io::Error::other("mmap returned a null mapping"))?;
+        Ok(Self { map, base, len })
+    }
+
+    /// The mapping's first byte, as the array's element type.
+    pub(crate) fn base<T>(&self) -> NonNull<T> {
+        self.base.cast()
+    }
+
+    /// The map, for pinning and its kernel memory account.
+    pub(crate) fn map(&self) -> &MapData {
+        &self.map
+    }
+}
+
+impl Drop for SharedMapping {
+    fn drop(&mut self) {
+        // SAFETY: the mapping `new` made, unmapped once (before the map's
+        // fd closes with the `map` field).
+        unsafe {
+            libc::munmap(self.base.as_ptr(), self.len);
+        }
+    }
+}
