@@ -508,8 +508,9 @@ impl Dataplane {
     }
 
     /// Copies the flows of a previous lbd's kernel-map table into the
-    /// bucket table (see `legacy_table`); after the swap (`done`), closes
-    /// the old table.
+    /// bucket table (see `legacy_table`); after the swap (`phase`
+    /// "swapped") the caller closes the old table and removes its pin
+    /// (`LegacyTable::finish`).
     fn carry_legacy_flows(&mut self, phase: &str) {
         let Some(legacy) = &mut self.legacy else {
             return;
@@ -582,7 +583,9 @@ impl Dataplane {
     pub fn finish_adoption(&mut self) {
         if self.legacy.is_some() {
             self.carry_legacy_flows("swapped");
-            self.legacy = None;
+            if let Some(legacy) = self.legacy.take() {
+                legacy.finish();
+            }
         }
         if self.legacy_nat.is_some() {
             self.carry_legacy_nat("swapped");

@@ -18,7 +18,7 @@ pub mod guard;
 pub(crate) mod health;
 pub mod import;
 mod legacy_nat;
-mod legacy_table;
+pub mod legacy_table;
 pub mod logging;
 pub mod mac;
 pub mod maglev;

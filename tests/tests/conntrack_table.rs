@@ -261,22 +261,87 @@ fn upgrade_from_lru(bucket_pin: bool) {
     if !bucket_pin {
         std::fs::remove_file(&bucket_table).expect("unpin");
     }
-    let new = lb_userspace::dataplane::Dataplane::load_with(
+    let mut new = load_upgrade(&LoadOptions {
+        pins: Some(pins.clone()),
+        ..LoadOptions::default()
+    });
+    assert!(new.adopted(), "the VIPs, backends and tables are adopted");
+    let carried: HashMap<_, _> = new.flows().map(|(k, e)| (k, e.backend_id)).collect();
+    assert_eq!(carried, pinned, "every flow keeps its backend");
+    let moved = pins.map_path(lb_userspace::legacy_table::MOVED_PIN);
+    assert!(
+        moved.exists(),
+        "the old table waits, moved aside, for the swap"
+    );
+    new.finish_adoption();
+    assert!(!moved.exists(), "and goes after it");
+}
+
+/// An upgrade from the shared LRU that stops between its load and its
+/// swap (the lbd fails, the old program stays on the link and opens more
+/// flows) leaves the old table pinned (moved aside): the next lbd carries
+/// every flow over, those opened in between included, and removes that
+/// pin once it has swapped.
+#[test]
+fn an_upgrade_stopped_before_its_swap_leaves_the_old_table_for_the_next_lbd() {
+    let (pins, _cleanup) = pin_dir("interrupted");
+    let vip = vip4_tcp();
+    let flows: Vec<Flow> = (0..150).map(flow).collect();
+    let lru = LoadOptions {
+        conntrack_kind: ConntrackKind::Lru,
+        pins: Some(pins.clone()),
+    };
+    let mut old = TestBed::with_options(std::slice::from_ref(&vip), Hook::Xdp, 4096, &lru)
+        .expect("old data plane");
+    open_through(&mut old, &flows[..100]);
+    let buckets = LoadOptions {
+        pins: Some(pins.clone()),
+        ..LoadOptions::default()
+    };
+    let moved = pins.map_path(lb_userspace::legacy_table::MOVED_PIN);
+    {
+        let stopped = load_upgrade(&buckets);
+        assert!(stopped.adopted(), "the first upgrade adopts the state");
+        assert_eq!(stopped.flows().count(), 100, "its bulk copy");
+        assert!(moved.exists(), "the old table's pin is moved aside");
+        // Dropped here without `finish_adoption`: it stopped before its
+        // swap.
+    }
+    open_through(&mut old, &flows[100..]);
+    let pinned: HashMap<_, _> = old
+        .dataplane
+        .flows()
+        .map(|(k, e)| (k, e.backend_id))
+        .collect();
+    assert_eq!(pinned.len(), flows.len());
+    assert!(
+        moved.exists(),
+        "the stopped upgrade left the old table pinned"
+    );
+    let mut next = load_upgrade(&buckets);
+    assert!(next.adopted(), "the next upgrade adopts the state");
+    drop(old);
+    next.finish_adoption();
+    let carried: HashMap<_, _> = next.flows().map(|(k, e)| (k, e.backend_id)).collect();
+    assert_eq!(
+        carried, pinned,
+        "every flow keeps its backend, also those opened after the stopped upgrade's load"
+    );
+    assert!(!moved.exists(), "the old table's pin goes after the swap");
+}
+
+/// The bucket-table data plane an upgrade loads with `options` (pins).
+fn load_upgrade(options: &LoadOptions) -> lb_userspace::dataplane::Dataplane {
+    lb_userspace::dataplane::Dataplane::load_with(
         lb_userspace::dataplane::MapSizes {
             max_vips: 4,
             conntrack: 4096,
             nat_flows: lb_common::consts::NAT_FLOWS_SIZE_DEFAULT,
             half_open: lb_common::consts::HALF_OPEN_SIZE_DEFAULT,
         },
-        &LoadOptions {
-            pins: Some(pins.clone()),
-            ..LoadOptions::default()
-        },
+        options,
     )
-    .expect("new data plane");
-    assert!(new.adopted(), "the VIPs, backends and tables are adopted");
-    let carried: HashMap<_, _> = new.flows().map(|(k, e)| (k, e.backend_id)).collect();
-    assert_eq!(carried, pinned, "every flow keeps its backend");
+    .expect("new data plane")
 }
 
 /// A fresh pin directory of this test process named `tag`, and its
