@@ -239,6 +239,7 @@ impl Engine {
         engine.resolve_macs(&model, INITIAL_RESOLVE_TIMEOUT).await;
         let report = engine.commit(model).context("filling the data plane")?;
         info!(?report, "maps filled");
+        engine.prepare_routing().await;
         engine.hooked = match engine.config.attach {
             Attach::Xdp => {
                 let running = engine
@@ -320,6 +321,7 @@ impl Engine {
         staged: Staged,
     ) -> Result<ApplyReport, ReconcileError> {
         let report = self.balancer.commit(&mut self.dataplane, staged)?;
+        self.ensure_forwarding();
         self.tables_rebuilt += report.tables_flipped as u64;
         for took in &report.table_builds {
             self.metrics.observe_table_build(*took);

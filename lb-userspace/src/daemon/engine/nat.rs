@@ -164,10 +164,8 @@ impl Engine {
         }
         let scan = self.nat.ticks.is_multiple_of(SCAN_TICKS);
         self.nat.ticks = self.nat.ticks.wrapping_add(1);
-        if scan && self.routed_in_use() {
-            self.ensure_forwarding();
-            self.sync_tx_ports().await;
-            self.resolve_gateways().await;
+        if scan {
+            self.prepare_routing().await;
         }
         if scan {
             self.tunnel_scan().await;
@@ -220,9 +218,25 @@ impl Engine {
         }
     }
 
+    /// What routed VIPs' packets need of the node, made so if some VIP is
+    /// routed: forwarding on, the egress ports in `TX_PORTS`, the
+    /// gateways resolved. At start before the program is attached (so a
+    /// first packet never meets a FIB lookup that forwarding turns down),
+    /// then every `SCAN_TICKS` ticks.
+    pub(crate) async fn prepare_routing(&mut self) {
+        if !self.routed_in_use() {
+            return;
+        }
+        self.ensure_forwarding();
+        self.sync_tx_ports().await;
+        self.resolve_gateways().await;
+    }
+
     /// Switches forwarding on for the attached interface, for each family
-    /// routed packets are looked up in (see `routed_families`).
-    fn ensure_forwarding(&mut self) {
+    /// routed packets are looked up in (see `routed_families`); nothing
+    /// when no VIP is routed. Each commit calls it too, so a routed VIP
+    /// (or a backend of another family) added at run time finds it on.
+    pub(crate) fn ensure_forwarding(&mut self) {
         for ipv6 in routed_families(&self.balancer) {
             let path = forwarding_path(ipv6, &self.interface.name);
             if self.nat.forwarding_failed.contains(&path) {
