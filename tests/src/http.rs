@@ -147,6 +147,52 @@ impl Conn {
     }
 }
 
+/// Kept-alive connections asking on a thread of their own, each every
+/// 100 ms, while a test changes things under them: every answer must come
+/// from the connection's first backend and see its first peer (a NAT'd
+/// connection keeps its source port).
+pub struct Talker {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: thread::JoinHandle<(u32, Vec<String>)>,
+}
+
+impl Talker {
+    /// Starts asking on `conns`.
+    pub fn start(mut conns: Vec<Conn>) -> Self {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let handle = thread::spawn(move || {
+            let mut rounds = 0u32;
+            let mut errors = Vec::new();
+            while !flag.load(Ordering::Relaxed) {
+                for (i, conn) in conns.iter_mut().enumerate() {
+                    match conn.get() {
+                        Ok(seen) if seen == conn.first => {}
+                        Ok(seen) => {
+                            errors.push(format!("conn {i}: {:?} became {seen:?}", conn.first));
+                        }
+                        Err(e) => errors.push(format!("conn {i} ({:?}): {e:#}", conn.first)),
+                    }
+                }
+                rounds += 1;
+                thread::sleep(Duration::from_millis(100));
+            }
+            (rounds, errors)
+        });
+        Self { stop, handle }
+    }
+
+    /// Stops asking: the rounds asked and every failure (a wrong answer
+    /// or an error), empty if none.
+    pub fn finish(self) -> (u32, Vec<String>) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.handle
+            .join()
+            .unwrap_or_else(|_| (0, vec!["the talker thread panicked".to_owned()]))
+    }
+}
+
 /// What a burst of one-connection requests produced.
 #[derive(Debug, Default)]
 pub struct Burst {

@@ -4,7 +4,8 @@
 //! VIPs (`forwarding = "nat"`, NAT addresses `NAT4`/`NAT6` on the LB) and
 //! checks what the issue promises: balanced new flows with exact counters
 //! and the client hidden from the backends (xdp and tc), kept-alive
-//! connections across backend changes and across a VRRP failover, port
+//! connections across backend changes and lbd's restarts (kill -9,
+//! SIGTERM), long-lived streams across a VRRP failover, port
 //! exhaustion dropped, counted and recovered, a table full of closed flows
 //! freeing them early (its pressure), and a missing next-hop
 //! neighbour dropped, counted and resolved. Needs root.
@@ -13,16 +14,12 @@ use std::{
     collections::{BTreeMap, BTreeSet},
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     process::Command,
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc,
-    },
     thread,
     time::{Duration, Instant},
 };
 
 use lb_tests::{
-    http::{burst, open_stream, Conn, Stream, SLOW_BYTES},
+    http::{burst, open_stream, Conn, Stream, Talker, SLOW_BYTES},
     lab::{Host, Lab, Topology, HTTP_PORT, ROUTED_BACKEND_PORT, VIP4, VIP6},
     support::{assert_even_shares, counter, ip, status_on, wait_until},
 };
@@ -497,24 +494,7 @@ fn backend_changes(attach: &str) {
     let total = conns.len();
     // Every connection asks every 100 ms and must keep its backend and
     // its NAT port.
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    let talker = thread::spawn(move || {
-        let mut rounds = 0u32;
-        let mut errors = Vec::new();
-        while !flag.load(Ordering::Relaxed) {
-            for (i, conn) in conns.iter_mut().enumerate() {
-                match conn.get() {
-                    Ok(seen) if seen == conn.first => {}
-                    Ok(seen) => errors.push(format!("conn {i}: {:?} became {seen:?}", conn.first)),
-                    Err(e) => errors.push(format!("conn {i} ({:?}): {e:#}", conn.first)),
-                }
-            }
-            rounds += 1;
-            thread::sleep(Duration::from_millis(100));
-        }
-        (rounds, errors)
-    });
+    let talker = Talker::start(conns);
 
     thread::sleep(Duration::from_millis(500));
     lbctl(
@@ -559,8 +539,7 @@ fn backend_changes(attach: &str) {
         drained.by_backend
     );
     thread::sleep(Duration::from_millis(500));
-    stop.store(true, Ordering::Relaxed);
-    let (rounds, errors) = talker.join().expect("talker thread");
+    let (rounds, errors) = talker.finish();
     assert!(
         errors.is_empty(),
         "kept-alive connections broke: {errors:?}"
@@ -570,6 +549,122 @@ fn backend_changes(attach: &str) {
         "NAT: {total} kept-alive connections ({on_b1} on b1), {rounds} rounds across b4 added and b1 drained, 0 failed; took {:?}",
         started.elapsed()
     );
+}
+
+// ---------------------------------------------------------------------------
+// 2b. Restarts of lbd under kept-alive NAT'd connections.
+
+#[test]
+fn nat_at_xdp_kept_alive_connections_survive_kill_9_and_sigterm_restarts() {
+    restarts("xdp");
+}
+
+#[test]
+fn nat_at_tc_kept_alive_connections_survive_kill_9_and_sigterm_restarts() {
+    restarts("tc");
+}
+
+/// Kept-alive connections through both NAT VIPs ask every 100 ms while
+/// lbd is killed (kill -9) and started again, then stopped (SIGTERM) and
+/// started again: each keeps its backend and its NAT port throughout
+/// (the pinned NAT table and sources are adopted, the program swapped in
+/// on the pinned link), the restarted lbd shows the flows, and new
+/// connections go through afterwards.
+fn restarts(attach: &str) {
+    let started = Instant::now();
+    let mut lab = nat_lab(1, 3);
+    let lb = lab.lb.clone();
+    let config = nat_config(
+        &lab,
+        &lb,
+        &Spec {
+            attach,
+            ..Spec::default()
+        },
+    );
+    lab.start_lbd_on(&lb, "lbd", &config).expect("lbd");
+    let mut conns = Vec::new();
+    for (vip, nat) in [
+        (IpAddr::V4(VIP4), IpAddr::V4(NAT4)),
+        (IpAddr::V6(VIP6), IpAddr::V6(NAT6)),
+    ] {
+        let opened = Conn::open(&lab.client.netns, vip, 8, Duration::from_secs(5)).expect("open");
+        for conn in &opened {
+            assert_eq!(conn.first.peer.ip(), nat, "{:?}", conn.first);
+        }
+        conns.extend(opened);
+    }
+    let total = conns.len();
+    let backends: BTreeSet<String> = conns.iter().map(|c| c.first.backend.clone()).collect();
+    let talker = Talker::start(conns);
+    // The status counts flows as of the reaper's last sweep.
+    wait_until(
+        "the NAT flows in the status",
+        Duration::from_secs(10),
+        || nat_flows(&status(&lab)) >= total as u64,
+    );
+
+    thread::sleep(Duration::from_millis(500));
+    lab.kill("lbd").expect("kill -9");
+    // Served by the pinned program with no lbd at all for a while.
+    thread::sleep(Duration::from_millis(800));
+    lab.start_lbd_on(&lb, "lbd2", &config)
+        .expect("start after kill -9");
+    assert!(
+        status(&lab).adopted,
+        "the restarted lbd adopts the data plane"
+    );
+    wait_until(
+        "the restarted lbd to show the adopted NAT flows",
+        Duration::from_secs(10),
+        || nat_flows(&status(&lab)) >= total as u64,
+    );
+    thread::sleep(Duration::from_millis(500));
+    assert!(
+        lab.terminate("lbd2").expect("SIGTERM").success(),
+        "SIGTERM exits cleanly"
+    );
+    thread::sleep(Duration::from_millis(300));
+    lab.start_lbd_on(&lb, "lbd3", &config)
+        .expect("start after SIGTERM");
+    assert!(status(&lab).adopted, "the next lbd adopts the data plane");
+    thread::sleep(Duration::from_millis(500));
+    for vip in [IpAddr::V4(VIP4), IpAddr::V6(VIP6)] {
+        let after = burst(&lab.client.netns, vip, 200);
+        assert_eq!(
+            after.failed, 0,
+            "{vip} after the restarts: {:?}",
+            after.errors
+        );
+    }
+    let (rounds, errors) = talker.finish();
+    assert!(
+        errors.is_empty(),
+        "kept-alive NAT'd connections broke across the restarts: {errors:?}\ncounters: {:?}\nlbd3:\n{}",
+        nonzero(&status(&lab)),
+        lab.log("lbd3")
+    );
+    assert!(rounds >= 15, "only {rounds} rounds of requests");
+    let last = status(&lab);
+    let drops: BTreeMap<&str, u64> = nonzero(&last)
+        .into_iter()
+        .filter(|(k, _)| DROPS.contains(k))
+        .collect();
+    assert!(drops.is_empty(), "drops across the restarts: {drops:?}");
+    eprintln!(
+        "NAT at {attach}: {total} kept-alive connections (IPv4 and IPv6) on {backends:?}, {rounds} rounds across kill -9 + restart and SIGTERM + restart, 0 failed; took {:?}",
+        started.elapsed()
+    );
+}
+
+/// The translated flows of every NAT VIP in `status`.
+fn nat_flows(status: &Status) -> u64 {
+    status
+        .vips
+        .iter()
+        .filter_map(|v| v.nat.as_ref())
+        .map(|n| n.flows)
+        .sum()
 }
 
 // ---------------------------------------------------------------------------

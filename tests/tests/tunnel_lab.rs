@@ -6,7 +6,8 @@
 //! connections balanced with exact counters and the client's own address
 //! at nginx; long-lived streams across a backend added and a VRRP
 //! failover; a request too big for the path after encapsulation answered
-//! with ICMP, then carried in smaller segments; and checks sent through
+//! with ICMP, then carried in smaller segments; kept-alive connections
+//! across lbd's restarts (kill -9, SIGTERM); and checks sent through
 //! the tunnel taking out a backend whose decap stopped. Labs are shared
 //! within a test and the variants loop inside it, to keep the suite's
 //! time small. Needs root.
@@ -19,7 +20,7 @@ use std::{
 };
 
 use lb_tests::{
-    http::{burst, exchange_with, open_stream, Stream, SLOW_BYTES},
+    http::{burst, exchange_with, open_stream, Conn, Stream, Talker, SLOW_BYTES},
     lab::{http_get, in_netns, Host, Lab, HTTP_PORT, VIP4, VIP6},
     support::{assert_even_shares, counter, ip, status_on, wait_until},
     tunnel::{self, TunnelSpec, TunnelVip},
@@ -489,6 +490,100 @@ fn tunnel_streams_survive_a_backend_added_and_a_vrrp_failover() {
     // Both modes and both hooks, each pairing once.
     streams_survive("ipip", "xdp");
     streams_survive("gue", "tc");
+}
+
+/// Kept-alive connections through both VIPs ask every 100 ms while lbd
+/// is killed (kill -9) and started again, then stopped (SIGTERM) and
+/// started again: each keeps its backend throughout (the pinned
+/// connection table is adopted, the program swapped in on the pinned
+/// link, the next hops looked up again), and new connections go through
+/// afterwards.
+fn connections_survive_restarts(forwarding: &str, attach: &str) {
+    let started = Instant::now();
+    let what = format!("{forwarding} at {attach}");
+    let mut lab = tunnel::start_lab(1, 3).expect("tunnel lab");
+    if attach == "tc" {
+        lab.without_pass_through_xdp();
+    }
+    let lb = lab.lb.clone();
+    let spec = TunnelSpec::new(attach, forwarding, &["b1", "b2", "b3"]);
+    let config = tunnel::lbd_config(&lab, &lb, &spec).expect("lbd config");
+    lab.start_lbd_on(&lb, "lbd", &config).expect("lbd");
+    let mut conns = Vec::new();
+    for vip in [IpAddr::V4(VIP4), IpAddr::V6(VIP6)] {
+        let opened = Conn::open(&lab.client.netns, vip, 8, Duration::from_secs(5)).expect("open");
+        for conn in &opened {
+            assert_eq!(
+                conn.first.peer.ip(),
+                client_address(&lab, vip),
+                "{what}: nginx saw another client"
+            );
+        }
+        conns.extend(opened);
+    }
+    let total = conns.len();
+    let backends: BTreeSet<String> = conns.iter().map(|c| c.first.backend.clone()).collect();
+    let talker = Talker::start(conns);
+
+    thread::sleep(Duration::from_millis(500));
+    lab.kill("lbd").expect("kill -9");
+    thread::sleep(Duration::from_millis(800));
+    lab.start_lbd_on(&lb, "lbd2", &config)
+        .expect("start after kill -9");
+    assert!(
+        status_on(&lab, &lb).adopted,
+        "{what}: the restarted lbd adopts the data plane"
+    );
+    thread::sleep(Duration::from_millis(500));
+    assert!(
+        lab.terminate("lbd2").expect("SIGTERM").success(),
+        "{what}: SIGTERM exits cleanly"
+    );
+    thread::sleep(Duration::from_millis(300));
+    lab.start_lbd_on(&lb, "lbd3", &config)
+        .expect("start after SIGTERM");
+    assert!(
+        status_on(&lab, &lb).adopted,
+        "{what}: the next lbd adopts the data plane"
+    );
+    thread::sleep(Duration::from_millis(500));
+    for vip in [IpAddr::V4(VIP4), IpAddr::V6(VIP6)] {
+        let after = burst(&lab.client.netns, vip, 200);
+        assert_eq!(
+            after.failed, 0,
+            "{what}: {vip} after the restarts: {:?}",
+            after.errors
+        );
+        assert_eq!(after.peers, BTreeSet::from([client_address(&lab, vip)]));
+    }
+    let (rounds, errors) = talker.finish();
+    let last = status_on(&lab, &lb);
+    assert!(
+        errors.is_empty(),
+        "{what}: kept-alive connections broke across the restarts: {errors:?}\ncounters: {:?}\nlbd3:\n{}",
+        nonzero(&last),
+        lab.log("lbd3")
+    );
+    assert!(rounds >= 15, "{what}: only {rounds} rounds of requests");
+    let drops: BTreeMap<&str, u64> = nonzero(&last)
+        .into_iter()
+        .filter(|(k, _)| DROPS.contains(k))
+        .collect();
+    assert!(
+        drops.is_empty(),
+        "{what}: drops across the restarts: {drops:?}"
+    );
+    eprintln!(
+        "tunnel {what}: {total} kept-alive connections (IPv4 and IPv6) on {backends:?}, {rounds} rounds across kill -9 + restart and SIGTERM + restart, 0 failed; took {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn tunnel_connections_survive_kill_9_and_sigterm_restarts() {
+    // Both modes and both hooks, each pairing once.
+    connections_survive_restarts("ipip", "tc");
+    connections_survive_restarts("gue", "xdp");
 }
 
 // ---------------------------------------------------------------------------
