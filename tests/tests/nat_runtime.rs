@@ -73,17 +73,23 @@ fn the_nat_address_moves_with_vrrp_and_forwarding_follows_nat_vips() {
     lab.start_lbd_on(&a, "lbd-a", &config_a).expect("lbd on lb");
     lab.start_lbd_on(&b, "lbd-b", &config_b)
         .expect("lbd on lb2");
-    // Switched on during start-up, before the program is attached (a
-    // first packet would otherwise meet a FIB lookup that forwarding
-    // turns down), not by the first housekeeping tick after it.
+    // Forwarding switched on and the redirect targets filled during
+    // start-up, before the program is attached (a first packet would
+    // otherwise meet a FIB lookup that forwarding turns down), not by the
+    // first housekeeping tick after it.
     for name in ["lbd-a", "lbd-b"] {
         let log = lab.log(name);
-        let switched = log.find("forwarding switched on for the interface");
-        let attached = log.find("lbd ready");
-        assert!(
-            switched.is_some() && switched < attached,
-            "{name}: forwarding not switched on before lbd was ready:\n{log}"
-        );
+        let ready = log.find("lbd ready");
+        for step in [
+            "forwarding switched on for the interface",
+            "interface added to the NAT redirect targets",
+        ] {
+            let done = log.find(step);
+            assert!(
+                done.is_some() && done < ready,
+                "{name}: \"{step}\" not before lbd was ready:\n{log}"
+            );
+        }
     }
 
     // The master holds the VIP and the NAT address; the backup neither.

@@ -64,6 +64,10 @@ pub(crate) struct NatRuntime {
     tx_failed: BTreeSet<u32>,
     /// Housekeeping ticks seen.
     ticks: u32,
+    /// Whether `prepare_routing` has run since a VIP became routed: one
+    /// added at run time gets its egress ports and gateways at the next
+    /// tick, not the next scan.
+    routing_prepared: bool,
     /// How long the last reaper tick took.
     pub(crate) last_tick: Duration,
     /// Whether the flow table is nearly full (`nat_reaper::pressure`).
@@ -164,7 +168,7 @@ impl Engine {
         }
         let scan = self.nat.ticks.is_multiple_of(SCAN_TICKS);
         self.nat.ticks = self.nat.ticks.wrapping_add(1);
-        if scan {
+        if scan || !self.nat.routing_prepared {
             self.prepare_routing().await;
         }
         if scan {
@@ -222,9 +226,11 @@ impl Engine {
     /// routed: forwarding on, the egress ports in `TX_PORTS`, the
     /// gateways resolved. At start before the program is attached (so a
     /// first packet never meets a FIB lookup that forwarding turns down),
-    /// then every `SCAN_TICKS` ticks.
+    /// then every `SCAN_TICKS` ticks and at the tick after a VIP became
+    /// routed.
     pub(crate) async fn prepare_routing(&mut self) {
-        if !self.routed_in_use() {
+        self.nat.routing_prepared = self.routed_in_use();
+        if !self.nat.routing_prepared {
             return;
         }
         self.ensure_forwarding();
