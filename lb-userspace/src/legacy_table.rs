@@ -56,27 +56,24 @@ impl LegacyTable {
         // The previous lbd's own table first: it is the newest (an older
         // release that ran after an unfinished upgrade pinned its own).
         // Moving it aside replaces a table left there by that upgrade.
-        if let Some(map) = open_pinned(&path) {
+        let map = if let Some(map) = open_pinned(&path) {
             if let Err(error) = std::fs::rename(&path, &moved) {
                 warn!(path = %path.display(), %error, "could not move the previous lbd's connection-table pin aside: its flows are placed by Maglev again");
                 return None;
             }
             info!(path = %path.display(), "carrying the previous lbd's connection table (LRU hash) over into the bucket table");
-            return Some(Self {
-                map,
-                pin: moved,
-                copied: 0,
-            });
-        }
-        if !moved.exists() {
-            return None;
-        }
-        let Some(map) = open_pinned(&moved) else {
-            warn!(path = %moved.display(), "a connection table moved aside by an earlier upgrade cannot be carried over: removed");
-            remove_pin(&moved);
+            map
+        } else if moved.exists() {
+            let Some(map) = open_pinned(&moved) else {
+                warn!(path = %moved.display(), "a connection table moved aside by an earlier upgrade cannot be carried over: removed");
+                remove_pin(&moved);
+                return None;
+            };
+            info!(path = %moved.display(), "an earlier upgrade stopped before its swap: carrying the connection table it left (LRU hash) over into the bucket table");
+            map
+        } else {
             return None;
         };
-        info!(path = %moved.display(), "an earlier upgrade stopped before its swap: carrying the connection table it left (LRU hash) over into the bucket table");
         Some(Self {
             map,
             pin: moved,
