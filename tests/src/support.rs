@@ -91,6 +91,46 @@ pub fn status_on(lab: &Lab, node: &Host) -> Status {
     serde_json::from_slice(&out.stdout).expect("status JSON")
 }
 
+/// Restarts lbd `name` on `node` (config `config`) both ways a node's lbd
+/// restarts while a test holds connections through it: kill -9 and a new
+/// start (the pinned program serving alone for a while), then SIGTERM and
+/// a new start; each new lbd must adopt the data plane. `after_kill` runs
+/// once the first new lbd is up. Returns the name of the lbd left running.
+pub fn restart_both_ways(
+    lab: &mut Lab,
+    node: &Host,
+    name: &str,
+    config: &str,
+    after_kill: impl FnOnce(&Lab),
+) -> String {
+    thread::sleep(Duration::from_millis(500));
+    lab.kill(name).expect("kill -9");
+    thread::sleep(Duration::from_millis(800));
+    let second = format!("{name}-2");
+    lab.start_lbd_on(node, &second, config)
+        .expect("start after kill -9");
+    assert!(
+        status_on(lab, node).adopted,
+        "the lbd started after kill -9 adopts the data plane"
+    );
+    after_kill(lab);
+    thread::sleep(Duration::from_millis(500));
+    assert!(
+        lab.terminate(&second).expect("SIGTERM").success(),
+        "SIGTERM exits cleanly"
+    );
+    thread::sleep(Duration::from_millis(300));
+    let third = format!("{name}-3");
+    lab.start_lbd_on(node, &third, config)
+        .expect("start after SIGTERM");
+    assert!(
+        status_on(lab, node).adopted,
+        "the lbd started after SIGTERM adopts the data plane"
+    );
+    thread::sleep(Duration::from_millis(500));
+    third
+}
+
 /// Backend `address` of the first VIP in `status`; panics if it is not
 /// there.
 pub fn backend(status: &Status, address: &str) -> BackendStatus {

@@ -21,7 +21,7 @@ use std::{
 use lb_tests::{
     http::{burst, open_stream, Conn, Stream, Talker, SLOW_BYTES},
     lab::{Host, Lab, Topology, HTTP_PORT, ROUTED_BACKEND_PORT, VIP4, VIP6},
-    support::{assert_even_shares, counter, ip, status_on, wait_until},
+    support::{assert_even_shares, counter, ip, restart_both_ways, status_on, wait_until},
 };
 use lb_userspace::api::schema::{HealthStatus, Status};
 
@@ -604,31 +604,13 @@ fn restarts(attach: &str) {
         || nat_flows(&status(&lab)) >= total as u64,
     );
 
-    thread::sleep(Duration::from_millis(500));
-    lab.kill("lbd").expect("kill -9");
-    // Served by the pinned program with no lbd at all for a while.
-    thread::sleep(Duration::from_millis(800));
-    lab.start_lbd_on(&lb, "lbd2", &config)
-        .expect("start after kill -9");
-    assert!(
-        status(&lab).adopted,
-        "the restarted lbd adopts the data plane"
-    );
-    wait_until(
-        "the restarted lbd to show the adopted NAT flows",
-        Duration::from_secs(10),
-        || nat_flows(&status(&lab)) >= total as u64,
-    );
-    thread::sleep(Duration::from_millis(500));
-    assert!(
-        lab.terminate("lbd2").expect("SIGTERM").success(),
-        "SIGTERM exits cleanly"
-    );
-    thread::sleep(Duration::from_millis(300));
-    lab.start_lbd_on(&lb, "lbd3", &config)
-        .expect("start after SIGTERM");
-    assert!(status(&lab).adopted, "the next lbd adopts the data plane");
-    thread::sleep(Duration::from_millis(500));
+    let running = restart_both_ways(&mut lab, &lb, "lbd", &config, |lab| {
+        wait_until(
+            "the restarted lbd to show the adopted NAT flows",
+            Duration::from_secs(10),
+            || nat_flows(&status(lab)) >= total as u64,
+        );
+    });
     for vip in [IpAddr::V4(VIP4), IpAddr::V6(VIP6)] {
         let after = burst(&lab.client.netns, vip, 200);
         assert_eq!(
@@ -642,7 +624,7 @@ fn restarts(attach: &str) {
         errors.is_empty(),
         "kept-alive NAT'd connections broke across the restarts: {errors:?}\ncounters: {:?}\nlbd3:\n{}",
         nonzero(&status(&lab)),
-        lab.log("lbd3")
+        lab.log(&running)
     );
     assert!(rounds >= 15, "only {rounds} rounds of requests");
     let last = status(&lab);

@@ -22,7 +22,7 @@ use std::{
 use lb_tests::{
     http::{burst, exchange_with, open_stream, Conn, Stream, Talker, SLOW_BYTES},
     lab::{http_get, in_netns, Host, Lab, HTTP_PORT, VIP4, VIP6},
-    support::{assert_even_shares, counter, ip, status_on, wait_until},
+    support::{assert_even_shares, counter, ip, restart_both_ways, status_on, wait_until},
     tunnel::{self, TunnelSpec, TunnelVip},
 };
 use lb_userspace::api::schema::{HealthStatus, Status, VipStatus};
@@ -525,28 +525,7 @@ fn connections_survive_restarts(forwarding: &str, attach: &str) {
     let backends: BTreeSet<String> = conns.iter().map(|c| c.first.backend.clone()).collect();
     let talker = Talker::start(conns);
 
-    thread::sleep(Duration::from_millis(500));
-    lab.kill("lbd").expect("kill -9");
-    thread::sleep(Duration::from_millis(800));
-    lab.start_lbd_on(&lb, "lbd2", &config)
-        .expect("start after kill -9");
-    assert!(
-        status_on(&lab, &lb).adopted,
-        "{what}: the restarted lbd adopts the data plane"
-    );
-    thread::sleep(Duration::from_millis(500));
-    assert!(
-        lab.terminate("lbd2").expect("SIGTERM").success(),
-        "{what}: SIGTERM exits cleanly"
-    );
-    thread::sleep(Duration::from_millis(300));
-    lab.start_lbd_on(&lb, "lbd3", &config)
-        .expect("start after SIGTERM");
-    assert!(
-        status_on(&lab, &lb).adopted,
-        "{what}: the next lbd adopts the data plane"
-    );
-    thread::sleep(Duration::from_millis(500));
+    let running = restart_both_ways(&mut lab, &lb, "lbd", &config, |_| {});
     for vip in [IpAddr::V4(VIP4), IpAddr::V6(VIP6)] {
         let after = burst(&lab.client.netns, vip, 200);
         assert_eq!(
@@ -562,7 +541,7 @@ fn connections_survive_restarts(forwarding: &str, attach: &str) {
         errors.is_empty(),
         "{what}: kept-alive connections broke across the restarts: {errors:?}\ncounters: {:?}\nlbd3:\n{}",
         nonzero(&last),
-        lab.log("lbd3")
+        lab.log(&running)
     );
     assert!(rounds >= 15, "{what}: only {rounds} rounds of requests");
     let drops: BTreeMap<&str, u64> = nonzero(&last)
