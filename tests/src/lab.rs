@@ -1163,19 +1163,25 @@ pub fn http_get(netns: &str, url: &str) -> anyhow::Result<(u16, String)> {
 
 /// The lbd binary: `$LBD_BIN`, or next to the test binary.
 pub fn lbd_binary() -> anyhow::Result<PathBuf> {
-    if let Some(path) = std::env::var_os("LBD_BIN") {
+    workspace_binary("lbd", "LBD_BIN", "lb-userspace")
+}
+
+/// Binary `name` of the workspace's package `package`: `$<env>`, or next
+/// to the test binary (target/<profile>/deps/<test> ->
+/// target/<profile>/<name>).
+pub fn workspace_binary(name: &str, env: &str, package: &str) -> anyhow::Result<PathBuf> {
+    if let Some(path) = std::env::var_os(env) {
         return Ok(PathBuf::from(path));
     }
-    // target/<profile>/deps/<test> -> target/<profile>/lbd
     let exe = std::env::current_exe()?;
     let candidate = exe
         .parent()
         .and_then(Path::parent)
-        .map(|dir| dir.join("lbd"))
-        .ok_or_else(|| anyhow!("cannot locate lbd next to {}", exe.display()))?;
+        .map(|dir| dir.join(name))
+        .ok_or_else(|| anyhow!("cannot locate {name} next to {}", exe.display()))?;
     if !candidate.exists() {
         bail!(
-            "lbd not found at {}: build it first (`cargo build -p lb-userspace --bins`) or set LBD_BIN; `cargo xtask test` does both",
+            "{name} not found at {}: build it first (`cargo build -p {package} --bins`) or set {env}; `cargo xtask test` does both",
             candidate.display()
         );
     }

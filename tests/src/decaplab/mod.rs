@@ -52,8 +52,6 @@ const BALANCER4: Ipv4Addr = Ipv4Addr::new(198, 19, 2, 1);
 const BALANCER6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 2, 0, 0, 0, 1);
 /// GUE port.
 pub const GUE_PORT: u16 = lb_common::tunnel::GUE_PORT_DEFAULT;
-/// A BPF filesystem outside /sys (`ip netns exec` remounts /sys).
-const BPFFS: &str = "/run/t2-bpffs";
 
 /// The lab (see the module doc).
 pub struct DecapLab {
@@ -81,11 +79,11 @@ impl DecapLab {
         let dir = std::env::temp_dir().join(&prefix);
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir)?;
-        ensure_bpffs()?;
+        crate::lab::ensure_bpffs()?;
         let mut lab = Self {
             balancer: format!("{prefix}-lb"),
             backend: format!("{prefix}-be"),
-            pin_dir: Path::new(BPFFS).join(format!("{prefix}-decap")),
+            pin_dir: Path::new(crate::lab::BPFFS).join(format!("{prefix}-decap")),
             prefix,
             dir,
             mode: Arc::new(Mutex::new(RelayMode {
@@ -449,22 +447,7 @@ impl Drop for DecapLab {
 
 /// The lb-decap binary: `$LB_DECAP_BIN`, or next to the test binary.
 pub fn decap_binary() -> anyhow::Result<PathBuf> {
-    if let Some(path) = std::env::var_os("LB_DECAP_BIN") {
-        return Ok(PathBuf::from(path));
-    }
-    let exe = std::env::current_exe()?;
-    let candidate = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|dir| dir.join("lb-decap"))
-        .ok_or_else(|| anyhow!("cannot locate lb-decap next to {}", exe.display()))?;
-    if !candidate.exists() {
-        bail!(
-            "lb-decap not found at {}: build it first (`cargo build -p lb-decap`) or set LB_DECAP_BIN",
-            candidate.display()
-        );
-    }
-    Ok(candidate)
+    crate::lab::workspace_binary("lb-decap", "LB_DECAP_BIN", "lb-decap")
 }
 
 fn enter(netns: &Path) -> anyhow::Result<()> {
@@ -478,18 +461,6 @@ fn enter(netns: &Path) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-fn ensure_bpffs() -> anyhow::Result<()> {
-    let mounts = fs::read_to_string("/proc/self/mounts")?;
-    if mounts
-        .lines()
-        .any(|l| l.split_whitespace().nth(1) == Some(BPFFS) && l.contains(" bpf "))
-    {
-        return Ok(());
-    }
-    fs::create_dir_all(BPFFS)?;
-    run("mount", &["-t", "bpf", "bpf", BPFFS])
 }
 
 fn ip(netns: &str, args: &[&str]) -> anyhow::Result<()> {
