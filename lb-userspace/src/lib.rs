@@ -38,7 +38,7 @@ pub(crate) mod plan;
 pub mod privilege;
 pub mod reconcile;
 pub(crate) mod rlimit;
-pub(crate) mod shared_mapping;
+pub mod shared_mapping;
 pub(crate) mod slots;
 pub mod sync;
 pub(crate) mod tunnel;

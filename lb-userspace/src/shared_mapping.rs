@@ -10,8 +10,9 @@ use std::{
 
 use aya::maps::MapData;
 
-/// The map and its whole value area, mapped shared and writable.
-pub(crate) struct SharedMapping {
+/// The map and its whole value area, mapped shared and writable. Public
+/// for the tests, which map pinned tables as another writer would.
+pub struct SharedMapping {
     map: MapData,
     base: NonNull<libc::c_void>,
     len: usize,
@@ -20,7 +21,7 @@ pub(crate) struct SharedMapping {
 impl SharedMapping {
     /// Maps the first `len` bytes of `map`'s value area (all of it: the
     /// caller computes its size from the map's entries).
-    pub(crate) fn new(map: MapData, len: usize) -> std::io::Result<Self> {
+    pub fn new(map: MapData, len: usize) -> std::io::Result<Self> {
         // SAFETY: a fresh shared mapping of the map's fd over its value
         // area (what BPF_F_MMAPABLE arrays allow); checked below.
         let addr = unsafe {
@@ -42,7 +43,7 @@ impl SharedMapping {
     }
 
     /// The mapping's first byte, as the array's element type.
-    pub(crate) fn base<T>(&self) -> NonNull<T> {
+    pub fn base<T>(&self) -> NonNull<T> {
         self.base.cast()
     }
 

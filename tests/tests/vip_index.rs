@@ -4,10 +4,7 @@
 //! restarted lbd adopts the index in place or, from a release that pinned
 //! none, builds it from `VIPS` before its program runs. Needs root.
 
-use std::{
-    os::fd::{AsFd as _, AsRawFd as _},
-    path::{Path, PathBuf},
-};
+use std::path::{Path, PathBuf};
 
 use aya::maps::MapData;
 use lb_common::{
@@ -24,6 +21,7 @@ use lb_userspace::{
     dataplane::{Dataplane, LoadOptions, MapSizes},
     pinning::PinDir,
     reconcile::Balancer,
+    shared_mapping::SharedMapping,
 };
 
 const MAX_VIPS: u32 = 4;
@@ -147,36 +145,24 @@ impl Drop for Pins {
 /// The pinned index mapped into this test (as another writer would see
 /// it), unmapped on drop.
 struct Mapped {
-    base: *mut VipIndexBucket,
-    len: usize,
-    _map: MapData,
+    mapping: SharedMapping,
 }
 
 impl Mapped {
     fn open(pins: &Pins) -> Self {
         let map = MapData::from_pin(pins.index_path()).expect("pinned index");
         let len = (1 + vip_index_buckets_for(MAX_VIPS) as usize) * size_of::<VipIndexBucket>();
-        // SAFETY: a shared mapping of the map's value area.
-        let addr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                map.fd().as_fd().as_raw_fd(),
-                0,
-            )
-        };
-        assert_ne!(addr, libc::MAP_FAILED, "mmap of the pinned index");
         Mapped {
-            base: addr.cast(),
-            len,
-            _map: map,
+            mapping: SharedMapping::new(map, len).expect("mmap of the pinned index"),
         }
     }
 
+    fn base(&self) -> *mut VipIndexBucket {
+        self.mapping.base::<VipIndexBucket>().as_ptr()
+    }
+
     fn header(&self) -> *mut VipIndexHeader {
-        self.base.cast::<VipIndexHeader>()
+        self.base().cast::<VipIndexHeader>()
     }
 
     fn generation(&self) -> u64 {
@@ -199,7 +185,7 @@ impl Mapped {
         (1..buckets)
             .flat_map(|b| {
                 // SAFETY: within the mapping.
-                let bucket = unsafe { &*self.base.add(b) };
+                let bucket = unsafe { &*self.base().add(b) };
                 bucket.slots.iter().map(|s| s.tag).collect::<Vec<_>>()
             })
             .collect()
@@ -212,21 +198,12 @@ impl Mapped {
             for way in 0..2 {
                 // SAFETY: a slot within the mapping.
                 unsafe {
-                    let slot = &raw mut (*self.base.add(bucket as usize)).slots[way];
+                    let slot = &raw mut (*self.base().add(bucket as usize)).slots[way];
                     if (*slot).addr == key.addr {
                         std::ptr::write_volatile(&raw mut (*slot).tag, 0);
                     }
                 }
             }
-        }
-    }
-}
-
-impl Drop for Mapped {
-    fn drop(&mut self) {
-        // SAFETY: the mapping `open` made.
-        unsafe {
-            libc::munmap(self.base.cast(), self.len);
         }
     }
 }
