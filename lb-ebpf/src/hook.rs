@@ -30,6 +30,15 @@ const TC_ACT_OK: i32 = 0;
 /// `TC_ACT_SHOT`: drop.
 const TC_ACT_SHOT: i32 = 2;
 
+/// Whether a 32-bit one's-complement sum is zero (0x0000 or 0xffff once
+/// folded to 16 bits): a checksum it is added to stays as it is.
+#[inline(always)]
+fn sums_to_zero(sum: u32) -> bool {
+    let s = (sum & 0xffff) + (sum >> 16);
+    let s = (s & 0xffff) + (s >> 16);
+    s == 0 || s == 0xffff
+}
+
 /// A packet context the balancer can run on (`EbpfContext`: helpers such
 /// as the FIB lookup take the raw context).
 pub trait Hook: EbpfContext {
@@ -281,7 +290,10 @@ impl Hook for TcContext {
     /// The kernel's helpers: on a CHECKSUM_PARTIAL skb (a local sender's
     /// offload, e.g. from a veth) the field holds only the pseudo-header's
     /// sum, so address changes must be applied differently and port changes
-    /// not at all, which plain arithmetic cannot know.
+    /// not at all, which plain arithmetic cannot know. A `plain` change
+    /// that sums to zero (ports unchanged, or NAT's checksum-neutral port,
+    /// see `nat::ports`) changes nothing in either case: its call is
+    /// skipped.
     #[inline(always)]
     fn l4_csum_add(&self, off: usize, pseudo: u32, plain: u32, udp: bool) -> bool {
         let zero = if udp {
@@ -296,7 +308,7 @@ impl Hook for TcContext {
             zero | u64::from(BPF_F_PSEUDO_HDR),
         )
         .is_ok()
-            && self.l4_csum_replace(off, 0, u64::from(plain), zero).is_ok()
+            && (sums_to_zero(plain) || self.l4_csum_replace(off, 0, u64::from(plain), zero).is_ok())
     }
 
     /// `bpf_skb_adjust_room` at the MAC header with the encapsulation

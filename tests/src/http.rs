@@ -141,6 +141,11 @@ impl Conn {
         })?
     }
 
+    /// The connection's own (client-side) port.
+    pub fn local_port(&self) -> anyhow::Result<u16> {
+        Ok(self.stream.local_addr()?.port())
+    }
+
     /// One more request on the connection.
     pub fn get(&mut self) -> anyhow::Result<Seen> {
         exchange(&mut self.stream, &mut self.buffer, "/")

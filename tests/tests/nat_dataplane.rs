@@ -228,14 +228,36 @@ fn words_to_addr(words: [u32; 4], family: u8) -> IpAddr {
 /// A new flow, a tracked packet of it, and the backend's reply: each
 /// translated, checksummed and counted as the contract says.
 fn new_tracked_and_reply(bed: &mut NatBed, vip: &str, port: u16) {
+    new_tracked_and_reply_from(bed, vip, port, 40_001);
+}
+
+/// `new_tracked_and_reply` for a client flow from `sport`, on a bed that
+/// may carry other flows (counters are compared with their values before);
+/// returns the flow's NAT source port.
+fn new_tracked_and_reply_from(bed: &mut NatBed, vip: &str, port: u16, sport: u16) -> u16 {
     let protocol = proto_of(port);
-    let flow = client_flow(vip, port, 40_001);
+    let flow = client_flow(vip, port, sport);
     let key = flow_key(&flow, protocol);
+    let id = bed.bed.balancer.vips()[&lb_userspace::reconcile::VipId {
+        address: addr(vip),
+        port,
+        protocol,
+    }]
+        .id;
+    let before = |counter: Counter| self::counter(bed, counter);
+    let (new, hits, forwarded, replies) = (
+        before(Counter::NatNew),
+        before(Counter::NatHit),
+        before(Counter::Forwarded),
+        before(Counter::ForwardedNatReply),
+    );
+    let traffic = bed.bed.dataplane.vip_traffic(id).expect("stats");
+    let flows = bed.flows().len();
     let first = frame(&flow, protocol, SYN, b"hello");
     let (verdict, out) = bed.run_on(bed.in_if, &first).expect("test run");
     assert_eq!(verdict, bed.verdicts.redirect, "new flow verdict");
-    assert_eq!(counter(bed, Counter::NatNew), 1);
-    assert_eq!(counter(bed, Counter::Forwarded), 1);
+    assert_eq!(counter(bed, Counter::NatNew), new + 1);
+    assert_eq!(counter(bed, Counter::Forwarded), forwarded + 1);
     let (forward, reply_key, reply) = entries(bed, &key);
     let backend = words_to_addr(forward.dst, key.family);
     let backends: &[&str] = if key.family == AF_INET6 {
@@ -274,7 +296,7 @@ fn new_tracked_and_reply(bed: &mut NatBed, vip: &str, port: u16) {
         (reply.backend_id, reply.vip_id),
         (forward.backend_id, forward.vip_id)
     );
-    assert_eq!(bed.flows().len(), 2, "two entries per flow");
+    assert_eq!(bed.flows().len(), flows + 2, "two entries per flow");
     let to_backend = Expected {
         smac: OUT_MAC,
         dmac: forward.dmac,
@@ -293,9 +315,9 @@ fn new_tracked_and_reply(bed: &mut NatBed, vip: &str, port: u16) {
         .expect("test run");
     assert_eq!(verdict, bed.verdicts.redirect);
     check(&out, &to_backend);
-    assert_eq!(counter(bed, Counter::NatNew), 1);
-    assert_eq!(counter(bed, Counter::NatHit), 1);
-    assert_eq!(counter(bed, Counter::Forwarded), 2);
+    assert_eq!(counter(bed, Counter::NatNew), new + 1);
+    assert_eq!(counter(bed, Counter::NatHit), hits + 1);
+    assert_eq!(counter(bed, Counter::Forwarded), forwarded + 2);
 
     // The backend's reply, arriving on out0: back to VIP -> client on in0.
     let back = Flow {
@@ -327,8 +349,8 @@ fn new_tracked_and_reply(bed: &mut NatBed, vip: &str, port: u16) {
             udp_zero: false,
         },
     );
-    assert_eq!(counter(bed, Counter::ForwardedNatReply), 1);
-    assert_eq!(counter(bed, Counter::NatHit), 2);
+    assert_eq!(counter(bed, Counter::ForwardedNatReply), replies + 1);
+    assert_eq!(counter(bed, Counter::NatHit), hits + 2);
     let (_, _, reply) = entries(bed, &key);
     assert_ne!(
         reply.flags & NAT_F_REPLIED,
@@ -337,15 +359,51 @@ fn new_tracked_and_reply(bed: &mut NatBed, vip: &str, port: u16) {
     );
     assert_eq!((reply.ifindex, reply.smac), (bed.in_if, IN_MAC));
     // Forward traffic is counted per VIP and backend, as for DSR.
-    let id = bed.bed.balancer.vips()[&lb_userspace::reconcile::VipId::of(
-        &vips()
-            .into_iter()
-            .find(|v| v.address == addr(vip) && v.port == port)
-            .expect("vip"),
-    )]
-        .id;
-    let traffic = bed.bed.dataplane.vip_traffic(id).expect("stats");
-    assert_eq!((traffic.packets, traffic.new_flows), (2, 1));
+    let after = bed.bed.dataplane.vip_traffic(id).expect("stats");
+    assert_eq!(
+        (after.packets, after.new_flows),
+        (traffic.packets + 2, traffic.new_flows + 1)
+    );
+    source_port
+}
+
+/// A new flow's NAT source port is its checksum-neutral one while that is
+/// free and in range (client port + VIP port = NAT port + backend port in
+/// one's-complement arithmetic, so the ports' rewrite leaves the TCP/UDP
+/// checksum as it is): the client's own port when the VIP's and the
+/// backend's are equal. `new_tracked_and_reply_from` checks both
+/// directions' translation and every checksum.
+fn a_free_checksum_neutral_port_is_taken_first(hook: Hook) {
+    in_netns(hook, vips(), |bed| {
+        // 30_000 + 80 = 22_000 + 8080.
+        assert_eq!(new_tracked_and_reply_from(bed, VIP4, 80, 30_000), 22_000);
+        assert_eq!(new_tracked_and_reply_from(bed, VIP6, 80, 30_000), 22_000);
+        // Equal ports: the client's port is kept.
+        assert_eq!(new_tracked_and_reply_from(bed, VIP4, 53, 25_000), 25_000);
+        assert_eq!(new_tracked_and_reply_from(bed, VIP6, 53, 25_000), 25_000);
+        // Out of the range (20_000..=29_999): a hashed port from it.
+        let hashed = new_tracked_and_reply_from(bed, VIP4, 53, 40_002);
+        assert_ne!(hashed, 40_002);
+    });
+}
+
+/// A taken neutral port (here by a flow from the same client port to
+/// another VIP port served by the same backend port) sends a new flow to a
+/// hashed port of the range, never a collision; its ports' change no
+/// longer cancels out and is still checksummed right both ways.
+fn a_taken_neutral_port_falls_back_to_a_hashed_one(hook: Hook) {
+    let backend = [(BACKENDS4[0], Some(BACKEND_PORT))];
+    let vips = vec![
+        nat_vip(VIP4, 80, Protocol::Tcp, &backend, NAT4, PORTS),
+        nat_vip(VIP4, 81, Protocol::Tcp, &backend, NAT4, PORTS),
+    ];
+    in_netns(hook, vips, |bed| {
+        assert_eq!(new_tracked_and_reply_from(bed, VIP4, 80, 30_000), 22_000);
+        // 29_999 + 81 = 22_000 + 8080 too: taken.
+        let second = new_tracked_and_reply_from(bed, VIP4, 81, 29_999);
+        assert_ne!(second, 22_000);
+        assert!((PORTS.0..=PORTS.1).contains(&second), "{second}");
+    });
 }
 
 fn tcp_v4_new_tracked_and_reply(hook: Hook) {
@@ -1219,6 +1277,8 @@ fn both_programs_pass_the_verifier_with_a_sane_instruction_count() {
 lb_tests::on_both_hooks!(
     tcp_v4_new_tracked_and_reply,
     tcp_v6_new_tracked_and_reply,
+    a_free_checksum_neutral_port_is_taken_first,
+    a_taken_neutral_port_falls_back_to_a_hashed_one,
     udp_v4_new_tracked_and_reply,
     udp_v6_new_tracked_and_reply,
     udp_zero_checksum_stays_zero,

@@ -490,6 +490,17 @@ fn backend_changes(attach: &str) {
     assert!(on_b1 >= 2, "no two of {} connections on b1", conns.len());
     for conn in &conns {
         assert_eq!(conn.first.peer.ip(), IpAddr::V4(NAT4), "{:?}", conn.first);
+        // Each flow got its checksum-neutral NAT port (client port + VIP
+        // port = NAT port + backend port; the client's ports are distinct,
+        // so these are too): the port rewrite leaves the TCP checksum of
+        // every packet as it is, which the connections' data checks.
+        let local = conn.local_port().expect("local port");
+        assert_eq!(
+            conn.first.peer.port(),
+            local + HTTP_PORT - ROUTED_BACKEND_PORT,
+            "{:?} from port {local}",
+            conn.first
+        );
     }
     let total = conns.len();
     // Every connection asks every 100 ms and must keep its backend and

@@ -112,7 +112,8 @@ fn lb_nat_open(now: u64, place: u32) -> u64 {
         (backend_id, vip_id, now),
     );
     scratch.reply.direction = NAT_DIR_REPLY;
-    let port = match ports::reserve(scratch, source, hash) {
+    let neutral = ports::neutral_port(client_port, vip_port, backend_port);
+    let port = match ports::reserve(scratch, source, hash, neutral) {
         Ok(port) => port,
         Err(counter) => {
             if counter == Counter::DropNatPortsExhausted {

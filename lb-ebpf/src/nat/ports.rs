@@ -1,9 +1,19 @@
 //! Source-port allocation for new NAT flows: the reply entry is the
-//! reservation. Candidates are probed linearly from a hash of the flow, so
-//! a range of at most `NAT_PORT_ATTEMPTS` ports is searched completely and
-//! a busy one spreads its flows. The reply key's insert is exclusive
-//! (`table::insert`): of two CPUs racing for one port, exactly one gets
-//! it, the other tries the next.
+//! reservation. The first candidate is the flow's checksum-neutral port
+//! (`neutral_port`) when the range holds it; then candidates are probed
+//! linearly from a hash of the flow, so a range of at most
+//! `NAT_PORT_ATTEMPTS` ports is searched completely and a busy one spreads
+//! its flows. The reply key's insert is exclusive (`table::insert`): of
+//! two CPUs racing for one port, exactly one gets it, the other tries the
+//! next.
+//!
+//! Why neutral first: with it the two ports of every packet of the flow
+//! change by sums that cancel in the TCP/UDP checksum, in both directions,
+//! so only the addresses (the pseudo-header) move the checksum. At tc that
+//! is one checksum helper call per packet instead of two (`Hook::l4_csum_add`
+//! skips the ports' call when their change sums to zero). When the VIP and
+//! backend ports are equal the neutral port is the client's own, as
+//! Linux's SNAT keeps it where it can.
 //!
 //! Each candidate is first tested from its buckets' header lines alone
 //! (`table::probe`: no way under its fingerprint, room in one bucket); the
@@ -25,6 +35,23 @@ use super::{
 };
 use crate::maps::NAT_SCRATCH;
 
+/// The one source port (network order) that makes a NAT'd flow's port
+/// rewrite checksum-neutral: client port + VIP port = neutral + backend
+/// port in one's-complement arithmetic (RFC 1071; byte order does not
+/// matter to such sums, the ports are taken as they are stored). 0 sums
+/// as 0xffff, so a neutral 0 is given as 0xffff (port 0 is never used).
+#[inline(always)]
+pub fn neutral_port(client_port: u16, vip_port: u16, backend_port: u16) -> u16 {
+    let sum = u32::from(client_port) + u32::from(vip_port) + u32::from(!backend_port);
+    let sum = (sum & 0xffff) + (sum >> 16);
+    let sum = ((sum & 0xffff) + (sum >> 16)) as u16;
+    if sum == 0 {
+        0xffff
+    } else {
+        sum
+    }
+}
+
 /// Inserts `scratch.reply` under `scratch.reply_key` with the first free
 /// port of `source` as its destination port (written into the key) and
 /// returns that port (network order); `scratch.reply_place` and
@@ -32,11 +59,16 @@ use crate::maps::NAT_SCRATCH;
 /// every attempt was taken, `DropNatTableFull` when a free port's buckets
 /// were both full.
 #[inline(always)]
-pub fn reserve(scratch: &mut NatScratch, source: &NatSource, hash: u32) -> Result<u16, Counter> {
+pub fn reserve(
+    scratch: &mut NatScratch,
+    source: &NatSource,
+    hash: u32,
+    neutral: u16,
+) -> Result<u16, Counter> {
     if source.port_max < source.port_min {
         return Err(Counter::DropNatPortsExhausted);
     }
-    lb_nat_search(source, hash);
+    lb_nat_search(source, hash, neutral);
     // SAFETY: a load from this CPU's slot, written by the search.
     let found = unsafe { read_volatile(addr_of_mut!(scratch.candidates)) };
     // SAFETY: stores to this CPU's slot.
@@ -59,14 +91,15 @@ pub fn reserve(scratch: &mut NatScratch, source: &NatSource, hash: u32) -> Resul
     }
 }
 
-/// Probes the attempts' ports in order and keeps the first two free ones
+/// Probes `neutral` (network order) if the range holds it, then the
+/// attempts' ports in order, and keeps the first two free ones
 /// in this CPU's scratch slot (`candidate_ports`, `candidate_places`,
 /// their count in `candidates`). The count goes through memory: the
 /// paths through the loop then meet again at every attempt instead of
 /// multiplying. A function of its own: its frame is not stacked on the
 /// inserts'.
 #[inline(never)]
-fn lb_nat_search(source: &NatSource, hash: u32) {
+fn lb_nat_search(source: &NatSource, hash: u32, neutral: u16) {
     let Some(scratch) = NAT_SCRATCH.get_ptr_mut(0) else {
         return;
     };
@@ -75,6 +108,21 @@ fn lb_nat_search(source: &NatSource, hash: u32) {
     let range = u64::from(source.port_max - source.port_min) + 1;
     // SAFETY: a store to this CPU's slot.
     unsafe { write_volatile(addr_of_mut!(scratch.candidates), 0) };
+    let host = u16::from_be(neutral);
+    if (source.port_min..=source.port_max).contains(&host) {
+        scratch.reply_key.dport = neutral;
+        let place = table_hash(&scratch.reply_key);
+        if table::probe(place) == Probed::Free {
+            scratch.candidate_ports[0] = neutral;
+            scratch.candidate_places[0] = place;
+            // The first hashed port, untested (its insert says).
+            let next = u64::from(hash) % range;
+            scratch.candidate_ports[1] = (source.port_min + next as u16).to_be();
+            // SAFETY: a store to this CPU's slot.
+            unsafe { write_volatile(addr_of_mut!(scratch.candidates), 2) };
+            return;
+        }
+    }
     // Written out attempt by attempt (a loop's paths are kept apart by the
     // verifier until it ends): an attempt leaves nothing in registers for
     // the next to differ by, so the paths through each attempt meet again.

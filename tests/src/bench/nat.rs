@@ -83,8 +83,13 @@ impl NatResults {
 
 /// Case names, as the report reads them.
 pub const DSR_TRACKED: &str = "DSR tracked flow (v4 ACK)";
-/// NAT, client to VIP, flow already translated.
+/// NAT, client to VIP, flow already translated (its source port the
+/// checksum-neutral one, as a new flow gets while that port is free).
 pub const NAT_TRACKED: &str = "NAT tracked flow (v4 ACK, forward)";
+/// The same for a flow whose neutral port was not to be had (a hashed
+/// port: the ports' checksum change is applied too; at tc a second
+/// helper call).
+pub const NAT_TRACKED_HASHED: &str = "NAT tracked flow, hashed port (v4 ACK, forward)";
 /// NAT, backend's reply translated back.
 pub const NAT_REPLY: &str = "NAT reply (v4 ACK, backend to NAT address)";
 /// NAT, a new flow: backend pick, port allocation, two inserts, FIB.
@@ -92,6 +97,9 @@ pub const NAT_NEW: &str = "NAT new flow (v4 SYN)";
 
 /// The NAT VIP (the DSR one is `VIP4`).
 const NAT_VIP4: &str = "198.18.0.101";
+/// A NAT VIP whose source-port range leaves out the bench flow's neutral
+/// port (40000 + 80 - 8080 = 32000), so its flow gets a hashed one.
+const NAT_VIP4_HASHED: &str = "198.18.0.102";
 /// Offset of the IPv4 source address in an untagged frame.
 pub(super) const V4_SRC: u32 = 14 + 12;
 
@@ -138,6 +146,14 @@ fn run_hook(
     let vips = [
         vip4_tcp(),
         nat_vip(NAT_VIP4, 80, Protocol::Tcp, &backends, NAT4, (1024, 65535)),
+        nat_vip(
+            NAT_VIP4_HASHED,
+            80,
+            Protocol::Tcp,
+            &backends,
+            NAT4,
+            (1024, 4095),
+        ),
     ];
     let mut bed = NatBed::new(hook, &vips, in_if, out_if)?;
     load_wrappers(&mut bed)?;
@@ -155,6 +171,16 @@ fn run_hook(
         .into_iter()
         .find(|(_, e)| e.direction == NAT_DIR_REPLY)
         .ok_or_else(|| anyhow!("the SYN opened no NAT flow"))?;
+    if u16::from_be(reply_key.dport) != 32000 {
+        bail!(
+            "the bench flow got NAT port {}, not its checksum-neutral 32000",
+            u16::from_be(reply_key.dport)
+        );
+    }
+    bed.run_on(
+        in_if,
+        &packet::tcp(&client(NAT_VIP4_HASHED), SYN, None, b""),
+    )?;
     let reply = Flow {
         src: lb_userspace::reconcile::words_addr(reply_key.src, reply_key.family),
         dst: lb_userspace::reconcile::words_addr(reply_key.dst, reply_key.family),
@@ -173,6 +199,14 @@ fn run_hook(
         Case {
             name: NAT_TRACKED,
             frame: packet::tcp(&client(NAT_VIP4), ACK, None, b""),
+            ifindex: in_if,
+            vary_offset: 0,
+            counter: Counter::NatHit,
+            fresh: false,
+        },
+        Case {
+            name: NAT_TRACKED_HASHED,
+            frame: packet::tcp(&client(NAT_VIP4_HASHED), ACK, None, b""),
             ifindex: in_if,
             vary_offset: 0,
             counter: Counter::NatHit,
