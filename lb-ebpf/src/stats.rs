@@ -31,6 +31,22 @@ pub fn count_traffic(vip_id: u32, backend_id: u32, bytes: u64, new_flow: bool) {
     }
 }
 
+/// Takes back the new flow `count_traffic` counted for a packet on this
+/// CPU whose flow turned out to be in the connection table after all
+/// (another CPU inserted it between this packet's lookup and its insert):
+/// each flow is counted new once. Its packet and bytes stay counted.
+#[inline(always)]
+pub fn uncount_new_flow(vip_id: u32, backend_id: u32) {
+    if let Some(c) = VIP_STATS.get_ptr_mut(vip_id) {
+        // SAFETY: per-CPU slot, no other writer on this CPU.
+        unsafe { (*c).new_flows = (*c).new_flows.saturating_sub(1) };
+    }
+    if let Some(c) = BACKEND_STATS.get_ptr_mut(backend_id) {
+        // SAFETY: as above.
+        unsafe { (*c).new_flows = (*c).new_flows.saturating_sub(1) };
+    }
+}
+
 #[inline(always)]
 fn add(c: &mut TrafficCounters, bytes: u64, new_flow: bool) {
     c.packets += 1;

@@ -125,6 +125,13 @@ fn two_cpus_inserting_the_same_flows_leave_each_exactly_once() {
         .expect("counter");
     // Every one of the 2 × 10000 packets was counted once as one of these.
     assert_eq!(new + hit + failed, 2 * 5 * u64::from(FLOWS));
+    // A packet that missed the flow but found it at its insert (the other
+    // CPU's went in between) is not counted as a new flow: the VIP's and
+    // the backends' new flows are the inserts (and the untracked ones).
+    let id = bed.balancer.vips()[&lb_userspace::reconcile::VipId::of(&vip)].id;
+    let traffic = bed.dataplane.vip_traffic(id).expect("VIP stats");
+    assert_eq!(traffic.packets, 2 * 5 * u64::from(FLOWS));
+    assert_eq!(traffic.new_flows, new + failed, "new flows of the VIP");
     println!("CONNTRACK RACE: 2 CPUs × {} first packets (ACKs) of {} flows: {new} inserted (copies of a flow both CPUs inserted at once are settled to one), {hit} found, {failed} contended", 5 * FLOWS, 5 * FLOWS);
 }
 

@@ -251,6 +251,13 @@ pub(super) fn insert_pending(pending: *mut PendingFlow) -> u32 {
     placed
 }
 
+/// Whether `insert_pending`'s result says the flow was already there
+/// (another CPU inserted it a moment ago).
+#[inline(always)]
+pub(super) fn found_at(placed: u32) -> bool {
+    placed < CLAIM_INSERTED
+}
+
 /// `claim`: the flow was inserted.
 const CLAIM_INSERTED: u32 = 0x100;
 /// `claim`: not inserted (contended).

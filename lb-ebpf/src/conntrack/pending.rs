@@ -5,10 +5,10 @@
 //! parser path, and the BPF verifier checks it once instead of once per
 //! path.
 
-use lb_common::{FlowEntry, FlowKey};
+use lb_common::{stats::Counter, FlowEntry, FlowKey};
 
 use super::{buckets, design, half_open, DESIGN_BUCKETS};
-use crate::maps::FLOW_PENDING;
+use crate::{forward::Outcome, maps::FLOW_PENDING, stats};
 
 /// `PendingFlow::armed`: nothing queued.
 const IDLE: u32 = 0;
@@ -81,6 +81,15 @@ pub(super) fn queue(
     true
 }
 
+/// Whether the packed `outcome` forwarded the packet to its flow's
+/// backend, which counted its traffic (`stats::count_traffic`). Read
+/// back from the slot, not the register: the verifier knows each path's
+/// outcome, and a test of the register would keep the paths apart.
+#[inline(always)]
+fn forwarded(outcome: u64) -> bool {
+    Outcome::unpacked(outcome).counter == Counter::Forwarded
+}
+
 /// Runs the insert the packet path queued, if any, and returns its
 /// `outcome` (packed) unchanged. The inserts count their own events.
 #[inline(always)]
@@ -100,9 +109,18 @@ pub(super) fn settle(outcome: u64) -> u64 {
         if armed == INTO_HALF_OPEN {
             half_open::insert_pending(pending);
         } else if design() == DESIGN_BUCKETS {
-            buckets::insert_pending(pending);
+            let placed = buckets::insert_pending(pending);
             if armed == PROMOTE_INTO_BUCKETS {
                 half_open::release_promoted(pending);
+            } else if buckets::found_at(placed)
+                && forwarded(core::ptr::read_volatile(&(*pending).outcome))
+            {
+                // Another CPU put the flow in the table after this
+                // packet missed it (e.g. its ACK's promotion, racing the
+                // request that followed the ACK): forwarded as the flow's
+                // first packet, it was counted as a new flow; take that
+                // back, so each flow counts once.
+                stats::uncount_new_flow((*pending).vip_id, (*pending).entry.backend_id);
             }
         }
         core::ptr::read_volatile(&(*pending).outcome)
