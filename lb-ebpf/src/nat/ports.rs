@@ -108,45 +108,40 @@ fn lb_nat_search(source: &NatSource, hash: u32, neutral: u16) {
     let range = u64::from(source.port_max - source.port_min) + 1;
     // SAFETY: a store to this CPU's slot.
     unsafe { write_volatile(addr_of_mut!(scratch.candidates), 0) };
-    let host = u16::from_be(neutral);
-    if (source.port_min..=source.port_max).contains(&host) {
-        scratch.reply_key.dport = neutral;
-        let place = table_hash(&scratch.reply_key);
-        if table::probe(place) == Probed::Free {
-            scratch.candidate_ports[0] = neutral;
-            scratch.candidate_places[0] = place;
-            // The first hashed port, untested (its insert says).
-            let next = u64::from(hash) % range;
-            scratch.candidate_ports[1] = (source.port_min + next as u16).to_be();
-            // SAFETY: a store to this CPU's slot.
-            unsafe { write_volatile(addr_of_mut!(scratch.candidates), 2) };
-            return;
-        }
-    }
     // Written out attempt by attempt (a loop's paths are kept apart by the
     // verifier until it ends): an attempt leaves nothing in registers for
     // the next to differ by, so the paths through each attempt meet again.
-    macro_rules! attempt {
-        ($i:expr) => {{
-            let offset = (u64::from(hash) + $i) % range;
-            let port = (source.port_min + offset as u16).to_be();
+    // `try_port!(port, next, found)`: if `port` (network order) is free,
+    // keep it and `next` (the port to try after it, untested: its insert
+    // says) as the candidates, `found` of them, and stop.
+    macro_rules! try_port {
+        ($port:expr, $next:expr, $found:expr) => {{
+            let port = $port;
             scratch.reply_key.dport = port;
             let place = table_hash(&scratch.reply_key);
             if table::probe(place) == Probed::Free {
                 scratch.candidate_ports[0] = port;
                 scratch.candidate_places[0] = place;
-                // The next attempt's port, untested (its insert says).
-                let next = (u64::from(hash) + $i + 1) % range;
-                scratch.candidate_ports[1] = (source.port_min + next as u16).to_be();
-                let found = if $i + 1 < u64::from(NAT_PORT_ATTEMPTS) {
-                    2
-                } else {
-                    1
-                };
+                scratch.candidate_ports[1] = $next;
                 // SAFETY: a store to this CPU's slot.
-                unsafe { write_volatile(addr_of_mut!(scratch.candidates), found) };
+                unsafe { write_volatile(addr_of_mut!(scratch.candidates), $found) };
                 return;
             }
+        }};
+    }
+    // The hashed attempt `i`'s port (network order).
+    let hashed = |i: u64| (source.port_min + ((u64::from(hash) + i) % range) as u16).to_be();
+    if (source.port_min..=source.port_max).contains(&u16::from_be(neutral)) {
+        try_port!(neutral, hashed(0), 2);
+    }
+    macro_rules! attempt {
+        ($i:expr) => {{
+            let found = if $i + 1 < u64::from(NAT_PORT_ATTEMPTS) {
+                2
+            } else {
+                1
+            };
+            try_port!(hashed($i), hashed($i + 1), found);
         }};
     }
     const _: () = assert!(NAT_PORT_ATTEMPTS == 16, "one `attempt!` per attempt");
