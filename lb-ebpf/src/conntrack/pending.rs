@@ -82,9 +82,7 @@ pub(super) fn queue(
 }
 
 /// Whether the packed `outcome` forwarded the packet to its flow's
-/// backend, which counted its traffic (`stats::count_traffic`). Read
-/// back from the slot, not the register: the verifier knows each path's
-/// outcome, and a test of the register would keep the paths apart.
+/// backend, which counted its traffic (`stats::count_traffic`).
 #[inline(always)]
 fn forwarded(outcome: u64) -> bool {
     Outcome::unpacked(outcome).counter == Counter::Forwarded
@@ -119,7 +117,10 @@ pub(super) fn settle(outcome: u64) -> u64 {
                 // packet missed it (e.g. its ACK's promotion, racing the
                 // request that followed the ACK): forwarded as the flow's
                 // first packet, it was counted as a new flow; take that
-                // back, so each flow counts once.
+                // back, so each flow counts once. The outcome is read
+                // from the slot, not the register: the verifier knows each
+                // path's outcome, and a test of the register would keep
+                // the paths apart (past its 1 M instructions).
                 stats::uncount_new_flow((*pending).vip_id, (*pending).entry.backend_id);
             }
         }
