@@ -162,6 +162,15 @@ fn across(
         .iter()
         .map(|(vip, s)| lab.node_of_flow(s.local, *vip).expect("route get"))
         .collect();
+    // Every node routes both VIPs now (the lab waited for it), so the
+    // router sends every stream to one of them.
+    for ((vip, s), node) in streams.iter().zip(&before) {
+        assert!(
+            node.is_some(),
+            "the router has no node for {} -> {vip}",
+            s.local
+        );
+    }
     lab.add_backend_everywhere("b4").expect("add b4");
     let load = Load::start(&lab.lab.client.netns, v4(), Duration::from_secs(20));
     thread::sleep(Duration::from_millis(300));

@@ -73,8 +73,13 @@ pub fn next_hop_of_flow(
         .output()
         .context("starting ip route get")?;
     if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
         // No route (every node withdrawn): the kernel says unreachable.
-        return Ok(None);
+        // Anything else is an error, not a flow without a node.
+        if stderr.contains("unreachable") || stderr.contains("No route") {
+            return Ok(None);
+        }
+        anyhow::bail!("ip route get {vip} from {client}: {}", stderr.trim());
     }
     let routes: Vec<Value> = serde_json::from_slice(&out.stdout).context("parsing ip -j")?;
     Ok(routes
