@@ -103,16 +103,22 @@ pub fn restart_both_ways(
     config: &str,
     after_kill: impl FnOnce(&Lab),
 ) -> String {
+    // Starts lbd `name`-`n` on `node` after `what`; it must adopt the
+    // data plane the previous one left.
+    let start_adopting = |lab: &mut Lab, n: u32, what: &str| {
+        let started = format!("{name}-{n}");
+        lab.start_lbd_on(node, &started, config)
+            .unwrap_or_else(|e| panic!("start after {what}: {e:#}"));
+        assert!(
+            status_on(lab, node).adopted,
+            "the lbd started after {what} adopts the data plane"
+        );
+        started
+    };
     thread::sleep(Duration::from_millis(500));
     lab.kill(name).expect("kill -9");
     thread::sleep(Duration::from_millis(800));
-    let second = format!("{name}-2");
-    lab.start_lbd_on(node, &second, config)
-        .expect("start after kill -9");
-    assert!(
-        status_on(lab, node).adopted,
-        "the lbd started after kill -9 adopts the data plane"
-    );
+    let second = start_adopting(lab, 2, "kill -9");
     after_kill(lab);
     thread::sleep(Duration::from_millis(500));
     assert!(
@@ -120,13 +126,7 @@ pub fn restart_both_ways(
         "SIGTERM exits cleanly"
     );
     thread::sleep(Duration::from_millis(300));
-    let third = format!("{name}-3");
-    lab.start_lbd_on(node, &third, config)
-        .expect("start after SIGTERM");
-    assert!(
-        status_on(lab, node).adopted,
-        "the lbd started after SIGTERM adopts the data plane"
-    );
+    let third = start_adopting(lab, 3, "SIGTERM");
     thread::sleep(Duration::from_millis(500));
     third
 }
