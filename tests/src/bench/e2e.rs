@@ -47,6 +47,32 @@ pub struct E2eCase {
     /// systems ran round by round, so they compare within each round.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rps_per_round: Vec<f64>,
+    /// Loss during each round's run, in order (None in older results):
+    /// what a requests/s figure alone would hide.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_per_round: Option<Vec<Loss>>,
+}
+
+/// What one run lost: packets lbd's data plane dropped (its `drop_*`
+/// verdicts; 0 for every other system, which has no such counters) and
+/// TCP segments the client and the backends retransmitted (any system's
+/// loss, wherever it happened, shows here).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Loss {
+    /// Packets lbd dropped.
+    pub lb_drops: u64,
+    /// Segments retransmitted by the client and the backends.
+    pub retransmits: u64,
+}
+
+impl E2eCase {
+    /// The loss summed over the rounds, if measured.
+    pub fn total_loss(&self) -> Option<Loss> {
+        self.loss_per_round.as_ref().map(|rounds| Loss {
+            lb_drops: rounds.iter().map(|l| l.lb_drops).sum(),
+            retransmits: rounds.iter().map(|l| l.retransmits).sum(),
+        })
+    }
 }
 
 impl E2eResults {
@@ -118,6 +144,7 @@ struct Sample {
     busy: f64,
     softirq: f64,
     proxy_cpu: f64,
+    loss: Loss,
 }
 
 /// CPU jiffies: (total, idle+iowait, softirq).
@@ -133,6 +160,69 @@ pub(crate) fn cpu() -> (u64, u64, u64) {
         .collect();
     let get = |i: usize| fields.get(i).copied().unwrap_or(0);
     (fields.iter().sum(), get(3) + get(4), get(6))
+}
+
+/// The TCP segments the lab's client and backends have retransmitted so
+/// far (`TcpRetransSegs` of their namespaces, summed).
+fn retransmitted(lab: &Lab) -> anyhow::Result<u64> {
+    let mut total = 0;
+    for host in std::iter::once(&lab.client).chain(&lab.backends) {
+        let out = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &host.netns,
+                "nstat",
+                "-asz",
+                "TcpRetransSegs",
+            ])
+            .output()
+            .context("running nstat (Debian package iproute2)")?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let value = text
+            .lines()
+            .find_map(|l| l.strip_prefix("TcpRetransSegs"))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|v| v.parse::<u64>().ok())
+            .ok_or_else(|| {
+                anyhow!(
+                    "no TcpRetransSegs in nstat's output for {}:\n{text}",
+                    host.name
+                )
+            })?;
+        total += value;
+    }
+    Ok(total)
+}
+
+/// The packets the lbd of `running` has dropped so far (its `drop_*`
+/// verdict counters, summed over CPUs and reasons); 0 for any other
+/// system.
+fn lb_drops(lab: &Lab, running: &Running) -> anyhow::Result<u64> {
+    let Running::Process(name, _) = running else {
+        return Ok(0);
+    };
+    if !name.starts_with("lbd") {
+        return Ok(0);
+    }
+    let lbctl = crate::lab::lbd_binary()?.with_file_name("lbctl");
+    let out = Command::new(lbctl)
+        .arg("--socket")
+        .arg(lab.dir.join(name).join("lbd.sock"))
+        .args(["status", "--json"])
+        .output()
+        .context("running lbctl status")?;
+    if !out.status.success() {
+        bail!("lbctl status: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let status: lb_userspace::api::schema::Status =
+        serde_json::from_slice(&out.stdout).context("reading lbctl status --json")?;
+    Ok(status
+        .counters
+        .iter()
+        .filter(|(name, _)| name.starts_with("drop_"))
+        .map(|(_, value)| value)
+        .sum())
 }
 
 /// utime + stime of `pids` and their threads, in clock ticks.
@@ -575,6 +665,7 @@ fn measure(
                 } else {
                     format!("http://{VIP4}/")
                 };
+                let (drops0, retrans0) = (lb_drops(lab, &running)?, retransmitted(lab)?);
                 let (t0, idle0, si0) = cpu();
                 let p0 = process_ticks(&pids);
                 let started = Instant::now();
@@ -588,6 +679,10 @@ fn measure(
                 )?;
                 let elapsed = started.elapsed().as_secs_f64();
                 let (t1, idle1, si1) = cpu();
+                let loss = Loss {
+                    lb_drops: lb_drops(lab, &running)?.saturating_sub(drops0),
+                    retransmits: retransmitted(lab)?.saturating_sub(retrans0),
+                };
                 let total = (t1 - t0).max(1) as f64;
                 let sample = Sample {
                     rps,
@@ -596,8 +691,9 @@ fn measure(
                     busy: 100.0 * (total - (idle1 - idle0) as f64) / total,
                     softirq: 100.0 * (si1 - si0) as f64 / total,
                     proxy_cpu: (process_ticks(&pids) - p0) as f64 / ticks_per_second / elapsed,
+                    loss,
                 };
-                eprintln!("bench: e2e round {round} {system:<16} {mode:<15} {rps:>9.0} req/s p50 {p50:.2} ms p99 {p99:.2} ms");
+                eprintln!("bench: e2e round {round} {system:<16} {mode:<15} {rps:>9.0} req/s p50 {p50:.2} ms p99 {p99:.2} ms, {} dropped by lbd, {} retransmitted", loss.lb_drops, loss.retransmits);
                 samples.push(((system.to_string(), mode.to_string()), sample));
             }
             stop(lab, running)?;
@@ -629,6 +725,13 @@ fn measure(
                     .filter(|((s, m), _)| s == system && m == mode)
                     .map(|(_, x)| x.rps)
                     .collect(),
+                loss_per_round: Some(
+                    samples
+                        .iter()
+                        .filter(|((s, m), _)| s == system && m == mode)
+                        .map(|(_, x)| x.loss)
+                        .collect(),
+                ),
             });
         }
     }

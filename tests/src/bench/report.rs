@@ -160,17 +160,17 @@ pub fn markdown(results: &Results, plot: Option<&str>) -> String {
         let _ = writeln!(out, "## End to end in the namespace lab\n");
         let _ = writeln!(
             out,
-            "Client → {{system}} → three nginx backends on one bridged segment (all namespaces on this one machine, so client, load balancer and backends share its {} cores). wrk, {} threads, {} connections, {} s per run, {} rounds interleaved system by system; medians. `direct` goes to one backend only; `xdp-forward` is a bare MAC-rewrite + XDP_TX forwarder spreading by source port over the same backends; HAProxy 2.6 `mode tcp` and nginx `stream` are full proxies on the LB node. CPU: the whole machine's busy share during the run (softirq is where XDP and the kernel's network path run); proxy CPU: CPU-seconds per second of the proxy's own processes. For the new-connection runs the lab's hosts reuse ports (`tcp_tw_reuse` on the client, a small TIME_WAIT table on the servers), as busy load generators do.\n",
+            "Client → {{system}} → three nginx backends on one bridged segment (all namespaces on this one machine, so client, load balancer and backends share its {} cores). wrk, {} threads, {} connections, {} s per run, {} rounds interleaved system by system; medians. `direct` goes to one backend only; `xdp-forward` is a bare MAC-rewrite + XDP_TX forwarder spreading by source port over the same backends; HAProxy 2.6 `mode tcp` and nginx `stream` are full proxies on the LB node. CPU: the whole machine's busy share during the run (softirq is where XDP and the kernel's network path run); proxy CPU: CPU-seconds per second of the proxy's own processes. For the new-connection runs the lab's hosts reuse ports (`tcp_tw_reuse` on the client, a small TIME_WAIT table on the servers), as busy load generators do. {LOSS_NOTE}\n",
             results.machine.cores, e2e.threads, e2e.connections, e2e.seconds, e2e.rounds
         );
         for mode in ["keep-alive", "new-connection"] {
             let _ = writeln!(out, "### {mode}\n");
-            let _ = writeln!(out, "| system | requests/s (min / median / max) | p50 ms | p99 ms | machine busy % | softirq % | proxy CPU |");
-            let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|");
+            let _ = writeln!(out, "| system | requests/s (min / median / max) | p50 ms | p99 ms | machine busy % | softirq % | proxy CPU | {LOSS_HEAD} |");
+            let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|");
             for c in e2e.cases.iter().filter(|c| c.mode == mode) {
                 let _ = writeln!(
                     out,
-                    "| {} | {:.0} / **{:.0}** / {:.0} | {:.2} | {:.2} | {:.0} | {:.0} | {:.2} |",
+                    "| {} | {:.0} / **{:.0}** / {:.0} | {:.2} | {:.2} | {:.0} | {:.0} | {:.2} | {} |",
                     c.system,
                     c.rps.min,
                     c.rps.median,
@@ -179,7 +179,8 @@ pub fn markdown(results: &Results, plot: Option<&str>) -> String {
                     c.p99_ms.median,
                     c.cpu_busy_pct.median,
                     c.softirq_pct.median,
-                    c.proxy_cpu.median
+                    c.proxy_cpu.median,
+                    loss_cell(c)
                 );
             }
             let ratio = |other: &str| {
@@ -449,9 +450,9 @@ fn e2e_mode_table(out: &mut String, e2e: &super::e2e::E2eResults, softirq: bool)
     };
     let _ = writeln!(
         out,
-        "| mode | system | requests/s (min / median / max) | p50 ms | p99 ms | machine busy % |{head} proxy CPU |"
+        "| mode | system | requests/s (min / median / max) | p50 ms | p99 ms | machine busy % |{head} proxy CPU | {LOSS_HEAD} |"
     );
-    let _ = writeln!(out, "|---|---|---|---:|---:|---:|{rule}---:|");
+    let _ = writeln!(out, "|---|---|---|---:|---:|---:|{rule}---:|---:|");
     for c in &e2e.cases {
         let irq = if softirq {
             format!(" {:.0} |", c.softirq_pct.median)
@@ -460,7 +461,7 @@ fn e2e_mode_table(out: &mut String, e2e: &super::e2e::E2eResults, softirq: bool)
         };
         let _ = writeln!(
             out,
-            "| {} | {} | {:.0} / **{:.0}** / {:.0} | {:.2} | {:.2} | {:.0} |{irq} {:.2} |",
+            "| {} | {} | {:.0} / **{:.0}** / {:.0} | {:.2} | {:.2} | {:.0} |{irq} {:.2} | {} |",
             c.mode,
             c.system,
             c.rps.min,
@@ -469,9 +470,25 @@ fn e2e_mode_table(out: &mut String, e2e: &super::e2e::E2eResults, softirq: bool)
             c.p50_ms.median,
             c.p99_ms.median,
             c.cpu_busy_pct.median,
-            c.proxy_cpu.median
+            c.proxy_cpu.median,
+            loss_cell(c)
         );
     }
+    let _ = writeln!(out, "\n{LOSS_NOTE}");
+}
+
+/// The end-to-end tables' loss column: what `loss_cell` shows.
+const LOSS_HEAD: &str = "dropped by lbd / retransmitted (all rounds)";
+/// What that column counts.
+const LOSS_NOTE: &str = "Loss, summed over the rounds: packets lbd's data plane dropped (its `drop_*` verdict counters; the other systems have none) and TCP segments the client and the backends retransmitted (`TcpRetransSegs` of their namespaces: any system's loss, wherever it happened).";
+
+/// An end-to-end case's loss over all its rounds (`–` in results from
+/// before it was measured).
+fn loss_cell(case: &super::e2e::E2eCase) -> String {
+    case.total_loss().map_or_else(
+        || "–".to_owned(),
+        |loss| format!("{} / {}", loss.lb_drops, loss.retransmits),
+    )
 }
 
 /// The tunnelled modes against `dsr-l2` and HAProxy, same lab, same run.
@@ -761,5 +778,34 @@ mod tests {
         // A file from before sections were dated: one run, as it said.
         let old = markdown(&results(&[]), None);
         assert!(old.contains("Every number below was measured in that run"));
+    }
+
+    #[test]
+    fn the_loss_column_sums_the_rounds_and_marks_older_results() {
+        let spread = crate::bench::Spread::of(&[1.0]);
+        let mut case = super::super::e2e::E2eCase {
+            system: "lbd-nat".to_owned(),
+            mode: "new-connection".to_owned(),
+            rps: spread,
+            p50_ms: spread,
+            p99_ms: spread,
+            cpu_busy_pct: spread,
+            softirq_pct: spread,
+            proxy_cpu: spread,
+            rps_per_round: vec![1.0, 1.0],
+            loss_per_round: Some(vec![
+                super::super::e2e::Loss {
+                    lb_drops: 2,
+                    retransmits: 0,
+                },
+                super::super::e2e::Loss {
+                    lb_drops: 1,
+                    retransmits: 7,
+                },
+            ]),
+        };
+        assert_eq!(loss_cell(&case), "3 / 7");
+        case.loss_per_round = None;
+        assert_eq!(loss_cell(&case), "–");
     }
 }
