@@ -216,6 +216,10 @@ pub struct BenchTemplate {
     /// When non-zero: offset of a 32-bit field (e.g. the source address)
     /// that gets a new value on every run, so every run is a new flow.
     pub vary_offset: u32,
+    /// When non-zero (and `vary_offset` is): offset of a 16-bit port that
+    /// gets `varied_port` of the run too, so runs look like many clients'
+    /// connections (varied addresses and ports), not one port's.
+    pub vary_port_offset: u32,
     /// The packet.
     pub bytes: [u8; BENCH_TEMPLATE_MAX],
 }
@@ -225,8 +229,20 @@ impl Default for BenchTemplate {
         Self {
             len: 0,
             vary_offset: 0,
+            vary_port_offset: 0,
             bytes: [0; BENCH_TEMPLATE_MAX],
         }
+    }
+}
+
+impl BenchTemplate {
+    /// The port run `run` gets (host order): spread over 1024..=65535 as
+    /// clients' ephemeral ports are, neighbouring runs far apart (a
+    /// multiplicative hash), so the ports a benchmark's flows ask for
+    /// collide as often as random clients' would.
+    #[inline(always)]
+    pub const fn varied_port(run: u32) -> u16 {
+        (1024 + (run.wrapping_mul(0x9E37_79B1) >> 16) % 64_512) as u16
     }
 }
 
@@ -270,7 +286,7 @@ const _: () = {
     assert!(size_of::<LbConfig>() == 8);
     assert!(size_of::<TrafficCounters>() == 24);
     assert!(size_of::<DataplaneEvent>() == 48);
-    assert!(size_of::<BenchTemplate>() == 8 + BENCH_TEMPLATE_MAX);
+    assert!(size_of::<BenchTemplate>() == 12 + BENCH_TEMPLATE_MAX);
     assert!(size_of::<NatSource>() == 24);
     assert!(size_of::<NatEntry>() == 72);
     assert!(size_of::<crate::tunnel::TunnelConfig>() == 28);

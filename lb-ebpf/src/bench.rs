@@ -35,7 +35,7 @@ pub static BENCH_TARGET: ProgramArray = ProgramArray::with_max_entries(1, 0);
 #[map]
 pub static BENCH_RUNS: Array<u32> = Array::with_max_entries(1, 0);
 
-/// Restores the template, varies the source port if asked, tail-calls the
+/// Restores the template, varies the field (and port) if asked, tail-calls the
 /// program under test. XDP_ABORTED if anything fails (so a broken setup
 /// cannot pass for a fast program).
 #[inline(always)]
@@ -90,6 +90,16 @@ pub fn restore_and_call(ctx: &XdpContext) -> u32 {
                     value.as_ptr() as *mut _,
                     4,
                 );
+                let port_offset = template.vary_port_offset;
+                if port_offset != 0 && port_offset + 2 <= want {
+                    let port = BenchTemplate::varied_port(*runs).to_be_bytes();
+                    bpf_xdp_store_bytes(
+                        ctx.as_ptr().cast(),
+                        port_offset & 0xff,
+                        port.as_ptr() as *mut _,
+                        2,
+                    );
+                }
             }
         }
     }
@@ -108,7 +118,7 @@ pub static TC_BENCH_TARGET: ProgramArray = ProgramArray::with_max_entries(1, 0);
 const TC_ACT_UNSPEC: i32 = -1;
 
 /// `restore_and_call` for tc: restores the template into the skb, varies
-/// the field if asked, tail-calls the tc program under test.
+/// the field (and port) if asked, tail-calls the tc program under test.
 #[inline(always)]
 pub fn tc_restore_and_call(ctx: &TcContext) -> i32 {
     let Some(template) = BENCH_TEMPLATE.get(0) else {
@@ -157,6 +167,17 @@ pub fn tc_restore_and_call(ctx: &TcContext) -> i32 {
                 *runs = (*runs).wrapping_add(1);
                 let value = (*runs).to_be_bytes();
                 bpf_skb_store_bytes(skb.cast(), offset & 0xff, value.as_ptr() as *const _, 4, 0);
+                let port_offset = template.vary_port_offset;
+                if port_offset != 0 && port_offset + 2 <= want {
+                    let port = BenchTemplate::varied_port(*runs).to_be_bytes();
+                    bpf_skb_store_bytes(
+                        skb.cast(),
+                        port_offset & 0xff,
+                        port.as_ptr() as *const _,
+                        2,
+                        0,
+                    );
+                }
             }
         }
     }

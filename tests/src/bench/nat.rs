@@ -12,7 +12,7 @@ use lb_userspace::config::Protocol;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    template::{self, Wrapper},
+    template::{self, Vary, Wrapper},
     Spread,
 };
 use crate::{
@@ -93,7 +93,14 @@ pub const NAT_TRACKED_HASHED: &str = "NAT tracked flow, hashed port (v4 ACK, for
 /// NAT, backend's reply translated back.
 pub const NAT_REPLY: &str = "NAT reply (v4 ACK, backend to NAT address)";
 /// NAT, a new flow: backend pick, port allocation, two inserts, FIB.
+/// Only the client address varies, so after a backend's first flow its
+/// checksum-neutral port is taken and every flow pays a failed try
+/// before the hashed search: the worst case.
 pub const NAT_NEW: &str = "NAT new flow (v4 SYN)";
+/// The same with the client port varied too (spread as clients'
+/// ephemeral ports are), so the neutral port is free as often as it is
+/// for real clients: the common case.
+pub const NAT_NEW_VARIED_PORTS: &str = "NAT new flow, varied client ports (v4 SYN)";
 
 /// The NAT VIP (the DSR one is `VIP4`).
 const NAT_VIP4: &str = "198.18.0.101";
@@ -102,6 +109,8 @@ const NAT_VIP4: &str = "198.18.0.101";
 const NAT_VIP4_HASHED: &str = "198.18.0.102";
 /// Offset of the IPv4 source address in an untagged frame.
 pub(super) const V4_SRC: u32 = 14 + 12;
+/// Offset of the TCP source port behind an options-free IPv4 header.
+const V4_TCP_SPORT: u32 = 14 + 20;
 
 /// Measures every case at both hooks.
 pub fn run(repeat: u32, rounds: u32) -> anyhow::Result<NatResults> {
@@ -127,7 +136,8 @@ pub(super) struct Case {
     pub(super) name: &'static str,
     pub(super) frame: Vec<u8>,
     pub(super) ifindex: u32,
-    pub(super) vary_offset: u32,
+    /// What the wrapper varies on every run.
+    pub(super) vary: Vary,
     pub(super) counter: Counter,
     /// Empty the NAT table before each round (new flows) of all but the
     /// flows it held when the case's measurement began (those the other
@@ -192,7 +202,7 @@ fn run_hook(
             name: DSR_TRACKED,
             frame: packet::tcp(&client(VIP4), ACK, None, b""),
             ifindex: in_if,
-            vary_offset: 0,
+            vary: Vary::default(),
             counter: Counter::ConntrackHit,
             fresh: false,
         },
@@ -200,7 +210,7 @@ fn run_hook(
             name: NAT_TRACKED,
             frame: packet::tcp(&client(NAT_VIP4), ACK, None, b""),
             ifindex: in_if,
-            vary_offset: 0,
+            vary: Vary::default(),
             counter: Counter::NatHit,
             fresh: false,
         },
@@ -208,7 +218,7 @@ fn run_hook(
             name: NAT_TRACKED_HASHED,
             frame: packet::tcp(&client(NAT_VIP4_HASHED), ACK, None, b""),
             ifindex: in_if,
-            vary_offset: 0,
+            vary: Vary::default(),
             counter: Counter::NatHit,
             fresh: false,
         },
@@ -216,7 +226,7 @@ fn run_hook(
             name: NAT_REPLY,
             frame: packet::tcp(&reply, ACK, None, b""),
             ifindex: out_if,
-            vary_offset: 0,
+            vary: Vary::default(),
             counter: Counter::ForwardedNatReply,
             fresh: false,
         },
@@ -224,7 +234,18 @@ fn run_hook(
             name: NAT_NEW,
             frame: syn.clone(),
             ifindex: in_if,
-            vary_offset: V4_SRC,
+            vary: V4_SRC.into(),
+            counter: Counter::NatNew,
+            fresh: true,
+        },
+        Case {
+            name: NAT_NEW_VARIED_PORTS,
+            frame: syn.clone(),
+            ifindex: in_if,
+            vary: Vary {
+                offset: V4_SRC,
+                port_offset: V4_TCP_SPORT,
+            },
             counter: Counter::NatNew,
             fresh: true,
         },
@@ -340,7 +361,7 @@ pub(super) fn measure(
         ),
         Hook::Tc => (Wrapper::Tc, dataplane.tc_program()?.fd()?.try_clone()?),
     };
-    template::prepare(dataplane, wrapper, &fd, &case.frame, case.vary_offset)?;
+    template::prepare(dataplane, wrapper, &fd, &case.frame, case.vary)?;
     let want = bed.verdicts.redirect;
     let kept = kept_flows(bed);
     // Warm up (a DSR ACK's first run creates its flow).
@@ -393,8 +414,8 @@ pub(super) fn measure(
 /// round's median ns per packet (the kernel times one run, so each
 /// includes one read of its clock, and the program finds the caches as
 /// the syscall left them: the same for every case measured this way,
-/// not comparable with the wrapper's repeated runs). `case.vary_offset`
-/// is varied here, as the wrapper does.
+/// not comparable with the wrapper's repeated runs). `case.vary` is
+/// applied here, as the wrapper does.
 /// Fails unless every packet counted `case.counter`.
 pub(super) fn measure_fresh(
     bed: &mut NatBed,
@@ -408,11 +429,8 @@ pub(super) fn measure_fresh(
     let mut frame = case.frame.clone();
     let mut runs = 0u32;
     let mut vary = |frame: &mut Vec<u8>| {
-        let at = case.vary_offset as usize;
-        if at != 0 && at + 4 <= frame.len() {
-            runs = runs.wrapping_add(1);
-            frame[at..at + 4].copy_from_slice(&runs.to_be_bytes());
-        }
+        runs = runs.wrapping_add(1);
+        case.vary.apply(frame, runs);
     };
     let kept = kept_flows(bed);
     // Warm up (a DSR ACK's first run creates its flow).

@@ -16,15 +16,54 @@ pub enum Wrapper {
     Tc,
 }
 
-/// Points `wrapper` at `target_fd` with `frame` (varying the 32-bit field
-/// at `vary_offset` on every run when non-zero).
+/// What the wrappers change in the frame on every run (`BenchTemplate`'s
+/// `vary_offset` and `vary_port_offset`; 0: nothing).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Vary {
+    /// Offset of a 32-bit field that gets the run's number.
+    pub offset: u32,
+    /// Offset of a 16-bit port that gets `BenchTemplate::varied_port` of
+    /// it (only with `offset`).
+    pub port_offset: u32,
+}
+
+impl From<u32> for Vary {
+    /// The 32-bit field at `offset` only.
+    fn from(offset: u32) -> Self {
+        Vary {
+            offset,
+            port_offset: 0,
+        }
+    }
+}
+
+impl Vary {
+    /// Applies run `run`'s values to `frame` as the wrappers do (for
+    /// runs made without them).
+    pub fn apply(self, frame: &mut [u8], run: u32) {
+        let at = self.offset as usize;
+        if at == 0 || at + 4 > frame.len() {
+            return;
+        }
+        frame[at..at + 4].copy_from_slice(&run.to_be_bytes());
+        let port_at = self.port_offset as usize;
+        if port_at != 0 && port_at + 2 <= frame.len() {
+            frame[port_at..port_at + 2]
+                .copy_from_slice(&BenchTemplate::varied_port(run).to_be_bytes());
+        }
+    }
+}
+
+/// Points `wrapper` at `target_fd` with `frame`, varied on every run as
+/// `vary` says.
 pub fn prepare(
     dataplane: &mut Dataplane,
     wrapper: Wrapper,
     target_fd: &aya::programs::ProgramFd,
     frame: &[u8],
-    vary_offset: u32,
+    vary: impl Into<Vary>,
 ) -> anyhow::Result<()> {
+    let vary = vary.into();
     if frame.len() > BENCH_TEMPLATE_MAX {
         bail!(
             "frame of {} bytes is over the template's {BENCH_TEMPLATE_MAX}",
@@ -33,7 +72,8 @@ pub fn prepare(
     }
     let mut template = BenchTemplate {
         len: frame.len() as u32,
-        vary_offset,
+        vary_offset: vary.offset,
+        vary_port_offset: vary.port_offset,
         ..BenchTemplate::default()
     };
     template.bytes[..frame.len()].copy_from_slice(frame);

@@ -126,7 +126,7 @@ fn run_hook(
         name,
         frame: packet::tcp(&flow(dst), if syn { SYN } else { ACK }, None, b""),
         ifindex: in_if,
-        vary_offset: if syn { V4_SRC } else { 0 },
+        vary: if syn { V4_SRC } else { 0 }.into(),
         counter,
         fresh: false,
     };
