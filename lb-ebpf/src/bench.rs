@@ -76,36 +76,42 @@ pub fn restore_and_call(ctx: &XdpContext) -> u32 {
     if stored != 0 {
         return xdp_action::XDP_ABORTED;
     }
-    let offset = template.vary_offset;
-    if offset != 0 && offset + 4 <= want {
-        if let Some(runs) = BENCH_RUNS.get_ptr_mut(0) {
-            // SAFETY: benchmark runs do not overlap; the 4 bytes are inside
-            // the packet.
-            unsafe {
-                *runs = (*runs).wrapping_add(1);
-                let value = (*runs).to_be_bytes();
-                bpf_xdp_store_bytes(
-                    ctx.as_ptr().cast(),
-                    offset & 0xff,
-                    value.as_ptr() as *mut _,
-                    4,
-                );
-                let port_offset = template.vary_port_offset;
-                if port_offset != 0 && port_offset + 2 <= want {
-                    let port = BenchTemplate::varied_port(*runs).to_be_bytes();
-                    bpf_xdp_store_bytes(
-                        ctx.as_ptr().cast(),
-                        port_offset & 0xff,
-                        port.as_ptr() as *mut _,
-                        2,
-                    );
-                }
-            }
-        }
-    }
+    vary(template, want, |at, bytes, len| {
+        // SAFETY: helper on our own context; `vary` keeps the bytes
+        // inside the restored packet.
+        unsafe { bpf_xdp_store_bytes(ctx.as_ptr().cast(), at, bytes as *mut _, len) };
+    });
     // SAFETY: tail call with our context; returns only on failure.
     unsafe { BENCH_TARGET.tail_call(ctx, 0) };
     xdp_action::XDP_ABORTED
+}
+
+/// Writes what the template varies into the restored packet of `want`
+/// bytes with `store(offset, bytes, len)` (the hook's store helper): the
+/// run's number (big endian) at `vary_offset` and, with
+/// `vary_port_offset`, `BenchTemplate::varied_port` of it. Nothing when
+/// `vary_offset` is 0. One place for both wrappers.
+#[inline(always)]
+fn vary(template: &BenchTemplate, want: u32, mut store: impl FnMut(u32, *const u8, u32)) {
+    let offset = template.vary_offset;
+    if offset == 0 || offset + 4 > want {
+        return;
+    }
+    let Some(runs) = BENCH_RUNS.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: benchmark runs do not overlap.
+    let run = unsafe {
+        *runs = (*runs).wrapping_add(1);
+        *runs
+    };
+    let value = run.to_be_bytes();
+    store(offset & 0xff, value.as_ptr(), 4);
+    let port_offset = template.vary_port_offset;
+    if port_offset != 0 && port_offset + 2 <= want {
+        let port = BenchTemplate::varied_port(run).to_be_bytes();
+        store(port_offset & 0xff, port.as_ptr(), 2);
+    }
 }
 
 /// The tc program under test, in slot 0 (a program array holds one
@@ -158,29 +164,11 @@ pub fn tc_restore_and_call(ctx: &TcContext) -> i32 {
     if stored != 0 {
         return TC_ACT_UNSPEC;
     }
-    let offset = template.vary_offset;
-    if offset != 0 && offset + 4 <= want {
-        if let Some(runs) = BENCH_RUNS.get_ptr_mut(0) {
-            // SAFETY: benchmark runs do not overlap; the 4 bytes are inside
-            // the packet.
-            unsafe {
-                *runs = (*runs).wrapping_add(1);
-                let value = (*runs).to_be_bytes();
-                bpf_skb_store_bytes(skb.cast(), offset & 0xff, value.as_ptr() as *const _, 4, 0);
-                let port_offset = template.vary_port_offset;
-                if port_offset != 0 && port_offset + 2 <= want {
-                    let port = BenchTemplate::varied_port(*runs).to_be_bytes();
-                    bpf_skb_store_bytes(
-                        skb.cast(),
-                        port_offset & 0xff,
-                        port.as_ptr() as *const _,
-                        2,
-                        0,
-                    );
-                }
-            }
-        }
-    }
+    vary(template, want, |at, bytes, len| {
+        // SAFETY: helper on our own skb; `vary` keeps the bytes inside
+        // the restored packet.
+        unsafe { bpf_skb_store_bytes(skb.cast(), at, bytes.cast(), len, 0) };
+    });
     // SAFETY: tail call with our context; returns only on failure.
     unsafe { TC_BENCH_TARGET.tail_call(ctx, 0) };
     TC_ACT_UNSPEC

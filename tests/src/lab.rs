@@ -691,23 +691,12 @@ impl Lab {
 
     /// Runs lbctl (next to lbd) against this lab's lbd.
     pub fn lbctl(&self, args: &[&str]) -> anyhow::Result<std::process::Output> {
-        let lbctl = lbd_binary()?.with_file_name("lbctl");
-        let socket = self.admin_socket();
-        Ok(Command::new(lbctl)
-            .arg("--socket")
-            .arg(socket)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()?)
+        lbctl_at(&self.admin_socket(), args)
     }
 
     /// `lbctl status --json` of the lab's lbd.
     pub fn status(&self) -> anyhow::Result<lb_userspace::api::schema::Status> {
-        let out = self.lbctl(&["status", "--json"])?;
-        if !out.status.success() {
-            bail!("lbctl status: {}", String::from_utf8_lossy(&out.stderr));
-        }
-        Ok(serde_json::from_slice(&out.stdout)?)
+        status_at(&self.admin_socket())
     }
 
     /// Runs `lbd --config <dir>/<name>.toml <flag>` (e.g. `--cleanup`,
@@ -992,13 +981,7 @@ impl Lab {
 
     /// Runs lbctl against lbd on `node`.
     pub fn lbctl_on(&self, node: &Host, args: &[&str]) -> anyhow::Result<std::process::Output> {
-        let lbctl = lbd_binary()?.with_file_name("lbctl");
-        Ok(Command::new(lbctl)
-            .arg("--socket")
-            .arg(self.admin_socket_of(node))
-            .args(args)
-            .stdin(Stdio::null())
-            .output()?)
+        lbctl_at(&self.admin_socket_of(node), args)
     }
 
     /// The addresses on `eth0` of `node` (to see who holds a VIP).
@@ -1162,6 +1145,26 @@ pub fn http_get(netns: &str, url: &str) -> anyhow::Result<(u16, String)> {
 }
 
 /// The lbd binary: `$LBD_BIN`, or next to the test binary.
+/// Runs lbctl (next to lbd) against the lbd listening on `socket`.
+pub fn lbctl_at(socket: &Path, args: &[&str]) -> anyhow::Result<std::process::Output> {
+    let lbctl = lbd_binary()?.with_file_name("lbctl");
+    Ok(Command::new(lbctl)
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()?)
+}
+
+/// `lbctl status --json` of the lbd listening on `socket`.
+pub fn status_at(socket: &Path) -> anyhow::Result<lb_userspace::api::schema::Status> {
+    let out = lbctl_at(socket, &["status", "--json"])?;
+    if !out.status.success() {
+        bail!("lbctl status: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
 pub fn lbd_binary() -> anyhow::Result<PathBuf> {
     workspace_binary("lbd", "LBD_BIN", "lb-userspace")
 }

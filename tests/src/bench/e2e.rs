@@ -205,18 +205,8 @@ fn lb_drops(lab: &Lab, running: &Running) -> anyhow::Result<u64> {
     if !name.starts_with("lbd") {
         return Ok(0);
     }
-    let lbctl = crate::lab::lbd_binary()?.with_file_name("lbctl");
-    let out = Command::new(lbctl)
-        .arg("--socket")
-        .arg(lab.dir.join(name).join("lbd.sock"))
-        .args(["status", "--json"])
-        .output()
-        .context("running lbctl status")?;
-    if !out.status.success() {
-        bail!("lbctl status: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    let status: lb_userspace::api::schema::Status =
-        serde_json::from_slice(&out.stdout).context("reading lbctl status --json")?;
+    // The socket `start_named` configured.
+    let status = crate::lab::status_at(&lab.dir.join(name).join("lbd.sock"))?;
     Ok(status
         .counters
         .iter()
