@@ -343,7 +343,6 @@ impl Lab {
             if self.topology.backend_style == BackendStyle::Dsr {
                 make_dsr(&backend)?;
             }
-            receive_like_a_nic(&self.switch_netns, &backend)?;
             self.start_nginx(&backend)?;
         }
         Ok(())
@@ -431,7 +430,8 @@ impl Lab {
     }
 
     /// A veth from bridge `br<network>` (switch side `port`) to `ifname`
-    /// in `netns`, addressed, up, TX checksum offload off.
+    /// in `netns`, addressed, up, TX checksum offload off, both ends
+    /// receiving in NAPI ([`receive_like_a_nic`]).
     fn add_leg(
         &self,
         netns: &str,
@@ -474,7 +474,8 @@ impl Lab {
             "ip",
             &["netns", "exec", netns, "ethtool", "-K", ifname, "tx", "off"],
         )?;
-        Ok(())
+        receive_like_a_nic(netns, ifname)?;
+        receive_like_a_nic(&self.switch_netns, port)
     }
 
     /// Starts backend `name`'s nginx again after a test stopped it
@@ -1290,50 +1291,36 @@ fn ip(netns: &str, args: &[&str]) -> anyhow::Result<()> {
     run("ip", &full)
 }
 
-/// Makes `host`'s leg (`eth0`, switch side `p-<name>`) take its packets in
-/// NAPI, one batch at a time, as a NIC's receive queue does: GRO on the
-/// host's veth and TSO off on the switch side (a veth hands a TSO-capable
-/// sender's packets to `netif_rx` on the sending CPU instead). Without
-/// this, two packets of one connection sent from different CPUs (the
-/// client's handshake ACK from a softirq, its request from the woken task)
-/// reach the host's TCP at the same time, and the kernel's lockless lookup
-/// can miss the socket while the other CPU turns the request socket into
-/// the connection: the request then meets the listener, which answers with
-/// a reset (`tcp_send_reset` state=TCP_LISTEN reason=TCP_FLAGS, seen on
-/// Linux 6.18: the nat_lab balance tests' rare "Connection reset by peer").
-/// RPS would also keep a flow on one CPU, but its cross-CPU interrupts
-/// cost a VM a sixth of the lab's CPU (and on every leg it broke the
-/// routed lab's IPv6 reachability check).
-fn receive_like_a_nic(switch_netns: &str, host: &Host) -> anyhow::Result<()> {
-    let port = format!("p-{}", host.name);
+/// Makes `ifname` in `netns` take its packets in NAPI, one batch at a
+/// time on one CPU, as a NIC's receive queue does, and keeps it from
+/// pushing the next veth off NAPI: GRO on (a veth's NAPI) and TSO off (a
+/// veth hands a TSO-capable sender's forwarded packets to `netif_rx` on
+/// the sending CPU instead). Every end of every leg gets this, because a
+/// single hop on `netif_rx` breaks a flow's order: a hop queues a packet
+/// on the backlog of whichever CPU sent it, and a NAPI poll upstream (the
+/// LB's XDP, a router's receive) runs on whichever CPU scheduled it, so
+/// two packets of one flow can sit on two CPUs' backlogs and drain in
+/// parallel. Seen as reordering on NAT mode's return path (spurious fast
+/// retransmits, `TCPDSACKUndo` at the backends, `TCPOFOQueue` at the
+/// client) before every hop had this. On a host's own leg it also fixes
+/// the accept race: without it, two packets of one connection sent from
+/// different CPUs (the client's handshake ACK from a softirq, its request
+/// from the woken task) reach the host's TCP at the same time, and the
+/// kernel's lockless lookup can miss the socket while the other CPU turns
+/// the request socket into the connection: the request then meets the
+/// listener, which answers with a reset (`tcp_send_reset`
+/// state=TCP_LISTEN reason=TCP_FLAGS, seen on Linux 6.18). RPS would also
+/// keep a flow on one CPU, but its cross-CPU interrupts cost a VM a sixth
+/// of the lab's CPU (and it broke the routed lab's IPv6 reachability
+/// check).
+fn receive_like_a_nic(netns: &str, ifname: &str) -> anyhow::Result<()> {
     run(
         "ip",
         &[
-            "netns",
-            "exec",
-            switch_netns,
-            "ethtool",
-            "-K",
-            &port,
-            "tso",
-            "off",
+            "netns", "exec", netns, "ethtool", "-K", ifname, "tso", "off", "gro", "on",
         ],
     )
-    .with_context(|| format!("TSO off on switch port {port}"))?;
-    run(
-        "ip",
-        &[
-            "netns",
-            "exec",
-            &host.netns,
-            "ethtool",
-            "-K",
-            "eth0",
-            "gro",
-            "on",
-        ],
-    )
-    .with_context(|| format!("GRO on {}'s eth0", host.name))
+    .with_context(|| format!("GRO on, TSO off on {ifname} in {netns}"))
 }
 
 /// Sets sysctl `key` to `value` inside `netns`.

@@ -436,6 +436,17 @@ fn e2e_nat_section(out: &mut String, e2e: &super::e2e::E2eResults) {
                 );
             }
         }
+        // For scale: the client, the routers and the backends share the
+        // machine's cores with whatever runs on the LB node.
+        if let Some(direct) = e2e.ratio("direct", "haproxy", mode) {
+            let nat = e2e
+                .ratio("lbd-nat", "direct", mode)
+                .map_or_else(|| "–".to_owned(), |r| format!("{r:.2}×"));
+            let _ = writeln!(
+                out,
+                "- {mode}, for scale: direct / HAProxy = {direct:.2}× (no load balancer, one backend; the client, the routers and the backends share the machine's cores with whatever runs on the LB node); NAT at XDP / direct = {nat}."
+            );
+        }
     }
     let _ = writeln!(out);
 }
