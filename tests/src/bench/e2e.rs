@@ -9,6 +9,7 @@
 
 use std::{
     fs,
+    net::Ipv4Addr,
     process::Command,
     time::{Duration, Instant},
 };
@@ -118,8 +119,40 @@ const ROUTED_SYSTEMS: &[&str] = &["direct", "lbd-nat", "lbd-nat-tc", "haproxy"];
 /// The tunnel comparison's systems (`lbd` is `dsr-l2`).
 const TUNNEL_SYSTEMS: &[&str] = &["direct", "lbd", "lbd-ipip", "lbd-gue", "haproxy"];
 const MODES: &[&str] = &["keep-alive", "new-connection"];
-/// The LB node's NAT address in the routed lab (on its LB-network leg).
-const NAT4: &str = "198.18.0.50";
+/// The LB node's NAT addresses in the routed lab (on its LB-network leg):
+/// `NAT4_SOURCES` of them from this one up, one per lbd start of a pass
+/// ([`nat_source`]).
+const NAT4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 50);
+/// How many NAT addresses the routed pass's lbd starts take in turn: each
+/// start of a five-round pass (two NAT systems a round) gets its own.
+const NAT4_SOURCES: u32 = 10;
+
+/// The NAT address slot of `system`'s start in round `round`: the routed
+/// pass starts two NAT-mode lbds a round.
+fn nat_slot(system: &str, round: u32) -> u32 {
+    round * 2 + u32::from(system == "lbd-nat-tc")
+}
+
+/// The NAT address of the routed pass's lbd start `slot`. Each start is a
+/// fresh lbd with an empty NAT table; had two starts shared an address,
+/// the second would hand out ports whose (NAT address, port, backend)
+/// the backends still hold in TIME_WAIT from the first one's flows (60 s
+/// on Linux). Such a SYN carries another client connection's timestamps
+/// (Linux clients start every connection's timestamps from an unrelated
+/// value), so a backend's PAWS check drops about half of them as old
+/// duplicates (`PAWSTimewait`) and the client retries after 1 s. Seen in
+/// the bench as 5-10 SYN retransmissions per new-connection run of the
+/// second lbd, each stalling a connection for a second. One lbd's own
+/// table (kept across its restarts by the pins, across failovers by
+/// replication) hands a closed flow's port to another only
+/// `tcp_closed_timeout_s` after it closed, so the same hazard remains
+/// there for ports that come free inside the backends' TIME_WAIT; the
+/// bench's back-to-back cold starts on one address made it happen on
+/// every run.
+fn nat_source(slot: u32) -> Ipv4Addr {
+    let [a, b, c, d] = NAT4.octets();
+    Ipv4Addr::new(a, b, c, d + (slot % NAT4_SOURCES) as u8)
+}
 
 /// Where the systems send: the backends' addresses and port.
 pub(crate) struct Target {
@@ -329,7 +362,14 @@ pub(crate) fn start(
     round: u32,
     target: &Target,
 ) -> anyhow::Result<Running> {
-    start_named(lab, system, &format!("{system}-r{round}"), target, "")
+    start_lbd_or(
+        lab,
+        system,
+        &format!("{system}-r{round}"),
+        target,
+        "",
+        nat_source(nat_slot(system, round)),
+    )
 }
 
 /// [`start`] as process `name` (its files apart; an lbd's name starts
@@ -341,6 +381,18 @@ pub(crate) fn start_named(
     name: &str,
     target: &Target,
     lbd_extra: &str,
+) -> anyhow::Result<Running> {
+    start_lbd_or(lab, system, name, target, lbd_extra, NAT4)
+}
+
+/// [`start_named`] with `nat_source` as a NAT-mode lbd's NAT address.
+fn start_lbd_or(
+    lab: &mut Lab,
+    system: &str,
+    name: &str,
+    target: &Target,
+    lbd_extra: &str,
+    nat_source: Ipv4Addr,
 ) -> anyhow::Result<Running> {
     let lb = lab.lb.clone();
     let name = name.to_owned();
@@ -360,7 +412,7 @@ pub(crate) fn start_named(
                 dir.display()
             );
             if nat {
-                config.push_str(&format!("[nat]\nsource_ipv4 = \"{NAT4}\"\n"));
+                config.push_str(&format!("[nat]\nsource_ipv4 = \"{nat_source}\"\n"));
             }
             if tunnel.is_some() {
                 config.push_str(&format!(
@@ -561,19 +613,22 @@ pub fn run(load: &Load) -> anyhow::Result<E2eResults> {
 /// (and direct to one of them), interleaved as `run` does.
 pub fn run_routed(load: &Load) -> anyhow::Result<E2eResults> {
     let mut lab = Lab::start_routed(3).context("routed lab")?;
-    let status = Command::new("ip")
-        .args([
-            "-n",
-            &lab.lb.netns,
-            "addr",
-            "add",
-            &format!("{NAT4}/32"),
-            "dev",
-            "eth0",
-        ])
-        .status()?;
-    if !status.success() {
-        bail!("adding the NAT address {NAT4} to the LB node failed");
+    for slot in 0..NAT4_SOURCES {
+        let address = nat_source(slot);
+        let status = Command::new("ip")
+            .args([
+                "-n",
+                &lab.lb.netns,
+                "addr",
+                "add",
+                &format!("{address}/32"),
+                "dev",
+                "eth0",
+            ])
+            .status()?;
+        if !status.success() {
+            bail!("adding the NAT address {address} to the LB node failed");
+        }
     }
     lab.wait_for_backends()?;
     let target = Target::of(&lab, crate::topology::ROUTED_BACKEND_PORT);
@@ -732,4 +787,24 @@ fn measure(
         rounds,
         cases,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_nat_start_of_a_five_round_pass_has_its_own_address() {
+        let mut seen: Vec<Ipv4Addr> = (0..5)
+            .flat_map(|round| {
+                ["lbd-nat", "lbd-nat-tc"].map(|system| nat_source(nat_slot(system, round)))
+            })
+            .collect();
+        assert!(seen
+            .iter()
+            .all(|a| (NAT4..=Ipv4Addr::new(198, 18, 0, 59)).contains(a)));
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen.len(), 10);
+    }
 }
