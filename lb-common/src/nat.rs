@@ -54,7 +54,13 @@ pub enum NatFlowState {
     TcpEstablished,
     /// TCP: one side sent a FIN.
     TcpClosing,
-    /// TCP: both sides sent a FIN, or either sent an RST.
+    /// TCP: both sides sent a FIN (and no RST): the side that closed
+    /// first holds TIME_WAIT for this (address, port) pair, a minute on
+    /// Linux, so the translation's port should not go to another client's
+    /// flow before that ends (its SYN would meet the backend's PAWS check
+    /// with unrelated timestamps, and half of such SYNs are dropped).
+    TcpTimeWait,
+    /// TCP: either side sent an RST (no TIME_WAIT follows one).
     TcpClosed,
     /// UDP (no states).
     Udp,
@@ -68,8 +74,10 @@ impl NatFlowState {
             return NatFlowState::Udp;
         }
         let both = forward_flags | reply_flags;
-        if both & NAT_F_RST != 0 || (forward_flags & reply_flags & NAT_F_FIN) != 0 {
+        if both & NAT_F_RST != 0 {
             NatFlowState::TcpClosed
+        } else if (forward_flags & reply_flags & NAT_F_FIN) != 0 {
+            NatFlowState::TcpTimeWait
         } else if both & NAT_F_FIN != 0 {
             NatFlowState::TcpClosing
         } else if reply_flags & NAT_F_REPLIED != 0 {
@@ -85,6 +93,7 @@ impl NatFlowState {
             NatFlowState::TcpSynSent => "syn-sent",
             NatFlowState::TcpEstablished => "established",
             NatFlowState::TcpClosing => "closing",
+            NatFlowState::TcpTimeWait => "time-wait",
             NatFlowState::TcpClosed => "closed",
             NatFlowState::Udp => "udp",
         }
@@ -145,7 +154,11 @@ mod tests {
         assert_eq!(tcp(NAT_F_SYN, NAT_F_REPLIED | NAT_F_SYN), TcpEstablished);
         assert_eq!(tcp(NAT_F_FIN, NAT_F_REPLIED), TcpClosing);
         assert_eq!(tcp(0, NAT_F_REPLIED | NAT_F_FIN), TcpClosing);
-        assert_eq!(tcp(NAT_F_FIN, NAT_F_REPLIED | NAT_F_FIN), TcpClosed);
+        assert_eq!(tcp(NAT_F_FIN, NAT_F_REPLIED | NAT_F_FIN), TcpTimeWait);
+        assert_eq!(
+            tcp(NAT_F_FIN | NAT_F_RST, NAT_F_REPLIED | NAT_F_FIN),
+            TcpClosed
+        );
         assert_eq!(tcp(NAT_F_RST, 0), TcpClosed);
         assert_eq!(tcp(0, NAT_F_RST), TcpClosed);
         assert_eq!(NatFlowState::of(IPPROTO_UDP, NAT_F_RST, 0), Udp);

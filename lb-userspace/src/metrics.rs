@@ -868,7 +868,7 @@ impl Exporter<'_> {
         );
         self.gauge(
             "nat_table_pressure",
-            "1 while the NAT flow table is nearly full and closed flows are freed after a second",
+            "1 while the NAT flow table (or a backend's source ports) is nearly full and closed flows are freed after a second",
             pressure.unwrap_or_default(),
         );
         self.counter(
@@ -950,9 +950,16 @@ const EVENT_FAMILIES: [(&str, &str); 4] = [
     ),
 ];
 
-const NAT_STATES: [lb_common::nat::NatFlowState; 5] = {
+const NAT_STATES: [lb_common::nat::NatFlowState; 6] = {
     use lb_common::nat::NatFlowState::*;
-    [TcpSynSent, TcpEstablished, TcpClosing, TcpClosed, Udp]
+    [
+        TcpSynSent,
+        TcpEstablished,
+        TcpClosing,
+        TcpTimeWait,
+        TcpClosed,
+        Udp,
+    ]
 };
 
 fn to_i64(n: u64) -> i64 {

@@ -123,6 +123,7 @@ pub fn timeout_of(state: NatFlowState, timeouts: &NatTimeouts) -> Duration {
         NatFlowState::TcpSynSent => timeouts.tcp_syn,
         NatFlowState::TcpEstablished => timeouts.tcp_established,
         NatFlowState::TcpClosing => timeouts.tcp_closing,
+        NatFlowState::TcpTimeWait => timeouts.tcp_time_wait,
         NatFlowState::TcpClosed => timeouts.tcp_closed,
         NatFlowState::Udp => timeouts.udp,
     }
@@ -412,7 +413,9 @@ impl<C: Copy + std::fmt::Debug> Reaper<C> {
             .entry(forward.backend_id)
             .or_default();
         match state {
-            NatFlowState::TcpClosing | NatFlowState::TcpClosed => count.closing += 1,
+            NatFlowState::TcpClosing | NatFlowState::TcpTimeWait | NatFlowState::TcpClosed => {
+                count.closing += 1
+            }
             _ => count.live += 1,
         }
     }

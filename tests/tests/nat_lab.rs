@@ -857,7 +857,7 @@ fn port_exhaustion(attach: &str) {
     const MIN: u16 = MAX - 3;
     let mut lab = nat_lab(1, 1);
     let nat_extra = format!(
-        "source_port_min = {MIN}\nsource_port_max = {MAX}\ntcp_closed_timeout_s = 1\ntcp_closing_timeout_s = 2\n"
+        "source_port_min = {MIN}\nsource_port_max = {MAX}\ntcp_time_wait_timeout_s = 1\ntcp_closed_timeout_s = 1\ntcp_closing_timeout_s = 2\n"
     );
     start_nat_lbd(
         &mut lab,
@@ -909,7 +909,7 @@ fn port_exhaustion(attach: &str) {
     }
 
     // The client ends them (FIN both ways); the reaper frees the ports
-    // after tcp_closed_timeout_s.
+    // after tcp_time_wait_timeout_s.
     drop(conns);
     let ended = Instant::now();
     let mut attempts = 0;
@@ -965,7 +965,8 @@ fn nat_table_full_of_closed_flows_frees_them_early_and_new_connections_go_on() {
         &Spec {
             backends: &["b1"],
             ipv6: false,
-            nat_extra: "flow_table_size = 1024\ntcp_closed_timeout_s = 30\n",
+            nat_extra:
+                "flow_table_size = 1024\ntcp_time_wait_timeout_s = 30\ntcp_closed_timeout_s = 30\n",
             ..Spec::default()
         },
     );
@@ -1008,7 +1009,8 @@ fn nat_table_full_of_closed_flows_frees_them_early_and_new_connections_go_on() {
     // Within its hold the pressure is still on, and was logged.
     assert!(nat.pressure, "{nat:?}");
     assert!(
-        lab.log("lbd").contains("NAT flow table nearly full"),
+        lab.log("lbd")
+            .contains("nearly full: closed flows are freed sooner"),
         "no log line of the pressure"
     );
     eprintln!(

@@ -218,7 +218,7 @@ fn nat_flows_are_translated_shown_and_reaped() {
     assert!(status.success());
     let mut config = format!(
         "interface = \"eth0\"\nadmin_socket = \"{}\"\n\n[nat]\nsource_ipv4 = \"{NAT_ADDRESS}\"\nsource_ipv6 = \"{NAT_ADDRESS6}\"\n\
-         tcp_closed_timeout_s = 1\ntcp_closing_timeout_s = 1\ntcp_syn_timeout_s = 2\n\n\
+         tcp_time_wait_timeout_s = 1\ntcp_closed_timeout_s = 1\ntcp_closing_timeout_s = 1\ntcp_syn_timeout_s = 2\n\n\
          [[vip]]\naddress = \"{VIP4}\"\nport = 80\nforwarding = \"nat\"\n",
         lab.admin_socket().display()
     );

@@ -161,7 +161,7 @@ pub struct NatTranslation {
     pub forward: NatTuple,
     /// The backend's replies as they arrive: backend -> NAT address.
     pub reply: NatTuple,
-    /// `syn-sent`, `established`, `closing`, `closed` or `udp`.
+    /// `syn-sent`, `established`, `closing`, `time-wait`, `closed` or `udp`.
     pub state: String,
     /// Seconds since a packet of either direction (refreshed at most once
     /// a second, so up to 1 s more).

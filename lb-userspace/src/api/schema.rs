@@ -132,7 +132,7 @@ pub struct ConntrackStatus {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NatStatus {
     /// Translated flows (two entries each), by state (`syn-sent`,
-    /// `established`, `closing`, `closed`, `udp`).
+    /// `established`, `closing`, `time-wait`, `closed`, `udp`).
     pub flows: BTreeMap<String, u64>,
     /// Entries the table holds at most (`[nat] flow_table_size`).
     pub capacity: u64,
@@ -149,7 +149,8 @@ pub struct NatStatus {
     /// Flows freed because their backend was removed, since start.
     pub backend_gone: u64,
     /// Whether the table is nearly full, so closed flows are freed after a
-    /// second instead of `tcp_closed_timeout_s` (`nat_reaper::pressed`).
+    /// second instead of `tcp_time_wait_timeout_s` / `tcp_closed_timeout_s`
+    /// (`nat_reaper::pressed`).
     #[serde(default)]
     pub pressure: bool,
 }

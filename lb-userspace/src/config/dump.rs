@@ -194,6 +194,7 @@ fn nat(nat: &NatConfig) -> Table {
         ("tcp_syn_timeout_s", timeouts.tcp_syn),
         ("tcp_established_timeout_s", timeouts.tcp_established),
         ("tcp_closing_timeout_s", timeouts.tcp_closing),
+        ("tcp_time_wait_timeout_s", timeouts.tcp_time_wait),
         ("tcp_closed_timeout_s", timeouts.tcp_closed),
         ("udp_timeout_s", timeouts.udp),
     ] {

@@ -11,7 +11,8 @@
 //! tcp_syn_timeout_s = 30             # a SYN the backend never answered
 //! tcp_established_timeout_s = 7200   # an established, silent connection
 //! tcp_closing_timeout_s = 60         # after the first FIN
-//! tcp_closed_timeout_s = 10          # after both FINs or an RST
+//! tcp_time_wait_timeout_s = 60       # after both FINs (the backends' TIME_WAIT)
+//! tcp_closed_timeout_s = 10          # after an RST
 //! udp_timeout_s = 60
 //!
 //! [[vip]]
@@ -74,7 +75,11 @@ pub struct NatTimeouts {
     pub tcp_established: Duration,
     /// One FIN seen.
     pub tcp_closing: Duration,
-    /// Both FINs or an RST seen.
+    /// Both FINs seen: held as long as the side that closed first holds
+    /// TIME_WAIT (a minute on Linux), so the port does not go to another
+    /// client's flow meanwhile (`NatFlowState::TcpTimeWait`).
+    pub tcp_time_wait: Duration,
+    /// An RST seen.
     pub tcp_closed: Duration,
     /// UDP.
     pub udp: Duration,
@@ -86,6 +91,7 @@ impl Default for NatTimeouts {
             tcp_syn: Duration::from_secs(30),
             tcp_established: Duration::from_secs(7200),
             tcp_closing: Duration::from_secs(60),
+            tcp_time_wait: Duration::from_secs(60),
             tcp_closed: Duration::from_secs(10),
             udp: Duration::from_secs(60),
         }
@@ -153,6 +159,7 @@ pub(super) struct RawNat {
     tcp_syn_timeout_s: Option<Spanned<Value>>,
     tcp_established_timeout_s: Option<Spanned<Value>>,
     tcp_closing_timeout_s: Option<Spanned<Value>>,
+    tcp_time_wait_timeout_s: Option<Spanned<Value>>,
     tcp_closed_timeout_s: Option<Spanned<Value>>,
     udp_timeout_s: Option<Spanned<Value>>,
 }
@@ -230,6 +237,11 @@ impl Checker<'_> {
                 "tcp_closing_timeout_s",
                 defaults.tcp_closing,
             )?,
+            tcp_time_wait: seconds(
+                &raw.tcp_time_wait_timeout_s,
+                "tcp_time_wait_timeout_s",
+                defaults.tcp_time_wait,
+            )?,
             tcp_closed: seconds(
                 &raw.tcp_closed_timeout_s,
                 "tcp_closed_timeout_s",
@@ -294,6 +306,29 @@ forwarding = "nat"
         );
         assert_eq!(vip.backends[0].port, Some(8080));
         assert_eq!(config.nat.timeouts, NatTimeouts::default());
+    }
+
+    #[test]
+    fn time_wait_and_closed_flows_have_timeouts_of_their_own() {
+        let with = |line: &str| {
+            NAT_VIP.replace(
+                "source_port_max = 2999",
+                &format!("source_port_max = 2999\n{line}"),
+            )
+        };
+        let config = Config::from_toml_str(
+            &with("tcp_time_wait_timeout_s = 120\ntcp_closed_timeout_s = 5"),
+            "lbd.toml",
+        )
+        .unwrap();
+        assert_eq!(config.nat.timeouts.tcp_time_wait, Duration::from_secs(120));
+        assert_eq!(config.nat.timeouts.tcp_closed, Duration::from_secs(5));
+        assert_eq!(
+            NatTimeouts::default().tcp_time_wait,
+            Duration::from_secs(60)
+        );
+        let e = error(&with("tcp_time_wait_timeout_s = 0"));
+        assert!(e.contains("nat.tcp_time_wait_timeout_s"), "{e}");
     }
 
     #[test]

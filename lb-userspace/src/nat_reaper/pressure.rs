@@ -1,8 +1,15 @@
 //! Pressure on the NAT flow table: when a sweep finds it nearly full,
-//! closed flows are freed after [`PRESSED_CLOSED_TIMEOUT`] instead of
+//! closed flows (after both FINs or an RST) are freed after
+//! [`PRESSED_CLOSED_TIMEOUT`] instead of `tcp_time_wait_timeout_s` /
 //! `tcp_closed_timeout_s`, so a burst of short connections reclaims the
 //! finished ones before new flows would be dropped (`drop_nat_table_full`),
 //! as the kernel's conntrack drops unassured entries early when full.
+//! The same goes for a NAT address's source ports towards one backend: a
+//! closed flow holds its port for the backend's TIME_WAIT
+//! (`tcp_time_wait_timeout_s`), and a backend busier than the range
+//! allows for that long would otherwise have its new flows dropped
+//! (`drop_nat_ports_exhausted`); so the fuller of the two, table or
+//! busiest port range, drives the pressure.
 //!
 //! A pure state machine fed each complete sweep and the time: it comes on
 //! at [`ON_PER_MILLE`] of the table and goes off only once a sweep finds
@@ -31,11 +38,13 @@ pub const HOLD: Duration = Duration::from_secs(60);
 /// cheaper loss than refusing new connections.
 pub const PRESSED_CLOSED_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// `timeouts` under pressure: closed flows go after
-/// [`PRESSED_CLOSED_TIMEOUT`] (or sooner if so configured); every other
-/// state keeps its timeout.
+/// `timeouts` under pressure: closed flows (time-wait and closed) go
+/// after [`PRESSED_CLOSED_TIMEOUT`] (or sooner if so configured): their
+/// ports may then meet a backend's TIME_WAIT again, a cheaper loss than
+/// refusing new connections; every other state keeps its timeout.
 pub fn pressed(timeouts: &NatTimeouts) -> NatTimeouts {
     NatTimeouts {
+        tcp_time_wait: timeouts.tcp_time_wait.min(PRESSED_CLOSED_TIMEOUT),
         tcp_closed: timeouts.tcp_closed.min(PRESSED_CLOSED_TIMEOUT),
         ..*timeouts
     }
@@ -57,10 +66,19 @@ impl Pressure {
     }
 
     /// Takes the findings of a complete `sweep` of a table of `capacity`
-    /// entries at `now_ns`; returns the new state when it changed.
-    pub fn sweep_done(&mut self, sweep: &SweepStats, capacity: u32, now_ns: u64) -> Option<bool> {
+    /// entries, source port ranges of `ports` ports each, at `now_ns`;
+    /// returns the new state when it changed.
+    pub fn sweep_done(
+        &mut self,
+        sweep: &SweepStats,
+        capacity: u32,
+        ports: u32,
+        now_ns: u64,
+    ) -> Option<bool> {
         let was = self.on();
-        let per_mille = sweep.entries() * 1000 / u64::from(capacity.max(1));
+        let table = sweep.entries() * 1000 / u64::from(capacity.max(1));
+        let busiest = sweep.ports.values().max().copied().unwrap_or(0);
+        let per_mille = table.max(busiest * 1000 / u64::from(ports.max(1)));
         if per_mille >= ON_PER_MILLE {
             self.last_full_ns = Some(now_ns);
         } else if let Some(full) = self.last_full_ns {
@@ -89,6 +107,8 @@ mod tests {
     use super::*;
 
     const S: u64 = 1_000_000_000;
+    /// A source port range no test here fills.
+    const PORTS: u32 = 64_512;
 
     fn sweep(flows: u64) -> SweepStats {
         SweepStats {
@@ -102,49 +122,89 @@ mod tests {
         let capacity = 1000;
         let mut p = Pressure::default();
         // Two entries a flow: 449 flows = 898 entries, 450 = 900.
-        assert_eq!(p.sweep_done(&sweep(449), capacity, S), None);
+        assert_eq!(p.sweep_done(&sweep(449), capacity, PORTS, S), None);
         assert!(!p.on());
-        assert_eq!(p.sweep_done(&sweep(450), capacity, 2 * S), Some(true));
+        assert_eq!(
+            p.sweep_done(&sweep(450), capacity, PORTS, 2 * S),
+            Some(true)
+        );
         // Emptied by the early reaping: still on within the hold.
-        assert_eq!(p.sweep_done(&sweep(10), capacity, 3 * S), None);
+        assert_eq!(p.sweep_done(&sweep(10), capacity, PORTS, 3 * S), None);
         assert!(p.on());
         // Past the hold but still above three quarters: on.
         let later = 2 * S + HOLD.as_nanos() as u64;
-        assert_eq!(p.sweep_done(&sweep(375), capacity, later), None);
+        assert_eq!(p.sweep_done(&sweep(375), capacity, PORTS, later), None);
         // Past the hold and below three quarters: off.
-        assert_eq!(p.sweep_done(&sweep(374), capacity, later + S), Some(false));
+        assert_eq!(
+            p.sweep_done(&sweep(374), capacity, PORTS, later + S),
+            Some(false)
+        );
         assert!(!p.on());
         // Nearly full again restarts the hold.
         assert_eq!(
-            p.sweep_done(&sweep(460), capacity, later + 2 * S),
+            p.sweep_done(&sweep(460), capacity, PORTS, later + 2 * S),
             Some(true)
         );
-        assert_eq!(p.sweep_done(&sweep(0), capacity, later + 3 * S), None);
+        assert_eq!(
+            p.sweep_done(&sweep(0), capacity, PORTS, later + 3 * S),
+            None
+        );
         assert!(p.on());
         // A zero capacity never divides by zero.
         let mut z = Pressure::default();
-        assert_eq!(z.sweep_done(&sweep(1), 0, S), Some(true));
+        assert_eq!(z.sweep_done(&sweep(1), 0, 0, S), Some(true));
     }
 
     #[test]
-    fn only_the_closed_timeout_shortens_and_never_lengthens() {
+    fn a_backend_short_of_source_ports_turns_it_on_too() {
+        let user = |last: u8| super::super::PortUser {
+            nat_address: "198.18.0.50".parse().unwrap(),
+            backend: std::net::IpAddr::from([198, 19, 2, last]),
+            backend_port: 8080,
+            proto: 6,
+        };
+        // A roomy table, one backend's range 90 % used (another's idle).
+        let ports = |used: u64| SweepStats {
+            flows: BTreeMap::from([("time-wait", used)]),
+            ports: BTreeMap::from([(user(11), used), (user(12), 1)]),
+            ..SweepStats::default()
+        };
+        let mut p = Pressure::default();
+        assert_eq!(p.sweep_done(&ports(899), 1_000_000, 1000, S), None);
+        assert_eq!(
+            p.sweep_done(&ports(900), 1_000_000, 1000, 2 * S),
+            Some(true)
+        );
+        let later = 2 * S + HOLD.as_nanos() as u64;
+        assert_eq!(
+            p.sweep_done(&ports(749), 1_000_000, 1000, later),
+            Some(false)
+        );
+    }
+
+    #[test]
+    fn only_the_closed_timeouts_shorten_and_never_lengthen() {
         let t = NatTimeouts::default();
         let mut p = Pressure::default();
         assert_eq!(p.timeouts(&t), t);
-        p.sweep_done(&sweep(1000), 1000, S);
+        p.sweep_done(&sweep(1000), 1000, PORTS, S);
         let under = p.timeouts(&t);
         assert_eq!(under.tcp_closed, PRESSED_CLOSED_TIMEOUT);
+        assert_eq!(under.tcp_time_wait, PRESSED_CLOSED_TIMEOUT);
         assert_eq!(
             NatTimeouts {
+                tcp_time_wait: t.tcp_time_wait,
                 tcp_closed: t.tcp_closed,
                 ..under
             },
             t
         );
         let short = NatTimeouts {
+            tcp_time_wait: Duration::from_millis(200),
             tcp_closed: Duration::from_millis(300),
             ..t
         };
         assert_eq!(pressed(&short).tcp_closed, Duration::from_millis(300));
+        assert_eq!(pressed(&short).tcp_time_wait, Duration::from_millis(200));
     }
 }

@@ -114,7 +114,7 @@ fn each_state_expires_after_its_own_timeout_and_takes_both_entries() {
         (
             (NAT_F_FIN, NAT_F_REPLIED | NAT_F_FIN),
             IPPROTO_TCP,
-            t.tcp_closed,
+            t.tcp_time_wait,
         ),
         ((0, NAT_F_RST), IPPROTO_TCP, t.tcp_closed),
         ((0, NAT_F_REPLIED), IPPROTO_UDP, t.udp),

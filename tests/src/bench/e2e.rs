@@ -144,11 +144,9 @@ fn nat_slot(system: &str, round: u32) -> u32 {
 /// the bench as 5-10 SYN retransmissions per new-connection run of the
 /// second lbd, each stalling a connection for a second. One lbd's own
 /// table (kept across its restarts by the pins, across failovers by
-/// replication) hands a closed flow's port to another only
-/// `tcp_closed_timeout_s` after it closed, so the same hazard remains
-/// there for ports that come free inside the backends' TIME_WAIT; the
-/// bench's back-to-back cold starts on one address made it happen on
-/// every run.
+/// replication) holds a flow closed by FINs, and its port, as long as the
+/// backends' TIME_WAIT (`tcp_time_wait_timeout_s`); a fresh lbd next to
+/// a previous instance's TIME_WAITs is what the bench did on every run.
 fn nat_source(slot: u32) -> Ipv4Addr {
     let [a, b, c, d] = NAT4.octets();
     Ipv4Addr::new(a, b, c, d + (slot % NAT4_SOURCES) as u8)

@@ -184,13 +184,17 @@ impl Engine {
         };
         // The map's size, not the config's (a reload does not resize it).
         let capacity = self.dataplane.sizes().nat_flows;
+        let nat = &self.config.nat;
+        let ports = u32::from(nat.port_max.saturating_sub(nat.port_min)) + 1;
         let now = crate::clock::monotonic_ns();
-        match self.nat.pressure.sweep_done(sweep, capacity, now) {
+        match self.nat.pressure.sweep_done(sweep, capacity, ports, now) {
             Some(true) => warn!(
                 capacity,
                 entries = sweep.entries(),
+                ports,
+                busiest_ports = sweep.ports.values().max().copied().unwrap_or(0),
                 closed_timeout_ms = PRESSED_CLOSED_TIMEOUT.as_millis(),
-                "NAT flow table nearly full: closed flows are freed sooner; raise [nat] flow_table_size"
+                "NAT flow table or a backend's source ports nearly full: closed flows are freed sooner (their ports may meet the backends' TIME_WAIT); raise [nat] flow_table_size, or add NAT addresses (nat_source) for busy backends"
             ),
             Some(false) => info!(
                 entries = sweep.entries(),
