@@ -67,6 +67,17 @@ pub enum NatFlowState {
 }
 
 impl NatFlowState {
+    /// Every state, in lifecycle order: the series metrics always render
+    /// (a state with no flows reads 0, not absent).
+    pub const ALL: [NatFlowState; 6] = [
+        NatFlowState::TcpSynSent,
+        NatFlowState::TcpEstablished,
+        NatFlowState::TcpClosing,
+        NatFlowState::TcpTimeWait,
+        NatFlowState::TcpClosed,
+        NatFlowState::Udp,
+    ];
+
     /// The state of a flow of protocol `proto` whose forward entry has
     /// `forward_flags` and whose reply entry has `reply_flags` (`NAT_F_*`).
     pub const fn of(proto: u8, forward_flags: u8, reply_flags: u8) -> NatFlowState {
@@ -144,6 +155,23 @@ mod tests {
             ..NatEntry::default()
         };
         assert_eq!(counterpart_key(&reply_key, &reply), key);
+    }
+
+    #[test]
+    fn all_lists_every_state_once_in_lifecycle_order() {
+        use NatFlowState::*;
+        // Exhaustive: a new state fails to compile here until it is placed.
+        let position = |state: NatFlowState| match state {
+            TcpSynSent => 0,
+            TcpEstablished => 1,
+            TcpClosing => 2,
+            TcpTimeWait => 3,
+            TcpClosed => 4,
+            Udp => 5,
+        };
+        for (i, state) in NatFlowState::ALL.iter().enumerate() {
+            assert_eq!(position(*state), i, "{state:?}");
+        }
     }
 
     #[test]

@@ -835,7 +835,7 @@ impl Exporter<'_> {
             .map(|nat| vec![(Vec::new(), to_i64(nat.memory_bytes))]);
         let (flows, capacity, reaped) = match &s.nat {
             Some(nat) => (
-                NAT_STATES
+                lb_common::nat::NatFlowState::ALL
                     .iter()
                     .map(|state| {
                         let n = nat.flows.get(state.name()).copied().unwrap_or(0);
@@ -949,18 +949,6 @@ const EVENT_FAMILIES: [(&str, &str); 4] = [
         "Data-path health checks (encap: a check packet was encapsulated to its backend; drop: it could not be)",
     ),
 ];
-
-const NAT_STATES: [lb_common::nat::NatFlowState; 6] = {
-    use lb_common::nat::NatFlowState::*;
-    [
-        TcpSynSent,
-        TcpEstablished,
-        TcpClosing,
-        TcpTimeWait,
-        TcpClosed,
-        Udp,
-    ]
-};
 
 fn to_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)

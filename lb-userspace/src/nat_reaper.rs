@@ -215,6 +215,12 @@ impl SweepStats {
         2 * self.flows.values().sum::<u64>()
     }
 
+    /// Ports in use at the busiest (NAT address, backend) of all, the
+    /// range closest to running out.
+    pub fn busiest_of_all(&self) -> u64 {
+        self.ports.values().max().copied().unwrap_or(0)
+    }
+
     /// Ports in use from `nat_address`, at the busiest backend (the one
     /// closest to running out).
     pub fn busiest(&self, nat_address: IpAddr) -> u64 {

@@ -77,8 +77,8 @@ impl Pressure {
     ) -> Option<bool> {
         let was = self.on();
         let table = sweep.entries() * 1000 / u64::from(capacity.max(1));
-        let busiest = sweep.ports.values().max().copied().unwrap_or(0);
-        let per_mille = table.max(busiest * 1000 / u64::from(ports.max(1)));
+        let busiest = sweep.busiest_of_all() * 1000 / u64::from(ports.max(1));
+        let per_mille = table.max(busiest);
         if per_mille >= ON_PER_MILLE {
             self.last_full_ns = Some(now_ns);
         } else if let Some(full) = self.last_full_ns {

@@ -360,7 +360,7 @@ pub(crate) fn start(
     round: u32,
     target: &Target,
 ) -> anyhow::Result<Running> {
-    start_lbd_or(
+    start_with_nat_source(
         lab,
         system,
         &format!("{system}-r{round}"),
@@ -380,11 +380,11 @@ pub(crate) fn start_named(
     target: &Target,
     lbd_extra: &str,
 ) -> anyhow::Result<Running> {
-    start_lbd_or(lab, system, name, target, lbd_extra, NAT4)
+    start_with_nat_source(lab, system, name, target, lbd_extra, NAT4)
 }
 
 /// [`start_named`] with `nat_source` as a NAT-mode lbd's NAT address.
-fn start_lbd_or(
+fn start_with_nat_source(
     lab: &mut Lab,
     system: &str,
     name: &str,

@@ -192,7 +192,7 @@ impl Engine {
                 capacity,
                 entries = sweep.entries(),
                 ports,
-                busiest_ports = sweep.ports.values().max().copied().unwrap_or(0),
+                busiest_ports = sweep.busiest_of_all(),
                 closed_timeout_ms = PRESSED_CLOSED_TIMEOUT.as_millis(),
                 "NAT flow table or a backend's source ports nearly full: closed flows are freed sooner (their ports may meet the backends' TIME_WAIT); raise [nat] flow_table_size, or add NAT addresses (nat_source) for busy backends"
             ),
