@@ -44,6 +44,13 @@ pub struct E2eCase {
     /// CPU seconds of the proxy's own processes per second of run (HAProxy,
     /// nginx stream; zero for the kernel data paths).
     pub proxy_cpu: Spread,
+    /// Of the machine's CPU, the share its `ksoftirqd/N` threads ran, %
+    /// (None in older results): softirq work the kernel deferred to the
+    /// per-CPU thread because it had run too long inline. That work cannot
+    /// move to another CPU, so a high share next to idle time means the
+    /// path waited on one CPU's backlog while the other had nothing to do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ksoftirqd_pct: Option<Spread>,
     /// Requests/s of each round, in order (empty in older results): the
     /// systems ran round by round, so they compare within each round.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -174,6 +181,7 @@ struct Sample {
     p99: f64,
     busy: f64,
     softirq: f64,
+    ksoftirqd: f64,
     proxy_cpu: f64,
     loss: Loss,
 }
@@ -191,6 +199,27 @@ pub(crate) fn cpu() -> (u64, u64, u64) {
         .collect();
     let get = |i: usize| fields.get(i).copied().unwrap_or(0);
     (fields.iter().sum(), get(3) + get(4), get(6))
+}
+
+/// The pids of the kernel's `ksoftirqd/N` threads (none where `/proc`
+/// shows another pid namespace: the column then reads 0).
+fn ksoftirqd_pids() -> Vec<u32> {
+    ksoftirqd_pids_in(std::path::Path::new("/proc"))
+}
+
+fn ksoftirqd_pids_in(proc: &std::path::Path) -> Vec<u32> {
+    let Ok(entries) = fs::read_dir(proc) else {
+        return Vec::new();
+    };
+    let mut pids: Vec<u32> = entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            fs::read_to_string(proc.join(pid.to_string()).join("comm"))
+                .is_ok_and(|comm| comm.starts_with("ksoftirqd/"))
+        })
+        .collect();
+    pids.sort_unstable();
+    pids
 }
 
 /// The TCP segments the lab's client and backends have retransmitted so
@@ -710,6 +739,8 @@ fn measure(
                 };
                 let (drops0, retrans0) = (lb_drops(lab, &running)?, retransmitted(lab)?);
                 let (t0, idle0, si0) = cpu();
+                let ksoftirqd = ksoftirqd_pids();
+                let k0 = process_ticks(&ksoftirqd);
                 let p0 = process_ticks(&pids);
                 let started = Instant::now();
                 let (rps, p50, p99) = wrk(
@@ -722,6 +753,7 @@ fn measure(
                 )?;
                 let elapsed = started.elapsed().as_secs_f64();
                 let (t1, idle1, si1) = cpu();
+                let k1 = process_ticks(&ksoftirqd);
                 let loss = Loss {
                     lb_drops: lb_drops(lab, &running)?.saturating_sub(drops0),
                     retransmits: retransmitted(lab)?.saturating_sub(retrans0),
@@ -733,6 +765,7 @@ fn measure(
                     p99,
                     busy: 100.0 * (total - (idle1 - idle0) as f64) / total,
                     softirq: 100.0 * (si1 - si0) as f64 / total,
+                    ksoftirqd: 100.0 * k1.saturating_sub(k0) as f64 / total,
                     proxy_cpu: (process_ticks(&pids) - p0) as f64 / ticks_per_second / elapsed,
                     loss,
                 };
@@ -763,6 +796,7 @@ fn measure(
                 cpu_busy_pct: of(|s| s.busy),
                 softirq_pct: of(|s| s.softirq),
                 proxy_cpu: of(|s| s.proxy_cpu),
+                ksoftirqd_pct: Some(of(|s| s.ksoftirqd)),
                 rps_per_round: samples
                     .iter()
                     .filter(|((s, m), _)| s == system && m == mode)
@@ -790,6 +824,24 @@ fn measure(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_softirq_threads_count() {
+        let proc = std::env::temp_dir().join(format!("lb-proc-{}", std::process::id()));
+        for (pid, comm) in [
+            ("14", "ksoftirqd/0\n"),
+            ("22", "ksoftirqd/1\n"),
+            ("30", "kworker/0:1\n"),
+            ("31", "wrk\n"),
+        ] {
+            fs::create_dir_all(proc.join(pid)).unwrap();
+            fs::write(proc.join(pid).join("comm"), comm).unwrap();
+        }
+        fs::create_dir_all(proc.join("net")).unwrap();
+        assert_eq!(ksoftirqd_pids_in(&proc), vec![14, 22]);
+        fs::remove_dir_all(&proc).unwrap();
+        assert!(ksoftirqd_pids_in(&proc).is_empty());
+    }
 
     #[test]
     fn every_nat_start_of_a_five_round_pass_has_its_own_address() {

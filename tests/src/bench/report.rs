@@ -160,17 +160,17 @@ pub fn markdown(results: &Results, plot: Option<&str>) -> String {
         let _ = writeln!(out, "## End to end in the namespace lab\n");
         let _ = writeln!(
             out,
-            "Client → {{system}} → three nginx backends on one bridged segment (all namespaces on this one machine, so client, load balancer and backends share its {} cores). wrk, {} threads, {} connections, {} s per run, {} rounds interleaved system by system; medians. `direct` goes to one backend only; `xdp-forward` is a bare MAC-rewrite + XDP_TX forwarder spreading by source port over the same backends; HAProxy 2.6 `mode tcp` and nginx `stream` are full proxies on the LB node. CPU: the whole machine's busy share during the run (softirq is where XDP and the kernel's network path run); proxy CPU: CPU-seconds per second of the proxy's own processes. For the new-connection runs the lab's hosts reuse ports (`tcp_tw_reuse` on the client, a small TIME_WAIT table on the servers), as busy load generators do. {LOSS_NOTE}\n",
+            "Client → {{system}} → three nginx backends on one bridged segment (all namespaces on this one machine, so client, load balancer and backends share its {} cores). wrk, {} threads, {} connections, {} s per run, {} rounds interleaved system by system; medians. `direct` goes to one backend only; `xdp-forward` is a bare MAC-rewrite + XDP_TX forwarder spreading by source port over the same backends; HAProxy 2.6 `mode tcp` and nginx `stream` are full proxies on the LB node. CPU: the whole machine's busy share during the run (softirq is where XDP and the kernel's network path run). {KSOFTIRQD_NOTE} Proxy CPU: CPU-seconds per second of the proxy's own processes. For the new-connection runs the lab's hosts reuse ports (`tcp_tw_reuse` on the client, a small TIME_WAIT table on the servers), as busy load generators do. {LOSS_NOTE}\n",
             results.machine.cores, e2e.threads, e2e.connections, e2e.seconds, e2e.rounds
         );
         for mode in ["keep-alive", "new-connection"] {
             let _ = writeln!(out, "### {mode}\n");
-            let _ = writeln!(out, "| system | requests/s (min / median / max) | p50 ms | p99 ms | machine busy % | softirq % | proxy CPU | {LOSS_HEAD} |");
-            let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|");
+            let _ = writeln!(out, "| system | requests/s (min / median / max) | p50 ms | p99 ms | machine busy % | {KSOFTIRQD_HEAD} | softirq % | proxy CPU | {LOSS_HEAD} |");
+            let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|---:|");
             for c in e2e.cases.iter().filter(|c| c.mode == mode) {
                 let _ = writeln!(
                     out,
-                    "| {} | {:.0} / **{:.0}** / {:.0} | {:.2} | {:.2} | {:.0} | {:.0} | {:.2} | {} |",
+                    "| {} | {:.0} / **{:.0}** / {:.0} | {:.2} | {:.2} | {:.0} | {} | {:.0} | {:.2} | {} |",
                     c.system,
                     c.rps.min,
                     c.rps.median,
@@ -178,6 +178,7 @@ pub fn markdown(results: &Results, plot: Option<&str>) -> String {
                     c.p50_ms.median,
                     c.p99_ms.median,
                     c.cpu_busy_pct.median,
+                    ksoftirqd_cell(c),
                     c.softirq_pct.median,
                     c.proxy_cpu.median,
                     loss_cell(c)
@@ -461,9 +462,9 @@ fn e2e_mode_table(out: &mut String, e2e: &super::e2e::E2eResults, softirq: bool)
     };
     let _ = writeln!(
         out,
-        "| mode | system | requests/s (min / median / max) | p50 ms | p99 ms | machine busy % |{head} proxy CPU | {LOSS_HEAD} |"
+        "| mode | system | requests/s (min / median / max) | p50 ms | p99 ms | machine busy % | {KSOFTIRQD_HEAD} |{head} proxy CPU | {LOSS_HEAD} |"
     );
-    let _ = writeln!(out, "|---|---|---|---:|---:|---:|{rule}---:|---:|");
+    let _ = writeln!(out, "|---|---|---|---:|---:|---:|---:|{rule}---:|---:|");
     for c in &e2e.cases {
         let irq = if softirq {
             format!(" {:.0} |", c.softirq_pct.median)
@@ -472,7 +473,7 @@ fn e2e_mode_table(out: &mut String, e2e: &super::e2e::E2eResults, softirq: bool)
         };
         let _ = writeln!(
             out,
-            "| {} | {} | {:.0} / **{:.0}** / {:.0} | {:.2} | {:.2} | {:.0} |{irq} {:.2} | {} |",
+            "| {} | {} | {:.0} / **{:.0}** / {:.0} | {:.2} | {:.2} | {:.0} | {} |{irq} {:.2} | {} |",
             c.mode,
             c.system,
             c.rps.min,
@@ -481,11 +482,25 @@ fn e2e_mode_table(out: &mut String, e2e: &super::e2e::E2eResults, softirq: bool)
             c.p50_ms.median,
             c.p99_ms.median,
             c.cpu_busy_pct.median,
+            ksoftirqd_cell(c),
             c.proxy_cpu.median,
             loss_cell(c)
         );
     }
-    let _ = writeln!(out, "\n{LOSS_NOTE}");
+    let _ = writeln!(out, "\n{LOSS_NOTE} {KSOFTIRQD_NOTE}");
+}
+
+/// The end-to-end tables' column for deferred softirq work.
+const KSOFTIRQD_HEAD: &str = "ksoftirqd %";
+
+/// What that column shows.
+const KSOFTIRQD_NOTE: &str = "ksoftirqd: the share of the machine's CPU its per-CPU softirq threads ran (median of the rounds), part of softirq: receive work the kernel deferred because it had run too long inline. That work stays on its CPU (a veth's receive runs where it was scheduled and stays there while it has work), so a high share beside idle time means the path waited on one CPU while the other had nothing to do.";
+
+/// The median share ksoftirqd ran (`–` in results from before it was
+/// measured).
+fn ksoftirqd_cell(case: &super::e2e::E2eCase) -> String {
+    case.ksoftirqd_pct
+        .map_or_else(|| "–".to_owned(), |s| format!("{:.0}", s.median))
 }
 
 /// The end-to-end tables' loss column: what `loss_cell` shows.
@@ -807,6 +822,7 @@ mod tests {
             cpu_busy_pct: spread,
             softirq_pct: spread,
             proxy_cpu: spread,
+            ksoftirqd_pct: None,
             rps_per_round: vec![1.0, 1.0],
             loss_per_round: Some(vec![
                 super::super::e2e::Loss {
@@ -822,5 +838,8 @@ mod tests {
         assert_eq!(loss_cell(&case), "3 / 7");
         case.loss_per_round = None;
         assert_eq!(loss_cell(&case), "–");
+        assert_eq!(ksoftirqd_cell(&case), "–");
+        case.ksoftirqd_pct = Some(crate::bench::Spread::of(&[61.4, 70.0, 80.0]));
+        assert_eq!(ksoftirqd_cell(&case), "70");
     }
 }
