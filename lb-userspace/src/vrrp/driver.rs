@@ -8,7 +8,7 @@
 use std::{
     collections::BTreeMap,
     net::IpAddr,
-    path::PathBuf,
+    path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
@@ -62,15 +62,33 @@ pub(crate) struct Instance {
 }
 
 impl Instance {
-    /// Removes stale addresses, opens the socket and starts the instance.
-    /// With a `state_file` that says this node was master less than a
-    /// master-down interval ago (lbd restarted), it resumes as master at
-    /// once and keeps its addresses: the backup never notices.
+    /// Whether an instance of `config` would resume as master: its
+    /// `state_file` says this node was master less than a master-down
+    /// interval ago (lbd restarted), so the backup has not taken over yet.
+    /// Decided once, before anything slow, and handed to [`Self::start`]:
+    /// the caller starts such an instance first, while the pinned program
+    /// keeps forwarding, so a slow start-up (the verifier, neighbour
+    /// resolution) does not run the backup's timer out.
+    pub(crate) fn resumes(config: &VrrpConfig, state_file: Option<&Path>) -> bool {
+        state_file.is_some_and(|path| {
+            was_master_within(
+                path,
+                settings_of(config).own_master_down_interval(),
+                crate::clock::monotonic_ns(),
+            )
+        })
+    }
+
+    /// Opens the socket and starts the instance. With `resume` (see
+    /// [`Self::resumes`]) it is master at once and keeps its addresses: the
+    /// backup never notices. Otherwise it first removes stale addresses a
+    /// crash may have left, and starts as the protocol says.
     pub(crate) async fn start(
         config: VrrpConfig,
         interface: &Interface,
         netlink: Netlink,
         state_file: Option<PathBuf>,
+        resume: bool,
     ) -> anyhow::Result<Self> {
         let family = config
             .addresses
@@ -78,19 +96,7 @@ impl Instance {
             .map(Family::of)
             .ok_or_else(|| anyhow!("VRRP instance {} has no address to move", config.vrid))?;
         let local = source_address(&netlink, interface, &config, family).await?;
-        let settings = Settings {
-            vrid: config.vrid,
-            priority: config.priority,
-            adver_interval_cs: u16::try_from(config.advert_interval.as_millis() / 10)
-                .unwrap_or(100),
-            preempt: config.preempt,
-            preempt_delay: config.preempt_delay,
-            accept_mode: false,
-        };
-        let machine = Machine::new(settings, local);
-        let resume = state_file
-            .as_deref()
-            .is_some_and(|path| was_master_within(path, machine.master_down_interval()));
+        let machine = Machine::new(settings_of(&config), local);
         if resume {
             info!(
                 vrid = config.vrid,
@@ -492,9 +498,22 @@ impl Driver {
     }
 }
 
-/// Whether the state file says master, written less than `interval` ago
-/// (CLOCK_MONOTONIC: survives the process, not a reboot, nor does /run).
-fn was_master_within(path: &std::path::Path, interval: Duration) -> bool {
+/// The protocol's settings of an instance's config.
+fn settings_of(config: &VrrpConfig) -> Settings {
+    Settings {
+        vrid: config.vrid,
+        priority: config.priority,
+        adver_interval_cs: u16::try_from(config.advert_interval.as_millis() / 10).unwrap_or(100),
+        preempt: config.preempt,
+        preempt_delay: config.preempt_delay,
+        accept_mode: false,
+    }
+}
+
+/// Whether the state file says master, written less than `interval`
+/// before `now` (CLOCK_MONOTONIC nanoseconds: survives the process, not a
+/// reboot, nor does /run).
+fn was_master_within(path: &Path, interval: Duration, now: u64) -> bool {
     let Ok(text) = std::fs::read_to_string(path) else {
         return false;
     };
@@ -505,7 +524,6 @@ fn was_master_within(path: &std::path::Path, interval: Duration) -> bool {
     let Ok(at) = at.parse::<u64>() else {
         return false;
     };
-    let now = crate::clock::monotonic_ns();
     now >= at && Duration::from_nanos(now - at) < interval
 }
 
@@ -525,5 +543,87 @@ async fn run_notify(program: PathBuf, state: String, vrid: String) {
         Err(_) => {
             warn!(program = %program.display(), %state, "VRRP notify ran over 30 s and was killed")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECOND: u64 = 1_000_000_000;
+
+    /// A state file with `text` in a directory of its own, removed on drop.
+    struct StateFile(PathBuf);
+
+    impl StateFile {
+        fn new(name: &str, text: &str) -> Self {
+            let dir = std::env::temp_dir()
+                .join(format!("lbd-vrrp-state-test-{}-{name}", std::process::id()));
+            std::fs::create_dir_all(&dir).expect("mkdir");
+            let path = dir.join("lbd.vrrp-51-v4.state");
+            std::fs::write(&path, text).expect("write");
+            Self(path)
+        }
+    }
+
+    impl Drop for StateFile {
+        fn drop(&mut self) {
+            if let Some(dir) = self.0.parent() {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
+    }
+
+    #[test]
+    fn only_a_recent_master_record_resumes() {
+        let interval = Duration::from_millis(3_609);
+        let at = 100 * SECOND;
+        let master = StateFile::new("master", &format!("master {at}\n"));
+        assert!(was_master_within(&master.0, interval, at));
+        assert!(was_master_within(&master.0, interval, at + 3 * SECOND));
+        assert!(!was_master_within(&master.0, interval, at + 4 * SECOND));
+        // A record from the future (another boot's clock) is not trusted.
+        assert!(!was_master_within(&master.0, interval, at - 1));
+        for (name, text) in [
+            ("backup", format!("backup {at}\n")),
+            ("stopped", format!("stopped {at}\n")),
+            ("no-time", "master\n".to_owned()),
+            ("bad-time", "master soon\n".to_owned()),
+            ("empty", String::new()),
+        ] {
+            let file = StateFile::new(name, &text);
+            assert!(!was_master_within(&file.0, interval, at), "{text:?}");
+        }
+        let missing = Path::new("/nonexistent/lbd.vrrp-51-v4.state");
+        assert!(!was_master_within(missing, interval, at));
+    }
+
+    #[test]
+    fn resumes_measures_against_the_configs_own_master_down_interval() {
+        let vrrp = VrrpConfig {
+            vrid: 51,
+            priority: 150,
+            advert_interval: Duration::from_secs(1),
+            preempt: true,
+            preempt_delay: Duration::ZERO,
+            addresses: vec!["198.18.0.10".parse().expect("address")],
+            unicast_peers: Vec::new(),
+            announce_count: 1,
+            announce_interval: Duration::from_millis(100),
+            notify: None,
+            track_dataplane: 0,
+            track_interface: 0,
+            track_no_backend: 0,
+            sync_listen: None,
+            sync_peer: None,
+            sync_key_file: None,
+        };
+        let now = crate::clock::monotonic_ns();
+        // 3 s + (256 - 150) / 256 s = 3.414 s.
+        let fresh = StateFile::new("fresh", &format!("master {}\n", now - 3 * SECOND));
+        assert!(Instance::resumes(&vrrp, Some(&fresh.0)));
+        let stale = StateFile::new("stale", &format!("master {}\n", now - 3_500_000_000));
+        assert!(!Instance::resumes(&vrrp, Some(&stale.0)));
+        assert!(!Instance::resumes(&vrrp, None));
     }
 }

@@ -88,6 +88,14 @@ impl Settings {
         Ok(())
     }
 
+    /// Master_Down_Interval at our own advert interval and priority: how
+    /// long our peers wait, after our last advert as master, before one
+    /// takes over (a peer of lower priority waits a little longer).
+    pub(crate) fn own_master_down_interval(&self) -> Duration {
+        let settings = self.normalized();
+        master_down_interval(settings.adver_interval_cs, settings.priority)
+    }
+
     /// The settings the machine runs with: every range forced.
     fn normalized(self) -> Self {
         Self {
@@ -349,17 +357,13 @@ impl Machine {
     /// Master_Down_Interval = 3 × Master_Adver_Interval + Skew_Time: how
     /// long a backup waits without adverts before taking over.
     pub(crate) fn master_down_interval(&self) -> Duration {
-        cs_to_duration(self.master_adver_interval_cs)
-            .saturating_mul(3)
-            .saturating_add(self.skew_time())
+        master_down_interval(self.master_adver_interval_cs, self.priority)
     }
 
     /// Skew_Time = (256 − Priority) × Master_Adver_Interval / 256, computed
     /// in microseconds (truncated), so higher priorities take over sooner.
     pub(crate) fn skew_time(&self) -> Duration {
-        let weight = 256 - u64::from(self.priority);
-        let interval_us = u64::from(self.master_adver_interval_cs) * MICROS_PER_CS;
-        Duration::from_micros(weight * interval_us / 256)
+        skew_time(self.master_adver_interval_cs, self.priority)
     }
 
     /// Master_Adver_Interval: ours until a master's advert is accepted in
@@ -475,6 +479,18 @@ impl Machine {
 /// than panicking.
 fn after(now: Instant, d: Duration) -> Instant {
     now.checked_add(d).unwrap_or(now)
+}
+
+fn master_down_interval(adver_interval_cs: u16, priority: u8) -> Duration {
+    cs_to_duration(adver_interval_cs)
+        .saturating_mul(3)
+        .saturating_add(skew_time(adver_interval_cs, priority))
+}
+
+fn skew_time(adver_interval_cs: u16, priority: u8) -> Duration {
+    let weight = 256 - u64::from(priority);
+    let interval_us = u64::from(adver_interval_cs) * MICROS_PER_CS;
+    Duration::from_micros(weight * interval_us / 256)
 }
 
 fn cs_to_duration(cs: u16) -> Duration {
@@ -655,6 +671,17 @@ mod tests {
         assert_eq!(owner.skew_time(), us(3_906)); // 1 s / 256, truncated
         let lowest = Machine::new(settings(1), ME);
         assert_eq!(lowest.skew_time(), us(996_093));
+        // What a restarted lbd measures its state file against, before it
+        // has a machine.
+        assert_eq!(settings(100).own_master_down_interval(), us(3_609_375));
+        let unchecked = Settings {
+            priority: 0,
+            ..settings(100)
+        };
+        assert_eq!(
+            unchecked.own_master_down_interval(),
+            Machine::new(unchecked, ME).master_down_interval()
+        );
     }
 
     #[test]

@@ -147,6 +147,24 @@ impl Engine {
     pub async fn start(config_path: &Path, config: Config) -> anyhow::Result<(Self, EngineEvents)> {
         let netlink = Netlink::connect()?;
         let interface = netlink.interface(&config.interface).await?;
+        // A restart that resumes mastership speaks first: the backup's
+        // master-down timer has run since the last lbd's last advert, and
+        // the rest of the start (the verifier, neighbour resolution) may
+        // take longer than what is left of it. The pinned program forwards
+        // meanwhile. Instances that do not resume start last, once the data
+        // plane serves: they may become master.
+        let mut resumed = Vec::with_capacity(config.vrrp.len());
+        for vrrp in &config.vrrp {
+            let state_file = vrrp_state_file(&config, vrrp);
+            resumed.push(if Instance::resumes(vrrp, state_file.as_deref()) {
+                Some(
+                    Instance::start(vrrp.clone(), &interface, netlink.clone(), state_file, true)
+                        .await?,
+                )
+            } else {
+                None
+            });
+        }
         let file_vips = u32::try_from(config.vips.len()).unwrap_or(u32::MAX);
         let pins = config.pin_dir.clone().map(PinDir::new);
         let needed_vips = MAX_VIPS_DEFAULT.max(file_vips.saturating_add(SPARE_VIPS));
@@ -281,17 +299,27 @@ impl Engine {
             engine.replication = Some(replication);
             sync_rx = Some(rx);
         }
-        for vrrp in engine.config.vrrp.clone() {
+        for (vrrp, resumed) in engine.config.vrrp.clone().into_iter().zip(resumed) {
             if engine.replication.is_none() {
                 if let Some((replication, rx)) = Replication::start_pair(&vrrp, &node_id).await? {
                     engine.replication = Some(replication);
                     sync_rx = Some(rx);
                 }
             }
-            let state_file = vrrp_state_file(&engine.config, &vrrp);
-            let instance =
-                Instance::start(vrrp, &engine.interface, engine.netlink.clone(), state_file)
-                    .await?;
+            let instance = match resumed {
+                Some(instance) => instance,
+                None => {
+                    let state_file = vrrp_state_file(&engine.config, &vrrp);
+                    Instance::start(
+                        vrrp,
+                        &engine.interface,
+                        engine.netlink.clone(),
+                        state_file,
+                        false,
+                    )
+                    .await?
+                }
+            };
             engine.vrrp.push(instance);
         }
         engine.track();
