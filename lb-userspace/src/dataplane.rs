@@ -1129,6 +1129,21 @@ impl Drop for Dataplane {
     }
 }
 
+/// Flags the kernel sets on a map of `map_type` whatever it was created
+/// with, so a pinned map reads back with them: device maps are read-only
+/// to programs (`BPF_F_RDONLY_PROG`, as a lookup returns the device
+/// itself). Compared as created, else every restart would find the pinned
+/// TX ports "changed" and start them afresh.
+fn flags_the_kernel_adds(map_type: u32) -> u32 {
+    const BPF_F_RDONLY_PROG: u32 = 1 << 7;
+    const BPF_MAP_TYPE_DEVMAP: u32 = 14;
+    const BPF_MAP_TYPE_DEVMAP_HASH: u32 = 25;
+    match map_type {
+        BPF_MAP_TYPE_DEVMAP | BPF_MAP_TYPE_DEVMAP_HASH => BPF_F_RDONLY_PROG,
+        _ => 0,
+    }
+}
+
 /// Checks the pins a previous lbd left against what this object and these
 /// sizes need. Incompatible pins are removed (logged): the map is created
 /// afresh. The state maps go together: if any of them cannot be adopted,
@@ -1166,12 +1181,13 @@ fn check_pins(
             map.map_flags(),
         );
         let have = MapInfo::from_pin(&path).ok().and_then(|info| {
+            let map_type = info.map_type().ok()? as u32;
             Some((
-                info.map_type().ok()? as u32,
+                map_type,
                 info.key_size(),
                 info.value_size(),
                 info.max_entries(),
-                info.map_flags(),
+                info.map_flags() & !flags_the_kernel_adds(map_type),
             ))
         });
         if have == Some(want) {

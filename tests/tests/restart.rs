@@ -110,6 +110,8 @@ fn kill_9_and_restart_keeps_forwarding_and_the_connection_table() {
     }
     let log = lab.log("lbd2");
     assert!(log.contains("adopting the pinned data plane"), "{log}");
+    // Every pinned map fits the same lbd: none is started afresh.
+    assert!(!log.contains("does not fit this lbd"), "{log}");
     assert!(log.contains("replaced atomically"), "{log}");
     let after = status(&lab);
     assert!(

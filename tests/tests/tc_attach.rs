@@ -137,6 +137,8 @@ fn tc_balances_restarts_hitlessly_and_leaves_nothing_on_sigint() {
     }
     let log = lab.log("lbd2");
     assert!(log.contains("adopting the pinned data plane"), "{log}");
+    // Every pinned map fits the same lbd: none is started afresh.
+    assert!(!log.contains("does not fit this lbd"), "{log}");
     assert!(
         log.contains("tc program replaced atomically on the pinned link"),
         "{log}"
