@@ -110,11 +110,12 @@ pub(super) fn decide(
             if !opening {
                 // Almost always a new flow now (a table holding its
                 // configured flows keeps about 5 % of them in their second
-                // bucket): the loads of its half-open bucket's header and
-                // of the slot its insert would write start here, their
-                // misses overlapping the second bucket's.
+                // bucket): the loads of its half-open bucket's header, of
+                // its Maglev slot and of the slot its insert would write
+                // start here, their misses overlapping the second bucket's.
                 hash = flow_hash_after(key, place);
                 half_open::warm(hash);
+                select::warm(vip, hash);
                 // SAFETY: as above.
                 unsafe { flow_table::warm_free_way(first) };
             }
