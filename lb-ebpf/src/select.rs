@@ -22,11 +22,7 @@ pub fn pick_hashed(vip: &VipMeta, key: &FlowKey) -> Option<(u32, &'static Backen
 /// backend).
 #[inline(always)]
 pub fn pick_with(vip: &VipMeta, hash: u32) -> Option<(u32, &'static Backend)> {
-    if vip.table_size == 0 {
-        return None;
-    }
-    let slot = hash % vip.table_size;
-    let id = *MAGLEV.get(maglev_index(vip.id, vip.active_table & 1, slot))?;
+    let id = *slot(vip, hash)?;
     if id == NO_BACKEND {
         return None;
     }
@@ -41,14 +37,24 @@ pub fn pick_with(vip: &VipMeta, hash: u32) -> Option<(u32, &'static Backend)> {
 /// rarely in the caches.
 #[inline(always)]
 pub fn warm(vip: &VipMeta, hash: u32) {
-    if vip.table_size == 0 {
-        return;
-    }
-    let slot = hash % vip.table_size;
-    if let Some(id) = MAGLEV.get(maglev_index(vip.id, vip.active_table & 1, slot)) {
+    if let Some(id) = slot(vip, hash) {
         // SAFETY: a live element of the map; the value is not used.
         let _ = unsafe { core::ptr::read_volatile(id) };
     }
+}
+
+/// The slot of the VIP's live Maglev table that a flow with hash `hash`
+/// falls in; None while the VIP has no table.
+#[inline(always)]
+fn slot(vip: &VipMeta, hash: u32) -> Option<&'static u32> {
+    if vip.table_size == 0 {
+        return None;
+    }
+    MAGLEV.get(maglev_index(
+        vip.id,
+        vip.active_table & 1,
+        hash % vip.table_size,
+    ))
 }
 
 /// The backend with this id if it can take packets.
