@@ -153,16 +153,16 @@ impl Engine {
         // take longer than what is left of it. The pinned program forwards
         // meanwhile. Instances that do not resume start last, once the data
         // plane serves: they may become master.
-        let mut resumed = Vec::with_capacity(config.vrrp.len());
+        let mut vrrp_starts = Vec::with_capacity(config.vrrp.len());
         for vrrp in &config.vrrp {
             let state_file = vrrp_state_file(&config, vrrp);
-            resumed.push(if Instance::resumes(vrrp, state_file.as_deref()) {
-                Some(
+            vrrp_starts.push(if Instance::resumes(vrrp, state_file.as_deref()) {
+                VrrpStart::Resumed(Box::new(
                     Instance::start(vrrp.clone(), &interface, netlink.clone(), state_file, true)
                         .await?,
-                )
+                ))
             } else {
-                None
+                VrrpStart::Later(state_file)
             });
         }
         let file_vips = u32::try_from(config.vips.len()).unwrap_or(u32::MAX);
@@ -299,17 +299,16 @@ impl Engine {
             engine.replication = Some(replication);
             sync_rx = Some(rx);
         }
-        for (vrrp, resumed) in engine.config.vrrp.clone().into_iter().zip(resumed) {
+        for (vrrp, start) in engine.config.vrrp.clone().into_iter().zip(vrrp_starts) {
             if engine.replication.is_none() {
                 if let Some((replication, rx)) = Replication::start_pair(&vrrp, &node_id).await? {
                     engine.replication = Some(replication);
                     sync_rx = Some(rx);
                 }
             }
-            let instance = match resumed {
-                Some(instance) => instance,
-                None => {
-                    let state_file = vrrp_state_file(&engine.config, &vrrp);
+            let instance = match start {
+                VrrpStart::Resumed(instance) => *instance,
+                VrrpStart::Later(state_file) => {
                     Instance::start(
                         vrrp,
                         &engine.interface,
@@ -685,6 +684,16 @@ impl Engine {
             }
         })
     }
+}
+
+/// A configured VRRP instance at start-up: started at once because it
+/// resumes mastership, or still to start (once the data plane serves),
+/// with its state file.
+enum VrrpStart {
+    /// Started before the data plane loaded.
+    Resumed(Box<Instance>),
+    /// To start last.
+    Later(Option<PathBuf>),
 }
 
 /// Where a VRRP instance records its state for the next lbd: beside the
