@@ -118,6 +118,9 @@ impl KeepAlive {
 
     /// Opens one connection to `address` from namespace `netns` with
     /// source port `port`, so the flow's 5-tuple is known in advance.
+    /// `port` must lie below the namespace's ephemeral range (32768 and
+    /// up by default): an earlier connection of the test may still hold
+    /// an ephemeral port in TIME_WAIT, and binding it then fails.
     pub fn open_from_port(netns: &str, address: IpAddr, port: u16) -> anyhow::Result<KeepAlive> {
         use socket2::{Domain, Socket, Type};
         let target = std::net::SocketAddr::new(address, HTTP_PORT);

@@ -258,7 +258,7 @@ fn nat_flows_are_translated_shown_and_reaped() {
     );
     assert_eq!(tally.by_backend.len(), 3, "{:?}", tally.by_backend);
 
-    let mut kept = KeepAlive::open_from_port(&lab.client.netns, std::net::IpAddr::V4(VIP4), 45_678)
+    let mut kept = KeepAlive::open_from_port(&lab.client.netns, std::net::IpAddr::V4(VIP4), 24_678)
         .expect("keep-alive connection");
     kept.request().expect("first request");
     let flow = lab
@@ -267,7 +267,7 @@ fn nat_flows_are_translated_shown_and_reaped() {
             &[
                 "flow",
                 "198.18.0.100:80",
-                &format!("{}:45678", lab.client.ipv4),
+                &format!("{}:24678", lab.client.ipv4),
             ],
         )
         .expect("lbctl flow");
