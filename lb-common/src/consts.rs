@@ -57,6 +57,13 @@ pub const FLOW_F_RST: u32 = 2;
 /// `FlowEntry::flags`: the flow's TCP state marks, the part of the word
 /// that means the same on every node (replicated; the rest is local).
 pub const FLOW_F_STATE: u32 = FLOW_F_FIN | FLOW_F_RST;
+/// `FlowEntry::flags`: a TCP flow whose SYN is in the table and whose
+/// client has not yet acknowledged the handshake (its way has the
+/// half-open class, `flow_table::CLASS_HALF_OPEN`). In the flags too, not
+/// only in the way's tag, so lbd's readers (drain counts, replication,
+/// `lbctl flow`) tell a handshake from a connection. Local to the node
+/// (never replicated: half-open flows stay on the node that saw the SYN).
+pub const FLOW_F_HALF_OPEN: u32 = 4;
 /// `FlowEntry::flags`: the ACL mark, `guard::acl_mark` of the rules'
 /// generation the flow's packets last passed the deny and allow lists
 /// under (0: none). While it is current, the flow's packets skip the
@@ -95,6 +102,10 @@ pub const TX_PORTS_MAX: u32 = 64;
 /// `LbConfig::flags`: some VIP is in NAT mode, so packets to no VIP are
 /// looked up in `NAT_BUCKETS` as possible replies.
 pub const CONFIG_F_NAT: u8 = 1;
+/// `LbConfig::flags`: lbd is in SYN-flood mode (`flood`): a new TCP flow's
+/// SYN goes to the half-open table alone, never to a free way of the
+/// connection table, so a flood leaves that table to real connections.
+pub const CONFIG_F_SYN_FLOOD: u8 = 2;
 
 /// Refresh `FlowEntry::last_seen_ns` at most this often, so a tracked flow's
 /// packets rarely write to the shared connection table.

@@ -19,7 +19,8 @@ use aya::{
 };
 use lb_common::{
     consts::{
-        maglev_index, names, CONFIG_F_NAT, MAGLEV_SIZE_MAX, MAGLEV_TABLES_PER_VIP, MAX_BACKENDS,
+        maglev_index, names, CONFIG_F_NAT, CONFIG_F_SYN_FLOOD, MAGLEV_SIZE_MAX,
+        MAGLEV_TABLES_PER_VIP, MAX_BACKENDS,
     },
     flow_table,
     stats::{Counter, COUNTER_COUNT},
@@ -1043,6 +1044,21 @@ impl Dataplane {
             .get(&0, 0)
             .map_err(|e| map_error("reading", names::MAP_CONFIG, e))?;
         config.iface_mac = mac;
+        self.set_config(&config)
+    }
+
+    /// Sets or clears SYN-flood mode (`CONFIG_F_SYN_FLOOD`: SYNs to the
+    /// half-open table alone), keeping the other node flags.
+    pub fn set_syn_flood(&mut self, flood: bool) -> Result<()> {
+        let mut config = self
+            .config
+            .get(&0, 0)
+            .map_err(|e| map_error("reading", names::MAP_CONFIG, e))?;
+        if flood {
+            config.flags |= CONFIG_F_SYN_FLOOD;
+        } else {
+            config.flags &= !CONFIG_F_SYN_FLOOD;
+        }
         self.set_config(&config)
     }
 

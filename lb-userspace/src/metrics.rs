@@ -46,6 +46,7 @@ pub(crate) const FAMILIES: &[(&str, &str)] = &[
     ("lbd_conntrack_entries", "gauge"),
     ("lbd_conntrack_capacity", "gauge"),
     ("lbd_conntrack_memory_bytes", "gauge"),
+    ("lbd_conntrack_handshakes", "gauge"),
     ("lbd_conntrack_half_open_entries", "gauge"),
     ("lbd_conntrack_half_open_capacity", "gauge"),
     ("lbd_syn_flood", "gauge"),
@@ -417,6 +418,11 @@ impl Exporter<'_> {
             "conntrack_memory_bytes",
             "Bytes of kernel memory the connection table takes",
             vec![(Vec::new(), to_i64(s.conntrack.memory_bytes))],
+        );
+        self.gauge(
+            "conntrack_handshakes",
+            "Connection-table entries that are TCP handshakes (SYN seen, ACK not yet)",
+            vec![(Vec::new(), to_i64(s.conntrack.handshakes))],
         );
         self.gauge(
             "conntrack_half_open_entries",
@@ -1079,6 +1085,7 @@ mod tests {
                 entries: 5,
                 capacity: 1024,
                 memory_bytes: 147_456,
+                handshakes: 2,
                 half_open: 3,
                 half_open_capacity: 32_768,
                 syn_flood: true,
@@ -1239,6 +1246,7 @@ mod tests {
             "lbd_vrrp_adverts_ignored_total{vrid=\"51\",reason=\"ttl\"} 3",
             "lbd_conntrack_entries 5",
             "lbd_conntrack_memory_bytes 147456",
+            "lbd_conntrack_handshakes 2",
             "lbd_conntrack_half_open_entries 3",
             "lbd_conntrack_half_open_capacity 32768",
             "lbd_syn_flood 1",

@@ -165,6 +165,7 @@ pub fn flood_of(
         vip: VIP4,
         port: HTTP_PORT,
         count,
+        first: 0,
         limit,
         per_s,
     })

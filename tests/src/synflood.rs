@@ -30,6 +30,9 @@ pub struct SynFlood {
     pub port: u16,
     /// SYNs to send at most.
     pub count: u32,
+    /// Number of the first SYN (`frame`): a later flood starting past an
+    /// earlier one's numbers sends other flows.
+    pub first: u32,
     /// Time to send them in at most.
     pub limit: Duration,
     /// SYNs a second at most (None: as fast as the sender goes; its pace
@@ -85,7 +88,7 @@ impl SynFlood {
                     std::thread::sleep(wait);
                 }
             }
-            let frame = self.frame(n)?;
+            let frame = self.frame(self.first.wrapping_add(n))?;
             loop {
                 if started.elapsed() >= self.limit {
                     break 'frames;
@@ -204,6 +207,7 @@ mod tests {
             vip: Ipv4Addr::new(198, 18, 0, 100),
             port: 80,
             count: 3,
+            first: 0,
             limit: Duration::from_secs(1),
             per_s: None,
         };

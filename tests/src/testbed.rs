@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use anyhow::{anyhow, Context as _};
 use aya::programs::{TestRun as _, TestRunOptions};
 use lb_common::{
-    consts::{names, IPPROTO_TCP, IPPROTO_UDP},
+    consts::{names, FLOW_F_HALF_OPEN, IPPROTO_TCP, IPPROTO_UDP},
     hash::flow_hash,
     stats::Counter,
     FlowKey, LbConfig,
@@ -261,6 +261,34 @@ impl TestBed {
         .context("BPF_PROG_TEST_RUN")?;
         out.truncate(result.data_size_out as usize);
         Ok((result.return_value, out, result.duration))
+    }
+
+    /// TCP handshakes the data plane holds (SYN seen, ACK not yet): SYNs
+    /// the connection table took (`FLOW_F_HALF_OPEN`) and those held in
+    /// the half-open table.
+    pub fn handshakes(&self) -> u64 {
+        let in_table = self
+            .dataplane
+            .flows()
+            .filter(|(_, entry)| entry.flags & FLOW_F_HALF_OPEN != 0)
+            .count() as u64;
+        in_table + self.dataplane.half_open_count()
+    }
+
+    /// The flow `flow` (of `protocol`) as a handshake: its entry, from
+    /// the connection table (flagged `FLOW_F_HALF_OPEN`) or the half-open
+    /// table.
+    pub fn handshake(&self, key: &FlowKey) -> Option<lb_common::FlowEntry> {
+        match self.dataplane.flow(key) {
+            Ok(Some(entry)) if entry.flags & FLOW_F_HALF_OPEN != 0 => Some(entry),
+            _ => self.dataplane.half_open_flow(key),
+        }
+    }
+
+    /// Puts the data plane in SYN-flood mode (`CONFIG_F_SYN_FLOOD`: SYNs
+    /// go to the half-open table alone) or takes it out, as lbd does.
+    pub fn set_syn_flood(&mut self, flood: bool) -> anyhow::Result<()> {
+        Ok(self.dataplane.set_syn_flood(flood)?)
     }
 
     /// A node counter summed over CPUs.

@@ -17,7 +17,11 @@ use std::{
 };
 
 use aya::programs::{TestRun as _, TestRunOptions};
-use lb_common::{consts::names, flow_table::FLOW_WAYS, stats::Counter};
+use lb_common::{
+    consts::{names, FLOW_F_HALF_OPEN},
+    flow_table::FLOW_WAYS,
+    stats::Counter,
+};
 use lb_tests::{
     bench::xdp::pin_to_cpu,
     packet::{self, Flow, Tcp, ACK, SYN},
@@ -136,7 +140,7 @@ fn two_cpus_inserting_the_same_flows_leave_each_exactly_once() {
 }
 
 #[test]
-fn a_full_bucket_evicts_closed_flows_before_established_ones_and_a_syn_evicts_nothing() {
+fn a_full_bucket_evicts_closed_flows_before_established_ones_and_a_syn_evicts_no_live_flow() {
     let vip = vip4_tcp();
     // The smallest table: one bucket of eight ways, so every flow meets
     // every other.
@@ -147,6 +151,7 @@ fn a_full_bucket_evicts_closed_flows_before_established_ones_and_a_syn_evicts_no
     };
     let flows: Vec<Flow> = (0..12).map(flow).collect();
     let key = |f: &Flow| flow_key(f, Protocol::Tcp);
+    let entry = |bed: &TestBed, f: &Flow| bed.dataplane.flow(&key(f)).expect("read");
     // Ways 0..5: established (SYN, then the client's ACK); 6: closed
     // (FIN seen); 7: established, first seen mid-flow (an ACK).
     for f in &flows[..6] {
@@ -159,14 +164,9 @@ fn a_full_bucket_evicts_closed_flows_before_established_ones_and_a_syn_evicts_no
     run(&mut bed, &flows[7], ACK);
     let full = tracked(&bed);
     assert_eq!(full.len(), FLOW_WAYS);
-    // A SYN to the full bucket is held half-open: not even the closed
-    // flow's way is taken.
+    // A SYN to the full bucket takes the closed flow's way (no live flow
+    // holds it), as a handshake: the established ones stay.
     run(&mut bed, &flows[8], SYN);
-    assert_eq!(tracked(&bed), full, "a SYN changed the connection table");
-    assert!(bed.dataplane.half_open_flow(&key(&flows[8])).is_some());
-    // Its ACK brings it in, in the closed flow's way: the established
-    // ones stay.
-    run(&mut bed, &flows[8], ACK);
     let table = tracked(&bed);
     assert!(
         !table.contains_key(&key(&flows[6])),
@@ -175,8 +175,23 @@ fn a_full_bucket_evicts_closed_flows_before_established_ones_and_a_syn_evicts_no
     for f in flows[..6].iter().chain(&flows[7..9]) {
         assert!(table.contains_key(&key(f)), "{f:?} was evicted");
     }
-    // Only established flows left: the least recently seen goes (flows
-    // 0..5 and 7 were seen in the same tick or so, so one of them).
+    let handshake = entry(&bed, &flows[8]).expect("the SYN's entry");
+    assert_ne!(handshake.flags & FLOW_F_HALF_OPEN, 0, "{handshake:?}");
+    assert!(bed.dataplane.half_open_flow(&key(&flows[8])).is_none());
+    // Its ACK makes it established, in place.
+    run(&mut bed, &flows[8], ACK);
+    let established = entry(&bed, &flows[8]).expect("the flow's entry");
+    assert_eq!(established.flags & FLOW_F_HALF_OPEN, 0, "{established:?}");
+    assert_eq!(established.backend_id, handshake.backend_id);
+    // Now every way holds a live flow: a SYN is held half-open and
+    // changes nothing here.
+    let full = tracked(&bed);
+    run(&mut bed, &flows[9], SYN);
+    assert_eq!(tracked(&bed), full, "a SYN evicted a live flow");
+    assert!(bed.dataplane.half_open_flow(&key(&flows[9])).is_some());
+    // Its ACK brings it in: only established flows are there, so the
+    // least recently seen goes (flows 0..5 and 7 were seen in the same
+    // tick or so, so one of them).
     run(&mut bed, &flows[9], ACK);
     let table = tracked(&bed);
     assert_eq!(table.len(), FLOW_WAYS);

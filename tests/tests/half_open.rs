@@ -1,16 +1,19 @@
-//! Half-open TCP flows kept apart from the connection table, through the
-//! compiled packet path under BPF_PROG_TEST_RUN, for both connection-table
-//! designs (the bucket table and the kernel LRU) and IPv4 and IPv6: a SYN
-//! is held in the half-open table (the connection table untouched), the
-//! client's ACK moves the flow into the connection table with the backend
-//! its SYN went to (even after the backend set changed), and a SYN flood
-//! of distinct sources well past the half-open table's capacity leaves
-//! every established flow where it was. The table is pinned: a restarted
-//! lbd adopts it with the rest of the data plane, so a handshake under way
-//! across a restart completes on its SYN's backend. Needs root.
+//! Half-open TCP flows (handshakes), through the compiled packet path
+//! under BPF_PROG_TEST_RUN, for both connection-table designs and IPv4
+//! and IPv6, held either way (`Held`): in the bucket table (its default:
+//! a SYN takes a way no live flow holds, as a handshake its ACK makes
+//! established in place) or apart, in the half-open table (the kernel
+//! map's way, and the bucket table's in SYN-flood mode or when the SYN's
+//! buckets hold only live flows). Either way the client's ACK completes
+//! the flow on the backend its SYN went to (even after the backend set
+//! changed), and a SYN flood of distinct sources well past the half-open
+//! table's capacity leaves every established flow where it was. Both
+//! tables are pinned: a restarted lbd adopts them with the rest of the
+//! data plane, so a handshake under way across a restart completes on
+//! its SYN's backend. Needs root.
 
 use lb_common::{
-    consts::{HALF_OPEN_BUCKETS, HALF_OPEN_SIZE_DEFAULT, NAT_FLOWS_SIZE_DEFAULT},
+    consts::{FLOW_F_HALF_OPEN, HALF_OPEN_BUCKETS, HALF_OPEN_SIZE_DEFAULT, NAT_FLOWS_SIZE_DEFAULT},
     flow_table::FLOW_WAYS,
     stats::Counter,
     FlowKey,
@@ -30,12 +33,32 @@ use lb_userspace::{
 /// Half-open flows the table has room for.
 const HALF_OPEN_SLOTS: u32 = HALF_OPEN_BUCKETS * FLOW_WAYS as u32;
 
-fn bed(hook: Hook, kind: ConntrackKind, vips: &[VipConfig]) -> TestBed {
+/// Where a SYN's handshake is held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Held {
+    /// In the connection table (the bucket table, outside flood mode).
+    InTable,
+    /// In the half-open table (a kernel map; the bucket table in flood
+    /// mode, `CONFIG_F_SYN_FLOOD`).
+    Apart,
+}
+
+/// `bed` set up to hold handshakes as `held` says: flood mode for
+/// `Apart` (a kernel map holds them apart anyway).
+fn holding(mut bed: TestBed, held: Held) -> TestBed {
+    bed.set_syn_flood(held == Held::Apart).expect("flood mode");
+    bed
+}
+
+fn bed(hook: Hook, kind: ConntrackKind, vips: &[VipConfig], held: Held) -> TestBed {
     let options = LoadOptions {
         conntrack_kind: kind,
         ..LoadOptions::default()
     };
-    TestBed::with_options(vips, hook, 4096, &options).expect("test bed")
+    holding(
+        TestBed::with_options(vips, hook, 4096, &options).expect("test bed"),
+        held,
+    )
 }
 
 fn flow(src: &str, sport: u16, vip: &VipConfig) -> Flow {
@@ -74,6 +97,27 @@ fn completes_on(bed: &mut TestBed, flow: &Flow, (id, mac): (u32, [u8; 6]), what:
         Some(id),
         "{flow:?} is tracked on its SYN's backend"
     );
+    let flags = tracked.map_or(0, |e| e.flags);
+    assert_eq!(flags & FLOW_F_HALF_OPEN, 0, "{flow:?} is established");
+}
+
+/// Asserts `flow`'s handshake is held as `held` says, on backend `id`.
+fn held_as(bed: &TestBed, flow: &Flow, id: u32, held: Held) {
+    assert_eq!(
+        bed.handshake(&key(flow)).map(|e| e.backend_id),
+        Some(id),
+        "{flow:?} is half-open"
+    );
+    assert_eq!(
+        bed.dataplane.half_open_flow(&key(flow)).is_some(),
+        held == Held::Apart,
+        "{flow:?} held {held:?}"
+    );
+    assert_eq!(
+        bed.dataplane.flow(&key(flow)).expect("lookup").is_some(),
+        held == Held::InTable,
+        "{flow:?} held {held:?}"
+    );
 }
 
 fn grown(vip: &VipConfig) -> VipConfig {
@@ -96,12 +140,13 @@ fn client(vip: &VipConfig) -> &'static str {
     }
 }
 
-fn a_syn_is_held_apart_and_its_ack_joins_the_table_on_the_syn_backend(
+fn a_syns_handshake_is_held_and_its_ack_completes_it_on_the_syn_backend(
     hook: Hook,
     kind: ConntrackKind,
+    held: Held,
 ) {
     let vips = [vip4_tcp(), vip6_tcp(), vip4_udp()];
-    let mut bed = bed(hook, kind, &vips);
+    let mut bed = bed(hook, kind, &vips, held);
     let mut flows = Vec::new();
     for vip in &vips[..2] {
         for sport in 41_000..41_064 {
@@ -109,24 +154,14 @@ fn a_syn_is_held_apart_and_its_ack_joins_the_table_on_the_syn_backend(
             let (_, mac) = bed.maglev_backend(vip, &flow).expect("backend");
             let id = bed.maglev_backend_id(vip, &flow).expect("backend id");
             forwarded_to(&mut bed, &packet::tcp(&flow, SYN, None, b""), mac, "a SYN");
-            let held = bed.dataplane.half_open_flow(&key(&flow));
-            assert_eq!(
-                held.map(|e| e.backend_id),
-                Some(id),
-                "{flow:?} is half-open"
-            );
-            assert_eq!(
-                bed.dataplane.flow(&key(&flow)).expect("lookup"),
-                None,
-                "{flow:?}'s SYN leaves the connection table untouched"
-            );
+            held_as(&bed, &flow, id, held);
             flows.push((vip.clone(), flow, id, mac));
         }
     }
     let syns = flows.len() as u64;
     assert_eq!(counter(&bed, Counter::ConntrackHalfOpenNew), syns);
     assert_eq!(counter(&bed, Counter::ConntrackNew), 0);
-    assert_eq!(bed.dataplane.half_open_count(), syns);
+    assert_eq!(bed.handshakes(), syns);
     // A retransmitted SYN goes where the first went and adds nothing.
     let (_, first, _, mac) = flows[0].clone();
     forwarded_to(
@@ -161,7 +196,7 @@ fn a_syn_is_held_apart_and_its_ack_joins_the_table_on_the_syn_backend(
     assert!(moved > 0, "the new backend moves some of {syns} flows");
     assert_eq!(counter(&bed, Counter::ConntrackHalfOpenPromoted), syns);
     assert_eq!(counter(&bed, Counter::ConntrackNew), syns);
-    assert_eq!(bed.dataplane.half_open_count(), 0);
+    assert_eq!(bed.handshakes(), 0);
 
     // An ACK neither table knows (a flow from before a restart) takes
     // Maglev's pick into the connection table, as before.
@@ -211,9 +246,12 @@ fn send_flood(bed: &mut TestBed, vips: &[VipConfig], count: u32) {
     }
 }
 
-fn a_syn_flood_past_the_half_open_capacity_evicts_no_established_flow(kind: ConntrackKind) {
+fn a_syn_flood_past_the_half_open_capacity_evicts_no_established_flow(
+    kind: ConntrackKind,
+    held: Held,
+) {
     let vips = [vip4_tcp(), vip6_tcp()];
-    let mut bed = bed(Hook::Xdp, kind, &vips);
+    let mut bed = bed(Hook::Xdp, kind, &vips, held);
     // Established flows: SYN, then ACK.
     let mut established = Vec::new();
     for vip in &vips {
@@ -239,19 +277,30 @@ fn a_syn_flood_past_the_half_open_capacity_evicts_no_established_flow(kind: Conn
         counter(&bed, Counter::ConntrackHalfOpenNew),
         u64::from(flood) + tracked
     );
+    // Held apart, the flood overflows the half-open table; in the bucket
+    // table, it first takes the free ways there (every one a SYN's two
+    // buckets offer), then overflows the half-open table.
+    let in_table = bed.handshakes() - bed.dataplane.half_open_count();
+    match held {
+        Held::Apart => assert_eq!(in_table, 0, "flood SYNs in the connection table"),
+        Held::InTable => assert!(
+            in_table > bed.dataplane.flow_capacity() / 2,
+            "{in_table} flood SYNs took free ways of the connection table"
+        ),
+    }
     let evicted = counter(&bed, Counter::ConntrackHalfOpenEvicted);
     assert!(
-        evicted >= u64::from(flood - HALF_OPEN_SLOTS),
+        evicted >= u64::from(flood - HALF_OPEN_SLOTS).saturating_sub(in_table),
         "{evicted} half-open flows evicted"
     );
-    let held = bed.dataplane.half_open_count();
+    let held_apart = bed.dataplane.half_open_count();
     assert!(
-        held <= u64::from(HALF_OPEN_SLOTS) && held > u64::from(HALF_OPEN_SLOTS) * 9 / 10,
-        "{held} half-open flows held of {HALF_OPEN_SLOTS}"
+        held_apart <= u64::from(HALF_OPEN_SLOTS),
+        "{held_apart} half-open flows held of {HALF_OPEN_SLOTS}"
     );
     // Not one established flow was touched.
     assert_eq!(counter(&bed, Counter::ConntrackNew), tracked);
-    assert_eq!(bed.dataplane.flow_count(), tracked);
+    assert_eq!(bed.dataplane.flow_count(), tracked + in_table);
     for (flow, id, mac) in &established {
         let entry = bed.dataplane.flow(&key(flow)).expect("lookup");
         assert_eq!(entry.map(|e| e.backend_id), Some(*id), "{flow:?} kept");
@@ -260,6 +309,27 @@ fn a_syn_flood_past_the_half_open_capacity_evicts_no_established_flow(kind: Conn
             &packet::tcp(flow, ACK, None, b"more"),
             *mac,
             "an established flow's packet after the flood",
+        );
+    }
+    // New connections after the flood find their room: a flow that is
+    // not a handshake evicts the flood's handshakes before any live flow.
+    let newcomers: Vec<Flow> = (0..256)
+        .map(|n| flow(client(&vips[0]), 47_000 + n, &vips[0]))
+        .collect();
+    for flow in &newcomers {
+        let (_, mac) = bed.maglev_backend(&vips[0], flow).expect("backend");
+        forwarded_to(
+            &mut bed,
+            &packet::tcp(flow, ACK, None, b"GET /"),
+            mac,
+            "a new flow",
+        );
+    }
+    assert_eq!(counter(&bed, Counter::ConntrackInsertFailed), 0);
+    for flow in established.iter().map(|(f, _, _)| f).chain(&newcomers) {
+        assert!(
+            bed.dataplane.flow(&key(flow)).expect("lookup").is_some(),
+            "{flow:?} is tracked"
         );
     }
 }
@@ -332,14 +402,21 @@ fn open_handshakes(bed: &mut TestBed, vips: &[VipConfig]) -> Vec<(VipConfig, Flo
     flows
 }
 
-fn a_restart_keeps_the_half_open_flows_and_their_acks_reach_the_syn_backend(kind: ConntrackKind) {
-    let pins = Pins::new("restart", kind);
+fn a_restart_keeps_the_half_open_flows_and_their_acks_reach_the_syn_backend(
+    kind: ConntrackKind,
+    held: Held,
+) {
+    let pins = Pins::new(&format!("restart-{held:?}"), kind);
     let vips = [vip4_tcp(), vip6_tcp()];
     let sizes = sizes(4096, HALF_OPEN_SIZE_DEFAULT);
-    let mut old = TestBed::with_sizes(&vips, Hook::Xdp, sizes, &pins.options(kind)).expect("bed");
+    let old = TestBed::with_sizes(&vips, Hook::Xdp, sizes, &pins.options(kind)).expect("bed");
+    let mut old = holding(old, held);
     let flows = open_handshakes(&mut old, &vips);
     let syns = flows.len() as u64;
-    assert_eq!(old.dataplane.half_open_count(), syns);
+    assert_eq!(old.handshakes(), syns);
+    for (_, flow, id, _) in &flows {
+        held_as(&old, flow, *id, held);
+    }
     // The backend set changes while the handshakes are under way: Maglev
     // now sends some of these flows elsewhere; their SYN's backend stays.
     let grown: Vec<VipConfig> = vips.iter().map(grown).collect();
@@ -366,13 +443,12 @@ fn a_restart_keeps_the_half_open_flows_and_their_acks_reach_the_syn_backend(kind
     let mut new = restarted(&pins, kind, sizes);
     assert!(new.dataplane.adopted(), "the pinned data plane is adopted");
     assert_eq!(
-        new.dataplane.half_open_count(),
+        new.handshakes(),
         syns,
         "the half-open flows are kept across the restart"
     );
     for (_, flow, id, mac) in &flows {
-        let held = new.dataplane.half_open_flow(&key(flow));
-        assert_eq!(held.map(|e| e.backend_id), Some(*id), "{flow:?} held");
+        held_as(&new, flow, *id, held);
         completes_on(
             &mut new,
             flow,
@@ -385,14 +461,16 @@ fn a_restart_keeps_the_half_open_flows_and_their_acks_reach_the_syn_backend(kind
         syns,
         "every ACK found its flow half-open ({moved_count} of them on a backend Maglev no longer picks)"
     );
-    assert_eq!(new.dataplane.half_open_count(), 0);
+    assert_eq!(new.handshakes(), 0);
 }
 
 fn a_half_open_table_of_another_size_starts_afresh_and_the_rest_is_adopted(kind: ConntrackKind) {
     let pins = Pins::new("resize", kind);
     let vips = [vip4_tcp(), vip6_tcp()];
     let before = sizes(4096, HALF_OPEN_SIZE_DEFAULT);
-    let mut old = TestBed::with_sizes(&vips, Hook::Xdp, before, &pins.options(kind)).expect("bed");
+    let old = TestBed::with_sizes(&vips, Hook::Xdp, before, &pins.options(kind)).expect("bed");
+    // Handshakes held apart, in the table that is resized.
+    let mut old = holding(old, Held::Apart);
     // Established flows, and handshakes under way.
     let established: Vec<(Flow, u32)> = (45_000..45_032)
         .map(|sport| {
@@ -410,7 +488,7 @@ fn a_half_open_table_of_another_size_starts_afresh_and_the_rest_is_adopted(kind:
 
     // `half_open_size` doubled: that table starts afresh, the rest stays.
     let resized = sizes(4096, 2 * HALF_OPEN_SIZE_DEFAULT);
-    let mut new = restarted(&pins, kind, resized);
+    let mut new = holding(restarted(&pins, kind, resized), Held::Apart);
     assert!(
         new.dataplane.adopted(),
         "the rest of the data plane is adopted"
@@ -466,8 +544,9 @@ fn a_small_half_open_table_fills_every_bucket(kind: ConntrackKind) {
         conntrack_kind: kind,
         ..LoadOptions::default()
     };
-    let mut bed =
+    let bed =
         TestBed::with_sizes(&vips, Hook::Xdp, sizes(4096, SLOTS), &options).expect("test bed");
+    let mut bed = holding(bed, Held::Apart);
     assert_eq!(bed.dataplane.half_open_capacity(), u64::from(SLOTS));
     let flood = SLOTS + SLOTS / 4;
     send_flood(&mut bed, &vips, flood);
@@ -496,7 +575,7 @@ fn flow_with_port(flow: &Flow, sport: u16) -> Flow {
 }
 
 fn the_program_passes_the_verifier_well_under_the_bound(kind: ConntrackKind) {
-    let mut bed = bed(Hook::Xdp, kind, &[vip4_tcp()]);
+    let mut bed = bed(Hook::Xdp, kind, &[vip4_tcp()], Held::InTable);
     let (xdp, tc) = bed.verified_instructions();
     eprintln!("{kind:?}: verified instructions: xdp {xdp}, tc {tc}");
     // The bound of tests/tests/nat_dataplane.rs, for each design.
@@ -515,36 +594,71 @@ macro_rules! on_both_designs {
 }
 
 on_both_designs!(
-    a_syn_flood_past_the_half_open_capacity_evicts_no_established_flow,
     the_program_passes_the_verifier_well_under_the_bound,
-    a_restart_keeps_the_half_open_flows_and_their_acks_reach_the_syn_backend,
     a_half_open_table_of_another_size_starts_afresh_and_the_rest_is_adopted,
     a_small_half_open_table_fills_every_bucket,
 );
 
+/// Tests of handshakes held either way: in the bucket table, apart in
+/// the bucket design's flood mode, apart with the LRU.
+macro_rules! held_either_way {
+    ($($name:ident),+ $(,)?) => {
+        mod in_table {
+            $(#[test] fn $name() {
+                super::$name(super::ConntrackKind::Buckets, super::Held::InTable)
+            })+
+        }
+        mod apart_in_flood_mode {
+            $(#[test] fn $name() {
+                super::$name(super::ConntrackKind::Buckets, super::Held::Apart)
+            })+
+        }
+        mod apart_with_the_lru {
+            $(#[test] fn $name() {
+                super::$name(super::ConntrackKind::Lru, super::Held::Apart)
+            })+
+        }
+    };
+}
+
+held_either_way!(
+    a_syn_flood_past_the_half_open_capacity_evicts_no_established_flow,
+    a_restart_keeps_the_half_open_flows_and_their_acks_reach_the_syn_backend,
+);
+
 mod handshake {
     use super::{
-        a_syn_is_held_apart_and_its_ack_joins_the_table_on_the_syn_backend as handshake,
-        ConntrackKind, Hook,
+        a_syns_handshake_is_held_and_its_ack_completes_it_on_the_syn_backend as handshake,
+        ConntrackKind, Held, Hook,
     };
 
     #[test]
     fn buckets_xdp() {
-        handshake(Hook::Xdp, ConntrackKind::Buckets);
+        handshake(Hook::Xdp, ConntrackKind::Buckets, Held::InTable);
     }
 
     #[test]
     fn buckets_tc() {
-        handshake(Hook::Tc, ConntrackKind::Buckets);
+        handshake(Hook::Tc, ConntrackKind::Buckets, Held::InTable);
+    }
+
+    #[test]
+    fn buckets_in_flood_mode_xdp() {
+        handshake(Hook::Xdp, ConntrackKind::Buckets, Held::Apart);
+    }
+
+    #[test]
+    fn buckets_in_flood_mode_tc() {
+        handshake(Hook::Tc, ConntrackKind::Buckets, Held::Apart);
     }
 
     #[test]
     fn lru_xdp() {
-        handshake(Hook::Xdp, ConntrackKind::Lru);
+        handshake(Hook::Xdp, ConntrackKind::Lru, Held::Apart);
     }
 
     #[test]
     fn lru_tc() {
-        handshake(Hook::Tc, ConntrackKind::Lru);
+        handshake(Hook::Tc, ConntrackKind::Lru, Held::Apart);
     }
 }

@@ -23,9 +23,10 @@ use std::time::Duration;
 
 use lb_common::{consts::HALF_OPEN_BUCKETS, flow_table::FLOW_WAYS};
 use lb_tests::{
-    floodrun::{Outcome, Pace, Scenario, SPOOFED},
-    lab::Lab,
+    floodrun::{self, Outcome, Pace, Scenario, SPOOFED},
+    lab::{in_netns, Lab},
     support::{counter, status, wait_until},
+    synflood::SynFlood,
 };
 use lb_userspace::api::schema::Status;
 
@@ -127,6 +128,28 @@ fn a_syn_flood_breaks_no_long_lived_connection_and_new_ones_still_connect() {
     let held = grew(&before, &after, "conntrack_half_open_new");
     let evicted = grew(&before, &after, "conntrack_half_open_evicted");
     assert!(held >= sent * 9 / 10, "{held} SYNs held of {sent} sent");
+    // In flood mode the data plane holds SYNs apart: SYNs of new flows
+    // now leave the connection table's handshakes as they were (before
+    // lbd saw the flood, its first SYNs took free ways there).
+    let more = SynFlood {
+        first: 400_000,
+        ..floodrun::flood_of(&lab, 256, Duration::from_secs(5), None).expect("a flood")
+    };
+    let sent_more = in_netns(&lab.client.netns, move || more.run())
+        .expect("in the client's namespace")
+        .expect("the SYNs")
+        .sent;
+    wait_until("the SYNs counted", Duration::from_secs(5), || {
+        grew(&after, &status(&lab), "conntrack_half_open_new") >= sent_more * 9 / 10
+    });
+    let later = status(&lab);
+    assert!(later.conntrack.syn_flood, "flood mode ended too soon");
+    assert!(
+        later.conntrack.handshakes <= after.conntrack.handshakes,
+        "SYNs entered the connection table in flood mode: {} handshakes, {} before",
+        later.conntrack.handshakes,
+        after.conntrack.handshakes
+    );
     assert!(evicted > 0, "the half-open table never overflowed");
     assert!(
         after.conntrack.half_open <= after.conntrack.half_open_capacity,

@@ -276,12 +276,11 @@ fn new_then_tracked(
     let (verdict, out) = bed.run_on(bed.nat.in_if, &first).expect("test run");
     assert_eq!(verdict, bed.verdicts().redirect, "new flow verdict");
     let tcp = protocol == Protocol::Tcp;
-    // A TCP SYN is held half-open, a UDP datagram tracked at once.
-    let dataplane = &bed.nat.bed.dataplane;
+    // A TCP SYN is held half-open (a handshake), a UDP datagram tracked at once.
     let entry = if tcp {
-        dataplane.half_open_flow(&key)
+        bed.nat.bed.handshake(&key)
     } else {
-        dataplane.flow(&key).expect("read")
+        bed.nat.bed.dataplane.flow(&key).expect("read")
     }
     .expect("tracked");
     assert_eq!(
@@ -484,12 +483,7 @@ fn icmp_error_about_a_flow_goes_wrapped_to_its_backend(hook: Hook) {
                 .expect("syn");
             let config = find(vips, vip, GUE, Protocol::Tcp);
             // Half-open: the error follows the SYN's backend all the same.
-            let entry = bed
-                .nat
-                .bed
-                .dataplane
-                .half_open_flow(&key)
-                .expect("held half-open");
+            let entry = bed.nat.bed.handshake(&key).expect("held half-open");
             let backend = bed
                 .backend_address(config, entry.backend_id)
                 .expect("backend");
@@ -539,14 +533,8 @@ fn icmp_error_about_a_flow_goes_wrapped_to_its_backend(hook: Hook) {
                     flow_label: hash & 0xf_ffff,
                 },
             );
-            let after = bed
-                .nat
-                .bed
-                .dataplane
-                .half_open_flow(&key)
-                .expect("still half-open");
+            let after = bed.nat.bed.handshake(&key).expect("still half-open");
             assert_eq!(after, entry, "an error does not touch the flow's entry");
-            assert_eq!(bed.nat.bed.dataplane.flow(&key).expect("read"), None);
         }
         assert_eq!(counter(bed, Counter::ForwardedIcmpError), 2);
         assert_eq!(counter(bed, Counter::TunnelEncap), 4);
@@ -862,12 +850,7 @@ fn the_next_hop_is_cached_per_backend(hook: Hook) {
                 .run_on(in_if, &packet::tcp(&flow, SYN, None, b""))
                 .expect("syn");
             assert_eq!(verdict, bed.verdicts().redirect);
-            let entry = bed
-                .nat
-                .bed
-                .dataplane
-                .half_open_flow(&key)
-                .expect("held half-open");
+            let entry = bed.nat.bed.handshake(&key).expect("held half-open");
             let backend = bed
                 .backend_address(&config, entry.backend_id)
                 .expect("backend");

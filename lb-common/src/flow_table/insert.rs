@@ -129,7 +129,10 @@ pub(super) unsafe fn claim_way<V: Copy>(
 /// bucket while one of that bucket's first `PREFER_FIRST_BELOW` ways is
 /// empty, else to an empty way of its second bucket, else to the first
 /// bucket's last empty way; when both are full, the way of the first
-/// bucket that `victim_order` puts first is evicted.
+/// bucket that `victim_order` puts first is evicted. A half-open flow
+/// (`rank` of `CLASS_HALF_OPEN`: a TCP SYN) evicts only a way that holds
+/// no live flow (closed, or expired), never a handshake or a connection:
+/// with none, `Contended`, and its SYN goes to the half-open table.
 ///
 /// One round: a lost race returns `Contended` (the packet goes
 /// untracked, its flow's next packet inserts it); more rounds multiply
@@ -185,7 +188,7 @@ pub unsafe fn find_or_insert<V: Copy>(
         } else {
             let now_ticks = rank >> 2;
             let best = best_victim(first, now_ticks);
-            if best == u32::MAX {
+            if best >= evict_below(rank) {
                 return Placed::Contended;
             }
             let victim = |tag: u64| victim_order(tag, now_ticks) == best;
@@ -196,6 +199,19 @@ pub unsafe fn find_or_insert<V: Copy>(
         // SAFETY: as above.
         Some((way, tag)) => unsafe { settle_duplicate(first, second, key, fp, base + way, tag) },
         None => Placed::Contended,
+    }
+}
+
+/// The `victim_order` at and above which an insert with rank word `rank`
+/// evicts nothing: a half-open flow takes only empty, closed or expired
+/// ways (below the half-open tier), any other flow anything but a way a
+/// writer owns.
+#[inline(always)]
+pub const fn evict_below(rank: u32) -> u32 {
+    if rank_class(rank) == CLASS_HALF_OPEN {
+        2 << 28
+    } else {
+        u32::MAX
     }
 }
 

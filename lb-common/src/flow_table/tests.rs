@@ -150,6 +150,67 @@ fn a_full_bucket_evicts_closed_then_expired_then_half_open_then_the_oldest_live_
     assert_eq!(evicted, [keys[4], keys[1], keys[3], keys[2]]);
 }
 
+#[test]
+fn a_syn_takes_only_a_way_no_live_flow_holds() {
+    let mut bucket = Box::<FlowBucket>::default();
+    let keys = colliding(FLOW_WAYS + 4);
+    let now = 3_600_000_000_000u64;
+    let s = 1_000_000_000u64;
+    let syn = rank_word(now, CLASS_HALF_OPEN);
+    // Into an empty way, as any flow.
+    assert!(matches!(
+        insert(&mut bucket, &keys[0], 1, syn),
+        Placed::Inserted(_)
+    ));
+    // A bucket of live flows (established, and a handshake in time)
+    // turns a SYN away: it never evicts them.
+    for (i, k) in keys[1..FLOW_WAYS].iter().enumerate() {
+        let rank = rank_word(now - (i as u64 + 1) * s, CLASS_ESTABLISHED);
+        assert!(matches!(
+            insert(&mut bucket, k, 1, rank),
+            Placed::Inserted(_)
+        ));
+    }
+    let full = occupied(&mut bucket);
+    assert_eq!(
+        insert(&mut bucket, &keys[FLOW_WAYS], 2, syn),
+        Placed::Contended
+    );
+    assert_eq!(occupied(&mut bucket), full);
+    // An established flow evicts the handshake first.
+    let fresh = rank_word(now, CLASS_ESTABLISHED);
+    assert!(matches!(
+        insert(&mut bucket, &keys[FLOW_WAYS + 1], 2, fresh),
+        Placed::Inserted(_)
+    ));
+    assert!(!occupied(&mut bucket).contains(&keys[0]));
+    // A closed flow's way, or an expired handshake's, a SYN may take.
+    let mut bucket = Box::<FlowBucket>::default();
+    for (i, k) in keys[..FLOW_WAYS].iter().enumerate() {
+        let rank = match i {
+            2 => rank_word(now - s, CLASS_CLOSED),
+            5 => rank_word(now - 11 * s, CLASS_HALF_OPEN),
+            _ => rank_word(now - s, CLASS_ESTABLISHED),
+        };
+        assert!(matches!(
+            insert(&mut bucket, k, 1, rank),
+            Placed::Inserted(_)
+        ));
+    }
+    for k in &keys[FLOW_WAYS..FLOW_WAYS + 2] {
+        assert!(matches!(
+            insert(&mut bucket, k, 2, syn),
+            Placed::Inserted(_)
+        ));
+    }
+    let left = occupied(&mut bucket);
+    assert!(!left.contains(&keys[2]) && !left.contains(&keys[5]));
+    assert_eq!(
+        insert(&mut bucket, &keys[FLOW_WAYS + 2], 2, syn),
+        Placed::Contended
+    );
+}
+
 /// The two candidate buckets of `k` in `table`.
 fn candidates(
     table: *mut FlowBucket,

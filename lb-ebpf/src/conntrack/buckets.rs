@@ -8,8 +8,8 @@
 use aya_ebpf::helpers::bpf_ktime_get_coarse_ns;
 use lb_common::{
     consts::{
-        EVENT_CONNTRACK_INSERT_FAILED, FLOW_F_ACL_MARK, FLOW_F_FIN, FLOW_F_RST,
-        FLOW_TOUCH_INTERVAL_NS, IPPROTO_TCP,
+        CONFIG_F_SYN_FLOOD, EVENT_CONNTRACK_INSERT_FAILED, FLOW_F_ACL_MARK, FLOW_F_FIN,
+        FLOW_F_HALF_OPEN, FLOW_F_RST, FLOW_TOUCH_INTERVAL_NS, IPPROTO_TCP,
     },
     flow_table::{
         self, bucket_index, class_of, rank_class, rank_word, second_bucket_index, tag_rank,
@@ -27,7 +27,7 @@ use super::{
 };
 use crate::{
     guard::{acl::Gate, limit},
-    maps::FLOW_BUCKETS,
+    maps::{CONFIG, FLOW_BUCKETS},
     parse::{Packet, TCP_ACK, TCP_SYN},
     select, stats,
 };
@@ -50,9 +50,13 @@ fn buckets_of(place: u32) -> Option<(*mut FlowBucket, *mut FlowBucket)> {
 /// See `conntrack::decide`. A tracked flow is looked up and refreshed
 /// here; a new flow goes to its Maglev pick at once, and its insert is
 /// queued (`pending`) for the entry point to run after the packet path:
-/// into the half-open table for a TCP SYN, into this table for anything
-/// else. A TCP flow the half-open table holds goes to its SYN's backend:
-/// a retransmitted SYN leaves it there, any other packet (the client's
+/// into this table. A TCP SYN goes in with the half-open class (its ACK
+/// then finds it in its first bucket and makes it established: one
+/// lookup, no second insert), but only into a way that holds no live
+/// flow; with none, or in SYN-flood mode (`CONFIG_F_SYN_FLOOD`), it goes
+/// to the half-open table, so a flood never displaces a connection. A
+/// TCP flow the half-open table holds goes to its SYN's backend: a
+/// retransmitted SYN leaves it there, any other packet (the client's
 /// ACK) moves it into this table.
 ///
 /// The flow is placed in this table by its `table_hash` (for IPv6 much
@@ -110,15 +114,17 @@ pub(super) fn decide(
             if !opening {
                 // Almost always a new flow now (a table holding its
                 // configured flows keeps about 5 % of them in their second
-                // bucket): the loads of its half-open bucket's header, of
-                // its Maglev slot and of the slot its insert would write
-                // start here, their misses overlapping the second bucket's.
+                // bucket): the loads of its half-open bucket's header and
+                // of its Maglev slot start here, their misses overlapping
+                // the second bucket's.
                 hash = flow_hash_after(key, place);
                 half_open::warm(hash);
                 select::warm(vip, hash);
-                // SAFETY: as above.
-                unsafe { flow_table::warm_free_way(first) };
             }
+            // So does the load of the slot its insert would write (a SYN's
+            // too: it goes into this table as a handshake).
+            // SAFETY: as above.
+            unsafe { flow_table::warm_free_way(first) };
             match FLOW_BUCKETS.get_ptr_mut(placed.1) {
                 Some(second) if second != first => {
                     // SAFETY: as above.
@@ -163,7 +169,16 @@ pub(super) fn decide(
     }
     let entry = new_entry(backend_id, backend, packet, (hash, mark), now);
     let queued = if opening {
-        half_open::queue(vip.id, key, &entry, now)
+        let entry = FlowEntry {
+            flags: entry.flags | FLOW_F_HALF_OPEN,
+            ..entry
+        };
+        if syn_flood() {
+            half_open::queue(vip.id, key, &entry, now)
+        } else {
+            let rank = rank_word(now, CLASS_HALF_OPEN);
+            pending::queue(pending::SYN_INTO_BUCKETS, vip.id, key, &entry, rank, placed)
+        }
     } else {
         let rank = rank_word(now, class_of(entry.flags, true));
         pending::queue(pending::INTO_BUCKETS, vip.id, key, &entry, rank, placed)
@@ -210,6 +225,15 @@ fn from_half_open(
     unchanged(entry.backend_id, known.backend, now, entry.hash)
 }
 
+/// Whether lbd is in SYN-flood mode (`CONFIG_F_SYN_FLOOD`): a SYN's
+/// insert then goes to the half-open table alone.
+#[inline(always)]
+fn syn_flood() -> bool {
+    CONFIG
+        .get(0)
+        .is_some_and(|config| config.flags & CONFIG_F_SYN_FLOOD != 0)
+}
+
 /// `FLOW_BUCKET_MASK`.
 #[inline(always)]
 fn bucket_mask() -> u32 {
@@ -219,10 +243,13 @@ fn bucket_mask() -> u32 {
 
 /// A queued insert into the bucket table (`pending::settle`), a function
 /// of its own called from one place. Counted here: `ConntrackNew` when
-/// the flow was inserted, `ConntrackHit` when another CPU had just
-/// inserted it, `ConntrackInsertFailed` (and the event) when every way
-/// was taken by writers. Returns the claim's result (a value in the
-/// return register: the verifier refuses a stack pointer left there).
+/// the flow was inserted (`ConntrackHalfOpenNew` for a SYN's half-open
+/// flow: it becomes a new flow at its ACK, `touch`), `ConntrackHit` when
+/// another CPU had just inserted it, `ConntrackInsertFailed` (and the
+/// event) when every way was taken by writers (nothing for a SYN: its
+/// flow then goes to the half-open table, `no_room`). Returns the
+/// claim's result (a value in the return register: the verifier refuses
+/// a stack pointer left there).
 #[inline(never)]
 pub(super) fn insert_pending(pending: *mut PendingFlow) -> u32 {
     // SAFETY: this CPU's slot, filled by `queue`.
@@ -240,8 +267,11 @@ pub(super) fn insert_pending(pending: *mut PendingFlow) -> u32 {
     let rank_and_place = (u64::from(pending.rank) << 32) | u64::from(pending.place);
     let placed =
         unsafe { lb_flow_claim(first, second, &pending.key, &pending.entry, rank_and_place) };
+    let half_open = rank_class(pending.rank) == CLASS_HALF_OPEN;
     match placed {
+        CLAIM_INSERTED if half_open => stats::count(Counter::ConntrackHalfOpenNew),
         CLAIM_INSERTED => stats::count(Counter::ConntrackNew),
+        CLAIM_CONTENDED if half_open => {}
         CLAIM_CONTENDED => {
             stats::count(Counter::ConntrackInsertFailed);
             stats::report(EVENT_CONNTRACK_INSERT_FAILED, pending.vip_id, &pending.key);
@@ -257,6 +287,13 @@ pub(super) fn insert_pending(pending: *mut PendingFlow) -> u32 {
 #[inline(always)]
 pub(super) fn found_at(placed: u32) -> bool {
     placed < CLAIM_INSERTED
+}
+
+/// Whether `insert_pending`'s result says the flow was not inserted (no
+/// way it may take, or every way busy).
+#[inline(always)]
+pub(super) fn no_room(placed: u32) -> bool {
+    placed == CLAIM_CONTENDED
 }
 
 /// `claim`: the flow was inserted.
@@ -309,9 +346,15 @@ fn tracked(
     let Some(backend) = pinned_backend(&seen.entry) else {
         return repin(vip, packet, bucket, seen);
     };
-    stats::count(Counter::ConntrackHit);
     // SAFETY: `bucket` is a live element of the table.
-    unsafe { touch(bucket, seen, (packet.tcp_flags, mark), now) };
+    if unsafe { touch(bucket, seen, (packet.tcp_flags, mark), now) } {
+        // The client's ACK of a handshake this table held: the flow is
+        // new to the connections now (one CPU counts it: the rerank's).
+        stats::count(Counter::ConntrackNew);
+        stats::count(Counter::ConntrackHalfOpenPromoted);
+    } else {
+        stats::count(Counter::ConntrackHit);
+    }
     Some(unchanged(
         seen.entry.backend_id,
         backend,
@@ -359,7 +402,12 @@ fn repin_into(
         flags: entry_flags(entry.flags, packet.tcp_flags, entry.flags & FLOW_F_ACL_MARK),
         hash,
     };
-    let rank = rank_word(now, next_class(seen, &repinned, packet.tcp_flags));
+    let class = next_class(seen, &repinned, packet.tcp_flags);
+    let repinned = FlowEntry {
+        flags: with_class(repinned.flags, class),
+        ..repinned
+    };
+    let rank = rank_word(now, class);
     // SAFETY: a live element of the table. If the way changed meanwhile,
     // this packet still goes to the new pick; the next one looks again.
     let _ = unsafe { flow_table::rewrite(bucket, seen, &repinned, rank) };
@@ -384,17 +432,33 @@ fn next_class(seen: &Seen, entry: &FlowEntry, tcp_flags: u8) -> u32 {
     }
 }
 
+/// `flags` with `FLOW_F_HALF_OPEN` as eviction class `class` says.
+#[inline(always)]
+fn with_class(flags: u32, class: u32) -> u32 {
+    if class == CLASS_HALF_OPEN {
+        flags | FLOW_F_HALF_OPEN
+    } else {
+        flags & !FLOW_F_HALF_OPEN
+    }
+}
+
 /// Refreshes a tracked flow's age (at most every
 /// `FLOW_TOUCH_INTERVAL_NS`), its FIN/RST marks, its ACL mark (`mark`,
 /// `Gate::mark`) and its eviction class;
 /// writes only what changed, so most packets of a flow write nothing. The
 /// rank is set by a CAS from the tag `find` saw, so it never lands on a
-/// way another CPU has taken since.
+/// way another CPU has taken since. True if this packet made a half-open
+/// flow established (the client's ACK; only the CPU whose CAS did it).
 ///
 /// # Safety
 /// `bucket` must be a live element of the table.
 #[inline(always)]
-unsafe fn touch(bucket: *mut FlowBucket, seen: &Seen, (tcp_flags, mark): (u8, u32), now: u64) {
+unsafe fn touch(
+    bucket: *mut FlowBucket,
+    seen: &Seen,
+    (tcp_flags, mark): (u8, u32),
+    now: u64,
+) -> bool {
     let entry = &seen.entry;
     let stale = now.wrapping_sub(entry.last_seen_ns) > FLOW_TOUCH_INTERVAL_NS;
     let marked = FlowEntry {
@@ -402,17 +466,21 @@ unsafe fn touch(bucket: *mut FlowBucket, seen: &Seen, (tcp_flags, mark): (u8, u3
         ..*entry
     };
     let class = next_class(seen, &marked, tcp_flags);
-    if !stale && marked.flags == entry.flags && class == rank_class(tag_rank(seen.tag)) {
-        return;
+    let flags = with_class(marked.flags, class);
+    let was = rank_class(tag_rank(seen.tag));
+    if !stale && flags == entry.flags && class == was {
+        return false;
     }
     // SAFETY: per the contract.
     unsafe {
-        if flow_table::rerank(bucket, seen, rank_word(now, class)) {
-            let slot = core::ptr::addr_of_mut!((*bucket).slots[seen.way & (FLOW_WAYS - 1)].entry);
-            (*slot).last_seen_ns = now;
-            (*slot).flags = marked.flags;
+        if !flow_table::rerank(bucket, seen, rank_word(now, class)) {
+            return false;
         }
+        let slot = core::ptr::addr_of_mut!((*bucket).slots[seen.way & (FLOW_WAYS - 1)].entry);
+        (*slot).last_seen_ns = now;
+        (*slot).flags = flags;
     }
+    was == CLASS_HALF_OPEN && class == CLASS_ESTABLISHED
 }
 
 /// See `conntrack::peek`.

@@ -3,12 +3,14 @@
 //! (`HALF_OPEN`, buckets of the connection table's layout, one bucket per
 //! flow), and the flow enters the connection table only when a later
 //! packet of it (the client's ACK that completes the handshake) finds it
-//! here, with the backend its SYN went to. A SYN flood can then fill only
-//! this table: it never evicts an established flow. A half-open flow
-//! evicted before its ACK costs nothing: the ACK takes Maglev's pick, the
-//! same backend unless the backend set changed in that instant.
+//! here, with the backend its SYN went to. The SYNs held here can fill
+//! only this table: they never evict an established flow. A half-open
+//! flow evicted before its ACK costs nothing: the ACK takes Maglev's
+//! pick, the same backend unless the backend set changed in that instant.
 //!
-//! Both connection-table designs use it. Counted: inserts
+//! The kernel-map design holds every SYN here; the bucket table only
+//! those its buckets have no free way for, and every SYN in SYN-flood
+//! mode (`buckets::decide`). Counted: inserts
 //! (`ConntrackHalfOpenNew`), promotions, and inserts that took the place of
 //! a flow still in time (`ConntrackHalfOpenEvicted`) or of one past the
 //! half-open timeout (`ConntrackHalfOpenExpired`, `HALF_OPEN_IDLE_TICKS`).
@@ -154,8 +156,10 @@ pub(super) fn queue(vip_id: u32, key: &FlowKey, entry: &FlowEntry, now: u64) -> 
     )
 }
 
-/// Runs a queued half-open insert (`pending::settle`): a function of its
-/// own called from one place, so the verifier checks it once. The packet
+/// Runs a queued half-open insert (`pending::settle`: a SYN queued for
+/// this table, or one the bucket table had no room for; the bucket is
+/// the flow's hash's, `entry.hash`): a function of its own called from
+/// one place, so the verifier checks it once. The packet
 /// path has just missed the flow in this table. Returns 1 if the flow was
 /// inserted, else 0 (its way changed hands meanwhile: its ACK then takes
 /// Maglev's pick).
@@ -163,7 +167,7 @@ pub(super) fn queue(vip_id: u32, key: &FlowKey, entry: &FlowEntry, now: u64) -> 
 pub(super) fn insert_pending(pending: *mut PendingFlow) -> u32 {
     // SAFETY: this CPU's slot, filled by `queue`.
     let pending = unsafe { &*pending };
-    let Some(bucket) = HALF_OPEN.get_ptr_mut(pending.first & mask()) else {
+    let Some(bucket) = HALF_OPEN.get_ptr_mut(bucket_index(pending.entry.hash, mask())) else {
         return 0;
     };
     // SAFETY: a live element of the table; key and entry are in this

@@ -7,8 +7,11 @@
 //! sees as a constant, so the other design's code is pruned): the bucket
 //! table (`buckets`, lbd's default) and a kernel map (`kernel_map`: the
 //! shared LRU hash, lbd's default before it, and its variants for the
-//! bench). Both keep half-open TCP flows apart (`half_open`): a SYN
-//! enters the connection table only when its flow's ACK follows.
+//! bench). A SYN's handshake never displaces a live flow: the bucket
+//! table takes it into a way no live flow holds, with the half-open
+//! class its ACK turns established, else (and in SYN-flood mode) it is
+//! held apart (`half_open`), as the kernel map always holds it, and
+//! enters the connection table when its ACK follows.
 
 mod buckets;
 mod half_open;
@@ -66,8 +69,9 @@ pub struct Decision {
 
 /// The backend of this packet's flow: the tracked one if it is still
 /// alive, else (a TCP flow held half-open) its SYN's, else a fresh Maglev
-/// pick that is then remembered: in the half-open table for a TCP SYN,
-/// in the connection table for anything else (`half_open`). None:
+/// pick that is then remembered: for a TCP SYN as a handshake (see
+/// `buckets::decide`; the kernel map holds it in the half-open table),
+/// in the connection table for anything else. None:
 /// no backend, or (`refused` set to `DropRateLimited`) a new flow over
 /// its source's limit (`guard::limit`, asked only where an entry would be
 /// created), or (`refused` set to the lists' verdict) a source the VIP's

@@ -1,6 +1,7 @@
 //! Inserts queued by the packet path and run by the entry point after it
-//! (`settle`): a new flow's insert into the bucket table (`buckets`) or a
-//! new half-open flow's into the half-open table (`half_open`). The
+//! (`settle`): a new flow's insert into the bucket table (`buckets`), a
+//! SYN's there or (no room) into the half-open table, or a new half-open
+//! flow's into the half-open table (`half_open`). The
 //! inserts' code then sits at one place of the program instead of one per
 //! parser path, and the BPF verifier checks it once instead of once per
 //! path.
@@ -24,6 +25,10 @@ pub(super) const INTO_HALF_OPEN: u32 = 2;
 /// holds the flow, for a packet of it on another CPU to be taken for a
 /// new flow.
 pub(super) const PROMOTE_INTO_BUCKETS: u32 = 3;
+/// `PendingFlow::armed`: a TCP SYN's insert into the bucket table with
+/// the half-open class (`first` and `second` as for `INTO_BUCKETS`); with
+/// no way it may take there, into the half-open table instead.
+pub(super) const SYN_INTO_BUCKETS: u32 = 4;
 
 /// A queued insert, in this CPU's `FLOW_PENDING` slot.
 #[repr(C)]
@@ -104,12 +109,16 @@ pub(super) fn settle(outcome: u64) -> u64 {
         }
         core::ptr::write_volatile(&mut (*pending).armed, IDLE);
         core::ptr::write_volatile(&mut (*pending).outcome, outcome);
-        if armed == INTO_HALF_OPEN {
-            half_open::insert_pending(pending);
-        } else if design() == DESIGN_BUCKETS {
+        // One call of the half-open insert for both ways there (queued
+        // for it, or a SYN the bucket table had no room for): the
+        // verifier walks a called function once per call site.
+        let mut into_half_open = armed == INTO_HALF_OPEN;
+        if !into_half_open && design() == DESIGN_BUCKETS {
             let placed = buckets::insert_pending(pending);
             if armed == PROMOTE_INTO_BUCKETS {
                 half_open::release_promoted(pending);
+            } else if armed == SYN_INTO_BUCKETS && buckets::no_room(placed) {
+                into_half_open = true;
             } else if buckets::found_at(placed)
                 && forwarded(core::ptr::read_volatile(&(*pending).outcome))
             {
@@ -123,6 +132,9 @@ pub(super) fn settle(outcome: u64) -> u64 {
                 // the paths apart (past its 1 M instructions).
                 stats::uncount_new_flow((*pending).vip_id, (*pending).entry.backend_id);
             }
+        }
+        if into_half_open {
+            half_open::insert_pending(pending);
         }
         core::ptr::read_volatile(&(*pending).outcome)
     }

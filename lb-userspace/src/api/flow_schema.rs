@@ -14,10 +14,11 @@ pub enum FlowDecision {
     /// The connection table holds the flow and its backend is still the
     /// same live backend: the packet goes there.
     Tracked,
-    /// The half-open table holds the flow (a TCP SYN seen, the client's
-    /// ACK not yet) and its SYN's backend is still the same live backend:
-    /// the packet goes there, and unless it is a retransmitted SYN the
-    /// flow moves into the connection table with that backend.
+    /// The flow is a handshake (a TCP SYN seen, the client's ACK not yet),
+    /// held in the connection table or the half-open table, and its SYN's
+    /// backend is still the same live backend: the packet goes there, and
+    /// unless it is a retransmitted SYN the flow becomes established
+    /// there with that backend.
     #[serde(rename = "half_open")]
     HalfOpen,
     /// No valid entry: Maglev's pick (the slot the flow hashes to in the

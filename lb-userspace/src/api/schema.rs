@@ -103,8 +103,13 @@ pub struct ConntrackStatus {
     /// Bytes of kernel memory the table takes (preallocated).
     #[serde(default)]
     pub memory_bytes: u64,
-    /// Half-open TCP flows held apart (SYN seen, ACK not yet): a SYN flood
-    /// fills this table, not the connection table.
+    /// Of `entries`, TCP handshakes: a SYN the table took (into a way no
+    /// live flow held), its client's ACK not yet seen.
+    #[serde(default)]
+    pub handshakes: u64,
+    /// Half-open TCP flows held apart (SYN seen, ACK not yet; a SYN the
+    /// connection table had no free way for, and every SYN in flood
+    /// mode): a SYN flood fills this table, not the connection table.
     #[serde(default)]
     pub half_open: u64,
     /// Half-open flows that table has room for.

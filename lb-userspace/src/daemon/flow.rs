@@ -13,7 +13,7 @@
 use std::{net::SocketAddr, time::Duration};
 
 use lb_common::{
-    consts::{FLOW_F_FIN, FLOW_F_RST, FLOW_TOUCH_INTERVAL_NS, NO_BACKEND},
+    consts::{FLOW_F_FIN, FLOW_F_HALF_OPEN, FLOW_F_RST, FLOW_TOUCH_INTERVAL_NS, NO_BACKEND},
     flow_table::{HALF_OPEN_IDLE_TICKS, TICK_SHIFT},
     hash::flow_hash,
     FlowEntry, FlowKey,
@@ -21,7 +21,7 @@ use lb_common::{
 
 /// How long a half-open flow counts as live: past it a new SYN of its
 /// bucket may take its place (`flow_table::HALF_OPEN_IDLE_TICKS`).
-const HALF_OPEN_TIMEOUT: Duration =
+pub(crate) const HALF_OPEN_TIMEOUT: Duration =
     Duration::from_nanos((HALF_OPEN_IDLE_TICKS as u64) << TICK_SHIFT);
 
 use super::engine::check_of;
@@ -77,9 +77,15 @@ pub struct Facts<'a> {
 /// Where the flow's next packet goes, and why.
 pub fn explain(facts: &Facts<'_>) -> FlowExplanation {
     let key = flow_key(&facts.vip, facts.client);
-    let entry = facts
-        .entry
-        .map(|e| tracked_entry(facts, &e, facts.idle_timeout));
+    // A SYN the connection table took (`FLOW_F_HALF_OPEN`) is a handshake
+    // there: shown as half-open, live for the half-open timeout.
+    let handshake = facts.entry.is_some_and(|e| e.flags & FLOW_F_HALF_OPEN != 0);
+    let timeout = if handshake {
+        HALF_OPEN_TIMEOUT
+    } else {
+        facts.idle_timeout
+    };
+    let entry = facts.entry.map(|e| tracked_entry(facts, &e, timeout));
     let mut explanation = FlowExplanation {
         vip: facts.vip.to_string(),
         client: facts.client,
@@ -93,9 +99,14 @@ pub fn explain(facts: &Facts<'_>) -> FlowExplanation {
         tunnel: None,
     };
     if let Some(entry) = entry.as_ref().filter(|e| e.current) {
-        explanation.decision = FlowDecision::Tracked;
         explanation.backend = entry.backend.clone();
-        explanation.entry = Some(entry.clone());
+        if handshake {
+            explanation.decision = FlowDecision::HalfOpen;
+            explanation.half_open = Some(entry.clone());
+        } else {
+            explanation.decision = FlowDecision::Tracked;
+            explanation.entry = Some(entry.clone());
+        }
         return explanation;
     }
     // The data plane reads the half-open table only for a flow the
@@ -657,6 +668,34 @@ mod tests {
         let answer = world.explain_with(client, Some(tracked), Some(held));
         assert_eq!(answer.decision, FlowDecision::Tracked);
         assert_eq!(answer.half_open, None);
+    }
+
+    #[test]
+    fn a_syn_the_connection_table_took_is_shown_half_open_with_its_timeout() {
+        let world = World::new();
+        let client = "198.18.1.10:40000";
+        let other = ["198.18.0.11", "198.18.0.12", "198.18.0.13"]
+            .into_iter()
+            .find(|a| a.parse::<IpAddr>().unwrap() != world.maglev_address(client))
+            .unwrap();
+        let handshake = entry(world.id(other), 2, FLOW_F_HALF_OPEN);
+        let answer = world.explain(client, Some(handshake));
+        assert_eq!(answer.decision, FlowDecision::HalfOpen, "{answer:?}");
+        assert_eq!(answer.backend.as_ref().unwrap().address.to_string(), other);
+        let held = answer.half_open.unwrap();
+        assert!(held.current && held.live);
+        assert_eq!((answer.entry, answer.maglev), (None, None));
+
+        // Past the half-open timeout (not the connection's idle timeout)
+        // it is no longer live; it still steers.
+        let old = world.explain(client, Some(entry(world.id(other), 12, FLOW_F_HALF_OPEN)));
+        assert_eq!(old.decision, FlowDecision::HalfOpen);
+        assert!(!old.half_open.unwrap().live);
+
+        // Once its ACK made it established, it is a tracked flow.
+        let established = world.explain(client, Some(entry(world.id(other), 12, 0)));
+        assert_eq!(established.decision, FlowDecision::Tracked);
+        assert!(established.entry.unwrap().live);
     }
 
     #[test]

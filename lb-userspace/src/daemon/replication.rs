@@ -26,7 +26,7 @@ use std::{
 
 use anyhow::Context as _;
 use lb_common::{
-    consts::{FLOW_F_STATE, FLOW_TOUCH_INTERVAL_NS, IPPROTO_TCP, IPPROTO_UDP},
+    consts::{FLOW_F_HALF_OPEN, FLOW_F_STATE, FLOW_TOUCH_INTERVAL_NS, IPPROTO_TCP, IPPROTO_UDP},
     FlowEntry, FlowKey,
 };
 use tokio::sync::mpsc;
@@ -567,13 +567,19 @@ fn backend_names(balancer: &Balancer) -> HashMap<u32, (VipId, IpAddr, u32)> {
         .collect()
 }
 
-/// The record for one tracked flow, if its backend is current.
+/// The record for one tracked flow, if its backend is current and it is
+/// a connection, not a handshake (`FLOW_F_HALF_OPEN`: half-open flows
+/// stay on the node that saw the SYN, as in the half-open table; the ACK
+/// makes the flow established and recent, and the next scan sends it).
 fn record(
     key: &FlowKey,
     entry: &FlowEntry,
     names: &HashMap<u32, (VipId, IpAddr, u32)>,
     now: u64,
 ) -> Option<FlowRecord> {
+    if entry.flags & FLOW_F_HALF_OPEN != 0 {
+        return None;
+    }
     let (vip, backend, generation) = names.get(&entry.backend_id)?;
     if *generation != entry.backend_generation {
         return None;
@@ -707,6 +713,13 @@ mod tests {
         };
         let (_, installed) = entry_for(&forged, &receiver, 2_000_000_000).unwrap();
         assert_eq!(installed.flags, FLOW_F_STATE);
+
+        // A handshake (its SYN in the table, no ACK yet) is not sent.
+        let half_open = FlowEntry {
+            flags: FLOW_F_HALF_OPEN,
+            ..entry
+        };
+        assert!(super::record(&key, &half_open, &names, 1_500_000_000).is_none());
     }
 
     fn balancer(backends: &[&str]) -> Balancer {

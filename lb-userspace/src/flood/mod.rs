@@ -4,7 +4,10 @@
 //! metrics `lbd_syn_flood` and `lbd_syn_flood_transitions_total` (an
 //! alert rule and a dashboard panel ship in observability/). The decision
 //! is the pure `machine`; this is its thin driver, called every
-//! housekeeping tick with the counters the engine read.
+//! housekeeping tick with the counters the engine read. While a flood is
+//! on, the data plane sends SYNs to the half-open table alone
+//! (`CONFIG_F_SYN_FLOOD`), where otherwise a SYN takes a free way of the
+//! connection table.
 
 pub mod machine;
 
@@ -19,6 +22,10 @@ use self::machine::{FloodMachine, FloodState, FloodThresholds, FloodTransition, 
 #[derive(Debug, Clone)]
 pub struct FloodWatch {
     machine: FloodMachine,
+    /// Flood mode as last written to the data plane
+    /// (`CONFIG_F_SYN_FLOOD`); None until written once, so a node that
+    /// adopted the maps of an lbd stopped during a flood clears the flag.
+    written: Option<bool>,
 }
 
 impl Default for FloodWatch {
@@ -32,6 +39,7 @@ impl FloodWatch {
     pub fn new(thresholds: FloodThresholds) -> Self {
         FloodWatch {
             machine: FloodMachine::new(thresholds),
+            written: None,
         }
     }
 
@@ -79,6 +87,19 @@ impl FloodWatch {
             ),
         }
         Some(transition)
+    }
+
+    /// Flood mode for the data plane to take, if it differs from what was
+    /// last written (`written`): SYNs go to the half-open table alone
+    /// while a flood is on.
+    pub fn unwritten_mode(&self) -> Option<bool> {
+        let flood = self.in_flood();
+        (self.written != Some(flood)).then_some(flood)
+    }
+
+    /// Records that the data plane took flood mode `flood`.
+    pub fn mode_written(&mut self, flood: bool) {
+        self.written = Some(flood);
     }
 
     /// Whether a flood is on.
@@ -133,6 +154,24 @@ mod tests {
         );
         assert_eq!(watch.transitions(), 1);
         assert_eq!(watch.rates().unanswered_per_s, 89_900.0);
+    }
+
+    #[test]
+    fn the_data_plane_is_given_flood_mode_once_per_change_and_at_start() {
+        let mut watch = FloodWatch::default();
+        let start = Instant::now();
+        // At start: normal mode, still to be written (a flag an lbd
+        // stopped in a flood left in the pinned maps is cleared).
+        assert_eq!(watch.unwritten_mode(), Some(false));
+        watch.mode_written(false);
+        assert_eq!(watch.unwritten_mode(), None);
+        watch.observe(start, &counters(0, 0, 0));
+        watch.observe(start + Duration::from_secs(1), &counters(90_000, 0, 0));
+        assert_eq!(watch.unwritten_mode(), Some(true));
+        // A failed write is tried again: nothing recorded until it works.
+        assert_eq!(watch.unwritten_mode(), Some(true));
+        watch.mode_written(true);
+        assert_eq!(watch.unwritten_mode(), None);
     }
 
     #[test]

@@ -360,7 +360,7 @@ impl Case {
 
     /// The same case with the client's ACK instead of its SYN: a flow
     /// first seen mid-handshake goes straight into the connection table
-    /// (a SYN is held in the half-open table), so the designs of the
+    /// (a SYN is held as a handshake, apart from the LRU), so the designs of the
     /// connection table are compared on these.
     pub(crate) fn into_first_ack(mut self) -> Self {
         const FLAGS: usize = 13;
@@ -426,7 +426,7 @@ pub(crate) fn cases() -> Vec<Case> {
         },
         Case {
             name: NEW_V4,
-            path: "parse, VIP hit, conntrack miss, half-open miss, Maglev, half-open insert, TX",
+            path: "parse, VIP hit, conntrack miss, half-open miss, Maglev, handshake insert (buckets: a free way of the connection table; LRU: the half-open table), TX",
             target: names::PROG_LB,
             frame: packet::tcp(&v4, SYN, None, b""),
             vary_offset: V4_SRC,
@@ -453,7 +453,7 @@ pub(crate) fn cases() -> Vec<Case> {
         },
         Case {
             name: NEW_V6,
-            path: "parse, VIP hit, conntrack miss, half-open miss, Maglev, half-open insert, TX",
+            path: "parse, VIP hit, conntrack miss, half-open miss, Maglev, handshake insert (buckets: a free way of the connection table; LRU: the half-open table), TX",
             target: names::PROG_LB,
             frame: packet::tcp(&v6, SYN, None, b""),
             vary_offset: V6_SRC_LOW,
@@ -730,9 +730,11 @@ pub(crate) fn run_compared(
 /// flows in order). A batch stays well inside the half-open table, as a
 /// real handshake's ACK follows its SYN within a round trip, not after
 /// the SYNs of a whole round. ns per connection = SYN + ACK. Counted:
-/// every SYN held half-open; every ACK a new flow of the connection
-/// table, taken from the half-open table with its SYN's backend, or (its
-/// SYN's half-open entry already evicted) picked afresh (returned apart).
+/// every SYN held half-open (a handshake in the bucket table, or in the
+/// half-open table); every ACK a new flow of the connection table, its
+/// handshake made established or taken from the half-open table with its
+/// SYN's backend, or (its SYN's half-open entry already evicted) picked
+/// afresh (returned apart).
 pub(crate) fn run_connection(
     benches: &mut [Bench],
     repeat: u32,
@@ -1081,7 +1083,7 @@ fn run_pass(
     for (bench, (measured, lost)) in benches.iter().zip(measured) {
         results.push(XdpCase {
             name: CONNECTION_V4.to_owned(),
-            path: "SYN: conntrack miss, half-open miss, Maglev, half-open insert, TX; then its first ACK: conntrack miss, half-open hit (taken out), conntrack insert, TX; ns per connection".to_owned(),
+            path: "SYN: conntrack miss, half-open miss, Maglev, handshake insert, TX; then its first ACK: buckets: conntrack hit (the handshake made established); LRU: conntrack miss, half-open hit (taken out), conntrack insert; TX; ns per connection".to_owned(),
             ns_per_packet: measured.spread,
             per_round: measured.per_round,
             repeat: connections,

@@ -129,7 +129,7 @@ fn decision(answer: &FlowExplanation) -> String {
                 ""
             };
             format!(
-                "{flow}: half-open (SYN seen, handshake not complete) -> backend {backend}, SYN {age:.1} s ago{expired}; its ACK moves it into the connection table"
+                "{flow}: half-open (SYN seen, handshake not complete) -> backend {backend}, SYN {age:.1} s ago{expired}; its ACK makes it established on that backend"
             )
         }
         FlowDecision::Maglev => {
@@ -353,7 +353,7 @@ mod tests {
         };
         assert_eq!(
             describe(&half_open),
-            "198.18.1.10:40000 -> 198.18.0.100:80/tcp: half-open (SYN seen, handshake not complete) -> backend 198.18.0.12 (enabled, up), SYN 0.4 s ago; its ACK moves it into the connection table"
+            "198.18.1.10:40000 -> 198.18.0.100:80/tcp: half-open (SYN seen, handshake not complete) -> backend 198.18.0.12 (enabled, up), SYN 0.4 s ago; its ACK makes it established on that backend"
         );
         let json = serde_json::to_value(&half_open).unwrap();
         assert_eq!(json["decision"], "half_open");

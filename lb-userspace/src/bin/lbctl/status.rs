@@ -93,10 +93,11 @@ async fn watch(client: &Client, args: &Args) -> Result<(), Failure> {
             );
         }
         println!(
-            "connection table: {} of {} flows ({:.1} MiB); half-open: {} of {}",
+            "connection table: {} of {} flows ({:.1} MiB, {} handshakes); half-open: {} of {}",
             status.conntrack.entries,
             status.conntrack.capacity,
             status.conntrack.memory_bytes as f64 / (1024.0 * 1024.0),
+            status.conntrack.handshakes,
             status.conntrack.half_open,
             status.conntrack.half_open_capacity
         );

@@ -13,7 +13,7 @@ use std::{
 };
 
 use anyhow::Context as _;
-use lb_common::consts::{FLOW_F_FIN, FLOW_F_RST, IPPROTO_UDP, MAX_VIPS_DEFAULT};
+use lb_common::consts::{FLOW_F_FIN, FLOW_F_HALF_OPEN, FLOW_F_RST, IPPROTO_UDP, MAX_VIPS_DEFAULT};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
@@ -507,8 +507,9 @@ impl Engine {
     }
 
     /// Flows in the connection table per backend id, split into live,
-    /// closing and idle, and the number of entries in the table.
-    pub(crate) fn flow_counts(&self) -> (HashMap<u32, FlowCount>, u64) {
+    /// closing and idle, the number of entries in the table, and of them
+    /// the TCP handshakes (`FLOW_F_HALF_OPEN`).
+    pub(crate) fn flow_counts(&self) -> (HashMap<u32, FlowCount>, u64, u64) {
         let timeouts = IdleTimeouts {
             tcp: self.config.tcp_idle_timeout,
             udp: self.config.udp_idle_timeout,
@@ -523,13 +524,20 @@ impl Engine {
             .collect();
         let mut counts: HashMap<u32, FlowCount> = HashMap::new();
         let mut entries = 0u64;
+        let mut handshakes = 0u64;
         for (key, entry) in self.dataplane.flows() {
             entries += 1;
+            handshakes += u64::from(entry.flags & FLOW_F_HALF_OPEN != 0);
             if generations.get(&entry.backend_id) != Some(&entry.backend_generation) {
                 continue; // a removed backend's leftover
             }
             let count = counts.entry(entry.backend_id).or_default();
-            let idle_limit = if key.proto == IPPROTO_UDP {
+            // A handshake (its SYN in the table, no ACK yet) is live for
+            // the half-open timeout, then idle: an abandoned SYN does not
+            // hold a drain for the connection's idle timeout.
+            let idle_limit = if entry.flags & FLOW_F_HALF_OPEN != 0 {
+                super::flow::HALF_OPEN_TIMEOUT
+            } else if key.proto == IPPROTO_UDP {
                 timeouts.udp
             } else {
                 timeouts.tcp
@@ -545,7 +553,7 @@ impl Engine {
                 count.live += 1;
             }
         }
-        (counts, entries)
+        (counts, entries, handshakes)
     }
 
     /// Sets each VRRP instance's priority from what this node can serve:

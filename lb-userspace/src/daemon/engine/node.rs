@@ -157,13 +157,21 @@ impl Engine {
         self.node_status()
     }
 
-    /// Samples the forwarded count and feeds the SYN-flood watch (every
-    /// housekeeping tick).
+    /// Samples the forwarded count, feeds the SYN-flood watch and gives
+    /// the data plane its flood mode (every housekeeping tick).
     pub(crate) fn watch_traffic(&mut self) {
         let Ok(counters) = self.dataplane.counters() else {
             return;
         };
         self.flood.observe(Instant::now(), &counters);
+        if let Some(flood) = self.flood.unwritten_mode() {
+            match self.dataplane.set_syn_flood(flood) {
+                Ok(()) => self.flood.mode_written(flood),
+                Err(error) => {
+                    warn!(%error, flood, "setting SYN-flood mode in the data plane failed; retried next tick")
+                }
+            }
+        }
         let forwarded = counters
             .iter()
             .find(|(c, _)| *c == Counter::Forwarded)

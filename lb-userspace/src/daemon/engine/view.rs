@@ -36,7 +36,7 @@ use crate::{
 impl Engine {
     /// The status view: model, maps and checks together.
     pub fn status(&self) -> Status {
-        let (flows, entries) = self.flow_counts();
+        let (flows, entries, handshakes) = self.flow_counts();
         let sweep = self.nat.reaper.last_sweep();
         let nat_flows = sweep.map(|s| &s.by_backend);
         let now = Instant::now();
@@ -156,6 +156,7 @@ impl Engine {
                 entries,
                 capacity: self.dataplane.flow_capacity(),
                 memory_bytes: self.dataplane.flow_memory_bytes(),
+                handshakes,
                 half_open: self.dataplane.half_open_count(),
                 half_open_capacity: self.dataplane.half_open_capacity(),
                 syn_flood: self.flood.in_flood(),
@@ -274,7 +275,7 @@ impl Engine {
                 .and_then(|b| sweep.and_then(|s| s.by_backend.get(&b)).copied())
                 .unwrap_or_default());
         }
-        let (counts, _) = self.flow_counts();
+        let (counts, ..) = self.flow_counts();
         Ok(backend_id
             .and_then(|b| counts.get(&b).copied())
             .unwrap_or_default())
