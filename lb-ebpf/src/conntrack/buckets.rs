@@ -447,8 +447,9 @@ fn with_class(flags: u32, class: u32) -> u32 {
 /// `Gate::mark`) and its eviction class;
 /// writes only what changed, so most packets of a flow write nothing. The
 /// rank is set by a CAS from the tag `find` saw, so it never lands on a
-/// way another CPU has taken since. True if this packet made a half-open
-/// flow established (the client's ACK; only the CPU whose CAS did it).
+/// way another CPU has taken since. True if this packet ended a
+/// handshake (the client's ACK, or a FIN or RST; only the CPU whose CAS
+/// did it).
 ///
 /// # Safety
 /// `bucket` must be a live element of the table.
@@ -480,7 +481,10 @@ unsafe fn touch(
         (*slot).last_seen_ns = now;
         (*slot).flags = flags;
     }
-    was == CLASS_HALF_OPEN && class == CLASS_ESTABLISHED
+    // The client's ACK, or its FIN or RST (the flow then closed): any
+    // packet but a SYN ends the handshake, as it promotes a flow held in
+    // the half-open table.
+    was == CLASS_HALF_OPEN && class != CLASS_HALF_OPEN
 }
 
 /// See `conntrack::peek`.
