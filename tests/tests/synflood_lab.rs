@@ -6,9 +6,11 @@
 //! second at most (`lb_tests::floodrun`). Not one long-lived connection breaks (each
 //! still answers from the backend it started on) and the new connections'
 //! success rate and latency are reported:
-//! - unguarded, the half-open table overflows (evictions counted) while
-//!   the connection table (the smallest, 1,024 flows) holds only the real
-//!   connections, and lbd enters flood mode;
+//! - unguarded, the flood's SYNs take only free ways of the connection
+//!   table (the smallest, 1,024 flows) and then overflow the half-open
+//!   table (evictions counted); only the real connections become flows
+//!   there, lbd enters flood mode, and SYNs in flood mode add no
+//!   handshake to the connection table;
 //! - with a deny rule for the spoofed range, XDP drops the flood (the
 //!   rule's count is the flood), the half-open table never fills and
 //!   every new connection of the client gets through;
