@@ -1050,14 +1050,20 @@ impl Dataplane {
     /// Sets or clears SYN-flood mode (`CONFIG_F_SYN_FLOOD`: SYNs to the
     /// half-open table alone), keeping the other node flags.
     pub fn set_syn_flood(&mut self, flood: bool) -> Result<()> {
+        self.set_config_flag(CONFIG_F_SYN_FLOOD, flood)
+    }
+
+    /// Sets or clears node flag `flag` (`CONFIG_F_*`) in the maps,
+    /// keeping the others.
+    fn set_config_flag(&mut self, flag: u8, on: bool) -> Result<()> {
         let mut config = self
             .config
             .get(&0, 0)
             .map_err(|e| map_error("reading", names::MAP_CONFIG, e))?;
-        if flood {
-            config.flags |= CONFIG_F_SYN_FLOOD;
+        if on {
+            config.flags |= flag;
         } else {
-            config.flags &= !CONFIG_F_SYN_FLOOD;
+            config.flags &= !flag;
         }
         self.set_config(&config)
     }
@@ -1371,16 +1377,7 @@ impl MapWriter for Dataplane {
     }
 
     fn set_nat_enabled(&mut self, enabled: bool) -> Result<()> {
-        let mut config = self
-            .config
-            .get(&0, 0)
-            .map_err(|e| map_error("reading", names::MAP_CONFIG, e))?;
-        if enabled {
-            config.flags |= CONFIG_F_NAT;
-        } else {
-            config.flags &= !CONFIG_F_NAT;
-        }
-        self.set_config(&config)
+        self.set_config_flag(CONFIG_F_NAT, enabled)
     }
 }
 

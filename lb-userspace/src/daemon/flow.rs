@@ -312,6 +312,14 @@ mod tests {
             })
         }
 
+        /// A backend (address) other than the one Maglev gives `client`.
+        fn not_maglevs(&self, client: &str) -> &'static str {
+            ["198.18.0.11", "198.18.0.12", "198.18.0.13"]
+                .into_iter()
+                .find(|a| a.parse::<IpAddr>().unwrap() != self.maglev_address(client))
+                .unwrap()
+        }
+
         /// The backend (address) the fake maps' live table gives `client`.
         fn maglev_address(&self, client: &str) -> IpAddr {
             let key = flow_key(&vip(), client.parse().unwrap());
@@ -422,10 +430,7 @@ mod tests {
         let mut world = World::new();
         let client = "198.18.1.10:40000";
         // Pin it to a backend Maglev would not pick.
-        let other = ["198.18.0.11", "198.18.0.12", "198.18.0.13"]
-            .into_iter()
-            .find(|a| a.parse::<IpAddr>().unwrap() != world.maglev_address(client))
-            .unwrap();
+        let other = world.not_maglevs(client);
         world
             .model
             .set_health(&vip(), other.parse().unwrap(), Health::Up);
@@ -643,10 +648,7 @@ mod tests {
     fn a_half_open_flow_goes_to_its_syns_backend_whatever_maglev_says() {
         let world = World::new();
         let client = "198.18.1.10:40000";
-        let other = ["198.18.0.11", "198.18.0.12", "198.18.0.13"]
-            .into_iter()
-            .find(|a| a.parse::<IpAddr>().unwrap() != world.maglev_address(client))
-            .unwrap();
+        let other = world.not_maglevs(client);
         let held = entry(world.id(other), 2, 0);
         let answer = world.explain_with(client, None, Some(held));
         assert_eq!(answer.decision, FlowDecision::HalfOpen, "{answer:?}");
@@ -674,10 +676,7 @@ mod tests {
     fn a_syn_the_connection_table_took_is_shown_half_open_with_its_timeout() {
         let world = World::new();
         let client = "198.18.1.10:40000";
-        let other = ["198.18.0.11", "198.18.0.12", "198.18.0.13"]
-            .into_iter()
-            .find(|a| a.parse::<IpAddr>().unwrap() != world.maglev_address(client))
-            .unwrap();
+        let other = world.not_maglevs(client);
         let handshake = entry(world.id(other), 2, FLOW_F_HALF_OPEN);
         let answer = world.explain(client, Some(handshake));
         assert_eq!(answer.decision, FlowDecision::HalfOpen, "{answer:?}");
