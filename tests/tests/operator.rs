@@ -49,13 +49,13 @@ fn b1(lab: &Lab) -> BackendStatus {
         .expect("b1 in status")
 }
 
-/// Keeps kept-alive connections busy until `stop`; returns the errors and
-/// whether any connection changed backend.
 /// Connections each drain test keeps open. Each lands on b1 with a third's
 /// chance, so with 12 none did in about one run in 130 (seen in CI); with 32
 /// that is about one in 400,000.
 const BUSY_CONNECTIONS: usize = 32;
 
+/// Keeps kept-alive connections busy until `stop`; returns the errors and
+/// whether any connection changed backend.
 fn keep_busy(lab: &Lab, count: usize, stop: Arc<AtomicBool>) -> thread::JoinHandle<Vec<String>> {
     let mut connections =
         KeepAlive::open(&lab.client.netns, IpAddr::V4(VIP4), count).expect("connections");
