@@ -28,7 +28,7 @@ use lb_common::{
     VipKey, VipMeta,
 };
 
-use crate::{forward::tunnel::Job, nat::scratch::NatScratch};
+use crate::{nat::scratch::NatScratch, state::PacketState};
 
 /// Services: (address, port, protocol) -> where the VIP's tables are.
 /// lbd's authoritative copy: the packet path reads `VIP_INDEX` and asks
@@ -100,12 +100,11 @@ pub static NAT_SOURCES: Array<NatSource> = Array::with_max_entries(MAX_VIPS_DEFA
 #[map]
 pub static NAT_SCRATCH: PerCpuArray<NatScratch> = PerCpuArray::with_max_entries(1, 0);
 
-/// A new flow's insert into the bucket table or the half-open table, left
-/// by the packet path for the entry point to run after it (one slot per
-/// CPU; see `conntrack::pending`).
+/// What the packet path leaves for the entry point's later steps (a new
+/// flow's insert, a tunnel wrap), one slot per CPU, looked up once per
+/// packet by the entry point (see `state`).
 #[map]
-pub static FLOW_PENDING: PerCpuArray<crate::conntrack::PendingFlow> =
-    PerCpuArray::with_max_entries(1, 0);
+pub static PACKET_STATE: PerCpuArray<PacketState> = PerCpuArray::with_max_entries(1, 0);
 
 /// Interfaces routed packets may leave by (XDP_REDIRECT), keyed by ifindex;
 /// filled by lbd.
@@ -121,11 +120,6 @@ pub static TUNNEL_CONFIG: Array<TunnelConfig> = Array::with_max_entries(1, 0);
 /// CPU (see `forward::tunnel::hop`).
 #[map]
 pub static TUNNEL_HOPS: PerCpuArray<TunnelHop> = PerCpuArray::with_max_entries(MAX_BACKENDS, 0);
-
-/// The packet the tunnel path is wrapping (one slot per CPU; see
-/// `forward::tunnel`).
-#[map]
-pub static TUNNEL_JOB: PerCpuArray<Job> = PerCpuArray::with_max_entries(1, 0);
 
 /// Node settings (one entry).
 #[map]

@@ -20,6 +20,8 @@ mod pending;
 
 pub use pending::PendingFlow;
 
+use core::ptr::addr_of_mut;
+
 use lb_common::{
     consts::{
         EVENT_CONNTRACK_INSERT_FAILED, FLOW_F_ACL_MARK, FLOW_F_FIN, FLOW_F_RST, FLOW_F_STATE,
@@ -31,7 +33,9 @@ use lb_common::{
 use crate::{
     guard::acl::Gate,
     parse::{Packet, TCP_FIN, TCP_RST},
-    select, stats,
+    select,
+    state::PacketState,
+    stats,
 };
 
 /// `CONNTRACK_DESIGN`: the bucket table in `FLOW_BUCKETS`.
@@ -128,8 +132,9 @@ pub(super) fn admitted(
 /// `pending`) and returns its outcome (packed) unchanged. Every entry
 /// point calls it once, last.
 #[inline(always)]
-pub fn settle_pending(outcome: u64) -> u64 {
-    pending::settle(outcome)
+pub fn settle_pending(outcome: u64, state: *mut PacketState) -> u64 {
+    // SAFETY: this CPU's packet state, from the entry point.
+    pending::settle(outcome, unsafe { addr_of_mut!((*state).pending) })
 }
 
 /// The backend of a flow without changing anything: the tracked one if it

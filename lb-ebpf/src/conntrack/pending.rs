@@ -9,7 +9,7 @@
 use lb_common::{stats::Counter, FlowEntry, FlowKey};
 
 use super::{buckets, design, half_open, DESIGN_BUCKETS};
-use crate::{forward::Outcome, maps::FLOW_PENDING, stats};
+use crate::{forward::Outcome, state, stats};
 
 /// `PendingFlow::armed`: nothing queued.
 const IDLE: u32 = 0;
@@ -30,7 +30,7 @@ pub(super) const PROMOTE_INTO_BUCKETS: u32 = 3;
 /// no way it may take there, into the half-open table instead.
 pub(super) const SYN_INTO_BUCKETS: u32 = 4;
 
-/// A queued insert, in this CPU's `FLOW_PENDING` slot.
+/// A queued insert, in this CPU's packet state (`state`).
 #[repr(C)]
 pub struct PendingFlow {
     /// The flow.
@@ -69,11 +69,12 @@ pub(super) fn queue(
     rank: u32,
     placed: (u32, u32, u32),
 ) -> bool {
-    let Some(pending) = FLOW_PENDING.get_ptr_mut(0) else {
+    let Some(state) = state::this_cpu() else {
         return false;
     };
     // SAFETY: this CPU's slot; nothing else runs on this CPU meanwhile.
     unsafe {
+        let pending = core::ptr::addr_of_mut!((*state).pending);
         (*pending).key = *key;
         (*pending).entry = *entry;
         (*pending).first = placed.0;
@@ -93,13 +94,11 @@ fn forwarded(outcome: u64) -> bool {
     Outcome::unpacked(outcome).counter == Counter::Forwarded
 }
 
-/// Runs the insert the packet path queued, if any, and returns its
-/// `outcome` (packed) unchanged. The inserts count their own events.
+/// Runs the insert the packet path queued in `pending` (this CPU's), if
+/// any, and returns its `outcome` (packed) unchanged. The inserts count
+/// their own events.
 #[inline(always)]
-pub(super) fn settle(outcome: u64) -> u64 {
-    let Some(pending) = FLOW_PENDING.get_ptr_mut(0) else {
-        return outcome;
-    };
+pub(super) fn settle(outcome: u64, pending: *mut PendingFlow) -> u64 {
     // SAFETY: this CPU's slot (volatile: the outcome goes through memory,
     // see `PendingFlow::outcome`).
     unsafe {

@@ -8,6 +8,8 @@
 mod dsr_l2;
 pub mod tunnel;
 
+use core::ptr::{addr_of, addr_of_mut};
+
 use lb_common::{
     consts::{CONFIG_F_NAT, EVENT_NO_BACKEND},
     stats::Counter,
@@ -22,6 +24,7 @@ use crate::{
     maps::CONFIG,
     nat,
     parse::{self, Class},
+    state::PacketState,
     stats,
 };
 
@@ -71,9 +74,10 @@ impl Outcome {
 /// tunnel modes' wrap, the NAT path) in a frame of its own, or returns
 /// its outcome as it is.
 #[inline(always)]
-pub fn finish<C: Hook>(ctx: &C, outcome: Outcome) -> Outcome {
+pub fn finish<C: Hook>(ctx: &C, outcome: Outcome, state: *mut PacketState) -> Outcome {
     if outcome.counter == tunnel::PENDING {
-        tunnel::finish(ctx)
+        // SAFETY: this CPU's packet state, from the entry point.
+        tunnel::finish(ctx, unsafe { &*addr_of!((*state).job) })
     } else if outcome.counter == nat::PENDING_FORWARD {
         Outcome::unpacked(nat::finish(ctx, false))
     } else if outcome.counter == nat::PENDING_REPLY {
@@ -84,22 +88,22 @@ pub fn finish<C: Hook>(ctx: &C, outcome: Outcome) -> Outcome {
 }
 
 /// Runs the whole path for one frame (for a tunnelled VIP up to the
-/// pending wrap, see `tunnel`).
+/// pending wrap, see `tunnel`, left in `state`: this CPU's).
 #[inline(always)]
-pub fn balance<C: Hook>(ctx: &C) -> Outcome {
-    Outcome::unpacked(balance_packed(ctx))
+pub fn balance<C: Hook>(ctx: &C, state: *mut PacketState) -> Outcome {
+    Outcome::unpacked(balance_packed(ctx, state))
 }
 
 /// `balance`, returning `Outcome::packed`. Not inlined, so its large frame
 /// is not on the stack under `tunnel::finish`, which the entry point calls
 /// after it.
 #[inline(never)]
-fn balance_packed<C: Hook>(ctx: &C) -> u64 {
-    balance_in_frame(ctx).packed()
+fn balance_packed<C: Hook>(ctx: &C, state: *mut PacketState) -> u64 {
+    balance_in_frame(ctx, state).packed()
 }
 
 #[inline(always)]
-fn balance_in_frame<C: Hook>(ctx: &C) -> Outcome {
+fn balance_in_frame<C: Hook>(ctx: &C, state: *mut PacketState) -> Outcome {
     let packet = match parse::parse(ctx) {
         Ok(packet) => packet,
         Err(reason) => return reason.into(),
@@ -125,7 +129,9 @@ fn balance_in_frame<C: Hook>(ctx: &C) -> Outcome {
         Err(counter) => return counter.into(),
     };
     if vip.mode == Mode::Ipip as u32 || vip.mode == Mode::Gue as u32 {
-        return tunnel::forward(ctx, &vip, &packet, &decision);
+        // SAFETY: this CPU's packet state, from the entry point.
+        let job = unsafe { &mut *addr_of_mut!((*state).job) };
+        return tunnel::forward(ctx, &vip, &packet, &decision, job);
     }
     dsr_l2::forward(ctx, &vip, &packet, &decision).into()
 }

@@ -13,9 +13,9 @@ use crate::{
     forward::Outcome,
     hook::Hook,
     lookup,
-    maps::{BACKENDS, TUNNEL_CONFIG, TUNNEL_JOB},
+    maps::{BACKENDS, TUNNEL_CONFIG},
     parse::{self, Class},
-    stats,
+    state, stats,
 };
 
 /// `TC_ACT_OK`: continue untouched.
@@ -47,8 +47,9 @@ pub fn egress(ctx: &TcContext) -> i32 {
 }
 
 /// Leaves the job of wrapping a marked packet for backend `backend_id`
-/// in `TUNNEL_JOB`; false when it is not one to wrap (not a TCP/UDP
-/// packet to a tunnelled VIP, or the backend is not one of that VIP's).
+/// in this CPU's packet state (`state`); false when it is not one to
+/// wrap (not a TCP/UDP packet to a tunnelled VIP, or the backend is not
+/// one of that VIP's).
 /// Not inlined, nor is `send`: their frames are not stacked.
 #[inline(never)]
 fn prepare(ctx: &TcContext, backend_id: u32) -> bool {
@@ -73,9 +74,9 @@ fn prepare_job(ctx: &TcContext, backend_id: u32) -> Option<()> {
         return None;
     }
     let config = TUNNEL_CONFIG.get(0)?;
-    let job = TUNNEL_JOB.get_ptr_mut(0)?;
+    let state = state::this_cpu()?;
     // SAFETY: this CPU's slot, used by this program run only.
-    let job = unsafe { &mut *job };
+    let job = unsafe { &mut (*state).job };
     job.key = packet.key;
     job.backend_id = backend_id;
     job.vip_id = vip.id;
@@ -93,11 +94,11 @@ fn prepare_job(ctx: &TcContext, backend_id: u32) -> Option<()> {
 /// (`finish`).
 #[inline(never)]
 fn send(ctx: &TcContext) -> Outcome {
-    let Some(job) = TUNNEL_JOB.get_ptr(0) else {
+    let Some(state) = state::this_cpu() else {
         return Counter::DropMalformed.into();
     };
     // SAFETY: this CPU's slot, written by this program run.
-    let job = unsafe { &*job };
+    let job = unsafe { &(*state).job };
     match BACKENDS.get(job.backend_id) {
         Some(backend) => encap::send(ctx, job, backend),
         None => Counter::DropNoBackend.into(),

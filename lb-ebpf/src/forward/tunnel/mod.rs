@@ -9,10 +9,11 @@
 //! for lbd's own health checks (the `tc_hc_encap` program).
 //!
 //! Two steps, for the verifier: the packet path (`forward`, inlined in
-//! it) only picks the backend and leaves a `Job` in this CPU's slot of
-//! `TUNNEL_JOB`, returning the marker outcome `PENDING`; the entry point
-//! then runs `finish`. So the wrapping code is verified once (its inputs
-//! come from a map, not from each of the parser's paths). The common case
+//! it) only picks the backend and leaves a `Job` in this CPU's packet
+//! state (`state`), returning the marker outcome `PENDING`; the entry
+//! point then runs `finish` on the same slot. So the wrapping code is
+//! verified once (its inputs come from a map, not from each of the
+//! parser's paths). The common case
 //! (a client's IPv4 packet wrapped in IPIP for an IPv4 backend whose next
 //! hop is cached, see `encap::send_lean`) runs inline in the entry point,
 //! with one helper call (the grow) and no function call; every other
@@ -44,7 +45,7 @@ use crate::{
     conntrack::Decision,
     forward::Outcome,
     hook::Hook,
-    maps::{BACKENDS, TUNNEL_JOB},
+    maps::BACKENDS,
     parse::{Class, Packet},
     stats,
 };
@@ -70,8 +71,8 @@ pub struct Job {
     /// The packet's flow (for an ICMP error: the flow it is about).
     pub key: FlowKey,
     /// The backend's id: its record in `BACKENDS` (read again by `finish`
-    /// rather than copied here: the packet path's part stays short) and
-    /// the hop cache's index.
+    /// rather than copied here: a copy measured slower than the lookup)
+    /// and the hop cache's index.
     pub backend_id: u32,
     /// The VIP's id.
     pub vip_id: u32,
@@ -93,9 +94,16 @@ pub struct Job {
 }
 
 /// Leaves the job of wrapping one packet of a tunnelled VIP for the
-/// backend `decision` names for `finish` (returning `PENDING`).
+/// backend `decision` names in `job` (this CPU's) for `finish`
+/// (returning `PENDING`).
 #[inline(always)]
-pub fn forward<C: Hook>(ctx: &C, vip: &VipMeta, packet: &Packet, decision: &Decision) -> Outcome {
+pub fn forward<C: Hook>(
+    ctx: &C,
+    vip: &VipMeta,
+    packet: &Packet,
+    decision: &Decision,
+    job: &mut Job,
+) -> Outcome {
     let mut flags = if vip.mode == Mode::Gue as u32 {
         JOB_GUE
     } else {
@@ -107,11 +115,6 @@ pub fn forward<C: Hook>(ctx: &C, vip: &VipMeta, packet: &Packet, decision: &Deci
     if decision.new_flow {
         flags |= JOB_NEW_FLOW;
     }
-    let Some(job) = TUNNEL_JOB.get_ptr_mut(0) else {
-        return Counter::DropMalformed.into();
-    };
-    // SAFETY: this CPU's slot, used by this program run only.
-    let job = unsafe { &mut *job };
     job.key = packet.key;
     job.backend_id = decision.backend_id;
     job.vip_id = vip.id;
@@ -125,37 +128,28 @@ pub fn forward<C: Hook>(ctx: &C, vip: &VipMeta, packet: &Packet, decision: &Deci
     PENDING.into()
 }
 
-/// Wraps the packet `forward` left a job for and counts it: the verdict
-/// (`Forwarded`, `ForwardedIcmpError`, `SentIcmpTooBig`, or why not) and
-/// its egress interface. The common case (`encap::send_lean`) runs here,
-/// inlined in the entry point, which verifies it once and calls no
-/// function for it; every other case goes to `finish_general`.
+/// Wraps the packet `forward` left `job` (this CPU's) for and counts it:
+/// the verdict (`Forwarded`, `ForwardedIcmpError`, `SentIcmpTooBig`, or
+/// why not) and its egress interface. The common case
+/// (`encap::send_lean`) runs here, inlined in the entry point, which
+/// verifies it once and calls no function for it; every other case goes
+/// to `finish_general`.
 #[inline(always)]
-pub fn finish<C: Hook>(ctx: &C) -> Outcome {
-    let Some(job) = TUNNEL_JOB.get_ptr(0) else {
-        return Counter::DropMalformed.into();
-    };
-    // SAFETY: this CPU's slot, written by this program run.
-    let job = unsafe { &*job };
+pub fn finish<C: Hook>(ctx: &C, job: &Job) -> Outcome {
     // The packet path's pick (a backend removed since reads as gone).
     let Some(backend) = BACKENDS.get(job.backend_id) else {
         return Counter::DropNoBackend.into();
     };
     match encap::send_lean(ctx, job, backend) {
         Some(outcome) => counted(job, outcome),
-        None => finish_general(ctx),
+        None => finish_general(ctx, job),
     }
 }
 
 /// `finish` for every case the lean path does not take. Not inlined:
 /// see the module docs.
 #[inline(never)]
-fn finish_general<C: Hook>(ctx: &C) -> Outcome {
-    let Some(job) = TUNNEL_JOB.get_ptr(0) else {
-        return Counter::DropMalformed.into();
-    };
-    // SAFETY: this CPU's slot, written by this program run.
-    let job = unsafe { &*job };
+fn finish_general<C: Hook>(ctx: &C, job: &Job) -> Outcome {
     let Some(backend) = BACKENDS.get(job.backend_id) else {
         return Counter::DropNoBackend.into();
     };
