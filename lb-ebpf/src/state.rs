@@ -5,7 +5,9 @@
 //! point looks the slot up once and hands the pointer to every step: a
 //! per-CPU map lookup costs 3-4 ns here (the key through the stack, the
 //! bounds check, the CPU's offset), paid once per packet instead of once
-//! per step.
+//! per step. Only the connection table's queueing of a new flow's insert
+//! (`conntrack::pending::queue`, on the new-flow path alone) looks it up
+//! again, rather than take the pointer through both table designs.
 
 use crate::{conntrack::PendingFlow, forward::tunnel::Job, maps::PACKET_STATE};
 

@@ -13,11 +13,11 @@
 //! state (`state`), returning the marker outcome `PENDING`; the entry
 //! point then runs `finish` on the same slot. So the wrapping code is
 //! verified once (its inputs come from a map, not from each of the
-//! parser's paths). The common case
-//! (a client's IPv4 packet wrapped in IPIP for an IPv4 backend whose next
-//! hop is cached, see `encap::send_lean`) runs inline in the entry point,
-//! with one helper call (the grow) and no function call; every other
-//! case runs in `finish_general`, a function of its own, so its stack
+//! parser's paths). The common case (a client's IPv4 packet wrapped in
+//! IPIP for an IPv4 backend whose next hop is cached, see
+//! `encap::send_lean`) runs inline in the entry point, with one helper
+//! call (the grow) and no function call; every other case runs in
+//! `finish_general`, a function of its own, so its stack
 //! frames do not add to the packet path's (the BPF stack is 512 bytes for
 //! a whole call chain). The entry point's own frame is part of every
 //! chain, and the deepest of the others leave it 32 bytes (the verifier
