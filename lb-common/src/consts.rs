@@ -174,8 +174,13 @@ pub mod names {
     pub const GLOBAL_HALF_OPEN_BUCKET_MASK: &str = "HALF_OPEN_BUCKET_MASK";
     /// Node-wide settings (`LbConfig`, one entry).
     pub const MAP_CONFIG: &str = "CONFIG";
-    /// Per-CPU counters per `stats::Counter`.
-    pub const MAP_COUNTERS: &str = "COUNTERS";
+    /// Per-CPU `stats::CpuState`, one entry: the node counters per
+    /// `stats::Counter` and the packet in flight's state.
+    pub const MAP_PACKET_STATE: &str = "PACKET_STATE";
+    /// Per-CPU counters per `stats::Counter`, one entry each, as releases
+    /// before `PACKET_STATE` held them: a pin of it left by such an lbd is
+    /// added into `PACKET_STATE`'s counters once this lbd's program runs.
+    pub const MAP_LEGACY_COUNTERS: &str = "COUNTERS";
     /// Per-CPU `TrafficCounters` per VIP id.
     pub const MAP_VIP_STATS: &str = "VIP_STATS";
     /// Per-CPU `TrafficCounters` per backend id.

@@ -274,6 +274,7 @@ mod pod {
     unsafe impl aya::Pod for super::NatEntry {}
     unsafe impl aya::Pod for crate::tunnel::TunnelConfig {}
     unsafe impl aya::Pod for crate::tunnel::TunnelHop {}
+    unsafe impl aya::Pod for crate::stats::CpuState {}
 }
 
 const _: () = {
@@ -285,6 +286,10 @@ const _: () = {
     assert!(size_of::<FlowEntry>() == 24);
     assert!(size_of::<LbConfig>() == 8);
     assert!(size_of::<TrafficCounters>() == 24);
+    assert!(
+        size_of::<crate::stats::CpuState>()
+            == 8 * (crate::stats::COUNTER_COUNT as usize + crate::stats::PACKET_SCRATCH_WORDS)
+    );
     assert!(size_of::<DataplaneEvent>() == 48);
     assert!(size_of::<BenchTemplate>() == 12 + BENCH_TEMPLATE_MAX);
     assert!(size_of::<NatSource>() == 24);

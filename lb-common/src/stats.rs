@@ -119,6 +119,29 @@ pub enum Counter {
 /// Number of `Counter` slots.
 pub const COUNTER_COUNT: u32 = 35;
 
+/// Words of each CPU's `PACKET_STATE` value after its counters: the state
+/// of the packet the CPU is working on (what the packet path leaves for
+/// the entry point's later steps), which only the data plane reads. Sized
+/// with room to spare, so the value keeps its size, and the counters
+/// their place in a pinned map, while that state changes shape.
+pub const PACKET_SCRATCH_WORDS: usize = 48;
+
+/// One CPU's value of `PACKET_STATE` (a per-CPU array of one entry): the
+/// node counters, indexed by `Counter`, then the packet in flight's state.
+/// One value, so that a packet's program finds its state and every
+/// counter it bumps with one map lookup (3-4 ns each on a VM whose kernel
+/// mitigations make calls dear), and lbd reads every counter of a CPU at
+/// once.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct CpuState {
+    /// Verdict and event counts of this CPU, `Counter` as index.
+    pub counters: [u64; COUNTER_COUNT as usize],
+    /// The packet in flight's state: the data plane's own layout, opaque
+    /// here (see `lb-ebpf`'s `state::PacketState`).
+    pub scratch: [u64; PACKET_SCRATCH_WORDS],
+}
+
 impl Counter {
     /// Every counter, in index order.
     pub const ALL: [Counter; COUNTER_COUNT as usize] = [

@@ -34,9 +34,7 @@ use aya_ebpf::{
 /// everything else goes up the stack untouched.
 #[xdp]
 pub fn xdp_lb(ctx: XdpContext) -> u32 {
-    let outcome = run(&ctx);
-    stats::count(outcome.counter);
-    hook::verdict(&ctx, outcome)
+    hook::verdict(&ctx, run(&ctx))
 }
 
 /// The same balancer as a tc ingress program (tcx or cls_bpf, direct
@@ -45,21 +43,22 @@ pub fn xdp_lb(ctx: XdpContext) -> u32 {
 #[classifier]
 pub fn tc_lb(ctx: TcContext) -> i32 {
     hook::linearize(&ctx);
-    let outcome = run(&ctx);
-    stats::count(outcome.counter);
-    hook::verdict(&ctx, outcome)
+    hook::verdict(&ctx, run(&ctx))
 }
 
 /// Both hooks' steps for one frame, in order: the packet path, what it
 /// left pending (a wrap, the NAT path), then the connection table's
-/// queued insert; all on this CPU's packet state, looked up once.
+/// queued insert, and the verdict counted; all on this CPU's packet
+/// state, looked up once.
 #[inline(always)]
 fn run<C: hook::Hook>(ctx: &C) -> forward::Outcome {
     let Some(state) = state::this_cpu() else {
         return lb_common::stats::Counter::DropMalformed.into();
     };
     let outcome = forward::finish(ctx, forward::balance(ctx, state), state);
-    forward::Outcome::unpacked(conntrack::settle_pending(outcome.packed(), state))
+    let outcome = forward::Outcome::unpacked(conntrack::settle_pending(outcome.packed(), state));
+    state::count(state, outcome.counter);
+    outcome
 }
 
 /// Data-path health checks: a tc egress program (on `lo` and the

@@ -22,13 +22,13 @@ use lb_common::{
         ACL_RULES_MAX, ACL_TRIE_SIZE, LIMIT_TABLE_SIZE,
     },
     nat::NatBucket,
-    stats::COUNTER_COUNT,
+    stats::CpuState,
     vip_index::{self, VipIndexBucket},
     Backend, FlowEntry, FlowKey, LbConfig, NatSource, TrafficCounters, TunnelConfig, TunnelHop,
     VipKey, VipMeta,
 };
 
-use crate::{nat::scratch::NatScratch, state::PacketState};
+use crate::nat::scratch::NatScratch;
 
 /// Services: (address, port, protocol) -> where the VIP's tables are.
 /// lbd's authoritative copy: the packet path reads `VIP_INDEX` and asks
@@ -100,11 +100,12 @@ pub static NAT_SOURCES: Array<NatSource> = Array::with_max_entries(MAX_VIPS_DEFA
 #[map]
 pub static NAT_SCRATCH: PerCpuArray<NatScratch> = PerCpuArray::with_max_entries(1, 0);
 
-/// What the packet path leaves for the entry point's later steps (a new
-/// flow's insert, a tunnel wrap), one slot per CPU, looked up once per
-/// packet by the entry point (see `state`).
+/// Each CPU's node counters (read by lbd, pinned) and what the packet
+/// path leaves for the entry point's later steps (a new flow's insert, a
+/// tunnel wrap): one slot per CPU, looked up once per packet by the entry
+/// point (see `state`), its layout inside the slot the data plane's own.
 #[map]
-pub static PACKET_STATE: PerCpuArray<PacketState> = PerCpuArray::with_max_entries(1, 0);
+pub static PACKET_STATE: PerCpuArray<CpuState> = PerCpuArray::with_max_entries(1, 0);
 
 /// Interfaces routed packets may leave by (XDP_REDIRECT), keyed by ifindex;
 /// filled by lbd.
@@ -124,10 +125,6 @@ pub static TUNNEL_HOPS: PerCpuArray<TunnelHop> = PerCpuArray::with_max_entries(M
 /// Node settings (one entry).
 #[map]
 pub static CONFIG: Array<LbConfig> = Array::with_max_entries(1, 0);
-
-/// Per-CPU verdict and event counters, indexed by `lb_common::stats::Counter`.
-#[map]
-pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_COUNT, 0);
 
 /// Per-CPU traffic per VIP id.
 #[map]

@@ -7,14 +7,17 @@ use lb_common::{
     DataplaneEvent, FlowKey, TrafficCounters,
 };
 
-use crate::maps::{BACKEND_STATS, COUNTERS, EVENTS, EVENT_LAST, VIP_STATS};
+use crate::{
+    maps::{BACKEND_STATS, EVENTS, EVENT_LAST, VIP_STATS},
+    state,
+};
 
-/// Counts one event or verdict.
+/// Counts one event or verdict, where this CPU's packet state is not at
+/// hand (`state::count` counts through it without a lookup).
 #[inline(always)]
 pub fn count(counter: Counter) {
-    if let Some(c) = COUNTERS.get_ptr_mut(counter as u32) {
-        // SAFETY: per-CPU slot, no other writer on this CPU.
-        unsafe { *c += 1 };
+    if let Some(state) = state::this_cpu() {
+        state::count(state, counter);
     }
 }
 

@@ -23,7 +23,7 @@ use lb_common::{
         MAGLEV_TABLES_PER_VIP, MAX_BACKENDS,
     },
     flow_table,
-    stats::{Counter, COUNTER_COUNT},
+    stats::Counter,
     vip_index::vip_index_buckets_for,
     Backend, DataplaneEvent, FlowEntry, FlowKey, LbConfig, NatSource, TrafficCounters,
     TunnelConfig, VipKey, VipMeta,
@@ -39,6 +39,7 @@ use crate::{
     legacy_nat::LegacyNat,
     legacy_table::LegacyTable,
     nat_maps::NatMaps,
+    node_counters::NodeCounters,
     pinning::{PinDir, PinError, DEPENDENT_MAPS, PINNED_MAPS, STATE_MAPS},
     vip_index::VipIndex,
 };
@@ -258,7 +259,7 @@ pub struct Dataplane {
     /// Half-open TCP flows (`HALF_OPEN`), apart from the connection table.
     half_open: FlowTable,
     config: Array<MapData, LbConfig>,
-    counters: PerCpuArray<MapData, u64>,
+    counters: NodeCounters,
     vip_stats: PerCpuArray<MapData, TrafficCounters>,
     backend_stats: PerCpuArray<MapData, TrafficCounters>,
     events: Option<RingBuf<MapData>>,
@@ -450,7 +451,7 @@ impl Dataplane {
             flows: FlowStore::take(&mut ebpf, kind, buckets)?,
             half_open: take_half_open(&mut ebpf, half_open_buckets)?,
             config: take_map(&mut ebpf, names::MAP_CONFIG)?,
-            counters: take_map(&mut ebpf, names::MAP_COUNTERS)?,
+            counters: NodeCounters::take(&mut ebpf, options.pins.as_ref())?,
             vip_stats: take_map(&mut ebpf, names::MAP_VIP_STATS)?,
             backend_stats: take_map(&mut ebpf, names::MAP_BACKEND_STATS)?,
             events: Some(take_map(&mut ebpf, names::MAP_EVENTS)?),
@@ -938,17 +939,10 @@ impl Dataplane {
         tc_program(&mut self.ebpf)
     }
 
-    /// Node counters summed over CPUs, in `Counter::ALL` order.
+    /// Node counters summed over CPUs, in `Counter::ALL` order (with
+    /// those an older release left pinned, see `node_counters`).
     pub fn counters(&self) -> Result<Vec<(Counter, u64)>> {
-        let mut out = Vec::with_capacity(COUNTER_COUNT as usize);
-        for counter in Counter::ALL {
-            let values = self
-                .counters
-                .get(&(counter as u32), 0)
-                .map_err(|e| map_error("reading", names::MAP_COUNTERS, e))?;
-            out.push((counter, values.iter().sum()));
-        }
-        Ok(out)
+        self.counters.read()
     }
 
     /// Traffic of one VIP id, summed over CPUs.

@@ -32,6 +32,7 @@ pub mod nat_maps;
 pub mod nat_reaper;
 pub mod nat_table;
 pub(crate) mod netlink;
+mod node_counters;
 pub(crate) mod ownership;
 pub mod pinning;
 pub(crate) mod plan;

@@ -38,7 +38,7 @@ pub(crate) const PINNED_MAPS: [&str; 21] = [
     names::MAP_FLOW_BUCKETS,
     names::MAP_HALF_OPEN,
     names::MAP_CONFIG,
-    names::MAP_COUNTERS,
+    names::MAP_PACKET_STATE,
     names::MAP_VIP_STATS,
     names::MAP_BACKEND_STATS,
     names::MAP_EVENTS,

@@ -1239,6 +1239,35 @@ pub fn ensure_bpffs() -> anyhow::Result<()> {
     run("mount", &["-t", "bpf", "bpf", BPFFS])
 }
 
+/// A pin directory of this test process under the labs' BPF filesystem,
+/// named by `prefix` (the test file's) and `tag` (the test's), fresh at
+/// creation and removed with what is in it when dropped, also when an
+/// assertion fails.
+pub struct TestPins {
+    dir: std::path::PathBuf,
+}
+
+impl TestPins {
+    /// A fresh pin directory `<prefix><pid>-<tag>`.
+    pub fn new(prefix: &str, tag: &str) -> anyhow::Result<Self> {
+        ensure_bpffs()?;
+        let dir = Path::new(BPFFS).join(format!("{prefix}{}-{tag}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        Ok(Self { dir })
+    }
+
+    /// lbd's view of the directory.
+    pub fn pins(&self) -> lb_userspace::pinning::PinDir {
+        lb_userspace::pinning::PinDir::new(&self.dir)
+    }
+}
+
+impl Drop for TestPins {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
 /// Removes the pin directories of lab `prefix` (lbd leaves its data plane
 /// pinned when stopped with SIGTERM or killed): unpinning the link and the
 /// maps frees them.

@@ -7,11 +7,15 @@ use std::fs;
 
 use anyhow::{anyhow, Context as _};
 use aya::maps::{Map, MapData, MapInfo, PerCpuArray};
-use lb_common::{consts::names, stats::Counter, TrafficCounters};
+use lb_common::{
+    consts::names,
+    stats::{Counter, CpuState},
+    TrafficCounters,
+};
 
 /// The counters of one lbd process.
 pub struct LbdMaps {
-    counters: PerCpuArray<MapData, u64>,
+    packet_state: PerCpuArray<MapData, CpuState>,
     vip_stats: PerCpuArray<MapData, TrafficCounters>,
     backend_stats: PerCpuArray<MapData, TrafficCounters>,
 }
@@ -44,7 +48,7 @@ impl LbdMaps {
     pub fn of_process(pid: u32) -> anyhow::Result<Self> {
         let open = |name: &str| open_map(pid, name);
         Ok(Self {
-            counters: PerCpuArray::try_from(Map::PerCpuArray(open(names::MAP_COUNTERS)?))?,
+            packet_state: PerCpuArray::try_from(Map::PerCpuArray(open(names::MAP_PACKET_STATE)?))?,
             vip_stats: PerCpuArray::try_from(Map::PerCpuArray(open(names::MAP_VIP_STATS)?))?,
             backend_stats: PerCpuArray::try_from(Map::PerCpuArray(open(
                 names::MAP_BACKEND_STATS,
@@ -54,7 +58,12 @@ impl LbdMaps {
 
     /// A node counter summed over CPUs.
     pub fn counter(&self, counter: Counter) -> anyhow::Result<u64> {
-        Ok(self.counters.get(&(counter as u32), 0)?.iter().sum())
+        Ok(self
+            .packet_state
+            .get(&0, 0)?
+            .iter()
+            .map(|cpu| cpu.counters[counter as usize])
+            .sum())
     }
 
     /// Traffic of VIP id `id`, summed over CPUs.
@@ -73,4 +82,59 @@ fn sum(map: &PerCpuArray<MapData, TrafficCounters>, id: u32) -> anyhow::Result<T
         .get(&id, 0)?
         .iter()
         .fold(TrafficCounters::default(), |a, c| a.plus(*c)))
+}
+
+/// A map created the way an older lbd's object had it (`map_type` as
+/// `BPF_MAP_TYPE_*`, named `name`, at most 15 bytes), for upgrade tests
+/// to pin where that release left it.
+pub fn create_map(
+    name: &str,
+    map_type: u32,
+    (key_size, value_size): (u32, u32),
+    max_entries: u32,
+) -> anyhow::Result<MapData> {
+    use std::os::fd::{FromRawFd as _, OwnedFd};
+    /// The `bpf_attr` of `BPF_MAP_CREATE`, up to the name.
+    #[repr(C)]
+    #[derive(Default)]
+    struct CreateAttr {
+        map_type: u32,
+        key_size: u32,
+        value_size: u32,
+        max_entries: u32,
+        map_flags: u32,
+        inner_map_fd: u32,
+        numa_node: u32,
+        map_name: [u8; 16],
+    }
+    let mut map_name = [0u8; 16];
+    let bytes = name.as_bytes();
+    anyhow::ensure!(bytes.len() < map_name.len(), "map name {name} is too long");
+    map_name[..bytes.len()].copy_from_slice(bytes);
+    let attr = CreateAttr {
+        map_type,
+        key_size,
+        value_size,
+        max_entries,
+        map_name,
+        ..CreateAttr::default()
+    };
+    // SAFETY: BPF_MAP_CREATE (0) with an attribute of the size given.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            0,
+            std::ptr::from_ref(&attr),
+            size_of::<CreateAttr>(),
+        )
+    };
+    if fd < 0 {
+        return Err(anyhow!(
+            "BPF_MAP_CREATE {name}: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    // SAFETY: a fresh descriptor this process owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    Ok(MapData::from_fd(fd)?)
 }

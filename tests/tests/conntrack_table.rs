@@ -368,12 +368,9 @@ fn load_upgrade(options: &LoadOptions) -> lb_userspace::dataplane::Dataplane {
 
 /// A fresh pin directory of this test process named `tag`, and its
 /// guard: the pins go when the test ends, also when an assertion fails.
-fn pin_dir(tag: &str) -> (lb_userspace::pinning::PinDir, RemovedOnDrop) {
-    lb_tests::lab::ensure_bpffs().expect("bpffs");
-    let dir = std::path::Path::new(lb_tests::lab::BPFFS)
-        .join(format!("lbtct{}-{tag}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    (lb_userspace::pinning::PinDir::new(&dir), RemovedOnDrop(dir))
+fn pin_dir(tag: &str) -> (lb_userspace::pinning::PinDir, lb_tests::lab::TestPins) {
+    let dir = lb_tests::lab::TestPins::new("lbtct", tag).expect("pin directory");
+    (dir.pins(), dir)
 }
 
 /// Each flow's SYN and first ACK through `bed`'s program: every flow in
@@ -384,15 +381,6 @@ fn open_through(bed: &mut TestBed, flows: &[Flow]) {
             let (verdict, _) = bed.run(&packet::tcp(f, flags, None, b"")).expect("run");
             assert_eq!(verdict, action::TX);
         }
-    }
-}
-
-/// A directory removed (with what is in it) when this is dropped.
-struct RemovedOnDrop(std::path::PathBuf);
-
-impl Drop for RemovedOnDrop {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 

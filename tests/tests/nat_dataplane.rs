@@ -1302,21 +1302,9 @@ lb_tests::on_both_hooks!(
 
 /// A fresh pin directory of this test process named `tag`, and its
 /// guard: the pins go when the test ends, also when an assertion fails.
-fn pin_dir(tag: &str) -> (lb_userspace::pinning::PinDir, RemovedOnDrop) {
-    lb_tests::lab::ensure_bpffs().expect("bpffs");
-    let dir = std::path::Path::new(lb_tests::lab::BPFFS)
-        .join(format!("lbtnat{}-{tag}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    (lb_userspace::pinning::PinDir::new(&dir), RemovedOnDrop(dir))
-}
-
-/// A directory removed (with what is in it) when this is dropped.
-struct RemovedOnDrop(std::path::PathBuf);
-
-impl Drop for RemovedOnDrop {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+fn pin_dir(tag: &str) -> (lb_userspace::pinning::PinDir, lb_tests::lab::TestPins) {
+    let dir = lb_tests::lab::TestPins::new("lbtnat", tag).expect("pin directory");
+    (dir.pins(), dir)
 }
 
 /// A kernel hash map `FlowKey` -> `NatEntry` named `NAT_FLOWS`: the NAT
@@ -1324,47 +1312,9 @@ impl Drop for RemovedOnDrop {
 fn nat_flows_hash_map(
     max_entries: u32,
 ) -> aya::maps::HashMap<aya::maps::MapData, FlowKey, NatEntry> {
-    use std::os::fd::{FromRawFd as _, OwnedFd};
-    /// The `bpf_attr` of `BPF_MAP_CREATE`, up to the name.
-    #[repr(C)]
-    #[derive(Default)]
-    struct CreateAttr {
-        map_type: u32,
-        key_size: u32,
-        value_size: u32,
-        max_entries: u32,
-        map_flags: u32,
-        inner_map_fd: u32,
-        numa_node: u32,
-        map_name: [u8; 16],
-    }
-    let mut name = [0u8; 16];
-    name[..9].copy_from_slice(b"NAT_FLOWS");
-    let attr = CreateAttr {
-        map_type: 1, // BPF_MAP_TYPE_HASH
-        key_size: size_of::<FlowKey>() as u32,
-        value_size: size_of::<NatEntry>() as u32,
-        max_entries,
-        map_name: name,
-        ..CreateAttr::default()
-    };
-    // SAFETY: BPF_MAP_CREATE (0) with an attribute of the size given.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            0,
-            std::ptr::from_ref(&attr),
-            size_of::<CreateAttr>(),
-        )
-    };
-    assert!(
-        fd >= 0,
-        "BPF_MAP_CREATE: {}",
-        std::io::Error::last_os_error()
-    );
-    // SAFETY: a fresh descriptor this process owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
-    let data = aya::maps::MapData::from_fd(fd).expect("the map");
+    let sizes = (size_of::<FlowKey>() as u32, size_of::<NatEntry>() as u32);
+    // BPF_MAP_TYPE_HASH
+    let data = lb_tests::lbd_maps::create_map("NAT_FLOWS", 1, sizes, max_entries).expect("the map");
     aya::maps::HashMap::try_from(aya::maps::Map::HashMap(data)).expect("a hash map")
 }
 

@@ -29,7 +29,9 @@ use crate::{
     guard::{acl::Gate, limit},
     maps::{CONFIG, FLOW_BUCKETS},
     parse::{Packet, TCP_ACK, TCP_SYN},
-    select, stats,
+    select,
+    state::{self, PacketState},
+    stats,
 };
 
 /// Buckets in `FLOW_BUCKETS` minus one (a power of two minus one); set by
@@ -69,6 +71,7 @@ pub(super) fn decide(
     packet: &Packet,
     gate: &Gate,
     refused: &mut Counter,
+    state: *mut PacketState,
 ) -> Option<Decision> {
     let key = &packet.key;
     let place = table_hash(key);
@@ -140,7 +143,7 @@ pub(super) fn decide(
     }
     let mark = gate.mark();
     if let Some((bucket, seen)) = found {
-        return tracked(vip, packet, bucket, &seen, (now, mark));
+        return tracked(vip, packet, (bucket, &seen), (now, mark), state);
     }
     // Here `hash` is the flow's `flow_hash` (a SYN's from the start, any
     // other packet's since its first bucket missed).
@@ -149,12 +152,12 @@ pub(super) fn decide(
         // (`pending::PROMOTE_INTO_BUCKETS`).
         if let Some(known) = half_open::known(key, hash, half_open::LOOK) {
             return Some(from_half_open(
-                vip,
                 packet,
-                &known,
+                (vip.id, &known),
                 opening,
                 (now, hash, mark),
                 placed,
+                state,
             ));
         }
     }
@@ -168,23 +171,28 @@ pub(super) fn decide(
         return None;
     }
     let entry = new_entry(backend_id, backend, packet, (hash, mark), now);
-    let queued = if opening {
+    if opening {
         let entry = FlowEntry {
             flags: entry.flags | FLOW_F_HALF_OPEN,
             ..entry
         };
         if syn_flood() {
-            half_open::queue(vip.id, key, &entry, now)
+            half_open::queue(state, vip.id, key, &entry, now);
         } else {
             let rank = rank_word(now, CLASS_HALF_OPEN);
-            pending::queue(pending::SYN_INTO_BUCKETS, vip.id, key, &entry, rank, placed)
+            let into = pending::SYN_INTO_BUCKETS;
+            pending::queue(state, into, vip.id, (key, &entry), rank, placed);
         }
     } else {
         let rank = rank_word(now, class_of(entry.flags, true));
-        pending::queue(pending::INTO_BUCKETS, vip.id, key, &entry, rank, placed)
-    };
-    if !queued {
-        return Some(insert_failed(vip, packet, backend_id, backend, hash));
+        pending::queue(
+            state,
+            pending::INTO_BUCKETS,
+            vip.id,
+            (key, &entry),
+            rank,
+            placed,
+        );
     }
     Some(Decision {
         backend_id,
@@ -198,29 +206,21 @@ pub(super) fn decide(
 /// A packet of a flow the half-open table holds (`known`): to its SYN's
 /// backend; unless it is a retransmitted SYN (`opening`), the flow's
 /// insert into this table is queued with that backend (at `placed`: its
-/// buckets and table hash here).
+/// buckets and table hash here) in `state` (this CPU's).
 #[inline(always)]
 fn from_half_open(
-    vip: &VipMeta,
     packet: &Packet,
-    known: &half_open::Known,
+    (vip_id, known): (u32, &half_open::Known),
     opening: bool,
     (now, hash, mark): (u64, u32, u32),
     placed: (u32, u32, u32),
+    state: *mut PacketState,
 ) -> Decision {
     let entry = new_entry(known.backend_id, known.backend, packet, (hash, mark), now);
     if !opening {
         let rank = rank_word(now, class_of(entry.flags, true));
-        if !pending::queue(
-            pending::PROMOTE_INTO_BUCKETS,
-            vip.id,
-            &packet.key,
-            &entry,
-            rank,
-            placed,
-        ) {
-            return insert_failed(vip, packet, entry.backend_id, known.backend, entry.hash);
-        }
+        let into = pending::PROMOTE_INTO_BUCKETS;
+        pending::queue(state, into, vip_id, (&packet.key, &entry), rank, placed);
     }
     unchanged(entry.backend_id, known.backend, now, entry.hash)
 }
@@ -334,14 +334,14 @@ pub unsafe extern "C" fn lb_flow_claim(
 
 /// A packet of a tracked flow (as `seen` in its bucket): its pinned
 /// backend if alive (refreshing the entry), else a re-pin. `mark`:
-/// `Gate::mark`, for the entry.
+/// `Gate::mark`, for the entry; `state`: this CPU's, for the counters.
 #[inline(always)]
 fn tracked(
     vip: &VipMeta,
     packet: &Packet,
-    bucket: *mut FlowBucket,
-    seen: &Seen,
+    (bucket, seen): (*mut FlowBucket, &Seen),
     (now, mark): (u64, u32),
+    state: *mut PacketState,
 ) -> Option<Decision> {
     let Some(backend) = pinned_backend(&seen.entry) else {
         return repin(vip, packet, bucket, seen);
@@ -350,10 +350,10 @@ fn tracked(
     if unsafe { touch(bucket, seen, (packet.tcp_flags, mark), now) } {
         // The client's ACK of a handshake this table held: the flow is
         // new to the connections now (one CPU counts it: the rerank's).
-        stats::count(Counter::ConntrackNew);
-        stats::count(Counter::ConntrackHalfOpenPromoted);
+        state::count(state, Counter::ConntrackNew);
+        state::count(state, Counter::ConntrackHalfOpenPromoted);
     } else {
-        stats::count(Counter::ConntrackHit);
+        state::count(state, Counter::ConntrackHit);
     }
     Some(unchanged(
         seen.entry.backend_id,

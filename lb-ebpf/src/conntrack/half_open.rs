@@ -26,7 +26,7 @@ use super::{
     pending::{self, PendingFlow},
     pinned_backend,
 };
-use crate::{maps::HALF_OPEN, select, stats};
+use crate::{maps::HALF_OPEN, select, state::PacketState, stats};
 
 /// Buckets in `HALF_OPEN` minus one (a power of two minus one); set by
 /// lbd at load time from the table's size (`half_open_size`). The
@@ -110,11 +110,11 @@ fn lookup(key: &FlowKey, hash: u32, how: u32) -> u64 {
     // SAFETY: as above. Of two CPUs taking the same flow, one counts it;
     // both send their packet to its backend.
     if (how == TAKE || (how == LOOK && !alive)) && unsafe { flow_table::release(bucket, &seen) } {
-        stats::count(if alive {
-            Counter::ConntrackHalfOpenPromoted
+        if alive {
+            stats::count(Counter::ConntrackHalfOpenPromoted);
         } else {
-            Counter::ConntrackRehash
-        });
+            stats::count(Counter::ConntrackRehash);
+        }
     }
     if !alive {
         return 0;
@@ -140,20 +140,27 @@ pub(super) fn release_promoted(pending: *const PendingFlow) {
 }
 
 /// Queues the insert of the new half-open flow `key` with `entry` (seen at
-/// `now`) for the entry point to run after the packet path
-/// (`pending::settle`); false if there is no slot (never, in practice).
+/// `now`) in `state` (this CPU's) for the entry point to run after the
+/// packet path (`pending::settle`).
 #[inline(always)]
-pub(super) fn queue(vip_id: u32, key: &FlowKey, entry: &FlowEntry, now: u64) -> bool {
+pub(super) fn queue(
+    state: *mut PacketState,
+    vip_id: u32,
+    key: &FlowKey,
+    entry: &FlowEntry,
+    now: u64,
+) {
     let rank = rank_word(now, CLASS_HALF_OPEN);
     let index = bucket_index(entry.hash, mask());
+    let placed = (index, index, entry.hash);
     pending::queue(
+        state,
         pending::INTO_HALF_OPEN,
         vip_id,
-        key,
-        entry,
+        (key, entry),
         rank,
-        (index, index, entry.hash),
-    )
+        placed,
+    );
 }
 
 /// Runs a queued half-open insert (`pending::settle`: a SYN queued for

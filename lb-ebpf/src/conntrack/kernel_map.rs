@@ -19,7 +19,9 @@ use crate::{
     guard::{acl::Gate, limit},
     maps::CONNTRACK,
     parse::Packet,
-    select, stats,
+    select,
+    state::{self, PacketState},
+    stats,
 };
 
 /// `-EEXIST`: the flow is already in the table.
@@ -38,6 +40,7 @@ pub(super) fn decide(
     packet: &Packet,
     gate: &Gate,
     refused: &mut Counter,
+    state: *mut PacketState,
 ) -> Option<Decision> {
     let key = &packet.key;
     let found = CONNTRACK.get_ptr_mut(key);
@@ -48,17 +51,24 @@ pub(super) fn decide(
     }
     match found {
         // SAFETY: as above.
-        Some(entry) => tracked(vip, packet, unsafe { &mut *entry }, gate.mark()),
-        None => untracked(vip, packet, gate.mark(), refused),
+        Some(entry) => tracked(vip, packet, unsafe { &mut *entry }, gate.mark(), state),
+        None => untracked(vip, packet, gate.mark(), refused, state),
     }
 }
 
 /// A packet of a tracked flow (`entry`): its pinned backend if alive
-/// (refreshing the entry), else a re-pin in place.
+/// (refreshing the entry), else a re-pin in place. `state`: this CPU's,
+/// for the counters.
 #[inline(always)]
-fn tracked(vip: &VipMeta, packet: &Packet, entry: &mut FlowEntry, mark: u32) -> Option<Decision> {
+fn tracked(
+    vip: &VipMeta,
+    packet: &Packet,
+    entry: &mut FlowEntry,
+    mark: u32,
+    state: *mut PacketState,
+) -> Option<Decision> {
     if let Some(backend) = pinned_backend(entry) {
-        stats::count(Counter::ConntrackHit);
+        state::count(state, Counter::ConntrackHit);
         let now = touch(entry, packet.tcp_flags, mark);
         return Some(unchanged(entry.backend_id, backend, now, entry.hash));
     }
@@ -73,9 +83,16 @@ fn tracked(vip: &VipMeta, packet: &Packet, entry: &mut FlowEntry, mark: u32) -> 
 }
 
 /// A packet of a flow this table does not hold: its SYN's backend if the
-/// half-open table holds it, else a Maglev pick, remembered.
+/// half-open table holds it, else a Maglev pick, remembered (a SYN's
+/// insert queued in `state`, this CPU's).
 #[inline(always)]
-fn untracked(vip: &VipMeta, packet: &Packet, mark: u32, refused: &mut Counter) -> Option<Decision> {
+fn untracked(
+    vip: &VipMeta,
+    packet: &Packet,
+    mark: u32,
+    refused: &mut Counter,
+    state: *mut PacketState,
+) -> Option<Decision> {
     let key = &packet.key;
     let hash = flow_hash(key);
     let tcp = key.proto == IPPROTO_TCP;
@@ -102,9 +119,7 @@ fn untracked(vip: &VipMeta, packet: &Packet, mark: u32, refused: &mut Counter) -
     }
     let entry = new_entry(backend_id, backend, packet, (hash, mark), now);
     if opening {
-        if !half_open::queue(vip.id, key, &entry, now) {
-            return Some(insert_failed(vip, packet, backend_id, backend, hash));
-        }
+        half_open::queue(state, vip.id, key, &entry, now);
         return Some(Decision {
             backend_id,
             backend,

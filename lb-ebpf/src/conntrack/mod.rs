@@ -83,18 +83,20 @@ pub struct Decision {
 /// entry carries its mark or the packet is a TCP SYN (checked before, see
 /// `forward`), and every entry written gets the mark. An
 /// out-parameter, not a `Result`: the verifier cannot follow an enum
-/// discriminant kept in a niche of `Decision`.
+/// discriminant kept in a niche of `Decision`. `state`: this CPU's, for
+/// the counters of a tracked flow's packet.
 #[inline(always)]
 pub fn decide(
     vip: &VipMeta,
     packet: &Packet,
     gate: &Gate,
     refused: &mut Counter,
+    state: *mut PacketState,
 ) -> Option<Decision> {
     if design() == DESIGN_KERNEL_MAP {
-        kernel_map::decide(vip, packet, gate, refused)
+        kernel_map::decide(vip, packet, gate, refused, state)
     } else {
-        buckets::decide(vip, packet, gate, refused)
+        buckets::decide(vip, packet, gate, refused, state)
     }
 }
 

@@ -9,7 +9,7 @@
 use lb_common::{stats::Counter, FlowEntry, FlowKey};
 
 use super::{buckets, design, half_open, DESIGN_BUCKETS};
-use crate::{forward::Outcome, state, stats};
+use crate::{forward::Outcome, state::PacketState, stats};
 
 /// `PendingFlow::armed`: nothing queued.
 const IDLE: u32 = 0;
@@ -58,20 +58,16 @@ pub struct PendingFlow {
 
 /// Queues the insert of `key` with `entry` into the table `into`
 /// (`INTO_*`) at `placed` (its first and second buckets there and its
-/// `table_hash`) with rank word `rank`; false if there is no slot (never,
-/// in practice).
+/// `table_hash`) with rank word `rank`, in `state` (this CPU's).
 #[inline(always)]
 pub(super) fn queue(
+    state: *mut PacketState,
     into: u32,
     vip_id: u32,
-    key: &FlowKey,
-    entry: &FlowEntry,
+    (key, entry): (&FlowKey, &FlowEntry),
     rank: u32,
     placed: (u32, u32, u32),
-) -> bool {
-    let Some(state) = state::this_cpu() else {
-        return false;
-    };
+) {
     // SAFETY: this CPU's slot; nothing else runs on this CPU meanwhile.
     unsafe {
         let pending = core::ptr::addr_of_mut!((*state).pending);
@@ -84,7 +80,6 @@ pub(super) fn queue(
         (*pending).vip_id = vip_id;
         (*pending).armed = into;
     }
-    true
 }
 
 /// Whether the packed `outcome` forwarded the packet to its flow's

@@ -8,7 +8,7 @@
 mod dsr_l2;
 pub mod tunnel;
 
-use core::ptr::{addr_of, addr_of_mut};
+use core::ptr::addr_of_mut;
 
 use lb_common::{
     consts::{CONFIG_F_NAT, EVENT_NO_BACKEND},
@@ -76,8 +76,7 @@ impl Outcome {
 #[inline(always)]
 pub fn finish<C: Hook>(ctx: &C, outcome: Outcome, state: *mut PacketState) -> Outcome {
     if outcome.counter == tunnel::PENDING {
-        // SAFETY: this CPU's packet state, from the entry point.
-        tunnel::finish(ctx, unsafe { &*addr_of!((*state).job) })
+        tunnel::finish(ctx, state)
     } else if outcome.counter == nat::PENDING_FORWARD {
         Outcome::unpacked(nat::finish(ctx, false))
     } else if outcome.counter == nat::PENDING_REPLY {
@@ -124,7 +123,7 @@ fn balance_in_frame<C: Hook>(ctx: &C, state: *mut PacketState) -> Outcome {
     }
     // DSR at L2 and the tunnel modes pick the backend the same way, from
     // one place (the connection table's code is inlined once).
-    let decision = match backend_of(&vip, &packet, &gate) {
+    let decision = match backend_of(&vip, &packet, &gate, state) {
         Ok(decision) => decision,
         Err(counter) => return counter.into(),
     };
@@ -155,11 +154,12 @@ fn backend_of(
     vip: &VipMeta,
     packet: &parse::Packet,
     gate: &guard::acl::Gate,
+    state: *mut PacketState,
 ) -> Result<Decision, Counter> {
     let mut refused = Counter::DropNoBackend;
     // One test on the hot path: anything but a plain flow packet is rare.
     let decision = if packet.class == Class::Flow {
-        conntrack::decide(vip, packet, gate, &mut refused)
+        conntrack::decide(vip, packet, gate, &mut refused, state)
     } else if packet.class == Class::IcmpError {
         conntrack::peek(vip, &packet.key)
     } else {

@@ -39,6 +39,8 @@ pub mod hc;
 mod hop;
 mod too_big;
 
+use core::ptr::addr_of;
+
 use lb_common::{stats::Counter, FlowKey, Mode, VipMeta};
 
 use crate::{
@@ -47,6 +49,7 @@ use crate::{
     hook::Hook,
     maps::BACKENDS,
     parse::{Class, Packet},
+    state::{self, PacketState},
     stats,
 };
 
@@ -135,21 +138,25 @@ pub fn forward<C: Hook>(
 /// verifies it once and calls no function for it; every other case goes
 /// to `finish_general`.
 #[inline(always)]
-pub fn finish<C: Hook>(ctx: &C, job: &Job) -> Outcome {
+pub fn finish<C: Hook>(ctx: &C, state: *mut PacketState) -> Outcome {
+    // SAFETY: this CPU's packet state, from the entry point.
+    let job = unsafe { &*addr_of!((*state).job) };
     // The packet path's pick (a backend removed since reads as gone).
     let Some(backend) = BACKENDS.get(job.backend_id) else {
         return Counter::DropNoBackend.into();
     };
     match encap::send_lean(ctx, job, backend) {
-        Some(outcome) => counted(job, outcome),
-        None => finish_general(ctx, job),
+        Some(outcome) => counted(state, job, outcome),
+        None => finish_general(ctx, state),
     }
 }
 
 /// `finish` for every case the lean path does not take. Not inlined:
 /// see the module docs.
 #[inline(never)]
-fn finish_general<C: Hook>(ctx: &C, job: &Job) -> Outcome {
+fn finish_general<C: Hook>(ctx: &C, state: *mut PacketState) -> Outcome {
+    // SAFETY: this CPU's packet state, from the entry point.
+    let job = unsafe { &*addr_of!((*state).job) };
     let Some(backend) = BACKENDS.get(job.backend_id) else {
         return Counter::DropNoBackend.into();
     };
@@ -157,18 +164,18 @@ fn finish_general<C: Hook>(ctx: &C, job: &Job) -> Outcome {
     if outcome.counter == encap::TOO_BIG {
         return encap::answer_too_big(ctx, job, outcome.egress).into();
     }
-    counted(job, outcome)
+    counted(state, job, outcome)
 }
 
-/// A wrapped packet's outcome, counted (the tunnel event, the VIP's and
-/// backend's traffic) if it was forwarded; ICMP errors about a flow are
-/// forwarded as such.
+/// A wrapped packet's outcome, counted (the tunnel event in `state`, the
+/// VIP's and backend's traffic) if it was forwarded; ICMP errors about a
+/// flow are forwarded as such.
 #[inline(always)]
-fn counted(job: &Job, outcome: Outcome) -> Outcome {
+fn counted(state: *mut PacketState, job: &Job, outcome: Outcome) -> Outcome {
     if outcome.counter != Counter::Forwarded {
         return outcome;
     }
-    stats::count(Counter::TunnelEncap);
+    state::count(state, Counter::TunnelEncap);
     stats::count_traffic(
         job.vip_id,
         job.backend_id,
