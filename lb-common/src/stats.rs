@@ -5,7 +5,7 @@
 //! as it only reads the connection table). New counters go at the end, so
 //! the indices of the old ones never change.
 
-/// One per-CPU counter slot in the `COUNTERS` map.
+/// One node counter: its index in each CPU's `CpuState::counters`.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Counter {
