@@ -26,7 +26,6 @@ use lb_userspace::{
     config::{Protocol, VipConfig},
     conntrack_kind::ConntrackKind,
     dataplane::{Dataplane, LoadOptions, MapSizes},
-    pinning::PinDir,
     reconcile::Balancer,
 };
 
@@ -336,30 +335,18 @@ fn a_syn_flood_past_the_half_open_capacity_evicts_no_established_flow(
 
 /// A pin directory for one test, removed (with what is in it) when the
 /// test ends, also when an assertion fails.
-struct Pins {
-    dir: std::path::PathBuf,
-}
+struct Pins(lb_tests::lab::TestPins);
 
 impl Pins {
     fn new(name: &str, kind: ConntrackKind) -> Self {
-        lb_tests::lab::ensure_bpffs().expect("bpffs");
-        let dir = std::path::Path::new(lb_tests::lab::BPFFS)
-            .join(format!("lbtho{}-{name}-{kind:?}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        Pins { dir }
+        Pins(lb_tests::lab::TestPins::new("lbtho", &format!("{name}-{kind:?}")).expect("pins"))
     }
 
     fn options(&self, kind: ConntrackKind) -> LoadOptions {
         LoadOptions {
             conntrack_kind: kind,
-            pins: Some(PinDir::new(&self.dir)),
+            pins: Some(self.0.pins()),
         }
-    }
-}
-
-impl Drop for Pins {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

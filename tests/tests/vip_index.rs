@@ -4,7 +4,7 @@
 //! restarted lbd adopts the index in place or, from a release that pinned
 //! none, builds it from `VIPS` before its program runs. Needs root.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use aya::maps::MapData;
 use lb_common::{
@@ -19,7 +19,6 @@ use lb_tests::{
 use lb_userspace::{
     config::{Protocol, VipConfig},
     dataplane::{Dataplane, LoadOptions, MapSizes},
-    pinning::PinDir,
     reconcile::Balancer,
     shared_mapping::SharedMapping,
 };
@@ -111,34 +110,22 @@ fn vips_added_and_removed_are_seen_by_the_next_packet(hook: Hook) {
 
 /// A pin directory for one test, removed with its pins when the test
 /// ends (also when an assertion fails).
-struct Pins {
-    dir: PathBuf,
-}
+struct Pins(lb_tests::lab::TestPins);
 
 impl Pins {
     fn new(name: &str, hook: Hook) -> Self {
-        lb_tests::lab::ensure_bpffs().expect("bpffs");
-        let dir = Path::new(lb_tests::lab::BPFFS)
-            .join(format!("lbtvi{}-{name}-{hook:?}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        Pins { dir }
+        Pins(lb_tests::lab::TestPins::new("lbtvi", &format!("{name}-{hook:?}")).expect("pins"))
     }
 
     fn options(&self) -> LoadOptions {
         LoadOptions {
-            pins: Some(PinDir::new(&self.dir)),
+            pins: Some(self.0.pins()),
             ..LoadOptions::default()
         }
     }
 
     fn index_path(&self) -> PathBuf {
-        PinDir::new(&self.dir).map_path(names::MAP_VIP_INDEX)
-    }
-}
-
-impl Drop for Pins {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
+        self.0.pins().map_path(names::MAP_VIP_INDEX)
     }
 }
 
