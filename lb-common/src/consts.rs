@@ -179,7 +179,8 @@ pub mod names {
     pub const MAP_PACKET_STATE: &str = "PACKET_STATE";
     /// Per-CPU counters per `stats::Counter`, one entry each, as releases
     /// before `PACKET_STATE` held them: a pin of it left by such an lbd is
-    /// added into `PACKET_STATE`'s counters once this lbd's program runs.
+    /// kept (read-only once this lbd's program runs) and added to what
+    /// lbd reports, so the counters go on from there.
     pub const MAP_LEGACY_COUNTERS: &str = "COUNTERS";
     /// Per-CPU `TrafficCounters` per VIP id.
     pub const MAP_VIP_STATS: &str = "VIP_STATS";
