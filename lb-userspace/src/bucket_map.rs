@@ -13,7 +13,7 @@ use std::{
 
 use aya::maps::MapData;
 use lb_common::{
-    flow_table::{self, bucket_index, second_bucket_index, Bucket, SlotValue, FLOW_WAYS},
+    flow_table::{self, bucket_index, Bucket, SecondBucket, SlotValue, FLOW_WAYS},
     FlowKey,
 };
 
@@ -57,6 +57,7 @@ pub struct BucketMap<V> {
     mapping: SharedMapping,
     base: NonNull<Bucket<V>>,
     buckets: u32,
+    second: SecondBucket,
     table: &'static str,
     _values: PhantomData<V>,
 }
@@ -69,9 +70,15 @@ unsafe impl<V: Send> Send for BucketMap<V> {}
 unsafe impl<V: Sync> Sync for BucketMap<V> {}
 
 impl<V: SlotValue> BucketMap<V> {
-    /// Maps `map` (an mmapable array of `buckets` buckets); `table` names
-    /// it in errors ("connection table", "NAT flow table").
-    pub fn new(map: MapData, buckets: u32, table: &'static str) -> Result<Self, FlowTableError> {
+    /// Maps `map` (an mmapable array of `buckets` buckets whose flows'
+    /// second buckets lie where `second` says); `table` names it in errors
+    /// ("connection table", "NAT flow table").
+    pub fn new(
+        map: MapData,
+        buckets: u32,
+        second: SecondBucket,
+        table: &'static str,
+    ) -> Result<Self, FlowTableError> {
         if !buckets.is_power_of_two() {
             return Err(FlowTableError::Size { table, buckets });
         }
@@ -85,6 +92,7 @@ impl<V: SlotValue> BucketMap<V> {
             base: mapping.base(),
             mapping,
             buckets,
+            second,
             table,
             _values: PhantomData,
         })
@@ -120,21 +128,24 @@ impl<V: SlotValue> BucketMap<V> {
         }
     }
 
-    /// The two buckets of a key placed by `hash` (the same one twice in
-    /// a one-bucket table).
-    pub(crate) fn buckets_of(&self, hash: u32) -> (*mut Bucket<V>, *mut Bucket<V>) {
+    /// The indices of the two buckets of a key placed by `hash` (the same
+    /// one twice in a one-bucket table).
+    pub(crate) fn indices_of(&self, hash: u32) -> (u32, u32) {
         let mask = self.buckets - 1;
-        (
-            self.bucket(bucket_index(hash, mask)),
-            self.bucket(second_bucket_index(hash, mask)),
-        )
+        (bucket_index(hash, mask), self.second.index(hash, mask))
+    }
+
+    /// The two buckets of a key placed by `hash`.
+    pub(crate) fn buckets_of(&self, hash: u32) -> (*mut Bucket<V>, *mut Bucket<V>) {
+        let (first, second) = self.indices_of(hash);
+        (self.bucket(first), self.bucket(second))
     }
 
     /// Whether a key placed by `hash` may be read in bucket `index` (one of
     /// its two).
     pub(crate) fn is_candidate(&self, index: u32, hash: u32) -> bool {
-        let mask = self.buckets - 1;
-        index == bucket_index(hash, mask) || index == second_bucket_index(hash, mask)
+        let (first, second) = self.indices_of(hash);
+        index == first || index == second
     }
 
     /// Appends bucket `index`'s flows to `out` (each copy consistent).

@@ -9,7 +9,7 @@ use aya::maps::MapData;
 use lb_common::{
     flow_table::{
         self, class_of, fingerprint, rank_word, tag_fingerprint, tag_rank, FlowBucket, Placed,
-        FLOW_WAYS,
+        SecondBucket, FLOW_WAYS,
     },
     hash::{flow_hash, table_hash},
     FlowEntry, FlowKey,
@@ -18,16 +18,38 @@ use lb_common::{
 use crate::bucket_map::BucketMap;
 pub use crate::bucket_map::FlowTableError;
 
-/// The hash a table of this layout places its flows by: the object's two
-/// tables differ, and a connection table a release before `table_hash`
-/// left behind was placed by `flow_hash`.
+/// How a table of this layout places its flows: by which hash, and
+/// where their second buckets lie. The object's two tables differ, and
+/// connection tables that earlier releases left pinned were placed
+/// otherwise.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Placement {
-    /// `hash::table_hash`: the connection table (`FLOW_BUCKETS`).
+    /// `hash::table_hash`, second buckets near the first
+    /// (`SecondBucket::Nearby`): the connection table (`FLOW_BUCKETS`).
     ByTableHash,
     /// `hash::flow_hash`: the half-open table (`HALF_OPEN`; a SYN
-    /// computes that hash anyway, for its Maglev pick).
+    /// computes that hash anyway, for its Maglev pick; its flows stay in
+    /// their first bucket).
     ByFlowHash,
+    /// `hash::table_hash`, second buckets anywhere in the table
+    /// (`SecondBucket::Anywhere`): the connection table of the releases
+    /// between `table_hash` and `SecondBucket::Nearby`.
+    ByTableHashAnywhere,
+    /// `hash::flow_hash`, second buckets anywhere: the connection table
+    /// of the releases before `table_hash`.
+    ByFlowHashAnywhere,
+}
+
+impl Placement {
+    /// Where this placement puts a flow's second bucket.
+    fn second(self) -> SecondBucket {
+        match self {
+            Placement::ByTableHash | Placement::ByFlowHash => SecondBucket::Nearby,
+            Placement::ByTableHashAnywhere | Placement::ByFlowHashAnywhere => {
+                SecondBucket::Anywhere
+            }
+        }
+    }
 }
 
 /// What `FlowTable::re_place` did.
@@ -55,11 +77,11 @@ impl FlowTable {
     /// flows as `placement` places them).
     pub fn new(map: MapData, buckets: u32, placement: Placement) -> Result<Self, FlowTableError> {
         let name = match placement {
-            Placement::ByTableHash => "connection table",
             Placement::ByFlowHash => "half-open table",
+            _ => "connection table",
         };
         Ok(Self {
-            table: BucketMap::new(map, buckets, name)?,
+            table: BucketMap::new(map, buckets, placement.second(), name)?,
             placement,
         })
     }
@@ -83,8 +105,8 @@ impl FlowTable {
     /// The hash that places `key` in this table.
     fn place_hash(&self, key: &FlowKey) -> u32 {
         match self.placement {
-            Placement::ByTableHash => table_hash(key),
-            Placement::ByFlowHash => flow_hash(key),
+            Placement::ByTableHash | Placement::ByTableHashAnywhere => table_hash(key),
+            Placement::ByFlowHash | Placement::ByFlowHashAnywhere => flow_hash(key),
         }
     }
 
@@ -104,9 +126,10 @@ impl FlowTable {
     }
 
     /// Puts the flows a previous release placed elsewhere where this one
-    /// looks for them (an upgrade across a change of `table_hash`: the
-    /// releases before it placed IPv6 flows by `flow_hash`), so they keep
-    /// their backends. Each misplaced flow is copied to its place, unless
+    /// looks for them, so they keep their backends: an upgrade across a
+    /// change of `table_hash` (the releases before it placed IPv6 flows by
+    /// `flow_hash`) or of where second buckets lie (the releases before
+    /// `SecondBucket::Nearby` put them anywhere in the table). Each misplaced flow is copied to its place, unless
     /// a copy there was seen at least as recently; with `release`, its
     /// misplaced copy is then taken out. lbd runs it twice on a table a
     /// previous lbd left: without `release` right after loading (the old

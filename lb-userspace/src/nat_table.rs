@@ -15,7 +15,7 @@
 
 use aya::maps::MapData;
 use lb_common::{
-    flow_table::{self, Claimed, FLOW_WAYS},
+    flow_table::{self, Claimed, SecondBucket, FLOW_WAYS},
     hash::table_hash,
     FlowKey, NatEntry,
 };
@@ -34,7 +34,7 @@ impl NatFlowTable {
     /// Maps `map` (an mmapable array of `buckets` `NatBucket`s).
     pub fn new(map: MapData, buckets: u32) -> Result<Self, FlowTableError> {
         Ok(Self {
-            table: BucketMap::new(map, buckets, "NAT flow table")?,
+            table: BucketMap::new(map, buckets, SecondBucket::Anywhere, "NAT flow table")?,
         })
     }
 
@@ -69,12 +69,7 @@ impl NatFlowTable {
     /// goes to while that one has room (operators' and tests' view of the
     /// placement; a full pair of buckets refuses a new key).
     pub fn buckets_of(&self, key: &FlowKey) -> (u32, u32) {
-        let hash = table_hash(key);
-        let mask = self.table.buckets() - 1;
-        (
-            flow_table::bucket_index(hash, mask),
-            flow_table::second_bucket_index(hash, mask),
-        )
+        self.table.indices_of(table_hash(key))
     }
 
     /// The entries bucket `index` holds now.

@@ -7,7 +7,8 @@
 //! inserted; an upgrade from the shared-LRU table carries its flows over;
 //! a table holding its configured number of flows keeps every one (two
 //! candidate buckets per flow, twice the slots); an upgrade from a release
-//! that placed IPv6 flows by `flow_hash` moves them where this one looks.
+//! that placed IPv6 flows by `flow_hash`, or second buckets anywhere in
+//! the table, moves them where this one looks.
 //! Needs root and two CPUs.
 
 use std::{
@@ -425,26 +426,65 @@ fn backend_mac(bed: &TestBed, vip: &lb_userspace::config::VipConfig, id: u32) ->
 }
 
 /// Releases before `table_hash` placed IPv6 flows in the connection table
-/// by `flow_hash`. Such a release's lbd left its flows pinned (each here
-/// on a backend Maglev would not pick, as after a backend change); this
-/// lbd adopts the table and moves them where it looks: right after the
-/// load it copies them (the old copies stay for the old program, still
-/// running), once its program runs it takes the old copies out. Every
-/// flow keeps its backend throughout.
+/// by `flow_hash` (and second buckets anywhere in the table). Such a
+/// release's lbd left its flows pinned; this lbd adopts the table and
+/// moves them where it looks (see `upgrade_re_places`).
 #[test]
 fn an_upgrade_re_places_the_ipv6_flows_a_release_placed_by_flow_hash() {
-    let (pins, _cleanup) = pin_dir("replace");
+    let flows: Vec<Flow> = (0..100).map(flow6).collect();
+    let misplaced = upgrade_re_places(
+        "replace",
+        &vip6_tcp(),
+        &flows,
+        4096,
+        lb_userspace::flow_table::Placement::ByFlowHashAnywhere,
+    );
+    assert_eq!(misplaced, flows.len(), "placed by flow_hash, none is found");
+}
+
+/// Releases before `SecondBucket::Nearby` put a flow whose first bucket
+/// was nearly full in a second bucket anywhere in the table. In a small
+/// table holding as many flows as it is configured for, some buckets
+/// overflow; their flows go with the adopted table.
+#[test]
+fn an_upgrade_re_places_the_flows_a_release_put_in_far_second_buckets() {
+    let flows: Vec<Flow> = (0..64).map(flow).collect();
+    let misplaced = upgrade_re_places(
+        "far",
+        &vip4_tcp(),
+        &flows,
+        64,
+        lb_userspace::flow_table::Placement::ByTableHashAnywhere,
+    );
+    assert!(misplaced > 0, "no flow went to a far second bucket");
+}
+
+/// Opens `flows` through an lbd whose table holds `size` flows, then puts
+/// them back as a release placing them by `older` would have, each on a
+/// backend Maglev would not pick (as after a backend change). A new lbd
+/// adopts the table and moves the flows where it looks: right after the
+/// load it copies them (the old copies stay for the old program, still
+/// running), once its program runs it takes the old copies out. Every
+/// flow keeps its backend throughout. Returns how many flows this release
+/// did not find where the older one put them.
+fn upgrade_re_places(
+    tag: &str,
+    vip: &lb_userspace::config::VipConfig,
+    flows: &[Flow],
+    size: u32,
+    older: lb_userspace::flow_table::Placement,
+) -> usize {
+    let (pins, _cleanup) = pin_dir(tag);
     let options = LoadOptions {
         conntrack_kind: ConntrackKind::Buckets,
         pins: Some(pins.clone()),
     };
-    let vip = vip6_tcp();
-    let flows: Vec<Flow> = (0..100).map(flow6).collect();
     let mut expected = HashMap::new();
+    let mut misplaced = 0;
     {
-        let mut old = TestBed::with_options(std::slice::from_ref(&vip), Hook::Xdp, 4096, &options)
+        let mut old = TestBed::with_options(std::slice::from_ref(vip), Hook::Xdp, size, &options)
             .expect("old data plane");
-        open_through(&mut old, &flows);
+        open_through(&mut old, flows);
         // Each backend's generation, from the entries the program wrote.
         let generations: HashMap<u32, u32> = old
             .dataplane
@@ -457,35 +497,34 @@ fn an_upgrade_re_places_the_ipv6_flows_a_release_placed_by_flow_hash() {
         // The table as the older release placed it.
         let path = pins.map_path(names::MAP_FLOW_BUCKETS);
         let map = aya::maps::MapData::from_pin(&path).expect("pinned table");
-        let buckets = lb_common::flow_table::buckets_for(4096);
-        let older = lb_userspace::flow_table::FlowTable::new(
-            map,
-            buckets,
-            lb_userspace::flow_table::Placement::ByFlowHash,
-        )
-        .expect("mapped");
-        for f in &flows {
+        let buckets = lb_common::flow_table::buckets_for(size);
+        let older = lb_userspace::flow_table::FlowTable::new(map, buckets, older).expect("mapped");
+        let mut moved = Vec::new();
+        for f in flows {
             let key = flow_key(f, Protocol::Tcp);
             let entry = old.dataplane.flow(&key).expect("read").expect("tracked");
-            let maglev = old.maglev_backend_id(&vip, f).expect("pick");
+            let maglev = old.maglev_backend_id(vip, f).expect("pick");
             assert_eq!(entry.backend_id, maglev);
             let other = ids[(ids.iter().position(|&i| i == maglev).expect("id") + 1) % 3];
-            let moved = lb_common::FlowEntry {
+            old.dataplane.remove_flow(&key).expect("remove");
+            let entry = lb_common::FlowEntry {
                 backend_id: other,
                 backend_generation: generations[&other],
                 ..entry
             };
-            old.dataplane.remove_flow(&key).expect("remove");
-            older.install(&key, &moved).expect("install");
-            assert_eq!(
-                old.dataplane.flow(&key).expect("read"),
-                None,
-                "{f:?}: placed by flow_hash, this release does not find it"
-            );
+            moved.push((key, entry));
             expected.insert(key, other);
         }
+        for (key, entry) in &moved {
+            older.install(key, entry).expect("install");
+        }
+        for (key, _) in &moved {
+            if old.dataplane.flow(key).expect("read").is_none() {
+                misplaced += 1;
+            }
+        }
     }
-    let mut new = TestBed::with_options(std::slice::from_ref(&vip), Hook::Xdp, 4096, &options)
+    let mut new = TestBed::with_options(std::slice::from_ref(vip), Hook::Xdp, size, &options)
         .expect("new data plane");
     assert!(new.dataplane.adopted());
     // After the load: every flow found where this release looks, with its
@@ -494,18 +533,19 @@ fn an_upgrade_re_places_the_ipv6_flows_a_release_placed_by_flow_hash() {
         let entry = new.dataplane.flow(key).expect("read").expect("re-placed");
         assert_eq!(entry.backend_id, *backend);
     }
-    assert_eq!(new.dataplane.flows().count(), 2 * flows.len());
+    assert_eq!(new.dataplane.flows().count(), flows.len() + misplaced);
     new.dataplane.finish_adoption();
     let table = tracked(&new);
     assert_eq!(table, expected, "each flow once, on its backend");
-    for f in &flows {
+    for f in flows {
         let key = flow_key(f, Protocol::Tcp);
         let (verdict, out) = new.run(&packet::tcp(f, ACK, None, b"")).expect("run");
         assert_eq!(verdict, action::TX);
         assert_eq!(
             out[..6],
-            backend_mac(&new, &vip, expected[&key]),
+            backend_mac(&new, vip, expected[&key]),
             "{f:?} reaches its pinned backend"
         );
     }
+    misplaced
 }

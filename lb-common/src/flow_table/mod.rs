@@ -202,20 +202,76 @@ pub const fn bucket_index(hash: u32, mask: u32) -> u32 {
     hash & mask
 }
 
-/// The second bucket of a flow: another mix of the whole hash, so it is
-/// independent of the first bucket and of the fingerprint (a second
-/// bucket computed from the fingerprint would gather flows of one
-/// fingerprint). May equal the first (always, in a one-bucket table).
+/// Another mix of the whole hash (lowbias32, Chris Wellons' integer
+/// hash, seeded), so a second bucket is independent of the first bucket
+/// and of the fingerprint (one computed from the fingerprint would gather
+/// flows of one fingerprint).
 #[inline(always)]
-pub const fn second_bucket_index(hash: u32, mask: u32) -> u32 {
-    // lowbias32 (Chris Wellons' integer hash), seeded.
+const fn remix(hash: u32) -> u32 {
     let mut h = hash ^ 0x9e37_79b9;
     h ^= h >> 16;
     h = h.wrapping_mul(0x7feb_352d);
     h ^= h >> 15;
     h = h.wrapping_mul(0x846c_a68b);
     h ^= h >> 16;
-    h & mask
+    h
+}
+
+/// A second bucket anywhere in the table (`SecondBucket::Anywhere`: the
+/// NAT flow table's, and the connection table's before
+/// `nearby_bucket_index`). May equal the first (always, in a one-bucket
+/// table).
+#[inline(always)]
+pub const fn second_bucket_index(hash: u32, mask: u32) -> u32 {
+    remix(hash) & mask
+}
+
+/// Buckets in the aligned group a connection-table flow's two buckets
+/// share: 64 buckets of `FlowBucket`'s 576 bytes are 9 pages of 4 KiB.
+pub const BUCKET_GROUP: u32 = 64;
+
+/// A second bucket near the first (`SecondBucket::Nearby`, the
+/// connection table's): another bucket of the first's aligned group of
+/// `BUCKET_GROUP`, picked by `remix`. A lookup that misses its flow's
+/// first bucket reads the second: near the first, the page tables that
+/// map it were just walked for the first, where a bucket anywhere in a
+/// table of millions of flows costs a cold page walk of its own (an
+/// 8 M-entry table's first ACKs cost about a fifth less, see
+/// docs/design/conntrack.md). Among the group's 63 other buckets it
+/// balances as one anywhere does: filled to `conntrack_size`, simulated
+/// tables evicted no live flow with either. Differs from the first in
+/// every table of more than one bucket.
+#[inline(always)]
+pub const fn nearby_bucket_index(hash: u32, mask: u32) -> u32 {
+    let offset = remix(hash) & (BUCKET_GROUP - 1) & mask;
+    let offset = if offset == 0 { 1 & mask } else { offset };
+    bucket_index(hash, mask) ^ offset
+}
+
+/// Where a table of this layout puts a flow's second bucket. The data
+/// plane and lbd must agree, table by table: a flow in a bucket its
+/// reader does not look in is lost to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SecondBucket {
+    /// `nearby_bucket_index`: the connection table (`FLOW_BUCKETS`; the
+    /// half-open table uses its first bucket only).
+    Nearby,
+    /// `second_bucket_index`: the NAT flow table (`NAT_BUCKETS`), and the
+    /// connection tables that releases before `Nearby` left pinned (lbd
+    /// moves their flows, see `lb_userspace::flow_table::FlowTable::re_place`).
+    Anywhere,
+}
+
+impl SecondBucket {
+    /// The second bucket of a flow with hash `hash` in a table of
+    /// `mask + 1` buckets.
+    #[inline(always)]
+    pub const fn index(self, hash: u32, mask: u32) -> u32 {
+        match self {
+            SecondBucket::Nearby => nearby_bucket_index(hash, mask),
+            SecondBucket::Anywhere => second_bucket_index(hash, mask),
+        }
+    }
 }
 
 /// The bucket of position `pos` (see `Placed`) of a flow whose buckets

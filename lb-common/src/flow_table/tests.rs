@@ -602,3 +602,39 @@ fn sizes_are_a_power_of_two_of_buckets_and_a_line_per_way() {
     assert_eq!(half_open_buckets_for(1025), 256);
     assert_eq!(half_open_buckets_for(1), 1);
 }
+
+#[test]
+fn a_nearby_second_bucket_is_another_of_the_first_buckets_group() {
+    for mask in [1u32, 3, 15, 63, 1023, (1 << 21) - 1] {
+        let mut offsets = [0u32; BUCKET_GROUP as usize];
+        for n in 0..20_000u32 {
+            let h = flow_hash(&key(n));
+            let (first, second) = (bucket_index(h, mask), nearby_bucket_index(h, mask));
+            assert!(second <= mask, "mask {mask}: {second} out of the table");
+            assert_ne!(first, second, "mask {mask}: the second is the first");
+            assert_eq!(
+                first / BUCKET_GROUP,
+                second / BUCKET_GROUP,
+                "mask {mask}: {second} outside {first}'s group"
+            );
+            assert_eq!(SecondBucket::Nearby.index(h, mask), second);
+            offsets[(first ^ second) as usize] += 1;
+        }
+        if mask >= BUCKET_GROUP - 1 {
+            // Spread over the group's 63 other buckets: each about 1/64
+            // (offset 1 also takes a remix ending in six zero bits).
+            for (offset, &count) in offsets.iter().enumerate().skip(2) {
+                assert!(
+                    (200..=450).contains(&count),
+                    "mask {mask}: offset {offset} taken {count} times of 20000"
+                );
+            }
+        }
+    }
+    // A one-bucket table has one bucket for both.
+    assert_eq!(nearby_bucket_index(flow_hash(&key(7)), 0), 0);
+    assert_eq!(
+        SecondBucket::Anywhere.index(12345, 1023),
+        second_bucket_index(12345, 1023)
+    );
+}

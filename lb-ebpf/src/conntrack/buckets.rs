@@ -12,7 +12,7 @@ use lb_common::{
         FLOW_F_HALF_OPEN, FLOW_F_RST, FLOW_TOUCH_INTERVAL_NS, IPPROTO_TCP,
     },
     flow_table::{
-        self, bucket_index, class_of, rank_class, rank_word, second_bucket_index, tag_rank,
+        self, bucket_index, class_of, nearby_bucket_index, rank_class, rank_word, tag_rank,
         FlowBucket, Placed, Seen, CLASS_CLOSED, CLASS_ESTABLISHED, CLASS_HALF_OPEN, FLOW_WAYS,
     },
     hash::{flow_hash, flow_hash_after, table_hash},
@@ -45,7 +45,7 @@ static FLOW_BUCKET_MASK: u32 = 0;
 fn buckets_of(place: u32) -> Option<(*mut FlowBucket, *mut FlowBucket)> {
     let mask = bucket_mask();
     let first = FLOW_BUCKETS.get_ptr_mut(bucket_index(place, mask))?;
-    let second = FLOW_BUCKETS.get_ptr_mut(second_bucket_index(place, mask))?;
+    let second = FLOW_BUCKETS.get_ptr_mut(nearby_bucket_index(place, mask))?;
     Some((first, second))
 }
 
@@ -80,7 +80,7 @@ pub(super) fn decide(
     let mask = bucket_mask();
     let placed = (
         bucket_index(place, mask),
-        second_bucket_index(place, mask),
+        nearby_bucket_index(place, mask),
         place,
     );
     let Some(first) = FLOW_BUCKETS.get_ptr_mut(placed.0) else {
