@@ -498,7 +498,7 @@ impl Dataplane {
                 copied = done.copied,
                 failed = done.failed,
                 released = done.released,
-                "flows a previous release placed by another hash moved to where this release looks for them"
+                "flows a previous release placed elsewhere (another hash, or a second bucket anywhere) moved to where this release looks for them"
             );
         }
         if done.failed > 0 {
