@@ -483,7 +483,8 @@ impl Dataplane {
     }
 
     /// Puts the adopted table's flows that a previous release placed by
-    /// another hash where this release looks for them
+    /// another hash or in a far second bucket where this release looks
+    /// for them
     /// (`FlowTable::re_place`): copies them after the load (`release`
     /// false), and again once this lbd's program runs, taking the old
     /// copies out (`release` true).
