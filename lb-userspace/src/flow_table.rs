@@ -78,7 +78,9 @@ impl FlowTable {
     pub fn new(map: MapData, buckets: u32, placement: Placement) -> Result<Self, FlowTableError> {
         let name = match placement {
             Placement::ByFlowHash => "half-open table",
-            _ => "connection table",
+            Placement::ByTableHash
+            | Placement::ByTableHashAnywhere
+            | Placement::ByFlowHashAnywhere => "connection table",
         };
         Ok(Self {
             table: BucketMap::new(map, buckets, placement.second(), name)?,
@@ -129,9 +131,10 @@ impl FlowTable {
     /// looks for them, so they keep their backends: an upgrade across a
     /// change of `table_hash` (the releases before it placed IPv6 flows by
     /// `flow_hash`) or of where second buckets lie (the releases before
-    /// `SecondBucket::Nearby` put them anywhere in the table). Each misplaced flow is copied to its place, unless
-    /// a copy there was seen at least as recently; with `release`, its
-    /// misplaced copy is then taken out. lbd runs it twice on a table a
+    /// `SecondBucket::Nearby` put them anywhere in the table). Each
+    /// misplaced flow is copied to its place, unless a copy there was
+    /// seen at least as recently; with `release`, its misplaced copy is
+    /// then taken out. lbd runs it twice on a table a
     /// previous lbd left: without `release` right after loading (the old
     /// program, still running, keeps finding the old copies), and with it
     /// once this lbd's program runs (what the old one changed meanwhile
