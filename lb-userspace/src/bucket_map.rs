@@ -40,10 +40,6 @@ pub enum FlowTableError {
         /// Buckets of the table.
         buckets: u32,
     },
-    /// The object's map of this name (`FLOW_BUCKETS`, `HALF_OPEN`,
-    /// `NAT_BUCKETS`) is not an array map.
-    #[error("the object's {0} (a table of flow buckets) is not an array map")]
-    NotAnArray(&'static str),
     /// Every way of the flow's buckets was being written (retry later).
     #[error("the {0}'s buckets for this flow were busy")]
     Contended(&'static str),

@@ -4,13 +4,13 @@
 //! `dataplane` so each map family has one small home.
 
 use aya::{
-    maps::{xdp::DevMapHash, Array, Map, MapData, MapError},
+    maps::{xdp::DevMapHash, Array, MapData, MapError},
     Ebpf,
 };
 use lb_common::{consts::names, FlowKey, NatEntry, NatSource};
 
 use crate::{
-    dataplane::{map_error, take_map, DataplaneError},
+    dataplane::{map_error, take_map, take_map_data, DataplaneError},
     flow_table::FlowTableError,
     nat_table::NatFlowTable,
 };
@@ -28,15 +28,7 @@ impl NatMaps {
     /// The NAT maps of a freshly loaded object, its flow table of
     /// `buckets` buckets.
     pub(crate) fn take(ebpf: &mut Ebpf, buckets: u32) -> Result<Self> {
-        let table = match ebpf.take_map(names::MAP_NAT_BUCKETS) {
-            Some(Map::Array(data)) => data,
-            Some(_) => {
-                return Err(table_error(FlowTableError::NotAnArray(
-                    names::MAP_NAT_BUCKETS,
-                )))
-            }
-            None => return Err(DataplaneError::MissingMap(names::MAP_NAT_BUCKETS)),
-        };
+        let table = take_map_data(ebpf, names::MAP_NAT_BUCKETS)?;
         Ok(Self {
             flows: NatFlowTable::new(table, buckets).map_err(table_error)?,
             sources: take_map(ebpf, names::MAP_NAT_SOURCES)?,

@@ -1,0 +1,278 @@
+//! Adopting what a previous lbd left pinned: checking the pins against
+//! this object, carrying flows over from older table layouts and moving
+//! flows a previous release placed elsewhere, so a restart or an upgrade
+//! keeps every connection.
+
+use aya::maps::MapInfo;
+use lb_common::consts::{maglev_index, names, MAGLEV_SIZE_MAX, MAX_BACKENDS};
+use tracing::{info, warn};
+
+use super::{
+    attach::remove_pin, flows::FlowStore, map_error, AdoptedState, Dataplane, DataplaneError,
+    Result,
+};
+use crate::pinning::{PinDir, DEPENDENT_MAPS, PINNED_MAPS, STATE_MAPS};
+
+impl Dataplane {
+    /// Puts the adopted table's flows that a previous release placed by
+    /// another hash or in a far second bucket where this release looks
+    /// for them
+    /// (`FlowTable::re_place`): copies them after the load (`release`
+    /// false), and again once this lbd's program runs, taking the old
+    /// copies out (`release` true).
+    pub(super) fn re_place_flows(&mut self, release: bool) {
+        let FlowStore::Buckets(table) = &self.flows else {
+            return;
+        };
+        let done = table.re_place(release);
+        if done.misplaced > 0 {
+            info!(
+                misplaced = done.misplaced,
+                copied = done.copied,
+                failed = done.failed,
+                released = done.released,
+                "flows a previous release placed elsewhere (another hash, or a second bucket anywhere) moved to where this release looks for them"
+            );
+        }
+        if done.failed > 0 {
+            warn!(
+                failed = done.failed,
+                "some flows could not be moved (their buckets stayed busy): their next packets take Maglev's pick"
+            );
+        }
+    }
+
+    /// Copies the flows of a previous lbd's kernel-map table into the
+    /// bucket table (see `legacy_table`); after the swap (`phase`
+    /// "swapped") the caller closes the old table and removes its pin
+    /// (`LegacyTable::finish`).
+    pub(super) fn carry_legacy_flows(&mut self, phase: &str) {
+        let Some(legacy) = &mut self.legacy else {
+            return;
+        };
+        let FlowStore::Buckets(table) = &self.flows else {
+            return;
+        };
+        let flows = legacy.flows();
+        let mut failed = 0u64;
+        for (key, entry) in &flows {
+            if table.install(key, entry).is_err() {
+                failed += 1;
+            }
+        }
+        legacy.copied += flows.len() as u64 - failed;
+        info!(
+            phase,
+            flows = flows.len(),
+            failed,
+            "flows carried over from the previous lbd's connection table"
+        );
+    }
+
+    /// Installs the flows of a previous lbd's kernel-map NAT flow table
+    /// into the bucket table (see `legacy_nat`), both entries of each
+    /// together; after the swap (`phase` "swapped") the caller closes the
+    /// old table and removes its pin (`LegacyNat::finish`). Without the
+    /// state maps adopted the entries' VIP and backend ids mean nothing
+    /// here: none is carried, and the pin goes at once.
+    pub(super) fn carry_legacy_nat(&mut self, phase: &str) {
+        let Some(legacy) = &self.legacy_nat else {
+            return;
+        };
+        if !self.adopted {
+            warn!("the previous lbd's NAT flow table is not carried over: its VIPs and backends were not adopted");
+            if let Some(legacy) = self.legacy_nat.take() {
+                legacy.finish();
+            }
+            return;
+        }
+        let (pairs, unpaired) = legacy.pairs();
+        let (mut installed, mut conflicts, mut failed) = (0u64, 0u64, 0u64);
+        for pair in &pairs {
+            match crate::daemon::replication::nat::install_pair(&mut self.nat, pair) {
+                Ok(crate::daemon::replication::nat::Installed::Yes) => installed += 1,
+                Ok(crate::daemon::replication::nat::Installed::Conflict) => conflicts += 1,
+                Err(_) => failed += 1,
+            }
+        }
+        info!(
+            phase,
+            flows = pairs.len(),
+            installed,
+            conflicts,
+            failed,
+            unpaired,
+            "NAT flows carried over from the previous lbd's NAT flow table"
+        );
+        if failed > 0 {
+            warn!(failed, "some NAT flows could not be carried over (their buckets were full): their connections are lost");
+        }
+    }
+
+    /// The second pass of `carry_legacy_flows`, `carry_legacy_nat` and of
+    /// `re_place_flows`,
+    /// once this lbd's program runs on the interface: the old program no
+    /// longer adds or changes flows. `attach` and `attach_tc` call it; a
+    /// caller that runs the program by other means (a test run) calls it
+    /// once the old program is gone.
+    pub fn finish_adoption(&mut self) {
+        if self.legacy.is_some() {
+            self.carry_legacy_flows("swapped");
+            if let Some(legacy) = self.legacy.take() {
+                legacy.finish();
+            }
+        }
+        if self.legacy_nat.is_some() {
+            self.carry_legacy_nat("swapped");
+            if let Some(legacy) = self.legacy_nat.take() {
+                legacy.finish();
+            }
+        }
+        if std::mem::take(&mut self.re_place_pending) {
+            self.re_place_flows(true);
+        }
+    }
+
+    /// Copy `copy` of VIP `vip_id`'s table as the map holds it (`size`
+    /// slots), e.g. the live table a previous lbd left.
+    pub(crate) fn read_table(&self, vip_id: u32, copy: u32, size: u32) -> Result<Vec<u32>> {
+        if vip_id >= self.sizes.max_vips {
+            return Err(DataplaneError::OutOfRange {
+                what: "VIP id",
+                id: vip_id,
+                capacity: self.sizes.max_vips,
+            });
+        }
+        (0..size.min(MAGLEV_SIZE_MAX))
+            .map(|slot| {
+                self.maglev
+                    .get(&maglev_index(vip_id, copy, slot), 0)
+                    .map_err(|e| map_error("reading", names::MAP_MAGLEV, e))
+            })
+            .collect()
+    }
+
+    /// Whether the maps were adopted from a previous lbd (pinned, and
+    /// compatible): the connection table and the tables are live.
+    pub fn adopted(&self) -> bool {
+        self.adopted
+    }
+
+    /// The VIPs and backends the adopted maps hold (empty unless adopted),
+    /// so ids and generations carry over and tracked flows keep their
+    /// backends.
+    pub(crate) fn adopted_state(&self) -> Result<AdoptedState> {
+        let mut state = AdoptedState::default();
+        if !self.adopted {
+            return Ok(state);
+        }
+        for entry in self.vips.iter() {
+            let (key, meta) = entry.map_err(|e| map_error("reading", names::MAP_VIPS, e))?;
+            state.vips.push((key, meta));
+        }
+        for id in 1..MAX_BACKENDS {
+            let backend = self
+                .backends
+                .get(&id, 0)
+                .map_err(|e| map_error("reading", names::MAP_BACKENDS, e))?;
+            if backend.generation != 0 {
+                state.backends.push((id, backend));
+            }
+        }
+        Ok(state)
+    }
+}
+
+/// Flags the kernel sets on a map of `map_type` whatever it was created
+/// with, so a pinned map reads back with them: device maps are read-only
+/// to programs (`BPF_F_RDONLY_PROG`, as a lookup returns the device
+/// itself). Compared as created, else every restart would find the pinned
+/// TX ports "changed" and start them afresh.
+fn flags_the_kernel_adds(map_type: u32) -> u32 {
+    const BPF_F_RDONLY_PROG: u32 = 1 << 7;
+    const BPF_MAP_TYPE_DEVMAP: u32 = 14;
+    const BPF_MAP_TYPE_DEVMAP_HASH: u32 = 25;
+    match map_type {
+        BPF_MAP_TYPE_DEVMAP | BPF_MAP_TYPE_DEVMAP_HASH => BPF_F_RDONLY_PROG,
+        _ => 0,
+    }
+}
+
+/// Checks the pins a previous lbd left against what this object and these
+/// sizes need. Incompatible pins are removed (logged): the map is created
+/// afresh. The state maps go together: if any of them cannot be adopted,
+/// none is. Returns whether the state maps are adopted.
+/// `fresh`: tables being carried over from an older layout (the
+/// connection table's maps, `legacy_table`; the NAT flow table,
+/// `legacy_nat`), not required for adoption.
+pub(super) fn check_pins(
+    pins: &PinDir,
+    object: &[u8],
+    resized: &[(&str, u32)],
+    fresh: &[&str],
+) -> Result<bool> {
+    let parsed =
+        aya_obj::Object::parse(object).map_err(|e| DataplaneError::Parse(e.to_string()))?;
+    let mut mismatched = Vec::new();
+    let mut present = Vec::new();
+    for name in PINNED_MAPS {
+        let path = pins.map_path(name);
+        if !path.exists() {
+            continue;
+        }
+        let Some(map) = parsed.maps.get(name) else {
+            continue;
+        };
+        let max_entries = resized
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map_or(map.max_entries(), |(_, e)| *e);
+        let want = (
+            map.map_type(),
+            map.key_size(),
+            map.value_size(),
+            max_entries,
+            map.map_flags(),
+        );
+        let have = MapInfo::from_pin(&path).ok().and_then(|info| {
+            let map_type = info.map_type().ok()? as u32;
+            Some((
+                map_type,
+                info.key_size(),
+                info.value_size(),
+                info.max_entries(),
+                info.map_flags() & !flags_the_kernel_adds(map_type),
+            ))
+        });
+        if have == Some(want) {
+            present.push(name);
+        } else {
+            warn!(map = name, ?have, ?want, "pinned map does not fit this lbd (size, type or layout changed): starting it afresh");
+            remove_pin(&path)?;
+            mismatched.push(name);
+        }
+    }
+    let adopt = STATE_MAPS
+        .iter()
+        .filter(|name| !fresh.contains(name))
+        .all(|name| present.contains(name));
+    if !adopt {
+        for name in STATE_MAPS.into_iter().chain(DEPENDENT_MAPS) {
+            if present.contains(&name) {
+                warn!(
+                    map = name,
+                    "not adopting this map alone: the state maps go together"
+                );
+                remove_pin(&pins.map_path(name))?;
+            }
+        }
+    } else {
+        let half_open = if present.contains(&names::MAP_HALF_OPEN) {
+            ", half-open flows"
+        } else {
+            ""
+        };
+        info!(dir = %pins.root().display(), "adopting the pinned data plane (VIPs, backends, tables, connection table{half_open})");
+    }
+    Ok(adopt)
+}

@@ -1,0 +1,641 @@
+//! The data plane (the XDP or the tc program) as the control plane sees it:
+//! load the embedded object with maps sized from the config, attach it to an
+//! interface at the configured hook, and write or read its maps. `MapWriter`
+//! is the narrow seam `reconcile` writes through, so its logic is tested
+//! without a kernel.
+//!
+//! One concern a file: loading and the small accessors here; adopting
+//! what a previous lbd pinned (`adopt`), attaching at XDP or tc and
+//! leaving the hook as documented on stop (`attach`), the connection
+//! table whichever design backs it (`flows`), the control plane's writes
+//! (`map_writer`).
+
+mod adopt;
+mod attach;
+mod flows;
+mod map_writer;
+
+pub(crate) use attach::tcx_ingress_programs;
+#[cfg(test)]
+pub(crate) use map_writer::FakeMaps;
+pub use map_writer::MapWriter;
+
+use aya::{
+    maps::{Array, HashMap, Map, MapData, PerCpuArray, PerCpuValues, RingBuf},
+    programs::{SchedClassifier, Xdp},
+    Ebpf, EbpfLoader,
+};
+use lb_common::{
+    consts::{names, CONFIG_F_SYN_FLOOD, MAGLEV_SIZE_MAX, MAGLEV_TABLES_PER_VIP},
+    flow_table,
+    stats::Counter,
+    vip_index::vip_index_buckets_for,
+    Backend, DataplaneEvent, LbConfig, TrafficCounters, TunnelConfig, VipKey, VipMeta,
+};
+use tracing::warn;
+
+use self::{
+    adopt::check_pins,
+    attach::{tc_program, xdp_program, Attachment},
+    flows::{take_half_open, FlowStore},
+};
+use crate::{
+    config::{Attach, XdpMode as ConfigXdpMode},
+    conntrack_kind::{self, ConntrackKind},
+    ebpf_object::EBPF_OBJECT,
+    flow_table::FlowTable,
+    guard::GuardMaps,
+    legacy_nat::LegacyNat,
+    legacy_table::LegacyTable,
+    nat_maps::NatMaps,
+    node_counters::NodeCounters,
+    pinning::{PinDir, PinError, PINNED_MAPS},
+    vip_index::VipIndex,
+};
+
+/// Errors of the data plane, each naming what was being done.
+#[derive(Debug, thiserror::Error)]
+pub enum DataplaneError {
+    /// The object did not load (verifier, memlock, missing privileges).
+    #[error("loading the XDP object: {0}")]
+    Load(#[source] Box<aya::EbpfError>),
+    /// A program of the object did not load or attach.
+    #[error("{action} program {program}: {source}")]
+    Program {
+        /// What was attempted.
+        action: &'static str,
+        /// Which program.
+        program: &'static str,
+        /// Why it failed.
+        #[source]
+        source: Box<aya::programs::ProgramError>,
+    },
+    /// A map is missing from the object or has the wrong type.
+    #[error("map {name}: {source}")]
+    MapType {
+        /// Which map.
+        name: &'static str,
+        /// Why it failed.
+        #[source]
+        source: Box<aya::maps::MapError>,
+    },
+    /// A map is missing from the object.
+    #[error("map {0} is missing from the XDP object")]
+    MissingMap(&'static str),
+    /// A map lbd maps into its memory is not an array map in the object.
+    #[error("map {0} of the XDP object is not an array map")]
+    NotAnArray(&'static str),
+    /// A map read or write failed.
+    #[error("{action} map {name}: {source}")]
+    Map {
+        /// What was attempted.
+        action: &'static str,
+        /// Which map.
+        name: &'static str,
+        /// Why it failed.
+        #[source]
+        source: Box<aya::maps::MapError>,
+    },
+    /// The XDP link could not be pinned or taken over.
+    #[error("{action} the pinned XDP link: {reason}")]
+    Link {
+        /// What was attempted.
+        action: &'static str,
+        /// Why it failed.
+        reason: String,
+    },
+    /// The pin directory could not be used.
+    #[error("pinning the data plane: {0}")]
+    Pin(#[from] PinError),
+    /// The object could not be parsed (to check pinned maps against it).
+    #[error("reading the XDP object: {0}")]
+    Parse(String),
+    /// The object could not be prepared for the requested map design.
+    #[error(transparent)]
+    Patch(#[from] conntrack_kind::PatchError),
+    /// The bucket connection table could not be mapped or written.
+    #[error(transparent)]
+    FlowTable(Box<crate::flow_table::FlowTableError>),
+    /// The VIP index could not be mapped or written.
+    #[error(transparent)]
+    VipIndex(#[from] crate::vip_index::VipIndexError),
+    /// An id is beyond what the maps were sized for.
+    #[error("{what} {id} is out of range (capacity {capacity})")]
+    OutOfRange {
+        /// What kind of id.
+        what: &'static str,
+        /// The id.
+        id: u32,
+        /// The capacity.
+        capacity: u32,
+    },
+}
+
+type Result<T> = std::result::Result<T, DataplaneError>;
+
+/// Sizes of the maps, fixed at load time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MapSizes {
+    /// VIPs the tables and per-VIP stats hold.
+    pub max_vips: u32,
+    /// Connection table entries.
+    pub conntrack: u32,
+    /// NAT flow table entries (two per flow).
+    pub nat_flows: u32,
+    /// Half-open TCP flows (`half_open_size`; the table holds this many
+    /// rounded up to a power of two of buckets).
+    pub half_open: u32,
+}
+
+/// How to load the object beyond its map sizes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// The map design of the connection table.
+    pub conntrack_kind: ConntrackKind,
+    /// Pin maps and the XDP link here, adopting what a previous lbd left
+    /// (None: the data plane lives and dies with this process).
+    pub pins: Option<PinDir>,
+}
+
+/// The hook the balancer runs at, as attached (what status shows).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hooked {
+    /// XDP in this mode (`Auto` when a pinned link was kept and the kernel
+    /// did not say its mode).
+    Xdp(ConfigXdpMode),
+    /// tc ingress through a tcx link (kernel 6.6 and later).
+    Tcx,
+    /// tc ingress through clsact + cls_bpf (no tcx): not pinnable, so the
+    /// program goes with this lbd.
+    TcClsBpf,
+}
+
+impl Hooked {
+    /// The configured hook this is.
+    pub fn attach(self) -> Attach {
+        match self {
+            Hooked::Xdp(_) => Attach::Xdp,
+            Hooked::Tcx | Hooked::TcClsBpf => Attach::Tc,
+        }
+    }
+}
+
+impl std::fmt::Display for Hooked {
+    /// "xdp native", "xdp generic", "tc (tcx)", "tc (cls_bpf)".
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Hooked::Xdp(mode) => write!(f, "xdp {mode}"),
+            Hooked::Tcx => f.write_str("tc (tcx)"),
+            Hooked::TcClsBpf => f.write_str("tc (cls_bpf)"),
+        }
+    }
+}
+
+/// What a stop left on the interface, for the log to say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Released {
+    /// The program is still attached through its pinned link, forwarding
+    /// with the pinned maps, for the next lbd.
+    StillForwarding,
+    /// The program is detached (a full stop, or nothing was pinned).
+    Detached,
+}
+
+/// What a previous lbd left in pinned maps: its VIPs and backends.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct AdoptedState {
+    /// VIPs with where their tables are.
+    pub vips: Vec<(VipKey, VipMeta)>,
+    /// Backends in use, by id.
+    pub backends: Vec<(u32, Backend)>,
+}
+
+/// The loaded object: programs and typed handles on its maps.
+pub struct Dataplane {
+    ebpf: Ebpf,
+    sizes: MapSizes,
+    vips: HashMap<MapData, VipKey, VipMeta>,
+    /// `VIPS` as the packet path reads it (`vip_index`), kept equal.
+    vip_index: VipIndex,
+    maglev: Array<MapData, u32>,
+    backends: Array<MapData, Backend>,
+    /// The connection table, whichever design backs it.
+    flows: FlowStore,
+    /// Half-open TCP flows (`HALF_OPEN`), apart from the connection table.
+    half_open: FlowTable,
+    config: Array<MapData, LbConfig>,
+    counters: NodeCounters,
+    vip_stats: PerCpuArray<MapData, TrafficCounters>,
+    backend_stats: PerCpuArray<MapData, TrafficCounters>,
+    events: Option<RingBuf<MapData>>,
+    nat: NatMaps,
+    /// Deny/allow lists and limits of new flows (see `guard`).
+    guard: GuardMaps,
+    /// `TUNNEL_CONFIG` (None: an object without the tunnelled modes).
+    tunnel_config: Option<Array<MapData, TunnelConfig>>,
+    attached: Option<(String, Attachment)>,
+    pins: Option<PinDir>,
+    adopted: bool,
+    /// A previous lbd's kernel-map connection table being carried over.
+    legacy: Option<LegacyTable>,
+    /// A previous lbd's kernel-map NAT flow table being carried over.
+    legacy_nat: Option<LegacyNat>,
+    /// The adopted table's second `re_place_flows` pass is still to run
+    /// (once this lbd's program is attached).
+    re_place_pending: bool,
+}
+
+/// Takes map `name` out of the loaded object, typed.
+pub(crate) fn take_map<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T>
+where
+    T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>,
+{
+    let map = ebpf
+        .take_map(name)
+        .ok_or(DataplaneError::MissingMap(name))?;
+    T::try_from(map).map_err(|e| DataplaneError::MapType {
+        name,
+        source: Box::new(e),
+    })
+}
+
+/// Takes array map `name` out of the loaded object as it is (for a map
+/// lbd maps into its memory: the VIP index, the flow tables).
+pub(crate) fn take_map_data(ebpf: &mut Ebpf, name: &'static str) -> Result<MapData> {
+    match ebpf.take_map(name) {
+        Some(Map::Array(data)) => Ok(data),
+        Some(_) => Err(DataplaneError::NotAnArray(name)),
+        None => Err(DataplaneError::MissingMap(name)),
+    }
+}
+
+impl Dataplane {
+    /// Loads the embedded object and its programs (not attached yet).
+    pub fn load(sizes: MapSizes) -> Result<Self> {
+        Self::load_with(sizes, &LoadOptions::default())
+    }
+
+    /// Loads the embedded object with non-default options.
+    pub fn load_with(sizes: MapSizes, options: &LoadOptions) -> Result<Self> {
+        let kind = options.conntrack_kind;
+        let object = conntrack_kind::patch(EBPF_OBJECT, names::MAP_CONNTRACK, kind)?;
+        let maglev_entries = sizes.max_vips * MAGLEV_TABLES_PER_VIP * MAGLEV_SIZE_MAX;
+        // The design not in use keeps its map at the smallest size.
+        let (buckets, kernel_map) = if kind.is_kernel_map() {
+            (1, sizes.conntrack)
+        } else {
+            (flow_table::buckets_for(sizes.conntrack), 1)
+        };
+        let half_open_buckets = flow_table::half_open_buckets_for(sizes.half_open);
+        let nat_buckets = flow_table::buckets_for(sizes.nat_flows);
+        let vip_buckets = vip_index_buckets_for(sizes.max_vips);
+        let resized = [
+            (names::MAP_VIPS, sizes.max_vips),
+            (names::MAP_VIP_INDEX, 1 + vip_buckets),
+            (names::MAP_VIP_STATS, sizes.max_vips),
+            (names::MAP_VIP_GUARDS, sizes.max_vips),
+            (names::MAP_MAGLEV, maglev_entries),
+            (names::MAP_CONNTRACK, kernel_map),
+            (names::MAP_FLOW_BUCKETS, buckets),
+            (names::MAP_HALF_OPEN, half_open_buckets),
+            (names::MAP_NAT_BUCKETS, nat_buckets),
+        ];
+        let mut loader = EbpfLoader::new();
+        for (name, entries) in resized {
+            loader.map_max_entries(name, entries);
+        }
+        let design = kind.design();
+        let bucket_mask = buckets - 1;
+        loader.override_global(names::GLOBAL_CONNTRACK_DESIGN, &design, true);
+        loader.override_global(names::GLOBAL_FLOW_BUCKET_MASK, &bucket_mask, true);
+        let half_open_mask = half_open_buckets - 1;
+        loader.override_global(names::GLOBAL_HALF_OPEN_BUCKET_MASK, &half_open_mask, true);
+        let vip_mask = vip_buckets - 1;
+        loader.override_global(names::GLOBAL_VIP_INDEX_MASK, &vip_mask, true);
+        let nat_mask = nat_buckets - 1;
+        loader.override_global(names::GLOBAL_NAT_BUCKET_MASK, &nat_mask, true);
+        let mut adopted = false;
+        let mut legacy = None;
+        let mut legacy_nat = None;
+        if let Some(pins) = &options.pins {
+            pins.prepare()?;
+            legacy = LegacyTable::open(pins, kind);
+            legacy_nat = LegacyNat::open(pins);
+            // Tables being carried over from an older layout start afresh.
+            let mut fresh = Vec::new();
+            if legacy.is_some() {
+                fresh.extend([names::MAP_CONNTRACK, names::MAP_FLOW_BUCKETS]);
+            }
+            if legacy_nat.is_some() {
+                fresh.push(names::MAP_NAT_BUCKETS);
+            }
+            adopted = check_pins(pins, &object, &resized, &fresh)?;
+            for name in PINNED_MAPS {
+                loader.map_pin_path(name, pins.map_path(name));
+            }
+        }
+        let mut ebpf = loader
+            .load(&object)
+            .map_err(|e| DataplaneError::Load(Box::new(e)))?;
+        for program in [names::PROG_LB, names::PROG_PASS] {
+            let xdp = xdp_program(&mut ebpf, program)?;
+            retry_interrupted(program, || xdp.load())
+                .map_err(|e| program_error("loading", program, e))?;
+        }
+        // `tc_lb` is loaded when first used (`tc_program`): a node at XDP
+        // does not wait for its verification (about as long as
+        // `xdp_lb`'s, a second or more on a slow VM) at every start, which
+        // keeps a restart well inside VRRP's master-down interval.
+        // `tc_hc_encap` is loaded by the engine when a check first goes
+        // through a tunnel: a node without such checks never depends on it.
+        let vips: HashMap<MapData, VipKey, VipMeta> = take_map(&mut ebpf, names::MAP_VIPS)?;
+        // The index is made equal to `VIPS` before any program of this
+        // object runs (an adopted one is only repaired, see `VipIndex`).
+        let held = vips
+            .iter()
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| map_error("reading", names::MAP_VIPS, e))?;
+        let vip_index = VipIndex::adopt(
+            take_map_data(&mut ebpf, names::MAP_VIP_INDEX)?,
+            vip_buckets,
+            &held,
+        )?;
+        let mut dataplane = Self {
+            vips,
+            vip_index,
+            maglev: take_map(&mut ebpf, names::MAP_MAGLEV)?,
+            backends: take_map(&mut ebpf, names::MAP_BACKENDS)?,
+            flows: FlowStore::take(&mut ebpf, kind, buckets)?,
+            half_open: take_half_open(&mut ebpf, half_open_buckets)?,
+            config: take_map(&mut ebpf, names::MAP_CONFIG)?,
+            counters: NodeCounters::take(&mut ebpf, options.pins.as_ref())?,
+            vip_stats: take_map(&mut ebpf, names::MAP_VIP_STATS)?,
+            backend_stats: take_map(&mut ebpf, names::MAP_BACKEND_STATS)?,
+            events: Some(take_map(&mut ebpf, names::MAP_EVENTS)?),
+            nat: NatMaps::take(&mut ebpf, nat_buckets)?,
+            guard: GuardMaps::take(&mut ebpf)?,
+            tunnel_config: match ebpf.take_map(names::MAP_TUNNEL_CONFIG) {
+                None => None,
+                Some(map) => Some(map.try_into().map_err(|e| DataplaneError::MapType {
+                    name: names::MAP_TUNNEL_CONFIG,
+                    source: Box::new(e),
+                })?),
+            },
+            ebpf,
+            sizes,
+            attached: None,
+            pins: options.pins.clone(),
+            adopted,
+            legacy,
+            legacy_nat,
+            re_place_pending: false,
+        };
+        dataplane.carry_legacy_flows("loaded");
+        dataplane.carry_legacy_nat("loaded");
+        if adopted {
+            dataplane.re_place_flows(false);
+            dataplane.re_place_pending = true;
+        }
+        Ok(dataplane)
+    }
+
+    /// The map sizes this object was loaded with.
+    pub fn sizes(&self) -> MapSizes {
+        self.sizes
+    }
+
+    /// The object, for tools that need its other programs and maps
+    /// (benchmarks).
+    pub fn ebpf_mut(&mut self) -> &mut Ebpf {
+        &mut self.ebpf
+    }
+
+    /// A loaded program, for BPF_PROG_TEST_RUN in tests and benchmarks.
+    pub fn program(&mut self, name: &'static str) -> Result<&mut Xdp> {
+        xdp_program(&mut self.ebpf, name)
+    }
+
+    /// The loaded tc program, for BPF_PROG_TEST_RUN in tests.
+    pub fn tc_program(&mut self) -> Result<&mut SchedClassifier> {
+        tc_program(&mut self.ebpf)
+    }
+
+    /// Node counters summed over CPUs, in `Counter::ALL` order (with
+    /// those an older release left pinned, see `node_counters`).
+    pub fn counters(&self) -> Result<Vec<(Counter, u64)>> {
+        self.counters.read()
+    }
+
+    /// Traffic of one VIP id, summed over CPUs.
+    pub fn vip_traffic(&self, vip_id: u32) -> Result<TrafficCounters> {
+        sum_traffic(&self.vip_stats, vip_id, names::MAP_VIP_STATS)
+    }
+
+    /// Traffic of one backend id, summed over CPUs.
+    pub fn backend_traffic(&self, backend_id: u32) -> Result<TrafficCounters> {
+        sum_traffic(&self.backend_stats, backend_id, names::MAP_BACKEND_STATS)
+    }
+
+    /// Sets the MAC forwarded frames leave from, keeping the node flags
+    /// the maps hold (adopted ones included).
+    pub fn set_iface_mac(&mut self, mac: [u8; 6]) -> Result<()> {
+        let mut config = self
+            .config
+            .get(&0, 0)
+            .map_err(|e| map_error("reading", names::MAP_CONFIG, e))?;
+        config.iface_mac = mac;
+        self.set_config(&config)
+    }
+
+    /// Sets or clears SYN-flood mode (`CONFIG_F_SYN_FLOOD`: SYNs to the
+    /// half-open table alone), keeping the other node flags.
+    pub fn set_syn_flood(&mut self, flood: bool) -> Result<()> {
+        self.set_config_flag(CONFIG_F_SYN_FLOOD, flood)
+    }
+
+    /// Sets or clears node flag `flag` (`CONFIG_F_*`) in the maps,
+    /// keeping the others.
+    pub(super) fn set_config_flag(&mut self, flag: u8, on: bool) -> Result<()> {
+        let mut config = self
+            .config
+            .get(&0, 0)
+            .map_err(|e| map_error("reading", names::MAP_CONFIG, e))?;
+        if on {
+            config.flags |= flag;
+        } else {
+            config.flags &= !flag;
+        }
+        self.set_config(&config)
+    }
+
+    /// The NAT mode's maps (flows, sources, redirect targets).
+    pub fn nat(&self) -> &NatMaps {
+        &self.nat
+    }
+
+    /// The guards' maps (deny/allow lists, limits), to read.
+    pub fn guard(&self) -> &GuardMaps {
+        &self.guard
+    }
+
+    /// The guards' maps, to write.
+    pub fn guard_mut(&mut self) -> &mut GuardMaps {
+        &mut self.guard
+    }
+
+    /// The NAT mode's maps, for writing.
+    pub fn nat_mut(&mut self) -> &mut NatMaps {
+        &mut self.nat
+    }
+
+    /// Hands the event ring buffer to its reader (once).
+    pub(crate) fn take_events(&mut self) -> Option<RingBuf<MapData>> {
+        self.events.take()
+    }
+
+    /// Events waiting in the ring buffer, if it was not taken.
+    pub fn drain_events(&mut self) -> Vec<DataplaneEvent> {
+        let mut out = Vec::new();
+        if let Some(ring) = &mut self.events {
+            while let Some(item) = ring.next() {
+                if let Some(event) = parse_event(&item) {
+                    out.push(event);
+                }
+            }
+        }
+        out
+    }
+}
+
+/// A `DataplaneEvent` from a ring-buffer record, if it has the size.
+pub(crate) fn parse_event(bytes: &[u8]) -> Option<DataplaneEvent> {
+    if bytes.len() != std::mem::size_of::<DataplaneEvent>() {
+        return None;
+    }
+    // SAFETY: the length matches and DataplaneEvent is plain integers
+    // (any bit pattern is valid); read_unaligned copes with alignment.
+    Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<DataplaneEvent>()) })
+}
+
+/// Program loads the kernel may interrupt before one is given up (as
+/// libbpf counts them).
+const LOAD_ATTEMPTS: u32 = 5;
+
+/// Runs `load` (of program `name`) again while the kernel says a signal
+/// interrupted its verification (EAGAIN), as libbpf does: verifying the
+/// balancer takes a second or more on a slow machine, long enough to meet
+/// a signal (a child process's exit, where a SIGCHLD handler is set).
+pub(crate) fn retry_interrupted(
+    name: &str,
+    mut load: impl FnMut() -> std::result::Result<(), aya::programs::ProgramError>,
+) -> std::result::Result<(), aya::programs::ProgramError> {
+    let mut attempt = 1;
+    loop {
+        match load() {
+            Err(aya::programs::ProgramError::LoadError { io_error, .. })
+                if io_error.raw_os_error() == Some(libc::EAGAIN) && attempt < LOAD_ATTEMPTS =>
+            {
+                warn!(
+                    program = name,
+                    attempt, "the kernel interrupted the program's verification (a signal arrived): loading it again"
+                );
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+fn program_error(
+    action: &'static str,
+    program: &'static str,
+    e: aya::programs::ProgramError,
+) -> DataplaneError {
+    DataplaneError::Program {
+        action,
+        program,
+        source: Box::new(e),
+    }
+}
+
+/// A map operation's failure, naming the action and the map.
+pub(crate) fn map_error(
+    action: &'static str,
+    name: &'static str,
+    e: aya::maps::MapError,
+) -> DataplaneError {
+    DataplaneError::Map {
+        action,
+        name,
+        source: Box::new(e),
+    }
+}
+
+fn sum_traffic(
+    map: &PerCpuArray<MapData, TrafficCounters>,
+    id: u32,
+    name: &'static str,
+) -> Result<TrafficCounters> {
+    let values = map.get(&id, 0).map_err(|e| map_error("reading", name, e))?;
+    Ok(values
+        .iter()
+        .fold(TrafficCounters::default(), |acc, c| acc.plus(*c)))
+}
+
+fn clear_traffic(
+    map: &mut PerCpuArray<MapData, TrafficCounters>,
+    id: u32,
+    name: &'static str,
+) -> Result<()> {
+    let zero = aya::util::nr_cpus()
+        .map_err(|(_, e)| e)
+        .and_then(|cpus| PerCpuValues::try_from(vec![TrafficCounters::default(); cpus]))
+        .map_err(|e| map_error("zeroing", name, aya::maps::MapError::IoError(e)))?;
+    map.set(id, zero, 0)
+        .map_err(|e| map_error("zeroing", name, e))
+}
+
+#[cfg(test)]
+mod load_tests {
+    use aya::programs::ProgramError;
+
+    use super::{retry_interrupted, LOAD_ATTEMPTS};
+
+    fn refused(errno: i32) -> ProgramError {
+        ProgramError::LoadError {
+            io_error: std::io::Error::from_raw_os_error(errno),
+            verifier_log: aya_obj::VerifierLog::new(String::new()),
+        }
+    }
+
+    #[test]
+    fn an_interrupted_load_is_tried_again_and_other_refusals_are_not() {
+        let mut calls = 0;
+        let loaded = retry_interrupted("p", || {
+            calls += 1;
+            if calls < 3 {
+                Err(refused(libc::EAGAIN))
+            } else {
+                Ok(())
+            }
+        });
+        assert!(loaded.is_ok());
+        assert_eq!(calls, 3);
+
+        calls = 0;
+        let given_up = retry_interrupted("p", || {
+            calls += 1;
+            Err(refused(libc::EAGAIN))
+        });
+        assert!(given_up.is_err());
+        assert_eq!(calls, LOAD_ATTEMPTS);
+
+        calls = 0;
+        let rejected = retry_interrupted("p", || {
+            calls += 1;
+            Err(refused(libc::EACCES))
+        });
+        assert!(rejected.is_err());
+        assert_eq!(calls, 1, "a verifier rejection is final");
+    }
+}
