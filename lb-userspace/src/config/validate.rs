@@ -1,0 +1,516 @@
+//! The whole document checked and turned into a `Config`: the node's
+//! settings, each VIP and its backends, and the rules that span sections
+//! (NAT sources that are not VIPs and move with them).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use toml::{Spanned, Value};
+
+use super::{
+    checker::Checker,
+    raw::{RawConfig, RawVip},
+    value, vrrp, AllDown, Attach, BackendConfig, Config, ConfigError, HealthConfig, LogFormat,
+    MaglevMode, NatConfig, Protocol, VipConfig, VrrpConfig, XdpMode, DEFAULT_ADMIN_SOCKET,
+    DEFAULT_CONNTRACK_SIZE, DEFAULT_HALF_OPEN_SIZE, DEFAULT_METRICS_LISTEN, DEFAULT_PIN_DIR,
+    DEFAULT_TABLE_SIZE, DEFAULT_TCP_IDLE_TIMEOUT, DEFAULT_UDP_IDLE_TIMEOUT, DEFAULT_WEIGHT,
+    MAX_BACKENDS_PER_VIP, MAX_BACKENDS_TOTAL, MAX_CONNTRACK_SIZE, MAX_HALF_OPEN_SIZE, MAX_VIPS,
+    MIN_CONNTRACK_SIZE, MIN_HALF_OPEN_SIZE,
+};
+
+impl Checker<'_> {
+    pub(super) fn config(&self, raw: &RawConfig) -> Result<Config, ConfigError> {
+        let interface = self.interface(self.required(&raw.interface, 0, "interface")?)?;
+        let attach = match &raw.attach {
+            None => Attach::default(),
+            Some(value) => {
+                self.choice(value, "attach", &[("xdp", Attach::Xdp), ("tc", Attach::Tc)])?
+            }
+        };
+        let xdp_mode = match &raw.xdp_mode {
+            None => XdpMode::default(),
+            Some(value) => self.choice(
+                value,
+                "xdp_mode",
+                &[
+                    ("auto", XdpMode::Auto),
+                    ("native", XdpMode::Native),
+                    ("generic", XdpMode::Generic),
+                ],
+            )?,
+        };
+        let maglev_mode = match &raw.maglev_mode {
+            None => MaglevMode::default(),
+            Some(value) => self.choice(
+                value,
+                "maglev_mode",
+                &[
+                    ("consistent", MaglevMode::Consistent),
+                    ("minimal", MaglevMode::Minimal),
+                ],
+            )?,
+        };
+        let conntrack_size = match &raw.conntrack_size {
+            None => DEFAULT_CONNTRACK_SIZE,
+            Some(value) => self.integer(
+                value,
+                "conntrack_size",
+                MIN_CONNTRACK_SIZE..=MAX_CONNTRACK_SIZE,
+            )?,
+        };
+        let half_open_size = match &raw.half_open_size {
+            None => DEFAULT_HALF_OPEN_SIZE,
+            Some(value) => self.integer(
+                value,
+                "half_open_size",
+                MIN_HALF_OPEN_SIZE..=MAX_HALF_OPEN_SIZE,
+            )?,
+        };
+
+        let admin_socket = match &raw.admin_socket {
+            None => PathBuf::from(DEFAULT_ADMIN_SOCKET),
+            Some(value) => {
+                let path = self.string(value, "admin_socket")?;
+                if !path.starts_with('/') || path.len() > 100 {
+                    return Err(self.bad_value(
+                        value,
+                        "admin_socket",
+                        format!("{path:?} is not an absolute path of at most 100 bytes"),
+                    ));
+                }
+                PathBuf::from(path)
+            }
+        };
+        let pin_dir = match &raw.pin_dir {
+            None => Some(PathBuf::from(DEFAULT_PIN_DIR)),
+            Some(value) => {
+                let path = self.string(value, "pin_dir")?;
+                if path == "off" {
+                    None
+                } else if !path.starts_with('/') || path.len() > 200 || path.contains("..") {
+                    return Err(self.bad_value(
+                        value,
+                        "pin_dir",
+                        format!("{path:?} is not an absolute path (on bpffs) of at most 200 bytes, or \"off\""),
+                    ));
+                } else {
+                    Some(PathBuf::from(path))
+                }
+            }
+        };
+        let admin_socket_group = match &raw.admin_socket_group {
+            None => None,
+            Some(value) => Some(self.group(value, "admin_socket_group")?),
+        };
+        let log_level = match &raw.log_level {
+            None => "info".to_owned(),
+            Some(value) => {
+                let level = self.string(value, "log_level")?;
+                if tracing_subscriber::EnvFilter::try_new(level).is_err() || level.is_empty() {
+                    return Err(self.bad_value(
+                        value,
+                        "log_level",
+                        format!("{level:?} is not a log filter (e.g. \"info\", \"warn\", \"lb_userspace=debug\")"),
+                    ));
+                }
+                level.to_owned()
+            }
+        };
+        let log_format = match &raw.log_format {
+            None => LogFormat::default(),
+            Some(value) => self.choice(
+                value,
+                "log_format",
+                &[("text", LogFormat::Text), ("json", LogFormat::Json)],
+            )?,
+        };
+        let metrics_listen = match &raw.metrics_listen {
+            None => DEFAULT_METRICS_LISTEN.parse().ok(),
+            Some(value) => {
+                let text = self.string(value, "metrics_listen")?;
+                if text.is_empty() || text == "off" {
+                    None
+                } else {
+                    Some(text.parse().map_err(|_| {
+                        self.bad_value(
+                            value,
+                            "metrics_listen",
+                            format!("{text:?} is not ADDRESS:PORT (or \"off\")"),
+                        )
+                    })?)
+                }
+            }
+        };
+        let seconds = |value: &Option<Spanned<Value>>, name: &str, default: Duration| {
+            value.as_ref().map_or(Ok(default), |v| {
+                self.integer::<u32>(v, name, 1..=86_400 * 7)
+                    .map(|s| Duration::from_secs(s.into()))
+            })
+        };
+        let tcp_idle_timeout = seconds(
+            &raw.tcp_idle_timeout_s,
+            "tcp_idle_timeout_s",
+            DEFAULT_TCP_IDLE_TIMEOUT,
+        )?;
+        let udp_idle_timeout = seconds(
+            &raw.udp_idle_timeout_s,
+            "udp_idle_timeout_s",
+            DEFAULT_UDP_IDLE_TIMEOUT,
+        )?;
+
+        let nat = self.nat(raw.nat.as_ref())?;
+        let tunnel = self.tunnel(raw.tunnel.as_ref())?;
+        let bgp = self.bgp(raw.bgp.as_ref())?;
+        let sync = self.sync(raw.sync.as_ref())?;
+        let flood = self.flood(raw.flood.as_ref())?;
+
+        if let Some(extra) = raw.vip.0.get(MAX_VIPS) {
+            return Err(self.invalid(
+                extra.span().start,
+                &format!("vip[{MAX_VIPS}]"),
+                format!("too many VIPs; at most {MAX_VIPS} are allowed"),
+            ));
+        }
+        let mut vips: Vec<VipConfig> = Vec::with_capacity(raw.vip.0.len());
+        let mut seen: HashMap<(IpAddr, u16, Protocol), usize> = HashMap::new();
+        let mut backends_before = 0;
+        for (index, raw_vip) in raw.vip.0.iter().enumerate() {
+            // Checked before the VIP's own validation, on the raw count, so
+            // the error names the first backend past the limit.
+            let room = MAX_BACKENDS_TOTAL.saturating_sub(backends_before);
+            if let Some(extra) = raw_vip.get_ref().backend.0.get(room) {
+                return Err(self.invalid(
+                    extra.span().start,
+                    &format!("vip[{index}].backend[{room}]"),
+                    format!(
+                        "too many backends; at most {MAX_BACKENDS_TOTAL} are allowed across all VIPs"
+                    ),
+                ));
+            }
+            backends_before += raw_vip.get_ref().backend.0.len();
+            let vip = self.vip(index, raw_vip, &nat)?;
+            let key = (vip.address, vip.port, vip.protocol);
+            if let Some(first) = seen.get(&key) {
+                return Err(self.invalid(
+                    raw_vip.span().start,
+                    &format!("vip[{index}]"),
+                    format!(
+                        "duplicates vip[{first}]: same address {}, port {} and protocol {}",
+                        vip.address, vip.port, vip.protocol
+                    ),
+                ));
+            }
+            seen.insert(key, index);
+            vips.push(vip);
+        }
+        self.nat_sources_are_not_vips(&raw.vip.0, &vips)?;
+
+        let mut instances: Vec<VrrpConfig> = Vec::new();
+        for (index, raw_vrrp) in raw.vrrp.0.iter().enumerate() {
+            let mut instance = self.vrrp(index, raw_vrrp)?;
+            if instance.addresses.is_empty() {
+                // Default: every VIP address (of the first VIP's family).
+                let family_v4 = vips.first().is_none_or(|v| v.address.is_ipv4());
+                for vip in &vips {
+                    if vip.address.is_ipv4() == family_v4
+                        && !instance.addresses.contains(&vip.address)
+                    {
+                        instance.addresses.push(vip.address);
+                    }
+                }
+                // NAT addresses move with the VIPs: replies come back to them.
+                for source in vips.iter().filter_map(|v| v.nat.map(|n| n.source)) {
+                    if source.is_ipv4() == family_v4 && !instance.addresses.contains(&source) {
+                        instance.addresses.push(source);
+                    }
+                }
+            } else {
+                self.nat_sources_move(index, raw_vrrp, &instance, &vips)?;
+            }
+            if instance.addresses.is_empty() {
+                return Err(self.invalid(
+                    raw_vrrp.span().start,
+                    &format!("vrrp[{index}].addresses"),
+                    "no address to move: list addresses or configure a VIP",
+                ));
+            }
+            if let Some(first) = instances.iter().position(|i| {
+                i.vrid == instance.vrid
+                    && i.addresses.first().map(IpAddr::is_ipv4)
+                        == instance.addresses.first().map(IpAddr::is_ipv4)
+            }) {
+                return Err(self.invalid(
+                    raw_vrrp.span().start,
+                    &format!("vrrp[{index}].vrid"),
+                    format!("VRID {} is already vrrp[{first}]'s", instance.vrid),
+                ));
+            }
+            instances.push(instance);
+        }
+        self.announcement_is_single(raw, bgp.as_ref(), sync.as_ref(), &instances, &vips)?;
+        let guard = self.guard(&raw.acl, &raw.limit, &vips)?;
+
+        Ok(Config {
+            interface,
+            attach,
+            xdp_mode,
+            conntrack_size,
+            half_open_size,
+            maglev_mode,
+            admin_socket,
+            pin_dir,
+            admin_socket_group,
+            log_level,
+            log_format,
+            metrics_listen,
+            tcp_idle_timeout,
+            udp_idle_timeout,
+            vips,
+            vrrp: instances,
+            nat,
+            tunnel,
+            bgp,
+            sync,
+            guard,
+            flood,
+        })
+    }
+
+    pub(super) fn vip(
+        &self,
+        index: usize,
+        raw: &Spanned<RawVip>,
+        nat_config: &NatConfig,
+    ) -> Result<VipConfig, ConfigError> {
+        let table = raw.span().start;
+        let raw = raw.get_ref();
+        let field = |name: &str| format!("vip[{index}].{name}");
+
+        let name = field("address");
+        let address = self.address(self.required(&raw.address, table, &name)?, &name)?;
+
+        let name = field("port");
+        let port = self.rule(self.required(&raw.port, table, &name)?, &name, value::port)?;
+
+        let protocol = match &raw.protocol {
+            None => Protocol::default(),
+            Some(v) => {
+                let name = field("protocol");
+                self.checked(v, &name, value::protocol(self.string(v, &name)?))?
+            }
+        };
+
+        let table_size = match &raw.table_size {
+            None => DEFAULT_TABLE_SIZE,
+            Some(v) => self.rule(v, &field("table_size"), value::table_size)?,
+        };
+
+        let on_all_down = match &raw.on_all_down {
+            None => AllDown::default(),
+            Some(v) => {
+                let name = field("on_all_down");
+                self.checked(v, &name, value::on_all_down(self.string(v, &name)?))?
+            }
+        };
+        let drain_timeout = match &raw.drain_timeout_s {
+            None => None,
+            Some(v) => Some(self.rule(v, &field("drain_timeout_s"), value::drain_timeout_s)?),
+        };
+        let forwarding = match &raw.forwarding {
+            None => lb_common::Mode::default(),
+            Some(v) => self.forwarding(v, &field("forwarding"))?,
+        };
+        let is_nat = forwarding == lb_common::Mode::Nat;
+        let own_source = match &raw.nat_source {
+            None => None,
+            Some(v) => {
+                let name = field("nat_source");
+                let source = self.address(v, &name)?;
+                Some(
+                    value::nat_source(source, address, forwarding)
+                        .map_err(|e| self.bad_value(v, &name, e.message()))?,
+                )
+            }
+        };
+        let nat = if is_nat {
+            let resolved = nat_config.vip_nat(address, own_source);
+            if resolved.is_none() {
+                let message = value::no_nat_source(address).to_string();
+                return Err(match &raw.forwarding {
+                    Some(v) => self.bad_value(v, &field("forwarding"), message),
+                    None => self.invalid(table, &field("forwarding"), message),
+                });
+            }
+            resolved
+        } else {
+            None
+        };
+        let health = match &raw.health {
+            None => HealthConfig::default_for(protocol),
+            Some(table) => self.health(
+                &HealthConfig::default_for(protocol),
+                table,
+                &field("health"),
+                forwarding,
+            )?,
+        };
+
+        if let Err(e) = value::backends_per_vip(raw.backend.0.len()) {
+            let extra = raw
+                .backend
+                .0
+                .get(MAX_BACKENDS_PER_VIP)
+                .map_or(table, |b| b.span().start);
+            return Err(self.invalid(
+                extra,
+                &field(&format!("backend[{MAX_BACKENDS_PER_VIP}]")),
+                e.to_string(),
+            ));
+        }
+        let mut backends = Vec::with_capacity(raw.backend.0.len());
+        let mut seen: HashMap<IpAddr, usize> = HashMap::new();
+        for (b, raw_backend) in raw.backend.0.iter().enumerate() {
+            let table = raw_backend.span().start;
+            let raw_backend = raw_backend.get_ref();
+            let backend_field = |name: &str| format!("vip[{index}].backend[{b}].{name}");
+
+            let name = backend_field("address");
+            let spanned = self.required(&raw_backend.address, table, &name)?;
+            let backend_address = self.address(spanned, &name)?;
+            self.checked(
+                spanned,
+                &name,
+                value::backend_address(backend_address, address, forwarding),
+            )?;
+            let earlier = seen
+                .get(&backend_address)
+                .map(|first| format!("vip[{index}].backend[{first}]"));
+            self.checked(
+                spanned,
+                &name,
+                value::listed_once(backend_address, earlier.as_deref()),
+            )?;
+            seen.insert(backend_address, b);
+
+            let mac = match &raw_backend.mac {
+                None => None,
+                Some(v) => {
+                    value::backend_mac_allowed(forwarding)
+                        .map_err(|e| self.bad_value(v, &backend_field("mac"), e.message()))?;
+                    Some(self.mac(v, &backend_field("mac"))?)
+                }
+            };
+            let backend_port = match &raw_backend.port {
+                None => None,
+                Some(v) => Some(if is_nat {
+                    self.rule(v, &backend_field("port"), value::port)?
+                } else {
+                    // Refused whatever the number: the rule says why.
+                    let refusal = value::backend_port(1, forwarding).err();
+                    let message = refusal.map(|e| e.to_string()).unwrap_or_default();
+                    return Err(self.bad_value(v, &backend_field("port"), message));
+                }),
+            };
+            let weight = match &raw_backend.weight {
+                None => DEFAULT_WEIGHT,
+                Some(v) => self.rule(v, &backend_field("weight"), value::weight)?,
+            };
+            let backend_health = match &raw_backend.health {
+                None => None,
+                Some(table) => {
+                    Some(self.health(&health, table, &backend_field("health"), forwarding)?)
+                }
+            };
+            backends.push(BackendConfig {
+                address: backend_address,
+                mac,
+                port: backend_port,
+                weight,
+                health: backend_health,
+            });
+        }
+
+        let weighted = backends.iter().filter(|b| b.weight > 0).count();
+        if let Err(e) = value::weighted_backends_fit(weighted, table_size) {
+            let name = field("table_size");
+            return Err(match &raw.table_size {
+                Some(v) => self.bad_value(v, &name, e.to_string()),
+                None => self.invalid(table, &name, e.to_string()),
+            });
+        }
+
+        Ok(VipConfig {
+            address,
+            port,
+            protocol,
+            table_size,
+            health,
+            on_all_down,
+            drain_timeout,
+            forwarding,
+            nat,
+            backends,
+        })
+    }
+
+    /// No NAT address is a VIP's address: replies to it would be taken for
+    /// the VIP's traffic.
+    pub(super) fn nat_sources_are_not_vips(
+        &self,
+        raw: &[Spanned<RawVip>],
+        vips: &[VipConfig],
+    ) -> Result<(), ConfigError> {
+        for (index, vip) in vips.iter().enumerate() {
+            let Some(nat) = vip.nat else { continue };
+            if let Some(other) = vips.iter().position(|v| v.address == nat.source) {
+                let at = raw[index]
+                    .get_ref()
+                    .nat_source
+                    .as_ref()
+                    .map_or(raw[index].span().start, |v| v.span().start);
+                let named = if nat.own_source {
+                    format!("vip[{index}].nat_source")
+                } else {
+                    format!("vip[{index}] ([nat] source)")
+                };
+                return Err(self.invalid(
+                    at,
+                    &named,
+                    format!(
+                        "{} is vip[{other}]'s address; a NAT address must be an address of its own",
+                        nat.source
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// An explicit VRRP address list moves every NAT address of its family:
+    /// otherwise replies would go to the node that lost the VIP.
+    pub(super) fn nat_sources_move(
+        &self,
+        index: usize,
+        raw: &Spanned<vrrp::RawVrrp>,
+        instance: &VrrpConfig,
+        vips: &[VipConfig],
+    ) -> Result<(), ConfigError> {
+        let family_v4 = instance.addresses.first().is_none_or(IpAddr::is_ipv4);
+        for vip in vips {
+            let Some(nat) = vip.nat else { continue };
+            if nat.source.is_ipv4() == family_v4 && !instance.addresses.contains(&nat.source) {
+                return Err(self.invalid(
+                    raw.span().start,
+                    &format!("vrrp[{index}].addresses"),
+                    format!(
+                        "the NAT address {} of VIP {} must move with the VIPs: add it to the list",
+                        nat.source, vip.address
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
