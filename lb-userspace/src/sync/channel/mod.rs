@@ -1,0 +1,77 @@
+//! The sync channel's tokio tasks: the backup's [`listen`]er, which accepts
+//! masters and hands their batches to the daemon, and the master's
+//! [`Sender`], which keeps a connection to the backup (reconnecting with
+//! backoff) and streams the batches it is given from a bounded queue.
+//!
+//! Both ends run the same session once connected: the handshake of
+//! [`wire`](super::wire), then a reader and a writer. Each side sends a heartbeat every
+//! second; a peer silent for five seconds (or a write stuck as long) closes
+//! the connection, and the sender connects again. Any authentication or
+//! decoding error closes the connection too, logged and counted.
+
+mod listen;
+mod queue;
+mod sender;
+mod session;
+#[cfg(test)]
+mod tests;
+
+pub use listen::{listen, BatchKind, ListenerHandle, ReceivedBatch};
+pub use sender::Sender;
+
+use std::time::Duration;
+
+/// Batches the sender queues (each one `send` call, of any size) before it
+/// drops the oldest incremental one.
+pub(crate) const SEND_QUEUE_CAPACITY: usize = 64;
+/// Records a sender queues beyond its newest full sync of each kind
+/// (flows, NAT flows) before it drops the oldest incremental batch.
+///
+/// With [`SEND_QUEUE_CAPACITY`] this bounds one peer's queue: at most
+/// the newest complete dump of each kind (a queued full sync drops every
+/// older batch of its kind, which it supersedes) plus this many records,
+/// i.e. at most `D + 65,536 × 208` bytes, where `D` is one dump (64
+/// bytes per tracked flow, the size of a [`FlowRecord`](super::FlowRecord), plus 208 per
+/// NAT'd flow, a [`NatFlowRecord`](super::NatFlowRecord)) and 208 the larger record size: 13 MiB
+/// beyond the dump (4 MiB when only flows are queued). A full mesh keeps
+/// one queue per peer: at most `N × (D + 13 MiB)` for N peers (a dump is
+/// built once per tick and copied into each peer's queue). A slow or dead peer loses its oldest incremental batches
+/// (counted in `dropped_batches`); the next full sync repairs it, and
+/// the others are not held back (each peer has its own queue and task).
+pub(crate) const SEND_QUEUE_RECORDS: usize = 65_536;
+/// Connections a listener serves at once: bounds what unauthenticated
+/// clients can hold.
+pub(crate) const MAX_CONNECTIONS: usize = 16;
+/// Read buffer of a connection.
+pub(super) const READ_BUFFER: usize = 64 * 1024;
+
+/// The channel's timers. Fixed in production; tests shorten them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Timing {
+    /// Interval between heartbeats.
+    pub heartbeat: Duration,
+    /// Silence after which a peer is taken for dead; also the longest a
+    /// frame write may take.
+    pub silence: Duration,
+    /// Longest a handshake may take.
+    pub handshake: Duration,
+    /// Longest a TCP connect may take.
+    pub connect: Duration,
+    /// First reconnect delay.
+    pub backoff_min: Duration,
+    /// Longest reconnect delay.
+    pub backoff_max: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Self {
+            heartbeat: Duration::from_secs(1),
+            silence: Duration::from_secs(5),
+            handshake: Duration::from_secs(5),
+            connect: Duration::from_secs(5),
+            backoff_min: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(5),
+        }
+    }
+}

@@ -1,0 +1,828 @@
+use std::{
+    collections::VecDeque,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt, BufReader},
+    net::{
+        tcp::{OwnedReadHalf, OwnedWriteHalf},
+        TcpListener, TcpStream,
+    },
+    sync::{mpsc, Notify},
+    task::{JoinHandle, JoinSet},
+    time::{sleep, timeout},
+};
+
+use super::{
+    listen::{listen, listen_with, ListenerHandle},
+    queue::{InFlight, QueuedBatch, Records, SendQueue},
+    session::{handshake, read_frame},
+    BatchKind, ReceivedBatch, Sender, Timing, SEND_QUEUE_CAPACITY,
+};
+use crate::sync::{
+    nat_record::tests::nat_record,
+    wire::{self, Message, Role, Transcript, MAX_BATCH_RECORDS},
+    FlowRecord, NatFlowRecord, SyncConfig, SyncError, SyncStats, SyncStatsSnapshot,
+};
+
+const LIMIT: Duration = Duration::from_secs(8);
+
+fn config(node: &str, key: &[u8]) -> SyncConfig {
+    SyncConfig {
+        key: key.to_vec(),
+        node_id: node.into(),
+    }
+}
+
+const KEY: &[u8] = b"test-key-0123456789abcdef";
+
+fn record(i: u32) -> FlowRecord {
+    let client = if i.is_multiple_of(2) {
+        IpAddr::V4(Ipv4Addr::from(0x0a00_0000 | i))
+    } else {
+        IpAddr::V6(Ipv6Addr::from(0x2001_0db8u128 << 96 | u128::from(i)))
+    };
+    FlowRecord {
+        vip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
+        vip_port: 80,
+        protocol: 6,
+        client,
+        client_port: u16::try_from(i % 60_000).unwrap() + 1024,
+        backend: IpAddr::V4(Ipv4Addr::new(198, 51, 100, u8::try_from(i % 200).unwrap())),
+        age_ms: i,
+        flags: u8::try_from(i % 4).unwrap(),
+    }
+}
+
+fn local() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+/// Polls `cond` every 10 ms until it holds; fails the test after
+/// `LIMIT`.
+async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < LIMIT, "timed out waiting for {what}");
+        sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn recv(rx: &mut mpsc::Receiver<ReceivedBatch>) -> ReceivedBatch {
+    timeout(LIMIT, rx.recv())
+        .await
+        .expect("batch in time")
+        .expect("channel open")
+}
+
+/// Nothing arrives for a while.
+async fn assert_quiet(rx: &mut mpsc::Receiver<ReceivedBatch>, for_: Duration) {
+    if let Ok(got) = timeout(for_, rx.recv()).await {
+        panic!("unexpected batch: {got:?}");
+    }
+}
+
+fn fast() -> Timing {
+    Timing {
+        heartbeat: Duration::from_millis(50),
+        silence: Duration::from_millis(400),
+        handshake: Duration::from_millis(400),
+        connect: Duration::from_millis(400),
+        backoff_min: Duration::from_millis(20),
+        backoff_max: Duration::from_millis(100),
+    }
+}
+
+async fn wait_for_session(sender: &Sender, n: u64) {
+    let mut sessions = sender.sessions();
+    timeout(LIMIT, sessions.wait_for(|&got| got >= n))
+        .await
+        .expect("session in time")
+        .expect("sender alive");
+}
+
+/// A listener and what it delivers.
+struct Backup {
+    listener: ListenerHandle,
+    rx: mpsc::Receiver<ReceivedBatch>,
+    stats: Arc<SyncStats>,
+}
+
+async fn backup() -> Backup {
+    let (tx, rx) = mpsc::channel(64);
+    let stats = Arc::new(SyncStats::new());
+    let listener = listen(local(), config("lb-b", KEY), tx, stats.clone())
+        .await
+        .unwrap();
+    Backup {
+        listener,
+        rx,
+        stats,
+    }
+}
+
+fn master(peer: SocketAddr, key: &[u8]) -> (Sender, Arc<SyncStats>) {
+    let stats = Arc::new(SyncStats::new());
+    let sender = Sender::start(peer, config("lb-a", key), stats.clone()).unwrap();
+    (sender, stats)
+}
+
+#[tokio::test]
+async fn ten_thousand_records_arrive_in_order() {
+    let mut b = backup().await;
+    let (sender, master) = master(b.listener.local_addr(), KEY);
+    let mut sessions = sender.sessions();
+    timeout(LIMIT, sessions.wait_for(|&n| n == 1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(sender.connected());
+
+    let all: Vec<FlowRecord> = (0..10_000).map(record).collect();
+    // Sizes below, at and above the frame limit; the first is a full sync.
+    let sizes = [1, 4096, 4097, 1000, 806];
+    assert_eq!(sizes.iter().sum::<usize>(), all.len());
+    let mut rest = all.as_slice();
+    for (i, &n) in sizes.iter().enumerate() {
+        let (batch, tail) = rest.split_at(n);
+        sender.send(batch.to_vec(), i == 0);
+        rest = tail;
+    }
+    sender.send(Vec::new(), false); // ignored
+
+    let mut got = Vec::new();
+    let mut frames = Vec::new();
+    while got.len() < all.len() {
+        let batch = recv(&mut b.rx).await;
+        assert_eq!(batch.peer, "lb-a");
+        assert!(batch.records.len() <= MAX_BATCH_RECORDS);
+        frames.push((batch.full_sync, batch.last, batch.records.len()));
+        got.extend(batch.records);
+    }
+    assert_eq!(got, all);
+    assert_eq!(
+        frames,
+        [
+            (true, true, 1),
+            (false, true, 4096),
+            (false, false, 4096),
+            (false, true, 1),
+            (false, true, 1000),
+            (false, true, 806),
+        ]
+    );
+
+    // An empty full sync still goes out.
+    sender.send(Vec::new(), true);
+    let empty = recv(&mut b.rx).await;
+    assert!(empty.full_sync && empty.last && empty.records.is_empty());
+
+    let (ms, bs) = (master.snapshot(), b.stats.snapshot());
+    assert_eq!((ms.records_sent, ms.batches_sent), (10_000, 7));
+    assert_eq!((bs.records_received, bs.batches_received), (10_000, 7));
+    assert_eq!((ms.sessions, bs.sessions), (1, 1));
+    assert_eq!(
+        ms.auth_failures + bs.auth_failures + ms.decode_errors + bs.decode_errors,
+        0
+    );
+    assert_eq!(ms.reconnects, 0);
+    assert_eq!(sender.queued(), 0);
+}
+
+#[tokio::test]
+async fn a_dead_peer_drops_its_own_batches_and_holds_no_one_back() {
+    // Two peers of one node, each with its own sender: one listens,
+    // the other accepts TCP but never answers the handshake.
+    let mut live = backup().await;
+    let dead = TcpListener::bind(local()).await.unwrap();
+    let (to_live, live_stats) = master(live.listener.local_addr(), KEY);
+    let (to_dead, dead_stats) = master(dead.local_addr().unwrap(), KEY);
+    wait_for_session(&to_live, 1).await;
+    let batches = SEND_QUEUE_CAPACITY as u32 + 6;
+    for i in 0..batches {
+        to_live.send(vec![record(i)], false);
+        to_dead.send(vec![record(i)], false);
+        assert_eq!(recv(&mut live.rx).await.records, vec![record(i)]);
+    }
+    let (l, d) = (live_stats.snapshot(), dead_stats.snapshot());
+    assert_eq!((l.batches_sent, l.dropped_batches), (u64::from(batches), 0));
+    assert_eq!((d.batches_sent, d.dropped_batches), (0, 6), "{d:?}");
+    assert_eq!(to_dead.queued(), SEND_QUEUE_CAPACITY);
+}
+
+#[tokio::test]
+async fn wrong_key_is_refused_on_both_ends() {
+    let mut b = backup().await;
+    let (sender, master) = master(b.listener.local_addr(), b"not-the-right-key-at-all");
+    wait_until("auth failures on both ends", || {
+        b.stats.snapshot().auth_failures >= 1 && master.snapshot().auth_failures >= 1
+    })
+    .await;
+    sender.send(vec![record(1)], true);
+    assert_quiet(&mut b.rx, Duration::from_millis(300)).await;
+    assert!(!sender.connected());
+    let (ms, bs) = (master.snapshot(), b.stats.snapshot());
+    assert_eq!(
+        (
+            ms.sessions,
+            bs.sessions,
+            bs.batches_received,
+            ms.batches_sent
+        ),
+        (0, 0, 0, 0)
+    );
+    // The batch waits for a session that never comes.
+    assert_eq!(sender.queued(), 1);
+}
+
+#[tokio::test]
+async fn bad_config_is_refused_at_start() {
+    let stats = Arc::new(SyncStats::new());
+    let short = config("lb-a", b"short");
+    assert!(matches!(
+        Sender::start(local(), short.clone(), stats.clone()),
+        Err(SyncError::Config(_))
+    ));
+    let (tx, _rx) = mpsc::channel(1);
+    assert!(matches!(
+        listen(local(), short, tx, stats).await,
+        Err(SyncError::Config(_))
+    ));
+}
+
+#[test]
+fn sender_outside_a_runtime_is_an_error() {
+    let stats = Arc::new(SyncStats::new());
+    assert!(matches!(
+        Sender::start(local(), config("lb-a", KEY), stats),
+        Err(SyncError::NoRuntime)
+    ));
+}
+
+/// How the test proxy treats the first Batch frame of its first
+/// connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tamper {
+    None,
+    FlipByte,
+    Duplicate,
+}
+
+/// A man in the middle: forwards master → backup frame by frame
+/// (recording the first connection's bytes and tampering as told) and
+/// backup → master as is.
+struct Proxy {
+    addr: SocketAddr,
+    recorded: Arc<Mutex<Vec<u8>>>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn proxy(upstream: SocketAddr, tamper: Tamper) -> Proxy {
+    let listener = TcpListener::bind(local()).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let recorded = Arc::new(Mutex::new(Vec::new()));
+    let record_to = recorded.clone();
+    let task = tokio::spawn(async move {
+        let mut tasks = JoinSet::new();
+        let mut first = true;
+        loop {
+            let (client, _) = listener.accept().await.unwrap();
+            let server = TcpStream::connect(upstream).await.unwrap();
+            let (cr, mut cw) = client.into_split();
+            let (mut sr, sw) = server.into_split();
+            tasks.spawn(async move {
+                let _ = tokio::io::copy(&mut sr, &mut cw).await;
+            });
+            let (tamper, record) = if first {
+                (tamper, Some(record_to.clone()))
+            } else {
+                (Tamper::None, None)
+            };
+            first = false;
+            tasks.spawn(forward_frames(cr, sw, tamper, record));
+        }
+    });
+    Proxy {
+        addr,
+        recorded,
+        task,
+    }
+}
+
+async fn forward_frames(
+    mut from: OwnedReadHalf,
+    mut to: OwnedWriteHalf,
+    tamper: Tamper,
+    record: Option<Arc<Mutex<Vec<u8>>>>,
+) {
+    let mut tampered = false;
+    loop {
+        let mut header = [0u8; 4];
+        if from.read_exact(&mut header).await.is_err() {
+            return;
+        }
+        let mut body = vec![0; wire::frame_len(header).unwrap()];
+        if from.read_exact(&mut body).await.is_err() {
+            return;
+        }
+        let mut frame = [&header[..], &body].concat();
+        if let Some(record) = &record {
+            record.lock().unwrap().extend_from_slice(&frame);
+        }
+        if body[0] == 3 && !tampered {
+            tampered = true;
+            match tamper {
+                Tamper::None => {}
+                Tamper::FlipByte => {
+                    let mid = frame.len() / 2;
+                    frame[mid] ^= 0x01;
+                }
+                Tamper::Duplicate => frame.extend_from_slice(&frame.clone()),
+            }
+        }
+        if to.write_all(&frame).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// A backup, and a master that reaches it through a proxy.
+async fn through_proxy(tamper: Tamper) -> (Backup, Proxy, Sender) {
+    let b = backup().await;
+    let px = proxy(b.listener.local_addr(), tamper).await;
+    let (sender, _) = master(px.addr, KEY);
+    (b, px, sender)
+}
+
+#[tokio::test]
+async fn replayed_session_is_refused() {
+    let (mut b, px, sender) = through_proxy(Tamper::None).await;
+    sender.send(vec![record(1), record(2)], true);
+    let batch = recv(&mut b.rx).await;
+    assert_eq!(batch.records, vec![record(1), record(2)]);
+    let recorded = px.recorded.lock().unwrap().clone();
+    let before = b.stats.snapshot();
+    assert_eq!((before.sessions, before.auth_failures), (1, 0));
+
+    // Replay the master's bytes verbatim on a new connection: Hello,
+    // HelloAck, heartbeat(s), the batch.
+    let mut raw = TcpStream::connect(b.listener.local_addr()).await.unwrap();
+    raw.write_all(&recorded).await.unwrap();
+    let mut sink = Vec::new();
+    // The listener closes it (EOF or reset), quickly.
+    let _ = timeout(LIMIT, raw.read_to_end(&mut sink)).await.unwrap();
+
+    wait_until("auth failure", || b.stats.snapshot().auth_failures == 1).await;
+    assert_quiet(&mut b.rx, Duration::from_millis(200)).await;
+    let after = b.stats.snapshot();
+    assert_eq!((after.sessions, after.batches_received), (1, 1));
+    // The real session is unharmed.
+    sender.send(vec![record(3)], false);
+    assert_eq!(recv(&mut b.rx).await.records, vec![record(3)]);
+}
+
+#[tokio::test]
+async fn modified_frame_is_refused() {
+    let (mut b, _px, sender) = through_proxy(Tamper::FlipByte).await;
+    sender.send(vec![record(1), record(2)], false);
+    wait_until("auth failure", || b.stats.snapshot().auth_failures == 1).await;
+    // The sender reconnects; later batches get through untouched.
+    wait_for_session(&sender, 2).await;
+    sender.send(vec![record(3)], false);
+    let batch = recv(&mut b.rx).await;
+    assert_eq!(
+        batch.records,
+        vec![record(3)],
+        "the modified batch must never arrive"
+    );
+    let bs: SyncStatsSnapshot = b.stats.snapshot();
+    assert_eq!((bs.batches_received, bs.auth_failures), (1, 1));
+    assert!(bs.sessions >= 2);
+}
+
+#[tokio::test]
+async fn duplicated_frame_is_refused() {
+    let (mut b, _px, sender) = through_proxy(Tamper::Duplicate).await;
+    sender.send(vec![record(1)], false);
+    assert_eq!(recv(&mut b.rx).await.records, vec![record(1)]);
+    wait_until("auth failure", || b.stats.snapshot().auth_failures == 1).await;
+    // Frames written before the sender sees the close are lost (no
+    // acks): wait for the new session, as the daemon does before its
+    // repairing full sync.
+    wait_for_session(&sender, 2).await;
+    sender.send(vec![record(2)], false);
+    assert_eq!(recv(&mut b.rx).await.records, vec![record(2)]);
+    assert_eq!(b.stats.snapshot().batches_received, 2);
+}
+
+/// Waits for the listener to close a raw connection (EOF or reset).
+async fn expect_closed(stream: &mut TcpStream) {
+    let mut sink = Vec::new();
+    let _ = timeout(LIMIT, stream.read_to_end(&mut sink)).await.unwrap();
+}
+
+#[tokio::test]
+async fn nat_batches_travel_in_order_with_flow_batches() {
+    let mut b = backup().await;
+    let (sender, master) = master(b.listener.local_addr(), KEY);
+    wait_for_session(&sender, 1).await;
+    let nat: Vec<NatFlowRecord> = (0..5000).map(nat_record).collect();
+    sender.send(vec![record(1)], false);
+    sender.send_nat(nat.clone(), true);
+    sender.send_nat(Vec::new(), false); // ignored
+    sender.send(vec![record(2)], false);
+
+    let first = recv(&mut b.rx).await;
+    assert_eq!(first.kind, BatchKind::Flows);
+    assert_eq!((first.records, first.nat.len()), (vec![record(1)], 0));
+    let mut got = Vec::new();
+    let mut frames = Vec::new();
+    while got.len() < nat.len() {
+        let batch = recv(&mut b.rx).await;
+        assert!(batch.records.is_empty());
+        frames.push((batch.full_sync, batch.last, batch.nat.len()));
+        got.extend(batch.nat);
+    }
+    assert_eq!(got, nat);
+    assert_eq!(frames, [(true, false, 4096), (true, true, 904)]);
+    assert_eq!(recv(&mut b.rx).await.records, vec![record(2)]);
+    // An empty NAT full sync still goes out ("no NAT flows").
+    sender.send_nat(Vec::new(), true);
+    let empty = recv(&mut b.rx).await;
+    assert!(empty.full_sync && empty.last && empty.nat.is_empty() && empty.records.is_empty());
+    assert_eq!(
+        empty.kind,
+        BatchKind::Nat,
+        "the frame type names an empty dump"
+    );
+    let ms = master.snapshot();
+    assert_eq!((ms.records_sent, ms.batches_sent), (5002, 5));
+}
+
+/// What a version-1 lbd (before NatBatch) does with a Hello: its
+/// check, `version != 1`, refuses.
+fn version_1_accepts(hello: &Message) -> bool {
+    matches!(hello, Message::Hello { version: 1, .. })
+}
+
+#[tokio::test]
+async fn a_version_1_peer_is_refused_on_both_ends_before_any_record() {
+    // An old master connecting to this backup.
+    let mut b = backup().await;
+    let mut buf = Vec::new();
+    let mut s = TcpStream::connect(b.listener.local_addr()).await.unwrap();
+    read_frame(&mut s, &mut buf).await.unwrap();
+    let ours = Message::decode(&buf).unwrap();
+    assert!(!version_1_accepts(&ours), "an old node refuses {ours:?}");
+    let old_hello = Message::Hello {
+        version: 1,
+        node_id: "lb-old".into(),
+        nonce: wire::new_nonce(),
+    };
+    s.write_all(&wire::encode_frame(&old_hello.encode().unwrap()).unwrap())
+        .await
+        .unwrap();
+    expect_closed(&mut s).await;
+    wait_until("the refusal counted", || {
+        b.stats.snapshot().decode_errors == 1
+    })
+    .await;
+    assert_eq!(b.stats.snapshot().sessions, 0);
+
+    // This master connecting to an old backup: each refuses the other's
+    // Hello, no session, no batch frame is ever written.
+    let old_backup = TcpListener::bind(local()).await.unwrap();
+    let addr = old_backup.local_addr().unwrap();
+    let (sender, master) = master(addr, KEY);
+    sender.send_nat(vec![nat_record(1)], true);
+    let (mut s, _) = timeout(LIMIT, old_backup.accept()).await.unwrap().unwrap();
+    s.write_all(&wire::encode_frame(&old_hello.encode().unwrap()).unwrap())
+        .await
+        .unwrap();
+    read_frame(&mut s, &mut buf).await.unwrap();
+    let theirs = Message::decode(&buf).unwrap();
+    assert!(
+        !version_1_accepts(&theirs),
+        "an old node refuses {theirs:?}"
+    );
+    expect_closed(&mut s).await;
+    wait_until("the master's refusal counted", || {
+        master.snapshot().decode_errors >= 1
+    })
+    .await;
+    let ms = master.snapshot();
+    assert_eq!((ms.sessions, ms.batches_sent), (0, 0));
+    assert!(!sender.connected());
+    assert!(b.rx.try_recv().is_err());
+}
+
+#[tokio::test]
+async fn hostile_handshakes_are_refused() {
+    let mut b = backup().await;
+    let addr = b.listener.local_addr();
+    let mut buf = Vec::new();
+
+    // The listener's own Hello, echoed back.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    read_frame(&mut s, &mut buf).await.unwrap();
+    s.write_all(&wire::encode_frame(&buf).unwrap())
+        .await
+        .unwrap();
+    expect_closed(&mut s).await;
+
+    // A Hello of our own, then the listener's proof echoed back as ours.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    read_frame(&mut s, &mut buf).await.unwrap();
+    let hello = Message::Hello {
+        version: wire::PROTOCOL_VERSION,
+        node_id: "mallory".into(),
+        nonce: wire::new_nonce(),
+    };
+    s.write_all(&wire::encode_frame(&hello.encode().unwrap()).unwrap())
+        .await
+        .unwrap();
+    read_frame(&mut s, &mut buf).await.unwrap();
+    assert!(matches!(
+        Message::decode(&buf).unwrap(),
+        Message::HelloAck { .. }
+    ));
+    s.write_all(&wire::encode_frame(&buf).unwrap())
+        .await
+        .unwrap();
+    expect_closed(&mut s).await;
+
+    // Another protocol version.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let hello = Message::Hello {
+        version: wire::PROTOCOL_VERSION + 1,
+        node_id: "lb-a".into(),
+        nonce: wire::new_nonce(),
+    };
+    s.write_all(&wire::encode_frame(&hello.encode().unwrap()).unwrap())
+        .await
+        .unwrap();
+    expect_closed(&mut s).await;
+
+    // A frame longer than the limit.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(&[0xff, 0xff, 0xff, 0xff, 1, 2, 3])
+        .await
+        .unwrap();
+    expect_closed(&mut s).await;
+
+    wait_until("every refusal counted", || {
+        let bs = b.stats.snapshot();
+        bs.auth_failures == 2 && bs.decode_errors == 2
+    })
+    .await;
+    assert_eq!(b.stats.snapshot().sessions, 0);
+    assert!(b.rx.try_recv().is_err());
+}
+
+#[tokio::test]
+async fn sender_reconnects_after_listener_restart() {
+    let (tx, mut rx) = mpsc::channel(16);
+    let backup = Arc::new(SyncStats::new());
+    let listener = listen(local(), config("lb-b", KEY), tx.clone(), backup.clone())
+        .await
+        .unwrap();
+    let addr = listener.local_addr();
+    let master = Arc::new(SyncStats::new());
+    let sender = Sender::start(addr, config("lb-a", KEY), master.clone()).unwrap();
+    let mut sessions = sender.sessions();
+    timeout(LIMIT, sessions.wait_for(|&n| n == 1))
+        .await
+        .unwrap()
+        .unwrap();
+    sender.send(vec![record(1)], true);
+    assert_eq!(recv(&mut rx).await.records, vec![record(1)]);
+
+    drop(listener);
+    wait_until("the sender to notice", || !sender.connected()).await;
+    // Queued while down, delivered after.
+    sender.send(vec![record(2)], false);
+    let start = Instant::now();
+    let _listener = loop {
+        match listen(addr, config("lb-b", KEY), tx.clone(), backup.clone()).await {
+            Ok(l) => break l,
+            Err(e) => {
+                assert!(start.elapsed() < LIMIT, "rebinding: {e}");
+                sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    timeout(LIMIT, sessions.wait_for(|&n| n == 2))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(recv(&mut rx).await.records, vec![record(2)]);
+    let m = master.snapshot();
+    assert!(m.reconnects >= 1, "{m:?}");
+    assert_eq!(m.sessions, 2);
+    assert_eq!(backup.snapshot().sessions, 2);
+}
+
+#[tokio::test]
+async fn silent_peers_are_dropped() {
+    // A backup that completes the handshake, then says nothing.
+    let fake = TcpListener::bind(local()).await.unwrap();
+    let addr = fake.local_addr().unwrap();
+    let fake_task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        loop {
+            let (stream, _) = fake.accept().await.unwrap();
+            let (rd, mut wr) = stream.into_split();
+            let mut rd = BufReader::new(rd);
+            let cfg = config("lb-b", KEY);
+            if handshake(&mut rd, &mut wr, Role::Backup, &cfg)
+                .await
+                .is_ok()
+            {
+                held.push((rd, wr));
+            }
+        }
+    });
+    let master = Arc::new(SyncStats::new());
+    let sender = Sender::start_with(addr, config("lb-a", KEY), master.clone(), fast()).unwrap();
+    wait_until("a silence timeout and a new session", || {
+        let m = master.snapshot();
+        m.timeouts >= 1 && m.sessions >= 2
+    })
+    .await;
+    drop(sender);
+    fake_task.abort();
+
+    // A client that never speaks is dropped by the listener after the
+    // handshake time.
+    let (tx, _rx) = mpsc::channel(1);
+    let backup = Arc::new(SyncStats::new());
+    let listener = listen_with(local(), config("lb-b", KEY), tx, backup.clone(), fast())
+        .await
+        .unwrap();
+    let mut raw = TcpStream::connect(listener.local_addr()).await.unwrap();
+    let mut hello = Vec::new();
+    let start = Instant::now();
+    timeout(LIMIT, raw.read_to_end(&mut hello))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(start.elapsed() >= Duration::from_millis(350));
+    let (body, rest) = wire::split_frame(&hello).unwrap();
+    assert!(rest.is_empty());
+    assert!(matches!(
+        Message::decode(body).unwrap(),
+        Message::Hello { .. }
+    ));
+    wait_until("timeout counted", || backup.snapshot().timeouts == 1).await;
+}
+
+#[tokio::test]
+async fn truncated_streams_error_never_panic() {
+    let (m, b) = (wire::new_nonce(), wire::new_nonce());
+    let t = Transcript {
+        master_nonce: &m,
+        backup_nonce: &b,
+        master_id: "lb-a",
+        backup_id: "lb-b",
+    };
+    let (mut sealer, _) = wire::session(KEY, Role::Master, &t).unwrap();
+    let frame = sealer.batch(true, true, &[record(1), record(2)]).unwrap();
+    let mut buf = Vec::new();
+    for len in 0..frame.len() {
+        let mut cut = &frame[..len];
+        let result = read_frame(&mut cut, &mut buf).await;
+        match len {
+            0 => assert!(matches!(result, Err(SyncError::Closed))),
+            _ => assert!(
+                matches!(result, Err(SyncError::Io { .. })),
+                "cut at {len}: {result:?}"
+            ),
+        }
+    }
+    let mut whole = &frame[..];
+    read_frame(&mut whole, &mut buf).await.unwrap();
+    // Oversized and empty frames are refused before any allocation.
+    for header in [[0u8, 0x10, 0, 1], [0, 0, 0, 0]] {
+        let mut bad = &header[..];
+        assert!(matches!(
+            read_frame(&mut bad, &mut buf).await,
+            Err(SyncError::Wire(_))
+        ));
+    }
+}
+
+/// The age of a queued batch's first record: names the batch in tests.
+fn first_age(batch: &QueuedBatch) -> u32 {
+    match &batch.records {
+        Records::Flows(r) => r[0].age_ms,
+        Records::Nat(r) => r[0].forward.age_ms,
+    }
+}
+
+fn queue(capacity: usize, max_records: usize) -> (SendQueue, Arc<SyncStats>) {
+    let stats = Arc::new(SyncStats::new());
+    let queue = SendQueue {
+        batches: Mutex::new(VecDeque::new()),
+        notify: Notify::new(),
+        capacity,
+        max_records,
+        stats: stats.clone(),
+    };
+    (queue, stats)
+}
+
+/// A queued batch of `n` flow records named `i`.
+fn flows(full_sync: bool, i: u32, n: usize) -> QueuedBatch {
+    QueuedBatch {
+        full_sync,
+        records: Records::Flows(vec![record(i); n]),
+    }
+}
+
+/// A queued batch of two NAT records named `i`.
+fn nats(full_sync: bool, i: u32) -> QueuedBatch {
+    let mut r = nat_record(0);
+    r.forward.age_ms = i;
+    QueuedBatch {
+        full_sync,
+        records: Records::Nat(vec![r; 2]),
+    }
+}
+
+fn order(queue: &SendQueue) -> Vec<(bool, u32)> {
+    queue
+        .lock()
+        .iter()
+        .map(|b| (b.full_sync, first_age(b)))
+        .collect()
+}
+
+#[test]
+fn full_queue_drops_oldest_incremental_first() {
+    let (queue, stats) = queue(3, 1000);
+    queue.push(flows(false, 1, 2));
+    queue.push(flows(true, 2, 2));
+    queue.push(flows(false, 3, 2));
+    queue.push(flows(false, 4, 2)); // drops 1
+    queue.push(nats(false, 5)); // drops 3
+    assert_eq!(order(&queue), [(true, 2), (false, 4), (false, 5)]);
+    queue.push(nats(true, 6)); // supersedes the NAT batch 5
+    assert_eq!(order(&queue), [(true, 2), (false, 4), (true, 6)]);
+    queue.push(flows(true, 7, 2)); // supersedes 2 and 4, not the NAT dump
+    assert_eq!(order(&queue), [(true, 6), (true, 7)]);
+    // A failed batch goes back first in line.
+    let first = queue.pop().unwrap();
+    queue.requeue(first);
+    assert_eq!(first_age(&queue.pop().unwrap()), 6);
+    // So does one whose write was cut off (the guard is dropped).
+    let cut = queue.pop().unwrap();
+    assert_eq!(first_age(&cut), 7);
+    drop(InFlight {
+        queue: &queue,
+        batch: Some(cut),
+    });
+    assert_eq!(order(&queue), [(true, 7)]);
+    // A dump cut off after a newer one was queued is superseded.
+    let cut = queue.pop().unwrap();
+    queue.push(flows(true, 8, 2));
+    queue.requeue(cut);
+    assert_eq!(order(&queue), [(true, 8)]);
+    let s = stats.snapshot();
+    // 1, 3, 5, 2, 4, 7.
+    assert_eq!((s.dropped_batches, s.dropped_records), (6, 12));
+}
+
+#[test]
+fn record_sizes_match_the_documented_bound() {
+    // SEND_QUEUE_RECORDS' doc comment states these sizes.
+    assert_eq!(std::mem::size_of::<FlowRecord>(), 64);
+    assert_eq!(std::mem::size_of::<NatFlowRecord>(), 208);
+}
+
+#[test]
+fn queued_records_beyond_the_newest_dumps_are_bounded() {
+    let (queue, stats) = queue(64, 5);
+    queue.push(flows(true, 1, 100)); // a dump never counts
+    queue.push(nats(true, 2));
+    queue.push(flows(false, 3, 2));
+    queue.push(flows(false, 4, 2));
+    assert_eq!(stats.snapshot().dropped_batches, 0);
+    queue.push(flows(false, 5, 2)); // 6 records beyond: drops 3
+    assert_eq!(
+        order(&queue),
+        [(true, 1), (true, 2), (false, 4), (false, 5)]
+    );
+    queue.push(flows(false, 6, 6)); // alone above the bound: drops 4, 5, 6
+    assert_eq!(order(&queue), [(true, 1), (true, 2)]);
+    let s = stats.snapshot();
+    assert_eq!((s.dropped_batches, s.dropped_records), (4, 12));
+}
