@@ -331,20 +331,16 @@ pub fn markdown(out: &mut String, decap: &DecapResults) {
         "The real decap object, its maps filled by lb-decap's own code (two backend addresses, two VIPs), run through its restoring wrappers (`xdp_decap_bench`, `tc_decap_bench`: restore the packet, move the head back by what the last run removed, tail-call), so the floor row is in every other row; in the unwrapped rows the wrapper also undoes the last run's unwrap (`bpf_xdp_adjust_head` / `bpf_skb_adjust_room` growing the frame back), a cost a real packet does not pay, so those rows are an upper bound. Each case checks with the program's counters that every run took the named path. Measured {}.\n",
         decap.date
     );
-    let _ = writeln!(out, "| hook | case | min | median | max | runs |");
-    let _ = writeln!(out, "|---|---|---:|---:|---:|---:|");
-    for c in &decap.cases {
-        let _ = writeln!(
-            out,
-            "| {} | {} | {:.1} | **{:.1}** | {:.1} | {} × {} |",
-            c.hook,
-            c.name,
-            c.ns_per_packet.min,
-            c.ns_per_packet.median,
-            c.ns_per_packet.max,
-            c.rounds,
-            c.repeat
-        );
-    }
-    let _ = writeln!(out);
+    super::report::hook_case_table(
+        out,
+        decap.cases.iter().map(|c| {
+            (
+                c.hook.as_str(),
+                c.name.as_str(),
+                &c.ns_per_packet,
+                c.rounds,
+                c.repeat,
+            )
+        }),
+    );
 }
