@@ -40,6 +40,7 @@ use serde_json::Value;
 pub mod client;
 pub mod convert;
 pub mod flow_schema;
+mod request;
 pub mod route;
 pub mod schema;
 pub mod server;

@@ -1,0 +1,260 @@
+//! Reading one request off a connection and checking it before any
+//! handler sees it: the head's size and fields, the body's size, type and
+//! deadline, the path's and query's percent-encoding. Every refusal is an
+//! answer naming what is wrong, never a dropped connection.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, LengthLimitError, Limited};
+use hyper::{
+    body::{Body as _, Incoming},
+    header::{self, HeaderMap},
+};
+use serde_json::Value;
+
+use super::{code, Method, Request, Response, API_VERSION, MAX_REQUEST_BYTES};
+
+/// The methods the API answers, for the `Allow` header of a 405 and the
+/// error that comes with it.
+pub(super) const ALLOWED_METHODS: &str = "GET, POST, PUT, DELETE";
+/// Bytes of an unwanted request body read and dropped before answering (see [`discard`]).
+const DISCARD_LIMIT: u64 = 4 << 20;
+/// Time spent reading and dropping an unwanted request body.
+const DISCARD_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Reads an HTTP request (its body bounded in size and time) and decodes it
+/// with [`parse_request`], or gives the error answer.
+pub(super) async fn read_request(
+    request: hyper::Request<Incoming>,
+    body_timeout: Duration,
+) -> Result<Request, Response> {
+    let (head, mut body) = request.into_parts();
+    // A head refused anyway is answered without reading the body first.
+    if let Err(answer) = read_head(&head) {
+        discard(&mut body).await;
+        return Err(answer);
+    }
+    let bytes = read_body(&mut body, body_timeout).await?;
+    parse_request(&head, &bytes)
+}
+
+/// Decodes a request hyper has parsed (`head`) and whose body was read
+/// (`body`) into the handler's [`Request`], or the error answer to give: a
+/// 404 outside `/v1/`, 405 for another method, 400 for bad percent-encoding,
+/// a query key given twice or a body that is not JSON, 413 for a body over
+/// [`MAX_REQUEST_BYTES`], 415 for a body not labelled as JSON.
+///
+/// Pure (no I/O, no clock) so that everything a client controls can be
+/// checked without a socket: the server answers with exactly this, and the
+/// fuzz target `api_request` feeds it arbitrary requests.
+pub fn parse_request(head: &hyper::http::request::Parts, body: &[u8]) -> Result<Request, Response> {
+    let mut request = read_head(head)?;
+    if body.is_empty() {
+        return Ok(request);
+    }
+    if body.len() > MAX_REQUEST_BYTES {
+        return Err(too_large());
+    }
+    if !is_json(&head.headers) {
+        return Err(Response::error(
+            415,
+            code::UNSUPPORTED_MEDIA_TYPE,
+            "a request body must be sent with Content-Type: application/json",
+        ));
+    }
+    request.body = serde_json::from_slice(body).map_err(|e| {
+        Response::error(
+            400,
+            code::BAD_JSON,
+            format!("request body is not valid JSON: {e}"),
+        )
+    })?;
+    Ok(request)
+}
+
+/// The request without its body (`Null`): method, path and query, or the error answer.
+fn read_head(head: &hyper::http::request::Parts) -> Result<Request, Response> {
+    let path = parse_path(head.uri.path())?;
+    let Some(method) = Method::from_http(&head.method) else {
+        return Err(Response::error(
+            405,
+            code::METHOD_NOT_ALLOWED,
+            format!(
+                "method {} is not supported (use {ALLOWED_METHODS})",
+                head.method
+            ),
+        ));
+    };
+    let query = parse_query(head.uri.query())?;
+    Ok(Request {
+        method,
+        path,
+        query,
+        body: Value::Null,
+    })
+}
+
+/// The answer for a body over [`MAX_REQUEST_BYTES`].
+fn too_large() -> Response {
+    Response::error(
+        413,
+        code::PAYLOAD_TOO_LARGE,
+        format!("request body is larger than {MAX_REQUEST_BYTES} bytes"),
+    )
+}
+
+/// Reads the whole body, at most [`MAX_REQUEST_BYTES`] of it, within `timeout`.
+async fn read_body(body: &mut Incoming, timeout: Duration) -> Result<Bytes, Response> {
+    let max = u64::try_from(MAX_REQUEST_BYTES).unwrap_or(u64::MAX);
+    // A declared Content-Length over the limit is refused before reading.
+    if body.size_hint().lower() > max {
+        discard(body).await;
+        return Err(too_large());
+    }
+    match tokio::time::timeout(
+        timeout,
+        Limited::new(&mut *body, MAX_REQUEST_BYTES).collect(),
+    )
+    .await
+    {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            discard(body).await;
+            Err(too_large())
+        }
+        Ok(Err(e)) => Err(Response::error(
+            400,
+            code::BAD_REQUEST,
+            format!("reading the request body: {e}"),
+        )),
+        Err(_) => Err(Response::error(
+            408,
+            code::TIMEOUT,
+            format!("the request body did not arrive within {timeout:?}"),
+        )),
+    }
+}
+
+/// Reads and drops the rest of a body that will not be used, so that a client
+/// still sending it gets the error answer rather than a broken pipe. Bounded in
+/// bytes and time: past either, hyper simply closes the connection after the answer.
+async fn discard(body: &mut Incoming) {
+    if body.size_hint().lower() > DISCARD_LIMIT {
+        return;
+    }
+    let drain = async {
+        let mut left = DISCARD_LIMIT;
+        while let Some(Ok(frame)) = body.frame().await {
+            let len = frame
+                .data_ref()
+                .map_or(0, |data| u64::try_from(data.len()).unwrap_or(u64::MAX));
+            match left.checked_sub(len) {
+                Some(rest) => left = rest,
+                None => return,
+            }
+        }
+    };
+    // Out of time: same as out of bytes.
+    let _ = tokio::time::timeout(DISCARD_TIMEOUT, drain).await;
+}
+
+/// Whether the request says its body is JSON (`application/json`, any parameters).
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// The decoded segments after `/v1/`; 404 outside `/v1/`, 400 for an empty
+/// segment (`//`) or bad percent-encoding. One trailing `/` is ignored.
+fn parse_path(raw: &str) -> Result<Vec<String>, Response> {
+    let not_found = || {
+        Response::error(
+            404,
+            code::NOT_FOUND,
+            format!("no such endpoint: {raw} (the API is under /{API_VERSION}/)"),
+        )
+    };
+    let rest = raw
+        .strip_prefix('/')
+        .and_then(|rest| rest.strip_prefix(API_VERSION))
+        .ok_or_else(not_found)?;
+    let rest = match rest {
+        "" | "/" => return Ok(Vec::new()),
+        rest => rest.strip_prefix('/').ok_or_else(not_found)?,
+    };
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    rest.split('/')
+        .map(|segment| {
+            if segment.is_empty() {
+                return Err(Response::error(
+                    400,
+                    code::BAD_REQUEST,
+                    format!("empty path segment in {raw}"),
+                ));
+            }
+            percent_decode(segment, false).ok_or_else(|| {
+                Response::error(
+                    400,
+                    code::BAD_REQUEST,
+                    format!("path segment {segment:?} has bad percent-encoding or is not UTF-8"),
+                )
+            })
+        })
+        .collect()
+}
+
+/// The decoded query parameters; 400 for bad encoding or a key given twice.
+fn parse_query(raw: Option<&str>) -> Result<BTreeMap<String, String>, Response> {
+    let mut query = BTreeMap::new();
+    for pair in raw.unwrap_or("").split('&').filter(|pair| !pair.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let decode = |s: &str| {
+            percent_decode(s, true).ok_or_else(|| {
+                Response::error(
+                    400,
+                    code::BAD_REQUEST,
+                    format!("query parameter {pair:?} has bad percent-encoding or is not UTF-8"),
+                )
+            })
+        };
+        let key = decode(key)?;
+        let value = decode(value)?;
+        if query.contains_key(&key) {
+            return Err(Response::error(
+                400,
+                code::BAD_REQUEST,
+                format!("query parameter {key:?} is given more than once"),
+            ));
+        }
+        query.insert(key, value);
+    }
+    Ok(query)
+}
+
+/// Decodes `%XX` escapes (and `+` as a space if `plus_is_space`); `None` for a
+/// malformed escape or a result that is not UTF-8.
+pub(super) fn percent_decode(s: &str, plus_is_space: bool) -> Option<String> {
+    fn hex(digit: Option<&u8>) -> Option<u8> {
+        digit
+            .and_then(|&d| char::from(d).to_digit(16))
+            .and_then(|d| u8::try_from(d).ok())
+    }
+    let mut out = Vec::with_capacity(s.len());
+    let mut bytes = s.as_bytes().iter();
+    while let Some(&byte) = bytes.next() {
+        match byte {
+            b'%' => {
+                let high = hex(bytes.next())?;
+                let low = hex(bytes.next())?;
+                out.push(high << 4 | low);
+            }
+            b'+' if plus_is_space => out.push(b' '),
+            _ => out.push(byte),
+        }
+    }
+    String::from_utf8(out).ok()
+}
