@@ -1,0 +1,166 @@
+//! Backends as the control plane sees them (admin state, health, weight,
+//! share, flows, checks) and the changes it makes (Maglev rebuilds, config
+//! reloads).
+
+use prometheus_client::registry::Unit;
+
+use super::{labels, to_i64, Exporter, Metrics};
+use crate::api::schema::{BackendState, HealthStatus, Status};
+
+impl Exporter<'_> {
+    /// Each backend's state and health (as state sets), its checks, and
+    /// each VIP's healthy backends.
+    pub(super) fn export_backends(&mut self, s: &Status, kept: &Metrics) {
+        let vip = |v: &str| labels(&[("vip", v)]);
+        // Backend state and health, as state sets.
+        let mut states = Vec::new();
+        let mut health = Vec::new();
+        let mut alive = Vec::new();
+        let mut weights = Vec::new();
+        let mut shares = Vec::new();
+        let mut flows = Vec::new();
+        let mut checks = Vec::new();
+        let mut through_tunnel = Vec::new();
+        let mut failures = Vec::new();
+        let mut transitions = Vec::new();
+        let mut healthy = Vec::new();
+        let mut all_down = Vec::new();
+        for v in &s.vips {
+            let mut up = 0;
+            for b in &v.backends {
+                let address = b.address.to_string();
+                let l = |extra: &[(&str, &str)]| {
+                    let mut pairs = vec![("vip", v.vip.as_str()), ("backend", address.as_str())];
+                    pairs.extend_from_slice(extra);
+                    labels(&pairs)
+                };
+                for state in BackendState::ALL {
+                    states.push((l(&[("state", state.as_str())]), i64::from(b.state == state)));
+                }
+                for h in HealthStatus::ALL {
+                    health.push((l(&[("health", h.as_str())]), i64::from(b.health == h)));
+                }
+                alive.push((l(&[]), i64::from(b.alive)));
+                weights.push((l(&[]), i64::from(b.weight)));
+                shares.push((l(&[]), b.share));
+                for (state, n) in [
+                    ("live", b.flows.live),
+                    ("closing", b.flows.closing),
+                    ("idle", b.flows.idle),
+                ] {
+                    flows.push((l(&[("state", state)]), to_i64(n)));
+                }
+                if b.health != HealthStatus::Down && b.state != BackendState::Maintenance {
+                    up += 1;
+                }
+                if let Some(c) = &b.check {
+                    checks.push((l(&[]), c.checks));
+                    through_tunnel.push((l(&[]), i64::from(c.through_tunnel)));
+                    transitions.push((l(&[]), c.transitions));
+                    for (reason, n) in &c.failures_by_reason {
+                        failures.push((l(&[("reason", reason.as_str())]), *n));
+                    }
+                }
+            }
+            healthy.push((vip(&v.vip), up));
+            all_down.push((vip(&v.vip), i64::from(v.all_down)));
+        }
+        self.gauge(
+            "backend_state",
+            "Admin state of the backend (1 for its current state)",
+            states,
+        );
+        self.gauge(
+            "backend_health",
+            "Health of the backend (1 for its current health)",
+            health,
+        );
+        self.gauge(
+            "backend_alive",
+            "Whether the data plane sends the backend packets",
+            alive,
+        );
+        self.gauge(
+            "backend_weight",
+            "Configured weight of the backend",
+            weights,
+        );
+        self.ratio(
+            "backend_share",
+            "Share of the VIP's Maglev table (of new flows)",
+            shares,
+        );
+        self.gauge(
+            "backend_flows",
+            "Tracked flows of the backend, by liveness",
+            flows,
+        );
+        self.gauge(
+            "vip_healthy_backends",
+            "Backends of the VIP that are neither down nor in maintenance",
+            healthy,
+        );
+        self.gauge(
+            "vip_backends",
+            "Backends of the VIP",
+            s.vips
+                .iter()
+                .map(|v| (vip(&v.vip), to_i64(v.backends.len() as u64)))
+                .collect(),
+        );
+        self.gauge(
+            "vip_all_down",
+            "1 when no backend of the VIP meant to take flows is healthy",
+            all_down,
+        );
+        self.counter("health_checks", "Health checks run", None, checks);
+        self.counter(
+            "health_check_failures",
+            "Health checks failed, by reason",
+            None,
+            failures,
+        );
+        self.counter(
+            "health_transitions",
+            "Health state changes of the backend",
+            None,
+            transitions,
+        );
+        self.gauge(
+            "health_check_through_tunnel",
+            "1 when the backend's checks go to the VIP through its tunnel (health.through_tunnel), 0 when to its own address",
+            through_tunnel,
+        );
+        self.registry.register_with_unit(
+            "health_check_duration",
+            "Duration of health checks",
+            Unit::Seconds,
+            kept.check_duration.clone(),
+        );
+    }
+
+    /// Maglev table rebuilds and their build time, config reloads.
+    pub(super) fn export_changes(&mut self, s: &Status, kept: &Metrics) {
+        self.counter(
+            "maglev_rebuilds",
+            "Maglev tables rebuilt and flipped",
+            None,
+            vec![(Vec::new(), s.tables_rebuilt)],
+        );
+        self.registry.register_with_unit(
+            "maglev_build_duration",
+            "Time to build one Maglev table",
+            Unit::Seconds,
+            kept.table_build.clone(),
+        );
+        self.counter(
+            "config_reloads",
+            "Config reloads, by result",
+            None,
+            vec![
+                (labels(&[("result", "success")]), s.reloads.succeeded),
+                (labels(&[("result", "failure")]), s.reloads.failed),
+            ],
+        );
+    }
+}

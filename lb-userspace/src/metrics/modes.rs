@@ -1,0 +1,91 @@
+//! Forwarding modes and the NAT flow table.
+
+use super::{labels, to_i64, Exporter};
+use crate::api::schema::Status;
+
+impl Exporter<'_> {
+    /// Forwarding modes and the NAT flow table: the mode joins per-VIP
+    /// series as an info metric (`lbd_vip_info{vip,mode} 1`, used as
+    /// `* on(vip) group_left(mode) lbd_vip_info`), so no existing series
+    /// changes its labels.
+    pub(super) fn export_modes(&mut self, s: &Status) {
+        let mut info = Vec::new();
+        let mut in_use = Vec::new();
+        let mut ranges = Vec::new();
+        for v in &s.vips {
+            info.push((labels(&[("vip", &v.vip), ("mode", &v.mode)]), 1));
+            if let Some(nat) = &v.nat {
+                let source = nat.source.to_string();
+                let l = labels(&[("vip", &v.vip), ("nat_address", &source)]);
+                in_use.push((l.clone(), to_i64(nat.ports_in_use)));
+                let size = u32::from(nat.port_max)
+                    .saturating_sub(u32::from(nat.port_min))
+                    .saturating_add(1);
+                ranges.push((l, i64::from(size)));
+            }
+        }
+        self.gauge("vip_info", "The VIP's forwarding mode (always 1)", info);
+        self.gauge(
+            "vip_nat_ports_in_use",
+            "NAT source ports in use towards the VIP's busiest backend (they run out per NAT address and backend)",
+            in_use,
+        );
+        self.gauge(
+            "vip_nat_ports",
+            "NAT source ports the VIP's NAT address hands out per backend",
+            ranges,
+        );
+        let pressure = s
+            .nat
+            .as_ref()
+            .map(|nat| vec![(Vec::new(), i64::from(nat.pressure))]);
+        let memory = s
+            .nat
+            .as_ref()
+            .map(|nat| vec![(Vec::new(), to_i64(nat.memory_bytes))]);
+        let (flows, capacity, reaped) = match &s.nat {
+            Some(nat) => (
+                lb_common::nat::NatFlowState::ALL
+                    .iter()
+                    .map(|state| {
+                        let n = nat.flows.get(state.name()).copied().unwrap_or(0);
+                        (labels(&[("state", state.name())]), to_i64(n))
+                    })
+                    .collect(),
+                vec![(Vec::new(), to_i64(nat.capacity))],
+                vec![
+                    (labels(&[("reason", "expired")]), nat.expired),
+                    (labels(&[("reason", "orphan")]), nat.orphans),
+                    (labels(&[("reason", "backend_gone")]), nat.backend_gone),
+                ],
+            ),
+            None => (Vec::new(), Vec::new(), Vec::new()),
+        };
+        self.gauge(
+            "nat_flows",
+            "Translated flows, by state, as of the reaper's last complete sweep",
+            flows,
+        );
+        self.gauge(
+            "nat_flow_capacity",
+            "Entries the NAT flow table holds at most (two per flow)",
+            capacity,
+        );
+        self.gauge(
+            "nat_flow_memory_bytes",
+            "Bytes of kernel memory the NAT flow table takes",
+            memory.unwrap_or_default(),
+        );
+        self.gauge(
+            "nat_table_pressure",
+            "1 while the NAT flow table (or a backend's source ports) is nearly full and closed flows are freed after a second",
+            pressure.unwrap_or_default(),
+        );
+        self.counter(
+            "nat_reaped",
+            "NAT flows freed by the reaper, by reason",
+            None,
+            reaped,
+        );
+    }
+}

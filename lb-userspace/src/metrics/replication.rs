@@ -1,0 +1,133 @@
+//! Connection-table replication to and from the peers.
+
+use super::{labels, Exporter};
+use crate::api::schema::Status;
+
+impl Exporter<'_> {
+    /// Replication totals (families present but empty when it is off), then
+    /// per peer.
+    pub(super) fn export_replication(&mut self, s: &Status) {
+        // Replication (families present but empty when it is off).
+        let one = |v: u64| vec![(Vec::new(), v)];
+        let (connected, sent, installed, refused) = match &s.replication {
+            Some(r) => (
+                vec![(Vec::new(), i64::from(r.connected))],
+                one(r.channel.records_sent),
+                one(r.installed),
+                one(r.channel.auth_failures),
+            ),
+            None => (Vec::new(), Vec::new(), Vec::new(), Vec::new()),
+        };
+        let (nat_installed, nat_skipped) = match &s.replication {
+            Some(r) => (
+                one(r.nat_installed),
+                vec![
+                    (labels(&[("reason", "unknown")]), r.nat_unknown),
+                    (labels(&[("reason", "conflict")]), r.nat_conflicts),
+                ],
+            ),
+            None => (Vec::new(), Vec::new()),
+        };
+        self.gauge(
+            "replication_connected",
+            "Whether the replication session to the peer is up",
+            connected,
+        );
+        self.counter(
+            "replication_flows_sent",
+            "Flows sent to the peer",
+            None,
+            sent,
+        );
+        self.counter(
+            "replication_flows_installed",
+            "Flows installed from the peer",
+            None,
+            installed,
+        );
+        self.counter(
+            "replication_auth_failures",
+            "Replication sessions refused for a bad key or tag",
+            None,
+            refused,
+        );
+        self.export_replication_peers(s);
+        self.counter(
+            "replication_nat_flows_installed",
+            "NAT'd flows installed from the peer",
+            None,
+            nat_installed,
+        );
+        self.counter(
+            "replication_nat_flows_skipped",
+            "NAT'd flows from the peer left out: unknown VIP or backend here, or another flow holds their key",
+            None,
+            nat_skipped,
+        );
+    }
+
+    /// Replication per peer (label `peer`, the configured address), the
+    /// flows left out for a fresher local entry, and the start-up signal.
+    pub(super) fn export_replication_peers(&mut self, s: &Status) {
+        let peers = s.replication.iter().flat_map(|r| r.peers.iter());
+        let per_peer = |f: fn(&crate::api::schema::ReplicationPeerStatus) -> u64| {
+            peers
+                .clone()
+                .map(|p| (labels(&[("peer", &p.address)]), f(p)))
+                .collect::<Vec<_>>()
+        };
+        self.gauge(
+            "replication_peer_connected",
+            "Whether this node's replication session to the peer is up",
+            peers
+                .clone()
+                .map(|p| (labels(&[("peer", &p.address)]), i64::from(p.connected)))
+                .collect(),
+        );
+        self.counter(
+            "replication_peer_records_sent",
+            "Records (flows and NAT'd flows) sent to the peer",
+            None,
+            per_peer(|p| p.records_sent),
+        );
+        self.counter(
+            "replication_peer_records_received",
+            "Records received from the peer",
+            None,
+            per_peer(|p| p.records_received),
+        );
+        self.counter(
+            "replication_peer_full_dumps_received",
+            "Complete full dumps received from the peer",
+            None,
+            per_peer(|p| p.full_dumps_received),
+        );
+        self.counter(
+            "replication_peer_batches_dropped",
+            "Batches for the peer dropped from its full send queue (a later full dump repairs them)",
+            None,
+            per_peer(|p| p.batches_dropped),
+        );
+        let (left_out, dumped) = match &s.replication {
+            Some(r) => (
+                vec![
+                    (labels(&[("reason", "kept_local")]), r.kept_local),
+                    (labels(&[("reason", "stale")]), r.stale),
+                ],
+                vec![(Vec::new(), i64::from(r.all_peers_dumped))],
+            ),
+            None => (Vec::new(), Vec::new()),
+        };
+        self.counter(
+            "replication_flows_left_out",
+            "Flows from a peer left out because this node's own entry was fresher (kept_local: it names another backend)",
+            None,
+            left_out,
+        );
+        self.gauge(
+            "replication_peers_dumped",
+            "Whether every replication peer has delivered a complete full dump since start",
+            dumped,
+        );
+    }
+}
