@@ -1,6 +1,6 @@
 //! The NAT-mode record of the sync protocol (version 2 and later): one
 //! translated flow, both of its NAT flow table entries, named by addresses and
-//! ports only, and its bytes. Kept apart from the DSR [`FlowRecord`]
+//! ports only, and its bytes. Kept apart from the DSR [`FlowRecord`](super::FlowRecord)
 //! (crate::sync::FlowRecord), which older peers also speak.
 //!
 //! A record is [`NAT_RECORD_LEN`] bytes: `vip addr | vip_port u16 |
