@@ -1,0 +1,88 @@
+//! The connection table as lbd reads it: flows per backend for drains
+//! and metrics, and replication with the peers.
+
+use std::{collections::HashMap, time::Duration};
+
+use lb_common::consts::{FLOW_F_FIN, FLOW_F_HALF_OPEN, FLOW_F_RST, IPPROTO_UDP};
+
+use super::Engine;
+use crate::{
+    model::{FlowCount, IdleTimeouts},
+    sync::ReceivedBatch,
+};
+
+impl Engine {
+    /// Flows in the connection table per backend id, split into live,
+    /// closing and idle, the number of entries in the table, and of them
+    /// the TCP handshakes (`FLOW_F_HALF_OPEN`).
+    pub(crate) fn flow_counts(&self) -> (HashMap<u32, FlowCount>, u64, u64) {
+        let timeouts = IdleTimeouts {
+            tcp: self.config.tcp_idle_timeout,
+            udp: self.config.udp_idle_timeout,
+        };
+        let now = crate::clock::monotonic_ns();
+        let generations: HashMap<u32, u32> = self
+            .balancer
+            .vips()
+            .values()
+            .flat_map(|v| v.backends.values())
+            .map(|b| (b.id, b.generation))
+            .collect();
+        let mut counts: HashMap<u32, FlowCount> = HashMap::new();
+        let mut entries = 0u64;
+        let mut handshakes = 0u64;
+        for (key, entry) in self.dataplane.flows() {
+            entries += 1;
+            handshakes += u64::from(entry.flags & FLOW_F_HALF_OPEN != 0);
+            if generations.get(&entry.backend_id) != Some(&entry.backend_generation) {
+                continue; // a removed backend's leftover
+            }
+            let count = counts.entry(entry.backend_id).or_default();
+            // A handshake (its SYN in the table, no ACK yet) is live for
+            // the half-open timeout, then idle: an abandoned SYN does not
+            // hold a drain for the connection's idle timeout.
+            let idle_limit = if entry.flags & FLOW_F_HALF_OPEN != 0 {
+                crate::daemon::flow::HALF_OPEN_TIMEOUT
+            } else if key.proto == IPPROTO_UDP {
+                timeouts.udp
+            } else {
+                timeouts.tcp
+            };
+            let silent = Duration::from_nanos(now.saturating_sub(entry.last_seen_ns));
+            if entry.flags & (FLOW_F_FIN | FLOW_F_RST) != 0 {
+                count.closing += 1;
+            } else if silent
+                > idle_limit + Duration::from_nanos(lb_common::consts::FLOW_TOUCH_INTERVAL_NS)
+            {
+                count.idle += 1;
+            } else {
+                count.live += 1;
+            }
+        }
+        (counts, entries, handshakes)
+    }
+
+    /// Replication tick: a sending node (a pair's master, every node of
+    /// a full mesh) sends its recent flows.
+    pub(crate) fn sync_tick(&mut self) {
+        let master = self.is_master();
+        if let Some(replication) = &mut self.replication {
+            if replication.topology().sends(master) {
+                replication.tick(&self.dataplane, &self.balancer);
+            }
+        }
+    }
+
+    /// Counts flows from a peer and installs them when this node installs
+    /// (a pair's backup: the master's own table is the truth; every node
+    /// of a full mesh).
+    pub(crate) fn on_sync(&mut self, batch: &ReceivedBatch) {
+        let master = self.is_master();
+        if let Some(replication) = &mut self.replication {
+            replication.received(batch);
+            if replication.topology().installs(master) {
+                replication.install(batch, &mut self.dataplane, &self.balancer);
+            }
+        }
+    }
+}

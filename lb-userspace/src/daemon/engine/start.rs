@@ -1,0 +1,288 @@
+//! Start-up: load (or adopt) the data plane, fill it from the config,
+//! attach it, then start replication and VRRP, in the order that keeps a
+//! restarting master's VIPs and flows.
+
+use std::{
+    collections::HashMap,
+    net::IpAddr,
+    path::{Path, PathBuf},
+    time::Instant,
+};
+
+use anyhow::Context as _;
+use lb_common::consts::MAX_VIPS_DEFAULT;
+use tokio::sync::mpsc;
+use tracing::info;
+
+use super::{
+    check_of, macs::INITIAL_RESOLVE_TIMEOUT, nat, node, tunnel, BackendKey, Engine, EngineEvents,
+};
+use crate::{
+    config::{Attach, Config},
+    daemon::replication::Replication,
+    dataplane::{Dataplane, Hooked, LoadOptions, MapSizes},
+    health::HealthChecker,
+    model::Model,
+    netlink::Netlink,
+    pinning::PinDir,
+    reconcile::Balancer,
+    vrrp::driver::Instance,
+};
+
+/// Room for VIPs added at run time beyond those in the file.
+const SPARE_VIPS: u32 = 16;
+
+impl Engine {
+    /// Loads the data plane, fills it from `config` and attaches it.
+    /// Returns the engine and the stream of health transitions.
+    pub async fn start(config_path: &Path, config: Config) -> anyhow::Result<(Self, EngineEvents)> {
+        let netlink = Netlink::connect()?;
+        let interface = netlink.interface(&config.interface).await?;
+        // A restart that resumes mastership speaks first: the backup's
+        // master-down timer has run since the last lbd's last advert, and
+        // the rest of the start (the verifier, neighbour resolution) may
+        // take longer than what is left of it. The pinned program forwards
+        // meanwhile. Instances that do not resume start last, once the data
+        // plane serves: they may become master.
+        let mut vrrp_starts = Vec::with_capacity(config.vrrp.len());
+        for vrrp in &config.vrrp {
+            let state_file = vrrp_state_file(&config, vrrp);
+            vrrp_starts.push(if Instance::resumes(vrrp, state_file.as_deref()) {
+                VrrpStart::Resumed(Box::new(
+                    Instance::start(vrrp.clone(), &interface, netlink.clone(), state_file, true)
+                        .await?,
+                ))
+            } else {
+                VrrpStart::Later(state_file)
+            });
+        }
+        let file_vips = u32::try_from(config.vips.len()).unwrap_or(u32::MAX);
+        let pins = config.pin_dir.clone().map(PinDir::new);
+        let needed_vips = MAX_VIPS_DEFAULT.max(file_vips.saturating_add(SPARE_VIPS));
+        // Keep the size a previous lbd pinned if it still fits: then its
+        // maps (and the connection table) can be adopted.
+        let pinned_vips = pins
+            .as_ref()
+            .and_then(|p| p.pinned_max_entries(lb_common::consts::names::MAP_VIPS))
+            .filter(|pinned| *pinned >= needed_vips);
+        let sizes = MapSizes {
+            max_vips: pinned_vips.unwrap_or(needed_vips),
+            conntrack: config.conntrack_size,
+            nat_flows: config.nat.flow_table_size,
+            half_open: config.half_open_size,
+        };
+        let options = LoadOptions {
+            pins,
+            ..LoadOptions::default()
+        };
+        let mut dataplane =
+            Dataplane::load_with(sizes, &options).context("loading the data plane")?;
+        let adopted = dataplane
+            .adopted_state()
+            .context("reading the pinned data plane")?;
+        // The flags a previous lbd wrote stay until the first apply decides
+        // them: NAT'd replies keep being translated across a restart.
+        dataplane.set_iface_mac(interface.mac)?;
+        let (events_tx, events_rx) = mpsc::channel(1024);
+        let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
+        let observed = metrics.clone();
+        let checker = HealthChecker::new(events_tx).with_observer(std::sync::Arc::new(
+            move |(vip, backend): &BackendKey,
+                  result: &crate::health::ProbeResult,
+                  status: &crate::health::HealthStatus| {
+                observed.observe_check(vip, *backend, result.latency, status.checks == 1);
+            },
+        ));
+        let mut balancer = Balancer::new(sizes.max_vips);
+        balancer.set_maglev_mode(config.maglev_mode);
+        let mut model = Model::from_config(&config);
+        if dataplane.adopted() {
+            balancer.adopt(&adopted);
+            seed_health(&mut model, &balancer);
+            if config.maglev_mode == crate::config::MaglevMode::Minimal {
+                // The next changes move only what they must from the table
+                // packets read now.
+                let live: Vec<_> = balancer
+                    .vips()
+                    .iter()
+                    .map(|(id, vip)| (*id, vip.id, vip.active, vip.table_size))
+                    .collect();
+                for (id, vip_id, active, size) in live {
+                    let table = dataplane
+                        .read_table(vip_id, active, size)
+                        .context("reading an adopted Maglev table")?;
+                    balancer.set_adopted_table(&id, table);
+                }
+            }
+        }
+        let node = node::NodeRuntime::start(&config, dataplane.adopted(), Instant::now());
+        let guard = crate::guard::Guard::adopt(dataplane.guard(), config.guard.clone())
+            .context("reading the pinned deny/allow lists")?;
+        let mut engine = Self {
+            config_path: config_path.to_owned(),
+            balancer,
+            model: Model::default(),
+            dataplane,
+            hooked: Hooked::Xdp(config.xdp_mode),
+            interface,
+            checker,
+            transitions: HashMap::new(),
+            vrrp: Vec::new(),
+            replication: None,
+            interface_up: true,
+            tables_rebuilt: 0,
+            reloads: Default::default(),
+            metrics,
+            netlink,
+            macs: HashMap::new(),
+            nat: nat::NatRuntime::default(),
+            tunnel: tunnel::TunnelRuntime::default(),
+            node,
+            guard,
+            flood: crate::flood::FloodWatch::new(config.flood),
+            config,
+        };
+        engine.read_own_addresses().await;
+        let node_tunnel = engine.node_tunnel(&engine.config.tunnel);
+        engine.balancer.set_tunnel(node_tunnel);
+        engine.resolve_macs(&model, INITIAL_RESOLVE_TIMEOUT).await;
+        let report = engine.commit(model).context("filling the data plane")?;
+        info!(?report, "maps filled");
+        engine.prepare_routing().await;
+        engine.hooked = match engine.config.attach {
+            Attach::Xdp => {
+                let running = engine
+                    .netlink
+                    .xdp_program(engine.interface.index)
+                    .await
+                    .context("reading the interface's XDP program")?;
+                let mode = engine.dataplane.attach(
+                    &engine.interface.name,
+                    engine.config.xdp_mode,
+                    running.map(|(id, _)| id),
+                )?;
+                Hooked::Xdp(
+                    mode.or(running.map(|(_, mode)| mode))
+                        .unwrap_or(engine.config.xdp_mode),
+                )
+            }
+            Attach::Tc => {
+                let running = crate::dataplane::tcx_ingress_programs(&engine.interface.name);
+                engine
+                    .dataplane
+                    .attach_tc(&engine.interface.name, &running)?
+            }
+        };
+        // A switch of `attach` across a restart: the hook the previous lbd
+        // used goes, now that this one runs.
+        engine
+            .dataplane
+            .remove_other_hook(&engine.interface.name, engine.config.attach)?;
+        let mut sync_rx = None;
+        let node_id = format!("{}/{}", hostname(), engine.interface.name);
+        if let Some(settings) = engine.config.sync.clone() {
+            let node_id = crate::daemon::replication::mesh_node_id(
+                settings.listen,
+                &hostname(),
+                &engine.interface.name,
+            );
+            let (replication, rx) = Replication::start_mesh(&settings, &node_id).await?;
+            engine.replication = Some(replication);
+            sync_rx = Some(rx);
+        }
+        for (vrrp, start) in engine.config.vrrp.clone().into_iter().zip(vrrp_starts) {
+            if engine.replication.is_none() {
+                if let Some((replication, rx)) = Replication::start_pair(&vrrp, &node_id).await? {
+                    engine.replication = Some(replication);
+                    sync_rx = Some(rx);
+                }
+            }
+            let instance = match start {
+                VrrpStart::Resumed(instance) => *instance,
+                VrrpStart::Later(state_file) => {
+                    Instance::start(
+                        vrrp,
+                        &engine.interface,
+                        engine.netlink.clone(),
+                        state_file,
+                        false,
+                    )
+                    .await?
+                }
+            };
+            engine.vrrp.push(instance);
+        }
+        engine.track();
+        Ok((
+            engine,
+            EngineEvents {
+                health: events_rx,
+                sync: sync_rx,
+            },
+        ))
+    }
+}
+
+/// A configured VRRP instance at start-up: started at once because it
+/// resumes mastership, or still to start (once the data plane serves),
+/// with its state file.
+enum VrrpStart {
+    /// Started before the data plane loaded.
+    Resumed(Box<Instance>),
+    /// To start last.
+    Later(Option<PathBuf>),
+}
+
+/// Where a VRRP instance records its state for the next lbd: beside the
+/// admin socket (a tmpfs such as /run/lbd, gone at reboot), e.g.
+/// `/run/lbd/lbd.vrrp-51-v4.state`.
+pub(crate) fn vrrp_state_file(
+    config: &Config,
+    vrrp: &crate::config::VrrpConfig,
+) -> Option<PathBuf> {
+    let family = match vrrp.addresses.first() {
+        Some(IpAddr::V6(_)) => "v6",
+        _ => "v4",
+    };
+    // Named after the admin socket too: one per lbd even where several
+    // share a directory.
+    let stem = config.admin_socket.file_stem()?.to_string_lossy();
+    config
+        .admin_socket
+        .parent()
+        .map(|dir| dir.join(format!("{stem}.vrrp-{}-{family}.state", vrrp.vrid)))
+}
+
+/// Backends the adopted data plane had marked dead start as down: a
+/// restart must not send traffic to a backend the last lbd took out, until
+/// its checks pass `rise` times.
+fn seed_health(model: &mut Model, balancer: &Balancer) {
+    let mut down = Vec::new();
+    for (id, applied) in balancer.vips() {
+        let Some(vip) = model.vips.get(id) else {
+            continue;
+        };
+        for (address, backend) in &applied.backends {
+            let checked = vip.backends.get(address).is_some_and(|b| {
+                let health = b.config.health.as_ref().unwrap_or(&vip.config.health);
+                check_of(*address, id.port, health, None).is_some()
+            });
+            // A DSR backend without a MAC was not alive for want of it;
+            // routed backends need none.
+            let resolved = backend.mac.is_some() || applied.mode != lb_common::Mode::DsrL2;
+            if checked && !backend.alive && resolved {
+                down.push((*id, *address));
+            }
+        }
+    }
+    for (id, address) in down {
+        model.set_health(&id, address, crate::health::Health::Down);
+    }
+}
+
+/// The host name, to name this node to its replication peer.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "lbd".to_owned())
+}

@@ -1,0 +1,338 @@
+//! Desired state (the config, plus MACs found on the network) against what
+//! the data plane holds: allocates VIP and backend ids, builds Maglev
+//! tables, and writes only what changed, in an order that never shows a
+//! packet a half-written table or a backend that is not there yet.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::IpAddr,
+};
+
+use lb_common::{
+    consts::{BACKEND_F_ALIVE, MAX_BACKENDS},
+    Mode, TunnelConfig,
+};
+use tracing::info;
+
+pub use crate::vip_id::{addr_words, address_bytes, words_addr, VipId};
+use crate::{
+    config::{MaglevMode, Protocol, VipNat},
+    dataplane::{AdoptedState, DataplaneError, MapWriter},
+    maglev::{self, MaglevBackend, MaglevError},
+    map_log::MapLog,
+    plan::{PlanChange, VipPlan},
+    tunnel::NodeTunnel,
+};
+
+/// Why a change could not be applied. Nothing is half-applied: a failed
+/// VIP keeps serving its previous table.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    /// The maps refused a write.
+    #[error(transparent)]
+    Dataplane(#[from] DataplaneError),
+    /// The Maglev table could not be built.
+    #[error("VIP {vip}: {source}")]
+    Maglev {
+        /// The VIP.
+        vip: String,
+        /// Why.
+        #[source]
+        source: MaglevError,
+    },
+    /// More VIPs than the maps were sized for.
+    #[error("too many VIPs: the data plane holds {0}")]
+    TooManyVips(u32),
+    /// More backends than the maps hold.
+    #[error("too many backends: the data plane holds {0}")]
+    TooManyBackends(u32),
+    /// A tunnelled VIP has a backend whose outer family has no source
+    /// address (neither configured nor on the interface).
+    #[error("VIP {vip}: backend {backend} needs an outer source of its family: set [tunnel] {key} or give the balancer's interface an address of that family")]
+    NoTunnelSource {
+        /// The VIP.
+        vip: String,
+        /// The backend.
+        backend: IpAddr,
+        /// The `[tunnel]` key that would give one.
+        key: &'static str,
+    },
+}
+
+mod applied;
+mod apply;
+mod desired;
+#[cfg(test)]
+mod nat_tests;
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod tunnel_tests;
+
+pub use applied::{AppliedBackend, AppliedVip};
+pub use desired::{DesiredBackend, DesiredVip};
+
+/// A change applied to a copy of the balancer, its writes recorded (see
+/// [`Balancer::stage`]).
+#[derive(Debug, Clone)]
+pub struct Staged {
+    next: Balancer,
+    log: MapLog,
+    report: ApplyReport,
+}
+
+/// What one apply did, for logs and tests.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ApplyReport {
+    /// VIPs added.
+    pub vips_added: usize,
+    /// VIPs removed.
+    pub vips_removed: usize,
+    /// VIPs whose table changed (and was flipped).
+    pub tables_flipped: usize,
+    /// Table slots written.
+    pub slots_written: usize,
+    /// Backends written (new, changed or retired).
+    pub backends_written: usize,
+    /// Time each Maglev table build took.
+    pub table_builds: Vec<std::time::Duration>,
+}
+
+/// The control plane's record of what the data plane holds.
+#[derive(Debug, Clone)]
+pub struct Balancer {
+    max_vips: u32,
+    mode: MaglevMode,
+    vips: BTreeMap<VipId, AppliedVip>,
+    free_backend_ids: BTreeSet<u32>,
+    next_generation: u32,
+    /// `CONFIG_F_NAT` as last written (None: not yet, e.g. adopted).
+    nat_enabled: Option<bool>,
+    /// The node's tunnel settings to serve tunnelled VIPs with.
+    tunnel: NodeTunnel,
+    /// `TUNNEL_CONFIG` as last written (None: not yet; it is written once
+    /// a tunnelled VIP is served, and kept current from then on).
+    tunnel_written: Option<TunnelConfig>,
+}
+
+impl Balancer {
+    /// An empty balancer for maps sized for `max_vips` VIPs.
+    pub fn new(max_vips: u32) -> Self {
+        Self {
+            max_vips,
+            mode: MaglevMode::Consistent,
+            vips: BTreeMap::new(),
+            free_backend_ids: (1..MAX_BACKENDS).collect(),
+            next_generation: 1,
+            nat_enabled: None,
+            tunnel: NodeTunnel::default(),
+            tunnel_written: None,
+        }
+    }
+
+    /// The tunnel settings the next apply serves tunnelled VIPs with.
+    pub(crate) fn set_tunnel(&mut self, tunnel: NodeTunnel) {
+        self.tunnel = tunnel;
+    }
+
+    /// Serves tunnelled VIPs with `config` as written (sources already
+    /// resolved; a family has a source when its prefix is not all zero):
+    /// for test beds and tools that fill `TUNNEL_CONFIG` themselves
+    /// rather than from an interface and `[tunnel]`.
+    pub fn set_tunnel_config(&mut self, config: TunnelConfig) {
+        self.tunnel = NodeTunnel {
+            config,
+            ipv4: config.source_v4 != 0,
+            ipv6: config.source_v6 != [0; 4],
+        };
+    }
+
+    /// The tunnel settings in force.
+    pub(crate) fn tunnel(&self) -> &NodeTunnel {
+        &self.tunnel
+    }
+
+    /// How tables follow changes from now on.
+    pub(crate) fn set_maglev_mode(&mut self, mode: MaglevMode) {
+        self.mode = mode;
+    }
+
+    /// The live table of an adopted VIP as read back from the map: the
+    /// basis of its next minimal update (both copies are still rewritten
+    /// in full once, as their contents are not known for certain).
+    pub(crate) fn set_adopted_table(&mut self, id: &VipId, table: Vec<u32>) {
+        if let Some(vip) = self.vips.get_mut(id) {
+            vip.basis = Some(table);
+        }
+    }
+
+    /// Takes over what a previous lbd left in pinned maps: VIP ids,
+    /// backend ids and generations stay as they are, so tracked flows keep
+    /// their backends. Table contents are not read back: the first apply
+    /// writes each VIP's whole table into the copy packets do not read and
+    /// flips to it, which is correct whatever the old copies hold.
+    pub(crate) fn adopt(&mut self, state: &AdoptedState) {
+        for (key, meta) in &state.vips {
+            let Some(protocol) = Protocol::from_number(key.proto) else {
+                continue;
+            };
+            let id = VipId {
+                address: words_addr(key.addr, key.family),
+                port: u16::from_be(key.port),
+                protocol,
+            };
+            let backends = state
+                .backends
+                .iter()
+                .filter(|(_, b)| u32::from(b.vip_id) == meta.id)
+                .map(|(backend_id, b)| {
+                    self.free_backend_ids.remove(backend_id);
+                    if b.generation >= self.next_generation {
+                        self.next_generation = b.generation.wrapping_add(1).max(1);
+                    }
+                    (
+                        words_addr(b.addr, b.family),
+                        AppliedBackend {
+                            id: *backend_id,
+                            generation: b.generation,
+                            mac: (b.mac != [0; 6]).then_some(b.mac),
+                            port: (b.port != 0).then(|| u16::from_be(b.port)),
+                            weight: 0,
+                            alive: b.flags & BACKEND_F_ALIVE != 0,
+                        },
+                    )
+                })
+                .collect();
+            self.vips.insert(
+                id,
+                AppliedVip {
+                    id: meta.id,
+                    table_size: meta.table_size,
+                    active: meta.active_table & 1,
+                    mode: Mode::from_u32(meta.mode).unwrap_or_default(),
+                    // Unknown until the first apply writes it again.
+                    nat: None,
+                    table: None,
+                    backends,
+                    applied: None,
+                    basis: None,
+                },
+            );
+        }
+        info!(
+            vips = self.vips.len(),
+            backends = MAX_BACKENDS as usize - 1 - self.free_backend_ids.len(),
+            "adopted the pinned data plane's VIPs and backends"
+        );
+    }
+
+    /// The applied VIPs.
+    pub fn vips(&self) -> &BTreeMap<VipId, AppliedVip> {
+        &self.vips
+    }
+
+    /// Makes the data plane serve `desired` (VIPs absent from it are
+    /// removed).
+    pub fn apply(
+        &mut self,
+        maps: &mut dyn MapWriter,
+        desired: &[DesiredVip],
+    ) -> Result<ApplyReport, ReconcileError> {
+        let mut report = ApplyReport::default();
+        self.apply_tunnel(maps, desired)?;
+        let wanted: BTreeSet<VipId> = desired.iter().map(|v| v.id).collect();
+        let gone: Vec<VipId> = self
+            .vips
+            .keys()
+            .filter(|id| !wanted.contains(id))
+            .copied()
+            .collect();
+        for id in gone {
+            self.remove_vip(maps, id, &mut report)?;
+        }
+        for vip in desired {
+            self.apply_vip(maps, vip, &mut report)?;
+        }
+        let nat = self.vips.values().any(|v| v.mode == Mode::Nat);
+        if self.nat_enabled != Some(nat) {
+            maps.set_nat_enabled(nat)?;
+            self.nat_enabled = Some(nat);
+        }
+        Ok(report)
+    }
+
+    /// Applies `desired` to a copy of this balancer, recording the writes
+    /// instead of making them: the result holds the tables the change
+    /// produces (the same code as [`Balancer::apply`], so in either Maglev
+    /// mode), for a plan, and the writes for [`Balancer::commit`].
+    pub(crate) fn stage(&self, desired: &[DesiredVip]) -> Result<Staged, ReconcileError> {
+        let mut next = self.clone();
+        let mut log = MapLog::default();
+        let report = next.apply(&mut log, desired)?;
+        Ok(Staged { next, log, report })
+    }
+
+    /// Makes a staged change real: replays its writes to `maps` and takes
+    /// its state. If a write fails the maps may hold part of it, so every
+    /// table's content counts as unknown (the next change rewrites them).
+    pub fn commit(
+        &mut self,
+        maps: &mut dyn MapWriter,
+        staged: Staged,
+    ) -> Result<ApplyReport, ReconcileError> {
+        if let Err(error) = staged.log.replay(maps) {
+            for vip in self.vips.values_mut() {
+                vip.table = None;
+                vip.applied = None;
+            }
+            return Err(error.into());
+        }
+        *self = staged.next;
+        Ok(staged.report)
+    }
+
+    /// What going from this balancer to `staged` does to each VIP's new
+    /// flows (VIPs whose table and backends stay the same are left out).
+    pub fn plan(&self, staged: &Staged) -> Vec<VipPlan> {
+        let ids: BTreeSet<&VipId> = self.vips.keys().chain(staged.next.vips.keys()).collect();
+        let mut plans = Vec::new();
+        for id in ids {
+            let (old, new) = (self.vips.get(id), staged.next.vips.get(id));
+            let shares = |vip: Option<&AppliedVip>| {
+                vip.map(AppliedVip::shares_by_address).unwrap_or_default()
+            };
+            let (before, after) = (shares(old), shares(new));
+            let change = match (old, new) {
+                (None, Some(_)) => PlanChange::Added,
+                (Some(_), None) => PlanChange::Removed,
+                _ => PlanChange::Changed,
+            };
+            let moved_fraction = match (
+                old.and_then(AppliedVip::live_table),
+                new.and_then(AppliedVip::live_table),
+            ) {
+                (Some(a), Some(b)) if a.len() == b.len() => Some(maglev::moved_fraction(a, b)),
+                _ => None,
+            };
+            let same_backends = |a: &AppliedVip, b: &AppliedVip| {
+                a.backends.len() == b.backends.len()
+                    && a.backends.iter().zip(&b.backends).all(|((x, p), (y, q))| {
+                        x == y && p.weight == q.weight && p.alive == q.alive && p.mac == q.mac
+                    })
+            };
+            if let (Some(a), Some(b)) = (old, new) {
+                if a.live_table() == b.live_table() && same_backends(a, b) {
+                    continue;
+                }
+            }
+            plans.push(VipPlan {
+                vip: id.to_string(),
+                change,
+                before,
+                after,
+                moved_fraction,
+            });
+        }
+        plans
+    }
+}

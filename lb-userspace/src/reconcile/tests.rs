@@ -1,0 +1,408 @@
+use super::*;
+use crate::{
+    config::{BackendConfig, VipConfig},
+    dataplane::FakeMaps,
+};
+use lb_common::{Backend, TrafficCounters};
+
+fn backend(address: &str, weight: u32) -> BackendConfig {
+    let last = address
+        .rsplit('.')
+        .next()
+        .and_then(|o| o.parse().ok())
+        .unwrap_or(0);
+    BackendConfig {
+        mac: Some(crate::mac::Mac([2, 0, 0, 0, 0, last])),
+        weight,
+        ..BackendConfig::new(address.parse().unwrap())
+    }
+}
+
+fn vip(size: u32, backends: Vec<BackendConfig>) -> VipConfig {
+    VipConfig {
+        table_size: size,
+        backends,
+        ..VipConfig::new("198.18.0.100".parse().unwrap(), 80, Protocol::Tcp)
+    }
+}
+
+fn three() -> Vec<BackendConfig> {
+    vec![
+        backend("198.18.0.11", 100),
+        backend("198.18.0.12", 100),
+        backend("198.18.0.13", 100),
+    ]
+}
+
+const NO_MAC: &dyn Fn(IpAddr) -> Option<[u8; 6]> = &|_| None;
+
+fn run(
+    balancer: &mut Balancer,
+    maps: &mut FakeMaps,
+    vips: &[VipConfig],
+    mac_of: &dyn Fn(IpAddr) -> Option<[u8; 6]>,
+) -> Result<ApplyReport, ReconcileError> {
+    let desired: Vec<DesiredVip> = vips
+        .iter()
+        .map(|v| DesiredVip::from_config(v, mac_of))
+        .collect();
+    balancer.apply(maps, &desired)
+}
+
+/// Both copies of the VIP's table in the fake maps.
+fn copies(maps: &FakeMaps, vip_id: u32, size: u32) -> [Vec<u32>; 2] {
+    let copy = |c: u32| {
+        (0..size)
+            .map(|s| maps.tables.get(&(vip_id, c, s)).copied().unwrap_or(0))
+            .collect()
+    };
+    [copy(0), copy(1)]
+}
+
+#[test]
+fn vip_ids_parse_and_print_the_same() {
+    for text in ["198.18.0.100:80/tcp", "[2001:2::100]:443/udp"] {
+        let id: VipId = text.parse().unwrap();
+        assert_eq!(id.to_string(), text);
+    }
+    let id: VipId = "198.18.0.100:53".parse().unwrap();
+    assert_eq!(id.protocol, Protocol::Tcp);
+    for bad in [
+        "198.18.0.100",
+        "198.18.0.100:80/sctp",
+        "2001:2::1:80",
+        "198.18.0.100:0",
+        "x:80",
+    ] {
+        assert!(bad.parse::<VipId>().is_err(), "{bad} parsed");
+    }
+}
+
+#[test]
+fn first_apply_fills_both_copies_then_flips() {
+    let mut maps = FakeMaps::default();
+    let mut balancer = Balancer::new(4);
+    let desired = [vip(1009, three())];
+    let report = run(&mut balancer, &mut maps, &desired, NO_MAC).unwrap();
+    assert_eq!(report.vips_added, 1);
+    assert_eq!(report.backends_written, 3);
+    assert_eq!(report.slots_written, 2 * 1009);
+    let key = VipId::of(&desired[0]).key();
+    let live = maps.live_table(&key).unwrap();
+    let [a, b] = copies(&maps, maps.vips[&key].id, 1009);
+    assert_eq!(a, b);
+    assert_eq!(a, live);
+    assert!(live.iter().all(|id| (1..=3).contains(id)));
+    // Every backend is alive with its configured MAC.
+    for b in maps.backends.values() {
+        assert_eq!(b.flags & BACKEND_F_ALIVE, BACKEND_F_ALIVE);
+    }
+}
+
+#[test]
+fn an_unchanged_apply_writes_nothing() {
+    let mut maps = FakeMaps::default();
+    let mut balancer = Balancer::new(4);
+    let desired = [vip(1009, three())];
+    run(&mut balancer, &mut maps, &desired, NO_MAC).unwrap();
+    let writes = maps.slot_writes;
+    let report = run(&mut balancer, &mut maps, &desired, NO_MAC).unwrap();
+    assert_eq!(report, ApplyReport::default());
+    assert_eq!(maps.slot_writes, writes);
+}
+
+#[test]
+fn a_change_writes_only_the_changed_slots_into_each_copy() {
+    let mut maps = FakeMaps::default();
+    let mut balancer = Balancer::new(4);
+    run(&mut balancer, &mut maps, &[vip(1009, three())], NO_MAC).unwrap();
+    let key = VipId::of(&vip(1009, three())).key();
+    let before = maps.live_table(&key).unwrap();
+    let active_before = maps.vips[&key].active_table;
+
+    let mut four = three();
+    four.push(backend("198.18.0.14", 100));
+    let report = run(&mut balancer, &mut maps, &[vip(1009, four)], NO_MAC).unwrap();
+    let after = maps.live_table(&key).unwrap();
+    let changed = before.iter().zip(&after).filter(|(a, b)| a != b).count();
+    assert!(changed > 0 && changed < 1009 / 2, "changed {changed}");
+    assert_eq!(report.slots_written, 2 * changed);
+    assert_eq!(report.tables_flipped, 1);
+    assert_ne!(
+        maps.vips[&key].active_table, active_before,
+        "the VIP flipped copies"
+    );
+    let [a, b] = copies(&maps, maps.vips[&key].id, 1009);
+    assert_eq!(a, b);
+}
+
+#[test]
+fn in_minimal_mode_a_removal_moves_only_the_removed_backends_slots() {
+    let many: Vec<BackendConfig> = (0..100)
+        .map(|i| backend(&format!("198.18.1.{}", i + 1), 100))
+        .collect();
+    for mode in [MaglevMode::Consistent, MaglevMode::Minimal] {
+        let mut maps = FakeMaps::default();
+        let mut balancer = Balancer::new(4);
+        balancer.set_maglev_mode(mode);
+        run(
+            &mut balancer,
+            &mut maps,
+            &[vip(65_537, many.clone())],
+            NO_MAC,
+        )
+        .unwrap();
+        let key = VipId::of(&vip(65_537, many.clone())).key();
+        let before = maps.live_table(&key).unwrap();
+        let gone = balancer.vips()[&VipId::of(&vip(65_537, many.clone()))].backends
+            [&"198.18.1.50".parse::<IpAddr>().unwrap()]
+            .id;
+        let held = before.iter().filter(|&&b| b == gone).count();
+        let mut fewer = many.clone();
+        fewer.remove(49);
+        run(&mut balancer, &mut maps, &[vip(65_537, fewer)], NO_MAC).unwrap();
+        let after = maps.live_table(&key).unwrap();
+        let moved = before.iter().zip(&after).filter(|(a, b)| a != b).count();
+        match mode {
+            MaglevMode::Minimal => assert_eq!(moved, held),
+            MaglevMode::Consistent => assert!(moved > held, "{moved} vs {held}"),
+        }
+        assert!(!after.contains(&gone));
+    }
+}
+
+#[test]
+fn a_staged_change_plans_exactly_what_its_commit_writes() {
+    let many: Vec<BackendConfig> = (0..100)
+        .map(|i| backend(&format!("198.18.1.{}", i + 1), 100))
+        .collect();
+    let mut fewer = many.clone();
+    fewer.remove(49);
+    for mode in [MaglevMode::Consistent, MaglevMode::Minimal] {
+        let mut maps = FakeMaps::default();
+        let mut balancer = Balancer::new(4);
+        balancer.set_maglev_mode(mode);
+        run(
+            &mut balancer,
+            &mut maps,
+            &[vip(65_537, many.clone())],
+            NO_MAC,
+        )
+        .unwrap();
+        let key = VipId::of(&vip(65_537, many.clone())).key();
+        let before = maps.live_table(&key).unwrap();
+        let desired = [DesiredVip::from_config(&vip(65_537, fewer.clone()), NO_MAC)];
+        let staged = balancer.stage(&desired).unwrap();
+        let plan = balancer.plan(&staged);
+        // Staging wrote nothing.
+        assert_eq!(maps.live_table(&key).unwrap(), before);
+        balancer.commit(&mut maps, staged).unwrap();
+        let after = maps.live_table(&key).unwrap();
+        let moved = before.iter().zip(&after).filter(|(a, b)| a != b).count();
+        assert_eq!(plan.len(), 1);
+        assert_eq!(plan[0].change, PlanChange::Changed);
+        let planned = plan[0].moved_fraction.unwrap();
+        assert!(
+            (planned - moved as f64 / 65_537.0).abs() < 1e-12,
+            "{mode:?}: planned {planned}, moved {moved}"
+        );
+        if mode == MaglevMode::Minimal {
+            // Exactly the removed backend's share, as the plan said.
+            assert!((planned - 0.01).abs() < 0.001, "{planned}");
+        }
+    }
+}
+
+#[test]
+fn a_change_to_one_vip_leaves_the_others_alone() {
+    let mut maps = FakeMaps::default();
+    let mut balancer = Balancer::new(4);
+    let mut other = vip(1009, three());
+    other.port = 443;
+    run(
+        &mut balancer,
+        &mut maps,
+        &[vip(1009, three()), other.clone()],
+        NO_MAC,
+    )
+    .unwrap();
+    let mut two = three();
+    two.pop();
+    let report = run(&mut balancer, &mut maps, &[vip(1009, two), other], NO_MAC).unwrap();
+    assert_eq!(report.tables_flipped, 1, "{report:?}");
+    assert_eq!(
+        report.backends_written, 1,
+        "only the removed backend: {report:?}"
+    );
+}
+
+#[test]
+fn a_removed_backend_is_retired_after_the_flip_and_its_id_reused_with_a_new_generation() {
+    let mut maps = FakeMaps::default();
+    let mut balancer = Balancer::new(4);
+    run(&mut balancer, &mut maps, &[vip(1009, three())], NO_MAC).unwrap();
+    let id_of = |b: &Balancer, a: &str| {
+        let applied = b.vips().values().next().unwrap();
+        applied.backends[&a.parse::<IpAddr>().unwrap()].clone()
+    };
+    let gone = id_of(&balancer, "198.18.0.12");
+
+    let two = vec![backend("198.18.0.11", 100), backend("198.18.0.13", 100)];
+    run(&mut balancer, &mut maps, &[vip(1009, two.clone())], NO_MAC).unwrap();
+    let key = VipId::of(&vip(1009, three())).key();
+    assert!(!maps.live_table(&key).unwrap().contains(&gone.id));
+    assert_eq!(
+        maps.backends[&gone.id],
+        Backend::default(),
+        "retired backend not alive"
+    );
+
+    let mut again = two;
+    again.push(backend("198.18.0.15", 100));
+    run(&mut balancer, &mut maps, &[vip(1009, again)], NO_MAC).unwrap();
+    let new = id_of(&balancer, "198.18.0.15");
+    assert_eq!(new.id, gone.id, "the freed id is reused");
+    assert_ne!(new.generation, gone.generation, "with a new generation");
+    assert_eq!(maps.backends[&new.id].generation, new.generation);
+}
+
+#[test]
+fn a_reused_vip_or_backend_id_starts_with_no_traffic() {
+    let mut maps = FakeMaps::default();
+    let mut balancer = Balancer::new(4);
+    let counted = TrafficCounters {
+        packets: 7,
+        bytes: 700,
+        new_flows: 1,
+    };
+    run(&mut balancer, &mut maps, &[vip(1009, three())], NO_MAC).unwrap();
+    let applied = balancer.vips().values().next().unwrap().clone();
+    let vip_id = applied.id;
+    let backend_id = applied.backends[&"198.18.0.12".parse::<IpAddr>().unwrap()].id;
+    maps.vip_traffic.insert(vip_id, counted);
+    maps.backend_traffic.insert(backend_id, counted);
+    let kept = applied.backends[&"198.18.0.11".parse::<IpAddr>().unwrap()].id;
+    maps.backend_traffic.insert(kept, counted);
+
+    // The backend goes and comes back: a new backend on the freed id.
+    let two = vec![backend("198.18.0.11", 100), backend("198.18.0.13", 100)];
+    run(&mut balancer, &mut maps, &[vip(1009, two)], NO_MAC).unwrap();
+    run(&mut balancer, &mut maps, &[vip(1009, three())], NO_MAC).unwrap();
+    let again = balancer.vips().values().next().unwrap().backends
+        [&"198.18.0.12".parse::<IpAddr>().unwrap()]
+        .id;
+    assert_eq!(again, backend_id, "the freed id is reused");
+    assert_eq!(maps.backend_traffic.get(&again), None, "counters cleared");
+    assert_eq!(
+        maps.backend_traffic.get(&kept),
+        Some(&counted),
+        "a backend that stayed keeps its counters"
+    );
+    assert_eq!(maps.vip_traffic.get(&vip_id), Some(&counted));
+
+    // The VIP goes and comes back on the same id.
+    run(&mut balancer, &mut maps, &[], NO_MAC).unwrap();
+    run(&mut balancer, &mut maps, &[vip(1009, three())], NO_MAC).unwrap();
+    assert_eq!(balancer.vips().values().next().unwrap().id, vip_id);
+    assert_eq!(maps.vip_traffic.get(&vip_id), None, "counters cleared");
+}
+
+#[test]
+fn backends_without_a_mac_stay_out_until_it_is_known() {
+    let mut maps = FakeMaps::default();
+    let mut balancer = Balancer::new(4);
+    let mut backends = three();
+    backends[1].mac = None;
+    let desired = [vip(1009, backends)];
+    run(&mut balancer, &mut maps, &desired, NO_MAC).unwrap();
+    let key = VipId::of(&desired[0]).key();
+    let table = maps.live_table(&key).unwrap();
+    let unresolved = balancer.vips().values().next().unwrap().backends
+        [&"198.18.0.12".parse::<IpAddr>().unwrap()]
+        .id;
+    assert!(!table.contains(&unresolved));
+    assert_eq!(maps.backends[&unresolved].flags & BACKEND_F_ALIVE, 0);
+
+    let mac = [2, 0, 0, 0, 0, 0x12];
+    let report = run(&mut balancer, &mut maps, &desired, &|_| Some(mac)).unwrap();
+    assert_eq!(report.backends_written, 1);
+    assert!(maps.live_table(&key).unwrap().contains(&unresolved));
+    assert_eq!(maps.backends[&unresolved].mac, mac);
+}
+
+#[test]
+fn a_dead_backend_leaves_the_table_before_it_is_marked_dead() {
+    let mut maps = FakeMaps::default();
+    let mut balancer = Balancer::new(4);
+    let config = vip(1009, three());
+    let mut desired = DesiredVip::from_config(&config, NO_MAC);
+    balancer
+        .apply(&mut maps, std::slice::from_ref(&desired))
+        .unwrap();
+    let address: IpAddr = "198.18.0.12".parse().unwrap();
+    let id = balancer.vips()[&desired.id].backends[&address].id;
+
+    // Record the order of writes: the table flip must come first.
+    desired.backends[1].alive = false;
+    let report = balancer
+        .apply(&mut maps, std::slice::from_ref(&desired))
+        .unwrap();
+    assert_eq!(
+        report.backends_written, 1,
+        "{report:?} {:?} {:?}",
+        maps.log, maps.backends
+    );
+    assert_eq!(
+        maps.backends[&id].flags & BACKEND_F_ALIVE,
+        0,
+        "{:?} {:?}",
+        maps.log,
+        maps.backends[&id]
+    );
+    assert!(!maps.live_table(&desired.id.key()).unwrap().contains(&id));
+    assert_eq!(
+        maps.log.last(),
+        Some(&format!("backend {id}")),
+        "log: {:?}",
+        maps.log
+    );
+
+    // Draining: alive, but no new flows.
+    desired.backends[1].alive = true;
+    desired.backends[1].weight = 0;
+    let report = balancer
+        .apply(&mut maps, std::slice::from_ref(&desired))
+        .unwrap();
+    assert_eq!(report.backends_written, 1);
+    assert_eq!(maps.backends[&id].flags & BACKEND_F_ALIVE, BACKEND_F_ALIVE);
+    assert!(!maps.live_table(&desired.id.key()).unwrap().contains(&id));
+}
+
+#[test]
+fn removing_a_vip_removes_its_key_and_retires_its_backends() {
+    let mut maps = FakeMaps::default();
+    let mut balancer = Balancer::new(4);
+    let desired = [vip(1009, three())];
+    run(&mut balancer, &mut maps, &desired, NO_MAC).unwrap();
+    let report = run(&mut balancer, &mut maps, &[], NO_MAC).unwrap();
+    assert_eq!(report.vips_removed, 1);
+    assert!(maps.vips.is_empty());
+    assert!(maps.backends.values().all(|b| *b == Backend::default()));
+    assert!(balancer.vips().is_empty());
+}
+
+#[test]
+fn more_vips_than_the_maps_hold_is_an_error() {
+    let mut maps = FakeMaps::default();
+    let mut balancer = Balancer::new(1);
+    let mut second = vip(1009, three());
+    second.port = 81;
+    let err = run(
+        &mut balancer,
+        &mut maps,
+        &[vip(1009, three()), second],
+        NO_MAC,
+    )
+    .unwrap_err();
+    assert!(matches!(err, ReconcileError::TooManyVips(1)), "{err}");
+}
