@@ -1,0 +1,302 @@
+//! The model's changes, each checked before anything moves: VIPs and
+//! backends added and removed, admin state, weight, health, reloads.
+
+use super::*;
+
+impl Model {
+    /// Everything in `config`, all backends enabled, health unknown.
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            vips: config
+                .vips
+                .iter()
+                .map(|v| (VipId::of(v), VipModel::from_config(v, false)))
+                .collect(),
+        }
+    }
+
+    /// The desired data-plane state.
+    pub fn desired(&self, mac_of: &dyn Fn(IpAddr) -> Option<[u8; 6]>) -> Vec<DesiredVip> {
+        self.vips
+            .iter()
+            .map(|(id, v)| v.desired(*id, mac_of))
+            .collect()
+    }
+
+    /// The VIP `id`.
+    pub fn vip(&self, id: &VipId) -> Result<&VipModel, ModelError> {
+        self.vips.get(id).ok_or(ModelError::NoVip(*id))
+    }
+
+    fn vip_mut(&mut self, id: &VipId) -> Result<&mut VipModel, ModelError> {
+        self.vips.get_mut(id).ok_or(ModelError::NoVip(*id))
+    }
+
+    /// Backend `address` of VIP `id`.
+    pub fn backend(&self, id: &VipId, address: IpAddr) -> Result<&BackendModel, ModelError> {
+        self.vip(id)?
+            .backends
+            .get(&address)
+            .ok_or(ModelError::NoBackend {
+                vip: *id,
+                backend: address,
+            })
+    }
+
+    fn backend_mut(
+        &mut self,
+        id: &VipId,
+        address: IpAddr,
+    ) -> Result<&mut BackendModel, ModelError> {
+        self.vip_mut(id)?
+            .backends
+            .get_mut(&address)
+            .ok_or(ModelError::NoBackend {
+                vip: *id,
+                backend: address,
+            })
+    }
+
+    /// Adds a VIP (with its backends) at run time.
+    pub fn add_vip(&mut self, config: &VipConfig) -> Result<(), ModelError> {
+        let id = VipId::of(config);
+        if self.vips.contains_key(&id) {
+            return Err(ModelError::VipExists(id));
+        }
+        if self.vips.len() >= crate::config::MAX_VIPS {
+            return Err(ModelError::Limit(format!(
+                "too many VIPs: at most {} are allowed",
+                crate::config::MAX_VIPS
+            )));
+        }
+        if config.backends.len() > crate::config::MAX_BACKENDS_PER_VIP {
+            return Err(ModelError::Limit(format!(
+                "too many backends: at most {} per VIP are allowed",
+                crate::config::MAX_BACKENDS_PER_VIP
+            )));
+        }
+        Self::check_total_backends(self.backend_count().saturating_add(config.backends.len()))?;
+        self.nat_sources_are_not_vips(config)?;
+        self.vips.insert(id, VipModel::from_config(config, true));
+        Ok(())
+    }
+
+    /// As in the file: no NAT address is a VIP's address (replies to it
+    /// would be taken for the VIP's traffic), whichever comes second.
+    fn nat_sources_are_not_vips(&self, config: &VipConfig) -> Result<(), ModelError> {
+        if let Some(nat) = config.nat {
+            if let Some(other) = self.vips.keys().find(|id| id.address == nat.source) {
+                return Err(ModelError::Invalid(format!(
+                    "the NAT address {} is the address of VIP {other}; a NAT address must be an address of its own",
+                    nat.source
+                )));
+            }
+        }
+        if let Some((other, _)) = self
+            .vips
+            .iter()
+            .find(|(_, v)| v.config.nat.is_some_and(|n| n.source == config.address))
+        {
+            return Err(ModelError::Invalid(format!(
+                "{} is the NAT address of VIP {other}; a VIP needs an address of its own",
+                config.address
+            )));
+        }
+        Ok(())
+    }
+
+    /// Removes a VIP.
+    pub fn remove_vip(&mut self, id: &VipId) -> Result<(), ModelError> {
+        self.vips.remove(id).map(drop).ok_or(ModelError::NoVip(*id))
+    }
+
+    /// Backends of all VIPs together.
+    pub(crate) fn backend_count(&self) -> usize {
+        self.vips.values().map(|v| v.backends.len()).sum()
+    }
+
+    /// Refuses a change that leaves `total` backends in all if that is more
+    /// than the data plane's backend map holds.
+    fn check_total_backends(total: usize) -> Result<(), ModelError> {
+        if total > crate::config::MAX_BACKENDS_TOTAL {
+            return Err(ModelError::Limit(format!(
+                "too many backends: {total} in all, at most {} are allowed across all VIPs",
+                crate::config::MAX_BACKENDS_TOTAL
+            )));
+        }
+        Ok(())
+    }
+
+    /// Adds a backend to VIP `id` at run time.
+    pub fn add_backend(&mut self, id: &VipId, config: BackendConfig) -> Result<(), ModelError> {
+        let total = self.backend_count().saturating_add(1);
+        let vip = self.vip_mut(id)?;
+        if vip.backends.contains_key(&config.address) {
+            return Err(ModelError::BackendExists {
+                vip: *id,
+                backend: config.address,
+            });
+        }
+        if config.address.is_ipv4() != id.address.is_ipv4() {
+            return Err(ModelError::Invalid(format!(
+                "backend {} and VIP {id} are of different address families",
+                config.address
+            )));
+        }
+        if config.address == id.address {
+            return Err(ModelError::Invalid(format!(
+                "backend {} is the VIP's own address",
+                config.address
+            )));
+        }
+        if config.weight > crate::config::MAX_WEIGHT {
+            return Err(weight_error(config.weight));
+        }
+        let mode = vip.config.forwarding;
+        if config.mac.is_some() && mode != lb_common::Mode::DsrL2 {
+            return Err(ModelError::Invalid(format!(
+                "backend {}: a {} VIP's backends are routed and take no MAC",
+                config.address,
+                mode.name()
+            )));
+        }
+        if config.port.is_some() && mode != lb_common::Mode::Nat {
+            return Err(ModelError::Invalid(format!(
+                "backend {}: direct server return keeps the VIP's port",
+                config.address
+            )));
+        }
+        if vip.backends.len() >= crate::config::MAX_BACKENDS_PER_VIP {
+            return Err(ModelError::Limit(format!(
+                "too many backends: at most {} per VIP are allowed",
+                crate::config::MAX_BACKENDS_PER_VIP
+            )));
+        }
+        Self::check_total_backends(total)?;
+        let weighted = vip
+            .backends
+            .values()
+            .filter(|b| b.config.weight > 0)
+            .count()
+            + 1;
+        if weighted > vip.config.table_size as usize {
+            return Err(ModelError::Invalid(format!(
+                "{weighted} weighted backends do not fit the VIP's table of {} slots",
+                vip.config.table_size
+            )));
+        }
+        vip.backends.insert(
+            config.address,
+            BackendModel {
+                config,
+                admin: AdminState::Enabled,
+                health: Health::Unknown,
+                runtime: true,
+                drain_timed_out: false,
+            },
+        );
+        Ok(())
+    }
+
+    /// Removes a backend: its established flows are hashed elsewhere.
+    pub fn remove_backend(&mut self, id: &VipId, address: IpAddr) -> Result<(), ModelError> {
+        self.vip_mut(id)?
+            .backends
+            .remove(&address)
+            .map(drop)
+            .ok_or(ModelError::NoBackend {
+                vip: *id,
+                backend: address,
+            })
+    }
+
+    /// Sets a backend's admin state.
+    pub(crate) fn set_admin(
+        &mut self,
+        id: &VipId,
+        address: IpAddr,
+        admin: AdminState,
+    ) -> Result<(), ModelError> {
+        let backend = self.backend_mut(id, address)?;
+        backend.admin = admin;
+        backend.drain_timed_out = false;
+        Ok(())
+    }
+
+    /// Sets a backend's weight (its share of new flows only).
+    pub fn set_weight(
+        &mut self,
+        id: &VipId,
+        address: IpAddr,
+        weight: u32,
+    ) -> Result<(), ModelError> {
+        if weight > crate::config::MAX_WEIGHT {
+            return Err(weight_error(weight));
+        }
+        self.backend_mut(id, address)?.config.weight = weight;
+        Ok(())
+    }
+
+    /// Records a backend's health; false if there is no such backend.
+    pub(crate) fn set_health(&mut self, id: &VipId, address: IpAddr, health: Health) -> bool {
+        match self.backend_mut(id, address) {
+            Ok(backend) => {
+                backend.health = health;
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// The model a reload of `config` gives: the file's VIPs and backends,
+    /// keeping the admin state and health of backends that stay.
+    pub fn reloaded(&self, config: &Config) -> Model {
+        let mut next = Model::from_config(config);
+        for (id, vip) in &mut next.vips {
+            let Some(old) = self.vips.get(id) else {
+                continue;
+            };
+            for (address, backend) in &mut vip.backends {
+                if let Some(previous) = old.backends.get(address) {
+                    backend.admin = previous.admin;
+                    backend.health = previous.health;
+                }
+            }
+        }
+        next
+    }
+
+    /// The running configuration: `base`'s node settings with these VIPs.
+    pub(crate) fn to_config(&self, base: &Config) -> Config {
+        let mut config = base.clone();
+        config.vips = self
+            .vips
+            .values()
+            .map(|v| {
+                let mut c = v.config.clone();
+                c.backends = v.backends.values().map(|b| b.config.clone()).collect();
+                c
+            })
+            .collect();
+        config
+    }
+}
+
+fn weight_error(weight: u32) -> ModelError {
+    ModelError::Invalid(format!(
+        "weight {weight} is out of range 0..={}",
+        crate::config::MAX_WEIGHT
+    ))
+}
+
+/// Whether a model of `next` VIPs fits maps sized for `capacity` VIPs at
+/// start, coming from `current`: a change may not add past the capacity,
+/// but a model already past it (a smaller restart) may still shrink.
+pub(crate) fn fits_the_maps(next: usize, current: usize, capacity: u32) -> Result<(), ModelError> {
+    if next > capacity as usize && next > current {
+        return Err(ModelError::Limit(format!(
+            "too many VIPs: the data plane was sized for {capacity} at start (the file's VIPs and room for more); restart lbd to make room for {next}"
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,155 @@
+//! Operator edits as the API asks for them, applied as a pure function of
+//! the model, the edit and `now`; drains and their deadlines.
+
+use super::*;
+
+/// One operator change to the model, as the API asks for it. Applied by
+/// [`Model::apply`], a pure function of the model, the edit and `now`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Edit {
+    /// Add a VIP (with its backends).
+    AddVip(VipConfig),
+    /// Remove a VIP.
+    RemoveVip(VipId),
+    /// Add a backend to a VIP.
+    AddBackend(VipId, BackendConfig),
+    /// Remove a backend from a VIP.
+    RemoveBackend(VipId, IpAddr),
+    /// Put a backend back in service (ends a drain or maintenance).
+    Enable(VipId, IpAddr),
+    /// Drain a backend: `timeout_s` is the request's own timeout (0:
+    /// never cut), else the VIP's `drain_timeout_s`, else never.
+    Drain {
+        /// The VIP.
+        vip: VipId,
+        /// The backend.
+        backend: IpAddr,
+        /// The request's timeout in seconds, if it gave one.
+        timeout_s: Option<u64>,
+    },
+    /// Take a backend out at once.
+    Maintenance(VipId, IpAddr),
+    /// Change a backend's weight.
+    SetWeight(VipId, IpAddr, u32),
+}
+
+/// Longest drain timeout a request may ask for.
+pub(super) const MAX_DRAIN_TIMEOUT: Duration = Duration::from_secs(7 * 86_400);
+
+/// Where a drain's deadline comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DrainTimeoutSource {
+    /// The drain request's own timeout.
+    Request,
+    /// The VIP's `drain_timeout_s`.
+    VipDefault,
+    /// Neither: established flows are never cut.
+    None,
+}
+
+/// A drain's effective timeout and where it came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DrainTimeout {
+    /// After how long the remaining flows are cut (None: never).
+    pub after: Option<Duration>,
+    /// Which setting decided it.
+    pub source: DrainTimeoutSource,
+}
+
+/// The timeout of a drain: the request's own (`0` meaning never), else the
+/// VIP's default, else never. Nothing else (a client's own wait, say) may
+/// decide when established flows are cut.
+pub(super) fn drain_timeout(
+    requested_s: Option<u64>,
+    vip_default: Option<Duration>,
+) -> Result<DrainTimeout, ModelError> {
+    Ok(match (requested_s, vip_default) {
+        (Some(0), _) => DrainTimeout {
+            after: None,
+            source: DrainTimeoutSource::Request,
+        },
+        (Some(s), _) => {
+            let after = Duration::from_secs(s);
+            if after > MAX_DRAIN_TIMEOUT {
+                return Err(ModelError::Invalid(format!(
+                    "timeout_s {s} is above a week ({} s)",
+                    MAX_DRAIN_TIMEOUT.as_secs()
+                )));
+            }
+            DrainTimeout {
+                after: Some(after),
+                source: DrainTimeoutSource::Request,
+            }
+        }
+        (None, Some(after)) => DrainTimeout {
+            after: Some(after),
+            source: DrainTimeoutSource::VipDefault,
+        },
+        (None, None) => DrainTimeout {
+            after: None,
+            source: DrainTimeoutSource::None,
+        },
+    })
+}
+
+impl Model {
+    /// Applies one operator edit at `now`; on error nothing changed.
+    /// Returns the drain's effective timeout for a drain.
+    pub fn apply(&mut self, edit: &Edit, now: Instant) -> Result<Option<DrainTimeout>, ModelError> {
+        match edit {
+            Edit::AddVip(vip) => self.add_vip(vip)?,
+            Edit::RemoveVip(id) => self.remove_vip(id)?,
+            Edit::AddBackend(id, backend) => self.add_backend(id, backend.clone())?,
+            Edit::RemoveBackend(id, address) => self.remove_backend(id, *address)?,
+            Edit::Enable(id, address) => self.set_admin(id, *address, AdminState::Enabled)?,
+            Edit::Maintenance(id, address) => {
+                self.set_admin(id, *address, AdminState::Maintenance)?;
+            }
+            Edit::SetWeight(id, address, weight) => self.set_weight(id, *address, *weight)?,
+            Edit::Drain {
+                vip,
+                backend,
+                timeout_s,
+            } => {
+                let default = self.vip(vip)?.config.drain_timeout;
+                let timeout = drain_timeout(*timeout_s, default)?;
+                // Draining a draining backend keeps its start and takes the
+                // new deadline.
+                let since = match self.backend(vip, *backend)?.admin {
+                    AdminState::Draining { since, .. } => since,
+                    _ => now,
+                };
+                let admin = AdminState::Draining {
+                    since,
+                    deadline: timeout.after.map(|t| now + t),
+                };
+                self.set_admin(vip, *backend, admin)?;
+                return Ok(Some(timeout));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Ends the drains whose deadline passed at `now` (their backends go to
+    /// maintenance: the remaining flows are cut); returns which.
+    pub(crate) fn expire_drains(&mut self, now: Instant) -> Vec<(VipId, IpAddr)> {
+        let mut expired = Vec::new();
+        for (id, vip) in &mut self.vips {
+            for (address, backend) in &mut vip.backends {
+                if let AdminState::Draining {
+                    deadline: Some(deadline),
+                    ..
+                } = backend.admin
+                {
+                    if now >= deadline {
+                        backend.admin = AdminState::Maintenance;
+                        backend.drain_timed_out = true;
+                        expired.push((*id, *address));
+                    }
+                }
+            }
+        }
+        expired
+    }
+}

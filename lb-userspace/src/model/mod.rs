@@ -1,0 +1,193 @@
+//! What lbd serves: the VIPs and backends from the config file plus the
+//! changes made at run time, with each backend's admin state (enabled,
+//! draining, maintenance) and health. Pure: it turns into the desired
+//! data-plane state (`DesiredVip`) and into plans for `--dry-run`.
+//!
+//! Runtime changes and the file: a reload makes the file the truth again.
+//! VIPs and backends added at run time but absent from the file are
+//! removed, and weights changed at run time go back to the file's; what a
+//! reload will undo is listed by `lbctl reload --dry-run`, and
+//! `lbctl config dump` prints the running config to save into the file.
+//! Admin states (drain, maintenance) and health survive reloads: they are
+//! operations on running backends, not configuration.
+
+use std::{
+    collections::BTreeMap,
+    fmt,
+    net::IpAddr,
+    time::{Duration, Instant},
+};
+
+use serde::{Deserialize, Serialize};
+
+pub use crate::plan::{PlanChange, VipPlan};
+use crate::{
+    config::{AllDown, BackendConfig, Config, VipConfig},
+    health::Health,
+    mac::Mac,
+    maglev::{self, MaglevBackend},
+    reconcile::{address_bytes, DesiredBackend, DesiredVip, VipId},
+};
+
+mod changes;
+mod edit;
+#[cfg(test)]
+mod tests;
+mod vip;
+
+pub(crate) use changes::fits_the_maps;
+pub use edit::{DrainTimeout, DrainTimeoutSource, Edit};
+pub use vip::plan;
+
+/// An operator's choice for a backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminState {
+    /// Takes new flows (if healthy).
+    Enabled,
+    /// Takes no new flows; its established flows continue until they end
+    /// or the deadline passes.
+    Draining {
+        /// When the drain started.
+        since: Instant,
+        /// When its remaining flows are cut (None: never).
+        deadline: Option<Instant>,
+    },
+    /// Out at once: no new flows, established flows hashed elsewhere.
+    Maintenance,
+}
+
+impl AdminState {
+    /// Which of the operator's states it is, without its times: what the
+    /// API, the status and the metrics show.
+    pub fn state(&self) -> BackendState {
+        match self {
+            AdminState::Enabled => BackendState::Enabled,
+            AdminState::Draining { .. } => BackendState::Draining,
+            AdminState::Maintenance => BackendState::Maintenance,
+        }
+    }
+}
+
+/// A backend's admin state by name, as an operator asks for it and the
+/// status shows it (`enabled`, `draining`, `maintenance` on the wire).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendState {
+    /// Takes new flows (if healthy).
+    Enabled,
+    /// Takes no new flows; established flows continue.
+    Draining,
+    /// Out at once.
+    Maintenance,
+}
+
+impl BackendState {
+    /// Every state, for metrics that show one series per state.
+    pub const ALL: [BackendState; 3] = [
+        BackendState::Enabled,
+        BackendState::Draining,
+        BackendState::Maintenance,
+    ];
+
+    /// The name on the wire and in metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendState::Enabled => "enabled",
+            BackendState::Draining => "draining",
+            BackendState::Maintenance => "maintenance",
+        }
+    }
+}
+
+impl fmt::Display for BackendState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A backend as lbd runs it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackendModel {
+    /// Its configuration (weight possibly changed at run time).
+    pub config: BackendConfig,
+    /// Operator's state.
+    pub admin: AdminState,
+    /// Health from the checks (Unknown until they decide; counts as up).
+    pub health: Health,
+    /// Added at run time: not in the config file.
+    pub runtime: bool,
+    /// Its last drain ended because the drain's timeout cut its flows (it
+    /// is in maintenance since); cleared by the next admin change.
+    pub drain_timed_out: bool,
+}
+
+/// A VIP as lbd runs it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VipModel {
+    /// Its configuration; `config.backends` is kept in `backends`.
+    pub config: VipConfig,
+    /// Backends by address.
+    pub backends: BTreeMap<IpAddr, BackendModel>,
+    /// Added at run time: not in the config file.
+    pub runtime: bool,
+}
+
+/// Everything lbd serves.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Model {
+    /// VIPs by identity.
+    pub vips: BTreeMap<VipId, VipModel>,
+}
+
+/// Why an operation was refused; nothing was changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ModelError {
+    /// No such VIP.
+    #[error("no VIP {0}")]
+    NoVip(VipId),
+    /// No such backend.
+    #[error("VIP {vip} has no backend {backend}")]
+    NoBackend {
+        /// The VIP.
+        vip: VipId,
+        /// The backend.
+        backend: IpAddr,
+    },
+    /// The VIP exists already.
+    #[error("VIP {0} exists already")]
+    VipExists(VipId),
+    /// The backend exists already.
+    #[error("VIP {vip} already has backend {backend}")]
+    BackendExists {
+        /// The VIP.
+        vip: VipId,
+        /// The backend.
+        backend: IpAddr,
+    },
+    /// A value is not acceptable.
+    #[error("{0}")]
+    Invalid(String),
+    /// The change would go past a limit (VIPs, backends per VIP or in all).
+    #[error("{0}")]
+    Limit(String),
+}
+
+/// Live flows as the connection table shows them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowCount {
+    /// Flows with recent packets and no FIN/RST seen.
+    pub live: u64,
+    /// Flows that saw a FIN or RST (ending).
+    pub closing: u64,
+    /// Flows silent for longer than the idle timeout.
+    pub idle: u64,
+}
+
+/// Idle timeouts per protocol, for telling live flows from idle ones.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct IdleTimeouts {
+    /// TCP.
+    pub tcp: Duration,
+    /// UDP.
+    pub udp: Duration,
+}

@@ -1,0 +1,444 @@
+use super::edit::{drain_timeout, MAX_DRAIN_TIMEOUT};
+use super::*;
+use crate::config::Protocol;
+
+fn config() -> Config {
+    Config::from_toml_str(
+        "interface = \"eth0\"\n[[vip]]\naddress = \"198.18.0.100\"\nport = 80\ntable_size = 1009\n\
+         [[vip.backend]]\naddress = \"198.18.0.11\"\nmac = \"02:00:00:00:00:11\"\n\
+         [[vip.backend]]\naddress = \"198.18.0.12\"\nmac = \"02:00:00:00:00:12\"\n\
+         [[vip.backend]]\naddress = \"198.18.0.13\"\nmac = \"02:00:00:00:00:13\"\n",
+        "test.toml",
+    )
+    .unwrap()
+}
+
+fn vip_id() -> VipId {
+    VipId {
+        address: "198.18.0.100".parse().unwrap(),
+        port: 80,
+        protocol: Protocol::Tcp,
+    }
+}
+
+fn addr(last: u8) -> IpAddr {
+    IpAddr::from([198, 18, 0, last])
+}
+
+fn desired_backend(model: &Model, last: u8) -> DesiredBackend {
+    model.desired(&|_| None)[0]
+        .backends
+        .iter()
+        .find(|b| b.address == addr(last))
+        .unwrap()
+        .clone()
+}
+
+#[test]
+fn a_drain_deadline_comes_from_the_request_else_the_vip_else_never() {
+    let week = MAX_DRAIN_TIMEOUT.as_secs();
+    let five = Some(Duration::from_secs(300));
+    let t = |requested, default| drain_timeout(requested, default).map(|t| (t.after, t.source));
+    assert_eq!(t(None, None), Ok((None, DrainTimeoutSource::None)));
+    assert_eq!(t(None, five), Ok((five, DrainTimeoutSource::VipDefault)));
+    assert_eq!(
+        t(Some(30), five),
+        Ok((Some(Duration::from_secs(30)), DrainTimeoutSource::Request))
+    );
+    assert_eq!(t(Some(0), five), Ok((None, DrainTimeoutSource::Request)));
+    assert_eq!(
+        t(Some(week), None).map(|(a, _)| a),
+        Ok(Some(MAX_DRAIN_TIMEOUT))
+    );
+    assert!(t(Some(week + 1), None).is_err());
+}
+
+#[test]
+fn a_drain_keeps_its_start_and_ends_in_maintenance_only_at_its_deadline() {
+    let mut model = Model::from_config(&config());
+    let start = Instant::now();
+    let drain = |timeout_s| Edit::Drain {
+        vip: vip_id(),
+        backend: addr(11),
+        timeout_s,
+    };
+    let got = model.apply(&drain(None), start).unwrap();
+    assert_eq!(got.map(|t| t.after), Some(None));
+    let later = start + Duration::from_secs(10);
+    model.apply(&drain(Some(5)), later).unwrap();
+    let backend = model.backend(&vip_id(), addr(11)).unwrap();
+    assert_eq!(
+        backend.admin,
+        AdminState::Draining {
+            since: start,
+            deadline: Some(later + Duration::from_secs(5))
+        }
+    );
+    assert!(model.expire_drains(later).is_empty());
+    let cut = model.expire_drains(later + Duration::from_secs(5));
+    assert_eq!(cut, vec![(vip_id(), addr(11))]);
+    let backend = model.backend(&vip_id(), addr(11)).unwrap();
+    assert_eq!(backend.admin, AdminState::Maintenance);
+    assert!(backend.drain_timed_out);
+    // Any admin change afterwards forgets the timeout.
+    model
+        .apply(&Edit::Enable(vip_id(), addr(11)), later)
+        .unwrap();
+    assert!(!model.backend(&vip_id(), addr(11)).unwrap().drain_timed_out);
+    // Refusals change nothing.
+    let before = model.clone();
+    assert!(model.apply(&drain(Some(8 * 86_400)), later).is_err());
+    assert!(model
+        .apply(&Edit::Enable(vip_id(), addr(99)), later)
+        .is_err());
+    assert_eq!(model, before);
+}
+
+#[test]
+fn the_maps_refuse_growth_past_their_size_but_not_shrinking() {
+    assert!(fits_the_maps(16, 15, 16).is_ok());
+    assert!(matches!(
+        fits_the_maps(17, 16, 16),
+        Err(ModelError::Limit(_))
+    ));
+    assert!(fits_the_maps(17, 18, 16).is_ok());
+}
+
+#[test]
+fn admin_states_and_health_map_to_weight_and_alive() {
+    let mut model = Model::from_config(&config());
+    let id = vip_id();
+    let b = desired_backend(&model, 11);
+    assert_eq!(
+        (b.weight, b.alive),
+        (100, true),
+        "unknown health counts as up"
+    );
+
+    model
+        .set_admin(
+            &id,
+            addr(11),
+            AdminState::Draining {
+                since: Instant::now(),
+                deadline: None,
+            },
+        )
+        .unwrap();
+    let b = desired_backend(&model, 11);
+    assert_eq!((b.weight, b.alive), (0, true), "draining keeps its flows");
+
+    model
+        .set_admin(&id, addr(11), AdminState::Maintenance)
+        .unwrap();
+    let b = desired_backend(&model, 11);
+    assert_eq!(
+        (b.weight, b.alive),
+        (0, false),
+        "maintenance is out at once"
+    );
+
+    model.set_admin(&id, addr(11), AdminState::Enabled).unwrap();
+    assert!(model.set_health(&id, addr(11), Health::Down));
+    let b = desired_backend(&model, 11);
+    assert_eq!(
+        (b.weight, b.alive),
+        (0, false),
+        "down: flows hashed elsewhere"
+    );
+}
+
+#[test]
+fn all_down_drops_or_fails_open_as_configured() {
+    let mut model = Model::from_config(&config());
+    let id = vip_id();
+    for last in [11, 12, 13] {
+        model.set_health(&id, addr(last), Health::Down);
+    }
+    assert!(model.vip(&id).unwrap().all_down());
+    assert!(model.desired(&|_| None)[0]
+        .backends
+        .iter()
+        .all(|b| !b.alive && b.weight == 0));
+
+    model.vips.get_mut(&id).unwrap().config.on_all_down = AllDown::KeepLast;
+    assert!(model.desired(&|_| None)[0]
+        .backends
+        .iter()
+        .all(|b| b.alive && b.weight == 100));
+
+    model.set_health(&id, addr(12), Health::Up);
+    let desired = model.desired(&|_| None);
+    let alive: Vec<IpAddr> = desired[0]
+        .backends
+        .iter()
+        .filter(|b| b.alive)
+        .map(|b| b.address)
+        .collect();
+    assert_eq!(alive, vec![addr(12)], "one healthy backend: only it");
+}
+
+#[test]
+fn bad_operations_change_nothing() {
+    let mut model = Model::from_config(&config());
+    let before = model.clone();
+    let id = vip_id();
+    let mut other = id;
+    other.port = 81;
+    assert_eq!(model.remove_vip(&other), Err(ModelError::NoVip(other)));
+    assert!(matches!(
+        model.add_backend(&id, BackendConfig::new(addr(11))),
+        Err(ModelError::BackendExists { .. })
+    ));
+    assert!(matches!(
+        model.add_backend(&id, BackendConfig::new("2001:2::11".parse().unwrap())),
+        Err(ModelError::Invalid(_))
+    ));
+    assert!(matches!(
+        model.set_weight(&id, addr(11), 10_001),
+        Err(ModelError::Invalid(_))
+    ));
+    assert!(matches!(
+        model.set_weight(&id, addr(99), 1),
+        Err(ModelError::NoBackend { .. })
+    ));
+    assert_eq!(model, before);
+}
+
+#[test]
+fn limits_refuse_and_change_nothing() {
+    use crate::config::{MAX_BACKENDS_PER_VIP, MAX_BACKENDS_TOTAL, MAX_VIPS};
+    let backend = |vip: usize, i: usize| {
+        BackendConfig::new(IpAddr::from([
+            10,
+            1 + vip as u8,
+            (i / 256) as u8,
+            (i % 256) as u8,
+        ]))
+    };
+    let vip = |v: usize, backends: usize| {
+        let mut config = VipConfig::new(IpAddr::from([198, 18, 1, v as u8]), 80, Protocol::Tcp);
+        config.backends = (0..backends).map(|i| backend(v, i)).collect();
+        config
+    };
+    // Backends per VIP, when a VIP is added with them and one by one.
+    let mut model = Model::default();
+    let err = model
+        .add_vip(&vip(0, MAX_BACKENDS_PER_VIP + 1))
+        .unwrap_err();
+    assert_eq!(
+        err,
+        ModelError::Limit("too many backends: at most 1000 per VIP are allowed".into())
+    );
+    model.add_vip(&vip(0, MAX_BACKENDS_PER_VIP)).unwrap();
+    let id = VipId::of(&vip(0, 0));
+    let before = model.clone();
+    let err = model
+        .add_backend(&id, backend(0, MAX_BACKENDS_PER_VIP))
+        .unwrap_err();
+    assert!(matches!(err, ModelError::Limit(_)), "{err}");
+    assert_eq!(model, before);
+
+    // In all: four full VIPs and 95 more fill the map.
+    for v in 1..4 {
+        model.add_vip(&vip(v, MAX_BACKENDS_PER_VIP)).unwrap();
+    }
+    let rest = MAX_BACKENDS_TOTAL - 4 * MAX_BACKENDS_PER_VIP;
+    let err = model.add_vip(&vip(4, rest + 1)).unwrap_err();
+    assert_eq!(
+        err,
+        ModelError::Limit(
+            "too many backends: 4096 in all, at most 4095 are allowed across all VIPs".into()
+        )
+    );
+    model.add_vip(&vip(4, rest)).unwrap();
+    assert_eq!(model.backend_count(), MAX_BACKENDS_TOTAL);
+    let before = model.clone();
+    let last = VipId::of(&vip(4, 0));
+    let err = model.add_backend(&last, backend(4, rest)).unwrap_err();
+    assert!(matches!(err, ModelError::Limit(_)), "{err}");
+    // Other errors still come first.
+    let mut nowhere = last;
+    nowhere.port = 81;
+    assert_eq!(
+        model.add_backend(&nowhere, backend(4, rest)),
+        Err(ModelError::NoVip(nowhere))
+    );
+    assert_eq!(model, before);
+
+    // VIPs.
+    let mut model = Model::default();
+    for v in 0..MAX_VIPS {
+        let mut config = vip(0, 0);
+        config.port = 1 + v as u16;
+        model.add_vip(&config).unwrap();
+    }
+    let mut config = vip(0, 0);
+    config.port = 1 + MAX_VIPS as u16;
+    assert_eq!(
+        model.add_vip(&config),
+        Err(ModelError::Limit(
+            "too many VIPs: at most 256 are allowed".into()
+        ))
+    );
+    assert_eq!(model.vips.len(), MAX_VIPS);
+}
+
+#[test]
+fn a_plan_shows_shares_before_and_after_and_what_moves() {
+    let before = Model::from_config(&config());
+    let mut after = before.clone();
+    after
+        .add_backend(&vip_id(), BackendConfig::new(addr(14)))
+        .unwrap();
+    let plan = plan(&before, &after);
+    assert_eq!(plan.len(), 1);
+    let vip = &plan[0];
+    assert_eq!(vip.change, PlanChange::Changed);
+    assert!((vip.before[&addr(11)] - 1.0 / 3.0).abs() < 0.01);
+    assert!((vip.after[&addr(14)] - 0.25).abs() < 0.01);
+    // Ideally a quarter of the slots move (to the new backend); a small
+    // table (1,009 slots) churns a little more.
+    let moved = vip.moved_fraction.unwrap();
+    assert!(moved > 0.24 && moved < 0.35, "{moved}");
+    assert!(plan_is_empty(&before, &before));
+}
+
+#[test]
+fn a_new_or_removed_vip_moves_no_flow_between_backends() {
+    let empty = Model::default();
+    let one = Model::from_config(&config());
+    let added = plan(&empty, &one);
+    assert_eq!(added.len(), 1);
+    assert_eq!(added[0].change, PlanChange::Added);
+    assert_eq!(added[0].moved_fraction, None);
+    assert!(added[0].before.is_empty());
+    assert_eq!(added[0].after.len(), 3);
+    let removed = plan(&one, &empty);
+    assert_eq!(removed[0].change, PlanChange::Removed);
+    assert_eq!(removed[0].moved_fraction, None);
+    // On the wire: the field is absent, the change a lower-case name.
+    let json = serde_json::to_value(&added[0]).unwrap();
+    assert_eq!(json["change"], "added");
+    assert!(json.get("moved_fraction").is_none(), "{json}");
+    let json = serde_json::to_value(
+        &plan(&one, &{
+            let mut m = one.clone();
+            m.set_weight(&vip_id(), addr(11), 5).unwrap();
+            m
+        })[0],
+    )
+    .unwrap();
+    assert_eq!(json["change"], "changed");
+    assert!(json["moved_fraction"].as_f64().is_some(), "{json}");
+}
+
+#[test]
+fn admin_states_have_wire_names() {
+    let draining = AdminState::Draining {
+        since: Instant::now(),
+        deadline: None,
+    };
+    assert_eq!(draining.state(), BackendState::Draining);
+    for state in BackendState::ALL {
+        let json = serde_json::to_value(state).unwrap();
+        assert_eq!(json, state.as_str());
+        assert_eq!(state.to_string(), state.as_str());
+        assert_eq!(serde_json::from_value::<BackendState>(json).unwrap(), state);
+    }
+    let error = serde_json::from_str::<BackendState>("\"drained\"").unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("expected one of `enabled`, `draining`, `maintenance`"),
+        "{error}"
+    );
+}
+
+fn plan_is_empty(a: &Model, b: &Model) -> bool {
+    plan(a, b).is_empty()
+}
+
+#[test]
+fn a_reload_keeps_admin_state_and_health_and_drops_runtime_additions() {
+    let mut model = Model::from_config(&config());
+    let id = vip_id();
+    model
+        .set_admin(&id, addr(12), AdminState::Maintenance)
+        .unwrap();
+    model.set_health(&id, addr(13), Health::Down);
+    model
+        .add_backend(&id, BackendConfig::new(addr(14)))
+        .unwrap();
+    model.set_weight(&id, addr(11), 5).unwrap();
+    let reloaded = model.reloaded(&config());
+    let vip = reloaded.vip(&id).unwrap();
+    assert_eq!(vip.backends[&addr(12)].admin, AdminState::Maintenance);
+    assert_eq!(vip.backends[&addr(13)].health, Health::Down);
+    assert!(
+        !vip.backends.contains_key(&addr(14)),
+        "runtime backend undone"
+    );
+    assert_eq!(
+        vip.backends[&addr(11)].config.weight,
+        100,
+        "runtime weight undone"
+    );
+    let dumped = model.to_config(&config());
+    assert_eq!(dumped.vips[0].backends.len(), 4);
+}
+
+#[test]
+fn nat_addresses_and_vip_addresses_stay_apart_at_run_time() {
+    let mut model = Model::from_config(&config());
+    let nat = crate::config::NatConfig {
+        source_ipv4: Some(addr(100)),
+        ..Default::default()
+    };
+    // A NAT VIP whose (node) NAT address is an existing VIP's address.
+    let mut vip = VipConfig::new(addr(101), 80, Protocol::Tcp);
+    vip.forwarding = lb_common::Mode::Nat;
+    vip.nat = nat.vip_nat(vip.address, None);
+    let error = model.add_vip(&vip).unwrap_err().to_string();
+    assert!(
+        error.contains("NAT address 198.18.0.100 is the address of VIP"),
+        "{error}"
+    );
+    // Its own NAT address is fine; then no VIP may take that address.
+    vip.nat = nat.vip_nat(vip.address, Some(addr(50)));
+    model.add_vip(&vip).unwrap();
+    let taken = VipConfig::new(addr(50), 443, Protocol::Tcp);
+    let error = model.add_vip(&taken).unwrap_err().to_string();
+    assert!(
+        error.contains("198.18.0.50 is the NAT address of VIP"),
+        "{error}"
+    );
+}
+
+#[test]
+fn backends_take_a_mac_or_a_port_as_their_vip_forwards() {
+    let mut model = Model::from_config(&config());
+    let mut with_port = BackendConfig::new(addr(14));
+    with_port.port = Some(8080);
+    assert!(matches!(
+        model.add_backend(&vip_id(), with_port.clone()),
+        Err(ModelError::Invalid(_))
+    ));
+    let mut vip = VipConfig::new(addr(101), 80, Protocol::Tcp);
+    vip.forwarding = lb_common::Mode::Nat;
+    vip.nat = Some(crate::config::VipNat {
+        source: addr(50),
+        own_source: true,
+        port_min: 1024,
+        port_max: 65_535,
+    });
+    model.add_vip(&vip).unwrap();
+    let nat_id = VipId::of(&vip);
+    model.add_backend(&nat_id, with_port).unwrap();
+    let mut with_mac = BackendConfig::new(addr(15));
+    with_mac.mac = Some(crate::mac::Mac([2, 0, 0, 0, 0, 0x15]));
+    assert!(matches!(
+        model.add_backend(&nat_id, with_mac),
+        Err(ModelError::Invalid(_))
+    ));
+}

@@ -1,0 +1,191 @@
+//! One VIP's model as the data plane and a plan see it: its desired
+//! state, the table its backends make, and the shares a change moves.
+
+use super::*;
+
+impl VipModel {
+    /// A VIP as `config` gives it, every backend enabled and its health
+    /// unknown; `runtime` marks one added at run time (a reload removes it).
+    pub(super) fn from_config(config: &VipConfig, runtime: bool) -> Self {
+        let backends = config
+            .backends
+            .iter()
+            .map(|b| {
+                (
+                    b.address,
+                    BackendModel {
+                        config: b.clone(),
+                        admin: AdminState::Enabled,
+                        health: Health::Unknown,
+                        runtime,
+                        drain_timed_out: false,
+                    },
+                )
+            })
+            .collect();
+        let mut config = config.clone();
+        config.backends.clear();
+        Self {
+            config,
+            backends,
+            runtime,
+        }
+    }
+
+    /// True when the VIP has backends meant to take flows but none is
+    /// healthy.
+    pub fn all_down(&self) -> bool {
+        let mut candidates = self
+            .backends
+            .values()
+            .filter(|b| b.admin == AdminState::Enabled && b.config.weight > 0)
+            .peekable();
+        candidates.peek().is_some() && candidates.all(|b| b.health == Health::Down)
+    }
+
+    /// Whether a new flow to the VIP finds a backend: an enabled, weighted
+    /// backend that is not down, or (all down) the VIP fails open to them.
+    /// A node announces a VIP address over BGP only while this holds.
+    pub fn can_serve(&self) -> bool {
+        let mut candidates = self
+            .backends
+            .values()
+            .filter(|b| b.admin == AdminState::Enabled && b.config.weight > 0)
+            .peekable();
+        if candidates.peek().is_none() {
+            return false;
+        }
+        candidates.any(|b| b.health != Health::Down) || self.config.on_all_down == AllDown::KeepLast
+    }
+
+    /// How the data plane should treat each backend.
+    pub fn desired(&self, id: VipId, mac_of: &dyn Fn(IpAddr) -> Option<[u8; 6]>) -> DesiredVip {
+        let fail_open = self.config.on_all_down == AllDown::KeepLast && self.all_down();
+        DesiredVip {
+            id,
+            table_size: self.config.table_size,
+            mode: self.config.forwarding,
+            nat: self.config.nat,
+            backends: self
+                .backends
+                .values()
+                .map(|b| {
+                    let up = b.health != Health::Down || fail_open;
+                    DesiredBackend {
+                        address: b.config.address,
+                        mac: b
+                            .config
+                            .mac
+                            .map(Mac::octets)
+                            .or_else(|| mac_of(b.config.address)),
+                        port: b.config.port,
+                        weight: if up && b.admin == AdminState::Enabled {
+                            b.config.weight
+                        } else {
+                            0
+                        },
+                        alive: up && b.admin != AdminState::Maintenance,
+                    }
+                })
+                .collect(),
+        }
+    }
+
+    /// Each backend's share of new flows (of the Maglev table), ignoring
+    /// MACs: what the operator asked for.
+    pub fn shares(&self) -> BTreeMap<IpAddr, f64> {
+        let ids = numbering([self]);
+        shares_of(&self.table(&ids), &ids, self)
+    }
+
+    /// The Maglev table this VIP's backends give, with backends numbered
+    /// by `ids` (MACs assumed known).
+    fn table(&self, ids: &BTreeMap<IpAddr, u32>) -> Vec<u32> {
+        let desired = self.desired(VipId::of(&self.config), &|_| Some([2, 0, 0, 0, 0, 1]));
+        let keys: Vec<(Vec<u8>, u32, u32)> = desired
+            .backends
+            .iter()
+            .filter(|b| b.alive && b.weight > 0)
+            .filter_map(|b| Some((address_bytes(b.address), b.weight, *ids.get(&b.address)?)))
+            .collect();
+        let members: Vec<MaglevBackend<'_>> = keys
+            .iter()
+            .map(|(key, weight, id)| MaglevBackend {
+                key,
+                weight: *weight,
+                id: *id,
+            })
+            .collect();
+        maglev::build_table(&members, self.config.table_size).unwrap_or_default()
+    }
+}
+
+/// Numbers (from 1) every backend address of `vips`, so tables built for
+/// them can be compared slot by slot.
+fn numbering<'a>(vips: impl IntoIterator<Item = &'a VipModel>) -> BTreeMap<IpAddr, u32> {
+    let mut addresses: Vec<IpAddr> = vips
+        .into_iter()
+        .flat_map(|v| v.backends.keys().copied())
+        .collect();
+    addresses.sort();
+    addresses.dedup();
+    addresses.into_iter().zip(1u32..).collect()
+}
+
+/// Share of `table` per backend of `vip`.
+fn shares_of(table: &[u32], ids: &BTreeMap<IpAddr, u32>, vip: &VipModel) -> BTreeMap<IpAddr, f64> {
+    let by_id = maglev::shares(table);
+    vip.backends
+        .keys()
+        .map(|a| {
+            (
+                *a,
+                ids.get(a)
+                    .and_then(|id| by_id.get(id))
+                    .copied()
+                    .unwrap_or(0.0),
+            )
+        })
+        .collect()
+}
+
+/// What going from `before` to `after` does, VIP by VIP (unchanged VIPs
+/// are left out).
+pub fn plan(before: &Model, after: &Model) -> Vec<VipPlan> {
+    let mut ids: Vec<&VipId> = before.vips.keys().chain(after.vips.keys()).collect();
+    ids.sort();
+    ids.dedup();
+    let mut out = Vec::new();
+    for id in ids {
+        let (old, new) = (before.vips.get(id), after.vips.get(id));
+        let change = match (old, new) {
+            (None, Some(_)) => PlanChange::Added,
+            (Some(_), None) => PlanChange::Removed,
+            _ => PlanChange::Changed,
+        };
+        if change == PlanChange::Changed && old == new {
+            continue;
+        }
+        let ids = numbering(old.into_iter().chain(new));
+        let old_table = old.map(|v| v.table(&ids));
+        let new_table = new.map(|v| v.table(&ids));
+        let shares = |v: Option<&VipModel>, t: &Option<Vec<u32>>| match (v, t) {
+            (Some(v), Some(t)) => shares_of(t, &ids, v),
+            _ => BTreeMap::new(),
+        };
+        let moved_fraction = match (&old_table, &new_table) {
+            (Some(a), Some(b)) if a.len() == b.len() => Some(maglev::moved_fraction(a, b)),
+            // A new table size: every slot is placed afresh.
+            (Some(_), Some(_)) => Some(1.0),
+            _ => None,
+        };
+        out.push(VipPlan {
+            vip: id.to_string(),
+            change,
+            before: shares(old, &old_table),
+            after: shares(new, &new_table),
+            moved_fraction,
+        });
+    }
+    out
+}
