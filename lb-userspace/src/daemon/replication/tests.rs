@@ -1,0 +1,266 @@
+use super::records::entry_for;
+use super::*;
+use crate::{
+    config::{BackendConfig, VipConfig},
+    dataplane::FakeMaps,
+    reconcile::DesiredVip,
+};
+
+#[test]
+fn a_record_maps_to_the_receivers_own_backend_id() {
+    // Two nodes that allocated ids differently: the receiver has an
+    // extra backend first, so the shared backend has another id.
+    let sender = balancer(&["198.18.0.12"]);
+    let receiver = balancer(&["198.18.0.11", "198.18.0.12"]);
+
+    let (dst, family) = addr_words("198.18.0.100".parse().unwrap());
+    let (src, _) = addr_words("198.18.0.10".parse().unwrap());
+    let key = FlowKey {
+        src,
+        dst,
+        sport: 40000u16.to_be(),
+        dport: 80u16.to_be(),
+        proto: IPPROTO_TCP,
+        family,
+        _pad: 0,
+    };
+    let names = backend_names(&sender);
+    let (sender_id, (_, _, generation)) = names.iter().next().map(|(k, v)| (*k, *v)).unwrap();
+    let entry = FlowEntry {
+        backend_id: sender_id,
+        backend_generation: generation,
+        last_seen_ns: 1_000_000_000,
+        flags: 0,
+        hash: 0,
+    };
+    let record = record(&key, &entry, &names, 1_500_000_000).unwrap();
+    assert_eq!(record.backend, "198.18.0.12".parse::<IpAddr>().unwrap());
+    assert_eq!(
+        (record.client_port, record.vip_port, record.age_ms),
+        (40000, 80, 500)
+    );
+
+    let (installed_key, installed) = entry_for(&record, &receiver, 2_000_000_000).unwrap();
+    assert_eq!(installed_key, key);
+    let expected = &receiver.vips().values().next().unwrap().backends[&record.backend];
+    assert_eq!(
+        (installed.backend_id, installed.backend_generation),
+        (expected.id, expected.generation)
+    );
+    assert_ne!(
+        installed.backend_id, sender_id,
+        "ids differ between the nodes"
+    );
+    assert_eq!(installed.last_seen_ns, 1_500_000_000);
+
+    let mut unknown = record;
+    unknown.backend = "198.18.0.99".parse().unwrap();
+    assert!(entry_for(&unknown, &receiver, 0).is_none());
+
+    // The ACL mark is this node's: only the state marks travel, and
+    // only they are taken from a record.
+    let marked = FlowEntry {
+        flags: lb_common::consts::FLOW_F_FIN | lb_common::guard::acl_mark(7),
+        ..entry
+    };
+    let sent = super::record(&key, &marked, &names, 1_500_000_000).unwrap();
+    assert_eq!(u32::from(sent.flags), lb_common::consts::FLOW_F_FIN);
+    let forged = FlowRecord {
+        flags: 0xff,
+        ..sent
+    };
+    let (_, installed) = entry_for(&forged, &receiver, 2_000_000_000).unwrap();
+    assert_eq!(installed.flags, FLOW_F_STATE);
+
+    // A handshake (its SYN in the table, no ACK yet) is not sent.
+    let half_open = FlowEntry {
+        flags: FLOW_F_HALF_OPEN,
+        ..entry
+    };
+    assert!(super::record(&key, &half_open, &names, 1_500_000_000).is_none());
+}
+
+fn balancer(backends: &[&str]) -> Balancer {
+    let mut v = VipConfig::new("198.18.0.100".parse().unwrap(), 80, Protocol::Tcp);
+    v.backends = backends
+        .iter()
+        .map(|a| BackendConfig {
+            mac: Some(crate::mac::Mac([2, 0, 0, 0, 0, 1])),
+            ..BackendConfig::new(a.parse().unwrap())
+        })
+        .collect();
+    let mut b = Balancer::new(2);
+    b.apply(
+        &mut FakeMaps::default(),
+        &[DesiredVip::from_config(&v, &|_| None)],
+    )
+    .unwrap();
+    b
+}
+
+fn flow_record(client_port: u16, backend: &str, age_ms: u32) -> FlowRecord {
+    FlowRecord {
+        vip: "198.18.0.100".parse().unwrap(),
+        vip_port: 80,
+        protocol: IPPROTO_TCP,
+        client: "198.18.0.10".parse().unwrap(),
+        client_port,
+        backend: backend.parse().unwrap(),
+        age_ms,
+        flags: 0,
+    }
+}
+
+fn backend_id(b: &Balancer, address: &str) -> u32 {
+    b.vips().values().next().unwrap().backends[&address.parse::<IpAddr>().unwrap()].id
+}
+
+#[test]
+fn full_mesh_never_replaces_a_fresher_local_entry() {
+    let b = balancer(&["198.18.0.11", "198.18.0.12"]);
+    let (id11, id12) = (backend_id(&b, "198.18.0.11"), backend_id(&b, "198.18.0.12"));
+    let now: u64 = 100_000_000_000;
+    let mut table = flow_table::tests::Table::default();
+    let mut counts = FlowCounts::default();
+
+    // A flow this node does not have: installed, marked as a copy.
+    let new = flow_record(40_000, "198.18.0.11", 500);
+    install_flows(Topology::FullMesh, &[new], &mut table, &b, now, &mut counts);
+    let (key, _) = entry_for(&new, &b, now).unwrap();
+    let installed = table.0[&key];
+    assert_eq!(installed.backend_id, id11);
+    assert!(is_replica(installed.last_seen_ns));
+    assert!(installed.last_seen_ns.abs_diff(now - 500_000_000) <= 0xffff);
+
+    // This node forwards a flow to .12, seen 10 ms ago; a peer's copy
+    // seen 2 s ago names .11: the local entry stays, counted.
+    let local_key = entry_for(&flow_record(40_001, "198.18.0.12", 0), &b, now)
+        .unwrap()
+        .0;
+    let local = FlowEntry {
+        backend_id: id12,
+        backend_generation: b.vips().values().next().unwrap().backends
+            [&"198.18.0.12".parse::<IpAddr>().unwrap()]
+            .generation,
+        last_seen_ns: now - 10_000_000,
+        flags: 0,
+        hash: 0,
+    };
+    table.0.insert(local_key, local);
+    let stale_other = flow_record(40_001, "198.18.0.11", 2_000);
+    // The same backend, older: left as is too.
+    let stale_same = flow_record(40_001, "198.18.0.12", 1_000);
+    install_flows(
+        Topology::FullMesh,
+        &[stale_other, stale_same],
+        &mut table,
+        &b,
+        now,
+        &mut counts,
+    );
+    assert_eq!(table.0[&local_key], local, "the fresher local entry stays");
+
+    // A fresher copy (the peer forwards the flow now) replaces it.
+    let fresher = flow_record(40_001, "198.18.0.11", 1);
+    install_flows(
+        Topology::FullMesh,
+        &[fresher],
+        &mut table,
+        &b,
+        now,
+        &mut counts,
+    );
+    assert_eq!(table.0[&local_key].backend_id, id11);
+    // An unknown backend changes nothing.
+    install_flows(
+        Topology::FullMesh,
+        &[flow_record(40_002, "198.18.0.99", 0)],
+        &mut table,
+        &b,
+        now,
+        &mut counts,
+    );
+    assert_eq!(
+        counts,
+        FlowCounts {
+            installed: 2,
+            unknown: 1,
+            kept_local: 1,
+            stale: 1,
+        }
+    );
+    assert_eq!(table.0.len(), 2);
+}
+
+#[test]
+fn a_vrrp_backup_takes_the_masters_copy_as_it_comes() {
+    let b = balancer(&["198.18.0.11", "198.18.0.12"]);
+    let now: u64 = 100_000_000_000;
+    let mut table = flow_table::tests::Table::default();
+    let mut counts = FlowCounts::default();
+    let (key, mut local) = entry_for(&flow_record(40_001, "198.18.0.12", 0), &b, now).unwrap();
+    local.last_seen_ns = now;
+    table.0.insert(key, local);
+    let older = flow_record(40_001, "198.18.0.11", 3_000);
+    install_flows(
+        Topology::VrrpPair,
+        &[older],
+        &mut table,
+        &b,
+        now,
+        &mut counts,
+    );
+    let got = table.0[&key];
+    assert_eq!(got.backend_id, backend_id(&b, "198.18.0.11"));
+    assert_eq!(
+        got.last_seen_ns,
+        now - 3_000_000_000,
+        "no replica mark in a pair"
+    );
+    assert_eq!(counts.installed, 1);
+}
+
+#[test]
+fn mesh_node_ids_are_unique_per_listener_and_fit_the_wire() {
+    let a = mesh_node_id("198.18.0.2:7946".parse().unwrap(), "lab", "eth0");
+    let b = mesh_node_id("198.18.0.3:7946".parse().unwrap(), "lab", "eth0");
+    assert_eq!(a, "198.18.0.2:7946 lab/eth0");
+    assert_ne!(a, b);
+    let long = mesh_node_id("[2001:2::1]:7946".parse().unwrap(), &"é".repeat(40), "eth0");
+    assert!(long.len() <= sync::wire::MAX_NODE_ID_LEN && long.starts_with("[2001:2::1]:7946 "));
+    SyncConfig {
+        key: vec![0; 16],
+        node_id: long,
+    }
+    .validate()
+    .unwrap();
+}
+
+#[test]
+fn a_full_mesh_streams_its_own_flows_not_its_peers_copies() {
+    let recent = Scan::Recent {
+        since: 5_000_000_000,
+    };
+    let copy = mark_replica(6_000_000_000);
+    let own = 6_000_000_001;
+    let old = 4_000_000_000;
+    assert!(!is_replica(own));
+    let mesh = |scan, t| sends(Topology::FullMesh, scan, t);
+    assert!(mesh(recent, own) && !mesh(recent, copy) && !mesh(recent, old));
+    assert!(mesh(Scan::Periodic, own) && mesh(Scan::Periodic, old));
+    assert!(!mesh(Scan::Periodic, copy), "peers have it from its node");
+    assert!(mesh(Scan::Session, copy), "a new peer learns every flow");
+    // A VRRP master sends whatever is recent, and everything in a dump.
+    let pair = |scan, t| sends(Topology::VrrpPair, scan, t);
+    assert!(pair(recent, copy) && pair(recent, own) && !pair(recent, old));
+    assert!(pair(Scan::Periodic, copy) && pair(Scan::Periodic, old));
+}
+
+#[test]
+fn topologies_differ_in_who_sends_and_installs() {
+    for master in [true, false] {
+        assert!(Topology::FullMesh.sends(master) && Topology::FullMesh.installs(master));
+        assert_eq!(Topology::VrrpPair.sends(master), master);
+        assert_eq!(Topology::VrrpPair.installs(master), !master);
+    }
+}
