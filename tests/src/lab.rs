@@ -1171,8 +1171,8 @@ pub fn lbd_binary() -> anyhow::Result<PathBuf> {
 }
 
 /// Binary `name` of the workspace's package `package`: `$<env>`, or next
-/// to the test binary (target/<profile>/deps/<test> ->
-/// target/<profile>/<name>).
+/// to the test binary (`target/<profile>/deps/<test>` ->
+/// `target/<profile>/<name>`).
 pub fn workspace_binary(name: &str, env: &str, package: &str) -> anyhow::Result<PathBuf> {
     if let Some(path) = std::env::var_os(env) {
         return Ok(PathBuf::from(path));

@@ -1,5 +1,5 @@
 //! Reads a running lbd's data-plane counters the way an operator's tool
-//! would: finds the maps that process holds (through /proc/<pid>/fdinfo)
+//! would: finds the maps that process holds (through `/proc/<pid>/fdinfo`)
 //! and opens them by id. Lets tests compare what the XDP program counted
 //! with what the client saw.
 

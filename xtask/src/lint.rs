@@ -1,6 +1,9 @@
 //! `cargo xtask lint`: formatting and clippy, warnings denied: the host
 //! crates, and the eBPF crates (lb-ebpf, lb-decap-ebpf) for their own
-//! target (they cannot build for the host); formatting of the fuzz crate.
+//! target (they cannot build for the host); formatting of the fuzz crate;
+//! and the host crates' docs as their developers read them (private items
+//! included), warnings denied: a link that resolves to nothing, a stray
+//! HTML tag.
 
 use crate::cmd::{command, exec};
 
@@ -36,5 +39,26 @@ pub fn run() -> anyhow::Result<()> {
             &["--", "-D", "warnings"],
         ]
         .concat(),
-    ))
+    ))?;
+    // Links to private items resolve in these docs (they are built with
+    // them), so only that lint is left out.
+    exec(
+        command(
+            "cargo",
+            &[
+                "doc",
+                "--workspace",
+                "--exclude",
+                "lb-ebpf",
+                "--exclude",
+                "lb-decap-ebpf",
+                "--no-deps",
+                "--document-private-items",
+            ],
+        )
+        .env(
+            "RUSTDOCFLAGS",
+            "-D warnings -A rustdoc::private_intra_doc_links",
+        ),
+    )
 }

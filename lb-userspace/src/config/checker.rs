@@ -21,7 +21,7 @@ pub(super) struct Checker<'a> {
     pub(super) text: &'a str,
     pub(super) source_name: &'a str,
     /// Integer literals too large for TOML, by offset: the parser saw them
-    /// as strings of the same length (see [`Config::from_toml_str`]).
+    /// as strings of the same length (see [`super::Config::from_toml_str`]).
     pub(super) oversized: BTreeMap<usize, String>,
 }
 

@@ -88,7 +88,7 @@ impl TableName for RawBackend {
 }
 
 /// An array of tables, each with its span, whose type errors name the array
-/// ("expected an array of [[vip]] tables") rather than "a sequence".
+/// ("expected an array of `[[vip]]` tables") rather than "a sequence".
 pub(super) struct TableArray<T>(pub(super) Vec<Spanned<T>>);
 
 impl<T> Default for TableArray<T> {

@@ -6,7 +6,7 @@
 //! [`model`] (services, VRRP instances, notes, every value with its file
 //! and line); [`join`] puts the files of one setup together (HAProxy's
 //! `bind *:80` plus keepalived's `virtual_ipaddress` give a VIP) and
-//! decides what lbd does with each value; [`write`] renders the result
+//! decides what lbd does with each value; [`mod@write`] renders the result
 //! with a comment beside each key saying where it came from and a note
 //! wherever something could not be carried over. The text is loaded with
 //! [`Config::from_toml_str`] before it is handed out, so what import gives

@@ -4,10 +4,15 @@
 //! exists already, 5 lbd not reachable, 6 a drain's timeout cut flows, 7 a
 //! drain waited on was ended by another change (undrained, maintenance,
 //! removed); for `node drain --wait`, 6 means the node still forwarded at
-//! the timeout and 7 that it was made active again. When its output is closed (`| head -1`), lbctl ends quietly by
-//! SIGPIPE, as other Unix filters do.
+//! the timeout and 7 that it was made active again. When its output is
+//! closed (`| head -1`), lbctl ends quietly by SIGPIPE, as other Unix
+//! filters do.
 
 #![warn(unreachable_pub)]
+// The doc comments of the subcommands' arguments are clap's help text,
+// shown verbatim by `--help` and in the man pages: `[ADDRESS]` and
+// `[,mac=MAC]` there mean "optional", not links.
+#![allow(rustdoc::broken_intra_doc_links)]
 
 mod acl;
 mod backend;

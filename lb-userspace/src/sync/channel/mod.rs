@@ -1,12 +1,13 @@
-//! The sync channel's tokio tasks: the backup's [`listen`]er, which accepts
-//! masters and hands their batches to the daemon, and the master's
-//! [`Sender`], which keeps a connection to the backup (reconnecting with
-//! backoff) and streams the batches it is given from a bounded queue.
+//! The sync channel's tokio tasks: the backup's listener ([`fn@listen`]),
+//! which accepts masters and hands their batches to the daemon, and the
+//! master's [`Sender`], which keeps a connection to the backup
+//! (reconnecting with backoff) and streams the batches it is given from a
+//! bounded queue.
 //!
 //! Both ends run the same session once connected: the handshake of
-//! [`wire`](super::wire), then a reader and a writer. Each side sends a heartbeat every
-//! second; a peer silent for five seconds (or a write stuck as long) closes
-//! the connection, and the sender connects again. Any authentication or
+//! [`wire`](super::wire), then a reader and a writer. Each side sends a
+//! heartbeat every second; a peer silent for five seconds (or a write stuck
+//! as long) closes the connection, and the sender connects again. Any authentication or
 //! decoding error closes the connection too, logged and counted.
 
 mod listen;

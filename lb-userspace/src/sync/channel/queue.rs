@@ -60,7 +60,7 @@ impl Records {
     }
 }
 
-/// The master's bounded queue of batches, shared by [`Sender`] (which
+/// The master's bounded queue of batches, shared by [`super::Sender`] (which
 /// pushes) and its task (which pops).
 pub(super) struct SendQueue {
     pub(super) batches: Mutex<VecDeque<QueuedBatch>>,
