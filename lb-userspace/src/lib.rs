@@ -22,7 +22,6 @@ pub mod legacy_table;
 pub mod logging;
 pub mod mac;
 pub mod maglev;
-pub mod maglev_update;
 pub mod map_batch;
 pub(crate) mod map_log;
 pub mod metrics;

@@ -340,7 +340,7 @@ fn build_table(id: &VipId, vip: &AppliedVip, mode: MaglevMode) -> Result<Vec<u32
     let previous = vip.table.as_deref().or(vip.basis.as_deref());
     let built = match (mode, previous) {
         (MaglevMode::Minimal, Some(previous)) => {
-            crate::maglev_update::update_table(previous, &members, vip.table_size)
+            crate::maglev::update::update_table(previous, &members, vip.table_size)
         }
         _ => maglev::build_table(&members, vip.table_size),
     };

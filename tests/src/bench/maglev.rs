@@ -7,9 +7,8 @@ use std::{
     time::Instant,
 };
 
-use lb_userspace::{
-    maglev::{build_table, moved_fraction, shares, MaglevBackend},
-    maglev_update::update_table,
+use lb_userspace::maglev::{
+    build_table, moved_fraction, shares, update::update_table, MaglevBackend,
 };
 use serde::{Deserialize, Serialize};
 

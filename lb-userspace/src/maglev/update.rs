@@ -14,7 +14,7 @@ use std::{
     collections::{BinaryHeap, HashMap},
 };
 
-use crate::maglev::{
+use super::{
     build_table, checked_and_sorted, inverse_mod, permutation, MaglevBackend, MaglevError,
 };
 
@@ -26,7 +26,7 @@ struct Member<'a> {
     id: u32,
 }
 
-/// Same checks, errors and error order as maglev.rs; returns the backends
+/// Same checks, errors and error order as the full build's; returns the backends
 /// with weight > 0 sorted by key.
 fn validate<'a>(backends: &[MaglevBackend<'a>], size: u32) -> Result<Vec<Member<'a>>, MaglevError> {
     let sorted = checked_and_sorted(backends, size)?;

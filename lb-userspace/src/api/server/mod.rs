@@ -1,0 +1,457 @@
+//! The admin API's server side, run by lbd: owns the socket file (never takes
+//! over a live one, replaces a stale one, sets its mode and group, removes it on
+//! the way out), accepts connections, turns HTTP requests into [`Request`]s for
+//! the daemon's [`Handler`] and its [`Response`]s back into HTTP, and shuts down
+//! gracefully. Reading and checking a request is `request`'s.
+//!
+//! Everything a client can send is answered, never panicked on: a path outside
+//! `/v1/` (404), another method (405), a body too large (413), not JSON (400) or
+//! not labelled as JSON (415), bad percent-encoding (400), a body that does not
+//! arrive (408).
+
+use std::{
+    convert::Infallible,
+    ffi::OsString,
+    future::Future,
+    io,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{
+    body::Incoming,
+    header::{self, HeaderValue},
+    server::conn::http1,
+    service::service_fn,
+    StatusCode,
+};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::{
+    net::{UnixListener, UnixStream},
+    sync::{mpsc, watch},
+};
+use tracing::{debug, error, info, warn};
+
+mod socket_file;
+#[cfg(test)]
+mod tests;
+
+use socket_file::{check_existing, install, remove_socket_file, SocketFile};
+
+pub use super::request::parse_request;
+use super::request::{read_request, ALLOWED_METHODS};
+use crate::slots::{self, Slot, SlotHandle, Slots};
+
+use super::{
+    code, Handler, Method, Request, Response, MAX_REQUEST_HEADERS, MAX_REQUEST_HEAD_BYTES,
+};
+
+/// How long shutdown waits for in-flight requests before abandoning them.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the check for a live server waits for a connection to be accepted.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a client may take to send a request's whole head, from the
+/// connection's start or the end of the previous answer (also how long an
+/// idle connection stays open). One deadline for the head, not reset by
+/// each byte: hyper's `header_read_timeout` starts it when it begins
+/// reading a head and clears it only once the head is complete.
+pub(crate) const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a client may take to send a request's body.
+pub(crate) const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections served at once. Past it, a new connection takes the slot of
+/// one still waiting for its request — of the user (`SO_PEERCRED` uid)
+/// holding the most slots, the one waiting longest —, so slow clients
+/// cannot keep the owner out; when none can give way, newcomers wait in
+/// the listen backlog. See `slots`.
+const MAX_CONNECTIONS: usize = 64;
+/// Pause after a failed accept (out of file descriptors, say) before the next.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Who may connect (the socket file's mode and group), and how long a client
+/// may take to send a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServeOptions {
+    /// Permission bits of the socket file (connecting needs write permission).
+    /// Default `0o600`: root only.
+    pub mode: u32,
+    /// Group (gid) to give the socket file, so with mode `0o660` its members may
+    /// use `lbctl` without root. Default: none (root's group stays).
+    pub group: Option<u32>,
+    /// Time to send a request's head, from the connection's start or the end
+    /// of the previous answer; past it the connection is closed. Default
+    /// [`HEADER_READ_TIMEOUT`].
+    pub header_timeout: Duration,
+    /// Time to send a request's body; past it the answer is a 408. Default
+    /// [`BODY_READ_TIMEOUT`].
+    pub body_timeout: Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self {
+            mode: 0o600,
+            group: None,
+            header_timeout: HEADER_READ_TIMEOUT,
+            body_timeout: BODY_READ_TIMEOUT,
+        }
+    }
+}
+
+/// Why the admin API could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// A server already answers on the socket: a second lbd must not steal it.
+    #[error("another lbd is already listening on {}", path.display())]
+    AlreadyRunning {
+        /// The socket path.
+        path: PathBuf,
+    },
+    /// Something other than a socket is at the path; it is left alone.
+    #[error("{} exists and is not a socket; refusing to replace it", path.display())]
+    NotASocket {
+        /// The path.
+        path: PathBuf,
+    },
+    /// The path has no file name (`/`, `..`).
+    #[error("{}: not a usable socket path", path.display())]
+    InvalidPath {
+        /// The path.
+        path: PathBuf,
+    },
+    /// It could not be told whether a server answers on the socket.
+    #[error("cannot tell whether another lbd is listening on {}: {source}", path.display())]
+    Probe {
+        /// The socket path.
+        path: PathBuf,
+        /// What failed.
+        #[source]
+        source: io::Error,
+    },
+    /// Creating or preparing the socket file failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done, with the path.
+        what: String,
+        /// What failed.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Builds the [`ServerError::Io`] for `what` on `path`.
+fn io_error<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> ServerError + 'a {
+    move |source| ServerError::Io {
+        what: format!("{what} {}", path.display()),
+        source,
+    }
+}
+
+/// The admin API, bound and not yet serving: lets the daemon report a socket
+/// problem before it says it is ready. Dropping it removes the socket file.
+#[derive(Debug)]
+pub(crate) struct Server {
+    listener: UnixListener,
+    socket: SocketFile,
+    options: ServeOptions,
+}
+
+impl Server {
+    /// Takes the socket at `path`: refuses if a live server answers there or if
+    /// something other than a socket is there, replaces a stale socket, and
+    /// creates the new one with `options`' mode and group.
+    ///
+    /// The socket is bound under a temporary name beside `path`, given its mode
+    /// and group, then renamed over `path`: it never appears at `path` with the
+    /// process umask's looser mode.
+    pub(crate) async fn bind(path: &Path, options: &ServeOptions) -> Result<Self, ServerError> {
+        let Some(name) = path.file_name() else {
+            return Err(ServerError::InvalidPath {
+                path: path.to_owned(),
+            });
+        };
+        if check_existing(path).await? {
+            info!(path = %path.display(), "replacing the stale admin socket of an earlier lbd");
+        }
+        let mut temporary = OsString::from(".");
+        temporary.push(name);
+        temporary.push(format!(".{}.tmp", std::process::id()));
+        let temporary = path.with_file_name(temporary);
+        // A leftover of a process that had our pid: nobody listens on it.
+        remove_socket_file(&temporary).await?;
+
+        let listener = UnixListener::bind(&temporary).map_err(io_error("binding", &temporary))?;
+        match install(&temporary, path, options).await {
+            Ok(socket) => {
+                info!(
+                    path = %path.display(),
+                    mode = format_args!("{:o}", options.mode),
+                    group = ?options.group,
+                    "admin API listening"
+                );
+                Ok(Self {
+                    listener,
+                    socket,
+                    options: *options,
+                })
+            }
+            Err(e) => {
+                drop(listener);
+                if let Err(e) = tokio::fs::remove_file(&temporary).await {
+                    let path = temporary.display();
+                    warn!(%path, error = %e, "removing the temporary admin socket");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Where the socket is.
+    pub(crate) fn path(&self) -> &Path {
+        &self.socket.path
+    }
+
+    /// Serves `handler` until `shutdown` completes; then stops accepting, removes
+    /// the socket file, and waits up to 5 s for requests in flight to finish.
+    pub(crate) async fn run<H: Handler>(
+        self,
+        handler: Arc<H>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) {
+        let Self {
+            listener,
+            socket,
+            options,
+        } = self;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        // Every connection and handler task holds a sender: `recv` returning
+        // `None` means all of them are done.
+        let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
+        // Keyed by the peer's uid (`None` if the kernel does not say).
+        let slots = Slots::<Option<u32>>::new(MAX_CONNECTIONS, slots::GRACE);
+        let mut builder = http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(options.header_timeout)
+            .max_headers(MAX_REQUEST_HEADERS)
+            .max_header_size(MAX_REQUEST_HEAD_BYTES);
+        let mut shutdown = std::pin::pin!(shutdown);
+
+        loop {
+            // Past the cap, and with no connection to give way, newcomers
+            // wait in the backlog.
+            tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                () = slots.ready() => {}
+            }
+            let stream = tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        warn!(error = %e, "accepting an admin API connection");
+                        tokio::select! {
+                            biased;
+                            () = &mut shutdown => break,
+                            () = tokio::time::sleep(ACCEPT_BACKOFF) => continue,
+                        }
+                    }
+                },
+            };
+            let peer = stream.peer_cred().ok().map(|cred| cred.uid());
+            let slot = tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                slot = slots.admit(peer) => slot,
+            };
+            tokio::spawn(serve_connection(
+                stream,
+                builder.clone(),
+                Arc::clone(&handler),
+                stop_rx.clone(),
+                alive_tx.clone(),
+                slot,
+                options.body_timeout,
+            ));
+        }
+
+        // Remove the file while the listener still holds its inode (so the
+        // identity check cannot match a newcomer's), then stop listening.
+        drop(socket);
+        drop(listener);
+        stop_tx.send_replace(true);
+        drop(alive_tx);
+        info!("admin API shutting down");
+        if tokio::time::timeout(DRAIN_TIMEOUT, alive_rx.recv())
+            .await
+            .is_err()
+        {
+            warn!(
+                timeout = ?DRAIN_TIMEOUT,
+                "admin requests still in flight after the shutdown timeout; abandoning them"
+            );
+        }
+        info!("admin API stopped");
+    }
+}
+
+/// Binds the admin socket at `path` and serves `handler` on it until `shutdown`
+/// completes: [`Server::bind`] then [`Server::run`], for a caller that needs
+/// nothing in between.
+pub async fn serve<H: Handler>(
+    path: &Path,
+    options: ServeOptions,
+    handler: Arc<H>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    Server::bind(path, &options)
+        .await?
+        .run(handler, shutdown)
+        .await;
+    Ok(())
+}
+
+/// Serves one connection until the client closes it, the server stops, or
+/// its slot is taken for a newcomer (only while it waits for a request).
+async fn serve_connection<H: Handler>(
+    stream: UnixStream,
+    builder: http1::Builder,
+    handler: Arc<H>,
+    stop: watch::Receiver<bool>,
+    alive: mpsc::Sender<()>,
+    mut slot: Slot<Option<u32>>,
+    body_timeout: Duration,
+) {
+    let handler_alive = alive.clone();
+    let handle = slot.handle();
+    let service = service_fn(move |request| {
+        let handler = Arc::clone(&handler);
+        let alive = handler_alive.clone();
+        let slot = handle.clone();
+        async move { Ok::<_, Infallible>(respond(request, handler, alive, body_timeout, slot).await) }
+    });
+    let mut connection = std::pin::pin!(builder.serve_connection(TokioIo::new(stream), service));
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        () = stopped(stop) => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+        () = slot.evicted() => {
+            debug!("admin API connection closed to make room for a newer one");
+            Ok(())
+        }
+    };
+    if let Err(e) = result {
+        debug!(error = %e, "admin API connection ended with an error");
+    }
+    drop(alive);
+}
+
+/// Completes when the server stops, or when its task is gone (the sender dropped).
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    // Either way the answer is the same: stop.
+    let _ = stop.wait_for(|stop| *stop).await;
+}
+
+/// Answers one HTTP request, and logs it. The connection is busy (never
+/// closed for a newcomer) from the moment the whole request is in until
+/// the answer is ready.
+async fn respond<H: Handler>(
+    request: hyper::Request<Incoming>,
+    handler: Arc<H>,
+    alive: mpsc::Sender<()>,
+    body_timeout: Duration,
+    slot: SlotHandle<Option<u32>>,
+) -> hyper::Response<Full<Bytes>> {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let answer = match read_request(request, body_timeout).await {
+        Ok(request) => match slot.try_busy() {
+            Some(_busy) => call_handler(handler, request, alive).await,
+            // Being closed for a newcomer: the request is not handled.
+            None => Response::error(
+                503,
+                code::INTERNAL,
+                "too many connections; this one was closed to make room",
+            ),
+        },
+        Err(answer) => answer,
+    };
+    let mut response = encode(answer);
+    if response.status() == StatusCode::METHOD_NOT_ALLOWED && Method::from_http(&method).is_none() {
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static(ALLOWED_METHODS));
+    }
+    debug!(
+        %method,
+        %path,
+        status = response.status().as_u16(),
+        elapsed = ?started.elapsed(),
+        "admin API request"
+    );
+    response
+}
+
+/// Runs the handler in a task of its own: it finishes even if the client hangs
+/// up, and a panic in it becomes a 500 rather than a dropped connection.
+async fn call_handler<H: Handler>(
+    handler: Arc<H>,
+    request: Request,
+    alive: mpsc::Sender<()>,
+) -> Response {
+    let task = tokio::spawn(async move {
+        let _alive = alive;
+        handler.handle(request).await
+    });
+    match task.await {
+        Ok(response) => response,
+        Err(e) => {
+            error!(error = %e, "admin API handler failed");
+            Response::error(
+                500,
+                code::INTERNAL,
+                "the request failed inside lbd; see its log",
+            )
+        }
+    }
+}
+
+/// The HTTP response for `answer`: JSON body (none for 204 and 304), and a 500
+/// instead of a status that is not a valid final one.
+fn encode(answer: Response) -> hyper::Response<Full<Bytes>> {
+    let (status, body) = match StatusCode::from_u16(answer.status) {
+        Ok(status) if !status.is_informational() => (status, answer.body),
+        _ => {
+            error!(
+                status = answer.status,
+                "admin API handler answered with an invalid HTTP status"
+            );
+            let internal = Response::error(500, code::INTERNAL, "invalid response status");
+            (StatusCode::INTERNAL_SERVER_ERROR, internal.body)
+        }
+    };
+    let bytes = if status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
+        Bytes::new()
+    } else {
+        let mut text = body.to_string();
+        text.push('\n');
+        Bytes::from(text)
+    };
+    let has_body = !bytes.is_empty();
+    let mut response = hyper::Response::new(Full::new(bytes));
+    *response.status_mut() = status;
+    if has_body {
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+    }
+    response
+}

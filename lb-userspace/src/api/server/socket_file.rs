@@ -1,0 +1,124 @@
+//! The admin socket's file: never taken over from a live server, a stale
+//! one replaced, the new one given its mode and group before it appears at
+//! its path, and removed on the way out only if it is still this server's.
+
+use std::{
+    fs::Permissions,
+    io,
+    os::unix::fs::{FileTypeExt as _, MetadataExt as _, PermissionsExt as _},
+    path::{Path, PathBuf},
+};
+
+use tokio::net::UnixStream;
+use tracing::{debug, info, warn};
+
+use super::{io_error, ServeOptions, ServerError, PROBE_TIMEOUT};
+
+/// The socket file at its final path; dropping it removes the file, but only if
+/// it is still the one this server created.
+#[derive(Debug)]
+pub(super) struct SocketFile {
+    pub(super) path: PathBuf,
+    dev: u64,
+    ino: u64,
+}
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        match std::fs::symlink_metadata(&self.path) {
+            Ok(meta) if meta.dev() == self.dev && meta.ino() == self.ino => {
+                match std::fs::remove_file(&self.path) {
+                    Ok(()) => debug!(path = %self.path.display(), "admin socket removed"),
+                    Err(e) => {
+                        warn!(path = %self.path.display(), error = %e, "removing the admin socket");
+                    }
+                }
+            }
+            Ok(_) => {
+                let path = self.path.display();
+                info!(%path, "admin socket was replaced by another; leaving it");
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => warn!(path = %self.path.display(), error = %e, "checking the admin socket"),
+        }
+    }
+}
+
+/// Checks what is at `path`: nothing (`false`), a stale socket nobody answers on
+/// (`true`), or an error for a live server or anything that is not a socket.
+pub(super) async fn check_existing(path: &Path) -> Result<bool, ServerError> {
+    match tokio::fs::symlink_metadata(path).await {
+        Ok(meta) if meta.file_type().is_socket() => {}
+        Ok(_) => {
+            return Err(ServerError::NotASocket {
+                path: path.to_owned(),
+            })
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(source) => {
+            return Err(ServerError::Probe {
+                path: path.to_owned(),
+                source,
+            })
+        }
+    }
+    match tokio::time::timeout(PROBE_TIMEOUT, UnixStream::connect(path)).await {
+        Ok(Ok(_)) => Err(ServerError::AlreadyRunning {
+            path: path.to_owned(),
+        }),
+        Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => Ok(true),
+        Ok(Err(e)) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Ok(Err(source)) => Err(ServerError::Probe {
+            path: path.to_owned(),
+            source,
+        }),
+        Err(_) => Err(ServerError::Probe {
+            path: path.to_owned(),
+            source: io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no answer within {PROBE_TIMEOUT:?}"),
+            ),
+        }),
+    }
+}
+
+/// Removes `path` if it is a socket; an error if it is anything else.
+pub(super) async fn remove_socket_file(path: &Path) -> Result<(), ServerError> {
+    match tokio::fs::symlink_metadata(path).await {
+        Ok(meta) if meta.file_type().is_socket() => tokio::fs::remove_file(path)
+            .await
+            .map_err(io_error("removing", path)),
+        Ok(_) => Err(ServerError::NotASocket {
+            path: path.to_owned(),
+        }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_error("checking", path)(e)),
+    }
+}
+
+/// Gives the freshly bound socket at `temporary` its mode and group and moves it
+/// to `path`, over a stale socket if there is one.
+pub(super) async fn install(
+    temporary: &Path,
+    path: &Path,
+    options: &ServeOptions,
+) -> Result<SocketFile, ServerError> {
+    tokio::fs::set_permissions(temporary, Permissions::from_mode(options.mode))
+        .await
+        .map_err(io_error("setting the mode of", temporary))?;
+    if let Some(gid) = options.group {
+        std::os::unix::fs::chown(temporary, None, Some(gid))
+            .map_err(io_error("changing the group of", temporary))?;
+    }
+    let meta = tokio::fs::symlink_metadata(temporary)
+        .await
+        .map_err(io_error("checking", temporary))?;
+    tokio::fs::rename(temporary, path)
+        .await
+        .map_err(io_error("moving the admin socket to", path))?;
+    Ok(SocketFile {
+        path: path.to_owned(),
+        dev: meta.dev(),
+        ino: meta.ino(),
+    })
+}

@@ -1,0 +1,764 @@
+use std::{
+    fmt::Write as _,
+    os::unix::fs::{FileTypeExt as _, MetadataExt as _, PermissionsExt as _},
+    sync::atomic::{AtomicU32, Ordering},
+};
+
+use serde_json::{json, Value};
+use tokio::{
+    io::{AsyncReadExt as _, AsyncWriteExt as _},
+    sync::oneshot,
+    task::JoinHandle,
+};
+
+use super::*;
+use crate::api::client::{api_path, segment, Client, ClientError};
+use crate::api::{request::percent_decode, MAX_REQUEST_BYTES};
+
+/// Echoes the request; a few paths do something else.
+struct Echo;
+
+impl Handler for Echo {
+    async fn handle(&self, request: Request) -> Response {
+        match request.segments().as_slice() {
+            ["sleep", ms] => {
+                let ms = ms.parse().unwrap_or(0);
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                Response::ok(json!({ "slept_ms": ms }))
+            }
+            ["fail", status] => Response::error(
+                status.parse().unwrap_or(500),
+                "test_error",
+                format!("failed with {status}"),
+            ),
+            ["status", status] => Response::new(status.parse().unwrap_or(0), "x"),
+            ["panic"] => panic!("the test handler panics"),
+            _ => Response::ok(json!({
+                "method": request.method.as_str(),
+                "path": request.path,
+                "query": request.query,
+                "body": request.body,
+            })),
+        }
+    }
+}
+
+/// A directory of its own under the temp dir, removed at the end.
+struct TestDir(PathBuf);
+
+impl TestDir {
+    fn new(name: &str) -> Self {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("lbd-api-{}-{n}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.0.join("lbd.sock")
+    }
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A server running on a task, with its stop button.
+struct Running {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<Result<(), ServerError>>,
+}
+
+impl Running {
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+async fn start(path: &Path) -> Running {
+    start_with(path, ServeOptions::default()).await
+}
+
+async fn start_with(path: &Path, options: ServeOptions) -> Running {
+    let server = Server::bind(path, &options).await.unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        server
+            .run(Arc::new(Echo), async move {
+                let _ = stopped.await;
+            })
+            .await;
+        Ok(())
+    });
+    Running { stop, task }
+}
+
+fn client(path: &Path) -> Client {
+    Client::new(path, Duration::from_secs(2))
+}
+
+/// Sends raw bytes (a request with `Connection: close`) and reads the status
+/// and JSON body of the answer.
+async fn raw(path: &Path, request: &[u8]) -> (u16, Value) {
+    let mut stream = UnixStream::connect(path).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut buf = Vec::new();
+    // The server may close with part of the request unread (ECONNRESET after the answer).
+    let result = stream.read_to_end(&mut buf).await;
+    assert!(!buf.is_empty(), "no answer: {result:?}");
+    let text = String::from_utf8(buf).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let status = head.get(9..12).unwrap().parse().unwrap();
+    let body = if body.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(body).unwrap()
+    };
+    (status, body)
+}
+
+fn raw_request(method: &str, target: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
+    let mut head =
+        format!("{method} {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        write!(head, "{name}: {value}\r\n").unwrap();
+    }
+    write!(head, "Content-Length: {}\r\n\r\n", body.len()).unwrap();
+    let mut out = head.into_bytes();
+    out.extend_from_slice(body);
+    out
+}
+
+fn error_code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or("")
+}
+
+// On the daemon's kind of runtime.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_trip_with_ipv6_segments() {
+    let dir = TestDir::new("roundtrip");
+    let server = start(&dir.socket()).await;
+    let client = client(&dir.socket());
+    let path = api_path(&["vips", "[2001:db8::1]:80:tcp", "backends", "2001:db8::11"]);
+    let expected_path = json!(["vips", "[2001:db8::1]:80:tcp", "backends", "2001:db8::11"]);
+
+    let got = client
+        .call(
+            Method::Get,
+            &path,
+            &[("verbose", "yes"), ("q", "a b&c=d+/é")],
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        got,
+        json!({
+            "method": "GET",
+            "path": expected_path,
+            "query": {"verbose": "yes", "q": "a b&c=d+/é"},
+            "body": null,
+        })
+    );
+
+    let body = json!({"weight": 100, "mac": "02:00:00:00:00:11"});
+    let got = client
+        .call(Method::Post, &path, &[], Some(&body))
+        .await
+        .unwrap();
+    assert_eq!(got["method"], "POST");
+    assert_eq!(got["path"], expected_path);
+    assert_eq!(got["body"], body);
+
+    let got = client.call(Method::Delete, &path, &[], None).await.unwrap();
+    assert_eq!(got["method"], "DELETE");
+    assert_eq!(got["path"], expected_path);
+
+    // Typed answers, and a segment with a '/' in it stays one segment.
+    #[derive(serde::Deserialize)]
+    struct Echoed {
+        method: String,
+        path: Vec<String>,
+    }
+    let echoed: Echoed = client
+        .call_as(
+            Method::Put,
+            &api_path(&["a/b", "%41"]),
+            &[],
+            Some(&json!({"x": 1})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(echoed.method, "PUT");
+    assert_eq!(echoed.path, ["a/b", "%41"]);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn transport_errors() {
+    let dir = TestDir::new("errors");
+    let path = dir.socket();
+    let server = start(&path).await;
+    let client = client(&path);
+
+    // Unknown prefix.
+    for target in ["/status", "/v2/status", "/v1x", "/"] {
+        let err = client
+            .call(Method::Get, target, &[], None)
+            .await
+            .unwrap_err();
+        let ClientError::Api(api) = &err else {
+            panic!("{target}: {err:?}")
+        };
+        assert_eq!(
+            (api.status, api.code.as_str()),
+            (404, "not_found"),
+            "{target}"
+        );
+        assert_eq!(err.exit_code(), 3);
+    }
+
+    // Unsupported method, with Allow.
+    let (status, body) = raw(&path, &raw_request("PATCH", "/v1/status", &[], b"")).await;
+    assert_eq!((status, error_code(&body)), (405, "method_not_allowed"));
+
+    // Body not JSON, or not labelled as JSON.
+    let json_type = [("Content-Type", "application/json; charset=utf-8")];
+    let (status, body) = raw(&path, &raw_request("POST", "/v1/x", &json_type, b"{nope")).await;
+    assert_eq!((status, error_code(&body)), (400, "bad_json"));
+    let (status, body) = raw(&path, &raw_request("POST", "/v1/x", &[], b"{}")).await;
+    assert_eq!((status, error_code(&body)), (415, "unsupported_media_type"));
+    let text = [("Content-Type", "text/plain")];
+    let (status, _) = raw(&path, &raw_request("POST", "/v1/x", &text, b"{}")).await;
+    assert_eq!(status, 415);
+    // No body needs no Content-Type.
+    let (status, body) = raw(&path, &raw_request("POST", "/v1/x", &[], b"")).await;
+    assert_eq!((status, &body["body"]), (200, &Value::Null));
+    let (status, body) = raw(&path, &raw_request("POST", "/v1/x", &json_type, b" [1] ")).await;
+    assert_eq!((status, &body["body"]), (200, &json!([1])));
+
+    // Bad percent-encoding, empty segments, duplicate query keys.
+    for target in [
+        "/v1/a%zz",
+        "/v1/a%4",
+        "/v1/%FF",
+        "/v1/a//b",
+        "/v1/x?a=1&a=2",
+        "/v1/x?a=%",
+    ] {
+        let (status, body) = raw(&path, &raw_request("GET", target, &[], b"")).await;
+        assert_eq!(
+            (status, error_code(&body)),
+            (400, "bad_request"),
+            "{target}"
+        );
+    }
+    let (status, body) = raw(
+        &path,
+        &raw_request("GET", "/v1/a/?k+1=v%2B1&flag", &[], b""),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["path"], json!(["a"]));
+    assert_eq!(body["query"], json!({"k 1": "v+1", "flag": ""}));
+
+    // Oversized body: declared up front, and sent in full by the client.
+    // (Too large to be worth reading: answered at once.)
+    let head = b"POST /v1/x HTTP/1.1\r\nHost: l\r\nContent-Type: application/json\r\n\
+        Content-Length: 100000000\r\n\r\n";
+    let (status, body) = raw(&path, head).await;
+    assert_eq!((status, error_code(&body)), (413, "payload_too_large"));
+    let big = json!("x".repeat(MAX_REQUEST_BYTES));
+    let err = client
+        .call(Method::Post, "/v1/x", &[], Some(&big))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ClientError::Api(e) if e.status == 413),
+        "{err:?}"
+    );
+    assert_eq!(err.exit_code(), 2);
+    // Chunked, so only counting finds it too large (with Limited).
+    let mut chunked = b"POST /v1/x HTTP/1.1\r\nHost: l\r\nConnection: close\r\n\
+        Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+        .to_vec();
+    let chunk = vec![b' '; 600_000];
+    for _ in 0..3 {
+        chunked.extend(format!("{:x}\r\n", chunk.len()).bytes());
+        chunked.extend(&chunk);
+        chunked.extend(b"\r\n");
+    }
+    chunked.extend(b"0\r\n\r\n");
+    let (status, body) = raw(&path, &chunked).await;
+    assert_eq!((status, error_code(&body)), (413, "payload_too_large"));
+    // Just under the limit is fine.
+    let fits = json!("x".repeat(MAX_REQUEST_BYTES - 2));
+    let got = client
+        .call(Method::Post, "/v1/x", &[], Some(&fits))
+        .await
+        .unwrap();
+    assert_eq!(got["body"], fits);
+
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn handler_errors_reach_the_client() {
+    let dir = TestDir::new("handler");
+    let server = start(&dir.socket()).await;
+    let client = client(&dir.socket());
+    for (status, exit) in [(400, 2), (404, 3), (409, 4), (422, 2), (500, 1), (503, 1)] {
+        let err = client
+            .call(
+                Method::Get,
+                &api_path(&["fail", &status.to_string()]),
+                &[],
+                None,
+            )
+            .await
+            .unwrap_err();
+        let ClientError::Api(api) = &err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(api.status, status);
+        assert_eq!(api.code, "test_error");
+        assert_eq!(api.message, format!("failed with {status}"));
+        assert_eq!(err.exit_code(), exit, "{status}");
+    }
+    // A panic is a 500, and the server goes on.
+    let err = client
+        .call(Method::Get, "/v1/panic", &[], None)
+        .await
+        .unwrap_err();
+    assert!(matches!(&err, ClientError::Api(e) if e.status == 500 && e.code == "internal"));
+    // Invalid status from the handler: 500; 204: no body, Null for the client.
+    let err = client
+        .call(Method::Get, "/v1/status/42", &[], None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ClientError::Api(e) if e.status == 500),
+        "{err:?}"
+    );
+    let got = client
+        .call(Method::Get, "/v1/status/204", &[], None)
+        .await
+        .unwrap();
+    assert_eq!(got, Value::Null);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn socket_file_lifecycle() {
+    let dir = TestDir::new("lifecycle");
+    let path = dir.socket();
+
+    // A stale socket (its listener gone) is replaced.
+    drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+    assert!(path.exists());
+    let server = start(&path).await;
+    let meta = std::fs::metadata(&path).unwrap();
+    assert!(meta.file_type().is_socket());
+    assert_eq!(meta.permissions().mode() & 0o7777, 0o600);
+
+    // A second server on the live socket is refused, and leaves it working.
+    let err = Server::bind(&path, &ServeOptions::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ServerError::AlreadyRunning { .. }), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        format!("another lbd is already listening on {}", path.display())
+    );
+    client(&path)
+        .call(Method::Get, "/v1/status", &[], None)
+        .await
+        .unwrap();
+    // No temporary files left beside it.
+    assert_eq!(std::fs::read_dir(&dir.0).unwrap().count(), 1);
+
+    server.stop().await;
+    assert!(!path.exists(), "socket file left after shutdown");
+    let err = client(&path)
+        .call(Method::Get, "/v1/status", &[], None)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ClientError::NotRunning { .. }), "{err:?}");
+
+    // A stale socket is NotRunning for the client too.
+    drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+    let err = client(&path)
+        .call(Method::Get, "/v1/status", &[], None)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ClientError::NotRunning { .. }), "{err:?}");
+    std::fs::remove_file(&path).unwrap();
+
+    // A file that is not a socket is never removed.
+    std::fs::write(&path, "precious").unwrap();
+    let err = Server::bind(&path, &ServeOptions::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ServerError::NotASocket { .. }), "{err:?}");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "precious");
+}
+
+#[tokio::test]
+async fn mode_and_group_options() {
+    let dir = TestDir::new("mode");
+    let path = dir.socket();
+    let gid = std::fs::metadata(&dir.0).unwrap().gid();
+    let server = start_with(
+        &path,
+        ServeOptions {
+            mode: 0o660,
+            group: Some(gid),
+            ..ServeOptions::default()
+        },
+    )
+    .await;
+    let meta = std::fs::metadata(&path).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o7777, 0o660);
+    assert_eq!(meta.gid(), gid);
+    server.stop().await;
+    assert!(!path.exists());
+}
+
+#[tokio::test]
+async fn oversized_heads_are_refused_and_the_connection_closed() {
+    let dir = TestDir::new("heads");
+    let path = dir.socket();
+    let server = start(&path).await;
+
+    // Too many header fields.
+    let many: Vec<(String, String)> = (0..MAX_REQUEST_HEADERS)
+        .map(|i| (format!("X-Field-{i}"), "v".to_owned()))
+        .collect();
+    let many: Vec<(&str, &str)> = many.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+    let (status, _) = raw(&path, &raw_request("GET", "/v1/status", &many, b"")).await;
+    assert_eq!(status, 431);
+    // A few are fine (Host, Connection and Content-Length come on top).
+    let (status, _) = raw(&path, &raw_request("GET", "/v1/status", &many[..20], b"")).await;
+    assert_eq!(status, 200);
+
+    // A head too long in bytes, in one field or in the target.
+    let long = "x".repeat(MAX_REQUEST_HEAD_BYTES);
+    let (status, _) = raw(
+        &path,
+        &raw_request("GET", "/v1/status", &[("X-Long", &long)], b""),
+    )
+    .await;
+    assert_eq!(status, 431);
+    let target = format!("/v1/{long}");
+    let (status, _) = raw(&path, &raw_request("GET", &target, &[], b"")).await;
+    assert_eq!(status, 431);
+    // The server goes on.
+    client(&path)
+        .call(Method::Get, "/v1/status", &[], None)
+        .await
+        .unwrap();
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn slow_and_idle_clients_are_cut_off() {
+    let dir = TestDir::new("slow");
+    let path = dir.socket();
+    let options = ServeOptions {
+        header_timeout: Duration::from_millis(300),
+        body_timeout: Duration::from_millis(300),
+        ..ServeOptions::default()
+    };
+    let server = start_with(&path, options).await;
+
+    // Connected, and never a byte: closed after the header timeout.
+    let started = Instant::now();
+    let mut idle = UnixStream::connect(&path).await.unwrap();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), idle.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "an idle connection stayed open");
+    assert!(started.elapsed() >= Duration::from_millis(250));
+
+    // Half a head, then nothing: closed, no answer.
+    let started = Instant::now();
+    let mut slow = UnixStream::connect(&path).await.unwrap();
+    slow.write_all(b"GET /v1/status HTTP/1.1\r\nHost: l\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "a slow head kept the connection open");
+    assert!(started.elapsed() >= Duration::from_millis(250));
+    assert!(!String::from_utf8_lossy(&buf).contains(" 200 "), "{buf:?}");
+
+    // A head in time and a body that stalls: 408 with the JSON error.
+    let mut stalled = UnixStream::connect(&path).await.unwrap();
+    stalled
+        .write_all(
+            b"POST /v1/x HTTP/1.1\r\nHost: l\r\nContent-Type: application/json\r\n\
+              Content-Length: 100\r\n\r\n{\"a\"",
+        )
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), stalled.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "a stalled body kept the connection open");
+    let text = String::from_utf8_lossy(&buf);
+    assert!(text.starts_with("HTTP/1.1 408 "), "{text}");
+    assert!(text.contains(r#""code":"timeout""#), "{text}");
+
+    // A keep-alive connection that goes quiet after an answer is closed too.
+    let mut kept = UnixStream::connect(&path).await.unwrap();
+    kept.write_all(b"GET /v1/status HTTP/1.1\r\nHost: l\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), kept.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "an idle keep-alive connection stayed open");
+    assert!(String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 200 "));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_head_deadline_is_not_renewed_by_each_byte() {
+    let dir = TestDir::new("deadline");
+    let path = dir.socket();
+    let options = ServeOptions {
+        header_timeout: Duration::from_millis(400),
+        ..ServeOptions::default()
+    };
+    let server = start_with(&path, options).await;
+    // A byte every 50 ms: never 400 ms without one, but the head as a
+    // whole is late.
+    let started = Instant::now();
+    let mut stream = UnixStream::connect(&path).await.unwrap();
+    let head = b"GET /v1/status HTTP/1.1\r\nHost: lbd\r\nX-Slow: ";
+    let mut buf = [0u8; 64];
+    for n in 0.. {
+        let byte = head.get(n).copied().unwrap_or(b'a');
+        if stream.write_all(&[byte]).await.is_err() {
+            break;
+        }
+        match tokio::time::timeout(Duration::from_millis(50), stream.read(&mut buf)).await {
+            Err(_) => {}
+            Ok(Ok(0) | Err(_)) => break,
+            Ok(Ok(_)) => {}
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "a head trickled a byte every 50 ms stayed open"
+        );
+    }
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(350) && elapsed < Duration::from_millis(1500),
+        "closed after {elapsed:?}"
+    );
+    server.stop().await;
+}
+
+/// A client that sends a request head one byte a second and never
+/// finishes it; connects again at once when the server closes it.
+/// Counts the bytes it got to send.
+async fn trickle(path: PathBuf, stop: Arc<std::sync::atomic::AtomicBool>, sent: Arc<AtomicU32>) {
+    let head = b"GET /v1/status HTTP/1.1\r\nHost: lbd\r\nX-Slow: ";
+    while !stop.load(Ordering::Relaxed) {
+        let Ok(mut stream) = UnixStream::connect(&path).await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let mut n = 0;
+        let mut buf = [0u8; 256];
+        while !stop.load(Ordering::Relaxed) {
+            let byte = head.get(n).copied().unwrap_or(b'a');
+            if stream.write_all(&[byte]).await.is_err() {
+                break;
+            }
+            n += 1;
+            sent.fetch_add(1, Ordering::Relaxed);
+            // A second, or until the server closes the connection.
+            match tokio::time::timeout(Duration::from_secs(1), stream.read(&mut buf)).await {
+                Err(_) => {}
+                Ok(Ok(0) | Err(_)) => break,
+                Ok(Ok(_)) => {}
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_in_every_slot_do_not_lock_the_owner_out() {
+    let dir = TestDir::new("trickle");
+    let path = dir.socket();
+    let server = start(&path).await;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sent = Arc::new(AtomicU32::new(0));
+    let tricklers: Vec<_> = (0..MAX_CONNECTIONS + 16)
+        .map(|_| tokio::spawn(trickle(path.clone(), Arc::clone(&stop), Arc::clone(&sent))))
+        .collect();
+    // Every slot taken, and more waiting.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    let client = Client::new(&path, Duration::from_secs(2));
+    let mut times = Vec::new();
+    for _ in 0..6 {
+        let started = Instant::now();
+        let answer = client.call(Method::Get, "/v1/status", &[], None).await;
+        times.push(started.elapsed());
+        assert!(answer.is_ok(), "{answer:?} after {times:?}");
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for trickler in tricklers {
+        trickler.await.unwrap();
+    }
+    // They were trickling all along: about a byte a second each.
+    let sent = sent.load(Ordering::Relaxed);
+    assert!(sent > 5 * 64, "only {sent} bytes trickled");
+    println!("answered in {times:?} while {sent} bytes trickled");
+    server.stop().await;
+}
+
+#[test]
+fn the_largest_valid_request_fits_the_body_limit() {
+    use crate::api::schema::{BackendSpec, VipSpec};
+    let backends = (0..crate::config::MAX_BACKENDS_PER_VIP)
+        .map(|i| BackendSpec {
+            address: format!("2001:2:ffff:ffff:ffff:ffff:ffff:{i:x}")
+                .parse()
+                .unwrap(),
+            mac: Some("02:00:00:00:00:11".to_owned()),
+            port: Some(65_535),
+            weight: Some(10_000),
+        })
+        .collect();
+    let spec = VipSpec {
+        address: "2001:2:ffff:ffff:ffff:ffff:ffff:ffff".parse().unwrap(),
+        port: 65_535,
+        protocol: Some("tcp".to_owned()),
+        table_size: Some(65_537),
+        on_all_down: Some("keep".to_owned()),
+        forwarding: Some("dsr-l2".to_owned()),
+        nat_source: Some("2001:2:ffff:ffff:ffff:ffff:ffff:fffe".parse().unwrap()),
+        backends,
+    };
+    let size = serde_json::to_vec(&spec).unwrap().len();
+    assert!(
+        size * 2 < MAX_REQUEST_BYTES,
+        "{size} bytes: leave room under {MAX_REQUEST_BYTES}"
+    );
+}
+
+#[tokio::test]
+async fn client_timeout_fires() {
+    let dir = TestDir::new("timeout");
+    let server = start(&dir.socket()).await;
+    let client = Client::new(dir.socket(), Duration::from_millis(100));
+    let started = Instant::now();
+    let err = client
+        .call(Method::Get, "/v1/sleep/600", &[], None)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ClientError::Timeout { .. }), "{err:?}");
+    assert!(started.elapsed() < Duration::from_millis(500));
+    assert_eq!(err.exit_code(), 5);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_lets_requests_in_flight_finish() {
+    let dir = TestDir::new("drain");
+    let path = dir.socket();
+    let server = start(&path).await;
+    let client = client(&path);
+    let call =
+        tokio::spawn(async move { client.call(Method::Get, "/v1/sleep/300", &[], None).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = Instant::now();
+    server.stop().await;
+    assert!(started.elapsed() >= Duration::from_millis(100));
+    assert_eq!(call.await.unwrap().unwrap(), json!({"slept_ms": 300}));
+    assert!(!path.exists());
+}
+
+/// The head of a request as hyper hands it over.
+fn head(method: &str, target: &str, content_type: Option<&str>) -> hyper::http::request::Parts {
+    let mut builder = hyper::Request::builder().method(method).uri(target);
+    if let Some(value) = content_type {
+        builder = builder.header(header::CONTENT_TYPE, value);
+    }
+    builder.body(()).unwrap().into_parts().0
+}
+
+#[test]
+fn parse_request_is_what_the_server_answers() {
+    let json = Some("application/json");
+    let ok = parse_request(
+        &head("POST", "/v1/vips/a%2Fb?dry_run=true", json),
+        b"{\"x\":1}",
+    )
+    .unwrap();
+    assert_eq!(ok.method, Method::Post);
+    assert_eq!(ok.path, ["vips", "a/b"]);
+    assert_eq!(ok.query.get("dry_run").map(String::as_str), Some("true"));
+    assert_eq!(ok.body, json!({"x": 1}));
+    // No body: Null, whatever the content type.
+    let ok = parse_request(&head("GET", "/v1/", None), b"").unwrap();
+    assert_eq!((ok.path.len(), &ok.body), (0, &Value::Null));
+
+    let status = |method, target, content_type, body: &[u8]| {
+        let answer = parse_request(&head(method, target, content_type), body).unwrap_err();
+        (answer.status, error_code(&answer.body).to_owned())
+    };
+    assert_eq!(status("GET", "/v2/x", None, b""), (404, "not_found".into()));
+    assert_eq!(
+        status("PATCH", "/v1/x", None, b""),
+        (405, "method_not_allowed".into())
+    );
+    assert_eq!(
+        status("GET", "/v1/%zz", None, b""),
+        (400, "bad_request".into())
+    );
+    assert_eq!(
+        status("GET", "/v1/x?a=1&a=2", None, b""),
+        (400, "bad_request".into())
+    );
+    assert_eq!(
+        status("POST", "/v1/x", None, b"{}"),
+        (415, "unsupported_media_type".into())
+    );
+    assert_eq!(
+        status("POST", "/v1/x", json, b"{"),
+        (400, "bad_json".into())
+    );
+    let big = vec![b' '; MAX_REQUEST_BYTES + 1];
+    assert_eq!(
+        status("POST", "/v1/x", json, &big),
+        (413, "payload_too_large".into())
+    );
+}
+
+#[test]
+fn decoding_inverts_encoding() {
+    for s in [
+        "198.18.0.100:80:tcp",
+        "[2001:db8::1]:80:tcp",
+        "a/b c%+é",
+        "",
+        "~._-",
+    ] {
+        assert_eq!(percent_decode(&segment(s), false).as_deref(), Some(s));
+        assert_eq!(percent_decode(&segment(s), true).as_deref(), Some(s));
+    }
+    assert_eq!(percent_decode("a+b", false).as_deref(), Some("a+b"));
+    assert_eq!(percent_decode("a+b", true).as_deref(), Some("a b"));
+    assert_eq!(percent_decode("%e9", false), None); // not UTF-8
+    assert_eq!(percent_decode("%C3%A9", false).as_deref(), Some("é"));
+    assert_eq!(percent_decode("%", false), None);
+    assert_eq!(percent_decode("%+1", false), None);
+}
