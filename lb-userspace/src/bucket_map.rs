@@ -2,7 +2,7 @@
 //! mapped into lbd's address space, read and written in place with the
 //! protocol the data plane runs on the same memory. One mapping for every
 //! table of this layout: the connection table (`flow_table`), the
-//! half-open table, the NAT flow table (`nat_table`); each adds what it
+//! half-open table, the NAT flow table (`nat::table`); each adds what it
 //! does with its flows.
 
 use std::{

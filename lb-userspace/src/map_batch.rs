@@ -3,7 +3,7 @@
 //! iterator: next key, then lookup): at 120,000 entries the per-entry walk
 //! took lbd's loop about two seconds in the lab (debug build, busy
 //! machine). Used on the kernel hash maps an older release left (its NAT
-//! flow table, `legacy_nat`); the tables lbd maps are read in place.
+//! flow table, `nat::legacy`); the tables lbd maps are read in place.
 
 use std::{
     io,

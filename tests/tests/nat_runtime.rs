@@ -376,7 +376,7 @@ fn the_reaper_walks_a_million_entries_in_short_ticks() {
     use lb_userspace::{
         config::NatTimeouts,
         dataplane::{Dataplane, MapSizes},
-        nat_reaper::{Owner, Owners, Reaper, TICK_BUDGET, TICK_TIME},
+        nat::reaper::{Owner, Owners, Reaper, TICK_BUDGET, TICK_TIME},
         reconcile::addr_words,
     };
     const FLOWS: u32 = 500_000;

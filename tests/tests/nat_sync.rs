@@ -23,7 +23,7 @@ use lb_tests::{
     lbd_maps::open_map,
     support::{status_on, wait_until},
 };
-use lb_userspace::{nat_table::NatFlowTable, reconcile::addr_words};
+use lb_userspace::{nat::table::NatFlowTable, reconcile::addr_words};
 
 use aya::maps::{Array, HashMap, Map, MapData};
 

@@ -155,7 +155,7 @@ pub struct NatStatus {
     pub backend_gone: u64,
     /// Whether the table is nearly full, so closed flows are freed after a
     /// second instead of `tcp_time_wait_timeout_s` / `tcp_closed_timeout_s`
-    /// (`nat_reaper::pressed`).
+    /// (`nat::reaper::pressed`).
     #[serde(default)]
     pub pressure: bool,
 }

@@ -70,7 +70,7 @@ impl Dataplane {
     }
 
     /// Installs the flows of a previous lbd's kernel-map NAT flow table
-    /// into the bucket table (see `legacy_nat`), both entries of each
+    /// into the bucket table (see `nat::legacy`), both entries of each
     /// together; after the swap (`phase` "swapped") the caller closes the
     /// old table and removes its pin (`LegacyNat::finish`). Without the
     /// state maps adopted the entries' VIP and backend ids mean nothing
@@ -204,7 +204,7 @@ fn flags_the_kernel_adds(map_type: u32) -> u32 {
 /// none is. Returns whether the state maps are adopted.
 /// `fresh`: tables being carried over from an older layout (the
 /// connection table's maps, `legacy_table`; the NAT flow table,
-/// `legacy_nat`), not required for adoption.
+/// `nat::legacy`), not required for adoption.
 pub(super) fn check_pins(
     pins: &PinDir,
     object: &[u8],

@@ -1,7 +1,7 @@
 //! The engine's duties around the data plane for the routed modes (NAT and
 //! the tunnelled `ipip`/`gue`), run from the housekeeping tick and the
 //! event stream: the NAT reaper's tick over the NAT flow table (see
-//! `nat_reaper`), forwarding switched on for the attached interface in
+//! `nat::reaper`), forwarding switched on for the attached interface in
 //! each family a routed packet is looked up in (`bpf_fib_lookup` refuses
 //! to route without it; for a tunnel that is the outer header's family),
 //! `TX_PORTS`
@@ -28,8 +28,8 @@ use tracing::{debug, info, warn};
 
 use super::Engine;
 use crate::{
-    nat_events::NatEvents,
-    nat_reaper::{
+    nat::events::NatEvents,
+    nat::reaper::{
         pressure::{Pressure, PRESSED_CLOSED_TIMEOUT},
         Owner, Owners, Reaper, TICK_BUDGET, TICK_TIME,
     },
@@ -70,7 +70,7 @@ pub(crate) struct NatRuntime {
     routing_prepared: bool,
     /// How long the last reaper tick took.
     pub(crate) last_tick: Duration,
-    /// Whether the flow table is nearly full (`nat_reaper::pressure`).
+    /// Whether the flow table is nearly full (`nat::reaper::pressure`).
     pub(crate) pressure: Pressure,
 }
 

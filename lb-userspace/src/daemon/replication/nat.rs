@@ -18,7 +18,7 @@ use super::flow_table::is_replica;
 use crate::{
     config::Protocol,
     dataplane::DataplaneError,
-    nat_maps::NatMaps,
+    nat::maps::NatMaps,
     reconcile::{addr_words, words_addr, Balancer, VipId},
     sync::{NatFlowRecord, NatHalf, NatTuple},
 };
@@ -32,7 +32,7 @@ use crate::{
 pub(crate) const SCAN_MARGIN_NS: u64 = 50_000_000;
 
 /// The NAT flow table as replication uses it (and an upgrade's carrying
-/// over of an older release's flows, `legacy_nat`): the real table, or a
+/// over of an older release's flows, `nat::legacy`): the real table, or a
 /// map in tests.
 pub(crate) trait ReplicaTable {
     /// The entry under `key`, if any.

@@ -12,7 +12,7 @@ use lb_common::{consts::names, FlowKey, NatEntry, NatSource};
 use crate::{
     dataplane::{map_error, take_map, take_map_data, DataplaneError},
     flow_table::FlowTableError,
-    nat_table::NatFlowTable,
+    nat::table::NatFlowTable,
 };
 
 type Result<T> = std::result::Result<T, DataplaneError>;
@@ -108,7 +108,7 @@ impl NatMaps {
 
 /// The reaper walks the mapped table from a bucket cursor, a few whole
 /// buckets per batch: removals never move the cursor.
-impl crate::nat_reaper::NatTable for NatMaps {
+impl crate::nat::reaper::NatTable for NatMaps {
     type Cursor = u32;
 
     fn batch(

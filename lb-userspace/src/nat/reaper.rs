@@ -3,7 +3,7 @@
 //! them itself (the NAT flow table never evicts, see docs/design/nat.md).
 //!
 //! Pure: the table is reached through [`NatTable`] (the real table in
-//! `nat_maps`, a `BTreeMap` in tests) and time is passed in. Each call to
+//! `nat::maps`, a `BTreeMap` in tests) and time is passed in. Each call to
 //! [`Reaper::tick`] visits at most a budget of entries from where the last
 //! one stopped (a cursor: the table's bucket, which removals do not move),
 //! read in batches, so a table of a million entries costs lbd tens

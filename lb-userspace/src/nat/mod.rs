@@ -1,0 +1,12 @@
+//! NAT mode's side in lbd (docs/design/nat.md): the maps it reads and
+//! writes (`maps`: the flow table in place as `table`, the VIPs' NAT
+//! sources, the redirect targets), the reaper that frees quiet flows'
+//! source ports (`reaper`), what lbd does about the data plane's routed
+//! events (`events`), and the upgrade from an older release's NAT table
+//! (`legacy`).
+
+pub mod events;
+pub(crate) mod legacy;
+pub mod maps;
+pub mod reaper;
+pub mod table;
