@@ -1,0 +1,287 @@
+//! Helpers beside a lab: running commands in a namespace, lbctl and HTTP
+//! from one, the workspace's binaries, and the sweep of what killed runs
+//! left (namespaces, pins).
+
+use super::*;
+
+/// Runs `f` on a thread that has entered network namespace `netns`:
+/// sockets it opens live there.
+pub fn in_netns<T: Send + 'static>(
+    netns: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> anyhow::Result<T> {
+    let path = Path::new("/run/netns").join(netns);
+    std::thread::spawn(move || -> anyhow::Result<T> {
+        let file = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+        // SAFETY: setns on a namespace fd affects only this thread.
+        if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            bail!(
+                "setns {}: {}",
+                path.display(),
+                std::io::Error::last_os_error()
+            );
+        }
+        Ok(f())
+    })
+    .join()
+    .map_err(|_| anyhow!("thread in {netns} panicked"))?
+}
+
+/// GET `url` from inside `netns`: (status, body).
+pub fn http_get(netns: &str, url: &str) -> anyhow::Result<(u16, String)> {
+    let url = url.to_owned();
+    in_netns(netns, move || -> anyhow::Result<(u16, String)> {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(5)))
+            .build()
+            .into();
+        let mut response = agent.get(&url).call()?;
+        let status = response.status().as_u16();
+        Ok((status, response.body_mut().read_to_string()?))
+    })?
+}
+
+/// The lbd binary: `$LBD_BIN`, or next to the test binary.
+/// Runs lbctl (next to lbd) against the lbd listening on `socket`.
+pub fn lbctl_at(socket: &Path, args: &[&str]) -> anyhow::Result<std::process::Output> {
+    let lbctl = lbd_binary()?.with_file_name("lbctl");
+    Ok(Command::new(lbctl)
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()?)
+}
+
+/// `lbctl status --json` of the lbd listening on `socket`.
+pub fn status_at(socket: &Path) -> anyhow::Result<lb_userspace::api::schema::Status> {
+    let out = lbctl_at(socket, &["status", "--json"])?;
+    if !out.status.success() {
+        bail!("lbctl status: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+pub fn lbd_binary() -> anyhow::Result<PathBuf> {
+    workspace_binary("lbd", "LBD_BIN", "lb-userspace")
+}
+
+/// Binary `name` of the workspace's package `package`: `$<env>`, or next
+/// to the test binary (`target/<profile>/deps/<test>` ->
+/// `target/<profile>/<name>`).
+pub fn workspace_binary(name: &str, env: &str, package: &str) -> anyhow::Result<PathBuf> {
+    if let Some(path) = std::env::var_os(env) {
+        return Ok(PathBuf::from(path));
+    }
+    let exe = std::env::current_exe()?;
+    let candidate = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|dir| dir.join(name))
+        .ok_or_else(|| anyhow!("cannot locate {name} next to {}", exe.display()))?;
+    if !candidate.exists() {
+        bail!(
+            "{name} not found at {}: build it first (`cargo build -p {package} --bins`) or set {env}; `cargo xtask test` does both",
+            candidate.display()
+        );
+    }
+    Ok(candidate)
+}
+
+/// Deletes namespaces of labs whose process is gone (a run that was killed
+/// before it could clean up), killing whatever still runs in them.
+pub fn sweep_stale_labs() {
+    let Ok(list) = output("ip", &["netns", "list"]) else {
+        return;
+    };
+    for netns in list.lines().filter_map(|l| l.split_whitespace().next()) {
+        let Some(rest) = netns.strip_prefix(NS_PREFIX) else {
+            continue;
+        };
+        let Some(pid) = rest.split('n').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        if let Ok(pids) = output("ip", &["netns", "pids", netns]) {
+            for pid in pids.lines().filter_map(|p| p.trim().parse::<i32>().ok()) {
+                // SAFETY: plain kill(2).
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+        let _ = run("ip", &["netns", "del", netns]);
+        let prefix = netns.split('-').next().unwrap_or(netns);
+        remove_pins(prefix);
+        let _ = fs::remove_dir_all(std::env::temp_dir().join(prefix));
+    }
+}
+
+/// Where the labs' lbds pin their data planes: a BPF filesystem of its
+/// own, outside /sys, because `ip netns exec` mounts a fresh /sys for the
+/// process it runs (a pin under /sys/fs/bpf would vanish with lbd).
+pub const BPFFS: &str = "/run/lbt-bpffs";
+
+/// Mounts the labs' BPF filesystem if it is not mounted yet.
+pub fn ensure_bpffs() -> anyhow::Result<()> {
+    let mounts = fs::read_to_string("/proc/self/mounts")?;
+    if mounts
+        .lines()
+        .any(|l| l.split_whitespace().nth(1) == Some(BPFFS) && l.contains(" bpf "))
+    {
+        return Ok(());
+    }
+    fs::create_dir_all(BPFFS)?;
+    run("mount", &["-t", "bpf", "bpf", BPFFS])
+}
+
+/// A pin directory of this test process under the labs' BPF filesystem,
+/// named by `prefix` (the test file's) and `tag` (the test's), fresh at
+/// creation and removed with what is in it when dropped, also when an
+/// assertion fails.
+pub struct TestPins {
+    dir: std::path::PathBuf,
+}
+
+impl TestPins {
+    /// A fresh pin directory `<prefix><pid>-<tag>`.
+    pub fn new(prefix: &str, tag: &str) -> anyhow::Result<Self> {
+        ensure_bpffs()?;
+        let dir = Path::new(BPFFS).join(format!("{prefix}{}-{tag}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        Ok(Self { dir })
+    }
+
+    /// lbd's view of the directory.
+    pub fn pins(&self) -> lb_userspace::pinning::PinDir {
+        lb_userspace::pinning::PinDir::new(&self.dir)
+    }
+}
+
+impl Drop for TestPins {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Removes the pin directories of lab `prefix` (lbd leaves its data plane
+/// pinned when stopped with SIGTERM or killed): unpinning the link and the
+/// maps frees them.
+pub fn remove_pins(prefix: &str) {
+    let Ok(entries) = fs::read_dir(BPFFS) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(&format!("{prefix}-"))
+        {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// Pin directories of lab `prefix` that still exist (empty after drop).
+pub fn pins_with_prefix(prefix: &str) -> Vec<PathBuf> {
+    fs::read_dir(BPFFS)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .starts_with(&format!("{prefix}-"))
+                })
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Namespaces of this lab that still exist (empty after drop).
+pub fn namespaces_with_prefix(prefix: &str) -> Vec<String> {
+    output("ip", &["netns", "list"])
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| n.starts_with(&format!("{prefix}-")))
+        .map(str::to_owned)
+        .collect()
+}
+
+pub(super) fn ip(netns: &str, args: &[&str]) -> anyhow::Result<()> {
+    let mut full = vec!["-n", netns];
+    full.extend_from_slice(args);
+    run("ip", &full)
+}
+
+/// Makes `ifname` in `netns` take its packets in NAPI, one batch at a
+/// time on one CPU, as a NIC's receive queue does, and keeps it from
+/// pushing the next veth off NAPI: GRO on (a veth's NAPI) and TSO off (a
+/// veth hands a TSO-capable sender's forwarded packets to `netif_rx` on
+/// the sending CPU instead). Every end of every leg gets this, because a
+/// single hop on `netif_rx` breaks a flow's order: a hop queues a packet
+/// on the backlog of whichever CPU sent it, and a NAPI poll upstream (the
+/// LB's XDP, a router's receive) runs on whichever CPU scheduled it, so
+/// two packets of one flow can sit on two CPUs' backlogs and drain in
+/// parallel. Seen as reordering on NAT mode's return path (spurious fast
+/// retransmits, `TCPDSACKUndo` at the backends, `TCPOFOQueue` at the
+/// client) before every hop had this. On a host's own leg it also fixes
+/// the accept race: without it, two packets of one connection sent from
+/// different CPUs (the client's handshake ACK from a softirq, its request
+/// from the woken task) reach the host's TCP at the same time, and the
+/// kernel's lockless lookup can miss the socket while the other CPU turns
+/// the request socket into the connection: the request then meets the
+/// listener, which answers with a reset (`tcp_send_reset`
+/// state=TCP_LISTEN reason=TCP_FLAGS, seen on Linux 6.18). RPS would also
+/// keep a flow on one CPU, but its cross-CPU interrupts cost a VM a sixth
+/// of the lab's CPU (and it broke the routed lab's IPv6 reachability
+/// check).
+pub(super) fn receive_like_a_nic(netns: &str, ifname: &str) -> anyhow::Result<()> {
+    run(
+        "ip",
+        &[
+            "netns", "exec", netns, "ethtool", "-K", ifname, "tso", "off", "gro", "on",
+        ],
+    )
+    .with_context(|| format!("GRO on, TSO off on {ifname} in {netns}"))
+}
+
+/// Sets sysctl `key` to `value` inside `netns`.
+pub(crate) fn sysctl(netns: &str, key: &str, value: &str) -> anyhow::Result<()> {
+    run(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            netns,
+            "sysctl",
+            "-qw",
+            &format!("{key}={value}"),
+        ],
+    )
+}
+
+/// Runs `program` with `args`; an error carries its stderr.
+pub(crate) fn run(program: &str, args: &[&str]) -> anyhow::Result<()> {
+    output(program, args).map(drop)
+}
+
+/// `program`'s stdout; an error carries its stderr.
+pub(crate) fn output(program: &str, args: &[&str]) -> anyhow::Result<String> {
+    let out = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("starting {program}"))?;
+    if !out.status.success() {
+        bail!(
+            "{program} {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}

@@ -1,0 +1,225 @@
+//! lbd in the lab: its config, start, admin socket and pins on each node,
+//! and what is attached to the nodes' interfaces.
+
+use super::*;
+
+impl Lab {
+    /// Detaches the pass-through XDP programs from the LBs' switch ports.
+    /// They are there for XDP_TX (veth hands such frames only to a peer
+    /// running XDP); a tc program's `bpf_redirect` hands the switch port an
+    /// ordinary skb, which needs none — and with one there, every
+    /// redirected skb takes veth's XDP path (queued, run through XDP) for
+    /// nothing. Labs that run lbd with `attach = "tc"` only call this.
+    pub fn without_pass_through_xdp(&mut self) {
+        // Dropping the objects detaches the programs (their links are owned).
+        self.pass_xdp.clear();
+    }
+
+    /// Ids of the programs on the tcx ingress of `eth0` of `host` (empty:
+    /// none).
+    pub fn tc_program_ids(&self, host: &Host) -> anyhow::Result<Vec<u32>> {
+        in_netns(&host.netns, || -> anyhow::Result<Vec<u32>> {
+            let (_, programs) = aya::programs::SchedClassifier::query_tcx(
+                "eth0",
+                aya::programs::TcAttachType::Ingress,
+            )?;
+            Ok(programs
+                .iter()
+                .map(aya::programs::ProgramInfo::id)
+                .collect())
+        })?
+    }
+
+    /// Whether an XDP program is attached to `eth0` of `host`.
+    pub fn xdp_attached(&self, host: &Host) -> anyhow::Result<bool> {
+        Ok(output("ip", &["-n", &host.netns, "-d", "link", "show", "eth0"])?.contains("prog/xdp"))
+    }
+
+    /// The id of the XDP program on `eth0` of `host` (None: none), to tell
+    /// whether a program was replaced.
+    pub fn xdp_program_id(&self, host: &Host) -> anyhow::Result<Option<u32>> {
+        let text = output("ip", &["-n", &host.netns, "-d", "link", "show", "eth0"])?;
+        Ok(text
+            .split_whitespace()
+            .skip_while(|w| *w != "prog/xdp")
+            .nth(2)
+            .and_then(|id| id.parse().ok()))
+    }
+
+    /// An lbd config with one IPv4 VIP served by `backends` (names such as
+    /// "b1"), `vip_extra` TOML lines added to the VIP table (e.g. health
+    /// settings).
+    pub fn lbd_config_for(&self, backends: &[&str], vip_extra: &str) -> String {
+        let mut config = format!(
+            "interface = \"eth0\"\nconntrack_size = 65536\nadmin_socket = \"{}\"\n\n[[vip]]\naddress = \"{VIP4}\"\nport = {HTTP_PORT}\n{vip_extra}\n",
+            self.admin_socket().display()
+        );
+        for name in backends {
+            if let Some(host) = self.backends.iter().find(|b| b.name == *name) {
+                config.push_str(&format!(
+                    "  [[vip.backend]]\n  address = \"{}\"\n",
+                    host.ipv4
+                ));
+            }
+        }
+        config
+    }
+
+    /// Writes `config` over the config file of lbd process `name` started
+    /// with `start_lbd_on` (for reloads).
+    pub fn write_lbd_config_named(&self, name: &str, config: &str) -> anyhow::Result<()> {
+        fs::write(self.dir.join(format!("{name}.toml")), config)?;
+        Ok(())
+    }
+
+    /// Writes `config` over the running lbd's config file (for reloads).
+    pub fn write_lbd_config(&self, config: &str) -> anyhow::Result<()> {
+        fs::write(self.dir.join("lbd.toml"), config)?;
+        Ok(())
+    }
+
+    /// Runs lbctl (next to lbd) against this lab's lbd.
+    pub fn lbctl(&self, args: &[&str]) -> anyhow::Result<std::process::Output> {
+        lbctl_at(&self.admin_socket(), args)
+    }
+
+    /// `lbctl status --json` of the lab's lbd.
+    pub fn status(&self) -> anyhow::Result<lb_userspace::api::schema::Status> {
+        status_at(&self.admin_socket())
+    }
+
+    /// Runs `lbd --config <dir>/<name>.toml <flag>` (e.g. `--cleanup`,
+    /// `--release-vips`) in `node`'s namespace, as the systemd unit would.
+    pub fn lbd_offline(
+        &self,
+        node: &Host,
+        name: &str,
+        flag: &str,
+    ) -> anyhow::Result<std::process::Output> {
+        let path = self.dir.join(format!("{name}.toml"));
+        Ok(Command::new("ip")
+            .args(["netns", "exec", &node.netns])
+            .arg(lbd_binary()?)
+            .args(["--config", &path.to_string_lossy(), flag])
+            .stdin(Stdio::null())
+            .output()?)
+    }
+
+    /// The lab's default lbd config: both VIPs, every backend, MACs left to
+    /// the neighbour table.
+    pub fn lbd_config(&self) -> String {
+        let mut config = format!(
+            "interface = \"eth0\"\nconntrack_size = 65536\nadmin_socket = \"{}\"\n",
+            self.admin_socket().display()
+        );
+        for (vip, backends) in [
+            (
+                IpAddr::V4(VIP4),
+                self.backends
+                    .iter()
+                    .map(|b| IpAddr::V4(b.ipv4))
+                    .collect::<Vec<_>>(),
+            ),
+            (
+                IpAddr::V6(VIP6),
+                self.backends.iter().map(|b| IpAddr::V6(b.ipv6)).collect(),
+            ),
+        ] {
+            config.push_str(&format!(
+                "\n[[vip]]\naddress = \"{vip}\"\nport = {HTTP_PORT}\nprotocol = \"tcp\"\n"
+            ));
+            for backend in backends {
+                config.push_str(&format!("  [[vip.backend]]\n  address = \"{backend}\"\n"));
+            }
+        }
+        config
+    }
+
+    /// The admin socket of the lab's (first) lbd.
+    pub fn admin_socket(&self) -> PathBuf {
+        self.admin_socket_of(&self.lb)
+    }
+
+    /// The admin socket of lbd on `node`.
+    pub fn admin_socket_of(&self, node: &Host) -> PathBuf {
+        if node.name == "lb" {
+            self.dir.join("lbd.sock")
+        } else {
+            self.dir.join(format!("lbd-{}.sock", node.name))
+        }
+    }
+
+    /// Where lbd on `node` pins its data plane: bpffs is one per machine,
+    /// so each lab node has its own directory, removed with the lab.
+    pub fn pin_dir_of(&self, node: &Host) -> PathBuf {
+        Path::new(BPFFS).join(format!("{}-{}", self.prefix, node.name))
+    }
+
+    /// Starts lbd on `node` with `config` as process `name` (config file
+    /// `<name>.toml`); returns once its XDP program is attached. A config
+    /// without `pin_dir` gets the node's own.
+    pub fn start_lbd_on(&mut self, node: &Host, name: &str, config: &str) -> anyhow::Result<u32> {
+        let lbd = lbd_binary()?;
+        let path = self.dir.join(format!("{name}.toml"));
+        let config = if config.contains("pin_dir") {
+            config.to_owned()
+        } else {
+            format!(
+                "pin_dir = \"{}\"\n{config}",
+                self.pin_dir_of(node).display()
+            )
+        };
+        fs::write(&path, config)?;
+        let pid = self.spawn(
+            name,
+            &node.netns,
+            &lbd.to_string_lossy(),
+            &["--config", &path.to_string_lossy()],
+        )?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            // A pinned program may be attached already: wait for lbd too.
+            let attached = self.xdp_attached(node)? || !self.tc_program_ids(node)?.is_empty();
+            if attached && self.log(name).contains("lbd ready") {
+                return Ok(pid);
+            }
+            if !self.is_running(name) {
+                bail!("{name} exited during start-up:\n{}", self.log(name));
+            }
+            if Instant::now() > deadline {
+                bail!("{name} did not attach within 30 s:\n{}", self.log(name));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Starts lbd (the binary at `$LBD_BIN`, or next to the test binary)
+    /// on the LB node with `config`; returns once its XDP program is
+    /// attached. The process is named `lbd`.
+    pub fn start_lbd(&mut self, config: &str) -> anyhow::Result<u32> {
+        let lb = self.lb.clone();
+        self.start_lbd_on(&lb, "lbd", config)
+    }
+
+    /// Waits until every backend's nginx accepts connections from the
+    /// client.
+    pub fn wait_for_backends(&self) -> anyhow::Result<()> {
+        let addresses: Vec<SocketAddr> = self
+            .backends
+            .iter()
+            .map(|b| SocketAddr::new(IpAddr::V4(b.ipv4), self.backend_port()))
+            .collect();
+        in_netns(&self.client.netns, move || -> anyhow::Result<()> {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            for address in addresses {
+                while TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_err() {
+                    if Instant::now() > deadline {
+                        bail!("nginx at {address} did not come up within 20 s");
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+            Ok(())
+        })?
+    }
+}
