@@ -3,7 +3,7 @@
 //! here, not in the fuzz crate, so that the corpus test replays every
 //! committed input (crashes found earlier included) with plain `cargo test`
 //! on stable, and clippy and rustfmt see them; the targets are one-liners.
-//! [`seeds`] makes the starting corpora from our own encoders.
+//! [`fn@seeds`] makes the starting corpora from our own encoders.
 
 use std::{
     cell::RefCell,
