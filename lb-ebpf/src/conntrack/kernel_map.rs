@@ -163,8 +163,9 @@ fn from_half_open(
 }
 
 /// The backend of a flow without changing anything: the tracked one if it
-/// is still alive, else its SYN's if it is half-open, else Maglev's pick. For packets that are about a
-/// flow without being part of it (ICMP errors): they must reach its
+/// is still alive, else its SYN's if it is half-open, else Maglev's pick.
+/// For packets that are about a flow without being part of it (ICMP
+/// errors): they must reach its
 /// backend, but neither create, refresh nor re-pin an entry.
 #[inline(always)]
 pub(super) fn peek(vip: &VipMeta, key: &FlowKey) -> Option<Decision> {

@@ -21,7 +21,8 @@ use crate::sync::{
 };
 
 /// A batch as the backup receives it: one frame's worth of records (at
-/// most [`MAX_BATCH_RECORDS`](crate::sync::wire::MAX_BATCH_RECORDS)), from an authenticated master.
+/// most [`MAX_BATCH_RECORDS`](crate::sync::wire::MAX_BATCH_RECORDS)),
+/// from an authenticated master.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReceivedBatch {
     /// The master's node id (as authenticated by the handshake).
@@ -32,8 +33,8 @@ pub struct ReceivedBatch {
     /// Part of a full sync: a complete dump of the master's flows.
     pub full_sync: bool,
     /// The last frame of one batch the master was given (a batch above
-    /// [`MAX_BATCH_RECORDS`](crate::sync::wire::MAX_BATCH_RECORDS) arrives as several frames); with `full_sync`,
-    /// the full sync is complete.
+    /// [`MAX_BATCH_RECORDS`](crate::sync::wire::MAX_BATCH_RECORDS) arrives
+    /// as several frames); with `full_sync`, the full sync is complete.
     pub last: bool,
     /// The flows, in the master's order (empty in a NAT batch).
     pub records: Vec<FlowRecord>,

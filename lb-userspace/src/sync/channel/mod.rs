@@ -32,12 +32,14 @@ pub(crate) const SEND_QUEUE_CAPACITY: usize = 64;
 /// the newest complete dump of each kind (a queued full sync drops every
 /// older batch of its kind, which it supersedes) plus this many records,
 /// i.e. at most `D + 65,536 × 208` bytes, where `D` is one dump (64
-/// bytes per tracked flow, the size of a [`FlowRecord`](super::FlowRecord), plus 208 per
-/// NAT'd flow, a [`NatFlowRecord`](super::NatFlowRecord)) and 208 the larger record size: 13 MiB
-/// beyond the dump (4 MiB when only flows are queued). A full mesh keeps
+/// bytes per tracked flow, the size of a
+/// [`FlowRecord`](super::FlowRecord), plus 208 per NAT'd flow, a
+/// [`NatFlowRecord`](super::NatFlowRecord)) and 208 the larger record
+/// size: 13 MiB beyond the dump (4 MiB when only flows are queued). A full mesh keeps
 /// one queue per peer: at most `N × (D + 13 MiB)` for N peers (a dump is
-/// built once per tick and copied into each peer's queue). A slow or dead peer loses its oldest incremental batches
-/// (counted in `dropped_batches`); the next full sync repairs it, and
+/// built once per tick and copied into each peer's queue). A slow or dead
+/// peer loses its oldest incremental batches (counted in
+/// `dropped_batches`); the next full sync repairs it, and
 /// the others are not held back (each peer has its own queue and task).
 pub(crate) const SEND_QUEUE_RECORDS: usize = 65_536;
 /// Connections a listener serves at once: bounds what unauthenticated

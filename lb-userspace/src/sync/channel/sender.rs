@@ -96,8 +96,9 @@ impl Sender {
     }
 
     /// Queues `records` to go out (split into frames of at most
-    /// [`MAX_BATCH_RECORDS`](crate::sync::wire::MAX_BATCH_RECORDS)), without waiting. `full_sync` marks a
-    /// complete dump of the flows (an empty one is sent too: "no flows");
+    /// [`MAX_BATCH_RECORDS`](crate::sync::wire::MAX_BATCH_RECORDS)),
+    /// without waiting. `full_sync` marks a complete dump of the flows (an
+    /// empty one is sent too: "no flows");
     /// an empty incremental batch is ignored. When the queue holds
     /// [`SEND_QUEUE_CAPACITY`] batches, the oldest incremental one is
     /// dropped and counted: send a full sync after a drop to repair it.
@@ -137,8 +138,9 @@ impl Sender {
 
     /// The peer's node id, once a handshake authenticated it (kept after
     /// the session ends; the next handshake replaces it). It names the
-    /// batches this node receives from that peer ([`ReceivedBatch::peer`](super::ReceivedBatch::peer)),
-    /// since every lbd uses one node id for both directions.
+    /// batches this node receives from that peer
+    /// ([`ReceivedBatch::peer`](super::ReceivedBatch::peer)), since every
+    /// lbd uses one node id for both directions.
     pub fn peer_node(&self) -> Option<String> {
         self.shared
             .peer_node
