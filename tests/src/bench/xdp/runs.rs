@@ -1,0 +1,365 @@
+//! Running cases: one design, both designs side by side round by round,
+//! a connection's SYN and first ACK, the guards on and off, the pass-through
+//! cases.
+
+use super::*;
+
+/// Runs one case; checks that every run took the named path.
+pub(crate) fn run_case(
+    bench: &mut Bench,
+    case: &Case,
+    repeat: u32,
+    rounds: u32,
+    fresh_table: bool,
+) -> anyhow::Result<Spread> {
+    let measured = run_compared(
+        std::slice::from_mut(bench),
+        case,
+        repeat,
+        rounds,
+        fresh_table,
+    )?;
+    measured
+        .into_iter()
+        .next()
+        .map(|r| r.spread)
+        .ok_or_else(|| anyhow!("{}: no result", case.name))
+}
+
+/// Runs one case on each of `benches` (objects on different
+/// connection-table designs), round by round: each round runs on every
+/// bench in turn, so a drift of this VM's speed during the case moves
+/// them alike and their ratio holds within each round. Checks that every
+/// run took the named path; one spread per bench, in order.
+pub(crate) fn run_compared(
+    benches: &mut [Bench],
+    case: &Case,
+    repeat: u32,
+    rounds: u32,
+    fresh_table: bool,
+) -> anyhow::Result<Vec<Rounds>> {
+    let mut before = Vec::with_capacity(benches.len());
+    for bench in benches.iter_mut() {
+        bench.prepare(case.target, &case.frame, case.vary_offset)?;
+        // Warm up (and, for tracked flows, create the flow).
+        bench.measure(&case.frame, 1000, 1, case.action, false)?;
+        before.push(match case.counter {
+            Some(c) => bench.counter(c)?,
+            None => 0,
+        });
+    }
+    let mut ns = vec![Vec::new(); benches.len()];
+    for _ in 0..rounds {
+        for (bench, ns) in benches.iter_mut().zip(&mut ns) {
+            ns.extend(bench.measure(&case.frame, repeat, 1, case.action, fresh_table)?);
+        }
+    }
+    let mut out = Vec::with_capacity(benches.len());
+    for ((bench, ns), before) in benches.iter_mut().zip(&ns).zip(before) {
+        if let Some(counter) = case.counter {
+            let got = bench.counter(counter)? - before;
+            let want = u64::from(repeat) * u64::from(rounds);
+            if got != want {
+                bail!(
+                    "{} ({}): {got} {} for {want} runs: the measured path is not the one named",
+                    case.name,
+                    bench.kind.label(),
+                    counter.name()
+                );
+            }
+        }
+        let measured = Rounds::of(ns);
+        eprintln!(
+            "bench: {:<34} {:>7.1} ns/packet (median of {rounds}, {})",
+            case.name,
+            measured.spread.median,
+            bench.kind.label()
+        );
+        out.push(measured);
+    }
+    Ok(out)
+}
+
+/// A connection's first two packets through the LB: per round, `repeat`
+/// connections in batches of `CONNECTION_BATCH`: the SYNs of a batch's
+/// distinct new flows, then the first ACK of each of the same flows (the
+/// wrapper's run counter replayed, so the ACK run walks the SYN run's
+/// flows in order). A batch stays well inside the half-open table, as a
+/// real handshake's ACK follows its SYN within a round trip, not after
+/// the SYNs of a whole round. ns per connection = SYN + ACK. Counted:
+/// every SYN held half-open (a handshake in the bucket table, or in the
+/// half-open table); every ACK a new flow of the connection table, its
+/// handshake made established or taken from the half-open table with its
+/// SYN's backend, or (its SYN's half-open entry already evicted) picked
+/// afresh (returned apart).
+pub(crate) fn run_connection(
+    benches: &mut [Bench],
+    repeat: u32,
+    rounds: u32,
+    fresh_table: bool,
+) -> anyhow::Result<Vec<(Rounds, u64)>> {
+    let mut lost = vec![0; benches.len()];
+    let mut ns = vec![Vec::new(); benches.len()];
+    // A warm-up round (not counted), then the rounds, each on every
+    // bench in turn (see `run_compared`).
+    for round in 0..=rounds {
+        let connections = if round == 0 { 1000 } else { repeat };
+        for ((bench, ns), lost) in benches.iter_mut().zip(&mut ns).zip(&mut lost) {
+            if fresh_table && round > 0 {
+                bench.clear()?;
+            }
+            let (per_connection, evicted) = connection_round(bench, connections)?;
+            if round > 0 {
+                ns.push(per_connection);
+                *lost += evicted;
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(benches.len());
+    for ((bench, ns), lost) in benches.iter().zip(&ns).zip(lost) {
+        let measured = Rounds::of(ns);
+        eprintln!(
+            "bench: {:<34} {:>7.1} ns/connection (median of {rounds}, {}; {lost} ACKs found their SYN's half-open entry evicted)",
+            CONNECTION_V4,
+            measured.spread.median,
+            bench.kind.label()
+        );
+        out.push((measured, lost));
+    }
+    Ok(out)
+}
+
+/// One round of `run_connection` on `bench`: `connections` connections
+/// in batches; ns per connection and the ACKs whose SYN's half-open
+/// entry had been evicted.
+fn connection_round(bench: &mut Bench, connections: u32) -> anyhow::Result<(f64, u64)> {
+    let syn = cases()
+        .into_iter()
+        .find(|c| c.name == NEW_V4)
+        .ok_or_else(|| anyhow!("no case {NEW_V4}"))?;
+    let ack_frame = ack_frame();
+    let held_before = bench.counter(Counter::ConntrackHalfOpenNew)?;
+    let new_before = bench.counter(Counter::ConntrackNew)?;
+    let promoted_before = bench.counter(Counter::ConntrackHalfOpenPromoted)?;
+    let mut total_ns = 0.0;
+    let mut done = 0;
+    while done < connections {
+        let batch = CONNECTION_BATCH.min(connections - done);
+        let start = bench.runs()?;
+        bench.prepare(syn.target, &syn.frame, syn.vary_offset)?;
+        let syn_ns = bench.measure(&syn.frame, batch, 1, syn.action, false)?;
+        bench.set_runs(start)?;
+        bench.prepare(syn.target, &ack_frame, syn.vary_offset)?;
+        let ack_ns = bench.measure(&ack_frame, batch, 1, syn.action, false)?;
+        let per_connection: f64 = syn_ns.iter().chain(&ack_ns).sum();
+        total_ns += per_connection * f64::from(batch);
+        done += batch;
+    }
+    let want = u64::from(connections);
+    let syn_held = bench.counter(Counter::ConntrackHalfOpenNew)? - held_before;
+    let ack_new = bench.counter(Counter::ConntrackNew)? - new_before;
+    let promoted = bench.counter(Counter::ConntrackHalfOpenPromoted)? - promoted_before;
+    if syn_held != want || ack_new != want || promoted > want {
+        bail!(
+            "{CONNECTION_V4} ({}): {syn_held} held half-open for {want} SYNs, {ack_new} new flows ({promoted} promoted) for {want} ACKs",
+            bench.kind.label()
+        );
+    }
+    Ok((total_ns / f64::from(connections), want - promoted))
+}
+
+/// The guards' cases on `benches` (guards put in force first).
+fn run_guarded(
+    benches: &mut [Bench],
+    repeat: u32,
+    rounds: u32,
+    capacity: u32,
+    results: &mut Vec<XdpCase>,
+) -> anyhow::Result<()> {
+    for bench in benches.iter_mut() {
+        bench.guard()?;
+    }
+    for case in guarded_cases() {
+        if case.name == TRACKED_V4_GUARDED {
+            run_guards_toggled(benches, &case, (repeat, rounds), capacity, results)?;
+            continue;
+        }
+        let fresh = case.new_flow();
+        let spreads = run_compared(benches, &case, repeat, rounds, fresh)?;
+        record(
+            results,
+            benches,
+            &case,
+            &spreads,
+            (repeat, rounds),
+            (0, capacity),
+        );
+    }
+    Ok(())
+}
+
+/// `case` (a tracked flow's) with its guards on and, in the same rounds,
+/// off (`TRACKED_V4_UNGUARDED`): each round measures both, the order
+/// alternating, so what the guards cost is a per-round difference, not
+/// one of two medians taken minutes apart. Leaves the guards on.
+fn run_guards_toggled(
+    benches: &mut [Bench],
+    case: &Case,
+    (repeat, rounds): (u32, u32),
+    capacity: u32,
+    results: &mut Vec<XdpCase>,
+) -> anyhow::Result<()> {
+    let plain = Case {
+        name: TRACKED_V4_UNGUARDED,
+        path: "parse, VIP hit, conntrack hit, TX (the guarded row's flow, its guards off in the same rounds)",
+        ..case.clone()
+    };
+    let mut on = vec![Vec::new(); benches.len()];
+    let mut off = vec![Vec::new(); benches.len()];
+    for round in 0..rounds {
+        for guarded in [round % 2 == 1, round % 2 == 0] {
+            for bench in benches.iter_mut() {
+                bench.set_guards(guarded)?;
+            }
+            let (measured, into) = if guarded {
+                (run_compared(benches, case, repeat, 1, false)?, &mut on)
+            } else {
+                (run_compared(benches, &plain, repeat, 1, false)?, &mut off)
+            };
+            for (ns, rounds) in into.iter_mut().zip(measured) {
+                ns.extend(rounds.per_round);
+            }
+        }
+    }
+    for bench in benches.iter_mut() {
+        bench.set_guards(true)?;
+    }
+    for (case, ns) in [(&plain, off), (case, on)] {
+        let measured: Vec<Rounds> = ns.iter().map(|ns| Rounds::of(ns)).collect();
+        record(
+            results,
+            benches,
+            case,
+            &measured,
+            (repeat, rounds),
+            (0, capacity),
+        );
+    }
+    Ok(())
+}
+
+/// The guards' cases alone, after the unguarded cases they compare with
+/// (tracked v4, new v6) as baselines, on both `COMPARED` designs (small
+/// rounds: a check that each takes its path, as the tests run it).
+pub fn run_guarded_only(repeat: u32, rounds: u32) -> anyhow::Result<Vec<XdpCase>> {
+    let mut benches = COMPARED
+        .into_iter()
+        .map(|kind| Bench::new(CONNTRACK, kind))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut results = Vec::new();
+    for baseline in cases()
+        .into_iter()
+        .filter(|c| c.name == TRACKED_V4 || c.name == NEW_V6)
+    {
+        let fresh = baseline.new_flow();
+        let measured = run_compared(&mut benches, &baseline, repeat, rounds, fresh)?;
+        record(
+            &mut results,
+            &benches,
+            &baseline,
+            &measured,
+            (repeat, rounds),
+            (0, CONNTRACK),
+        );
+    }
+    run_guarded(&mut benches, repeat, rounds, CONNTRACK, &mut results)?;
+    Ok(results)
+}
+
+/// Appends one case's results on `benches` (`measured` in their order):
+/// `(repeat, rounds)` as run, `(prefill, capacity)` of the table.
+pub(super) fn record(
+    results: &mut Vec<XdpCase>,
+    benches: &[Bench],
+    case: &Case,
+    measured: &[Rounds],
+    (repeat, rounds): (u32, u32),
+    (prefill, capacity): (u64, u32),
+) {
+    for (bench, measured) in benches.iter().zip(measured) {
+        results.push(XdpCase {
+            name: case.name.to_owned(),
+            path: case.path.to_owned(),
+            ns_per_packet: measured.spread,
+            repeat,
+            rounds,
+            conntrack_prefill: prefill,
+            design: bench.kind.label().to_owned(),
+            capacity,
+            lost_flows: 0,
+            per_round: measured.per_round.clone(),
+        });
+    }
+}
+
+/// One table size, both `COMPARED` designs loaded side by side and
+/// measured case by case (so drift in this VM's speed hits both alike).
+/// With `prefill` flows, only the cases that touch the table, and new-flow
+/// rounds do not empty it (the point is a crowded table).
+pub(super) fn run_pass(
+    capacity: u32,
+    prefill: u32,
+    repeat: u32,
+    rounds: u32,
+    results: &mut Vec<XdpCase>,
+) -> anyhow::Result<()> {
+    let mut benches = Vec::new();
+    for kind in COMPARED {
+        eprintln!(
+            "bench: {} of {capacity} entries, {prefill} flows in it",
+            kind.label()
+        );
+        let mut bench = Bench::new(capacity, kind)?;
+        bench.prefill(prefill)?;
+        benches.push(bench);
+    }
+    for case in pass_cases() {
+        if prefill > 0 && !case.name.contains("flow") {
+            continue;
+        }
+        let fresh = prefill == 0 && case.new_flow();
+        let measured = run_compared(&mut benches, &case, repeat, rounds, fresh)?;
+        record(
+            results,
+            &benches,
+            &case,
+            &measured,
+            (repeat, rounds),
+            (u64::from(prefill), capacity),
+        );
+    }
+    // Half the runs per round: each connection is two packets.
+    let connections = repeat / 2;
+    let measured = run_connection(&mut benches, connections, rounds, prefill == 0)?;
+    for (bench, (measured, lost)) in benches.iter().zip(measured) {
+        results.push(XdpCase {
+            name: CONNECTION_V4.to_owned(),
+            path: "SYN: conntrack miss, half-open miss, Maglev, handshake insert, TX; then its first ACK: buckets: conntrack hit (the handshake made established); LRU: conntrack miss, half-open hit (taken out), conntrack insert; TX; ns per connection".to_owned(),
+            ns_per_packet: measured.spread,
+            per_round: measured.per_round,
+            repeat: connections,
+            rounds,
+            conntrack_prefill: u64::from(prefill),
+            design: bench.kind.label().to_owned(),
+            capacity,
+            lost_flows: lost,
+        });
+    }
+    // Last: the guards stay in force once put there (their deny rule
+    // takes 0.0.0.0/8, the cases' varied IPv4 sources, and their limits
+    // would refuse the connection case's new flows).
+    if prefill == 0 {
+        run_guarded(&mut benches, repeat, rounds, capacity, results)?;
+    }
+    Ok(())
+}
