@@ -31,7 +31,7 @@ pub use service::ask;
 
 use relay::Sockets;
 
-use crate::lab::{in_netns, output, run};
+use crate::lab::{in_netns, output, run, tcx_ingress_ids};
 
 /// The VIPs the backend serves (TCP port `PORT`).
 pub const VIP4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);
@@ -407,16 +407,7 @@ impl DecapLab {
 
     /// Ids of the programs on the backend's tcx ingress.
     pub fn tc_programs(&self) -> anyhow::Result<Vec<u32>> {
-        in_netns(&self.backend, || -> anyhow::Result<Vec<u32>> {
-            let (_, programs) = aya::programs::SchedClassifier::query_tcx(
-                "eth0",
-                aya::programs::TcAttachType::Ingress,
-            )?;
-            Ok(programs
-                .iter()
-                .map(aya::programs::ProgramInfo::id)
-                .collect())
-        })?
+        tcx_ingress_ids(&self.backend, "eth0")
     }
 }
 

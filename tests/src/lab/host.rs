@@ -27,6 +27,22 @@ pub fn in_netns<T: Send + 'static>(
     .map_err(|_| anyhow!("thread in {netns} panicked"))?
 }
 
+/// Ids of the programs on the tcx ingress of `ifname` in namespace
+/// `netns` (empty: none).
+pub fn tcx_ingress_ids(netns: &str, ifname: &str) -> anyhow::Result<Vec<u32>> {
+    let ifname = ifname.to_owned();
+    in_netns(netns, move || -> anyhow::Result<Vec<u32>> {
+        let (_, programs) = aya::programs::SchedClassifier::query_tcx(
+            &ifname,
+            aya::programs::TcAttachType::Ingress,
+        )?;
+        Ok(programs
+            .iter()
+            .map(aya::programs::ProgramInfo::id)
+            .collect())
+    })?
+}
+
 /// GET `url` from inside `netns`: (status, body).
 pub fn http_get(netns: &str, url: &str) -> anyhow::Result<(u16, String)> {
     let url = url.to_owned();

@@ -18,16 +18,7 @@ impl Lab {
     /// Ids of the programs on the tcx ingress of `eth0` of `host` (empty:
     /// none).
     pub fn tc_program_ids(&self, host: &Host) -> anyhow::Result<Vec<u32>> {
-        in_netns(&host.netns, || -> anyhow::Result<Vec<u32>> {
-            let (_, programs) = aya::programs::SchedClassifier::query_tcx(
-                "eth0",
-                aya::programs::TcAttachType::Ingress,
-            )?;
-            Ok(programs
-                .iter()
-                .map(aya::programs::ProgramInfo::id)
-                .collect())
-        })?
+        tcx_ingress_ids(&host.netns, "eth0")
     }
 
     /// Whether an XDP program is attached to `eth0` of `host`.

@@ -34,7 +34,8 @@ mod processes;
 
 pub use host::{
     ensure_bpffs, http_get, in_netns, lbctl_at, lbd_binary, namespaces_with_prefix,
-    pins_with_prefix, remove_pins, status_at, sweep_stale_labs, workspace_binary, TestPins, BPFFS,
+    pins_with_prefix, remove_pins, status_at, sweep_stale_labs, tcx_ingress_ids, workspace_binary,
+    TestPins, BPFFS,
 };
 use host::{ip, receive_like_a_nic};
 pub(crate) use host::{output, run, sysctl};
