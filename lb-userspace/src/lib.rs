@@ -5,19 +5,16 @@
 #![warn(unreachable_pub)]
 pub mod api;
 pub mod bgp;
-pub mod bucket_map;
 pub(crate) mod clock;
 pub mod config;
-pub mod conntrack_kind;
+pub mod conntrack;
 pub mod daemon;
 pub mod dataplane;
 pub(crate) mod ebpf_object;
 pub mod flood;
-pub mod flow_table;
 pub mod guard;
 pub(crate) mod health;
 pub mod import;
-pub mod legacy_table;
 pub mod logging;
 pub mod mac;
 pub mod maglev;

@@ -28,7 +28,7 @@ use lb_tests::{
     packet::{self, Flow, Tcp, ACK, SYN},
     testbed::{action, flow_key, vip4_tcp, vip6_tcp, Hook, TestBed, VIP4, VIP6},
 };
-use lb_userspace::{config::Protocol, conntrack_kind::ConntrackKind, dataplane::LoadOptions};
+use lb_userspace::{config::Protocol, conntrack::kind::ConntrackKind, dataplane::LoadOptions};
 
 /// Client flow `n` (distinct for every `n` below 65536).
 fn flow(n: u32) -> Flow {
@@ -291,7 +291,7 @@ fn upgrade_from_lru(bucket_pin: bool) {
     assert!(new.adopted(), "the VIPs, backends and tables are adopted");
     let carried: HashMap<_, _> = new.flows().map(|(k, e)| (k, e.backend_id)).collect();
     assert_eq!(carried, pinned, "every flow keeps its backend");
-    let moved = pins.map_path(lb_userspace::legacy_table::MOVED_PIN);
+    let moved = pins.map_path(lb_userspace::conntrack::legacy::MOVED_PIN);
     assert!(
         moved.exists(),
         "the old table waits, moved aside, for the swap"
@@ -321,7 +321,7 @@ fn an_upgrade_stopped_before_its_swap_leaves_the_old_table_for_the_next_lbd() {
         pins: Some(pins.clone()),
         ..LoadOptions::default()
     };
-    let moved = pins.map_path(lb_userspace::legacy_table::MOVED_PIN);
+    let moved = pins.map_path(lb_userspace::conntrack::legacy::MOVED_PIN);
     {
         let stopped = load_upgrade(&buckets);
         assert!(stopped.adopted(), "the first upgrade adopts the state");
@@ -437,7 +437,7 @@ fn an_upgrade_re_places_the_ipv6_flows_a_release_placed_by_flow_hash() {
         &vip6_tcp(),
         &flows,
         4096,
-        lb_userspace::flow_table::Placement::ByFlowHashAnywhere,
+        lb_userspace::conntrack::table::Placement::ByFlowHashAnywhere,
     );
     assert_eq!(misplaced, flows.len(), "placed by flow_hash, none is found");
 }
@@ -454,7 +454,7 @@ fn an_upgrade_re_places_the_flows_a_release_put_in_far_second_buckets() {
         &vip4_tcp(),
         &flows,
         64,
-        lb_userspace::flow_table::Placement::ByTableHashAnywhere,
+        lb_userspace::conntrack::table::Placement::ByTableHashAnywhere,
     );
     assert!(misplaced > 0, "no flow went to a far second bucket");
 }
@@ -472,7 +472,7 @@ fn upgrade_re_places(
     vip: &lb_userspace::config::VipConfig,
     flows: &[Flow],
     size: u32,
-    older: lb_userspace::flow_table::Placement,
+    older: lb_userspace::conntrack::table::Placement,
 ) -> usize {
     let (pins, _cleanup) = pin_dir(tag);
     let options = LoadOptions {
@@ -498,7 +498,8 @@ fn upgrade_re_places(
         let path = pins.map_path(names::MAP_FLOW_BUCKETS);
         let map = aya::maps::MapData::from_pin(&path).expect("pinned table");
         let buckets = lb_common::flow_table::buckets_for(size);
-        let older = lb_userspace::flow_table::FlowTable::new(map, buckets, older).expect("mapped");
+        let older =
+            lb_userspace::conntrack::table::FlowTable::new(map, buckets, older).expect("mapped");
         let mut moved = Vec::new();
         for f in flows {
             let key = flow_key(f, Protocol::Tcp);

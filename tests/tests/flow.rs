@@ -23,7 +23,7 @@ use lb_tests::{
 };
 use lb_userspace::{
     api::flow_schema::{DropReason, FlowDecision, FlowExplanation},
-    conntrack_kind::ConntrackKind,
+    conntrack::kind::ConntrackKind,
     daemon::flow::flow_key,
     dataplane::{Dataplane, LoadOptions, MapSizes, MapWriter as _},
     reconcile::{Balancer, VipId},

@@ -15,7 +15,7 @@ use lb_tests::{
 };
 use lb_userspace::{
     config::{Protocol, VipConfig},
-    conntrack_kind::ConntrackKind,
+    conntrack::kind::ConntrackKind,
     dataplane::LoadOptions,
     guard::{AclRule, Action, Guard, GuardConfig, Limits, RateLimit, Scope},
     vip_id::VipId,

@@ -24,7 +24,7 @@ use lb_tests::{
 };
 use lb_userspace::{
     config::{Protocol, VipConfig},
-    conntrack_kind::ConntrackKind,
+    conntrack::kind::ConntrackKind,
     dataplane::{Dataplane, LoadOptions, MapSizes},
     reconcile::Balancer,
 };

@@ -258,7 +258,7 @@ pub enum SecondBucket {
     Nearby,
     /// `second_bucket_index`: the NAT flow table (`NAT_BUCKETS`), and the
     /// connection tables that releases before `Nearby` left pinned (lbd
-    /// moves their flows, see `lb_userspace::flow_table::FlowTable::re_place`).
+    /// moves their flows, see `lb_userspace::conntrack::table::FlowTable::re_place`).
     Anywhere,
 }
 

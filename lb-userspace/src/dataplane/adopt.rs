@@ -43,7 +43,7 @@ impl Dataplane {
     }
 
     /// Copies the flows of a previous lbd's kernel-map table into the
-    /// bucket table (see `legacy_table`); after the swap (`phase`
+    /// bucket table (see `conntrack::legacy`); after the swap (`phase`
     /// "swapped") the caller closes the old table and removes its pin
     /// (`LegacyTable::finish`).
     pub(super) fn carry_legacy_flows(&mut self, phase: &str) {
@@ -203,7 +203,7 @@ fn flags_the_kernel_adds(map_type: u32) -> u32 {
 /// afresh. The state maps go together: if any of them cannot be adopted,
 /// none is. Returns whether the state maps are adopted.
 /// `fresh`: tables being carried over from an older layout (the
-/// connection table's maps, `legacy_table`; the NAT flow table,
+/// connection table's maps, `conntrack::legacy`; the NAT flow table,
 /// `nat::legacy`), not required for adoption.
 pub(super) fn check_pins(
     pins: &PinDir,

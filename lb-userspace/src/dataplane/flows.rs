@@ -9,9 +9,9 @@ use aya::{
 use lb_common::{consts::names, FlowEntry, FlowKey};
 
 use super::{map_error, take_map, take_map_data, Dataplane, DataplaneError, Result};
-use crate::{
-    conntrack_kind::ConntrackKind,
-    flow_table::{FlowTable, Placement},
+use crate::conntrack::{
+    kind::ConntrackKind,
+    table::{FlowTable, Placement},
 };
 
 /// The connection table behind `Dataplane::flows` and friends.
@@ -93,13 +93,13 @@ impl Dataplane {
             FlowStore::Buckets(table) => table.map(),
             FlowStore::KernelMap(map) => aya::maps::IterableMap::map(map),
         };
-        crate::bucket_map::kernel_memory_bytes(map).unwrap_or(0)
+        crate::conntrack::bucket_map::kernel_memory_bytes(map).unwrap_or(0)
     }
 
     /// Bytes of kernel memory the NAT flow table takes, as the kernel
     /// accounts the map (all preallocated); 0 if the kernel does not say.
     pub fn nat_memory_bytes(&self) -> u64 {
-        crate::bucket_map::kernel_memory_bytes(self.nat.table().map()).unwrap_or(0)
+        crate::conntrack::bucket_map::kernel_memory_bytes(self.nat.table().map()).unwrap_or(0)
     }
 
     /// The connection-table entry of one flow, if tracked (`lbctl flow`).

@@ -41,11 +41,9 @@ use self::{
 };
 use crate::{
     config::{Attach, XdpMode as ConfigXdpMode},
-    conntrack_kind::{self, ConntrackKind},
+    conntrack::{self, kind::ConntrackKind, legacy::LegacyTable, table::FlowTable},
     ebpf_object::EBPF_OBJECT,
-    flow_table::FlowTable,
     guard::GuardMaps,
-    legacy_table::LegacyTable,
     nat::legacy::LegacyNat,
     nat::maps::NatMaps,
     node_counters::NodeCounters,
@@ -112,10 +110,10 @@ pub enum DataplaneError {
     Parse(String),
     /// The object could not be prepared for the requested map design.
     #[error(transparent)]
-    Patch(#[from] conntrack_kind::PatchError),
+    Patch(#[from] conntrack::kind::PatchError),
     /// The bucket connection table could not be mapped or written.
     #[error(transparent)]
-    FlowTable(Box<crate::flow_table::FlowTableError>),
+    FlowTable(Box<crate::conntrack::table::FlowTableError>),
     /// The VIP index could not be mapped or written.
     #[error(transparent)]
     VipIndex(#[from] crate::vip_index::VipIndexError),
@@ -278,7 +276,7 @@ impl Dataplane {
     /// Loads the embedded object with non-default options.
     pub fn load_with(sizes: MapSizes, options: &LoadOptions) -> Result<Self> {
         let kind = options.conntrack_kind;
-        let object = conntrack_kind::patch(EBPF_OBJECT, names::MAP_CONNTRACK, kind)?;
+        let object = conntrack::kind::patch(EBPF_OBJECT, names::MAP_CONNTRACK, kind)?;
         let maglev_entries = sizes.max_vips * MAGLEV_TABLES_PER_VIP * MAGLEV_SIZE_MAX;
         // The design not in use keeps its map at the smallest size.
         let (buckets, kernel_map) = if kind.is_kernel_map() {

@@ -10,8 +10,8 @@ use aya::{
 use lb_common::{consts::names, FlowKey, NatEntry, NatSource};
 
 use crate::{
+    conntrack::table::FlowTableError,
     dataplane::{map_error, take_map, take_map_data, DataplaneError},
-    flow_table::FlowTableError,
     nat::table::NatFlowTable,
 };
 

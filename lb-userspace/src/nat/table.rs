@@ -20,7 +20,7 @@ use lb_common::{
     FlowKey, NatEntry,
 };
 
-use crate::bucket_map::{BucketMap, FlowTableError};
+use crate::conntrack::bucket_map::{BucketMap, FlowTableError};
 
 /// Tries of an insert whose way another CPU took in the same instant.
 const TRIES: usize = 4;

@@ -123,10 +123,10 @@ pub fn run(vips: u32, backends: u32, flows: u32) -> anyhow::Result<MemoryResults
     // status request and a scrape have walked them all.
     let map = crate::lbd_maps::open_map(pid, lb_common::consts::names::MAP_FLOW_BUCKETS)?;
     let buckets = lb_common::flow_table::buckets_for(conntrack);
-    let table = lb_userspace::flow_table::FlowTable::new(
+    let table = lb_userspace::conntrack::table::FlowTable::new(
         map,
         buckets,
-        lb_userspace::flow_table::Placement::ByTableHash,
+        lb_userspace::conntrack::table::Placement::ByTableHash,
     )?;
     for i in 0..flows {
         let key = lb_common::FlowKey {

@@ -58,7 +58,7 @@ pub fn markdown(results: &Results, plot: Option<&str>) -> String {
         let _ = writeln!(
             out,
             "Through `xdp_bench`, which restores the original packet and tail-calls the program under test on every run; each case checks with the program's counters that every run took the named path. Every case runs on the bucket connection table (`{}`, lbd's default since issue 16) and on the shared LRU (the default before it), the two objects loaded side by side and measured case by case. New-flow cases change the source address on every run, so each run inserts into the connection table ({} entries, lbd's default size; each round starts from an empty table). The prefilled rows use a table of {} entries holding the number of flows shown, and their rounds do not empty it. The program under test runs on CPU 0 (the runner pins itself there). The target column holds the first wave's absolute targets (ns, for the bucket table's rows), set on the AMD EPYC VM the project ran on then and shown for reference; today's targets compare the two designs in one run and are judged in the comparison table below.\n",
-            lb_userspace::conntrack_kind::ConntrackKind::Buckets.label(),
+            lb_userspace::conntrack::kind::ConntrackKind::Buckets.label(),
             xdp.conntrack_capacity,
             xdp.prefill_capacity
         );
@@ -70,7 +70,7 @@ pub fn markdown(results: &Results, plot: Option<&str>) -> String {
         for c in &xdp.cases {
             let target = xdp_target(&c.name, c.conntrack_prefill)
                 .filter(|_| {
-                    c.design == lb_userspace::conntrack_kind::ConntrackKind::Buckets.label()
+                    c.design == lb_userspace::conntrack::kind::ConntrackKind::Buckets.label()
                 })
                 .map_or("–".to_owned(), |t| format!("≤ {t:.0}"));
             let _ = writeln!(
@@ -384,7 +384,7 @@ pub fn xdp_svg(results: &Results) -> Option<String> {
         let y = 35.0 + i as f64 * row;
         let w = c.ns_per_packet.median / max * width;
         let tick = left + c.ns_per_packet.max / max * width;
-        let design = if c.design == lb_userspace::conntrack_kind::ConntrackKind::Buckets.label() {
+        let design = if c.design == lb_userspace::conntrack::kind::ConntrackKind::Buckets.label() {
             "buckets"
         } else {
             c.design.as_str()

@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 
 use lb_common::flow_table::{FLOW_BYTES_PER_CONFIGURED_FLOW, FLOW_BYTES_PER_ENTRY};
-use lb_userspace::conntrack_kind::ConntrackKind;
+use lb_userspace::conntrack::kind::ConntrackKind;
 
 use super::{
     xdp::{

@@ -5,7 +5,7 @@
 
 use std::fmt::Write as _;
 
-use lb_userspace::conntrack_kind::ConntrackKind;
+use lb_userspace::conntrack::kind::ConntrackKind;
 
 use super::{
     xdp::{

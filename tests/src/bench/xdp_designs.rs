@@ -7,7 +7,7 @@
 
 use anyhow::{anyhow, bail};
 use lb_common::stats::Counter;
-use lb_userspace::conntrack_kind::ConntrackKind;
+use lb_userspace::conntrack::kind::ConntrackKind;
 use serde::{Deserialize, Serialize};
 
 use super::{

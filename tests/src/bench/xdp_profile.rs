@@ -15,7 +15,7 @@ use std::{
 };
 
 use anyhow::{anyhow, bail, Context as _};
-use lb_userspace::conntrack_kind::ConntrackKind;
+use lb_userspace::conntrack::kind::ConntrackKind;
 use serde::{Deserialize, Serialize};
 
 use super::{

@@ -19,7 +19,7 @@ use lb_common::{
     FlowEntry, FlowKey, LbConfig,
 };
 use lb_userspace::{
-    conntrack_kind::ConntrackKind,
+    conntrack::kind::ConntrackKind,
     dataplane::{Dataplane, LoadOptions, MapSizes, MapWriter as _},
     reconcile::{Balancer, DesiredVip},
 };

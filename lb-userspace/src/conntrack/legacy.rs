@@ -22,7 +22,7 @@ use aya::maps::{HashMap, Map, MapData, MapInfo, MapType};
 use lb_common::{consts::names, FlowEntry, FlowKey};
 use tracing::{info, warn};
 
-use crate::{conntrack_kind::ConntrackKind, pinning::PinDir};
+use crate::{conntrack::kind::ConntrackKind, pinning::PinDir};
 
 /// The name the old table's pin is moved to while its flows are carried
 /// over (in the same pin directory): `CONNTRACK` itself is this release's

@@ -1,7 +1,7 @@
 //! An mmapable array map of buckets (`lb_common::flow_table::Bucket`)
 //! mapped into lbd's address space, read and written in place with the
 //! protocol the data plane runs on the same memory. One mapping for every
-//! table of this layout: the connection table (`flow_table`), the
+//! table of this layout: the connection table (`table`), the
 //! half-open table, the NAT flow table (`nat::table`); each adds what it
 //! does with its flows.
 

@@ -5,7 +5,7 @@
 //! more than `conntrack_size` of them (docs/design/conntrack.md). The
 //! kernel-map kinds stay loadable so the benchmark (`cargo xtask bench`,
 //! BENCHMARKS.md) measures every design side by side, and so an lbd that
-//! ran the shared LRU is upgraded from (`legacy_table`). The program
+//! ran the shared LRU is upgraded from (`conntrack::legacy`). The program
 //! carries both designs and runs the one lbd names in a
 //! read-only global at load time (the verifier sees it as a constant and
 //! prunes the other); the kernel-map kinds differ only in the map's type

@@ -15,8 +15,8 @@ use lb_common::{
     FlowEntry, FlowKey,
 };
 
-use crate::bucket_map::BucketMap;
-pub use crate::bucket_map::FlowTableError;
+use crate::conntrack::bucket_map::BucketMap;
+pub use crate::conntrack::bucket_map::FlowTableError;
 
 /// How a table of this layout places its flows: by which hash, and
 /// where their second buckets lie. The object's two tables differ, and
