@@ -14,7 +14,10 @@ use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    e2e::{cpu, tune_for_new_connections, wrk},
+    e2e::{
+        machine::cpu,
+        wrk::{tune_for_new_connections, wrk},
+    },
     Spread,
 };
 use crate::{

@@ -16,7 +16,7 @@ use anyhow::{bail, Context as _};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    e2e::{start_named, stop, Target},
+    e2e::{start_named, stop, System, Target},
     Spread,
 };
 use crate::{
@@ -27,10 +27,10 @@ use crate::{
 /// One system in one condition, over the rounds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FloodCase {
-    /// lbd or haproxy.
-    pub system: String,
-    /// baseline (no flood) or flood.
-    pub condition: String,
+    /// The system under the flood.
+    pub system: FloodSystem,
+    /// Without the flood, or during it.
+    pub condition: Condition,
     /// New connections answered, % of those tried.
     pub success_pct: Spread,
     /// Median latency of the answered ones (connect to last byte), ms.
@@ -86,11 +86,77 @@ pub struct FloodResults {
 /// The systems compared: lbd as it comes, lbd with a limit of new flows
 /// per /16 (the flood's sources share one bucket, the client's prefix has
 /// its own), HAProxy.
-const SYSTEMS: &[&str] = &["lbd", "lbd-limit", "haproxy"];
+const SYSTEMS: &[FloodSystem] = &[
+    FloodSystem::Lbd,
+    FloodSystem::LbdLimit,
+    FloodSystem::Haproxy,
+];
 /// `lbd-limit`'s limit: new flows a second per source /16 (and per
 /// source address), far above the client's pace.
 const LIMIT: &str = "[[limit]]\nsource_rate = 1000\nprefix_rate = 2000\nprefix_v4 = 16\n";
-const CONDITIONS: &[&str] = &["baseline", "flood"];
+const CONDITIONS: &[Condition] = &[Condition::Baseline, Condition::Flood];
+
+/// A system the flood pass compares; named in the results file and the
+/// report as `name` gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FloodSystem {
+    /// lbd as it comes (`dsr-l2` at XDP, no deny list, no limits).
+    #[serde(rename = "lbd")]
+    Lbd,
+    /// lbd with `LIMIT`.
+    #[serde(rename = "lbd-limit")]
+    LbdLimit,
+    /// HAProxy `mode tcp`.
+    #[serde(rename = "haproxy")]
+    Haproxy,
+}
+
+impl FloodSystem {
+    /// The system's name in the results file and the report.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Lbd => "lbd",
+            Self::LbdLimit => "lbd-limit",
+            Self::Haproxy => "haproxy",
+        }
+    }
+
+    /// The end-to-end system it starts, and what it adds to an lbd's
+    /// config.
+    fn started(self) -> (System, &'static str) {
+        match self {
+            Self::Lbd => (System::Lbd, ""),
+            Self::LbdLimit => (System::Lbd, LIMIT),
+            Self::Haproxy => (System::Haproxy, ""),
+        }
+    }
+}
+
+impl std::fmt::Display for FloodSystem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.name())
+    }
+}
+
+/// Whether a run had the flood going.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Condition {
+    /// No flood: what each system answers on its own.
+    #[serde(rename = "baseline")]
+    Baseline,
+    /// During the flood.
+    #[serde(rename = "flood")]
+    Flood,
+}
+
+impl std::fmt::Display for Condition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(match self {
+            Self::Baseline => "baseline",
+            Self::Flood => "flood",
+        })
+    }
+}
 
 /// One measurement.
 struct Sample {
@@ -218,7 +284,7 @@ pub fn run(rounds: u32, seconds: u32, syns: u32, flood_per_s: u32) -> anyhow::Re
     let limit = Duration::from_secs(u64::from(seconds));
     let target = Target::of(&lab, HTTP_PORT);
     let vip = std::net::SocketAddr::new(IpAddr::V4(VIP4), HTTP_PORT);
-    let mut samples: Vec<((&str, &str), Sample)> = Vec::new();
+    let mut samples: Vec<((FloodSystem, Condition), Sample)> = Vec::new();
     for round in 0..rounds {
         // The systems' order alternates: what one leaves behind (the
         // backends' queues after a flood) falls on each in turn.
@@ -227,15 +293,12 @@ pub fn run(rounds: u32, seconds: u32, syns: u32, flood_per_s: u32) -> anyhow::Re
             order.reverse();
         }
         for system in order {
-            let (base, extra) = match system {
-                "lbd-limit" => ("lbd", LIMIT),
-                other => (other, ""),
-            };
+            let (base, extra) = system.started();
             let name = format!("{system}-r{round}");
             let running = start_named(&mut lab, base, &name, &target, extra)?;
             for &condition in CONDITIONS {
                 let counts = Counts::of(&lab)?;
-                let (probe, syns_per_s) = if condition == "flood" {
+                let (probe, syns_per_s) = if condition == Condition::Flood {
                     let flood = flood_of(&lab, syns, limit, Some(flood_per_s))?;
                     let (report, probe) = flood_and_probe(&lab, &flood, pace)?;
                     let rate = report.sent as f64 / report.elapsed.as_secs_f64().max(1e-9);
@@ -272,20 +335,20 @@ pub fn run(rounds: u32, seconds: u32, syns: u32, flood_per_s: u32) -> anyhow::Re
         }
     }
     let mut cases = Vec::new();
-    for system in SYSTEMS {
-        for condition in CONDITIONS {
+    for &system in SYSTEMS {
+        for &condition in CONDITIONS {
             let of = |f: fn(&Sample) -> f64| {
                 Spread::of(
                     &samples
                         .iter()
-                        .filter(|((s, c), _)| s == system && c == condition)
+                        .filter(|((s, c), _)| *s == system && *c == condition)
                         .map(|(_, x)| f(x))
                         .collect::<Vec<_>>(),
                 )
             };
             cases.push(FloodCase {
-                system: system.to_string(),
-                condition: condition.to_string(),
+                system,
+                condition,
                 success_pct: of(|s| s.probe.success_pct()),
                 p50_ms: of(|s| s.probe.percentile_ms(50.0)),
                 p99_ms: of(|s| s.probe.percentile_ms(99.0)),
@@ -358,15 +421,15 @@ pub fn markdown(out: &mut String, flood: &FloodResults) {
             c.backlog_drops.median
         );
     }
-    let of = |system: &str| {
+    let of = |system: FloodSystem| {
         flood
             .cases
             .iter()
-            .find(|c| c.system == system && c.condition == "flood")
+            .find(|c| c.system == system && c.condition == Condition::Flood)
     };
     let under: Vec<String> = SYSTEMS
         .iter()
-        .filter_map(|s| of(s))
+        .filter_map(|&s| of(s))
         .map(|c| {
             format!(
                 "{} answered **{:.1} %** of new connections (p99 **{:.1} ms**)",
@@ -410,9 +473,9 @@ mod tests {
             median: v,
             max: v,
         };
-        let case = |system: &str, condition: &str, pct: f64, p99: f64| FloodCase {
-            system: system.to_owned(),
-            condition: condition.to_owned(),
+        let case = |system, condition, pct: f64, p99: f64| FloodCase {
+            system,
+            condition,
             success_pct: spread(pct),
             p50_ms: spread(1.0),
             p99_ms: spread(p99),
@@ -434,10 +497,10 @@ mod tests {
             somaxconn: 4096,
             max_syn_backlog: 512,
             cases: vec![
-                case("lbd", "baseline", 100.0, 1.0),
-                case("lbd", "flood", 99.5, 3.0),
-                case("haproxy", "baseline", 100.0, 2.0),
-                case("haproxy", "flood", 80.0, 1020.0),
+                case(FloodSystem::Lbd, Condition::Baseline, 100.0, 1.0),
+                case(FloodSystem::Lbd, Condition::Flood, 99.5, 3.0),
+                case(FloodSystem::Haproxy, Condition::Baseline, 100.0, 2.0),
+                case(FloodSystem::Haproxy, Condition::Flood, 80.0, 1020.0),
             ],
         };
         let mut out = String::new();

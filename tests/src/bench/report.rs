@@ -3,7 +3,10 @@
 
 use std::fmt::Write as _;
 
-use super::Results;
+use super::{
+    e2e::{Mode, System},
+    Results,
+};
 
 /// The first wave's absolute targets (ns, set on the AMD EPYC VM the
 /// project ran on then), for the XDP cases that had one. Today's targets
@@ -166,7 +169,7 @@ pub fn markdown(results: &Results, plot: Option<&str>) -> String {
             "Client → {{system}} → three nginx backends on one bridged segment (all namespaces on this one machine, so client, load balancer and backends share its {} cores). wrk, {} threads, {} connections, {} s per run, {} rounds interleaved system by system; medians. `direct` goes to one backend only; `xdp-forward` is a bare MAC-rewrite + XDP_TX forwarder spreading by source port over the same backends; HAProxy 2.6 `mode tcp` and nginx `stream` are full proxies on the LB node. CPU: the whole machine's busy share during the run (softirq is where XDP and the kernel's network path run). {KSOFTIRQD_NOTE} Proxy CPU: CPU-seconds per second of the proxy's own processes. For the new-connection runs the lab's hosts reuse ports (`tcp_tw_reuse` on the client, a small TIME_WAIT table on the servers), as busy load generators do. {LOSS_NOTE}\n",
             results.machine.cores, e2e.threads, e2e.connections, e2e.seconds, e2e.rounds
         );
-        for mode in ["keep-alive", "new-connection"] {
+        for mode in Mode::ALL {
             let _ = writeln!(out, "### {mode}\n");
             let _ = writeln!(out, "| system | requests/s (min / median / max) | p50 ms | p99 ms | machine busy % | {KSOFTIRQD_HEAD} | softirq % | proxy CPU | {LOSS_HEAD} |");
             let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|---:|");
@@ -187,14 +190,14 @@ pub fn markdown(results: &Results, plot: Option<&str>) -> String {
                     loss_cell(c)
                 );
             }
-            let ratio = |other: &str| {
-                e2e.ratio("lbd", other, mode)
+            let ratio = |other: System| {
+                e2e.ratio(System::Lbd, other, mode)
                     .map_or_else(|| "–".to_owned(), |r| format!("{r:.2}×"))
             };
             // The developers' guide: end to end at least the bare XDP
             // forwarder measured in the same run.
             let verdict = if e2e
-                .ratio("lbd", "xdp-forward", mode)
+                .ratio(System::Lbd, System::XdpForward, mode)
                 .is_some_and(|r| r >= 1.0)
             {
                 "met"
@@ -204,11 +207,15 @@ pub fn markdown(results: &Results, plot: Option<&str>) -> String {
             let _ = writeln!(
                 out,
                 "\nRatios are the median of the rounds' ratios (each round ran every system in turn). lbd vs HAProxy: **{}** (target ≥ {}), vs nginx stream: {}, vs the bare XDP forwarder: **{}** (target ≥ 1.0×: {verdict}), vs direct to one backend: {}.\n",
-                ratio("haproxy"),
-                if mode == "keep-alive" { "2×" } else { "1.7×" },
-                ratio("nginx-stream"),
-                ratio("xdp-forward"),
-                ratio("direct")
+                ratio(System::Haproxy),
+                if mode == Mode::KeepAlive {
+                    "2×"
+                } else {
+                    "1.7×"
+                },
+                ratio(System::NginxStream),
+                ratio(System::XdpForward),
+                ratio(System::Direct)
             );
         }
     }
@@ -430,9 +437,9 @@ fn e2e_nat_section(out: &mut String, e2e: &super::e2e::E2eResults) {
     );
     e2e_mode_table(out, e2e, false);
     let _ = writeln!(out);
-    for mode in ["keep-alive", "new-connection"] {
-        for (system, hook) in [("lbd-nat", "XDP"), ("lbd-nat-tc", "tc")] {
-            if let Some(ratio) = e2e.ratio(system, "haproxy", mode) {
+    for mode in Mode::ALL {
+        for (system, hook) in [(System::LbdNat, "XDP"), (System::LbdNatTc, "tc")] {
+            if let Some(ratio) = e2e.ratio(system, System::Haproxy, mode) {
                 let _ = writeln!(
                     out,
                     "- {mode}, NAT at {hook} / HAProxy = **{ratio:.2}×** (median of the rounds' ratios; target ≥ 1.5×: {}).",
@@ -442,9 +449,9 @@ fn e2e_nat_section(out: &mut String, e2e: &super::e2e::E2eResults) {
         }
         // For scale: the client, the routers and the backends share the
         // machine's cores with whatever runs on the LB node.
-        if let Some(direct) = e2e.ratio("direct", "haproxy", mode) {
+        if let Some(direct) = e2e.ratio(System::Direct, System::Haproxy, mode) {
             let nat = e2e
-                .ratio("lbd-nat", "direct", mode)
+                .ratio(System::LbdNat, System::Direct, mode)
                 .map_or_else(|| "–".to_owned(), |r| format!("{r:.2}×"));
             let _ = writeln!(
                 out,
@@ -537,11 +544,11 @@ fn e2e_tunnel_section(out: &mut String, e2e: &super::e2e::E2eResults) {
     );
     e2e_mode_table(out, e2e, true);
     let _ = writeln!(out);
-    for mode in ["keep-alive", "new-connection"] {
-        for system in ["lbd-ipip", "lbd-gue"] {
+    for mode in Mode::ALL {
+        for system in [System::LbdIpip, System::LbdGue] {
             if let (Some(dsr), Some(haproxy)) = (
-                e2e.ratio(system, "lbd", mode),
-                e2e.ratio(system, "haproxy", mode),
+                e2e.ratio(system, System::Lbd, mode),
+                e2e.ratio(system, System::Haproxy, mode),
             ) {
                 let _ = writeln!(
                     out,
@@ -828,8 +835,8 @@ mod tests {
     fn the_loss_column_sums_the_rounds_and_marks_older_results() {
         let spread = crate::bench::Spread::of(&[1.0]);
         let mut case = super::super::e2e::E2eCase {
-            system: "lbd-nat".to_owned(),
-            mode: "new-connection".to_owned(),
+            system: System::LbdNat,
+            mode: Mode::NewConnection,
             rps: spread,
             p50_ms: spread,
             p99_ms: spread,

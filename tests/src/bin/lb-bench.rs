@@ -31,11 +31,10 @@ struct Args {
     /// Flows to put in the connection table for the second XDP pass.
     #[arg(long, default_value_t = 1_000_000)]
     prefill: u32,
-    /// Only these benchmarks (xdp, xdp-profile, nat, tunnel, decap, maglev, memory, e2e,
-    /// e2e-nat, e2e-tunnel, flood, failover, bgp, sync-mesh); default all. The others keep what the
-    /// results file holds.
-    #[arg(long)]
-    only: Vec<String>,
+    /// Only these benchmarks (repeat the option or separate them with
+    /// commas); default all. The others keep what the results file holds.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    only: Vec<Pass>,
     /// Regenerate the report and plot from the existing results file
     /// without measuring anything.
     #[arg(long)]
@@ -43,6 +42,48 @@ struct Args {
     /// The command to record in the report.
     #[arg(long, default_value = "cargo xtask bench")]
     command: String,
+}
+
+/// A pass of the benchmark, as `--only` names it; its name also keys the
+/// results file's record of when each section was measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Pass {
+    Xdp,
+    XdpProfile,
+    Nat,
+    Tunnel,
+    Decap,
+    Maglev,
+    Memory,
+    E2e,
+    E2eNat,
+    E2eTunnel,
+    Flood,
+    Failover,
+    Bgp,
+    SyncMesh,
+}
+
+impl Pass {
+    /// The pass's name (`--only`'s value, the results file's key).
+    fn name(self) -> &'static str {
+        match self {
+            Self::Xdp => "xdp",
+            Self::XdpProfile => "xdp-profile",
+            Self::Nat => "nat",
+            Self::Tunnel => "tunnel",
+            Self::Decap => "decap",
+            Self::Maglev => "maglev",
+            Self::Memory => "memory",
+            Self::E2e => "e2e",
+            Self::E2eNat => "e2e-nat",
+            Self::E2eTunnel => "e2e-tunnel",
+            Self::Flood => "flood",
+            Self::Failover => "failover",
+            Self::Bgp => "bgp",
+            Self::SyncMesh => "sync-mesh",
+        }
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -54,14 +95,14 @@ fn main() -> anyhow::Result<()> {
         return write_report(&args, &results);
     }
     // Each wanted section starts on a quiet machine (see `bench::settle`).
-    let wanted = |name: &str| {
-        let wanted = args.only.is_empty() || args.only.iter().any(|o| o == name);
+    let wanted = |pass: Pass| {
+        let wanted = args.only.is_empty() || args.only.contains(&pass);
         if wanted {
-            bench::settle::settle(name);
+            bench::settle::settle(pass.name());
         }
         wanted
     };
-    let maglev = wanted("maglev").then(|| {
+    let maglev = wanted(Pass::Maglev).then(|| {
         bench::maglev::run(
             &[
                 (3, 65_537),
@@ -73,17 +114,17 @@ fn main() -> anyhow::Result<()> {
             args.rounds.max(5),
         )
     });
-    let xdp = if wanted("xdp") {
+    let xdp = if wanted(Pass::Xdp) {
         Some(bench::xdp::run(args.repeat, args.rounds, args.prefill)?)
     } else {
         None
     };
-    let xdp_profile = if wanted("xdp-profile") {
+    let xdp_profile = if wanted(Pass::XdpProfile) {
         Some(bench::xdp_profile::run()?)
     } else {
         None
     };
-    let memory = if wanted("memory") {
+    let memory = if wanted(Pass::Memory) {
         Some(bench::memory::run(10, 100, args.prefill)?)
     } else {
         None
@@ -96,14 +137,14 @@ fn main() -> anyhow::Result<()> {
         threads: 2,
         connections: 32,
     };
-    let e2e = if wanted("e2e") {
+    let e2e = if wanted(Pass::E2e) {
         Some(bench::e2e::run(&load)?)
     } else {
         None
     };
     // A SYN flood in the lab: a failure (or panic) there costs its own
     // section only, not the rest of the run's results.
-    let flood = if wanted("flood") {
+    let flood = if wanted(Pass::Flood) {
         match std::panic::catch_unwind(|| {
             bench::flood::run(args.rounds.min(3), 10, 2_000_000, 200_000)
         }) {
@@ -120,42 +161,42 @@ fn main() -> anyhow::Result<()> {
     } else {
         None
     };
-    let failover = if wanted("failover") {
+    let failover = if wanted(Pass::Failover) {
         Some(bench::failover::run(3)?)
     } else {
         None
     };
-    let nat = if wanted("nat") {
+    let nat = if wanted(Pass::Nat) {
         Some(bench::nat::run(args.repeat.min(100_000), args.rounds)?)
     } else {
         None
     };
-    let decap = if wanted("decap") {
+    let decap = if wanted(Pass::Decap) {
         Some(bench::decap::run(args.repeat.min(100_000), args.rounds)?)
     } else {
         None
     };
-    let tunnel = if wanted("tunnel") {
+    let tunnel = if wanted(Pass::Tunnel) {
         Some(bench::tunnel::run(args.repeat.min(100_000), args.rounds)?)
     } else {
         None
     };
-    let e2e_nat = if wanted("e2e-nat") {
+    let e2e_nat = if wanted(Pass::E2eNat) {
         Some(bench::e2e::run_routed(&load)?)
     } else {
         None
     };
-    let e2e_tunnel = if wanted("e2e-tunnel") {
+    let e2e_tunnel = if wanted(Pass::E2eTunnel) {
         Some(bench::e2e::run_tunnel(&load)?)
     } else {
         None
     };
-    let bgp = if wanted("bgp") {
+    let bgp = if wanted(Pass::Bgp) {
         Some(bench::bgp::run(args.rounds.min(3), 3, 32)?)
     } else {
         None
     };
-    let sync_mesh = if wanted("sync-mesh") {
+    let sync_mesh = if wanted(Pass::SyncMesh) {
         Some(bench::sync_mesh::run(100_000, args.rounds.min(5))?)
     } else {
         None
@@ -171,24 +212,24 @@ fn main() -> anyhow::Result<()> {
     let machine = Machine::here(&args.command);
     let mut measured = old.as_ref().map(|r| r.measured.clone()).unwrap_or_default();
     let fresh = [
-        ("xdp", xdp.is_some()),
-        ("xdp-profile", xdp_profile.is_some()),
-        ("maglev", maglev.is_some()),
-        ("memory", memory.is_some()),
-        ("e2e", e2e.is_some()),
-        ("failover", failover.is_some()),
-        ("nat", nat.is_some()),
-        ("e2e-nat", e2e_nat.is_some()),
-        ("decap", decap.is_some()),
-        ("e2e-tunnel", e2e_tunnel.is_some()),
-        ("tunnel", tunnel.is_some()),
-        ("bgp", bgp.is_some()),
-        ("sync-mesh", sync_mesh.is_some()),
-        ("flood", flood.is_some()),
+        (Pass::Xdp, xdp.is_some()),
+        (Pass::XdpProfile, xdp_profile.is_some()),
+        (Pass::Maglev, maglev.is_some()),
+        (Pass::Memory, memory.is_some()),
+        (Pass::E2e, e2e.is_some()),
+        (Pass::Failover, failover.is_some()),
+        (Pass::Nat, nat.is_some()),
+        (Pass::E2eNat, e2e_nat.is_some()),
+        (Pass::Decap, decap.is_some()),
+        (Pass::E2eTunnel, e2e_tunnel.is_some()),
+        (Pass::Tunnel, tunnel.is_some()),
+        (Pass::Bgp, bgp.is_some()),
+        (Pass::SyncMesh, sync_mesh.is_some()),
+        (Pass::Flood, flood.is_some()),
     ];
     let run = bench::SectionRun::now(&machine.date);
-    for (name, _) in fresh.iter().filter(|(_, fresh)| *fresh) {
-        measured.insert((*name).to_owned(), run.clone());
+    for (pass, _) in fresh.iter().filter(|(_, fresh)| *fresh) {
+        measured.insert(pass.name().to_owned(), run.clone());
     }
     let results = Results {
         machine,
@@ -238,4 +279,31 @@ fn write_report(args: &Args, results: &Results) -> anyhow::Result<()> {
         args.out.display()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::ValueEnum as _;
+
+    use super::Pass;
+
+    #[test]
+    fn each_pass_is_named_as_only_takes_it() {
+        for pass in Pass::value_variants() {
+            let value = pass.to_possible_value().expect("no pass is hidden");
+            assert_eq!(value.get_name(), pass.name());
+        }
+    }
+
+    #[test]
+    fn only_takes_a_list_and_refuses_an_unknown_pass() {
+        use clap::Parser as _;
+        let args =
+            super::Args::try_parse_from(["lb-bench", "--only", "e2e,e2e-nat", "--only", "xdp"])
+                .expect("valid");
+        assert_eq!(args.only, [Pass::E2e, Pass::E2eNat, Pass::Xdp]);
+        let err = super::Args::try_parse_from(["lb-bench", "--only", "e2e,e2-nat"])
+            .expect_err("an unknown pass");
+        assert!(err.to_string().contains("e2-nat"), "{err}");
+    }
 }
