@@ -12,8 +12,6 @@ pub mod maglev;
 pub mod memory;
 pub mod nat;
 pub mod report;
-pub mod report_conntrack;
-pub mod report_guard;
 pub mod settle;
 pub mod sync_mesh;
 pub mod template;

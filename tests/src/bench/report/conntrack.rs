@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use lb_common::flow_table::{FLOW_BYTES_PER_CONFIGURED_FLOW, FLOW_BYTES_PER_ENTRY};
 use lb_userspace::conntrack::kind::ConntrackKind;
 
-use super::{
+use crate::bench::{
     xdp::{
         XdpResults, CONNECTION_V4, FIRST_ACK_V4, FIRST_ACK_V6, FULL_TABLE_V4, NON_VIP, TRACKED_V4,
         TRACKED_V6, WRAPPER_FLOOR,
@@ -49,7 +49,7 @@ impl Ratio {
                 .iter()
                 .map(|(n, o)| (n - self.floor_new) / (o - self.floor_old))
                 .collect();
-            super::Spread::of(&per_round).median
+            crate::bench::Spread::of(&per_round).median
         };
         let _ = writeln!(
             out,
@@ -208,7 +208,7 @@ pub fn comparison(out: &mut String, xdp: &XdpResults) {
                     new - old
                 } else {
                     let per_round: Vec<f64> = pairs.iter().map(|(n, o)| n - o).collect();
-                    super::Spread::of(&per_round).median
+                    crate::bench::Spread::of(&per_round).median
                 };
                 let _ = writeln!(
                     out,
@@ -263,7 +263,8 @@ pub fn designs(out: &mut String, xdp: &XdpResults) {
     let _ = writeln!(out, "The same program with the connection table as each candidate: lbd's bucket table (`FLOW_BUCKETS`, an mmapable array) or a kernel map (lbd rewrites the map definition at load time; the program runs the design lbd names in a read-only global). ns per packet, median (min–max); new-flow rounds start from an empty table and insert {per_round} flows each (a per-CPU LRU's share of one CPU; the main table's rounds insert more, and a new flow costs more the more distinct flows a round touches, see the size sweep); \"full table\" first fills the table through the program on the measuring CPU (the bucket table, which has twice the capacity in slots, with 8× the capacity, so that every bucket is full; the others with 9/8 of it). \"Kept\" inserts N distinct flows into an empty table and counts what it holds afterwards: a design that evicts before it is full drops live flows there. Memory: the kernel's account of the map (`memlock` in its fdinfo), per configured flow.\n");
     let _ = writeln!(out, "| design | entries | new flow v4 | new flow v6 | tracked v4 | new flow, full table | flows in the full table | what a new flow gets when full | kept of N = ½, ¾, 9/10, all of the capacity | userspace expiry (ns per flow) | memory per flow (bytes) |");
     let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---|---|---:|---:|");
-    let cell = |s: &super::Spread| format!("**{:.0}** ({:.0}–{:.0})", s.median, s.min, s.max);
+    let cell =
+        |s: &crate::bench::Spread| format!("**{:.0}** ({:.0}–{:.0})", s.median, s.min, s.max);
     for d in &xdp.designs {
         let kept: Vec<String> = d
             .occupancy
@@ -347,7 +348,7 @@ pub fn by_capacity(out: &mut String, xdp: &XdpResults) {
                 .iter()
                 .find(|c| c.capacity == size && c.design == d)
         };
-        let cell = |c: Option<&super::xdp_designs::CapacityResult>| {
+        let cell = |c: Option<&crate::bench::xdp_designs::CapacityResult>| {
             c.map_or("–".to_owned(), |c| {
                 format!(
                     "{:.0} / **{:.0}** / {:.0}",

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 
 use lb_userspace::conntrack::kind::ConntrackKind;
 
-use super::{
+use crate::bench::{
     xdp::{
         XdpCase, XdpResults, DENIED_V4, DENIED_V4_FLOOD, NEW_V4, TRACKED_V4, TRACKED_V4_GUARDED,
         TRACKED_V4_UNGUARDED,

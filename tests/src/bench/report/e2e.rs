@@ -1,0 +1,202 @@
+//! The end-to-end sections: the L2 lab's systems, NAT against HAProxy in
+//! the routed lab, the tunnelled modes; their tables' shared columns.
+
+use std::fmt::Write as _;
+
+use crate::bench::e2e::{E2eCase, E2eResults, Mode, System};
+
+/// The L2 lab's comparison (`cores`: the machine's, which the whole lab
+/// shares), one table per mode with the ratios and the target's verdict.
+pub(super) fn l2_section(out: &mut String, e2e: &E2eResults, cores: usize) {
+    let _ = writeln!(out, "## End to end in the namespace lab\n");
+    let _ = writeln!(
+        out,
+        "Client → {{system}} → three nginx backends on one bridged segment (all namespaces on this one machine, so client, load balancer and backends share its {} cores). wrk, {} threads, {} connections, {} s per run, {} rounds interleaved system by system; medians. `direct` goes to one backend only; `xdp-forward` is a bare MAC-rewrite + XDP_TX forwarder spreading by source port over the same backends; HAProxy 2.6 `mode tcp` and nginx `stream` are full proxies on the LB node. CPU: the whole machine's busy share during the run (softirq is where XDP and the kernel's network path run). {KSOFTIRQD_NOTE} Proxy CPU: CPU-seconds per second of the proxy's own processes. For the new-connection runs the lab's hosts reuse ports (`tcp_tw_reuse` on the client, a small TIME_WAIT table on the servers), as busy load generators do. {LOSS_NOTE}\n",
+        cores, e2e.threads, e2e.connections, e2e.seconds, e2e.rounds
+    );
+    for mode in Mode::ALL {
+        let _ = writeln!(out, "### {mode}\n");
+        let _ = writeln!(out, "| system | requests/s (min / median / max) | p50 ms | p99 ms | machine busy % | {KSOFTIRQD_HEAD} | softirq % | proxy CPU | {LOSS_HEAD} |");
+        let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|---:|");
+        for c in e2e.cases.iter().filter(|c| c.mode == mode) {
+            let _ = writeln!(
+                out,
+                "| {} | {:.0} / **{:.0}** / {:.0} | {:.2} | {:.2} | {:.0} | {} | {:.0} | {:.2} | {} |",
+                c.system,
+                c.rps.min,
+                c.rps.median,
+                c.rps.max,
+                c.p50_ms.median,
+                c.p99_ms.median,
+                c.cpu_busy_pct.median,
+                ksoftirqd_cell(c),
+                c.softirq_pct.median,
+                c.proxy_cpu.median,
+                loss_cell(c)
+            );
+        }
+        let ratio = |other: System| {
+            e2e.ratio(System::Lbd, other, mode)
+                .map_or_else(|| "–".to_owned(), |r| format!("{r:.2}×"))
+        };
+        // The developers' guide: end to end at least the bare XDP
+        // forwarder measured in the same run.
+        let verdict = if e2e
+            .ratio(System::Lbd, System::XdpForward, mode)
+            .is_some_and(|r| r >= 1.0)
+        {
+            "met"
+        } else {
+            "**not met**"
+        };
+        let _ = writeln!(
+            out,
+            "\nRatios are the median of the rounds' ratios (each round ran every system in turn). lbd vs HAProxy: **{}** (target ≥ {}), vs nginx stream: {}, vs the bare XDP forwarder: **{}** (target ≥ 1.0×: {verdict}), vs direct to one backend: {}.\n",
+            ratio(System::Haproxy),
+            if mode == Mode::KeepAlive {
+                "2×"
+            } else {
+                "1.7×"
+            },
+            ratio(System::NginxStream),
+            ratio(System::XdpForward),
+            ratio(System::Direct)
+        );
+    }
+}
+
+/// NAT mode against HAProxy in the routed lab, with the target's ratio.
+pub(super) fn nat_section(out: &mut String, e2e: &E2eResults) {
+    let _ = writeln!(
+        out,
+        "## End to end, routed unmodified backends: NAT mode vs HAProxy\n"
+    );
+    let _ = writeln!(
+        out,
+        "Client → router → {{system}} on the LB node → router → three unmodified nginx backends on port 8080 (no VIP on `lo`, no sysctls): the fair comparison, as both serve backends that know nothing of the load balancer. lbd runs `forwarding = \"nat\"` at XDP (`lbd-nat`) and at tc (`lbd-nat-tc`); HAProxy 2.6 `mode tcp`. wrk, {} threads, {} connections, {} s per run, {} rounds interleaved; medians. `direct` goes to one backend through both routers.\n",
+        e2e.threads, e2e.connections, e2e.seconds, e2e.rounds
+    );
+    e2e_mode_table(out, e2e, false);
+    let _ = writeln!(out);
+    for mode in Mode::ALL {
+        for (system, hook) in [(System::LbdNat, "XDP"), (System::LbdNatTc, "tc")] {
+            if let Some(ratio) = e2e.ratio(system, System::Haproxy, mode) {
+                let _ = writeln!(
+                    out,
+                    "- {mode}, NAT at {hook} / HAProxy = **{ratio:.2}×** (median of the rounds' ratios; target ≥ 1.5×: {}).",
+                    if ratio >= 1.5 { "met" } else { "not met" }
+                );
+            }
+        }
+        // For scale: the client, the routers and the backends share the
+        // machine's cores with whatever runs on the LB node.
+        if let Some(direct) = e2e.ratio(System::Direct, System::Haproxy, mode) {
+            let nat = e2e
+                .ratio(System::LbdNat, System::Direct, mode)
+                .map_or_else(|| "–".to_owned(), |r| format!("{r:.2}×"));
+            let _ = writeln!(
+                out,
+                "- {mode}, for scale: direct / HAProxy = {direct:.2}× (no load balancer, one backend; the client, the routers and the backends share the machine's cores with whatever runs on the LB node); NAT at XDP / direct = {nat}."
+            );
+        }
+    }
+    let _ = writeln!(out);
+}
+
+/// One row per (mode, system) of an end-to-end run; `softirq` adds the
+/// machine's softirq share.
+fn e2e_mode_table(out: &mut String, e2e: &E2eResults, softirq: bool) {
+    let (head, rule) = if softirq {
+        (" softirq % |", "---:|")
+    } else {
+        ("", "")
+    };
+    let _ = writeln!(
+        out,
+        "| mode | system | requests/s (min / median / max) | p50 ms | p99 ms | machine busy % | {KSOFTIRQD_HEAD} |{head} proxy CPU | {LOSS_HEAD} |"
+    );
+    let _ = writeln!(out, "|---|---|---|---:|---:|---:|---:|{rule}---:|---:|");
+    for c in &e2e.cases {
+        let irq = if softirq {
+            format!(" {:.0} |", c.softirq_pct.median)
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.0} / **{:.0}** / {:.0} | {:.2} | {:.2} | {:.0} | {} |{irq} {:.2} | {} |",
+            c.mode,
+            c.system,
+            c.rps.min,
+            c.rps.median,
+            c.rps.max,
+            c.p50_ms.median,
+            c.p99_ms.median,
+            c.cpu_busy_pct.median,
+            ksoftirqd_cell(c),
+            c.proxy_cpu.median,
+            loss_cell(c)
+        );
+    }
+    let _ = writeln!(out, "\n{LOSS_NOTE} {KSOFTIRQD_NOTE}");
+}
+
+/// The end-to-end tables' column for deferred softirq work.
+const KSOFTIRQD_HEAD: &str = "ksoftirqd %";
+
+/// What that column shows.
+const KSOFTIRQD_NOTE: &str = "ksoftirqd: the share of the machine's CPU its per-CPU softirq threads ran (median of the rounds), part of softirq: receive work the kernel deferred because it had run too long inline. That work stays on its CPU (a veth's receive runs where it was scheduled and stays there while it has work), so a high share beside idle time means the path waited on one CPU while the other had nothing to do.";
+
+/// The median share ksoftirqd ran (`–` in results from before it was
+/// measured).
+pub(super) fn ksoftirqd_cell(case: &E2eCase) -> String {
+    case.ksoftirqd_pct
+        .map_or_else(|| "–".to_owned(), |s| format!("{:.0}", s.median))
+}
+
+/// The end-to-end tables' loss column: what `loss_cell` shows.
+const LOSS_HEAD: &str = "dropped by lbd / retransmitted (all rounds)";
+/// What that column counts.
+const LOSS_NOTE: &str = "Loss, summed over the rounds: packets lbd's data plane dropped (its `drop_*` verdict counters; the other systems have none) and TCP segments the client and the backends retransmitted (`TcpRetransSegs` of their namespaces: any system's loss, wherever it happened).";
+
+/// An end-to-end case's loss over all its rounds (`–` in results from
+/// before it was measured).
+pub(super) fn loss_cell(case: &E2eCase) -> String {
+    case.total_loss().map_or_else(
+        || "–".to_owned(),
+        |loss| format!("{} / {}", loss.lb_drops, loss.retransmits),
+    )
+}
+
+/// The tunnelled modes against `dsr-l2` and HAProxy, same lab, same run.
+pub(super) fn tunnel_section(out: &mut String, e2e: &E2eResults) {
+    let _ = writeln!(
+        out,
+        "## End to end, tunnelled DSR: ipip and gue vs dsr-l2 and HAProxy\n"
+    );
+    let _ = writeln!(
+        out,
+        "Client → {{system}} on the LB node → three nginx backends on the LB's segment (the only place `dsr-l2` reaches, so every system crosses the same links and only the forwarding differs). The backends hold the VIP on `lo` and run `lb-decap` at XDP throughout (the `dsr-l2` and HAProxy rows pay its pass-through check too). lbd at XDP: `lbd` is `dsr-l2` (MAC rewrite), `lbd-ipip` and `lbd-gue` encapsulate (outer sources from a /24, GUE on port {}); HAProxy 2.6 `mode tcp` proxies. wrk, {} threads, {} connections, {} s per run, {} rounds interleaved system by system; medians. `direct` goes to one backend.\n",
+        crate::tunnel::GUE_PORT,
+        e2e.threads,
+        e2e.connections,
+        e2e.seconds,
+        e2e.rounds
+    );
+    e2e_mode_table(out, e2e, true);
+    let _ = writeln!(out);
+    for mode in Mode::ALL {
+        for system in [System::LbdIpip, System::LbdGue] {
+            if let (Some(dsr), Some(haproxy)) = (
+                e2e.ratio(system, System::Lbd, mode),
+                e2e.ratio(system, System::Haproxy, mode),
+            ) {
+                let _ = writeln!(
+                    out,
+                    "- {mode}, {system}: **{dsr:.2}×** dsr-l2, **{haproxy:.2}×** HAProxy (medians of the rounds' ratios).",
+                );
+            }
+        }
+    }
+    let _ = writeln!(out);
+}

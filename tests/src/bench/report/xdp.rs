@@ -1,0 +1,120 @@
+//! The XDP cases' table and their plot.
+
+use std::fmt::Write as _;
+
+use crate::bench::{xdp::XdpResults, Results};
+
+/// The first wave's absolute targets (ns, set on the AMD EPYC VM the
+/// project ran on then), for the XDP cases that had one. Today's targets
+/// compare the two connection-table designs in one run and are judged in
+/// the comparison table (`conntrack::comparison`).
+fn xdp_target(name: &str, prefill: u64) -> Option<f64> {
+    if prefill > 0 {
+        return None;
+    }
+    match name {
+        "TCP SYN v4, new flow" => Some(144.0),
+        "TCP SYN v6, new flow" => Some(150.0),
+        "TCP ACK v4, tracked flow" => Some(64.0),
+        "TCP ACK v6, tracked flow" => Some(57.0),
+        "non-VIP packet" => Some(26.0),
+        _ => None,
+    }
+}
+
+/// The XDP cases, both designs side by side, with the first wave's
+/// targets and the plot (`plot`: its path from the report).
+pub(super) fn section(out: &mut String, xdp: &XdpResults, plot: Option<&str>) {
+    let _ = writeln!(out, "## XDP program, ns per packet (BPF_PROG_TEST_RUN)\n");
+    let _ = writeln!(
+        out,
+        "Through `xdp_bench`, which restores the original packet and tail-calls the program under test on every run; each case checks with the program's counters that every run took the named path. Every case runs on the bucket connection table (`{}`, lbd's default since issue 16) and on the shared LRU (the default before it), the two objects loaded side by side and measured case by case. New-flow cases change the source address on every run, so each run inserts into the connection table ({} entries, lbd's default size; each round starts from an empty table). The prefilled rows use a table of {} entries holding the number of flows shown, and their rounds do not empty it. The program under test runs on CPU 0 (the runner pins itself there). The target column holds the first wave's absolute targets (ns, for the bucket table's rows), set on the AMD EPYC VM the project ran on then and shown for reference; today's targets compare the two designs in one run and are judged in the comparison table below.\n",
+        lb_userspace::conntrack::kind::ConntrackKind::Buckets.label(),
+        xdp.conntrack_capacity,
+        xdp.prefill_capacity
+    );
+    let _ = writeln!(
+        out,
+        "| case | path measured | connection table | flows in table at start | min | median | max | first-wave target | runs |"
+    );
+    let _ = writeln!(out, "|---|---|---|---:|---:|---:|---:|---:|---:|");
+    for c in &xdp.cases {
+        let target = xdp_target(&c.name, c.conntrack_prefill)
+            .filter(|_| c.design == lb_userspace::conntrack::kind::ConntrackKind::Buckets.label())
+            .map_or("–".to_owned(), |t| format!("≤ {t:.0}"));
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {:.1} | **{:.1}** | {:.1} | {} | {} × {} |",
+            c.name,
+            c.path,
+            c.design,
+            c.conntrack_prefill,
+            c.ns_per_packet.min,
+            c.ns_per_packet.median,
+            c.ns_per_packet.max,
+            target,
+            c.rounds,
+            c.repeat
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nThe wrapper floor (restore + tail call) is included in every other row. The new-flow rows move a lot from one run to the next on this VM (the same case has given medians from about 150 to over 400 ns in quiet runs): a new flow's cost is mostly cache misses in the connection table's memory, so it follows the state of this VM's caches and memory; compare rows of one run, and see the table-size sweep below.\n"
+    );
+    if let Some(plot) = plot {
+        let _ = writeln!(out, "![ns per packet by case]({plot})\n");
+    }
+}
+
+/// A bar chart (SVG) of the XDP cases' median ns per packet.
+pub fn xdp_svg(results: &Results) -> Option<String> {
+    let xdp = results.xdp.as_ref()?;
+    let cases: Vec<_> = xdp.cases.iter().collect();
+    let max = cases
+        .iter()
+        .map(|c| c.ns_per_packet.max)
+        .fold(1.0f64, f64::max);
+    let (row, left, width) = (26.0, 330.0, 420.0);
+    let height = row * cases.len() as f64 + 50.0;
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"12\">\n<text x=\"10\" y=\"20\" font-size=\"14\">XDP program: median ns per packet (bars), max (tick), {} cores, Linux {}</text>\n",
+        left + width + 80.0,
+        results.machine.cores,
+        results.machine.kernel
+    );
+    for (i, c) in cases.iter().enumerate() {
+        let y = 35.0 + i as f64 * row;
+        let w = c.ns_per_packet.median / max * width;
+        let tick = left + c.ns_per_packet.max / max * width;
+        let design = if c.design == lb_userspace::conntrack::kind::ConntrackKind::Buckets.label() {
+            "buckets"
+        } else {
+            c.design.as_str()
+        };
+        let label = if c.conntrack_prefill > 0 {
+            format!(
+                "{} ({design}, {}M flows)",
+                c.name,
+                c.conntrack_prefill / 1_000_000
+            )
+        } else {
+            format!("{} ({design})", c.name)
+        };
+        let _ = write!(
+            svg,
+            "<text x=\"{:.0}\" y=\"{:.0}\" text-anchor=\"end\">{}</text>\n<rect x=\"{left}\" y=\"{:.0}\" width=\"{w:.1}\" height=\"{:.0}\" fill=\"#4a7ebb\"/>\n<line x1=\"{tick:.1}\" x2=\"{tick:.1}\" y1=\"{:.0}\" y2=\"{:.0}\" stroke=\"#333\"/>\n<text x=\"{:.1}\" y=\"{:.0}\">{:.1}</text>\n",
+            left - 8.0,
+            y + 14.0,
+            label.replace('&', "&amp;"),
+            y + 2.0,
+            row - 8.0,
+            y + 2.0,
+            y + row - 6.0,
+            left + w + 6.0,
+            y + 14.0,
+            c.ns_per_packet.median
+        );
+    }
+    svg.push_str("</svg>\n");
+    Some(svg)
+}
