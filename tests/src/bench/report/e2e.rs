@@ -19,21 +19,7 @@ pub(super) fn l2_section(out: &mut String, e2e: &E2eResults, cores: usize) {
         let _ = writeln!(out, "| system | requests/s (min / median / max) | p50 ms | p99 ms | machine busy % | {KSOFTIRQD_HEAD} | softirq % | proxy CPU | {LOSS_HEAD} |");
         let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|---:|");
         for c in e2e.cases.iter().filter(|c| c.mode == mode) {
-            let _ = writeln!(
-                out,
-                "| {} | {:.0} / **{:.0}** / {:.0} | {:.2} | {:.2} | {:.0} | {} | {:.0} | {:.2} | {} |",
-                c.system,
-                c.rps.min,
-                c.rps.median,
-                c.rps.max,
-                c.p50_ms.median,
-                c.p99_ms.median,
-                c.cpu_busy_pct.median,
-                ksoftirqd_cell(c),
-                c.softirq_pct.median,
-                c.proxy_cpu.median,
-                loss_cell(c)
-            );
+            case_row(out, c, false, true);
         }
         let ratio = |other: System| {
             e2e.ratio(System::Lbd, other, mode)
@@ -117,28 +103,39 @@ fn e2e_mode_table(out: &mut String, e2e: &E2eResults, softirq: bool) {
     );
     let _ = writeln!(out, "|---|---|---|---:|---:|---:|---:|{rule}---:|---:|");
     for c in &e2e.cases {
-        let irq = if softirq {
-            format!(" {:.0} |", c.softirq_pct.median)
-        } else {
-            String::new()
-        };
-        let _ = writeln!(
-            out,
-            "| {} | {} | {:.0} / **{:.0}** / {:.0} | {:.2} | {:.2} | {:.0} | {} |{irq} {:.2} | {} |",
-            c.mode,
-            c.system,
-            c.rps.min,
-            c.rps.median,
-            c.rps.max,
-            c.p50_ms.median,
-            c.p99_ms.median,
-            c.cpu_busy_pct.median,
-            ksoftirqd_cell(c),
-            c.proxy_cpu.median,
-            loss_cell(c)
-        );
+        case_row(out, c, true, softirq);
     }
     let _ = writeln!(out, "\n{LOSS_NOTE} {KSOFTIRQD_NOTE}");
+}
+
+/// One case's row of an end-to-end table: its mode first when
+/// `with_mode` (the tables that hold both modes), the machine's softirq
+/// share when `softirq`.
+fn case_row(out: &mut String, c: &E2eCase, with_mode: bool, softirq: bool) {
+    let mode = if with_mode {
+        format!(" {} |", c.mode)
+    } else {
+        String::new()
+    };
+    let irq = if softirq {
+        format!(" {:.0} |", c.softirq_pct.median)
+    } else {
+        String::new()
+    };
+    let _ = writeln!(
+        out,
+        "|{mode} {} | {:.0} / **{:.0}** / {:.0} | {:.2} | {:.2} | {:.0} | {} |{irq} {:.2} | {} |",
+        c.system,
+        c.rps.min,
+        c.rps.median,
+        c.rps.max,
+        c.p50_ms.median,
+        c.p99_ms.median,
+        c.cpu_busy_pct.median,
+        ksoftirqd_cell(c),
+        c.proxy_cpu.median,
+        loss_cell(c)
+    );
 }
 
 /// The end-to-end tables' column for deferred softirq work.
