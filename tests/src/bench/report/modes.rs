@@ -22,6 +22,22 @@ pub(crate) fn hook_case_table<'a>(
     let _ = writeln!(out);
 }
 
+/// `hook_case_table` of the NAT or tunnel pass's cases.
+fn case_table(out: &mut String, cases: &[crate::bench::nat::NatCase]) {
+    hook_case_table(
+        out,
+        cases.iter().map(|c| {
+            (
+                c.hook.as_str(),
+                c.name.as_str(),
+                &c.ns_per_packet,
+                c.rounds,
+                c.repeat,
+            )
+        }),
+    );
+}
+
 /// NAT against DSR, per hook, with the target's ratio.
 pub(super) fn nat_section(out: &mut String, nat: &crate::bench::nat::NatResults) {
     use crate::bench::nat::{
@@ -35,18 +51,7 @@ pub(super) fn nat_section(out: &mut String, nat: &crate::bench::nat::NatResults)
         out,
         "The real object, filled by the real control plane with a DSR VIP and a NAT VIP (three routed backends on port 8080), run through the restoring wrappers (`xdp_bench`, `tc_bench`, so the wrapper's floor is in every row) from a thread inside a network namespace with routes and neighbours, as the FIB lookups need; each case checks with the program's counters that every run took the named path. The NAT tracked and reply rows use the flow's cached next hop; the tracked flow's source port is its checksum-neutral one (client port + VIP port = NAT port + backend port, one's complement: the ports' rewrite leaves the TCP checksum as it is, so at tc one checksum helper call instead of two), which a new flow gets whenever that port is free and in range; the *hashed port* row is a flow of a second NAT VIP whose range leaves that port out; the new-flow row changes the client address on every run (backend pick, source-port allocation, two exclusive inserts into the NAT bucket table, FIB lookup), each round from an empty table; its client port stays the same, so once a backend has a flow every later one finds its neutral port taken and pays that try before the hashed search (the worst case). The *varied client ports* row also gives every run a client port spread over 1024–65535 as clients' ephemeral ports are (one more 2-byte store in the wrapper), so the neutral port is free as often as for real clients (the common case). Target: NAT tracked flow ≤ 1.5 × DSR tracked flow at the same hook.\n"
     );
-    hook_case_table(
-        out,
-        nat.cases.iter().map(|c| {
-            (
-                c.hook.as_str(),
-                c.name.as_str(),
-                &c.ns_per_packet,
-                c.rounds,
-                c.repeat,
-            )
-        }),
-    );
+    case_table(out, &nat.cases);
     for hook in ["xdp", "tc"] {
         let (Some(dsr), Some(tracked)) = (nat.case(DSR_TRACKED, hook), nat.case(NAT_TRACKED, hook))
         else {
@@ -99,18 +104,7 @@ pub(super) fn tunnel_section(out: &mut String, tunnel: &crate::bench::tunnel::Tu
         out,
         "The real object with a DSR VIP, an `ipip` VIP and a `gue` VIP (three routed backends), run through the restoring wrappers (`xdp_bench`, `tc_bench`: the wrapper's floor is in every row; at XDP it restores the frame's head on every run, grown or not, so it costs every case the same; at tc it also takes the outer header off again) from a thread inside a network namespace with routes and neighbours; each case checks with the program's counters that every run took the named path. Tracked rows: a flow in the connection table, the backend's next hop cached (no FIB lookup); new-flow rows change the client address on every run (Maglev pick and insert; the backend's next hop is cached after the first run). At tc the wrapper's runs reuse one skb, which the kernel marks as encapsulated after the first wrap: every later run has its flagged room request refused and retried without the flags (see `Hook::grow_after_mac`), and the wrapper takes the outer header off with another room call, so those tc tunnel rows carry two helper calls a real packet does not. The two *fresh skb* rows measure at tc what one real packet pays instead: one BPF_PROG_TEST_RUN per packet of `tc_lb` itself (no wrapper, nothing restored, an skb never marked encapsulated), runs = rounds × packets, a round's value the median of its packets; each includes the kernel's clock read around a single run and the caches a syscall leaves (the same for both rows: compare the two with each other, not with the wrapper's rows). The one-armed ipip row's backend is routed out of the ingress interface, so its frame leaves with XDP_TX (tc: redirected to the ingress interface) as dsr-l2's does; the other tunnel rows' backends lie behind a second interface (XDP_REDIRECT through the devmap). Target: ipip tracked flow within 10 ns of dsr-l2 tracked flow, compared one-armed (the same way out).\n"
     );
-    hook_case_table(
-        out,
-        tunnel.cases.iter().map(|c| {
-            (
-                c.hook.as_str(),
-                c.name.as_str(),
-                &c.ns_per_packet,
-                c.rounds,
-                c.repeat,
-            )
-        }),
-    );
+    case_table(out, &tunnel.cases);
     for hook in ["xdp", "tc"] {
         let Some(dsr) = tunnel.case(DSR_TRACKED, hook) else {
             continue;
