@@ -38,3 +38,28 @@ fn every_nat_start_of_a_five_round_pass_has_its_own_address() {
     seen.dedup();
     assert_eq!(seen.len(), 10);
 }
+
+#[test]
+fn systems_and_modes_are_named_in_the_results_file_as_in_the_report() {
+    use super::Mode;
+    for system in [
+        System::Direct,
+        System::Lbd,
+        System::LbdNat,
+        System::LbdNatTc,
+        System::LbdIpip,
+        System::LbdGue,
+        System::XdpForward,
+        System::Haproxy,
+        System::NginxStream,
+    ] {
+        let json = serde_json::to_string(&system).expect("serialises");
+        assert_eq!(json, format!("\"{system}\""));
+        assert_eq!(serde_json::from_str::<System>(&json).ok(), Some(system));
+    }
+    for mode in Mode::ALL {
+        let json = serde_json::to_string(&mode).expect("serialises");
+        assert_eq!(json, format!("\"{mode}\""));
+    }
+    assert!(serde_json::from_str::<System>("\"lbd-nta\"").is_err());
+}
