@@ -6,22 +6,13 @@
 //! Layout under the directory (default `/sys/fs/bpf/lb-decap`):
 //! `maps/<MAP>` and `xdp-link-<interface>` or `tc-link-<interface>`.
 
-use std::{
-    ffi::CString,
-    os::unix::ffi::OsStrExt as _,
-    path::{Path, PathBuf},
-};
+use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context as _};
+use anyhow::{anyhow, Context as _};
+use lb_bpffs::BpffsError;
 use lb_common::decap::names;
 
 use crate::config::Attach;
-
-/// Where bpffs is mounted by convention (and where lb-decap mounts it if
-/// nothing is).
-const BPFFS_MOUNT: &str = "/sys/fs/bpf";
-/// `BPF_FS_MAGIC` from statfs(2).
-const BPF_FS_MAGIC: u32 = 0xcafe_4a11;
 
 /// The pinned maps: everything the program reads and counts.
 pub const PINNED_MAPS: [&str; 4] = [
@@ -94,22 +85,18 @@ impl PinDir {
     /// namespace of its own (`ip netns exec`): a mount there would vanish
     /// with lb-decap, and the program with it.
     pub fn prepare(&self) -> anyhow::Result<()> {
-        if !on_bpffs(&self.root) {
-            let mount = Path::new(BPFFS_MOUNT);
-            if !(self.root.starts_with(mount) && mount.is_dir()) || is_bpffs(mount) {
-                bail!(
-                    "pin directory {} is not on a BPF filesystem (mount one: mount -t bpf bpf DIR)",
-                    self.root.display()
-                );
-            }
-            if private_mount_namespace() {
-                bail!(
-                    "pin directory {} is not on a BPF filesystem, and lb-decap runs in a mount namespace of its own (ip netns exec?): one mounted here would vanish with it. Mount bpffs outside /sys first (mkdir -p /run/lb-decap-bpffs && mount -t bpf bpf /run/lb-decap-bpffs) and pass --pin-dir under it",
-                    self.root.display()
-                );
-            }
-            mount_bpffs(mount)?;
-        }
+        lb_bpffs::ensure(&self.root).map_err(|e| match e {
+            BpffsError::NotBpffs(dir) => anyhow!(
+                "pin directory {} is not on a BPF filesystem (mount one: mount -t bpf bpf {})",
+                dir.display(),
+                lb_bpffs::MOUNT
+            ),
+            BpffsError::PrivateMountNamespace(dir) => anyhow!(
+                "pin directory {} is not on a BPF filesystem, and lb-decap runs in a mount namespace of its own (ip netns exec?): one mounted here would vanish with it. Mount bpffs outside /sys first (mkdir -p /run/lb-decap-bpffs && mount -t bpf bpf /run/lb-decap-bpffs) and pass --pin-dir under it",
+                dir.display()
+            ),
+            e @ BpffsError::Mount { .. } => anyhow::Error::new(e),
+        })?;
         let maps = self.maps_dir();
         std::fs::create_dir_all(&maps).with_context(|| format!("creating {}", maps.display()))
     }
@@ -155,58 +142,6 @@ pub fn remove_pin(path: &Path) -> anyhow::Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(e).with_context(|| format!("removing the pin {}", path.display())),
     }
-}
-
-/// Whether `path` (or its nearest existing ancestor) is on a BPF
-/// filesystem.
-fn on_bpffs(path: &Path) -> bool {
-    path.ancestors().find(|p| p.exists()).is_some_and(is_bpffs)
-}
-
-fn is_bpffs(path: &Path) -> bool {
-    let Ok(c_path) = CString::new(path.as_os_str().as_bytes()) else {
-        return false;
-    };
-    // SAFETY: statfs fills the zeroed struct; the path is NUL-terminated.
-    unsafe {
-        let mut stat: libc::statfs = std::mem::zeroed();
-        libc::statfs(c_path.as_ptr(), &mut stat) == 0 && stat.f_type as u32 == BPF_FS_MAGIC
-    }
-}
-
-/// Whether this process runs in a mount namespace other than PID 1's.
-fn private_mount_namespace() -> bool {
-    use std::os::unix::fs::MetadataExt as _;
-    let ns = |pid: &str| {
-        std::fs::metadata(format!("/proc/{pid}/ns/mnt"))
-            .ok()
-            .map(|m| m.ino())
-    };
-    match (ns("self"), ns("1")) {
-        (Some(own), Some(host)) => own != host,
-        _ => false,
-    }
-}
-
-fn mount_bpffs(target: &Path) -> anyhow::Result<()> {
-    let c_target = CString::new(target.as_os_str().as_bytes())?;
-    let bpf = c"bpf";
-    // SAFETY: all strings are NUL-terminated; no data argument.
-    let rc = unsafe {
-        libc::mount(
-            bpf.as_ptr(),
-            c_target.as_ptr(),
-            bpf.as_ptr(),
-            0,
-            std::ptr::null(),
-        )
-    };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error())
-            .with_context(|| format!("mounting a BPF filesystem on {}", target.display()));
-    }
-    tracing::info!(path = %target.display(), "mounted a BPF filesystem");
-    Ok(())
 }
 
 #[cfg(test)]

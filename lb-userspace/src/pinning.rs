@@ -7,12 +7,9 @@
 //! `maps-v<LAYOUT_VERSION>/<MAP>`, and `xdp-link-<interface>` or
 //! `tc-link-<interface>` (the tcx ingress link, `attach = "tc"`).
 
-use std::{
-    ffi::CString,
-    os::unix::ffi::OsStrExt as _,
-    path::{Path, PathBuf},
-};
+use std::path::{Path, PathBuf};
 
+use lb_bpffs::BpffsError;
 use lb_common::consts::names;
 
 /// Bumped whenever a pinned map's key or value layout changes meaning
@@ -22,10 +19,7 @@ pub const LAYOUT_VERSION: u32 = 1;
 
 /// Where bpffs is mounted by convention (and where lbd mounts it if
 /// nothing is).
-pub(crate) const BPFFS_MOUNT: &str = "/sys/fs/bpf";
-
-/// `BPF_FS_MAGIC` from statfs(2).
-const BPF_FS_MAGIC: u32 = 0xcafe_4a11;
+pub(crate) const BPFFS_MOUNT: &str = lb_bpffs::MOUNT;
 
 /// The maps the packet path reads and writes: pinned so they outlive lbd.
 /// (Benchmark-only maps are not.)
@@ -171,18 +165,15 @@ impl PinDir {
     /// anything is mounted or created, when lbd runs in a mount namespace
     /// of its own: a mount there would not outlive lbd.
     pub fn prepare(&self) -> Result<(), PinError> {
-        if !on_bpffs(&self.root) {
-            if private_mount_namespace() {
-                return Err(PinError::PrivateMountNamespace(self.root.clone()));
-            }
-            let mount = Path::new(BPFFS_MOUNT);
-            if self.root.starts_with(mount) && mount.is_dir() && !is_bpffs(mount) {
-                mount_bpffs(mount)?;
-            }
-            if !on_bpffs(&self.root) {
-                return Err(PinError::NotBpffs(self.root.clone()));
-            }
-        }
+        lb_bpffs::ensure(&self.root).map_err(|e| match e {
+            BpffsError::NotBpffs(dir) => PinError::NotBpffs(dir),
+            BpffsError::PrivateMountNamespace(dir) => PinError::PrivateMountNamespace(dir),
+            BpffsError::Mount { path, source } => PinError::Io {
+                action: "mounting bpffs on",
+                path,
+                source,
+            },
+        })?;
         let maps = self.maps_dir();
         std::fs::create_dir_all(&maps).map_err(|source| PinError::Io {
             action: "creating",
@@ -235,96 +226,6 @@ impl PinDir {
     }
 }
 
-/// Whether `path` (or, if it does not exist yet, its nearest existing
-/// ancestor) is on a BPF filesystem.
-fn on_bpffs(path: &Path) -> bool {
-    path.ancestors().find(|p| p.exists()).is_some_and(is_bpffs)
-}
-
-fn is_bpffs(path: &Path) -> bool {
-    let Ok(c_path) = CString::new(path.as_os_str().as_bytes()) else {
-        return false;
-    };
-    // SAFETY: statfs fills the zeroed struct; the path is NUL-terminated.
-    unsafe {
-        let mut stat: libc::statfs = std::mem::zeroed();
-        libc::statfs(c_path.as_ptr(), &mut stat) == 0 && stat.f_type as u32 == BPF_FS_MAGIC
-    }
-}
-
-/// Whether this process runs in a mount namespace other than the host's:
-/// other than PID 1's, or, where PID 1's cannot be read (a process without
-/// every capability PID 1 has may not), other than an ancestor's (`ip netns
-/// exec` execs lbd in a namespace of its own; its caller stays outside).
-fn private_mount_namespace() -> bool {
-    let Some(own) = mount_namespace("self") else {
-        return false;
-    };
-    if let Some(host) = mount_namespace("1") {
-        return own != host;
-    }
-    let mut pid = std::process::id();
-    // A bounded walk up the ancestors (pids can be reused while walking).
-    for _ in 0..64 {
-        let Some(parent) = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .ok()
-            .and_then(|stat| parent_pid(&stat))
-        else {
-            return false;
-        };
-        if parent <= 1 {
-            return false;
-        }
-        if mount_namespace(&parent.to_string()).is_some_and(|ns| ns != own) {
-            return true;
-        }
-        pid = parent;
-    }
-    false
-}
-
-/// The mount namespace of process `pid` (`self` or a number), as the
-/// inode of its nsfs file.
-fn mount_namespace(pid: &str) -> Option<u64> {
-    use std::os::unix::fs::MetadataExt as _;
-    std::fs::metadata(format!("/proc/{pid}/ns/mnt"))
-        .ok()
-        .map(|m| m.ino())
-}
-
-/// The parent pid from the text of `/proc/<pid>/stat` (the field after the
-/// command, which is in parentheses and may itself hold spaces or `)`).
-fn parent_pid(stat: &str) -> Option<u32> {
-    let (_, rest) = stat.rsplit_once(')')?;
-    rest.split_whitespace().nth(1)?.parse().ok()
-}
-
-fn mount_bpffs(target: &Path) -> Result<(), PinError> {
-    let io = |source| PinError::Io {
-        action: "mounting bpffs on",
-        path: target.to_owned(),
-        source,
-    };
-    let c_target =
-        CString::new(target.as_os_str().as_bytes()).map_err(|e| io(std::io::Error::other(e)))?;
-    let bpf = c"bpf";
-    // SAFETY: all strings are NUL-terminated; no data argument.
-    let rc = unsafe {
-        libc::mount(
-            bpf.as_ptr(),
-            c_target.as_ptr(),
-            bpf.as_ptr(),
-            0,
-            std::ptr::null(),
-        )
-    };
-    if rc != 0 {
-        return Err(io(std::io::Error::last_os_error()));
-    }
-    tracing::info!(path = %target.display(), "mounted a BPF filesystem");
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -366,13 +267,6 @@ mod tests {
             "{error}"
         );
         assert!(!dir.exists(), "nothing created");
-    }
-
-    #[test]
-    fn the_parent_pid_is_read_past_an_odd_command_name() {
-        assert_eq!(parent_pid("123 (lbd) S 45 123 45 0"), Some(45));
-        assert_eq!(parent_pid("123 (a) b (c) S 7 1 1"), Some(7));
-        assert_eq!(parent_pid("garbage"), None);
     }
 
     #[test]
