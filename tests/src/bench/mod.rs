@@ -10,6 +10,7 @@ pub mod failover;
 pub mod flood;
 pub mod maglev;
 pub mod memory;
+pub mod mode_cases;
 pub mod nat;
 pub mod report;
 pub mod settle;
@@ -130,7 +131,7 @@ pub struct Results {
     pub failover: Option<failover::FailoverResults>,
     /// The NAT mode's cost per packet, XDP and tc, against DSR.
     #[serde(default)]
-    pub nat: Option<nat::NatResults>,
+    pub nat: Option<mode_cases::ModeResults>,
     /// End to end in the routed lab: NAT against HAProxy `mode tcp`.
     #[serde(default)]
     pub e2e_nat: Option<e2e::E2eResults>,
@@ -142,7 +143,7 @@ pub struct Results {
     pub e2e_tunnel: Option<e2e::E2eResults>,
     /// The tunnel modes' cost per packet, XDP and tc, against DSR.
     #[serde(default)]
-    pub tunnel: Option<tunnel::TunnelResults>,
+    pub tunnel: Option<mode_cases::ModeResults>,
     /// Active-active behind ECMP: 1, 2, 3 nodes, node loss.
     #[serde(default)]
     pub bgp: Option<bgp::BgpResults>,

@@ -9,9 +9,9 @@ use anyhow::{anyhow, bail, Context as _};
 use aya::programs::{SchedClassifier, TestRun as _, TestRunOptions};
 use lb_common::{consts::names, consts::NAT_DIR_REPLY, stats::Counter};
 use lb_userspace::config::Protocol;
-use serde::{Deserialize, Serialize};
 
 use super::{
+    mode_cases::{ModeCase, ModeResults},
     template::{self, Vary, Wrapper},
     Spread,
 };
@@ -20,66 +20,6 @@ use crate::{
     packet::{self, Flow, ACK, SYN},
     testbed::{vip4_tcp, Hook, VIP4},
 };
-
-/// One measured case.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct NatCase {
-    /// What was measured.
-    pub name: String,
-    /// `xdp` or `tc`.
-    pub hook: String,
-    /// ns per packet over the rounds.
-    pub ns_per_packet: Spread,
-    /// Runs per round.
-    pub repeat: u32,
-    /// Rounds.
-    pub rounds: u32,
-    /// ns per packet of each round, in the order they ran (empty in older
-    /// results): compared cases ran round by round, so a comparison can
-    /// be made within each round (`paired`).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub per_round: Vec<f64>,
-}
-
-impl NatCase {
-    /// `op(self, other)` round by round (the rounds ran side by side, see
-    /// `interleaved`), if both cases kept as many rounds.
-    pub fn paired(&self, other: &NatCase, op: impl Fn(f64, f64) -> f64) -> Option<Spread> {
-        if self.per_round.is_empty() || self.per_round.len() != other.per_round.len() {
-            return None;
-        }
-        let values: Vec<f64> = self
-            .per_round
-            .iter()
-            .zip(&other.per_round)
-            .map(|(a, b)| op(*a, *b))
-            .collect();
-        Some(Spread::of(&values))
-    }
-}
-
-/// All NAT cases, DSR's tracked flow measured beside them.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct NatResults {
-    /// When it was measured (UTC): a partial `--only nat` run leaves the
-    /// other sections of the results file from their own runs.
-    #[serde(default)]
-    pub date: String,
-    /// The cases.
-    pub cases: Vec<NatCase>,
-}
-
-impl NatResults {
-    /// The median of case `name` at `hook`, if measured.
-    pub fn median(&self, name: &str, hook: &str) -> Option<f64> {
-        self.case(name, hook).map(|c| c.ns_per_packet.median)
-    }
-
-    /// Case `name` at `hook`, if measured.
-    pub fn case(&self, name: &str, hook: &str) -> Option<&NatCase> {
-        self.cases.iter().find(|c| c.name == name && c.hook == hook)
-    }
-}
 
 /// Case names, as the report reads them.
 pub const DSR_TRACKED: &str = "DSR tracked flow (v4 ACK)";
@@ -113,16 +53,16 @@ pub(super) const V4_SRC: u32 = 14 + 12;
 const V4_TCP_SPORT: u32 = 14 + 20;
 
 /// Measures every case at both hooks.
-pub fn run(repeat: u32, rounds: u32) -> anyhow::Result<NatResults> {
+pub fn run(repeat: u32, rounds: u32) -> anyhow::Result<ModeResults> {
     let netns = FibNetns::new()?;
     let (in_if, out_if) = (netns.ifindex(IN_DEV)?, netns.ifindex(OUT_DEV)?);
-    netns.run(move || -> anyhow::Result<NatResults> {
+    netns.run(move || -> anyhow::Result<ModeResults> {
         super::xdp::pin_to_cpu(0)?;
         let mut cases = Vec::new();
         for hook in Hook::ALL {
             cases.extend(run_hook(hook, repeat, rounds, in_if, out_if)?);
         }
-        Ok(NatResults {
+        Ok(ModeResults {
             date: super::Machine::here("").date,
             cases,
         })
@@ -151,7 +91,7 @@ fn run_hook(
     rounds: u32,
     in_if: u32,
     out_if: u32,
-) -> anyhow::Result<Vec<NatCase>> {
+) -> anyhow::Result<Vec<ModeCase>> {
     let backends: Vec<(&str, Option<u16>)> = BACKENDS4.iter().map(|b| (*b, Some(8080))).collect();
     let vips = [
         vip4_tcp(),
@@ -268,7 +208,7 @@ fn run_hook(
     let measured = interleaved(&tracked, rounds, |case| {
         measure(&mut bed, case, repeat_of(case), 1)
     })?;
-    let mut out: Vec<NatCase> = tracked
+    let mut out: Vec<ModeCase> = tracked
         .iter()
         .zip(measured)
         .map(|(case, ns)| recorded(hook_name, case.name, &ns, repeat_of(case), rounds))
@@ -307,13 +247,13 @@ pub(super) fn recorded(
     ns: &[f64],
     repeat: u32,
     rounds: u32,
-) -> NatCase {
+) -> ModeCase {
     let spread = Spread::of(ns);
     eprintln!(
         "bench: {hook_name:<3} {name:<44} {:>7.1} ns/packet (median of {rounds})",
         spread.median
     );
-    NatCase {
+    ModeCase {
         name: name.to_owned(),
         hook: hook_name.to_owned(),
         ns_per_packet: spread,

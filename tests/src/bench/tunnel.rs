@@ -9,10 +9,10 @@
 use anyhow::anyhow;
 use lb_common::{stats::Counter, Mode};
 use lb_userspace::config::Protocol;
-use serde::{Deserialize, Serialize};
 
-use super::nat::{
-    interleaved, load_wrappers, measure, measure_fresh, recorded, Case, NatCase, V4_SRC,
+use super::{
+    mode_cases::{ModeCase, ModeResults},
+    nat::{interleaved, load_wrappers, measure, measure_fresh, recorded, Case, V4_SRC},
 };
 use crate::{
     natbed::{FibNetns, BACKENDS4, IN_DEV, OUT_DEV, SAME_IF4},
@@ -20,28 +20,6 @@ use crate::{
     testbed::{vip4_tcp, Hook, VIP4},
     tunnelbed::{tunnel_vip, TunnelBed},
 };
-
-/// All cases, DSR's measured beside them.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TunnelResults {
-    /// When it was measured (UTC).
-    #[serde(default)]
-    pub date: String,
-    /// The cases (`NatCase`: name, hook, ns per packet).
-    pub cases: Vec<NatCase>,
-}
-
-impl TunnelResults {
-    /// The median of case `name` at `hook`, if measured.
-    pub fn median(&self, name: &str, hook: &str) -> Option<f64> {
-        self.case(name, hook).map(|c| c.ns_per_packet.median)
-    }
-
-    /// Case `name` at `hook`, if measured.
-    pub fn case(&self, name: &str, hook: &str) -> Option<&NatCase> {
-        self.cases.iter().find(|c| c.name == name && c.hook == hook)
-    }
-}
 
 /// DSR at L2, tracked flow.
 pub const DSR_TRACKED: &str = "dsr-l2 tracked flow (v4 ACK)";
@@ -79,16 +57,16 @@ const IPIP_ONE_ARMED_VIP4: &str = "198.18.0.104";
 const FRESH_PER_ROUND: u32 = 20_000;
 
 /// Measures every case at both hooks.
-pub fn run(repeat: u32, rounds: u32) -> anyhow::Result<TunnelResults> {
+pub fn run(repeat: u32, rounds: u32) -> anyhow::Result<ModeResults> {
     let netns = FibNetns::new()?;
     let (in_if, out_if) = (netns.ifindex(IN_DEV)?, netns.ifindex(OUT_DEV)?);
-    netns.run(move || -> anyhow::Result<TunnelResults> {
+    netns.run(move || -> anyhow::Result<ModeResults> {
         super::xdp::pin_to_cpu(0)?;
         let mut cases = Vec::new();
         for hook in Hook::ALL {
             cases.extend(run_hook(hook, repeat, rounds, in_if, out_if)?);
         }
-        Ok(TunnelResults {
+        Ok(ModeResults {
             date: super::Machine::here("").date,
             cases,
         })
@@ -101,7 +79,7 @@ fn run_hook(
     rounds: u32,
     in_if: u32,
     out_if: u32,
-) -> anyhow::Result<Vec<NatCase>> {
+) -> anyhow::Result<Vec<ModeCase>> {
     let vips = [
         vip4_tcp(),
         tunnel_vip(IPIP_VIP4, 80, Protocol::Tcp, &BACKENDS4, Mode::Ipip),
@@ -151,7 +129,7 @@ fn run_hook(
     let measured = interleaved(&cases, rounds, |case| {
         measure(&mut bed.nat, case, repeat, 1)
     })?;
-    let mut out: Vec<NatCase> = cases
+    let mut out: Vec<ModeCase> = cases
         .iter()
         .zip(measured)
         .map(|(case, ns)| recorded(hook_name, case.name, &ns, repeat, rounds))

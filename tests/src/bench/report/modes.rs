@@ -3,6 +3,8 @@
 
 use std::fmt::Write as _;
 
+use crate::bench::mode_cases::{ModeCase, ModeResults};
+
 /// The per-case table of a section measured at both hooks (NAT, tunnel,
 /// decap): hook, case, min / median / max ns per packet, runs; then a
 /// blank line.
@@ -23,7 +25,7 @@ pub(crate) fn hook_case_table<'a>(
 }
 
 /// `hook_case_table` of the NAT or tunnel pass's cases.
-fn case_table(out: &mut String, cases: &[crate::bench::nat::NatCase]) {
+fn case_table(out: &mut String, cases: &[ModeCase]) {
     hook_case_table(
         out,
         cases.iter().map(|c| {
@@ -39,7 +41,7 @@ fn case_table(out: &mut String, cases: &[crate::bench::nat::NatCase]) {
 }
 
 /// NAT against DSR, per hook, with the target's ratio.
-pub(super) fn nat_section(out: &mut String, nat: &crate::bench::nat::NatResults) {
+pub(super) fn nat_section(out: &mut String, nat: &ModeResults) {
     use crate::bench::nat::{
         DSR_TRACKED, NAT_NEW, NAT_NEW_VARIED_PORTS, NAT_REPLY, NAT_TRACKED, NAT_TRACKED_HASHED,
     };
@@ -91,7 +93,7 @@ pub(super) fn nat_section(out: &mut String, nat: &crate::bench::nat::NatResults)
     let _ = writeln!(out);
 }
 
-pub(super) fn tunnel_section(out: &mut String, tunnel: &crate::bench::tunnel::TunnelResults) {
+pub(super) fn tunnel_section(out: &mut String, tunnel: &ModeResults) {
     use crate::bench::tunnel::{
         DSR_TRACKED, DSR_TRACKED_FRESH, GUE_NEW, GUE_TRACKED, IPIP_NEW, IPIP_TRACKED,
         IPIP_TRACKED_ONE_ARMED, IPIP_TRACKED_ONE_ARMED_FRESH,
@@ -151,7 +153,7 @@ pub(super) fn tunnel_section(out: &mut String, tunnel: &crate::bench::tunnel::Tu
 /// `case` − `base`: the median of the rounds' differences where the
 /// rounds ran side by side, else the difference of the medians; with how
 /// it was taken.
-fn gap(case: &crate::bench::nat::NatCase, base: &crate::bench::nat::NatCase) -> (f64, String) {
+fn gap(case: &ModeCase, base: &ModeCase) -> (f64, String) {
     let (c, b) = (case.ns_per_packet.median, base.ns_per_packet.median);
     match case.paired(base, |a, b| a - b) {
         Some(d) => (
