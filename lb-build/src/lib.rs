@@ -17,7 +17,7 @@ const TARGET: &str = "bpfel-unknown-none";
 
 /// Builds `package` (whose binary has the same name) and copies its
 /// object to `$OUT_DIR/<package>`; prints the `cargo:` lines that rebuild
-/// the caller when the crate or lb-common changes. Call from a build
+/// the caller when the crate, lb-common or lb-ebpf-frame changes. Call from a build
 /// script whose crate lives beside `package` in the workspace; on error,
 /// print the message and exit non-zero.
 pub fn build_ebpf(package: &str) -> Result<PathBuf, String> {
@@ -32,10 +32,12 @@ pub fn build_ebpf(package: &str) -> Result<PathBuf, String> {
         .unwrap_or_else(|| workspace.join("target"))
         .join("ebpf");
     println!("cargo:rerun-if-changed={}", ebpf_dir.display());
-    println!(
-        "cargo:rerun-if-changed={}",
-        workspace.join("lb-common").display()
-    );
+    for shared in ["lb-common", "lb-ebpf-frame"] {
+        println!(
+            "cargo:rerun-if-changed={}",
+            workspace.join(shared).display()
+        );
+    }
     println!("cargo:rerun-if-env-changed=PATH");
 
     if !on_path("bpf-linker") {

@@ -1,23 +1,18 @@
-//! What differs between the two hooks the decap program runs at: where the
-//! frame is, how long it is, how the outer headers are removed and how an
-//! outcome becomes a verdict. `outer`, `inner` and `decap` are generic over
+//! What differs between the two hooks the decap program runs at beyond the
+//! frame's bounds and verdicts (`lb_ebpf_frame::Frame`): how the outer
+//! headers are removed, and how an outcome becomes a verdict. `outer`, `inner` and `decap` are generic over
 //! [`Hook`], so `xdp_decap` and `tc_decap` share one source.
 
 use aya_ebpf::{
-    bindings::xdp_action,
     helpers::bpf_xdp_adjust_head,
     programs::{TcContext, XdpContext},
-    EbpfContext,
+    EbpfContext as _,
 };
 use lb_common::decap::DecapCounter;
+use lb_ebpf_frame::Frame;
 
 use crate::parse::{ptr_at, ETH_LEN, ETH_P_IP, ETH_P_IPV6};
 
-/// `TC_ACT_OK` (linux/pkt_cls.h): continue, up the stack. Spelt here
-/// because the bindings type it differently per target.
-const TC_ACT_OK: i32 = 0;
-/// `TC_ACT_SHOT`: drop.
-const TC_ACT_SHOT: i32 = 2;
 /// `BPF_ADJ_ROOM_MAC` (linux/bpf.h): remove room right after the Ethernet
 /// header.
 const BPF_ADJ_ROOM_MAC: u32 = 1;
@@ -31,20 +26,7 @@ const BPF_F_ADJ_ROOM_DECAP_L3_IPV4: u64 = 1 << 7;
 const BPF_F_ADJ_ROOM_DECAP_L3_IPV6: u64 = 1 << 8;
 
 /// A packet context the decap program can run on.
-pub trait Hook: EbpfContext {
-    /// What the program returns.
-    type Verdict;
-    /// Start of the directly readable (linear) frame.
-    fn data(&self) -> usize;
-    /// End of the directly readable frame.
-    fn data_end(&self) -> usize;
-    /// Length of the whole frame (for tc the linear part may be shorter;
-    /// IP length fields are checked against this).
-    fn frame_len(&self) -> usize;
-    /// Up the stack (unwrapped or untouched).
-    fn pass(&self) -> Self::Verdict;
-    /// Dropped.
-    fn drop_frame(&self) -> Self::Verdict;
+pub trait Hook: Frame {
     /// Removes the `len` bytes right after the Ethernet header (the outer
     /// IP header and, for GUE, the UDP and GUE headers) and makes the
     /// Ethernet type say the inner family. False if the kernel refused;
@@ -63,33 +45,6 @@ fn ether_type(inner_v6: bool) -> [u8; 2] {
 }
 
 impl Hook for XdpContext {
-    type Verdict = u32;
-
-    #[inline(always)]
-    fn data(&self) -> usize {
-        XdpContext::data(self)
-    }
-
-    #[inline(always)]
-    fn data_end(&self) -> usize {
-        XdpContext::data_end(self)
-    }
-
-    #[inline(always)]
-    fn frame_len(&self) -> usize {
-        XdpContext::data_end(self) - XdpContext::data(self)
-    }
-
-    #[inline(always)]
-    fn pass(&self) -> u32 {
-        xdp_action::XDP_PASS
-    }
-
-    #[inline(always)]
-    fn drop_frame(&self) -> u32 {
-        xdp_action::XDP_DROP
-    }
-
     /// The MAC addresses are copied out, the head moved past the outer
     /// headers, and the Ethernet header written again in front of the
     /// inner packet with the inner Ethernet type.
@@ -122,33 +77,6 @@ impl Hook for XdpContext {
 }
 
 impl Hook for TcContext {
-    type Verdict = i32;
-
-    #[inline(always)]
-    fn data(&self) -> usize {
-        TcContext::data(self)
-    }
-
-    #[inline(always)]
-    fn data_end(&self) -> usize {
-        TcContext::data_end(self)
-    }
-
-    #[inline(always)]
-    fn frame_len(&self) -> usize {
-        TcContext::len(self) as usize
-    }
-
-    #[inline(always)]
-    fn pass(&self) -> i32 {
-        TC_ACT_OK
-    }
-
-    #[inline(always)]
-    fn drop_frame(&self) -> i32 {
-        TC_ACT_SHOT
-    }
-
     /// `bpf_skb_adjust_room` at the MAC layer with the decap flag of the
     /// inner family (which also sets `skb->protocol`, so a 4in6 packet
     /// reaches IPv4's receive path), then the Ethernet type in the frame.

@@ -1,10 +1,6 @@
 //! Bounds-checked access to the frame and the header constants both
 //! halves of the parser (`outer`, `inner`) use.
 
-use core::mem::size_of;
-
-use crate::hook::Hook;
-
 /// Ethernet header length (untagged: see `outer` for VLANs).
 pub const ETH_LEN: usize = 14;
 /// Ethernet type of IPv4.
@@ -22,17 +18,9 @@ pub const IPV4_FRAG_MASK: u16 = 0x3fff;
 /// IPv4 fragment offset bits of `frags`.
 pub const IPV4_OFFSET_MASK: u16 = 0x1fff;
 
-/// Pointer to a `T` at `offset` in the frame, if the whole `T` is inside
-/// the directly readable part.
-#[inline(always)]
-pub fn ptr_at<T, C: Hook>(ctx: &C, offset: usize) -> Option<*mut T> {
-    let start = ctx.data();
-    let end = ctx.data_end();
-    if start + offset + size_of::<T>() > end {
-        return None;
-    }
-    Some((start + offset) as *mut T)
-}
+/// The one bounds-checked access to the frame, shared with the other
+/// eBPF program of the workspace.
+pub use lb_ebpf_frame::ptr_at;
 
 /// An address as the maps key it: four network-order words.
 #[inline(always)]

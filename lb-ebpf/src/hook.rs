@@ -1,5 +1,6 @@
 //! The one thing that differs between the two hooks the packet path runs
-//! at: where the frame is, how long it is, which interface it came in on,
+//! at, beyond the frame's bounds and the pass and drop verdicts it shares
+//! with the decap program (`lb_ebpf_frame::Frame`): which interface it came in on,
 //! how checksums are patched, how the frame grows or shrinks (tunnel
 //! headers, ICMP answers: `bpf_xdp_adjust_head/tail` at XDP,
 //! `bpf_skb_adjust_room` with the encapsulation flags and
@@ -18,17 +19,11 @@ use aya_ebpf::{
         bpf_xdp_adjust_head, bpf_xdp_adjust_tail,
     },
     programs::{TcContext, XdpContext},
-    EbpfContext,
 };
 use lb_common::stats::Counter;
+use lb_ebpf_frame::Frame;
 
 use crate::{forward::Outcome, maps::TX_PORTS, nat::rewrite::csum_apply, parse::ptr_at};
-
-/// `TC_ACT_OK` (linux/pkt_cls.h): continue, up the stack. Spelt here
-/// because the bindings type it differently per target.
-const TC_ACT_OK: i32 = 0;
-/// `TC_ACT_SHOT`: drop.
-const TC_ACT_SHOT: i32 = 2;
 
 /// Whether a 32-bit one's-complement sum is zero (0x0000 or 0xffff once
 /// folded to 16 bits): a checksum it is added to stays as it is.
@@ -41,20 +36,7 @@ fn sums_to_zero(sum: u32) -> bool {
 
 /// A packet context the balancer can run on (`EbpfContext`: helpers such
 /// as the FIB lookup take the raw context).
-pub trait Hook: EbpfContext {
-    /// What the program returns.
-    type Verdict;
-    /// Start of the directly readable (linear) frame.
-    fn data(&self) -> usize;
-    /// End of the directly readable frame.
-    fn data_end(&self) -> usize;
-    /// Length of the whole frame: for tc, the linear part may be shorter
-    /// (the length fields of the headers are checked against this).
-    fn frame_len(&self) -> usize;
-    /// Up the stack untouched.
-    fn pass(&self) -> Self::Verdict;
-    /// Dropped.
-    fn drop_frame(&self) -> Self::Verdict;
+pub trait Hook: Frame {
     /// Sent back out of the interface it came in on.
     fn bounce(&self) -> Self::Verdict;
     /// The interface the frame came in on: where routed packets' FIB
@@ -99,33 +81,6 @@ pub trait Hook: EbpfContext {
 }
 
 impl Hook for XdpContext {
-    type Verdict = u32;
-
-    #[inline(always)]
-    fn data(&self) -> usize {
-        XdpContext::data(self)
-    }
-
-    #[inline(always)]
-    fn data_end(&self) -> usize {
-        XdpContext::data_end(self)
-    }
-
-    #[inline(always)]
-    fn frame_len(&self) -> usize {
-        XdpContext::data_end(self) - XdpContext::data(self)
-    }
-
-    #[inline(always)]
-    fn pass(&self) -> u32 {
-        xdp_action::XDP_PASS
-    }
-
-    #[inline(always)]
-    fn drop_frame(&self) -> u32 {
-        xdp_action::XDP_DROP
-    }
-
     #[inline(always)]
     fn bounce(&self) -> u32 {
         xdp_action::XDP_TX
@@ -197,7 +152,7 @@ impl Hook for XdpContext {
     fn cut_to(&self, len: u32) -> bool {
         // Through memory: folded into one expression, the compiler would
         // subtract `data_end` from a scalar, which the verifier refuses.
-        let have = Hook::frame_len(self) as i32;
+        let have = Frame::frame_len(self) as i32;
         // SAFETY: a read of a local.
         let have = unsafe { core::ptr::read_volatile(&have) };
         // SAFETY: helper on our own context.
@@ -219,33 +174,6 @@ impl Hook for XdpContext {
 }
 
 impl Hook for TcContext {
-    type Verdict = i32;
-
-    #[inline(always)]
-    fn data(&self) -> usize {
-        TcContext::data(self)
-    }
-
-    #[inline(always)]
-    fn data_end(&self) -> usize {
-        TcContext::data_end(self)
-    }
-
-    #[inline(always)]
-    fn frame_len(&self) -> usize {
-        TcContext::len(self) as usize
-    }
-
-    #[inline(always)]
-    fn pass(&self) -> i32 {
-        TC_ACT_OK
-    }
-
-    #[inline(always)]
-    fn drop_frame(&self) -> i32 {
-        TC_ACT_SHOT
-    }
-
     /// To the egress of the ingress interface (TC_ACT_REDIRECT).
     #[inline(always)]
     fn bounce(&self) -> i32 {

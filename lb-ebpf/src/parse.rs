@@ -43,8 +43,6 @@
 mod icmp;
 mod ipv6;
 
-use core::mem::size_of;
-
 use crate::hook::Hook;
 use lb_common::{
     consts::{AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP},
@@ -147,16 +145,9 @@ impl Packet {
     }
 }
 
-/// Pointer to a `T` at `offset` in the packet, if the whole `T` is inside.
-#[inline(always)]
-pub fn ptr_at<T, C: Hook>(ctx: &C, offset: usize) -> Option<*mut T> {
-    let start = ctx.data();
-    let end = ctx.data_end();
-    if start + offset + size_of::<T>() > end {
-        return None;
-    }
-    Some((start + offset) as *mut T)
-}
+/// The one bounds-checked access to the frame, shared with the other
+/// eBPF program of the workspace.
+pub use lb_ebpf_frame::ptr_at;
 
 /// Parses the headers of a frame down to its 5-tuple.
 #[inline(always)]

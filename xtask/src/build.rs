@@ -4,13 +4,16 @@ use std::path::PathBuf;
 
 use crate::cmd::{command, exec, root};
 
-/// Cargo arguments that select the eBPF crates (the balancer's and
-/// lb-decap's) on their own target (nightly, `core` built from source).
+/// Cargo arguments that select the eBPF crates (the balancer's,
+/// lb-decap's and the frame access both use) on their own target
+/// (nightly, `core` built from source).
 pub const EBPF_CRATE_ARGS: &[&str] = &[
     "--package",
     "lb-ebpf",
     "--package",
     "lb-decap-ebpf",
+    "--package",
+    "lb-ebpf-frame",
     "--release",
     "--target",
     "bpfel-unknown-none",

@@ -1,5 +1,5 @@
 //! `cargo xtask lint`: formatting and clippy, warnings denied: the host
-//! crates, and the eBPF crates (lb-ebpf, lb-decap-ebpf) for their own
+//! crates, and the eBPF crates (lb-ebpf, lb-decap-ebpf, lb-ebpf-frame) for their own
 //! target (they cannot build for the host); formatting of the fuzz crate;
 //! and the host crates' docs as their developers read them (private items
 //! included), warnings denied: a link that resolves to nothing, a stray

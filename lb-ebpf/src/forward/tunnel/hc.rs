@@ -7,8 +7,10 @@
 
 use aya_ebpf::programs::TcContext;
 use lb_common::{stats::Counter, tunnel, Mode};
+use lb_ebpf_frame::{TC_ACT_OK, TC_ACT_SHOT};
 
 use super::{encap, JOB_GUE, JOB_HC};
+
 use crate::{
     forward::Outcome,
     hook::Hook,
@@ -17,11 +19,6 @@ use crate::{
     parse::{self, Class},
     state, stats,
 };
-
-/// `TC_ACT_OK`: continue untouched.
-const TC_ACT_OK: i32 = 0;
-/// `TC_ACT_SHOT`: drop.
-const TC_ACT_SHOT: i32 = 2;
 
 /// The program's verdict for one packet leaving the node.
 #[inline(always)]

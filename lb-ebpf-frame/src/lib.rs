@@ -1,0 +1,110 @@
+//! The part of a packet context that both eBPF programs of this workspace
+//! use the same way at either hook: the balancer (`lb-ebpf`) and the
+//! backend's decap (`lb-decap-ebpf`) each extend [`Frame`] with what only
+//! they do (forwarding, rewriting, stripping tunnels), and read the frame
+//! through one bounds-checked [`ptr_at`]. Every item is inlined, so each
+//! program compiles to what it would with its own copy.
+#![no_std]
+
+use core::mem::size_of;
+
+use aya_ebpf::{
+    bindings::xdp_action,
+    programs::{TcContext, XdpContext},
+    EbpfContext,
+};
+
+/// `TC_ACT_OK` (linux/pkt_cls.h): continue, up the stack. Spelt here
+/// because the bindings type it differently per target.
+pub const TC_ACT_OK: i32 = 0;
+/// `TC_ACT_SHOT` (linux/pkt_cls.h): drop.
+pub const TC_ACT_SHOT: i32 = 2;
+
+/// A packet context a program can run on, XDP or tc: where the frame is,
+/// how long it is, and the two verdicts every program returns.
+pub trait Frame: EbpfContext {
+    /// What the program returns.
+    type Verdict;
+    /// Start of the directly readable (linear) frame.
+    fn data(&self) -> usize;
+    /// End of the directly readable frame.
+    fn data_end(&self) -> usize;
+    /// Length of the whole frame: for tc, the linear part may be shorter
+    /// (the length fields of the headers are checked against this).
+    fn frame_len(&self) -> usize;
+    /// Up the stack (untouched, or as the program left it).
+    fn pass(&self) -> Self::Verdict;
+    /// Dropped.
+    fn drop_frame(&self) -> Self::Verdict;
+}
+
+impl Frame for XdpContext {
+    type Verdict = u32;
+
+    #[inline(always)]
+    fn data(&self) -> usize {
+        XdpContext::data(self)
+    }
+
+    #[inline(always)]
+    fn data_end(&self) -> usize {
+        XdpContext::data_end(self)
+    }
+
+    #[inline(always)]
+    fn frame_len(&self) -> usize {
+        XdpContext::data_end(self) - XdpContext::data(self)
+    }
+
+    #[inline(always)]
+    fn pass(&self) -> u32 {
+        xdp_action::XDP_PASS
+    }
+
+    #[inline(always)]
+    fn drop_frame(&self) -> u32 {
+        xdp_action::XDP_DROP
+    }
+}
+
+impl Frame for TcContext {
+    type Verdict = i32;
+
+    #[inline(always)]
+    fn data(&self) -> usize {
+        TcContext::data(self)
+    }
+
+    #[inline(always)]
+    fn data_end(&self) -> usize {
+        TcContext::data_end(self)
+    }
+
+    #[inline(always)]
+    fn frame_len(&self) -> usize {
+        TcContext::len(self) as usize
+    }
+
+    #[inline(always)]
+    fn pass(&self) -> i32 {
+        TC_ACT_OK
+    }
+
+    #[inline(always)]
+    fn drop_frame(&self) -> i32 {
+        TC_ACT_SHOT
+    }
+}
+
+/// Pointer to a `T` at `offset` in the frame, if the whole `T` is inside
+/// the directly readable part: the one check the verifier needs before a
+/// packet access.
+#[inline(always)]
+pub fn ptr_at<T, C: Frame>(ctx: &C, offset: usize) -> Option<*mut T> {
+    let start = ctx.data();
+    let end = ctx.data_end();
+    if start + offset + size_of::<T>() > end {
+        return None;
+    }
+    Some((start + offset) as *mut T)
+}
