@@ -9,8 +9,10 @@
 //!   packet. Otherwise `DropMalformed`.
 //! - Inner fragments are `DropUnsupported`: a later fragment has no port
 //!   to check against the VIPs (and the balancer never forwards fragments).
-//!   So are inner IPv6 extension headers (the balancer's clients rarely
-//!   send them; not walked here).
+//! - Inner IPv6 extension headers are walked as the balancer walks them
+//!   (`lb_ebpf_frame::ipv6_ext`): a chain longer than it follows is
+//!   `DropUnsupported`, a routing header with segments left `DropNotVip`
+//!   (the VIP is not the packet's final destination).
 //! - TCP and UDP: the key is (destination, destination port, protocol).
 //! - ICMP/ICMPv6 errors (IPv4: destination unreachable, time exceeded;
 //!   IPv6: destination unreachable, packet too big, time exceeded) are what
@@ -27,6 +29,7 @@ use lb_common::{
     decap::DecapCounter,
     VipKey,
 };
+use lb_ebpf_frame::ipv6_ext::{skip_extension_headers, ExtStop};
 use network_types::ip::{Ipv4Hdr, Ipv6Hdr};
 
 use crate::{
@@ -52,14 +55,6 @@ const ICMPV6_DEST_UNREACH: u8 = 1;
 const ICMPV6_PKT_TOOBIG: u8 = 2;
 /// ICMPv6: time exceeded.
 const ICMPV6_TIME_EXCEED: u8 = 3;
-/// IPv6 hop-by-hop options header.
-const NEXTHDR_HOP: u8 = 0;
-/// IPv6 routing header.
-const NEXTHDR_ROUTING: u8 = 43;
-/// IPv6 fragment header.
-const NEXTHDR_FRAGMENT: u8 = 44;
-/// IPv6 destination options header.
-const NEXTHDR_DEST: u8 = 60;
 
 /// Checks the inner packet of `tunnel` against the configured VIPs.
 #[inline(always)]
@@ -125,7 +120,7 @@ fn inner_v6<C: Hook>(ctx: &C, tunnel: &Tunnel) -> Result<VipKey, DecapCounter> {
     let (next, l4) = if ip.next_hdr == IPPROTO_TCP || ip.next_hdr == IPPROTO_UDP {
         (ip.next_hdr, l4)
     } else {
-        skip_extension_headers(ctx, ip.next_hdr, l4, end)?
+        skip_extension_headers(ctx, ip.next_hdr, l4, end).map_err(ext_counter)?
     };
     match next {
         IPPROTO_TCP | IPPROTO_UDP => {
@@ -140,45 +135,14 @@ fn inner_v6<C: Hook>(ctx: &C, tunnel: &Tunnel) -> Result<VipKey, DecapCounter> {
     }
 }
 
-/// Most inner IPv6 extension headers skipped (as the balancer).
-const EXT_MAX: usize = 4;
-
-/// Skips the extension headers at `off` (the first of type `next`);
-/// returns the upper-layer protocol and where its header starts.
+/// The decap program's word for where an inner extension-header walk
+/// stopped: nothing it cannot check against the VIPs is unwrapped.
 #[inline(always)]
-fn skip_extension_headers<C: Hook>(
-    ctx: &C,
-    mut next: u8,
-    mut off: usize,
-    end: usize,
-) -> Result<(u8, usize), DecapCounter> {
-    for index in 0..EXT_MAX {
-        match next {
-            NEXTHDR_HOP if index == 0 => {}
-            NEXTHDR_ROUTING | NEXTHDR_DEST => {}
-            NEXTHDR_HOP => return Err(DecapCounter::DropMalformed),
-            NEXTHDR_FRAGMENT => return Err(DecapCounter::DropUnsupported),
-            _ => return Ok((next, off)),
-        }
-        // Next header, length in 8-byte units beyond the first 8, then
-        // (routing) type and segments left.
-        let header: *const [u8; 8] = ptr_at(ctx, off).ok_or(DecapCounter::DropMalformed)?;
-        // SAFETY: bounds checked by ptr_at.
-        let header = unsafe { &*header };
-        if next == NEXTHDR_ROUTING && header[3] != 0 {
-            return Err(DecapCounter::DropNotVip);
-        }
-        let len = (usize::from(header[1]) + 1) * 8;
-        if off + len > end {
-            return Err(DecapCounter::DropMalformed);
-        }
-        next = header[0];
-        off += len;
-    }
-    match next {
-        NEXTHDR_FRAGMENT | NEXTHDR_ROUTING | NEXTHDR_DEST => Err(DecapCounter::DropUnsupported),
-        NEXTHDR_HOP => Err(DecapCounter::DropMalformed),
-        _ => Ok((next, off)),
+fn ext_counter(stop: ExtStop) -> DecapCounter {
+    match stop {
+        ExtStop::Malformed => DecapCounter::DropMalformed,
+        ExtStop::Fragment | ExtStop::TooMany => DecapCounter::DropUnsupported,
+        ExtStop::ActiveRouting => DecapCounter::DropNotVip,
     }
 }
 

@@ -35,6 +35,7 @@ use lb_common::{
     decap::{DecapAddr, DecapConfig, DecapCounter, DECAP_F_GUE, DECAP_F_IPIP},
     tunnel::{IPPROTO_IPIP, IPPROTO_IPV6},
 };
+use lb_ebpf_frame::ipv6_ext::NEXTHDR_FRAGMENT;
 use network_types::ip::{Ipv4Hdr, Ipv6Hdr};
 
 use crate::{
@@ -46,8 +47,6 @@ use crate::{
     },
 };
 
-/// IPv6 fragment header.
-const NEXTHDR_FRAGMENT: u8 = 44;
 /// Length of the GUE variant 0 header the kernel's fou sends.
 const GUE_V0_LEN: usize = 4;
 

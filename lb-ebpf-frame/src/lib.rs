@@ -2,9 +2,12 @@
 //! use the same way at either hook: the balancer (`lb-ebpf`) and the
 //! backend's decap (`lb-decap-ebpf`) each extend [`Frame`] with what only
 //! they do (forwarding, rewriting, stripping tunnels), and read the frame
-//! through one bounds-checked [`ptr_at`]. Every item is inlined, so each
+//! through one bounds-checked [`ptr_at`]; the one header walk both need
+//! alike, IPv6 extension headers, is [`ipv6_ext`]. Every item is inlined, so each
 //! program compiles to what it would with its own copy.
 #![no_std]
+
+pub mod ipv6_ext;
 
 use core::mem::size_of;
 

@@ -1,5 +1,6 @@
-//! The one place that reads headers (with its two children, `parse::ipv6`
-//! for extension-header chains and `parse::icmp` for ICMP errors): Ethernet
+//! The one place that reads headers (with its child `parse::icmp` for ICMP
+//! errors, and the extension-header walk it shares with the decap program,
+//! `lb_ebpf_frame::ipv6_ext`): Ethernet
 //! with up to two VLAN tags, IPv4 (any valid IHL), IPv6, TCP, UDP and the
 //! quoted packet of ICMP/ICMPv6 errors. Every read is bounds-checked against
 //! `data_end` right before it, as the verifier requires, and every header
@@ -19,7 +20,7 @@
 //! - Fragments carry no ports to hash on: IPv4 fragments (first, middle or
 //!   last) and IPv6 packets with a fragment header go up the stack
 //!   (`PassFragment`), as before.
-//! - IPv6 extension headers: up to `ipv6::EXT_MAX` hop-by-hop (first only),
+//! - IPv6 extension headers: up to `ipv6_ext::EXT_MAX` hop-by-hop (first only),
 //!   routing (segments left 0 only: otherwise the VIP is not the final
 //!   destination) and destination-options headers are skipped; the flow's
 //!   protocol is the upper-layer one after them. A longer chain or a
@@ -41,7 +42,6 @@
 //! - ICMP errors: see `parse::icmp`.
 
 mod icmp;
-mod ipv6;
 
 use crate::hook::Hook;
 use lb_common::{
@@ -49,6 +49,7 @@ use lb_common::{
     stats::Counter,
     FlowKey,
 };
+use lb_ebpf_frame::ipv6_ext::{self, ExtStop};
 use network_types::{
     eth::EthHdr,
     ip::{Ipv4Hdr, Ipv6Hdr},
@@ -206,6 +207,18 @@ fn parse_ipv4<C: Hook>(ctx: &C, l3_off: usize, frame_len: usize) -> Result<Packe
     parse_l4(ctx, key, l3_off, l3_off + header_len, l3_off + total_len)
 }
 
+/// The balancer's word for where an extension-header walk stopped: a
+/// fragment or a chain it does not follow goes up the stack, as the
+/// module docs say.
+#[inline(always)]
+fn ext_counter(stop: ExtStop) -> Counter {
+    match stop {
+        ExtStop::Malformed => Counter::DropMalformed,
+        ExtStop::Fragment => Counter::PassFragment,
+        ExtStop::ActiveRouting | ExtStop::TooMany => Counter::PassIpv6Ext,
+    }
+}
+
 #[inline(always)]
 fn parse_ipv6<C: Hook>(ctx: &C, l3_off: usize, frame_len: usize) -> Result<Packet, Counter> {
     let ip: *const Ipv6Hdr = ptr_at(ctx, l3_off).ok_or(Counter::DropMalformed)?;
@@ -219,7 +232,8 @@ fn parse_ipv6<C: Hook>(ctx: &C, l3_off: usize, frame_len: usize) -> Result<Packe
     let mut proto = ip.next_hdr;
     // Extension headers only cost something on the packets that have them.
     if proto != IPPROTO_TCP && proto != IPPROTO_UDP {
-        (proto, l4_off) = ipv6::skip_extension_headers(ctx, proto, l4_off, l3_end)?;
+        (proto, l4_off) =
+            ipv6_ext::skip_extension_headers(ctx, proto, l4_off, l3_end).map_err(ext_counter)?;
     }
     let key = FlowKey {
         src: words(&ip.src_addr),
