@@ -29,32 +29,21 @@ use lb_common::{
     decap::DecapCounter,
     VipKey,
 };
-use lb_ebpf_frame::ipv6_ext::{skip_extension_headers, ExtStop};
+use lb_ebpf_frame::{
+    icmp_error::{error_quote, quoted_v4, quoted_v6, QuoteStop},
+    ipv6_ext::{skip_extension_headers, ExtStop},
+};
 use network_types::ip::{Ipv4Hdr, Ipv6Hdr};
 
 use crate::{
     hook::Hook,
     maps::DECAP_VIPS,
     outer::Tunnel,
-    parse::{ptr_at, words, IPV4_FRAG_MASK, IPV4_LEN, IPV4_OFFSET_MASK, IPV6_LEN, UDP_LEN},
+    parse::{ptr_at, words, IPV4_FRAG_MASK, IPV4_LEN, IPV6_LEN, UDP_LEN},
 };
 
 /// TCP header without options.
 const TCP_LEN: usize = 20;
-/// ICMP/ICMPv6 header.
-const ICMP_LEN: usize = 8;
-/// Transport bytes an error quotes at least: the ports are in them.
-const QUOTED_L4_LEN: usize = 8;
-/// ICMP: destination unreachable.
-const ICMP_DEST_UNREACH: u8 = 3;
-/// ICMP: time exceeded.
-const ICMP_TIME_EXCEEDED: u8 = 11;
-/// ICMPv6: destination unreachable.
-const ICMPV6_DEST_UNREACH: u8 = 1;
-/// ICMPv6: packet too big.
-const ICMPV6_PKT_TOOBIG: u8 = 2;
-/// ICMPv6: time exceeded.
-const ICMPV6_TIME_EXCEED: u8 = 3;
 
 /// Checks the inner packet of `tunnel` against the configured VIPs.
 #[inline(always)]
@@ -98,8 +87,9 @@ fn inner_v4<C: Hook>(ctx: &C, tunnel: &Tunnel) -> Result<VipKey, DecapCounter> {
             Ok(vip_key(dst, port, ip.proto, AF_INET))
         }
         IPPROTO_ICMP => {
-            let quote = icmp_error(ctx, l4, end, false)?;
-            quoted_v4(ctx, quote, end, dst)
+            let quote = error_quote(ctx, l4, end, false).map_err(quote_counter)?;
+            let quoted = quoted_v4(ctx, quote, end, dst[0]).map_err(quote_counter)?;
+            Ok(vip_key(dst, quoted.sport, quoted.proto, AF_INET))
         }
         _ => Err(DecapCounter::DropNotVip),
     }
@@ -128,8 +118,9 @@ fn inner_v6<C: Hook>(ctx: &C, tunnel: &Tunnel) -> Result<VipKey, DecapCounter> {
             Ok(vip_key(dst, port, next, AF_INET6))
         }
         IPPROTO_ICMPV6 => {
-            let quote = icmp_error(ctx, l4, end, true)?;
-            quoted_v6(ctx, quote, end, dst)
+            let quote = error_quote(ctx, l4, end, true).map_err(quote_counter)?;
+            let quoted = quoted_v6(ctx, quote, end, &dst).map_err(quote_counter)?;
+            Ok(vip_key(dst, quoted.sport, quoted.proto, AF_INET6))
         }
         _ => Err(DecapCounter::DropNotVip),
     }
@@ -164,94 +155,16 @@ fn dst_port<C: Hook>(ctx: &C, proto: u8, l4: usize, end: usize) -> Result<u16, D
     Ok(u16::from_ne_bytes([ports[2], ports[3]]))
 }
 
-/// Where the quoted packet of the ICMP (`v6`: ICMPv6) error at `l4`
-/// starts, if it is an error about a flow.
+/// The decap program's word for an inner ICMP message that is no error
+/// about a configured VIP's flow: it is not unwrapped.
 #[inline(always)]
-fn icmp_error<C: Hook>(ctx: &C, l4: usize, end: usize, v6: bool) -> Result<usize, DecapCounter> {
-    let header: *const [u8; ICMP_LEN] = ptr_at(ctx, l4).ok_or(DecapCounter::DropMalformed)?;
-    if l4 + ICMP_LEN > end {
-        return Err(DecapCounter::DropMalformed);
+fn quote_counter(stop: QuoteStop) -> DecapCounter {
+    match stop {
+        QuoteStop::Malformed => DecapCounter::DropMalformed,
+        QuoteStop::NotAnError | QuoteStop::OtherSource | QuoteStop::NotTcpUdp => {
+            DecapCounter::DropNotVip
+        }
     }
-    // SAFETY: bounds checked by ptr_at.
-    let kind = unsafe { (*header)[0] };
-    let error = if v6 {
-        matches!(
-            kind,
-            ICMPV6_DEST_UNREACH | ICMPV6_PKT_TOOBIG | ICMPV6_TIME_EXCEED
-        )
-    } else {
-        matches!(kind, ICMP_DEST_UNREACH | ICMP_TIME_EXCEEDED)
-    };
-    if !error {
-        return Err(DecapCounter::DropNotVip);
-    }
-    Ok(l4 + ICMP_LEN)
-}
-
-/// The VIP key of an IPv4 packet quoted at `off`, sent from `vip`.
-#[inline(always)]
-fn quoted_v4<C: Hook>(
-    ctx: &C,
-    off: usize,
-    end: usize,
-    vip: [u32; 4],
-) -> Result<VipKey, DecapCounter> {
-    let ip: *const Ipv4Hdr = ptr_at(ctx, off).ok_or(DecapCounter::DropMalformed)?;
-    // SAFETY: bounds checked by ptr_at.
-    let ip = unsafe { &*ip };
-    let header_len = usize::from(ip.vihl & 0x0f) * 4;
-    let l4 = off + header_len;
-    // The packet check first: after the length check the compiler would
-    // drop it as implied, and the verifier would not follow.
-    let ports: *const [u8; QUOTED_L4_LEN] = ptr_at(ctx, l4).ok_or(DecapCounter::DropMalformed)?;
-    if ip.vihl >> 4 != 4 || header_len < IPV4_LEN || l4 + QUOTED_L4_LEN > end {
-        return Err(DecapCounter::DropMalformed);
-    }
-    let proto = ip.proto;
-    if u32::from_ne_bytes(ip.src_addr) != vip[0]
-        || (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
-        || u16::from_be_bytes(ip.frags) & IPV4_OFFSET_MASK != 0
-    {
-        return Err(DecapCounter::DropNotVip);
-    }
-    // SAFETY: bounds checked by ptr_at.
-    let ports = unsafe { &*ports };
-    Ok(vip_key(
-        vip,
-        u16::from_ne_bytes([ports[0], ports[1]]),
-        proto,
-        AF_INET,
-    ))
-}
-
-/// The VIP key of an IPv6 packet quoted at `off`, sent from `vip`.
-#[inline(always)]
-fn quoted_v6<C: Hook>(
-    ctx: &C,
-    off: usize,
-    end: usize,
-    vip: [u32; 4],
-) -> Result<VipKey, DecapCounter> {
-    let ip: *const Ipv6Hdr = ptr_at(ctx, off).ok_or(DecapCounter::DropMalformed)?;
-    // SAFETY: bounds checked by ptr_at.
-    let ip = unsafe { &*ip };
-    let l4 = off + IPV6_LEN;
-    let ports: *const [u8; QUOTED_L4_LEN] = ptr_at(ctx, l4).ok_or(DecapCounter::DropMalformed)?;
-    if ip.vcf[0] >> 4 != 6 || l4 + QUOTED_L4_LEN > end {
-        return Err(DecapCounter::DropMalformed);
-    }
-    let proto = ip.next_hdr;
-    if words(&ip.src_addr) != vip || (proto != IPPROTO_TCP && proto != IPPROTO_UDP) {
-        return Err(DecapCounter::DropNotVip);
-    }
-    // SAFETY: bounds checked by ptr_at.
-    let ports = unsafe { &*ports };
-    Ok(vip_key(
-        vip,
-        u16::from_ne_bytes([ports[0], ports[1]]),
-        proto,
-        AF_INET6,
-    ))
 }
 
 #[inline(always)]

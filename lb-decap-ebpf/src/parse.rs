@@ -22,13 +22,5 @@ pub const IPV4_OFFSET_MASK: u16 = 0x1fff;
 /// eBPF program of the workspace.
 pub use lb_ebpf_frame::ptr_at;
 
-/// An address as the maps key it: four network-order words.
-#[inline(always)]
-pub fn words(addr: &[u8; 16]) -> [u32; 4] {
-    [
-        u32::from_ne_bytes([addr[0], addr[1], addr[2], addr[3]]),
-        u32::from_ne_bytes([addr[4], addr[5], addr[6], addr[7]]),
-        u32::from_ne_bytes([addr[8], addr[9], addr[10], addr[11]]),
-        u32::from_ne_bytes([addr[12], addr[13], addr[14], addr[15]]),
-    ]
-}
+/// An address as the maps key it, shared like `ptr_at`.
+pub use lb_ebpf_frame::words;

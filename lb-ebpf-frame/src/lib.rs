@@ -2,11 +2,13 @@
 //! use the same way at either hook: the balancer (`lb-ebpf`) and the
 //! backend's decap (`lb-decap-ebpf`) each extend [`Frame`] with what only
 //! they do (forwarding, rewriting, stripping tunnels), and read the frame
-//! through one bounds-checked [`ptr_at`]; the one header walk both need
-//! alike, IPv6 extension headers, is [`ipv6_ext`]. Every item is inlined, so each
+//! through one bounds-checked [`ptr_at`]; the headers both read alike are
+//! parsed here too: IPv6 extension-header chains ([`ipv6_ext`]) and the
+//! quotes of ICMP errors ([`icmp_error`]). Every item is inlined, so each
 //! program compiles to what it would with its own copy.
 #![no_std]
 
+pub mod icmp_error;
 pub mod ipv6_ext;
 
 use core::mem::size_of;
@@ -110,4 +112,15 @@ pub fn ptr_at<T, C: Frame>(ctx: &C, offset: usize) -> Option<*mut T> {
         return None;
     }
     Some((start + offset) as *mut T)
+}
+
+/// An IPv6 address as the maps key it: four network-order words.
+#[inline(always)]
+pub fn words(addr: &[u8; 16]) -> [u32; 4] {
+    [
+        u32::from_ne_bytes([addr[0], addr[1], addr[2], addr[3]]),
+        u32::from_ne_bytes([addr[4], addr[5], addr[6], addr[7]]),
+        u32::from_ne_bytes([addr[8], addr[9], addr[10], addr[11]]),
+        u32::from_ne_bytes([addr[12], addr[13], addr[14], addr[15]]),
+    ]
 }

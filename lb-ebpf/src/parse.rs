@@ -49,7 +49,10 @@ use lb_common::{
     stats::Counter,
     FlowKey,
 };
-use lb_ebpf_frame::ipv6_ext::{self, ExtStop};
+use lb_ebpf_frame::{
+    ipv6_ext::{self, ExtStop},
+    words,
+};
 use network_types::{
     eth::EthHdr,
     ip::{Ipv4Hdr, Ipv6Hdr},
@@ -312,14 +315,4 @@ fn parse_l4<C: Hook>(
             Ok(packet)
         }
     }
-}
-
-#[inline(always)]
-fn words(addr: &[u8; 16]) -> [u32; 4] {
-    [
-        u32::from_ne_bytes([addr[0], addr[1], addr[2], addr[3]]),
-        u32::from_ne_bytes([addr[4], addr[5], addr[6], addr[7]]),
-        u32::from_ne_bytes([addr[8], addr[9], addr[10], addr[11]]),
-        u32::from_ne_bytes([addr[12], addr[13], addr[14], addr[15]]),
-    ]
 }
