@@ -5,7 +5,7 @@
 //! head: the decap program removes bytes at the front.
 
 use aya_ebpf::{
-    bindings::xdp_action,
+    bindings::{bpf_adj_room_mode::BPF_ADJ_ROOM_MAC, xdp_action},
     helpers::{bpf_skb_change_tail, bpf_skb_store_bytes, bpf_xdp_adjust_head, bpf_xdp_store_bytes},
     macros::map,
     maps::{Array, ProgramArray},
@@ -26,9 +26,6 @@ pub static DECAP_BENCH_TARGET: ProgramArray = ProgramArray::with_max_entries(1, 
 /// program type).
 #[map]
 pub static TC_DECAP_BENCH_TARGET: ProgramArray = ProgramArray::with_max_entries(1, 0);
-
-/// `BPF_ADJ_ROOM_MAC` (linux/bpf.h).
-const BPF_ADJ_ROOM_MAC: u32 = 1;
 
 /// `TC_ACT_UNSPEC`: what the tc wrapper returns when its setup fails, a
 /// value the program under test never returns.

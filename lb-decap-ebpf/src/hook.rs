@@ -4,6 +4,10 @@
 //! [`Hook`], so `xdp_decap` and `tc_decap` share one source.
 
 use aya_ebpf::{
+    bindings::{
+        bpf_adj_room_mode::BPF_ADJ_ROOM_MAC, BPF_F_ADJ_ROOM_DECAP_L3_IPV4,
+        BPF_F_ADJ_ROOM_DECAP_L3_IPV6, BPF_F_ADJ_ROOM_FIXED_GSO,
+    },
     helpers::bpf_xdp_adjust_head,
     programs::{TcContext, XdpContext},
     EbpfContext as _,
@@ -12,18 +16,6 @@ use lb_common::decap::DecapCounter;
 use lb_ebpf_frame::Frame;
 
 use crate::parse::{ptr_at, ETH_LEN, ETH_P_IP, ETH_P_IPV6};
-
-/// `BPF_ADJ_ROOM_MAC` (linux/bpf.h): remove room right after the Ethernet
-/// header.
-const BPF_ADJ_ROOM_MAC: u32 = 1;
-/// `BPF_F_ADJ_ROOM_FIXED_GSO`: the inner segments keep their size (a decap
-/// does not change the MSS of an aggregated packet).
-const BPF_F_ADJ_ROOM_FIXED_GSO: u64 = 1 << 0;
-/// `BPF_F_ADJ_ROOM_DECAP_L3_IPV4` (Linux 6.3): the new L3 is IPv4; the
-/// kernel sets `skb->protocol` to match.
-const BPF_F_ADJ_ROOM_DECAP_L3_IPV4: u64 = 1 << 7;
-/// `BPF_F_ADJ_ROOM_DECAP_L3_IPV6`: the new L3 is IPv6.
-const BPF_F_ADJ_ROOM_DECAP_L3_IPV6: u64 = 1 << 8;
 
 /// A packet context the decap program can run on.
 pub trait Hook: Frame {
@@ -78,8 +70,10 @@ impl Hook for XdpContext {
 
 impl Hook for TcContext {
     /// `bpf_skb_adjust_room` at the MAC layer with the decap flag of the
-    /// inner family (which also sets `skb->protocol`, so a 4in6 packet
-    /// reaches IPv4's receive path), then the Ethernet type in the frame.
+    /// inner family (Linux 6.3; it also sets `skb->protocol`, so a 4in6
+    /// packet reaches IPv4's receive path) and `BPF_F_ADJ_ROOM_FIXED_GSO`
+    /// (a decap does not change the MSS of an aggregated packet), then
+    /// the Ethernet type in the frame.
     #[inline(always)]
     fn strip(&self, len: u32, inner_v6: bool) -> bool {
         let family = if inner_v6 {
@@ -91,7 +85,7 @@ impl Hook for TcContext {
             .adjust_room(
                 -(len as i32),
                 BPF_ADJ_ROOM_MAC,
-                BPF_F_ADJ_ROOM_FIXED_GSO | family,
+                u64::from(BPF_F_ADJ_ROOM_FIXED_GSO | family),
             )
             .is_err()
         {

@@ -25,6 +25,19 @@ pub const TC_ACT_OK: i32 = 0;
 /// `TC_ACT_SHOT` (linux/pkt_cls.h): drop.
 pub const TC_ACT_SHOT: i32 = 2;
 
+/// Ethernet header length, untagged.
+pub const ETH_LEN: usize = 14;
+/// Ethernet type of IPv4.
+pub const ETH_P_IP: u16 = 0x0800;
+/// Ethernet type of IPv6.
+pub const ETH_P_IPV6: u16 = 0x86dd;
+/// IPv4 header without options.
+pub const IPV4_LEN: usize = 20;
+/// IPv6 fixed header.
+pub const IPV6_LEN: usize = 40;
+/// UDP header.
+pub const UDP_LEN: usize = 8;
+
 /// A packet context a program can run on, XDP or tc: where the frame is,
 /// how long it is, and the two verdicts every program returns.
 pub trait Frame: EbpfContext {

@@ -51,7 +51,7 @@ use lb_common::{
 };
 use lb_ebpf_frame::{
     ipv6_ext::{self, ExtStop},
-    words,
+    words, ETH_P_IP, ETH_P_IPV6,
 };
 use network_types::{
     eth::EthHdr,
@@ -61,8 +61,6 @@ use network_types::{
     vlan::VlanHdr,
 };
 
-const ETH_P_IP: u16 = 0x0800;
-const ETH_P_IPV6: u16 = 0x86dd;
 const ETH_P_8021Q: u16 = 0x8100;
 /// 802.1ad service tag: the outer tag of QinQ.
 const ETH_P_8021AD: u16 = 0x88a8;

@@ -12,12 +12,11 @@ use lb_common::{
     consts::{AF_INET, IPPROTO_UDP},
     FlowKey, NatEntry,
 };
+use lb_ebpf_frame::icmp_error::ICMP_HEADER_LEN;
 
 use super::rewrite::{add16, add32, csum_apply, fold32, Layout, IPV4_LEN, IPV6_LEN};
 use crate::{copy, hook::Hook, parse::ptr_at};
 
-/// Length of the ICMP/ICMPv6 header before the quote.
-const ICMP_HEADER_LEN: usize = 8;
 /// Offset of the checksum in the ICMP/ICMPv6 header.
 const ICMP_CSUM_OFF: usize = 2;
 /// Offset of the checksum in a UDP header (inside the 8 quoted bytes).

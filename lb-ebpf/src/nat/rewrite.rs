@@ -22,10 +22,9 @@ pub struct Layout {
     pub quote_l4_off: usize,
 }
 
-/// Length of the IPv4 header fields read and written (options untouched).
-pub const IPV4_LEN: usize = 20;
-/// Length of the fixed IPv6 header.
-pub const IPV6_LEN: usize = 40;
+/// Length of the IPv4 header fields read and written (options
+/// untouched), and of the fixed IPv6 header.
+pub use lb_ebpf_frame::{IPV4_LEN, IPV6_LEN};
 /// Offset of the checksum in a TCP header.
 const TCP_CSUM_OFF: usize = 16;
 /// Offset of the checksum in a UDP header.

@@ -38,6 +38,7 @@ use lb_common::{
     tunnel::{self, IPPROTO_IPIP, IPPROTO_IPV6, OUTER_TTL, OUTER_V4_LEN},
     Backend, TunnelHop,
 };
+use lb_ebpf_frame::{ETH_LEN, ETH_P_IP, ETH_P_IPV6, UDP_LEN};
 
 use super::{hop, too_big, Job, JOB_GUE, JOB_HC, JOB_ICMP_ERROR, JOB_NEW_FLOW};
 use crate::{
@@ -50,14 +51,8 @@ use crate::{
     parse::ptr_at,
 };
 
-/// Ethernet header length (the wrapped frame is untagged).
-const ETH_LEN: usize = 14;
-const ETH_P_IP: [u8; 2] = 0x0800u16.to_be_bytes();
-const ETH_P_IPV6: [u8; 2] = 0x86ddu16.to_be_bytes();
 /// IPv4 "don't fragment" flag.
 const IPV4_DF: u8 = 0x40;
-/// UDP header length.
-const UDP_LEN: usize = 8;
 
 /// What the inner IP header says.
 struct Inner {
@@ -524,7 +519,7 @@ fn write_v4<C: Hook>(
     put(15, d0);
     put(16, d1);
     w[12] = !fold16(sum);
-    write_eth(w, hop, ETH_P_IP);
+    write_eth(w, hop, ETH_P_IP.to_be_bytes());
     if gue {
         w[17] = tunnel::gue_source_port(hash);
         w[18] = gue_port;
@@ -554,7 +549,7 @@ fn write_v6<C: Hook>(
     };
     // SAFETY: bounds checked by ptr_at; the program owns the frame.
     let w = unsafe { &mut *frame };
-    write_eth(w, hop, ETH_P_IPV6);
+    write_eth(w, hop, ETH_P_IPV6.to_be_bytes());
     let payload = if gue {
         inner.len + UDP_LEN as u32
     } else {
