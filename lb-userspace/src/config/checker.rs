@@ -11,7 +11,7 @@ use std::ops::RangeInclusive;
 use toml::{Spanned, Value};
 
 use super::{
-    position, value, AdminSocketGroup, ConfigError, Location, MAX_GROUP_NAME_BYTES,
+    error::position, value, AdminSocketGroup, ConfigError, Location, MAX_GROUP_NAME_BYTES,
     MAX_INTERFACE_NAME_BYTES,
 };
 use crate::mac::Mac;

@@ -1,7 +1,7 @@
 //! The configuration of `lbd`: a TOML file, parsed and validated into plain values.
 //!
-//! `lbd` is the daemon of an eBPF/XDP layer-4 load balancer in direct server return
-//! mode. Everything it needs to know about the node (which interface to attach to,
+//! `lbd` is the daemon of an eBPF/XDP layer-4 load balancer (direct server return,
+//! NAT or tunnels, per VIP). Everything it needs to know about the node (which interface to attach to,
 //! how to attach, how large the connection table is) and about the services it
 //! balances (virtual IPs and their backends) comes from one TOML file, read by
 //! [`Config::load`] or [`Config::from_toml_str`].
@@ -73,10 +73,13 @@
 
 mod bgp;
 mod checker;
+mod choices;
 mod dump;
+mod error;
 mod flood;
 mod guard;
 mod health;
+mod load;
 mod nat;
 mod raw;
 mod reload;
@@ -88,7 +91,9 @@ mod vrrp;
 mod warnings;
 
 pub use bgp::{Announced, BgpConfig};
+pub use choices::{AdminSocketGroup, AllDown, Attach, LogFormat, MaglevMode, Protocol, XdpMode};
 pub use dump::to_toml;
+pub use error::{ConfigError, Location, Position};
 pub use health::{CheckType, HealthConfig, MAX_HEALTH_HOST_BYTES, MAX_HEALTH_PATH_BYTES};
 pub use nat::{NatConfig, NatTimeouts, VipNat};
 pub use sync::SyncSettings;
@@ -97,15 +102,9 @@ pub use tunnel::TunnelSettings;
 pub use vrrp::VrrpConfig;
 pub use warnings::{warnings, Warning};
 
-use std::collections::BTreeMap;
-use std::fmt;
-use std::fs::File;
-use std::io::Read;
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
-
-use serde::{Deserialize, Serialize};
 
 use self::{
     checker::Checker,
@@ -247,178 +246,6 @@ pub struct Config {
     pub flood: crate::flood::machine::FloodThresholds,
 }
 
-/// The group given the admin socket, as the config names it; resolved when
-/// lbd binds the socket, so a group created later still works after a restart.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AdminSocketGroup {
-    /// A group name, looked up in the system's group database.
-    Name(String),
-    /// A numeric group id.
-    Gid(u32),
-}
-
-impl fmt::Display for AdminSocketGroup {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            AdminSocketGroup::Name(name) => f.write_str(name),
-            AdminSocketGroup::Gid(gid) => write!(f, "{gid}"),
-        }
-    }
-}
-
-/// How log lines are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    #[default]
-    Text,
-    /// One JSON object per line, for log shippers.
-    Json,
-}
-
-impl fmt::Display for LogFormat {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            LogFormat::Text => "text",
-            LogFormat::Json => "json",
-        })
-    }
-}
-
-/// What a VIP does when none of its backends is healthy; written `drop` or
-/// `keep` in the file, the API and the status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub enum AllDown {
-    /// Drop new flows: clients fail fast.
-    #[default]
-    #[serde(rename = "drop")]
-    Drop,
-    /// Keep sending to the backends as if they were up (fail open), for
-    /// when the checks, not the service, are likely wrong.
-    #[serde(rename = "keep")]
-    KeepLast,
-}
-
-impl fmt::Display for AllDown {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            AllDown::Drop => "drop",
-            AllDown::KeepLast => "keep",
-        })
-    }
-}
-
-/// The hook the balancer runs at: one packet path, two entry points.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum Attach {
-    /// XDP, in `xdp_mode`: the fastest, where the driver has it.
-    #[default]
-    Xdp,
-    /// A tc ingress program (a tcx link; clsact + cls_bpf on kernels
-    /// before 6.6): any interface, at the cost of an skb per packet.
-    Tc,
-}
-
-impl fmt::Display for Attach {
-    /// Writes the hook as spelt in the configuration file.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Attach::Xdp => "xdp",
-            Attach::Tc => "tc",
-        })
-    }
-}
-
-/// How the XDP program is attached, because not every driver supports native XDP.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum XdpMode {
-    /// Native (driver) mode, falling back to generic mode with a warning.
-    #[default]
-    Auto,
-    /// Native (driver) mode only; attaching fails if the driver lacks XDP support.
-    Native,
-    /// Generic (skb) mode: works everywhere, slower.
-    Generic,
-}
-
-impl fmt::Display for XdpMode {
-    /// Writes the mode as spelt in the configuration file, for logs and messages.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            XdpMode::Auto => "auto",
-            XdpMode::Native => "native",
-            XdpMode::Generic => "generic",
-        })
-    }
-}
-
-/// How Maglev tables change when the backend set does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum MaglevMode {
-    /// Every table is rebuilt as a pure function of the backend set: two
-    /// nodes with the same backends agree on every slot, whatever happened
-    /// before (a failover moves no untracked flow). A removal moves more
-    /// than the removed backend's slots when backends are many.
-    #[default]
-    Consistent,
-    /// The table in service is updated: only the slots that must move do
-    /// (one removal of N moves 1/N). Tables depend on the history of
-    /// changes, so VRRP peers can disagree on slots; only flows missing
-    /// from the connection table notice.
-    Minimal,
-}
-
-impl fmt::Display for MaglevMode {
-    /// Writes the mode as spelt in the configuration file.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            MaglevMode::Consistent => "consistent",
-            MaglevMode::Minimal => "minimal",
-        })
-    }
-}
-
-/// Transport protocol of a VIP, because a service is identified by address, port and
-/// protocol together.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub enum Protocol {
-    /// TCP (IP protocol 6).
-    #[default]
-    Tcp,
-    /// UDP (IP protocol 17).
-    Udp,
-}
-
-impl Protocol {
-    /// The IP protocol number (6 or 17), as the BPF program matches it in packet headers.
-    pub fn number(self) -> u8 {
-        match self {
-            Protocol::Tcp => 6,
-            Protocol::Udp => 17,
-        }
-    }
-
-    /// The protocol with this IP protocol number, if it is one we balance
-    /// (reading maps a previous lbd wrote).
-    pub(crate) fn from_number(number: u8) -> Option<Self> {
-        match number {
-            6 => Some(Protocol::Tcp),
-            17 => Some(Protocol::Udp),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for Protocol {
-    /// Writes `tcp` or `udp`, as spelt in the configuration file.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Protocol::Tcp => "tcp",
-            Protocol::Udp => "udp",
-        })
-    }
-}
-
 /// One balanced service (virtual IP, port, protocol) and the backends behind it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VipConfig {
@@ -492,210 +319,6 @@ impl BackendConfig {
             health: None,
         }
     }
-}
-
-/// A line and column in the configuration text, so that an error can be found quickly.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Position {
-    /// Line number, starting at 1.
-    pub line: usize,
-    /// Column in characters (not bytes), starting at 1.
-    pub column: usize,
-}
-
-/// Where an error is: the configuration's source name and, when known, the position.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Location {
-    /// Name of the configuration source, usually its path.
-    pub source_name: String,
-    /// Line and column in the source; `None` only if the TOML parser gave no span.
-    pub position: Option<Position>,
-}
-
-impl fmt::Display for Location {
-    /// Writes `name:line:column`, the form editors and terminals recognise.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.position {
-            Some(p) => write!(f, "{}:{}:{}", self.source_name, p.line, p.column),
-            None => f.write_str(&self.source_name),
-        }
-    }
-}
-
-/// Why a configuration could not be loaded; its `Display` is meant for the operator.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The file could not be opened or read.
-    #[error("{}: cannot read configuration: {source}", path.display())]
-    Io {
-        /// Path of the file that could not be read.
-        path: PathBuf,
-        /// The underlying I/O error.
-        source: std::io::Error,
-    },
-    /// The text is larger than [`MAX_CONFIG_BYTES`], so it was not parsed.
-    #[error(
-        "{source_name}: configuration is {size} bytes, larger than the limit of {limit} bytes"
-    )]
-    TooLarge {
-        /// Name of the configuration source.
-        source_name: String,
-        /// Size of the text in bytes (for a file, at least this).
-        size: u64,
-        /// The limit, [`MAX_CONFIG_BYTES`].
-        limit: usize,
-    },
-    /// The text is not UTF-8 or not TOML, or does not have the shape of an `lbd`
-    /// configuration (unknown field, a table where an array of tables belongs, ...).
-    #[error("{location}: {message}")]
-    Parse {
-        /// Where the parser stopped.
-        location: Location,
-        /// What the parser reported.
-        message: String,
-    },
-    /// A value is well-formed TOML but breaks a rule of the configuration.
-    #[error("{location}: {field}: {message}")]
-    Invalid {
-        /// The offending value, or the table missing a required field.
-        location: Location,
-        /// Path of the field, e.g. `vip[0].backend[2].weight`.
-        field: String,
-        /// What is wrong with it.
-        message: String,
-    },
-}
-
-impl ConfigError {
-    /// Where in the text the error is, when it concerns the text rather than reading it.
-    pub fn location(&self) -> Option<&Location> {
-        match self {
-            ConfigError::Parse { location, .. } | ConfigError::Invalid { location, .. } => {
-                Some(location)
-            }
-            ConfigError::Io { .. } | ConfigError::TooLarge { .. } => None,
-        }
-    }
-}
-
-impl Config {
-    /// Parses and validates configuration text; `source_name` (usually the path) is
-    /// only used to label errors.
-    pub fn from_toml_str(text: &str, source_name: &str) -> Result<Config, ConfigError> {
-        if text.len() > MAX_CONFIG_BYTES {
-            return Err(ConfigError::TooLarge {
-                source_name: source_name.to_owned(),
-                size: text.len() as u64,
-                limit: MAX_CONFIG_BYTES,
-            });
-        }
-        let mut checker = Checker {
-            text,
-            source_name,
-            oversized: BTreeMap::new(),
-        };
-        // An integer too large for TOML (i64) stops the parser with a bare
-        // "number too large"; quote it (keeping every offset) and parse
-        // again, so validation can name its field and range.
-        let mut patched = text.to_owned();
-        let raw: RawConfig = loop {
-            match toml::from_str(&patched) {
-                Ok(raw) => break raw,
-                Err(e) => match oversized_integer(&patched, &e) {
-                    Some((start, end)) if checker.oversized.len() < MAX_OVERSIZED_INTEGERS => {
-                        let literal = patched[start..end].to_owned();
-                        let inner = &literal[1..literal.len() - 1];
-                        patched.replace_range(start..end, &format!("\"{inner}\""));
-                        checker.oversized.insert(start, literal);
-                    }
-                    _ => return Err(checker.parse_error(&e)),
-                },
-            }
-        };
-        checker.config(&raw)
-    }
-
-    /// Reads the file at `path` (at most [`MAX_CONFIG_BYTES`] of it) and parses it with
-    /// [`Config::from_toml_str`], labelling errors with the path.
-    pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let io_error = |source| ConfigError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        let source_name = path.display().to_string();
-        let file = File::open(path).map_err(io_error)?;
-        let mut bytes = Vec::new();
-        // Read one byte past the limit to tell "exactly at the limit" from "over it",
-        // without ever holding more than that in memory.
-        (&file)
-            .take(MAX_CONFIG_BYTES as u64 + 1)
-            .read_to_end(&mut bytes)
-            .map_err(io_error)?;
-        if bytes.len() > MAX_CONFIG_BYTES {
-            let size = file
-                .metadata()
-                .map(|m| m.len())
-                .unwrap_or(0)
-                .max(bytes.len() as u64);
-            return Err(ConfigError::TooLarge {
-                source_name,
-                size,
-                limit: MAX_CONFIG_BYTES,
-            });
-        }
-        let text = match String::from_utf8(bytes) {
-            Ok(text) => text,
-            Err(e) => {
-                let offset = e.utf8_error().valid_up_to();
-                return Err(ConfigError::Parse {
-                    location: Location {
-                        source_name,
-                        position: Some(position(e.as_bytes(), offset)),
-                    },
-                    message: "invalid UTF-8".to_owned(),
-                });
-            }
-        };
-        Config::from_toml_str(&text, &source_name)
-    }
-}
-
-/// Most too-large integers one text may have before its parse error is given
-/// as is (each costs a parse).
-const MAX_OVERSIZED_INTEGERS: usize = 16;
-
-/// The byte range of the integer literal a "number too large/small" error
-/// of the TOML parser is about, if that is the error (and the literal has
-/// room for two quotes).
-fn oversized_integer(text: &str, error: &toml::de::Error) -> Option<(usize, usize)> {
-    let message = error.message();
-    if !message.starts_with("number too large") && !message.starts_with("number too small") {
-        return None;
-    }
-    let start = error.span()?.start;
-    let rest = text.get(start..)?;
-    let len = rest
-        .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '+' | '-')))
-        .unwrap_or(rest.len());
-    (len >= 2).then_some((start, start + len))
-}
-
-/// Converts a byte offset into a 1-based line and character column.
-fn position(text: &[u8], offset: usize) -> Position {
-    let before = text.get(..offset).unwrap_or(text);
-    let line_start = before
-        .iter()
-        .rposition(|&b| b == b'\n')
-        .map_or(0, |newline| newline + 1);
-    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-    let column = before
-        .get(line_start..)
-        .unwrap_or_default()
-        .iter()
-        .filter(|&&b| b & 0xC0 != 0x80) // count characters, not UTF-8 continuation bytes
-        .count()
-        + 1;
-    Position { line, column }
 }
 
 #[cfg(test)]

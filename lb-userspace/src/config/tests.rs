@@ -1,4 +1,5 @@
 //! Tests of config parsing and validation.
+use super::error::position;
 use super::*;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
