@@ -37,6 +37,7 @@
 mod encap;
 pub mod hc;
 mod hop;
+mod outer;
 mod too_big;
 
 use core::ptr::addr_of;

@@ -27,7 +27,7 @@
 use aya_ebpf::helpers::bpf_csum_diff;
 use lb_common::stats::Counter;
 
-use super::encap::{fold16, sum_bytes};
+use super::outer::{fold16, sum_bytes};
 
 use crate::{hook::Hook, parse::ptr_at};
 
