@@ -409,7 +409,7 @@ fn balances_and_counts(attach: &str) {
         }
         // The status names the mode and the NAT address.
         let shown = vip_status(&after, vip);
-        assert_eq!(shown.mode, "nat", "{what}");
+        assert_eq!(shown.mode, lb_common::Mode::Nat, "{what}");
         assert_eq!(
             shown.nat.as_ref().map(|n| n.source),
             Some(nat),

@@ -123,7 +123,7 @@ fn the_nat_address_moves_with_vrrp_and_forwarding_follows_nat_vips() {
     }
     let status = status_on(&lab, &a);
     let vip = &status.vips[0];
-    assert_eq!(vip.mode, "nat");
+    assert_eq!(vip.mode, lb_common::Mode::Nat);
     let nat = vip.nat.as_ref().expect("NAT status");
     assert_eq!(nat.source.to_string(), NAT_ADDRESS);
     assert_eq!((nat.port_min, nat.port_max), (1024, 65_535));

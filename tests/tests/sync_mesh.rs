@@ -17,6 +17,7 @@ use lb_tests::{
     support::{ip, open_streams_by_move, status_on, wait_until},
 };
 use lb_userspace::api::flow_schema::{FlowDecision, FlowExplanation};
+use lb_userspace::daemon::replication::Topology;
 
 const VIP: &str = "198.18.0.100:80/tcp";
 const SYNC_PORT: u16 = 7946;
@@ -116,7 +117,7 @@ fn flows_stay_on_their_backend_when_the_client_moves_to_another_node() {
         || {
             nodes.iter().all(|n| {
                 status_on(&lab, n).replication.is_some_and(|r| {
-                    r.mode == "full-mesh"
+                    r.mode == Some(Topology::FullMesh)
                         && r.all_peers_dumped
                         && r.peers.len() == 2
                         && r.peers.iter().all(|p| p.connected && p.node.is_some())

@@ -13,6 +13,7 @@ use lb_tests::{
     support::{assert_even_shares, load, status},
     testbed::{vip4_tcp, Hook, TestBed},
 };
+use lb_userspace::config::Attach;
 
 const REQUESTS: u32 = 3_000;
 
@@ -85,7 +86,7 @@ fn tc_balances_restarts_hitlessly_and_leaves_nothing_on_sigint() {
     let pins = lab.pin_dir_of(&lb);
     assert!(pins.join("tc-link-eth0").exists(), "the tcx link is pinned");
     let first = status(&lab);
-    assert_eq!(first.attach, "tc");
+    assert_eq!(first.attach, Attach::Tc);
     assert_eq!(first.xdp_mode, "off");
     let out = lab.lbctl(&["status"]).expect("lbctl status");
     assert!(
@@ -209,7 +210,7 @@ fn switching_between_xdp_and_tc_across_restarts_keeps_connections() {
     assert!(lab
         .log("tc1")
         .contains("the other hook's pinned link removed"));
-    assert_eq!(status(&lab).attach, "tc");
+    assert_eq!(status(&lab).attach, Attach::Tc);
     assert_kept(&lab, "after switching to tc");
 
     assert!(lab.terminate("tc1").expect("SIGTERM").success());
@@ -221,7 +222,7 @@ fn switching_between_xdp_and_tc_across_restarts_keeps_connections() {
         "tc link removed"
     );
     assert!(!pins.join("tc-link-eth0").exists());
-    assert_eq!(status(&lab).attach, "xdp");
+    assert_eq!(status(&lab).attach, Attach::Xdp);
     assert_kept(&lab, "after switching back to xdp");
     assert!(lab.interrupt("xdp2").expect("SIGINT").success());
     assert!(!pins.exists());

@@ -214,7 +214,11 @@ fn balances(lab: &Lab, what: &str, vip: TunnelVip, forwarding: &str) {
         unwrapped, encapsulated,
         "{what}: packets the backends unwrapped vs packets lbd wrapped"
     );
-    assert_eq!(vip_status(&after, address).mode, forwarding, "{what}");
+    assert_eq!(
+        vip_status(&after, address).mode.name(),
+        forwarding,
+        "{what}"
+    );
     eprintln!(
         "tunnel {what}: {REQUESTS} connections, shares {:?}, encapsulated {encapsulated}",
         run.by_backend

@@ -5,6 +5,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use lb_common::{nat::NatFlowState, Mode};
 use serde::{Deserialize, Serialize};
 
 /// What the data plane does with the flow's next packet.
@@ -134,7 +135,8 @@ pub struct FlowExplanation {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FlowTunnel {
     /// `ipip` or `gue`.
-    pub mode: String,
+    #[serde(with = "super::wire_name::one")]
+    pub mode: Mode,
     /// Outer source (from the `[tunnel]` prefix, derived from the client's
     /// address and port).
     pub outer_src: IpAddr,
@@ -163,7 +165,8 @@ pub struct NatTranslation {
     /// The backend's replies as they arrive: backend -> NAT address.
     pub reply: NatTuple,
     /// `syn-sent`, `established`, `closing`, `time-wait`, `closed` or `udp`.
-    pub state: String,
+    #[serde(with = "super::wire_name::one")]
+    pub state: NatFlowState,
     /// Seconds since a packet of either direction (refreshed at most once
     /// a second, so up to 1 s more).
     pub age_s: f64,

@@ -44,6 +44,7 @@ mod request;
 pub mod route;
 pub mod schema;
 pub mod server;
+pub mod wire_name;
 
 /// The version prefix of every path: `/v1/...`. Bumped only for incompatible changes,
 /// so an old `lbctl` gets a clear 404 instead of a misread answer.

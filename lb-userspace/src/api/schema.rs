@@ -23,15 +23,15 @@ use std::{collections::BTreeMap, fmt, net::IpAddr};
 use serde::{de, Deserialize, Deserializer, Serialize};
 
 pub use crate::model::BackendState;
+use lb_common::Mode;
+
+use super::wire_name;
 use crate::{
-    config::{value, AllDown},
+    config::{value, AllDown, Attach, MaglevMode},
+    daemon::replication::Topology,
     mac::Mac,
     model::{FlowCount, VipPlan},
 };
-
-fn default_attach() -> String {
-    "xdp".to_owned()
-}
 
 /// `GET /v1/status`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -40,8 +40,8 @@ pub struct Status {
     pub interface: String,
     /// The hook the packet path runs at: "xdp" or "tc" (absent from an
     /// lbd before tc existed: "xdp").
-    #[serde(default = "default_attach")]
-    pub attach: String,
+    #[serde(default, with = "wire_name::one")]
+    pub attach: Attach,
     /// Mode the XDP program is attached in ("off" at tc).
     pub xdp_mode: String,
     /// Config file in force.
@@ -53,9 +53,10 @@ pub struct Status {
     /// (a restart or an upgrade without a gap).
     #[serde(default)]
     pub adopted: bool,
-    /// How Maglev tables follow backend changes.
-    #[serde(default)]
-    pub maglev_mode: String,
+    /// How Maglev tables follow backend changes (absent from an lbd
+    /// before Maglev modes).
+    #[serde(default, with = "wire_name::optional")]
+    pub maglev_mode: Option<MaglevMode>,
     /// The VIPs.
     pub vips: Vec<VipStatus>,
     /// Node counters (verdicts and events) summed over CPUs.
@@ -229,9 +230,9 @@ pub struct ReplicationStatus {
     /// Channel counters (all peers and the listener summed).
     pub channel: crate::sync::SyncStatsSnapshot,
     /// `vrrp-pair` (the master streams to its backup) or `full-mesh`
-    /// (every node streams to every peer); empty from an older lbd.
-    #[serde(default)]
-    pub mode: String,
+    /// (every node streams to every peer); absent from an older lbd.
+    #[serde(default, with = "wire_name::optional")]
+    pub mode: Option<Topology>,
     /// Flows from a peer left out because this node's own entry was
     /// fresher and pinned to another backend (full mesh).
     #[serde(default)]
@@ -291,17 +292,13 @@ pub struct VipStatus {
     pub new_flows: u64,
     /// Forwarding mode (`dsr-l2`, `nat`, `ipip`, `gue`; absent from an lbd before
     /// modes: `dsr-l2`).
-    #[serde(default = "default_mode")]
-    pub mode: String,
+    #[serde(default, with = "wire_name::one")]
+    pub mode: Mode,
     /// NAT mode: its NAT address and port usage.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nat: Option<VipNatStatus>,
     /// Its backends.
     pub backends: Vec<BackendStatus>,
-}
-
-fn default_mode() -> String {
-    lb_common::Mode::default().name().to_owned()
 }
 
 /// One backend in the status.

@@ -41,9 +41,7 @@ pub fn translation(
             src: translated.dst,
             dst: translated.src,
         },
-        state: NatFlowState::of(key.proto, forward.flags, reply_flags)
-            .name()
-            .to_owned(),
+        state: NatFlowState::of(key.proto, forward.flags, reply_flags),
         age_s: Duration::from_nanos(now_ns.saturating_sub(newest)).as_secs_f64(),
         backend_id: forward.backend_id,
         reply_entry: reply.is_some(),
@@ -121,11 +119,14 @@ mod tests {
         assert_eq!(t.forward.dst, "198.19.2.11:8080".parse().unwrap());
         assert_eq!(t.reply.src, "198.19.2.11:8080".parse().unwrap());
         assert_eq!(t.reply.dst, "198.18.0.50:2001".parse().unwrap());
-        assert_eq!(t.state, "established");
+        assert_eq!(t.state, NatFlowState::TcpEstablished);
         assert!((t.age_s - 2.5).abs() < 1e-9, "{}", t.age_s);
         assert!(t.reply_entry);
         let half = translation(&key, &forward, None, 13_500_000_000);
-        assert_eq!((half.state.as_str(), half.reply_entry), ("syn-sent", false));
+        assert_eq!(
+            (half.state, half.reply_entry),
+            (NatFlowState::TcpSynSent, false)
+        );
         assert!((half.age_s - 3.5).abs() < 1e-9);
     }
 }

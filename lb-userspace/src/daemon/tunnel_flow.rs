@@ -39,7 +39,7 @@ pub fn encapsulation(
         words_addr(outer_source_v6(config, &words, port), AF_INET6)
     };
     Some(FlowTunnel {
-        mode: mode.name().to_owned(),
+        mode,
         outer_src,
         outer_dst: backend,
         gue_port: (mode == Mode::Gue).then(|| u16::from_be(config.gue_port)),
@@ -98,7 +98,7 @@ mod tests {
         };
         assert_eq!(src.segments()[..4], [0x2001, 2, 0xf0, 0]);
         assert_eq!(v6.gue_port, Some(6080));
-        assert_eq!(v6.mode, "gue");
+        assert_eq!(v6.mode, Mode::Gue);
 
         assert_eq!(encapsulation(Mode::Nat, &config, vip, client, vip), None);
         let v6_vip: IpAddr = "2001:2::100".parse().unwrap();

@@ -396,12 +396,12 @@ mod tests {
         };
         Status {
             interface: "eth0".into(),
-            attach: "xdp".into(),
+            attach: crate::config::Attach::Xdp,
             xdp_mode: "native".into(),
             config_file: "/etc/lbd/lbd.toml".into(),
             pin_dir: Some("/sys/fs/bpf/lbd".into()),
             adopted: false,
-            maglev_mode: "consistent".into(),
+            maglev_mode: Some(crate::config::MaglevMode::Consistent),
             vips: vec![VipStatus {
                 vip: "198.18.0.100:80/tcp".into(),
                 table_size: 65_537,
@@ -411,7 +411,7 @@ mod tests {
                 packets: 1000,
                 bytes: 64_000,
                 new_flows: 40,
-                mode: "nat".into(),
+                mode: lb_common::Mode::Nat,
                 nat: Some(crate::api::schema::VipNatStatus {
                     source: "198.18.0.50".parse().unwrap(),
                     port_min: 1024,
@@ -451,7 +451,7 @@ mod tests {
                 nat_unknown: 1,
                 nat_conflicts: 0,
                 channel: Default::default(),
-                mode: "full-mesh".into(),
+                mode: Some(crate::daemon::replication::Topology::FullMesh),
                 kept_local: 0,
                 stale: 0,
                 all_peers_dumped: false,

@@ -13,7 +13,7 @@ impl Exporter<'_> {
         let mut in_use = Vec::new();
         let mut ranges = Vec::new();
         for v in &s.vips {
-            info.push((labels(&[("vip", &v.vip), ("mode", &v.mode)]), 1));
+            info.push((labels(&[("vip", &v.vip), ("mode", v.mode.name())]), 1));
             if let Some(nat) = &v.nat {
                 let source = nat.source.to_string();
                 let l = labels(&[("vip", &v.vip), ("nat_address", &source)]);

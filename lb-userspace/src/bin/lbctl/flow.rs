@@ -51,7 +51,9 @@ fn describe(answer: &FlowExplanation) -> String {
                 .map_or_else(String::new, |p| format!(" UDP port {p}"));
             format!(
                 "{line}; encapsulated ({}) {} -> {}{port}",
-                t.mode, t.outer_src, t.outer_dst
+                t.mode.name(),
+                t.outer_src,
+                t.outer_dst
             )
         }
         None => line,
@@ -100,7 +102,10 @@ fn decision(answer: &FlowExplanation) -> String {
         };
         return format!(
             "{flow}: NAT {} -> backend {backend}, sent as {} -> {}; {replies}; last packet {:.1} s ago",
-            nat.state, nat.forward.src, nat.forward.dst, nat.age_s
+            nat.state.name(),
+            nat.forward.src,
+            nat.forward.dst,
+            nat.age_s
         );
     }
     match answer.decision {
@@ -245,7 +250,7 @@ mod tests {
                     src: "198.19.2.11:8080".parse().unwrap(),
                     dst: "198.18.0.50:2001".parse().unwrap(),
                 },
-                state: "established".to_owned(),
+                state: lb_common::nat::NatFlowState::TcpEstablished,
                 age_s: 2.5,
                 backend_id: 4,
                 reply_entry: true,
@@ -263,7 +268,7 @@ mod tests {
         let mut tunnelled = answer(FlowDecision::Maglev);
         tunnelled.backend = Some(backend("2001:2:2::12", "enabled", true));
         tunnelled.tunnel = Some(lb_userspace::api::flow_schema::FlowTunnel {
-            mode: "gue".to_owned(),
+            mode: lb_common::Mode::Gue,
             outer_src: "2001:2:f0::1234".parse().unwrap(),
             outer_dst: "2001:2:2::12".parse().unwrap(),
             gue_port: Some(6080),

@@ -5,6 +5,7 @@ use lb_userspace::{
         client::{Client, ClientError},
         schema::{ReplicationStatus, Status, TunnelStatus, VipStatus},
     },
+    config::Attach,
     vip_id::VipId,
 };
 
@@ -157,10 +158,9 @@ async fn watch(client: &Client, args: &Args) -> Result<(), Failure> {
 /// The hook the data plane runs at, as a person reads it: "XDP native",
 /// "XDP generic" or "tc".
 fn hook(status: &Status) -> String {
-    if status.attach == "xdp" {
-        format!("XDP {}", status.xdp_mode)
-    } else {
-        status.attach.clone()
+    match status.attach {
+        Attach::Xdp => format!("XDP {}", status.xdp_mode),
+        Attach::Tc => Attach::Tc.to_string(),
     }
 }
 
@@ -183,7 +183,10 @@ fn print_status(status: &Status) {
         } else {
             ""
         },
-        status.maglev_mode
+        status
+            .maglev_mode
+            .map(|mode| mode.to_string())
+            .unwrap_or_default()
     );
     if let Some(line) = status.node.as_ref().and_then(node_line) {
         println!("{line}");
@@ -356,7 +359,12 @@ pub(crate) fn print_vip(vip: &VipStatus) {
     };
     println!(
         "VIP {}  {}  table {}  packets {}  bytes {}  new flows {}{flags}",
-        vip.vip, vip.mode, vip.table_size, vip.packets, vip.bytes, vip.new_flows
+        vip.vip,
+        vip.mode.name(),
+        vip.table_size,
+        vip.packets,
+        vip.bytes,
+        vip.new_flows
     );
     if let Some(line) = nat_line(vip) {
         println!("  {line}");
@@ -391,11 +399,10 @@ pub(crate) fn print_vip(vip: &VipStatus) {
 /// The replication section: totals, then one line per peer (an older lbd
 /// sends no peers: its one peer is in the totals).
 fn replication_lines(r: &ReplicationStatus) -> Vec<String> {
-    let mode = if r.mode.is_empty() {
-        String::new()
-    } else {
-        format!(" ({})", r.mode)
-    };
+    let mode = r
+        .mode
+        .map(|mode| format!(" ({})", mode.name()))
+        .unwrap_or_default();
     let mut lines = vec![format!(
         "replication{mode}: {}, {} flows sent, {} installed from peers ({} unknown)",
         if r.connected {
@@ -463,7 +470,7 @@ mod tests {
             ["replication: connected, 9 flows sent, 4 installed from peers (1 unknown)"]
         );
         let mesh = ReplicationStatus {
-            mode: "full-mesh".into(),
+            mode: Some(lb_userspace::daemon::replication::Topology::FullMesh),
             kept_local: 1,
             stale: 2,
             peers: vec![
@@ -510,7 +517,7 @@ mod tests {
         }))
         .unwrap();
         // An lbd from before modes: DSR, no NAT line.
-        assert_eq!(vip.mode, "dsr-l2");
+        assert_eq!(vip.mode, lb_common::Mode::DsrL2);
         assert_eq!(nat_line(&vip), None);
         vip.nat = Some(VipNatStatus {
             source: "198.18.0.50".parse().unwrap(),

@@ -121,7 +121,7 @@ impl Engine {
                 packets: traffic.packets,
                 bytes: traffic.bytes,
                 new_flows: traffic.new_flows,
-                mode: vip.config.forwarding.name().to_owned(),
+                mode: vip.config.forwarding,
                 nat: vip.config.nat.map(|nat| self.vip_nat_status(id, vip, nat)),
                 backends,
             });
@@ -135,7 +135,7 @@ impl Engine {
             .collect();
         Status {
             interface: self.interface.name.clone(),
-            attach: self.hooked.attach().to_string(),
+            attach: self.hooked.attach(),
             xdp_mode: match self.hooked {
                 Hooked::Xdp(mode) => mode.to_string(),
                 Hooked::Tcx | Hooked::TcClsBpf => "off".to_owned(),
@@ -147,7 +147,7 @@ impl Engine {
                 .as_ref()
                 .map(|p| p.display().to_string()),
             adopted: self.dataplane.adopted(),
-            maglev_mode: self.config.maglev_mode.to_string(),
+            maglev_mode: Some(self.config.maglev_mode),
             vips,
             counters,
             vrrp: self.vrrp.iter().map(|i| i.status()).collect(),

@@ -95,7 +95,7 @@ impl Topology {
     }
 
     /// The name in the status.
-    pub(crate) fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Topology::VrrpPair => "vrrp-pair",
             Topology::FullMesh => "full-mesh",
@@ -430,7 +430,7 @@ impl Replication {
             nat_unknown: self.nat_unknown,
             nat_conflicts: self.nat_conflicts,
             channel: self.channel_stats(),
-            mode: self.topology.name().to_owned(),
+            mode: Some(self.topology),
             kept_local: self.flows.kept_local,
             stale: self.flows.stale,
             all_peers_dumped: self.all_peers_dumped(),
