@@ -79,13 +79,23 @@ pub enum Attach {
     Tc,
 }
 
+impl Attach {
+    /// Every hook.
+    pub const ALL: [Attach; 2] = [Attach::Xdp, Attach::Tc];
+
+    /// The hook as spelt in the configuration file (and the API).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Attach::Xdp => "xdp",
+            Attach::Tc => "tc",
+        }
+    }
+}
+
 impl fmt::Display for Attach {
     /// Writes the hook as spelt in the configuration file.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Attach::Xdp => "xdp",
-            Attach::Tc => "tc",
-        })
+        f.write_str(self.name())
     }
 }
 
@@ -101,14 +111,24 @@ pub enum XdpMode {
     Generic,
 }
 
-impl fmt::Display for XdpMode {
-    /// Writes the mode as spelt in the configuration file, for logs and messages.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl XdpMode {
+    /// Every mode.
+    pub const ALL: [XdpMode; 3] = [XdpMode::Auto, XdpMode::Native, XdpMode::Generic];
+
+    /// The mode as spelt in the configuration file.
+    pub const fn name(self) -> &'static str {
+        match self {
             XdpMode::Auto => "auto",
             XdpMode::Native => "native",
             XdpMode::Generic => "generic",
-        })
+        }
+    }
+}
+
+impl fmt::Display for XdpMode {
+    /// Writes the mode as spelt in the configuration file, for logs and messages.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -128,13 +148,23 @@ pub enum MaglevMode {
     Minimal,
 }
 
+impl MaglevMode {
+    /// Every mode.
+    pub const ALL: [MaglevMode; 2] = [MaglevMode::Consistent, MaglevMode::Minimal];
+
+    /// The mode as spelt in the configuration file (and the API).
+    pub const fn name(self) -> &'static str {
+        match self {
+            MaglevMode::Consistent => "consistent",
+            MaglevMode::Minimal => "minimal",
+        }
+    }
+}
+
 impl fmt::Display for MaglevMode {
     /// Writes the mode as spelt in the configuration file.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            MaglevMode::Consistent => "consistent",
-            MaglevMode::Minimal => "minimal",
-        })
+        f.write_str(self.name())
     }
 }
 

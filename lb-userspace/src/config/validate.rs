@@ -25,31 +25,18 @@ impl Checker<'_> {
         let interface = self.interface(self.required(&raw.interface, 0, "interface")?)?;
         let attach = match &raw.attach {
             None => Attach::default(),
-            Some(value) => {
-                self.choice(value, "attach", &[("xdp", Attach::Xdp), ("tc", Attach::Tc)])?
-            }
+            Some(value) => self.choice(value, "attach", &Attach::ALL.map(|a| (a.name(), a)))?,
         };
         let xdp_mode = match &raw.xdp_mode {
             None => XdpMode::default(),
-            Some(value) => self.choice(
-                value,
-                "xdp_mode",
-                &[
-                    ("auto", XdpMode::Auto),
-                    ("native", XdpMode::Native),
-                    ("generic", XdpMode::Generic),
-                ],
-            )?,
+            Some(value) => self.choice(value, "xdp_mode", &XdpMode::ALL.map(|m| (m.name(), m)))?,
         };
         let maglev_mode = match &raw.maglev_mode {
             None => MaglevMode::default(),
             Some(value) => self.choice(
                 value,
                 "maglev_mode",
-                &[
-                    ("consistent", MaglevMode::Consistent),
-                    ("minimal", MaglevMode::Minimal),
-                ],
+                &MaglevMode::ALL.map(|m| (m.name(), m)),
             )?,
         };
         let conntrack_size = match &raw.conntrack_size {
