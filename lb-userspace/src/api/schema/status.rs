@@ -1,36 +1,18 @@
-//! The admin API's request and response bodies: the documented schema
-//! shared by lbd (which serves it) and lbctl (which reads it). All under
-//! `/v1/`; every change accepts `?dry_run=true`.
-//!
-//! Which endpoint takes and answers which type is said once, on the
-//! variants of [`super::route::Route`].
-//!
-//! `{vip}` is `ADDRESS:PORT/PROTOCOL` (`198.18.0.100:80/tcp`,
-//! `[2001:2::100]:443/tcp`); `{client}` is `ADDRESS:PORT` (`[ADDRESS]:PORT`)
-//! of the VIP's family. Errors come as `{"error": {"code", "message"}}`
-//! with 400 (bad request), 404 (no such VIP or backend), 409 (exists
-//! already), 500 (the data plane refused).
-//!
-//! Request bodies are strict: a field the schema does not have is refused
-//! (400, naming it), so a typo never passes for an absent field. Their
-//! values are checked by the config file's rules (`config::value`, through
-//! `api::convert`); a refusal names the field as the body spells it
-//! (`backends[1].weight: -1 is out of range 0..=10000`). States and kinds
-//! are lower-case names on the wire.
+//! `GET /v1/status`: the node, its VIPs and backends, the tables, NAT,
+//! tunnels and replication as lbd sees them now.
 
 use std::{collections::BTreeMap, fmt, net::IpAddr};
 
-use serde::{de, Deserialize, Deserializer, Serialize};
-
-pub use crate::model::BackendState;
 use lb_common::Mode;
+use serde::{Deserialize, Serialize};
 
-use super::wire_name;
+use super::{GuardStatus, NodeStatus};
 use crate::{
-    config::{value, AllDown, Attach, MaglevMode},
+    api::wire_name,
+    config::{AllDown, Attach, MaglevMode},
     daemon::replication::Topology,
     mac::Mac,
-    model::{FlowCount, VipPlan},
+    model::{BackendState, FlowCount},
 };
 
 /// `GET /v1/status`.
@@ -431,192 +413,4 @@ pub struct CheckStatus {
     /// through the tunnel).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
-}
-
-/// `POST /v1/vips`: a VIP, as in the config file's `[[vip]]`. Numbers
-/// are taken as any integer and checked by the file's rules on conversion
-/// (`VipConfig::try_from`), so a refusal names the field and its range.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct VipSpec {
-    /// Address.
-    pub address: IpAddr,
-    /// Port, 1..=65535.
-    pub port: i64,
-    /// "tcp" (default) or "udp".
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub protocol: Option<String>,
-    /// Maglev table size (a prime).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub table_size: Option<i64>,
-    /// "drop" or "keep".
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub on_all_down: Option<String>,
-    /// "dsr-l2" (default), "nat", "ipip" or "gue".
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub forwarding: Option<String>,
-    /// NAT mode: the VIP's own NAT address (default: the node's `[nat]`
-    /// source of its family).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub nat_source: Option<IpAddr>,
-    /// Backends.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub backends: Vec<BackendSpec>,
-}
-
-/// `POST /v1/vips/{vip}/backends`: a backend, as in `[[vip.backend]]`;
-/// checked on conversion (`api::convert::backend_config`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BackendSpec {
-    /// Address.
-    pub address: IpAddr,
-    /// MAC (default: from the neighbour table); DSR only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mac: Option<String>,
-    /// NAT only: the port it listens on (default: the VIP's).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub port: Option<i64>,
-    /// Weight, 0..=10000 (default 100).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub weight: Option<i64>,
-}
-
-/// `PUT .../state`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StateChange {
-    /// The state to set; an unknown name is refused by name.
-    pub state: BackendState,
-    /// With "draining": cut remaining flows after this many seconds
-    /// (default: the VIP's `drain_timeout_s`, else never).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timeout_s: Option<u64>,
-}
-
-/// `PUT .../weight`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WeightChange {
-    /// New weight, 0..=10000 (checked as it is read, by the file's rule).
-    #[serde(deserialize_with = "weight")]
-    pub weight: u32,
-}
-
-/// Reads a weight by the config file's rule, naming the field when it
-/// breaks it.
-fn weight<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u32, D::Error> {
-    let n = i64::deserialize(deserializer)?;
-    value::weight(n).map_err(|e| de::Error::custom(e.at("weight")))
-}
-
-/// The answer to a change: what it does (or would do, with `dry_run`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Change {
-    /// True when nothing was applied.
-    pub dry_run: bool,
-    /// Per VIP: new-flow shares before and after, fraction of the table
-    /// that moves.
-    pub plan: Vec<VipPlan>,
-    /// For a reload: runtime changes it undoes.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub undone: Vec<String>,
-    /// For a drain: when its remaining flows are cut.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub drain: Option<DrainPlan>,
-}
-
-/// A drain's effective deadline, in a change's answer (also a dry run's).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DrainPlan {
-    /// Seconds until the remaining flows are cut (None: never).
-    pub timeout_s: Option<u64>,
-    /// Which setting decided it.
-    pub from: crate::model::DrainTimeoutSource,
-}
-
-/// `GET /v1/config`: the running configuration as TOML.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ConfigText {
-    /// The TOML text.
-    pub toml: String,
-}
-
-/// `GET /v1/node` (and the answer to `PUT /v1/node/state`): this node's
-/// part in an active-active group.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct NodeStatus {
-    /// `active` or `drained`.
-    pub state: crate::bgp::NodeState,
-    /// Packets this node forwarded since its data plane started (the
-    /// `forwarded` counter).
-    pub forwarded: u64,
-    /// Milliseconds since the forwarded count last grew (None: it has not
-    /// grown since lbd started). Sampled every second: a drained node
-    /// whose flows all moved (or ended) stays idle.
-    #[serde(default)]
-    pub idle_ms: Option<u64>,
-    /// BGP announcements (None: no `[bgp]`).
-    #[serde(default)]
-    pub bgp: Option<crate::bgp::BgpStatus>,
-}
-
-/// `PUT /v1/node/state`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NodeChange {
-    /// `drained` or `active`; any other name is refused by name.
-    pub state: crate::bgp::NodeState,
-}
-
-/// One deny or allow rule with its count (`GET /v1/acl`, `lbctl status`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AclRuleStatus {
-    /// `global` or the VIP.
-    pub scope: crate::guard::Scope,
-    /// Deny or allow.
-    pub action: crate::guard::Action,
-    /// The sources it matches.
-    pub source: crate::guard::Cidr,
-    /// Its id in the data plane (None: not in force, its VIP is not served).
-    pub id: Option<u32>,
-    /// Packets it matched (dropped by a deny rule, let through by an allow
-    /// rule) since it was installed.
-    pub packets: u64,
-}
-
-/// The limits of new flows of a scope (`global`: every VIP without its own).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LimitStatus {
-    /// `global` or a VIP.
-    pub scope: crate::guard::Scope,
-    /// The limits.
-    pub limits: crate::guard::Limits,
-}
-
-/// Every guard in force (`GET /v1/acl`, `GET /v1/limits`, the answers to
-/// their changes, and `Status::guard`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct GuardStatus {
-    /// True when nothing was applied (a dry run's answer: what would be).
-    #[serde(default)]
-    pub dry_run: bool,
-    /// Deny and allow rules.
-    pub rules: Vec<AclRuleStatus>,
-    /// Limits of new flows.
-    pub limits: Vec<LimitStatus>,
-    /// Packets dropped by a deny rule, by no allow rule, and new flows
-    /// over a limit, since the counters started.
-    pub dropped: GuardDrops,
-}
-
-/// The guards' drop counters (node-wide, summed over CPUs).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct GuardDrops {
-    /// By a deny rule.
-    pub denied: u64,
-    /// Outside the allow list in force.
-    pub not_allowed: u64,
-    /// New flows over a limit.
-    pub rate_limited: u64,
 }

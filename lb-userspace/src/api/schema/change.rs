@@ -1,0 +1,121 @@
+//! What changes take (`POST`, `PUT`) and what they answer: VIPs and
+//! backends as in the config file, state and weight changes, the plan of
+//! a change, and the running configuration.
+
+use std::net::IpAddr;
+
+use serde::{de, Deserialize, Deserializer, Serialize};
+
+use crate::{
+    config::value,
+    model::{BackendState, VipPlan},
+};
+
+/// `POST /v1/vips`: a VIP, as in the config file's `[[vip]]`. Numbers
+/// are taken as any integer and checked by the file's rules on conversion
+/// (`VipConfig::try_from`), so a refusal names the field and its range.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VipSpec {
+    /// Address.
+    pub address: IpAddr,
+    /// Port, 1..=65535.
+    pub port: i64,
+    /// "tcp" (default) or "udp".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
+    /// Maglev table size (a prime).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table_size: Option<i64>,
+    /// "drop" or "keep".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_all_down: Option<String>,
+    /// "dsr-l2" (default), "nat", "ipip" or "gue".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forwarding: Option<String>,
+    /// NAT mode: the VIP's own NAT address (default: the node's `[nat]`
+    /// source of its family).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nat_source: Option<IpAddr>,
+    /// Backends.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub backends: Vec<BackendSpec>,
+}
+
+/// `POST /v1/vips/{vip}/backends`: a backend, as in `[[vip.backend]]`;
+/// checked on conversion (`api::convert::backend_config`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendSpec {
+    /// Address.
+    pub address: IpAddr,
+    /// MAC (default: from the neighbour table); DSR only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
+    /// NAT only: the port it listens on (default: the VIP's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<i64>,
+    /// Weight, 0..=10000 (default 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<i64>,
+}
+
+/// `PUT .../state`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateChange {
+    /// The state to set; an unknown name is refused by name.
+    pub state: BackendState,
+    /// With "draining": cut remaining flows after this many seconds
+    /// (default: the VIP's `drain_timeout_s`, else never).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_s: Option<u64>,
+}
+
+/// `PUT .../weight`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeightChange {
+    /// New weight, 0..=10000 (checked as it is read, by the file's rule).
+    #[serde(deserialize_with = "weight")]
+    pub weight: u32,
+}
+
+/// Reads a weight by the config file's rule, naming the field when it
+/// breaks it.
+fn weight<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u32, D::Error> {
+    let n = i64::deserialize(deserializer)?;
+    value::weight(n).map_err(|e| de::Error::custom(e.at("weight")))
+}
+
+/// The answer to a change: what it does (or would do, with `dry_run`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    /// True when nothing was applied.
+    pub dry_run: bool,
+    /// Per VIP: new-flow shares before and after, fraction of the table
+    /// that moves.
+    pub plan: Vec<VipPlan>,
+    /// For a reload: runtime changes it undoes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub undone: Vec<String>,
+    /// For a drain: when its remaining flows are cut.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain: Option<DrainPlan>,
+}
+
+/// A drain's effective deadline, in a change's answer (also a dry run's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrainPlan {
+    /// Seconds until the remaining flows are cut (None: never).
+    pub timeout_s: Option<u64>,
+    /// Which setting decided it.
+    pub from: crate::model::DrainTimeoutSource,
+}
+
+/// `GET /v1/config`: the running configuration as TOML.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConfigText {
+    /// The TOML text.
+    pub toml: String,
+}

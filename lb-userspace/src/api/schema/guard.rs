@@ -1,0 +1,55 @@
+//! The guards in force (`/v1/acl`, `/v1/limits`) and their drop counters.
+
+use serde::{Deserialize, Serialize};
+
+/// One deny or allow rule with its count (`GET /v1/acl`, `lbctl status`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AclRuleStatus {
+    /// `global` or the VIP.
+    pub scope: crate::guard::Scope,
+    /// Deny or allow.
+    pub action: crate::guard::Action,
+    /// The sources it matches.
+    pub source: crate::guard::Cidr,
+    /// Its id in the data plane (None: not in force, its VIP is not served).
+    pub id: Option<u32>,
+    /// Packets it matched (dropped by a deny rule, let through by an allow
+    /// rule) since it was installed.
+    pub packets: u64,
+}
+
+/// The limits of new flows of a scope (`global`: every VIP without its own).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LimitStatus {
+    /// `global` or a VIP.
+    pub scope: crate::guard::Scope,
+    /// The limits.
+    pub limits: crate::guard::Limits,
+}
+
+/// Every guard in force (`GET /v1/acl`, `GET /v1/limits`, the answers to
+/// their changes, and `Status::guard`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuardStatus {
+    /// True when nothing was applied (a dry run's answer: what would be).
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Deny and allow rules.
+    pub rules: Vec<AclRuleStatus>,
+    /// Limits of new flows.
+    pub limits: Vec<LimitStatus>,
+    /// Packets dropped by a deny rule, by no allow rule, and new flows
+    /// over a limit, since the counters started.
+    pub dropped: GuardDrops,
+}
+
+/// The guards' drop counters (node-wide, summed over CPUs).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuardDrops {
+    /// By a deny rule.
+    pub denied: u64,
+    /// Outside the allow list in force.
+    pub not_allowed: u64,
+    /// New flows over a limit.
+    pub rate_limited: u64,
+}

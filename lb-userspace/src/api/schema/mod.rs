@@ -1,0 +1,33 @@
+//! The admin API's request and response bodies: the documented schema
+//! shared by lbd (which serves it) and lbctl (which reads it). All under
+//! `/v1/`; every change accepts `?dry_run=true`.
+//!
+//! Which endpoint takes and answers which type is said once, on the
+//! variants of [`super::route::Route`].
+//!
+//! `{vip}` is `ADDRESS:PORT/PROTOCOL` (`198.18.0.100:80/tcp`,
+//! `[2001:2::100]:443/tcp`); `{client}` is `ADDRESS:PORT` (`[ADDRESS]:PORT`)
+//! of the VIP's family. Errors come as `{"error": {"code", "message"}}`
+//! with 400 (bad request), 404 (no such VIP or backend), 409 (exists
+//! already), 500 (the data plane refused).
+//!
+//! Request bodies are strict: a field the schema does not have is refused
+//! (400, naming it), so a typo never passes for an absent field. Their
+//! values are checked by the config file's rules (`config::value`, through
+//! `api::convert`); a refusal names the field as the body spells it
+//! (`backends[1].weight: -1 is out of range 0..=10000`). States and kinds
+//! are lower-case names on the wire.
+
+mod change;
+mod guard;
+mod node;
+mod status;
+
+pub use crate::model::BackendState;
+pub use change::{BackendSpec, Change, ConfigText, DrainPlan, StateChange, VipSpec, WeightChange};
+pub use guard::{AclRuleStatus, GuardDrops, GuardStatus, LimitStatus};
+pub use node::{NodeChange, NodeStatus};
+pub use status::{
+    BackendStatus, CheckKind, CheckStatus, ConntrackStatus, HealthStatus, NatStatus, ReloadCounts,
+    ReplicationPeerStatus, ReplicationStatus, Status, TunnelStatus, VipNatStatus, VipStatus,
+};
