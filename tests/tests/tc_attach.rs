@@ -87,7 +87,7 @@ fn tc_balances_restarts_hitlessly_and_leaves_nothing_on_sigint() {
     assert!(pins.join("tc-link-eth0").exists(), "the tcx link is pinned");
     let first = status(&lab);
     assert_eq!(first.attach, Attach::Tc);
-    assert_eq!(first.xdp_mode, "off");
+    assert_eq!(first.xdp_mode, None);
     let out = lab.lbctl(&["status"]).expect("lbctl status");
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("lbd on eth0 (tc)"),

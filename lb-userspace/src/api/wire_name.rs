@@ -6,7 +6,7 @@
 use serde::{de::Error as _, Deserialize, Deserializer, Serializer};
 
 use crate::{
-    config::{Attach, MaglevMode},
+    config::{Attach, MaglevMode, XdpMode},
     daemon::replication::Topology,
 };
 use lb_common::{nat::NatFlowState, Mode};
@@ -80,6 +80,34 @@ pub mod optional {
     }
 }
 
+/// `#[serde(with = "wire_name::or_off")]`: an optional value as its name,
+/// or `off` when there is none (the XDP mode of a node at tc).
+pub mod or_off {
+    use super::*;
+
+    /// What stands for no value.
+    const OFF: &str = "off";
+
+    /// Writes the name, or `off`.
+    pub fn serialize<T: WireName, S: Serializer>(
+        value: &Option<T>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.serialize_str(value.map_or(OFF, WireName::wire_name))
+    }
+
+    /// Reads a name or `off`.
+    pub fn deserialize<'de, T: WireName, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<T>, D::Error> {
+        let name = String::deserialize(d)?;
+        if name == OFF {
+            return Ok(None);
+        }
+        parse(&name).map(Some).map_err(D::Error::custom)
+    }
+}
+
 impl WireName for Mode {
     const WHAT: &'static str = "forwarding mode";
     fn all() -> &'static [Self] {
@@ -104,6 +132,16 @@ impl WireName for Attach {
     const WHAT: &'static str = "hook";
     fn all() -> &'static [Self] {
         &Attach::ALL
+    }
+    fn wire_name(self) -> &'static str {
+        self.name()
+    }
+}
+
+impl WireName for XdpMode {
+    const WHAT: &'static str = "XDP mode";
+    fn all() -> &'static [Self] {
+        &XdpMode::ALL
     }
     fn wire_name(self) -> &'static str {
         self.name()
@@ -143,6 +181,12 @@ mod tests {
         maglev: Option<MaglevMode>,
     }
 
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Hook {
+        #[serde(with = "or_off")]
+        xdp_mode: Option<XdpMode>,
+    }
+
     #[test]
     fn every_value_travels_by_its_name_and_back() {
         fn round_trip<T: WireName + PartialEq + std::fmt::Debug>() {
@@ -154,6 +198,7 @@ mod tests {
         round_trip::<NatFlowState>();
         round_trip::<Attach>();
         round_trip::<MaglevMode>();
+        round_trip::<XdpMode>();
         round_trip::<Topology>();
         let body = Body {
             mode: Mode::DsrL2,
@@ -162,6 +207,19 @@ mod tests {
         let text = serde_json::to_string(&body).expect("serialize");
         assert_eq!(text, r#"{"mode":"dsr-l2","maglev":"minimal"}"#);
         assert_eq!(serde_json::from_str::<Body>(&text).expect("parse"), body);
+    }
+
+    #[test]
+    fn no_xdp_mode_travels_as_off() {
+        for (value, text) in [
+            (None, r#"{"xdp_mode":"off"}"#),
+            (Some(XdpMode::Native), r#"{"xdp_mode":"native"}"#),
+        ] {
+            let hook = Hook { xdp_mode: value };
+            assert_eq!(serde_json::to_string(&hook).expect("serialize"), text);
+            assert_eq!(serde_json::from_str::<Hook>(text).expect("parse"), hook);
+        }
+        assert!(serde_json::from_str::<Hook>(r#"{"xdp_mode":"fast"}"#).is_err());
     }
 
     #[test]

@@ -397,7 +397,7 @@ mod tests {
         Status {
             interface: "eth0".into(),
             attach: crate::config::Attach::Xdp,
-            xdp_mode: "native".into(),
+            xdp_mode: Some(crate::config::XdpMode::Native),
             config_file: "/etc/lbd/lbd.toml".into(),
             pin_dir: Some("/sys/fs/bpf/lbd".into()),
             adopted: false,

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::{GuardStatus, NodeStatus};
 use crate::{
     api::wire_name,
-    config::{AllDown, Attach, MaglevMode},
+    config::{AllDown, Attach, MaglevMode, XdpMode},
     daemon::replication::Topology,
     mac::Mac,
     model::{BackendState, FlowCount},
@@ -24,8 +24,10 @@ pub struct Status {
     /// lbd before tc existed: "xdp").
     #[serde(default, with = "wire_name::one")]
     pub attach: Attach,
-    /// Mode the XDP program is attached in ("off" at tc).
-    pub xdp_mode: String,
+    /// Mode the XDP program is attached in (None, "off" on the wire, at
+    /// tc).
+    #[serde(with = "wire_name::or_off")]
+    pub xdp_mode: Option<XdpMode>,
     /// Config file in force.
     pub config_file: String,
     /// Where the data plane is pinned (None: it goes with lbd).

@@ -159,7 +159,7 @@ async fn watch(client: &Client, args: &Args) -> Result<(), Failure> {
 /// "XDP generic" or "tc".
 fn hook(status: &Status) -> String {
     match status.attach {
-        Attach::Xdp => format!("XDP {}", status.xdp_mode),
+        Attach::Xdp => format!("XDP {}", status.xdp_mode.map_or("off", |m| m.name())),
         Attach::Tc => Attach::Tc.to_string(),
     }
 }

@@ -137,8 +137,8 @@ impl Engine {
             interface: self.interface.name.clone(),
             attach: self.hooked.attach(),
             xdp_mode: match self.hooked {
-                Hooked::Xdp(mode) => mode.to_string(),
-                Hooked::Tcx | Hooked::TcClsBpf => "off".to_owned(),
+                Hooked::Xdp(mode) => Some(mode),
+                Hooked::Tcx | Hooked::TcClsBpf => None,
             },
             config_file: self.config_path.display().to_string(),
             pin_dir: self
