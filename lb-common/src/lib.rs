@@ -14,6 +14,7 @@ pub mod decap;
 pub mod flow_table;
 pub mod guard;
 pub mod hash;
+pub mod hook;
 pub mod maps;
 pub mod mode;
 pub mod nat;

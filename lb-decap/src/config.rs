@@ -30,42 +30,8 @@ use serde::Deserialize;
 
 use crate::interface;
 
-/// Which hook the program runs at.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Attach {
-    /// XDP: the earliest and cheapest.
-    #[default]
-    Xdp,
-    /// tc ingress (tcx), for interfaces without XDP.
-    Tc,
-}
-
-impl Attach {
-    /// Both hooks.
-    pub const ALL: [Attach; 2] = [Attach::Xdp, Attach::Tc];
-
-    /// The name in config files, pins and status.
-    pub fn name(self) -> &'static str {
-        match self {
-            Attach::Xdp => "xdp",
-            Attach::Tc => "tc",
-        }
-    }
-}
-
-/// How an XDP program attaches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum XdpMode {
-    /// Native (driver) mode, else generic with a warning.
-    #[default]
-    Auto,
-    /// Native (driver) mode only.
-    Native,
-    /// Generic (skb) mode.
-    Generic,
-}
+/// The hook and XDP mode, as lbd names them too.
+pub use lb_common::hook::{Attach, XdpMode};
 
 /// The file as written.
 #[derive(Debug, Clone, Deserialize)]

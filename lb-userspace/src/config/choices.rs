@@ -68,69 +68,8 @@ impl fmt::Display for AllDown {
     }
 }
 
-/// The hook the balancer runs at: one packet path, two entry points.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum Attach {
-    /// XDP, in `xdp_mode`: the fastest, where the driver has it.
-    #[default]
-    Xdp,
-    /// A tc ingress program (a tcx link; clsact + cls_bpf on kernels
-    /// before 6.6): any interface, at the cost of an skb per packet.
-    Tc,
-}
-
-impl Attach {
-    /// Every hook.
-    pub const ALL: [Attach; 2] = [Attach::Xdp, Attach::Tc];
-
-    /// The hook as spelt in the configuration file (and the API).
-    pub const fn name(self) -> &'static str {
-        match self {
-            Attach::Xdp => "xdp",
-            Attach::Tc => "tc",
-        }
-    }
-}
-
-impl fmt::Display for Attach {
-    /// Writes the hook as spelt in the configuration file.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// How the XDP program is attached, because not every driver supports native XDP.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum XdpMode {
-    /// Native (driver) mode, falling back to generic mode with a warning.
-    #[default]
-    Auto,
-    /// Native (driver) mode only; attaching fails if the driver lacks XDP support.
-    Native,
-    /// Generic (skb) mode: works everywhere, slower.
-    Generic,
-}
-
-impl XdpMode {
-    /// Every mode.
-    pub const ALL: [XdpMode; 3] = [XdpMode::Auto, XdpMode::Native, XdpMode::Generic];
-
-    /// The mode as spelt in the configuration file.
-    pub const fn name(self) -> &'static str {
-        match self {
-            XdpMode::Auto => "auto",
-            XdpMode::Native => "native",
-            XdpMode::Generic => "generic",
-        }
-    }
-}
-
-impl fmt::Display for XdpMode {
-    /// Writes the mode as spelt in the configuration file, for logs and messages.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
+/// The hook and XDP mode, as lb-decap names them too.
+pub use lb_common::hook::{Attach, XdpMode};
 
 /// How Maglev tables change when the backend set does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
