@@ -1,0 +1,132 @@
+//! The next hop's neighbour missing, at xdp and at tc: with r2 off the
+//! LAN and the LB's neighbours flushed, the client's first packets are
+//! dropped and counted; once r2 is back lbd gets it resolved and the
+//! connection goes through.
+
+use std::{
+    net::IpAddr,
+    thread,
+    time::{Duration, Instant},
+};
+
+use lb_tests::{
+    http::Conn,
+    lab::{VIP4, VIP6},
+    support::ip,
+};
+
+use crate::{
+    observe::{grown, neighbour, nonzero, status},
+    setup::{nat_lab, start_nat_lbd, Spec},
+};
+
+#[test]
+fn nat_at_xdp_missing_next_hop_neighbour_is_dropped_counted_and_resolved() {
+    missing_neighbour("xdp");
+}
+
+#[test]
+fn nat_at_tc_missing_next_hop_neighbour_is_dropped_counted_and_resolved() {
+    missing_neighbour("tc");
+}
+
+fn missing_neighbour(attach: &str) {
+    let started = Instant::now();
+    let mut lab = nat_lab(1, 1);
+    if attach == "tc" {
+        lab.without_pass_through_xdp();
+    }
+    start_nat_lbd(
+        &mut lab,
+        &Spec {
+            attach,
+            backends: &["b1"],
+            ..Spec::default()
+        },
+    );
+    let (r1, r2) = (lab.routers[0].clone(), lab.routers[1].clone());
+    let lan = lab.topology.lbs[0].network;
+    let (r1_leg, r2_leg) = (
+        r1.leg_on(lan).expect("r1 on the LAN").clone(),
+        r2.leg_on(lan).expect("r2 on the LAN").clone(),
+    );
+    // lbd keeps the gateways resolved ahead of need and re-resolves a
+    // flushed entry within milliseconds; to be sure the client's first
+    // packets meet a missing entry, r2 is off the LAN (its switch port out
+    // of the bridge) from the flush until those packets were dropped.
+    let switch = format!("{}-sw", lab.prefix);
+    let r2_port = format!(
+        "p-{}-{}",
+        r2.name,
+        r2.legs
+            .iter()
+            .position(|l| l.network == lan)
+            .expect("r2 on the LAN")
+    );
+    let bridge = format!("br{lan}");
+    let mut report = Vec::new();
+    for (family, vip, r2_hop, r1_hop) in [
+        (
+            "-4",
+            IpAddr::V4(VIP4),
+            IpAddr::V4(r2_leg.ipv4),
+            IpAddr::V4(r1_leg.ipv4),
+        ),
+        (
+            "-6",
+            IpAddr::V6(VIP6),
+            IpAddr::V6(r2_leg.ipv6),
+            IpAddr::V6(r1_leg.ipv6),
+        ),
+    ] {
+        ip(&["-n", &switch, "link", "set", &r2_port, "nomaster"]);
+        ip(&["-n", &lab.lb.netns, family, "neigh", "flush", "dev", "eth0"]);
+        let entry = neighbour(&lab, r2_hop);
+        assert!(
+            entry.is_empty() || entry.contains("FAILED") || entry.contains("INCOMPLETE"),
+            "{r2_hop} still resolved after the flush: {entry}"
+        );
+        let before = status(&lab);
+        let t = Instant::now();
+        // The kernel retransmits the SYN after 1 s, 3 s, 7 s; the first
+        // two meet the missing entry, lbd has until the later ones to get
+        // it resolved once r2 is back.
+        let netns = lab.client.netns.clone();
+        let connecting = thread::spawn(move || Conn::open(&netns, vip, 1, Duration::from_secs(10)));
+        thread::sleep(Duration::from_millis(1500));
+        let dropped = grown(&before, &status(&lab), "drop_no_neighbour");
+        ip(&["-n", &switch, "link", "set", &r2_port, "master", &bridge]);
+        let conn = connecting.join().expect("connecting thread");
+        let took = t.elapsed();
+        let mut conn = conn.unwrap_or_else(|e| {
+            panic!(
+                "{vip}: no connection after the next hop's neighbour was flushed ({e:#}); drop_no_neighbour +{dropped} before r2 came back, {:?} now\nlbd:\n{}",
+                nonzero(&status(&lab)),
+                lab.log("lbd")
+            )
+        });
+        assert!(
+            dropped >= 1,
+            "{vip}: drop_no_neighbour did not grow while {r2_hop} could not be resolved"
+        );
+        assert_eq!(conn[0].first.peer.ip().is_ipv4(), vip.is_ipv4());
+        conn[0].get().expect("a second request");
+        for hop in [r2_hop, r1_hop] {
+            let entry = neighbour(&lab, hop);
+            assert!(
+                !entry.is_empty() && !entry.contains("FAILED") && !entry.contains("INCOMPLETE"),
+                "{vip}: next hop {hop} not resolved: {entry:?}"
+            );
+        }
+        report.push(format!(
+            "{vip}: connected in {} ms, drop_no_neighbour +{dropped} while r2 was away, next hops {:?}",
+            took.as_millis(),
+            [r2_hop, r1_hop].map(|h| neighbour(&lab, h))
+        ));
+    }
+    eprintln!(
+        "NAT neighbours ({attach}): {}; took {:?}",
+        report.join("; "),
+        started.elapsed()
+    );
+}
