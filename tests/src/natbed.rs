@@ -16,7 +16,7 @@ use std::{
 use anyhow::{anyhow, Context as _};
 use aya::programs::{TestRun as _, TestRunOptions};
 use lb_common::{
-    consts::{names, NAT_FLOWS_SIZE_DEFAULT},
+    consts::{names, AF_INET, NAT_FLOWS_SIZE_DEFAULT},
     FlowKey, LbConfig, NatEntry,
 };
 use lb_userspace::{
@@ -27,7 +27,7 @@ use lb_userspace::{
 
 use crate::{
     lab::{output, run},
-    packet::{CLIENT_MAC, LB_MAC},
+    packet::{self, Flow, Tcp, CLIENT_MAC, LB_MAC},
     testbed::{self, Hook, TestBed},
 };
 
@@ -434,4 +434,36 @@ impl NatBed {
 /// The address `s` (tests' constants).
 pub fn addr(s: &str) -> IpAddr {
     s.parse().expect("test address")
+}
+
+/// A client's flow to `vip`:`port` from `sport`: the bed's client of the
+/// VIP's family, so its replies have a neighbour to go to.
+pub fn client_flow(vip: &str, port: u16, sport: u16) -> Flow {
+    let client = if vip.contains(':') { CLIENT6 } else { CLIENT4 };
+    Flow {
+        src: addr(client),
+        dst: addr(vip),
+        sport,
+        dport: port,
+    }
+}
+
+/// A frame of `flow`: TCP with `flags`, or UDP (`flags` unused).
+pub fn frame(flow: &Flow, protocol: Protocol, flags: Tcp, payload: &[u8]) -> Vec<u8> {
+    match protocol {
+        Protocol::Tcp => packet::tcp(flow, flags, None, payload),
+        Protocol::Udp => packet::udp(flow, None, payload),
+    }
+}
+
+/// An address the maps keep as four words in network order (`FlowKey`,
+/// `NatEntry`) and a family: the tests' own reading, apart from lbd's.
+pub fn words_to_addr(words: [u32; 4], family: u8) -> IpAddr {
+    let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_ne_bytes()).collect();
+    if family == AF_INET {
+        IpAddr::from([bytes[0], bytes[1], bytes[2], bytes[3]])
+    } else {
+        let array: [u8; 16] = bytes.try_into().expect("16 bytes");
+        IpAddr::from(array)
+    }
 }

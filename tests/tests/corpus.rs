@@ -188,8 +188,8 @@ fn corpus_entries_are_tx_exactly_when_they_are_valid_vip_traffic() {
     }
     // Every verdict counter is exercised, but one that needs a VIP without
     // backends and the routed modes' (NAT, tunnels), which need NAT state,
-    // routes and neighbours: tests/tests/nat_dataplane.rs and
-    // tunnel_dataplane.rs cover each of those. The guards' verdicts need
+    // routes and neighbours: tests/tests/nat_dataplane/ and
+    // tunnel_dataplane/ cover each of those. The guards' verdicts need
     // rules and limits: tests/tests/guard_dataplane.rs covers them.
     let needs_routes = [
         Counter::DropAclDenied,

@@ -565,7 +565,7 @@ fn the_program_passes_the_verifier_well_under_the_bound(kind: ConntrackKind) {
     let mut bed = bed(Hook::Xdp, kind, &[vip4_tcp()], Held::InTable);
     let (xdp, tc) = bed.verified_instructions();
     eprintln!("{kind:?}: verified instructions: xdp {xdp}, tc {tc}");
-    // The bound of tests/tests/nat_dataplane.rs, for each design.
+    // The bound of tests/tests/nat_dataplane/main.rs, for each design.
     assert!(xdp < 300_000 && tc < 300_000, "xdp {xdp}, tc {tc}");
 }
 

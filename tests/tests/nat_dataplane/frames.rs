@@ -1,0 +1,133 @@
+//! The test side's own view of what the NAT path wrote: the independent
+//! parser (etherparse) every translated frame goes through (MACs,
+//! addresses, ports, TTL / hop limit and every checksum) and a flow's two
+//! entries. Shared by every case. (Client flows and frames come from
+//! `lb_tests::natbed`.)
+
+use std::net::IpAddr;
+
+use etherparse::{LinkHeader, NetHeaders, PacketHeaders, TransportHeader};
+use lb_common::{nat::counterpart_key, FlowKey, NatEntry};
+use lb_tests::natbed::NatBed;
+use lb_userspace::config::Protocol;
+
+/// What a translated frame must look like.
+#[derive(Debug)]
+pub(crate) struct Expected {
+    pub(crate) smac: [u8; 6],
+    pub(crate) dmac: [u8; 6],
+    pub(crate) src: IpAddr,
+    pub(crate) dst: IpAddr,
+    pub(crate) sport: u16,
+    pub(crate) dport: u16,
+    pub(crate) ttl: u8,
+    /// A UDP checksum of 0 (none, IPv4) must stay 0.
+    pub(crate) udp_zero: bool,
+}
+
+/// Parses `frame` with etherparse and checks every field and checksum.
+pub(crate) fn check(frame: &[u8], want: &Expected) {
+    let headers = PacketHeaders::from_ethernet_slice(frame).expect("etherparse parses the output");
+    let Some(LinkHeader::Ethernet2(eth)) = &headers.link else {
+        panic!("no Ethernet header");
+    };
+    assert_eq!(
+        (eth.source, eth.destination),
+        (want.smac, want.dmac),
+        "MACs"
+    );
+    let payload = headers.payload.slice();
+    let transport = headers.transport.as_ref().expect("a transport header");
+    let (sport, dport, checksum, computed) = match (&headers.net, transport) {
+        (Some(NetHeaders::Ipv4(ip, _)), t) => {
+            assert_eq!(
+                (IpAddr::from(ip.source), IpAddr::from(ip.destination)),
+                (want.src, want.dst),
+                "addresses"
+            );
+            assert_eq!(ip.time_to_live, want.ttl, "TTL");
+            assert_eq!(
+                ip.header_checksum,
+                ip.calc_header_checksum(),
+                "IPv4 header checksum"
+            );
+            match t {
+                TransportHeader::Tcp(tcp) => (
+                    tcp.source_port,
+                    tcp.destination_port,
+                    tcp.checksum,
+                    tcp.calc_checksum_ipv4(ip, payload).expect("size"),
+                ),
+                TransportHeader::Udp(udp) => (
+                    udp.source_port,
+                    udp.destination_port,
+                    udp.checksum,
+                    if want.udp_zero {
+                        0
+                    } else {
+                        udp.calc_checksum_ipv4(ip, payload).expect("size")
+                    },
+                ),
+                other => panic!("transport {other:?}"),
+            }
+        }
+        (Some(NetHeaders::Ipv6(ip, _)), t) => {
+            assert_eq!(
+                (IpAddr::from(ip.source), IpAddr::from(ip.destination)),
+                (want.src, want.dst),
+                "addresses"
+            );
+            assert_eq!(ip.hop_limit, want.ttl, "hop limit");
+            match t {
+                TransportHeader::Tcp(tcp) => (
+                    tcp.source_port,
+                    tcp.destination_port,
+                    tcp.checksum,
+                    tcp.calc_checksum_ipv6(ip, payload).expect("size"),
+                ),
+                TransportHeader::Udp(udp) => (
+                    udp.source_port,
+                    udp.destination_port,
+                    udp.checksum,
+                    udp.calc_checksum_ipv6(ip, payload).expect("size"),
+                ),
+                other => panic!("transport {other:?}"),
+            }
+        }
+        other => panic!("network headers {other:?}"),
+    };
+    assert_eq!((sport, dport), (want.sport, want.dport), "ports");
+    assert_eq!(checksum, computed, "TCP/UDP checksum of {want:?}");
+}
+
+/// The protocol of the cases' VIP ports: UDP for 53, else TCP.
+pub(crate) fn proto_of(port: u16) -> Protocol {
+    if port == 53 {
+        Protocol::Udp
+    } else {
+        Protocol::Tcp
+    }
+}
+
+/// The forward entry of `flow` and its reply key.
+pub(crate) fn entries(bed: &NatBed, key: &FlowKey) -> (NatEntry, FlowKey, NatEntry) {
+    let forward = bed.bed.dataplane.nat().flow(key).expect("forward entry");
+    let reply_key = counterpart_key(key, &forward);
+    let reply = bed
+        .bed
+        .dataplane
+        .nat()
+        .flow(&reply_key)
+        .expect("reply entry");
+    (forward, reply_key, reply)
+}
+
+/// The transport ports of a frame (etherparse).
+pub(crate) fn ports_of(frame: &[u8]) -> (u16, u16) {
+    let headers = PacketHeaders::from_ethernet_slice(frame).expect("etherparse parses the output");
+    match headers.transport.expect("a transport header") {
+        TransportHeader::Tcp(tcp) => (tcp.source_port, tcp.destination_port),
+        TransportHeader::Udp(udp) => (udp.source_port, udp.destination_port),
+        other => panic!("{other:?}"),
+    }
+}

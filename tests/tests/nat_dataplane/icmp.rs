@@ -1,0 +1,271 @@
+//! ICMP errors about NAT'd flows, translated to the other side's view
+//! as IPVS does (fragmentation needed, packet too big), every checksum
+//! checked; errors about no translation pass.
+
+use std::net::IpAddr;
+
+use etherparse::{
+    icmpv4::DestUnreachableHeader, Icmpv4Type, Icmpv6Type, LinkHeader, NetHeaders, PacketBuilder,
+    PacketHeaders, TransportHeader,
+};
+use lb_common::{consts::AF_INET6, stats::Counter, FlowKey};
+use lb_tests::{
+    natbed::{
+        addr, client_flow, frame, words_to_addr, NatBed, BACKENDS4, GATEWAY4, GATEWAY6, IN_MAC,
+        NAT4, NAT6, OUT_MAC,
+    },
+    packet::{self, Flow, Tcp, CLIENT_MAC, SYN},
+    testbed::{flow_key, Hook, VIP4, VIP6},
+};
+
+use crate::{
+    counter,
+    frames::{entries, proto_of, Expected},
+    in_netns, vips, BACKEND_PORT,
+};
+
+/// An ICMP error about `sent` (a frame the data plane put out) from
+/// `router`, arriving for `sent`'s source: IPv4 fragmentation needed or
+/// IPv6 packet too big, quoting all of `sent`'s IP packet.
+fn icmp_error(router: &str, sent: &[u8]) -> Vec<u8> {
+    let headers = PacketHeaders::from_ethernet_slice(sent).expect("parse");
+    let quote = &sent[14..];
+    let eth = PacketBuilder::ethernet2(
+        [0x02, 0, 0, 0, 0xfe, 0xfe],
+        sent[6..12].try_into().expect("mac"),
+    );
+    let mut out = Vec::new();
+    match headers.net {
+        Some(NetHeaders::Ipv4(ip, _)) => {
+            let router: std::net::Ipv4Addr = router.parse().expect("router");
+            let builder = eth.ipv4(router.octets(), ip.source, 64).icmpv4(
+                Icmpv4Type::DestinationUnreachable(DestUnreachableHeader::FragmentationNeeded {
+                    next_hop_mtu: 1400,
+                }),
+            );
+            builder.write(&mut out, quote).expect("icmp");
+        }
+        Some(NetHeaders::Ipv6(ip, _)) => {
+            let router: std::net::Ipv6Addr = router.parse().expect("router");
+            let builder = eth
+                .ipv6(router.octets(), ip.source, 64)
+                .icmpv6(Icmpv6Type::PacketTooBig { mtu: 1280 });
+            builder.write(&mut out, quote).expect("icmp");
+        }
+        other => panic!("{other:?}"),
+    }
+    out
+}
+
+/// Checks a translated ICMP error: outer header and MACs as `outer`
+/// says (ports unused), every checksum (outer IPv4, ICMP/ICMPv6 with its
+/// pseudo-header, quoted IPv4 header, quoted UDP), and that the quote is
+/// `original` (the packet its receiver really sent) but for the TTL /
+/// hop limit and, for TCP, the quoted checksum (left, as IPVS does).
+fn check_error(frame: &[u8], outer: &Expected, original: &[u8]) {
+    let headers = PacketHeaders::from_ethernet_slice(frame).expect("etherparse parses the output");
+    let Some(LinkHeader::Ethernet2(eth)) = &headers.link else {
+        panic!("no Ethernet header");
+    };
+    assert_eq!(
+        (eth.source, eth.destination),
+        (outer.smac, outer.dmac),
+        "MACs"
+    );
+    let quote = headers.payload.slice();
+    let original = &original[14..];
+    assert_eq!(quote.len(), original.len(), "quote length");
+    match (&headers.net, &headers.transport) {
+        (Some(NetHeaders::Ipv4(ip, _)), Some(TransportHeader::Icmpv4(icmp))) => {
+            assert_eq!(
+                (IpAddr::from(ip.source), IpAddr::from(ip.destination)),
+                (outer.src, outer.dst),
+                "outer addresses"
+            );
+            assert_eq!(ip.time_to_live, outer.ttl, "TTL");
+            assert_eq!(
+                ip.header_checksum,
+                ip.calc_header_checksum(),
+                "outer IPv4 checksum"
+            );
+            assert_eq!(
+                icmp.checksum,
+                icmp.icmp_type.calc_checksum(quote),
+                "ICMP checksum"
+            );
+            let (quoted, _) = etherparse::Ipv4Header::from_slice(quote).expect("quoted IPv4");
+            assert_eq!(
+                quoted.header_checksum,
+                quoted.calc_header_checksum(),
+                "quoted IPv4 checksum"
+            );
+            // The same as sent but for TTL (byte 8) and header checksum (10, 11).
+            for (i, (got, want)) in quote.iter().zip(original).enumerate() {
+                let tcp_csum =
+                    quoted.protocol == etherparse::IpNumber::TCP && (36..38).contains(&i);
+                if ![8, 10, 11].contains(&i) && !tcp_csum {
+                    assert_eq!(got, want, "quoted byte {i}");
+                }
+            }
+        }
+        (Some(NetHeaders::Ipv6(ip, _)), Some(TransportHeader::Icmpv6(icmp))) => {
+            assert_eq!(
+                (IpAddr::from(ip.source), IpAddr::from(ip.destination)),
+                (outer.src, outer.dst),
+                "outer addresses"
+            );
+            assert_eq!(ip.hop_limit, outer.ttl, "hop limit");
+            assert_eq!(
+                icmp.checksum,
+                icmp.icmp_type
+                    .calc_checksum(ip.source, ip.destination, quote)
+                    .expect("size"),
+                "ICMPv6 checksum"
+            );
+            let tcp = original[6] == 6;
+            for (i, (got, want)) in quote.iter().zip(original).enumerate() {
+                if i != 7 && !(tcp && (56..58).contains(&i)) {
+                    assert_eq!(got, want, "quoted byte {i}");
+                }
+            }
+        }
+        other => panic!("not an ICMP error: {other:?}"),
+    }
+}
+
+/// What an ICMP error must not change in a flow's entries: the marks,
+/// the ages and the translation (the next-hop cache may be filled).
+type FlowState = Vec<(u8, u64, [u32; 4], [u32; 4], u16, u16)>;
+
+/// The `FlowState` of `key`'s flow.
+fn flow_state(bed: &NatBed, key: &FlowKey) -> FlowState {
+    let (forward, _, reply) = entries(bed, key);
+    [forward, reply]
+        .iter()
+        .map(|e| (e.flags, e.last_seen_ns, e.src, e.dst, e.sport, e.dport))
+        .collect()
+}
+
+/// ICMP errors about a NAT'd flow, as IPVS translates them: one from the
+/// backends' side (to the NAT address, quoting NAT address -> backend)
+/// reaches the client quoting what the client sent; one from the clients'
+/// side (to the VIP, quoting VIP -> client) reaches the backend quoting
+/// what the backend sent. The flow's entries do not change.
+fn icmp_errors_reach_the_other_side(bed: &mut NatBed, vip: &str, port: u16) {
+    let protocol = proto_of(port);
+    let flow = client_flow(vip, port, 40_011);
+    let key = flow_key(&flow, protocol);
+    let sent = frame(&flow, protocol, SYN, b"a request of some length");
+    let (_, to_backend) = bed.run_on(bed.in_if, &sent).expect("forward");
+    let (forward, _, _) = entries(bed, &key);
+    let state = flow_state(bed, &key);
+    let backend = words_to_addr(forward.dst, key.family);
+    let v6 = key.family == AF_INET6;
+    let nat = addr(if v6 { NAT6 } else { NAT4 });
+    let backend_side_router = if v6 { GATEWAY6 } else { GATEWAY4 };
+    let error = icmp_error(backend_side_router, &to_backend);
+    let (verdict, out) = bed
+        .run_on(bed.out_if, &error)
+        .expect("error from the backend side");
+    assert_eq!(verdict, bed.verdicts.redirect);
+    check_error(
+        &out,
+        &Expected {
+            smac: IN_MAC,
+            dmac: CLIENT_MAC,
+            src: addr(vip),
+            dst: flow.src,
+            sport: 0,
+            dport: 0,
+            ttl: 63,
+            udp_zero: false,
+        },
+        &sent,
+    );
+    assert_eq!(counter(bed, Counter::ForwardedNatIcmpError), 1);
+    assert_eq!(flow_state(bed, &key), state, "unchanged");
+
+    let back = Flow {
+        src: backend,
+        dst: nat,
+        sport: u16::from_be(forward.dport),
+        dport: u16::from_be(forward.sport),
+    };
+    let syn_ack = Tcp {
+        syn: true,
+        ack: true,
+        ..Tcp::default()
+    };
+    let answered = frame(&back, protocol, syn_ack, b"an answer");
+    let (_, to_client) = bed.run_on(bed.out_if, &answered).expect("reply");
+    let state = flow_state(bed, &key);
+    let client_side_router = if v6 { "2001:2::254" } else { "198.18.0.254" };
+    let error = icmp_error(client_side_router, &to_client);
+    let (verdict, out) = bed
+        .run_on(bed.in_if, &error)
+        .expect("error from the client side");
+    assert_eq!(verdict, bed.verdicts.redirect);
+    check_error(
+        &out,
+        &Expected {
+            smac: OUT_MAC,
+            dmac: forward.dmac,
+            src: nat,
+            dst: backend,
+            sport: 0,
+            dport: 0,
+            ttl: 63,
+            udp_zero: false,
+        },
+        &answered,
+    );
+    assert_eq!(counter(bed, Counter::ForwardedNatIcmpError), 2);
+    assert_eq!(flow_state(bed, &key), state, "unchanged");
+}
+
+fn icmp_errors_v4(hook: Hook) {
+    in_netns(hook, vips(), |bed| {
+        icmp_errors_reach_the_other_side(bed, VIP4, 80)
+    });
+    in_netns(hook, vips(), |bed| {
+        icmp_errors_reach_the_other_side(bed, VIP4, 53)
+    });
+}
+
+fn icmp_errors_v6(hook: Hook) {
+    in_netns(hook, vips(), |bed| {
+        icmp_errors_reach_the_other_side(bed, VIP6, 80)
+    });
+    in_netns(hook, vips(), |bed| {
+        icmp_errors_reach_the_other_side(bed, VIP6, 53)
+    });
+}
+
+/// An ICMP error about no translation is not the NAT path's: it goes up
+/// as before.
+fn icmp_errors_about_unknown_flows_pass(hook: Hook) {
+    in_netns(hook, vips(), |bed| {
+        let never_sent = packet::tcp(
+            &Flow {
+                src: addr(NAT4),
+                dst: addr(BACKENDS4[0]),
+                sport: 20_000,
+                dport: BACKEND_PORT,
+            },
+            SYN,
+            None,
+            b"",
+        );
+        let error = icmp_error(GATEWAY4, &never_sent);
+        let (verdict, out) = bed.run_on(bed.out_if, &error).expect("test run");
+        assert_eq!(verdict, bed.verdicts.pass);
+        assert_eq!(out, error);
+        assert_eq!(counter(bed, Counter::PassNotVip), 1);
+    });
+}
+
+lb_tests::on_both_hooks!(
+    icmp_errors_v4,
+    icmp_errors_v6,
+    icmp_errors_about_unknown_flows_pass,
+);

@@ -1,0 +1,297 @@
+//! A NAT'd flow's translation both ways: a new flow, a tracked packet
+//! and the backend's reply, IPv4 and IPv6, TCP and UDP; the choice of
+//! source port; VLAN tags; a closed translation opened again.
+
+use lb_common::{
+    consts::{
+        AF_INET, AF_INET6, NAT_DIR_FORWARD, NAT_DIR_REPLY, NAT_F_FIN, NAT_F_REPLIED, NAT_F_SYN,
+    },
+    stats::Counter,
+};
+use lb_tests::{
+    natbed::{
+        addr, client_flow, frame, nat_vip, neighbour_mac, words_to_addr, NatBed, BACKENDS4,
+        BACKENDS6, IN_MAC, NAT4, NAT6, OUT_MAC,
+    },
+    packet::{self, Flow, Tcp, ACK, CLIENT_MAC, SYN},
+    testbed::{flow_key, Hook, VIP4, VIP6},
+};
+use lb_userspace::config::Protocol;
+
+use crate::{
+    counter,
+    frames::{check, entries, proto_of, Expected},
+    in_netns, vips, BACKEND_PORT, PORTS,
+};
+
+/// A new flow, a tracked packet of it, and the backend's reply: each
+/// translated, checksummed and counted as the contract says.
+fn new_tracked_and_reply(bed: &mut NatBed, vip: &str, port: u16) {
+    new_tracked_and_reply_from(bed, vip, port, 40_001);
+}
+
+/// `new_tracked_and_reply` for a client flow from `sport`, on a bed that
+/// may carry other flows (counters are compared with their values before);
+/// returns the flow's NAT source port.
+fn new_tracked_and_reply_from(bed: &mut NatBed, vip: &str, port: u16, sport: u16) -> u16 {
+    let protocol = proto_of(port);
+    let flow = client_flow(vip, port, sport);
+    let key = flow_key(&flow, protocol);
+    let id = bed.bed.balancer.vips()[&lb_userspace::reconcile::VipId {
+        address: addr(vip),
+        port,
+        protocol,
+    }]
+        .id;
+    let before = |counter: Counter| self::counter(bed, counter);
+    let (new, hits, forwarded, replies) = (
+        before(Counter::NatNew),
+        before(Counter::NatHit),
+        before(Counter::Forwarded),
+        before(Counter::ForwardedNatReply),
+    );
+    let traffic = bed.bed.dataplane.vip_traffic(id).expect("stats");
+    let flows = bed.flows().len();
+    let first = frame(&flow, protocol, SYN, b"hello");
+    let (verdict, out) = bed.run_on(bed.in_if, &first).expect("test run");
+    assert_eq!(verdict, bed.verdicts.redirect, "new flow verdict");
+    assert_eq!(counter(bed, Counter::NatNew), new + 1);
+    assert_eq!(counter(bed, Counter::Forwarded), forwarded + 1);
+    let (forward, reply_key, reply) = entries(bed, &key);
+    let backend = words_to_addr(forward.dst, key.family);
+    let backends: &[&str] = if key.family == AF_INET6 {
+        &BACKENDS6
+    } else {
+        &BACKENDS4
+    };
+    assert!(backends.iter().any(|b| addr(b) == backend), "{backend}");
+    let nat = if key.family == AF_INET6 { NAT6 } else { NAT4 };
+    let backend_port = if protocol == Protocol::Tcp {
+        BACKEND_PORT
+    } else {
+        port
+    };
+    let source_port = u16::from_be(forward.sport);
+    assert!((PORTS.0..=PORTS.1).contains(&source_port), "{source_port}");
+    assert_eq!(words_to_addr(forward.src, key.family), addr(nat));
+    assert_eq!(u16::from_be(forward.dport), backend_port);
+    assert_eq!(forward.direction, NAT_DIR_FORWARD);
+    assert_eq!(
+        forward.flags,
+        if protocol == Protocol::Tcp {
+            NAT_F_SYN
+        } else {
+            0
+        }
+    );
+    assert_eq!((forward.ifindex, forward.smac), (bed.out_if, OUT_MAC));
+    assert_eq!(Some(forward.dmac), neighbour_mac(&backend.to_string()));
+    assert_eq!(reply.direction, NAT_DIR_REPLY);
+    assert_eq!(
+        (reply.src, reply.dst, reply.sport, reply.dport),
+        (key.dst, key.src, key.dport, key.sport)
+    );
+    assert_eq!(
+        (reply.backend_id, reply.vip_id),
+        (forward.backend_id, forward.vip_id)
+    );
+    assert_eq!(bed.flows().len(), flows + 2, "two entries per flow");
+    let to_backend = Expected {
+        smac: OUT_MAC,
+        dmac: forward.dmac,
+        src: addr(nat),
+        dst: backend,
+        sport: source_port,
+        dport: backend_port,
+        ttl: 63,
+        udp_zero: false,
+    };
+    check(&out, &to_backend);
+
+    // A tracked packet: the same translation, no new flow.
+    let (verdict, out) = bed
+        .run_on(bed.in_if, &frame(&flow, protocol, ACK, b"more data"))
+        .expect("test run");
+    assert_eq!(verdict, bed.verdicts.redirect);
+    check(&out, &to_backend);
+    assert_eq!(counter(bed, Counter::NatNew), new + 1);
+    assert_eq!(counter(bed, Counter::NatHit), hits + 1);
+    assert_eq!(counter(bed, Counter::Forwarded), forwarded + 2);
+
+    // The backend's reply, arriving on out0: back to VIP -> client on in0.
+    let back = Flow {
+        src: backend,
+        dst: addr(nat),
+        sport: backend_port,
+        dport: source_port,
+    };
+    assert_eq!(flow_key(&back, protocol), reply_key);
+    let syn_ack = Tcp {
+        syn: true,
+        ack: true,
+        ..Tcp::default()
+    };
+    let (verdict, out) = bed
+        .run_on(bed.out_if, &frame(&back, protocol, syn_ack, b"answer"))
+        .expect("test run");
+    assert_eq!(verdict, bed.verdicts.redirect, "reply verdict");
+    check(
+        &out,
+        &Expected {
+            smac: IN_MAC,
+            dmac: CLIENT_MAC,
+            src: addr(vip),
+            dst: flow.src,
+            sport: port,
+            dport: flow.sport,
+            ttl: 63,
+            udp_zero: false,
+        },
+    );
+    assert_eq!(counter(bed, Counter::ForwardedNatReply), replies + 1);
+    assert_eq!(counter(bed, Counter::NatHit), hits + 2);
+    let (_, _, reply) = entries(bed, &key);
+    assert_ne!(
+        reply.flags & NAT_F_REPLIED,
+        0,
+        "the reply entry saw a reply"
+    );
+    assert_eq!((reply.ifindex, reply.smac), (bed.in_if, IN_MAC));
+    // Forward traffic is counted per VIP and backend, as for DSR.
+    let after = bed.bed.dataplane.vip_traffic(id).expect("stats");
+    assert_eq!(
+        (after.packets, after.new_flows),
+        (traffic.packets + 2, traffic.new_flows + 1)
+    );
+    source_port
+}
+
+/// A new flow's NAT source port is its checksum-neutral one while that is
+/// free and in range (client port + VIP port = NAT port + backend port in
+/// one's-complement arithmetic, so the ports' rewrite leaves the TCP/UDP
+/// checksum as it is): the client's own port when the VIP's and the
+/// backend's are equal. `new_tracked_and_reply_from` checks both
+/// directions' translation and every checksum.
+fn a_free_checksum_neutral_port_is_taken_first(hook: Hook) {
+    in_netns(hook, vips(), |bed| {
+        // 30_000 + 80 = 22_000 + 8080.
+        assert_eq!(new_tracked_and_reply_from(bed, VIP4, 80, 30_000), 22_000);
+        assert_eq!(new_tracked_and_reply_from(bed, VIP6, 80, 30_000), 22_000);
+        // Equal ports: the client's port is kept.
+        assert_eq!(new_tracked_and_reply_from(bed, VIP4, 53, 25_000), 25_000);
+        assert_eq!(new_tracked_and_reply_from(bed, VIP6, 53, 25_000), 25_000);
+        // Out of the range (20_000..=29_999): a hashed port from it.
+        let hashed = new_tracked_and_reply_from(bed, VIP4, 53, 40_002);
+        assert_ne!(hashed, 40_002);
+    });
+}
+
+/// A taken neutral port (here by a flow from the same client port to
+/// another VIP port served by the same backend port) sends a new flow to a
+/// hashed port of the range, never a collision; its ports' change no
+/// longer cancels out and is still checksummed right both ways.
+fn a_taken_neutral_port_falls_back_to_a_hashed_one(hook: Hook) {
+    let backend = [(BACKENDS4[0], Some(BACKEND_PORT))];
+    let vips = vec![
+        nat_vip(VIP4, 80, Protocol::Tcp, &backend, NAT4, PORTS),
+        nat_vip(VIP4, 81, Protocol::Tcp, &backend, NAT4, PORTS),
+    ];
+    in_netns(hook, vips, |bed| {
+        assert_eq!(new_tracked_and_reply_from(bed, VIP4, 80, 30_000), 22_000);
+        // 29_999 + 81 = 22_000 + 8080 too: taken.
+        let second = new_tracked_and_reply_from(bed, VIP4, 81, 29_999);
+        assert_ne!(second, 22_000);
+        assert!((PORTS.0..=PORTS.1).contains(&second), "{second}");
+    });
+}
+
+fn tcp_v4_new_tracked_and_reply(hook: Hook) {
+    in_netns(hook, vips(), |bed| new_tracked_and_reply(bed, VIP4, 80));
+}
+
+fn tcp_v6_new_tracked_and_reply(hook: Hook) {
+    in_netns(hook, vips(), |bed| new_tracked_and_reply(bed, VIP6, 80));
+}
+
+fn udp_v4_new_tracked_and_reply(hook: Hook) {
+    in_netns(hook, vips(), |bed| new_tracked_and_reply(bed, VIP4, 53));
+}
+
+fn udp_v6_new_tracked_and_reply(hook: Hook) {
+    in_netns(hook, vips(), |bed| new_tracked_and_reply(bed, VIP6, 53));
+}
+
+/// VLAN tags stay; the translation happens behind them.
+fn vlan_tags_are_kept(hook: Hook) {
+    in_netns(hook, vips(), |bed| {
+        let flow = client_flow(VIP4, 80, 40_003);
+        let first = packet::tcp(&flow, SYN, Some(42), b"");
+        let (verdict, out) = bed.run_on(bed.in_if, &first).expect("test run");
+        assert_eq!(verdict, bed.verdicts.redirect);
+        assert_eq!(&out[12..16], &first[12..16], "the tag");
+        let (forward, _, _) = entries(bed, &flow_key(&flow, Protocol::Tcp));
+        check(
+            &out,
+            &Expected {
+                smac: OUT_MAC,
+                dmac: forward.dmac,
+                src: addr(NAT4),
+                dst: words_to_addr(forward.dst, AF_INET),
+                sport: u16::from_be(forward.sport),
+                dport: BACKEND_PORT,
+                ttl: 63,
+                udp_zero: false,
+            },
+        );
+    });
+}
+
+/// A SYN on a translation whose connection closed starts it afresh: same
+/// source port, the forward entry back to SYN, the reply entry cleared.
+fn a_syn_reuses_a_closed_translation(hook: Hook) {
+    in_netns(hook, vips(), |bed| {
+        let flow = client_flow(VIP4, 80, 40_004);
+        let key = flow_key(&flow, Protocol::Tcp);
+        bed.run_on(bed.in_if, &packet::tcp(&flow, SYN, None, b""))
+            .expect("syn");
+        let (forward, _, _) = entries(bed, &key);
+        let back = Flow {
+            src: words_to_addr(forward.dst, AF_INET),
+            dst: addr(NAT4),
+            sport: BACKEND_PORT,
+            dport: u16::from_be(forward.sport),
+        };
+        let fin = Tcp {
+            fin: true,
+            ack: true,
+            ..Tcp::default()
+        };
+        bed.run_on(bed.in_if, &packet::tcp(&flow, fin, None, b""))
+            .expect("fin");
+        bed.run_on(bed.out_if, &packet::tcp(&back, fin, None, b""))
+            .expect("fin back");
+        let (closed, _, reply) = entries(bed, &key);
+        assert_eq!(closed.flags, NAT_F_SYN | NAT_F_FIN);
+        assert_eq!(reply.flags, NAT_F_REPLIED | NAT_F_FIN);
+        let (verdict, _) = bed
+            .run_on(bed.in_if, &packet::tcp(&flow, SYN, None, b""))
+            .expect("new syn");
+        assert_eq!(verdict, bed.verdicts.redirect);
+        let (again, _, reply) = entries(bed, &key);
+        assert_eq!(again.flags, NAT_F_SYN);
+        assert_eq!(reply.flags, 0);
+        assert_eq!(again.sport, forward.sport, "same translation");
+        assert_eq!(counter(bed, Counter::NatNew), 1);
+    });
+}
+
+lb_tests::on_both_hooks!(
+    tcp_v4_new_tracked_and_reply,
+    tcp_v6_new_tracked_and_reply,
+    a_free_checksum_neutral_port_is_taken_first,
+    a_taken_neutral_port_falls_back_to_a_hashed_one,
+    udp_v4_new_tracked_and_reply,
+    udp_v6_new_tracked_and_reply,
+    vlan_tags_are_kept,
+    a_syn_reuses_a_closed_translation,
+);

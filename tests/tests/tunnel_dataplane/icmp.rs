@@ -1,0 +1,219 @@
+//! ICMP on the tunnel path: an error about a flow goes wrapped to its
+//! backend; a packet too big for the path once wrapped is answered with
+//! fragmentation needed / packet too big (path MTU discovery works), one
+//! that just fits is wrapped, and at tc a GRO'd skb is judged by its
+//! segments.
+
+use std::net::IpAddr;
+
+use etherparse::{
+    icmpv4::DestUnreachableHeader, Icmpv4Type, Icmpv6Type, LinkHeader, NetHeaders, PacketHeaders,
+    TransportHeader,
+};
+use lb_common::{
+    consts::AF_INET,
+    hash::flow_hash,
+    stats::Counter,
+    tunnel::{self},
+};
+use lb_tests::{
+    natbed::{addr, client_flow, neighbour_mac, CLIENT4, CLIENT6, GATEWAY4, GATEWAY6, IN_MAC},
+    packet::{self, Flow, ACK, CLIENT_MAC, SYN},
+    testbed::{flow_key, Hook, VIP4, VIP6},
+};
+use lb_userspace::config::Protocol;
+
+use crate::{
+    counter, find,
+    frames::{check_wrapped, icmp_error, outer_source, Wrapped},
+    in_netns, vips, GUE, GUE_4IN6, IPIP,
+};
+
+/// An ICMP error about a flow (to the VIP, quoting its reply) goes to the
+/// flow's backend, wrapped, without touching the flow's entry.
+fn icmp_error_about_a_flow_goes_wrapped_to_its_backend(hook: Hook) {
+    in_netns(hook, vips(), |bed, vips| {
+        for (vip, router) in [(VIP4, GATEWAY4), (VIP6, GATEWAY6)] {
+            let flow = client_flow(vip, GUE, 40_003);
+            let key = flow_key(&flow, Protocol::Tcp);
+            bed.run_on(bed.nat.in_if, &packet::tcp(&flow, SYN, None, b""))
+                .expect("syn");
+            let config = find(vips, vip, GUE, Protocol::Tcp);
+            // Half-open: the error follows the SYN's backend all the same.
+            let entry = bed.nat.bed.handshake(&key).expect("held half-open");
+            let backend = bed
+                .backend_address(config, entry.backend_id)
+                .expect("backend");
+            let reply = packet::tcp(
+                &Flow {
+                    src: flow.dst,
+                    dst: flow.src,
+                    sport: flow.dport,
+                    dport: flow.sport,
+                },
+                SYN,
+                None,
+                b"a reply from the backend",
+            );
+            let error = icmp_error(router, &reply);
+            let (verdict, out) = bed.run_on(bed.nat.in_if, &error).expect("test run");
+            assert_eq!(verdict, bed.verdicts().redirect, "{vip}");
+            let hash = flow_hash(&key);
+            check_wrapped(
+                &out,
+                &Wrapped {
+                    dmac: neighbour_mac(&backend.to_string()).expect("neighbour"),
+                    src: outer_source(&bed.config, &key, key.family == AF_INET),
+                    dst: backend,
+                    gue: Some((
+                        u16::from_be(tunnel::gue_source_port(hash)),
+                        tunnel::GUE_PORT_DEFAULT,
+                    )),
+                    zero_csum: false,
+                    inner: &error[14..],
+                    flow_label: hash & 0xf_ffff,
+                },
+            );
+            let after = bed.nat.bed.handshake(&key).expect("still half-open");
+            assert_eq!(after, entry, "an error does not touch the flow's entry");
+        }
+        assert_eq!(counter(bed, Counter::ForwardedIcmpError), 2);
+        assert_eq!(counter(bed, Counter::TunnelEncap), 4);
+    });
+}
+
+/// A packet that would not fit the route's MTU (1500) once wrapped is
+/// answered: ICMP fragmentation-needed / ICMPv6 packet-too-big from the
+/// VIP to the client, back out of the ingress interface, quoting as much
+/// as the reply may carry, every checksum right.
+fn too_big_is_answered_with_icmp(hook: Hook) {
+    in_netns(hook, vips(), |bed, _| {
+        for (vip, port, overhead) in [
+            (VIP4, IPIP, 20),
+            (VIP4, GUE, 28),
+            (VIP6, IPIP, 40),
+            (VIP6, GUE, 48),
+            (VIP4, GUE_4IN6, 48),
+        ] {
+            let flow = client_flow(vip, port, 40_004);
+            let header = if vip == VIP4 { 20 + 20 } else { 40 + 20 };
+            let payload = vec![0x5a; 1500 - header];
+            let big = packet::tcp(&flow, ACK, None, &payload);
+            assert_eq!(big.len(), 14 + 1500);
+            let before = counter(bed, Counter::SentIcmpTooBig);
+            let (verdict, out) = bed.run_on(bed.nat.in_if, &big).expect("test run");
+            assert_eq!(verdict, bed.verdicts().bounce, "{vip}:{port}");
+            assert_eq!(counter(bed, Counter::SentIcmpTooBig), before + 1);
+            let headers = PacketHeaders::from_ethernet_slice(&out).expect("parse");
+            let Some(LinkHeader::Ethernet2(eth)) = &headers.link else {
+                panic!("no Ethernet");
+            };
+            assert_eq!(
+                (eth.source, eth.destination),
+                (IN_MAC, CLIENT_MAC),
+                "MACs swapped"
+            );
+            let mtu = 1500 - overhead;
+            let quoted = headers.payload.slice();
+            match (&headers.net, &headers.transport) {
+                (Some(NetHeaders::Ipv4(ip, _)), Some(TransportHeader::Icmpv4(icmp))) => {
+                    assert_eq!(out.len(), 14 + 576, "an IPv4 error is 576 bytes");
+                    assert_eq!(
+                        (IpAddr::from(ip.source), IpAddr::from(ip.destination)),
+                        (addr(vip), addr(CLIENT4))
+                    );
+                    assert_eq!(ip.header_checksum, ip.calc_header_checksum());
+                    assert_eq!(
+                        icmp.icmp_type,
+                        Icmpv4Type::DestinationUnreachable(
+                            DestUnreachableHeader::FragmentationNeeded { next_hop_mtu: mtu }
+                        )
+                    );
+                    assert_eq!(
+                        icmp.checksum,
+                        icmp.icmp_type.calc_checksum(quoted),
+                        "ICMP checksum"
+                    );
+                    assert_eq!(quoted, &big[14..14 + 548], "the quote");
+                }
+                (Some(NetHeaders::Ipv6(ip, _)), Some(TransportHeader::Icmpv6(icmp))) => {
+                    assert_eq!(out.len(), 14 + 1280, "an IPv6 error is 1280 bytes");
+                    assert_eq!(
+                        (IpAddr::from(ip.source), IpAddr::from(ip.destination)),
+                        (addr(vip), addr(CLIENT6))
+                    );
+                    assert_eq!(
+                        icmp.icmp_type,
+                        Icmpv6Type::PacketTooBig {
+                            mtu: u32::from(mtu)
+                        }
+                    );
+                    let computed = icmp
+                        .icmp_type
+                        .calc_checksum(ip.source, ip.destination, quoted)
+                        .expect("size");
+                    assert_eq!(icmp.checksum, computed, "ICMPv6 checksum");
+                    assert_eq!(quoted, &big[14..14 + 1232], "the quote");
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(counter(bed, Counter::TunnelEncap), 0);
+    });
+}
+
+/// A packet that fits once wrapped is not answered: 1500 - overhead.
+fn a_packet_that_just_fits_is_wrapped(hook: Hook) {
+    in_netns(hook, vips(), |bed, _| {
+        let flow = client_flow(VIP4, IPIP, 40_005);
+        let big = packet::tcp(&flow, ACK, None, &vec![1; 1480 - 40]);
+        let (verdict, out) = bed.run_on(bed.nat.in_if, &big).expect("test run");
+        assert_eq!(verdict, bed.verdicts().redirect);
+        assert_eq!(out.len(), 14 + 1500);
+        assert_eq!(counter(bed, Counter::SentIcmpTooBig), 0);
+    });
+}
+
+/// At tc a GRO'd skb bigger than the MTU is judged by its segments: the
+/// answer comes only when one segment (headers + `gso_size` + overhead)
+/// would not fit, with the MTU left for the inner packet; the answer is a
+/// single packet.
+#[test]
+fn tc_judges_a_gso_packet_by_its_segments() {
+    in_netns(Hook::Tc, vips(), |bed, _| {
+        let flow = client_flow(VIP4, IPIP, 40_010);
+        // 3000 bytes of IP packet, TCP segments of 1448 bytes (40 bytes
+        // of headers): 1488 + 20 > 1500.
+        let big = packet::tcp(&flow, ACK, None, &vec![7; 3000 - 40]);
+        let (verdict, out) = bed.run_tc_gso(bed.nat.in_if, &big, 1448, 3).expect("run");
+        assert_eq!(verdict, bed.verdicts().bounce);
+        assert_eq!(counter(bed, Counter::SentIcmpTooBig), 1);
+        assert_eq!(out.len(), 14 + 576);
+        let headers = PacketHeaders::from_ethernet_slice(&out).expect("parse");
+        let Some(TransportHeader::Icmpv4(icmp)) = &headers.transport else {
+            panic!("no ICMP");
+        };
+        assert_eq!(
+            icmp.icmp_type,
+            Icmpv4Type::DestinationUnreachable(DestUnreachableHeader::FragmentationNeeded {
+                next_hop_mtu: 1480
+            })
+        );
+        assert_eq!(
+            icmp.checksum,
+            icmp.icmp_type.calc_checksum(headers.payload.slice())
+        );
+        // Segments of 1400 bytes fit (1440 + 20): no answer, whatever the
+        // skb's length (the wrap itself needs a GSO type the test run
+        // cannot set, see `run_tc_gso`).
+        let (verdict, _) = bed.run_tc_gso(bed.nat.in_if, &big, 1400, 3).expect("run");
+        assert_ne!(verdict, bed.verdicts().bounce);
+        assert_eq!(counter(bed, Counter::SentIcmpTooBig), 1);
+    });
+}
+
+lb_tests::on_both_hooks!(
+    icmp_error_about_a_flow_goes_wrapped_to_its_backend,
+    too_big_is_answered_with_icmp,
+    a_packet_that_just_fits_is_wrapped,
+);
