@@ -544,6 +544,55 @@ fn backend_address_must_be_valid() {
 }
 
 #[test]
+fn a_backend_is_no_address_of_this_load_balancer() {
+    let file = |first: &str, second: &str| {
+        format!(
+            "interface = \"eth0\"\n[nat]\nsource_ipv4 = \"198.18.0.50\"\n\
+             [[vip]]\naddress = \"198.18.0.100\"\nport = 80\nforwarding = \"nat\"\n\
+             [[vip.backend]]\naddress = \"{first}\"\n\
+             [[vip]]\naddress = \"198.18.0.101\"\nport = 80\nforwarding = \"nat\"\n\
+             nat_source = \"198.18.0.51\"\n\
+             [[vip.backend]]\naddress = \"{second}\"\n"
+        )
+    };
+    for (first, second, at, detail) in [
+        (
+            "198.18.0.101",
+            "198.18.1.12",
+            "lbd.toml:9:11: vip[0].backend[0].address: ",
+            "198.18.0.101 is vip[1]'s address; a backend cannot be an address of this load balancer",
+        ),
+        (
+            "198.18.0.50",
+            "198.18.1.12",
+            "lbd.toml:9:11: vip[0].backend[0].address: ",
+            "198.18.0.50 is the NAT address of vip[0]; a backend cannot be",
+        ),
+        (
+            "198.18.1.11",
+            "198.18.0.50",
+            "lbd.toml:16:11: vip[1].backend[0].address: ",
+            "198.18.0.50 is the NAT address of vip[0]; a backend cannot be",
+        ),
+        (
+            "198.18.0.51",
+            "198.18.1.12",
+            "lbd.toml:9:11: vip[0].backend[0].address: ",
+            "198.18.0.51 is the NAT address of vip[1]; a backend cannot be",
+        ),
+    ] {
+        assert_error(&file(first, second), at, detail);
+    }
+    assert_eq!(
+        parse(&file("198.18.1.11", "198.18.1.12"))
+            .unwrap()
+            .vips
+            .len(),
+        2
+    );
+}
+
+#[test]
 fn duplicate_backend_is_rejected() {
     let text = "interface = \"eth0\"\n[[vip]]\naddress = \"198.18.0.100\"\nport = 80\n\
                 [[vip.backend]]\naddress = \"198.18.0.11\"\n\

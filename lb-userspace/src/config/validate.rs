@@ -193,6 +193,7 @@ impl Checker<'_> {
             vips.push(vip);
         }
         self.nat_sources_are_not_vips(&raw.vip.0, &vips)?;
+        self.backends_are_not_own_addresses(&raw.vip.0, &vips)?;
 
         let mut instances: Vec<VrrpConfig> = Vec::new();
         for (index, raw_vrrp) in raw.vrrp.0.iter().enumerate() {
@@ -468,6 +469,44 @@ impl Checker<'_> {
                     format!(
                         "{} is vip[{other}]'s address; a NAT address must be an address of its own",
                         nat.source
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// No backend is an address of this node (a VIP's, or a NAT address):
+    /// its packets would come back here instead of reaching a server.
+    pub(super) fn backends_are_not_own_addresses(
+        &self,
+        raw: &[Spanned<RawVip>],
+        vips: &[VipConfig],
+    ) -> Result<(), ConfigError> {
+        for (index, vip) in vips.iter().enumerate() {
+            for (b, backend) in vip.backends.iter().enumerate() {
+                let owner = vips.iter().enumerate().find_map(|(other, v)| {
+                    if v.address == backend.address {
+                        Some(format!("vip[{other}]'s address"))
+                    } else if v.nat.is_some_and(|n| n.source == backend.address) {
+                        Some(format!("the NAT address of vip[{other}]"))
+                    } else {
+                        None
+                    }
+                });
+                let Some(owner) = owner else { continue };
+                let raw_backend = &raw[index].get_ref().backend.0[b];
+                let at = raw_backend
+                    .get_ref()
+                    .address
+                    .as_ref()
+                    .map_or(raw_backend.span().start, |v| v.span().start);
+                return Err(self.invalid(
+                    at,
+                    &format!("vip[{index}].backend[{b}].address"),
+                    format!(
+                        "{} is {owner}; a backend cannot be an address of this load balancer",
+                        backend.address
                     ),
                 ));
             }

@@ -77,6 +77,27 @@ impl Model {
         }
         Self::check_total_backends(self.backend_count().saturating_add(config.backends.len()))?;
         self.nat_sources_are_not_vips(config)?;
+        for backend in &config.backends {
+            self.not_an_own_address(backend.address)?;
+            if config.nat.is_some_and(|n| n.source == backend.address) {
+                return Err(ModelError::Invalid(format!(
+                    "backend {} is the VIP's NAT address; a backend cannot be an address of this load balancer",
+                    backend.address
+                )));
+            }
+        }
+        let own = std::iter::once(config.address).chain(config.nat.map(|n| n.source));
+        for address in own {
+            let served = self
+                .vips
+                .iter()
+                .find(|(_, v)| v.backends.contains_key(&address));
+            if let Some((other, _)) = served {
+                return Err(ModelError::Invalid(format!(
+                    "{address} is a backend of VIP {other}; this load balancer cannot take a backend's address"
+                )));
+            }
+        }
         self.vips.insert(id, VipModel::from_config(config, true));
         Ok(())
     }
@@ -100,6 +121,25 @@ impl Model {
             return Err(ModelError::Invalid(format!(
                 "{} is the NAT address of VIP {other}; a VIP needs an address of its own",
                 config.address
+            )));
+        }
+        Ok(())
+    }
+
+    /// As in the file: a backend is no address of this node (a VIP's or a
+    /// NAT address), or its packets would come back here instead of
+    /// reaching a server.
+    fn not_an_own_address(&self, backend: IpAddr) -> Result<(), ModelError> {
+        for (other, v) in &self.vips {
+            let what = if other.address == backend {
+                "the address"
+            } else if v.config.nat.is_some_and(|n| n.source == backend) {
+                "the NAT address"
+            } else {
+                continue;
+            };
+            return Err(ModelError::Invalid(format!(
+                "backend {backend} is {what} of VIP {other}; a backend cannot be an address of this load balancer"
             )));
         }
         Ok(())
@@ -130,25 +170,19 @@ impl Model {
     /// Adds a backend to VIP `id` at run time.
     pub fn add_backend(&mut self, id: &VipId, config: BackendConfig) -> Result<(), ModelError> {
         let total = self.backend_count().saturating_add(1);
-        let vip = self.vip_mut(id)?;
+        let vip = self.vip(id)?;
         if vip.backends.contains_key(&config.address) {
             return Err(ModelError::BackendExists {
                 vip: *id,
                 backend: config.address,
             });
         }
-        if config.address.is_ipv4() != id.address.is_ipv4() {
-            return Err(ModelError::Invalid(format!(
-                "backend {} and VIP {id} are of different address families",
-                config.address
-            )));
-        }
-        if config.address == id.address {
-            return Err(ModelError::Invalid(format!(
-                "backend {} is the VIP's own address",
-                config.address
-            )));
-        }
+        // The file's rule (family, 4in6 in the tunnel modes, not the VIP's
+        // own address), then no address of this node.
+        crate::config::value::backend_address(config.address, id.address, vip.config.forwarding)
+            .map_err(|e| ModelError::Invalid(format!("backend {e}")))?;
+        self.not_an_own_address(config.address)?;
+        let vip = self.vip_mut(id)?;
         if config.weight > crate::config::MAX_WEIGHT {
             return Err(weight_error(config.weight));
         }

@@ -442,3 +442,95 @@ fn backends_take_a_mac_or_a_port_as_their_vip_forwards() {
         Err(ModelError::Invalid(_))
     ));
 }
+
+#[test]
+fn a_tunnelled_ipv4_vip_takes_ipv6_backends_at_run_time_as_in_the_file() {
+    let mut model = Model::from_config(&config());
+    let mut vip = VipConfig::new(addr(101), 80, Protocol::Tcp);
+    vip.forwarding = lb_common::Mode::Ipip;
+    model.add_vip(&vip).unwrap();
+    let id = VipId::of(&vip);
+    let v6: IpAddr = "2001:2::11".parse().unwrap();
+    model.add_backend(&id, BackendConfig::new(v6)).unwrap();
+    assert!(model.backend(&id, v6).is_ok());
+    // Never the reverse, and not at L2.
+    let mut vip6 = VipConfig::new("2001:2::101".parse().unwrap(), 80, Protocol::Tcp);
+    vip6.forwarding = lb_common::Mode::Ipip;
+    model.add_vip(&vip6).unwrap();
+    let before = model.clone();
+    let error = model
+        .add_backend(&VipId::of(&vip6), BackendConfig::new(addr(11)))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("cannot be carried to an IPv4 backend"),
+        "{error}"
+    );
+    let error = model
+        .add_backend(&vip_id(), BackendConfig::new(v6))
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("is IPv6 but the VIP"), "{error}");
+    assert_eq!(model, before);
+}
+
+#[test]
+fn a_backend_is_no_address_of_this_load_balancer_at_run_time() {
+    let mut model = Model::from_config(&config());
+    let mut nat_vip = VipConfig::new(addr(101), 80, Protocol::Tcp);
+    nat_vip.forwarding = lb_common::Mode::Nat;
+    nat_vip.nat = Some(crate::config::VipNat {
+        source: addr(50),
+        own_source: true,
+        port_min: 1024,
+        port_max: 65_535,
+    });
+    model.add_vip(&nat_vip).unwrap();
+    let before = model.clone();
+    let refused = |model: &mut Model, id: &VipId, address: IpAddr| {
+        model
+            .add_backend(id, BackendConfig::new(address))
+            .unwrap_err()
+            .to_string()
+    };
+    // Another VIP's address, or a NAT address.
+    let error = refused(&mut model, &vip_id(), addr(101));
+    assert!(
+        error.contains("198.18.0.101 is the address of VIP 198.18.0.101:80/tcp"),
+        "{error}"
+    );
+    let error = refused(&mut model, &VipId::of(&nat_vip), addr(50));
+    assert!(
+        error.contains("198.18.0.50 is the NAT address of VIP"),
+        "{error}"
+    );
+    // A new VIP whose backend is one, or whose own address or NAT address
+    // is a backend already.
+    let mut with_backend = VipConfig::new(addr(102), 80, Protocol::Tcp);
+    with_backend.backends = vec![BackendConfig::new(addr(100))];
+    let error = model.add_vip(&with_backend).unwrap_err().to_string();
+    assert!(error.contains("is the address of VIP"), "{error}");
+    let mut own_nat = nat_vip.clone();
+    own_nat.address = addr(103);
+    own_nat.nat = Some(crate::config::VipNat {
+        source: addr(51),
+        ..nat_vip.nat.unwrap()
+    });
+    own_nat.backends = vec![BackendConfig::new(addr(51))];
+    let error = model.add_vip(&own_nat).unwrap_err().to_string();
+    assert!(error.contains("is the VIP's NAT address"), "{error}");
+    let on_a_backend = VipConfig::new(addr(11), 443, Protocol::Tcp);
+    let error = model.add_vip(&on_a_backend).unwrap_err().to_string();
+    assert!(
+        error.contains("198.18.0.11 is a backend of VIP 198.18.0.100:80/tcp"),
+        "{error}"
+    );
+    own_nat.backends.clear();
+    own_nat.nat = Some(crate::config::VipNat {
+        source: addr(12),
+        ..nat_vip.nat.unwrap()
+    });
+    let error = model.add_vip(&own_nat).unwrap_err().to_string();
+    assert!(error.contains("198.18.0.12 is a backend of VIP"), "{error}");
+    assert_eq!(model, before);
+}
