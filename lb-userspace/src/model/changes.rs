@@ -207,17 +207,10 @@ impl Model {
             )));
         }
         Self::check_total_backends(total)?;
-        let weighted = vip
-            .backends
-            .values()
-            .filter(|b| b.config.weight > 0)
-            .count()
-            + 1;
-        if weighted > vip.config.table_size as usize {
-            return Err(ModelError::Invalid(format!(
-                "{weighted} weighted backends do not fit the VIP's table of {} slots",
-                vip.config.table_size
-            )));
+        if config.weight > 0 {
+            let weighted = vip.weighted_backends() + 1;
+            crate::config::value::weighted_backends_fit(weighted, vip.config.table_size)
+                .map_err(|e| ModelError::Invalid(e.to_string()))?;
         }
         vip.backends.insert(
             config.address,
@@ -266,6 +259,15 @@ impl Model {
     ) -> Result<(), ModelError> {
         if weight > crate::config::MAX_WEIGHT {
             return Err(weight_error(weight));
+        }
+        let vip = self.vip(id)?;
+        let weighted_before = self.backend(id, address)?.config.weight > 0;
+        if weight > 0 && !weighted_before {
+            // As in the file and for a backend added: every backend with a
+            // weight keeps a slot of the VIP's table.
+            let weighted = vip.weighted_backends() + 1;
+            crate::config::value::weighted_backends_fit(weighted, vip.config.table_size)
+                .map_err(|e| ModelError::Invalid(e.to_string()))?;
         }
         self.backend_mut(id, address)?.config.weight = weight;
         Ok(())

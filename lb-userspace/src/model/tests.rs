@@ -534,3 +534,42 @@ fn a_backend_is_no_address_of_this_load_balancer_at_run_time() {
     assert!(error.contains("198.18.0.12 is a backend of VIP"), "{error}");
     assert_eq!(model, before);
 }
+
+#[test]
+fn every_weighted_backend_keeps_a_slot_at_run_time_as_in_the_file() {
+    // A table of 3 slots: three backends with a weight, a fourth without.
+    let mut vip = VipConfig::new(addr(101), 80, Protocol::Tcp);
+    vip.table_size = 3;
+    vip.backends = (11..=13)
+        .map(|last| {
+            let mut b = BackendConfig::new(addr(last));
+            b.mac = Some(crate::mac::Mac([2, 0, 0, 0, 0, last]));
+            b
+        })
+        .collect();
+    let mut spare = BackendConfig::new(addr(14));
+    spare.mac = Some(crate::mac::Mac([2, 0, 0, 0, 0, 14]));
+    spare.weight = 0;
+    vip.backends.push(spare.clone());
+    let mut model = Model::default();
+    model.add_vip(&vip).unwrap();
+    let id = VipId::of(&vip);
+    let before = model.clone();
+    let error = model.set_weight(&id, addr(14), 5).unwrap_err().to_string();
+    assert!(
+        error.contains("4 backends with a weight do not fit a Maglev table of 3 slots"),
+        "{error}"
+    );
+    let mut fifth = spare.clone();
+    fifth.address = addr(15);
+    fifth.weight = 1;
+    assert!(model.add_backend(&id, fifth.clone()).is_err());
+    assert_eq!(model, before);
+    // Without a weight it takes no slot; a weighted one may change its weight.
+    fifth.weight = 0;
+    model.add_backend(&id, fifth).unwrap();
+    model.set_weight(&id, addr(11), 7).unwrap();
+    // Once one gives up its weight, another may take one.
+    model.set_weight(&id, addr(12), 0).unwrap();
+    model.set_weight(&id, addr(14), 5).unwrap();
+}

@@ -4,6 +4,15 @@
 use super::*;
 
 impl VipModel {
+    /// Backends with a weight above 0: each must keep a slot of the VIP's
+    /// Maglev table.
+    pub(super) fn weighted_backends(&self) -> usize {
+        self.backends
+            .values()
+            .filter(|b| b.config.weight > 0)
+            .count()
+    }
+
     /// A VIP as `config` gives it, every backend enabled and its health
     /// unknown; `runtime` marks one added at run time (a reload removes it).
     pub(super) fn from_config(config: &VipConfig, runtime: bool) -> Self {
