@@ -2,7 +2,7 @@
 //! configured VIP (address, port, protocol), or nothing is unwrapped. A
 //! tunnel is not an open relay.
 //!
-//! Decisions (`tests/tests/decap_dataplane.rs` asserts each):
+//! Decisions (`tests/tests/decap_dataplane/` asserts each):
 //! - The inner IP header must be whole and consistent (version matching
 //!   the outer protocol or GUE's, IHL, lengths) and end inside the outer
 //!   packet; TCP needs its 20-byte header, UDP its 8 bytes, inside the inner

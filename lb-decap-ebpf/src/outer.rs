@@ -2,7 +2,7 @@
 //! GUE, the UDP and GUE headers. Finds out whether a frame is a tunnel
 //! packet this backend may unwrap and where its inner packet starts.
 //!
-//! Decisions (`tests/tests/decap_dataplane.rs` asserts each):
+//! Decisions (`tests/tests/decap_dataplane/` asserts each):
 //! - Untagged Ethernet only: VLANs are handled by attaching to the VLAN
 //!   interface. Anything but IPv4/IPv6 is `PassNotTunnel`.
 //! - An outer IP header cut short or inconsistent with its own lengths

@@ -1,0 +1,104 @@
+//! Truncated headers, cut at every byte with the outer lengths made to
+//! match, are dropped as malformed: never read past, never unwrapped.
+
+use lb_common::decap::DecapCounter;
+use lb_tests::{
+    decapbed::{ethernet, outer_ip, Encap, BACKEND_V4, BACKEND_V6, LB_OUTER_V4, LB_OUTER_V6},
+    packet::{self, CLIENT_MAC, LB_MAC},
+    testbed::{action, Hook},
+};
+
+use crate::{
+    bed, checks::assert_refused, frame, gue0, gue1, inner_icmp_error, inner_tcp, ip, VIP4, VIP6,
+};
+
+/// Every truncation of `packet` (an outer IP packet of `outer_len` header
+/// bytes and protocol `proto`) whose outer length fields are made to
+/// match: the cut falls inside each inner header in turn.
+fn consistent_truncations(packet: &[u8], outer_len: usize, proto: u8) -> Vec<Vec<u8>> {
+    let (src, dst) = if outer_len == 20 {
+        (ip(LB_OUTER_V4), ip(BACKEND_V4))
+    } else {
+        (ip(LB_OUTER_V6), ip(BACKEND_V6))
+    };
+    (0..packet.len() - outer_len)
+        .map(|k| {
+            let body = &packet[outer_len..outer_len + k];
+            ethernet(
+                CLIENT_MAC,
+                LB_MAC,
+                &[outer_ip(src, dst, proto, k), body.to_vec()].concat(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn truncated_headers_are_dropped_as_malformed_at_every_cut() {
+    let tcp4 = inner_tcp(VIP4, 80);
+    let tcp6 = inner_tcp(VIP6, 80);
+    let icmp4 = inner_icmp_error(VIP4, 80, VIP4);
+    let forms = [
+        ("ipip", frame(BACKEND_V4, Encap::Ipip, &tcp4)),
+        ("ip6ip6", frame(BACKEND_V6, Encap::Ipip, &tcp6)),
+        ("gue0 v4", frame(BACKEND_V4, gue0(&tcp4), &tcp4)),
+        ("gue1 v6", frame(BACKEND_V6, gue1(), &tcp6)),
+        ("ipip icmp error", frame(BACKEND_V4, Encap::Ipip, &icmp4)),
+    ];
+    for hook in Hook::ALL {
+        let mut bed = bed(hook);
+        for (what, full) in &forms {
+            // The frame cut short, length fields untouched: from the
+            // outer IP header on (Ethernet alone is the smallest frame).
+            for len in 14..full.len() {
+                assert_refused(
+                    &mut bed,
+                    &format!("{what} cut at {len}"),
+                    &full[..len],
+                    action::DROP,
+                    DecapCounter::DropMalformed,
+                );
+            }
+            // Lengths consistent with the cut: each inner header cut.
+            let packet = &full[14..];
+            let (outer_len, proto) = if packet[0] >> 4 == 4 {
+                (20, packet[9])
+            } else {
+                (40, packet[6])
+            };
+            for (k, cut) in consistent_truncations(packet, outer_len, proto)
+                .iter()
+                .enumerate()
+            {
+                assert_refused(
+                    &mut bed,
+                    &format!("{what} with {k} payload bytes"),
+                    cut,
+                    action::DROP,
+                    DecapCounter::DropMalformed,
+                );
+            }
+        }
+        // Outer headers that lie about themselves.
+        let ipip = frame(BACKEND_V4, Encap::Ipip, &tcp4);
+        for (what, frame) in [
+            ("outer ihl 4", packet::with_byte(&ipip, 14, 0x44)),
+            (
+                "outer version 6 in an ipv4 frame",
+                packet::with_byte(&ipip, 14, 0x65),
+            ),
+            (
+                "inner version 6 in ipip",
+                packet::with_byte(&ipip, 34, 0x65),
+            ),
+        ] {
+            assert_refused(
+                &mut bed,
+                what,
+                &frame,
+                action::DROP,
+                DecapCounter::DropMalformed,
+            );
+        }
+    }
+}
