@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use clap::{CommandFactory as _, Parser, Subcommand};
 use lb_decap::{
-    config::Settings,
+    config::{Attach, Settings},
     dataplane::{self, Applied},
     pins::PinDir,
     signals::{Request, Signals},
@@ -106,7 +106,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Apply { config } => apply(&config, &pins).map(drop),
         Command::Check { config } => {
             let settings = Settings::load(&config)?;
-            println!("{settings:#?}");
+            let mode = match settings.attach {
+                Attach::Xdp => format!(" (xdp mode {})", settings.xdp_mode),
+                Attach::Tc => String::new(),
+            };
+            println!(
+                "{}: valid; interface {}, attach {}{mode}",
+                config.display(),
+                settings.interface,
+                settings.attach,
+            );
+            print!(
+                "{}",
+                status::describe(&settings.config, &settings.addresses, &settings.vips)
+            );
             Ok(())
         }
         Command::Status => {

@@ -2,12 +2,12 @@
 //! VIPs, encapsulations) and its counters, read from the pins alone (no
 //! running lb-decap needed).
 
-use std::fmt::Write as _;
+use std::{fmt::Write as _, net::IpAddr};
 
 use anyhow::bail;
-use lb_common::decap::{DECAP_F_GUE, DECAP_F_IPIP};
+use lb_common::decap::{DecapConfig, DECAP_F_GUE, DECAP_F_IPIP};
 
-use crate::{dataplane::link_program, maps::Maps, pins::PinDir};
+use crate::{config::Vip, dataplane::link_program, maps::Maps, pins::PinDir};
 
 /// The status report as text (one `key: value` per line; counters as
 /// `counter NAME VALUE`, stable for scripts).
@@ -38,29 +38,63 @@ pub fn report(pins: &PinDir) -> anyhow::Result<String> {
             )?,
         }
     }
-    let config = maps.config()?;
-    writeln!(
-        out,
-        "ipip: {}",
-        if config.flags & DECAP_F_IPIP != 0 {
-            "on"
-        } else {
-            "off"
-        }
-    )?;
-    if config.flags & DECAP_F_GUE != 0 {
-        writeln!(out, "gue: on, port {}", u16::from_be(config.gue_port))?;
-    } else {
-        out.push_str("gue: off\n");
-    }
-    for address in maps.addresses() {
-        writeln!(out, "address: {address}")?;
-    }
-    for vip in maps.vips() {
-        writeln!(out, "vip: {vip}")?;
-    }
+    out.push_str(&describe(&maps.config()?, &maps.addresses(), &maps.vips()));
     for (counter, value) in maps.counters()? {
         writeln!(out, "counter {} {value}", counter.name())?;
     }
     Ok(out)
+}
+
+/// What the program unwraps, one `key: value` per line (`ipip`, `gue`,
+/// then an `address` line per accepted outer destination and a `vip` line
+/// per VIP): the maps' contents for `status`, a file's for `check`, so
+/// the two read alike.
+pub fn describe(config: &DecapConfig, addresses: &[IpAddr], vips: &[Vip]) -> String {
+    let mut out = String::new();
+    let ipip = if config.flags & DECAP_F_IPIP != 0 {
+        "on"
+    } else {
+        "off"
+    };
+    out.push_str(&format!("ipip: {ipip}\n"));
+    if config.flags & DECAP_F_GUE != 0 {
+        out.push_str(&format!(
+            "gue: on, port {}\n",
+            u16::from_be(config.gue_port)
+        ));
+    } else {
+        out.push_str("gue: off\n");
+    }
+    for address in addresses {
+        out.push_str(&format!("address: {address}\n"));
+    }
+    for vip in vips {
+        out.push_str(&format!("vip: {vip}\n"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use lb_common::consts::IPPROTO_TCP;
+
+    use super::*;
+
+    #[test]
+    fn the_description_names_each_setting_in_host_order() {
+        let config = DecapConfig {
+            gue_port: 6080u16.to_be(),
+            flags: DECAP_F_GUE,
+        };
+        let vip = Vip {
+            addr: "2001:2::100".parse().expect("address"),
+            port: 443,
+            proto: IPPROTO_TCP,
+        };
+        let address: IpAddr = "198.19.2.11".parse().expect("address");
+        assert_eq!(
+            describe(&config, &[address], &[vip]),
+            "ipip: off\ngue: on, port 6080\naddress: 198.19.2.11\nvip: [2001:2::100]:443/tcp\n"
+        );
+    }
 }
