@@ -1,0 +1,150 @@
+//! Failover when the master goes away. Killed (SIGKILL), the backup
+//! holds the VIP within the master-down interval plus 100 ms and a
+//! restarted lbd removes the stale VIP first; stopped gracefully (priority
+//! 0), the handover is faster than a kill; a returning higher-priority node
+//! takes the VIP back only with preempt on.
+
+use std::{
+    net::IpAddr,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+use lb_tests::{client, lab::VIP4, support::wait_until};
+
+use crate::{
+    observe::{vrrp_state, wait_for_vip},
+    setup::{elected_pair, lab},
+    MASTER_DOWN,
+};
+
+#[test]
+fn killing_the_master_moves_the_vip_within_master_down_plus_100_ms() {
+    let mut lab = lab(3);
+    let (a, b) = elected_pair(&mut lab, &["b1", "b2", "b3"], true);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let netns = lab.client.netns.clone();
+    let load = {
+        let stop = stop.clone();
+        thread::spawn(move || {
+            client::run_until(&netns, IpAddr::V4(VIP4), stop, Duration::from_secs(20))
+        })
+    };
+    let load_start = Instant::now();
+    thread::sleep(Duration::from_millis(500));
+    let killed = Instant::now();
+    lab.signal("lbd-a", libc::SIGKILL).expect("SIGKILL");
+    let gap = wait_for_vip(&lab, &b, killed, Duration::from_secs(5));
+    thread::sleep(Duration::from_millis(1000));
+    stop.store(true, Ordering::Relaxed);
+    let results = load.join().expect("load").expect("load");
+    let taken = killed + gap - load_start;
+    let failed = results.iter().filter(|r| r.result.is_err()).count();
+    // Clients learn the new master from its gratuitous ARP; allow for it.
+    let settled = taken + Duration::from_millis(100);
+    let failed_after: Vec<_> = results
+        .iter()
+        .filter(|r| r.result.is_err() && r.at > settled)
+        .collect();
+    println!(
+        "RELIABILITY: SIGKILL of the VRRP master lbd: backup held the VIP after {} ms (master-down interval {} ms); \
+         {failed} of {} requests failed, {} of them more than 100 ms after the takeover",
+        gap.as_millis(),
+        MASTER_DOWN.as_millis(),
+        results.len(),
+        failed_after.len()
+    );
+    assert!(
+        failed_after.is_empty(),
+        "requests still fail after the takeover: {failed_after:?}"
+    );
+    // The bound, plus slack for polling `ip addr` on a busy 2-core machine.
+    assert!(
+        gap <= MASTER_DOWN + Duration::from_millis(100) + Duration::from_millis(150),
+        "gap {gap:?}"
+    );
+    assert_eq!(vrrp_state(&lab, &b), "master");
+    let after = client::burst(&lab.client.netns, IpAddr::V4(VIP4), 100).expect("burst");
+    assert_eq!(
+        after.failed, 0,
+        "requests fail after the failover: {:?}",
+        after.errors
+    );
+
+    // The crashed node still has the VIP on its interface; lbd's restart
+    // removes it before anything else.
+    assert!(
+        lab.holds_vip(&a).expect("ip addr"),
+        "a SIGKILLed lbd cannot clean up"
+    );
+    let config = lab
+        .ha_config(&a, &b, &["b1", "b2", "b3"], 150, false)
+        .expect("config");
+    lab.start_lbd_on(&a, "lbd-a2", &config).expect("restart");
+    assert!(
+        !lab.holds_vip(&a).expect("ip addr"),
+        "stale VIP left after restart"
+    );
+    thread::sleep(Duration::from_millis(800));
+    assert_eq!(
+        vrrp_state(&lab, &a),
+        "backup",
+        "preempt is off on the restarted node"
+    );
+    assert!(lab.holds_vip(&b).expect("ip addr"));
+}
+
+#[test]
+fn graceful_shutdown_hands_over_faster_than_a_kill_and_preemption_follows_the_config() {
+    let mut lab = lab(3);
+    let (a, b) = elected_pair(&mut lab, &["b1", "b2", "b3"], true);
+
+    let stopped = Instant::now();
+    lab.signal("lbd-a", libc::SIGINT).expect("SIGINT");
+    let graceful = wait_for_vip(&lab, &b, stopped, Duration::from_secs(5));
+    lab.wait_exit("lbd-a", Duration::from_secs(5))
+        .expect("lbd exits");
+    assert!(
+        !lab.holds_vip(&a).expect("ip addr"),
+        "a stopped lbd left its VIP"
+    );
+    println!(
+        "graceful handover: {} ms (a kill waits the master-down interval, {} ms)",
+        graceful.as_millis(),
+        MASTER_DOWN.as_millis()
+    );
+    assert!(
+        graceful < MASTER_DOWN,
+        "priority 0 did not speed the handover: {graceful:?}"
+    );
+
+    // Preempt on: the returning higher-priority node takes the VIP back.
+    let config = lab
+        .ha_config(&a, &b, &["b1", "b2", "b3"], 150, true)
+        .expect("config");
+    lab.start_lbd_on(&a, "lbd-a2", &config).expect("restart");
+    wait_for_vip(&lab, &a, Instant::now(), Duration::from_secs(5));
+    wait_until("lb2 to step down", Duration::from_secs(5), || {
+        !lab.holds_vip(&b).unwrap_or(true)
+    });
+
+    // Preempt off: it comes back as backup and stays so.
+    lab.interrupt("lbd-a2").expect("stop");
+    wait_for_vip(&lab, &b, Instant::now(), Duration::from_secs(5));
+    let config = lab
+        .ha_config(&a, &b, &["b1", "b2", "b3"], 150, false)
+        .expect("config");
+    lab.start_lbd_on(&a, "lbd-a3", &config).expect("restart");
+    thread::sleep(Duration::from_millis(1500));
+    assert!(
+        !lab.holds_vip(&a).expect("ip addr"),
+        "preempted with preempt = false"
+    );
+    assert_eq!(vrrp_state(&lab, &a), "backup");
+    assert!(lab.holds_vip(&b).expect("ip addr"));
+}

@@ -1,0 +1,124 @@
+//! Interop with keepalived as a foreign VRRP peer: lbd and keepalived
+//! elect and fail over both ways, and both nodes never hold the VIP at
+//! once for more than 100 ms.
+
+use std::{
+    net::IpAddr,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+use lb_tests::{
+    client,
+    lab::{Lab, VIP4},
+    support::status_on,
+};
+
+use crate::{
+    observe::{vrrp_state, wait_for_vip},
+    setup::lab,
+};
+
+/// Watches both nodes' addresses every 10 ms until `stop`; returns the
+/// longest time both held the VIP at once.
+fn watch_overlap(lab: &Lab, stop: Arc<AtomicBool>) -> thread::JoinHandle<Duration> {
+    let (a, b) = (lab.lbs[0].netns.clone(), lab.lbs[1].netns.clone());
+    thread::spawn(move || {
+        let holds = |netns: &str| {
+            std::process::Command::new("ip")
+                .args(["-n", netns, "-br", "addr", "show", "dev", "eth0"])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).contains(&format!("{VIP4}/32")))
+                .unwrap_or(false)
+        };
+        let mut longest = Duration::ZERO;
+        let mut both_since: Option<Instant> = None;
+        while !stop.load(Ordering::Relaxed) {
+            if holds(&a) && holds(&b) {
+                let since = *both_since.get_or_insert_with(Instant::now);
+                longest = longest.max(since.elapsed());
+            } else {
+                both_since = None;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        longest
+    })
+}
+
+#[test]
+fn lbd_and_keepalived_elect_and_fail_over_both_ways() {
+    let mut lab = lab(3);
+    let (a, b) = (lab.lbs[0].clone(), lab.lbs[1].clone());
+    let stop = Arc::new(AtomicBool::new(false));
+    let overlap = watch_overlap(&lab, stop.clone());
+
+    // lbd (150) master, keepalived (100) backup.
+    let config = lab
+        .ha_config(&a, &b, &["b1", "b2", "b3"], 150, true)
+        .expect("config");
+    lab.start_keepalived(&b, "keepalived-b", 100, true)
+        .expect("keepalived");
+    lab.start_lbd_on(&a, "lbd-a", &config).expect("lbd");
+    wait_for_vip(&lab, &a, Instant::now(), Duration::from_secs(10));
+    thread::sleep(Duration::from_millis(1000));
+    assert!(
+        !lab.holds_vip(&b).expect("ip addr"),
+        "keepalived took the VIP from a higher-priority lbd:\n{}",
+        lab.log("keepalived-b")
+    );
+    let received = status_on(&lab, &a).vrrp[0].counters.adverts_received;
+    println!("lbd heard {received} adverts from keepalived as backup");
+    assert_eq!(
+        status_on(&lab, &a).vrrp[0].ignored.get("checksum"),
+        None,
+        "lbd rejected keepalived's adverts"
+    );
+
+    // lbd leaves: keepalived takes over.
+    lab.interrupt("lbd-a").expect("stop lbd");
+    wait_for_vip(&lab, &b, Instant::now(), Duration::from_secs(5));
+    lab.terminate("keepalived-b").expect("stop keepalived");
+
+    // keepalived (200) master, lbd (100) backup.
+    lab.start_keepalived(&b, "keepalived-b2", 200, true)
+        .expect("keepalived");
+    wait_for_vip(&lab, &b, Instant::now(), Duration::from_secs(10));
+    let config = lab
+        .ha_config(&a, &b, &["b1", "b2", "b3"], 100, true)
+        .expect("config");
+    lab.start_lbd_on(&a, "lbd-a2", &config).expect("lbd");
+    thread::sleep(Duration::from_millis(1000));
+    assert_eq!(
+        vrrp_state(&lab, &a),
+        "backup",
+        "lbd did not defer to keepalived:\n{}",
+        lab.log("lbd-a2")
+    );
+    assert!(
+        status_on(&lab, &a).vrrp[0].counters.adverts_received > 0,
+        "lbd hears keepalived's adverts"
+    );
+    assert!(!lab.holds_vip(&a).expect("ip addr"));
+
+    // keepalived leaves: lbd takes over.
+    lab.terminate("keepalived-b2").expect("stop keepalived");
+    wait_for_vip(&lab, &a, Instant::now(), Duration::from_secs(5));
+    let tally = client::burst(&lab.client.netns, IpAddr::V4(VIP4), 100).expect("burst");
+    assert_eq!(tally.failed, 0, "{:?}", tally.errors);
+
+    stop.store(true, Ordering::Relaxed);
+    let longest = overlap.join().expect("watcher");
+    println!(
+        "longest time both nodes held the VIP: {} ms",
+        longest.as_millis()
+    );
+    assert!(
+        longest <= Duration::from_millis(100),
+        "both nodes held the VIP for {longest:?}"
+    );
+}

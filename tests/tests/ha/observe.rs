@@ -1,0 +1,34 @@
+//! What the tests read from the pair: a node's VRRP state, and the
+//! wait for a node to hold the VIP (how long a takeover took). Shared by
+//! the scenarios.
+
+use std::{
+    thread,
+    time::{Duration, Instant},
+};
+
+use lb_tests::{
+    lab::{Host, Lab},
+    support::status_on,
+};
+
+/// `node`'s state in its first VRRP instance ("master", "backup", ...).
+pub(crate) fn vrrp_state(lab: &Lab, node: &Host) -> String {
+    status_on(lab, node).vrrp[0].state.to_string()
+}
+
+/// Waits until `node` holds the VIP (and says it is master); returns how
+/// long that took from `since`.
+pub(crate) fn wait_for_vip(lab: &Lab, node: &Host, since: Instant, limit: Duration) -> Duration {
+    loop {
+        if lab.holds_vip(node).expect("ip addr") {
+            return since.elapsed();
+        }
+        assert!(
+            since.elapsed() < limit,
+            "{} did not take the VIP within {limit:?}",
+            node.name
+        );
+        thread::sleep(Duration::from_millis(5));
+    }
+}

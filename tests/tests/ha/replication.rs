@@ -1,0 +1,80 @@
+//! Connection-table replication: long-lived connections survive the
+//! master node's failure (lbd killed and its link cut) even after a new
+//! backend would have moved some of them, at xdp and at tc.
+
+use std::{
+    thread,
+    time::{Duration, Instant},
+};
+
+use lb_tests::support::{open_streams_by_move, status_on, wait_until};
+
+use crate::{
+    observe::wait_for_vip,
+    setup::{lab, start_pair_at},
+    VIP,
+};
+
+#[test]
+fn long_lived_connections_survive_a_failover_even_after_the_backend_set_changed() {
+    long_lived_across_changes_and_failover("xdp");
+}
+
+#[test]
+fn at_tc_long_lived_connections_survive_a_failover_even_after_the_backend_set_changed() {
+    long_lived_across_changes_and_failover("tc");
+}
+
+fn long_lived_across_changes_and_failover(attach: &str) {
+    let mut lab = lab(4);
+    start_pair_at(&mut lab, &["b1", "b2", "b3"], 150, 100, true, attach);
+    let (a, b) = (lab.lbs[0].clone(), lab.lbs[1].clone());
+    wait_for_vip(&lab, &a, Instant::now(), Duration::from_secs(10));
+    wait_until("replication to connect", Duration::from_secs(10), || {
+        status_on(&lab, &a).replication.is_some_and(|r| r.connected)
+    });
+
+    // Two streams that would move to another backend once b4 joins (they
+    // only survive the failover through replication) and two that would
+    // not, with source ports picked from the model.
+    let streams = open_streams_by_move(&lab, 2, 2);
+    for node in [&a, &b] {
+        let out = lab
+            .lbctl_on(node, &["backend", "add", VIP, "198.18.0.14"])
+            .expect("lbctl");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    thread::sleep(Duration::from_millis(1500)); // replication ticks (250 ms) and touches (1 s)
+    let installed = status_on(&lab, &b)
+        .replication
+        .map(|r| r.installed)
+        .unwrap_or(0);
+    assert!(
+        installed >= streams.len() as u64,
+        "backup installed {installed} flows"
+    );
+
+    // The master node fails: lbd dies and the node drops off the segment.
+    // (A crash of lbd alone, on a live kernel, is the hitless-restart case:
+    // the stale VIP on the old node answers with resets until clients learn
+    // the new master.)
+    lab.signal("lbd-a", libc::SIGKILL).expect("SIGKILL");
+    lab.set_link(&a, false).expect("link down");
+    let gap = wait_for_vip(&lab, &b, Instant::now(), Duration::from_secs(5));
+    let total = streams.len();
+    let mut failed = Vec::new();
+    for stream in streams {
+        if let Err(error) = stream.finish() {
+            failed.push(error);
+        }
+    }
+    println!("RELIABILITY ({attach}): node failure under long-lived streams: {total} streams (2 would have moved with b4), failover gap {} ms, failed: {failed:?}", gap.as_millis());
+    assert!(
+        failed.is_empty(),
+        "streams broke across the failover: {failed:?}"
+    );
+}

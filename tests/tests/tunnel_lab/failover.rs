@@ -1,0 +1,204 @@
+//! Long-lived streams across a backend added and a VRRP failover: the
+//! streams keep their backends while new connections reach the new one,
+//! the backup tracks every stream's flow (replication), and when the
+//! master node dies no stream breaks or stalls for long.
+
+use std::{
+    collections::BTreeSet,
+    net::{IpAddr, SocketAddr},
+    thread,
+    time::{Duration, Instant},
+};
+
+use lb_tests::{
+    http::{burst, open_stream, Stream, SLOW_BYTES},
+    lab::{Host, Lab, HTTP_PORT, VIP4, VIP6},
+    support::{status_on, wait_until},
+    tunnel::{self, TunnelSpec},
+};
+
+use crate::{
+    observe::{client_address, nonzero},
+    setup::start_lbd,
+    STALL_LIMIT,
+};
+
+/// `vip`'s id as lbctl takes it.
+fn vip_id(vip: IpAddr) -> String {
+    format!("{}/tcp", SocketAddr::new(vip, HTTP_PORT))
+}
+
+/// Runs lbctl on lbd of `node`; panics unless it succeeds.
+fn lbctl_on(lab: &Lab, node: &Host, args: &[&str]) -> String {
+    let out = lab.lbctl_on(node, args).expect("run lbctl");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "lbctl {args:?} on {} failed ({}):\n{stdout}{}",
+        node.name,
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// Which of the tunnel lab's VIPs `node` holds on its interface.
+fn holds(lab: &Lab, node: &Host) -> [bool; 2] {
+    let addresses = lab.addresses_of(node).expect("ip addr");
+    [IpAddr::V4(VIP4), IpAddr::V6(VIP6)].map(|a| addresses.contains(&format!("{a}/")))
+}
+
+fn streams_survive(forwarding: &str, attach: &str) {
+    let started = Instant::now();
+    let what = format!("{forwarding} at {attach}");
+    let mut lab = tunnel::start_lab(2, 4).expect("tunnel lab");
+    if attach == "tc" {
+        lab.without_pass_through_xdp();
+    }
+    let (a, b) = (lab.lbs[0].clone(), lab.lbs[1].clone());
+    let b4 = lab.backends[3].clone();
+    for (node, peer, name, priority) in [(&a, &b, "lbd-a", 150), (&b, &a, "lbd-b", 100)] {
+        let spec = TunnelSpec {
+            vrrp: Some((peer.clone(), priority)),
+            ..TunnelSpec::new(attach, forwarding, &["b1", "b2", "b3"])
+        };
+        start_lbd(&mut lab, node, name, &spec);
+    }
+    wait_until("lb to hold the VIPs", Duration::from_secs(10), || {
+        holds(&lab, &a) == [true; 2]
+    });
+    wait_until("lb2 to be backup", Duration::from_secs(5), || {
+        status_on(&lab, &b)
+            .vrrp
+            .iter()
+            .all(|v| v.state.to_string() == "backup")
+    });
+    assert_eq!(holds(&lab, &b), [false; 2], "{what}: the backup holds VIPs");
+    wait_until("replication to connect", Duration::from_secs(10), || {
+        status_on(&lab, &a).replication.is_some_and(|r| r.connected)
+    });
+
+    let netns = lab.client.netns.clone();
+    let streams: Vec<(IpAddr, Stream)> = [IpAddr::V4(VIP4), IpAddr::V6(VIP6)]
+        .into_iter()
+        .flat_map(|vip| (0..6).map(move |_| vip))
+        .map(|vip| (vip, open_stream(&netns, vip)))
+        .collect();
+    for (vip, stream) in &streams {
+        assert_eq!(
+            stream.peer.ip(),
+            client_address(&lab, *vip),
+            "{what}: nginx saw another client"
+        );
+    }
+    let backends: BTreeSet<String> = streams.iter().map(|(_, s)| s.backend.clone()).collect();
+
+    // A backend added on both nodes: new connections reach it, the
+    // streams keep theirs (the connection table holds them).
+    for node in [&a, &b] {
+        for vip in [IpAddr::V4(VIP4), IpAddr::V6(VIP6)] {
+            let address = match vip {
+                IpAddr::V4(_) => IpAddr::V4(b4.ipv4),
+                IpAddr::V6(_) => IpAddr::V6(b4.ipv6),
+            };
+            lbctl_on(
+                &lab,
+                node,
+                &["backend", "add", &vip_id(vip), &address.to_string()],
+            );
+        }
+    }
+    for vip in [IpAddr::V4(VIP4), IpAddr::V6(VIP6)] {
+        let added = burst(&netns, vip, 300);
+        assert_eq!(
+            added.failed, 0,
+            "{what}: after adding b4: {:?}",
+            added.errors
+        );
+        let to_b4 = added.by_backend.get(&b4.name).copied().unwrap_or(0);
+        assert!(
+            to_b4 >= 30,
+            "{what}: b4 took {to_b4} of 300 new connections to {vip}: {:?}",
+            added.by_backend
+        );
+    }
+
+    // The backup tracks every stream's flow before the master dies.
+    let ends: Vec<(IpAddr, SocketAddr)> = streams.iter().map(|(v, s)| (*v, s.local)).collect();
+    let untracked = |lab: &Lab| -> Vec<String> {
+        ends.iter()
+            .filter_map(|(vip, local)| {
+                let vip = SocketAddr::new(*vip, HTTP_PORT).to_string();
+                let out = lab
+                    .lbctl_on(&b, &["flow", &vip, &local.to_string()])
+                    .expect("lbctl flow");
+                let text = String::from_utf8_lossy(&out.stdout).into_owned();
+                (!text.contains(": tracked -> backend")).then_some(text)
+            })
+            .collect()
+    };
+    let replicating = Instant::now();
+    loop {
+        let missing = untracked(&lab);
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            replicating.elapsed() < Duration::from_secs(3),
+            "{what}: the backup does not track every stream after 3 s:\n{}",
+            missing.join("\n")
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    lab.signal("lbd-a", libc::SIGKILL).expect("SIGKILL");
+    lab.set_link(&a, false).expect("link down");
+    let failover = Instant::now();
+    wait_until("lb2 to take the VIPs", Duration::from_secs(5), || {
+        holds(&lab, &b) == [true; 2]
+    });
+    let gap = failover.elapsed();
+    let total = streams.len();
+    let mut failed = Vec::new();
+    let mut stalls = Vec::new();
+    for (vip, stream) in streams {
+        match stream.handle.join().expect("stream thread") {
+            Ok((n, longest)) if n == SLOW_BYTES => stalls.push(longest.as_millis()),
+            other => failed.push((vip, stream.backend, other)),
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "{what}: streams broke across the failover ({total} on {backends:?}, gap {gap:?}): {failed:?}\n\
+         lb2's counters: {:?}\nlbd-b:\n{}",
+        nonzero(&status_on(&lab, &b)),
+        lab.log("lbd-b")
+    );
+    let longest = stalls.iter().copied().max().unwrap_or(0);
+    assert!(
+        longest <= STALL_LIMIT.as_millis(),
+        "{what}: a stream stalled {longest} ms across the failover (limit {STALL_LIMIT:?}): {stalls:?}"
+    );
+    // New connections go through the new master, to every backend.
+    for vip in [IpAddr::V4(VIP4), IpAddr::V6(VIP6)] {
+        let after = burst(&netns, vip, 200);
+        assert_eq!(
+            after.failed, 0,
+            "{what}: {vip} through lb2: {:?}",
+            after.errors
+        );
+        assert_eq!(after.peers, BTreeSet::from([client_address(&lab, vip)]));
+        assert_eq!(after.by_backend.len(), 4, "{what}: {:?}", after.by_backend);
+    }
+    eprintln!(
+        "tunnel {what}: {total} streams on {backends:?} across b4 added and a failover (gap {} ms), longest stalls {stalls:?} ms; took {:?}",
+        gap.as_millis(),
+        started.elapsed()
+    );
+}
+
+#[test]
+fn tunnel_streams_survive_a_backend_added_and_a_vrrp_failover() {
+    // Both modes and both hooks, each pairing once.
+    streams_survive("ipip", "xdp");
+    streams_survive("gue", "tc");
+}

@@ -1,0 +1,41 @@
+//! Tunnelled direct server return end to end (issue 13) in the routed
+//! lab: the client behind router r1, lbd on the LB network, backends
+//! behind router r2 holding the VIPs on `lo` and running `lb-decap` at
+//! XDP (the kernel has no ipip/fou modules: nothing else unwraps). For
+//! `ipip` and `gue`, 4in4, 6in6 and 4in6, lbd at xdp and at tc: new
+//! connections balanced with exact counters and the client's own address
+//! at nginx; long-lived streams across a backend added and a VRRP
+//! failover; a request too big for the path after encapsulation answered
+//! with ICMP, then carried in smaller segments; kept-alive connections
+//! across lbd's restarts (kill -9, SIGTERM); and checks sent through
+//! the tunnel taking out a backend whose decap stopped. Labs are shared
+//! within a test and the variants loop inside it, to keep the suite's
+//! time small. Needs root.
+//!
+//! One module per scenario; `setup` starts lbd, `observe` reads what
+//! the checks read.
+
+use std::time::Duration;
+
+mod balance;
+mod failover;
+mod health;
+mod lab_itself;
+mod observe;
+mod restarts;
+mod setup;
+
+/// New connections per VIP in the balance test.
+const REQUESTS: u32 = 3_000;
+/// Longest a stream may sit still across a VRRP failover.
+const STALL_LIMIT: Duration = Duration::from_secs(4);
+/// The link MTU everywhere in the lab (veth's default).
+const LINK_MTU: u32 = 1500;
+/// Drop verdicts none of the healthy runs may produce.
+const DROPS: [&str; 5] = [
+    "drop_malformed",
+    "drop_no_backend",
+    "drop_no_route",
+    "drop_no_neighbour",
+    "drop_ttl_exceeded",
+];
