@@ -92,8 +92,9 @@ fn run(args: &Args, stop: &Stop) -> anyhow::Result<()> {
 
     let maps = LbdMaps::of_process(pid).context("reading lbd's counters")?;
     println!("\nData-plane counters (summed over CPUs):");
+    let width = Counter::ALL.iter().map(|c| c.name().len()).max().unwrap_or(0);
     for counter in Counter::ALL {
-        println!("  {:<24} {}", counter.name(), maps.counter(counter)?);
+        println!("  {:<width$} {}", counter.name(), maps.counter(counter)?);
     }
 
     if args.keep {
