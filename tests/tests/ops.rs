@@ -493,13 +493,23 @@ fn lb_demo() -> &'static str {
     env!("CARGO_BIN_EXE_lb-demo")
 }
 
-/// Ctrl-C on `lb-demo --keep` (SIGINT to its whole process group: the
-/// demo, lbd and the nginx processes) tears the lab down.
+/// `lb-demo --keep` shows `lbctl status` with what it sent; Ctrl-C on it
+/// (SIGINT to its whole process group: the demo, lbd and the nginx
+/// processes) tears the lab down.
 #[test]
 fn ctrl_c_tears_the_kept_demo_lab_down() {
     let _one = DEMO.lock().unwrap_or_else(|e| e.into_inner());
     let mut demo = Demo::start(lb_demo(), &["--keep", "--requests", "10"]);
     demo.wait_for("Press Ctrl-C", Duration::from_secs(90));
+    // It showed lbctl's view: each VIP with the requests it counted.
+    let shown = demo.output.join("\n");
+    for vip in ["VIP 198.18.0.100:80/tcp", "VIP [2001:2::100]:80/tcp"] {
+        assert!(
+            shown.contains(&format!("{vip}  dsr-l2  table 65537")),
+            "{vip} in the demo's lbctl status:\n{shown}"
+        );
+    }
+    assert!(shown.contains("new flows 10\n"), "{shown}");
     let processes = demo.lab_processes();
     assert!(processes.len() >= 4, "lab processes: {processes:?}");
     demo.signal_group(libc::SIGINT);

@@ -1,7 +1,8 @@
 //! The demo behind `cargo xtask demo`: builds the lab (client, lbd with XDP
 //! on the LB node, three nginx backends), sends requests from the client to
-//! the VIP, prints who served them and what the data plane counted, then
-//! tears the lab down (or, with --keep, waits for Ctrl-C first).
+//! the VIP, prints who served them, `lbctl status` and what the data plane
+//! counted, then tears the lab down (or, with --keep, waits for Ctrl-C
+//! first).
 //!
 //! However it is stopped, the lab goes: SIGINT (Ctrl-C, to the demo alone
 //! or its whole process group), SIGTERM or SIGHUP at any step, or the death
@@ -90,9 +91,24 @@ fn run(args: &Args, stop: &Stop) -> anyhow::Result<()> {
         }
     }
 
+    // What an operator sees: the VIPs, backends, health, shares and
+    // traffic, from lbctl as shipped.
+    let status = lab.lbctl(&["status"]).context("running lbctl status")?;
+    if !status.status.success() {
+        bail!("lbctl status: {}", String::from_utf8_lossy(&status.stderr));
+    }
+    print!(
+        "\n$ lbctl status\n{}",
+        String::from_utf8_lossy(&status.stdout)
+    );
+
     let maps = LbdMaps::of_process(pid).context("reading lbd's counters")?;
     println!("\nData-plane counters (summed over CPUs):");
-    let width = Counter::ALL.iter().map(|c| c.name().len()).max().unwrap_or(0);
+    let width = Counter::ALL
+        .iter()
+        .map(|c| c.name().len())
+        .max()
+        .unwrap_or(0);
     for counter in Counter::ALL {
         println!("  {:<width$} {}", counter.name(), maps.counter(counter)?);
     }

@@ -58,7 +58,6 @@ pub fn http_get(netns: &str, url: &str) -> anyhow::Result<(u16, String)> {
     })?
 }
 
-/// The lbd binary: `$LBD_BIN`, or next to the test binary.
 /// Runs lbctl (next to lbd) against the lbd listening on `socket`.
 pub fn lbctl_at(socket: &Path, args: &[&str]) -> anyhow::Result<std::process::Output> {
     let lbctl = lbd_binary()?.with_file_name("lbctl");
@@ -79,6 +78,7 @@ pub fn status_at(socket: &Path) -> anyhow::Result<lb_userspace::api::schema::Sta
     Ok(serde_json::from_slice(&out.stdout)?)
 }
 
+/// The lbd binary: `$LBD_BIN`, or next to the test binary.
 pub fn lbd_binary() -> anyhow::Result<PathBuf> {
     workspace_binary("lbd", "LBD_BIN", "lb-userspace")
 }
