@@ -3,17 +3,18 @@
 //! panics with context on failure, as a test assertion does.
 
 use std::{
+    collections::BTreeMap,
     net::IpAddr,
     process::{Command, Output, Stdio},
     thread,
     time::{Duration, Instant},
 };
 
-use lb_userspace::api::schema::{BackendStatus, HealthStatus, Status};
+use lb_userspace::api::schema::{BackendStatus, HealthStatus, Status, VipStatus};
 
 use crate::{
     client::Load,
-    lab::{lbd_binary, Host, Lab, VIP4},
+    lab::{lbd_binary, Host, Lab, HTTP_PORT, VIP4},
 };
 
 /// Polls `condition` every 20 ms until it holds; panics naming `what` if it
@@ -146,6 +147,45 @@ pub fn backend(status: &Status, address: &str) -> BackendStatus {
 /// Node counter `name` (0 when absent).
 pub fn counter(status: &Status, name: &str) -> u64 {
     status.counters.get(name).copied().unwrap_or(0)
+}
+
+/// Node counter `name` grown from `before` to `after`.
+pub fn grown(before: &Status, after: &Status, name: &str) -> u64 {
+    counter(after, name).saturating_sub(counter(before, name))
+}
+
+/// The node counters that grew from `before` to `after` (for failure
+/// messages).
+pub fn deltas<'a>(before: &Status, after: &'a Status) -> BTreeMap<&'a str, u64> {
+    after
+        .counters
+        .keys()
+        .map(|k| (k.as_str(), grown(before, after, k)))
+        .filter(|(_, v)| *v != 0)
+        .collect()
+}
+
+/// The node counters that are not zero (for failure messages).
+pub fn nonzero(status: &Status) -> BTreeMap<&str, u64> {
+    status
+        .counters
+        .iter()
+        .filter(|(_, v)| **v != 0)
+        .map(|(k, v)| (k.as_str(), *v))
+        .collect()
+}
+
+/// The status of the lab's VIP at `vip`, port 80/tcp.
+pub fn vip_status(status: &Status, vip: IpAddr) -> &VipStatus {
+    let prefix = match vip {
+        IpAddr::V4(a) => format!("{a}:{HTTP_PORT}/"),
+        IpAddr::V6(a) => format!("[{a}]:{HTTP_PORT}/"),
+    };
+    status
+        .vips
+        .iter()
+        .find(|v| v.vip.starts_with(&prefix))
+        .unwrap_or_else(|| panic!("VIP {vip} not in status: {:?}", status.vips))
 }
 
 /// Health of backend `address` of the first VIP (None when it is not

@@ -11,12 +11,12 @@ use std::{
 use lb_tests::{
     http::{burst, Conn, Talker},
     lab::{HTTP_PORT, ROUTED_BACKEND_PORT, VIP4},
-    support::wait_until,
+    support::{lbctl_ok, vip_status, wait_until},
 };
 use lb_userspace::api::schema::HealthStatus;
 
 use crate::{
-    observe::{lbctl, status, vip_status},
+    observe::status,
     setup::{nat_lab, start_nat_lbd, Spec},
     NAT4,
 };
@@ -86,7 +86,7 @@ fn backend_changes(attach: &str) {
     let talker = Talker::start(conns);
 
     thread::sleep(Duration::from_millis(500));
-    lbctl(
+    lbctl_ok(
         &lab,
         &[
             "backend",
@@ -117,7 +117,7 @@ fn backend_changes(attach: &str) {
         added.by_backend
     );
 
-    lbctl(&lab, &["backend", "drain", &vip_id, &b1.ipv4.to_string()]);
+    lbctl_ok(&lab, &["backend", "drain", &vip_id, &b1.ipv4.to_string()]);
     thread::sleep(Duration::from_millis(300));
     let drained = burst(&lab.client.netns, vip, 400);
     assert_eq!(drained.failed, 0, "after draining b1: {:?}", drained.errors);

@@ -9,13 +9,11 @@ use std::{collections::BTreeSet, net::IpAddr, time::Instant};
 use lb_tests::{
     http::burst,
     lab::{VIP4, VIP6},
-    support::assert_even_shares,
+    support::{assert_even_shares, deltas, grown, nonzero, vip_status},
 };
 
 use crate::{
-    observe::{
-        deltas, grown, new_flows, nonzero, stack_resets, status, tx_checksum_off, vip_status,
-    },
+    observe::{new_flows, stack_resets, status, tx_checksum_off},
     setup::{nat_lab, start_nat_lbd, Spec},
     DROPS, NAT4, NAT6, REQUESTS,
 };

@@ -13,11 +13,10 @@ use std::{
 use lb_tests::{
     http::{burst, open_stream, Stream, SLOW_BYTES},
     lab::{Host, Lab, HTTP_PORT, VIP4, VIP6},
-    support::{status_on, wait_until},
+    support::{nonzero, status_on, wait_until},
 };
 
 use crate::{
-    observe::nonzero,
     setup::{nat_config, nat_lab, Spec},
     NAT4, NAT6, STALL_LIMIT,
 };

@@ -12,11 +12,11 @@ use std::{
 use lb_tests::{
     http::Conn,
     lab::{VIP4, VIP6},
-    support::ip,
+    support::{grown, ip, nonzero},
 };
 
 use crate::{
-    observe::{grown, neighbour, nonzero, status},
+    observe::{neighbour, status},
     setup::{nat_lab, start_nat_lbd, Spec},
 };
 

@@ -9,10 +9,14 @@ use std::{
     time::{Duration, Instant},
 };
 
-use lb_tests::{http::Conn, lab::VIP4, support::wait_until};
+use lb_tests::{
+    http::Conn,
+    lab::VIP4,
+    support::{grown, vip_status, wait_until},
+};
 
 use crate::{
-    observe::{grown, status, vip_status},
+    observe::status,
     setup::{nat_lab, start_nat_lbd, Spec},
 };
 

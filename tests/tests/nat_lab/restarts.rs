@@ -11,11 +11,11 @@ use std::{
 use lb_tests::{
     http::{burst, Conn, Talker},
     lab::{VIP4, VIP6},
-    support::{restart_both_ways, wait_until},
+    support::{nonzero, restart_both_ways, wait_until},
 };
 
 use crate::{
-    observe::{nat_flows, nonzero, status},
+    observe::{nat_flows, status},
     setup::{nat_config, nat_lab, Spec},
     DROPS, NAT4, NAT6,
 };

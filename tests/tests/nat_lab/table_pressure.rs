@@ -8,10 +8,14 @@ use std::{
     time::{Duration, Instant},
 };
 
-use lb_tests::{http::burst, lab::VIP4};
+use lb_tests::{
+    http::burst,
+    lab::VIP4,
+    support::{deltas, grown},
+};
 
 use crate::{
-    observe::{deltas, grown, status},
+    observe::status,
     setup::{nat_lab, start_nat_lbd, Spec},
 };
 

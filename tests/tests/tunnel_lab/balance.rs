@@ -14,16 +14,12 @@ use std::{
 use lb_tests::{
     http::{burst, exchange_with},
     lab::{in_netns, Lab, HTTP_PORT},
-    support::{assert_even_shares, ip, status_on},
+    support::{assert_even_shares, grown, ip, nonzero, status_on, vip_status},
     tunnel::{self, TunnelSpec, TunnelVip},
 };
 use lb_userspace::api::schema::Status;
 
-use crate::{
-    observe::{client_address, grown, nonzero, vip_status},
-    setup::start_lbd,
-    DROPS, LINK_MTU, REQUESTS,
-};
+use crate::{observe::client_address, setup::start_lbd, DROPS, LINK_MTU, REQUESTS};
 
 /// Every backend's new-flow counter of `vip`, by address.
 fn new_flows(status: &Status, vip: IpAddr) -> BTreeMap<IpAddr, u64> {

@@ -13,15 +13,11 @@ use std::{
 use lb_tests::{
     http::{burst, open_stream, Stream, SLOW_BYTES},
     lab::{Host, Lab, HTTP_PORT, VIP4, VIP6},
-    support::{status_on, wait_until},
+    support::{nonzero, status_on, wait_until},
     tunnel::{self, TunnelSpec},
 };
 
-use crate::{
-    observe::{client_address, nonzero},
-    setup::start_lbd,
-    STALL_LIMIT,
-};
+use crate::{observe::client_address, setup::start_lbd, STALL_LIMIT};
 
 /// `vip`'s id as lbctl takes it.
 fn vip_id(vip: IpAddr) -> String {

@@ -11,15 +11,12 @@ use std::{
 use lb_tests::{
     http::burst,
     lab::{http_get, Lab, HTTP_PORT, VIP4},
-    support::{status_on, wait_until},
+    support::{grown, nonzero, status_on, vip_status, wait_until},
     tunnel::{self, TunnelSpec, TunnelVip},
 };
 use lb_userspace::api::schema::HealthStatus;
 
-use crate::{
-    observe::{grown, nonzero, vip_status},
-    setup::start_lbd,
-};
+use crate::setup::start_lbd;
 
 /// Health of backend `address` of `vip` on the lab's lbd.
 fn health(lab: &Lab, vip: IpAddr, address: IpAddr) -> Option<HealthStatus> {

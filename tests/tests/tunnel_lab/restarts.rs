@@ -11,14 +11,11 @@ use std::{
 use lb_tests::{
     http::{burst, Conn, Talker},
     lab::{VIP4, VIP6},
-    support::{restart_both_ways, status_on},
+    support::{nonzero, restart_both_ways, status_on},
     tunnel::{self, TunnelSpec},
 };
 
-use crate::{
-    observe::{client_address, nonzero},
-    DROPS,
-};
+use crate::{observe::client_address, DROPS};
 
 /// Kept-alive connections through both VIPs ask every 100 ms while lbd
 /// is killed (kill -9) and started again, then stopped (SIGTERM) and
