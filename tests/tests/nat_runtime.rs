@@ -13,6 +13,7 @@ use lb_tests::{
     lab::{Host, Lab, LabSpec},
     support::{status_on, wait_until},
 };
+use lb_userspace::vrrp::State;
 
 const NAT_ADDRESS: &str = "198.18.0.150";
 const NAT_ADDRESS6: &str = "2001:2::150";
@@ -99,7 +100,7 @@ fn the_nat_address_moves_with_vrrp_and_forwarding_follows_nat_vips() {
         || holds_nat_address(&lab, &a) && lab.holds_vip(&a).expect("ip addr"),
     );
     wait_until("lb2 to be backup", Duration::from_secs(5), || {
-        status_on(&lab, &b).vrrp[0].state.to_string() == "backup"
+        status_on(&lab, &b).vrrp[0].state == State::Backup
     });
     assert!(
         !holds_nat_address(&lab, &b),

@@ -23,6 +23,7 @@ use lb_tests::{
     lbd_maps::open_map,
     support::{status_on, wait_until},
 };
+use lb_userspace::vrrp::State;
 use lb_userspace::{nat::table::NatFlowTable, reconcile::addr_words};
 
 use aya::maps::{Array, HashMap, Map, MapData};
@@ -239,10 +240,10 @@ fn nat_flows_reach_the_backup_translated_to_its_ids_and_clock() {
         .start_lbd_on(&b, "lbd-b", &config_b)
         .expect("lbd on lb2");
     wait_until("lb to be master", Duration::from_secs(10), || {
-        status_on(&lab, &a).vrrp[0].state.to_string() == "master"
+        status_on(&lab, &a).vrrp[0].state == State::Master
     });
     wait_until("lb2 to be backup", Duration::from_secs(10), || {
-        status_on(&lab, &b).vrrp[0].state.to_string() == "backup"
+        status_on(&lab, &b).vrrp[0].state == State::Backup
     });
     wait_until("replication to connect", Duration::from_secs(10), || {
         status_on(&lab, &a).replication.is_some_and(|r| r.connected)
@@ -439,7 +440,7 @@ fn replication_cost_with_sixty_thousand_flows() {
         .expect("lbd on lb2");
     wait_until("replication to connect", Duration::from_secs(10), || {
         status_on(&lab, &a).replication.is_some_and(|r| r.connected)
-            && status_on(&lab, &b).vrrp[0].state.to_string() == "backup"
+            && status_on(&lab, &b).vrrp[0].state == State::Backup
     });
     let mut master = Maps::of(pid_a);
     let ids = (

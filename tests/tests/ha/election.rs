@@ -8,6 +8,7 @@ use lb_tests::{
     lab::VIP4,
     support::{status_on, wait_until},
 };
+use lb_userspace::vrrp::State;
 
 use crate::{
     observe::vrrp_state,
@@ -18,7 +19,7 @@ use crate::{
 fn the_higher_priority_node_is_elected_and_holds_the_vip_alone() {
     let mut lab = lab(3);
     let (a, b) = elected_pair(&mut lab, &["b1", "b2", "b3"], true);
-    assert_eq!(vrrp_state(&lab, &a), "master");
+    assert_eq!(vrrp_state(&lab, &a), State::Master);
     assert!(
         !lab.holds_vip(&b).expect("ip addr"),
         "the backup holds the VIP too"

@@ -15,6 +15,7 @@ use std::{
 };
 
 use lb_tests::{client, lab::VIP4, support::wait_until};
+use lb_userspace::vrrp::State;
 
 use crate::{
     observe::{vrrp_state, wait_for_vip},
@@ -68,7 +69,7 @@ fn killing_the_master_moves_the_vip_within_master_down_plus_100_ms() {
         gap <= MASTER_DOWN + Duration::from_millis(100) + Duration::from_millis(150),
         "gap {gap:?}"
     );
-    assert_eq!(vrrp_state(&lab, &b), "master");
+    assert_eq!(vrrp_state(&lab, &b), State::Master);
     let after = client::burst(&lab.client.netns, IpAddr::V4(VIP4), 100).expect("burst");
     assert_eq!(
         after.failed, 0,
@@ -93,7 +94,7 @@ fn killing_the_master_moves_the_vip_within_master_down_plus_100_ms() {
     thread::sleep(Duration::from_millis(800));
     assert_eq!(
         vrrp_state(&lab, &a),
-        "backup",
+        State::Backup,
         "preempt is off on the restarted node"
     );
     assert!(lab.holds_vip(&b).expect("ip addr"));
@@ -145,6 +146,6 @@ fn graceful_shutdown_hands_over_faster_than_a_kill_and_preemption_follows_the_co
         !lab.holds_vip(&a).expect("ip addr"),
         "preempted with preempt = false"
     );
-    assert_eq!(vrrp_state(&lab, &a), "backup");
+    assert_eq!(vrrp_state(&lab, &a), State::Backup);
     assert!(lab.holds_vip(&b).expect("ip addr"));
 }

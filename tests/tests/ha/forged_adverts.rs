@@ -12,6 +12,7 @@ use lb_tests::{
     lab::{in_netns, Lab, VIP4},
     support::status_on,
 };
+use lb_userspace::vrrp::State;
 use lb_userspace::vrrp::{Advertisement, ChecksumMode};
 
 use crate::{
@@ -93,8 +94,16 @@ fn forged_or_malformed_adverts_change_nothing() {
                 s.vrrp[0].ignored
             );
         }
-        assert_eq!(vrrp_state(&lab, &a), "master", "{label} changed the master");
-        assert_eq!(vrrp_state(&lab, &b), "backup", "{label} changed the backup");
+        assert_eq!(
+            vrrp_state(&lab, &a),
+            State::Master,
+            "{label} changed the master"
+        );
+        assert_eq!(
+            vrrp_state(&lab, &b),
+            State::Backup,
+            "{label} changed the backup"
+        );
         assert!(lab.holds_vip(&a).expect("ip addr") && !lab.holds_vip(&b).expect("ip addr"));
     }
 }

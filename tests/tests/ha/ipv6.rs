@@ -9,6 +9,7 @@ use lb_tests::{
     lab::{Host, Lab, HTTP_PORT, VIP6},
     support::{status_on, wait_until},
 };
+use lb_userspace::vrrp::State;
 
 use crate::{observe::vrrp_state, setup::lab};
 
@@ -44,7 +45,7 @@ fn an_ipv6_instance_elects_a_master_that_holds_the_ipv6_vip() {
         holds(&lab, &a)
     });
     wait_until("lb2 to be backup", Duration::from_secs(5), || {
-        vrrp_state(&lab, &b) == "backup"
+        vrrp_state(&lab, &b) == State::Backup
     });
     assert!(!holds(&lab, &b));
     // Added deprecated, so the node's own connections never use it as

@@ -17,6 +17,7 @@ use lb_tests::{
     lab::{Lab, VIP4},
     support::status_on,
 };
+use lb_userspace::vrrp::State;
 
 use crate::{
     observe::{vrrp_state, wait_for_vip},
@@ -95,7 +96,7 @@ fn lbd_and_keepalived_elect_and_fail_over_both_ways() {
     thread::sleep(Duration::from_millis(1000));
     assert_eq!(
         vrrp_state(&lab, &a),
-        "backup",
+        State::Backup,
         "lbd did not defer to keepalived:\n{}",
         lab.log("lbd-a2")
     );

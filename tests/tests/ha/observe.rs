@@ -11,10 +11,11 @@ use lb_tests::{
     lab::{Host, Lab},
     support::status_on,
 };
+use lb_userspace::vrrp::State;
 
-/// `node`'s state in its first VRRP instance ("master", "backup", ...).
-pub(crate) fn vrrp_state(lab: &Lab, node: &Host) -> String {
-    status_on(lab, node).vrrp[0].state.to_string()
+/// `node`'s state in its first VRRP instance.
+pub(crate) fn vrrp_state(lab: &Lab, node: &Host) -> State {
+    status_on(lab, node).vrrp[0].state
 }
 
 /// Waits until `node` holds the VIP (and says it is master); returns how

@@ -18,6 +18,7 @@ use lb_tests::{
     lab::VIP4,
     support::{status_on, wait_until},
 };
+use lb_userspace::vrrp::State;
 
 use crate::{
     observe::{vrrp_state, wait_for_vip},
@@ -46,7 +47,7 @@ fn a_restart_within_the_master_down_interval_keeps_mastership() {
     lab.start_lbd_on(&b, "lbd-b", &config_b).expect("lbd b");
     wait_for_vip(&lab, &a, Instant::now(), Duration::from_secs(10));
     wait_until("lb2 to be backup", Duration::from_secs(10), || {
-        vrrp_state(&lab, &b) == "backup"
+        vrrp_state(&lab, &b) == State::Backup
     });
     let became_master = status_on(&lab, &b).vrrp[0].counters.became_master;
 
@@ -85,8 +86,8 @@ fn a_restart_within_the_master_down_interval_keeps_mastership() {
         resumed.is_some() && adopting.is_some() && resumed < adopting,
         "{log}"
     );
-    assert_eq!(vrrp_state(&lab, &a), "master");
-    assert_eq!(vrrp_state(&lab, &b), "backup");
+    assert_eq!(vrrp_state(&lab, &a), State::Master);
+    assert_eq!(vrrp_state(&lab, &b), State::Backup);
     assert_eq!(
         status_on(&lab, &b).vrrp[0].counters.became_master,
         became_master,

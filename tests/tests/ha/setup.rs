@@ -8,6 +8,7 @@ use lb_tests::{
     lab::{Host, Lab, LabSpec},
     support::wait_until,
 };
+use lb_userspace::vrrp::State;
 
 use crate::observe::{vrrp_state, wait_for_vip};
 
@@ -60,7 +61,7 @@ pub(crate) fn elected_pair(lab: &mut Lab, backends: &[&str], preempt: bool) -> (
     let (a, b) = (lab.lbs[0].clone(), lab.lbs[1].clone());
     wait_for_vip(lab, &a, Instant::now(), Duration::from_secs(10));
     wait_until("lb2 to be backup", Duration::from_secs(5), || {
-        vrrp_state(lab, &b) == "backup"
+        vrrp_state(lab, &b) == State::Backup
     });
     (a, b)
 }

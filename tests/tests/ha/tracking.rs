@@ -12,6 +12,7 @@ use lb_tests::{
     lab::VIP4,
     support::{status_on, wait_until},
 };
+use lb_userspace::vrrp::State;
 
 use crate::{
     observe::{vrrp_state, wait_for_vip},
@@ -57,7 +58,7 @@ fn a_node_that_cannot_serve_gives_the_vip_away_and_notify_runs_on_transitions() 
     lab.start_lbd_on(&b, "lbd-b", &config_b).expect("lbd");
     wait_for_vip(&lab, &a, Instant::now(), Duration::from_secs(10));
     wait_until("lb2 to be backup", Duration::from_secs(5), || {
-        vrrp_state(&lab, &b) == "backup"
+        vrrp_state(&lab, &b) == State::Backup
     });
     let notes = || -> String {
         std::fs::read_dir(&lab.dir)

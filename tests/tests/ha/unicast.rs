@@ -7,6 +7,7 @@ use std::{
 };
 
 use lb_tests::{lab::Host, support::status_on};
+use lb_userspace::vrrp::State;
 
 use crate::{
     observe::{vrrp_state, wait_for_vip},
@@ -37,7 +38,7 @@ fn unicast_peers_elect_without_multicast() {
     thread::sleep(Duration::from_millis(800));
     assert_eq!(
         vrrp_state(&lab, &b),
-        "backup",
+        State::Backup,
         "lb2 did not hear lb's unicast adverts"
     );
     assert!(status_on(&lab, &b).vrrp[0].counters.adverts_received > 0);

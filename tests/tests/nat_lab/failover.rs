@@ -15,6 +15,7 @@ use lb_tests::{
     lab::{Host, Lab, HTTP_PORT, VIP4, VIP6},
     support::{nonzero, status_on, wait_until},
 };
+use lb_userspace::vrrp::State;
 
 use crate::{
     setup::{nat_config, nat_lab, Spec},
@@ -76,7 +77,7 @@ fn failover(attach: &str) {
         status_on(&lab, &b)
             .vrrp
             .iter()
-            .all(|v| v.state.to_string() == "backup")
+            .all(|v| v.state == State::Backup)
     });
     assert_eq!(holds(&lab, &b), [false; 4], "the backup holds addresses");
     wait_until("replication to connect", Duration::from_secs(10), || {

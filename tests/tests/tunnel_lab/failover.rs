@@ -16,6 +16,7 @@ use lb_tests::{
     support::{nonzero, status_on, wait_until},
     tunnel::{self, TunnelSpec},
 };
+use lb_userspace::vrrp::State;
 
 use crate::{observe::client_address, setup::start_lbd, STALL_LIMIT};
 
@@ -67,7 +68,7 @@ fn streams_survive(forwarding: &str, attach: &str) {
         status_on(&lab, &b)
             .vrrp
             .iter()
-            .all(|v| v.state.to_string() == "backup")
+            .all(|v| v.state == State::Backup)
     });
     assert_eq!(holds(&lab, &b), [false; 2], "{what}: the backup holds VIPs");
     wait_until("replication to connect", Duration::from_secs(10), || {
