@@ -92,6 +92,27 @@ pub fn status_on(lab: &Lab, node: &Host) -> Status {
     serde_json::from_slice(&out.stdout).expect("status JSON")
 }
 
+/// Waits (10 s at most) until the replication channel of lbd on `node`
+/// (the master) is connected to its peer.
+pub fn wait_replication(lab: &Lab, node: &Host) {
+    wait_until("replication to connect", Duration::from_secs(10), || {
+        status_on(lab, node)
+            .replication
+            .is_some_and(|r| r.connected)
+    });
+}
+
+/// Waits (`limit` at most) until every VRRP instance of lbd on `node` is
+/// backup.
+pub fn wait_backup(lab: &Lab, node: &Host, limit: Duration) {
+    wait_until(&format!("{} to be backup", node.name), limit, || {
+        status_on(lab, node)
+            .vrrp
+            .iter()
+            .all(|v| v.state == lb_userspace::vrrp::State::Backup)
+    });
+}
+
 /// Restarts lbd `name` on `node` (config `config`) both ways a node's lbd
 /// restarts while a test holds connections through it: kill -9 and a new
 /// start (the pinned program serving alone for a while), then SIGTERM and

@@ -21,7 +21,7 @@ use lb_common::{
 use lb_tests::{
     lab::{Host, Lab, LabSpec, HTTP_PORT, VIP4},
     lbd_maps::open_map,
-    support::{status_on, wait_until},
+    support::{status_on, wait_replication, wait_until},
 };
 use lb_userspace::vrrp::State;
 use lb_userspace::{nat::table::NatFlowTable, reconcile::addr_words};
@@ -245,9 +245,7 @@ fn nat_flows_reach_the_backup_translated_to_its_ids_and_clock() {
     wait_until("lb2 to be backup", Duration::from_secs(10), || {
         status_on(&lab, &b).vrrp[0].state == State::Backup
     });
-    wait_until("replication to connect", Duration::from_secs(10), || {
-        status_on(&lab, &a).replication.is_some_and(|r| r.connected)
-    });
+    wait_replication(&lab, &a);
 
     let mut master = Maps::of(pid_a);
     let mut backup = Maps::of(pid_b);

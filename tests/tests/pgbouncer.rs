@@ -17,7 +17,7 @@ use std::{
 use lb_tests::{
     lab::{Host, Lab, VIP4},
     postgres::{query, seed_topology, Length, PgStack, Pgbench, Run, PGBOUNCER_PORT},
-    support::{ip, status_on, wait_until},
+    support::{ip, status_on, wait_replication, wait_until},
 };
 use lb_userspace::api::schema::HealthStatus;
 
@@ -281,9 +281,7 @@ fn pgbench_through_a_nat_vip_loses_no_transaction_across_a_failover() {
     wait_until("lb to hold the VIP", Duration::from_secs(10), || {
         lab.holds_vip(&a).unwrap_or(false)
     });
-    wait_until("replication to connect", Duration::from_secs(10), || {
-        status_on(&lab, &a).replication.is_some_and(|r| r.connected)
-    });
+    wait_replication(&lab, &a);
     wait_until(
         "every PgBouncer up on both nodes",
         Duration::from_secs(10),

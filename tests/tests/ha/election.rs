@@ -1,12 +1,12 @@
 //! Election: the higher-priority node becomes master and holds the VIP
 //! alone, the backup knows its master, and replication connects.
 
-use std::{net::IpAddr, time::Duration};
+use std::net::IpAddr;
 
 use lb_tests::{
     client,
     lab::VIP4,
-    support::{status_on, wait_until},
+    support::{status_on, wait_replication},
 };
 use lb_userspace::vrrp::State;
 
@@ -34,7 +34,5 @@ fn the_higher_priority_node_is_elected_and_holds_the_vip_alone() {
         s.vrrp,
         lab.log("lbd-b")
     );
-    wait_until("replication to connect", Duration::from_secs(10), || {
-        status_on(&lab, &a).replication.is_some_and(|r| r.connected)
-    });
+    wait_replication(&lab, &a);
 }

@@ -7,7 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use lb_tests::support::{open_streams_by_move, status_on, wait_until};
+use lb_tests::support::{open_streams_by_move, status_on, wait_replication};
 
 use crate::{
     observe::wait_for_vip,
@@ -30,9 +30,7 @@ fn long_lived_across_changes_and_failover(attach: &str) {
     start_pair_at(&mut lab, &["b1", "b2", "b3"], 150, 100, true, attach);
     let (a, b) = (lab.lbs[0].clone(), lab.lbs[1].clone());
     wait_for_vip(&lab, &a, Instant::now(), Duration::from_secs(10));
-    wait_until("replication to connect", Duration::from_secs(10), || {
-        status_on(&lab, &a).replication.is_some_and(|r| r.connected)
-    });
+    wait_replication(&lab, &a);
 
     // Two streams that would move to another backend once b4 joins (they
     // only survive the failover through replication) and two that would

@@ -13,9 +13,8 @@ use std::{
 use lb_tests::{
     http::{burst, open_stream, Stream, SLOW_BYTES},
     lab::{Host, Lab, HTTP_PORT, VIP4, VIP6},
-    support::{nonzero, status_on, wait_until},
+    support::{nonzero, status_on, wait_backup, wait_replication, wait_until},
 };
-use lb_userspace::vrrp::State;
 
 use crate::{
     setup::{nat_config, nat_lab, Spec},
@@ -73,16 +72,9 @@ fn failover(attach: &str) {
         Duration::from_secs(10),
         || holds(&lab, &a) == [true; 4],
     );
-    wait_until("lb2 to be backup", Duration::from_secs(5), || {
-        status_on(&lab, &b)
-            .vrrp
-            .iter()
-            .all(|v| v.state == State::Backup)
-    });
+    wait_backup(&lab, &b, Duration::from_secs(5));
     assert_eq!(holds(&lab, &b), [false; 4], "the backup holds addresses");
-    wait_until("replication to connect", Duration::from_secs(10), || {
-        status_on(&lab, &a).replication.is_some_and(|r| r.connected)
-    });
+    wait_replication(&lab, &a);
 
     let netns = lab.client.netns.clone();
     let streams: Vec<(IpAddr, Stream)> = [

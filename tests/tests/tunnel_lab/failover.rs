@@ -13,10 +13,9 @@ use std::{
 use lb_tests::{
     http::{burst, open_stream, Stream, SLOW_BYTES},
     lab::{Host, Lab, HTTP_PORT, VIP4, VIP6},
-    support::{nonzero, status_on, wait_until},
+    support::{nonzero, status_on, wait_backup, wait_replication, wait_until},
     tunnel::{self, TunnelSpec},
 };
-use lb_userspace::vrrp::State;
 
 use crate::{observe::client_address, setup::start_lbd, STALL_LIMIT};
 
@@ -64,16 +63,9 @@ fn streams_survive(forwarding: &str, attach: &str) {
     wait_until("lb to hold the VIPs", Duration::from_secs(10), || {
         holds(&lab, &a) == [true; 2]
     });
-    wait_until("lb2 to be backup", Duration::from_secs(5), || {
-        status_on(&lab, &b)
-            .vrrp
-            .iter()
-            .all(|v| v.state == State::Backup)
-    });
+    wait_backup(&lab, &b, Duration::from_secs(5));
     assert_eq!(holds(&lab, &b), [false; 2], "{what}: the backup holds VIPs");
-    wait_until("replication to connect", Duration::from_secs(10), || {
-        status_on(&lab, &a).replication.is_some_and(|r| r.connected)
-    });
+    wait_replication(&lab, &a);
 
     let netns = lab.client.netns.clone();
     let streams: Vec<(IpAddr, Stream)> = [IpAddr::V4(VIP4), IpAddr::V6(VIP6)]
