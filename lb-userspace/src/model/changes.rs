@@ -208,9 +208,7 @@ impl Model {
         }
         Self::check_total_backends(total)?;
         if config.weight > 0 {
-            let weighted = vip.weighted_backends() + 1;
-            crate::config::value::weighted_backends_fit(weighted, vip.config.table_size)
-                .map_err(|e| ModelError::Invalid(e.to_string()))?;
+            vip.room_for_one_more_weighted()?;
         }
         vip.backends.insert(
             config.address,
@@ -263,11 +261,7 @@ impl Model {
         let vip = self.vip(id)?;
         let weighted_before = self.backend(id, address)?.config.weight > 0;
         if weight > 0 && !weighted_before {
-            // As in the file and for a backend added: every backend with a
-            // weight keeps a slot of the VIP's table.
-            let weighted = vip.weighted_backends() + 1;
-            crate::config::value::weighted_backends_fit(weighted, vip.config.table_size)
-                .map_err(|e| ModelError::Invalid(e.to_string()))?;
+            vip.room_for_one_more_weighted()?;
         }
         self.backend_mut(id, address)?.config.weight = weight;
         Ok(())

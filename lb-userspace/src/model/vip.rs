@@ -4,13 +4,16 @@
 use super::*;
 
 impl VipModel {
-    /// Backends with a weight above 0: each must keep a slot of the VIP's
-    /// Maglev table.
-    pub(super) fn weighted_backends(&self) -> usize {
-        self.backends
+    /// Whether one more backend may take a weight: as in the file, every
+    /// backend with a weight keeps a slot of the VIP's Maglev table.
+    pub(super) fn room_for_one_more_weighted(&self) -> Result<(), ModelError> {
+        let weighted = self
+            .backends
             .values()
             .filter(|b| b.config.weight > 0)
-            .count()
+            .count();
+        crate::config::value::weighted_backends_fit(weighted + 1, self.config.table_size)
+            .map_err(|e| ModelError::Invalid(e.to_string()))
     }
 
     /// A VIP as `config` gives it, every backend enabled and its health
