@@ -24,7 +24,11 @@ use lb_decap::{
     maps::{self, Maps},
 };
 
-use crate::{craft::checksum, testbed::Hook};
+use crate::{
+    craft::checksum,
+    packet::{CLIENT_MAC, LB_MAC},
+    testbed::Hook,
+};
 
 /// The backend's outer IPv4 address in the fixtures.
 pub const BACKEND_V4: &str = "198.19.2.11";
@@ -153,6 +157,23 @@ pub fn tunnel_packet(src: IpAddr, dst: IpAddr, encap: Encap, inner: &[u8]) -> Ve
         }
     };
     [outer_ip(src, dst, proto, payload.len()), payload].concat()
+}
+
+/// A tunnel frame as the balancer sends it to the backend address `dst`:
+/// from the balancer's outer address of `dst`'s family and MAC, `inner`
+/// wrapped in `encap`.
+pub fn tunnel_frame(dst: &str, encap: Encap, inner: &[u8]) -> Vec<u8> {
+    let src = if dst.contains(':') {
+        LB_OUTER_V6
+    } else {
+        LB_OUTER_V4
+    };
+    let address = |text: &str| -> IpAddr { text.parse().expect("a fixture address") };
+    ethernet(
+        CLIENT_MAC,
+        LB_MAC,
+        &tunnel_packet(address(src), address(dst), encap, inner),
+    )
 }
 
 /// An Ethernet frame from `smac` to `dmac` holding IP packet `packet`.

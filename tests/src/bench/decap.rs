@@ -23,10 +23,9 @@ use serde::{Deserialize, Serialize};
 use super::Spread;
 use crate::{
     decapbed::{
-        ethernet, gue0_header, ip_of, settings, tunnel_packet, DecapBed, Encap, BACKEND_V4,
-        BACKEND_V6, LB_OUTER_V4, LB_OUTER_V6,
+        gue0_header, ip_of, settings, tunnel_frame, DecapBed, Encap, BACKEND_V4, BACKEND_V6,
     },
-    packet::{self, Flow, ACK, CLIENT_MAC, LB_MAC},
+    packet::{self, Flow, ACK},
     testbed::Hook,
 };
 
@@ -67,19 +66,6 @@ struct Case {
 
 fn ip(text: &str) -> std::net::IpAddr {
     text.parse().expect("address")
-}
-
-fn frame(dst: &str, encap: Encap, inner: &[u8]) -> Vec<u8> {
-    let src = if dst.contains(':') {
-        LB_OUTER_V6
-    } else {
-        LB_OUTER_V4
-    };
-    ethernet(
-        CLIENT_MAC,
-        LB_MAC,
-        &tunnel_packet(ip(src), ip(dst), encap, inner),
-    )
 }
 
 fn cases() -> Vec<Case> {
@@ -127,31 +113,31 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "IPIP v4, unwrapped",
-            frame: frame(BACKEND_V4, Encap::Ipip, &tcp4),
+            frame: tunnel_frame(BACKEND_V4, Encap::Ipip, &tcp4),
             counter: DecapCounter::DecapIpip,
             pass: true,
         },
         Case {
             name: "IP6IP6, unwrapped",
-            frame: frame(BACKEND_V6, Encap::Ipip, &tcp6),
+            frame: tunnel_frame(BACKEND_V6, Encap::Ipip, &tcp6),
             counter: DecapCounter::DecapIpip,
             pass: true,
         },
         Case {
             name: "4in6, unwrapped",
-            frame: frame(BACKEND_V6, Encap::Ipip, &tcp4),
+            frame: tunnel_frame(BACKEND_V6, Encap::Ipip, &tcp4),
             counter: DecapCounter::DecapIpip,
             pass: true,
         },
         Case {
             name: "GUE v4 variant 1, unwrapped",
-            frame: frame(BACKEND_V4, gue1, &tcp4),
+            frame: tunnel_frame(BACKEND_V4, gue1, &tcp4),
             counter: DecapCounter::DecapGue,
             pass: true,
         },
         Case {
             name: "GUE v6 variant 0, unwrapped",
-            frame: frame(
+            frame: tunnel_frame(
                 BACKEND_V6,
                 Encap::Gue0 {
                     port: GUE_PORT_DEFAULT,
@@ -164,7 +150,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "IPIP v4 to no VIP (dropped)",
-            frame: frame(
+            frame: tunnel_frame(
                 BACKEND_V4,
                 Encap::Ipip,
                 &tcp("198.18.1.10", "198.18.0.100", 81),

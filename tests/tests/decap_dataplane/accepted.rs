@@ -3,7 +3,7 @@
 
 use lb_common::{decap::DecapCounter, tunnel::GUE_PORT_DEFAULT};
 use lb_tests::{
-    decapbed::{Encap, BACKEND_V4, BACKEND_V6},
+    decapbed::{tunnel_frame, Encap, BACKEND_V4, BACKEND_V6},
     packet::{self},
     testbed::{action, Hook},
 };
@@ -11,7 +11,7 @@ use lb_tests::{
 use crate::{
     bed,
     checks::{assert_unwrapped, run_case},
-    frame, gue0, gue1, inner_icmp_error, inner_tcp, inner_udp, VIP4, VIP6,
+    gue0, gue1, inner_icmp_error, inner_tcp, inner_udp, VIP4, VIP6,
 };
 
 /// The accepted forms: (name, frame, inner packet, counter).
@@ -24,43 +24,43 @@ pub(crate) fn accepted() -> Vec<(&'static str, Vec<u8>, Vec<u8>, DecapCounter)> 
     vec![
         (
             "ipip v4",
-            frame(BACKEND_V4, Encap::Ipip, &tcp4),
+            tunnel_frame(BACKEND_V4, Encap::Ipip, &tcp4),
             tcp4.clone(),
             DecapCounter::DecapIpip,
         ),
         (
             "ip6ip6",
-            frame(BACKEND_V6, Encap::Ipip, &tcp6),
+            tunnel_frame(BACKEND_V6, Encap::Ipip, &tcp6),
             tcp6.clone(),
             DecapCounter::DecapIpip,
         ),
         (
             "4in6",
-            frame(BACKEND_V6, Encap::Ipip, &tcp4),
+            tunnel_frame(BACKEND_V6, Encap::Ipip, &tcp4),
             tcp4.clone(),
             DecapCounter::DecapIpip,
         ),
         (
             "gue1 v4 udp",
-            frame(BACKEND_V4, gue1(), &udp4),
+            tunnel_frame(BACKEND_V4, gue1(), &udp4),
             udp4.clone(),
             DecapCounter::DecapGue,
         ),
         (
             "gue1 v4 tcp",
-            frame(BACKEND_V4, gue1(), &tcp4),
+            tunnel_frame(BACKEND_V4, gue1(), &tcp4),
             tcp4.clone(),
             DecapCounter::DecapGue,
         ),
         (
             "gue1 v6, zero checksum",
-            frame(BACKEND_V6, gue1(), &tcp6),
+            tunnel_frame(BACKEND_V6, gue1(), &tcp6),
             tcp6.clone(),
             DecapCounter::DecapGue,
         ),
         (
             "gue1 v6, checksum",
-            frame(
+            tunnel_frame(
                 BACKEND_V6,
                 Encap::Gue1 {
                     port: GUE_PORT_DEFAULT,
@@ -73,32 +73,32 @@ pub(crate) fn accepted() -> Vec<(&'static str, Vec<u8>, Vec<u8>, DecapCounter)> 
         ),
         (
             "gue1 4in6",
-            frame(BACKEND_V6, gue1(), &tcp4),
+            tunnel_frame(BACKEND_V6, gue1(), &tcp4),
             tcp4.clone(),
             DecapCounter::DecapGue,
         ),
         (
             "gue0 v4",
-            frame(BACKEND_V4, gue0(&tcp4), &tcp4),
+            tunnel_frame(BACKEND_V4, gue0(&tcp4), &tcp4),
             tcp4.clone(),
             DecapCounter::DecapGue,
         ),
         (
             "gue0 v6",
-            frame(BACKEND_V6, gue0(&tcp6), &tcp6),
+            tunnel_frame(BACKEND_V6, gue0(&tcp6), &tcp6),
             tcp6.clone(),
             DecapCounter::DecapGue,
         ),
         (
             "gue0 4in6",
-            frame(BACKEND_V6, gue0(&tcp4), &tcp4),
+            tunnel_frame(BACKEND_V6, gue0(&tcp4), &tcp4),
             tcp4.clone(),
             DecapCounter::DecapGue,
         ),
         (
             "ipip v4, outer header with options",
             packet::with_ipv4_options(
-                &frame(BACKEND_V4, Encap::Ipip, &tcp4),
+                &tunnel_frame(BACKEND_V4, Encap::Ipip, &tcp4),
                 &[1, 1, 1, 0, 7, 3, 4, 0],
             ),
             tcp4.clone(),
@@ -106,25 +106,25 @@ pub(crate) fn accepted() -> Vec<(&'static str, Vec<u8>, Vec<u8>, DecapCounter)> 
         ),
         (
             "gue v4, outer header with options",
-            packet::with_ipv4_options(&frame(BACKEND_V4, gue1(), &udp4), &[1, 1, 1, 0]),
+            packet::with_ipv4_options(&tunnel_frame(BACKEND_V4, gue1(), &udp4), &[1, 1, 1, 0]),
             udp4.clone(),
             DecapCounter::DecapGue,
         ),
         (
             "ipip icmp frag-needed about a VIP flow",
-            frame(BACKEND_V4, Encap::Ipip, &icmp4),
+            tunnel_frame(BACKEND_V4, Encap::Ipip, &icmp4),
             icmp4.clone(),
             DecapCounter::DecapIpip,
         ),
         (
             "ip6ip6 icmpv6 too-big about a VIP flow",
-            frame(BACKEND_V6, Encap::Ipip, &icmp6),
+            tunnel_frame(BACKEND_V6, Encap::Ipip, &icmp6),
             icmp6.clone(),
             DecapCounter::DecapIpip,
         ),
         (
             "gue1 icmpv6 too-big",
-            frame(BACKEND_V6, gue1(), &icmp6),
+            tunnel_frame(BACKEND_V6, gue1(), &icmp6),
             icmp6,
             DecapCounter::DecapGue,
         ),

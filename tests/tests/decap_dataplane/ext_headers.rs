@@ -2,14 +2,14 @@
 
 use lb_common::decap::DecapCounter;
 use lb_tests::{
-    decapbed::{Encap, BACKEND_V6},
+    decapbed::{tunnel_frame, Encap, BACKEND_V6},
     testbed::{action, Hook},
 };
 
 use crate::{
     bed,
     checks::{assert_refused, assert_unwrapped, run_case},
-    frame, gue1, ip, CLIENT6, VIP6,
+    gue1, ip, CLIENT6, VIP6,
 };
 
 /// An inner IPv6 TCP SYN to the VIP carrying extension headers `ext`.
@@ -63,11 +63,11 @@ fn inner_ipv6_extension_headers_are_walked_as_the_balancer_does() {
         for (what, frame) in [
             (
                 "ip6ip6 with extension headers",
-                frame(BACKEND_V6, Encap::Ipip, &accepted),
+                tunnel_frame(BACKEND_V6, Encap::Ipip, &accepted),
             ),
             (
                 "gue with extension headers",
-                frame(BACKEND_V6, gue1(), &accepted),
+                tunnel_frame(BACKEND_V6, gue1(), &accepted),
             ),
         ] {
             let counter = if what.starts_with("gue") {
@@ -82,7 +82,7 @@ fn inner_ipv6_extension_headers_are_walked_as_the_balancer_does() {
             assert_refused(
                 &mut bed,
                 what,
-                &frame(BACKEND_V6, Encap::Ipip, inner),
+                &tunnel_frame(BACKEND_V6, Encap::Ipip, inner),
                 action::DROP,
                 *counter,
             );
@@ -94,7 +94,7 @@ fn inner_ipv6_extension_headers_are_walked_as_the_balancer_does() {
         assert_refused(
             &mut bed,
             "extension header cut short",
-            &frame(BACKEND_V6, Encap::Ipip, &cut),
+            &tunnel_frame(BACKEND_V6, Encap::Ipip, &cut),
             action::DROP,
             DecapCounter::DropMalformed,
         );

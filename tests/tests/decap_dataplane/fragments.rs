@@ -3,12 +3,14 @@
 use lb_common::decap::DecapCounter;
 use lb_tests::{
     craft::checksum,
-    decapbed::{ethernet, outer_ip, tunnel_packet, Encap, BACKEND_V4, BACKEND_V6, LB_OUTER_V6},
+    decapbed::{
+        ethernet, outer_ip, tunnel_frame, tunnel_packet, Encap, BACKEND_V4, BACKEND_V6, LB_OUTER_V6,
+    },
     packet::{self, CLIENT_MAC, LB_MAC},
     testbed::{action, Hook},
 };
 
-use crate::{bed, checks::assert_refused, frame, gue1, inner_tcp, ip, VIP4, VIP6};
+use crate::{bed, checks::assert_refused, gue1, inner_tcp, ip, VIP4, VIP6};
 
 /// Sets the IPv4 fragment field of the outer header of an untagged frame.
 fn outer_v4_fragment(frame: &[u8], field: u16) -> Vec<u8> {
@@ -40,8 +42,8 @@ fn outer_v6_fragment(proto: u8, offset_units: u16, payload: &[u8]) -> Vec<u8> {
 fn outer_fragments_are_dropped_and_inner_ones_too() {
     let tcp4 = inner_tcp(VIP4, 80);
     let tcp6 = inner_tcp(VIP6, 80);
-    let ipip = frame(BACKEND_V4, Encap::Ipip, &tcp4);
-    let gue = frame(BACKEND_V4, gue1(), &tcp4);
+    let ipip = tunnel_frame(BACKEND_V4, Encap::Ipip, &tcp4);
+    let gue = tunnel_frame(BACKEND_V4, gue1(), &tcp4);
     let gue_packet6 = tunnel_packet(ip(LB_OUTER_V6), ip(BACKEND_V6), gue1(), &tcp6);
     let mut inner_fragment = tcp4.clone();
     inner_fragment[6] = 0x20; // more fragments
@@ -69,7 +71,7 @@ fn outer_fragments_are_dropped_and_inner_ones_too() {
             ),
             (
                 "inner fragment",
-                frame(BACKEND_V4, Encap::Ipip, &inner_fragment),
+                tunnel_frame(BACKEND_V4, Encap::Ipip, &inner_fragment),
             ),
         ] {
             assert_refused(
@@ -96,7 +98,7 @@ fn outer_fragments_are_dropped_and_inner_ones_too() {
             DecapCounter::PassNotTunnel,
         );
         // Fragments not to us are not ours to judge.
-        let other = frame("198.19.2.99", Encap::Ipip, &tcp4);
+        let other = tunnel_frame("198.19.2.99", Encap::Ipip, &tcp4);
         assert_refused(
             &mut bed,
             "fragment to another address",

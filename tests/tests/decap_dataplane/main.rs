@@ -15,10 +15,7 @@ use std::net::IpAddr;
 
 use lb_common::tunnel::GUE_PORT_DEFAULT;
 use lb_tests::{
-    decapbed::{
-        ethernet, gue0_header, ip_of, settings, tunnel_packet, DecapBed, Encap, LB_OUTER_V4,
-        LB_OUTER_V6,
-    },
+    decapbed::{gue0_header, ip_of, settings, DecapBed, Encap},
     packet::{self, Flow, ACK, CLIENT_MAC, LB_MAC, SYN},
     testbed::Hook,
 };
@@ -65,20 +62,6 @@ pub(crate) fn inner_tcp(vip: &str, port: u16) -> Vec<u8> {
 pub(crate) fn inner_udp(vip: &str, port: u16) -> Vec<u8> {
     let client = if vip.contains(':') { CLIENT6 } else { CLIENT4 };
     ip_of(&packet::udp(&flow(client, vip, port), None, b"query"))
-}
-
-/// A tunnel frame from the balancer to `dst`.
-pub(crate) fn frame(dst: &str, encap: Encap, inner: &[u8]) -> Vec<u8> {
-    let src = if dst.contains(':') {
-        LB_OUTER_V6
-    } else {
-        LB_OUTER_V4
-    };
-    ethernet(
-        CLIENT_MAC,
-        LB_MAC,
-        &tunnel_packet(ip(src), ip(dst), encap, inner),
-    )
 }
 
 /// GUE variant 1 (no GUE header: the inner IP packet right after UDP) on

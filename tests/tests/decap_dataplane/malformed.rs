@@ -3,14 +3,14 @@
 
 use lb_common::decap::DecapCounter;
 use lb_tests::{
-    decapbed::{ethernet, outer_ip, Encap, BACKEND_V4, BACKEND_V6, LB_OUTER_V4, LB_OUTER_V6},
+    decapbed::{
+        ethernet, outer_ip, tunnel_frame, Encap, BACKEND_V4, BACKEND_V6, LB_OUTER_V4, LB_OUTER_V6,
+    },
     packet::{self, CLIENT_MAC, LB_MAC},
     testbed::{action, Hook},
 };
 
-use crate::{
-    bed, checks::assert_refused, frame, gue0, gue1, inner_icmp_error, inner_tcp, ip, VIP4, VIP6,
-};
+use crate::{bed, checks::assert_refused, gue0, gue1, inner_icmp_error, inner_tcp, ip, VIP4, VIP6};
 
 /// Every truncation of `packet` (an outer IP packet of `outer_len` header
 /// bytes and protocol `proto`) whose outer length fields are made to
@@ -39,11 +39,14 @@ fn truncated_headers_are_dropped_as_malformed_at_every_cut() {
     let tcp6 = inner_tcp(VIP6, 80);
     let icmp4 = inner_icmp_error(VIP4, 80, VIP4);
     let forms = [
-        ("ipip", frame(BACKEND_V4, Encap::Ipip, &tcp4)),
-        ("ip6ip6", frame(BACKEND_V6, Encap::Ipip, &tcp6)),
-        ("gue0 v4", frame(BACKEND_V4, gue0(&tcp4), &tcp4)),
-        ("gue1 v6", frame(BACKEND_V6, gue1(), &tcp6)),
-        ("ipip icmp error", frame(BACKEND_V4, Encap::Ipip, &icmp4)),
+        ("ipip", tunnel_frame(BACKEND_V4, Encap::Ipip, &tcp4)),
+        ("ip6ip6", tunnel_frame(BACKEND_V6, Encap::Ipip, &tcp6)),
+        ("gue0 v4", tunnel_frame(BACKEND_V4, gue0(&tcp4), &tcp4)),
+        ("gue1 v6", tunnel_frame(BACKEND_V6, gue1(), &tcp6)),
+        (
+            "ipip icmp error",
+            tunnel_frame(BACKEND_V4, Encap::Ipip, &icmp4),
+        ),
     ];
     for hook in Hook::ALL {
         let mut bed = bed(hook);
@@ -80,7 +83,7 @@ fn truncated_headers_are_dropped_as_malformed_at_every_cut() {
             }
         }
         // Outer headers that lie about themselves.
-        let ipip = frame(BACKEND_V4, Encap::Ipip, &tcp4);
+        let ipip = tunnel_frame(BACKEND_V4, Encap::Ipip, &tcp4);
         for (what, frame) in [
             ("outer ihl 4", packet::with_byte(&ipip, 14, 0x44)),
             (

@@ -9,15 +9,16 @@ use lb_common::{
 };
 use lb_tests::{
     decapbed::{
-        ethernet, ip_of, outer_ip, settings, DecapBed, Encap, BACKEND_V4, BACKEND_V6, LB_OUTER_V4,
+        ethernet, ip_of, outer_ip, settings, tunnel_frame, DecapBed, Encap, BACKEND_V4, BACKEND_V6,
+        LB_OUTER_V4,
     },
     packet::{self, CLIENT_MAC, LB_MAC, SYN},
     testbed::{action, Hook},
 };
 
 use crate::{
-    bed, checks::assert_refused, flow, frame, gue0, gue1, inner_icmp_error, inner_tcp, inner_udp,
-    ip, CLIENT4, VIP4, VIP6, VIPS,
+    bed, checks::assert_refused, flow, gue0, gue1, inner_icmp_error, inner_tcp, inner_udp, ip,
+    CLIENT4, VIP4, VIP6, VIPS,
 };
 
 #[test]
@@ -29,24 +30,27 @@ fn tunnel_packets_to_another_address_pass_untouched() {
         for (what, frame) in [
             (
                 "ipip to another v4",
-                frame("198.19.2.99", Encap::Ipip, &tcp4),
+                tunnel_frame("198.19.2.99", Encap::Ipip, &tcp4),
             ),
             (
                 "ip6ip6 to another v6",
-                frame("2001:2:0:2::99", Encap::Ipip, &tcp6),
+                tunnel_frame("2001:2:0:2::99", Encap::Ipip, &tcp6),
             ),
             (
                 "4in6 to another v6",
-                frame("2001:2:0:2::99", Encap::Ipip, &tcp4),
+                tunnel_frame("2001:2:0:2::99", Encap::Ipip, &tcp4),
             ),
-            ("gue to another v4", frame("198.19.2.99", gue1(), &tcp4)),
+            (
+                "gue to another v4",
+                tunnel_frame("198.19.2.99", gue1(), &tcp4),
+            ),
             (
                 "gue to another v6",
-                frame("2001:2:0:2::99", gue0(&tcp6), &tcp6),
+                tunnel_frame("2001:2:0:2::99", gue0(&tcp6), &tcp6),
             ),
             (
                 "ipip to a VIP address itself",
-                frame(VIP4, Encap::Ipip, &tcp4),
+                tunnel_frame(VIP4, Encap::Ipip, &tcp4),
             ),
         ] {
             assert_refused(
@@ -98,14 +102,14 @@ fn inner_packets_for_no_vip_are_dropped() {
             assert_refused(
                 &mut bed,
                 what,
-                &frame(dst, Encap::Ipip, inner),
+                &tunnel_frame(dst, Encap::Ipip, inner),
                 action::DROP,
                 DecapCounter::DropNotVip,
             );
             assert_refused(
                 &mut bed,
                 what,
-                &frame(dst, gue1(), inner),
+                &tunnel_frame(dst, gue1(), inner),
                 action::DROP,
                 DecapCounter::DropNotVip,
             );
@@ -138,7 +142,7 @@ fn what_is_no_tunnel_packet_passes_untouched() {
             ("arp", packet::arp_request()),
             (
                 "gue to the wrong port (v4)",
-                frame(
+                tunnel_frame(
                     BACKEND_V4,
                     Encap::Gue1 {
                         port: 6081,
@@ -149,7 +153,7 @@ fn what_is_no_tunnel_packet_passes_untouched() {
             ),
             (
                 "gue to the wrong port (v6)",
-                frame(
+                tunnel_frame(
                     BACKEND_V6,
                     Encap::Gue1 {
                         port: 6081,
@@ -181,7 +185,7 @@ fn a_turned_off_encapsulation_is_not_unwrapped() {
         assert_refused(
             &mut bed,
             "ipip with ipip off",
-            &frame(BACKEND_V4, Encap::Ipip, &tcp4),
+            &tunnel_frame(BACKEND_V4, Encap::Ipip, &tcp4),
             action::PASS,
             DecapCounter::PassNotTunnel,
         );
@@ -194,7 +198,7 @@ fn a_turned_off_encapsulation_is_not_unwrapped() {
         assert_refused(
             &mut bed,
             "gue with gue off",
-            &frame(BACKEND_V4, gue1(), &tcp4),
+            &tunnel_frame(BACKEND_V4, gue1(), &tcp4),
             action::PASS,
             DecapCounter::PassNotTunnel,
         );
@@ -203,7 +207,7 @@ fn a_turned_off_encapsulation_is_not_unwrapped() {
         assert_refused(
             &mut bed,
             "a removed VIP",
-            &frame(BACKEND_V4, Encap::Ipip, &tcp4),
+            &tunnel_frame(BACKEND_V4, Encap::Ipip, &tcp4),
             action::DROP,
             DecapCounter::DropNotVip,
         );
@@ -214,7 +218,7 @@ fn a_turned_off_encapsulation_is_not_unwrapped() {
 fn gue_it_does_not_speak_is_dropped() {
     let tcp4 = inner_tcp(VIP4, 80);
     let header = |h: [u8; 4]| {
-        frame(
+        tunnel_frame(
             BACKEND_V4,
             Encap::Gue0 {
                 port: GUE_PORT_DEFAULT,
@@ -235,7 +239,10 @@ fn gue_it_does_not_speak_is_dropped() {
             ("flags", header([0, 4, 0x80, 0])),
             ("flags (low byte)", header([0, 4, 0, 1])),
             ("proto udp", header([0, 17, 0, 0])),
-            ("variant 1 not ip", frame(BACKEND_V4, gue1(), &version5)),
+            (
+                "variant 1 not ip",
+                tunnel_frame(BACKEND_V4, gue1(), &version5),
+            ),
         ] {
             assert_refused(
                 &mut bed,
