@@ -2,7 +2,9 @@
 //! with the VIPs (taken by the master, released by `--release-vips` and by
 //! a clean stop), forwarding is switched on for the attached interface
 //! while a NAT VIP exists and restored at a clean stop, the redirect map
-//! gets the node's interfaces, and status shows the mode and NAT address;
+//! gets the node's interfaces, status shows the mode and NAT address,
+//! and a runtime NAT VIP whose NAT address no instance moves is warned about
+//! in the change's answer;
 //! in the routed lab NAT'd flows are shown and reaped and a next hop
 //! without a neighbour entry gets resolved; the reaper's ticks stay short
 //! on a million real entries.
@@ -10,13 +12,15 @@
 use std::time::{Duration, Instant};
 
 use lb_tests::{
-    lab::{Host, Lab, LabSpec},
+    lab::{Host, Lab, LabSpec, VIP4},
     support::{status_on, wait_until},
 };
 use lb_userspace::vrrp::State;
 
 const NAT_ADDRESS: &str = "198.18.0.150";
 const NAT_ADDRESS6: &str = "2001:2::150";
+/// A NAT address of a VIP added at run time that no VRRP instance moves.
+const OTHER_NAT_ADDRESS: &str = "198.18.0.151";
 
 /// Node `node`'s per-interface IPv4 forwarding switch of eth0.
 fn forwarding(node: &Host) -> String {
@@ -134,6 +138,64 @@ fn the_nat_address_moves_with_vrrp_and_forwarding_follows_nat_vips() {
         text.contains(&format!("NAT from {NAT_ADDRESS} ports 1024-65535")),
         "{text}"
     );
+
+    // A NAT VIP added at run time behind a NAT address no VRRP instance
+    // moves is taken (the API cannot change the instances), and the
+    // answer warns whoever added it, a dry run too; one behind the node's
+    // NAT address, which VRRP moves, gets no warning.
+    let backend = format!("{}", lab.backends[0].ipv4);
+    let unmoved = format!("{VIP4}:8080");
+    let add = |vip: &str, extra: &[&str]| {
+        let mut args = vec![
+            "vip",
+            "add",
+            vip,
+            "--forwarding",
+            "nat",
+            "--backend",
+            &backend,
+        ];
+        args.extend_from_slice(extra);
+        let out = lab.lbctl_on(&a, &args).expect("lbctl vip add");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let warning = format!(
+        "warning: VIP {unmoved}/tcp: its NAT address {OTHER_NAT_ADDRESS} is in no VRRP instance's addresses"
+    );
+    let text = add(&unmoved, &["--nat-source", OTHER_NAT_ADDRESS, "--dry-run"]);
+    assert!(
+        text.contains(&warning) && text.contains("dry run"),
+        "{text}"
+    );
+    let text = add(&unmoved, &["--nat-source", OTHER_NAT_ADDRESS, "--json"]);
+    let change: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    assert_eq!(
+        change["warnings"].as_array().map(Vec::len),
+        Some(1),
+        "{text}"
+    );
+    assert!(
+        lab.log("lbd-a").contains("change applied with a warning"),
+        "{}",
+        lab.log("lbd-a")
+    );
+    let text = add(&format!("{VIP4}:8081"), &[]);
+    assert!(!text.contains("warning"), "{text}");
+    for vip in [unmoved.clone(), format!("{VIP4}:8081")] {
+        let out = lab
+            .lbctl_on(&a, &["vip", "remove", &vip])
+            .expect("lbctl vip remove");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 
     // A restart-style stop keeps the addresses; the unit's
     // `--release-vips` then takes the NAT address away too, and the

@@ -102,6 +102,11 @@ pub struct Change {
     /// For a drain: when its remaining flows are cut.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drain: Option<DrainPlan>,
+    /// What the change leaves that works now but may not later (a NAT
+    /// address that does not move at a failover): shown to the operator
+    /// who made it, not only logged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// A drain's effective deadline, in a change's answer (also a dry run's).

@@ -39,6 +39,9 @@ pub(crate) fn change(change: &Change, as_json: bool) {
     for note in &change.undone {
         println!("note: {note}");
     }
+    for warning in &change.warnings {
+        println!("warning: {warning}");
+    }
     if change.dry_run {
         println!("(dry run: nothing was changed)");
     }

@@ -46,8 +46,14 @@ impl Engine {
             self.resolve_new(&next).await;
         }
         let (plan, report) = self.stage_and_commit(next, dry_run)?;
-        if let (Edit::AddVip(vip), false) = (edit, dry_run) {
-            self.warn_if_nat_address_stays(vip);
+        let warnings: Vec<String> = match edit {
+            Edit::AddVip(vip) => self.nat_address_left_behind(vip).into_iter().collect(),
+            _ => Vec::new(),
+        };
+        if !dry_run {
+            for warning in &warnings {
+                warn!(%warning, "change applied with a warning");
+            }
         }
         if let Some(report) = report {
             for vip in &plan {
@@ -59,6 +65,7 @@ impl Engine {
             plan,
             undone: Vec::new(),
             drain,
+            warnings,
         })
     }
 
@@ -115,6 +122,7 @@ impl Engine {
             plan,
             undone,
             drain: None,
+            warnings: Vec::new(),
         })
     }
 

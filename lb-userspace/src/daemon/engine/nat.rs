@@ -282,24 +282,17 @@ impl Engine {
         }
     }
 
-    /// Warns when a NAT VIP added at run time has a NAT address no VRRP
-    /// instance moves (the config file refuses that; the API cannot change
-    /// the instances): after a failover its replies would go to the node
-    /// that lost the VIP.
-    pub(crate) fn warn_if_nat_address_stays(&self, vip: &crate::config::VipConfig) {
-        let Some(nat) = vip.nat else { return };
-        if self.vrrp.is_empty()
-            || self
-                .vrrp
-                .iter()
-                .any(|i| i.config().addresses.contains(&nat.source))
-        {
-            return;
-        }
-        warn!(
-            vip = %vip.address, nat_address = %nat.source,
-            "the NAT VIP's NAT address is in no VRRP instance's addresses, so it does not move at a failover: add it to the [[vrrp]] addresses in the config file and reload"
-        );
+    /// What to tell the operator when a NAT VIP added at run time has a
+    /// NAT address no VRRP instance moves (the config file refuses that;
+    /// the API cannot change the instances): after a failover its replies
+    /// would go to the node that lost the VIP.
+    pub(crate) fn nat_address_left_behind(&self, vip: &crate::config::VipConfig) -> Option<String> {
+        let moved: Vec<&[IpAddr]> = self
+            .vrrp
+            .iter()
+            .map(|i| i.config().addresses.as_slice())
+            .collect();
+        unmoved_nat_address(vip, &moved)
     }
 
     /// Puts the forwarding settings lbd changed back (a clean stop).
@@ -453,10 +446,53 @@ impl Engine {
     }
 }
 
+/// The warning for a NAT VIP whose NAT address none of the VRRP
+/// instances' address lists (`moved`) holds; none without VRRP, where
+/// nothing moves.
+fn unmoved_nat_address(vip: &crate::config::VipConfig, moved: &[&[IpAddr]]) -> Option<String> {
+    let nat = vip.nat?;
+    if moved.is_empty() || moved.iter().any(|list| list.contains(&nat.source)) {
+        return None;
+    }
+    Some(format!(
+        "VIP {}: its NAT address {} is in no VRRP instance's addresses, so it does not move at a failover and replies to this VIP's translated flows would go to the node that lost it; add {} to the [[vrrp]] addresses in the config file and reload",
+        crate::vip_id::VipId::of(vip),
+        nat.source,
+        nat.source
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::netlink::Link;
+
+    #[test]
+    fn a_nat_address_no_vrrp_instance_moves_is_warned_about() {
+        let address = |s: &str| s.parse::<IpAddr>().expect("address");
+        let mut vip =
+            crate::config::VipConfig::new(address("198.18.0.10"), 80, crate::config::Protocol::Tcp);
+        let moved = [address("198.18.0.10"), address("198.18.0.50")];
+        let other = [address("198.18.0.99")];
+        // Not a NAT VIP, or no VRRP at all: nothing moves, nothing to say.
+        assert_eq!(unmoved_nat_address(&vip, &[&moved]), None);
+        vip.forwarding = Mode::Nat;
+        vip.nat = Some(crate::config::VipNat {
+            source: address("198.18.0.51"),
+            own_source: true,
+            port_min: 1024,
+            port_max: 65_535,
+        });
+        assert_eq!(unmoved_nat_address(&vip, &[]), None);
+        let warning = unmoved_nat_address(&vip, &[&moved, &other]).expect("warned");
+        assert!(
+            warning.starts_with("VIP 198.18.0.10:80/tcp: its NAT address 198.18.0.51 is in no VRRP instance's addresses"),
+            "{warning}"
+        );
+        // Any instance moving it is enough.
+        let with_it = [address("198.18.0.51")];
+        assert_eq!(unmoved_nat_address(&vip, &[&moved, &with_it]), None);
+    }
 
     #[test]
     fn forwarding_is_switched_per_interface_and_family() {
