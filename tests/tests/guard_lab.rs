@@ -3,8 +3,9 @@
 //! removes rules at run time (bad input refused, nothing changed), the
 //! counts reach `lbctl status` and the metrics; a per-source limit set with
 //! `lbctl limit` drops a burst of new connections from one source while
-//! that source's long-lived connections, and other sources, are untouched.
-//! Needs root.
+//! that source's long-lived connections, and other sources, are untouched;
+//! a removed VIP's rule stays, out of force and said so, and guards the VIP
+//! again when it is added back. Needs root.
 
 use std::{
     net::{IpAddr, Ipv4Addr, SocketAddr},
@@ -208,6 +209,40 @@ fn a_denied_source_cannot_connect_and_a_limited_burst_spares_long_lived_connecti
     assert!(
         connects(&netns, None, Duration::from_secs(3)),
         "the runtime deny is undone"
+    );
+
+    // Removing the VIP keeps its rule, out of force, and says so; added
+    // back (as when re-adding a VIP to change its mode), the VIP is
+    // guarded again from its first packet.
+    let removed = lbctl_ok(&lab, &["vip", "remove", VIP]);
+    assert!(
+        removed.contains(&format!("warning: VIP {VIP}: its ACL rule stays")),
+        "{removed}"
+    );
+    let listed = lbctl_ok(&lab, &["acl", "list"]);
+    assert!(
+        listed.contains("(not in force: its VIP is not served)"),
+        "{listed}"
+    );
+    let mut add = vec!["vip".to_owned(), "add".to_owned(), VIP.to_owned()];
+    for backend in &lab.backends {
+        add.extend(["--backend".to_owned(), backend.ipv4.to_string()]);
+    }
+    let add: Vec<&str> = add.iter().map(String::as_str).collect();
+    lbctl_ok(&lab, &add);
+    let guard = status(&lab).guard.expect("guard");
+    assert!(guard.rules[0].id.is_some(), "{:?}", guard.rules);
+    assert!(
+        !lbctl_ok(&lab, &["acl", "list"]).contains("not in force"),
+        "the rule is in force again"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !connects(&netns, None, Duration::from_secs(1)) {
+        assert!(Instant::now() < deadline, "the re-added VIP serves");
+    }
+    assert!(
+        !connects(&netns, Some(DENIED), quick),
+        "{DENIED} is denied again"
     );
 }
 

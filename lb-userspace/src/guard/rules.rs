@@ -407,6 +407,28 @@ impl GuardConfig {
             .or_else(|| self.limits.get(&Scope::Global))
     }
 
+    /// What removing VIP `id` leaves of these guards, for the removal's
+    /// answer: its rules and limits stay (keyed by the VIP, out of the
+    /// maps while it is gone) and apply again if it is added back, so a
+    /// VIP removed and re-added, say to change its mode, keeps its deny
+    /// rules; the operator is told, as `lbctl acl` still lists them.
+    pub fn kept_for_removed(&self, id: &VipId) -> Option<String> {
+        let scope = Scope::Vip(*id);
+        let rules = self.acl.iter().filter(|r| r.scope == scope).count();
+        let limits = self.limits.contains_key(&scope);
+        let kept = match (rules, limits) {
+            (0, false) => return None,
+            (0, true) => "its limits stay".to_owned(),
+            (1, false) => "its ACL rule stays".to_owned(),
+            (n, false) => format!("its {n} ACL rules stay"),
+            (1, true) => "its ACL rule and limits stay".to_owned(),
+            (n, true) => format!("its {n} ACL rules and limits stay"),
+        };
+        Some(format!(
+            "VIP {id}: {kept}, out of force while it is gone, and apply again if it is added back (`lbctl acl del ... --vip {id}`, `lbctl limit clear --vip {id}` remove them)"
+        ))
+    }
+
     /// What putting `file` in force undoes of these guards (runtime
     /// changes), for a reload's answer.
     pub fn undone_by(&self, file: &GuardConfig) -> Vec<String> {
@@ -580,6 +602,40 @@ mod tests {
             .iter()
             .any(|n| n.contains("198.18.66.0/24") && n.contains("is back")));
         assert!(notes.iter().any(|n| n.contains("limits of global")));
+    }
+
+    #[test]
+    fn a_removed_vips_guards_are_named_in_the_removals_answer() {
+        let mut guard = GuardConfig::default();
+        guard
+            .add_rule(rule(Scope::Global, Action::Deny, "198.18.66.0/24"), &|_| {
+                true
+            })
+            .unwrap();
+        assert_eq!(
+            guard.kept_for_removed(&vip()),
+            None,
+            "a global rule is not the VIP's"
+        );
+        for source in ["198.18.1.0/24", "198.18.2.0/24"] {
+            guard
+                .add_rule(rule(Scope::Vip(vip()), Action::Deny, source), &|_| true)
+                .unwrap();
+        }
+        let note = guard.kept_for_removed(&vip()).expect("named");
+        assert!(
+            note.contains(&format!("VIP {}: its 2 ACL rules stay", vip())),
+            "{note}"
+        );
+        let limits = Limits {
+            source: Some(RateLimit::new(5, None, "source").unwrap()),
+            ..Limits::default()
+        };
+        guard
+            .set_limits(Scope::Vip(vip()), limits, &|_| true)
+            .unwrap();
+        let note = guard.kept_for_removed(&vip()).expect("named");
+        assert!(note.contains("its 2 ACL rules and limits stay"), "{note}");
     }
 
     #[test]

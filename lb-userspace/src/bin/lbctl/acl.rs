@@ -89,8 +89,13 @@ pub(crate) fn print(status: &GuardStatus) {
         println!("acl: {} rule(s)", status.rules.len());
         for rule in &status.rules {
             let id = rule.id.map_or("-".to_owned(), |id| format!("#{id}"));
+            let idle = if rule.id.is_none() {
+                " (not in force: its VIP is not served)"
+            } else {
+                ""
+            };
             println!(
-                "  {:<5} {:<6} {:<43} {:<28} {} packets",
+                "  {:<5} {:<6} {:<43} {:<28} {} packets{idle}",
                 id,
                 rule.action.to_string(),
                 rule.source.to_string(),

@@ -48,6 +48,12 @@ impl Engine {
         let (plan, report) = self.stage_and_commit(next, dry_run)?;
         let warnings: Vec<String> = match edit {
             Edit::AddVip(vip) => self.nat_address_left_behind(vip).into_iter().collect(),
+            Edit::RemoveVip(id) => self
+                .guard
+                .config()
+                .kept_for_removed(id)
+                .into_iter()
+                .collect(),
             _ => Vec::new(),
         };
         if !dry_run {
