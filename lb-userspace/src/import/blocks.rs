@@ -151,6 +151,10 @@ fn tokens(file: &str, text: &str, dialect: Dialect) -> Result<Vec<(Token, usize)
     Ok(out)
 }
 
+/// How deep blocks may nest: real files go 4 or 5 deep; the readers walk
+/// the tree recursively, so a hostile one must not exhaust the stack.
+pub(crate) const MAX_DEPTH: usize = 64;
+
 /// A block being read: its statements and the words that opened it.
 struct Frame {
     statements: Vec<Statement>,
@@ -219,6 +223,16 @@ pub(crate) fn parse(
                         }
                     }
                 };
+                if stack.len() > MAX_DEPTH {
+                    return Err(ImportError::at(
+                        file,
+                        at,
+                        format!(
+                            "\"{} {{\": blocks nested more than {MAX_DEPTH} deep; no real configuration is",
+                            head.join(" ")
+                        ),
+                    ));
+                }
                 stack.push(Frame {
                     statements: Vec::new(),
                     head,

@@ -5,71 +5,41 @@
 //! service; a `listen` section is both at once. Each proxy starts from the
 //! last `defaults` section before it, as in HAProxy.
 
+mod acl;
 mod bind;
 mod check;
 mod lexer;
+mod proxy;
 mod server;
+mod settings;
 
-use std::time::Duration;
-
-use super::model::{Listen, Note, Origin, Service, Setup, Sourced};
+use super::model::{Note, Origin, Service, Setup};
 use super::ImportError;
 
 use bind::bind;
 use check::check_of;
 use lexer::{sections, Line};
-use server::ServerParams;
-
-use lexer::time;
-
-/// An HTTP check as `option httpchk` / `http-check` set it.
-#[derive(Debug, Clone, Default)]
-struct HttpCheck {
-    origin: Option<Origin>,
-    what: String,
-    method: Option<String>,
-    path: Option<String>,
-    host: Option<String>,
-}
-
-/// The settings of a proxy that its servers' checks and the notes use,
-/// inherited from the last `defaults` section.
-#[derive(Debug, Clone, Default)]
-struct Settings {
-    mode: Option<Sourced<String>>,
-    http_check: Option<HttpCheck>,
-    /// `option pgsql-check` and friends: protocol checks lbd does as TCP.
-    protocol_check: Option<Sourced<String>>,
-    expect_status: Option<Sourced<u16>>,
-    timeout_check: Option<Sourced<Duration>>,
-    timeout_connect: Option<Sourced<Duration>>,
-    default_server: ServerParams,
-    notes: Vec<Note>,
-    /// Directives with no L4 meaning, listed in one note per section.
-    ignored: Vec<String>,
-}
-
-/// A frontend, backend or listen section, read.
-#[derive(Debug)]
-struct Proxy {
-    kind: String,
-    name: String,
-    origin: Origin,
-    settings: Settings,
-    binds: Vec<Listen>,
-    default_backend: Option<Sourced<String>>,
-    servers: Vec<super::model::Backend>,
-}
+use proxy::{proxy_line, proxy_notes, Proxy};
+use settings::{apply, Settings};
 
 /// Reads `text` (named `file`) into `setup`.
-pub(crate) fn parse(file: &str, text: &str, setup: &mut Setup) -> Result<(), ImportError> {
+pub(super) fn parse(file: &str, text: &str, setup: &mut Setup) -> Result<(), ImportError> {
     let mut defaults = Settings::default();
+    // Named defaults sections (HAProxy >= 2.4), for `from NAME`.
+    let mut named: Vec<(String, Settings)> = Vec::new();
     let mut proxies: Vec<Proxy> = Vec::new();
     for section in sections(file, text)? {
         let origin = Origin::new(file, section.no);
         match section.kind.as_str() {
             "defaults" => {
-                let mut settings = Settings::default();
+                // defaults [NAME] [from OTHER]
+                let (name, from) = name_and_from(file, &section.args, section.no)?;
+                let mut settings = match &from {
+                    Some(from) => inherited(file, section.no, &named, from)?,
+                    None => Settings::default(),
+                };
+                settings.notes.clear();
+                settings.ignored.clear();
                 for line in &section.lines {
                     apply(file, line, &mut settings)?;
                 }
@@ -85,25 +55,37 @@ pub(crate) fn parse(file: &str, text: &str, setup: &mut Setup) -> Result<(), Imp
                         ),
                     ));
                 }
+                if let Some(name) = name {
+                    named.retain(|(n, _)| *n != name);
+                    named.push((name, settings.clone()));
+                }
                 defaults = settings;
             }
             "frontend" | "backend" | "listen" => {
-                let name = section.args.first().cloned().ok_or_else(|| {
+                let (name, from) = name_and_from(file, &section.args, section.no)?;
+                let name = name.ok_or_else(|| {
                     ImportError::at(file, section.no, format!("{} without a name", section.kind))
                 })?;
+                let settings = match &from {
+                    Some(from) => inherited(file, section.no, &named, from)?,
+                    None => defaults.clone(),
+                };
                 let mut proxy = Proxy {
                     kind: section.kind.clone(),
                     name,
                     origin: origin.clone(),
-                    settings: defaults.clone(),
+                    settings,
                     binds: Vec::new(),
                     default_backend: None,
                     servers: Vec::new(),
+                    pending: Vec::new(),
+                    stats: None,
+                    acl: acl::Rules::default(),
                 };
                 proxy.settings.notes.clear();
                 proxy.settings.ignored.clear();
                 // Old syntax: `listen NAME ADDRESS:PORT`.
-                if let Some(address) = section.args.get(1) {
+                if let (Some(address), None) = (section.args.get(1), &from) {
                     let line = Line {
                         no: section.no,
                         words: vec!["bind".to_owned(), address.clone()],
@@ -112,6 +94,17 @@ pub(crate) fn parse(file: &str, text: &str, setup: &mut Setup) -> Result<(), Imp
                 }
                 for line in &section.lines {
                     proxy_line(file, line, &mut proxy)?;
+                }
+                // HAProxy applies a section's check settings to all its
+                // servers, wherever in the section they are written.
+                for server in std::mem::take(&mut proxy.pending) {
+                    let origin = server.backend.origin.clone();
+                    let check = server
+                        .check_enabled
+                        .then(|| check_of(&proxy.settings, &server, &origin));
+                    let mut backend = server.backend;
+                    backend.check = check;
+                    proxy.servers.push(backend);
                 }
                 proxies.push(proxy);
             }
@@ -130,6 +123,32 @@ pub(crate) fn parse(file: &str, text: &str, setup: &mut Setup) -> Result<(), Imp
             continue;
         }
         let mut notes = proxy_notes(proxy);
+        if let Some(at) = &proxy.settings.disabled {
+            setup.notes.extend(notes);
+            setup.notes.push(Note::new(
+                at,
+                format!(
+                    "{} {} is disabled (HAProxy does not start it): not imported",
+                    proxy.kind, proxy.name
+                ),
+            ));
+            continue;
+        }
+        if let (Some(at), true) = (
+            &proxy.stats,
+            proxy.kind == "listen" && proxy.servers.is_empty(),
+        ) {
+            setup.notes.extend(notes);
+            setup.notes.push(Note::new(
+                at,
+                format!(
+                    "listen {} serves HAProxy's statistics page and has no servers: not imported (lbd's own: `lbctl status`, the metrics endpoint)",
+                    proxy.name
+                ),
+            ));
+            continue;
+        }
+        let mut rules = vec![&proxy.acl];
         let servers = if proxy.kind == "listen" {
             proxy.servers.clone()
         } else {
@@ -157,8 +176,22 @@ pub(crate) fn parse(file: &str, text: &str, setup: &mut Setup) -> Result<(), Imp
                     )
                 })?;
             notes.extend(proxy_notes(backend));
+            if let Some(at) = &backend.settings.disabled {
+                setup.notes.extend(notes);
+                setup.notes.push(Note::new(
+                    at,
+                    format!(
+                        "backend {} is disabled (HAProxy does not start it), so frontend {} has no servers: not imported",
+                        backend.name, proxy.name
+                    ),
+                ));
+                continue;
+            }
+            rules.push(&backend.acl);
             backend.servers.clone()
         };
+        let (acl, mut acl_notes) = acl::Rules::resolve(&rules);
+        notes.append(&mut acl_notes);
         if proxy.binds.is_empty() {
             setup.notes.extend(notes);
             setup.notes.push(Note::new(
@@ -173,6 +206,8 @@ pub(crate) fn parse(file: &str, text: &str, setup: &mut Setup) -> Result<(), Imp
             listens: proxy.binds.clone(),
             backends: servers,
             forwarding: None,
+            acl,
+            passive: None,
             notes,
         });
     }
@@ -195,199 +230,42 @@ pub(crate) fn parse(file: &str, text: &str, setup: &mut Setup) -> Result<(), Imp
     Ok(())
 }
 
-/// The notes of a proxy: its own, its mode's, its ignored directives.
-fn proxy_notes(proxy: &Proxy) -> Vec<Note> {
-    let mut notes = proxy.settings.notes.clone();
-    if let Some(mode) = &proxy.settings.mode {
-        if mode.value == "http" && proxy.kind != "backend" {
-            notes.push(Note::new(
-                &mode.origin,
-                format!(
-                    "WARNING: {} {} is in mode http; lbd balances TCP connections at L4 and carries over only where they go: HTTP routing, headers, keep-alive, TLS termination and logging stay behind",
-                    proxy.kind, proxy.name
-                ),
-            ));
-        }
-    }
-    let checked = proxy.servers.iter().any(|s| s.check.is_some());
-    if let (Some(http), true) = (&proxy.settings.http_check, checked) {
-        let at = http.origin.clone().unwrap_or_else(|| proxy.origin.clone());
-        let method = http.method.as_deref().unwrap_or("OPTIONS");
-        if method != "GET" {
-            notes.push(Note::new(
-                &at,
-                format!("HAProxy checks with {method}; lbd's HTTP checks send GET"),
-            ));
-        }
-        if proxy.settings.expect_status.is_none() {
-            notes.push(Note::new(
-                &at,
-                "HAProxy takes any 2xx or 3xx status as healthy; lbd expects exactly 200 (set expect_status)",
-            ));
-        }
-    }
-    if let (Some(protocol), true) = (&proxy.settings.protocol_check, checked) {
-        notes.push(Note::new(
-            &protocol.origin,
-            format!(
-                "{}: lbd checks that a TCP connection opens; the protocol is not spoken",
-                protocol.what
-            ),
-        ));
-    }
-    if !proxy.settings.ignored.is_empty() {
-        notes.push(Note::new(
-            &proxy.origin,
-            format!(
-                "not carried over (no meaning for an L4 balancer): {}",
-                proxy.settings.ignored.join("; ")
-            ),
-        ));
-    }
-    notes
-}
-
-/// One line inside a frontend, backend or listen section.
-fn proxy_line(file: &str, line: &Line, proxy: &mut Proxy) -> Result<(), ImportError> {
-    let origin = Origin::new(file, line.no);
-    match line.words[0].as_str() {
-        "bind" if proxy.kind != "backend" => bind(file, line, proxy),
-        "default_backend" if proxy.kind == "frontend" => {
-            let name = line.words.get(1).ok_or_else(|| {
-                ImportError::at(file, line.no, "default_backend needs a backend name")
+/// A section's name and its `from DEFAULTS` (HAProxy >= 2.4): `NAME`,
+/// `NAME from DEFAULTS`, `from DEFAULTS` (an unnamed defaults section).
+fn name_and_from(
+    file: &str,
+    args: &[String],
+    no: usize,
+) -> Result<(Option<String>, Option<String>), ImportError> {
+    let from_at = args.iter().position(|a| a == "from").filter(|i| *i <= 1);
+    match from_at {
+        Some(i) => {
+            let from = args.get(i + 1).cloned().ok_or_else(|| {
+                ImportError::at(file, no, "from needs the name of a defaults section")
             })?;
-            proxy.default_backend = Some(Sourced::new(name.clone(), &origin, line.text()));
-            Ok(())
+            Ok((args.first().filter(|_| i == 1).cloned(), Some(from)))
         }
-        "use_backend" => {
-            proxy.settings.notes.push(Note::new(
-                &origin,
-                format!(
-                    "{}: content switching is not carried over (lbd sends a VIP's connections to one set of backends: the default_backend's)",
-                    line.text()
-                ),
-            ));
-            Ok(())
-        }
-        "server" if proxy.kind != "frontend" => {
-            let server = server::server(file, line, &proxy.settings.default_server)?;
-            let check = server
-                .check_enabled
-                .then(|| check_of(&proxy.settings, &server, &origin));
-            let mut backend = server.backend;
-            backend.check = check;
-            proxy.servers.push(backend);
-            Ok(())
-        }
-        _ => apply(file, line, &mut proxy.settings),
+        None => Ok((args.first().cloned(), None)),
     }
 }
 
-/// A line of settings (also in `defaults`).
-fn apply(file: &str, line: &Line, settings: &mut Settings) -> Result<(), ImportError> {
-    let origin = Origin::new(file, line.no);
-    let words = &line.words;
-    let arg = |i: usize| words.get(i).map(String::as_str);
-    match (words[0].as_str(), arg(1)) {
-        ("mode", Some(mode)) => {
-            if !matches!(mode, "tcp" | "http") {
-                return Err(ImportError::at(file, line.no, format!("unknown mode {mode:?}")));
-            }
-            settings.mode = Some(Sourced::new(mode.to_owned(), &origin, line.text()));
-        }
-        ("balance", Some(_)) => settings.notes.push(Note::new(
-            &origin,
-            format!(
-                "{}: lbd balances with Maglev consistent hashing of each connection (weights kept), the same on every node and stable when backends come and go",
-                line.text()
-            ),
-        )),
-        ("option", Some("httpchk")) => {
-            // option httpchk [<uri>] | [<method> <uri> [<version>]]
-            let mut check = HttpCheck {
-                origin: Some(origin.clone()),
-                what: line.text(),
-                ..HttpCheck::default()
-            };
-            match (arg(2), arg(3)) {
-                (Some(uri), None) => check.path = Some(uri.to_owned()),
-                (Some(method), Some(uri)) => {
-                    check.method = Some(method.to_owned());
-                    check.path = Some(uri.to_owned());
-                    // HTTP/1.1\r\nHost:\ www: the old way to send a Host.
-                    if let Some(version) = arg(4) {
-                        check.host = version
-                            .split("\\r\\n")
-                            .chain(version.split("\r\n"))
-                            .find_map(|h| h.strip_prefix("Host:"))
-                            .map(|h| h.trim().to_owned());
-                    }
-                }
-                _ => {}
-            }
-            settings.http_check = Some(check);
-        }
-        ("option", Some("tcp-check")) => settings.http_check = None,
-        ("option", Some(kind))
-            if kind.ends_with("-check") || matches!(kind, "smtpchk" | "ssl-hello-chk") =>
-        {
-            settings.http_check = None;
-            settings.protocol_check = Some(Sourced::new(kind.to_owned(), &origin, line.text()));
-        }
-        ("http-check", Some("expect")) => match (arg(2), arg(3)) {
-            (Some("status"), Some(code)) => match code.parse::<u16>() {
-                Ok(code) if (100..=599).contains(&code) => {
-                    settings.expect_status = Some(Sourced::new(code, &origin, line.text()));
-                }
-                _ => settings.notes.push(Note::new(
-                    &origin,
-                    format!("{}: lbd expects one status code; 200 is used", line.text()),
-                )),
-            },
-            _ => settings.notes.push(Note::new(
-                &origin,
-                format!(
-                    "{}: lbd checks the status code only (200 unless `http-check expect status N`)",
-                    line.text()
-                ),
-            )),
-        },
-        ("http-check", Some("send")) => {
-            let check = settings.http_check.get_or_insert_with(HttpCheck::default);
-            check.origin = Some(origin.clone());
-            check.what = line.text();
-            let mut rest = words[2..].iter();
-            while let Some(key) = rest.next() {
-                let value = rest.next().cloned();
-                match key.as_str() {
-                    "meth" => check.method = value,
-                    "uri" => check.path = value,
-                    "hdr" => {
-                        let header = value.unwrap_or_default();
-                        let content = rest.next().cloned();
-                        if header.eq_ignore_ascii_case("host") {
-                            check.host = content;
-                        }
-                    }
-                    _ => {}
-                }
-            }
-        }
-        ("timeout", Some(kind @ ("check" | "connect"))) => {
-            let value = arg(2).and_then(time).ok_or_else(|| {
-                ImportError::at(file, line.no, format!("timeout {kind} needs a time such as 5s"))
-            })?;
-            let sourced = Some(Sourced::new(value, &origin, line.text()));
-            if kind == "check" {
-                settings.timeout_check = sourced;
-            } else {
-                settings.timeout_connect = sourced;
-            }
-        }
-        ("default-server", _) => {
-            server::params(file, line, 1, &mut settings.default_server)?;
-        }
-        _ => settings.ignored.push(line.text()),
-    }
-    Ok(())
+/// The settings of the defaults section `name`, which must come before.
+fn inherited(
+    file: &str,
+    no: usize,
+    named: &[(String, Settings)],
+    name: &str,
+) -> Result<Settings, ImportError> {
+    named
+        .iter()
+        .rev()
+        .find(|(n, _)| n == name)
+        .map(|(_, s)| s.clone())
+        .ok_or_else(|| {
+            ImportError::at(
+                file,
+                no,
+                format!("from {name}: no defaults section of that name before this line"),
+            )
+        })
 }

@@ -13,6 +13,7 @@
 //! is what `lbctl config check` accepts. Input that cannot be parsed is
 //! refused with its file, line and reason; nothing is written then.
 
+mod acl;
 mod blocks;
 mod detect;
 mod haproxy;
@@ -99,8 +100,9 @@ pub struct Options {
     /// Forwarding mode of every VIP (else IPVS's lb_kind, or dsr-l2 when
     /// backends listen on the VIP's port, nat when they do not).
     pub forwarding: Option<lb_common::Mode>,
-    /// NAT address for NAT-mode VIPs (`[nat] source_ipv4/6`).
-    pub nat_source: Option<IpAddr>,
+    /// NAT addresses for NAT-mode VIPs (`[nat] source_ipv4/6`), at most
+    /// one per family: a dual-stack setup gives one of each.
+    pub nat_source: Vec<IpAddr>,
 }
 
 /// The imported configuration.
@@ -183,6 +185,9 @@ pub fn import(sources: &[Source], options: &Options) -> Result<Imported, ImportE
     }
     let mut setup = model::Setup::default();
     let mut formats = Vec::new();
+    // nginx files are read together: a server block may proxy to an
+    // upstream of another file, a file may be included in `stream { }`.
+    let mut nginx_sources = Vec::new();
     for source in sources {
         let format = match options.format {
             Some(format) => format,
@@ -195,9 +200,12 @@ pub fn import(sources: &[Source], options: &Options) -> Result<Imported, ImportE
         match format {
             Format::Haproxy => haproxy::parse(&source.name, &source.text, &mut setup)?,
             Format::Keepalived => keepalived::parse(&source.name, &source.text, &mut setup)?,
-            Format::Nginx => nginx::parse(&source.name, &source.text, &mut setup)?,
+            Format::Nginx => nginx_sources.push((source.name.as_str(), source.text.as_str())),
         }
         formats.push((source.name.as_str(), format));
+    }
+    if !nginx_sources.is_empty() {
+        nginx::parse(&nginx_sources, &mut setup)?;
     }
     let document = join::join(&setup, options, &formats)?;
     let text = write::render(&document);

@@ -114,7 +114,23 @@ pub(crate) struct Service {
     pub(crate) backends: Vec<Backend>,
     /// How packets reach the backends, when the source says (IPVS lb_kind).
     pub(crate) forwarding: Option<Sourced<lb_common::Mode>>,
+    /// Source rules that guard it (nginx `allow`/`deny`, HAProxy `src`
+    /// ACLs), as lbd's deny-wins, allow-list semantics can hold them.
+    pub(crate) acl: Vec<AclRule>,
+    /// Its checks stand for passive failure counting (nginx `max_fails`):
+    /// a UDP VIP of it is left unchecked, as lbd's own UDP default.
+    pub(crate) passive: Option<Origin>,
     pub(crate) notes: Vec<Note>,
+}
+
+/// One source rule of a service: lbd's `[[acl]]` scoped to its VIPs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct AclRule {
+    /// Allow (an allow list: only matching sources) or deny.
+    pub(crate) allow: bool,
+    pub(crate) source: crate::guard::rules::Cidr,
+    pub(crate) origin: Origin,
+    pub(crate) what: String,
 }
 
 /// One address and port a service listens on.
@@ -124,6 +140,9 @@ pub(crate) struct Listen {
     pub(crate) address: Option<IpAddr>,
     /// With `address` None: the wildcard is IPv6's (`:::80`, `[::]:80`).
     pub(crate) wildcard_v6: bool,
+    /// With `wildcard_v6`: IPv6 clients only (HAProxy's `v6only`);
+    /// otherwise an IPv6 wildcard takes IPv4 clients too (Linux's default).
+    pub(crate) v6_only: bool,
     pub(crate) port: u16,
     pub(crate) protocol: Protocol,
     pub(crate) origin: Origin,

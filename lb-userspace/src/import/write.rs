@@ -82,11 +82,30 @@ impl Document {
     }
 }
 
+/// `text` with its control characters written as escapes (`\r`, `\n`,
+/// `\u{1}`): a TOML comment may hold none, and a source's words can (an
+/// HAProxy `\r\n` escape, an nginx quoted newline).
+pub(crate) fn printable(text: &str) -> String {
+    if !text.chars().any(char::is_control) {
+        return text.to_owned();
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 /// Width comment text is wrapped at.
 const WIDTH: usize = 96;
 
 /// `text` as comment lines starting with `lead` (then `cont`), wrapped.
 fn comment(out: &mut String, indent: &str, lead: &str, cont: &str, text: &str) {
+    let text = printable(text);
     let mut line = format!("{indent}{lead}");
     let mut empty = true;
     for word in text.split_whitespace() {
@@ -119,7 +138,7 @@ fn entries(out: &mut String, indent: &str, entries: &[Entry]) {
         } else {
             out.push_str(&format!(
                 "{indent}{assignment:width$}  # {}\n",
-                entry.comment
+                printable(&entry.comment)
             ));
         }
     }

@@ -34,9 +34,10 @@ pub(crate) struct Args {
     /// VIP's port, else nat).
     #[arg(long, value_name = "MODE", value_parser = parse_mode)]
     forwarding: Option<lb_common::Mode>,
-    /// NAT address of NAT-mode VIPs (`[nat] source_ipv4`/`source_ipv6`).
+    /// NAT address of NAT-mode VIPs (`[nat] source_ipv4`/`source_ipv6`);
+    /// give it twice, one of each family, for IPv4 and IPv6 VIPs.
     #[arg(long, value_name = "ADDRESS")]
-    nat_source: Option<IpAddr>,
+    nat_source: Vec<IpAddr>,
     /// Write the configuration to FILE instead of standard output.
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     output: Option<PathBuf>,
@@ -65,7 +66,7 @@ pub(crate) fn run(args: &Args) -> Result<(), Failure> {
         vips: args.vips.clone(),
         interface: args.interface.clone(),
         forwarding: args.forwarding,
-        nat_source: args.nat_source,
+        nat_source: args.nat_source.clone(),
     };
     let imported =
         import::import(&sources, &options).map_err(|e| Failure::new(2, e.to_string()))?;

@@ -3,7 +3,8 @@
 //! `udp@:53`), one listen per address; what lbd cannot serve (UNIX
 //! sockets, port ranges) is noted, TLS termination warned about.
 
-use super::{Line, Proxy};
+use super::lexer::Line;
+use super::proxy::Proxy;
 use crate::config::Protocol;
 use crate::import::model::{Listen, Note, Origin};
 use crate::import::ImportError;
@@ -25,10 +26,16 @@ pub(super) fn bind(file: &str, line: &Line, proxy: &mut Proxy) -> Result<(), Imp
             ),
         ));
     }
+    // `v6only` makes an IPv6 wildcard refuse IPv4 clients; without it
+    // Linux's default (bindv6only=0) lets them in, as with `:::443`.
+    let v6_only = options.iter().any(|o| o == "v6only");
     for spec in list.split(',') {
         let mut protocol = Protocol::Tcp;
         let mut rest = spec;
+        // The family a prefix forces on a wildcard (`ipv6@:443` is `:::443`).
+        let mut family_v6 = false;
         if let Some((prefix, after)) = spec.split_once('@') {
+            family_v6 = matches!(prefix, "ipv6" | "tcp6" | "udp6" | "quic6");
             match prefix {
                 "ipv4" | "ipv6" | "tcp" | "tcp4" | "tcp6" => {}
                 "udp" | "udp4" | "udp6" | "quic4" | "quic6" => protocol = Protocol::Udp,
@@ -74,6 +81,7 @@ pub(super) fn bind(file: &str, line: &Line, proxy: &mut Proxy) -> Result<(), Imp
         })?;
         let host = crate::import::unbracketed(host);
         let (address, wildcard_v6) = match host {
+            "" | "*" if family_v6 => (None, true),
             "" | "*" | "0.0.0.0" => (None, false),
             "::" | ":" => (None, true),
             host => match host.parse() {
@@ -92,6 +100,7 @@ pub(super) fn bind(file: &str, line: &Line, proxy: &mut Proxy) -> Result<(), Imp
         proxy.binds.push(Listen {
             address,
             wildcard_v6,
+            v6_only: wildcard_v6 && v6_only,
             port,
             protocol,
             origin: origin.clone(),

@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use super::{server, Settings};
+use super::server;
+use super::settings::Settings;
 use crate::import::model::{Check, CheckKind, Origin, Sourced};
 
 /// A checked server's check, from its parameters and its proxy's

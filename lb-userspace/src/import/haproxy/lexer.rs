@@ -27,14 +27,16 @@ const SECTIONS: &[&str] = &[
 
 /// One line of a section: its number and words.
 #[derive(Debug, Clone)]
-pub(crate) struct Line {
-    pub(crate) no: usize,
-    pub(crate) words: Vec<String>,
+pub(super) struct Line {
+    pub(super) no: usize,
+    pub(super) words: Vec<String>,
 }
 
 impl Line {
+    /// The line as written, control characters escaped again (`\r\n`) so
+    /// it can stand in a one-line comment.
     pub(super) fn text(&self) -> String {
-        self.words.join(" ")
+        crate::import::write::printable(&self.words.join(" "))
     }
 }
 
@@ -47,13 +49,63 @@ pub(super) struct Section {
     pub(super) lines: Vec<Line>,
 }
 
+/// The character(s) a backslash stands for, as HAProxy's parser reads
+/// them: `\\`, `\ `, `\#`, `\'`, `\"` the character, `\t` `\n` `\r` the
+/// control characters, `\xNN` that byte, `\$` a `$` inside double quotes;
+/// any other pair is left as written (`\1` stays `\1`).
+fn escape(
+    file: &str,
+    no: usize,
+    chars: &mut std::iter::Peekable<std::str::Chars<'_>>,
+    in_dquote: bool,
+    word: &mut String,
+) -> Result<(), ImportError> {
+    let Some(&next) = chars.peek() else {
+        return Err(ImportError::at(
+            file,
+            no,
+            "a line ends with a lone backslash",
+        ));
+    };
+    let taken = match next {
+        ' ' | '\\' | '#' | '\'' | '"' => next,
+        '$' if in_dquote => next,
+        't' => '\t',
+        'n' => '\n',
+        'r' => '\r',
+        'x' => {
+            chars.next();
+            let hex: String = chars.by_ref().take(2).collect();
+            let byte = (hex.len() == 2)
+                .then(|| u8::from_str_radix(&hex, 16).ok())
+                .flatten()
+                .ok_or_else(|| {
+                    ImportError::at(
+                        file,
+                        no,
+                        format!("\\x{hex}: an invalid or truncated hexadecimal escape (\\xNN)"),
+                    )
+                })?;
+            word.push(char::from(byte));
+            return Ok(());
+        }
+        _ => {
+            word.push('\\');
+            return Ok(());
+        }
+    };
+    chars.next();
+    word.push(taken);
+    Ok(())
+}
+
 /// Splits one line into words: quotes and escapes resolved, the comment
 /// dropped.
 fn words(file: &str, no: usize, line: &str) -> Result<Vec<String>, ImportError> {
     let mut out = Vec::new();
     let mut word = String::new();
     let mut in_word = false;
-    let mut chars = line.chars();
+    let mut chars = line.chars().peekable();
     while let Some(c) = chars.next() {
         match c {
             '#' => break,
@@ -65,16 +117,7 @@ fn words(file: &str, no: usize, line: &str) -> Result<Vec<String>, ImportError> 
             }
             '\\' => {
                 in_word = true;
-                match chars.next() {
-                    Some(escaped) => word.push(escaped),
-                    None => {
-                        return Err(ImportError::at(
-                            file,
-                            no,
-                            "a line ends with a lone backslash",
-                        ))
-                    }
-                }
+                escape(file, no, &mut chars, false, &mut word)?;
             }
             '"' | '\'' => {
                 in_word = true;
@@ -88,16 +131,16 @@ fn words(file: &str, no: usize, line: &str) -> Result<Vec<String>, ImportError> 
                             ))
                         }
                         Some(q) if q == c => break,
-                        Some('\\') if c == '"' => match chars.next() {
-                            Some(escaped) => word.push(escaped),
-                            None => {
+                        Some('\\') if c == '"' => {
+                            if chars.peek().is_none() {
                                 return Err(ImportError::at(
                                     file,
                                     no,
                                     "unterminated quote: the \" is never closed on this line",
-                                ))
+                                ));
                             }
-                        },
+                            escape(file, no, &mut chars, true, &mut word)?;
+                        }
                         Some(other) => word.push(other),
                     }
                 }

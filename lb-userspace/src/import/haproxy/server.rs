@@ -4,7 +4,7 @@
 
 use std::{net::IpAddr, time::Duration};
 
-use super::{time, Line};
+use super::lexer::{time, Line};
 use crate::import::model::{Backend, Note, Origin, Role, Sourced};
 use crate::import::ImportError;
 
@@ -48,30 +48,30 @@ const FLAGS: &[&str] = &[
 
 /// The keywords of a server (or of `default-server`) lbd uses.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct ServerParams {
-    pub(crate) weight: Option<Sourced<u32>>,
-    pub(crate) check: bool,
-    pub(crate) inter: Option<Sourced<Duration>>,
-    pub(crate) fastinter: Option<Sourced<Duration>>,
-    pub(crate) rise: Option<Sourced<u32>>,
-    pub(crate) fall: Option<Sourced<u32>>,
-    pub(crate) check_port: Option<Sourced<u16>>,
-    pub(crate) backup: Option<Origin>,
-    pub(crate) disabled: Option<Origin>,
-    pub(crate) notes: Vec<Note>,
+pub(super) struct ServerParams {
+    pub(super) weight: Option<Sourced<u32>>,
+    pub(super) check: bool,
+    pub(super) inter: Option<Sourced<Duration>>,
+    pub(super) fastinter: Option<Sourced<Duration>>,
+    pub(super) rise: Option<Sourced<u32>>,
+    pub(super) fall: Option<Sourced<u32>>,
+    pub(super) check_port: Option<Sourced<u16>>,
+    pub(super) backup: Option<Origin>,
+    pub(super) disabled: Option<Origin>,
+    pub(super) notes: Vec<Note>,
 }
 
 /// A server line, read.
 #[derive(Debug, Clone)]
-pub(crate) struct Server {
-    pub(crate) backend: Backend,
-    pub(crate) params: ServerParams,
-    pub(crate) check_enabled: bool,
+pub(super) struct Server {
+    pub(super) backend: Backend,
+    pub(super) params: ServerParams,
+    pub(super) check_enabled: bool,
 }
 
 /// Reads `server NAME ADDRESS[:PORT] [keywords]`, starting from the
 /// proxy's `default-server` keywords.
-pub(crate) fn server(
+pub(super) fn server(
     file: &str,
     line: &Line,
     defaults: &ServerParams,
@@ -89,6 +89,21 @@ pub(crate) fn server(
     let mut params = defaults.clone();
     params.notes.clear();
     self::params(file, line, 3, &mut params)?;
+    // What `default-server` gave this server and lbd cannot carry over is
+    // said for it too (unless its own line says the same again).
+    let mut notes: Vec<Note> = defaults
+        .notes
+        .iter()
+        .filter(|n| !params.notes.iter().any(|own| own.text == n.text))
+        .map(|n| {
+            Note::new(
+                &n.origin,
+                format!("{} (default-server, inherited by server {name})", n.text),
+            )
+        })
+        .collect();
+    notes.append(&mut params.notes);
+    params.notes = notes;
     let role = match (&params.disabled, &params.backup) {
         (Some(at), _) => Role::Disabled(at.clone()),
         (None, Some(at)) => Role::Backup(at.clone()),
@@ -102,7 +117,7 @@ pub(crate) fn server(
         role,
         check: None,
         origin: origin.clone(),
-        what: line.words.join(" "),
+        what: line.text(),
         notes: params.notes.clone(),
     };
     Ok(Server {
@@ -113,13 +128,23 @@ pub(crate) fn server(
 }
 
 /// `ADDRESS[:PORT]`, `[V6]:PORT`, `ipv6@V6:PORT`: the address and the
-/// port (None: the VIP's).
-fn address(spec: &str) -> Result<(IpAddr, Option<u16>), String> {
+/// port (None: the VIP's). As HAProxy does, an unbracketed address is
+/// split at its last ':' (`2001:2::12:6432` is 2001:2::12 port 6432), so
+/// an IPv6 address without a port must be bracketed or end with ':'.
+pub(super) fn address(spec: &str) -> Result<(IpAddr, Option<u16>), String> {
     let spec = spec
         .strip_prefix("ipv4@")
         .or_else(|| spec.strip_prefix("ipv6@"))
         .unwrap_or(spec);
-    if let Ok(address) = spec.parse::<IpAddr>() {
+    if let Ok(address) = spec.parse::<std::net::Ipv4Addr>() {
+        return Ok((IpAddr::V4(address), None));
+    }
+    if let Some(inner) = spec.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
+        let address = inner.parse().map_err(|_| {
+            format!(
+                "{inner:?} is not an IP address (lbd balances to addresses: write the server's)"
+            )
+        })?;
         return Ok((address, None));
     }
     let (host, port) = spec.rsplit_once(':').ok_or_else(|| {
@@ -127,7 +152,13 @@ fn address(spec: &str) -> Result<(IpAddr, Option<u16>), String> {
     })?;
     let host = crate::import::unbracketed(host);
     let address: IpAddr = host.parse().map_err(|_| {
-        format!("{host:?} is not an IP address (lbd balances to addresses: write the server's)")
+        if spec.parse::<IpAddr>().is_ok() {
+            format!(
+                "{spec:?}: HAProxy reads what follows the last ':' as the port (and refuses {host:?}); write [{spec}] or {spec}: for the VIP's port, [{spec}]:PORT for another"
+            )
+        } else {
+            format!("{host:?} is not an IP address (lbd balances to addresses: write the server's)")
+        }
     })?;
     if port.is_empty() {
         return Ok((address, None));
@@ -146,7 +177,7 @@ fn address(spec: &str) -> Result<(IpAddr, Option<u16>), String> {
 }
 
 /// Reads the keywords of `line` from word `start` on into `params`.
-pub(crate) fn params(
+pub(super) fn params(
     file: &str,
     line: &Line,
     start: usize,

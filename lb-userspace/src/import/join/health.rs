@@ -1,6 +1,7 @@
 //! A source's check as lbd's health keys: kinds, ports and timings within
 //! lbd's ranges (a value outside is brought in, with a note), the
-//! timeout never longer than the interval, as lbd requires.
+//! timeout and the fast interval never longer than the interval, as lbd
+//! requires.
 
 use std::time::Duration;
 
@@ -67,7 +68,22 @@ pub(super) fn entries(check: Option<&Check>, notes: &mut Vec<String>) -> Vec<Ent
         out.push(millis("interval_ms", v, notes));
     }
     if let Some(v) = &check.fast_interval {
-        out.push(millis("fast_interval_ms", v, notes));
+        // lbd checks a changing backend at least as often as a stable one
+        // (keepalived's retry delay defaults to 3 s whatever its loop).
+        if v.value > interval {
+            let mut capped = v.clone();
+            capped.value = interval;
+            capped.what = format!("{}, capped to the interval", v.what);
+            notes.push(format!(
+                "{}: {} ms between checks of a changing backend is longer than the interval; lbd takes the interval, {} ms",
+                v.origin,
+                v.value.as_millis(),
+                interval.as_millis()
+            ));
+            out.push(millis("fast_interval_ms", &capped, notes));
+        } else {
+            out.push(millis("fast_interval_ms", v, notes));
+        }
     }
     let timeout = check.timeout.as_ref().map_or(DEFAULT_TIMEOUT, |t| t.value);
     if timeout > interval {

@@ -4,13 +4,41 @@ use std::net::IpAddr;
 
 use toml::Value;
 
-use crate::import::model::Vrrp;
+use crate::import::model::{Setup, Vrrp};
 use crate::import::write::Table;
 use crate::import::ImportError;
 
+/// The `[[vrrp]]` tables of `setup`'s instances, each with the NAT
+/// addresses of `nat_needed` that move with it; a second instance with a
+/// VRID of one family is refused.
+pub(super) fn tables(setup: &Setup, nat_needed: &[IpAddr]) -> Result<Vec<Table>, ImportError> {
+    let mut tables = Vec::new();
+    let mut seen: Vec<(u8, bool)> = Vec::new();
+    for instance in &setup.vrrp {
+        let extra = super::nat::moving_with(instance, setup, nat_needed);
+        let table = table(instance, &extra)?;
+        let key = (
+            instance.vrid.as_ref().map_or(0, |v| v.value),
+            instance.addresses.first().is_none_or(|a| a.value.is_ipv4()),
+        );
+        if seen.contains(&key) {
+            return Err(ImportError::at_origin(
+                &instance.origin,
+                format!(
+                    "vrrp_instance {}: a second instance with virtual_router_id {}; import one node's files at a time",
+                    instance.name, key.0
+                ),
+            ));
+        }
+        seen.push(key);
+        tables.push(table);
+    }
+    Ok(tables)
+}
+
 /// The `[[vrrp]]` table of `vrrp`; `extra` are addresses that must move
 /// with it (a NAT address), with the reason.
-pub(super) fn table(vrrp: &Vrrp, extra: &[(IpAddr, String)]) -> Result<Table, ImportError> {
+fn table(vrrp: &Vrrp, extra: &[(IpAddr, String)]) -> Result<Table, ImportError> {
     let mut t = Table::new("[[vrrp]]", 0);
     t.notes = vrrp.notes.iter().map(ToString::to_string).collect();
     let vrid = vrrp.vrid.as_ref().ok_or_else(|| {

@@ -26,7 +26,7 @@ pub(super) fn check(
             "SSL_GET: lbd's checks speak no TLS; the port is checked with a TCP connection",
         ));
     }
-    let mut http: Option<(Sourced<String>, Option<u16>)> = None;
+    let mut http: Option<(Sourced<String>, Option<Sourced<u16>>)> = None;
     let mut check = Check::new(Sourced::new(CheckKind::Tcp, &origin, kind));
     check.interval = Some(delay_loop.cloned().unwrap_or_else(|| {
         Sourced::new(
@@ -40,10 +40,13 @@ pub(super) fn check(
         &origin,
         "connect_timeout: keepalived's default 5s",
     ));
+    // keepalived waits 3 s before an HTTP_GET/SSL_GET retry, 1 s before
+    // a TCP_CHECK one.
+    let retry_default = if kind == "TCP_CHECK" { 1 } else { 3 };
     check.fast_interval = Some(Sourced::new(
-        Duration::from_secs(1),
+        Duration::from_secs(retry_default),
         &origin,
-        "delay_before_retry: keepalived's default 1s",
+        format!("delay_before_retry: keepalived's default {retry_default}s for {kind}"),
     ));
     check.rise = Some(Sourced::new(
         1,
@@ -96,7 +99,7 @@ pub(super) fn check(
                                 part.text(),
                             ))
                         }
-                        "status_code" => status = Some(number(file, part, 100..=599u16)?),
+                        "status_code" => status = Some(status_code(file, part, notes)?),
                         "digest" => notes.push(Note::new(
                             &Origin::new(file, part.line),
                             "digest: lbd checks the status code, not the body",
@@ -115,15 +118,81 @@ pub(super) fn check(
         }
     }
     if let (Some((path, status)), "HTTP_GET") = (http, kind) {
+        let what = match &status {
+            Some(status) => format!("{kind} url {}; {}", path.what, status.comment()),
+            None => {
+                notes.push(Note::new(
+                    &path.origin,
+                    "url without status_code: keepalived takes any 2xx status as healthy; lbd expects exactly one: 200 (a backend answering 204 or 301 counts as down)",
+                ));
+                format!("{kind} url {}", path.what)
+            }
+        };
         check.kind = Sourced::new(
             CheckKind::Http {
                 path: path.value.clone(),
                 host,
-                expect_status: status.unwrap_or(200),
+                expect_status: status.map_or(200, |s| s.value),
             },
             &path.origin,
-            format!("{kind} url {}", path.what),
+            what,
         );
     }
     Ok(check)
+}
+
+/// `status_code 200`, `200-299`, `200-299,301`: keepalived's set of
+/// healthy statuses, as the one status lbd expects: 200 when the set
+/// holds it, else its first; a set of more than one is noted.
+fn status_code(
+    file: &str,
+    statement: &Statement,
+    notes: &mut Vec<Note>,
+) -> Result<Sourced<u16>, ImportError> {
+    let at = Origin::new(file, statement.line);
+    let text = statement.args().join("");
+    let bad = || {
+        ImportError::at(
+            file,
+            statement.line,
+            format!(
+                "status_code {text}: not a status (100..=599), a range (200-299) or a list of them"
+            ),
+        )
+    };
+    let code = |t: &str| {
+        t.trim()
+            .parse::<u16>()
+            .ok()
+            .filter(|c| (100..=599).contains(c))
+    };
+    let mut ranges = Vec::new();
+    for part in text.split(',') {
+        let (low, high) = match part.split_once('-') {
+            Some((low, high)) => (code(low).ok_or_else(bad)?, code(high).ok_or_else(bad)?),
+            None => {
+                let c = code(part).ok_or_else(bad)?;
+                (c, c)
+            }
+        };
+        if low > high {
+            return Err(bad());
+        }
+        ranges.push((low, high));
+    }
+    let first = ranges.first().map(|r| r.0).ok_or_else(bad)?;
+    let chosen = if ranges.iter().any(|(l, h)| (*l..=*h).contains(&200)) {
+        200
+    } else {
+        first
+    };
+    if ranges.iter().any(|(l, h)| l != h) || ranges.len() > 1 {
+        notes.push(Note::new(
+            &at,
+            format!(
+                "status_code {text}: keepalived takes any of these statuses as healthy; lbd expects exactly one: {chosen} (a backend answering another counts as down)"
+            ),
+        ));
+    }
+    Ok(Sourced::new(chosen, &at, statement.text()))
 }

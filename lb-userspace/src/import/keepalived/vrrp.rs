@@ -1,10 +1,11 @@
 //! A `vrrp_instance` block as lbd's `[[vrrp]]`: the same VRID, priority,
 //! advert interval, preemption and addresses, so lbd can take keepalived's
-//! place in the pair; tracking mapped to what lbd tracks itself.
+//! place in the pair; tracking mapped to what lbd tracks itself (the
+//! `vrrp_script`s a `track_script` names are read here too).
 
 use std::net::IpAddr;
 
-use super::{duration, number, one, Script};
+use super::{duration, number, one};
 use crate::import::blocks::Statement;
 use crate::import::model::{Note, Origin, Sourced, Vrrp};
 use crate::import::ImportError;
@@ -12,6 +13,53 @@ use crate::import::ImportError;
 /// Words of a track_script command that say it watches the proxy lbd
 /// replaces.
 const PROXY_WATCHERS: &[&str] = &["haproxy", "nginx", "pidof", "killall", "pgrep", "ipvs"];
+
+/// A `vrrp_script`: what it runs and its weight, for `track_script`.
+#[derive(Debug, Clone)]
+pub(super) struct Script {
+    name: String,
+    command: String,
+    weight: Option<i32>,
+    /// `weight N reverse`: the priority moves the other way (up while
+    /// the script fails).
+    reverse: bool,
+    origin: Origin,
+}
+
+/// A `vrrp_script NAME { script ...; weight N }` block.
+pub(super) fn script(file: &str, statement: &Statement) -> Result<Script, ImportError> {
+    let name = statement
+        .args()
+        .first()
+        .cloned()
+        .ok_or_else(|| ImportError::at(file, statement.line, "vrrp_script needs a name"))?;
+    let mut out = Script {
+        name,
+        command: String::new(),
+        weight: None,
+        reverse: false,
+        origin: Origin::new(file, statement.line),
+    };
+    for child in statement.children() {
+        match child.name() {
+            "script" => out.command = child.args().join(" "),
+            "weight" => match child.args() {
+                [_, reverse] if reverse == "reverse" => {
+                    let single = Statement {
+                        words: child.words[..2].to_vec(),
+                        line: child.line,
+                        block: None,
+                    };
+                    out.weight = Some(number(file, &single, -253..=253)?);
+                    out.reverse = true;
+                }
+                _ => out.weight = Some(number(file, child, -253..=253)?),
+            },
+            _ => {}
+        }
+    }
+    Ok(out)
+}
 
 /// Reads one `vrrp_instance NAME { ... }`.
 pub(super) fn instance(
@@ -142,22 +190,26 @@ fn address(file: &str, entry: &Statement) -> Result<IpAddr, ImportError> {
 fn weight(file: &str, entry: &Statement) -> Result<Option<u8>, ImportError> {
     match entry.args() {
         [] => Ok(None),
-        [key, value] if key == "weight" => value
-            .parse::<i32>()
-            .ok()
-            .filter(|w| (-254..=254).contains(w))
-            .map(|w| Some(u8::try_from(w.unsigned_abs()).unwrap_or(254)))
-            .ok_or_else(|| {
-                ImportError::at(
-                    file,
-                    entry.line,
-                    format!("weight {value}: not a number in -254..=254"),
-                )
-            }),
+        [key, value] | [key, value, _]
+            if key == "weight" && entry.args().get(2).is_none_or(|r| r == "reverse") =>
+        {
+            value
+                .parse::<i32>()
+                .ok()
+                .filter(|w| (-254..=254).contains(w))
+                .map(|w| Some(u8::try_from(w.unsigned_abs()).unwrap_or(254)))
+                .ok_or_else(|| {
+                    ImportError::at(
+                        file,
+                        entry.line,
+                        format!("weight {value}: not a number in -254..=254"),
+                    )
+                })
+        }
         _ => Err(ImportError::at(
             file,
             entry.line,
-            format!("{}: expected NAME [weight N]", entry.text()),
+            format!("{}: expected NAME [weight N [reverse]]", entry.text()),
         )),
     }
 }
@@ -173,8 +225,16 @@ fn track_interface(file: &str, entry: &Statement, vrrp: &mut Vrrp) -> Result<(),
         ));
         return Ok(());
     }
+    let own = weight(file, entry)?;
+    if entry.args().len() == 3 {
+        vrrp.notes.push(Note::new(
+            &at,
+            format!("WARNING: track_interface {}: `reverse` raised the priority while {name} was down; lbd only lowers it: not carried over", entry.text()),
+        ));
+        return Ok(());
+    }
     // Without a weight keepalived gives up mastership (FAULT): lose it all.
-    let loss = weight(file, entry)?.filter(|w| *w > 0).unwrap_or(254);
+    let loss = own.filter(|w| *w > 0).unwrap_or(254);
     vrrp.track_interface = Some(Sourced::new(
         loss,
         &at,
@@ -206,7 +266,16 @@ fn track_script(
         ));
         return Ok(());
     }
-    let loss = weight(file, entry)?
+    // (weight() refuses anything but `weight N [reverse]`.)
+    let own = weight(file, entry)?;
+    if script.reverse || entry.args().len() == 3 {
+        vrrp.notes.push(Note::new(
+            &at,
+            format!("WARNING: track_script {name} ({}) has `reverse`: keepalived raised this node's priority while the proxy check failed; lbd only lowers it when its own data plane is down: not carried over", script.command),
+        ));
+        return Ok(());
+    }
+    let loss = own
         .or_else(|| {
             script
                 .weight

@@ -31,6 +31,8 @@ pub(super) fn upstream(
         listens: Vec::new(),
         backends: Vec::new(),
         forwarding: None,
+        acl: Vec::new(),
+        passive: None,
         notes: Vec::new(),
     };
     let mut checked = false;
@@ -67,10 +69,8 @@ pub(super) fn upstream(
         }
     }
     if checked {
-        service.notes.push(Note::new(
-            &origin,
-            "nginx counts failed requests (passive checks); lbd checks actively instead: a TCP connection every 2 s, a backend goes out after max_fails failures in a row and comes back after one success; fail_timeout (how long nginx leaves a failed server out) has no equivalent",
-        ));
+        // Said in join, where the VIP's protocol is known.
+        service.passive = Some(origin.clone());
     }
     Ok(service)
 }

@@ -146,7 +146,7 @@ fn a_tcp_listen_on_other_ports_needs_nat_and_its_address_moves_with_the_vip() {
         "haproxy.cfg:1: listen pgbouncer needs lbd's NAT mode (backends listen on other ports than the VIP's 5432), which needs a NAT address: pass --nat-source ADDRESS (an address of this node's network, moved with the VIPs)"
     );
     let options = Options {
-        nat_source: Some(ip("198.18.0.50")),
+        nat_source: vec![ip("198.18.0.50")],
         ..Options::default()
     };
     let imported = ok(
@@ -271,4 +271,114 @@ fn escapes_comments_and_unused_backends() {
         .notes
         .iter()
         .any(|n| n.starts_with("h.cfg:7: backend api is no frontend's default_backend")));
+}
+
+#[test]
+fn an_unbracketed_ipv6_server_is_split_at_its_last_colon() {
+    let text = tcp_haproxy("listen pg\n  bind [2001:2::100]:5432\n  server pg1 2001:2::12:6432\n  server pg2 ipv6@2001:2::14:6432\n");
+    let imported = ok(&[("h.cfg", &text)], &with_nat());
+    let vip = &imported.config.vips[0];
+    assert_eq!(vip.forwarding, Mode::Nat);
+    assert_eq!(
+        vip.backends
+            .iter()
+            .map(|b| (b.address, b.port))
+            .collect::<Vec<_>>(),
+        [
+            (ip("2001:2::12"), Some(6432)),
+            (ip("2001:2::14"), Some(6432))
+        ]
+    );
+    // Without a port HAProxy refuses it too; the message says how to write it.
+    let text = tcp_haproxy("listen pg\n  bind [2001:2::100]:5432\n  server pg1 2001:2::12\n");
+    assert!(refused(&[("h.cfg", &text)], &with_nat()).starts_with(
+        "h.cfg:6: server pg1: \"2001:2::12\": HAProxy reads what follows the last ':' as the port"
+    ));
+}
+
+#[test]
+fn an_ipv6_family_bind_takes_ipv6_addresses() {
+    let text = tcp_haproxy("listen tls6\n  bind ipv6@:443\n  server s1 2001:2::51:443 check\n");
+    let options = Options {
+        vips: vec![vip("2001:2::100")],
+        ..on_eth0()
+    };
+    let imported = ok(&[("h.cfg", &text)], &options);
+    assert_eq!(imported.config.vips[0].address, ip("2001:2::100"));
+    // `v6only` keeps IPv4 out: an IPv4 --vip is not taken.
+    let text = text.replace("ipv6@:443", "udp6@:443 v6only");
+    let options = Options {
+        vips: vec![vip("198.18.0.100")],
+        ..on_eth0()
+    };
+    assert!(refused(&[("h.cfg", &text)], &options).contains("names no address"));
+}
+
+#[test]
+fn check_settings_after_the_servers_still_apply() {
+    let text = tcp_haproxy("backend be\n  server web1 198.18.0.11:80 check\n  option httpchk GET /healthz\n  http-check expect status 204\n  timeout check 500ms\nfrontend fe\n  bind 198.18.0.100:80\n  default_backend be\n");
+    let imported = ok(&[("h.cfg", &text)], &on_eth0());
+    let health = &imported.config.vips[0].health;
+    assert_eq!(health.check, CheckType::Http);
+    assert_eq!(
+        (health.path.as_str(), health.expect_status),
+        ("/healthz", 204)
+    );
+    assert_eq!(health.timeout, std::time::Duration::from_millis(500));
+}
+
+#[test]
+fn an_old_style_httpchk_host_header_is_found_after_its_escapes() {
+    let text = tcp_haproxy("listen web\n  bind 198.18.0.100:80\n  option httpchk GET /healthz HTTP/1.1\\r\\nHost:\\ app.example.com\n  server w1 198.18.0.11:80 check\n");
+    let imported = ok(&[("h.cfg", &text)], &on_eth0());
+    assert_eq!(
+        imported.config.vips[0].health.host.as_deref(),
+        Some("app.example.com")
+    );
+    // The comment shows the escapes again: one line of valid TOML.
+    assert!(
+        imported
+            .text
+            .contains("HTTP/1.1\\r\\nHost: app.example.com"),
+        "{}",
+        imported.text
+    );
+    let bad = tcp_haproxy("listen web\n  bind 198.18.0.100:80\n  option httpchk GET /\\xZZ\n");
+    assert!(refused(&[("h.cfg", &bad)], &on_eth0()).starts_with("h.cfg:6: \\xZZ: an invalid"));
+}
+
+#[test]
+fn default_server_notes_reach_the_servers_inheriting_them() {
+    let text = tcp_haproxy("listen web\n  bind 198.18.0.100:443\n  default-server send-proxy-v2 maxconn 100 slowstart 10s check\n  server w1 198.18.0.11:443\n  server w2 198.18.0.12:443 send-proxy-v2\n");
+    let imported = ok(&[("h.cfg", &text)], &on_eth0());
+    for needle in [
+        "h.cfg:6: send-proxy-v2: lbd sends no PROXY protocol header: turn accept-proxy off on the backend (in dsr-l2 mode it sees the client's address itself) (default-server, inherited by server w1)",
+        "h.cfg:6: maxconn 100: lbd forwards packets and limits no connections (default-server, inherited by server w2)",
+        "slowstart 10s: lbd has no slow start",
+        "h.cfg:8: send-proxy-v2",
+    ] {
+        assert!(has_note(&imported, needle), "no {needle:?} in {:#?}", imported.notes);
+    }
+    // w2's own send-proxy-v2 is said once, not again as inherited.
+    assert!(!has_note(&imported, "send-proxy-v2: lbd sends no PROXY protocol header: turn accept-proxy off on the backend (in dsr-l2 mode it sees the client's address itself) (default-server, inherited by server w2)"));
+}
+
+#[test]
+fn a_disabled_proxy_is_not_imported_and_says_so() {
+    let text = tcp_haproxy("listen old_pg\n  bind 198.18.0.100:5433\n  disabled\n  server pg1 198.18.0.11:5433 check\nlisten pg\n  bind 198.18.0.100:5432\n  server pg1 198.18.0.11:5432\n");
+    let imported = ok(&[("h.cfg", &text)], &on_eth0());
+    assert_eq!(imported.config.vips.len(), 1);
+    assert_eq!(imported.config.vips[0].port, 5432);
+    assert!(has_note(&imported, "h.cfg:6: listen old_pg is disabled"));
+}
+
+#[test]
+fn a_stats_only_listen_is_not_imported() {
+    let text = tcp_haproxy("listen stats\n  bind 198.18.0.100:8404\n  mode http\n  stats enable\n  stats uri /\nlisten pg\n  bind 198.18.0.100:5432\n  server pg1 198.18.0.11:5432\n");
+    let imported = ok(&[("h.cfg", &text)], &on_eth0());
+    assert_eq!(imported.config.vips.len(), 1);
+    assert!(has_note(
+        &imported,
+        "h.cfg:7: listen stats serves HAProxy's statistics page"
+    ));
 }

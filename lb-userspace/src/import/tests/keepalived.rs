@@ -82,7 +82,7 @@ virtual_server 198.18.0.100 8080 {
 #[test]
 fn ipvs_services_keep_their_modes_weights_and_checks() {
     let options = Options {
-        nat_source: Some(ip("198.18.0.50")),
+        nat_source: vec![ip("198.18.0.50")],
         ..Options::default()
     };
     let imported = ok(&[("keepalived.conf", IPVS)], &options);
@@ -193,4 +193,77 @@ fn broken_keepalived_input_is_refused_with_file_line_and_reason() {
         &Options::default()
     )
     .starts_with("b.conf:12: vrrp_instance VI_1: a second instance with virtual_router_id 51"));
+}
+
+#[test]
+fn lvs_method_is_lb_kind_also_in_a_real_server() {
+    let text = "virtual_server 198.18.0.210 80 {\n  lvs_method TUN\n  real_server 198.18.0.11 80 {\n    weight 1\n  }\n}\nvirtual_server 198.18.0.211 80 {\n  real_server 198.18.0.12 80 {\n    lvs_method DR\n  }\n}\nvirtual_server 198.18.0.212 80 {\n  lvs_method TUN type gue port 6080\n  real_server 198.18.0.13 80 {\n  }\n}\n";
+    let imported = ok(&[("k.conf", text)], &on_eth0());
+    let modes: Vec<Mode> = imported.config.vips.iter().map(|v| v.forwarding).collect();
+    assert_eq!(modes, [Mode::Ipip, Mode::DsrL2, Mode::Gue]);
+    let mixed = "virtual_server 198.18.0.210 80 {\n  lvs_method DR\n  real_server 198.18.0.11 80 {\n    lvs_method NAT\n  }\n}\n";
+    assert!(refused(&[("k.conf", mixed)], &with_nat())
+        .starts_with("k.conf:4: lvs_method NAT: real_server 198.18.0.11 is forwarded otherwise"));
+}
+
+#[test]
+fn a_real_server_with_several_checkers_keeps_the_first_and_says_so() {
+    let text = "virtual_server 198.18.0.100 80 {\n  real_server 198.18.0.11 80 {\n    HTTP_GET {\n      url {\n        path /health\n        status_code 200\n      }\n    }\n    TCP_CHECK {\n      connect_timeout 3\n    }\n  }\n}\n";
+    let imported = ok(&[("k.conf", text)], &on_eth0());
+    assert_eq!(imported.config.vips[0].health.check, CheckType::Http);
+    assert!(has_note(
+        &imported,
+        "k.conf:9: WARNING: TCP_CHECK: a further checker of this real_server"
+    ));
+}
+
+#[test]
+fn http_get_statuses_and_retry_delay_follow_keepalived_defaults() {
+    let text = "virtual_server 198.18.0.100 80 {\n  real_server 198.18.0.11 80 {\n    HTTP_GET {\n      url {\n        path /health\n      }\n    }\n  }\n}\nvirtual_server 198.18.0.100 81 {\n  real_server 198.18.0.11 81 {\n    HTTP_GET {\n      url {\n        path /health\n        status_code 300-399,204\n      }\n    }\n  }\n}\n";
+    let imported = ok(&[("k.conf", text)], &on_eth0());
+    let first = &imported.config.vips[0].health;
+    assert_eq!(first.expect_status, 200);
+    assert_eq!(first.fast_interval, std::time::Duration::from_secs(3));
+    assert!(has_note(
+        &imported,
+        "k.conf:5: url without status_code: keepalived takes any 2xx"
+    ));
+    assert_eq!(imported.config.vips[1].health.expect_status, 300);
+    assert!(has_note(
+        &imported,
+        "k.conf:15: status_code 300-399,204: keepalived takes any of these"
+    ));
+    let bad = text.replace("300-399,204", "399-300");
+    assert!(refused(&[("k.conf", &bad)], &on_eth0())
+        .starts_with("k.conf:15: status_code 399-300: not a status"));
+}
+
+#[test]
+fn ipvs_nat_says_the_client_address_is_lost() {
+    let text = "virtual_server 198.18.0.100 80 {\n  lb_kind NAT\n  real_server 198.18.0.11 8080 {\n  }\n}\n";
+    let imported = ok(&[("k.conf", text)], &with_nat());
+    assert_eq!(imported.config.vips[0].forwarding, Mode::Nat);
+    assert!(has_note(
+        &imported,
+        "k.conf:2: WARNING: IPVS NAT rewrites only the destination"
+    ));
+}
+
+#[test]
+fn a_retry_delay_longer_than_the_loop_is_capped_to_it() {
+    // keepalived's retry delay defaults to 3 s whatever the loop; lbd
+    // checks a changing backend at least as often as a stable one.
+    let text = "virtual_server 198.18.0.100 80 {\n  delay_loop 1\n  real_server 198.18.0.11 80 {\n    HTTP_GET {\n      url {\n        path /health\n        status_code 200\n      }\n    }\n  }\n}\n";
+    let imported = ok(&[("k.conf", text)], &on_eth0());
+    let health = &imported.config.vips[0].health;
+    assert_eq!(health.interval, Duration::from_secs(1));
+    assert_eq!(health.fast_interval, Duration::from_secs(1));
+    assert!(
+        has_note(
+            &imported,
+            "longer than the interval; lbd takes the interval, 1000 ms"
+        ),
+        "{}",
+        imported.text
+    );
 }

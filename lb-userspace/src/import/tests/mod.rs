@@ -2,6 +2,7 @@
 //! guides show, joined setups, and broken input refused at its line.
 
 mod haproxy;
+mod join;
 mod keepalived;
 mod nginx;
 
@@ -59,6 +60,27 @@ fn on_eth0() -> Options {
     }
 }
 
+/// Options with `--interface eth0` and a NAT address of each family.
+fn with_nat() -> Options {
+    Options {
+        nat_source: vec![ip("198.18.0.50"), ip("2001:2::50")],
+        ..on_eth0()
+    }
+}
+
+/// Whether a note of `imported` contains `needle`.
+fn has_note(imported: &Imported, needle: &str) -> bool {
+    imported.notes.iter().any(|n| n.contains(needle))
+}
+
+/// A defaults section of a TCP setup.
+const TCP: &str = "defaults\n  mode tcp\n  timeout connect 5s\n";
+
+/// haproxy.cfg: `body` after a TCP defaults section.
+fn tcp_haproxy(body: &str) -> String {
+    format!("{TCP}{body}")
+}
+
 #[test]
 fn vip_arguments_are_read_with_and_without_port_and_protocol() {
     assert_eq!(
@@ -103,7 +125,7 @@ fn a_file_of_no_known_format_is_refused_unless_forced() {
 fn every_truncation_of_the_guide_files_is_imported_or_refused_cleanly() {
     let options = Options {
         vips: vec![vip("198.18.0.100:80/tcp")],
-        nat_source: Some(ip("198.18.0.50")),
+        nat_source: vec![ip("198.18.0.50")],
         ..on_eth0()
     };
     for (name, text) in [

@@ -84,7 +84,7 @@ http {
 ";
     let options = Options {
         vips: vec![vip("198.18.0.100")],
-        nat_source: Some(ip("198.18.0.50")),
+        nat_source: vec![ip("198.18.0.50")],
         ..on_eth0()
     };
     let error = refused(&[("nginx.conf", text)], &options);
@@ -173,4 +173,35 @@ fn both_wildcards_of_one_server_block_make_one_vip_per_address() {
     let imported = ok(&[("web.conf", text)], &options);
     assert_eq!(imported.config.vips.len(), 1);
     assert_eq!(imported.config.vips[0].backends[0].port, None);
+}
+
+#[test]
+fn an_nginx_proxy_pass_to_an_address_is_a_service_and_a_variable_is_noted() {
+    let text = "stream {\n  server {\n    listen 198.18.0.100:3306;\n    proxy_pass 198.18.0.61:3306;\n  }\n  server {\n    listen 198.18.0.100:3307;\n    proxy_pass $backend;\n  }\n}\n";
+    let imported = ok(&[("n.conf", text)], &on_eth0());
+    let vip = &imported.config.vips[0];
+    assert_eq!(
+        (vip.port, weights(vip)),
+        (3306, vec![(ip("198.18.0.61"), 100)])
+    );
+    assert_eq!(imported.config.vips.len(), 1);
+    assert!(has_note(
+        &imported,
+        "n.conf:8: WARNING: proxy_pass $backend: a destination chosen at run time"
+    ));
+}
+
+#[test]
+fn nginx_udp_upstreams_are_not_checked_over_tcp() {
+    let text = "stream {\n  upstream syslog {\n    server 198.18.0.81:514;\n  }\n  server {\n    listen 198.18.0.100:514 udp;\n    proxy_pass syslog;\n  }\n}\n";
+    let imported = ok(&[("n.conf", text)], &on_eth0());
+    let vip = &imported.config.vips[0];
+    assert_eq!(
+        (vip.protocol, vip.health.check),
+        (Protocol::Udp, CheckType::None)
+    );
+    assert!(has_note(
+        &imported,
+        "n.conf:2: nginx counts failed UDP exchanges"
+    ));
 }

@@ -1,0 +1,148 @@
+//! A frontend, backend or listen section: its lines (binds,
+//! `default_backend`, servers, source rules, the stats page) read into a
+//! [`Proxy`], and the notes on what of it stays behind.
+
+use super::bind::bind;
+use super::lexer::Line;
+use super::settings::{apply, Settings};
+use super::{acl, server};
+use crate::import::model::{Backend, Listen, Note, Origin, Sourced};
+use crate::import::ImportError;
+
+/// A frontend, backend or listen section, read.
+#[derive(Debug)]
+pub(super) struct Proxy {
+    pub(super) kind: String,
+    pub(super) name: String,
+    pub(super) origin: Origin,
+    pub(super) settings: Settings,
+    pub(super) binds: Vec<Listen>,
+    pub(super) default_backend: Option<Sourced<String>>,
+    pub(super) servers: Vec<Backend>,
+    /// Servers as read; their checks are made once the whole section is
+    /// read, because `option httpchk` and friends may follow them.
+    pub(super) pending: Vec<server::Server>,
+    /// `stats enable` / `stats uri`: the proxy serves HAProxy's own page.
+    pub(super) stats: Option<Origin>,
+    /// Its `acl` lines and `tcp-request ... reject` rules.
+    pub(super) acl: acl::Rules,
+}
+
+/// One line inside a frontend, backend or listen section.
+pub(super) fn proxy_line(file: &str, line: &Line, proxy: &mut Proxy) -> Result<(), ImportError> {
+    let origin = Origin::new(file, line.no);
+    match line.words[0].as_str() {
+        "bind" if proxy.kind != "backend" => bind(file, line, proxy),
+        "default_backend" if proxy.kind == "frontend" => {
+            let name = line.words.get(1).ok_or_else(|| {
+                ImportError::at(file, line.no, "default_backend needs a backend name")
+            })?;
+            proxy.default_backend = Some(Sourced::new(name.clone(), &origin, line.text()));
+            Ok(())
+        }
+        "use_backend" => {
+            proxy.settings.notes.push(Note::new(
+                &origin,
+                format!(
+                    "{}: content switching is not carried over (lbd sends a VIP's connections to one set of backends: the default_backend's)",
+                    line.text()
+                ),
+            ));
+            Ok(())
+        }
+        "acl" => {
+            proxy.acl.define(file, line);
+            Ok(())
+        }
+        "tcp-request" if proxy.acl.tcp_request(file, line) => Ok(()),
+        "http-request" | "tcp-response" | "http-response"
+            if line.words.get(1).is_some_and(|a| {
+                matches!(
+                    a.as_str(),
+                    "deny" | "reject" | "tarpit" | "silent-drop" | "auth"
+                )
+            }) =>
+        {
+            proxy.settings.notes.push(Note::new(
+                &origin,
+                format!(
+                    "WARNING: {}: a rule refusing requests; lbd forwards connections and cannot apply it: not carried over (source rules can be written as [[acl]])",
+                    line.text()
+                ),
+            ));
+            Ok(())
+        }
+        "server" if proxy.kind != "frontend" => {
+            let server = server::server(file, line, &proxy.settings.default_server)?;
+            proxy.pending.push(server);
+            Ok(())
+        }
+        "stats"
+            if proxy.kind != "backend"
+                && line
+                    .words
+                    .get(1)
+                    .is_some_and(|w| w == "enable" || w == "uri") =>
+        {
+            proxy.stats.get_or_insert(origin);
+            proxy
+                .settings
+                .ignored
+                .push(format!("{} (line {})", line.text(), line.no));
+            Ok(())
+        }
+        _ => apply(file, line, &mut proxy.settings),
+    }
+}
+
+/// The notes of a proxy: its own, its mode's, its ignored directives.
+pub(super) fn proxy_notes(proxy: &Proxy) -> Vec<Note> {
+    let mut notes = proxy.settings.notes.clone();
+    if let Some(mode) = &proxy.settings.mode {
+        if mode.value == "http" && proxy.kind != "backend" {
+            notes.push(Note::new(
+                &mode.origin,
+                format!(
+                    "WARNING: {} {} is in mode http; lbd balances TCP connections at L4 and carries over only where they go: HTTP routing, headers, keep-alive, TLS termination and logging stay behind",
+                    proxy.kind, proxy.name
+                ),
+            ));
+        }
+    }
+    let checked = proxy.servers.iter().any(|s| s.check.is_some());
+    if let (Some(http), true) = (&proxy.settings.http_check, checked) {
+        let at = http.origin.clone().unwrap_or_else(|| proxy.origin.clone());
+        let method = http.method.as_deref().unwrap_or("OPTIONS");
+        if method != "GET" {
+            notes.push(Note::new(
+                &at,
+                format!("HAProxy checks with {method}; lbd's HTTP checks send GET"),
+            ));
+        }
+        if proxy.settings.expect_status.is_none() {
+            notes.push(Note::new(
+                &at,
+                "HAProxy takes any 2xx or 3xx status as healthy; lbd expects exactly 200 (set expect_status)",
+            ));
+        }
+    }
+    if let (Some(protocol), true) = (&proxy.settings.protocol_check, checked) {
+        notes.push(Note::new(
+            &protocol.origin,
+            format!(
+                "{}: lbd checks that a TCP connection opens; the protocol is not spoken",
+                protocol.what
+            ),
+        ));
+    }
+    if !proxy.settings.ignored.is_empty() {
+        notes.push(Note::new(
+            &proxy.origin,
+            format!(
+                "not carried over (no meaning for an L4 balancer): {}",
+                proxy.settings.ignored.join("; ")
+            ),
+        ));
+    }
+    notes
+}

@@ -1,0 +1,156 @@
+//! The settings of a proxy section that are not its own lines of binds
+//! and servers: mode, health-check options and timeouts, `default-server`,
+//! `disabled`; also what a `defaults` section gives the proxies after it.
+
+use std::time::Duration;
+
+use super::lexer::{time, Line};
+use super::server::{self, ServerParams};
+use crate::import::model::{Note, Origin, Sourced};
+use crate::import::ImportError;
+
+/// An HTTP check as `option httpchk` / `http-check` set it.
+#[derive(Debug, Clone, Default)]
+pub(super) struct HttpCheck {
+    pub(super) origin: Option<Origin>,
+    pub(super) what: String,
+    pub(super) method: Option<String>,
+    pub(super) path: Option<String>,
+    pub(super) host: Option<String>,
+}
+
+/// The settings of a proxy that its servers' checks and the notes use,
+/// inherited from the last `defaults` section.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Settings {
+    pub(super) mode: Option<Sourced<String>>,
+    pub(super) http_check: Option<HttpCheck>,
+    /// `option pgsql-check` and friends: protocol checks lbd does as TCP.
+    pub(super) protocol_check: Option<Sourced<String>>,
+    pub(super) expect_status: Option<Sourced<u16>>,
+    pub(super) timeout_check: Option<Sourced<Duration>>,
+    pub(super) timeout_connect: Option<Sourced<Duration>>,
+    pub(super) default_server: ServerParams,
+    /// `disabled`: HAProxy does not start the proxy (also from defaults).
+    pub(super) disabled: Option<Origin>,
+    pub(super) notes: Vec<Note>,
+    /// Directives with no L4 meaning, listed in one note per section.
+    pub(super) ignored: Vec<String>,
+}
+
+/// A line of settings (also in `defaults`).
+pub(super) fn apply(file: &str, line: &Line, settings: &mut Settings) -> Result<(), ImportError> {
+    let origin = Origin::new(file, line.no);
+    let words = &line.words;
+    let arg = |i: usize| words.get(i).map(String::as_str);
+    match (words[0].as_str(), arg(1)) {
+        ("mode", Some(mode)) => {
+            if !matches!(mode, "tcp" | "http") {
+                return Err(ImportError::at(file, line.no, format!("unknown mode {mode:?}")));
+            }
+            settings.mode = Some(Sourced::new(mode.to_owned(), &origin, line.text()));
+        }
+        ("balance", Some(_)) => settings.notes.push(Note::new(
+            &origin,
+            format!(
+                "{}: lbd balances with Maglev consistent hashing of each connection (weights kept), the same on every node and stable when backends come and go",
+                line.text()
+            ),
+        )),
+        ("option", Some("httpchk")) => {
+            // option httpchk [<uri>] | [<method> <uri> [<version>]]
+            let mut check = HttpCheck {
+                origin: Some(origin.clone()),
+                what: line.text(),
+                ..HttpCheck::default()
+            };
+            match (arg(2), arg(3)) {
+                (Some(uri), None) => check.path = Some(uri.to_owned()),
+                (Some(method), Some(uri)) => {
+                    check.method = Some(method.to_owned());
+                    check.path = Some(uri.to_owned());
+                    // HTTP/1.1\r\nHost:\ www: the old way to send a Host.
+                    // (the lexer has turned `\r\n` into CR LF, as HAProxy does).
+                    if let Some(version) = arg(4) {
+                        check.host = version
+                            .split('\n')
+                            .map(|h| h.trim_end_matches('\r'))
+                            .find_map(|h| {
+                                h.split_once(':')
+                                    .filter(|(name, _)| name.trim().eq_ignore_ascii_case("host"))
+                                    .map(|(_, value)| value.trim().to_owned())
+                            });
+                    }
+                }
+                _ => {}
+            }
+            settings.http_check = Some(check);
+        }
+        ("option", Some("tcp-check")) => settings.http_check = None,
+        ("option", Some(kind))
+            if kind.ends_with("-check") || matches!(kind, "smtpchk" | "ssl-hello-chk") =>
+        {
+            settings.http_check = None;
+            settings.protocol_check = Some(Sourced::new(kind.to_owned(), &origin, line.text()));
+        }
+        ("http-check", Some("expect")) => match (arg(2), arg(3)) {
+            (Some("status"), Some(code)) => match code.parse::<u16>() {
+                Ok(code) if (100..=599).contains(&code) => {
+                    settings.expect_status = Some(Sourced::new(code, &origin, line.text()));
+                }
+                _ => settings.notes.push(Note::new(
+                    &origin,
+                    format!("{}: lbd expects one status code; 200 is used", line.text()),
+                )),
+            },
+            _ => settings.notes.push(Note::new(
+                &origin,
+                format!(
+                    "{}: lbd checks the status code only (200 unless `http-check expect status N`)",
+                    line.text()
+                ),
+            )),
+        },
+        ("http-check", Some("send")) => {
+            let check = settings.http_check.get_or_insert_with(HttpCheck::default);
+            check.origin = Some(origin.clone());
+            check.what = line.text();
+            let mut rest = words[2..].iter();
+            while let Some(key) = rest.next() {
+                let value = rest.next().cloned();
+                match key.as_str() {
+                    "meth" => check.method = value,
+                    "uri" => check.path = value,
+                    "hdr" => {
+                        let header = value.unwrap_or_default();
+                        let content = rest.next().cloned();
+                        if header.eq_ignore_ascii_case("host") {
+                            check.host = content;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        ("timeout", Some(kind @ ("check" | "connect"))) => {
+            let value = arg(2).and_then(time).ok_or_else(|| {
+                ImportError::at(file, line.no, format!("timeout {kind} needs a time such as 5s"))
+            })?;
+            let sourced = Some(Sourced::new(value, &origin, line.text()));
+            if kind == "check" {
+                settings.timeout_check = sourced;
+            } else {
+                settings.timeout_connect = sourced;
+            }
+        }
+        ("disabled", None) => settings.disabled = Some(origin),
+        ("enabled", None) => settings.disabled = None,
+        ("default-server", _) => {
+            server::params(file, line, 1, &mut settings.default_server)?;
+        }
+        _ => settings
+            .ignored
+            .push(format!("{} (line {})", line.text(), line.no)),
+    }
+    Ok(())
+}

@@ -1,0 +1,171 @@
+//! A VIP's `[[vip]]` table with its `[vip.health]` and a
+//! `[[vip.backend]]` table per backend (its own health table where its
+//! checks differ), weights scaled into lbd's range.
+
+use super::vips::Vip;
+use super::weight::Scale;
+use super::{family, health};
+use crate::config::{Protocol, MAX_WEIGHT};
+use crate::import::model::{Backend, Role};
+use crate::import::write::Table;
+use crate::import::ImportError;
+use lb_common::Mode;
+
+/// The `[[vip]]` table of `vip`, its health and its backends.
+pub(super) fn vip_tables(
+    vip: &Vip<'_>,
+    mode: Mode,
+    mode_comment: &str,
+    mode_notes: Vec<String>,
+) -> Result<Vec<Table>, ImportError> {
+    let service = vip.service;
+    let mut t = Table::new("[[vip]]", 0);
+    t.notes = service.notes.iter().map(ToString::to_string).collect();
+    // Passive checks (nginx) stand for failed connections: lbd's TCP check
+    // cannot see a UDP backend, so a UDP VIP of them is not checked.
+    let unchecked: Vec<Backend>;
+    let backends: &[Backend] = match (&service.passive, vip.protocol) {
+        (Some(at), Protocol::Udp) => {
+            unchecked = service
+                .backends
+                .iter()
+                .map(|b| Backend {
+                    check: None,
+                    ..b.clone()
+                })
+                .collect();
+            t.notes.push(format!(
+                "{at}: nginx counts failed UDP exchanges (passive checks); lbd's checks are TCP or HTTP, which a UDP service may not answer: check = \"none\", as lbd's default for UDP (set [vip.health] to check a TCP port of the backends)"
+            ));
+            &unchecked
+        }
+        (Some(at), Protocol::Tcp) => {
+            t.notes.push(format!(
+                "{at}: nginx counts failed requests (passive checks); lbd checks actively instead: a TCP connection every 2 s, a backend goes out after max_fails failures in a row and comes back after one success; fail_timeout (how long nginx leaves a failed server out) has no equivalent"
+            ));
+            &service.backends
+        }
+        (None, _) => &service.backends,
+    };
+    t.notes.extend(mode_notes);
+    t.push("address", vip.address.to_string(), vip.comment.clone());
+    t.push("port", i64::from(vip.port), "");
+    t.push("protocol", vip.protocol.to_string(), "");
+    t.push("forwarding", mode.name(), mode_comment);
+    let mut tables = vec![t];
+    if backends.is_empty() {
+        tables[0].notes.push(format!(
+            "{}: {} has no backends",
+            service.origin, service.name
+        ));
+        return Ok(tables);
+    }
+    // The VIP's checks are the first active backend's; others that differ
+    // get their own table.
+    let Some(reference) = backends
+        .iter()
+        .find(|b| b.role == Role::Active)
+        .or(backends.first())
+    else {
+        return Ok(tables);
+    };
+    // lbd keys a VIP's backends by address: one port per address.
+    for (i, b) in backends.iter().enumerate() {
+        if let Some(first) = backends[..i].iter().find(|a| a.address == b.address) {
+            return Err(ImportError::at_origin(
+                &b.origin,
+                format!(
+                    "{} ({}:{}) has the address of {} ({}:{}, {}): lbd keys a VIP's backends by address, one port per address; give each backend its own address, or split them over two VIPs",
+                    b.name,
+                    b.address,
+                    b.port.map_or("the VIP's port".to_owned(), |p| p.to_string()),
+                    first.name,
+                    first.address,
+                    first.port.map_or("the VIP's port".to_owned(), |p| p.to_string()),
+                    first.origin
+                ),
+            ));
+        }
+    }
+    let mut notes = Vec::new();
+    let mut health = Table::new("[vip.health]", 1);
+    health.entries = health::entries(reference.check.as_ref(), &mut notes);
+    tables[0].notes.append(&mut notes);
+    tables.push(health);
+    let top = backends
+        .iter()
+        .filter(|b| b.role == Role::Active)
+        .filter_map(|b| b.weight.as_ref().map(|w| w.value))
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    let scale = Scale::new(top);
+    if let Scale::Down { top } = scale {
+        tables[0].notes.push(format!(
+            "{}: {} weighs up to {top}, above lbd's {MAX_WEIGHT}: every weight is scaled by {MAX_WEIGHT}/{top} (rounded, at least 1) to keep their ratios",
+            service.origin, service.name
+        ));
+    }
+    for backend in backends {
+        if backend.address.is_ipv4() != vip.address.is_ipv4() && !mode.is_tunnel() {
+            return Err(ImportError::at_origin(
+                &backend.origin,
+                format!(
+                    "{} is {} but VIP {} is {}: lbd reaches backends of the other family only in ipip or gue mode",
+                    backend.address,
+                    family(backend.address),
+                    vip.address,
+                    family(vip.address)
+                ),
+            ));
+        }
+        let mut b = Table::new("[[vip.backend]]", 1);
+        b.notes = backend.notes.iter().map(ToString::to_string).collect();
+        b.push(
+            "address",
+            backend.address.to_string(),
+            format!("{} ({})", backend.origin, backend.what),
+        );
+        if mode == Mode::Nat {
+            if let Some(port) = backend.port.filter(|p| *p != vip.port) {
+                b.push("port", i64::from(port), "");
+            }
+        }
+        let source = backend.weight.as_ref().map_or(1, |w| w.value);
+        let (weight, comment) = match &backend.role {
+            Role::Active => (
+                scale.apply(source),
+                match &backend.weight {
+                    Some(w) => format!("{} ({scale})", w.comment()),
+                    None => format!("the source's default weight 1 ({scale})"),
+                },
+            ),
+            Role::Disabled(at) => {
+                b.notes.push(format!("{at}: disabled in the source: weight 0 (takes no new flows); `lbctl backend weight` brings it in"));
+                (0, String::new())
+            }
+            Role::Backup(at) => {
+                b.notes.push(format!("{at}: a backup server; lbd has none: weight 0 (takes no new flows) until you give it one"));
+                (0, String::new())
+            }
+        };
+        b.push("weight", i64::from(weight), comment);
+        push_backend(b, backend, reference, &mut tables);
+    }
+    Ok(tables)
+}
+
+/// Pushes a backend's table, and its own health table when its checks
+/// differ from the VIP's.
+fn push_backend(mut table: Table, backend: &Backend, reference: &Backend, tables: &mut Vec<Table>) {
+    let own = backend.check != reference.check;
+    let mut notes = Vec::new();
+    let entries = own.then(|| health::entries(backend.check.as_ref(), &mut notes));
+    table.notes.append(&mut notes);
+    tables.push(table);
+    if let Some(entries) = entries {
+        let mut h = Table::new("[vip.backend.health]", 2);
+        h.entries = entries;
+        tables.push(h);
+    }
+}

@@ -1,0 +1,192 @@
+//! Where each VIP is: a listen with an address as it is, a wildcard one
+//! on keepalived's `virtual_ipaddress`es or the `--vip`s of its port, a
+//! service with no listen on a `--vip` left over; two services on one
+//! VIP are refused.
+
+use std::net::IpAddr;
+
+use crate::config::Protocol;
+use crate::import::model::{Listen, Service, Setup};
+use crate::import::{ImportError, Options, VipArg};
+
+/// One VIP to write: where it is and the service behind it.
+pub(super) struct Vip<'s> {
+    pub(super) address: IpAddr,
+    pub(super) port: u16,
+    pub(super) protocol: Protocol,
+    /// Where address and port came from.
+    pub(super) comment: String,
+    pub(super) service: &'s Service,
+}
+
+/// Every VIP: listens with an address as they are; wildcards with
+/// keepalived's addresses, else the `--vip`s of their port; services with
+/// no listen with the `--vip`s left, in order.
+pub(super) fn vips<'s>(setup: &'s Setup, options: &Options) -> Result<Vec<Vip<'s>>, ImportError> {
+    let mut out: Vec<Vip<'s>> = Vec::new();
+    let mut used = vec![false; options.vips.len()];
+    let vrrp_addresses: Vec<_> = setup.vrrp.iter().flat_map(|v| &v.addresses).collect();
+    let mut unplaced = Vec::new();
+    for service in &setup.services {
+        if service.listens.is_empty() {
+            unplaced.push(service);
+        }
+        for listen in &service.listens {
+            if let Some(address) = listen.address {
+                add(
+                    &mut out,
+                    vip(address, listen, listen_comment(listen), service),
+                );
+                continue;
+            }
+            let kept: Vec<_> = vrrp_addresses
+                .iter()
+                .filter(|a| takes(listen, a.value))
+                .collect();
+            for a in &kept {
+                add(
+                    &mut out,
+                    vip(
+                        a.value,
+                        listen,
+                        format!("{} + {}", a.comment(), listen_comment(listen)),
+                        service,
+                    ),
+                );
+            }
+            if !kept.is_empty() {
+                continue;
+            }
+            let mut found = false;
+            for (i, arg) in options.vips.iter().enumerate() {
+                if arg.port.is_none_or(|p| p == listen.port)
+                    && arg.protocol.is_none_or(|p| p == listen.protocol)
+                    && takes(listen, arg.address)
+                {
+                    used[i] = true;
+                    found = true;
+                    add(
+                        &mut out,
+                        vip(
+                            arg.address,
+                            listen,
+                            format!("--vip {} + {}", arg_text(arg), listen_comment(listen)),
+                            service,
+                        ),
+                    );
+                }
+            }
+            if !found {
+                return Err(ImportError::at_origin(
+                    &listen.origin,
+                    format!(
+                        "{} names no address and no keepalived virtual_ipaddress gives one: pass --vip ADDRESS:{}/{}",
+                        listen.what, listen.port, listen.protocol
+                    ),
+                ));
+            }
+        }
+    }
+    let mut free = options
+        .vips
+        .iter()
+        .zip(used.iter_mut())
+        .filter(|(_, u)| !**u);
+    for service in unplaced {
+        let Some((arg, used)) = free.next() else {
+            return Err(ImportError::at_origin(
+                &service.origin,
+                format!(
+                    "{} names no address or port to serve on: pass --vip ADDRESS:PORT/PROTOCOL (one per such service, in file order)",
+                    service.name
+                ),
+            ));
+        };
+        *used = true;
+        let port = arg.port.ok_or_else(|| {
+            ImportError::setup(format!(
+                "--vip {}: {} names no port; give it as ADDRESS:PORT/PROTOCOL",
+                arg_text(arg),
+                service.name
+            ))
+        })?;
+        out.push(Vip {
+            address: arg.address,
+            port,
+            protocol: arg.protocol.unwrap_or_default(),
+            comment: format!("--vip {}", arg_text(arg)),
+            service,
+        });
+    }
+    if let Some((arg, _)) = free.next() {
+        return Err(ImportError::setup(format!(
+            "--vip {}: no service of the sources takes it (they all have an address, or none has its port)",
+            arg_text(arg)
+        )));
+    }
+    for (i, a) in out.iter().enumerate() {
+        if let Some(b) = out[..i]
+            .iter()
+            .find(|b| (b.address, b.port, b.protocol) == (a.address, a.port, a.protocol))
+        {
+            return Err(ImportError::at_origin(
+                &a.service.origin,
+                format!(
+                    "{} and {} both serve {}:{}/{}; lbd sends a VIP to one set of backends",
+                    b.service.name, a.service.name, a.address, a.port, a.protocol
+                ),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// Whether a wildcard `listen` takes clients of `address`'s family: an
+/// IPv4 wildcard IPv4 only, an IPv6 one both unless `v6only`.
+fn takes(listen: &Listen, address: IpAddr) -> bool {
+    if address.is_ipv4() {
+        !listen.wildcard_v6 || !listen.v6_only
+    } else {
+        listen.wildcard_v6
+    }
+}
+
+/// Adds `new` unless its service already has that VIP (`listen 80` and
+/// `listen [::]:80` of one server block, both on a v4 address).
+fn add<'s>(out: &mut Vec<Vip<'s>>, new: Vip<'s>) {
+    let key = (new.address, new.port, new.protocol);
+    if !out
+        .iter()
+        .any(|v| std::ptr::eq(v.service, new.service) && (v.address, v.port, v.protocol) == key)
+    {
+        out.push(new);
+    }
+}
+
+fn vip<'s>(address: IpAddr, listen: &Listen, comment: String, service: &'s Service) -> Vip<'s> {
+    Vip {
+        address,
+        port: listen.port,
+        protocol: listen.protocol,
+        comment,
+        service,
+    }
+}
+
+fn listen_comment(listen: &Listen) -> String {
+    format!("{} ({})", listen.origin, listen.what)
+}
+
+fn arg_text(arg: &VipArg) -> String {
+    let mut text = arg.address.to_string();
+    if arg.address.is_ipv6() && arg.port.is_some() {
+        text = format!("[{text}]");
+    }
+    if let Some(port) = arg.port {
+        text = format!("{text}:{port}");
+    }
+    if let Some(protocol) = arg.protocol {
+        text = format!("{text}/{protocol}");
+    }
+    text
+}

@@ -1,0 +1,257 @@
+//! A proxying `server` block: its listens, where its `proxy_pass` goes
+//! (an upstream's name or an address), who may connect, and notes on
+//! what stays behind at L4 (locations, TLS, the PROXY protocol).
+
+use std::net::IpAddr;
+
+use super::listen::listen;
+use super::walk::{access_rules, Level};
+use super::Context;
+use crate::config::Protocol;
+use crate::import::acl;
+use crate::import::blocks::Statement;
+use crate::import::model::{AclRule, Backend, Listen, Note, Origin, Role, Setup};
+use crate::import::ImportError;
+
+/// Where a `server` block sends its connections.
+#[derive(Debug)]
+pub(super) enum Target {
+    /// `proxy_pass NAME` / `proxy_pass http://NAME/...`: an upstream.
+    Upstream(String),
+    /// `proxy_pass 198.18.0.61:3306`: one server.
+    Address(Box<Backend>),
+}
+
+/// A `server { listen ...; proxy_pass ...; }` block.
+#[derive(Debug)]
+pub(super) struct Proxy {
+    pub(super) listens: Vec<Listen>,
+    pub(super) target: Target,
+    pub(super) origin: Origin,
+    pub(super) context: Context,
+    pub(super) acl: Vec<AclRule>,
+    pub(super) notes: Vec<Note>,
+}
+
+/// A `server` block: its listens, where its `proxy_pass` goes and who
+/// may connect (None when it proxies nowhere lbd can follow: noted).
+pub(super) fn server(
+    file: &str,
+    statement: &Statement,
+    context: Context,
+    level: &Level<'_>,
+    setup: &mut Setup,
+) -> Result<Option<Proxy>, ImportError> {
+    let block_at = Origin::new(file, statement.line);
+    let mut listens = Vec::new();
+    let mut target = None;
+    let mut notes = Vec::new();
+    let mut left = Vec::new();
+    let own = access_rules(file, statement.children())?;
+    let mut stack: Vec<(&Statement, bool)> = statement
+        .children()
+        .iter()
+        .rev()
+        .map(|c| (c, false))
+        .collect();
+    while let Some((child, in_location)) = stack.pop() {
+        let at = Origin::new(file, child.line);
+        match child.name() {
+            "listen" if !in_location => listen(file, child, context, &mut listens, &mut notes)?,
+            "location" => stack.extend(child.children().iter().rev().map(|c| (c, true))),
+            "allow" | "deny" if !in_location => {}
+            "allow" | "deny" => notes.push(Note::new(
+                &at,
+                format!(
+                    "WARNING: {}: a rule of one location; lbd's rules are per VIP: not carried over",
+                    child.text()
+                ),
+            )),
+            "proxy_pass" => {
+                if target.is_some() {
+                    notes.push(Note::new(
+                        &at,
+                        format!(
+                            "WARNING: {}: another location's proxy_pass; lbd sends a VIP's connections to one place, the first proxy_pass's: not carried over",
+                            child.text()
+                        ),
+                    ));
+                    continue;
+                }
+                target = Some(proxy_pass(file, child, context, &mut notes)?);
+            }
+            "proxy_protocol" if child.args().first().is_some_and(|a| a == "on") => {
+                notes.push(Note::new(
+                    &at,
+                    format!("WARNING: {}: nginx sent a PROXY protocol header to the backends; lbd sends none: turn it off on them (in dsr-l2 mode they see the client's address themselves)", child.text()),
+                ));
+            }
+            name if name.starts_with("ssl_") || name.starts_with("proxy_ssl") => {
+                notes.push(Note::new(
+                    &at,
+                    format!("WARNING: {}: nginx's TLS; lbd forwards the connection as it is: not carried over", child.text()),
+                ));
+            }
+            _ => left.push(format!("{} ({at})", child.text())),
+        }
+    }
+    if !left.is_empty() {
+        let http = context == Context::Http;
+        notes.push(Note::new(
+            &block_at,
+            format!(
+                "{}not carried over from this server block: {}",
+                if http { "" } else { "WARNING: " },
+                left.join("; ")
+            ),
+        ));
+    }
+    let rules = if own.is_empty() {
+        level.inherited.clone()
+    } else {
+        own
+    };
+    let acl = match acl::first_match(&rules) {
+        Ok(acl) => acl,
+        Err(note) => {
+            notes.push(note);
+            Vec::new()
+        }
+    };
+    let Some(target) = target else {
+        setup.notes.extend(notes);
+        setup.notes.push(Note::new(
+            &block_at,
+            "server block without proxy_pass (nginx serves it itself): not imported",
+        ));
+        return Ok(None);
+    };
+    let Some(target) = target else {
+        setup.notes.extend(notes);
+        return Ok(None);
+    };
+    if listens.is_empty() && context == Context::Http {
+        listens.push(Listen {
+            address: None,
+            wildcard_v6: false,
+            v6_only: false,
+            port: 80,
+            protocol: Protocol::Tcp,
+            origin: block_at.clone(),
+            what: "server without listen: nginx's default *:80".to_owned(),
+        });
+    }
+    if context == Context::Http {
+        let to = match &target {
+            Target::Upstream(name) => name.clone(),
+            Target::Address(b) => b.name.clone(),
+        };
+        notes.push(Note::new(
+            &block_at,
+            format!(
+                "WARNING: the http server block proxying to {to} is reduced to L4: lbd balances its TCP connections; HTTP routing (locations), headers and TLS termination stay behind"
+            ),
+        ));
+    }
+    Ok(Some(Proxy {
+        listens,
+        target,
+        origin: block_at,
+        context,
+        acl,
+        notes,
+    }))
+}
+
+/// A `proxy_pass`: an upstream's name, an address (a one-server
+/// service), or None for what lbd cannot follow (a variable), noted.
+fn proxy_pass(
+    file: &str,
+    statement: &Statement,
+    context: Context,
+    notes: &mut Vec<Note>,
+) -> Result<Option<Target>, ImportError> {
+    let at = Origin::new(file, statement.line);
+    let target = statement
+        .args()
+        .first()
+        .map(String::as_str)
+        .unwrap_or_default();
+    let (scheme_port, rest) = if let Some(rest) = target.strip_prefix("http://") {
+        (Some(80), rest)
+    } else if let Some(rest) = target.strip_prefix("https://") {
+        notes.push(Note::new(
+            &at,
+            format!("{}: nginx speaks TLS to the backends; through lbd the client's own connection reaches them", statement.text()),
+        ));
+        (Some(443), rest)
+    } else {
+        (None, target)
+    };
+    let host = rest.split('/').next().unwrap_or(rest);
+    if host.contains('$') || host.is_empty() {
+        notes.push(Note::new(
+            &at,
+            format!("WARNING: {}: a destination chosen at run time (a variable); lbd needs fixed backends: this server block is not imported", statement.text()),
+        ));
+        return Ok(None);
+    }
+    if host.starts_with("unix:") {
+        notes.push(Note::new(
+            &at,
+            format!("WARNING: {}: a UNIX socket; not imported", statement.text()),
+        ));
+        return Ok(None);
+    }
+    let bad_port = |port: &str| {
+        ImportError::at(
+            file,
+            statement.line,
+            format!("{}: {port:?} is not a port", statement.text()),
+        )
+    };
+    let address = match host.parse::<IpAddr>() {
+        Ok(address) => Some((address, None)),
+        Err(_) => match host.rsplit_once(':') {
+            Some((h, port)) => match crate::import::unbracketed(h).parse::<IpAddr>() {
+                Ok(address) => Some((
+                    address,
+                    Some(crate::import::port_number(port).ok_or_else(|| bad_port(port))?),
+                )),
+                Err(_) => None,
+            },
+            None => crate::import::unbracketed(host)
+                .parse::<IpAddr>()
+                .ok()
+                .map(|a| (a, None)),
+        },
+    };
+    let Some((address, port)) = address else {
+        return Ok(Some(Target::Upstream(host.to_owned())));
+    };
+    let port = match (port.or(scheme_port), context) {
+        (Some(port), _) => port,
+        (None, Context::Http) => 80,
+        (None, Context::Stream) => {
+            return Err(ImportError::at(
+                file,
+                statement.line,
+                format!(
+                    "{}: no port (nginx needs one in a stream proxy_pass)",
+                    statement.text()
+                ),
+            ))
+        }
+    };
+    Ok(Some(Target::Address(Box::new(Backend {
+        name: format!("{address}:{port}"),
+        address,
+        port: Some(port),
+        weight: None,
+        role: Role::Active,
+        check: None,
+        origin: at,
+        what: statement.text(),
+        notes: Vec::new(),
+    }))))
+}

@@ -1,0 +1,188 @@
+//! The files of several formats joined, and what the join decides for
+//! all of them: weights scaled into lbd's range, source rules as VIP-scoped
+//! ACLs, NAT addresses per family, one port per backend address, VRRP
+//! instances moved to `--interface`; and input every format must refuse.
+
+use super::*;
+use crate::config::Protocol;
+
+#[test]
+fn weights_above_lbds_range_are_scaled_together() {
+    let text = "virtual_server 198.18.0.201 443 {\n  lb_kind DR\n  real_server 198.18.0.21 443 {\n    weight 20000\n  }\n  real_server 198.18.0.22 443 {\n    weight 5000\n  }\n  real_server 198.18.0.23 443 {\n    weight 1\n  }\n}\n";
+    let imported = ok(&[("k.conf", text)], &on_eth0());
+    assert_eq!(
+        weights(&imported.config.vips[0])
+            .iter()
+            .map(|w| w.1)
+            .collect::<Vec<_>>(),
+        [10000, 2500, 1]
+    );
+    assert!(imported
+        .text
+        .contains("(x10000/20000, scaled down to lbd's range)"));
+    assert!(has_note(&imported, "weighs up to 20000, above lbd's 10000"));
+    // nginx's weight has no upper bound either.
+    let text = "upstream a {\n  server 198.18.0.11:80 weight=30000;\n  server 198.18.0.12:80 weight=10000;\n}\n";
+    let options = Options {
+        vips: vec![vip("198.18.0.100:80/tcp")],
+        ..on_eth0()
+    };
+    let imported = ok(&[("n.conf", text)], &options);
+    assert_eq!(
+        weights(&imported.config.vips[0])
+            .iter()
+            .map(|w| w.1)
+            .collect::<Vec<_>>(),
+        [10000, 3333]
+    );
+}
+
+#[test]
+fn source_rules_become_vip_scoped_acls_and_the_rest_is_noted() {
+    let text = "stream {\n  upstream pg {\n    server 198.18.0.11:5432;\n  }\n  server {\n    listen 198.18.0.100:5432;\n    deny 198.18.10.66;\n    allow 198.18.10.0/24;\n    deny all;\n    proxy_protocol on;\n    ssl_certificate /etc/x.pem;\n    proxy_timeout 10m;\n    proxy_pass pg;\n  }\n}\n";
+    let imported = ok(&[("n.conf", text)], &on_eth0());
+    let mut acl: Vec<String> = imported
+        .config
+        .guard
+        .acl
+        .iter()
+        .map(|r| format!("{} {} {}", r.action, r.source, r.scope))
+        .collect();
+    acl.sort();
+    assert_eq!(
+        acl,
+        [
+            "allow 198.18.10.0/24 198.18.0.100:5432/tcp",
+            "deny 198.18.10.66/32 198.18.0.100:5432/tcp"
+        ]
+    );
+    for needle in [
+        "n.conf:10: WARNING: proxy_protocol on",
+        "n.conf:11: WARNING: ssl_certificate /etc/x.pem",
+        "proxy_timeout 10m (n.conf:12)",
+    ] {
+        assert!(
+            has_note(&imported, needle),
+            "no {needle:?} in {:#?}",
+            imported.notes
+        );
+    }
+    let haproxy = tcp_haproxy("listen pg\n  bind 198.18.0.100:5432\n  acl trusted src 198.18.10.0/24 2001:2:10::/48\n  acl bad src 198.18.10.66\n  tcp-request connection reject if !trusted\n  tcp-request content reject if bad\n  tcp-request connection reject if { src_conn_rate gt 10 }\n  server pg1 198.18.0.11:5432 check\n");
+    let imported = ok(&[("h.cfg", &haproxy)], &on_eth0());
+    let mut acl: Vec<String> = imported
+        .config
+        .guard
+        .acl
+        .iter()
+        .map(|r| format!("{} {}", r.action, r.source))
+        .collect();
+    acl.sort();
+    assert_eq!(acl, ["allow 198.18.10.0/24", "deny 198.18.10.66/32"]);
+    // An allow list of the other family only: that VIP's family is shut.
+    let v6 = haproxy.replace("198.18.10.0/24 ", "");
+    let imported = ok(&[("h.cfg", &v6)], &on_eth0());
+    let mut acl: Vec<String> = imported
+        .config
+        .guard
+        .acl
+        .iter()
+        .map(|r| format!("{} {}", r.action, r.source))
+        .collect();
+    acl.sort();
+    assert_eq!(acl, ["deny 0.0.0.0/0", "deny 198.18.10.66/32"]);
+    assert!(has_note(
+        &imported,
+        "h.cfg:10: WARNING: tcp-request connection reject if { src_conn_rate gt 10 }"
+    ));
+}
+
+#[test]
+fn nat_sources_are_given_one_per_family() {
+    let text = tcp_haproxy("listen pg\n  bind 198.18.0.100:5432\n  server pg1 198.18.0.11:6432\nlisten pg6\n  bind [2001:2::100]:5433\n  server pg1 2001:2::11:6432\n");
+    let imported = ok(&[("h.cfg", &text)], &with_nat());
+    assert_eq!(imported.config.nat.source_ipv4, Some(ip("198.18.0.50")));
+    assert_eq!(imported.config.nat.source_ipv6, Some(ip("2001:2::50")));
+    let two_v4 = Options {
+        nat_source: vec![ip("198.18.0.50"), ip("198.18.0.51")],
+        ..on_eth0()
+    };
+    assert!(refused(&[("h.cfg", &text)], &two_v4).contains("one NAT address per family"));
+    let v4_only = Options {
+        nat_source: vec![ip("198.18.0.50")],
+        ..on_eth0()
+    };
+    assert!(refused(&[("h.cfg", &text)], &v4_only)
+        .contains("pass --nat-source with an IPv6 address too"));
+}
+
+#[test]
+fn valid_configurations_are_no_longer_refused() {
+    // Named defaults (HAProxy >= 2.4): inherited by name, not the last.
+    let text = "defaults tcpdef\n  mode tcp\n  timeout check 700ms\ndefaults httpdef\n  mode http\nlisten pg from tcpdef\n  bind 198.18.0.100:5432\n  server pg1 198.18.0.11:5432 check\n";
+    let imported = ok(&[("h.cfg", text)], &on_eth0());
+    assert_eq!(
+        imported.config.vips[0].health.timeout,
+        std::time::Duration::from_millis(700)
+    );
+    assert!(!has_note(&imported, "mode http"));
+    // nginx: no port is 80; a port range is a VIP per port.
+    let text = "stream {\n  upstream sip {\n    server 198.18.0.31:5060;\n  }\n  server {\n    listen 198.18.0.100:5060-5062 udp;\n    proxy_pass sip;\n  }\n}\nhttp {\n  upstream web {\n    server 198.18.0.11;\n  }\n  server {\n    listen 198.18.0.101;\n    location / { proxy_pass http://web; }\n  }\n}\n";
+    let imported = ok(&[("n.conf", text)], &with_nat());
+    let ports: Vec<u16> = imported.config.vips.iter().map(|v| v.port).collect();
+    assert_eq!(ports, [5060, 5061, 5062, 80]);
+    // A file nginx.conf includes in `stream { }` is read as stream content.
+    let main = "events {}\nstream {\n  include /etc/nginx/stream.d/*.conf;\n}\n";
+    let dns = "upstream dns {\n  server 198.18.0.53:53;\n}\nserver {\n  listen 198.18.0.100:53 udp;\n  proxy_pass dns;\n}\n";
+    let imported = ok(
+        &[("nginx.conf", main), ("stream.d/dns.conf", dns)],
+        &on_eth0(),
+    );
+    assert_eq!(imported.config.vips[0].protocol, Protocol::Udp);
+    // Alone, its server blocks say it.
+    let imported = ok(&[("dns.conf", dns)], &on_eth0());
+    assert_eq!(imported.config.vips[0].port, 53);
+    // keepalived: `weight N reverse`.
+    let text = "vrrp_script chk {\n  script \"pidof haproxy\"\n  weight 20 reverse\n}\nvrrp_instance A {\n  interface eth0\n  virtual_router_id 7\n  virtual_ipaddress {\n    198.18.0.100\n  }\n  track_script {\n    chk\n  }\n}\n";
+    let imported = ok(&[("k.conf", text)], &Options::default());
+    assert_ne!(imported.config.vrrp[0].track_dataplane, 20);
+    assert!(has_note(
+        &imported,
+        "k.conf:12: WARNING: track_script chk (pidof haproxy) has `reverse`"
+    ));
+}
+
+#[test]
+fn two_ports_of_one_backend_address_are_refused_at_the_source() {
+    let text = tcp_haproxy("listen pgb\n  bind 198.18.0.100:5432\n  server a 198.18.0.11:6432\n  server b 198.18.0.11:6433\n");
+    assert_eq!(
+        refused(&[("h.cfg", &text)], &with_nat()),
+        "h.cfg:7: b (198.18.0.11:6433) has the address of a (198.18.0.11:6432, h.cfg:6): lbd keys a VIP's backends by address, one port per address; give each backend its own address, or split them over two VIPs"
+    );
+}
+
+#[test]
+fn deep_nesting_is_refused_at_its_line() {
+    let text = "http {\n".repeat(5000);
+    let error = refused(&[("n.conf", &text)], &on_eth0());
+    assert_eq!(
+        error,
+        "n.conf:65: \"http {\": blocks nested more than 64 deep; no real configuration is"
+    );
+    let text = "vrrp_instance A {\n".repeat(5000);
+    let options = Options {
+        format: Some(super::super::Format::Keepalived),
+        ..on_eth0()
+    };
+    assert!(refused(&[("k.conf", &text)], &options).starts_with("k.conf:65: "));
+}
+
+#[test]
+fn interface_moves_instances_of_other_interfaces_with_a_note() {
+    let text = "vrrp_instance VI_EXT {\n  interface eth0\n  virtual_router_id 1\n  virtual_ipaddress {\n    198.18.0.100\n  }\n}\nvrrp_instance VI_INT {\n  interface eth1\n  virtual_router_id 2\n  virtual_ipaddress {\n    198.18.1.100\n  }\n}\n";
+    let imported = ok(&[("k.conf", text)], &on_eth0());
+    assert!(has_note(
+        &imported,
+        "k.conf:9: WARNING: vrrp_instance VI_INT ran on eth1"
+    ));
+    assert!(!has_note(&imported, "VI_EXT ran on"));
+}
