@@ -213,6 +213,21 @@ impl Installer {
         Ok(())
     }
 
+    /// Whether `served` changes which lists apply to some VIP id: a flow
+    /// admitted under the old flags (none, for a VIP id just taken into
+    /// service) must not keep that verdict, so the generation moves on
+    /// even when the tries stay as they are.
+    fn lists_change(&self, served: &BTreeMap<u32, VipGuard>) -> bool {
+        let Some(before) = &self.guards else {
+            return true;
+        };
+        let acl = |map: &BTreeMap<u32, VipGuard>, n: &u32| map.get(n).map_or(0, |g| g.acl);
+        before
+            .keys()
+            .chain(served.keys())
+            .any(|n| acl(before, n) != acl(served, n))
+    }
+
     /// The next generation (never 0, an empty cache slot's, nor one whose
     /// ACL mark is 0, an unmarked flow entry's).
     fn bump(&mut self) {
@@ -265,13 +280,13 @@ impl Installer {
             .filter(|k| !wanted.contains_key(k))
             .copied()
             .collect();
-        if added || self.generation == 0 {
-            self.bump();
-        }
         let served: BTreeMap<u32, VipGuard> = vips
             .iter()
             .map(|(id, n)| (*n, vip_guard(config, id)))
             .collect();
+        if added || self.generation == 0 || self.lists_change(&served) {
+            self.bump();
+        }
         self.write_guards(maps, &served, max_vips)?;
         for key in &stale {
             maps.remove(key)?;
@@ -381,6 +396,41 @@ mod tests {
             action,
             source: source.parse().unwrap(),
         }
+    }
+
+    #[test]
+    fn a_vip_whose_lists_change_moves_the_generation_on() {
+        let guard = |acl| VipGuard {
+            acl,
+            generation: 7,
+            ..VipGuard::default()
+        };
+        let mut installer = Installer {
+            generation: 7,
+            ..Installer::default()
+        };
+        // Nothing written yet: whatever the maps hold is not known.
+        let served: BTreeMap<u32, VipGuard> = [(1, guard(ACL_F_DENY_GLOBAL))].into();
+        assert!(installer.lists_change(&served));
+        installer.guards = Some(served.clone());
+        assert!(!installer.lists_change(&served), "the same flags");
+        // A new VIP id under the global deny list: its flows admitted
+        // before it had flags must be looked at again.
+        let mut more = served.clone();
+        more.insert(2, guard(ACL_F_DENY_GLOBAL));
+        assert!(installer.lists_change(&more));
+        // Limits alone change no verdict.
+        let mut limited = served.clone();
+        limited.insert(
+            1,
+            VipGuard {
+                source: Rate { per_s: 5, burst: 5 },
+                ..guard(ACL_F_DENY_GLOBAL)
+            },
+        );
+        assert!(!installer.lists_change(&limited));
+        // A VIP gone takes its flags with it.
+        assert!(installer.lists_change(&BTreeMap::new()));
     }
 
     #[test]

@@ -211,6 +211,41 @@ pub struct AclRule {
     pub source: Cidr,
 }
 
+impl AclRule {
+    /// What a rule must be to match anyone, for the file and the API
+    /// alike: its prefix is not one of IPv4-mapped IPv6 addresses (the
+    /// data plane sees IPv4 clients as IPv4), and a VIP's rule is of the
+    /// VIP's family (no client of the VIP comes from the other; an allow
+    /// list that matches no client locks every client out).
+    pub fn check(&self) -> Result<(), GuardError> {
+        let source = self.source;
+        if let IpAddr::V6(v6) = source.address {
+            if let (Some(v4), true) = (v6.to_ipv4_mapped(), source.len >= 96) {
+                return Err(GuardError::Invalid(format!(
+                    "{source} is a prefix of IPv4-mapped IPv6 addresses, which no client has: write the IPv4 prefix {v4}/{}",
+                    source.len - 96
+                )));
+            }
+        }
+        if let Scope::Vip(id) = self.scope {
+            if id.address.is_ipv4() != source.address.is_ipv4() {
+                let family = |v4: bool| if v4 { "IPv4" } else { "IPv6" };
+                return Err(GuardError::Invalid(format!(
+                    "{source} is {} but the rule is for the {} VIP {id}: no client of the VIP comes from it{}",
+                    family(source.address.is_ipv4()),
+                    family(id.address.is_ipv4()),
+                    if self.action == Action::Allow {
+                        ", and an allow list that matches no client locks every client out"
+                    } else {
+                        ""
+                    }
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl fmt::Display for AclRule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} {} ({})", self.action, self.source, self.scope)
@@ -286,6 +321,39 @@ impl Default for Limits {
 }
 
 impl Limits {
+    /// The first prefix length set to other than its default that does
+    /// nothing in `scope`, as (its key, why): a length only shapes the
+    /// prefixes `prefix` limits, and a VIP's clients come from one family.
+    /// Default lengths are let by (`lbctl config dump` writes both of
+    /// every limit). The file and the API refuse the same.
+    pub fn unused_prefix_length(&self, scope: &Scope) -> Option<(&'static str, String)> {
+        let defaults = Self::default();
+        let set = [
+            ("prefix_v4", self.prefix_v4 != defaults.prefix_v4, true),
+            ("prefix_v6", self.prefix_v6 != defaults.prefix_v6, false),
+        ];
+        let family = |v4: bool| if v4 { "IPv4" } else { "IPv6" };
+        set.into_iter().filter(|(_, set, _)| *set).find_map(|(key, _, v4)| {
+            if self.prefix.is_none() {
+                return Some((
+                    key,
+                    format!("needs prefix_rate ({key} is the length of the prefixes prefix_rate limits)"),
+                ));
+            }
+            match scope {
+                Scope::Vip(id) if id.address.is_ipv4() != v4 => Some((
+                    key,
+                    format!(
+                        "the limit is for the {} VIP {id}, whose clients have no {} prefix: remove {key}",
+                        family(id.address.is_ipv4()),
+                        family(v4)
+                    ),
+                )),
+                _ => None,
+            }
+        })
+    }
+
     /// Checks the rates, the prefix lengths and that something is limited.
     pub fn check(&self) -> Result<(), GuardError> {
         for (what, rate) in [("source", self.source), ("prefix", self.prefix)] {
@@ -359,6 +427,7 @@ impl GuardConfig {
         rule: AclRule,
         is_vip: &dyn Fn(&VipId) -> bool,
     ) -> Result<bool, GuardError> {
+        rule.check()?;
         check_scope(rule.scope, is_vip)?;
         if self.acl.contains(&rule) {
             return Ok(false);
@@ -388,6 +457,9 @@ impl GuardConfig {
     ) -> Result<(), GuardError> {
         check_scope(scope, is_vip)?;
         limits.check()?;
+        if let Some((key, why)) = limits.unused_prefix_length(&scope) {
+            return Err(GuardError::Invalid(format!("{key}: {why}")));
+        }
         self.limits.insert(scope, limits);
         Ok(())
     }
@@ -427,6 +499,38 @@ impl GuardConfig {
         Some(format!(
             "VIP {id}: {kept}, out of force while it is gone, and apply again if it is added back (`lbctl acl del ... --vip {id}`, `lbctl limit clear --vip {id}` remove them)"
         ))
+    }
+
+    /// These guards without the rules and limits of VIPs not served
+    /// (`is_vip` says which are), with a note for each left out: what a
+    /// config file can hold, as a file's guards may only name its own
+    /// VIPs (`lbctl config dump`).
+    pub fn of_served(&self, is_vip: &dyn Fn(&VipId) -> bool) -> (GuardConfig, Vec<String>) {
+        let served = |scope: &Scope| match scope {
+            Scope::Global => true,
+            Scope::Vip(id) => is_vip(id),
+        };
+        let mut notes = Vec::new();
+        let mut kept = self.clone();
+        kept.acl.retain(|rule| {
+            let keep = served(&rule.scope);
+            if !keep {
+                notes.push(format!(
+                    "ACL rule {rule} is left out: its VIP is not served (it stays in force for the VIP if it comes back)"
+                ));
+            }
+            keep
+        });
+        kept.limits.retain(|scope, _| {
+            let keep = served(scope);
+            if !keep {
+                notes.push(format!(
+                    "the limits of {scope} are left out: the VIP is not served (they stay in force for the VIP if it comes back)"
+                ));
+            }
+            keep
+        });
+        (kept, notes)
     }
 
     /// What putting `file` in force undoes of these guards (runtime
@@ -636,6 +740,110 @@ mod tests {
             .unwrap();
         let note = guard.kept_for_removed(&vip()).expect("named");
         assert!(note.contains("its 2 ACL rules and limits stay"), "{note}");
+    }
+
+    #[test]
+    fn a_rule_matching_no_client_is_refused_at_run_time_as_in_the_file() {
+        let mut guard = GuardConfig::default();
+        for (scope, source, says) in [
+            (
+                Scope::Vip(vip()),
+                "2001:2::/48",
+                "no client of the VIP comes from it",
+            ),
+            (
+                Scope::Global,
+                "::ffff:198.18.0.0/120",
+                "write the IPv4 prefix 198.18.0.0/24",
+            ),
+        ] {
+            let error = guard
+                .add_rule(rule(scope, Action::Allow, source), &|_| true)
+                .unwrap_err();
+            assert!(error.to_string().contains(says), "{error}");
+        }
+        assert_eq!(guard, GuardConfig::default(), "nothing changed");
+        guard
+            .add_rule(rule(Scope::Global, Action::Allow, "2001:2::/48"), &|_| true)
+            .unwrap();
+    }
+
+    #[test]
+    fn a_prefix_length_that_does_nothing_is_refused_at_run_time_as_in_the_file() {
+        let mut guard = GuardConfig::default();
+        let source = Some(RateLimit::new(5, None, "source").unwrap());
+        let prefix = Some(RateLimit::new(50, None, "prefix").unwrap());
+        let without_rate = Limits {
+            source,
+            prefix_v4: 16,
+            ..Limits::default()
+        };
+        let error = guard
+            .set_limits(Scope::Global, without_rate, &|_| true)
+            .unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("prefix_v4: needs prefix_rate"),
+            "{error}"
+        );
+        let other_family = Limits {
+            prefix,
+            prefix_v6: 56,
+            ..Limits::default()
+        };
+        let error = guard
+            .set_limits(Scope::Vip(vip()), other_family, &|_| true)
+            .unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("whose clients have no IPv6 prefix"),
+            "{error}"
+        );
+        assert_eq!(guard, GuardConfig::default(), "nothing changed");
+        // Globally both families' lengths apply; defaults are always let by.
+        guard
+            .set_limits(Scope::Global, other_family, &|_| true)
+            .unwrap();
+        let defaults = Limits {
+            source,
+            ..Limits::default()
+        };
+        guard
+            .set_limits(Scope::Vip(vip()), defaults, &|_| true)
+            .unwrap();
+    }
+
+    #[test]
+    fn a_file_of_the_guards_leaves_out_those_of_vips_not_served() {
+        let other = VipId { port: 81, ..vip() };
+        let mut guard = GuardConfig::default();
+        for r in [
+            rule(Scope::Global, Action::Deny, "198.18.66.0/24"),
+            rule(Scope::Vip(vip()), Action::Deny, "198.18.1.0/24"),
+            rule(Scope::Vip(other), Action::Deny, "198.18.2.0/24"),
+        ] {
+            guard.add_rule(r, &|_| true).unwrap();
+        }
+        let limits = Limits {
+            source: Some(RateLimit::new(5, None, "source").unwrap()),
+            ..Limits::default()
+        };
+        guard
+            .set_limits(Scope::Vip(other), limits, &|_| true)
+            .unwrap();
+        let (kept, notes) = guard.of_served(&|id| *id == vip());
+        assert_eq!(kept.acl.len(), 2);
+        assert!(kept.acl.iter().all(|r| r.scope != Scope::Vip(other)));
+        assert!(kept.limits.is_empty());
+        assert_eq!(notes.len(), 2, "{notes:?}");
+        assert!(notes[0].contains("198.18.2.0/24"), "{notes:?}");
+        assert!(
+            notes[1].contains(&format!("limits of {other}")),
+            "{notes:?}"
+        );
+        assert_eq!(guard.of_served(&|_| true), (guard.clone(), Vec::new()));
     }
 
     #[test]

@@ -277,6 +277,11 @@ impl Cursor {
 /// first, which can put a heavy backend more than one slot over its share.
 /// With equal weights the quotas are exactly what the plain fill gives (the
 /// first `size % n` backends in key order get one more slot).
+///
+/// Then every backend (all have a weight here) gets at least one slot, as
+/// the config promises and a weight asks for: a backend whose share
+/// rounds to 0 (weight 1 beside heavy ones) takes a slot from the largest
+/// quota (ties to the earlier key), so every node builds the same table.
 fn set_quotas(cursors: &mut [Cursor], size: u32, total_weight: u64) {
     // size <= 2^24 and weight <= 2^32, so size * weight fits in u64; the
     // total is at most 2^24 backends * 2^32.
@@ -296,6 +301,54 @@ fn set_quotas(cursors: &mut [Cursor], size: u32, total_weight: u64) {
     for &(_, i) in by_remainder.iter().take(left) {
         if let Some(c) = cursors.get_mut(i) {
             c.quota += 1;
+        }
+    }
+    give_every_backend_a_slot(cursors);
+}
+
+/// Raises every zero quota of a weighted backend to one slot, taking the
+/// slots from the largest quotas (ties to the earlier key, cursors being
+/// in key order), so light backends are never left out of the table and
+/// the result depends only on the backend set.
+fn give_every_backend_a_slot(cursors: &mut [Cursor]) {
+    if !cursors.iter().any(|c| c.weight > 0 && c.quota == 0) {
+        return;
+    }
+    let weights: Vec<u64> = cursors.iter().map(|c| c.weight).collect();
+    let mut quotas: Vec<u64> = cursors.iter().map(|c| c.quota).collect();
+    one_slot_each(&weights, &mut quotas);
+    for (c, quota) in cursors.iter_mut().zip(quotas) {
+        c.quota = quota;
+    }
+}
+
+/// `quotas` (in key order, beside their `weights`) with every weighted
+/// backend's zero raised to one slot, each taken from the largest quota
+/// (ties to the earlier key): a deterministic function of its inputs, as
+/// both table builds (consistent and minimal) need. The sum stays the
+/// same; there is a quota of 2 or more to take from while one is 0, as
+/// there are no more weighted backends than slots.
+pub(crate) fn one_slot_each(weights: &[u64], quotas: &mut [u64]) {
+    let starved: Vec<usize> = (0..quotas.len())
+        .filter(|&i| weights.get(i).is_some_and(|&w| w > 0) && quotas[i] == 0)
+        .collect();
+    if starved.is_empty() {
+        return;
+    }
+    let mut largest: BinaryHeap<(u64, Reverse<usize>)> = quotas
+        .iter()
+        .enumerate()
+        .filter(|(_, &q)| q > 1)
+        .map(|(i, &q)| (q, Reverse(i)))
+        .collect();
+    for i in starved {
+        let Some((quota, Reverse(donor))) = largest.pop() else {
+            return;
+        };
+        quotas[donor] -= 1;
+        quotas[i] = 1;
+        if quota - 1 > 1 {
+            largest.push((quota - 1, Reverse(donor)));
         }
     }
 }
@@ -563,4 +616,80 @@ pub fn moved_fraction(old: &[u32], new: &[u32]) -> f64 {
         return 0.0;
     }
     changed_slots(old, new).count() as f64 / new.len() as f64
+}
+
+#[cfg(test)]
+mod quota_tests {
+    use super::*;
+
+    /// Slots per backend id in `table`.
+    fn counts(table: &[u32]) -> BTreeMap<u32, usize> {
+        let mut out = BTreeMap::new();
+        for &id in table {
+            *out.entry(id).or_insert(0) += 1;
+        }
+        out
+    }
+
+    #[test]
+    fn a_light_backend_beside_heavy_ones_still_gets_a_slot() {
+        // 20 backends at the largest weight and one at weight 1: its exact
+        // share of 65,537 slots is 0.33, which rounds to nothing.
+        let keys: Vec<[u8; 4]> = (0..21u32)
+            .map(|i| (0x0a00_0001 + i).to_be_bytes())
+            .collect();
+        let backends: Vec<MaglevBackend> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| MaglevBackend {
+                key: k,
+                weight: if i == 20 { 1 } else { 10_000 },
+                id: i as u32 + 1,
+            })
+            .collect();
+        let table = build_table(&backends, 65_537).expect("valid input");
+        let got = counts(&table);
+        assert_eq!(got.get(&21), Some(&1), "the weight-1 backend has one slot");
+        assert_eq!(got.values().sum::<usize>(), 65_537);
+        assert!(!got.contains_key(&0), "every slot is filled");
+        // Taken from one heavy backend: the rest keep floor or ceil of
+        // their share, 3276 or 3277.
+        let heavy: Vec<usize> = (1..=20).map(|id| got[&id]).collect();
+        assert!(
+            heavy.iter().all(|&n| (3276..=3277).contains(&n)),
+            "{heavy:?}"
+        );
+        // The same set in another order gives the same table.
+        let mut reversed = backends.clone();
+        reversed.reverse();
+        assert_eq!(build_table(&reversed, 65_537).expect("valid input"), table);
+    }
+
+    #[test]
+    fn zero_quotas_take_from_the_largest_earliest_first() {
+        let keys: Vec<[u8; 4]> = (0..4u32).map(|i| i.to_be_bytes()).collect();
+        let weights = [100u32, 100, 1, 1];
+        let mut cursors: Vec<Cursor> = keys
+            .iter()
+            .zip(weights)
+            .enumerate()
+            .map(|(i, (k, weight))| {
+                Cursor::new(
+                    &MaglevBackend {
+                        key: k,
+                        weight,
+                        id: i as u32 + 1,
+                    },
+                    5,
+                )
+            })
+            .collect();
+        set_quotas(&mut cursors, 5, 202);
+        // Proportional: 2.48, 2.48, 0.02, 0.02 -> 3, 2, 0, 0 (largest
+        // remainder, ties to the earlier key); then the two light ones
+        // take one each from the largest quota, the earlier on a tie:
+        // 3 -> 2, then 2 (earlier) -> 1.
+        let quotas: Vec<u64> = cursors.iter().map(|c| c.quota).collect();
+        assert_eq!(quotas, [1, 2, 1, 1]);
+    }
 }

@@ -51,7 +51,7 @@ fn validate<'a>(backends: &[MaglevBackend<'a>], size: u32) -> Result<Vec<Member<
 /// Quotas for an update: floor or ceil of the exact share, the one closest
 /// to `loads` (slots held now); the sum is then fixed to `size` by lowering
 /// the smallest remainders (ties: later key) or raising the largest (ties:
-/// earlier key).
+/// earlier key); a weighted backend left at 0 then gets one slot.
 fn sticky_quotas(members: &[Member], loads: &[u64], size: u32) -> Vec<u64> {
     let size = u64::from(size);
     let total: u64 = members.iter().map(|m| m.weight).sum();
@@ -82,6 +82,9 @@ fn sticky_quotas(members: &[Member], loads: &[u64], size: u32) -> Vec<u64> {
             q[i] += 1;
         }
     }
+    // As in the full build: no weighted backend is left without a slot.
+    let weights: Vec<u64> = members.iter().map(|m| m.weight).collect();
+    super::one_slot_each(&weights, &mut q);
     q
 }
 
@@ -361,6 +364,20 @@ mod tests {
 
     fn moved(a: &[u32], b: &[u32]) -> usize {
         a.iter().zip(b).filter(|(x, y)| x != y).count()
+    }
+
+    #[test]
+    fn a_light_backend_added_beside_heavy_ones_still_gets_a_slot() {
+        // As in the full build: 20 backends at the largest weight, then
+        // one at weight 1 joins (its exact share, 0.33 slots, rounds to 0).
+        let ks = keys(21);
+        let heavy = backends(&ks[..20], |_| 10_000);
+        let prev = build_table(&heavy, M).expect("valid input");
+        let all = backends(&ks, |i| if i == 20 { 1 } else { 10_000 });
+        let table = update_table(&prev, &all, M).expect("valid input");
+        assert_eq!(count(&table, 21), 1, "the weight-1 backend has one slot");
+        assert!(!table.contains(&0), "every slot is filled");
+        assert!(moved(&prev, &table) <= 1, "only its slot moved");
     }
 
     /// Every weighted backend within one slot of its exact share, no

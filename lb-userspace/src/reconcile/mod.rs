@@ -44,7 +44,7 @@ pub enum ReconcileError {
     #[error("too many VIPs: the data plane holds {0}")]
     TooManyVips(u32),
     /// More backends than the maps hold.
-    #[error("too many backends: the data plane holds {0}")]
+    #[error("too many backends: the data plane holds {0}, and a replaced backend's id is free only once its VIP's table stops naming it; at the limit, remove backends in one change and add the new ones in the next")]
     TooManyBackends(u32),
     /// A tunnelled VIP has a backend whose outer family has no source
     /// address (neither configured nor on the interface).
@@ -79,6 +79,37 @@ pub struct Staged {
     next: Balancer,
     log: MapLog,
     report: ApplyReport,
+}
+
+impl ReconcileError {
+    /// Whether the change asked for something the data plane cannot
+    /// serve, found while staging (which records writes and makes none):
+    /// a tunnelled backend without an outer source of its family, more
+    /// VIPs or backends than the maps hold, a table that cannot be built
+    /// at the asked size. The request's fault, not lbd's; a failed write
+    /// (only a commit writes) or a broken invariant (a duplicate key, id
+    /// 0) is not.
+    pub fn is_refusal(&self) -> bool {
+        match self {
+            Self::NoTunnelSource { .. } | Self::TooManyVips(_) | Self::TooManyBackends(_) => true,
+            Self::Maglev { source, .. } => matches!(
+                source,
+                MaglevError::SizeOutOfRange(_)
+                    | MaglevError::SizeNotPrime(_)
+                    | MaglevError::TooManyBackends { .. }
+            ),
+            Self::Dataplane(_) => false,
+        }
+    }
+}
+
+impl Staged {
+    /// The VIPs the data plane serves once this is committed, with their
+    /// numeric ids: the guards are written for them first, so a new VIP
+    /// is guarded from its first packet.
+    pub(crate) fn vips(&self) -> &BTreeMap<VipId, AppliedVip> {
+        self.next.vips()
+    }
 }
 
 /// What one apply did, for logs and tests.
@@ -250,7 +281,7 @@ impl Balancer {
         for id in gone {
             self.remove_vip(maps, id, &mut report)?;
         }
-        for vip in desired {
+        for vip in self.freeing_first(desired) {
             self.apply_vip(maps, vip, &mut report)?;
         }
         let nat = self.vips.values().any(|v| v.mode == Mode::Nat);
@@ -259,6 +290,33 @@ impl Balancer {
             self.nat_enabled = Some(nat);
         }
         Ok(report)
+    }
+
+    /// `desired` in the order its VIPs are applied: those that give up
+    /// more backends than they take first. A removed backend's id is free
+    /// once its VIP's table stops naming it, so near the limit another
+    /// VIP's new backends can take the ids this change frees (the writes
+    /// of different VIPs do not depend on each other's order).
+    fn freeing_first<'a>(&self, desired: &'a [DesiredVip]) -> Vec<&'a DesiredVip> {
+        let new_ids = |vip: &DesiredVip| -> i64 {
+            let Some(applied) = self.vips.get(&vip.id) else {
+                return vip.backends.len() as i64;
+            };
+            let wanted: BTreeSet<IpAddr> = vip.backends.iter().map(|b| b.address).collect();
+            let taken = wanted
+                .iter()
+                .filter(|a| !applied.backends.contains_key(a))
+                .count();
+            let freed = applied
+                .backends
+                .keys()
+                .filter(|a| !wanted.contains(a))
+                .count();
+            taken as i64 - freed as i64
+        };
+        let mut ordered: Vec<&DesiredVip> = desired.iter().collect();
+        ordered.sort_by_key(|vip| new_ids(vip));
+        ordered
     }
 
     /// Applies `desired` to a copy of this balancer, recording the writes

@@ -406,3 +406,50 @@ fn more_vips_than_the_maps_hold_is_an_error() {
     .unwrap_err();
     assert!(matches!(err, ReconcileError::TooManyVips(1)), "{err}");
 }
+
+#[test]
+fn at_the_backend_limit_one_vips_freed_ids_serve_anothers_new_backends() {
+    // Every backend id in use: five VIPs, the first (by order) one short
+    // of the per-VIP limit, the last holding the rest.
+    let total = (lb_common::consts::MAX_BACKENDS - 1) as usize;
+    let address = |vip: usize, n: usize| -> String {
+        format!("198.19.{}.{}", vip * 4 + n / 250, n % 250 + 1)
+    };
+    let sizes = [999, 1000, 1000, 1000, total - 3999];
+    let vips = |extra_in_first: bool, one_less_in_last: bool| -> Vec<VipConfig> {
+        sizes
+            .iter()
+            .enumerate()
+            .map(|(v, &size)| {
+                let count = match v {
+                    0 if extra_in_first => size + 1,
+                    4 if one_less_in_last => size - 1,
+                    _ => size,
+                };
+                let mut config = vip(
+                    65_537,
+                    (0..count).map(|n| backend(&address(v, n), 1)).collect(),
+                );
+                config.port = 80 + v as u16;
+                config
+            })
+            .collect()
+    };
+    let mut maps = FakeMaps::default();
+    let mut balancer = Balancer::new(8);
+    run(&mut balancer, &mut maps, &vips(false, false), NO_MAC).unwrap();
+    // Adding one more alone is refused, saying how to get there.
+    let err = run(&mut balancer, &mut maps, &vips(true, false), NO_MAC).unwrap_err();
+    assert!(
+        err.to_string().contains("remove backends in one change"),
+        "{err}"
+    );
+    // With another VIP giving one up in the same change, it fits: the VIP
+    // that frees an id is applied first, though it sorts last.
+    let mut maps = FakeMaps::default();
+    let mut balancer = Balancer::new(8);
+    run(&mut balancer, &mut maps, &vips(false, false), NO_MAC).unwrap();
+    run(&mut balancer, &mut maps, &vips(true, true), NO_MAC).unwrap();
+    let served: usize = balancer.vips().values().map(|v| v.backends.len()).sum();
+    assert_eq!(served, total);
+}
