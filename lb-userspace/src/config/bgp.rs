@@ -80,20 +80,24 @@ pub(super) struct RawBgp {
     bird_socket: Option<Spanned<Value>>,
     routes_file: Option<Spanned<Value>>,
     protocol: Option<Spanned<Value>>,
-    addresses: Option<Spanned<Value>>,
+    addresses: Option<Spanned<super::raw::Items>>,
     startup_wait_ms: Option<Spanned<Value>>,
+}
+
+impl super::TableName for RawBgp {
+    const NAME: &'static str = "bgp";
 }
 
 impl Checker<'_> {
     /// The `[bgp]` table (None when absent: no BGP).
     pub(super) fn bgp(
         &self,
-        raw: Option<&Spanned<RawBgp>>,
+        raw: Option<&Spanned<super::raw::OneTable<RawBgp>>>,
     ) -> Result<Option<BgpConfig>, ConfigError> {
         let Some(raw) = raw else {
             return Ok(None);
         };
-        let raw = raw.get_ref();
+        let raw = raw.get_ref().get();
         let path = |v: &Option<Spanned<Value>>, name: &str, default: &str| match v {
             None => Ok(PathBuf::from(default)),
             Some(v) => self.absolute_path(v, name),
@@ -123,8 +127,8 @@ impl Checker<'_> {
             Some(v) => {
                 let list = self.address_list(v, "bgp.addresses")?;
                 if list.is_empty() {
-                    return Err(self.bad_value(
-                        v,
+                    return Err(self.invalid(
+                        v.span().start,
                         "bgp.addresses",
                         "is empty: list the VIP addresses to announce, or leave it out to announce every VIP address",
                     ));

@@ -41,6 +41,10 @@ impl Checker<'_> {
             .filter(|line| !line.is_empty())
             .collect::<Vec<_>>()
             .join("; ");
+        let message = match super::raw::take_error_path() {
+            Some(path) => format!("{path}: {message}"),
+            None => message,
+        };
         ConfigError::Parse {
             location: Location {
                 source_name: self.source_name.to_owned(),

@@ -34,17 +34,21 @@ pub(super) struct RawFlood {
     calm_s: Option<Spanned<Value>>,
 }
 
+impl super::TableName for RawFlood {
+    const NAME: &'static str = "flood";
+}
+
 impl Checker<'_> {
     /// The `[flood]` table (the defaults when absent).
     pub(super) fn flood(
         &self,
-        raw: Option<&Spanned<RawFlood>>,
+        raw: Option<&Spanned<super::raw::OneTable<RawFlood>>>,
     ) -> Result<FloodThresholds, ConfigError> {
         let mut thresholds = FloodThresholds::default();
         let Some(raw) = raw else {
             return Ok(thresholds);
         };
-        let raw = raw.get_ref();
+        let raw = raw.get_ref().get();
         if let Some(v) = &raw.unanswered_syn_per_s {
             let rate: u32 = self.integer(v, "flood.unanswered_syn_per_s", 1..=MAX_FLOOD_RATE)?;
             thresholds.unanswered_per_s = rate.into();

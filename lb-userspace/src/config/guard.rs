@@ -27,7 +27,7 @@ use toml::{Spanned, Value};
 
 use super::{value::ValueError, Checker, ConfigError, TableArray, TableName, VipConfig};
 use crate::{
-    guard::{AclRule, Action, GuardConfig, GuardError, Limits, RateLimit, Scope},
+    guard::{AclRule, Action, Cidr, GuardConfig, GuardError, Limits, RateLimit, Scope},
     vip_id::VipId,
 };
 
@@ -66,6 +66,34 @@ fn guard_error(e: GuardError) -> ValueError {
 }
 
 impl Checker<'_> {
+    /// A prefix length does something only with a per-prefix rate, and
+    /// only for the VIP's family (`Limits::unused_prefix_length`, the
+    /// API's rule too), pointed at where the file sets it.
+    fn prefix_lengths_apply(
+        &self,
+        index: usize,
+        raw: &RawLimit,
+        table: usize,
+        scope: &Scope,
+        limit: &Limits,
+    ) -> Result<(), ConfigError> {
+        let Some((key, why)) = limit.unused_prefix_length(scope) else {
+            return Ok(());
+        };
+        let field = format!("limit[{index}].{key}");
+        let written = if key == "prefix_v4" {
+            &raw.prefix_v4
+        } else {
+            &raw.prefix_v6
+        };
+        Err(match written {
+            Some(v) => self.bad_value(v, &field, why),
+            None => self.invalid(table, &field, why),
+        })
+    }
+}
+
+impl Checker<'_> {
     /// The `[[acl]]` and `[[limit]]` tables, against the file's VIPs.
     pub(super) fn guard(
         &self,
@@ -89,7 +117,7 @@ impl Checker<'_> {
             )?;
             let name = field("source");
             let v = self.required(&raw.source, table, &name)?;
-            let source = self.checked(
+            let source: Cidr = self.checked(
                 v,
                 &name,
                 self.string(v, &name)?.parse().map_err(guard_error),
@@ -100,6 +128,7 @@ impl Checker<'_> {
                 action,
                 source,
             };
+            self.checked(v, &name, rule.check().map_err(guard_error))?;
             match out.add_rule(rule, &is_vip) {
                 Ok(true) => {}
                 Ok(false) => {
@@ -160,6 +189,7 @@ impl Checker<'_> {
             if let Some(v) = &raw.prefix_v6 {
                 limit.prefix_v6 = self.integer(v, &field("prefix_v6"), 1..=128u8)?;
             }
+            self.prefix_lengths_apply(index, raw, table, &scope, &limit)?;
             out.set_limits(scope, limit, &is_vip)
                 .map_err(|e| self.invalid(table, &format!("limit[{index}]"), e.to_string()))?;
         }
@@ -306,5 +336,70 @@ prefix_v4 = 16
     fn no_rules_means_nothing_is_guarded() {
         let config = load("").unwrap();
         assert_eq!(config.guard, GuardConfig::default());
+    }
+
+    #[test]
+    fn a_vip_rule_is_of_the_vip_family_and_no_prefix_is_mapped() {
+        assert!(load(
+            "[[acl]]\naction = \"allow\"\nsource = \"198.18.66.0/24\"\nvip = \"198.18.0.100:80\"\n"
+        )
+        .is_ok());
+        for (extra, expected) in [
+            (
+                "[[acl]]\naction = \"allow\"\nsource = \"2001:db8::/32\"\nvip = \"198.18.0.100:80\"\n",
+                "lbd.toml:16:10: acl[0].source: 2001:db8::/32 is IPv6 but the rule is for the IPv4 VIP 198.18.0.100:80/tcp: no client of the VIP comes from it, and an allow list that matches no client locks every client out",
+            ),
+            (
+                "[[acl]]\naction = \"deny\"\nsource = \"198.18.66.0/24\"\nvip = \"[2001:2::100]:443\"\n",
+                "lbd.toml:16:10: acl[0].source: 198.18.66.0/24 is IPv4 but the rule is for the IPv6 VIP [2001:2::100]:443/tcp: no client of the VIP comes from it",
+            ),
+            (
+                "[[acl]]\naction = \"deny\"\nsource = \"::ffff:198.18.66.0/120\"\n",
+                "lbd.toml:16:10: acl[0].source: ::ffff:198.18.66.0/120 is a prefix of IPv4-mapped IPv6 addresses, which no client has: write the IPv4 prefix 198.18.66.0/24",
+            ),
+            (
+                "[[acl]]\naction = \"allow\"\nsource = \"::ffff:198.18.66.7\"\n",
+                "lbd.toml:16:10: acl[0].source: ::ffff:198.18.66.7/128 is a prefix of IPv4-mapped IPv6 addresses, which no client has: write the IPv4 prefix 198.18.66.7/32",
+            ),
+        ] {
+            let message = error(extra);
+            assert!(message.starts_with(expected), "{extra}: {message}");
+        }
+        // A global rule of either family, and ::/0 (which holds the mapped
+        // range), are fine.
+        assert!(load("[[acl]]\naction = \"deny\"\nsource = \"2001:db8::/32\"\n").is_ok());
+        assert!(load("[[acl]]\naction = \"deny\"\nsource = \"::/0\"\n").is_ok());
+    }
+
+    #[test]
+    fn prefix_lengths_need_a_prefix_rate_of_the_vip_family() {
+        for (extra, expected) in [
+            (
+                "[[limit]]\nsource_rate = 5\nprefix_v4 = 16\n",
+                "lbd.toml:16:13: limit[0].prefix_v4: needs prefix_rate (prefix_v4 is the length of the prefixes prefix_rate limits)",
+            ),
+            (
+                "[[limit]]\nsource_rate = 5\nprefix_v6 = 48\n",
+                "lbd.toml:16:13: limit[0].prefix_v6: needs prefix_rate",
+            ),
+            (
+                "[[limit]]\nvip = \"198.18.0.100:80\"\nprefix_rate = 5\nprefix_v6 = 48\n",
+                "lbd.toml:17:13: limit[0].prefix_v6: the limit is for the IPv4 VIP 198.18.0.100:80/tcp, whose clients have no IPv6 prefix: remove prefix_v6",
+            ),
+            (
+                "[[limit]]\nvip = \"[2001:2::100]:443\"\nprefix_rate = 5\nprefix_v4 = 16\n",
+                "lbd.toml:17:13: limit[0].prefix_v4: the limit is for the IPv6 VIP [2001:2::100]:443/tcp, whose clients have no IPv4 prefix",
+            ),
+        ] {
+            let message = error(extra);
+            assert!(message.starts_with(expected), "{extra}: {message}");
+        }
+        // With the rate, and the VIP's family; the defaults a dump writes
+        // are let by.
+        assert!(load("[[limit]]\nprefix_rate = 5\nprefix_v4 = 16\nprefix_v6 = 48\n").is_ok());
+        assert!(load(
+            "[[limit]]\nvip = \"198.18.0.100:80\"\nsource_rate = 5\nprefix_v4 = 24\nprefix_v6 = 64\n"
+        )
+        .is_ok());
     }
 }

@@ -109,19 +109,30 @@ pub(super) struct RawHealth {
     through_tunnel: Option<Spanned<Value>>,
 }
 
+impl super::TableName for RawHealth {
+    const NAME: &'static str = "vip.health";
+
+    fn not_an_array() -> String {
+        "a health table is a table, not an array of tables: write [vip.health] or [vip.backend.health], not [[...]]".to_owned()
+    }
+}
+
 impl Checker<'_> {
     /// `base` with the keys present in `raw` replaced; `prefix` is the
     /// table's field path (e.g. `vip[0].health`), `mode` the VIP's
-    /// forwarding mode (`through_tunnel` needs a tunnelled one).
+    /// forwarding mode (`through_tunnel` needs a tunnelled one), `base_is`
+    /// where the values not written come from ("the default", "the
+    /// VIP's"), for errors about them.
     pub(super) fn health(
         &self,
         base: &HealthConfig,
-        raw: &Spanned<RawHealth>,
+        raw: &Spanned<super::raw::OneTable<RawHealth>>,
         prefix: &str,
         mode: lb_common::Mode,
+        base_is: &str,
     ) -> Result<HealthConfig, ConfigError> {
         let table = raw.span().start;
-        let raw = raw.get_ref();
+        let raw = raw.get_ref().get();
         let field = |name: &str| format!("{prefix}.{name}");
         let mut out = base.clone();
         if let Some(v) = &raw.check {
@@ -206,27 +217,72 @@ impl Checker<'_> {
         if let Some(v) = &raw.through_tunnel {
             let name = field("through_tunnel");
             let Value::Boolean(on) = *v.get_ref() else {
-                return Err(self.bad_value(
-                    v,
-                    &name,
-                    format!("expected true or false, found a {}", v.get_ref().type_str()),
-                ));
+                return Err(self.wrong_type(v, &name, "true or false"));
             };
             if on {
                 self.checked(v, &name, value::through_tunnel_allowed(mode))?;
             }
             out.through_tunnel = on;
         }
-        if out.timeout > out.interval {
-            return Err(self.invalid(
-                table,
-                &field("timeout_ms"),
-                format!(
-                    "the timeout ({} ms) is longer than the interval ({} ms)",
-                    out.timeout.as_millis(),
-                    out.interval.as_millis()
+        // A fast interval this table does not write (the default, or the
+        // VIP's) follows a shorter interval down: a file that only shortens
+        // interval_ms stays valid.
+        if raw.fast_interval_ms.is_none() && out.fast_interval > out.interval {
+            out.fast_interval = out.interval;
+        }
+        // A check must end before the next is due, and checks of a
+        // backend changing state come at least as often as of a stable one.
+        // (timeout_ms <= fast_interval_ms is not asked: the defaults, 1000
+        // and 500 ms, break it.)
+        let timing = [
+            (
+                "timeout_ms",
+                out.timeout,
+                &raw.timeout_ms,
+                "interval_ms",
+                out.interval,
+                &raw.interval_ms,
+            ),
+            (
+                "fast_interval_ms",
+                out.fast_interval,
+                &raw.fast_interval_ms,
+                "interval_ms",
+                out.interval,
+                &raw.interval_ms,
+            ),
+        ];
+        for (short_name, short, short_raw, long_name, long, long_raw) in timing {
+            if short <= long {
+                continue;
+            }
+            let (short_ms, long_ms) = (short.as_millis(), long.as_millis());
+            return Err(match (short_raw, long_raw) {
+                (Some(v), Some(_)) => self.bad_value(
+                    v,
+                    &field(short_name),
+                    format!("{short_name} ({short_ms}) is longer than {long_name} ({long_ms})"),
                 ),
-            ));
+                (Some(v), None) => self.bad_value(
+                    v,
+                    &field(short_name),
+                    format!(
+                        "{short_name} ({short_ms}) is longer than {long_name} ({long_ms}, {base_is}): set {long_name} too"
+                    ),
+                ),
+                (None, Some(v)) => self.bad_value(
+                    v,
+                    &field(long_name),
+                    format!(
+                        "{long_name} ({long_ms}) is shorter than {short_name} ({short_ms}, {base_is}): set {short_name} too"
+                    ),
+                ),
+                (None, None) => self.invalid(
+                    table,
+                    &field(short_name),
+                    format!("{short_name} ({short_ms}, {base_is}) is longer than {long_name} ({long_ms}, {base_is})"),
+                ),
+            });
         }
         Ok(out)
     }

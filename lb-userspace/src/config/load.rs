@@ -8,7 +8,7 @@ use std::io::Read;
 use std::path::Path;
 
 use super::{
-    checker::Checker, error::position, raw::RawConfig, Config, ConfigError, Location,
+    checker::Checker, error::position, raw, raw::RawConfig, Config, ConfigError, Location,
     MAX_CONFIG_BYTES,
 };
 
@@ -33,6 +33,7 @@ impl Config {
         // again, so validation can name its field and range.
         let mut patched = text.to_owned();
         let raw: RawConfig = loop {
+            raw::clear_error_path();
             match toml::from_str(&patched) {
                 Ok(raw) => break raw,
                 Err(e) => match oversized_integer(&patched, &e) {

@@ -35,7 +35,7 @@ use lb_common::{consts::NAT_FLOWS_SIZE_DEFAULT, Mode};
 use serde::Deserialize;
 use toml::{Spanned, Value};
 
-use super::{Checker, ConfigError};
+use super::{value, Checker, ConfigError};
 
 /// Smallest NAT flow table accepted.
 const MIN_NAT_FLOW_TABLE: u32 = 1024;
@@ -164,20 +164,28 @@ pub(super) struct RawNat {
     udp_timeout_s: Option<Spanned<Value>>,
 }
 
+impl super::TableName for RawNat {
+    const NAME: &'static str = "nat";
+}
+
 impl Checker<'_> {
     /// The `[nat]` table (defaults when absent).
-    pub(super) fn nat(&self, raw: Option<&Spanned<RawNat>>) -> Result<NatConfig, ConfigError> {
+    pub(super) fn nat(
+        &self,
+        raw: Option<&Spanned<super::raw::OneTable<RawNat>>>,
+    ) -> Result<NatConfig, ConfigError> {
         let Some(raw) = raw else {
             return Ok(NatConfig::default());
         };
         let table = raw.span().start;
-        let raw = raw.get_ref();
+        let raw = raw.get_ref().get();
         let mut nat = NatConfig::default();
         if let Some(v) = &raw.source_ipv4 {
             let address = self.address(v, "nat.source_ipv4")?;
             if !address.is_ipv4() {
                 return Err(self.bad_value(v, "nat.source_ipv4", format!("{address} is not IPv4")));
             }
+            self.checked(v, "nat.source_ipv4", value::routable_nat_address(address))?;
             nat.source_ipv4 = Some(address);
         }
         if let Some(v) = &raw.source_ipv6 {
@@ -185,6 +193,7 @@ impl Checker<'_> {
             if address.is_ipv4() {
                 return Err(self.bad_value(v, "nat.source_ipv6", format!("{address} is not IPv6")));
             }
+            self.checked(v, "nat.source_ipv6", value::routable_nat_address(address))?;
             nat.source_ipv6 = Some(address);
         }
         if let Some(v) = &raw.source_port_min {
@@ -414,7 +423,7 @@ forwarding = "nat"
             ),
             (
                 format!("{NAT_VIP}[[vrrp]]\nvrid = 7\naddresses = [\"198.18.0.100\"]\n"),
-                "lbd.toml:14:1: vrrp[0].addresses: the NAT address 198.18.0.50 of VIP 198.18.0.100 must move with the VIPs",
+                "lbd.toml:16:14: vrrp[0].addresses[0]: the NAT address 198.18.0.50 of VIP 198.18.0.100 must move with the VIP",
             ),
             (
                 NAT_VIP.replace("[nat]", "[nat]\nsource_ports = 3"),

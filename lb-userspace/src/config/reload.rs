@@ -7,15 +7,21 @@ use super::Config;
 impl Config {
     /// The config lbd runs after reloading `file`: the file's VIPs, idle
     /// timeouts, `[tunnel]` settings, guards (applied live: new packets
-    /// take them) and `[flood]` thresholds (the next observation takes
-    /// them), this config's node settings (they take effect only at a
-    /// restart).
+    /// take them), `[flood]` thresholds (the next observation takes
+    /// them) and `[nat]` (its VIPs already carry its addresses and ports;
+    /// VIPs added at run time and the reaper's timeouts take it too) but
+    /// for the NAT flow table's size, and this config's node settings
+    /// (they take effect only at a restart).
     pub(crate) fn with_reloadable_from(&self, file: &Config) -> Config {
         Config {
             vips: file.vips.clone(),
             guard: file.guard.clone(),
             tunnel: file.tunnel,
             flood: file.flood,
+            nat: super::NatConfig {
+                flow_table_size: self.nat.flow_table_size,
+                ..file.nat.clone()
+            },
             tcp_idle_timeout: file.tcp_idle_timeout,
             udp_idle_timeout: file.udp_idle_timeout,
             ..self.clone()
@@ -54,6 +60,10 @@ impl Config {
             ("vrrp", running.vrrp != file.vrrp),
             ("bgp", running.bgp != file.bgp),
             ("sync", running.sync != file.sync),
+            (
+                "nat.flow_table_size",
+                running.nat.flow_table_size != file.nat.flow_table_size,
+            ),
         ]
         .into_iter()
         .filter_map(|(name, changed)| changed.then_some(name))
@@ -81,6 +91,23 @@ mod tests {
         assert_eq!(next.tcp_idle_timeout, file.tcp_idle_timeout);
         assert_eq!(running.restart_only_changes(&file), vec!["interface"]);
         assert!(running.restart_only_changes(&running).is_empty());
+    }
+
+    #[test]
+    fn nat_settings_reload_but_the_flow_tables_size_waits_for_a_restart() {
+        let running = load("interface = \"eth0\"\n[nat]\nsource_ipv4 = \"198.18.0.50\"\n");
+        let file = load(
+            "interface = \"eth0\"\n[nat]\nsource_ipv4 = \"198.18.0.51\"\nsource_port_min = 2000\nflow_table_size = 2097152\n",
+        );
+        let next = running.with_reloadable_from(&file);
+        assert_eq!(next.nat.source_ipv4, file.nat.source_ipv4);
+        assert_eq!(next.nat.port_min, 2000);
+        assert_eq!(next.nat.timeouts, file.nat.timeouts);
+        assert_eq!(next.nat.flow_table_size, running.nat.flow_table_size);
+        assert_eq!(
+            running.restart_only_changes(&file),
+            vec!["nat.flow_table_size"]
+        );
     }
 
     #[test]

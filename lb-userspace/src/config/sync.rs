@@ -19,7 +19,7 @@ use std::{net::SocketAddr, path::PathBuf};
 use serde::Deserialize;
 use toml::{Spanned, Value};
 
-use super::{Checker, ConfigError};
+use super::{raw::Items, Checker, ConfigError};
 
 /// Most peers one node replicates to: a full mesh of this many + 1 nodes.
 pub(crate) const MAX_SYNC_PEERS: usize = 15;
@@ -40,60 +40,67 @@ pub struct SyncSettings {
 #[serde(deny_unknown_fields, expecting = "a [sync] table")]
 pub(super) struct RawSync {
     listen: Option<Spanned<Value>>,
-    peers: Option<Spanned<Value>>,
+    peers: Option<Spanned<Items>>,
     key_file: Option<Spanned<Value>>,
+}
+
+impl super::TableName for RawSync {
+    const NAME: &'static str = "sync";
 }
 
 impl Checker<'_> {
     /// The `[sync]` table (None when absent).
     pub(super) fn sync(
         &self,
-        raw: Option<&Spanned<RawSync>>,
+        raw: Option<&Spanned<super::raw::OneTable<RawSync>>>,
     ) -> Result<Option<SyncSettings>, ConfigError> {
         let Some(raw) = raw else {
             return Ok(None);
         };
         let table = raw.span().start;
-        let raw = raw.get_ref();
+        let raw = raw.get_ref().get();
         let listen = self.socket_address(
             self.required(&raw.listen, table, "sync.listen")?,
             "sync.listen",
+            false,
         )?;
-        let peers_value = self.required(&raw.peers, table, "sync.peers")?;
-        let Value::Array(items) = peers_value.get_ref() else {
-            return Err(self.wrong_type(peers_value, "sync.peers", "an array of ADDRESS:PORT"));
+        let Some(peers_value) = &raw.peers else {
+            return Err(self.invalid(table, "sync.peers", "required field is missing"));
         };
-        let mut peers = Vec::with_capacity(items.len());
+        let items = self.items(peers_value, "sync.peers", "an array of ADDRESS:PORT")?;
+        let mut peers: Vec<SocketAddr> = Vec::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
             let field = format!("sync.peers[{i}]");
-            let peer =
-                self.socket_address(&Spanned::new(peers_value.span(), item.clone()), &field)?;
-            if peers.contains(&peer) {
+            if !matches!(item.get_ref(), Value::String(_)) || self.oversized(item).is_some() {
+                return Err(self.wrong_type(item, &field, "an ADDRESS:PORT string"));
+            }
+            let peer = self.socket_address(item, &field, true)?;
+            if let Some(first) = peers.iter().position(|p| *p == peer) {
                 return Err(self.bad_value(
-                    peers_value,
-                    "sync.peers",
-                    format!("{peer} is listed twice"),
+                    item,
+                    &field,
+                    format!("{peer} is listed twice (also sync.peers[{first}])"),
                 ));
             }
             if peer == listen {
                 return Err(self.bad_value(
-                    peers_value,
-                    "sync.peers",
+                    item,
+                    &field,
                     format!("{peer} is this node's own sync.listen"),
                 ));
             }
             peers.push(peer);
         }
         if peers.is_empty() {
-            return Err(self.bad_value(
-                peers_value,
+            return Err(self.invalid(
+                peers_value.span().start,
                 "sync.peers",
                 "is empty: list the other nodes",
             ));
         }
         if peers.len() > MAX_SYNC_PEERS {
-            return Err(self.bad_value(
-                peers_value,
+            return Err(self.invalid(
+                peers_value.span().start,
                 "sync.peers",
                 format!(
                     "{} peers; at most {MAX_SYNC_PEERS} are allowed",

@@ -807,17 +807,17 @@ fn unknown_fields_are_rejected_with_their_line() {
     );
     assert_error(
         &doc("prot = 80", ""),
-        "lbd.toml:5:1: unknown field `prot`",
+        "lbd.toml:5:1: vip[0]: unknown field `prot`",
         "`table_size`",
     );
     assert_error(
         &doc("", "  wieght = 1"),
-        "lbd.toml:8:3: unknown field `wieght`",
+        "lbd.toml:8:3: vip[0].backend[0]: unknown field `wieght`",
         "`weight`",
     );
     assert_error(
         "interface = \"eth0\"\n[[vip]]\n[[vip.backends]]\naddress = \"10.0.0.1\"\n",
-        "lbd.toml:3:7: unknown field `backends`",
+        "lbd.toml:3:7: vip[0]: unknown field `backends`",
         "`backend`",
     );
 }
@@ -1014,8 +1014,8 @@ fn bad_health_values_name_their_field() {
     );
     assert_error(
         &doc("[vip.health]\ntimeout_ms = 3000", ""),
-        "lbd.toml:5:1: vip[0].health.timeout_ms: ",
-        "longer than the interval",
+        "lbd.toml:6:14: vip[0].health.timeout_ms: ",
+        "timeout_ms (3000) is longer than interval_ms (2000, the default): set interval_ms too",
     );
     assert_error(
         &doc("", "[vip.backend.health]\nrise = 0"),
@@ -1175,14 +1175,14 @@ fn bad_vrrp_values_name_their_field() {
         "multiple of 10",
     );
     assert_error(
-        &format!("{base}[[vrrp]]\nvrid = 1\nsync_peer = \"198.18.0.3:7540\"\n"),
+        &format!("{base}[[vrrp]]\nvrid = 1\nsync_listen = \"198.18.0.2:7540\"\nsync_peer = \"198.18.0.3:7540\"\n"),
         "lbd.toml:9:1: vrrp[0].sync_key_file: ",
         "shared key",
     );
     assert_error(
         &format!("{base}[[vrrp]]\nvrid = 1\naddresses = [\"198.18.0.1\", \"2001:2::1\"]\n"),
-        "lbd.toml:11:13: vrrp[0].addresses: ",
-        "mixes IPv4 and IPv6",
+        "lbd.toml:11:28: vrrp[0].addresses[1]: ",
+        "2001:2::1 mixes IPv4 and IPv6 with 198.18.0.1",
     );
     assert_error(
         &format!("{base}[[vrrp]]\nvrid = 1\n[[vrrp]]\nvrid = 1\n"),
@@ -1252,4 +1252,548 @@ fn maglev_mode_is_consistent_unless_minimal_is_asked_for() {
         .expect_err("refused")
         .to_string();
     assert!(error.starts_with("lbd.toml:2:15: maglev_mode: "), "{error}");
+}
+
+/// Two VIPs of each family, one NAT VIP (NAT address 198.18.0.50) and
+/// its backends, for the VRRP rules; `extra` is appended (from line 22).
+fn vrrp_doc(extra: &str) -> String {
+    format!(
+        "interface = \"eth0\"\n\
+         [nat]\n\
+         source_ipv4 = \"198.18.0.50\"\n\
+         [[vip]]\n\
+         address = \"198.18.0.100\"\n\
+         port = 80\n\
+         forwarding = \"nat\"\n\
+         [[vip.backend]]\n\
+         address = \"198.18.1.11\"\n\
+         [[vip]]\n\
+         address = \"198.18.0.101\"\n\
+         port = 80\n\
+         [[vip.backend]]\n\
+         address = \"198.18.0.12\"\n\
+         [[vip]]\n\
+         address = \"2001:2::100\"\n\
+         port = 80\n\
+         [[vip.backend]]\n\
+         address = \"2001:2::12\"\n\
+         \n\
+         \n\
+         {extra}"
+    )
+}
+
+#[test]
+fn unicast_peers_are_other_nodes_of_the_instance_family() {
+    let ok = parse(&vrrp_doc(
+        "[[vrrp]]\nvrid = 51\nunicast_peers = [\"198.18.0.3\"]\n",
+    ))
+    .unwrap();
+    assert_eq!(ok.vrrp[0].unicast_peers.len(), 1);
+    for (peers, at, detail) in [
+        (
+            "[\"198.18.0.3\", \"2001:2::3\"]",
+            "lbd.toml:24:32: vrrp[0].unicast_peers[1]: ",
+            "2001:2::3 is IPv6 but vrrp[0] moves IPv4 addresses (it lists no addresses, so it takes the family of the first VIP): adverts go over the instance's family",
+        ),
+        (
+            "[\"198.18.0.101\"]",
+            "lbd.toml:24:18: vrrp[0].unicast_peers[0]: ",
+            "198.18.0.101 is an address vrrp[0] moves, so this node's own",
+        ),
+        (
+            "[\"198.18.0.50\"]",
+            "lbd.toml:24:18: vrrp[0].unicast_peers[0]: ",
+            "198.18.0.50 is an address vrrp[0] moves",
+        ),
+        (
+            "[\"127.0.0.1\"]",
+            "lbd.toml:24:18: vrrp[0].unicast_peers[0]: ",
+            "127.0.0.1 is not another node's address",
+        ),
+        (
+            "[\"0.0.0.0\"]",
+            "lbd.toml:24:18: vrrp[0].unicast_peers[0]: ",
+            "unspecified",
+        ),
+        (
+            "[\"224.0.0.18\"]",
+            "lbd.toml:24:18: vrrp[0].unicast_peers[0]: ",
+            "multicast",
+        ),
+    ] {
+        assert_error(
+            &vrrp_doc(&format!("[[vrrp]]\nvrid = 51\nunicast_peers = {peers}\n")),
+            at,
+            detail,
+        );
+    }
+    // Any VIP's address, of an instance's family or not.
+    assert_error(
+        &vrrp_doc(
+            "[[vrrp]]\nvrid = 51\naddresses = [\"198.18.0.100\", \"198.18.0.50\"]\nunicast_peers = [\"198.18.0.101\"]\n",
+        ),
+        "lbd.toml:25:18: vrrp[0].unicast_peers[0]: ",
+        "198.18.0.101 is vip[1]'s address, so this node's own",
+    );
+    // An IPv6 instance takes IPv6 peers.
+    let v6 =
+        "[[vrrp]]\nvrid = 52\naddresses = [\"2001:2::100\"]\nunicast_peers = [\"198.18.0.3\"]\n";
+    assert_error(
+        &vrrp_doc(v6),
+        "lbd.toml:25:18: vrrp[0].unicast_peers[0]: ",
+        "198.18.0.3 is IPv4 but vrrp[0] moves IPv6 addresses: adverts go over",
+    );
+    assert!(parse(&vrrp_doc(&v6.replace("198.18.0.3", "2001:2::3"))).is_ok());
+}
+
+#[test]
+fn an_address_is_moved_by_one_instance() {
+    // Two instances with default lists both take every IPv4 VIP.
+    assert_error(
+        &vrrp_doc("[[vrrp]]\nvrid = 51\n[[vrrp]]\nvrid = 52\n"),
+        "lbd.toml:24:1: vrrp[1].addresses: ",
+        "198.18.0.100 is moved by vrrp[0] too: an address is moved by one instance (neither vrrp[0] nor vrrp[1] lists addresses, so both take every VIP address of the first VIP's family: list addresses explicitly in each [[vrrp]])",
+    );
+    assert_error(
+        &vrrp_doc(
+            "[[vrrp]]\nvrid = 51\n[[vrrp]]\nvrid = 52\naddresses = [\"198.18.0.101\"]\n",
+        ),
+        "lbd.toml:26:14: vrrp[1].addresses[0]: ",
+        "198.18.0.101 is moved by vrrp[0] too: an address is moved by one instance (vrrp[0] lists no addresses",
+    );
+    assert_error(
+        &vrrp_doc(
+            "[[vrrp]]\nvrid = 51\naddresses = [\"198.18.0.101\"]\n[[vrrp]]\nvrid = 52\naddresses = [\"198.18.0.101\"]\n",
+        ),
+        "lbd.toml:27:14: vrrp[1].addresses[0]: ",
+        "198.18.0.101 is moved by vrrp[0] too: an address is moved by one instance",
+    );
+    // One per family, listed: fine.
+    let config = parse(&vrrp_doc(
+        "[[vrrp]]\nvrid = 51\n[[vrrp]]\nvrid = 52\naddresses = [\"2001:2::100\"]\n",
+    ))
+    .unwrap();
+    assert_eq!(config.vrrp[0].addresses.len(), 3);
+}
+
+#[test]
+fn the_instance_that_moves_a_nat_vip_moves_its_nat_address() {
+    // vrid 51 moves the NAT VIP and its NAT address, vrid 52 a VIP
+    // without NAT: each list is complete.
+    let two = "[[vrrp]]\nvrid = 51\naddresses = [\"198.18.0.100\", \"198.18.0.50\"]\n\
+               [[vrrp]]\nvrid = 52\naddresses = [\"198.18.0.101\"]\n";
+    let config = parse(&vrrp_doc(two)).unwrap();
+    assert_eq!(config.vrrp[1].addresses.len(), 1);
+    assert_eq!(parse(&to_toml(&config)).unwrap(), config, "dump round trip");
+    assert_error(
+        &vrrp_doc(&two.replace(", \"198.18.0.50\"", "")),
+        "lbd.toml:24:14: vrrp[0].addresses[0]: ",
+        "the NAT address 198.18.0.50 of VIP 198.18.0.100 must move with the VIP (replies to translated flows come back to it): add it to this list",
+    );
+    assert_error(
+        &vrrp_doc(&two.replace(", \"198.18.0.50\"", "").replace(
+            "[\"198.18.0.101\"]",
+            "[\"198.18.0.101\", \"198.18.0.50\"]",
+        )),
+        "lbd.toml:24:14: vrrp[0].addresses[0]: ",
+        "the NAT address 198.18.0.50 of VIP 198.18.0.100 (forwarding = \"nat\") is moved by vrrp[1], not with the VIP: move it in vrrp[0] instead",
+    );
+    // Two NAT VIPs of different instances sharing the node's NAT address.
+    let shared = vrrp_doc(two).replace(
+        "address = \"198.18.0.101\"\nport = 80\n",
+        "address = \"198.18.0.101\"\nport = 80\nforwarding = \"nat\"\n",
+    );
+    let shared = shared.replace("[\"198.18.0.101\"]", "[\"198.18.0.101\", \"198.18.0.50\"]");
+    let message = error(&shared);
+    assert!(
+        message.starts_with("lbd.toml:28:30: vrrp[1].addresses[1]: 198.18.0.50 is moved by vrrp[0] too: an address is moved by one instance (it is the NAT address of VIP 198.18.0.100 in vrrp[0] and of VIP 198.18.0.101 in vrrp[1]: NAT VIPs of different instances need different NAT addresses; give one of them its own nat_source)"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_vrrp_address_is_no_backend() {
+    assert_error(
+        &vrrp_doc(
+            "[[vrrp]]\nvrid = 51\naddresses = [\"198.18.0.100\", \"198.18.0.50\", \"198.18.0.12\"]\n",
+        ),
+        "lbd.toml:24:45: vrrp[0].addresses[2]: ",
+        "198.18.0.12 is the address of vip[1].backend[0]: the master would take the backend's packets",
+    );
+}
+
+#[test]
+fn pair_replication_needs_both_ends_in_one_instance() {
+    let base = doc("", "");
+    let vrrp = |keys: &str| format!("{base}[[vrrp]]\nvrid = 1\n{keys}");
+    let listen = "sync_listen = \"198.18.0.2:7540\"\n";
+    let peer = "sync_peer = \"198.18.0.3:7540\"\n";
+    let key = "sync_key_file = \"/etc/lbd/sync.key\"\n";
+    assert!(parse(&vrrp(&format!("{listen}{peer}{key}"))).is_ok());
+    assert_error(
+        &vrrp(&format!("{listen}{key}")),
+        "lbd.toml:11:15: vrrp[0].sync_peer: ",
+        "sync_listen without sync_peer: replication needs both",
+    );
+    assert_error(
+        &vrrp(&format!("{peer}{key}")),
+        "lbd.toml:11:13: vrrp[0].sync_listen: ",
+        "sync_peer without sync_listen: replication needs both",
+    );
+    assert_error(
+        &vrrp(key),
+        "lbd.toml:11:17: vrrp[0].sync_key_file: ",
+        "without sync_listen and sync_peer there is no replication to key",
+    );
+    assert_error(
+        &vrrp(&format!(
+            "{listen}{}{key}",
+            peer.replace("198.18.0.3", "198.18.0.2")
+        )),
+        "lbd.toml:12:13: vrrp[0].sync_peer: ",
+        "198.18.0.2:7540 is this node's own sync_listen",
+    );
+    let v6 = "[[vip]]\naddress = \"2001:2::100\"\nport = 80\n";
+    let two = format!(
+        "{base}{v6}[[vrrp]]\nvrid = 1\n{listen}{peer}{key}[[vrrp]]\nvrid = 2\naddresses = [\"2001:2::100\"]\nsync_listen = \"[2001:2::2]:7540\"\nsync_peer = \"[2001:2::3]:7540\"\n{key}"
+    );
+    assert_error(
+        &two,
+        "lbd.toml:20:15: vrrp[1]: ",
+        "replication is already configured in vrrp[0]",
+    );
+}
+
+#[test]
+fn socket_addresses_have_a_port_and_peers_a_host() {
+    let base = doc("", "");
+    let vrrp = |listen: &str, peer: &str| {
+        format!(
+            "{base}[[vrrp]]\nvrid = 1\nsync_listen = \"{listen}\"\nsync_peer = \"{peer}\"\nsync_key_file = \"/k\"\n"
+        )
+    };
+    assert!(parse(&vrrp("0.0.0.0:7540", "198.18.0.3:7540")).is_ok());
+    for (listen, peer, at, detail) in [
+        (
+            "198.18.0.2:0",
+            "198.18.0.3:7540",
+            "lbd.toml:11:15: vrrp[0].sync_listen: ",
+            "port 0 is no port",
+        ),
+        (
+            "198.18.0.2:7540",
+            "198.18.0.3:0",
+            "lbd.toml:12:13: vrrp[0].sync_peer: ",
+            "port 0 is no port",
+        ),
+        (
+            "224.0.0.1:7540",
+            "198.18.0.3:7540",
+            "lbd.toml:11:15: vrrp[0].sync_listen: ",
+            "224.0.0.1 is a multicast address",
+        ),
+        (
+            "198.18.0.2:7540",
+            "0.0.0.0:7540",
+            "lbd.toml:12:13: vrrp[0].sync_peer: ",
+            "0.0.0.0 is the unspecified address: a peer is the other node's address",
+        ),
+        (
+            "198.18.0.2:7540",
+            "[::]:7540",
+            "lbd.toml:12:13: vrrp[0].sync_peer: ",
+            "unspecified",
+        ),
+        (
+            "198.18.0.2:7540",
+            "[::ffff:198.18.0.3]:7540",
+            "lbd.toml:12:13: vrrp[0].sync_peer: ",
+            "write the IPv4 address 198.18.0.3",
+        ),
+    ] {
+        assert_error(&vrrp(listen, peer), at, detail);
+    }
+    let sync = |listen: &str, peers: &str| {
+        format!("interface = \"eth0\"\n[sync]\nlisten = \"{listen}\"\npeers = {peers}\nkey_file = \"/k\"\n")
+    };
+    assert!(parse(&sync("0.0.0.0:7946", "[\"198.18.2.12:7946\"]")).is_ok());
+    assert_error(
+        &sync(
+            "198.18.2.11:7946",
+            "[\"198.18.2.12:7946\", \"0.0.0.0:7946\"]",
+        ),
+        "lbd.toml:4:30: sync.peers[1]: ",
+        "0.0.0.0 is the unspecified address",
+    );
+    assert_error(
+        &sync("198.18.2.11:0", "[\"198.18.2.12:7946\"]"),
+        "lbd.toml:3:10: sync.listen: ",
+        "port 0",
+    );
+    // metrics_listen: any address but multicast, a port, and not a
+    // replication listener's.
+    let metrics = |value: &str| format!("interface = \"eth0\"\nmetrics_listen = \"{value}\"\n");
+    assert_eq!(
+        parse(&metrics("0.0.0.0:9641")).unwrap().metrics_listen,
+        "0.0.0.0:9641".parse().ok()
+    );
+    assert_error(
+        &metrics("0.0.0.0:0"),
+        "lbd.toml:2:18: metrics_listen: ",
+        "port 0",
+    );
+    assert_error(
+        &metrics("[ff02::1]:9641"),
+        "lbd.toml:2:18: metrics_listen: ",
+        "multicast",
+    );
+    assert_error(
+        &vrrp("198.18.0.2:7540", "198.18.0.3:7540").replace(
+            "interface = \"eth0\"\n",
+            "interface = \"eth0\"\nmetrics_listen = \"0.0.0.0:7540\"\n",
+        ),
+        "lbd.toml:2:18: metrics_listen: ",
+        "0.0.0.0:7540 takes the port of vrrp[0].sync_listen (198.18.0.2:7540)",
+    );
+    assert_error(
+        &sync("127.0.0.1:9641", "[\"198.18.2.12:7946\"]"),
+        "lbd.toml:2:1: sync.listen: ",
+        "127.0.0.1:9641 takes the port of metrics_listen (127.0.0.1:9641, the default)",
+    );
+    // Other addresses, or metrics off, do not clash.
+    assert!(parse(&sync("198.18.2.11:9641", "[\"198.18.2.12:7946\"]")).is_ok());
+    assert!(
+        parse(&sync("127.0.0.1:9641", "[\"198.18.2.12:7946\"]").replace(
+            "interface = \"eth0\"\n",
+            "interface = \"eth0\"\nmetrics_listen = \"off\"\n",
+        ))
+        .is_ok()
+    );
+}
+
+#[test]
+fn ipv4_mapped_addresses_are_refused_everywhere() {
+    let mapped = "::ffff:198.18.0.100";
+    assert_error(
+        &doc("", "").replace(
+            "address = \"198.18.0.11\"",
+            &format!("address = \"{mapped}\""),
+        ),
+        "lbd.toml:7:11: vip[0].backend[0].address: ",
+        "::ffff:198.18.0.100 is an IPv4-mapped IPv6 address: write the IPv4 address 198.18.0.100",
+    );
+    assert_error(
+        &doc("", "").replace(
+            "address = \"198.18.0.100\"",
+            &format!("address = \"{mapped}\""),
+        ),
+        "lbd.toml:3:11: vip[0].address: ",
+        "IPv4-mapped",
+    );
+    assert_error(
+        &format!(
+            "{}[[vrrp]]\nvrid = 1\naddresses = [\"{mapped}\"]\n",
+            doc("", "")
+        ),
+        "lbd.toml:11:14: vrrp[0].addresses[0]: ",
+        "IPv4-mapped",
+    );
+    assert_error(
+        "interface = \"eth0\"\n[nat]\nsource_ipv6 = \"::ffff:198.18.0.50\"\n",
+        "lbd.toml:3:15: nat.source_ipv6: ",
+        "write the IPv4 address 198.18.0.50",
+    );
+    assert_error(
+        "interface = \"eth0\"\n[tunnel]\nsource_ipv6 = \"::ffff:198.18.200.0/120\"\n",
+        "lbd.toml:3:15: tunnel.source_ipv6: ",
+        "IPv4-mapped",
+    );
+}
+
+#[test]
+fn health_timing_names_the_written_field_and_the_defaults() {
+    assert_error(
+        &doc("[vip.health]\ninterval_ms = 500", ""),
+        "lbd.toml:6:15: vip[0].health.interval_ms: ",
+        "interval_ms (500) is shorter than timeout_ms (1000, the default): set timeout_ms too",
+    );
+    assert_error(
+        &doc("[vip.health]\ninterval_ms = 500\ntimeout_ms = 600", ""),
+        "lbd.toml:7:14: vip[0].health.timeout_ms: ",
+        "timeout_ms (600) is longer than interval_ms (500)",
+    );
+    // fast_interval_ms is never longer than interval_ms.
+    assert_error(
+        &doc("[vip.health]\nfast_interval_ms = 3000", ""),
+        "lbd.toml:6:20: vip[0].health.fast_interval_ms: ",
+        "fast_interval_ms (3000) is longer than interval_ms (2000, the default): set interval_ms too",
+    );
+    // A fast interval the table does not write follows a shorter
+    // interval down, so a file that only shortens interval_ms loads.
+    let config = parse(&doc(
+        "[vip.health]\ninterval_ms = 400\ntimeout_ms = 300",
+        "",
+    ))
+    .unwrap();
+    assert_eq!(
+        config.vips[0].health.fast_interval,
+        Duration::from_millis(400)
+    );
+    // A backend's table names where the rest comes from.
+    assert_error(
+        &doc("[vip.health]\ninterval_ms = 1000", "[vip.backend.health]\ntimeout_ms = 1500"),
+        "lbd.toml:10:14: vip[0].backend[0].health.timeout_ms: ",
+        "timeout_ms (1500) is longer than interval_ms (1000, the VIP's or the default): set interval_ms too",
+    );
+    let config = parse(&doc(
+        "[vip.health]\ninterval_ms = 400\nfast_interval_ms = 200\ntimeout_ms = 300",
+        "",
+    ))
+    .unwrap();
+    assert_eq!(
+        config.vips[0].health.fast_interval,
+        Duration::from_millis(200)
+    );
+    // The defaults keep these rules.
+    let d = HealthConfig::default_for(Protocol::Tcp);
+    assert!(d.timeout <= d.interval && d.fast_interval <= d.interval);
+}
+
+#[test]
+fn admin_socket_fits_a_socket_address_with_its_temporary_name() {
+    let at = |path: &str| format!("interface = \"eth0\"\nadmin_socket = \"{path}\"\n");
+    let longest = format!("/run/{}", "s".repeat(94 - 5));
+    assert_eq!(longest.len(), 94);
+    // The temporary name the API binds first fits sun_path (107 bytes).
+    assert!(format!("/run/.{}.4194304.tmp", &longest[5..]).len() <= 107);
+    assert_eq!(
+        parse(&at(&longest)).unwrap().admin_socket,
+        PathBuf::from(&longest)
+    );
+    assert_error(
+        &at(&format!("{longest}s")),
+        "lbd.toml:2:16: admin_socket: ",
+        "is 95 bytes long; at most 94 are allowed",
+    );
+    for (path, detail) in [
+        ("/", "names a directory"),
+        ("/run/lbd/", "names a directory"),
+        ("/run/../tmp/lbd.sock", "has a \"..\" component"),
+        ("/run/lbd/..", "has a \"..\" component"),
+        ("run/lbd.sock", "not an absolute path"),
+    ] {
+        assert_error(&at(path), "lbd.toml:2:16: admin_socket: ", detail);
+    }
+    // ".." inside a name is a name.
+    assert!(parse(&at("/run/lbd/a..b.sock")).is_ok());
+}
+
+#[test]
+fn array_items_are_located_and_their_type_named() {
+    let base = doc("", "");
+    assert_error(
+        &format!("{base}[[vrrp]]\nvrid = 1\nunicast_peers = [\"198.18.0.3\",\n  234567890123456789012]\n"),
+        "lbd.toml:12:3: vrrp[0].unicast_peers[1]: ",
+        "expected an address string, found an integer",
+    );
+    assert_error(
+        &format!("{base}[[vrrp]]\nvrid = 1\nunicast_peers = [\"198.18.0.3\", 7]\n"),
+        "lbd.toml:11:32: vrrp[0].unicast_peers[1]: ",
+        "expected an address string, found an integer",
+    );
+    assert_error(
+        &format!("{base}[[vrrp]]\nvrid = 1\nunicast_peers = [\"198.18.0.3\", \"198.18.0.3\"]\n"),
+        "lbd.toml:11:32: vrrp[0].unicast_peers[1]: ",
+        "198.18.0.3 is listed twice (also vrrp[0].unicast_peers[0])",
+    );
+    assert_error(
+        &format!("{base}[[vrrp]]\nvrid = 1\nunicast_peers = \"198.18.0.3\"\n"),
+        "lbd.toml:11:17: vrrp[0].unicast_peers: ",
+        "expected an array of addresses, found a string",
+    );
+    assert_error(
+        &format!("{base}[[vrrp]]\nvrid = 1\nunicast_peers = 99999999999999999999\n"),
+        "lbd.toml:11:17: vrrp[0].unicast_peers: ",
+        "expected an array of addresses, found an integer",
+    );
+    assert_error(
+        "interface = \"eth0\"\n[sync]\nlisten = \"198.18.2.11:7946\"\npeers = [\"198.18.2.12:7946\", 1]\nkey_file = \"/k\"\n",
+        "lbd.toml:4:30: sync.peers[1]: ",
+        "expected an ADDRESS:PORT string, found an integer",
+    );
+    assert_error(
+        &doc("[vip.health]\nthrough_tunnel = 99999999999999999999", ""),
+        "lbd.toml:6:18: vip[0].health.through_tunnel: ",
+        "expected true or false, found an integer",
+    );
+}
+
+#[test]
+fn xdp_mode_belongs_to_attach_xdp() {
+    for mode in ["native", "generic"] {
+        assert_error(
+            &format!("interface = \"eth0\"\nattach = \"tc\"\nxdp_mode = \"{mode}\"\n"),
+            "lbd.toml:3:12: xdp_mode: ",
+            "is for attach = \"xdp\"; with attach = \"tc\" there is no XDP program to attach: remove xdp_mode",
+        );
+        let xdp = format!("interface = \"eth0\"\nattach = \"xdp\"\nxdp_mode = \"{mode}\"\n");
+        assert!(parse(&xdp).is_ok());
+    }
+    // "auto", the default a dump writes, is let by.
+    let config = parse("interface = \"eth0\"\nattach = \"tc\"\nxdp_mode = \"auto\"\n").unwrap();
+    assert_eq!(config.attach, Attach::Tc);
+}
+
+#[test]
+fn nat_addresses_route_back_to_this_node() {
+    assert_error(
+        "interface = \"eth0\"\n[nat]\nsource_ipv6 = \"::1\"\n",
+        "lbd.toml:3:15: nat.source_ipv6: ",
+        "::1 is a loopback address: backends' replies go to the NAT address, so it must route back to this node",
+    );
+    assert_error(
+        "interface = \"eth0\"\n[nat]\nsource_ipv4 = \"255.255.255.255\"\n",
+        "lbd.toml:3:15: nat.source_ipv4: ",
+        "the broadcast address",
+    );
+    assert_error(
+        &doc("forwarding = \"nat\"\nnat_source = \"127.0.0.1\"", ""),
+        "lbd.toml:6:14: vip[0].nat_source: ",
+        "127.0.0.1 is a loopback address",
+    );
+}
+
+#[test]
+fn tables_written_as_arrays_and_unknown_keys_say_where() {
+    for name in ["nat", "tunnel", "bgp", "sync", "flood"] {
+        assert_error(
+            &format!("interface = \"eth0\"\n[[{name}]]\n"),
+            "lbd.toml:2:1: ",
+            &format!("[{name}] is a table, not an array of tables: write [{name}], not [[{name}]]"),
+        );
+    }
+    assert_error(
+        &doc("[[vip.health]]\ninterval_ms = 1000", ""),
+        "lbd.toml:5:1: vip[0]: ",
+        "a health table is a table, not an array of tables",
+    );
+    assert_error(
+        "interface = \"eth0\"\n[[vip]]\naddress = \"198.18.0.100\"\nport = 80\n[[vip]]\naddress = \"198.18.0.101\"\nport = 80\n  [[vip.backend]]\n  address = \"198.18.0.11\"\n  colour = 1\n",
+        "lbd.toml:10:3: vip[1].backend[0]: unknown field `colour`",
+        "",
+    );
+    assert_error(
+        "interface = \"eth0\"\n[[acl]]\naction = \"deny\"\nsrc = \"x\"\n",
+        "lbd.toml:4:1: acl[0]: unknown field `src`",
+        "",
+    );
+    // The tables themselves still load.
+    assert!(parse("interface = \"eth0\"\n[flood]\ncalm_s = 5\n").is_ok());
+    assert!(parse("interface = \"eth0\"\nflood = { calm_s = 5 }\n").is_ok());
+    assert_error(
+        "interface = \"eth0\"\nflood = 5\n",
+        "lbd.toml:2:9: ",
+        "expected a [flood] table",
+    );
 }

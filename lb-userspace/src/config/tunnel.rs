@@ -21,13 +21,13 @@
 //! outer source, which is correct but spreads less over backends' receive
 //! queues (GUE still varies its UDP source port per flow).
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use lb_common::tunnel::GUE_PORT_DEFAULT;
 use serde::Deserialize;
 use toml::{Spanned, Value};
 
-use super::{value, Checker, ConfigError};
+use super::{value, Checker, ConfigError, VipConfig};
 
 /// Node-wide tunnel settings, as configured (sources not yet resolved
 /// against the interface's addresses).
@@ -67,17 +67,21 @@ pub(super) struct RawTunnel {
     source_ipv6: Option<Spanned<Value>>,
 }
 
+impl super::TableName for RawTunnel {
+    const NAME: &'static str = "tunnel";
+}
+
 impl Checker<'_> {
     /// The `[tunnel]` table (defaults when absent).
     pub(super) fn tunnel(
         &self,
-        raw: Option<&Spanned<RawTunnel>>,
+        raw: Option<&Spanned<super::raw::OneTable<RawTunnel>>>,
     ) -> Result<TunnelSettings, ConfigError> {
         let mut out = TunnelSettings::default();
         let Some(raw) = raw else {
             return Ok(out);
         };
-        let raw = raw.get_ref();
+        let raw = raw.get_ref().get();
         if let Some(v) = &raw.gue_port {
             out.gue_port = self.rule(v, "tunnel.gue_port", value::port)?;
         }
@@ -88,6 +92,7 @@ impl Checker<'_> {
             let Some(v) = v else { continue };
             let text = self.string(v, name)?;
             let prefix = self.checked(v, name, value::prefix(text, ipv6))?;
+            self.checked(v, name, outer_source_routable(prefix))?;
             if ipv6 {
                 out.source_ipv6 = Some(prefix);
             } else {
@@ -95,6 +100,94 @@ impl Checker<'_> {
             }
         }
         Ok(out)
+    }
+}
+
+/// Whether the prefix `(network, len)` holds `address`.
+fn contains((network, len): (IpAddr, u8), address: IpAddr) -> bool {
+    match (network, address) {
+        (IpAddr::V4(n), IpAddr::V4(a)) => {
+            let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+            u32::from(a) & mask == u32::from(n)
+        }
+        (IpAddr::V6(n), IpAddr::V6(a)) => {
+            let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
+            u128::from(a) & mask == u128::from(n)
+        }
+        _ => false,
+    }
+}
+
+/// Refuses outer sources no network routes: loopback (`127.0.0.0/8`,
+/// `::1`) and the IPv4 broadcast address, which routers and backends drop
+/// as martians.
+fn outer_source_routable(prefix: (IpAddr, u8)) -> Result<(), value::ValueError> {
+    let text = prefix_text(prefix);
+    let loopback_v4 = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 0));
+    let overlaps_loopback = prefix.0.is_loopback()
+        || contains(prefix, loopback_v4)
+        || contains(prefix, IpAddr::V6(Ipv6Addr::LOCALHOST));
+    if overlaps_loopback {
+        return Err(value::ValueError::invalid(format!(
+            "{text} holds loopback addresses: backends and routers drop packets from them; give a prefix of addresses the network routes"
+        )));
+    }
+    if contains(prefix, IpAddr::V4(Ipv4Addr::BROADCAST)) {
+        return Err(value::ValueError::invalid(format!(
+            "{text} holds the broadcast address 255.255.255.255: give a prefix of addresses the network routes"
+        )));
+    }
+    Ok(())
+}
+
+impl Checker<'_> {
+    /// No outer source is a VIP's or a backend's address: a backend would
+    /// take packets from its own address (or a VIP's) for spoofed and drop
+    /// them, or answer the tunnel to the wrong host.
+    pub(super) fn tunnel_sources_are_free(
+        &self,
+        raw: Option<&Spanned<super::raw::OneTable<RawTunnel>>>,
+        tunnel: &TunnelSettings,
+        vips: &[VipConfig],
+    ) -> Result<(), ConfigError> {
+        let Some(raw) = raw else {
+            return Ok(());
+        };
+        let raw = raw.get_ref().get();
+        for (v, name, prefix) in [
+            (&raw.source_ipv4, "tunnel.source_ipv4", tunnel.source_ipv4),
+            (&raw.source_ipv6, "tunnel.source_ipv6", tunnel.source_ipv6),
+        ] {
+            let (Some(v), Some(prefix)) = (v, prefix) else {
+                continue;
+            };
+            let text = prefix_text(prefix);
+            for (index, vip) in vips.iter().enumerate() {
+                if contains(prefix, vip.address) {
+                    return Err(self.bad_value(
+                        v,
+                        name,
+                        format!(
+                            "{text} holds vip[{index}]'s address {}: outer sources must be addresses of no VIP",
+                            vip.address
+                        ),
+                    ));
+                }
+                for (b, backend) in vip.backends.iter().enumerate() {
+                    if contains(prefix, backend.address) {
+                        return Err(self.bad_value(
+                            v,
+                            name,
+                            format!(
+                                "{text} holds the address {} of vip[{index}].backend[{b}]: a backend drops packets from its own address",
+                                backend.address
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -208,7 +301,7 @@ forwarding = "gue"
             (
                 "through_tunnel = true",
                 "through_tunnel = 1",
-                "vip[0].health.through_tunnel: expected true or false, found a integer",
+                "vip[0].health.through_tunnel: expected true or false, found an integer",
             ),
         ] {
             assert!(GUE_VIP.contains(from), "{from}");
@@ -263,5 +356,55 @@ forwarding = "gue"
             .replace("forwarding = \"gue\"", "forwarding = \"dsr-l2\"")
             .replace("through_tunnel = true", "through_tunnel = false");
         assert!(error(&text).contains("vip[0].backend[1].address: 2001:2:2::12 is IPv6 but"));
+    }
+
+    #[test]
+    fn outer_sources_are_no_vip_backend_loopback_or_broadcast() {
+        for (from, to, expected) in [
+            (
+                "\"198.18.200.0/24\"",
+                "\"198.18.0.100\"",
+                "lbd.toml:4:15: tunnel.source_ipv4: 198.18.0.100/32 holds vip[0]'s address 198.18.0.100: outer sources must be addresses of no VIP",
+            ),
+            (
+                "\"198.18.200.0/24\"",
+                "\"198.18.0.0/24\"",
+                "lbd.toml:4:15: tunnel.source_ipv4: 198.18.0.0/24 holds vip[0]'s address 198.18.0.100",
+            ),
+            (
+                "\"198.18.200.0/24\"",
+                "\"198.19.2.11\"",
+                "lbd.toml:4:15: tunnel.source_ipv4: 198.19.2.11/32 holds the address 198.19.2.11 of vip[0].backend[0]: a backend drops packets from its own address",
+            ),
+            (
+                "\"2001:2:f0::/64\"",
+                "\"2001:2:2::/64\"",
+                "lbd.toml:5:15: tunnel.source_ipv6: 2001:2:2::/64 holds the address 2001:2:2::12 of vip[0].backend[1]",
+            ),
+            (
+                "\"198.18.200.0/24\"",
+                "\"127.0.0.0/8\"",
+                "lbd.toml:4:15: tunnel.source_ipv4: 127.0.0.0/8 holds loopback addresses",
+            ),
+            (
+                "\"198.18.200.0/24\"",
+                "\"64.0.0.0/2\"",
+                "lbd.toml:4:15: tunnel.source_ipv4: 64.0.0.0/2 holds loopback addresses",
+            ),
+            (
+                "\"198.18.200.0/24\"",
+                "\"255.255.255.255\"",
+                "lbd.toml:4:15: tunnel.source_ipv4: 255.255.255.255/32 holds the broadcast address",
+            ),
+            (
+                "\"2001:2:f0::/64\"",
+                "\"::1\"",
+                "lbd.toml:5:15: tunnel.source_ipv6: ::1/128 holds loopback addresses",
+            ),
+        ] {
+            assert!(GUE_VIP.contains(from), "{from}");
+            let message = error(&GUE_VIP.replacen(from, to, 1));
+            assert!(message.starts_with(expected), "{message:?} lacks {expected:?}");
+        }
     }
 }

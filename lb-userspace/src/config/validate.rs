@@ -29,7 +29,22 @@ impl Checker<'_> {
         };
         let xdp_mode = match &raw.xdp_mode {
             None => XdpMode::default(),
-            Some(value) => self.choice(value, "xdp_mode", &XdpMode::ALL.map(|m| (m.name(), m)))?,
+            Some(value) => {
+                let mode = self.choice(value, "xdp_mode", &XdpMode::ALL.map(|m| (m.name(), m)))?;
+                // "auto" (the default, which `lbctl config dump` writes) is
+                // let by; a mode asked for would be silently ignored.
+                if attach == Attach::Tc && mode != XdpMode::Auto {
+                    return Err(self.bad_value(
+                        value,
+                        "xdp_mode",
+                        format!(
+                            "xdp_mode = {:?} is for attach = \"xdp\"; with attach = \"tc\" there is no XDP program to attach: remove xdp_mode",
+                            mode.name()
+                        ),
+                    ));
+                }
+                mode
+            }
         };
         let maglev_mode = match &raw.maglev_mode {
             None => MaglevMode::default(),
@@ -60,13 +75,7 @@ impl Checker<'_> {
             None => PathBuf::from(DEFAULT_ADMIN_SOCKET),
             Some(value) => {
                 let path = self.string(value, "admin_socket")?;
-                if !path.starts_with('/') || path.len() > 100 {
-                    return Err(self.bad_value(
-                        value,
-                        "admin_socket",
-                        format!("{path:?} is not an absolute path of at most 100 bytes"),
-                    ));
-                }
+                self.checked(value, "admin_socket", admin_socket_path(path))?;
                 PathBuf::from(path)
             }
         };
@@ -120,13 +129,18 @@ impl Checker<'_> {
                 if text.is_empty() || text == "off" {
                     None
                 } else {
-                    Some(text.parse().map_err(|_| {
+                    let address = text.parse().map_err(|_| {
                         self.bad_value(
                             value,
                             "metrics_listen",
                             format!("{text:?} is not ADDRESS:PORT (or \"off\")"),
                         )
-                    })?)
+                    })?;
+                    Some(self.checked(
+                        value,
+                        "metrics_listen",
+                        value::socket_address(address, false),
+                    )?)
                 }
             }
         };
@@ -194,8 +208,10 @@ impl Checker<'_> {
         }
         self.nat_sources_are_not_vips(&raw.vip.0, &vips)?;
         self.backends_are_not_own_addresses(&raw.vip.0, &vips)?;
+        self.tunnel_sources_are_free(raw.tunnel.as_ref(), &tunnel, &vips)?;
 
         let mut instances: Vec<VrrpConfig> = Vec::new();
+        let mut replicating: Option<usize> = None;
         for (index, raw_vrrp) in raw.vrrp.0.iter().enumerate() {
             let mut instance = self.vrrp(index, raw_vrrp)?;
             if instance.addresses.is_empty() {
@@ -214,8 +230,6 @@ impl Checker<'_> {
                         instance.addresses.push(source);
                     }
                 }
-            } else {
-                self.nat_sources_move(index, raw_vrrp, &instance, &vips)?;
             }
             if instance.addresses.is_empty() {
                 return Err(self.invalid(
@@ -235,8 +249,23 @@ impl Checker<'_> {
                     format!("VRID {} is already vrrp[{first}]'s", instance.vrid),
                 ));
             }
+            if let Some(v) = raw_vrrp.get_ref().replication_key() {
+                // The daemon starts the first instance's replication only.
+                if let Some(first) = replicating {
+                    return Err(self.bad_value(
+                        v,
+                        &format!("vrrp[{index}]"),
+                        format!("replication is already configured in vrrp[{first}]: a pair replicates over one channel, so keep sync_listen, sync_peer and sync_key_file in one [[vrrp]]"),
+                    ));
+                }
+                replicating = Some(index);
+            }
             instances.push(instance);
         }
+        self.nat_sources_move(&raw.vrrp.0, &instances, &vips)?;
+        self.vrrp_addresses_are_single(&raw.vrrp.0, &instances, &vips)?;
+        self.unicast_peers_are_others(&raw.vrrp.0, &instances, &vips)?;
+        self.metrics_listen_is_free(raw, metrics_listen, &instances, sync.as_ref())?;
         self.announcement_is_single(raw, bgp.as_ref(), sync.as_ref(), &instances, &vips)?;
         let guard = self.guard(&raw.acl, &raw.limit, &vips)?;
 
@@ -342,6 +371,7 @@ impl Checker<'_> {
                 table,
                 &field("health"),
                 forwarding,
+                "the default",
             )?,
         };
 
@@ -407,9 +437,17 @@ impl Checker<'_> {
             };
             let backend_health = match &raw_backend.health {
                 None => None,
-                Some(table) => {
-                    Some(self.health(&health, table, &backend_field("health"), forwarding)?)
-                }
+                Some(table) => Some(self.health(
+                    &health,
+                    table,
+                    &backend_field("health"),
+                    forwarding,
+                    if raw.health.is_some() {
+                        "the VIP's or the default"
+                    } else {
+                        "the default"
+                    },
+                )?),
             };
             backends.push(BackendConfig {
                 address: backend_address,
@@ -514,29 +552,313 @@ impl Checker<'_> {
         Ok(())
     }
 
-    /// An explicit VRRP address list moves every NAT address of its family:
-    /// otherwise replies would go to the node that lost the VIP.
+    /// Where to point at `address` of instance `index`: its item in the
+    /// written list, or the `[[vrrp]]` table when the list is the default;
+    /// with the field path to name.
+    fn vrrp_address_at(
+        &self,
+        raw: &[Spanned<vrrp::RawVrrp>],
+        index: usize,
+        position: usize,
+    ) -> (usize, String) {
+        let table = raw.get(index).map_or(0, |r| r.span().start);
+        match raw
+            .get(index)
+            .and_then(|r| r.get_ref().address_item(position))
+        {
+            Some(item) => (
+                item.span().start,
+                format!("vrrp[{index}].addresses[{position}]"),
+            ),
+            None => (table, format!("vrrp[{index}].addresses")),
+        }
+    }
+
+    /// The instance that moves a NAT VIP's address also moves its NAT
+    /// address (replies to translated flows come back to it, so it must be
+    /// on the node that holds the VIP), and no other instance moves it.
     pub(super) fn nat_sources_move(
         &self,
-        index: usize,
-        raw: &Spanned<vrrp::RawVrrp>,
-        instance: &VrrpConfig,
+        raw: &[Spanned<vrrp::RawVrrp>],
+        instances: &[VrrpConfig],
         vips: &[VipConfig],
     ) -> Result<(), ConfigError> {
-        let family_v4 = instance.addresses.first().is_none_or(IpAddr::is_ipv4);
-        for vip in vips {
-            let Some(nat) = vip.nat else { continue };
-            if nat.source.is_ipv4() == family_v4 && !instance.addresses.contains(&nat.source) {
-                return Err(self.invalid(
-                    raw.span().start,
-                    &format!("vrrp[{index}].addresses"),
-                    format!(
-                        "the NAT address {} of VIP {} must move with the VIPs: add it to the list",
-                        nat.source, vip.address
-                    ),
-                ));
+        let holder = |address: IpAddr| {
+            instances
+                .iter()
+                .position(|i| i.addresses.contains(&address))
+        };
+        for (index, instance) in instances.iter().enumerate() {
+            for (position, address) in instance.addresses.iter().enumerate() {
+                for vip in vips.iter().filter(|v| v.address == *address) {
+                    let Some(nat) = vip.nat else { continue };
+                    if instance.addresses.contains(&nat.source) {
+                        // Moved here; if another instance moves it too,
+                        // the duplicate check says so.
+                        continue;
+                    }
+                    let (at, field) = self.vrrp_address_at(raw, index, position);
+                    if let Some(other) = instances
+                        .iter()
+                        .enumerate()
+                        .position(|(i, inst)| i != index && inst.addresses.contains(&nat.source))
+                    {
+                        // Another instance moves the NAT address: for its
+                        // own NAT VIPs, or by mistake.
+                        let shared = vips.iter().find(|w| {
+                            w.nat.is_some_and(|n| n.source == nat.source)
+                                && holder(w.address) == Some(other)
+                        });
+                        let why = match shared {
+                            Some(w) => format!(
+                                "; vrrp[{other}]'s NAT VIP {} uses it too, so NAT VIPs of different instances need different NAT addresses: give one of them its own nat_source",
+                                w.address
+                            ),
+                            None => format!(": move it in vrrp[{index}] instead"),
+                        };
+                        return Err(self.invalid(
+                            at,
+                            &field,
+                            format!(
+                                "the NAT address {} of VIP {} (forwarding = \"nat\") is moved by vrrp[{other}], not with the VIP{why}",
+                                nat.source, vip.address
+                            ),
+                        ));
+                    }
+                    return Err(self.invalid(
+                        at,
+                        &field,
+                        format!(
+                            "the NAT address {} of VIP {} must move with the VIP (replies to translated flows come back to it): add it to this list",
+                            nat.source, vip.address
+                        ),
+                    ));
+                }
             }
         }
         Ok(())
     }
+
+    /// Each address is moved by one instance and is not a backend's: two
+    /// instances electing masters apart would put it on two nodes, and a
+    /// backend's address taken here would take its traffic.
+    pub(super) fn vrrp_addresses_are_single(
+        &self,
+        raw: &[Spanned<vrrp::RawVrrp>],
+        instances: &[VrrpConfig],
+        vips: &[VipConfig],
+    ) -> Result<(), ConfigError> {
+        let defaulted = |index: usize| {
+            raw.get(index)
+                .is_some_and(|r| !r.get_ref().lists_addresses())
+        };
+        for (index, instance) in instances.iter().enumerate() {
+            for (position, address) in instance.addresses.iter().enumerate() {
+                let (at, field) = self.vrrp_address_at(raw, index, position);
+                if let Some(first) = instances[..index]
+                    .iter()
+                    .position(|i| i.addresses.contains(address))
+                {
+                    // The NAT address of NAT VIPs of both instances?
+                    let nat_vip_of = |i: usize| {
+                        vips.iter().find(|v| {
+                            v.nat.is_some_and(|n| n.source == *address)
+                                && instances[i].addresses.contains(&v.address)
+                        })
+                    };
+                    let hint = match (defaulted(first), defaulted(index)) {
+                        _ if nat_vip_of(first).is_some() && nat_vip_of(index).is_some() => {
+                            format!(
+                                " (it is the NAT address of VIP {} in vrrp[{first}] and of VIP {} in vrrp[{index}]: NAT VIPs of different instances need different NAT addresses; give one of them its own nat_source)",
+                                nat_vip_of(first).map_or(*address, |v| v.address),
+                                nat_vip_of(index).map_or(*address, |v| v.address),
+                            )
+                        }
+                        (false, false) => String::new(),
+                        (true, true) => format!(
+                            " (neither vrrp[{first}] nor vrrp[{index}] lists addresses, so both take every VIP address of the first VIP's family: list addresses explicitly in each [[vrrp]])"
+                        ),
+                        (true, false) => format!(
+                            " (vrrp[{first}] lists no addresses, so it takes every VIP address of its family: list its addresses explicitly)"
+                        ),
+                        (false, true) => format!(
+                            " (vrrp[{index}] lists no addresses, so it takes every VIP address of its family: list its addresses explicitly)"
+                        ),
+                    };
+                    return Err(self.invalid(
+                        at,
+                        &field,
+                        format!(
+                            "{address} is moved by vrrp[{first}] too: an address is moved by one instance{hint}"
+                        ),
+                    ));
+                }
+                for (v, vip) in vips.iter().enumerate() {
+                    if let Some(b) = vip.backends.iter().position(|b| b.address == *address) {
+                        return Err(self.invalid(
+                            at,
+                            &field,
+                            format!(
+                                "{address} is the address of vip[{v}].backend[{b}]: the master would take the backend's packets; a VRRP address is an address of this load balancer"
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Unicast adverts go to the other nodes over the instance's family
+    /// (an advert of the other family cannot be encoded, and both nodes
+    /// would then be master), so a peer is of that family and is no
+    /// address of this node.
+    pub(super) fn unicast_peers_are_others(
+        &self,
+        raw: &[Spanned<vrrp::RawVrrp>],
+        instances: &[VrrpConfig],
+        vips: &[VipConfig],
+    ) -> Result<(), ConfigError> {
+        for (index, instance) in instances.iter().enumerate() {
+            let Some(raw_vrrp) = raw.get(index) else {
+                continue;
+            };
+            let family_v4 = instance.addresses.first().is_none_or(IpAddr::is_ipv4);
+            for (position, peer) in instance.unicast_peers.iter().enumerate() {
+                let at = raw_vrrp
+                    .get_ref()
+                    .peer_item(position)
+                    .map_or(raw_vrrp.span().start, |v| v.span().start);
+                let field = format!("vrrp[{index}].unicast_peers[{position}]");
+                let family = |v4: bool| if v4 { "IPv4" } else { "IPv6" };
+                let problem = if peer.is_ipv4() != family_v4 {
+                    let why = if raw_vrrp.get_ref().lists_addresses() {
+                        String::new()
+                    } else {
+                        " (it lists no addresses, so it takes the family of the first VIP)"
+                            .to_owned()
+                    };
+                    Some(format!(
+                        "{peer} is {} but vrrp[{index}] moves {} addresses{why}: adverts go over the instance's family; list the peer's {} address",
+                        family(peer.is_ipv4()),
+                        family(family_v4),
+                        family(family_v4)
+                    ))
+                } else if peer.is_loopback() || *peer == IpAddr::V4(std::net::Ipv4Addr::BROADCAST) {
+                    Some(format!(
+                        "{peer} is not another node's address: list the other nodes' addresses"
+                    ))
+                } else if let Some(other) =
+                    instances.iter().position(|i| i.addresses.contains(peer))
+                {
+                    Some(format!(
+                        "{peer} is an address vrrp[{other}] moves, so this node's own: a peer is another node's own address"
+                    ))
+                } else if let Some(v) = vips.iter().position(|v| v.address == *peer) {
+                    Some(format!(
+                        "{peer} is vip[{v}]'s address, so this node's own: a peer is another node's own address"
+                    ))
+                } else {
+                    vips.iter()
+                        .position(|v| v.nat.is_some_and(|n| n.source == *peer))
+                        .map(|v| format!(
+                            "{peer} is the NAT address of vip[{v}], so this node's own: a peer is another node's own address"
+                        ))
+                };
+                if let Some(problem) = problem {
+                    return Err(self.invalid(at, &field, problem));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The metrics server and a replication listener cannot bind the same
+    /// port of the same address: the second bind fails at start-up.
+    pub(super) fn metrics_listen_is_free(
+        &self,
+        raw: &RawConfig,
+        metrics: Option<std::net::SocketAddr>,
+        instances: &[VrrpConfig],
+        sync: Option<&super::SyncSettings>,
+    ) -> Result<(), ConfigError> {
+        let Some(metrics) = metrics else {
+            return Ok(());
+        };
+        let mut listeners = Vec::new();
+        for (index, instance) in instances.iter().enumerate() {
+            if let Some(listen) = instance.sync_listen {
+                let at = raw
+                    .vrrp
+                    .0
+                    .get(index)
+                    .and_then(|r| r.get_ref().sync_listen.as_ref())
+                    .map_or(0, |v| v.span().start);
+                listeners.push((listen, format!("vrrp[{index}].sync_listen"), at));
+            }
+        }
+        if let (Some(settings), Some(table)) = (sync, &raw.sync) {
+            listeners.push((
+                settings.listen,
+                "sync.listen".to_owned(),
+                table.span().start,
+            ));
+        }
+        for (listen, name, at) in listeners {
+            if !value::listeners_clash(metrics, listen) {
+                continue;
+            }
+            return Err(match &raw.metrics_listen {
+                Some(v) => self.bad_value(
+                    v,
+                    "metrics_listen",
+                    format!("{metrics} takes the port of {name} ({listen}): give one of them another port"),
+                ),
+                None => self.invalid(
+                    at,
+                    &name,
+                    format!("{listen} takes the port of metrics_listen ({metrics}, the default): give one of them another port"),
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// How many bytes the admin API's temporary socket name adds to the
+/// path: it binds `.<name>.<pid>.tmp` beside it first, and a pid has up
+/// to 7 digits (`/proc/sys/kernel/pid_max` is at most 4194304).
+const ADMIN_SOCKET_TEMP_EXTRA: usize = ".".len() + ".".len() + 7 + ".tmp".len();
+
+/// Longest `admin_socket` path in bytes: a Unix socket path holds 107
+/// bytes (`sun_path` is 108 with the NUL), less what the temporary name
+/// adds.
+pub(crate) const MAX_ADMIN_SOCKET_BYTES: usize = 107 - ADMIN_SOCKET_TEMP_EXTRA;
+
+/// An `admin_socket` path the API can bind: absolute, naming a file (no
+/// trailing `/`, not `/`), no `..` (the socket is created as root), and
+/// short enough for its temporary name to fit `sun_path`.
+pub(crate) fn admin_socket_path(path: &str) -> Result<(), value::ValueError> {
+    if !path.starts_with('/') {
+        return Err(value::ValueError::invalid(format!(
+            "{path:?} is not an absolute path"
+        )));
+    }
+    if path.ends_with('/') {
+        return Err(value::ValueError::invalid(format!(
+            "{path:?} names a directory: give the socket's file name"
+        )));
+    }
+    if path.split('/').any(|part| part == "..") {
+        return Err(value::ValueError::invalid(format!(
+            "{path:?} has a \"..\" component: write the path without it"
+        )));
+    }
+    if path.len() > MAX_ADMIN_SOCKET_BYTES {
+        return Err(value::ValueError::invalid(format!(
+            "{path:?} is {} bytes long; at most {MAX_ADMIN_SOCKET_BYTES} are allowed (a Unix socket path holds 107 bytes, and lbd first binds a temporary name {ADMIN_SOCKET_TEMP_EXTRA} bytes longer beside it)",
+            path.len()
+        )));
+    }
+    Ok(())
 }

@@ -8,7 +8,12 @@
 //! `lbd.toml:8:12: vip[0].backend[1].weight: ...`, the API as
 //! `backends[1].weight: ...` (see [`ValueError::at`]).
 
-use std::{fmt, net::IpAddr, ops::RangeInclusive, time::Duration};
+use std::{
+    fmt,
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    ops::RangeInclusive,
+    time::Duration,
+};
 
 use crate::{mac::Mac, maglev::is_prime};
 
@@ -250,7 +255,8 @@ pub(crate) fn nat_source(
             "{source} is not of the VIP {vip}'s family"
         )));
     }
-    service_address(source)
+    service_address(source)?;
+    routable_nat_address(source)
 }
 
 /// A NAT VIP at `vip` found no NAT address of its family (its own or
@@ -304,8 +310,11 @@ pub(crate) fn ip_address(text: &str) -> Result<IpAddr, ValueError> {
     service_address(address)
 }
 
-/// An address a VIP or backend can have: neither unspecified nor multicast.
+/// An address a VIP or backend can have: neither unspecified nor
+/// multicast, nor an IPv4 address written as IPv6 (`::ffff:a.b.c.d`),
+/// which would slip past the checks that compare addresses and families.
 pub(crate) fn service_address(address: IpAddr) -> Result<IpAddr, ValueError> {
+    not_mapped(address)?;
     if address.is_unspecified() {
         return Err(ValueError::invalid(format!(
             "{address} is the unspecified address"
@@ -314,6 +323,76 @@ pub(crate) fn service_address(address: IpAddr) -> Result<IpAddr, ValueError> {
     if address.is_multicast() {
         return Err(ValueError::invalid(format!(
             "{address} is a multicast address"
+        )));
+    }
+    Ok(address)
+}
+
+/// Refuses an IPv4-mapped IPv6 address (`::ffff:198.18.0.100`): lbd
+/// compares addresses and families as written, so the same host written
+/// both ways would pass as two addresses of two families.
+pub(crate) fn not_mapped(address: IpAddr) -> Result<IpAddr, ValueError> {
+    if let IpAddr::V6(v6) = address {
+        if let Some(v4) = v6.to_ipv4_mapped() {
+            return Err(ValueError::invalid(format!(
+                "{address} is an IPv4-mapped IPv6 address: write the IPv4 address {v4}"
+            )));
+        }
+    }
+    Ok(address)
+}
+
+/// A TCP endpoint (`ADDRESS:PORT`) this node listens on, or connects to
+/// when `peer`: a real port, no multicast group, no mapped address, and a
+/// peer is some other node, never the unspecified address (a listener may
+/// be: it binds every address).
+pub(crate) fn socket_address(address: SocketAddr, peer: bool) -> Result<SocketAddr, ValueError> {
+    let ip = address.ip();
+    not_mapped(ip)?;
+    if address.port() == 0 {
+        return Err(ValueError::invalid(format!(
+            "{address}: port 0 is no port (the kernel would pick one nobody knows); give the port"
+        )));
+    }
+    if ip.is_multicast() {
+        return Err(ValueError::invalid(format!(
+            "{ip} is a multicast address: a TCP endpoint is one host's"
+        )));
+    }
+    if peer && ip.is_unspecified() {
+        return Err(ValueError::invalid(format!(
+            "{ip} is the unspecified address: a peer is the other node's address"
+        )));
+    }
+    if peer && ip == IpAddr::V4(Ipv4Addr::BROADCAST) {
+        return Err(ValueError::invalid(format!(
+            "{ip} is the broadcast address: a peer is the other node's address"
+        )));
+    }
+    Ok(address)
+}
+
+/// Whether two listeners at `a` and `b` would fight over their port: the
+/// same port and address, or one of them bound to every address of a
+/// family the other is in (`[::]` is dual-stack).
+pub(crate) fn listeners_clash(a: SocketAddr, b: SocketAddr) -> bool {
+    let covers =
+        |wild: IpAddr, other: IpAddr| wild.is_unspecified() && (wild.is_ipv6() || other.is_ipv4());
+    a.port() == b.port() && (a.ip() == b.ip() || covers(a.ip(), b.ip()) || covers(b.ip(), a.ip()))
+}
+
+/// Refuses a NAT address that cannot be this node's address on the
+/// network (loopback, broadcast): backends' replies go to it, so it must
+/// route back here.
+pub(crate) fn routable_nat_address(address: IpAddr) -> Result<IpAddr, ValueError> {
+    if address.is_loopback() {
+        return Err(ValueError::invalid(format!(
+            "{address} is a loopback address: backends' replies go to the NAT address, so it must route back to this node"
+        )));
+    }
+    if address == IpAddr::V4(Ipv4Addr::BROADCAST) {
+        return Err(ValueError::invalid(format!(
+            "{address} is the broadcast address: backends' replies go to the NAT address, so it must route back to this node"
         )));
     }
     Ok(address)

@@ -7,7 +7,7 @@ use std::{net::IpAddr, net::SocketAddr, path::PathBuf, time::Duration};
 use serde::Deserialize;
 use toml::{Spanned, Value};
 
-use super::{Checker, ConfigError};
+use super::{raw::Items, value, Checker, ConfigError};
 
 /// One VRRP instance (one address family).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,22 +53,22 @@ pub struct VrrpConfig {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, expecting = "a [[vrrp]] table")]
 pub(super) struct RawVrrp {
-    vrid: Option<Spanned<Value>>,
-    priority: Option<Spanned<Value>>,
-    advert_interval_ms: Option<Spanned<Value>>,
-    preempt: Option<Spanned<Value>>,
-    preempt_delay_ms: Option<Spanned<Value>>,
-    addresses: Option<Spanned<Value>>,
-    unicast_peers: Option<Spanned<Value>>,
-    announce_count: Option<Spanned<Value>>,
-    announce_interval_ms: Option<Spanned<Value>>,
-    notify: Option<Spanned<Value>>,
-    track_dataplane: Option<Spanned<Value>>,
-    track_interface: Option<Spanned<Value>>,
-    track_no_backend: Option<Spanned<Value>>,
-    sync_listen: Option<Spanned<Value>>,
-    sync_peer: Option<Spanned<Value>>,
-    sync_key_file: Option<Spanned<Value>>,
+    pub(super) vrid: Option<Spanned<Value>>,
+    pub(super) priority: Option<Spanned<Value>>,
+    pub(super) advert_interval_ms: Option<Spanned<Value>>,
+    pub(super) preempt: Option<Spanned<Value>>,
+    pub(super) preempt_delay_ms: Option<Spanned<Value>>,
+    pub(super) addresses: Option<Spanned<Items>>,
+    pub(super) unicast_peers: Option<Spanned<Items>>,
+    pub(super) announce_count: Option<Spanned<Value>>,
+    pub(super) announce_interval_ms: Option<Spanned<Value>>,
+    pub(super) notify: Option<Spanned<Value>>,
+    pub(super) track_dataplane: Option<Spanned<Value>>,
+    pub(super) track_interface: Option<Spanned<Value>>,
+    pub(super) track_no_backend: Option<Spanned<Value>>,
+    pub(super) sync_listen: Option<Spanned<Value>>,
+    pub(super) sync_peer: Option<Spanned<Value>>,
+    pub(super) sync_key_file: Option<Spanned<Value>>,
 }
 
 impl super::TableName for RawVrrp {
@@ -86,9 +86,86 @@ impl RawVrrp {
     pub(super) fn replicates(&self) -> bool {
         self.sync_listen.is_some() || self.sync_peer.is_some()
     }
+
+    /// The first replication key written (sync_listen, sync_peer or
+    /// sync_key_file), to point at when a second table replicates too.
+    pub(super) fn replication_key(&self) -> Option<&Spanned<Value>> {
+        self.sync_listen
+            .as_ref()
+            .or(self.sync_peer.as_ref())
+            .or(self.sync_key_file.as_ref())
+    }
+
+    /// Item `index` of the written `addresses`, to point errors at it.
+    pub(super) fn address_item(&self, index: usize) -> Option<&Spanned<Value>> {
+        list_item(self.addresses.as_ref(), index)
+    }
+
+    /// Item `index` of `unicast_peers`, to point errors at it.
+    pub(super) fn peer_item(&self, index: usize) -> Option<&Spanned<Value>> {
+        list_item(self.unicast_peers.as_ref(), index)
+    }
+}
+
+/// Item `index` of an array value, if it is an array that long.
+fn list_item(list: Option<&Spanned<Items>>, index: usize) -> Option<&Spanned<Value>> {
+    match list?.get_ref() {
+        Items::Array(items) => items.get(index),
+        Items::Other(_) => None,
+    }
 }
 
 impl Checker<'_> {
+    /// A VRRP pair replicates only with both ends set (the daemon starts
+    /// nothing otherwise, without a word), to another address than its own,
+    /// and a key file is of use only then.
+    fn pair_replication(
+        &self,
+        index: usize,
+        raw: &RawVrrp,
+        listen: Option<SocketAddr>,
+        peer: Option<SocketAddr>,
+    ) -> Result<(), ConfigError> {
+        let field = |name: &str| format!("vrrp[{index}].{name}");
+        match (&raw.sync_listen, &raw.sync_peer) {
+            (Some(v), None) => {
+                return Err(self.bad_value(
+                    v,
+                    &field("sync_peer"),
+                    "sync_listen without sync_peer: replication needs both (sync_peer is the other node's sync_listen)",
+                ))
+            }
+            (None, Some(v)) => {
+                return Err(self.bad_value(
+                    v,
+                    &field("sync_listen"),
+                    "sync_peer without sync_listen: replication needs both (sync_listen is where this node accepts the other's stream)",
+                ))
+            }
+            (None, None) => {
+                if let Some(v) = &raw.sync_key_file {
+                    return Err(self.bad_value(
+                        v,
+                        &field("sync_key_file"),
+                        "without sync_listen and sync_peer there is no replication to key: set them or remove sync_key_file",
+                    ));
+                }
+            }
+            (Some(_), Some(v)) => {
+                if let (Some(listen), Some(peer)) = (listen, peer) {
+                    if listen == peer {
+                        return Err(self.bad_value(
+                            v,
+                            &field("sync_peer"),
+                            format!("{peer} is this node's own sync_listen: sync_peer is the other node's"),
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn boolean(&self, value: &Spanned<Value>, field: &str) -> Result<bool, ConfigError> {
         match value.get_ref() {
             Value::Boolean(b) => Ok(*b),
@@ -96,34 +173,62 @@ impl Checker<'_> {
         }
     }
 
+    /// The items of a value meant to be an array, each with its own span
+    /// (so an error points at the item), or a type error naming `expected`.
+    pub(super) fn items<'v>(
+        &self,
+        value: &'v Spanned<Items>,
+        field: &str,
+        expected: &str,
+    ) -> Result<&'v [Spanned<Value>], ConfigError> {
+        match value.get_ref() {
+            Items::Array(items) => Ok(items),
+            Items::Other(other) => {
+                Err(self.wrong_type(&Spanned::new(value.span(), other.clone()), field, expected))
+            }
+        }
+    }
+
+    /// An array of addresses, each a service address, none twice; errors
+    /// name and point at the item (`vrrp[0].addresses[1]`).
     pub(super) fn address_list(
         &self,
-        value: &Spanned<Value>,
+        value: &Spanned<Items>,
         field: &str,
     ) -> Result<Vec<IpAddr>, ConfigError> {
-        let Value::Array(items) = value.get_ref() else {
-            return Err(self.wrong_type(value, field, "an array of addresses"));
-        };
-        let mut out = Vec::new();
+        let items = self.items(value, field, "an array of addresses")?;
+        let mut out: Vec<IpAddr> = Vec::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
-            let spanned = Spanned::new(value.span(), item.clone());
-            let address = self.address(&spanned, &format!("{field}[{i}]"))?;
-            if out.contains(&address) {
-                return Err(self.bad_value(value, field, format!("{address} is listed twice")));
+            let name = format!("{field}[{i}]");
+            if !matches!(item.get_ref(), Value::String(_)) || self.oversized(item).is_some() {
+                return Err(self.wrong_type(item, &name, "an address string"));
+            }
+            let address = self.address(item, &name)?;
+            if let Some(first) = out.iter().position(|a| *a == address) {
+                return Err(self.bad_value(
+                    item,
+                    &name,
+                    format!("{address} is listed twice (also {field}[{first}])"),
+                ));
             }
             out.push(address);
         }
         Ok(out)
     }
 
+    /// `ADDRESS:PORT` of a TCP endpoint this node listens on (`peer` false)
+    /// or connects to (`peer` true), checked by [`value::socket_address`].
     pub(super) fn socket_address(
         &self,
         value: &Spanned<Value>,
         field: &str,
+        peer: bool,
     ) -> Result<SocketAddr, ConfigError> {
         let s = self.string(value, field)?;
-        s.parse()
-            .map_err(|_| self.bad_value(value, field, format!("{s:?} is not ADDRESS:PORT")))
+        let address: SocketAddr = s
+            .parse()
+            .map_err(|_| self.bad_value(value, field, format!("{s:?} is not ADDRESS:PORT")))?;
+        self.checked(value, field, value::socket_address(address, peer))
     }
 
     pub(super) fn absolute_path(
@@ -199,11 +304,20 @@ impl Checker<'_> {
             ));
         }
         if let (Some(first), Some(v)) = (addresses.first(), &raw.addresses) {
-            if addresses.iter().any(|a| a.is_ipv4() != first.is_ipv4()) {
-                return Err(self.bad_value(
-                    v,
-                    &field("addresses"),
-                    "mixes IPv4 and IPv6: use one [[vrrp]] per family",
+            if let Some(k) = addresses
+                .iter()
+                .position(|a| a.is_ipv4() != first.is_ipv4())
+            {
+                let at = raw
+                    .address_item(k)
+                    .map_or(v.span().start, |i| i.span().start);
+                return Err(self.invalid(
+                    at,
+                    &field(&format!("addresses[{k}]")),
+                    format!(
+                        "{} mixes IPv4 and IPv6 with {first}: use one [[vrrp]] per family",
+                        addresses[k]
+                    ),
                 ));
             }
         }
@@ -237,16 +351,17 @@ impl Checker<'_> {
         let track_no_backend = weight(&raw.track_no_backend, "track_no_backend", 50)?;
         let sync_listen = match &raw.sync_listen {
             None => None,
-            Some(v) => Some(self.socket_address(v, &field("sync_listen"))?),
+            Some(v) => Some(self.socket_address(v, &field("sync_listen"), false)?),
         };
         let sync_peer = match &raw.sync_peer {
             None => None,
-            Some(v) => Some(self.socket_address(v, &field("sync_peer"))?),
+            Some(v) => Some(self.socket_address(v, &field("sync_peer"), true)?),
         };
         let sync_key_file = match &raw.sync_key_file {
             None => None,
             Some(v) => Some(self.absolute_path(v, &field("sync_key_file"))?),
         };
+        self.pair_replication(index, raw, sync_listen, sync_peer)?;
         if (sync_listen.is_some() || sync_peer.is_some()) && sync_key_file.is_none() {
             return Err(self.invalid(
                 table,

@@ -32,7 +32,67 @@ pub fn warnings(config: &Config) -> Vec<Warning> {
         vip_warnings(index, vip, &mut out);
     }
     bgp_warnings(config, &mut out);
+    unmoved_warnings(config, &mut out);
     out
+}
+
+/// With VRRP, lbd moves only the addresses its instances hold: a VIP
+/// whose address no instance moves and `[bgp]` does not announce is
+/// served only where the operator puts the address, which a file with
+/// VRRP most likely did not mean (e.g. IPv6 VIPs beside an instance that
+/// defaults to the first VIP's family, IPv4).
+fn unmoved_warnings(config: &Config, out: &mut Vec<Warning>) {
+    if config.vrrp.is_empty() {
+        return;
+    }
+    let mut seen: Vec<IpAddr> = Vec::new();
+    for (index, vip) in config.vips.iter().enumerate() {
+        if seen.contains(&vip.address) {
+            continue;
+        }
+        seen.push(vip.address);
+        if config
+            .vrrp
+            .iter()
+            .any(|i| i.addresses.contains(&vip.address))
+        {
+            continue;
+        }
+        if config
+            .bgp
+            .as_ref()
+            .is_some_and(|b| b.covers(vip.address, false))
+        {
+            continue;
+        }
+        let family = if vip.address.is_ipv4() {
+            "IPv4"
+        } else {
+            "IPv6"
+        };
+        let same_family = config.vrrp.iter().position(|i| {
+            i.addresses
+                .first()
+                .is_some_and(|a| a.is_ipv4() == vip.address.is_ipv4())
+        });
+        let mut what = match same_family {
+            Some(i) => format!("add it to vrrp[{i}].addresses"),
+            None => format!(
+                "add a [[vrrp]] for {family} with addresses = [\"{}\"]",
+                vip.address
+            ),
+        };
+        if config.bgp.is_some() {
+            what.push_str(", or to [bgp].addresses");
+        }
+        out.push(Warning {
+            field: format!("vip[{index}].address"),
+            message: format!(
+                "no [[vrrp]] moves {} and [bgp] does not announce it: lbd serves the VIP but leaves its address where you put it; {what}",
+                vip.address
+            ),
+        });
+    }
 }
 
 /// Active-active nodes must agree on every flow's backend.
@@ -217,5 +277,41 @@ mod tests {
         )
         .unwrap();
         assert_eq!(warnings(&loaded).len(), 2, "{:?}", warnings(&loaded));
+    }
+
+    /// The warnings about addresses no one moves.
+    fn unmoved(config: &Config) -> Vec<String> {
+        shown(config)
+            .into_iter()
+            .filter(|w| w.contains("[[vrrp]]"))
+            .collect()
+    }
+
+    #[test]
+    fn vips_no_instance_moves_and_bgp_does_not_announce() {
+        let text = "interface = \"eth0\"\n\
+                    [[vip]]\naddress = \"198.18.0.100\"\nport = 80\n\
+                    [[vip]]\naddress = \"2001:2::100\"\nport = 80\n\
+                    [[vip]]\naddress = \"2001:2::100\"\nport = 443\n\
+                    [[vrrp]]\nvrid = 51\n";
+        let loaded = Config::from_toml_str(text, "test.toml").unwrap();
+        assert_eq!(
+            unmoved(&loaded),
+            ["vip[1].address: no [[vrrp]] moves 2001:2::100 and [bgp] does not announce it: lbd serves the VIP but leaves its address where you put it; add a [[vrrp]] for IPv6 with addresses = [\"2001:2::100\"]"]
+        );
+        // An instance of the family that lists other addresses.
+        let listed = format!("{text}[[vrrp]]\nvrid = 52\naddresses = [\"2001:2::101\"]\n");
+        let loaded = Config::from_toml_str(&listed, "test.toml").unwrap();
+        assert_eq!(
+            unmoved(&loaded),
+            ["vip[1].address: no [[vrrp]] moves 2001:2::100 and [bgp] does not announce it: lbd serves the VIP but leaves its address where you put it; add it to vrrp[1].addresses"]
+        );
+        // Moved: no warning; without VRRP: none either.
+        let moved = format!("{text}[[vrrp]]\nvrid = 52\naddresses = [\"2001:2::100\"]\n");
+        let loaded = Config::from_toml_str(&moved, "test.toml").unwrap();
+        assert_eq!(unmoved(&loaded), Vec::<String>::new());
+        let plain = text.replace("[[vrrp]]\nvrid = 51\n", "");
+        let loaded = Config::from_toml_str(&plain, "test.toml").unwrap();
+        assert_eq!(unmoved(&loaded), Vec::<String>::new());
     }
 }
