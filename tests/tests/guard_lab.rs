@@ -224,6 +224,19 @@ fn a_denied_source_cannot_connect_and_a_limited_burst_spares_long_lived_connecti
         listed.contains("(not in force: its VIP is not served)"),
         "{listed}"
     );
+    // A file may only name its own VIPs: the dump leaves the rule out,
+    // says so on stderr, and loads as a config file.
+    let (code, dump, err) = lbctl_outcome(&lab, &["config", "dump"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains(&format!("ACL rule deny {DENIED}/32")) && err.contains("is left out"),
+        "{err}"
+    );
+    assert!(!dump.contains(&DENIED.to_string()), "{dump}");
+    let saved = lab.dir.join("dumped.toml");
+    std::fs::write(&saved, &dump).expect("write the dump");
+    let (code, _, err) = lbctl_outcome(&lab, &["config", "check", &saved.to_string_lossy()]);
+    assert_eq!(code, 0, "the dump loads: {err}");
     let mut add = vec!["vip".to_owned(), "add".to_owned(), VIP.to_owned()];
     for backend in &lab.backends {
         add.extend(["--backend".to_owned(), backend.ipv4.to_string()]);

@@ -22,8 +22,8 @@ use std::{
 use lb_tests::{
     client::KeepAlive,
     floodrun,
-    lab::{in_netns, lbd_binary, Lab, VIP4},
-    support::{lbctl_in_background, lbctl_outcome, outcome},
+    lab::{in_netns, lbd_binary, Lab, VIP4, VIP6},
+    support::{ip, lbctl_in_background, lbctl_outcome, outcome},
 };
 use lb_userspace::api::schema::{BackendState, BackendStatus};
 
@@ -258,6 +258,44 @@ fn a_reload_never_claims_node_settings_it_has_not_applied() {
     assert!(
         dump.contains("interface = \"eth0\"") && !dump.contains("eth9"),
         "config dump shows a setting that does not run:\n{dump}"
+    );
+}
+
+/// The routed scan follows the interface's addresses only while a
+/// tunnelled VIP is served: the first one added at run time takes the
+/// outer source from the addresses the interface holds then, not from
+/// those it held when lbd started.
+#[test]
+fn a_first_tunnelled_vip_takes_the_interfaces_addresses_of_now() {
+    let mut lab = Lab::start(2).expect("lab");
+    lab.wait_for_backends().expect("nginx up");
+    let own = format!("{}/64", lab.lb.ipv6);
+    let netns = lab.lb.netns.clone();
+    ip(&["-n", &netns, "addr", "del", &own, "dev", "eth0"]);
+    let config = lab.lbd_config_for(&["b1", "b2"], "");
+    lab.start_lbd(&config).expect("lbd");
+    ip(&["-n", &netns, "addr", "add", &own, "dev", "eth0", "nodad"]);
+    let vip = format!("[{VIP6}]:8080/tcp");
+    let backend = lab.backends[0].ipv6.to_string();
+    let (code, out, err) = lbctl_outcome(
+        &lab,
+        &[
+            "vip",
+            "add",
+            &vip,
+            "--forwarding",
+            "ipip",
+            "--backend",
+            &backend,
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let status = lab.status().expect("status");
+    let tunnel = status.tunnel.expect("tunnel status");
+    assert_eq!(
+        tunnel.source_ipv6,
+        Some(format!("{}/128", lab.lb.ipv6)),
+        "{tunnel:?}"
     );
 }
 

@@ -10,14 +10,15 @@ use lb_common::Mode;
 
 use super::{
     code,
-    schema::{BackendSpec, CheckKind, HealthStatus, VipSpec},
+    schema::{BackendSpec, CheckKind, HealthStatus, LimitsSpec, RateSpec, VipSpec},
     Response,
 };
 use crate::{
     config::{
-        value::{self, FieldError},
+        value::{self, FieldError, ValueError},
         BackendConfig, NatConfig, VipConfig, DEFAULT_TABLE_SIZE, DEFAULT_WEIGHT,
     },
+    guard::{Limits, RateLimit},
     health::{self, Health},
     reconcile::VipId,
 };
@@ -52,6 +53,9 @@ pub fn vip_config(spec: &VipSpec, nat: &NatConfig) -> Result<VipConfig, FieldErr
     }
     if let Some(text) = &spec.forwarding {
         vip.forwarding = value::forwarding(text).map_err(|e| e.at("forwarding"))?;
+    }
+    if let Some(n) = spec.drain_timeout_s {
+        vip.drain_timeout = Some(value::drain_timeout_s(n).map_err(|e| e.at("drain_timeout_s"))?);
     }
     let own_source = match spec.nat_source {
         None => None,
@@ -126,6 +130,45 @@ fn backend_of(
         weight,
         health: None,
     })
+}
+
+/// The limits a `PUT /v1/limits/{scope}` body describes, by the config
+/// file's `[[limit]]` rules: rates and bursts 1..=1000000, a burst left out
+/// is the rate, prefix lengths 1..=32 and 1..=128 (default 24 and 64).
+/// Refusals name the field as the body spells it (`source.per_s`,
+/// `prefix_v4`). Whether any rate is set is the guard's to say.
+pub(crate) fn limits(spec: &LimitsSpec) -> Result<Limits, FieldError> {
+    let mut limits = Limits {
+        source: rate_limit(spec.source.as_ref(), "source")?,
+        prefix: rate_limit(spec.prefix.as_ref(), "prefix")?,
+        ..Limits::default()
+    };
+    if let Some(n) = spec.prefix_v4 {
+        limits.prefix_v4 = value::integer(n, 1..=32u8).map_err(|e| e.at("prefix_v4"))?;
+    }
+    if let Some(n) = spec.prefix_v6 {
+        limits.prefix_v6 = value::integer(n, 1..=128u8).map_err(|e| e.at("prefix_v6"))?;
+    }
+    Ok(limits)
+}
+
+/// One rate of a limits body, its fields named under `what` (`source`,
+/// `prefix`).
+fn rate_limit(spec: Option<&RateSpec>, what: &str) -> Result<Option<RateLimit>, FieldError> {
+    let Some(spec) = spec else {
+        return Ok(None);
+    };
+    let range = 1..=u32::try_from(lb_common::guard::RATE_MAX).unwrap_or(u32::MAX);
+    let per_s =
+        value::integer(spec.per_s, range.clone()).map_err(|e| e.at(format!("{what}.per_s")))?;
+    let burst = match spec.burst {
+        None => None,
+        Some(n) => Some(value::integer(n, range).map_err(|e| e.at(format!("{what}.burst")))?),
+    };
+    // Both are in range now; the guard's constructor fills in the burst.
+    RateLimit::new(per_s, burst, what)
+        .map(Some)
+        .map_err(|e| ValueError::invalid(e.to_string()).at(what))
 }
 
 impl From<FieldError> for Response {
@@ -258,6 +301,30 @@ mod tests {
             let message = refused(body.clone());
             assert!(message.starts_with(expected), "{body}: {message:?}");
         }
+    }
+
+    #[test]
+    fn a_vip_drain_timeout_is_the_files() {
+        let spec = vip_spec(json!({"address": "198.18.0.100", "port": 80, "drain_timeout_s": 300}));
+        let vip = VipConfig::try_from(&spec).unwrap();
+        let file = Config::from_toml_str(
+            "interface = \"eth0\"\n[[vip]]\naddress = \"198.18.0.100\"\nport = 80\n\
+             drain_timeout_s = 300\n",
+            "test.toml",
+        )
+        .unwrap();
+        assert_eq!(vip, file.vips[0]);
+        assert_eq!(vip.drain_timeout, Some(std::time::Duration::from_secs(300)));
+        for n in [0, -1, 604_801] {
+            let message =
+                refused(json!({"address": "198.18.0.100", "port": 80, "drain_timeout_s": n}));
+            assert!(
+                message.starts_with(&format!("drain_timeout_s: {n} is out of range 1..=604800")),
+                "{message}"
+            );
+        }
+        let none = VipConfig::try_from(&vip_spec(json!({"address": "198.18.0.100", "port": 80})));
+        assert_eq!(none.unwrap().drain_timeout, None);
     }
 
     #[test]

@@ -9,9 +9,13 @@
 //! # Wire format
 //!
 //! - Every endpoint lives under `/v1/`; anything else is a 404.
-//! - Methods are `GET`, `POST`, `PUT` and `DELETE`; anything else is a 405.
+//! - Methods are `GET`, `POST`, `PUT` and `DELETE`. A path of the API that
+//!   does not take the method is a 405 whose `Allow` header lists the ones it
+//!   takes (read off the one route table, `route::allowed_methods`); another
+//!   method on a path the API does not have is a 404.
 //! - A request body, when there is one, is JSON with `Content-Type:
-//!   application/json` (415 otherwise, 400 `bad_json` if it does not parse) and
+//!   application/json` (415 otherwise, 400 `bad_json` if it does not parse,
+//!   400 `bad_request` naming the key if an object has a key twice) and
 //!   at most [`MAX_REQUEST_BYTES`] bytes (413 otherwise). The head may have at
 //!   most [`MAX_REQUEST_HEADERS`] fields and [`MAX_REQUEST_HEAD_BYTES`] bytes
 //!   (431 and the connection closed otherwise); a client that is too slow to
@@ -104,6 +108,10 @@ pub enum Method {
 }
 
 impl Method {
+    /// Every method the API uses, in the order an `Allow` header lists
+    /// them.
+    pub(crate) const ALL: [Method; 4] = [Self::Get, Self::Post, Self::Put, Self::Delete];
+
     /// The method's name on the wire, for logs and messages.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -166,9 +174,22 @@ impl Request {
 
     /// The body as a typed value, or the 400 answer to give when it does not fit,
     /// so a handler can write `let spec: VipSpec = match req.body_as() { .. }`.
+    /// The answer names the JSON path of what does not fit
+    /// (`backends[3].address: invalid IP address syntax`), as a refusal by
+    /// the config file's rules does.
     pub fn body_as<T: DeserializeOwned>(&self) -> Result<T, Response> {
-        T::deserialize(&self.body).map_err(|e| {
-            Response::error(400, code::BAD_REQUEST, format!("invalid request body: {e}"))
+        serde_path_to_error::deserialize(&self.body).map_err(|e| {
+            let path = e.path().to_string();
+            let message = if path == "." {
+                e.inner().to_string()
+            } else {
+                format!("{path}: {}", e.inner())
+            };
+            Response::error(
+                400,
+                code::BAD_REQUEST,
+                format!("invalid request body: {message}"),
+            )
         })
     }
 
@@ -230,7 +251,9 @@ impl Response {
 
 /// What the daemon implements: one function from request to response. The
 /// server runs each call in its own task, so a client that hangs up mid-request
-/// never cancels a half-done change, and a panic becomes a 500.
+/// never cancels a half-done change, and a panic in that task becomes a 500.
+/// (lbd's handler only passes the request to the engine's loop, which answers
+/// it: there, as everywhere in the daemon, input is refused, never panicked on.)
 pub trait Handler: Send + Sync + 'static {
     /// Answers one request.
     fn handle(&self, request: Request) -> impl Future<Output = Response> + Send;

@@ -11,13 +11,11 @@ use hyper::{
     body::{Body as _, Incoming},
     header::{self, HeaderMap},
 };
+use serde::de;
 use serde_json::Value;
 
-use super::{code, Method, Request, Response, API_VERSION, MAX_REQUEST_BYTES};
+use super::{code, route, Method, Request, Response, API_VERSION, MAX_REQUEST_BYTES};
 
-/// The methods the API answers, for the `Allow` header of a 405 and the
-/// error that comes with it.
-pub(super) const ALLOWED_METHODS: &str = "GET, POST, PUT, DELETE";
 /// Bytes of an unwanted request body read and dropped before answering (see [`discard`]).
 const DISCARD_LIMIT: u64 = 4 << 20;
 /// Time spent reading and dropping an unwanted request body.
@@ -41,8 +39,10 @@ pub(super) async fn read_request(
 
 /// Decodes a request hyper has parsed (`head`) and whose body was read
 /// (`body`) into the handler's [`Request`], or the error answer to give: a
-/// 404 outside `/v1/`, 405 for another method, 400 for bad percent-encoding,
-/// a query key given twice or a body that is not JSON, 413 for a body over
+/// 404 outside `/v1/` (or for a method the API does not use on a path it
+/// does not have), 405 for a path of the API that does not take the method,
+/// 400 for bad percent-encoding, a query key given twice, a body that is
+/// not JSON or has a key twice in one object, 413 for a body over
 /// [`MAX_REQUEST_BYTES`], 415 for a body not labelled as JSON.
 ///
 /// Pure (no I/O, no clock) so that everything a client controls can be
@@ -63,27 +63,140 @@ pub fn parse_request(head: &hyper::http::request::Parts, body: &[u8]) -> Result<
             "a request body must be sent with Content-Type: application/json",
         ));
     }
-    request.body = serde_json::from_slice(body).map_err(|e| {
-        Response::error(
-            400,
-            code::BAD_JSON,
-            format!("request body is not valid JSON: {e}"),
-        )
-    })?;
+    request.body = parse_json(body)?;
     Ok(request)
 }
 
-/// The request without its body (`Null`): method, path and query, or the error answer.
+/// A request body as JSON, refusing a key given twice in one object (at any
+/// depth) rather than keeping the last: 400 `bad_json` for text that is not
+/// JSON, 400 `bad_request` naming the key for a duplicate.
+fn parse_json(body: &[u8]) -> Result<Value, Response> {
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let parsed = de::DeserializeSeed::deserialize(StrictValue { path: "" }, &mut deserializer)
+        .and_then(|value| deserializer.end().map(|()| value));
+    parsed.map_err(|e| {
+        if e.is_data() {
+            // The only data error building a value is a duplicate key.
+            Response::error(400, code::BAD_REQUEST, format!("invalid request body: {e}"))
+        } else {
+            Response::error(
+                400,
+                code::BAD_JSON,
+                format!("request body is not valid JSON: {e}"),
+            )
+        }
+    })
+}
+
+/// Reads any JSON value as `serde_json::Value` does, but refuses an object
+/// with a key twice, naming the key by its JSON path (`backends[1].weight`).
+/// `path` is where the value is (empty at the top).
+struct StrictValue<'p> {
+    /// The value's JSON path, for the error.
+    path: &'p str,
+}
+
+impl StrictValue<'_> {
+    /// The JSON path of `key` inside this value.
+    fn key_path(&self, key: &str) -> String {
+        if self.path.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{}.{key}", self.path)
+        }
+    }
+}
+
+impl<'de> de::DeserializeSeed<'de> for StrictValue<'_> {
+    type Value = Value;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> de::Visitor<'de> for StrictValue<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
+        // JSON has no NaN or infinity, so this is always a number.
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut out = Vec::new();
+        loop {
+            let path = format!("{}[{}]", self.path, out.len());
+            match seq.next_element_seed(StrictValue { path: &path })? {
+                Some(value) => out.push(value),
+                None => return Ok(Value::Array(out)),
+            }
+        }
+    }
+
+    fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let path = self.key_path(&key);
+            if out.contains_key(&key) {
+                return Err(de::Error::custom(format_args!(
+                    "{path}: the key {key:?} is given more than once"
+                )));
+            }
+            let value = map.next_value_seed(StrictValue { path: &path })?;
+            out.insert(key, value);
+        }
+        Ok(Value::Object(out))
+    }
+}
+
+/// The request without its body (`Null`): method, path and query, or the
+/// error answer. A path of the API that does not take the method is a 405
+/// (its `Allow` header added by the server), another method than the API's
+/// on a path it does not have a 404; a path it does not have with one of
+/// its methods is left to the handler.
 fn read_head(head: &hyper::http::request::Parts) -> Result<Request, Response> {
     let path = parse_path(head.uri.path())?;
-    let Some(method) = Method::from_http(&head.method) else {
-        return Err(Response::error(
-            405,
-            code::METHOD_NOT_ALLOWED,
-            format!(
-                "method {} is not supported (use {ALLOWED_METHODS})",
-                head.method
-            ),
+    let segments: Vec<&str> = path.iter().map(String::as_str).collect();
+    let allowed = route::allowed_methods(&segments);
+    let method = Method::from_http(&head.method);
+    let refused = match method {
+        None => true,
+        Some(method) => !allowed.is_empty() && !allowed.contains(&method),
+    };
+    let Some(method) = method.filter(|_| !refused) else {
+        return Err(route::not_routed(
+            head.method.as_str(),
+            head.uri.path(),
+            &allowed,
         ));
     };
     let query = parse_query(head.uri.query())?;
@@ -170,7 +283,7 @@ fn is_json(headers: &HeaderMap) -> bool {
 
 /// The decoded segments after `/v1/`; 404 outside `/v1/`, 400 for an empty
 /// segment (`//`) or bad percent-encoding. One trailing `/` is ignored.
-fn parse_path(raw: &str) -> Result<Vec<String>, Response> {
+pub(super) fn parse_path(raw: &str) -> Result<Vec<String>, Response> {
     let not_found = || {
         Response::error(
             404,

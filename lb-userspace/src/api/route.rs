@@ -5,6 +5,11 @@
 //! into the error answer). A round-trip test over every variant keeps the
 //! two sides equal, so no path is ever spelled twice.
 //!
+//! A path is matched first: one no endpoint has is a 404, one that does
+//! not take the method a 405 naming those it takes
+//! (`allowed_methods`, read off the same table). Then the query, then
+//! the body.
+//!
 //! Query parameters are strict: a change takes `dry_run` (`true`, `false`,
 //! `1` or `0`); any other parameter, a parameter on an endpoint that takes
 //! none, another spelling, or a body sent to an endpoint that takes none is
@@ -12,11 +17,14 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::{
     code,
-    schema::{BackendSpec, NodeChange, StateChange, VipSpec, WeightChange},
+    schema::{
+        BackendSpec, BackendState, LimitsSpec, NodeChange, StateChange, VipSpec, WeightChange,
+    },
     Method, Request, Response,
 };
 use crate::{
@@ -72,7 +80,8 @@ pub enum Route {
     /// (`scope`: `global` or a VIP; `source` a CIDR prefix, its `/`
     /// percent-encoded).
     RemoveAcl(AclRule),
-    /// `PUT /v1/limits/{scope}`, body `Limits` → `GuardStatus`.
+    /// `PUT /v1/limits/{scope}`, body `LimitsSpec` (a `Limits` whose
+    /// bursts may be left out: they are then the rates) → `GuardStatus`.
     SetLimits(Scope, Limits),
     /// `DELETE /v1/limits/{scope}` → `GuardStatus`.
     ClearLimits(Scope),
@@ -212,63 +221,28 @@ impl Route {
 impl Call {
     /// Decodes `request` into the endpoint it names, its arguments and
     /// options, or the answer for a request that cannot be served: 404 for
-    /// no such endpoint, 400 for a bad VIP, address, body or query. Checks
-    /// happen in the order a client reads errors: path, query, body.
+    /// no such path, 405 for a path that does not take the method, 400 for
+    /// a bad VIP, address, body or query. Checks happen in the order a
+    /// client reads errors: path (and its arguments), query, body.
     pub fn decode(request: &Request) -> Result<Self, Response> {
-        // Every read is a GET and every change another method, so the
-        // query can be checked before the path's arguments are.
-        let dry_run = query_options(request, request.method != Method::Get)?;
         let segments = request.segments();
-        let route = match (request.method, segments.as_slice()) {
-            (Method::Get, ["status"]) => Route::Status,
-            (Method::Get, ["vips"]) => Route::ListVips,
-            (Method::Post, ["vips"]) => Route::AddVip(request.body_as()?),
-            (Method::Get, ["vips", vip]) => Route::GetVip(vip_id(vip)?),
-            (Method::Delete, ["vips", vip]) => Route::RemoveVip(vip_id(vip)?),
-            (Method::Post, ["vips", vip, "backends"]) => {
-                let id = vip_id(vip)?;
-                Route::AddBackend(id, request.body_as()?)
-            }
-            (Method::Delete, ["vips", vip, "backends", address]) => {
-                let (id, address) = target(vip, address)?;
-                Route::RemoveBackend(id, address)
-            }
-            (Method::Put, ["vips", vip, "backends", address, "state"]) => {
-                let (id, address) = target(vip, address)?;
-                Route::SetState(id, address, request.body_as()?)
-            }
-            (Method::Put, ["vips", vip, "backends", address, "weight"]) => {
-                let (id, address) = target(vip, address)?;
-                Route::SetWeight(id, address, request.body_as()?)
-            }
-            (Method::Get, ["vips", vip, "backends", address, "flows"]) => {
-                let (id, address) = target(vip, address)?;
-                Route::Flows(id, address)
-            }
-            (Method::Get, ["vips", vip, "flows", client]) => {
-                let id = vip_id(vip)?;
-                let client = parse_client(&id, client)
-                    .map_err(|e| Response::error(400, code::BAD_REQUEST, e))?;
-                Route::Flow(id, client)
-            }
-            (Method::Post, ["reload"]) => Route::Reload,
-            (Method::Get, ["config"]) => Route::Config,
-            (Method::Get, ["node"]) => Route::Node,
-            (Method::Put, ["node", "state"]) => Route::SetNode(request.body_as()?),
-            (Method::Get, ["acl"]) => Route::Acl,
-            (Method::Post, ["acl"]) => Route::AddAcl(request.body_as()?),
-            (Method::Delete, ["acl", scope, action, source]) => Route::RemoveAcl(AclRule {
-                scope: guard_arg(scope)?,
-                action: guard_arg(action)?,
-                source: guard_arg(source)?,
-            }),
-            (Method::Put, ["limits", scope]) => {
-                let scope = guard_arg(scope)?;
-                Route::SetLimits(scope, request.body_as()?)
-            }
-            (Method::Delete, ["limits", scope]) => Route::ClearLimits(guard_arg(scope)?),
-            _ => return Err(request.no_route()),
+        let allowed = allowed_methods(&segments);
+        if !allowed.contains(&request.method) {
+            return Err(not_routed(
+                request.method.as_str(),
+                &request.display_path(),
+                &allowed,
+            ));
+        }
+        // Every read is a GET and every change another method.
+        let query = query_options(request, request.method != Method::Get);
+        let body = Body::Of {
+            request,
+            query: query.as_ref().err(),
         };
+        let route =
+            route_of(request.method, &segments, &body)?.ok_or_else(|| request.no_route())?;
+        let dry_run = query?;
         let takes_body = matches!(
             route,
             Route::AddVip(_)
@@ -292,6 +266,157 @@ impl Call {
         }
         Ok(Self { route, dry_run })
     }
+}
+
+/// Where [`route_of`] reads a body from: the request (once its query has
+/// been checked, so a bad query is named before a bad body), or nowhere,
+/// when only the path's shape is asked about ([`allowed_methods`]).
+enum Body<'a> {
+    /// The request's body; `query` is the refusal of its query, if any.
+    Of {
+        /// The request.
+        request: &'a Request,
+        /// Why its query is refused (answered before the body is read).
+        query: Option<&'a Response>,
+    },
+    /// No body: only whether the path and method match is wanted.
+    Probe,
+}
+
+impl Body<'_> {
+    /// The body as `T`, or the answer refusing the query or the body.
+    fn read<T: DeserializeOwned>(&self) -> Result<T, Response> {
+        match self {
+            Self::Of {
+                query: Some(refusal),
+                ..
+            } => Err((*refusal).clone()),
+            Self::Of {
+                request,
+                query: None,
+            } => request.body_as(),
+            Self::Probe => Err(Response::error(
+                400,
+                code::BAD_REQUEST,
+                "no body (only the path was matched)",
+            )),
+        }
+    }
+}
+
+/// The one table of endpoints: the route `method` on `segments` names,
+/// with its path arguments and body read (`Ok(None)`: no endpoint has
+/// that method and path). Path arguments are read before the body.
+fn route_of(method: Method, segments: &[&str], body: &Body<'_>) -> Result<Option<Route>, Response> {
+    let route = match (method, segments) {
+        (Method::Get, ["status"]) => Route::Status,
+        (Method::Get, ["vips"]) => Route::ListVips,
+        (Method::Post, ["vips"]) => Route::AddVip(body.read()?),
+        (Method::Get, ["vips", vip]) => Route::GetVip(vip_id(vip)?),
+        (Method::Delete, ["vips", vip]) => Route::RemoveVip(vip_id(vip)?),
+        (Method::Post, ["vips", vip, "backends"]) => {
+            let id = vip_id(vip)?;
+            Route::AddBackend(id, body.read()?)
+        }
+        (Method::Delete, ["vips", vip, "backends", address]) => {
+            let (id, address) = target(vip, address)?;
+            Route::RemoveBackend(id, address)
+        }
+        (Method::Put, ["vips", vip, "backends", address, "state"]) => {
+            let (id, address) = target(vip, address)?;
+            Route::SetState(id, address, state_change(body.read()?)?)
+        }
+        (Method::Put, ["vips", vip, "backends", address, "weight"]) => {
+            let (id, address) = target(vip, address)?;
+            Route::SetWeight(id, address, body.read()?)
+        }
+        (Method::Get, ["vips", vip, "backends", address, "flows"]) => {
+            let (id, address) = target(vip, address)?;
+            Route::Flows(id, address)
+        }
+        (Method::Get, ["vips", vip, "flows", client]) => {
+            let id = vip_id(vip)?;
+            let client = parse_client(&id, client)
+                .map_err(|e| Response::error(400, code::BAD_REQUEST, e))?;
+            Route::Flow(id, client)
+        }
+        (Method::Post, ["reload"]) => Route::Reload,
+        (Method::Get, ["config"]) => Route::Config,
+        (Method::Get, ["node"]) => Route::Node,
+        (Method::Put, ["node", "state"]) => Route::SetNode(body.read()?),
+        (Method::Get, ["acl"]) => Route::Acl,
+        (Method::Post, ["acl"]) => Route::AddAcl(body.read()?),
+        (Method::Delete, ["acl", scope, action, source]) => Route::RemoveAcl(AclRule {
+            scope: guard_arg(scope)?,
+            action: guard_arg(action)?,
+            source: guard_arg(source)?,
+        }),
+        (Method::Put, ["limits", scope]) => {
+            let scope = guard_arg(scope)?;
+            let spec: LimitsSpec = body.read()?;
+            Route::SetLimits(scope, super::convert::limits(&spec)?)
+        }
+        (Method::Delete, ["limits", scope]) => Route::ClearLimits(guard_arg(scope)?),
+        _ => return Ok(None),
+    };
+    Ok(Some(route))
+}
+
+/// The methods the path `segments` (after `/v1/`) takes, read off the one
+/// table of endpoints ([`route_of`]); empty for no such path. They give
+/// the `Allow` header of a 405.
+pub(crate) fn allowed_methods(segments: &[&str]) -> Vec<Method> {
+    Method::ALL
+        .into_iter()
+        .filter(|&method| !matches!(route_of(method, segments, &Body::Probe), Ok(None)))
+        .collect()
+}
+
+/// `methods` as an `Allow` header lists them (`GET, POST`).
+pub(crate) fn allow_header(methods: &[Method]) -> String {
+    methods
+        .iter()
+        .map(|m| m.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The answer to `method` (as sent) on `path` when no endpoint takes it:
+/// 404 for a path no endpoint has, else 405 naming the methods it takes
+/// (`allowed`, the `Allow` header the server adds).
+pub(crate) fn not_routed(method: &str, path: &str, allowed: &[Method]) -> Response {
+    if allowed.is_empty() {
+        return Response::error(
+            404,
+            code::NOT_FOUND,
+            format!("no such endpoint: {method} {path}"),
+        );
+    }
+    Response::error(
+        405,
+        code::METHOD_NOT_ALLOWED,
+        format!(
+            "{path} does not take {method}: use {}",
+            allow_header(allowed)
+        ),
+    )
+}
+
+/// A state change as asked, or the 400 for a timeout without a drain (it
+/// would be ignored: only a drain has remaining flows to cut).
+fn state_change(change: StateChange) -> Result<StateChange, Response> {
+    if change.timeout_s.is_some() && change.state != BackendState::Draining {
+        return Err(Response::error(
+            400,
+            code::BAD_REQUEST,
+            format!(
+                "invalid request body: timeout_s: only with state {:?} (the state asked is {:?})",
+                BackendState::Draining.as_str(),
+                change.state.as_str()
+            ),
+        ));
+    }
+    Ok(change)
 }
 
 /// The `dry_run` option of a change, refusing every other parameter and
@@ -428,6 +553,7 @@ mod tests {
                 protocol: None,
                 table_size: None,
                 on_all_down: None,
+                drain_timeout_s: Some(300),
                 forwarding: Some("nat".to_owned()),
                 nat_source: Some("198.18.0.50".parse().unwrap()),
                 backends: vec![spec.clone()],
@@ -516,12 +642,16 @@ mod tests {
         );
         assert_eq!(status, 400);
         assert!(message.contains("block"), "{message}");
-        let (status, _) = r(
+        let (status, message) = r(
             Method::Put,
             &["limits", "global"],
-            json!({"source": {"per_s": 1}}),
+            json!({"source": {"per_s": 1, "burst": 0}}),
         );
         assert_eq!(status, 400);
+        assert!(
+            message.contains("source.burst: 0 is out of range"),
+            "{message}"
+        );
     }
 
     #[test]
@@ -585,7 +715,7 @@ mod tests {
                 .map_or(200, |r| r.status)
         };
         assert_eq!(r(Method::Get, &["nope"], Value::Null), 404);
-        assert_eq!(r(Method::Post, &["status"], Value::Null), 404);
+        assert_eq!(r(Method::Post, &["status"], Value::Null), 405);
         assert_eq!(r(Method::Get, &["vips", "x"], Value::Null), 400);
         assert_eq!(
             r(Method::Get, &["vips", "198.18.0.100:0"], Value::Null),
@@ -605,5 +735,262 @@ mod tests {
             r(Method::Put, &bad_backend, json!({"state": "enabled"})),
             400
         );
+    }
+
+    /// The status and message of the answer refusing a request.
+    fn refused(
+        method: Method,
+        path: &[&str],
+        query: &[(&str, &str)],
+        body: Value,
+    ) -> (u16, String) {
+        match Call::decode(&request(method, path, query, body)) {
+            Ok(call) => panic!("{method} {path:?} was accepted as {call:?}"),
+            Err(answer) => (
+                answer.status,
+                answer.body["error"]["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            ),
+        }
+    }
+
+    #[test]
+    fn a_known_path_names_the_methods_it_takes() {
+        use Method::{Delete, Get, Post, Put};
+        let backend = ["vips", "198.18.0.100:80", "backends", "198.18.0.11"];
+        for (path, methods) in [
+            (&["status"][..], &[Get][..]),
+            (&["reload"], &[Post]),
+            (&["vips"], &[Get, Post]),
+            (&["vips", "198.18.0.100:80"], &[Get, Delete]),
+            // The shape decides, not whether the arguments parse.
+            (&["vips", "x"], &[Get, Delete]),
+            (&backend, &[Delete]),
+            (&["limits", "global"], &[Put, Delete]),
+            (&["acl"], &[Get, Post]),
+            (&["nope"], &[]),
+            (&[], &[]),
+            (&["status", "x"], &[]),
+        ] {
+            assert_eq!(allowed_methods(path), methods, "{path:?}");
+        }
+        for (method, path, allow) in [
+            (Get, &["reload"][..], "POST"),
+            (Post, &["status"], "GET"),
+            (Put, &["vips"], "GET, POST"),
+            (Get, &backend, "DELETE"),
+        ] {
+            let (status, message) = refused(method, path, &[], Value::Null);
+            assert_eq!(status, 405, "{method} {path:?}");
+            assert!(message.ends_with(&format!("use {allow}")), "{message}");
+        }
+        assert_eq!(allow_header(&Method::ALL), "GET, POST, PUT, DELETE");
+    }
+
+    #[test]
+    fn the_path_is_checked_before_the_query_and_the_query_before_the_body() {
+        let (status, message) = refused(Method::Get, &["nope"], &[("dry_run", "1")], Value::Null);
+        assert_eq!(status, 404, "{message}");
+        assert!(
+            message.starts_with("no such endpoint: GET /v1/nope"),
+            "{message}"
+        );
+        let (status, _) = refused(Method::Get, &["reload"], &[("dry_run", "1")], Value::Null);
+        assert_eq!(status, 405);
+        // A bad VIP in the path before a bad query.
+        let (status, message) = refused(
+            Method::Post,
+            &["vips", "x", "backends"],
+            &[("x", "1")],
+            json!({"address": 1}),
+        );
+        assert_eq!(status, 400);
+        assert!(!message.contains("query"), "{message}");
+        // A bad query before a bad body.
+        let (status, message) =
+            refused(Method::Post, &["vips"], &[("x", "1")], json!({"port": 80}));
+        assert_eq!(status, 400);
+        assert!(
+            message.contains("unknown query parameter \"x\""),
+            "{message}"
+        );
+        let (_, message) = refused(
+            Method::Delete,
+            &["vips", "198.18.0.100:80"],
+            &[("x", "1")],
+            json!({"a": 1}),
+        );
+        assert!(message.contains("unknown query parameter"), "{message}");
+    }
+
+    #[test]
+    fn a_timeout_goes_only_with_a_drain() {
+        let state = [
+            "vips",
+            "198.18.0.100:80",
+            "backends",
+            "198.18.0.11",
+            "state",
+        ];
+        for other in ["enabled", "maintenance"] {
+            let (status, message) = refused(
+                Method::Put,
+                &state,
+                &[],
+                json!({"state": other, "timeout_s": 30}),
+            );
+            assert_eq!(status, 400);
+            assert!(
+                message.contains("timeout_s: only with state \"draining\""),
+                "{message}"
+            );
+        }
+        for body in [
+            json!({"state": "draining", "timeout_s": 30}),
+            json!({"state": "draining", "timeout_s": 0}),
+            json!({"state": "maintenance"}),
+        ] {
+            assert!(
+                Call::decode(&request(Method::Put, &state, &[], body.clone())).is_ok(),
+                "{body}"
+            );
+        }
+    }
+
+    #[test]
+    fn body_type_errors_name_the_json_path() {
+        let backend = ["vips", "198.18.0.100:80", "backends", "198.18.0.11"];
+        let state = [&backend[..], &["state"]].concat();
+        let weight = [&backend[..], &["weight"]].concat();
+        let vip = |extra: Value| {
+            let mut body = json!({"address": "198.18.0.100", "port": 80});
+            for (k, v) in extra.as_object().unwrap() {
+                body[k] = v.clone();
+            }
+            body
+        };
+        let backends = json!([{"address": "198.18.0.11"}, {"address": "198.18.0.12"},
+                              {"address": "198.18.0.13"}, {"address": "x"}]);
+        for (method, path, body, expected) in [
+            (
+                Method::Post,
+                &["vips"][..],
+                json!({"address": "198.18.0.100", "port": "80"}),
+                "invalid request body: port: invalid type: string \"80\"",
+            ),
+            (
+                Method::Post,
+                &["vips"],
+                json!({"address": "198.18.0.100", "port": 18_446_744_073_709_551_615_u64}),
+                "invalid request body: port: invalid value: integer `18446744073709551615`",
+            ),
+            (
+                Method::Post,
+                &["vips"],
+                vip(json!({"backends": backends})),
+                "invalid request body: backends[3].address: invalid IP address syntax",
+            ),
+            (
+                Method::Post,
+                &["vips"],
+                json!({"port": 80}),
+                "invalid request body: missing field `address`",
+            ),
+            (
+                Method::Post,
+                &["vips", "198.18.0.100:80", "backends"],
+                json!({"address": "198.18.0.11", "weight": "5"}),
+                "invalid request body: weight: invalid type: string \"5\"",
+            ),
+            (
+                Method::Put,
+                &state,
+                json!({"state": "draining", "timeout_s": -1}),
+                "invalid request body: timeout_s: invalid value: integer `-1`",
+            ),
+            (
+                Method::Put,
+                &weight,
+                json!({"weight": 10_001}),
+                "invalid request body: weight: 10001 is out of range 0..=10000",
+            ),
+            (
+                Method::Put,
+                &["limits", "global"],
+                json!({"source": {"per_s": 20}, "prefix_v4": 300}),
+                "prefix_v4: 300 is out of range 1..=32",
+            ),
+            (
+                Method::Put,
+                &["limits", "global"],
+                json!({"source": {"per_s": 20}, "prefix_v6": 0}),
+                "prefix_v6: 0 is out of range 1..=128",
+            ),
+            (
+                Method::Put,
+                &["limits", "global"],
+                json!({"source": {"per_s": 0}}),
+                "source.per_s: 0 is out of range 1..=1000000",
+            ),
+            (
+                Method::Put,
+                &["limits", "global"],
+                json!({"prefix": {"per_s": 5, "burst": 1_000_001}}),
+                "prefix.burst: 1000001 is out of range 1..=1000000",
+            ),
+            (
+                Method::Put,
+                &["limits", "global"],
+                json!({"source": {"per_s": "5"}}),
+                "invalid request body: source.per_s: invalid type: string \"5\"",
+            ),
+            (
+                Method::Put,
+                &["limits", "global"],
+                json!({"source": {"per_s": 5, "brust": 1}}),
+                "invalid request body: source.brust: unknown field `brust`",
+            ),
+            (
+                Method::Post,
+                &["acl"],
+                json!({"scope": "global", "action": "deny", "source": "nope"}),
+                "invalid request body: source: ",
+            ),
+        ] {
+            let (status, message) = refused(method, path, &[], body.clone());
+            assert_eq!(status, 400, "{body}: {message}");
+            assert!(message.starts_with(expected), "{body}: {message:?}");
+        }
+    }
+
+    #[test]
+    fn a_limit_burst_left_out_is_the_rate_as_in_the_file() {
+        let call = Call::decode(&request(
+            Method::Put,
+            &["limits", "global"],
+            &[],
+            json!({"source": {"per_s": 20}, "prefix": {"per_s": 200, "burst": 400}}),
+        ))
+        .unwrap();
+        let Route::SetLimits(Scope::Global, limits) = call.route else {
+            panic!("{call:?}");
+        };
+        assert_eq!(
+            limits,
+            Limits {
+                source: Some(crate::guard::RateLimit::new(20, Some(20), "source").unwrap()),
+                prefix: Some(crate::guard::RateLimit::new(200, Some(400), "prefix").unwrap()),
+                ..Limits::default()
+            }
+        );
+        // As the file gives the same [[limit]].
+        let file = crate::config::Config::from_toml_str(
+            "interface = \"eth0\"\n[[limit]]\nsource_rate = 20\nprefix_rate = 200\nprefix_burst = 400\n",
+            "test.toml",
+        )
+        .unwrap();
+        assert_eq!(file.guard.limits.get(&Scope::Global), Some(&limits));
     }
 }

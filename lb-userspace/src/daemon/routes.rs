@@ -5,16 +5,19 @@
 
 use std::net::IpAddr;
 
+use lb_common::Mode;
+
 use super::engine::{ChangeError, Engine};
 use crate::{
     api::{
         code, convert,
         route::{Call, Route},
-        schema::{BackendState, StateChange},
+        schema::{BackendSpec, BackendState, StateChange},
         Request, Response,
     },
     guard::GuardEdit,
     model::{Edit, ModelError},
+    reconcile::ReconcileError,
     vip_id::VipId,
 };
 
@@ -71,12 +74,10 @@ async fn answer(engine: &mut Engine, call: Call) -> Response {
             Err(error) => return error.into(),
         },
         Route::RemoveVip(id) => Edit::RemoveVip(id),
-        Route::AddBackend(id, spec) => {
-            match convert::backend_config(&id, engine.vip_mode(&id), &spec) {
-                Ok(backend) => Edit::AddBackend(id, backend),
-                Err(error) => return error.into(),
-            }
-        }
+        Route::AddBackend(id, spec) => match backend_edit(id, engine.vip_mode(&id), &spec) {
+            Ok(edit) => edit,
+            Err(answer) => return answer,
+        },
         Route::RemoveBackend(id, address) => Edit::RemoveBackend(id, address),
         Route::SetState(id, address, change) => state_edit(id, address, &change),
         Route::SetWeight(id, address, change) => Edit::SetWeight(id, address, change.weight),
@@ -105,11 +106,40 @@ fn outcome(result: Result<crate::api::schema::Change, ChangeError>) -> Response 
         Err(error @ ChangeError::File(_)) => {
             Response::error(400, code::BAD_REQUEST, error.to_string())
         }
-        Err(error @ ChangeError::Dataplane(_)) => {
+        Err(ChangeError::Dataplane(error)) => reconcile_error(&error),
+    }
+}
+
+/// The answer to a change the balancer refused: 400 for what the change
+/// asks (`ReconcileError::is_refusal`), nothing changed; 500 for a write
+/// that failed or a broken invariant, lbd's fault.
+fn reconcile_error(error: &ReconcileError) -> Response {
+    match error {
+        ReconcileError::TooManyVips(_) | ReconcileError::TooManyBackends(_) => {
+            Response::error(400, code::LIMIT_EXCEEDED, error.to_string())
+        }
+        _ if error.is_refusal() => Response::error(400, code::BAD_REQUEST, error.to_string()),
+        _ => {
             tracing::warn!(%error, "the data plane refused a change");
-            Response::error(500, code::INTERNAL, error.to_string())
+            Response::error(
+                500,
+                code::INTERNAL,
+                format!("the data plane refused the change: {error}"),
+            )
         }
     }
+}
+
+/// The edit adding the backend `spec` to VIP `id`, forwarding in `mode`
+/// (None: there is no such VIP). The VIP is looked up first: its mode
+/// decides which fields the body may have, and a missing VIP is a 404 like
+/// on every other VIP path, not a refused field.
+fn backend_edit(id: VipId, mode: Option<Mode>, spec: &BackendSpec) -> Result<Edit, Response> {
+    let Some(mode) = mode else {
+        return Err(model_error(&ModelError::NoVip(id)));
+    };
+    let backend = convert::backend_config(&id, mode, spec)?;
+    Ok(Edit::AddBackend(id, backend))
 }
 
 fn model_error(error: &ModelError) -> Response {
@@ -129,6 +159,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+    use crate::maglev::MaglevError;
     use crate::{
         api::{schema::VipSpec, Method},
         config::VipConfig,
@@ -276,5 +307,117 @@ mod tests {
                 && message.contains("`enabled`, `draining`, `maintenance`"),
             "{message:?}"
         );
+    }
+
+    #[test]
+    fn staging_refusals_are_the_requests_and_write_failures_lbds() {
+        let answer = |error: ReconcileError| {
+            let r = reconcile_error(&error);
+            (
+                r.status,
+                r.body["error"]["code"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                r.body["error"]["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+        };
+        let (status, code, message) = answer(ReconcileError::NoTunnelSource {
+            vip: "198.18.0.100:80/tcp".to_owned(),
+            backend: "2001:2::11".parse().unwrap(),
+            key: "source_ipv6",
+        });
+        assert_eq!((status, code.as_str()), (400, code::BAD_REQUEST));
+        assert!(
+            message
+                .starts_with("VIP 198.18.0.100:80/tcp: backend 2001:2::11 needs an outer source")
+                && message.contains("source_ipv6"),
+            "{message}"
+        );
+        let (status, code, _) = answer(ReconcileError::TooManyBackends(7));
+        assert_eq!((status, code.as_str()), (400, code::LIMIT_EXCEEDED));
+        let (status, code, _) = answer(ReconcileError::TooManyVips(7));
+        assert_eq!((status, code.as_str()), (400, code::LIMIT_EXCEEDED));
+        let (status, _, _) = answer(ReconcileError::Maglev {
+            vip: "198.18.0.100:80/tcp".to_owned(),
+            source: MaglevError::SizeNotPrime(100),
+        });
+        assert_eq!(status, 400);
+        // A broken invariant and a failed write are lbd's.
+        let (status, code, _) = answer(ReconcileError::Maglev {
+            vip: "198.18.0.100:80/tcp".to_owned(),
+            source: MaglevError::ZeroId(vec![1]),
+        });
+        assert_eq!((status, code.as_str()), (500, code::INTERNAL));
+        let (status, code, message) = answer(ReconcileError::Dataplane(
+            crate::dataplane::DataplaneError::MissingMap("BACKENDS"),
+        ));
+        assert_eq!((status, code.as_str()), (500, code::INTERNAL));
+        assert!(
+            message.starts_with("the data plane refused the change: "),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_timeout_is_refused_with_any_state_but_draining() {
+        let state = [&BACKEND[..], &["state"]].concat();
+        for other in ["enabled", "maintenance"] {
+            let message = refusal(
+                Method::Put,
+                &state,
+                json!({"state": other, "timeout_s": 30}),
+            );
+            assert!(
+                message.contains("timeout_s: only with state \"draining\""),
+                "{message:?}"
+            );
+        }
+        let route = route(&request(
+            Method::Put,
+            &state,
+            json!({"state": "draining", "timeout_s": 30}),
+        ))
+        .unwrap();
+        assert!(matches!(
+            route,
+            Route::SetState(
+                _,
+                _,
+                StateChange {
+                    timeout_s: Some(30),
+                    ..
+                }
+            )
+        ));
+    }
+
+    #[test]
+    fn a_backend_for_a_vip_that_does_not_exist_is_a_404() {
+        let id: VipId = "198.18.0.99:80/tcp".parse().unwrap();
+        let spec: BackendSpec =
+            serde_json::from_value(json!({"address": "198.18.0.11", "port": 8080})).unwrap();
+        let answer = match backend_edit(id, None, &spec) {
+            Ok(edit) => panic!("accepted as {edit:?}"),
+            Err(answer) => answer,
+        };
+        assert_eq!(answer.status, 404);
+        assert_eq!(answer.body["error"]["code"], code::NOT_FOUND);
+        assert_eq!(answer.body["error"]["message"], "no VIP 198.18.0.99:80/tcp");
+        // An existing VIP's mode decides the fields.
+        let answer = backend_edit(id, Some(Mode::DsrL2), &spec).unwrap_err();
+        assert_eq!(answer.status, 400);
+        let message = answer.body["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.starts_with("port: direct server return"),
+            "{message}"
+        );
+        assert!(matches!(
+            backend_edit(id, Some(Mode::Nat), &spec),
+            Ok(Edit::AddBackend(_, backend)) if backend.port == Some(8080)
+        ));
     }
 }

@@ -106,6 +106,19 @@ impl Model {
     /// would be taken for the VIP's traffic), whichever comes second.
     fn nat_sources_are_not_vips(&self, config: &VipConfig) -> Result<(), ModelError> {
         if let Some(nat) = config.nat {
+            // Its own address too, as the file refuses it.
+            if nat.source == config.address {
+                let named = if nat.own_source {
+                    "nat_source".to_owned()
+                } else {
+                    let family = if nat.source.is_ipv4() { "ipv4" } else { "ipv6" };
+                    format!("the node's [nat] source_{family}")
+                };
+                return Err(ModelError::Invalid(format!(
+                    "{named} {} is the VIP's own address; a NAT address must be an address of its own",
+                    nat.source
+                )));
+            }
             if let Some(other) = self.vips.keys().find(|id| id.address == nat.source) {
                 return Err(ModelError::Invalid(format!(
                     "the NAT address {} is the address of VIP {other}; a NAT address must be an address of its own",

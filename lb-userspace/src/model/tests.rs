@@ -416,6 +416,36 @@ fn nat_addresses_and_vip_addresses_stay_apart_at_run_time() {
 }
 
 #[test]
+fn a_nat_vip_is_refused_its_own_address_as_nat_address_as_in_the_file() {
+    let mut model = Model::from_config(&config());
+    let before = model.clone();
+    let mut vip = VipConfig::new(addr(101), 80, Protocol::Tcp);
+    vip.forwarding = lb_common::Mode::Nat;
+    // Its own nat_source.
+    vip.nat = crate::config::NatConfig::default().vip_nat(vip.address, Some(addr(101)));
+    let error = model.add_vip(&vip).unwrap_err();
+    assert!(matches!(error, ModelError::Invalid(_)), "{error:?}");
+    assert!(
+        error
+            .to_string()
+            .starts_with("nat_source 198.18.0.101 is the VIP's own address"),
+        "{error}"
+    );
+    // The node's [nat] source, the VIP naming none.
+    let node = crate::config::NatConfig {
+        source_ipv4: Some(addr(101)),
+        ..Default::default()
+    };
+    vip.nat = node.vip_nat(vip.address, None);
+    let error = model.add_vip(&vip).unwrap_err().to_string();
+    assert!(
+        error.starts_with("the node's [nat] source_ipv4 198.18.0.101 is the VIP's own address"),
+        "{error}"
+    );
+    assert_eq!(model, before);
+}
+
+#[test]
 fn backends_take_a_mac_or_a_port_as_their_vip_forwards() {
     let mut model = Model::from_config(&config());
     let mut with_port = BackendConfig::new(addr(14));

@@ -30,6 +30,11 @@ pub struct VipSpec {
     /// "drop" or "keep".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_all_down: Option<String>,
+    /// Seconds after which a drain of one of its backends cuts the
+    /// remaining flows, 1..=604800 (default: never), as the file's
+    /// `drain_timeout_s`; a drain's own `timeout_s` wins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain_timeout_s: Option<i64>,
     /// "dsr-l2" (default), "nat", "ipip" or "gue".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forwarding: Option<String>,
@@ -81,11 +86,11 @@ pub struct WeightChange {
     pub weight: u32,
 }
 
-/// Reads a weight by the config file's rule, naming the field when it
-/// breaks it.
+/// Reads a weight by the config file's rule; the field is named by the
+/// body's reader (`Request::body_as`), which prefixes the JSON path.
 fn weight<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u32, D::Error> {
     let n = i64::deserialize(deserializer)?;
-    value::weight(n).map_err(|e| de::Error::custom(e.at("weight")))
+    value::weight(n).map_err(de::Error::custom)
 }
 
 /// The answer to a change: what it does (or would do, with `dry_run`).
@@ -123,4 +128,8 @@ pub struct DrainPlan {
 pub struct ConfigText {
     /// The TOML text.
     pub toml: String,
+    /// What the text leaves out or why it would not load as it is, so an
+    /// operator who saves it as the file knows before the next reload.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }

@@ -53,3 +53,38 @@ pub struct GuardDrops {
     /// New flows over a limit.
     pub rate_limited: u64,
 }
+
+/// `PUT /v1/limits/{scope}`: the limits of new flows of a scope, as the
+/// config file's `[[limit]]` gives them (`source_rate`, `source_burst`, ...
+/// there; `source.per_s`, `source.burst` here). Its own type rather than
+/// `guard::Limits` so that a burst may be left out (it is then the rate,
+/// as in the file) and numbers are checked by the file's ranges, a refusal
+/// naming the field as the body spells it (`api::convert::limits`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LimitsSpec {
+    /// Per source address (None: none).
+    #[serde(default)]
+    pub source: Option<RateSpec>,
+    /// Per source prefix (None: none).
+    #[serde(default)]
+    pub prefix: Option<RateSpec>,
+    /// Length of an IPv4 source prefix, 1..=32 (default 24).
+    #[serde(default)]
+    pub prefix_v4: Option<i64>,
+    /// Length of an IPv6 source prefix, 1..=128 (default 64).
+    #[serde(default)]
+    pub prefix_v6: Option<i64>,
+}
+
+/// One rate of a [`LimitsSpec`]: numbers taken as any integer and checked
+/// on conversion, so a refusal says the range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RateSpec {
+    /// New flows per second, 1..=1000000.
+    pub per_s: i64,
+    /// At once, 1..=1000000 (default: `per_s`, as in the file).
+    #[serde(default)]
+    pub burst: Option<i64>,
+}

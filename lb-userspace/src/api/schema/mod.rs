@@ -8,15 +8,18 @@
 //! `{vip}` is `ADDRESS:PORT/PROTOCOL` (`198.18.0.100:80/tcp`,
 //! `[2001:2::100]:443/tcp`); `{client}` is `ADDRESS:PORT` (`[ADDRESS]:PORT`)
 //! of the VIP's family. Errors come as `{"error": {"code", "message"}}`
-//! with 400 (bad request), 404 (no such VIP or backend), 409 (exists
-//! already), 500 (the data plane refused).
+//! with 400 (bad request, or a change the data plane cannot stage), 404 (no
+//! such endpoint, VIP or backend), 405 (the path does not take the method),
+//! 409 (exists already), 500 (lbd failed: a data-plane write).
 //!
-//! Request bodies are strict: a field the schema does not have is refused
-//! (400, naming it), so a typo never passes for an absent field. Their
-//! values are checked by the config file's rules (`config::value`, through
-//! `api::convert`); a refusal names the field as the body spells it
-//! (`backends[1].weight: -1 is out of range 0..=10000`). States and kinds
-//! are lower-case names on the wire.
+//! Request bodies are strict: a field the schema does not have, or a key
+//! given twice, is refused (400, naming it), so a typo never passes for an
+//! absent field. A value of the wrong type is refused naming its JSON path
+//! (`backends[3].address: invalid IP address syntax`). Values are checked
+//! by the config file's rules (`config::value`, through `api::convert`); a
+//! refusal names the field as the body spells it (`backends[1].weight: -1
+//! is out of range 0..=10000`). States and kinds are lower-case names on
+//! the wire.
 
 mod change;
 mod guard;
@@ -26,6 +29,7 @@ mod status;
 pub use crate::model::BackendState;
 pub use change::{BackendSpec, Change, ConfigText, DrainPlan, StateChange, VipSpec, WeightChange};
 pub use guard::{AclRuleStatus, GuardDrops, GuardStatus, LimitStatus};
+pub(crate) use guard::{LimitsSpec, RateSpec};
 pub use node::{NodeChange, NodeStatus};
 pub use status::{
     BackendStatus, CheckKind, CheckStatus, ConntrackStatus, HealthStatus, NatStatus, ReloadCounts,

@@ -5,7 +5,7 @@
 //! gracefully. Reading and checking a request is `request`'s.
 //!
 //! Everything a client can send is answered, never panicked on: a path outside
-//! `/v1/` (404), another method (405), a body too large (413), not JSON (400) or
+//! `/v1/` (404), a method the path does not take (405, with `Allow`), a body too large (413), not JSON (400) or
 //! not labelled as JSON (415), bad percent-encoding (400), a body that does not
 //! arrive (408).
 
@@ -42,11 +42,11 @@ mod tests;
 use socket_file::{check_existing, install, remove_socket_file, SocketFile};
 
 pub use super::request::parse_request;
-use super::request::{read_request, ALLOWED_METHODS};
+use super::request::{parse_path, read_request};
 use crate::slots::{self, Slot, SlotHandle, Slots};
 
 use super::{
-    code, Handler, Method, Request, Response, MAX_REQUEST_HEADERS, MAX_REQUEST_HEAD_BYTES,
+    code, route, Handler, Method, Request, Response, MAX_REQUEST_HEADERS, MAX_REQUEST_HEAD_BYTES,
 };
 
 /// How long shutdown waits for in-flight requests before abandoning them.
@@ -384,10 +384,10 @@ async fn respond<H: Handler>(
         Err(answer) => answer,
     };
     let mut response = encode(answer);
-    if response.status() == StatusCode::METHOD_NOT_ALLOWED && Method::from_http(&method).is_none() {
-        response
-            .headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static(ALLOWED_METHODS));
+    if response.status() == StatusCode::METHOD_NOT_ALLOWED {
+        if let Ok(allow) = HeaderValue::from_str(&allow(&path)) {
+            response.headers_mut().insert(header::ALLOW, allow);
+        }
     }
     debug!(
         %method,
@@ -397,6 +397,23 @@ async fn respond<H: Handler>(
         "admin API request"
     );
     response
+}
+
+/// The `Allow` header of a 405 for `path` (as sent): the methods the route
+/// table gives that path, or every method of the API for a path it does not
+/// have (a 405 a handler gave of its own accord).
+fn allow(path: &str) -> String {
+    let allowed = parse_path(path)
+        .map(|segments| {
+            let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+            route::allowed_methods(&segments)
+        })
+        .unwrap_or_default();
+    if allowed.is_empty() {
+        route::allow_header(&Method::ALL)
+    } else {
+        route::allow_header(&allowed)
+    }
 }
 
 /// Runs the handler in a task of its own: it finishes even if the client hangs

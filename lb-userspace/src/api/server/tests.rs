@@ -102,16 +102,22 @@ fn client(path: &Path) -> Client {
     Client::new(path, Duration::from_secs(2))
 }
 
-/// Sends raw bytes (a request with `Connection: close`) and reads the status
-/// and JSON body of the answer.
-async fn raw(path: &Path, request: &[u8]) -> (u16, Value) {
+/// Sends raw bytes (a request with `Connection: close`) and reads the
+/// whole answer as text.
+async fn raw_text(path: &Path, request: &[u8]) -> String {
     let mut stream = UnixStream::connect(path).await.unwrap();
     stream.write_all(request).await.unwrap();
     let mut buf = Vec::new();
     // The server may close with part of the request unread (ECONNRESET after the answer).
     let result = stream.read_to_end(&mut buf).await;
     assert!(!buf.is_empty(), "no answer: {result:?}");
-    let text = String::from_utf8(buf).unwrap();
+    String::from_utf8(buf).unwrap()
+}
+
+/// Sends raw bytes (a request with `Connection: close`) and reads the status
+/// and JSON body of the answer.
+async fn raw(path: &Path, request: &[u8]) -> (u16, Value) {
+    let text = raw_text(path, request).await;
     let (head, body) = text.split_once("\r\n\r\n").unwrap();
     let status = head.get(9..12).unwrap().parse().unwrap();
     let body = if body.is_empty() {
@@ -144,8 +150,10 @@ async fn round_trip_with_ipv6_segments() {
     let dir = TestDir::new("roundtrip");
     let server = start(&dir.socket()).await;
     let client = client(&dir.socket());
-    let path = api_path(&["vips", "[2001:db8::1]:80:tcp", "backends", "2001:db8::11"]);
-    let expected_path = json!(["vips", "[2001:db8::1]:80:tcp", "backends", "2001:db8::11"]);
+    // Not an endpoint of lbd's (whose methods the server checks), so the
+    // echoing handler sees every method.
+    let path = api_path(&["echo", "[2001:db8::1]:80:tcp", "backends", "2001:db8::11"]);
+    let expected_path = json!(["echo", "[2001:db8::1]:80:tcp", "backends", "2001:db8::11"]);
 
     let got = client
         .call(
@@ -223,9 +231,35 @@ async fn transport_errors() {
         assert_eq!(err.exit_code(), 3);
     }
 
-    // Unsupported method, with Allow.
-    let (status, body) = raw(&path, &raw_request("PATCH", "/v1/status", &[], b"")).await;
-    assert_eq!((status, error_code(&body)), (405, "method_not_allowed"));
+    // A method the path does not take, with Allow listing the ones it
+    // does (from the route table); a method the API does not use on a
+    // path it does not have is a 404 like any other.
+    for (method, target, allow) in [
+        ("PATCH", "/v1/status", "GET"),
+        ("POST", "/v1/status", "GET"),
+        ("GET", "/v1/reload", "POST"),
+        ("PATCH", "/v1/reload", "POST"),
+        ("PUT", "/v1/vips", "GET, POST"),
+        ("PUT", "/v1/vips/198.18.0.100%3A80%2Ftcp", "GET, DELETE"),
+    ] {
+        let text = raw_text(&path, &raw_request(method, target, &[], b"")).await;
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(
+            head.starts_with("HTTP/1.1 405 "),
+            "{method} {target}: {head}"
+        );
+        assert!(
+            head.to_ascii_lowercase()
+                .contains(&format!("\r\nallow: {}\r\n", allow.to_ascii_lowercase())),
+            "{method} {target}: {head}"
+        );
+        let body: Value = serde_json::from_str(body).unwrap();
+        assert_eq!(error_code(&body), "method_not_allowed");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.ends_with(&format!("use {allow}")), "{message}");
+    }
+    let (status, body) = raw(&path, &raw_request("PATCH", "/v1/nope", &[], b"")).await;
+    assert_eq!((status, error_code(&body)), (404, "not_found"));
 
     // Body not JSON, or not labelled as JSON.
     let json_type = [("Content-Type", "application/json; charset=utf-8")];
@@ -643,6 +677,7 @@ fn the_largest_valid_request_fits_the_body_limit() {
         protocol: Some("tcp".to_owned()),
         table_size: Some(65_537),
         on_all_down: Some("keep".to_owned()),
+        drain_timeout_s: Some(604_800),
         forwarding: Some("dsr-l2".to_owned()),
         nat_source: Some("2001:2:ffff:ffff:ffff:ffff:ffff:fffe".parse().unwrap()),
         backends,
@@ -699,12 +734,12 @@ fn head(method: &str, target: &str, content_type: Option<&str>) -> hyper::http::
 fn parse_request_is_what_the_server_answers() {
     let json = Some("application/json");
     let ok = parse_request(
-        &head("POST", "/v1/vips/a%2Fb?dry_run=true", json),
+        &head("POST", "/v1/things/a%2Fb?dry_run=true", json),
         b"{\"x\":1}",
     )
     .unwrap();
     assert_eq!(ok.method, Method::Post);
-    assert_eq!(ok.path, ["vips", "a/b"]);
+    assert_eq!(ok.path, ["things", "a/b"]);
     assert_eq!(ok.query.get("dry_run").map(String::as_str), Some("true"));
     assert_eq!(ok.body, json!({"x": 1}));
     // No body: Null, whatever the content type.
@@ -718,7 +753,46 @@ fn parse_request_is_what_the_server_answers() {
     assert_eq!(status("GET", "/v2/x", None, b""), (404, "not_found".into()));
     assert_eq!(
         status("PATCH", "/v1/x", None, b""),
+        (404, "not_found".into())
+    );
+    assert_eq!(
+        status("PATCH", "/v1/reload", None, b""),
         (405, "method_not_allowed".into())
+    );
+    assert_eq!(
+        status("GET", "/v1/reload", None, b""),
+        (405, "method_not_allowed".into())
+    );
+    // A key twice in one object, at any depth, is refused naming it.
+    for (body, named) in [
+        (&br#"{"state":"drained","state":"enabled"}"#[..], "state"),
+        (br#"{"weight":1,"weight":5}"#, "weight"),
+        (
+            br#"{"address":"198.18.0.100","backends":[{"address":"198.18.0.11"},{"weight":1,"weight":5}]}"#,
+            "backends[1].weight",
+        ),
+        (br#"{"source":{"per_s":1,"per_s":2}}"#, "source.per_s"),
+    ] {
+        let answer = parse_request(&head("PUT", "/v1/x", json), body).unwrap_err();
+        assert_eq!((answer.status, error_code(&answer.body)), (400, "bad_request"));
+        let message = answer.body["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains(&format!("{named}: the key ")) && message.contains("more than once"),
+            "{message}"
+        );
+    }
+    // The same key in different objects is fine; JSON that nests too deep
+    // is refused, not a stack overflow.
+    let ok = parse_request(
+        &head("PUT", "/v1/x", json),
+        br#"{"a":{"x":1},"b":{"x":[{"x":2},{"x":3}]}}"#,
+    )
+    .unwrap();
+    assert_eq!(ok.body["b"]["x"][1]["x"], 3);
+    let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+    assert_eq!(
+        status("PUT", "/v1/x", json, deep.as_bytes()),
+        (400, "bad_json".into())
     );
     assert_eq!(
         status("GET", "/v1/%zz", None, b""),

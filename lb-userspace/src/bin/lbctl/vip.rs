@@ -27,6 +27,11 @@ pub(crate) enum Command {
         /// How packets reach the backends: dsr-l2 (default), nat, ipip or gue.
         #[arg(long)]
         forwarding: Option<String>,
+        /// Seconds after which a drain of one of its backends cuts the
+        /// remaining flows (1..=604800; default: never), as the file's
+        /// drain_timeout_s; `backend drain --timeout` wins.
+        #[arg(long, value_parser = parse_drain_timeout, allow_negative_numbers = true)]
+        drain_timeout: Option<i64>,
         /// NAT only: the VIP's own NAT address (default: the node's
         /// [nat] source of its family).
         #[arg(long)]
@@ -67,6 +72,17 @@ pub(crate) fn parse_weight(text: &str) -> Result<u32, String> {
         .parse()
         .map_err(|_| format!("weight {text:?} is not a whole number (0..={MAX_WEIGHT})"))?;
     value::weight(n).map_err(|e| format!("weight {e}"))
+}
+
+/// A VIP's drain timeout in seconds, checked by the config file's rule
+/// (`drain_timeout_s`) so an out-of-range one says the range before lbd is
+/// asked.
+pub(crate) fn parse_drain_timeout(text: &str) -> Result<i64, String> {
+    let n: i64 = text
+        .parse()
+        .map_err(|_| format!("drain timeout {text:?} is not a whole number of seconds"))?;
+    value::drain_timeout_s(n).map_err(|e| format!("drain timeout {e}"))?;
+    Ok(n)
 }
 
 /// A backend port argument (NAT VIPs), checked by the config file's rule.
@@ -114,6 +130,7 @@ pub(crate) async fn run(client: &Client, command: Command) -> Result<(), Failure
             table_size,
             on_all_down,
             forwarding,
+            drain_timeout,
             nat_source,
             backends,
             dry_run,
@@ -125,6 +142,7 @@ pub(crate) async fn run(client: &Client, command: Command) -> Result<(), Failure
                 protocol: Some(vip.protocol.to_string()),
                 table_size: table_size.map(i64::from),
                 on_all_down,
+                drain_timeout_s: drain_timeout,
                 forwarding,
                 nat_source,
                 backends,
@@ -202,6 +220,30 @@ mod tests {
         ] {
             assert!(text.contains(part), "{part} not in {text}");
         }
+    }
+
+    #[test]
+    fn a_vip_drain_timeout_comes_from_the_command_line_by_the_file_rule() {
+        use clap::Parser as _;
+        let parse = |timeout: &str| {
+            crate::Cli::try_parse_from([
+                "lbctl",
+                "vip",
+                "add",
+                "198.18.0.100:80",
+                "--drain-timeout",
+                timeout,
+            ])
+            .map(|cli| format!("{cli:?}"))
+            .map_err(|e| e.to_string())
+        };
+        let text = parse("300").unwrap();
+        assert!(text.contains("drain_timeout: Some(300)"), "{text}");
+        for bad in ["0", "-1", "604801"] {
+            let error = parse(bad).unwrap_err();
+            assert!(error.contains("out of range 1..=604800"), "{bad}: {error}");
+        }
+        assert!(parse("x").unwrap_err().contains("whole number"));
     }
 
     #[test]

@@ -13,6 +13,7 @@ use super::Engine;
 use crate::{
     api::schema::{Change, DrainPlan},
     config::Config,
+    guard::GuardConfig,
     model::{Edit, Model, ModelError},
     reconcile::{ApplyReport, ReconcileError},
 };
@@ -42,10 +43,12 @@ impl Engine {
             from: timeout.source,
         });
         self.fits_the_maps(&next)?;
+        self.follow_addresses_for_first_tunnel(&next).await;
         if !dry_run && self.has_unresolved(&next) {
             self.resolve_new(&next).await;
         }
-        let (plan, report) = self.stage_and_commit(next, dry_run)?;
+        let guards = self.guard.config().clone();
+        let (plan, report) = self.stage_and_commit(next, dry_run, guards)?;
         let warnings: Vec<String> = match edit {
             Edit::AddVip(vip) => self.nat_address_left_behind(vip).into_iter().collect(),
             Edit::RemoveVip(id) => self
@@ -97,24 +100,32 @@ impl Engine {
         let next = self.model.reloaded(&file);
         self.fits_the_maps(&next)?;
         let mut undone = undone_by_reload(&self.model, &next, &self.config, &file);
-        undone.extend(self.guard.config().undone_by(&file.guard));
+        let guards_undone = self.guard.config().undone_by(&file.guard);
         // The file's [tunnel] is applied with its VIPs; a refused or dry
         // run keeps the running one.
         let previous = *self.balancer.tunnel();
         let wanted = self.node_tunnel(&file.tunnel);
         self.balancer.set_tunnel(wanted);
-        let staged = self.stage_and_commit(next, dry_run);
+        let staged = self.stage_and_commit(next, dry_run, file.guard.clone());
         if dry_run || staged.is_err() {
             self.balancer.set_tunnel(previous);
         }
         let (plan, report) = staged?;
+        let mut warnings = Vec::new();
         if let Some(report) = report {
+            // The file's guards are the source of truth: runtime rules go.
+            // The VIPs are in already, so a refusal here is a warning in
+            // the answer, not a refused reload.
+            match self.apply_guard(file.guard.clone()) {
+                Ok(()) => undone.extend(guards_undone),
+                Err(error) => {
+                    let warning = format!("the file's deny/allow lists and limits could not be written ({error}); the previous ones stay in force: reload again, or set them with lbctl acl / lbctl limit");
+                    warn!(%warning, "reload");
+                    warnings.push(warning);
+                }
+            }
             for note in &undone {
                 warn!(note = %note, "reload");
-            }
-            // The file's guards are the source of truth: runtime rules go.
-            if let Err(error) = self.apply_guard(file.guard.clone()) {
-                warn!(%error, "writing the file's deny/allow lists and limits failed; the previous ones stay");
             }
             if file.flood != self.flood.thresholds() {
                 info!(thresholds = ?file.flood, "SYN-flood thresholds from the file");
@@ -122,13 +133,16 @@ impl Engine {
             }
             info!(?report, vips = plan.len(), "config reloaded");
             self.config = self.config.with_reloadable_from(&file);
+        } else {
+            // A dry run: what the reload would undo.
+            undone.extend(guards_undone);
         }
         Ok(Change {
             dry_run,
             plan,
             undone,
             drain: None,
-            warnings: Vec::new(),
+            warnings,
         })
     }
 
@@ -138,6 +152,7 @@ impl Engine {
         &mut self,
         next: Model,
         dry_run: bool,
+        guards: GuardConfig,
     ) -> Result<(Vec<crate::model::VipPlan>, Option<ApplyReport>), ChangeError> {
         // A dry run assumes the MACs of new backends will resolve, as the
         // real change waits for them.
@@ -151,7 +166,7 @@ impl Engine {
         if dry_run {
             return Ok((plan, None));
         }
-        let report = self.commit_staged(next, staged)?;
+        let report = self.commit_staged(next, staged, guards)?;
         Ok((plan, Some(report)))
     }
 

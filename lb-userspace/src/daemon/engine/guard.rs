@@ -13,6 +13,7 @@ use crate::{
     },
     dataplane::DataplaneError,
     guard::{GuardConfig, GuardEdit, GuardError},
+    reconcile::Staged,
     vip_id::VipId,
 };
 
@@ -32,6 +33,29 @@ impl Engine {
         let max_vips = self.dataplane.sizes().max_vips;
         self.guard
             .apply(self.dataplane.guard_mut(), next, &vips, max_vips)
+    }
+
+    /// Before a commit: the guards of the VIPs it adds are written while
+    /// the VIPs served now keep theirs, so a new VIP's first packet meets
+    /// its rules and limits (a flow admitted before them would carry a
+    /// verdict of none). A new VIP that takes the numeric id of one the
+    /// same commit removes is guarded right after the commit instead
+    /// (`refresh_guard`; the generation changes with its flags, so
+    /// nothing admitted in between keeps its verdict).
+    pub(super) fn guard_staged(&mut self, staged: &Staged, guards: GuardConfig) {
+        let mut vips = self.guarded_vips();
+        for (id, vip) in staged.vips() {
+            if !vips.iter().any(|(served, n)| served == id || *n == vip.id) {
+                vips.push((*id, vip.id));
+            }
+        }
+        let max_vips = self.dataplane.sizes().max_vips;
+        if let Err(error) = self
+            .guard
+            .apply(self.dataplane.guard_mut(), guards, &vips, max_vips)
+        {
+            warn!(%error, "writing the deny/allow lists and limits of the VIPs a change adds failed; they are written again after it");
+        }
     }
 
     /// After a commit: the guards follow the VIPs (a new VIP gets its

@@ -37,6 +37,7 @@ use super::replication::Replication;
 use crate::{
     config::Config,
     dataplane::{Dataplane, Hooked, Released},
+    guard::GuardConfig,
     health::{HealthChecker, HealthEvent},
     model::Model,
     netlink::{Interface, Netlink},
@@ -148,16 +149,32 @@ impl Engine {
         let macs = &self.macs;
         let desired = next.desired(&|a| macs.get(&a).copied());
         let staged = self.balancer.stage(&desired)?;
-        self.commit_staged(next, staged)
+        let guards = self.guard.config().clone();
+        self.commit_staged(next, staged, guards)
     }
 
-    /// Makes `next`, already staged as `staged`, the served state.
+    /// Makes `next`, already staged as `staged`, the served state, with
+    /// `guards` in force from its first packet (a reload's are the
+    /// file's).
     pub(crate) fn commit_staged(
         &mut self,
         next: Model,
         staged: Staged,
+        guards: GuardConfig,
     ) -> Result<ApplyReport, ReconcileError> {
-        let report = self.balancer.commit(&mut self.dataplane, staged)?;
+        let before = self.guard.config().clone();
+        self.guard_staged(&staged, guards);
+        let report = match self.balancer.commit(&mut self.dataplane, staged) {
+            Ok(report) => report,
+            Err(error) => {
+                // Refused: the guards go back to what they were, for the
+                // VIPs still served.
+                if let Err(again) = self.apply_guard(before) {
+                    warn!(%again, "restoring the deny/allow lists and limits after a refused change failed");
+                }
+                return Err(error);
+            }
+        };
         self.ensure_forwarding();
         self.tables_rebuilt += report.tables_flipped as u64;
         for took in &report.table_builds {

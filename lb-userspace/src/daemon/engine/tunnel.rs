@@ -103,6 +103,21 @@ impl Engine {
         resolve(settings, self.interface.index, &self.tunnel.own)
     }
 
+    /// Before a change that brings the first tunnelled VIP: the routed
+    /// scan follows the interface's addresses only while one is served,
+    /// so they are read again here and the default outer sources taken
+    /// from what the interface holds now, not from what it held at start.
+    pub(crate) async fn follow_addresses_for_first_tunnel(&mut self, next: &crate::model::Model) {
+        let serves_one = self.balancer.vips().values().any(|v| v.mode.is_tunnel());
+        let brings_one = next.vips.values().any(|v| v.config.forwarding.is_tunnel());
+        if serves_one || !brings_one {
+            return;
+        }
+        self.read_own_addresses().await;
+        let wanted = self.node_tunnel(&self.config.tunnel);
+        self.balancer.set_tunnel(wanted);
+    }
+
     /// Part of the routed scan: follows the interface's addresses (the
     /// default outer sources) and applies a change of them.
     pub(crate) async fn tunnel_scan(&mut self) {

@@ -245,14 +245,10 @@ impl Engine {
         })
     }
 
-    /// VIP `id`'s forwarding mode (the default for a VIP that does not
-    /// exist: the change is then refused as such).
-    pub(crate) fn vip_mode(&self, id: &VipId) -> lb_common::Mode {
-        self.model
-            .vips
-            .get(id)
-            .map(|v| v.config.forwarding)
-            .unwrap_or_default()
+    /// VIP `id`'s forwarding mode, None if there is no such VIP (a
+    /// request naming it is then answered as one for a missing VIP).
+    pub(crate) fn vip_mode(&self, id: &VipId) -> Option<lb_common::Mode> {
+        self.model.vips.get(id).map(|v| v.config.forwarding)
     }
 
     /// A backend's tracked flows by liveness.
@@ -268,7 +264,7 @@ impl Engine {
             .get(id)
             .and_then(|v| v.backends.get(&address))
             .map(|b| b.id);
-        if self.vip_mode(id) == lb_common::Mode::Nat {
+        if self.vip_mode(id) == Some(lb_common::Mode::Nat) {
             // As of the reaper's last complete sweep.
             let sweep = self.nat.reaper.last_sweep();
             return Ok(backend_id
@@ -282,14 +278,22 @@ impl Engine {
     }
 
     /// The running configuration (runtime changes included) as TOML.
+    /// What a file cannot hold is left out and named in its notes, and a
+    /// text the loader would still refuse says so.
     pub(crate) fn config_text(&self) -> ConfigText {
-        ConfigText {
-            toml: config::to_toml(&{
-                let mut running = self.model.to_config(&self.config);
-                running.guard = self.guard.config().clone();
-                running
-            }),
+        let mut running = self.model.to_config(&self.config);
+        let (guard, mut notes) = self
+            .guard
+            .config()
+            .of_served(&|id| self.model.vips.contains_key(id));
+        running.guard = guard;
+        let toml = config::to_toml(&running);
+        if let Err(error) = config::Config::from_toml_str(&toml, "the running configuration") {
+            notes.push(format!(
+                "as it is, this text does not load as a config file: {error}"
+            ));
         }
+        ConfigText { toml, notes }
     }
 
     /// Answers the endpoint: looks the flow up in the connection table (and
