@@ -68,7 +68,7 @@ fn assert_error_answer(answer: &Response, allowed: &[u16]) {
 /// server answers with) either decodes a request whose path survives
 /// re-encoding, or gives an error answer (400, 404, 405, 413, 415) with the
 /// standard body; [`Call::decode`] either names an endpoint whose VIP and
-/// backend arguments print and parse back the same, or answers 400 or 404;
+/// backend arguments print and parse back the same, or answers 400, 404 or 405;
 /// every schema type read from any body is the value or a 400; never a
 /// panic.
 pub fn api_request(data: &[u8]) {
@@ -107,7 +107,7 @@ pub fn api_request(data: &[u8]) {
         assert_eq!(vip_id(&shown).ok(), Some(*id), "VIP shown as {shown}");
     };
     match Call::decode(&request).map(|call| call.route) {
-        Err(answer) => assert_error_answer(&answer, &[400, 404]),
+        Err(answer) => assert_error_answer(&answer, &[400, 404, 405]),
         Ok(Route::AddVip(spec)) => match VipConfig::try_from(&spec) {
             Ok(vip) => {
                 reparsed(&VipId::of(&vip));
