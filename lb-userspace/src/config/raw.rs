@@ -155,7 +155,7 @@ thread_local! {
 
 /// Records that the parse error under way is inside array item `item`
 /// (e.g. `vip[2]`): serde's errors carry the position but not which
-/// `[[vip]]` they are about, and an operator looks for "vip[2]".
+/// `[[vip]]` they are about, and an operator looks for `vip[2]`.
 fn note_error_item(item: String) {
     ERROR_PATH.with(|path| path.borrow_mut().push(item));
 }
