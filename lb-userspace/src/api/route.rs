@@ -604,16 +604,7 @@ mod tests {
 
     #[test]
     fn bad_guard_arguments_are_refused_naming_what_is_wrong() {
-        let r = |m, p: &[&str], body| match Call::decode(&request(m, p, &[], body)) {
-            Ok(call) => panic!("{p:?} was accepted as {call:?}"),
-            Err(answer) => (
-                answer.status,
-                answer.body["error"]["message"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned(),
-            ),
-        };
+        let r = |m, p: &[&str], body| refused(m, p, &[], body);
         let (status, message) = r(
             Method::Delete,
             &["acl", "global", "deny", "198.18.66.1/24"],

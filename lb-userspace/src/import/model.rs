@@ -177,6 +177,31 @@ pub(crate) struct Backend {
     pub(crate) notes: Vec<Note>,
 }
 
+impl Backend {
+    /// A backend as a source line names it: active, its weight the
+    /// source's default, not checked and without notes until the line's
+    /// options say otherwise.
+    pub(crate) fn named(
+        name: String,
+        address: IpAddr,
+        port: Option<u16>,
+        origin: Origin,
+        what: String,
+    ) -> Self {
+        Self {
+            name,
+            address,
+            port,
+            weight: None,
+            role: Role::Active,
+            check: None,
+            origin,
+            what,
+            notes: Vec::new(),
+        }
+    }
+}
+
 /// The kind of an active check.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum CheckKind {

@@ -110,15 +110,10 @@ pub(super) fn server(
         (None, None) => Role::Active,
     };
     let backend = Backend {
-        name: name.clone(),
-        address,
-        port,
         weight: params.weight.clone(),
         role,
-        check: None,
-        origin: origin.clone(),
-        what: line.text(),
         notes: params.notes.clone(),
+        ..Backend::named(name.clone(), address, port, origin.clone(), line.text())
     };
     Ok(Server {
         backend,

@@ -233,17 +233,13 @@ fn real_server(
             )
         })?),
     };
-    let mut backend = Backend {
-        name: address.to_string(),
+    let mut backend = Backend::named(
+        address.to_string(),
         address,
         port,
-        weight: None,
-        role: Role::Active,
-        check: None,
-        origin: origin.clone(),
-        what: statement.text(),
-        notes: Vec::new(),
-    };
+        origin.clone(),
+        statement.text(),
+    );
     let mut own = None;
     let mut first_checker: Option<String> = None;
     for child in statement.children() {

@@ -10,7 +10,7 @@ use super::Context;
 use crate::config::Protocol;
 use crate::import::acl;
 use crate::import::blocks::Statement;
-use crate::import::model::{AclRule, Backend, Listen, Note, Origin, Role, Setup};
+use crate::import::model::{AclRule, Backend, Listen, Note, Origin, Setup};
 use crate::import::ImportError;
 
 /// Where a `server` block sends its connections.
@@ -243,15 +243,11 @@ fn proxy_pass(
             ))
         }
     };
-    Ok(Some(Target::Address(Box::new(Backend {
-        name: format!("{address}:{port}"),
+    Ok(Some(Target::Address(Box::new(Backend::named(
+        format!("{address}:{port}"),
         address,
-        port: Some(port),
-        weight: None,
-        role: Role::Active,
-        check: None,
-        origin: at,
-        what: statement.text(),
-        notes: Vec::new(),
-    }))))
+        Some(port),
+        at,
+        statement.text(),
+    )))))
 }

@@ -132,17 +132,13 @@ fn server(
             ))
         }
     };
-    let mut backend = Backend {
-        name: spec.clone(),
+    let mut backend = Backend::named(
+        spec.clone(),
         address,
         port,
-        weight: None,
-        role: Role::Active,
-        check: None,
-        origin: origin.clone(),
-        what: statement.text(),
-        notes: Vec::new(),
-    };
+        origin.clone(),
+        statement.text(),
+    );
     let mut max_fails: Option<Sourced<u32>> = None;
     let mut fail_timeout = None;
     for param in &statement.args()[1..] {

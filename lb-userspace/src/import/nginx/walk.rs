@@ -85,21 +85,14 @@ pub(super) fn walk(
     for statement in statements {
         let origin = Origin::new(file, statement.line);
         match (statement.name(), statement.block.is_some()) {
-            ("http", true) => walk(
+            (name @ ("http" | "stream"), true) => walk(
                 file,
                 statement.children(),
-                Context::Http,
-                &Level {
-                    names: level.names,
-                    inherited: Vec::new(),
+                if name == "http" {
+                    Context::Http
+                } else {
+                    Context::Stream
                 },
-                collected,
-                setup,
-            )?,
-            ("stream", true) => walk(
-                file,
-                statement.children(),
-                Context::Stream,
                 &Level {
                     names: level.names,
                     inherited: Vec::new(),

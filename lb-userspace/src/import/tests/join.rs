@@ -37,6 +37,19 @@ fn weights_above_lbds_range_are_scaled_together() {
     );
 }
 
+/// The imported ACL rules as "action source", sorted.
+fn acl_of(imported: &Imported) -> Vec<String> {
+    let mut acl: Vec<String> = imported
+        .config
+        .guard
+        .acl
+        .iter()
+        .map(|r| format!("{} {}", r.action, r.source))
+        .collect();
+    acl.sort();
+    acl
+}
+
 #[test]
 fn source_rules_become_vip_scoped_acls_and_the_rest_is_noted() {
     let text = "stream {\n  upstream pg {\n    server 198.18.0.11:5432;\n  }\n  server {\n    listen 198.18.0.100:5432;\n    deny 198.18.10.66;\n    allow 198.18.10.0/24;\n    deny all;\n    proxy_protocol on;\n    ssl_certificate /etc/x.pem;\n    proxy_timeout 10m;\n    proxy_pass pg;\n  }\n}\n";
@@ -69,26 +82,12 @@ fn source_rules_become_vip_scoped_acls_and_the_rest_is_noted() {
     }
     let haproxy = tcp_haproxy("listen pg\n  bind 198.18.0.100:5432\n  acl trusted src 198.18.10.0/24 2001:2:10::/48\n  acl bad src 198.18.10.66\n  tcp-request connection reject if !trusted\n  tcp-request content reject if bad\n  tcp-request connection reject if { src_conn_rate gt 10 }\n  server pg1 198.18.0.11:5432 check\n");
     let imported = ok(&[("h.cfg", &haproxy)], &on_eth0());
-    let mut acl: Vec<String> = imported
-        .config
-        .guard
-        .acl
-        .iter()
-        .map(|r| format!("{} {}", r.action, r.source))
-        .collect();
-    acl.sort();
+    let acl = acl_of(&imported);
     assert_eq!(acl, ["allow 198.18.10.0/24", "deny 198.18.10.66/32"]);
     // An allow list of the other family only: that VIP's family is shut.
     let v6 = haproxy.replace("198.18.10.0/24 ", "");
     let imported = ok(&[("h.cfg", &v6)], &on_eth0());
-    let mut acl: Vec<String> = imported
-        .config
-        .guard
-        .acl
-        .iter()
-        .map(|r| format!("{} {}", r.action, r.source))
-        .collect();
-    acl.sort();
+    let acl = acl_of(&imported);
     assert_eq!(acl, ["deny 0.0.0.0/0", "deny 198.18.10.66/32"]);
     assert!(has_note(
         &imported,
