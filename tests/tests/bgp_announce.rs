@@ -91,8 +91,15 @@ fn announcements_follow_health_drain_and_stops() {
     // Drain (dry run first: nothing changes), undrain.
     let dry = lbctl_ok(&lab, &["node", "drain", "--dry-run", "--json"]);
     let dry: NodeStatus = serde_json::from_str(&dry).unwrap();
+    assert!(dry.dry_run);
     assert!(dry.bgp.unwrap().announced.is_empty());
+    let text = lbctl_ok(&lab, &["node", "drain", "--dry-run"]);
+    assert!(
+        text.starts_with("dry run: nothing changed; the node would be:\nnode: drained"),
+        "{text}"
+    );
     assert!(announced(&bird), "a dry run changes nothing");
+    assert!(!node(&lab).dry_run);
     let (code, _, _) = lbctl_outcome(
         &lab,
         &["node", "drain", "--wait", "--quiet", "1", "--timeout", "20"],

@@ -24,9 +24,11 @@ impl Exporter<'_> {
         let mut failures = Vec::new();
         let mut transitions = Vec::new();
         let mut healthy = Vec::new();
+        let mut serving = Vec::new();
         let mut all_down = Vec::new();
         for v in &s.vips {
             let mut up = 0;
+            let mut takes_new = 0;
             for b in &v.backends {
                 let address = b.address.to_string();
                 let l = |extra: &[(&str, &str)]| {
@@ -53,6 +55,12 @@ impl Exporter<'_> {
                 if b.health != HealthStatus::Down && b.state != BackendState::Maintenance {
                     up += 1;
                 }
+                if b.health != HealthStatus::Down
+                    && b.state == BackendState::Enabled
+                    && b.weight > 0
+                {
+                    takes_new += 1;
+                }
                 if let Some(c) = &b.check {
                     checks.push((l(&[]), c.checks));
                     through_tunnel.push((l(&[]), i64::from(c.through_tunnel)));
@@ -63,6 +71,7 @@ impl Exporter<'_> {
                 }
             }
             healthy.push((vip(&v.vip), up));
+            serving.push((vip(&v.vip), takes_new));
             all_down.push((vip(&v.vip), i64::from(v.all_down)));
         }
         self.gauge(
@@ -99,6 +108,11 @@ impl Exporter<'_> {
             "vip_healthy_backends",
             "Backends of the VIP that are neither down nor in maintenance",
             healthy,
+        );
+        self.gauge(
+            "vip_serving_backends",
+            "Backends of the VIP that take new flows: enabled, weighted and not down (0 while backends exist: new connections fail)",
+            serving,
         );
         self.gauge(
             "vip_backends",

@@ -64,6 +64,7 @@ pub(crate) const FAMILIES: &[(&str, &str)] = &[
     ("lbd_backend_share_ratios", "gauge"),
     ("lbd_backend_flows", "gauge"),
     ("lbd_vip_healthy_backends", "gauge"),
+    ("lbd_vip_serving_backends", "gauge"),
     ("lbd_vip_backends", "gauge"),
     ("lbd_vip_all_down", "gauge"),
     ("lbd_health_checks_total", "counter"),
@@ -490,6 +491,7 @@ mod tests {
             }),
             tunnel: None,
             node: Some(crate::api::schema::NodeStatus {
+                dry_run: false,
                 state: crate::bgp::NodeState::Active,
                 forwarded: 10,
                 idle_ms: Some(5),

@@ -30,12 +30,12 @@ impl Exporter<'_> {
         };
         self.gauge(
             "replication_connected",
-            "Whether the replication session to the peer is up",
+            "Whether a replication session to a peer is up (per peer: lbd_replication_peer_connected)",
             connected,
         );
         self.counter(
             "replication_flows_sent",
-            "Flows sent to the peer",
+            "Flow records sent to the peers (NAT'd flows' included), summed over the peers",
             None,
             sent,
         );

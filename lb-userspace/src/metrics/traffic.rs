@@ -158,7 +158,7 @@ impl Exporter<'_> {
 const EVENT_FAMILIES: [(&str, &str); 4] = [
     (
         "conntrack",
-        "Connection-table events (hit, new, rehash, insert_failed)",
+        "Connection-table events (hit, new, rehash, insert_failed; half_open_new, half_open_promoted, half_open_evicted, half_open_expired of the handshake table)",
     ),
     (
         "nat",

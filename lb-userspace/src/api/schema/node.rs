@@ -6,6 +6,9 @@ use serde::{Deserialize, Serialize};
 /// part in an active-active group.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NodeStatus {
+    /// True in a dry run's answer: what the node would be; nothing changed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
     /// `active` or `drained`.
     pub state: crate::bgp::NodeState,
     /// Packets this node forwarded since its data plane started (the

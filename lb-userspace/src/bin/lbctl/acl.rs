@@ -87,6 +87,14 @@ pub(crate) fn print(status: &GuardStatus) {
         println!("acl: no rules (every source)");
     } else {
         println!("acl: {} rule(s)", status.rules.len());
+        // Wide enough for an IPv6 VIP's scope, so rows stay aligned.
+        let sw = status
+            .rules
+            .iter()
+            .map(|r| r.scope.to_string().len())
+            .max()
+            .unwrap_or(0)
+            .max(28);
         for rule in &status.rules {
             let id = rule.id.map_or("-".to_owned(), |id| format!("#{id}"));
             let idle = if rule.id.is_none() {
@@ -95,7 +103,7 @@ pub(crate) fn print(status: &GuardStatus) {
                 ""
             };
             println!(
-                "  {:<5} {:<6} {:<43} {:<28} {} packets{idle}",
+                "  {:<5} {:<6} {:<43} {:<sw$} {} packets{idle}",
                 id,
                 rule.action.to_string(),
                 rule.source.to_string(),
@@ -108,6 +116,13 @@ pub(crate) fn print(status: &GuardStatus) {
         println!("limits: none (new flows are not limited)");
     } else {
         println!("limits of new flows:");
+        let sw = status
+            .limits
+            .iter()
+            .map(|l| l.scope.to_string().len())
+            .max()
+            .unwrap_or(0)
+            .max(28);
         for limit in &status.limits {
             let l = &limit.limits;
             let rate = |r: Option<lb_userspace::guard::RateLimit>| {
@@ -116,7 +131,7 @@ pub(crate) fn print(status: &GuardStatus) {
                 })
             };
             println!(
-                "  {:<28} per source {:<22} per prefix (/{} v4, /{} v6) {}",
+                "  {:<sw$} per source {:<22} per prefix (/{} v4, /{} v6) {}",
                 limit.scope.to_string(),
                 rate(l.source),
                 l.prefix_v4,

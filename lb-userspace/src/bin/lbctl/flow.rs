@@ -93,9 +93,11 @@ fn decision(answer: &FlowExplanation) -> String {
             |b| format!("{} {}", b.address, state(b)),
         );
         let replies = if nat.reply_entry {
+            // A reply leaves as the VIP's answer to the client.
+            let vip = answer.vip.split('/').next().unwrap_or(&answer.vip);
             format!(
-                "replies {} -> {} go back as {}",
-                nat.reply.src, nat.reply.dst, flow
+                "replies {} -> {} go back as {vip} -> {}",
+                nat.reply.src, nat.reply.dst, answer.client
             )
         } else {
             "no reply entry: replies are not translated".to_owned()
@@ -259,7 +261,7 @@ mod tests {
         };
         assert_eq!(
             describe(&nat),
-            "198.18.1.10:40000 -> 198.18.0.100:80/tcp: NAT established -> backend 198.19.2.11 (enabled, up), sent as 198.18.0.50:2001 -> 198.19.2.11:8080; replies 198.19.2.11:8080 -> 198.18.0.50:2001 go back as 198.18.1.10:40000 -> 198.18.0.100:80/tcp; last packet 2.5 s ago"
+            "198.18.1.10:40000 -> 198.18.0.100:80/tcp: NAT established -> backend 198.19.2.11 (enabled, up), sent as 198.18.0.50:2001 -> 198.19.2.11:8080; replies 198.19.2.11:8080 -> 198.18.0.50:2001 go back as 198.18.0.100:80 -> 198.18.1.10:40000; last packet 2.5 s ago"
         );
     }
 

@@ -14,12 +14,21 @@ use crate::{acl, output, Failure};
 /// `lbctl limit ...`.
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum Command {
-    /// The limits in force (and the deny/allow rules).
-    List(ScopeArgs),
+    /// The limits in force (and the deny/allow rules), of every scope.
+    List(ListArgs),
     /// Set the limits of every VIP (without limits of its own) or of one.
     Set(SetArgs),
     /// Remove the limits of every VIP (the default) or of one.
     Clear(ScopeArgs),
+}
+
+/// Arguments of `lbctl limit list`: it shows every scope, and changes
+/// nothing (so it takes neither `--vip` nor `--dry-run`).
+#[derive(Debug, clap::Args)]
+pub(crate) struct ListArgs {
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Arguments naming a scope.
@@ -91,6 +100,12 @@ pub(crate) async fn run(client: &Client, command: Command) -> Result<(), Failure
                 prefix_v6: args.prefix_v6,
             };
             limits.check().map_err(bad)?;
+            if let Some((key, why)) = limits.unused_prefix_length(&args.scope.scope()) {
+                return Err(Failure::new(
+                    2,
+                    format!("--{}: {why}", key.replace('_', "-")),
+                ));
+            }
             let status = client
                 .set_limits(args.scope.scope(), limits, args.scope.dry_run)
                 .await?;

@@ -135,6 +135,9 @@ fn print(status: &NodeStatus, as_json: bool) {
         output::json(status);
         return;
     }
+    if status.dry_run {
+        println!("dry run: nothing changed; the node would be:");
+    }
     println!("node: {}", status.state.name());
     match status.idle_ms {
         Some(ms) => println!(

@@ -3,7 +3,7 @@
 use lb_userspace::{
     api::{
         client::{Client, ClientError},
-        schema::{ReplicationStatus, Status, TunnelStatus, VipStatus},
+        schema::{BackendStatus, ReplicationStatus, Status, TunnelStatus, VipStatus},
     },
     config::Attach,
     vip_id::VipId,
@@ -93,27 +93,20 @@ async fn watch(client: &Client, args: &Args) -> Result<(), Failure> {
                 vrrp.vrid, vrrp.state, vrrp.priority
             );
         }
-        println!(
-            "connection table: {} of {} flows ({:.1} MiB, {} handshakes); half-open: {} of {}",
-            status.conntrack.entries,
-            status.conntrack.capacity,
-            status.conntrack.memory_bytes as f64 / (1024.0 * 1024.0),
-            status.conntrack.handshakes,
-            status.conntrack.half_open,
-            status.conntrack.half_open_capacity
-        );
-        if status.conntrack.syn_flood {
-            println!(
-                "SYN FLOOD for {} s: {} unanswered SYN/s, {} half-open evictions/s (established flows are not affected)",
-                status.conntrack.syn_flood_for_s.unwrap_or(0),
-                status.conntrack.unanswered_syn_per_s,
-                status.conntrack.half_open_evicted_per_s
-            );
+        for line in conntrack_lines(&status) {
+            println!("{line}");
         }
+        let vip_width = status
+            .vips
+            .iter()
+            .map(|v| v.vip.len())
+            .max()
+            .unwrap_or(0)
+            .max(28);
         for vip in &status.vips {
             let old = before.and_then(|b| b.vips.iter().find(|v| v.vip == vip.vip));
             println!(
-                "VIP {:<28} {:>10.0} pkt/s {:>12.0} bit/s {:>8.1} conn/s{}",
+                "VIP {:<vip_width$} {:>10.0} pkt/s {:>12.0} bit/s {:>8.1} conn/s{}",
                 vip.vip,
                 rate(vip.packets, old.map(|o| o.packets), seconds),
                 rate(vip.bytes, old.map(|o| o.bytes), seconds) * 8.0,
@@ -124,15 +117,17 @@ async fn watch(client: &Client, args: &Args) -> Result<(), Failure> {
                     ""
                 }
             );
+            let width = Widths::of(vip);
+            let (bw, sw) = (width.backend, width.state);
             println!(
-                "  {:<28} {:<12} {:<9} {:>6} {:>7} {:>10} {:>8} {:>7}",
+                "  {:<bw$} {:<sw$} {:<9} {:>6} {:>7} {:>10} {:>8} {:>7}",
                 "backend", "state", "health", "weight", "share", "pkt/s", "conn/s", "live"
             );
             for b in &vip.backends {
                 let old_b = old.and_then(|o| o.backends.iter().find(|x| x.address == b.address));
                 println!(
-                    "  {:<28} {:<12} {:<9} {:>6} {:>6.2}% {:>10.0} {:>8.1} {:>7}",
-                    b.address.to_string(),
+                    "  {:<bw$} {:<sw$} {:<9} {:>6} {:>6.2}% {:>10.0} {:>8.1} {:>7}",
+                    backend_name(b),
                     b.state.as_str(),
                     b.health.as_str(),
                     b.weight,
@@ -224,6 +219,9 @@ fn print_status(status: &Status) {
     if let Some(tunnel) = &status.tunnel {
         println!("{}", tunnel_line(tunnel, &status.interface));
     }
+    for line in conntrack_lines(status) {
+        println!("{line}");
+    }
     for vip in &status.vips {
         print_vip(vip);
     }
@@ -306,7 +304,7 @@ fn tunnel_line(tunnel: &TunnelStatus, interface: &str) -> String {
 /// The backends of a VIP whose checks go through their tunnel, as one
 /// line (None: none do).
 fn through_tunnel_line(vip: &VipStatus) -> Option<String> {
-    let through: Vec<&lb_userspace::api::schema::BackendStatus> = vip
+    let through: Vec<&BackendStatus> = vip
         .backends
         .iter()
         .filter(|b| b.check.as_ref().is_some_and(|c| c.through_tunnel))
@@ -323,7 +321,7 @@ fn through_tunnel_line(vip: &VipStatus) -> Option<String> {
 
 /// A backend as the table names it: its address, with its own port when
 /// it has one (NAT).
-fn backend_name(b: &lb_userspace::api::schema::BackendStatus) -> String {
+fn backend_name(b: &BackendStatus) -> String {
     match b.port {
         Some(port) => std::net::SocketAddr::new(b.address, port).to_string(),
         None => b.address.to_string(),
@@ -350,6 +348,56 @@ fn nat_table_line(nat: &lb_userspace::api::schema::NatStatus) -> String {
     )
 }
 
+/// The connection table's and the handshake table's fill, and a SYN
+/// flood while one lasts: in the plain status and in `--watch` alike.
+fn conntrack_lines(status: &Status) -> Vec<String> {
+    let c = &status.conntrack;
+    let mut lines = vec![format!(
+        "connection table: {} of {} flows ({:.1} MiB, {} handshakes); half-open: {} of {}",
+        c.entries,
+        c.capacity,
+        c.memory_bytes as f64 / (1024.0 * 1024.0),
+        c.handshakes,
+        c.half_open,
+        c.half_open_capacity
+    )];
+    if c.syn_flood {
+        lines.push(format!(
+            "SYN FLOOD for {} s: {} unanswered SYN/s, {} half-open evictions/s (established flows are not affected)",
+            c.syn_flood_for_s.unwrap_or(0),
+            c.unanswered_syn_per_s,
+            c.half_open_evicted_per_s
+        ));
+    }
+    lines
+}
+
+/// A VIP's state text of a backend (with a timed drain's seconds left).
+fn state_text(b: &BackendStatus) -> String {
+    match b.drain_remaining_s {
+        Some(left) => format!("{} {left}s", b.state),
+        None => b.state.to_string(),
+    }
+}
+
+/// Column widths of a VIP's backend table: at least the headers' usual
+/// widths, wider when an IPv6 backend or a timed drain needs it, so
+/// rows stay aligned.
+struct Widths {
+    backend: usize,
+    state: usize,
+}
+
+impl Widths {
+    fn of(vip: &VipStatus) -> Self {
+        let widest = |f: &dyn Fn(&BackendStatus) -> usize| vip.backends.iter().map(f).max();
+        Self {
+            backend: widest(&|b| backend_name(b).len()).unwrap_or(0).max(28),
+            state: widest(&|b| state_text(b).len()).unwrap_or(0).max(12),
+        }
+    }
+}
+
 /// Prints one VIP and its backends as a table.
 pub(crate) fn print_vip(vip: &VipStatus) {
     let flags = match (vip.all_down, vip.runtime) {
@@ -372,19 +420,17 @@ pub(crate) fn print_vip(vip: &VipStatus) {
     if let Some(line) = through_tunnel_line(vip) {
         println!("  {line}");
     }
+    let width = Widths::of(vip);
+    let (bw, sw) = (width.backend, width.state);
     println!(
-        "  {:<28} {:<12} {:<9} {:>6} {:>7} {:>6} {:>7} {:>10} {:>10}",
+        "  {:<bw$} {:<sw$} {:<9} {:>6} {:>7} {:>6} {:>7} {:>10} {:>10}",
         "backend", "state", "health", "weight", "share", "live", "closing", "packets", "new flows"
     );
     for b in &vip.backends {
-        let state = match b.drain_remaining_s {
-            Some(left) => format!("{} {left}s", b.state),
-            None => b.state.to_string(),
-        };
         println!(
-            "  {:<28} {:<12} {:<9} {:>6} {:>6.2}% {:>6} {:>7} {:>10} {:>10}",
+            "  {:<bw$} {:<sw$} {:<9} {:>6} {:>6.2}% {:>6} {:>7} {:>10} {:>10}",
             backend_name(b),
-            state,
+            state_text(b),
             b.health.as_str(),
             b.weight,
             b.share * 100.0,
@@ -506,6 +552,34 @@ mod tests {
             lines[4].contains("node id not known yet") && lines[4].contains("5 batches dropped"),
             "{lines:?}"
         );
+    }
+
+    #[test]
+    fn columns_widen_for_ipv6_backends_and_timed_drains() {
+        let backend = |address: &str, drain: Option<u64>| {
+            serde_json::json!({
+                "address": address, "weight": 100, "state": "draining", "health": "up",
+                "alive": true, "share": 0.0, "flows": {"live": 0, "closing": 0, "idle": 0},
+                "packets": 0, "bytes": 0, "new_flows": 0, "drain_remaining_s": drain,
+                "drain_timed_out": false, "runtime": false
+            })
+        };
+        let vip = |backends: Vec<serde_json::Value>| -> VipStatus {
+            serde_json::from_value(serde_json::json!({
+                "vip": "[2001:2::100]:80/tcp", "table_size": 251, "on_all_down": "drop",
+                "all_down": false, "runtime": false, "packets": 0, "bytes": 0,
+                "new_flows": 0, "backends": backends
+            }))
+            .unwrap()
+        };
+        let narrow = Widths::of(&vip(vec![backend("198.18.0.11", None)]));
+        assert_eq!((narrow.backend, narrow.state), (28, 12));
+        let wide = Widths::of(&vip(vec![
+            backend("2001:2:1234:5678:9abc:def0:1234:5678", Some(300)),
+            backend("198.18.0.11", None),
+        ]));
+        assert_eq!(wide.backend, "2001:2:1234:5678:9abc:def0:1234:5678".len());
+        assert_eq!(wide.state, "draining 300s".len());
     }
 
     #[test]

@@ -125,6 +125,7 @@ impl Engine {
         if dry_run {
             let mut status = self.node_status();
             status.state = state;
+            status.dry_run = true;
             let plan = self.announcement_plan(state);
             if let (Some(bgp), Some(plan)) = (status.bgp.as_mut(), plan) {
                 bgp.announced = plan
@@ -185,6 +186,7 @@ impl Engine {
     /// `GET /v1/node`.
     pub(crate) fn node_status(&self) -> NodeStatus {
         NodeStatus {
+            dry_run: false,
             state: self.node.state,
             forwarded: self.node.forwarded,
             idle_ms: self
