@@ -33,6 +33,7 @@ pub mod reconcile;
 pub(crate) mod rlimit;
 pub mod shared_mapping;
 pub(crate) mod slots;
+pub(crate) mod sockopt;
 pub mod sync;
 pub(crate) mod tunnel;
 pub mod vip_id;

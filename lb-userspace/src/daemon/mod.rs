@@ -173,6 +173,7 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<()> {
             _ = sync_tick.tick() => engine.sync_tick(),
             _ = housekeeping.tick() => {
                 engine.expire_drains(std::time::Instant::now());
+                engine.reconcile_health();
                 engine.check_link().await;
                 engine.track();
                 engine.nat_tick().await;

@@ -32,6 +32,10 @@ pub struct HealthEvent<K> {
     pub transition: Transition,
     /// The probe result that caused it.
     pub result: ProbeResult,
+    /// The task that saw it: an event still queued when its task was
+    /// replaced (new settings) is stale, and `HealthChecker::is_current`
+    /// says so.
+    pub generation: u64,
 }
 
 /// One backend's check status and counters, for `lbctl` and metrics.
@@ -269,6 +273,25 @@ where
     pub(crate) fn status(&self, key: &K) -> Option<HealthStatus> {
         lock(&self.shared).get(key).map(|e| e.status.clone())
     }
+
+    /// Whether `event` comes from the task checking its backend now (not
+    /// from one replaced or removed while the event waited in the queue).
+    pub(crate) fn is_current(&self, event: &HealthEvent<K>) -> bool {
+        lock(&self.shared)
+            .get(&event.key)
+            .is_some_and(|e| e.generation == event.generation)
+    }
+
+    /// Every checked backend with the health its check has settled on
+    /// (not `Unknown`), so the daemon can put right a model that missed a
+    /// transition (a change that failed to apply).
+    pub(crate) fn settled(&self) -> Vec<(K, Health)> {
+        lock(&self.shared)
+            .iter()
+            .filter(|(_, e)| e.status.health != Health::Unknown)
+            .map(|(k, e)| (k.clone(), e.status.health))
+            .collect()
+    }
 }
 
 /// Sees every probe's result: the backend's key, the result and the
@@ -337,6 +360,7 @@ where
                         key: self.key.clone(),
                         transition,
                         result: result.clone(),
+                        generation: self.generation,
                     });
                 }
             }
@@ -472,6 +496,30 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(250)).await;
         assert_eq!(server.connections(), seen, "probes after remove");
         assert!(rx.try_recv().is_err(), "event after remove");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_event_of_a_replaced_task_is_stale_and_health_settles() {
+        let server = serve(Behavior::Status).await;
+        let (tx, mut rx) = mpsc::channel(16);
+        let mut checker = HealthChecker::new(tx);
+        checker.set("b1", target(&server), settings(), Health::Unknown);
+        let old = next(&mut rx).await;
+        assert_eq!(old.transition.to, Health::Up);
+        assert!(checker.is_current(&old));
+        assert_eq!(checker.settled(), [("b1", Health::Up)]);
+        // New settings: a new task, which has settled on nothing yet.
+        let slower = CheckSettings {
+            rise: 3,
+            ..settings()
+        };
+        checker.set("b1", target(&server), slower, Health::Unknown);
+        assert!(!checker.is_current(&old), "the old task's event is stale");
+        assert!(checker.settled().is_empty());
+        let new = next(&mut rx).await;
+        assert!(checker.is_current(&new));
+        checker.remove(&"b1");
+        assert!(!checker.is_current(&new));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

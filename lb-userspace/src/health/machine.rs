@@ -106,9 +106,11 @@ pub struct Transition {
 /// to. The driver owns one per checked backend.
 ///
 /// Starting from [`Health::Unknown`], `rise` successes in a row make it
-/// `Up` and `fall` failures in a row make it `Down`: a backend that is fine
-/// at start only becomes `Up` after `rise` checks (taken `fast_interval`
-/// apart), so it gets no traffic before it has proved itself.
+/// `Up` and `fall` failures in a row make it `Down`, checks taken
+/// `fast_interval` apart until then. The model lets an `Unknown` backend
+/// take new flows as an `Up` one does (HAProxy's default `init-state up`):
+/// backends in service when lbd starts are not cut off while their first
+/// checks run, and one that is not there is out after `fall` checks.
 #[derive(Debug, Clone)]
 pub(crate) struct HealthMachine {
     settings: CheckSettings,
@@ -142,6 +144,10 @@ impl HealthMachine {
     pub(crate) fn record(&mut self, result: &ProbeResult, now: Instant) -> Option<Transition> {
         self.last_checked = Some(now);
         self.last_result = Some(result.clone());
+        if matches!(result.outcome, Outcome::Failure(FailureReason::Local(_))) {
+            // The check did not run: no streak moves.
+            return None;
+        }
         let to = match &result.outcome {
             Outcome::Success => {
                 self.successes = self.successes.saturating_add(1);
@@ -275,6 +281,19 @@ mod tests {
     fn feed(m: &mut HealthMachine, results: &[ProbeResult]) -> Vec<Option<Transition>> {
         let now = Instant::now();
         results.iter().map(|r| m.record(r, now)).collect()
+    }
+
+    #[test]
+    fn a_check_this_node_could_not_run_moves_no_streak() {
+        let mut m = HealthMachine::new(settings(), Health::Up);
+        let local = fail(FailureReason::Local("no port".into()));
+        let got = feed(
+            &mut m,
+            &[refused(), local.clone(), local.clone(), local, refused()],
+        );
+        assert!(got.iter().all(Option::is_none), "{got:?}");
+        assert_eq!(m.consecutive(), (0, 2), "only the two real failures count");
+        assert_eq!(m.health(), Health::Up);
     }
 
     #[test]

@@ -41,6 +41,9 @@ pub(crate) mod testing {
         Silent,
         /// 200 with a 64 MiB body of which it sends 1 MiB, then stalls.
         Huge,
+        /// 200 announcing a 100-byte body, 2 bytes of it, then stalls with
+        /// the connection open (a slow or keep-alive server).
+        Stalled,
     }
 
     /// A running test server.
@@ -110,6 +113,12 @@ pub(crate) mod testing {
                 let _ = stream.shutdown().await;
             }
             Behavior::Silent => {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+            }
+            Behavior::Stalled => {
+                let _ = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nok")
+                    .await;
                 tokio::time::sleep(Duration::from_secs(30)).await;
             }
             Behavior::Huge => {

@@ -28,6 +28,9 @@ use super::tunnel_socket::{connect_through, TunnelPath};
 /// connection: enough to let a small answer finish cleanly, never so much
 /// that a big page slows the checks down.
 const MAX_DRAIN: usize = 16 * 1024;
+/// How long a body may take to arrive after the status has decided the
+/// check (the connection is then reset, which ends it either way).
+const DRAIN_GRACE: Duration = Duration::from_millis(50);
 
 /// The `User-Agent` of HTTP probes, so backends can tell them apart from
 /// client traffic in their logs.
@@ -123,6 +126,10 @@ pub enum FailureReason {
     /// Any other socket error, as the OS words it.
     #[error("I/O error: {0}")]
     Io(String),
+    /// This node could not run the check (no port, descriptor, buffer or
+    /// memory to spare): says nothing of the backend, so its state stays.
+    #[error("not run here: {0}")]
+    Local(String),
     /// The HTTP answer came with another status than expected.
     #[error("HTTP status {got}, expected {expected}")]
     HttpStatus {
@@ -146,18 +153,21 @@ impl FailureReason {
             FailureReason::Refused => "refused",
             FailureReason::Unreachable => "unreachable",
             FailureReason::Io(_) => "io",
+            FailureReason::Local(_) => "local",
             FailureReason::HttpStatus { .. } => "http_status",
             FailureReason::Http(_) => "http",
         }
     }
 }
 
-/// Probes `target` once; the whole check, connect included, is bounded by
-/// `timeout`. Never fails: every problem is a [`FailureReason`].
+/// Probes `target` once; the check, connect included, is bounded by
+/// `timeout` up to its verdict (an HTTP body after the status gets only
+/// a short grace). Never fails: every problem is a [`FailureReason`].
 pub(crate) async fn probe(target: &ProbeTarget, timeout: Duration) -> ProbeResult {
     let start = Instant::now();
+    let deadline = tokio::time::Instant::now() + timeout;
     let checked = match &target.kind {
-        CheckKind::Tcp => tokio::time::timeout(timeout, tcp(target)).await,
+        CheckKind::Tcp => within(deadline, tcp(target)).await,
         CheckKind::Http {
             path,
             host,
@@ -165,20 +175,28 @@ pub(crate) async fn probe(target: &ProbeTarget, timeout: Duration) -> ProbeResul
         } => {
             let host = match host {
                 Some(host) => host.clone(),
-                None => default_host(target.address.ip()),
+                None => default_host(target.address),
             };
-            let check = http(target, path, &host, *expect_status);
-            tokio::time::timeout(timeout, check).await
+            http(target, path, &host, *expect_status, deadline).await
         }
     };
     let outcome = match checked {
-        Ok(Ok(())) => Outcome::Success,
-        Ok(Err(reason)) => Outcome::Failure(reason),
-        Err(_elapsed) => Outcome::Failure(FailureReason::Timeout),
+        Ok(()) => Outcome::Success,
+        Err(reason) => Outcome::Failure(reason),
     };
     let latency = start.elapsed();
     trace!(address = %target.address, %outcome, ?latency, "probe done");
     ProbeResult { outcome, latency }
+}
+
+/// `fut` unless `deadline` passes first (then a `Timeout`).
+async fn within<T>(
+    deadline: tokio::time::Instant,
+    fut: impl std::future::Future<Output = Result<T, FailureReason>>,
+) -> Result<T, FailureReason> {
+    tokio::time::timeout_at(deadline, fut)
+        .await
+        .unwrap_or(Err(FailureReason::Timeout))
 }
 
 /// TCP check: the connect is the whole test; the socket is closed at once.
@@ -187,17 +205,35 @@ async fn tcp(target: &ProbeTarget) -> Result<(), FailureReason> {
 }
 
 /// Connects (through the tunnel when the target says so), with errors
-/// classified.
+/// classified. The connection is closed with a reset when dropped, as
+/// HAProxy closes its checks: a check leaves no TIME_WAIT behind, so
+/// thousands of backends checked every few seconds hold no ports.
 async fn connect(target: &ProbeTarget) -> Result<TcpStream, FailureReason> {
-    match &target.through {
+    let stream = match &target.through {
         None => TcpStream::connect(target.address).await,
         Some(path) => connect_through(target.address, path).await,
     }
-    .map_err(|e| classify(&e))
+    .map_err(|e| classify(&e))?;
+    // A zero linger never blocks the drop (tokio warns of a nonzero one);
+    // a socket that takes no linger option still closes, the usual way.
+    let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+    Ok(stream)
 }
 
-/// Maps a socket error to a failure reason.
+/// Maps a socket error to a failure reason. A shortage on this node
+/// (ports, descriptors, buffers, memory) is `Local`: the check did not
+/// run, and says nothing of the backend.
 fn classify(e: &io::Error) -> FailureReason {
+    let local = matches!(
+        e.kind(),
+        io::ErrorKind::AddrInUse | io::ErrorKind::AddrNotAvailable | io::ErrorKind::OutOfMemory
+    ) || matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    );
+    if local {
+        return FailureReason::Local(e.to_string());
+    }
     match e.kind() {
         io::ErrorKind::ConnectionRefused => FailureReason::Refused,
         io::ErrorKind::HostUnreachable | io::ErrorKind::NetworkUnreachable => {
@@ -208,11 +244,18 @@ fn classify(e: &io::Error) -> FailureReason {
     }
 }
 
-/// The default `Host` header: the IP, bracketed for IPv6 as in a URI.
-fn default_host(ip: IpAddr) -> String {
-    match ip {
+/// The default `Host` header: the IP, bracketed for IPv6 as in a URI,
+/// with the port unless it is HTTP's 80 (RFC 9110 7.2: a Host without a
+/// port means the scheme's default, and a server's virtual hosts may be
+/// told apart by port).
+fn default_host(address: SocketAddr) -> String {
+    let ip = match address.ip() {
         IpAddr::V4(ip) => ip.to_string(),
         IpAddr::V6(ip) => format!("[{ip}]"),
+    };
+    match address.port() {
+        80 => ip,
+        port => format!("{ip}:{port}"),
     }
 }
 
@@ -223,6 +266,7 @@ async fn http(
     path: &str,
     host: &str,
     expect_status: u16,
+    deadline: tokio::time::Instant,
 ) -> Result<(), FailureReason> {
     let path = if path.starts_with('/') {
         path.to_owned()
@@ -238,27 +282,37 @@ async fn http(
         .body(Empty::<Bytes>::new())
         .map_err(|e| FailureReason::Http(format!("invalid request: {e}")))?;
 
-    let stream = connect(target).await?;
+    let stream = within(deadline, connect(target)).await?;
     // Only a latency nicety: the request is one small write anyway.
     let _ = stream.set_nodelay(true);
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| hyper_failure(&e))?;
+    let handshake = async {
+        hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| hyper_failure(&e))
+    };
+    let (mut sender, conn) = within(deadline, handshake).await?;
     // The connection is driven here rather than in a spawned task, so that
     // the timeout dropping this future closes the socket too.
     let mut conn = std::pin::pin!(conn);
     let mut conn_done = false;
 
-    let response = drive(conn.as_mut(), &mut conn_done, sender.send_request(request))
-        .await
-        .map_err(|e| hyper_failure(&e))?;
+    let exchange = async {
+        drive(conn.as_mut(), &mut conn_done, sender.send_request(request))
+            .await
+            .map_err(|e| hyper_failure(&e))
+    };
+    let response = within(deadline, exchange).await?;
     let got = response.status().as_u16();
-    // Best effort: a small body is read to its end so the server sees a
-    // clean close; a big one is cut short. The status is all that counts.
-    let _ = drive(
-        conn.as_mut(),
-        &mut conn_done,
-        drain(response.into_body(), MAX_DRAIN),
+    // Best effort: a small body that is already on its way is read to its
+    // end; a big or slow one is cut short. The status is all that counts,
+    // and it has come: a body that trickles is no timeout.
+    let _ = tokio::time::timeout(
+        DRAIN_GRACE,
+        drive(
+            conn.as_mut(),
+            &mut conn_done,
+            drain(response.into_body(), MAX_DRAIN),
+        ),
     )
     .await;
 
@@ -394,7 +448,9 @@ mod tests {
             request.starts_with("GET /healthz?full=1 HTTP/1.1\r\n"),
             "{request}"
         );
-        assert!(lower.contains("\r\nhost: 127.0.0.1\r\n"), "{request}");
+        // Not port 80: the Host names the port too.
+        let host = format!("\r\nhost: 127.0.0.1:{}\r\n", server.addr.port());
+        assert!(lower.contains(&host), "{request}");
         assert!(lower.contains("\r\nconnection: close\r\n"), "{request}");
         assert!(
             lower.contains("\r\nuser-agent: lbd-health-check\r\n"),
@@ -467,6 +523,15 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn http_status_decides_though_the_body_stalls() {
+        // The status has come; a body that never ends is no timeout.
+        let server = serve(Behavior::Stalled).await;
+        let result = probe(&http_target(server.addr, "/", None), TIMEOUT).await;
+        assert_eq!(result.outcome, Outcome::Success);
+        assert!(result.latency < TIMEOUT, "{:?}", result.latency);
+    }
+
+    #[tokio::test]
     async fn http_garbage_answer_is_http_failure() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
@@ -497,10 +562,33 @@ mod tests {
     }
 
     #[test]
-    fn default_host_brackets_ipv6() {
-        assert_eq!(default_host("10.1.2.3".parse().unwrap()), "10.1.2.3");
+    fn default_host_brackets_ipv6_and_names_a_port_other_than_80() {
+        assert_eq!(default_host("10.1.2.3:80".parse().unwrap()), "10.1.2.3");
+        assert_eq!(
+            default_host("10.1.2.3:8080".parse().unwrap()),
+            "10.1.2.3:8080"
+        );
         let v6 = SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::LOCALHOST, 80, 0, 3));
-        assert_eq!(default_host(v6.ip()), "[::1]");
+        assert_eq!(default_host(v6), "[::1]");
+        let v6 = SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::LOCALHOST, 6432, 0, 3));
+        assert_eq!(default_host(v6), "[::1]:6432");
+    }
+
+    #[test]
+    fn a_shortage_on_this_node_is_not_the_backends_failure() {
+        for error in [
+            io::Error::from(io::ErrorKind::AddrInUse),
+            io::Error::from(io::ErrorKind::AddrNotAvailable),
+            io::Error::from_raw_os_error(libc::EMFILE),
+            io::Error::from_raw_os_error(libc::ENOBUFS),
+        ] {
+            let reason = classify(&error);
+            assert!(
+                matches!(reason, FailureReason::Local(_)),
+                "{error}: {reason:?}"
+            );
+            assert_eq!(reason.label(), "local");
+        }
     }
 
     #[test]

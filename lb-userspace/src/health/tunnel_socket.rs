@@ -70,6 +70,11 @@ pub(crate) async fn connect_through(
         SocketAddr::V6(_) => TcpSocket::new_v6()?,
     };
     SockRef::from(&socket).set_mark(path.mark)?;
+    // The port is picked at connect, by the whole 4-tuple: a bind to port
+    // 0 alone would reserve a port per check for good (through TIME_WAIT,
+    // for every destination), and checks of many backends would use the
+    // host's ephemeral ports up.
+    crate::sockopt::set_int(&socket, libc::IPPROTO_IP, libc::IP_BIND_ADDRESS_NO_PORT, 1)?;
     socket.bind(SocketAddr::new(source, 0))?;
     socket.connect(address).await
 }

@@ -292,17 +292,27 @@ impl Model {
     }
 
     /// The model a reload of `config` gives: the file's VIPs and backends,
-    /// keeping the admin state and health of backends that stay.
+    /// keeping the admin state and health of backends that stay. A
+    /// backend the file no longer checks (`check = "none"`) is taken as up,
+    /// as an unchecked one is: no check is left to bring it back.
     pub fn reloaded(&self, config: &Config) -> Model {
         let mut next = Model::from_config(config);
         for (id, vip) in &mut next.vips {
             let Some(old) = self.vips.get(id) else {
                 continue;
             };
+            let vip_check = vip.config.health.check;
             for (address, backend) in &mut vip.backends {
                 if let Some(previous) = old.backends.get(address) {
                     backend.admin = previous.admin;
-                    backend.health = previous.health;
+                    let check = backend
+                        .config
+                        .health
+                        .as_ref()
+                        .map_or(vip_check, |h| h.check);
+                    if check != crate::config::CheckType::None {
+                        backend.health = previous.health;
+                    }
                 }
             }
         }

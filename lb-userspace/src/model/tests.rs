@@ -389,6 +389,40 @@ fn a_reload_keeps_admin_state_and_health_and_drops_runtime_additions() {
 }
 
 #[test]
+fn a_backend_whose_checks_a_reload_turns_off_is_taken_as_up() {
+    let mut model = Model::from_config(&config());
+    let id = vip_id();
+    model.set_health(&id, addr(13), Health::Down);
+    assert_eq!(desired_backend(&model, 13).weight, 0);
+    let unchecked = Config::from_toml_str(
+        &format!(
+            "{}[vip.health]\ncheck = \"none\"\n",
+            "interface = \"eth0\"\n[[vip]]\naddress = \"198.18.0.100\"\nport = 80\ntable_size = 1009\n\
+             [[vip.backend]]\naddress = \"198.18.0.11\"\n\
+             [[vip.backend]]\naddress = \"198.18.0.12\"\n\
+             [[vip.backend]]\naddress = \"198.18.0.13\"\n"
+        ),
+        "test.toml",
+    )
+    .unwrap();
+    let reloaded = model.reloaded(&unchecked);
+    assert_ne!(
+        reloaded.vip(&id).unwrap().backends[&addr(13)].health,
+        Health::Down
+    );
+    assert!(
+        desired_backend(&reloaded, 13).weight > 0,
+        "no check is left to bring it back"
+    );
+    // Still checked: the health stays.
+    let still = model.reloaded(&config());
+    assert_eq!(
+        still.vip(&id).unwrap().backends[&addr(13)].health,
+        Health::Down
+    );
+}
+
+#[test]
 fn nat_addresses_and_vip_addresses_stay_apart_at_run_time() {
     let mut model = Model::from_config(&config());
     let nat = crate::config::NatConfig {

@@ -69,8 +69,8 @@ impl VrrpSocket {
                 s.set_multicast_hops_v6(255)?;
                 s.set_unicast_hops_v6(255)?;
                 s.set_multicast_loop_v6(false)?;
-                set_int(&s, libc::IPPROTO_IPV6, libc::IPV6_RECVHOPLIMIT, 1)?;
-                set_int(&s, libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO, 1)?;
+                crate::sockopt::set_int(&s, libc::IPPROTO_IPV6, libc::IPV6_RECVHOPLIMIT, 1)?;
+                crate::sockopt::set_int(&s, libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO, 1)?;
                 // Bound to the link-local address, the source RFC 5798
                 // wants (the kernel would pick a global one). Unlike IPv4,
                 // a bound IPv6 raw socket still gets its groups' traffic.
@@ -117,24 +117,6 @@ impl VrrpSocket {
                 Err(_would_block) => continue,
             }
         }
-    }
-}
-
-fn set_int(socket: &Socket, level: i32, name: i32, value: i32) -> io::Result<()> {
-    // SAFETY: setsockopt with a pointer to a live i32 and its size.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            level,
-            name,
-            (&value as *const i32).cast(),
-            size_of::<i32>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
     }
 }
 

@@ -72,8 +72,12 @@ impl Engine {
         })
     }
 
-    /// Records a health transition and applies what it changes.
+    /// Records a health transition and applies what it changes; one from
+    /// a check task since replaced is stale and dropped.
     pub(crate) fn on_health(&mut self, event: HealthEvent<BackendKey>) {
+        if !self.checker.is_current(&event) {
+            return;
+        }
         let (vip, address) = event.key;
         let transition = &event.transition;
         let mut next = self.model.clone();
@@ -93,6 +97,31 @@ impl Engine {
         }
         if let Err(error) = self.commit(next) {
             warn!(%vip, backend = %address, %error, "applying a health change failed");
+        }
+    }
+
+    /// Puts right a backend whose health in the model is not the one its
+    /// check has settled on: a transition whose change failed to apply
+    /// (the check will not send it again) is applied on a later tick.
+    pub(crate) fn reconcile_health(&mut self) {
+        let mut next = self.model.clone();
+        let mut changed = Vec::new();
+        for ((vip, address), health) in self.checker.settled() {
+            let Ok(backend) = next.backend(&vip, address) else {
+                continue;
+            };
+            if backend.health != health && next.set_health(&vip, address, health) {
+                changed.push((vip, address, health));
+            }
+        }
+        if changed.is_empty() {
+            return;
+        }
+        for (vip, address, health) in &changed {
+            info!(%vip, backend = %address, %health, "backend health put right from its check");
+        }
+        if let Err(error) = self.commit(next) {
+            warn!(%error, "putting backends' health right failed; tried again on the next tick");
         }
     }
 
