@@ -86,21 +86,56 @@ fn removed_vips_and_backends_leave_no_series_and_come_back_clean() {
 
     // 16 VIPs with two backends each, TCP-checked (refused: nothing listens
     // on those ports; every check is observed all the same).
+    // The first is HTTP-checked, on the backends' nginx (port 80), its
+    // settings given on the command line.
     let ports: Vec<u16> = (8001..=8016).collect();
     for port in &ports {
-        lbctl_ok(
-            &lab,
-            &[
-                "vip",
-                "add",
-                &format!("{VIP4}:{port}/tcp"),
-                "--backend",
-                &b1,
-                "--backend",
-                &b2,
-            ],
-        );
+        let vip = format!("{VIP4}:{port}/tcp");
+        let mut args = vec!["vip", "add", &vip, "--backend", &b1, "--backend", &b2];
+        if *port == 8001 {
+            args.extend([
+                "--check",
+                "http",
+                "--check-port",
+                "80",
+                "--check-path",
+                "/?from=lbctl",
+                "--check-interval-ms",
+                "200",
+                "--check-timeout-ms",
+                "150",
+                "--check-rise",
+                "1",
+            ]);
+        }
+        lbctl_ok(&lab, &args);
     }
+    let http_vip = format!("{VIP4}:8001/tcp");
+    wait_until(
+        "the HTTP-checked VIP's backends up",
+        Duration::from_secs(5),
+        || {
+            status(&lab)
+                .vips
+                .iter()
+                .find(|v| v.vip == http_vip)
+                .is_some_and(|v| {
+                    v.backends.iter().all(|b| {
+                        b.health == lb_userspace::api::schema::HealthStatus::Up
+                            && b.check.as_ref().is_some_and(|c| {
+                                c.kind == lb_userspace::api::schema::CheckKind::Http
+                                    && c.target.as_deref().is_some_and(|t| t.ends_with(":80"))
+                            })
+                    })
+                })
+        },
+    );
+    // The running configuration says so, as a file would.
+    let dump = lbctl_ok(&lab, &["config", "dump"]);
+    assert!(
+        dump.contains("path = \"/?from=lbctl\"") && dump.contains("interval_ms = 200"),
+        "{dump}"
+    );
     wait_until(
         "every added backend checked once",
         Duration::from_secs(15),

@@ -10,17 +10,17 @@ use lb_common::Mode;
 
 use super::{
     code,
-    schema::{BackendSpec, CheckKind, HealthStatus, LimitsSpec, RateSpec, VipSpec},
+    schema::{BackendSpec, CheckKind, HealthSpec, HealthStatus, LimitsSpec, RateSpec, VipSpec},
     Response,
 };
 use crate::{
     config::{
+        resolve_health,
         value::{self, FieldError, ValueError},
-        BackendConfig, NatConfig, VipConfig, DEFAULT_TABLE_SIZE, DEFAULT_WEIGHT,
+        BackendConfig, HealthConfig, NatConfig, VipConfig, DEFAULT_TABLE_SIZE, DEFAULT_WEIGHT,
     },
     guard::{Limits, RateLimit},
     health::{self, Health},
-    reconcile::VipId,
 };
 
 impl TryFrom<&VipSpec> for VipConfig {
@@ -35,7 +35,8 @@ impl TryFrom<&VipSpec> for VipConfig {
 
 /// The VIP a `POST /v1/vips` body describes on a node whose `[nat]` table
 /// is `nat` (a NAT VIP without its own `nat_source` takes the node's);
-/// refusals name the field (`port`, `backends[1].weight`).
+/// refusals name the field (`port`, `backends[1].weight`,
+/// `health.interval_ms`).
 pub fn vip_config(spec: &VipSpec, nat: &NatConfig) -> Result<VipConfig, FieldError> {
     let address = value::service_address(spec.address).map_err(|e| e.at("address"))?;
     let port = value::port(spec.port).map_err(|e| e.at("port"))?;
@@ -69,6 +70,16 @@ pub fn vip_config(spec: &VipSpec, nat: &NatConfig) -> Result<VipConfig, FieldErr
                 .ok_or_else(|| value::no_nat_source(address).at("forwarding"))?,
         );
     }
+    // After forwarding, as in the file: through_tunnel depends on it.
+    if let Some(keys) = &spec.health {
+        vip.health = health_of(keys, &vip.health, vip.forwarding, "the default", "")?;
+    }
+    // A backend's health table starts from the VIP's, as in the file.
+    let backend_base_is = if spec.health.is_some() {
+        "the VIP's or the default"
+    } else {
+        "the default"
+    };
     // Named by the first backend past the limit, as the file does.
     value::backends_per_vip(spec.backends.len())
         .map_err(|e| e.at(format!("backends[{}]", crate::config::MAX_BACKENDS_PER_VIP)))?;
@@ -79,35 +90,70 @@ pub fn vip_config(spec: &VipSpec, nat: &NatConfig) -> Result<VipConfig, FieldErr
         value::listed_once(backend.address, earlier.as_deref())
             .map_err(|e| e.at(format!("{prefix}address")))?;
         seen.insert(backend.address, index);
-        vip.backends
-            .push(backend_of(address, vip.forwarding, backend, &prefix)?);
+        let of = VipOf {
+            address,
+            mode: vip.forwarding,
+            health: &vip.health,
+            health_is: backend_base_is,
+        };
+        vip.backends.push(backend_of(&of, backend, &prefix)?);
     }
     let weighted = vip.backends.iter().filter(|b| b.weight > 0).count();
     value::weighted_backends_fit(weighted, vip.table_size).map_err(|e| e.at("table_size"))?;
     Ok(vip)
 }
 
-/// The backend a `POST /v1/vips/{vip}/backends` body describes for the VIP
-/// `vip` forwarding in `mode`; refusals name the body's fields (`weight`,
-/// `mac`, `port`). Whether the VIP has room for it is the model's to say.
-pub fn backend_config(
-    vip: &VipId,
-    mode: Mode,
-    spec: &BackendSpec,
-) -> Result<BackendConfig, FieldError> {
-    backend_of(vip.address, mode, spec, "")
+/// The backend a `POST /v1/vips/{vip}/backends` body describes for the
+/// running VIP `vip` (its address, forwarding mode and health checks, which
+/// the backend's own `health` starts from); refusals name the body's fields
+/// (`weight`, `mac`, `port`, `health.rise`). Whether the VIP has room for it
+/// is the model's to say.
+pub fn backend_config(vip: &VipConfig, spec: &BackendSpec) -> Result<BackendConfig, FieldError> {
+    let of = VipOf {
+        address: vip.address,
+        mode: vip.forwarding,
+        health: &vip.health,
+        health_is: "the VIP's",
+    };
+    backend_of(&of, spec, "")
 }
 
-/// A backend of the VIP at `vip` in `mode`, its fields named with `prefix`.
-fn backend_of(
-    vip: IpAddr,
+/// What a backend's fields are checked against: its VIP's address, mode
+/// and health checks, and how errors name where the latter come from.
+struct VipOf<'a> {
+    /// The VIP's address.
+    address: IpAddr,
+    /// The VIP's forwarding mode.
     mode: Mode,
+    /// The VIP's health checks: a backend's own start from them.
+    health: &'a HealthConfig,
+    /// Where the VIP's health values come from, for timing errors.
+    health_is: &'a str,
+}
+
+/// `base` with the keys of a body's `health` object applied by the file's
+/// rules ([`resolve_health`]), a refusal named `{prefix}health.KEY`.
+fn health_of(
+    keys: &HealthSpec,
+    base: &HealthConfig,
+    mode: Mode,
+    base_is: &str,
+    prefix: &str,
+) -> Result<HealthConfig, FieldError> {
+    resolve_health(keys, base, mode, base_is)
+        .map_err(|e| e.error.at(format!("{prefix}health.{}", e.field)))
+}
+
+/// A backend of the VIP `vip`, its fields named with `prefix`.
+fn backend_of(
+    vip: &VipOf<'_>,
     spec: &BackendSpec,
     prefix: &str,
 ) -> Result<BackendConfig, FieldError> {
+    let mode = vip.mode;
     let field = |name: &str| format!("{prefix}{name}");
-    let address =
-        value::backend_address(spec.address, vip, mode).map_err(|e| e.at(field("address")))?;
+    let address = value::backend_address(spec.address, vip.address, mode)
+        .map_err(|e| e.at(field("address")))?;
     let mac = match &spec.mac {
         None => None,
         Some(text) => {
@@ -123,12 +169,16 @@ fn backend_of(
         None => DEFAULT_WEIGHT,
         Some(n) => value::weight(n).map_err(|e| e.at(field("weight")))?,
     };
+    let health = match &spec.health {
+        None => None,
+        Some(keys) => Some(health_of(keys, vip.health, mode, vip.health_is, prefix)?),
+    };
     Ok(BackendConfig {
         address,
         mac,
         port,
         weight,
-        health: None,
+        health,
     })
 }
 
@@ -343,11 +393,10 @@ mod tests {
 
     #[test]
     fn a_single_backend_names_its_fields_without_a_path() {
-        let id: VipId = "198.18.0.100:80/tcp".parse().unwrap();
+        let id = VipConfig::new("198.18.0.100".parse().unwrap(), 80, Protocol::Tcp);
         let spec = |body| serde_json::from_value::<BackendSpec>(body).unwrap();
         let ok = backend_config(
             &id,
-            Mode::DsrL2,
             &spec(json!({"address": "198.18.0.11", "mac": "02:00:00:00:00:11", "weight": 3})),
         )
         .unwrap();
@@ -366,7 +415,7 @@ mod tests {
                 "address: 198.18.0.100 is the VIP's own address",
             ),
         ] {
-            let message = backend_config(&id, Mode::DsrL2, &spec(body.clone()))
+            let message = backend_config(&id, &spec(body.clone()))
                 .unwrap_err()
                 .to_string();
             assert!(message.starts_with(expected), "{body}: {message:?}");
@@ -397,13 +446,9 @@ mod tests {
             ("198.18.0.51".to_owned(), true)
         );
         // A backend added to it later may name its port, not a MAC.
-        let id: VipId = "198.18.0.100:80/tcp".parse().unwrap();
         let backend: BackendSpec =
             serde_json::from_value(json!({"address": "198.19.2.12", "port": 9000})).unwrap();
-        assert_eq!(
-            backend_config(&id, Mode::Nat, &backend).unwrap().port,
-            Some(9000)
-        );
+        assert_eq!(backend_config(&vip, &backend).unwrap().port, Some(9000));
     }
 
     #[test]
@@ -475,6 +520,374 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(error.contains(&format!("unknown field {field}")), "{error}");
+        }
+    }
+
+    /// A TOML table's lines for the keys of a JSON `health` object.
+    fn toml_keys(health: &serde_json::Value) -> String {
+        health
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| format!("{k} = {v}\n"))
+            .collect()
+    }
+
+    /// The config file with one VIP (forwarding `forwarding`) of one
+    /// backend, whose health tables have the keys of `vip` and `backend`
+    /// (JSON objects; null: no table).
+    fn health_file(
+        forwarding: &str,
+        vip: &serde_json::Value,
+        backend: &serde_json::Value,
+    ) -> String {
+        let mut text = format!(
+            "interface = \"eth0\"\n[[vip]]\naddress = \"198.18.0.100\"\nport = 80\n\
+             forwarding = \"{forwarding}\"\n"
+        );
+        if !vip.is_null() {
+            text += &format!("[vip.health]\n{}", toml_keys(vip));
+        }
+        text += "[[vip.backend]]\naddress = \"198.19.2.11\"\n";
+        if !backend.is_null() {
+            text += &format!("[vip.backend.health]\n{}", toml_keys(backend));
+        }
+        text
+    }
+
+    /// The `POST /v1/vips` body of the same VIP.
+    fn health_body(
+        forwarding: &str,
+        vip: &serde_json::Value,
+        backend: &serde_json::Value,
+    ) -> VipSpec {
+        let mut b = json!({"address": "198.19.2.11"});
+        if !backend.is_null() {
+            b["health"] = backend.clone();
+        }
+        let mut body = json!({"address": "198.18.0.100", "port": 80,
+                              "forwarding": forwarding, "backends": [b]});
+        if !vip.is_null() {
+            body["health"] = vip.clone();
+        }
+        vip_spec(body)
+    }
+
+    /// The file's message without its place (`lbd.toml:7:3: `) and field,
+    /// and the field: `vip[0].health.rise: 0 is...` -> (`vip[0].health.rise`,
+    /// `0 is ...`).
+    fn file_refusal(text: &str) -> (String, String) {
+        let message = match Config::from_toml_str(text, "lbd.toml") {
+            Ok(config) => panic!("the file took {text}: {:?}", config.vips[0]),
+            Err(e) => e.to_string(),
+        };
+        let rest = message
+            .strip_prefix("lbd.toml:")
+            .and_then(|m| m.split_once(": "))
+            .map_or(message.as_str(), |(_, rest)| rest);
+        let (field, words) = rest.split_once(": ").unwrap();
+        (field.to_owned(), words.to_owned())
+    }
+
+    #[test]
+    fn health_objects_give_what_the_file_gives() {
+        let none = serde_json::Value::Null;
+        for (forwarding, vip, backend) in [
+            ("dsr-l2", none.clone(), none.clone()),
+            (
+                "dsr-l2",
+                json!({"check": "http", "path": "/healthz", "host": "example.test",
+                              "expect_status": 204, "port": 8080}),
+                none.clone(),
+            ),
+            (
+                "dsr-l2",
+                json!({"interval_ms": 1000, "rise": 3}),
+                json!({"port": 8080, "fall": 5}),
+            ),
+            // Only the interval, shorter than the default fast interval:
+            // the fast interval follows it down, in the VIP and a backend.
+            (
+                "dsr-l2",
+                json!({"interval_ms": 400, "timeout_ms": 300}),
+                json!({"rise": 1}),
+            ),
+            (
+                "dsr-l2",
+                none.clone(),
+                json!({"interval_ms": 300, "timeout_ms": 200}),
+            ),
+            (
+                "dsr-l2",
+                json!({"interval_ms": 400, "fast_interval_ms": 200, "timeout_ms": 300}),
+                json!({"check": "none"}),
+            ),
+            (
+                "nat",
+                json!({"check": "tcp", "timeout_ms": 10, "fast_interval_ms": 10, "interval_ms": 10}),
+                json!({"check": "http", "path": "/", "through_tunnel": false}),
+            ),
+            ("ipip", json!({"through_tunnel": true}), none.clone()),
+            (
+                "gue",
+                json!({"through_tunnel": true, "check": "http"}),
+                json!({"through_tunnel": false, "interval_ms": 3_600_000, "fast_interval_ms": 3_600_000,
+                    "timeout_ms": 3_600_000, "rise": 100, "fall": 100, "expect_status": 599}),
+            ),
+        ] {
+            let mut text = health_file(forwarding, &vip, &backend);
+            if forwarding == "nat" {
+                text = text.replace("[[vip]]", "[nat]\nsource_ipv4 = \"198.18.0.50\"\n[[vip]]");
+            }
+            let file =
+                Config::from_toml_str(&text, "lbd.toml").unwrap_or_else(|e| panic!("{text}: {e}"));
+            let spec = health_body(forwarding, &vip, &backend);
+            let api = vip_config(&spec, &file.nat).unwrap_or_else(|e| panic!("{spec:?}: {e}"));
+            assert_eq!(api, file.vips[0], "{text}");
+            // A backend added later to the running VIP gets the same as
+            // one the file (or the VIP's body) lists.
+            let later = backend_config(&api, &spec.backends[0]).unwrap();
+            assert_eq!(later, file.vips[0].backends[0], "{text}");
+        }
+    }
+
+    #[test]
+    fn health_refusals_name_the_field_in_the_file_words() {
+        let none = serde_json::Value::Null;
+        for (forwarding, vip, backend, field) in [
+            (
+                "dsr-l2",
+                json!({"check": "icmp"}),
+                none.clone(),
+                "health.check",
+            ),
+            ("dsr-l2", json!({"port": 0}), none.clone(), "health.port"),
+            (
+                "dsr-l2",
+                json!({"port": 65_536}),
+                none.clone(),
+                "health.port",
+            ),
+            (
+                "dsr-l2",
+                json!({"path": "healthz"}),
+                none.clone(),
+                "health.path",
+            ),
+            (
+                "dsr-l2",
+                json!({"path": "/a b"}),
+                none.clone(),
+                "health.path",
+            ),
+            (
+                "dsr-l2",
+                json!({"path": format!("/{}", "x".repeat(1024))}),
+                none.clone(),
+                "health.path",
+            ),
+            ("dsr-l2", json!({"host": ""}), none.clone(), "health.host"),
+            (
+                "dsr-l2",
+                json!({"host": "a\tb"}),
+                none.clone(),
+                "health.host",
+            ),
+            (
+                "dsr-l2",
+                json!({"host": "h".repeat(254)}),
+                none.clone(),
+                "health.host",
+            ),
+            (
+                "dsr-l2",
+                json!({"expect_status": 600}),
+                none.clone(),
+                "health.expect_status",
+            ),
+            (
+                "dsr-l2",
+                json!({"interval_ms": 9}),
+                none.clone(),
+                "health.interval_ms",
+            ),
+            (
+                "dsr-l2",
+                json!({"fast_interval_ms": 3_600_001}),
+                none.clone(),
+                "health.fast_interval_ms",
+            ),
+            (
+                "dsr-l2",
+                json!({"timeout_ms": -1}),
+                none.clone(),
+                "health.timeout_ms",
+            ),
+            ("dsr-l2", json!({"rise": 0}), none.clone(), "health.rise"),
+            ("dsr-l2", json!({"fall": 101}), none.clone(), "health.fall"),
+            (
+                "dsr-l2",
+                json!({"through_tunnel": true}),
+                none.clone(),
+                "health.through_tunnel",
+            ),
+            (
+                "nat",
+                none.clone(),
+                json!({"through_tunnel": true}),
+                "backends[0].health.through_tunnel",
+            ),
+            // Timing: both given, one given against the default, the other.
+            (
+                "dsr-l2",
+                json!({"interval_ms": 500, "timeout_ms": 600}),
+                none.clone(),
+                "health.timeout_ms",
+            ),
+            (
+                "dsr-l2",
+                json!({"timeout_ms": 3000}),
+                none.clone(),
+                "health.timeout_ms",
+            ),
+            (
+                "dsr-l2",
+                json!({"interval_ms": 500}),
+                none.clone(),
+                "health.interval_ms",
+            ),
+            (
+                "dsr-l2",
+                json!({"fast_interval_ms": 3000}),
+                none.clone(),
+                "health.fast_interval_ms",
+            ),
+            (
+                "dsr-l2",
+                json!({"interval_ms": 100, "fast_interval_ms": 200, "timeout_ms": 50}),
+                none.clone(),
+                "health.fast_interval_ms",
+            ),
+            // A backend's timing against the VIP's.
+            (
+                "dsr-l2",
+                json!({"interval_ms": 1000}),
+                json!({"timeout_ms": 1500}),
+                "backends[0].health.timeout_ms",
+            ),
+            (
+                "dsr-l2",
+                json!({"interval_ms": 1000}),
+                json!({"interval_ms": 800}),
+                "backends[0].health.interval_ms",
+            ),
+            (
+                "dsr-l2",
+                none.clone(),
+                json!({"rise": 101}),
+                "backends[0].health.rise",
+            ),
+        ] {
+            let mut text = health_file(forwarding, &vip, &backend);
+            if forwarding == "nat" {
+                text = text.replace("[[vip]]", "[nat]\nsource_ipv4 = \"198.18.0.50\"\n[[vip]]");
+            }
+            let nat = Config::from_toml_str(
+                "interface = \"eth0\"\n[nat]\nsource_ipv4 = \"198.18.0.50\"\n",
+                "lbd.toml",
+            )
+            .unwrap()
+            .nat;
+            let (file_field, file_words) = file_refusal(&text);
+            let spec = health_body(forwarding, &vip, &backend);
+            let error = match vip_config(&spec, &nat) {
+                Ok(vip) => panic!("{spec:?} was accepted as {vip:?}"),
+                Err(e) => e,
+            };
+            assert_eq!(error.field, field, "{text}: {error}");
+            // The file's field is the body's, spelt the file's way.
+            let as_file = format!("vip[0].{}", field.replace("backends[", "backend["));
+            assert_eq!(file_field, as_file, "{text}");
+            assert_eq!(error.error.to_string(), file_words, "{text}");
+        }
+    }
+
+    #[test]
+    fn a_backend_added_later_starts_from_its_vips_health() {
+        let vip = vip_spec(json!({"address": "198.18.0.100", "port": 80,
+            "health": {"check": "http", "path": "/healthz", "interval_ms": 1000}}));
+        let vip = VipConfig::try_from(&vip).unwrap();
+        let spec = |body| serde_json::from_value::<BackendSpec>(body).unwrap();
+        let backend = backend_config(
+            &vip,
+            &spec(json!({"address": "198.18.0.11", "health": {"rise": 5}})),
+        )
+        .unwrap();
+        let health = backend.health.unwrap();
+        assert_eq!(
+            (
+                health.check,
+                health.path.as_str(),
+                health.interval,
+                health.rise
+            ),
+            (
+                crate::config::CheckType::Http,
+                "/healthz",
+                std::time::Duration::from_millis(1000),
+                5
+            )
+        );
+        // No health object: the VIP's, as a backend without a table.
+        let plain = backend_config(&vip, &spec(json!({"address": "198.18.0.12"}))).unwrap();
+        assert_eq!(plain.health, None);
+        // Timing against the running VIP's, named as the body spells it.
+        let error = backend_config(
+            &vip,
+            &spec(json!({"address": "198.18.0.13", "health": {"timeout_ms": 1500}})),
+        )
+        .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "health.timeout_ms: timeout_ms (1500) is longer than interval_ms (1000, the VIP's): set interval_ms too"
+        );
+        let error = backend_config(
+            &vip,
+            &spec(json!({"address": "198.18.0.13", "health": {"through_tunnel": true}})),
+        )
+        .unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("health.through_tunnel: only a VIP with forwarding"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn health_objects_are_strict_and_typed() {
+        for (health, expected) in [
+            (json!({"interval": 1000}), "unknown field `interval`"),
+            (
+                json!({"rise": "3"}),
+                "invalid type: string \"3\", expected i64",
+            ),
+            (
+                json!({"through_tunnel": 1}),
+                "invalid type: integer `1`, expected a boolean",
+            ),
+            (json!("tcp"), "invalid type: string \"tcp\""),
+        ] {
+            for body in [
+                json!({"address": "198.18.0.100", "port": 80, "health": health}),
+                json!({"address": "198.18.0.100", "port": 80,
+                       "backends": [{"address": "198.18.0.11", "health": health}]}),
+            ] {
+                let error = serde_json::from_value::<VipSpec>(body)
+                    .unwrap_err()
+                    .to_string();
+                assert!(error.contains(expected), "{error}");
+            }
         }
     }
 

@@ -16,8 +16,10 @@ use serde_json::Value;
 
 use super::{code, route, Method, Request, Response, API_VERSION, MAX_REQUEST_BYTES};
 
-/// Bytes of an unwanted request body read and dropped before answering (see [`discard`]).
-const DISCARD_LIMIT: u64 = 4 << 20;
+/// Bytes of an unwanted request body read and dropped before answering (see
+/// [`discard`]): twice the largest body taken, so a client just past the limit
+/// gets its 413.
+const DISCARD_LIMIT: u64 = 2 * MAX_REQUEST_BYTES as u64;
 /// Time spent reading and dropping an unwanted request body.
 const DISCARD_TIMEOUT: Duration = Duration::from_secs(1);
 

@@ -520,7 +520,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::api::schema::BackendState;
+    use crate::api::schema::{BackendState, HealthSpec};
 
     fn request(method: Method, path: &[&str], query: &[(&str, &str)], body: Value) -> Request {
         Request {
@@ -538,11 +538,36 @@ mod tests {
         let id: VipId = "198.18.0.100:80/tcp".parse().unwrap();
         let v6: VipId = "[2001:2::100]:443/udp".parse().unwrap();
         let b: IpAddr = "198.18.0.11".parse().unwrap();
+        // A backend's own health: only the keys given travel.
         let spec = BackendSpec {
             address: b,
             mac: None,
             port: Some(8080),
             weight: Some(5),
+            health: Some(HealthSpec {
+                rise: Some(5),
+                through_tunnel: Some(false),
+                ..HealthSpec::default()
+            }),
+        };
+        let plain = BackendSpec {
+            health: None,
+            address: "198.18.0.12".parse().unwrap(),
+            ..spec.clone()
+        };
+        // Every health key, as the file's table.
+        let health = HealthSpec {
+            check: Some("http".to_owned()),
+            port: Some(8080),
+            path: Some("/healthz".to_owned()),
+            host: Some("example.test".to_owned()),
+            expect_status: Some(204),
+            interval_ms: Some(1000),
+            fast_interval_ms: Some(200),
+            timeout_ms: Some(300),
+            rise: Some(3),
+            fall: Some(4),
+            through_tunnel: Some(true),
         };
         vec![
             Route::Status,
@@ -556,11 +581,13 @@ mod tests {
                 drain_timeout_s: Some(300),
                 forwarding: Some("nat".to_owned()),
                 nat_source: Some("198.18.0.50".parse().unwrap()),
-                backends: vec![spec.clone()],
+                health: Some(health),
+                backends: vec![spec.clone(), plain.clone()],
             }),
             Route::GetVip(v6),
             Route::RemoveVip(id),
             Route::AddBackend(id, spec),
+            Route::AddBackend(id, plain),
             Route::RemoveBackend(v6, "2001:2::11".parse().unwrap()),
             Route::SetState(
                 id,

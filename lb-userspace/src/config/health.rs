@@ -4,10 +4,13 @@
 
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use toml::{Spanned, Value};
 
-use super::{value, Checker, ConfigError, Protocol};
+use super::{
+    value::{self, FieldError, ValueError},
+    Checker, ConfigError, Protocol,
+};
 
 /// Longest HTTP check path, in bytes: it goes into every check's request
 /// line, and no health endpoint needs more.
@@ -92,6 +95,233 @@ impl HealthConfig {
     }
 }
 
+/// The keys of a health table as given, as plain values (`None`: not
+/// written): what the config file's `[vip.health]` tables and the admin
+/// API's `health` objects both come down to, so [`resolve`] applies one set
+/// of rules to both. Numbers are any integer and strings any text, for
+/// `resolve` to refuse by the file's rules with the key named; on the wire
+/// it is the API's `health` object (same names and units as the file).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthKeys {
+    /// "none", "tcp" or "http".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<String>,
+    /// Port checked, 1..=65535 (default: the VIP's port).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<i64>,
+    /// HTTP path: absolute, no spaces, at most 1024 bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// HTTP `Host`, at most 253 bytes (default: the backend's address).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// HTTP status that means healthy, 200..=599 (1xx answers are interim).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect_status: Option<i64>,
+    /// Milliseconds between checks of a stable backend, 10..=3600000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval_ms: Option<i64>,
+    /// Milliseconds between checks of a backend changing state,
+    /// 10..=3600000, at most `interval_ms`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fast_interval_ms: Option<i64>,
+    /// Longest a check may take, ms, 10..=3600000, at most `interval_ms`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<i64>,
+    /// Consecutive successes that bring a backend up, 1..=100.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rise: Option<i64>,
+    /// Consecutive failures that take a backend down, 1..=100.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fall: Option<i64>,
+    /// Check through the VIP's tunnel (forwarding "ipip" or "gue" only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub through_tunnel: Option<bool>,
+}
+
+/// Range of the `*_ms` keys.
+const MILLIS: std::ops::RangeInclusive<u32> = 10..=3_600_000;
+
+/// `base` with the keys given in `keys` replaced, by the config file's
+/// rules: the one place they live, called by the file's checker
+/// ([`Checker::health`]) and the API's conversion (`api::convert`), so
+/// both accept and refuse alike. `mode` is the VIP's forwarding mode
+/// (`through_tunnel` needs a tunnelled one); `base_is` says where the
+/// values not given come from ("the default", "the VIP's"), for errors
+/// about them. An error names the key (`interval_ms`), bare: the caller
+/// puts its own path in front; a timing error about two keys neither of
+/// which was given names the shorter one.
+pub fn resolve(
+    keys: &HealthKeys,
+    base: &HealthConfig,
+    mode: lb_common::Mode,
+    base_is: &str,
+) -> Result<HealthConfig, FieldError> {
+    let mut out = apply(keys, base, Some(mode))?;
+    // A fast interval not given here (the default, or the VIP's) follows
+    // a shorter interval down: a table that only shortens interval_ms
+    // stays valid.
+    if keys.fast_interval_ms.is_none() && out.fast_interval > out.interval {
+        out.fast_interval = out.interval;
+    }
+    timing(keys, &out, base_is)?;
+    Ok(out)
+}
+
+/// The rules about each key given in `keys` alone (its type's range, a
+/// path's form, ...), without those between keys, on the VIP's mode or on
+/// the values not given: for a client that checks a value before lbd is
+/// asked (lbctl's flags, as it checks a weight); lbd checks all by
+/// [`resolve`].
+pub fn check_keys(keys: &HealthKeys) -> Result<(), FieldError> {
+    apply(keys, &HealthConfig::default_for(Protocol::Tcp), None).map(drop)
+}
+
+/// `base` with each key given in `keys` replaced, checked by its own rule;
+/// `through_tunnel = true` also by the VIP's forwarding `mode`, when known.
+fn apply(
+    keys: &HealthKeys,
+    base: &HealthConfig,
+    mode: Option<lb_common::Mode>,
+) -> Result<HealthConfig, FieldError> {
+    let mut out = base.clone();
+    if let Some(text) = &keys.check {
+        out.check = value::choice(
+            text,
+            &[
+                ("none", CheckType::None),
+                ("tcp", CheckType::Tcp),
+                ("http", CheckType::Http),
+            ],
+        )
+        .map_err(|e| e.at("check"))?;
+    }
+    if let Some(n) = keys.port {
+        out.port = Some(value::integer(n, 1..=u16::MAX).map_err(|e| e.at("port"))?);
+    }
+    if let Some(path) = &keys.path {
+        if path.len() > MAX_HEALTH_PATH_BYTES {
+            return Err(ValueError::invalid(format!(
+                "is {} bytes long; at most {MAX_HEALTH_PATH_BYTES} are allowed",
+                path.len()
+            ))
+            .at("path"));
+        }
+        // What the check's request can carry as it is: no fragment (it
+        // would be cut off), nothing an HTTP request line refuses.
+        let sendable =
+            !path.contains('#') && path.parse::<hyper::http::uri::PathAndQuery>().is_ok();
+        if !path.starts_with('/')
+            || path.chars().any(|c| c.is_whitespace() || c.is_control())
+            || !sendable
+        {
+            return Err(ValueError::invalid(format!(
+                "{path:?} is not an absolute URL path an HTTP request can carry (no spaces, no fragment, characters such as < > ` percent-encoded)"
+            ))
+            .at("path"));
+        }
+        out.path.clone_from(path);
+    }
+    if let Some(host) = &keys.host {
+        if host.len() > MAX_HEALTH_HOST_BYTES {
+            return Err(ValueError::invalid(format!(
+                "is {} bytes long; at most {MAX_HEALTH_HOST_BYTES} are allowed",
+                host.len()
+            ))
+            .at("host"));
+        }
+        if host.is_empty() || host.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(ValueError::invalid(format!("{host:?} is not a host name")).at("host"));
+        }
+        out.host = Some(host.clone());
+    }
+    if let Some(n) = keys.expect_status {
+        // 1xx answers are interim: the final answer decides.
+        out.expect_status = value::integer(n, 200..=599).map_err(|e| e.at("expect_status"))?;
+    }
+    let millis = |n: i64, name: &str| -> Result<Duration, FieldError> {
+        Ok(Duration::from_millis(
+            value::integer(n, MILLIS).map_err(|e| e.at(name))?.into(),
+        ))
+    };
+    if let Some(n) = keys.interval_ms {
+        out.interval = millis(n, "interval_ms")?;
+    }
+    if let Some(n) = keys.fast_interval_ms {
+        out.fast_interval = millis(n, "fast_interval_ms")?;
+    }
+    if let Some(n) = keys.timeout_ms {
+        out.timeout = millis(n, "timeout_ms")?;
+    }
+    if let Some(n) = keys.rise {
+        out.rise = value::integer(n, 1..=100).map_err(|e| e.at("rise"))?;
+    }
+    if let Some(n) = keys.fall {
+        out.fall = value::integer(n, 1..=100).map_err(|e| e.at("fall"))?;
+    }
+    if let Some(on) = keys.through_tunnel {
+        if let (true, Some(mode)) = (on, mode) {
+            value::through_tunnel_allowed(mode).map_err(|e| e.at("through_tunnel"))?;
+        }
+        out.through_tunnel = on;
+    }
+    Ok(out)
+}
+
+/// The rules between the timing keys of `out` (`keys` applied to its
+/// base): which were given decides which key an error names and how.
+fn timing(keys: &HealthKeys, out: &HealthConfig, base_is: &str) -> Result<(), FieldError> {
+    // A check must end before the next is due, and checks of a backend
+    // changing state come at least as often as of a stable one.
+    // (timeout_ms <= fast_interval_ms is not asked: the defaults, 1000
+    // and 500 ms, break it.)
+    let timing = [
+        (
+            "timeout_ms",
+            out.timeout,
+            keys.timeout_ms.is_some(),
+            "interval_ms",
+            out.interval,
+            keys.interval_ms.is_some(),
+        ),
+        (
+            "fast_interval_ms",
+            out.fast_interval,
+            keys.fast_interval_ms.is_some(),
+            "interval_ms",
+            out.interval,
+            keys.interval_ms.is_some(),
+        ),
+    ];
+    for (short_name, short, short_given, long_name, long, long_given) in timing {
+        if short <= long {
+            continue;
+        }
+        let (short_ms, long_ms) = (short.as_millis(), long.as_millis());
+        let invalid = ValueError::invalid;
+        return Err(match (short_given, long_given) {
+            (true, true) => invalid(format!(
+                "{short_name} ({short_ms}) is longer than {long_name} ({long_ms})"
+            ))
+            .at(short_name),
+            (true, false) => invalid(format!(
+                "{short_name} ({short_ms}) is longer than {long_name} ({long_ms}, {base_is}): set {long_name} too"
+            ))
+            .at(short_name),
+            (false, true) => invalid(format!(
+                "{long_name} ({long_ms}) is shorter than {short_name} ({short_ms}, {base_is}): set {short_name} too"
+            ))
+            .at(long_name),
+            (false, false) => invalid(format!(
+                "{short_name} ({short_ms}, {base_is}) is longer than {long_name} ({long_ms}, {base_is})"
+            ))
+            .at(short_name),
+        });
+    }
+    Ok(())
+}
+
 /// A health table as parsed.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, expecting = "a health table")]
@@ -109,6 +339,27 @@ pub(super) struct RawHealth {
     through_tunnel: Option<Spanned<Value>>,
 }
 
+impl RawHealth {
+    /// The value written for `key` (a [`HealthKeys`] field name), to place
+    /// an error about it.
+    fn get(&self, key: &str) -> Option<&Spanned<Value>> {
+        match key {
+            "check" => self.check.as_ref(),
+            "port" => self.port.as_ref(),
+            "path" => self.path.as_ref(),
+            "host" => self.host.as_ref(),
+            "expect_status" => self.expect_status.as_ref(),
+            "interval_ms" => self.interval_ms.as_ref(),
+            "fast_interval_ms" => self.fast_interval_ms.as_ref(),
+            "timeout_ms" => self.timeout_ms.as_ref(),
+            "rise" => self.rise.as_ref(),
+            "fall" => self.fall.as_ref(),
+            "through_tunnel" => self.through_tunnel.as_ref(),
+            _ => None,
+        }
+    }
+}
+
 impl super::TableName for RawHealth {
     const NAME: &'static str = "vip.health";
 
@@ -118,9 +369,10 @@ impl super::TableName for RawHealth {
 }
 
 impl Checker<'_> {
-    /// `base` with the keys present in `raw` replaced; `prefix` is the
-    /// table's field path (e.g. `vip[0].health`), `mode` the VIP's
-    /// forwarding mode (`through_tunnel` needs a tunnelled one), `base_is`
+    /// `base` with the keys present in `raw` replaced, by [`resolve`]:
+    /// here only the values' types are checked (a string, an integer),
+    /// the rules are `resolve`'s. `prefix` is the table's field path
+    /// (e.g. `vip[0].health`), `mode` the VIP's forwarding mode, `base_is`
     /// where the values not written come from ("the default", "the
     /// VIP's"), for errors about them.
     pub(super) fn health(
@@ -134,156 +386,56 @@ impl Checker<'_> {
         let table = raw.span().start;
         let raw = raw.get_ref().get();
         let field = |name: &str| format!("{prefix}.{name}");
-        let mut out = base.clone();
-        if let Some(v) = &raw.check {
-            out.check = self.choice(
-                v,
-                &field("check"),
-                &[
-                    ("none", CheckType::None),
-                    ("tcp", CheckType::Tcp),
-                    ("http", CheckType::Http),
-                ],
-            )?;
-        }
-        if let Some(v) = &raw.port {
-            out.port = Some(self.integer(v, &field("port"), 1..=u16::MAX)?);
-        }
-        if let Some(v) = &raw.path {
-            let path = self.string(v, &field("path"))?;
-            if path.len() > MAX_HEALTH_PATH_BYTES {
-                return Err(self.bad_value(
-                    v,
-                    &field("path"),
-                    format!(
-                        "is {} bytes long; at most {MAX_HEALTH_PATH_BYTES} are allowed",
-                        path.len()
-                    ),
-                ));
-            }
-            if !path.starts_with('/') || path.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                return Err(self.bad_value(
-                    v,
-                    &field("path"),
-                    format!("{path:?} is not an absolute URL path without spaces"),
-                ));
-            }
-            out.path = path.to_owned();
-        }
-        if let Some(v) = &raw.host {
-            let host = self.string(v, &field("host"))?;
-            if host.len() > MAX_HEALTH_HOST_BYTES {
-                return Err(self.bad_value(
-                    v,
-                    &field("host"),
-                    format!(
-                        "is {} bytes long; at most {MAX_HEALTH_HOST_BYTES} are allowed",
-                        host.len()
-                    ),
-                ));
-            }
-            if host.is_empty() || host.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                return Err(self.bad_value(
-                    v,
-                    &field("host"),
-                    format!("{host:?} is not a host name"),
-                ));
-            }
-            out.host = Some(host.to_owned());
-        }
-        if let Some(v) = &raw.expect_status {
-            out.expect_status = self.integer(v, &field("expect_status"), 100..=599)?;
-        }
-        let millis = |v: &Spanned<Value>, name: &str| -> Result<Duration, ConfigError> {
-            Ok(Duration::from_millis(
-                self.integer::<u32>(v, &field(name), 10..=3_600_000)?.into(),
-            ))
+        let text = |v: &Option<Spanned<Value>>, name: &str| {
+            v.as_ref()
+                .map(|v| self.string(v, &field(name)).map(str::to_owned))
+                .transpose()
         };
-        if let Some(v) = &raw.interval_ms {
-            out.interval = millis(v, "interval_ms")?;
-        }
-        if let Some(v) = &raw.fast_interval_ms {
-            out.fast_interval = millis(v, "fast_interval_ms")?;
-        }
-        if let Some(v) = &raw.timeout_ms {
-            out.timeout = millis(v, "timeout_ms")?;
-        }
-        if let Some(v) = &raw.rise {
-            out.rise = self.integer(v, &field("rise"), 1..=100)?;
-        }
-        if let Some(v) = &raw.fall {
-            out.fall = self.integer(v, &field("fall"), 1..=100)?;
-        }
-        if let Some(v) = &raw.through_tunnel {
-            let name = field("through_tunnel");
-            let Value::Boolean(on) = *v.get_ref() else {
-                return Err(self.wrong_type(v, &name, "true or false"));
+        // Integers too large for TOML go to `resolve` as the nearest i64
+        // (past every range) and are shown as written.
+        let mut oversized: Vec<(&str, String, String)> = Vec::new();
+        let mut integer = |v: &Option<Spanned<Value>>, name: &'static str| {
+            let Some(v) = v else { return Ok(None) };
+            if let Value::Integer(n) = *v.get_ref() {
+                return Ok(Some(n));
+            }
+            let Some(literal) = self.oversized(v) else {
+                return Err(self.wrong_type(v, &field(name), "an integer"));
             };
-            if on {
-                self.checked(v, &name, value::through_tunnel_allowed(mode))?;
+            let nearest = if literal.starts_with('-') {
+                i64::MIN
+            } else {
+                i64::MAX
+            };
+            oversized.push((name, nearest.to_string(), literal.to_owned()));
+            Ok(Some(nearest))
+        };
+        let keys = HealthKeys {
+            check: text(&raw.check, "check")?,
+            port: integer(&raw.port, "port")?,
+            path: text(&raw.path, "path")?,
+            host: text(&raw.host, "host")?,
+            expect_status: integer(&raw.expect_status, "expect_status")?,
+            interval_ms: integer(&raw.interval_ms, "interval_ms")?,
+            fast_interval_ms: integer(&raw.fast_interval_ms, "fast_interval_ms")?,
+            timeout_ms: integer(&raw.timeout_ms, "timeout_ms")?,
+            rise: integer(&raw.rise, "rise")?,
+            fall: integer(&raw.fall, "fall")?,
+            through_tunnel: match &raw.through_tunnel {
+                None => None,
+                Some(v) => match *v.get_ref() {
+                    Value::Boolean(on) if self.oversized(v).is_none() => Some(on),
+                    _ => return Err(self.wrong_type(v, &field("through_tunnel"), "true or false")),
+                },
+            },
+        };
+        resolve(&keys, base, mode, base_is).map_err(|e| {
+            let mut message = e.error.to_string();
+            if let Some((_, nearest, literal)) = oversized.iter().find(|(k, ..)| *k == e.field) {
+                message = message.replacen(nearest.as_str(), literal, 1);
             }
-            out.through_tunnel = on;
-        }
-        // A fast interval this table does not write (the default, or the
-        // VIP's) follows a shorter interval down: a file that only shortens
-        // interval_ms stays valid.
-        if raw.fast_interval_ms.is_none() && out.fast_interval > out.interval {
-            out.fast_interval = out.interval;
-        }
-        // A check must end before the next is due, and checks of a
-        // backend changing state come at least as often as of a stable one.
-        // (timeout_ms <= fast_interval_ms is not asked: the defaults, 1000
-        // and 500 ms, break it.)
-        let timing = [
-            (
-                "timeout_ms",
-                out.timeout,
-                &raw.timeout_ms,
-                "interval_ms",
-                out.interval,
-                &raw.interval_ms,
-            ),
-            (
-                "fast_interval_ms",
-                out.fast_interval,
-                &raw.fast_interval_ms,
-                "interval_ms",
-                out.interval,
-                &raw.interval_ms,
-            ),
-        ];
-        for (short_name, short, short_raw, long_name, long, long_raw) in timing {
-            if short <= long {
-                continue;
-            }
-            let (short_ms, long_ms) = (short.as_millis(), long.as_millis());
-            return Err(match (short_raw, long_raw) {
-                (Some(v), Some(_)) => self.bad_value(
-                    v,
-                    &field(short_name),
-                    format!("{short_name} ({short_ms}) is longer than {long_name} ({long_ms})"),
-                ),
-                (Some(v), None) => self.bad_value(
-                    v,
-                    &field(short_name),
-                    format!(
-                        "{short_name} ({short_ms}) is longer than {long_name} ({long_ms}, {base_is}): set {long_name} too"
-                    ),
-                ),
-                (None, Some(v)) => self.bad_value(
-                    v,
-                    &field(long_name),
-                    format!(
-                        "{long_name} ({long_ms}) is shorter than {short_name} ({short_ms}, {base_is}): set {short_name} too"
-                    ),
-                ),
-                (None, None) => self.invalid(
-                    table,
-                    &field(short_name),
-                    format!("{short_name} ({short_ms}, {base_is}) is longer than {long_name} ({long_ms}, {base_is})"),
-                ),
-            });
-        }
-        Ok(out)
+            let at = raw.get(&e.field).map_or(table, |v| v.span().start);
+            self.invalid(at, &field(&e.field), message)
+        })
     }
 }

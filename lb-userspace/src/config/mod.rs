@@ -94,7 +94,10 @@ pub use bgp::{Announced, BgpConfig};
 pub use choices::{AdminSocketGroup, AllDown, Attach, LogFormat, MaglevMode, Protocol, XdpMode};
 pub use dump::to_toml;
 pub use error::{ConfigError, Location, Position};
-pub use health::{CheckType, HealthConfig, MAX_HEALTH_HOST_BYTES, MAX_HEALTH_PATH_BYTES};
+pub use health::{
+    check_keys as check_health_keys, resolve as resolve_health, CheckType, HealthConfig,
+    HealthKeys, MAX_HEALTH_HOST_BYTES, MAX_HEALTH_PATH_BYTES,
+};
 pub use nat::{NatConfig, NatTimeouts, VipNat};
 pub use sync::SyncSettings;
 pub(crate) use tunnel::prefix_text;

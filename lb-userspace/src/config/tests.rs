@@ -1797,3 +1797,27 @@ fn tables_written_as_arrays_and_unknown_keys_say_where() {
         "expected a [flood] table",
     );
 }
+
+#[test]
+fn a_check_path_is_one_a_request_can_carry_and_the_status_a_final_one() {
+    for path in ["/a#frag", "/a<b>", "/`x`"] {
+        let message = error(&doc(
+            &format!("[vip.health]\ncheck = \"http\"\npath = \"{path}\""),
+            "",
+        ));
+        assert!(
+            message.contains("vip[0].health.path") && message.contains("an HTTP request can carry"),
+            "{path}: {message}"
+        );
+    }
+    assert!(parse(&doc(
+        "[vip.health]\ncheck = \"http\"\npath = \"/health?full=1&x=%3C\"",
+        ""
+    ))
+    .is_ok());
+    let message = error(&doc(
+        "[vip.health]\ncheck = \"http\"\nexpect_status = 100",
+        "",
+    ));
+    assert!(message.contains("out of range 200..=599"), "{message}");
+}

@@ -5,8 +5,6 @@
 
 use std::net::IpAddr;
 
-use lb_common::Mode;
-
 use super::engine::{ChangeError, Engine};
 use crate::{
     api::{
@@ -15,6 +13,7 @@ use crate::{
         schema::{BackendSpec, BackendState, StateChange},
         Request, Response,
     },
+    config::VipConfig,
     guard::GuardEdit,
     model::{Edit, ModelError},
     reconcile::ReconcileError,
@@ -74,7 +73,7 @@ async fn answer(engine: &mut Engine, call: Call) -> Response {
             Err(error) => return error.into(),
         },
         Route::RemoveVip(id) => Edit::RemoveVip(id),
-        Route::AddBackend(id, spec) => match backend_edit(id, engine.vip_mode(&id), &spec) {
+        Route::AddBackend(id, spec) => match backend_edit(id, engine.vip_config(&id), &spec) {
             Ok(edit) => edit,
             Err(answer) => return answer,
         },
@@ -130,15 +129,16 @@ fn reconcile_error(error: &ReconcileError) -> Response {
     }
 }
 
-/// The edit adding the backend `spec` to VIP `id`, forwarding in `mode`
-/// (None: there is no such VIP). The VIP is looked up first: its mode
-/// decides which fields the body may have, and a missing VIP is a 404 like
-/// on every other VIP path, not a refused field.
-fn backend_edit(id: VipId, mode: Option<Mode>, spec: &BackendSpec) -> Result<Edit, Response> {
-    let Some(mode) = mode else {
+/// The edit adding the backend `spec` to VIP `id`, whose running
+/// configuration is `vip` (None: there is no such VIP). The VIP is looked
+/// up first: its mode decides which fields the body may have, its health
+/// checks are where the backend's own start, and a missing VIP is a 404
+/// like on every other VIP path, not a refused field.
+fn backend_edit(id: VipId, vip: Option<&VipConfig>, spec: &BackendSpec) -> Result<Edit, Response> {
+    let Some(vip) = vip else {
         return Err(model_error(&ModelError::NoVip(id)));
     };
-    let backend = convert::backend_config(&id, mode, spec)?;
+    let backend = convert::backend_config(vip, spec)?;
     Ok(Edit::AddBackend(id, backend))
 }
 
@@ -182,7 +182,7 @@ mod tests {
                 VipConfig::try_from(spec)?;
             }
             Route::AddBackend(id, spec) => {
-                convert::backend_config(id, lb_common::Mode::DsrL2, spec)?;
+                convert::backend_config(&VipConfig::new(id.address, id.port, id.protocol), spec)?;
             }
             _ => {}
         }
@@ -408,15 +408,17 @@ mod tests {
         assert_eq!(answer.body["error"]["code"], code::NOT_FOUND);
         assert_eq!(answer.body["error"]["message"], "no VIP 198.18.0.99:80/tcp");
         // An existing VIP's mode decides the fields.
-        let answer = backend_edit(id, Some(Mode::DsrL2), &spec).unwrap_err();
+        let mut vip = VipConfig::new(id.address, id.port, id.protocol);
+        let answer = backend_edit(id, Some(&vip), &spec).unwrap_err();
         assert_eq!(answer.status, 400);
         let message = answer.body["error"]["message"].as_str().unwrap_or_default();
         assert!(
             message.starts_with("port: direct server return"),
             "{message}"
         );
+        vip.forwarding = lb_common::Mode::Nat;
         assert!(matches!(
-            backend_edit(id, Some(Mode::Nat), &spec),
+            backend_edit(id, Some(&vip), &spec),
             Ok(Edit::AddBackend(_, backend)) if backend.port == Some(8080)
         ));
     }

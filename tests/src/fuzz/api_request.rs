@@ -118,7 +118,9 @@ pub fn api_request(data: &[u8]) {
         Ok(Route::AddBackend(id, spec)) => {
             reparsed(&id);
             for mode in lb_common::Mode::ALL {
-                match convert::backend_config(&id, mode, &spec) {
+                let mut vip = VipConfig::new(id.address, id.port, id.protocol);
+                vip.forwarding = mode;
+                match convert::backend_config(&vip, &spec) {
                     Ok(backend) => assert_eq!(backend.address, spec.address),
                     Err(error) => assert_error_answer(&Response::from(error), &[400]),
                 }

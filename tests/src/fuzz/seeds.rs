@@ -104,7 +104,7 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
             "POST",
             "/v1/vips?dry_run=true".to_owned(),
             Some(
-                r#"{"address":"198.18.0.101","port":80,"protocol":"tcp","backends":[{"address":"198.18.0.11"},{"address":"198.18.0.12","weight":50,"mac":"02:00:00:00:00:12"}]}"#,
+                r#"{"address":"198.18.0.101","port":80,"protocol":"tcp","health":{"check":"http","path":"/healthz","host":"example.test","port":8080,"expect_status":204,"interval_ms":1000,"fast_interval_ms":200,"timeout_ms":300,"rise":3,"fall":4,"through_tunnel":false},"backends":[{"address":"198.18.0.11"},{"address":"198.18.0.12","weight":50,"mac":"02:00:00:00:00:12","health":{"rise":5}}]}"#,
             ),
         ),
         ("vip-remove", "DELETE", vip.clone(), None),
@@ -112,7 +112,9 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
             "backend-add",
             "POST",
             format!("{vip}/backends"),
-            Some(r#"{"address":"198.18.0.14","weight":100}"#),
+            Some(
+                r#"{"address":"198.18.0.14","weight":100,"health":{"check":"tcp","timeout_ms":500}}"#,
+            ),
         ),
         ("backend-remove", "DELETE", backend(""), None),
         (

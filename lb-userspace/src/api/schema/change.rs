@@ -7,9 +7,17 @@ use std::net::IpAddr;
 use serde::{de, Deserialize, Deserializer, Serialize};
 
 use crate::{
-    config::value,
+    config::{value, HealthKeys},
     model::{BackendState, VipPlan},
 };
+
+/// The `health` object of a VIP or backend body: the config file's
+/// `[vip.health]` / `[vip.backend.health]` keys, same names and units
+/// (`check`, `port`, `path`, `host`, `expect_status`, `interval_ms`,
+/// `fast_interval_ms`, `timeout_ms`, `rise`, `fall`, `through_tunnel`),
+/// so a VIP added at run time can have any checks the file can give it;
+/// checked on conversion by the file's own rules (`config::resolve_health`).
+pub type HealthSpec = HealthKeys;
 
 /// `POST /v1/vips`: a VIP, as in the config file's `[[vip]]`. Numbers
 /// are taken as any integer and checked by the file's rules on conversion
@@ -42,6 +50,10 @@ pub struct VipSpec {
     /// source of its family).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nat_source: Option<IpAddr>,
+    /// Health checks, as the file's `[vip.health]` (default: TCP checks
+    /// for a TCP VIP, none for UDP); its backends' start from these.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthSpec>,
     /// Backends.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub backends: Vec<BackendSpec>,
@@ -63,6 +75,10 @@ pub struct BackendSpec {
     /// Weight, 0..=10000 (default 100).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weight: Option<i64>,
+    /// Its own health checks, as the file's `[vip.backend.health]`: the
+    /// keys given override its VIP's (default: the VIP's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthSpec>,
 }
 
 /// `PUT .../state`.

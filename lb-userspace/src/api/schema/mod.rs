@@ -27,7 +27,9 @@ mod node;
 mod status;
 
 pub use crate::model::BackendState;
-pub use change::{BackendSpec, Change, ConfigText, DrainPlan, StateChange, VipSpec, WeightChange};
+pub use change::{
+    BackendSpec, Change, ConfigText, DrainPlan, HealthSpec, StateChange, VipSpec, WeightChange,
+};
 pub use guard::{AclRuleStatus, GuardDrops, GuardStatus, LimitStatus};
 pub(crate) use guard::{LimitsSpec, RateSpec};
 pub use node::{NodeChange, NodeStatus};

@@ -20,6 +20,7 @@ use lb_userspace::{
 use serde_json::json;
 
 use crate::{
+    health_flags::HealthFlags,
     output,
     status::print_vip,
     vip::{parse_backend, parse_weight},
@@ -50,10 +51,14 @@ pub(crate) enum Command {
         /// ADDRESS:PORT[/tcp|udp].
         vip: VipId,
         /// ADDRESS[,weight=W][,mac=MAC][,port=P] (port: NAT VIPs only).
-        #[arg(value_parser = parse_backend)]
-        backend: lb_userspace::api::schema::BackendSpec,
+        #[arg(value_parser = |t: &str| parse_backend(t).map(Box::new))]
+        backend: Box<lb_userspace::api::schema::BackendSpec>,
         #[command(flatten)]
         flags: ChangeFlags,
+        /// Its own health checks: the flags given override its VIP's
+        /// (last: their help has its own heading).
+        #[command(flatten)]
+        health: Box<HealthFlags>,
     },
     /// Remove a backend: its established flows are hashed to others.
     Remove {
@@ -130,10 +135,12 @@ pub(crate) async fn run(client: &Client, command: Command) -> Result<(), Failure
     match command {
         Command::Add {
             vip,
-            backend,
+            mut backend,
+            health,
             flags,
         } => {
-            let change = client.add_backend(vip, backend, flags.dry_run).await?;
+            backend.health = health.spec();
+            let change = client.add_backend(vip, *backend, flags.dry_run).await?;
             output::change(&change, flags.json);
         }
         Command::Remove {

@@ -22,6 +22,7 @@ mod config_check;
 mod config_dump;
 mod config_import;
 mod flow;
+mod health_flags;
 mod limit;
 mod man;
 mod node;

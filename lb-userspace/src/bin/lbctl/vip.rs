@@ -9,7 +9,7 @@ use lb_userspace::{
     vip_id::VipId,
 };
 
-use crate::{output, status::print_vip, Failure};
+use crate::{health_flags::HealthFlags, output, status::print_vip, Failure};
 
 /// `lbctl vip ...`.
 #[derive(Debug, clap::Subcommand)]
@@ -37,6 +37,8 @@ pub(crate) enum Command {
         #[arg(long)]
         nat_source: Option<std::net::IpAddr>,
         /// A backend: ADDRESS[,weight=W][,mac=MAC][,port=P]; repeat for more.
+        /// Its health checks are the VIP's (`lbctl backend add` gives one
+        /// its own).
         #[arg(long = "backend", value_parser = parse_backend)]
         backends: Vec<BackendSpec>,
         /// Show what it would do; change nothing.
@@ -45,6 +47,9 @@ pub(crate) enum Command {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// The VIP's health checks (last: their help has its own heading).
+        #[command(flatten)]
+        health: Box<HealthFlags>,
     },
     /// Remove a VIP: its packets pass up the stack from then on.
     Remove {
@@ -107,6 +112,7 @@ pub(crate) fn parse_backend(text: &str) -> Result<BackendSpec, String> {
         mac: None,
         port: None,
         weight: None,
+        health: None,
     };
     for part in parts {
         match part.split_once('=') {
@@ -133,6 +139,7 @@ pub(crate) async fn run(client: &Client, command: Command) -> Result<(), Failure
             drain_timeout,
             nat_source,
             backends,
+            health,
             dry_run,
             json,
         } => {
@@ -145,6 +152,7 @@ pub(crate) async fn run(client: &Client, command: Command) -> Result<(), Failure
                 drain_timeout_s: drain_timeout,
                 forwarding,
                 nat_source,
+                health: health.spec(),
                 backends,
             };
             output::change(&client.add_vip(spec, dry_run).await?, json);

@@ -251,6 +251,13 @@ impl Engine {
         self.model.vips.get(id).map(|v| v.config.forwarding)
     }
 
+    /// VIP `id`'s running configuration, None if there is no such VIP: a
+    /// backend added to it is checked against its mode and starts from its
+    /// health checks.
+    pub(crate) fn vip_config(&self, id: &VipId) -> Option<&crate::config::VipConfig> {
+        self.model.vips.get(id).map(|v| &v.config)
+    }
+
     /// A backend's tracked flows by liveness.
     pub(crate) fn backend_flows(
         &self,

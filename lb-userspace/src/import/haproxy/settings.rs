@@ -95,7 +95,8 @@ pub(super) fn apply(file: &str, line: &Line, settings: &mut Settings) -> Result<
         }
         ("http-check", Some("expect")) => match (arg(2), arg(3)) {
             (Some("status"), Some(code)) => match code.parse::<u16>() {
-                Ok(code) if (100..=599).contains(&code) => {
+                // 1xx answers are interim: no check ends with one.
+                Ok(code) if (200..=599).contains(&code) => {
                     settings.expect_status = Some(Sourced::new(code, &origin, line.text()));
                 }
                 _ => settings.notes.push(Note::new(

@@ -156,7 +156,7 @@ fn status_code(
             file,
             statement.line,
             format!(
-                "status_code {text}: not a status (100..=599), a range (200-299) or a list of them"
+                "status_code {text}: not a status (100..=599, one of them 200 or more), a range (200-299) or a list of them"
             ),
         )
     };
@@ -180,7 +180,13 @@ fn status_code(
         }
         ranges.push((low, high));
     }
-    let first = ranges.first().map(|r| r.0).ok_or_else(bad)?;
+    // A final answer's status: 1xx are interim, never what a check gets.
+    let first = ranges
+        .iter()
+        .map(|&(l, h)| (l.max(200), h))
+        .find(|(l, h)| l <= h)
+        .map(|(l, _)| l)
+        .ok_or_else(bad)?;
     let chosen = if ranges.iter().any(|(l, h)| (*l..=*h).contains(&200)) {
         200
     } else {
