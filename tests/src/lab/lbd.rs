@@ -15,6 +15,15 @@ impl Lab {
         self.pass_xdp.clear();
     }
 
+    /// Readies the switch for lbd at `attach` ("xdp" or "tc"): at tc the
+    /// pass-through XDP programs go (`without_pass_through_xdp`), for the
+    /// labs that run one hook after the other.
+    pub fn for_attach(&mut self, attach: &str) {
+        if attach == "tc" {
+            self.without_pass_through_xdp();
+        }
+    }
+
     /// Ids of the programs on the tcx ingress of `eth0` of `host` (empty:
     /// none).
     pub fn tc_program_ids(&self, host: &Host) -> anyhow::Result<Vec<u32>> {

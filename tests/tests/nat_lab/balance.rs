@@ -21,10 +21,7 @@ use crate::{
 fn balances_and_counts(attach: &str) {
     let started = Instant::now();
     let mut lab = nat_lab(1, 3);
-    if attach == "tc" {
-        // A tc redirect hands the switch port an ordinary skb.
-        lab.without_pass_through_xdp();
-    }
+    lab.for_attach(attach);
     start_nat_lbd(
         &mut lab,
         &Spec {

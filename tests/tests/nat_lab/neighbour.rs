@@ -33,9 +33,7 @@ fn nat_at_tc_missing_next_hop_neighbour_is_dropped_counted_and_resolved() {
 fn missing_neighbour(attach: &str) {
     let started = Instant::now();
     let mut lab = nat_lab(1, 1);
-    if attach == "tc" {
-        lab.without_pass_through_xdp();
-    }
+    lab.for_attach(attach);
     start_nat_lbd(
         &mut lab,
         &Spec {

@@ -218,10 +218,7 @@ fn tunnels_balance_new_connections_keep_the_client_address_and_fit_the_path_mtu(
     let mut lab = tunnel::start_lab(1, 3).expect("tunnel lab");
     let lb = lab.lb.clone();
     for attach in ["xdp", "tc"] {
-        if attach == "tc" {
-            // A tc redirect hands the switch port an ordinary skb.
-            lab.without_pass_through_xdp();
-        }
+        lab.for_attach(attach);
         for forwarding in ["ipip", "gue"] {
             let name = format!("lbd-{attach}-{forwarding}");
             let spec = TunnelSpec {

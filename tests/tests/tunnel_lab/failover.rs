@@ -48,9 +48,7 @@ fn streams_survive(forwarding: &str, attach: &str) {
     let started = Instant::now();
     let what = format!("{forwarding} at {attach}");
     let mut lab = tunnel::start_lab(2, 4).expect("tunnel lab");
-    if attach == "tc" {
-        lab.without_pass_through_xdp();
-    }
+    lab.for_attach(attach);
     let (a, b) = (lab.lbs[0].clone(), lab.lbs[1].clone());
     let b4 = lab.backends[3].clone();
     for (node, peer, name, priority) in [(&a, &b, "lbd-a", 150), (&b, &a, "lbd-b", 100)] {

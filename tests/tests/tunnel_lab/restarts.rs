@@ -27,9 +27,7 @@ fn connections_survive_restarts(forwarding: &str, attach: &str) {
     let started = Instant::now();
     let what = format!("{forwarding} at {attach}");
     let mut lab = tunnel::start_lab(1, 3).expect("tunnel lab");
-    if attach == "tc" {
-        lab.without_pass_through_xdp();
-    }
+    lab.for_attach(attach);
     let lb = lab.lb.clone();
     let spec = TunnelSpec::new(attach, forwarding, &["b1", "b2", "b3"]);
     let config = tunnel::lbd_config(&lab, &lb, &spec).expect("lbd config");
