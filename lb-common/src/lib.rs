@@ -18,6 +18,7 @@ pub mod hook;
 pub mod maps;
 pub mod mode;
 pub mod nat;
+pub mod nat_ports;
 pub mod stats;
 pub mod tunnel;
 pub mod vip_index;

@@ -34,15 +34,20 @@ pub fn touch(entry: &mut NatEntry, tcp_flags: u8, extra: u8, now: u64) -> bool {
     false
 }
 
-/// A SYN reusing a closed translation: the reply direction starts afresh
-/// too (not yet answered, no FIN/RST), so the flow's state is the new
-/// connection's, not the old one's. Rare: a function of its own, so the
-/// reply key it builds is not in the NAT path's frame.
+/// A SYN on an existing translation: when either direction had closed
+/// (`forward_closed`, or the reply entry's own FIN/RST, e.g. the backend's
+/// reset) the reply direction starts afresh too (not yet answered, no
+/// FIN/RST), so the flow's state is the new connection's, not the old
+/// one's; a retransmitted SYN of a live handshake changes nothing. Rare:
+/// a function of its own, so the reply key it builds is not in the NAT
+/// path's frame.
 #[inline(never)]
-pub fn reopen_reply(key: &FlowKey, entry: &NatEntry) {
+pub fn reopen_reply(key: &FlowKey, entry: &NatEntry, forward_closed: bool) {
     let reply_key = counterpart_key(key, entry);
     if let Some(reply) = table::find(&reply_key, table_hash(&reply_key)) {
-        reply.flags = 0;
+        if forward_closed || reply.flags & (NAT_F_FIN | NAT_F_RST) != 0 {
+            reply.flags = 0;
+        }
     }
 }
 

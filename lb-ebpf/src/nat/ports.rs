@@ -1,9 +1,10 @@
 //! Source-port allocation for new NAT flows: the reply entry is the
 //! reservation. The first candidate is the flow's checksum-neutral port
-//! (`neutral_port`) when the range holds it; then candidates are probed
-//! linearly from a hash of the flow, so a range of at most
-//! `NAT_PORT_ATTEMPTS` ports is searched completely and a busy one spreads
-//! its flows. The reply key's insert is exclusive (`table::insert`): of
+//! (`neutral_port`) when the range holds it; then the attempts at
+//! `lb_common::nat_ports::probe_offset` of a hash of the flow: linear in a
+//! range of at most `NAT_PORT_ATTEMPTS` ports, so it is searched
+//! completely, scattered in a larger one, so a busy range spreads its
+//! flows without the clustering linear probes meet. The reply key's insert is exclusive (`table::insert`): of
 //! two CPUs racing for one port, exactly one gets it, the other tries the
 //! next.
 //!
@@ -26,7 +27,8 @@
 use core::ptr::{addr_of_mut, read_volatile, write_volatile};
 
 use lb_common::{
-    consts::NAT_PORT_ATTEMPTS, flow_table::Probed, hash::table_hash, stats::Counter, NatSource,
+    consts::NAT_PORT_ATTEMPTS, flow_table::Probed, hash::table_hash, nat_ports::probe_offset,
+    stats::Counter, NatSource,
 };
 
 use super::{
@@ -105,7 +107,7 @@ fn lb_nat_search(source: &NatSource, hash: u32, neutral: u16) {
     };
     // SAFETY: this CPU's slot, used by this program run only.
     let scratch = unsafe { &mut *scratch };
-    let range = u64::from(source.port_max - source.port_min) + 1;
+    let range = u32::from(source.port_max - source.port_min) + 1;
     // SAFETY: a store to this CPU's slot.
     unsafe { write_volatile(addr_of_mut!(scratch.candidates), 0) };
     // Written out attempt by attempt (a loop's paths are kept apart by the
@@ -130,17 +132,13 @@ fn lb_nat_search(source: &NatSource, hash: u32, neutral: u16) {
         }};
     }
     // The hashed attempt `i`'s port (network order).
-    let hashed = |i: u64| (source.port_min + ((u64::from(hash) + i) % range) as u16).to_be();
+    let hashed = |i: u32| (source.port_min + probe_offset(hash, i, range) as u16).to_be();
     if (source.port_min..=source.port_max).contains(&u16::from_be(neutral)) {
         try_port!(neutral, hashed(0), 2);
     }
     macro_rules! attempt {
         ($i:expr) => {{
-            let found = if $i + 1 < u64::from(NAT_PORT_ATTEMPTS) {
-                2
-            } else {
-                1
-            };
+            let found = if $i + 1 < NAT_PORT_ATTEMPTS { 2 } else { 1 };
             try_port!(hashed($i), hashed($i + 1), found);
         }};
     }

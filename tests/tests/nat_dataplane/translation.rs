@@ -4,7 +4,8 @@
 
 use lb_common::{
     consts::{
-        AF_INET, AF_INET6, NAT_DIR_FORWARD, NAT_DIR_REPLY, NAT_F_FIN, NAT_F_REPLIED, NAT_F_SYN,
+        AF_INET, AF_INET6, NAT_DIR_FORWARD, NAT_DIR_REPLY, NAT_F_FIN, NAT_F_REPLIED, NAT_F_RST,
+        NAT_F_SYN,
     },
     stats::Counter,
 };
@@ -285,6 +286,58 @@ fn a_syn_reuses_a_closed_translation(hook: Hook) {
     });
 }
 
+/// A backend's reset marks only the reply entry: a client's new SYN from
+/// the same port clears it too, so the new connection is not taken for a
+/// closed one (and reaped while idle); a retransmitted SYN of a live
+/// handshake leaves the reply entry as it is.
+fn a_syn_after_the_backends_reset_starts_afresh(hook: Hook) {
+    in_netns(hook, vips(), |bed| {
+        let flow = client_flow(VIP4, 80, 40_005);
+        let key = flow_key(&flow, Protocol::Tcp);
+        bed.run_on(bed.in_if, &packet::tcp(&flow, SYN, None, b""))
+            .expect("syn");
+        let (forward, _, _) = entries(bed, &key);
+        let back = Flow {
+            src: words_to_addr(forward.dst, AF_INET),
+            dst: addr(NAT4),
+            sport: BACKEND_PORT,
+            dport: u16::from_be(forward.sport),
+        };
+        let syn_ack = Tcp {
+            syn: true,
+            ack: true,
+            ..Tcp::default()
+        };
+        bed.run_on(bed.out_if, &packet::tcp(&back, syn_ack, None, b""))
+            .expect("syn-ack");
+        bed.run_on(bed.in_if, &packet::tcp(&flow, SYN, None, b""))
+            .expect("retransmitted syn");
+        let (_, _, reply) = entries(bed, &key);
+        assert_eq!(reply.flags, NAT_F_REPLIED, "a live handshake's reply");
+        let rst = Tcp {
+            rst: true,
+            ack: true,
+            ..Tcp::default()
+        };
+        bed.run_on(bed.out_if, &packet::tcp(&back, rst, None, b""))
+            .expect("backend's rst");
+        let (reset, _, reply) = entries(bed, &key);
+        assert_eq!(reset.flags, NAT_F_SYN);
+        assert_eq!(reply.flags & NAT_F_RST, NAT_F_RST);
+        let (verdict, _) = bed
+            .run_on(bed.in_if, &packet::tcp(&flow, SYN, None, b""))
+            .expect("new syn");
+        assert_eq!(verdict, bed.verdicts.redirect);
+        let (again, _, reply) = entries(bed, &key);
+        assert_eq!(again.flags, NAT_F_SYN);
+        assert_eq!(
+            reply.flags, 0,
+            "the backend's reset is the old connection's"
+        );
+        assert_eq!(again.sport, forward.sport, "same translation");
+    });
+}
+
 lb_tests::on_both_hooks!(
     tcp_v4_new_tracked_and_reply,
     tcp_v6_new_tracked_and_reply,
@@ -294,4 +347,5 @@ lb_tests::on_both_hooks!(
     udp_v6_new_tracked_and_reply,
     vlan_tags_are_kept,
     a_syn_reuses_a_closed_translation,
+    a_syn_after_the_backends_reset_starts_afresh,
 );
