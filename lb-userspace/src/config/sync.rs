@@ -59,11 +59,21 @@ impl Checker<'_> {
         };
         let table = raw.span().start;
         let raw = raw.get_ref().get();
-        let listen = self.socket_address(
-            self.required(&raw.listen, table, "sync.listen")?,
-            "sync.listen",
-            false,
-        )?;
+        let listen_value = self.required(&raw.listen, table, "sync.listen")?;
+        let listen = self.socket_address(listen_value, "sync.listen", false)?;
+        if listen.ip().is_unspecified() {
+            // The node id is built from it: cloned nodes listening on
+            // the unspecified address would share one id, and a mesh
+            // tells its peers apart (and counts their dumps) by id.
+            return Err(self.bad_value(
+                listen_value,
+                "sync.listen",
+                format!(
+                    "{} is the unspecified address: give this node's own address (its peers list it, and it names this node to them)",
+                    listen.ip()
+                ),
+            ));
+        }
         let Some(peers_value) = &raw.peers else {
             return Err(self.invalid(table, "sync.peers", "required field is missing"));
         };

@@ -1517,7 +1517,11 @@ fn socket_addresses_have_a_port_and_peers_a_host() {
     let sync = |listen: &str, peers: &str| {
         format!("interface = \"eth0\"\n[sync]\nlisten = \"{listen}\"\npeers = {peers}\nkey_file = \"/k\"\n")
     };
-    assert!(parse(&sync("0.0.0.0:7946", "[\"198.18.2.12:7946\"]")).is_ok());
+    assert_error(
+        &sync("0.0.0.0:7946", "[\"198.18.2.12:7946\"]"),
+        "lbd.toml:3:10: sync.listen: ",
+        "0.0.0.0 is the unspecified address: give this node's own address",
+    );
     assert_error(
         &sync(
             "198.18.2.11:7946",

@@ -451,6 +451,8 @@ mod tests {
                 nat_installed: 2,
                 nat_unknown: 1,
                 nat_conflicts: 0,
+                nat_table_full: 0,
+                nat_failed: 0,
                 channel: Default::default(),
                 mode: Some(crate::daemon::replication::Topology::FullMesh),
                 kept_local: 0,

@@ -24,6 +24,8 @@ impl Exporter<'_> {
                 vec![
                     (labels(&[("reason", "unknown")]), r.nat_unknown),
                     (labels(&[("reason", "conflict")]), r.nat_conflicts),
+                    (labels(&[("reason", "table_full")]), r.nat_table_full),
+                    (labels(&[("reason", "error")]), r.nat_failed),
                 ],
             ),
             None => (Vec::new(), Vec::new()),
@@ -60,7 +62,7 @@ impl Exporter<'_> {
         );
         self.counter(
             "replication_nat_flows_skipped",
-            "NAT'd flows from the peer left out: unknown VIP or backend here, or another flow holds their key",
+            "NAT'd flows from the peer left out: unknown VIP or backend here, another flow holds their key, the NAT table is full, or the install failed",
             None,
             nat_skipped,
         );

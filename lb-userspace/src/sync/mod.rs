@@ -13,6 +13,7 @@
 //! either node's internal ids, which differ between nodes.
 
 pub mod channel;
+pub(crate) mod log_limit;
 pub mod nat_record;
 pub mod wire;
 

@@ -211,6 +211,14 @@ pub struct ReplicationStatus {
     /// node holds one of their keys.
     #[serde(default)]
     pub nat_conflicts: u64,
+    /// NAT'd flows from the peer left out because the NAT table had no
+    /// room for them.
+    #[serde(default)]
+    pub nat_table_full: u64,
+    /// NAT'd flows from the peer whose install failed otherwise (buckets
+    /// busy, a map error).
+    #[serde(default)]
+    pub nat_failed: u64,
     /// Channel counters (all peers and the listener summed).
     pub channel: crate::sync::SyncStatsSnapshot,
     /// `vrrp-pair` (the master streams to its backup) or `full-mesh`

@@ -11,6 +11,9 @@ use crate::{
     sync::ReceivedBatch,
 };
 
+/// Longest a stepping-down node waits for its last flows to go out.
+const FINAL_FLUSH: Duration = Duration::from_millis(500);
+
 impl Engine {
     /// Flows in the connection table per backend id, split into live,
     /// closing and idle, the number of entries in the table, and of them
@@ -62,27 +65,38 @@ impl Engine {
         (counts, entries, handshakes)
     }
 
-    /// Replication tick: a sending node (a pair's master, every node of
-    /// a full mesh) sends its recent flows.
+    /// Replication tick: a sending node (a pair's master of some
+    /// instance, every node of a full mesh) sends its recent flows (a
+    /// pair's master only those of the VIPs it holds).
     pub(crate) fn sync_tick(&mut self) {
-        let master = self.is_master();
+        let roles = self.replication_roles();
         if let Some(replication) = &mut self.replication {
-            if replication.topology().sends(master) {
-                replication.tick(&self.dataplane, &self.balancer);
+            if replication.topology().sends(roles.any_master()) {
+                replication.tick_with(&self.dataplane, &self.balancer, &roles);
             }
         }
     }
 
-    /// Counts flows from a peer and installs them when this node installs
-    /// (a pair's backup: the master's own table is the truth; every node
-    /// of a full mesh).
+    /// Before stepping down for good (SIGINT, a planned switchover): one
+    /// last tick and a bounded wait until it is written, so the flows of
+    /// the last tick interval reach the peer that takes over.
+    pub(crate) async fn final_sync(&mut self) {
+        self.sync_tick();
+        if let Some(replication) = &self.replication {
+            replication.flush(FINAL_FLUSH).await;
+        }
+    }
+
+    /// Counts flows from a peer and installs them, each as this node's
+    /// role for its VIP says: in a pair, the backup of a VIP's instance
+    /// takes the master's copies as they come, while its master installs
+    /// only what it holds nothing fresher of (copies queued before it
+    /// took over); every node of a full mesh installs unless fresher.
     pub(crate) fn on_sync(&mut self, batch: &ReceivedBatch) {
-        let master = self.is_master();
+        let roles = self.replication_roles();
         if let Some(replication) = &mut self.replication {
             replication.received(batch);
-            if replication.topology().installs(master) {
-                replication.install(batch, &mut self.dataplane, &self.balancer);
-            }
+            replication.install_with(batch, &mut self.dataplane, &self.balancer, &roles);
         }
     }
 }

@@ -218,6 +218,9 @@ impl Engine {
     /// Hands the VIPs over (VRRP priority 0), stops checks and detaches the
     /// program.
     pub async fn shutdown(mut self, stop: Stop) -> anyhow::Result<Released> {
+        if stop == Stop::Clean {
+            self.final_sync().await;
+        }
         for instance in std::mem::take(&mut self.vrrp) {
             match stop {
                 Stop::Restart => instance.abandon().await,

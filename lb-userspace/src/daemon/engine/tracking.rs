@@ -3,7 +3,7 @@
 use tracing::warn;
 
 use super::Engine;
-use crate::{config::AllDown, vrrp::driver::Instance};
+use crate::{config::AllDown, daemon::replication::Roles, vrrp::driver::Instance};
 
 impl Engine {
     /// Sets each VRRP instance's priority from what this node can serve:
@@ -46,6 +46,18 @@ impl Engine {
     /// VRRP at all.
     pub(crate) fn is_master(&self) -> bool {
         self.vrrp.is_empty() || self.vrrp.iter().any(Instance::is_master)
+    }
+
+    /// This node's replication role per VIP: master or backup of the
+    /// instance that moves it (dual stack may have the two families'
+    /// masters on different nodes).
+    pub(crate) fn replication_roles(&self) -> Roles {
+        Roles::new(
+            self.vrrp
+                .iter()
+                .map(|i| (i.config().addresses.as_slice(), i.is_master())),
+            self.is_master(),
+        )
     }
 
     /// Checks the interface's link for tracking.

@@ -14,8 +14,10 @@
 
 mod flow_table;
 pub(crate) mod nat;
+mod nat_install;
 mod peers;
 mod records;
+mod roles;
 #[cfg(test)]
 mod tests;
 
@@ -41,15 +43,16 @@ use crate::{
     dataplane::Dataplane,
     reconcile::{addr_words, words_addr, Balancer, VipId},
     sync::{
-        self, FlowRecord, NatFlowRecord, ReceivedBatch, SyncConfig, SyncStats, SyncStatsSnapshot,
+        self, log_limit::LogLimit, FlowRecord, NatFlowRecord, ReceivedBatch, SyncConfig, SyncStats,
+        SyncStatsSnapshot,
     },
 };
 
 use crate::clock::monotonic_ns;
 use flow_table::{install_unless_fresher, is_replica, mark_replica, Outcome};
-use nat::Installed;
 use peers::{Peer, Receipts};
-use records::{backend_names, install_flows, record, sends, FlowCounts, Scan};
+use records::{backend_names, install_flows, record, sends, FlowCounts, Install, Scan};
+pub(crate) use roles::Roles;
 
 /// How often a node sends a complete dump even without a new session.
 const FULL_SYNC_INTERVAL: Duration = Duration::from_secs(10);
@@ -59,6 +62,10 @@ const FULL_SYNC_INTERVAL: Duration = Duration::from_secs(10);
 /// 120 ms in the lab) every few ticks, which delays a new flow's copy by
 /// that much instead of spending half a core on scans.
 const NAT_SCAN_SPACING: u32 = 4;
+/// How often [`Replication::flush`] looks at the senders' queues.
+const FLUSH_POLL: Duration = Duration::from_millis(10);
+/// At most one warning this often for NAT flows that failed to install.
+const NAT_WARNING_INTERVAL: Duration = Duration::from_secs(10);
 /// Batches received and not yet installed, from all peers together: a
 /// full channel holds the peers' connections back (TCP pushes back).
 const RECEIVE_QUEUE: usize = 64;
@@ -82,14 +89,6 @@ impl Topology {
     pub(crate) fn sends(self, master: bool) -> bool {
         match self {
             Topology::VrrpPair => master,
-            Topology::FullMesh => true,
-        }
-    }
-
-    /// Whether this node installs what peers send now.
-    pub(crate) fn installs(self, master: bool) -> bool {
-        match self {
-            Topology::VrrpPair => !master,
             Topology::FullMesh => true,
         }
     }
@@ -123,15 +122,11 @@ pub struct Replication {
     nat_next_scan: Option<Instant>,
     /// What became of the flow records received.
     flows: FlowCounts,
-    /// NAT'd flows installed from the peer (both entries each).
-    pub nat_installed: u64,
-    /// NAT'd flows from the peer that named a VIP (in NAT mode) or backend
-    /// (address and port) this node lacks.
-    pub nat_unknown: u64,
-    /// NAT'd flows from the peer left out because an entry of another
-    /// flow of this node holds one of their keys (both nodes were master
-    /// and picked the same NAT port).
-    pub nat_conflicts: u64,
+    /// What became of the NAT'd flow records received.
+    nat: nat_install::NatCounts,
+    /// At most one warning per interval for NAT flows that failed to
+    /// install (a full table fails every record of every batch).
+    nat_warnings: LogLimit,
 }
 
 impl Replication {
@@ -186,6 +181,9 @@ impl Replication {
             .with_context(|| format!("listening for connection-table sync on {listen}"))?;
         let mut started = Vec::with_capacity(peers.len());
         for &address in peers {
+            if is_own_address(address.ip()) {
+                warn!(peer = %address, "a connection-table sync peer is one of this node's own addresses: this node would sync with itself (its listener refuses it); check sync_peer / sync.peers");
+            }
             let stats = Arc::new(SyncStats::new());
             let sender = sync::Sender::start(address, config.clone(), stats.clone())
                 .with_context(|| format!("connection-table sync to {address}"))?;
@@ -209,9 +207,8 @@ impl Replication {
                 nat_last_scan_ns: 0,
                 nat_next_scan: None,
                 flows: FlowCounts::default(),
-                nat_installed: 0,
-                nat_unknown: 0,
-                nat_conflicts: 0,
+                nat: nat_install::NatCounts::default(),
+                nat_warnings: LogLimit::new(NAT_WARNING_INTERVAL),
             },
             rx,
         ))
@@ -227,8 +224,10 @@ impl Replication {
     /// is due (a new session of one peer dumps to all: the scan is shared
     /// and sessions are rare). In a full mesh, copies installed from peers
     /// and not forwarded here since are left out, but for the dump of a
-    /// new session (see [`sends`]).
-    pub fn tick(&mut self, dataplane: &Dataplane, balancer: &Balancer) {
+    /// new session (see [`sends`]). In a pair, only the flows of VIPs
+    /// this node holds go (`roles`: the other family's instance may be
+    /// mastered by the peer, which streams those itself).
+    pub(crate) fn tick_with(&mut self, dataplane: &Dataplane, balancer: &Balancer, roles: &Roles) {
         let now = monotonic_ns();
         let mut new_session = false;
         for peer in &mut self.peers {
@@ -254,8 +253,12 @@ impl Replication {
             .flows()
             .filter(|(_, entry)| sends(topology, scan, entry.last_seen_ns))
             .filter_map(|(key, entry)| record(&key, &entry, &names, now))
+            .filter(|r| topology == Topology::FullMesh || roles.sends(r.vip))
             .collect();
-        let nat = self.nat_scan(dataplane, full, now);
+        let mut nat = self.nat_scan(dataplane, full, now);
+        if topology == Topology::VrrpPair {
+            nat.retain(|r| roles.sends(r.vip));
+        }
         if full {
             debug!(
                 records = records.len(),
@@ -317,17 +320,50 @@ impl Replication {
         self.receipts.note(batch);
     }
 
-    /// While installing: installs a batch from a peer.
+    /// How a record for `vip` is installed: in a full mesh as a copy
+    /// unless this node's entry is fresher; in a pair, replacing this
+    /// node's entry where it is backup for the VIP, else (batches queued
+    /// before it became master, or while both were) only where it holds
+    /// nothing fresher.
+    fn rule(topology: Topology, roles: &Roles, vip: IpAddr) -> Install {
+        match topology {
+            Topology::FullMesh => Install::Replica,
+            Topology::VrrpPair if roles.backs(vip) => Install::Replace,
+            Topology::VrrpPair => Install::UnlessFresher,
+        }
+    }
+
+    /// [`Replication::tick_with`] for a node that holds every VIP (a
+    /// pair's master of all, or a mesh node): sends all its flows.
+    pub fn tick(&mut self, dataplane: &Dataplane, balancer: &Balancer) {
+        self.tick_with(dataplane, balancer, &Roles::new([], true));
+    }
+
+    /// [`Replication::install_with`] for a node that backs up every VIP
+    /// (a pair's backup of all, or a mesh node).
     pub fn install(
         &mut self,
         batch: &ReceivedBatch,
         dataplane: &mut Dataplane,
         balancer: &Balancer,
     ) {
+        self.install_with(batch, dataplane, balancer, &Roles::new([], false));
+    }
+
+    /// Installs a batch from a peer, each record as this node's role for
+    /// its VIP says (see [`Replication::rule`]).
+    pub(crate) fn install_with(
+        &mut self,
+        batch: &ReceivedBatch,
+        dataplane: &mut Dataplane,
+        balancer: &Balancer,
+        roles: &Roles,
+    ) {
         let now = monotonic_ns();
-        self.install_nat(batch, dataplane, balancer, now);
+        self.install_nat(batch, dataplane, balancer, roles, now);
+        let topology = self.topology;
         install_flows(
-            self.topology,
+            |vip| Self::rule(topology, roles, vip),
             &batch.records,
             dataplane,
             balancer,
@@ -336,54 +372,48 @@ impl Replication {
         );
     }
 
-    /// While installing: installs a batch's NAT'd flows, both entries
-    /// each, with this node's ids; skips (and counts) those it cannot
-    /// place and those whose keys another flow holds here.
+    /// Installs a batch's NAT'd flows, both entries each, with this
+    /// node's ids; skips (and counts) those it cannot place, those whose
+    /// keys another flow holds here and those the table refuses.
     fn install_nat(
         &mut self,
         batch: &ReceivedBatch,
         dataplane: &mut Dataplane,
         balancer: &Balancer,
+        roles: &Roles,
         now: u64,
     ) {
-        for record in &batch.nat {
-            let mut pair = match nat::entries_for(record, balancer, now) {
-                Ok(pair) => pair,
-                Err(why) => {
-                    self.nat_unknown += 1;
-                    debug!(
-                        vip = %record.vip,
-                        vip_port = record.vip_port,
-                        backend = %record.backend,
-                        backend_port = record.backend_port,
-                        reason = why.name(),
-                        "replicated NAT flow skipped"
-                    );
-                    continue;
-                }
-            };
-            if self.topology == Topology::FullMesh {
-                for (_, entry) in &mut pair {
-                    entry.last_seen_ns = mark_replica(entry.last_seen_ns);
-                }
+        let topology = self.topology;
+        nat_install::install_nat_records(
+            &batch.nat,
+            dataplane.nat_mut(),
+            balancer,
+            |vip| Self::rule(topology, roles, vip),
+            now,
+            &mut self.nat,
+            &mut self.nat_warnings,
+            Instant::now(),
+        );
+    }
+
+    /// Waits, at most `limit`, until every connected peer has been
+    /// written all that was given to it: a node stepping down (SIGINT)
+    /// sends its last tick's flows before its peer takes over.
+    pub(crate) async fn flush(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while self
+            .peers
+            .iter()
+            .any(|p| p.sender().connected() && !p.sender().is_flushed())
+        {
+            if Instant::now() >= deadline {
+                warn!(
+                    ?limit,
+                    "connection-table sync: the last flows were not all sent in time"
+                );
+                return;
             }
-            match nat::install_pair(dataplane.nat_mut(), &pair) {
-                Ok(Installed::Yes) => self.nat_installed += 1,
-                Ok(Installed::Conflict) => {
-                    self.nat_conflicts += 1;
-                    debug!(
-                        client = %record.forward.key.src,
-                        client_port = record.forward.key.sport,
-                        nat = %record.forward.translated.src,
-                        nat_port = record.forward.translated.sport,
-                        "replicated NAT flow skipped: another flow of this node holds its key"
-                    );
-                }
-                Err(error) => {
-                    warn!(%error, "installing a replicated NAT flow failed");
-                    return;
-                }
-            }
+            tokio::time::sleep(FLUSH_POLL).await;
         }
     }
 
@@ -426,9 +456,11 @@ impl Replication {
             connected: self.connected(),
             installed: self.flows.installed,
             unknown: self.flows.unknown,
-            nat_installed: self.nat_installed,
-            nat_unknown: self.nat_unknown,
-            nat_conflicts: self.nat_conflicts,
+            nat_installed: self.nat.installed,
+            nat_unknown: self.nat.unknown,
+            nat_conflicts: self.nat.conflicts,
+            nat_table_full: self.nat.table_full,
+            nat_failed: self.nat.failed,
             channel: self.channel_stats(),
             mode: Some(self.topology),
             kept_local: self.flows.kept_local,
@@ -451,6 +483,12 @@ pub(crate) fn mesh_node_id(listen: SocketAddr, host: &str, interface: &str) -> S
     }
     id.truncate(end);
     id
+}
+
+/// Whether `ip` is one of this host's addresses (binding it works; no
+/// packet is sent): a peer there is this node itself.
+fn is_own_address(ip: IpAddr) -> bool {
+    std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).is_ok()
 }
 
 fn read_key(path: &Path) -> anyhow::Result<Vec<u8>> {

@@ -14,6 +14,8 @@ use lb_common::{
     FlowKey, Mode, NatEntry,
 };
 
+use tracing::debug;
+
 use super::flow_table::is_replica;
 use crate::{
     config::Protocol,
@@ -349,22 +351,51 @@ pub(crate) fn install_pair(
             Some(_) => return Ok(Installed::Conflict),
         }
     }
-    let mut inserted: Vec<&FlowKey> = Vec::with_capacity(2);
+    // What this call changed, to undo if the other half fails: the key
+    // and the entry it held (None: it was free).
+    let mut done: Vec<(&FlowKey, Option<NatEntry>)> = Vec::with_capacity(2);
     for (key, entry, exists) in planned {
-        if exists {
-            table.overwrite(key, &entry)?;
-        } else if table.insert_if_free(key, &entry)? {
-            inserted.push(key);
+        let previous = if exists { table.get(key) } else { None };
+        let step = if exists {
+            table.overwrite(key, &entry).map(|()| true)
         } else {
+            table.insert_if_free(key, &entry)
+        };
+        match step {
+            Ok(true) => done.push((key, previous)),
             // Taken since the look-up (the data plane made a flow):
             // undo this call's half, keep theirs.
-            for key in inserted {
-                table.remove(key)?;
+            Ok(false) => {
+                undo(table, &done)?;
+                return Ok(Installed::Conflict);
             }
-            return Ok(Installed::Conflict);
+            // Table full or busy: no half-installed flow is left behind
+            // (an orphaned forward entry would translate packets whose
+            // replies nothing translates back).
+            Err(error) => {
+                if let Err(again) = undo(table, &done) {
+                    debug!(%again, "undoing half a replicated NAT flow failed");
+                }
+                return Err(error);
+            }
         }
     }
     Ok(Installed::Yes)
+}
+
+/// Takes back what [`install_pair`] did so far: removes the entries it
+/// inserted, puts back those it overwrote.
+fn undo(
+    table: &mut impl ReplicaTable,
+    done: &[(&FlowKey, Option<NatEntry>)],
+) -> Result<(), DataplaneError> {
+    for (key, previous) in done.iter().rev() {
+        match previous {
+            None => table.remove(key)?,
+            Some(entry) => table.overwrite(key, entry)?,
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

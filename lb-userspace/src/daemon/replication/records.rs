@@ -52,11 +52,25 @@ pub(super) struct FlowCounts {
     pub(super) stale: u64,
 }
 
-/// Installs flow records into `table` with this node's ids: as they come
-/// in a VRRP pair; in a full mesh marked as copies (see [`flow_table`])
-/// and unless this node's own entry is fresher.
+/// How a received record is installed, as this node's role for its VIP
+/// says (see [`Replication::install`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Install {
+    /// A pair's backup for the VIP: the master's copy replaces its entry.
+    Replace,
+    /// A pair's master for the VIP (batches its peer queued before this
+    /// node took over, or while both were master): only where this node
+    /// holds nothing fresher.
+    UnlessFresher,
+    /// A full mesh: marked as a copy (see [`flow_table`]), and only where
+    /// this node holds nothing fresher.
+    Replica,
+}
+
+/// Installs flow records into `table` with this node's ids, each as
+/// `rule` says for its VIP.
 pub(super) fn install_flows(
-    topology: Topology,
+    rule: impl Fn(IpAddr) -> Install,
     records: &[FlowRecord],
     table: &mut impl flow_table::FlowTable,
     balancer: &Balancer,
@@ -68,9 +82,10 @@ pub(super) fn install_flows(
             counts.unknown += 1;
             continue;
         };
-        let result = match topology {
-            Topology::VrrpPair => table.put(&key, &entry).map(|()| Outcome::Installed),
-            Topology::FullMesh => {
+        let result = match rule(record.vip) {
+            Install::Replace => table.put(&key, &entry).map(|()| Outcome::Installed),
+            Install::UnlessFresher => install_unless_fresher(table, &key, &entry),
+            Install::Replica => {
                 entry.last_seen_ns = mark_replica(entry.last_seen_ns);
                 install_unless_fresher(table, &key, &entry)
             }

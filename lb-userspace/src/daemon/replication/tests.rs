@@ -125,7 +125,14 @@ fn full_mesh_never_replaces_a_fresher_local_entry() {
 
     // A flow this node does not have: installed, marked as a copy.
     let new = flow_record(40_000, "198.18.0.11", 500);
-    install_flows(Topology::FullMesh, &[new], &mut table, &b, now, &mut counts);
+    install_flows(
+        |_| Install::Replica,
+        &[new],
+        &mut table,
+        &b,
+        now,
+        &mut counts,
+    );
     let (key, _) = entry_for(&new, &b, now).unwrap();
     let installed = table.0[&key];
     assert_eq!(installed.backend_id, id11);
@@ -151,7 +158,7 @@ fn full_mesh_never_replaces_a_fresher_local_entry() {
     // The same backend, older: left as is too.
     let stale_same = flow_record(40_001, "198.18.0.12", 1_000);
     install_flows(
-        Topology::FullMesh,
+        |_| Install::Replica,
         &[stale_other, stale_same],
         &mut table,
         &b,
@@ -163,7 +170,7 @@ fn full_mesh_never_replaces_a_fresher_local_entry() {
     // A fresher copy (the peer forwards the flow now) replaces it.
     let fresher = flow_record(40_001, "198.18.0.11", 1);
     install_flows(
-        Topology::FullMesh,
+        |_| Install::Replica,
         &[fresher],
         &mut table,
         &b,
@@ -173,7 +180,7 @@ fn full_mesh_never_replaces_a_fresher_local_entry() {
     assert_eq!(table.0[&local_key].backend_id, id11);
     // An unknown backend changes nothing.
     install_flows(
-        Topology::FullMesh,
+        |_| Install::Replica,
         &[flow_record(40_002, "198.18.0.99", 0)],
         &mut table,
         &b,
@@ -203,7 +210,7 @@ fn a_vrrp_backup_takes_the_masters_copy_as_it_comes() {
     table.0.insert(key, local);
     let older = flow_record(40_001, "198.18.0.11", 3_000);
     install_flows(
-        Topology::VrrpPair,
+        |_| Install::Replace,
         &[older],
         &mut table,
         &b,
@@ -257,10 +264,123 @@ fn a_full_mesh_streams_its_own_flows_not_its_peers_copies() {
 }
 
 #[test]
-fn topologies_differ_in_who_sends_and_installs() {
+fn topologies_differ_in_who_sends() {
     for master in [true, false] {
-        assert!(Topology::FullMesh.sends(master) && Topology::FullMesh.installs(master));
+        assert!(Topology::FullMesh.sends(master));
         assert_eq!(Topology::VrrpPair.sends(master), master);
-        assert_eq!(Topology::VrrpPair.installs(master), !master);
     }
+}
+
+#[test]
+fn a_pair_installs_per_vip_as_its_instance_role_says() {
+    // Dual stack with the masters on two nodes: this node is master of
+    // the IPv4 instance and backup of the IPv6 one.
+    let v4: Vec<IpAddr> = vec!["198.18.0.100".parse().unwrap()];
+    let v6: Vec<IpAddr> = vec!["2001:2::100".parse().unwrap()];
+    let roles = Roles::new([(v4.as_slice(), true), (v6.as_slice(), false)], true);
+    let pair = Topology::VrrpPair;
+    assert_eq!(Replication::rule(pair, &roles, v6[0]), Install::Replace);
+    assert_eq!(
+        Replication::rule(pair, &roles, v4[0]),
+        Install::UnlessFresher
+    );
+    assert_eq!(
+        Replication::rule(Topology::FullMesh, &roles, v6[0]),
+        Install::Replica
+    );
+
+    // A batch for the VIP this node backs up is installed as it comes;
+    // one for the VIP it masters never overrides a fresher local entry.
+    let b = balancer(&["198.18.0.11", "198.18.0.12"]);
+    let now: u64 = 100_000_000_000;
+    let mut table = flow_table::tests::Table::default();
+    let mut counts = FlowCounts::default();
+    let (key, mut local) = entry_for(&flow_record(40_001, "198.18.0.12", 0), &b, now).unwrap();
+    local.last_seen_ns = now;
+    table.0.insert(key, local);
+    let older = flow_record(40_001, "198.18.0.11", 3_000);
+    assert_eq!(older.vip, v4[0]);
+    install_flows(
+        |vip| Replication::rule(pair, &roles, vip),
+        &[older],
+        &mut table,
+        &b,
+        now,
+        &mut counts,
+    );
+    assert_eq!(table.0[&key].backend_id, backend_id(&b, "198.18.0.12"));
+    assert_eq!((counts.installed, counts.kept_local), (0, 1));
+    // Master of the IPv6 instance, backup of the IPv4 one (the batch's).
+    let backup = Roles::new([(v6.as_slice(), true), (v4.as_slice(), false)], true);
+    install_flows(
+        |vip| Replication::rule(pair, &backup, vip),
+        &[older],
+        &mut table,
+        &b,
+        now,
+        &mut counts,
+    );
+    assert_eq!(table.0[&key].backend_id, backend_id(&b, "198.18.0.11"));
+    assert_eq!(counts.installed, 1);
+}
+
+#[tokio::test]
+async fn a_stepping_down_node_flushes_its_last_flows() {
+    let key_file = std::env::temp_dir().join(format!("lbr-flush-{}.key", std::process::id()));
+    std::fs::write(&key_file, b"test-key-0123456789abcdef").unwrap();
+    let (tx, mut rx) = mpsc::channel(4);
+    let backup = sync::listen(
+        "127.0.0.1:0".parse().unwrap(),
+        SyncConfig {
+            key: b"test-key-0123456789abcdef".to_vec(),
+            node_id: "lb-b".into(),
+        },
+        tx,
+        Arc::new(SyncStats::new()),
+    )
+    .await
+    .unwrap();
+    let (replication, _incoming) = Replication::start(
+        Topology::VrrpPair,
+        "127.0.0.1:0".parse().unwrap(),
+        &[backup.local_addr()],
+        &key_file,
+        "lb-a",
+    )
+    .await
+    .unwrap();
+    std::fs::remove_file(&key_file).unwrap();
+    let received = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = received.clone();
+    let reader = tokio::spawn(async move {
+        while let Some(batch) = rx.recv().await {
+            counter.fetch_add(batch.records.len(), std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    let start = Instant::now();
+    while !replication.connected() {
+        assert!(start.elapsed() < Duration::from_secs(8), "no session");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The last tick's flows, then stepping down: the sender is dropped
+    // (its task aborted) right after the flush.
+    let n: u16 = 60_000;
+    let records: Vec<FlowRecord> = (0..n)
+        .map(|port| flow_record(port, "198.18.0.11", 0))
+        .collect();
+    replication.send_all(records.clone(), Vec::new(), false);
+    replication.send_all(records, Vec::new(), false);
+    replication.flush(Duration::from_secs(5)).await;
+    drop(replication);
+    let start = Instant::now();
+    while received.load(std::sync::atomic::Ordering::Relaxed) < 2 * usize::from(n) {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "only {} of {} records arrived",
+            received.load(std::sync::atomic::Ordering::Relaxed),
+            2 * usize::from(n)
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    reader.abort();
 }

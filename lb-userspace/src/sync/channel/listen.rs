@@ -1,24 +1,36 @@
 //! The backup's side: a listener that accepts masters, authenticates
 //! each in a session and hands their batches to the daemon, one per frame.
 
-use std::{net::SocketAddr, sync::Arc};
+use std::{
+    collections::HashMap,
+    net::{IpAddr, SocketAddr},
+    sync::{Arc, Mutex, PoisonError},
+    time::{Duration, Instant},
+};
 
 use tokio::{
     io::BufReader,
-    net::{TcpListener, TcpStream},
+    net::{
+        tcp::{OwnedReadHalf, OwnedWriteHalf},
+        TcpListener, TcpStream,
+    },
     sync::mpsc,
-    task::{JoinHandle, JoinSet},
+    task::{AbortHandle, Id, JoinHandle, JoinSet},
     time::sleep,
 };
 use tracing::{debug, error, info, info_span, warn, Instrument};
 
 use super::{
-    session::{handshake_timed, log_session_end, run_session},
-    Timing, MAX_CONNECTIONS, READ_BUFFER,
+    session::{handshake_timed, log_session_end, run_session, Session},
+    Timing, MAX_HANDSHAKES, MAX_HANDSHAKES_PER_SOURCE, MAX_SESSIONS, READ_BUFFER,
 };
 use crate::sync::{
-    wire::Role, Counter, FlowRecord, NatFlowRecord, SyncConfig, SyncError, SyncStats,
+    log_limit::LogLimit, wire::Role, Counter, FlowRecord, NatFlowRecord, SyncConfig, SyncError,
+    SyncStats,
 };
+
+/// At most one log line this often for refused or failed handshakes.
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// A batch as the backup receives it: one frame's worth of records (at
 /// most [`MAX_BATCH_RECORDS`](crate::sync::wire::MAX_BATCH_RECORDS)),
@@ -112,6 +124,54 @@ pub(super) async fn listen_with(
     Ok(ListenerHandle { local_addr, task })
 }
 
+/// A connection whose handshake passed, ready for its session.
+struct Established {
+    rd: BufReader<OwnedReadHalf>,
+    wr: OwnedWriteHalf,
+    session: Session,
+}
+
+/// What the accept loop shares with its connections.
+struct Shared {
+    config: SyncConfig,
+    batches: mpsc::Sender<ReceivedBatch>,
+    stats: Arc<SyncStats>,
+    timing: Timing,
+    /// Refused and failed handshakes are logged at most this often:
+    /// anyone reaching the port can cause them at will.
+    refusals: Mutex<LogLimit>,
+}
+
+impl Shared {
+    /// Logs a refused or failed handshake, unless one was logged lately.
+    fn log_refusal(
+        &self,
+        peer: SocketAddr,
+        why: &dyn std::fmt::Display,
+        error: Option<&SyncError>,
+    ) {
+        let allowed = self
+            .refusals
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .allow(Instant::now());
+        match (allowed, error) {
+            (Some(suppressed), Some(error)) => {
+                warn!(%peer, suppressed, "{why}");
+                log_session_end(error, false);
+            }
+            (Some(suppressed), None) => warn!(%peer, suppressed, "{why}"),
+            (None, _) => debug!(%peer, "{why}"),
+        }
+    }
+}
+
+/// Unauthenticated connections and sessions are kept apart: handshakes
+/// get [`MAX_HANDSHAKES`] slots, at most [`MAX_HANDSHAKES_PER_SOURCE`]
+/// per source address, and must send their first byte within
+/// `timing.first_byte`; sessions get [`MAX_SESSIONS`] slots of their
+/// own, one per node id (a new one replaces the old). Idle or hostile
+/// sockets thus never lock out a real peer.
 async fn accept_loop(
     listener: TcpListener,
     config: Arc<SyncConfig>,
@@ -119,36 +179,74 @@ async fn accept_loop(
     stats: Arc<SyncStats>,
     timing: Timing,
 ) {
+    let shared = Arc::new(Shared {
+        config: SyncConfig::clone(&config),
+        batches,
+        stats,
+        timing,
+        refusals: Mutex::new(LogLimit::new(REFUSAL_LOG_INTERVAL)),
+    });
     // Owned here, so aborting this task aborts every connection.
-    let mut connections = JoinSet::new();
+    let mut handshakes: JoinSet<(SocketAddr, Result<Established, SyncError>)> = JoinSet::new();
+    let mut sources: HashMap<Id, IpAddr> = HashMap::new();
+    let mut sessions: JoinSet<()> = JoinSet::new();
+    let mut by_node: HashMap<String, AbortHandle> = HashMap::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    if connections.len() >= MAX_CONNECTIONS {
-                        warn!(%peer, limit = MAX_CONNECTIONS, "sync connection refused: too many connections");
+                    let from_source = sources.values().filter(|ip| **ip == peer.ip()).count();
+                    if handshakes.len() >= MAX_HANDSHAKES || from_source >= MAX_HANDSHAKES_PER_SOURCE {
+                        shared.log_refusal(peer, &format_args!(
+                            "sync connection refused: too many handshakes ({} at once, {from_source} from this address; limits {MAX_HANDSHAKES}, {MAX_HANDSHAKES_PER_SOURCE})",
+                            handshakes.len()
+                        ), None);
                         continue;
                     }
                     debug!(%peer, "sync connection accepted");
-                    connections.spawn(
-                        serve(stream, config.clone(), batches.clone(), stats.clone(), timing)
+                    let task = handshakes.spawn(
+                        shake(stream, peer, shared.clone())
                             .instrument(info_span!("sync_connection", %peer)),
                     );
+                    sources.insert(task.id(), peer.ip());
                 }
                 Err(error) => {
                     // Out of descriptors and the like: wait, do not spin.
                     warn!(%error, "accepting a sync connection failed");
-                    sleep(timing.backoff_min).await;
+                    sleep(shared.timing.backoff_min).await;
                 }
             },
-            Some(done) = connections.join_next() => {
+            Some(done) = handshakes.join_next_with_id() => match done {
+                Ok((id, (peer, result))) => {
+                    sources.remove(&id);
+                    match result {
+                        Ok(established) => admit(established, peer, &shared, &mut sessions, &mut by_node),
+                        Err(error) => {
+                            shared.stats.count_error(&error);
+                            shared.log_refusal(peer, &"sync handshake failed", Some(&error));
+                        }
+                    }
+                }
+                Err(error) => {
+                    sources.remove(&error.id());
+                    if error.is_panic() {
+                        error!(%error, "a sync handshake task panicked");
+                    }
+                }
+            },
+            Some(done) = sessions.join_next_with_id() => {
+                let id = match &done {
+                    Ok((id, ())) => *id,
+                    Err(error) => error.id(),
+                };
+                by_node.retain(|_, task| task.id() != id);
                 if let Err(error) = done {
                     if error.is_panic() {
                         error!(%error, "a sync connection task panicked");
                     }
                 }
             }
-            () = batches.closed() => {
+            () = shared.batches.closed() => {
                 info!("batch receiver dropped: sync listener stops");
                 return;
             }
@@ -156,37 +254,81 @@ async fn accept_loop(
     }
 }
 
-/// One accepted connection, from handshake to close.
-async fn serve(
-    stream: TcpStream,
-    config: Arc<SyncConfig>,
-    batches: mpsc::Sender<ReceivedBatch>,
-    stats: Arc<SyncStats>,
-    timing: Timing,
+/// Starts the session of an authenticated connection, replacing the
+/// session of the same node id if one is up (a peer that reconnected
+/// before its old connection timed out), within [`MAX_SESSIONS`].
+fn admit(
+    established: Established,
+    peer: SocketAddr,
+    shared: &Arc<Shared>,
+    sessions: &mut JoinSet<()>,
+    by_node: &mut HashMap<String, AbortHandle>,
 ) {
+    let node = established.session.peer_id.clone();
+    if let Some(old) = by_node.remove(&node) {
+        info!(%peer, peer_node = %node, "sync session replaces the node's previous one");
+        old.abort();
+    }
+    if by_node.len() >= MAX_SESSIONS {
+        shared.log_refusal(
+            peer,
+            &format_args!("sync session refused: {MAX_SESSIONS} sessions are up"),
+            None,
+        );
+        return;
+    }
+    shared.stats.add(Counter::Sessions, 1);
+    info!(%peer, peer_node = %node, "sync session established");
+    let task = sessions
+        .spawn(serve(established, shared.clone()).instrument(info_span!("sync_connection", %peer)));
+    by_node.insert(node, task);
+}
+
+/// One accepted connection's handshake: the peer's Hello starting within
+/// `timing.first_byte`, the whole handshake within `timing.handshake`.
+async fn shake(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+) -> (SocketAddr, Result<Established, SyncError>) {
     if let Err(error) = stream.set_nodelay(true) {
         debug!(%error, "setting TCP_NODELAY failed");
     }
+    let timing = shared.timing;
     let (rd, mut wr) = stream.into_split();
     let mut rd = BufReader::with_capacity(READ_BUFFER, rd);
-    let result = async {
-        let session = handshake_timed(&mut rd, &mut wr, Role::Backup, &config, timing).await?;
-        stats.add(Counter::Sessions, 1);
-        info!(peer_node = %session.peer_id, "sync session established");
-        run_session(
-            &mut rd,
-            &mut wr,
-            session,
-            Some(&batches),
-            None,
-            &stats,
-            timing,
-        )
-        .await
-    }
+    let result = handshake_timed(
+        &mut rd,
+        &mut wr,
+        Role::Backup,
+        &shared.config,
+        timing,
+        Some(timing.first_byte),
+    )
+    .await
+    .map(|session| Established { rd, wr, session });
+    (peer, result)
+}
+
+/// One authenticated connection's session, until it ends.
+async fn serve(established: Established, shared: Arc<Shared>) {
+    let Established {
+        mut rd,
+        mut wr,
+        session,
+    } = established;
+    let result = run_session(
+        &mut rd,
+        &mut wr,
+        session,
+        Some(&shared.batches),
+        None,
+        &shared.stats,
+        shared.timing,
+    )
     .await;
     if let Err(error) = result {
-        stats.count_error(&error);
+        shared.stats.count_error(&error);
         log_session_end(&error, false);
     }
 }

@@ -11,6 +11,7 @@
 //! decoding error closes the connection too, logged and counted.
 
 mod listen;
+mod own_nonces;
 mod queue;
 mod sender;
 mod session;
@@ -25,26 +26,37 @@ use std::time::Duration;
 /// Batches the sender queues (each one `send` call, of any size) before it
 /// drops the oldest incremental one.
 pub(crate) const SEND_QUEUE_CAPACITY: usize = 64;
-/// Records a sender queues beyond its newest full sync of each kind
-/// (flows, NAT flows) before it drops the oldest incremental batch.
+/// Records a sender queues beyond its newest full sync and its newest
+/// incremental batch of each kind (flows, NAT flows) before it drops the
+/// oldest incremental batch. The newest incremental is kept whatever its
+/// size: one tick's scan of a busy node may exceed this bound, and
+/// dropping it would leave the peer only the next full sync.
 ///
 /// With [`SEND_QUEUE_CAPACITY`] this bounds one peer's queue: at most
 /// the newest complete dump of each kind (a queued full sync drops every
-/// older batch of its kind, which it supersedes) plus this many records,
-/// i.e. at most `D + 65,536 × 208` bytes, where `D` is one dump (64
+/// older batch of its kind, which it supersedes), the newest incremental
+/// batch of each kind (a subset of the table: at most a dump's size) plus
+/// this many records, i.e. at most `2D + 65,536 × 208` bytes, where `D` is one dump (64
 /// bytes per tracked flow, the size of a
 /// [`FlowRecord`](super::FlowRecord), plus 208 per NAT'd flow, a
 /// [`NatFlowRecord`](super::NatFlowRecord)) and 208 the larger record
 /// size: 13 MiB beyond the dump (4 MiB when only flows are queued). A full mesh keeps
-/// one queue per peer: at most `N × (D + 13 MiB)` for N peers (a dump is
+/// one queue per peer: at most `N × (2D + 13 MiB)` for N peers (a dump is
 /// built once per tick and copied into each peer's queue). A slow or dead
 /// peer loses its oldest incremental batches (counted in
 /// `dropped_batches`); the next full sync repairs it, and
 /// the others are not held back (each peer has its own queue and task).
 pub(crate) const SEND_QUEUE_RECORDS: usize = 65_536;
-/// Connections a listener serves at once: bounds what unauthenticated
-/// clients can hold.
-pub(crate) const MAX_CONNECTIONS: usize = 16;
+/// Authenticated sessions a listener serves at once (a mesh has at most
+/// 15 peers); a new session from a node id replaces that node's old one.
+pub(crate) const MAX_SESSIONS: usize = 16;
+/// Connections a listener lets shake hands at once, apart from its
+/// sessions: what unauthenticated clients can hold, so they never lock
+/// out an authenticated peer.
+pub(crate) const MAX_HANDSHAKES: usize = 16;
+/// Handshakes at once from one source address: a single host cannot take
+/// every handshake slot.
+pub(crate) const MAX_HANDSHAKES_PER_SOURCE: usize = 4;
 /// Read buffer of a connection.
 pub(super) const READ_BUFFER: usize = 64 * 1024;
 
@@ -58,6 +70,9 @@ pub(crate) struct Timing {
     pub silence: Duration,
     /// Longest a handshake may take.
     pub handshake: Duration,
+    /// Longest a listener waits for an accepted connection's first byte
+    /// (a peer sends its Hello at once; an idle socket is cut early).
+    pub first_byte: Duration,
     /// Longest a TCP connect may take.
     pub connect: Duration,
     /// First reconnect delay.
@@ -72,6 +87,7 @@ impl Default for Timing {
             heartbeat: Duration::from_secs(1),
             silence: Duration::from_secs(5),
             handshake: Duration::from_secs(5),
+            first_byte: Duration::from_secs(1),
             connect: Duration::from_secs(5),
             backoff_min: Duration::from_millis(100),
             backoff_max: Duration::from_secs(5),

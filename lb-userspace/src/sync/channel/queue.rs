@@ -4,7 +4,10 @@
 
 use std::{
     collections::VecDeque,
-    sync::{Arc, Mutex, MutexGuard, PoisonError},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex, MutexGuard, PoisonError,
+    },
 };
 
 use tokio::sync::Notify;
@@ -24,6 +27,7 @@ impl Drop for InFlight<'_> {
         if let Some(batch) = self.batch.take() {
             self.queue.requeue(batch);
         }
+        self.queue.writing.store(false, Ordering::Relaxed);
     }
 }
 
@@ -69,6 +73,9 @@ pub(super) struct SendQueue {
     /// Most records queued beyond the newest full sync of each kind.
     pub(super) max_records: usize,
     pub(super) stats: Arc<SyncStats>,
+    /// A popped batch is being written (until its [`InFlight`] ends):
+    /// with an empty queue, whether everything given went out.
+    pub(super) writing: AtomicBool,
 }
 
 impl SendQueue {
@@ -123,23 +130,45 @@ impl SendQueue {
         debug!(full_sync, records, "sync queue: batch dropped");
     }
 
-    /// Records queued beyond the newest full sync of each kind.
-    pub(super) fn excess_records(queue: &VecDeque<QueuedBatch>) -> usize {
-        let newest_full = |flows: bool| {
-            queue
-                .iter()
-                .rev()
-                .find(|b| b.full_sync && matches!(b.records, Records::Flows(_)) == flows)
-                .map_or(0, |b| b.records.len())
+    /// Whether the batch at `i` is exempt from the record bound: the
+    /// newest full sync or the newest incremental batch of its kind. The
+    /// newest incremental holds the latest scan: dropping it would leave
+    /// the peer nothing but the next full sync when one tick's scan is
+    /// larger than the bound (e.g. 70,000 active flows), while the older
+    /// ones it mostly repeats can go.
+    fn exempt(queue: &VecDeque<QueuedBatch>, i: usize) -> bool {
+        let Some(batch) = queue.get(i) else {
+            return false;
         };
-        let total: usize = queue.iter().map(|b| b.records.len()).sum();
-        total
-            .saturating_sub(newest_full(true))
-            .saturating_sub(newest_full(false))
+        !queue.iter().skip(i + 1).any(|later| {
+            later.full_sync == batch.full_sync && later.records.same_kind(&batch.records)
+        })
+    }
+
+    /// Records queued beyond the newest full sync and the newest
+    /// incremental batch of each kind.
+    pub(super) fn excess_records(queue: &VecDeque<QueuedBatch>) -> usize {
+        (0..queue.len())
+            .filter(|&i| !Self::exempt(queue, i))
+            .filter_map(|i| queue.get(i))
+            .map(|b| b.records.len())
+            .sum()
     }
 
     pub(super) fn pop(&self) -> Option<QueuedBatch> {
-        self.lock().pop_front()
+        let mut queue = self.lock();
+        let batch = queue.pop_front();
+        if batch.is_some() {
+            self.writing.store(true, Ordering::Relaxed);
+        }
+        batch
+    }
+
+    /// Whether every batch pushed has been written (none queued, none
+    /// being written).
+    pub(super) fn is_idle(&self) -> bool {
+        let queue = self.lock();
+        queue.is_empty() && !self.writing.load(Ordering::Relaxed)
     }
 
     pub(super) fn len(&self) -> usize {
@@ -147,10 +176,12 @@ impl SendQueue {
     }
 
     /// Brings an over-full queue back to its bounds (batches, and records
-    /// beyond the newest full syncs): drops the oldest
-    /// incremental batch (a later full sync repairs what it carried) or,
-    /// when every batch is a full sync, the oldest one superseded by a
-    /// newer full sync of the same records (flows or NAT flows) behind it.
+    /// beyond the newest full sync and newest incremental batch of each
+    /// kind): drops the oldest incremental batch that is not its kind's
+    /// newest (a later full sync repairs what it carried), then the oldest
+    /// incremental one at all or, when every batch is a full sync, the
+    /// oldest one superseded by a newer full sync of the same records
+    /// (flows or NAT flows) behind it.
     pub(super) fn shed(&self, queue: &mut VecDeque<QueuedBatch>) {
         while queue.len() > self.capacity || Self::excess_records(queue) > self.max_records {
             let superseded = |(i, b): (usize, &QueuedBatch)| {
@@ -159,9 +190,10 @@ impl SendQueue {
                     .skip(i + 1)
                     .any(|later| later.records.same_kind(&b.records))
             };
-            let at = queue
-                .iter()
-                .position(|b| !b.full_sync)
+            let older_incremental = (0..queue.len())
+                .find(|&i| queue.get(i).is_some_and(|b| !b.full_sync) && !Self::exempt(queue, i));
+            let at = older_incremental
+                .or_else(|| queue.iter().position(|b| !b.full_sync))
                 .or_else(|| queue.iter().enumerate().position(superseded))
                 .unwrap_or(0);
             let Some(dropped) = queue.remove(at) else {

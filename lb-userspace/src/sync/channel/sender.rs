@@ -83,6 +83,7 @@ impl Sender {
                 capacity: SEND_QUEUE_CAPACITY,
                 max_records: SEND_QUEUE_RECORDS,
                 stats: stats.clone(),
+                writing: AtomicBool::new(false),
             },
             connected: AtomicBool::new(false),
             sessions: watch::Sender::new(0),
@@ -152,6 +153,12 @@ impl Sender {
     /// Batches waiting to be sent.
     pub(crate) fn queued(&self) -> usize {
         self.shared.queue.len()
+    }
+
+    /// Whether everything given so far has been written to the peer's
+    /// connection (a node stepping down waits for this, briefly).
+    pub(crate) fn is_flushed(&self) -> bool {
+        self.shared.queue.is_idle()
     }
 
     /// The number of sessions established so far, changing with each new
@@ -230,7 +237,8 @@ async fn connect_once(
     }
     let (rd, mut wr) = stream.into_split();
     let mut rd = BufReader::with_capacity(READ_BUFFER, rd);
-    let session = match handshake_timed(&mut rd, &mut wr, Role::Master, config, timing).await {
+    let session = match handshake_timed(&mut rd, &mut wr, Role::Master, config, timing, None).await
+    {
         Ok(session) => session,
         Err(error) => return (false, error),
     };

@@ -2,6 +2,8 @@
 //! `wire`, then a reader and a writer with heartbeats, and a peer silent
 //! too long taken for dead.
 
+use std::time::Duration;
+
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
     sync::mpsc,
@@ -10,6 +12,7 @@ use tokio::{
 use tracing::{debug, error, info, trace, warn};
 
 use super::{
+    own_nonces,
     queue::{InFlight, QueuedBatch, Records, SendQueue},
     BatchKind, ReceivedBatch, Timing,
 };
@@ -51,28 +54,36 @@ pub(super) struct Session {
     pub(super) opener: Opener,
 }
 
+/// [`handshake`] within `timing.handshake`; with `first_read`, the
+/// peer's Hello must also start arriving that soon (a listener cuts idle
+/// sockets early: they would hold a handshake slot).
 pub(super) async fn handshake_timed<R, W>(
     rd: &mut R,
     wr: &mut W,
     role: Role,
     config: &SyncConfig,
     timing: Timing,
+    first_read: Option<Duration>,
 ) -> Result<Session, SyncError>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    timeout(timing.handshake, handshake(rd, wr, role, config))
-        .await
-        .map_err(|_| SyncError::Timeout {
-            what: "handshake",
-            after: timing.handshake,
-        })?
+    timeout(
+        timing.handshake,
+        handshake_with(rd, wr, role, config, first_read),
+    )
+    .await
+    .map_err(|_| SyncError::Timeout {
+        what: "handshake",
+        after: timing.handshake,
+    })?
 }
 
 /// Both ends: send Hello, read the peer's, send our proof over both,
 /// read and check the peer's. Nothing from the peer is trusted before its
 /// proof checks out.
+#[cfg(test)]
 pub(super) async fn handshake<R, W>(
     rd: &mut R,
     wr: &mut W,
@@ -83,7 +94,22 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let nonce = wire::new_nonce();
+    handshake_with(rd, wr, role, config, None).await
+}
+
+/// [`handshake`], the peer's first byte awaited at most `first_read`.
+async fn handshake_with<R, W>(
+    rd: &mut R,
+    wr: &mut W,
+    role: Role,
+    config: &SyncConfig,
+    first_read: Option<Duration>,
+) -> Result<Session, SyncError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let nonce = own_nonces::issue(&config.node_id);
     let hello = Message::Hello {
         version: wire::PROTOCOL_VERSION,
         node_id: config.node_id.clone(),
@@ -92,7 +118,15 @@ where
     write_frame(wr, &wire::encode_frame(&hello.encode()?)?).await?;
 
     let mut buf = Vec::new();
-    read_frame(rd, &mut buf).await?;
+    match first_read {
+        Some(limit) => timeout(limit, read_frame(rd, &mut buf))
+            .await
+            .map_err(|_| SyncError::Timeout {
+                what: "the peer's Hello",
+                after: limit,
+            })??,
+        None => read_frame(rd, &mut buf).await?,
+    }
     let (peer_id, peer_nonce) = match Message::decode(&buf)? {
         Message::Hello {
             version,
@@ -116,6 +150,9 @@ where
     };
     if peer_nonce == nonce {
         return Err(wire::AuthError::ReflectedNonce.into());
+    }
+    if own_nonces::is_ours(&peer_nonce, &config.node_id) {
+        return Err(wire::AuthError::OwnNonce.into());
     }
     let transcript = match role {
         Role::Master => Transcript {

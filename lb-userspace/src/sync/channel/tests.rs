@@ -90,6 +90,7 @@ fn fast() -> Timing {
         heartbeat: Duration::from_millis(50),
         silence: Duration::from_millis(400),
         handshake: Duration::from_millis(400),
+        first_byte: Duration::from_millis(200),
         connect: Duration::from_millis(400),
         backoff_min: Duration::from_millis(20),
         backoff_max: Duration::from_millis(100),
@@ -662,7 +663,7 @@ async fn silent_peers_are_dropped() {
     fake_task.abort();
 
     // A client that never speaks is dropped by the listener after the
-    // handshake time.
+    // first-byte time (shorter than the handshake's).
     let (tx, _rx) = mpsc::channel(1);
     let backup = Arc::new(SyncStats::new());
     let listener = listen_with(local(), config("lb-b", KEY), tx, backup.clone(), fast())
@@ -675,7 +676,8 @@ async fn silent_peers_are_dropped() {
         .await
         .unwrap()
         .unwrap();
-    assert!(start.elapsed() >= Duration::from_millis(350));
+    assert!(start.elapsed() >= fast().first_byte - Duration::from_millis(50));
+    assert!(start.elapsed() < fast().handshake);
     let (body, rest) = wire::split_frame(&hello).unwrap();
     assert!(rest.is_empty());
     assert!(matches!(
@@ -736,6 +738,7 @@ fn queue(capacity: usize, max_records: usize) -> (SendQueue, Arc<SyncStats>) {
         capacity,
         max_records,
         stats: stats.clone(),
+        writing: std::sync::atomic::AtomicBool::new(false),
     };
     (queue, stats)
 }
@@ -815,14 +818,147 @@ fn queued_records_beyond_the_newest_dumps_are_bounded() {
     queue.push(nats(true, 2));
     queue.push(flows(false, 3, 2));
     queue.push(flows(false, 4, 2));
+    queue.push(flows(false, 5, 2)); // the newest never counts: 4 beyond
     assert_eq!(stats.snapshot().dropped_batches, 0);
-    queue.push(flows(false, 5, 2)); // 6 records beyond: drops 3
+    queue.push(flows(false, 6, 2)); // 6 records beyond: drops 3
     assert_eq!(
         order(&queue),
-        [(true, 1), (true, 2), (false, 4), (false, 5)]
+        [(true, 1), (true, 2), (false, 4), (false, 5), (false, 6)]
     );
-    queue.push(flows(false, 6, 6)); // alone above the bound: drops 4, 5, 6
-    assert_eq!(order(&queue), [(true, 1), (true, 2)]);
+    // The newest incremental batch is kept even alone above the bound
+    // (one tick's scan of a busy node): the older ones go.
+    queue.push(flows(false, 7, 6)); // 6 beyond (4, 5, 6): drops 4
+    assert_eq!(
+        order(&queue),
+        [(true, 1), (true, 2), (false, 5), (false, 6), (false, 7)]
+    );
+    queue.push(flows(false, 8, 7)); // 10 beyond (5, 6, 7): drops them
+    assert_eq!(order(&queue), [(true, 1), (true, 2), (false, 8)]);
+    // Per kind: a NAT incremental does not displace the newest flows one.
+    queue.push(nats(false, 9));
+    queue.push(nats(false, 10)); // 2 beyond (9)
+    assert_eq!(
+        order(&queue),
+        [(true, 1), (true, 2), (false, 8), (false, 9), (false, 10)]
+    );
+    queue.push(flows(false, 11, 7)); // 9 beyond (8, 9): drops 8, then fits
+    assert_eq!(
+        order(&queue),
+        [(true, 1), (true, 2), (false, 9), (false, 10), (false, 11)]
+    );
     let s = stats.snapshot();
-    assert_eq!((s.dropped_batches, s.dropped_records), (4, 12));
+    assert_eq!((s.dropped_batches, s.dropped_records), (6, 21));
+}
+
+#[tokio::test]
+async fn an_incremental_batch_above_the_record_bound_is_delivered() {
+    // One tick's scan of a busy node (every flow touched in the last
+    // ~1.25 s) can exceed SEND_QUEUE_RECORDS: it must still go out.
+    let mut b = backup().await;
+    let (sender, stats) = master(b.listener.local_addr(), KEY);
+    wait_for_session(&sender, 1).await;
+    let n = super::SEND_QUEUE_RECORDS + 4_000;
+    let all: Vec<FlowRecord> = (0..u32::try_from(n).unwrap()).map(record).collect();
+    sender.send(all, false);
+    let mut got = 0;
+    while got < n {
+        got += recv(&mut b.rx).await.records.len();
+    }
+    assert_eq!(got, n);
+    assert_eq!(stats.snapshot().dropped_batches, 0);
+}
+
+#[tokio::test]
+async fn a_node_whose_peer_is_itself_gets_no_session() {
+    // A templated config whose peer is the node's own listen address:
+    // the same key and node id at both ends would authenticate.
+    let (tx, mut rx) = mpsc::channel(8);
+    let listener_stats = Arc::new(SyncStats::new());
+    let same = config("lb-a", KEY);
+    let listener = listen_with(local(), same.clone(), tx, listener_stats.clone(), fast())
+        .await
+        .unwrap();
+    let sender_stats = Arc::new(SyncStats::new());
+    let sender =
+        Sender::start_with(listener.local_addr(), same, sender_stats.clone(), fast()).unwrap();
+    sender.send(vec![record(1)], true);
+    wait_until("the listener refusing its own sender twice", || {
+        listener_stats.snapshot().auth_failures >= 2
+    })
+    .await;
+    assert_quiet(&mut rx, Duration::from_millis(300)).await;
+    assert!(!sender.connected());
+    assert_eq!(sender.peer_node(), None);
+    assert_eq!(
+        (
+            sender_stats.snapshot().sessions,
+            listener_stats.snapshot().sessions
+        ),
+        (0, 0)
+    );
+}
+
+#[tokio::test]
+async fn idle_sockets_do_not_lock_a_real_peer_out() {
+    // 16 idle connections from one address (127.0.0.2, on lo), then the
+    // real peer from another: it must get a session long before the
+    // handshake timeout would free a slot.
+    let timing = Timing {
+        handshake: Duration::from_secs(3),
+        ..fast()
+    };
+    let (tx, mut rx) = mpsc::channel(8);
+    let stats = Arc::new(SyncStats::new());
+    let listener = listen_with(local(), config("lb-b", KEY), tx, stats.clone(), timing)
+        .await
+        .unwrap();
+    let mut idle = Vec::new();
+    for _ in 0..16 {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(SocketAddr::from(([127, 0, 0, 2], 0))).unwrap();
+        idle.push(socket.connect(listener.local_addr()).await.unwrap());
+    }
+    sleep(Duration::from_millis(50)).await;
+    let start = Instant::now();
+    let master_stats = Arc::new(SyncStats::new());
+    let sender = Sender::start_with(
+        listener.local_addr(),
+        config("lb-a", KEY),
+        master_stats,
+        timing,
+    )
+    .unwrap();
+    timeout(
+        timing.handshake / 3,
+        sender.sessions().wait_for(|&n| n >= 1),
+    )
+    .await
+    .expect("a session before the idle sockets' handshakes time out")
+    .unwrap();
+    assert!(start.elapsed() < timing.handshake / 3);
+    sender.send(vec![record(1)], false);
+    assert_eq!(recv(&mut rx).await.records, vec![record(1)]);
+    // The idle ones were cut at their first byte's deadline, not held
+    // for the whole handshake time.
+    wait_until("idle handshakes timed out", || {
+        stats.snapshot().timeouts >= 4
+    })
+    .await;
+    assert!(start.elapsed() < timing.handshake);
+    drop(idle);
+}
+
+#[tokio::test]
+async fn a_new_session_of_a_node_replaces_its_old_one() {
+    let mut b = backup().await;
+    let (first, _) = master(b.listener.local_addr(), KEY);
+    wait_for_session(&first, 1).await;
+    // The same node id again (a restarted peer whose old connection is
+    // not yet known dead): the listener keeps only the newest.
+    let (second, _) = master(b.listener.local_addr(), KEY);
+    wait_for_session(&second, 1).await;
+    wait_until("the old session cut", || !first.connected()).await;
+    second.send(vec![record(7)], false);
+    assert_eq!(recv(&mut b.rx).await.records, vec![record(7)]);
+    assert_eq!(b.stats.snapshot().sessions, 2);
 }

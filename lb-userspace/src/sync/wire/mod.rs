@@ -211,6 +211,10 @@ pub enum AuthError {
     /// The peer's Hello carries our own nonce.
     #[error("peer echoed this node's nonce: reflected handshake")]
     ReflectedNonce,
+    /// The peer's Hello carries a nonce this process issued: the
+    /// connection is between this node's own sender and listener.
+    #[error("peer is this node itself (its Hello carries this process's nonce): a sync peer address is one of this node's own")]
+    OwnNonce,
     /// A frame's tag does not match its content.
     #[error("frame {seq} has a bad tag: forged, modified, reflected or from another session")]
     BadTag {

@@ -1,0 +1,250 @@
+//! Installing a batch's NAT'd flows, one record at a time: a record that
+//! cannot be placed, conflicts, or fails to install (table full, buckets
+//! busy) is counted by reason and the rest of the batch still goes in.
+
+use std::{net::IpAddr, time::Instant};
+
+use tracing::{debug, warn};
+
+use super::{
+    flow_table::mark_replica,
+    nat::{self, Installed, ReplicaTable},
+    records::Install,
+};
+use crate::{
+    conntrack::table::FlowTableError,
+    dataplane::DataplaneError,
+    reconcile::Balancer,
+    sync::{log_limit::LogLimit, NatFlowRecord},
+};
+
+/// What became of the NAT'd flow records a node received.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct NatCounts {
+    /// Installed (both entries each).
+    pub(super) installed: u64,
+    /// Named a VIP (in NAT mode) or backend (address and port) this node
+    /// lacks.
+    pub(super) unknown: u64,
+    /// Left out: an entry of another flow of this node holds one of their
+    /// keys (both nodes were master and picked the same NAT port).
+    pub(super) conflicts: u64,
+    /// Left out: the NAT table had no room for them.
+    pub(super) table_full: u64,
+    /// Left out: installing failed otherwise (buckets busy, a map error).
+    pub(super) failed: u64,
+}
+
+/// Installs `records` into `table` with this node's ids, each as `rule`
+/// says for its VIP (a pair's master for the VIP installs only flows it
+/// holds none of); counts what became of each; logs failures at most
+/// as often as `warnings` lets through.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn install_nat_records(
+    records: &[NatFlowRecord],
+    table: &mut impl ReplicaTable,
+    balancer: &Balancer,
+    rule: impl Fn(IpAddr) -> Install,
+    now: u64,
+    counts: &mut NatCounts,
+    warnings: &mut LogLimit,
+    at: Instant,
+) {
+    for record in records {
+        let mut pair = match nat::entries_for(record, balancer, now) {
+            Ok(pair) => pair,
+            Err(why) => {
+                counts.unknown += 1;
+                debug!(
+                    vip = %record.vip,
+                    vip_port = record.vip_port,
+                    backend = %record.backend,
+                    backend_port = record.backend_port,
+                    reason = why.name(),
+                    "replicated NAT flow skipped"
+                );
+                continue;
+            }
+        };
+        let rule = rule(record.vip);
+        if rule == Install::UnlessFresher && pair.iter().any(|(key, _)| table.get(key).is_some()) {
+            // This node is master for the VIP and holds the flow (or its
+            // port): its own entries are the truth.
+            continue;
+        }
+        if rule == Install::Replica {
+            for (_, entry) in &mut pair {
+                entry.last_seen_ns = mark_replica(entry.last_seen_ns);
+            }
+        }
+        match nat::install_pair(table, &pair) {
+            Ok(Installed::Yes) => counts.installed += 1,
+            Ok(Installed::Conflict) => {
+                counts.conflicts += 1;
+                debug!(
+                    client = %record.forward.key.src,
+                    client_port = record.forward.key.sport,
+                    nat = %record.forward.translated.src,
+                    nat_port = record.forward.translated.sport,
+                    "replicated NAT flow skipped: another flow of this node holds its key"
+                );
+            }
+            Err(error) => {
+                let reason = if is_full(&error) {
+                    counts.table_full += 1;
+                    "table_full"
+                } else {
+                    counts.failed += 1;
+                    "error"
+                };
+                if let Some(suppressed) = warnings.allow(at) {
+                    warn!(%error, reason, suppressed, "installing a replicated NAT flow failed; it is left out (lbd_replication_nat_flows_skipped_total{{reason}}), the rest of the batch goes on");
+                }
+            }
+        }
+    }
+}
+
+/// Whether `error` says the NAT table has no room for the flow.
+fn is_full(error: &DataplaneError) -> bool {
+    matches!(error, DataplaneError::FlowTable(e) if matches!(**e, FlowTableError::Full(_)))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{collections::HashMap, time::Duration};
+
+    use lb_common::{FlowKey, Mode, NatEntry};
+
+    use super::*;
+    use crate::{
+        config::{BackendConfig, Protocol, VipConfig},
+        dataplane::FakeMaps,
+        reconcile::DesiredVip,
+        sync::nat_record::tests::nat_record,
+    };
+
+    /// A table that fails the `fail_at`-th insert with `error`.
+    struct Failing {
+        entries: HashMap<FlowKey, NatEntry>,
+        inserts: usize,
+        fail_at: Vec<(usize, fn() -> DataplaneError)>,
+    }
+
+    impl ReplicaTable for Failing {
+        fn get(&self, key: &FlowKey) -> Option<NatEntry> {
+            self.entries.get(key).copied()
+        }
+        fn insert_if_free(
+            &mut self,
+            key: &FlowKey,
+            entry: &NatEntry,
+        ) -> Result<bool, DataplaneError> {
+            self.inserts += 1;
+            if let Some((_, error)) = self.fail_at.iter().find(|(n, _)| *n == self.inserts) {
+                return Err(error());
+            }
+            Ok(self.entries.insert(*key, *entry).is_none())
+        }
+        fn overwrite(&mut self, key: &FlowKey, entry: &NatEntry) -> Result<(), DataplaneError> {
+            self.entries.insert(*key, *entry);
+            Ok(())
+        }
+        fn remove(&mut self, key: &FlowKey) -> Result<(), DataplaneError> {
+            self.entries.remove(key);
+            Ok(())
+        }
+    }
+
+    fn full() -> DataplaneError {
+        DataplaneError::FlowTable(Box::new(FlowTableError::Full("NAT flow table")))
+    }
+
+    fn busy() -> DataplaneError {
+        DataplaneError::FlowTable(Box::new(FlowTableError::Contended("NAT flow table")))
+    }
+
+    /// The VIP and backend of `nat_record`'s IPv4 TCP flows, in NAT mode.
+    fn balancer() -> Balancer {
+        let mut v = VipConfig::new("198.18.0.100".parse().unwrap(), 80, Protocol::Tcp);
+        v.forwarding = Mode::Nat;
+        v.backends = vec![BackendConfig {
+            port: Some(8080),
+            ..BackendConfig::new("198.19.2.11".parse().unwrap())
+        }];
+        let mut b = Balancer::new(4);
+        b.apply(
+            &mut FakeMaps::default(),
+            &[DesiredVip::from_config(&v, &|_| None)],
+        )
+        .unwrap();
+        b
+    }
+
+    #[test]
+    fn a_failed_install_skips_that_flow_only_and_leaves_no_half() {
+        // Four IPv4 TCP flows; the second's reply entry finds the table
+        // full, the third's forward entry finds its buckets busy.
+        let records: Vec<NatFlowRecord> = [2, 4, 8, 10].map(nat_record).to_vec();
+        let mut table = Failing {
+            entries: HashMap::new(),
+            inserts: 0,
+            fail_at: vec![(4, full), (5, busy)],
+        };
+        let mut counts = NatCounts::default();
+        let mut warnings = LogLimit::new(Duration::from_secs(10));
+        install_nat_records(
+            &records,
+            &mut table,
+            &balancer(),
+            |_| Install::Replace,
+            100_000_000_000,
+            &mut counts,
+            &mut warnings,
+            Instant::now(),
+        );
+        assert_eq!(
+            counts,
+            NatCounts {
+                installed: 2,
+                table_full: 1,
+                failed: 1,
+                ..NatCounts::default()
+            }
+        );
+        // Two whole flows, no orphaned forward entry of the second.
+        assert_eq!(table.entries.len(), 4);
+        let orphan = nat::entries_for(&records[1], &balancer(), 100_000_000_000).unwrap();
+        assert!(!table.entries.contains_key(&orphan[0].0));
+        let last = nat::entries_for(&records[3], &balancer(), 100_000_000_000).unwrap();
+        assert!(last.iter().all(|(k, _)| table.entries.contains_key(k)));
+    }
+
+    #[test]
+    fn a_master_for_the_vip_keeps_its_own_nat_flow() {
+        let records = vec![nat_record(2)];
+        let b = balancer();
+        let mut table = Failing {
+            entries: HashMap::new(),
+            inserts: 0,
+            fail_at: Vec::new(),
+        };
+        let mut own = nat::entries_for(&records[0], &b, 100_000_000_000).unwrap();
+        own[0].1.flags = 0x7;
+        table.entries.extend(own);
+        let mut counts = NatCounts::default();
+        let mut warnings = LogLimit::new(Duration::from_secs(10));
+        install_nat_records(
+            &records,
+            &mut table,
+            &b,
+            |_| Install::UnlessFresher,
+            100_000_000_000,
+            &mut counts,
+            &mut warnings,
+            Instant::now(),
+        );
+        assert_eq!(table.entries[&own[0].0].flags, 0x7, "its own entry kept");
+        assert_eq!(counts, NatCounts::default());
+    }
+}
