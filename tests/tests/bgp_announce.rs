@@ -6,11 +6,11 @@
 //! restart keeps it; a BIRD that starts late gets the routes. Needs root
 //! and bird2. (The ECMP lab with a router and three nodes: bgp_lab.rs.)
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use lb_tests::{
     bird::Bird,
-    lab::{Lab, VIP4},
+    lab::{Lab, VIP4, VIP6},
     support::{lbctl_ok, lbctl_outcome, wait_until},
 };
 use lb_userspace::{
@@ -36,10 +36,11 @@ fn routes_file(lab: &Lab) -> std::path::PathBuf {
 
 fn lbd_config(lab: &Lab, bird: &Bird, backends: &[&str]) -> String {
     format!(
-        "{}\n[bgp]\nbird_socket = \"{}\"\nroutes_file = \"{}\"\n",
+        "{}\n[bgp]\nbird_socket = \"{}\"\nroutes_file = \"{}\"\nnode_state_file = \"{}\"\n",
         lab.lbd_config_for(backends, CHECKS),
         bird.socket.display(),
-        routes_file(lab).display()
+        routes_file(lab).display(),
+        lab.dir.join("state").join("node.state").display()
     )
 }
 
@@ -154,6 +155,147 @@ fn announcements_follow_health_drain_and_stops() {
     lab.start_lbd_on(&lb, "lbd4", &config).expect("start again");
     lab.interrupt("lbd4").expect("SIGINT");
     assert!(!announced(&bird), "a stop for good withdraws");
+}
+
+/// A BIRD that accepts and never answers (hung) holds neither lbd's loop
+/// (the API answers at once) nor the unit's stop path and a cleanup: the
+/// VRRP addresses leave the interface, the program and its pins go, and
+/// the exit status says that BIRD failed. A drain that BIRD never took
+/// does not pass for done.
+#[test]
+fn an_unreachable_bird_fails_the_stop_path_loudly_but_not_half_way() {
+    let mut lab = Lab::start(1).expect("lab");
+    let lb = lab.lb.clone();
+    let b1 = lab.backends[0].clone();
+    // VIP4 is VRRP-held (and on the interface from the lab's build),
+    // VIP6 announced through a BIRD that is not there.
+    let config = format!(
+        "{}\n[[vip]]\naddress = \"{VIP6}\"\nport = 80\n  [[vip.backend]]\n  address = \"{}\"\n\
+         \n[[vrrp]]\nvrid = 51\naddresses = [\"{VIP4}\"]\n\
+         \n[bgp]\naddresses = [\"{VIP6}\"]\nbird_socket = \"{}\"\nroutes_file = \"{}\"\nnode_state_file = \"{}\"\n",
+        lab.lbd_config_for(&["b1"], ""),
+        b1.ipv6,
+        hung_bird(&lab.dir.join("hung-bird.ctl")).display(),
+        routes_file(&lab).display(),
+        lab.dir.join("node.state").display()
+    );
+    let has_vip4 = |lab: &Lab| {
+        lab.addresses_of(&lb)
+            .expect("addresses")
+            .contains(&format!("{VIP4}/"))
+    };
+    assert!(has_vip4(&lab), "the lab puts the VIP on the interface");
+    let pinned_config = format!("pin_dir = \"{}\"\n{config}", lab.pin_dir_of(&lb).display());
+    lab.write_lbd_config_named("lbd", &pinned_config)
+        .expect("config");
+    let out = lab
+        .lbd_offline(&lb, "lbd", "--release-vips")
+        .expect("release");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "BIRD's failure is reported: {stderr}"
+    );
+    assert!(stderr.contains("BIRD"), "{stderr}");
+    assert!(!has_vip4(&lab), "the VIP left the interface anyway");
+
+    lab.start_lbd(&pinned_config).expect("lbd");
+    // lbd's first exchange with BIRD hangs (5 s): the API answers anyway.
+    for _ in 0..3 {
+        let asked = Instant::now();
+        node(&lab);
+        assert!(
+            asked.elapsed() < Duration::from_secs(2),
+            "the API waited {:?} for BIRD",
+            asked.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let (code, _, stderr) = lbctl_outcome(
+        &lab,
+        &["node", "drain", "--wait", "--quiet", "1", "--timeout", "3"],
+    );
+    assert_eq!(code, 6, "BIRD never took the withdrawal: {stderr}");
+    assert!(
+        stderr.contains("BIRD has not taken the withdrawal"),
+        "{stderr}"
+    );
+    lab.terminate("lbd").expect("SIGTERM");
+    assert!(
+        lab.xdp_attached(&lb).expect("ip link"),
+        "a restart keeps it"
+    );
+    let out = lab.lbd_offline(&lb, "lbd", "--cleanup").expect("cleanup");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("BIRD"), "{stderr}");
+    assert!(!lab.xdp_attached(&lb).expect("ip link"), "detached anyway");
+    let pins: Vec<_> = std::fs::read_dir(lab.pin_dir_of(&lb))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(pins.is_empty(), "pins left: {pins:?}");
+    assert!(!has_vip4(&lab));
+}
+
+/// A control socket at `path` that accepts and never greets, for as long
+/// as the test runs (the lab's directory goes with the lab).
+fn hung_bird(path: &std::path::Path) -> std::path::PathBuf {
+    let listener = std::os::unix::net::UnixListener::bind(path).expect("hung BIRD");
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    path.to_owned()
+}
+
+/// With pin_dir = "off" nothing forwards once lbd is gone: a restart
+/// (SIGUSR1) withdraws like a stop and leaves no word for the stop path.
+/// A reload cannot add a NAT VIP the running [bgp] would announce.
+#[test]
+fn an_unpinned_restart_withdraws_and_a_reload_cannot_add_an_announced_nat_vip() {
+    let mut lab = Lab::start(1).expect("lab");
+    lab.wait_for_backends().expect("backends");
+    let lb = lab.lb.clone();
+    let paths = Bird::paths(&lab, "bird-lb");
+    let config = format!("pin_dir = \"off\"\n{}", lbd_config(&lab, &paths, &["b1"]));
+    // lbd first: it writes the routes file BIRD includes.
+    lab.start_lbd(&config).expect("lbd");
+    wait_until("the routes file", FOLLOW, || routes_file(&lab).exists());
+    let bird_conf = bird_config(&lab);
+    let bird = Bird::start(&mut lab, &lb, "bird-lb", &bird_conf).expect("bird");
+    wait_until("the VIP announced", FOLLOW, || announced(&bird));
+
+    // The file drops [bgp] (a restart setting) and turns the VIP to NAT:
+    // the running [bgp] announces it, so the reload is refused.
+    let nat = format!(
+        "pin_dir = \"off\"\n{}\n[nat]\nsource_ipv4 = \"198.18.0.50\"\n",
+        lab.lbd_config_for(&["b1"], "forwarding = \"nat\"\n")
+    );
+    lab.write_lbd_config(&nat).expect("config");
+    let (code, _, stderr) = lbctl_outcome(&lab, &["reload"]);
+    assert_ne!(code, 0, "reload accepted");
+    assert!(stderr.contains("announces over BGP"), "{stderr}");
+    lab.write_lbd_config(&config).expect("config back");
+
+    lab.signal("lbd", libc::SIGUSR1).expect("SIGUSR1");
+    lab.wait_exit("lbd", Duration::from_secs(10))
+        .expect("lbd exits");
+    assert!(!announced(&bird), "the program is gone: so are the routes");
+    assert!(
+        !lab.dir.join("lbd.restarting").exists(),
+        "no word for the stop path"
+    );
+    let out = lab
+        .lbd_offline(&lb, "lbd", "--release-vips")
+        .expect("release");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!announced(&bird));
 }
 
 /// Config check refuses a VIP both VRRP-held and BGP-announced, naming it.

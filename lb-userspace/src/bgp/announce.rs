@@ -123,7 +123,8 @@ pub fn plan(node: NodeView, services: &[Service]) -> Plan {
 /// The start-up gate: a fresh node (no pinned data plane adopted) waits
 /// until every sync peer has sent its full flow dump, or `wait` has
 /// passed, before it announces anything — it never takes flows it does not
-/// know. A node that adopted its data plane (a restart) opens at once.
+/// know. A node that adopted its data plane and whose routes were kept (a
+/// restart; see `Announcer::new`) opens at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Startup {
     /// Waiting since `since`, for at most `wait`.
@@ -141,7 +142,8 @@ pub enum Startup {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Opened {
-    /// The data plane (and its flows) was adopted from a previous lbd.
+    /// The data plane (and its flows) was adopted from a previous lbd
+    /// that left its routes announced.
     Adopted,
     /// Every peer's full dump arrived.
     PeersSynced,

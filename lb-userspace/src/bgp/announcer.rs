@@ -2,7 +2,11 @@
 //! routes file and a BIRD reconfigure, only when the announced set
 //! changes, and retries with a backoff while BIRD is unreachable or
 //! refuses (the file is written either way, so a BIRD that starts later
-//! reads the right routes).
+//! reads the right routes). The backoff holds back only a retry of the
+//! set that failed: a changed set is written and sent at once. The
+//! exchange with BIRD runs in a task of its own, one at a time, so a BIRD
+//! that hangs never stalls lbd's loop; its [`Outcome`] comes back through
+//! [`Announcer::take_outcomes`].
 
 use std::{
     collections::BTreeSet,
@@ -11,6 +15,7 @@ use std::{
 };
 
 use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use super::{
@@ -24,6 +29,16 @@ const RETRY_MIN: Duration = Duration::from_millis(500);
 /// Longest wait between tries.
 const RETRY_MAX: Duration = Duration::from_secs(10);
 
+/// How one reconfigure ended, handed back to the engine's loop (see
+/// [`Announcer::on_outcome`]).
+#[derive(Debug)]
+pub(crate) struct Outcome {
+    /// The set the routes file held when BIRD was asked.
+    set: BTreeSet<IpAddr>,
+    /// BIRD's answer (an error with its message).
+    result: Result<(), String>,
+}
+
 /// This node's announcements and how BIRD took them.
 pub(crate) struct Announcer {
     config: BgpConfig,
@@ -32,6 +47,13 @@ pub(crate) struct Announcer {
     plan: Plan,
     /// The set BIRD last accepted this run (None: none yet).
     applied: Option<BTreeSet<IpAddr>>,
+    /// The set last written and sent, whatever came of it.
+    attempted: Option<BTreeSet<IpAddr>>,
+    /// Whether an exchange with BIRD runs now (at most one does).
+    in_flight: bool,
+    /// Where exchanges report, and the loop's end (taken once).
+    outcomes_tx: mpsc::Sender<Outcome>,
+    outcomes_rx: Option<mpsc::Receiver<Outcome>>,
     /// After a failure: not before this, unless the set changes.
     retry_at: Option<Instant>,
     backoff: Duration,
@@ -87,14 +109,26 @@ pub struct WithheldAddress {
 
 impl Announcer {
     /// The announcer of a node that `adopted` its data plane (or not),
-    /// with or without sync peers to wait for.
+    /// with or without sync peers to wait for. The gate opens at once
+    /// only when the previous lbd's routes were kept (its routes file
+    /// still announces): after a stop that withdrew them the peers'
+    /// routing tables moved on, and this node's flow table is stale.
     pub(crate) fn new(config: BgpConfig, adopted: bool, has_peers: bool, now: Instant) -> Self {
-        let startup = Startup::new(adopted, has_peers, config.startup_wait, now);
+        let kept = adopted && routes_file::announces_any(&config.routes_file);
+        if adopted && !kept {
+            info!("BGP: data plane adopted but its routes were withdrawn; waiting for the peers' flows as a fresh node does");
+        }
+        let startup = Startup::new(kept, has_peers, config.startup_wait, now);
+        let (outcomes_tx, outcomes_rx) = mpsc::channel(1);
         Self {
             config,
             startup,
             plan: Plan::new(),
             applied: None,
+            attempted: None,
+            in_flight: false,
+            outcomes_tx,
+            outcomes_rx: Some(outcomes_rx),
             retry_at: None,
             backoff: RETRY_MIN,
             applies: 0,
@@ -126,34 +160,75 @@ impl Announcer {
         &self.config
     }
 
+    /// The receiving end of the exchanges' outcomes, once (for the
+    /// engine's loop, which hands each to [`Self::on_outcome`]).
+    pub(crate) fn take_outcomes(&mut self) -> Option<mpsc::Receiver<Outcome>> {
+        self.outcomes_rx.take()
+    }
+
     /// Makes BIRD announce what `plan` says, if that differs from what it
-    /// announces (or a retry is due).
-    pub(crate) async fn apply(&mut self, plan: Plan, now: Instant) {
+    /// announces: writes the routes file and starts the reconfigure in a
+    /// task (never waits for BIRD). While one runs, the next set waits for
+    /// its outcome; after a failure, only a retry of the same set waits
+    /// for the backoff.
+    pub(crate) fn apply(&mut self, plan: Plan, now: Instant) {
         self.log_changes(&plan);
         self.plan = plan;
         let wanted: BTreeSet<IpAddr> = announced(&self.plan);
-        if self.applied.as_ref() == Some(&wanted) {
+        if self.in_flight || self.applied.as_ref() == Some(&wanted) {
             return;
         }
-        if self.retry_at.is_some_and(|at| now < at) {
+        let retry = self.attempted.as_ref() == Some(&wanted);
+        if retry && self.retry_at.is_some_and(|at| now < at) {
             return;
         }
-        match self.push(&wanted).await {
+        self.attempted = Some(wanted.clone());
+        let text = routes_file::render(&self.config.protocol, &wanted);
+        if let Err(error) = routes_file::write(&self.config.routes_file, &text) {
+            self.failed(format!("{error:#}"), now);
+            return;
+        }
+        self.in_flight = true;
+        let socket = self.config.bird_socket.clone();
+        let outcomes = self.outcomes_tx.clone();
+        tokio::spawn(async move {
+            let result = bird::configure(&socket)
+                .await
+                .map(|_| ())
+                .map_err(|error| format!("{error:#}"));
+            // The loop is gone only when lbd stops.
+            let _ = outcomes
+                .send(Outcome {
+                    set: wanted,
+                    result,
+                })
+                .await;
+        });
+    }
+
+    /// Takes the outcome of the exchange that ran; the next
+    /// [`Self::apply`] sends whatever is wanted now.
+    pub(crate) fn on_outcome(&mut self, outcome: Outcome, now: Instant) {
+        self.in_flight = false;
+        match outcome.result {
             Ok(()) => {
-                self.applied = Some(wanted);
+                info!(announced = ?outcome.set, "BGP: BIRD reconfigured");
+                self.applied = Some(outcome.set);
                 self.applies += 1;
                 self.retry_at = None;
                 self.backoff = RETRY_MIN;
                 self.last_error = None;
             }
-            Err(error) => {
-                self.failures += 1;
-                warn!(error = %format!("{error:#}"), retry_in_ms = self.backoff.as_millis(), "BGP: announcing through BIRD failed");
-                self.last_error = Some(format!("{error:#}"));
-                self.retry_at = Some(now + self.backoff);
-                self.backoff = (self.backoff * 2).min(RETRY_MAX);
-            }
+            Err(error) => self.failed(error, now),
         }
+    }
+
+    fn failed(&mut self, error: String, now: Instant) {
+        self.failures += 1;
+        warn!(%error, retry_in_ms = self.backoff.as_millis(), "BGP: announcing through BIRD failed");
+        self.last_error = Some(error);
+        self.retry_at = Some(now + self.backoff);
+        self.backoff = (self.backoff * 2).min(RETRY_MAX);
     }
 
     /// Withdraws every address now (a stop for good).
@@ -191,16 +266,6 @@ impl Announcer {
         }
     }
 
-    async fn push(&self, wanted: &BTreeSet<IpAddr>) -> anyhow::Result<()> {
-        routes_file::write(
-            &self.config.routes_file,
-            &routes_file::render(&self.config.protocol, wanted),
-        )?;
-        bird::configure(&self.config.bird_socket).await?;
-        info!(announced = ?wanted, "BGP: BIRD reconfigured");
-        Ok(())
-    }
-
     fn log_changes(&self, plan: &Plan) {
         for (address, reason) in plan {
             let before = self.plan.get(address);
@@ -236,4 +301,143 @@ pub async fn withdraw(config: &BgpConfig) -> anyhow::Result<()> {
     bird::configure(&config.bird_socket).await?;
     info!(routes_file = %config.routes_file.display(), "BGP: every address withdrawn");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        path::PathBuf,
+        sync::{
+            atomic::{AtomicU32, Ordering},
+            Arc,
+        },
+    };
+
+    use super::*;
+    use crate::config::Announced;
+
+    const A: &str = "198.18.0.100";
+
+    /// A directory of this test's, removed when dropped.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(tag: &str) -> Self {
+            let dir =
+                std::env::temp_dir().join(format!("lbd-announcer-{tag}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            Self(dir)
+        }
+
+        fn config(&self) -> BgpConfig {
+            BgpConfig {
+                bird_socket: self.0.join("bird.ctl"),
+                routes_file: self.0.join("vips.conf"),
+                protocol: "lbd_vips".into(),
+                addresses: Announced::EveryVip,
+                startup_wait: Duration::from_secs(10),
+                node_state_file: self.0.join("node.state"),
+            }
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn plan(announced: bool) -> Plan {
+        let reason = (!announced).then_some(Withheld::NoHealthyBackend);
+        [(A.parse().unwrap(), reason)].into()
+    }
+
+    fn routes(config: &BgpConfig) -> String {
+        std::fs::read_to_string(&config.routes_file).unwrap()
+    }
+
+    #[tokio::test]
+    async fn after_a_failure_a_changed_set_is_written_and_sent_at_once() {
+        let scratch = Scratch::new("backoff");
+        let config = scratch.config();
+        let t0 = Instant::now();
+        let mut announcer = Announcer::new(config.clone(), false, false, t0);
+        let mut outcomes = announcer.take_outcomes().unwrap();
+        // No BIRD: the announcement fails and backs off.
+        announcer.apply(plan(true), t0);
+        assert!(routes(&config).contains(&format!("route {A}/32")));
+        let outcome = outcomes.recv().await.unwrap();
+        announcer.on_outcome(outcome, t0);
+        assert_eq!(announcer.status().failures, 1);
+        // The same set again, within the backoff: held back.
+        announcer.apply(plan(true), t0 + Duration::from_millis(10));
+        assert!(outcomes.try_recv().is_err());
+        assert!(!announcer.in_flight);
+        // The VIP loses its backends: withdrawn at once, backoff or not.
+        announcer.apply(plan(false), t0 + Duration::from_millis(20));
+        assert!(
+            !routes(&config).contains("route "),
+            "the file is rewritten for a changed set: {}",
+            routes(&config)
+        );
+        let outcome = outcomes.recv().await.unwrap();
+        assert!(outcome.set.is_empty());
+        announcer.on_outcome(outcome, t0 + Duration::from_millis(20));
+        assert_eq!(announcer.status().failures, 2);
+    }
+
+    #[tokio::test]
+    async fn a_bird_that_never_answers_holds_no_caller_and_one_exchange_runs_at_a_time() {
+        let scratch = Scratch::new("hung");
+        let config = scratch.config();
+        // Accepts and never greets.
+        let listener = tokio::net::UnixListener::bind(&config.bird_socket).unwrap();
+        let accepted = Arc::new(AtomicU32::new(0));
+        let count = accepted.clone();
+        let server = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                held.push(stream);
+            }
+        });
+        let t0 = Instant::now();
+        let mut announcer = Announcer::new(config.clone(), false, false, t0);
+        let _outcomes = announcer.take_outcomes().unwrap();
+        let started = Instant::now();
+        announcer.apply(plan(true), t0);
+        announcer.apply(plan(false), t0);
+        announcer.apply(plan(true), t0);
+        assert!(
+            started.elapsed() < Duration::from_millis(200),
+            "apply waited for BIRD: {:?}",
+            started.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(accepted.load(Ordering::SeqCst), 1, "one exchange at a time");
+        let status = announcer.status();
+        assert!(!status.in_sync);
+        assert_eq!(status.announced, vec![A.parse::<IpAddr>().unwrap()]);
+        server.abort();
+    }
+
+    #[test]
+    fn the_gate_opens_at_once_only_when_the_previous_routes_were_kept() {
+        let scratch = Scratch::new("gate");
+        let config = scratch.config();
+        let now = Instant::now();
+        let opened = |adopted| Announcer::new(config.clone(), adopted, true, now).started();
+        assert!(!opened(true), "no routes file: the routes were not kept");
+        routes_file::write(
+            &config.routes_file,
+            &routes_file::render("lbd_vips", &BTreeSet::new()),
+        )
+        .unwrap();
+        assert!(!opened(true), "withdrawn by the stop: wait for the peers");
+        let kept: BTreeSet<IpAddr> = [A.parse().unwrap()].into();
+        routes_file::write(&config.routes_file, &routes_file::render("lbd_vips", &kept)).unwrap();
+        assert!(opened(true), "a restart that kept its routes");
+        assert!(!opened(false), "a fresh node waits whatever the file says");
+    }
 }

@@ -42,6 +42,14 @@ pub(crate) fn render(stem: &str, addresses: &BTreeSet<IpAddr>) -> String {
     text
 }
 
+/// Whether the file at `path` announces any address (a route line), as
+/// a previous lbd left it: a restart that kept its routes, not a stop that
+/// withdrew them. A missing or unreadable file announces nothing.
+pub(crate) fn announces_any(path: &Path) -> bool {
+    std::fs::read_to_string(path)
+        .is_ok_and(|text| text.lines().any(|l| l.trim_start().starts_with("route ")))
+}
+
 /// Replaces `path` with `text`: a temporary file beside it, synced, then
 /// renamed over it. Creates the directory if it is missing.
 pub(crate) fn write(path: &Path, text: &str) -> anyhow::Result<()> {
@@ -103,6 +111,19 @@ mod tests {
             empty.contains("protocol static lbd_vips6 {\n  ipv6;\n}\n"),
             "{empty}"
         );
+    }
+
+    #[test]
+    fn a_file_announces_only_with_a_route_line() {
+        let dir = std::env::temp_dir().join(format!("lbd-routes-any-{}", std::process::id()));
+        let path = dir.join("vips.conf");
+        assert!(!announces_any(&path), "missing");
+        write(&path, &render("lbd_vips", &BTreeSet::new())).unwrap();
+        assert!(!announces_any(&path), "empty protocols");
+        let one: BTreeSet<IpAddr> = ["2001:2::100".parse().unwrap()].into();
+        write(&path, &render("lbd_vips", &one)).unwrap();
+        assert!(announces_any(&path));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

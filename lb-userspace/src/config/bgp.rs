@@ -9,6 +9,7 @@
 //! protocol = "lbd_vips"                   # lbd_vips4 / lbd_vips6 static protocols
 //! addresses = ["198.18.0.100"]            # default: every VIP address no [[vrrp]] holds
 //! startup_wait_ms = 10000                 # at most this long for the peers' flow state
+//! node_state_file = "/var/lib/lbd/node.state" # `lbctl node drain` kept across stops and reboots
 //! ```
 //!
 //! An address is either VRRP-held or BGP-announced, never both.
@@ -28,6 +29,17 @@ pub(crate) const DEFAULT_ROUTES_FILE: &str = "/run/lbd-bgp/vips.conf";
 pub(crate) const DEFAULT_PROTOCOL: &str = "lbd_vips";
 /// Default longest wait for the peers' flow state before announcing.
 pub(crate) const DEFAULT_STARTUP_WAIT: Duration = Duration::from_secs(10);
+/// Default file keeping the node's drained/active state: persistent
+/// storage, so a drained node stays drained across a stop and a reboot.
+pub(crate) const DEFAULT_NODE_STATE_FILE: &str = "/var/lib/lbd/node.state";
+/// BIRD keywords and predefined symbols of the form `{stem}4` / `{stem}6`
+/// (checked with `bird -p` 2.0.12): a protocol named so is a syntax error
+/// in the routes file, so every reconfigure would fail.
+const BIRD_RESERVED: [&str; 14] = [
+    "ipv4", "ipv6", "vpn4", "vpn6", "roa4", "roa6", "flow4", "flow6", "is_v4", "is_v6", "master4",
+    "master6", "sha256", "sha384",
+];
+
 /// Longest protocol stem: BIRD symbols are short, and the family suffix
 /// is added.
 pub(crate) const MAX_PROTOCOL_BYTES: usize = 30;
@@ -60,6 +72,9 @@ pub struct BgpConfig {
     /// A fresh node (no pinned data plane to adopt) announces once every
     /// sync peer has sent its full flow dump, or after this long.
     pub startup_wait: Duration,
+    /// Where the operator's node state (drained or active) is kept, so a
+    /// drain outlasts a stop, a restart and a reboot until undrained.
+    pub node_state_file: PathBuf,
 }
 
 impl BgpConfig {
@@ -82,6 +97,7 @@ pub(super) struct RawBgp {
     protocol: Option<Spanned<Value>>,
     addresses: Option<Spanned<super::raw::Items>>,
     startup_wait_ms: Option<Spanned<Value>>,
+    node_state_file: Option<Spanned<Value>>,
 }
 
 impl super::TableName for RawBgp {
@@ -104,6 +120,11 @@ impl Checker<'_> {
         };
         let bird_socket = path(&raw.bird_socket, "bgp.bird_socket", DEFAULT_BIRD_SOCKET)?;
         let routes_file = path(&raw.routes_file, "bgp.routes_file", DEFAULT_ROUTES_FILE)?;
+        let node_state_file = path(
+            &raw.node_state_file,
+            "bgp.node_state_file",
+            DEFAULT_NODE_STATE_FILE,
+        )?;
         let protocol = match &raw.protocol {
             None => DEFAULT_PROTOCOL.to_owned(),
             Some(v) => {
@@ -116,6 +137,15 @@ impl Checker<'_> {
                         "bgp.protocol",
                         format!(
                             "{text:?} is not a BIRD protocol name: a letter, then letters, digits or _, at most {MAX_PROTOCOL_BYTES} bytes"
+                        ),
+                    ));
+                }
+                if let Some(word) = reserved_name(text) {
+                    return Err(self.bad_value(
+                        v,
+                        "bgp.protocol",
+                        format!(
+                            "{text:?} makes the protocol name {word:?}, which BIRD reserves (a keyword or a predefined table): BIRD would refuse the routes file; pick another stem"
                         ),
                     ));
                 }
@@ -149,8 +179,19 @@ impl Checker<'_> {
             protocol,
             addresses,
             startup_wait,
+            node_state_file,
         }))
     }
+}
+
+/// The protocol name of `stem` (`{stem}4` or `{stem}6`) that BIRD
+/// reserves, if one is (compared whatever the case: older BIRDs read
+/// keywords case-insensitively).
+fn reserved_name(stem: &str) -> Option<String> {
+    ["4", "6"]
+        .iter()
+        .map(|suffix| format!("{stem}{suffix}"))
+        .find(|name| BIRD_RESERVED.contains(&name.to_ascii_lowercase().as_str()))
 }
 
 impl Checker<'_> {
@@ -302,6 +343,7 @@ port = 80
             ("[bgp]\naddresses = []\n", "bgp.addresses: is empty"),
             ("[bgp]\naddresses = [\"198.18.0.9\"]\n", "198.18.0.9 is not the address of any [[vip]]"),
             ("[bgp]\nprotocol = \"1x\"\n", "is not a BIRD protocol name"),
+            ("[bgp]\nnode_state_file = \"node.state\"\n", "bgp.node_state_file"),
             ("[bgp]\nbird_socket = \"bird.ctl\"\n", "is not an absolute path"),
             ("[bgp]\nstartup_wait_ms = 700000\n", "bgp.startup_wait_ms"),
             ("[bgp]\nneighbour = 1\n", "unknown field `neighbour`"),
@@ -324,6 +366,37 @@ port = 80
             let error = load(extra).unwrap_err();
             assert!(error.contains(expected), "{extra:?}: {error}");
         }
+    }
+
+    #[test]
+    fn stems_that_make_bird_keywords_are_refused() {
+        for stem in [
+            "ipv", "vpn", "roa", "flow", "is_v", "master", "sha38", "sha25", "IPV",
+        ] {
+            let error = load(&format!("[bgp]\nprotocol = \"{stem}\"\n")).unwrap_err();
+            assert!(
+                error.contains("bgp.protocol") && error.contains("BIRD reserves"),
+                "{stem}: {error}"
+            );
+        }
+        for stem in ["lbd_vips", "mpls", "ip", "evpn", "ipv4x"] {
+            assert!(
+                load(&format!("[bgp]\nprotocol = \"{stem}\"\n")).is_ok(),
+                "{stem}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_node_state_is_kept_on_persistent_storage_by_default() {
+        let bgp = load("[bgp]\n").unwrap().bgp.unwrap();
+        assert_eq!(bgp.node_state_file, PathBuf::from(DEFAULT_NODE_STATE_FILE));
+        assert!(!bgp.node_state_file.starts_with("/run"));
+        let bgp = load("[bgp]\nnode_state_file = \"/srv/lbd/node.state\"\n")
+            .unwrap()
+            .bgp
+            .unwrap();
+        assert_eq!(bgp.node_state_file, PathBuf::from("/srv/lbd/node.state"));
     }
 
     #[test]

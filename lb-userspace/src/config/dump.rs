@@ -233,6 +233,10 @@ fn bgp(b: &BgpConfig) -> Table {
         );
     }
     t.insert("startup_wait_ms".into(), int(b.startup_wait.as_millis()));
+    t.insert(
+        "node_state_file".into(),
+        b.node_state_file.display().to_string().into(),
+    );
     t
 }
 

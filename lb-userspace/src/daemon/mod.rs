@@ -42,11 +42,10 @@ const MAC_REFRESH_TICKS: u32 = 5;
 /// How often the VRRP master sends its recent flows to the backup.
 const SYNC_INTERVAL: Duration = Duration::from_millis(250);
 
-/// The next replicated batch, or never when replication is off.
-async fn next_batch(
-    batches: &mut Option<mpsc::Receiver<crate::sync::ReceivedBatch>>,
-) -> Option<crate::sync::ReceivedBatch> {
-    match batches {
+/// The next item of an optional channel (replicated batches, BIRD
+/// outcomes), or never when the feature is off.
+async fn next_of<T>(items: &mut Option<mpsc::Receiver<T>>) -> Option<T> {
+    match items {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
     }
@@ -103,6 +102,9 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<()> {
     let (mut engine, events) = Engine::start(path, config).await?;
     let mut health_events = events.health;
     let mut sync_batches = events.sync;
+    // BIRD's answers come back here: the exchanges run in tasks of their
+    // own, so a BIRD that hangs never holds this loop.
+    let mut bird_outcomes = engine.take_bird_outcomes();
     info!(
         interface = %engine.interface_name(),
         hook = %engine.hooked(),
@@ -147,8 +149,14 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<()> {
                 break Stop::Restart;
             }
             _ = restart.recv() => {
-                info!("SIGUSR1: stopping for a restart; BGP announcements and the pinned data plane stay");
-                engine.mark_restart();
+                if engine.is_pinned() {
+                    info!("SIGUSR1: stopping for a restart; BGP announcements and the pinned data plane stay");
+                    engine.mark_restart();
+                } else {
+                    // Nothing forwards once lbd is gone: announcing on
+                    // would attract traffic to a node that drops it.
+                    info!("SIGUSR1: stopping; pin_dir is off, so the XDP program goes with lbd and the BGP announcements are withdrawn");
+                }
                 break Stop::Restart;
             }
             _ = interrupt.recv() => {
@@ -169,7 +177,8 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<()> {
             Some(reply) = scrapes.recv() => {
                 let _ = reply.send(engine.render_metrics());
             }
-            Some(batch) = next_batch(&mut sync_batches) => engine.on_sync(&batch),
+            Some(batch) = next_of(&mut sync_batches) => engine.on_sync(&batch),
+            Some(outcome) = next_of(&mut bird_outcomes) => engine.on_bird_outcome(outcome),
             _ = sync_tick.tick() => engine.sync_tick(),
             _ = housekeeping.tick() => {
                 engine.expire_drains(std::time::Instant::now());
@@ -186,7 +195,7 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<()> {
         }
         // Whatever happened, announcements follow (BIRD hears only of
         // changes).
-        engine.announce().await;
+        engine.announce();
     };
     ready.store(false, std::sync::atomic::Ordering::Relaxed);
     if let Some(server) = metrics_server {
@@ -200,6 +209,10 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<()> {
         warn!(%error, "admin API task failed");
     }
     let pinned = engine.is_pinned();
+    if stop == Stop::Restart && !pinned {
+        // pin_dir is off: the program goes with lbd, whatever the stop.
+        engine.withdraw_announcements().await;
+    }
     let released = engine.shutdown(stop).await?;
     match released {
         Released::StillForwarding => {
@@ -262,16 +275,35 @@ pub async fn offline(path: &Path, config: &Config, action: Offline) -> anyhow::R
             config.admin_socket.display()
         );
     }
-    // BGP first: a node that stays down must stop attracting traffic even
-    // if removing its addresses fails.
-    match action {
-        Offline::ReleaseVips => engine::node::withdraw_unless_restarting(config).await?,
-        Offline::Cleanup => {
-            if let Some(bgp) = &config.bgp {
-                crate::bgp::announcer::withdraw(bgp).await?;
-            }
-        }
+    // BGP first: a node that stays down must stop attracting traffic. A
+    // BIRD that is down or refuses must not keep the addresses on the
+    // interface or the program attached: the rest is done, and the BGP
+    // error returned at the end.
+    let bgp = match action {
+        Offline::ReleaseVips => engine::node::withdraw_unless_restarting(config).await,
+        Offline::Cleanup => match &config.bgp {
+            Some(bgp) => crate::bgp::announcer::withdraw(bgp).await,
+            None => Ok(()),
+        },
+    };
+    if let Err(error) = &bgp {
+        warn!(error = %format!("{error:#}"), "withdrawing the BGP announcements failed; removing the addresses{} anyway", if action == Offline::Cleanup { " and pins" } else { "" });
     }
+    let local = release_locally(config, action).await;
+    match (bgp, local) {
+        (Ok(()), local) => local,
+        (Err(error), Ok(())) => {
+            Err(error.context("withdrawing the BGP announcements through BIRD (the rest was done)"))
+        }
+        (Err(error), Err(local)) => Err(local.context(format!(
+            "withdrawing the BGP announcements through BIRD failed too: {error:#}"
+        ))),
+    }
+}
+
+/// The offline action's own part: the VRRP addresses off the interface
+/// and, for a cleanup, the VRRP state files and every pin.
+async fn release_locally(config: &Config, action: Offline) -> anyhow::Result<()> {
     let netlink = crate::netlink::Netlink::connect()?;
     let interface = netlink.interface(&config.interface).await?;
     for vrrp in &config.vrrp {

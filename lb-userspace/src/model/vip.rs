@@ -57,7 +57,8 @@ impl VipModel {
 
     /// Whether a new flow to the VIP finds a backend: an enabled, weighted
     /// backend that is not down, or (all down) the VIP fails open to them.
-    /// A node announces a VIP address over BGP only while this holds.
+    /// (BGP announcement also counts draining backends: see
+    /// [`Self::should_announce`].)
     pub fn can_serve(&self) -> bool {
         let mut candidates = self
             .backends
@@ -68,6 +69,21 @@ impl VipModel {
             return false;
         }
         candidates.any(|b| b.health != Health::Down) || self.config.on_all_down == AllDown::KeepLast
+    }
+
+    /// Whether the node should keep attracting the VIP's traffic (BGP):
+    /// a new flow finds a backend ([`Self::can_serve`]), or a draining
+    /// backend that is not down still carries established flows until it
+    /// is removed or its drain deadline cuts them. Withdrawing then would
+    /// move those flows off every node at once (they all see the same
+    /// backends), cutting what the drain is meant to keep.
+    pub fn should_announce(&self) -> bool {
+        self.can_serve()
+            || self.backends.values().any(|b| {
+                matches!(b.admin, AdminState::Draining { .. })
+                    && !b.drain_timed_out
+                    && b.health != Health::Down
+            })
     }
 
     /// How the data plane should treat each backend.
@@ -200,4 +216,49 @@ pub fn plan(before: &Model, after: &Model) -> Vec<VipPlan> {
         });
     }
     out
+}
+
+#[cfg(test)]
+mod announce_tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    fn one_backend() -> (Model, VipId, IpAddr) {
+        let config = Config::from_toml_str(
+            "interface = \"eth0\"\n[[vip]]\naddress = \"198.18.0.100\"\nport = 80\n\
+             [[vip.backend]]\naddress = \"198.18.0.11\"\nmac = \"02:00:00:00:00:11\"\n",
+            "test.toml",
+        )
+        .unwrap();
+        let model = Model::from_config(&config);
+        let id = *model.vips.keys().next().unwrap();
+        (model, id, "198.18.0.11".parse().unwrap())
+    }
+
+    #[test]
+    fn a_draining_backend_keeps_the_vip_announced_until_its_drain_ends() {
+        let (mut model, id, backend) = one_backend();
+        let start = Instant::now();
+        let drain = Edit::Drain {
+            vip: id,
+            backend,
+            timeout_s: Some(5),
+        };
+        model.apply(&drain, start).unwrap();
+        let vip = model.vip(&id).unwrap();
+        assert!(!vip.can_serve(), "no new flow finds a backend");
+        assert!(vip.should_announce(), "its established flows still flow");
+        // A draining backend that fails its checks carries nothing.
+        let mut down = model.clone();
+        down.set_health(&id, backend, Health::Down);
+        assert!(!down.vip(&id).unwrap().should_announce());
+        // The deadline cuts the flows: withdrawn.
+        model.expire_drains(start + Duration::from_secs(5));
+        assert!(!model.vip(&id).unwrap().should_announce());
+        // Maintenance is out at once.
+        let (mut model, id, backend) = one_backend();
+        model.apply(&Edit::Maintenance(id, backend), start).unwrap();
+        assert!(!model.vip(&id).unwrap().should_announce());
+    }
 }

@@ -72,10 +72,13 @@ pub fn node_config(lab: &Lab, spec: &NodeConfig<'_>) -> anyhow::Result<String> {
     }
     write!(
         config,
-        "\n[bgp]\nbird_socket = \"{}\"\nroutes_file = \"{}\"\nstartup_wait_ms = {}\n",
+        "\n[bgp]\nbird_socket = \"{}\"\nroutes_file = \"{}\"\nstartup_wait_ms = {}\nnode_state_file = \"{}\"\n",
         spec.bird_socket.display(),
         spec.routes_file.display(),
-        spec.startup_wait_ms
+        spec.startup_wait_ms,
+        lab.dir
+            .join(format!("{}.node.state", spec.node.name))
+            .display()
     )?;
     let peers: Vec<String> = spec
         .nodes

@@ -1,8 +1,10 @@
 //! `lbctl node`: this node's part in an active-active group. `drain`
 //! withdraws every BGP announcement so the routers move the node's flows
 //! to the other nodes (which have them, replicated); with `--wait` it
-//! returns once the node has forwarded nothing for `--quiet` seconds, so
-//! the node can be stopped for maintenance without breaking a flow.
+//! returns once BIRD has taken the withdrawal and the node has forwarded
+//! nothing for `--quiet` seconds (with `[bgp]`: for the addresses it
+//! announced; VRRP-held VIPs keep their traffic), so the node can be
+//! stopped for maintenance without breaking a flow.
 //! `undrain` announces again.
 
 use std::time::{Duration, Instant};
@@ -96,7 +98,8 @@ pub(crate) async fn run(client: &Client, command: Command) -> Result<(), Failure
     Ok(())
 }
 
-/// Polls until the node has been quiet for `--quiet` seconds.
+/// Polls until BIRD has taken the withdrawal and the node has been quiet
+/// for `--quiet` seconds.
 async fn wait_quiet(client: &Client, args: &DrainArgs) -> Result<NodeStatus, Failure> {
     let quiet_ms = args.quiet.saturating_mul(1000);
     let deadline = Instant::now() + Duration::from_secs(args.timeout);
@@ -112,22 +115,49 @@ async fn wait_quiet(client: &Client, args: &DrainArgs) -> Result<NodeStatus, Fai
             ));
         }
         let since_drain = u64::try_from(drained_at.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let quiet_for = status.idle_ms.unwrap_or(u64::MAX).min(since_drain);
-        if quiet_for >= quiet_ms {
-            return Ok(status);
-        }
-        if Instant::now() >= deadline {
-            return Err(Failure::new(
-                EXIT_STILL_FORWARDING,
-                format!(
-                    "the node still forwarded packets {} ms ago after {} s; it stays drained",
-                    status.idle_ms.unwrap_or(0),
-                    args.timeout
-                ),
-            ));
+        match drain_progress(&status, quiet_ms, since_drain) {
+            Progress::Done => return Ok(status),
+            Progress::Waiting(why) if Instant::now() >= deadline => {
+                return Err(Failure::new(
+                    EXIT_STILL_FORWARDING,
+                    format!("{why} after {} s; it stays drained", args.timeout),
+                ));
+            }
+            Progress::Waiting(_) => {}
         }
         tokio::time::sleep(POLL_INTERVAL).await;
     }
+}
+
+/// Where a node drain stands.
+#[derive(Debug, PartialEq, Eq)]
+enum Progress {
+    /// Withdrawn in BIRD and quiet long enough.
+    Done,
+    /// Not yet, and why.
+    Waiting(String),
+}
+
+/// Whether `status`, `since_drain_ms` after the drain, is drained: BIRD
+/// took the withdrawal (else the routers still send traffic), and nothing
+/// was forwarded for `quiet_ms`.
+fn drain_progress(status: &NodeStatus, quiet_ms: u64, since_drain_ms: u64) -> Progress {
+    if let Some(bgp) = status.bgp.as_ref().filter(|b| !b.in_sync) {
+        return Progress::Waiting(format!(
+            "BIRD has not taken the withdrawal ({}), so the node is still announced",
+            bgp.last_error
+                .as_deref()
+                .unwrap_or("no answer from BIRD yet")
+        ));
+    }
+    let quiet_for = status.idle_ms.unwrap_or(u64::MAX).min(since_drain_ms);
+    if quiet_for >= quiet_ms {
+        return Progress::Done;
+    }
+    Progress::Waiting(format!(
+        "the node still forwarded packets {} ms ago",
+        status.idle_ms.unwrap_or(0)
+    ))
 }
 
 fn print(status: &NodeStatus, as_json: bool) {
@@ -178,5 +208,52 @@ fn print(status: &NodeStatus, as_json: bool) {
     }
     if let Some(error) = &bgp.last_error {
         println!("  last error: {error}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use lb_userspace::bgp::{BgpStatus, Opened};
+
+    use super::*;
+
+    fn status(in_sync: bool, idle_ms: u64) -> NodeStatus {
+        NodeStatus {
+            dry_run: false,
+            state: NodeState::Drained,
+            forwarded: 10,
+            idle_ms: Some(idle_ms),
+            bgp: Some(BgpStatus {
+                announced: Vec::new(),
+                withheld: Vec::new(),
+                startup: StartupStatus::Open(Opened::NoPeers),
+                in_sync,
+                applies: 1,
+                failures: 1,
+                last_error: (!in_sync)
+                    .then(|| "connecting to BIRD's control socket /run/bird/bird.ctl".into()),
+                bird_socket: "/run/bird/bird.ctl".into(),
+                routes_file: "/run/lbd-bgp/vips.conf".into(),
+            }),
+        }
+    }
+
+    #[test]
+    fn a_drain_is_done_only_once_bird_took_the_withdrawal_and_the_node_is_quiet() {
+        assert_eq!(
+            drain_progress(&status(true, 5_000), 3_000, 5_000),
+            Progress::Done
+        );
+        let Progress::Waiting(why) = drain_progress(&status(false, 5_000), 3_000, 5_000) else {
+            panic!("done while BIRD still announces");
+        };
+        assert!(why.contains("BIRD") && why.contains("bird.ctl"), "{why}");
+        let Progress::Waiting(why) = drain_progress(&status(true, 1_000), 3_000, 5_000) else {
+            panic!("done while forwarding");
+        };
+        assert!(why.contains("still forwarded"), "{why}");
+        let mut no_bgp = status(true, 5_000);
+        no_bgp.bgp = None;
+        assert_eq!(drain_progress(&no_bgp, 3_000, 5_000), Progress::Done);
     }
 }

@@ -97,6 +97,11 @@ impl Engine {
 
     fn try_reload(&mut self, dry_run: bool) -> Result<Change, ChangeError> {
         let file = Config::load(&self.config_path).map_err(|e| ChangeError::File(e.to_string()))?;
+        // The running [bgp] (a restart setting) decides what is announced:
+        // the file's own check saw only the file's.
+        if let Some(why) = file.vips.iter().find_map(|v| self.announcement_refuses(v)) {
+            return Err(ChangeError::File(why));
+        }
         let next = self.model.reloaded(&file);
         self.fits_the_maps(&next)?;
         let mut undone = undone_by_reload(&self.model, &next, &self.config, &file);

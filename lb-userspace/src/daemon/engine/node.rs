@@ -1,10 +1,14 @@
 //! The engine's node-level duties in an active-active group: the
-//! operator's node state (drained or active, kept across restarts), the
+//! operator's node state (drained or active, kept across stops, restarts
+//! and reboots in `[bgp] node_state_file`), the
 //! node's traffic (so `lbctl node drain --wait` knows when its flows have
 //! moved), and the BGP announcements that follow both and the VIPs'
 //! health.
 
-use std::{path::PathBuf, time::Instant};
+use std::{
+    path::{Path, PathBuf},
+    time::Instant,
+};
 
 use lb_common::stats::Counter;
 use tracing::{info, warn};
@@ -14,7 +18,7 @@ use crate::{
     api::schema::NodeStatus,
     bgp::{
         announce::{self, NodeView, Service},
-        announcer::{self, Announcer},
+        announcer::{self, Announcer, Outcome},
         NodeState,
     },
     config::Config,
@@ -33,13 +37,15 @@ pub(crate) struct NodeRuntime {
 }
 
 impl NodeRuntime {
-    /// The runtime for `config`, with the state a previous lbd left.
+    /// The runtime for `config`, with the state a previous lbd left. A
+    /// restart marker still lying around is stale once this lbd runs (the
+    /// stop path it was meant for has passed): it goes, so a later stop
+    /// withdraws as it should.
     pub(crate) fn start(config: &Config, adopted: bool, now: Instant) -> Self {
-        let state = node_state_file(config)
-            .and_then(|path| read_state(&path))
-            .unwrap_or_default();
+        remove_stale_restart_marker(config);
+        let state = read_node_state(config);
         if state == NodeState::Drained {
-            info!("node state: drained (kept from before the restart); `lbctl node undrain` makes it active");
+            info!("node state: drained (kept from before this start); `lbctl node undrain` makes it active");
         }
         let has_peers = config.sync.as_ref().is_some_and(|s| !s.peers.is_empty());
         Self {
@@ -54,10 +60,51 @@ impl NodeRuntime {
     }
 }
 
+/// Removes a restart marker a previous lbd left that no stop path took.
+fn remove_stale_restart_marker(config: &Config) {
+    let Some(marker) = restart_marker(config) else {
+        return;
+    };
+    match std::fs::remove_file(&marker) {
+        Ok(()) => {
+            info!(path = %marker.display(), "stale restart marker removed: the next stop withdraws the BGP announcements unless it is a restart")
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => {
+            warn!(%error, path = %marker.display(), "removing a stale restart marker failed: the next stop may keep the BGP announcements")
+        }
+    }
+}
+
+/// The node state a previous lbd recorded: `[bgp] node_state_file`, else
+/// (a node upgraded from an lbd that kept it there) the file beside the
+/// admin socket, which is then carried over.
+fn read_node_state(config: &Config) -> NodeState {
+    let path = node_state_file(config);
+    if let Some(state) = path.as_deref().and_then(read_state) {
+        return state;
+    }
+    let legacy = legacy_node_state_file(config).filter(|l| Some(l) != path.as_ref());
+    let Some(state) = legacy.as_deref().and_then(read_state) else {
+        return NodeState::default();
+    };
+    if let Some(path) = &path {
+        match write_state(path, state) {
+            Ok(()) => {
+                info!(path = %path.display(), state = state.name(), "node state carried over to the state file")
+            }
+            Err(error) => {
+                warn!(error = %format!("{error:#}"), "carrying the node state over failed")
+            }
+        }
+    }
+    state
+}
+
 impl Engine {
     /// Brings BIRD's announcements in line with what the node can serve
     /// now (cheap when nothing changed: BIRD is only told of changes).
-    pub(crate) async fn announce(&mut self) {
+    pub(crate) fn announce(&mut self) {
         let now = Instant::now();
         let peers_dumped = self
             .replication
@@ -68,8 +115,21 @@ impl Engine {
         }
         let plan = self.announcement_plan(self.node.state);
         if let Some((announcer, plan)) = self.node.announcer.as_mut().zip(plan) {
-            announcer.apply(plan, now).await;
+            announcer.apply(plan, now);
         }
+    }
+
+    /// Where BIRD exchanges report, once (for lbd's loop; None: no BGP).
+    pub(crate) fn take_bird_outcomes(&mut self) -> Option<tokio::sync::mpsc::Receiver<Outcome>> {
+        self.node.announcer.as_mut()?.take_outcomes()
+    }
+
+    /// Takes a BIRD exchange's outcome and announces what is wanted now.
+    pub(crate) fn on_bird_outcome(&mut self, outcome: Outcome) {
+        if let Some(announcer) = self.node.announcer.as_mut() {
+            announcer.on_outcome(outcome, Instant::now());
+        }
+        self.announce();
     }
 
     /// The announcement plan with the node in `state` (None: no BGP).
@@ -89,7 +149,7 @@ impl Engine {
             .filter(|(id, _)| bgp.covers(id.address, vrrp_held(id.address)))
             .map(|(id, vip)| Service {
                 address: id.address,
-                serviceable: vip.can_serve(),
+                serviceable: vip.should_announce(),
             })
             .collect();
         let view = NodeView {
@@ -150,11 +210,11 @@ impl Engine {
             self.node.state = state;
             if let Some(path) = node_state_file(&self.config) {
                 if let Err(error) = write_state(&path, state) {
-                    warn!(%error, path = %path.display(), "recording the node state failed; a restart will not keep it");
+                    warn!(error = %format!("{error:#}"), "recording the node state failed; a restart will not keep it");
                 }
             }
         }
-        self.announce().await;
+        self.announce();
         self.node_status()
     }
 
@@ -173,14 +233,38 @@ impl Engine {
                 }
             }
         }
-        let forwarded = counters
-            .iter()
-            .find(|(c, _)| *c == Counter::Forwarded)
-            .map_or(0, |(_, v)| *v);
+        let forwarded = match self.announced_traffic() {
+            Some(packets) => packets,
+            None => counters
+                .iter()
+                .find(|(c, _)| *c == Counter::Forwarded)
+                .map_or(0, |(_, v)| *v),
+        };
         if forwarded != self.node.forwarded {
             self.node.forwarded = forwarded;
             self.node.last_forward = Some(Instant::now());
         }
+    }
+
+    /// With `[bgp]`: the packets forwarded for the VIPs on addresses BGP
+    /// covers (what a node drain moves away; VRRP-held VIPs keep their
+    /// traffic). None without BGP, or when a counter cannot be read.
+    fn announced_traffic(&self) -> Option<u64> {
+        let bgp = self.node.announcer.as_ref()?.config();
+        let mut packets: u64 = 0;
+        for (id, applied) in self.balancer.vips() {
+            let held = self
+                .config
+                .vrrp
+                .iter()
+                .any(|v| v.addresses.contains(&id.address));
+            if !bgp.covers(id.address, held) {
+                continue;
+            }
+            let traffic = self.dataplane.vip_traffic(applied.id).ok()?;
+            packets = packets.wrapping_add(traffic.packets);
+        }
+        Some(packets)
     }
 
     /// `GET /v1/node`.
@@ -207,10 +291,20 @@ impl Engine {
     }
 }
 
-/// Where the node state is kept for the next lbd: beside the admin socket
-/// (a tmpfs such as /run/lbd, gone at reboot, kept across a unit restart),
-/// e.g. `/run/lbd/lbd.node.state`.
+/// Where the node state is kept for the next lbd: `[bgp]
+/// node_state_file` (persistent storage: a drain outlasts stops and
+/// reboots); without `[bgp]`, where there is nothing to announce, beside
+/// the admin socket.
 pub(crate) fn node_state_file(config: &Config) -> Option<PathBuf> {
+    match &config.bgp {
+        Some(bgp) => Some(bgp.node_state_file.clone()),
+        None => legacy_node_state_file(config),
+    }
+}
+
+/// Where lbd kept the node state before `[bgp] node_state_file`: beside
+/// the admin socket (a tmpfs such as /run/lbd, gone at stop and reboot).
+fn legacy_node_state_file(config: &Config) -> Option<PathBuf> {
     let stem = config.admin_socket.file_stem()?.to_string_lossy();
     config
         .admin_socket
@@ -228,7 +322,7 @@ pub(crate) fn restart_marker(config: &Config) -> Option<PathBuf> {
         .map(|dir| dir.join(format!("{stem}.restarting")))
 }
 
-fn read_state(path: &std::path::Path) -> Option<NodeState> {
+fn read_state(path: &Path) -> Option<NodeState> {
     let text = std::fs::read_to_string(path).ok()?;
     let state = NodeState::from_name(text.trim());
     if state.is_none() {
@@ -237,10 +331,17 @@ fn read_state(path: &std::path::Path) -> Option<NodeState> {
     state
 }
 
-fn write_state(path: &std::path::Path, state: NodeState) -> std::io::Result<()> {
+/// Records `state` in `path` (atomically; the directory is created if
+/// missing, e.g. /var/lib/lbd outside the systemd unit).
+fn write_state(path: &Path, state: NodeState) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
     let temporary = path.with_extension("state.new");
-    std::fs::write(&temporary, format!("{}\n", state.name()))?;
-    std::fs::rename(&temporary, path)
+    std::fs::write(&temporary, format!("{}\n", state.name()))
+        .with_context(|| format!("writing {}", temporary.display()))?;
+    std::fs::rename(&temporary, path).with_context(|| format!("replacing {}", path.display()))
 }
 
 /// The unit's stop path: withdraws the announcements of `config` unless
@@ -267,5 +368,84 @@ impl Engine {
         if let Err(error) = std::fs::write(&marker, b"restart\n") {
             warn!(%error, path = %marker.display(), "leaving the restart marker failed: the unit's stop path will withdraw the BGP announcements");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A directory of this test's, removed when dropped.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(tag: &str) -> Self {
+            let dir = std::env::temp_dir().join(format!("lbd-node-{tag}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(dir.join("run")).unwrap();
+            Self(dir)
+        }
+
+        /// A config with its admin socket in `run/` and, with `bgp`, the
+        /// node state in `lib/` (not created yet).
+        fn config(&self, bgp: bool) -> Config {
+            let mut text = format!(
+                "interface = \"eth0\"\nadmin_socket = \"{}\"\n[[vip]]\naddress = \"198.18.0.100\"\nport = 80\n  [[vip.backend]]\n  address = \"198.18.0.11\"\n  mac = \"02:00:00:00:00:11\"\n",
+                self.0.join("run").join("lbd.sock").display()
+            );
+            if bgp {
+                text.push_str(&format!(
+                    "[bgp]\nbird_socket = \"{}\"\nroutes_file = \"{}\"\nnode_state_file = \"{}\"\n",
+                    self.0.join("bird.ctl").display(),
+                    self.0.join("vips.conf").display(),
+                    self.0.join("lib").join("node.state").display()
+                ));
+            }
+            Config::from_toml_str(&text, "lbd.toml").unwrap()
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn a_stale_restart_marker_goes_when_lbd_starts() {
+        let scratch = Scratch::new("marker");
+        let config = scratch.config(true);
+        let marker = restart_marker(&config).unwrap();
+        std::fs::write(&marker, b"restart\n").unwrap();
+        let _node = NodeRuntime::start(&config, true, Instant::now());
+        assert!(!marker.exists(), "a later stop would keep the routes");
+    }
+
+    #[test]
+    fn a_drain_outlives_the_runtime_directory() {
+        let scratch = Scratch::new("drain");
+        let config = scratch.config(true);
+        let path = node_state_file(&config).unwrap();
+        assert!(!path.starts_with(scratch.0.join("run")), "{path:?}");
+        // The directory does not exist yet (a fresh /var/lib/lbd).
+        write_state(&path, NodeState::Drained).unwrap();
+        // systemd removed /run/lbd on stop (or the node rebooted).
+        std::fs::remove_dir_all(scratch.0.join("run")).unwrap();
+        let node = NodeRuntime::start(&config, false, Instant::now());
+        assert_eq!(node.state, NodeState::Drained);
+    }
+
+    #[test]
+    fn a_drain_recorded_beside_the_admin_socket_is_carried_over() {
+        let scratch = Scratch::new("legacy");
+        let config = scratch.config(true);
+        let legacy = legacy_node_state_file(&config).unwrap();
+        std::fs::write(&legacy, "drained\n").unwrap();
+        let node = NodeRuntime::start(&config, false, Instant::now());
+        assert_eq!(node.state, NodeState::Drained);
+        let path = node_state_file(&config).unwrap();
+        assert_eq!(read_state(&path), Some(NodeState::Drained));
+        // Without [bgp] the state stays beside the admin socket.
+        assert_eq!(node_state_file(&scratch.config(false)), Some(legacy));
     }
 }
