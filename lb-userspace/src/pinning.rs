@@ -190,7 +190,26 @@ impl PinDir {
         if !self.root.exists() {
             return Ok(removed);
         }
-        for dir in [self.maps_dir(), self.root.clone()] {
+        // Every layout version's maps (an older release's too: its tables
+        // would stay pinned, and their memory held, until a reboot), then
+        // the links and files at the root.
+        let mut dirs: Vec<PathBuf> = std::fs::read_dir(&self.root)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .map(|entry| entry.path())
+                    .filter(|path| {
+                        path.is_dir()
+                            && path
+                                .file_name()
+                                .and_then(|name| name.to_str())
+                                .is_some_and(|name| name.starts_with("maps-v"))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        dirs.push(self.root.clone());
+        for dir in dirs {
             let entries = match std::fs::read_dir(&dir) {
                 Ok(entries) => entries,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
@@ -215,7 +234,7 @@ impl PinDir {
                 removed.push(path);
             }
         }
-        // Older layout versions' directories and the root, if now empty.
+        // The layout versions' directories and the root, if now empty.
         if let Ok(entries) = std::fs::read_dir(&self.root) {
             for entry in entries.flatten() {
                 let _ = std::fs::remove_dir(entry.path());
@@ -281,6 +300,25 @@ mod tests {
         ] {
             assert!(message.contains(fix), "{fix}: {message}");
         }
+    }
+
+    #[test]
+    fn removing_takes_older_layout_versions_too() {
+        let root = std::env::temp_dir().join(format!("lbd-pins-remove-{}", std::process::id()));
+        let pins = PinDir::new(&root);
+        let older = root.join("maps-v0");
+        std::fs::create_dir_all(&older).expect("older layout");
+        std::fs::create_dir_all(pins.maps_dir()).expect("this layout");
+        for file in [
+            older.join("CONNTRACK"),
+            pins.map_path("VIPS"),
+            pins.link_path("eth0"),
+        ] {
+            std::fs::write(&file, b"").expect("a pin");
+        }
+        let removed = pins.remove_all().expect("remove");
+        assert_eq!(removed.len(), 3, "{removed:?}");
+        assert!(!root.exists(), "every directory goes once empty");
     }
 
     #[test]

@@ -395,6 +395,53 @@ fn an_upgrade_from_an_lru_release_with_a_bucket_table_pinned_carries_its_flows_o
     upgrade_from_lru(true);
 }
 
+/// `conntrack_size` changed, which takes effect at a restart: the new
+/// lbd's bucket table has another size, so the old one's pin is moved
+/// aside and its flows are carried into the new table with their backends
+/// (the rest of the state adopted as it is), then the old pin goes.
+#[test]
+fn a_resized_connection_table_carries_its_flows_over() {
+    let (pins, _cleanup) = pin_dir("resize");
+    let vip = vip4_tcp();
+    let flows: Vec<Flow> = (0..100).map(flow).collect();
+    let options = LoadOptions {
+        pins: Some(pins.clone()),
+        ..LoadOptions::default()
+    };
+    let buckets = |name: &str| {
+        aya::maps::MapInfo::from_pin(pins.map_path(name))
+            .expect("pinned")
+            .max_entries()
+    };
+    let pinned: HashMap<_, _> = {
+        let mut old = TestBed::with_options(std::slice::from_ref(&vip), Hook::Xdp, 1024, &options)
+            .expect("old data plane");
+        open_through(&mut old, &flows);
+        old.dataplane
+            .flows()
+            .map(|(k, e)| (k, e.backend_id))
+            .collect()
+    };
+    assert_eq!(pinned.len(), flows.len());
+    let old_buckets = buckets(names::MAP_FLOW_BUCKETS);
+    // load_upgrade's table holds 4096 flows.
+    let mut new = load_upgrade(&options);
+    assert!(
+        new.adopted(),
+        "the VIPs, backends and NAT tables are adopted"
+    );
+    assert_eq!(buckets(names::MAP_FLOW_BUCKETS), 4 * old_buckets);
+    let aside = pins.map_path(lb_userspace::conntrack::legacy::RESIZED_PIN);
+    assert!(
+        aside.exists(),
+        "the old table waits, moved aside, for the swap"
+    );
+    let carried: HashMap<_, _> = new.flows().map(|(k, e)| (k, e.backend_id)).collect();
+    assert_eq!(carried, pinned, "every flow keeps its backend");
+    new.finish_adoption();
+    assert!(!aside.exists(), "and goes after it");
+}
+
 /// IPv6 client flow `n`.
 fn flow6(n: u32) -> Flow {
     Flow {

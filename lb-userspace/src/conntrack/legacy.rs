@@ -1,41 +1,62 @@
-//! Upgrading across the bucket connection table: a previous lbd (before
-//! `FLOW_BUCKETS`) left its flows in a pinned kernel map (`CONNTRACK`, a
-//! shared LRU hash). Its flows are carried into the new table so they keep
-//! their backends: the new release also hashes IPv4 flows differently
-//! (only their informative bytes), so a flow Maglev placed again would
-//! often land elsewhere.
+//! Carrying flows over from a connection table this lbd cannot adopt as
+//! it is, so they keep their backends:
+//! - a previous release's kernel map (before `FLOW_BUCKETS`: `CONNTRACK`,
+//!   a shared LRU hash); that release also hashed IPv4 flows differently
+//!   (all their bytes), so a flow Maglev placed again would often land
+//!   elsewhere;
+//! - a bucket table (`FLOW_BUCKETS`) of another size: `conntrack_size`
+//!   changed, which takes effect at a restart.
 //!
 //! The old map is opened from its pin, and the pin is moved aside
-//! (`CONNTRACK_LRU`: the new object pins a fresh `CONNTRACK` of its own
-//! under the old name); the old program keeps running on the old map
-//! until the new one is swapped in on the link. The flows are copied twice:
-//! once right after the load (the bulk), once after the swap (what the old
-//! program added meanwhile; it no longer runs, so the map is final). The
-//! moved pin goes only then (`finish`): an lbd that stops or fails between
-//! its load and the swap leaves it for the next one, which finds it under
-//! the new name and carries the flows over again, including those the old
-//! program (still on the link) opened in between.
+//! (`CONNTRACK_LRU`, `FLOW_BUCKETS_RESIZED`: the new object pins a table
+//! of its own under the old name); the old program keeps running on the
+//! old map until the new one is swapped in on the link. The flows are
+//! copied twice: once right after the load (the bulk), once after the swap
+//! (what the old program added meanwhile; it no longer runs, so the map is
+//! final). The moved pin goes only then (`finish`): an lbd that stops or
+//! fails between its load and the swap leaves it for the next one, which
+//! finds it under the new name and carries the flows over again, including
+//! those the old program (still on the link) opened in between. Carried
+//! only when the state maps are adopted: a flow names its backend by id.
 
 use std::path::{Path, PathBuf};
 
 use aya::maps::{HashMap, Map, MapData, MapInfo, MapType};
-use lb_common::{consts::names, FlowEntry, FlowKey};
+use lb_common::{consts::names, flow_table::FlowBucket, FlowEntry, FlowKey};
 use tracing::{info, warn};
 
-use crate::{conntrack::kind::ConntrackKind, pinning::PinDir};
+use crate::{
+    conntrack::{
+        kind::ConntrackKind,
+        table::{FlowTable, Placement},
+    },
+    pinning::PinDir,
+};
 
 /// The name the old table's pin is moved to while its flows are carried
 /// over (in the same pin directory): `CONNTRACK` itself is this release's
 /// (one-entry) kernel-map table.
 pub const MOVED_PIN: &str = "CONNTRACK_LRU";
 
+/// The name a resized bucket table's pin is moved to while its flows are
+/// carried over (bpffs refuses names with a dot).
+pub const RESIZED_PIN: &str = "FLOW_BUCKETS_RESIZED";
+
 /// The old table, open, while flows are carried over.
 pub(crate) struct LegacyTable {
-    map: HashMap<MapData, FlowKey, FlowEntry>,
+    map: OldFlows,
     /// Its pin (moved aside), removed by `finish`.
     pin: PathBuf,
     /// Flows copied so far (both passes).
     pub(crate) copied: u64,
+}
+
+/// Where the old flows are read from.
+enum OldFlows {
+    /// A previous release's kernel map.
+    KernelMap(HashMap<MapData, FlowKey, FlowEntry>),
+    /// A bucket table of another size.
+    Buckets(FlowTable),
 }
 
 impl LegacyTable {
@@ -47,9 +68,12 @@ impl LegacyTable {
     /// upgrade moved aside and did not finish (it stopped before its swap).
     /// None when there is nothing to carry over (a bucket-table lbd pins a
     /// one-entry `CONNTRACK`).
-    pub(crate) fn open(pins: &PinDir, kind: ConntrackKind) -> Option<Self> {
+    pub(crate) fn open(pins: &PinDir, kind: ConntrackKind, buckets: u32) -> Option<Self> {
         if kind.is_kernel_map() {
             return None;
+        }
+        if let Some(resized) = Self::open_resized(pins, buckets) {
+            return Some(resized);
         }
         let moved = pins.map_path(MOVED_PIN);
         let path = pins.map_path(names::MAP_CONNTRACK);
@@ -75,10 +99,58 @@ impl LegacyTable {
             return None;
         };
         Some(Self {
-            map,
+            map: OldFlows::KernelMap(map),
             pin: moved,
             copied: 0,
         })
+    }
+
+    /// A bucket table of a size other than `buckets`: one moved aside by
+    /// an lbd that did not get to its swap, or the pinned one (moved aside
+    /// now).
+    fn open_resized(pins: &PinDir, buckets: u32) -> Option<Self> {
+        let aside = pins.map_path(RESIZED_PIN);
+        if !aside.exists() {
+            let current = pins.map_path(names::MAP_FLOW_BUCKETS);
+            let info = MapInfo::from_pin(&current).ok()?;
+            let resized = matches!(info.map_type(), Ok(MapType::Array))
+                && info.key_size() as usize == size_of::<u32>()
+                && info.value_size() as usize == size_of::<FlowBucket>()
+                // One bucket: a kernel-map lbd's placeholder.
+                && info.max_entries() > 1
+                && info.max_entries() != buckets;
+            if !resized {
+                return None;
+            }
+            if let Err(error) = std::fs::rename(&current, &aside) {
+                warn!(path = %current.display(), %error, "could not move the resized connection table's pin aside: its flows are placed by Maglev again");
+                return None;
+            }
+            info!(
+                from = info.max_entries(),
+                to = buckets,
+                "the connection table changed size (conntrack_size): carrying its flows over into the new one"
+            );
+        }
+        let opened = MapInfo::from_pin(&aside)
+            .map_err(|e| e.to_string())
+            .and_then(|info| {
+                let data = MapData::from_pin(&aside).map_err(|e| e.to_string())?;
+                FlowTable::new(data, info.max_entries(), Placement::ByTableHash)
+                    .map_err(|e| e.to_string())
+            });
+        match opened {
+            Ok(table) => Some(Self {
+                map: OldFlows::Buckets(table),
+                pin: aside,
+                copied: 0,
+            }),
+            Err(error) => {
+                warn!(path = %aside.display(), %error, "could not open the previous connection table: its flows are placed by Maglev again");
+                remove_pin(&aside);
+                None
+            }
+        }
     }
 
     /// Done with the old table (its flows carried over after the swap):
@@ -89,7 +161,10 @@ impl LegacyTable {
 
     /// Every flow of the old table (read as it is now).
     pub(crate) fn flows(&self) -> Vec<(FlowKey, FlowEntry)> {
-        self.map.iter().filter_map(|r| r.ok()).collect()
+        match &self.map {
+            OldFlows::KernelMap(map) => map.iter().filter_map(|r| r.ok()).collect(),
+            OldFlows::Buckets(table) => table.iter().collect(),
+        }
     }
 }
 

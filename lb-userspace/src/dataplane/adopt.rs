@@ -42,11 +42,20 @@ impl Dataplane {
         }
     }
 
-    /// Copies the flows of a previous lbd's kernel-map table into the
-    /// bucket table (see `conntrack::legacy`); after the swap (`phase`
+    /// Copies the flows of a previous lbd's kernel-map table, or of a
+    /// bucket table of another size, into the bucket table (see
+    /// `conntrack::legacy`; not without the state maps adopted: the
+    /// entries' backend ids would mean nothing); after the swap (`phase`
     /// "swapped") the caller closes the old table and removes its pin
     /// (`LegacyTable::finish`).
     pub(super) fn carry_legacy_flows(&mut self, phase: &str) {
+        if self.legacy.is_some() && !self.adopted {
+            warn!("the previous lbd's connection table is not carried over: its VIPs and backends were not adopted (its flows are placed by Maglev again)");
+            if let Some(legacy) = self.legacy.take() {
+                legacy.finish();
+            }
+            return;
+        }
         let Some(legacy) = &mut self.legacy else {
             return;
         };

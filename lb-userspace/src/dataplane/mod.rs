@@ -317,8 +317,8 @@ impl Dataplane {
         let mut legacy_nat = None;
         if let Some(pins) = &options.pins {
             pins.prepare()?;
-            legacy = LegacyTable::open(pins, kind);
-            legacy_nat = LegacyNat::open(pins);
+            legacy = LegacyTable::open(pins, kind, buckets);
+            legacy_nat = LegacyNat::open(pins, nat_buckets);
             // Tables being carried over from an older layout start afresh.
             let mut fresh = Vec::new();
             if legacy.is_some() {

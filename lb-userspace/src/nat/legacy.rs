@@ -1,9 +1,13 @@
-//! Upgrading across the NAT flow table's bucket layout: a previous lbd
-//! (before `NAT_BUCKETS`) left its NAT'd flows in a pinned kernel hash map
-//! (`NAT_FLOWS`). Their translations are carried into the bucket table, so
-//! established NAT'd connections keep their source ports and backends
-//! across the upgrade; a flow lost here would be dropped (a TCP packet
-//! other than a SYN finds no translation).
+//! Carrying NAT'd flows over from a table this lbd cannot adopt as it is,
+//! so established NAT'd connections keep their source ports and backends
+//! across the restart; a flow lost here would be dropped (a TCP packet
+//! other than a SYN finds no translation). Two such tables:
+//! - a kernel hash map (`NAT_FLOWS`) that a previous release (before
+//!   `NAT_BUCKETS`) kept its flows in;
+//! - a bucket table (`NAT_BUCKETS`) of another size: `[nat]
+//!   flow_table_size` changed, which takes effect at a restart. Its pin is
+//!   moved aside (`NAT_BUCKETS_RESIZED`) so this lbd pins its own table
+//!   of the new size under the name.
 //!
 //! The old map is opened from its pin; the old program keeps running on
 //! it until the new one is swapped in on the link, and the pin is removed
@@ -20,23 +24,40 @@
 //! NAT sources) are adopted too: the entries name their VIP and backend by
 //! those ids.
 
-use std::collections::HashMap as StdHashMap;
+use std::{
+    collections::HashMap as StdHashMap,
+    mem::size_of,
+    path::{Path, PathBuf},
+};
 
 use aya::maps::{HashMap, IterableMap as _, Map, MapData, MapInfo, MapType};
 use lb_common::{
     consts::{names, NAT_DIR_FORWARD},
-    nat::counterpart_key,
+    nat::{counterpart_key, NatBucket},
     FlowKey, NatEntry,
 };
 use tracing::{info, warn};
 
+use super::table::NatFlowTable;
 use crate::pinning::PinDir;
+
+/// The name a resized bucket table's pin is moved to while its flows are
+/// carried over (bpffs refuses names with a dot).
+pub const RESIZED_PIN: &str = "NAT_BUCKETS_RESIZED";
 
 /// The old table, open, while its flows are carried over.
 pub(crate) struct LegacyNat {
-    map: HashMap<MapData, FlowKey, NatEntry>,
+    table: OldTable,
     /// Its pin, removed by `finish`.
-    pin: std::path::PathBuf,
+    pin: PathBuf,
+}
+
+/// Where the old flows are read from.
+enum OldTable {
+    /// A previous release's kernel hash map (`NAT_FLOWS`).
+    Hash(HashMap<MapData, FlowKey, NatEntry>),
+    /// A bucket table of another size.
+    Buckets(NatFlowTable),
 }
 
 /// Both entries of a flow (forward, then reply), as `install_pair` takes
@@ -44,12 +65,64 @@ pub(crate) struct LegacyNat {
 pub(crate) type Pair = [(FlowKey, NatEntry); 2];
 
 impl LegacyNat {
-    /// Opens the NAT flow table a previous lbd pinned under `pins`, if it
-    /// is one of the kernel hash map layout (its pin stays until `finish`).
-    /// None when there is none (a fresh start, or an lbd of this layout);
-    /// a pin that cannot be carried over (another layout, or unreadable)
-    /// is removed.
-    pub(crate) fn open(pins: &PinDir) -> Option<Self> {
+    /// Opens a NAT flow table a previous lbd pinned under `pins` that this
+    /// one, whose bucket table has `buckets` buckets, cannot adopt as it
+    /// is: a bucket table moved aside by an lbd that did not get to its
+    /// swap, a bucket table of another size (moved aside now), or a kernel
+    /// hash map. Its pin stays until `finish`. None when there is none (a
+    /// fresh start, or a table this lbd adopts); a pin that cannot be
+    /// carried over (another layout, or unreadable) is removed.
+    pub(crate) fn open(pins: &PinDir, buckets: u32) -> Option<Self> {
+        let aside = pins.map_path(RESIZED_PIN);
+        if aside.exists() {
+            return Self::open_buckets(aside);
+        }
+        let current = pins.map_path(names::MAP_NAT_BUCKETS);
+        if let Ok(info) = MapInfo::from_pin(&current) {
+            let resized = matches!(info.map_type(), Ok(MapType::Array))
+                && info.key_size() as usize == size_of::<u32>()
+                && info.value_size() as usize == size_of::<NatBucket>()
+                && info.max_entries() != buckets;
+            if !resized {
+                return Self::open_hash(pins);
+            }
+            if let Err(error) = std::fs::rename(&current, &aside) {
+                warn!(path = %current.display(), %error, "could not move the resized NAT flow table's pin aside: its NAT'd connections are lost");
+                return None;
+            }
+            info!(
+                from = info.max_entries(),
+                to = buckets,
+                "the NAT flow table changed size (flow_table_size): carrying its flows over into the new one"
+            );
+            return Self::open_buckets(aside);
+        }
+        Self::open_hash(pins)
+    }
+
+    /// A bucket table pinned at `path` (moved aside).
+    fn open_buckets(path: PathBuf) -> Option<Self> {
+        let opened = MapInfo::from_pin(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|info| {
+                let data = MapData::from_pin(&path).map_err(|e| e.to_string())?;
+                NatFlowTable::new(data, info.max_entries()).map_err(|e| e.to_string())
+            });
+        match opened {
+            Ok(table) => Some(Self {
+                table: OldTable::Buckets(table),
+                pin: path,
+            }),
+            Err(error) => {
+                warn!(path = %path.display(), %error, "could not open the previous NAT flow table: its NAT'd connections are lost");
+                remove_pin(&path);
+                None
+            }
+        }
+    }
+
+    /// A previous release's hash map (`NAT_FLOWS`), if pinned.
+    fn open_hash(pins: &PinDir) -> Option<Self> {
         let path = pins.map_path(names::MAP_NAT_FLOWS);
         let info = MapInfo::from_pin(&path).ok()?;
         if !matches!(info.map_type(), Ok(MapType::Hash))
@@ -66,7 +139,10 @@ impl LegacyNat {
         match opened {
             Ok(map) => {
                 info!(path = %path.display(), "carrying the previous lbd's NAT flow table (hash map) over into the bucket table");
-                Some(Self { map, pin: path })
+                Some(Self {
+                    table: OldTable::Hash(map),
+                    pin: path,
+                })
             }
             Err(error) => {
                 warn!(path = %path.display(), %error, "could not open the previous lbd's NAT flow table: its NAT'd connections are lost");
@@ -87,11 +163,13 @@ impl LegacyNat {
     /// (forward, reply), and how many entries had no counterpart (half a
     /// flow: the reaper would have freed it; left behind).
     pub(crate) fn pairs(&self) -> (Vec<Pair>, u64) {
-        let entries: Vec<(FlowKey, NatEntry)> =
-            crate::map_batch::lookup_all(self.map.map()).unwrap_or_else(|error| {
+        let entries: Vec<(FlowKey, NatEntry)> = match &self.table {
+            OldTable::Buckets(table) => table.iter().collect(),
+            OldTable::Hash(map) => crate::map_batch::lookup_all(map.map()).unwrap_or_else(|error| {
                 warn!(%error, "reading the previous lbd's NAT flow table in batches failed: walking it entry by entry");
-                self.map.iter().filter_map(Result::ok).collect()
-            });
+                map.iter().filter_map(Result::ok).collect()
+            }),
+        };
         pair_up(entries)
     }
 }
@@ -115,7 +193,7 @@ pub(crate) fn pair_up(entries: Vec<(FlowKey, NatEntry)>) -> (Vec<Pair>, u64) {
     (pairs, unpaired)
 }
 
-fn remove_pin(path: &std::path::Path) {
+fn remove_pin(path: &Path) {
     if let Err(error) = std::fs::remove_file(path) {
         warn!(path = %path.display(), %error, "could not remove the previous lbd's NAT flow table pin");
     }

@@ -2,11 +2,14 @@
 //! writes (`maps`: the flow table in place as `table`, the VIPs' NAT
 //! sources, the redirect targets), the reaper that frees quiet flows'
 //! source ports (`reaper`), what lbd does about the data plane's routed
-//! events (`events`), and the upgrade from an older release's NAT table
+//! events (`events`), and carrying flows over from a table this lbd does
+//! not adopt as it is: an older release's, or one of another size
 //! (`legacy`).
 
 pub mod events;
 pub(crate) mod legacy;
+
+pub use legacy::RESIZED_PIN;
 pub mod maps;
 pub mod reaper;
 pub mod table;

@@ -150,3 +150,95 @@ fn an_upgrade_from_a_nat_flows_hash_map_carries_established_translations_over() 
         })
         .expect("the test body (see its panic above)");
 }
+
+/// `[nat] flow_table_size` changed, which takes effect at a restart: the
+/// new lbd's table has another size, so the old one's pin is moved aside
+/// and its flows are carried into the new table (after the load, and
+/// again after the swap), then the old pin goes. Established NAT'd
+/// connections keep their translations.
+#[test]
+fn a_resized_nat_flow_table_carries_established_translations_over() {
+    let netns = FibNetns::new().expect("namespace");
+    let in_if = netns.ifindex(IN_DEV).expect("in0");
+    let out_if = netns.ifindex(OUT_DEV).expect("out0");
+    netns
+        .run(move || {
+            let (pins, _cleanup) = pin_dir("resize");
+            let options = lb_userspace::dataplane::LoadOptions {
+                pins: Some(pins.clone()),
+                ..Default::default()
+            };
+            let sizes = |nat_flows| lb_userspace::dataplane::MapSizes {
+                max_vips: 4,
+                conntrack: 4096,
+                nat_flows,
+                half_open: lb_common::consts::HALF_OPEN_SIZE_DEFAULT,
+            };
+            let flows: Vec<(Flow, Protocol)> = vec![
+                (client_flow(VIP4, 80, 40_201), Protocol::Tcp),
+                (client_flow(VIP6, 80, 40_202), Protocol::Tcp),
+                (client_flow(VIP4, 53, 40_203), Protocol::Udp),
+            ];
+            let mut old =
+                NatBed::with_options(Hook::Xdp, &vips(), (in_if, out_if), sizes(4096), &options)
+                    .expect("the previous data plane");
+            for (flow, protocol) in &flows {
+                let (verdict, _) = old
+                    .run_on(old.in_if, &frame(flow, *protocol, SYN, b""))
+                    .expect("test run");
+                assert_eq!(verdict, old.verdicts.redirect);
+            }
+            let entries: HashMap<FlowKey, NatEntry> = old.flows().into_iter().collect();
+            assert_eq!(entries.len(), 2 * flows.len());
+            let buckets = |pins: &lb_userspace::pinning::PinDir, name: &str| {
+                aya::maps::MapInfo::from_pin(pins.map_path(name))
+                    .expect("pinned")
+                    .max_entries()
+            };
+            let old_buckets = buckets(&pins, names::MAP_NAT_BUCKETS);
+            drop(old);
+
+            let mut new = NatBed::adopting(Hook::Xdp, (in_if, out_if), sizes(4 * 4096), &options)
+                .expect("the data plane with the larger table");
+            assert!(new.bed.dataplane.adopted(), "the state maps are adopted");
+            assert_eq!(buckets(&pins, names::MAP_NAT_BUCKETS), 4 * old_buckets);
+            assert_eq!(
+                buckets(&pins, lb_userspace::nat::RESIZED_PIN),
+                old_buckets,
+                "the old table waits aside until the swap"
+            );
+            let carried: HashMap<FlowKey, NatEntry> = new.flows().into_iter().collect();
+            assert_eq!(carried, entries, "every flow, both entries, as they were");
+            new.bed.dataplane.finish_adoption();
+            assert!(
+                !pins.map_path(lb_userspace::nat::RESIZED_PIN).exists(),
+                "the old table's pin is gone after the swap"
+            );
+            for ifindex in [in_if, out_if] {
+                new.bed
+                    .dataplane
+                    .nat_mut()
+                    .add_tx_port(ifindex)
+                    .expect("tx port");
+            }
+            let opened = counter(&new, Counter::NatNew);
+            for (flow, protocol) in &flows {
+                let forward = entries[&flow_key(flow, *protocol)];
+                let (verdict, out) = new
+                    .run_on(new.in_if, &frame(flow, *protocol, ACK, b"x"))
+                    .expect("test run");
+                assert_eq!(verdict, new.verdicts.redirect, "{flow:?}");
+                assert_eq!(
+                    ports_of(&out),
+                    (u16::from_be(forward.sport), u16::from_be(forward.dport)),
+                    "{flow:?}"
+                );
+            }
+            assert_eq!(
+                counter(&new, Counter::NatNew),
+                opened,
+                "no flow opened again"
+            );
+        })
+        .expect("the test body (see its panic above)");
+}
