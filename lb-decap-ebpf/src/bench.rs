@@ -27,9 +27,10 @@ pub static DECAP_BENCH_TARGET: ProgramArray = ProgramArray::with_max_entries(1, 
 #[map]
 pub static TC_DECAP_BENCH_TARGET: ProgramArray = ProgramArray::with_max_entries(1, 0);
 
-/// `TC_ACT_UNSPEC`: what the tc wrapper returns when its setup fails, a
-/// value the program under test never returns.
-const TC_ACT_UNSPEC: i32 = -1;
+/// `TC_ACT_TRAP`: what the tc wrapper returns when its setup fails, a
+/// value the program under test never returns (its pass verdict is
+/// `TC_ACT_UNSPEC`, -1).
+const SETUP_FAILED: i32 = 8;
 
 /// Restores the template (moving the head back by what the last run
 /// removed), tail-calls the program under test. XDP_ABORTED if anything
@@ -75,11 +76,11 @@ pub fn xdp_restore_and_call(ctx: &XdpContext) -> u32 {
 #[inline(always)]
 pub fn tc_restore_and_call(ctx: &TcContext) -> i32 {
     let Some(template) = DECAP_BENCH_TEMPLATE.get(0) else {
-        return TC_ACT_UNSPEC;
+        return SETUP_FAILED;
     };
     let want = template.len;
     if want == 0 || want > BENCH_TEMPLATE_MAX_U32 {
-        return TC_ACT_UNSPEC;
+        return SETUP_FAILED;
     }
     let skb = ctx.skb.skb;
     let have = ctx.len();
@@ -88,21 +89,21 @@ pub fn tc_restore_and_call(ctx: &TcContext) -> i32 {
             .adjust_room((want - have) as i32, BPF_ADJ_ROOM_MAC, 0)
             .is_err()
         {
-            return TC_ACT_UNSPEC;
+            return SETUP_FAILED;
         }
     } else if have > want {
         // SAFETY: helper on our own context.
         if unsafe { bpf_skb_change_tail(skb, want, 0) } != 0 {
-            return TC_ACT_UNSPEC;
+            return SETUP_FAILED;
         }
     }
     // SAFETY: `want` is at most the template's buffer size.
     let stored =
         unsafe { bpf_skb_store_bytes(skb.cast(), 0, template.bytes.as_ptr() as *const _, want, 0) };
     if stored != 0 {
-        return TC_ACT_UNSPEC;
+        return SETUP_FAILED;
     }
     // SAFETY: tail call with our context; returns only on failure.
     unsafe { TC_DECAP_BENCH_TARGET.tail_call(ctx, 0) };
-    TC_ACT_UNSPEC
+    SETUP_FAILED
 }

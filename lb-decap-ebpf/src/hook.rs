@@ -115,6 +115,11 @@ pub fn verdict<C: Hook>(ctx: &C, counter: DecapCounter) -> C::Verdict {
 /// ICMPv6 error quoting IPv6 and its ports).
 const TC_LINEAR: u32 = 256;
 
+/// The deepest byte the parser can read: Ethernet, outer IPv6, UDP, GUE
+/// variant 0 (106), four inner IPv6 extension headers of at most 2048
+/// bytes each, then an ICMPv6 error quoting IPv6 and its ports (56).
+const TC_LINEAR_MAX: u32 = 106 + 4 * 2048 + 56;
+
 /// Makes the first `TC_LINEAR` bytes (or the whole frame) directly
 /// readable; costs nothing when they already are.
 #[inline(always)]
@@ -125,4 +130,15 @@ pub fn linearize(ctx: &TcContext) {
         // it can read.
         let _ = ctx.pull_data(want);
     }
+}
+
+/// For a frame judged malformed on its first `TC_LINEAR` bytes: makes up
+/// to everything the parser can read directly readable (a long inner
+/// extension-header chain reaches past `TC_LINEAR`; XDP sees the whole
+/// frame). True if more became readable, so the frame is judged again;
+/// only such frames pay for the larger pull.
+#[inline(always)]
+pub fn linearize_more(ctx: &TcContext) -> bool {
+    let want = ctx.len().min(TC_LINEAR_MAX);
+    ((ctx.data_end() - ctx.data()) as u32) < want && ctx.pull_data(want).is_ok()
 }

@@ -19,6 +19,7 @@ use aya_ebpf::{
     macros::{classifier, xdp},
     programs::{TcContext, XdpContext},
 };
+use lb_common::decap::DecapCounter;
 
 /// Unwraps tunnel packets addressed to this backend and to one of its
 /// VIPs and hands the inner packet to the stack; passes everything else
@@ -34,9 +35,19 @@ pub fn xdp_decap(ctx: XdpContext) -> u32 {
 #[classifier]
 pub fn tc_decap(ctx: TcContext) -> i32 {
     hook::linearize(&ctx);
-    let counter = decap::run(&ctx);
+    let mut counter = tc_run(&ctx);
+    // Judged on part of the frame only: judged again on all it may need.
+    if counter == DecapCounter::DropMalformed && hook::linearize_more(&ctx) {
+        counter = tc_run(&ctx);
+    }
     stats::count(counter);
     hook::verdict(&ctx, counter)
+}
+
+/// `decap::run` at tc, not inlined: `tc_decap` calls it twice at most.
+#[inline(never)]
+fn tc_run(ctx: &TcContext) -> DecapCounter {
+    decap::run(ctx)
 }
 
 /// Benchmark wrapper: restores the packet, then tail-calls the XDP program

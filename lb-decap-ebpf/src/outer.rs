@@ -8,6 +8,10 @@
 //! - An outer IP header cut short or inconsistent with its own lengths
 //!   (version, IHL, total/payload length past the frame) is `DropMalformed`
 //!   whoever it is for: the kernel would drop it too.
+//! - An IPv4 total length or IPv6 payload length of 0 is `PassNotTunnel`,
+//!   checked first: that is how BIG TCP's GRO marks aggregates longer than
+//!   64 KiB (at tc and generic XDP), never a packet the balancer sends,
+//!   and non-tunnel traffic is never dropped on a guess.
 //! - Tunnel packets: IPv4 protocol 4 (IPIP), IPv6 next header 4 (4in6) or
 //!   41 (IP6IP6) when IPIP is on; UDP to the GUE port (IPv4 or IPv6) when
 //!   GUE is on. 6in4 (IPv4 protocol 41, SIT) is not one: the balancer never
@@ -93,6 +97,9 @@ fn outer_v4<C: Hook>(ctx: &C, config: &DecapConfig) -> Result<Tunnel, DecapCount
     // Bounded for the verifier: a nibble times four.
     let header_len = usize::from(ip.vihl & 0x0f) * 4;
     let total_len = usize::from(u16::from_be_bytes(ip.tot_len));
+    if total_len == 0 {
+        return Err(DecapCounter::PassNotTunnel);
+    }
     if ip.vihl >> 4 != 4
         || header_len < IPV4_LEN
         || total_len < header_len
@@ -137,7 +144,11 @@ fn outer_v6<C: Hook>(ctx: &C, config: &DecapConfig) -> Result<Tunnel, DecapCount
     // SAFETY: bounds checked by ptr_at.
     let ip = unsafe { &*ip };
     let l4 = ETH_LEN + IPV6_LEN;
-    let end = l4 + usize::from(u16::from_be_bytes(ip.payload_len));
+    let payload_len = usize::from(u16::from_be_bytes(ip.payload_len));
+    if payload_len == 0 {
+        return Err(DecapCounter::PassNotTunnel);
+    }
+    let end = l4 + payload_len;
     if ip.vcf[0] >> 4 != 6 || end > ctx.frame_len() {
         return Err(DecapCounter::DropMalformed);
     }

@@ -6,7 +6,8 @@
 //! interface = "eth0"          # the backend's interface tunnel packets arrive on
 //! attach = "xdp"              # "xdp" (default) or "tc"
 //! xdp_mode = "auto"           # "auto" (native, else generic), "native", "generic";
-//!                             # used when attaching: a running link keeps its mode
+//!                             # used when attaching: a running link keeps its mode;
+//!                             # refused with attach = "tc" unless "auto"
 //! addresses = ["198.19.2.11"] # outer destinations accepted; default: the interface's
 //! vips = ["198.18.0.100:80/tcp", "[2001:2::100]:443/tcp"]
 //! ipip = true                 # IPIP, IP6IP6, 4in6
@@ -147,6 +148,14 @@ impl Settings {
         }
         interface::index(&file.interface)
             .with_context(|| format!("interface {:?}", file.interface))?;
+        // As lbd: "auto", the default, is let by; a mode asked for would
+        // be silently ignored.
+        if file.attach == Attach::Tc && file.xdp_mode != XdpMode::Auto {
+            bail!(
+                "xdp_mode = {:?} is for attach = \"xdp\"; with attach = \"tc\" there is no XDP program to attach: remove xdp_mode",
+                file.xdp_mode.name()
+            );
+        }
         if !file.ipip && !file.gue {
             bail!("ipip and gue are both false: nothing would ever be unwrapped");
         }
@@ -177,7 +186,9 @@ impl Settings {
             found.into_iter().collect()
         } else {
             for address in &file.addresses {
-                check_unicast(*address).with_context(|| format!("addresses: {address}"))?;
+                check_unicast(*address)
+                    .and_then(|()| check_reachable(*address))
+                    .with_context(|| format!("addresses: {address}"))?;
             }
             file.addresses.iter().copied().collect()
         };
@@ -213,10 +224,27 @@ fn check_unicast(address: IpAddr) -> anyhow::Result<()> {
     if address.is_unspecified() || address.is_multicast() {
         bail!("{address} is not a unicast address");
     }
-    if let IpAddr::V4(v4) = address {
-        if v4.is_broadcast() {
-            bail!("{address} is not a unicast address");
-        }
+    match address {
+        IpAddr::V4(v4) if v4.is_broadcast() => bail!("{address} is not a unicast address"),
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some() => bail!(
+            "{address} is an IPv4-mapped IPv6 address, which no packet carries: write the IPv4 address"
+        ),
+        _ => Ok(()),
+    }
+}
+
+/// Refuses outer destinations a balancer never sends a tunnel packet to
+/// (it routes to the backend's address): loopback and link-local.
+fn check_reachable(address: IpAddr) -> anyhow::Result<()> {
+    let (loopback, link_local) = match address {
+        IpAddr::V4(v4) => (v4.is_loopback(), v4.is_link_local()),
+        IpAddr::V6(v6) => (v6.is_loopback(), v6.is_unicast_link_local()),
+    };
+    if loopback {
+        bail!("{address} is a loopback address: no balancer can send to it");
+    }
+    if link_local {
+        bail!("{address} is a link-local address: a balancer routes to the backend's own address, not to a link-local one");
     }
     Ok(())
 }
@@ -310,11 +338,87 @@ mod tests {
                 vip = ["198.18.0.100:80/tcp"]"#,
                 "vip",
             ),
+            (
+                r#"interface = "lo"
+                attach = "tc"
+                xdp_mode = "native"
+                vips = ["198.18.0.100:80/tcp"]"#,
+                "xdp_mode = \"native\" is for attach = \"xdp\"",
+            ),
+            (
+                r#"interface = "lo"
+                attach = "tc"
+                xdp_mode = "generic"
+                vips = ["198.18.0.100:80/tcp"]"#,
+                "xdp_mode = \"generic\"",
+            ),
+            (
+                r#"interface = "lo"
+                vips = ["[::ffff:198.18.0.100]:80/tcp"]"#,
+                "vips: VIP \"[::ffff:198.18.0.100]:80/tcp\": ::ffff:198.18.0.100 is an IPv4-mapped",
+            ),
+            (
+                r#"interface = "lo"
+                addresses = ["::ffff:198.19.2.11"]
+                vips = ["198.18.0.100:80/tcp"]"#,
+                "addresses: ::ffff:198.19.2.11: ::ffff:198.19.2.11 is an IPv4-mapped",
+            ),
+            (
+                r#"interface = "lo"
+                addresses = ["127.0.0.1"]
+                vips = ["198.18.0.100:80/tcp"]"#,
+                "addresses: 127.0.0.1: 127.0.0.1 is a loopback",
+            ),
+            (
+                r#"interface = "lo"
+                addresses = ["::1"]
+                vips = ["198.18.0.100:80/tcp"]"#,
+                "addresses: ::1: ::1 is a loopback",
+            ),
+            (
+                r#"interface = "lo"
+                addresses = ["169.254.1.1"]
+                vips = ["198.18.0.100:80/tcp"]"#,
+                "addresses: 169.254.1.1: 169.254.1.1 is a link-local",
+            ),
+            (
+                r#"interface = "lo"
+                addresses = ["fe80::1"]
+                vips = ["198.18.0.100:80/tcp"]"#,
+                "addresses: fe80::1: fe80::1 is a link-local",
+            ),
+            (
+                r#"interface = "lo"
+                addresses = ["224.0.0.5"]
+                vips = ["198.18.0.100:80/tcp"]"#,
+                "addresses: 224.0.0.5: 224.0.0.5 is not a unicast",
+            ),
+            (
+                r#"interface = "lo"
+                addresses = ["ff02::1"]
+                vips = ["198.18.0.100:80/tcp"]"#,
+                "addresses: ff02::1: ff02::1 is not a unicast",
+            ),
         ];
         for (text, word) in cases {
             let error = format!("{:#}", Settings::parse(text).expect_err(text));
             assert!(error.contains(word), "{error:?} should mention {word:?}");
         }
+    }
+
+    #[test]
+    fn tc_with_the_default_xdp_mode_is_fine() {
+        let s = Settings::parse(
+            r#"
+            interface = "lo"
+            attach = "tc"
+            xdp_mode = "auto"
+            addresses = ["198.19.2.11"]
+            vips = ["198.18.0.100:80/tcp"]
+            "#,
+        )
+        .expect("valid");
+        assert_eq!(s.attach, Attach::Tc);
     }
 
     #[test]

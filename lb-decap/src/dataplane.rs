@@ -4,7 +4,9 @@
 //! link; afterwards (a restart, a reload) it finds the pinned link still
 //! attached and only updates the pinned maps in place, so decapsulation
 //! never stops. Switching the hook or the interface attaches the new link
-//! before the old one is removed.
+//! before the old one is removed. One lb-decap at a time does this per pin
+//! directory (`lock`), and a live link whose program does not read the
+//! pinned maps (left by an lb-decap before the lock) is replaced.
 
 use anyhow::{anyhow, bail, Context as _};
 use aya::{
@@ -75,10 +77,14 @@ pub enum Applied {
 /// Makes the kernel do what `settings` says (see the module doc).
 pub fn apply(settings: &Settings, pins: &PinDir) -> anyhow::Result<Applied> {
     pins.prepare()?;
+    let _lock = crate::lock::lock(pins.root())?;
     let link_path = pins.link_path(settings.attach, &settings.interface);
     let ifindex = crate::interface::index(&settings.interface)
         .with_context(|| format!("interface {}", settings.interface))?;
-    let applied = if live_link(&link_path, ifindex)? && pins.maps_pinned() {
+    let applied = if live_link(&link_path, ifindex)?
+        && pins.maps_pinned()
+        && reads_pinned_maps(&link_path, pins)?
+    {
         let mut maps = Maps::from_pins(pins)?;
         maps.sync(settings)?;
         info!(interface = %settings.interface, attach = settings.attach.name(), "program still attached; configuration updated in place");
@@ -116,6 +122,38 @@ fn live_link(path: &std::path::Path, ifindex: u32) -> anyhow::Result<bool> {
         remove_pin(path)?;
     }
     Ok(live)
+}
+
+/// Whether the program of the live link at `link_path` uses the maps
+/// pinned in `pins`; if not (its maps were replaced under it, so
+/// configuration written to the pins never reaches it), the link is
+/// removed, detaching that program, and false returned: `apply` attaches
+/// afresh (for XDP, after a brief gap: an interface holds one XDP link).
+fn reads_pinned_maps(link_path: &std::path::Path, pins: &PinDir) -> anyhow::Result<bool> {
+    let program_id = link_program(link_path)?;
+    let used = aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .find(|p| p.id() == program_id)
+        .ok_or_else(|| anyhow!("program {program_id} of {} is gone", link_path.display()))?
+        .map_ids()
+        .with_context(|| format!("reading the maps of program {program_id}"))?;
+    // A kernel that does not say (before 4.15) is trusted.
+    let Some(used) = used else {
+        return Ok(true);
+    };
+    for name in crate::pins::PINNED_MAPS {
+        let path = pins.map_path(name);
+        let id = aya::maps::MapData::from_pin(&path)
+            .and_then(|m| m.info())
+            .map(|i| i.id())
+            .with_context(|| format!("reading the pinned map {}", path.display()))?;
+        if !used.contains(&id) {
+            warn!(link = %link_path.display(), map = name, program_id, "the attached program does not read the pinned maps (left by two lb-decaps starting at once?); attaching afresh");
+            remove_pin(link_path)?;
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 fn attach_fresh(settings: &Settings, pins: &PinDir) -> anyhow::Result<()> {
@@ -170,6 +208,7 @@ pub fn cleanup(pins: &PinDir) -> anyhow::Result<usize> {
     if !pins.root().exists() {
         return Ok(0);
     }
+    let _lock = crate::lock::lock(pins.root())?;
     let removed = pins.remove_all()?;
     for path in &removed {
         info!(pin = %path.display(), "removed");

@@ -9,6 +9,7 @@ pub mod config;
 pub mod dataplane;
 pub mod interface;
 pub mod link;
+mod lock;
 pub mod maps;
 pub mod object;
 pub mod pins;

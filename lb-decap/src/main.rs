@@ -14,6 +14,10 @@ use lb_decap::{
 };
 use tracing::{error, info};
 
+/// Where the package installs the config (a conffile, beside lbd's), so
+/// `lb-decap run` without `--config` reads the file the operator edited.
+const DEFAULT_CONFIG: &str = "/etc/lbd/lb-decap.toml";
+
 /// Unwraps IPIP, IP6IP6, 4in6 and GUE packets addressed to this backend
 /// and to one of its VIPs, and hands the inner packet to the stack.
 #[derive(Debug, Parser)]
@@ -46,19 +50,19 @@ enum Command {
     /// program attached (a restart keeps decapsulating).
     Run {
         /// The configuration file.
-        #[arg(long, env = "LB_DECAP_CONFIG", default_value = "/etc/lb-decap.toml")]
+        #[arg(long, env = "LB_DECAP_CONFIG", default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
     /// Apply the config and exit; the program stays attached.
     Apply {
         /// The configuration file.
-        #[arg(long, env = "LB_DECAP_CONFIG", default_value = "/etc/lb-decap.toml")]
+        #[arg(long, env = "LB_DECAP_CONFIG", default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
     /// Validate the config and print what it resolves to; change nothing.
     Check {
         /// The configuration file.
-        #[arg(long, env = "LB_DECAP_CONFIG", default_value = "/etc/lb-decap.toml")]
+        #[arg(long, env = "LB_DECAP_CONFIG", default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
     /// Print the attachment, the configuration in the maps and the
@@ -183,5 +187,49 @@ fn foreground(config: &Path, pins: &PinDir) -> anyhow::Result<()> {
                 return Ok(());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The default of `--config` of `command`.
+    fn config_default(command: &str) -> String {
+        let cli = Cli::command();
+        let sub = cli.find_subcommand(command).expect("subcommand");
+        let arg = sub
+            .get_arguments()
+            .find(|a| a.get_id() == "config")
+            .expect("--config");
+        let values = arg.get_default_values();
+        assert_eq!(values.len(), 1, "{command}");
+        values[0].to_string_lossy().into_owned()
+    }
+
+    #[test]
+    fn the_default_config_is_the_packaged_conffile_and_the_units() {
+        let layout = include_str!("../../xtask/src/package/layout.rs");
+        let unit = include_str!("../../deploy/systemd/lb-decap.service");
+        let installed = format!("path: \"{}\"", DEFAULT_CONFIG.trim_start_matches('/'));
+        assert!(
+            layout.contains(&format!(
+                "source: Source::File(\"examples/lb-decap.toml\"),\n        {installed}"
+            )),
+            "the package does not install examples/lb-decap.toml at {DEFAULT_CONFIG}"
+        );
+        for command in ["run", "apply", "check"] {
+            assert_eq!(config_default(command), DEFAULT_CONFIG, "{command}");
+        }
+        let configs: Vec<&str> = unit
+            .lines()
+            .filter(|l| l.starts_with("Exec") && l.contains("--config"))
+            .filter_map(|l| l.split("--config ").nth(1))
+            .collect();
+        assert_eq!(configs, [DEFAULT_CONFIG, DEFAULT_CONFIG], "{unit}");
+        assert!(
+            unit.contains(&format!("examples/lb-decap.toml {DEFAULT_CONFIG}")),
+            "the unit's by-hand steps install the config elsewhere"
+        );
     }
 }

@@ -19,9 +19,16 @@ use aya_ebpf::{
     EbpfContext,
 };
 
-/// `TC_ACT_OK` (linux/pkt_cls.h): continue, up the stack. Spelt here
-/// because the bindings type it differently per target.
+/// `TC_ACT_OK` (linux/pkt_cls.h): up the stack, but under tcx it is
+/// `TCX_PASS`, which also ends the tcx chain: programs attached after ours
+/// never see the packet. Not a pass verdict here (see [`TC_ACT_UNSPEC`]).
+/// Spelt here because the bindings type it differently per target.
 pub const TC_ACT_OK: i32 = 0;
+/// `TC_ACT_UNSPEC` (linux/pkt_cls.h), `TCX_NEXT` under tcx: the next tcx
+/// program runs, then legacy tc filters, then the stack takes the packet
+/// as usual. The tc pass verdict: a program attached after ours (Cilium,
+/// monitoring) still sees what we let through.
+pub const TC_ACT_UNSPEC: i32 = -1;
 /// `TC_ACT_SHOT` (linux/pkt_cls.h): drop.
 pub const TC_ACT_SHOT: i32 = 2;
 
@@ -103,9 +110,11 @@ impl Frame for TcContext {
         TcContext::len(self) as usize
     }
 
+    /// `TC_ACT_UNSPEC` (`TCX_NEXT`), not `TC_ACT_OK`: passing must not
+    /// hide the packet from the programs after ours.
     #[inline(always)]
     fn pass(&self) -> i32 {
-        TC_ACT_OK
+        TC_ACT_UNSPEC
     }
 
     #[inline(always)]

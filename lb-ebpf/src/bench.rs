@@ -119,20 +119,21 @@ fn vary(template: &BenchTemplate, want: u32, mut store: impl FnMut(u32, *const u
 #[map]
 pub static TC_BENCH_TARGET: ProgramArray = ProgramArray::with_max_entries(1, 0);
 
-/// `TC_ACT_UNSPEC`: what the tc wrapper returns when its setup fails, a
-/// value the program under test never returns.
-const TC_ACT_UNSPEC: i32 = -1;
+/// `TC_ACT_TRAP`: what the tc wrapper returns when its setup fails, a
+/// value the program under test never returns (its pass verdict is
+/// `TC_ACT_UNSPEC`, -1).
+const SETUP_FAILED: i32 = 8;
 
 /// `restore_and_call` for tc: restores the template into the skb, varies
 /// the field (and port) if asked, tail-calls the tc program under test.
 #[inline(always)]
 pub fn tc_restore_and_call(ctx: &TcContext) -> i32 {
     let Some(template) = BENCH_TEMPLATE.get(0) else {
-        return TC_ACT_UNSPEC;
+        return SETUP_FAILED;
     };
     let want = template.len;
     if want == 0 || want > BENCH_TEMPLATE_MAX_U32 {
-        return TC_ACT_UNSPEC;
+        return SETUP_FAILED;
     }
     let skb = ctx.skb.skb;
     if ctx.len() > want && ctx.len() - want < 64 {
@@ -149,20 +150,20 @@ pub fn tc_restore_and_call(ctx: &TcContext) -> i32 {
             .adjust_room(shrink, BPF_ADJ_ROOM_MAC, u64::from(decap))
             .is_err()
         {
-            return TC_ACT_UNSPEC;
+            return SETUP_FAILED;
         }
     }
     if ctx.len() != want {
         // SAFETY: helper on our own context.
         if unsafe { bpf_skb_change_tail(skb, want, 0) } != 0 {
-            return TC_ACT_UNSPEC;
+            return SETUP_FAILED;
         }
     }
     // SAFETY: `want` is at most the template's buffer size.
     let stored =
         unsafe { bpf_skb_store_bytes(skb.cast(), 0, template.bytes.as_ptr() as *const _, want, 0) };
     if stored != 0 {
-        return TC_ACT_UNSPEC;
+        return SETUP_FAILED;
     }
     vary(template, want, |at, bytes, len| {
         // SAFETY: helper on our own skb; `vary` keeps the bytes inside
@@ -171,7 +172,7 @@ pub fn tc_restore_and_call(ctx: &TcContext) -> i32 {
     });
     // SAFETY: tail call with our context; returns only on failure.
     unsafe { TC_BENCH_TARGET.tail_call(ctx, 0) };
-    TC_ACT_UNSPEC
+    SETUP_FAILED
 }
 
 /// MACs for `forward_one`: slot 0 our own (the source), slots 1..=4 the

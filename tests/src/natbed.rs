@@ -259,7 +259,7 @@ impl Verdicts {
                 redirect: 4,
             },
             Hook::Tc => Verdicts {
-                pass: 0,
+                pass: crate::testbed::tc_action::PASS,
                 drop: 2,
                 bounce: 7,
                 redirect: 7,

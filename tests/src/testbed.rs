@@ -34,8 +34,10 @@ pub mod action {
 
 /// tc verdicts as BPF_PROG_TEST_RUN returns them.
 pub mod tc_action {
-    /// TC_ACT_OK: up the stack.
-    pub const OK: u32 = 0;
+    /// TC_ACT_UNSPEC (-1, `TCX_NEXT`): up the stack, after the tcx
+    /// programs attached behind ours. TC_ACT_OK (0) would end the tcx
+    /// chain, so the programs' pass verdict is this one.
+    pub const PASS: u32 = u32::MAX;
     /// TC_ACT_SHOT: dropped.
     pub const SHOT: u32 = 2;
     /// TC_ACT_REDIRECT: what `bpf_redirect` returns.
@@ -62,7 +64,7 @@ impl Hook {
         match self {
             Hook::Xdp => Ok(raw),
             Hook::Tc => match raw {
-                tc_action::OK => Ok(action::PASS),
+                tc_action::PASS => Ok(action::PASS),
                 tc_action::SHOT => Ok(action::DROP),
                 tc_action::REDIRECT => Ok(action::TX),
                 other => Err(anyhow!("tc program returned {other}")),

@@ -14,7 +14,13 @@ use lb_tests::{
 };
 
 fn config(attach: &str, vips: &str) -> String {
-    format!("interface = \"eth0\"\nattach = \"{attach}\"\nxdp_mode = \"native\"\nvips = [{vips}]\n")
+    // xdp_mode is refused with attach = "tc" (it would be ignored).
+    let mode = if attach == "xdp" {
+        "xdp_mode = \"native\"\n"
+    } else {
+        ""
+    };
+    format!("interface = \"eth0\"\nattach = \"{attach}\"\n{mode}vips = [{vips}]\n")
 }
 
 const VIPS: &str = "\"198.18.0.100:80/tcp\", \"[2001:2::100]:80/tcp\"";
@@ -248,4 +254,234 @@ fn lb_decap_serves_every_encapsulation_survives_restarts_and_cleans_up() {
         outer_v6: false,
     });
     assert!(lab.request(VIP4.into()).is_err(), "no decap after cleanup");
+}
+
+/// A two-namespace lab of its own (`lbk<pid>-tx`, `lbk<pid>-be`, a veth
+/// between): lb-decap at tc on the backend's `eth0` and, after it on the
+/// same tcx ingress, a second decap program standing in for whatever runs
+/// there too (Cilium, monitoring). Removed on drop.
+struct ChainLab {
+    sender: String,
+    backend: String,
+    dir: std::path::PathBuf,
+    pin_dir: std::path::PathBuf,
+}
+
+/// Runs a command; its stdout, or an error with its stderr.
+fn sh(program: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program}: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+const CHAIN_SENDER: &str = "198.19.9.1";
+const CHAIN_BACKEND: &str = "198.19.9.2";
+
+impl ChainLab {
+    fn start() -> Self {
+        lb_tests::lab::ensure_bpffs().expect("bpffs");
+        let prefix = format!("lbk{}", std::process::id());
+        let lab = Self {
+            sender: format!("{prefix}-tx"),
+            backend: format!("{prefix}-be"),
+            dir: std::env::temp_dir().join(&prefix),
+            pin_dir: std::path::Path::new(lb_tests::lab::BPFFS).join(format!("{prefix}-decap")),
+        };
+        let _ = std::fs::remove_dir_all(&lab.dir);
+        std::fs::create_dir_all(&lab.dir).expect("scratch dir");
+        for ns in [&lab.sender, &lab.backend] {
+            sh("ip", &["netns", "add", ns]);
+            sh("ip", &["-n", ns, "link", "set", "lo", "up"]);
+        }
+        let (a, b) = (format!("{prefix}a"), format!("{prefix}b"));
+        sh(
+            "ip",
+            &["link", "add", &a, "type", "veth", "peer", "name", &b],
+        );
+        sh(
+            "ip",
+            &["link", "set", &a, "netns", &lab.sender, "name", "eth0"],
+        );
+        sh(
+            "ip",
+            &["link", "set", &b, "netns", &lab.backend, "name", "eth0"],
+        );
+        for (ns, addr) in [(&lab.sender, CHAIN_SENDER), (&lab.backend, CHAIN_BACKEND)] {
+            sh(
+                "ip",
+                &[
+                    "-n",
+                    ns,
+                    "addr",
+                    "add",
+                    &format!("{addr}/24"),
+                    "dev",
+                    "eth0",
+                ],
+            );
+            sh("ip", &["-n", ns, "link", "set", "eth0", "up"]);
+        }
+        lab
+    }
+
+    /// `lb-decap --pin-dir <pins> args...` in the backend namespace.
+    fn lb_decap(&self, args: &[&str]) -> String {
+        let binary = lb_tests::decaplab::decap_binary().expect("lb-decap binary");
+        let mut full = vec!["netns", "exec", &self.backend];
+        let binary = binary.to_string_lossy().into_owned();
+        let pins = self.pin_dir.to_string_lossy().into_owned();
+        full.extend([binary.as_str(), "--pin-dir", &pins]);
+        full.extend_from_slice(args);
+        sh("ip", &full)
+    }
+
+    /// Sends `payload` from the sender to the backend's GUE port in one
+    /// datagram written in two parts (MSG_MORE), so it leaves (and arrives)
+    /// as an skb whose data after the first part is not linear.
+    fn send_gue_in_parts(&self, payload: Vec<u8>) {
+        let target: std::net::SocketAddr =
+            format!("{CHAIN_BACKEND}:{}", lb_tests::decaplab::GUE_PORT)
+                .parse()
+                .expect("addr");
+        lb_tests::lab::in_netns(&self.sender, move || {
+            let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)
+                .expect("udp socket");
+            socket.connect(&target.into()).expect("connect");
+            let (head, rest) = payload.split_at(64);
+            socket
+                .send_with_flags(head, libc::MSG_MORE)
+                .expect("first part");
+            socket.send_with_flags(rest, 0).expect("second part");
+        })
+        .expect("in the sender namespace");
+    }
+}
+
+impl Drop for ChainLab {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "exec", &self.backend])
+            .arg(lb_tests::decaplab::decap_binary().unwrap_or_default())
+            .arg("--pin-dir")
+            .arg(&self.pin_dir)
+            .arg("cleanup")
+            .output();
+        let _ = std::fs::remove_dir_all(&self.pin_dir);
+        for ns in [&self.sender, &self.backend] {
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "del", ns])
+                .output();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// An inner IPv6 TCP SYN to the VIP whose extension headers (512 bytes)
+/// reach past the 256 bytes tc makes linear first.
+fn inner_with_long_chain() -> Vec<u8> {
+    use lb_tests::craft::{bytes, ip_packet, tcp_flag, Ext, Ip, Upper};
+    let mut header = Ip::new(CLIENT6.into(), VIP6.into());
+    header.ext = vec![Ext::dest_opts(32), Ext::dest_opts(32)];
+    bytes(&ip_packet(
+        &header,
+        &Upper::Tcp {
+            sport: 40_000,
+            dport: 80,
+            flags: tcp_flag::SYN,
+            payload: Vec::new(),
+        },
+    ))
+}
+
+#[test]
+fn lb_decap_at_tc_passes_to_the_next_tcx_program_and_pulls_long_chains() {
+    let lab = ChainLab::start();
+    let config = lab.dir.join("tc.toml");
+    std::fs::write(
+        &config,
+        format!("interface = \"eth0\"\nattach = \"tc\"\naddresses = [\"{CHAIN_BACKEND}\"]\nvips = [{VIPS}]\n"),
+    )
+    .expect("config");
+    lab.lb_decap(&["apply", "--config", &config.to_string_lossy()]);
+
+    // A second program after lb-decap's on the same tcx ingress, counting
+    // what reaches it.
+    let sender = lab.sender.clone();
+    let seen = lb_tests::lab::in_netns(&lab.backend, move || -> anyhow::Result<Vec<(String, u64)>> {
+        use aya::programs::{tc::TcAttachOptions, LinkOrder, TcAttachType};
+        let settings = lb_decap::config::Settings::parse(&format!(
+            "interface = \"eth0\"\nattach = \"tc\"\naddresses = [\"{CHAIN_BACKEND}\"]\nvips = [{VIPS}]\n"
+        ))?;
+        let mut ebpf = lb_decap::dataplane::load_object()?;
+        let mut maps = lb_decap::maps::take(&mut ebpf)?;
+        lb_decap::maps::Maps::borrowed(&mut maps)?.sync(&settings)?;
+        let program = lb_decap::dataplane::tc_program(
+            &mut ebpf,
+            lb_common::decap::names::PROG_TC_DECAP,
+        )?;
+        // LinkOrder::default(): after every program already there.
+        program.attach_with_options(
+            "eth0",
+            TcAttachType::Ingress,
+            TcAttachOptions::TcxOrder(LinkOrder::default()),
+        )?;
+        let (_, programs) =
+            aya::programs::SchedClassifier::query_tcx("eth0", TcAttachType::Ingress)?;
+        anyhow::ensure!(programs.len() == 2, "{} tcx programs", programs.len());
+        // Plain UDP (and the ARP before it): not tunnel packets.
+        lb_tests::lab::in_netns(&sender, || -> anyhow::Result<()> {
+            let socket = std::net::UdpSocket::bind(format!("{CHAIN_SENDER}:0"))?;
+            for _ in 0..3 {
+                socket.send_to(b"not a tunnel", format!("{CHAIN_BACKEND}:9"))?;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Ok(())
+        })??;
+        std::thread::sleep(Duration::from_millis(200));
+        let counters = lb_decap::maps::Maps::borrowed(&mut maps)?.counters()?;
+        Ok(counters.into_iter().map(|(c, v)| (c.name().to_owned(), v)).collect())
+        // `ebpf` drops here: the second program is detached.
+    })
+    .expect("in the backend namespace")
+    .expect("second program");
+    let passed = seen
+        .iter()
+        .find(|(name, _)| name == "pass_not_tunnel")
+        .map_or(0, |(_, v)| *v);
+    assert!(
+        passed >= 3,
+        "the program after lb-decap's saw {passed} non-tunnel packets (UDP and ARP): {seen:?}"
+    );
+
+    // At tc only the first 256 bytes are linear to begin with; a GUE
+    // packet whose inner extension headers reach further is pulled and
+    // unwrapped, as at XDP, not dropped as malformed.
+    let status = |lab: &ChainLab| lab.lb_decap(&["status"]);
+    let before = status(&lab);
+    lab.send_gue_in_parts(inner_with_long_chain());
+    wait_until(
+        "the GUE packet to be judged",
+        Duration::from_secs(5),
+        || {
+            let now = status(&lab);
+            counter(&now, "decap_gue") + counter(&now, "drop_malformed")
+                > counter(&before, "decap_gue") + counter(&before, "drop_malformed")
+        },
+    );
+    let after = status(&lab);
+    assert_eq!(
+        (
+            counter(&after, "decap_gue") - counter(&before, "decap_gue"),
+            counter(&after, "drop_malformed") - counter(&before, "drop_malformed"),
+        ),
+        (1, 0),
+        "{after}"
+    );
 }

@@ -260,7 +260,8 @@ fn measure_all(repeat: u32, rounds: u32) -> anyhow::Result<DecapResults> {
             let expect = match (hook, case.pass) {
                 (Hook::Xdp, true) => 2,
                 (Hook::Xdp, false) => 1,
-                (Hook::Tc, true) => 0,
+                // TC_ACT_UNSPEC (TCX_NEXT) as BPF_PROG_TEST_RUN returns it.
+                (Hook::Tc, true) => u32::MAX,
                 (Hook::Tc, false) => 2,
             };
             let samples = match measure(&mut bed, hook, &case.frame, repeat, rounds, expect) {

@@ -73,12 +73,19 @@ fn truncated_headers_are_dropped_as_malformed_at_every_cut() {
                 .iter()
                 .enumerate()
             {
+                // An IPv6 payload length of 0 is not a tunnel packet (BIG
+                // TCP's mark, see `zero_lengths`): passed, not judged.
+                let (verdict, counter) = if k == 0 && outer_len == 40 {
+                    (action::PASS, DecapCounter::PassNotTunnel)
+                } else {
+                    (action::DROP, DecapCounter::DropMalformed)
+                };
                 assert_refused(
                     &mut bed,
                     &format!("{what} with {k} payload bytes"),
                     cut,
-                    action::DROP,
-                    DecapCounter::DropMalformed,
+                    verdict,
+                    counter,
                 );
             }
         }
@@ -101,6 +108,50 @@ fn truncated_headers_are_dropped_as_malformed_at_every_cut() {
                 &frame,
                 action::DROP,
                 DecapCounter::DropMalformed,
+            );
+        }
+    }
+}
+
+/// BIG TCP's GRO aggregates (longer than 64 KiB) carry an IPv4 total
+/// length or IPv6 payload length of 0: never a packet the balancer sends,
+/// so not a tunnel packet; passed untouched at both hooks, whatever
+/// follows, never dropped as malformed.
+#[test]
+fn zero_lengths_pass_untouched() {
+    let tcp4 = inner_tcp(VIP4, 80);
+    let tcp6 = inner_tcp(VIP6, 80);
+    let zero_length = |frame: Vec<u8>| {
+        let at = if frame[14] >> 4 == 4 { 16 } else { 18 };
+        let mut frame = frame;
+        frame[at] = 0;
+        frame[at + 1] = 0;
+        frame
+    };
+    let forms = [
+        ("ipip", tunnel_frame(BACKEND_V4, Encap::Ipip, &tcp4)),
+        ("gue0 v4", tunnel_frame(BACKEND_V4, gue0(&tcp4), &tcp4)),
+        ("ip6ip6", tunnel_frame(BACKEND_V6, Encap::Ipip, &tcp6)),
+        ("gue1 v6", tunnel_frame(BACKEND_V6, gue1(), &tcp6)),
+        (
+            "plain tcp v4",
+            packet::tcp(
+                &crate::flow(crate::CLIENT4, VIP4, 80),
+                packet::SYN,
+                None,
+                &[0u8; 200],
+            ),
+        ),
+    ];
+    for hook in Hook::ALL {
+        let mut bed = bed(hook);
+        for (what, frame) in &forms {
+            assert_refused(
+                &mut bed,
+                &format!("{what} with a zero length field"),
+                &zero_length(frame.clone()),
+                action::PASS,
+                DecapCounter::PassNotTunnel,
             );
         }
     }

@@ -131,7 +131,6 @@ pub const MAN_GENERATORS: &[(&str, &[&str])] = &[
 const REWRITES: &[(&str, &str)] = &[
     ("/usr/local/sbin/", "/usr/sbin/"),
     ("/usr/local/share/doc/lbd/", "/usr/share/doc/lbd/"),
-    ("/etc/lb-decap.toml", "/etc/lbd/lb-decap.toml"),
 ];
 
 /// The marker line of the by-hand install steps in the shipped units and
@@ -287,6 +286,56 @@ mod tests {
         let packaged = packaged_text("lbd-bgp.conf", &tmpfiles).unwrap();
         assert!(packaged.contains("f /run/lbd-bgp/vips.conf 0644 root root -"));
         assert!(!packaged.contains("install -m"));
+    }
+
+    /// The `/proc/sys` trees a unit's program writes: lbd switches its
+    /// interface's `forwarding` (NAT, tunnelled VIPs) and `accept_local`
+    /// (checks through the tunnel) on; lb-decap writes none.
+    const SYSCTL_TREES: &[(&str, &[&str])] = &[
+        (
+            "deploy/systemd/lbd.service",
+            &["/proc/sys/net/ipv4/conf", "/proc/sys/net/ipv6/conf"],
+        ),
+        ("deploy/systemd/lb-decap.service", &[]),
+    ];
+
+    /// Whether a unit with `ProtectKernelTunables=yes` keeps `tree`
+    /// writable: a `ReadWritePaths=` entry at or above it under /proc/sys
+    /// (a deeper ReadWritePaths= is mounted over the read-only /proc/sys).
+    fn sysctl_tree_writable(unit: &str, tree: &str) -> bool {
+        let protected = unit
+            .lines()
+            .any(|l| l.trim() == "ProtectKernelTunables=yes");
+        if !protected {
+            return true;
+        }
+        unit.lines()
+            .filter_map(|l| l.trim().strip_prefix("ReadWritePaths="))
+            .flat_map(str::split_whitespace)
+            .map(|p| p.trim_start_matches(['-', '+']))
+            .any(|p| p.starts_with("/proc/sys/") && tree.starts_with(p))
+    }
+
+    #[test]
+    fn units_that_protect_kernel_tunables_keep_the_sysctls_they_write_writable() {
+        for (shipped, trees) in SYSCTL_TREES {
+            let text = std::fs::read_to_string(root().join(shipped)).unwrap();
+            for tree in *trees {
+                assert!(
+                    sysctl_tree_writable(&text, tree),
+                    "{shipped}: ProtectKernelTunables=yes without ReadWritePaths=-{tree}"
+                );
+            }
+        }
+        // The check itself: a protected unit without the paths fails it.
+        let bare = "ProtectKernelTunables=yes\nReadWritePaths=-/sys/fs/bpf\n";
+        assert!(!sysctl_tree_writable(bare, "/proc/sys/net/ipv4/conf"));
+        let other = "ProtectKernelTunables=yes\nReadWritePaths=-/proc/sys/net/ipv6/conf\n";
+        assert!(!sysctl_tree_writable(other, "/proc/sys/net/ipv4/conf"));
+        assert!(sysctl_tree_writable(
+            "ReadWritePaths=-/sys/fs/bpf\n",
+            "/proc/sys/net/ipv4/conf"
+        ));
     }
 
     #[test]

@@ -56,9 +56,12 @@ exit 0
 /// prerm: on removal (not on upgrade: the running lbd and its pinned data
 /// plane carry on until the operator restarts it) stop the services and
 /// take the data planes off the node, since nothing could manage them once
-/// the binaries are gone. lbd's pins are named by its config: cleaned up
-/// only when the operator edited the shipped example (lbd never ran on the
-/// untouched one); lb-decap's live in its default pin directory.
+/// the binaries are gone. Decided by what is pinned, not by whether the
+/// config was edited (an lbd may have run on the shipped example, and an
+/// edited config may never have run): lbd's cleanup runs when the pin
+/// directory its config names (`pin_dir`, default /sys/fs/bpf/lbd; "off":
+/// none) exists; lb-decap's when its pin directory (the unit's default)
+/// does.
 pub const PRERM: &str = r#"#!/bin/sh
 set -e
 case "$1" in
@@ -67,11 +70,16 @@ remove|deconfigure)
         systemctl stop lbd.service lb-decap.service || true
     fi
     config=/etc/lbd/lbd.toml
-    shipped=$(dpkg-query -W -f='${Conffiles}\n' lbd 2>/dev/null | awk -v f="$config" '$1 == f { print $2 }')
-    if [ -f "$config" ] && [ -n "$shipped" ] \
-        && [ "$(md5sum < "$config" | cut -d' ' -f1)" != "$shipped" ]; then
+    pin_dir=/sys/fs/bpf/lbd
+    if [ -f "$config" ]; then
+        named=$(sed -n 's/^[[:space:]]*pin_dir[[:space:]]*=[[:space:]]*"\([^"]*\)".*/\1/p' "$config" | head -n 1)
+        if [ -n "$named" ]; then
+            pin_dir=$named
+        fi
+    fi
+    if [ "$pin_dir" != off ] && [ -e "$pin_dir" ]; then
         /usr/sbin/lbd --config "$config" --cleanup \
-            || echo "lbd: 'lbd --cleanup' failed: the data plane may still be attached (see /sys/fs/bpf)" >&2
+            || echo "lbd: 'lbd --cleanup' failed: the data plane pinned in $pin_dir may still be attached" >&2
     fi
     if [ -d /sys/fs/bpf/lb-decap ]; then
         /usr/sbin/lb-decap cleanup \
@@ -83,12 +91,13 @@ exit 0
 "#;
 
 /// postrm: purge removes /etc/lbd (with whatever the operator put there),
-/// the routes file's directory and the units' enablement links.
+/// the routes file's directory, lbd's state (/var/lib/lbd: a node's drain)
+/// and the units' enablement links.
 pub const POSTRM: &str = r#"#!/bin/sh
 set -e
 case "$1" in
 purge)
-    rm -rf /etc/lbd /run/lbd-bgp
+    rm -rf /etc/lbd /run/lbd-bgp /var/lib/lbd
     for unit in lbd.service lb-decap.service; do
         rm -f "/etc/systemd/system/multi-user.target.wants/$unit"
     done
@@ -126,7 +135,73 @@ mod tests {
         // /etc/lbd goes only on purge.
         let purge = POSTRM.split("purge)").nth(1).unwrap();
         assert!(purge.trim_start().starts_with("rm -rf /etc/lbd"));
+        assert!(purge.contains("/var/lib/lbd"), "the node's state goes on purge");
         assert_eq!(POSTRM.matches("/etc/lbd").count(), 1);
+    }
+
+    /// Runs PRERM `remove` with its paths moved under `dir` and fake
+    /// binaries that record how they were called; returns the record.
+    fn prerm_calls(dir: &std::path::Path, config: Option<&str>, pins: &[&str]) -> String {
+        let _ = std::fs::remove_dir_all(dir);
+        std::fs::create_dir_all(dir.join("bin")).unwrap();
+        let log = dir.join("calls");
+        for bin in ["lbd", "lb-decap"] {
+            let path = dir.join("bin").join(bin);
+            std::fs::write(
+                &path,
+                format!("#!/bin/sh\necho \"{bin} $*\" >> {}\n", log.display()),
+            )
+            .unwrap();
+            let status = std::process::Command::new("chmod")
+                .arg("0755")
+                .arg(&path)
+                .status()
+                .unwrap();
+            assert!(status.success());
+        }
+        let d = dir.display();
+        if let Some(text) = config {
+            std::fs::write(dir.join("lbd.toml"), text.replace("@", &d.to_string())).unwrap();
+        }
+        for pin in pins {
+            std::fs::create_dir_all(dir.join(pin)).unwrap();
+        }
+        let script = PRERM
+            .replace("/run/systemd/system", &format!("{d}/no-systemd"))
+            .replace("/etc/lbd/lbd.toml", &format!("{d}/lbd.toml"))
+            .replace("/sys/fs/bpf/", &format!("{d}/bpf/"))
+            .replace("/usr/sbin/", &format!("{d}/bin/"));
+        let status = std::process::Command::new("sh")
+            .args(["-c", &script, "prerm", "remove"])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        std::fs::read_to_string(&log).unwrap_or_default()
+    }
+
+    #[test]
+    fn prerm_cleans_up_what_is_pinned_whatever_the_config_says() {
+        let dir = std::env::temp_dir().join(format!("lbd-prerm-{}", std::process::id()));
+        let d = dir.display().to_string();
+        let example = "interface = \"eth0\"\n";
+        // The shipped example, run as is: its pins are taken off.
+        let calls = prerm_calls(&dir, Some(example), &["bpf/lbd"]);
+        assert_eq!(calls, format!("lbd --config {d}/lbd.toml --cleanup\n"));
+        // An edited config that never ran: nothing pinned, nothing run.
+        let calls = prerm_calls(&dir, Some("interface = \"eth1\"\n"), &[]);
+        assert_eq!(calls, "");
+        // The pin directory the config names, not the default.
+        let named = "interface = \"eth0\"\npin_dir = \"@/bpf/mine\" # here\n";
+        assert_eq!(prerm_calls(&dir, Some(named), &["bpf/lbd"]), "");
+        let calls = prerm_calls(&dir, Some(named), &["bpf/mine"]);
+        assert_eq!(calls, format!("lbd --config {d}/lbd.toml --cleanup\n"));
+        // pin_dir = "off": lbd pins nothing.
+        let off = "interface = \"eth0\"\npin_dir = \"off\"\n";
+        assert_eq!(prerm_calls(&dir, Some(off), &["bpf/lbd"]), "");
+        // lb-decap: its pins decide too.
+        let calls = prerm_calls(&dir, None, &["bpf/lb-decap"]);
+        assert_eq!(calls, "lb-decap cleanup\n");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

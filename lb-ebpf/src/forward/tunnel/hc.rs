@@ -7,7 +7,7 @@
 
 use aya_ebpf::programs::TcContext;
 use lb_common::{stats::Counter, tunnel, Mode};
-use lb_ebpf_frame::{TC_ACT_OK, TC_ACT_SHOT};
+use lb_ebpf_frame::{TC_ACT_SHOT, TC_ACT_UNSPEC};
 
 use super::{encap, JOB_GUE, JOB_HC};
 
@@ -26,7 +26,8 @@ pub fn egress(ctx: &TcContext) -> i32 {
     // SAFETY: the context pointer is the program's argument.
     let mark = unsafe { (*ctx.skb.skb).mark };
     let Some(backend_id) = tunnel::hc_backend_of_mark(mark) else {
-        return TC_ACT_OK;
+        // Not TC_ACT_OK: under tcx that ends the chain (see lb_ebpf_frame).
+        return TC_ACT_UNSPEC;
     };
     crate::hook::linearize(ctx);
     if prepare(ctx, backend_id) {
