@@ -381,10 +381,23 @@ impl<C: Copy + std::fmt::Debug> Reaper<C> {
         } else {
             table.get(&other_key)
         };
-        match fate(key, entry, other.as_ref(), now_ns, timeouts, owners) {
+        let mut judged = fate(key, entry, other.as_ref(), now_ns, timeouts, owners);
+        let mut entry = *entry;
+        if !matches!(judged, Fate::Keep(_)) {
+            // The batch holds copies, read up to a batch ago: a packet may
+            // have refreshed the flow since. Judged again on what the
+            // table holds now, so a flow in use is never taken out.
+            let Some(fresh) = table.get(key) else {
+                return [None, None];
+            };
+            entry = fresh;
+            let other = table.get(&other_key);
+            judged = fate(key, &entry, other.as_ref(), now_ns, timeouts, owners);
+        }
+        match judged {
             Fate::Keep(state) => {
                 if let Some(state) = state {
-                    self.count(key, entry, state);
+                    self.count(key, &entry, state);
                 }
                 [None, None]
             }

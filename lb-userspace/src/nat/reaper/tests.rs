@@ -440,3 +440,59 @@ fn with_pressed_timeouts_closed_flows_go_after_a_second_and_no_other_state_soone
         assert!(present(&table, key), "{key:?}");
     }
 }
+
+/// A table whose batches hand out copies from before the flows' last
+/// packets (`stale`: what a batch read a moment ago), while a lookup sees
+/// the table as it is now.
+struct StaleBatches {
+    now: Table,
+    stale: Table,
+}
+
+impl NatTable for StaleBatches {
+    type Cursor = FlowKeyOrd;
+
+    fn batch(
+        &self,
+        cursor: Option<FlowKeyOrd>,
+        max: usize,
+        out: &mut Vec<(FlowKey, NatEntry)>,
+    ) -> std::io::Result<Option<FlowKeyOrd>> {
+        self.stale.batch(cursor, max, out)
+    }
+
+    fn get(&self, key: &FlowKey) -> Option<NatEntry> {
+        NatTable::get(&self.now, key)
+    }
+
+    fn remove(&mut self, key: &FlowKey) -> bool {
+        self.stale.remove(&FlowKeyOrd(*key));
+        NatTable::remove(&mut self.now, key)
+    }
+}
+
+#[test]
+fn a_flow_refreshed_since_its_batch_was_read_is_kept() {
+    let timeouts = NatTimeouts::default();
+    let idle = timeouts.tcp_established.as_nanos() as u64;
+    let now = 2 * idle;
+    let mut stale = Table::new();
+    // As the batch read them: idle past the timeout.
+    let (quiet, _) = flow(&mut stale, 1, IPPROTO_TCP, ESTABLISHED, (S, S), BACKEND_ID);
+    let (used, used_reply) = flow(&mut stale, 2, IPPROTO_TCP, ESTABLISHED, (S, S), BACKEND_ID);
+    let mut fresh = stale.clone();
+    // Flow 2's packets came after the batch was read.
+    for key in [used, used_reply] {
+        if let Some(entry) = fresh.get_mut(&FlowKeyOrd(key)) {
+            entry.last_seen_ns = now - S;
+        }
+    }
+    let mut table = StaleBatches { now: fresh, stale };
+    let mut reaper = Reaper::default();
+    let report = reaper.tick(&mut table, now, &timeouts, &owners(), 1000, || true);
+    assert!(report.sweep_done);
+    assert!(!present(&table.now, &quiet), "the quiet flow goes");
+    assert!(present(&table.now, &used), "the flow in use stays");
+    assert!(present(&table.now, &used_reply));
+    assert_eq!(report.removed, 2, "the quiet flow's two entries only");
+}
