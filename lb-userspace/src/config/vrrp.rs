@@ -9,6 +9,10 @@ use toml::{Spanned, Value};
 
 use super::{raw::Items, value, Checker, ConfigError};
 
+/// The longest `preempt_delay_ms`: the state machine's limit
+/// (keepalived's), so what the file says is what runs.
+const MAX_PREEMPT_DELAY_MS: u32 = 1_000_000;
+
 /// One VRRP instance (one address family).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VrrpConfig {
@@ -291,7 +295,12 @@ impl Checker<'_> {
                 .into(),
             ))
         };
-        let preempt_delay = millis(&raw.preempt_delay_ms, "preempt_delay_ms", 0, 3_600_000)?;
+        let preempt_delay = millis(
+            &raw.preempt_delay_ms,
+            "preempt_delay_ms",
+            0,
+            MAX_PREEMPT_DELAY_MS,
+        )?;
         let addresses = match &raw.addresses {
             None => Vec::new(),
             Some(v) => self.address_list(v, &field("addresses"))?,
@@ -387,5 +396,36 @@ impl Checker<'_> {
             sync_peer,
             sync_key_file,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::super::Config;
+
+    fn vrrp_with(line: &str) -> Result<Config, String> {
+        let text = format!(
+            "interface = \"eth0\"\n[[vip]]\naddress = \"198.18.0.100\"\nport = 80\n\
+             [[vrrp]]\nvrid = 51\n{line}\n"
+        );
+        Config::from_toml_str(&text, "lbd.toml").map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn preempt_delay_is_refused_past_what_the_machine_runs() {
+        assert_eq!(
+            Duration::from_millis(super::MAX_PREEMPT_DELAY_MS.into()),
+            crate::vrrp::machine::MAX_PREEMPT_DELAY
+        );
+        let config = vrrp_with("preempt_delay_ms = 1000000").expect("the limit is fine");
+        assert_eq!(config.vrrp[0].preempt_delay, Duration::from_secs(1000));
+        let error = vrrp_with("preempt_delay_ms = 1000001").expect_err("past the limit");
+        assert!(
+            error.contains("vrrp[0].preempt_delay_ms") && error.contains("1000000"),
+            "{error}"
+        );
+        assert!(vrrp_with("preempt_delay_ms = 3600000").is_err());
     }
 }

@@ -308,8 +308,8 @@ async fn release_locally(config: &Config, action: Offline) -> anyhow::Result<()>
     let interface = netlink.interface(&config.interface).await?;
     for vrrp in &config.vrrp {
         for address in &vrrp.addresses {
-            netlink
-                .remove_address(interface.index, *address)
+            // Never the interface's own address (see vrrp::addresses).
+            crate::vrrp::addresses::remove(&netlink, interface.index, *address)
                 .await
                 .with_context(|| format!("removing VIP {address} from {}", interface.name))?;
             info!(%address, interface = %interface.name, "VIP address removed");

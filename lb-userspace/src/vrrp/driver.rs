@@ -3,7 +3,9 @@
 //! (tracking), and carries out what it decides: adverts on the wire, the
 //! VIP addresses added (with gratuitous ARP / unsolicited NA) or removed
 //! over rtnetlink, notify commands. Stale addresses left by a crash are
-//! removed at start, before the instance speaks.
+//! removed at start, before the instance speaks; while master, the
+//! addresses are checked every [`ADDRESS_CHECK`] and put back (and
+//! announced) if something removed them.
 
 use std::{
     collections::BTreeMap,
@@ -21,7 +23,9 @@ use tokio::{
 use tracing::{debug, info, warn};
 
 use super::{
-    net::{announce, Received, VrrpSocket},
+    addresses,
+    announce::{announce, Announcer},
+    net::{Received, VrrpSocket},
     validate, Action, Advertisement, ChecksumMode, Counters, Family, Invalid, Machine, Settings,
     State,
 };
@@ -29,6 +33,10 @@ use crate::{
     config::VrrpConfig,
     netlink::{Interface, Netlink},
 };
+
+/// How often a master checks that its addresses are still on the
+/// interface (a link down/up drops IPv6 ones; networkd may drop any).
+const ADDRESS_CHECK: Duration = Duration::from_millis(500);
 
 /// What an instance reports, for status and metrics.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -95,6 +103,7 @@ impl Instance {
             .first()
             .map(Family::of)
             .ok_or_else(|| anyhow!("VRRP instance {} has no address to move", config.vrid))?;
+        addresses::refuse_own(&netlink, interface, config.vrid, &config.addresses).await?;
         let local = source_address(&netlink, interface, &config, family).await?;
         let machine = Machine::new(settings_of(&config), local);
         if resume {
@@ -105,8 +114,7 @@ impl Instance {
         } else {
             // A crash may have left our addresses here: the peer holds them now.
             for address in &config.addresses {
-                netlink
-                    .remove_address(interface.index, *address)
+                addresses::remove(&netlink, interface.index, *address)
                     .await
                     .with_context(|| format!("removing stale VIP {address}"))?;
             }
@@ -134,6 +142,7 @@ impl Instance {
             status: status_tx,
             ignored: BTreeMap::new(),
             holding: resume,
+            announcer: Announcer::default(),
             state_file,
         };
         info!(vrid = config.vrid, %local, priority = config.priority, "VRRP instance starting");
@@ -274,6 +283,9 @@ struct Driver {
     status: watch::Sender<InstanceStatus>,
     ignored: BTreeMap<String, u64>,
     holding: bool,
+    /// The gratuitous ARP / NA rounds of the current claim: cancelled when
+    /// the addresses are released, and with the driver.
+    announcer: Announcer,
     state_file: Option<PathBuf>,
 }
 
@@ -290,6 +302,8 @@ impl Driver {
             self.machine.startup(Instant::now())
         };
         self.carry_out(actions).await;
+        let mut check = tokio::time::interval(ADDRESS_CHECK);
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let deadline = self
                 .machine
@@ -312,6 +326,10 @@ impl Driver {
                     }
                 },
                 _ = tokio::time::sleep_until(deadline) => self.machine.on_timer(Instant::now()),
+                _ = check.tick() => {
+                    self.restore_addresses().await;
+                    Vec::new()
+                }
                 changed = priority.changed() => match changed {
                     Ok(()) => {
                         let p = *priority.borrow_and_update();
@@ -380,6 +398,10 @@ impl Driver {
                     self.release_addresses().await;
                     self.notify("stopped");
                 }
+                Action::Reannounce => {
+                    info!(vrid = self.config.vrid, "VRRP: another router claims our addresses with a lower priority; announcing them again");
+                    self.announce(1);
+                }
             }
         }
         self.publish();
@@ -415,7 +437,7 @@ impl Driver {
 
     async fn take_addresses(&mut self) {
         for address in &self.config.addresses {
-            let prefix = if address.is_ipv4() { 32 } else { 128 };
+            let prefix = addresses::host_prefix(*address);
             if let Err(error) = self
                 .netlink
                 .add_address(self.interface.index, *address, prefix)
@@ -425,37 +447,69 @@ impl Driver {
             }
         }
         self.holding = true;
-        let (count, interval) = (self.config.announce_count, self.config.announce_interval);
+        self.announce(self.config.announce_count);
+    }
+
+    /// Sends `count` rounds of gratuitous ARP / NA for the addresses,
+    /// `announce_interval` apart, replacing rounds still in flight.
+    fn announce(&mut self, count: u32) {
         let (index, mac, addresses) = (
             self.interface.index,
             self.interface.mac,
             self.config.addresses.clone(),
         );
-        tokio::spawn(async move {
-            for round in 0..count {
-                if round > 0 {
-                    tokio::time::sleep(interval).await;
-                }
+        self.announcer
+            .start(count, self.config.announce_interval, move || {
                 for address in &addresses {
                     if let Err(error) = announce(index, mac, *address) {
                         warn!(%address, %error, "announcing a VIP failed");
                     }
                 }
+                std::future::ready(())
+            });
+    }
+
+    /// While master: puts back addresses something removed, and announces
+    /// them again.
+    async fn restore_addresses(&mut self) {
+        if !self.holding || self.machine.state() != State::Master {
+            return;
+        }
+        let gone = match addresses::missing_from(
+            &self.netlink,
+            self.interface.index,
+            &self.config.addresses,
+        )
+        .await
+        {
+            Ok(gone) => gone,
+            Err(error) => {
+                debug!(
+                    vrid = self.config.vrid,
+                    error = format!("{error:#}"),
+                    "checking the VIPs failed"
+                );
+                return;
             }
-        });
+        };
+        if gone.is_empty() {
+            return;
+        }
+        warn!(vrid = self.config.vrid, missing = ?gone, "VIP addresses vanished from the interface while master; adding them back");
+        self.take_addresses().await;
     }
 
     async fn release_addresses(&mut self) {
+        // No more claims, even if rounds of the last one are still due.
+        self.announcer.cancel();
         if !self.holding {
             return;
         }
         for address in &self.config.addresses {
-            if let Err(error) = self
-                .netlink
-                .remove_address(self.interface.index, *address)
-                .await
+            if let Err(error) =
+                addresses::remove(&self.netlink, self.interface.index, *address).await
             {
-                warn!(vrid = self.config.vrid, %address, %error, "removing a VIP failed");
+                warn!(vrid = self.config.vrid, %address, error = format!("{error:#}"), "removing a VIP failed");
             }
         }
         self.holding = false;

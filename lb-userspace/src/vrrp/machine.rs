@@ -148,6 +148,12 @@ pub enum Action {
     /// We stopped (shutdown): remove the virtual addresses if held, run the
     /// stop notify.
     BecomeInitialize,
+    /// Still master, but another router claims the addresses with a lower
+    /// priority (a split brain healing): send gratuitous ARP / unsolicited
+    /// NA again, so neighbours that followed the other router come back
+    /// (comes right after a [`Action::SendAdvert`]; at most once per
+    /// advert interval, so a peer stuck as master causes no storm).
+    Reannounce,
 }
 
 /// What the machine has done since it was created, for metrics.
@@ -189,6 +195,8 @@ pub struct Machine {
     /// least our priority).
     preempt_until: Option<Instant>,
     master_address: Option<IpAddr>,
+    /// When we last re-announced in master (a lower-priority advert).
+    reannounced_at: Option<Instant>,
     counters: Counters,
 }
 
@@ -207,6 +215,7 @@ impl Machine {
             master_down_at: None,
             preempt_until: None,
             master_address: None,
+            reannounced_at: None,
             counters: Counters::default(),
         }
     }
@@ -431,7 +440,7 @@ impl Machine {
         let wins = ad.priority > self.priority
             || (ad.priority == self.priority && address_greater(src, self.primary_address));
         if !wins {
-            return Vec::new();
+            return self.reannounce(src, now);
         }
         self.state = State::Backup;
         self.adver_at = None;
@@ -443,6 +452,25 @@ impl Machine {
         vec![Action::BecomeBackup]
     }
 
+    /// A lower-priority advert (or an equal one from a lower address) while
+    /// master: the other router believes it is master too, and neighbours
+    /// may have followed it. Like keepalived, advertise at once and send
+    /// gratuitous ARP / NA again, rate-limited to once per advert
+    /// interval. Our own advert looped back is no claim.
+    fn reannounce(&mut self, src: IpAddr, now: Instant) -> Vec<Action> {
+        if src == self.primary_address {
+            return Vec::new();
+        }
+        let due = self
+            .reannounced_at
+            .is_none_or(|at| now.saturating_duration_since(at) >= self.adver_interval());
+        if !due {
+            return Vec::new();
+        }
+        self.reannounced_at = Some(now);
+        vec![self.send(self.priority), Action::Reannounce]
+    }
+
     /// Sends an advert and becomes master (startup as owner, or the
     /// Master_Down_Timer firing).
     fn become_master(&mut self, now: Instant) -> Vec<Action> {
@@ -451,6 +479,7 @@ impl Machine {
         self.preempt_until = None;
         self.adver_at = Some(after(now, self.adver_interval()));
         self.master_address = Some(self.primary_address);
+        self.reannounced_at = None;
         self.counters.became_master = self.counters.became_master.saturating_add(1);
         vec![self.send(self.priority), Action::BecomeMaster]
     }
@@ -766,11 +795,15 @@ mod tests {
     }
 
     #[test]
-    fn master_ignores_lower_priority_advert() {
+    fn master_keeps_mastership_on_lower_priority_advert() {
         let t0 = Instant::now();
         let (mut m, t) = master(settings(100), t0);
         let deadline = m.next_deadline();
-        assert_eq!(m.on_advert(&ad(99), HIGHER, t + ms(10)), []);
+        // It stays master and re-announces (see the test below).
+        assert_eq!(
+            m.on_advert(&ad(99), HIGHER, t + ms(10)),
+            [Action::SendAdvert { priority: 100 }, Action::Reannounce]
+        );
         assert_eq!(m.state(), State::Master);
         assert_eq!(m.next_deadline(), deadline);
     }
@@ -895,11 +928,40 @@ mod tests {
     fn equal_priority_lower_address_loses() {
         let t0 = Instant::now();
         let (mut m, t) = master(settings(100), t0);
-        assert_eq!(m.on_advert(&ad(100), LOWER, t), []);
+        assert_eq!(
+            m.on_advert(&ad(100), LOWER, t),
+            [Action::SendAdvert { priority: 100 }, Action::Reannounce]
+        );
         assert_eq!(m.state(), State::Master);
-        // Our own advert looped back is not "greater" either.
-        assert_eq!(m.on_advert(&ad(100), ME, t), []);
+        // Our own advert looped back is not "greater" either, nor a claim.
+        assert_eq!(m.on_advert(&ad(100), ME, t + ms(5000)), []);
         assert_eq!(m.state(), State::Master);
+    }
+
+    #[test]
+    fn master_hearing_a_lower_priority_advert_reannounces_at_most_once_per_interval() {
+        let t0 = Instant::now();
+        let (mut m, t) = master(settings(150), t0);
+        let deadline = m.next_deadline();
+        let again = [Action::SendAdvert { priority: 150 }, Action::Reannounce];
+        assert_eq!(m.on_advert(&ad(100), LOWER, t + ms(10)), again);
+        assert_eq!(m.state(), State::Master);
+        // The extra advert does not move the Adver_Timer.
+        assert_eq!(m.next_deadline(), deadline);
+        // A peer stuck as master with 10 ms adverts: no storm.
+        for n in 2..100 {
+            assert_eq!(m.on_advert(&ad(100), LOWER, t + ms(10 * n)), []);
+        }
+        assert_eq!(m.on_advert(&ad(100), LOWER, t + ms(1010)), again);
+        assert_eq!(m.on_advert(&ad(100), HIGHER, t + ms(1020)), []);
+        assert_eq!(m.counters().adverts_sent, 3);
+        // Lost mastership and won it back: the next claim is answered.
+        let t1 = t + ms(1030);
+        assert_eq!(m.on_advert(&ad(200), HIGHER, t1), [Action::BecomeBackup]);
+        let down = m.next_deadline().unwrap();
+        m.on_timer(down);
+        assert_eq!(m.state(), State::Master);
+        assert_eq!(m.on_advert(&ad(100), LOWER, down + ms(1)), again);
     }
 
     #[test]

@@ -3,6 +3,8 @@
 //! state machine ([`machine`]). Both are pure; the sockets and the task that
 //! drives a [`Machine`] live beside them.
 
+pub(crate) mod addresses;
+pub(crate) mod announce;
 pub mod driver;
 pub mod machine;
 pub mod net;

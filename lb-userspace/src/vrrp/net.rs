@@ -2,6 +2,15 @@
 //! joined to the VRRP group (224.0.0.18 / ff02::12), sending with TTL/hop
 //! limit 255 from the interface's primary (IPv4) or link-local (IPv6)
 //! address, and receiving with the TTL and addresses the checks need.
+//!
+//! The source of every advert is set per packet (`IP_PKTINFO` /
+//! `IPV6_PKTINFO`), never by bind(): a raw socket bound to an address
+//! only receives packets sent to that address (and, for IPv6, its
+//! groups), so a bound socket would miss unicast adverts sent to another
+//! of our addresses (an IPv6 peer listing our global address), while an
+//! unbound one lets the kernel pick the source from the route (another
+//! subnet's address when a peer sits there), not the address the checksum
+//! and the tie-break use.
 
 use std::{
     io,
@@ -14,6 +23,12 @@ use socket2::{Domain, InterfaceIndexOrAddress, Protocol, SockAddr, Socket, Type}
 use tokio::io::unix::AsyncFd;
 
 use super::packet::{IPPROTO_VRRP, VRRP_MCAST_V4, VRRP_MCAST_V6};
+
+/// Room for the largest packet a raw socket hands us: an IPv4 header with
+/// options (60 bytes) or none (IPv6), and the largest advert (255 IPv6
+/// addresses: 8 + 255 × 16 bytes). A smaller buffer truncates big adverts,
+/// which then fail their length and checksum checks.
+pub(crate) const RECEIVE_BUFFER: usize = 8192;
 
 /// One received VRRP packet with what RFC 5798 §7.1 checks need.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,12 +47,14 @@ pub struct Received {
 pub(crate) struct VrrpSocket {
     io: AsyncFd<Socket>,
     local: IpAddr,
+    ifindex: u32,
 }
 
 impl VrrpSocket {
     /// Opens the socket for `local`'s family on interface `ifname`: `local`
     /// is the source of our adverts (IPv4: the interface's primary address;
-    /// IPv6: its link-local address).
+    /// IPv6: its link-local address). Fails with `AddrNotAvailable` while
+    /// `local` cannot be sent from yet (IPv6 duplicate address detection).
     pub(crate) fn open(ifname: &str, ifindex: u32, local: IpAddr) -> io::Result<Self> {
         let socket = match local {
             IpAddr::V4(v4) => {
@@ -52,9 +69,8 @@ impl VrrpSocket {
                 s.set_multicast_ttl_v4(255)?;
                 s.set_ttl(255)?;
                 s.set_multicast_loop_v4(false)?;
-                // No bind(): a raw socket bound to an address only receives
-                // packets sent to it, not to the group. IP_MULTICAST_IF with
-                // our address makes it the source of our adverts.
+                // No bind(): see the module's doc. The source is set on
+                // every send.
                 s
             }
             IpAddr::V6(v6) => {
@@ -71,10 +87,12 @@ impl VrrpSocket {
                 s.set_multicast_loop_v6(false)?;
                 crate::sockopt::set_int(&s, libc::IPPROTO_IPV6, libc::IPV6_RECVHOPLIMIT, 1)?;
                 crate::sockopt::set_int(&s, libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO, 1)?;
-                // Bound to the link-local address, the source RFC 5798
-                // wants (the kernel would pick a global one). Unlike IPv4,
-                // a bound IPv6 raw socket still gets its groups' traffic.
-                s.bind(&SockAddr::from(SocketAddrV6::new(v6, 0, 0, ifindex)))?;
+                // No bind() (see the module's doc), but the link-local
+                // address must be usable as a source: a still tentative
+                // one (duplicate address detection) is refused here with
+                // AddrNotAvailable, so the caller waits for it.
+                let probe = Socket::new(Domain::IPV6, Type::DGRAM, None)?;
+                probe.bind(&SockAddr::from(SocketAddrV6::new(v6, 0, 0, ifindex)))?;
                 s
             }
         };
@@ -82,7 +100,7 @@ impl VrrpSocket {
         // SAFETY: the socket owns its fd, which stays open and the same for
         // as long as the AsyncFd owns the socket.
         let io = unsafe { AsyncFd::register(socket) }.map_err(|e| e.into_parts().1)?;
-        Ok(Self { io, local })
+        Ok(Self { io, local, ifindex })
     }
 
     /// Our source address.
@@ -90,13 +108,20 @@ impl VrrpSocket {
         self.local
     }
 
-    /// Sends one VRRP message to `dst` (the group, or a unicast peer).
+    /// Sends one VRRP message to `dst` (the group, or a unicast peer), from
+    /// [`Self::local`] whatever the route to `dst` would pick.
     pub(crate) async fn send(&self, payload: &[u8], dst: IpAddr) -> io::Result<()> {
-        let to = SockAddr::from(SocketAddr::new(dst, 0));
+        let to = SockAddr::from(match dst {
+            // The group is link-scoped: name the interface.
+            IpAddr::V6(v6) if v6.is_multicast() => {
+                SocketAddr::V6(SocketAddrV6::new(v6, 0, 0, self.ifindex))
+            }
+            _ => SocketAddr::new(dst, 0),
+        });
         loop {
             let mut guard = self.io.writable().await?;
-            match guard.try_io(|s| s.get_ref().send_to(payload, &to)) {
-                Ok(result) => return result.map(drop),
+            match guard.try_io(|s| send_from(s.get_ref(), payload, &to, self.local, self.ifindex)) {
+                Ok(result) => return result,
                 Err(_would_block) => continue,
             }
         }
@@ -120,9 +145,91 @@ impl VrrpSocket {
     }
 }
 
+/// The packet-info control message that makes `local` the source (and
+/// `ifindex` the interface) of one packet.
+fn source_cmsg(local: IpAddr, ifindex: u32) -> (libc::c_int, libc::c_int, Vec<u8>) {
+    match local {
+        IpAddr::V4(v4) => {
+            let info = libc::in_pktinfo {
+                ipi_ifindex: libc::c_int::try_from(ifindex).unwrap_or(0),
+                ipi_spec_dst: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(v4.octets()),
+                },
+                ipi_addr: libc::in_addr { s_addr: 0 },
+            };
+            (libc::IPPROTO_IP, libc::IP_PKTINFO, as_bytes(&info))
+        }
+        IpAddr::V6(v6) => {
+            let info = libc::in6_pktinfo {
+                ipi6_addr: libc::in6_addr {
+                    s6_addr: v6.octets(),
+                },
+                ipi6_ifindex: ifindex,
+            };
+            (libc::IPPROTO_IPV6, libc::IPV6_PKTINFO, as_bytes(&info))
+        }
+    }
+}
+
+/// The bytes of a plain C struct.
+fn as_bytes<T: Copy>(value: &T) -> Vec<u8> {
+    // SAFETY: reading size_of::<T>() bytes of a live, initialised value of a
+    // C struct without padding (in_pktinfo, in6_pktinfo).
+    unsafe { std::slice::from_raw_parts((value as *const T).cast::<u8>(), size_of::<T>()) }.to_vec()
+}
+
+/// sendmsg(2) of `payload` to `to`, from `local` on `ifindex`.
+fn send_from(
+    socket: &Socket,
+    payload: &[u8],
+    to: &SockAddr,
+    local: IpAddr,
+    ifindex: u32,
+) -> io::Result<()> {
+    let (level, kind, data) = source_cmsg(local, ifindex);
+    let mut control = [0u64; 8]; // aligned, room for one pktinfo cmsg
+    let data_len = u32::try_from(data.len()).unwrap_or(u32::MAX);
+    // SAFETY: CMSG_SPACE is a pure size computation.
+    let space = unsafe { libc::CMSG_SPACE(data_len) } as usize;
+    if space > size_of::<[u64; 8]>() {
+        return Err(io::Error::other("packet-info control message too large"));
+    }
+    let mut iov = libc::iovec {
+        iov_base: payload.as_ptr().cast_mut().cast(),
+        iov_len: payload.len(),
+    };
+    // SAFETY: zeroed msghdr, then every pointer set to live buffers that
+    // outlive the call; the cmsg is written inside `control` with libc's
+    // CMSG macros after checking its space above.
+    let rc = unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_name = to.as_ptr().cast_mut().cast();
+        msg.msg_namelen = to.len();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = space;
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        if cmsg.is_null() {
+            return Err(io::Error::other(
+                "no room for the packet-info control message",
+            ));
+        }
+        (*cmsg).cmsg_level = level;
+        (*cmsg).cmsg_type = kind;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(data_len) as usize;
+        std::ptr::copy_nonoverlapping(data.as_ptr(), libc::CMSG_DATA(cmsg), data.len());
+        libc::sendmsg(socket.as_raw_fd(), &msg, 0)
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// IPv4 raw sockets deliver the IP header: take TTL and addresses from it.
 fn recv_v4(socket: &Socket) -> io::Result<Option<Received>> {
-    let mut buffer = [MaybeUninit::<u8>::uninit(); 2048];
+    let mut buffer = [MaybeUninit::<u8>::uninit(); RECEIVE_BUFFER];
     let (len, _) = socket.recv_from(&mut buffer)?;
     let bytes: Vec<u8> = buffer[..len.min(buffer.len())]
         .iter()
@@ -160,7 +267,7 @@ pub fn parse_ipv4(bytes: &[u8]) -> Option<Received> {
 /// IPv6 raw sockets deliver only the payload: hop limit and destination
 /// come as control messages.
 fn recv_v6(socket: &Socket) -> io::Result<Option<Received>> {
-    let mut buffer = [0u8; 2048];
+    let mut buffer = [0u8; RECEIVE_BUFFER];
     let mut control = [0u64; 16]; // aligned space for cmsgs
                                   // SAFETY: zeroed sockaddr storage is a valid out-parameter.
     let mut from: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
@@ -212,73 +319,6 @@ fn recv_v6(socket: &Socket) -> io::Result<Option<Received>> {
     }))
 }
 
-/// Tells the segment that `address` now lives at `mac`: a gratuitous ARP
-/// (IPv4) or an unsolicited neighbour advertisement with the override flag
-/// (IPv6), so clients and switches update their caches at once.
-pub(crate) fn announce(ifindex: u32, mac: [u8; 6], address: IpAddr) -> io::Result<()> {
-    match address {
-        IpAddr::V4(v4) => gratuitous_arp(ifindex, mac, v4),
-        IpAddr::V6(v6) => unsolicited_na(ifindex, mac, v6),
-    }
-}
-
-fn gratuitous_arp(ifindex: u32, mac: [u8; 6], address: Ipv4Addr) -> io::Result<()> {
-    let mut frame = Vec::with_capacity(42);
-    frame.extend_from_slice(&[0xff; 6]);
-    frame.extend_from_slice(&mac);
-    frame.extend_from_slice(&0x0806u16.to_be_bytes());
-    // Ethernet, IPv4, hlen 6, plen 4, request; sender = target = address.
-    frame.extend_from_slice(&[0, 1, 8, 0, 6, 4, 0, 1]);
-    frame.extend_from_slice(&mac);
-    frame.extend_from_slice(&address.octets());
-    frame.extend_from_slice(&[0; 6]);
-    frame.extend_from_slice(&address.octets());
-    // SAFETY: plain socket(2).
-    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: we own fd; closed right after.
-    let socket = unsafe { <Socket as std::os::fd::FromRawFd>::from_raw_fd(fd) };
-    // SAFETY: zeroed sockaddr_ll, fields set below.
-    let mut to: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-    to.sll_family = libc::AF_PACKET as u16;
-    to.sll_protocol = 0x0806u16.to_be();
-    to.sll_ifindex = i32::try_from(ifindex).unwrap_or(0);
-    to.sll_halen = 6;
-    to.sll_addr[..6].copy_from_slice(&[0xff; 6]);
-    // SAFETY: sendto with the frame and a sockaddr_ll of the right size.
-    let rc = unsafe {
-        libc::sendto(
-            socket.as_raw_fd(),
-            frame.as_ptr().cast(),
-            frame.len(),
-            0,
-            (&to as *const libc::sockaddr_ll).cast(),
-            size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-fn unsolicited_na(ifindex: u32, mac: [u8; 6], address: Ipv6Addr) -> io::Result<()> {
-    let socket = Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::ICMPV6))?;
-    socket.set_multicast_hops_v6(255)?;
-    socket.set_multicast_if_v6(ifindex)?;
-    // Type 136, code 0, checksum (the kernel fills it), flags: override.
-    let mut message = vec![136, 0, 0, 0, 0x20, 0, 0, 0];
-    message.extend_from_slice(&address.octets());
-    // Option: target link-layer address.
-    message.extend_from_slice(&[2, 1]);
-    message.extend_from_slice(&mac);
-    let all_nodes = SocketAddrV6::new(Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1), 0, 0, ifindex);
-    socket.send_to(&message, &SockAddr::from(all_nodes))?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -298,5 +338,26 @@ mod tests {
             assert!(parse_ipv4(&packet[..cut]).is_none(), "cut at {cut}");
         }
         assert!(parse_ipv4(&[0x65; 40]).is_none(), "not IPv4");
+    }
+
+    #[test]
+    fn the_receive_buffer_holds_the_largest_advert() {
+        use crate::vrrp::{Advertisement, ChecksumMode};
+        let addresses: Vec<IpAddr> = (0..255u16)
+            .map(|i| IpAddr::V6(Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, i)))
+            .collect();
+        let ad = Advertisement {
+            vrid: 51,
+            priority: 100,
+            max_adver_int_cs: 100,
+            addresses,
+        };
+        let src: IpAddr = "fe80::1".parse().unwrap();
+        let payload = ad
+            .encode(src, IpAddr::V6(VRRP_MCAST_V6), ChecksumMode::PseudoHeader)
+            .unwrap();
+        assert_eq!(payload.len(), 8 + 255 * 16);
+        // An IPv4 raw socket also hands over the header, options included.
+        assert!(payload.len() + 60 <= RECEIVE_BUFFER, "{}", payload.len());
     }
 }

@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+mod addresses;
 mod election;
 mod failover;
 mod forged_adverts;

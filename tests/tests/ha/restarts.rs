@@ -1,7 +1,7 @@
 //! Restarts of the master's lbd: SIGTERM and a new lbd within the
 //! master-down interval keep mastership (no failover, no failed request);
 //! stopped for good (`lbd --release-vips`), the VIP leaves the node and the
-//! backup takes over.
+//! backup takes over; a resumed master whose start fails steps down.
 
 use std::{
     net::IpAddr,
@@ -15,7 +15,7 @@ use std::{
 
 use lb_tests::{
     client,
-    lab::VIP4,
+    lab::{in_netns, VIP4},
     support::{status_on, wait_until},
 };
 use lb_userspace::vrrp::State;
@@ -120,4 +120,54 @@ fn a_restart_within_the_master_down_interval_keeps_mastership() {
     assert!(lab.xdp_attached(&a).expect("ip link"));
     wait_for_vip(&lab, &b, Instant::now(), Duration::from_secs(6));
     assert!(!lab.holds_vip(&a).expect("ip addr"));
+}
+
+/// A restart that resumes mastership and then fails to start (here: the
+/// replication port is taken) steps down instead of vanishing as master:
+/// a priority-0 advert (the backup takes over after its skew time, not the
+/// master-down interval), the VIP released, and "stopped" recorded, so the
+/// next attempt of a restart loop does not resume again.
+#[test]
+fn a_resumed_master_whose_start_fails_steps_down() {
+    let mut lab = lab(1);
+    let (a, b) = (lab.lbs[0].clone(), lab.lbs[1].clone());
+    let slow =
+        |config: String| config.replace("advert_interval_ms = 100", "advert_interval_ms = 1000");
+    let config_a = slow(lab.ha_config(&a, &b, &["b1"], 150, true).expect("config"));
+    let config_b = slow(lab.ha_config(&b, &a, &["b1"], 100, true).expect("config"));
+    lab.start_lbd_on(&a, "lbd-a", &config_a).expect("lbd a");
+    lab.start_lbd_on(&b, "lbd-b", &config_b).expect("lbd b");
+    wait_for_vip(&lab, &a, Instant::now(), Duration::from_secs(10));
+    wait_until("lb2 to be backup", Duration::from_secs(10), || {
+        vrrp_state(&lab, &b) == State::Backup
+    });
+    let state_file = lab.admin_socket_of(&a).with_extension("vrrp-51-v4.state");
+
+    lab.terminate("lbd-a").expect("SIGTERM");
+    // Something else holds the replication port now: the new lbd resumes
+    // mastership, then fails at starting replication.
+    let listen = std::net::SocketAddr::from((a.ipv4, 7540));
+    let _squatter = in_netns(&a.netns, move || std::net::TcpListener::bind(listen))
+        .expect("netns")
+        .expect("bind the sync port");
+    let failed = Instant::now();
+    let error = lab
+        .start_lbd_on(&a, "lbd-a2", &config_a)
+        .expect_err("the start must fail");
+    let log = lab.log("lbd-a2");
+    assert!(
+        log.contains("resuming without a failover") && log.contains("stepping down"),
+        "{error:#}"
+    );
+    let recorded = std::fs::read_to_string(&state_file).expect("state file");
+    assert!(recorded.starts_with("stopped "), "{recorded:?}");
+    assert!(!lab.holds_vip(&a).expect("ip addr"));
+    // Skew time (0.61 s), not the master-down interval (3.6 s).
+    let took = wait_for_vip(&lab, &b, failed, Duration::from_secs(3));
+    eprintln!("backup took over {took:?} after the failed start began");
+    assert!(
+        status_on(&lab, &b).vrrp[0].counters.priority_zero_received > 0,
+        "{}",
+        lab.log("lbd-b")
+    );
 }

@@ -23,7 +23,7 @@ use crate::{
     dataplane::{Dataplane, Hooked, LoadOptions, MapSizes},
     health::HealthChecker,
     model::Model,
-    netlink::Netlink,
+    netlink::{Interface, Netlink},
     pinning::PinDir,
     reconcile::Balancer,
     vrrp::driver::Instance,
@@ -44,18 +44,47 @@ impl Engine {
         // take longer than what is left of it. The pinned program forwards
         // meanwhile. Instances that do not resume start last, once the data
         // plane serves: they may become master.
+        // If the start fails after that, the resumed instances step down
+        // (priority 0, addresses released, state "stopped"): the backup
+        // takes over at once, and a restart loop does not resume a node
+        // that cannot serve, resetting the backup's timer each time.
         let mut vrrp_starts = Vec::with_capacity(config.vrrp.len());
         for vrrp in &config.vrrp {
             let state_file = vrrp_state_file(&config, vrrp);
-            vrrp_starts.push(if Instance::resumes(vrrp, state_file.as_deref()) {
-                VrrpStart::Resumed(Box::new(
-                    Instance::start(vrrp.clone(), &interface, netlink.clone(), state_file, true)
-                        .await?,
-                ))
+            let start = if Instance::resumes(vrrp, state_file.as_deref()) {
+                match Instance::start(vrrp.clone(), &interface, netlink.clone(), state_file, true)
+                    .await
+                {
+                    Ok(instance) => VrrpStart::Resumed(Box::new(instance)),
+                    Err(error) => {
+                        stop_resumed(&mut vrrp_starts).await;
+                        return Err(error);
+                    }
+                }
             } else {
                 VrrpStart::Later(state_file)
-            });
+            };
+            vrrp_starts.push(start);
         }
+        let started =
+            Self::start_serving(config_path, config, netlink, interface, &mut vrrp_starts).await;
+        if started.is_err() {
+            stop_resumed(&mut vrrp_starts).await;
+        }
+        started
+    }
+
+    /// [`Self::start`] once the resuming VRRP instances run: the data
+    /// plane, then replication and the other instances. Takes the instances
+    /// it keeps out of `vrrp_starts`; on error, those it started are
+    /// stopped and the rest are left to the caller.
+    async fn start_serving(
+        config_path: &Path,
+        config: Config,
+        netlink: Netlink,
+        interface: Interface,
+        vrrp_starts: &mut [VrrpStart],
+    ) -> anyhow::Result<(Self, EngineEvents)> {
         let file_vips = u32::try_from(config.vips.len()).unwrap_or(u32::MAX);
         let pins = config.pin_dir.clone().map(PinDir::new);
         let needed_vips = MAX_VIPS_DEFAULT.max(file_vips.saturating_add(SPARE_VIPS));
@@ -190,27 +219,11 @@ impl Engine {
             engine.replication = Some(replication);
             sync_rx = Some(rx);
         }
-        for (vrrp, start) in engine.config.vrrp.clone().into_iter().zip(vrrp_starts) {
-            if engine.replication.is_none() {
-                if let Some((replication, rx)) = Replication::start_pair(&vrrp, &node_id).await? {
-                    engine.replication = Some(replication);
-                    sync_rx = Some(rx);
-                }
+        if let Err(error) = engine.start_vrrp(vrrp_starts, &node_id, &mut sync_rx).await {
+            for instance in std::mem::take(&mut engine.vrrp) {
+                instance.stop().await;
             }
-            let instance = match start {
-                VrrpStart::Resumed(instance) => *instance,
-                VrrpStart::Later(state_file) => {
-                    Instance::start(
-                        vrrp,
-                        &engine.interface,
-                        engine.netlink.clone(),
-                        state_file,
-                        false,
-                    )
-                    .await?
-                }
-            };
-            engine.vrrp.push(instance);
+            return Err(error);
         }
         engine.track();
         Ok((
@@ -220,6 +233,55 @@ impl Engine {
                 sync: sync_rx,
             },
         ))
+    }
+
+    /// Starts replication and the VRRP instances in `vrrp_starts` that do
+    /// not run yet, and keeps them all in `self.vrrp`.
+    async fn start_vrrp(
+        &mut self,
+        vrrp_starts: &mut [VrrpStart],
+        node_id: &str,
+        sync_rx: &mut Option<mpsc::Receiver<crate::sync::ReceivedBatch>>,
+    ) -> anyhow::Result<()> {
+        for (vrrp, start) in self.config.vrrp.clone().into_iter().zip(vrrp_starts) {
+            if self.replication.is_none() {
+                if let Some((replication, rx)) = Replication::start_pair(&vrrp, node_id).await? {
+                    self.replication = Some(replication);
+                    *sync_rx = Some(rx);
+                }
+            }
+            let instance = match std::mem::replace(start, VrrpStart::Taken) {
+                VrrpStart::Resumed(instance) => *instance,
+                VrrpStart::Later(state_file) => {
+                    Instance::start(
+                        vrrp,
+                        &self.interface,
+                        self.netlink.clone(),
+                        state_file,
+                        false,
+                    )
+                    .await?
+                }
+                VrrpStart::Taken => continue,
+            };
+            self.vrrp.push(instance);
+        }
+        Ok(())
+    }
+}
+
+/// Stops the instances that resumed mastership before a start that failed:
+/// priority 0, so the backup takes over now, and "stopped" recorded, so
+/// the next lbd does not resume.
+async fn stop_resumed(vrrp_starts: &mut [VrrpStart]) {
+    for start in vrrp_starts {
+        if let VrrpStart::Resumed(instance) = std::mem::replace(start, VrrpStart::Taken) {
+            tracing::warn!(
+                vrid = instance.config().vrid,
+                "start-up failed after resuming VRRP mastership; stepping down"
+            );
+            instance.stop().await;
+        }
     }
 }
 
@@ -231,6 +293,8 @@ enum VrrpStart {
     Resumed(Box<Instance>),
     /// To start last.
     Later(Option<PathBuf>),
+    /// Taken: kept by the engine, or stopped.
+    Taken,
 }
 
 /// Where a VRRP instance records its state for the next lbd: beside the

@@ -1,0 +1,90 @@
+//! The VIP addresses on the master's interface: put back when something
+//! removes them while it is master, and an interface's own address (with
+//! its subnet's prefix) listed as a VRRP address refused, never removed.
+
+use std::{
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use lb_tests::lab::{Host, Lab, VIP4};
+use lb_userspace::vrrp::State;
+
+use crate::{
+    observe::{vrrp_state, wait_for_vip},
+    setup::{elected_pair, lab},
+};
+
+/// Runs `ip` in `node`'s namespace, failing the test if it fails.
+fn ip_on(node: &Host, args: &[&str]) {
+    let out = Command::new("ip")
+        .args(["-n", &node.netns])
+        .args(args)
+        .output()
+        .expect("ip");
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A VIP removed from the master's interface behind lbd's back (a link
+/// bounce drops IPv6 ones, networkd may drop any) is back within 2 s, and
+/// the node stays master.
+#[test]
+fn a_vip_removed_from_the_master_is_put_back() {
+    let mut lab = lab(1);
+    let (a, b) = elected_pair(&mut lab, &["b1"], true);
+    for _ in 0..2 {
+        ip_on(&a, &["addr", "del", &format!("{VIP4}/32"), "dev", "eth0"]);
+        assert!(!lab.holds_vip(&a).expect("ip addr"));
+        let took = wait_for_vip(&lab, &a, Instant::now(), Duration::from_secs(2));
+        eprintln!("VIP back after {took:?}");
+    }
+    assert_eq!(vrrp_state(&lab, &a), State::Master);
+    assert_eq!(vrrp_state(&lab, &b), State::Backup);
+    assert!(
+        lab.log("lbd-a").contains("adding them back"),
+        "{}",
+        lab.log("lbd-a")
+    );
+}
+
+/// A VRRP address that is already the interface's own, with its subnet's
+/// prefix: lbd refuses to start, naming it, and neither that attempt nor
+/// `lbd --release-vips` takes the address (and its route) away.
+#[test]
+fn an_interface_address_listed_for_vrrp_is_refused_and_kept() {
+    let mut lab = lab(1);
+    let (a, b) = (lab.lbs[0].clone(), lab.lbs[1].clone());
+    let own = format!("{VIP4}/24");
+    ip_on(&a, &["addr", "add", &own, "dev", "eth0"]);
+    let config = lab.ha_config(&a, &b, &["b1"], 255, true).expect("config");
+    let error = lab
+        .start_lbd_on(&a, "lbd-a", &config)
+        .expect_err("lbd must refuse an interface address as a VRRP address");
+    let error = format!("{error:#}");
+    assert!(
+        error.contains(&format!("{own} is already an address of eth0")),
+        "{error}"
+    );
+    let held = |lab: &Lab| lab.addresses_of(&a).expect("ip addr").contains(&own);
+    assert!(held(&lab), "{}", lab.addresses_of(&a).expect("ip addr"));
+    let out = lab
+        .lbd_offline(&a, "lbd-a", "--release-vips")
+        .expect("lbd --release-vips");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        held(&lab),
+        "--release-vips removed the interface's own address"
+    );
+    // The address was not touched at all: nothing to wait for, but make
+    // sure nothing removes it a moment later either.
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(held(&lab));
+}
