@@ -1,9 +1,11 @@
 //! The backend side of tunnelled direct server return (`lb-decap`): which
 //! packets its program may unwrap, what it counts, and the names of its
 //! maps. A tunnel is not an open relay: a packet is unwrapped only when its
-//! outer destination is one of the backend's own addresses (`DECAP_ADDRS`)
-//! and its inner destination is a configured VIP (`DECAP_VIPS`); anything
-//! else that looks like a tunnel packet is dropped and counted.
+//! outer destination is one of the backend's own addresses (`DECAP_ADDRS`),
+//! its outer source is a balancer's (`DECAP_SOURCES_V4`/`_V6`, when
+//! `DECAP_F_SOURCES` is set) and its inner destination is a configured VIP
+//! (`DECAP_VIPS`); anything else that looks like a tunnel packet to us is
+//! dropped and counted.
 
 /// Key of `DECAP_ADDRS` (outer destinations the backend accepts) and of
 /// `DECAP_VIPS` entries' address part.
@@ -32,6 +34,11 @@ pub struct DecapConfig {
 pub const DECAP_F_IPIP: u16 = 1;
 /// `DecapConfig::flags`: unwrap GUE on `gue_port`.
 pub const DECAP_F_GUE: u16 = 2;
+/// `DecapConfig::flags`: the outer source must be in `DECAP_SOURCES_V4` /
+/// `DECAP_SOURCES_V6` (the balancers' tunnel sources); without it any
+/// sender is accepted, so anyone routed to the backend could reach the
+/// VIPs past the balancer's ACLs and limits.
+pub const DECAP_F_SOURCES: u16 = 4;
 
 /// Per-CPU counters of the decap program (`DECAP_COUNTERS`), by index. New
 /// ones go at the end.
@@ -54,10 +61,13 @@ pub enum DecapCounter {
     DropMalformed = 5,
     /// An outer fragment, or a GUE variant/flags we do not speak: dropped.
     DropUnsupported = 6,
+    /// A tunnel packet to us whose outer source is in no configured source
+    /// prefix (not from a balancer): dropped.
+    DropNotSource = 7,
 }
 
 /// Number of `DecapCounter` slots.
-pub const DECAP_COUNTER_COUNT: u32 = 7;
+pub const DECAP_COUNTER_COUNT: u32 = 8;
 
 impl DecapCounter {
     /// Every counter, in index order.
@@ -69,6 +79,7 @@ impl DecapCounter {
         DecapCounter::DropNotVip,
         DecapCounter::DropMalformed,
         DecapCounter::DropUnsupported,
+        DecapCounter::DropNotSource,
     ];
 
     /// Stable snake_case name (status output, metrics).
@@ -81,6 +92,7 @@ impl DecapCounter {
             DecapCounter::DropNotVip => "drop_not_vip",
             DecapCounter::DropMalformed => "drop_malformed",
             DecapCounter::DropUnsupported => "drop_unsupported",
+            DecapCounter::DropNotSource => "drop_not_source",
         }
     }
 }
@@ -97,6 +109,11 @@ pub mod names {
     pub const MAP_DECAP_VIPS: &str = "DECAP_VIPS";
     /// `DecapConfig`, one entry.
     pub const MAP_DECAP_CONFIG: &str = "DECAP_CONFIG";
+    /// Outer IPv4 sources accepted (with `DECAP_F_SOURCES`): LPM trie,
+    /// `Key<[u8; 4]>` -> u32 (1).
+    pub const MAP_DECAP_SOURCES_V4: &str = "DECAP_SOURCES_V4";
+    /// Outer IPv6 sources accepted: LPM trie, `Key<[u8; 16]>` -> u32 (1).
+    pub const MAP_DECAP_SOURCES_V6: &str = "DECAP_SOURCES_V6";
     /// Per-CPU u64 per `DecapCounter`.
     pub const MAP_DECAP_COUNTERS: &str = "DECAP_COUNTERS";
     /// Benchmark wrapper (XDP): restores the packet, tail-calls slot 0 of
@@ -116,6 +133,9 @@ pub mod names {
 pub const DECAP_ADDRS_MAX: u32 = 64;
 /// Most VIPs (address, port, protocol) one backend's decap accepts.
 pub const DECAP_VIPS_MAX: u32 = 1024;
+/// Most source prefixes per family (the size of each source trie): the
+/// balancers' tunnel sources, a handful in practice.
+pub const DECAP_SOURCES_MAX: u32 = 64;
 
 #[cfg(feature = "user")]
 mod pod {

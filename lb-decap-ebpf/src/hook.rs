@@ -104,9 +104,10 @@ pub fn verdict<C: Hook>(ctx: &C, counter: DecapCounter) -> C::Verdict {
         | DecapCounter::DecapGue
         | DecapCounter::PassNotTunnel
         | DecapCounter::PassNotOurs => ctx.pass(),
-        DecapCounter::DropNotVip | DecapCounter::DropMalformed | DecapCounter::DropUnsupported => {
-            ctx.drop_frame()
-        }
+        DecapCounter::DropNotVip
+        | DecapCounter::DropMalformed
+        | DecapCounter::DropUnsupported
+        | DecapCounter::DropNotSource => ctx.drop_frame(),
     }
 }
 

@@ -3,10 +3,13 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, PerCpuArray},
+    maps::{lpm_trie::LpmTrie, Array, HashMap, PerCpuArray},
 };
 use lb_common::{
-    decap::{DecapAddr, DecapConfig, DECAP_ADDRS_MAX, DECAP_COUNTER_COUNT, DECAP_VIPS_MAX},
+    decap::{
+        DecapAddr, DecapConfig, DECAP_ADDRS_MAX, DECAP_COUNTER_COUNT, DECAP_SOURCES_MAX,
+        DECAP_VIPS_MAX,
+    },
     VipKey,
 };
 
@@ -19,6 +22,17 @@ pub static DECAP_ADDRS: HashMap<DecapAddr, u32> = HashMap::with_max_entries(DECA
 /// an unwrapped packet must be for one of them.
 #[map]
 pub static DECAP_VIPS: HashMap<VipKey, u32> = HashMap::with_max_entries(DECAP_VIPS_MAX, 0);
+
+/// Outer IPv4 sources accepted when `DECAP_F_SOURCES` is set: the
+/// balancers' tunnel source prefixes (address bytes in network order).
+#[map]
+pub static DECAP_SOURCES_V4: LpmTrie<[u8; 4], u32> =
+    LpmTrie::with_max_entries(DECAP_SOURCES_MAX, 0);
+
+/// The same for outer IPv6 sources.
+#[map]
+pub static DECAP_SOURCES_V6: LpmTrie<[u8; 16], u32> =
+    LpmTrie::with_max_entries(DECAP_SOURCES_MAX, 0);
 
 /// Node settings (one entry): which encapsulations, which GUE port.
 #[map]

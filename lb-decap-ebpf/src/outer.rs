@@ -19,6 +19,11 @@
 //!   walked (the balancer sends none): `PassNotTunnel`.
 //! - A tunnel packet whose outer destination is not in `DECAP_ADDRS` is
 //!   `PassNotOurs`, untouched: checked before anything else about it.
+//! - With `DECAP_F_SOURCES`, a tunnel packet to us whose outer source is in
+//!   no prefix of `DECAP_SOURCES_V4`/`_V6` (by the outer family) is
+//!   `DropNotSource`: only the balancers may hand packets to the VIPs
+//!   (anyone else would bypass their ACLs and limits, and could spoof the
+//!   inner source). Checked right after the destination, before fragments.
 //! - Outer fragments of tunnel packets to us (IPv4 MF/offset, an IPv6
 //!   fragment header before 4/41, or before UDP to the GUE port in the
 //!   first fragment) are `DropUnsupported`: the balancer never fragments
@@ -34,9 +39,10 @@
 //!   proto_ctype 4 or 41, flags 0). Anything else (version 2/3, control
 //!   messages, options, flags, other protocols) is `DropUnsupported`.
 
+use aya_ebpf::maps::lpm_trie::Key;
 use lb_common::{
     consts::{AF_INET, AF_INET6, IPPROTO_UDP},
-    decap::{DecapAddr, DecapConfig, DecapCounter, DECAP_F_GUE, DECAP_F_IPIP},
+    decap::{DecapAddr, DecapConfig, DecapCounter, DECAP_F_GUE, DECAP_F_IPIP, DECAP_F_SOURCES},
     tunnel::{IPPROTO_IPIP, IPPROTO_IPV6},
 };
 use lb_ebpf_frame::ipv6_ext::NEXTHDR_FRAGMENT;
@@ -44,7 +50,7 @@ use network_types::ip::{Ipv4Hdr, Ipv6Hdr};
 
 use crate::{
     hook::Hook,
-    maps::DECAP_ADDRS,
+    maps::{DECAP_ADDRS, DECAP_SOURCES_V4, DECAP_SOURCES_V6},
     parse::{
         ptr_at, words, ETH_LEN, ETH_P_IP, ETH_P_IPV6, IPV4_FRAG_MASK, IPV4_LEN, IPV4_OFFSET_MASK,
         IPV6_LEN, UDP_LEN,
@@ -53,6 +59,13 @@ use crate::{
 
 /// Length of the GUE variant 0 header the kernel's fou sends.
 const GUE_V0_LEN: usize = 4;
+
+/// The outer source of a tunnel packet, as the source tries key it.
+#[derive(Clone, Copy)]
+enum Source {
+    V4([u8; 4]),
+    V6([u8; 16]),
+}
 
 /// Which encapsulation a packet used (which counter its unwrap bumps).
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -116,9 +129,10 @@ fn outer_v4<C: Hook>(ctx: &C, config: &DecapConfig) -> Result<Tunnel, DecapCount
         family: AF_INET,
         _pad: [0; 3],
     };
+    let src = Source::V4(ip.src_addr);
     match ip.proto {
         IPPROTO_IPIP if config.flags & DECAP_F_IPIP != 0 => {
-            claim(&dst, fragment)?;
+            claim(config, &dst, src, fragment)?;
             Ok(Tunnel {
                 kind: Kind::Ipip,
                 inner_off: l4,
@@ -131,7 +145,7 @@ fn outer_v4<C: Hook>(ctx: &C, config: &DecapConfig) -> Result<Tunnel, DecapCount
             if !to_gue_port(ctx, config, l4, end)? {
                 return Err(DecapCounter::PassNotTunnel);
             }
-            claim(&dst, fragment)?;
+            claim(config, &dst, src, fragment)?;
             gue(ctx, l4, end)
         }
         _ => Err(DecapCounter::PassNotTunnel),
@@ -157,10 +171,11 @@ fn outer_v6<C: Hook>(ctx: &C, config: &DecapConfig) -> Result<Tunnel, DecapCount
         family: AF_INET6,
         _pad: [0; 3],
     };
+    let src = Source::V6(ip.src_addr);
     let ipip = config.flags & DECAP_F_IPIP != 0;
     match ip.next_hdr {
         IPPROTO_IPIP | IPPROTO_IPV6 if ipip => {
-            claim(&dst, false)?;
+            claim(config, &dst, src, false)?;
             Ok(Tunnel {
                 kind: Kind::Ipip,
                 inner_off: l4,
@@ -172,7 +187,7 @@ fn outer_v6<C: Hook>(ctx: &C, config: &DecapConfig) -> Result<Tunnel, DecapCount
             if !to_gue_port(ctx, config, l4, end)? {
                 return Err(DecapCounter::PassNotTunnel);
             }
-            claim(&dst, false)?;
+            claim(config, &dst, src, false)?;
             gue(ctx, l4, end)
         }
         NEXTHDR_FRAGMENT => {
@@ -192,7 +207,7 @@ fn outer_v6<C: Hook>(ctx: &C, config: &DecapConfig) -> Result<Tunnel, DecapCount
             if !tunnel {
                 return Err(DecapCounter::PassNotTunnel);
             }
-            claim(&dst, true)?;
+            claim(config, &dst, src, true)?;
             // `claim` refuses every fragment; this is not reached.
             Err(DecapCounter::DropUnsupported)
         }
@@ -224,17 +239,36 @@ fn to_gue_port<C: Hook>(
 }
 
 /// A tunnel packet is ours to unwrap only if its outer destination is one
-/// of the backend's addresses, and not if it is a fragment.
+/// of the backend's addresses, its outer source a balancer's (when sources
+/// are configured), and not if it is a fragment.
 #[inline(always)]
-fn claim(dst: &DecapAddr, fragment: bool) -> Result<(), DecapCounter> {
+fn claim(
+    config: &DecapConfig,
+    dst: &DecapAddr,
+    src: Source,
+    fragment: bool,
+) -> Result<(), DecapCounter> {
     // SAFETY: a lookup in a map only the control plane writes.
     if unsafe { DECAP_ADDRS.get(dst) }.is_none() {
         return Err(DecapCounter::PassNotOurs);
+    }
+    if config.flags & DECAP_F_SOURCES != 0 && !from_a_source(src) {
+        return Err(DecapCounter::DropNotSource);
     }
     if fragment {
         return Err(DecapCounter::DropUnsupported);
     }
     Ok(())
+}
+
+/// Whether `src` is in a configured source prefix of its family (a
+/// longest-prefix lookup of the full address).
+#[inline(always)]
+fn from_a_source(src: Source) -> bool {
+    match src {
+        Source::V4(addr) => DECAP_SOURCES_V4.get(Key::new(32, addr)).is_some(),
+        Source::V6(addr) => DECAP_SOURCES_V6.get(Key::new(128, addr)).is_some(),
+    }
 }
 
 /// The GUE packet whose UDP header is at `l4` (its port already matched).

@@ -9,6 +9,7 @@
 //!                             # used when attaching: a running link keeps its mode;
 //!                             # refused with attach = "tc" unless "auto"
 //! addresses = ["198.19.2.11"] # outer destinations accepted; default: the interface's
+//! sources = ["198.19.200.0/24"] # outer sources accepted (the balancers'); default: any
 //! vips = ["198.18.0.100:80/tcp", "[2001:2::100]:443/tcp"]
 //! ipip = true                 # IPIP, IP6IP6, 4in6
 //! gue = true                  # GUE (variant 0 and 1) on gue_port
@@ -24,12 +25,15 @@ use std::{
 use anyhow::{anyhow, bail, Context as _};
 use lb_common::{
     consts::{IPPROTO_TCP, IPPROTO_UDP},
-    decap::{DecapConfig, DECAP_ADDRS_MAX, DECAP_F_GUE, DECAP_F_IPIP, DECAP_VIPS_MAX},
+    decap::{
+        DecapConfig, DECAP_ADDRS_MAX, DECAP_F_GUE, DECAP_F_IPIP, DECAP_F_SOURCES,
+        DECAP_SOURCES_MAX, DECAP_VIPS_MAX,
+    },
     tunnel::GUE_PORT_DEFAULT,
 };
 use serde::Deserialize;
 
-use crate::interface;
+use crate::{interface, sources::Prefix};
 
 /// The hook and XDP mode, as lbd names them too.
 pub use lb_common::hook::{Attach, XdpMode};
@@ -45,6 +49,7 @@ struct File {
     xdp_mode: XdpMode,
     #[serde(default)]
     addresses: Vec<IpAddr>,
+    sources: Option<Vec<String>>,
     vips: Vec<String>,
     #[serde(default = "yes")]
     ipip: bool,
@@ -125,6 +130,12 @@ pub struct Settings {
     pub xdp_mode: XdpMode,
     /// Outer destinations accepted (sorted, unique).
     pub addresses: Vec<IpAddr>,
+    /// Whether `addresses` were read from the interface (the file has
+    /// none), so `run` follows the interface's address changes.
+    pub addresses_from_interface: bool,
+    /// Outer source prefixes accepted (sorted, unique); empty: any sender
+    /// (`DECAP_F_SOURCES` off).
+    pub sources: Vec<Prefix>,
     /// VIPs (sorted, unique).
     pub vips: Vec<Vip>,
     /// `DECAP_CONFIG`'s entry.
@@ -198,7 +209,11 @@ impl Settings {
                 addresses.len()
             );
         }
+        let sources = crate::sources::parse(file.sources.as_deref(), DECAP_SOURCES_MAX)?;
         let mut flags = 0;
+        if !sources.is_empty() {
+            flags |= DECAP_F_SOURCES;
+        }
         if file.ipip {
             flags |= DECAP_F_IPIP;
         }
@@ -210,12 +225,28 @@ impl Settings {
             attach: file.attach,
             xdp_mode: file.xdp_mode,
             addresses: addresses.into_iter().collect(),
+            addresses_from_interface: file.addresses.is_empty(),
+            sources,
             vips: vips.into_iter().collect(),
             config: DecapConfig {
                 gue_port: if file.gue { file.gue_port.to_be() } else { 0 },
                 flags,
             },
         })
+    }
+}
+
+impl Settings {
+    /// What is valid but unsafe, for `check` and every apply to log: no
+    /// `sources` means tunnel packets from any sender are unwrapped.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.sources.is_empty() {
+            out.push(
+                "sources not set: tunnel packets from ANY sender are unwrapped, so whoever can route to this backend reaches the VIPs past the balancers' ACLs, rate limits and SYN-flood protection (and can spoof inner sources); set sources = [the balancers' tunnel source prefixes]".to_owned(),
+            );
+        }
+        out
     }
 }
 
@@ -292,6 +323,50 @@ mod tests {
         assert_eq!(s.vips.len(), 2);
         assert_eq!(s.config.flags, DECAP_F_IPIP | DECAP_F_GUE);
         assert_eq!(u16::from_be(s.config.gue_port), 7000);
+        assert!(!s.addresses_from_interface);
+        assert!(s.sources.is_empty());
+        assert_eq!(s.warnings().len(), 1);
+        assert!(s.warnings()[0].contains("ANY sender"), "{:?}", s.warnings());
+    }
+
+    #[test]
+    fn sources_turn_the_check_on_and_silence_the_warning() {
+        let s = Settings::parse(
+            r#"
+            interface = "lo"
+            addresses = ["198.19.2.11"]
+            sources = ["198.19.200.0/24", "2001:2:f0::/64", "198.19.200.0/24"]
+            vips = ["198.18.0.100:80/tcp"]
+            "#,
+        )
+        .expect("valid");
+        assert_eq!(s.config.flags, DECAP_F_IPIP | DECAP_F_GUE | DECAP_F_SOURCES);
+        let shown: Vec<String> = s.sources.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["198.19.200.0/24", "2001:2:f0::/64"]);
+        assert!(s.warnings().is_empty(), "{:?}", s.warnings());
+    }
+
+    #[test]
+    fn the_shipped_example_validates_with_sources_set() {
+        let text = include_str!("../../examples/lb-decap.toml")
+            .replace("interface = \"eth0\"", "interface = \"lo\"");
+        let s = Settings::parse(&text).expect("the example is valid");
+        assert!(s.config.flags & DECAP_F_SOURCES != 0);
+        assert_eq!(s.sources.len(), 2);
+        assert!(s.warnings().is_empty());
+    }
+
+    #[test]
+    fn addresses_omitted_are_followed_from_the_interface() {
+        let s = Settings::parse(
+            r#"
+            interface = "lo"
+            vips = ["198.18.0.100:80/tcp"]
+            "#,
+        )
+        .expect("valid");
+        assert!(s.addresses_from_interface);
+        assert!(s.addresses.contains(&IpAddr::from([127, 0, 0, 1])));
     }
 
     #[test]
@@ -392,6 +467,30 @@ mod tests {
                 addresses = ["224.0.0.5"]
                 vips = ["198.18.0.100:80/tcp"]"#,
                 "addresses: 224.0.0.5: 224.0.0.5 is not a unicast",
+            ),
+            (
+                r#"interface = "lo"
+                sources = ["198.19.200.1/24"]
+                vips = ["198.18.0.100:80/tcp"]"#,
+                "sources: \"198.19.200.1/24\" has host bits set",
+            ),
+            (
+                r#"interface = "lo"
+                sources = ["::ffff:198.19.200.0/120"]
+                vips = ["198.18.0.100:80/tcp"]"#,
+                "sources: \"::ffff:198.19.200.0/120\" is IPv4-mapped",
+            ),
+            (
+                r#"interface = "lo"
+                sources = []
+                vips = ["198.18.0.100:80/tcp"]"#,
+                "sources: empty",
+            ),
+            (
+                r#"interface = "lo"
+                sources = "198.19.200.0/24"
+                vips = ["198.18.0.100:80/tcp"]"#,
+                "sources",
             ),
             (
                 r#"interface = "lo"

@@ -81,10 +81,17 @@ pub fn apply(settings: &Settings, pins: &PinDir) -> anyhow::Result<Applied> {
     let link_path = pins.link_path(settings.attach, &settings.interface);
     let ifindex = crate::interface::index(&settings.interface)
         .with_context(|| format!("interface {}", settings.interface))?;
-    let applied = if live_link(&link_path, ifindex)?
-        && pins.maps_pinned()
-        && reads_pinned_maps(&link_path, pins)?
-    {
+    let mut live = live_link(&link_path, ifindex)?;
+    let missing = pins.missing_maps();
+    if live && !missing.is_empty() {
+        // An older lb-decap's program (fewer maps, e.g. before `sources`):
+        // it cannot enforce what the new maps say, and an interface holds
+        // one XDP link, so it goes before the new one is attached.
+        warn!(link = %link_path.display(), ?missing, "the attached program is an older lb-decap's (maps missing); replacing it (a brief gap)");
+        remove_pin(&link_path)?;
+        live = false;
+    }
+    let applied = if live && pins.maps_pinned() && reads_pinned_maps(&link_path, pins)? {
         let mut maps = Maps::from_pins(pins)?;
         maps.sync(settings)?;
         info!(interface = %settings.interface, attach = settings.attach.name(), "program still attached; configuration updated in place");

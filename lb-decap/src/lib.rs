@@ -14,4 +14,6 @@ pub mod maps;
 pub mod object;
 pub mod pins;
 pub mod signals;
+pub mod sources;
 pub mod status;
+pub mod watch;

@@ -11,8 +11,9 @@ use lb_decap::{
     pins::PinDir,
     signals::{Request, Signals},
     status,
+    watch::{self, Seen, Snapshot},
 };
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 /// Where the package installs the config (a conffile, beside lbd's), so
 /// `lb-decap run` without `--config` reads the file the operator edited.
@@ -47,7 +48,10 @@ struct Cli {
 enum Command {
     /// Apply the config, then stay in the foreground (for systemd):
     /// SIGHUP applies the file again, SIGTERM/SIGINT exit and leave the
-    /// program attached (a restart keeps decapsulating).
+    /// program attached (a restart keeps decapsulating). Every 2 s the
+    /// interface is checked: recreated (or, with `addresses` omitted, its
+    /// addresses changed), the file is applied again; if that fails,
+    /// lb-decap exits non-zero (for Restart=on-failure).
     Run {
         /// The configuration file.
         #[arg(long, env = "LB_DECAP_CONFIG", default_value = DEFAULT_CONFIG)]
@@ -110,6 +114,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Apply { config } => apply(&config, &pins).map(drop),
         Command::Check { config } => {
             let settings = Settings::load(&config)?;
+            for warning in settings.warnings() {
+                warn!("{}: {warning}", config.display());
+            }
             let mode = match settings.attach {
                 Attach::Xdp => format!(" (xdp mode {})", settings.xdp_mode),
                 Attach::Tc => String::new(),
@@ -122,7 +129,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             );
             print!(
                 "{}",
-                status::describe(&settings.config, &settings.addresses, &settings.vips)
+                status::describe(
+                    &settings.config,
+                    &settings.addresses,
+                    &settings.sources,
+                    &settings.vips
+                )
             );
             Ok(())
         }
@@ -147,45 +159,78 @@ fn write_man_pages(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn apply(config: &Path, pins: &PinDir) -> anyhow::Result<Applied> {
+/// Applies the file; returns what was done and what it was done against
+/// (for `run`'s watch).
+fn apply(config: &Path, pins: &PinDir) -> anyhow::Result<(Applied, Snapshot)> {
     let settings = Settings::load(config)?;
+    for warning in settings.warnings() {
+        warn!("{}: {warning}", config.display());
+    }
+    // Read before the apply: a change during it is seen at the next look.
+    let ifindex = lb_decap::interface::index(&settings.interface)
+        .with_context(|| format!("interface {}", settings.interface))?;
     let applied = dataplane::apply(&settings, pins)
         .with_context(|| format!("applying {}", config.display()))?;
     info!(
         interface = %settings.interface,
         attach = settings.attach.name(),
         addresses = settings.addresses.len(),
+        sources = settings.sources.len(),
         vips = settings.vips.len(),
         ?applied,
         "configuration applied"
     );
-    Ok(applied)
+    let link = pins.link_path(settings.attach, &settings.interface);
+    Ok((applied, Snapshot::new(&settings, ifindex, &link)))
 }
 
-/// `run`: apply, then wait for signals. A failing reload is logged and
-/// the running configuration kept.
+/// `run`: apply, then wait for signals, looking at the interface every
+/// `watch::INTERVAL` between them. A failing SIGHUP reload is logged and
+/// the running configuration kept; a failing re-apply after the interface
+/// changed is an error (exit non-zero: decapsulation has stopped, and
+/// systemd's Restart=on-failure tries again).
 fn foreground(config: &Path, pins: &PinDir) -> anyhow::Result<()> {
     let signals = Signals::block()?;
-    apply(config, pins)?;
+    let (_, mut snapshot) = apply(config, pins)?;
     info!(
         "running; SIGHUP reloads {}, SIGTERM exits (the program stays attached)",
         config.display()
     );
+    // The last "not ready" said, so a long wait is logged once.
+    let mut waiting: Option<String> = None;
     loop {
-        match signals.next()? {
-            Request::Reload => {
+        match signals.next_within(watch::INTERVAL)? {
+            Some(Request::Reload) => {
                 info!("SIGHUP: reloading");
-                if let Err(e) = apply(config, pins) {
-                    error!(
+                match apply(config, pins) {
+                    Ok((_, applied)) => snapshot = applied,
+                    Err(e) => error!(
                         error = format!("{e:#}"),
                         "reload failed; the previous configuration stays in force"
-                    );
+                    ),
                 }
             }
-            Request::Stop => {
+            Some(Request::Stop) => {
                 info!("stopping; the decap program stays attached (`lb-decap cleanup` removes it)");
                 return Ok(());
             }
+            None => match snapshot.look() {
+                Seen::Same => {}
+                Seen::NotReady(what) => {
+                    if waiting.as_ref() != Some(&what) {
+                        warn!(%what, "waiting for the interface before applying again");
+                        waiting = Some(what);
+                    }
+                }
+                Seen::Changed(what) => {
+                    waiting = None;
+                    info!(%what, "interface changed; applying {} again", config.display());
+                    let (_, applied) = apply(config, pins).with_context(|| {
+                        format!("re-applying after a change of the interface ({what}); decapsulation may have stopped")
+                    })?;
+                    snapshot = applied;
+                }
+            },
         }
     }
 }

@@ -5,7 +5,10 @@
 use std::{collections::HashSet, net::IpAddr};
 
 use anyhow::{anyhow, Context as _};
-use aya::maps::{Array, HashMap, Map, MapData, PerCpuArray};
+use aya::maps::{
+    lpm_trie::{Key, LpmTrie},
+    Array, HashMap, Map, MapData, PerCpuArray,
+};
 use lb_common::{
     consts::{AF_INET, AF_INET6},
     decap::{names, DecapAddr, DecapConfig, DecapCounter},
@@ -14,21 +17,27 @@ use lb_common::{
 
 use crate::{
     config::{Settings, Vip},
-    pins::PinDir,
+    pins::{PinDir, PINNED_MAPS},
+    sources::Prefix,
 };
 
-/// Typed handles on the four maps: owned (`MapData`, from pins) or
+/// How many maps the program has (all pinned).
+pub const MAP_COUNT: usize = PINNED_MAPS.len();
+
+/// Typed handles on the maps: owned (`MapData`, from pins) or
 /// borrowed from a freshly loaded object (`&mut MapData`).
 pub struct Maps<T> {
     addrs: HashMap<T, DecapAddr, u32>,
     vips: HashMap<T, VipKey, u32>,
     config: Array<T, DecapConfig>,
     counters: PerCpuArray<T, u64>,
+    sources4: LpmTrie<T, [u8; 4], u32>,
+    sources6: LpmTrie<T, [u8; 16], u32>,
 }
 
-/// The four maps of a loaded object, in `PINNED_MAPS` order, taken out of
+/// The maps of a loaded object, in `PINNED_MAPS` order, taken out of
 /// it (to pin, or to view with `Maps::borrowed`).
-pub fn take(ebpf: &mut aya::Ebpf) -> anyhow::Result<[Map; 4]> {
+pub fn take(ebpf: &mut aya::Ebpf) -> anyhow::Result<[Map; MAP_COUNT]> {
     let mut take = |name: &str| {
         ebpf.take_map(name)
             .ok_or_else(|| anyhow!("the decap object has no map {name}"))
@@ -38,18 +47,22 @@ pub fn take(ebpf: &mut aya::Ebpf) -> anyhow::Result<[Map; 4]> {
         take(names::MAP_DECAP_VIPS)?,
         take(names::MAP_DECAP_CONFIG)?,
         take(names::MAP_DECAP_COUNTERS)?,
+        take(names::MAP_DECAP_SOURCES_V4)?,
+        take(names::MAP_DECAP_SOURCES_V6)?,
     ])
 }
 
 impl<'a> Maps<&'a mut MapData> {
     /// Views of the maps `take` returned.
-    pub fn borrowed(maps: &'a mut [Map; 4]) -> anyhow::Result<Self> {
-        let [addrs, vips, config, counters] = maps;
+    pub fn borrowed(maps: &'a mut [Map; MAP_COUNT]) -> anyhow::Result<Self> {
+        let [addrs, vips, config, counters, sources4, sources6] = maps;
         Ok(Self {
             addrs: HashMap::try_from(addrs).context(names::MAP_DECAP_ADDRS)?,
             vips: HashMap::try_from(vips).context(names::MAP_DECAP_VIPS)?,
             config: Array::try_from(config).context(names::MAP_DECAP_CONFIG)?,
             counters: PerCpuArray::try_from(counters).context(names::MAP_DECAP_COUNTERS)?,
+            sources4: LpmTrie::try_from(sources4).context(names::MAP_DECAP_SOURCES_V4)?,
+            sources6: LpmTrie::try_from(sources6).context(names::MAP_DECAP_SOURCES_V6)?,
         })
     }
 }
@@ -71,14 +84,18 @@ impl Maps<MapData> {
                 .context(names::MAP_DECAP_CONFIG)?,
             counters: PerCpuArray::try_from(Map::PerCpuArray(open(names::MAP_DECAP_COUNTERS)?))
                 .context(names::MAP_DECAP_COUNTERS)?,
+            sources4: LpmTrie::try_from(Map::LpmTrie(open(names::MAP_DECAP_SOURCES_V4)?))
+                .context(names::MAP_DECAP_SOURCES_V4)?,
+            sources6: LpmTrie::try_from(Map::LpmTrie(open(names::MAP_DECAP_SOURCES_V6)?))
+                .context(names::MAP_DECAP_SOURCES_V6)?,
         })
     }
 }
 
 /// Pins the maps `take` returned in `pins` (replacing what is pinned
 /// there).
-pub fn pin(maps: &[Map; 4], pins: &PinDir) -> anyhow::Result<()> {
-    for (name, map) in crate::pins::PINNED_MAPS.iter().zip(maps) {
+pub fn pin(maps: &[Map; MAP_COUNT], pins: &PinDir) -> anyhow::Result<()> {
+    for (name, map) in PINNED_MAPS.iter().zip(maps) {
         let path = pins.map_path(name);
         crate::pins::remove_pin(&path)?;
         map.pin(&path)
@@ -89,7 +106,9 @@ pub fn pin(maps: &[Map; 4], pins: &PinDir) -> anyhow::Result<()> {
 
 impl<T: std::borrow::BorrowMut<MapData>> Maps<T> {
     /// Makes the maps say what `settings` says: entries added first, then
-    /// the config, then stale entries removed.
+    /// the config, then stale entries removed (so sources turned on are in
+    /// their tries before the flag, and the flag is off before the tries
+    /// empty).
     pub fn sync(&mut self, settings: &Settings) -> anyhow::Result<()> {
         let want_addrs: HashSet<DecapAddr> =
             settings.addresses.iter().map(|a| decap_addr(*a)).collect();
@@ -104,9 +123,57 @@ impl<T: std::borrow::BorrowMut<MapData>> Maps<T> {
                 .insert(vip, 1, 0)
                 .with_context(|| format!("adding a VIP to {}", names::MAP_DECAP_VIPS))?;
         }
+        let want4: HashSet<(u32, [u8; 4])> = settings
+            .sources
+            .iter()
+            .filter_map(|p| match p.addr {
+                IpAddr::V4(a) => Some((u32::from(p.len), a.octets())),
+                IpAddr::V6(_) => None,
+            })
+            .collect();
+        let want6: HashSet<(u32, [u8; 16])> = settings
+            .sources
+            .iter()
+            .filter_map(|p| match p.addr {
+                IpAddr::V6(a) => Some((u32::from(p.len), a.octets())),
+                IpAddr::V4(_) => None,
+            })
+            .collect();
+        for (len, data) in &want4 {
+            self.sources4
+                .insert(&Key::new(*len, *data), 1, 0)
+                .with_context(|| format!("adding a prefix to {}", names::MAP_DECAP_SOURCES_V4))?;
+        }
+        for (len, data) in &want6 {
+            self.sources6
+                .insert(&Key::new(*len, *data), 1, 0)
+                .with_context(|| format!("adding a prefix to {}", names::MAP_DECAP_SOURCES_V6))?;
+        }
         self.config
             .set(0, settings.config, 0)
             .with_context(|| format!("writing {}", names::MAP_DECAP_CONFIG))?;
+        let stale4: Vec<Key<[u8; 4]>> = self
+            .sources4
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| !want4.contains(&(k.prefix_len(), k.data())))
+            .collect();
+        for key in stale4 {
+            self.sources4.remove(&key).with_context(|| {
+                format!("removing a prefix from {}", names::MAP_DECAP_SOURCES_V4)
+            })?;
+        }
+        let stale6: Vec<Key<[u8; 16]>> = self
+            .sources6
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| !want6.contains(&(k.prefix_len(), k.data())))
+            .collect();
+        for key in stale6 {
+            self.sources6.remove(&key).with_context(|| {
+                format!("removing a prefix from {}", names::MAP_DECAP_SOURCES_V6)
+            })?;
+        }
         let stale_addrs: Vec<DecapAddr> = self
             .addrs
             .keys()
@@ -172,6 +239,21 @@ impl<T: std::borrow::BorrowMut<MapData>> Maps<T> {
                 })
             })
             .collect();
+        list.sort();
+        list
+    }
+
+    /// The prefixes in `DECAP_SOURCES_V4` and `DECAP_SOURCES_V6`.
+    pub fn sources(&self) -> Vec<Prefix> {
+        let v4 = self.sources4.keys().filter_map(Result::ok).map(|k| Prefix {
+            addr: IpAddr::from(k.data()),
+            len: k.prefix_len() as u8,
+        });
+        let v6 = self.sources6.keys().filter_map(Result::ok).map(|k| Prefix {
+            addr: IpAddr::from(k.data()),
+            len: k.prefix_len() as u8,
+        });
+        let mut list: Vec<Prefix> = v4.chain(v6).collect();
         list.sort();
         list
     }

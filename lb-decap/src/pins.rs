@@ -15,11 +15,13 @@ use lb_common::decap::names;
 use crate::config::Attach;
 
 /// The pinned maps: everything the program reads and counts.
-pub const PINNED_MAPS: [&str; 4] = [
+pub const PINNED_MAPS: [&str; 6] = [
     names::MAP_DECAP_ADDRS,
     names::MAP_DECAP_VIPS,
     names::MAP_DECAP_CONFIG,
     names::MAP_DECAP_COUNTERS,
+    names::MAP_DECAP_SOURCES_V4,
+    names::MAP_DECAP_SOURCES_V6,
 ];
 
 /// The pin directory of one lb-decap.
@@ -76,7 +78,16 @@ impl PinDir {
 
     /// Whether every map is pinned.
     pub fn maps_pinned(&self) -> bool {
-        PINNED_MAPS.iter().all(|m| self.map_path(m).exists())
+        self.missing_maps().is_empty()
+    }
+
+    /// The maps not pinned (all of them before a first start; some after
+    /// an upgrade that added maps).
+    pub fn missing_maps(&self) -> Vec<&'static str> {
+        PINNED_MAPS
+            .into_iter()
+            .filter(|m| !self.map_path(m).exists())
+            .collect()
     }
 
     /// Makes sure the directory exists on a BPF filesystem, mounting one on

@@ -1,5 +1,7 @@
 //! The foreground `run` command's signal handling, without a runtime:
-//! SIGHUP, SIGTERM and SIGINT are blocked and waited for with sigwait(2).
+//! SIGHUP, SIGTERM and SIGINT are blocked and waited for with sigwait(2),
+//! or with sigtimedwait(2) so `run` can look at its interface between
+//! signals (`watch`) and stay single-threaded.
 
 use anyhow::bail;
 
@@ -39,6 +41,34 @@ impl Signals {
         }
     }
 
+    /// The next request, or `None` if none came within `timeout` (or a
+    /// signal not in the set interrupted the wait).
+    pub fn next_within(&self, timeout: std::time::Duration) -> anyhow::Result<Option<Request>> {
+        let limit = libc::timespec {
+            tv_sec: timeout.as_secs().try_into().unwrap_or(libc::time_t::MAX),
+            tv_nsec: timeout.subsec_nanos().into(),
+        };
+        // SAFETY: the set was built in `block`; a null info pointer is
+        // allowed.
+        let signal = unsafe { libc::sigtimedwait(&self.set, std::ptr::null_mut(), &limit) };
+        if signal < 0 {
+            let error = std::io::Error::last_os_error();
+            return match error.raw_os_error() {
+                Some(libc::EAGAIN) | Some(libc::EINTR) => Ok(None),
+                _ => bail!("sigtimedwait: {error}"),
+            };
+        }
+        Ok(Some(Self::request(signal)))
+    }
+
+    fn request(signal: i32) -> Request {
+        if signal == libc::SIGHUP {
+            Request::Reload
+        } else {
+            Request::Stop
+        }
+    }
+
     /// The next request.
     pub fn next(&self) -> anyhow::Result<Request> {
         let mut signal = 0;
@@ -47,10 +77,22 @@ impl Signals {
         if rc != 0 {
             bail!("sigwait: {}", std::io::Error::from_raw_os_error(rc));
         }
-        Ok(if signal == libc::SIGHUP {
-            Request::Reload
-        } else {
-            Request::Stop
-        })
+        Ok(Self::request(signal))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_timed_wait_without_a_signal_returns_none_in_time() {
+        let signals = Signals::block().expect("block");
+        let start = std::time::Instant::now();
+        let got = signals
+            .next_within(std::time::Duration::from_millis(50))
+            .expect("wait");
+        assert_eq!(got, None);
+        assert!(start.elapsed() < std::time::Duration::from_secs(2));
     }
 }

@@ -5,9 +5,9 @@
 use std::{fmt::Write as _, net::IpAddr};
 
 use anyhow::bail;
-use lb_common::decap::{DecapConfig, DECAP_F_GUE, DECAP_F_IPIP};
+use lb_common::decap::{DecapConfig, DECAP_F_GUE, DECAP_F_IPIP, DECAP_F_SOURCES};
 
-use crate::{config::Vip, dataplane::link_program, maps::Maps, pins::PinDir};
+use crate::{config::Vip, dataplane::link_program, maps::Maps, pins::PinDir, sources::Prefix};
 
 /// The status report as text (one `key: value` per line; counters as
 /// `counter NAME VALUE`, stable for scripts).
@@ -38,7 +38,12 @@ pub fn report(pins: &PinDir) -> anyhow::Result<String> {
             )?,
         }
     }
-    out.push_str(&describe(&maps.config()?, &maps.addresses(), &maps.vips()));
+    out.push_str(&describe(
+        &maps.config()?,
+        &maps.addresses(),
+        &maps.sources(),
+        &maps.vips(),
+    ));
     for (counter, value) in maps.counters()? {
         writeln!(out, "counter {} {value}", counter.name())?;
     }
@@ -46,10 +51,16 @@ pub fn report(pins: &PinDir) -> anyhow::Result<String> {
 }
 
 /// What the program unwraps, one `key: value` per line (`ipip`, `gue`,
-/// then an `address` line per accepted outer destination and a `vip` line
-/// per VIP): the maps' contents for `status`, a file's for `check`, so
-/// the two read alike.
-pub fn describe(config: &DecapConfig, addresses: &[IpAddr], vips: &[Vip]) -> String {
+/// then an `address` line per accepted outer destination, a `source` line
+/// per accepted outer source prefix or `sources: any (not checked)`, and a
+/// `vip` line per VIP): the maps' contents for `status`, a file's for
+/// `check`, so the two read alike.
+pub fn describe(
+    config: &DecapConfig,
+    addresses: &[IpAddr],
+    sources: &[Prefix],
+    vips: &[Vip],
+) -> String {
     let mut out = String::new();
     let ipip = if config.flags & DECAP_F_IPIP != 0 {
         "on"
@@ -67,6 +78,13 @@ pub fn describe(config: &DecapConfig, addresses: &[IpAddr], vips: &[Vip]) -> Str
     }
     for address in addresses {
         out.push_str(&format!("address: {address}\n"));
+    }
+    if config.flags & DECAP_F_SOURCES == 0 {
+        out.push_str("sources: any (not checked)\n");
+    } else {
+        for source in sources {
+            out.push_str(&format!("source: {source}\n"));
+        }
     }
     for vip in vips {
         out.push_str(&format!("vip: {vip}\n"));
@@ -93,8 +111,17 @@ mod tests {
         };
         let address: IpAddr = "198.19.2.11".parse().expect("address");
         assert_eq!(
-            describe(&config, &[address], &[vip]),
-            "ipip: off\ngue: on, port 6080\naddress: 198.19.2.11\nvip: [2001:2::100]:443/tcp\n"
+            describe(&config, &[address], &[], &[vip]),
+            "ipip: off\ngue: on, port 6080\naddress: 198.19.2.11\nsources: any (not checked)\nvip: [2001:2::100]:443/tcp\n"
+        );
+        let checked = DecapConfig {
+            flags: DECAP_F_GUE | DECAP_F_SOURCES,
+            ..config
+        };
+        let source: Prefix = "198.19.200.0/24".parse().expect("prefix");
+        assert_eq!(
+            describe(&checked, &[address], &[source], &[vip]),
+            "ipip: off\ngue: on, port 6080\naddress: 198.19.2.11\nsource: 198.19.200.0/24\nvip: [2001:2::100]:443/tcp\n"
         );
     }
 }

@@ -46,10 +46,30 @@ fn a_valid_file_is_described_as_status_shows_it() {
             "{}: valid; interface lo, attach xdp (xdp mode auto)\n\
              ipip: on\ngue: on, port 7000\n\
              address: 198.19.2.11\naddress: 2001:2:0:2::11\n\
+             sources: any (not checked)\n\
              vip: 198.18.0.100:80/tcp\nvip: [2001:2::100]:53/udp\n",
             path.display()
         )
     );
+    assert!(
+        stderr.contains("sources not set: tunnel packets from ANY sender are unwrapped"),
+        "no warning about any sender: {stderr}"
+    );
+    let sourced = config_file(
+        "sources.toml",
+        "interface = \"lo\"\naddresses = [\"198.19.2.11\"]\n\
+         sources = [\"2001:2:f0::/64\", \"198.19.200.0/24\"]\n\
+         vips = [\"198.18.0.100:80/tcp\"]\n",
+    );
+    let (ok, stdout, stderr) = check(&sourced);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains(
+            "address: 198.19.2.11\nsource: 198.19.200.0/24\nsource: 2001:2:f0::/64\nvip:"
+        ),
+        "{stdout}"
+    );
+    assert!(!stderr.contains("ANY sender"), "{stderr}");
     let tc = config_file(
         "tc.toml",
         "interface = \"lo\"\nattach = \"tc\"\naddresses = [\"198.19.2.11\"]\n\
@@ -63,6 +83,24 @@ fn a_valid_file_is_described_as_status_shows_it() {
             tc.display()
         )),
         "{stdout}"
+    );
+}
+
+#[test]
+fn a_source_prefix_with_host_bits_is_refused_naming_the_field() {
+    let path = config_file(
+        "bad-source.toml",
+        "interface = \"lo\"\naddresses = [\"198.19.2.11\"]\n\
+         sources = [\"198.19.200.7/24\"]\nvips = [\"198.18.0.100:80/tcp\"]\n",
+    );
+    let (ok, stdout, stderr) = check(&path);
+    assert!(!ok);
+    assert_eq!(stdout, "");
+    assert!(
+        stderr.contains(
+            "sources: \"198.19.200.7/24\" has host bits set (did you mean 198.19.200.0/24?)"
+        ),
+        "{stderr}"
     );
 }
 

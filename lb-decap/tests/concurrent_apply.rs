@@ -1,5 +1,6 @@
 //! `apply` against one pin directory from many lb-decaps at once, and
-//! against a live program whose maps were replaced under it: afterwards
+//! against a live program whose maps were replaced under it or that an
+//! older lb-decap left with fewer maps: afterwards
 //! exactly one program is attached and it reads the pinned maps, so a later
 //! `apply` reaches the data plane. Runs in a network namespace of its own
 //! (`lbk<pid>-race`, only its `lo`), pins under a BPF filesystem outside
@@ -171,6 +172,39 @@ fn a_live_program_whose_maps_were_replaced_is_attached_afresh() {
     });
     assert_eq!(first, Applied::Attached);
     assert_eq!(second, Applied::Attached, "the stale program is replaced");
+    assert_eq!(programs, 1, "one program on the tcx ingress");
+    for id in &pinned {
+        assert!(
+            used.contains(id),
+            "pinned map {id} unused by the program: {used:?}"
+        );
+    }
+}
+
+#[test]
+fn an_older_lb_decaps_program_with_fewer_maps_is_replaced() {
+    let lab = Lab::new("older");
+    let root = lab.pins.clone();
+    let (second, programs, (used, pinned)) = lab.inside(move || {
+        let pins = PinDir::new(&root);
+        dataplane::apply(&settings("\"198.18.0.100:80/tcp\""), &pins).expect("apply");
+        // What an lb-decap from before `sources` left: its maps lacked the
+        // source tries, so its program cannot enforce them.
+        for name in [
+            lb_common::decap::names::MAP_DECAP_SOURCES_V4,
+            lb_common::decap::names::MAP_DECAP_SOURCES_V6,
+        ] {
+            std::fs::remove_file(pins.map_path(name)).expect("unpin");
+        }
+        let second = dataplane::apply(&settings("\"198.18.0.100:80/tcp\""), &pins)
+            .map_err(|e| format!("{e:#}"));
+        (second, tcx_programs(), map_ids(&pins))
+    });
+    assert_eq!(
+        second,
+        Ok(Applied::Attached),
+        "the older program is replaced"
+    );
     assert_eq!(programs, 1, "one program on the tcx ingress");
     for id in &pinned {
         assert!(

@@ -209,6 +209,8 @@ pub fn settings(vips: &[&str]) -> Settings {
             BACKEND_V4.parse().expect("address"),
             BACKEND_V6.parse().expect("address"),
         ],
+        addresses_from_interface: false,
+        sources: Vec::new(),
         vips: vips
             .iter()
             .map(|v| v.parse::<Vip>().expect("VIP"))
@@ -224,7 +226,7 @@ pub fn settings(vips: &[&str]) -> Settings {
 /// own code.
 pub struct DecapBed {
     ebpf: Ebpf,
-    maps: [Map; 4],
+    maps: [Map; maps::MAP_COUNT],
     /// The entry point `run` uses.
     pub hook: Hook,
 }

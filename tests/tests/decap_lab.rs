@@ -4,7 +4,9 @@
 //! lb-decap keeps the same program unwrapping (a long-lived connection
 //! survives it), SIGHUP applies a changed config (including a switch of
 //! hook), bad input changes nothing, and cleanup leaves the interface as it
-//! was. Needs root; run with the lb-decap binary built.
+//! was; `sources` admits the balancer and drops others; `run` follows a
+//! rebuilt interface and its addresses without a SIGHUP. Needs root; run
+//! with the lb-decap binary built.
 
 use std::{net::IpAddr, time::Duration};
 
@@ -254,6 +256,124 @@ fn lb_decap_serves_every_encapsulation_survives_restarts_and_cleans_up() {
         outer_v6: false,
     });
     assert!(lab.request(VIP4.into()).is_err(), "no decap after cleanup");
+}
+
+#[test]
+fn lb_decap_unwraps_only_from_configured_sources() {
+    let lab = DecapLab::start().expect("decap lab");
+    let apply = |name: &str, sources: &str| -> String {
+        let path = lab
+            .write_config(
+                name,
+                &format!("{}sources = [{sources}]\n", config("xdp", VIPS)),
+            )
+            .expect("config");
+        let (code, _, stderr) = outcome(
+            &lab.lb_decap(&["apply", "--config", &path.to_string_lossy()])
+                .expect("apply"),
+        );
+        assert_eq!(code, 0, "apply {name}: {stderr}");
+        stderr
+    };
+    // The balancer's outer sources (its eth0: 198.19.2.1, 2001:2:0:2::1).
+    let stderr = apply("ours.toml", "\"198.19.2.0/30\", \"2001:2:0:2::/126\"");
+    assert!(!stderr.contains("ANY sender"), "{stderr}");
+    every_form_is_served(&lab, "xdp with sources");
+    let s = status(&lab);
+    assert!(
+        s.contains("source: 198.19.2.0/30\nsource: 2001:2:0:2::/126\n"),
+        "{s}"
+    );
+    // Another balancer's prefixes only: ours is dropped and counted.
+    apply("theirs.toml", "\"198.19.3.0/24\", \"2001:2:0:3::/64\"");
+    let before = counter(&status(&lab), "drop_not_source");
+    for (outer_v6, vip) in [(false, IpAddr::from(VIP4)), (true, VIP6.into())] {
+        lab.set_mode(RelayMode {
+            wrap: Wrap::Gue1,
+            outer_v6,
+        });
+        assert!(lab.request(vip).is_err(), "{vip} served from a stranger");
+    }
+    let after = counter(&status(&lab), "drop_not_source");
+    assert!(after >= before + 2, "drop_not_source {before} -> {after}");
+    // Unset: any sender again, with a warning.
+    let path = lab
+        .write_config("any.toml", &config("xdp", VIPS))
+        .expect("config");
+    let (code, _, stderr) = outcome(
+        &lab.lb_decap(&["apply", "--config", &path.to_string_lossy()])
+            .expect("apply"),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("sources not set: tunnel packets from ANY sender"),
+        "{stderr}"
+    );
+    assert!(status(&lab).contains("sources: any (not checked)"));
+    every_form_is_served(&lab, "xdp without sources");
+}
+
+#[test]
+fn lb_decap_run_follows_a_rebuilt_interface_and_its_addresses() {
+    let mut lab = DecapLab::start().expect("decap lab");
+    lab.set_mode(RelayMode {
+        wrap: Wrap::Ipip,
+        outer_v6: false,
+    });
+    // Addresses omitted: they are the interface's, followed.
+    let path = lab
+        .write_config("follow.toml", &config("xdp", VIPS))
+        .expect("config");
+    let arg = path.to_string_lossy().into_owned();
+    lab.spawn_lb_decap("run", &["run", "--config", &arg])
+        .expect("lb-decap run");
+    wait_until("lb-decap run to apply", Duration::from_secs(10), || {
+        lab.log("run").contains("running; SIGHUP")
+    });
+    lab.request(VIP4.into()).expect("served before the rebuild");
+
+    // The veth deleted and made again: the XDP link went with the old
+    // interface; no SIGHUP is sent.
+    lab.rebuild_link().expect("rebuild the veth");
+    wait_until("service after the rebuild", Duration::from_secs(20), || {
+        lab.request(VIP4.into()).is_ok()
+    });
+    for (outer_v6, vip) in [(true, IpAddr::from(VIP6)), (true, VIP4.into())] {
+        lab.set_mode(RelayMode {
+            wrap: Wrap::Gue1,
+            outer_v6,
+        });
+        wait_until(
+            "both families after the rebuild",
+            Duration::from_secs(10),
+            || lab.request(vip).is_ok(),
+        );
+    }
+    let log = lab.log("run");
+    assert!(log.contains("was recreated"), "{log}");
+    assert!(lab.backend_link().expect("link").contains("prog/xdp"));
+
+    // A new address on the interface becomes an accepted destination.
+    lab.add_backend_address("198.19.2.12/24").expect("address");
+    wait_until(
+        "the new address in the maps",
+        Duration::from_secs(10),
+        || status(&lab).contains("address: 198.19.2.12"),
+    );
+    assert!(lab.log("run").contains("added [198.19.2.12]"));
+
+    // A re-apply that fails (the file broken meanwhile) ends `run` with
+    // an error, for systemd to restart it; the program stays attached.
+    std::fs::write(&path, config("xdp", "\"198.18.0.100:80/sctp\"")).expect("break config");
+    lab.add_backend_address("198.19.2.13/24").expect("address");
+    let code = lab.wait("run").expect("lb-decap run exits");
+    assert!(!code.success(), "run exited with {code}");
+    let log = lab.log("run");
+    assert!(
+        log.contains("re-applying after a change of the interface"),
+        "{log}"
+    );
+    assert!(lab.backend_link().expect("link").contains("prog/xdp"));
 }
 
 /// A two-namespace lab of its own (`lbk<pid>-tx`, `lbk<pid>-be`, a veth

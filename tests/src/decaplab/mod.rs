@@ -4,7 +4,8 @@
 //! in IPIP, IP6IP6, 4in6 or GUE through raw and UDP sockets) and a backend
 //! namespace on the other end of a veth, holding the VIPs on `lo`, a TCP
 //! service on them and lb-decap. Replies go straight back (DSR). Names
-//! carry the prefix `t2-<pid>`; everything is removed on drop.
+//! carry the prefix `t2-<pid>-<n>` (one per lab); everything is removed on
+//! drop.
 
 use std::{
     fs,
@@ -75,7 +76,13 @@ pub struct DecapLab {
 impl DecapLab {
     /// Builds the namespaces, the veth, the relay and the service.
     pub fn start() -> anyhow::Result<Self> {
-        let prefix = format!("t2-{}", std::process::id());
+        // Unique per lab: the tests of one binary run in parallel.
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let prefix = format!(
+            "t2-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::SeqCst)
+        );
         let dir = std::env::temp_dir().join(&prefix);
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir)?;
@@ -104,36 +111,8 @@ impl DecapLab {
             run("ip", &["netns", "add", ns])?;
             ip(ns, &["link", "set", "lo", "up"])?;
         }
-        let (a, b) = (format!("{}a", self.prefix), format!("{}b", self.prefix));
-        run(
-            "ip",
-            &["link", "add", &a, "type", "veth", "peer", "name", &b],
-        )?;
-        run("ip", &["link", "set", &a, "netns", &lb, "name", "eth0"])?;
-        run("ip", &["link", "set", &b, "netns", &be, "name", "eth0"])?;
-        for (ns, v4, v6) in [(&lb, BALANCER4, BALANCER6), (&be, BACKEND4, BACKEND6)] {
-            ip(ns, &["addr", "add", &format!("{v4}/24"), "dev", "eth0"])?;
-            ip(
-                ns,
-                &[
-                    "-6",
-                    "addr",
-                    "add",
-                    &format!("{v6}/64"),
-                    "dev",
-                    "eth0",
-                    "nodad",
-                ],
-            )?;
-            ip(ns, &["link", "set", "eth0", "up"])?;
-            // veth leaves checksums partial; nothing here should rely on it.
-            run(
-                "ip",
-                &["netns", "exec", ns, "ethtool", "-K", "eth0", "tx", "off"],
-            )?;
-        }
-        // The backend: VIPs on lo, no ARP/ND for them, replies to the
-        // clients through the balancer's network.
+        self.wire()?;
+        // The backend: VIPs on lo, no ARP/ND for them.
         ip(&be, &["addr", "add", &format!("{VIP4}/32"), "dev", "lo"])?;
         ip(
             &be,
@@ -142,34 +121,10 @@ impl DecapLab {
         for (key, value) in [
             ("net.ipv4.conf.all.arp_ignore", "1"),
             ("net.ipv4.conf.all.arp_announce", "2"),
-            ("net.ipv4.conf.eth0.arp_ignore", "1"),
-            ("net.ipv4.conf.eth0.arp_announce", "2"),
             ("net.ipv4.conf.all.rp_filter", "2"),
-            ("net.ipv4.conf.eth0.rp_filter", "2"),
         ] {
             sysctl(&be, key, value)?;
         }
-        ip(
-            &be,
-            &[
-                "route",
-                "add",
-                "198.18.1.0/24",
-                "via",
-                &BALANCER4.to_string(),
-            ],
-        )?;
-        ip(
-            &be,
-            &[
-                "-6",
-                "route",
-                "add",
-                "2001:2:0:1::/64",
-                "via",
-                &BALANCER6.to_string(),
-            ],
-        )?;
         // The client: its addresses on lo, replies from the VIPs arrive on
         // eth0 while requests leave through the relay's TUN.
         ip(&lb, &["addr", "add", &format!("{CLIENT4}/32"), "dev", "lo"])?;
@@ -188,7 +143,6 @@ impl DecapLab {
         for key in [
             "net.ipv4.conf.all.rp_filter",
             "net.ipv4.conf.default.rp_filter",
-            "net.ipv4.conf.eth0.rp_filter",
         ] {
             sysctl(&lb, key, "0")?;
         }
@@ -221,6 +175,88 @@ impl DecapLab {
         )?;
         self.start_service()?;
         Ok(())
+    }
+
+    /// The veth between the namespaces (`eth0` in each) with everything
+    /// that lives and dies with it: addresses, per-interface sysctls, and
+    /// the backend's routes back to the clients through the balancer.
+    fn wire(&self) -> anyhow::Result<()> {
+        let (lb, be) = (self.balancer.as_str(), self.backend.as_str());
+        let (a, b) = (format!("{}a", self.prefix), format!("{}b", self.prefix));
+        run(
+            "ip",
+            &["link", "add", &a, "type", "veth", "peer", "name", &b],
+        )?;
+        run("ip", &["link", "set", &a, "netns", lb, "name", "eth0"])?;
+        run("ip", &["link", "set", &b, "netns", be, "name", "eth0"])?;
+        for (ns, v4, v6) in [(lb, BALANCER4, BALANCER6), (be, BACKEND4, BACKEND6)] {
+            ip(ns, &["addr", "add", &format!("{v4}/24"), "dev", "eth0"])?;
+            ip(
+                ns,
+                &[
+                    "-6",
+                    "addr",
+                    "add",
+                    &format!("{v6}/64"),
+                    "dev",
+                    "eth0",
+                    "nodad",
+                ],
+            )?;
+            ip(ns, &["link", "set", "eth0", "up"])?;
+            // veth leaves checksums partial; nothing here should rely on it.
+            run(
+                "ip",
+                &["netns", "exec", ns, "ethtool", "-K", "eth0", "tx", "off"],
+            )?;
+        }
+        for (key, value) in [
+            ("net.ipv4.conf.eth0.arp_ignore", "1"),
+            ("net.ipv4.conf.eth0.arp_announce", "2"),
+            ("net.ipv4.conf.eth0.rp_filter", "2"),
+        ] {
+            sysctl(be, key, value)?;
+        }
+        sysctl(lb, "net.ipv4.conf.eth0.rp_filter", "0")?;
+        // Replies to the clients go back through the balancer's network.
+        ip(
+            be,
+            &[
+                "route",
+                "add",
+                "198.18.1.0/24",
+                "via",
+                &BALANCER4.to_string(),
+            ],
+        )?;
+        ip(
+            be,
+            &[
+                "-6",
+                "route",
+                "add",
+                "2001:2:0:1::/64",
+                "via",
+                &BALANCER6.to_string(),
+            ],
+        )
+    }
+
+    /// Deletes the veth (both ends: the backend's `eth0` gets a new
+    /// ifindex, and a link attached to the old one goes defunct) and builds
+    /// it again as it was, as a bond or veth rebuild on a real backend does.
+    pub fn rebuild_link(&self) -> anyhow::Result<()> {
+        ip(&self.backend, &["link", "del", "eth0"])?;
+        self.wire()
+    }
+
+    /// Adds `address` (with its prefix length) to the backend's `eth0`.
+    pub fn add_backend_address(&self, address: &str) -> anyhow::Result<()> {
+        let mut args = vec!["addr", "add", address, "dev", "eth0"];
+        if address.contains(':') {
+            args.push("nodad");
+        }
+        ip(&self.backend, &args)
     }
 
     /// Sets how the relay wraps from now on.

@@ -2,7 +2,8 @@
 //! and `tc_decap`): every accepted form comes out as the inner packet
 //! behind a correct Ethernet header (checked byte for byte and by
 //! etherparse, checksums included); every refusal gives its verdict and
-//! counter and leaves the bytes as they were. Needs root.
+//! counter and leaves the bytes as they were; with `sources`, only the
+//! balancers' outer sources are unwrapped. Needs root.
 
 mod accepted;
 mod checks;
@@ -10,6 +11,7 @@ mod ext_headers;
 mod fragments;
 mod malformed;
 mod refused;
+mod sources;
 
 use std::net::IpAddr;
 
