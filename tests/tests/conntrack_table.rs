@@ -19,7 +19,7 @@ use std::{
 
 use aya::programs::{TestRun as _, TestRunOptions};
 use lb_common::{
-    consts::{names, FLOW_F_HALF_OPEN},
+    consts::{names, FLOW_F_FIN, FLOW_F_HALF_OPEN, FLOW_F_STATE},
     flow_table::FLOW_WAYS,
     stats::Counter,
 };
@@ -210,6 +210,46 @@ fn a_full_bucket_evicts_closed_flows_before_established_ones_and_a_syn_evicts_no
             .expect("counter"),
         0
     );
+}
+
+/// A client reusing a closed flow's tuple (its port, after a FIN or an
+/// RST): the new connection's SYN finds the old entry and keeps its
+/// backend, and the old FIN/RST marks go, so the connection is not taken
+/// for a closed one (evicted first, counted as closing by a drain); its
+/// ACK makes it established. A FIN closes it again.
+#[test]
+fn a_syn_reusing_a_closed_tuple_starts_a_live_connection() {
+    let vip = vip4_tcp();
+    let mut bed = bucket_bed(&vip, 64);
+    let run = |bed: &mut TestBed, f: &Flow, flags| {
+        let (verdict, _) = bed.run(&packet::tcp(f, flags, None, b"")).expect("run");
+        assert_eq!(verdict, action::TX);
+    };
+    let rst = Tcp { rst: true, ..ACK };
+    for (n, close) in [(1, FIN_ACK), (2, rst)] {
+        let f = flow(n);
+        let key = flow_key(&f, Protocol::Tcp);
+        run(&mut bed, &f, SYN);
+        run(&mut bed, &f, ACK);
+        run(&mut bed, &f, close);
+        let closed = bed.dataplane.flow(&key).expect("read").expect("entry");
+        assert_ne!(closed.flags & FLOW_F_STATE, 0, "{closed:?}");
+        run(&mut bed, &f, SYN);
+        let reopened = bed.dataplane.flow(&key).expect("read").expect("entry");
+        assert_eq!(reopened.flags & FLOW_F_STATE, 0, "{reopened:?}");
+        assert_ne!(reopened.flags & FLOW_F_HALF_OPEN, 0, "a handshake again");
+        assert_eq!(reopened.backend_id, closed.backend_id, "the same backend");
+        run(&mut bed, &f, ACK);
+        let live = bed.dataplane.flow(&key).expect("read").expect("entry");
+        assert_eq!(
+            live.flags & (FLOW_F_STATE | FLOW_F_HALF_OPEN),
+            0,
+            "{live:?}"
+        );
+        run(&mut bed, &f, FIN_ACK);
+        let again = bed.dataplane.flow(&key).expect("read").expect("entry");
+        assert_ne!(again.flags & FLOW_F_FIN, 0, "{again:?}");
+    }
 }
 
 #[test]

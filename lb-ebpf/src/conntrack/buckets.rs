@@ -419,7 +419,9 @@ fn repin_into(
 }
 
 /// The eviction class after this packet: closed after FIN or RST,
-/// established at the client's first ACK, else as it was.
+/// established at the client's first ACK, half-open again at a SYN
+/// reopening a closed tuple (`entry_flags` dropped its marks), else as it
+/// was.
 #[inline(always)]
 fn next_class(seen: &Seen, entry: &FlowEntry, tcp_flags: u8) -> u32 {
     let class = rank_class(tag_rank(seen.tag));
@@ -427,6 +429,8 @@ fn next_class(seen: &Seen, entry: &FlowEntry, tcp_flags: u8) -> u32 {
         CLASS_CLOSED
     } else if class == CLASS_HALF_OPEN && tcp_flags & (TCP_SYN | TCP_ACK) == TCP_ACK {
         CLASS_ESTABLISHED
+    } else if class == CLASS_CLOSED && tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN {
+        CLASS_HALF_OPEN
     } else {
         class
     }

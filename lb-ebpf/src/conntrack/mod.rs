@@ -32,7 +32,7 @@ use lb_common::{
 
 use crate::{
     guard::acl::Gate,
-    parse::{Packet, TCP_FIN, TCP_RST},
+    parse::{Packet, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
     select,
     state::PacketState,
     stats,
@@ -174,10 +174,18 @@ pub(super) fn new_entry(
 
 /// A flow entry's flags after this packet: its state marks (`flags`, the
 /// old ones) and those of `tcp_flags`, and the ACL mark `mark`
-/// (`Gate::mark`, replacing the old one).
+/// (`Gate::mark`, replacing the old one). A SYN without ACK is a new
+/// connection on the tuple (a client reusing its port): the old
+/// connection's FIN/RST marks go, so the new one is not taken for closed
+/// (evicted first, counted as closing by a drain).
 #[inline(always)]
 pub(super) fn entry_flags(flags: u32, tcp_flags: u8, mark: u32) -> u32 {
-    (flags & FLOW_F_STATE) | flow_flags(tcp_flags) | mark
+    let kept = if tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN {
+        0
+    } else {
+        flags & FLOW_F_STATE
+    };
+    kept | flow_flags(tcp_flags) | mark
 }
 
 /// A flow this packet inserted: counted, and sent to its pick.
