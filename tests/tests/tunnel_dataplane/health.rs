@@ -84,7 +84,10 @@ fn health_checks_follow_the_tunnel() {
                 // Unmarked, or another mark: untouched.
                 for mark in [0, 7, 0x4c41_0001] {
                     let (verdict, out) = bed.run_hc(&check, mark).expect("run");
-                    assert_eq!((verdict, out.as_slice()), (tc_action::PASS, check.as_slice()));
+                    assert_eq!(
+                        (verdict, out.as_slice()),
+                        (tc_action::PASS, check.as_slice())
+                    );
                 }
                 // A backend of another VIP, an id no backend has.
                 let other = find(&vips, vip, GUE_UDP, Protocol::Udp);

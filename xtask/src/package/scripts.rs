@@ -135,7 +135,10 @@ mod tests {
         // /etc/lbd goes only on purge.
         let purge = POSTRM.split("purge)").nth(1).unwrap();
         assert!(purge.trim_start().starts_with("rm -rf /etc/lbd"));
-        assert!(purge.contains("/var/lib/lbd"), "the node's state goes on purge");
+        assert!(
+            purge.contains("/var/lib/lbd"),
+            "the node's state goes on purge"
+        );
         assert_eq!(POSTRM.matches("/etc/lbd").count(), 1);
     }
 

@@ -54,7 +54,7 @@ pub(super) struct Session {
     pub(super) opener: Opener,
 }
 
-/// [`handshake`] within `timing.handshake`; with `first_read`, the
+/// The handshake (`handshake_with`) within `timing.handshake`; with `first_read`, the
 /// peer's Hello must also start arriving that soon (a listener cuts idle
 /// sockets early: they would hold a handshake slot).
 pub(super) async fn handshake_timed<R, W>(
@@ -97,7 +97,7 @@ where
     handshake_with(rd, wr, role, config, None).await
 }
 
-/// [`handshake`], the peer's first byte awaited at most `first_read`.
+/// The handshake, the peer's first byte awaited at most `first_read`.
 async fn handshake_with<R, W>(
     rd: &mut R,
     wr: &mut W,
