@@ -223,7 +223,13 @@ impl Announcer {
         }
     }
 
+    /// A write or an exchange failed: what BIRD announces is unknown now
+    /// (the routes file may hold the set that failed, and BIRD reads it
+    /// when it restarts), so nothing counts as applied until an exchange
+    /// succeeds; the next `apply` writes and sends whatever is wanted
+    /// then, even the set last applied.
     fn failed(&mut self, error: String, now: Instant) {
+        self.applied = None;
         self.failures += 1;
         warn!(%error, retry_in_ms = self.backoff.as_millis(), "BGP: announcing through BIRD failed");
         self.last_error = Some(error);
@@ -385,6 +391,61 @@ mod tests {
         assert!(outcome.set.is_empty());
         announcer.on_outcome(outcome, t0 + Duration::from_millis(20));
         assert_eq!(announcer.status().failures, 2);
+    }
+
+    /// A BIRD on `socket` that answers one `configure` with success, then
+    /// goes away (its socket removed).
+    async fn bird_once(socket: &std::path::Path) -> tokio::task::JoinHandle<()> {
+        use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::UnixListener::bind(socket).unwrap();
+        let path = socket.to_owned();
+        tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            let (read, mut write) = stream.into_split();
+            write.write_all(b"0001 BIRD 2.0.12 ready.\n").await.unwrap();
+            let mut lines = tokio::io::BufReader::new(read).lines();
+            let _ = lines.next_line().await;
+            write.write_all(b"0003 Reconfigured\n").await.unwrap();
+            drop(listener);
+            let _ = std::fs::remove_file(path);
+        })
+    }
+
+    /// A failed exchange leaves what BIRD announces unknown (the file holds
+    /// the set that failed, which a restarted BIRD reads): wanting the set
+    /// applied before it again is written and sent, not taken as done.
+    #[tokio::test]
+    async fn after_a_failure_the_set_applied_before_is_sent_again() {
+        let scratch = Scratch::new("unknown");
+        let config = scratch.config();
+        let t0 = Instant::now();
+        let mut announcer = Announcer::new(config.clone(), false, false, t0);
+        let mut outcomes = announcer.take_outcomes().unwrap();
+        let bird = bird_once(&config.bird_socket).await;
+        announcer.apply(plan(true), t0);
+        let outcome = outcomes.recv().await.unwrap();
+        announcer.on_outcome(outcome, t0);
+        bird.await.unwrap();
+        assert!(announcer.status().in_sync);
+        // BIRD is gone: the withdrawal is written, and fails.
+        announcer.apply(plan(false), t0);
+        assert!(!routes(&config).contains("route "));
+        let outcome = outcomes.recv().await.unwrap();
+        announcer.on_outcome(outcome, t0);
+        assert_eq!(announcer.status().failures, 1);
+        // The VIP is back: the file says so again, and BIRD is asked.
+        announcer.apply(plan(true), t0);
+        assert!(
+            routes(&config).contains(&format!("route {A}/32")),
+            "the file still withdraws: {}",
+            routes(&config)
+        );
+        assert!(
+            !announcer.status().in_sync,
+            "not in sync until BIRD answers"
+        );
+        let outcome = outcomes.recv().await.unwrap();
+        assert!(outcome.result.is_err(), "sent to BIRD (still gone)");
     }
 
     #[tokio::test]

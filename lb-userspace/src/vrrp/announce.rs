@@ -45,6 +45,11 @@ impl Announcer {
         }));
     }
 
+    /// Whether rounds are still to come.
+    pub(crate) fn running(&self) -> bool {
+        self.task.as_ref().is_some_and(|task| !task.is_finished())
+    }
+
     /// Stops the rounds still to come.
     pub(crate) fn cancel(&mut self) {
         if let Some(task) = self.task.take() {
@@ -154,6 +159,18 @@ mod tests {
         announcer.start(3, GAP, counting(&sent));
         tokio::time::sleep(GAP * 5).await;
         assert_eq!(sent.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn it_is_running_until_the_last_round() {
+        let sent = Arc::new(AtomicU32::new(0));
+        let mut announcer = Announcer::default();
+        assert!(!announcer.running());
+        announcer.start(2, GAP, counting(&sent));
+        assert!(announcer.running());
+        tokio::time::sleep(GAP * 3).await;
+        assert!(!announcer.running());
+        assert_eq!(sent.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test]

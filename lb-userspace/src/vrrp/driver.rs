@@ -400,7 +400,11 @@ impl Driver {
                 }
                 Action::Reannounce => {
                     info!(vrid = self.config.vrid, "VRRP: another router claims our addresses with a lower priority; announcing them again");
-                    self.announce(1);
+                    // Rounds still running (a claim just made) go on:
+                    // one more round would cut them short.
+                    if !self.announcer.running() {
+                        self.announce(1);
+                    }
                 }
             }
         }

@@ -81,6 +81,9 @@ impl Engine {
     /// last tick and a bounded wait until it is written, so the flows of
     /// the last tick interval reach the peer that takes over.
     pub(crate) async fn final_sync(&mut self) {
+        if let Some(replication) = &mut self.replication {
+            replication.scan_nat_now();
+        }
         self.sync_tick();
         if let Some(replication) = &self.replication {
             replication.flush(FINAL_FLUSH).await;

@@ -291,7 +291,7 @@ impl Replication {
     /// duration times [`NAT_SCAN_SPACING`] has passed, so replication
     /// takes at most a fifth of lbd's loop whatever the table's size.
     fn nat_scan(&mut self, dataplane: &Dataplane, full: bool, now: u64) -> Vec<NatFlowRecord> {
-        if !full && self.nat_next_scan.is_some_and(|t| Instant::now() < t) {
+        if !nat_scan_due(self.nat_next_scan, full, Instant::now()) {
             return Vec::new();
         }
         let since = self.nat_last_scan_ns.saturating_sub(nat::SCAN_MARGIN_NS);
@@ -312,6 +312,13 @@ impl Replication {
         self.nat_last_scan_ns = now;
         self.nat_next_scan = Some(Instant::now() + scan.elapsed() * NAT_SCAN_SPACING);
         records
+    }
+
+    /// The next tick scans the NAT flow table whatever the spacing says:
+    /// the last tick before stepping down sends the NAT'd flows opened
+    /// since the last scan too.
+    pub(crate) fn scan_nat_now(&mut self) {
+        self.nat_next_scan = None;
     }
 
     /// Counts a batch under the peer that sent it (whether or not this
@@ -503,4 +510,11 @@ fn read_key(path: &Path) -> anyhow::Result<Vec<u8>> {
         );
     }
     Ok(key)
+}
+
+/// Whether a tick scans the NAT flow table: a full sync always does;
+/// otherwise once the spacing after the last scan (`next`) has passed,
+/// or when none is set (the first scan, or `scan_nat_now`).
+fn nat_scan_due(next: Option<Instant>, full: bool, now: Instant) -> bool {
+    full || next.is_none_or(|t| now >= t)
 }

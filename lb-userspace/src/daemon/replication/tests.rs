@@ -384,3 +384,17 @@ async fn a_stepping_down_node_flushes_its_last_flows() {
     }
     reader.abort();
 }
+
+#[test]
+fn the_last_tick_scans_the_nat_table_whatever_the_spacing() {
+    let now = Instant::now();
+    let later = Some(now + Duration::from_secs(3600));
+    assert!(!nat_scan_due(later, false, now), "spaced out");
+    assert!(nat_scan_due(later, true, now), "a full sync scans");
+    assert!(
+        nat_scan_due(Some(now), false, now),
+        "once the spacing passed"
+    );
+    // What `scan_nat_now` leaves for the final tick.
+    assert!(nat_scan_due(None, false, now));
+}
