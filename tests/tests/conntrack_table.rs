@@ -234,6 +234,11 @@ fn a_syn_reusing_a_closed_tuple_starts_a_live_connection() {
         run(&mut bed, &f, close);
         let closed = bed.dataplane.flow(&key).expect("read").expect("entry");
         assert_ne!(closed.flags & FLOW_F_STATE, 0, "{closed:?}");
+        let count = |bed: &TestBed, c| bed.counter(c).expect("counter");
+        let (held, promoted) = (
+            count(&bed, Counter::ConntrackHalfOpenNew),
+            count(&bed, Counter::ConntrackHalfOpenPromoted),
+        );
         run(&mut bed, &f, SYN);
         let reopened = bed.dataplane.flow(&key).expect("read").expect("entry");
         assert_eq!(reopened.flags & FLOW_F_STATE, 0, "{reopened:?}");
@@ -245,6 +250,13 @@ fn a_syn_reusing_a_closed_tuple_starts_a_live_connection() {
             live.flags & (FLOW_F_STATE | FLOW_F_HALF_OPEN),
             0,
             "{live:?}"
+        );
+        // Held and promoted alike (the flood detector counts unanswered
+        // SYNs as their difference).
+        assert_eq!(count(&bed, Counter::ConntrackHalfOpenNew) - held, 1);
+        assert_eq!(
+            count(&bed, Counter::ConntrackHalfOpenPromoted) - promoted,
+            1
         );
         run(&mut bed, &f, FIN_ACK);
         let again = bed.dataplane.flow(&key).expect("read").expect("entry");

@@ -347,13 +347,20 @@ fn tracked(
         return repin(vip, packet, bucket, seen);
     };
     // SAFETY: `bucket` is a live element of the table.
-    if unsafe { touch(bucket, seen, (packet.tcp_flags, mark), now) } {
-        // The client's ACK of a handshake this table held: the flow is
-        // new to the connections now (one CPU counts it: the rerank's).
-        state::count(state, Counter::ConntrackNew);
-        state::count(state, Counter::ConntrackHalfOpenPromoted);
-    } else {
-        state::count(state, Counter::ConntrackHit);
+    match unsafe { touch(bucket, seen, (packet.tcp_flags, mark), now) } {
+        Touched::EndedHandshake => {
+            // The client's ACK of a handshake this table held: the flow is
+            // new to the connections now (one CPU counts it: the rerank's).
+            state::count(state, Counter::ConntrackNew);
+            state::count(state, Counter::ConntrackHalfOpenPromoted);
+        }
+        Touched::Reopened => {
+            // A SYN reopening a closed tuple: a handshake held here, as a
+            // SYN inserted one would be (its ACK counts it promoted).
+            state::count(state, Counter::ConntrackHit);
+            state::count(state, Counter::ConntrackHalfOpenNew);
+        }
+        Touched::Refreshed => state::count(state, Counter::ConntrackHit),
     }
     Some(unchanged(
         seen.entry.backend_id,
@@ -446,14 +453,25 @@ fn with_class(flags: u32, class: u32) -> u32 {
     }
 }
 
+/// What `touch` did that the counters tell.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Touched {
+    /// Refreshed, or nothing to write.
+    Refreshed,
+    /// This packet ended a handshake (the client's ACK, or a FIN or RST).
+    EndedHandshake,
+    /// A SYN reopened a closed tuple: a handshake again.
+    Reopened,
+}
+
 /// Refreshes a tracked flow's age (at most every
 /// `FLOW_TOUCH_INTERVAL_NS`), its FIN/RST marks, its ACL mark (`mark`,
 /// `Gate::mark`) and its eviction class;
 /// writes only what changed, so most packets of a flow write nothing. The
 /// rank is set by a CAS from the tag `find` saw, so it never lands on a
-/// way another CPU has taken since. True if this packet ended a
-/// handshake (the client's ACK, or a FIN or RST; only the CPU whose CAS
-/// did it).
+/// way another CPU has taken since. Whether this packet ended a handshake
+/// (the client's ACK, or a FIN or RST) or reopened a closed tuple (a SYN);
+/// only the CPU whose CAS did it is told.
 ///
 /// # Safety
 /// `bucket` must be a live element of the table.
@@ -463,7 +481,7 @@ unsafe fn touch(
     seen: &Seen,
     (tcp_flags, mark): (u8, u32),
     now: u64,
-) -> bool {
+) -> Touched {
     let entry = &seen.entry;
     let stale = now.wrapping_sub(entry.last_seen_ns) > FLOW_TOUCH_INTERVAL_NS;
     let marked = FlowEntry {
@@ -474,12 +492,12 @@ unsafe fn touch(
     let flags = with_class(marked.flags, class);
     let was = rank_class(tag_rank(seen.tag));
     if !stale && flags == entry.flags && class == was {
-        return false;
+        return Touched::Refreshed;
     }
     // SAFETY: per the contract.
     unsafe {
         if !flow_table::rerank(bucket, seen, rank_word(now, class)) {
-            return false;
+            return Touched::Refreshed;
         }
         let slot = core::ptr::addr_of_mut!((*bucket).slots[seen.way & (FLOW_WAYS - 1)].entry);
         (*slot).last_seen_ns = now;
@@ -488,7 +506,13 @@ unsafe fn touch(
     // The client's ACK, or its FIN or RST (the flow then closed): any
     // packet but a SYN ends the handshake, as it promotes a flow held in
     // the half-open table.
-    was == CLASS_HALF_OPEN && class != CLASS_HALF_OPEN
+    if was == CLASS_HALF_OPEN && class != CLASS_HALF_OPEN {
+        Touched::EndedHandshake
+    } else if was == CLASS_CLOSED && class == CLASS_HALF_OPEN {
+        Touched::Reopened
+    } else {
+        Touched::Refreshed
+    }
 }
 
 /// See `conntrack::peek`.

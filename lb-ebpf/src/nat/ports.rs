@@ -2,9 +2,10 @@
 //! reservation. The first candidate is the flow's checksum-neutral port
 //! (`neutral_port`) when the range holds it; then the attempts at
 //! `lb_common::nat_ports::probe_offset` of a hash of the flow: linear in a
-//! range of at most `NAT_PORT_ATTEMPTS` ports, so it is searched
-//! completely, scattered in a larger one, so a busy range spreads its
-//! flows without the clustering linear probes meet. The reply key's insert is exclusive (`table::insert`): of
+//! small range (every attempt another port; one of at most
+//! `NAT_PORT_ATTEMPTS` ports searched completely), scattered in a larger
+//! one, so a busy range spreads its flows without the clustering linear
+//! probes meet. The reply key's insert is exclusive (`table::insert`): of
 //! two CPUs racing for one port, exactly one gets it, the other tries the
 //! next.
 //!
