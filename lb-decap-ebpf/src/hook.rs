@@ -116,10 +116,16 @@ pub fn verdict<C: Hook>(ctx: &C, counter: DecapCounter) -> C::Verdict {
 /// ICMPv6 error quoting IPv6 and its ports).
 const TC_LINEAR: u32 = 256;
 
-/// The deepest byte the parser can read: Ethernet, outer IPv6, UDP, GUE
-/// variant 0 (106), four inner IPv6 extension headers of at most 2048
-/// bytes each, then an ICMPv6 error quoting IPv6 and its ports (56).
-const TC_LINEAR_MAX: u32 = 106 + 4 * 2048 + 56;
+/// The deepest byte the parser can read, each part at its largest:
+/// Ethernet (14); the outer IP header, an IPv4 one with options (IHL 15:
+/// 60; an outer IPv6 header is 40, or 48 with the fragment header read
+/// before UDP); UDP (8); GUE variant 0 (4; variant 1 has none); the inner
+/// IPv6 header (40; an inner IPv4 chain, at most 60 + an ICMP error
+/// quoting IPv4 with options and its ports, 76, is shorter); four inner
+/// IPv6 extension headers (`lb_ebpf_frame::ipv6_ext::EXT_MAX`) of at most
+/// 2048 bytes each ((255 + 1) * 8); then an ICMPv6 error quoting IPv6 and
+/// its ports (8 + 40 + 8 = 56).
+const TC_LINEAR_MAX: u32 = 14 + 60 + 8 + 4 + 40 + 4 * 2048 + 56;
 
 /// Makes the first `TC_LINEAR` bytes (or the whole frame) directly
 /// readable; costs nothing when they already are.

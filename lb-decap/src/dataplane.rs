@@ -76,8 +76,9 @@ pub enum Applied {
 
 /// Makes the kernel do what `settings` says (see the module doc).
 pub fn apply(settings: &Settings, pins: &PinDir) -> anyhow::Result<Applied> {
-    pins.prepare()?;
-    let _lock = crate::lock::lock(pins.root())?;
+    let Some(_lock) = crate::lock::lock(pins.root(), || pins.prepare())? else {
+        bail!("the pin directory {} vanished", pins.root().display());
+    };
     let link_path = pins.link_path(settings.attach, &settings.interface);
     let ifindex = crate::interface::index(&settings.interface)
         .with_context(|| format!("interface {}", settings.interface))?;
@@ -215,7 +216,10 @@ pub fn cleanup(pins: &PinDir) -> anyhow::Result<usize> {
     if !pins.root().exists() {
         return Ok(0);
     }
-    let _lock = crate::lock::lock(pins.root())?;
+    let Some(_lock) = crate::lock::lock(pins.root(), || Ok(()))? else {
+        // Removed meanwhile (another cleanup): nothing left here.
+        return Ok(0);
+    };
     let removed = pins.remove_all()?;
     for path in &removed {
         info!(pin = %path.display(), "removed");

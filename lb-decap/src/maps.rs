@@ -2,16 +2,17 @@
 //! their pins: written in place (new entries first, stale ones after, so a
 //! change never opens a gap) and read back for `status`.
 
-use std::{collections::HashSet, net::IpAddr};
+use std::{collections::HashSet, hash::Hash, net::IpAddr};
 
 use anyhow::{anyhow, Context as _};
 use aya::maps::{
     lpm_trie::{Key, LpmTrie},
     Array, HashMap, Map, MapData, PerCpuArray,
 };
+use aya::Pod;
 use lb_common::{
     consts::{AF_INET, AF_INET6},
-    decap::{names, DecapAddr, DecapConfig, DecapCounter},
+    decap::{names, DecapAddr, DecapConfig, DecapCounter, DECAP_F_SOURCES, DECAP_SOURCES_MAX},
     VipKey,
 };
 
@@ -139,41 +140,29 @@ impl<T: std::borrow::BorrowMut<MapData>> Maps<T> {
                 IpAddr::V4(_) => None,
             })
             .collect();
-        for (len, data) in &want4 {
-            self.sources4
-                .insert(&Key::new(*len, *data), 1, 0)
-                .with_context(|| format!("adding a prefix to {}", names::MAP_DECAP_SOURCES_V4))?;
-        }
-        for (len, data) in &want6 {
-            self.sources6
-                .insert(&Key::new(*len, *data), 1, 0)
-                .with_context(|| format!("adding a prefix to {}", names::MAP_DECAP_SOURCES_V6))?;
-        }
+        // The tries hold at most DECAP_SOURCES_MAX prefixes each: an entry
+        // already there is not added again, and when the new ones would not
+        // fit next to the stale ones, the stale ones go first (only while
+        // the check stays on: turned off, the flag goes before the tries
+        // empty).
+        let check_on = settings.config.flags & DECAP_F_SOURCES != 0;
+        add_prefixes(
+            &mut self.sources4,
+            &want4,
+            check_on,
+            names::MAP_DECAP_SOURCES_V4,
+        )?;
+        add_prefixes(
+            &mut self.sources6,
+            &want6,
+            check_on,
+            names::MAP_DECAP_SOURCES_V6,
+        )?;
         self.config
             .set(0, settings.config, 0)
             .with_context(|| format!("writing {}", names::MAP_DECAP_CONFIG))?;
-        let stale4: Vec<Key<[u8; 4]>> = self
-            .sources4
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|k| !want4.contains(&(k.prefix_len(), k.data())))
-            .collect();
-        for key in stale4 {
-            self.sources4.remove(&key).with_context(|| {
-                format!("removing a prefix from {}", names::MAP_DECAP_SOURCES_V4)
-            })?;
-        }
-        let stale6: Vec<Key<[u8; 16]>> = self
-            .sources6
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|k| !want6.contains(&(k.prefix_len(), k.data())))
-            .collect();
-        for key in stale6 {
-            self.sources6.remove(&key).with_context(|| {
-                format!("removing a prefix from {}", names::MAP_DECAP_SOURCES_V6)
-            })?;
-        }
+        remove_stale_prefixes(&mut self.sources4, &want4, names::MAP_DECAP_SOURCES_V4)?;
+        remove_stale_prefixes(&mut self.sources6, &want6, names::MAP_DECAP_SOURCES_V6)?;
         let stale_addrs: Vec<DecapAddr> = self
             .addrs
             .keys()
@@ -266,6 +255,57 @@ impl<T: std::borrow::BorrowMut<MapData>> Maps<T> {
     }
 }
 
+/// Adds to `trie` the prefixes of `want` it lacks. When they would not fit
+/// next to the stale ones (more than `DECAP_SOURCES_MAX` at once) and
+/// `check_on`, the stale ones are removed first.
+fn add_prefixes<T, K>(
+    trie: &mut LpmTrie<T, K, u32>,
+    want: &HashSet<(u32, K)>,
+    check_on: bool,
+    name: &str,
+) -> anyhow::Result<()>
+where
+    T: std::borrow::BorrowMut<MapData>,
+    K: Pod + Eq + Hash,
+{
+    let present: HashSet<(u32, K)> = trie
+        .keys()
+        .filter_map(Result::ok)
+        .map(|k| (k.prefix_len(), k.data()))
+        .collect();
+    let add: Vec<&(u32, K)> = want.difference(&present).collect();
+    if check_on && present.len() + add.len() > DECAP_SOURCES_MAX as usize {
+        remove_stale_prefixes(trie, want, name)?;
+    }
+    for (len, data) in add {
+        trie.insert(&Key::new(*len, *data), 1, 0)
+            .with_context(|| format!("adding a prefix to {name}"))?;
+    }
+    Ok(())
+}
+
+/// Removes from `trie` the prefixes not in `want`.
+fn remove_stale_prefixes<T, K>(
+    trie: &mut LpmTrie<T, K, u32>,
+    want: &HashSet<(u32, K)>,
+    name: &str,
+) -> anyhow::Result<()>
+where
+    T: std::borrow::BorrowMut<MapData>,
+    K: Pod + Eq + Hash,
+{
+    let stale: Vec<Key<K>> = trie
+        .keys()
+        .filter_map(Result::ok)
+        .filter(|k| !want.contains(&(k.prefix_len(), k.data())))
+        .collect();
+    for key in stale {
+        trie.remove(&key)
+            .with_context(|| format!("removing a prefix from {name}"))?;
+    }
+    Ok(())
+}
+
 /// An address as `DECAP_ADDRS` keys it.
 pub fn decap_addr(address: IpAddr) -> DecapAddr {
     let (addr, family) = words(address);
@@ -328,5 +368,45 @@ mod tests {
         let key = vip_key(&vip);
         assert_eq!(key.port, 80u16.to_be());
         assert_eq!(key.addr[0], u32::from_ne_bytes([198, 18, 0, 100]));
+    }
+
+    /// The prefixes `trie` holds.
+    fn held(trie: &LpmTrie<MapData, [u8; 4], u32>) -> HashSet<(u32, [u8; 4])> {
+        trie.keys()
+            .map(|k| k.expect("key"))
+            .map(|k| (k.prefix_len(), k.data()))
+            .collect()
+    }
+
+    /// What `sync` does to one trie.
+    fn sync_trie(
+        trie: &mut LpmTrie<MapData, [u8; 4], u32>,
+        want: &HashSet<(u32, [u8; 4])>,
+        check_on: bool,
+    ) -> anyhow::Result<()> {
+        add_prefixes(trie, want, check_on, "test")?;
+        remove_stale_prefixes(trie, want, "test")
+    }
+
+    #[test]
+    fn a_full_trie_is_replaced_by_a_disjoint_full_set() {
+        // BPF_F_NO_PREALLOC: an LPM trie requires it.
+        let mut trie = LpmTrie::<MapData, [u8; 4], u32>::create(DECAP_SOURCES_MAX, 1)
+            .expect("an LPM trie (runs as root)");
+        let set = |first: u8| -> HashSet<(u32, [u8; 4])> {
+            (0..DECAP_SOURCES_MAX as u8)
+                .map(|i| (24, [10, first, i, 0]))
+                .collect()
+        };
+        let (a, b) = (set(1), set(2));
+        sync_trie(&mut trie, &a, true).expect("first");
+        assert_eq!(held(&trie), a);
+        sync_trie(&mut trie, &a, true).expect("the same again");
+        assert_eq!(held(&trie), a);
+        sync_trie(&mut trie, &b, true).expect("a disjoint set");
+        assert_eq!(held(&trie), b);
+        // Turning the check off: emptied after the flag.
+        sync_trie(&mut trie, &HashSet::new(), false).expect("off");
+        assert!(held(&trie).is_empty());
     }
 }
