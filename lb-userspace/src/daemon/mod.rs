@@ -105,6 +105,21 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<()> {
     // BIRD's answers come back here: the exchanges run in tasks of their
     // own, so a BIRD that hangs never holds this loop.
     let mut bird_outcomes = engine.take_bird_outcomes();
+
+    let (events_tx, mut dataplane_events) = mpsc::channel(256);
+    let ready = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let (scrapes_tx, mut scrapes) = mpsc::channel::<http::Scrape>(16);
+    // The engine may have resumed VRRP mastership: a start that fails from
+    // here steps down (priority 0, "stopped" recorded) like one that fails
+    // inside Engine::start, rather than vanishing as master.
+    let (events_reader, metrics_server) =
+        match finish_start(&mut engine, events_tx, scrapes_tx, ready.clone()).await {
+            Ok(started) => started,
+            Err(error) => {
+                engine.step_down().await;
+                return Err(error);
+            }
+        };
     info!(
         interface = %engine.interface_name(),
         hook = %engine.hooked(),
@@ -112,21 +127,6 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<()> {
         admin_socket = %server.path().display(),
         "lbd ready"
     );
-
-    let (events_tx, mut dataplane_events) = mpsc::channel(256);
-    let events_reader = match engine.take_dataplane_events() {
-        Some(ring) => Some(events::spawn(ring, events_tx)?),
-        None => None,
-    };
-    let ready = Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let (scrapes_tx, mut scrapes) = mpsc::channel::<http::Scrape>(16);
-    let metrics_server = match engine.config().metrics_listen {
-        Some(address) => Some(http::serve(address, scrapes_tx, ready.clone()).await?),
-        None => None,
-    };
-    // Everything is bound and attached: from here on lbd needs only the
-    // capabilities it keeps (see privilege.rs).
-    crate::privilege::drop_after_start(engine.config()).context("dropping privileges")?;
     let (calls_tx, mut calls) = mpsc::channel::<Call>(64);
     let (stop_api, api_stopped) = oneshot::channel::<()>();
     let api = tokio::spawn(server.run(Arc::new(ToEngine(calls_tx)), async move {
@@ -225,6 +225,47 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<()> {
     }
     drop(ownership);
     Ok(())
+}
+
+/// The rest of the start once the engine runs: the data-plane event
+/// reader, the metrics listener, and dropping privileges. Returns the
+/// reader's and the listener's tasks.
+async fn finish_start(
+    engine: &mut Engine,
+    events_tx: mpsc::Sender<lb_common::DataplaneEvent>,
+    scrapes_tx: mpsc::Sender<http::Scrape>,
+    ready: Arc<std::sync::atomic::AtomicBool>,
+) -> anyhow::Result<(
+    Option<tokio::task::JoinHandle<()>>,
+    Option<tokio::task::JoinHandle<()>>,
+)> {
+    let events_reader = match engine.take_dataplane_events() {
+        Some(ring) => Some(events::spawn(ring, events_tx).context("data-plane event reader")?),
+        None => None,
+    };
+    let metrics_server = match engine.config().metrics_listen {
+        Some(address) => match http::serve(address, scrapes_tx, ready).await {
+            Ok(server) => Some(server),
+            Err(error) => {
+                if let Some(reader) = events_reader {
+                    reader.abort();
+                }
+                return Err(error);
+            }
+        },
+        None => None,
+    };
+    // Everything is bound and attached: from here on lbd needs only the
+    // capabilities it keeps (see privilege.rs).
+    if let Err(error) =
+        crate::privilege::drop_after_start(engine.config()).context("dropping privileges")
+    {
+        for task in [events_reader, metrics_server].into_iter().flatten() {
+            task.abort();
+        }
+        return Err(error);
+    }
+    Ok((events_reader, metrics_server))
 }
 
 /// Raises the soft open-file limit to the hard one (before privileges are

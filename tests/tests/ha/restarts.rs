@@ -1,7 +1,8 @@
 //! Restarts of the master's lbd: SIGTERM and a new lbd within the
 //! master-down interval keep mastership (no failover, no failed request);
 //! stopped for good (`lbd --release-vips`), the VIP leaves the node and the
-//! backup takes over; a resumed master whose start fails steps down.
+//! backup takes over; a resumed master whose start fails steps down (also
+//! once the engine runs).
 
 use std::{
     net::IpAddr,
@@ -158,6 +159,58 @@ fn a_resumed_master_whose_start_fails_steps_down() {
     assert!(
         log.contains("resuming without a failover") && log.contains("stepping down"),
         "{error:#}"
+    );
+    let recorded = std::fs::read_to_string(&state_file).expect("state file");
+    assert!(recorded.starts_with("stopped "), "{recorded:?}");
+    assert!(!lab.holds_vip(&a).expect("ip addr"));
+    // Skew time (0.61 s), not the master-down interval (3.6 s).
+    let took = wait_for_vip(&lab, &b, failed, Duration::from_secs(3));
+    eprintln!("backup took over {took:?} after the failed start began");
+    assert!(
+        status_on(&lab, &b).vrrp[0].counters.priority_zero_received > 0,
+        "{}",
+        lab.log("lbd-b")
+    );
+}
+
+/// The same when the start fails after the engine runs (here: the metrics
+/// port is taken, bound after the data plane and VRRP start): the resumed
+/// master steps down, records "stopped", and the backup takes over at
+/// once on the priority-0 advert.
+#[test]
+fn a_resumed_master_whose_metrics_bind_fails_steps_down() {
+    let mut lab = lab(1);
+    let (a, b) = (lab.lbs[0].clone(), lab.lbs[1].clone());
+    let slow =
+        |config: String| config.replace("advert_interval_ms = 100", "advert_interval_ms = 1000");
+    let config_a = slow(lab.ha_config(&a, &b, &["b1"], 150, true).expect("config"));
+    let config_b = slow(lab.ha_config(&b, &a, &["b1"], 100, true).expect("config"));
+    lab.start_lbd_on(&a, "lbd-a", &config_a).expect("lbd a");
+    lab.start_lbd_on(&b, "lbd-b", &config_b).expect("lbd b");
+    wait_for_vip(&lab, &a, Instant::now(), Duration::from_secs(10));
+    wait_until("lb2 to be backup", Duration::from_secs(10), || {
+        vrrp_state(&lab, &b) == State::Backup
+    });
+    let state_file = lab.admin_socket_of(&a).with_extension("vrrp-51-v4.state");
+
+    lab.terminate("lbd-a").expect("SIGTERM");
+    // Something else holds the metrics port (the default, loopback) now:
+    // the new lbd resumes mastership, starts the engine, then fails at
+    // binding the metrics listener.
+    let listen = std::net::SocketAddr::from(([127, 0, 0, 1], 9641));
+    let _squatter = in_netns(&a.netns, move || std::net::TcpListener::bind(listen))
+        .expect("netns")
+        .expect("bind the metrics port");
+    let failed = Instant::now();
+    let error = lab
+        .start_lbd_on(&a, "lbd-a2", &config_a)
+        .expect_err("the start must fail");
+    let log = lab.log("lbd-a2");
+    assert!(
+        log.contains("resuming without a failover")
+            && log.contains("metrics listener")
+            && log.contains("stepping down"),
+        "{error:#}\n{log}"
     );
     let recorded = std::fs::read_to_string(&state_file).expect("state file");
     assert!(recorded.starts_with("stopped "), "{recorded:?}");

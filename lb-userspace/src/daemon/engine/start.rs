@@ -235,6 +235,21 @@ impl Engine {
         ))
     }
 
+    /// Steps down from every VRRP instance, for a start of lbd that fails
+    /// after [`Self::start`] returned (which may have resumed mastership):
+    /// priority 0, so the backup takes over now, the addresses released and
+    /// "stopped" recorded, so the next lbd of a restart loop does not
+    /// resume.
+    pub(crate) async fn step_down(&mut self) {
+        for instance in std::mem::take(&mut self.vrrp) {
+            tracing::warn!(
+                vrid = instance.config().vrid,
+                "start-up failed after the engine started; stepping down"
+            );
+            instance.stop().await;
+        }
+    }
+
     /// Starts replication and the VRRP instances in `vrrp_starts` that do
     /// not run yet, and keeps them all in `self.vrrp`.
     async fn start_vrrp(

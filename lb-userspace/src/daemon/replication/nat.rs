@@ -314,6 +314,19 @@ fn same_flow(a: &NatEntry, b: &NatEntry) -> bool {
     (a.src, a.dst, a.sport, a.dport, a.direction) == (b.src, b.dst, b.sport, b.dport, b.direction)
 }
 
+/// Master for the VIP (`Install::UnlessFresher`): whether this node holds
+/// something fresher than `pair` at either of its keys: an entry of another
+/// flow, or this same flow seen at least as recently. Only then is a record
+/// an old master queued left out; otherwise it refreshes this node's copy
+/// (a FIN or RST it carries is taken, see [`install_pair`]).
+pub(crate) fn holds_fresher(table: &impl ReplicaTable, pair: &NatPair) -> bool {
+    pair.iter().any(|(key, entry)| {
+        table.get(key).is_some_and(|existing| {
+            !same_flow(&existing, entry) || existing.last_seen_ns >= entry.last_seen_ns
+        })
+    })
+}
+
 /// What installing one record did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Installed {

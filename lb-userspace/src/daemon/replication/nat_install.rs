@@ -67,9 +67,11 @@ pub(super) fn install_nat_records(
             }
         };
         let rule = rule(record.vip);
-        if rule == Install::UnlessFresher && pair.iter().any(|(key, _)| table.get(key).is_some()) {
-            // This node is master for the VIP and holds the flow (or its
-            // port): its own entries are the truth.
+        if rule == Install::UnlessFresher && nat::holds_fresher(table, &pair) {
+            // This node is master for the VIP and holds the flow, seen at
+            // least as recently, or another flow at its port: its own
+            // entries are the truth. An older copy of the flow is
+            // refreshed below (a FIN the old master saw is taken).
             continue;
         }
         if rule == Install::Replica {
@@ -245,6 +247,61 @@ mod tests {
             Instant::now(),
         );
         assert_eq!(table.entries[&own[0].0].flags, 0x7, "its own entry kept");
+        assert_eq!(counts, NatCounts::default());
+    }
+
+    /// Under `UnlessFresher`, a record `record_age_ms` old carrying FIN
+    /// meets this node's copy of the same flow (flags 0) last seen
+    /// `local_age_ms` ago; returns the forward entry's flags afterwards
+    /// and the counts.
+    fn fin_against_local_copy(record_age_ms: u32, local_age_ms: u32) -> (u8, NatCounts) {
+        const NOW: u64 = 100_000_000_000;
+        const FIN: u8 = 0x1;
+        let mut record = nat_record(2);
+        record.forward.flags = FIN;
+        record.forward.age_ms = record_age_ms;
+        record.reply.age_ms = record_age_ms;
+        let b = balancer();
+        let mut local = record;
+        local.forward.flags = 0;
+        local.reply.flags = 0;
+        local.forward.age_ms = local_age_ms;
+        local.reply.age_ms = local_age_ms;
+        let own = nat::entries_for(&local, &b, NOW).unwrap();
+        let mut table = Failing {
+            entries: own.into_iter().collect(),
+            inserts: 0,
+            fail_at: Vec::new(),
+        };
+        let mut counts = NatCounts::default();
+        let mut warnings = LogLimit::new(Duration::from_secs(10));
+        install_nat_records(
+            &[record],
+            &mut table,
+            &b,
+            |_| Install::UnlessFresher,
+            NOW,
+            &mut counts,
+            &mut warnings,
+            Instant::now(),
+        );
+        (table.entries[&own[0].0].flags, counts)
+    }
+
+    #[test]
+    fn a_master_takes_a_newer_fin_of_a_flow_it_holds_an_older_copy_of() {
+        // The old master saw the FIN 1 s ago; this node last saw the flow
+        // 5 s ago.
+        let (flags, counts) = fin_against_local_copy(1_000, 5_000);
+        assert_eq!(flags, 0x1, "the FIN is taken");
+        assert_eq!(counts.installed, 1);
+    }
+
+    #[test]
+    fn a_master_keeps_its_fresher_copy_of_a_flow() {
+        // This node saw the flow 1 s ago, after what the record says.
+        let (flags, counts) = fin_against_local_copy(5_000, 1_000);
+        assert_eq!(flags, 0, "its own fresher entry kept");
         assert_eq!(counts, NatCounts::default());
     }
 }
