@@ -104,3 +104,80 @@ fn restarts(attach: &str) {
         started.elapsed()
     );
 }
+
+/// `conntrack_size` and `[nat] flow_table_size` take effect at a restart:
+/// kept-alive NAT'd connections asking every 100 ms while lbd is stopped
+/// (SIGTERM) and started with both tables four times larger keep their
+/// backends and NAT ports (the old tables' flows are carried into the
+/// new ones, the rest of the data plane adopted), and new connections go
+/// through afterwards.
+#[test]
+fn nat_kept_alive_connections_survive_a_restart_that_resizes_the_tables() {
+    let started = Instant::now();
+    let mut lab = nat_lab(1, 3);
+    let lb = lab.lb.clone();
+    let config = |size: u32| {
+        nat_config(
+            &lab,
+            &lb,
+            &Spec {
+                nat_extra: &format!("flow_table_size = {size}\n"),
+                ..Spec::default()
+            },
+        )
+        .replace(
+            "conntrack_size = 65536",
+            &format!("conntrack_size = {size}"),
+        )
+    };
+    let (small, large) = (config(65_536), config(262_144));
+    assert_ne!(small, large);
+    lab.start_lbd_on(&lb, "lbd", &small).expect("lbd");
+    let mut conns = Vec::new();
+    for vip in [IpAddr::V4(VIP4), IpAddr::V6(VIP6)] {
+        conns.extend(Conn::open(&lab.client.netns, vip, 8, Duration::from_secs(5)).expect("open"));
+    }
+    let total = conns.len();
+    let talker = Talker::start(conns);
+    wait_until(
+        "the NAT flows in the status",
+        Duration::from_secs(10),
+        || nat_flows(&status(&lab)) >= total as u64,
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        lab.terminate("lbd").expect("SIGTERM").success(),
+        "SIGTERM exits cleanly"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    lab.start_lbd_on(&lb, "lbd-larger", &large)
+        .expect("lbd with larger tables");
+    let now = status(&lab);
+    assert!(now.adopted, "the data plane is adopted");
+    wait_until(
+        "the restarted lbd to show the carried NAT flows",
+        Duration::from_secs(10),
+        || nat_flows(&status(&lab)) >= total as u64,
+    );
+    std::thread::sleep(Duration::from_millis(1000));
+    for vip in [IpAddr::V4(VIP4), IpAddr::V6(VIP6)] {
+        let after = burst(&lab.client.netns, vip, 100);
+        assert_eq!(
+            after.failed, 0,
+            "{vip} after the restart: {:?}",
+            after.errors
+        );
+    }
+    let (rounds, errors) = talker.finish();
+    assert!(
+        errors.is_empty(),
+        "kept-alive NAT'd connections broke across the resizing restart: {errors:?}\ncounters: {:?}\n{}",
+        nonzero(&status(&lab)),
+        lab.log("lbd-larger")
+    );
+    assert!(rounds >= 10, "only {rounds} rounds of requests");
+    eprintln!(
+        "NAT: {total} kept-alive connections across a restart resizing both tables 4x, {rounds} rounds, 0 failed; took {:?}",
+        started.elapsed()
+    );
+}
