@@ -16,7 +16,7 @@ use std::{
 
 use lb_tests::{
     client,
-    lab::{in_netns, VIP4},
+    lab::{in_netns, Host, VIP4},
     support::{status_on, wait_until},
 };
 use lb_userspace::vrrp::State;
@@ -130,55 +130,28 @@ fn a_restart_within_the_master_down_interval_keeps_mastership() {
 /// next attempt of a restart loop does not resume again.
 #[test]
 fn a_resumed_master_whose_start_fails_steps_down() {
-    let mut lab = lab(1);
-    let (a, b) = (lab.lbs[0].clone(), lab.lbs[1].clone());
-    let slow =
-        |config: String| config.replace("advert_interval_ms = 100", "advert_interval_ms = 1000");
-    let config_a = slow(lab.ha_config(&a, &b, &["b1"], 150, true).expect("config"));
-    let config_b = slow(lab.ha_config(&b, &a, &["b1"], 100, true).expect("config"));
-    lab.start_lbd_on(&a, "lbd-a", &config_a).expect("lbd a");
-    lab.start_lbd_on(&b, "lbd-b", &config_b).expect("lbd b");
-    wait_for_vip(&lab, &a, Instant::now(), Duration::from_secs(10));
-    wait_until("lb2 to be backup", Duration::from_secs(10), || {
-        vrrp_state(&lab, &b) == State::Backup
-    });
-    let state_file = lab.admin_socket_of(&a).with_extension("vrrp-51-v4.state");
-
-    lab.terminate("lbd-a").expect("SIGTERM");
-    // Something else holds the replication port now: the new lbd resumes
-    // mastership, then fails at starting replication.
-    let listen = std::net::SocketAddr::from((a.ipv4, 7540));
-    let _squatter = in_netns(&a.netns, move || std::net::TcpListener::bind(listen))
-        .expect("netns")
-        .expect("bind the sync port");
-    let failed = Instant::now();
-    let error = lab
-        .start_lbd_on(&a, "lbd-a2", &config_a)
-        .expect_err("the start must fail");
-    let log = lab.log("lbd-a2");
-    assert!(
-        log.contains("resuming without a failover") && log.contains("stepping down"),
-        "{error:#}"
-    );
-    let recorded = std::fs::read_to_string(&state_file).expect("state file");
-    assert!(recorded.starts_with("stopped "), "{recorded:?}");
-    assert!(!lab.holds_vip(&a).expect("ip addr"));
-    // Skew time (0.61 s), not the master-down interval (3.6 s).
-    let took = wait_for_vip(&lab, &b, failed, Duration::from_secs(3));
-    eprintln!("backup took over {took:?} after the failed start began");
-    assert!(
-        status_on(&lab, &b).vrrp[0].counters.priority_zero_received > 0,
-        "{}",
-        lab.log("lbd-b")
+    resumed_master_fails_to_start(
+        |a| std::net::SocketAddr::from((a.ipv4, 7540)),
+        "resuming without a failover",
     );
 }
 
 /// The same when the start fails after the engine runs (here: the metrics
-/// port is taken, bound after the data plane and VRRP start): the resumed
-/// master steps down, records "stopped", and the backup takes over at
-/// once on the priority-0 advert.
+/// port is taken, bound after the data plane and VRRP start).
 #[test]
 fn a_resumed_master_whose_metrics_bind_fails_steps_down() {
+    resumed_master_fails_to_start(
+        |_| std::net::SocketAddr::from(([127, 0, 0, 1], 9641)),
+        "metrics listener",
+    );
+}
+
+/// A master restarted while something else holds the port `taken` names
+/// on its node: the new lbd resumes mastership, fails at that port (its
+/// log says `cause`), and steps down: "stopped" recorded, the VIP
+/// released, the backup taking over within its skew time on the
+/// priority-0 advert.
+fn resumed_master_fails_to_start(taken: impl Fn(&Host) -> std::net::SocketAddr, cause: &str) {
     let mut lab = lab(1);
     let (a, b) = (lab.lbs[0].clone(), lab.lbs[1].clone());
     let slow =
@@ -194,13 +167,10 @@ fn a_resumed_master_whose_metrics_bind_fails_steps_down() {
     let state_file = lab.admin_socket_of(&a).with_extension("vrrp-51-v4.state");
 
     lab.terminate("lbd-a").expect("SIGTERM");
-    // Something else holds the metrics port (the default, loopback) now:
-    // the new lbd resumes mastership, starts the engine, then fails at
-    // binding the metrics listener.
-    let listen = std::net::SocketAddr::from(([127, 0, 0, 1], 9641));
+    let listen = taken(&a);
     let _squatter = in_netns(&a.netns, move || std::net::TcpListener::bind(listen))
         .expect("netns")
-        .expect("bind the metrics port");
+        .expect("bind the port");
     let failed = Instant::now();
     let error = lab
         .start_lbd_on(&a, "lbd-a2", &config_a)
@@ -208,7 +178,7 @@ fn a_resumed_master_whose_metrics_bind_fails_steps_down() {
     let log = lab.log("lbd-a2");
     assert!(
         log.contains("resuming without a failover")
-            && log.contains("metrics listener")
+            && log.contains(cause)
             && log.contains("stepping down"),
         "{error:#}\n{log}"
     );
@@ -217,7 +187,7 @@ fn a_resumed_master_whose_metrics_bind_fails_steps_down() {
     assert!(!lab.holds_vip(&a).expect("ip addr"));
     // Skew time (0.61 s), not the master-down interval (3.6 s).
     let took = wait_for_vip(&lab, &b, failed, Duration::from_secs(3));
-    eprintln!("backup took over {took:?} after the failed start began");
+    eprintln!("backup took over {took:?} after the failed start began ({cause})");
     assert!(
         status_on(&lab, &b).vrrp[0].counters.priority_zero_received > 0,
         "{}",

@@ -412,7 +412,7 @@ fn undo(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::net::IpAddr;
 
     use lb_common::consts::{NAT_F_FIN, NAT_F_REPLIED, NAT_F_SYN};
@@ -424,10 +424,13 @@ mod tests {
         reconcile::DesiredVip,
     };
 
-    /// A table in memory.
+    /// A table in memory (for `nat_install`'s tests too); its inserts
+    /// counted, the `n`-th failing with the error of `fail_at` if listed.
     #[derive(Default)]
-    struct Table {
-        entries: HashMap<FlowKey, NatEntry>,
+    pub(in crate::daemon::replication) struct Table {
+        pub(in crate::daemon::replication) entries: HashMap<FlowKey, NatEntry>,
+        pub(in crate::daemon::replication) inserts: usize,
+        pub(in crate::daemon::replication) fail_at: Vec<(usize, fn() -> DataplaneError)>,
     }
 
     impl ReplicaTable for Table {
@@ -439,6 +442,10 @@ mod tests {
             key: &FlowKey,
             entry: &NatEntry,
         ) -> Result<bool, DataplaneError> {
+            self.inserts += 1;
+            if let Some((_, error)) = self.fail_at.iter().find(|(n, _)| *n == self.inserts) {
+                return Err(error());
+            }
             if self.entries.contains_key(key) {
                 return Ok(false);
             }

@@ -116,47 +116,16 @@ fn is_full(error: &DataplaneError) -> bool {
 mod tests {
     use std::{collections::HashMap, time::Duration};
 
-    use lb_common::{FlowKey, Mode, NatEntry};
+    use lb_common::Mode;
 
     use super::*;
     use crate::{
         config::{BackendConfig, Protocol, VipConfig},
+        daemon::replication::nat::tests::Table,
         dataplane::FakeMaps,
         reconcile::DesiredVip,
         sync::nat_record::tests::nat_record,
     };
-
-    /// A table that fails the `fail_at`-th insert with `error`.
-    struct Failing {
-        entries: HashMap<FlowKey, NatEntry>,
-        inserts: usize,
-        fail_at: Vec<(usize, fn() -> DataplaneError)>,
-    }
-
-    impl ReplicaTable for Failing {
-        fn get(&self, key: &FlowKey) -> Option<NatEntry> {
-            self.entries.get(key).copied()
-        }
-        fn insert_if_free(
-            &mut self,
-            key: &FlowKey,
-            entry: &NatEntry,
-        ) -> Result<bool, DataplaneError> {
-            self.inserts += 1;
-            if let Some((_, error)) = self.fail_at.iter().find(|(n, _)| *n == self.inserts) {
-                return Err(error());
-            }
-            Ok(self.entries.insert(*key, *entry).is_none())
-        }
-        fn overwrite(&mut self, key: &FlowKey, entry: &NatEntry) -> Result<(), DataplaneError> {
-            self.entries.insert(*key, *entry);
-            Ok(())
-        }
-        fn remove(&mut self, key: &FlowKey) -> Result<(), DataplaneError> {
-            self.entries.remove(key);
-            Ok(())
-        }
-    }
 
     fn full() -> DataplaneError {
         DataplaneError::FlowTable(Box::new(FlowTableError::Full("NAT flow table")))
@@ -188,10 +157,10 @@ mod tests {
         // Four IPv4 TCP flows; the second's reply entry finds the table
         // full, the third's forward entry finds its buckets busy.
         let records: Vec<NatFlowRecord> = [2, 4, 8, 10].map(nat_record).to_vec();
-        let mut table = Failing {
+        let mut table = Table {
             entries: HashMap::new(),
-            inserts: 0,
             fail_at: vec![(4, full), (5, busy)],
+            ..Table::default()
         };
         let mut counts = NatCounts::default();
         let mut warnings = LogLimit::new(Duration::from_secs(10));
@@ -226,10 +195,10 @@ mod tests {
     fn a_master_for_the_vip_keeps_its_own_nat_flow() {
         let records = vec![nat_record(2)];
         let b = balancer();
-        let mut table = Failing {
+        let mut table = Table {
             entries: HashMap::new(),
-            inserts: 0,
             fail_at: Vec::new(),
+            ..Table::default()
         };
         let mut own = nat::entries_for(&records[0], &b, 100_000_000_000).unwrap();
         own[0].1.flags = 0x7;
@@ -268,10 +237,10 @@ mod tests {
         local.forward.age_ms = local_age_ms;
         local.reply.age_ms = local_age_ms;
         let own = nat::entries_for(&local, &b, NOW).unwrap();
-        let mut table = Failing {
+        let mut table = Table {
             entries: own.into_iter().collect(),
-            inserts: 0,
             fail_at: Vec::new(),
+            ..Table::default()
         };
         let mut counts = NatCounts::default();
         let mut warnings = LogLimit::new(Duration::from_secs(10));
