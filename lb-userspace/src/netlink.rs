@@ -147,8 +147,9 @@ impl Netlink {
 
     /// MACs of `addresses` on interface `ifindex`. Addresses missing from
     /// the neighbour table are probed (one empty UDP datagram to the discard
-    /// port makes the kernel resolve them) and polled for until `timeout`.
-    /// Addresses still unresolved are absent from the result.
+    /// port makes the kernel resolve them), also with a zero `timeout` (a
+    /// periodic refresh finds them next time), and polled for until
+    /// `timeout`. Addresses still unresolved are absent from the result.
     pub(crate) async fn resolve(
         &self,
         ifindex: u32,
@@ -164,17 +165,19 @@ impl Netlink {
                 .filter(|a| !known.contains_key(a))
                 .copied()
                 .collect();
+            // Probed even with no time to wait: the next look finds what
+            // this one asked the kernel to resolve.
+            if !probed && !missing.is_empty() {
+                for address in &missing {
+                    probe(*address);
+                }
+                probed = true;
+            }
             if missing.is_empty() || Instant::now() >= deadline {
                 return Ok(addresses
                     .iter()
                     .filter_map(|a| known.get(a).map(|mac| (*a, *mac)))
                     .collect());
-            }
-            if !probed {
-                for address in &missing {
-                    probe(*address);
-                }
-                probed = true;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -306,34 +309,41 @@ impl Netlink {
         Ok(())
     }
 
-    /// Interface `ifindex`'s link message, if it exists.
+    /// Interface `ifindex`'s link message; None when no interface has that
+    /// index (the kernel answers a lookup by index with ENODEV then, not
+    /// with an empty reply: the interface was deleted, re-created with
+    /// another index, or moved to another network namespace).
     async fn link(
         &self,
         ifindex: u32,
     ) -> Result<Option<netlink_packet_route::link::LinkMessage>, NetlinkError> {
         let mut links = self.handle.link().get().match_index(ifindex).execute();
-        links
-            .try_next()
-            .await
-            .map_err(|source| NetlinkError::Request {
+        match links.try_next().await {
+            Ok(link) => Ok(link),
+            Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => Ok(None),
+            Err(source) => Err(NetlinkError::Request {
                 what: format!("looking up interface {ifindex}"),
                 source,
-            })
+            }),
+        }
     }
 
     /// Whether interface `ifindex` is administratively up with its carrier
-    /// (the link can carry traffic).
+    /// (the link can carry traffic); an interface that is gone is not.
     pub(crate) async fn link_is_up(&self, ifindex: u32) -> Result<bool, NetlinkError> {
-        Ok(self.link(ifindex).await?.is_some_and(|link| {
-            let flags_up = link.header.flags.contains(LinkFlags::Up)
-                && link.header.flags.contains(LinkFlags::LowerUp);
-            let oper_up = link.attributes.iter().any(|a| {
-                matches!(
-                    a,
-                    LinkAttribute::OperState(OperState::Up | OperState::Unknown)
-                )
-            });
-            flags_up && oper_up
+        Ok(self
+            .link_state(ifindex)
+            .await?
+            .is_some_and(|state| state.up))
+    }
+
+    /// What lbd tracks of interface `ifindex` in one lookup: whether it
+    /// can carry traffic and which XDP program it runs. None: no
+    /// interface has that index any more (see [`Self::link`]).
+    pub(crate) async fn link_state(&self, ifindex: u32) -> Result<Option<LinkState>, NetlinkError> {
+        Ok(self.link(ifindex).await?.map(|link| LinkState {
+            up: carries_traffic(&link),
+            xdp: xdp_of(&link),
         }))
     }
 
@@ -369,35 +379,62 @@ impl Netlink {
     }
 
     /// The XDP program interface `ifindex` runs now, with its mode
-    /// (None: no program). Tells a live pinned link from a stale one.
+    /// (None: no program, or no such interface). Tells a live pinned link
+    /// from a stale one.
     pub(crate) async fn xdp_program(
         &self,
         ifindex: u32,
     ) -> Result<Option<(u32, crate::config::XdpMode)>, NetlinkError> {
-        use netlink_packet_route::link::{LinkXdp, XdpAttached};
-        let Some(link) = self.link(ifindex).await? else {
-            return Ok(None);
-        };
-        let mut program = None;
-        let mut mode = crate::config::XdpMode::Auto;
-        for attribute in &link.attributes {
-            if let LinkAttribute::Xdp(xdp) = attribute {
-                for item in xdp {
-                    match item {
-                        LinkXdp::ProgId(id) if *id != 0 => program = Some(*id),
-                        LinkXdp::Attached(XdpAttached::Driver) => {
-                            mode = crate::config::XdpMode::Native
-                        }
-                        LinkXdp::Attached(XdpAttached::SocketBuffer) => {
-                            mode = crate::config::XdpMode::Generic
-                        }
-                        _ => {}
+        Ok(self.link(ifindex).await?.and_then(|link| xdp_of(&link)))
+    }
+}
+
+/// What lbd tracks of its interface: read together, once a second.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LinkState {
+    /// Administratively up with its carrier, and operationally up.
+    pub up: bool,
+    /// The XDP program it runs, with its mode (None: none).
+    pub xdp: Option<(u32, crate::config::XdpMode)>,
+}
+
+/// Whether a link can carry traffic: admin up with its carrier, and an
+/// operational state of up (or unknown, as veth and tun report).
+fn carries_traffic(link: &netlink_packet_route::link::LinkMessage) -> bool {
+    let flags_up =
+        link.header.flags.contains(LinkFlags::Up) && link.header.flags.contains(LinkFlags::LowerUp);
+    let oper_up = link.attributes.iter().any(|a| {
+        matches!(
+            a,
+            LinkAttribute::OperState(OperState::Up | OperState::Unknown)
+        )
+    });
+    flags_up && oper_up
+}
+
+/// The XDP program a link message says runs, with its mode (`Auto`
+/// where the kernel names neither driver nor generic mode).
+fn xdp_of(
+    link: &netlink_packet_route::link::LinkMessage,
+) -> Option<(u32, crate::config::XdpMode)> {
+    use netlink_packet_route::link::{LinkXdp, XdpAttached};
+    let mut program = None;
+    let mut mode = crate::config::XdpMode::Auto;
+    for attribute in &link.attributes {
+        if let LinkAttribute::Xdp(xdp) = attribute {
+            for item in xdp {
+                match item {
+                    LinkXdp::ProgId(id) if *id != 0 => program = Some(*id),
+                    LinkXdp::Attached(XdpAttached::Driver) => mode = crate::config::XdpMode::Native,
+                    LinkXdp::Attached(XdpAttached::SocketBuffer) => {
+                        mode = crate::config::XdpMode::Generic
                     }
+                    _ => {}
                 }
             }
         }
-        Ok(program.map(|id| (id, mode)))
     }
+    program.map(|id| (id, mode))
 }
 
 fn message_address(message: &AddressMessage) -> Option<IpAddr> {

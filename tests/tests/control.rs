@@ -17,7 +17,7 @@ use std::{
 use lb_tests::{
     client::{self, KeepAlive},
     lab::{Lab, VIP4},
-    support::{backend, lbctl_in_background, lbctl_ok, status},
+    support::{backend, ip, lbctl_in_background, lbctl_ok, status},
 };
 use lb_userspace::api::schema::{BackendState, HealthStatus, Status};
 
@@ -334,6 +334,56 @@ fn a_reload_applies_only_the_difference_and_a_bad_file_changes_nothing() {
         state_of(&status(&lab)),
         before,
         "a refused reload changed the state"
+    );
+}
+
+/// A checked backend added at run time takes no new flows before its
+/// checks pass: one whose server is not up yet refuses no client.
+#[test]
+fn a_checked_backend_added_at_run_time_takes_no_flows_before_its_checks_pass() {
+    let mut lab = start(4, &["b1", "b2", "b3"]);
+    lab.terminate("nginx-b4").expect("stop nginx in b4");
+    let added = lbctl_ok(&lab, &["backend", "add", VIP, "198.18.0.14", "--json"]);
+    let answer: serde_json::Value = serde_json::from_str(&added).expect("change JSON");
+    assert!(
+        answer["warnings"]
+            .to_string()
+            .contains("once its checks pass"),
+        "{added}"
+    );
+    // At once, before any check of it has run.
+    let tally = client::burst(&lab.client.netns, IpAddr::V4(VIP4), 400).expect("burst");
+    println!("right after adding b4 (not serving): {tally:?}");
+    assert_eq!(tally.failed, 0, "{:?}", tally.errors);
+    assert_eq!(tally.by_backend.get("b4"), None);
+}
+
+/// A backend that arrives by reload, unchecked and with no `mac`, on a
+/// node that has never spoken to it: the reload resolves its MAC (asks the
+/// kernel, waits briefly) as an edit does, and it takes its share at once.
+/// Before, nothing ever made the kernel resolve it: no traffic, no log.
+#[test]
+fn a_backend_added_by_reload_with_no_checks_resolves_its_mac_and_takes_traffic() {
+    let mut lab = Lab::start(4).expect("lab");
+    lab.wait_for_backends().expect("nginx up");
+    let unchecked = "[vip.health]\ncheck = \"none\"\n";
+    let config = lab.lbd_config_for(&["b1", "b2", "b3"], unchecked);
+    lab.start_lbd(&config).expect("lbd");
+    // The LB node has no neighbour entry for b4 (nothing checks it).
+    ip(&["-n", &lab.lb.netns, "neigh", "flush", "to", "198.18.0.14"]);
+
+    let config = lab.lbd_config_for(&["b1", "b2", "b3", "b4"], unchecked);
+    lab.write_lbd_config(&config).expect("write config");
+    lbctl_ok(&lab, &["reload"]);
+    assert_eq!(status(&lab).vips[0].backends.len(), 4);
+    let tally = client::burst(&lab.client.netns, IpAddr::V4(VIP4), 800).expect("burst");
+    println!("after the reload: {tally:?}");
+    assert_eq!(tally.failed, 0, "{:?}", tally.errors);
+    let share = *tally.by_backend.get("b4").unwrap_or(&0) as f64 / 800.0;
+    assert!(
+        (0.15..=0.35).contains(&share),
+        "b4 got {:.1}% of new connections after the reload",
+        share * 100.0
     );
 }
 

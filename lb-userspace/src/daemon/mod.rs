@@ -166,7 +166,7 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<()> {
             _ = hangup.recv() => {
                 info!("SIGHUP: reloading the config");
                 // A refusal is logged by the reload itself.
-                let _ = engine.reload(false);
+                let _ = engine.reload(false).await;
             }
             Some((request, reply)) = calls.recv() => {
                 let response = routes::handle(&mut engine, request).await;

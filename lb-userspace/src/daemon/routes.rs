@@ -53,7 +53,7 @@ async fn answer(engine: &mut Engine, call: Call) -> Response {
         Route::SetNode(change) => {
             return Response::ok(engine.set_node_state(change.state, dry_run).await)
         }
-        Route::Reload => return outcome(engine.reload(dry_run)),
+        Route::Reload => return outcome(engine.reload(dry_run).await),
         Route::Acl => return Response::ok(engine.guard_status()),
         Route::AddAcl(rule) => return engine.change_guard(&GuardEdit::AddRule(rule), dry_run),
         Route::RemoveAcl(rule) => {

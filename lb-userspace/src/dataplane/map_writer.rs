@@ -33,7 +33,8 @@ pub trait MapWriter {
     ) -> Result<usize>;
     /// Inserts or replaces a VIP (atomically, as one map update).
     fn set_vip(&mut self, key: &VipKey, meta: &VipMeta) -> Result<()>;
-    /// Removes a VIP: its packets pass up the stack from then on.
+    /// Removes a VIP: its packets pass up the stack from then on. A VIP
+    /// that is not there is not an error.
     fn remove_vip(&mut self, key: &VipKey) -> Result<()>;
     /// Zeroes the traffic counters of VIP id `vip_id`, so a VIP given a
     /// freed id does not inherit what its previous holder counted.
@@ -111,9 +112,12 @@ impl MapWriter for Dataplane {
         // Out of the index first: from then on lookups either miss or,
         // overlapping, ask `VIPS`, which still holds it.
         self.vip_index.remove(key)?;
-        self.vips
-            .remove(key)
-            .map_err(|e| map_error("removing from", names::MAP_VIPS, e))
+        match self.vips.remove(key) {
+            // Not there: a change that failed half-way may or may not have
+            // written it (see `Balancer::commit`).
+            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+            Err(e) => Err(map_error("removing from", names::MAP_VIPS, e)),
+        }
     }
 
     fn clear_vip_traffic(&mut self, vip_id: u32) -> Result<()> {
@@ -165,10 +169,25 @@ pub(crate) struct FakeMaps {
     pub nat_sources: StdHashMap<u32, NatSource>,
     /// `TUNNEL_CONFIG[0]` (None: never written).
     pub tunnel: Option<TunnelConfig>,
+    /// Writes left before one fails (None: none fails): a map refusing a
+    /// write half-way through a change.
+    pub writes_before_failure: Option<usize>,
 }
 
 #[cfg(test)]
 impl FakeMaps {
+    /// Counts a write; fails it when `writes_before_failure` ran out.
+    fn write(&mut self) -> Result<()> {
+        match &mut self.writes_before_failure {
+            Some(0) => Err(DataplaneError::MissingMap("an injected failure")),
+            Some(left) => {
+                *left -= 1;
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
     /// The live table of a VIP as packets would read it.
     pub(crate) fn live_table(&self, key: &VipKey) -> Option<Vec<u32>> {
         let meta = self.vips.get(key)?;
@@ -188,11 +207,13 @@ impl FakeMaps {
 #[cfg(test)]
 impl MapWriter for FakeMaps {
     fn set_config(&mut self, config: &LbConfig) -> Result<()> {
+        self.write()?;
         self.config = *config;
         Ok(())
     }
 
     fn set_backend(&mut self, id: u32, backend: &Backend) -> Result<()> {
+        self.write()?;
         self.backends.insert(id, *backend);
         self.log.push(format!("backend {id}"));
         Ok(())
@@ -204,6 +225,7 @@ impl MapWriter for FakeMaps {
         table: u32,
         slots: &mut dyn Iterator<Item = (u32, u32)>,
     ) -> Result<usize> {
+        self.write()?;
         let mut written = 0;
         for (slot, backend_id) in slots {
             self.tables.insert((vip_id, table, slot), backend_id);
@@ -214,39 +236,46 @@ impl MapWriter for FakeMaps {
     }
 
     fn set_vip(&mut self, key: &VipKey, meta: &VipMeta) -> Result<()> {
+        self.write()?;
         self.vips.insert(*key, *meta);
         self.log.push(format!("vip {}", meta.id));
         Ok(())
     }
 
     fn remove_vip(&mut self, key: &VipKey) -> Result<()> {
+        self.write()?;
         self.vips.remove(key);
         Ok(())
     }
 
     fn clear_vip_traffic(&mut self, vip_id: u32) -> Result<()> {
+        self.write()?;
         self.vip_traffic.remove(&vip_id);
         Ok(())
     }
 
     fn clear_backend_traffic(&mut self, id: u32) -> Result<()> {
+        self.write()?;
         self.backend_traffic.remove(&id);
         Ok(())
     }
 
     fn set_nat_source(&mut self, vip_id: u32, source: &NatSource) -> Result<()> {
+        self.write()?;
         self.nat_sources.insert(vip_id, *source);
         self.log.push(format!("nat source {vip_id}"));
         Ok(())
     }
 
     fn set_tunnel_config(&mut self, config: &TunnelConfig) -> Result<()> {
+        self.write()?;
         self.tunnel = Some(*config);
         self.log.push("tunnel config".to_owned());
         Ok(())
     }
 
     fn set_nat_enabled(&mut self, enabled: bool) -> Result<()> {
+        self.write()?;
         if enabled {
             self.config.flags |= CONFIG_F_NAT;
         } else {

@@ -387,6 +387,7 @@ mod tests {
                 closing: 1,
                 idle: 0,
             },
+            flows_counting: false,
             packets: 1000,
             bytes: 64_000,
             new_flows: 40,

@@ -223,6 +223,7 @@ impl Model {
         if config.weight > 0 {
             vip.room_for_one_more_weighted()?;
         }
+        let awaiting_checks = super::vip::is_checked(&vip.config, &config);
         vip.backends.insert(
             config.address,
             BackendModel {
@@ -231,6 +232,7 @@ impl Model {
                 health: Health::Unknown,
                 runtime: true,
                 drain_timed_out: false,
+                awaiting_checks,
             },
         );
         Ok(())
@@ -291,28 +293,65 @@ impl Model {
         }
     }
 
-    /// The model a reload of `config` gives: the file's VIPs and backends,
-    /// keeping the admin state and health of backends that stay. A
-    /// backend the file no longer checks (`check = "none"`) is taken as up,
-    /// as an unchecked one is: no check is left to bring it back.
-    pub fn reloaded(&self, config: &Config) -> Model {
-        let mut next = Model::from_config(config);
-        for (id, vip) in &mut next.vips {
-            let Some(old) = self.vips.get(id) else {
-                continue;
-            };
-            let vip_check = vip.config.health.check;
-            for (address, backend) in &mut vip.backends {
-                if let Some(previous) = old.backends.get(address) {
-                    backend.admin = previous.admin;
-                    let check = backend
+    /// This model with every backend still waiting for its first checks
+    /// taken as up: what a dry run plans (it assumes the checks pass, as
+    /// it assumes new backends' MACs resolve).
+    pub(crate) fn assuming_checks_pass(&self) -> Model {
+        let mut next = self.clone();
+        for backend in next.vips.values_mut().flat_map(|v| v.backends.values_mut()) {
+            backend.awaiting_checks = false;
+        }
+        next
+    }
+
+    /// Backends of `self` that wait for their first checks and did not in
+    /// `before`: for the answer to the change that brought them.
+    pub(crate) fn newly_awaiting_checks(&self, before: &Model) -> Vec<String> {
+        let mut notes = Vec::new();
+        for (id, vip) in &self.vips {
+            for (address, backend) in &vip.backends {
+                let waited = before
+                    .vips
+                    .get(id)
+                    .and_then(|v| v.backends.get(address))
+                    .is_some_and(|b| b.awaiting_checks && b.health == Health::Unknown);
+                if backend.awaiting_checks && backend.health == Health::Unknown && !waited {
+                    let rise = backend
                         .config
                         .health
                         .as_ref()
-                        .map_or(vip_check, |h| h.check);
-                    if check != crate::config::CheckType::None {
-                        backend.health = previous.health;
+                        .map_or(vip.config.health.rise, |h| h.rise);
+                    notes.push(format!(
+                        "{id} backend {address}: takes new flows once its checks pass ({rise} in a row)"
+                    ));
+                }
+            }
+        }
+        notes
+    }
+
+    /// The model a reload of `config` gives: the file's VIPs and backends,
+    /// keeping the admin state, health and drain outcome of backends that
+    /// stay. A backend the file no longer checks (`check = "none"`) is
+    /// taken as up, as an unchecked one is: no check is left to bring it
+    /// back. A checked backend new to lbd waits for its checks.
+    pub fn reloaded(&self, config: &Config) -> Model {
+        let mut next = Model::from_config(config);
+        for (id, vip) in &mut next.vips {
+            let old = self.vips.get(id);
+            let vip_config = vip.config.clone();
+            for (address, backend) in &mut vip.backends {
+                let checked = super::vip::is_checked(&vip_config, &backend.config);
+                match old.and_then(|o| o.backends.get(address)) {
+                    Some(previous) => {
+                        backend.admin = previous.admin;
+                        backend.drain_timed_out = previous.drain_timed_out;
+                        if checked {
+                            backend.health = previous.health;
+                            backend.awaiting_checks = previous.awaiting_checks;
+                        }
                     }
+                    None => backend.awaiting_checks = checked,
                 }
             }
         }

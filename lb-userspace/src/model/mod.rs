@@ -119,6 +119,24 @@ pub struct BackendModel {
     /// Its last drain ended because the drain's timeout cut its flows (it
     /// is in maintenance since); cleared by the next admin change.
     pub drain_timed_out: bool,
+    /// Joined while lbd ran (an edit or a reload) and is checked: while
+    /// its health is still unknown it takes no new flows (it has none to
+    /// keep), so a backend still starting up refuses none. Backends
+    /// there at start take flows while unknown, as their flows would
+    /// otherwise be cut during the first checks.
+    pub awaiting_checks: bool,
+}
+
+impl BackendModel {
+    /// Whether its new flows go to it as far as health goes: up, or not
+    /// decided yet for a backend that was in service before.
+    pub(crate) fn counts_as_up(&self) -> bool {
+        match self.health {
+            Health::Up => true,
+            Health::Down => false,
+            Health::Unknown => !self.awaiting_checks,
+        }
+    }
 }
 
 /// A VIP as lbd runs it.

@@ -291,7 +291,9 @@ fn a_plan_shows_shares_before_and_after_and_what_moves() {
     after
         .add_backend(&vip_id(), BackendConfig::new(addr(14)))
         .unwrap();
-    let plan = plan(&before, &after);
+    // Until its checks pass it takes nothing.
+    assert_eq!(plan(&before, &after)[0].after[&addr(14)], 0.0);
+    let plan = plan(&before, &after.assuming_checks_pass());
     assert_eq!(plan.len(), 1);
     let vip = &plan[0];
     assert_eq!(vip.change, PlanChange::Changed);
@@ -636,4 +638,76 @@ fn every_weighted_backend_keeps_a_slot_at_run_time_as_in_the_file() {
     // Once one gives up its weight, another may take one.
     model.set_weight(&id, addr(12), 0).unwrap();
     model.set_weight(&id, addr(14), 5).unwrap();
+}
+
+#[test]
+fn a_checked_backend_joining_at_run_time_takes_new_flows_only_once_its_checks_pass() {
+    let mut model = Model::from_config(&config());
+    let id = vip_id();
+    // There at start: unknown counts as up.
+    assert!(desired_backend(&model, 11).weight > 0);
+    model
+        .add_backend(&id, BackendConfig::new(addr(14)))
+        .unwrap();
+    assert_eq!(desired_backend(&model, 14).weight, 0);
+    assert!(!desired_backend(&model, 14).alive);
+    model.set_health(&id, addr(14), Health::Up);
+    assert!(desired_backend(&model, 14).weight > 0);
+
+    // The same for a backend a reload brings, and for a new VIP's.
+    let mut text =
+        "interface = \"eth0\"\n[[vip]]\naddress = \"198.18.0.100\"\nport = 80\ntable_size = 1009\n"
+            .to_owned();
+    for last in [11, 12, 13, 15] {
+        text.push_str(&format!(
+            "[[vip.backend]]\naddress = \"198.18.0.{last}\"\nmac = \"02:00:00:00:00:{last}\"\n"
+        ));
+    }
+    let file = Config::from_toml_str(&text, "test.toml").unwrap();
+    let mut reloaded = model.reloaded(&file);
+    assert!(desired_backend(&reloaded, 11).weight > 0, "one that stays");
+    assert_eq!(desired_backend(&reloaded, 15).weight, 0);
+    reloaded.set_health(&id, addr(15), Health::Up);
+    assert!(desired_backend(&reloaded, 15).weight > 0);
+    // A reload keeps the wait of a backend still waiting.
+    let mut waiting = model.clone();
+    waiting
+        .add_backend(&id, BackendConfig::new(addr(15)))
+        .unwrap();
+    let again = waiting.reloaded(&file);
+    assert_eq!(desired_backend(&again, 15).weight, 0);
+}
+
+#[test]
+fn an_unchecked_backend_joining_at_run_time_takes_new_flows_at_once() {
+    let unchecked = Config::from_toml_str(
+        "interface = \"eth0\"\n[[vip]]\naddress = \"198.18.0.100\"\nport = 80\ntable_size = 1009\n\
+         [vip.health]\ncheck = \"none\"\n\
+         [[vip.backend]]\naddress = \"198.18.0.11\"\n",
+        "test.toml",
+    )
+    .unwrap();
+    let mut model = Model::from_config(&unchecked);
+    model
+        .add_backend(&vip_id(), BackendConfig::new(addr(14)))
+        .unwrap();
+    assert!(desired_backend(&model, 14).weight > 0);
+    assert!(model.vip(&vip_id()).unwrap().can_serve());
+}
+
+#[test]
+fn a_reload_keeps_a_timed_out_drains_outcome() {
+    let mut model = Model::from_config(&config());
+    let start = Instant::now();
+    let drain = Edit::Drain {
+        vip: vip_id(),
+        backend: addr(11),
+        timeout_s: Some(5),
+    };
+    model.apply(&drain, start).unwrap();
+    model.expire_drains(start + Duration::from_secs(5));
+    let reloaded = model.reloaded(&config());
+    let backend = reloaded.backend(&vip_id(), addr(11)).unwrap();
+    assert_eq!(backend.admin, AdminState::Maintenance);
+    assert!(backend.drain_timed_out, "drain --wait would exit 7, not 6");
 }

@@ -3,6 +3,16 @@
 
 use super::*;
 
+/// Whether `backend` of `vip` has health checks (its own `check`, or the
+/// VIP's): an unchecked backend's health stays unknown and counts as up.
+pub(crate) fn is_checked(vip: &VipConfig, backend: &crate::config::BackendConfig) -> bool {
+    let check = backend
+        .health
+        .as_ref()
+        .map_or(vip.health.check, |h| h.check);
+    check != crate::config::CheckType::None
+}
+
 impl VipModel {
     /// Whether one more backend may take a weight: as in the file, every
     /// backend with a weight keeps a slot of the VIP's Maglev table.
@@ -17,7 +27,8 @@ impl VipModel {
     }
 
     /// A VIP as `config` gives it, every backend enabled and its health
-    /// unknown; `runtime` marks one added at run time (a reload removes it).
+    /// unknown; `runtime` marks one added at run time (a reload removes
+    /// it), whose checked backends wait for their checks.
     pub(super) fn from_config(config: &VipConfig, runtime: bool) -> Self {
         let backends = config
             .backends
@@ -31,6 +42,7 @@ impl VipModel {
                         health: Health::Unknown,
                         runtime,
                         drain_timed_out: false,
+                        awaiting_checks: runtime && is_checked(config, b),
                     },
                 )
             })
@@ -68,7 +80,7 @@ impl VipModel {
         if candidates.peek().is_none() {
             return false;
         }
-        candidates.any(|b| b.health != Health::Down) || self.config.on_all_down == AllDown::KeepLast
+        candidates.any(BackendModel::counts_as_up) || self.config.on_all_down == AllDown::KeepLast
     }
 
     /// Whether the node should keep attracting the VIP's traffic (BGP):
@@ -98,7 +110,7 @@ impl VipModel {
                 .backends
                 .values()
                 .map(|b| {
-                    let up = b.health != Health::Down || fail_open;
+                    let up = b.counts_as_up() || fail_open;
                     DesiredBackend {
                         address: b.config.address,
                         mac: b

@@ -207,6 +207,9 @@ pub struct SweepStats {
     pub by_backend: BTreeMap<u32, FlowCount>,
     /// Ticks the sweep took.
     pub ticks: u64,
+    /// When its first tick ran (`CLOCK_MONOTONIC` ns): a flow that ended
+    /// before then is not in it, one that started after may be missing.
+    pub started_ns: u64,
 }
 
 impl SweepStats {
@@ -314,6 +317,9 @@ impl<C: Copy + std::fmt::Debug> Reaper<C> {
         mut go_on: impl FnMut() -> bool,
     ) -> TickReport {
         let mut report = TickReport::default();
+        if self.current.ticks == 0 {
+            self.current.started_ns = now_ns;
+        }
         self.current.ticks += 1;
         // Keys removed in this tick: a batch holds copies, so the second
         // entry of a flow just removed may still come up in it.

@@ -136,7 +136,8 @@ impl Balancer {
                         generation: current.generation,
                         ..target
                     };
-                    if next.mac != current.mac
+                    if self.rewrite_all
+                        || next.mac != current.mac
                         || next.alive != current.alive
                         || next.port != current.port
                     {

@@ -63,6 +63,8 @@ mod applied;
 mod apply;
 mod desired;
 #[cfg(test)]
+mod failed_commit_tests;
+#[cfg(test)]
 mod nat_tests;
 #[cfg(test)]
 mod tests;
@@ -144,6 +146,12 @@ pub struct Balancer {
     /// `TUNNEL_CONFIG` as last written (None: not yet; it is written once
     /// a tunnelled VIP is served, and kept current from then on).
     tunnel_written: Option<TunnelConfig>,
+    /// A commit failed half-way: the maps may hold any part of it, so the
+    /// next apply writes every entry it serves, not only what changed.
+    rewrite_all: bool,
+    /// VIPs a failed commit may have written that this record does not
+    /// hold: the next apply removes those it does not serve.
+    strays: BTreeSet<VipId>,
 }
 
 impl Balancer {
@@ -158,6 +166,8 @@ impl Balancer {
             nat_enabled: None,
             tunnel: NodeTunnel::default(),
             tunnel_written: None,
+            rewrite_all: false,
+            strays: BTreeSet::new(),
         }
     }
 
@@ -272,6 +282,11 @@ impl Balancer {
         let mut report = ApplyReport::default();
         self.apply_tunnel(maps, desired)?;
         let wanted: BTreeSet<VipId> = desired.iter().map(|v| v.id).collect();
+        for stray in std::mem::take(&mut self.strays) {
+            if !wanted.contains(&stray) && !self.vips.contains_key(&stray) {
+                maps.remove_vip(&stray.key())?;
+            }
+        }
         let gone: Vec<VipId> = self
             .vips
             .keys()
@@ -289,6 +304,7 @@ impl Balancer {
             maps.set_nat_enabled(nat)?;
             self.nat_enabled = Some(nat);
         }
+        self.rewrite_all = false;
         Ok(report)
     }
 
@@ -331,18 +347,32 @@ impl Balancer {
     }
 
     /// Makes a staged change real: replays its writes to `maps` and takes
-    /// its state. If a write fails the maps may hold part of it, so every
-    /// table's content counts as unknown (the next change rewrites them).
+    /// its state. If a write fails the maps may hold any part of it
+    /// (VIPs added or removed, backends rewritten or retired, NAT sources,
+    /// the tunnel config), so this record keeps its VIPs and ids but
+    /// counts every entry as unknown: the next apply (of the previous
+    /// state, to roll back, or of the next change) writes all it serves
+    /// and removes the VIPs the failed change may have added.
     pub fn commit(
         &mut self,
         maps: &mut dyn MapWriter,
         staged: Staged,
     ) -> Result<ApplyReport, ReconcileError> {
         if let Err(error) = staged.log.replay(maps) {
+            let added = staged
+                .next
+                .vips
+                .keys()
+                .filter(|id| !self.vips.contains_key(id));
+            self.strays.extend(added);
             for vip in self.vips.values_mut() {
                 vip.table = None;
                 vip.applied = None;
+                vip.nat = None;
             }
+            self.tunnel_written = None;
+            self.nat_enabled = None;
+            self.rewrite_all = true;
             return Err(error.into());
         }
         *self = staged.next;

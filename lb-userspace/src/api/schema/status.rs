@@ -315,6 +315,12 @@ pub struct BackendStatus {
     pub share: f64,
     /// Tracked flows.
     pub flows: FlowCount,
+    /// NAT mode: `flows` is not a count of now yet. No sweep of the NAT
+    /// table has finished since lbd started, or since this backend's
+    /// drain began, so it holds the last complete count (zero before the
+    /// first); `drain --wait` waits for the next.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub flows_counting: bool,
     /// Packets forwarded.
     pub packets: u64,
     /// Bytes forwarded.

@@ -244,7 +244,11 @@ fn drain_end(backend: Option<&BackendStatus>) -> Option<DrainEnd> {
         return Some(DrainEnd::EndedElsewhere);
     };
     match backend.state {
-        BackendState::Draining if backend.flows.live == 0 => Some(DrainEnd::Drained),
+        // A NAT backend's count is the NAT table's last sweep: one that
+        // began before the drain is no answer.
+        BackendState::Draining if backend.flows.live == 0 && !backend.flows_counting => {
+            Some(DrainEnd::Drained)
+        }
         BackendState::Draining => None,
         _ if backend.drain_timed_out => Some(DrainEnd::TimedOut),
         _ => Some(DrainEnd::EndedElsewhere),
@@ -262,7 +266,7 @@ async fn wait_for_drain(
     as_json: bool,
 ) -> Result<(), Failure> {
     let started = Instant::now();
-    let mut last: Option<u64> = None;
+    let mut last: Option<(u64, bool)> = None;
     loop {
         let status = match client.vip(vip).await {
             Ok(status) => Some(status),
@@ -273,12 +277,18 @@ async fn wait_for_drain(
             .as_ref()
             .and_then(|s| s.backends.iter().find(|b| b.address == backend));
         let live = current.map_or(0, |b| b.flows.live);
-        if last != Some(live) {
+        let counting = current.is_some_and(|b| b.flows_counting);
+        if last != Some((live, counting)) {
             let closing = current.map_or(0, |b| b.flows.closing);
             if as_json {
                 println!(
                     "{}",
-                    json!({"backend": backend, "live_flows": live, "closing_flows": closing, "elapsed_s": started.elapsed().as_secs()})
+                    json!({"backend": backend, "live_flows": live, "closing_flows": closing, "counting": counting, "elapsed_s": started.elapsed().as_secs()})
+                );
+            } else if counting {
+                println!(
+                    "{backend}: counting its flows (a sweep of the NAT table is under way; last count {live} live, {closing} closing) after {}s",
+                    started.elapsed().as_secs()
                 );
             } else {
                 println!(
@@ -286,7 +296,7 @@ async fn wait_for_drain(
                     started.elapsed().as_secs()
                 );
             }
-            last = Some(live);
+            last = Some((live, counting));
         }
         match drain_end(current) {
             None => tokio::time::sleep(Duration::from_millis(500)).await,
@@ -339,6 +349,7 @@ mod tests {
                 closing: 0,
                 idle: 0,
             },
+            flows_counting: false,
             packets: 0,
             bytes: 0,
             new_flows: 0,
@@ -347,6 +358,15 @@ mod tests {
             check: None,
             runtime: false,
         }
+    }
+
+    #[test]
+    fn a_nat_backend_is_not_drained_while_its_flows_are_being_counted() {
+        let mut counting = backend(BackendState::Draining, 0, false);
+        counting.flows_counting = true;
+        assert_eq!(drain_end(Some(&counting)), None);
+        counting.flows_counting = false;
+        assert_eq!(drain_end(Some(&counting)), Some(DrainEnd::Drained));
     }
 
     #[test]

@@ -48,8 +48,9 @@ impl Engine {
             self.resolve_new(&next).await;
         }
         let guards = self.guard.config().clone();
+        let awaiting = next.newly_awaiting_checks(&self.model);
         let (plan, report) = self.stage_and_commit(next, dry_run, guards)?;
-        let warnings: Vec<String> = match edit {
+        let mut warnings: Vec<String> = match edit {
             Edit::AddVip(vip) => self.nat_address_left_behind(vip).into_iter().collect(),
             Edit::RemoveVip(id) => self
                 .guard
@@ -59,6 +60,7 @@ impl Engine {
                 .collect(),
             _ => Vec::new(),
         };
+        warnings.extend(awaiting);
         if !dry_run {
             for warning in &warnings {
                 warn!(%warning, "change applied with a warning");
@@ -81,8 +83,8 @@ impl Engine {
     /// Re-reads the config file and applies its difference (or, with
     /// `dry_run`, only plans it). Node settings that need a restart are
     /// listed, and keep their running values.
-    pub fn reload(&mut self, dry_run: bool) -> Result<Change, ChangeError> {
-        let result = self.try_reload(dry_run);
+    pub async fn reload(&mut self, dry_run: bool) -> Result<Change, ChangeError> {
+        let result = self.try_reload(dry_run).await;
         if !dry_run {
             match &result {
                 Ok(_) => self.reloads.succeeded += 1,
@@ -95,7 +97,7 @@ impl Engine {
         result
     }
 
-    fn try_reload(&mut self, dry_run: bool) -> Result<Change, ChangeError> {
+    async fn try_reload(&mut self, dry_run: bool) -> Result<Change, ChangeError> {
         let file = Config::load(&self.config_path).map_err(|e| ChangeError::File(e.to_string()))?;
         // The running [bgp] (a restart setting) decides what is announced:
         // the file's own check saw only the file's.
@@ -104,7 +106,16 @@ impl Engine {
         }
         let next = self.model.reloaded(&file);
         self.fits_the_maps(&next)?;
+        // As an edit does: the interface's addresses before the first
+        // tunnelled VIP, and a short wait for new backends' MACs (a
+        // backend written without one takes no traffic until the next
+        // refresh finds it).
+        self.reread_addresses_for_first_tunnel(&next).await;
+        if !dry_run && self.has_unresolved(&next) {
+            self.resolve_new(&next).await;
+        }
         let mut undone = undone_by_reload(&self.model, &next, &self.config, &file);
+        let awaiting = next.newly_awaiting_checks(&self.model);
         let guards_undone = self.guard.config().undone_by(&file.guard);
         // The file's [tunnel] is applied with its VIPs; a refused or dry
         // run keeps the running one.
@@ -116,7 +127,7 @@ impl Engine {
             self.balancer.set_tunnel(previous);
         }
         let (plan, report) = staged?;
-        let mut warnings = Vec::new();
+        let mut warnings = awaiting;
         if let Some(report) = report {
             // The file's guards are the source of truth: runtime rules go.
             // The VIPs are in already, so a refusal here is a warning in
@@ -160,9 +171,10 @@ impl Engine {
         guards: GuardConfig,
     ) -> Result<(Vec<crate::model::VipPlan>, Option<ApplyReport>), ChangeError> {
         // A dry run assumes the MACs of new backends will resolve, as the
-        // real change waits for them.
+        // real change waits for them, and their checks pass.
         let desired = if dry_run {
-            next.desired(&|a| self.mac_of(a).or(Some(PLACEHOLDER_MAC)))
+            next.assuming_checks_pass()
+                .desired(&|a| self.mac_of(a).or(Some(PLACEHOLDER_MAC)))
         } else {
             next.desired(&|a| self.mac_of(a))
         };

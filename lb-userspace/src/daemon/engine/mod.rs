@@ -15,7 +15,7 @@
 use std::{collections::HashMap, net::IpAddr, path::PathBuf};
 
 use tokio::sync::mpsc;
-use tracing::warn;
+use tracing::{info, warn};
 
 mod change;
 mod checks;
@@ -167,8 +167,10 @@ impl Engine {
         let report = match self.balancer.commit(&mut self.dataplane, staged) {
             Ok(report) => report,
             Err(error) => {
-                // Refused: the guards go back to what they were, for the
-                // VIPs still served.
+                // A write failed half-way: the maps go back to the running
+                // state (the balancer now rewrites all it serves), then
+                // the guards, for the VIPs still served.
+                self.restore_after_failed_commit();
                 if let Err(again) = self.apply_guard(before) {
                     warn!(%again, "restoring the deny/allow lists and limits after a refused change failed");
                 }
@@ -185,6 +187,26 @@ impl Engine {
         self.sync_checks();
         self.track();
         Ok(report)
+    }
+
+    /// Writes the running model back after a commit failed half-way. If
+    /// this fails too, the balancer still counts every entry as unknown,
+    /// so the next change or health event writes them all.
+    fn restore_after_failed_commit(&mut self) {
+        let macs = &self.macs;
+        let desired = self.model.desired(&|a| macs.get(&a).copied());
+        let restored = self
+            .balancer
+            .stage(&desired)
+            .and_then(|staged| self.balancer.commit(&mut self.dataplane, staged));
+        match restored {
+            Ok(_) => info!(
+                "a map write failed half-way through a change; the running state is written back"
+            ),
+            Err(error) => {
+                warn!(%error, "a map write failed half-way through a change, and writing the running state back failed too: the maps may hold part of the change until the next change rewrites them")
+            }
+        }
     }
 
     /// Logs an event the data plane reported, naming the VIP, and acts on

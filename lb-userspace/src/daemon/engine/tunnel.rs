@@ -108,14 +108,26 @@ impl Engine {
     /// so they are read again here and the default outer sources taken
     /// from what the interface holds now, not from what it held at start.
     pub(crate) async fn follow_addresses_for_first_tunnel(&mut self, next: &crate::model::Model) {
+        if self.reread_addresses_for_first_tunnel(next).await {
+            let wanted = self.node_tunnel(&self.config.tunnel);
+            self.balancer.set_tunnel(wanted);
+        }
+    }
+
+    /// Reads the interface's addresses again when `next` brings the first
+    /// tunnelled VIP (a reload then resolves the file's `[tunnel]` against
+    /// them); whether it did.
+    pub(crate) async fn reread_addresses_for_first_tunnel(
+        &mut self,
+        next: &crate::model::Model,
+    ) -> bool {
         let serves_one = self.balancer.vips().values().any(|v| v.mode.is_tunnel());
         let brings_one = next.vips.values().any(|v| v.config.forwarding.is_tunnel());
         if serves_one || !brings_one {
-            return;
+            return false;
         }
         self.read_own_addresses().await;
-        let wanted = self.node_tunnel(&self.config.tunnel);
-        self.balancer.set_tunnel(wanted);
+        true
     }
 
     /// Part of the routed scan: follows the interface's addresses (the

@@ -30,8 +30,28 @@ use crate::{
     mac::Mac,
     maglev,
     model::{AdminState, FlowCount, ModelError, VipModel},
+    nat::reaper::SweepStats,
     vip_id::VipId,
 };
+
+/// Whether `sweep` (the NAT reaper's last complete one) counts a
+/// backend's flows as of its admin state: it exists, and for a draining
+/// backend it started after the drain did (a flow that ended before the
+/// drain is not in an earlier sweep's count, but one opened just before
+/// may be missing from it).
+fn counted_since(sweep: Option<&SweepStats>, admin: &AdminState, now: Instant) -> bool {
+    let Some(sweep) = sweep else {
+        return false;
+    };
+    match admin {
+        AdminState::Draining { since, .. } => {
+            let ago = now.saturating_duration_since(*since).as_nanos();
+            let since_ns = u128::from(crate::clock::monotonic_ns()).saturating_sub(ago);
+            u128::from(sweep.started_ns) >= since_ns
+        }
+        _ => true,
+    }
+}
 
 impl Engine {
     /// The status view: model, maps and checks together.
@@ -97,6 +117,7 @@ impl Engine {
                             }
                         })
                         .unwrap_or_default(),
+                    flows_counting: is_nat && !counted_since(sweep, &backend.admin, now),
                     packets: traffic.packets,
                     bytes: traffic.bytes,
                     new_flows: traffic.new_flows,
@@ -385,5 +406,39 @@ impl Engine {
             forward.as_ref(),
             reply.as_ref(),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn sweep_started(ago: Duration) -> SweepStats {
+        let now = crate::clock::monotonic_ns();
+        SweepStats {
+            started_ns: now - ago.as_nanos() as u64,
+            ..SweepStats::default()
+        }
+    }
+
+    #[test]
+    fn a_drained_nat_backend_is_counted_only_by_a_sweep_that_began_after_its_drain() {
+        let now = Instant::now();
+        let draining = AdminState::Draining {
+            since: now - Duration::from_secs(5),
+            deadline: None,
+        };
+        // No sweep finished yet (a restart): nothing is counted.
+        assert!(!counted_since(None, &AdminState::Enabled, now));
+        assert!(!counted_since(None, &draining, now));
+        // A sweep that began before the drain: no answer for the drain.
+        let before = sweep_started(Duration::from_secs(8));
+        assert!(!counted_since(Some(&before), &draining, now));
+        assert!(counted_since(Some(&before), &AdminState::Enabled, now));
+        // One that began after it.
+        let after = sweep_started(Duration::from_secs(2));
+        assert!(counted_since(Some(&after), &draining, now));
     }
 }

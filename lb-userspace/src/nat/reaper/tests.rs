@@ -496,3 +496,35 @@ fn a_flow_refreshed_since_its_batch_was_read_is_kept() {
     assert!(present(&table.now, &used_reply));
     assert_eq!(report.removed, 2, "the quiet flow's two entries only");
 }
+
+#[test]
+fn a_sweep_is_stamped_with_the_time_of_its_first_tick() {
+    let now = 100_000 * S;
+    let mut table = Table::new();
+    for n in 0..100 {
+        flow(
+            &mut table,
+            n,
+            IPPROTO_TCP,
+            ESTABLISHED,
+            (now, now),
+            BACKEND_ID,
+        );
+    }
+    let mut reaper = Reaper::new();
+    let tick = |reaper: &mut Reaper<FlowKeyOrd>, table: &mut Table, at: u64| {
+        reaper
+            .tick(table, at, &NatTimeouts::default(), &owners(), 64, || true)
+            .sweep_done
+    };
+    assert!(!tick(&mut reaper, &mut table, now));
+    assert!(reaper.last_sweep().is_none());
+    assert!(!tick(&mut reaper, &mut table, now + S));
+    assert!(!tick(&mut reaper, &mut table, now + 2 * S));
+    assert!(tick(&mut reaper, &mut table, now + 3 * S));
+    assert_eq!(reaper.last_sweep().unwrap().started_ns, now);
+    // The next sweep starts with the next tick.
+    let ticks = sweep(&mut reaper, &mut table, now + 10 * S, &owners(), 64);
+    assert_eq!(ticks, 4);
+    assert_eq!(reaper.last_sweep().unwrap().started_ns, now + 10 * S);
+}
