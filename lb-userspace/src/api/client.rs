@@ -54,9 +54,18 @@ pub enum ClientError {
         /// The socket path.
         path: PathBuf,
     },
-    /// lbd did not answer in time.
+    /// lbd did not answer a look in time.
     #[error("lbd did not answer within {after:?} (admin socket {})", path.display())]
     Timeout {
+        /// The socket path.
+        path: PathBuf,
+        /// The timeout that expired.
+        after: Duration,
+    },
+    /// lbd did not answer a change in time. lbd carries a change out even
+    /// when its caller has gone, so it may be applied: not "unreachable".
+    #[error("lbd did not answer the change within {after:?} (admin socket {}): it may have been applied or may still be; check `lbctl status` before trying again", path.display())]
+    ChangeTimeout {
         /// The socket path.
         path: PathBuf,
         /// The timeout that expired.
@@ -91,6 +100,8 @@ impl ClientError {
     pub(crate) const EXIT_CONFLICT: u8 = 4;
     /// Exit code for lbd unreachable: not running, no permission, no answer.
     pub(crate) const EXIT_UNAVAILABLE: u8 = 5;
+    /// Exit code for a change lbd did not answer in time (it may be applied).
+    pub(crate) const EXIT_CHANGE_UNANSWERED: u8 = 8;
 
     /// The `lbctl` exit code for this error; stable, so scripts can branch on it.
     pub fn exit_code(&self) -> u8 {
@@ -99,6 +110,7 @@ impl ClientError {
             | Self::PermissionDenied { .. }
             | Self::Timeout { .. }
             | Self::Connect { .. } => Self::EXIT_UNAVAILABLE,
+            Self::ChangeTimeout { .. } => Self::EXIT_CHANGE_UNANSWERED,
             Self::Api(e) => match e.status {
                 404 => Self::EXIT_NOT_FOUND,
                 409 => Self::EXIT_CONFLICT,
@@ -127,8 +139,8 @@ pub fn segment(s: &str) -> String {
 }
 
 /// The request path for `segments` under the version prefix, each encoded with
-/// [`segment`]: `api_path(&["vips", "[2001:db8::1]:80:tcp"])` is
-/// `/v1/vips/%5B2001%3Adb8%3A%3A1%5D%3A80%3Atcp`.
+/// [`segment`]: `api_path(&["vips", "[2001:db8::1]:80/tcp"])` is
+/// `/v1/vips/%5B2001%3Adb8%3A%3A1%5D%3A80%2Ftcp`.
 pub fn api_path(segments: &[&str]) -> String {
     let mut out = format!("/{API_VERSION}");
     for s in segments {
@@ -174,9 +186,14 @@ impl Client {
         let request = build_request(method, path, query, body)?;
         let (status, bytes) = tokio::time::timeout(self.timeout, self.exchange(request))
             .await
-            .map_err(|_| ClientError::Timeout {
-                path: self.path.clone(),
-                after: self.timeout,
+            .map_err(|_| {
+                let (path, after) = (self.path.clone(), self.timeout);
+                let dry_run = query.iter().any(|(key, _)| *key == "dry_run");
+                if method == Method::Get || dry_run {
+                    ClientError::Timeout { path, after }
+                } else {
+                    ClientError::ChangeTimeout { path, after }
+                }
             })??;
         debug!(%method, path, status = status.as_u16(), "admin API call");
         if !status.is_success() {
@@ -512,10 +529,15 @@ mod tests {
             5
         );
         let timeout = ClientError::Timeout {
-            path,
+            path: path.clone(),
             after: Duration::from_secs(1),
         };
         assert_eq!(timeout.exit_code(), 5);
+        let change = ClientError::ChangeTimeout {
+            path,
+            after: Duration::from_secs(1),
+        };
+        assert_eq!(change.exit_code(), 8);
         assert_eq!(ClientError::Protocol("x".into()).exit_code(), 1);
     }
 
@@ -525,6 +547,39 @@ mod tests {
         assert!(matches!(r, Err(ClientError::Protocol(_))));
         let r = build_request(Method::Get, "/v1/a b", &[], None);
         assert!(matches!(r, Err(ClientError::Protocol(_))));
+    }
+
+    #[tokio::test]
+    async fn a_change_lbd_does_not_answer_in_time_may_have_been_applied() {
+        let dir = std::env::temp_dir().join(format!("lbd-api-client-{}-slow", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("lbd.sock");
+        let listener = tokio::net::UnixListener::bind(&path).unwrap();
+        // Reads requests and never answers (a busy engine).
+        let server = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                held.push(stream);
+            }
+        });
+        let client = Client::new(&path, Duration::from_millis(200));
+        let change = client
+            .call(Method::Post, "/v1/reload", &[], None)
+            .await
+            .unwrap_err();
+        assert_eq!(change.exit_code(), 8, "{change}");
+        assert!(
+            change.to_string().contains("may have been applied"),
+            "{change}"
+        );
+        let look = client
+            .call(Method::Get, "/v1/status", &[], None)
+            .await
+            .unwrap_err();
+        assert_eq!(look.exit_code(), 5, "{look}");
+        server.abort();
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[tokio::test]

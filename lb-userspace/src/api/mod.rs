@@ -29,8 +29,9 @@
 //! Segments are percent-encoded as in RFC 3986: the unreserved characters
 //! `A-Z a-z 0-9 - . _ ~` stand for themselves and every other byte of the
 //! segment's UTF-8 is written `%XX` (upper-case hex). So an IPv6 VIP key
-//! `[2001:db8::1]:80:tcp` travels as `%5B2001%3Adb8%3A%3A1%5D%3A80%3Atcp`, and a
-//! `/` inside a segment (`%2F`) never splits it. [`client::segment`] encodes;
+//! `[2001:db8::1]:80/tcp` travels as `%5B2001%3Adb8%3A%3A1%5D%3A80%2Ftcp`: a
+//! `/` inside a segment (`%2F`, as in a VIP's protocol or an ACL prefix)
+//! never splits it. [`client::segment`] encodes;
 //! the server splits the raw path on `/` first and decodes each segment after,
 //! rejecting malformed escapes and non-UTF-8 with a 400. Query keys and values
 //! use the same encoding; the server also reads `+` in a query as a space, as
@@ -159,7 +160,7 @@ pub struct Request {
     /// The method.
     pub method: Method,
     /// Percent-decoded segments after `/v1/`, e.g.
-    /// `["vips", "198.18.0.100:80:tcp", "backends", "198.18.0.11"]`; empty for `/v1/`.
+    /// `["vips", "198.18.0.100:80/tcp", "backends", "198.18.0.11"]`; empty for `/v1/`.
     pub path: Vec<String>,
     /// Percent-decoded query parameters (each key at most once).
     pub query: BTreeMap<String, String>,

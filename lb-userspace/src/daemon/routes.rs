@@ -51,7 +51,10 @@ async fn answer(engine: &mut Engine, call: Call) -> Response {
         Route::Config => return Response::ok(engine.config_text()),
         Route::Node => return Response::ok(engine.node_status()),
         Route::SetNode(change) => {
-            return Response::ok(engine.set_node_state(change.state, dry_run).await)
+            if let Some(why) = engine.node_state_refuses(change.state) {
+                return Response::error(400, code::BAD_REQUEST, why);
+            }
+            return Response::ok(engine.set_node_state(change.state, dry_run).await);
         }
         Route::Reload => return outcome(engine.reload(dry_run).await),
         Route::Acl => return Response::ok(engine.guard_status()),

@@ -705,4 +705,47 @@ mod tests {
             );
         }
     }
+
+    /// Names a README code span gives: `{a,b}` alternatives expanded,
+    /// labels (`{vip}`) and a trailing `*` kept as written.
+    fn spelled(span: &str) -> Vec<String> {
+        let Some((head, rest)) = span.split_once('{') else {
+            return vec![span.to_owned()];
+        };
+        let Some((choices, tail)) = rest.split_once('}') else {
+            return vec![span.to_owned()];
+        };
+        if !choices.contains(',') || tail.is_empty() {
+            // A label set, not alternatives.
+            return vec![head.to_owned()];
+        }
+        choices
+            .split(',')
+            .flat_map(|c| spelled(&format!("{head}{c}{tail}")))
+            .collect()
+    }
+
+    #[test]
+    fn the_readme_names_every_metric_family() {
+        let readme = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"));
+        let names: Vec<String> = readme
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .flat_map(spelled)
+            .map(|n| n.trim_start_matches("lbd_").to_owned())
+            .collect();
+        let missing: Vec<&str> = FAMILIES
+            .iter()
+            .map(|(name, _)| name.trim_start_matches("lbd_"))
+            .filter(|family| {
+                !names.iter().any(|n| {
+                    n == family
+                        || n.strip_suffix('*')
+                            .is_some_and(|prefix| family.starts_with(prefix))
+                })
+            })
+            .collect();
+        assert!(missing.is_empty(), "README does not name {missing:?}");
+    }
 }

@@ -1,4 +1,5 @@
-//! The guards in force (`/v1/acl`, `/v1/limits`) and their drop counters.
+//! The guards in force (`GET /v1/acl`; changed through `/v1/acl/...` and
+//! `/v1/limits/{scope}`) and their drop counters.
 
 use serde::{Deserialize, Serialize};
 
@@ -27,8 +28,8 @@ pub struct LimitStatus {
     pub limits: crate::guard::Limits,
 }
 
-/// Every guard in force (`GET /v1/acl`, `GET /v1/limits`, the answers to
-/// their changes, and `Status::guard`).
+/// Every guard in force (`GET /v1/acl`, the answers to the changes of
+/// `/v1/acl/...` and `/v1/limits/{scope}`, and `Status::guard`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GuardStatus {
     /// True when nothing was applied (a dry run's answer: what would be).

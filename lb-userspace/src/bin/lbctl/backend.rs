@@ -82,7 +82,7 @@ pub(crate) enum Command {
         timeout: Option<u64>,
         /// Wait until no live flow is left (or the timeout cut them),
         /// reporting the count as it falls.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "dry_run")]
         wait: bool,
         #[command(flatten)]
         flags: ChangeFlags,
@@ -358,6 +358,26 @@ mod tests {
             check: None,
             runtime: false,
         }
+    }
+
+    #[test]
+    fn a_drain_refuses_to_wait_for_a_dry_run() {
+        use clap::Parser as _;
+        let parse = |extra: &[&str]| {
+            let mut args = vec![
+                "lbctl",
+                "backend",
+                "drain",
+                "198.18.0.100:80",
+                "198.18.0.11",
+            ];
+            args.extend_from_slice(extra);
+            crate::Cli::try_parse_from(args).map_err(|e| e.to_string())
+        };
+        let error = parse(&["--wait", "--dry-run"]).unwrap_err();
+        assert!(error.contains("--dry-run"), "{error}");
+        assert!(parse(&["--wait"]).is_ok());
+        assert!(parse(&["--dry-run"]).is_ok());
     }
 
     #[test]

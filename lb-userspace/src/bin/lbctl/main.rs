@@ -4,7 +4,8 @@
 //! exists already, 5 lbd not reachable, 6 a drain's timeout cut flows, 7 a
 //! drain waited on was ended by another change (undrained, maintenance,
 //! removed); for `node drain --wait`, 6 means the node still forwarded at
-//! the timeout and 7 that it was made active again. When its output is
+//! the timeout and 7 that it was made active again; 8 lbd did not answer a
+//! change in time (it may be applied). When its output is
 //! closed (`| head -1`), lbctl ends quietly by SIGPIPE, as other Unix
 //! filters do.
 

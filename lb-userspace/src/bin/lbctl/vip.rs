@@ -114,7 +114,14 @@ pub(crate) fn parse_backend(text: &str) -> Result<BackendSpec, String> {
         weight: None,
         health: None,
     };
+    let mut seen: Vec<&str> = Vec::new();
     for part in parts {
+        if let Some((key, _)) = part.split_once('=') {
+            if seen.contains(&key) {
+                return Err(format!("{text:?}: {key} is given twice"));
+            }
+            seen.push(key);
+        }
         match part.split_once('=') {
             Some(("weight", w)) => spec.weight = Some(parse_weight(w)?.into()),
             Some(("mac", m)) => {
@@ -200,6 +207,8 @@ mod tests {
             parse_backend("198.18.0.11,port=8080").unwrap().port,
             Some(8080)
         );
+        let message = parse_backend("198.18.0.11,weight=5,weight=50").unwrap_err();
+        assert!(message.contains("weight is given twice"), "{message}");
         let message = parse_backend("198.18.0.11,port=0").unwrap_err();
         assert_eq!(message, "port 0 is out of range 1..=65535");
     }

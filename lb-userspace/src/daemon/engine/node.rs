@@ -179,6 +179,14 @@ impl Engine {
         })
     }
 
+    /// Why `state` cannot be asked for here: a node drain withdraws BGP
+    /// announcements, so without `[bgp]` it would move nothing while
+    /// saying the node is drained (making one active stays allowed, to
+    /// clear a state left from before).
+    pub(crate) fn node_state_refuses(&self, state: NodeState) -> Option<String> {
+        node_state_refusal(&self.config, state)
+    }
+
     /// Drains the node or makes it active again (kept across restarts),
     /// and announces accordingly; a dry run only says what would follow.
     pub(crate) async fn set_node_state(&mut self, state: NodeState, dry_run: bool) -> NodeStatus {
@@ -302,6 +310,14 @@ pub(crate) fn node_state_file(config: &Config) -> Option<PathBuf> {
     }
 }
 
+/// Why `state` cannot be asked for on a node configured by `config` (see
+/// [`Engine::node_state_refuses`]).
+fn node_state_refusal(config: &Config, state: NodeState) -> Option<String> {
+    (state == NodeState::Drained && config.bgp.is_none()).then(|| {
+        "node drain needs [bgp]: it withdraws this node's BGP announcements, and this node announces nothing (a VRRP backup takes the VIPs when this node stops or its priority falls)".to_owned()
+    })
+}
+
 /// Where lbd kept the node state before `[bgp] node_state_file`: beside
 /// the admin socket (a tmpfs such as /run/lbd, gone at stop and reboot).
 fn legacy_node_state_file(config: &Config) -> Option<PathBuf> {
@@ -409,6 +425,17 @@ mod tests {
         fn drop(&mut self) {
             let _ = std::fs::remove_dir_all(&self.0);
         }
+    }
+
+    #[test]
+    fn a_node_without_bgp_refuses_a_drain_but_may_be_made_active() {
+        let scratch = Scratch::new("nobgp");
+        let without = scratch.config(false);
+        let why = node_state_refusal(&without, NodeState::Drained).unwrap();
+        assert!(why.contains("[bgp]"), "{why}");
+        assert_eq!(node_state_refusal(&without, NodeState::Active), None);
+        let with = scratch.config(true);
+        assert_eq!(node_state_refusal(&with, NodeState::Drained), None);
     }
 
     #[test]
