@@ -165,7 +165,7 @@ fn the_nat_address_moves_with_vrrp_and_forwarding_follows_nat_vips() {
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let warning = format!(
-        "warning: VIP {unmoved}/tcp: its NAT address {OTHER_NAT_ADDRESS} is in no VRRP instance's addresses"
+        "warning: VIP {unmoved}/tcp: its NAT address {OTHER_NAT_ADDRESS} is in no running VRRP instance's addresses"
     );
     let text = add(&unmoved, &["--nat-source", OTHER_NAT_ADDRESS, "--dry-run"]);
     assert!(
@@ -174,18 +174,19 @@ fn the_nat_address_moves_with_vrrp_and_forwarding_follows_nat_vips() {
     );
     let text = add(&unmoved, &["--nat-source", OTHER_NAT_ADDRESS, "--json"]);
     let change: serde_json::Value = serde_json::from_str(&text).expect("JSON");
-    assert_eq!(
-        change["warnings"].as_array().map(Vec::len),
-        Some(1),
-        "{text}"
-    );
+    let warnings = change["warnings"].as_array().expect("warnings");
+    let nat_warnings = warnings
+        .iter()
+        .filter(|w| w.as_str().is_some_and(|w| w.contains("NAT address")))
+        .count();
+    assert_eq!(nat_warnings, 1, "{text}");
     assert!(
         lab.log("lbd-a").contains("change applied with a warning"),
         "{}",
         lab.log("lbd-a")
     );
     let text = add(&format!("{VIP4}:8081"), &[]);
-    assert!(!text.contains("warning"), "{text}");
+    assert!(!text.contains("NAT address"), "{text}");
     for vip in [unmoved.clone(), format!("{VIP4}:8081")] {
         let out = lab
             .lbctl_on(&a, &["vip", "remove", &vip])
@@ -196,6 +197,25 @@ fn the_nat_address_moves_with_vrrp_and_forwarding_follows_nat_vips() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+
+    // A reload cannot move the NAT address to one the running VRRP
+    // instances do not move (VRRP changes at a restart): refused, and the
+    // running NAT address stays.
+    let moved_elsewhere = config_a.replace(NAT_ADDRESS, OTHER_NAT_ADDRESS);
+    lab.write_lbd_config_named("lbd-a", &moved_elsewhere)
+        .expect("write config");
+    let out = lab.lbctl_on(&a, &["reload"]).expect("lbctl reload");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(OTHER_NAT_ADDRESS) && stderr.contains("restart lbd"),
+        "{stderr}"
+    );
+    let status = status_on(&lab, &a);
+    let nat = status.vips[0].nat.as_ref().expect("NAT status");
+    assert_eq!(nat.source.to_string(), NAT_ADDRESS);
+    lab.write_lbd_config_named("lbd-a", &config_a)
+        .expect("write config");
 
     // A restart-style stop keeps the addresses; the unit's
     // `--release-vips` then takes the NAT address away too, and the

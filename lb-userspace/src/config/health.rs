@@ -48,11 +48,12 @@ impl std::fmt::Display for CheckType {
 pub struct HealthConfig {
     /// Kind of check.
     pub check: CheckType,
-    /// Port checked; None: the VIP's port.
+    /// Port checked; None: the backend's own port (NAT), else the VIP's.
     pub port: Option<u16>,
     /// HTTP path.
     pub path: String,
-    /// HTTP Host header; None: the backend's address.
+    /// HTTP Host header; None: the address checked (the backend's, or
+    /// with `through_tunnel` the VIP's, with its port).
     pub host: Option<String>,
     /// HTTP status that means healthy.
     pub expect_status: u16,
@@ -107,13 +108,14 @@ pub struct HealthKeys {
     /// "none", "tcp" or "http".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub check: Option<String>,
-    /// Port checked, 1..=65535 (default: the VIP's port).
+    /// Port checked, 1..=65535 (default: a NAT backend's own port, else
+    /// the VIP's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<i64>,
     /// HTTP path: absolute, no spaces, at most 1024 bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
-    /// HTTP `Host`, at most 253 bytes (default: the backend's address).
+    /// HTTP `Host`, at most 253 bytes (default: the address checked).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
     /// HTTP status that means healthy, 200..=599 (1xx answers are interim).

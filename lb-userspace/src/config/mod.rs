@@ -100,8 +100,8 @@ pub use health::{
 };
 pub use nat::{NatConfig, NatTimeouts, VipNat};
 pub use sync::SyncSettings;
-pub(crate) use tunnel::prefix_text;
 pub use tunnel::TunnelSettings;
+pub(crate) use tunnel::{outer_sources_hold, prefix_text};
 pub use vrrp::VrrpConfig;
 pub use warnings::{warnings, Warning};
 

@@ -104,6 +104,30 @@ impl Checker<'_> {
 }
 
 /// Whether the prefix `(network, len)` holds `address`.
+/// Why `address` (a VIP's or a backend's, `what`) cannot be served beside
+/// `tunnel`: one of its outer-source prefixes holds it, as the file's own
+/// check refuses (for a VIP or backend added at run time).
+pub(crate) fn outer_sources_hold(
+    tunnel: &TunnelSettings,
+    address: IpAddr,
+    what: &str,
+) -> Option<String> {
+    [
+        ("source_ipv4", tunnel.source_ipv4),
+        ("source_ipv6", tunnel.source_ipv6),
+    ]
+    .into_iter()
+    .find_map(|(key, prefix)| {
+        let prefix = prefix?;
+        contains(prefix, address).then(|| {
+            format!(
+                "{what} {address} is inside [tunnel] {key} = {}: outer sources must be addresses of no VIP or backend",
+                prefix_text(prefix)
+            )
+        })
+    })
+}
+
 fn contains((network, len): (IpAddr, u8), address: IpAddr) -> bool {
     match (network, address) {
         (IpAddr::V4(n), IpAddr::V4(a)) => {
@@ -406,5 +430,26 @@ forwarding = "gue"
             let message = error(&GUE_VIP.replacen(from, to, 1));
             assert!(message.starts_with(expected), "{message:?} lacks {expected:?}");
         }
+    }
+
+    #[test]
+    fn an_address_added_at_run_time_inside_an_outer_source_prefix_is_named() {
+        let tunnel = TunnelSettings {
+            source_ipv4: Some(("198.18.200.0".parse().unwrap(), 24)),
+            ..TunnelSettings::default()
+        };
+        let why = outer_sources_hold(&tunnel, "198.18.200.10".parse().unwrap(), "VIP").unwrap();
+        assert_eq!(
+            why,
+            "VIP 198.18.200.10 is inside [tunnel] source_ipv4 = 198.18.200.0/24: outer sources must be addresses of no VIP or backend"
+        );
+        assert_eq!(
+            outer_sources_hold(&tunnel, "198.18.201.10".parse().unwrap(), "VIP"),
+            None
+        );
+        assert_eq!(
+            outer_sources_hold(&tunnel, "2001:2::1".parse().unwrap(), "backend"),
+            None
+        );
     }
 }

@@ -407,6 +407,15 @@ pub(crate) fn backend_address(
     mode: lb_common::Mode,
 ) -> Result<IpAddr, ValueError> {
     service_address(backend)?;
+    if let IpAddr::V6(v6) = backend {
+        if v6.segments()[0] & 0xffc0 == 0xfe80 {
+            // No interface scope can be given: checks and routed modes
+            // could not reach it.
+            return Err(ValueError::invalid(format!(
+                "{backend} is an IPv6 link-local address: give the backend a global or unique local address (link-local ones carry no interface here, so its health checks could not reach it)"
+            )));
+        }
+    }
     let four_in_six = mode.is_tunnel() && vip.is_ipv4() && backend.is_ipv6();
     if backend.is_ipv4() != vip.is_ipv4() && !four_in_six {
         let family = |a: IpAddr| if a.is_ipv4() { "IPv4" } else { "IPv6" };
@@ -544,6 +553,13 @@ mod tests {
         assert!(message(ip_address("ff02::1")).contains("multicast"));
         let dsr = lb_common::Mode::DsrL2;
         assert_eq!(backend_address(ok, vip, dsr), Ok(ok));
+        let v6_vip: IpAddr = "2001:2::100".parse().unwrap();
+        let link_local: IpAddr = "fe80::11".parse().unwrap();
+        let error = message(backend_address(link_local, v6_vip, dsr));
+        assert!(
+            error.starts_with("fe80::11 is an IPv6 link-local address"),
+            "{error}"
+        );
         let v6: IpAddr = "2001:2::11".parse().unwrap();
         assert_eq!(
             message(backend_address(v6, vip, dsr)),

@@ -150,7 +150,19 @@ fn vip_warnings(index: usize, vip: &VipConfig, out: &mut Vec<Warning>) {
             ),
         });
     }
+    if let Some(message) = http_keys_unused(&vip.health) {
+        out.push(Warning {
+            field: format!("vip[{index}].health"),
+            message,
+        });
+    }
     for (b, backend) in vip.backends.iter().enumerate() {
+        if let Some(message) = backend.health.as_ref().and_then(http_keys_unused) {
+            out.push(Warning {
+                field: format!("vip[{index}].backend[{b}].health"),
+                message,
+            });
+        }
         if let Some(kind) = unusual(backend.address) {
             out.push(Warning {
                 field: format!("vip[{index}].backend[{b}].address"),
@@ -161,6 +173,34 @@ fn vip_warnings(index: usize, vip: &VipConfig, out: &mut Vec<Warning>) {
             });
         }
     }
+}
+
+/// HTTP keys set where the check is not HTTP: a `path` meant to select
+/// healthy servers selects nothing (a TCP check passes whatever the
+/// application answers).
+fn http_keys_unused(health: &super::HealthConfig) -> Option<String> {
+    if health.check == super::CheckType::Http {
+        return None;
+    }
+    let defaults = super::HealthConfig::default_for(super::Protocol::Tcp);
+    let mut set = Vec::new();
+    if health.path != defaults.path {
+        set.push("path");
+    }
+    if health.host.is_some() {
+        set.push("host");
+    }
+    if health.expect_status != defaults.expect_status {
+        set.push("expect_status");
+    }
+    if set.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "{} set but check = \"{}\": only an HTTP check uses them (set check = \"http\")",
+        set.join(", "),
+        health.check
+    ))
 }
 
 /// What kind of address `address` is, if it is no address of one host on
@@ -245,6 +285,27 @@ mod tests {
         assert_eq!(
             shown(&config(vec![tunnelled])),
             ["vip[0].health.through_tunnel: VIP 198.18.0.100:80/tcp has no health checks (check = \"none\"): nothing goes through the tunnel; set check = \"tcp\" or \"http\""]
+        );
+    }
+
+    #[test]
+    fn http_keys_without_an_http_check_are_named() {
+        let mut web = vip("198.18.0.100", &[("198.18.0.11", 1)]);
+        web.health.path = "/healthz".to_owned();
+        web.health.expect_status = 204;
+        assert_eq!(
+            shown(&config(vec![web.clone()])),
+            ["vip[0].health: path, expect_status set but check = \"tcp\": only an HTTP check uses them (set check = \"http\")"]
+        );
+        web.health.check = crate::config::CheckType::Http;
+        assert_eq!(shown(&config(vec![web.clone()])), Vec::<String>::new());
+        let mut own = web.health.clone();
+        own.check = crate::config::CheckType::Tcp;
+        own.host = Some("example.test".to_owned());
+        web.backends[0].health = Some(own);
+        assert_eq!(
+            shown(&config(vec![web])),
+            ["vip[0].backend[0].health: path, host, expect_status set but check = \"tcp\": only an HTTP check uses them (set check = \"http\")"]
         );
     }
 

@@ -112,6 +112,16 @@ fn tokens(file: &str, text: &str, dialect: Dialect) -> Result<Vec<(Token, usize)
                             ))
                         }
                         Some(q) if q == c => break,
+                        // keepalived reads a line at a time: a quote ends
+                        // with it, and one left open is refused here, not
+                        // where a later quote happens to close it.
+                        Some('\n') if dialect == Dialect::Keepalived => {
+                            return Err(ImportError::at(
+                                file,
+                                opened,
+                                format!("unterminated quote: the {c} is never closed on this line"),
+                            ))
+                        }
                         Some('\\') if dialect == Dialect::Nginx => {
                             if let Some(escaped) = chars.next() {
                                 if escaped == '\n' {
@@ -341,7 +351,16 @@ mod tests {
         );
         assert_eq!(
             err("vrrp_instance A {\n notify \"/x\n}\n", Dialect::Keepalived),
-            "f:2: unterminated quote: the \" opened here is never closed"
+            "f:2: unterminated quote: the \" is never closed on this line"
+        );
+        // A later quote does not close it: the blocks after it are not
+        // swallowed into one word.
+        assert_eq!(
+            err(
+                "vrrp_instance A {\n notify \"/x\n}\nvrrp_script chk {\n script \"pidof haproxy\"\n}\n",
+                Dialect::Keepalived
+            ),
+            "f:2: unterminated quote: the \" is never closed on this line"
         );
         assert_eq!(
             err("{\n}\n", Dialect::Keepalived),

@@ -57,7 +57,8 @@ pub(super) fn join(
         }
     }
 
-    let vips = vips(setup, options)?;
+    let (vips, vip_notes) = vips(setup, options)?;
+    document.notes.extend(vip_notes);
     nat::one_per_family(options)?;
     let mut nat_needed: Vec<IpAddr> = Vec::new();
     let mut tables = Vec::new();

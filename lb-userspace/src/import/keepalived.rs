@@ -15,7 +15,8 @@ use super::model::{Note, Origin, Setup};
 use super::ImportError;
 
 use virtual_server::virtual_server;
-use vrrp::{script, Script};
+use vrrp::script;
+pub(super) use vrrp::Script;
 
 /// Seconds as keepalived writes them (`3`, `0.5`).
 fn seconds(text: &str) -> Option<Duration> {
@@ -74,19 +75,35 @@ pub(super) fn duration(file: &str, statement: &Statement) -> Result<Duration, Im
     })
 }
 
-/// Reads `text` (named `file`) into `setup`.
-pub(super) fn parse(file: &str, text: &str, setup: &mut Setup) -> Result<(), ImportError> {
+/// The `vrrp_script`s of every keepalived file of the setup (name,
+/// text), in order: a `track_script` may name one defined in another
+/// file (keepalived.conf including a scripts file), as keepalived reads
+/// them all as one configuration. The first of a name is taken.
+pub(super) fn scripts(sources: &[(&str, &str)]) -> Result<Vec<Script>, ImportError> {
+    let mut out = Vec::new();
+    for (file, text) in sources {
+        let top = blocks::parse(file, text, Dialect::Keepalived)?;
+        for statement in top.iter().filter(|s| s.name() == "vrrp_script") {
+            out.push(script(file, statement)?);
+        }
+    }
+    Ok(out)
+}
+
+/// Reads `text` (named `file`) into `setup`; `scripts` are the
+/// `vrrp_script`s of all the setup's keepalived files.
+pub(super) fn parse(
+    file: &str,
+    text: &str,
+    scripts: &[Script],
+    setup: &mut Setup,
+) -> Result<(), ImportError> {
     let top = blocks::parse(file, text, Dialect::Keepalived)?;
-    let scripts: Vec<Script> = top
-        .iter()
-        .filter(|s| s.name() == "vrrp_script")
-        .map(|s| script(file, s))
-        .collect::<Result<_, _>>()?;
     for statement in &top {
         let origin = Origin::new(file, statement.line);
         match statement.name() {
             "vrrp_script" => {}
-            "vrrp_instance" => setup.vrrp.push(vrrp::instance(file, statement, &scripts)?),
+            "vrrp_instance" => setup.vrrp.push(vrrp::instance(file, statement, scripts)?),
             "virtual_server" => {
                 if let Some(service) = virtual_server(file, statement, setup)? {
                     setup.services.push(service);

@@ -177,6 +177,18 @@ pub(crate) fn unbracketed(host: &str) -> &str {
         .unwrap_or(host)
 }
 
+/// An address written alone, bare or bracketed (`2001:2::11`,
+/// `[2001:2::11]`), tried before a host is split from its port at the last
+/// ':', which would cut a bracketed IPv6 address without a port.
+pub(crate) fn whole_address(text: &str) -> Option<IpAddr> {
+    text.parse().ok().or_else(|| {
+        text.strip_prefix('[')
+            .and_then(|t| t.strip_suffix(']'))
+            .and_then(|t| t.parse::<std::net::Ipv6Addr>().ok())
+            .map(IpAddr::V6)
+    })
+}
+
 /// Reads `sources` (one setup: e.g. haproxy.cfg and keepalived.conf of
 /// one node) and writes the lbd configuration that does the same.
 pub fn import(sources: &[Source], options: &Options) -> Result<Imported, ImportError> {
@@ -185,9 +197,6 @@ pub fn import(sources: &[Source], options: &Options) -> Result<Imported, ImportE
     }
     let mut setup = model::Setup::default();
     let mut formats = Vec::new();
-    // nginx files are read together: a server block may proxy to an
-    // upstream of another file, a file may be included in `stream { }`.
-    let mut nginx_sources = Vec::new();
     for source in sources {
         let format = match options.format {
             Some(format) => format,
@@ -197,26 +206,71 @@ pub fn import(sources: &[Source], options: &Options) -> Result<Imported, ImportE
                 reason: "not recognised as HAProxy, keepalived or nginx configuration: name the format with --format".to_owned(),
             })?,
         };
-        match format {
-            Format::Haproxy => haproxy::parse(&source.name, &source.text, &mut setup)?,
-            Format::Keepalived => keepalived::parse(&source.name, &source.text, &mut setup)?,
-            Format::Nginx => nginx_sources.push((source.name.as_str(), source.text.as_str())),
-        }
         formats.push((source.name.as_str(), format));
     }
+    let of_format = |wanted: Format| -> Vec<(&str, &str)> {
+        sources
+            .iter()
+            .zip(&formats)
+            .filter(|(_, (_, format))| *format == wanted)
+            .map(|(source, _)| (source.name.as_str(), source.text.as_str()))
+            .collect()
+    };
+    // keepalived files are one configuration: a track_script may use a
+    // vrrp_script of another file given.
+    let scripts = keepalived::scripts(&of_format(Format::Keepalived))?;
+    for (source, (_, format)) in sources.iter().zip(&formats) {
+        match format {
+            Format::Haproxy => haproxy::parse(&source.name, &source.text, &mut setup)?,
+            Format::Keepalived => {
+                keepalived::parse(&source.name, &source.text, &scripts, &mut setup)?;
+            }
+            Format::Nginx => {}
+        }
+    }
+    // nginx files are read together: a server block may proxy to an
+    // upstream of another file, a file may be included in `stream { }`.
+    let nginx_sources = of_format(Format::Nginx);
     if !nginx_sources.is_empty() {
         nginx::parse(&nginx_sources, &mut setup)?;
     }
     let document = join::join(&setup, options, &formats)?;
     let text = write::render(&document);
-    let config = Config::from_toml_str(&text, "imported configuration").map_err(|e| {
-        ImportError::setup(format!(
-            "the imported configuration is not one lbd accepts: {e}"
-        ))
-    })?;
+    let config = Config::from_toml_str(&text, "imported configuration")
+        .map_err(|e| refused_by_lbd(&text, &e))?;
     Ok(Imported {
         text,
         config,
         notes: document.all_notes(),
     })
+}
+
+/// Most generated lines quoted in [`refused_by_lbd`].
+const QUOTED_LINES: usize = 6;
+
+/// The error for a generated configuration lbd's own loading refuses (a
+/// defect of the import): its location is in text the operator never saw,
+/// so the generated lines there are quoted, up to the first that carries
+/// a provenance comment (`# haproxy.cfg:12 (...)`), which names the source
+/// line it came from.
+fn refused_by_lbd(text: &str, error: &crate::config::ConfigError) -> ImportError {
+    let mut reason = format!("the imported configuration is not one lbd accepts: {error}");
+    let at = error.location().and_then(|l| l.position).map(|p| p.line);
+    if let Some(line) = at.filter(|l| *l >= 1) {
+        let mut quoted: Vec<&str> = Vec::new();
+        for generated in text.lines().skip(line - 1).take(QUOTED_LINES) {
+            let generated = generated.trim();
+            if !quoted.is_empty() && generated.starts_with('[') {
+                break;
+            }
+            quoted.push(generated);
+            if generated.contains("  # ") {
+                break;
+            }
+        }
+        if !quoted.is_empty() {
+            reason.push_str(&format!("; generated there: `{}`", quoted.join("` / `")));
+        }
+    }
+    ImportError::setup(reason)
 }

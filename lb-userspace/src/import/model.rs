@@ -83,6 +83,20 @@ impl Note {
             text: text.into(),
         }
     }
+
+    /// The note on a directive that kept each client on one backend
+    /// (HAProxy `balance source`, `stick on src`; nginx `ip_hash`;
+    /// keepalived `persistence_timeout`), worded alike for every format:
+    /// lbd keeps a connection on its backend, not a client, which an
+    /// application relying on it must know.
+    pub(crate) fn persistence(origin: &Origin, what: &str) -> Self {
+        Self::new(
+            origin,
+            format!(
+                "{what}: client persistence (source stickiness) is not carried over; lbd's Maglev hashing and connection table keep each connection on its backend, not each client, so a client's next connection may go to another backend"
+            ),
+        )
+    }
 }
 
 impl fmt::Display for Note {

@@ -1,8 +1,9 @@
 //! `lbctl config import FILE...`: an existing keepalived + HAProxy or
 //! nginx setup written as lbd.toml (see `lb_userspace::import`). The
 //! result is loaded as lbd would load it before anything is written, so a
-//! refused import leaves no file behind; notes on what could not be
-//! carried over go to stderr too.
+//! refused import leaves no file behind. Notes on what could not be
+//! carried over are written to stderr, one a line (`file:line: text`), as
+//! well as NOTE comments in the configuration.
 
 use std::{fs, net::IpAddr, path::PathBuf};
 
@@ -83,11 +84,57 @@ pub(crate) fn run(args: &Args) -> Result<(), Failure> {
         }
         None => print!("{}", imported.text),
     }
-    if !imported.notes.is_empty() {
-        eprintln!(
-            "lbctl: {} note(s) on what could not be carried over: see the NOTE comments",
-            imported.notes.len()
+    eprint!("{}", notes_report(&imported.notes));
+    Ok(())
+}
+
+/// The notes as the terminal shows them: a count, then each note on a
+/// line of its own (nothing when there are none), so an operator reads
+/// what stayed behind without opening the file.
+fn notes_report(notes: &[String]) -> String {
+    if notes.is_empty() {
+        return String::new();
+    }
+    let mut out = format!(
+        "lbctl: {} note(s) on what could not be carried over (also NOTE comments in the file):\n",
+        notes.len()
+    );
+    for note in notes {
+        out.push_str("  ");
+        out.push_str(&one_line(note));
+        out.push('\n');
+    }
+    out
+}
+
+/// A note as one terminal line: control characters a source's words can
+/// hold (an HAProxy `\r\n`) written as escapes, as in the file's comments.
+fn one_line(note: &str) -> String {
+    note.chars()
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_note_is_printed_on_its_own_line() {
+        assert_eq!(notes_report(&[]), "");
+        let report = notes_report(&[
+            "h.cfg:3: balance source: client persistence".to_owned(),
+            "h.cfg:9: tcp-check send PING\r\n: not carried over".to_owned(),
+        ]);
+        assert_eq!(
+            report,
+            "lbctl: 2 note(s) on what could not be carried over (also NOTE comments in the file):\n  h.cfg:3: balance source: client persistence\n  h.cfg:9: tcp-check send PING\\r\\n: not carried over\n"
         );
     }
-    Ok(())
 }

@@ -19,14 +19,16 @@ pub(crate) struct HealthFlags {
     /// Kind of check: tcp, http or none (`check`).
     #[arg(long, value_parser = |t: &str| text(t, |k, v| k.check = Some(v)))]
     check: Option<String>,
-    /// Port checked, 1..=65535 (`port`; default: the VIP's).
+    /// Port checked, 1..=65535 (`port`; default: a NAT backend's own port,
+    /// else the VIP's).
     #[arg(long, value_name = "PORT", allow_negative_numbers = true,
           value_parser = |t: &str| number(t, "port", |k, n| k.port = Some(n)))]
     check_port: Option<i64>,
     /// HTTP checks: the path asked for, e.g. /healthz (`path`; default /).
     #[arg(long, value_name = "PATH", value_parser = |t: &str| text(t, |k, v| k.path = Some(v)))]
     check_path: Option<String>,
-    /// HTTP checks: the Host header (`host`; default: the backend's address).
+    /// HTTP checks: the Host header (`host`; default: the address checked:
+    /// the backend's, or with through_tunnel the VIP's).
     #[arg(long, value_name = "HOST", value_parser = |t: &str| text(t, |k, v| k.host = Some(v)))]
     check_host: Option<String>,
     /// HTTP checks: the status that means healthy, 200..=599

@@ -36,6 +36,9 @@ pub enum ChangeError {
 impl Engine {
     /// Carries out one operator edit (or, with `dry_run`, only plans it).
     pub async fn change(&mut self, edit: &Edit, dry_run: bool) -> Result<Change, ChangeError> {
+        if let Some(why) = self.tunnel_sources_hold(edit) {
+            return Err(ModelError::Invalid(why).into());
+        }
         let mut next = self.model.clone();
         let drain = next.apply(edit, Instant::now())?;
         let drain = drain.map(|timeout| DrainPlan {
@@ -102,6 +105,16 @@ impl Engine {
         // The running [bgp] (a restart setting) decides what is announced:
         // the file's own check saw only the file's.
         if let Some(why) = file.vips.iter().find_map(|v| self.announcement_refuses(v)) {
+            return Err(ChangeError::File(why));
+        }
+        // The same for VRRP (also a restart setting): a NAT address the
+        // running instances do not move would be used at once, from a
+        // node that may not hold it.
+        if let Some(why) = file
+            .vips
+            .iter()
+            .find_map(|v| self.nat_address_left_behind(v))
+        {
             return Err(ChangeError::File(why));
         }
         let next = self.model.reloaded(&file);
@@ -187,6 +200,24 @@ impl Engine {
         Ok((plan, Some(report)))
     }
 
+    /// The file's rule that no VIP or backend lies inside the running
+    /// `[tunnel]` outer-source prefixes, for VIPs and backends added at
+    /// run time (a backend would drop the tunnel's packets as coming from
+    /// its own address).
+    fn tunnel_sources_hold(&self, edit: &Edit) -> Option<String> {
+        let tunnel = &self.config.tunnel;
+        let hold = crate::config::outer_sources_hold;
+        match edit {
+            Edit::AddVip(vip) => hold(tunnel, vip.address, "VIP").or_else(|| {
+                vip.backends
+                    .iter()
+                    .find_map(|b| hold(tunnel, b.address, "backend"))
+            }),
+            Edit::AddBackend(_, backend) => hold(tunnel, backend.address, "backend"),
+            _ => None,
+        }
+    }
+
     /// The model's rule on the maps' size, for this engine's maps.
     fn fits_the_maps(&self, next: &Model) -> Result<(), ChangeError> {
         Ok(crate::model::fits_the_maps(
@@ -242,7 +273,17 @@ fn undone_by_reload(current: &Model, next: &Model, running: &Config, file: &Conf
                     notes.push(format!("backend {address} of {id} from the file: added"));
                 }
                 let (was, now) = (old.config.forwarding, vip.config.forwarding);
-                if was != now {
+                let nat = lb_common::Mode::Nat;
+                if was != now && (was == nat || now == nat) {
+                    // The backend knows a NAT'd connection by the NAT
+                    // address, any other by the client's: neither
+                    // survives the switch.
+                    notes.push(format!(
+                        "VIP {id}: forwarding {} -> {}: established connections end (a backend knows a NAT'd connection by the NAT address, any other by the client's); new flows take the new mode",
+                        was.name(),
+                        now.name()
+                    ));
+                } else if was != now {
                     notes.push(format!(
                         "VIP {id}: forwarding {} -> {}: tracked flows keep their backend, their next packets take the new mode",
                         was.name(),
@@ -263,8 +304,13 @@ mod tests {
     use super::*;
 
     fn config(forwarding: &str) -> Config {
+        let nat = if forwarding == "nat" {
+            "[nat]\nsource_ipv4 = \"198.18.0.50\"\n"
+        } else {
+            ""
+        };
         let text = format!(
-            "interface = \"eth0\"\n[[vip]]\naddress = \"198.18.0.100\"\nport = 80\nforwarding = \"{forwarding}\"\n[[vip.backend]]\naddress = \"198.19.2.11\"\n"
+            "interface = \"eth0\"\n{nat}[[vip]]\naddress = \"198.18.0.100\"\nport = 80\nforwarding = \"{forwarding}\"\n[[vip.backend]]\naddress = \"198.19.2.11\"\n"
         );
         Config::from_toml_str(&text, "lbd.toml").unwrap()
     }
@@ -282,6 +328,21 @@ mod tests {
             notes,
             ["VIP 198.18.0.100:80/tcp: forwarding dsr-l2 -> ipip: tracked flows keep their backend, their next packets take the new mode"]
         );
+        // To or from NAT, the backends see other connections.
+        for (from, to) in [("dsr-l2", "nat"), ("nat", "gue")] {
+            let (running, file) = (config(from), config(to));
+            let notes = undone_by_reload(
+                &Model::from_config(&running),
+                &Model::from_config(&file),
+                &running,
+                &file,
+            );
+            assert_eq!(notes.len(), 1, "{notes:?}");
+            assert!(
+                notes[0].contains("established connections end"),
+                "{notes:?}"
+            );
+        }
         let same = undone_by_reload(
             &Model::from_config(&file),
             &Model::from_config(&file),

@@ -455,7 +455,7 @@ fn unmoved_nat_address(vip: &crate::config::VipConfig, moved: &[&[IpAddr]]) -> O
         return None;
     }
     Some(format!(
-        "VIP {}: its NAT address {} is in no VRRP instance's addresses, so it does not move at a failover and replies to this VIP's translated flows would go to the node that lost it; add {} to the [[vrrp]] addresses in the config file and reload",
+        "VIP {}: its NAT address {} is in no running VRRP instance's addresses, so it does not move at a failover and replies to this VIP's translated flows would go to the node that lost it; add {} to a [[vrrp]] instance's addresses in the config file and restart lbd (VRRP settings take effect at a restart)",
         crate::vip_id::VipId::of(vip),
         nat.source,
         nat.source
@@ -486,7 +486,7 @@ mod tests {
         assert_eq!(unmoved_nat_address(&vip, &[]), None);
         let warning = unmoved_nat_address(&vip, &[&moved, &other]).expect("warned");
         assert!(
-            warning.starts_with("VIP 198.18.0.10:80/tcp: its NAT address 198.18.0.51 is in no VRRP instance's addresses"),
+            warning.starts_with("VIP 198.18.0.10:80/tcp: its NAT address 198.18.0.51 is in no running VRRP instance's addresses"),
             "{warning}"
         );
         // Any instance moving it is enough.

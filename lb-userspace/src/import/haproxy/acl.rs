@@ -126,16 +126,9 @@ impl Rules {
             }
             return (Vec::new(), notes);
         }
-        let allow_lists: Vec<&str> = {
-            let mut names: Vec<&str> = rejects
-                .iter()
-                .filter(|(_, r)| r.outside)
-                .map(|(_, r)| r.name.as_str())
-                .collect();
-            names.dedup();
-            names
-        };
-        let mut out = Vec::new();
+        // Each reject with the sources of its ACL, looked up in the
+        // proxy that has the rule (ACLs are per section in HAProxy).
+        let mut resolved: Vec<(&Reject, Vec<(Cidr, &Def)>)> = Vec::new();
         for (rules, reject) in &rejects {
             let defs: Vec<&Def> = rules
                 .defs
@@ -161,14 +154,41 @@ impl Rules {
                 ));
                 continue;
             };
+            resolved.push((reject, sources));
+        }
+        // The "only these sources" lists, told apart by what they hold,
+        // not their names: the same list used by two rules (or defined
+        // alike in the frontend and the backend) is one list, while a
+        // frontend `trusted` and a backend `trusted` that differ are two,
+        // which HAProxy intersects and lbd's one allow list cannot.
+        let mut allow_lists: Vec<(Vec<Cidr>, String)> = Vec::new();
+        for (reject, sources) in resolved.iter().filter(|(r, _)| r.outside) {
+            let mut set: Vec<Cidr> = sources.iter().map(|(c, _)| *c).collect();
+            set.sort();
+            set.dedup();
+            if !allow_lists.iter().any(|(s, _)| *s == set) {
+                allow_lists.push((set, format!("{} at {}", reject.name, reject.origin)));
+            }
+        }
+        let mut out: Vec<AclRule> = Vec::new();
+        for (reject, sources) in resolved {
             if reject.outside && allow_lists.len() > 1 {
+                let names: Vec<&str> = allow_lists.iter().map(|(_, n)| n.as_str()).collect();
                 notes.push(Note::new(
                     &reject.origin,
-                    format!("WARNING: {}: one of several \"only these sources\" rules ({}); HAProxy let in only sources in all of them, lbd's allow list is one: not carried over, the VIP is more open than it was", reject.what, allow_lists.join(", ")),
+                    format!("WARNING: {}: one of several different \"only these sources\" rules ({}); HAProxy let in only sources in all of them, lbd's allow list is one: not carried over, the VIP is more open than it was", reject.what, names.join(", ")),
                 ));
                 continue;
             }
             for (source, def) in sources {
+                // One rule per meaning (allow or deny, prefix; the scope is
+                // the service's VIPs): lbd refuses a rule listed twice.
+                if out
+                    .iter()
+                    .any(|r| r.allow == reject.outside && r.source == source)
+                {
+                    continue;
+                }
                 out.push(AclRule {
                     allow: reject.outside,
                     source,
@@ -177,7 +197,6 @@ impl Rules {
                 });
             }
         }
-        out.dedup();
         (out, notes)
     }
 }

@@ -3,8 +3,115 @@
 use std::time::Duration;
 
 use super::server;
-use super::settings::Settings;
-use crate::import::model::{Check, CheckKind, Origin, Sourced};
+use super::settings::{Settings, TcpRule};
+use crate::import::model::{Check, CheckKind, Note, Origin, Sourced};
+
+/// `tcp-check connect` options that take a value (HAProxy 2.x); the
+/// others (`default`, `ssl`, `send-proxy`, `via-socks4`, `linger`) take
+/// none.
+const CONNECT_VALUES: &[&str] = &["port", "addr", "sni", "alpn", "proto", "comment"];
+
+/// The `port` of a `tcp-check connect` rule (as written) and its other
+/// options, which lbd's plain TCP connection does not carry.
+fn connect_options(rule: &TcpRule) -> (Option<&str>, Vec<String>) {
+    let mut port = None;
+    let mut others = Vec::new();
+    let mut words = rule.options.iter();
+    while let Some(word) = words.next() {
+        if CONNECT_VALUES.contains(&word.as_str()) {
+            let value = words.next().map(String::as_str);
+            if word == "port" {
+                port = value;
+            } else {
+                others.push(format!("{word} {}", value.unwrap_or_default()));
+            }
+        } else {
+            others.push(word.clone());
+        }
+    }
+    (port, others)
+}
+
+/// The rule that opens the check's connection: the first `tcp-check`
+/// rule when it is a `connect` (else HAProxy connects to the server's
+/// check port before the first rule). None without `option tcp-check`,
+/// which HAProxy needs to run the rules.
+fn first_connect(settings: &Settings) -> Option<&TcpRule> {
+    settings.tcp_check.as_ref()?;
+    settings.tcp_rules.first().filter(|r| r.connect)
+}
+
+/// The port of `tcp-check connect port N` when that rule opens the
+/// check's connection: lbd's health `port` (HAProxy takes it over the
+/// server's `port`).
+fn tcp_connect_port(settings: &Settings) -> Option<Sourced<u16>> {
+    let rule = first_connect(settings)?;
+    let port = crate::import::port_number(connect_options(rule).0?)?;
+    Some(Sourced::new(port, &rule.origin, rule.what.clone()))
+}
+
+/// What lbd's check does not do of a proxy's `tcp-check` rules: a WARNING
+/// naming the rules that send and expect (lbd's check only connects, so
+/// it no longer tells the servers that answer right from the others: a
+/// Redis replica from the master), a note on connection options it does
+/// not carry. When no server is checked, or without `option tcp-check`
+/// (HAProxy then runs none of them), the rules have no effect: they are
+/// returned for the "not carried over" list instead.
+pub(super) fn tcp_check_notes(settings: &Settings, checked: bool) -> (Vec<Note>, Vec<String>) {
+    let mut notes = Vec::new();
+    let Some(option) = settings.tcp_check.as_ref().filter(|_| checked) else {
+        let ignored = settings
+            .tcp_rules
+            .iter()
+            .map(|r| format!("{} (line {})", r.what, r.origin.line))
+            .collect();
+        return (notes, ignored);
+    };
+    let first = first_connect(settings);
+    if let Some(rule) = first {
+        let (port, others) = connect_options(rule);
+        if let Some(port) = port.filter(|p| crate::import::port_number(p).is_none()) {
+            notes.push(Note::new(
+                &rule.origin,
+                format!(
+                    "WARNING: {}: port {port} is not a port number; lbd checks the server's port",
+                    rule.what
+                ),
+            ));
+        }
+        if !others.is_empty() {
+            notes.push(Note::new(
+                &rule.origin,
+                format!(
+                    "{}: {}: not carried over; lbd's check opens a plain TCP connection",
+                    rule.what,
+                    others.join(", ")
+                ),
+            ));
+        }
+    }
+    let spoken: Vec<&TcpRule> = settings
+        .tcp_rules
+        .iter()
+        .filter(|r| !first.is_some_and(|f| std::ptr::eq(*r, f)))
+        .collect();
+    if let Some(at) = spoken.first() {
+        let rules: Vec<String> = spoken
+            .iter()
+            .map(|r| format!("{} (line {})", r.what, r.origin.line))
+            .collect();
+        notes.push(Note::new(
+            &at.origin,
+            format!(
+                "WARNING: {} ({}) runs tcp-check rules lbd's check cannot: {}. lbd's check only opens a TCP connection and sends and expects nothing, so the check no longer selects which servers are eligible: every server that accepts a connection takes traffic (a replica as well as the primary)",
+                option.what,
+                option.origin,
+                rules.join("; ")
+            ),
+        ));
+    }
+    (notes, Vec::new())
+}
 
 /// A checked server's check, from its parameters and its proxy's
 /// settings, with HAProxy's defaults (inter 2 s, fastinter = inter, rise
@@ -29,9 +136,12 @@ pub(super) fn check_of(settings: &Settings, server: &server::Server, origin: &Or
                 },
             )
         }
-        None => match &settings.protocol_check {
-            Some(protocol) => Sourced::new(CheckKind::Tcp, &protocol.origin, protocol.what.clone()),
-            None => Sourced::new(CheckKind::Tcp, origin, "check"),
+        None => match (&settings.protocol_check, &settings.tcp_check) {
+            (Some(protocol), _) => {
+                Sourced::new(CheckKind::Tcp, &protocol.origin, protocol.what.clone())
+            }
+            (None, Some(tcp)) => Sourced::new(CheckKind::Tcp, &tcp.origin, tcp.what.clone()),
+            (None, None) => Sourced::new(CheckKind::Tcp, origin, "check"),
         },
     };
     let interval = params.inter.clone().unwrap_or_else(|| {
@@ -62,7 +172,7 @@ pub(super) fn check_of(settings: &Settings, server: &server::Server, origin: &Or
         .unwrap_or_else(|| Sourced::new(interval.value, origin, "HAProxy's check timeout: inter"));
     Check {
         kind,
-        port: params.check_port.clone(),
+        port: tcp_connect_port(settings).or_else(|| params.check_port.clone()),
         interval: Some(interval),
         fast_interval: Some(fast_interval),
         timeout: Some(timeout),

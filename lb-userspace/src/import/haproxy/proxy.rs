@@ -3,6 +3,7 @@
 //! [`Proxy`], and the notes on what of it stays behind.
 
 use super::bind::bind;
+use super::check::tcp_check_notes;
 use super::lexer::Line;
 use super::settings::{apply, Settings};
 use super::{acl, server};
@@ -135,12 +136,22 @@ pub(super) fn proxy_notes(proxy: &Proxy) -> Vec<Note> {
             ),
         ));
     }
-    if !proxy.settings.ignored.is_empty() {
+    let (mut tcp_notes, mut ignored) = tcp_check_notes(&proxy.settings, checked);
+    notes.append(&mut tcp_notes);
+    if let Some(table) = &proxy.settings.stick_table {
+        if proxy.settings.stick_rules.is_empty() {
+            ignored.push(format!("{} (line {})", table.what, table.origin.line));
+        } else {
+            notes.push(Note::persistence(&table.origin, &table.what));
+        }
+    }
+    ignored.splice(0..0, proxy.settings.ignored.iter().cloned());
+    if !ignored.is_empty() {
         notes.push(Note::new(
             &proxy.origin,
             format!(
                 "not carried over (no meaning for an L4 balancer): {}",
-                proxy.settings.ignored.join("; ")
+                ignored.join("; ")
             ),
         ));
     }

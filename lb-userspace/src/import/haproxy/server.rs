@@ -8,7 +8,9 @@ use super::lexer::{time, Line};
 use crate::import::model::{Backend, Note, Origin, Role, Sourced};
 use crate::import::ImportError;
 
-/// Server keywords that take no argument.
+/// Server keywords that take no argument (HAProxy 2.x `server` and
+/// `default-server` keywords): any other keyword is read with its value,
+/// so a flag missing here would swallow the keyword after it.
 const FLAGS: &[&str] = &[
     "check",
     "no-check",
@@ -26,15 +28,26 @@ const FLAGS: &[&str] = &[
     "send-proxy-v2-ssl-cn",
     "no-send-proxy",
     "no-send-proxy-v2",
-    "check-send-proxy",
     "agent-check",
     "no-agent-check",
     "non-stick",
     "stick",
+    "no-send-proxy-v2-ssl",
+    "no-send-proxy-v2-ssl-cn",
+    "check-send-proxy",
+    "no-check-send-proxy",
     "tfo",
+    "no-tfo",
     "allow-0rtt",
     "no-tls-tickets",
     "tls-tickets",
+    "ssl-reuse",
+    "no-ssl-reuse",
+    "renegotiate",
+    "no-renegotiate",
+    "force-sslv3",
+    "force-tlsv10",
+    "force-tlsv11",
     "force-tlsv12",
     "force-tlsv13",
     "no-tlsv10",

@@ -19,6 +19,21 @@ pub(super) struct HttpCheck {
     pub(super) host: Option<String>,
 }
 
+/// A `tcp-check` rule line, kept for what lbd's check can take of it (the
+/// port of its connection) and for the warning on what it cannot (what
+/// is sent and expected).
+#[derive(Debug, Clone)]
+pub(super) struct TcpRule {
+    pub(super) origin: Origin,
+    /// The line as written.
+    pub(super) what: String,
+    /// `tcp-check connect ...`: a connection of the check, not a
+    /// conversation on it.
+    pub(super) connect: bool,
+    /// The words after `connect` (`port 6379`, `ssl`, ...).
+    pub(super) options: Vec<String>,
+}
+
 /// The settings of a proxy that its servers' checks and the notes use,
 /// inherited from the last `defaults` section.
 #[derive(Debug, Clone, Default)]
@@ -27,6 +42,17 @@ pub(super) struct Settings {
     pub(super) http_check: Option<HttpCheck>,
     /// `option pgsql-check` and friends: protocol checks lbd does as TCP.
     pub(super) protocol_check: Option<Sourced<String>>,
+    /// `option tcp-check`: the proxy's `tcp-check` rules are what its
+    /// checks do.
+    pub(super) tcp_check: Option<Sourced<String>>,
+    /// The `tcp-check` rules, in order.
+    pub(super) tcp_rules: Vec<TcpRule>,
+    /// `stick on|match|store-*` rules: client persistence (noted as such,
+    /// with the `stick-table` they use).
+    pub(super) stick_rules: Vec<Origin>,
+    /// A `stick-table` line: persistence when a stick rule uses it, else a
+    /// directive with no L4 meaning (counters, rate limits).
+    pub(super) stick_table: Option<Sourced<()>>,
     pub(super) expect_status: Option<Sourced<u16>>,
     pub(super) timeout_check: Option<Sourced<Duration>>,
     pub(super) timeout_connect: Option<Sourced<Duration>>,
@@ -50,6 +76,10 @@ pub(super) fn apply(file: &str, line: &Line, settings: &mut Settings) -> Result<
             }
             settings.mode = Some(Sourced::new(mode.to_owned(), &origin, line.text()));
         }
+        // `balance source` kept a client on one server: persistence.
+        ("balance", Some("source")) => settings
+            .notes
+            .push(Note::persistence(&origin, &line.text())),
         ("balance", Some(_)) => settings.notes.push(Note::new(
             &origin,
             format!(
@@ -57,6 +87,15 @@ pub(super) fn apply(file: &str, line: &Line, settings: &mut Settings) -> Result<
                 line.text()
             ),
         )),
+        ("stick", Some("on" | "match" | "store-request" | "store-response")) => {
+            settings
+                .notes
+                .push(Note::persistence(&origin, &line.text()));
+            settings.stick_rules.push(origin);
+        }
+        ("stick-table", _) => {
+            settings.stick_table = Some(Sourced::new((), &origin, line.text()));
+        }
         ("option", Some("httpchk")) => {
             // option httpchk [<uri>] | [<method> <uri> [<version>]]
             let mut check = HttpCheck {
@@ -85,14 +124,28 @@ pub(super) fn apply(file: &str, line: &Line, settings: &mut Settings) -> Result<
                 _ => {}
             }
             settings.http_check = Some(check);
+            settings.protocol_check = None;
+            settings.tcp_check = None;
         }
-        ("option", Some("tcp-check")) => settings.http_check = None,
+        // The last `option` of a check kind wins, as in HAProxy.
+        ("option", Some("tcp-check")) => {
+            settings.http_check = None;
+            settings.protocol_check = None;
+            settings.tcp_check = Some(Sourced::new("tcp-check".to_owned(), &origin, line.text()));
+        }
         ("option", Some(kind))
             if kind.ends_with("-check") || matches!(kind, "smtpchk" | "ssl-hello-chk") =>
         {
             settings.http_check = None;
+            settings.tcp_check = None;
             settings.protocol_check = Some(Sourced::new(kind.to_owned(), &origin, line.text()));
         }
+        ("tcp-check", Some(action)) => settings.tcp_rules.push(TcpRule {
+            origin,
+            what: line.text(),
+            connect: action == "connect",
+            options: words[2..].to_vec(),
+        }),
         ("http-check", Some("expect")) => match (arg(2), arg(3)) {
             (Some("status"), Some(code)) => match code.parse::<u16>() {
                 // 1xx answers are interim: no check ends with one.

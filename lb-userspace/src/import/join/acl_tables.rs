@@ -21,6 +21,10 @@ pub(super) fn acl_tables_of(vip: &Vip<'_>) -> Vec<Table> {
     };
     let v4 = vip.address.is_ipv4();
     let mut out = Vec::new();
+    // (allow, source) of the rules written: a rule the sources say twice
+    // (`deny` repeated, one ACL used by two reject rules) is written once,
+    // as lbd refuses a rule listed twice.
+    let mut written: Vec<(bool, String)> = Vec::new();
     // Rules of the other family can match no client of this VIP; an
     // allow list of only such rules lets none of its family in.
     let allows = vip.service.acl.iter().filter(|r| r.allow);
@@ -31,6 +35,7 @@ pub(super) fn acl_tables_of(vip: &Vip<'_>) -> Vec<Table> {
                 .iter()
                 .find(|c| c.address.is_ipv4() == v4)
                 .map_or_else(String::new, ToString::to_string);
+            written.push((false, all.clone()));
             out.push(table(
                 false,
                 all,
@@ -49,6 +54,11 @@ pub(super) fn acl_tables_of(vip: &Vip<'_>) -> Vec<Table> {
         .iter()
         .filter(|r| r.source.address.is_ipv4() == v4)
     {
+        let key = (rule.allow, rule.source.to_string());
+        if written.contains(&key) {
+            continue;
+        }
+        written.push(key);
         out.push(table(
             rule.allow,
             rule.source.to_string(),

@@ -22,15 +22,30 @@ pub(super) struct Vip<'s> {
 /// Every VIP: listens with an address as they are; wildcards with
 /// keepalived's addresses, else the `--vip`s of their port; services with
 /// no listen with the `--vip`s left, in order.
-pub(super) fn vips<'s>(setup: &'s Setup, options: &Options) -> Result<Vec<Vip<'s>>, ImportError> {
+///
+/// A wildcard listen of a family no address is given for (nginx's
+/// `listen [::]:80` beside `listen 80` with IPv4 VIPs only) is left out
+/// with a note when its service has other VIPs; returned with the VIPs.
+pub(super) fn vips<'s>(
+    setup: &'s Setup,
+    options: &Options,
+) -> Result<(Vec<Vip<'s>>, Vec<String>), ImportError> {
     let mut out: Vec<Vip<'s>> = Vec::new();
+    let mut notes = Vec::new();
     let mut used = vec![false; options.vips.len()];
     let vrrp_addresses: Vec<_> = setup.vrrp.iter().flat_map(|v| &v.addresses).collect();
+    let given: Vec<IpAddr> = vrrp_addresses
+        .iter()
+        .map(|a| a.value)
+        .chain(options.vips.iter().map(|a| a.address))
+        .collect();
     let mut unplaced = Vec::new();
     for service in &setup.services {
         if service.listens.is_empty() {
             unplaced.push(service);
         }
+        // Wildcard listens no given address is of the family of.
+        let mut familyless: Vec<&Listen> = Vec::new();
         for listen in &service.listens {
             if let Some(address) = listen.address {
                 add(
@@ -77,12 +92,24 @@ pub(super) fn vips<'s>(setup: &'s Setup, options: &Options) -> Result<Vec<Vip<'s
                 }
             }
             if !found {
-                return Err(ImportError::at_origin(
-                    &listen.origin,
-                    format!(
-                        "{} names no address and no keepalived virtual_ipaddress gives one: pass --vip ADDRESS:{}/{}",
-                        listen.what, listen.port, listen.protocol
-                    ),
+                // Addresses are given, none of its family: the operator
+                // serves that family nowhere (else --vip is asked for).
+                if !given.is_empty() && !given.iter().any(|a| takes(listen, *a)) {
+                    familyless.push(listen);
+                    continue;
+                }
+                return Err(no_address(listen));
+            }
+        }
+        if let Some(first) = familyless.first() {
+            if !out.iter().any(|v| std::ptr::eq(v.service, service)) {
+                return Err(no_address(first));
+            }
+            for listen in familyless {
+                let family = if listen.wildcard_v6 { "IPv6" } else { "IPv4" };
+                notes.push(format!(
+                    "{}: {} takes {family} clients only and no {family} address is given (keepalived virtual_ipaddress, --vip): not imported; {} serves on its other listens",
+                    listen.origin, listen.what, service.name
                 ));
             }
         }
@@ -138,7 +165,18 @@ pub(super) fn vips<'s>(setup: &'s Setup, options: &Options) -> Result<Vec<Vip<'s
             ));
         }
     }
-    Ok(out)
+    Ok((out, notes))
+}
+
+/// The error for a wildcard listen no address is found for.
+fn no_address(listen: &Listen) -> ImportError {
+    ImportError::at_origin(
+        &listen.origin,
+        format!(
+            "{} names no address and no keepalived virtual_ipaddress gives one: pass --vip ADDRESS:{}/{}",
+            listen.what, listen.port, listen.protocol
+        ),
+    )
 }
 
 /// Whether a wildcard `listen` takes clients of `address`'s family: an

@@ -64,7 +64,8 @@ fn table(vrrp: &Vrrp, extra: &[(IpAddr, String)]) -> Result<Table, ImportError> 
         t.push("preempt", p.value, p.comment());
     }
     if let Some(d) = &vrrp.preempt_delay {
-        t.push("preempt_delay_ms", ms(d.value).min(3_600_000), d.comment());
+        // (At most 1000 s: refused at the keepalived.conf line past that.)
+        t.push("preempt_delay_ms", ms(d.value), d.comment());
     }
     let mut addresses: Vec<IpAddr> = Vec::new();
     let mut comments = Vec::new();

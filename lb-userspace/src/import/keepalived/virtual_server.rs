@@ -94,13 +94,9 @@ pub(super) fn virtual_server(
                     child.text()
                 ),
             )),
-            "persistence_timeout" => service.notes.push(Note::new(
-                &at,
-                format!(
-                    "{}: no client persistence across connections; each connection stays on its backend",
-                    child.text()
-                ),
-            )),
+            "persistence_timeout" => service
+                .notes
+                .push(Note::persistence(&at, &child.text())),
             "real_server" => {}
             _ => service.notes.push(Note::new(
                 &at,

@@ -14,9 +14,14 @@ use crate::import::ImportError;
 /// replaces.
 const PROXY_WATCHERS: &[&str] = &["haproxy", "nginx", "pidof", "killall", "pgrep", "ipvs"];
 
+/// The longest `preempt_delay`: keepalived's own limit (1000 s, it
+/// refuses more) and lbd's (`preempt_delay_ms` at most 1_000_000), so a
+/// longer one is refused at its line rather than in the generated file.
+const MAX_PREEMPT_DELAY: std::time::Duration = std::time::Duration::from_secs(1000);
+
 /// A `vrrp_script`: what it runs and its weight, for `track_script`.
 #[derive(Debug, Clone)]
-pub(super) struct Script {
+pub(crate) struct Script {
     name: String,
     command: String,
     weight: Option<i32>,
@@ -115,7 +120,17 @@ pub(super) fn instance(
             )),
             "nopreempt" => vrrp.preempt = Some(Sourced::new(false, &at, text)),
             "preempt" => vrrp.preempt = Some(Sourced::new(true, &at, text)),
-            "preempt_delay" => vrrp.preempt_delay = Some(Sourced::new(duration(file, child)?, &at, text)),
+            "preempt_delay" => {
+                let delay = duration(file, child)?;
+                if delay > MAX_PREEMPT_DELAY {
+                    return Err(ImportError::at(
+                        file,
+                        child.line,
+                        format!("{text}: keepalived and lbd wait at most {} s before preempting", MAX_PREEMPT_DELAY.as_secs()),
+                    ));
+                }
+                vrrp.preempt_delay = Some(Sourced::new(delay, &at, text));
+            }
             "unicast_src_ip" => vrrp.notes.push(Note::new(
                 &at,
                 format!("{text}: lbd sends its adverts from the interface's own address"),

@@ -1,6 +1,7 @@
 //! A `listen` line as the VIPs it gives: an address (none: every one of
-//! the family), one port or a range of ports, TCP or `udp`, and notes on
-//! `ssl` and `proxy_protocol`, which the backends must then handle.
+//! the family; `[::]` IPv6 clients only unless `ipv6only=off`, as nginx),
+//! one port or a range of ports, TCP or `udp`, and notes on `ssl` and
+//! `proxy_protocol`, which the backends must then handle.
 
 use std::net::IpAddr;
 
@@ -91,7 +92,23 @@ pub(super) fn listen(
     } else {
         Protocol::Tcp
     };
+    // `ipv6only=on|off`: whether `[::]` takes IPv6 clients only; on
+    // unless said otherwise (nginx's default, unlike Linux's).
+    let mut v6_only = true;
     for option in options {
+        if let Some(value) = option.strip_prefix("ipv6only=") {
+            v6_only = match value {
+                "on" => true,
+                "off" => false,
+                _ => {
+                    return Err(ImportError::at(
+                        file,
+                        statement.line,
+                        format!("listen ... {option}: {value:?} is not on or off"),
+                    ))
+                }
+            };
+        }
         if option == "ssl" || option == "proxy_protocol" {
             notes.push(Note::new(
                 &origin,
@@ -133,7 +150,7 @@ pub(super) fn listen(
         listens.push(Listen {
             address,
             wildcard_v6,
-            v6_only: false,
+            v6_only: wildcard_v6 && v6_only,
             port,
             protocol,
             origin: origin.clone(),

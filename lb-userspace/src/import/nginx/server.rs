@@ -210,9 +210,9 @@ fn proxy_pass(
             format!("{}: {port:?} is not a port", statement.text()),
         )
     };
-    let address = match host.parse::<IpAddr>() {
-        Ok(address) => Some((address, None)),
-        Err(_) => match host.rsplit_once(':') {
+    let address = match crate::import::whole_address(host) {
+        Some(address) => Some((address, None)),
+        None => match host.rsplit_once(':') {
             Some((h, port)) => match crate::import::unbracketed(h).parse::<IpAddr>() {
                 Ok(address) => Some((
                     address,
@@ -220,10 +220,8 @@ fn proxy_pass(
                 )),
                 Err(_) => None,
             },
-            None => crate::import::unbracketed(host)
-                .parse::<IpAddr>()
-                .ok()
-                .map(|a| (a, None)),
+            // No ':' and not an address: an upstream's name.
+            None => None,
         },
     };
     let Some((address, port)) = address else {
@@ -244,7 +242,7 @@ fn proxy_pass(
         }
     };
     Ok(Some(Target::Address(Box::new(Backend::named(
-        format!("{address}:{port}"),
+        std::net::SocketAddr::new(address, port).to_string(),
         address,
         Some(port),
         at,

@@ -1,7 +1,8 @@
 //! An nginx `upstream` block: its servers with `weight`, `backup`,
 //! `down`, and `max_fails`/`fail_timeout` turned into an active TCP check
 //! (fall = max_fails, back after one success); the balancing method and
-//! connection keep-alive noted, as they have no meaning at L4.
+//! connection keep-alive noted, as they have no meaning at L4, and client
+//! persistence (`ip_hash`, `hash $remote_addr`) noted as not carried over.
 
 use std::net::IpAddr;
 
@@ -45,7 +46,20 @@ pub(super) fn upstream(
                     service.backends.push(backend);
                 }
             }
-            "least_conn" | "ip_hash" | "hash" | "random" | "least_time" | "sticky" => {
+            // Methods that kept a client on one server: persistence.
+            "ip_hash" | "sticky" => service
+                .notes
+                .push(Note::persistence(&at, &child.text())),
+            "hash"
+                if child.args().first().is_some_and(|key| {
+                    matches!(key.as_str(), "$remote_addr" | "$binary_remote_addr")
+                }) =>
+            {
+                service
+                    .notes
+                    .push(Note::persistence(&at, &child.text()))
+            }
+            "least_conn" | "hash" | "random" | "least_time" => {
                 service.notes.push(Note::new(
                     &at,
                     format!(
@@ -105,9 +119,9 @@ fn server(
             format!("server {spec}: {host:?} is not an IP address (lbd balances to addresses: write the server's)"),
         )
     };
-    let (address, port): (IpAddr, Option<u16>) = match spec.parse::<IpAddr>() {
-        Ok(address) => (address, None),
-        Err(_) => {
+    let (address, port): (IpAddr, Option<u16>) = match crate::import::whole_address(spec) {
+        Some(address) => (address, None),
+        None => {
             let (host, port) = spec.rsplit_once(':').ok_or_else(|| not_address(spec))?;
             let host = crate::import::unbracketed(host);
             let address = host.parse().map_err(|_| not_address(host))?;

@@ -382,3 +382,114 @@ fn a_stats_only_listen_is_not_imported() {
         "h.cfg:7: listen stats serves HAProxy's statistics page"
     ));
 }
+
+#[test]
+fn tcp_check_rules_warn_that_the_check_no_longer_selects_servers() {
+    // The classic Redis check: only the master passes in HAProxy.
+    let text = tcp_haproxy("listen redis\n  bind 198.18.0.100:6379\n  option tcp-check\n  tcp-check connect port 6380\n  tcp-check send PING\\r\\n\n  tcp-check expect string +PONG\n  tcp-check send info\\ replication\\r\\n\n  tcp-check expect string role:master\n  server r1 198.18.0.11:6379 check inter 1s port 9999\n  server r2 198.18.0.12:6379 check inter 1s\n");
+    let imported = ok(&[("h.cfg", &text)], &on_eth0());
+    let health = &imported.config.vips[0].health;
+    assert_eq!(health.check, CheckType::Tcp);
+    // `tcp-check connect port` is where HAProxy's check connected (over
+    // the server's `port`).
+    assert_eq!(health.port, Some(6380));
+    assert!(imported.config.vips[0]
+        .backends
+        .iter()
+        .all(|b| b.health.is_none()));
+    for needle in [
+        "h.cfg:8: WARNING: option tcp-check (h.cfg:6) runs tcp-check rules lbd's check cannot: tcp-check send PING\\r\\n (line 8); tcp-check expect string +PONG (line 9); tcp-check send info replication\\r\\n (line 10); tcp-check expect string role:master (line 11).",
+        "the check no longer selects which servers are eligible",
+    ] {
+        assert!(has_note(&imported, needle), "no {needle:?} in {:#?}", imported.notes);
+    }
+    assert!(
+        !imported
+            .notes
+            .iter()
+            .any(|n| n.contains("no meaning for an L4 balancer") && n.contains("tcp-check")),
+        "{:#?}",
+        imported.notes
+    );
+    assert!(imported
+        .text
+        .contains("# h.cfg:7 (tcp-check connect port 6380)"));
+    // Options of the connection lbd does not make are said; a port that
+    // is an expression is not taken.
+    let other = text.replace("connect port 6380", "connect port var(check.port) ssl");
+    let imported = ok(&[("h.cfg", &other)], &on_eth0());
+    assert_eq!(imported.config.vips[0].health.port, Some(9999));
+    assert!(has_note(
+        &imported,
+        "h.cfg:7: WARNING: tcp-check connect port var(check.port) ssl: port var(check.port) is not a port number"
+    ));
+    assert!(has_note(
+        &imported,
+        "h.cfg:7: tcp-check connect port var(check.port) ssl: ssl: not carried over"
+    ));
+    // Unchecked servers: the rules change nothing, listed as such.
+    let unchecked = text.replace(" check inter 1s", "");
+    let imported = ok(&[("h.cfg", &unchecked)], &on_eth0());
+    assert!(!has_note(&imported, "WARNING: option tcp-check"));
+    assert!(has_note(
+        &imported,
+        "tcp-check expect string role:master (line 11)"
+    ));
+    // `option tcp-check` alone is a connection check, as lbd's.
+    let bare = tcp_haproxy("listen redis\n  bind 198.18.0.100:6379\n  option tcp-check\n  server r1 198.18.0.11:6379 check\n");
+    let imported = ok(&[("h.cfg", &bare)], &on_eth0());
+    assert_eq!(imported.config.vips[0].health.check, CheckType::Tcp);
+    assert!(!has_note(&imported, "tcp-check"), "{:#?}", imported.notes);
+}
+
+#[test]
+fn no_argument_server_keywords_do_not_swallow_the_next_one() {
+    for flag in [
+        "no-ssl-reuse",
+        "ssl-reuse",
+        "force-sslv3",
+        "force-tlsv10",
+        "force-tlsv11",
+        "force-tlsv12",
+        "force-tlsv13",
+        "no-send-proxy-v2-ssl",
+        "no-send-proxy-v2-ssl-cn",
+        "no-tfo",
+        "no-check-send-proxy",
+        "renegotiate",
+        "no-renegotiate",
+    ] {
+        let text = tcp_haproxy(&format!(
+            "listen web\n  bind 198.18.0.100:443\n  server w1 198.18.0.11:443 ssl {flag} check\n"
+        ));
+        let imported = ok(&[("h.cfg", &text)], &on_eth0());
+        assert_eq!(
+            imported.config.vips[0].health.check,
+            CheckType::Tcp,
+            "{flag} took `check` as its value"
+        );
+        assert!(has_note(
+            &imported,
+            &format!("h.cfg:6: {flag}: not carried over")
+        ));
+    }
+}
+
+#[test]
+fn client_persistence_is_said_not_carried_over() {
+    let text = tcp_haproxy("listen pg\n  bind 198.18.0.100:5432\n  balance source\n  stick-table type ip size 200k expire 30m\n  stick on src\n  server pg1 198.18.0.11:5432\nlisten web\n  bind 198.18.0.100:80\n  stick-table type ip size 1m store conn_rate(10s)\n  server w1 198.18.0.11:80\n");
+    let imported = ok(&[("h.cfg", &text)], &on_eth0());
+    for needle in [
+        "h.cfg:6: balance source: client persistence (source stickiness) is not carried over; lbd's Maglev hashing and connection table keep each connection on its backend, not each client",
+        "h.cfg:7: stick-table type ip size 200k expire 30m: client persistence",
+        "h.cfg:8: stick on src: client persistence",
+        // A table of counters only is not persistence.
+        "no meaning for an L4 balancer): stick-table type ip size 1m store conn_rate(10s) (line 12)",
+    ] {
+        assert!(has_note(&imported, needle), "no {needle:?} in {:#?}", imported.notes);
+    }
+    assert!(!has_note(
+        &imported,
+        "balance source: lbd balances with Maglev"
+    ));
+}

@@ -185,3 +185,60 @@ fn interface_moves_instances_of_other_interfaces_with_a_note() {
     ));
     assert!(!has_note(&imported, "VI_EXT ran on"));
 }
+
+#[test]
+fn a_source_rule_said_twice_is_written_once() {
+    // One ACL used by two reject rules: one allow rule, not two (which
+    // lbd refuses as the same rule listed twice).
+    let text = tcp_haproxy("listen pg\n  bind 198.18.0.100:5432\n  acl trusted src 198.18.10.0/24\n  tcp-request connection reject if !trusted\n  tcp-request content reject if !trusted\n  server pg1 198.18.0.11:5432\n");
+    let imported = ok(&[("h.cfg", &text)], &on_eth0());
+    assert_eq!(acl_of(&imported), ["allow 198.18.10.0/24"]);
+    // nginx: a deny repeated.
+    let text = "stream {\n  upstream pg {\n    server 198.18.0.11:5432;\n  }\n  server {\n    listen 198.18.0.100:5432;\n    deny 198.18.66.0/24;\n    deny 198.18.66.0/24;\n    proxy_pass pg;\n  }\n}\n";
+    let imported = ok(&[("n.conf", text)], &on_eth0());
+    assert_eq!(acl_of(&imported), ["deny 198.18.66.0/24"]);
+}
+
+#[test]
+fn same_named_allow_lists_of_frontend_and_backend_are_told_apart_by_content() {
+    let text = |backend_list: &str| {
+        tcp_haproxy(&format!("frontend fe\n  bind 198.18.0.100:5432\n  acl trusted src 198.18.10.0/24\n  tcp-request connection reject if !trusted\n  default_backend be\nbackend be\n  acl trusted src {backend_list}\n  tcp-request content reject if !trusted\n  server pg1 198.18.0.11:5432\n"))
+    };
+    // Different contents: HAProxy let in only sources in both (their
+    // intersection); a union would open the VIP wider, so neither is
+    // carried over, with a warning.
+    let imported = ok(&[("h.cfg", &text("198.18.11.0/24"))], &on_eth0());
+    assert!(acl_of(&imported).is_empty(), "{:?}", acl_of(&imported));
+    assert!(
+        has_note(
+            &imported,
+            "h.cfg:7: WARNING: tcp-request connection reject if !trusted: one of several different \"only these sources\" rules (trusted at h.cfg:7, trusted at h.cfg:11)"
+        ),
+        "{:#?}",
+        imported.notes
+    );
+    // The same contents: one allow list.
+    let imported = ok(&[("h.cfg", &text("198.18.10.0/24"))], &on_eth0());
+    assert_eq!(acl_of(&imported), ["allow 198.18.10.0/24"]);
+    assert!(!has_note(&imported, "one of several"));
+}
+
+#[test]
+fn a_configuration_lbd_refuses_is_shown_where_it_was_generated() {
+    let text = "interface = \"eth0\"  # --interface\n\n[[acl]]\naction = \"deny\"  # h.cfg:3 (deny 198.18.66.0/24)\nsource = \"198.18.66.0/24\"\n\n[[acl]]\naction = \"deny\"  # h.cfg:4 (deny 198.18.66.0/24)\nsource = \"198.18.66.0/24\"\n";
+    let error = crate::config::Config::from_toml_str(text, "imported configuration")
+        .expect_err("the same rule twice");
+    let refused = super::super::refused_by_lbd(text, &error).to_string();
+    assert!(
+        refused.starts_with(
+            "the imported configuration is not one lbd accepts: imported configuration:7:"
+        ),
+        "{refused}"
+    );
+    assert!(
+        refused.ends_with(
+            "; generated there: `[[acl]]` / `action = \"deny\"  # h.cfg:4 (deny 198.18.66.0/24)`"
+        ),
+        "{refused}"
+    );
+}

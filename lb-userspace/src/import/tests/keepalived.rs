@@ -138,13 +138,16 @@ fn ipvs_services_keep_their_modes_weights_and_checks() {
         "# keepalived.conf:27 (lb_kind DR)",
         "keepalived.conf:19: track_interface eth2: lbd tracks only the interface it serves on",
         "keepalived.conf:9: unicast_src_ip 198.18.0.2",
-        "keepalived.conf:28: persistence_timeout 50: no client persistence",
         "keepalived.conf:26: lb_algo wrr: lbd balances with Maglev",
         "lb_kind TUN: lbd's ipip mode",
         "notify /etc/keepalived/notify.sh: lbd runs it as `notify STATE VRID`",
     ] {
         assert!(text.contains(expected), "no {expected:?} in\n{text}");
     }
+    assert!(has_note(
+        &imported,
+        "keepalived.conf:28: persistence_timeout 50: client persistence (source stickiness) is not carried over"
+    ));
 }
 
 #[test]
@@ -265,5 +268,45 @@ fn a_retry_delay_longer_than_the_loop_is_capped_to_it() {
         ),
         "{}",
         imported.text
+    );
+}
+
+#[test]
+fn a_preempt_delay_past_the_limit_is_refused_at_its_line() {
+    let text = |delay: &str| {
+        format!("vrrp_instance A {{\n  interface eth0\n  virtual_router_id 7\n  preempt_delay {delay}\n  virtual_ipaddress {{\n    198.18.0.100\n  }}\n}}\n")
+    };
+    let imported = ok(&[("k.conf", &text("1000"))], &Options::default());
+    assert_eq!(
+        imported.config.vrrp[0].preempt_delay,
+        Duration::from_secs(1000)
+    );
+    assert_eq!(
+        refused(&[("k.conf", &text("2000"))], &Options::default()),
+        "k.conf:4: preempt_delay 2000: keepalived and lbd wait at most 1000 s before preempting"
+    );
+}
+
+#[test]
+fn a_track_script_may_use_a_vrrp_script_of_another_file() {
+    let scripts = "vrrp_script chk_haproxy {\n  script \"killall -0 haproxy\"\n  weight 2\n}\n";
+    let instance = "include /etc/keepalived/scripts.conf\nvrrp_instance A {\n  interface eth0\n  virtual_router_id 7\n  virtual_ipaddress {\n    198.18.0.100\n  }\n  track_script {\n    chk_haproxy\n  }\n}\n";
+    // Given before or after the file that uses it.
+    for files in [
+        [("keepalived.conf", instance), ("scripts.conf", scripts)],
+        [("scripts.conf", scripts), ("keepalived.conf", instance)],
+    ] {
+        let imported = ok(&files, &Options::default());
+        assert_eq!(imported.config.vrrp[0].track_dataplane, 2);
+        assert!(
+            imported.text.contains("(scripts.conf:1)"),
+            "{}",
+            imported.text
+        );
+    }
+    // Not given at all: still refused at the track_script.
+    assert_eq!(
+        refused(&[("keepalived.conf", instance)], &Options::default()),
+        "keepalived.conf:9: track_script chk_haproxy: no vrrp_script of that name"
     );
 }

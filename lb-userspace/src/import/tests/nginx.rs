@@ -173,6 +173,16 @@ fn both_wildcards_of_one_server_block_make_one_vip_per_address() {
     let imported = ok(&[("web.conf", text)], &options);
     assert_eq!(imported.config.vips.len(), 1);
     assert_eq!(imported.config.vips[0].backends[0].port, None);
+    // `[::]:80` is IPv6 only (nginx's ipv6only=on): with no IPv6 address
+    // given it is left out, and said so.
+    assert!(
+        has_note(
+            &imported,
+            "web.conf:6: listen [::]:80 takes IPv6 clients only and no IPv6 address is given"
+        ),
+        "{:#?}",
+        imported.notes
+    );
 }
 
 #[test]
@@ -204,4 +214,101 @@ fn nginx_udp_upstreams_are_not_checked_over_tcp() {
         &imported,
         "n.conf:2: nginx counts failed UDP exchanges"
     ));
+}
+
+#[test]
+fn an_ipv6_wildcard_listen_is_ipv6_only_unless_ipv6only_off() {
+    let nginx = "stream {\n  upstream dns4 {\n    server 198.18.0.21:53;\n  }\n  upstream dns6 {\n    server [2001:2::21]:53;\n  }\n  server {\n    listen 53 udp;\n    proxy_pass dns4;\n  }\n  server {\n    listen [::]:53 udp;\n    proxy_pass dns6;\n  }\n}\n";
+    let keepalived = "vrrp_instance V4 {\n  interface eth0\n  virtual_router_id 51\n  virtual_ipaddress {\n    198.18.0.100\n  }\n}\nvrrp_instance V6 {\n  interface eth0\n  virtual_router_id 52\n  virtual_ipaddress {\n    2001:2::100\n  }\n}\n";
+    let imported = ok(
+        &[("nginx.conf", nginx), ("keepalived.conf", keepalived)],
+        &Options::default(),
+    );
+    let vips: Vec<(IpAddr, u16, Protocol, Vec<IpAddr>)> = imported
+        .config
+        .vips
+        .iter()
+        .map(|v| {
+            (
+                v.address,
+                v.port,
+                v.protocol,
+                v.backends.iter().map(|b| b.address).collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        vips,
+        [
+            (
+                ip("198.18.0.100"),
+                53,
+                Protocol::Udp,
+                vec![ip("198.18.0.21")]
+            ),
+            (ip("2001:2::100"), 53, Protocol::Udp, vec![ip("2001:2::21")]),
+        ]
+    );
+    // `ipv6only=off`: the IPv6 wildcard takes IPv4 clients too, so both
+    // server blocks claim the IPv4 VIP.
+    let dual = nginx.replace("[::]:53 udp", "[::]:53 udp ipv6only=off");
+    assert!(refused(
+        &[("nginx.conf", &dual), ("keepalived.conf", keepalived)],
+        &Options::default()
+    )
+    .contains("both serve 198.18.0.100:53/udp"));
+    let bad = nginx.replace("[::]:53 udp", "[::]:53 udp ipv6only=maybe");
+    assert_eq!(
+        refused(
+            &[("nginx.conf", &bad), ("keepalived.conf", keepalived)],
+            &Options::default()
+        ),
+        "nginx.conf:13: listen ... ipv6only=maybe: \"maybe\" is not on or off"
+    );
+}
+
+#[test]
+fn bracketed_ipv6_addresses_without_a_port_are_read_whole() {
+    let text = "http {\n  upstream web6 {\n    server [2001:2::11];\n    server [2001:2::12]:8080;\n  }\n  server {\n    listen [::]:80;\n    location / {\n      proxy_pass http://web6;\n    }\n  }\n  server {\n    listen [::]:8081;\n    location / {\n      proxy_pass http://[2001:2::13]/;\n    }\n  }\n}\n";
+    let options = Options {
+        vips: vec![vip("2001:2::100")],
+        ..with_nat()
+    };
+    let imported = ok(&[("nginx.conf", text)], &options);
+    let backends: Vec<Vec<(IpAddr, Option<u16>)>> = imported
+        .config
+        .vips
+        .iter()
+        .map(|v| v.backends.iter().map(|b| (b.address, b.port)).collect())
+        .collect();
+    assert_eq!(
+        backends,
+        [
+            // Port 80 is the VIP's: lbd leaves it out.
+            vec![(ip("2001:2::11"), None), (ip("2001:2::12"), Some(8080))],
+            vec![(ip("2001:2::13"), Some(80))],
+        ]
+    );
+    assert!(has_note(&imported, "proxying to [2001:2::13]:80"));
+}
+
+#[test]
+fn nginx_client_persistence_is_said_not_carried_over() {
+    let text = "upstream a {\n  ip_hash;\n  server 198.18.0.11:80;\n}\nupstream b {\n  hash $remote_addr consistent;\n  server 198.18.0.12:80;\n}\nupstream c {\n  hash $request_uri;\n  server 198.18.0.13:80;\n}\n";
+    let options = Options {
+        vips: vec![
+            vip("198.18.0.100:80/tcp"),
+            vip("198.18.0.101:80/tcp"),
+            vip("198.18.0.102:80/tcp"),
+        ],
+        ..on_eth0()
+    };
+    let imported = ok(&[("n.conf", text)], &options);
+    for needle in [
+        "n.conf:2: ip_hash: client persistence (source stickiness) is not carried over",
+        "n.conf:6: hash $remote_addr consistent: client persistence (source stickiness) is not carried over",
+        "n.conf:10: hash $request_uri: not applicable at L4",
+    ] {
+        assert!(has_note(&imported, needle), "no {needle:?} in {:#?}", imported.notes);
+    }
 }
