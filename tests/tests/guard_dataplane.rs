@@ -544,3 +544,41 @@ fn the_benchmarks_guard_cases_take_their_paths() {
         assert!(rows.iter().all(|c| c.per_round.len() == 2), "{rows:?}");
     }
 }
+
+/// A change whose old and new rules together pass the maps' capacity
+/// (each alone fits): the old rules go first, and exactly the new set is
+/// in force; before, the first new rule past the last id failed the
+/// change, at every try.
+#[test]
+fn a_large_rule_set_is_replaced_by_another_large_one() {
+    let mut bed = bed(Hook::Xdp, ConntrackKind::default());
+    let mut guard = None;
+    let deny_set = |third: u8| -> Vec<AclRule> {
+        (0..3000u32)
+            .map(|n| {
+                let net = format!("198.{}.{}.{}/32", 18 + u32::from(third), n / 256, n % 256);
+                rule(Scope::Global, Action::Deny, &net)
+            })
+            .collect()
+    };
+    let (old, new) = (deny_set(0), deny_set(1));
+    bed.set_guard(&mut guard, acl(&old)).expect("the first set");
+    bed.set_guard(&mut guard, acl(&new))
+        .expect("the second set replaces the first");
+    let counts = guard
+        .as_ref()
+        .expect("guard")
+        .counts(bed.dataplane.guard())
+        .expect("counts");
+    assert_eq!(counts.len(), 3000);
+    assert!(
+        counts.iter().all(|c| c.id.is_some()),
+        "every new rule in force"
+    );
+    // An old source passes, a new one is dropped.
+    let v4 = vip4_tcp();
+    let f = flow("198.18.0.10", 40000, &v4);
+    forwarded(&mut bed, &v4, &f, &syn(&f));
+    let denied = flow("198.19.0.10", 40000, &v4);
+    dropped(&mut bed, &syn(&denied), "a source of the new set");
+}

@@ -244,6 +244,31 @@ impl Installer {
         max_vips: u32,
     ) -> Result<()> {
         let wanted = wanted(config, vips);
+        let new = wanted
+            .keys()
+            .filter(|k| !self.installed.contains_key(k))
+            .count();
+        let room = ACL_RULES_MAX as usize - 1;
+        if self.installed.len() + new > room {
+            // The old and the new rules do not fit side by side: the old
+            // go first, so for a moment neither those nor the new ones
+            // are in force (rather than a change that can never succeed).
+            let stale: Vec<TrieKey> = self
+                .installed
+                .keys()
+                .filter(|k| !wanted.contains_key(k))
+                .copied()
+                .collect();
+            tracing::info!(
+                old = stale.len(),
+                new,
+                "the deny/allow lists cannot hold the old and the new rules at once: the old rules go first"
+            );
+            for key in &stale {
+                maps.remove(key)?;
+                self.installed.remove(key);
+            }
+        }
         let mut used: BTreeSet<u32> = self.installed.values().copied().collect();
         let mut next_free = 1u32;
         let mut rules = BTreeMap::new();
