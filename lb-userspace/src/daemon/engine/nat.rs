@@ -72,6 +72,43 @@ pub(crate) struct NatRuntime {
     pub(crate) last_tick: Duration,
     /// Whether the flow table is nearly full (`nat::reaper::pressure`).
     pub(crate) pressure: Pressure,
+    /// NAT addresses found to be the source of this node's own
+    /// connections to their backends, warned once each.
+    shared_warned: BTreeSet<IpAddr>,
+}
+
+/// Backends per NAT VIP whose route is looked at for the shared-address
+/// check (a route lookup each, every scan, until one warns).
+const SHARED_CHECK_BACKENDS: usize = 16;
+
+/// The kernel's ephemeral port range (`ip_local_port_range`, which IPv6
+/// shares), where this node's own connections take their source ports.
+fn ephemeral_ports() -> Option<(u16, u16)> {
+    let text = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
+    let mut parts = text.split_whitespace().map(|p| p.parse::<u16>().ok());
+    Some((parts.next()??, parts.next()??))
+}
+
+/// Why a NAT VIP's translated flows can collide with this node's own
+/// connections (its health checks among them): the kernel sends those to
+/// `backend` from `kernel_source`, and when that is the NAT address, its
+/// ephemeral ports `ephemeral` and the NAT ports overlap, so a check can
+/// take a port a translated flow holds and its answer is translated away.
+fn shared_nat_address(
+    vip: &crate::vip_id::VipId,
+    nat: &crate::config::VipNat,
+    backend: IpAddr,
+    kernel_source: IpAddr,
+    ephemeral: (u16, u16),
+) -> Option<String> {
+    let (low, high) = ephemeral;
+    let overlap = nat.port_min <= high && low <= nat.port_max;
+    (kernel_source == nat.source && overlap).then(|| {
+        format!(
+            "VIP {vip}: its NAT address {} is also where this node's own connections to backend {backend} come from (its health checks among them), and its NAT ports {}-{} overlap the kernel's ephemeral ports {low}-{high}: a check can take a port a translated flow holds and fail; give NAT an address of its own, or keep [nat] source_port_min/source_port_max outside {low}-{high}",
+            nat.source, nat.port_min, nat.port_max
+        )
+    })
 }
 
 /// The per-interface forwarding switch of `ipv6` or IPv4 for `interface`.
@@ -240,6 +277,42 @@ impl Engine {
         self.ensure_forwarding();
         self.sync_tx_ports().await;
         self.resolve_gateways().await;
+        self.warn_shared_nat_addresses();
+    }
+
+    /// Warns (once per address) about NAT addresses this node's own
+    /// connections to the backends leave from (see `shared_nat_address`).
+    fn warn_shared_nat_addresses(&mut self) {
+        let Some(ephemeral) = ephemeral_ports() else {
+            return;
+        };
+        let mut warnings = Vec::new();
+        for (id, vip) in &self.model.vips {
+            let Some(nat) = vip
+                .config
+                .nat
+                .filter(|_| vip.config.forwarding == Mode::Nat)
+            else {
+                continue;
+            };
+            if self.nat.shared_warned.contains(&nat.source) {
+                continue;
+            }
+            for backend in vip.backends.keys().take(SHARED_CHECK_BACKENDS) {
+                let Ok(source) = crate::health::tunnel_socket::source_toward(*backend, 0) else {
+                    continue;
+                };
+                if let Some(warning) = shared_nat_address(id, &nat, *backend, source, ephemeral) {
+                    warnings.push((nat.source, warning));
+                    break;
+                }
+            }
+        }
+        for (address, warning) in warnings {
+            if self.nat.shared_warned.insert(address) {
+                warn!(%warning, "NAT address shared with this node's own connections");
+            }
+        }
     }
 
     /// Switches forwarding on for the attached interface, for each family
@@ -492,6 +565,43 @@ mod tests {
         // Any instance moving it is enough.
         let with_it = [address("198.18.0.51")];
         assert_eq!(unmoved_nat_address(&vip, &[&moved, &with_it]), None);
+    }
+
+    #[test]
+    fn a_nat_address_the_nodes_own_connections_leave_from_is_named() {
+        let id = crate::vip_id::VipId {
+            address: "198.18.0.100".parse().unwrap(),
+            port: 80,
+            protocol: crate::config::Protocol::Tcp,
+        };
+        let nat = crate::config::VipNat {
+            source: "198.18.0.2".parse().unwrap(),
+            own_source: false,
+            port_min: 1024,
+            port_max: 65_535,
+        };
+        let backend: IpAddr = "198.19.2.11".parse().unwrap();
+        let own: IpAddr = "198.18.0.2".parse().unwrap();
+        let warning = shared_nat_address(&id, &nat, backend, own, (32_768, 60_999)).unwrap();
+        assert!(
+            warning.contains("198.18.0.2 is also where this node's own connections to backend 198.19.2.11 come from")
+                && warning.contains("1024-65535 overlap the kernel's ephemeral ports 32768-60999"),
+            "{warning}"
+        );
+        // Another source, or ports kept apart: nothing to say.
+        let other: IpAddr = "198.18.0.3".parse().unwrap();
+        assert_eq!(
+            shared_nat_address(&id, &nat, backend, other, (32_768, 60_999)),
+            None
+        );
+        let apart = crate::config::VipNat {
+            port_max: 32_767,
+            ..nat
+        };
+        assert_eq!(
+            shared_nat_address(&id, &apart, backend, own, (32_768, 60_999)),
+            None
+        );
     }
 
     #[test]
