@@ -139,7 +139,14 @@ impl Engine {
         if self.tunnel.hc_failed.is_some() {
             self.sync_hc_path(true);
         }
+        let before = self.tunnel.own;
         self.read_own_addresses().await;
+        if self.tunnel.own != before {
+            // A 4in6 backend's checks leave from the interface's address
+            // of the VIP's family: they follow it even when the outer
+            // sources are configured and do not change.
+            self.sync_checks();
+        }
         let wanted = self.node_tunnel(&self.config.tunnel);
         if wanted == *self.balancer.tunnel() {
             return;
