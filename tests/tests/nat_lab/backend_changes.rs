@@ -4,6 +4,7 @@
 
 use std::{
     net::IpAddr,
+    process::Stdio,
     thread,
     time::{Duration, Instant},
 };
@@ -11,7 +12,7 @@ use std::{
 use lb_tests::{
     http::{burst, Conn, Talker},
     lab::{HTTP_PORT, ROUTED_BACKEND_PORT, VIP4},
-    support::{lbctl_ok, vip_status, wait_until},
+    support::{lbctl_command, lbctl_ok, vip_status, wait_until},
 };
 use lb_userspace::api::schema::HealthStatus;
 
@@ -117,8 +118,26 @@ fn backend_changes(attach: &str) {
         added.by_backend
     );
 
-    lbctl_ok(&lab, &["backend", "drain", &vip_id, &b1.ipv4.to_string()]);
-    thread::sleep(Duration::from_millis(300));
+    // `drain --wait` counts b1's flows from the NAT table's sweeps: only
+    // one that began after the drain answers, so with b1's connections
+    // open it keeps waiting (the first sweep since lbd started has not
+    // finished either: before, it took "no sweep yet" for none left).
+    let mut waiting = lbctl_command(
+        &lab,
+        &["backend", "drain", &vip_id, &b1.ipv4.to_string(), "--wait"],
+    )
+    .stdout(Stdio::piped())
+    .spawn()
+    .expect("lbctl drain --wait");
+    thread::sleep(Duration::from_millis(1500));
+    let still = waiting.try_wait().expect("lbctl status");
+    let _ = waiting.kill();
+    let output = waiting.wait_with_output().expect("lbctl output");
+    assert!(
+        still.is_none(),
+        "drain --wait ended ({still:?}) while b1 held {on_b1} connections: {}",
+        String::from_utf8_lossy(&output.stdout)
+    );
     let drained = burst(&lab.client.netns, vip, 400);
     assert_eq!(drained.failed, 0, "after draining b1: {:?}", drained.errors);
     assert_eq!(
