@@ -93,7 +93,7 @@ impl Exporter<'_> {
         }
         self.gauge(
             "conntrack_entries",
-            "Flows in the connection table",
+            "Live flows in the connection table (no FIN/RST, within their idle timeout)",
             vec![(Vec::new(), to_i64(s.conntrack.entries))],
         );
         self.gauge(

@@ -79,7 +79,9 @@ pub struct Status {
 /// Connection-table occupancy.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConntrackStatus {
-    /// Tracked flows.
+    /// Live tracked flows: no FIN/RST seen, a packet within their idle
+    /// timeout (closed and expired entries keep their ways until a new
+    /// flow takes them, so they do not count towards full).
     pub entries: u64,
     /// Flows the table keeps without evicting a live one (`conntrack_size`;
     /// past it a new flow may evict, in its two buckets, a closed, expired
@@ -89,7 +91,8 @@ pub struct ConntrackStatus {
     #[serde(default)]
     pub memory_bytes: u64,
     /// Of `entries`, TCP handshakes: a SYN the table took (into a way no
-    /// live flow held), its client's ACK not yet seen.
+    /// live flow held), its client's ACK not yet seen, within the
+    /// half-open timeout.
     #[serde(default)]
     pub handshakes: u64,
     /// Half-open TCP flows held apart (SYN seen, ACK not yet; a SYN the

@@ -427,6 +427,7 @@ pub(crate) fn print_vip(vip: &VipStatus) {
         "backend", "state", "health", "weight", "share", "live", "closing", "packets", "new flows"
     );
     for b in &vip.backends {
+        let (live, closing) = flow_columns(b);
         println!(
             "  {:<bw$} {:<sw$} {:<9} {:>6} {:>6.2}% {:>6} {:>7} {:>10} {:>10}",
             backend_name(b),
@@ -434,12 +435,27 @@ pub(crate) fn print_vip(vip: &VipStatus) {
             b.health.as_str(),
             b.weight,
             b.share * 100.0,
-            b.flows.live,
-            b.flows.closing,
+            live,
+            closing,
             b.packets,
             b.new_flows
         );
     }
+    if vip.backends.iter().any(|b| b.flows_counting) {
+        println!("  (~: flows as of the NAT table's last sweep; a new one is under way)");
+    }
+}
+
+/// A backend's live and closing flows as the table shows them: marked
+/// `~` while a NAT backend's count is not one of now (no sweep of the NAT
+/// table since lbd started or its drain began), so a 0 there is not read
+/// as "no flows".
+fn flow_columns(b: &BackendStatus) -> (String, String) {
+    let mark = if b.flows_counting { "~" } else { "" };
+    (
+        format!("{mark}{}", b.flows.live),
+        format!("{mark}{}", b.flows.closing),
+    )
 }
 
 /// The replication section: totals, then one line per peer (an older lbd
@@ -499,6 +515,22 @@ mod tests {
     use lb_userspace::api::schema::{NatStatus, VipNatStatus};
 
     use super::*;
+
+    #[test]
+    fn a_nat_backends_flows_being_counted_are_marked_not_shown_as_none() {
+        let mut backend: BackendStatus = serde_json::from_value(serde_json::json!({
+            "address": "198.19.2.11", "mac": null, "weight": 100, "state": "draining",
+            "health": "up", "alive": true, "share": 0.0,
+            "flows": {"live": 0, "closing": 0, "idle": 0},
+            "packets": 0, "bytes": 0, "new_flows": 0, "drain_remaining_s": null,
+            "check": null, "runtime": false
+        }))
+        .unwrap();
+        assert_eq!(flow_columns(&backend), ("0".to_owned(), "0".to_owned()));
+        backend.flows_counting = true;
+        backend.flows.live = 3;
+        assert_eq!(flow_columns(&backend), ("~3".to_owned(), "~0".to_owned()));
+    }
 
     #[test]
     fn replication_shows_each_peer_and_reads_an_older_lbd() {

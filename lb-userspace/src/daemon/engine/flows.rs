@@ -16,8 +16,10 @@ const FINAL_FLUSH: Duration = Duration::from_millis(500);
 
 impl Engine {
     /// Flows in the connection table per backend id, split into live,
-    /// closing and idle, the number of entries in the table, and of them
-    /// the TCP handshakes (`FLOW_F_HALF_OPEN`).
+    /// closing and idle; the live flows of the whole table (what an
+    /// eviction would cut: closed and expired entries stay in their ways
+    /// until a new flow takes them, so they do not count towards full),
+    /// and of them the TCP handshakes (`FLOW_F_HALF_OPEN`).
     pub(crate) fn flow_counts(&self) -> (HashMap<u32, FlowCount>, u64, u64) {
         let timeouts = IdleTimeouts {
             tcp: self.config.tcp_idle_timeout,
@@ -35,8 +37,6 @@ impl Engine {
         let mut entries = 0u64;
         let mut handshakes = 0u64;
         for (key, entry) in self.dataplane.flows() {
-            entries += 1;
-            handshakes += u64::from(entry.flags & FLOW_F_HALF_OPEN != 0);
             if generations.get(&entry.backend_id) != Some(&entry.backend_generation) {
                 continue; // a removed backend's leftover
             }
@@ -44,7 +44,8 @@ impl Engine {
             // A handshake (its SYN in the table, no ACK yet) is live for
             // the half-open timeout, then idle: an abandoned SYN does not
             // hold a drain for the connection's idle timeout.
-            let idle_limit = if entry.flags & FLOW_F_HALF_OPEN != 0 {
+            let handshake = entry.flags & FLOW_F_HALF_OPEN != 0;
+            let idle_limit = if handshake {
                 crate::daemon::flow::HALF_OPEN_TIMEOUT
             } else if key.proto == IPPROTO_UDP {
                 timeouts.udp
@@ -60,6 +61,8 @@ impl Engine {
                 count.idle += 1;
             } else {
                 count.live += 1;
+                entries += 1;
+                handshakes += u64::from(handshake);
             }
         }
         (counts, entries, handshakes)
