@@ -99,7 +99,7 @@ impl ClientError {
     /// Exit code for a conflict with the current state (409).
     pub(crate) const EXIT_CONFLICT: u8 = 4;
     /// Exit code for lbd unreachable: not running, no permission, no answer.
-    pub(crate) const EXIT_UNAVAILABLE: u8 = 5;
+    pub const EXIT_UNAVAILABLE: u8 = 5;
     /// Exit code for a change lbd did not answer in time (it may be applied).
     pub(crate) const EXIT_CHANGE_UNANSWERED: u8 = 8;
 

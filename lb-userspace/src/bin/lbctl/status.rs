@@ -61,9 +61,17 @@ async fn fetch(client: &Client, vip: Option<VipId>) -> Result<Status, Failure> {
     Ok(status)
 }
 
-/// Rates between two snapshots, per VIP and backend.
-fn rate(now: u64, before: Option<u64>, seconds: f64) -> f64 {
-    before.map_or(0.0, |b| now.saturating_sub(b) as f64 / seconds)
+/// A rate between two snapshots, per VIP and backend, as shown: `-` with
+/// no earlier snapshot to measure from (the first frame, or the first
+/// after lbd was not answering), never a 0 that was not measured.
+fn rate(now: u64, before: Option<u64>, seconds: f64, scale: f64, decimals: usize) -> String {
+    match before {
+        Some(b) => format!(
+            "{:.decimals$}",
+            now.saturating_sub(b) as f64 / seconds * scale
+        ),
+        None => "-".to_owned(),
+    }
 }
 
 async fn watch(client: &Client, args: &Args) -> Result<(), Failure> {
@@ -72,7 +80,18 @@ async fn watch(client: &Client, args: &Args) -> Result<(), Failure> {
     let mut previous: Option<(std::time::Instant, Status)> = None;
     let mut shown = 0u64;
     loop {
-        let status = fetch(client, args.vip).await?;
+        let status = match fetch(client, args.vip).await {
+            Ok(status) => status,
+            // Once watching, an lbd that stops answering (a restart) is
+            // waited for, not the end of the watch.
+            Err(failure) if shown > 0 && failure.code == ClientError::EXIT_UNAVAILABLE => {
+                eprintln!("lbd is not answering ({}); retrying", failure.message);
+                previous = None;
+                tokio::time::sleep(std::time::Duration::from_secs(args.interval)).await;
+                continue;
+            }
+            Err(failure) => return Err(failure),
+        };
         let now = std::time::Instant::now();
         if terminal {
             print!("\x1b[2J\x1b[H");
@@ -106,11 +125,11 @@ async fn watch(client: &Client, args: &Args) -> Result<(), Failure> {
         for vip in &status.vips {
             let old = before.and_then(|b| b.vips.iter().find(|v| v.vip == vip.vip));
             println!(
-                "VIP {:<vip_width$} {:>10.0} pkt/s {:>12.0} bit/s {:>8.1} conn/s{}",
+                "VIP {:<vip_width$} {:>10} pkt/s {:>12} bit/s {:>8} conn/s{}",
                 vip.vip,
-                rate(vip.packets, old.map(|o| o.packets), seconds),
-                rate(vip.bytes, old.map(|o| o.bytes), seconds) * 8.0,
-                rate(vip.new_flows, old.map(|o| o.new_flows), seconds),
+                rate(vip.packets, old.map(|o| o.packets), seconds, 1.0, 0),
+                rate(vip.bytes, old.map(|o| o.bytes), seconds, 8.0, 0),
+                rate(vip.new_flows, old.map(|o| o.new_flows), seconds, 1.0, 1),
                 if vip.all_down {
                     "  ALL BACKENDS DOWN"
                 } else {
@@ -126,15 +145,15 @@ async fn watch(client: &Client, args: &Args) -> Result<(), Failure> {
             for b in &vip.backends {
                 let old_b = old.and_then(|o| o.backends.iter().find(|x| x.address == b.address));
                 println!(
-                    "  {:<bw$} {:<sw$} {:<9} {:>6} {:>6.2}% {:>10.0} {:>8.1} {:>7}",
+                    "  {:<bw$} {:<sw$} {:<9} {:>6} {:>6.2}% {:>10} {:>8} {:>7}",
                     backend_name(b),
                     b.state.as_str(),
                     b.health.as_str(),
                     b.weight,
                     b.share * 100.0,
-                    rate(b.packets, old_b.map(|o| o.packets), seconds),
-                    rate(b.new_flows, old_b.map(|o| o.new_flows), seconds),
-                    b.flows.live
+                    rate(b.packets, old_b.map(|o| o.packets), seconds, 1.0, 0),
+                    rate(b.new_flows, old_b.map(|o| o.new_flows), seconds, 1.0, 1),
+                    flow_columns(b).0
                 );
             }
         }
@@ -515,6 +534,16 @@ mod tests {
     use lb_userspace::api::schema::{NatStatus, VipNatStatus};
 
     use super::*;
+
+    #[test]
+    fn a_rate_with_nothing_to_measure_from_is_no_zero() {
+        assert_eq!(rate(500, None, 1.0, 1.0, 0), "-");
+        assert_eq!(rate(500, Some(300), 2.0, 1.0, 0), "100");
+        assert_eq!(rate(500, Some(300), 2.0, 8.0, 0), "800");
+        assert_eq!(rate(5, Some(2), 2.0, 1.0, 1), "1.5");
+        // A counter that went back (lbd restarted between frames): 0.
+        assert_eq!(rate(2, Some(500), 1.0, 1.0, 0), "0");
+    }
 
     #[test]
     fn a_nat_backends_flows_being_counted_are_marked_not_shown_as_none() {
