@@ -328,15 +328,6 @@ impl Netlink {
         }
     }
 
-    /// Whether interface `ifindex` is administratively up with its carrier
-    /// (the link can carry traffic); an interface that is gone is not.
-    pub(crate) async fn link_is_up(&self, ifindex: u32) -> Result<bool, NetlinkError> {
-        Ok(self
-            .link_state(ifindex)
-            .await?
-            .is_some_and(|state| state.up))
-    }
-
     /// What lbd tracks of interface `ifindex` in one lookup: whether it
     /// can carry traffic and which XDP program it runs. None: no
     /// interface has that index any more (see [`Self::link`]).
@@ -414,9 +405,7 @@ fn carries_traffic(link: &netlink_packet_route::link::LinkMessage) -> bool {
 
 /// The XDP program a link message says runs, with its mode (`Auto`
 /// where the kernel names neither driver nor generic mode).
-fn xdp_of(
-    link: &netlink_packet_route::link::LinkMessage,
-) -> Option<(u32, crate::config::XdpMode)> {
+fn xdp_of(link: &netlink_packet_route::link::LinkMessage) -> Option<(u32, crate::config::XdpMode)> {
     use netlink_packet_route::link::{LinkXdp, XdpAttached};
     let mut program = None;
     let mut mode = crate::config::XdpMode::Auto;

@@ -146,6 +146,38 @@ impl PinDir {
         self.root.join(format!("tc-link-{interface}"))
     }
 
+    /// The links pinned here (by any lbd that used this directory), each
+    /// with the hook and interface its name says: lets a start find the
+    /// links left on an interface the config no longer names. Empty when
+    /// the directory does not exist.
+    pub(crate) fn link_pins(&self) -> Result<Vec<LinkPin>, PinError> {
+        let entries = match std::fs::read_dir(&self.root) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => {
+                return Err(PinError::Io {
+                    action: "listing",
+                    path: self.root.clone(),
+                    source,
+                })
+            }
+        };
+        let mut pins: Vec<LinkPin> = entries
+            .flatten()
+            .filter_map(|entry| {
+                let name = entry.file_name();
+                let (hook, interface) = link_pin_of(name.to_str()?)?;
+                Some(LinkPin {
+                    hook,
+                    interface: interface.to_owned(),
+                    path: entry.path(),
+                })
+            })
+            .collect();
+        pins.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(pins)
+    }
+
     /// Capacity of the pinned map `name`, if one is pinned: lets lbd keep
     /// the size a previous lbd chose when it is still big enough, so the
     /// map can be adopted.
@@ -245,9 +277,87 @@ impl PinDir {
     }
 }
 
+/// A link pinned at the root of a pin directory, as its name says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LinkPin {
+    /// The hook (`xdp-link-…` or `tc-link-…`).
+    pub hook: crate::config::Attach,
+    /// The interface the link was made on.
+    pub interface: String,
+    /// The pin.
+    pub path: PathBuf,
+}
+
+/// The hook and interface a link pin's file name says (`xdp-link-eth0`,
+/// `tc-link-bond0.100`); None for any other name. The inverse of
+/// [`PinDir::link_path`] and [`PinDir::tc_link_path`].
+pub(crate) fn link_pin_of(name: &str) -> Option<(crate::config::Attach, &str)> {
+    use crate::config::Attach;
+    [(Attach::Xdp, "xdp-link-"), (Attach::Tc, "tc-link-")]
+        .into_iter()
+        .find_map(|(hook, prefix)| {
+            let interface = name.strip_prefix(prefix)?;
+            (!interface.is_empty()).then_some((hook, interface))
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn link_pins_are_told_by_hook_and_interface() {
+        use crate::config::Attach;
+        let pins = PinDir::new("/sys/fs/bpf/lbd");
+        for (hook, interface) in [
+            (Attach::Xdp, "eth0"),
+            (Attach::Tc, "bond0.100"),
+            (Attach::Xdp, "xdp-link-x"),
+        ] {
+            let path = match hook {
+                Attach::Xdp => pins.link_path(interface),
+                Attach::Tc => pins.tc_link_path(interface),
+            };
+            let name = path.file_name().and_then(|n| n.to_str()).expect("a name");
+            assert_eq!(link_pin_of(name), Some((hook, interface)), "{name}");
+        }
+        for other in ["maps-v1", "lbd-owner", "xdp-link-", "tc-link", "CONNTRACK"] {
+            assert_eq!(link_pin_of(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn link_pins_lists_the_links_of_every_interface() {
+        use crate::config::Attach;
+        let root = std::env::temp_dir().join(format!("lbd-link-pins-{}", std::process::id()));
+        let pins = PinDir::new(&root);
+        assert!(pins.link_pins().expect("no directory").is_empty());
+        std::fs::create_dir_all(pins.maps_dir()).expect("maps");
+        for file in [
+            pins.link_path("eth0"),
+            pins.link_path("eth1"),
+            pins.tc_link_path("eth1"),
+            pins.map_path("VIPS"),
+            root.join("lbd-owner"),
+        ] {
+            std::fs::write(&file, b"").expect("a pin");
+        }
+        let found: Vec<(Attach, String)> = pins
+            .link_pins()
+            .expect("list")
+            .into_iter()
+            .map(|p| (p.hook, p.interface))
+            .collect();
+        let _ = std::fs::remove_dir_all(&root);
+        assert_eq!(
+            found,
+            vec![
+                (Attach::Tc, "eth1".to_owned()),
+                (Attach::Xdp, "eth0".to_owned()),
+                (Attach::Xdp, "eth1".to_owned()),
+            ]
+        );
+    }
 
     #[test]
     fn layout_is_versioned_and_per_interface() {

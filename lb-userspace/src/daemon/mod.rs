@@ -116,7 +116,9 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<()> {
         match finish_start(&mut engine, events_tx, scrapes_tx, ready.clone()).await {
             Ok(started) => started,
             Err(error) => {
-                engine.step_down().await;
+                engine
+                    .step_down("start-up failed after the engine started")
+                    .await;
                 return Err(error);
             }
         };
@@ -138,6 +140,10 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<()> {
     let mut ticks: u32 = 0;
     let mut sync_tick = tokio::time::interval(SYNC_INTERVAL);
     sync_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Set when lbd lost its hook (its interface went) and the interface is
+    // back: lbd then exits with it, for its service manager to start it
+    // again on the interface (see engine::tracking).
+    let mut lost_hook = None;
     let stop = loop {
         tokio::select! {
             _ = terminate.recv() => {
@@ -183,7 +189,13 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<()> {
             _ = housekeeping.tick() => {
                 engine.expire_drains(std::time::Instant::now());
                 engine.reconcile_health();
-                engine.check_link().await;
+                if let Some(error) = engine.check_link().await {
+                    lost_hook = Some(error);
+                    break Stop::Restart;
+                }
+                // `/readyz`: the data plane is attached (not while lbd
+                // waits for its interface to come back).
+                ready.store(engine.is_attached(), std::sync::atomic::Ordering::Relaxed);
                 engine.track();
                 engine.nat_tick().await;
                 engine.watch_traffic();
@@ -214,6 +226,13 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<()> {
         engine.withdraw_announcements().await;
     }
     let released = engine.shutdown(stop).await?;
+    if let Some(error) = lost_hook {
+        // VRRP stepped down and BGP withdrew when the hook was lost; the
+        // maps stay pinned for the next lbd.
+        info!("lbd stopped; the interface lost its program, which the next lbd attaches again");
+        drop(ownership);
+        return Err(error);
+    }
     match released {
         Released::StillForwarding => {
             info!("lbd stopped; the pinned data plane is still forwarding");
@@ -369,6 +388,10 @@ async fn release_locally(config: &Config, action: Offline) -> anyhow::Result<()>
             let removed = pins.remove_all()?;
             info!(dir = %dir.display(), removed = removed.len(), "pinned links (XDP or tc) and maps removed");
         }
+        // What cannot be pinned: the clsact + cls_bpf filters of an lbd
+        // with `attach = "tc"` on a kernel without tcx, which outlive it.
+        crate::ownership::cls_bpf::remove_left_filters(&interface.name, interface.index, None)
+            .await?;
     }
     Ok(())
 }

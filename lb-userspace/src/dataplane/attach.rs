@@ -1,7 +1,9 @@
 //! Attaching the balancer at XDP or tc ingress, taking over the link a
-//! previous lbd pinned (the program swapped atomically), and what a stop
-//! leaves on the interface: still forwarding (`release`) or detached
-//! (`detach`).
+//! previous lbd pinned (the program swapped atomically; attached anew when
+//! `xdp_mode` changed), removing the links a previous lbd pinned for
+//! another hook or interface, telling whether the kernel still runs the
+//! hook, and what a stop leaves on the interface: still forwarding
+//! (`release`) or detached (`detach`).
 
 use aya::{
     programs::{
@@ -13,7 +15,7 @@ use aya::{
     Ebpf,
 };
 use lb_common::consts::names;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::{
     program_error, retry_interrupted, Dataplane, DataplaneError, Hooked, Released, Result,
@@ -33,6 +35,9 @@ pub(super) enum Attachment {
     Pinned {
         link: FdLink,
         path: std::path::PathBuf,
+        /// The hook the link is at, to ask the kernel whether it still
+        /// runs there.
+        hook: Attach,
     },
 }
 
@@ -41,17 +46,18 @@ impl Dataplane {
     /// mode and falls back to generic with a warning. With a pin directory,
     /// a link a previous lbd pinned for this interface is taken over: the
     /// new program replaces the old one atomically (no packet sees no
-    /// program), in the mode the link was made with; otherwise a new link
-    /// is made and pinned. `running_program` is the id of the program the
-    /// interface runs now, to tell a live pinned link from a stale one.
-    /// Returns the mode used (None: kept from the pinned link).
+    /// program), in the mode the link was made with if that is the
+    /// configured one (`Auto` takes either); otherwise a new link is made
+    /// and pinned. `running` is the program the interface runs now, with
+    /// its mode, to tell a live pinned link from a stale one. Returns the
+    /// mode used (None: kept from the pinned link).
     pub fn attach(
         &mut self,
         interface: &str,
         mode: ConfigXdpMode,
-        running_program: Option<u32>,
+        running: Option<(u32, ConfigXdpMode)>,
     ) -> Result<Option<ConfigXdpMode>> {
-        let used = self.attach_xdp(interface, mode, running_program)?;
+        let used = self.attach_xdp(interface, mode, running)?;
         self.finish_adoption();
         Ok(used)
     }
@@ -60,14 +66,108 @@ impl Dataplane {
         &mut self,
         interface: &str,
         mode: ConfigXdpMode,
-        running_program: Option<u32>,
+        running: Option<(u32, ConfigXdpMode)>,
     ) -> Result<Option<ConfigXdpMode>> {
-        if let Some(path) = self.pins.as_ref().map(|p| p.link_path(interface)) {
-            if let Some(link) = self.take_over_link(&path, interface, running_program)? {
-                self.attached = Some((interface.to_owned(), link));
-                return Ok(None);
+        let Some(path) = self.pins.as_ref().map(|p| p.link_path(interface)) else {
+            return self.attach_xdp_anew(interface, mode).map(Some);
+        };
+        let running_id = running.map(|(id, _)| id);
+        let Some(link) = live_pinned_link(&path, interface, "XDP", |id| Some(id) == running_id)?
+        else {
+            return self.attach_xdp_anew(interface, mode).map(Some);
+        };
+        let Some(was) = running
+            .map(|(_, was)| was)
+            .filter(|was| !mode_fits(mode, *was))
+        else {
+            let link = self.take_over_link(link, &path, interface)?;
+            self.attached = Some((interface.to_owned(), link));
+            return Ok(None);
+        };
+        self.reattach_in_mode(interface, link, &path, was, mode)
+            .map(Some)
+    }
+
+    /// The pinned link on `interface` runs the previous program in mode
+    /// `was`, and `xdp_mode` asks for `mode` (changed across a restart):
+    /// attaches anew in `mode`. The kernel refuses native and generic XDP
+    /// on one interface at once, so the old link goes first; meanwhile the
+    /// tc program carries the packets at the tcx ingress (same maps, same
+    /// path) where the kernel has tcx, so no packet meets no program. If
+    /// `mode` cannot be attached, the program is attached again in `was`
+    /// (it keeps forwarding, pinned) and the error returned.
+    fn reattach_in_mode(
+        &mut self,
+        interface: &str,
+        old: FdLink,
+        path: &std::path::Path,
+        was: ConfigXdpMode,
+        mode: ConfigXdpMode,
+    ) -> Result<ConfigXdpMode> {
+        info!(%interface, running = %was, configured = %mode, "xdp_mode changed: the pinned XDP link runs in another mode; attaching the program anew in the configured mode");
+        let bridge = self.tc_bridge(interface);
+        remove_pin(path)?;
+        drop(old);
+        let attached = self.attach_xdp_anew(interface, mode);
+        let result = match attached {
+            Ok(used) => Ok(used),
+            Err(error) => {
+                warn!(%interface, %error, mode = %mode, "attaching XDP in the configured mode failed; attaching it again in {was} mode, as before");
+                match self.attach_xdp_anew(interface, was) {
+                    Ok(_) => Err(error),
+                    Err(again) => {
+                        warn!(%interface, error = %again, "attaching XDP again in {was} mode failed too: the interface runs no XDP program");
+                        Err(error)
+                    }
+                }
+            }
+        };
+        if let Some(id) = bridge {
+            match tc_program(&mut self.ebpf).and_then(|p| {
+                p.detach(id)
+                    .map_err(|e| program_error("detaching", names::PROG_TC_LB, e))
+            }) {
+                Ok(()) => {
+                    info!(%interface, "the tc program that carried packets meanwhile is detached")
+                }
+                Err(error) => {
+                    warn!(%interface, %error, "detaching the tc program that carried packets while XDP was attached anew failed; it goes when lbd exits")
+                }
             }
         }
+        result
+    }
+
+    /// Attaches the tc program to the tcx ingress of `interface` for the
+    /// moment XDP is attached anew in another mode, so packets meet a
+    /// program meanwhile. None without tcx (kernels before 6.6), or if the
+    /// tc program cannot be loaded: then packets meet no program for that
+    /// moment (two system calls) and take the stack's path; logged.
+    fn tc_bridge(&mut self, interface: &str) -> Option<SchedClassifierLinkId> {
+        let attached = tc_program(&mut self.ebpf).and_then(|program| {
+            program
+                .attach_with_options(
+                    interface,
+                    TcAttachType::Ingress,
+                    TcAttachOptions::TcxOrder(LinkOrder::default()),
+                )
+                .map_err(|e| program_error("attaching", names::PROG_TC_LB, e))
+        });
+        match attached {
+            Ok(id) => {
+                info!(%interface, "the tc program carries packets at the tcx ingress while XDP is attached anew");
+                Some(id)
+            }
+            Err(error) => {
+                warn!(%interface, %error, "no tc program to carry packets while XDP is attached anew (no tcx: kernel before 6.6?): until the new link is made, packets meet no program and take the stack's path");
+                None
+            }
+        }
+    }
+
+    /// Makes a new XDP link on `interface` in `mode` (pinned with a pin
+    /// directory). Returns the mode used.
+    fn attach_xdp_anew(&mut self, interface: &str, mode: ConfigXdpMode) -> Result<ConfigXdpMode> {
         let program = xdp_program(&mut self.ebpf, names::PROG_LB)?;
         let (link, used) = match mode {
             ConfigXdpMode::Native => (program.attach(interface, XdpMode::Driver), mode),
@@ -90,7 +190,7 @@ impl Dataplane {
             None => Attachment::Owned(link),
         };
         self.attached = Some((interface.to_owned(), attachment));
-        Ok(Some(used))
+        Ok(used)
     }
 
     /// Attaches the tc program to `interface`'s ingress, as `attach`
@@ -151,7 +251,11 @@ impl Dataplane {
                 let link = FdLink::from(
                     PinnedLink::from_pin(&path).map_err(|e| link_error("reopening", e))?,
                 );
-                Attachment::Pinned { link, path }
+                Attachment::Pinned {
+                    link,
+                    path,
+                    hook: Attach::Tc,
+                }
             }
             None => Attachment::OwnedTc(id),
         };
@@ -180,7 +284,7 @@ impl Dataplane {
             .take_link(id)
             .map_err(|e| program_error("keeping the link of", names::PROG_TC_LB, e))?;
         let link = FdLink::try_from(link).map_err(|e| link_error("keeping", e))?;
-        Ok(Some(kept_on_pin(link, path, interface, "tc")))
+        Ok(Some(kept_on_pin(link, path, interface, Attach::Tc)))
     }
 
     /// Removes the pinned link of the hook other than `kept` on
@@ -204,19 +308,14 @@ impl Dataplane {
         Ok(true)
     }
 
-    /// Takes over the link pinned at `path` if it drives the program the
-    /// interface runs; removes it if it is stale.
+    /// Swaps this lbd's program in on `link`, the live XDP link pinned at
+    /// `path`.
     fn take_over_link(
         &mut self,
+        link: FdLink,
         path: &std::path::Path,
         interface: &str,
-        running_program: Option<u32>,
-    ) -> Result<Option<Attachment>> {
-        let Some(link) =
-            live_pinned_link(path, interface, "XDP", |id| Some(id) == running_program)?
-        else {
-            return Ok(None);
-        };
+    ) -> Result<Attachment> {
         let program = xdp_program(&mut self.ebpf, names::PROG_LB)?;
         let id = program
             .attach_to_link(XdpLink::try_from(link).map_err(|e| link_error("taking over", e))?)
@@ -225,7 +324,7 @@ impl Dataplane {
             .take_link(id)
             .map_err(|e| program_error("keeping the link of", names::PROG_LB, e))?;
         let link = FdLink::try_from(link).map_err(|e| link_error("keeping", e))?;
-        Ok(Some(kept_on_pin(link, path, interface, "XDP")))
+        Ok(kept_on_pin(link, path, interface, Attach::Xdp))
     }
 
     /// Pins a fresh link so the program stays attached after lbd exits.
@@ -242,7 +341,11 @@ impl Dataplane {
                 let link = FdLink::from(
                     PinnedLink::from_pin(&path).map_err(|e| link_error("reopening", e))?,
                 );
-                Ok(Attachment::Pinned { link, path })
+                Ok(Attachment::Pinned {
+                    link,
+                    path,
+                    hook: Attach::Xdp,
+                })
             }
             Err(error) => {
                 warn!(%error, "this kernel attaches XDP through netlink, which cannot be pinned: the program will be detached when lbd exits");
@@ -268,7 +371,7 @@ impl Dataplane {
                     .map_err(|e| program_error("detaching", names::PROG_TC_LB, e))?;
                 info!(%interface, "tc program detached");
             }
-            Some((interface, Attachment::Pinned { link, path })) => {
+            Some((interface, Attachment::Pinned { link, path, .. })) => {
                 remove_pin(&path)?;
                 drop(link);
                 info!(%interface, pin = %path.display(), "program detached (pinned link removed)");
@@ -284,13 +387,44 @@ impl Dataplane {
 
     /// Leaves the program attached and the maps pinned for the next lbd
     /// (SIGTERM: a restart or an upgrade). Without pins this is a detach.
-    /// Says which of the two happened.
+    /// With nothing attached (the kernel dropped the hook, see
+    /// `forget_hook`) the pinned maps stay for the next lbd, which adopts
+    /// them and attaches anew. Says which happened.
     pub fn release(&mut self) -> Result<Released> {
         match self.attached.take() {
-            Some((interface, Attachment::Pinned { link, path })) => {
+            Some((interface, Attachment::Pinned { link, path, .. })) => {
                 drop(link);
                 info!(%interface, pin = %path.display(), "program left running for the next lbd");
                 Ok(Released::StillForwarding)
+            }
+            None if self.pins.is_some() => {
+                info!("no program attached (its hook was lost); the maps stay pinned for the next lbd");
+                Ok(Released::Detached)
+            }
+            // A cls_bpf filter (no tcx) cannot be pinned, but it outlives
+            // its process unless detached: left running on the pinned
+            // maps, as a pinned link is; the next lbd attaches its own
+            // filter, then removes this one (`ownership::cls_bpf`).
+            Some((interface, Attachment::OwnedTc(id))) if self.pins.is_some() => {
+                let link = tc_program(&mut self.ebpf).and_then(|p| {
+                    p.take_link(id)
+                        .map_err(|e| program_error("keeping the filter of", names::PROG_TC_LB, e))
+                });
+                match link {
+                    Ok(link) => {
+                        // Not dropped: the filter stays when lbd exits.
+                        std::mem::forget(link);
+                        info!(%interface, "tc filter (cls_bpf) left running for the next lbd, which removes it once its own runs");
+                        Ok(Released::StillForwarding)
+                    }
+                    Err(error) => {
+                        warn!(%interface, %error, "keeping the tc filter for the next lbd failed: detaching");
+                        if let Some(pins) = &self.pins {
+                            pins.remove_all()?;
+                        }
+                        Ok(Released::Detached)
+                    }
+                }
             }
             other => {
                 self.attached = other;
@@ -306,10 +440,118 @@ impl Dataplane {
         self.pins.is_some()
     }
 
-    /// Whether the balancer is attached.
+    /// Whether the balancer is attached: from its attach until the
+    /// kernel is found to run it no more (`hook_in_place`, then
+    /// `forget_hook`, on lbd's housekeeping tick).
     pub(crate) fn is_attached(&self) -> bool {
         self.attached.is_some()
     }
+
+    /// Whether the kernel still runs this lbd's program where it was
+    /// attached, given `xdp_running`, the XDP program its interface runs
+    /// now (from the interface's link message). None: cannot tell (a tc
+    /// attachment without a pinned link, or a failed query): the caller
+    /// keeps what it knew. Some(false) when nothing is attached.
+    pub(crate) fn hook_in_place(&self, xdp_running: Option<u32>) -> Option<bool> {
+        let Some((interface, attachment)) = &self.attached else {
+            return Some(false);
+        };
+        match attachment {
+            Attachment::Owned(_) => {
+                let ours = self.ebpf.program(names::PROG_LB)?.info().ok()?.id();
+                Some(xdp_running == Some(ours))
+            }
+            Attachment::Pinned {
+                link,
+                hook: Attach::Xdp,
+                ..
+            } => {
+                let ours = link.info().ok()?.program_id();
+                Some(xdp_running == Some(ours))
+            }
+            Attachment::Pinned {
+                link,
+                hook: Attach::Tc,
+                ..
+            } => {
+                let ours = link.info().ok()?.program_id();
+                match SchedClassifier::query_tcx(interface, TcAttachType::Ingress) {
+                    Ok((_, programs)) => Some(programs.iter().any(|p| p.id() == ours)),
+                    Err(error) => {
+                        debug!(%interface, %error, "querying tcx ingress programs");
+                        None
+                    }
+                }
+            }
+            Attachment::OwnedTc(_) => None,
+        }
+    }
+
+    /// Forgets the hook the kernel runs no more (its interface was
+    /// deleted, or its link detached by something else): its pin goes, so
+    /// nothing takes the dead link for a live one, and `is_attached` says
+    /// false from now on. The maps stay pinned.
+    pub(crate) fn forget_hook(&mut self) {
+        let Some((interface, attachment)) = self.attached.take() else {
+            return;
+        };
+        match attachment {
+            Attachment::Owned(id) => {
+                let detached = xdp_program(&mut self.ebpf, names::PROG_LB).and_then(|p| {
+                    p.detach(id)
+                        .map_err(|e| program_error("detaching", names::PROG_LB, e))
+                });
+                if let Err(error) = detached {
+                    debug!(%interface, %error, "dropping the lost XDP link");
+                }
+            }
+            Attachment::OwnedTc(id) => {
+                let detached = tc_program(&mut self.ebpf).and_then(|p| {
+                    p.detach(id)
+                        .map_err(|e| program_error("detaching", names::PROG_TC_LB, e))
+                });
+                if let Err(error) = detached {
+                    debug!(%interface, %error, "dropping the lost tc attachment");
+                }
+            }
+            Attachment::Pinned { link, path, .. } => {
+                if let Err(error) = remove_pin(&path) {
+                    warn!(%interface, %error, "removing the pin of the lost link failed; the next lbd removes it as stale");
+                }
+                drop(link);
+                info!(%interface, pin = %path.display(), "the lost link's pin removed");
+            }
+        }
+    }
+
+    /// Removes the links a previous lbd pinned in this pin directory for
+    /// interfaces other than `interface` (the config's `interface` changed
+    /// across a restart): the programs there share this lbd's maps and
+    /// would go on forwarding with them. The pin directory is this lbd's
+    /// alone (its lock), so they are a stopped lbd's. Returns the
+    /// interfaces they were on.
+    pub fn remove_other_interfaces(&mut self, interface: &str) -> Result<Vec<String>> {
+        let Some(pins) = &self.pins else {
+            return Ok(Vec::new());
+        };
+        let mut removed = Vec::new();
+        for pin in pins.link_pins()? {
+            if pin.interface == interface {
+                continue;
+            }
+            remove_pin(&pin.path)?;
+            info!(interface = %pin.interface, hook = %pin.hook, pin = %pin.path.display(), now = %interface, "a previous lbd's pinned link on another interface removed (the configured interface changed): the program there is detached");
+            removed.push(pin.interface);
+        }
+        Ok(removed)
+    }
+}
+
+/// Whether an XDP link running in mode `running` serves `configured`:
+/// `Auto` takes whichever mode runs (a fallback to generic stays), and a
+/// mode the kernel did not name (`Auto`) is taken as it is.
+pub(crate) fn mode_fits(configured: ConfigXdpMode, running: ConfigXdpMode) -> bool {
+    configured == ConfigXdpMode::Auto || running == ConfigXdpMode::Auto || configured == running
 }
 
 impl Drop for Dataplane {
@@ -325,12 +567,17 @@ impl Drop for Dataplane {
 }
 
 /// The attachment of a program swapped in on a pinned link a previous lbd
-/// left (`hook` names the hook in the log).
-fn kept_on_pin(link: FdLink, path: &std::path::Path, interface: &str, hook: &str) -> Attachment {
-    info!(%interface, "{hook} program replaced atomically on the pinned link; connection table kept");
+/// left at `hook`.
+fn kept_on_pin(link: FdLink, path: &std::path::Path, interface: &str, hook: Attach) -> Attachment {
+    let word = match hook {
+        Attach::Xdp => "XDP",
+        Attach::Tc => "tc",
+    };
+    info!(%interface, "{word} program replaced atomically on the pinned link; connection table kept");
     Attachment::Pinned {
         link,
         path: path.to_owned(),
+        hook,
     }
 }
 
@@ -421,5 +668,27 @@ fn link_error(action: &'static str, e: impl std::fmt::Display) -> DataplaneError
     DataplaneError::Link {
         action,
         reason: e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pinned_link_is_kept_only_in_a_mode_the_config_takes() {
+        use ConfigXdpMode::{Auto, Generic, Native};
+        // Auto takes whatever runs: a fallback to generic is not redone
+        // (and attached anew) at every restart.
+        for running in [Auto, Native, Generic] {
+            assert!(mode_fits(Auto, running), "{running}");
+        }
+        assert!(mode_fits(Native, Native));
+        assert!(mode_fits(Generic, Generic));
+        // xdp_mode changed across a restart: attached anew.
+        assert!(!mode_fits(Native, Generic));
+        assert!(!mode_fits(Generic, Native));
+        // A mode the kernel did not name is taken as it is.
+        assert!(mode_fits(Native, Auto));
     }
 }

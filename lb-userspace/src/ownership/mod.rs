@@ -9,9 +9,10 @@
 //! not pin (another tool's, or an lbd's with another `pin_dir`), whichever
 //! hook it uses (XDP runs before tc and would see the packets first), and
 //! with `attach = "tc"` one whose tcx ingress holds a program it did not
-//! pin. (Legacy cls_bpf filters of other tools are not looked for: aya
-//! cannot list them; `tc filter show dev <if> ingress` does.)
+//! pin. (Legacy cls_bpf filters of other tools are not looked for; lbd's
+//! own left behind by a dead lbd are removed, see `cls_bpf`.)
 
+pub(crate) mod cls_bpf;
 pub(crate) mod lock;
 
 use std::{

@@ -223,3 +223,100 @@ impl Lab {
         })?
     }
 }
+
+impl Lab {
+    /// Deletes `eth0` of LB node `node`, and with it its switch port (the
+    /// other end of the veth), as a bond or VLAN rebuilt or a NIC's driver
+    /// reloaded would: what was attached to it goes with it.
+    pub fn delete_interface(&self, node: &Host) -> anyhow::Result<()> {
+        ip(&node.netns, &["link", "del", "eth0"])
+    }
+
+    /// Makes `eth0` of LB node `node` again after `delete_interface`: a
+    /// new veth (with a new index) into its network's bridge, with the
+    /// node's addresses and routes, the static VIPs on the first LB of a
+    /// lab built with them, and the pass-through XDP program on the switch
+    /// port unless the lab runs without them.
+    pub fn recreate_interface(&mut self, node: &Host) -> anyhow::Result<()> {
+        let position = self
+            .lbs
+            .iter()
+            .position(|lb| lb.name == node.name)
+            .ok_or_else(|| anyhow!("{} is not an LB node of the lab", node.name))?;
+        let network = self.topology.lbs[position].network;
+        let port = format!("p-{}", node.name);
+        self.add_leg(&node.netns, "eth0", &port, network, node.ipv4, node.ipv6)?;
+        if let Some(gateway) = self.topology.networks[network].gateway {
+            self.add_route(&node.netns, "default", "default", gateway, network)?;
+        }
+        for route in self.topology.routes_from(&[network], None, true) {
+            self.add_network_route(&node.netns, &route)?;
+        }
+        if position == 0 && self.topology.static_vip {
+            self.add_static_vip()?;
+        }
+        if !self.pass_xdp.is_empty() {
+            let pass = self.pass_through_xdp(&port)?;
+            self.pass_xdp.push(pass);
+        }
+        Ok(())
+    }
+
+    /// Adds interface `ifname` to LB node `node`, on the node's network,
+    /// with host number `host` of that network (one no lab host has, e.g.
+    /// 200) and the pass-through XDP program on its switch port
+    /// (`p-<node>-<ifname>`), so lbd can be moved to it.
+    pub fn add_lb_interface(
+        &mut self,
+        node: &Host,
+        ifname: &str,
+        host: u8,
+    ) -> anyhow::Result<(Ipv4Addr, Ipv6Addr)> {
+        let position = self
+            .lbs
+            .iter()
+            .position(|lb| lb.name == node.name)
+            .ok_or_else(|| anyhow!("{} is not an LB node of the lab", node.name))?;
+        let network = self.topology.lbs[position].network;
+        let net = &self.topology.networks[network];
+        let (ipv4, ipv6) = (net.host_v4(host), net.host_v6(host));
+        let port = format!("p-{}-{ifname}", node.name);
+        self.add_leg(&node.netns, ifname, &port, network, ipv4, ipv6)?;
+        let pass = self.pass_through_xdp(&port)?;
+        self.pass_xdp.push(pass);
+        Ok((ipv4, ipv6))
+    }
+
+    /// The index of interface `ifname` of `node`.
+    pub fn ifindex(&self, node: &Host, ifname: &str) -> anyhow::Result<u32> {
+        let text = output("ip", &["-n", &node.netns, "-o", "link", "show", ifname])?;
+        text.split(':')
+            .next()
+            .and_then(|index| index.trim().parse().ok())
+            .ok_or_else(|| anyhow!("no index in {text:?}"))
+    }
+
+    /// `ip -d link show <ifname>` of `node`: the XDP program and its mode
+    /// (`prog/xdp` native, `prog/xdpgeneric` generic).
+    pub fn link_details(&self, node: &Host, ifname: &str) -> anyhow::Result<String> {
+        output("ip", &["-n", &node.netns, "-d", "link", "show", ifname])
+    }
+
+    /// The pass-through XDP program, attached to switch port `port`.
+    fn pass_through_xdp(&self, port: &str) -> anyhow::Result<Dataplane> {
+        let port = port.to_owned();
+        in_netns(&self.switch_netns, move || -> anyhow::Result<Dataplane> {
+            let mut dataplane = Dataplane::load(MapSizes {
+                max_vips: 1,
+                conntrack: 1024,
+                nat_flows: lb_common::consts::NAT_FLOWS_SIZE_DEFAULT,
+                half_open: 1024,
+            })?;
+            dataplane
+                .program(names::PROG_PASS)?
+                .attach(&port, XdpMode::Driver)
+                .with_context(|| format!("attaching XDP_PASS to switch port {port}"))?;
+            Ok(dataplane)
+        })?
+    }
+}

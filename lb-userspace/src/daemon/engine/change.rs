@@ -139,6 +139,13 @@ impl Engine {
         if dry_run || staged.is_err() {
             self.balancer.set_tunnel(previous);
         }
+        if let Err(ChangeError::Dataplane(error)) = &staged {
+            if !error.is_refusal() {
+                // A write failed half-way and the running state was put
+                // back with the file's [tunnel]: again with the running one.
+                self.restore_after_failed_commit();
+            }
+        }
         let (plan, report) = staged?;
         let mut warnings = awaiting;
         if let Some(report) = report {

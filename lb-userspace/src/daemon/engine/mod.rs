@@ -83,6 +83,9 @@ pub struct Engine {
     replication: Option<Replication>,
     /// Whether the interface is up with its carrier (tracked for VRRP).
     interface_up: bool,
+    /// Whether the kernel still runs the hook, and the interface lost
+    /// meanwhile (see `tracking`).
+    link_watch: tracking::LinkWatch,
     /// Maglev tables rebuilt since start.
     tables_rebuilt: u64,
     /// Reloads since start, by result.
@@ -192,7 +195,7 @@ impl Engine {
     /// Writes the running model back after a commit failed half-way. If
     /// this fails too, the balancer still counts every entry as unknown,
     /// so the next change or health event writes them all.
-    fn restore_after_failed_commit(&mut self) {
+    pub(super) fn restore_after_failed_commit(&mut self) {
         let macs = &self.macs;
         let desired = self.model.desired(&|a| macs.get(&a).copied());
         let restored = self

@@ -179,6 +179,12 @@ impl Engine {
         })
     }
 
+    /// Whether the data plane is attached now (`/readyz`): from the
+    /// attach until the kernel is found to run it no more.
+    pub fn is_attached(&self) -> bool {
+        self.dataplane.is_attached()
+    }
+
     /// Why `state` cannot be asked for here: a node drain withdraws BGP
     /// announcements, so without `[bgp]` it would move nothing while
     /// saying the node is drained (making one active stays allowed, to

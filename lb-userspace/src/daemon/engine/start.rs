@@ -159,6 +159,7 @@ impl Engine {
             vrrp: Vec::new(),
             replication: None,
             interface_up: true,
+            link_watch: super::tracking::LinkWatch::default(),
             tables_rebuilt: 0,
             reloads: Default::default(),
             metrics,
@@ -188,7 +189,7 @@ impl Engine {
                 let mode = engine.dataplane.attach(
                     &engine.interface.name,
                     engine.config.xdp_mode,
-                    running.map(|(id, _)| id),
+                    running,
                 )?;
                 Hooked::Xdp(
                     mode.or(running.map(|(_, mode)| mode))
@@ -207,6 +208,13 @@ impl Engine {
         engine
             .dataplane
             .remove_other_hook(&engine.interface.name, engine.config.attach)?;
+        // A change of `interface` across a restart: the links a previous
+        // lbd pinned on another interface go, or the program there would
+        // go on forwarding with this lbd's maps.
+        engine
+            .dataplane
+            .remove_other_interfaces(&engine.interface.name)?;
+        engine.remove_left_tc_filters().await;
         let mut sync_rx = None;
         let node_id = format!("{}/{}", hostname(), engine.interface.name);
         if let Some(settings) = engine.config.sync.clone() {
@@ -235,17 +243,41 @@ impl Engine {
         ))
     }
 
-    /// Steps down from every VRRP instance, for a start of lbd that fails
-    /// after [`Self::start`] returned (which may have resumed mastership):
+    /// Removes the cls_bpf filters a dead lbd left on the interface's
+    /// ingress (`attach = "tc"` on a kernel without tcx), now that this
+    /// lbd's hook runs; this lbd's own filter, if it attached through
+    /// cls_bpf too, stays. A failure is logged: the stale filter only runs
+    /// on what this lbd's program lets through.
+    async fn remove_left_tc_filters(&mut self) {
+        let keep = match self.hooked {
+            Hooked::TcClsBpf => self
+                .dataplane
+                .tc_program()
+                .ok()
+                .and_then(|program| program.info().ok())
+                .map(|info| info.id()),
+            Hooked::Xdp(_) | Hooked::Tcx => None,
+        };
+        if let Err(error) = crate::ownership::cls_bpf::remove_left_filters(
+            &self.interface.name,
+            self.interface.index,
+            keep,
+        )
+        .await
+        {
+            tracing::warn!(error = %format!("{error:#}"), "removing the tc filters a previous lbd left failed; `tc filter show dev {} ingress` lists them", self.interface.name);
+        }
+    }
+
+    /// Steps down from every VRRP instance, `why` said in the log: for a
+    /// start of lbd that fails after [`Self::start`] returned (which may
+    /// have resumed mastership), or a node that lost its interface:
     /// priority 0, so the backup takes over now, the addresses released and
-    /// "stopped" recorded, so the next lbd of a restart loop does not
-    /// resume.
-    pub(crate) async fn step_down(&mut self) {
+    /// "stopped" recorded, so the next lbd (of a restart loop, or started
+    /// again on the interface) does not resume.
+    pub(crate) async fn step_down(&mut self, why: &str) {
         for instance in std::mem::take(&mut self.vrrp) {
-            tracing::warn!(
-                vrid = instance.config().vrid,
-                "start-up failed after the engine started; stepping down"
-            );
+            tracing::warn!(vrid = instance.config().vrid, "{why}; stepping down");
             instance.stop().await;
         }
     }

@@ -1,9 +1,145 @@
-//! VRRP tracking: what this node can serve sets its instances' priority.
+//! VRRP tracking: what this node can serve sets its instances' priority;
+//! and the watch on the interface and the hook lbd serves through, as the
+//! kernel has them. An interface that is deleted (a bond or VLAN rebuilt,
+//! a NIC's driver reloaded) or moved out of lbd's network namespace takes
+//! the hook with it: lbd then counts as detached and down (BGP withdraws at
+//! once), steps down from VRRP, and exits once an interface of the
+//! configured name is back and up, so that its service manager starts it
+//! again, which attaches to that interface and adopts the pinned maps. The
+//! same when the hook is detached under a live interface.
 
-use tracing::warn;
+use std::time::{Duration, Instant};
+
+use anyhow::anyhow;
+use tracing::{error, info, warn};
 
 use super::Engine;
-use crate::{config::AllDown, daemon::replication::Roles, vrrp::driver::Instance};
+use crate::{
+    config::AllDown,
+    daemon::replication::Roles,
+    netlink::{Interface, NetlinkError},
+    vrrp::driver::Instance,
+};
+
+/// Least time between two logs of the same lasting trouble with the
+/// interface: it is looked at every second.
+const LINK_LOG_INTERVAL: Duration = Duration::from_secs(60);
+
+/// What one look at the interface lbd attached to found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Look {
+    /// It exists still: whether it can carry traffic, and whether the
+    /// kernel runs lbd's hook there (None: cannot tell).
+    Present {
+        /// Up with its carrier.
+        up: bool,
+        /// lbd's program still attached there.
+        hook: Option<bool>,
+    },
+    /// No interface has its index any more (the kernel answered ENODEV):
+    /// deleted, re-created under another index, or moved to another
+    /// network namespace. Its XDP or tc link went with it.
+    Gone,
+}
+
+/// How lbd lost its hook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lost {
+    /// The interface went (see [`Look::Gone`]).
+    InterfaceGone,
+    /// The interface is there, but the kernel no longer runs lbd's program
+    /// on it (its link was detached by something else).
+    Detached,
+}
+
+/// What a look means for the node: still serving through its hook (up or
+/// not), or the hook lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Judgement {
+    /// The hook runs (or nothing says otherwise); the link is `up` or not.
+    Serving {
+        /// Up with its carrier.
+        up: bool,
+    },
+    /// The hook is gone: the node cannot serve, whatever `up` says.
+    Lost {
+        /// How.
+        how: Lost,
+        /// Up with its carrier (false when the interface is gone).
+        up: bool,
+    },
+}
+
+/// What `look` means: an interface that is gone is down and its hook
+/// lost; a hook the kernel no longer runs is lost.
+pub(crate) fn judge(look: Look) -> Judgement {
+    match look {
+        Look::Gone => Judgement::Lost {
+            how: Lost::InterfaceGone,
+            up: false,
+        },
+        Look::Present {
+            up,
+            hook: Some(false),
+        } => Judgement::Lost {
+            how: Lost::Detached,
+            up,
+        },
+        Look::Present { up, .. } => Judgement::Serving { up },
+    }
+}
+
+/// Why lbd exits once it lost its hook on `was` and an interface of that
+/// name is found again as `found`, `up` or not: None while it is not up
+/// (then the restart would find it unusable, or without its addresses
+/// yet).
+pub(crate) fn restart_reason(
+    how: Lost,
+    was: &Interface,
+    found: &Interface,
+    up: bool,
+) -> Option<String> {
+    if !up {
+        return None;
+    }
+    let what = match how {
+        Lost::InterfaceGone => format!(
+            "interface {} went away (deleted, or moved out of lbd's network namespace; it was index {}) and is back as index {}",
+            was.name, was.index, found.index
+        ),
+        Lost::Detached => format!(
+            "lbd's program was detached from interface {} (index {}) by something else",
+            was.name, found.index
+        ),
+    };
+    Some(format!(
+        "{what}: lbd exits so that its service manager starts it again (systemd: Restart=on-failure), which attaches the program to the interface and adopts the pinned maps and connection table"
+    ))
+}
+
+/// The interface watch's state between housekeeping ticks.
+#[derive(Debug, Default)]
+pub(crate) struct LinkWatch {
+    /// How and since when the hook is lost (None: attached).
+    lost: Option<(Lost, Instant)>,
+    /// When a lasting trouble was last logged.
+    logged: Option<Instant>,
+}
+
+impl LinkWatch {
+    /// Whether a lasting trouble may be logged at `now` (once per
+    /// [`LINK_LOG_INTERVAL`]); if so, counts it as logged.
+    fn may_log(&mut self, now: Instant) -> bool {
+        if self
+            .logged
+            .is_some_and(|at| now.saturating_duration_since(at) < LINK_LOG_INTERVAL)
+        {
+            return false;
+        }
+        self.logged = Some(now);
+        true
+    }
+}
 
 impl Engine {
     /// Sets each VRRP instance's priority from what this node can serve:
@@ -43,9 +179,13 @@ impl Engine {
     }
 
     /// Whether this node should serve: master of some instance, or no
-    /// VRRP at all.
+    /// VRRP at all. A node whose instances stepped down because it lost
+    /// its interface is master of nothing.
     pub(crate) fn is_master(&self) -> bool {
-        self.vrrp.is_empty() || self.vrrp.iter().any(Instance::is_master)
+        if self.vrrp.is_empty() {
+            return self.config.vrrp.is_empty();
+        }
+        self.vrrp.iter().any(Instance::is_master)
     }
 
     /// This node's replication role per VIP: master or backup of the
@@ -60,16 +200,192 @@ impl Engine {
         )
     }
 
-    /// Checks the interface's link for tracking.
-    pub(crate) async fn check_link(&mut self) {
-        match self.netlink.link_is_up(self.interface.index).await {
-            Ok(up) => {
+    /// Checks the interface's link, and that the kernel still runs lbd's
+    /// hook on it (every housekeeping tick). Once the hook is lost, looks
+    /// for an interface of the configured name instead, and returns the
+    /// error lbd exits with once that one is up (see the module's doc).
+    pub(crate) async fn check_link(&mut self) -> Option<anyhow::Error> {
+        let now = Instant::now();
+        if let Some((how, _)) = self.link_watch.lost {
+            return self.look_for_interface(how, now).await;
+        }
+        let look = match self.netlink.link_state(self.interface.index).await {
+            Ok(None) => Look::Gone,
+            Ok(Some(state)) => Look::Present {
+                up: state.up,
+                hook: self
+                    .dataplane
+                    .hook_in_place(state.xdp.map(|(program, _)| program)),
+            },
+            Err(error) => {
+                if self.link_watch.may_log(now) {
+                    warn!(interface = %self.interface.name, %error, "reading the interface's link state failed (logged at most once a minute)");
+                }
+                return None;
+            }
+        };
+        match judge(look) {
+            Judgement::Serving { up } => {
                 if up != self.interface_up {
                     warn!(interface = %self.interface.name, up, "interface link changed");
                     self.interface_up = up;
                 }
             }
-            Err(error) => warn!(%error, "reading the interface's link state failed"),
+            Judgement::Lost { how, up } => {
+                self.interface_up = up;
+                self.lose_hook(how, now).await;
+            }
         }
+        None
+    }
+
+    /// The hook is lost: lbd counts as detached from now on (BGP
+    /// withdraws at the loop's next announce), steps down from VRRP (its
+    /// sockets are bound to the interface; "stopped" is recorded, so the
+    /// next lbd does not resume), and waits for the interface.
+    async fn lose_hook(&mut self, how: Lost, now: Instant) {
+        let (name, index) = (self.interface.name.clone(), self.interface.index);
+        match how {
+            Lost::InterfaceGone => {
+                error!(interface = %name, index, "the interface is gone (deleted, or moved to another network namespace), and the program's link with it: withdrawing from BGP and stepping down from VRRP; lbd exits once an interface named {name} is back and up, for its service manager to start it again on it")
+            }
+            Lost::Detached => {
+                error!(interface = %name, index, "lbd's program no longer runs on the interface (its link was detached by something else): withdrawing from BGP and stepping down from VRRP; lbd exits once the interface is up, for its service manager to start it again")
+            }
+        }
+        self.dataplane.forget_hook();
+        self.link_watch.lost = Some((how, now));
+        // The first "still waiting" comes a while after this.
+        self.link_watch.logged = Some(now);
+        self.step_down("the interface's hook is lost").await;
+        self.track();
+    }
+
+    /// While the hook is lost: the interface by its name. Returns the
+    /// error to exit with once it is there and up.
+    async fn look_for_interface(&mut self, how: Lost, now: Instant) -> Option<anyhow::Error> {
+        let name = self.interface.name.clone();
+        let found = match self.netlink.interface(&name).await {
+            Ok(found) => found,
+            Err(NetlinkError::NoSuchInterface(_)) => {
+                if self.link_watch.may_log(now) {
+                    info!(interface = %name, "still waiting for the interface to come back (logged once a minute)");
+                }
+                return None;
+            }
+            Err(error) => {
+                if self.link_watch.may_log(now) {
+                    warn!(interface = %name, %error, "looking for the interface failed (logged at most once a minute)");
+                }
+                return None;
+            }
+        };
+        let up = match self.netlink.link_state(found.index).await {
+            Ok(state) => state.is_some_and(|s| s.up),
+            Err(error) => {
+                if self.link_watch.may_log(now) {
+                    warn!(interface = %name, %error, "reading the interface's link state failed (logged at most once a minute)");
+                }
+                return None;
+            }
+        };
+        match restart_reason(how, &self.interface, &found, up) {
+            Some(reason) => Some(anyhow!(reason)),
+            None => {
+                if self.link_watch.may_log(now) {
+                    info!(interface = %name, index = found.index, "the interface is back but not up yet; waiting (logged once a minute)");
+                }
+                None
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn interface(index: u32) -> Interface {
+        Interface {
+            name: "eth0".to_owned(),
+            index,
+            mac: [2, 0, 0, 0, 0, 1],
+        }
+    }
+
+    #[test]
+    fn a_gone_interface_is_down_and_its_hook_lost() {
+        assert_eq!(
+            judge(Look::Gone),
+            Judgement::Lost {
+                how: Lost::InterfaceGone,
+                up: false
+            }
+        );
+    }
+
+    #[test]
+    fn a_hook_the_kernel_no_longer_runs_is_lost_even_on_a_live_link() {
+        assert_eq!(
+            judge(Look::Present {
+                up: true,
+                hook: Some(false)
+            }),
+            Judgement::Lost {
+                how: Lost::Detached,
+                up: true
+            }
+        );
+        for hook in [Some(true), None] {
+            for up in [true, false] {
+                assert_eq!(
+                    judge(Look::Present { up, hook }),
+                    Judgement::Serving { up },
+                    "{hook:?} {up}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn lbd_exits_for_a_restart_only_once_the_interface_is_back_and_up() {
+        let was = interface(5);
+        assert_eq!(
+            restart_reason(Lost::InterfaceGone, &was, &interface(9), false),
+            None
+        );
+        let reason =
+            restart_reason(Lost::InterfaceGone, &was, &interface(9), true).expect("back and up");
+        assert!(
+            reason.starts_with("interface eth0 went away (deleted, or moved out of lbd's network namespace; it was index 5) and is back as index 9: lbd exits"),
+            "{reason}"
+        );
+        assert!(reason.contains("Restart=on-failure"), "{reason}");
+        let reason =
+            restart_reason(Lost::Detached, &was, &was, true).expect("detached, interface up");
+        assert!(reason.contains("detached from interface eth0"), "{reason}");
+    }
+
+    #[test]
+    fn lasting_troubles_are_logged_once_a_minute() {
+        let mut watch = LinkWatch::default();
+        let start = Instant::now();
+        assert!(watch.may_log(start));
+        assert!(!watch.may_log(start + Duration::from_secs(1)));
+        assert!(!watch.may_log(start + Duration::from_secs(59)));
+        assert!(watch.may_log(start + LINK_LOG_INTERVAL));
+    }
+
+    /// The kernel answers a lookup of an index no interface has with
+    /// ENODEV: that is an interface gone, not a failed lookup.
+    #[tokio::test]
+    async fn an_index_no_interface_has_reads_as_gone() {
+        let netlink = crate::netlink::Netlink::connect().expect("a routing netlink socket");
+        let index = 0x7fff_fff0;
+        assert_eq!(netlink.link_state(index).await.expect("no error"), None);
+        assert_eq!(netlink.xdp_program(index).await.expect("no error"), None);
+        // The loopback interface is there, and up.
+        let lo = netlink.link_state(1).await.expect("lo").expect("lo exists");
+        assert!(lo.up, "{lo:?}");
     }
 }

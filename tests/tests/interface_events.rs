@@ -1,0 +1,464 @@
+//! lbd and the kernel's interface events: the interface lbd serves is
+//! deleted and made again (a bond or VLAN rebuilt, a NIC's driver
+//! reloaded), its `xdp_mode` or `interface` changed across a SIGTERM
+//! restart. Needs root.
+
+use std::{
+    net::IpAddr,
+    time::{Duration, Instant},
+};
+
+use lb_tests::{
+    client,
+    lab::{http_get, lbd_binary, Lab, LabSpec, HTTP_PORT, VIP4, VIP6},
+    support::{lbctl_ok, load, status, wait_until},
+};
+use lb_userspace::{api::schema::NodeStatus, vrrp::State};
+
+const CHECKS: &str = "[vip.health]\ncheck = \"http\"\npath = \"/health\"\ninterval_ms = 200\nfast_interval_ms = 100\ntimeout_ms = 200\nrise = 1\nfall = 2\n";
+/// What lbd must notice within (it looks every second).
+const NOTICE: Duration = Duration::from_secs(10);
+
+/// `lbctl node status --json`.
+fn node(lab: &Lab) -> NodeStatus {
+    serde_json::from_str(&lbctl_ok(lab, &["node", "status", "--json"])).expect("node status")
+}
+
+/// Why BGP withholds `address` now (None: announced, or not a candidate).
+fn withheld(lab: &Lab, address: IpAddr) -> Option<String> {
+    node(lab)
+        .bgp
+        .expect("bgp status")
+        .withheld
+        .iter()
+        .find(|w| w.address == address)
+        .map(|w| w.reason.name().to_owned())
+}
+
+/// A GET of `/` through the IPv4 VIP from the client; the backend's name.
+fn get_vip4(lab: &Lab) -> anyhow::Result<String> {
+    let (code, body) = http_get(&lab.client.netns, &format!("http://{VIP4}:{HTTP_PORT}/"))?;
+    anyhow::ensure!(code == 200, "status {code}");
+    Ok(body.trim().to_owned())
+}
+
+/// The XDP mode `ip link` shows on `ifname` of the LB node: "native"
+/// (`xdp`), "generic" (`xdpgeneric`) or "none".
+fn shown_mode(lab: &Lab, ifname: &str) -> &'static str {
+    let details = lab.link_details(&lab.lb, ifname).expect("ip link");
+    let first = details.lines().next().unwrap_or_default();
+    if first.contains(" xdpgeneric ") {
+        "generic"
+    } else if first.contains(" xdp ") {
+        "native"
+    } else {
+        "none"
+    }
+}
+
+/// Starts lbd as process `name` on the LB node with `config` (given the
+/// node's pin directory) and waits until it is ready, whatever interface
+/// it attaches to.
+fn start_lbd_ready(lab: &mut Lab, name: &str, config: &str) {
+    let path = lab.dir.join(format!("{name}.toml"));
+    let config = format!(
+        "pin_dir = \"{}\"\n{config}",
+        lab.pin_dir_of(&lab.lb).display()
+    );
+    std::fs::write(&path, config).expect("config");
+    let lbd = lbd_binary().expect("lbd");
+    let netns = lab.lb.netns.clone();
+    lab.spawn(
+        name,
+        &netns,
+        &lbd.to_string_lossy(),
+        &["--config", &path.to_string_lossy()],
+    )
+    .expect("start lbd");
+    wait_until("lbd ready", Duration::from_secs(30), || {
+        lab.log(name).contains("lbd ready")
+    });
+}
+
+/// Whether lbd's only VRRP instance is master.
+fn vrrp_master(lab: &Lab) -> bool {
+    status(lab)
+        .vrrp
+        .first()
+        .is_some_and(|i| i.state == State::Master)
+}
+
+/// The LB's eth0 is deleted under a running lbd, then made again (a new
+/// index): lbd notices at once that its interface and the program's link
+/// are gone — the IPv6 VIP it announces over BGP is withdrawn as
+/// `dataplane-detached`, its VRRP instance steps down (recording
+/// "stopped"), the dead link's pin goes — keeps its maps pinned, and exits
+/// non-zero once the new eth0 is up, saying why. Started again (as
+/// systemd's Restart=on-failure does), lbd adopts the maps, attaches to
+/// the new eth0, becomes master and serves the VIP again.
+#[test]
+fn a_deleted_interface_withdraws_at_once_and_lbd_restarts_onto_the_new_one() {
+    let mut lab = Lab::start_spec(LabSpec {
+        lbs: 1,
+        backends: 2,
+        static_vip: false,
+    })
+    .expect("lab");
+    lab.wait_for_backends().expect("backends");
+    let routes = lab.dir.join("bgp").join("vips.conf");
+    let mut config = format!(
+        "interface = \"eth0\"\nconntrack_size = 65536\nadmin_socket = \"{}\"\n",
+        lab.admin_socket().display()
+    );
+    for (vip, backends) in [
+        (
+            IpAddr::V4(VIP4),
+            lab.backends
+                .iter()
+                .map(|b| IpAddr::V4(b.ipv4))
+                .collect::<Vec<_>>(),
+        ),
+        (
+            IpAddr::V6(VIP6),
+            lab.backends.iter().map(|b| IpAddr::V6(b.ipv6)).collect(),
+        ),
+    ] {
+        config.push_str(&format!(
+            "\n[[vip]]\naddress = \"{vip}\"\nport = {HTTP_PORT}\n{CHECKS}"
+        ));
+        for backend in backends {
+            config.push_str(&format!("  [[vip.backend]]\n  address = \"{backend}\"\n"));
+        }
+    }
+    // VRRP moves the IPv4 VIP (no peer: this node becomes master); BGP
+    // announces the IPv6 one (no BIRD: lbd writes its routes file and
+    // retries).
+    config.push_str(&format!(
+        "\n[[vrrp]]\nvrid = 51\npriority = 150\nadvert_interval_ms = 100\naddresses = [\"{VIP4}\"]\n\
+         \n[bgp]\nbird_socket = \"{}\"\nroutes_file = \"{}\"\nnode_state_file = \"{}\"\n",
+        lab.dir.join("no-bird.ctl").display(),
+        routes.display(),
+        lab.dir.join("state").join("node.state").display()
+    ));
+    let lb = lab.lb.clone();
+    lab.start_lbd(&config).expect("lbd");
+    wait_until("VRRP master", NOTICE, || vrrp_master(&lab));
+    wait_until("the IPv4 VIP served", NOTICE, || get_vip4(&lab).is_ok());
+    let announced =
+        || std::fs::read_to_string(&routes).is_ok_and(|text| text.contains(&format!("{VIP6}/128")));
+    wait_until("the IPv6 VIP announced", Duration::from_secs(20), announced);
+    assert_eq!(withheld(&lab, IpAddr::V6(VIP6)), None);
+    let (ready, _) = http_get(&lb.netns, "http://127.0.0.1:9641/readyz").expect("GET /readyz");
+    assert_eq!(ready, 200, "ready while attached");
+    let link_pin = lab.pin_dir_of(&lb).join("xdp-link-eth0");
+    assert!(link_pin.exists(), "the XDP link is pinned");
+    let old_index = lab.ifindex(&lb, "eth0").expect("eth0's index");
+
+    lab.delete_interface(&lb).expect("delete eth0");
+    let deleted = Instant::now();
+    wait_until("the IPv6 VIP withheld as detached", NOTICE, || {
+        withheld(&lab, IpAddr::V6(VIP6)).as_deref() == Some("dataplane-detached")
+    });
+    let noticed = deleted.elapsed();
+    wait_until("the IPv6 VIP gone from the routes file", NOTICE, || {
+        !announced()
+    });
+    let during = status(&lab);
+    assert!(
+        during.vrrp.is_empty(),
+        "the VRRP instance stepped down: {:?}",
+        during.vrrp
+    );
+    let state_file = lab.dir.join("lbd.vrrp-51-v4.state");
+    let recorded = std::fs::read_to_string(&state_file).expect("VRRP state file");
+    assert!(recorded.starts_with("stopped "), "{recorded}");
+    assert!(!link_pin.exists(), "the dead link's pin is removed");
+    assert!(lab.is_running("lbd"), "lbd waits for the interface");
+    let log = lab.log("lbd");
+    assert!(log.contains("the interface is gone"), "{log}");
+    // Not ready while nothing is attached (it was before the deletion).
+    let readyz = |lab: &Lab| {
+        http_get(&lab.lb.netns, "http://127.0.0.1:9641/readyz")
+            .expect("GET /readyz")
+            .0
+    };
+    wait_until("/readyz to say not ready", NOTICE, || readyz(&lab) == 503);
+
+    lab.recreate_interface(&lb).expect("eth0 again");
+    let new_index = lab.ifindex(&lb, "eth0").expect("eth0's new index");
+    assert_ne!(new_index, old_index, "a new interface");
+    let exit = lab
+        .wait_exit("lbd", Duration::from_secs(15))
+        .expect("lbd exits once eth0 is back");
+    assert_eq!(exit.code(), Some(1), "a failure, for Restart=on-failure");
+    let log = lab.log("lbd");
+    assert!(
+        log.contains(&format!(
+            "it was index {old_index}) and is back as index {new_index}"
+        )),
+        "{log}"
+    );
+    assert!(
+        !lab.xdp_attached(&lb).expect("ip link"),
+        "nothing attached yet"
+    );
+
+    // What systemd does next: the unit's stop path, then lbd again.
+    let _ = lab.lbd_offline(&lb, "lbd", "--release-vips");
+    lab.start_lbd_on(&lb, "lbd2", &config).expect("lbd again");
+    let after = status(&lab);
+    assert!(after.adopted, "the pinned maps were kept for the next lbd");
+    assert!(link_pin.exists(), "pinned again on the new eth0");
+    wait_until("VRRP master again", NOTICE, || vrrp_master(&lab));
+    wait_until("the IPv4 VIP served again", NOTICE, || {
+        get_vip4(&lab).is_ok()
+    });
+    wait_until(
+        "the IPv6 VIP announced again",
+        Duration::from_secs(20),
+        announced,
+    );
+    eprintln!(
+        "RELIABILITY: LB interface deleted: detached and withdrawn after {:.2} s; lbd exited (code 1) once eth0 was back (index {old_index} -> {new_index}); restarted lbd adopted the maps and serves the VIP",
+        noticed.as_secs_f64()
+    );
+}
+
+/// `xdp_mode` changed across a SIGTERM restart, under load: the new lbd
+/// attaches anew in the configured mode (the pinned link kept the old one)
+/// while the tc program carries the packets, so no request fails; and
+/// back again.
+#[test]
+fn an_xdp_mode_change_takes_effect_at_a_restart_without_failing_a_request() {
+    let mut lab = Lab::start(2).expect("lab");
+    lab.wait_for_backends().expect("backends");
+    let lb = lab.lb.clone();
+    let base = lab.lbd_config_for(&["b1", "b2"], CHECKS);
+    let with_mode = |mode: &str| format!("xdp_mode = \"{mode}\"\n{base}");
+    lab.start_lbd(&with_mode("native")).expect("lbd");
+    assert_eq!(shown_mode(&lab, "eth0"), "native");
+    let load = load(&lab, Duration::from_secs(60));
+    std::thread::sleep(Duration::from_millis(500));
+    for (step, mode) in ["generic", "native"].into_iter().enumerate() {
+        lab.terminate(if step == 0 { "lbd" } else { "lbd-generic" })
+            .expect("SIGTERM");
+        let name = format!("lbd-{mode}");
+        lab.start_lbd_on(&lb, &name, &with_mode(mode))
+            .expect("restart");
+        std::thread::sleep(Duration::from_millis(500));
+        assert_eq!(shown_mode(&lab, "eth0"), mode);
+        let running = status(&lab);
+        assert_eq!(
+            running.xdp_mode.map(|m| m.name()),
+            Some(mode),
+            "{running:?}"
+        );
+        assert!(running.adopted, "the maps are adopted");
+        let log = lab.log(&name);
+        assert!(log.contains("xdp_mode changed"), "{log}");
+        assert!(
+            log.contains("the tc program carries packets"),
+            "a bridge at tc while XDP is attached anew: {log}"
+        );
+        assert!(
+            lab.tc_program_ids(&lb).expect("tcx").is_empty(),
+            "the bridge is gone"
+        );
+    }
+    let results = load.finish().expect("load");
+    let failed = client::failures(&results);
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed across two xdp_mode changes: {failed:?}",
+        failed.len(),
+        results.len()
+    );
+    eprintln!(
+        "RELIABILITY: xdp_mode native -> generic -> native across SIGTERM restarts: {} requests, 0 failed",
+        results.len()
+    );
+}
+
+/// `interface` changed from eth0 to eth1 across a SIGTERM restart: the new
+/// lbd attaches to eth1 and removes the link the previous one pinned on
+/// eth0, so the old program no longer runs there with the shared maps.
+#[test]
+fn an_interface_change_detaches_the_program_from_the_old_interface() {
+    let mut lab = Lab::start(2).expect("lab");
+    lab.wait_for_backends().expect("backends");
+    let lb = lab.lb.clone();
+    let on_eth0 = lab.lbd_config_for(&["b1", "b2"], CHECKS);
+    lab.start_lbd(&on_eth0).expect("lbd on eth0");
+    assert!(get_vip4(&lab).is_ok(), "served on eth0");
+    lab.add_lb_interface(&lb, "eth1", 200).expect("eth1");
+    lab.terminate("lbd").expect("SIGTERM");
+    let pins = lab.pin_dir_of(&lb);
+    assert!(pins.join("xdp-link-eth0").exists(), "left pinned");
+    assert!(lab.xdp_attached(&lb).expect("ip link"), "left forwarding");
+
+    let on_eth1 = on_eth0.replace("interface = \"eth0\"", "interface = \"eth1\"");
+    assert_ne!(on_eth0, on_eth1);
+    start_lbd_ready(&mut lab, "lbd-eth1", &on_eth1);
+    assert_eq!(shown_mode(&lab, "eth1"), "native", "attached to eth1");
+    assert_eq!(
+        shown_mode(&lab, "eth0"),
+        "none",
+        "the program on eth0 is detached"
+    );
+    assert!(!pins.join("xdp-link-eth0").exists());
+    assert!(pins.join("xdp-link-eth1").exists());
+    let log = lab.log("lbd-eth1");
+    assert!(
+        log.contains("pinned link on another interface removed"),
+        "{log}"
+    );
+    assert!(status(&lab).adopted, "the maps are adopted");
+    // The VIP moves to eth1, eth0 goes down: served through eth1.
+    let vip = format!("{VIP4}/32");
+    for args in [
+        ["addr", "del", vip.as_str(), "dev", "eth0"].as_slice(),
+        &["link", "set", "eth0", "down"],
+        &["addr", "add", vip.as_str(), "dev", "eth1"],
+    ] {
+        let mut full = vec!["-n", lb.netns.as_str()];
+        full.extend_from_slice(args);
+        lb_tests::support::ip(&full);
+    }
+    lb_tests::support::ip(&["-n", &lab.client.netns, "neigh", "flush", "all"]);
+    wait_until("the VIP served through eth1", NOTICE, || {
+        get_vip4(&lab).is_ok()
+    });
+}
+
+/// lbd's tc link detached under a live interface (`bpftool link detach`):
+/// the kernel no longer runs lbd's program there, lbd says so and exits
+/// non-zero to be started again, and the next lbd attaches again and
+/// serves.
+#[test]
+fn a_link_detached_under_a_live_interface_makes_lbd_restart() {
+    let mut lab = Lab::start(2).expect("lab");
+    lab.for_attach("tc");
+    lab.wait_for_backends().expect("backends");
+    let lb = lab.lb.clone();
+    let config = format!(
+        "attach = \"tc\"\n{}",
+        lab.lbd_config_for(&["b1", "b2"], CHECKS)
+    );
+    lab.start_lbd(&config).expect("lbd");
+    wait_until("the VIP served", NOTICE, || get_vip4(&lab).is_ok());
+    let pin = lab.pin_dir_of(&lb).join("tc-link-eth0");
+    let shown = std::process::Command::new("bpftool")
+        .args(["-j", "link", "show", "pinned"])
+        .arg(&pin)
+        .output()
+        .expect("bpftool");
+    let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).expect("bpftool JSON");
+    let id = shown["id"].as_u64().expect("the link's id").to_string();
+    let detached = std::process::Command::new("bpftool")
+        .args(["link", "detach", "id", &id])
+        .status()
+        .expect("bpftool");
+    assert!(detached.success());
+    assert!(lab.tc_program_ids(&lb).expect("tcx").is_empty());
+
+    let exit = lab
+        .wait_exit("lbd", NOTICE)
+        .expect("lbd exits with its program detached");
+    assert_eq!(exit.code(), Some(1));
+    let log = lab.log("lbd");
+    assert!(
+        log.contains("lbd's program was detached from interface eth0"),
+        "{log}"
+    );
+    assert!(!pin.exists(), "the dead link's pin is removed");
+    lab.start_lbd_on(&lb, "lbd2", &config).expect("lbd again");
+    assert!(status(&lab).adopted, "the maps were kept");
+    assert_eq!(lab.tc_program_ids(&lb).expect("tcx").len(), 1);
+    wait_until("the VIP served again", NOTICE, || get_vip4(&lab).is_ok());
+}
+
+/// Leaves a cls_bpf filter running lbd's tc program on the ingress of the
+/// LB's eth0, as an lbd with `attach = "tc"` on a kernel without tcx
+/// leaves it when killed (the kernel keeps such filters); returns its
+/// program's id.
+fn leave_cls_bpf_filter(lab: &Lab) -> u32 {
+    use aya::programs::tc::{qdisc_add_clsact, NlOptions, TcAttachOptions, TcAttachType};
+    use lb_userspace::dataplane::{Dataplane, MapSizes};
+    lb_tests::lab::in_netns(&lab.lb.netns, || -> anyhow::Result<u32> {
+        let mut dataplane = Dataplane::load(MapSizes {
+            max_vips: 1,
+            conntrack: 1024,
+            nat_flows: lb_common::consts::NAT_FLOWS_SIZE_DEFAULT,
+            half_open: 1024,
+        })?;
+        // Already there (lbd's tc hook, a filter left before) is fine.
+        let _ = qdisc_add_clsact("eth0");
+        let program = dataplane.tc_program()?;
+        let id = program.attach_with_options(
+            "eth0",
+            TcAttachType::Ingress,
+            TcAttachOptions::Netlink(NlOptions::default()),
+        )?;
+        let program_id = program.info()?.id();
+        // Kept past this process's handles, as a dead lbd's is.
+        std::mem::forget(program.take_link(id)?);
+        Ok(program_id)
+    })
+    .expect("in the LB's namespace")
+    .expect("a cls_bpf filter")
+}
+
+/// `tc filter show dev eth0 ingress` on the LB node.
+fn ingress_filters(lab: &Lab) -> String {
+    let out = std::process::Command::new("tc")
+        .args([
+            "-n",
+            &lab.lb.netns,
+            "filter",
+            "show",
+            "dev",
+            "eth0",
+            "ingress",
+        ])
+        .output()
+        .expect("tc");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A cls_bpf filter a dead lbd left (what `attach = "tc"` uses on kernels
+/// without tcx, and the kernel keeps) is removed by the next lbd once its
+/// own hook runs, and by `lbd --cleanup`.
+#[test]
+fn the_tc_filters_a_dead_lbd_left_are_removed() {
+    let mut lab = Lab::start(2).expect("lab");
+    lab.for_attach("tc");
+    lab.wait_for_backends().expect("backends");
+    let lb = lab.lb.clone();
+    let config = format!(
+        "attach = \"tc\"\n{}",
+        lab.lbd_config_for(&["b1", "b2"], CHECKS)
+    );
+    let left = leave_cls_bpf_filter(&lab);
+    let has = |lab: &Lab, id: u32| ingress_filters(lab).contains(&format!(" id {id} "));
+    assert!(has(&lab, left), "{}", ingress_filters(&lab));
+    lab.start_lbd(&config).expect("lbd");
+    assert!(!has(&lab, left), "removed: {}", ingress_filters(&lab));
+    let log = lab.log("lbd");
+    assert!(
+        log.contains("a previous lbd left on the interface's ingress removed"),
+        "{log}"
+    );
+    wait_until("the VIP served", NOTICE, || get_vip4(&lab).is_ok());
+
+    let left = leave_cls_bpf_filter(&lab);
+    assert!(has(&lab, left));
+    lab.terminate("lbd").expect("SIGTERM");
+    let out = lab.lbd_offline(&lb, "lbd", "--cleanup").expect("cleanup");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!has(&lab, left), "removed: {}", ingress_filters(&lab));
+    assert!(lab.tc_program_ids(&lb).expect("tcx").is_empty());
+}
