@@ -285,18 +285,20 @@ impl Netlink {
         }
     }
 
-    /// Removes `address` from interface `ifindex`; absent is fine.
+    /// Removes `address` from interface `ifindex`; absent is fine. Whether
+    /// it was there to remove.
     pub(crate) async fn remove_address(
         &self,
         ifindex: u32,
         address: IpAddr,
-    ) -> Result<(), NetlinkError> {
+    ) -> Result<bool, NetlinkError> {
+        let mut removed = false;
         for message in self.address_messages(ifindex).await? {
             if message_address(&message) != Some(address) {
                 continue;
             }
             match self.handle.address().del(message).execute().await {
-                Ok(()) => {}
+                Ok(()) => removed = true,
                 Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::EADDRNOTAVAIL => {}
                 Err(source) => {
                     return Err(NetlinkError::Request {
@@ -306,7 +308,7 @@ impl Netlink {
                 }
             }
         }
-        Ok(())
+        Ok(removed)
     }
 
     /// Interface `ifindex`'s link message; None when no interface has that

@@ -239,6 +239,15 @@ fn the_nat_address_moves_with_vrrp_and_forwarding_follows_nat_vips() {
         lab.addresses_of(&a).unwrap()
     );
     assert!(!lab.holds_vip(&a).unwrap());
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(said.contains("VIP address removed"), "{said}");
+    // Again, with nothing held: nothing is said to be removed.
+    let again = lab
+        .lbd_offline(&a, "lbd-a", "--release-vips")
+        .expect("lbd --release-vips");
+    assert!(again.status.success());
+    let said = String::from_utf8_lossy(&again.stderr);
+    assert!(!said.contains("VIP address removed"), "{said}");
     let since = Instant::now();
     wait_until(
         "lb2 to take the NAT address",
@@ -445,10 +454,11 @@ fn a_next_hop_without_a_neighbour_entry_is_resolved_by_lbd() {
     );
 }
 
-/// The reaper on a real (kernel) NAT table of about a million entries:
-/// every tick stays short (lbd's loop waits for it), a sweep spreads over
-/// entries / budget ticks, and it frees exactly the expired flows. Prints
-/// the numbers. Needs root.
+/// The reaper on a real (kernel) NAT table of about a million entries,
+/// in ticks bounded as lbd runs them (a budget of entries and a time): a
+/// sweep spreads over many ticks, ends, and frees exactly the expired
+/// flows. Prints the ticks' times (not asserted: a timed test sets no
+/// speed target). Needs root.
 #[test]
 fn the_reaper_walks_a_million_entries_in_short_ticks() {
     use lb_common::{
@@ -560,10 +570,9 @@ fn the_reaper_walks_a_million_entries_in_short_ticks() {
         dataplane.nat().flows().count() as u64,
         2 * (u64::from(FLOWS) - expired)
     );
-    // The time bound holds (one batch past it at most), even for a debug
-    // build on a busy machine.
-    assert!(
-        slowest < 2 * TICK_TIME + Duration::from_millis(50),
-        "slowest tick {slowest:?}"
-    );
+    // How long a tick takes is the machine's (a debug build, a busy
+    // machine): reported above, never asserted here. That a tick stops
+    // between batches once `go_on` says so (one batch past the time bound
+    // at most) is the reaper's unit tests' (`nat::reaper::tests`), on a
+    // clock of their own; `cargo xtask bench` measures the time.
 }

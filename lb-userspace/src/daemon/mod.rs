@@ -21,7 +21,7 @@ use tokio::{
     signal::unix::{signal, SignalKind},
     sync::{mpsc, oneshot},
 };
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::{
     api::{
@@ -53,6 +53,20 @@ async fn next_of<T>(items: &mut Option<mpsc::Receiver<T>>) -> Option<T> {
 
 /// An API request on its way to the engine, with where the answer goes.
 type Call = (Request, oneshot::Sender<Response>);
+
+/// Answers the requests still queued for the engine's loop, which reads
+/// no more, and refuses further ones: otherwise each waits for an answer
+/// that never comes and the API server's drain waits them out.
+fn refuse_queued(calls: &mut mpsc::Receiver<Call>) {
+    calls.close();
+    while let Ok((_, reply)) = calls.try_recv() {
+        let _ = reply.send(Response::error(
+            503,
+            code::INTERNAL,
+            "lbd is shutting down; nothing was changed",
+        ));
+    }
+}
 
 /// The API server's handler: hands each request to the engine's loop.
 struct ToEngine(mpsc::Sender<Call>);
@@ -216,6 +230,7 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<()> {
     if let Some(reader) = events_reader {
         reader.abort();
     }
+    refuse_queued(&mut calls);
     let _ = stop_api.send(());
     if let Err(error) = api.await {
         warn!(%error, "admin API task failed");
@@ -369,10 +384,19 @@ async fn release_locally(config: &Config, action: Offline) -> anyhow::Result<()>
     for vrrp in &config.vrrp {
         for address in &vrrp.addresses {
             // Never the interface's own address (see vrrp::addresses).
-            crate::vrrp::addresses::remove(&netlink, interface.index, *address)
+            let removal = crate::vrrp::addresses::remove(&netlink, interface.index, *address)
                 .await
                 .with_context(|| format!("removing VIP {address} from {}", interface.name))?;
-            info!(%address, interface = %interface.name, "VIP address removed");
+            match removal {
+                crate::vrrp::addresses::Removal::Removed => {
+                    info!(%address, interface = %interface.name, "VIP address removed")
+                }
+                crate::vrrp::addresses::Removal::Absent => {
+                    debug!(%address, interface = %interface.name, "VIP address not held")
+                }
+                // `remove` warned.
+                crate::vrrp::addresses::Removal::Own => {}
+            }
         }
         // The state file stays for a release (a restart may follow and
         // resume mastership); a cleanup forgets it.
@@ -400,4 +424,37 @@ async fn release_locally(config: &Config, action: Offline) -> anyhow::Result<()>
 async fn lbd_answers(socket: &Path) -> bool {
     let client = crate::api::client::Client::new(socket, Duration::from_secs(1));
     client.status().await.is_ok()
+}
+
+#[cfg(test)]
+mod shutdown_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn requests_queued_at_a_stop_are_answered_at_once() {
+        let (tx, mut calls) = mpsc::channel::<Call>(4);
+        let handler = ToEngine(tx);
+        let request = || Request {
+            method: crate::api::Method::Post,
+            path: vec!["reload".to_owned()],
+            query: Default::default(),
+            body: serde_json::Value::Null,
+        };
+        let queued = tokio::spawn(async move {
+            let first = handler.handle(request()).await;
+            let later = handler.handle(request()).await;
+            (first, later)
+        });
+        // The first request waits in the queue, unread.
+        while calls.is_empty() {
+            tokio::task::yield_now().await;
+        }
+        refuse_queued(&mut calls);
+        let (first, later) = tokio::time::timeout(std::time::Duration::from_secs(1), queued)
+            .await
+            .expect("answered at once")
+            .expect("task");
+        assert_eq!(first.status, 503);
+        assert_eq!(later.status, 503);
+    }
 }

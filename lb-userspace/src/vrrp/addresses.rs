@@ -70,10 +70,25 @@ pub(crate) async fn refuse_own(
     Ok(())
 }
 
+/// What [`remove`] did with an address, for a log that says what happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Removal {
+    /// It was there and is gone.
+    Removed,
+    /// It was not there.
+    Absent,
+    /// It is the interface's own address: left.
+    Own,
+}
+
 /// Removes VRRP address `address` from interface `ifindex`, unless it is
 /// there with another prefix than lbd's (the interface's own address):
 /// that is left, with a warning. Absent is fine.
-pub(crate) async fn remove(netlink: &Netlink, ifindex: u32, address: IpAddr) -> anyhow::Result<()> {
+pub(crate) async fn remove(
+    netlink: &Netlink,
+    ifindex: u32,
+    address: IpAddr,
+) -> anyhow::Result<Removal> {
     let present = netlink
         .addresses(ifindex)
         .await
@@ -84,12 +99,17 @@ pub(crate) async fn remove(netlink: &Netlink, ifindex: u32, address: IpAddr) -> 
             prefix = own.prefix_len,
             "not removing the VRRP address: it is an address of the interface itself"
         );
-        return Ok(());
+        return Ok(Removal::Own);
     }
-    netlink
+    let removed = netlink
         .remove_address(ifindex, address)
         .await
-        .with_context(|| format!("removing VIP {address} from interface {ifindex}"))
+        .with_context(|| format!("removing VIP {address} from interface {ifindex}"))?;
+    Ok(if removed {
+        Removal::Removed
+    } else {
+        Removal::Absent
+    })
 }
 
 /// The `listed` addresses missing from interface `ifindex` (something took
