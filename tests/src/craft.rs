@@ -591,3 +591,26 @@ pub fn fix_ipv4_checksum(layers: &mut [Layer]) {
         h[10..12].copy_from_slice(&sum.to_be_bytes());
     }
 }
+
+/// IPv4 options `len` bytes long (a multiple of 4, from 4 to 40): a
+/// router alert (RFC 2113, 4 bytes), then no-operations, the last byte an
+/// end-of-options.
+pub fn ipv4_options(len: usize) -> Vec<u8> {
+    assert!(
+        len.is_multiple_of(4) && (4..=40).contains(&len),
+        "{len} bytes"
+    );
+    let mut out = vec![0x94, 0x04, 0, 0];
+    out.resize(len, 1);
+    if len > 4 {
+        out[len - 1] = 0;
+    }
+    out
+}
+
+/// The bytes of a frame from the client: Ethernet, VLAN tags of `tags`
+/// (their TPIDs, outermost first), then `ip` carrying `upper`, every
+/// length and checksum computed.
+pub fn frame_bytes(tags: &[u16], ip: &Ip, upper: &Upper) -> Vec<u8> {
+    bytes(&frame(tags, ip_packet(ip, upper)))
+}

@@ -170,8 +170,10 @@ pub fn reply<C: Hook>(ctx: &C, packet: &Packet) -> Outcome {
     if entry.direction != NAT_DIR_REPLY {
         return Counter::PassNotVip.into();
     }
-    // From here on the packet belongs to a translated flow: it never
-    // reaches the stack, which does not know the flow.
+    // From here on the packet belongs to a translated flow: it does not
+    // reach the stack, which does not know the flow, but for one case
+    // `headers` passes, as for a client's packet: an IPv6 extension chain
+    // longer than the NAT path reads (`PassIpv6Ext`).
     if packet.class == Class::BadTcpFlags {
         return Counter::DropTcpFlags.into();
     }

@@ -9,6 +9,7 @@
 mod drops;
 mod frames;
 mod icmp;
+mod ip_options;
 mod next_hop;
 mod translation;
 mod udp_checksum;

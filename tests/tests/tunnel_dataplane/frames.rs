@@ -11,10 +11,17 @@ use etherparse::{
 };
 use lb_common::{
     consts::{AF_INET, AF_INET6},
+    hash::flow_hash,
     tunnel::{self, TunnelConfig, IPPROTO_IPIP, IPPROTO_IPV6, OUTER_TTL},
-    FlowKey,
+    FlowKey, Mode,
 };
-use lb_tests::natbed::{words_to_addr, IN_MAC, OUT_MAC};
+use lb_tests::{
+    natbed::{neighbour_mac, words_to_addr, IN_MAC, OUT_MAC},
+    packet::Flow,
+    testbed::flow_key,
+    tunnelbed::TunnelBed,
+};
+use lb_userspace::config::VipConfig;
 
 /// What a wrapped frame must be.
 pub(crate) struct Wrapped<'a> {
@@ -152,5 +159,127 @@ pub(crate) fn outer_source(config: &TunnelConfig, key: &FlowKey, outer_v4: bool)
             tunnel::outer_source_v6(config, &key.src, key.sport),
             AF_INET6,
         )
+    }
+}
+
+/// What the wrap of `inner` (the IP packet of the client's `flow` to the
+/// VIP `vip`) must be for a new flow: for the backend Maglev gives the
+/// flow (worked out from the control plane's table, not read from the
+/// data plane), its neighbour's MAC, the outer source the flow's address
+/// and port give, GUE's ports and the flow label from the flow hash.
+/// `zero_csum`: GUE over IPv6 must carry checksum 0.
+pub(crate) fn wrapped_for<'a>(
+    bed: &TunnelBed,
+    vip: &VipConfig,
+    flow: &Flow,
+    inner: &'a [u8],
+    zero_csum: bool,
+) -> Wrapped<'a> {
+    let id = bed
+        .nat
+        .bed
+        .maglev_backend_id(vip, flow)
+        .expect("Maglev's pick");
+    let backend = bed.backend_address(vip, id).expect("backend");
+    let key = flow_key(flow, vip.protocol);
+    let hash = flow_hash(&key);
+    Wrapped {
+        dmac: neighbour_mac(&backend.to_string()).expect("a backend neighbour"),
+        src: outer_source(&bed.config, &key, backend.is_ipv4()),
+        dst: backend,
+        gue: (vip.forwarding == Mode::Gue).then(|| {
+            (
+                u16::from_be(tunnel::gue_source_port(hash)),
+                tunnel::GUE_PORT_DEFAULT,
+            )
+        }),
+        zero_csum,
+        inner,
+        flow_label: hash & 0xf_ffff,
+    }
+}
+
+/// Parses `out` with etherparse as the too-big answer to `sent` (its IP
+/// packet at `l3_off`, after Ethernet and any VLAN tags) and checks every
+/// field the answer's contract names: MACs swapped, the tags kept, from
+/// the VIP (the quote's destination) to the client (its source), IPv4
+/// (TOS 0xc0, TTL 64, no DF, id 0, header checksum) or IPv6 (hop limit
+/// 64), fragmentation needed / packet too big reporting `mtu`, the quote
+/// (548 / 1232 bytes of `sent`'s IP packet) and the ICMP checksum over
+/// all of it.
+pub(crate) fn check_too_big(out: &[u8], sent: &[u8], l3_off: usize, mtu: u16) {
+    let headers = PacketHeaders::from_ethernet_slice(out).expect("etherparse parses the answer");
+    let Some(LinkHeader::Ethernet2(eth)) = &headers.link else {
+        panic!("no Ethernet header");
+    };
+    assert_eq!(
+        (eth.source.as_slice(), eth.destination.as_slice()),
+        (&sent[0..6], &sent[6..12]),
+        "MACs swapped"
+    );
+    assert_eq!(&out[12..l3_off], &sent[12..l3_off], "the VLAN tags kept");
+    assert_eq!(
+        headers.link_exts.len(),
+        (l3_off - 14) / 4,
+        "etherparse sees the tags"
+    );
+    let quoted = headers.payload.slice();
+    let sent_ip = &sent[l3_off..];
+    match (&headers.net, &headers.transport) {
+        (Some(NetHeaders::Ipv4(ip, _)), Some(TransportHeader::Icmpv4(icmp))) => {
+            assert_eq!(out.len(), l3_off + 576, "an IPv4 error is 576 bytes");
+            assert_eq!(
+                (ip.source, ip.destination),
+                (
+                    <[u8; 4]>::try_from(&sent_ip[16..20]).expect("4 bytes"),
+                    <[u8; 4]>::try_from(&sent_ip[12..16]).expect("4 bytes"),
+                ),
+                "from the VIP to the client"
+            );
+            assert_eq!(ip.dscp.value() << 2 | ip.ecn.value(), 0xc0, "TOS");
+            assert_eq!(
+                (ip.time_to_live, ip.dont_fragment, ip.identification),
+                (64, false, 0)
+            );
+            assert!(ip.options.is_empty());
+            assert_eq!(ip.header_checksum, ip.calc_header_checksum());
+            assert_eq!(
+                icmp.icmp_type,
+                Icmpv4Type::DestinationUnreachable(DestUnreachableHeader::FragmentationNeeded {
+                    next_hop_mtu: mtu
+                })
+            );
+            assert_eq!(
+                icmp.checksum,
+                icmp.icmp_type.calc_checksum(quoted),
+                "ICMP checksum"
+            );
+            assert_eq!(quoted, &sent_ip[..548], "the quote");
+        }
+        (Some(NetHeaders::Ipv6(ip, _)), Some(TransportHeader::Icmpv6(icmp))) => {
+            assert_eq!(out.len(), l3_off + 1280, "an IPv6 error is 1280 bytes");
+            assert_eq!(
+                (ip.source, ip.destination),
+                (
+                    <[u8; 16]>::try_from(&sent_ip[24..40]).expect("16 bytes"),
+                    <[u8; 16]>::try_from(&sent_ip[8..24]).expect("16 bytes"),
+                ),
+                "from the VIP to the client"
+            );
+            assert_eq!(ip.hop_limit, 64);
+            assert_eq!(
+                icmp.icmp_type,
+                Icmpv6Type::PacketTooBig {
+                    mtu: u32::from(mtu)
+                }
+            );
+            let computed = icmp
+                .icmp_type
+                .calc_checksum(ip.source, ip.destination, quoted)
+                .expect("size");
+            assert_eq!(icmp.checksum, computed, "ICMPv6 checksum");
+            assert_eq!(quoted, &sent_ip[..1232], "the quote");
+        }
+        other => panic!("not a too-big answer: {other:?}"),
     }
 }

@@ -11,7 +11,10 @@
 mod frames;
 mod health;
 mod icmp;
+mod inner_headers;
+mod mtu;
 mod next_hop;
+mod vlan;
 mod wrap;
 
 use lb_common::{stats::Counter, Mode};

@@ -1,0 +1,99 @@
+//! The MTU edge of every tunnel mode and outer family: the largest inner
+//! packet the route's MTU (1500) carries once wrapped (1500 less the
+//! overhead) is wrapped whole, its bytes checked by the independent
+//! parser (a new flow, then a tracked packet, which takes the lean path
+//! for IPIP over IPv4 once the next hop is cached); one byte more is
+//! answered with fragmentation needed / packet too big.
+
+use lb_common::stats::Counter;
+use lb_tests::{
+    craft::tcp_flag,
+    natbed::{addr, client_flow},
+    testbed::Hook,
+};
+use lb_userspace::config::Protocol;
+
+use crate::{
+    counter, find,
+    frames::{check_too_big, check_wrapped, wrapped_for},
+    in_netns, vips,
+    vlan::{client_segment, MODES},
+};
+
+/// IP and TCP headers of a client's segment to `vip`.
+fn headers_of(vip: &str) -> usize {
+    if addr(vip).is_ipv4() {
+        40
+    } else {
+        60
+    }
+}
+
+/// 1500 - overhead bytes of inner packet: wrapped, 1500 bytes of outer
+/// packet, every byte as the parser expects, no answer.
+fn the_largest_packet_that_fits_is_wrapped_whole(hook: Hook) {
+    in_netns(hook, vips(), |bed, vips| {
+        let mut sport = 43_000;
+        for (vip, port, overhead) in MODES {
+            sport += 1;
+            let inner = 1500 - overhead;
+            let config = find(vips, vip, port, Protocol::Tcp);
+            let flow = client_flow(vip, port, sport);
+            for flags in [tcp_flag::SYN, tcp_flag::ACK] {
+                let sent = client_segment(&[], vip, port, sport, flags, inner - headers_of(vip));
+                assert_eq!(sent.len(), 14 + inner);
+                let (verdict, out) = bed.run_on(bed.nat.in_if, &sent).expect("test run");
+                assert_eq!(verdict, bed.verdicts().redirect, "{vip}:{port}");
+                assert_eq!(out.len(), 14 + 1500, "{vip}:{port}");
+                check_wrapped(&out, &wrapped_for(bed, config, &flow, &sent[14..], false));
+            }
+        }
+        assert_eq!(counter(bed, Counter::SentIcmpTooBig), 0);
+        assert_eq!(counter(bed, Counter::TunnelEncap), 2 * MODES.len() as u64);
+    });
+}
+
+/// One byte more than fits: answered (after a packet of the flow that
+/// fit, so for IPIP over IPv4 the lean path has the next hop cached and
+/// must hand the packet on), nothing wrapped.
+fn one_byte_more_than_fits_is_answered(hook: Hook) {
+    in_netns(hook, vips(), |bed, _| {
+        let mut sport = 44_000;
+        for (vip, port, overhead) in MODES {
+            sport += 1;
+            let inner = 1500 - overhead;
+            let fits = client_segment(
+                &[],
+                vip,
+                port,
+                sport,
+                tcp_flag::SYN,
+                inner - headers_of(vip),
+            );
+            let (verdict, _) = bed.run_on(bed.nat.in_if, &fits).expect("test run");
+            assert_eq!(verdict, bed.verdicts().redirect, "{vip}:{port}");
+            let encapsulated = counter(bed, Counter::TunnelEncap);
+            let answered = counter(bed, Counter::SentIcmpTooBig);
+            let sent = client_segment(
+                &[],
+                vip,
+                port,
+                sport,
+                tcp_flag::ACK,
+                inner + 1 - headers_of(vip),
+            );
+            assert_eq!(sent.len(), 14 + inner + 1);
+            let (verdict, out) = bed.run_on(bed.nat.in_if, &sent).expect("test run");
+            assert_eq!(verdict, bed.verdicts().bounce, "{vip}:{port}");
+            let mtu = u16::try_from(1500 - overhead).expect("MTU");
+            check_too_big(&out, &sent, 14, mtu);
+            assert_eq!(counter(bed, Counter::SentIcmpTooBig), answered + 1);
+            assert_eq!(counter(bed, Counter::TunnelEncap), encapsulated);
+        }
+    });
+}
+
+lb_tests::on_both_hooks!(
+    the_largest_packet_that_fits_is_wrapped_whole,
+    one_byte_more_than_fits_is_answered,
+);
