@@ -114,7 +114,7 @@ fn throughput(rounds: u32, seconds: u32, connections: u32) -> anyhow::Result<Vec
             let (t0, idle0, _) = cpu();
             let x0 = xdp_run_time(&lab)?;
             let started = Instant::now();
-            let (rps, _, _) = wrk(&lab.lab, &url, true, seconds, 2, connections)?;
+            let rps = wrk(&lab.lab, &url, true, seconds, 2, connections)?.rps;
             let elapsed = started.elapsed().as_secs_f64();
             let x1 = xdp_run_time(&lab)?;
             let (t1, idle1, _) = cpu();

@@ -46,8 +46,10 @@ pub struct FloodCase {
     pub syncookies_sent: Spread,
     /// Packets the machine's per-CPU input backlogs dropped during the
     /// round (`/proc/net/softnet_stat`, every namespace: a packet crossing
-    /// a veth waits there), legitimate ones among them.
-    pub backlog_drops: Spread,
+    /// a veth waits there), legitimate ones among them (None in results
+    /// from before it was counted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backlog_drops: Option<Spread>,
 }
 
 /// The comparison.
@@ -65,7 +67,8 @@ pub struct FloodResults {
     /// The flood's pace, SYNs a second at most: the same for every
     /// system (unpaced, the sender goes as fast as the CPU the receiving
     /// side leaves it, so a system that takes more CPU per SYN would face
-    /// a lighter flood).
+    /// a lighter flood). 0: unpaced (results from before the pace).
+    #[serde(default)]
     pub flood_per_s: u32,
     /// Legitimate clients at once (one address).
     pub clients: u32,
@@ -355,7 +358,7 @@ pub fn run(rounds: u32, seconds: u32, syns: u32, flood_per_s: u32) -> anyhow::Re
                 attempts: of(|s| s.probe.attempts() as f64),
                 syns_per_s: of(|s| s.syns_per_s),
                 syncookies_sent: of(|s| s.counts.syncookies as f64),
-                backlog_drops: of(|s| s.counts.backlog_drops as f64),
+                backlog_drops: Some(of(|s| s.counts.backlog_drops as f64)),
             });
         }
     }
@@ -383,14 +386,18 @@ pub fn markdown(out: &mut String, flood: &FloodResults) {
     );
     let _ = writeln!(
         out,
-        "The L2 lab (client → LB node → three nginx backends, all namespaces on this machine). {} clients (threads of the client namespace) open new connections to the VIP, each one after another, at most {} a second together, each connection given {} ms to connect and answer (a GET, the whole answer; a SYN lost costs a 1 s retransmission), for {} s without a flood (baseline) and while a flood lasts (at most {} s): up to {} SYNs, {} a second at most (the same pace for every system: unpaced, the sender takes what CPU the receiving side leaves it, and a system that costs more per SYN would face a lighter flood), from spoofed sources of 198.19.0.0/16, sent by an `AF_PACKET` socket in the same client namespace. The LB node and the backends route 198.19.0.0/16 back to the client (which drops the answers), so the hosts that terminate TCP answer the flood as on the internet. lbd: `dsr-l2` at XDP with its defaults (no deny list, no limits): its half-open table takes the flood and the SYNs go on to the backends, whose kernels answer them. `lbd-limit`: the same with a `[[limit]]` of 2,000 new flows a second per source /16 and 1,000 per source address (the flood's sources share one bucket, dropped in XDP past it; the client's /16 has its own). HAProxy {} `mode tcp` (`maxconn 8000`, default backlog) on the LB node, kernel SYN cookies on (`tcp_syncookies = 1`, `somaxconn` {}, `tcp_max_syn_backlog` {} there). {} rounds, the systems interleaved (order alternating); min / median / max over the rounds; latency percentiles are of the answered connections. SYN cookies: sent by the LB node and the backends together during the run; backlog drops: packets the CPUs' input backlogs dropped meanwhile (`/proc/net/softnet_stat`; every namespace's packets cross veths and wait there, so this is the whole lab's, legitimate packets among them: a lost SYN or SYN-ACK costs a retransmission). Measured {}.\n",
+        "The L2 lab (client → LB node → three nginx backends, all namespaces on this machine). {} clients (threads of the client namespace) open new connections to the VIP, each one after another, at most {} a second together, each connection given {} ms to connect and answer (a GET, the whole answer; a SYN lost costs a 1 s retransmission), for {} s without a flood (baseline) and while a flood lasts (at most {} s): up to {} SYNs, {}, from spoofed sources of 198.19.0.0/16, sent by an `AF_PACKET` socket in the same client namespace. The LB node and the backends route 198.19.0.0/16 back to the client (which drops the answers), so the hosts that terminate TCP answer the flood as on the internet. lbd: `dsr-l2` at XDP with its defaults (no deny list, no limits): its half-open table takes the flood and the SYNs go on to the backends, whose kernels answer them. `lbd-limit`: the same with a `[[limit]]` of 2,000 new flows a second per source /16 and 1,000 per source address (the flood's sources share one bucket, dropped in XDP past it; the client's /16 has its own). HAProxy {} `mode tcp` (`maxconn 8000`, default backlog) on the LB node, kernel SYN cookies on (`tcp_syncookies = 1`, `somaxconn` {}, `tcp_max_syn_backlog` {} there). {} rounds, the systems interleaved (order alternating); min / median / max over the rounds; latency percentiles are of the answered connections. SYN cookies: sent by the LB node and the backends together during the run; backlog drops: packets the CPUs' input backlogs dropped meanwhile (`/proc/net/softnet_stat`; every namespace's packets cross veths and wait there, so this is the whole lab's, legitimate packets among them: a lost SYN or SYN-ACK costs a retransmission). Measured {}.\n",
         flood.clients,
         flood.client_per_s,
         flood.timeout_ms,
         flood.seconds,
         flood.seconds,
         flood.syns,
-        flood.flood_per_s,
+        if flood.flood_per_s == 0 {
+            "unpaced (as fast as the sender got CPU: a system that costs more per SYN faced a lighter flood)".to_owned()
+        } else {
+            format!("{} a second at most (the same pace for every system: unpaced, the sender takes what CPU the receiving side leaves it, and a system that costs more per SYN would face a lighter flood)", flood.flood_per_s)
+        },
         flood.haproxy,
         flood.somaxconn,
         flood.max_syn_backlog,
@@ -405,7 +412,7 @@ pub fn markdown(out: &mut String, flood: &FloodResults) {
     for c in &flood.cases {
         let _ = writeln!(
             out,
-            "| {} | {} | {:.1} / **{:.1}** / {:.1} | {:.2} | {:.1} / **{:.1}** / {:.1} | {:.0} | {:.0} | {:.0} | {:.0} |",
+            "| {} | {} | {:.1} / **{:.1}** / {:.1} | {:.2} | {:.1} / **{:.1}** / {:.1} | {:.0} | {:.0} | {:.0} | {} |",
             c.system,
             c.condition,
             c.success_pct.min,
@@ -418,7 +425,8 @@ pub fn markdown(out: &mut String, flood: &FloodResults) {
             c.attempts.median,
             c.syns_per_s.median,
             c.syncookies_sent.median,
-            c.backlog_drops.median
+            c.backlog_drops
+                .map_or_else(|| "–".to_owned(), |d| format!("{:.0}", d.median))
         );
     }
     let of = |system: FloodSystem| {
@@ -482,7 +490,7 @@ mod tests {
             attempts: spread(900.0),
             syns_per_s: spread(100_000.0),
             syncookies_sent: spread(0.0),
-            backlog_drops: spread(0.0),
+            backlog_drops: Some(spread(0.0)),
         };
         let results = FloodResults {
             date: "2026-11-23T03:00:00Z".to_owned(),
@@ -514,5 +522,24 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("HAProxy 2.6.12 `mode tcp`"), "{out}");
+        assert!(out.contains("200000 a second at most"), "{out}");
+    }
+
+    #[test]
+    fn a_section_from_before_the_pace_and_the_backlog_drops_still_reads() {
+        let spread = r#"{"min": 1.0, "median": 1.0, "max": 1.0}"#;
+        let case = format!(
+            r#"{{"system": "lbd", "condition": "flood", "success_pct": {spread}, "p50_ms": {spread}, "p99_ms": {spread}, "attempts": {spread}, "syns_per_s": {spread}, "syncookies_sent": {spread}}}"#
+        );
+        let json = format!(
+            r#"{{"date": "2026-11-23T02:00:00Z", "rounds": 3, "seconds": 5, "syns": 2000000, "clients": 8, "client_per_s": 200, "timeout_ms": 3000, "haproxy": "2.6.12", "somaxconn": 4096, "max_syn_backlog": 512, "cases": [{case}]}}"#
+        );
+        let results: FloodResults = serde_json::from_str(&json).expect("an older section");
+        assert_eq!(results.flood_per_s, 0);
+        assert_eq!(results.cases[0].backlog_drops, None);
+        let mut out = String::new();
+        markdown(&mut out, &results);
+        assert!(out.contains("up to 2000000 SYNs, unpaced"), "{out}");
+        assert!(out.contains("| 1 | 1 | 1 | – |"), "{out}");
     }
 }

@@ -77,6 +77,15 @@ pub struct Machine {
 }
 
 impl Machine {
+    /// The hardware and kernel (not the date or the command): what tells
+    /// one machine from another in the report.
+    pub fn host(&self) -> String {
+        format!(
+            "{} cores ({}), {:.1} GiB, Linux {}",
+            self.cores, self.cpu, self.memory_gib, self.kernel
+        )
+    }
+
     /// This machine, now.
     pub fn here(command: &str) -> Self {
         let read = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
@@ -111,7 +120,8 @@ impl Machine {
 /// Everything one `cargo xtask bench` run measured.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Results {
-    /// The machine.
+    /// The machine and command of the run that wrote the file last (each
+    /// section's own run, machine included, is in `measured`).
     pub machine: Machine,
     /// XDP program cost per packet.
     pub xdp: Option<xdp::XdpResults>,
@@ -161,28 +171,132 @@ pub struct Results {
 }
 
 /// The run a section's numbers come from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SectionRun {
     /// When it finished (UTC, RFC 3339).
     pub date: String,
-    /// The commit measured (`git describe --always --dirty`: `-dirty` if
-    /// the tree had changes).
+    /// The commit measured, described before the binaries were built
+    /// (`git describe --always --dirty`: `-dirty` if tracked files had
+    /// changes; `+untracked` if untracked files were there, see
+    /// `provenance`).
     pub commit: String,
+    /// The machine the run measured on, and its command line (None in
+    /// results from before it was recorded per section).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine: Option<Machine>,
+    /// The machine had not quieted down when the section started
+    /// (`settle::settle` gave up waiting): its numbers may carry another
+    /// load's noise. False in older results, which did not record it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub busy: bool,
 }
 
 impl SectionRun {
-    /// This run, on the checked-out tree.
-    pub fn now(date: &str) -> Self {
-        let commit = std::process::Command::new("git")
-            .args(["describe", "--always", "--dirty"])
+    /// A section of the run on `machine` (its date: the run's end) of the
+    /// tree described as `commit`; `busy` as `settle` found the machine.
+    pub fn of(machine: &Machine, commit: &str, busy: bool) -> Self {
+        Self {
+            date: machine.date.clone(),
+            commit: commit.to_owned(),
+            machine: Some(machine.clone()),
+            busy,
+        }
+    }
+}
+
+/// The checked-out tree as `SectionRun::commit` records it (`git
+/// describe --always --dirty`, `+untracked` when `git status` lists
+/// untracked files); "unknown" outside a git work tree. `cargo xtask
+/// bench` describes the tree before it builds and passes that on
+/// (`LB_BENCH_COMMIT`); this is the runner's fallback when run alone,
+/// called before it measures anything.
+pub fn describe_tree() -> String {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
             .output()
             .ok()
             .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-            .unwrap_or_else(|| "unknown".to_owned());
-        Self {
-            date: date.to_owned(),
-            commit,
-        }
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+    };
+    match git(&["describe", "--always", "--dirty"]) {
+        Some(describe) => provenance(
+            describe.trim(),
+            &git(&["status", "--porcelain"]).unwrap_or_default(),
+        ),
+        None => "unknown".to_owned(),
+    }
+}
+
+/// `describe` (`git describe --always --dirty`), marked `+untracked`
+/// when `porcelain` (`git status --porcelain`) lists untracked files
+/// (`??`), which `--dirty` does not see.
+pub fn provenance(describe: &str, porcelain: &str) -> String {
+    if porcelain.lines().any(|l| l.starts_with("??")) {
+        format!("{describe}+untracked")
+    } else {
+        describe.to_owned()
+    }
+}
+
+/// The results file at `path` as a partial run (`--only`) finds it: none
+/// when there is no file yet; any other failure to read or parse it is
+/// an error naming the file (a partial run writes every section it did
+/// not measure back from this, so an unreadable file must stop it before
+/// it measures, not lose the other sections).
+pub fn read_previous(path: &std::path::Path) -> anyhow::Result<Option<Results>> {
+    parse_previous(path, std::fs::read_to_string(path))
+}
+
+/// `read_previous` on what reading `path` gave.
+fn parse_previous(
+    path: &std::path::Path,
+    read: std::io::Result<String>,
+) -> anyhow::Result<Option<Results>> {
+    let text = match read {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => anyhow::bail!("reading {}: {error}", path.display()),
+    };
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|error| anyhow::anyhow!("parsing {}: {error}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn untracked_files_mark_the_description() {
+        assert_eq!(provenance("330ecce", ""), "330ecce");
+        assert_eq!(
+            provenance("330ecce-dirty", " M src/a.rs\n"),
+            "330ecce-dirty"
+        );
+        assert_eq!(
+            provenance("330ecce-dirty", " M src/a.rs\n?? notes.txt\n"),
+            "330ecce-dirty+untracked"
+        );
+        assert_eq!(provenance("330ecce", "?? x\n"), "330ecce+untracked");
+    }
+
+    #[test]
+    fn a_missing_results_file_is_empty_and_a_broken_one_stops_the_run() {
+        let path = std::path::Path::new("bench/results.json");
+        let missing = std::io::Error::from(std::io::ErrorKind::NotFound);
+        assert!(parse_previous(path, Err(missing))
+            .expect("missing")
+            .is_none());
+        let denied = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        let error = parse_previous(path, Err(denied)).expect_err("unreadable");
+        assert!(
+            error.to_string().contains("reading bench/results.json"),
+            "{error}"
+        );
+        let error = parse_previous(path, Ok("{\"machine\": 3}".to_owned())).expect_err("broken");
+        let text = error.to_string();
+        assert!(text.contains("parsing bench/results.json"), "{text}");
+        assert!(text.contains("line 1 column"), "{text}");
     }
 }

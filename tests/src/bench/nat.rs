@@ -16,7 +16,7 @@ use super::{
     Spread,
 };
 use crate::{
-    natbed::{nat_vip, FibNetns, NatBed, BACKENDS4, IN_DEV, NAT4, OUT_DEV},
+    natbed::{nat_vip, FibNetns, NatBed, Verdicts, BACKENDS4, IN_DEV, NAT4, OUT_DEV},
     packet::{self, Flow, ACK, SYN},
     testbed::{vip4_tcp, Hook, VIP4},
 };
@@ -69,6 +69,38 @@ pub fn run(repeat: u32, rounds: u32) -> anyhow::Result<ModeResults> {
     })?
 }
 
+/// Where a case's packet must leave (each case names one: a run that
+/// sent it the other way took another path).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Expect {
+    /// Back out of the interface it came in on (XDP_TX; at tc a
+    /// redirect, which tc cannot tell from `Redirect`).
+    Bounce,
+    /// Out of another interface (XDP_REDIRECT through the devmap; at tc a
+    /// redirect).
+    Redirect,
+}
+
+impl Expect {
+    /// The hook's raw verdict for it.
+    fn raw(self, verdicts: &Verdicts) -> u32 {
+        match self {
+            Self::Bounce => verdicts.bounce,
+            Self::Redirect => verdicts.redirect,
+        }
+    }
+
+    /// Fails unless `got` (a run's raw verdict under `verdicts`) is the
+    /// one `case` expects.
+    pub(super) fn check(self, case: &str, verdicts: &Verdicts, got: u32) -> anyhow::Result<()> {
+        let want = self.raw(verdicts);
+        if got != want {
+            bail!("{case}: the program returned {got}, not {want} ({self:?}): the measured path is not the one named");
+        }
+        Ok(())
+    }
+}
+
 /// A packet, where it comes in, what every run must do (shared with the
 /// tunnel benchmark).
 #[derive(Clone)]
@@ -79,6 +111,8 @@ pub(super) struct Case {
     /// What the wrapper varies on every run.
     pub(super) vary: Vary,
     pub(super) counter: Counter,
+    /// Where every run must send the packet.
+    pub(super) verdict: Expect,
     /// Empty the NAT table before each round (new flows) of all but the
     /// flows it held when the case's measurement began (those the other
     /// cases, measured round by round in turn, use), and leave it so.
@@ -144,6 +178,7 @@ fn run_hook(
             ifindex: in_if,
             vary: Vary::default(),
             counter: Counter::ConntrackHit,
+            verdict: Expect::Bounce,
             fresh: false,
         },
         Case {
@@ -152,6 +187,7 @@ fn run_hook(
             ifindex: in_if,
             vary: Vary::default(),
             counter: Counter::NatHit,
+            verdict: Expect::Redirect,
             fresh: false,
         },
         Case {
@@ -160,6 +196,7 @@ fn run_hook(
             ifindex: in_if,
             vary: Vary::default(),
             counter: Counter::NatHit,
+            verdict: Expect::Redirect,
             fresh: false,
         },
         Case {
@@ -168,6 +205,7 @@ fn run_hook(
             ifindex: out_if,
             vary: Vary::default(),
             counter: Counter::ForwardedNatReply,
+            verdict: Expect::Redirect,
             fresh: false,
         },
         Case {
@@ -176,6 +214,7 @@ fn run_hook(
             ifindex: in_if,
             vary: V4_SRC.into(),
             counter: Counter::NatNew,
+            verdict: Expect::Redirect,
             fresh: true,
         },
         Case {
@@ -187,6 +226,7 @@ fn run_hook(
                 port_offset: V4_TCP_SPORT,
             },
             counter: Counter::NatNew,
+            verdict: Expect::Redirect,
             fresh: true,
         },
     ];
@@ -302,7 +342,6 @@ pub(super) fn measure(
         Hook::Tc => (Wrapper::Tc, dataplane.tc_program()?.fd()?.try_clone()?),
     };
     template::prepare(dataplane, wrapper, &fd, &case.frame, case.vary)?;
-    let want = bed.verdicts.redirect;
     let kept = kept_flows(bed);
     // Warm up (a DSR ACK's first run creates its flow).
     test_run(bed, case, 1000)?;
@@ -313,7 +352,7 @@ pub(super) fn measure(
             bed.clear_flows_but(&kept)?;
         }
         let got = test_run(bed, case, repeat)?;
-        if got.0 != want && got.0 != bed.verdicts.bounce {
+        if let Err(error) = case.verdict.check(case.name, &bed.verdicts, got.0) {
             let counters: Vec<String> = bed
                 .bed
                 .dataplane
@@ -322,12 +361,7 @@ pub(super) fn measure(
                 .filter(|(_, n)| *n != 0)
                 .map(|(c, n)| format!("{} {n}", c.name()))
                 .collect();
-            bail!(
-                "{}: the wrapper returned {} (expected a forward); counters: {}",
-                case.name,
-                got.0,
-                counters.join(", ")
-            );
+            bail!("{error}; counters: {}", counters.join(", "));
         }
         ns.push(got.1);
     }
@@ -378,7 +412,6 @@ pub(super) fn measure_fresh(
         vary(&mut frame);
         run_fresh(bed, case, &frame)?;
     }
-    let want = bed.verdicts.redirect;
     let before = bed.bed.counter(case.counter)?;
     let mut medians = Vec::new();
     for _ in 0..rounds {
@@ -389,12 +422,7 @@ pub(super) fn measure_fresh(
         for _ in 0..per_round {
             vary(&mut frame);
             let (verdict, took) = run_fresh(bed, case, &frame)?;
-            if verdict != want && verdict != bed.verdicts.bounce {
-                bail!(
-                    "{}: tc_lb returned {verdict} (expected a forward)",
-                    case.name
-                );
-            }
+            case.verdict.check(case.name, &bed.verdicts, verdict)?;
             ns.push(took);
         }
         medians.push(Spread::of(&ns).median);
@@ -473,4 +501,34 @@ fn test_run(bed: &mut NatBed, case: &Case, repeat: u32) -> anyhow::Result<(u32, 
     }
     .context("BPF_PROG_TEST_RUN")?;
     Ok((result.return_value, result.duration.as_nanos() as f64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_case_takes_its_own_verdict_not_either() {
+        let xdp = Verdicts::of(Hook::Xdp);
+        Expect::Redirect
+            .check(NAT_TRACKED, &xdp, xdp.redirect)
+            .expect("a redirect");
+        Expect::Bounce
+            .check(DSR_TRACKED, &xdp, xdp.bounce)
+            .expect("XDP_TX");
+        let error = Expect::Redirect
+            .check(NAT_TRACKED, &xdp, xdp.bounce)
+            .expect_err("a NAT flow bounced");
+        assert!(error.to_string().contains("returned 3, not 4"), "{error}");
+        assert!(Expect::Bounce
+            .check(DSR_TRACKED, &xdp, xdp.redirect)
+            .is_err());
+        assert!(Expect::Redirect.check(NAT_NEW, &xdp, xdp.pass).is_err());
+        // tc has one verdict for both.
+        let tc = Verdicts::of(Hook::Tc);
+        Expect::Bounce
+            .check(DSR_TRACKED, &tc, tc.redirect)
+            .expect("tc");
+        assert!(Expect::Redirect.check(NAT_NEW, &tc, tc.drop).is_err());
+    }
 }

@@ -32,18 +32,36 @@ fn jiffies() -> Option<(u64, u64)> {
     Some((total - idle, total))
 }
 
-/// Waits until the machine has been quiet for a moment (at most a minute);
-/// returns how long that took, for the log.
-pub fn settle(before: &str) -> Duration {
+/// What `settle` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settled {
+    /// How long it waited.
+    pub took: Duration,
+    /// Whether the machine quieted down (false: it gave up after
+    /// `LIMIT`, and the section starts on a busy machine; the results
+    /// record that, `SectionRun::busy`).
+    pub quiet: bool,
+}
+
+/// Waits until the machine has been quiet for a moment (at most a
+/// minute); says how long that took and whether it got there.
+pub fn settle(before: &str) -> Settled {
     let start = Instant::now();
     let mut quiet = 0;
     let Some(mut last) = jiffies() else {
-        return Duration::ZERO;
+        // No /proc/stat: nothing to tell a busy machine by.
+        return Settled {
+            took: Duration::ZERO,
+            quiet: true,
+        };
     };
     while quiet < QUIET_SAMPLES && start.elapsed() < LIMIT {
         std::thread::sleep(SAMPLE);
         let Some(now) = jiffies() else {
-            return start.elapsed();
+            return Settled {
+                took: start.elapsed(),
+                quiet: true,
+            };
         };
         let (busy, total) = (now.0 - last.0, now.1 - last.1);
         last = now;
@@ -55,9 +73,10 @@ pub fn settle(before: &str) -> Duration {
         quiet = if idle >= QUIET_IDLE { quiet + 1 } else { 0 };
     }
     let took = start.elapsed();
-    if quiet < QUIET_SAMPLES {
+    let quiet = quiet >= QUIET_SAMPLES;
+    if !quiet {
         eprintln!(
-            "bench: the machine did not quiet down within {LIMIT:?}; starting {before} anyway"
+            "bench: the machine did not quiet down within {LIMIT:?}; starting {before} anyway (recorded as busy)"
         );
     } else if took > SAMPLE * (QUIET_SAMPLES + 1) {
         eprintln!(
@@ -65,5 +84,5 @@ pub fn settle(before: &str) -> Duration {
             took.as_secs_f64()
         );
     }
-    took
+    Settled { took, quiet }
 }

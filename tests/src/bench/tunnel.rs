@@ -12,7 +12,7 @@ use lb_userspace::config::Protocol;
 
 use super::{
     mode_cases::{ModeCase, ModeResults},
-    nat::{interleaved, load_wrappers, measure, measure_fresh, recorded, Case, V4_SRC},
+    nat::{interleaved, load_wrappers, measure, measure_fresh, recorded, Case, Expect, V4_SRC},
 };
 use crate::{
     natbed::{FibNetns, BACKENDS4, IN_DEV, OUT_DEV, SAME_IF4},
@@ -100,27 +100,68 @@ fn run_hook(
         sport: 40000,
         dport: 80,
     };
-    let case = |name, dst, syn: bool, counter| Case {
+    // dsr-l2 and the one-armed tunnel go back out of the ingress
+    // interface (XDP_TX); the other tunnels' backends sit behind the other
+    // interface (XDP_REDIRECT).
+    let case = |name, dst, syn: bool, counter, verdict| Case {
         name,
         frame: packet::tcp(&flow(dst), if syn { SYN } else { ACK }, None, b""),
         ifindex: in_if,
         vary: if syn { V4_SRC } else { 0 }.into(),
         counter,
+        verdict,
         fresh: false,
     };
     let cases = [
-        case(DSR_TRACKED, VIP4, false, Counter::ConntrackHit),
-        case(IPIP_TRACKED, IPIP_VIP4, false, Counter::TunnelEncap),
+        case(
+            DSR_TRACKED,
+            VIP4,
+            false,
+            Counter::ConntrackHit,
+            Expect::Bounce,
+        ),
+        case(
+            IPIP_TRACKED,
+            IPIP_VIP4,
+            false,
+            Counter::TunnelEncap,
+            Expect::Redirect,
+        ),
         case(
             IPIP_TRACKED_ONE_ARMED,
             IPIP_ONE_ARMED_VIP4,
             false,
             Counter::TunnelEncap,
+            Expect::Bounce,
         ),
-        case(GUE_TRACKED, GUE_VIP4, false, Counter::TunnelEncap),
-        case(DSR_NEW, VIP4, true, Counter::ConntrackHalfOpenNew),
-        case(IPIP_NEW, IPIP_VIP4, true, Counter::ConntrackHalfOpenNew),
-        case(GUE_NEW, GUE_VIP4, true, Counter::ConntrackHalfOpenNew),
+        case(
+            GUE_TRACKED,
+            GUE_VIP4,
+            false,
+            Counter::TunnelEncap,
+            Expect::Redirect,
+        ),
+        case(
+            DSR_NEW,
+            VIP4,
+            true,
+            Counter::ConntrackHalfOpenNew,
+            Expect::Bounce,
+        ),
+        case(
+            IPIP_NEW,
+            IPIP_VIP4,
+            true,
+            Counter::ConntrackHalfOpenNew,
+            Expect::Redirect,
+        ),
+        case(
+            GUE_NEW,
+            GUE_VIP4,
+            true,
+            Counter::ConntrackHalfOpenNew,
+            Expect::Redirect,
+        ),
     ];
     let hook_name = match hook {
         Hook::Xdp => "xdp",

@@ -39,9 +39,36 @@ struct Args {
     /// without measuring anything.
     #[arg(long)]
     report_only: bool,
-    /// The command to record in the report.
-    #[arg(long, default_value = "cargo xtask bench")]
-    command: String,
+    /// The command line to record in the results and the report (default:
+    /// what `cargo xtask bench` passes in `LB_BENCH_COMMAND`, its own
+    /// command line; else this runner's).
+    #[arg(long)]
+    command: Option<String>,
+}
+
+/// What `cargo xtask bench` passes: its command line, and the tree it
+/// described before building the binaries measured.
+const COMMAND_ENV: &str = "LB_BENCH_COMMAND";
+/// See `COMMAND_ENV`.
+const COMMIT_ENV: &str = "LB_BENCH_COMMIT";
+
+/// `args` (a command line) for the record: each argument that a shell
+/// would split or expand single-quoted.
+fn shell_line(args: impl IntoIterator<Item = String>) -> String {
+    args.into_iter()
+        .map(|arg| {
+            let plain = !arg.is_empty()
+                && arg
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@+%".contains(c));
+            if plain {
+                arg
+            } else {
+                format!("'{}'", arg.replace('\'', r"'\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// A pass of the benchmark, as `--only` names it; its name also keys the
@@ -94,11 +121,31 @@ fn main() -> anyhow::Result<()> {
         let results: Results = serde_json::from_str(&text).context("parsing the results file")?;
         return write_report(&args, &results);
     }
-    // Each wanted section starts on a quiet machine (see `bench::settle`).
-    let wanted = |pass: Pass| {
+    // Before anything is measured: the tree measured (as `cargo xtask
+    // bench` found it before building, else as it is now), the command
+    // line, and the results a partial run keeps (an unreadable file stops
+    // the run here rather than losing the other sections at its end).
+    let commit = std::env::var(COMMIT_ENV)
+        .ok()
+        .filter(|c| !c.is_empty())
+        .unwrap_or_else(bench::describe_tree);
+    let command = args
+        .command
+        .clone()
+        .or_else(|| std::env::var(COMMAND_ENV).ok().filter(|c| !c.is_empty()))
+        .unwrap_or_else(|| shell_line(std::env::args()));
+    let old: Option<Results> = if args.only.is_empty() {
+        None
+    } else {
+        bench::read_previous(&args.out)?
+    };
+    // Each wanted section starts on a quiet machine (see `bench::settle`);
+    // those that started on a busy one are marked so.
+    let mut busy = Vec::new();
+    let mut wanted = |pass: Pass| {
         let wanted = args.only.is_empty() || args.only.contains(&pass);
-        if wanted {
-            bench::settle::settle(pass.name());
+        if wanted && !bench::settle::settle(pass.name()).quiet {
+            busy.push(pass);
         }
         wanted
     };
@@ -201,15 +248,8 @@ fn main() -> anyhow::Result<()> {
     } else {
         None
     };
-    // A partial run keeps the other benchmarks' last results.
-    let old: Option<Results> = if args.only.is_empty() {
-        None
-    } else {
-        std::fs::read_to_string(&args.out)
-            .ok()
-            .and_then(|text| serde_json::from_str(&text).ok())
-    };
-    let machine = Machine::here(&args.command);
+    // A partial run keeps the other benchmarks' last results (`old`).
+    let machine = Machine::here(&command);
     let mut measured = old.as_ref().map(|r| r.measured.clone()).unwrap_or_default();
     let fresh = [
         (Pass::Xdp, xdp.is_some()),
@@ -227,9 +267,11 @@ fn main() -> anyhow::Result<()> {
         (Pass::SyncMesh, sync_mesh.is_some()),
         (Pass::Flood, flood.is_some()),
     ];
-    let run = bench::SectionRun::now(&machine.date);
     for (pass, _) in fresh.iter().filter(|(_, fresh)| *fresh) {
-        measured.insert(pass.name().to_owned(), run.clone());
+        measured.insert(
+            pass.name().to_owned(),
+            bench::SectionRun::of(&machine, &commit, busy.contains(pass)),
+        );
     }
     let results = Results {
         machine,
@@ -293,6 +335,27 @@ mod tests {
             let value = pass.to_possible_value().expect("no pass is hidden");
             assert_eq!(value.get_name(), pass.name());
         }
+    }
+
+    #[test]
+    fn the_recorded_command_line_quotes_what_a_shell_would_split() {
+        let line = super::shell_line(
+            [
+                "cargo",
+                "xtask",
+                "bench",
+                "--only",
+                "e2e,xdp",
+                "--command",
+                "a b",
+                "it's",
+            ]
+            .map(String::from),
+        );
+        assert_eq!(
+            line,
+            r"cargo xtask bench --only e2e,xdp --command 'a b' 'it'\''s'"
+        );
     }
 
     #[test]

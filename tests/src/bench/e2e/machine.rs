@@ -1,6 +1,7 @@
 //! What a run costs the machine and what it lost, read around each wrk
 //! run: CPU time (the whole machine's, the softirq threads', a proxy's),
-//! TCP retransmissions in the lab's namespaces, lbd's drops.
+//! TCP retransmissions in the lab's namespaces (client, LB nodes,
+//! backends), lbd's drops.
 
 use std::{fs, process::Command};
 
@@ -45,11 +46,16 @@ pub(super) fn ksoftirqd_pids_in(proc: &std::path::Path) -> Vec<u32> {
     pids
 }
 
-/// The TCP segments the lab's client and backends have retransmitted so
-/// far (`TcpRetransSegs` of their namespaces, summed).
+/// The TCP segments the lab's client, LB nodes and backends have
+/// retransmitted so far (`TcpRetransSegs` of their namespaces, summed):
+/// the full proxies (HAProxy, nginx stream) terminate TCP on the LB
+/// nodes, so their side of a loss is counted there.
 pub(super) fn retransmitted(lab: &Lab) -> anyhow::Result<u64> {
     let mut total = 0;
-    for host in std::iter::once(&lab.client).chain(&lab.backends) {
+    for host in std::iter::once(&lab.client)
+        .chain(&lab.lbs)
+        .chain(&lab.backends)
+    {
         let out = Command::new("ip")
             .args([
                 "netns",

@@ -1,6 +1,7 @@
 //! End to end in the namespace lab: the same client (wrk), the same nginx
-//! backends, side by side in one run, interleaved round by round so drift
-//! on a shared machine cancels out: direct to one backend, lbd's XDP data
+//! backends, side by side in one run, interleaved round by round (the
+//! systems' order rotated each round, `order`) so drift on a shared
+//! machine cancels out and no system always follows the same one: direct to one backend, lbd's XDP data
 //! plane, a bare MAC-rewrite + XDP_TX forwarder over the same backends,
 //! HAProxy `mode tcp` and nginx `stream`, each with keep-alive connections
 //! and with a new connection per request. The routed lab compares NAT mode
@@ -150,23 +151,39 @@ pub struct E2eCase {
 }
 
 /// What one run lost: packets lbd's data plane dropped (its `drop_*`
-/// verdicts; 0 for every other system, which has no such counters) and
-/// TCP segments the client and the backends retransmitted (any system's
-/// loss, wherever it happened, shows here).
+/// verdicts; 0 for every other system, which has no such counters), TCP
+/// segments retransmitted in the lab (any system's loss, wherever it
+/// happened, shows here; see `E2eResults::retransmits_on_lb_nodes` for
+/// which namespaces), and the requests wrk saw fail.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Loss {
     /// Packets lbd dropped.
     pub lb_drops: u64,
-    /// Segments retransmitted by the client and the backends.
+    /// Segments retransmitted by the client, the backends and (in newer
+    /// results) the LB nodes.
     pub retransmits: u64,
+    /// wrk's socket errors: connect, read, write, timeout (None in older
+    /// results).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub socket_errors: Option<u64>,
+    /// Answers wrk got that were neither 2xx nor 3xx (None in older
+    /// results).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub non_2xx: Option<u64>,
 }
 
 impl E2eCase {
-    /// The loss summed over the rounds, if measured.
+    /// The loss summed over the rounds, if measured (wrk's errors only if
+    /// every round counted them).
     pub fn total_loss(&self) -> Option<Loss> {
+        let sum = |field: fn(&Loss) -> Option<u64>, rounds: &[Loss]| {
+            rounds.iter().map(field).sum::<Option<u64>>()
+        };
         self.loss_per_round.as_ref().map(|rounds| Loss {
             lb_drops: rounds.iter().map(|l| l.lb_drops).sum(),
             retransmits: rounds.iter().map(|l| l.retransmits).sum(),
+            socket_errors: sum(|l| l.socket_errors, rounds),
+            non_2xx: sum(|l| l.non_2xx, rounds),
         })
     }
 }
@@ -206,6 +223,43 @@ pub struct E2eResults {
     pub rounds: u32,
     /// The cases.
     pub cases: Vec<E2eCase>,
+    /// Whether the systems' order rotated from round to round (`order`);
+    /// false in older results, whose rounds all ran them in the listed
+    /// order.
+    #[serde(default)]
+    pub order_rotated: bool,
+    /// Whether the retransmissions counted include the LB nodes'
+    /// namespaces (where HAProxy and nginx terminate TCP); false in older
+    /// results, which counted the client and the backends only.
+    #[serde(default)]
+    pub retransmits_on_lb_nodes: bool,
+}
+
+/// The order of `n` systems in round `round` (indices into their list):
+/// a round-robin whose every round moves each system one place on (over
+/// `n` rounds each system runs once in each place), from a first round
+/// that alternates the list's two ends (0, 1, n-1, 2, n-2, ...: Williams'
+/// design), so no system follows the same one every round (over `n`
+/// rounds, any one after a given other at most once for even `n`, twice
+/// for odd): what one leaves behind (its teardown, the backends' state)
+/// falls on different systems in turn.
+pub(crate) fn order(round: u32, n: usize) -> Vec<usize> {
+    if n == 0 {
+        return Vec::new();
+    }
+    let shift = round as usize % n;
+    (0..n)
+        .map(|i| {
+            let first = if i == 0 {
+                0
+            } else if i % 2 == 1 {
+                i.div_ceil(2)
+            } else {
+                n - i / 2
+            };
+            (first + shift) % n
+        })
+        .collect()
 }
 
 /// The L2 lab's systems.
@@ -342,7 +396,7 @@ fn measure(
     let ticks_per_second = 100.0; // USER_HZ
     let mut samples: Vec<((System, Mode), Sample)> = Vec::new();
     for round in 0..rounds {
-        for &system in systems {
+        for system in order(round, systems.len()).into_iter().map(|i| systems[i]) {
             let running = start(lab, system, round, target)?;
             let pids = match &running {
                 Running::Process(_, pids) => pids.clone(),
@@ -360,7 +414,7 @@ fn measure(
                 let k0 = process_ticks(&ksoftirqd);
                 let p0 = process_ticks(&pids);
                 let started = Instant::now();
-                let (rps, p50, p99) = wrk(
+                let run = wrk(
                     lab,
                     &url,
                     mode == Mode::NewConnection,
@@ -368,12 +422,15 @@ fn measure(
                     threads,
                     connections,
                 )?;
+                let (rps, p50, p99) = (run.rps, run.p50_ms, run.p99_ms);
                 let elapsed = started.elapsed().as_secs_f64();
                 let (t1, idle1, si1) = cpu();
                 let k1 = process_ticks(&ksoftirqd);
                 let loss = Loss {
                     lb_drops: lb_drops(lab, &running)?.saturating_sub(drops0),
                     retransmits: retransmitted(lab)?.saturating_sub(retrans0),
+                    socket_errors: Some(run.socket_errors),
+                    non_2xx: Some(run.non_2xx),
                 };
                 let total = (t1 - t0).max(1) as f64;
                 let sample = Sample {
@@ -386,7 +443,7 @@ fn measure(
                     proxy_cpu: (process_ticks(&pids) - p0) as f64 / ticks_per_second / elapsed,
                     loss,
                 };
-                eprintln!("bench: e2e round {round} {system:<16} {mode:<15} {rps:>9.0} req/s p50 {p50:.2} ms p99 {p99:.2} ms, {} dropped by lbd, {} retransmitted", loss.lb_drops, loss.retransmits);
+                eprintln!("bench: e2e round {round} {system:<16} {mode:<15} {rps:>9.0} req/s p50 {p50:.2} ms p99 {p99:.2} ms, {} dropped by lbd, {} retransmitted, {} socket errors, {} non-2xx", loss.lb_drops, loss.retransmits, run.socket_errors, run.non_2xx);
                 samples.push(((system, mode), sample));
             }
             stop(lab, running)?;
@@ -435,5 +492,7 @@ fn measure(
         threads,
         rounds,
         cases,
+        order_rotated: true,
+        retransmits_on_lb_nodes: true,
     })
 }

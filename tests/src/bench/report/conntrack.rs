@@ -126,10 +126,11 @@ pub fn comparison(out: &mut String, xdp: &XdpResults) {
         ),
     ];
     for (prefill, table) in &passes {
-        // A SYN of a new flow goes to the half-open table in either
-        // design (NEW_V4, NEW_V6), so the designs compare on a new flow's
-        // first ACK (its insert into the connection table) and on a
-        // connection (SYN and first ACK).
+        // A SYN of a new flow is held as a handshake in either design
+        // (NEW_V4, NEW_V6: the bucket table in a free way, the LRU in the
+        // half-open table), so the designs compare on a new flow's first
+        // ACK (its insert into the connection table) and on a connection
+        // (SYN and first ACK).
         for (name, packets, max) in [
             (FIRST_ACK_V4, 1.0, 0.5),
             (FIRST_ACK_V6, 1.0, 0.5),

@@ -3,8 +3,8 @@ use super::{
     markdown,
 };
 use crate::bench::{
-    e2e::{Mode, System},
-    Machine, Results, SectionRun,
+    e2e::{E2eCase, E2eResults, Loss, Mode, System},
+    Machine, Results, SectionRun, Spread,
 };
 
 fn results(measured: &[(&str, &str, &str)]) -> Results {
@@ -39,6 +39,8 @@ fn results(measured: &[(&str, &str, &str)]) -> Results {
                     SectionRun {
                         date: (*date).to_owned(),
                         commit: (*commit).to_owned(),
+                        machine: None,
+                        busy: false,
                     },
                 )
             })
@@ -69,35 +71,291 @@ fn the_report_says_which_run_each_section_comes_from() {
     assert!(old.contains("Every number below was measured in that run"));
 }
 
-#[test]
-fn the_loss_column_sums_the_rounds_and_marks_older_results() {
-    let spread = crate::bench::Spread::of(&[1.0]);
-    let mut case = crate::bench::e2e::E2eCase {
-        system: System::LbdNat,
-        mode: Mode::NewConnection,
-        rps: spread,
+fn e2e_case(system: System, mode: Mode, rps: &[f64]) -> E2eCase {
+    let spread = Spread::of(&[1.0]);
+    E2eCase {
+        system,
+        mode,
+        rps: Spread::of(rps),
         p50_ms: spread,
         p99_ms: spread,
         cpu_busy_pct: spread,
         softirq_pct: spread,
         proxy_cpu: spread,
         ksoftirqd_pct: None,
-        rps_per_round: vec![1.0, 1.0],
-        loss_per_round: Some(vec![
-            crate::bench::e2e::Loss {
-                lb_drops: 2,
-                retransmits: 0,
-            },
-            crate::bench::e2e::Loss {
-                lb_drops: 1,
-                retransmits: 7,
-            },
-        ]),
+        rps_per_round: rps.to_vec(),
+        loss_per_round: None,
+    }
+}
+
+#[test]
+fn the_loss_column_sums_the_rounds_and_marks_older_results() {
+    let mut case = e2e_case(System::LbdNat, Mode::NewConnection, &[1.0, 1.0]);
+    let old = |lb_drops, retransmits| Loss {
+        lb_drops,
+        retransmits,
+        socket_errors: None,
+        non_2xx: None,
     };
-    assert_eq!(loss_cell(&case), "3 / 7");
+    case.loss_per_round = Some(vec![old(2, 0), old(1, 7)]);
+    assert_eq!(loss_cell(&case), "3 / 7 / – / –");
+    case.loss_per_round = Some(vec![
+        Loss {
+            socket_errors: Some(4),
+            non_2xx: Some(0),
+            ..old(2, 0)
+        },
+        Loss {
+            socket_errors: Some(12),
+            non_2xx: Some(5),
+            ..old(1, 7)
+        },
+    ]);
+    assert_eq!(loss_cell(&case), "3 / 7 / 16 / 5");
     case.loss_per_round = None;
     assert_eq!(loss_cell(&case), "–");
     assert_eq!(ksoftirqd_cell(&case), "–");
-    case.ksoftirqd_pct = Some(crate::bench::Spread::of(&[61.4, 70.0, 80.0]));
+    case.ksoftirqd_pct = Some(Spread::of(&[61.4, 70.0, 80.0]));
     assert_eq!(ksoftirqd_cell(&case), "70");
+    // A results file from before wrk's errors were counted still reads.
+    let json = r#"{"lb_drops": 1, "retransmits": 2}"#;
+    assert_eq!(
+        serde_json::from_str::<Loss>(json).expect("old loss"),
+        old(1, 2)
+    );
+}
+
+fn e2e_results(lbd: &[f64], haproxy: &[f64], new_run: bool) -> E2eResults {
+    let mut cases = Vec::new();
+    for mode in Mode::ALL {
+        cases.push(e2e_case(System::Lbd, mode, lbd));
+        cases.push(e2e_case(System::Haproxy, mode, haproxy));
+        cases.push(e2e_case(System::XdpForward, mode, lbd));
+    }
+    E2eResults {
+        seconds: 3,
+        connections: 32,
+        threads: 2,
+        rounds: lbd.len() as u32,
+        cases,
+        order_rotated: new_run,
+        retransmits_on_lb_nodes: new_run,
+    }
+}
+
+#[test]
+fn lbd_against_haproxy_is_judged_and_the_rounds_order_told() {
+    // 2.1× with keep-alive: met (≥ 2×); new connections: met (≥ 1.7×).
+    let mut out = String::new();
+    super::e2e::l2_section(
+        &mut out,
+        &e2e_results(&[2100.0, 2100.0], &[1000.0, 1000.0], true),
+        2,
+    );
+    assert!(
+        out.contains("lbd vs HAProxy: **2.10×** (target ≥ 2×: met)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("lbd vs HAProxy: **2.10×** (target ≥ 1.7×: met)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("2 rounds, the order rotated each round"),
+        "{out}"
+    );
+    assert!(
+        out.contains("in the client's, the LB nodes' (where HAProxy"),
+        "{out}"
+    );
+    // 1.8×: met for new connections only.
+    let mut out = String::new();
+    super::e2e::l2_section(&mut out, &e2e_results(&[1800.0], &[1000.0], false), 2);
+    assert!(
+        out.contains("lbd vs HAProxy: **1.80×** (target ≥ 2×: **not met**)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("lbd vs HAProxy: **1.80×** (target ≥ 1.7×: met)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("1 rounds interleaved system by system, in the listed order every round"),
+        "{out}"
+    );
+    assert!(!out.contains("the order rotated"), "{out}");
+    assert!(out.contains("namespaces only; not the LB nodes'"), "{out}");
+    // Without HAProxy's rows there is nothing to judge.
+    let mut partial = e2e_results(&[1800.0], &[1000.0], true);
+    partial.cases.retain(|c| c.system != System::Haproxy);
+    let mut out = String::new();
+    super::e2e::l2_section(&mut out, &partial, 2);
+    assert!(
+        out.contains("lbd vs HAProxy: **–** (target ≥ 2×: not measured)"),
+        "{out}"
+    );
+}
+
+fn machine(cores: usize, date: &str, command: &str) -> Machine {
+    Machine {
+        cores,
+        kernel: "6.18".to_owned(),
+        cpu: "cpu".to_owned(),
+        memory_gib: 1.0,
+        date: date.to_owned(),
+        command: command.to_owned(),
+    }
+}
+
+#[test]
+fn each_section_says_its_command_machine_and_a_busy_start() {
+    let mut r = results(&[]);
+    let run = |cores, date: &str, command: &str, busy| SectionRun {
+        date: date.to_owned(),
+        commit: "abc1234-dirty+untracked".to_owned(),
+        machine: Some(machine(cores, date, command)),
+        busy,
+    };
+    r.measured.insert(
+        "xdp".to_owned(),
+        run(
+            2,
+            "2026-11-23T06:00:00Z",
+            "cargo xtask bench --only xdp",
+            false,
+        ),
+    );
+    r.measured.insert(
+        "nat".to_owned(),
+        run(
+            2,
+            "2026-11-23T06:00:00Z",
+            "cargo xtask bench --only xdp,nat",
+            true,
+        ),
+    );
+    let text = markdown(&r, None);
+    assert!(
+        text.contains("Machine: 2 cores (cpu), 1.0 GiB, Linux 6.18."),
+        "{text}"
+    );
+    assert!(
+        text.contains("| xdp | 2026-11-23T06:00:00Z | `abc1234-dirty+untracked` | `cargo xtask bench --only xdp` | a quiet machine |"),
+        "{text}"
+    );
+    assert!(text.contains("| nat | 2026-11-23T06:00:00Z | `abc1234-dirty+untracked` | `cargo xtask bench --only xdp,nat` | **a busy machine**"), "{text}");
+    assert!(
+        !text.contains("| machine |"),
+        "one machine: no column\n{text}"
+    );
+    // Another machine: the header points to the table, which lists each.
+    r.measured.insert(
+        "e2e".to_owned(),
+        run(
+            4,
+            "2026-11-24T06:00:00Z",
+            "cargo xtask bench --only e2e",
+            false,
+        ),
+    );
+    let text = markdown(&r, None);
+    assert!(
+        text.contains("Machines: see each section in the table below (2 recorded)."),
+        "{text}"
+    );
+    assert!(!text.contains("\nMachine: "), "{text}");
+    assert!(text.contains("| `cargo xtask bench --only e2e` | 4 cores (cpu), 1.0 GiB, Linux 6.18 | a quiet machine |"), "{text}");
+    // A section of an older run, which recorded none.
+    r.measured.insert(
+        "bgp".to_owned(),
+        SectionRun {
+            date: "2026-11-20T06:00:00Z".to_owned(),
+            commit: "0ld".to_owned(),
+            machine: None,
+            busy: false,
+        },
+    );
+    let text = markdown(&r, None);
+    assert!(text.contains("| bgp | 2026-11-20T06:00:00Z | `0ld` | not recorded | not recorded | a quiet machine |"), "{text}");
+    assert!(
+        text.contains("some sections' runs did not record theirs"),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_committed_results_file_parses_and_renders() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../bench/results.json");
+    let results = crate::bench::read_previous(std::path::Path::new(path))
+        .expect("bench/results.json parses")
+        .expect("bench/results.json is there");
+    let text = markdown(&results, Some("bench/xdp.svg"));
+    assert!(text.starts_with("# Benchmarks"), "{text}");
+    assert!(super::xdp_svg(&results).is_some() == results.xdp.is_some());
+    // Its sections recorded no machine, wrk errors or rotation: the
+    // report says so rather than implying them.
+    if results.measured.values().all(|run| run.machine.is_none()) && !results.measured.is_empty() {
+        assert!(text.contains("did not record their machines"), "{text}");
+    }
+    assert!(!text.contains("`minimal` meets the target"), "{text}");
+}
+
+#[test]
+fn the_node_loss_table_takes_vrrp_gaps_of_its_own_run_only_unlabelled() {
+    use crate::bench::{
+        bgp::{BgpResults, NodeLoss},
+        failover::{FailoverResults, VrrpGap},
+    };
+    let mut r = results(&[
+        ("bgp", "2026-11-25T14:06:09Z", "2d2a0c5"),
+        ("failover", "2026-11-25T14:06:09Z", "2d2a0c5"),
+    ]);
+    r.bgp = Some(BgpResults {
+        seconds: 3,
+        connections: 32,
+        rounds: 3,
+        cores: 2,
+        active: Vec::new(),
+        loss: vec![NodeLoss {
+            event: "link cut (BFD)".to_owned(),
+            gap_ms: Spread::of(&[900.0]),
+        }],
+        timers: "BFD".to_owned(),
+    });
+    r.failover = Some(FailoverResults {
+        check_settings: "HTTP".to_owned(),
+        backend_out_ms: Spread::of(&[200.0]),
+        vrrp: vec![VrrpGap {
+            system: "lbd".to_owned(),
+            advert_interval_ms: 100,
+            master_down_ms: 360.9,
+            gap_ms: Spread::of(&[309.6]),
+        }],
+    });
+    let same = markdown(&r, None);
+    assert!(
+        same.contains(
+            "| VRRP (lbd pair, 100 ms adverts): master killed | 310 / **310** / 310 ms |"
+        ),
+        "{same}"
+    );
+    // `--only failover` later: the rows say whose they are.
+    r.measured.insert(
+        "failover".to_owned(),
+        SectionRun {
+            date: "2026-11-26T08:00:00Z".to_owned(),
+            commit: "5eed123".to_owned(),
+            machine: None,
+            busy: false,
+        },
+    );
+    let other = markdown(&r, None);
+    assert!(
+        other.contains("| VRRP (lbd pair, 100 ms adverts): master killed (the failover section's run, 2026-11-26T08:00:00Z at `5eed123`, not this section's) | 310"),
+        "{other}"
+    );
+    // A file of one run (no sections dated): one run, unlabelled.
+    r.measured.clear();
+    let one = markdown(&r, None);
+    assert!(one.contains("master killed | 310"), "{one}");
 }

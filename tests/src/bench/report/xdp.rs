@@ -61,6 +61,17 @@ pub(super) fn section(out: &mut String, xdp: &XdpResults, plot: Option<&str>) {
         out,
         "\nThe wrapper floor (restore + tail call) is included in every other row. The new-flow rows move a lot from one run to the next on this VM (the same case has given medians from about 150 to over 400 ns in quiet runs): a new flow's cost is mostly cache misses in the connection table's memory, so it follows the state of this VM's caches and memory; compare rows of one run, and see the table-size sweep below.\n"
     );
+    if xdp
+        .cases
+        .iter()
+        .any(|c| c.name == crate::bench::xdp::NEW_V4_SYN_FLOOD)
+    {
+        let _ = writeln!(
+            out,
+            "The SYN-flood-mode row (`{}`) runs with the data plane's flood flag on: its SYNs go to the half-open table alone, not into the connection table, whose rounds it does not empty (the run checks its flow count unchanged).\n",
+            crate::bench::xdp::NEW_V4_SYN_FLOOD
+        );
+    }
     if let Some(plot) = plot {
         let _ = writeln!(out, "![ns per packet by case]({plot})\n");
     }

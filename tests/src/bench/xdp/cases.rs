@@ -22,6 +22,10 @@ pub(crate) struct Case {
     pub(crate) vary_offset: u32,
     pub(crate) action: u32,
     pub(crate) counter: Option<Counter>,
+    /// Counters the case's runs must leave as they were (the paths it
+    /// names rule them out: a first ACK's "half-open miss" promotes no
+    /// half-open flow).
+    pub(crate) untouched: &'static [Counter],
 }
 
 impl Case {
@@ -61,6 +65,7 @@ impl Case {
         };
         self.path = "parse, VIP hit, conntrack miss, half-open miss, Maglev, conntrack insert, TX";
         self.counter = Some(Counter::ConntrackNew);
+        self.untouched = &[Counter::ConntrackHalfOpenPromoted];
         self
     }
 }
@@ -89,6 +94,7 @@ pub(crate) fn cases() -> Vec<Case> {
             vary_offset: 0,
             action: XDP_PASS,
             counter: None,
+            untouched: &[],
         },
         Case {
             name: "MAC swap + XDP_TX floor",
@@ -98,6 +104,7 @@ pub(crate) fn cases() -> Vec<Case> {
             vary_offset: 0,
             action: XDP_TX,
             counter: None,
+            untouched: &[],
         },
         Case {
             name: NEW_V4,
@@ -107,6 +114,7 @@ pub(crate) fn cases() -> Vec<Case> {
             vary_offset: V4_SRC,
             action: XDP_TX,
             counter: Some(Counter::ConntrackHalfOpenNew),
+            untouched: &[],
         },
         Case {
             name: TRACKED_V4,
@@ -116,6 +124,7 @@ pub(crate) fn cases() -> Vec<Case> {
             vary_offset: 0,
             action: XDP_TX,
             counter: Some(Counter::ConntrackHit),
+            untouched: &[],
         },
         Case {
             name: "UDP v4 to a VIP, tracked",
@@ -125,6 +134,7 @@ pub(crate) fn cases() -> Vec<Case> {
             vary_offset: 0,
             action: XDP_TX,
             counter: Some(Counter::ConntrackHit),
+            untouched: &[],
         },
         Case {
             name: NEW_V6,
@@ -134,6 +144,7 @@ pub(crate) fn cases() -> Vec<Case> {
             vary_offset: V6_SRC_LOW,
             action: XDP_TX,
             counter: Some(Counter::ConntrackHalfOpenNew),
+            untouched: &[],
         },
         Case {
             name: TRACKED_V6,
@@ -143,6 +154,7 @@ pub(crate) fn cases() -> Vec<Case> {
             vary_offset: 0,
             action: XDP_TX,
             counter: Some(Counter::ConntrackHit),
+            untouched: &[],
         },
         Case {
             name: NON_VIP,
@@ -152,6 +164,7 @@ pub(crate) fn cases() -> Vec<Case> {
             vary_offset: 0,
             action: XDP_PASS,
             counter: Some(Counter::PassNotVip),
+            untouched: &[],
         },
     ]
 }
@@ -172,6 +185,7 @@ pub(crate) fn guarded_cases() -> Vec<Case> {
             vary_offset: 0,
             action: XDP_DROP,
             counter: Some(Counter::DropAclDenied),
+            untouched: &[],
         },
         Case {
             name: DENIED_V4_FLOOD,
@@ -182,6 +196,7 @@ pub(crate) fn guarded_cases() -> Vec<Case> {
             vary_offset: V4_SRC,
             action: XDP_DROP,
             counter: Some(Counter::DropAclDenied),
+            untouched: &[],
         },
         Case {
             name: TRACKED_V4_GUARDED,
@@ -191,6 +206,7 @@ pub(crate) fn guarded_cases() -> Vec<Case> {
             vary_offset: 0,
             action: XDP_TX,
             counter: Some(Counter::ConntrackHit),
+            untouched: &[],
         },
         Case {
             name: NEW_V6_GUARDED,
@@ -200,6 +216,7 @@ pub(crate) fn guarded_cases() -> Vec<Case> {
             vary_offset: V6_SRC_LOW,
             action: XDP_TX,
             counter: Some(Counter::ConntrackHalfOpenNew),
+            untouched: &[],
         },
     ]
 }
@@ -223,4 +240,19 @@ pub(super) fn pass_cases() -> Vec<Case> {
         }
     }
     out
+}
+
+/// `NEW_V4`'s SYN as a flood SYN in SYN-flood mode (`NEW_V4_SYN_FLOOD`;
+/// the mode is put on around the case, `runs::run_syn_flood`).
+pub(super) fn syn_flood_case() -> anyhow::Result<Case> {
+    let syn = cases()
+        .into_iter()
+        .find(|c| c.name == NEW_V4)
+        .ok_or_else(|| anyhow!("no case {NEW_V4}"))?;
+    Ok(Case {
+        name: NEW_V4_SYN_FLOOD,
+        path: "SYN-flood mode (`CONFIG_F_SYN_FLOOD`): parse, VIP hit, conntrack miss, half-open miss, Maglev, half-open table insert (never the connection table: its flow count checked unchanged; the round fills the half-open table, then each SYN evicts one), TX",
+        untouched: &[Counter::ConntrackNew, Counter::ConntrackHalfOpenPromoted],
+        ..syn
+    })
 }

@@ -38,8 +38,8 @@ use crate::{
 };
 pub use bed::pin_to_cpu;
 pub(crate) use bed::{possible_cpus, Bench};
-use cases::pass_cases;
 pub(crate) use cases::{ack_frame, cases, guarded_cases, Case, XDP_TX};
+use cases::{pass_cases, syn_flood_case};
 pub use runs::run_guarded_only;
 use runs::{record, run_pass};
 pub(crate) use runs::{run_case, run_compared};
@@ -135,9 +135,15 @@ pub const COMPARED: [ConntrackKind; 2] = [ConntrackKind::Buckets, ConntrackKind:
 
 /// Case names the report computes ratios from.
 pub const WRAPPER_FLOOR: &str = "wrapper floor";
-/// New TCP flow's SYN, IPv4: held in the half-open table (a flood SYN's
-/// cost: once that table is full, every one evicts a half-open flow).
+/// New TCP flow's SYN, IPv4, outside SYN-flood mode (the bench objects'
+/// flags are 0): held as a handshake, on the bucket table in a free way
+/// of the connection table, on the LRU in the half-open table.
 pub const NEW_V4: &str = "TCP SYN v4, new flow";
+/// `NEW_V4`'s SYN in SYN-flood mode (`CONFIG_F_SYN_FLOOD`, which lbd
+/// sets when it sees a flood): held in the half-open table alone, never
+/// the connection table; the round fills that table and then evicts from
+/// it. What a flood SYN costs once lbd is in that mode.
+pub const NEW_V4_SYN_FLOOD: &str = "TCP SYN v4, new flow, SYN-flood mode";
 /// New TCP flow's SYN, IPv6 (as `NEW_V4`).
 pub const NEW_V6: &str = "TCP SYN v6, new flow";
 /// A new TCP flow's first ACK, IPv4, its SYN not seen (or its half-open

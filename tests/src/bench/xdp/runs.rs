@@ -43,10 +43,7 @@ pub(crate) fn run_compared(
         bench.prepare(case.target, &case.frame, case.vary_offset)?;
         // Warm up (and, for tracked flows, create the flow).
         bench.measure(&case.frame, 1000, 1, case.action, false)?;
-        before.push(match case.counter {
-            Some(c) => bench.counter(c)?,
-            None => 0,
-        });
+        before.push(counts(bench, case)?);
     }
     let mut ns = vec![Vec::new(); benches.len()];
     for _ in 0..rounds {
@@ -56,18 +53,18 @@ pub(crate) fn run_compared(
     }
     let mut out = Vec::with_capacity(benches.len());
     for ((bench, ns), before) in benches.iter_mut().zip(&ns).zip(before) {
-        if let Some(counter) = case.counter {
-            let got = bench.counter(counter)? - before;
-            let want = u64::from(repeat) * u64::from(rounds);
-            if got != want {
-                bail!(
-                    "{} ({}): {got} {} for {want} runs: the measured path is not the one named",
-                    case.name,
-                    bench.kind.label(),
-                    counter.name()
-                );
-            }
-        }
+        let after = counts(bench, case)?;
+        let grown: Vec<(Counter, u64)> = after
+            .iter()
+            .zip(&before)
+            .map(|((counter, after), (_, before))| (*counter, after.saturating_sub(*before)))
+            .collect();
+        check_counts(
+            case,
+            bench.kind.label(),
+            &grown,
+            u64::from(repeat) * u64::from(rounds),
+        )?;
         let measured = Rounds::of(ns);
         eprintln!(
             "bench: {:<34} {:>7.1} ns/packet (median of {rounds}, {})",
@@ -78,6 +75,96 @@ pub(crate) fn run_compared(
         out.push(measured);
     }
     Ok(out)
+}
+
+/// The case's counter (if any), then each counter it must leave
+/// untouched, as `bench` has them now.
+fn counts(bench: &Bench, case: &Case) -> anyhow::Result<Vec<(Counter, u64)>> {
+    case.counter
+        .iter()
+        .chain(case.untouched)
+        .map(|&counter| Ok((counter, bench.counter(counter)?)))
+        .collect()
+}
+
+/// Checks what `want` runs of `case` on `design` made its counters grow
+/// by (`grown`, in `counts`' order): its counter by one a run, each of
+/// its untouched counters not at all; else the runs did not all take the
+/// path the case names.
+pub(super) fn check_counts(
+    case: &Case,
+    design: &str,
+    grown: &[(Counter, u64)],
+    want: u64,
+) -> anyhow::Result<()> {
+    let mut grown = grown.iter();
+    if case.counter.is_some() {
+        if let Some(&(counter, got)) = grown.next() {
+            if got != want {
+                bail!(
+                    "{} ({design}): {got} {} for {want} runs: the measured path is not the one named",
+                    case.name,
+                    counter.name()
+                );
+            }
+        }
+    }
+    for &(counter, got) in grown {
+        if got != 0 {
+            bail!(
+                "{} ({design}): {got} {} over {want} runs, which the path named rules out",
+                case.name,
+                counter.name()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `NEW_V4`'s SYN in SYN-flood mode (`CONFIG_F_SYN_FLOOD`, put on for
+/// the case and off again after): each run must hold a new flow in the
+/// half-open table (counted), create no connection-table flow
+/// (`ConntrackNew` untouched) and leave the connection table's flow count
+/// as it was, whatever the round fills and evicts in the half-open
+/// table. Not emptied between rounds: the table keeps what the earlier
+/// cases left, which the flood must not touch.
+fn run_syn_flood(
+    benches: &mut [Bench],
+    repeat: u32,
+    rounds: u32,
+    capacity: u32,
+    results: &mut Vec<XdpCase>,
+) -> anyhow::Result<()> {
+    let case = syn_flood_case()?;
+    let mut flows = Vec::with_capacity(benches.len());
+    for bench in benches.iter_mut() {
+        bench.dataplane.set_syn_flood(true)?;
+        flows.push(bench.dataplane.flow_count());
+    }
+    let measured = run_compared(benches, &case, repeat, rounds, false);
+    for bench in benches.iter_mut() {
+        bench.dataplane.set_syn_flood(false)?;
+    }
+    let measured = measured?;
+    for (bench, before) in benches.iter().zip(flows) {
+        let after = bench.dataplane.flow_count();
+        if after != before {
+            bail!(
+                "{} ({}): the connection table went from {before} to {after} flows: a flood SYN reached it",
+                case.name,
+                bench.kind.label()
+            );
+        }
+    }
+    record(
+        results,
+        benches,
+        &case,
+        &measured,
+        (repeat, rounds),
+        (0, capacity),
+    );
+    Ok(())
 }
 
 /// A connection's first two packets through the LB: per round, `repeat`
@@ -355,6 +442,11 @@ pub(super) fn run_pass(
             lost_flows: lost,
         });
     }
+    // After the cases it could disturb (it leaves the half-open table
+    // full of flood SYNs), before the guards.
+    if prefill == 0 {
+        run_syn_flood(&mut benches, repeat, rounds, capacity, results)?;
+    }
     // Last: the guards stay in force once put there (their deny rule
     // takes 0.0.0.0/8, the cases' varied IPv4 sources, and their limits
     // would refuse the connection case's new flows).
@@ -362,4 +454,58 @@ pub(super) fn run_pass(
         run_guarded(&mut benches, repeat, rounds, capacity, results)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_first_ack_that_promoted_a_half_open_flow_is_refused() {
+        let ack = cases()
+            .into_iter()
+            .find(|c| c.name == NEW_V4)
+            .expect("case")
+            .into_first_ack();
+        assert_eq!(ack.untouched, [Counter::ConntrackHalfOpenPromoted]);
+        let grown = |new, promoted| {
+            [
+                (Counter::ConntrackNew, new),
+                (Counter::ConntrackHalfOpenPromoted, promoted),
+            ]
+        };
+        check_counts(&ack, "buckets", &grown(100, 0), 100).expect("the named path");
+        let error = check_counts(&ack, "buckets", &grown(100, 3), 100).expect_err("promoted");
+        assert!(
+            error
+                .to_string()
+                .contains("3 conntrack_half_open_promoted over 100 runs"),
+            "{error}"
+        );
+        let error = check_counts(&ack, "buckets", &grown(99, 0), 100).expect_err("short");
+        assert!(
+            error.to_string().contains("99 conntrack_new for 100 runs"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_flood_syn_may_create_no_connection_table_flow() {
+        let case = syn_flood_case().expect("case");
+        assert_eq!(case.counter, Some(Counter::ConntrackHalfOpenNew));
+        assert!(case.untouched.contains(&Counter::ConntrackNew));
+        assert_ne!(case.vary_offset, 0, "a new source every run");
+        let grown = [
+            (Counter::ConntrackHalfOpenNew, 50),
+            (Counter::ConntrackNew, 1),
+            (Counter::ConntrackHalfOpenPromoted, 0),
+        ];
+        assert!(check_counts(&case, "lru", &grown, 50).is_err());
+        let grown = [
+            (Counter::ConntrackHalfOpenNew, 50),
+            (Counter::ConntrackNew, 0),
+            (Counter::ConntrackHalfOpenPromoted, 0),
+        ];
+        check_counts(&case, "lru", &grown, 50).expect("the named path");
+    }
 }
