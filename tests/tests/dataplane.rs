@@ -255,6 +255,26 @@ fn traffic_not_for_a_vip_passes_untouched(hook: Hook) {
     assert_eq!(bed.counter(Counter::PassUnsupportedL4).expect("counter"), 1);
 }
 
+/// A VIP's packet in a frame for another host's MAC (a switch flooding
+/// frames for an ECMP peer whose link went down) is that host's to
+/// balance: passed up untouched (the kernel drops it as another host's),
+/// tracking nothing; the same packet sent to this node is balanced.
+fn a_vips_packet_for_another_hosts_mac_is_left_alone(hook: Hook) {
+    let mut bed = bed(hook);
+    let vip = vip4_tcp();
+    let flow = flow4(40007, 80);
+    let mut frame = packet::tcp(&flow, SYN, None, b"");
+    let ours = frame.clone();
+    frame[..6].copy_from_slice(&[0x02, 0, 0, 0, 0x0e, 0x07]);
+    assert_untouched(&mut bed, &frame, action::PASS, "a frame for another MAC");
+    assert_eq!(bed.counter(Counter::PassNotVip).expect("counter"), 1);
+    assert_eq!(bed.handshakes(), 0, "nothing tracked");
+    for counter in [Counter::ConntrackHalfOpenNew, Counter::ConntrackNew] {
+        assert_eq!(bed.counter(counter).expect("counter"), 0, "{counter:?}");
+    }
+    assert_forwarded(&mut bed, &vip, &flow, &ours);
+}
+
 fn truncated_frames_are_dropped_at_every_length(hook: Hook) {
     let mut bed = bed(hook);
     let frames = [
@@ -604,6 +624,7 @@ lb_tests::on_both_hooks!(
     ipv4_with_options_is_forwarded,
     fragments_are_passed_up_not_forwarded,
     traffic_not_for_a_vip_passes_untouched,
+    a_vips_packet_for_another_hosts_mac_is_left_alone,
     truncated_frames_are_dropped_at_every_length,
     inconsistent_header_fields_are_dropped,
     a_vip_without_backends_drops_its_packets,

@@ -110,6 +110,13 @@ fn balance_in_frame<C: Hook>(ctx: &C, state: *mut PacketState) -> Outcome {
     let Some(vip) = lookup::vip_of(&packet.key) else {
         return not_for_a_vip(&packet);
     };
+    if !to_this_node(ctx) {
+        // A frame for another host's MAC that a switch flooded here (a
+        // node of an ECMP group whose link went down): that node's to
+        // balance, not this one's, which might pick another backend. The
+        // kernel drops it as another host's.
+        return Counter::PassNotVip.into();
+    }
     let gate = guard::acl::Gate::of(vip.id);
     // A packet that may belong to a tracked flow meets the lists in the
     // connection table (see `Gate`); any other meets them here, first.
@@ -133,6 +140,21 @@ fn balance_in_frame<C: Hook>(ctx: &C, state: *mut PacketState) -> Outcome {
         return tunnel::forward(ctx, &vip, &packet, &decision, job);
     }
     dsr_l2::forward(ctx, &vip, &packet, &decision).into()
+}
+
+/// Whether the frame is addressed to this node: its destination MAC is
+/// the interface's (`LbConfig::iface_mac`, unset in no running lbd).
+#[inline(always)]
+fn to_this_node<C: Hook>(ctx: &C) -> bool {
+    let Some(config) = CONFIG.get(0) else {
+        return true;
+    };
+    let Some(eth) = parse::ptr_at::<network_types::eth::EthHdr, C>(ctx, 0) else {
+        return false;
+    };
+    // SAFETY: bounds checked by ptr_at.
+    let dst = unsafe { (*eth).dst_addr };
+    config.iface_mac == [0; 6] || dst == config.iface_mac
 }
 
 /// Whether the packet may belong to a flow the connection table tracks,
