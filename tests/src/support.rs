@@ -338,3 +338,34 @@ pub fn assert_even_shares(
         );
     }
 }
+
+/// The kernel's TCP counter `name` (a `TcpExt:` field of
+/// `/proc/net/netstat`, e.g. `TCPSynRetrans`: SYNs sent again) in
+/// namespace `netns`; panics when it cannot be read.
+pub fn tcp_ext_counter(netns: &str, name: &str) -> u64 {
+    let out = Command::new("ip")
+        .args(["netns", "exec", netns, "cat", "/proc/net/netstat"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ip netns exec");
+    assert!(
+        out.status.success(),
+        "/proc/net/netstat of {netns}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("TcpExt:")).collect();
+    let (names, values) = match lines.as_slice() {
+        [names, values, ..] => (names, values),
+        _ => panic!("no TcpExt lines in /proc/net/netstat of {netns}:\n{text}"),
+    };
+    let at = names
+        .split_whitespace()
+        .position(|n| n == name)
+        .unwrap_or_else(|| panic!("no TcpExt counter {name} in {netns}"));
+    values
+        .split_whitespace()
+        .nth(at)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("TcpExt {name} of {netns} unreadable: {values}"))
+}

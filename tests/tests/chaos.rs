@@ -5,16 +5,24 @@
 //! measured, for RELIABILITY.md. Needs root.
 
 use std::{
-    net::IpAddr,
+    net::{IpAddr, SocketAddr},
     time::{Duration, Instant},
 };
 
 use lb_tests::{
     client::{self, KeepAlive},
     lab::{Lab, VIP4},
-    support::{counter, load, status, wait_health},
+    support::{
+        counter, grown, lbctl_ok, load, maglev_choice, sources_by_move, status, wait_health,
+    },
 };
-use lb_userspace::api::schema::HealthStatus;
+use lb_userspace::api::{
+    flow_schema::{FlowDecision, FlowExplanation},
+    schema::{HealthStatus, Status},
+};
+
+/// The lab's IPv4 VIP as lbctl names it.
+const VIP: &str = "198.18.0.100:80/tcp";
 
 const CHECKS: &str = "[vip.health]\ncheck = \"http\"\npath = \"/health\"\ninterval_ms = 100\nfast_interval_ms = 50\ntimeout_ms = 100\nrise = 2\nfall = 2\n";
 
@@ -93,47 +101,142 @@ fn a_flapping_backend_moves_no_flow_of_a_healthy_one() {
     );
 }
 
-/// More new flows than the table holds: closed, then the least recently
-/// seen flows go, no insert fails, nothing errors, and the kept-alive connections whose
-/// entries were evicted still reach their backends through Maglev.
+/// More new flows than the table has slots (3000 one-request connections
+/// into a table of 1024 flows, 2048 ways): the table evicts (no one else
+/// takes entries out of it, so flows inserted past its slots are flows
+/// evicted), no insert fails, nothing errors, and closed flows go before
+/// live ones: the 32 kept-alive connections are still tracked, on the
+/// backends that answered them. Each was opened from a source port whose
+/// Maglev pick changes when a fourth backend joins, and one does before
+/// they are asked again: a kept-alive connection whose entry had been
+/// evicted would move (and its request reach another backend), as new
+/// connections from other such ports do.
 #[test]
 fn overflowing_the_connection_table_evicts_quietly_and_keeps_flows_on_their_backends() {
-    let mut lab = Lab::start(3).expect("lab");
+    let mut lab = Lab::start(4).expect("lab");
     lab.wait_for_backends().expect("backends");
     let config = lab
         .lbd_config_for(&["b1", "b2", "b3"], CHECKS)
         .replace("conntrack_size = 65536", "conntrack_size = 1024");
     assert!(config.contains("conntrack_size = 1024"));
     lab.start_lbd(&config).expect("lbd");
-    let mut conns = KeepAlive::open(&lab.client.netns, IpAddr::V4(VIP4), 32).expect("open");
-    let first: Vec<String> = conns
-        .iter_mut()
-        .map(|c| c.request().expect("request"))
+    for b in ["198.18.0.11", "198.18.0.12", "198.18.0.13"] {
+        wait_health(&lab, b, HealthStatus::Up);
+    }
+    const KEPT: usize = 32;
+    const CONTROLS: usize = 4;
+    let mut sources = sources_by_move(&lab, KEPT + CONTROLS, 0);
+    let controls = sources.split_off(KEPT);
+    let mut conns: Vec<(KeepAlive, String, SocketAddr)> = sources
+        .into_iter()
+        .map(|from| {
+            let mut conn =
+                KeepAlive::open_from_port(&lab.client.netns, IpAddr::V4(VIP4), from.port())
+                    .expect("open");
+            let backend = conn.request().expect("request");
+            assert_eq!(
+                backend,
+                maglev_choice(&lab, from, 3),
+                "lbd's choice for {from} differs from the model's"
+            );
+            (conn, backend, from)
+        })
         .collect();
+    let before = status(&lab);
 
     let tally = client::burst(&lab.client.netns, IpAddr::V4(VIP4), 3000).expect("burst");
     assert_eq!(tally.failed, 0, "{:?}", tally.errors);
     let after = status(&lab);
     assert_eq!(counter(&after, "conntrack_insert_failed"), 0);
-    // The bucket table keeps 1024 live flows in twice as many slots.
+    // The bucket table keeps 1024 live flows in twice as many ways, and
+    // only eviction takes flows out of it (lbd removes none): more flows
+    // went in than it has ways, so the table evicted, the difference.
     let slots = 1024 * u64::from(lb_common::flow_table::FLOW_HEADROOM);
+    let inserted = grown(&before, &after, "conntrack_new");
+    let went_in = occupied(&before) + inserted;
     assert!(
-        after.conntrack.entries <= slots,
-        "{} entries in a table of 1024 flows ({slots} slots)",
-        after.conntrack.entries
+        inserted >= 3000 && went_in > slots,
+        "{inserted} flows inserted into a table of {slots} ways holding {}: no overflow",
+        occupied(&before)
     );
-    assert!(counter(&after, "conntrack_new") > 3000);
-    for (conn, backend) in conns.iter_mut().zip(&first) {
+    assert!(occupied(&after) <= slots, "{:?}", after.vips);
+    let evicted = went_in - occupied(&after);
+    // Closed flows went first: every kept-alive connection is tracked,
+    // on its backend.
+    for (_, backend, from) in &conns {
+        let answer = explain(&lab, &from.to_string());
+        assert_eq!(
+            answer.decision,
+            FlowDecision::Tracked,
+            "the kept-alive connection from {from} ({backend}) was evicted: {answer:?}"
+        );
+        let tracked_on = answer.backend.as_ref().map(|b| b.address);
+        assert_eq!(
+            tracked_on,
+            Some(backend_address(&lab, backend)),
+            "the kept-alive connection from {from} is tracked on another backend: {answer:?}"
+        );
+    }
+
+    // A fourth backend joins: Maglev now picks another backend for every
+    // kept-alive connection's 5-tuple; only its entry keeps it.
+    lbctl_ok(&lab, &["backend", "add", VIP, "198.18.0.14"]);
+    wait_health(&lab, "198.18.0.14", HealthStatus::Up);
+    let joined = client::burst(&lab.client.netns, IpAddr::V4(VIP4), 100).expect("burst");
+    assert_eq!(joined.failed, 0, "{:?}", joined.errors);
+    assert!(
+        joined.by_backend.contains_key("b4"),
+        "b4 takes no new flows: {:?}",
+        joined.by_backend
+    );
+    // The control: a connection from another such port, which the table
+    // does not hold, goes where the four backends' Maglev sends it, not
+    // where the three did.
+    for from in controls {
+        let mut conn = KeepAlive::open_from_port(&lab.client.netns, IpAddr::V4(VIP4), from.port())
+            .expect("open");
+        let served = conn.request().expect("request");
+        assert_eq!(served, maglev_choice(&lab, from, 4), "new flow from {from}");
+        assert_ne!(served, maglev_choice(&lab, from, 3), "{from} does not move");
+    }
+    for (conn, backend, from) in &mut conns {
         assert_eq!(
             &conn.request().expect("request after the overflow"),
             backend,
-            "an evicted flow moved"
+            "the kept-alive connection from {from} moved: its entry was lost"
         );
     }
     eprintln!(
-        "RELIABILITY: overflow: 3000 new flows into a table of 1024 ({} entries after), 0 failed requests, 0 failed inserts; 32 kept-alive connections, 0 moved",
+        "RELIABILITY: overflow: 3000 new flows into a table of 1024 ({slots} ways): {inserted} inserted, {evicted} evicted, {} ways taken after ({} live), 0 failed requests, 0 failed inserts; {KEPT} kept-alive connections still tracked, 0 moved when a fourth backend joined",
+        occupied(&after),
         after.conntrack.entries
     );
+}
+
+/// Ways of the connection table taken, by flows of every kind (live,
+/// closing, idle: `conntrack.entries` counts the live ones only).
+fn occupied(status: &Status) -> u64 {
+    status
+        .vips
+        .iter()
+        .flat_map(|v| &v.backends)
+        .map(|b| b.flows.live + b.flows.closing + b.flows.idle)
+        .sum()
+}
+
+/// `lbctl flow VIP CLIENT --json` for the IPv4 VIP; it must succeed.
+fn explain(lab: &Lab, client: &str) -> FlowExplanation {
+    serde_json::from_str(&lbctl_ok(lab, &["flow", VIP, client, "--json"]))
+        .expect("FlowExplanation JSON")
+}
+
+/// The IPv4 address of the backend named `name`.
+fn backend_address(lab: &Lab, name: &str) -> IpAddr {
+    lab.backends
+        .iter()
+        .find(|b| b.name == name)
+        .map(|b| IpAddr::V4(b.ipv4))
+        .unwrap_or_else(|| panic!("no backend named {name:?}"))
 }
 
 /// A hundred reloads while serving, alternating two files (a weight

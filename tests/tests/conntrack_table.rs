@@ -64,6 +64,14 @@ fn tracked(bed: &TestBed) -> HashMap<lb_common::FlowKey, u32> {
     seen
 }
 
+/// Both CPUs run the first packets of the same flows at once, round after
+/// round (new flows each round), and every flow must be in the table
+/// exactly once, on Maglev's backend. The rounds go on (12 at most) until
+/// the race happened: a round in which more packets were taken for new
+/// flows than there are flows, i.e. both CPUs missed some flow and
+/// inserted it (two copies, settled to one) or found every way busy. A
+/// round in which one CPU stays ahead of the other only finds the other's
+/// entries and proves nothing about concurrent inserts.
 #[test]
 fn two_cpus_inserting_the_same_flows_leave_each_exactly_once() {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -72,19 +80,35 @@ fn two_cpus_inserting_the_same_flows_leave_each_exactly_once() {
         "this test races two CPUs; the machine has {cpus}"
     );
     let vip = vip4_tcp();
-    // Room for 262144 flows (32768 buckets): the fullest bucket gets 6 of
-    // the 10000 flows of all rounds, so even with the transient second copy
-    // of a flow both CPUs insert at once none fills, and none may be
-    // missing. (With 8192 buckets one gets 8 of them, and a full bucket
-    // rightly evicts its least recently seen flow.)
+    // Room for 262144 flows (65536 buckets of 8 ways): the 24000 flows of
+    // 12 rounds fill under 5 % of the ways, so even with the transient
+    // second copy of a flow both CPUs insert at once no flow's two
+    // buckets fill, and none may be missing. (A full bucket rightly
+    // evicts its least recently seen flow.)
     let mut bed = bucket_bed(&vip, 262_144);
     const FLOWS: u32 = 2_000;
-    for round in 0..5u32 {
+    const MIN_ROUNDS: u32 = 5;
+    const MAX_ROUNDS: u32 = 12;
+    const SYNC_EVERY: usize = 64;
+    let counters = |bed: &TestBed| {
+        [
+            Counter::ConntrackNew,
+            Counter::ConntrackHit,
+            Counter::ConntrackInsertFailed,
+        ]
+        .map(|c| bed.counter(c).expect("counter"))
+    };
+    let mut rounds = 0;
+    let mut contended = Vec::new();
+    while rounds < MIN_ROUNDS || (contended.is_empty() && rounds < MAX_ROUNDS) {
+        let round = rounds;
+        rounds += 1;
         // ACKs of flows the table does not know (a SYN would be held in
         // the half-open table): each is inserted where it is seen first.
         let frames: Vec<Vec<u8>> = (0..FLOWS)
             .map(|n| packet::tcp(&flow(round * FLOWS + n), ACK, None, b""))
             .collect();
+        let [new_before, _, failed_before] = counters(&bed);
         let start = Barrier::new(2);
         let program: &aya::programs::Xdp = bed.dataplane.program(names::PROG_LB).expect("program");
         std::thread::scope(|scope| {
@@ -92,8 +116,13 @@ fn two_cpus_inserting_the_same_flows_leave_each_exactly_once() {
                 let (frames, start) = (&frames, &start);
                 scope.spawn(move || {
                     pin_to_cpu(cpu).expect("pin");
-                    start.wait();
-                    for frame in frames {
+                    // Side by side: the two meet again every few flows,
+                    // so one preempted for a moment does not fall behind
+                    // for the rest of the round.
+                    for (n, frame) in frames.iter().enumerate() {
+                        if n % SYNC_EVERY == 0 {
+                            start.wait();
+                        }
                         let mut out = vec![0u8; frame.len() + 64];
                         let result = program
                             .test_run(TestRunOptions {
@@ -108,6 +137,14 @@ fn two_cpus_inserting_the_same_flows_leave_each_exactly_once() {
                 });
             }
         });
+        let [new_after, _, failed_after] = counters(&bed);
+        // Packets that took their flow for new (inserted it, or found
+        // every way busy): one per flow unless both CPUs did so for the
+        // same flow.
+        let taken_for_new = (new_after - new_before) + (failed_after - failed_before);
+        if taken_for_new > u64::from(FLOWS) {
+            contended.push(taken_for_new - u64::from(FLOWS));
+        }
         let table = tracked(&bed);
         for n in 0..FLOWS {
             let f = flow(round * FLOWS + n);
@@ -123,21 +160,27 @@ fn two_cpus_inserting_the_same_flows_leave_each_exactly_once() {
         }
         assert_eq!(table.len() as u32, (round + 1) * FLOWS, "round {round}");
     }
-    let new = bed.counter(Counter::ConntrackNew).expect("counter");
-    let hit = bed.counter(Counter::ConntrackHit).expect("counter");
-    let failed = bed
-        .counter(Counter::ConntrackInsertFailed)
-        .expect("counter");
-    // Every one of the 2 × 10000 packets was counted once as one of these.
-    assert_eq!(new + hit + failed, 2 * 5 * u64::from(FLOWS));
+    assert!(
+        !contended.is_empty(),
+        "in {rounds} rounds the two CPUs never inserted the same flow at once (one always ran ahead): the concurrent path was not exercised"
+    );
+    let [new, hit, failed] = counters(&bed);
+    let packets = 2 * u64::from(rounds * FLOWS);
+    // Every one of the packets was counted once as one of these.
+    assert_eq!(new + hit + failed, packets);
     // A packet that missed the flow but found it at its insert (the other
     // CPU's went in between) is not counted as a new flow: the VIP's and
     // the backends' new flows are the inserts (and the untracked ones).
     let id = bed.balancer.vips()[&lb_userspace::reconcile::VipId::of(&vip)].id;
     let traffic = bed.dataplane.vip_traffic(id).expect("VIP stats");
-    assert_eq!(traffic.packets, 2 * 5 * u64::from(FLOWS));
+    assert_eq!(traffic.packets, packets);
     assert_eq!(traffic.new_flows, new + failed, "new flows of the VIP");
-    println!("CONNTRACK RACE: 2 CPUs × {} first packets (ACKs) of {} flows: {new} inserted (copies of a flow both CPUs inserted at once are settled to one), {hit} found, {failed} contended", 5 * FLOWS, 5 * FLOWS);
+    println!(
+        "CONNTRACK RACE: 2 CPUs × {} first packets (ACKs) of {} flows in {rounds} rounds, {} of them contended (flows taken for new by both CPUs: {contended:?}): {new} inserted (copies of a flow both CPUs inserted at once are settled to one), {hit} found, {failed} contended",
+        rounds * FLOWS,
+        rounds * FLOWS,
+        contended.len()
+    );
 }
 
 #[test]

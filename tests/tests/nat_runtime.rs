@@ -455,10 +455,11 @@ fn a_next_hop_without_a_neighbour_entry_is_resolved_by_lbd() {
 }
 
 /// The reaper on a real (kernel) NAT table of about a million entries,
-/// in ticks bounded as lbd runs them (a budget of entries and a time): a
-/// sweep spreads over many ticks, ends, and frees exactly the expired
-/// flows. Prints the ticks' times (not asserted: a timed test sets no
-/// speed target). Needs root.
+/// in ticks bounded as lbd runs them (a budget of entries and a time): no
+/// tick visits more than its budget, so a sweep spreads over entries /
+/// budget ticks at least; it ends, visits every live entry once and frees
+/// exactly the expired flows. Prints the ticks' times (not asserted: a
+/// timed test sets no speed target). Needs root.
 #[test]
 fn the_reaper_walks_a_million_entries_in_short_ticks() {
     use lb_common::{
@@ -469,7 +470,7 @@ fn the_reaper_walks_a_million_entries_in_short_ticks() {
     use lb_userspace::{
         config::NatTimeouts,
         dataplane::{Dataplane, MapSizes},
-        nat::reaper::{Owner, Owners, Reaper, TICK_BUDGET, TICK_TIME},
+        nat::reaper::{Owner, Owners, Reaper, BATCH, TICK_BUDGET, TICK_TIME},
         reconcile::addr_words,
     };
     const FLOWS: u32 = 500_000;
@@ -539,6 +540,8 @@ fn the_reaper_walks_a_million_entries_in_short_ticks() {
     let mut reaper = Reaper::new();
     let timeouts = NatTimeouts::default();
     let mut ticks = Vec::new();
+    let mut most_visited = 0;
+    let mut visited = 0;
     loop {
         let tick = Instant::now();
         let report = reaper.tick(
@@ -550,6 +553,8 @@ fn the_reaper_walks_a_million_entries_in_short_ticks() {
             || tick.elapsed() < TICK_TIME,
         );
         ticks.push(tick.elapsed());
+        most_visited = most_visited.max(report.visited);
+        visited += report.visited;
         if report.sweep_done {
             break;
         }
@@ -562,6 +567,23 @@ fn the_reaper_walks_a_million_entries_in_short_ticks() {
         2 * FLOWS,
         ticks.len(),
         total / u32::try_from(ticks.len()).unwrap()
+    );
+    // Ticks are bounded in entries whatever the clock says: a tick reads
+    // no batch once it visited its budget, and a batch (whole buckets,
+    // `BATCH` entries or a bucket's ways more) starts under it, so the
+    // sweep spreads over entries / budget ticks at least.
+    let bound = TICK_BUDGET + BATCH + lb_common::flow_table::FLOW_WAYS;
+    assert!(
+        most_visited < bound,
+        "a tick visited {most_visited} entries, a budget of {TICK_BUDGET} allows under {bound}"
+    );
+    // Every live entry was visited; an expired flow's second entry may
+    // be gone before the walk reaches it.
+    let live = 2 * (u64::from(FLOWS) - expired);
+    assert!(
+        visited as u64 >= live + expired && visited as u64 <= 2 * u64::from(FLOWS),
+        "{visited} entries visited in a sweep of {} ({live} live)",
+        2 * FLOWS
     );
     let stats = reaper.last_sweep().expect("a sweep");
     assert_eq!(reaper.reaped().expired, expired);

@@ -14,9 +14,11 @@ use std::{
     time::{Duration, Instant},
 };
 
+use lb_common::consts::EVENT_INTERVAL_NS;
 use lb_tests::{
-    client,
-    lab::{http_get, Lab, VIP4},
+    client, floodrun,
+    lab::{http_get, in_netns, Lab, VIP4},
+    support::{self, grown, wait_until},
 };
 
 fn repo() -> PathBuf {
@@ -234,13 +236,18 @@ fn prometheus_scraping_lbd_agrees_with_the_client() {
         "{text}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let rates: Vec<f64> = text
+    // The first refresh has no interval to measure a rate over yet: "-".
+    let rates: Vec<Option<f64>> = text
         .lines()
         .filter(|l| l.starts_with("VIP 198.18.0.100:80/tcp"))
-        .filter_map(|l| l.split_whitespace().nth(2).and_then(|r| r.parse().ok()))
+        .filter_map(|l| l.split_whitespace().nth(2))
+        .map(|r| (r != "-").then(|| r.parse().expect("a packet rate")))
         .collect();
     assert_eq!(rates.len(), 2, "two refreshes:\n{text}");
-    assert!(rates[1] > 0.0, "no packet rate shown under load:\n{text}");
+    assert!(
+        rates[1].is_some_and(|r| r > 0.0),
+        "no packet rate shown under load:\n{text}"
+    );
 
     // A VIP whose backends are all out drops, and the data plane says so in
     // lbd's log (rate-limited), not only in the counters.
@@ -271,10 +278,7 @@ fn prometheus_scraping_lbd_agrees_with_the_client() {
         "requests succeeded with every backend out"
     );
     let deadline = Instant::now() + Duration::from_secs(5);
-    while !lab
-        .log("lbd")
-        .contains("packet for a VIP with no live backend dropped")
-    {
+    while !lab.log("lbd").contains(NO_BACKEND_LOG) {
         assert!(
             Instant::now() < deadline,
             "no data-plane event in lbd's log:\n{}",
@@ -282,9 +286,65 @@ fn prometheus_scraping_lbd_agrees_with_the_client() {
         );
         thread::sleep(Duration::from_millis(100));
     }
-    let logged = lab
-        .log("lbd")
-        .matches("packet for a VIP with no live backend")
-        .count();
-    assert!(logged <= 4, "the event is not rate-limited: {logged} lines");
+    // Rate-limited: hundreds of dropped packets in about a second (SYNs
+    // of as many sources, from a raw socket in the client's namespace,
+    // straight to the LB's interface) log at most one line a second per
+    // CPU, while the counter counts every one.
+    let cpus = possible_cpus();
+    thread::sleep(Duration::from_millis(1_500));
+    let before = support::status(&lab);
+    let logged_before = lab.log("lbd").matches(NO_BACKEND_LOG).count();
+    let flood = floodrun::flood_of(&lab, DROPPED, Duration::from_secs(5), Some(DROPPED))
+        .expect("a SYN flood");
+    let sent = in_netns(&lab.client.netns, move || flood.run())
+        .expect("in the client's namespace")
+        .expect("the SYNs");
+    assert_eq!(sent.sent, u64::from(DROPPED), "{sent:?}");
+    wait_until("the drops counted", Duration::from_secs(5), || {
+        grown(&before, &support::status(&lab), "drop_no_backend") >= sent.sent
+    });
+    // The events reach lbd's log through a ring buffer it reads at once.
+    thread::sleep(Duration::from_millis(500));
+    let dropped = grown(&before, &support::status(&lab), "drop_no_backend");
+    let logged = lab.log("lbd").matches(NO_BACKEND_LOG).count() - logged_before;
+    // Each CPU logs at once, then once a second (`EVENT_INTERVAL_NS`): a
+    // CPU that took packets during a window of T seconds logged at most
+    // ⌊T⌋ + 1 lines. The window is the sender's, plus half a second for
+    // the last frames to reach XDP.
+    let window = sent.elapsed + Duration::from_millis(500);
+    let per_cpu = (window.as_nanos() / u128::from(EVENT_INTERVAL_NS)) as usize + 1;
+    let allowed = cpus * per_cpu;
+    println!(
+        "{} SYNs to a VIP without a backend in {:?}: {dropped} dropped, {logged} logged (at most {allowed} on {cpus} CPUs)",
+        sent.sent, sent.elapsed
+    );
+    assert!(
+        dropped >= sent.sent && dropped <= sent.sent + 16,
+        "{dropped} dropped for want of a backend, {} sent",
+        sent.sent
+    );
+    assert!(logged >= 1, "no line logged for {dropped} drops");
+    assert!(
+        logged <= allowed,
+        "the event is not rate-limited: {logged} lines for {dropped} drops in {:?} on {cpus} CPUs",
+        sent.elapsed
+    );
+}
+
+/// The line lbd logs for a packet dropped for want of a backend.
+const NO_BACKEND_LOG: &str = "packet for a VIP with no live backend dropped";
+
+/// Packets sent, in a second, at a VIP whose backends are all out.
+const DROPPED: u32 = 600;
+
+/// CPUs the kernel may run XDP on (the rate limit is per CPU).
+fn possible_cpus() -> usize {
+    let text = std::fs::read_to_string("/sys/devices/system/cpu/possible").expect("possible CPUs");
+    text.trim()
+        .split(',')
+        .map(|range| match range.split_once('-') {
+            Some((a, b)) => b.parse::<usize>().expect("CPU") - a.parse::<usize>().expect("CPU") + 1,
+            None => 1,
+        })
+        .sum()
 }

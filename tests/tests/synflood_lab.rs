@@ -3,14 +3,15 @@
 //! SYNs of spoofed sources from 198.19.0.0/16 at the VIP (nine times the
 //! half-open table's slots, bounded to 20 s) while 32 long-lived
 //! connections stay open and the client opens new connections, 200 a
-//! second at most (`lb_tests::floodrun`). Not one long-lived connection breaks (each
-//! still answers from the backend it started on) and the new connections'
-//! success rate and latency are reported:
+//! second at most (`lb_tests::floodrun`). Not one long-lived connection
+//! breaks (each still answers from the backend it started on), the new
+//! connections opened meanwhile succeed (99 % at least; every one behind
+//! a deny rule), and their latency is reported:
 //! - unguarded, the flood's SYNs take only free ways of the connection
 //!   table (the smallest, 1,024 flows) and then overflow the half-open
 //!   table (evictions counted); only the real connections become flows
-//!   there, lbd enters flood mode, and SYNs in flood mode add no
-//!   handshake to the connection table;
+//!   there, lbd enters flood mode, SYNs in flood mode add no handshake
+//!   to the connection table, and new connections still get through;
 //! - with a deny rule for the spoofed range, XDP drops the flood (the
 //!   rule's count is the flood), the half-open table never fills and
 //!   every new connection of the client gets through;
@@ -27,7 +28,7 @@ use lb_common::{consts::HALF_OPEN_BUCKETS, flow_table::FLOW_WAYS};
 use lb_tests::{
     floodrun::{self, Outcome, Pace, Scenario, SPOOFED},
     lab::{in_netns, Lab},
-    support::{counter, status, wait_until},
+    support::{counter, status, tcp_ext_counter, wait_until},
     synflood::SynFlood,
 };
 use lb_userspace::api::schema::Status;
@@ -44,6 +45,11 @@ const VIP: &str = "198.18.0.100:80/tcp";
 const PREFIX_RATE: u64 = 1_000;
 const SOURCE_RATE: u64 = 500;
 
+/// New connections the client must have tried during a flood (200 a
+/// second while it lasts: [`SCENARIO`]'s flood lasts a third of a second
+/// even at a million SYNs a second, 1.3 to 2.5 s in the lab).
+const MIN_PROBES: u64 = 20;
+
 /// The flood and the client, the same in the three tests.
 const SCENARIO: Scenario = Scenario {
     count: 300_000,
@@ -56,10 +62,21 @@ const SCENARIO: Scenario = Scenario {
     },
 };
 
+/// What a scenario's run left: lbd's status before and after the flood,
+/// what the client saw, and the lab.
+struct Flooded {
+    before: Status,
+    outcome: Outcome,
+    after: Status,
+    /// SYNs the client's kernel sent again during the flood (its first
+    /// went unanswered for a second: dropped on the way).
+    syn_retransmits: u64,
+    lab: Lab,
+}
+
 /// Starts a lab with lbd (the smallest connection table, `guards` added
-/// to the config) and runs the scenario; returns lbd's status before and
-/// after the flood.
-fn flooded(guards: &str) -> (Status, Outcome, Status, Lab) {
+/// to the config) and runs the scenario.
+fn flooded(guards: &str) -> Flooded {
     let mut lab = Lab::start(2).expect("lab");
     lab.wait_for_backends().expect("nginx up");
     // The smallest connection table: the flood would fill it many times
@@ -70,7 +87,8 @@ fn flooded(guards: &str) -> (Status, Outcome, Status, Lab) {
     );
     assert!(config.contains(&format!("conntrack_size = {CONNTRACK}")));
     lab.start_lbd(&format!("{config}\n{guards}")).expect("lbd");
-    let (before, outcome) = SCENARIO
+    let retransmits = || tcp_ext_counter(&lab.client.netns, "TCPSynRetrans");
+    let ((before, retransmitted_before), outcome) = SCENARIO
         .run(&lab, || {
             let before = status(&lab);
             assert!(
@@ -78,17 +96,34 @@ fn flooded(guards: &str) -> (Status, Outcome, Status, Lab) {
                 "{} flows tracked",
                 before.conntrack.entries
             );
-            before
+            (before, retransmits())
         })
         .expect("the flood");
+    let syn_retransmits = retransmits() - retransmitted_before;
     assert!(
         outcome.broken.is_empty(),
         "long-lived connections broke or moved: {:?}",
         outcome.broken
     );
+    // New connections opened during the flood get through, in all three
+    // cases: their SYNs' half-open flows may be evicted before their ACKs
+    // (then the ACK takes Maglev's pick, the same backend), and the
+    // guards' rules do not match the client. At least 99 % of them: in
+    // some thirty loaded runs one connection of one run was lost (190 of
+    // 191), every other run connected every one; a fault of the LB (SYNs
+    // of the client dropped or moved in flood mode, its prefix limited)
+    // loses far more than one in a hundred.
+    let probe = &outcome.probe;
     assert!(
-        outcome.probe.attempts() > 0,
-        "no new connection was tried during the flood"
+        probe.attempts() >= MIN_PROBES,
+        "only {} new connections tried during the flood ({:?})",
+        probe.attempts(),
+        outcome.flood
+    );
+    assert!(
+        probe.failed * 100 <= probe.attempts(),
+        "new connections failed during the flood: {}",
+        outcome.summary()
     );
     // The housekeeping tick reads the counters every second.
     std::thread::sleep(Duration::from_millis(1_500));
@@ -105,7 +140,13 @@ fn flooded(guards: &str) -> (Status, Outcome, Status, Lab) {
         "the flood reached the connection table: {entered} flows entered it for {real} real connections ({:?})",
         after.conntrack
     );
-    (before, outcome, after, lab)
+    Flooded {
+        before,
+        outcome,
+        after,
+        syn_retransmits,
+        lab,
+    }
 }
 
 /// `name`'s growth between two statuses.
@@ -115,7 +156,13 @@ fn grew(before: &Status, after: &Status, name: &str) -> u64 {
 
 #[test]
 fn a_syn_flood_breaks_no_long_lived_connection_and_new_ones_still_connect() {
-    let (before, outcome, _, lab) = flooded("");
+    let Flooded {
+        before,
+        outcome,
+        syn_retransmits,
+        lab,
+        ..
+    } = flooded("");
     let sent = outcome.flood.sent;
     assert!(
         sent > u64::from(HALF_OPEN_BUCKETS) * FLOW_WAYS as u64,
@@ -159,14 +206,20 @@ fn a_syn_flood_breaks_no_long_lived_connection_and_new_ones_still_connect() {
         after.conntrack
     );
     println!(
-        "SYN FLOOD LAB: {}; {held} held half-open, {evicted} evicted",
+        "SYN FLOOD LAB: {}; {syn_retransmits} SYNs of the client sent again; {held} held half-open, {evicted} evicted",
         outcome.summary()
     );
 }
 
 #[test]
 fn a_denied_flood_is_dropped_in_xdp_and_never_reaches_the_half_open_table() {
-    let (before, outcome, after, _lab) = flooded(&format!(
+    let Flooded {
+        before,
+        outcome,
+        after,
+        syn_retransmits,
+        ..
+    } = flooded(&format!(
         "[[acl]]\naction = \"deny\"\nsource = \"{SPOOFED}\"\nvip = \"{VIP}\"\n"
     ));
     let sent = outcome.flood.sent;
@@ -203,7 +256,7 @@ fn a_denied_flood_is_dropped_in_xdp_and_never_reaches_the_half_open_table() {
         outcome.probe.errors
     );
     println!(
-        "SYN FLOOD LAB, DENY LIST: {}; {denied} denied in XDP ({by_rule} by the rule for {SPOOFED}), {held} held half-open, {evicted} evicted, flood mode {}",
+        "SYN FLOOD LAB, DENY LIST: {}; {syn_retransmits} SYNs of the client sent again; {denied} denied in XDP ({by_rule} by the rule for {SPOOFED}), {held} held half-open, {evicted} evicted, flood mode {}",
         outcome.summary(),
         if after.conntrack.syn_flood_transitions > before.conntrack.syn_flood_transitions {
             "entered"
@@ -216,7 +269,13 @@ fn a_denied_flood_is_dropped_in_xdp_and_never_reaches_the_half_open_table() {
 #[test]
 fn a_prefix_limit_drops_the_flood_and_lets_the_client_through() {
     let burst = PREFIX_RATE;
-    let (before, outcome, after, _lab) = flooded(&format!(
+    let Flooded {
+        before,
+        outcome,
+        after,
+        syn_retransmits,
+        ..
+    } = flooded(&format!(
         "[[limit]]\nvip = \"{VIP}\"\nsource_rate = {SOURCE_RATE}\nprefix_rate = {PREFIX_RATE}\nprefix_burst = {burst}\nprefix_v4 = 16\n"
     ));
     let sent = outcome.flood.sent;
@@ -236,16 +295,23 @@ fn a_prefix_limit_drops_the_flood_and_lets_the_client_through() {
         held <= admitted_at_most + outcome.probe.attempts() + 64,
         "{held} SYNs held half-open past the limit"
     );
-    // The client stays under both rates: none of its connections is
-    // limited (a connection that fails here failed for another reason,
-    // which the report shows).
-    assert!(
-        outcome.probe.succeeded > 0,
-        "no new connection got through: {:?}",
-        outcome.probe.errors
+    // The client stays under both rates: none of its SYNs is limited. A
+    // limited SYN is sent again a second later and its connection still
+    // gets through in the time it has, so the success rate (`flooded`)
+    // cannot tell; the client's kernel counts every SYN it sent again.
+    // None in any run so far, loaded or not (here the flood stops in XDP;
+    // the unguarded flood, which reaches the backends, costs the client a
+    // SYN now and then), while a client limited at a quarter of its pace
+    // sent one again every second.
+    assert_eq!(
+        syn_retransmits,
+        0,
+        "the client's SYNs were dropped: sent again for {} new connections ({})",
+        outcome.probe.attempts(),
+        outcome.summary()
     );
     println!(
-        "SYN FLOOD LAB, PREFIX LIMIT ({PREFIX_RATE}/s per /16, {SOURCE_RATE}/s per source): {}; {limited} rate-limited in XDP, {held} held half-open, {evicted} evicted",
+        "SYN FLOOD LAB, PREFIX LIMIT ({PREFIX_RATE}/s per /16, {SOURCE_RATE}/s per source): {}; {syn_retransmits} SYNs of the client sent again; {limited} rate-limited in XDP, {held} held half-open, {evicted} evicted",
         outcome.summary()
     );
 }
