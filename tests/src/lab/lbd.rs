@@ -302,8 +302,9 @@ impl Lab {
         output("ip", &["-n", &node.netns, "-d", "link", "show", ifname])
     }
 
-    /// The pass-through XDP program, attached to switch port `port`.
-    fn pass_through_xdp(&self, port: &str) -> anyhow::Result<Dataplane> {
+    /// The pass-through XDP program, attached to switch port `port` (veth
+    /// hands frames sent with XDP_TX only to a peer running XDP).
+    pub(super) fn pass_through_xdp(&self, port: &str) -> anyhow::Result<Dataplane> {
         let port = port.to_owned();
         in_netns(&self.switch_netns, move || -> anyhow::Result<Dataplane> {
             let mut dataplane = Dataplane::load(MapSizes {

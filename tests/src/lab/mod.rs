@@ -302,23 +302,8 @@ impl Lab {
             self.add_static_vip()?;
         }
         self.prepare_backends()?;
-        // veth hands frames sent with XDP_TX only to a peer running XDP.
-        let sw = self.switch_netns.clone();
         for lb in self.lbs.clone() {
-            let port = format!("p-{}", lb.name);
-            let pass = in_netns(&sw, move || -> anyhow::Result<Dataplane> {
-                let mut dataplane = Dataplane::load(MapSizes {
-                    max_vips: 1,
-                    conntrack: 1024,
-                    nat_flows: lb_common::consts::NAT_FLOWS_SIZE_DEFAULT,
-                    half_open: 1024,
-                })?;
-                dataplane
-                    .program(names::PROG_PASS)?
-                    .attach(&port, XdpMode::Driver)
-                    .with_context(|| format!("attaching XDP_PASS to switch port {port}"))?;
-                Ok(dataplane)
-            })??;
+            let pass = self.pass_through_xdp(&format!("p-{}", lb.name))?;
             self.pass_xdp.push(pass);
         }
         Ok(())
