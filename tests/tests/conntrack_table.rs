@@ -8,7 +8,11 @@
 //! a table holding its configured number of flows keeps every one (two
 //! candidate buckets per flow, twice the slots); an upgrade from a release
 //! that placed IPv6 flows by `flow_hash`, or second buckets anywhere in
-//! the table, moves them where this one looks.
+//! the table, moves them where this one looks; a SYN on a tuple whose
+//! connection is over re-pins it to the current pick (a drained backend
+//! gets no new connection), in both table designs, while a SYN into a
+//! live flow keeps its backend; a promotion that finds every way busy
+//! keeps its handshake held.
 //! Needs root and two CPUs.
 
 use std::{
@@ -256,10 +260,11 @@ fn a_full_bucket_evicts_closed_flows_before_established_ones_and_a_syn_evicts_no
 }
 
 /// A client reusing a closed flow's tuple (its port, after a FIN or an
-/// RST): the new connection's SYN finds the old entry and keeps its
-/// backend, and the old FIN/RST marks go, so the connection is not taken
-/// for a closed one (evicted first, counted as closing by a drain); its
-/// ACK makes it established. A FIN closes it again.
+/// RST): the new connection's SYN finds the old entry and re-pins it to
+/// Maglev's pick (the same backend here: the set did not change), and the
+/// old FIN/RST marks go, so the connection is not taken for a closed one
+/// (evicted first, counted as closing by a drain); its ACK makes it
+/// established. A FIN closes it again.
 #[test]
 fn a_syn_reusing_a_closed_tuple_starts_a_live_connection() {
     let vip = vip4_tcp();
@@ -692,3 +697,302 @@ fn upgrade_re_places(
     }
     misplaced
 }
+
+/// CLOCK_MONOTONIC in ns: the clock the data plane stamps entries with.
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid timespec to fill.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// A test bed on connection-table design `kind` (lbd's default size),
+/// running `hook`.
+fn kind_bed(vips: &[lb_userspace::config::VipConfig], hook: Hook, kind: ConntrackKind) -> TestBed {
+    let options = LoadOptions {
+        conntrack_kind: kind,
+        pins: None,
+    };
+    TestBed::with_options(vips, hook, 4096, &options).expect("test bed")
+}
+
+/// Sends `frame` and asserts it went out to `mac` with only the MACs
+/// rewritten (exactly, and as the etherparse oracle judges it).
+fn assert_sent_to(bed: &mut TestBed, frame: &[u8], mac: [u8; 6], what: &str) {
+    let (verdict, out) = bed.run(frame).expect("run");
+    assert_eq!(verdict, action::TX, "{what}");
+    assert_eq!(out, packet::forwarded(frame, mac), "{what}");
+    let services = [lb_tests::oracle::Service::of(&vip4_tcp())];
+    let judged =
+        lb_tests::oracle::check_verdict(frame, verdict, &out, &services, packet::LB_MAC, &[mac]);
+    assert_eq!(judged, Ok(()), "{what}");
+}
+
+/// A busy client reusing its ports (a PgBouncer fleet cycling ephemeral
+/// ports): once a tuple's connection is over (closed by FIN or RST, or
+/// idle past its timeout), a new SYN on it is a new connection and goes
+/// to Maglev's pick of now, so a drained backend (weight 0) gets none of
+/// them; the entry is re-pinned in place and its ACK stays there. A SYN
+/// into a flow still live keeps its backend: a retransmitted SYN of a
+/// handshake, or a SYN (spoofed, say) into an established connection.
+/// Both table designs, both hooks.
+fn a_new_connection_on_a_reused_tuple_leaves_a_drained_backend(hook: Hook, kind: ConntrackKind) {
+    let mut vip = vip4_tcp();
+    let mut bed = kind_bed(&[vip.clone()], hook, kind);
+    let drained: IpAddr = "198.18.0.12".parse().expect("addr");
+    let drained_mac = [0x02, 0, 0, 0, 0xbe, 0x12];
+    // Client tuples Maglev sends to .12 (the drained-to-be backend).
+    let on_drained: Vec<Flow> = (0..2000)
+        .map(flow)
+        .filter(|f| bed.maglev_backend(&vip, f).expect("backend").0 == drained)
+        .take(7)
+        .collect();
+    let [fin_closed, rst_closed, idle, handshake, held_apart, established, spoofed] =
+        <[Flow; 7]>::try_from(on_drained).expect("seven");
+    let rst = Tcp { rst: true, ..ACK };
+    for (f, close) in [(&fin_closed, FIN_ACK), (&rst_closed, rst)] {
+        for (flags, what) in [(SYN, "SYN"), (ACK, "ACK"), (close, "close")] {
+            assert_sent_to(
+                &mut bed,
+                &packet::tcp(f, flags, None, b""),
+                drained_mac,
+                what,
+            );
+        }
+    }
+    // Established, then idle past the established timeout (installed as
+    // a peer's replica last seen 16 min ago would be).
+    let backend_id = bed.maglev_backend_id(&vip, &idle).expect("id");
+    let generation = bed.balancer.vips()[&lb_userspace::reconcile::VipId::of(&vip)].backends
+        [&drained]
+        .generation;
+    let stale = lb_common::FlowEntry {
+        backend_id,
+        backend_generation: generation,
+        last_seen_ns: monotonic_ns().wrapping_sub(16 * 60 * 1_000_000_000),
+        flags: 0,
+        hash: 0,
+    };
+    bed.dataplane
+        .install_flow(&flow_key(&idle, Protocol::Tcp), &stale)
+        .expect("install");
+    assert_sent_to(
+        &mut bed,
+        &packet::tcp(&handshake, SYN, None, b""),
+        drained_mac,
+        "SYN",
+    );
+    // A handshake held in the half-open table (SYN-flood mode; the LRU
+    // design holds every SYN there).
+    bed.set_syn_flood(true).expect("flood mode");
+    assert_sent_to(
+        &mut bed,
+        &packet::tcp(&held_apart, SYN, None, b""),
+        drained_mac,
+        "SYN",
+    );
+    bed.set_syn_flood(false).expect("flood mode");
+    assert!(bed
+        .dataplane
+        .half_open_flow(&flow_key(&held_apart, Protocol::Tcp))
+        .is_some());
+    for flags in [SYN, ACK] {
+        assert_sent_to(
+            &mut bed,
+            &packet::tcp(&established, flags, None, b""),
+            drained_mac,
+            "open",
+        );
+        assert_sent_to(
+            &mut bed,
+            &packet::tcp(&spoofed, flags, None, b""),
+            drained_mac,
+            "open",
+        );
+    }
+
+    // .12 drained: alive, weight 0 (no new flows).
+    for b in &mut vip.backends {
+        if b.address == drained {
+            b.weight = 0;
+        }
+    }
+    bed.apply(&[vip.clone()]).expect("apply");
+    let held = bed.counter(Counter::ConntrackHalfOpenNew).expect("counter");
+    for f in [&fin_closed, &rst_closed, &idle] {
+        let (now, mac) = bed.maglev_backend(&vip, f).expect("backend");
+        assert_ne!(now, drained, "weight 0 takes no slot");
+        let what = format!("a new connection on {f:?}");
+        assert_sent_to(&mut bed, &packet::tcp(f, SYN, None, b""), mac, &what);
+        let entry = bed
+            .dataplane
+            .flow(&flow_key(f, Protocol::Tcp))
+            .expect("read")
+            .expect("re-pinned in place");
+        assert_eq!(entry.flags & FLOW_F_STATE, 0, "{what}: {entry:?}");
+        assert_eq!(
+            entry.backend_id,
+            bed.maglev_backend_id(&vip, f).expect("id")
+        );
+        // Its handshake completes and its data follow it there.
+        assert_sent_to(&mut bed, &packet::tcp(f, ACK, None, b"x"), mac, &what);
+        assert_sent_to(&mut bed, &packet::tcp(f, ACK, None, b"y"), mac, &what);
+    }
+    // A handshake (held where this design holds SYNs) whose SYN comes
+    // again, and two live connections that see a SYN: all stay on .12.
+    for f in [&handshake, &held_apart, &established, &spoofed] {
+        assert_sent_to(
+            &mut bed,
+            &packet::tcp(f, SYN, None, b""),
+            drained_mac,
+            "live",
+        );
+    }
+    for f in [&handshake, &held_apart] {
+        assert_sent_to(
+            &mut bed,
+            &packet::tcp(f, ACK, None, b""),
+            drained_mac,
+            "ACK",
+        );
+    }
+    assert_sent_to(
+        &mut bed,
+        &packet::tcp(&established, ACK, None, b""),
+        drained_mac,
+        "ACK",
+    );
+    if kind == ConntrackKind::Buckets {
+        // Each new connection is a handshake held in the table; nothing
+        // else opened one.
+        assert_eq!(
+            bed.counter(Counter::ConntrackHalfOpenNew).expect("counter") - held,
+            3
+        );
+    }
+}
+
+fn a_new_connection_on_a_reused_tuple_leaves_a_drained_backend_buckets(hook: Hook) {
+    a_new_connection_on_a_reused_tuple_leaves_a_drained_backend(hook, ConntrackKind::Buckets);
+}
+
+fn a_new_connection_on_a_reused_tuple_leaves_a_drained_backend_lru(hook: Hook) {
+    a_new_connection_on_a_reused_tuple_leaves_a_drained_backend(hook, ConntrackKind::Lru);
+}
+
+/// A client's ACK that would promote its handshake from the half-open
+/// table while every way of its two buckets is being written (held busy
+/// here through lbd's memory mapping of the table, as writers on other
+/// CPUs would hold them for an instant): the insert fails, counted, and
+/// the handshake stays in the half-open table, so the flow is never in
+/// neither table; the next ACK promotes it, to the same backend.
+fn a_promotion_that_finds_every_way_busy_keeps_the_handshake(hook: Hook) {
+    use lb_common::flow_table::{
+        bucket_index, buckets_for, nearby_bucket_index, FlowBucket, TAG_BUSY,
+    };
+    use std::os::fd::{AsFd as _, AsRawFd as _};
+
+    let (pins, _cleanup) = pin_dir(match hook {
+        Hook::Xdp => "busy-xdp",
+        Hook::Tc => "busy-tc",
+    });
+    let options = LoadOptions {
+        conntrack_kind: ConntrackKind::Buckets,
+        pins: Some(pins.clone()),
+    };
+    let vip = vip4_tcp();
+    let mut bed =
+        TestBed::with_options(std::slice::from_ref(&vip), hook, 64, &options).expect("test bed");
+    let f = flow(7);
+    let key = flow_key(&f, Protocol::Tcp);
+    let (_, mac) = bed.maglev_backend(&vip, &f).expect("backend");
+    bed.set_syn_flood(true).expect("flood mode");
+    assert_sent_to(&mut bed, &packet::tcp(&f, SYN, None, b""), mac, "SYN");
+    bed.set_syn_flood(false).expect("flood mode");
+    assert!(bed.dataplane.half_open_flow(&key).is_some(), "held apart");
+
+    // The table's memory, as lbd maps it.
+    let map = aya::maps::MapData::from_pin(pins.map_path(names::MAP_FLOW_BUCKETS)).expect("pin");
+    let buckets = buckets_for(64);
+    let len = buckets as usize * std::mem::size_of::<FlowBucket>();
+    // SAFETY: a shared mapping of the (mmapable) array's fd, `len` bytes.
+    let base = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            map.fd().as_fd().as_raw_fd(),
+            0,
+        )
+    };
+    assert_ne!(base, libc::MAP_FAILED, "mmap");
+    let table = base.cast::<FlowBucket>();
+    let place = lb_common::hash::table_hash(&key);
+    let ways: Vec<*mut u64> = [
+        bucket_index(place, buckets - 1),
+        nearby_bucket_index(place, buckets - 1),
+    ]
+    .into_iter()
+    .flat_map(|b| {
+        // SAFETY: the index is within the mapped buckets.
+        let bucket = unsafe { table.add(b as usize) };
+        // SAFETY: as above.
+        (0..FLOW_WAYS).map(move |w| unsafe { std::ptr::addr_of_mut!((*bucket).tags[w]) })
+    })
+    .collect();
+    // SAFETY: tags of mapped buckets; nothing else writes them meanwhile
+    // (the program runs only when this test runs it).
+    let saved: Vec<u64> = ways.iter().map(|&t| unsafe { t.read_volatile() }).collect();
+    for (&t, &tag) in ways.iter().zip(&saved) {
+        // SAFETY: as above.
+        unsafe { t.write_volatile((tag & !3) | u64::from(TAG_BUSY)) };
+    }
+
+    let failed = bed
+        .counter(Counter::ConntrackInsertFailed)
+        .expect("counter");
+    assert_sent_to(
+        &mut bed,
+        &packet::tcp(&f, ACK, None, b"x"),
+        mac,
+        "ACK, ways busy",
+    );
+    assert_eq!(
+        bed.counter(Counter::ConntrackInsertFailed)
+            .expect("counter")
+            - failed,
+        1
+    );
+    assert!(
+        bed.dataplane.half_open_flow(&key).is_some(),
+        "the handshake stays held while the table took nothing"
+    );
+
+    for (&t, &tag) in ways.iter().zip(&saved) {
+        // SAFETY: as above.
+        unsafe { t.write_volatile(tag) };
+    }
+    // SAFETY: the mapping made above, no longer used.
+    unsafe { libc::munmap(base, len) };
+    assert_sent_to(&mut bed, &packet::tcp(&f, ACK, None, b"y"), mac, "ACK");
+    assert!(bed.dataplane.half_open_flow(&key).is_none(), "promoted");
+    let entry = bed
+        .dataplane
+        .flow(&key)
+        .expect("read")
+        .expect("in the table");
+    assert_eq!(
+        entry.backend_id,
+        bed.maglev_backend_id(&vip, &f).expect("id")
+    );
+}
+
+lb_tests::on_both_hooks!(
+    a_new_connection_on_a_reused_tuple_leaves_a_drained_backend_buckets,
+    a_new_connection_on_a_reused_tuple_leaves_a_drained_backend_lru,
+    a_promotion_that_finds_every_way_busy_keeps_the_handshake,
+);

@@ -21,7 +21,7 @@ use lb_common::{
 };
 
 use super::{
-    admitted, entry_flags, half_open, insert_failed, new_entry,
+    admitted, entry_flags, half_open, insert_failed, lapsed, new_entry,
     pending::{self, PendingFlow},
     pinned_backend, unchanged, Decision,
 };
@@ -143,14 +143,19 @@ pub(super) fn decide(
     }
     let mark = gate.mark();
     if let Some((bucket, seen)) = found {
-        return tracked(vip, packet, (bucket, &seen), (now, mark), state);
+        return tracked(vip, packet, (bucket, &seen), (now, mark, opening), state);
     }
     // Here `hash` is the flow's `flow_hash` (a SYN's from the start, any
     // other packet's since its first bucket missed).
     if tcp {
         // Found, the entry stays until the insert into this table is done
         // (`pending::PROMOTE_INTO_BUCKETS`).
-        if let Some(known) = half_open::known(key, hash, half_open::LOOK) {
+        let how = if opening {
+            half_open::SYN
+        } else {
+            half_open::LOOK
+        };
+        if let Some(known) = half_open::known(key, hash, (how, now)) {
             return Some(from_half_open(
                 packet,
                 (vip.id, &known),
@@ -333,17 +338,30 @@ pub unsafe extern "C" fn lb_flow_claim(
 }
 
 /// A packet of a tracked flow (as `seen` in its bucket): its pinned
-/// backend if alive (refreshing the entry), else a re-pin. `mark`:
+/// backend if alive (refreshing the entry), else a re-pin. A SYN
+/// (`opening`) on a flow that is over (`lapsed`: closed, or idle past its
+/// class's timeout) opens a new connection on the tuple (a client reusing
+/// its port): it is re-pinned to Maglev's pick as well, so a drained or
+/// reweighted backend is left by new connections, not only by new
+/// tuples. A SYN on a live flow (a retransmitted SYN of a handshake, or
+/// one a spoofer sends into a connection) keeps its backend. `mark`:
 /// `Gate::mark`, for the entry; `state`: this CPU's, for the counters.
 #[inline(always)]
 fn tracked(
     vip: &VipMeta,
     packet: &Packet,
     (bucket, seen): (*mut FlowBucket, &Seen),
-    (now, mark): (u64, u32),
+    (now, mark, opening): (u64, u32, bool),
     state: *mut PacketState,
 ) -> Option<Decision> {
-    let Some(backend) = pinned_backend(&seen.entry) else {
+    // Only a SYN asks, and it asks the tag the lookup has just read: no
+    // memory beyond the tracked path's own.
+    let pinned = if opening && lapsed(seen.tag, now) {
+        None
+    } else {
+        pinned_backend(&seen.entry)
+    };
+    let Some(backend) = pinned else {
         return repin(vip, packet, bucket, seen);
     };
     // SAFETY: `bucket` is a live element of the table.
@@ -353,12 +371,6 @@ fn tracked(
             // new to the connections now (one CPU counts it: the rerank's).
             state::count(state, Counter::ConntrackNew);
             state::count(state, Counter::ConntrackHalfOpenPromoted);
-        }
-        Touched::Reopened => {
-            // A SYN reopening a closed tuple: a handshake held here, as a
-            // SYN inserted one would be (its ACK counts it promoted).
-            state::count(state, Counter::ConntrackHit);
-            state::count(state, Counter::ConntrackHalfOpenNew);
         }
         Touched::Refreshed => state::count(state, Counter::ConntrackHit),
     }
@@ -370,8 +382,9 @@ fn tracked(
     ))
 }
 
-/// A tracked flow whose backend is gone (as `seen` in `bucket`): hash
-/// again and re-pin in place.
+/// A tracked flow whose backend is gone, or a SYN reopening a tuple
+/// whose flow is over (as `seen` in `bucket`; see `tracked`): hash again
+/// and re-pin in place.
 #[inline(always)]
 fn repin(vip: &VipMeta, packet: &Packet, bucket: *mut FlowBucket, seen: &Seen) -> Option<Decision> {
     let mut out = core::mem::MaybeUninit::<Decision>::uninit();
@@ -399,7 +412,17 @@ fn repin_into(
     let Some((backend_id, backend)) = select::pick_with(vip, hash) else {
         return false;
     };
-    stats::count(Counter::ConntrackRehash);
+    // A new connection on the tuple, not a lost backend: a handshake held
+    // here, as a SYN inserted one would be (its ACK counts it promoted).
+    // The same test `tracked` made, at a time no earlier: an entry over
+    // then is over now.
+    let reopened = packet.opens_tcp_flow() && lapsed(seen.tag, now);
+    if reopened {
+        stats::count(Counter::ConntrackHit);
+        stats::count(Counter::ConntrackHalfOpenNew);
+    } else {
+        stats::count(Counter::ConntrackRehash);
+    }
     let repinned = FlowEntry {
         backend_id,
         backend_generation: backend.generation,
@@ -409,7 +432,11 @@ fn repin_into(
         flags: entry_flags(entry.flags, packet.tcp_flags, entry.flags & FLOW_F_ACL_MARK),
         hash,
     };
-    let class = next_class(seen, &repinned, packet.tcp_flags);
+    let class = if reopened {
+        class_of(repinned.flags, false)
+    } else {
+        next_class(seen, &repinned, packet.tcp_flags)
+    };
     let repinned = FlowEntry {
         flags: with_class(repinned.flags, class),
         ..repinned
@@ -425,10 +452,10 @@ fn repin_into(
     true
 }
 
-/// The eviction class after this packet: closed after FIN or RST,
-/// established at the client's first ACK, half-open again at a SYN
-/// reopening a closed tuple (`entry_flags` dropped its marks), else as it
-/// was.
+/// The eviction class of a flow still in time after this packet: closed
+/// after FIN or RST, established at the client's first ACK, else as it
+/// was (a SYN reopening a tuple whose flow is over is re-pinned as a
+/// handshake, `repin_into`).
 #[inline(always)]
 fn next_class(seen: &Seen, entry: &FlowEntry, tcp_flags: u8) -> u32 {
     let class = rank_class(tag_rank(seen.tag));
@@ -436,8 +463,6 @@ fn next_class(seen: &Seen, entry: &FlowEntry, tcp_flags: u8) -> u32 {
         CLASS_CLOSED
     } else if class == CLASS_HALF_OPEN && tcp_flags & (TCP_SYN | TCP_ACK) == TCP_ACK {
         CLASS_ESTABLISHED
-    } else if class == CLASS_CLOSED && tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN {
-        CLASS_HALF_OPEN
     } else {
         class
     }
@@ -460,8 +485,6 @@ enum Touched {
     Refreshed,
     /// This packet ended a handshake (the client's ACK, or a FIN or RST).
     EndedHandshake,
-    /// A SYN reopened a closed tuple: a handshake again.
-    Reopened,
 }
 
 /// Refreshes a tracked flow's age (at most every
@@ -470,8 +493,8 @@ enum Touched {
 /// writes only what changed, so most packets of a flow write nothing. The
 /// rank is set by a CAS from the tag `find` saw, so it never lands on a
 /// way another CPU has taken since. Whether this packet ended a handshake
-/// (the client's ACK, or a FIN or RST) or reopened a closed tuple (a SYN);
-/// only the CPU whose CAS did it is told.
+/// (the client's ACK, or a FIN or RST); only the CPU whose CAS did it is
+/// told. A flow that is over never gets here with a SYN (`tracked`).
 ///
 /// # Safety
 /// `bucket` must be a live element of the table.
@@ -508,8 +531,6 @@ unsafe fn touch(
     // the half-open table.
     if was == CLASS_HALF_OPEN && class != CLASS_HALF_OPEN {
         Touched::EndedHandshake
-    } else if was == CLASS_CLOSED && class == CLASS_HALF_OPEN {
-        Touched::Reopened
     } else {
         Touched::Refreshed
     }
@@ -533,7 +554,7 @@ pub(super) fn peek(vip: &VipMeta, key: &FlowKey) -> Option<Decision> {
             }
         }
     }
-    if let Some(known) = half_open::known(key, hash, half_open::PEEK) {
+    if let Some(known) = half_open::known(key, hash, (half_open::PEEK, 0)) {
         return Some(unchanged(known.backend_id, known.backend, 0, hash));
     }
     let (backend_id, backend) = select::pick_with(vip, hash)?;

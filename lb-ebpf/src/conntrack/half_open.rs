@@ -17,12 +17,15 @@
 
 use lb_common::{
     consts::HALF_OPEN_BUCKETS,
-    flow_table::{self, bucket_index, rank_word, FlowBucket, HalfOpenPlaced, CLASS_HALF_OPEN},
+    flow_table::{
+        self, bucket_index, rank_word, ticks, FlowBucket, HalfOpenPlaced, CLASS_HALF_OPEN,
+    },
     stats::Counter,
     Backend, FlowEntry, FlowKey,
 };
 
 use super::{
+    lapsed_at,
     pending::{self, PendingFlow},
     pinned_backend,
 };
@@ -76,11 +79,28 @@ pub(super) const LOOK: u32 = 1;
 /// flow is in the connection table (`release`): a packet of the flow on
 /// another CPU meanwhile finds it in one table or the other.
 const TAKE: u32 = 2;
+/// `known`: a SYN, as `LOOK`, but an entry past the half-open timeout is
+/// taken out too (counted as a rehash): a SYN that late opens a new
+/// connection on the tuple, which takes Maglev's pick of now, not the
+/// backend an abandoned handshake got.
+pub(super) const SYN: u32 = 3;
+/// The bits of `lookup`'s `how` that name the mode (the rest: a `SYN`'s
+/// time in rank ticks).
+const MODE: u32 = 3;
 
 /// The half-open flow `key` (hash `hash`), if the table holds it and its
-/// backend can still take it; `how` is `PEEK` or `LOOK` (`release` takes it out).
+/// backend can still take it; `how` is `PEEK`, `LOOK` or `SYN` (`release`
+/// takes it out), `now` the packet's time (`SYN` only reads it).
 #[inline(always)]
-pub(super) fn known(key: &FlowKey, hash: u32, how: u32) -> Option<Known> {
+pub(super) fn known(key: &FlowKey, hash: u32, (how, now): (u32, u64)) -> Option<Known> {
+    // One argument for both (the time as rank ticks above the mode's two
+    // bits): a value fewer kept across `lookup`'s calls keeps its frame
+    // within what the deepest call chain (`peek`'s) leaves it.
+    let how = if how == SYN {
+        how | (ticks(now) << 2)
+    } else {
+        how
+    };
     let found = lookup(key, hash, how);
     if found >> 32 == 0 {
         return None;
@@ -106,10 +126,11 @@ fn lookup(key: &FlowKey, hash: u32, how: u32) -> u64 {
     let Some(seen) = (unsafe { flow_table::find(bucket, key, hash) }) else {
         return 0;
     };
-    let alive = pinned_backend(&seen.entry).is_some();
+    let over = how & MODE == SYN && lapsed_at(seen.tag, how >> 2);
+    let alive = !over && pinned_backend(&seen.entry).is_some();
     // SAFETY: as above. Of two CPUs taking the same flow, one counts it;
     // both send their packet to its backend.
-    if (how == TAKE || (how == LOOK && !alive)) && unsafe { flow_table::release(bucket, &seen) } {
+    if (how == TAKE || (how != PEEK && !alive)) && unsafe { flow_table::release(bucket, &seen) } {
         if alive {
             stats::count(Counter::ConntrackHalfOpenPromoted);
         } else {

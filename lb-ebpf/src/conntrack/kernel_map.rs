@@ -5,7 +5,8 @@
 
 use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_ktime_get_coarse_ns};
 use lb_common::{
-    consts::{FLOW_TOUCH_INTERVAL_NS, IPPROTO_TCP},
+    consts::{FLOW_F_STATE, FLOW_TOUCH_INTERVAL_NS, IPPROTO_TCP},
+    flow_table::{ESTABLISHED_IDLE_TICKS, TICK_SHIFT},
     hash::flow_hash,
     stats::Counter,
     FlowEntry, FlowKey, VipMeta,
@@ -57,8 +58,10 @@ pub(super) fn decide(
 }
 
 /// A packet of a tracked flow (`entry`): its pinned backend if alive
-/// (refreshing the entry), else a re-pin in place. `state`: this CPU's,
-/// for the counters.
+/// (refreshing the entry), else a re-pin in place. A SYN on a flow that
+/// is over (`lapsed`) opens a new connection on the tuple: re-pinned to
+/// Maglev's pick too, as the bucket table does (`buckets::tracked`).
+/// `state`: this CPU's, for the counters.
 #[inline(always)]
 fn tracked(
     vip: &VipMeta,
@@ -67,14 +70,22 @@ fn tracked(
     mark: u32,
     state: *mut PacketState,
 ) -> Option<Decision> {
-    if let Some(backend) = pinned_backend(entry) {
-        state::count(state, Counter::ConntrackHit);
-        let now = touch(entry, packet.tcp_flags, mark);
-        return Some(unchanged(entry.backend_id, backend, now, entry.hash));
+    let reopened = packet.opens_tcp_flow() && lapsed(entry, now_ns());
+    if !reopened {
+        if let Some(backend) = pinned_backend(entry) {
+            state::count(state, Counter::ConntrackHit);
+            let now = touch(entry, packet.tcp_flags, mark);
+            return Some(unchanged(entry.backend_id, backend, now, entry.hash));
+        }
     }
-    // The pinned backend is gone: hash again and re-pin in place.
+    // The pinned backend is gone, or a new connection reuses the tuple:
+    // hash again and re-pin in place.
     let (backend_id, backend, hash) = select::pick_hashed(vip, &packet.key)?;
-    stats::count(Counter::ConntrackRehash);
+    stats::count(if reopened {
+        Counter::ConntrackHit
+    } else {
+        Counter::ConntrackRehash
+    });
     entry.backend_id = backend_id;
     entry.backend_generation = backend.generation;
     entry.hash = hash;
@@ -101,7 +112,12 @@ fn untracked(
     if tcp {
         // Found, the entry stays until the flow is in the LRU
         // (`from_half_open`).
-        if let Some(known) = half_open::known(key, hash, half_open::LOOK) {
+        let how = if opening {
+            half_open::SYN
+        } else {
+            half_open::LOOK
+        };
+        if let Some(known) = half_open::known(key, hash, (how, now)) {
             return Some(from_half_open(
                 vip,
                 packet,
@@ -176,7 +192,7 @@ pub(super) fn peek(vip: &VipMeta, key: &FlowKey) -> Option<Decision> {
         }
     }
     let hash = flow_hash(key);
-    if let Some(known) = half_open::known(key, hash, half_open::PEEK) {
+    if let Some(known) = half_open::known(key, hash, (half_open::PEEK, 0)) {
         return Some(unchanged(known.backend_id, known.backend, 0, hash));
     }
     let (backend_id, backend) = select::pick_with(vip, hash)?;
@@ -199,6 +215,15 @@ fn touch(entry: &mut FlowEntry, tcp_flags: u8, mark: u32) -> u64 {
         entry.flags = flags;
     }
     now
+}
+
+/// Whether the flow of `entry` is over at `now`: closed (FIN or RST
+/// seen) or idle past the established timeout (this table holds no
+/// handshakes: they wait in `half_open`).
+#[inline(always)]
+fn lapsed(entry: &FlowEntry, now: u64) -> bool {
+    entry.flags & FLOW_F_STATE != 0
+        || now.wrapping_sub(entry.last_seen_ns) > u64::from(ESTABLISHED_IDLE_TICKS) << TICK_SHIFT
 }
 
 /// The coarse clock (see `touch`).

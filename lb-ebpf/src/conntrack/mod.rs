@@ -26,6 +26,7 @@ use lb_common::{
     consts::{
         EVENT_CONNTRACK_INSERT_FAILED, FLOW_F_ACL_MARK, FLOW_F_FIN, FLOW_F_RST, FLOW_F_STATE,
     },
+    flow_table::{ticks, victim_order},
     stats::Counter,
     Backend, FlowEntry, FlowKey, VipMeta,
 };
@@ -252,6 +253,26 @@ pub(super) fn pinned_backend(entry: &FlowEntry) -> Option<&'static Backend> {
     let backend = select::live_backend(entry.backend_id)?;
     (backend.generation == entry.backend_generation).then_some(backend)
 }
+
+/// Whether the flow whose tag (in the bucket table or the half-open
+/// table) is `tag` is over at `now`: closed (FIN or RST seen) or idle
+/// past its class's timeout (what eviction takes first: the lowest tier
+/// of held flows in `flow_table::victim_order`). A SYN on such a tuple
+/// opens a new connection, not a retransmission.
+#[inline(always)]
+pub(super) fn lapsed(tag: u64, now: u64) -> bool {
+    lapsed_at(tag, ticks(now))
+}
+
+/// `lapsed` at `now_ticks` (`flow_table::ticks`).
+#[inline(always)]
+pub(super) fn lapsed_at(tag: u64, now_ticks: u32) -> bool {
+    victim_order(tag, now_ticks) < LIVE_TIER
+}
+
+/// The least `victim_order` of a flow still in time (its tier 2: a
+/// handshake in time).
+const LIVE_TIER: u32 = 2 << 28;
 
 /// `FLOW_F_*` marks of a packet's TCP flags.
 #[inline(always)]

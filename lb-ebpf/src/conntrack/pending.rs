@@ -110,7 +110,13 @@ pub(super) fn settle(outcome: u64, pending: *mut PendingFlow) -> u64 {
         if !into_half_open && design() == DESIGN_BUCKETS {
             let placed = buckets::insert_pending(pending);
             if armed == PROMOTE_INTO_BUCKETS {
-                half_open::release_promoted(pending);
+                // Only once the flow is in the table (inserted, or found:
+                // another CPU promoted it): an insert that found every way
+                // being written leaves the handshake where it is, for the
+                // flow's next packet to promote (counted failed).
+                if !buckets::no_room(placed) {
+                    half_open::release_promoted(pending);
+                }
             } else if armed == SYN_INTO_BUCKETS && buckets::no_room(placed) {
                 into_half_open = true;
             } else if buckets::found_at(placed)
