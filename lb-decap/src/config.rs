@@ -9,7 +9,7 @@
 //!                             # used when attaching: a running link keeps its mode;
 //!                             # refused with attach = "tc" unless "auto"
 //! addresses = ["198.19.2.11"] # outer destinations accepted; default: the interface's
-//! sources = ["198.19.200.0/24"] # outer sources accepted (the balancers'); default: any
+//! sources = ["198.18.200.0/24", "2001:2:f0::/64"] # the balancers' outer sources; default: any
 //! vips = ["198.18.0.100:80/tcp", "[2001:2::100]:443/tcp"]
 //! ipip = true                 # IPIP, IP6IP6, 4in6
 //! gue = true                  # GUE (variant 0 and 1) on gue_port
@@ -354,6 +354,68 @@ mod tests {
         assert!(s.config.flags & DECAP_F_SOURCES != 0);
         assert_eq!(s.sources.len(), 2);
         assert!(s.warnings().is_empty());
+    }
+
+    /// The values of `key = "VALUE"` in the `[tunnel]` tables of the TOML
+    /// examples in `text` (a table ends at the next table header).
+    fn tunnel_values<'a>(text: &'a str, key: &str) -> Vec<&'a str> {
+        let mut in_tunnel = false;
+        let mut found = Vec::new();
+        for line in text.lines().map(str::trim) {
+            if line.starts_with('[') {
+                in_tunnel = line.starts_with("[tunnel]");
+            } else if in_tunnel {
+                let value = line
+                    .strip_prefix(key)
+                    .and_then(|rest| rest.trim_start().strip_prefix('='))
+                    .and_then(|rest| rest.trim_start().strip_prefix('"'))
+                    .and_then(|rest| rest.split('"').next());
+                found.extend(value);
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn the_documented_sources_are_the_documented_balancer_sources() {
+        // Copying lbd's [tunnel] sources into lb-decap's `sources` must
+        // give a pair that admits them: one pair everywhere.
+        let readme = include_str!("../../README.md");
+        let v4 = tunnel_values(readme, "source_ipv4");
+        let v6 = tunnel_values(readme, "source_ipv6");
+        assert!(
+            v4.len() >= 2 && v6.len() >= 2,
+            "README's [tunnel] examples: {v4:?} {v6:?}"
+        );
+        assert!(
+            v4.iter().all(|v| *v == v4[0]),
+            "README's source_ipv4 differ: {v4:?}"
+        );
+        assert!(
+            v6.iter().all(|v| *v == v6[0]),
+            "README's source_ipv6 differ: {v6:?}"
+        );
+        let pair = format!("sources = [\"{}\", \"{}\"]", v4[0], v6[0]);
+        let section = readme
+            .split("\n## Running lb-decap on a backend")
+            .nth(1)
+            .and_then(|rest| rest.split("\n## ").next())
+            .expect("README's lb-decap section");
+        let flowing = section.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(
+            flowing.contains(&pair),
+            "README's lb-decap section lacks {pair}"
+        );
+        let example = include_str!("../../examples/lb-decap.toml");
+        assert!(
+            example.lines().any(|l| l == pair),
+            "examples/lb-decap.toml lacks {pair}"
+        );
+        let module_doc = include_str!("config.rs");
+        assert!(
+            module_doc.contains(&format!("//! {pair}")),
+            "config.rs's example lacks {pair}"
+        );
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //! object, fills and pins its maps, attaches the program and pins the
 //! link; afterwards (a restart, a reload) it finds the pinned link still
 //! attached and only updates the pinned maps in place, so decapsulation
-//! never stops. Switching the hook or the interface attaches the new link
+//! never stops (an XDP link keeps the mode it was attached in: a changed
+//! `xdp_mode` is warned about, and applied by a cleanup and a start).
+//! Switching the hook or the interface attaches the new link
 //! before the old one is removed. One lb-decap at a time does this per pin
 //! directory (`lock`), and a live link whose program does not read the
 //! pinned maps (left by an lb-decap before the lock) is replaced.
@@ -21,6 +23,7 @@ use tracing::{info, warn};
 
 use crate::{
     config::{Attach, Settings, XdpMode},
+    interface::XdpRunning,
     maps::Maps,
     object::DECAP_OBJECT,
     pins::{remove_pin, PinDir},
@@ -96,6 +99,9 @@ pub fn apply(settings: &Settings, pins: &PinDir) -> anyhow::Result<Applied> {
         let mut maps = Maps::from_pins(pins)?;
         maps.sync(settings)?;
         info!(interface = %settings.interface, attach = settings.attach.name(), "program still attached; configuration updated in place");
+        if settings.attach == Attach::Xdp {
+            warn_if_mode_differs(settings, &link_path, ifindex);
+        }
         Applied::Updated
     } else {
         if let Err(error) = attach_fresh(settings, pins) {
@@ -115,6 +121,43 @@ pub fn apply(settings: &Settings, pins: &PinDir) -> anyhow::Result<Applied> {
         }
     }
     Ok(applied)
+}
+
+/// The XDP mode `xdp_mode` asks for, if it names one ("auto" takes
+/// whichever attached).
+fn asked_mode(mode: XdpMode) -> Option<XdpRunning> {
+    match mode {
+        XdpMode::Native => Some(XdpRunning::Native),
+        XdpMode::Generic => Some(XdpRunning::Generic),
+        XdpMode::Auto => None,
+    }
+}
+
+/// A live XDP link keeps the mode it was attached in: an interface cannot
+/// run a native and a generic program at once, so no new link can take
+/// over without a gap. Says so when `xdp_mode` now asks for another mode
+/// (and how to apply it), or when the mode cannot be read.
+fn warn_if_mode_differs(settings: &Settings, link_path: &std::path::Path, ifindex: u32) {
+    let Some(asked) = asked_mode(settings.xdp_mode) else {
+        return;
+    };
+    let running =
+        link_program(link_path).and_then(|program| crate::interface::xdp_running(ifindex, program));
+    match running {
+        Ok(Some(running)) if running == asked => {}
+        Ok(Some(running)) => warn!(
+            interface = %settings.interface,
+            "xdp_mode = \"{}\" is not applied: the program attached earlier keeps running in {} mode (an interface cannot run native and generic XDP at once, so it cannot be swapped without a gap); `lb-decap cleanup` and a start apply it (a brief gap)",
+            settings.xdp_mode.name(),
+            running.name()
+        ),
+        Ok(None) => {
+            warn!(interface = %settings.interface, "the interface does not list the attached XDP program; its mode is unknown")
+        }
+        Err(error) => {
+            warn!(interface = %settings.interface, error = format!("{error:#}"), "could not read the attached XDP program's mode")
+        }
+    }
 }
 
 /// Whether a link is pinned at `path` and still attached to interface

@@ -8,6 +8,7 @@ use clap::{CommandFactory as _, Parser, Subcommand};
 use lb_decap::{
     config::{Attach, Settings},
     dataplane::{self, Applied},
+    maps,
     pins::PinDir,
     signals::{Request, Signals},
     status,
@@ -205,10 +206,7 @@ fn foreground(config: &Path, pins: &PinDir) -> anyhow::Result<()> {
                 info!("SIGHUP: reloading");
                 match apply(config, pins) {
                     Ok((_, applied)) => snapshot = applied,
-                    Err(e) => error!(
-                        error = format!("{e:#}"),
-                        "reload failed; the previous configuration stays in force"
-                    ),
+                    Err(e) => error!(error = format!("{e:#}"), "{}", reload_failed(&e)),
                 }
             }
             Some(Request::Stop) => {
@@ -233,6 +231,17 @@ fn foreground(config: &Path, pins: &PinDir) -> anyhow::Result<()> {
                 }
             },
         }
+    }
+}
+
+/// What a failed reload leaves in force, in words for its log line: the
+/// previous configuration, unless the maps could be neither updated nor
+/// put back.
+fn reload_failed(error: &anyhow::Error) -> &'static str {
+    if error.downcast_ref::<maps::PartlyApplied>().is_some() {
+        "reload failed half-way: the maps hold part of the new configuration (`lb-decap status` shows what is in force)"
+    } else {
+        "reload failed; the previous configuration stays in force"
     }
 }
 

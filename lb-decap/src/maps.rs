@@ -1,10 +1,12 @@
 //! The decap program's maps, typed, from a freshly loaded object or from
 //! their pins: written in place (new entries first, stale ones after, so a
-//! change never opens a gap) and read back for `status`.
+//! change never opens a gap; stale ones first where the new would not fit
+//! otherwise), put back as they were if a write fails, and read back for
+//! `status`.
 
 use std::{collections::HashSet, hash::Hash, net::IpAddr};
 
-use anyhow::{anyhow, Context as _};
+use anyhow::{anyhow, bail, Context as _};
 use aya::maps::{
     lpm_trie::{Key, LpmTrie},
     Array, HashMap, Map, MapData, PerCpuArray,
@@ -12,7 +14,10 @@ use aya::maps::{
 use aya::Pod;
 use lb_common::{
     consts::{AF_INET, AF_INET6},
-    decap::{names, DecapAddr, DecapConfig, DecapCounter, DECAP_F_SOURCES, DECAP_SOURCES_MAX},
+    decap::{
+        names, DecapAddr, DecapConfig, DecapCounter, DECAP_ADDRS_MAX, DECAP_F_SOURCES,
+        DECAP_SOURCES_MAX, DECAP_VIPS_MAX,
+    },
     VipKey,
 };
 
@@ -109,82 +114,103 @@ impl<T: std::borrow::BorrowMut<MapData>> Maps<T> {
     /// Makes the maps say what `settings` says: entries added first, then
     /// the config, then stale entries removed (so sources turned on are in
     /// their tries before the flag, and the flag is off before the tries
-    /// empty).
+    /// empty). A map that cannot hold its new entries next to its stale
+    /// ones (a change near `DECAP_ADDRS_MAX`/`DECAP_VIPS_MAX`/
+    /// `DECAP_SOURCES_MAX`) loses its stale entries first. If a write
+    /// fails, the maps are put back as they were (the error says so) or,
+    /// if that fails too, the error is a [`PartlyApplied`].
     pub fn sync(&mut self, settings: &Settings) -> anyhow::Result<()> {
-        let want_addrs: HashSet<DecapAddr> =
-            settings.addresses.iter().map(|a| decap_addr(*a)).collect();
-        let want_vips: HashSet<VipKey> = settings.vips.iter().map(vip_key).collect();
-        for addr in &want_addrs {
-            self.addrs
-                .insert(addr, 1, 0)
-                .with_context(|| format!("adding an address to {}", names::MAP_DECAP_ADDRS))?;
+        let want = Contents::of(settings);
+        let before = self
+            .contents()
+            .context("reading the maps before changing them (nothing changed)")?;
+        let Err(error) = self.write(&want) else {
+            return Ok(());
+        };
+        match self.write(&before) {
+            Ok(()) => Err(error.context(
+                "updating the maps failed; they were put back as they were (the previous configuration stays in force)",
+            )),
+            Err(restore) => Err(anyhow::Error::new(PartlyApplied { error, restore })),
         }
-        for vip in &want_vips {
-            self.vips
-                .insert(vip, 1, 0)
-                .with_context(|| format!("adding a VIP to {}", names::MAP_DECAP_VIPS))?;
-        }
-        let want4: HashSet<(u32, [u8; 4])> = settings
-            .sources
-            .iter()
-            .filter_map(|p| match p.addr {
-                IpAddr::V4(a) => Some((u32::from(p.len), a.octets())),
-                IpAddr::V6(_) => None,
-            })
-            .collect();
-        let want6: HashSet<(u32, [u8; 16])> = settings
-            .sources
-            .iter()
-            .filter_map(|p| match p.addr {
-                IpAddr::V6(a) => Some((u32::from(p.len), a.octets())),
-                IpAddr::V4(_) => None,
-            })
-            .collect();
+    }
+
+    /// What the maps hold now.
+    fn contents(&self) -> anyhow::Result<Contents> {
+        let keys4 = self.sources4.keys().collect::<Result<Vec<_>, _>>();
+        let keys6 = self.sources6.keys().collect::<Result<Vec<_>, _>>();
+        Ok(Contents {
+            addrs: self
+                .addrs
+                .keys()
+                .collect::<Result<_, _>>()
+                .with_context(|| format!("reading {}", names::MAP_DECAP_ADDRS))?,
+            vips: self
+                .vips
+                .keys()
+                .collect::<Result<_, _>>()
+                .with_context(|| format!("reading {}", names::MAP_DECAP_VIPS))?,
+            config: self.config()?,
+            sources4: keys4
+                .with_context(|| format!("reading {}", names::MAP_DECAP_SOURCES_V4))?
+                .iter()
+                .map(|k| (k.prefix_len(), k.data()))
+                .collect(),
+            sources6: keys6
+                .with_context(|| format!("reading {}", names::MAP_DECAP_SOURCES_V6))?
+                .iter()
+                .map(|k| (k.prefix_len(), k.data()))
+                .collect(),
+        })
+    }
+
+    /// Writes `want` in the order `sync` describes.
+    fn write(&mut self, want: &Contents) -> anyhow::Result<()> {
+        add_keys(
+            &mut self.addrs,
+            &want.addrs,
+            DECAP_ADDRS_MAX,
+            names::MAP_DECAP_ADDRS,
+        )?;
+        add_keys(
+            &mut self.vips,
+            &want.vips,
+            DECAP_VIPS_MAX,
+            names::MAP_DECAP_VIPS,
+        )?;
         // The tries hold at most DECAP_SOURCES_MAX prefixes each: an entry
         // already there is not added again, and when the new ones would not
         // fit next to the stale ones, the stale ones go first (only while
         // the check stays on: turned off, the flag goes before the tries
         // empty).
-        let check_on = settings.config.flags & DECAP_F_SOURCES != 0;
+        let check_on = want.config.flags & DECAP_F_SOURCES != 0;
         add_prefixes(
             &mut self.sources4,
-            &want4,
+            &want.sources4,
             check_on,
             names::MAP_DECAP_SOURCES_V4,
         )?;
         add_prefixes(
             &mut self.sources6,
-            &want6,
+            &want.sources6,
             check_on,
             names::MAP_DECAP_SOURCES_V6,
         )?;
         self.config
-            .set(0, settings.config, 0)
+            .set(0, want.config, 0)
             .with_context(|| format!("writing {}", names::MAP_DECAP_CONFIG))?;
-        remove_stale_prefixes(&mut self.sources4, &want4, names::MAP_DECAP_SOURCES_V4)?;
-        remove_stale_prefixes(&mut self.sources6, &want6, names::MAP_DECAP_SOURCES_V6)?;
-        let stale_addrs: Vec<DecapAddr> = self
-            .addrs
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|a| !want_addrs.contains(a))
-            .collect();
-        for addr in stale_addrs {
-            self.addrs
-                .remove(&addr)
-                .with_context(|| format!("removing an address from {}", names::MAP_DECAP_ADDRS))?;
-        }
-        let stale_vips: Vec<VipKey> = self
-            .vips
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|v| !want_vips.contains(v))
-            .collect();
-        for vip in stale_vips {
-            self.vips
-                .remove(&vip)
-                .with_context(|| format!("removing a VIP from {}", names::MAP_DECAP_VIPS))?;
-        }
+        remove_stale_prefixes(
+            &mut self.sources4,
+            &want.sources4,
+            names::MAP_DECAP_SOURCES_V4,
+        )?;
+        remove_stale_prefixes(
+            &mut self.sources6,
+            &want.sources6,
+            names::MAP_DECAP_SOURCES_V6,
+        )?;
+        remove_stale_keys(&mut self.addrs, &want.addrs, names::MAP_DECAP_ADDRS)?;
+        remove_stale_keys(&mut self.vips, &want.vips, names::MAP_DECAP_VIPS)?;
         Ok(())
     }
 
@@ -255,6 +281,128 @@ impl<T: std::borrow::BorrowMut<MapData>> Maps<T> {
     }
 }
 
+/// Everything `sync` writes: what the maps are to hold, or held before.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Contents {
+    addrs: HashSet<DecapAddr>,
+    vips: HashSet<VipKey>,
+    config: DecapConfig,
+    sources4: HashSet<(u32, [u8; 4])>,
+    sources6: HashSet<(u32, [u8; 16])>,
+}
+
+impl Contents {
+    /// What `settings` asks the maps to hold.
+    fn of(settings: &Settings) -> Self {
+        Self {
+            addrs: settings.addresses.iter().map(|a| decap_addr(*a)).collect(),
+            vips: settings.vips.iter().map(vip_key).collect(),
+            config: settings.config,
+            sources4: settings
+                .sources
+                .iter()
+                .filter_map(|p| match p.addr {
+                    IpAddr::V4(a) => Some((u32::from(p.len), a.octets())),
+                    IpAddr::V6(_) => None,
+                })
+                .collect(),
+            sources6: settings
+                .sources
+                .iter()
+                .filter_map(|p| match p.addr {
+                    IpAddr::V6(a) => Some((u32::from(p.len), a.octets())),
+                    IpAddr::V4(_) => None,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A `sync` that failed half-way and could not put the maps back either:
+/// they hold part of the new configuration and part of the old, so the
+/// caller must not say the previous one stays in force.
+#[derive(Debug)]
+pub struct PartlyApplied {
+    error: anyhow::Error,
+    restore: anyhow::Error,
+}
+
+impl std::fmt::Display for PartlyApplied {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "updating the maps failed ({:#}), and putting them back failed too ({:#}): they hold part of the new configuration and part of the old (`lb-decap status` shows which)",
+            self.error, self.restore
+        )
+    }
+}
+
+impl std::error::Error for PartlyApplied {}
+
+/// Adds to the hash map `map` (at most `max` entries, preallocated: a new
+/// key does not fit in a full one) the keys of `want` it lacks. When they
+/// would not fit next to the stale ones, the stale ones are removed first
+/// (nothing wanted is ever missing meanwhile). More than `max` wanted is
+/// refused before anything changes.
+fn add_keys<T, K>(
+    map: &mut HashMap<T, K, u32>,
+    want: &HashSet<K>,
+    max: u32,
+    name: &str,
+) -> anyhow::Result<()>
+where
+    T: std::borrow::BorrowMut<MapData>,
+    K: Pod + Eq + Hash,
+{
+    if want.len() > max as usize {
+        bail!(
+            "{} entries wanted in {name}, which holds at most {max}",
+            want.len()
+        );
+    }
+    let present: HashSet<K> = map
+        .keys()
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("reading {name}"))?;
+    let add: Vec<&K> = want.difference(&present).collect();
+    if present.len() + add.len() > max as usize {
+        remove_stale_keys(map, want, name)?;
+    }
+    for key in add {
+        map.insert(key, 1, 0).with_context(|| {
+            format!(
+                "adding an entry to {name} (it holds at most {max}; {} wanted)",
+                want.len()
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// Removes from the hash map `map` the keys not in `want`.
+fn remove_stale_keys<T, K>(
+    map: &mut HashMap<T, K, u32>,
+    want: &HashSet<K>,
+    name: &str,
+) -> anyhow::Result<()>
+where
+    T: std::borrow::BorrowMut<MapData>,
+    K: Pod + Eq + Hash,
+{
+    let stale: Vec<K> = map
+        .keys()
+        .collect::<Result<Vec<K>, _>>()
+        .with_context(|| format!("reading {name}"))?
+        .into_iter()
+        .filter(|k| !want.contains(k))
+        .collect();
+    for key in stale {
+        map.remove(&key)
+            .with_context(|| format!("removing an entry from {name}"))?;
+    }
+    Ok(())
+}
+
 /// Adds to `trie` the prefixes of `want` it lacks. When they would not fit
 /// next to the stale ones (more than `DECAP_SOURCES_MAX` at once) and
 /// `check_on`, the stale ones are removed first.
@@ -278,8 +426,9 @@ where
         remove_stale_prefixes(trie, want, name)?;
     }
     for (len, data) in add {
-        trie.insert(&Key::new(*len, *data), 1, 0)
-            .with_context(|| format!("adding a prefix to {name}"))?;
+        trie.insert(&Key::new(*len, *data), 1, 0).with_context(|| {
+            format!("adding a prefix to {name} (it holds at most {DECAP_SOURCES_MAX})")
+        })?;
     }
     Ok(())
 }
@@ -386,6 +535,107 @@ mod tests {
     ) -> anyhow::Result<()> {
         add_prefixes(trie, want, check_on, "test")?;
         remove_stale_prefixes(trie, want, "test")
+    }
+
+    /// The keys `map` holds.
+    fn keys_of(map: &HashMap<MapData, u32, u32>) -> HashSet<u32> {
+        map.keys().map(|k| k.expect("key")).collect()
+    }
+
+    /// What `sync` does to one hash map.
+    fn sync_map(
+        map: &mut HashMap<MapData, u32, u32>,
+        want: &HashSet<u32>,
+        max: u32,
+    ) -> anyhow::Result<()> {
+        add_keys(map, want, max, "TEST")?;
+        remove_stale_keys(map, want, "TEST")
+    }
+
+    #[test]
+    fn a_full_hash_map_takes_a_set_differing_by_one_and_a_disjoint_one() {
+        // Preallocated, as DECAP_ADDRS and DECAP_VIPS: full, it refuses a
+        // new key (E2BIG) even while stale ones are about to go.
+        const MAX: u32 = 16;
+        let mut map =
+            HashMap::<MapData, u32, u32>::create(MAX, 0).expect("a hash map (runs as root)");
+        let full: HashSet<u32> = (0..MAX).collect();
+        sync_map(&mut map, &full, MAX).expect("full");
+        assert_eq!(keys_of(&map), full);
+        let one_changed: HashSet<u32> = (1..=MAX).collect();
+        sync_map(&mut map, &one_changed, MAX).expect("one changed");
+        assert_eq!(keys_of(&map), one_changed);
+        let disjoint: HashSet<u32> = (100..100 + MAX).collect();
+        sync_map(&mut map, &disjoint, MAX).expect("a disjoint set");
+        assert_eq!(keys_of(&map), disjoint);
+        // More than it holds: refused, the limit named, nothing changed.
+        let too_many: HashSet<u32> = (0..=MAX).collect();
+        let error = format!("{:#}", sync_map(&mut map, &too_many, MAX).expect_err("17"));
+        assert!(
+            error.contains("17 entries wanted in TEST, which holds at most 16"),
+            "{error}"
+        );
+        assert_eq!(keys_of(&map), disjoint);
+    }
+
+    /// Settings with `vips` (TCP port 80 of 198.18.0.0 + i) and `sources`.
+    fn settings(vips: std::ops::Range<u32>, sources: Vec<Prefix>) -> Settings {
+        let flags = lb_common::decap::DECAP_F_IPIP
+            | if sources.is_empty() {
+                0
+            } else {
+                DECAP_F_SOURCES
+            };
+        Settings {
+            interface: "lo".to_owned(),
+            attach: crate::config::Attach::Xdp,
+            xdp_mode: crate::config::XdpMode::Auto,
+            addresses: vec!["198.19.2.11".parse().expect("address")],
+            addresses_from_interface: false,
+            sources,
+            vips: vips
+                .map(|i| Vip {
+                    addr: IpAddr::from((u32::from_be_bytes([198, 18, 0, 0]) + i).to_be_bytes()),
+                    port: 80,
+                    proto: lb_common::consts::IPPROTO_TCP,
+                })
+                .collect(),
+            config: DecapConfig { gue_port: 0, flags },
+        }
+    }
+
+    #[test]
+    fn the_decap_maps_take_a_change_at_their_limit_and_a_failed_write_is_undone() {
+        let mut ebpf = crate::dataplane::load_object().expect("the decap object (runs as root)");
+        let mut taken = take(&mut ebpf).expect("maps");
+        let mut maps = Maps::borrowed(&mut taken).expect("views");
+        let max = DECAP_VIPS_MAX;
+        let source: Prefix = "198.18.200.0/24".parse().expect("prefix");
+        let full = settings(0..max, vec![source]);
+        maps.sync(&full).expect("full");
+        assert_eq!(maps.vips(), full.vips);
+        let shifted = settings(1..max + 1, vec![source]);
+        maps.sync(&shifted).expect("one VIP changed at the limit");
+        assert_eq!(maps.vips(), shifted.vips);
+        let disjoint = settings(max..2 * max, vec![source]);
+        maps.sync(&disjoint).expect("a disjoint set at the limit");
+        assert_eq!(maps.vips(), disjoint.vips);
+        let before = maps.contents().expect("contents");
+        // A write the kernel refuses half-way (an IPv4 prefix of 33 bits,
+        // which no valid file yields), after the VIPs changed: undone.
+        let bad = settings(
+            0..max,
+            vec![Prefix {
+                addr: "198.18.201.0".parse().expect("address"),
+                len: 33,
+            }],
+        );
+        let error = format!("{:#}", maps.sync(&bad).expect_err("33 bits"));
+        assert!(
+            error.contains("put back as they were") && error.contains("DECAP_SOURCES_V4"),
+            "{error}"
+        );
+        assert_eq!(maps.contents().expect("contents"), before);
     }
 
     #[test]

@@ -7,7 +7,13 @@ use std::{fmt::Write as _, net::IpAddr};
 use anyhow::bail;
 use lb_common::decap::{DecapConfig, DECAP_F_GUE, DECAP_F_IPIP, DECAP_F_SOURCES};
 
-use crate::{config::Vip, dataplane::link_program, maps::Maps, pins::PinDir, sources::Prefix};
+use crate::{
+    config::{Attach, Vip},
+    dataplane::link_program,
+    maps::Maps,
+    pins::PinDir,
+    sources::Prefix,
+};
 
 /// The status report as text (one `key: value` per line; counters as
 /// `counter NAME VALUE`, stable for scripts).
@@ -28,8 +34,9 @@ pub fn report(pins: &PinDir) -> anyhow::Result<String> {
         match link_program(&path) {
             Ok(id) => writeln!(
                 out,
-                "attached: {} on {interface} (program id {id})",
-                attach.name()
+                "attached: {} on {interface} (program id {id}{})",
+                attach.name(),
+                running_mode(attach, &path, id)
             )?,
             Err(error) => writeln!(
                 out,
@@ -48,6 +55,22 @@ pub fn report(pins: &PinDir) -> anyhow::Result<String> {
         writeln!(out, "counter {} {value}", counter.name())?;
     }
     Ok(out)
+}
+
+/// For an XDP link, `, mode native` (or `generic`, `offload`): the mode
+/// the program was attached in, which a changed `xdp_mode` does not alter
+/// (`lb-decap cleanup` and a start do); nothing for tc.
+fn running_mode(attach: Attach, link: &std::path::Path, program_id: u32) -> String {
+    if attach != Attach::Xdp {
+        return String::new();
+    }
+    let mode = crate::link::pinned_target(link)
+        .and_then(|t| crate::interface::xdp_running(t.ifindex, program_id));
+    match mode {
+        Ok(Some(mode)) => format!(", mode {}", mode.name()),
+        Ok(None) => ", mode unknown: the interface does not list the program".to_owned(),
+        Err(error) => format!(", mode unknown: {error:#}"),
+    }
 }
 
 /// What the program unwraps, one `key: value` per line (`ipip`, `gue`,

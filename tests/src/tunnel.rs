@@ -246,12 +246,15 @@ fn decap_config_path(lab: &Lab, backend: &Host) -> PathBuf {
     lab.dir.join(format!("decap-{}.toml", backend.name))
 }
 
-/// The config file of `backend`'s lb-decap: its own addresses and every
-/// VIP of the lab, IPIP and GUE on `GUE_PORT`.
+/// The config file of `backend`'s lb-decap: its own addresses, lbd's
+/// tunnel source prefixes as `sources` (as production should: only the
+/// balancers' packets are unwrapped), every VIP of the lab, IPIP and GUE
+/// on `GUE_PORT`.
 fn decap_config(backend: &Host) -> String {
     format!(
         "interface = \"eth0\"\nattach = \"xdp\"\nipip = true\ngue = true\ngue_port = {GUE_PORT}\n\
          addresses = [\"{}\", \"{}\"]\n\
+         sources = [\"{SOURCE4}\", \"{SOURCE6}\"]\n\
          vips = [\"{VIP4}:{HTTP_PORT}/tcp\", \"[{VIP6}]:{HTTP_PORT}/tcp\", \"{VIP4_IN6}:{HTTP_PORT}/tcp\"]\n",
         backend.ipv4, backend.ipv6,
     )

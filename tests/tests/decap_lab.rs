@@ -605,3 +605,76 @@ fn lb_decap_at_tc_passes_to_the_next_tcx_program_and_pulls_long_chains() {
         "{after}"
     );
 }
+
+#[test]
+fn lb_decap_shows_the_running_xdp_mode_and_warns_when_the_config_asks_another() {
+    let lab = DecapLab::start().expect("decap lab");
+    lab.set_mode(RelayMode {
+        wrap: Wrap::Ipip,
+        outer_v6: false,
+    });
+    let with_mode = |mode: &str| {
+        lab.write_config(
+            &format!("{mode}.toml"),
+            &format!(
+                "interface = \"eth0\"\nattach = \"xdp\"\nxdp_mode = \"{mode}\"\nvips = [{VIPS}]\n"
+            ),
+        )
+        .expect("config")
+    };
+    let apply = |path: &std::path::Path| -> String {
+        let (code, _, stderr) = outcome(
+            &lab.lb_decap(&["apply", "--config", &path.to_string_lossy()])
+                .expect("apply"),
+        );
+        assert_eq!(code, 0, "apply {}: {stderr}", path.display());
+        stderr
+    };
+    let (generic, native) = (with_mode("generic"), with_mode("native"));
+    apply(&generic);
+    // `ip link` is the independent witness of the mode: its first line
+    // says `xdp` (native) or `xdpgeneric`.
+    let ip_link_mode = || -> String {
+        let link = lab.backend_link().expect("link");
+        let first = link.lines().next().unwrap_or("").to_owned();
+        first
+            .split_whitespace()
+            .find(|w| w.starts_with("xdp"))
+            .unwrap_or_else(|| panic!("no XDP mode in {link}"))
+            .to_owned()
+    };
+    assert_eq!(ip_link_mode(), "xdpgeneric");
+    let line = attached_line(&status(&lab));
+    assert!(line.ends_with(", mode generic)"), "{line}");
+    assert_eq!(
+        lab.request(VIP4.into()).expect("served in generic mode"),
+        format!("served {VIP4} for {CLIENT4}")
+    );
+
+    // Native asked of the running generic link: kept (no gap), and said.
+    let stderr = apply(&native);
+    assert!(
+        stderr.contains(
+            "xdp_mode = \"native\" is not applied: the program attached earlier keeps running in generic mode"
+        ) && stderr.contains("`lb-decap cleanup` and a start apply it"),
+        "{stderr}"
+    );
+    assert_eq!(attached_line(&status(&lab)), line, "the same program, mode");
+    assert_eq!(ip_link_mode(), "xdpgeneric");
+    // Asking for the running mode, or for "auto", says nothing.
+    assert!(!apply(&generic).contains("is not applied"));
+    assert!(!apply(&with_mode("auto")).contains("is not applied"));
+
+    // Cleanup and a start apply it.
+    let (code, _, stderr) = outcome(&lab.lb_decap(&["cleanup"]).expect("cleanup"));
+    assert_eq!(code, 0, "{stderr}");
+    apply(&native);
+    assert_eq!(ip_link_mode(), "xdp");
+    let line = attached_line(&status(&lab));
+    assert!(line.ends_with(", mode native)"), "{line}");
+    assert!(!apply(&native).contains("is not applied"));
+    assert_eq!(
+        lab.request(VIP4.into()).expect("served in native mode"),
+        format!("served {VIP4} for {CLIENT4}")
+    );
+}

@@ -17,6 +17,7 @@ use std::net::IpAddr;
 
 use lb_common::tunnel::GUE_PORT_DEFAULT;
 use lb_tests::{
+    craft::{bytes, ip_packet, proto as craft_proto, Ip, Layer, Upper},
     decapbed::{gue0_header, ip_of, settings, DecapBed, Encap},
     packet::{self, Flow, ACK, CLIENT_MAC, LB_MAC, SYN},
     testbed::Hook,
@@ -130,4 +131,50 @@ pub(crate) fn inner_icmp_error(vip: &str, port: u16, quoted_src: &str) -> Vec<u8
             .expect("icmpv4");
     }
     ip_of(&out)
+}
+
+/// The VIP's reply from `vip`:`port` to the client over `proto` (TCP or
+/// UDP), as a router quotes it in an error about it; `frag`: the IPv4
+/// fragment field (IPv6 ignores it).
+pub(crate) fn vip_reply(vip: &str, port: u16, proto: u8, frag: u16) -> Vec<Layer> {
+    let client = if vip.contains(':') { CLIENT6 } else { CLIENT4 };
+    let mut header = Ip::new(ip(vip), ip(client));
+    header.frag = frag;
+    let upper = match proto {
+        craft_proto::TCP => Upper::Tcp {
+            sport: port,
+            dport: 40_000,
+            flags: lb_tests::craft::tcp_flag::ACK,
+            payload: b"data".to_vec(),
+        },
+        craft_proto::UDP => Upper::Udp {
+            sport: port,
+            dport: 40_000,
+            payload: b"answer".to_vec(),
+        },
+        other => Upper::Other {
+            proto: other,
+            bytes: vec![0; 16],
+        },
+    };
+    ip_packet(&header, &upper)
+}
+
+/// An ICMP (IPv4 VIP) or ICMPv6 (IPv6 VIP) message of `kind`/`code` from
+/// a router to `vip`, quoting `quoted`: the inner IP packet.
+pub(crate) fn inner_icmp(vip: &str, kind: u8, code: u8, quoted: Vec<Layer>) -> Vec<u8> {
+    let router = if vip.contains(':') {
+        "2001:2:0:9::1"
+    } else {
+        "198.18.9.1"
+    };
+    bytes(&ip_packet(
+        &Ip::new(ip(router), ip(vip)),
+        &Upper::Icmp {
+            kind,
+            code,
+            rest: [0, 0, 5, 0x78],
+            body: quoted,
+        },
+    ))
 }

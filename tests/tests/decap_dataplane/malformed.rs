@@ -3,6 +3,7 @@
 
 use lb_common::decap::DecapCounter;
 use lb_tests::{
+    craft::checksum,
     decapbed::{
         ethernet, outer_ip, tunnel_frame, Encap, BACKEND_V4, BACKEND_V6, LB_OUTER_V4, LB_OUTER_V6,
     },
@@ -152,6 +153,123 @@ fn zero_lengths_pass_untouched() {
                 &zero_length(frame.clone()),
                 action::PASS,
                 DecapCounter::PassNotTunnel,
+            );
+        }
+    }
+}
+
+/// `inner` (an IP packet) cut to `len` bytes with its own length field
+/// made to match (and, for IPv4, its checksum).
+fn inner_cut(inner: &[u8], len: usize) -> Vec<u8> {
+    let mut out = inner[..len].to_vec();
+    if out[0] >> 4 == 4 {
+        out[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+        out[10] = 0;
+        out[11] = 0;
+        let c = checksum(&[&out[..20]]);
+        out[10..12].copy_from_slice(&c.to_be_bytes());
+    } else {
+        out[4..6].copy_from_slice(&((len - 40) as u16).to_be_bytes());
+    }
+    out
+}
+
+/// Sets the UDP length of the GUE frame `frame` (outer IPv4 without
+/// options, or IPv6).
+fn with_udp_len(frame: &[u8], len: u16) -> Vec<u8> {
+    let at = if frame[14] >> 4 == 4 {
+        14 + 20
+    } else {
+        14 + 40
+    };
+    let mut out = frame.to_vec();
+    out[at + 4..at + 6].copy_from_slice(&len.to_be_bytes());
+    out
+}
+
+/// Length fields that contradict each other, outer or inner, each alone
+/// in an otherwise whole packet: dropped as malformed at both hooks.
+#[test]
+fn lengths_that_contradict_each_other_are_dropped_as_malformed() {
+    let tcp4 = inner_tcp(VIP4, 80);
+    let tcp6 = inner_tcp(VIP6, 80);
+    let udp4 = crate::inner_udp(VIP4, 53);
+    let udp6 = crate::inner_udp(VIP6, 53);
+    let ipip = tunnel_frame(BACKEND_V4, Encap::Ipip, &tcp4);
+    let ip6ip6 = tunnel_frame(BACKEND_V6, Encap::Ipip, &tcp6);
+    let gue4 = tunnel_frame(BACKEND_V4, gue1(), &tcp4);
+    let gue6 = tunnel_frame(BACKEND_V6, gue1(), &tcp6);
+    let mut short_total = ipip.clone();
+    short_total[16..18].copy_from_slice(&19u16.to_be_bytes());
+    packet::fix_ipv4_checksum(&mut short_total);
+    // An outer IPv6 fragment header of 8 bytes in a payload of 4: cut by
+    // the frame's end, or by the payload length with bytes after it.
+    let fragment_cut = |present: usize| {
+        let mut payload = vec![4, 0, 0, 0];
+        payload.resize(present, 0);
+        let mut outer = outer_ip(ip(LB_OUTER_V6), ip(BACKEND_V6), 44, payload.len());
+        outer[4..6].copy_from_slice(&4u16.to_be_bytes());
+        ethernet(CLIENT_MAC, LB_MAC, &[outer, payload].concat())
+    };
+    let mut inner_short_total = tcp4.clone();
+    inner_short_total[2..4].copy_from_slice(&19u16.to_be_bytes());
+    let cases = [
+        (
+            "outer version 4 in an ipv6 frame",
+            packet::with_byte(&ip6ip6, 14, 0x40),
+        ),
+        ("outer total length below its header", short_total),
+        ("v6 fragment header cut by the frame", fragment_cut(4)),
+        (
+            "v6 fragment header cut by the payload length",
+            fragment_cut(12),
+        ),
+        ("gue v4 udp length 0", with_udp_len(&gue4, 0)),
+        ("gue v4 udp length 4", with_udp_len(&gue4, 4)),
+        ("gue v6 udp length 7", with_udp_len(&gue6, 7)),
+        (
+            "gue v4 udp length one short of the inner packet",
+            with_udp_len(&gue4, (8 + tcp4.len() - 1) as u16),
+        ),
+        (
+            "gue v6 udp length one short of the inner packet",
+            with_udp_len(&gue6, (8 + tcp6.len() - 1) as u16),
+        ),
+        ("inner ihl 4", packet::with_byte(&ipip, 34, 0x44)),
+        (
+            "inner total length below its header",
+            tunnel_frame(BACKEND_V4, Encap::Ipip, &inner_short_total),
+        ),
+        (
+            "inner udp header cut short",
+            tunnel_frame(BACKEND_V4, Encap::Ipip, &inner_cut(&udp4, 20 + 4)),
+        ),
+        (
+            "inner udp header cut short, in gue",
+            tunnel_frame(BACKEND_V4, gue1(), &inner_cut(&udp4, 20 + 7)),
+        ),
+        (
+            "inner tcp header cut short",
+            tunnel_frame(BACKEND_V4, Encap::Ipip, &inner_cut(&tcp4, 20 + 19)),
+        ),
+        (
+            "inner v6 udp header cut short",
+            tunnel_frame(BACKEND_V6, Encap::Ipip, &inner_cut(&udp6, 40 + 4)),
+        ),
+        (
+            "inner v6 tcp header cut short, in gue",
+            tunnel_frame(BACKEND_V6, gue1(), &inner_cut(&tcp6, 40 + 12)),
+        ),
+    ];
+    for hook in Hook::ALL {
+        let mut bed = bed(hook);
+        for (what, frame) in &cases {
+            assert_refused(
+                &mut bed,
+                what,
+                frame,
+                action::DROP,
+                DecapCounter::DropMalformed,
             );
         }
     }

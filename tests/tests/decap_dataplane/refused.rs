@@ -3,11 +3,14 @@
 //! tunnel packet (passed), an encapsulation turned off, and GUE it does
 //! not speak: a tunnel is not an open relay.
 
+use std::net::IpAddr;
+
 use lb_common::{
-    decap::{DecapCounter, DECAP_F_GUE, DECAP_F_IPIP},
+    decap::{DecapCounter, DECAP_F_GUE, DECAP_F_IPIP, DECAP_VIPS_MAX},
     tunnel::GUE_PORT_DEFAULT,
 };
 use lb_tests::{
+    craft::{frame_bytes, proto, Ext, Ip, Kind, Layer, Upper},
     decapbed::{
         ethernet, ip_of, outer_ip, settings, tunnel_frame, DecapBed, Encap, BACKEND_V4, BACKEND_V6,
         LB_OUTER_V4,
@@ -17,8 +20,10 @@ use lb_tests::{
 };
 
 use crate::{
-    bed, checks::assert_refused, flow, gue0, gue1, inner_icmp_error, inner_tcp, inner_udp, ip,
-    CLIENT4, VIP4, VIP6, VIPS,
+    bed,
+    checks::{assert_refused, assert_unwrapped, run_case},
+    flow, gue0, gue1, inner_icmp, inner_icmp_error, inner_tcp, inner_udp, ip, vip_reply, CLIENT4,
+    CLIENT6, VIP4, VIP6, VIPS,
 };
 
 #[test]
@@ -89,6 +94,31 @@ fn inner_packets_for_no_vip_are_dropped() {
         (
             "icmpv6 error quoting another source",
             inner_icmp_error(VIP6, 80, "2001:2::101"),
+        ),
+        (
+            "icmp error quoting the VIP's icmp",
+            inner_icmp(VIP4, 3, 4, vip_reply(VIP4, 80, proto::ICMP, 0x4000)),
+        ),
+        (
+            "icmp error quoting a non-first fragment",
+            inner_icmp(VIP4, 3, 4, vip_reply(VIP4, 80, proto::TCP, 0x0010)),
+        ),
+        (
+            "icmp time-exceeded about an unserved udp port",
+            inner_icmp(VIP4, 11, 0, vip_reply(VIP4, 54, proto::UDP, 0x4000)),
+        ),
+        (
+            "icmpv6 error quoting the VIP's icmpv6",
+            inner_icmp(VIP6, 2, 0, vip_reply(VIP6, 80, proto::ICMPV6, 0)),
+        ),
+        (
+            "icmpv6 echo request to the VIP",
+            inner_icmp(
+                VIP6,
+                128,
+                0,
+                vec![Layer::new(Kind::Payload, b"ping".to_vec())],
+            ),
         ),
     ];
     for hook in Hook::ALL {
@@ -163,6 +193,35 @@ fn what_is_no_tunnel_packet_passes_untouched() {
                 ),
             ),
             ("6in4 (sit)", sixin4.clone()),
+            (
+                "plain tcp v6 to the backend",
+                packet::tcp(&flow(CLIENT6, BACKEND_V6, 22), SYN, None, b""),
+            ),
+            (
+                "udp v6 to the backend's other port",
+                packet::udp(&flow(CLIENT6, BACKEND_V6, 53), None, b"q"),
+            ),
+            ("icmpv6 neighbour solicitation", icmpv6_to_backend(135)),
+            ("icmpv6 echo request", icmpv6_to_backend(128)),
+            (
+                "tcp v6 behind a hop-by-hop header",
+                v6_to_backend(vec![Ext::hop_by_hop()], tcp_to_backend()),
+            ),
+            (
+                "tcp v6 first fragment",
+                v6_to_backend(vec![Ext::fragment(0, true)], tcp_to_backend()),
+            ),
+            (
+                "udp v6 first fragment to another port",
+                v6_to_backend(
+                    vec![Ext::fragment(0, true)],
+                    Upper::Udp {
+                        sport: 40_000,
+                        dport: 53,
+                        payload: b"query".to_vec(),
+                    },
+                ),
+            ),
         ] {
             assert_refused(
                 &mut bed,
@@ -250,6 +309,91 @@ fn gue_it_does_not_speak_is_dropped() {
                 &frame,
                 action::DROP,
                 DecapCounter::DropUnsupported,
+            );
+        }
+    }
+}
+
+/// An IPv6 frame from the client to the backend's own address with
+/// extension headers `ext`, carrying `upper`.
+fn v6_to_backend(ext: Vec<Ext>, upper: Upper) -> Vec<u8> {
+    let mut header = Ip::new(ip(CLIENT6), ip(BACKEND_V6));
+    header.ext = ext;
+    frame_bytes(&[], &header, &upper)
+}
+
+/// A TCP SYN to the backend's port 22.
+fn tcp_to_backend() -> Upper {
+    Upper::Tcp {
+        sport: 40_000,
+        dport: 22,
+        flags: lb_tests::craft::tcp_flag::SYN,
+        payload: Vec::new(),
+    }
+}
+
+/// An ICMPv6 message of `kind` from the backend's router to its address
+/// (neighbour discovery, ping): never a tunnel packet.
+fn icmpv6_to_backend(kind: u8) -> Vec<u8> {
+    let IpAddr::V6(target) = ip(BACKEND_V6) else {
+        unreachable!()
+    };
+    let mut header = Ip::new(ip("2001:2:0:2::1"), ip(BACKEND_V6));
+    header.ttl = 255;
+    frame_bytes(
+        &[],
+        &header,
+        &Upper::Icmp {
+            kind,
+            code: 0,
+            rest: [0; 4],
+            body: vec![Layer::new(Kind::Payload, target.octets().to_vec())],
+        },
+    )
+}
+
+/// `DECAP_VIPS_MAX` TCP port 80 VIPs from 198.18.4.0 + `first` on.
+fn many_vips(first: u32) -> Vec<String> {
+    let base = u32::from_be_bytes([198, 18, 4, 0]);
+    (first..first + DECAP_VIPS_MAX)
+        .map(|i| format!("{}:80/tcp", std::net::Ipv4Addr::from(base + i)))
+        .collect()
+}
+
+/// A full VIP map (`DECAP_VIPS_MAX`) takes a reload that changes one VIP
+/// and one that changes them all: the new VIPs are unwrapped, the removed
+/// ones dropped as no VIP's (a map that added before removing refused the
+/// first new key: E2BIG, half applied).
+#[test]
+fn a_full_vip_map_takes_a_change_of_one_and_of_all() {
+    let vip_of =
+        |i: u32| std::net::Ipv4Addr::from(u32::from_be_bytes([198, 18, 4, 0]) + i).to_string();
+    let max = DECAP_VIPS_MAX;
+    fn refs(v: &[String]) -> Vec<&str> {
+        v.iter().map(String::as_str).collect()
+    }
+    for hook in Hook::ALL {
+        let full = many_vips(0);
+        let mut bed = DecapBed::new(&settings(&refs(&full)), hook).expect("a full bed");
+        for (vips, added, removed) in [(many_vips(1), max, 0), (many_vips(max + 1), 2 * max, 1)] {
+            bed.apply(&settings(&refs(&vips)))
+                .unwrap_or_else(|e| panic!("{hook:?}: a change at the limit: {e:#}"));
+            let inner = inner_tcp(&vip_of(added), 80);
+            let what = format!("the new VIP {} ({hook:?})", vip_of(added));
+            let out = run_case(
+                &mut bed,
+                &what,
+                &tunnel_frame(BACKEND_V4, Encap::Ipip, &inner),
+                action::PASS,
+                DecapCounter::DecapIpip,
+            );
+            assert_unwrapped(&out, &inner, &what);
+            assert_refused(
+                &mut bed,
+                &format!("the removed VIP {}", vip_of(removed)),
+                &tunnel_frame(BACKEND_V4, Encap::Ipip, &inner_tcp(&vip_of(removed), 80)),
+                action::DROP,
+                DecapCounter::DropNotVip,
             );
         }
     }

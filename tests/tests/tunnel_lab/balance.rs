@@ -111,7 +111,12 @@ fn balances(lab: &Lab, what: &str, vip: TunnelVip, forwarding: &str) {
             "{what}: {} unwrapped {grew} packets ({counter}) for {served} connections",
             backend.name
         );
-        for refusal in ["drop_not_vip", "drop_malformed", "drop_unsupported"] {
+        for refusal in [
+            "drop_not_vip",
+            "drop_malformed",
+            "drop_unsupported",
+            "drop_not_source",
+        ] {
             assert_eq!(
                 count(new, refusal),
                 count(old, refusal),

@@ -95,6 +95,17 @@ fn checks_through_the_tunnel_take_out_a_backend_whose_decap_stopped() {
         assert_eq!(with.failed, 0, "{what}: {:?}", with.errors);
         assert_eq!(with.by_backend.len(), 2, "{what}: {:?}", with.by_backend);
         lab.interrupt(&name).expect("lbd stops");
+        // The checks came from lbd's tunnel sources, which lb-decap's
+        // `sources` admit: none refused for its source.
+        for backend in [&b1, &b2] {
+            let counters = tunnel::decap_counters(&lab, backend).expect("decap counters");
+            assert_eq!(
+                counters.get("drop_not_source"),
+                Some(&0),
+                "{what}: {}'s lb-decap {counters:?}",
+                backend.name
+            );
+        }
     }
     eprintln!("tunnel health test took {:?}", started.elapsed());
 }

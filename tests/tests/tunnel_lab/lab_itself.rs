@@ -48,6 +48,8 @@ fn the_tunnel_lab_runs_decap_on_every_routed_backend_and_leaves_nothing_behind()
             format!("address: {}", backend.ipv6),
             format!("vip: {VIP4}:{HTTP_PORT}/tcp"),
             format!("vip: [{VIP6}]:{HTTP_PORT}/tcp"),
+            format!("source: {}", tunnel::SOURCE4),
+            format!("source: {}", tunnel::SOURCE6),
         ] {
             assert!(
                 status.contains(&want),
