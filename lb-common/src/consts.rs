@@ -107,6 +107,11 @@ pub const CONFIG_F_NAT: u8 = 1;
 /// connection table, so a flood leaves that table to real connections.
 pub const CONFIG_F_SYN_FLOOD: u8 = 2;
 
+/// `SERVICE_ADDRS` value bit: the address is a VIP's (some port of it).
+pub const SERVICE_ADDR_F_VIP: u32 = 1;
+/// `SERVICE_ADDRS` value bit: the address is a NAT VIP's NAT address.
+pub const SERVICE_ADDR_F_NAT: u32 = 2;
+
 /// Refresh `FlowEntry::last_seen_ns` at most this often, so a tracked flow's
 /// packets rarely write to the shared connection table.
 pub const FLOW_TOUCH_INTERVAL_NS: u64 = 1_000_000_000;
@@ -197,6 +202,10 @@ pub mod names {
     pub const MAP_NAT_FLOWS: &str = "NAT_FLOWS";
     /// NAT source per VIP id (`NatSource`).
     pub const MAP_NAT_SOURCES: &str = "NAT_SOURCES";
+    /// Addresses the balancer serves, VIP and NAT addresses
+    /// (`ServiceAddr` -> `SERVICE_ADDR_F_*`): fragments to them are
+    /// dropped. Not pinned: lbd fills it before its program runs.
+    pub const MAP_SERVICE_ADDRS: &str = "SERVICE_ADDRS";
     /// Interfaces XDP may redirect to: ifindex -> ifindex (a devmap hash).
     pub const MAP_TX_PORTS: &str = "TX_PORTS";
     /// Tunnel settings (`TunnelConfig`, one entry).

@@ -25,7 +25,7 @@ pub mod vip_index;
 
 pub use maps::{
     Backend, BenchTemplate, DataplaneEvent, FlowEntry, FlowKey, LbConfig, NatEntry, NatSource,
-    TrafficCounters, VipKey, VipMeta, BENCH_TEMPLATE_MAX, BENCH_TEMPLATE_MAX_U32,
+    ServiceAddr, TrafficCounters, VipKey, VipMeta, BENCH_TEMPLATE_MAX, BENCH_TEMPLATE_MAX_U32,
 };
 pub use mode::Mode;
 pub use tunnel::{TunnelConfig, TunnelHop};

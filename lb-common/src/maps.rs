@@ -34,6 +34,20 @@ pub struct VipMeta {
     pub mode: u32,
 }
 
+/// Key of `SERVICE_ADDRS`: an address the balancer serves (a VIP's, on
+/// any port, or a NAT address), so the fragment path can tell the
+/// balancer's fragments from the node's own with one lookup.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
+pub struct ServiceAddr {
+    /// The address, network order (IPv4 in the first word, the rest 0).
+    pub addr: [u32; 4],
+    /// `AF_INET` or `AF_INET6`.
+    pub family: u8,
+    /// Zero.
+    pub _pad: [u8; 3],
+}
+
 /// A backend as the data plane needs it: where to send frames.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -170,8 +184,11 @@ pub struct NatEntry {
     pub direction: u8,
     /// VIP id of the flow.
     pub vip_id: u16,
-    /// Zero.
-    pub _pad: u32,
+    /// MTU of the translated packet's route (bytes of IP packet), from
+    /// the same FIB lookup as `ifindex`: larger packets are answered with
+    /// ICMP (or dropped), never sent. 0 = not known (an entry lbd wrote):
+    /// not checked until the next lookup.
+    pub mtu: u32,
 }
 
 /// Traffic counted per VIP and per backend (per CPU; lbd sums the CPUs).
@@ -262,6 +279,7 @@ mod pod {
     // SAFETY: all of these are repr(C), made only of integers, with no
     // implicit padding (checked by the size assertions below).
     unsafe impl aya::Pod for super::VipKey {}
+    unsafe impl aya::Pod for super::ServiceAddr {}
     unsafe impl aya::Pod for super::VipMeta {}
     unsafe impl aya::Pod for super::Backend {}
     unsafe impl aya::Pod for super::FlowKey {}
@@ -280,6 +298,7 @@ mod pod {
 const _: () = {
     use core::mem::size_of;
     assert!(size_of::<VipKey>() == 20);
+    assert!(size_of::<ServiceAddr>() == 20);
     assert!(size_of::<VipMeta>() == 16);
     assert!(size_of::<Backend>() == 32);
     assert!(size_of::<FlowKey>() == 40);

@@ -16,7 +16,8 @@ pub enum Counter {
     /// Verdict: passed up, IP but not to a VIP.
     PassNotVip = 2,
     /// Verdict: passed up, an IPv4 fragment or an IPv6 packet with a
-    /// fragment header (no ports to hash on).
+    /// fragment header (no ports to hash on) to an address that is no VIP
+    /// or NAT address (the node's own traffic; see `DropFragment`).
     PassFragment = 3,
     /// Verdict: passed up, neither TCP nor UDP nor an ICMP error about a VIP
     /// flow (echo, other ICMP, ESP, ...).
@@ -77,9 +78,10 @@ pub enum Counter {
     /// Event: a NAT'd packet (either direction) found its translation.
     NatHit = 23,
     /// Verdict: a tunnelled VIP's packet (`Mode::Ipip` / `Mode::Gue`) that
-    /// would exceed the egress MTU once encapsulated was answered with an
-    /// ICMP fragmentation-needed / ICMPv6 packet-too-big carrying the MTU
-    /// left for the inner packet, sent back to the client (path MTU
+    /// would exceed the egress MTU once encapsulated, or a NAT'd packet
+    /// (either direction; IPv4 with DF) larger than its route's MTU, was
+    /// answered with an ICMP fragmentation-needed / ICMPv6 packet-too-big
+    /// carrying the MTU left for it, sent back to its sender (path MTU
     /// discovery), instead of being forwarded.
     SentIcmpTooBig = 24,
     /// Event: a tunnelled packet was encapsulated (its verdict is
@@ -114,10 +116,23 @@ pub enum Counter {
     /// Event: a new half-open flow took the place of one whose ACK never
     /// came (idle past the half-open timeout).
     ConntrackHalfOpenExpired = 34,
+    /// Verdict: dropped, a routed (NAT) packet larger than its route's
+    /// MTU that may not be answered with ICMP fragmentation-needed: IPv4
+    /// without DF (the data plane cannot fragment it), or an ICMP error
+    /// (never an error about an error). A too-big packet with DF, or any
+    /// IPv6 one, is answered instead (`SentIcmpTooBig`).
+    DropTooBig = 35,
+    /// Verdict: dropped, an IPv4 fragment or IPv6 packet with a fragment
+    /// header addressed to a VIP or NAT address (`SERVICE_ADDRS`): it has
+    /// no ports to balance on, and up the stack the node, which holds the
+    /// address, would reassemble it and answer for a backend (a TCP RST,
+    /// an ICMP port unreachable). Fragments to other addresses pass
+    /// (`PassFragment`).
+    DropFragment = 36,
 }
 
 /// Number of `Counter` slots.
-pub const COUNTER_COUNT: u32 = 35;
+pub const COUNTER_COUNT: u32 = 37;
 
 /// Words of each CPU's `PACKET_STATE` value after its counters: the state
 /// of the packet the CPU is working on (what the packet path leaves for
@@ -180,6 +195,8 @@ impl Counter {
         Counter::ConntrackHalfOpenPromoted,
         Counter::ConntrackHalfOpenEvicted,
         Counter::ConntrackHalfOpenExpired,
+        Counter::DropTooBig,
+        Counter::DropFragment,
     ];
 
     /// True for verdict counters (exactly one of them counts each packet),
@@ -241,6 +258,8 @@ impl Counter {
             Counter::ConntrackHalfOpenPromoted => "conntrack_half_open_promoted",
             Counter::ConntrackHalfOpenEvicted => "conntrack_half_open_evicted",
             Counter::ConntrackHalfOpenExpired => "conntrack_half_open_expired",
+            Counter::DropTooBig => "drop_too_big",
+            Counter::DropFragment => "drop_fragment",
         }
     }
 }

@@ -5,6 +5,13 @@
 //! touch interval, not per packet. One lookup core (`run`) serves both:
 //! parameters and results live in this CPU's scratch slot. Facts the
 //! parameters rely on are in docs/design/nat.md.
+//!
+//! Both pass a small `tot_len` (`PROBE_LEN`), never the packet's own: the
+//! kernel then reports the route's MTU on success, and the caller compares
+//! its packet (at tc a GSO packet by its segments) with it. The packet's
+//! own length would make the lookup fail (`BPF_FIB_LKUP_RET_FRAG_NEEDED`)
+//! for any packet larger than the route's MTU, a GRO'd one at tc too,
+//! which is no missing route and must be answered, not dropped.
 
 use core::mem::size_of;
 
@@ -30,10 +37,10 @@ use crate::{
 const FIB_AF_INET: u8 = 2;
 /// `AF_INET6` as the FIB wants it.
 const FIB_AF_INET6: u8 = 10;
-/// The `tot_len` a tunnel lookup passes: the smallest IPv4 MTU, so the
+/// The `tot_len` every lookup passes: the smallest IPv4 MTU, so the
 /// kernel checks it against the route's MTU (always fits) and reports
-/// that MTU (`mtu_result`) on success, for the tunnel's own MTU check.
-const TUNNEL_PROBE_LEN: u16 = 68;
+/// that MTU (`mtu_result`) on success, for the caller's own MTU check.
+const PROBE_LEN: u16 = 68;
 
 /// Where a routed packet goes next.
 pub struct NextHop {
@@ -49,8 +56,10 @@ pub struct NextHop {
 
 /// Looks up where the translated packet `entry` describes goes, starting
 /// from the ingress interface (its forwarding setting applies). On success
-/// the egress interface and both MACs are stored in `entry`; otherwise the
-/// drop counter, with an event for lbd (see `run`). Not inlined: it runs
+/// the egress interface, both MACs and the route's MTU are stored in
+/// `entry`; otherwise the drop counter, with an event for lbd (see `run`).
+/// `l3` gives the TOS / flow label (routing by them); the packet's
+/// length is not passed (see the module docs). Not inlined: it runs
 /// once per new flow and touch interval, and its 64-byte parameter block
 /// would otherwise crowd the packet path's stack.
 #[inline(never)]
@@ -72,7 +81,7 @@ pub fn resolve<C: Hook>(
     params.sport = entry.sport;
     params.dport = entry.dport;
     params.ifindex = ctx.ingress_ifindex();
-    params.__bindgen_anon_1.tot_len = l3.tot_len;
+    params.__bindgen_anon_1.tot_len = PROBE_LEN;
     if key.family == AF_INET {
         params.__bindgen_anon_2.tos = l3.tos;
     } else {
@@ -83,6 +92,7 @@ pub fn resolve<C: Hook>(
     entry.ifindex = hop.ifindex;
     entry.smac = copy::mac(&hop.smac);
     entry.dmac = copy::mac(&hop.dmac);
+    entry.mtu = hop.mtu;
     Ok(())
 }
 
@@ -120,7 +130,7 @@ pub fn resolve_tunnel<C: Hook>(
     copy::zero(params);
     params.l4_protocol = route.proto;
     params.ifindex = route.ifindex;
-    params.__bindgen_anon_1.tot_len = TUNNEL_PROBE_LEN;
+    params.__bindgen_anon_1.tot_len = PROBE_LEN;
     set_addrs(params, route.family, route.src, route.dst);
     run(ctx, scratch, route.family, vip_id, key)
 }
@@ -142,8 +152,10 @@ fn set_addrs(params: &mut FibParams, family: u8, src: &[u32; 4], dst: &[u32; 4])
 /// Runs the lookup the scratch's parameter block describes. On success
 /// the next hop (with the route's MTU when `tot_len` was set); otherwise
 /// the drop counter, with an event for lbd: the gateway to resolve
-/// (`EVENT_NO_NEIGHBOUR`, counted `DropNoNeighbour`) or the missing route
-/// (`EVENT_NO_ROUTE`, `DropNoRoute`).
+/// (`EVENT_NO_NEIGHBOUR`, counted `DropNoNeighbour`) or no usable route
+/// (`EVENT_NO_ROUTE`, `DropNoRoute`): none, a blackhole, unreachable or
+/// prohibit route, forwarding off on the ingress interface. (With
+/// `PROBE_LEN` the lookup never answers "fragmentation needed".)
 #[inline(always)]
 fn run<C: Hook>(
     ctx: &C,

@@ -78,6 +78,13 @@ pub trait Hook: Frame {
     /// device took off), so a packet leaving by another interface does not
     /// get it back. Nothing at XDP, where tags are in the frame.
     fn drop_offloaded_tag(&self);
+    /// Takes every VLAN tag off a frame about to leave by another
+    /// interface (a routed packet: its tags belong to the network it came
+    /// from): the `tags` bytes of them in the frame (0, 4 or 8, between
+    /// the MACs and the IP ethertype) and, at tc, one the device took off.
+    /// False if it could not be done (then the frame is dropped);
+    /// invalidates packet pointers.
+    fn strip_tags(&self, tags: u32) -> bool;
 }
 
 impl Hook for XdpContext {
@@ -171,6 +178,35 @@ impl Hook for XdpContext {
 
     #[inline(always)]
     fn drop_offloaded_tag(&self) {}
+
+    /// The MACs move forward over the tags, then the frame's start.
+    #[inline(always)]
+    fn strip_tags(&self, tags: u32) -> bool {
+        let moved = match tags {
+            0 => return true,
+            4 => move_macs::<16>(self, 4),
+            8 => move_macs::<20>(self, 8),
+            _ => false,
+        };
+        // SAFETY: helper on our own context.
+        moved && unsafe { bpf_xdp_adjust_head(self.ctx, tags as i32) == 0 }
+    }
+}
+
+/// Copies the 12 bytes of MACs `by` bytes forward, within the first `N`
+/// (`12 + by`) bytes of the frame. False if the frame is shorter.
+#[inline(always)]
+fn move_macs<const N: usize>(ctx: &XdpContext, by: usize) -> bool {
+    let Some(head) = ptr_at::<[u8; N], _>(ctx, 0) else {
+        return false;
+    };
+    // SAFETY: bounds checked by ptr_at; the MACs are copied out before
+    // the (overlapping) write.
+    let head = unsafe { &mut *head };
+    let mut macs = [0u8; 12];
+    macs.copy_from_slice(&head[..12]);
+    head[by..by + 12].copy_from_slice(&macs);
+    true
 }
 
 impl Hook for TcContext {
@@ -294,6 +330,24 @@ impl Hook for TcContext {
             }
         }
     }
+
+    /// By the kernel's `bpf_skb_vlan_pop`, once per tag: each call takes
+    /// off the accelerated tag if there is one, else the first tag in the
+    /// frame, and moves a tag still in the frame into the accelerated
+    /// slot, so one call per tag leaves none.
+    #[inline(always)]
+    fn strip_tags(&self, tags: u32) -> bool {
+        // SAFETY: the context pointer is the program's argument.
+        let offloaded = unsafe { (*self.skb.skb).vlan_present } != 0;
+        let pops = tags / 4 + u32::from(offloaded);
+        for i in 0..3 {
+            // SAFETY: a helper on our own skb.
+            if i < pops && unsafe { bpf_skb_vlan_pop(self.skb.skb) } != 0 {
+                return false;
+            }
+        }
+        true
+    }
 }
 
 /// The verdict for a final outcome, on either hook: forwarded packets go
@@ -324,7 +378,9 @@ pub fn verdict<C: Hook>(ctx: &C, outcome: Outcome) -> C::Verdict {
         | Counter::DropTtlExceeded
         | Counter::DropAclDenied
         | Counter::DropAclNotAllowed
-        | Counter::DropRateLimited => ctx.drop_frame(),
+        | Counter::DropRateLimited
+        | Counter::DropTooBig
+        | Counter::DropFragment => ctx.drop_frame(),
         _ => ctx.pass(),
     }
 }

@@ -24,8 +24,8 @@ use lb_common::{
     nat::NatBucket,
     stats::CpuState,
     vip_index::{self, VipIndexBucket},
-    Backend, FlowEntry, FlowKey, LbConfig, NatSource, TrafficCounters, TunnelConfig, TunnelHop,
-    VipKey, VipMeta,
+    Backend, FlowEntry, FlowKey, LbConfig, NatSource, ServiceAddr, TrafficCounters, TunnelConfig,
+    TunnelHop, VipKey, VipMeta,
 };
 
 use crate::nat::scratch::NatScratch;
@@ -95,6 +95,16 @@ pub static NAT_BUCKETS: Array<NatBucket> = Array::with_max_entries(
 /// NAT address and source-port range per VIP id.
 #[map]
 pub static NAT_SOURCES: Array<NatSource> = Array::with_max_entries(MAX_VIPS_DEFAULT, 0);
+
+/// Addresses the balancer serves, VIP and NAT addresses (value:
+/// `SERVICE_ADDR_F_*`), asked only by fragments (see `parse`): those to
+/// such an address are dropped, the node's own pass. Room for a VIP
+/// address and a NAT address per VIP. Not pinned: lbd fills it (from
+/// `VIPS` and `NAT_SOURCES` as it writes them) before its program runs,
+/// and a program swapped in brings its own.
+#[map]
+pub static SERVICE_ADDRS: HashMap<ServiceAddr, u32> =
+    HashMap::with_max_entries(2 * MAX_VIPS_DEFAULT, 0);
 
 /// Scratch space of the NAT path (one slot per CPU; see `nat::scratch`).
 #[map]

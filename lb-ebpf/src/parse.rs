@@ -17,9 +17,15 @@
 //!   longer than its IP packet (Ethernet padding) is fine.
 //! - VLAN: one 802.1Q tag, or QinQ (0x88a8 or 0x8100, then 0x8100); a
 //!   third tag is not parsed (`PassNotIp`).
-//! - Fragments carry no ports to hash on: IPv4 fragments (first, middle or
-//!   last) and IPv6 packets with a fragment header go up the stack
-//!   (`PassFragment`), as before.
+//! - Fragments carry no ports to hash on. IPv4 fragments (first, middle or
+//!   last) and IPv6 packets with a fragment header addressed to a VIP
+//!   address (any port) or a NAT address are dropped (`DropFragment`), as
+//!   Katran does: up the stack the node, which holds those addresses,
+//!   would reassemble them and answer for the backends (a TCP RST into a
+//!   DSR flow, ICMP port unreachable for a NAT'd reply), so clients need
+//!   path MTU discovery. Fragments to any other address (the node's own
+//!   traffic) go up the stack (`PassFragment`). One hash lookup
+//!   (`SERVICE_ADDRS`) decides, on fragments only.
 //! - IPv6 extension headers: up to `ipv6_ext::EXT_MAX` hop-by-hop (first only),
 //!   routing (segments left 0 only: otherwise the VIP is not the final
 //!   destination) and destination-options headers are skipped; the flow's
@@ -43,11 +49,11 @@
 
 mod icmp;
 
-use crate::hook::Hook;
+use crate::{hook::Hook, maps::SERVICE_ADDRS};
 use lb_common::{
     consts::{AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP},
     stats::Counter,
-    FlowKey,
+    FlowKey, ServiceAddr,
 };
 use lb_ebpf_frame::{
     ipv6_ext::{self, ExtStop},
@@ -196,7 +202,10 @@ fn parse_ipv4<C: Hook>(ctx: &C, l3_off: usize, frame_len: usize) -> Result<Packe
         return Err(Counter::DropMalformed);
     }
     if u16::from_be_bytes(ip.frags) & IPV4_FRAG_MASK != 0 {
-        return Err(Counter::PassFragment);
+        return Err(fragment(
+            [u32::from_ne_bytes(ip.dst_addr), 0, 0, 0],
+            AF_INET,
+        ));
     }
     let key = FlowKey {
         src: [u32::from_ne_bytes(ip.src_addr), 0, 0, 0],
@@ -208,14 +217,32 @@ fn parse_ipv4<C: Hook>(ctx: &C, l3_off: usize, frame_len: usize) -> Result<Packe
     parse_l4(ctx, key, l3_off, l3_off + header_len, l3_off + total_len)
 }
 
-/// The balancer's word for where an extension-header walk stopped: a
-/// fragment or a chain it does not follow goes up the stack, as the
-/// module docs say.
+/// A fragment's verdict, as the module docs say: dropped if addressed to
+/// a VIP or NAT address (`SERVICE_ADDRS`), passed up otherwise. Only
+/// fragments pay for the lookup.
 #[inline(always)]
-fn ext_counter(stop: ExtStop) -> Counter {
+fn fragment(addr: [u32; 4], family: u8) -> Counter {
+    let key = ServiceAddr {
+        addr,
+        family,
+        _pad: [0; 3],
+    };
+    // SAFETY: only whether the entry exists is read; no reference is kept.
+    if unsafe { SERVICE_ADDRS.get(key) }.is_some() {
+        Counter::DropFragment
+    } else {
+        Counter::PassFragment
+    }
+}
+
+/// The balancer's word for where an extension-header walk stopped: a
+/// chain it does not follow goes up the stack, a fragment to `dst` gets
+/// `fragment`'s verdict, as the module docs say.
+#[inline(always)]
+fn ext_counter(stop: ExtStop, dst: &[u8; 16]) -> Counter {
     match stop {
         ExtStop::Malformed => Counter::DropMalformed,
-        ExtStop::Fragment => Counter::PassFragment,
+        ExtStop::Fragment => fragment(words(dst), AF_INET6),
         ExtStop::ActiveRouting | ExtStop::TooMany => Counter::PassIpv6Ext,
     }
 }
@@ -233,8 +260,8 @@ fn parse_ipv6<C: Hook>(ctx: &C, l3_off: usize, frame_len: usize) -> Result<Packe
     let mut proto = ip.next_hdr;
     // Extension headers only cost something on the packets that have them.
     if proto != IPPROTO_TCP && proto != IPPROTO_UDP {
-        (proto, l4_off) =
-            ipv6_ext::skip_extension_headers(ctx, proto, l4_off, l3_end).map_err(ext_counter)?;
+        (proto, l4_off) = ipv6_ext::skip_extension_headers(ctx, proto, l4_off, l3_end)
+            .map_err(|stop| ext_counter(stop, &ip.dst_addr))?;
     }
     let key = FlowKey {
         src: words(&ip.src_addr),

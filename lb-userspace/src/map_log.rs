@@ -4,7 +4,9 @@
 //! Maglev mode), and committing replays the same writes, in the same order,
 //! to the real maps. Each table is built once.
 
-use lb_common::{Backend, LbConfig, NatSource, TunnelConfig, VipKey, VipMeta};
+use std::collections::BTreeMap;
+
+use lb_common::{Backend, LbConfig, NatSource, ServiceAddr, TunnelConfig, VipKey, VipMeta};
 
 use crate::dataplane::{DataplaneError, MapWriter};
 
@@ -25,6 +27,7 @@ enum MapOp {
     NatSource(u32, NatSource),
     NatEnabled(bool),
     Tunnel(TunnelConfig),
+    ServiceAddrs(BTreeMap<ServiceAddr, u32>),
 }
 
 /// Writes recorded in order, to be replayed by [`MapLog::replay`].
@@ -55,6 +58,7 @@ impl MapLog {
                 MapOp::NatSource(id, source) => maps.set_nat_source(*id, source)?,
                 MapOp::NatEnabled(enabled) => maps.set_nat_enabled(*enabled)?,
                 MapOp::Tunnel(config) => maps.set_tunnel_config(config)?,
+                MapOp::ServiceAddrs(addrs) => maps.set_service_addrs(addrs)?,
             }
         }
         Ok(())
@@ -120,6 +124,14 @@ impl MapWriter for MapLog {
 
     fn set_tunnel_config(&mut self, config: &TunnelConfig) -> Result<(), DataplaneError> {
         self.ops.push(MapOp::Tunnel(*config));
+        Ok(())
+    }
+
+    fn set_service_addrs(
+        &mut self,
+        addrs: &BTreeMap<ServiceAddr, u32>,
+    ) -> Result<(), DataplaneError> {
+        self.ops.push(MapOp::ServiceAddrs(addrs.clone()));
         Ok(())
     }
 }

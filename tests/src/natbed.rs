@@ -407,6 +407,38 @@ impl NatBed {
         Ok((result.return_value, out))
     }
 
+    /// Runs the tc program once on `frame` as a GSO skb (a GRO'd packet of
+    /// `segs` segments of `gso_size` bytes of payload) that came in on
+    /// `ifindex`: (raw verdict, frame afterwards). The test run sets the
+    /// skb's segment size and count but no GSO type.
+    pub fn run_tc_gso(
+        &mut self,
+        ifindex: u32,
+        frame: &[u8],
+        gso_size: u32,
+        segs: u32,
+    ) -> anyhow::Result<(u32, Vec<u8>)> {
+        let mut out = vec![0u8; frame.len() + 256];
+        // struct __sk_buff up to `gso_size` (offset 176).
+        let mut skb = vec![0u8; 184];
+        skb[40..44].copy_from_slice(&ifindex.to_ne_bytes());
+        skb[164..168].copy_from_slice(&segs.to_ne_bytes());
+        skb[176..180].copy_from_slice(&gso_size.to_ne_bytes());
+        let result = self
+            .bed
+            .dataplane
+            .tc_program()?
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                data_out: Some(&mut out),
+                ctx_in: Some(&skb),
+                ..TestRunOptions::default()
+            })
+            .context("BPF_PROG_TEST_RUN of a GSO skb")?;
+        out.truncate(result.data_size_out as usize);
+        Ok((result.return_value, out))
+    }
+
     /// Every NAT flow entry.
     pub fn flows(&self) -> Vec<(FlowKey, NatEntry)> {
         self.bed.dataplane.nat().flows().collect()

@@ -201,6 +201,7 @@ fn corpus_entries_are_tx_exactly_when_they_are_valid_vip_traffic() {
         Counter::DropNoNeighbour,
         Counter::DropNatNoFlow,
         Counter::DropTtlExceeded,
+        Counter::DropTooBig,
         Counter::ForwardedNatReply,
         Counter::ForwardedNatIcmpError,
         Counter::SentIcmpTooBig,

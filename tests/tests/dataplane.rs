@@ -201,7 +201,9 @@ fn ipv4_with_options_is_forwarded(hook: Hook) {
     assert_forwarded(&mut bed, &vip4_tcp(), &flow, &frame);
 }
 
-fn fragments_are_passed_up_not_forwarded(hook: Hook) {
+/// Fragments to a VIP are never forwarded, nor passed to the node's stack
+/// (which holds the VIP): dropped. The rest is in `fragments.rs`.
+fn fragments_to_a_vip_are_dropped_not_forwarded(hook: Hook) {
     let mut bed = bed(hook);
     let flow = flow4(40005, 80);
     let whole = packet::tcp(&flow, ACK, None, &[7; 64]);
@@ -213,9 +215,10 @@ fn fragments_are_passed_up_not_forwarded(hook: Hook) {
         (&middle, "middle fragment"),
         (&last, "last fragment"),
     ] {
-        assert_untouched(&mut bed, frame, action::PASS, what);
+        assert_untouched(&mut bed, frame, action::DROP, what);
     }
-    assert_eq!(bed.counter(Counter::PassFragment).expect("counter"), 3);
+    assert_eq!(bed.counter(Counter::DropFragment).expect("counter"), 3);
+    assert_eq!(bed.counter(Counter::PassFragment).expect("counter"), 0);
     assert_eq!(bed.counter(Counter::Forwarded).expect("counter"), 0);
 }
 
@@ -622,7 +625,7 @@ lb_tests::on_both_hooks!(
     flows_spread_over_every_backend_and_counters_add_up,
     vlan_tagged_frames_keep_their_tag_and_are_forwarded,
     ipv4_with_options_is_forwarded,
-    fragments_are_passed_up_not_forwarded,
+    fragments_to_a_vip_are_dropped_not_forwarded,
     traffic_not_for_a_vip_passes_untouched,
     a_vips_packet_for_another_hosts_mac_is_left_alone,
     truncated_frames_are_dropped_at_every_length,

@@ -5,6 +5,17 @@
 //! both take the same code: look up, mark what the flow has seen, find the
 //! next hop, rewrite. Backends need no change and may be anywhere the FIB
 //! can route to.
+//!
+//! Routed as a router would: a packet larger than its route's MTU (the
+//! FIB's, cached in the entry with the next hop; at tc a GSO packet is
+//! judged by its segments) is not sent. With DF (IPv4) or IPv6 it is
+//! answered with ICMP fragmentation-needed / packet-too-big toward its
+//! sender (the tunnel modes' answer, `too_big`: from the address it was
+//! sent to, back out of the interface it came in on); IPv4 without DF
+//! (the data plane cannot fragment) and ICMP errors are dropped
+//! (`DropTooBig`). A packet leaving by another interface than it came in
+//! on leaves without the VLAN tags of the network it came from; one sent
+//! back out of its own (a backend on the clients' network) keeps them.
 
 // Map keys and values are passed by reference on purpose: by value they
 // would be copied onto the BPF stack (512 bytes for the whole program).
@@ -18,20 +29,25 @@ pub mod rewrite;
 pub mod scratch;
 mod table;
 
+use core::ptr::{addr_of, addr_of_mut, read_volatile, write_volatile};
+
 use aya_ebpf::helpers::bpf_ktime_get_coarse_ns;
 use lb_common::{
-    consts::{IPPROTO_TCP, NAT_DIR_FORWARD, NAT_DIR_REPLY, NAT_F_FIN, NAT_F_REPLIED, NAT_F_RST},
+    consts::{
+        AF_INET, IPPROTO_TCP, NAT_DIR_FORWARD, NAT_DIR_REPLY, NAT_F_FIN, NAT_F_REPLIED, NAT_F_RST,
+    },
     hash::table_hash,
     stats::Counter,
     FlowKey, NatEntry, VipMeta,
 };
+use lb_ebpf_frame::{ETH_LEN, UDP_LEN};
 
 use crate::{
     fib,
-    forward::Outcome,
+    forward::{tunnel::too_big, Outcome},
     hook::Hook,
     maps::NAT_SCRATCH,
-    parse::{Class, Packet, TCP_ACK, TCP_SYN},
+    parse::{ptr_at, Class, Packet, TCP_ACK, TCP_SYN},
     stats,
 };
 use rewrite::{L3Info, Layout};
@@ -84,8 +100,17 @@ pub fn queue(packet: &Packet, vip: Option<&VipMeta>) -> Outcome {
     }
 }
 
+/// What `send` returns for a packet too big for its route that is to be
+/// answered (with the route's MTU in `egress`, the packet unchanged):
+/// `finish` turns it into the answer, from one call site.
+const TOO_BIG: Counter = Counter::SentIcmpTooBig;
+
 /// Runs the NAT path for the packet `queue` left (`reply`: as a possible
-/// reply); the outcome packed (`Outcome::packed`).
+/// reply); the outcome packed (`Outcome::packed`). What every outcome of
+/// a kind needs before its verdict runs here, once, whichever path of the
+/// translation produced it: the answer to a packet too big for its route
+/// (`TOO_BIG`), and a packet leaving by another interface than it came in
+/// on loses its VLAN tags.
 #[inline(never)]
 pub fn finish<C: Hook>(ctx: &C, reply: bool) -> u64 {
     let Some(scratch) = NAT_SCRATCH.get_ptr(0) else {
@@ -93,14 +118,42 @@ pub fn finish<C: Hook>(ctx: &C, reply: bool) -> u64 {
     };
     // SAFETY: this CPU's slot, written by `queue` in this program run.
     // In place: a copy would take 72 bytes of this frame.
-    let packet = unsafe { &*core::ptr::addr_of!((*scratch).packet) };
+    let packet = unsafe { &*addr_of!((*scratch).packet) };
+    let v4 = packet.key.family == AF_INET;
     let outcome = if reply {
         self::reply(ctx, packet)
     } else {
         forward(ctx, packet)
     };
+    let forwarded = matches!(
+        outcome.counter,
+        Counter::Forwarded | Counter::ForwardedNatReply | Counter::ForwardedNatIcmpError
+    );
+    let too_big = outcome.counter == TOO_BIG;
+    if !too_big && (!forwarded || outcome.egress == 0 || outcome.egress == ctx.ingress_ifindex()) {
+        return outcome.packed();
+    }
+    // Written by `scratch::layout` for every packet that got this far;
+    // read through memory, one bounded unknown for the verifier.
+    // SAFETY: this CPU's slot, used by this program run only.
+    let l3_off = unsafe { read_volatile(addr_of!((*scratch).l3_off)) };
+    if !(ETH_LEN as u32..=L3_OFF_MAX).contains(&l3_off) {
+        return Outcome::from(Counter::DropMalformed).packed();
+    }
+    if too_big {
+        // SAFETY: as above; `too_big` wrote the length.
+        let len = unsafe { read_volatile(addr_of!((*scratch).too_big_len)) };
+        let answer = too_big::reply(ctx, l3_off as usize, v4, len, outcome.egress);
+        return Outcome::from(answer).packed();
+    }
+    if !ctx.strip_tags(l3_off - ETH_LEN as u32) {
+        return Outcome::from(Counter::DropMalformed).packed();
+    }
     outcome.packed()
 }
+
+/// Largest IP header offset: Ethernet and two VLAN tags.
+const L3_OFF_MAX: u32 = 22;
 
 /// Translates one packet of a NAT VIP (client -> VIP): through its flow's
 /// entry, or a new flow's when the packet may open one (UDP, a TCP SYN).
@@ -218,6 +271,10 @@ fn error<C: Hook>(ctx: &C, packet: &Packet, direction: u8, miss: Counter) -> Out
             return counter.into();
         }
     }
+    // Never an ICMP error about an ICMP error (RFC 1122).
+    if entry.mtu != 0 && u32::from(l3.tot_len) > entry.mtu {
+        return Counter::DropTooBig.into();
+    }
     if !icmp::translate_error(ctx, &packet.key, &at, entry) {
         return Counter::DropMalformed.into();
     }
@@ -228,9 +285,10 @@ fn error<C: Hook>(ctx: &C, packet: &Packet, direction: u8, miss: Counter) -> Out
 }
 
 /// Sends a packet through its entry: the cached next hop, or a fresh FIB
-/// lookup when there is none or `refresh` says it is time; then the
-/// rewrite. `forwarded` is the verdict on success; forward-direction
-/// packets count as VIP and backend traffic.
+/// lookup when there is none or `refresh` says it is time; then, if it
+/// fits the route's MTU, the rewrite (else `too_big`). `forwarded` is the
+/// verdict on success; forward-direction packets count as VIP and
+/// backend traffic.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 pub(super) fn send<C: Hook>(
@@ -248,6 +306,9 @@ pub(super) fn send<C: Hook>(
             return counter.into();
         }
     }
+    if entry.mtu != 0 && wire_len(ctx, key.proto, at, l3.tot_len) > entry.mtu {
+        return too_big(l3, entry.mtu);
+    }
     if !rewrite::translate(ctx, key, at, entry) {
         return Counter::DropMalformed.into();
     }
@@ -262,5 +323,48 @@ pub(super) fn send<C: Hook>(
     Outcome {
         counter: forwarded,
         egress: entry.ifindex,
+    }
+}
+
+/// The size of the largest IP packet this one is on the wire: itself
+/// (`tot_len`, from its header), or at tc for a GSO packet one segment:
+/// the headers up to the transport payload and `gso_size` bytes of it.
+#[inline(always)]
+fn wire_len<C: Hook>(ctx: &C, proto: u8, at: &Layout, tot_len: u16) -> u32 {
+    let tot_len = u32::from(tot_len);
+    let gso = ctx.gso_size();
+    if gso == 0 {
+        return tot_len;
+    }
+    let l4_header = if proto == IPPROTO_TCP {
+        match ptr_at::<[u8; 13], C>(ctx, at.l4_off) {
+            // SAFETY: bounds checked by ptr_at.
+            Some(tcp) => u32::from(unsafe { (*tcp)[12] } >> 4) * 4,
+            None => return tot_len,
+        }
+    } else {
+        UDP_LEN as u32
+    };
+    ((at.l4_off - at.l3_off) as u32 + l4_header + gso).min(tot_len)
+}
+
+/// The outcome for a packet too big for its route (`mtu`): to be answered
+/// (`TOO_BIG`, its length left in the scratch slot for `finish`) if it may
+/// be, else `DropTooBig` (IPv4 without DF: a router would fragment it,
+/// which the data plane cannot).
+#[inline(always)]
+fn too_big(l3: &L3Info, mtu: u32) -> Outcome {
+    if !l3.df {
+        return Counter::DropTooBig.into();
+    }
+    let Some(scratch) = NAT_SCRATCH.get_ptr_mut(0) else {
+        return Counter::DropMalformed.into();
+    };
+    // SAFETY: this CPU's slot, used by this program run only; volatile,
+    // as `finish` reads it back.
+    unsafe { write_volatile(addr_of_mut!((*scratch).too_big_len), u32::from(l3.tot_len)) };
+    Outcome {
+        counter: TOO_BIG,
+        egress: mtu,
     }
 }

@@ -176,5 +176,5 @@ fn fill(
     entry.flags = 0;
     entry.direction = 0;
     entry.vip_id = vip_id;
-    entry._pad = 0;
+    entry.mtu = 0;
 }

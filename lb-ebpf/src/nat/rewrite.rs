@@ -3,7 +3,8 @@
 //! one, and every checksum patched incrementally (RFC 1624) through the
 //! hook, which knows how (the IPv4 header's by plain arithmetic at both
 //! hooks; TCP/UDP's by plain arithmetic at XDP, the kernel's helpers at
-//! tc). VLAN tags and everything else stay as they are.
+//! tc). Everything else stays as it is here; VLAN tags come off
+//! afterwards when the packet leaves by another interface (`nat::leave`).
 
 use lb_common::{
     consts::{AF_INET, IPPROTO_UDP},
@@ -30,12 +31,17 @@ const TCP_CSUM_OFF: usize = 16;
 /// Offset of the checksum in a UDP header.
 const UDP_CSUM_OFF: usize = 6;
 
-/// What the FIB lookup and the TTL check need from the IP header.
+/// What the FIB lookup, the TTL check and the MTU check need from the IP
+/// header.
 pub struct L3Info {
     /// TTL / hop limit as the packet arrived.
     pub ttl: u8,
-    /// IPv4 total length, or IPv6 payload length + 40 (host order).
+    /// IPv4 total length, or IPv6 payload length + 40 (host order): the
+    /// packet's size against the route's MTU.
     pub tot_len: u16,
+    /// IPv4: the DF bit is set (a too-big packet may be answered with
+    /// fragmentation-needed). IPv6: always (routers never fragment).
+    pub df: bool,
     /// IPv4 TOS byte.
     pub tos: u8,
     /// IPv6 flow label and traffic class word (network order, version
@@ -54,6 +60,7 @@ pub fn l3_info<C: Hook>(ctx: &C, family: u8, at: &Layout) -> Option<L3Info> {
         Some(L3Info {
             ttl: ip[8],
             tot_len: u16::from_be_bytes([ip[2], ip[3]]),
+            df: ip[6] & 0x40 != 0,
             tos: ip[1],
             flowinfo: 0,
         })
@@ -64,6 +71,7 @@ pub fn l3_info<C: Hook>(ctx: &C, family: u8, at: &Layout) -> Option<L3Info> {
         Some(L3Info {
             ttl: ip[7],
             tot_len: u16::from_be_bytes([ip[4], ip[5]]).wrapping_add(IPV6_LEN as u16),
+            df: true,
             tos: 0,
             flowinfo: u32::from_ne_bytes([ip[0], ip[1], ip[2], ip[3]]) & 0x0fff_ffffu32.to_be(),
         })

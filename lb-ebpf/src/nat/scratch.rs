@@ -64,10 +64,11 @@ pub struct NatScratch {
     pub inner_len: u32,
     /// The same: TOS / traffic class.
     pub inner_tos: u32,
-    /// Zero.
-    pub _pad: u32,
-    /// The same: the inner packet's share of a GUE checksum, `u64::MAX`
-    /// for none.
+    /// A NAT'd packet too big for its route: its length (IP header's),
+    /// for the answer `nat::finish` builds (`too_big::reply`).
+    pub too_big_len: u32,
+    /// The tunnel path's reading again: the inner packet's share of a
+    /// GUE checksum, `u64::MAX` for none.
     pub csum_part: u64,
     /// The packet `nat::queue` left for `nat::finish`.
     pub packet: Packet,

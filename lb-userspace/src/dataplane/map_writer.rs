@@ -2,6 +2,7 @@
 //! maps and on an in-memory fake that tests the control plane's logic
 //! without a kernel.
 
+use std::collections::BTreeMap;
 #[cfg(test)]
 use std::collections::HashMap as StdHashMap;
 
@@ -10,7 +11,7 @@ use lb_common::TrafficCounters;
 
 use lb_common::{
     consts::{maglev_index, names, CONFIG_F_NAT, MAX_BACKENDS},
-    Backend, LbConfig, NatSource, TunnelConfig, VipKey, VipMeta,
+    Backend, LbConfig, NatSource, ServiceAddr, TunnelConfig, VipKey, VipMeta,
 };
 use tracing::warn;
 
@@ -49,6 +50,10 @@ pub trait MapWriter {
     /// Writes the node's tunnel settings (`TUNNEL_CONFIG[0]`), read by
     /// the tunnelled modes' encapsulation and by `tc_hc_encap`.
     fn set_tunnel_config(&mut self, config: &TunnelConfig) -> Result<()>;
+    /// Makes `SERVICE_ADDRS` hold exactly `addrs` (VIP and NAT addresses
+    /// with their `SERVICE_ADDR_F_*` flags): fragments to them are
+    /// dropped, not passed to the node's stack, which holds them too.
+    fn set_service_addrs(&mut self, addrs: &BTreeMap<ServiceAddr, u32>) -> Result<()>;
 }
 
 impl MapWriter for Dataplane {
@@ -143,6 +148,32 @@ impl MapWriter for Dataplane {
     fn set_nat_enabled(&mut self, enabled: bool) -> Result<()> {
         self.set_config_flag(CONFIG_F_NAT, enabled)
     }
+
+    /// Stale entries out first (the map holds no more than two per VIP),
+    /// then the new and changed ones in; entries that stay are not
+    /// touched.
+    fn set_service_addrs(&mut self, addrs: &BTreeMap<ServiceAddr, u32>) -> Result<()> {
+        let name = names::MAP_SERVICE_ADDRS;
+        let held: BTreeMap<ServiceAddr, u32> = self
+            .service_addrs
+            .iter()
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|e| map_error("reading", name, e))?;
+        for key in held.keys().filter(|k| !addrs.contains_key(k)) {
+            match self.service_addrs.remove(key) {
+                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+                Err(e) => return Err(map_error("removing from", name, e)),
+            }
+        }
+        for (key, flags) in addrs {
+            if held.get(key) != Some(flags) {
+                self.service_addrs
+                    .insert(key, flags, 0)
+                    .map_err(|e| map_error("writing", name, e))?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// In-memory `MapWriter` for tests of the control plane's logic.
@@ -169,6 +200,8 @@ pub(crate) struct FakeMaps {
     pub nat_sources: StdHashMap<u32, NatSource>,
     /// `TUNNEL_CONFIG[0]` (None: never written).
     pub tunnel: Option<TunnelConfig>,
+    /// `SERVICE_ADDRS`: VIP and NAT addresses with their flags.
+    pub service_addrs: BTreeMap<ServiceAddr, u32>,
     /// Writes left before one fails (None: none fails): a map refusing a
     /// write half-way through a change.
     pub writes_before_failure: Option<usize>,
@@ -281,6 +314,13 @@ impl MapWriter for FakeMaps {
         } else {
             self.config.flags &= !CONFIG_F_NAT;
         }
+        Ok(())
+    }
+
+    fn set_service_addrs(&mut self, addrs: &BTreeMap<ServiceAddr, u32>) -> Result<()> {
+        self.write()?;
+        self.service_addrs.clone_from(addrs);
+        self.log.push("service addrs".to_owned());
         Ok(())
     }
 }

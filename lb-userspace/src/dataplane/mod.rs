@@ -30,7 +30,7 @@ use lb_common::{
     flow_table,
     stats::Counter,
     vip_index::vip_index_buckets_for,
-    Backend, DataplaneEvent, LbConfig, TrafficCounters, TunnelConfig, VipKey, VipMeta,
+    Backend, DataplaneEvent, LbConfig, ServiceAddr, TrafficCounters, TunnelConfig, VipKey, VipMeta,
 };
 use tracing::warn;
 
@@ -217,6 +217,9 @@ pub struct Dataplane {
     vip_index: VipIndex,
     maglev: Array<MapData, u32>,
     backends: Array<MapData, Backend>,
+    /// VIP and NAT addresses, for the fragment path (`SERVICE_ADDRS`;
+    /// not pinned: filled by the first apply, before the program runs).
+    service_addrs: HashMap<MapData, ServiceAddr, u32>,
     /// The connection table, whichever design backs it.
     flows: FlowStore,
     /// Half-open TCP flows (`HALF_OPEN`), apart from the connection table.
@@ -297,6 +300,8 @@ impl Dataplane {
             (names::MAP_FLOW_BUCKETS, buckets),
             (names::MAP_HALF_OPEN, half_open_buckets),
             (names::MAP_NAT_BUCKETS, nat_buckets),
+            // A VIP address and a NAT address per VIP.
+            (names::MAP_SERVICE_ADDRS, 2 * sizes.max_vips),
         ];
         let mut loader = EbpfLoader::new();
         for (name, entries) in resized {
@@ -363,6 +368,7 @@ impl Dataplane {
             vip_index,
             maglev: take_map(&mut ebpf, names::MAP_MAGLEV)?,
             backends: take_map(&mut ebpf, names::MAP_BACKENDS)?,
+            service_addrs: take_map(&mut ebpf, names::MAP_SERVICE_ADDRS)?,
             flows: FlowStore::take(&mut ebpf, kind, buckets)?,
             half_open: take_half_open(&mut ebpf, half_open_buckets)?,
             config: take_map(&mut ebpf, names::MAP_CONFIG)?,

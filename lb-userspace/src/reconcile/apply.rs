@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use lb_common::{
-    consts::{BACKEND_F_ALIVE, MAX_BACKENDS},
+    consts::{BACKEND_F_ALIVE, MAX_BACKENDS, SERVICE_ADDR_F_NAT, SERVICE_ADDR_F_VIP},
     Backend, NatSource, VipMeta,
 };
 use tracing::{debug, info};
@@ -271,6 +271,29 @@ impl Balancer {
         self.free_backend_ids.insert(backend.id);
         report.backends_written += 1;
         Ok(())
+    }
+
+    /// `SERVICE_ADDRS` for the VIPs served: every VIP's address and every
+    /// NAT VIP's NAT address, flagged by what it is (an address can be
+    /// both only by mistake; the flags add up).
+    pub(super) fn service_addrs(&self) -> BTreeMap<ServiceAddr, u32> {
+        let mut addrs = BTreeMap::new();
+        let mut add = |address: IpAddr, flag: u32| {
+            let (addr, family) = addr_words(address);
+            let key = ServiceAddr {
+                addr,
+                family,
+                _pad: [0; 3],
+            };
+            *addrs.entry(key).or_insert(0) |= flag;
+        };
+        for (id, vip) in &self.vips {
+            add(id.address, SERVICE_ADDR_F_VIP);
+            if let (Mode::Nat, Some(nat)) = (vip.mode, &vip.nat) {
+                add(nat.source, SERVICE_ADDR_F_NAT);
+            }
+        }
+        addrs
     }
 
     /// A free backend id, or the maps are full.

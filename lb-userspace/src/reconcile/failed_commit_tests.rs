@@ -170,3 +170,102 @@ fn after_a_failed_commit_the_next_change_is_applied_whole() {
         );
     }
 }
+
+/// What a previous lbd left pinned in `maps`, as lbd reads it at start.
+fn adopted_state(maps: &FakeMaps) -> crate::dataplane::AdoptedState {
+    crate::dataplane::AdoptedState {
+        vips: maps.vips.iter().map(|(k, m)| (*k, *m)).collect(),
+        backends: maps
+            .backends
+            .iter()
+            .filter(|(_, b)| b.generation != 0)
+            .map(|(id, b)| (*id, *b))
+            .collect(),
+    }
+}
+
+/// Every VIP of `vips` is in the maps, and its live table names only
+/// backends the maps hold for it, alive: the program serves it.
+fn serves_all(maps: &FakeMaps, vips: &[VipConfig], what: &str) {
+    for vip in vips {
+        let key = VipId::of(vip).key();
+        let meta = maps
+            .vips
+            .get(&key)
+            .unwrap_or_else(|| panic!("{what}: VIP {} is gone", VipId::of(vip)));
+        let live = maps.live_table(&key).unwrap();
+        assert!(live.iter().all(|id| *id != 0), "{what}: an empty slot");
+        for id in live {
+            let backend = maps
+                .backends
+                .get(&id)
+                .unwrap_or_else(|| panic!("{what}: backend {id} is not in the maps"));
+            assert_eq!(u32::from(backend.vip_id), meta.id, "{what}: backend {id}");
+            assert!(
+                backend.flags & lb_common::consts::BACKEND_F_ALIVE != 0,
+                "{what}: backend {id} is retired"
+            );
+        }
+    }
+}
+
+/// lbd's first fill of an adopted data plane fails half-way: the maps
+/// keep serving every VIP the previous lbd served (its program is still
+/// attached), rather than being emptied by writing back the new lbd's
+/// running state, which is nothing yet.
+#[test]
+fn a_failed_first_fill_of_adopted_maps_leaves_the_previous_lbds_vips_served() {
+    let mut other = dsr_vip(&["198.18.0.21", "198.18.0.22"]);
+    other.address = "198.18.0.101".parse().unwrap();
+    let previous = [
+        dsr_vip(&["198.18.0.11", "198.18.0.12", "198.18.0.13"]),
+        other.clone(),
+    ];
+    let mut other_now = dsr_vip(&["198.18.0.21", "198.18.0.23"]);
+    other_now.address = other.address;
+    // The file this lbd starts with: a backend replaced in each VIP.
+    let file = [
+        dsr_vip(&["198.18.0.11", "198.18.0.12", "198.18.0.14"]),
+        other_now,
+    ];
+    let fill = |fail_at: Option<usize>| {
+        let mut maps = FakeMaps::default();
+        Balancer::new(4)
+            .apply(&mut maps, &desired(&previous))
+            .unwrap();
+        let mut balancer = Balancer::new(4);
+        balancer.adopt(&adopted_state(&maps));
+        maps.writes_before_failure = fail_at;
+        let staged = balancer.stage(&desired(&file)).unwrap();
+        let result = balancer.commit(&mut maps, staged);
+        (maps, balancer, result)
+    };
+    let (counted, _, result) = fill(Some(usize::MAX));
+    result.unwrap();
+    let writes = usize::MAX - counted.writes_before_failure.unwrap();
+    assert!(writes > 6, "{writes} writes");
+
+    for fail_at in 0..writes {
+        let (mut maps, mut balancer, result) = fill(Some(fail_at));
+        assert!(result.is_err(), "write {fail_at}");
+        maps.writes_before_failure = None;
+        // What the engine does next: write back its running model, the
+        // empty one it starts with.
+        let restored = balancer.restore(&mut maps, &[]).unwrap();
+        assert!(
+            !restored,
+            "write {fail_at}: nothing of this lbd's to restore"
+        );
+        serves_all(&maps, &previous, &format!("failed at write {fail_at}"));
+    }
+
+    // Once a fill succeeded, a failed change is written back as before.
+    let (mut maps, mut balancer, result) = fill(None);
+    result.unwrap();
+    maps.writes_before_failure = Some(1);
+    let staged = balancer.stage(&desired(&previous)).unwrap();
+    assert!(balancer.commit(&mut maps, staged).is_err());
+    maps.writes_before_failure = None;
+    assert!(balancer.restore(&mut maps, &desired(&file)).unwrap());
+    serves_all(&maps, &file, "restored after the first fill");
+}

@@ -10,7 +10,7 @@ use std::{
 
 use lb_common::{
     consts::{BACKEND_F_ALIVE, MAX_BACKENDS},
-    Mode, TunnelConfig,
+    Mode, ServiceAddr, TunnelConfig,
 };
 use tracing::info;
 
@@ -66,6 +66,8 @@ mod desired;
 mod failed_commit_tests;
 #[cfg(test)]
 mod nat_tests;
+#[cfg(test)]
+mod service_addr_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -141,6 +143,9 @@ pub struct Balancer {
     next_generation: u32,
     /// `CONFIG_F_NAT` as last written (None: not yet, e.g. adopted).
     nat_enabled: Option<bool>,
+    /// `SERVICE_ADDRS` as last written (None: not yet; the map is not
+    /// pinned, so a new lbd's first apply fills it).
+    service_addrs: Option<BTreeMap<ServiceAddr, u32>>,
     /// The node's tunnel settings to serve tunnelled VIPs with.
     tunnel: NodeTunnel,
     /// `TUNNEL_CONFIG` as last written (None: not yet; it is written once
@@ -152,6 +157,10 @@ pub struct Balancer {
     /// VIPs a failed commit may have written that this record does not
     /// hold: the next apply removes those it does not serve.
     strays: BTreeSet<VipId>,
+    /// The maps hold what a previous lbd left (adopted) and no apply of
+    /// this record has succeeded yet: there is no state of this lbd's to
+    /// go back to after a failed commit (see [`Balancer::restore`]).
+    inherited: bool,
 }
 
 impl Balancer {
@@ -164,10 +173,12 @@ impl Balancer {
             free_backend_ids: (1..MAX_BACKENDS).collect(),
             next_generation: 1,
             nat_enabled: None,
+            service_addrs: None,
             tunnel: NodeTunnel::default(),
             tunnel_written: None,
             rewrite_all: false,
             strays: BTreeSet::new(),
+            inherited: false,
         }
     }
 
@@ -260,6 +271,7 @@ impl Balancer {
                 },
             );
         }
+        self.inherited = true;
         info!(
             vips = self.vips.len(),
             backends = MAX_BACKENDS as usize - 1 - self.free_backend_ids.len(),
@@ -304,7 +316,13 @@ impl Balancer {
             maps.set_nat_enabled(nat)?;
             self.nat_enabled = Some(nat);
         }
+        let addrs = self.service_addrs();
+        if self.service_addrs.as_ref() != Some(&addrs) {
+            maps.set_service_addrs(&addrs)?;
+            self.service_addrs = Some(addrs);
+        }
         self.rewrite_all = false;
+        self.inherited = false;
         Ok(report)
     }
 
@@ -372,11 +390,35 @@ impl Balancer {
             }
             self.tunnel_written = None;
             self.nat_enabled = None;
+            self.service_addrs = None;
             self.rewrite_all = true;
             return Err(error.into());
         }
         *self = staged.next;
         Ok(staged.report)
+    }
+
+    /// Writes `running`, the state served before a commit that failed
+    /// half-way, back to `maps`. Returns false, writing nothing, while the
+    /// maps still hold what a previous lbd left (adopted, and no commit of
+    /// this record succeeded): the state served then is that lbd's, which
+    /// this record cannot write back (its tables were not read), and
+    /// `running` (the model before the first fill: empty) would remove
+    /// every VIP the previous lbd's program, still attached, serves. The
+    /// maps then keep the adopted state with whatever part of the change
+    /// reached them (each VIP's writes are ordered so that any prefix of
+    /// them serves), and the next apply rewrites all it serves.
+    pub(crate) fn restore(
+        &mut self,
+        maps: &mut dyn MapWriter,
+        running: &[DesiredVip],
+    ) -> Result<bool, ReconcileError> {
+        if self.inherited {
+            return Ok(false);
+        }
+        let staged = self.stage(running)?;
+        self.commit(maps, staged)?;
+        Ok(true)
     }
 
     /// What going from this balancer to `staged` does to each VIP's new

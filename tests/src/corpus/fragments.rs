@@ -1,4 +1,7 @@
-//! Corpus section: IPv4 and IPv6 fragments.
+//! Corpus section: IPv4 and IPv6 fragments. To a VIP address they are
+//! dropped (`drop_fragment`: the node holds the address and would answer
+//! for the backend); to the node's own address they go up the stack
+//! (`pass_fragment`).
 
 use super::*;
 
@@ -29,11 +32,25 @@ pub(super) fn fragments(g: &mut Gen) {
         ),
     ];
     for (name, about, field) in v4 {
-        g.passed(
+        g.dropped(
             name,
-            about,
-            Counter::PassFragment,
+            &format!("{about}; to a VIP address"),
+            Counter::DropFragment,
             set(&whole, Kind::Ipv4, 6, &field.to_be_bytes()),
+        );
+    }
+    for (name, about, field) in &v4[..3] {
+        let mut ip = from_client4(HOST4);
+        ip.frag = *field;
+        let sport = g.port();
+        g.passed(
+            &format!("{name}-to-host"),
+            &format!("{about}; to the node's own address: up the stack"),
+            Counter::PassFragment,
+            craft::frame(
+                &[],
+                craft::ip_packet(&ip, &tcp(sport, TCP_PORT, f::ACK, &[7; 64])),
+            ),
         );
     }
     let v6: [(&str, &str, Vec<Ext>); 5] = [
@@ -54,7 +71,7 @@ pub(super) fn fragments(g: &mut Gen) {
         ),
         (
             "ipv6-atomic-fragment",
-            "fragment header with offset 0 and no more (RFC 6946): passed like any fragment",
+            "fragment header with offset 0 and no more (RFC 6946): like any fragment",
             vec![Ext::fragment(0, false)],
         ),
         (
@@ -63,13 +80,27 @@ pub(super) fn fragments(g: &mut Gen) {
             vec![Ext::hop_by_hop(), Ext::fragment(0, true)],
         ),
     ];
-    for (name, about, ext) in v6 {
+    for (name, about, ext) in &v6 {
         let sport = g.port();
         let mut ip = from_client6(VIP6);
-        ip.ext = ext;
-        g.passed(
+        ip.ext.clone_from(ext);
+        g.dropped(
             name,
-            about,
+            &format!("{about}; to a VIP address"),
+            Counter::DropFragment,
+            craft::frame(
+                &[],
+                craft::ip_packet(&ip, &tcp(sport, TCP_PORT, f::ACK, &[7; 64])),
+            ),
+        );
+    }
+    for (name, about, ext) in &v6[..4] {
+        let sport = g.port();
+        let mut ip = from_client6(HOST6);
+        ip.ext.clone_from(ext);
+        g.passed(
+            &format!("{name}-to-host"),
+            &format!("{about}; to the node's own address: up the stack"),
             Counter::PassFragment,
             craft::frame(
                 &[],

@@ -163,10 +163,10 @@ pub(super) fn icmp_errors(g: &mut Gen) {
     let fl = flow(Protocol::Tcp, false, g.port());
     let mut outer = Ip::new(addr(ROUTER4), vip4);
     outer.frag = 0x2000;
-    g.passed(
+    g.dropped(
         "icmp4-frag-needed-fragmented",
-        "an ICMP error that is itself a first fragment: fragments go up",
-        Counter::PassFragment,
+        "an ICMP error to a VIP that is itself a first fragment: dropped like any fragment to a VIP address",
+        Counter::DropFragment,
         craft::frame(
             &[],
             craft::ip_packet(

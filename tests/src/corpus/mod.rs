@@ -21,10 +21,14 @@
 //!   reads is whole: the TCP header (the payload may be short), the UDP
 //!   datagram (its length field covers the payload), or the quoted IP
 //!   header plus 8 bytes of an ICMP error.
+//! - **Fragments** (IPv4 first, middle and last; IPv6 with a fragment
+//!   header, atomic fragments included) to a VIP address are `DROP
+//!   drop_fragment` (ICMP errors that are fragments too): the node holds
+//!   the address and would answer for the backend. To the node's own
+//!   address they go up (`pass_fragment`).
 //! - **Valid but not balanced** goes up the stack (`PASS`): non-IP
 //!   (`pass_not_ip`, also a third VLAN tag), not a VIP (`pass_not_vip`),
-//!   fragments (`pass_fragment`: IPv4 first, middle and last; IPv6 with a
-//!   fragment header, atomic fragments included), IPv6 chains longer than
+//!   fragments to other addresses (`pass_fragment`), IPv6 chains longer than
 //!   four extension headers or with a routing header not yet done
 //!   (`pass_ipv6_ext`), other protocols and ICMP that is not an error about
 //!   a VIP flow (`pass_unsupported_l4`).

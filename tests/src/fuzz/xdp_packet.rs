@@ -44,7 +44,9 @@ fn counted_action(counter: Counter) -> Option<u32> {
         | Counter::DropTtlExceeded
         | Counter::DropAclDenied
         | Counter::DropAclNotAllowed
-        | Counter::DropRateLimited => Some(action::DROP),
+        | Counter::DropRateLimited
+        | Counter::DropTooBig
+        | Counter::DropFragment => Some(action::DROP),
         Counter::PassNotIp
         | Counter::PassNotVip
         | Counter::PassFragment
@@ -106,6 +108,8 @@ fn reached(counter: Counter) {
         Counter::ConntrackHalfOpenPromoted => 32,
         Counter::ConntrackHalfOpenEvicted => 33,
         Counter::ConntrackHalfOpenExpired => 34,
+        Counter::DropTooBig => 35,
+        Counter::DropFragment => 36,
     };
     std::hint::black_box(n);
 }

@@ -1,6 +1,7 @@
 //! What the NAT path refuses, and that it refuses before any state is
-//! made or lost: segments of no flow, guarded sources, TTL 1, exhausted
-//! source ports, a full flow table.
+//! made or lost: segments of no flow, flag combinations no stack sends
+//! (either direction), guarded sources, TTL 1, exhausted source ports, a
+//! full flow table.
 
 use lb_common::{
     consts::{AF_INET, EVENT_NAT_PORTS_EXHAUSTED, NAT_DIR_FORWARD},
@@ -12,7 +13,7 @@ use lb_tests::{
         addr, client_flow, nat_vip, words_to_addr, FibNetns, NatBed, BACKENDS4, IN_DEV, NAT4,
         OUT_DEV,
     },
-    packet::{self, Flow, ACK, SYN},
+    packet::{self, Flow, Tcp, ACK, SYN},
     testbed::{flow_key, Hook, VIP4, VIP6},
 };
 use lb_userspace::config::Protocol;
@@ -269,7 +270,52 @@ fn a_full_flow_table_drops_new_flows_whole(hook: Hook) {
         .expect("the test body (see its panic above)");
 }
 
+/// SYN+FIN (a flag combination no stack sends): to a NAT VIP, dropped
+/// before any lookup; from a backend on a translated flow, dropped too
+/// (never passed up, where the stack does not know the flow); to the NAT
+/// address on no flow, up the stack as any other packet for no VIP.
+fn bad_tcp_flags_are_dropped_both_ways(hook: Hook) {
+    in_netns(hook, vips(), |bed| {
+        let syn_fin = Tcp {
+            syn: true,
+            fin: true,
+            ..Tcp::default()
+        };
+        let flow = client_flow(VIP4, 80, 40_006);
+        let frame = packet::tcp(&flow, syn_fin, None, b"");
+        let (verdict, out) = bed.run_on(bed.in_if, &frame).expect("test run");
+        assert_eq!(verdict, bed.verdicts.drop);
+        assert_eq!(out, frame);
+        assert!(bed.flows().is_empty());
+        bed.run_on(bed.in_if, &packet::tcp(&flow, SYN, None, b""))
+            .expect("syn");
+        let key = flow_key(&flow, Protocol::Tcp);
+        let (forward, _, reply) = entries(bed, &key);
+        let back = Flow {
+            src: words_to_addr(forward.dst, AF_INET),
+            dst: addr(NAT4),
+            sport: BACKEND_PORT,
+            dport: u16::from_be(forward.sport),
+        };
+        let frame = packet::tcp(&back, syn_fin, None, b"");
+        let (verdict, out) = bed.run_on(bed.out_if, &frame).expect("test run");
+        assert_eq!(verdict, bed.verdicts.drop);
+        assert_eq!(out, frame);
+        assert_eq!(counter(bed, Counter::DropTcpFlags), 2);
+        assert_eq!(entries(bed, &key).2, reply, "the reply entry untouched");
+        let no_flow = Flow {
+            dport: u16::from_be(forward.sport).wrapping_add(1),
+            ..back
+        };
+        let frame = packet::tcp(&no_flow, syn_fin, None, b"");
+        let (verdict, _) = bed.run_on(bed.out_if, &frame).expect("test run");
+        assert_eq!(verdict, bed.verdicts.pass);
+        assert_eq!(counter(bed, Counter::DropTcpFlags), 2);
+    });
+}
+
 lb_tests::on_both_hooks!(
+    bad_tcp_flags_are_dropped_both_ways,
     tcp_non_syn_without_a_flow_is_dropped,
     guards_drop_before_any_nat_state,
     ttl_1_is_dropped,

@@ -6,7 +6,10 @@
 
 use std::net::IpAddr;
 
-use etherparse::{LinkHeader, NetHeaders, PacketHeaders, TransportHeader};
+use etherparse::{
+    icmpv4::DestUnreachableHeader, Icmpv4Type, Icmpv6Type, LinkHeader, NetHeaders, PacketHeaders,
+    TransportHeader,
+};
 use lb_common::{nat::counterpart_key, FlowKey, NatEntry};
 use lb_tests::natbed::NatBed;
 use lb_userspace::config::Protocol;
@@ -128,6 +131,69 @@ pub(crate) fn ports_of(frame: &[u8]) -> (u16, u16) {
     match headers.transport.expect("a transport header") {
         TransportHeader::Tcp(tcp) => (tcp.source_port, tcp.destination_port),
         TransportHeader::Udp(udp) => (udp.source_port, udp.destination_port),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Parses the answer `out` to the untagged frame `sent` (too big for a
+/// route of MTU `mtu`) with etherparse: back to the sender (MACs
+/// swapped), from the address it was sent to, ICMP fragmentation-needed /
+/// ICMPv6 packet-too-big carrying `mtu`, quoting the start of `sent`,
+/// every checksum right.
+pub(crate) fn check_too_big(out: &[u8], sent: &[u8], mtu: u16) {
+    let headers = PacketHeaders::from_ethernet_slice(out).expect("etherparse parses the answer");
+    let Some(LinkHeader::Ethernet2(eth)) = &headers.link else {
+        panic!("no Ethernet header");
+    };
+    assert_eq!(
+        (eth.source.as_slice(), eth.destination.as_slice()),
+        (&sent[0..6], &sent[6..12]),
+        "MACs swapped"
+    );
+    let quoted = headers.payload.slice();
+    let ip = &sent[14..];
+    match (&headers.net, &headers.transport) {
+        (Some(NetHeaders::Ipv4(header, _)), Some(TransportHeader::Icmpv4(icmp))) => {
+            assert_eq!(out.len(), 14 + 576, "an IPv4 error is 576 bytes");
+            assert_eq!(
+                (header.source.as_slice(), header.destination.as_slice()),
+                (&ip[16..20], &ip[12..16]),
+                "from the address it was sent to, to its sender"
+            );
+            assert_eq!(header.header_checksum, header.calc_header_checksum());
+            assert_eq!(
+                icmp.icmp_type,
+                Icmpv4Type::DestinationUnreachable(DestUnreachableHeader::FragmentationNeeded {
+                    next_hop_mtu: mtu
+                })
+            );
+            assert_eq!(
+                icmp.checksum,
+                icmp.icmp_type.calc_checksum(quoted),
+                "ICMP checksum"
+            );
+            assert_eq!(quoted, &ip[..548], "the quote");
+        }
+        (Some(NetHeaders::Ipv6(header, _)), Some(TransportHeader::Icmpv6(icmp))) => {
+            assert_eq!(out.len(), 14 + 1280, "an IPv6 error is 1280 bytes");
+            assert_eq!(
+                (header.source.as_slice(), header.destination.as_slice()),
+                (&ip[24..40], &ip[8..24]),
+                "from the address it was sent to, to its sender"
+            );
+            assert_eq!(
+                icmp.icmp_type,
+                Icmpv6Type::PacketTooBig {
+                    mtu: u32::from(mtu)
+                }
+            );
+            let computed = icmp
+                .icmp_type
+                .calc_checksum(header.source, header.destination, quoted)
+                .expect("size");
+            assert_eq!(icmp.checksum, computed, "ICMPv6 checksum");
+            assert_eq!(quoted, &ip[..1232], "the quote");
+        }
         other => panic!("{other:?}"),
     }
 }

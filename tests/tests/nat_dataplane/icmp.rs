@@ -1,6 +1,7 @@
 //! ICMP errors about NAT'd flows, translated to the other side's view
 //! as IPVS does (fragmentation needed, packet too big), every checksum
-//! checked; errors about no translation pass.
+//! checked, also through an entry whose next hop is not looked up yet;
+//! errors about no translation pass.
 
 use std::net::IpAddr;
 
@@ -8,7 +9,7 @@ use etherparse::{
     icmpv4::DestUnreachableHeader, Icmpv4Type, Icmpv6Type, LinkHeader, NetHeaders, PacketBuilder,
     PacketHeaders, TransportHeader,
 };
-use lb_common::{consts::AF_INET6, stats::Counter, FlowKey};
+use lb_common::{consts::AF_INET6, stats::Counter, FlowKey, NatEntry};
 use lb_tests::{
     natbed::{
         addr, client_flow, frame, words_to_addr, NatBed, BACKENDS4, GATEWAY4, GATEWAY6, IN_MAC,
@@ -17,6 +18,7 @@ use lb_tests::{
     packet::{self, Flow, Tcp, CLIENT_MAC, SYN},
     testbed::{flow_key, Hook, VIP4, VIP6},
 };
+use lb_userspace::config::Protocol;
 
 use crate::{
     counter,
@@ -264,7 +266,56 @@ fn icmp_errors_about_unknown_flows_pass(hook: Hook) {
     });
 }
 
+/// An error about a flow whose entry for it has no next hop yet (as lbd
+/// installs entries it learned from a peer): the FIB is asked, the answer
+/// kept in the entry, and the error translated and sent on.
+fn an_icmp_error_looks_up_an_unset_next_hop(hook: Hook) {
+    in_netns(hook, vips(), |bed| {
+        let flow = client_flow(VIP4, 80, 40_012);
+        let key = flow_key(&flow, Protocol::Tcp);
+        let sent = frame(&flow, Protocol::Tcp, SYN, b"a request");
+        let (_, to_backend) = bed.run_on(bed.in_if, &sent).expect("forward");
+        let (_, reply_key, reply) = entries(bed, &key);
+        let unset = NatEntry {
+            ifindex: 0,
+            dmac: [0; 6],
+            smac: [0; 6],
+            mtu: 0,
+            ..reply
+        };
+        bed.bed
+            .dataplane
+            .nat_mut()
+            .install_flow(&reply_key, &unset)
+            .expect("unset the next hop");
+        let error = icmp_error(GATEWAY4, &to_backend);
+        let (verdict, out) = bed.run_on(bed.out_if, &error).expect("error");
+        assert_eq!(verdict, bed.verdicts.redirect);
+        check_error(
+            &out,
+            &Expected {
+                smac: IN_MAC,
+                dmac: CLIENT_MAC,
+                src: addr(VIP4),
+                dst: flow.src,
+                sport: 0,
+                dport: 0,
+                ttl: 63,
+                udp_zero: false,
+            },
+            &sent,
+        );
+        let (_, _, looked_up) = entries(bed, &key);
+        assert_eq!(
+            (looked_up.ifindex, looked_up.dmac, looked_up.mtu),
+            (bed.in_if, CLIENT_MAC, 1500)
+        );
+        assert_eq!(counter(bed, Counter::ForwardedNatIcmpError), 1);
+    });
+}
+
 lb_tests::on_both_hooks!(
+    an_icmp_error_looks_up_an_unset_next_hop,
     icmp_errors_v4,
     icmp_errors_v6,
     icmp_errors_about_unknown_flows_pass,

@@ -85,7 +85,10 @@ fn both_programs_pass_the_verifier_with_a_sane_instruction_count() {
     // path that reaches them (~215 k in all; the object loads without BTF,
     // so every function is verified once per state that calls it: the
     // insert runs from the entry point, after the packet path, to be
-    // verified once; inlined in the path it took over 1 M). A regression
-    // that multiplies that again lands far above this.
-    assert!(xdp < 300_000 && tc < 300_000, "xdp {xdp}, tc {tc}");
+    // verified once; inlined in the path it took over 1 M). NAT's MTU
+    // check, too-big answer and tag removal after the translation added
+    // ~3 k to the ~299 k of before (`nat::finish` runs them once per
+    // outcome, not per path). A regression that multiplies that again
+    // lands far above this.
+    assert!(xdp < 320_000 && tc < 320_000, "xdp {xdp}, tc {tc}");
 }

@@ -1,7 +1,10 @@
 //! Next hops by FIB: the same interface (bounced), a missing neighbour
 //! (dropped and named to lbd), a changed one (looked up again when the
-//! entry is touched), no route; and traffic that is no VIP's still
-//! passes.
+//! entry is touched), no route and every unusable one (blackhole,
+//! unreachable, prohibit, forwarding off); the route's MTU (a packet too
+//! big for it answered with ICMP or dropped, never taken for a missing
+//! route; at tc a GSO packet judged by its segments); and traffic that is
+//! no VIP's still passes.
 
 use lb_common::{
     consts::{AF_INET, AF_INET6, EVENT_NO_NEIGHBOUR, EVENT_NO_ROUTE},
@@ -10,9 +13,9 @@ use lb_common::{
 };
 use lb_tests::{
     natbed::{
-        addr, client_flow, nat_vip, neighbour_mac, words_to_addr, BACKENDS4, BEHIND_GATEWAY4,
-        BEHIND_GATEWAY6, GATEWAY4, GATEWAY6, IN_MAC, NAT4, NAT6, OUT_DEV, SAME_IF4, SAME_IF6,
-        UNROUTED4, UNROUTED6,
+        addr, client_flow, nat_vip, neighbour_mac, words_to_addr, NatBed, BACKENDS4, BACKENDS6,
+        BEHIND_GATEWAY4, BEHIND_GATEWAY6, CLIENT4, CLIENT6, GATEWAY4, GATEWAY6, IN_DEV, IN_MAC,
+        NAT4, NAT6, OUT_DEV, OUT_MAC, SAME_IF4, SAME_IF6, UNROUTED4, UNROUTED6,
     },
     packet::{self, Flow, ACK, SYN},
     support::ip,
@@ -22,8 +25,8 @@ use lb_userspace::{config::Protocol, reconcile::addr_words};
 
 use crate::{
     counter,
-    frames::{check, entries, Expected},
-    in_netns, vips, EVENT_GAP, PORTS,
+    frames::{check, check_too_big, entries, Expected},
+    in_netns, vips, BACKEND_PORT, EVENT_GAP, PORTS,
 };
 
 /// A backend on the interface the client came in on: sent back out of it
@@ -206,7 +209,244 @@ fn other_traffic_still_passes(hook: Hook) {
     });
 }
 
+/// `flow`'s entry aged past the touch interval, as time would: its next
+/// packet looks the next hop up again.
+fn age(bed: &mut NatBed, flow: &Flow) {
+    let key = flow_key(flow, Protocol::Tcp);
+    let aged = NatEntry {
+        last_seen_ns: 0,
+        ..entries(bed, &key).0
+    };
+    bed.bed
+        .dataplane
+        .nat_mut()
+        .install_flow(&key, &aged)
+        .expect("age");
+}
+
+/// A TCP segment of `flow` with ACK whose IP packet is `len` bytes long.
+fn segment_of(flow: &Flow, len: usize) -> Vec<u8> {
+    let headers = if flow.src.is_ipv4() { 40 } else { 60 };
+    let frame = packet::tcp(flow, ACK, None, &vec![0x5a; len - headers]);
+    assert_eq!(frame.len(), 14 + len);
+    frame
+}
+
+/// What a translated segment of `flow` (forward entry `forward`) must
+/// look like.
+fn translated(flow: &Flow, forward: &NatEntry) -> Expected {
+    let family = if flow.src.is_ipv4() {
+        AF_INET
+    } else {
+        AF_INET6
+    };
+    Expected {
+        smac: OUT_MAC,
+        dmac: forward.dmac,
+        src: words_to_addr(forward.src, family),
+        dst: words_to_addr(forward.dst, family),
+        sport: u16::from_be(forward.sport),
+        dport: BACKEND_PORT,
+        ttl: 63,
+        udp_zero: false,
+    }
+}
+
+/// At tc a GRO'd skb (3000 bytes of IP packet, segments of 1448 bytes)
+/// that refreshes its entry's next hop is sent: its segments fit the
+/// route's MTU (1500). The FIB is asked with a probe length, not the
+/// packet's own (which it would answer with "fragmentation needed", once
+/// a second per flow and direction, reported as no route). Segments of
+/// 1480 bytes would not fit: that skb is answered (one packet).
+#[test]
+fn tc_sends_a_refreshing_gso_packet_whose_segments_fit() {
+    in_netns(Hook::Tc, vips(), |bed| {
+        let flow = client_flow(VIP4, 80, 40_020);
+        bed.run_on(bed.in_if, &packet::tcp(&flow, SYN, None, b""))
+            .expect("syn");
+        age(bed, &flow);
+        let big = segment_of(&flow, 3000);
+        let (verdict, out) = bed.run_tc_gso(bed.in_if, &big, 1448, 3).expect("run");
+        assert_eq!(verdict, bed.verdicts.redirect);
+        let (forward, _, _) = entries(bed, &flow_key(&flow, Protocol::Tcp));
+        assert_ne!(forward.last_seen_ns, 0, "refreshed");
+        assert_eq!(forward.mtu, 1500, "the route's MTU, cached");
+        assert_eq!(&out[..6], &forward.dmac);
+        check(&out, &translated(&flow, &forward));
+        assert_eq!(counter(bed, Counter::DropNoRoute), 0);
+        assert_eq!(counter(bed, Counter::Forwarded), 2);
+        let events = bed.bed.dataplane.drain_events();
+        assert!(
+            !events.iter().any(|e| e.kind == EVENT_NO_ROUTE),
+            "{events:?}"
+        );
+        let (verdict, out) = bed.run_tc_gso(bed.in_if, &big, 1480, 3).expect("run");
+        assert_eq!(verdict, bed.verdicts.bounce);
+        check_too_big(&out, &big, 1500);
+        assert_eq!(counter(bed, Counter::SentIcmpTooBig), 1);
+    });
+}
+
+/// Routes of MTU 1400 (locked) to a backend and to the client: a packet that fits
+/// is translated; one of 1500 bytes (IPv4 with DF, or IPv6) is answered
+/// with fragmentation needed / packet too big toward its sender (the
+/// client from the VIP, the backend from the NAT address), counted apart
+/// from missing routes and never reported as one; IPv4 without DF, which
+/// a router would fragment, is dropped (`DropTooBig`).
+fn too_big_for_the_route_is_answered(hook: Hook) {
+    let vips = vec![
+        nat_vip(
+            VIP4,
+            80,
+            Protocol::Tcp,
+            &[(BACKENDS4[0], Some(BACKEND_PORT))],
+            NAT4,
+            PORTS,
+        ),
+        nat_vip(
+            VIP6,
+            80,
+            Protocol::Tcp,
+            &[(BACKENDS6[0], Some(BACKEND_PORT))],
+            NAT6,
+            PORTS,
+        ),
+    ];
+    in_netns(hook, vips, |bed| {
+        for (to, dev) in [
+            (BACKENDS4[0], OUT_DEV),
+            (BACKENDS6[0], OUT_DEV),
+            (CLIENT4, IN_DEV),
+            (CLIENT6, IN_DEV),
+        ] {
+            // Locked: Linux routes forwarded IPv4 by a route's MTU only
+            // then (or with `ip_forward_use_pmtu`), and so does the FIB
+            // lookup.
+            ip(&["route", "add", to, "dev", dev, "mtu", "lock", "1400"]);
+        }
+        let mut answered = 0;
+        for (vip, nat) in [(VIP4, NAT4), (VIP6, NAT6)] {
+            let flow = client_flow(vip, 80, 40_021);
+            let (verdict, _) = bed
+                .run_on(bed.in_if, &packet::tcp(&flow, SYN, None, b""))
+                .expect("syn");
+            assert_eq!(verdict, bed.verdicts.redirect, "{vip}");
+            let (forward, _, reply) = entries(bed, &flow_key(&flow, Protocol::Tcp));
+            assert_eq!(forward.mtu, 1400, "{vip}");
+            let fits = segment_of(&flow, 1400);
+            let (verdict, out) = bed.run_on(bed.in_if, &fits).expect("fits");
+            assert_eq!(verdict, bed.verdicts.redirect, "{vip}");
+            check(&out, &translated(&flow, &forward));
+            let big = segment_of(&flow, 1500);
+            if vip == VIP4 {
+                assert_ne!(big[14 + 6] & 0x40, 0, "DF set");
+            }
+            let (verdict, out) = bed.run_on(bed.in_if, &big).expect("too big");
+            assert_eq!(verdict, bed.verdicts.bounce, "{vip}");
+            check_too_big(&out, &big, 1400);
+            answered += 1;
+            assert_eq!(counter(bed, Counter::SentIcmpTooBig), answered);
+            // The backend's reply, too big for the route to the client.
+            let back = Flow {
+                src: words_to_addr(forward.dst, flow_key(&flow, Protocol::Tcp).family),
+                dst: addr(nat),
+                sport: BACKEND_PORT,
+                dport: u16::from_be(forward.sport),
+            };
+            let big = segment_of(&back, 1500);
+            let (verdict, out) = bed.run_on(bed.out_if, &big).expect("reply");
+            assert_eq!(verdict, bed.verdicts.bounce, "{vip}");
+            assert_eq!(entries(bed, &flow_key(&flow, Protocol::Tcp)).2.mtu, 1400);
+            assert_eq!(reply.direction, lb_common::consts::NAT_DIR_REPLY);
+            check_too_big(&out, &big, 1400);
+            answered += 1;
+            assert_eq!(counter(bed, Counter::SentIcmpTooBig), answered);
+        }
+        // IPv4 without DF: dropped, untouched.
+        let flow = client_flow(VIP4, 80, 40_021);
+        let mut big = segment_of(&flow, 1500);
+        big[14 + 6] &= !0x40;
+        packet::fix_ipv4_checksum(&mut big);
+        let (verdict, out) = bed.run_on(bed.in_if, &big).expect("no DF");
+        assert_eq!(verdict, bed.verdicts.drop);
+        assert_eq!(out, big);
+        assert_eq!(counter(bed, Counter::DropTooBig), 1);
+        assert_eq!(counter(bed, Counter::DropNoRoute), 0);
+        let events = bed.bed.dataplane.drain_events();
+        assert!(
+            !events.iter().any(|e| e.kind == EVENT_NO_ROUTE),
+            "{events:?}"
+        );
+    });
+}
+
+/// Every FIB answer that leaves no usable route (a blackhole, unreachable
+/// or prohibit route to the backend; forwarding off on the ingress
+/// interface): dropped untouched, counted as no route.
+fn unusable_routes_drop_as_no_route(hook: Hook) {
+    let vips = vec![
+        nat_vip(VIP4, 80, Protocol::Tcp, &[(UNROUTED4, None)], NAT4, PORTS),
+        nat_vip(VIP6, 80, Protocol::Tcp, &[(UNROUTED6, None)], NAT6, PORTS),
+        nat_vip(
+            VIP4,
+            81,
+            Protocol::Tcp,
+            &[(BACKENDS4[0], Some(BACKEND_PORT))],
+            NAT4,
+            PORTS,
+        ),
+        nat_vip(
+            VIP6,
+            81,
+            Protocol::Tcp,
+            &[(BACKENDS6[0], Some(BACKEND_PORT))],
+            NAT6,
+            PORTS,
+        ),
+    ];
+    in_netns(hook, vips, |bed| {
+        let mut dropped = 0;
+        let mut sport = 40_030;
+        let mut send = |bed: &mut NatBed, vip: &str, port: u16, sport: u16| {
+            let frame = packet::tcp(&client_flow(vip, port, sport), SYN, None, b"");
+            let (verdict, out) = bed.run_on(bed.in_if, &frame).expect("test run");
+            assert_eq!(verdict, bed.verdicts.drop, "{vip}:{port}");
+            assert_eq!(out, frame, "a dropped frame is not rewritten");
+            dropped += 1;
+            assert_eq!(counter(bed, Counter::DropNoRoute), dropped);
+        };
+        for kind in ["blackhole", "unreachable", "prohibit"] {
+            ip(&["route", "replace", kind, UNROUTED4]);
+            ip(&["-6", "route", "replace", kind, UNROUTED6]);
+            for vip in [VIP4, VIP6] {
+                sport += 1;
+                send(bed, vip, 80, sport);
+            }
+        }
+        // Routed, but forwarding off where the packets come in.
+        for vip in [VIP4, VIP6] {
+            let family = if vip == VIP4 { "ipv4" } else { "ipv6" };
+            sysctl(&format!("net.{family}.conf.all.forwarding=0"));
+            sysctl(&format!("net.{family}.conf.{IN_DEV}.forwarding=0"));
+            sport += 1;
+            send(bed, vip, 81, sport);
+        }
+        assert_eq!(counter(bed, Counter::Forwarded), 0);
+    });
+}
+
+/// Sets a sysctl of the caller's network namespace (`key=value`).
+fn sysctl(setting: &str) {
+    let status = std::process::Command::new("sysctl")
+        .args(["-qw", setting])
+        .status()
+        .expect("run sysctl");
+    assert!(status.success(), "sysctl {setting}");
+}
+
 lb_tests::on_both_hooks!(
+    too_big_for_the_route_is_answered,
+    unusable_routes_drop_as_no_route,
     next_hop_on_the_ingress_interface_bounces,
     a_missing_neighbour_drops_and_names_the_gateway,
     no_route_drops_and_reports,

@@ -1,7 +1,9 @@
 //! A NAT'd flow's translation both ways: a new flow, a tracked packet
 //! and the backend's reply, IPv4 and IPv6, TCP and UDP; the choice of
-//! source port; VLAN tags; a closed translation opened again.
+//! source port; VLAN tags (off on another interface, kept on the same);
+//! a closed translation opened again.
 
+use etherparse::PacketHeaders;
 use lb_common::{
     consts::{
         AF_INET, AF_INET6, NAT_DIR_FORWARD, NAT_DIR_REPLY, NAT_F_FIN, NAT_F_REPLIED, NAT_F_RST,
@@ -12,7 +14,7 @@ use lb_common::{
 use lb_tests::{
     natbed::{
         addr, client_flow, frame, nat_vip, neighbour_mac, words_to_addr, NatBed, BACKENDS4,
-        BACKENDS6, IN_MAC, NAT4, NAT6, OUT_MAC,
+        BACKENDS6, IN_MAC, NAT4, NAT6, OUT_MAC, SAME_IF4, SAME_IF6,
     },
     packet::{self, Flow, Tcp, ACK, CLIENT_MAC, SYN},
     testbed::{flow_key, Hook, VIP4, VIP6},
@@ -222,28 +224,74 @@ fn udp_v6_new_tracked_and_reply(hook: Hook) {
     in_netns(hook, vips(), |bed| new_tracked_and_reply(bed, VIP6, 53));
 }
 
-/// VLAN tags stay; the translation happens behind them.
-fn vlan_tags_are_kept(hook: Hook) {
+/// A tagged client's packet leaving by another interface (the backends'
+/// network) leaves untagged: its tag belongs to the network it came from.
+/// Its reply, untagged, goes back as it is. Both checked by etherparse.
+fn vlan_tags_come_off_on_another_interface(hook: Hook) {
     in_netns(hook, vips(), |bed| {
-        let flow = client_flow(VIP4, 80, 40_003);
-        let first = packet::tcp(&flow, SYN, Some(42), b"");
-        let (verdict, out) = bed.run_on(bed.in_if, &first).expect("test run");
-        assert_eq!(verdict, bed.verdicts.redirect);
-        assert_eq!(&out[12..16], &first[12..16], "the tag");
-        let (forward, _, _) = entries(bed, &flow_key(&flow, Protocol::Tcp));
-        check(
-            &out,
-            &Expected {
-                smac: OUT_MAC,
-                dmac: forward.dmac,
-                src: addr(NAT4),
-                dst: words_to_addr(forward.dst, AF_INET),
-                sport: u16::from_be(forward.sport),
-                dport: BACKEND_PORT,
-                ttl: 63,
-                udp_zero: false,
-            },
-        );
+        for vip in [VIP4, VIP6] {
+            let flow = client_flow(vip, 80, 40_003);
+            let first = packet::tcp(&flow, SYN, Some(42), b"");
+            let (verdict, out) = bed.run_on(bed.in_if, &first).expect("test run");
+            assert_eq!(verdict, bed.verdicts.redirect);
+            assert_eq!(out.len(), first.len() - 4, "the tag is gone");
+            let headers = PacketHeaders::from_ethernet_slice(&out).expect("parse");
+            assert!(
+                headers.link_exts.is_empty(),
+                "no tag: {:?}",
+                headers.link_exts
+            );
+            let key = flow_key(&flow, Protocol::Tcp);
+            let (forward, _, _) = entries(bed, &key);
+            check(
+                &out,
+                &Expected {
+                    smac: OUT_MAC,
+                    dmac: forward.dmac,
+                    src: addr(if vip == VIP4 { NAT4 } else { NAT6 }),
+                    dst: words_to_addr(forward.dst, key.family),
+                    sport: u16::from_be(forward.sport),
+                    dport: BACKEND_PORT,
+                    ttl: 63,
+                    udp_zero: false,
+                },
+            );
+        }
+    });
+}
+
+/// A tagged client's packet to a backend on the same network (sent back
+/// out of the interface it came in on) keeps its tag.
+fn vlan_tags_stay_on_the_same_interface(hook: Hook) {
+    let vips = vec![
+        nat_vip(VIP4, 80, Protocol::Tcp, &[(SAME_IF4, None)], NAT4, PORTS),
+        nat_vip(VIP6, 80, Protocol::Tcp, &[(SAME_IF6, None)], NAT6, PORTS),
+    ];
+    in_netns(hook, vips, |bed| {
+        for (vip, backend, nat) in [(VIP4, SAME_IF4, NAT4), (VIP6, SAME_IF6, NAT6)] {
+            let flow = client_flow(vip, 80, 40_003);
+            let first = packet::tcp(&flow, SYN, Some(42), b"");
+            let (verdict, out) = bed.run_on(bed.in_if, &first).expect("test run");
+            assert_eq!(verdict, bed.verdicts.bounce);
+            assert_eq!(out.len(), first.len());
+            assert_eq!(&out[12..18], &first[12..18], "the tag");
+            let headers = PacketHeaders::from_ethernet_slice(&out).expect("parse");
+            assert_eq!(headers.link_exts.len(), 1, "one tag");
+            let (forward, _, _) = entries(bed, &flow_key(&flow, Protocol::Tcp));
+            check(
+                &out,
+                &Expected {
+                    smac: IN_MAC,
+                    dmac: neighbour_mac(backend).expect("mac"),
+                    src: addr(nat),
+                    dst: addr(backend),
+                    sport: u16::from_be(forward.sport),
+                    dport: 80,
+                    ttl: 63,
+                    udp_zero: false,
+                },
+            );
+        }
     });
 }
 
@@ -345,7 +393,8 @@ lb_tests::on_both_hooks!(
     a_taken_neutral_port_falls_back_to_a_hashed_one,
     udp_v4_new_tracked_and_reply,
     udp_v6_new_tracked_and_reply,
-    vlan_tags_are_kept,
+    vlan_tags_come_off_on_another_interface,
+    vlan_tags_stay_on_the_same_interface,
     a_syn_reuses_a_closed_translation,
     a_syn_after_the_backends_reset_starts_afresh,
 );

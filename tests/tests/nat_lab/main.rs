@@ -37,7 +37,7 @@ const REQUESTS: u32 = 3_000;
 /// Longest a stream may sit still across a VRRP failover.
 const STALL_LIMIT: Duration = Duration::from_secs(4);
 /// Drop verdicts none of the healthy runs may produce.
-const DROPS: [&str; 7] = [
+const DROPS: [&str; 8] = [
     "drop_malformed",
     "drop_nat_ports_exhausted",
     "drop_nat_table_full",
@@ -45,4 +45,5 @@ const DROPS: [&str; 7] = [
     "drop_no_neighbour",
     "drop_nat_no_flow",
     "drop_ttl_exceeded",
+    "drop_too_big",
 ];

@@ -38,7 +38,8 @@ mod encap;
 pub mod hc;
 mod hop;
 mod outer;
-mod too_big;
+// Also NAT's answer to a packet too big for its route (`nat::finish`).
+pub(crate) mod too_big;
 
 use core::ptr::addr_of;
 
