@@ -331,13 +331,33 @@ impl Netlink {
     }
 
     /// What lbd tracks of interface `ifindex` in one lookup: whether it
-    /// can carry traffic and which XDP program it runs. None: no
+    /// can carry traffic, which XDP program it runs and its MAC. None: no
     /// interface has that index any more (see [`Self::link`]).
     pub(crate) async fn link_state(&self, ifindex: u32) -> Result<Option<LinkState>, NetlinkError> {
         Ok(self.link(ifindex).await?.map(|link| LinkState {
             up: carries_traffic(&link),
             xdp: xdp_of(&link),
+            mac: link.attributes.iter().find_map(|a| match a {
+                LinkAttribute::Address(bytes) => <[u8; 6]>::try_from(bytes.as_slice()).ok(),
+                _ => None,
+            }),
         }))
+    }
+
+    /// The programs of the cls_bpf filters on interface `ifindex`'s
+    /// ingress (none without a clsact or ingress qdisc): whether lbd's
+    /// filter, attached without tcx, is still there.
+    pub(crate) async fn cls_bpf_ingress_programs(
+        &self,
+        ifindex: u32,
+    ) -> Result<Vec<u32>, NetlinkError> {
+        let filters = crate::ownership::cls_bpf::ingress_filters(&self.handle, ifindex)
+            .await
+            .map_err(|source| NetlinkError::Request {
+                what: format!("listing the tc filters on the ingress of interface {ifindex}"),
+                source,
+            })?;
+        Ok(filters.iter().filter_map(|f| f.program).collect())
     }
 
     /// Every interface of the netns, with whether it is up (admin up
@@ -382,6 +402,13 @@ impl Netlink {
     }
 }
 
+/// The MAC to follow when the interface, known with `known`, is `seen`
+/// with another one now (None: the same, or none read): the data plane's
+/// "frame for this node" test and VRRP's announcements both use it.
+pub(crate) fn mac_to_follow(known: [u8; 6], seen: Option<[u8; 6]>) -> Option<[u8; 6]> {
+    seen.filter(|mac| *mac != known && *mac != [0; 6])
+}
+
 /// What lbd tracks of its interface: read together, once a second.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct LinkState {
@@ -389,6 +416,9 @@ pub(crate) struct LinkState {
     pub up: bool,
     /// The XDP program it runs, with its mode (None: none).
     pub xdp: Option<(u32, crate::config::XdpMode)>,
+    /// Its MAC now (None: it has none of six bytes): it may change under
+    /// lbd (a bond's `fail_over_mac`, `ip link set address`).
+    pub mac: Option<[u8; 6]>,
 }
 
 /// Whether a link can carry traffic: admin up with its carrier, and an
@@ -483,5 +513,21 @@ pub(crate) fn probe_on(address: IpAddr, ifindex: u32) {
     let result = UdpSocket::bind(bind).and_then(|s| s.send_to(&[], to));
     if let Err(error) = result {
         debug!(%address, %error, "neighbour probe not sent");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mac_to_follow;
+
+    #[test]
+    fn a_changed_mac_is_followed_and_an_unchanged_or_missing_one_is_not() {
+        let known = [2, 0, 0, 0, 0, 1];
+        let changed = [2, 0, 0, 0, 0, 2];
+        assert_eq!(mac_to_follow(known, Some(changed)), Some(changed));
+        assert_eq!(mac_to_follow(known, Some(known)), None);
+        assert_eq!(mac_to_follow(known, None), None);
+        // An all-zero MAC would make the data plane take every frame.
+        assert_eq!(mac_to_follow(known, Some([0; 6])), None);
     }
 }

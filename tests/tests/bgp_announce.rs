@@ -35,9 +35,14 @@ fn routes_file(lab: &Lab) -> std::path::PathBuf {
 }
 
 fn lbd_config(lab: &Lab, bird: &Bird, backends: &[&str]) -> String {
+    lbd_config_checked(lab, bird, backends, CHECKS)
+}
+
+/// As [`lbd_config`], the VIP's health checks as `checks` says.
+fn lbd_config_checked(lab: &Lab, bird: &Bird, backends: &[&str], checks: &str) -> String {
     format!(
         "{}\n[bgp]\nbird_socket = \"{}\"\nroutes_file = \"{}\"\nnode_state_file = \"{}\"\n",
-        lab.lbd_config_for(backends, CHECKS),
+        lab.lbd_config_for(backends, checks),
         bird.socket.display(),
         routes_file(lab).display(),
         lab.dir.join("state").join("node.state").display()
@@ -62,6 +67,10 @@ fn announcements_follow_health_drain_and_stops() {
     let config = lbd_config(&lab, &paths, &["b1", "b2"]);
     lab.start_lbd(&config).expect("lbd");
     wait_until("the routes file", FOLLOW, || routes_file(&lab).exists());
+    // The gate opens once the first checks decided (no peers to wait for).
+    wait_until("the start-up gate open", FOLLOW, || {
+        node(&lab).bgp.unwrap().startup != StartupStatus::Waiting
+    });
     let bgp = node(&lab).bgp.expect("bgp status");
     assert!(!bgp.in_sync, "BIRD is not running yet: {bgp:?}");
     assert_eq!(bgp.startup, StartupStatus::Open(Opened::NoPeers));
@@ -155,6 +164,139 @@ fn announcements_follow_health_drain_and_stops() {
     lab.start_lbd_on(&lb, "lbd4", &config).expect("start again");
     lab.interrupt("lbd4").expect("SIGINT");
     assert!(!announced(&bird), "a stop for good withdraws");
+}
+
+/// A stop for good whose withdrawal BIRD refuses (its config broke after
+/// it started: it keeps announcing what it read, and refuses every
+/// reconfigure) must not leave BIRD announcing a node with no program:
+/// lbd keeps the pinned program attached, as a restart does, and exits
+/// non-zero naming BIRD; once BIRD is mended the unit's stop path
+/// withdraws and a cleanup removes the program. With pin_dir = "off" the
+/// program goes whatever happens, and the exit status says the routes
+/// did not.
+#[test]
+fn a_stop_for_good_that_bird_refuses_keeps_the_program_and_fails() {
+    let mut lab = Lab::start(1).expect("lab");
+    lab.wait_for_backends().expect("backends");
+    let lb = lab.lb.clone();
+    let paths = Bird::paths(&lab, "bird-lb");
+    let config = lbd_config(&lab, &paths, &["b1"]);
+    lab.start_lbd(&config).expect("lbd");
+    wait_until("the routes file", FOLLOW, || routes_file(&lab).exists());
+    let bird_conf = bird_config(&lab);
+    let broken = format!("{bird_conf}this is not BIRD's syntax;\n");
+    let bird = Bird::start(&mut lab, &lb, "bird-lb", &bird_conf).expect("bird");
+    wait_until("the VIP announced", FOLLOW, || announced(&bird));
+    wait_until("lbd in sync with BIRD", FOLLOW, || {
+        node(&lab).bgp.unwrap().in_sync
+    });
+
+    std::fs::write(&bird.config, &broken).expect("break BIRD's config");
+    let status = lab.interrupt("lbd").expect("SIGINT");
+    let log = lab.log("lbd");
+    assert!(!status.success(), "a failed withdrawal exits 0:\n{log}");
+    assert!(
+        log.contains("BIRD") && log.contains("did not take the withdrawal"),
+        "{log}"
+    );
+    assert!(
+        announced(&bird),
+        "BIRD refused: it still announces the node"
+    );
+    assert!(
+        lab.xdp_attached(&lb).expect("ip link"),
+        "the routers still send flows here: the program must stay"
+    );
+
+    std::fs::write(&bird.config, &bird_conf).expect("mend BIRD's config");
+    let out = lab
+        .lbd_offline(&lb, "lbd", "--release-vips")
+        .expect("release");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!announced(&bird), "the stop path withdraws");
+    let out = lab.lbd_offline(&lb, "lbd", "--cleanup").expect("cleanup");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!lab.xdp_attached(&lb).expect("ip link"));
+
+    let unpinned = format!("pin_dir = \"off\"\n{config}");
+    lab.start_lbd_on(&lb, "lbd-unpinned", &unpinned)
+        .expect("lbd, unpinned");
+    wait_until("the VIP announced again", FOLLOW, || announced(&bird));
+    wait_until("lbd in sync with BIRD again", FOLLOW, || {
+        node(&lab).bgp.unwrap().in_sync
+    });
+    std::fs::write(&bird.config, &broken).expect("break BIRD's config");
+    let status = lab.interrupt("lbd-unpinned").expect("SIGINT");
+    let log = lab.log("lbd-unpinned");
+    assert!(!status.success(), "a failed withdrawal exits 0:\n{log}");
+    assert!(log.contains("did not take the withdrawal"), "{log}");
+    assert!(announced(&bird));
+    assert!(
+        !lab.xdp_attached(&lb).expect("ip link"),
+        "pin_dir = \"off\": nothing outlives lbd"
+    );
+}
+
+/// A fresh node whose backends are down everywhere announces nothing
+/// while their health is still unknown (unknown counts as up): its
+/// start-up gate waits for the first checks, which find them down. The
+/// checks are slow here (down after three failures a second apart), so a
+/// gate that opened at once would announce for about two seconds.
+#[test]
+fn a_fresh_node_announces_nothing_before_its_first_checks() {
+    let mut lab = Lab::start(2).expect("lab");
+    lab.wait_for_backends().expect("backends");
+    let lb = lab.lb.clone();
+    // BIRD runs first, on the empty routes file a boot leaves
+    // (tmpfiles.d), so lbd's first exchange reaches it at once.
+    let routes = routes_file(&lab);
+    std::fs::create_dir_all(routes.parent().expect("dir")).expect("routes dir");
+    std::fs::write(
+        &routes,
+        format!("protocol static {PROTOCOL} {{\n  ipv4;\n}}\nprotocol static lbd_vips6 {{\n  ipv6;\n}}\n"),
+    )
+    .expect("routes file");
+    let bird_conf = bird_config(&lab);
+    let bird = Bird::start(&mut lab, &lb, "bird-lb", &bird_conf).expect("bird");
+    lab.terminate("nginx-b1").expect("stop nginx b1");
+    lab.terminate("nginx-b2").expect("stop nginx b2");
+    let slow = CHECKS
+        .replace("interval_ms = 200", "interval_ms = 1000")
+        .replace("fast_interval_ms = 100", "fast_interval_ms = 1000")
+        .replace("fall = 2", "fall = 3");
+    assert_ne!(slow, CHECKS);
+    let config = lbd_config_checked(&lab, &bird, &["b1", "b2"], &slow);
+    lab.start_lbd(&config).expect("lbd");
+    let started = Instant::now();
+    let mut samples = 0;
+    while started.elapsed() < Duration::from_secs(3)
+        || node(&lab).bgp.unwrap().startup == StartupStatus::Waiting
+    {
+        assert!(
+            !announced(&bird),
+            "announced {:?} after lbd was ready, before any check said b1 or b2 was up",
+            started.elapsed()
+        );
+        samples += 1;
+        assert!(started.elapsed() < FOLLOW, "the gate never opened");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(samples > 20, "{samples} samples");
+    let bgp = node(&lab).bgp.unwrap();
+    assert_eq!(bgp.startup, StartupStatus::Open(Opened::NoPeers));
+    assert_eq!(bgp.withheld.len(), 1, "{bgp:?}");
+    assert_eq!(bgp.withheld[0].reason.name(), "no-healthy-backend");
+    // Announced as soon as one is up: the samples could have seen it.
+    lab.restart_nginx("b1").expect("nginx b1 again");
+    wait_until("announced once b1 is up", FOLLOW, || announced(&bird));
 }
 
 /// A BIRD that accepts and never answers (hung) holds neither lbd's loop
@@ -318,4 +460,76 @@ fn an_address_cannot_be_both_vrrp_held_and_announced() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("is held by vrrp[0]"), "{stderr}");
+}
+
+/// `lbd --release-vips` with the lbd started as `name` (config
+/// `<name>.toml`), as the unit's stop path runs it: systemd passes the
+/// runtime directory (where the admin socket, and the record of what lbd
+/// held, are).
+fn release_vips_as_the_unit(lab: &Lab, name: &str) -> std::process::Output {
+    let config = lab.dir.join(format!("{name}.toml"));
+    std::process::Command::new("ip")
+        .args(["netns", "exec", &lab.lb.netns])
+        .arg(lb_tests::lab::lbd_binary().expect("lbd"))
+        .args(["--config", &config.to_string_lossy(), "--release-vips"])
+        .env("RUNTIME_DIRECTORY", &lab.dir)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("lbd --release-vips")
+}
+
+/// The announcement is withdrawn from what the lbd that ran held, not
+/// from what the config file says now: after the file was broken, the
+/// unit's stop path still withdraws; after `[bgp]` was taken out of it,
+/// the stop path withdraws, and so does the next start (it finds the
+/// previous lbd's record of a routes file it does not use). Otherwise
+/// BIRD would announce a stopped node for good.
+#[test]
+fn the_routes_are_withdrawn_whatever_the_config_has_become() {
+    let mut lab = Lab::start(2).expect("lab");
+    lab.wait_for_backends().expect("backends");
+    let lb = lab.lb.clone();
+    let paths = Bird::paths(&lab, "bird-lb");
+    let config = lbd_config(&lab, &paths, &["b1", "b2"]);
+    let bird_conf = bird_config(&lab);
+    std::fs::create_dir_all(routes_file(&lab).parent().expect("dir")).expect("bgp dir");
+    std::fs::write(routes_file(&lab), "").expect("routes file");
+    let bird = Bird::start(&mut lab, &lb, "bird-lb", &bird_conf).expect("bird");
+    let without_bgp = config[..config.find("[bgp]").expect("[bgp]")].to_owned();
+
+    // A broken config at the stop path.
+    lab.start_lbd(&config).expect("lbd");
+    wait_until("announced", FOLLOW, || announced(&bird));
+    lab.terminate("lbd").expect("SIGTERM");
+    assert!(announced(&bird), "a restart keeps the routes");
+    std::fs::write(lab.dir.join("lbd.toml"), "[bgp\nnot toml").expect("junk");
+    let out = release_vips_as_the_unit(&lab, "lbd");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        !announced(&bird),
+        "withdrawn with a broken config: {stderr}"
+    );
+
+    // [bgp] taken out of the file before the stop path.
+    lab.start_lbd_on(&lb, "lbd2", &config).expect("lbd2");
+    wait_until("announced again", FOLLOW, || announced(&bird));
+    std::fs::write(lab.dir.join("lbd2.toml"), &without_bgp).expect("no [bgp]");
+    lab.terminate("lbd2").expect("SIGTERM");
+    assert!(announced(&bird));
+    let out = release_vips_as_the_unit(&lab, "lbd2");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!announced(&bird), "withdrawn with [bgp] gone: {stderr}");
+
+    // [bgp] taken out across a restart: the next start withdraws.
+    lab.start_lbd_on(&lb, "lbd3", &config).expect("lbd3");
+    wait_until("announced again", FOLLOW, || announced(&bird));
+    lab.terminate("lbd3").expect("SIGTERM");
+    assert!(announced(&bird));
+    lab.start_lbd_on(&lb, "lbd4", &without_bgp)
+        .expect("lbd4 without [bgp]");
+    wait_until("withdrawn by the start without [bgp]", FOLLOW, || {
+        !announced(&bird)
+    });
 }

@@ -581,4 +581,28 @@ fn a_large_rule_set_is_replaced_by_another_large_one() {
     forwarded(&mut bed, &v4, &f, &syn(&f));
     let denied = flow("198.19.0.10", 40000, &v4);
     dropped(&mut bed, &syn(&denied), "a source of the new set");
+
+    // The same with allow lists (the allow list is off while the old
+    // rules go out; the order is unit-tested with the installer): exactly
+    // the new list allows.
+    let allow_set = |third: u8| -> Vec<AclRule> {
+        (0..3000u32)
+            .map(|n| {
+                let net = format!("198.{}.{}.{}/32", 18 + u32::from(third), n / 256, n % 256);
+                rule(Scope::Global, Action::Allow, &net)
+            })
+            .collect()
+    };
+    bed.set_guard(&mut guard, acl(&allow_set(0)))
+        .expect("the first allow list");
+    bed.set_guard(&mut guard, acl(&allow_set(1)))
+        .expect("the second allow list replaces the first");
+    let allowed = flow("198.19.0.11", 40001, &v4);
+    forwarded(&mut bed, &v4, &allowed, &syn(&allowed));
+    let not_allowed = flow("198.18.0.11", 40001, &v4);
+    dropped(
+        &mut bed,
+        &syn(&not_allowed),
+        "a source of the old allow list only",
+    );
 }

@@ -462,3 +462,70 @@ fn the_tc_filters_a_dead_lbd_left_are_removed() {
     assert!(!has(&lab, left), "removed: {}", ingress_filters(&lab));
     assert!(lab.tc_program_ids(&lb).expect("tcx").is_empty());
 }
+
+/// `interface` changed from eth0 to eth1 across a SIGTERM restart of an
+/// lbd with `attach = "tc"`: a cls_bpf filter left on eth0 (what the tc
+/// fallback of a kernel without tcx leaves, and the kernel keeps) would
+/// keep running the old program on the shared maps. The new lbd sweeps
+/// the interface the previous one recorded, not only its own.
+#[test]
+fn the_tc_filters_left_on_the_previous_interface_are_removed() {
+    let mut lab = Lab::start(2).expect("lab");
+    lab.for_attach("tc");
+    lab.wait_for_backends().expect("backends");
+    let lb = lab.lb.clone();
+    let on_eth0 = format!(
+        "attach = \"tc\"\n{}",
+        lab.lbd_config_for(&["b1", "b2"], CHECKS)
+    );
+    lab.start_lbd(&on_eth0).expect("lbd on eth0");
+    lab.add_lb_interface(&lb, "eth1", 200).expect("eth1");
+    lab.terminate("lbd").expect("SIGTERM");
+    let left = leave_cls_bpf_filter(&lab);
+    let has = |lab: &Lab, id: u32| ingress_filters(lab).contains(&format!(" id {id} "));
+    assert!(has(&lab, left), "{}", ingress_filters(&lab));
+
+    let on_eth1 = on_eth0.replace("interface = \"eth0\"", "interface = \"eth1\"");
+    assert_ne!(on_eth0, on_eth1);
+    start_lbd_ready(&mut lab, "lbd-eth1", &on_eth1);
+    assert!(
+        !has(&lab, left),
+        "the filter on the previous interface is removed: {}",
+        ingress_filters(&lab)
+    );
+}
+
+/// `lbd --cleanup` after the interface is gone (deleted while lbd was
+/// stopped, or under it): the addresses and filters went with it, the
+/// pins did not. The cleanup says so, removes every pin and succeeds.
+#[test]
+fn a_cleanup_removes_the_pins_of_an_interface_that_is_gone() {
+    let mut lab = Lab::start(2).expect("lab");
+    lab.wait_for_backends().expect("backends");
+    let lb = lab.lb.clone();
+    let config = lab.lbd_config_for(&["b1", "b2"], CHECKS);
+    lab.start_lbd(&config).expect("lbd");
+    lab.terminate("lbd").expect("SIGTERM");
+    let pins = lab.pin_dir_of(&lb);
+    let pinned = |dir: &std::path::Path| -> Vec<String> {
+        std::fs::read_dir(dir)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|name| name != "lbd-owner")
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert!(!pinned(&pins).is_empty(), "pinned for the next lbd");
+    lab.delete_interface(&lb).expect("delete eth0");
+    let out = lab.lbd_offline(&lb, "lbd", "--cleanup").expect("cleanup");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("interface eth0 no longer exists"),
+        "{stderr}"
+    );
+    assert_eq!(pinned(&pins), Vec::<String>::new(), "every pin removed");
+}

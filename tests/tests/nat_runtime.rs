@@ -598,3 +598,61 @@ fn the_reaper_walks_a_million_entries_in_short_ticks() {
     // at most) is the reaper's unit tests' (`nat::reaper::tests`), on a
     // clock of their own; `cargo xtask bench` measures the time.
 }
+
+/// The interface's `forwarding` switch goes back to what it was before
+/// the first lbd switched it on, however many restarts came between: a
+/// restarted lbd finds it on and changes nothing itself, but the record
+/// of what lbd holds keeps the first original, for a clean stop (SIGINT)
+/// and for `lbd --cleanup` alike.
+#[test]
+fn forwarding_is_restored_to_the_original_across_restarts() {
+    use lb_tests::lab::ROUTED_BACKEND_PORT;
+    let mut lab = Lab::start_routed(1).expect("routed lab");
+    let lb = lab.lb.clone();
+    let status = std::process::Command::new("ip")
+        .args(["-n", &lb.netns, "addr", "add"])
+        .arg(format!("{NAT_ADDRESS}/32"))
+        .args(["dev", "eth0"])
+        .status()
+        .expect("ip");
+    assert!(status.success());
+    let config = format!(
+        "interface = \"eth0\"\nadmin_socket = \"{}\"\n\n[nat]\nsource_ipv4 = \"{NAT_ADDRESS}\"\n\n\
+         [[vip]]\naddress = \"{VIP4}\"\nport = 80\nforwarding = \"nat\"\n[vip.health]\ncheck = \"none\"\n\
+         [[vip.backend]]\naddress = \"{}\"\nport = {ROUTED_BACKEND_PORT}\n",
+        lab.admin_socket().display(),
+        lab.backends[0].ipv4
+    );
+    set_forwarding_off(&lb);
+    let on = |lab: &Lab| {
+        wait_until("forwarding on eth0", Duration::from_secs(10), || {
+            forwarding(&lab.lb) == "1"
+        });
+    };
+
+    // SIGTERM, a new lbd, SIGINT: back to "0".
+    lab.start_lbd_on(&lb, "lbd", &config).expect("lbd");
+    on(&lab);
+    lab.terminate("lbd").expect("SIGTERM");
+    assert_eq!(forwarding(&lb), "1", "a restart stop leaves it on");
+    lab.start_lbd_on(&lb, "lbd2", &config).expect("lbd2");
+    on(&lab);
+    lab.interrupt("lbd2").expect("SIGINT");
+    assert_eq!(forwarding(&lb), "0", "{}", lab.log("lbd2"));
+
+    // SIGTERM, a new lbd, SIGTERM, `lbd --cleanup`: back to "0".
+    lab.start_lbd_on(&lb, "lbd3", &config).expect("lbd3");
+    on(&lab);
+    lab.terminate("lbd3").expect("SIGTERM");
+    lab.start_lbd_on(&lb, "lbd4", &config).expect("lbd4");
+    on(&lab);
+    lab.terminate("lbd4").expect("SIGTERM");
+    assert_eq!(forwarding(&lb), "1");
+    let out = lab.lbd_offline(&lb, "lbd4", "--cleanup").expect("cleanup");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(forwarding(&lb), "0");
+}

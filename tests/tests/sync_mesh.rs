@@ -4,13 +4,18 @@
 //! installed by the other two pinned to the same backend, stay pinned
 //! after a backend joins every node (which moves some of them in the
 //! Maglev table), and survive when the client's packets move to another
-//! node. Needs root.
+//! node. A NAT VIP held by VRRP in a mesh: a peer's copy of a NAT'd
+//! flow never reopens the forwarding node's closed flow. Needs root.
 
 use std::{
     net::{IpAddr, SocketAddr},
     time::{Duration, Instant},
 };
 
+use lb_common::{
+    consts::{NAT_F_RST, NAT_F_SYN},
+    FlowKey, NatEntry,
+};
 use lb_tests::{
     http::{Stream, SLOW_BYTES},
     lab::{Host, Lab, LabSpec, HTTP_PORT, VIP4},
@@ -18,6 +23,7 @@ use lb_tests::{
 };
 use lb_userspace::api::flow_schema::{FlowDecision, FlowExplanation};
 use lb_userspace::daemon::replication::Topology;
+use lb_userspace::{nat::table::NatFlowTable, reconcile::addr_words, vrrp::State};
 
 const VIP: &str = "198.18.0.100:80/tcp";
 const SYNC_PORT: u16 = 7946;
@@ -235,5 +241,220 @@ fn flows_stay_on_their_backend_when_the_client_moves_to_another_node() {
     assert!(
         text.contains(&format!("peer {}:{SYNC_PORT}", a.ipv4)),
         "{text}"
+    );
+}
+
+/// The NAT address of the mesh's VRRP-held NAT VIP.
+const NAT4: std::net::Ipv4Addr = std::net::Ipv4Addr::new(198, 18, 0, 50);
+/// The port the backend listens on behind the NAT VIP.
+const NAT_BACKEND_PORT: u16 = 8080;
+
+/// `node`'s config for a full mesh whose NAT VIP is held by `[[vrrp]]`
+/// (`priority`), backend b1 on 8080 (no health checks: the flows are
+/// written into the tables); closed flows kept for 10 minutes, so the
+/// reaper leaves the test's flow alone.
+fn nat_mesh_config(lab: &Lab, node: &Host, priority: u8) -> String {
+    let key = lab.dir.join("mesh.key");
+    if !key.exists() {
+        std::fs::write(&key, "lab-mesh-key-0123456789abcdef\n").expect("key file");
+    }
+    let peers: Vec<String> = lab
+        .lbs
+        .iter()
+        .filter(|h| h.name != node.name)
+        .map(|h| format!("\"{}:{SYNC_PORT}\"", h.ipv4))
+        .collect();
+    format!(
+        "interface = \"eth0\"\nadmin_socket = \"{}\"\n\n\
+         [nat]\nsource_ipv4 = \"{NAT4}\"\ntcp_closed_timeout_s = 600\n\n\
+         [sync]\nlisten = \"{}:{SYNC_PORT}\"\npeers = [{}]\nkey_file = \"{}\"\n\n\
+         [[vip]]\naddress = \"{VIP4}\"\nport = {HTTP_PORT}\nforwarding = \"nat\"\n\
+         [vip.health]\ncheck = \"none\"\n\
+           [[vip.backend]]\n  address = \"{}\"\n  port = {NAT_BACKEND_PORT}\n\n\
+         [[vrrp]]\nvrid = 51\npriority = {priority}\nadvert_interval_ms = 100\npreempt = true\n",
+        lab.admin_socket_of(node).display(),
+        node.ipv4,
+        peers.join(", "),
+        key.display(),
+        lab.backends[0].ipv4,
+    )
+}
+
+/// lbd `pid`'s NAT flow table, and its ids of the VIP and of backend b1.
+fn nat_table(pid: u32, backend: std::net::Ipv4Addr) -> (NatFlowTable, (u32, u16)) {
+    use aya::maps::{Array, HashMap, Map};
+    use lb_common::{consts::names, Backend, VipKey, VipMeta};
+    let open = |name| lb_tests::lbd_maps::open_map(pid, name).expect(name);
+    let table = open(names::MAP_NAT_BUCKETS);
+    let buckets = table.info().expect("NAT_BUCKETS info").max_entries();
+    let flows = NatFlowTable::new(table, buckets).expect("NAT_BUCKETS mapped");
+    let vips: HashMap<_, VipKey, VipMeta> =
+        HashMap::try_from(Map::HashMap(open(names::MAP_VIPS))).expect("VIPS");
+    let backends: Array<_, Backend> =
+        Array::try_from(Map::Array(open(names::MAP_BACKENDS))).expect("BACKENDS");
+    let (addr, family) = addr_words(IpAddr::V4(VIP4));
+    let vip = vips
+        .get(
+            &VipKey {
+                addr,
+                port: HTTP_PORT.to_be(),
+                proto: lb_common::consts::IPPROTO_TCP,
+                family,
+            },
+            0,
+        )
+        .expect("the VIP in VIPS")
+        .id;
+    let backend_id = (0..lb_common::consts::MAX_BACKENDS)
+        .find(|&id| {
+            backends.get(&id, 0).is_ok_and(|b| {
+                u32::from(b.vip_id) == vip && b.addr[0] == u32::from_ne_bytes(backend.octets())
+            })
+        })
+        .expect("b1 in BACKENDS");
+    (flows, (backend_id, u16::try_from(vip).expect("vip id")))
+}
+
+/// Both entries of client:40000 -> VIP NAT'd from NAT4:20000 to
+/// `backend`:8080, established, as a data plane writes them.
+fn nat_flow(
+    client: std::net::Ipv4Addr,
+    backend: std::net::Ipv4Addr,
+    ids: (u32, u16),
+    last_seen_ns: u64,
+) -> [(FlowKey, NatEntry); 2] {
+    use lb_common::consts::{AF_INET, IPPROTO_TCP, NAT_DIR_FORWARD, NAT_DIR_REPLY, NAT_F_REPLIED};
+    let key = |src: std::net::Ipv4Addr, dst: std::net::Ipv4Addr, sport: u16, dport: u16| FlowKey {
+        src: [u32::from_ne_bytes(src.octets()), 0, 0, 0],
+        dst: [u32::from_ne_bytes(dst.octets()), 0, 0, 0],
+        sport: sport.to_be(),
+        dport: dport.to_be(),
+        proto: IPPROTO_TCP,
+        family: AF_INET,
+        _pad: 0,
+    };
+    let fk = key(client, VIP4, 40_000, HTTP_PORT);
+    let rk = key(backend, NAT4, NAT_BACKEND_PORT, 20_000);
+    let fe = NatEntry {
+        src: rk.dst,
+        dst: rk.src,
+        sport: rk.dport,
+        dport: rk.sport,
+        backend_id: ids.0,
+        last_seen_ns,
+        flags: NAT_F_SYN,
+        direction: NAT_DIR_FORWARD,
+        vip_id: ids.1,
+        ..NatEntry::default()
+    };
+    let re = NatEntry {
+        src: fk.dst,
+        dst: fk.src,
+        sport: fk.dport,
+        dport: fk.sport,
+        flags: NAT_F_SYN | NAT_F_REPLIED,
+        direction: NAT_DIR_REPLY,
+        ..fe
+    };
+    [(fk, fe), (rk, re)]
+}
+
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    u64::try_from(ts.tv_sec).expect("time") * 1_000_000_000
+        + u64::try_from(ts.tv_nsec).expect("time")
+}
+
+/// A full mesh whose NAT VIP a VRRP instance holds: the master forwards
+/// a NAT'd flow and its data plane marks the RST; the other node's copy
+/// lags (it still says established). The other node's periodic full
+/// dumps do not send its copy back, and no copy clears the master's RST,
+/// so the flow is freed after the closed timeout rather than held as
+/// established for two hours.
+#[test]
+fn a_peers_lagging_nat_copy_never_reopens_the_forwarding_nodes_closed_flow() {
+    let mut lab = Lab::start_spec(LabSpec {
+        lbs: 2,
+        backends: 1,
+        static_vip: false,
+    })
+    .expect("lab");
+    let nodes = lab.lbs.clone();
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let pid_a = lab
+        .start_lbd_on(a, "lbd-a", &nat_mesh_config(&lab, a, 150))
+        .expect("lbd on a");
+    let pid_b = lab
+        .start_lbd_on(b, "lbd-b", &nat_mesh_config(&lab, b, 100))
+        .expect("lbd on b");
+    wait_until("a to be master", Duration::from_secs(10), || {
+        status_on(&lab, a).vrrp[0].state == State::Master
+    });
+    wait_until(
+        "the mesh to connect and dump",
+        Duration::from_secs(15),
+        || {
+            [a, b].iter().all(|n| {
+                status_on(&lab, n).replication.is_some_and(|r| {
+                    r.mode == Some(Topology::FullMesh) && r.all_peers_dumped && r.connected
+                })
+            })
+        },
+    );
+    let b1 = lab.backends[0].ipv4;
+    let (master, ids_a) = nat_table(pid_a, b1);
+    let (copy, _) = nat_table(pid_b, b1);
+
+    // a forwards the flow; b gets its copy.
+    let flow = nat_flow(
+        std::net::Ipv4Addr::new(198, 18, 5, 1),
+        b1,
+        ids_a,
+        monotonic_ns(),
+    );
+    for (k, e) in &flow {
+        master.install(k, e).expect("writing a's NAT_BUCKETS");
+    }
+    let [(fk, _), (rk, _)] = flow;
+    wait_until("b to hold the flow", Duration::from_secs(5), || {
+        copy.get(&fk).is_some() && copy.get(&rk).is_some()
+    });
+    // The client's RST: a's data plane marks it without a touch.
+    let mut reset = master.get(&fk).expect("a's forward entry");
+    reset.flags |= NAT_F_RST;
+    master
+        .install(&fk, &reset)
+        .expect("writing a's NAT_BUCKETS");
+    wait_until("the RST on b", Duration::from_secs(3), || {
+        copy.get(&fk).is_some_and(|e| e.flags & NAT_F_RST != 0)
+    });
+    // b's copy lags for longer than a full-sync interval (10 s): kept
+    // established there (as a record on its way or a batch dropped would
+    // leave it), whatever a's own dumps repair.
+    let lagging = Instant::now();
+    while lagging.elapsed() < Duration::from_secs(12) {
+        if let Some(mut e) = copy.get(&fk) {
+            if e.flags & NAT_F_RST != 0 {
+                e.flags &= !NAT_F_RST;
+                copy.install(&fk, &e).expect("writing b's NAT_BUCKETS");
+            }
+        }
+        let now = master.get(&fk).expect("a keeps the flow");
+        assert!(
+            now.flags & NAT_F_RST != 0,
+            "a's RST cleared by b's copy after {} ms",
+            lagging.elapsed().as_millis()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let now = master.get(&fk).expect("a keeps the flow");
+    assert_eq!(
+        now.flags, reset.flags,
+        "a's entry as its data plane left it"
     );
 }

@@ -98,7 +98,9 @@ impl ClientError {
     pub const EXIT_NOT_FOUND: u8 = 3;
     /// Exit code for a conflict with the current state (409).
     pub(crate) const EXIT_CONFLICT: u8 = 4;
-    /// Exit code for lbd unreachable: not running, no permission, no answer.
+    /// Exit code for lbd unreachable: not running, no permission, no
+    /// answer, or answering 503 (shutting down for a restart, or out of
+    /// connections): nothing was done, and trying again later may work.
     pub const EXIT_UNAVAILABLE: u8 = 5;
     /// Exit code for a change lbd did not answer in time (it may be applied).
     pub(crate) const EXIT_CHANGE_UNANSWERED: u8 = 8;
@@ -114,6 +116,7 @@ impl ClientError {
             Self::Api(e) => match e.status {
                 404 => Self::EXIT_NOT_FOUND,
                 409 => Self::EXIT_CONFLICT,
+                503 => Self::EXIT_UNAVAILABLE,
                 400..=499 => Self::EXIT_USAGE,
                 _ => Self::EXIT_OTHER,
             },
@@ -516,8 +519,8 @@ mod tests {
             .exit_code()
         };
         assert_eq!(
-            [api(400), api(404), api(409), api(413), api(500)],
-            [2, 3, 4, 2, 1]
+            [api(400), api(404), api(409), api(413), api(500), api(503)],
+            [2, 3, 4, 2, 1, 5]
         );
         let path = PathBuf::from("/run/lbd/lbd.sock");
         assert_eq!(

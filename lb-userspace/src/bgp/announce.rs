@@ -121,10 +121,13 @@ pub fn plan(node: NodeView, services: &[Service]) -> Plan {
 }
 
 /// The start-up gate: a fresh node (no pinned data plane adopted) waits
-/// until every sync peer has sent its full flow dump, or `wait` has
-/// passed, before it announces anything — it never takes flows it does not
-/// know. A node that adopted its data plane and whose routes were kept (a
-/// restart; see `Announcer::new`) opens at once.
+/// until every sync peer has sent its full flow dump and the first health
+/// checks of the backends behind its addresses have decided, or `wait`
+/// has passed, before it announces anything — it never takes flows it
+/// does not know, nor attracts them to a backend that is down everywhere
+/// (a backend whose health is still unknown counts as up). A node that
+/// adopted its data plane and whose routes were kept (a restart; see
+/// `Announcer::new`) opens at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Startup {
     /// Waiting since `since`, for at most `wait`.
@@ -133,6 +136,8 @@ pub enum Startup {
         since: Instant,
         /// The longest wait.
         wait: Duration,
+        /// Whether sync peers' dumps are awaited (none configured: no).
+        peers: bool,
     },
     /// Open, and why.
     Open(Opened),
@@ -145,11 +150,11 @@ pub enum Opened {
     /// The data plane (and its flows) was adopted from a previous lbd
     /// that left its routes announced.
     Adopted,
-    /// Every peer's full dump arrived.
+    /// Every peer's full dump arrived (and the first checks decided).
     PeersSynced,
     /// The start-up wait passed first.
     WaitElapsed,
-    /// No sync peers are configured: nothing to wait for.
+    /// No sync peers are configured: only the first checks were awaited.
     NoPeers,
 }
 
@@ -166,25 +171,39 @@ impl Opened {
 }
 
 impl Startup {
-    /// The gate for a node that `adopted` its data plane (or not), with
-    /// or without sync peers.
+    /// The gate for a node that `adopted` its data plane and kept its
+    /// routes (or not), with or without sync peers.
     pub fn new(adopted: bool, has_peers: bool, wait: Duration, now: Instant) -> Self {
         if adopted {
             Self::Open(Opened::Adopted)
-        } else if !has_peers {
-            Self::Open(Opened::NoPeers)
         } else {
-            Self::Waiting { since: now, wait }
+            Self::Waiting {
+                since: now,
+                wait,
+                peers: has_peers,
+            }
         }
     }
 
-    /// Moves the gate on; returns the reason when it opens now.
-    pub fn update(&mut self, peers_dumped: bool, now: Instant) -> Option<Opened> {
-        let Self::Waiting { since, wait } = *self else {
+    /// Moves the gate on: `peers_dumped` says every peer's full dump
+    /// arrived, `checks_decided` that every checked backend behind the
+    /// announced addresses has left `Unknown`. Returns the reason when it
+    /// opens now.
+    pub fn update(
+        &mut self,
+        peers_dumped: bool,
+        checks_decided: bool,
+        now: Instant,
+    ) -> Option<Opened> {
+        let Self::Waiting { since, wait, peers } = *self else {
             return None;
         };
-        let opened = if peers_dumped {
-            Opened::PeersSynced
+        let opened = if checks_decided && (peers_dumped || !peers) {
+            if peers {
+                Opened::PeersSynced
+            } else {
+                Opened::NoPeers
+            }
         } else if now.saturating_duration_since(since) >= wait {
             Opened::WaitElapsed
         } else {
@@ -282,26 +301,62 @@ mod tests {
             Startup::new(true, true, wait, t0),
             Startup::Open(Opened::Adopted)
         );
-        assert_eq!(
-            Startup::new(false, false, wait, t0),
-            Startup::Open(Opened::NoPeers)
-        );
         let mut gate = Startup::new(false, true, wait, t0);
         assert!(!gate.is_open());
-        assert_eq!(gate.update(false, t0 + Duration::from_secs(9)), None);
+        assert_eq!(gate.update(false, true, t0 + Duration::from_secs(9)), None);
         assert_eq!(
-            gate.update(true, t0 + Duration::from_secs(9)),
+            gate.update(true, true, t0 + Duration::from_secs(9)),
             Some(Opened::PeersSynced)
         );
         assert!(gate.is_open());
         assert_eq!(
-            gate.update(true, t0 + Duration::from_secs(20)),
+            gate.update(true, true, t0 + Duration::from_secs(20)),
             None,
             "opens once"
         );
 
         let mut gate = Startup::new(false, true, wait, t0);
-        assert_eq!(gate.update(false, t0 + wait), Some(Opened::WaitElapsed));
+        assert_eq!(
+            gate.update(false, true, t0 + wait),
+            Some(Opened::WaitElapsed)
+        );
+    }
+
+    /// A fresh node whose backends are down everywhere must not announce
+    /// while their health is unknown (unknown counts as up): the gate
+    /// waits for the first checks, with or without peers, and the wait
+    /// bounds that too.
+    #[test]
+    fn a_fresh_gate_waits_for_the_first_checks() {
+        let t0 = Instant::now();
+        let wait = Duration::from_secs(10);
+        let second = Duration::from_secs(1);
+        let mut gate = Startup::new(false, false, wait, t0);
+        assert!(!gate.is_open(), "not open before anything was seen");
+        assert_eq!(gate.update(false, false, t0), None);
+        assert_eq!(gate.update(false, false, t0 + second), None);
+        assert_eq!(
+            gate.update(false, true, t0 + 2 * second),
+            Some(Opened::NoPeers)
+        );
+
+        let mut gate = Startup::new(false, true, wait, t0);
+        assert_eq!(gate.update(true, false, t0 + second), None, "dumps alone");
+        assert_eq!(
+            gate.update(true, true, t0 + 2 * second),
+            Some(Opened::PeersSynced)
+        );
+
+        let mut gate = Startup::new(false, false, wait, t0);
+        assert_eq!(gate.update(false, false, t0 + wait - second), None);
+        assert_eq!(
+            gate.update(false, false, t0 + wait),
+            Some(Opened::WaitElapsed),
+            "checks that never decide hold the gate no longer than the wait"
+        );
+
+        let adopted = Startup::new(true, false, wait, t0);
+        assert!(adopted.is_open(), "a restart that kept its routes");
     }
 
     #[test]

@@ -73,7 +73,8 @@ pub struct BgpStatus {
     pub withheld: Vec<WithheldAddress>,
     /// The start-up gate.
     pub startup: StartupStatus,
-    /// Whether BIRD has accepted the current set.
+    /// Whether BIRD has accepted the current set, and no exchange that
+    /// may send it another runs.
     pub in_sync: bool,
     /// Reconfigures BIRD accepted since start.
     pub applies: u64,
@@ -92,7 +93,8 @@ pub struct BgpStatus {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum StartupStatus {
-    /// Waiting for the peers' flows (or the start-up wait).
+    /// Waiting for the peers' flows and the first health checks (or the
+    /// start-up wait).
     Waiting,
     /// Open, and why.
     Open(Opened),
@@ -116,7 +118,7 @@ impl Announcer {
     pub(crate) fn new(config: BgpConfig, adopted: bool, has_peers: bool, now: Instant) -> Self {
         let kept = adopted && routes_file::announces_any(&config.routes_file);
         if adopted && !kept {
-            info!("BGP: data plane adopted but its routes were withdrawn; waiting for the peers' flows as a fresh node does");
+            info!("BGP: data plane adopted but its routes were withdrawn; waiting for the peers' flows and the first health checks as a fresh node does");
         }
         let startup = Startup::new(kept, has_peers, config.startup_wait, now);
         let (outcomes_tx, outcomes_rx) = mpsc::channel(1);
@@ -137,16 +139,34 @@ impl Announcer {
         }
     }
 
-    /// Moves the start-up gate on (see [`Startup`]); logs when it opens.
-    pub(crate) fn update_startup(&mut self, peers_dumped: bool, now: Instant) {
-        if let Some(opened) = self.startup.update(peers_dumped, now) {
-            match opened {
-                Opened::WaitElapsed => warn!(
+    /// Moves the start-up gate on (see [`Startup`]): `peers_dumped` when
+    /// every sync peer sent its full dump, `checks_decided` when every
+    /// checked backend behind the announced addresses has its first
+    /// health decided. Logs when it opens.
+    pub(crate) fn update_startup(
+        &mut self,
+        peers_dumped: bool,
+        checks_decided: bool,
+        now: Instant,
+    ) {
+        let Some(opened) = self.startup.update(peers_dumped, checks_decided, now) else {
+            return;
+        };
+        match opened {
+            Opened::WaitElapsed => {
+                let missing = match (peers_dumped, checks_decided) {
+                    (false, false) => {
+                        "every sync peer sent its flows and the first health checks decided"
+                    }
+                    (false, true) => "every sync peer sent its flows",
+                    _ => "the first health checks decided",
+                };
+                warn!(
                     wait_ms = self.config.startup_wait.as_millis(),
-                    "BGP: the start-up wait passed before every sync peer sent its flows; announcing anyway"
-                ),
-                _ => info!(reason = ?opened, "BGP: start-up gate open"),
+                    "BGP: the start-up wait passed before {missing}; announcing what the model says now"
+                );
             }
+            _ => info!(reason = opened.name(), "BGP: start-up gate open"),
         }
     }
 
@@ -263,7 +283,10 @@ impl Announcer {
                 Startup::Waiting { .. } => StartupStatus::Waiting,
                 Startup::Open(opened) => StartupStatus::Open(opened),
             },
-            in_sync: self.applied.as_ref() == Some(&wanted),
+            // While an exchange runs, BIRD is being sent a set that may
+            // differ from `wanted` (a drain right after an undrain):
+            // nothing is in sync until it answers.
+            in_sync: !self.in_flight && self.applied.as_ref() == Some(&wanted),
             applies: self.applies,
             failures: self.failures,
             last_error: self.last_error.clone(),
@@ -297,15 +320,22 @@ fn announced(plan: &Plan) -> BTreeSet<IpAddr> {
 }
 
 /// Withdraws every address of `config` (an empty routes file, then a
-/// reconfigure): a stop for good, also with no lbd running
-/// (`lbd --release-vips`).
+/// reconfigure): a stop for good.
 pub async fn withdraw(config: &BgpConfig) -> anyhow::Result<()> {
+    withdraw_routes(&crate::ownership::held::HeldBgp::from(config)).await
+}
+
+/// Withdraws every address of the announcement `held` describes (its
+/// routes file emptied, then its BIRD reconfigured): also with no lbd
+/// running, from the record of what the lbd that ran held
+/// (`lbd --release-vips`, `--cleanup`), whatever the config says now.
+pub(crate) async fn withdraw_routes(held: &crate::ownership::held::HeldBgp) -> anyhow::Result<()> {
     routes_file::write(
-        &config.routes_file,
-        &routes_file::render(&config.protocol, &BTreeSet::new()),
+        &held.routes_file,
+        &routes_file::render(&held.protocol, &BTreeSet::new()),
     )?;
-    bird::configure(&config.bird_socket).await?;
-    info!(routes_file = %config.routes_file.display(), "BGP: every address withdrawn");
+    bird::configure(&held.bird_socket).await?;
+    info!(routes_file = %held.routes_file.display(), "BGP: every address withdrawn");
     Ok(())
 }
 
@@ -446,6 +476,47 @@ mod tests {
         );
         let outcome = outcomes.recv().await.unwrap();
         assert!(outcome.result.is_err(), "sent to BIRD (still gone)");
+    }
+
+    /// Accepts on `socket` and never greets, until aborted.
+    fn hung_bird(socket: &std::path::Path) -> tokio::task::JoinHandle<()> {
+        let listener = tokio::net::UnixListener::bind(socket).unwrap();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                held.push(stream);
+            }
+        })
+    }
+
+    /// A drain right after an undrain: BIRD accepted the withdrawal
+    /// before, the announcement is on its way, and the plan withdraws
+    /// again. The set wanted is the one applied, yet BIRD is being told
+    /// to announce: not in sync until that exchange ends and the
+    /// withdrawal is sent again.
+    #[tokio::test]
+    async fn nothing_is_in_sync_while_bird_is_being_sent_another_set() {
+        let scratch = Scratch::new("inflight");
+        let config = scratch.config();
+        let t0 = Instant::now();
+        let mut announcer = Announcer::new(config.clone(), false, false, t0);
+        let mut outcomes = announcer.take_outcomes().unwrap();
+        let bird = bird_once(&config.bird_socket).await;
+        announcer.apply(plan(false), t0);
+        let outcome = outcomes.recv().await.unwrap();
+        announcer.on_outcome(outcome, t0);
+        bird.await.unwrap();
+        assert!(announcer.status().in_sync, "the withdrawal was taken");
+        let hung = hung_bird(&config.bird_socket);
+        announcer.apply(plan(true), t0);
+        assert!(announcer.in_flight, "the announcement is on its way");
+        announcer.apply(plan(false), t0);
+        assert!(announcer.status().announced.is_empty());
+        assert!(
+            !announcer.status().in_sync,
+            "BIRD is being told to announce {A}"
+        );
+        hung.abort();
     }
 
     #[tokio::test]

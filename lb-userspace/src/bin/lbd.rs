@@ -15,14 +15,19 @@ struct Args {
     /// Log format (default: the config's `log_format`).
     #[arg(long, value_enum)]
     log_format: Option<LogFormat>,
-    /// Remove everything a previous lbd left running (VIP addresses, the
-    /// pinned XDP link, which detaches the program, and the pinned maps),
-    /// then exit. Refused while an lbd owns this data plane.
+    /// Remove everything a previous lbd left running (VIP addresses, BGP
+    /// announcements, the pinned XDP link, which detaches the program, the
+    /// pinned maps, the `forwarding` settings it switched on), then exit:
+    /// what that lbd recorded it held, even if the config changed or no
+    /// longer parses since. Refused while an lbd owns this data plane.
     #[arg(long, conflicts_with = "release_vips")]
     cleanup: bool,
-    /// Remove the config's VIP addresses from the interface, then exit
-    /// (the systemd unit's ExecStopPost). The data plane stays. Refused
-    /// while an lbd owns this data plane.
+    /// Remove the VIP addresses the lbd that ran may have held from its
+    /// interface and withdraw its BGP announcements (unless it stopped for
+    /// a restart), then exit (the systemd unit's ExecStopPost): what it
+    /// recorded it held, even if the config changed or no longer parses
+    /// since. The data plane stays. Refused while an lbd owns this data
+    /// plane.
     #[arg(long)]
     release_vips: bool,
     /// Write lbd's man page (lbd.8) into DIR and exit (for packaging).
@@ -48,19 +53,6 @@ async fn main() -> std::process::ExitCode {
         eprintln!("lbd: {error}");
         return std::process::ExitCode::FAILURE;
     }
-    // The config is read first so it can set up logging; its errors go
-    // straight to stderr.
-    let config = match Config::load(&args.config) {
-        Ok(config) => config,
-        Err(error) => {
-            eprintln!("lbd: {error}");
-            return std::process::ExitCode::FAILURE;
-        }
-    };
-    lb_userspace::logging::init(
-        args.log_format.unwrap_or(config.log_format),
-        &config.log_level,
-    );
     let offline = if args.cleanup {
         Some(lb_userspace::daemon::Offline::Cleanup)
     } else if args.release_vips {
@@ -68,14 +60,44 @@ async fn main() -> std::process::ExitCode {
     } else {
         None
     };
-    if offline.is_none() {
-        for warning in lb_userspace::config::warnings(&config) {
-            tracing::warn!(file = %args.config.display(), "config: {warning}");
+    // The config is read first so it can set up logging; its errors go
+    // straight to stderr. An offline action goes on without it: it undoes
+    // what the lbd that ran recorded it held (the unit's stop path must
+    // release the VIPs even after the file was broken).
+    let config = match Config::load(&args.config) {
+        Ok(config) => Some(config),
+        Err(error) if offline.is_some() => {
+            eprintln!("lbd: {error}");
+            lb_userspace::logging::init(args.log_format.unwrap_or_default(), "info");
+            tracing::warn!(
+                file = %args.config.display(),
+                "the config was not read: releasing what the record of the lbd that ran says it held"
+            );
+            None
         }
+        Err(error) => {
+            eprintln!("lbd: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    if let Some(config) = &config {
+        lb_userspace::logging::init(
+            args.log_format.unwrap_or(config.log_format),
+            &config.log_level,
+        );
     }
-    let result = match offline {
-        Some(action) => lb_userspace::daemon::offline(&args.config, &config, action).await,
-        None => lb_userspace::daemon::run(&args.config, config).await,
+    let result = match (offline, config) {
+        (Some(action), config) => {
+            lb_userspace::daemon::offline(&args.config, config.as_ref(), action).await
+        }
+        (None, Some(config)) => {
+            for warning in lb_userspace::config::warnings(&config) {
+                tracing::warn!(file = %args.config.display(), "config: {warning}");
+            }
+            lb_userspace::daemon::run(&args.config, config).await
+        }
+        // Refused above.
+        (None, None) => return std::process::ExitCode::FAILURE,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -33,11 +33,27 @@ pub(crate) const DEFAULT_STARTUP_WAIT: Duration = Duration::from_secs(10);
 /// storage, so a drained node stays drained across a stop and a reboot.
 pub(crate) const DEFAULT_NODE_STATE_FILE: &str = "/var/lib/lbd/node.state";
 /// BIRD keywords and predefined symbols of the form `{stem}4` / `{stem}6`
-/// (checked with `bird -p` 2.0.12): a protocol named so is a syntax error
-/// in the routes file, so every reconfigure would fail.
-const BIRD_RESERVED: [&str; 14] = [
-    "ipv4", "ipv6", "vpn4", "vpn6", "roa4", "roa6", "flow4", "flow6", "is_v4", "is_v6", "master4",
-    "master6", "sha256", "sha384",
+/// (every word ending in 4 or 6 in the `bird` 2.0.12 binary, each tried
+/// as a protocol name with `bird -p`): a protocol named so is a syntax
+/// error in the routes file, so every reconfigure would fail.
+const BIRD_RESERVED: [&str; 17] = [
+    "ipv4",
+    "ipv6",
+    "vpn4",
+    "vpn6",
+    "roa4",
+    "roa6",
+    "flow4",
+    "flow6",
+    "is_v4",
+    "is_v6",
+    "master4",
+    "master6",
+    "sha256",
+    "sha384",
+    "blake2s256",
+    "blake2b256",
+    "as4",
 ];
 
 /// Longest protocol stem: BIRD symbols are short, and the family suffix
@@ -371,7 +387,19 @@ port = 80
     #[test]
     fn stems_that_make_bird_keywords_are_refused() {
         for stem in [
-            "ipv", "vpn", "roa", "flow", "is_v", "master", "sha38", "sha25", "IPV",
+            "ipv",
+            "vpn",
+            "roa",
+            "flow",
+            "is_v",
+            "master",
+            "sha38",
+            "sha25",
+            "blake2s25",
+            "blake2b25",
+            "as",
+            "IPV",
+            "Blake2S25",
         ] {
             let error = load(&format!("[bgp]\nprotocol = \"{stem}\"\n")).unwrap_err();
             assert!(

@@ -21,7 +21,7 @@ use tokio::{
     signal::unix::{signal, SignalKind},
     sync::{mpsc, oneshot},
 };
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use crate::{
     api::{
@@ -236,15 +236,28 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<()> {
         warn!(%error, "admin API task failed");
     }
     let pinned = engine.is_pinned();
-    if stop == Stop::Restart && !pinned {
-        // pin_dir is off: the program goes with lbd, whatever the stop.
-        engine.withdraw_announcements().await;
-    }
+    // pin_dir is off: the program goes with lbd, whatever the stop, so
+    // the announcements must go too; if BIRD does not take that, lbd
+    // still stops (nothing could forward if it stayed) but fails.
+    let withdrawal = if stop == Stop::Restart && !pinned {
+        engine.withdraw_announcements().await.err().map(|error| {
+            error.context("pin_dir is off, so the program goes with lbd, but BIRD did not take the withdrawal of this node's BGP announcements: the routers may still send flows to this node, which forwards nothing now; once BIRD answers, `lbd --release-vips` withdraws them")
+        })
+    } else {
+        None
+    };
     let released = engine.shutdown(stop).await?;
     if let Some(error) = lost_hook {
         // VRRP stepped down and BGP withdrew when the hook was lost; the
         // maps stay pinned for the next lbd.
         info!("lbd stopped; the interface lost its program, which the next lbd attaches again");
+        drop(ownership);
+        return Err(match withdrawal {
+            Some(bgp) => error.context(format!("{bgp:#}")),
+            None => error,
+        });
+    }
+    if let Some(error) = withdrawal {
         drop(ownership);
         return Err(error);
     }
@@ -326,45 +339,95 @@ fn raise_open_file_limit() {
 /// What `lbd --cleanup` and `lbd --release-vips` do, with no lbd running.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Offline {
-    /// Remove the VRRP addresses of the config from the interface (the
-    /// systemd unit runs this after every stop, so a node that stays down
-    /// never answers ARP for a VIP the peer now holds).
+    /// Remove the VRRP addresses the lbd that ran may have held from its
+    /// interface (the systemd unit runs this after every stop, so a node
+    /// that stays down never answers ARP for a VIP the peer now holds),
+    /// and withdraw its BGP announcements unless it stopped for a restart.
     ReleaseVips,
-    /// Remove the VIP addresses, detach the program and remove every pin.
+    /// Remove the VIP addresses, withdraw the BGP announcements, detach
+    /// the program, remove every pin and put back the `forwarding`
+    /// settings lbd switched on.
     Cleanup,
 }
 
-/// Runs an offline action against the node described by `config` (loaded
-/// from `path`). Refused while an lbd owns that data plane (its locks,
-/// see `ownership`), whatever admin socket the config names.
-pub async fn offline(path: &Path, config: &Config, action: Offline) -> anyhow::Result<()> {
+/// Runs an offline action for the lbd started with the config at `path`:
+/// on what that lbd recorded it held (see `ownership::held`), so an edit
+/// of the file since changes nothing; on what `config` says if it left no
+/// record. `config` is None when the file could not be read: the record
+/// is then looked for (see `held::search_dirs`), and without one nothing
+/// is done. Refused while an lbd owns that data plane (its locks, see
+/// `ownership`), whatever admin socket the config names.
+pub async fn offline(path: &Path, config: Option<&Config>, action: Offline) -> anyhow::Result<()> {
+    use crate::ownership::held::{self, Source};
+    let record = match config {
+        Some(config) => held::record_path(&config.admin_socket).and_then(|p| held::read(&p)),
+        None => {
+            let text = std::fs::read_to_string(path).ok();
+            let runtime = std::env::var("RUNTIME_DIRECTORY").ok();
+            let dirs = held::search_dirs(text.as_deref(), runtime.as_deref());
+            let found = held::find(path, &dirs);
+            if found.is_none() {
+                anyhow::bail!(
+                    "the config was not read, and no record of what the lbd started with {} held was found in {}: nothing released",
+                    path.display(),
+                    dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ")
+                );
+            }
+            found.map(|(_, record)| record)
+        }
+    };
+    let Some((plan, source)) = held::offline_plan(record.as_ref(), config.map(|c| (c, path)))
+    else {
+        anyhow::bail!("nothing to release: no config and no record");
+    };
+    match source {
+        Source::Record if config.is_none() => info!(
+            interface = %plan.interface, pid = plan.pid,
+            "the config was not read: releasing what the lbd that ran recorded it held"
+        ),
+        Source::Record => info!(
+            interface = %plan.interface, pid = plan.pid,
+            "releasing what the lbd that ran recorded it held (not what the config says now)"
+        ),
+        Source::Config => info!(
+            interface = %plan.interface,
+            "no record of what the lbd that ran held: releasing what the config says"
+        ),
+    }
     let purpose = match action {
         Offline::Cleanup => crate::ownership::Purpose::Cleanup,
         Offline::ReleaseVips => crate::ownership::Purpose::ReleaseVips,
     };
-    let _ownership = crate::ownership::claim_offline(config, path, purpose)?;
+    let also = config.map(|c| c.interface.as_str());
+    let _ownership = crate::ownership::claim_offline(&plan, also, path, purpose)?;
     // Also an lbd that takes no locks (an older version, during an upgrade).
-    if lbd_answers(&config.admin_socket).await {
+    if lbd_answers(&plan.admin_socket).await {
         anyhow::bail!(
             "lbd is running (it answers on {}); stop it first",
-            config.admin_socket.display()
+            plan.admin_socket.display()
         );
     }
     // BGP first: a node that stays down must stop attracting traffic. A
     // BIRD that is down or refuses must not keep the addresses on the
     // interface or the program attached: the rest is done, and the BGP
     // error returned at the end.
-    let bgp = match action {
-        Offline::ReleaseVips => engine::node::withdraw_unless_restarting(config).await,
-        Offline::Cleanup => match &config.bgp {
-            Some(bgp) => crate::bgp::announcer::withdraw(bgp).await,
-            None => Ok(()),
-        },
+    let bgp = match (&plan.bgp, action) {
+        (None, _) => Ok(()),
+        (Some(bgp), Offline::ReleaseVips) => {
+            engine::node::withdraw_unless_restarting(&plan.admin_socket, bgp).await
+        }
+        (Some(bgp), Offline::Cleanup) => crate::bgp::announcer::withdraw_routes(bgp).await,
     };
     if let Err(error) = &bgp {
         warn!(error = %format!("{error:#}"), "withdrawing the BGP announcements failed; removing the addresses{} anyway", if action == Offline::Cleanup { " and pins" } else { "" });
     }
-    let local = release_locally(config, action).await;
+    let local = release_locally(&plan, action).await;
+    if action == Offline::Cleanup && bgp.is_ok() && local.is_ok() {
+        // Nothing is held any more.
+        if let Some(record) = held::record_path(&plan.admin_socket) {
+            let _ = std::fs::remove_file(record);
+        }
+    }
     match (bgp, local) {
         (Ok(()), local) => local,
         (Err(error), Ok(())) => {
@@ -377,47 +440,68 @@ pub async fn offline(path: &Path, config: &Config, action: Offline) -> anyhow::R
 }
 
 /// The offline action's own part: the VRRP addresses off the interface
-/// and, for a cleanup, the VRRP state files and every pin.
-async fn release_locally(config: &Config, action: Offline) -> anyhow::Result<()> {
+/// and, for a cleanup, the VRRP state files, every pin, lbd's cls_bpf
+/// filters and the `forwarding` settings. An interface that no longer
+/// exists took its addresses and filters with it: the rest is done.
+async fn release_locally(
+    plan: &crate::ownership::held::Held,
+    action: Offline,
+) -> anyhow::Result<()> {
     let netlink = crate::netlink::Netlink::connect()?;
-    let interface = netlink.interface(&config.interface).await?;
-    for vrrp in &config.vrrp {
-        for address in &vrrp.addresses {
-            // Never the interface's own address (see vrrp::addresses).
-            let removal = crate::vrrp::addresses::remove(&netlink, interface.index, *address)
-                .await
-                .with_context(|| format!("removing VIP {address} from {}", interface.name))?;
-            match removal {
-                crate::vrrp::addresses::Removal::Removed => {
-                    info!(%address, interface = %interface.name, "VIP address removed")
-                }
-                crate::vrrp::addresses::Removal::Absent => {
-                    debug!(%address, interface = %interface.name, "VIP address not held")
-                }
-                // `remove` warned.
-                crate::vrrp::addresses::Removal::Own => {}
-            }
+    let interface = match netlink.interface(&plan.interface).await {
+        Ok(interface) => Some(interface),
+        Err(crate::netlink::NetlinkError::NoSuchInterface(_)) => {
+            warn!(
+                interface = %plan.interface,
+                "interface {} no longer exists: its VIP addresses and tc filters went with it; nothing to remove there",
+                plan.interface
+            );
+            None
         }
-        // The state file stays for a release (a restart may follow and
-        // resume mastership); a cleanup forgets it.
-        if action == Offline::Cleanup {
-            if let Some(path) = engine::vrrp_state_file(config, vrrp) {
-                let _ = std::fs::remove_file(path);
-            }
-        }
+        Err(error) => return Err(error.into()),
+    };
+    if interface.is_some() {
+        crate::ownership::held::remove_addresses(&netlink, &plan.interface, &plan.addresses)
+            .await?;
     }
     if action == Offline::Cleanup {
-        if let Some(dir) = &config.pin_dir {
+        // The VRRP state files (named after the admin socket): a release
+        // keeps them (a restart may follow and resume mastership); a
+        // cleanup forgets them.
+        remove_vrrp_state_files(&plan.admin_socket);
+        if let Some(dir) = &plan.pin_dir {
             let pins = crate::pinning::PinDir::new(dir);
             let removed = pins.remove_all()?;
             info!(dir = %dir.display(), removed = removed.len(), "pinned links (XDP or tc) and maps removed");
         }
         // What cannot be pinned: the clsact + cls_bpf filters of an lbd
         // with `attach = "tc"` on a kernel without tcx, which outlive it.
-        crate::ownership::cls_bpf::remove_left_filters(&interface.name, interface.index, None)
-            .await?;
+        if let Some(interface) = &interface {
+            crate::ownership::cls_bpf::remove_left_filters(&interface.name, interface.index, None)
+                .await?;
+        }
+        crate::ownership::held::restore(&plan.forwarding);
     }
     Ok(())
+}
+
+/// Removes the VRRP state files of the lbd whose admin socket is
+/// `admin_socket` (`<stem>.vrrp-<vrid>-<family>.state` beside it, see
+/// `engine::vrrp_state_file`), whatever instances its config has now.
+fn remove_vrrp_state_files(admin_socket: &Path) {
+    let (Some(dir), Some(stem)) = (admin_socket.parent(), admin_socket.file_stem()) else {
+        return;
+    };
+    let prefix = format!("{}.vrrp-", stem.to_string_lossy());
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with(&prefix) && name.ends_with(".state") {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// Whether an lbd answers on the admin socket (its API status).

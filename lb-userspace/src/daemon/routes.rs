@@ -54,7 +54,10 @@ async fn answer(engine: &mut Engine, call: Call) -> Response {
             if let Some(why) = engine.node_state_refuses(change.state) {
                 return Response::error(400, code::BAD_REQUEST, why);
             }
-            return Response::ok(engine.set_node_state(change.state, dry_run).await);
+            return match engine.set_node_state(change.state, dry_run).await {
+                Ok(status) => Response::ok(status),
+                Err(why) => Response::error(500, code::INTERNAL, why),
+            };
         }
         Route::Reload => return outcome(engine.reload(dry_run).await),
         Route::Acl => return Response::ok(engine.guard_status()),

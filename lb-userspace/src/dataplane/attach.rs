@@ -449,10 +449,16 @@ impl Dataplane {
 
     /// Whether the kernel still runs this lbd's program where it was
     /// attached, given `xdp_running`, the XDP program its interface runs
-    /// now (from the interface's link message). None: cannot tell (a tc
-    /// attachment without a pinned link, or a failed query): the caller
+    /// now (from the interface's link message), and `cls_bpf_running`,
+    /// the programs of the cls_bpf filters on its ingress (None: not
+    /// looked at). None: cannot tell (a tcx attachment without a pinned
+    /// link, a cls_bpf one not looked at, or a failed query): the caller
     /// keeps what it knew. Some(false) when nothing is attached.
-    pub(crate) fn hook_in_place(&self, xdp_running: Option<u32>) -> Option<bool> {
+    pub(crate) fn hook_in_place(
+        &self,
+        xdp_running: Option<u32>,
+        cls_bpf_running: Option<&[u32]>,
+    ) -> Option<bool> {
         let Some((interface, attachment)) = &self.attached else {
             return Some(false);
         };
@@ -483,7 +489,10 @@ impl Dataplane {
                     }
                 }
             }
-            Attachment::OwnedTc(_) => None,
+            Attachment::OwnedTc(_) => {
+                let ours = self.ebpf.program(names::PROG_TC_LB)?.info().ok()?.id();
+                runs_among(ours, cls_bpf_running)
+            }
         }
     }
 
@@ -633,6 +642,14 @@ pub(crate) fn tcx_ingress_programs(interface: &str) -> Vec<u32> {
     }
 }
 
+/// Whether program `ours` is among `running`, the programs a hook runs
+/// (None: not known, so neither is the answer). A cls_bpf filter deleted
+/// under lbd (`tc filter del`, the clsact qdisc removed) leaves its
+/// program out.
+fn runs_among(ours: u32, running: Option<&[u32]>) -> Option<bool> {
+    running.map(|programs| programs.contains(&ours))
+}
+
 /// The loaded XDP program `name` of the object.
 pub(super) fn xdp_program<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut Xdp> {
     let program = ebpf.program_mut(name).ok_or(DataplaneError::Program {
@@ -690,5 +707,16 @@ mod tests {
         assert!(!mode_fits(Generic, Native));
         // A mode the kernel did not name is taken as it is.
         assert!(mode_fits(Native, Auto));
+    }
+
+    /// lbd's cls_bpf filter (no tcx) counts as in place while the
+    /// ingress dump shows its program, lost once it does not (deleted by
+    /// something else), and unknown when the dump was not had.
+    #[test]
+    fn a_cls_bpf_filter_is_in_place_while_the_ingress_dump_shows_its_program() {
+        assert_eq!(runs_among(42, Some(&[7, 42])), Some(true));
+        assert_eq!(runs_among(42, Some(&[7])), Some(false));
+        assert_eq!(runs_among(42, Some(&[])), Some(false), "no qdisc left");
+        assert_eq!(runs_among(42, None), None);
     }
 }

@@ -86,7 +86,7 @@ impl GuardMaps {
         Ok(values.iter().sum())
     }
 
-    fn clear_hits(&mut self, id: u32) -> Result<()> {
+    fn zero_hits(&mut self, id: u32) -> Result<()> {
         let zero = aya::util::nr_cpus()
             .map_err(|(_, e)| e)
             .and_then(|cpus| PerCpuValues::try_from(vec![0u64; cpus]))
@@ -96,7 +96,7 @@ impl GuardMaps {
             .map_err(|e| map_error("zeroing", names::MAP_ACL_HITS, e))
     }
 
-    fn insert(&mut self, key: &TrieKey, id: u32) -> Result<()> {
+    fn insert_rule(&mut self, key: &TrieKey, id: u32) -> Result<()> {
         match key {
             TrieKey::V4(len, data) => self.v4.insert(&Key::new(*len, *data), id, 0),
             TrieKey::V6(len, data) => self.v6.insert(&Key::new(*len, *data), id, 0),
@@ -104,7 +104,7 @@ impl GuardMaps {
         .map_err(|e| map_error("writing", acl_map(key), e))
     }
 
-    fn remove(&mut self, key: &TrieKey) -> Result<()> {
+    fn remove_rule(&mut self, key: &TrieKey) -> Result<()> {
         match key {
             TrieKey::V4(len, data) => self.v4.remove(&Key::new(*len, *data)),
             TrieKey::V6(len, data) => self.v6.remove(&Key::new(*len, *data)),
@@ -124,6 +124,39 @@ impl GuardMaps {
             out.insert(TrieKey::V6(key.prefix_len(), key.data()), id);
         }
         Ok(out)
+    }
+}
+
+/// The writes the installer makes: to the maps in lbd, to a record in
+/// the tests of their order.
+trait GuardWrites {
+    /// Zeroes rule `id`'s hit counter.
+    fn clear_hits(&mut self, id: u32) -> Result<()>;
+    /// Puts a rule in a trie.
+    fn insert(&mut self, key: &TrieKey, id: u32) -> Result<()>;
+    /// Takes a rule out of its trie.
+    fn remove(&mut self, key: &TrieKey) -> Result<()>;
+    /// Writes `VIP_GUARDS[n]`.
+    fn set_guard(&mut self, n: u32, guard: VipGuard) -> Result<()>;
+}
+
+impl GuardWrites for GuardMaps {
+    fn clear_hits(&mut self, id: u32) -> Result<()> {
+        self.zero_hits(id)
+    }
+
+    fn insert(&mut self, key: &TrieKey, id: u32) -> Result<()> {
+        self.insert_rule(key, id)
+    }
+
+    fn remove(&mut self, key: &TrieKey) -> Result<()> {
+        self.remove_rule(key)
+    }
+
+    fn set_guard(&mut self, n: u32, guard: VipGuard) -> Result<()> {
+        self.guards
+            .set(n, guard, 0)
+            .map_err(|e| map_error("writing", names::MAP_VIP_GUARDS, e))
     }
 }
 
@@ -185,7 +218,7 @@ impl Installer {
     /// differs from what was written (everything, the first time).
     fn write_guards(
         &mut self,
-        maps: &mut GuardMaps,
+        maps: &mut dyn GuardWrites,
         served: &BTreeMap<u32, VipGuard>,
         max_vips: u32,
     ) -> Result<()> {
@@ -201,9 +234,7 @@ impl Installer {
                 .as_ref()
                 .map(|b| b.get(&n).copied().unwrap_or_default());
             if old != Some(guard) {
-                maps.guards
-                    .set(n, guard, 0)
-                    .map_err(|e| map_error("writing", names::MAP_VIP_GUARDS, e))?;
+                maps.set_guard(n, guard)?;
             }
             if guard != VipGuard::default() {
                 written.insert(n, guard);
@@ -243,7 +274,22 @@ impl Installer {
         vips: &[(VipId, u32)],
         max_vips: u32,
     ) -> Result<()> {
+        self.apply_to(maps, config, vips, max_vips)
+    }
+
+    /// [`Self::apply`], through `maps`' writes.
+    fn apply_to(
+        &mut self,
+        maps: &mut dyn GuardWrites,
+        config: &GuardConfig,
+        vips: &[(VipId, u32)],
+        max_vips: u32,
+    ) -> Result<()> {
         let wanted = wanted(config, vips);
+        let served: BTreeMap<u32, VipGuard> = vips
+            .iter()
+            .map(|(id, n)| (*n, vip_guard(config, id)))
+            .collect();
         let new = wanted
             .keys()
             .filter(|k| !self.installed.contains_key(k))
@@ -253,6 +299,10 @@ impl Installer {
             // The old and the new rules do not fit side by side: the old
             // go first, so for a moment neither those nor the new ones
             // are in force (rather than a change that can never succeed).
+            // An allow list in force with its rules going out would refuse
+            // every source it has not cached a verdict for: the allow
+            // lists are switched off first (the new guards without them),
+            // and on again with the new rules below.
             let stale: Vec<TrieKey> = self
                 .installed
                 .keys()
@@ -262,8 +312,16 @@ impl Installer {
             tracing::info!(
                 old = stale.len(),
                 new,
-                "the deny/allow lists cannot hold the old and the new rules at once: the old rules go first"
+                "the deny/allow lists cannot hold the old and the new rules at once: the old rules go first, the allow lists off meanwhile"
             );
+            let open: BTreeMap<u32, VipGuard> = served
+                .iter()
+                .map(|(n, guard)| {
+                    let acl = guard.acl & !(ACL_F_ALLOW_GLOBAL | ACL_F_ALLOW_VIP);
+                    (*n, VipGuard { acl, ..*guard })
+                })
+                .collect();
+            self.write_guards(maps, &open, max_vips)?;
             for key in &stale {
                 maps.remove(key)?;
                 self.installed.remove(key);
@@ -304,10 +362,6 @@ impl Installer {
             .keys()
             .filter(|k| !wanted.contains_key(k))
             .copied()
-            .collect();
-        let served: BTreeMap<u32, VipGuard> = vips
-            .iter()
-            .map(|(id, n)| (*n, vip_guard(config, id)))
             .collect();
         if added || self.generation == 0 || self.lists_change(&served) {
             self.bump();
@@ -420,6 +474,132 @@ mod tests {
             scope,
             action,
             source: source.parse().unwrap(),
+        }
+    }
+
+    /// The installer's writes kept in memory, checked at each one: an
+    /// allow list in force (a guard's flag) has one of `allow_sets` whole
+    /// in the trie, else sources it allows are refused.
+    #[derive(Default)]
+    struct Recorder {
+        tries: BTreeMap<TrieKey, u32>,
+        guards: BTreeMap<u32, VipGuard>,
+        allow_sets: Vec<BTreeSet<TrieKey>>,
+        /// "guard allow" / "guard no allow" (VIP id 1's), "insert",
+        /// "remove", in order.
+        log: Vec<&'static str>,
+        gaps: usize,
+    }
+
+    impl Recorder {
+        fn check(&mut self) {
+            let global_allow = acl_scope(ACL_SCOPE_GLOBAL, true);
+            let allow_rules: BTreeSet<TrieKey> = self
+                .tries
+                .keys()
+                .filter(|k| matches!(k, TrieKey::V4(_, [scope, _]) if *scope == global_allow))
+                .copied()
+                .collect();
+            let allowing = self
+                .guards
+                .values()
+                .any(|g| g.acl & ACL_F_ALLOW_GLOBAL != 0);
+            if allowing
+                && !self
+                    .allow_sets
+                    .iter()
+                    .any(|set| allow_rules.is_superset(set))
+            {
+                self.gaps += 1;
+            }
+        }
+    }
+
+    impl GuardWrites for Recorder {
+        fn clear_hits(&mut self, _: u32) -> Result<()> {
+            Ok(())
+        }
+
+        fn insert(&mut self, key: &TrieKey, id: u32) -> Result<()> {
+            self.tries.insert(*key, id);
+            self.log.push("insert");
+            self.check();
+            Ok(())
+        }
+
+        fn remove(&mut self, key: &TrieKey) -> Result<()> {
+            self.tries.remove(key);
+            self.log.push("remove");
+            self.check();
+            Ok(())
+        }
+
+        fn set_guard(&mut self, n: u32, guard: VipGuard) -> Result<()> {
+            self.guards.insert(n, guard);
+            if n == 1 {
+                // The VIP served (the others' entries hold no lists).
+                self.log.push(if guard.acl & ACL_F_ALLOW_GLOBAL != 0 {
+                    "guard allow"
+                } else {
+                    "guard no allow"
+                });
+            }
+            self.check();
+            Ok(())
+        }
+    }
+
+    /// An allow list replaced by another too large to sit beside it: the
+    /// old rules go before the new ones are in, so the allow list is
+    /// switched off meanwhile (every source passes, as with neither list
+    /// in force) rather than left on over a trie losing its rules (every
+    /// source refused). A small replacement never needs that.
+    #[test]
+    fn a_large_allow_list_is_replaced_with_the_allow_list_off_meanwhile() {
+        let vips = [(vip("198.18.0.100:80/tcp"), 1)];
+        let allow_set = |second: u8, count: u32| -> GuardConfig {
+            GuardConfig {
+                acl: (0..count)
+                    .map(|n| {
+                        let net = format!("198.{second}.{}.{}/32", n / 256, n % 256);
+                        rule(Scope::Global, Action::Allow, &net)
+                    })
+                    .collect(),
+                ..GuardConfig::default()
+            }
+        };
+        for count in [3000, 10] {
+            let (old, new) = (allow_set(18, count), allow_set(19, count));
+            let mut maps = Recorder {
+                allow_sets: [&old, &new]
+                    .iter()
+                    .map(|c| wanted(c, &vips).into_keys().collect())
+                    .collect(),
+                ..Recorder::default()
+            };
+            let mut installer = Installer::default();
+            installer.apply_to(&mut maps, &old, &vips, 4).unwrap();
+            maps.log.clear();
+            installer.apply_to(&mut maps, &new, &vips, 4).unwrap();
+            assert_eq!(
+                maps.gaps, 0,
+                "{count} rules: an allow list in force without its rules"
+            );
+            assert_eq!(
+                maps.tries.keys().copied().collect::<BTreeSet<_>>(),
+                maps.allow_sets[1],
+                "{count} rules: exactly the new set in force"
+            );
+            assert_eq!(maps.guards[&1].acl, ACL_F_ALLOW_GLOBAL, "{count} rules");
+            let first = |what: &str| maps.log.iter().position(|w| *w == what);
+            if count == 3000 {
+                let off = first("guard no allow").expect("the allow list switched off");
+                let out = first("remove").expect("old rules out");
+                let on = first("insert").expect("new rules in");
+                assert!(off < out && out < on, "{:?}", &maps.log[..5]);
+            } else {
+                assert_eq!(first("guard no allow"), None);
+            }
         }
     }
 

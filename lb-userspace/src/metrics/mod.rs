@@ -458,6 +458,7 @@ mod tests {
                 mode: Some(crate::daemon::replication::Topology::FullMesh),
                 kept_local: 0,
                 stale: 0,
+                failed: 0,
                 all_peers_dumped: false,
                 peers: vec![crate::api::schema::ReplicationPeerStatus {
                     address: "198.18.2.12:7946".into(),

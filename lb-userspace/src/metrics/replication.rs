@@ -115,6 +115,7 @@ impl Exporter<'_> {
                 vec![
                     (labels(&[("reason", "kept_local")]), r.kept_local),
                     (labels(&[("reason", "stale")]), r.stale),
+                    (labels(&[("reason", "error")]), r.failed),
                 ],
                 vec![(Vec::new(), i64::from(r.all_peers_dumped))],
             ),
@@ -122,7 +123,7 @@ impl Exporter<'_> {
         };
         self.counter(
             "replication_flows_left_out",
-            "Flows from a peer left out because this node's own entry was fresher (kept_local: it names another backend)",
+            "Flows from a peer left out: this node's own entry was fresher (stale; kept_local: it names another backend), or the install failed (error)",
             None,
             left_out,
         );

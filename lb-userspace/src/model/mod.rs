@@ -137,6 +137,11 @@ impl BackendModel {
             Health::Unknown => !self.awaiting_checks,
         }
     }
+
+    /// Whether it joined at run time and its checks have not decided yet.
+    pub(crate) fn awaits_first_check(&self) -> bool {
+        self.awaiting_checks && self.health == Health::Unknown
+    }
 }
 
 /// A VIP as lbd runs it.

@@ -178,6 +178,102 @@ fn all_down_drops_or_fails_open_as_configured() {
     assert_eq!(alive, vec![addr(12)], "one healthy backend: only it");
 }
 
+/// The VIP of `config()` failing open, as the file would give it.
+fn keep_vip() -> VipConfig {
+    let mut vip = config().vips[0].clone();
+    vip.on_all_down = AllDown::KeepLast;
+    vip
+}
+
+fn weights(model: &Model) -> Vec<(IpAddr, u32)> {
+    model.desired(&|_| None)[0]
+        .backends
+        .iter()
+        .map(|b| (b.address, if b.alive { b.weight } else { 0 }))
+        .collect()
+}
+
+/// A "keep" VIP added at run time, all its backends waiting for their
+/// first checks: nothing takes its flows yet, so it is not serviceable
+/// (not announced) until a check passes, rather than announced with an
+/// empty table. The dry run, which assumes the checks pass, plans what
+/// the VIP becomes once they do.
+#[test]
+fn a_keep_vip_added_at_run_time_is_not_serviceable_until_a_check_passes() {
+    let before = Model::default();
+    let mut model = before.clone();
+    model.add_vip(&keep_vip()).unwrap();
+    let id = vip_id();
+    assert!(weights(&model).iter().all(|(_, w)| *w == 0));
+    let vip = model.vip(&id).unwrap();
+    assert!(!vip.all_down(), "nothing checked yet, nothing down");
+    assert!(!vip.can_serve(), "no backend it would forward to");
+    assert!(!vip.should_announce());
+
+    let mut passed = model.clone();
+    for last in [11, 12, 13] {
+        passed.set_health(&id, addr(last), Health::Up);
+    }
+    assert_eq!(
+        plan(&before, &model.assuming_checks_pass()),
+        plan(&before, &passed)
+    );
+    model.set_health(&id, addr(12), Health::Up);
+    let vip = model.vip(&id).unwrap();
+    assert!(vip.can_serve());
+    assert!(vip.should_announce());
+    assert_eq!(
+        weights(&model),
+        vec![(addr(11), 0), (addr(12), 100), (addr(13), 0)]
+    );
+}
+
+/// A "keep" VIP failing open (every backend down) goes on failing open
+/// while a checked backend added at run time waits for its first check,
+/// instead of dropping every new flow until then; once that check
+/// passes, the new backend alone takes new flows, as the dry run of the
+/// addition planned.
+#[test]
+fn a_keep_vip_failing_open_keeps_failing_open_while_a_new_backend_awaits_its_checks() {
+    let mut config = config();
+    config.vips[0] = keep_vip();
+    let mut model = Model::from_config(&config);
+    let id = vip_id();
+    for last in [11, 12, 13] {
+        model.set_health(&id, addr(last), Health::Down);
+    }
+    assert!(model.vip(&id).unwrap().all_down());
+    let before = model.clone();
+    model
+        .add_backend(&id, BackendConfig::new(addr(14)))
+        .unwrap();
+    let vip = model.vip(&id).unwrap();
+    assert!(
+        vip.all_down(),
+        "the one awaiting its checks decides nothing"
+    );
+    assert!(vip.can_serve());
+    assert!(
+        weights(&model).iter().all(|(_, w)| *w == 100),
+        "{:?}",
+        weights(&model)
+    );
+
+    let mut passed = model.clone();
+    passed.set_health(&id, addr(14), Health::Up);
+    assert_eq!(
+        weights(&passed),
+        vec![(addr(11), 0), (addr(12), 0), (addr(13), 0), (addr(14), 100)]
+    );
+    assert_eq!(
+        plan(&before, &model.assuming_checks_pass()),
+        plan(&before, &passed)
+    );
+    // Its first check fails: all down, failing open to all four.
+    model.set_health(&id, addr(14), Health::Down);
+    assert!(weights(&model).iter().all(|(_, w)| *w == 100));
+}
+
 #[test]
 fn bad_operations_change_nothing() {
     let mut model = Model::from_config(&config());

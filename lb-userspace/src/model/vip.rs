@@ -56,31 +56,39 @@ impl VipModel {
         }
     }
 
-    /// True when the VIP has backends meant to take flows but none is
-    /// healthy.
+    /// True when the VIP has backends meant to take flows, that were
+    /// checked at least once, and every one of them is down. A backend
+    /// still awaiting its first check (joined at run time) is left out:
+    /// it decides nothing until its check does, so a VIP failing open
+    /// (`on_all_down = "keep"`) keeps failing open while one joins.
     pub fn all_down(&self) -> bool {
         let mut candidates = self
             .backends
             .values()
             .filter(|b| b.admin == AdminState::Enabled && b.config.weight > 0)
+            .filter(|b| !b.awaits_first_check())
             .peekable();
         candidates.peek().is_some() && candidates.all(|b| b.health == Health::Down)
     }
 
+    /// Whether the VIP fails open (`on_all_down = "keep"` and every backend
+    /// [`Self::all_down`]): its down backends take new flows.
+    fn fails_open(&self) -> bool {
+        self.config.on_all_down == AllDown::KeepLast && self.all_down()
+    }
+
     /// Whether a new flow to the VIP finds a backend: an enabled, weighted
-    /// backend that is not down, or (all down) the VIP fails open to them.
+    /// backend that is up (or not decided yet for one in service before),
+    /// or any of them when the VIP fails open; as [`Self::desired`] gives
+    /// them weights. A VIP whose backends all await their first checks
+    /// finds none, `on_all_down` or not.
     /// (BGP announcement also counts draining backends: see
     /// [`Self::should_announce`].)
     pub fn can_serve(&self) -> bool {
-        let mut candidates = self
-            .backends
-            .values()
-            .filter(|b| b.admin == AdminState::Enabled && b.config.weight > 0)
-            .peekable();
-        if candidates.peek().is_none() {
-            return false;
-        }
-        candidates.any(BackendModel::counts_as_up) || self.config.on_all_down == AllDown::KeepLast
+        let fail_open = self.fails_open();
+        self.backends.values().any(|b| {
+            b.admin == AdminState::Enabled && b.config.weight > 0 && (b.counts_as_up() || fail_open)
+        })
     }
 
     /// Whether the node should keep attracting the VIP's traffic (BGP):
@@ -100,7 +108,7 @@ impl VipModel {
 
     /// How the data plane should treat each backend.
     pub fn desired(&self, id: VipId, mac_of: &dyn Fn(IpAddr) -> Option<[u8; 6]>) -> DesiredVip {
-        let fail_open = self.config.on_all_down == AllDown::KeepLast && self.all_down();
+        let fail_open = self.fails_open();
         DesiredVip {
             id,
             table_size: self.config.table_size,

@@ -37,7 +37,7 @@ use std::{
 };
 
 use lb_common::{
-    consts::{NAT_DIR_FORWARD, NAT_DIR_REPLY},
+    consts::{FLOW_TOUCH_INTERVAL_NS, NAT_DIR_FORWARD, NAT_DIR_REPLY},
     nat::{counterpart_key, NatFlowState},
     FlowKey, NatEntry,
 };
@@ -145,6 +145,16 @@ fn idle(now_ns: u64, last_seen_ns: u64) -> Duration {
     Duration::from_nanos(now_ns.saturating_sub(last_seen_ns))
 }
 
+/// Whether an entry last seen at `last_seen_ns` has been quiet for longer
+/// than `timeout` at `now_ns`. The data plane refreshes `last_seen_ns` at
+/// most every `FLOW_TOUCH_INTERVAL_NS`, so an active flow's can be that
+/// much old: the allowance is added (as the connection table's judgement
+/// does), or a timeout as short as the configuration allows (1 s) would
+/// free flows in use.
+fn quiet_past(now_ns: u64, last_seen_ns: u64, timeout: Duration) -> bool {
+    idle(now_ns, last_seen_ns) > timeout + Duration::from_nanos(FLOW_TOUCH_INTERVAL_NS)
+}
+
 /// The fate of the entry `(key, entry)` whose counterpart is
 /// `counterpart` (None: missing), at `now_ns` (CLOCK_MONOTONIC, the
 /// data plane's clock). A reply entry with its counterpart is always
@@ -161,7 +171,7 @@ pub fn fate(
         return Fate::BackendGone;
     }
     let Some(other) = counterpart else {
-        return if idle(now_ns, entry.last_seen_ns) > timeouts.tcp_syn {
+        return if quiet_past(now_ns, entry.last_seen_ns, timeouts.tcp_syn) {
             Fate::Orphan
         } else {
             Fate::Keep(None)
@@ -172,7 +182,7 @@ pub fn fate(
     }
     let state = NatFlowState::of(key.proto, entry.flags, other.flags);
     let newest = entry.last_seen_ns.max(other.last_seen_ns);
-    if idle(now_ns, newest) > timeout_of(state, timeouts) {
+    if quiet_past(now_ns, newest, timeout_of(state, timeouts)) {
         Fate::Expired(state)
     } else {
         Fate::Keep(Some(state))
@@ -381,7 +391,7 @@ impl<C: Copy + std::fmt::Debug> Reaper<C> {
         // A young reply needs no look at its counterpart: it can be
         // neither an orphan yet nor judged (forward entries judge).
         let young_reply = entry.direction == NAT_DIR_REPLY
-            && idle(now_ns, entry.last_seen_ns) <= timeouts.tcp_syn;
+            && !quiet_past(now_ns, entry.last_seen_ns, timeouts.tcp_syn);
         let other = if young_reply {
             Some(*entry)
         } else {

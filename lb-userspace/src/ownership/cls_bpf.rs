@@ -77,7 +77,7 @@ pub(crate) fn left_by_lbd(filter: &ClsBpfFilter, keep: Option<u32>) -> bool {
 
 /// The cls_bpf filters on the ingress of interface `ifindex` (none when
 /// it has no clsact or ingress qdisc).
-async fn ingress_filters(
+pub(crate) async fn ingress_filters(
     handle: &rtnetlink::Handle,
     ifindex: u32,
 ) -> Result<Vec<ClsBpfFilter>, rtnetlink::Error> {

@@ -10,9 +10,14 @@
 //! hook it uses (XDP runs before tc and would see the packets first), and
 //! with `attach = "tc"` one whose tcx ingress holds a program it did not
 //! pin. (Legacy cls_bpf filters of other tools are not looked for; lbd's
-//! own left behind by a dead lbd are removed, see `cls_bpf`.)
+//! own left behind by a dead lbd are removed, see `cls_bpf`.) With `[bgp]`
+//! lbd also locks its `routes_file` and `node_state_file` (through a
+//! `.NAME.lbd-lock` beside each, as both are replaced by renames): two
+//! lbds on one host must not announce through, or drain by, one file.
+//! Once it owns the data plane lbd records what it holds (see `held`).
 
 pub(crate) mod cls_bpf;
+pub(crate) mod held;
 pub(crate) mod lock;
 
 use std::{
@@ -54,6 +59,13 @@ pub(crate) enum Claimed {
     },
     /// A pin directory.
     PinDir(PathBuf),
+    /// A file of `[bgp]` (`routes_file`, `node_state_file`).
+    BgpFile {
+        /// The setting's name.
+        setting: &'static str,
+        /// The file.
+        path: PathBuf,
+    },
 }
 
 impl fmt::Display for Claimed {
@@ -63,6 +75,7 @@ impl fmt::Display for Claimed {
                 write!(f, "interface {name} (network namespace net:[{netns}])")
             }
             Self::PinDir(path) => write!(f, "pin_dir {}", path.display()),
+            Self::BgpFile { setting, path } => write!(f, "[bgp] {setting} {}", path.display()),
         }
     }
 }
@@ -151,30 +164,67 @@ pub(crate) async fn claim(
     config_path: &Path,
 ) -> Result<Ownership, OwnershipError> {
     let me = OwnerRecord::current(config_path);
-    let mut locks = vec![interface_lock(config, &me, Purpose::Serve)?];
+    let mut locks = vec![interface_lock(
+        &run_dir(&config.admin_socket),
+        &config.interface,
+        &me,
+        Purpose::Serve,
+    )?];
+    if let Some(bgp) = &config.bgp {
+        for (setting, path) in [
+            ("routes_file", &bgp.routes_file),
+            ("node_state_file", &bgp.node_state_file),
+        ] {
+            locks.push(bgp_file_lock(setting, path, &me)?);
+        }
+    }
     let pins = config.pin_dir.as_ref().map(PinDir::new);
     check_interface_program(config, pins.as_ref()).await?;
     if let Some(pins) = pins {
         pins.prepare()?;
         locks.push(pin_dir_lock(&pins, &me, Purpose::Serve)?);
     }
+    held::on_start(config, config_path).await;
     Ok(Ownership { locks })
 }
 
-/// Claims the data plane of `config` for `lbd --cleanup` or
-/// `--release-vips`: the same locks as [`claim`] (the `pin_dir`'s only if
-/// it exists), refused while an lbd holds either.
+/// Claims the data plane `held` describes (what the lbd that ran held, or
+/// what the config says) for `lbd --cleanup` or `--release-vips`: the same
+/// locks as [`claim`] (the `pin_dir`'s only if it exists), refused while
+/// an lbd holds either; also the lock of `also` (the config's interface,
+/// when it is another than the record's).
 pub(crate) fn claim_offline(
-    config: &Config,
+    held: &held::Held,
+    also: Option<&str>,
     config_path: &Path,
     purpose: Purpose,
 ) -> Result<Ownership, OwnershipError> {
     let me = OwnerRecord::current(config_path);
-    let mut locks = vec![interface_lock(config, &me, purpose)?];
-    if let Some(dir) = config.pin_dir.as_ref().filter(|d| d.is_dir()) {
+    let dir = run_dir(&held.admin_socket);
+    let mut locks = vec![interface_lock(&dir, &held.interface, &me, purpose)?];
+    if let Some(other) = also.filter(|other| *other != held.interface) {
+        locks.push(interface_lock(&dir, other, &me, purpose)?);
+    }
+    if let Some(dir) = held.pin_dir.as_ref().filter(|d| d.is_dir()) {
         locks.push(pin_dir_lock(&PinDir::new(dir), &me, purpose)?);
     }
     Ok(Ownership { locks })
+}
+
+/// The lock of interface `name` (beside `config`'s admin socket) if no
+/// other process holds it; None if one does. For a start that undoes what
+/// a previous lbd held on another interface.
+pub(crate) fn try_interface_lock(
+    config: &Config,
+    config_path: &Path,
+    name: &str,
+) -> anyhow::Result<Option<Lock>> {
+    let me = OwnerRecord::current(config_path);
+    match interface_lock(&run_dir(&config.admin_socket), name, &me, Purpose::Serve) {
+        Ok(lock) => Ok(Some(lock)),
+        Err(OwnershipError::Owned { .. }) => Ok(None),
+        Err(error) => Err(error.into()),
+    }
 }
 
 /// The lock file of `interface` in network namespace `netns`, in
@@ -184,8 +234,8 @@ pub(crate) fn interface_lock_path(run_dir: &Path, interface: &str, netns: u64) -
 }
 
 /// The run directory: where the admin socket is.
-fn run_dir(config: &Config) -> PathBuf {
-    match config.admin_socket.parent() {
+fn run_dir(admin_socket: &Path) -> PathBuf {
+    match admin_socket.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
         _ => PathBuf::from("."),
     }
@@ -201,7 +251,8 @@ fn io_error(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) ->
 }
 
 fn interface_lock(
-    config: &Config,
+    dir: &Path,
+    interface: &str,
     me: &OwnerRecord,
     purpose: Purpose,
 ) -> Result<Lock, OwnershipError> {
@@ -209,11 +260,10 @@ fn interface_lock(
     let netns = std::fs::metadata(ns)
         .map_err(io_error("reading the network namespace of", ns))?
         .ino();
-    let dir = run_dir(config);
-    std::fs::create_dir_all(&dir).map_err(io_error("creating", &dir))?;
-    let path = interface_lock_path(&dir, &config.interface, netns);
+    std::fs::create_dir_all(dir).map_err(io_error("creating", dir))?;
+    let path = interface_lock_path(dir, interface, netns);
     let claimed = Claimed::Interface {
-        name: config.interface.clone(),
+        name: interface.to_owned(),
         netns,
     };
     match lock::lock_file(&path, me).map_err(io_error("locking", &path))? {
@@ -223,6 +273,38 @@ fn interface_lock(
             owner,
             lock: path,
             purpose,
+        }),
+    }
+}
+
+/// The lock of `[bgp]` file `path` (`setting` names it): a lock file
+/// beside it, as the file itself is replaced by renames.
+pub(crate) fn bgp_file_lock_path(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map_or_else(|| "bgp".into(), |n| n.to_string_lossy());
+    path.with_file_name(format!(".{name}.lbd-lock"))
+}
+
+fn bgp_file_lock(
+    setting: &'static str,
+    path: &Path,
+    me: &OwnerRecord,
+) -> Result<Lock, OwnershipError> {
+    let lock = bgp_file_lock_path(path);
+    if let Some(dir) = lock.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(io_error("creating", dir))?;
+    }
+    match lock::lock_file(&lock, me).map_err(io_error("locking", &lock))? {
+        Attempt::Held(held) => Ok(held),
+        Attempt::Taken(owner) => Err(OwnershipError::Owned {
+            claimed: Claimed::BgpFile {
+                setting,
+                path: path.to_owned(),
+            },
+            owner,
+            lock,
+            purpose: Purpose::Serve,
         }),
     }
 }
@@ -322,6 +404,10 @@ pub(crate) fn owned_message(
             let rule = match claimed {
                 Claimed::Interface { .. } => "one lbd serves an interface",
                 Claimed::PinDir(_) => "an lbd on another interface needs a pin_dir of its own",
+                Claimed::BgpFile { .. } => {
+                    "an lbd on another interface needs its own [bgp] routes_file (and a protocol \
+                     stem BIRD's config tells apart) and node_state_file"
+                }
             };
             format!(
                 "{claimed} is owned by {owner} (lock {lock}): exactly one lbd may own a data plane. \
@@ -505,6 +591,36 @@ mod tests {
         ] {
             assert!(message.contains(hint), "{hint}: {message}");
         }
+    }
+
+    #[test]
+    fn a_second_lbd_on_the_same_bgp_file_is_refused_naming_it_and_the_owner() {
+        let dir = std::env::temp_dir().join(format!("lbd-bgp-lock-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let routes = dir.join("bgp").join("vips.conf");
+        let first = bgp_file_lock("routes_file", &routes, &owner()).expect("first lbd");
+        assert_eq!(first.path(), dir.join("bgp").join(".vips.conf.lbd-lock"));
+        let second = OwnerRecord {
+            pid: 5678,
+            config: PathBuf::from("/etc/lbd/lbd-eth1.toml"),
+        };
+        let error = bgp_file_lock("routes_file", &routes, &second)
+            .expect_err("a second lbd on the same routes file")
+            .to_string();
+        assert!(
+            error.starts_with(&format!(
+                "[bgp] routes_file {} is owned by lbd pid 1234 (config /etc/lbd/lbd.toml)",
+                routes.display()
+            )),
+            "{error}"
+        );
+        assert!(error.contains("its own [bgp] routes_file"), "{error}");
+        // Another file is free; the first once its lbd is gone.
+        let other = bgp_file_lock("node_state_file", &dir.join("node.state"), &second);
+        assert!(other.is_ok());
+        drop(first);
+        assert!(bgp_file_lock("routes_file", &routes, &second).is_ok());
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]

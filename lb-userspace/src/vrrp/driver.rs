@@ -327,6 +327,7 @@ impl Driver {
                 },
                 _ = tokio::time::sleep_until(deadline) => self.machine.on_timer(Instant::now()),
                 _ = check.tick() => {
+                    self.follow_mac().await;
                     self.restore_addresses().await;
                     Vec::new()
                 }
@@ -471,6 +472,32 @@ impl Driver {
                 }
                 std::future::ready(())
             });
+    }
+
+    /// Takes the interface's MAC when it changed under lbd (a bond's
+    /// `fail_over_mac`, `ip link set address`): announcements carry it, and
+    /// while master the addresses are announced again at once, since the
+    /// neighbours still send the VIPs' traffic to the old MAC.
+    async fn follow_mac(&mut self) {
+        let seen = match self.netlink.link_state(self.interface.index).await {
+            Ok(state) => state.and_then(|state| state.mac),
+            Err(error) => {
+                debug!(vrid = self.config.vrid, %error, "reading the interface's MAC failed");
+                return;
+            }
+        };
+        let Some(mac) = crate::netlink::mac_to_follow(self.interface.mac, seen) else {
+            return;
+        };
+        self.interface.mac = mac;
+        if self.holding && self.machine.state() == State::Master {
+            info!(
+                vrid = self.config.vrid,
+                interface = %self.interface.name,
+                "VRRP: the interface's MAC changed; announcing the VIPs with the new one"
+            );
+            self.announce(self.config.announce_count);
+        }
     }
 
     /// While master: puts back addresses something removed, and announces

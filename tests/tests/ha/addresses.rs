@@ -88,3 +88,41 @@ fn an_interface_address_listed_for_vrrp_is_refused_and_kept() {
     std::thread::sleep(Duration::from_millis(500));
     assert!(held(&lab));
 }
+
+/// The unit's stop path after the config was broken (a reload refused it,
+/// lbd kept running) and lbd stopped: `lbd --release-vips` cannot read the
+/// file, and still takes the VIP off the interface, from the record the
+/// lbd that ran left (found in the service's runtime directory, which
+/// systemd passes as `$RUNTIME_DIRECTORY`): otherwise both nodes would
+/// answer ARP for it once the backup takes over.
+#[test]
+fn the_stop_path_releases_the_vip_whatever_the_config_has_become() {
+    let mut lab = lab(1);
+    let (a, _b) = elected_pair(&mut lab, &["b1"], true);
+    assert!(lab.holds_vip(&a).expect("ip addr"));
+    lab.terminate("lbd-a").expect("SIGTERM");
+    assert!(lab.holds_vip(&a).expect("ip addr"), "a restart keeps it");
+    let config = lab.dir.join("lbd-a.toml");
+    std::fs::write(&config, "interface = [ this is not toml\n").expect("junk config");
+    let run_dir = lab
+        .admin_socket_of(&a)
+        .parent()
+        .expect("run dir")
+        .to_owned();
+    let out = Command::new("ip")
+        .args(["netns", "exec", &a.netns])
+        .arg(lb_tests::lab::lbd_binary().expect("lbd"))
+        .args(["--config", &config.to_string_lossy(), "--release-vips"])
+        .env("RUNTIME_DIRECTORY", &run_dir)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("lbd --release-vips");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("the config was not read"), "{stderr}");
+    assert!(
+        !lab.holds_vip(&a).expect("ip addr"),
+        "the VIP is released: {}",
+        lab.addresses_of(&a).expect("ip addr")
+    );
+}

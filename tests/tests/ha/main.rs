@@ -13,6 +13,7 @@ mod failover;
 mod forged_adverts;
 mod ipv6;
 mod keepalived;
+mod mac;
 mod observe;
 mod replication;
 mod restarts;

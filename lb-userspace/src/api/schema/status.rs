@@ -236,6 +236,10 @@ pub struct ReplicationStatus {
     /// same backend was fresher (full mesh).
     #[serde(default)]
     pub stale: u64,
+    /// Flows from the peer left out because installing them failed (a
+    /// map error; absent from an older lbd).
+    #[serde(default)]
+    pub failed: u64,
     /// Whether every configured peer has delivered one complete full dump
     /// to this node since start (absent from an older lbd: false).
     #[serde(default)]

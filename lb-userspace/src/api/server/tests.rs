@@ -346,7 +346,7 @@ async fn handler_errors_reach_the_client() {
     let dir = TestDir::new("handler");
     let server = start(&dir.socket()).await;
     let client = client(&dir.socket());
-    for (status, exit) in [(400, 2), (404, 3), (409, 4), (422, 2), (500, 1), (503, 1)] {
+    for (status, exit) in [(400, 2), (404, 3), (409, 4), (422, 2), (500, 1), (503, 5)] {
         let err = client
             .call(
                 Method::Get,

@@ -185,7 +185,9 @@ fn print(status: &NodeStatus, as_json: bool) {
         return;
     };
     let startup = match bgp.startup {
-        StartupStatus::Waiting => "waiting for the peers' flows".to_owned(),
+        StartupStatus::Waiting => {
+            "waiting for the peers' flows and the first health checks".to_owned()
+        }
         StartupStatus::Open(reason) => format!("open ({})", reason.name()),
     };
     println!(

@@ -74,6 +74,15 @@ fn rate(now: u64, before: Option<u64>, seconds: f64, scale: f64, decimals: usize
     }
 }
 
+/// Whether the watch waits for lbd after `failure`, having shown `shown`
+/// frames: once watching, an lbd that stops answering or answers that it
+/// is shutting down (a restart: exit code 5, unavailable) is waited for,
+/// not the end of the watch. Before the first frame, the failure is the
+/// answer.
+fn waits_for_lbd(failure: &Failure, shown: u64) -> bool {
+    shown > 0 && failure.code == ClientError::EXIT_UNAVAILABLE
+}
+
 async fn watch(client: &Client, args: &Args) -> Result<(), Failure> {
     use std::io::IsTerminal as _;
     let terminal = std::io::stdout().is_terminal();
@@ -82,9 +91,7 @@ async fn watch(client: &Client, args: &Args) -> Result<(), Failure> {
     loop {
         let status = match fetch(client, args.vip).await {
             Ok(status) => status,
-            // Once watching, an lbd that stops answering (a restart) is
-            // waited for, not the end of the watch.
-            Err(failure) if shown > 0 && failure.code == ClientError::EXIT_UNAVAILABLE => {
+            Err(failure) if waits_for_lbd(&failure, shown) => {
                 eprintln!("lbd is not answering ({}); retrying", failure.message);
                 previous = None;
                 tokio::time::sleep(std::time::Duration::from_secs(args.interval)).await;
@@ -535,6 +542,30 @@ mod tests {
 
     use super::*;
 
+    /// A restarting lbd first answers 503 ("lbd is shutting down"), then
+    /// not at all: the watch waits through both.
+    #[test]
+    fn a_watch_waits_for_a_restarting_lbd() {
+        let shutting_down = Failure::from(ClientError::Api(lb_userspace::api::ApiError {
+            status: 503,
+            code: "internal".to_owned(),
+            message: "lbd is shutting down".to_owned(),
+        }));
+        let gone = Failure::from(ClientError::NotRunning {
+            path: "/run/lbd/lbd.sock".into(),
+        });
+        for failure in [&shutting_down, &gone] {
+            assert!(waits_for_lbd(failure, 3), "{}", failure.message);
+            assert!(!waits_for_lbd(failure, 0), "{}", failure.message);
+        }
+        let refused = Failure::from(ClientError::Api(lb_userspace::api::ApiError {
+            status: 500,
+            code: "internal".to_owned(),
+            message: "boom".to_owned(),
+        }));
+        assert!(!waits_for_lbd(&refused, 3));
+    }
+
     #[test]
     fn a_rate_with_nothing_to_measure_from_is_no_zero() {
         assert_eq!(rate(500, None, 1.0, 1.0, 0), "-");
@@ -580,6 +611,7 @@ mod tests {
             mode: Some(lb_userspace::daemon::replication::Topology::FullMesh),
             kept_local: 1,
             stale: 2,
+            failed: 0,
             peers: vec![
                 lb_userspace::api::schema::ReplicationPeerStatus {
                     address: "198.18.2.12:7946".into(),

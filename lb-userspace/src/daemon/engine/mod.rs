@@ -31,7 +31,6 @@ mod view;
 
 pub use change::ChangeError;
 pub(crate) use checks::check_of;
-pub(crate) use start::vrrp_state_file;
 
 use super::replication::Replication;
 use crate::{
@@ -194,17 +193,19 @@ impl Engine {
 
     /// Writes the running model back after a commit failed half-way. If
     /// this fails too, the balancer still counts every entry as unknown,
-    /// so the next change or health event writes them all.
+    /// so the next change or health event writes them all. Before this
+    /// lbd's first fill succeeded nothing is written back: the maps are a
+    /// previous lbd's, its program may still serve them, and the running
+    /// model is empty (see `Balancer::restore`).
     pub(super) fn restore_after_failed_commit(&mut self) {
         let macs = &self.macs;
         let desired = self.model.desired(&|a| macs.get(&a).copied());
-        let restored = self
-            .balancer
-            .stage(&desired)
-            .and_then(|staged| self.balancer.commit(&mut self.dataplane, staged));
-        match restored {
-            Ok(_) => info!(
+        match self.balancer.restore(&mut self.dataplane, &desired) {
+            Ok(true) => info!(
                 "a map write failed half-way through a change; the running state is written back"
+            ),
+            Ok(false) => warn!(
+                "a map write failed half-way through filling the adopted data plane; its maps keep the previous lbd's VIPs and backends (with the part of this lbd's config written), so the program still attached goes on serving them"
             ),
             Err(error) => {
                 warn!(%error, "a map write failed half-way through a change, and writing the running state back failed too: the maps may hold part of the change until the next change rewrites them")
@@ -241,7 +242,10 @@ impl Engine {
     }
 
     /// Hands the VIPs over (VRRP priority 0), stops checks and detaches the
-    /// program.
+    /// program. A stop for good whose BGP withdrawal BIRD did not take
+    /// keeps a pinned program attached, as a restart does (BIRD may still
+    /// announce this node, and the routers keep sending it flows, the
+    /// established ones too), and fails naming BIRD and what to do.
     pub async fn shutdown(mut self, stop: Stop) -> anyhow::Result<Released> {
         if stop == Stop::Clean {
             self.final_sync().await;
@@ -252,24 +256,44 @@ impl Engine {
                 Stop::Clean => instance.stop().await,
             }
         }
-        if stop == Stop::Clean {
-            self.withdraw_announcements().await;
-        }
+        let withdrawal = match stop {
+            Stop::Clean => self.withdraw_announcements().await.err(),
+            Stop::Restart => None,
+        };
+        let pinned = self.dataplane.pinned();
         self.replication = None;
         self.checker.retain(|_| false);
         // Checks stop with lbd: so does their path (the next lbd puts it
         // back at once if it needs it).
         self.detach_hc_encap();
         self.restore_accept_local();
-        Ok(match stop {
-            Stop::Restart => self.dataplane.release()?,
-            Stop::Clean => {
-                // The node as it was found: a restart keeps it on, as NAT'd
-                // flows keep being forwarded by the pinned data plane.
-                self.restore_forwarding();
-                self.dataplane.detach()?;
-                Released::Detached
-            }
+        let keep = stop == Stop::Restart || (withdrawal.is_some() && pinned);
+        let released = if keep {
+            self.dataplane.release()?
+        } else {
+            // The node as it was found: a restart keeps it on, as NAT'd
+            // flows keep being forwarded by the pinned data plane.
+            self.restore_forwarding();
+            self.dataplane.detach()?;
+            Released::Detached
+        };
+        let Some(error) = withdrawal else {
+            return Ok(released);
+        };
+        let bird = self
+            .node
+            .announcer
+            .as_ref()
+            .map(|a| a.config().bird_socket.display().to_string())
+            .unwrap_or_default();
+        Err(if released == Released::StillForwarding {
+            error.context(format!(
+                "stopping for good: BIRD (control socket {bird}) did not take the withdrawal of this node's BGP announcements, so the routers may still send it flows; the program is left attached and pinned, forwarding them as after a restart. Once BIRD answers, `lbd --release-vips` withdraws the announcements and `lbd --cleanup` then removes the data plane"
+            ))
+        } else {
+            error.context(format!(
+                "stopping for good: BIRD (control socket {bird}) did not take the withdrawal of this node's BGP announcements, so the routers may still send flows to this node, which forwards nothing now; once BIRD answers, `lbd --release-vips` withdraws them"
+            ))
         })
     }
 }

@@ -334,6 +334,18 @@ impl Engine {
                 }
             };
             if was != "0" {
+                // On already: by the operator, or by a previous lbd (a
+                // restart), whose record keeps the original to restore.
+                if !self.nat.forwarding.iter().any(|c| c.path == path) {
+                    if let Some(original) =
+                        crate::ownership::held::recorded_original(&self.config.admin_socket, &path)
+                    {
+                        self.nat.forwarding.push(ForwardingChange {
+                            path,
+                            was: original,
+                        });
+                    }
+                }
                 continue;
             }
             match std::fs::write(&path, "1") {
@@ -343,6 +355,15 @@ impl Engine {
                         setting = %path.display(),
                         "forwarding switched on for the interface: NAT and tunnelled VIPs route through the kernel's FIB (restored at a clean stop)"
                     );
+                    // Recorded for the lbds after this one (a restart
+                    // finds it on) and for `lbd --cleanup`.
+                    if let Err(error) = crate::ownership::held::record_original(
+                        &self.config.admin_socket,
+                        &path,
+                        &was,
+                    ) {
+                        warn!(setting = %path.display(), error = %format!("{error:#}"), "recording the forwarding setting's original value failed: after a restart a clean stop will not restore it");
+                    }
                     if !self.nat.forwarding.iter().any(|c| c.path == path) {
                         self.nat.forwarding.push(ForwardingChange { path, was });
                     }
@@ -368,18 +389,22 @@ impl Engine {
         unmoved_nat_address(vip, &moved)
     }
 
-    /// Puts the forwarding settings lbd changed back (a clean stop).
+    /// Puts the forwarding settings lbd changed back (a clean stop): this
+    /// lbd's, and those the record of what lbd holds kept from the lbds
+    /// before it (a restart finds them on and changes nothing itself),
+    /// which leave the record.
     pub(crate) fn restore_forwarding(&mut self) {
+        let mut settings: Vec<crate::ownership::held::HeldSetting> =
+            crate::ownership::held::take_originals(&self.config.admin_socket);
         for change in std::mem::take(&mut self.nat.forwarding) {
-            match std::fs::write(&change.path, &change.was) {
-                Ok(()) => {
-                    info!(setting = %change.path.display(), value = %change.was, "forwarding setting restored")
-                }
-                Err(error) => {
-                    warn!(setting = %change.path.display(), %error, "restoring the forwarding setting failed")
-                }
+            if !settings.iter().any(|s| s.path == change.path) {
+                settings.push(crate::ownership::held::HeldSetting {
+                    path: change.path,
+                    was: change.was,
+                });
             }
         }
+        crate::ownership::held::restore(&settings);
     }
 
     /// Makes `TX_PORTS` hold exactly the interfaces routed packets may
@@ -500,7 +525,7 @@ impl Engine {
                     };
                     warn!(
                         %vip, %packet, interface = %self.interface.name,
-                        "data plane: no usable route for a NAT'd packet, dropped (drop_no_route; logged once a minute per VIP): add a route to {destination}, and check that forwarding is on for {} (lbd switches it on)", self.interface.name
+                        "data plane: no usable route for a NAT'd packet (none, or a blackhole, unreachable or prohibit route, or forwarding off where it came in), dropped (drop_no_route; logged once a minute per VIP): add a route to {destination}, and check that forwarding is on for {} (lbd switches it on). Packets too big for a route are not this: they count as sent_icmp_too_big or drop_too_big", self.interface.name
                     );
                 }
                 true

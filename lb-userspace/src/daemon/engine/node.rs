@@ -11,7 +11,7 @@ use std::{
 };
 
 use lb_common::stats::Counter;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use super::Engine;
 use crate::{
@@ -22,6 +22,8 @@ use crate::{
         NodeState,
     },
     config::Config,
+    health::Health,
+    model::AdminState,
 };
 
 /// The node's own state and what follows from it.
@@ -60,6 +62,29 @@ impl NodeRuntime {
     }
 }
 
+impl NodeRuntime {
+    /// Makes the node `state`, recording it in `path` first (when there is
+    /// one): if that fails, the error names the file and the state stays.
+    fn set_state(&mut self, path: Option<&Path>, state: NodeState) -> Result<(), String> {
+        if state == self.state {
+            return Ok(());
+        }
+        if let Some(path) = path {
+            write_state(path, state).map_err(|error| {
+                format!(
+                    "the node stays {}: recording \"{}\" in the node state file {} failed ({error:#}), and a restart would not keep it",
+                    self.state.name(),
+                    state.name(),
+                    path.display()
+                )
+            })?;
+        }
+        info!(state = state.name(), "node state changed");
+        self.state = state;
+        Ok(())
+    }
+}
+
 /// Removes a restart marker a previous lbd left that no stop path took.
 fn remove_stale_restart_marker(config: &Config) {
     let Some(marker) = restart_marker(config) else {
@@ -78,14 +103,16 @@ fn remove_stale_restart_marker(config: &Config) {
 
 /// The node state a previous lbd recorded: `[bgp] node_state_file`, else
 /// (a node upgraded from an lbd that kept it there) the file beside the
-/// admin socket, which is then carried over.
+/// admin socket, which is then carried over. A file that is there but
+/// cannot be read or names no state leaves the node drained (see
+/// [`read_state`]).
 fn read_node_state(config: &Config) -> NodeState {
     let path = node_state_file(config);
-    if let Some(state) = path.as_deref().and_then(read_state) {
+    if let Some(state) = path.as_deref().and_then(recorded_state) {
         return state;
     }
     let legacy = legacy_node_state_file(config).filter(|l| Some(l) != path.as_ref());
-    let Some(state) = legacy.as_deref().and_then(read_state) else {
+    let Some(state) = legacy.as_deref().and_then(recorded_state) else {
         return NodeState::default();
     };
     if let Some(path) = &path {
@@ -101,6 +128,22 @@ fn read_node_state(config: &Config) -> NodeState {
     state
 }
 
+/// The state recorded in `path` (None: no file), drained when the file
+/// is there but unusable, with an error saying so.
+fn recorded_state(path: &Path) -> Option<NodeState> {
+    match read_state(path) {
+        Ok(state) => state,
+        Err(error) => {
+            error!(
+                error = %format!("{error:#}"),
+                path = %path.display(),
+                "the node state file cannot be trusted: the node starts drained (announcing nothing) rather than perhaps undoing a drain; `lbctl node undrain` makes it active and rewrites the file"
+            );
+            Some(NodeState::Drained)
+        }
+    }
+}
+
 impl Engine {
     /// Brings BIRD's announcements in line with what the node can serve
     /// now (cheap when nothing changed: BIRD is only told of changes).
@@ -110,13 +153,42 @@ impl Engine {
             .replication
             .as_ref()
             .is_some_and(|r| r.all_peers_dumped());
+        let checks_decided = self.first_checks_decided();
         if let Some(announcer) = self.node.announcer.as_mut() {
-            announcer.update_startup(peers_dumped, now);
+            announcer.update_startup(peers_dumped, checks_decided, now);
         }
         let plan = self.announcement_plan(self.node.state);
         if let Some((announcer, plan)) = self.node.announcer.as_mut().zip(plan) {
             announcer.apply(plan, now);
         }
+    }
+
+    /// Whether every checked backend that takes new flows of a VIP BGP
+    /// covers has had its health decided by its checks (the start-up
+    /// gate waits for it: an unknown backend counts as up, and one that
+    /// is down everywhere would draw flows until its checks fail). True
+    /// once the gate is open or without BGP.
+    fn first_checks_decided(&self) -> bool {
+        let Some(announcer) = self.node.announcer.as_ref() else {
+            return true;
+        };
+        if announcer.started() {
+            return true;
+        }
+        let bgp = announcer.config();
+        let vrrp_held = |address| {
+            self.config
+                .vrrp
+                .iter()
+                .any(|v| v.addresses.contains(&address))
+        };
+        self.model
+            .vips
+            .iter()
+            .filter(|(id, _)| bgp.covers(id.address, vrrp_held(id.address)))
+            .flat_map(|(id, vip)| vip.backends.iter().map(move |(a, b)| ((*id, *a), b)))
+            .filter(|(_, b)| b.admin == AdminState::Enabled && b.config.weight > 0)
+            .all(|(key, b)| b.health != Health::Unknown || self.checker.status(&key).is_none())
     }
 
     /// Where BIRD exchanges report, once (for lbd's loop; None: no BGP).
@@ -195,7 +267,13 @@ impl Engine {
 
     /// Drains the node or makes it active again (kept across restarts),
     /// and announces accordingly; a dry run only says what would follow.
-    pub(crate) async fn set_node_state(&mut self, state: NodeState, dry_run: bool) -> NodeStatus {
+    /// A change that cannot be recorded is refused, the state unchanged
+    /// (a drain a restart would forget is no drain).
+    pub(crate) async fn set_node_state(
+        &mut self,
+        state: NodeState,
+        dry_run: bool,
+    ) -> Result<NodeStatus, String> {
         if dry_run {
             let mut status = self.node_status();
             status.state = state;
@@ -217,19 +295,17 @@ impl Engine {
                     })
                     .collect();
             }
-            return status;
+            return Ok(status);
         }
-        if state != self.node.state {
-            info!(state = state.name(), "node state changed");
-            self.node.state = state;
-            if let Some(path) = node_state_file(&self.config) {
-                if let Err(error) = write_state(&path, state) {
-                    warn!(error = %format!("{error:#}"), "recording the node state failed; a restart will not keep it");
-                }
-            }
+        if let Err(error) = self
+            .node
+            .set_state(node_state_file(&self.config).as_deref(), state)
+        {
+            warn!(error = %error, "node state change refused");
+            return Err(error);
         }
         self.announce();
-        self.node_status()
+        Ok(self.node_status())
     }
 
     /// Samples the forwarded count, feeds the SYN-flood watch and gives
@@ -295,13 +371,16 @@ impl Engine {
         }
     }
 
-    /// A stop for good: every address withdrawn.
-    pub(crate) async fn withdraw_announcements(&mut self) {
+    /// A stop for good: every address withdrawn. The error says BIRD
+    /// may still announce them (the caller keeps the data plane then).
+    pub(crate) async fn withdraw_announcements(&mut self) -> anyhow::Result<()> {
         if let Some(announcer) = self.node.announcer.as_mut() {
             if let Err(error) = announcer.withdraw_all().await {
                 warn!(error = %format!("{error:#}"), "BGP: withdrawing on stop failed");
+                return Err(error);
             }
         }
+        Ok(())
     }
 }
 
@@ -337,48 +416,83 @@ fn legacy_node_state_file(config: &Config) -> Option<PathBuf> {
 /// Where lbd leaves word that it stops for a restart, for the unit's stop
 /// path (`lbd --release-vips`), which then keeps the BGP announcements.
 pub(crate) fn restart_marker(config: &Config) -> Option<PathBuf> {
-    let stem = config.admin_socket.file_stem()?.to_string_lossy();
-    config
-        .admin_socket
+    restart_marker_at(&config.admin_socket)
+}
+
+/// The restart marker of the lbd whose admin socket is `admin_socket`.
+fn restart_marker_at(admin_socket: &Path) -> Option<PathBuf> {
+    let stem = admin_socket.file_stem()?.to_string_lossy();
+    admin_socket
         .parent()
         .map(|dir| dir.join(format!("{stem}.restarting")))
 }
 
-fn read_state(path: &Path) -> Option<NodeState> {
-    let text = std::fs::read_to_string(path).ok()?;
-    let state = NodeState::from_name(text.trim());
-    if state.is_none() {
-        warn!(path = %path.display(), "unreadable node state file ignored: the node starts active");
-    }
-    state
-}
-
-/// Records `state` in `path` (atomically; the directory is created if
-/// missing, e.g. /var/lib/lbd outside the systemd unit).
-fn write_state(path: &Path, state: NodeState) -> anyhow::Result<()> {
+/// The state recorded in `path`: None when there is no file (a node
+/// never drained); an error when it cannot be read or names no state
+/// (an empty file too), as it may be hiding a drain.
+fn read_state(path: &Path) -> anyhow::Result<Option<NodeState>> {
     use anyhow::Context as _;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => {
+            return Err(error).with_context(|| format!("reading {}", path.display()));
+        }
+    };
+    match NodeState::from_name(text.trim()) {
+        Some(state) => Ok(Some(state)),
+        None => anyhow::bail!(
+            "{} holds {:?}, not \"active\" or \"drained\"",
+            path.display(),
+            text.trim()
+        ),
     }
-    let temporary = path.with_extension("state.new");
-    std::fs::write(&temporary, format!("{}\n", state.name()))
-        .with_context(|| format!("writing {}", temporary.display()))?;
-    std::fs::rename(&temporary, path).with_context(|| format!("replacing {}", path.display()))
 }
 
-/// The unit's stop path: withdraws the announcements of `config` unless
-/// the lbd that stopped left word that it restarts (the marker is taken).
-pub(crate) async fn withdraw_unless_restarting(config: &Config) -> anyhow::Result<()> {
-    let Some(bgp) = &config.bgp else {
-        return Ok(());
-    };
-    if let Some(marker) = restart_marker(config) {
+/// Records `state` in `path` durably: a temporary file beside it, synced,
+/// renamed over it, then the directory synced, so a drain survives a
+/// power cut (the directory is created if missing, e.g. /var/lib/lbd
+/// outside the systemd unit).
+fn write_state(path: &Path, state: NodeState) -> anyhow::Result<()> {
+    use std::io::Write as _;
+
+    use anyhow::Context as _;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let temporary = path.with_extension("state.new");
+    let mut file = std::fs::File::create(&temporary)
+        .with_context(|| format!("creating {}", temporary.display()))?;
+    file.write_all(format!("{}\n", state.name()).as_bytes())
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("writing {}", temporary.display()))?;
+    drop(file);
+    if let Err(error) = std::fs::rename(&temporary, path) {
+        let _ = std::fs::remove_file(&temporary);
+        return Err(error).with_context(|| format!("replacing {}", path.display()));
+    }
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("syncing {}", dir.display()))
+}
+
+/// The unit's stop path: withdraws the announcement `bgp` (the one the
+/// lbd that ran made, from its record; see `ownership::held`) unless that
+/// lbd, whose admin socket was `admin_socket`, left word that it restarts
+/// (the marker is taken).
+pub(crate) async fn withdraw_unless_restarting(
+    admin_socket: &Path,
+    bgp: &crate::ownership::held::HeldBgp,
+) -> anyhow::Result<()> {
+    if let Some(marker) = restart_marker_at(admin_socket) {
         if std::fs::remove_file(&marker).is_ok() {
             info!("BGP: lbd stopped for a restart; announcements kept");
             return Ok(());
         }
     }
-    announcer::withdraw(bgp).await
+    announcer::withdraw_routes(bgp).await
 }
 
 impl Engine {
@@ -477,8 +591,62 @@ mod tests {
         let node = NodeRuntime::start(&config, false, Instant::now());
         assert_eq!(node.state, NodeState::Drained);
         let path = node_state_file(&config).unwrap();
-        assert_eq!(read_state(&path), Some(NodeState::Drained));
+        assert_eq!(read_state(&path).unwrap(), Some(NodeState::Drained));
         // Without [bgp] the state stays beside the admin socket.
         assert_eq!(node_state_file(&scratch.config(false)), Some(legacy));
+    }
+
+    /// A drain a restart would forget is refused, naming the file, and
+    /// the node stays as it was; once the file can be written the change
+    /// goes through and is read back.
+    #[test]
+    fn a_state_change_that_cannot_be_recorded_is_refused() {
+        let scratch = Scratch::new("unwritable");
+        let config = scratch.config(true);
+        let path = node_state_file(&config).unwrap();
+        let mut node = NodeRuntime::start(&config, false, Instant::now());
+        assert_eq!(node.state, NodeState::Active);
+        // Its directory cannot be made: a file is where it would go.
+        std::fs::write(scratch.0.join("lib"), b"not a directory").unwrap();
+        let why = node.set_state(Some(&path), NodeState::Drained).unwrap_err();
+        assert!(why.contains(&path.display().to_string()), "{why}");
+        assert!(why.contains("stays active"), "{why}");
+        assert_eq!(node.state, NodeState::Active, "unchanged");
+
+        std::fs::remove_file(scratch.0.join("lib")).unwrap();
+        node.set_state(Some(&path), NodeState::Drained).unwrap();
+        assert_eq!(node.state, NodeState::Drained);
+        assert_eq!(read_state(&path).unwrap(), Some(NodeState::Drained));
+        assert!(
+            !path.with_extension("state.new").exists(),
+            "no temporary file left"
+        );
+    }
+
+    /// A state file that is there but unusable (empty after a crash,
+    /// garbled, unreadable) may hide a drain: the node starts drained.
+    /// No file at all is a node never drained.
+    #[test]
+    fn an_unusable_state_file_starts_the_node_drained() {
+        let scratch = Scratch::new("unusable");
+        let config = scratch.config(true);
+        let path = node_state_file(&config).unwrap();
+        let start = || NodeRuntime::start(&config, false, Instant::now()).state;
+        assert_eq!(start(), NodeState::Active, "no file");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        for text in ["", "\n", "maintenance\n", "drai"] {
+            std::fs::write(&path, text).unwrap();
+            assert!(read_state(&path).is_err(), "{text:?}");
+            assert_eq!(start(), NodeState::Drained, "{text:?}");
+        }
+        // Unreadable: a directory where the file should be.
+        std::fs::remove_file(&path).unwrap();
+        std::fs::create_dir(&path).unwrap();
+        let error = format!("{:#}", read_state(&path).unwrap_err());
+        assert!(error.contains(&path.display().to_string()), "{error}");
+        assert_eq!(start(), NodeState::Drained);
+        std::fs::remove_dir(&path).unwrap();
+        std::fs::write(&path, "active\n").unwrap();
+        assert_eq!(start(), NodeState::Active);
     }
 }

@@ -17,6 +17,8 @@ use super::Engine;
 use crate::{
     config::AllDown,
     daemon::replication::Roles,
+    dataplane::Hooked,
+    mac::Mac,
     netlink::{Interface, NetlinkError},
     vrrp::driver::Instance,
 };
@@ -209,14 +211,15 @@ impl Engine {
         if let Some((how, _)) = self.link_watch.lost {
             return self.look_for_interface(how, now).await;
         }
-        let look = match self.netlink.link_state(self.interface.index).await {
-            Ok(None) => Look::Gone,
-            Ok(Some(state)) => Look::Present {
-                up: state.up,
-                hook: self
+        let (look, mac) = match self.netlink.link_state(self.interface.index).await {
+            Ok(None) => (Look::Gone, None),
+            Ok(Some(state)) => {
+                let cls_bpf = self.cls_bpf_programs(now).await;
+                let hook = self
                     .dataplane
-                    .hook_in_place(state.xdp.map(|(program, _)| program)),
-            },
+                    .hook_in_place(state.xdp.map(|(program, _)| program), cls_bpf.as_deref());
+                (Look::Present { up: state.up, hook }, state.mac)
+            }
             Err(error) => {
                 if self.link_watch.may_log(now) {
                     warn!(interface = %self.interface.name, %error, "reading the interface's link state failed (logged at most once a minute)");
@@ -230,6 +233,7 @@ impl Engine {
                     warn!(interface = %self.interface.name, up, "interface link changed");
                     self.interface_up = up;
                 }
+                self.follow_mac(mac, now);
             }
             Judgement::Lost { how, up } => {
                 self.interface_up = up;
@@ -237,6 +241,52 @@ impl Engine {
             }
         }
         None
+    }
+
+    /// The programs of the cls_bpf filters on the interface's ingress,
+    /// when lbd's hook is one (attached without tcx): whether it is still
+    /// there. None otherwise, or when the dump fails (logged at most once
+    /// a minute).
+    async fn cls_bpf_programs(&mut self, now: Instant) -> Option<Vec<u32>> {
+        if self.hooked != Hooked::TcClsBpf {
+            return None;
+        }
+        match self
+            .netlink
+            .cls_bpf_ingress_programs(self.interface.index)
+            .await
+        {
+            Ok(programs) => Some(programs),
+            Err(error) => {
+                if self.link_watch.may_log(now) {
+                    warn!(interface = %self.interface.name, %error, "listing the interface's tc filters failed (logged at most once a minute)");
+                }
+                None
+            }
+        }
+    }
+
+    /// Follows the interface's MAC, `seen` now, into the data plane: a
+    /// frame is balanced only when addressed to it (`LbConfig::iface_mac`),
+    /// so a MAC changed under lbd (a bond's `fail_over_mac`, `ip link set
+    /// address`) would otherwise pass every VIP's packet up unbalanced.
+    /// A failed write is logged and tried again on the next tick.
+    fn follow_mac(&mut self, seen: Option<[u8; 6]>, now: Instant) {
+        let Some(mac) = crate::netlink::mac_to_follow(self.interface.mac, seen) else {
+            return;
+        };
+        let (old, new) = (Mac(self.interface.mac), Mac(mac));
+        match self.dataplane.set_iface_mac(mac) {
+            Ok(()) => {
+                warn!(interface = %self.interface.name, %old, %new, "the interface's MAC changed: the data plane now balances frames addressed to the new one");
+                self.interface.mac = mac;
+            }
+            Err(error) => {
+                if self.link_watch.may_log(now) {
+                    warn!(interface = %self.interface.name, %old, %new, %error, "the interface's MAC changed, and writing it to the data plane failed: VIP packets addressed to the new MAC are passed up unbalanced until it is written (tried every second; logged at most once a minute)");
+                }
+            }
+        }
     }
 
     /// The hook is lost: lbd counts as detached from now on (BGP

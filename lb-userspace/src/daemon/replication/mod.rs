@@ -64,8 +64,9 @@ const FULL_SYNC_INTERVAL: Duration = Duration::from_secs(10);
 const NAT_SCAN_SPACING: u32 = 4;
 /// How often [`Replication::flush`] looks at the senders' queues.
 const FLUSH_POLL: Duration = Duration::from_millis(10);
-/// At most one warning this often for NAT flows that failed to install.
-const NAT_WARNING_INTERVAL: Duration = Duration::from_secs(10);
+/// At most one warning this often for flows (and, apart, NAT flows) that
+/// failed to install.
+const INSTALL_WARNING_INTERVAL: Duration = Duration::from_secs(10);
 /// Batches received and not yet installed, from all peers together: a
 /// full channel holds the peers' connections back (TCP pushes back).
 const RECEIVE_QUEUE: usize = 64;
@@ -127,6 +128,8 @@ pub struct Replication {
     /// At most one warning per interval for NAT flows that failed to
     /// install (a full table fails every record of every batch).
     nat_warnings: LogLimit,
+    /// The same for flow records.
+    flow_warnings: LogLimit,
 }
 
 impl Replication {
@@ -208,7 +211,8 @@ impl Replication {
                 nat_next_scan: None,
                 flows: FlowCounts::default(),
                 nat: nat_install::NatCounts::default(),
-                nat_warnings: LogLimit::new(NAT_WARNING_INTERVAL),
+                nat_warnings: LogLimit::new(INSTALL_WARNING_INTERVAL),
+                flow_warnings: LogLimit::new(INSTALL_WARNING_INTERVAL),
             },
             rx,
         ))
@@ -255,7 +259,7 @@ impl Replication {
             .filter_map(|(key, entry)| record(&key, &entry, &names, now))
             .filter(|r| topology == Topology::FullMesh || roles.sends(r.vip))
             .collect();
-        let mut nat = self.nat_scan(dataplane, full, now);
+        let mut nat = self.nat_scan(dataplane, scan, now);
         if topology == Topology::VrrpPair {
             nat.retain(|r| roles.sends(r.vip));
         }
@@ -286,31 +290,33 @@ impl Replication {
         last.sender().send_nat(nat, full);
     }
 
-    /// While master: the NAT'd flows to send this tick (all of them when
-    /// `full`). Between full syncs a scan waits until the previous one's
-    /// duration times [`NAT_SCAN_SPACING`] has passed, so replication
-    /// takes at most a fifth of lbd's loop whatever the table's size.
-    fn nat_scan(&mut self, dataplane: &Dataplane, full: bool, now: u64) -> Vec<NatFlowRecord> {
+    /// While master: the NAT'd flows to send this tick (all of them for a
+    /// dump, see [`nat::nat_records`]). Between full syncs a scan waits
+    /// until the previous one's duration times [`NAT_SCAN_SPACING`] has
+    /// passed, so replication takes at most a fifth of lbd's loop whatever
+    /// the table's size.
+    fn nat_scan(&mut self, dataplane: &Dataplane, scan: Scan, now: u64) -> Vec<NatFlowRecord> {
+        let full = !matches!(scan, Scan::Recent { .. });
         if !nat_scan_due(self.nat_next_scan, full, Instant::now()) {
             return Vec::new();
         }
-        let since = self.nat_last_scan_ns.saturating_sub(nat::SCAN_MARGIN_NS);
-        let scan = Instant::now();
+        // NAT entries have a window of their own (see SCAN_MARGIN_NS).
+        let scan = match scan {
+            Scan::Recent { .. } => Scan::Recent {
+                since: self.nat_last_scan_ns.saturating_sub(nat::SCAN_MARGIN_NS),
+            },
+            dump => dump,
+        };
+        let started = Instant::now();
         // Read in place from the mapped table: memory reads, no syscall.
-        let records = nat::nat_records(
-            dataplane.nat().flows(),
-            full,
-            since,
-            now,
-            &mut self.nat_sent,
-        );
+        let records = nat::nat_records(dataplane.nat().flows(), scan, now, &mut self.nat_sent);
         trace!(
             records = records.len(),
-            took_us = scan.elapsed().as_micros(),
+            took_us = started.elapsed().as_micros(),
             "NAT flow table scanned"
         );
         self.nat_last_scan_ns = now;
-        self.nat_next_scan = Some(Instant::now() + scan.elapsed() * NAT_SCAN_SPACING);
+        self.nat_next_scan = Some(Instant::now() + started.elapsed() * NAT_SCAN_SPACING);
         records
     }
 
@@ -376,6 +382,7 @@ impl Replication {
             balancer,
             now,
             &mut self.flows,
+            &mut self.flow_warnings,
         );
     }
 
@@ -472,6 +479,7 @@ impl Replication {
             mode: Some(self.topology),
             kept_local: self.flows.kept_local,
             stale: self.flows.stale,
+            failed: self.flows.failed,
             all_peers_dumped: self.all_peers_dumped(),
             peers: self.peer_status(),
         }

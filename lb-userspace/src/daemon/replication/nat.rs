@@ -2,21 +2,28 @@
 //! entries of each translated flow into one [`NatFlowRecord`] named by
 //! addresses and ports; the backup rebuilds both entries with its own VIP
 //! and backend ids, its own clock and no next hop (its FIB finds one), and
-//! never lets a replicated flow take the place of another flow's entry.
+//! never lets a replicated flow take the place of another flow's entry
+//! (but for the master's flow on the backup, over a flow the master ended:
+//! [`Over::Replace`]). In a full mesh a copy is merged with this node's
+//! entry of the flow ([`Over::Merge`]), and periodic dumps leave the
+//! copies out, so flows are not echoed back with stale marks.
 //! Pure functions over a [`ReplicaTable`], so the rules are tested without a
 //! kernel; [`Replication`](super::Replication) drives them.
 
 use std::collections::{HashMap, HashSet};
 
 use lb_common::{
-    consts::{IPPROTO_TCP, IPPROTO_UDP, NAT_DIR_FORWARD, NAT_DIR_REPLY},
+    consts::{
+        FLOW_TOUCH_INTERVAL_NS, IPPROTO_TCP, IPPROTO_UDP, NAT_DIR_FORWARD, NAT_DIR_REPLY,
+        NAT_F_FIN, NAT_F_RST,
+    },
     nat::counterpart_key,
     FlowKey, Mode, NatEntry,
 };
 
 use tracing::debug;
 
-use super::flow_table::is_replica;
+use super::{flow_table::is_replica, records::Scan};
 use crate::{
     config::Protocol,
     dataplane::DataplaneError,
@@ -103,18 +110,27 @@ impl SentMarks {
 }
 
 /// Master: one record per flow whose two entries are both in `flows`
-/// (a half-built or half-reaped flow is left out), only those touched at
-/// or after `since` (by either direction) or whose marks changed since
-/// `sent` unless `full`; `sent` then holds what was sent (after a full
-/// sync, only that: flows gone are forgotten). Ages are taken against
+/// (a half-built or half-reaped flow is left out): for `Scan::Recent`,
+/// only those touched at or after its `since` (by either direction) or
+/// whose marks changed since `sent`; for a dump, all of them, except that
+/// a full mesh's periodic dump leaves out the copies of peers' flows not
+/// forwarded here since (as [`super::records::sends`] does for the
+/// connection table: each node dumps the flows it forwards, so a copy is
+/// not sent back with marks older than its node's; only the dump for a
+/// new session carries them). `sent` then holds what was sent (after a
+/// dump, only that: flows gone are forgotten). Ages are taken against
 /// `now` (the data plane's clock, CLOCK_MONOTONIC).
-pub(crate) fn nat_records(
+pub(super) fn nat_records(
     flows: impl Iterator<Item = (FlowKey, NatEntry)>,
-    full: bool,
-    since: u64,
+    scan: Scan,
     now: u64,
     sent: &mut SentMarks,
 ) -> Vec<NatFlowRecord> {
+    let (full, since) = match scan {
+        Scan::Recent { since } => (false, since),
+        Scan::Periodic | Scan::Session => (true, 0),
+    };
+    let copies = scan == Scan::Session;
     let touched = |key: &FlowKey, entry: &NatEntry| {
         !sent.skipped(entry) && (entry.last_seen_ns >= since || sent.changed(key, entry))
     };
@@ -147,6 +163,9 @@ pub(crate) fn nat_records(
                 return None;
             }
             if !full && !touched(key, forward) && !touched(&reply_key, reply) {
+                return None;
+            }
+            if full && !copies && sent.skipped(forward) && sent.skipped(reply) {
                 return None;
             }
             Some((key, forward, reply_key, reply))
@@ -293,7 +312,7 @@ pub(crate) fn entries_for(
             flags: half.flags,
             direction,
             vip_id: local_vip,
-            _pad: 0,
+            mtu: 0,
         };
         Ok((key, entry))
     };
@@ -317,8 +336,9 @@ fn same_flow(a: &NatEntry, b: &NatEntry) -> bool {
 /// Master for the VIP (`Install::UnlessFresher`): whether this node holds
 /// something fresher than `pair` at either of its keys: an entry of another
 /// flow, or this same flow seen at least as recently. Only then is a record
-/// an old master queued left out; otherwise it refreshes this node's copy
-/// (a FIN or RST it carries is taken, see [`install_pair`]).
+/// an old master queued left out; otherwise it is merged into this node's
+/// copy (a FIN or RST it carries is taken, and this node's own are kept,
+/// see [`merged`]).
 pub(crate) fn holds_fresher(table: &impl ReplicaTable, pair: &NatPair) -> bool {
     pair.iter().any(|(key, entry)| {
         table.get(key).is_some_and(|existing| {
@@ -337,32 +357,147 @@ pub(crate) enum Installed {
     Conflict,
 }
 
-/// Backup: installs `pair` into `table`. A key held by another flow
-/// (different translation) keeps its entry and the whole flow is left out;
-/// a key holding this same flow is refreshed, keeping this node's cached
-/// next hop and the later of both `last_seen_ns`; a free key is taken only
-/// if still free at the write (`BPF_NOEXIST`), and an entry this call put
-/// in is taken out again if the other one conflicts.
+/// How [`install_pair_as`] treats what this node holds at a record's keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Over {
+    /// Another flow's entry keeps its key (the record is left out); this
+    /// same flow's entry takes the record's marks and the later of both
+    /// `last_seen_ns`. A previous lbd's table carried over at an upgrade
+    /// (see [`install_pair`]).
+    Refresh,
+    /// Another flow's entry keeps its key; this same flow's entries are
+    /// merged (see [`merged`]): the fresher one wins, and a FIN or RST
+    /// either side marked shortly before is kept. A full mesh's copies and
+    /// a pair's master for the VIP: a copy from a peer never clears a close
+    /// mark this node's data plane made, nor replaces a fresher entry.
+    Merge,
+    /// A pair's backup for the VIP: the master's record is the truth. This
+    /// same flow's entries are refreshed as under `Refresh`; another flow
+    /// holding a key is one the master has ended and whose port it reused
+    /// (this node's reaper has not swept it yet): it is removed, both its
+    /// entries, so the master's flow takes its place and a failover sends
+    /// the replies to the right client.
+    Replace,
+}
+
+/// `NAT_F_*` marks that end a direction of a connection: only a new SYN,
+/// on the node that forwards it, clears them.
+const CLOSE_MARKS: u8 = NAT_F_FIN | NAT_F_RST;
+
+/// A record's entry `record` merged with this node's entry `existing` of
+/// the same flow (same translation and direction): the fields of the
+/// fresher by `last_seen_ns` (ties: this node's), this node's cached next
+/// hop, and the close marks of both when they were seen within
+/// [`MERGE_WINDOW_NS`] of each other. The data plane marks a FIN or RST at
+/// once but stamps `last_seen_ns` at most every touch interval, so an
+/// entry up to that much older may carry a close mark the fresher one
+/// lacks; a fresher entry past that saw packets after it (a new connection
+/// reusing the translation starts afresh with a SYN), and its marks stand.
+fn merged(existing: &NatEntry, record: &NatEntry) -> NatEntry {
+    let (newer, older) = if record.last_seen_ns > existing.last_seen_ns {
+        (record, existing)
+    } else {
+        (existing, record)
+    };
+    let flags = if newer.last_seen_ns - older.last_seen_ns <= MERGE_WINDOW_NS {
+        newer.flags | (older.flags & CLOSE_MARKS)
+    } else {
+        newer.flags
+    };
+    NatEntry {
+        flags,
+        ifindex: existing.ifindex,
+        dmac: existing.dmac,
+        smac: existing.smac,
+        ..*newer
+    }
+}
+
+/// How much older than the fresher entry a close mark is still taken in
+/// [`merged`]: the data plane's touch interval, plus the lag of its coarse
+/// clock and the rounding of ages to milliseconds on the wire.
+const MERGE_WINDOW_NS: u64 = FLOW_TOUCH_INTERVAL_NS + SCAN_MARGIN_NS;
+
+/// Backup: installs `pair` into `table`, as [`Over::Refresh`] says: a key
+/// held by another flow (different translation) keeps its entry and the
+/// whole flow is left out; a key holding this same flow is refreshed,
+/// keeping this node's cached next hop and the later of both
+/// `last_seen_ns`. An upgrade carries a previous lbd's NAT flows over with
+/// it (`nat::legacy`).
 pub(crate) fn install_pair(
     table: &mut impl ReplicaTable,
     pair: &NatPair,
 ) -> Result<Installed, DataplaneError> {
+    Ok(match install_pair_as(table, pair, Over::Refresh)? {
+        Placed::Installed | Placed::Replaced => Installed::Yes,
+        Placed::Conflict => Installed::Conflict,
+    })
+}
+
+/// What [`install_pair_as`] did with one record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Placed {
+    /// Both entries are in (new, or an existing copy refreshed or merged).
+    Installed,
+    /// Both entries are in, after another flow that held a key was removed
+    /// ([`Over::Replace`] only).
+    Replaced,
+    /// An entry of another flow holds one of the keys: it is kept, the
+    /// record is not installed.
+    Conflict,
+}
+
+/// Installs `pair` into `table`, treating the entries already there as
+/// `over` says. A free key is taken only if still free at the write
+/// (`BPF_NOEXIST`), and an entry this call put in is taken out again (one
+/// it overwrote put back) if the other one conflicts or fails; another
+/// flow removed under [`Over::Replace`] stays removed. An entry the merge
+/// leaves as it was is not written.
+pub(super) fn install_pair_as(
+    table: &mut impl ReplicaTable,
+    pair: &NatPair,
+    over: Over,
+) -> Result<Placed, DataplaneError> {
     let mut planned = Vec::with_capacity(2);
+    let mut stale: Vec<FlowKey> = Vec::new();
     for (key, entry) in pair {
         match table.get(key) {
             None => planned.push((key, *entry, false)),
             Some(existing) if same_flow(&existing, entry) => {
-                let refreshed = NatEntry {
-                    last_seen_ns: entry.last_seen_ns.max(existing.last_seen_ns),
-                    ifindex: existing.ifindex,
-                    dmac: existing.dmac,
-                    smac: existing.smac,
-                    ..*entry
+                let refreshed = match over {
+                    Over::Merge => merged(&existing, entry),
+                    Over::Refresh | Over::Replace => NatEntry {
+                        last_seen_ns: entry.last_seen_ns.max(existing.last_seen_ns),
+                        ifindex: existing.ifindex,
+                        dmac: existing.dmac,
+                        smac: existing.smac,
+                        ..*entry
+                    },
                 };
-                planned.push((key, refreshed, true));
+                if refreshed != existing {
+                    planned.push((key, refreshed, true));
+                }
             }
-            Some(_) => return Ok(Installed::Conflict),
+            Some(existing) if over == Over::Replace => {
+                // The other flow's second entry goes with it, if it is
+                // there and pairs with this one (not a key of the record:
+                // that one is judged on its own).
+                stale.push(*key);
+                let other = counterpart_key(key, &existing);
+                if pair.iter().all(|(k, _)| *k != other)
+                    && table
+                        .get(&other)
+                        .is_some_and(|e| counterpart_key(&other, &e) == *key)
+                {
+                    stale.push(other);
+                }
+                planned.push((key, *entry, false));
+            }
+            Some(_) => return Ok(Placed::Conflict),
         }
+    }
+    for key in &stale {
+        table.remove(key)?;
     }
     // What this call changed, to undo if the other half fails: the key
     // and the entry it held (None: it was free).
@@ -380,7 +515,7 @@ pub(crate) fn install_pair(
             // undo this call's half, keep theirs.
             Ok(false) => {
                 undo(table, &done)?;
-                return Ok(Installed::Conflict);
+                return Ok(Placed::Conflict);
             }
             // Table full or busy: no half-installed flow is left behind
             // (an orphaned forward entry would translate packets whose
@@ -393,7 +528,11 @@ pub(crate) fn install_pair(
             }
         }
     }
-    Ok(Installed::Yes)
+    Ok(if stale.is_empty() {
+        Placed::Installed
+    } else {
+        Placed::Replaced
+    })
 }
 
 /// Takes back what [`install_pair`] did so far: removes the entries it
@@ -521,7 +660,7 @@ pub(super) mod tests {
             flags: NAT_F_SYN,
             direction: NAT_DIR_FORWARD,
             vip_id: 3,
-            _pad: 0,
+            mtu: 0,
         };
         let re = NatEntry {
             src: fk.dst,
@@ -541,8 +680,7 @@ pub(super) mod tests {
         let [f, r] = flow("198.18.1.10", 40000, 20001, "198.19.2.11", 5);
         let records = nat_records(
             [f, r].into_iter(),
-            true,
-            0,
+            Scan::Session,
             10_000_000_000,
             &mut SentMarks::default(),
         );
@@ -576,19 +714,35 @@ pub(super) mod tests {
         let mut sent = SentMarks::default();
         let now = 10_000_000_000;
         assert_eq!(
-            nat_records(all.into_iter(), true, 0, now, &mut sent).len(),
+            nat_records(all.into_iter(), Scan::Session, now, &mut sent).len(),
             1
         );
         // Touched (by the reply) at 9.5 s: recent since 9.4 s, not 9.6 s.
         assert_eq!(
-            nat_records(all.into_iter(), false, 9_400_000_000, now, &mut sent).len(),
+            nat_records(
+                all.into_iter(),
+                Scan::Recent {
+                    since: 9_400_000_000
+                },
+                now,
+                &mut sent
+            )
+            .len(),
             1
         );
-        assert!(nat_records(all.into_iter(), false, 9_600_000_000, now, &mut sent).is_empty());
+        assert!(nat_records(
+            all.into_iter(),
+            Scan::Recent {
+                since: 9_600_000_000
+            },
+            now,
+            &mut sent
+        )
+        .is_empty());
     }
 
     #[test]
-    fn a_full_mesh_sends_a_peers_copy_only_in_full_dumps_until_touched_here() {
+    fn a_full_mesh_sends_a_peers_copy_only_in_session_dumps_until_touched_here() {
         use super::super::flow_table::mark_replica;
         let [mut f, mut r] = flow("198.18.1.10", 40000, 20001, "198.19.2.11", 5);
         // Installed from a peer: both halves marked, never sent from here.
@@ -596,23 +750,69 @@ pub(super) mod tests {
         r.1.last_seen_ns = mark_replica(r.1.last_seen_ns);
         let (since, now) = (8_000_000_000, 10_000_000_000);
         let mut mesh = SentMarks::skipping_replicas();
-        assert!(nat_records([f, r].into_iter(), false, since, now, &mut mesh).is_empty());
+        assert!(nat_records([f, r].into_iter(), Scan::Recent { since }, now, &mut mesh).is_empty());
         assert_eq!(
-            nat_records([f, r].into_iter(), true, since, now, &mut mesh).len(),
+            nat_records([f, r].into_iter(), Scan::Session, now, &mut mesh).len(),
             1,
-            "a full dump carries every flow"
+            "a new session's dump carries every flow"
         );
         // A VRRP pair's marks send it (never sent: new to the peer).
         let mut pair = SentMarks::default();
         assert_eq!(
-            nat_records([f, r].into_iter(), false, since, now, &mut pair).len(),
+            nat_records([f, r].into_iter(), Scan::Recent { since }, now, &mut pair).len(),
             1
         );
         // The routers moved the flow here: the data plane stamps its time.
         r.1.last_seen_ns = 9_900_000_001;
         assert_eq!(
-            nat_records([f, r].into_iter(), false, since, now, &mut mesh).len(),
+            nat_records([f, r].into_iter(), Scan::Recent { since }, now, &mut mesh).len(),
             1
+        );
+        assert_eq!(
+            nat_records([f, r].into_iter(), Scan::Periodic, now, &mut mesh).len(),
+            1,
+            "forwarded here: its periodic dump carries it"
+        );
+    }
+
+    #[test]
+    fn a_full_meshs_periodic_dump_leaves_its_peers_copies_out() {
+        use super::super::flow_table::mark_replica;
+        // A peer's flow installed here (both halves marked) and closed on
+        // the peer since (this node's copy lags, as when the RST's record
+        // is still on its way), and a flow this node forwards.
+        let [mut f, mut r] = flow("198.18.1.10", 40000, 20001, "198.19.2.11", 5);
+        f.1.last_seen_ns = mark_replica(f.1.last_seen_ns);
+        r.1.last_seen_ns = mark_replica(r.1.last_seen_ns);
+        let own = flow("198.18.1.11", 40000, 20002, "198.19.2.11", 5);
+        let table = [f, r, own[0], own[1]];
+        let now = 10_000_000_000;
+        let mut mesh = SentMarks::skipping_replicas();
+        let periodic = nat_records(table.into_iter(), Scan::Periodic, now, &mut mesh);
+        assert_eq!(periodic.len(), 1, "only its own flow: {periodic:?}");
+        assert_eq!(periodic[0].forward.key.src, ip("198.18.1.11"));
+        // A copy that is closing is left out as well: what goes back to
+        // its node is never an older state of its own flow.
+        let mut closing = [f, r];
+        closing[0].1.flags |= NAT_F_FIN;
+        assert_eq!(
+            nat_records(closing.into_iter(), Scan::Periodic, now, &mut mesh).len(),
+            0
+        );
+        // A new session's dump carries both; a pair dumps everything.
+        assert_eq!(
+            nat_records(table.into_iter(), Scan::Session, now, &mut mesh).len(),
+            2
+        );
+        assert_eq!(
+            nat_records(
+                table.into_iter(),
+                Scan::Periodic,
+                now,
+                &mut SentMarks::default()
+            )
+            .len(),
+            2
         );
     }
 
@@ -623,21 +823,38 @@ pub(super) mod tests {
         let (since, now) = (9_600_000_000, 10_000_000_000);
         // Never sent: new to the backup, whatever its age.
         assert_eq!(
-            nat_records([f, r].into_iter(), false, since, now, &mut sent).len(),
+            nat_records([f, r].into_iter(), Scan::Recent { since }, now, &mut sent).len(),
             1
         );
-        assert!(nat_records([f, r].into_iter(), false, since, now, &mut sent).is_empty());
+        assert!(nat_records([f, r].into_iter(), Scan::Recent { since }, now, &mut sent).is_empty());
         // The client's FIN: marked, last_seen_ns not refreshed.
         let mut closing = f;
         closing.1.flags |= NAT_F_FIN;
-        let records = nat_records([closing, r].into_iter(), false, since, now, &mut sent);
+        let records = nat_records(
+            [closing, r].into_iter(),
+            Scan::Recent { since },
+            now,
+            &mut sent,
+        );
         assert_eq!(records.len(), 1);
         assert_eq!(records[0].forward.flags, NAT_F_SYN | NAT_F_FIN);
-        assert!(nat_records([closing, r].into_iter(), false, since, now, &mut sent).is_empty());
+        assert!(nat_records(
+            [closing, r].into_iter(),
+            Scan::Recent { since },
+            now,
+            &mut sent
+        )
+        .is_empty());
         // A full sync forgets flows that are gone: one seen again is new.
-        assert!(nat_records(std::iter::empty(), true, since, now, &mut sent).is_empty());
+        assert!(nat_records(std::iter::empty(), Scan::Session, now, &mut sent).is_empty());
         assert_eq!(
-            nat_records([closing, r].into_iter(), false, since, now, &mut sent).len(),
+            nat_records(
+                [closing, r].into_iter(),
+                Scan::Recent { since },
+                now,
+                &mut sent
+            )
+            .len(),
             1
         );
     }
@@ -677,8 +894,7 @@ pub(super) mod tests {
         let master = flow("198.18.1.10", 40000, 20001, "198.19.2.11", sender_backend);
         let record = nat_records(
             master.into_iter(),
-            true,
-            0,
+            Scan::Session,
             10_000_000_000,
             &mut SentMarks::default(),
         )[0];
@@ -720,8 +936,7 @@ pub(super) mod tests {
         let b = balancer(&["198.19.2.11"], Mode::Nat);
         let record = nat_records(
             flow("198.18.1.10", 40000, 20001, "198.19.2.11", 1).into_iter(),
-            true,
-            0,
+            Scan::Session,
             1,
             &mut SentMarks::default(),
         )[0];

@@ -8,7 +8,7 @@ use tracing::{debug, warn};
 
 use super::{
     flow_table::mark_replica,
-    nat::{self, Installed, ReplicaTable},
+    nat::{self, Over, Placed, ReplicaTable},
     records::Install,
 };
 use crate::{
@@ -79,9 +79,23 @@ pub(super) fn install_nat_records(
                 entry.last_seen_ns = mark_replica(entry.last_seen_ns);
             }
         }
-        match nat::install_pair(table, &pair) {
-            Ok(Installed::Yes) => counts.installed += 1,
-            Ok(Installed::Conflict) => {
+        let over = match rule {
+            Install::Replace => Over::Replace,
+            Install::UnlessFresher | Install::Replica => Over::Merge,
+        };
+        match nat::install_pair_as(table, &pair, over) {
+            Ok(Placed::Installed) => counts.installed += 1,
+            Ok(Placed::Replaced) => {
+                counts.installed += 1;
+                debug!(
+                    client = %record.forward.key.src,
+                    client_port = record.forward.key.sport,
+                    nat = %record.forward.translated.src,
+                    nat_port = record.forward.translated.sport,
+                    "replicated NAT flow installed in place of an ended flow of this node that held its key (the master reused the port)"
+                );
+            }
+            Ok(Placed::Conflict) => {
                 counts.conflicts += 1;
                 debug!(
                     client = %record.forward.key.src,
@@ -116,7 +130,10 @@ fn is_full(error: &DataplaneError) -> bool {
 mod tests {
     use std::{collections::HashMap, time::Duration};
 
-    use lb_common::Mode;
+    use lb_common::{
+        consts::{NAT_F_RST, NAT_F_SYN},
+        Mode,
+    };
 
     use super::*;
     use crate::{
@@ -272,5 +289,155 @@ mod tests {
         let (flags, counts) = fin_against_local_copy(5_000, 1_000);
         assert_eq!(flags, 0, "its own fresher entry kept");
         assert_eq!(counts, NatCounts::default());
+    }
+
+    /// Flow 2's record (forward flags SYN, no close mark) `record_age_ms`
+    /// old meets this node's entries of the same flow, last seen
+    /// `local_age_ms` ago, whose forward entry this node's data plane
+    /// marked RST; installed under `rule`. Returns the forward entry's
+    /// flags and `last_seen_ns` afterwards, and the counts.
+    fn record_over_local_rst(
+        rule: Install,
+        record_age_ms: u32,
+        local_age_ms: u32,
+    ) -> (u8, u64, NatCounts) {
+        const NOW: u64 = 100_000_000_000;
+        let mut record = nat_record(2);
+        record.forward.flags = NAT_F_SYN;
+        record.forward.age_ms = record_age_ms;
+        record.reply.age_ms = record_age_ms;
+        let b = balancer();
+        let mut local = record;
+        local.forward.flags = NAT_F_SYN | NAT_F_RST;
+        local.forward.age_ms = local_age_ms;
+        local.reply.age_ms = local_age_ms;
+        let own = nat::entries_for(&local, &b, NOW).unwrap();
+        let mut table = Table {
+            entries: own.into_iter().collect(),
+            ..Table::default()
+        };
+        let mut counts = NatCounts::default();
+        let mut warnings = LogLimit::new(Duration::from_secs(10));
+        install_nat_records(
+            &[record],
+            &mut table,
+            &b,
+            |_| rule,
+            NOW,
+            &mut counts,
+            &mut warnings,
+            Instant::now(),
+        );
+        let forward = table.entries[&own[0].0];
+        (forward.flags, forward.last_seen_ns, counts)
+    }
+
+    #[test]
+    fn a_mesh_copy_never_clears_a_newer_local_rst_or_replaces_the_fresher_entry() {
+        const NOW: u64 = 100_000_000_000;
+        // This node forwards the flow and saw the RST; a peer's copy from
+        // before it (5 s old) arrives: the local entry stands.
+        let (flags, last_seen, _) = record_over_local_rst(Install::Replica, 5_000, 1_000);
+        assert_eq!(flags, NAT_F_SYN | NAT_F_RST, "the RST is kept");
+        assert_eq!(last_seen, NOW - 1_000_000_000, "the fresher entry wins");
+    }
+
+    #[test]
+    fn a_copy_a_little_fresher_than_a_local_rst_keeps_the_rst() {
+        // The RST was marked without a touch (at most every second); the
+        // peer's copy of this node's flow comes back 1 ms "fresher" (ages
+        // are rounded to milliseconds): the RST stays, its time is taken.
+        for rule in [Install::Replica, Install::UnlessFresher] {
+            let (flags, last_seen, counts) = record_over_local_rst(rule, 999, 1_000);
+            assert_eq!(flags, NAT_F_SYN | NAT_F_RST, "{rule:?}");
+            assert!(last_seen.abs_diff(99_001_000_000) <= 0xffff, "{rule:?}");
+            assert_eq!(counts.installed, 1);
+        }
+    }
+
+    #[test]
+    fn a_copy_seen_well_after_a_local_rst_is_the_truth() {
+        // The peer forwarded the flow 3 s after this node last did (a new
+        // connection reusing the translation: its SYN starts afresh).
+        let (flags, _, counts) = record_over_local_rst(Install::Replica, 1_000, 4_000);
+        assert_eq!(flags, NAT_F_SYN);
+        assert_eq!(counts.installed, 1);
+    }
+
+    /// The master's flow F2 (client .77, NAT port p) and the backup's
+    /// stale F1 (client of `nat_record(2)`, the same NAT port p to the same
+    /// backend: the same reply key), F1's entries in the table; F2
+    /// installed under `rule`.
+    fn reused_port(rule: Install) -> (Table, nat::NatPair, nat::NatPair, NatCounts) {
+        const NOW: u64 = 100_000_000_000;
+        let b = balancer();
+        let mut f1 = nat_record(2);
+        f1.forward.age_ms = 30_000;
+        f1.reply.age_ms = 30_000;
+        let mut f2 = nat_record(2);
+        let client2: IpAddr = "198.18.1.77".parse().unwrap();
+        f2.forward.key.src = client2;
+        f2.forward.key.sport = 51_000;
+        f2.reply.translated.dst = client2;
+        f2.reply.translated.dport = 51_000;
+        f2.forward.age_ms = 10;
+        f2.reply.age_ms = 10;
+        let old = nat::entries_for(&f1, &b, NOW).unwrap();
+        let new = nat::entries_for(&f2, &b, NOW).unwrap();
+        assert_eq!(old[1].0, new[1].0, "one reply key");
+        assert_ne!(old[0].0, new[0].0);
+        let mut table = Table {
+            entries: old.into_iter().collect(),
+            ..Table::default()
+        };
+        let mut counts = NatCounts::default();
+        let mut warnings = LogLimit::new(Duration::from_secs(10));
+        install_nat_records(
+            &[f2],
+            &mut table,
+            &b,
+            |_| rule,
+            NOW,
+            &mut counts,
+            &mut warnings,
+            Instant::now(),
+        );
+        (table, old, new, counts)
+    }
+
+    #[test]
+    fn a_backup_takes_the_masters_flow_over_a_stale_one_on_a_reused_port() {
+        let (table, old, new, counts) = reused_port(Install::Replace);
+        assert_eq!(
+            counts,
+            NatCounts {
+                installed: 1,
+                ..NatCounts::default()
+            }
+        );
+        assert_eq!(table.entries.len(), 2, "{:?}", table.entries);
+        assert!(
+            !table.entries.contains_key(&old[0].0),
+            "F1's forward entry gone"
+        );
+        let reply = table.entries[&new[1].0];
+        assert_eq!(
+            (reply.dst, reply.dport),
+            (new[1].1.dst, new[1].1.dport),
+            "replies go to F2's client"
+        );
+        assert_eq!(table.entries[&new[0].0], new[0].1);
+    }
+
+    #[test]
+    fn a_master_or_mesh_node_keeps_its_own_flow_on_a_contested_port() {
+        for rule in [Install::Replica, Install::UnlessFresher] {
+            let (table, old, _, counts) = reused_port(rule);
+            assert_eq!(table.entries.len(), 2);
+            assert_eq!(table.entries[&old[0].0], old[0].1, "{rule:?}");
+            assert_eq!(table.entries[&old[1].0], old[1].1, "{rule:?}");
+            let expected = if rule == Install::Replica { 1 } else { 0 };
+            assert_eq!(counts.conflicts, expected, "{rule:?}");
+        }
     }
 }

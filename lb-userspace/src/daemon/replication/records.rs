@@ -50,6 +50,9 @@ pub(super) struct FlowCounts {
     /// Left out: this node's entry for the same backend was fresher
     /// (full mesh).
     pub(super) stale: u64,
+    /// Left out: writing the entry failed (a map error); the rest of the
+    /// batch still goes in.
+    pub(super) failed: u64,
 }
 
 /// How a received record is installed, as this node's role for its VIP
@@ -68,7 +71,10 @@ pub(super) enum Install {
 }
 
 /// Installs flow records into `table` with this node's ids, each as
-/// `rule` says for its VIP.
+/// `rule` says for its VIP; counts what became of each. A record whose
+/// install fails is counted and left out, the others still go in; the
+/// failures are logged at most as often as `warnings` lets through (a
+/// failing table fails every record of every batch).
 pub(super) fn install_flows(
     rule: impl Fn(IpAddr) -> Install,
     records: &[FlowRecord],
@@ -76,6 +82,7 @@ pub(super) fn install_flows(
     balancer: &Balancer,
     now: u64,
     counts: &mut FlowCounts,
+    warnings: &mut LogLimit,
 ) {
     for record in records {
         let Some((key, mut entry)) = entry_for(record, balancer, now) else {
@@ -103,8 +110,10 @@ pub(super) fn install_flows(
                 );
             }
             Err(error) => {
-                warn!(%error, "installing a replicated flow failed");
-                return;
+                counts.failed += 1;
+                if let Some(suppressed) = warnings.allow(Instant::now()) {
+                    warn!(%error, client = %record.client, client_port = record.client_port, suppressed, "installing a replicated flow failed; it is left out (lbd_replication_flows_left_out_total{{reason=\"error\"}}), the rest of the batch goes on");
+                }
             }
         }
     }

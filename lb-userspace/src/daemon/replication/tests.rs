@@ -132,6 +132,7 @@ fn full_mesh_never_replaces_a_fresher_local_entry() {
         &b,
         now,
         &mut counts,
+        &mut LogLimit::new(INSTALL_WARNING_INTERVAL),
     );
     let (key, _) = entry_for(&new, &b, now).unwrap();
     let installed = table.0[&key];
@@ -164,6 +165,7 @@ fn full_mesh_never_replaces_a_fresher_local_entry() {
         &b,
         now,
         &mut counts,
+        &mut LogLimit::new(INSTALL_WARNING_INTERVAL),
     );
     assert_eq!(table.0[&local_key], local, "the fresher local entry stays");
 
@@ -176,6 +178,7 @@ fn full_mesh_never_replaces_a_fresher_local_entry() {
         &b,
         now,
         &mut counts,
+        &mut LogLimit::new(INSTALL_WARNING_INTERVAL),
     );
     assert_eq!(table.0[&local_key].backend_id, id11);
     // An unknown backend changes nothing.
@@ -186,6 +189,7 @@ fn full_mesh_never_replaces_a_fresher_local_entry() {
         &b,
         now,
         &mut counts,
+        &mut LogLimit::new(INSTALL_WARNING_INTERVAL),
     );
     assert_eq!(
         counts,
@@ -194,9 +198,76 @@ fn full_mesh_never_replaces_a_fresher_local_entry() {
             unknown: 1,
             kept_local: 1,
             stale: 1,
+            failed: 0,
         }
     );
     assert_eq!(table.0.len(), 2);
+}
+
+/// A connection table whose `fail_at`-th put fails (a map error).
+#[derive(Default)]
+struct Failing {
+    table: flow_table::tests::Table,
+    puts: usize,
+    fail_at: usize,
+}
+
+impl flow_table::FlowTable for Failing {
+    fn get(&self, key: &FlowKey) -> Result<Option<FlowEntry>, crate::dataplane::DataplaneError> {
+        self.table.get(key)
+    }
+
+    fn put(
+        &mut self,
+        key: &FlowKey,
+        entry: &FlowEntry,
+    ) -> Result<(), crate::dataplane::DataplaneError> {
+        self.puts += 1;
+        if self.puts == self.fail_at {
+            return Err(crate::dataplane::DataplaneError::FlowTable(Box::new(
+                crate::conntrack::table::FlowTableError::Full("connection table"),
+            )));
+        }
+        self.table.put(key, entry)
+    }
+}
+
+#[test]
+fn a_failed_install_leaves_that_flow_out_and_the_rest_of_the_batch_in() {
+    let b = balancer(&["198.18.0.11", "198.18.0.12"]);
+    let now: u64 = 100_000_000_000;
+    let records: Vec<FlowRecord> = (0..4)
+        .map(|i| flow_record(40_000 + i, "198.18.0.11", 100))
+        .collect();
+    for rule in [Install::Replace, Install::UnlessFresher, Install::Replica] {
+        let mut table = Failing {
+            fail_at: 2,
+            ..Failing::default()
+        };
+        let mut counts = FlowCounts::default();
+        let mut warnings = LogLimit::new(INSTALL_WARNING_INTERVAL);
+        install_flows(
+            |_| rule,
+            &records,
+            &mut table,
+            &b,
+            now,
+            &mut counts,
+            &mut warnings,
+        );
+        assert_eq!(
+            counts,
+            FlowCounts {
+                installed: 3,
+                failed: 1,
+                ..FlowCounts::default()
+            },
+            "{rule:?}"
+        );
+        let second = entry_for(&records[1], &b, now).unwrap().0;
+        assert!(!table.table.0.contains_key(&second));
+        assert_eq!(table.table.0.len(), 3, "{rule:?}");
+    }
 }
 
 #[test]
@@ -216,6 +287,7 @@ fn a_vrrp_backup_takes_the_masters_copy_as_it_comes() {
         &b,
         now,
         &mut counts,
+        &mut LogLimit::new(INSTALL_WARNING_INTERVAL),
     );
     let got = table.0[&key];
     assert_eq!(got.backend_id, backend_id(&b, "198.18.0.11"));
@@ -307,6 +379,7 @@ fn a_pair_installs_per_vip_as_its_instance_role_says() {
         &b,
         now,
         &mut counts,
+        &mut LogLimit::new(INSTALL_WARNING_INTERVAL),
     );
     assert_eq!(table.0[&key].backend_id, backend_id(&b, "198.18.0.12"));
     assert_eq!((counts.installed, counts.kept_local), (0, 1));
@@ -319,6 +392,7 @@ fn a_pair_installs_per_vip_as_its_instance_role_says() {
         &b,
         now,
         &mut counts,
+        &mut LogLimit::new(INSTALL_WARNING_INTERVAL),
     );
     assert_eq!(table.0[&key].backend_id, backend_id(&b, "198.18.0.11"));
     assert_eq!(counts.installed, 1);

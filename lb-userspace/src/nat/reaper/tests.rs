@@ -122,7 +122,9 @@ fn each_state_expires_after_its_own_timeout_and_takes_both_entries() {
         let timeout = timeout.as_nanos() as u64;
         let mut table = Table::new();
         let young = now - timeout + S;
-        let old = now - timeout - S;
+        // Past the timeout by more than the touch interval (the data
+        // plane stamps a flow at most every second).
+        let old = now - timeout - 2 * S;
         let (kept_f, kept_r) = flow(&mut table, 1, proto, flags, (young, young), BACKEND_ID);
         let (gone_f, gone_r) = flow(&mut table, 2, proto, flags, (old, old), BACKEND_ID);
         let mut reaper = Reaper::new();
@@ -181,7 +183,7 @@ fn an_entry_without_its_counterpart_goes_after_the_syn_timeout() {
         1,
         IPPROTO_TCP,
         ESTABLISHED,
-        (now - syn - S, now - syn - S),
+        (now - syn - 2 * S, now - syn - 2 * S),
         BACKEND_ID,
     );
     let (f2, r2) = flow(
@@ -197,7 +199,7 @@ fn an_entry_without_its_counterpart_goes_after_the_syn_timeout() {
         3,
         IPPROTO_TCP,
         ESTABLISHED,
-        (now - syn - S, now - syn - S),
+        (now - syn - 2 * S, now - syn - 2 * S),
         BACKEND_ID,
     );
     table.remove(&FlowKeyOrd(f1)); // reply 1 alone, old
@@ -269,7 +271,7 @@ fn a_budget_spreads_a_sweep_over_ticks_and_counts_each_flow_once() {
     for n in 0..300 {
         // Every third flow expired: removals in the middle of the walk.
         let seen = if n % 3 == 0 {
-            now - established - S
+            now - established - 2 * S
         } else {
             now - S
         };
@@ -496,13 +498,14 @@ fn with_pressed_timeouts_closed_flows_go_after_a_second_and_no_other_state_soone
     let now = 100_000 * S;
     let closed = (NAT_F_FIN, NAT_F_REPLIED | NAT_F_FIN);
     let mut table = Table::new();
-    // Closed 2 s ago: kept at the configured 10 s, freed under pressure.
+    // Stamped 3 s ago (quiet for over 2 s, whatever the touch interval
+    // hid): kept at the configured 10 s, freed under pressure.
     let (old_f, old_r) = flow(
         &mut table,
         1,
         IPPROTO_TCP,
         closed,
-        (now - 2 * S, now - 2 * S),
+        (now - 3 * S, now - 3 * S),
         BACKEND_ID,
     );
     // Closed half a second ago: kept either way.
@@ -637,4 +640,44 @@ fn a_sweep_is_stamped_with_the_time_of_its_first_tick() {
     let ticks = sweep(&mut reaper, &mut table, now + 10 * S, &owners(), 64);
     assert_eq!(ticks, 4);
     assert_eq!(reaper.last_sweep().unwrap().started_ns, now + 10 * S);
+}
+
+#[test]
+fn a_short_timeout_allows_for_the_touch_interval() {
+    // UDP timeout 1 s. The data plane refreshes last_seen at most every
+    // FLOW_TOUCH_INTERVAL_NS, so a flow with a packet every few ms reads
+    // up to about 1 s old: 1.05 s is a flow in use, not an idle one.
+    let timeouts = NatTimeouts {
+        udp: std::time::Duration::from_secs(1),
+        tcp_syn: std::time::Duration::from_secs(1),
+        ..NatTimeouts::default()
+    };
+    let now = 100_000 * S;
+    let at = |seen: u64| {
+        let mut table = Table::new();
+        let (f, r) = flow(
+            &mut table,
+            1,
+            IPPROTO_UDP,
+            (0, NAT_F_REPLIED),
+            (seen, seen),
+            BACKEND_ID,
+        );
+        let forward = table[&FlowKeyOrd(f)];
+        let reply = table[&FlowKeyOrd(r)];
+        (
+            fate(&f, &forward, Some(&reply), now, &timeouts, &owners()),
+            fate(&r, &reply, None, now, &timeouts, &owners()),
+        )
+    };
+    assert_eq!(
+        at(now - 1_050_000_000),
+        (Fate::Keep(Some(NatFlowState::Udp)), Fate::Keep(None)),
+        "in use: kept, and a half alone is no orphan yet"
+    );
+    assert_eq!(
+        at(now - 2_050_000_000),
+        (Fate::Expired(NatFlowState::Udp), Fate::Orphan),
+        "quiet past timeout and touch interval"
+    );
 }

@@ -1,0 +1,736 @@
+//! What a running lbd holds on the node, recorded for whoever undoes it
+//! after lbd is gone. The offline actions (`lbd --release-vips`, the
+//! systemd unit's stop path, and `lbd --cleanup`) must undo what the lbd
+//! that ran held, not what the config file says now: the file may have
+//! been edited (another interface, other VRRP addresses, another routes
+//! file, `[bgp]` gone) or broken since. So lbd records, beside its admin
+//! socket (`/run/lbd/lbd.held.json` by default, on a tmpfs, so a reboot,
+//! which takes all of it away, takes the record too), its interface and
+//! hook, the VRRP addresses it may put on that interface, its BGP
+//! announcement's BIRD socket, routes file and protocol stem, and the
+//! original values of the `forwarding` settings it switched on (kept
+//! across restarts, so the first lbd's original is what a clean stop puts
+//! back). The record is written when lbd claims the data plane and
+//! rewritten atomically when it changes. A start that finds a previous
+//! record first undoes what the new config no longer holds (addresses on
+//! another interface or no longer listed, a routes file no longer used, a
+//! cls_bpf filter on another interface).
+
+use std::{
+    net::IpAddr,
+    path::{Path, PathBuf},
+};
+
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+
+use crate::config::{Attach, BgpConfig, Config};
+
+/// Where the kernel says which boot this is: a record from another boot
+/// describes nothing that still exists.
+const BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
+
+/// The suffix of a record's file name (after the admin socket's stem).
+const SUFFIX: &str = ".held.json";
+
+/// What an lbd holds (or may hold) on the node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Held {
+    /// The config file lbd was started with (absolute): how an offline
+    /// action whose config cannot be read finds the record.
+    pub config: PathBuf,
+    /// lbd's pid (for the log).
+    pub pid: u32,
+    /// The boot the record was written in.
+    #[serde(default)]
+    pub boot_id: String,
+    /// lbd's admin socket (an offline action checks no lbd answers there;
+    /// the VRRP state files and the restart marker are named after it).
+    pub admin_socket: PathBuf,
+    /// Where the data plane is pinned (None: `pin_dir = "off"`).
+    pub pin_dir: Option<PathBuf>,
+    /// The interface lbd attaches to and puts its VRRP addresses on.
+    pub interface: String,
+    /// Whether lbd attaches with tc (a cls_bpf filter may outlive it on a
+    /// kernel without tcx).
+    pub attach_tc: bool,
+    /// The VRRP addresses lbd may put on `interface`.
+    #[serde(default)]
+    pub addresses: Vec<IpAddr>,
+    /// The BGP announcement (None: no `[bgp]`).
+    pub bgp: Option<HeldBgp>,
+    /// `forwarding` settings lbd switched on, with their original values.
+    #[serde(default)]
+    pub forwarding: Vec<HeldSetting>,
+}
+
+/// Where an lbd's BGP announcement lives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct HeldBgp {
+    /// BIRD's control socket.
+    pub bird_socket: PathBuf,
+    /// The routes file BIRD includes.
+    pub routes_file: PathBuf,
+    /// The protocols' name stem.
+    pub protocol: String,
+}
+
+impl From<&BgpConfig> for HeldBgp {
+    fn from(bgp: &BgpConfig) -> Self {
+        Self {
+            bird_socket: bgp.bird_socket.clone(),
+            routes_file: bgp.routes_file.clone(),
+            protocol: bgp.protocol.clone(),
+        }
+    }
+}
+
+/// A kernel setting lbd changed, with the value it had before the first
+/// lbd changed it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct HeldSetting {
+    /// The setting's file (`/proc/sys/net/ipv4/conf/eth0/forwarding`).
+    pub path: PathBuf,
+    /// Its original value.
+    pub was: String,
+}
+
+impl Held {
+    /// What an lbd started with `config` (from `config_path`) may hold,
+    /// with no setting changed yet.
+    pub(crate) fn of(config: &Config, config_path: &Path) -> Self {
+        let mut addresses: Vec<IpAddr> = Vec::new();
+        for address in config.vrrp.iter().flat_map(|v| &v.addresses) {
+            if !addresses.contains(address) {
+                addresses.push(*address);
+            }
+        }
+        Self {
+            config: std::path::absolute(config_path).unwrap_or_else(|_| config_path.to_owned()),
+            pid: std::process::id(),
+            boot_id: boot_id(),
+            admin_socket: config.admin_socket.clone(),
+            pin_dir: config.pin_dir.clone(),
+            interface: config.interface.clone(),
+            attach_tc: config.attach == Attach::Tc,
+            addresses,
+            bgp: config.bgp.as_ref().map(HeldBgp::from),
+            forwarding: Vec::new(),
+        }
+    }
+
+    /// The record as stored (JSON).
+    pub(crate) fn encode(&self) -> String {
+        // A struct of strings, paths and addresses always serializes.
+        serde_json::to_string_pretty(self).unwrap_or_default() + "\n"
+    }
+
+    /// Reads a stored record.
+    pub(crate) fn decode(text: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(text)
+    }
+}
+
+/// What a start undoes of a previous lbd's record (see [`at_start`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct StartRelease {
+    /// The previous lbd's addresses the new one will not hold, and the
+    /// interface they are on.
+    pub addresses: Option<(String, Vec<IpAddr>)>,
+    /// The interface whose cls_bpf filters a previous tc lbd may have left
+    /// (another interface than the new lbd's, which sweeps its own).
+    pub tc_filters_on: Option<String>,
+    /// A BGP announcement no longer made through this routes file.
+    pub bgp: Option<HeldBgp>,
+}
+
+impl StartRelease {
+    /// Whether there is nothing to undo.
+    pub(crate) fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// What a start with `next` undoes of `previous`: the previous addresses
+/// on another interface, or no longer listed; the previous interface's
+/// cls_bpf filters if it was tc on another interface; the previous BGP
+/// announcement if the new lbd announces nothing, or through another
+/// routes file (BIRD would keep the old file's routes).
+pub(crate) fn at_start(previous: &Held, next: &Held) -> StartRelease {
+    let moved = previous.interface != next.interface;
+    let addresses: Vec<IpAddr> = previous
+        .addresses
+        .iter()
+        .filter(|a| moved || !next.addresses.contains(a))
+        .copied()
+        .collect();
+    let bgp = previous.bgp.as_ref().filter(|old| {
+        next.bgp
+            .as_ref()
+            .is_none_or(|new| new.routes_file != old.routes_file)
+    });
+    StartRelease {
+        addresses: (!addresses.is_empty()).then(|| (previous.interface.clone(), addresses)),
+        tc_filters_on: (moved && previous.attach_tc).then(|| previous.interface.clone()),
+        bgp: bgp.cloned(),
+    }
+}
+
+/// The `forwarding` originals a new record keeps: every one of the
+/// previous record (the first lbd's original survives restarts), then the
+/// new ones, one per setting.
+pub(crate) fn carry_forwarding(previous: &[HeldSetting], next: &[HeldSetting]) -> Vec<HeldSetting> {
+    let mut kept = previous.to_vec();
+    for setting in next {
+        if !kept.iter().any(|k| k.path == setting.path) {
+            kept.push(setting.clone());
+        }
+    }
+    kept
+}
+
+/// Where an offline action's knowledge comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Source {
+    /// The record the lbd that ran left.
+    Record,
+    /// The config file (no record: an older lbd, or one that never ran).
+    Config,
+}
+
+/// What an offline action undoes: the record's holdings if there is a
+/// record, else what the config says (an lbd that left no record).
+/// None when there is neither.
+pub(crate) fn offline_plan(
+    record: Option<&Held>,
+    config: Option<(&Config, &Path)>,
+) -> Option<(Held, Source)> {
+    match (record, config) {
+        (Some(record), _) => Some((record.clone(), Source::Record)),
+        (None, Some((config, path))) => Some((Held::of(config, path), Source::Config)),
+        (None, None) => None,
+    }
+}
+
+/// The record of the lbd whose admin socket is `admin_socket`
+/// (`<dir>/<stem>.held.json`).
+pub(crate) fn record_path(admin_socket: &Path) -> Option<PathBuf> {
+    let stem = admin_socket.file_stem()?.to_string_lossy();
+    admin_socket
+        .parent()
+        .map(|dir| dir.join(format!("{stem}{SUFFIX}")))
+}
+
+/// This boot's id (empty if the kernel does not say).
+fn boot_id() -> String {
+    std::fs::read_to_string(BOOT_ID)
+        .map(|id| id.trim().to_owned())
+        .unwrap_or_default()
+}
+
+/// Whether a record written in boot `recorded` still describes this boot
+/// `now` (an unknown id on either side is taken as this boot).
+pub(crate) fn same_boot(recorded: &str, now: &str) -> bool {
+    recorded.is_empty() || now.is_empty() || recorded == now
+}
+
+/// The record at `path`, if there is one from this boot; an unreadable
+/// one is logged and ignored.
+pub(crate) fn read(path: &Path) -> Option<Held> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(error) => {
+            warn!(path = %path.display(), %error, "cannot read the record of what lbd held");
+            return None;
+        }
+    };
+    match Held::decode(&text) {
+        Ok(held) if same_boot(&held.boot_id, &boot_id()) => Some(held),
+        Ok(_) => {
+            info!(path = %path.display(), "the record of what lbd held is from before a reboot: ignored");
+            None
+        }
+        Err(error) => {
+            warn!(path = %path.display(), %error, "unreadable record of what lbd held: ignored");
+            None
+        }
+    }
+}
+
+/// Replaces the record at `path` with `held` (a temporary file beside it,
+/// renamed over it).
+pub(crate) fn write(path: &Path, held: &Held) -> anyhow::Result<()> {
+    let name = path
+        .file_name()
+        .with_context(|| format!("{} names no file", path.display()))?;
+    let temporary = path.with_file_name(format!(".{}.new", name.to_string_lossy()));
+    std::fs::write(&temporary, held.encode())
+        .with_context(|| format!("writing {}", temporary.display()))?;
+    std::fs::rename(&temporary, path)
+        .with_context(|| format!("replacing {} with {}", path.display(), temporary.display()))
+}
+
+/// Finds, for an offline action whose config could not be read, the
+/// record of the lbd started with `config_path`: in `dirs`, the first
+/// record that names that config.
+pub(crate) fn find(config_path: &Path, dirs: &[PathBuf]) -> Option<(PathBuf, Held)> {
+    let wanted = std::path::absolute(config_path).unwrap_or_else(|_| config_path.to_owned());
+    for dir in dirs {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let is_record = path
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().ends_with(SUFFIX));
+            if !is_record {
+                continue;
+            }
+            if let Some(held) = read(&path).filter(|h| h.config == wanted) {
+                return Some((path, held));
+            }
+        }
+    }
+    None
+}
+
+/// Where to look for the record when the config cannot be read: the
+/// admin socket's directory if the file is TOML enough to name it, the
+/// service's runtime directory (`$RUNTIME_DIRECTORY`, which systemd sets
+/// for the unit's stop path), and the default admin socket's directory.
+pub(crate) fn search_dirs(
+    config_text: Option<&str>,
+    runtime_directory: Option<&str>,
+) -> Vec<PathBuf> {
+    let named = config_text
+        .and_then(|text| text.parse::<toml::Table>().ok())
+        .and_then(|table| {
+            table
+                .get("admin_socket")
+                .and_then(|v| v.as_str())
+                .map(PathBuf::from)
+        })
+        .and_then(|socket| socket.parent().map(Path::to_owned));
+    // systemd may list several runtime directories, separated by colons.
+    let runtime = runtime_directory
+        .into_iter()
+        .flat_map(|dirs| dirs.split(':'))
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from);
+    let default = Path::new(crate::config::DEFAULT_ADMIN_SOCKET)
+        .parent()
+        .map(Path::to_owned);
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    for dir in named.into_iter().chain(runtime).chain(default) {
+        if !dirs.contains(&dir) {
+            dirs.push(dir);
+        }
+    }
+    dirs
+}
+
+/// Writes the record of what this lbd (started with `config` from
+/// `config_path`) may hold, after undoing what a previous lbd's record
+/// holds that this one will not (see [`at_start`]). Called once this lbd
+/// owns the data plane. Failures are logged: without a record the offline
+/// actions fall back to the config file.
+pub(crate) async fn on_start(config: &Config, config_path: &Path) {
+    let Some(path) = record_path(&config.admin_socket) else {
+        return;
+    };
+    let mut next = Held::of(config, config_path);
+    if let Some(previous) = read(&path) {
+        let release = at_start(&previous, &next);
+        if !release.is_empty() {
+            undo_at_start(config, config_path, &release).await;
+        }
+        next.forwarding = carry_forwarding(&previous.forwarding, &next.forwarding);
+    }
+    match write(&path, &next) {
+        Ok(()) => {
+            info!(path = %path.display(), "recorded what this lbd holds, for the stop path and --cleanup")
+        }
+        Err(error) => {
+            warn!(error = %format!("{error:#}"), "recording what this lbd holds failed: lbd --release-vips and --cleanup will go by the config file")
+        }
+    }
+}
+
+/// Undoes what a previous lbd held that this one will not. An interface
+/// another running lbd owns is left alone.
+async fn undo_at_start(config: &Config, config_path: &Path, release: &StartRelease) {
+    if let Some(bgp) = &release.bgp {
+        info!(routes_file = %bgp.routes_file.display(), "BGP: the previous lbd announced through a routes file this lbd does not use; withdrawing its routes");
+        if let Err(error) = crate::bgp::announcer::withdraw_routes(bgp).await {
+            warn!(error = %format!("{error:#}"), routes_file = %bgp.routes_file.display(), "BGP: withdrawing the previous lbd's routes failed; empty that file and `birdc configure` by hand");
+        }
+    }
+    let other_interface = release
+        .addresses
+        .as_ref()
+        .map(|(name, _)| name)
+        .or(release.tc_filters_on.as_ref())
+        .filter(|name| **name != config.interface);
+    // Another lbd may run on the previous interface (with another admin
+    // socket it would have its own record; this guards against a shared
+    // one): its lock says.
+    let _lock = match other_interface {
+        Some(name) => match super::try_interface_lock(config, config_path, name) {
+            Ok(Some(lock)) => Some(lock),
+            Ok(None) => {
+                warn!(interface = %name, "the previous lbd's interface is owned by a running lbd: its addresses and filters are left to it");
+                return;
+            }
+            Err(error) => {
+                warn!(interface = %name, error = %format!("{error:#}"), "cannot lock the previous lbd's interface: its addresses and filters are left");
+                return;
+            }
+        },
+        None => None,
+    };
+    let netlink = match crate::netlink::Netlink::connect() {
+        Ok(netlink) => netlink,
+        Err(error) => {
+            warn!(%error, "cannot undo the previous lbd's addresses");
+            return;
+        }
+    };
+    if let Some((name, addresses)) = &release.addresses {
+        if let Err(error) = remove_addresses(&netlink, name, addresses).await {
+            warn!(error = %format!("{error:#}"), interface = %name, "removing the previous lbd's VIP addresses failed");
+        }
+    }
+    if let Some(name) = &release.tc_filters_on {
+        if let Ok(interface) = netlink.interface(name).await {
+            if let Err(error) =
+                super::cls_bpf::remove_left_filters(&interface.name, interface.index, None).await
+            {
+                warn!(error = %format!("{error:#}"), interface = %name, "removing the tc filters the previous lbd left failed");
+            }
+        }
+    }
+}
+
+/// Removes lbd's `addresses` (host prefixes only) from interface `name`.
+/// An interface that is gone took them with it.
+pub(crate) async fn remove_addresses(
+    netlink: &crate::netlink::Netlink,
+    name: &str,
+    addresses: &[IpAddr],
+) -> anyhow::Result<()> {
+    let interface = match netlink.interface(name).await {
+        Ok(interface) => interface,
+        Err(crate::netlink::NetlinkError::NoSuchInterface(_)) => {
+            warn!(interface = %name, "interface no longer exists: its VIP addresses went with it");
+            return Ok(());
+        }
+        Err(error) => return Err(error.into()),
+    };
+    for address in addresses {
+        // Never the interface's own address (see vrrp::addresses).
+        let removal = crate::vrrp::addresses::remove(netlink, interface.index, *address)
+            .await
+            .with_context(|| format!("removing VIP {address} from {}", interface.name))?;
+        match removal {
+            crate::vrrp::addresses::Removal::Removed => {
+                info!(%address, interface = %interface.name, "VIP address removed");
+            }
+            crate::vrrp::addresses::Removal::Absent => {
+                tracing::debug!(%address, interface = %interface.name, "VIP address not held");
+            }
+            // `remove` warned.
+            crate::vrrp::addresses::Removal::Own => {}
+        }
+    }
+    Ok(())
+}
+
+/// The original value recorded for forwarding setting `setting` by the
+/// lbd whose admin socket is `admin_socket` (or one before it).
+pub(crate) fn recorded_original(admin_socket: &Path, setting: &Path) -> Option<String> {
+    let held = read(&record_path(admin_socket)?)?;
+    held.forwarding
+        .into_iter()
+        .find(|s| s.path == setting)
+        .map(|s| s.was)
+}
+
+/// Records that `setting` was `was` before lbd switched it on (kept if a
+/// value is recorded already: that is the older original).
+pub(crate) fn record_original(
+    admin_socket: &Path,
+    setting: &Path,
+    was: &str,
+) -> anyhow::Result<()> {
+    let path = record_path(admin_socket).context("the admin socket names no file")?;
+    let mut held = read(&path).with_context(|| format!("no record at {}", path.display()))?;
+    let new = [HeldSetting {
+        path: setting.to_owned(),
+        was: was.to_owned(),
+    }];
+    let kept = carry_forwarding(&held.forwarding, &new);
+    if kept == held.forwarding {
+        return Ok(());
+    }
+    held.forwarding = kept;
+    write(&path, &held)
+}
+
+/// Takes the recorded forwarding originals out of the record of the lbd
+/// whose admin socket is `admin_socket` (they are being restored: a later
+/// lbd must not restore them again over a value set since).
+pub(crate) fn take_originals(admin_socket: &Path) -> Vec<HeldSetting> {
+    let Some(path) = record_path(admin_socket) else {
+        return Vec::new();
+    };
+    let Some(mut held) = read(&path) else {
+        return Vec::new();
+    };
+    let taken = std::mem::take(&mut held.forwarding);
+    if !taken.is_empty() {
+        if let Err(error) = write(&path, &held) {
+            warn!(error = %format!("{error:#}"), "updating the record of what lbd holds failed");
+        }
+    }
+    taken
+}
+
+/// Puts `settings` back to their original values (a clean stop, a
+/// cleanup). A setting whose interface is gone went with it.
+pub(crate) fn restore(settings: &[HeldSetting]) {
+    for setting in settings {
+        match std::fs::write(&setting.path, &setting.was) {
+            Ok(()) => {
+                info!(setting = %setting.path.display(), value = %setting.was, "forwarding setting restored");
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                info!(setting = %setting.path.display(), "forwarding setting not restored: its interface is gone");
+            }
+            Err(error) => {
+                warn!(setting = %setting.path.display(), %error, "restoring the forwarding setting failed");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn held(interface: &str, addresses: &[&str], routes: Option<&str>) -> Held {
+        Held {
+            config: PathBuf::from("/etc/lbd/lbd.toml"),
+            pid: 42,
+            boot_id: "b".into(),
+            admin_socket: PathBuf::from("/run/lbd/lbd.sock"),
+            pin_dir: Some(PathBuf::from("/sys/fs/bpf/lbd")),
+            interface: interface.into(),
+            attach_tc: false,
+            addresses: addresses
+                .iter()
+                .map(|a| a.parse().expect("address"))
+                .collect(),
+            bgp: routes.map(|r| HeldBgp {
+                bird_socket: PathBuf::from("/run/bird/bird.ctl"),
+                routes_file: PathBuf::from(r),
+                protocol: "lbd_vips".into(),
+            }),
+            forwarding: Vec::new(),
+        }
+    }
+
+    fn setting(path: &str, was: &str) -> HeldSetting {
+        HeldSetting {
+            path: PathBuf::from(path),
+            was: was.into(),
+        }
+    }
+
+    #[test]
+    fn a_record_reads_back_what_was_written() {
+        let mut record = held(
+            "eth0",
+            &["198.18.0.100", "2001:2::100"],
+            Some("/run/lbd-bgp/vips.conf"),
+        );
+        record.attach_tc = true;
+        record.forwarding = vec![setting("/proc/sys/net/ipv4/conf/eth0/forwarding", "0")];
+        assert_eq!(Held::decode(&record.encode()).expect("decode"), record);
+        record.bgp = None;
+        record.pin_dir = None;
+        assert_eq!(Held::decode(&record.encode()).expect("decode"), record);
+    }
+
+    #[test]
+    fn junk_is_no_record() {
+        for text in ["", "junk", "{}", "{\"interface\": 3}"] {
+            assert!(Held::decode(text).is_err(), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn the_record_sits_beside_the_admin_socket() {
+        assert_eq!(
+            record_path(Path::new("/run/lbd/lbd-eth1.sock")),
+            Some(PathBuf::from("/run/lbd/lbd-eth1.held.json"))
+        );
+    }
+
+    #[test]
+    fn a_record_of_another_boot_is_stale() {
+        assert!(same_boot("a", "a"));
+        assert!(!same_boot("a", "b"));
+        assert!(same_boot("", "b"), "an unknown boot is taken as this one");
+    }
+
+    #[test]
+    fn an_unchanged_restart_undoes_nothing() {
+        let record = held("eth0", &["198.18.0.100"], Some("/run/lbd-bgp/vips.conf"));
+        assert!(at_start(&record, &record.clone()).is_empty());
+    }
+
+    #[test]
+    fn a_new_interface_takes_every_old_address_and_the_old_filters() {
+        let mut old = held("eth0", &["198.18.0.100", "198.18.0.101"], None);
+        old.attach_tc = true;
+        let new = held("eth1", &["198.18.0.100"], None);
+        let release = at_start(&old, &new);
+        assert_eq!(
+            release.addresses,
+            Some(("eth0".to_owned(), old.addresses.clone()))
+        );
+        assert_eq!(release.tc_filters_on.as_deref(), Some("eth0"));
+        // An XDP lbd leaves no cls_bpf filter.
+        old.attach_tc = false;
+        assert_eq!(at_start(&old, &new).tc_filters_on, None);
+    }
+
+    #[test]
+    fn only_addresses_no_longer_listed_go_on_the_same_interface() {
+        let old = held("eth0", &["198.18.0.100", "198.18.0.101"], None);
+        let new = held("eth0", &["198.18.0.101", "198.18.0.102"], None);
+        assert_eq!(
+            at_start(&old, &new).addresses,
+            Some((
+                "eth0".to_owned(),
+                vec!["198.18.0.100".parse().expect("address")]
+            ))
+        );
+    }
+
+    #[test]
+    fn bgp_removed_or_moved_withdraws_the_old_routes_file() {
+        let old = held("eth0", &[], Some("/run/lbd-bgp/vips.conf"));
+        let none = held("eth0", &[], None);
+        let moved = held("eth0", &[], Some("/run/lbd-bgp/other.conf"));
+        assert_eq!(at_start(&old, &none).bgp, old.bgp);
+        assert_eq!(at_start(&old, &moved).bgp, old.bgp);
+        assert_eq!(at_start(&old, &old.clone()).bgp, None);
+        assert_eq!(at_start(&none, &old).bgp, None, "nothing announced before");
+    }
+
+    #[test]
+    fn the_first_original_survives_restarts() {
+        let first = vec![setting("/p/eth0/forwarding", "0")];
+        // A restarted lbd finds "1" (the first switched it on) and would
+        // record nothing; the record keeps "0".
+        assert_eq!(carry_forwarding(&first, &[]), first);
+        assert_eq!(
+            carry_forwarding(&first, &[setting("/p/eth0/forwarding", "1")]),
+            first
+        );
+        let both = carry_forwarding(&first, &[setting("/p/eth1/forwarding", "0")]);
+        assert_eq!(both.len(), 2);
+    }
+
+    #[test]
+    fn an_offline_action_goes_by_the_record_over_the_config() {
+        let text = "interface = \"eth1\"\n[[vip]]\naddress = \"198.18.0.100\"\nport = 80\n  [[vip.backend]]\n  address = \"198.18.0.11\"\n  mac = \"02:00:00:00:00:11\"\n";
+        let config = Config::from_toml_str(text, "lbd.toml").expect("config");
+        let record = held("eth0", &["198.18.0.100"], Some("/run/lbd-bgp/vips.conf"));
+        let path = Path::new("/etc/lbd/lbd.toml");
+        let (plan, source) = offline_plan(Some(&record), Some((&config, path))).expect("plan");
+        assert_eq!((plan, source), (record.clone(), Source::Record));
+        let (plan, source) = offline_plan(None, Some((&config, path))).expect("plan");
+        assert_eq!(source, Source::Config);
+        assert_eq!(plan.interface, "eth1");
+        assert_eq!(plan.bgp, None);
+        let (plan, _) = offline_plan(Some(&record), None).expect("plan");
+        assert_eq!(plan, record);
+        assert_eq!(offline_plan(None, None), None);
+    }
+
+    #[test]
+    fn an_unreadable_config_is_searched_for_where_its_lbd_ran() {
+        let dirs = search_dirs(
+            Some("admin_socket = \"/run/lbd/x.sock\"\ninterface = 3\n"),
+            None,
+        );
+        assert_eq!(dirs, vec![PathBuf::from("/run/lbd")]);
+        let dirs = search_dirs(
+            Some("admin_socket = \"/tmp/l/x.sock\"\n"),
+            Some("/run/lbd2"),
+        );
+        assert_eq!(
+            dirs,
+            vec![
+                PathBuf::from("/tmp/l"),
+                PathBuf::from("/run/lbd2"),
+                PathBuf::from("/run/lbd")
+            ]
+        );
+        let dirs = search_dirs(Some("junk ]]"), Some("/tmp/run"));
+        assert_eq!(
+            dirs,
+            vec![PathBuf::from("/tmp/run"), PathBuf::from("/run/lbd")]
+        );
+        assert_eq!(search_dirs(None, None), vec![PathBuf::from("/run/lbd")]);
+    }
+
+    #[test]
+    fn a_record_is_found_by_its_config_and_updated_in_place() {
+        let dir = std::env::temp_dir().join(format!("lbd-held-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let mut record = held("eth0", &["198.18.0.100"], None);
+        record.boot_id = boot_id();
+        record.admin_socket = dir.join("lbd.sock");
+        let path = record_path(&record.admin_socket).expect("path");
+        write(&path, &record).expect("write");
+        let mut other = record.clone();
+        other.config = PathBuf::from("/etc/lbd/other.toml");
+        write(&dir.join("lbd-other.held.json"), &other).expect("write");
+        std::fs::write(dir.join("junk.held.json"), "junk").expect("write");
+        let found = find(
+            Path::new("/etc/lbd/lbd.toml"),
+            &[PathBuf::from("/nonexistent"), dir.clone()],
+        );
+        assert_eq!(found, Some((path.clone(), record.clone())));
+        assert_eq!(
+            find(Path::new("/etc/lbd/none.toml"), std::slice::from_ref(&dir)),
+            None
+        );
+
+        let setting = Path::new("/proc/sys/net/ipv4/conf/eth0/forwarding");
+        record_original(&record.admin_socket, setting, "0").expect("record");
+        // A later lbd sees "1" and must not replace the original.
+        record_original(&record.admin_socket, setting, "1").expect("record");
+        assert_eq!(
+            recorded_original(&record.admin_socket, setting).as_deref(),
+            Some("0")
+        );
+        let taken = take_originals(&record.admin_socket);
+        assert_eq!(
+            taken,
+            vec![HeldSetting {
+                path: setting.to_owned(),
+                was: "0".into()
+            }]
+        );
+        assert_eq!(recorded_original(&record.admin_socket, setting), None);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
