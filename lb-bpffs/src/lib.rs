@@ -88,18 +88,67 @@ fn is_bpffs(path: &Path) -> bool {
     }
 }
 
-/// Whether this process runs in a mount namespace other than the host's:
-/// other than PID 1's, or, where PID 1's cannot be read (a process without
-/// every capability PID 1 has may not), other than an ancestor's (`ip netns
-/// exec` execs the daemon in a namespace of its own; its caller stays
-/// outside).
+/// Whether this process runs in a mount namespace other than the host's
+/// (see [`is_private`]), from what /proc lets it read.
 fn private_mount_namespace() -> bool {
-    let Some(own) = mount_namespace("self") else {
+    let own = mount_namespace("self");
+    let host = mount_namespace("1");
+    // PID 1's namespace is unreadable to a process without every
+    // capability PID 1 has (a unit's CapabilityBoundingSet): then the
+    // ancestors, and this process's own mount table, decide.
+    let ancestor = match (own, host) {
+        (Some(own), None) => ancestor_namespace_differs(own),
+        _ => false,
+    };
+    let mountinfo = if host.is_none() && !ancestor {
+        std::fs::read_to_string("/proc/self/mountinfo").ok()
+    } else {
+        None
+    };
+    is_private(own, host, ancestor, mountinfo.as_deref())
+}
+
+/// The decision: private if this process's mount namespace differs from
+/// PID 1's; where PID 1's cannot be read, if an ancestor's (below PID 1)
+/// differs (`ip netns exec` execs the daemon in a namespace of its own;
+/// its caller stays outside), or else if this namespace's root mount is a
+/// copy of another namespace's: a `master:` tag in /proc/self/mountinfo
+/// (systemd's sandboxed units and `ip netns exec` make their namespaces
+/// slaves of the host's; the host's own root never is one). Unknown (own
+/// namespace unreadable, or no mount table): not private.
+fn is_private(
+    own: Option<u64>,
+    host: Option<u64>,
+    ancestor_differs: bool,
+    mountinfo: Option<&str>,
+) -> bool {
+    let Some(own) = own else {
         return false;
     };
-    if let Some(host) = mount_namespace("1") {
+    if let Some(host) = host {
         return own != host;
     }
+    ancestor_differs || mountinfo.is_some_and(root_mount_is_a_copy)
+}
+
+/// Whether the root mount in a mountinfo text (the last line mounted on
+/// `/`, the one visible) carries a `master:` propagation tag.
+fn root_mount_is_a_copy(mountinfo: &str) -> bool {
+    mountinfo
+        .lines()
+        .rev()
+        .find(|line| line.split_whitespace().nth(4) == Some("/"))
+        .is_some_and(|line| {
+            line.split_whitespace()
+                .skip(6)
+                .take_while(|field| *field != "-")
+                .any(|field| field.starts_with("master:"))
+        })
+}
+
+/// Whether an ancestor of this process below PID 1 runs in a mount
+/// namespace other than `own`.
+fn ancestor_namespace_differs(own: u64) -> bool {
     let mut pid = std::process::id();
     // A bounded walk up the ancestors (pids can be reused while walking).
     for _ in 0..64 {
@@ -187,6 +236,47 @@ mod tests {
         );
         assert!(!dir.exists(), "nothing created");
         assert!(!on_bpffs(&dir));
+    }
+
+    /// /proc/self/mountinfo's root line in the host's namespace under
+    /// systemd, in a sandboxed unit's namespace (ProtectSystem=, PrivateTmp=:
+    /// a slave of the host's, made shared again), after `ip netns exec`,
+    /// and on a host whose mounts are private (no systemd).
+    const HOST: &str = "27 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw\n\
+        22 27 0:21 / /proc rw,relatime shared:12 - proc proc rw\n";
+    const UNIT: &str = "412 380 254:0 / / rw,relatime shared:205 master:1 - ext4 /dev/vda rw\n\
+        413 412 0:21 / /proc rw,relatime shared:206 master:12 - proc proc rw\n";
+    const NETNS: &str = "45 44 254:0 / / rw,relatime master:1 - ext4 /dev/vda rw\n";
+    const PRIVATE_HOST: &str = "27 1 254:0 / / rw,relatime - ext4 /dev/vda rw\n";
+
+    #[test]
+    fn a_unit_whose_parent_is_pid_1_and_cannot_read_its_namespace_is_private() {
+        // Under systemd with a CapabilityBoundingSet: PID 1's namespace is
+        // unreadable and the parent is PID 1, so no ancestor tells.
+        assert!(is_private(Some(7), None, false, Some(UNIT)));
+        assert!(is_private(Some(7), None, false, Some(NETNS)));
+        // The same unit without a sandbox runs in the host's namespace.
+        assert!(!is_private(Some(7), None, false, Some(HOST)));
+        assert!(!is_private(Some(7), None, false, Some(PRIVATE_HOST)));
+        assert!(!is_private(Some(7), None, false, None));
+    }
+
+    #[test]
+    fn pid_1s_namespace_or_an_ancestors_decides_when_readable() {
+        assert!(!is_private(Some(7), Some(7), false, Some(UNIT)));
+        assert!(is_private(Some(7), Some(8), false, Some(HOST)));
+        assert!(is_private(Some(7), None, true, Some(HOST)));
+        assert!(!is_private(None, Some(8), true, Some(UNIT)), "unknown");
+    }
+
+    #[test]
+    fn the_visible_root_mount_is_the_last_one_on_slash() {
+        let stacked = format!("{HOST}500 27 0:40 / / rw - tmpfs tmpfs rw,master:3\n");
+        // The tag is read from the optional fields only, before "-".
+        assert!(!root_mount_is_a_copy(&stacked));
+        let stacked = format!("{HOST}500 27 0:40 / / rw master:3 - tmpfs tmpfs rw\n");
+        assert!(root_mount_is_a_copy(&stacked));
+        assert!(!root_mount_is_a_copy("garbage"));
     }
 
     #[test]

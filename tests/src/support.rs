@@ -369,3 +369,67 @@ pub fn tcp_ext_counter(netns: &str, name: &str) -> u64 {
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("TcpExt {name} of {netns} unreadable: {values}"))
 }
+
+/// Makes `command`'s child start with no signal blocked. A child inherits
+/// the signal mask of the thread that spawns it (the standard library no
+/// longer clears it), and lb-demo blocks its stop signals in every thread
+/// to take them with `sigwait`: a long-running child (lbd, nginx, a
+/// database) would then never see the SIGTERM or SIGINT that stops it.
+pub fn with_signals_unblocked(command: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt as _;
+    // SAFETY: runs in the child between fork and exec, calling only
+    // async-signal-safe functions (sigemptyset, sigprocmask) on a set on
+    // its own stack; nothing is allocated.
+    unsafe {
+        command.pre_exec(|| {
+            let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+            libc::sigemptyset(set.as_mut_ptr());
+            if libc::sigprocmask(libc::SIG_SETMASK, set.as_ptr(), std::ptr::null_mut()) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    }
+}
+
+#[cfg(test)]
+mod signal_mask_tests {
+    use std::process::Command;
+
+    /// The signals blocked in a child spawned from a thread that blocks
+    /// SIGTERM, with and without `with_signals_unblocked`.
+    fn blocked_in_child(unblock: bool) -> u64 {
+        std::thread::spawn(move || {
+            // SAFETY: blocks SIGTERM in this short-lived thread only.
+            unsafe {
+                let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+                libc::sigemptyset(set.as_mut_ptr());
+                libc::sigaddset(set.as_mut_ptr(), libc::SIGTERM);
+                libc::pthread_sigmask(libc::SIG_BLOCK, set.as_ptr(), std::ptr::null_mut());
+            }
+            // Not through a shell: dash clears the mask itself.
+            let mut command = Command::new("grep");
+            command.args(["SigBlk", "/proc/self/status"]);
+            if unblock {
+                super::with_signals_unblocked(&mut command);
+            }
+            let out = command.output().expect("sh");
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            let hex = text.split_whitespace().nth(1).expect("SigBlk value");
+            u64::from_str_radix(hex, 16).expect("hex mask")
+        })
+        .join()
+        .expect("thread")
+    }
+
+    #[test]
+    fn a_child_starts_with_no_signal_blocked() {
+        let sigterm = 1u64 << (libc::SIGTERM - 1);
+        assert_ne!(
+            blocked_in_child(false) & sigterm,
+            0,
+            "inherited, as the test assumes"
+        );
+        assert_eq!(blocked_in_child(true), 0);
+    }
+}

@@ -81,7 +81,8 @@ fn tc_balances_restarts_hitlessly_and_leaves_nothing_on_sigint() {
     assert_eq!(programs.len(), 1, "one tcx ingress program: {programs:?}");
     assert!(
         tc_filters(&lab).trim().is_empty(),
-        "a tcx link, not a cls_bpf filter"
+        "a tcx link, not a cls_bpf filter (lbd's fallback on kernels before 6.6: \
+         the suite needs Linux 6.6 or later)"
     );
     let pins = lab.pin_dir_of(&lb);
     assert!(pins.join("tc-link-eth0").exists(), "the tcx link is pinned");

@@ -27,7 +27,7 @@ pub fn build_ebpf() -> anyhow::Result<Vec<PathBuf>> {
     crate::setup::run()?;
     exec(&mut command(
         "cargo",
-        &[&["+nightly", "build"], EBPF_CRATE_ARGS].concat(),
+        &[&[crate::setup::PLUS_NIGHTLY, "build"], EBPF_CRATE_ARGS].concat(),
     ))?;
     let dir = root().join("target/bpfel-unknown-none/release");
     Ok(vec![dir.join("lb-ebpf"), dir.join("lb-decap-ebpf")])

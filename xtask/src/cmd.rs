@@ -1,6 +1,7 @@
 //! Running commands: echo them, fail with the command line on error.
 
 use std::{
+    os::unix::process::CommandExt as _,
     path::PathBuf,
     process::{Command, Stdio},
 };
@@ -35,24 +36,51 @@ pub fn exec(cmd: &mut Command) -> anyhow::Result<()> {
 /// Runs `cmd` like [`exec`], but instead of dying on SIGINT, SIGTERM or
 /// SIGHUP, passes them on to it and waits until it has finished: for a
 /// child that cleans up on those signals (the demo's lab), whether they
-/// reach xtask alone or its whole process group (Ctrl-C). Returns the
-/// first signal passed on, if any; then the child's failure is its answer
-/// to that signal, not an error.
-pub fn exec_passing_signals(cmd: &mut Command) -> anyhow::Result<Option<i32>> {
+/// reach xtask alone or its whole process group (Ctrl-C). Fails if the
+/// child fails, and also, naming the signal, if one was passed on however
+/// the child then exited: an interrupted run is not a successful one.
+pub fn exec_passing_signals(cmd: &mut Command) -> anyhow::Result<()> {
     eprintln!("+ {}", show(cmd));
     let signals = termination_signals();
     let mut previous = empty_signal_set();
-    // SAFETY: blocks the signals in this (xtask's only) thread; the child
-    // starts with a clean mask (std resets it).
+    // SAFETY: blocks the signals in this (xtask's only) thread.
     unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &signals, &mut previous) };
+    // std's spawn hands the child this thread's mask: the child gets the
+    // one from before, so the signals reach its handlers.
+    let child_mask = previous;
+    // SAFETY: pthread_sigmask is async-signal-safe; it only sets the
+    // forked child's own mask from a set copied into the closure.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::pthread_sigmask(libc::SIG_SETMASK, &child_mask, std::ptr::null_mut());
+            Ok(())
+        });
+    }
     let result = wait_passing_signals(cmd, &signals);
     // SAFETY: restores the mask saved above.
     unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &previous, std::ptr::null_mut()) };
     let (status, passed) = result?;
-    if !status.success() && passed.is_none() {
+    if let Some(signal) = passed {
+        bail!(
+            "{} was interrupted by {} (passed on to it; it has finished: {status})",
+            show(cmd),
+            signal_name(signal)
+        );
+    }
+    if !status.success() {
         bail!("{} failed: {status}", show(cmd));
     }
-    Ok(passed)
+    Ok(())
+}
+
+/// The name of one of the [`termination_signals`].
+fn signal_name(signal: i32) -> String {
+    match signal {
+        libc::SIGINT => "SIGINT".into(),
+        libc::SIGTERM => "SIGTERM".into(),
+        libc::SIGHUP => "SIGHUP".into(),
+        other => format!("signal {other}"),
+    }
 }
 
 fn wait_passing_signals(
@@ -124,4 +152,57 @@ pub fn require_root(what: &str) -> anyhow::Result<()> {
         bail!("{what} needs root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN): run it as root");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_interrupted_by_a_signal_fails_naming_it_even_if_the_child_exits_0() {
+        let ready = std::env::temp_dir().join(format!("xtask-signal-{}", std::process::id()));
+        let _ = std::fs::remove_file(&ready);
+        // SAFETY: gettid has no preconditions.
+        let tid = unsafe { libc::gettid() };
+        // SIGTERM to this thread alone (other test threads do not block
+        // it), once the child is ready for it: the child runs until it
+        // gets the signal, so exec_passing_signals still blocks it here
+        // and its sigtimedwait takes it.
+        let flag = ready.clone();
+        let sender = std::thread::spawn(move || {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            while std::time::Instant::now() < deadline {
+                if flag.exists() {
+                    // SAFETY: a thread-directed signal the target blocks
+                    // (see above).
+                    unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), tid, libc::SIGTERM) };
+                    return true;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            false
+        });
+        // A child that cleans up on SIGTERM and exits 0, as the demo does.
+        let mut child = Command::new("sh");
+        child.args([
+            "-c",
+            "trap 'kill $!; exit 0' TERM; sleep 30 & touch \"$0\"; wait",
+        ]);
+        child.arg(&ready);
+        let result = exec_passing_signals(&mut child);
+        let _ = std::fs::remove_file(&ready);
+        assert!(sender.join().unwrap(), "the child never got ready");
+        let message = result.expect_err("interrupted").to_string();
+        assert!(message.contains("interrupted by SIGTERM"), "{message}");
+        assert!(message.contains("exit status: 0"), "{message}");
+
+        // The child starts with the signals unblocked (std would hand it
+        // this thread's mask, blocked): one it sends itself kills it, and
+        // that fails (none was passed on); a child that exits 0 passes.
+        let mut child = Command::new("sh");
+        child.args(["-c", "kill -TERM $$"]);
+        let error = exec_passing_signals(&mut child).expect_err("killed");
+        assert!(error.to_string().contains("failed: signal: 15"), "{error}");
+        exec_passing_signals(Command::new("sh").args(["-c", "exit 0"])).unwrap();
+    }
 }

@@ -18,6 +18,7 @@ use std::{
 use anyhow::{bail, Context as _};
 
 use crate::cmd::{command, exec, output, require_root, root};
+use crate::setup::PLUS_NIGHTLY;
 
 /// The fuzz targets (`fuzz/fuzz_targets/NAME.rs`).
 pub const TARGETS: &[&str] = &[
@@ -82,7 +83,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     cargo_fuzz()?;
 
     let started = Instant::now();
-    let mut build = vec!["+nightly", "fuzz", "build"];
+    let mut build = vec![PLUS_NIGHTLY, "fuzz", "build"];
     build.extend(build_flags(args.ci));
     exec(&mut command("cargo", &build))?;
     eprintln!("fuzz: built in {:.0?}", started.elapsed());
@@ -110,7 +111,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     );
     if !failures.is_empty() {
         bail!(
-            "{} fuzz target(s) failed:\n{}\nReproduce with `cargo +nightly fuzz run TARGET ARTIFACT`; \
+            "{} fuzz target(s) failed:\n{}\nReproduce with `cargo {PLUS_NIGHTLY} fuzz run TARGET ARTIFACT`; \
              after the fix, copy the artifact into fuzz/corpus/TARGET/ as a regression input.",
             failures.len(),
             failures.join("\n")
@@ -177,7 +178,7 @@ fn fuzz(target: &str, seconds: u64, ci: bool) -> anyhow::Result<()> {
     let max_time = format!("-max_total_time={seconds}");
     let timeout = format!("-timeout={INPUT_TIMEOUT_S}");
     let max_len = format!("-max_len={MAX_LEN}");
-    let mut args = vec!["+nightly", "fuzz", "run"];
+    let mut args = vec![PLUS_NIGHTLY, "fuzz", "run"];
     args.extend(build_flags(ci));
     args.extend([
         target,
@@ -208,7 +209,7 @@ fn merge(target: &str, ci: bool) -> anyhow::Result<()> {
     let work = fuzz_dir().join("work").join(target).display().to_string();
     let corpus = fuzz_dir().join("corpus").join(target).display().to_string();
     let max_len = format!("-max_len={MAX_LEN}");
-    let mut args = vec!["+nightly", "fuzz", "run"];
+    let mut args = vec![PLUS_NIGHTLY, "fuzz", "run"];
     args.extend(build_flags(ci));
     args.extend([target, &corpus, &work, "--", "-merge=1", &max_len]);
     exec(&mut command("cargo", &args))

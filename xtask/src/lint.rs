@@ -34,7 +34,7 @@ pub fn run() -> anyhow::Result<()> {
     exec(&mut command(
         "cargo",
         &[
-            &["+nightly", "clippy"],
+            &[crate::setup::PLUS_NIGHTLY, "clippy"],
             crate::build::EBPF_CRATE_ARGS,
             &["--", "-D", "warnings"],
         ]

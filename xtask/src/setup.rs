@@ -13,6 +13,8 @@ use anyhow::{anyhow, bail, Context as _};
 use crate::cmd::{command, exec, output};
 
 /// Debian packages the lab uses: nginx backends, iproute2 for namespaces,
+/// bpftool for the tests that inspect and detach lbd's links, ping
+/// (`iputils-ping`) for the benchmark's neighbour entries,
 /// ethtool for veth offloads, curl for poking the lab by hand, keepalived as
 /// the VRRP peer of the interoperability tests, prometheus (and promtool) for
 /// the metrics tests; wrk, haproxy and nginx's stream module for the
@@ -46,8 +48,31 @@ const PACKAGES: &[&str] = &[
     "man-db",
     "systemd",
     "linux-perf",
+    "bpftool",
+    "iputils-ping",
 ];
 const BPF_LINKER_VERSION: &str = "0.13.0";
+/// The LLVM majors bpf-linker [`BPF_LINKER_VERSION`] can be built against
+/// (its `llvm-N` features); the nightly compiler's LLVM must be one of them.
+const BPF_LINKER_LLVM_MAJORS: &[u32] = &[21, 22, 23];
+
+/// The toolchain's name, once, for the two constants below.
+macro_rules! nightly {
+    () => {
+        "nightly"
+    };
+}
+/// The toolchain the eBPF crates, their lints and the fuzz targets build
+/// with: every nightly of xtask names it through this constant or
+/// [`PLUS_NIGHTLY`].
+pub const NIGHTLY: &str = nightly!();
+/// [`NIGHTLY`] as cargo's and rustc's toolchain argument.
+pub const PLUS_NIGHTLY: &str = concat!("+", nightly!());
+/// The nightly this project was last verified with (its `rustc -vV`
+/// commit date; LLVM 22). Not pinned: CI's machines come with `nightly`
+/// installed and setup installs only `rust-src` and `clippy` for it; a
+/// different nightly gets a warning naming this one.
+const VERIFIED_NIGHTLY_DATE: &str = "2026-05-19";
 
 pub fn run() -> anyhow::Result<()> {
     rust_src()?;
@@ -58,16 +83,16 @@ pub fn run() -> anyhow::Result<()> {
 }
 
 fn rust_src() -> anyhow::Result<()> {
-    let nightly = installed_components("nightly");
+    let nightly = installed_components(NIGHTLY);
     if nightly.is_empty() {
         exec(&mut command(
             "rustup",
-            &["toolchain", "install", "nightly", "--profile", "minimal"],
+            &["toolchain", "install", NIGHTLY, "--profile", "minimal"],
         ))?;
     }
     // rust-src: the eBPF crate builds `core`; clippy: `xtask lint` checks
     // the eBPF crate on its own target.
-    add_missing_components("nightly", &nightly, &["rust-src", "clippy"])?;
+    add_missing_components(NIGHTLY, &nightly, &["rust-src", "clippy"])?;
     // The host crates' lints.
     let stable = installed_components("stable");
     add_missing_components("stable", &stable, &["clippy", "rustfmt"])
@@ -93,19 +118,86 @@ fn add_missing_components(toolchain: &str, installed: &str, wanted: &[&str]) -> 
     Ok(())
 }
 
-/// The nightly compiler's sysroot and LLVM major version.
-fn nightly_llvm() -> anyhow::Result<(PathBuf, String)> {
-    let version = output(&mut command("rustc", &["+nightly", "-vV"])).ok_or_else(|| {
-        anyhow!("`rustc +nightly -vV` failed: is the nightly toolchain installed?")
+/// The nightly compiler's sysroot and LLVM major version; fails if
+/// bpf-linker cannot be built against that LLVM, and warns if the nightly
+/// is not the verified one.
+fn nightly_llvm() -> anyhow::Result<(PathBuf, u32)> {
+    let version = output(&mut command("rustc", &[PLUS_NIGHTLY, "-vV"])).ok_or_else(|| {
+        anyhow!("`rustc {PLUS_NIGHTLY} -vV` failed: is the {NIGHTLY} toolchain installed?")
     })?;
-    let llvm = version
-        .lines()
-        .find_map(|l| l.strip_prefix("LLVM version: "))
-        .ok_or_else(|| anyhow!("no LLVM version in `rustc +nightly -vV`"))?;
-    let major = llvm.split('.').next().unwrap_or(llvm).to_owned();
-    let sysroot = output(&mut command("rustc", &["+nightly", "--print", "sysroot"]))
-        .ok_or_else(|| anyhow!("`rustc +nightly --print sysroot` failed"))?;
-    Ok((PathBuf::from(sysroot.trim()), major))
+    let facts = RustcVersion::parse(&version)?;
+    if let Some(warning) = facts.drift() {
+        eprintln!("setup: warning: {warning}");
+    }
+    facts.check_llvm()?;
+    let sysroot = output(&mut command("rustc", &[PLUS_NIGHTLY, "--print", "sysroot"]))
+        .ok_or_else(|| anyhow!("`rustc {PLUS_NIGHTLY} --print sysroot` failed"))?;
+    Ok((PathBuf::from(sysroot.trim()), facts.llvm_major))
+}
+
+/// What `rustc -vV` says that setup needs.
+#[derive(Debug, PartialEq, Eq)]
+struct RustcVersion {
+    /// `commit-date:` (YYYY-MM-DD).
+    commit_date: String,
+    /// The major of `LLVM version:`.
+    llvm_major: u32,
+}
+
+impl RustcVersion {
+    fn parse(text: &str) -> anyhow::Result<Self> {
+        let field = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(str::trim)
+                .ok_or_else(|| anyhow!("no `{name}` line in `rustc {PLUS_NIGHTLY} -vV`:\n{text}"))
+        };
+        let llvm = field("LLVM version:")?;
+        let llvm_major = llvm
+            .split('.')
+            .next()
+            .and_then(|m| m.parse().ok())
+            .ok_or_else(|| {
+                anyhow!("`LLVM version: {llvm}` in `rustc {PLUS_NIGHTLY} -vV` has no major")
+            })?;
+        Ok(Self {
+            commit_date: field("commit-date:")?.to_owned(),
+            llvm_major,
+        })
+    }
+
+    /// Fails unless bpf-linker can be built against this LLVM.
+    fn check_llvm(&self) -> anyhow::Result<()> {
+        if BPF_LINKER_LLVM_MAJORS.contains(&self.llvm_major) {
+            return Ok(());
+        }
+        bail!(
+            "the {NIGHTLY} toolchain (from {}) has LLVM {}, but bpf-linker {BPF_LINKER_VERSION} \
+             builds only against LLVM {}: raise BPF_LINKER_VERSION in xtask/src/setup.rs to a \
+             bpf-linker release with an `llvm-{}` feature (and BPF_LINKER_LLVM_MAJORS with it); \
+             the project was verified with nightly-{VERIFIED_NIGHTLY_DATE} (LLVM 22)",
+            self.commit_date,
+            self.llvm_major,
+            BPF_LINKER_LLVM_MAJORS
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+            self.llvm_major
+        )
+    }
+
+    /// A warning when this is not the nightly the project was verified with.
+    fn drift(&self) -> Option<String> {
+        (self.commit_date != VERIFIED_NIGHTLY_DATE).then(|| {
+            format!(
+                "the {NIGHTLY} toolchain is from {}, the project was verified with the \
+                 nightly of {VERIFIED_NIGHTLY_DATE} (LLVM 22): a failure to build or lint \
+                 the eBPF crates may come from the difference",
+                self.commit_date
+            )
+        })
+    }
 }
 
 fn bpf_linker() -> anyhow::Result<()> {
@@ -195,4 +287,253 @@ fn debian_packages() -> anyhow::Result<()> {
     let _ = command("pkill", &["-x", "prometheus"]).status();
     let _ = command("pkill", &["-x", "haproxy"]).status();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `rustc +nightly -vV` of the verified nightly.
+    const VERIFIED_VV: &str = "rustc 1.97.0-nightly (e50aa6fba 2026-05-19)\n\
+        binary: rustc\n\
+        commit-hash: e50aa6fba4e63ab34c72bf9acfd2c307c1155d1a\n\
+        commit-date: 2026-05-19\n\
+        host: x86_64-unknown-linux-gnu\n\
+        release: 1.97.0-nightly\n\
+        LLVM version: 22.1.4\n";
+
+    #[test]
+    fn the_verified_nightly_passes_without_a_warning() {
+        let facts = RustcVersion::parse(VERIFIED_VV).unwrap();
+        assert_eq!(
+            facts,
+            RustcVersion {
+                commit_date: "2026-05-19".into(),
+                llvm_major: 22
+            }
+        );
+        facts.check_llvm().unwrap();
+        assert_eq!(facts.drift(), None);
+        assert_eq!(PLUS_NIGHTLY, format!("+{NIGHTLY}"));
+    }
+
+    #[test]
+    fn an_llvm_bpf_linker_cannot_build_against_is_refused_naming_the_supported_ones() {
+        let newer = VERIFIED_VV
+            .replace("LLVM version: 22.1.4", "LLVM version: 24.0.0")
+            .replace("commit-date: 2026-05-19", "commit-date: 2027-01-02");
+        let facts = RustcVersion::parse(&newer).unwrap();
+        let error = facts.check_llvm().unwrap_err().to_string();
+        assert!(error.contains("has LLVM 24"), "{error}");
+        assert!(error.contains("only against LLVM 21, 22, 23"), "{error}");
+        assert!(error.contains("2027-01-02"), "{error}");
+        let warning = facts.drift().unwrap();
+        assert!(
+            warning.contains("2027-01-02") && warning.contains("2026-05-19"),
+            "{warning}"
+        );
+        for major in [20, 24] {
+            let facts = RustcVersion {
+                commit_date: "2026-05-19".into(),
+                llvm_major: major,
+            };
+            assert!(facts.check_llvm().is_err(), "LLVM {major}");
+        }
+        for major in [21, 23] {
+            let facts = RustcVersion {
+                commit_date: "2026-05-19".into(),
+                llvm_major: major,
+            };
+            facts.check_llvm().unwrap();
+        }
+        assert!(RustcVersion::parse("rustc 1.97.0-nightly\n").is_err());
+        assert!(RustcVersion::parse("commit-date: x\nLLVM version: x.1\n").is_err());
+    }
+
+    /// Every program the suite, the demo, the benchmarks and xtask run, and
+    /// the Debian package it comes from. A program with no row here fails
+    /// the test below; a row whose package setup does not install (and
+    /// Debian does not always have) fails it too.
+    const PROGRAMS: &[(&str, &str)] = &[
+        ("ip", "iproute2"),
+        ("tc", "iproute2"),
+        ("ss", "iproute2"),
+        ("nstat", "iproute2"),
+        ("ethtool", "ethtool"),
+        ("ping", "iputils-ping"),
+        ("curl", "curl"),
+        ("sysctl", "procps"),
+        ("pkill", "procps"),
+        ("keepalived", "keepalived"),
+        ("prometheus", "prometheus"),
+        ("promtool", "prometheus"),
+        ("wrk", "wrk"),
+        ("haproxy", "haproxy"),
+        ("nginx", "nginx"),
+        ("bird", "bird2"),
+        ("birdc", "bird2"),
+        ("bpftool", "bpftool"),
+        ("perf", "linux-perf"),
+        ("initdb", "postgresql"),
+        ("postgres", "postgresql"),
+        ("pgbench", "postgresql"),
+        ("psql", "postgresql-client"),
+        ("pg_isready", "postgresql-client"),
+        ("pgbouncer", "pgbouncer"),
+        ("dpkg-shlibdeps", "dpkg-dev"),
+        ("strip", "binutils"),
+        ("man", "man-db"),
+        ("systemd-analyze", "systemd"),
+        // Essential: on every Debian system.
+        ("dpkg", "dpkg"),
+        ("dpkg-deb", "dpkg"),
+        ("dpkg-query", "dpkg"),
+        ("apt-get", "apt"),
+        ("cat", "coreutils"),
+        ("chmod", "coreutils"),
+        ("date", "coreutils"),
+        ("id", "coreutils"),
+        ("md5sum", "coreutils"),
+        ("gzip", "gzip"),
+        ("sh", "dash"),
+        ("mount", "mount"),
+        ("prlimit", "util-linux"),
+        ("setpriv", "util-linux"),
+        // Not from Debian: the toolchain setup extends, and the checkout.
+        ("cargo", "rustup"),
+        ("rustc", "rustup"),
+        ("rustup", "rustup"),
+        ("bpf-linker", "rustup"),
+        ("git", "the checkout"),
+    ];
+    /// Debian's essential packages (and apt), there without setup.
+    const ESSENTIAL: &[&str] = &[
+        "dpkg",
+        "apt",
+        "coreutils",
+        "gzip",
+        "dash",
+        "mount",
+        "util-linux",
+    ];
+
+    /// Programs named in `text` in the ways the sources start them: a
+    /// string literal given to `Command::new`, to xtask's `command`, to the
+    /// lab's `run`, or joined to PostgreSQL's bin directory, and the
+    /// program `ip netns exec` runs. Absolute paths are left out (the
+    /// package's own binaries).
+    fn programs_started_in(text: &str) -> Vec<String> {
+        let mut found = Vec::new();
+        for prefix in [
+            "Command::new(\"",
+            " command(\"",
+            "(command(\"",
+            " run(\"",
+            "bin.join(\"",
+            "bin_dir()?.join(\"",
+        ] {
+            for (at, _) in text.match_indices(prefix) {
+                let rest = &text[at + prefix.len()..];
+                if let Some(end) = rest.find('"') {
+                    found.push(rest[..end].to_owned());
+                }
+            }
+        }
+        // After `ip netns exec`'s namespace argument: the next literal of
+        // the same list, or the first of the next `.args([`.
+        for (at, _) in text.match_indices("\"exec\",") {
+            let rest = &text[at + "\"exec\",".len()..];
+            let Some(end_of_ns) = rest.find([',', ']']) else {
+                continue;
+            };
+            let Some(quote) = rest[end_of_ns..].find('"').map(|q| end_of_ns + q) else {
+                continue;
+            };
+            let gap: String = rest[end_of_ns..quote]
+                .chars()
+                .filter(|c| !c.is_whitespace())
+                .collect();
+            if gap != "," && gap != "]).args([" {
+                continue;
+            }
+            if let Some(end) = rest[quote + 1..].find('"') {
+                found.push(rest[quote + 1..quote + 1 + end].to_owned());
+            }
+        }
+        found.retain(|p| !p.starts_with('/'));
+        found
+    }
+
+    fn rust_files(dir: &std::path::Path, out: &mut Vec<PathBuf>) {
+        for entry in fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                rust_files(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+
+    #[test]
+    fn setup_installs_every_program_the_suite_and_the_demo_run() {
+        let root = crate::cmd::root();
+        let mut files = Vec::new();
+        for dir in ["tests", "xtask/src"] {
+            rust_files(&root.join(dir), &mut files);
+        }
+        let mut started = std::collections::BTreeMap::<String, PathBuf>::new();
+        for file in &files {
+            let text = fs::read_to_string(file).unwrap();
+            for program in programs_started_in(&text) {
+                started.entry(program).or_insert_with(|| file.clone());
+            }
+        }
+        // The scan finds what it must (bpftool was missing once).
+        for known in [
+            "bpftool", "promtool", "birdc", "bird", "pgbench", "initdb", "ethtool", "ss", "wrk",
+        ] {
+            assert!(started.contains_key(known), "the scan missed {known}");
+        }
+        let unknown: Vec<String> = started
+            .iter()
+            .filter(|(program, _)| !PROGRAMS.iter().any(|(p, _)| p == program))
+            .map(|(program, file)| format!("`{program}` ({})", file.display()))
+            .collect();
+        assert!(
+            unknown.is_empty(),
+            "programs with no row in PROGRAMS (add each with its Debian package, and the \
+             package to setup's PACKAGES): {unknown:#?}"
+        );
+        for (program, package) in PROGRAMS {
+            assert!(
+                PACKAGES.contains(package)
+                    || ESSENTIAL.contains(package)
+                    || ["rustup", "the checkout"].contains(package),
+                "`{program}` comes from the Debian package {package}, which setup does not install"
+            );
+        }
+    }
+
+    #[test]
+    fn the_scan_reads_each_way_of_starting_a_program() {
+        let text = r#"
+            Command::new("bpftool").args(["link"]);
+            let _ = command("pkill", &["-x", "prometheus"]);
+            run("mount", &["-t", "bpf"]);
+            Command::new(bin.join("initdb"));
+            .arg(bin_dir()?.join("pgbench"))
+            .args(["netns", "exec", &lab.client.netns, "wrk"])
+            &["netns", "exec", netns,
+              "ethtool", "-K"],
+            .args(["netns", "exec", &node.netns])
+            .args(["sysctl", "-n"])
+            .args(["netns", "exec", netns])
+            .arg(lbd).arg("--pin-dir")
+        "#;
+        assert_eq!(
+            programs_started_in(text),
+            ["bpftool", "pkill", "mount", "initdb", "pgbench", "wrk", "ethtool", "sysctl"]
+        );
+    }
 }

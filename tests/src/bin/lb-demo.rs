@@ -156,8 +156,8 @@ struct Stop {
 impl Stop {
     /// Blocks the stop signals, asks for SIGTERM when the parent dies, and
     /// starts the thread that waits for them. Call before any other thread
-    /// starts (they inherit the blocked set; children start with a clean
-    /// one).
+    /// starts (they inherit the blocked set; so would the processes the lab
+    /// starts, which `support::with_signals_unblocked` prevents).
     fn watch() -> Self {
         static SIGNAL: AtomicI32 = AtomicI32::new(0);
         let set = stop_signals();

@@ -373,7 +373,7 @@ impl DecapLab {
     /// The command `lb_decap` runs, to spawn it.
     pub fn lb_decap_command(&self, args: &[&str]) -> anyhow::Result<Command> {
         let mut command = Command::new("ip");
-        command
+        crate::support::with_signals_unblocked(&mut command)
             .args(["netns", "exec", &self.backend])
             .arg(decap_binary()?)
             .arg("--pin-dir")

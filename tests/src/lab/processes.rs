@@ -65,7 +65,9 @@ impl Lab {
         args: &[&str],
     ) -> anyhow::Result<u32> {
         let log = File::create(self.dir.join(format!("{name}.log")))?;
-        let child = Command::new("ip")
+        let mut command = Command::new("ip");
+        crate::support::with_signals_unblocked(&mut command);
+        let child = command
             .args(["netns", "exec", netns, program])
             .args(args)
             .stdin(Stdio::null())

@@ -85,7 +85,7 @@ impl Server {
         let out = File::create(log).with_context(|| format!("creating {}", log.display()))?;
         let err = out.try_clone()?;
         let mut command = Command::new(program);
-        command
+        crate::support::with_signals_unblocked(&mut command)
             .args(args)
             .current_dir(log.parent().unwrap_or(Path::new("/")))
             .env("LC_ALL", "C")

@@ -29,12 +29,28 @@ pub fn run(deb: &Path) -> anyhow::Result<()> {
             );
         }
     }
+    let found = lbd_on_this_machine(Path::new("/"));
+    if !found.is_empty() {
+        bail!(
+            "lbd is on this machine without the package (installed by hand?): {}. The check's \
+             removal would stop lbd.service and lb-decap.service, take pinned data planes off \
+             (lbd --cleanup, lb-decap cleanup) and its purge would delete /etc/lbd and \
+             /var/lib/lbd and empty the BGP routes file: run it on a machine without lbd",
+            found.join("; ")
+        );
+    }
     exec(Command::new("dpkg").arg("-i").arg(deb))?;
     let result = installed()
         .and_then(|()| reinstall_keeps_edits(deb))
         .and_then(|()| remove_and_purge());
     if result.is_err() && status().is_some_and(|s| s != "not-installed") {
         let _ = exec(Command::new("dpkg").args(["--purge", PACKAGE]));
+    }
+    // The routes file's directory was not there before (see
+    // lbd_on_this_machine): the check takes away what its install made.
+    let routes_dir = Path::new(ROUTES_FILE).parent().filter(|d| d.exists());
+    if let Some(dir) = routes_dir {
+        std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
     }
     result?;
     eprintln!("package: installed, checked, removed and purged cleanly");
@@ -140,8 +156,10 @@ fn verify_units() -> anyhow::Result<()> {
 
 /// The upgrade path (`dpkg -i` over an installed lbd, here the same
 /// version): the operator's edit of the config survives. The shipped text
-/// is put back afterwards, so the removal below sees an untouched config
-/// and leaves this machine's data planes alone (see the prerm).
+/// is put back afterwards, so the removal below checks the conffile as
+/// shipped. (The prerm's cleanup follows what is pinned, not the config:
+/// nothing is, since the check refused to start with pins under
+/// /sys/fs/bpf/lbd or /sys/fs/bpf/lb-decap and starts no service.)
 fn reinstall_keeps_edits(deb: &Path) -> anyhow::Result<()> {
     let config = Path::new("/etc/lbd/lbd.toml");
     let shipped = std::fs::read(config).with_context(|| format!("reading {}", config.display()))?;
@@ -216,7 +234,87 @@ fn remove_and_purge() -> anyhow::Result<()> {
         !Path::new("/etc/lbd").exists(),
         "after dpkg --purge, /etc/lbd is still there"
     );
+    // The purge leaves BGP's routes file empty, for a BIRD that still
+    // includes it.
+    let routes = Path::new(ROUTES_FILE);
+    if routes.exists() {
+        let left = std::fs::read(routes).with_context(|| format!("reading {ROUTES_FILE}"))?;
+        ensure!(
+            left.is_empty(),
+            "after dpkg --purge, {ROUTES_FILE} still holds {} bytes",
+            left.len()
+        );
+    }
     Ok(())
+}
+
+/// The BGP routes file lbd writes and BIRD includes (the tmpfiles entry's).
+const ROUTES_FILE: &str = "/run/lbd-bgp/vips.conf";
+
+/// What of an lbd the package does not account for is on the machine
+/// under `root` (`/`, or a test's tree): the paths the package's scripts
+/// would act on (its units, configs, state, routes file and pins), and
+/// running lbd or lb-decap processes not started from a cargo build
+/// directory (the test labs' are; the scripts leave those alone). Empty:
+/// the check may install, remove and purge.
+fn lbd_on_this_machine(root: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut seen = Vec::new();
+    for path in [
+        "etc/lbd",
+        "var/lib/lbd",
+        "run/lbd-bgp",
+        "etc/systemd/system/lbd.service",
+        "etc/systemd/system/lb-decap.service",
+        "lib/systemd/system/lbd.service",
+        "lib/systemd/system/lb-decap.service",
+        "usr/lib/systemd/system/lbd.service",
+        "usr/lib/systemd/system/lb-decap.service",
+        "sys/fs/bpf/lbd",
+        "sys/fs/bpf/lb-decap",
+    ] {
+        let full = root.join(path);
+        if full.symlink_metadata().is_err() {
+            continue;
+        }
+        // /lib is /usr/lib on a merged-/usr system: name it once.
+        let real = full.canonicalize().unwrap_or_else(|_| full.clone());
+        if seen.contains(&real) {
+            continue;
+        }
+        seen.push(real);
+        found.push(format!("/{path}"));
+    }
+    for (pid, exe) in lbd_processes(&root.join("proc")) {
+        let from_a_build = exe
+            .parent()
+            .and_then(Path::file_name)
+            .is_some_and(|d| d == "debug" || d == "release");
+        if !from_a_build {
+            found.push(format!("{} running (pid {pid})", exe.display()));
+        }
+    }
+    found
+}
+
+/// Processes whose executable is named lbd or lb-decap, under a proc
+/// tree: (pid, executable).
+fn lbd_processes(proc: &Path) -> Vec<(u32, PathBuf)> {
+    let Ok(entries) = std::fs::read_dir(proc) else {
+        return Vec::new();
+    };
+    let mut found: Vec<(u32, PathBuf)> = entries
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let pid = e.file_name().to_str()?.parse().ok()?;
+            let exe = std::fs::read_link(e.path().join("exe")).ok()?;
+            // A replaced binary reads "/usr/sbin/lbd (deleted)".
+            let name = exe.file_name()?.to_str()?.trim_end_matches(" (deleted)");
+            ["lbd", "lb-decap"].contains(&name).then_some((pid, exe))
+        })
+        .collect();
+    found.sort();
+    found
 }
 
 /// `dpkg -L`: the package's files and directories.
@@ -272,4 +370,62 @@ fn lbd_runs() -> anyhow::Result<bool> {
 
 fn head(text: &str, lines: usize) -> String {
     text.lines().take(lines).collect::<Vec<_>>().join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn a_by_hand_lbd_is_found_and_named_and_a_labs_is_not() {
+        let root = std::env::temp_dir().join(format!("xtask-check-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        assert!(lbd_on_this_machine(&root).is_empty(), "an empty machine");
+
+        // A lab's lbd (a cargo build's binary) and other programs: nothing.
+        let process = |pid: u32, exe: &str| {
+            let dir = root.join("proc").join(pid.to_string());
+            std::fs::create_dir_all(&dir).unwrap();
+            symlink(exe, dir.join("exe")).unwrap();
+        };
+        process(100, "/work/target-b/debug/lbd");
+        process(101, "/work/main/target/release/lb-decap");
+        process(102, "/usr/sbin/nginx");
+        std::fs::create_dir_all(root.join("proc/self")).unwrap();
+        assert!(lbd_on_this_machine(&root).is_empty(), "the labs' processes");
+
+        // README's install by hand: the unit in /etc, the config, the
+        // binary running; and lb-decap's unit under a merged /usr.
+        let make = |path: &str| {
+            let full = root.join(path);
+            std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+            std::fs::write(full, "").unwrap();
+        };
+        make("etc/systemd/system/lbd.service");
+        make("etc/lbd/lbd.toml");
+        make("usr/lib/systemd/system/lb-decap.service");
+        symlink("usr/lib", root.join("lib")).unwrap();
+        std::fs::create_dir_all(root.join("var/lib/lbd")).unwrap();
+        std::fs::create_dir_all(root.join("sys/fs/bpf/lbd")).unwrap();
+        make("run/lbd-bgp/vips.conf");
+        process(200, "/usr/local/sbin/lbd");
+        process(201, "/usr/sbin/lb-decap (deleted)");
+        let found = lbd_on_this_machine(&root);
+        let _ = std::fs::remove_dir_all(&root);
+        assert_eq!(
+            found,
+            [
+                "/etc/lbd",
+                "/var/lib/lbd",
+                "/run/lbd-bgp",
+                "/etc/systemd/system/lbd.service",
+                "/lib/systemd/system/lb-decap.service",
+                "/sys/fs/bpf/lbd",
+                "/usr/local/sbin/lbd running (pid 200)",
+                "/usr/sbin/lb-decap (deleted) running (pid 201)",
+            ]
+        );
+    }
 }

@@ -30,7 +30,9 @@ use crate::cmd::{command, exec, root};
 pub struct Args {
     /// Then install the package on this machine with dpkg, check the
     /// binaries, man pages and units, and remove and purge it, checking
-    /// nothing is left (needs root; refuses if lbd is installed already).
+    /// nothing is left (needs root; refuses if lbd is on this machine
+    /// already, packaged or by hand: its units, /etc/lbd, /var/lib/lbd,
+    /// pins or a running lbd).
     #[arg(long)]
     check: bool,
 }

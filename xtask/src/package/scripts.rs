@@ -91,13 +91,19 @@ exit 0
 "#;
 
 /// postrm: purge removes /etc/lbd (with whatever the operator put there),
-/// the routes file's directory, lbd's state (/var/lib/lbd: a node's drain)
-/// and the units' enablement links.
+/// lbd's state (/var/lib/lbd: a node's drain) and the units' enablement
+/// links. The BGP routes file is left there, emptied: BIRD's config may
+/// still include it, and BIRD refuses to start (or reconfigure) when an
+/// included file is missing. (After a reboot nothing creates it: README
+/// says to take the include out before uninstalling.)
 pub const POSTRM: &str = r#"#!/bin/sh
 set -e
 case "$1" in
 purge)
-    rm -rf /etc/lbd /run/lbd-bgp /var/lib/lbd
+    rm -rf /etc/lbd /var/lib/lbd
+    if [ -f /run/lbd-bgp/vips.conf ]; then
+        : > /run/lbd-bgp/vips.conf
+    fi
     for unit in lbd.service lb-decap.service; do
         rm -f "/etc/systemd/system/multi-user.target.wants/$unit"
     done
@@ -205,6 +211,47 @@ mod tests {
         let calls = prerm_calls(&dir, None, &["bpf/lb-decap"]);
         assert_eq!(calls, "lb-decap cleanup\n");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn purge_empties_the_routes_file_bird_includes_and_removes_the_rest() {
+        let dir = std::env::temp_dir().join(format!("lbd-postrm-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let d = dir.display().to_string();
+        for sub in ["etc/lbd", "var/lib/lbd", "run/lbd-bgp", "wants"] {
+            std::fs::create_dir_all(dir.join(sub)).unwrap();
+        }
+        std::fs::write(dir.join("etc/lbd/lbd.toml"), "interface = \"eth0\"\n").unwrap();
+        std::fs::write(dir.join("var/lib/lbd/drain"), "1").unwrap();
+        let routes = dir.join("run/lbd-bgp/vips.conf");
+        std::fs::write(&routes, "protocol static lbd_vips4 { }\n").unwrap();
+        std::fs::write(dir.join("wants/lbd.service"), "").unwrap();
+        let script = POSTRM
+            .replace("/run/systemd/system", &format!("{d}/no-systemd"))
+            .replace(
+                "/etc/systemd/system/multi-user.target.wants",
+                &format!("{d}/wants"),
+            )
+            .replace("/etc/lbd", &format!("{d}/etc/lbd"))
+            .replace("/var/lib/lbd", &format!("{d}/var/lib/lbd"))
+            .replace("/run/lbd-bgp", &format!("{d}/run/lbd-bgp"));
+        // Removal (not purge) touches none of it.
+        let postrm = |action: &str| {
+            let status = std::process::Command::new("sh")
+                .args(["-c", &script, "postrm", action])
+                .status()
+                .unwrap();
+            assert!(status.success(), "postrm {action}");
+        };
+        postrm("remove");
+        assert!(dir.join("etc/lbd/lbd.toml").exists());
+        assert!(std::fs::metadata(&routes).unwrap().len() > 0);
+        postrm("purge");
+        let left = std::fs::read(&routes);
+        let gone = ["etc/lbd", "var/lib/lbd", "wants/lbd.service"].map(|p| dir.join(p).exists());
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(left.unwrap(), b"", "the routes file stays, empty");
+        assert_eq!(gone, [false; 3]);
     }
 
     #[test]
