@@ -15,7 +15,7 @@ use aya_ebpf::{
         BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR,
     },
     helpers::{
-        bpf_redirect, bpf_skb_change_head, bpf_skb_change_tail, bpf_skb_vlan_pop,
+        bpf_check_mtu, bpf_redirect, bpf_skb_change_head, bpf_skb_change_tail, bpf_skb_vlan_pop,
         bpf_xdp_adjust_head, bpf_xdp_adjust_tail,
     },
     programs::{TcContext, XdpContext},
@@ -74,6 +74,14 @@ pub trait Hook: Frame {
     /// The segment payload size of a GSO packet (tc: a GRO'd skb), 0 for a
     /// single packet (always, at XDP).
     fn gso_size(&self) -> u32;
+    /// The largest IP packet a frame without `gso_size` can carry as one
+    /// packet on the wire, so a longer frame is an aggregate whose packets
+    /// are at most this: at XDP the ingress device's MTU (generic XDP
+    /// runs after GRO and sees its aggregates, with no segment size), at
+    /// tc no bound (`u32::MAX`: an aggregate has its `gso_size`). A helper
+    /// call at XDP: asked only of a frame already longer than a route's
+    /// MTU.
+    fn wire_mtu(&self) -> u32;
     /// Drops a VLAN tag held outside the frame (tc: an accelerated tag the
     /// device took off), so a packet leaving by another interface does not
     /// get it back. Nothing at XDP, where tags are in the frame.
@@ -174,6 +182,20 @@ impl Hook for XdpContext {
     #[inline(always)]
     fn gso_size(&self) -> u32 {
         0
+    }
+
+    /// By `bpf_check_mtu` on the ingress device (ifindex 0); unknown
+    /// (`u32::MAX`, the frame judged by its length) if the helper fails.
+    #[inline(always)]
+    fn wire_mtu(&self) -> u32 {
+        let mut mtu: u32 = 0;
+        // SAFETY: a helper on our own context, writing a local.
+        let ret = unsafe { bpf_check_mtu(self.ctx.cast(), 0, &mut mtu, 0, 0) };
+        if ret < 0 || mtu == 0 {
+            u32::MAX
+        } else {
+            mtu
+        }
     }
 
     #[inline(always)]
@@ -318,6 +340,11 @@ impl Hook for TcContext {
     fn gso_size(&self) -> u32 {
         // SAFETY: the context pointer is the program's argument.
         unsafe { (*self.skb.skb).gso_size }
+    }
+
+    #[inline(always)]
+    fn wire_mtu(&self) -> u32 {
+        u32::MAX
     }
 
     #[inline(always)]

@@ -822,11 +822,33 @@ fn a_new_connection_on_a_reused_tuple_leaves_a_drained_backend(hook: Hook, kind:
     }
     bed.apply(&[vip.clone()]).expect("apply");
     let held = bed.counter(Counter::ConntrackHalfOpenNew).expect("counter");
+    let vip_id = bed.balancer.vips()[&lb_userspace::reconcile::VipId::of(&vip)].id;
+    let vip_new = |bed: &TestBed| {
+        bed.dataplane
+            .vip_traffic(vip_id)
+            .expect("VIP stats")
+            .new_flows
+    };
+    let backend_new = |bed: &TestBed, id: u32| {
+        bed.dataplane
+            .backend_traffic(id)
+            .expect("backend stats")
+            .new_flows
+    };
     for f in [&fin_closed, &rst_closed, &idle] {
         let (now, mac) = bed.maglev_backend(&vip, f).expect("backend");
         assert_ne!(now, drained, "weight 0 takes no slot");
         let what = format!("a new connection on {f:?}");
+        let now_id = bed.maglev_backend_id(&vip, f).expect("id");
+        let (vip_before, backend_before) = (vip_new(&bed), backend_new(&bed, now_id));
         assert_sent_to(&mut bed, &packet::tcp(f, SYN, None, b""), mac, &what);
+        // Counted as a new flow of the VIP and of its new backend.
+        assert_eq!(vip_new(&bed), vip_before + 1, "{what}: VIP new flows");
+        assert_eq!(
+            backend_new(&bed, now_id),
+            backend_before + 1,
+            "{what}: backend new flows"
+        );
         let entry = bed
             .dataplane
             .flow(&flow_key(f, Protocol::Tcp))
@@ -842,7 +864,9 @@ fn a_new_connection_on_a_reused_tuple_leaves_a_drained_backend(hook: Hook, kind:
         assert_sent_to(&mut bed, &packet::tcp(f, ACK, None, b"y"), mac, &what);
     }
     // A handshake (held where this design holds SYNs) whose SYN comes
-    // again, and two live connections that see a SYN: all stay on .12.
+    // again, and two live connections that see a SYN: all stay on .12,
+    // none a new flow.
+    let vip_before = vip_new(&bed);
     for f in [&handshake, &held_apart, &established, &spoofed] {
         assert_sent_to(
             &mut bed,
@@ -851,6 +875,7 @@ fn a_new_connection_on_a_reused_tuple_leaves_a_drained_backend(hook: Hook, kind:
             "live",
         );
     }
+    assert_eq!(vip_new(&bed), vip_before, "a SYN into a live flow");
     for f in [&handshake, &held_apart] {
         assert_sent_to(
             &mut bed,
@@ -955,6 +980,7 @@ fn a_promotion_that_finds_every_way_busy_keeps_the_handshake(hook: Hook) {
     let failed = bed
         .counter(Counter::ConntrackInsertFailed)
         .expect("counter");
+    bed.dataplane.drain_events();
     assert_sent_to(
         &mut bed,
         &packet::tcp(&f, ACK, None, b"x"),
@@ -966,6 +992,15 @@ fn a_promotion_that_finds_every_way_busy_keeps_the_handshake(hook: Hook) {
             .expect("counter")
             - failed,
         1
+    );
+    // No event: it would tell lbd a flow went untracked (forwarded by
+    // hash only), and this one is still tracked, in the half-open table.
+    let events = bed.dataplane.drain_events();
+    assert!(
+        !events
+            .iter()
+            .any(|e| e.kind == lb_common::consts::EVENT_CONNTRACK_INSERT_FAILED),
+        "{events:?}"
     );
     assert!(
         bed.dataplane.half_open_flow(&key).is_some(),

@@ -252,11 +252,13 @@ fn bucket_mask() -> u32 {
 /// flow: it becomes a new flow at its ACK, `touch`), `ConntrackHit` when
 /// another CPU had just inserted it, `ConntrackInsertFailed` (and the
 /// event) when every way was taken by writers (nothing for a SYN: its
-/// flow then goes to the half-open table, `no_room`). Returns the
+/// flow then goes to the half-open table, `no_room`; no event for a
+/// `promoting` ACK: its handshake stays tracked in the half-open table,
+/// sent to its backend, for the next packet to promote). Returns the
 /// claim's result (a value in the return register: the verifier refuses
 /// a stack pointer left there).
 #[inline(never)]
-pub(super) fn insert_pending(pending: *mut PendingFlow) -> u32 {
+pub(super) fn insert_pending(pending: *mut PendingFlow, promoting: bool) -> u32 {
     // SAFETY: this CPU's slot, filled by `queue`.
     let pending = unsafe { &*pending };
     let mask = bucket_mask();
@@ -279,7 +281,11 @@ pub(super) fn insert_pending(pending: *mut PendingFlow) -> u32 {
         CLAIM_CONTENDED if half_open => {}
         CLAIM_CONTENDED => {
             stats::count(Counter::ConntrackInsertFailed);
-            stats::report(EVENT_CONNTRACK_INSERT_FAILED, pending.vip_id, &pending.key);
+            // The event says a flow went untracked (forwarded by hash
+            // only); a deferred promotion is still tracked.
+            if !promoting {
+                stats::report(EVENT_CONNTRACK_INSERT_FAILED, pending.vip_id, &pending.key);
+            }
         }
         // Another CPU inserted it a moment ago: its entry stands.
         _ => stats::count(Counter::ConntrackHit),
@@ -447,7 +453,12 @@ fn repin_into(
     let _ = unsafe { flow_table::rewrite(bucket, seen, &repinned, rank) };
     // SAFETY: `out` points to the caller's uninitialised decision.
     unsafe {
-        out.write(unchanged(backend_id, backend, now, hash));
+        out.write(Decision {
+            // A reopened tuple is a new connection: counted as a new
+            // flow of its VIP and backend.
+            new_flow: reopened,
+            ..unchanged(backend_id, backend, now, hash)
+        });
     }
     true
 }

@@ -90,7 +90,12 @@ fn tracked(
     entry.backend_generation = backend.generation;
     entry.hash = hash;
     let now = touch(entry, packet.tcp_flags, mark);
-    Some(unchanged(backend_id, backend, now, hash))
+    // A reopened tuple is a new connection: counted as a new flow of its
+    // VIP and backend.
+    Some(Decision {
+        new_flow: reopened,
+        ..unchanged(backend_id, backend, now, hash)
+    })
 }
 
 /// A packet of a flow this table does not hold: its SYN's backend if the

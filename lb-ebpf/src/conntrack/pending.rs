@@ -108,7 +108,7 @@ pub(super) fn settle(outcome: u64, pending: *mut PendingFlow) -> u64 {
         // verifier walks a called function once per call site.
         let mut into_half_open = armed == INTO_HALF_OPEN;
         if !into_half_open && design() == DESIGN_BUCKETS {
-            let placed = buckets::insert_pending(pending);
+            let placed = buckets::insert_pending(pending, armed == PROMOTE_INTO_BUCKETS);
             if armed == PROMOTE_INTO_BUCKETS {
                 // Only once the flow is in the table (inserted, or found:
                 // another CPU promoted it): an insert that found every way

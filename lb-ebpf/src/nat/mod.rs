@@ -8,7 +8,9 @@
 //!
 //! Routed as a router would: a packet larger than its route's MTU (the
 //! FIB's, cached in the entry with the next hop; at tc a GSO packet is
-//! judged by its segments) is not sent. With DF (IPv4) or IPv6 it is
+//! judged by its segments, at XDP a frame longer than the ingress
+//! device's MTU, a GRO aggregate generic XDP sees, by that MTU) is not
+//! sent. With DF (IPv4) or IPv6 it is
 //! answered with ICMP fragmentation-needed / packet-too-big toward its
 //! sender (the tunnel modes' answer, `too_big`: from the address it was
 //! sent to, back out of the interface it came in on); IPv4 without DF
@@ -306,7 +308,12 @@ pub(super) fn send<C: Hook>(
             return counter.into();
         }
     }
-    if entry.mtu != 0 && wire_len(ctx, key.proto, at, l3.tot_len) > entry.mtu {
+    // The packet's own length first: only one longer than the route's
+    // MTU asks what it is on the wire.
+    if entry.mtu != 0
+        && u32::from(l3.tot_len) > entry.mtu
+        && wire_len(ctx, key.proto, at, l3.tot_len) > entry.mtu
+    {
         return too_big(l3, entry.mtu);
     }
     if !rewrite::translate(ctx, key, at, entry) {
@@ -327,14 +334,20 @@ pub(super) fn send<C: Hook>(
 }
 
 /// The size of the largest IP packet this one is on the wire: itself
-/// (`tot_len`, from its header), or at tc for a GSO packet one segment:
-/// the headers up to the transport payload and `gso_size` bytes of it.
+/// (`tot_len`, from its header); at tc for a GSO packet one segment: the
+/// headers up to the transport payload and `gso_size` bytes of it; at XDP
+/// at most the ingress device's MTU (`Hook::wire_mtu`): a longer frame
+/// is an aggregate generic XDP sees after GRO, whose packets came off the
+/// wire no longer than that. Sent, it leaves as the GSO packet it still
+/// is; note the kernel refuses a generic-XDP redirect of one longer than
+/// the egress device's MTU (`xdp_ok_fwd_dev`): in generic mode bulk
+/// traffic wants GRO off on the ingress device, or the tc hook.
 #[inline(always)]
 fn wire_len<C: Hook>(ctx: &C, proto: u8, at: &Layout, tot_len: u16) -> u32 {
     let tot_len = u32::from(tot_len);
     let gso = ctx.gso_size();
     if gso == 0 {
-        return tot_len;
+        return tot_len.min(ctx.wire_mtu());
     }
     let l4_header = if proto == IPPROTO_TCP {
         match ptr_at::<[u8; 13], C>(ctx, at.l4_off) {

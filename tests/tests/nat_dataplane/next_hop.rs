@@ -287,6 +287,76 @@ fn tc_sends_a_refreshing_gso_packet_whose_segments_fit() {
     });
 }
 
+/// At tc a UDP GSO skb (3000 bytes of IP packet) is judged by its
+/// segments too, each its IP and UDP headers and `gso_size` bytes of
+/// payload: segments of 1500 bytes fit the route (MTU 1500) and the skb
+/// is translated; one byte more each and it is answered.
+#[test]
+fn tc_judges_a_udp_gso_packet_by_its_segments() {
+    in_netns(Hook::Tc, vips(), |bed| {
+        for (answered, (vip, headers)) in (1..).zip([(VIP4, 28), (VIP6, 48)]) {
+            let flow = client_flow(vip, 53, 40_050);
+            let big = packet::udp(&flow, None, &vec![0x5a; 3000 - headers]);
+            let (verdict, out) = bed
+                .run_tc_gso(bed.in_if, &big, 1500 - headers as u32, 3)
+                .expect("run");
+            assert_eq!(verdict, bed.verdicts.redirect, "{vip}");
+            let (forward, _, _) = entries(bed, &flow_key(&flow, Protocol::Udp));
+            assert_eq!(forward.mtu, 1500, "{vip}");
+            check(
+                &out,
+                &Expected {
+                    dport: 53,
+                    ..translated(&flow, &forward)
+                },
+            );
+            let (verdict, out) = bed
+                .run_tc_gso(bed.in_if, &big, 1501 - headers as u32, 3)
+                .expect("run");
+            assert_eq!(verdict, bed.verdicts.bounce, "{vip}");
+            check_too_big(&out, &big, 1500);
+            assert_eq!(counter(bed, Counter::SentIcmpTooBig), answered);
+        }
+    });
+}
+
+/// At XDP a frame longer than the MTU of the device it came in on cannot
+/// have come off the wire as one packet: it is an aggregate generic XDP
+/// sees after GRO (no segment size at XDP), its packets no longer than
+/// that MTU. A 3000-byte one in on `in0` (MTU 1500) through a route of
+/// MTU 1500 is translated and sent, not answered; once `in0` admits
+/// 9000-byte packets, the same frame may be one packet too big for the
+/// route, and is answered.
+#[test]
+fn xdp_sends_an_aggregate_longer_than_its_ingress_mtu() {
+    in_netns(Hook::Xdp, vips(), |bed| {
+        let flows: Vec<Flow> = [VIP4, VIP6]
+            .into_iter()
+            .map(|vip| client_flow(vip, 80, 40_040))
+            .collect();
+        for flow in &flows {
+            bed.run_on(bed.in_if, &packet::tcp(flow, SYN, None, b""))
+                .expect("syn");
+            let big = segment_of(flow, 3000);
+            let (verdict, out) = bed.run_on(bed.in_if, &big).expect("aggregate");
+            assert_eq!(verdict, bed.verdicts.redirect, "{flow:?}");
+            let (forward, _, _) = entries(bed, &flow_key(flow, Protocol::Tcp));
+            assert_eq!(forward.mtu, 1500, "the route's MTU, cached");
+            assert_eq!(out.len(), big.len());
+            check(&out, &translated(flow, &forward));
+        }
+        assert_eq!(counter(bed, Counter::SentIcmpTooBig), 0);
+        ip(&["link", "set", IN_DEV, "mtu", "9000"]);
+        for (answered, flow) in (1..).zip(&flows) {
+            let big = segment_of(flow, 3000);
+            let (verdict, out) = bed.run_on(bed.in_if, &big).expect("too big");
+            assert_eq!(verdict, bed.verdicts.bounce, "{flow:?}");
+            check_too_big(&out, &big, 1500);
+            assert_eq!(counter(bed, Counter::SentIcmpTooBig), answered);
+        }
+    });
+}
+
 /// Routes of MTU 1400 (locked) to a backend and to the client: a packet that fits
 /// is translated; one of 1500 bytes (IPv4 with DF, or IPv6) is answered
 /// with fragmentation needed / packet too big toward its sender (the

@@ -8,7 +8,8 @@
 use lb_common::stats::Counter;
 use lb_tests::{
     craft::tcp_flag,
-    natbed::{addr, client_flow},
+    natbed::{addr, client_flow, IN_DEV, OUT_DEV},
+    support::ip,
     testbed::Hook,
 };
 use lb_userspace::config::Protocol;
@@ -89,6 +90,41 @@ fn one_byte_more_than_fits_is_answered(hook: Hook) {
             check_too_big(&out, &sent, 14, mtu);
             assert_eq!(counter(bed, Counter::SentIcmpTooBig), answered + 1);
             assert_eq!(counter(bed, Counter::TunnelEncap), encapsulated);
+        }
+    });
+}
+
+/// At XDP a frame longer than the MTU of the device it came in on is an
+/// aggregate generic XDP sees after GRO, its packets no longer than that
+/// MTU: with a route of MTU 1600, a 3000-byte inner packet in on `in0`
+/// (MTU 1500), whose packets wrapped fit, is wrapped whole, not answered;
+/// once `in0` admits 9000-byte packets the same frame may be one packet
+/// too big for the route, and is answered.
+#[test]
+fn xdp_wraps_an_aggregate_longer_than_its_ingress_mtu() {
+    in_netns(Hook::Xdp, vips(), |bed, vips| {
+        ip(&["link", "set", OUT_DEV, "mtu", "1600"]);
+        let mut sport = 45_000;
+        let mut sent_all = Vec::new();
+        for (vip, port, overhead) in MODES {
+            sport += 1;
+            let config = find(vips, vip, port, Protocol::Tcp);
+            let flow = client_flow(vip, port, sport);
+            let sent = client_segment(&[], vip, port, sport, tcp_flag::SYN, 3000 - headers_of(vip));
+            let (verdict, out) = bed.run_on(bed.nat.in_if, &sent).expect("test run");
+            assert_eq!(verdict, bed.verdicts().redirect, "{vip}:{port}");
+            assert_eq!(out.len(), 14 + overhead + 3000, "{vip}:{port}");
+            check_wrapped(&out, &wrapped_for(bed, config, &flow, &sent[14..], false));
+            sent_all.push((sent, overhead));
+        }
+        assert_eq!(counter(bed, Counter::SentIcmpTooBig), 0);
+        ip(&["link", "set", IN_DEV, "mtu", "9000"]);
+        for (answered, (sent, overhead)) in (1..).zip(&sent_all) {
+            let (verdict, out) = bed.run_on(bed.nat.in_if, sent).expect("test run");
+            assert_eq!(verdict, bed.verdicts().bounce);
+            let mtu = u16::try_from(1600 - overhead).expect("MTU");
+            check_too_big(&out, sent, 14, mtu);
+            assert_eq!(counter(bed, Counter::SentIcmpTooBig), answered);
         }
     });
 }

@@ -240,7 +240,12 @@ fn try_send<C: Hook>(ctx: &C, job: &Job, backend: &Backend) -> Result<Outcome, C
     let hop = hop::get(ctx, job.backend_id, backend, &route, key, job.now)?;
     let overhead = tunnel::overhead(gue, backend.family);
     let gso = ctx.gso_size();
-    if hop.mtu != 0 && segment_len(ctx, &at, &inner, gso, key.proto) + overhead > hop.mtu {
+    // The packet's own length first: only one too long asks what it is
+    // on the wire.
+    if hop.mtu != 0
+        && inner.len + overhead > hop.mtu
+        && segment_len(ctx, &at, &inner, gso, key.proto) + overhead > hop.mtu
+    {
         // Never an ICMP error about an ICMP error (RFC 1122), nor to a
         // health check: those are dropped, counted.
         if job.flags & (JOB_HC | JOB_ICMP_ERROR) != 0 {
@@ -415,11 +420,13 @@ fn read_inner<C: Hook>(ctx: &C, v4: bool, want_csum: bool, at: &Layout) -> Optio
 
 /// The size of the largest IP packet the inner packet becomes on the
 /// wire: itself, or for a GSO packet (tc) one segment: the headers up to
-/// the transport payload and `gso` bytes of it.
+/// the transport payload and `gso` bytes of it, or at XDP at most the
+/// ingress device's MTU (`Hook::wire_mtu`: a longer frame is a GRO
+/// aggregate generic XDP sees, as in `nat::wire_len`).
 #[inline(always)]
 fn segment_len<C: Hook>(ctx: &C, at: &Layout, inner: &Inner, gso: u32, proto: u8) -> u32 {
     if gso == 0 {
-        return inner.len;
+        return inner.len.min(ctx.wire_mtu());
     }
     let l4_header = if proto == IPPROTO_TCP {
         match ptr_at::<[u8; 13], C>(ctx, at.l4_off) {

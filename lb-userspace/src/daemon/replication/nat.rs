@@ -409,6 +409,7 @@ fn merged(existing: &NatEntry, record: &NatEntry) -> NatEntry {
         ifindex: existing.ifindex,
         dmac: existing.dmac,
         smac: existing.smac,
+        mtu: existing.mtu,
         ..*newer
     }
 }
@@ -471,6 +472,7 @@ pub(super) fn install_pair_as(
                         ifindex: existing.ifindex,
                         dmac: existing.dmac,
                         smac: existing.smac,
+                        mtu: existing.mtu,
                         ..*entry
                     },
                 };
@@ -984,6 +986,7 @@ pub(super) mod tests {
         assert_eq!(install_pair(&mut table, &ours).unwrap(), Installed::Yes);
         let mut looked_up = table.entries[&ours[0].0];
         looked_up.ifindex = 4;
+        looked_up.mtu = 1400;
         looked_up.last_seen_ns = 99_000_000_000;
         table.entries.insert(ours[0].0, looked_up);
         let mut newer = ours;
@@ -992,10 +995,35 @@ pub(super) mod tests {
         assert_eq!(install_pair(&mut table, &newer).unwrap(), Installed::Yes);
         let fwd = table.entries[&ours[0].0];
         assert_eq!(
-            (fwd.ifindex, fwd.last_seen_ns, fwd.flags),
-            (4, 99_000_000_000, NAT_F_SYN | NAT_F_REPLIED)
+            (fwd.ifindex, fwd.mtu, fwd.last_seen_ns, fwd.flags),
+            (4, 1400, 99_000_000_000, NAT_F_SYN | NAT_F_REPLIED)
         );
         assert_eq!(table.entries[&ours[1].0].last_seen_ns, 100_000_000_000);
+    }
+
+    #[test]
+    fn a_merge_keeps_this_nodes_next_hop_and_route_mtu() {
+        let ours = flow("198.18.1.10", 40000, 20001, "198.19.2.11", 1);
+        let existing = NatEntry {
+            ifindex: 4,
+            dmac: [2, 0, 0, 0, 0, 4],
+            smac: [2, 0, 0, 0, 0, 5],
+            mtu: 1400,
+            last_seen_ns: 1_000,
+            ..ours[0].1
+        };
+        // A fresher record (its next hop and MTU unset, as records carry).
+        let record = NatEntry {
+            last_seen_ns: 2_000,
+            flags: ours[0].1.flags | NAT_F_REPLIED,
+            ..ours[0].1
+        };
+        let got = merged(&existing, &record);
+        assert_eq!(
+            (got.ifindex, got.dmac, got.smac, got.mtu),
+            (4, existing.dmac, existing.smac, 1400)
+        );
+        assert_eq!((got.last_seen_ns, got.flags), (2_000, record.flags));
     }
 
     /// A table whose `which`-th insert finds `taken` put in just before it
