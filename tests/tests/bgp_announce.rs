@@ -533,3 +533,207 @@ fn the_routes_are_withdrawn_whatever_the_config_has_become() {
         !announced(&bird)
     });
 }
+
+/// The config of a second lbd on the LB node's `eth1` (which the test
+/// adds): its own `pin_dir`, node state file and `routes_file` (the first
+/// lbd's when `routes` is None) and admin socket `admin_socket`.
+fn second_lbd_config(
+    lab: &Lab,
+    first: &str,
+    admin_socket: &std::path::Path,
+    routes: Option<&std::path::Path>,
+) -> String {
+    let node_state = lab.dir.join("state").join("node.state");
+    let config = first
+        .replace("interface = \"eth0\"", "interface = \"eth1\"")
+        .replace(
+            &lab.admin_socket().display().to_string(),
+            &admin_socket.display().to_string(),
+        )
+        .replace(
+            &node_state.display().to_string(),
+            &lab.dir
+                .join("state2")
+                .join("node.state")
+                .display()
+                .to_string(),
+        );
+    let config = match routes {
+        Some(routes) => config.replace(
+            &routes_file(lab).display().to_string(),
+            &routes.display().to_string(),
+        ),
+        None => config,
+    };
+    assert!(config.contains("interface = \"eth1\""), "{config}");
+    format!(
+        "pin_dir = \"{}-second\"\n{config}",
+        lab.pin_dir_of(&lab.lb).display()
+    )
+}
+
+/// A second lbd with the first one's admin socket (on another interface,
+/// with its own `pin_dir` and routes file) is refused before it changes
+/// anything: it would otherwise read the first lbd's record of what it
+/// holds as a previous lbd's, withdraw the first lbd's routes (a routes
+/// file it does not use) and overwrite the record. The first lbd's routes
+/// stay announced and its record names its own interface still.
+#[test]
+fn a_second_lbd_with_the_same_admin_socket_changes_nothing() {
+    let mut lab = Lab::start(2).expect("lab");
+    lab.wait_for_backends().expect("backends");
+    let lb = lab.lb.clone();
+    let paths = Bird::paths(&lab, "bird-lb");
+    let config = lbd_config(&lab, &paths, &["b1", "b2"]);
+    std::fs::create_dir_all(routes_file(&lab).parent().expect("dir")).expect("bgp dir");
+    std::fs::write(routes_file(&lab), "").expect("routes file");
+    let bird_conf = bird_config(&lab);
+    let bird = Bird::start(&mut lab, &lb, "bird-lb", &bird_conf).expect("bird");
+    let pid = lab.start_lbd(&config).expect("lbd");
+    wait_until("announced", FOLLOW, || announced(&bird));
+    let record_path = lab.dir.join("lbd.held.json");
+    let record = std::fs::read_to_string(&record_path).expect("the first lbd's record");
+    let routes = std::fs::read_to_string(routes_file(&lab)).expect("routes");
+    lab.add_lb_interface(&lb, "eth1", 200).expect("eth1");
+
+    let other_routes = lab.dir.join("bgp2").join("vips.conf");
+    let second = second_lbd_config(&lab, &config, &lab.admin_socket(), Some(&other_routes));
+    let path = lab.dir.join("lbd-second.toml");
+    std::fs::write(&path, &second).expect("config");
+    let lbd = lb_tests::lab::lbd_binary().expect("lbd");
+    lab.spawn(
+        "lbd-second",
+        &lb.netns,
+        &lbd.to_string_lossy(),
+        &["--config", &path.to_string_lossy()],
+    )
+    .expect("spawn");
+    let status = lab
+        .wait_exit("lbd-second", Duration::from_secs(20))
+        .expect("the second lbd exits");
+    let log = lab.log("lbd-second");
+    assert!(!status.success(), "{log}");
+    assert!(
+        announced(&bird),
+        "the first lbd's routes were withdrawn:\n{log}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(routes_file(&lab)).expect("routes"),
+        routes,
+        "{log}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&record_path).expect("record"),
+        record,
+        "the first lbd's record was changed:\n{log}"
+    );
+    assert!(record.contains("\"interface\": \"eth0\""), "{record}");
+    assert!(log.contains("lbd.held.json"), "{log}");
+    assert!(log.contains(&format!("pid {pid}")), "{log}");
+    assert!(lab.is_running("lbd"));
+    assert!(!other_routes.exists(), "{log}");
+}
+
+/// The record of an lbd that stopped names its routes file; another lbd
+/// (another interface and admin socket) announces through that file now.
+/// `lbd --release-vips` with the first lbd's config (the unit's stop path
+/// run again, or by hand) leaves the file to the running lbd: its routes
+/// stay announced, and the warning names the file's user.
+#[test]
+fn a_stale_record_does_not_withdraw_the_routes_of_a_running_lbd() {
+    let mut lab = Lab::start(2).expect("lab");
+    lab.wait_for_backends().expect("backends");
+    let lb = lab.lb.clone();
+    let paths = Bird::paths(&lab, "bird-lb");
+    let config = lbd_config(&lab, &paths, &["b1", "b2"]);
+    std::fs::create_dir_all(routes_file(&lab).parent().expect("dir")).expect("bgp dir");
+    std::fs::write(routes_file(&lab), "").expect("routes file");
+    let bird_conf = bird_config(&lab);
+    let bird = Bird::start(&mut lab, &lb, "bird-lb", &bird_conf).expect("bird");
+    lab.start_lbd(&config).expect("lbd");
+    wait_until("announced", FOLLOW, || announced(&bird));
+    lab.terminate("lbd").expect("SIGTERM");
+    assert!(announced(&bird), "a restart keeps the routes");
+
+    lab.add_lb_interface(&lb, "eth1", 200).expect("eth1");
+    let second = second_lbd_config(&lab, &config, &lab.dir.join("lbd-eth1.sock"), None);
+    let pid = lab
+        .start_lbd_on(&lb, "lbd-eth1", &second)
+        .expect("the second lbd");
+    wait_until("announced by the second lbd", FOLLOW, || {
+        lab.log("lbd-eth1")
+            .contains(&format!("BIRD reconfigured announced={{{VIP4}}}"))
+            && announced(&bird)
+    });
+    let out = release_vips_as_the_unit(&lab, "lbd");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        announced(&bird),
+        "the running lbd's routes were withdrawn: {stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("pid {pid}")) && stderr.contains("left to it"),
+        "{stderr}"
+    );
+    assert!(lab.is_running("lbd-eth1"));
+}
+
+/// `admin_socket` edited, then a restart (SIGUSR1, the unit's
+/// RestartKillSignal): the lbd that ran left word at its own admin
+/// socket, where its record is. The stop path, with no record at the new
+/// admin socket, finds that record by the config file and keeps the
+/// announcement; the next lbd takes the record over.
+#[test]
+fn an_admin_socket_edited_across_a_restart_keeps_the_announcement() {
+    let mut lab = Lab::start(2).expect("lab");
+    lab.wait_for_backends().expect("backends");
+    let lb = lab.lb.clone();
+    let paths = Bird::paths(&lab, "bird-lb");
+    let config = lbd_config(&lab, &paths, &["b1", "b2"]);
+    std::fs::create_dir_all(routes_file(&lab).parent().expect("dir")).expect("bgp dir");
+    std::fs::write(routes_file(&lab), "").expect("routes file");
+    let bird_conf = bird_config(&lab);
+    let bird = Bird::start(&mut lab, &lb, "bird-lb", &bird_conf).expect("bird");
+    lab.start_lbd(&config).expect("lbd");
+    wait_until("announced", FOLLOW, || announced(&bird));
+
+    let path = lab.dir.join("lbd.toml");
+    let written = std::fs::read_to_string(&path).expect("config");
+    let moved_socket = lab.dir.join("lbd-moved.sock");
+    let moved = written.replace(
+        &lab.admin_socket().display().to_string(),
+        &moved_socket.display().to_string(),
+    );
+    assert_ne!(moved, written);
+    std::fs::write(&path, &moved).expect("admin_socket edited");
+    lab.signal("lbd", libc::SIGUSR1).expect("SIGUSR1");
+    let status = lab.wait_exit("lbd", Duration::from_secs(10)).expect("exit");
+    assert!(status.success(), "{}", lab.log("lbd"));
+    let out = release_vips_as_the_unit(&lab, "lbd");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(announced(&bird), "a restart keeps the routes: {stderr}");
+
+    let lbd = lb_tests::lab::lbd_binary().expect("lbd");
+    lab.spawn(
+        "lbd-again",
+        &lb.netns,
+        &lbd.to_string_lossy(),
+        &["--config", &path.to_string_lossy()],
+    )
+    .expect("lbd again");
+    wait_until("lbd ready", Duration::from_secs(30), || {
+        lab.log("lbd-again").contains("lbd ready")
+    });
+    assert!(
+        lab.dir.join("lbd-moved.held.json").exists(),
+        "{}",
+        lab.log("lbd-again")
+    );
+    assert!(
+        !lab.dir.join("lbd.held.json").exists(),
+        "the previous record is taken over: {}",
+        lab.log("lbd-again")
+    );
+}

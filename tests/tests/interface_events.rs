@@ -408,6 +408,27 @@ fn leave_cls_bpf_filter(lab: &Lab) -> u32 {
     .expect("a cls_bpf filter")
 }
 
+/// The netlink dump lbd's hook check reads (whether its cls_bpf filter,
+/// attached without tcx, is still in place) reports the program of a
+/// cls_bpf filter lbd's tc fallback would place. Where the kernel has tcx
+/// lbd never attaches that way, so the dump is asked directly: one that
+/// lost the filter's program id or name would have lbd take its own hook
+/// for gone.
+#[test]
+fn the_ingress_dump_reports_the_program_of_a_cls_bpf_filter() {
+    let lab = Lab::start(1).expect("lab");
+    let id = leave_cls_bpf_filter(&lab);
+    let programs = lb_tests::lab::in_netns(&lab.lb.netns, || -> anyhow::Result<Vec<u32>> {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(lb_userspace::daemon::cls_bpf_ingress_programs("eth0"))
+    })
+    .expect("in the LB's namespace")
+    .expect("the ingress dump");
+    assert_eq!(programs, vec![id], "{}", ingress_filters(&lab));
+}
+
 /// `tc filter show dev eth0 ingress` on the LB node.
 fn ingress_filters(lab: &Lab) -> String {
     let out = std::process::Command::new("tc")

@@ -246,7 +246,14 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<()> {
     } else {
         None
     };
+    let admin_socket = engine.config().admin_socket.clone();
     let released = engine.shutdown(stop).await?;
+    if stop == Stop::Clean {
+        // The announcement is withdrawn (the shutdown fails otherwise): the
+        // stop path must not empty the routes file again later, when
+        // another lbd may use it.
+        crate::ownership::held::forget_announcement(&admin_socket);
+    }
     if let Some(error) = lost_hook {
         // VRRP stepped down and BGP withdrew when the hook was lost; the
         // maps stay pinned for the next lbd.
@@ -353,14 +360,26 @@ pub enum Offline {
 /// Runs an offline action for the lbd started with the config at `path`:
 /// on what that lbd recorded it held (see `ownership::held`), so an edit
 /// of the file since changes nothing; on what `config` says if it left no
-/// record. `config` is None when the file could not be read: the record
-/// is then looked for (see `held::search_dirs`), and without one nothing
-/// is done. Refused while an lbd owns that data plane (its locks, see
-/// `ownership`), whatever admin socket the config names.
+/// record. The record is the one at the config's admin socket, else (the
+/// admin socket edited since) the newest naming this config file (see
+/// `held::find`). `config` is None when the file could not be read: the
+/// record is then looked for (see `held::search_dirs`), and without one
+/// nothing is done. Refused while an lbd owns that data plane (its locks,
+/// see `ownership`), whatever admin socket the config names. A routes
+/// file a running lbd uses now is not emptied (see
+/// `held::lock_routes_file`).
 pub async fn offline(path: &Path, config: Option<&Config>, action: Offline) -> anyhow::Result<()> {
     use crate::ownership::held::{self, Source};
     let record = match config {
-        Some(config) => held::record_path(&config.admin_socket).and_then(|p| held::read(&p)),
+        Some(config) => held::record_path(&config.admin_socket)
+            .and_then(|p| held::read(&p))
+            .or_else(|| {
+                let runtime = std::env::var("RUNTIME_DIRECTORY").ok();
+                let dirs = held::search_dirs_of(Some(&config.admin_socket), runtime.as_deref());
+                let (found, record) = held::find(path, &dirs)?;
+                info!(record = %found.display(), "no record at the config's admin socket: using the newest record of the lbd started with this config");
+                Some(record)
+            }),
         None => {
             let text = std::fs::read_to_string(path).ok();
             let runtime = std::env::var("RUNTIME_DIRECTORY").ok();
@@ -411,12 +430,19 @@ pub async fn offline(path: &Path, config: Option<&Config>, action: Offline) -> a
     // BIRD that is down or refuses must not keep the addresses on the
     // interface or the program attached: the rest is done, and the BGP
     // error returned at the end.
-    let bgp = match (&plan.bgp, action) {
-        (None, _) => Ok(()),
-        (Some(bgp), Offline::ReleaseVips) => {
-            engine::node::withdraw_unless_restarting(&plan.admin_socket, bgp).await
-        }
-        (Some(bgp), Offline::Cleanup) => crate::bgp::announcer::withdraw_routes(bgp).await,
+    let bgp = match &plan.bgp {
+        None => Ok(()),
+        Some(bgp) => match held::lock_routes_file(bgp, path) {
+            Err(error) => Err(error),
+            // A running lbd announces through that file now: warned.
+            Ok(None) => Ok(()),
+            Ok(Some(_free)) => match action {
+                Offline::ReleaseVips => {
+                    engine::node::withdraw_unless_restarting(&plan.admin_socket, bgp).await
+                }
+                Offline::Cleanup => crate::bgp::announcer::withdraw_routes(bgp).await,
+            },
+        },
     };
     if let Err(error) = &bgp {
         warn!(error = %format!("{error:#}"), "withdrawing the BGP announcements failed; removing the addresses{} anyway", if action == Offline::Cleanup { " and pins" } else { "" });
@@ -502,6 +528,20 @@ fn remove_vrrp_state_files(admin_socket: &Path) {
             let _ = std::fs::remove_file(entry.path());
         }
     }
+}
+
+/// The programs of the cls_bpf filters on the ingress of `interface` (in
+/// this thread's network namespace), from the netlink dump lbd's hook
+/// check reads (whether its filter, attached without tcx, is still in
+/// place; see `dataplane::attach`). Public for the lab tests only: that
+/// check runs only on kernels without tcx, so a test places a filter with
+/// tc and asks this dump, which must report the filter's program id and
+/// name. Must run inside a tokio runtime.
+#[doc(hidden)]
+pub async fn cls_bpf_ingress_programs(interface: &str) -> anyhow::Result<Vec<u32>> {
+    let netlink = crate::netlink::Netlink::connect()?;
+    let index = netlink.interface(interface).await?.index;
+    Ok(netlink.cls_bpf_ingress_programs(index).await?)
 }
 
 /// Whether an lbd answers on the admin socket (its API status).

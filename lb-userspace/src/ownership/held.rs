@@ -14,7 +14,13 @@
 //! rewritten atomically when it changes. A start that finds a previous
 //! record first undoes what the new config no longer holds (addresses on
 //! another interface or no longer listed, a routes file no longer used, a
-//! cls_bpf filter on another interface).
+//! cls_bpf filter on another interface). The record is locked with the
+//! data plane (see `ownership`): whoever reads it to undo what it holds
+//! owns it, so no running lbd's holdings are undone. A routes file is
+//! emptied from a record only while no running lbd holds its lock (it may
+//! announce through it now). When the config's admin socket has no record
+//! (`admin_socket` was edited) the newest record naming the same config
+//! file stands in, and a start takes it over.
 
 use std::{
     net::IpAddr,
@@ -272,11 +278,18 @@ pub(crate) fn write(path: &Path, held: &Held) -> anyhow::Result<()> {
         .with_context(|| format!("replacing {} with {}", path.display(), temporary.display()))
 }
 
-/// Finds, for an offline action whose config could not be read, the
-/// record of the lbd started with `config_path`: in `dirs`, the first
-/// record that names that config.
+/// Finds the record of the lbd started with `config_path` when the
+/// config could not be read, or its admin socket has none (`admin_socket`
+/// edited since): in `dirs`, the newest record that names that config.
 pub(crate) fn find(config_path: &Path, dirs: &[PathBuf]) -> Option<(PathBuf, Held)> {
+    find_all(config_path, dirs).into_iter().next()
+}
+
+/// Every record in `dirs` that names `config_path`, newest first (by the
+/// time it was last written; a directory listing's order says nothing).
+pub(crate) fn find_all(config_path: &Path, dirs: &[PathBuf]) -> Vec<(PathBuf, Held)> {
     let wanted = std::path::absolute(config_path).unwrap_or_else(|_| config_path.to_owned());
+    let mut found: Vec<(std::time::SystemTime, PathBuf, Held)> = Vec::new();
     for dir in dirs {
         let Ok(entries) = std::fs::read_dir(dir) else {
             continue;
@@ -286,15 +299,24 @@ pub(crate) fn find(config_path: &Path, dirs: &[PathBuf]) -> Option<(PathBuf, Hel
             let is_record = path
                 .file_name()
                 .is_some_and(|n| n.to_string_lossy().ends_with(SUFFIX));
-            if !is_record {
+            if !is_record || found.iter().any(|(_, p, _)| *p == path) {
                 continue;
             }
             if let Some(held) = read(&path).filter(|h| h.config == wanted) {
-                return Some((path, held));
+                let written = entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .unwrap_or(std::time::UNIX_EPOCH);
+                found.push((written, path, held));
             }
         }
     }
-    None
+    // Newest first; the same time ordered by path, for a stable answer.
+    found.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    found
+        .into_iter()
+        .map(|(_, path, held)| (path, held))
+        .collect()
 }
 
 /// Where to look for the record when the config cannot be read: the
@@ -312,8 +334,22 @@ pub(crate) fn search_dirs(
                 .get("admin_socket")
                 .and_then(|v| v.as_str())
                 .map(PathBuf::from)
-        })
-        .and_then(|socket| socket.parent().map(Path::to_owned));
+        });
+    search_dirs_of(named.as_deref(), runtime_directory)
+}
+
+/// Where to look for the record of an lbd whose config names
+/// `admin_socket` (if it is known) but whose admin socket has none: its
+/// directory, the service's runtime directory and the default admin
+/// socket's directory (see [`search_dirs`]).
+pub(crate) fn search_dirs_of(
+    admin_socket: Option<&Path>,
+    runtime_directory: Option<&str>,
+) -> Vec<PathBuf> {
+    let named = admin_socket
+        .and_then(Path::parent)
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .map(Path::to_owned);
     // systemd may list several runtime directories, separated by colons.
     let runtime = runtime_directory
         .into_iter()
@@ -335,14 +371,26 @@ pub(crate) fn search_dirs(
 /// Writes the record of what this lbd (started with `config` from
 /// `config_path`) may hold, after undoing what a previous lbd's record
 /// holds that this one will not (see [`at_start`]). Called once this lbd
-/// owns the data plane. Failures are logged: without a record the offline
-/// actions fall back to the config file.
+/// owns the data plane, the lock of its record included (see
+/// `ownership::claim`). The previous record is the one at this admin
+/// socket; without one (`admin_socket` edited), the newest naming this
+/// config elsewhere whose lbd is gone, which is taken over (removed, with
+/// older ones naming this config). Failures are logged: without a record
+/// the offline actions fall back to the config file.
 pub(crate) async fn on_start(config: &Config, config_path: &Path) {
+    let runtime = std::env::var("RUNTIME_DIRECTORY").ok();
+    let dirs = search_dirs_of(Some(&config.admin_socket), runtime.as_deref());
+    on_start_in(config, config_path, &dirs).await;
+}
+
+/// [`on_start`], looking for records of other admin sockets in `dirs`.
+async fn on_start_in(config: &Config, config_path: &Path, dirs: &[PathBuf]) {
     let Some(path) = record_path(&config.admin_socket) else {
         return;
     };
     let mut next = Held::of(config, config_path);
-    if let Some(previous) = read(&path) {
+    let (previous, taken_over, _locks) = previous_record(&path, config_path, dirs);
+    if let Some(previous) = previous {
         let release = at_start(&previous, &next);
         if !release.is_empty() {
             undo_at_start(config, config_path, &release).await;
@@ -351,7 +399,12 @@ pub(crate) async fn on_start(config: &Config, config_path: &Path) {
     }
     match write(&path, &next) {
         Ok(()) => {
-            info!(path = %path.display(), "recorded what this lbd holds, for the stop path and --cleanup")
+            info!(path = %path.display(), "recorded what this lbd holds, for the stop path and --cleanup");
+            for old in taken_over {
+                if let Err(error) = std::fs::remove_file(&old) {
+                    warn!(path = %old.display(), %error, "removing a record this lbd took over failed");
+                }
+            }
         }
         Err(error) => {
             warn!(error = %format!("{error:#}"), "recording what this lbd holds failed: lbd --release-vips and --cleanup will go by the config file")
@@ -359,12 +412,116 @@ pub(crate) async fn on_start(config: &Config, config_path: &Path) {
     }
 }
 
-/// Undoes what a previous lbd held that this one will not. An interface
-/// another running lbd owns is left alone.
+/// The record a start at `path` (this lbd's record) takes over: the one
+/// at `path`; else the newest in `dirs` naming `config_path` whose lbd is
+/// gone (its lock is free). Returns it, the records to remove once this
+/// lbd's is written (that one and older ones naming the config), and
+/// their locks, held meanwhile. A record whose lock another process holds
+/// is a running lbd's: left to it.
+fn previous_record(
+    path: &Path,
+    config_path: &Path,
+    dirs: &[PathBuf],
+) -> (
+    Option<Held>,
+    Vec<PathBuf>,
+    Vec<crate::ownership::lock::Lock>,
+) {
+    if let Some(own) = read(path) {
+        return (Some(own), Vec::new(), Vec::new());
+    }
+    let mut previous = None;
+    let mut taken_over = Vec::new();
+    let mut locks = Vec::new();
+    for (other, held) in find_all(config_path, dirs) {
+        if other == path {
+            continue;
+        }
+        match super::try_record_lock(&other, config_path) {
+            Ok(Some(lock)) => {
+                if previous.is_none() {
+                    info!(record = %other.display(), admin_socket = %held.admin_socket.display(), "taking over the record of the lbd that ran with this config and another admin socket");
+                    previous = Some(held);
+                } else {
+                    info!(record = %other.display(), "an older record of this config is removed");
+                }
+                locks.push(lock);
+                taken_over.push(other);
+            }
+            Ok(None) => {
+                info!(record = %other.display(), pid = held.pid, "a record naming this config belongs to a running lbd: left to it");
+            }
+            Err(error) => {
+                warn!(record = %other.display(), error = %format!("{error:#}"), "cannot lock a record naming this config: left");
+            }
+        }
+    }
+    (previous, taken_over, locks)
+}
+
+/// Leave to empty a recorded routes file: the lock of the file, held
+/// while the routes are withdrawn (see [`lock_routes_file`]).
+#[derive(Debug)]
+pub(crate) struct RoutesFileFree {
+    /// None: the file's directory is gone, so nobody uses the file.
+    _lock: Option<crate::ownership::lock::Lock>,
+}
+
+/// Locks the routes file of a record's announcement `bgp` for a process
+/// (started with `config_path`) about to withdraw its routes; None, with
+/// a warning naming the file and the owner's pid, when a running lbd
+/// holds its lock: that lbd announces through the file now, and emptying
+/// it would withdraw its routes.
+pub(crate) fn lock_routes_file(
+    bgp: &HeldBgp,
+    config_path: &Path,
+) -> anyhow::Result<Option<RoutesFileFree>> {
+    match super::try_bgp_file_lock(&bgp.routes_file, config_path)? {
+        super::BgpFileLock::Held(lock) => Ok(Some(RoutesFileFree { _lock: lock })),
+        super::BgpFileLock::Taken(owner) => {
+            let owner = owner.map_or_else(|| "another lbd".to_owned(), |o| o.to_string());
+            warn!(routes_file = %bgp.routes_file.display(), "BGP: the routes file recorded is used by {owner}, which is running: its routes are left to it, not withdrawn");
+            Ok(None)
+        }
+    }
+}
+
+/// Withdraws the routes of a record's announcement `bgp` (see
+/// [`lock_routes_file`]): false when a running lbd uses its routes file
+/// and nothing was done.
+pub(crate) async fn withdraw_recorded(bgp: &HeldBgp, config_path: &Path) -> anyhow::Result<bool> {
+    let Some(_lock) = lock_routes_file(bgp, config_path)? else {
+        return Ok(false);
+    };
+    crate::bgp::announcer::withdraw_routes(bgp).await?;
+    Ok(true)
+}
+
+/// Takes the BGP announcement out of the record of the lbd whose admin
+/// socket is `admin_socket`: a stop for good withdrew it, and a later
+/// offline action must not empty the routes file again (another lbd may
+/// use it by then).
+pub(crate) fn forget_announcement(admin_socket: &Path) {
+    let Some(path) = record_path(admin_socket) else {
+        return;
+    };
+    let Some(mut held) = read(&path) else {
+        return;
+    };
+    if held.bgp.take().is_some() {
+        if let Err(error) = write(&path, &held) {
+            warn!(error = %format!("{error:#}"), "updating the record of what lbd holds failed");
+        }
+    }
+}
+
+/// Undoes what a previous lbd held that this one will not: its routes
+/// unless a running lbd now uses its routes file; its addresses and
+/// filters unless a running lbd owns the previous interface.
 async fn undo_at_start(config: &Config, config_path: &Path, release: &StartRelease) {
     if let Some(bgp) = &release.bgp {
         info!(routes_file = %bgp.routes_file.display(), "BGP: the previous lbd announced through a routes file this lbd does not use; withdrawing its routes");
-        if let Err(error) = crate::bgp::announcer::withdraw_routes(bgp).await {
+        if let Err(error) = withdraw_recorded(bgp, config_path).await {
             warn!(error = %format!("{error:#}"), routes_file = %bgp.routes_file.display(), "BGP: withdrawing the previous lbd's routes failed; empty that file and `birdc configure` by hand");
         }
     }
@@ -374,9 +531,8 @@ async fn undo_at_start(config: &Config, config_path: &Path, release: &StartRelea
         .map(|(name, _)| name)
         .or(release.tc_filters_on.as_ref())
         .filter(|name| **name != config.interface);
-    // Another lbd may run on the previous interface (with another admin
-    // socket it would have its own record; this guards against a shared
-    // one): its lock says.
+    // Another lbd may run on the previous interface now (the previous
+    // one is gone: this lbd holds its record's lock): its lock says.
     let _lock = match other_interface {
         Some(name) => match super::try_interface_lock(config, config_path, name) {
             Ok(Some(lock)) => Some(lock),
@@ -688,6 +844,169 @@ mod tests {
             vec![PathBuf::from("/tmp/run"), PathBuf::from("/run/lbd")]
         );
         assert_eq!(search_dirs(None, None), vec![PathBuf::from("/run/lbd")]);
+    }
+
+    /// A directory of this test's, removed when dropped.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(tag: &str) -> Self {
+            let dir = std::env::temp_dir().join(format!("lbd-held-{tag}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).expect("dir");
+            Self(dir)
+        }
+
+        /// Writes `record` as the record of admin socket `<dir>/<stem>.sock`,
+        /// last written `age_s` seconds ago.
+        fn record(&self, stem: &str, record: &Held, age_s: u64) -> PathBuf {
+            let mut record = record.clone();
+            record.admin_socket = self.0.join(format!("{stem}.sock"));
+            let path = record_path(&record.admin_socket).expect("path");
+            write(&path, &record).expect("write");
+            let when = std::time::SystemTime::now() - std::time::Duration::from_secs(age_s);
+            std::fs::File::options()
+                .write(true)
+                .open(&path)
+                .and_then(|f| f.set_modified(when))
+                .expect("mtime");
+            path
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn the_newest_record_of_a_config_is_found_whatever_the_listing_order() {
+        let scratch = Scratch::new("newest");
+        let mut record = held("eth0", &["198.18.0.100"], None);
+        record.boot_id = boot_id();
+        // Written in both orders (a directory lists its entries in no
+        // promised order): the newest wins, not the first listed.
+        for (first, second) in [("a", "b"), ("b", "a")] {
+            let _ = std::fs::remove_dir_all(&scratch.0);
+            std::fs::create_dir_all(&scratch.0).expect("dir");
+            let old = scratch.record(first, &record, 3600);
+            let new = scratch.record(second, &record, 0);
+            let found = find(
+                Path::new("/etc/lbd/lbd.toml"),
+                std::slice::from_ref(&scratch.0),
+            );
+            assert_eq!(found.map(|(p, _)| p), Some(new.clone()));
+            let all: Vec<PathBuf> = find_all(
+                Path::new("/etc/lbd/lbd.toml"),
+                &[scratch.0.clone(), scratch.0.clone()],
+            )
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect();
+            assert_eq!(all, vec![new, old], "newest first, each once");
+        }
+    }
+
+    fn config_at(scratch: &Scratch, stem: &str) -> Config {
+        let text = format!(
+            "interface = \"eth0\"\nadmin_socket = \"{}\"\n[[vip]]\naddress = \"198.18.0.100\"\nport = 80\n  [[vip.backend]]\n  address = \"198.18.0.11\"\n  mac = \"02:00:00:00:00:11\"\n",
+            scratch.0.join(format!("{stem}.sock")).display()
+        );
+        Config::from_toml_str(&text, "lbd.toml").expect("config")
+    }
+
+    /// `admin_socket` edited across a restart: the new lbd takes over the
+    /// newest record naming its config (the first lbd's forwarding
+    /// original survives) and removes the older ones, but not a running
+    /// lbd's (its record's lock is held).
+    #[tokio::test]
+    async fn a_start_takes_over_the_record_of_its_config_under_another_admin_socket() {
+        let scratch = Scratch::new("takeover");
+        let config_path = scratch.0.join("lbd.toml");
+        let mut record = held("eth0", &[], None);
+        record.boot_id = boot_id();
+        record.config = config_path.clone();
+        record.forwarding = vec![setting("/p/eth0/forwarding", "0")];
+        let newest = scratch.record("old", &record, 10);
+        let mut older_record = record.clone();
+        older_record.forwarding = vec![setting("/p/eth0/forwarding", "older")];
+        let older = scratch.record("older", &older_record, 3600);
+        let mut running = record.clone();
+        running.forwarding = vec![setting("/p/eth0/forwarding", "running")];
+        let running_path = scratch.record("running", &running, 0);
+        let me = crate::ownership::lock::OwnerRecord {
+            pid: 4242,
+            config: config_path.clone(),
+        };
+        let crate::ownership::lock::Attempt::Held(running_lock) =
+            crate::ownership::lock::lock_file(
+                &crate::ownership::bgp_file_lock_path(&running_path),
+                &me,
+            )
+            .expect("lock")
+        else {
+            panic!("the running lbd's record lock was taken");
+        };
+
+        let config = config_at(&scratch, "new");
+        on_start_in(&config, &config_path, std::slice::from_ref(&scratch.0)).await;
+        let mine = read(&record_path(&config.admin_socket).expect("path")).expect("written");
+        assert_eq!(mine.admin_socket, config.admin_socket);
+        assert_eq!(
+            mine.forwarding, record.forwarding,
+            "the newest free record's"
+        );
+        assert!(!newest.exists(), "taken over");
+        assert!(!older.exists(), "an older one removed");
+        assert!(running_path.exists(), "a running lbd's is left");
+        assert_eq!(
+            read(&running_path),
+            Some({
+                let mut r = running.clone();
+                r.admin_socket = scratch.0.join("running.sock");
+                r
+            })
+        );
+        drop(running_lock);
+    }
+
+    /// A routes file a record names is emptied only while no running lbd
+    /// holds its lock: otherwise that lbd's routes stay.
+    #[tokio::test]
+    async fn a_recorded_routes_file_a_running_lbd_uses_is_left_alone() {
+        let scratch = Scratch::new("routes");
+        let bgp = HeldBgp {
+            bird_socket: scratch.0.join("no-bird.ctl"),
+            routes_file: scratch.0.join("vips.conf"),
+            protocol: "lbd_vips".into(),
+        };
+        let routes = "protocol static lbd_vips4 { route 198.18.0.100/32 blackhole; }\n";
+        std::fs::write(&bgp.routes_file, routes).expect("routes");
+        let owner = crate::ownership::lock::OwnerRecord {
+            pid: 4343,
+            config: PathBuf::from("/etc/lbd/other.toml"),
+        };
+        let crate::ownership::lock::Attempt::Held(lock) = crate::ownership::lock::lock_file(
+            &crate::ownership::bgp_file_lock_path(&bgp.routes_file),
+            &owner,
+        )
+        .expect("lock") else {
+            panic!("taken");
+        };
+        let config_path = Path::new("/etc/lbd/lbd.toml");
+        assert!(!withdraw_recorded(&bgp, config_path).await.expect("skipped"));
+        assert_eq!(
+            std::fs::read_to_string(&bgp.routes_file).expect("read"),
+            routes
+        );
+        drop(lock);
+        // Free now: emptied (then BIRD, absent here, is asked to reload).
+        assert!(withdraw_recorded(&bgp, config_path).await.is_err());
+        assert_ne!(
+            std::fs::read_to_string(&bgp.routes_file).expect("read"),
+            routes
+        );
     }
 
     #[test]

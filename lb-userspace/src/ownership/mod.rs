@@ -14,7 +14,11 @@
 //! lbd also locks its `routes_file` and `node_state_file` (through a
 //! `.NAME.lbd-lock` beside each, as both are replaced by renames): two
 //! lbds on one host must not announce through, or drain by, one file.
-//! Once it owns the data plane lbd records what it holds (see `held`).
+//! Once it owns the data plane lbd records what it holds (see `held`) in
+//! a record named after its admin socket, which it locks too (before it
+//! reads or undoes anything a previous record holds): a second lbd with
+//! the same admin socket (or one of the same file name stem) is refused
+//! before it changes anything.
 
 pub(crate) mod cls_bpf;
 pub(crate) mod held;
@@ -59,6 +63,14 @@ pub(crate) enum Claimed {
     },
     /// A pin directory.
     PinDir(PathBuf),
+    /// The record of what an lbd holds (see `held`), named after its
+    /// admin socket.
+    Record {
+        /// The admin socket.
+        admin_socket: PathBuf,
+        /// The record.
+        record: PathBuf,
+    },
     /// A file of `[bgp]` (`routes_file`, `node_state_file`).
     BgpFile {
         /// The setting's name.
@@ -75,6 +87,15 @@ impl fmt::Display for Claimed {
                 write!(f, "interface {name} (network namespace net:[{netns}])")
             }
             Self::PinDir(path) => write!(f, "pin_dir {}", path.display()),
+            Self::Record {
+                admin_socket,
+                record,
+            } => write!(
+                f,
+                "admin_socket {} (the record of what its lbd holds, {})",
+                admin_socket.display(),
+                record.display()
+            ),
             Self::BgpFile { setting, path } => write!(f, "[bgp] {setting} {}", path.display()),
         }
     }
@@ -158,7 +179,10 @@ impl Ownership {
 /// program other than the one pinned in this `pin_dir`; then the
 /// `pin_dir` (made ready: on bpffs, created) and its lock. Nothing in the
 /// pin directory is touched before both locks are held, and nothing is
-/// created there when the interface is refused.
+/// created there when the interface is refused. The lock of the record
+/// named after the admin socket is taken right after the interface's, and
+/// what a previous record holds is undone only once every lock is held:
+/// a refused lbd changes nothing another one holds.
 pub(crate) async fn claim(
     config: &Config,
     config_path: &Path,
@@ -170,6 +194,7 @@ pub(crate) async fn claim(
         &me,
         Purpose::Serve,
     )?];
+    locks.extend(record_lock(&config.admin_socket, &me, Purpose::Serve)?);
     if let Some(bgp) = &config.bgp {
         for (setting, path) in [
             ("routes_file", &bgp.routes_file),
@@ -190,9 +215,11 @@ pub(crate) async fn claim(
 
 /// Claims the data plane `held` describes (what the lbd that ran held, or
 /// what the config says) for `lbd --cleanup` or `--release-vips`: the same
-/// locks as [`claim`] (the `pin_dir`'s only if it exists), refused while
-/// an lbd holds either; also the lock of `also` (the config's interface,
-/// when it is another than the record's).
+/// locks as [`claim`] (the `pin_dir`'s only if it exists; not the `[bgp]`
+/// files', which the withdrawal tries itself, see
+/// `held::lock_routes_file`), refused while an lbd holds one; also the
+/// lock of `also` (the config's interface, when it is another than the
+/// record's).
 pub(crate) fn claim_offline(
     held: &held::Held,
     also: Option<&str>,
@@ -205,6 +232,7 @@ pub(crate) fn claim_offline(
     if let Some(other) = also.filter(|other| *other != held.interface) {
         locks.push(interface_lock(&dir, other, &me, purpose)?);
     }
+    locks.extend(record_lock(&held.admin_socket, &me, purpose)?);
     if let Some(dir) = held.pin_dir.as_ref().filter(|d| d.is_dir()) {
         locks.push(pin_dir_lock(&PinDir::new(dir), &me, purpose)?);
     }
@@ -225,6 +253,51 @@ pub(crate) fn try_interface_lock(
         Err(OwnershipError::Owned { .. }) => Ok(None),
         Err(error) => Err(error.into()),
     }
+}
+
+/// The lock of the record at `record` (another lbd's, found by its
+/// config: see `held::on_start`) if no other process holds it; None if
+/// one does: that lbd runs and the record is its own.
+pub(crate) fn try_record_lock(record: &Path, config_path: &Path) -> anyhow::Result<Option<Lock>> {
+    use anyhow::Context as _;
+    let path = bgp_file_lock_path(record);
+    match lock::lock_file(&path, &OwnerRecord::current(config_path))
+        .with_context(|| format!("locking {}", path.display()))?
+    {
+        Attempt::Held(lock) => Ok(Some(lock)),
+        Attempt::Taken(_) => Ok(None),
+    }
+}
+
+/// Tries the lock of `[bgp]` file `path` (see [`bgp_file_lock_path`]) for
+/// a process started with `config_path` that undoes what a record holds:
+/// held now, or taken by the lbd named (that lbd uses the file). A file
+/// whose directory is gone has no lock to take: `Held(None)`.
+pub(crate) fn try_bgp_file_lock(path: &Path, config_path: &Path) -> anyhow::Result<BgpFileLock> {
+    use anyhow::Context as _;
+    let lock = bgp_file_lock_path(path);
+    let dir_exists = lock
+        .parent()
+        .is_none_or(|dir| dir.as_os_str().is_empty() || dir.is_dir());
+    if !dir_exists {
+        return Ok(BgpFileLock::Held(None));
+    }
+    match lock::lock_file(&lock, &OwnerRecord::current(config_path))
+        .with_context(|| format!("locking {}", lock.display()))?
+    {
+        Attempt::Held(held) => Ok(BgpFileLock::Held(Some(held))),
+        Attempt::Taken(owner) => Ok(BgpFileLock::Taken(owner)),
+    }
+}
+
+/// The outcome of [`try_bgp_file_lock`].
+#[derive(Debug)]
+pub(crate) enum BgpFileLock {
+    /// No other process uses the file: this one holds its lock (None: the
+    /// file's directory is gone).
+    Held(Option<Lock>),
+    /// A running lbd uses it (its record, if it could be read).
+    Taken(Option<OwnerRecord>),
 }
 
 /// The lock file of `interface` in network namespace `netns`, in
@@ -277,8 +350,9 @@ fn interface_lock(
     }
 }
 
-/// The lock of `[bgp]` file `path` (`setting` names it): a lock file
-/// beside it, as the file itself is replaced by renames.
+/// The lock of `[bgp]` file `path` (also of the record of what lbd
+/// holds, see `held`): a lock file beside it, as the file itself is
+/// replaced by renames.
 pub(crate) fn bgp_file_lock_path(path: &Path) -> PathBuf {
     let name = path
         .file_name()
@@ -305,6 +379,36 @@ fn bgp_file_lock(
             owner,
             lock,
             purpose: Purpose::Serve,
+        }),
+    }
+}
+
+/// The lock of the record named after `admin_socket` (see
+/// `held::record_path`): one lbd per admin socket, so one per record, and
+/// an offline action only while no lbd runs with it. None when the admin
+/// socket names no file (there is no record either).
+fn record_lock(
+    admin_socket: &Path,
+    me: &OwnerRecord,
+    purpose: Purpose,
+) -> Result<Option<Lock>, OwnershipError> {
+    let Some(record) = held::record_path(admin_socket) else {
+        return Ok(None);
+    };
+    let lock = bgp_file_lock_path(&record);
+    if let Some(dir) = lock.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(io_error("creating", dir))?;
+    }
+    match lock::lock_file(&lock, me).map_err(io_error("locking", &lock))? {
+        Attempt::Held(held) => Ok(Some(held)),
+        Attempt::Taken(owner) => Err(OwnershipError::Owned {
+            claimed: Claimed::Record {
+                admin_socket: admin_socket.to_owned(),
+                record,
+            },
+            owner,
+            lock,
+            purpose,
         }),
     }
 }
@@ -404,6 +508,11 @@ pub(crate) fn owned_message(
             let rule = match claimed {
                 Claimed::Interface { .. } => "one lbd serves an interface",
                 Claimed::PinDir(_) => "an lbd on another interface needs a pin_dir of its own",
+                Claimed::Record { .. } => {
+                    "an lbd on another interface needs an admin_socket of its own, with a file \
+                     name stem of its own (the record of what it holds, its VRRP state files \
+                     and its restart marker are named after it)"
+                }
                 Claimed::BgpFile { .. } => {
                     "an lbd on another interface needs its own [bgp] routes_file (and a protocol \
                      stem BIRD's config tells apart) and node_state_file"
@@ -620,6 +729,56 @@ mod tests {
         assert!(other.is_ok());
         drop(first);
         assert!(bgp_file_lock("routes_file", &routes, &second).is_ok());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_second_lbd_with_the_same_admin_socket_is_refused_naming_the_record() {
+        let dir = std::env::temp_dir().join(format!("lbd-record-lock-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let socket = dir.join("run").join("lbd.sock");
+        let first = record_lock(&socket, &owner(), Purpose::Serve)
+            .expect("first lbd")
+            .expect("a lock");
+        assert_eq!(
+            first.path(),
+            dir.join("run").join(".lbd.held.json.lbd-lock")
+        );
+        let second = OwnerRecord {
+            pid: 5678,
+            config: PathBuf::from("/etc/lbd/lbd-eth1.toml"),
+        };
+        // Another admin socket of the same stem shares the record.
+        for (path, purpose) in [
+            (socket.clone(), Purpose::Serve),
+            (dir.join("run").join("lbd.ctl"), Purpose::Serve),
+            (socket.clone(), Purpose::ReleaseVips),
+        ] {
+            let error = record_lock(&path, &second, purpose)
+                .expect_err("refused")
+                .to_string();
+            assert!(error.contains("lbd.held.json"), "{error}");
+            assert!(error.contains("lbd pid 1234"), "{error}");
+        }
+        let error = record_lock(&socket, &second, Purpose::Serve)
+            .expect_err("refused")
+            .to_string();
+        assert!(error.contains("admin_socket of its own"), "{error}");
+        assert!(record_lock(
+            &dir.join("run").join("lbd-eth1.sock"),
+            &second,
+            Purpose::Serve
+        )
+        .is_ok());
+        // A record's lock, as a start taking over another record tries it.
+        let record = held::record_path(&socket).expect("record");
+        assert!(try_record_lock(&record, Path::new("/x.toml"))
+            .expect("tried")
+            .is_none());
+        drop(first);
+        assert!(try_record_lock(&record, Path::new("/x.toml"))
+            .expect("tried")
+            .is_some());
         let _ = std::fs::remove_dir_all(dir);
     }
 

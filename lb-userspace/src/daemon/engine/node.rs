@@ -454,6 +454,21 @@ fn read_state(path: &Path) -> anyhow::Result<Option<NodeState>> {
 /// power cut (the directory is created if missing, e.g. /var/lib/lbd
 /// outside the systemd unit).
 fn write_state(path: &Path, state: NodeState) -> anyhow::Result<()> {
+    write_state_with(path, state, |dir| {
+        std::fs::File::open(dir).and_then(|d| d.sync_all())
+    })
+}
+
+/// [`write_state`], the directory synced by `sync_dir`. The rename is
+/// the commit point: once it is done the file says `state`, so a failed
+/// directory sync is only warned of (the state may not survive a power
+/// cut), never reported as the state not recorded, which would leave the
+/// caller's state other than the file's.
+fn write_state_with(
+    path: &Path,
+    state: NodeState,
+    sync_dir: impl FnOnce(&Path) -> std::io::Result<()>,
+) -> anyhow::Result<()> {
     use std::io::Write as _;
 
     use anyhow::Context as _;
@@ -473,9 +488,10 @@ fn write_state(path: &Path, state: NodeState) -> anyhow::Result<()> {
         let _ = std::fs::remove_file(&temporary);
         return Err(error).with_context(|| format!("replacing {}", path.display()));
     }
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .with_context(|| format!("syncing {}", dir.display()))
+    if let Err(error) = sync_dir(dir) {
+        warn!(%error, path = %path.display(), state = state.name(), "node state recorded, but syncing its directory failed: a power cut may lose it");
+    }
+    Ok(())
 }
 
 /// The unit's stop path: withdraws the announcement `bgp` (the one the
@@ -626,6 +642,28 @@ mod tests {
     /// A state file that is there but unusable (empty after a crash,
     /// garbled, unreadable) may hide a drain: the node starts drained.
     /// No file at all is a node never drained.
+    #[test]
+    fn a_failed_directory_sync_after_the_rename_still_records_the_state() {
+        let scratch = Scratch::new("dirsync");
+        let config = scratch.config(true);
+        let path = node_state_file(&config).unwrap();
+        let synced = std::cell::Cell::new(false);
+        // The rename is done when the directory sync fails: the file says
+        // drained, so the write must say so too (set_state then changes
+        // its state with the file's).
+        write_state_with(&path, NodeState::Drained, |dir| {
+            synced.set(dir == scratch.0.join("lib"));
+            Err(std::io::Error::other("injected fsync failure"))
+        })
+        .expect("the rename is the commit point");
+        assert!(synced.get(), "the directory sync was asked for");
+        assert_eq!(read_state(&path).unwrap(), Some(NodeState::Drained));
+        // A failure before the rename is still an error, and changes nothing.
+        std::fs::remove_dir_all(scratch.0.join("lib")).unwrap();
+        std::fs::write(scratch.0.join("lib"), b"not a directory").unwrap();
+        assert!(write_state_with(&path, NodeState::Active, |_| Ok(())).is_err());
+    }
+
     #[test]
     fn an_unusable_state_file_starts_the_node_drained() {
         let scratch = Scratch::new("unusable");
