@@ -240,3 +240,58 @@ fn a_reply_from_the_vip_is_accepted_with_accept_local_whatever_the_rp_filter() {
         "IPv6 reply from the VIP"
     );
 }
+
+/// An lbd that crashed (SIGKILL) with `accept_local` switched on for its
+/// checks through the tunnel: `lbd --cleanup` puts the original back from
+/// lbd's record of what it held (nothing else would: the next lbd finds it
+/// on and would take it for the operator's), and so does a clean stop of an
+/// lbd started after the crash.
+#[test]
+fn accept_local_left_on_by_a_crash_is_restored() {
+    let mut lab = tunnel::start_lab(1, 2).expect("tunnel lab");
+    let lb = lab.lb.clone();
+    assert_eq!(accept_local(&lb), "0", "the lab's starting point");
+    let spec = TunnelSpec {
+        vips: vec![TunnelVip::V4],
+        health: true,
+        through_tunnel: true,
+        ..TunnelSpec::new("xdp", "gue", &["b1", "b2"])
+    };
+    let config = tunnel::lbd_config(&lab, &lb, &spec).expect("config");
+    // Each lbd process gets its own name: the lab finds processes by name.
+    for (round, ending) in ["cleanup", "restart and clean stop"]
+        .into_iter()
+        .enumerate()
+    {
+        let name = format!("lbd-{round}");
+        lab.start_lbd_on(&lb, &name, &config)
+            .unwrap_or_else(|e| panic!("{ending}: lbd starts: {e:#}"));
+        wait_until(
+            "backends up through the tunnel",
+            Duration::from_secs(10),
+            || all_up(&status_on(&lab, &lb), true),
+        );
+        assert_eq!(accept_local(&lb), "1");
+        lab.kill(&name).expect("kill -9 lbd");
+        assert_eq!(accept_local(&lb), "1", "a crash leaves it on");
+        if ending == "cleanup" {
+            let out = lab
+                .lbd_offline(&lb, &name, "--cleanup")
+                .expect("lbd --cleanup");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        } else {
+            let again = format!("{name}-again");
+            lab.start_lbd_on(&lb, &again, &config)
+                .expect("lbd starts again");
+            wait_until("backends up again", Duration::from_secs(10), || {
+                all_up(&status_on(&lab, &lb), true)
+            });
+            lab.interrupt(&again).expect("SIGINT lbd");
+        }
+        assert_eq!(accept_local(&lb), "0", "{ending}: accept_local restored");
+    }
+}

@@ -17,7 +17,8 @@ use crate::{
     config::{
         resolve_health,
         value::{self, FieldError, ValueError},
-        BackendConfig, HealthConfig, NatConfig, VipConfig, DEFAULT_TABLE_SIZE, DEFAULT_WEIGHT,
+        BackendConfig, ChecksFor, HealthConfig, NatConfig, VipConfig, DEFAULT_TABLE_SIZE,
+        DEFAULT_WEIGHT,
     },
     guard::{Limits, RateLimit},
     health::{self, Health},
@@ -72,7 +73,7 @@ pub fn vip_config(spec: &VipSpec, nat: &NatConfig) -> Result<VipConfig, FieldErr
     }
     // After forwarding, as in the file: through_tunnel depends on it.
     if let Some(keys) = &spec.health {
-        vip.health = health_of(keys, &vip.health, vip.forwarding, "the default", "")?;
+        vip.health = health_of(keys, &vip.health, checks_for(&vip), "the default", "")?;
     }
     // A backend's health table starts from the VIP's, as in the file.
     let backend_base_is = if spec.health.is_some() {
@@ -93,6 +94,7 @@ pub fn vip_config(spec: &VipSpec, nat: &NatConfig) -> Result<VipConfig, FieldErr
         let of = VipOf {
             address,
             mode: vip.forwarding,
+            checks: checks_for(&vip),
             health: &vip.health,
             health_is: backend_base_is,
         };
@@ -112,6 +114,7 @@ pub fn backend_config(vip: &VipConfig, spec: &BackendSpec) -> Result<BackendConf
     let of = VipOf {
         address: vip.address,
         mode: vip.forwarding,
+        checks: checks_for(vip),
         health: &vip.health,
         health_is: "the VIP's",
     };
@@ -125,10 +128,21 @@ struct VipOf<'a> {
     address: IpAddr,
     /// The VIP's forwarding mode.
     mode: Mode,
+    /// What the health rules ask of the VIP (its mode, port, protocol).
+    checks: ChecksFor,
     /// The VIP's health checks: a backend's own start from them.
     health: &'a HealthConfig,
     /// Where the VIP's health values come from, for timing errors.
     health_is: &'a str,
+}
+
+/// What the health rules ask of `vip`: its mode, port and protocol.
+fn checks_for(vip: &VipConfig) -> ChecksFor {
+    ChecksFor {
+        mode: vip.forwarding,
+        port: vip.port,
+        protocol: vip.protocol,
+    }
 }
 
 /// `base` with the keys of a body's `health` object applied by the file's
@@ -136,11 +150,11 @@ struct VipOf<'a> {
 fn health_of(
     keys: &HealthSpec,
     base: &HealthConfig,
-    mode: Mode,
+    vip: ChecksFor,
     base_is: &str,
     prefix: &str,
 ) -> Result<HealthConfig, FieldError> {
-    resolve_health(keys, base, mode, base_is)
+    resolve_health(keys, base, vip, base_is)
         .map_err(|e| e.error.at(format!("{prefix}health.{}", e.field)))
 }
 
@@ -171,7 +185,13 @@ fn backend_of(
     };
     let health = match &spec.health {
         None => None,
-        Some(keys) => Some(health_of(keys, vip.health, mode, vip.health_is, prefix)?),
+        Some(keys) => Some(health_of(
+            keys,
+            vip.health,
+            vip.checks,
+            vip.health_is,
+            prefix,
+        )?),
     };
     Ok(BackendConfig {
         address,
@@ -860,6 +880,50 @@ mod tests {
             error
                 .to_string()
                 .starts_with("health.through_tunnel: only a VIP with forwarding"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn checks_through_the_tunnel_keep_the_vips_port_and_protocol() {
+        let vip = |body| VipConfig::try_from(&vip_spec(body));
+        let error = vip(
+            json!({"address": "198.18.0.100", "port": 80, "forwarding": "gue",
+            "health": {"through_tunnel": true, "port": 8081}}),
+        )
+        .unwrap_err();
+        assert!(
+            error.to_string().starts_with(
+                "health.port: a check through the tunnel goes to the VIP itself, so it must use the VIP's port 80"
+            ),
+            "{error}"
+        );
+        let error = vip(
+            json!({"address": "198.18.0.100", "port": 53, "protocol": "udp",
+            "forwarding": "ipip", "health": {"through_tunnel": true, "check": "tcp"}}),
+        )
+        .unwrap_err();
+        assert!(
+            error.to_string().starts_with(
+                "health.check: a check through the tunnel goes to the VIP itself, which serves UDP"
+            ),
+            "{error}"
+        );
+        // A backend added later by its own health object, too.
+        let running = vip(
+            json!({"address": "198.18.0.100", "port": 80, "forwarding": "gue",
+            "health": {"through_tunnel": true}}),
+        )
+        .unwrap();
+        let spec = serde_json::from_value::<BackendSpec>(
+            json!({"address": "198.19.2.11", "health": {"port": 8081}}),
+        )
+        .unwrap();
+        let error = backend_config(&running, &spec).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("health.port: a check through the tunnel"),
             "{error}"
         );
     }

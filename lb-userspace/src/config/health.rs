@@ -142,14 +142,29 @@ pub struct HealthKeys {
     pub through_tunnel: Option<bool>,
 }
 
+/// The VIP a health table belongs to, as far as its rules depend on it: a
+/// check through the tunnel is sent to the VIP itself, so it can reach only
+/// the VIP's own port and protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChecksFor {
+    /// The VIP's forwarding mode (`through_tunnel` needs a tunnelled one).
+    pub mode: lb_common::Mode,
+    /// The VIP's port.
+    pub port: u16,
+    /// The VIP's protocol.
+    pub protocol: Protocol,
+}
+
 /// Range of the `*_ms` keys.
 const MILLIS: std::ops::RangeInclusive<u32> = 10..=3_600_000;
 
 /// `base` with the keys given in `keys` replaced, by the config file's
 /// rules: the one place they live, called by the file's checker
 /// ([`Checker::health`]) and the API's conversion (`api::convert`), so
-/// both accept and refuse alike. `mode` is the VIP's forwarding mode
-/// (`through_tunnel` needs a tunnelled one); `base_is` says where the
+/// both accept and refuse alike. `vip` is the VIP the table belongs to
+/// (`through_tunnel` needs a tunnelled one, and its checks go to the VIP's
+/// own port and protocol, the only ones the data plane carries through
+/// the tunnel); `base_is` says where the
 /// values not given come from ("the default", "the VIP's"), for errors
 /// about them. An error names the key (`interval_ms`), bare: the caller
 /// puts its own path in front; a timing error about two keys neither of
@@ -157,10 +172,10 @@ const MILLIS: std::ops::RangeInclusive<u32> = 10..=3_600_000;
 pub fn resolve(
     keys: &HealthKeys,
     base: &HealthConfig,
-    mode: lb_common::Mode,
+    vip: ChecksFor,
     base_is: &str,
 ) -> Result<HealthConfig, FieldError> {
-    let mut out = apply(keys, base, Some(mode))?;
+    let mut out = apply(keys, base, Some(vip.mode))?;
     // A fast interval not given here (the default, or the VIP's) follows
     // a shorter interval down: a table that only shortens interval_ms
     // stays valid.
@@ -168,7 +183,54 @@ pub fn resolve(
         out.fast_interval = out.interval;
     }
     timing(keys, &out, base_is)?;
+    through_tunnel_reaches(keys, &out, vip, base_is)?;
     Ok(out)
+}
+
+/// A check through the tunnel reaches a backend only as a packet to the
+/// VIP's own address, port and protocol: the data plane encapsulates it
+/// after finding its VIP by those three, and drops one it finds none for,
+/// so a check on another port, or a TCP or HTTP check of a UDP VIP, would
+/// fail every time and take every backend down. The error names the key
+/// given here that makes the conflict, else `through_tunnel`.
+fn through_tunnel_reaches(
+    keys: &HealthKeys,
+    out: &HealthConfig,
+    vip: ChecksFor,
+    base_is: &str,
+) -> Result<(), FieldError> {
+    if !out.through_tunnel {
+        return Ok(());
+    }
+    let named = |preferred: &'static str, given: bool| {
+        if given || keys.through_tunnel.is_none() {
+            preferred
+        } else {
+            "through_tunnel"
+        }
+    };
+    if let Some(port) = out.port.filter(|p| *p != vip.port) {
+        let field = named("port", keys.port.is_some());
+        let whose = if keys.port.is_some() {
+            String::new()
+        } else {
+            format!(", not port {port} ({base_is})")
+        };
+        return Err(ValueError::invalid(format!(
+            "a check through the tunnel goes to the VIP itself, so it must use the VIP's port {}{whose}: leave port out or set through_tunnel = false",
+            vip.port
+        ))
+        .at(field));
+    }
+    if vip.protocol == Protocol::Udp && out.check != CheckType::None {
+        let field = named("check", keys.check.is_some());
+        return Err(ValueError::invalid(format!(
+            "a check through the tunnel goes to the VIP itself, which serves UDP, so a {} check cannot reach it: set check = \"none\" or through_tunnel = false",
+            out.check
+        ))
+        .at(field));
+    }
+    Ok(())
 }
 
 /// The rules about each key given in `keys` alone (its type's range, a
@@ -374,7 +436,7 @@ impl Checker<'_> {
     /// `base` with the keys present in `raw` replaced, by [`resolve`]:
     /// here only the values' types are checked (a string, an integer),
     /// the rules are `resolve`'s. `prefix` is the table's field path
-    /// (e.g. `vip[0].health`), `mode` the VIP's forwarding mode, `base_is`
+    /// (e.g. `vip[0].health`), `vip` the VIP it belongs to, `base_is`
     /// where the values not written come from ("the default", "the
     /// VIP's"), for errors about them.
     pub(super) fn health(
@@ -382,7 +444,7 @@ impl Checker<'_> {
         base: &HealthConfig,
         raw: &Spanned<super::raw::OneTable<RawHealth>>,
         prefix: &str,
-        mode: lb_common::Mode,
+        vip: ChecksFor,
         base_is: &str,
     ) -> Result<HealthConfig, ConfigError> {
         let table = raw.span().start;
@@ -431,7 +493,7 @@ impl Checker<'_> {
                 },
             },
         };
-        resolve(&keys, base, mode, base_is).map_err(|e| {
+        resolve(&keys, base, vip, base_is).map_err(|e| {
             let mut message = e.error.to_string();
             if let Some((_, nearest, literal)) = oversized.iter().find(|(k, ..)| *k == e.field) {
                 message = message.replacen(nearest.as_str(), literal, 1);
@@ -439,5 +501,149 @@ impl Checker<'_> {
             let at = raw.get(&e.field).map_or(table, |v| v.span().start);
             self.invalid(at, &field(&e.field), message)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    /// A GUE VIP on port 80 whose checks go through the tunnel; `HEALTH`
+    /// is replaced by the test's extra keys of `[vip.health]`.
+    const GUE_VIP: &str = r#"interface = "eth0"
+[[vip]]
+address = "198.18.0.100"
+port = 80
+PROTOCOL
+forwarding = "gue"
+  [vip.health]
+  through_tunnel = true
+HEALTH
+  [[vip.backend]]
+  address = "198.19.2.11"
+BACKEND
+"#;
+
+    fn load(protocol: &str, health: &str, backend: &str) -> Result<Config, String> {
+        let text = GUE_VIP
+            .replace("PROTOCOL", protocol)
+            .replace("HEALTH", health)
+            .replace("BACKEND", backend);
+        Config::from_toml_str(&text, "lbd.toml").map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_check_through_the_tunnel_keeps_the_vips_port() {
+        let error = load("", "  port = 8081", "").unwrap_err();
+        assert!(
+            error.contains(
+                "vip[0].health.port: a check through the tunnel goes to the VIP itself, so it must use the VIP's port 80"
+            ),
+            "{error}"
+        );
+        // The VIP's own port, written or not, is fine.
+        for health in ["  port = 80", ""] {
+            let config = load("", health, "").unwrap();
+            assert!(config.vips[0].health.through_tunnel);
+        }
+        // Another port without the tunnel is fine.
+        let text = GUE_VIP
+            .replace("PROTOCOL", "")
+            .replace("through_tunnel = true", "through_tunnel = false")
+            .replace("HEALTH", "  port = 8081")
+            .replace("BACKEND", "");
+        let config = Config::from_toml_str(&text, "lbd.toml").unwrap();
+        assert_eq!(config.vips[0].health.port, Some(8081));
+    }
+
+    #[test]
+    fn a_backends_table_that_checks_another_port_through_the_tunnel_is_refused() {
+        // The backend's own port.
+        let error = load("", "", "    [vip.backend.health]\n    port = 8081").unwrap_err();
+        assert!(
+            error.contains(
+                "vip[0].backend[0].health.port: a check through the tunnel goes to the VIP itself, so it must use the VIP's port 80"
+            ),
+            "{error}"
+        );
+        // Or the VIP's other port, taken through the tunnel by the backend's
+        // table: named by the key it wrote.
+        let text = GUE_VIP
+            .replace("PROTOCOL", "")
+            .replace("through_tunnel = true", "port = 8081")
+            .replace("HEALTH", "")
+            .replace(
+                "BACKEND",
+                "    [vip.backend.health]\n    through_tunnel = true",
+            );
+        let error = Config::from_toml_str(&text, "lbd.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains(
+                "vip[0].backend[0].health.through_tunnel: a check through the tunnel goes to the VIP itself, so it must use the VIP's port 80, not port 8081 (the VIP's or the default)"
+            ),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_udp_vip_takes_no_tcp_or_http_check_through_the_tunnel() {
+        for check in ["tcp", "http"] {
+            let error =
+                load("protocol = \"udp\"", &format!("  check = \"{check}\""), "").unwrap_err();
+            assert!(
+                error.contains(&format!(
+                    "vip[0].health.check: a check through the tunnel goes to the VIP itself, which serves UDP, so a {check} check cannot reach it"
+                )),
+                "{error}"
+            );
+        }
+        // A backend's table turning checks on is named by its key.
+        let error = load(
+            "protocol = \"udp\"",
+            "",
+            "    [vip.backend.health]\n    check = \"tcp\"",
+        )
+        .unwrap_err();
+        assert!(
+            error.contains("vip[0].backend[0].health.check: a check through the tunnel"),
+            "{error}"
+        );
+        // No checks (the UDP default) through the tunnel is fine.
+        let config = load("protocol = \"udp\"", "", "").unwrap();
+        assert_eq!(config.vips[0].health.check, CheckType::None);
+        // A TCP VIP's TCP and HTTP checks are fine.
+        for check in ["tcp", "http"] {
+            load("", &format!("  check = \"{check}\""), "").unwrap();
+        }
+    }
+
+    #[test]
+    fn resolve_names_the_key_and_leaves_other_modes_alone() {
+        let tcp80 = ChecksFor {
+            mode: lb_common::Mode::Gue,
+            port: 80,
+            protocol: Protocol::Tcp,
+        };
+        let base = HealthConfig::default_for(Protocol::Tcp);
+        let keys = HealthKeys {
+            through_tunnel: Some(true),
+            port: Some(8081),
+            ..HealthKeys::default()
+        };
+        let error = resolve(&keys, &base, tcp80, "the default").unwrap_err();
+        assert_eq!(error.field, "port");
+        // Without the tunnel, any port.
+        let keys = HealthKeys {
+            through_tunnel: Some(false),
+            port: Some(8081),
+            ..HealthKeys::default()
+        };
+        assert_eq!(
+            resolve(&keys, &base, tcp80, "the default").unwrap().port,
+            Some(8081)
+        );
     }
 }

@@ -364,13 +364,18 @@ impl Checker<'_> {
         } else {
             None
         };
+        let checks_for = super::ChecksFor {
+            mode: forwarding,
+            port,
+            protocol,
+        };
         let health = match &raw.health {
             None => HealthConfig::default_for(protocol),
             Some(table) => self.health(
                 &HealthConfig::default_for(protocol),
                 table,
                 &field("health"),
-                forwarding,
+                checks_for,
                 "the default",
             )?,
         };
@@ -441,7 +446,7 @@ impl Checker<'_> {
                     &health,
                     table,
                     &backend_field("health"),
-                    forwarding,
+                    checks_for,
                     if raw.health.is_some() {
                         "the VIP's or the default"
                     } else {

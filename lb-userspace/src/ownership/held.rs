@@ -604,7 +604,8 @@ pub(crate) async fn remove_addresses(
     Ok(())
 }
 
-/// The original value recorded for forwarding setting `setting` by the
+/// The original value recorded for interface setting `setting`
+/// (`forwarding`, `accept_local`) by the
 /// lbd whose admin socket is `admin_socket` (or one before it).
 pub(crate) fn recorded_original(admin_socket: &Path, setting: &Path) -> Option<String> {
     let held = read(&record_path(admin_socket)?)?;
@@ -635,6 +636,26 @@ pub(crate) fn record_original(
     write(&path, &held)
 }
 
+/// Drops `setting` from the record of the lbd whose admin socket is
+/// `admin_socket`: lbd put it back itself while running (`accept_local`
+/// once no check goes through the tunnel), so a later stop or cleanup must
+/// not write the old value over one set since.
+pub(crate) fn forget_original(admin_socket: &Path, setting: &Path) {
+    let Some(path) = record_path(admin_socket) else {
+        return;
+    };
+    let Some(mut held) = read(&path) else {
+        return;
+    };
+    let before = held.forwarding.len();
+    held.forwarding.retain(|s| s.path != setting);
+    if held.forwarding.len() != before {
+        if let Err(error) = write(&path, &held) {
+            warn!(error = %format!("{error:#}"), "updating the record of what lbd holds failed");
+        }
+    }
+}
+
 /// Takes the recorded forwarding originals out of the record of the lbd
 /// whose admin socket is `admin_socket` (they are being restored: a later
 /// lbd must not restore them again over a value set since).
@@ -660,13 +681,13 @@ pub(crate) fn restore(settings: &[HeldSetting]) {
     for setting in settings {
         match std::fs::write(&setting.path, &setting.was) {
             Ok(()) => {
-                info!(setting = %setting.path.display(), value = %setting.was, "forwarding setting restored");
+                info!(setting = %setting.path.display(), value = %setting.was, "interface setting restored");
             }
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                info!(setting = %setting.path.display(), "forwarding setting not restored: its interface is gone");
+                info!(setting = %setting.path.display(), "interface setting not restored: its interface is gone");
             }
             Err(error) => {
-                warn!(setting = %setting.path.display(), %error, "restoring the forwarding setting failed");
+                warn!(setting = %setting.path.display(), %error, "restoring the interface setting failed");
             }
         }
     }

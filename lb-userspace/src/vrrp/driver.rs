@@ -9,8 +9,10 @@
 
 use std::{
     collections::BTreeMap,
+    future::Future,
     net::IpAddr,
     path::{Path, PathBuf},
+    sync::{Arc, Mutex, PoisonError},
     time::{Duration, Instant},
 };
 
@@ -18,16 +20,17 @@ use anyhow::{anyhow, Context as _};
 use serde::{Deserialize, Serialize};
 use tokio::{
     sync::{oneshot, watch},
-    task::JoinHandle,
+    task::{JoinHandle, JoinSet},
 };
 use tracing::{debug, info, warn};
 
 use super::{
     addresses,
     announce::{announce, Announcer},
+    complaints::{self, Complaints},
     net::{Received, VrrpSocket},
-    validate, Action, Advertisement, ChecksumMode, Counters, Family, Invalid, Machine, Settings,
-    State,
+    validate, Action, Advertisement, ChecksumMode, Counters, DecodeError, Family, Invalid, Machine,
+    Settings, State,
 };
 use crate::{
     config::VrrpConfig,
@@ -60,6 +63,66 @@ pub struct InstanceStatus {
     pub ignored: BTreeMap<String, u64>,
 }
 
+/// Longest lbd's exit waits for the notify commands still running (the
+/// "stopped" one a clean stop runs, any still at work): a command that
+/// takes longer is killed, with a warning.
+pub(crate) const NOTIFY_GRACE: Duration = Duration::from_secs(5);
+
+/// The notify commands an instance started and that may still run: lbd's
+/// exit waits for them ([`wait_for_notifies`]), since leaving the runtime
+/// kills every child it still owns (`kill_on_drop`), and a "stopped"
+/// command killed before it ran would leave whatever it drives (a
+/// firewall, a monitoring state) at "master".
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Notifies(Arc<Mutex<JoinSet<()>>>);
+
+impl Notifies {
+    /// Runs `command` as a task kept here; forgets those that ended.
+    fn spawn(&self, command: impl Future<Output = ()> + Send + 'static) {
+        let mut set = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        while set.try_join_next().is_some() {}
+        set.spawn(command);
+    }
+
+    /// Takes the commands still running (new ones start a fresh set).
+    fn take(&self) -> JoinSet<()> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+/// Waits, all together at most `limit`, for the notify commands of
+/// `notifies` still running; those still running then are killed, with a
+/// warning naming how many. For lbd's exit, once the instances stopped.
+pub(crate) async fn wait_for_notifies(notifies: &[Notifies], limit: Duration) {
+    let mut sets: Vec<JoinSet<()>> = notifies.iter().map(Notifies::take).collect();
+    let all = async {
+        for set in &mut sets {
+            while set.join_next().await.is_some() {}
+        }
+    };
+    if tokio::time::timeout(limit, all).await.is_err() {
+        let left: usize = sets.iter().map(JoinSet::len).sum();
+        warn!(
+            running = left,
+            "VRRP notify commands still running {} s after lbd began to stop; killing them",
+            limit.as_secs()
+        );
+        for set in &mut sets {
+            set.shutdown().await;
+        }
+    }
+}
+
+/// An instance that passed its start-up checks ([`Instance::prepare`]),
+/// to start.
+#[derive(Debug)]
+pub(crate) struct Prepared {
+    /// The instance's configuration.
+    config: VrrpConfig,
+    /// The address its adverts go from.
+    local: IpAddr,
+}
+
 /// A running instance.
 pub(crate) struct Instance {
     priority: watch::Sender<u8>,
@@ -67,6 +130,7 @@ pub(crate) struct Instance {
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
     config: VrrpConfig,
+    notifies: Notifies,
 }
 
 impl Instance {
@@ -87,24 +151,40 @@ impl Instance {
         })
     }
 
-    /// Opens the socket and starts the instance. With `resume` (see
-    /// [`Self::resumes`]) it is master at once and keeps its addresses: the
-    /// backup never notices. Otherwise it first removes stale addresses a
-    /// crash may have left, and starts as the protocol says.
-    pub(crate) async fn start(
+    /// The checks an instance of `config` must pass on `interface` before
+    /// it starts, and the address it will speak from: none of its
+    /// addresses is already the interface's own, and the interface has an
+    /// address to send adverts from. Only reads the interface: the caller
+    /// runs it before it loads or attaches anything, so a refused instance
+    /// leaves the node as it found it.
+    pub(crate) async fn prepare(
         config: VrrpConfig,
         interface: &Interface,
-        netlink: Netlink,
-        state_file: Option<PathBuf>,
-        resume: bool,
-    ) -> anyhow::Result<Self> {
+        netlink: &Netlink,
+    ) -> anyhow::Result<Prepared> {
         let family = config
             .addresses
             .first()
             .map(Family::of)
             .ok_or_else(|| anyhow!("VRRP instance {} has no address to move", config.vrid))?;
-        addresses::refuse_own(&netlink, interface, config.vrid, &config.addresses).await?;
-        let local = source_address(&netlink, interface, &config, family).await?;
+        addresses::refuse_own(netlink, interface, config.vrid, &config.addresses).await?;
+        let local = source_address(netlink, interface, &config, family).await?;
+        Ok(Prepared { config, local })
+    }
+
+    /// Opens the socket and starts the instance [`Self::prepare`] checked.
+    /// With `resume` (see [`Self::resumes`]) it is master at once and keeps
+    /// its addresses: the backup never notices. Otherwise it first removes
+    /// stale addresses a crash may have left, and starts as the protocol
+    /// says.
+    pub(crate) async fn start(
+        prepared: Prepared,
+        interface: &Interface,
+        netlink: Netlink,
+        state_file: Option<PathBuf>,
+        resume: bool,
+    ) -> anyhow::Result<Self> {
+        let Prepared { config, local } = prepared;
         let machine = Machine::new(settings_of(&config), local);
         if resume {
             info!(
@@ -133,6 +213,7 @@ impl Instance {
         let (priority_tx, priority_rx) = watch::channel(config.priority);
         let (status_tx, status_rx) = watch::channel(initial);
         let (stop_tx, stop_rx) = oneshot::channel();
+        let notifies = Notifies::default();
         let driver = Driver {
             config: config.clone(),
             interface: interface.clone(),
@@ -141,9 +222,11 @@ impl Instance {
             machine,
             status: status_tx,
             ignored: BTreeMap::new(),
+            complaints: Complaints::default(),
             holding: resume,
             announcer: Announcer::default(),
             state_file,
+            notifies: notifies.clone(),
         };
         info!(vrid = config.vrid, %local, priority = config.priority, "VRRP instance starting");
         let task = tokio::spawn(driver.run(priority_rx, stop_rx, resume));
@@ -153,7 +236,14 @@ impl Instance {
             stop: Some(stop_tx),
             task,
             config,
+            notifies,
         })
+    }
+
+    /// The notify commands this instance started, for lbd's exit to wait
+    /// for once the instance stopped ([`wait_for_notifies`]).
+    pub(crate) fn notifies(&self) -> Notifies {
+        self.notifies.clone()
     }
 
     /// The instance's configuration.
@@ -282,11 +372,15 @@ struct Driver {
     machine: Machine,
     status: watch::Sender<InstanceStatus>,
     ignored: BTreeMap<String, u64>,
+    /// The rate limits of warnings about adverts ignored for a fault.
+    complaints: Complaints,
     holding: bool,
     /// The gratuitous ARP / NA rounds of the current claim: cancelled when
     /// the addresses are released, and with the driver.
     announcer: Announcer,
     state_file: Option<PathBuf>,
+    /// The notify commands started, shared with the [`Instance`].
+    notifies: Notifies,
 }
 
 impl Driver {
@@ -357,17 +451,56 @@ impl Driver {
         let (ad, _mode) = match Advertisement::decode(&packet.payload, packet.src, packet.dst) {
             Ok(decoded) => decoded,
             Err(error) => {
-                debug!(vrid = self.config.vrid, src = %packet.src, %error, "malformed VRRP packet ignored");
+                if matches!(error, DecodeError::Checksum) {
+                    self.complain(error.label(), packet.src, &error, None);
+                } else {
+                    debug!(vrid = self.config.vrid, src = %packet.src, %error, "malformed VRRP packet ignored");
+                }
                 return self.ignore(error.label());
             }
         };
         if let Err(invalid) = validate(&ad, packet.ttl, self.config.vrid, &self.config.addresses) {
-            if !matches!(invalid, Invalid::OtherVrid(_)) {
-                debug!(vrid = self.config.vrid, src = %packet.src, %invalid, "VRRP advert ignored");
+            match invalid {
+                // Another virtual router on the link: not a fault.
+                Invalid::OtherVrid(_) => {}
+                Invalid::AddressMismatch => {
+                    let differing = complaints::differing(&ad.addresses, &self.config.addresses);
+                    self.complain(invalid.label(), packet.src, &invalid, Some(differing));
+                }
+                Invalid::Ttl(_) => self.complain(invalid.label(), packet.src, &invalid, None),
             }
             return self.ignore(invalid.label());
         }
         self.machine.on_advert(&ad, packet.src, Instant::now())
+    }
+
+    /// Warns (at most once a minute per reason and peer) about an advert
+    /// from `peer` ignored for a fault on the link: an address list other
+    /// than ours (`differing`: only theirs, only ours), which leaves both
+    /// routers master, a TTL that says it was routed, a bad checksum.
+    fn complain(
+        &mut self,
+        reason: &'static str,
+        peer: IpAddr,
+        error: &dyn std::fmt::Display,
+        differing: Option<(Vec<IpAddr>, Vec<IpAddr>)>,
+    ) {
+        let Some(suppressed) = self.complaints.allow(reason, peer, Instant::now()) else {
+            return;
+        };
+        let vrid = self.config.vrid;
+        match differing {
+            Some((only_theirs, only_ours)) => warn!(
+                vrid,
+                %peer,
+                reason,
+                only_theirs = ?only_theirs,
+                only_ours = ?only_ours,
+                suppressed,
+                "VRRP advert ignored: {error}; each router ignores the other's adverts, so both may be master: give both the same addresses"
+            ),
+            None => warn!(vrid, %peer, reason, suppressed, "VRRP advert ignored: {error}"),
+        }
     }
 
     async fn carry_out(&mut self, actions: Vec<Action>) {
@@ -562,7 +695,7 @@ impl Driver {
             return;
         };
         let (state, vrid) = (state.to_owned(), self.config.vrid.to_string());
-        tokio::spawn(run_notify(program, state, vrid));
+        self.notifies.spawn(run_notify(program, state, vrid));
     }
 
     fn publish(&self) {
@@ -657,6 +790,75 @@ mod tests {
                 let _ = std::fs::remove_dir_all(dir);
             }
         }
+    }
+
+    /// A notify script in a directory of its own (removed on drop) that
+    /// sleeps `seconds`, then appends "$1 $2" to `notes`.
+    struct Script {
+        dir: PathBuf,
+    }
+
+    impl Script {
+        fn new(name: &str, seconds: &str) -> Self {
+            let dir = std::env::temp_dir().join(format!(
+                "lbd-vrrp-notify-test-{}-{name}",
+                std::process::id()
+            ));
+            std::fs::create_dir_all(&dir).expect("mkdir");
+            let script = dir.join("notify.sh");
+            std::fs::write(
+                &script,
+                format!(
+                    "#!/bin/sh\nsleep {seconds}\necho \"$1 $2\" >> {}\n",
+                    dir.join("notes").display()
+                ),
+            )
+            .expect("write");
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))
+                .expect("chmod");
+            Self { dir }
+        }
+
+        fn notes(&self) -> String {
+            std::fs::read_to_string(self.dir.join("notes")).unwrap_or_default()
+        }
+    }
+
+    impl Drop for Script {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    #[tokio::test]
+    async fn the_exit_waits_for_a_notify_still_running() {
+        let script = Script::new("waits", "0.3");
+        let notifies = Notifies::default();
+        notifies.spawn(run_notify(
+            script.dir.join("notify.sh"),
+            "stopped".to_owned(),
+            "51".to_owned(),
+        ));
+        wait_for_notifies(&[notifies], NOTIFY_GRACE).await;
+        assert_eq!(script.notes(), "stopped 51\n");
+    }
+
+    #[tokio::test]
+    async fn a_notify_running_past_the_grace_is_killed() {
+        let script = Script::new("killed", "5");
+        let notifies = Notifies::default();
+        notifies.spawn(run_notify(
+            script.dir.join("notify.sh"),
+            "stopped".to_owned(),
+            "51".to_owned(),
+        ));
+        let started = Instant::now();
+        wait_for_notifies(std::slice::from_ref(&notifies), Duration::from_millis(300)).await;
+        assert!(started.elapsed() < Duration::from_secs(3));
+        // Gone: nothing left to wait for, and the line never written.
+        assert!(notifies.take().is_empty());
+        assert_eq!(script.notes(), "");
     }
 
     #[test]

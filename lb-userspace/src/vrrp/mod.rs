@@ -5,6 +5,7 @@
 
 pub(crate) mod addresses;
 pub(crate) mod announce;
+mod complaints;
 pub mod driver;
 pub mod machine;
 pub mod net;

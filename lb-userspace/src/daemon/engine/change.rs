@@ -54,7 +54,11 @@ impl Engine {
         let awaiting = next.newly_awaiting_checks(&self.model);
         let (plan, report) = self.stage_and_commit(next, dry_run, guards)?;
         let mut warnings: Vec<String> = match edit {
-            Edit::AddVip(vip) => self.nat_address_left_behind(vip).into_iter().collect(),
+            Edit::AddVip(vip) => self
+                .nat_address_left_behind(vip)
+                .into_iter()
+                .chain(self.vip_address_left_behind(vip))
+                .collect(),
             Edit::RemoveVip(id) => self
                 .guard
                 .config()
@@ -129,6 +133,23 @@ impl Engine {
         }
         let mut undone = undone_by_reload(&self.model, &next, &self.config, &file);
         let awaiting = next.newly_awaiting_checks(&self.model);
+        // VIP addresses the file brings that the running VRRP instances
+        // do not move (they took their addresses at start).
+        let mut new_addresses: Vec<std::net::IpAddr> = Vec::new();
+        let mut unmoved = Vec::new();
+        for vip in &file.vips {
+            let running = self.model.vips.keys().any(|id| id.address == vip.address);
+            if running || new_addresses.contains(&vip.address) {
+                continue;
+            }
+            new_addresses.push(vip.address);
+            if let Some(warning) = self.vip_address_left_behind(vip) {
+                if !dry_run {
+                    warn!(%warning, "reload");
+                }
+                unmoved.push(warning);
+            }
+        }
         let guards_undone = self.guard.config().undone_by(&file.guard);
         // The file's [tunnel] is applied with its VIPs; a refused or dry
         // run keeps the running one.
@@ -148,6 +169,7 @@ impl Engine {
         }
         let (plan, report) = staged?;
         let mut warnings = awaiting;
+        warnings.extend(unmoved);
         if let Some(report) = report {
             // The file's guards are the source of truth: runtime rules go.
             // The VIPs are in already, so a refusal here is a warning in
@@ -223,6 +245,24 @@ impl Engine {
             Edit::AddBackend(_, backend) => hold(tunnel, backend.address, "backend"),
             _ => None,
         }
+    }
+
+    /// What to tell the operator when a VIP added at run time (`lbctl vip
+    /// add`, a reload) has an address no running VRRP instance moves and
+    /// the running `[bgp]` does not announce: a warning, not a refusal
+    /// (the address may be put on the interface by hand).
+    fn vip_address_left_behind(&self, vip: &crate::config::VipConfig) -> Option<String> {
+        let moved: Vec<&[std::net::IpAddr]> = self
+            .vrrp
+            .iter()
+            .map(|i| i.config().addresses.as_slice())
+            .collect();
+        let announced = self
+            .config
+            .bgp
+            .as_ref()
+            .is_some_and(|bgp| bgp.covers(vip.address, false));
+        super::nat::unmoved_vip_address(vip, &moved, announced)
     }
 
     /// The model's rule on the maps' size, for this engine's maps.

@@ -42,7 +42,7 @@ use crate::{
     netlink::{Interface, Netlink},
     reconcile::{ApplyReport, Balancer, ReconcileError, Staged, VipId},
     sync::ReceivedBatch,
-    vrrp::driver::Instance,
+    vrrp::driver::{wait_for_notifies, Instance, NOTIFY_GRACE},
 };
 
 /// A backend, as health events and the checker name it.
@@ -250,11 +250,20 @@ impl Engine {
         if stop == Stop::Clean {
             self.final_sync().await;
         }
-        for instance in std::mem::take(&mut self.vrrp) {
+        let instances = std::mem::take(&mut self.vrrp);
+        let notifies: Vec<_> = instances.iter().map(Instance::notifies).collect();
+        for instance in instances {
             match stop {
                 Stop::Restart => instance.abandon().await,
                 Stop::Clean => instance.stop().await,
             }
+        }
+        // Leaving the runtime kills the notify commands still running:
+        // the "stopped" one a clean stop just started is let finish. A
+        // restart does not wait: the next lbd must be back within the
+        // backup's master-down interval to resume.
+        if stop == Stop::Clean {
+            wait_for_notifies(&notifies, NOTIFY_GRACE).await;
         }
         let withdrawal = match stop {
             Stop::Clean => self.withdraw_announcements().await.err(),

@@ -560,10 +560,59 @@ fn unmoved_nat_address(vip: &crate::config::VipConfig, moved: &[&[IpAddr]]) -> O
     ))
 }
 
+/// The warning for a VIP whose address none of the running VRRP
+/// instances' address lists (`moved`) holds and the running `[bgp]` does
+/// not announce (`announced`): an instance's addresses are fixed when it
+/// starts (a `[[vrrp]]` without `addresses` takes the VIP addresses of
+/// that start), so no node puts a VIP address added since on its
+/// interface, and clients' packets for it reach none. None without VRRP,
+/// where the operator places every address.
+pub(super) fn unmoved_vip_address(
+    vip: &crate::config::VipConfig,
+    moved: &[&[IpAddr]],
+    announced: bool,
+) -> Option<String> {
+    if moved.is_empty() || announced || moved.iter().any(|list| list.contains(&vip.address)) {
+        return None;
+    }
+    Some(format!(
+        "VIP {}: its address {} is in no running VRRP instance's addresses (an instance's addresses are fixed when lbd starts), so the master does not put it on the interface and it does not move at a failover; add it to a [[vrrp]] instance's addresses and restart lbd, or add it to the interface by hand",
+        crate::vip_id::VipId::of(vip),
+        vip.address
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::netlink::Link;
+
+    #[test]
+    fn a_vip_address_no_vrrp_instance_moves_is_warned_about() {
+        let address = |s: &str| s.parse::<IpAddr>().expect("address");
+        let vip = crate::config::VipConfig::new(
+            address("198.18.0.101"),
+            80,
+            crate::config::Protocol::Tcp,
+        );
+        let moved = [address("198.18.0.100")];
+        let other = [address("2001:2::100")];
+        let warning = unmoved_vip_address(&vip, &[&moved, &other], false).expect("warned");
+        assert!(
+            warning.starts_with("VIP 198.18.0.101:80/tcp: its address 198.18.0.101 is in no running VRRP instance's addresses"),
+            "{warning}"
+        );
+        assert!(
+            warning.contains("add it to a [[vrrp]] instance's addresses and restart lbd, or add it to the interface by hand"),
+            "{warning}"
+        );
+        // No VRRP (the operator places addresses), an address [bgp]
+        // announces, or one an instance moves: nothing to say.
+        assert_eq!(unmoved_vip_address(&vip, &[], false), None);
+        assert_eq!(unmoved_vip_address(&vip, &[&moved], true), None);
+        let with_it = [address("198.18.0.100"), address("198.18.0.101")];
+        assert_eq!(unmoved_vip_address(&vip, &[&other, &with_it], false), None);
+    }
 
     #[test]
     fn a_nat_address_no_vrrp_instance_moves_is_warned_about() {

@@ -26,7 +26,7 @@ use crate::{
     netlink::{Interface, Netlink},
     pinning::PinDir,
     reconcile::Balancer,
-    vrrp::driver::Instance,
+    vrrp::driver::{wait_for_notifies, Instance, Prepared, NOTIFY_GRACE},
 };
 
 /// Room for VIPs added at run time beyond those in the file.
@@ -48,23 +48,30 @@ impl Engine {
         // (priority 0, addresses released, state "stopped"): the backup
         // takes over at once, and a restart loop does not resume a node
         // that cannot serve, resetting the backup's timer each time.
+        // Every instance's start-up checks (its addresses are not the
+        // interface's own, the interface has an address to speak from) run
+        // here, before anything is loaded or attached: a refused instance
+        // leaves a fresh node as it was found.
         let mut vrrp_starts = Vec::with_capacity(config.vrrp.len());
         for vrrp in &config.vrrp {
             let state_file = vrrp_state_file(&config, vrrp);
-            let start = if Instance::resumes(vrrp, state_file.as_deref()) {
-                match Instance::start(vrrp.clone(), &interface, netlink.clone(), state_file, true)
-                    .await
-                {
-                    Ok(instance) => VrrpStart::Resumed(Box::new(instance)),
-                    Err(error) => {
-                        stop_resumed(&mut vrrp_starts).await;
-                        return Err(error);
-                    }
+            let resumes = Instance::resumes(vrrp, state_file.as_deref());
+            let started = match Instance::prepare(vrrp.clone(), &interface, &netlink).await {
+                Ok(prepared) if resumes => {
+                    Instance::start(prepared, &interface, netlink.clone(), state_file, true)
+                        .await
+                        .map(|instance| VrrpStart::Resumed(Box::new(instance)))
                 }
-            } else {
-                VrrpStart::Later(state_file)
+                Ok(prepared) => Ok(VrrpStart::Later(Box::new(prepared), state_file)),
+                Err(error) => Err(error),
             };
-            vrrp_starts.push(start);
+            match started {
+                Ok(start) => vrrp_starts.push(start),
+                Err(error) => {
+                    stop_resumed(&mut vrrp_starts).await;
+                    return Err(error);
+                }
+            }
         }
         let started =
             Self::start_serving(config_path, config, netlink, interface, &mut vrrp_starts).await;
@@ -179,6 +186,9 @@ impl Engine {
         let report = engine.commit(model).context("filling the data plane")?;
         info!(?report, "maps filled");
         engine.prepare_routing().await;
+        // Nothing of a previous lbd to keep: a start that fails after the
+        // attach below takes everything away again.
+        let mut fresh = !engine.dataplane.adopted();
         engine.hooked = match engine.config.attach {
             Attach::Xdp => {
                 let running = engine
@@ -186,6 +196,7 @@ impl Engine {
                     .xdp_program(engine.interface.index)
                     .await
                     .context("reading the interface's XDP program")?;
+                fresh &= running.is_none();
                 let mode = engine.dataplane.attach(
                     &engine.interface.name,
                     engine.config.xdp_mode,
@@ -198,11 +209,37 @@ impl Engine {
             }
             Attach::Tc => {
                 let running = crate::dataplane::tcx_ingress_programs(&engine.interface.name);
+                fresh &= running.is_empty();
                 engine
                     .dataplane
                     .attach_tc(&engine.interface.name, &running)?
             }
         };
+        match engine.serve(vrrp_starts).await {
+            Ok(sync) => Ok((
+                engine,
+                EngineEvents {
+                    health: events_rx,
+                    sync,
+                },
+            )),
+            Err(error) => {
+                if fresh {
+                    engine.undo_fresh_start();
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// The rest of [`Self::start_serving`] once the program is attached:
+    /// the hooks previous lbds left go, then replication and VRRP start.
+    /// Returns the replication's stream of received batches, if any.
+    async fn serve(
+        &mut self,
+        vrrp_starts: &mut [VrrpStart],
+    ) -> anyhow::Result<Option<mpsc::Receiver<crate::sync::ReceivedBatch>>> {
+        let engine = self;
         // A switch of `attach` across a restart: the hook the previous lbd
         // used goes, now that this one runs.
         engine
@@ -228,19 +265,33 @@ impl Engine {
             sync_rx = Some(rx);
         }
         if let Err(error) = engine.start_vrrp(vrrp_starts, &node_id, &mut sync_rx).await {
-            for instance in std::mem::take(&mut engine.vrrp) {
+            let instances = std::mem::take(&mut engine.vrrp);
+            let notifies: Vec<_> = instances.iter().map(Instance::notifies).collect();
+            for instance in instances {
                 instance.stop().await;
             }
+            // lbd exits next: the "stopped" commands are let finish.
+            wait_for_notifies(&notifies, NOTIFY_GRACE).await;
             return Err(error);
         }
         engine.track();
-        Ok((
-            engine,
-            EngineEvents {
-                health: events_rx,
-                sync: sync_rx,
-            },
-        ))
+        Ok(sync_rx)
+    }
+
+    /// Puts a node this lbd found without a data plane back as it was,
+    /// after its start failed once the program was attached (a VRRP
+    /// socket that would not open): the program detached and its pins
+    /// removed, forwarding and `accept_local` as they were, so a service
+    /// manager's retries do not leave a program forwarding for no lbd.
+    fn undo_fresh_start(&mut self) {
+        self.replication = None;
+        self.checker.retain(|_| false);
+        self.detach_hc_encap();
+        self.restore_accept_local();
+        self.restore_forwarding();
+        if let Err(error) = self.dataplane.detach() {
+            tracing::warn!(error = %format!("{error:#}"), "removing the data plane after the failed start failed; `lbd --cleanup` removes it");
+        }
     }
 
     /// Removes the cls_bpf filters a dead lbd left on the interface's
@@ -299,9 +350,9 @@ impl Engine {
             }
             let instance = match std::mem::replace(start, VrrpStart::Taken) {
                 VrrpStart::Resumed(instance) => *instance,
-                VrrpStart::Later(state_file) => {
+                VrrpStart::Later(prepared, state_file) => {
                     Instance::start(
-                        vrrp,
+                        *prepared,
                         &self.interface,
                         self.netlink.clone(),
                         state_file,
@@ -321,15 +372,19 @@ impl Engine {
 /// priority 0, so the backup takes over now, and "stopped" recorded, so
 /// the next lbd does not resume.
 async fn stop_resumed(vrrp_starts: &mut [VrrpStart]) {
+    let mut notifies = Vec::new();
     for start in vrrp_starts {
         if let VrrpStart::Resumed(instance) = std::mem::replace(start, VrrpStart::Taken) {
             tracing::warn!(
                 vrid = instance.config().vrid,
                 "start-up failed after resuming VRRP mastership; stepping down"
             );
+            notifies.push(instance.notifies());
             instance.stop().await;
         }
     }
+    // lbd exits next: the "stopped" commands are let finish.
+    wait_for_notifies(&notifies, NOTIFY_GRACE).await;
 }
 
 /// A configured VRRP instance at start-up: started at once because it
@@ -338,8 +393,8 @@ async fn stop_resumed(vrrp_starts: &mut [VrrpStart]) {
 enum VrrpStart {
     /// Started before the data plane loaded.
     Resumed(Box<Instance>),
-    /// To start last.
-    Later(Option<PathBuf>),
+    /// Checked, to start last.
+    Later(Box<Prepared>, Option<PathBuf>),
     /// Taken: kept by the engine, or stopped.
     Taken,
 }

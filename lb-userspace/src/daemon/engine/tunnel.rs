@@ -305,11 +305,29 @@ impl Engine {
             }
         };
         if was != "0" {
+            // On already: by the operator, or by an lbd before this one (a
+            // restart, or one that crashed), whose record keeps the
+            // original to restore.
+            if let Some(original) =
+                crate::ownership::held::recorded_original(&self.config.admin_socket, &path)
+            {
+                self.tunnel.accept_local = Some(SysctlChange {
+                    path,
+                    was: original,
+                });
+            }
             return;
         }
         match std::fs::write(&path, "1") {
             Ok(()) => {
                 info!(setting = %path.display(), "accept_local switched on: replies to checks through the tunnel come from the VIP, an address this node holds (restored at a clean stop or when no check uses the tunnel)");
+                // Recorded for the lbds after this one and for `lbd
+                // --cleanup` (after a crash nothing else would put it back).
+                if let Err(error) =
+                    crate::ownership::held::record_original(&self.config.admin_socket, &path, &was)
+                {
+                    warn!(setting = %path.display(), error = %format!("{error:#}"), "recording accept_local's original value failed: after a crash or restart it will not be restored");
+                }
                 self.tunnel.accept_local = Some(SysctlChange { path, was });
             }
             Err(error) => {
@@ -323,6 +341,7 @@ impl Engine {
         let Some(change) = self.tunnel.accept_local.take() else {
             return;
         };
+        crate::ownership::held::forget_original(&self.config.admin_socket, &change.path);
         match std::fs::write(&change.path, &change.was) {
             Ok(()) => {
                 info!(setting = %change.path.display(), value = %change.was, "accept_local restored")

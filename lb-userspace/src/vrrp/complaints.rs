@@ -1,0 +1,124 @@
+//! Warnings about adverts an instance ignores that mean a fault on the
+//! link (RFC 5798 §7.1 asks that an address-list mismatch be logged): at
+//! most one line a minute per reason and peer, so a misconfigured peer
+//! advertising ten times a second, or a stranger, cannot flood the log.
+
+use std::{
+    collections::{BTreeSet, HashMap},
+    net::IpAddr,
+    time::{Duration, Instant},
+};
+
+use crate::sync::log_limit::LogLimit;
+
+/// One line per reason and peer this often.
+const EVERY: Duration = Duration::from_secs(60);
+
+/// Peers tracked one by one; the rest (forged sources) share one limit.
+const MAX_PEERS: usize = 16;
+
+/// The rate limits of one instance's warnings.
+#[derive(Debug)]
+pub(crate) struct Complaints {
+    /// By reason (an `Invalid`/`DecodeError` label) and source address.
+    by_peer: HashMap<(&'static str, IpAddr), LogLimit>,
+    /// For every (reason, peer) past [`MAX_PEERS`].
+    others: LogLimit,
+}
+
+impl Default for Complaints {
+    fn default() -> Self {
+        Self {
+            by_peer: HashMap::new(),
+            others: LogLimit::new(EVERY),
+        }
+    }
+}
+
+impl Complaints {
+    /// Whether to warn about an advert from `peer` ignored for `reason` at
+    /// `now`: `Some(n)` with the number of such adverts left unsaid since
+    /// the last line, or `None` (counted, to be said next time).
+    pub(crate) fn allow(
+        &mut self,
+        reason: &'static str,
+        peer: IpAddr,
+        now: Instant,
+    ) -> Option<u64> {
+        let key = (reason, peer);
+        if !self.by_peer.contains_key(&key) && self.by_peer.len() >= MAX_PEERS {
+            return self.others.allow(now);
+        }
+        self.by_peer
+            .entry(key)
+            .or_insert_with(|| LogLimit::new(EVERY))
+            .allow(now)
+    }
+}
+
+/// The addresses only `theirs` lists and those only `ours` does, each
+/// sorted: what a warning about a mismatched advert names.
+pub(crate) fn differing(theirs: &[IpAddr], ours: &[IpAddr]) -> (Vec<IpAddr>, Vec<IpAddr>) {
+    let theirs: BTreeSet<IpAddr> = theirs.iter().copied().collect();
+    let ours: BTreeSet<IpAddr> = ours.iter().copied().collect();
+    (
+        theirs.difference(&ours).copied().collect(),
+        ours.difference(&theirs).copied().collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().expect("address")
+    }
+
+    #[test]
+    fn once_a_minute_per_reason_and_peer() {
+        let mut c = Complaints::default();
+        let t = Instant::now();
+        let (a, b) = (ip("198.18.0.2"), ip("198.18.0.3"));
+        assert_eq!(c.allow("address_mismatch", a, t), Some(0));
+        // The same again (ten adverts a second): held back and counted.
+        for k in 1..=10 {
+            assert_eq!(
+                c.allow("address_mismatch", a, t + Duration::from_millis(100 * k)),
+                None
+            );
+        }
+        // Another peer, or another reason, is said at once.
+        assert_eq!(c.allow("address_mismatch", b, t), Some(0));
+        assert_eq!(c.allow("ttl", a, t), Some(0));
+        // A minute on, with the count of those left out.
+        assert_eq!(
+            c.allow("address_mismatch", a, t + Duration::from_secs(60)),
+            Some(10)
+        );
+    }
+
+    #[test]
+    fn forged_sources_share_one_limit() {
+        let mut c = Complaints::default();
+        let t = Instant::now();
+        let said = (0..200u8)
+            .filter(|n| {
+                c.allow("checksum", IpAddr::from([198, 18, 1, *n]), t)
+                    .is_some()
+            })
+            .count();
+        assert_eq!(said, MAX_PEERS + 1);
+        assert!(c.by_peer.len() <= MAX_PEERS);
+    }
+
+    #[test]
+    fn differing_names_each_sides_extra_addresses() {
+        let x = ip("198.18.0.100");
+        let y = ip("198.18.0.101");
+        let z = ip("198.18.0.102");
+        assert_eq!(differing(&[x, y], &[x]), (vec![y], vec![]));
+        assert_eq!(differing(&[x], &[z, x]), (vec![], vec![z]));
+        assert_eq!(differing(&[y, x], &[x, y]), (vec![], vec![]));
+    }
+}

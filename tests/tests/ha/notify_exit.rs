@@ -1,0 +1,53 @@
+//! The `stopped` notify a SIGINT runs finishes before lbd exits: leaving
+//! the runtime would kill it half-way.
+
+use std::time::{Duration, Instant};
+
+use lb_tests::support::wait_until;
+
+use crate::{observe::wait_for_vip, setup::lab};
+
+#[test]
+fn the_stopped_notify_of_a_sigint_runs_to_its_end() {
+    let mut lab = lab(1);
+    let (a, b) = (lab.lbs[0].clone(), lab.lbs[1].clone());
+    let notes = lab.dir.join("notify-exit.log");
+    let notify = lab.dir.join("notify-slow.sh");
+    // Slow on purpose: lbd's own stop takes far less than this.
+    std::fs::write(
+        &notify,
+        format!(
+            "#!/bin/sh\nsleep 1\necho \"$1 $2\" >> {}\n",
+            notes.display()
+        ),
+    )
+    .expect("notify script");
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&notify)
+        .status()
+        .expect("chmod");
+    let config = lab
+        .ha_config(&a, &b, &["b1"], 150, true)
+        .expect("config")
+        .replace(
+            "[[vrrp]]\n",
+            &format!("[[vrrp]]\nnotify = \"{}\"\n", notify.display()),
+        );
+    // Alone on the link: it becomes master.
+    lab.start_lbd_on(&a, "lbd-a", &config).expect("lbd");
+    wait_for_vip(&lab, &a, Instant::now(), Duration::from_secs(10));
+    let read = || std::fs::read_to_string(&notes).unwrap_or_default();
+    wait_until("the master notify", Duration::from_secs(5), || {
+        read().contains("master 51")
+    });
+    let status = lab.interrupt("lbd-a").expect("SIGINT");
+    assert!(status.success(), "{status:?}\n{}", lab.log("lbd-a"));
+    // lbd has exited: the line is there already, not on its way.
+    assert!(
+        read().contains("stopped 51"),
+        "{:?}\n{}",
+        read(),
+        lab.log("lbd-a")
+    );
+}

@@ -1,0 +1,63 @@
+//! A first start refused for its VRRP configuration leaves the node as it
+//! was: no program on the interface, nothing pinned, so a service
+//! manager's retries do not leave a data plane forwarding for no lbd.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use lb_tests::lab::VIP4;
+
+use crate::setup::lab;
+
+#[test]
+fn a_start_refused_for_an_interface_address_leaves_nothing_attached_or_pinned() {
+    let mut lab = lab(1);
+    let (a, b) = (lab.lbs[0].clone(), lab.lbs[1].clone());
+    let own = format!("{VIP4}/24");
+    let out = Command::new("ip")
+        .args(["-n", &a.netns, "addr", "add", &own, "dev", "eth0"])
+        .output()
+        .expect("ip");
+    assert!(out.status.success(), "{out:?}");
+    assert!(!lab.xdp_attached(&a).expect("ip link"), "a fresh node");
+    let config = lab.ha_config(&a, &b, &["b1"], 255, true).expect("config");
+    let error = lab
+        .start_lbd_on(&a, "lbd-a", &config)
+        .expect_err("lbd must refuse an interface address as a VRRP address");
+    let error = format!("{error:#}");
+    assert!(
+        error.contains(&format!("{own} is already an address of eth0")),
+        "{error}"
+    );
+    assert!(
+        !lab.xdp_attached(&a).expect("ip link"),
+        "the program stayed attached:\n{}",
+        lab.log("lbd-a")
+    );
+    // Nothing pinned: the pin directory holds only what the ownership
+    // claim made before the start (its lock record, the empty maps
+    // directory), no map, program or link.
+    let pins = lab.pin_dir_of(&a);
+    let left = pinned_under(&pins);
+    assert!(left.is_empty(), "pins left in {}: {left:?}", pins.display());
+}
+
+/// Every entry under `dir` but directories and the lock record
+/// `lbd-owner`: the pinned objects.
+fn pinned_under(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for entry in entries.filter_map(Result::ok) {
+        let path = entry.path();
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            found.extend(pinned_under(&path));
+        } else if entry.file_name() != "lbd-owner" {
+            found.push(path);
+        }
+    }
+    found
+}
