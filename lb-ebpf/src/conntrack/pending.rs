@@ -89,6 +89,16 @@ fn forwarded(outcome: u64) -> bool {
     Outcome::unpacked(outcome).counter == Counter::Forwarded
 }
 
+/// Whether the flow armed in `pending` is a handshake's promotion into
+/// the bucket table, read from the slot (volatile: see `insert_pending`).
+///
+/// # Safety
+/// `pending` is this CPU's slot.
+#[inline(always)]
+pub(super) unsafe fn is_promotion(pending: *const PendingFlow) -> bool {
+    core::ptr::read_volatile(&(*pending).armed) == PROMOTE_INTO_BUCKETS
+}
+
 /// Runs the insert the packet path queued in `pending` (this CPU's), if
 /// any, and returns its `outcome` (packed) unchanged. The inserts count
 /// their own events.
@@ -101,14 +111,13 @@ pub(super) fn settle(outcome: u64, pending: *mut PendingFlow) -> u64 {
         if armed == IDLE {
             return outcome;
         }
-        core::ptr::write_volatile(&mut (*pending).armed, IDLE);
         core::ptr::write_volatile(&mut (*pending).outcome, outcome);
         // One call of the half-open insert for both ways there (queued
         // for it, or a SYN the bucket table had no room for): the
         // verifier walks a called function once per call site.
         let mut into_half_open = armed == INTO_HALF_OPEN;
         if !into_half_open && design() == DESIGN_BUCKETS {
-            let placed = buckets::insert_pending(pending, armed == PROMOTE_INTO_BUCKETS);
+            let placed = buckets::insert_pending(pending);
             if armed == PROMOTE_INTO_BUCKETS {
                 // Only once the flow is in the table (inserted, or found:
                 // another CPU promoted it): an insert that found every way
@@ -136,6 +145,8 @@ pub(super) fn settle(outcome: u64, pending: *mut PendingFlow) -> u64 {
         if into_half_open {
             half_open::insert_pending(pending);
         }
+        // Only now: `insert_pending` reads what was armed from the slot.
+        core::ptr::write_volatile(&mut (*pending).armed, IDLE);
         core::ptr::read_volatile(&(*pending).outcome)
     }
 }
