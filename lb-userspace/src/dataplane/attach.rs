@@ -175,7 +175,7 @@ impl Dataplane {
             ConfigXdpMode::Auto => match program.attach(interface, XdpMode::Driver) {
                 Ok(link) => (Ok(link), ConfigXdpMode::Native),
                 Err(error) => {
-                    warn!(%interface, %error, "native XDP attach failed; falling back to generic (skb) mode, which is much slower");
+                    warn!(%interface, %error, "native XDP attach failed; falling back to generic (skb) mode, which is much slower and sees GRO aggregates (NAT and tunnelled VIPs redirect them to other interfaces only up to those interfaces' MTU: turn GRO off on this interface, or use attach = \"tc\")");
                     (
                         program.attach(interface, XdpMode::Skb),
                         ConfigXdpMode::Generic,
