@@ -365,3 +365,61 @@ fn minimal_mode_moves_only_what_must_move_across_changes_and_restarts() {
         "RELIABILITY: maglev_mode = minimal: removal moved {b2_slots} of 65537 slots (its own), restart moved 0, re-adding moved {new_id_slots} (its own)"
     );
 }
+
+/// A VIP added to the file, then SIGTERM and a restart (with a 4th
+/// backend, so Maglev would move some flows): the maps a first start
+/// sized (the file's VIPs and room for more) still hold the file's VIPs,
+/// so the restarted lbd keeps their size and adopts the connection table;
+/// no kept-alive connection moves or breaks.
+#[test]
+fn a_vip_added_to_the_file_keeps_the_connection_table_across_a_restart() {
+    let mut lab = Lab::start(4).expect("lab");
+    lab.wait_for_backends().expect("backends");
+    let three = lab.lbd_config_for(&["b1", "b2", "b3"], CHECKS);
+    lab.start_lbd(&three).expect("lbd");
+    let mut conns = KeepAlive::open(&lab.client.netns, IpAddr::V4(VIP4), 32).expect("open");
+    let first: Vec<String> = conns
+        .iter_mut()
+        .map(|c| c.request().expect("request"))
+        .collect();
+    let before = status(&lab);
+    assert!(!before.adopted, "a first start adopts nothing");
+
+    let exit = lab.terminate("lbd").expect("SIGTERM");
+    assert!(exit.success(), "{}", lab.log("lbd"));
+    let b1 = lab
+        .backends
+        .iter()
+        .find(|b| b.name == "b1")
+        .expect("b1")
+        .ipv6;
+    let mut two_vips = lab.lbd_config_for(&["b1", "b2", "b3", "b4"], CHECKS);
+    two_vips.push_str(&format!(
+        "\n[[vip]]\naddress = \"{}\"\nport = {HTTP_PORT}\n  [[vip.backend]]\n  address = \"{b1}\"\n",
+        lb_tests::lab::VIP6
+    ));
+    lab.start_lbd_on(&lab.lb.clone(), "lbd2", &two_vips)
+        .expect("restart");
+    let log = lab.log("lbd2");
+    assert!(!log.contains("does not fit"), "{log}");
+    assert!(log.contains("adopting the pinned data plane"), "{log}");
+    let after = status(&lab);
+    assert!(after.adopted, "the restarted lbd must adopt the data plane");
+    let mut broken = 0;
+    let mut moved = 0;
+    for (conn, backend) in conns.iter_mut().zip(&first) {
+        match conn.request() {
+            Ok(now) if &now == backend => {}
+            Ok(_) => moved += 1,
+            Err(_) => broken += 1,
+        }
+    }
+    assert_eq!(
+        (broken, moved),
+        (0, 0),
+        "kept-alive connections broken, moved across the restart"
+    );
+    eprintln!(
+        "RELIABILITY: a VIP added to the file + SIGTERM + restart: adopted, 32 kept-alive connections, 0 broken, 0 moved"
+    );
+}

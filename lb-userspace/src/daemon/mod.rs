@@ -125,13 +125,15 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<()> {
     let (scrapes_tx, mut scrapes) = mpsc::channel::<http::Scrape>(16);
     // The engine may have resumed VRRP mastership: a start that fails from
     // here steps down (priority 0, "stopped" recorded) like one that fails
-    // inside Engine::start, rather than vanishing as master.
+    // inside Engine::start, rather than vanishing as master; on a node it
+    // found without a data plane, it detaches the program and removes its
+    // pins again.
     let (events_reader, metrics_server) =
         match finish_start(&mut engine, events_tx, scrapes_tx, ready.clone()).await {
             Ok(started) => started,
             Err(error) => {
                 engine
-                    .step_down("start-up failed after the engine started")
+                    .fail_start("start-up failed after the engine started")
                     .await;
                 return Err(error);
             }

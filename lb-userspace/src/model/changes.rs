@@ -387,7 +387,7 @@ fn weight_error(weight: u32) -> ModelError {
 pub(crate) fn fits_the_maps(next: usize, current: usize, capacity: u32) -> Result<(), ModelError> {
     if next > capacity as usize && next > current {
         return Err(ModelError::Limit(format!(
-            "too many VIPs: the data plane was sized for {capacity} at start (the file's VIPs and room for more); restart lbd to make room for {next}"
+            "too many VIPs: the data plane was sized for {capacity} at start (the file's VIPs and room for more); put them in the file and restart lbd to make room for {next} (the maps are made anew then: the connection table is not adopted)"
         )));
     }
     Ok(())

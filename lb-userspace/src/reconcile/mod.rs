@@ -279,6 +279,20 @@ impl Balancer {
         );
     }
 
+    /// The MACs the maps hold for backends of DSR-at-L2 VIPs (adopted
+    /// ones included): a restarted lbd starts from them, so a backend
+    /// whose neighbour entry has not resolved yet keeps the MAC its flows
+    /// go to rather than being taken out of service (the neighbour table
+    /// replaces them as usual once it answers).
+    pub(crate) fn backend_macs(&self) -> Vec<(IpAddr, [u8; 6])> {
+        self.vips
+            .values()
+            .filter(|vip| vip.mode == Mode::DsrL2)
+            .flat_map(|vip| vip.backends.iter())
+            .filter_map(|(address, backend)| backend.mac.map(|mac| (*address, mac)))
+            .collect()
+    }
+
     /// The applied VIPs.
     pub fn vips(&self) -> &BTreeMap<VipId, AppliedVip> {
         &self.vips

@@ -453,3 +453,44 @@ fn at_the_backend_limit_one_vips_freed_ids_serve_anothers_new_backends() {
     let served: usize = balancer.vips().values().map(|v| v.backends.len()).sum();
     assert_eq!(served, total);
 }
+
+#[test]
+fn an_adopted_backends_mac_keeps_it_alive_until_the_neighbour_table_answers() {
+    let mut maps = FakeMaps::default();
+    let mut previous = Balancer::new(4);
+    run(&mut previous, &mut maps, &[vip(1009, three())], NO_MAC).unwrap();
+    let key = VipId::of(&vip(1009, three())).key();
+    let live = maps.live_table(&key).unwrap();
+    let written = maps.backends.clone();
+
+    // A restarted lbd: the file names no MACs and the neighbour table
+    // has not answered yet; it starts from the MACs the maps hold.
+    let state = crate::dataplane::AdoptedState {
+        vips: maps.vips.iter().map(|(k, m)| (*k, *m)).collect(),
+        backends: maps
+            .backends
+            .iter()
+            .filter(|(_, b)| b.generation != 0)
+            .map(|(id, b)| (*id, *b))
+            .collect(),
+    };
+    let mut balancer = Balancer::new(4);
+    balancer.adopt(&state);
+    let macs: std::collections::HashMap<IpAddr, [u8; 6]> =
+        balancer.backend_macs().into_iter().collect();
+    assert_eq!(macs.len(), 3, "{macs:?}");
+    let mut unresolved = three();
+    for backend in &mut unresolved {
+        backend.mac = None;
+    }
+    run(&mut balancer, &mut maps, &[vip(1009, unresolved)], &|a| {
+        macs.get(&a).copied()
+    })
+    .unwrap();
+    assert_eq!(maps.live_table(&key).unwrap(), live, "no flow moves");
+    for (id, backend) in &written {
+        let now = maps.backends[id];
+        assert_eq!(now.mac, backend.mac, "backend {id} keeps its MAC");
+        assert_ne!(now.flags & BACKEND_F_ALIVE, 0, "backend {id} stays alive");
+    }
+}

@@ -28,6 +28,7 @@ use super::{
     addresses,
     announce::{announce, Announcer},
     complaints::{self, Complaints},
+    machine::PREEMPT_SYNC_HOLD,
     net::{Received, VrrpSocket},
     validate, Action, Advertisement, ChecksumMode, Counters, DecodeError, Family, Invalid, Machine,
     Settings, State,
@@ -126,6 +127,9 @@ pub(crate) struct Prepared {
 /// A running instance.
 pub(crate) struct Instance {
     priority: watch::Sender<u8>,
+    /// Set once the peer's full connection-table dump arrived (see
+    /// [`Instance::peer_synced`]).
+    synced: watch::Sender<bool>,
     status: watch::Receiver<InstanceStatus>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
@@ -176,13 +180,16 @@ impl Instance {
     /// With `resume` (see [`Self::resumes`]) it is master at once and keeps
     /// its addresses: the backup never notices. Otherwise it first removes
     /// stale addresses a crash may have left, and starts as the protocol
-    /// says.
+    /// says. With `sync_hold` (the node replicates its connection table
+    /// with a VRRP peer) a preemption first waits for the peer's full dump
+    /// (see [`Machine::hold_preemption`] and [`Self::peer_synced`]).
     pub(crate) async fn start(
         prepared: Prepared,
         interface: &Interface,
         netlink: Netlink,
         state_file: Option<PathBuf>,
         resume: bool,
+        sync_hold: bool,
     ) -> anyhow::Result<Self> {
         let Prepared { config, local } = prepared;
         let machine = Machine::new(settings_of(&config), local);
@@ -211,6 +218,7 @@ impl Instance {
             ignored: BTreeMap::new(),
         };
         let (priority_tx, priority_rx) = watch::channel(config.priority);
+        let (synced_tx, synced_rx) = watch::channel(false);
         let (status_tx, status_rx) = watch::channel(initial);
         let (stop_tx, stop_rx) = oneshot::channel();
         let notifies = Notifies::default();
@@ -229,9 +237,10 @@ impl Instance {
             notifies: notifies.clone(),
         };
         info!(vrid = config.vrid, %local, priority = config.priority, "VRRP instance starting");
-        let task = tokio::spawn(driver.run(priority_rx, stop_rx, resume));
+        let task = tokio::spawn(driver.run(priority_rx, synced_rx, stop_rx, resume, sync_hold));
         Ok(Self {
             priority: priority_tx,
+            synced: synced_tx,
             status: status_rx,
             stop: Some(stop_tx),
             task,
@@ -258,6 +267,13 @@ impl Instance {
             *p = priority;
             changed
         });
+    }
+
+    /// The peer's full connection-table dump arrived: a preemption no
+    /// longer waits for it (see [`Machine::hold_preemption`]).
+    pub(crate) fn peer_synced(&self) {
+        self.synced
+            .send_if_modified(|synced| !std::mem::replace(synced, true));
     }
 
     /// The latest status.
@@ -387,9 +403,18 @@ impl Driver {
     async fn run(
         mut self,
         mut priority: watch::Receiver<u8>,
+        mut synced: watch::Receiver<bool>,
         mut stop: oneshot::Receiver<()>,
         resume: bool,
+        sync_hold: bool,
     ) {
+        // With replication this node's table starts empty (or stale): a
+        // preemption waits for the master's full dump, within bounds.
+        if sync_hold {
+            self.machine
+                .hold_preemption(Instant::now(), PREEMPT_SYNC_HOLD);
+        }
+        let mut synced_seen = false;
         let actions = if resume {
             self.machine.resume_master(Instant::now())
         } else {
@@ -423,6 +448,16 @@ impl Driver {
                 _ = check.tick() => {
                     self.follow_mac().await;
                     self.restore_addresses().await;
+                    Vec::new()
+                }
+                changed = synced.changed(), if !synced_seen => {
+                    synced_seen = true;
+                    if changed.is_ok() && *synced.borrow_and_update() {
+                        if self.machine.holding_for_sync(Instant::now()) {
+                            info!(vrid = self.config.vrid, "VRRP: the peer's connection table arrived; preemption no longer waits for it");
+                        }
+                        self.machine.peer_synced();
+                    }
                     Vec::new()
                 }
                 changed = priority.changed() => match changed {
@@ -793,7 +828,8 @@ mod tests {
     }
 
     /// A notify script in a directory of its own (removed on drop) that
-    /// sleeps `seconds`, then appends "$1 $2" to `notes`.
+    /// writes its process id to `pid`, sleeps `seconds`, then appends
+    /// "$1 $2" to `notes`.
     struct Script {
         dir: PathBuf,
     }
@@ -809,7 +845,8 @@ mod tests {
             std::fs::write(
                 &script,
                 format!(
-                    "#!/bin/sh\nsleep {seconds}\necho \"$1 $2\" >> {}\n",
+                    "#!/bin/sh\necho $$ > {}\nsleep {seconds}\necho \"$1 $2\" >> {}\n",
+                    dir.join("pid").display(),
                     dir.join("notes").display()
                 ),
             )
@@ -822,6 +859,15 @@ mod tests {
 
         fn notes(&self) -> String {
             std::fs::read_to_string(self.dir.join("notes")).unwrap_or_default()
+        }
+
+        /// The script's process id, once it wrote it.
+        fn pid(&self) -> Option<libc::pid_t> {
+            std::fs::read_to_string(self.dir.join("pid"))
+                .ok()?
+                .trim()
+                .parse()
+                .ok()
         }
     }
 
@@ -853,12 +899,46 @@ mod tests {
             "stopped".to_owned(),
             "51".to_owned(),
         ));
+        // Running: its pid written (it sleeps past the grace below).
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let pid = loop {
+            if let Some(pid) = script.pid() {
+                break pid;
+            }
+            assert!(Instant::now() < deadline, "the script never started");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        assert!(is_alive(pid), "the script ran before the grace");
         let started = Instant::now();
         wait_for_notifies(std::slice::from_ref(&notifies), Duration::from_millis(300)).await;
         assert!(started.elapsed() < Duration::from_secs(3));
-        // Gone: nothing left to wait for, and the line never written.
+        // Killed: gone (or a zombie until tokio reaps it) shortly after,
+        // with nothing left to wait for and the line never written.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while is_alive(pid) {
+            assert!(
+                Instant::now() < deadline,
+                "the notify command {pid} still runs after the grace"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         assert!(notifies.take().is_empty());
         assert_eq!(script.notes(), "");
+    }
+
+    /// Whether process `pid` exists and is not a zombie.
+    fn is_alive(pid: libc::pid_t) -> bool {
+        // SAFETY: signal 0 sends nothing, only checks the process exists.
+        if unsafe { libc::kill(pid, 0) } != 0 {
+            return false;
+        }
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|stat| {
+                let (_, after) = stat.rsplit_once(')')?;
+                after.split_whitespace().next().map(|state| state != "Z")
+            })
+            .unwrap_or(false)
     }
 
     #[test]

@@ -25,6 +25,12 @@ pub(crate) const OWNER_PRIORITY: u8 = 255;
 /// that a deadline can always be computed.
 pub(crate) const MAX_PREEMPT_DELAY: Duration = Duration::from_secs(1000);
 
+/// Longest a (re)started backup holds back a preemption until it has the
+/// master's full connection-table dump (see [`Machine::hold_preemption`]):
+/// the master's sender reconnects with a backoff of up to 5 s, then
+/// dumps; past this the node preempts without it rather than never.
+pub(crate) const PREEMPT_SYNC_HOLD: Duration = Duration::from_secs(10);
+
 const MICROS_PER_CS: u64 = 10_000;
 
 /// How one virtual router runs: the fields of a keepalived `vrrp_instance`
@@ -197,6 +203,12 @@ pub struct Machine {
     master_address: Option<IpAddr>,
     /// When we last re-announced in master (a lower-priority advert).
     reannounced_at: Option<Instant>,
+    /// Until then (unless the peer's full connection-table dump arrives
+    /// first) a lower-priority master is deferred to: preempting before
+    /// this node holds the master's flows would cut them. `None`: no hold
+    /// (no replication, or the dump arrived). Never delays taking over
+    /// from a master that went silent.
+    sync_hold_until: Option<Instant>,
     counters: Counters,
 }
 
@@ -216,8 +228,29 @@ impl Machine {
             preempt_until: None,
             master_address: None,
             reannounced_at: None,
+            sync_hold_until: None,
             counters: Counters::default(),
         }
+    }
+
+    /// Holds back preemption (not a takeover from a silent master, nor
+    /// after a priority-0 advert) until [`Self::peer_synced`] or `limit`
+    /// after `now`: a node that (re)started with replication has an empty
+    /// connection table, and taking over a live master's VIPs before its
+    /// full dump arrived would drop the master's NAT'd connections.
+    pub(crate) fn hold_preemption(&mut self, now: Instant, limit: Duration) {
+        self.sync_hold_until = Some(after(now, limit));
+    }
+
+    /// The peer's full connection-table dump arrived: preemption no
+    /// longer waits (see [`Self::hold_preemption`]).
+    pub(crate) fn peer_synced(&mut self) {
+        self.sync_hold_until = None;
+    }
+
+    /// Whether preemption is still held back for the peer's dump at `now`.
+    pub(crate) fn holding_for_sync(&self, now: Instant) -> bool {
+        self.sync_hold_until.is_some_and(|until| until > now)
     }
 
     /// The Startup event (§6.4.1): the owner (effective priority 255)
@@ -413,7 +446,8 @@ impl Machine {
             return;
         }
         let delay_on = !self.settings.preempt_delay.is_zero();
-        let deferring = delay_on && self.preempt_until.is_none_or(|until| until > now);
+        let deferring = (delay_on && self.preempt_until.is_none_or(|until| until > now))
+            || self.holding_for_sync(now);
         if !self.settings.preempt || ad.priority >= self.priority || deferring {
             self.master_adver_interval_cs = clamp_interval(ad.max_adver_int_cs);
             self.master_down_at = Some(after(now, self.master_down_interval()));
@@ -1153,6 +1187,94 @@ mod tests {
         let t3 = t1 + ms(10_000);
         m.on_advert(&ad(150), HIGHER, t3);
         assert_eq!(m.next_deadline(), Some(t2 + m.master_down_interval()));
+    }
+
+    /// A backup started with the sync hold, hearing a lower master every
+    /// second from `from` until (not including) `until`; returns the time
+    /// of the last advert.
+    fn hear_lower(m: &mut Machine, from: Instant, until: Instant) -> Instant {
+        let mut t = from;
+        let mut last = from;
+        while t < until {
+            assert_eq!(m.on_advert(&ad(100), LOWER, t), []);
+            last = t;
+            t += ms(1000);
+        }
+        last
+    }
+
+    #[test]
+    fn sync_hold_defers_preemption_until_the_peer_dump_arrives() {
+        let t0 = Instant::now();
+        let mut m = backup(settings(200), t0);
+        m.hold_preemption(t0, PREEMPT_SYNC_HOLD);
+        // Held: the lower master's adverts keep resetting the timer, so
+        // the machine never preempts however long it waits.
+        let last = hear_lower(&mut m, t0 + ms(500), t0 + ms(4_500));
+        assert_eq!(m.next_deadline(), Some(last + m.master_down_interval()));
+        assert_eq!(m.on_timer(last + ms(999)), []);
+        assert_eq!(m.state(), State::Backup);
+        // The dump arrives: the next lower advert is discarded and the
+        // timer last reset fires.
+        m.peer_synced();
+        assert!(!m.holding_for_sync(last + ms(500)));
+        let t = last + ms(1000);
+        assert_eq!(m.on_advert(&ad(100), LOWER, t), []);
+        let down = last + m.master_down_interval();
+        assert_eq!(m.next_deadline(), Some(down));
+        assert_eq!(
+            m.on_timer(down),
+            [Action::SendAdvert { priority: 200 }, Action::BecomeMaster]
+        );
+    }
+
+    #[test]
+    fn sync_hold_times_out_and_preempts_without_the_dump() {
+        let t0 = Instant::now();
+        let mut m = backup(settings(200), t0);
+        m.hold_preemption(t0, ms(5_000));
+        let last = hear_lower(&mut m, t0 + ms(500), t0 + ms(5_000));
+        assert!(m.holding_for_sync(last));
+        assert!(!m.holding_for_sync(t0 + ms(5_000)));
+        // t0 + 5.5 s: past the hold, the advert is discarded.
+        assert_eq!(m.on_advert(&ad(100), LOWER, last + ms(1000)), []);
+        let down = last + m.master_down_interval();
+        assert_eq!(m.next_deadline(), Some(down));
+        assert_eq!(
+            m.on_timer(down),
+            [Action::SendAdvert { priority: 200 }, Action::BecomeMaster]
+        );
+    }
+
+    #[test]
+    fn sync_hold_never_delays_taking_over_from_a_silent_or_leaving_master() {
+        let t0 = Instant::now();
+        // A master that goes silent: the down timer fires on time.
+        let mut m = backup(settings(200), t0);
+        m.hold_preemption(t0, PREEMPT_SYNC_HOLD);
+        let last = hear_lower(&mut m, t0 + ms(500), t0 + ms(2_000));
+        let down = last + m.master_down_interval();
+        assert!(m.holding_for_sync(down));
+        assert_eq!(
+            m.on_timer(down),
+            [Action::SendAdvert { priority: 200 }, Action::BecomeMaster]
+        );
+        // A master that steps down (priority 0): skew time only.
+        let mut m = backup(settings(200), t0);
+        m.hold_preemption(t0, PREEMPT_SYNC_HOLD);
+        hear_lower(&mut m, t0 + ms(500), t0 + ms(2_000));
+        let t = t0 + ms(2_100);
+        assert_eq!(m.on_advert(&ad(0), LOWER, t), []);
+        assert_eq!(m.next_deadline(), Some(t + m.skew_time()));
+        // A higher master is followed as ever, and with no hold the lower
+        // master is preempted at once.
+        let mut m = backup(settings(200), t0);
+        assert!(!m.holding_for_sync(t0));
+        m.on_advert(&ad(100), LOWER, t0 + ms(500));
+        assert_eq!(
+            m.next_deadline(),
+            Some(t0 + us(3_000_000 + 56 * 1_000_000 / 256))
+        );
     }
 
     #[test]

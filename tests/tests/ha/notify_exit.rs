@@ -1,5 +1,6 @@
 //! The `stopped` notify a SIGINT runs finishes before lbd exits: leaving
-//! the runtime would kill it half-way.
+//! the runtime would kill it half-way. So does one of an instance stepped
+//! down while lbd runs on.
 
 use std::time::{Duration, Instant};
 
@@ -48,6 +49,60 @@ fn the_stopped_notify_of_a_sigint_runs_to_its_end() {
         read().contains("stopped 51"),
         "{:?}\n{}",
         read(),
+        lab.log("lbd-a")
+    );
+}
+
+/// The `stopped` notify of an instance stepped down while lbd runs on (its
+/// interface deleted: lbd waits for it to come back) runs to its end:
+/// it is not killed with the stopped instance.
+#[test]
+fn the_stopped_notify_of_a_lost_interface_runs_while_lbd_waits() {
+    let mut lab = lab(1);
+    let (a, b) = (lab.lbs[0].clone(), lab.lbs[1].clone());
+    let notes = lab.dir.join("notify-lost.log");
+    let notify = lab.dir.join("notify-lost.sh");
+    // Slower than the step-down itself: a command killed with the
+    // instance never writes its line.
+    std::fs::write(
+        &notify,
+        format!(
+            "#!/bin/sh\nsleep 1\necho \"$1 $2\" >> {}\n",
+            notes.display()
+        ),
+    )
+    .expect("notify script");
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&notify)
+        .status()
+        .expect("chmod");
+    let config = lab
+        .ha_config(&a, &b, &["b1"], 150, true)
+        .expect("config")
+        .replace(
+            "[[vrrp]]\n",
+            &format!("[[vrrp]]\nnotify = \"{}\"\n", notify.display()),
+        );
+    lab.start_lbd_on(&a, "lbd-a", &config).expect("lbd");
+    wait_for_vip(&lab, &a, Instant::now(), Duration::from_secs(10));
+    let read = || std::fs::read_to_string(&notes).unwrap_or_default();
+    wait_until("the master notify", Duration::from_secs(5), || {
+        read().contains("master 51")
+    });
+
+    lab.delete_interface(&a).expect("delete eth0");
+    wait_until("the stopped notify", Duration::from_secs(10), || {
+        read().contains("stopped 51")
+    });
+    assert!(
+        lab.is_running("lbd-a"),
+        "lbd waits for its interface:\n{}",
+        lab.log("lbd-a")
+    );
+    assert!(
+        lab.log("lbd-a").contains("stepping down"),
+        "{}",
         lab.log("lbd-a")
     );
 }

@@ -61,3 +61,31 @@ fn pinned_under(dir: &Path) -> Vec<PathBuf> {
     }
     found
 }
+
+/// A first start that fails once the engine runs (the metrics port is
+/// taken: bound after the program is attached) takes the program away
+/// again and removes its pins, as one refused earlier does.
+#[test]
+fn a_first_start_whose_metrics_bind_fails_leaves_nothing_attached_or_pinned() {
+    let mut lab = lab(1);
+    let (a, b) = (lab.lbs[0].clone(), lab.lbs[1].clone());
+    assert!(!lab.xdp_attached(&a).expect("ip link"), "a fresh node");
+    // lbd's default metrics listener.
+    let listen = std::net::SocketAddr::from(([127, 0, 0, 1], 9641));
+    let _squatter = lb_tests::lab::in_netns(&a.netns, move || std::net::TcpListener::bind(listen))
+        .expect("netns")
+        .expect("bind the port");
+    let config = lab.ha_config(&a, &b, &["b1"], 150, true).expect("config");
+    let error = lab
+        .start_lbd_on(&a, "lbd-a", &config)
+        .expect_err("lbd must fail at the metrics port");
+    let log = lab.log("lbd-a");
+    assert!(log.contains("metrics listener"), "{error:#}\n{log}");
+    assert!(
+        !lab.xdp_attached(&a).expect("ip link"),
+        "the program stayed attached:\n{log}"
+    );
+    let pins = lab.pin_dir_of(&a);
+    let left = pinned_under(&pins);
+    assert!(left.is_empty(), "pins left in {}: {left:?}", pins.display());
+}

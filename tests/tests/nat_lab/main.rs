@@ -24,6 +24,7 @@ mod failover;
 mod neighbour;
 mod observe;
 mod port_exhaustion;
+mod preempt;
 mod restarts;
 mod setup;
 mod table_pressure;

@@ -144,9 +144,6 @@ impl Engine {
             }
             new_addresses.push(vip.address);
             if let Some(warning) = self.vip_address_left_behind(vip) {
-                if !dry_run {
-                    warn!(%warning, "reload");
-                }
                 unmoved.push(warning);
             }
         }
@@ -168,6 +165,13 @@ impl Engine {
             }
         }
         let (plan, report) = staged?;
+        // Logged once the reload is in (a refused one moved nothing); a
+        // dry run only answers them.
+        if report.is_some() {
+            for warning in &unmoved {
+                warn!(%warning, "reload");
+            }
+        }
         let mut warnings = awaiting;
         warnings.extend(unmoved);
         if let Some(report) = report {

@@ -7,6 +7,7 @@ use lb_common::consts::{FLOW_F_FIN, FLOW_F_HALF_OPEN, FLOW_F_RST, IPPROTO_UDP};
 
 use super::Engine;
 use crate::{
+    daemon::replication::Topology,
     model::{FlowCount, IdleTimeouts},
     sync::ReceivedBatch,
 };
@@ -71,11 +72,24 @@ impl Engine {
     /// Replication tick: a sending node (a pair's master of some
     /// instance, every node of a full mesh) sends its recent flows (a
     /// pair's master only those of the VIPs it holds).
+    /// The first tick after an instance stepped down from master (lbd
+    /// running on) still sends the flows of the VIPs it handed over (see
+    /// `Replication::roles_for_tick`). Also opens the VRRP instances'
+    /// preemption hold once the peer's full dump arrived.
     pub(crate) fn sync_tick(&mut self) {
         let roles = self.replication_roles();
         if let Some(replication) = &mut self.replication {
+            let roles = replication.roles_for_tick(roles);
             if replication.topology().sends(roles.any_master()) {
                 replication.tick_with(&self.dataplane, &self.balancer, &roles);
+            }
+            // Only a backup waits for a dump (a master receives none).
+            let waiting = self.vrrp.iter().any(|i| !i.is_master());
+            if replication.topology() == Topology::VrrpPair && waiting && replication.peer_dumped()
+            {
+                for instance in &self.vrrp {
+                    instance.peer_synced();
+                }
             }
         }
     }

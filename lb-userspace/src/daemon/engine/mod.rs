@@ -42,7 +42,7 @@ use crate::{
     netlink::{Interface, Netlink},
     reconcile::{ApplyReport, Balancer, ReconcileError, Staged, VipId},
     sync::ReceivedBatch,
-    vrrp::driver::{wait_for_notifies, Instance, NOTIFY_GRACE},
+    vrrp::driver::{wait_for_notifies, Instance, Notifies, NOTIFY_GRACE},
 };
 
 /// A backend, as health events and the checker name it.
@@ -104,6 +104,14 @@ pub struct Engine {
     guard: crate::guard::Guard,
     /// SYN-flood detection from the half-open table's counters.
     flood: crate::flood::FloodWatch,
+    /// The notify commands of the VRRP instances stepped down while lbd
+    /// ran on (a lost hook): kept, so they run to their end (a dropped
+    /// set kills them), and waited for at lbd's exit.
+    stepped_down: Vec<Notifies>,
+    /// Whether this lbd found the node without a data plane of a previous
+    /// lbd: a start that fails once the program is attached then takes
+    /// everything away again (see `fail_start`).
+    fresh_start: bool,
 }
 
 impl Engine {
@@ -251,20 +259,22 @@ impl Engine {
             self.final_sync().await;
         }
         let instances = std::mem::take(&mut self.vrrp);
-        let notifies: Vec<_> = instances.iter().map(Instance::notifies).collect();
+        // Leaving the runtime kills the notify commands still running:
+        // the "stopped" ones of the instances stepped down earlier (a lost
+        // hook), and the one a clean stop starts now, are let finish. A
+        // restart does not wait for the instances it leaves: the next lbd
+        // must be back within the backup's master-down interval to resume.
+        let mut notifies = std::mem::take(&mut self.stepped_down);
+        if stop == Stop::Clean {
+            notifies.extend(instances.iter().map(Instance::notifies));
+        }
         for instance in instances {
             match stop {
                 Stop::Restart => instance.abandon().await,
                 Stop::Clean => instance.stop().await,
             }
         }
-        // Leaving the runtime kills the notify commands still running:
-        // the "stopped" one a clean stop just started is let finish. A
-        // restart does not wait: the next lbd must be back within the
-        // backup's master-down interval to resume.
-        if stop == Stop::Clean {
-            wait_for_notifies(&notifies, NOTIFY_GRACE).await;
-        }
+        wait_for_notifies(&notifies, NOTIFY_GRACE).await;
         let withdrawal = match stop {
             Stop::Clean => self.withdraw_announcements().await.err(),
             Stop::Restart => None,

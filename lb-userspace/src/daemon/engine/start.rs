@@ -12,7 +12,7 @@ use std::{
 use anyhow::Context as _;
 use lb_common::consts::MAX_VIPS_DEFAULT;
 use tokio::sync::mpsc;
-use tracing::info;
+use tracing::{info, warn};
 
 use super::{
     check_of, macs::INITIAL_RESOLVE_TIMEOUT, nat, node, tunnel, BackendKey, Engine, EngineEvents,
@@ -31,6 +31,71 @@ use crate::{
 
 /// Room for VIPs added at run time beyond those in the file.
 const SPARE_VIPS: u32 = 16;
+
+/// How many VIPs the maps are loaded for. A size a previous lbd pinned is
+/// kept whenever it still holds the file's VIPs: the VIP-sized maps
+/// (`VIPS`, `MAGLEV`, ...) then fit, so the state maps and the connection
+/// and NAT tables are adopted. A new size would start them all afresh.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum VipSizing {
+    /// Nothing pinned: room for the file's VIPs and [`SPARE_VIPS`] more.
+    New(u32),
+    /// The pinned size, which holds the file's VIPs (`wanted`: what a
+    /// fresh start would size, possibly more).
+    Kept { size: u32, wanted: u32 },
+    /// The pinned size cannot hold the file's VIPs: the maps are made
+    /// anew at `size`, and the pinned state is lost.
+    Grown { pinned: u32, size: u32 },
+}
+
+impl VipSizing {
+    /// The sizing for `file_vips` VIPs in the file and a `VIPS` map of
+    /// `pinned` entries left by a previous lbd (None: none).
+    fn decide(file_vips: u32, pinned: Option<u32>) -> Self {
+        let wanted = MAX_VIPS_DEFAULT.max(file_vips.saturating_add(SPARE_VIPS));
+        match pinned {
+            None => Self::New(wanted),
+            Some(size) if size >= file_vips.max(1) => Self::Kept { size, wanted },
+            Some(pinned) => Self::Grown {
+                pinned,
+                size: wanted,
+            },
+        }
+    }
+
+    /// The number of VIPs the maps are loaded for.
+    fn size(self) -> u32 {
+        match self {
+            Self::New(size) | Self::Kept { size, .. } | Self::Grown { size, .. } => size,
+        }
+    }
+
+    /// Says in the log what a kept size leaves for run-time VIPs, or that
+    /// growing the maps loses the connection table.
+    fn log(self, file_vips: u32) {
+        match self {
+            Self::New(_) => {}
+            Self::Kept { size, wanted } if size < wanted => warn!(
+                capacity = size,
+                file_vips,
+                spare = size.saturating_sub(file_vips),
+                "keeping the pinned maps' VIP capacity so the connection table is adopted: \
+                 room for fewer VIPs added at run time than a fresh start leaves; to grow it, \
+                 stop lbd, run `lbd --cleanup` and start it again (established flows are then \
+                 placed by Maglev again and NAT'd connections are lost)"
+            ),
+            Self::Kept { .. } => {}
+            Self::Grown { pinned, size } => warn!(
+                pinned,
+                capacity = size,
+                file_vips,
+                "the file's VIPs do not fit the pinned maps: making them anew with room for more; \
+                 the connection table and the NAT flow table are not adopted (established flows \
+                 are placed by Maglev again, NAT'd connections are lost)"
+            ),
+        }
+    }
+}
 
 impl Engine {
     /// Loads the data plane, fills it from `config` and attaches it.
@@ -57,11 +122,16 @@ impl Engine {
             let state_file = vrrp_state_file(&config, vrrp);
             let resumes = Instance::resumes(vrrp, state_file.as_deref());
             let started = match Instance::prepare(vrrp.clone(), &interface, &netlink).await {
-                Ok(prepared) if resumes => {
-                    Instance::start(prepared, &interface, netlink.clone(), state_file, true)
-                        .await
-                        .map(|instance| VrrpStart::Resumed(Box::new(instance)))
-                }
+                Ok(prepared) if resumes => Instance::start(
+                    prepared,
+                    &interface,
+                    netlink.clone(),
+                    state_file,
+                    true,
+                    false,
+                )
+                .await
+                .map(|instance| VrrpStart::Resumed(Box::new(instance))),
                 Ok(prepared) => Ok(VrrpStart::Later(Box::new(prepared), state_file)),
                 Err(error) => Err(error),
             };
@@ -94,15 +164,13 @@ impl Engine {
     ) -> anyhow::Result<(Self, EngineEvents)> {
         let file_vips = u32::try_from(config.vips.len()).unwrap_or(u32::MAX);
         let pins = config.pin_dir.clone().map(PinDir::new);
-        let needed_vips = MAX_VIPS_DEFAULT.max(file_vips.saturating_add(SPARE_VIPS));
-        // Keep the size a previous lbd pinned if it still fits: then its
-        // maps (and the connection table) can be adopted.
         let pinned_vips = pins
             .as_ref()
-            .and_then(|p| p.pinned_max_entries(lb_common::consts::names::MAP_VIPS))
-            .filter(|pinned| *pinned >= needed_vips);
+            .and_then(|p| p.pinned_max_entries(lb_common::consts::names::MAP_VIPS));
+        let vip_sizing = VipSizing::decide(file_vips, pinned_vips);
+        vip_sizing.log(file_vips);
         let sizes = MapSizes {
-            max_vips: pinned_vips.unwrap_or(needed_vips),
+            max_vips: vip_sizing.size(),
             conntrack: config.conntrack_size,
             nat_flows: config.nat.flow_table_size,
             half_open: config.half_open_size,
@@ -151,6 +219,7 @@ impl Engine {
                 }
             }
         }
+        let adopted_macs: HashMap<IpAddr, [u8; 6]> = balancer.backend_macs().into_iter().collect();
         let node = node::NodeRuntime::start(&config, dataplane.adopted(), Instant::now());
         let guard = crate::guard::Guard::adopt(dataplane.guard(), config.guard.clone())
             .context("reading the pinned deny/allow lists")?;
@@ -171,12 +240,16 @@ impl Engine {
             reloads: Default::default(),
             metrics,
             netlink,
-            macs: HashMap::new(),
+            // A DSR-L2 backend keeps the MAC the adopted maps hold until
+            // the neighbour table says otherwise.
+            macs: adopted_macs,
             nat: nat::NatRuntime::default(),
             tunnel: tunnel::TunnelRuntime::default(),
             node,
             guard,
             flood: crate::flood::FloodWatch::new(config.flood),
+            stepped_down: Vec::new(),
+            fresh_start: false,
             config,
         };
         engine.read_own_addresses().await;
@@ -215,6 +288,7 @@ impl Engine {
                     .attach_tc(&engine.interface.name, &running)?
             }
         };
+        engine.fresh_start = fresh;
         match engine.serve(vrrp_starts).await {
             Ok(sync) => Ok((
                 engine,
@@ -322,14 +396,33 @@ impl Engine {
 
     /// Steps down from every VRRP instance, `why` said in the log: for a
     /// start of lbd that fails after [`Self::start`] returned (which may
-    /// have resumed mastership), or a node that lost its interface:
-    /// priority 0, so the backup takes over now, the addresses released and
-    /// "stopped" recorded, so the next lbd (of a restart loop, or started
-    /// again on the interface) does not resume.
+    /// have resumed mastership, see [`Self::fail_start`]), or a node that
+    /// lost its interface: priority 0, so the backup takes over now, the
+    /// addresses released and "stopped" recorded, so the next lbd (of a
+    /// restart loop, or started again on the interface) does not resume.
+    /// The "stopped" notify commands are kept (see `stepped_down`): they
+    /// run on with lbd, and its exit waits for them.
     pub(crate) async fn step_down(&mut self, why: &str) {
         for instance in std::mem::take(&mut self.vrrp) {
             tracing::warn!(vrid = instance.config().vrid, "{why}; stepping down");
+            self.stepped_down.push(instance.notifies());
             instance.stop().await;
+        }
+    }
+
+    /// A start of lbd that failed after [`Self::start`] returned (the
+    /// metrics listener, the privilege drop): steps down from VRRP (see
+    /// [`Self::step_down`]) and lets the "stopped" commands finish, since
+    /// lbd exits next; on a node this lbd found without a data plane, also
+    /// detaches the program and removes its pins, as a start that fails
+    /// inside [`Self::start`] does, so a service manager's retries do not
+    /// adopt a program that forwards for no lbd.
+    pub(crate) async fn fail_start(&mut self, why: &str) {
+        self.step_down(why).await;
+        let notifies = std::mem::take(&mut self.stepped_down);
+        wait_for_notifies(&notifies, NOTIFY_GRACE).await;
+        if self.fresh_start {
+            self.undo_fresh_start();
         }
     }
 
@@ -357,6 +450,9 @@ impl Engine {
                         self.netlink.clone(),
                         state_file,
                         false,
+                        // Replication with the peer: preempt only once its
+                        // flows are here (any instance may carry it).
+                        self.config.vrrp.iter().any(|v| v.sync_peer.is_some()),
                     )
                     .await?
                 }
@@ -451,4 +547,48 @@ fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
         .unwrap_or_else(|_| "lbd".to_owned())
+}
+
+#[cfg(test)]
+mod vip_sizing_tests {
+    use super::*;
+
+    #[test]
+    fn a_first_start_leaves_spare_room() {
+        assert_eq!(VipSizing::decide(0, None).size(), MAX_VIPS_DEFAULT);
+        assert_eq!(VipSizing::decide(3, None).size(), 3 + SPARE_VIPS);
+    }
+
+    #[test]
+    fn a_vip_added_to_the_file_keeps_the_pinned_size() {
+        // A first start with 3 VIPs pinned 3 + SPARE_VIPS; the file has
+        // gained one since: the pinned size still holds it, so the maps
+        // (and the connection table) are adopted.
+        let pinned = VipSizing::decide(3, None).size();
+        let next = VipSizing::decide(4, Some(pinned));
+        assert_eq!(
+            next,
+            VipSizing::Kept {
+                size: pinned,
+                wanted: 4 + SPARE_VIPS
+            }
+        );
+        assert_eq!(next.size(), pinned);
+        // Up to a file that fills it exactly.
+        assert_eq!(VipSizing::decide(pinned, Some(pinned)).size(), pinned);
+        // Fewer VIPs keep it too.
+        assert_eq!(VipSizing::decide(1, Some(pinned)).size(), pinned);
+    }
+
+    #[test]
+    fn only_a_file_that_does_not_fit_grows_the_maps() {
+        let pinned = 3 + SPARE_VIPS;
+        assert_eq!(
+            VipSizing::decide(pinned + 1, Some(pinned)),
+            VipSizing::Grown {
+                pinned,
+                size: pinned + 1 + SPARE_VIPS
+            }
+        );
+    }
 }

@@ -49,6 +49,7 @@ use crate::{
 };
 
 use crate::clock::monotonic_ns;
+use crate::vrrp::machine::PREEMPT_SYNC_HOLD;
 use flow_table::{install_unless_fresher, is_replica, mark_replica, Outcome};
 use peers::{Peer, Receipts};
 use records::{backend_names, install_flows, record, sends, FlowCounts, Install, Scan};
@@ -130,6 +131,15 @@ pub struct Replication {
     nat_warnings: LogLimit,
     /// The same for flow records.
     flow_warnings: LogLimit,
+    /// The roles of the last tick, to see a step-down (see
+    /// [`Replication::roles_for_tick`]).
+    last_roles: Option<Roles>,
+    /// When replication started: a pair's (re)started node holds back
+    /// preemption until the peer's full dump, at most
+    /// [`PREEMPT_SYNC_HOLD`] from about then.
+    started: Instant,
+    /// Whether the end of that wait was logged (dump or timeout).
+    dump_wait_logged: bool,
 }
 
 impl Replication {
@@ -213,6 +223,9 @@ impl Replication {
                 nat: nat_install::NatCounts::default(),
                 nat_warnings: LogLimit::new(INSTALL_WARNING_INTERVAL),
                 flow_warnings: LogLimit::new(INSTALL_WARNING_INTERVAL),
+                last_roles: None,
+                started: Instant::now(),
+                dump_wait_logged: false,
             },
             rx,
         ))
@@ -274,6 +287,53 @@ impl Replication {
         }
         self.send_all(records, nat, full);
         self.last_scan_ns = now;
+    }
+
+    /// The roles a tick streams with: `roles`, except on the first tick
+    /// after an instance of a pair stepped down from master while lbd
+    /// runs on (preempted, or its priority lowered): that tick still
+    /// streams the VIPs handed over, with a NAT scan forced, so the flows
+    /// opened here since the last tick reach the new master (a SIGINT
+    /// does the same through `final_sync`).
+    pub(crate) fn roles_for_tick(&mut self, roles: Roles) -> Roles {
+        let previous = self.last_roles.replace(roles.clone());
+        match previous {
+            Some(previous) if self.topology == Topology::VrrpPair && previous.gives_up(&roles) => {
+                info!("VRRP stepped down while lbd runs on: sending the last flows of the VIPs handed over to the new master");
+                self.scan_nat_now();
+                previous.union(&roles)
+            }
+            _ => roles,
+        }
+    }
+
+    /// Whether a pair's peer delivered a complete full dump since this
+    /// node started, so a preemption no longer cuts the peer's flows (see
+    /// [`crate::vrrp::machine::Machine::hold_preemption`]). Logs the end of
+    /// the wait once: the dump, or [`PREEMPT_SYNC_HOLD`] passing without
+    /// it (the VRRP machine then preempts anyway).
+    pub(crate) fn peer_dumped(&mut self) -> bool {
+        let dumped = match self.topology {
+            Topology::VrrpPair => self.receipts.any_dumped(),
+            Topology::FullMesh => self.all_peers_dumped(),
+        };
+        if !self.dump_wait_logged {
+            let waited = self.started.elapsed();
+            if dumped {
+                self.dump_wait_logged = true;
+                info!(
+                    waited_ms = waited.as_millis(),
+                    "connection-table replication: the peer's full dump arrived; preemption no longer waits for it"
+                );
+            } else if waited >= PREEMPT_SYNC_HOLD {
+                self.dump_wait_logged = true;
+                warn!(
+                    hold_s = PREEMPT_SYNC_HOLD.as_secs(),
+                    "connection-table replication: no full dump from the peer since start; a VRRP preemption no longer waits for it, and the peer's connections not copied here break when it happens (check the peer's sync_peer and the key)"
+                );
+            }
+        }
+        dumped
     }
 
     /// Queues one tick's batches for every peer (each peer's own queue:

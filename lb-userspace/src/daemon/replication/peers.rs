@@ -130,6 +130,12 @@ impl Receipts {
         self.0.get(node).copied()
     }
 
+    /// Whether some node delivered a complete full dump (a pair's one
+    /// peer: its id need not be known from this node's own session).
+    pub(crate) fn any_dumped(&self) -> bool {
+        self.0.values().any(|r| r.full_dumps > 0)
+    }
+
     /// Whether every one of `nodes` (the configured peers' ids; `None`
     /// for a peer never reached yet) delivered a complete full dump.
     pub(crate) fn all_dumped<'a>(&self, mut nodes: impl Iterator<Item = Option<&'a str>>) -> bool {
@@ -176,5 +182,16 @@ mod tests {
         // Nobody else's dump counts for a configured peer.
         assert!(!r.all_dumped([Some("d")].into_iter()));
         assert!(r.all_dumped(std::iter::empty()));
+    }
+
+    #[test]
+    fn any_dumped_needs_one_complete_dump() {
+        let mut r = Receipts::default();
+        assert!(!r.any_dumped());
+        r.note(&batch("b", BatchKind::Flows, true, true));
+        r.note(&batch("b", BatchKind::Nat, false, true));
+        assert!(!r.any_dumped(), "the NAT'd flows' dump is missing");
+        r.note(&batch("b", BatchKind::Nat, true, true));
+        assert!(r.any_dumped());
     }
 }

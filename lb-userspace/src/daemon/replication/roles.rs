@@ -53,6 +53,32 @@ impl Roles {
     pub(crate) fn backs(&self, vip: IpAddr) -> bool {
         !self.sends(vip)
     }
+
+    /// Whether `next` gives up streaming some VIP this node streamed as
+    /// `self`: an instance went from master to backup (preempted, or its
+    /// priority lowered by tracking) while lbd runs on.
+    pub(crate) fn gives_up(&self, next: &Roles) -> bool {
+        (self.any_master && !next.any_master)
+            || self
+                .moved
+                .iter()
+                .any(|(vip, &master)| master && !next.sends(*vip))
+    }
+
+    /// Streams every VIP either streams: the roles of the one tick after a
+    /// step-down, which sends the flows of the VIPs handed over once more.
+    pub(crate) fn union(&self, other: &Roles) -> Roles {
+        let moved = self
+            .moved
+            .keys()
+            .chain(other.moved.keys())
+            .map(|vip| (*vip, self.sends(*vip) || other.sends(*vip)))
+            .collect();
+        Roles {
+            moved,
+            any_master: self.any_master || other.any_master,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -72,5 +98,29 @@ mod tests {
         assert!(roles.sends(other));
         let backup = Roles::new([(v4.as_slice(), false), (v6.as_slice(), false)], false);
         assert!(backup.backs(other) && backup.backs(v4[0]) && backup.backs(v6[0]));
+    }
+
+    #[test]
+    fn a_step_down_is_seen_and_its_last_tick_sends_both_roles() {
+        let v4: Vec<IpAddr> = vec!["198.18.0.100".parse().unwrap()];
+        let v6: Vec<IpAddr> = vec!["2001:2::100".parse().unwrap()];
+        let roles =
+            |m4: bool, m6: bool| Roles::new([(v4.as_slice(), m4), (v6.as_slice(), m6)], m4 || m6);
+        // Master of both, then of IPv6 only: the IPv4 instance stepped down.
+        assert!(roles(true, true).gives_up(&roles(false, true)));
+        assert!(roles(true, false).gives_up(&roles(false, false)));
+        // Staying, or becoming master, gives nothing up.
+        assert!(!roles(true, false).gives_up(&roles(true, false)));
+        assert!(!roles(false, false).gives_up(&roles(true, true)));
+        assert!(!roles(false, true).gives_up(&roles(true, true)));
+        // The last tick's roles send what either sends.
+        let last = roles(true, false).union(&roles(false, true));
+        assert!(last.any_master() && last.sends(v4[0]) && last.sends(v6[0]));
+        let last = roles(true, false).union(&roles(false, false));
+        assert!(last.sends(v4[0]) && !last.sends(v6[0]));
+        // Without VRRP instances (the VIP no instance moves): any_master.
+        let none = |m| Roles::new([], m);
+        assert!(none(true).gives_up(&none(false)));
+        assert!(none(true).union(&none(false)).sends(v4[0]));
     }
 }
