@@ -123,26 +123,7 @@ impl TunnelBed {
         gso_size: u32,
         segs: u32,
     ) -> anyhow::Result<(u32, Vec<u8>)> {
-        let mut out = vec![0u8; frame.len() + 256];
-        // struct __sk_buff up to `gso_size` (offset 176).
-        let mut skb = vec![0u8; 184];
-        skb[40..44].copy_from_slice(&ifindex.to_ne_bytes());
-        skb[164..168].copy_from_slice(&segs.to_ne_bytes());
-        skb[176..180].copy_from_slice(&gso_size.to_ne_bytes());
-        let result = self
-            .nat
-            .bed
-            .dataplane
-            .tc_program()?
-            .test_run(TestRunOptions {
-                data_in: Some(frame),
-                data_out: Some(&mut out),
-                ctx_in: Some(&skb),
-                ..TestRunOptions::default()
-            })
-            .context("BPF_PROG_TEST_RUN of a GSO skb")?;
-        out.truncate(result.data_size_out as usize);
-        Ok((result.return_value, out))
+        self.nat.run_tc_gso(ifindex, frame, gso_size, segs)
     }
 
     /// Runs `tc_hc_encap` on `frame` leaving with skb mark `mark`: (raw
