@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use lb_tests::{
     bird::Bird,
-    lab::{Lab, VIP4, VIP6},
+    lab::{Host, Lab, VIP4, VIP6},
     support::{lbctl_ok, lbctl_outcome, wait_until},
 };
 use lb_userspace::{
@@ -462,6 +462,24 @@ fn an_address_cannot_be_both_vrrp_held_and_announced() {
     assert!(stderr.contains("is held by vrrp[0]"), "{stderr}");
 }
 
+/// A two-backend lab whose LB node runs BIRD (its routes file made
+/// first, empty) and lbd announcing the VIP through it: (lab, LB node,
+/// BIRD, lbd's config, lbd's pid), once the route is announced.
+fn announcing_lab() -> (Lab, Host, Bird, String, u32) {
+    let mut lab = Lab::start(2).expect("lab");
+    lab.wait_for_backends().expect("backends");
+    let lb = lab.lb.clone();
+    let paths = Bird::paths(&lab, "bird-lb");
+    let config = lbd_config(&lab, &paths, &["b1", "b2"]);
+    std::fs::create_dir_all(routes_file(&lab).parent().expect("dir")).expect("bgp dir");
+    std::fs::write(routes_file(&lab), "").expect("routes file");
+    let bird_conf = bird_config(&lab);
+    let bird = Bird::start(&mut lab, &lb, "bird-lb", &bird_conf).expect("bird");
+    let pid = lab.start_lbd(&config).expect("lbd");
+    wait_until("announced", FOLLOW, || announced(&bird));
+    (lab, lb, bird, config, pid)
+}
+
 /// `lbd --release-vips` with the lbd started as `name` (config
 /// `<name>.toml`), as the unit's stop path runs it: systemd passes the
 /// runtime directory (where the admin socket, and the record of what lbd
@@ -486,20 +504,10 @@ fn release_vips_as_the_unit(lab: &Lab, name: &str) -> std::process::Output {
 /// BIRD would announce a stopped node for good.
 #[test]
 fn the_routes_are_withdrawn_whatever_the_config_has_become() {
-    let mut lab = Lab::start(2).expect("lab");
-    lab.wait_for_backends().expect("backends");
-    let lb = lab.lb.clone();
-    let paths = Bird::paths(&lab, "bird-lb");
-    let config = lbd_config(&lab, &paths, &["b1", "b2"]);
-    let bird_conf = bird_config(&lab);
-    std::fs::create_dir_all(routes_file(&lab).parent().expect("dir")).expect("bgp dir");
-    std::fs::write(routes_file(&lab), "").expect("routes file");
-    let bird = Bird::start(&mut lab, &lb, "bird-lb", &bird_conf).expect("bird");
+    let (mut lab, lb, bird, config, _) = announcing_lab();
     let without_bgp = config[..config.find("[bgp]").expect("[bgp]")].to_owned();
 
     // A broken config at the stop path.
-    lab.start_lbd(&config).expect("lbd");
-    wait_until("announced", FOLLOW, || announced(&bird));
     lab.terminate("lbd").expect("SIGTERM");
     assert!(announced(&bird), "a restart keeps the routes");
     std::fs::write(lab.dir.join("lbd.toml"), "[bgp\nnot toml").expect("junk");
@@ -580,17 +588,7 @@ fn second_lbd_config(
 /// stay announced and its record names its own interface still.
 #[test]
 fn a_second_lbd_with_the_same_admin_socket_changes_nothing() {
-    let mut lab = Lab::start(2).expect("lab");
-    lab.wait_for_backends().expect("backends");
-    let lb = lab.lb.clone();
-    let paths = Bird::paths(&lab, "bird-lb");
-    let config = lbd_config(&lab, &paths, &["b1", "b2"]);
-    std::fs::create_dir_all(routes_file(&lab).parent().expect("dir")).expect("bgp dir");
-    std::fs::write(routes_file(&lab), "").expect("routes file");
-    let bird_conf = bird_config(&lab);
-    let bird = Bird::start(&mut lab, &lb, "bird-lb", &bird_conf).expect("bird");
-    let pid = lab.start_lbd(&config).expect("lbd");
-    wait_until("announced", FOLLOW, || announced(&bird));
+    let (mut lab, lb, bird, config, pid) = announcing_lab();
     let record_path = lab.dir.join("lbd.held.json");
     let record = std::fs::read_to_string(&record_path).expect("the first lbd's record");
     let routes = std::fs::read_to_string(routes_file(&lab)).expect("routes");
@@ -641,17 +639,7 @@ fn a_second_lbd_with_the_same_admin_socket_changes_nothing() {
 /// stay announced, and the warning names the file's user.
 #[test]
 fn a_stale_record_does_not_withdraw_the_routes_of_a_running_lbd() {
-    let mut lab = Lab::start(2).expect("lab");
-    lab.wait_for_backends().expect("backends");
-    let lb = lab.lb.clone();
-    let paths = Bird::paths(&lab, "bird-lb");
-    let config = lbd_config(&lab, &paths, &["b1", "b2"]);
-    std::fs::create_dir_all(routes_file(&lab).parent().expect("dir")).expect("bgp dir");
-    std::fs::write(routes_file(&lab), "").expect("routes file");
-    let bird_conf = bird_config(&lab);
-    let bird = Bird::start(&mut lab, &lb, "bird-lb", &bird_conf).expect("bird");
-    lab.start_lbd(&config).expect("lbd");
-    wait_until("announced", FOLLOW, || announced(&bird));
+    let (mut lab, lb, bird, config, _) = announcing_lab();
     lab.terminate("lbd").expect("SIGTERM");
     assert!(announced(&bird), "a restart keeps the routes");
 
@@ -686,17 +674,7 @@ fn a_stale_record_does_not_withdraw_the_routes_of_a_running_lbd() {
 /// announcement; the next lbd takes the record over.
 #[test]
 fn an_admin_socket_edited_across_a_restart_keeps_the_announcement() {
-    let mut lab = Lab::start(2).expect("lab");
-    lab.wait_for_backends().expect("backends");
-    let lb = lab.lb.clone();
-    let paths = Bird::paths(&lab, "bird-lb");
-    let config = lbd_config(&lab, &paths, &["b1", "b2"]);
-    std::fs::create_dir_all(routes_file(&lab).parent().expect("dir")).expect("bgp dir");
-    std::fs::write(routes_file(&lab), "").expect("routes file");
-    let bird_conf = bird_config(&lab);
-    let bird = Bird::start(&mut lab, &lb, "bird-lb", &bird_conf).expect("bird");
-    lab.start_lbd(&config).expect("lbd");
-    wait_until("announced", FOLLOW, || announced(&bird));
+    let (mut lab, lb, bird, _, _) = announcing_lab();
 
     let path = lab.dir.join("lbd.toml");
     let written = std::fs::read_to_string(&path).expect("config");
