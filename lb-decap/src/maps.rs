@@ -638,6 +638,79 @@ mod tests {
         assert_eq!(maps.contents().expect("contents"), before);
     }
 
+    /// Freezes `map` (`BPF_MAP_FREEZE`): from then on the kernel refuses
+    /// every write to it from userspace (the program still reads it), a
+    /// write failing each time it is tried.
+    fn freeze(map: &Map) {
+        use std::os::fd::{AsFd as _, AsRawFd as _};
+        /// `BPF_MAP_FREEZE` in the kernel's `enum bpf_cmd`.
+        const BPF_MAP_FREEZE: libc::c_long = 22;
+        let Map::Array(data) = map else {
+            panic!("not an array: {map:?}");
+        };
+        // `union bpf_attr` as the command reads it: the map's fd, the rest
+        // zero (the kernel checks it is).
+        let mut attr = [0u32; 32];
+        attr[0] = u32::try_from(data.fd().as_fd().as_raw_fd()).expect("fd");
+        // SAFETY: `attr` is a valid, zeroed attribute block of that size.
+        let done = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_MAP_FREEZE,
+                attr.as_ptr(),
+                std::mem::size_of_val(&attr),
+            )
+        };
+        assert_eq!(
+            done,
+            0,
+            "BPF_MAP_FREEZE: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+
+    #[test]
+    fn a_failed_write_that_cannot_be_undone_is_reported_as_partly_applied() {
+        let mut ebpf = crate::dataplane::load_object().expect("the decap object (runs as root)");
+        let mut taken = take(&mut ebpf).expect("maps");
+        let source: Prefix = "198.18.200.0/24".parse().expect("prefix");
+        // In force: VIPs 0..4, any source. Asked for: VIPs 2..6, sources
+        // checked (the flag in DECAP_CONFIG, the prefix in the trie).
+        let old = settings(0..4, vec![]);
+        let new = settings(2..6, vec![source]);
+        Maps::borrowed(&mut taken)
+            .expect("views")
+            .sync(&old)
+            .expect("in force");
+        // DECAP_CONFIG then refuses every write: the new VIPs and prefix
+        // are written before it, and putting them back writes it again.
+        freeze(&taken[2]);
+        let mut maps = Maps::borrowed(&mut taken).expect("views");
+        let error = maps.sync(&new).expect_err("DECAP_CONFIG refuses writes");
+        // As `lb-decap apply`/`run` wrap it (`dataplane::apply`, `apply`):
+        // still told apart from an update put back (`run`'s log says the
+        // maps hold part of the new configuration, not that the previous
+        // one stays in force; `reload_failed`).
+        let error = error.context("applying /etc/lbd/lb-decap.toml");
+        assert!(error.downcast_ref::<PartlyApplied>().is_some(), "{error:#}");
+        let text = format!("{error:#}");
+        for said in [
+            "updating the maps failed (writing DECAP_CONFIG",
+            "putting them back failed too (writing DECAP_CONFIG",
+            "part of the new configuration and part of the old",
+            "`lb-decap status` shows which",
+        ] {
+            assert!(text.contains(said), "{said:?} not in {text}");
+        }
+        assert!(!text.contains("put back as they were"), "{text}");
+        // What the maps hold, as `lb-decap status` reads it: the VIPs of
+        // both, the new prefix, the old DECAP_CONFIG (sources unchecked).
+        assert_eq!(maps.vips(), settings(0..6, vec![]).vips);
+        assert_eq!(maps.sources(), vec![source]);
+        assert_eq!(maps.config().expect("config"), old.config);
+        assert_eq!(maps.addresses(), old.addresses);
+    }
+
     #[test]
     fn a_full_trie_is_replaced_by_a_disjoint_full_set() {
         // BPF_F_NO_PREALLOC: an LPM trie requires it.
