@@ -10,15 +10,20 @@
 //! table's capacity leaves every established flow where it was. Both
 //! tables are pinned: a restarted lbd adopts them with the rest of the
 //! data plane, so a handshake under way across a restart completes on
-//! its SYN's backend. Needs root.
+//! its SYN's backend. A handshake past the half-open timeout (10 s) is
+//! over for a SYN (a new connection, on Maglev's pick of now) and still
+//! steers the client's ACK to its SYN's backend. Needs root.
 
 use lb_common::{
-    consts::{FLOW_F_HALF_OPEN, HALF_OPEN_BUCKETS, HALF_OPEN_SIZE_DEFAULT, NAT_FLOWS_SIZE_DEFAULT},
-    flow_table::FLOW_WAYS,
+    consts::{
+        names, FLOW_F_HALF_OPEN, HALF_OPEN_BUCKETS, HALF_OPEN_SIZE_DEFAULT, NAT_FLOWS_SIZE_DEFAULT,
+    },
+    flow_table::{FLOW_WAYS, HALF_OPEN_IDLE_TICKS},
     stats::Counter,
     FlowKey,
 };
 use lb_tests::{
+    oracle::{check_verdict, Service},
     packet::{self, Flow, ACK, SYN},
     testbed::{action, backend, flow_key, vip4_tcp, vip4_udp, vip6_tcp, Hook, TestBed},
 };
@@ -26,7 +31,7 @@ use lb_userspace::{
     config::{Protocol, VipConfig},
     conntrack::kind::ConntrackKind,
     dataplane::{Dataplane, LoadOptions, MapSizes},
-    reconcile::Balancer,
+    reconcile::{Balancer, VipId},
 };
 
 /// Half-open flows the table has room for.
@@ -568,6 +573,259 @@ fn a_small_half_open_table_fills_every_bucket(kind: ConntrackKind) {
     assert_eq!(counter(&bed, Counter::ConntrackHalfOpenPromoted), 1);
 }
 
+/// Moves the handshake of `key` back in time by `ticks` rank ticks
+/// (`flow_table::TICK_SHIFT`, 16.8 ms), wherever the data plane holds it
+/// (`held`: the connection table or the half-open table), as if its SYN
+/// had come that much earlier: the data plane judges a handshake's age
+/// by its tag's rank alone (`conntrack::lapsed_at`). Written through
+/// lbd's memory mapping of the table, with the tables' own CAS
+/// (`flow_table::rerank`); nothing else writes it meanwhile (the program
+/// runs only when the test runs it).
+fn age_handshake(pins: &Pins, held: Held, key: &FlowKey, ticks: u32) {
+    use lb_common::flow_table::{
+        rank_class, read_way, rerank, tag_rank, FlowBucket, CLASS_HALF_OPEN,
+    };
+    use std::os::fd::{AsFd as _, AsRawFd as _};
+
+    let name = match held {
+        Held::InTable => names::MAP_FLOW_BUCKETS,
+        Held::Apart => names::MAP_HALF_OPEN,
+    };
+    let map = aya::maps::MapData::from_pin(pins.0.pins().map_path(name)).expect("pinned table");
+    let buckets = map.info().expect("map info").max_entries() as usize;
+    let len = buckets * std::mem::size_of::<FlowBucket>();
+    // SAFETY: a shared mapping of the (mmapable) array's fd, `len` bytes.
+    let base = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            map.fd().as_fd().as_raw_fd(),
+            0,
+        )
+    };
+    assert_ne!(base, libc::MAP_FAILED, "mmap {name}");
+    let table = base.cast::<FlowBucket>();
+    let mut aged = 0;
+    for index in 0..buckets {
+        // SAFETY: the index is within the mapped buckets.
+        let bucket = unsafe { table.add(index) };
+        for way in 0..FLOW_WAYS {
+            // SAFETY: a live bucket of the mapping.
+            let Some((found, seen)) = (unsafe { read_way(bucket, way) }) else {
+                continue;
+            };
+            if found != *key {
+                continue;
+            }
+            let rank = tag_rank(seen.tag);
+            assert_eq!(rank_class(rank), CLASS_HALF_OPEN, "{key:?} is a handshake");
+            let tick = ((rank >> 2).wrapping_sub(ticks)) & 0x3fff_ffff;
+            // SAFETY: as above.
+            assert!(
+                unsafe { rerank(bucket, &seen, (tick << 2) | CLASS_HALF_OPEN) },
+                "{key:?} reranked"
+            );
+            aged += 1;
+        }
+    }
+    // SAFETY: the mapping made above, unmapped once.
+    unsafe { libc::munmap(base, len) };
+    assert_eq!(aged, 1, "{key:?} held once in {name}");
+}
+
+/// A test bed on pins (so `age_handshake` can reach its tables) holding
+/// 48 handshakes per VIP (IPv4 and IPv6), after which a fourth backend
+/// joins each VIP: the VIPs as they are now, the pins, and the flows
+/// whose SYN's backend (id, MAC) is no longer Maglev's pick.
+struct Lapsing {
+    bed: TestBed,
+    vips: Vec<VipConfig>,
+    moved: Vec<(VipConfig, Flow, u32, [u8; 6])>,
+    pins: Pins,
+}
+
+fn lapsing(hook: Hook, kind: ConntrackKind, held: Held, name: &str) -> Lapsing {
+    let pins = Pins::new(&format!("{name}-{hook:?}-{held:?}"), kind);
+    let vips = [vip4_tcp(), vip6_tcp()];
+    let bed = TestBed::with_options(&vips, hook, 4096, &pins.options(kind)).expect("test bed");
+    let mut bed = holding(bed, held);
+    let flows = open_handshakes(&mut bed, &vips);
+    for (_, flow, id, _) in &flows {
+        held_as(&bed, flow, *id, held);
+    }
+    let grown: Vec<VipConfig> = vips.iter().map(grown).collect();
+    bed.apply(&grown).expect("apply");
+    let moved: Vec<_> = flows
+        .into_iter()
+        .filter_map(|(vip, flow, id, mac)| {
+            let vip = grown.iter().find(|v| v.address == vip.address)?.clone();
+            (bed.maglev_backend_id(&vip, &flow).expect("backend id") != id)
+                .then_some((vip, flow, id, mac))
+        })
+        .collect();
+    for vip in &grown {
+        let of_vip = moved.iter().filter(|m| m.0.address == vip.address).count();
+        assert!(
+            of_vip >= 2,
+            "the new backend moves {of_vip} flows of {vip:?}"
+        );
+    }
+    Lapsing {
+        bed,
+        vips: grown,
+        moved,
+        pins,
+    }
+}
+
+/// Handshakes older than the half-open timeout: `HALF_OPEN_IDLE_TICKS`
+/// (10 s) and about a second.
+const LAPSED: u32 = HALF_OPEN_IDLE_TICKS + 64;
+/// Handshakes about a second short of the timeout.
+const IN_TIME: u32 = HALF_OPEN_IDLE_TICKS - 64;
+
+/// New flows counted for VIP `vip` and backend `backend`.
+fn new_flows(bed: &TestBed, vip: &VipConfig, backend: u32) -> (u64, u64) {
+    let id = bed.balancer.vips()[&VipId::of(vip)].id;
+    let vip = bed.dataplane.vip_traffic(id).expect("VIP stats").new_flows;
+    let backend = bed
+        .dataplane
+        .backend_traffic(backend)
+        .expect("backend stats")
+        .new_flows;
+    (vip, backend)
+}
+
+/// Sends `frame` of a flow of `vip`; asserts it goes out to the backend
+/// with `mac`, only the MACs rewritten (exactly, and as the etherparse
+/// oracle judges it).
+fn sent_to(bed: &mut TestBed, vip: &VipConfig, frame: &[u8], mac: [u8; 6], what: &str) {
+    let (verdict, out) = bed.run(frame).expect("test run");
+    assert_eq!(verdict, action::TX, "{what} is forwarded");
+    assert_eq!(out, packet::forwarded(frame, mac), "{what}'s frame");
+    let services = [Service::of(vip)];
+    let judged = check_verdict(frame, verdict, &out, &services, packet::LB_MAC, &[mac]);
+    assert_eq!(judged, Ok(()), "{what}");
+}
+
+/// A handshake abandoned past the half-open timeout (10 s), then a new
+/// SYN on its tuple (a client reusing its port): a new connection. It
+/// takes Maglev's pick of now (the backend set changed since the first
+/// SYN, so that is another backend), is counted as a new flow of its VIP
+/// and of that backend, is held as a handshake on it, and its ACK
+/// completes it there. A SYN a second short of the timeout is a
+/// retransmission: its SYN's backend, nothing new counted.
+fn a_syn_after_a_lapsed_handshake_takes_the_current_pick_as_a_new_flow(
+    hook: Hook,
+    kind: ConntrackKind,
+    held: Held,
+) {
+    let mut setup = lapsing(hook, kind, held, "lapsed-syn");
+    let bed = &mut setup.bed;
+    for vip in setup.vips.clone() {
+        let mut moved = setup.moved.iter().filter(|m| m.0.address == vip.address);
+        let (_, lapsed, old_id, _) = moved.next().expect("a moved flow").clone();
+        let (_, in_time, in_time_id, in_time_mac) = moved.next().expect("a moved flow").clone();
+
+        // A second short of the timeout: still the SYN's handshake.
+        age_handshake(&setup.pins, held, &key(&in_time), IN_TIME);
+        let half_open_new = counter(bed, Counter::ConntrackHalfOpenNew);
+        let (vip_new, _) = new_flows(bed, &vip, in_time_id);
+        let syn = packet::tcp(&in_time, SYN, None, b"");
+        sent_to(bed, &vip, &syn, in_time_mac, "a SYN 9 s into its handshake");
+        held_as(bed, &in_time, in_time_id, held);
+        assert_eq!(new_flows(bed, &vip, in_time_id).0, vip_new, "no new flow");
+        assert_eq!(counter(bed, Counter::ConntrackHalfOpenNew), half_open_new);
+
+        // Past it: a new connection, on the current pick.
+        age_handshake(&setup.pins, held, &key(&lapsed), LAPSED);
+        let (_, mac) = bed.maglev_backend(&vip, &lapsed).expect("backend");
+        let now_id = bed.maglev_backend_id(&vip, &lapsed).expect("backend id");
+        assert_ne!(now_id, old_id, "the backend set change moved {lapsed:?}");
+        let half_open_new = counter(bed, Counter::ConntrackHalfOpenNew);
+        let conntrack_new = counter(bed, Counter::ConntrackNew);
+        let handshakes = bed.handshakes();
+        let (vip_new, now_new) = new_flows(bed, &vip, now_id);
+        let (_, old_new) = new_flows(bed, &vip, old_id);
+        let syn = packet::tcp(&lapsed, SYN, None, b"");
+        sent_to(bed, &vip, &syn, mac, "a SYN after a lapsed handshake");
+        assert_eq!(
+            new_flows(bed, &vip, now_id),
+            (vip_new + 1, now_new + 1),
+            "counted as a new flow of the VIP and of the current pick"
+        );
+        assert_eq!(new_flows(bed, &vip, old_id).1, old_new, "not the old one's");
+        assert_eq!(
+            counter(bed, Counter::ConntrackHalfOpenNew),
+            half_open_new + 1,
+            "a new handshake"
+        );
+        assert_eq!(counter(bed, Counter::ConntrackNew), conntrack_new);
+        assert_eq!(
+            bed.handshakes(),
+            handshakes,
+            "it took the lapsed one's place"
+        );
+        held_as(bed, &lapsed, now_id, held);
+        completes_on(bed, &lapsed, (now_id, mac), "the new handshake's ACK");
+        assert_eq!(counter(bed, Counter::ConntrackNew), conntrack_new + 1);
+    }
+}
+
+/// A handshake abandoned past the half-open timeout (10 s), then the
+/// client's ACK (not a SYN): only a SYN treats a lapsed handshake as
+/// over (docs/design/conntrack.md, "Handshakes"; `lbctl flow`: "past
+/// the half-open timeout: a new SYN may take its place"), so the entry
+/// still steers. The ACK goes to its SYN's backend, though Maglev now
+/// picks another, and completes the handshake there: promoted,
+/// established, counted as a connection (`ConntrackNew`), not as a new
+/// flow of the VIP (its SYN was).
+fn an_ack_after_a_lapsed_handshake_completes_it_on_the_syn_backend(
+    hook: Hook,
+    kind: ConntrackKind,
+    held: Held,
+) {
+    let mut setup = lapsing(hook, kind, held, "lapsed-ack");
+    let bed = &mut setup.bed;
+    for vip in setup.vips.clone() {
+        let (_, flow, id, mac) = setup
+            .moved
+            .iter()
+            .find(|m| m.0.address == vip.address)
+            .expect("a moved flow")
+            .clone();
+        age_handshake(&setup.pins, held, &key(&flow), LAPSED);
+        assert_ne!(
+            bed.maglev_backend_id(&vip, &flow).expect("backend id"),
+            id,
+            "Maglev picks another backend now"
+        );
+        let promoted = counter(bed, Counter::ConntrackHalfOpenPromoted);
+        let conntrack_new = counter(bed, Counter::ConntrackNew);
+        let half_open_new = counter(bed, Counter::ConntrackHalfOpenNew);
+        let handshakes = bed.handshakes();
+        let (vip_new, _) = new_flows(bed, &vip, id);
+        let ack = packet::tcp(&flow, ACK, None, b"GET /");
+        sent_to(bed, &vip, &ack, mac, "an ACK after a lapsed handshake");
+        completes_on(bed, &flow, (id, mac), "an ACK after a lapsed handshake");
+        assert_eq!(bed.dataplane.half_open_flow(&key(&flow)), None);
+        assert_eq!(bed.handshakes(), handshakes - 1);
+        assert_eq!(
+            counter(bed, Counter::ConntrackHalfOpenPromoted),
+            promoted + 1
+        );
+        assert_eq!(counter(bed, Counter::ConntrackNew), conntrack_new + 1);
+        assert_eq!(counter(bed, Counter::ConntrackHalfOpenNew), half_open_new);
+        assert_eq!(
+            new_flows(bed, &vip, id).0,
+            vip_new,
+            "no new flow of the VIP"
+        );
+    }
+}
+
 /// `flow` from another source port.
 fn flow_with_port(flow: &Flow, sport: u16) -> Flow {
     Flow { sport, ..*flow }
@@ -661,3 +919,48 @@ mod handshake {
         handshake(Hook::Tc, ConntrackKind::Lru, Held::Apart);
     }
 }
+
+/// A handshake past the half-open timeout, then a SYN or the client's
+/// ACK on its tuple: at both hooks, with the handshake held either way.
+macro_rules! lapsed_handshake {
+    ($($name:ident),+ $(,)?) => {
+        $(mod $name {
+            use super::{ConntrackKind, Held, Hook};
+
+            #[test]
+            fn in_table_xdp() {
+                super::$name(Hook::Xdp, ConntrackKind::Buckets, Held::InTable);
+            }
+
+            #[test]
+            fn in_table_tc() {
+                super::$name(Hook::Tc, ConntrackKind::Buckets, Held::InTable);
+            }
+
+            #[test]
+            fn apart_in_flood_mode_xdp() {
+                super::$name(Hook::Xdp, ConntrackKind::Buckets, Held::Apart);
+            }
+
+            #[test]
+            fn apart_in_flood_mode_tc() {
+                super::$name(Hook::Tc, ConntrackKind::Buckets, Held::Apart);
+            }
+
+            #[test]
+            fn apart_with_the_lru_xdp() {
+                super::$name(Hook::Xdp, ConntrackKind::Lru, Held::Apart);
+            }
+
+            #[test]
+            fn apart_with_the_lru_tc() {
+                super::$name(Hook::Tc, ConntrackKind::Lru, Held::Apart);
+            }
+        })+
+    };
+}
+
+lapsed_handshake!(
+    a_syn_after_a_lapsed_handshake_takes_the_current_pick_as_a_new_flow,
+    an_ack_after_a_lapsed_handshake_completes_it_on_the_syn_backend,
+);
