@@ -2,15 +2,20 @@
 //! and allow lists (IPv4 and IPv6, global and per VIP, deny winning, a
 //! VIP's allow list replacing the global one, per-rule counters) and
 //! limits of new flows per source and per prefix (a new flow over the
-//! limit dropped, a tracked flow never, tokens back after time), a
+//! limit dropped, a tracked flow never, tokens back after time, a SYN
+//! reopening a closed tuple charged, a flow the prefix refuses keeping
+//! its source token, flood mode's ACKs not charged twice), a
 //! tracked flow's ACL mark (its packets skip the lists until the rules
 //! change), on both
 //! entry points and, for limits, both connection-table designs. Rules go
 //! in through lbd's own installer (`lb_userspace::guard`). Needs root.
 
-use lb_common::{consts::FLOW_F_ACL_MARK, stats::Counter};
+use lb_common::{
+    consts::{FLOW_F_ACL_MARK, FLOW_F_RST},
+    stats::Counter,
+};
 use lb_tests::{
-    packet::{self, Flow, ACK, SYN},
+    packet::{self, Flow, Tcp, ACK, SYN},
     testbed::{action, flow_key, vip4_tcp, vip4_udp, vip6_tcp, Hook, TestBed},
 };
 use lb_userspace::{
@@ -360,6 +365,129 @@ fn limits_on_the_lru(hook: Hook) {
     new_flows_over_the_source_limit_are_dropped_tracked_ones_never(hook, ConntrackKind::Lru);
 }
 
+/// A SYN reusing the tuple of a closed flow opens a new connection (the
+/// entry is re-pinned in place): charged to its source's limit like a
+/// flow neither table holds. Before, SYN, RST, SYN, RST... on one tuple
+/// opened new connections past any limit.
+fn a_syn_reopening_a_closed_tuple_is_charged(hook: Hook, kind: ConntrackKind) {
+    let mut bed = bed(hook, kind);
+    let mut guard = None;
+    let v4 = vip4_tcp();
+    bed.set_guard(
+        &mut guard,
+        limited(Scope::Vip(id(&v4)), limits(Some((1, 1)), None)),
+    )
+    .expect("guard");
+    let f = flow("198.18.0.10", 40000, &v4);
+    forwarded(&mut bed, &v4, &f, &syn(&f));
+    let rst = Tcp { rst: true, ..ACK };
+    forwarded(&mut bed, &v4, &f, &packet::tcp(&f, rst, None, b""));
+    let key = flow_key(&f, Protocol::Tcp);
+    let closed = bed.dataplane.flow(&key).expect("read").expect("tracked");
+    assert_ne!(closed.flags & FLOW_F_RST, 0, "the RST closed the flow");
+    dropped(
+        &mut bed,
+        &syn(&f),
+        "a SYN reopening the tuple past the limit",
+    );
+    assert_eq!(counter(&bed, Counter::DropRateLimited), 1);
+    let after = bed.dataplane.flow(&key).expect("read").expect("tracked");
+    assert_eq!(after, closed, "a refused reopening leaves the entry closed");
+}
+
+fn reopening_on_buckets(hook: Hook) {
+    a_syn_reopening_a_closed_tuple_is_charged(hook, ConntrackKind::Buckets);
+}
+
+fn reopening_on_the_lru(hook: Hook) {
+    a_syn_reopening_a_closed_tuple_is_charged(hook, ConntrackKind::Lru);
+}
+
+/// A flow the prefix's bucket refuses takes nothing from its source's:
+/// a client behind a busy prefix keeps its own tokens for when the prefix
+/// refills. Before, each refused SYN spent one of the client's tokens.
+fn a_flow_the_prefix_refuses_keeps_its_source_token(hook: Hook) {
+    let mut bed = bed(hook, ConntrackKind::default());
+    let mut guard = None;
+    let v4 = vip4_tcp();
+    // The prefix refills a token every 100 ms; the source one a second.
+    bed.set_guard(
+        &mut guard,
+        limited(Scope::Vip(id(&v4)), limits(Some((1, 2)), Some((10, 1)))),
+    )
+    .expect("guard");
+    let neighbour = flow("198.18.0.9", 40000, &v4);
+    forwarded(&mut bed, &v4, &neighbour, &syn(&neighbour));
+    for sport in [40000, 40001] {
+        dropped(
+            &mut bed,
+            &syn(&flow("198.18.0.10", sport, &v4)),
+            "a SYN of an emptied prefix",
+        );
+    }
+    assert_eq!(counter(&bed, Counter::DropRateLimited), 2);
+    // The prefix's token back (the source's bucket gains a tenth of one:
+    // without its two tokens it would refuse).
+    std::thread::sleep(std::time::Duration::from_millis(150));
+    let later = flow("198.18.0.10", 40002, &v4);
+    forwarded(&mut bed, &v4, &later, &syn(&later));
+    assert_eq!(counter(&bed, Counter::DropRateLimited), 2);
+}
+
+/// In SYN-flood mode a handshake's SYN is held only in the half-open
+/// table, which turns over fast: its ACK may find the flow in neither
+/// table. That ACK is not charged again (its SYN was), so a source at its
+/// limit keeps its connections; outside flood mode such a packet is
+/// charged (it would open an entry of its own).
+fn in_flood_mode_an_ack_whose_handshake_was_evicted_is_not_charged(
+    hook: Hook,
+    kind: ConntrackKind,
+) {
+    let mut bed = bed(hook, kind);
+    let mut guard = None;
+    let v4 = vip4_tcp();
+    bed.set_guard(
+        &mut guard,
+        limited(Scope::Vip(id(&v4)), limits(Some((1, 1)), None)),
+    )
+    .expect("guard");
+    bed.set_syn_flood(true).expect("flood mode");
+    let spent = flow("198.18.0.10", 40000, &v4);
+    forwarded(&mut bed, &v4, &spent, &syn(&spent));
+    dropped(
+        &mut bed,
+        &syn(&flow("198.18.0.10", 40001, &v4)),
+        "a SYN past the limit",
+    );
+    // The ACK of a handshake the half-open table no longer holds (as
+    // after its SYN's eviction: neither table has the flow).
+    let evicted = flow("198.18.0.10", 40002, &v4);
+    let ack = packet::tcp(&evicted, ACK, None, b"GET /");
+    forwarded(&mut bed, &v4, &evicted, &ack);
+    let key = flow_key(&evicted, Protocol::Tcp);
+    assert!(
+        bed.dataplane.flow(&key).expect("read").is_some(),
+        "the connection is tracked"
+    );
+    forwarded(&mut bed, &v4, &evicted, &ack);
+    assert_eq!(counter(&bed, Counter::DropRateLimited), 1);
+    bed.set_syn_flood(false).expect("flood mode off");
+    dropped(
+        &mut bed,
+        &packet::tcp(&flow("198.18.0.10", 40003, &v4), ACK, None, b"x"),
+        "an untracked ACK past the limit outside flood mode",
+    );
+    assert_eq!(counter(&bed, Counter::DropRateLimited), 2);
+}
+
+fn flood_acks_on_buckets(hook: Hook) {
+    in_flood_mode_an_ack_whose_handshake_was_evicted_is_not_charged(hook, ConntrackKind::Buckets);
+}
+
+fn flood_acks_on_the_lru(hook: Hook) {
+    in_flood_mode_an_ack_whose_handshake_was_evicted_is_not_charged(hook, ConntrackKind::Lru);
+}
+
 fn a_prefix_shares_one_bucket_v4_and_v6(hook: Hook) {
     let mut bed = bed(hook, ConntrackKind::default());
     let mut guard = None;
@@ -514,6 +642,11 @@ lb_tests::on_both_hooks!(
     limits_on_the_lru,
     a_prefix_shares_one_bucket_v4_and_v6,
     the_acl_is_checked_before_the_limit,
+    reopening_on_buckets,
+    reopening_on_the_lru,
+    a_flow_the_prefix_refuses_keeps_its_source_token,
+    flood_acks_on_buckets,
+    flood_acks_on_the_lru,
 );
 
 /// The benchmark's guard cases (a denied packet from one source and from

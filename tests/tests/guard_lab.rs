@@ -127,6 +127,21 @@ fn a_denied_source_cannot_connect_and_a_limited_burst_spares_long_lived_connecti
     let (code, _, err) = lbctl_outcome(&lab, &["acl", "del", "deny", "198.18.0.7"]);
     assert_eq!(code, 3, "{err}");
     assert_eq!(status(&lab).guard.expect("guard").rules.len(), 1);
+    // A dry run shows a new global rule as it would be, in force with the
+    // id it would get (before: "not in force", for want of an id), and
+    // changes nothing.
+    let dry = lbctl_ok(
+        &lab,
+        &["acl", "add", "deny", &OTHER.to_string(), "--dry-run"],
+    );
+    assert!(dry.starts_with("dry run"), "{dry}");
+    let line = dry
+        .lines()
+        .find(|l| l.contains(&format!("{OTHER}/32")))
+        .unwrap_or_else(|| panic!("the new rule is listed: {dry}"));
+    assert!(line.trim_start().starts_with('#'), "it has an id: {dry}");
+    assert!(!dry.contains("not in force"), "{dry}");
+    assert_eq!(status(&lab).guard.expect("guard").rules.len(), 1);
     // A runtime rule takes effect, and goes again.
     lbctl_ok(
         &lab,

@@ -143,7 +143,13 @@ pub(super) fn decide(
     }
     let mark = gate.mark();
     if let Some((bucket, seen)) = found {
-        return tracked(vip, packet, (bucket, &seen), (now, mark, opening), state);
+        return tracked(
+            vip,
+            packet,
+            (bucket, &seen),
+            (now, mark, opening),
+            (refused, state),
+        );
     }
     // Here `hash` is the flow's `flow_hash` (a SYN's from the start, any
     // other packet's since its first bucket missed).
@@ -170,8 +176,11 @@ pub(super) fn decide(
         Some(pick) => pick,
         None => select::pick_with(vip, hash)?,
     };
-    // Only a flow neither table holds is charged for (`guard::limit`).
-    if !limit::admit(vip.id, key) {
+    // Only a flow neither table holds is charged for (`guard::limit`),
+    // and in flood mode only its SYN: a TCP packet of another kind then
+    // belongs to a handshake whose SYN paid and was pushed out of the
+    // half-open table.
+    if !charged(vip.id, key, tcp && !opening) {
         *refused = Counter::DropRateLimited;
         return None;
     }
@@ -228,6 +237,19 @@ fn from_half_open(
         pending::queue(state, into, vip_id, (&packet.key, &entry), rank, placed);
     }
     unchanged(entry.backend_id, known.backend, now, entry.hash)
+}
+
+/// Whether a new flow of VIP `vip_id` may create its entry
+/// (`limit::admit`, which takes its tokens). `after_syn`: a TCP packet
+/// other than a SYN; in SYN-flood mode it is not charged, as its SYN was
+/// (the half-open table then turns over fast and may have dropped the
+/// handshake before its ACK: charging the ACK again could stall an
+/// established connection). Outside flood mode it is charged, so one
+/// source's ACKs cannot open entries without limit. Shared by both
+/// designs.
+#[inline(always)]
+pub(super) fn charged(vip_id: u32, key: &FlowKey, after_syn: bool) -> bool {
+    (after_syn && syn_flood()) || limit::admit(vip_id, key)
 }
 
 /// Whether lbd is in SYN-flood mode (`CONFIG_F_SYN_FLOOD`): a SYN's
@@ -355,24 +377,33 @@ pub unsafe extern "C" fn lb_flow_claim(
 /// its port): it is re-pinned to Maglev's pick as well, so a drained or
 /// reweighted backend is left by new connections, not only by new
 /// tuples. A SYN on a live flow (a retransmitted SYN of a handshake, or
-/// one a spoofer sends into a connection) keeps its backend. `mark`:
-/// `Gate::mark`, for the entry; `state`: this CPU's, for the counters.
+/// one a spoofer sends into a connection) keeps its backend. The reopened
+/// connection is a new flow: charged to its source's limits like one
+/// neither table holds (refused: `refused` set to `DropRateLimited`, the
+/// entry left as it was). `mark`: `Gate::mark`, for the entry; `state`:
+/// this CPU's, for the counters.
 #[inline(always)]
 fn tracked(
     vip: &VipMeta,
     packet: &Packet,
     (bucket, seen): (*mut FlowBucket, &Seen),
     (now, mark, opening): (u64, u32, bool),
-    state: *mut PacketState,
+    (refused, state): (&mut Counter, *mut PacketState),
 ) -> Option<Decision> {
     // Only a SYN asks, and it asks the tag the lookup has just read: no
     // memory beyond the tracked path's own.
-    let pinned = if opening && lapsed(seen.tag, now) {
+    let reopening = opening && lapsed(seen.tag, now);
+    let pinned = if reopening {
         None
     } else {
         pinned_backend(&seen.entry)
     };
     let Some(backend) = pinned else {
+        // `repin_into` sees the flow reopened too (lapsed now, lapsed then).
+        if reopening && !limit::admit(vip.id, &packet.key) {
+            *refused = Counter::DropRateLimited;
+            return None;
+        }
         return repin(vip, packet, bucket, seen);
     };
     // SAFETY: `bucket` is a live element of the table.

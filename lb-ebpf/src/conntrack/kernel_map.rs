@@ -13,7 +13,7 @@ use lb_common::{
 };
 
 use super::{
-    admitted, entry_flags, half_open, insert_failed, inserted, new_entry, pinned_backend,
+    admitted, buckets, entry_flags, half_open, insert_failed, inserted, new_entry, pinned_backend,
     unchanged, Decision,
 };
 use crate::{
@@ -52,7 +52,13 @@ pub(super) fn decide(
     }
     match found {
         // SAFETY: as above.
-        Some(entry) => tracked(vip, packet, unsafe { &mut *entry }, gate.mark(), state),
+        Some(entry) => tracked(
+            vip,
+            packet,
+            unsafe { &mut *entry },
+            gate.mark(),
+            (refused, state),
+        ),
         None => untracked(vip, packet, gate.mark(), refused, state),
     }
 }
@@ -60,15 +66,17 @@ pub(super) fn decide(
 /// A packet of a tracked flow (`entry`): its pinned backend if alive
 /// (refreshing the entry), else a re-pin in place. A SYN on a flow that
 /// is over (`lapsed`) opens a new connection on the tuple: re-pinned to
-/// Maglev's pick too, as the bucket table does (`buckets::tracked`).
-/// `state`: this CPU's, for the counters.
+/// Maglev's pick too, as the bucket table does (`buckets::tracked`), and
+/// charged to its source's limits as a new flow (refused: `refused` set
+/// to `DropRateLimited`, the entry left as it was). `state`: this CPU's,
+/// for the counters.
 #[inline(always)]
 fn tracked(
     vip: &VipMeta,
     packet: &Packet,
     entry: &mut FlowEntry,
     mark: u32,
-    state: *mut PacketState,
+    (refused, state): (&mut Counter, *mut PacketState),
 ) -> Option<Decision> {
     let reopened = packet.opens_tcp_flow() && lapsed(entry, now_ns());
     if !reopened {
@@ -77,6 +85,9 @@ fn tracked(
             let now = touch(entry, packet.tcp_flags, mark);
             return Some(unchanged(entry.backend_id, backend, now, entry.hash));
         }
+    } else if !limit::admit(vip.id, &packet.key) {
+        *refused = Counter::DropRateLimited;
+        return None;
     }
     // The pinned backend is gone, or a new connection reuses the tuple:
     // hash again and re-pin in place.
@@ -133,8 +144,9 @@ fn untracked(
         }
     }
     let (backend_id, backend) = select::pick_with(vip, hash)?;
-    // Only a flow neither table holds is charged for (`guard::limit`).
-    if !limit::admit(vip.id, key) {
+    // Only a flow neither table holds is charged for (`guard::limit`;
+    // in flood mode only its SYN, see `buckets::charged`).
+    if !buckets::charged(vip.id, key, tcp && !opening) {
         *refused = Counter::DropRateLimited;
         return None;
     }

@@ -1,8 +1,9 @@
 //! Limits of new flows per source: token buckets (`lb_common::guard::
 //! take_token`) in an LRU hash, per VIP and source address, and per VIP
 //! and source prefix. Called only for a packet that would create a
-//! connection-table or NAT entry, so tracked flows never pay for it (nor
-//! are ever limited). Buckets are updated in place without a lock: two
+//! connection-table or NAT entry, or a SYN reopening a tuple whose flow is
+//! over (a new connection), so tracked flows never pay for it (nor are
+//! ever limited); in SYN-flood mode only a SYN pays (`conntrack`). Buckets are updated in place without a lock: two
 //! CPUs taking a token of the same bucket at the same instant may both
 //! succeed, so a limit can be exceeded by a flow per CPU, never undercut.
 
@@ -12,7 +13,7 @@
 
 use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_ktime_get_ns};
 use lb_common::{
-    guard::{take_token, LimitKey, Rate, TokenBucket, LIMIT_KIND_PREFIX, LIMIT_KIND_SOURCE},
+    guard::{take_token, LimitKey, Rate, TokenBucket, LIMIT_KIND_PREFIX, LIMIT_KIND_SOURCE, TOKEN},
     FlowKey,
 };
 
@@ -33,8 +34,11 @@ pub fn admit(vip_id: u32, key: &FlowKey) -> bool {
     !active(vip_id) || take(vip_id, key) != 0
 }
 
-/// `admit`'s work: the source's bucket, then the prefix's (a flow the
-/// source bucket refuses takes nothing from the prefix). 1: admitted.
+/// `admit`'s work: the source's bucket, then the prefix's. A refused flow
+/// takes nothing: one the source bucket refuses never reaches the prefix,
+/// and one the prefix refuses gets its source token back (else a client
+/// behind a busy prefix would drain its own bucket with refused flows).
+/// 1: admitted.
 #[inline(never)]
 fn take(vip_id: u32, key: &FlowKey) -> u32 {
     let Some(guard) = super::of(vip_id) else {
@@ -42,19 +46,35 @@ fn take(vip_id: u32, key: &FlowKey) -> u32 {
     };
     // SAFETY: plain helper call.
     let now = unsafe { bpf_ktime_get_ns() };
-    if guard.source.per_s != 0 {
-        let bucket = LimitKey::of(vip_id, LIMIT_KIND_SOURCE, key, &[u32::MAX; 4]);
-        if !take_from(&bucket, &guard.source, now) {
-            return 0;
-        }
+    // One key on the stack, rewritten for each bucket: the frame stays
+    // within the packet path's stack budget.
+    let mut bucket = LimitKey::of(vip_id, LIMIT_KIND_SOURCE, key, &[u32::MAX; 4]);
+    let by_source = guard.source.per_s != 0;
+    if by_source && !take_from(&bucket, &guard.source, now) {
+        return 0;
     }
     if guard.prefix.per_s != 0 {
-        let bucket = LimitKey::of(vip_id, LIMIT_KIND_PREFIX, key, &guard.prefix_mask);
+        bucket = LimitKey::of(vip_id, LIMIT_KIND_PREFIX, key, &guard.prefix_mask);
         if !take_from(&bucket, &guard.prefix, now) {
+            if by_source {
+                bucket = LimitKey::of(vip_id, LIMIT_KIND_SOURCE, key, &[u32::MAX; 4]);
+                give_back(&bucket);
+            }
             return 0;
         }
     }
     1
+}
+
+/// Puts back the token `take_from` took from bucket `key` (the next
+/// `take_token` caps it at the burst, should a racing CPU have refilled
+/// the bucket meanwhile).
+#[inline(always)]
+fn give_back(key: &LimitKey) {
+    if let Some(bucket) = LIMIT_BUCKETS.get_ptr_mut(key) {
+        // SAFETY: as in `take_from`.
+        unsafe { (*bucket).tokens = (*bucket).tokens.wrapping_add(TOKEN) };
+    }
 }
 
 /// One token from bucket `key` (created full, minus this flow's token, if

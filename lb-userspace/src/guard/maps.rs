@@ -160,6 +160,27 @@ impl GuardWrites for GuardMaps {
     }
 }
 
+/// Writes that go nowhere: [`Installer::preview`]'s.
+struct Unwritten;
+
+impl GuardWrites for Unwritten {
+    fn clear_hits(&mut self, _: u32) -> Result<()> {
+        Ok(())
+    }
+
+    fn insert(&mut self, _: &TrieKey, _: u32) -> Result<()> {
+        Ok(())
+    }
+
+    fn remove(&mut self, _: &TrieKey) -> Result<()> {
+        Ok(())
+    }
+
+    fn set_guard(&mut self, _: u32, _: VipGuard) -> Result<()> {
+        Ok(())
+    }
+}
+
 fn acl_map(key: &TrieKey) -> &'static str {
     match key {
         TrieKey::V4(..) => names::MAP_ACL_V4,
@@ -179,7 +200,7 @@ pub struct RuleCount {
 }
 
 /// What the installer last wrote.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Installer {
     /// Rules in the tries, with their ids.
     installed: BTreeMap<TrieKey, u32>,
@@ -378,6 +399,50 @@ impl Installer {
         }
         self.rules = rules;
         Ok(())
+    }
+
+    /// The id each rule of `config` would have if `apply` put it in force
+    /// for `vips` now, computed on a copy and written nowhere: a dry run's
+    /// view (a new rule in force shows the id it would get, not "not in
+    /// force"). Rules of VIPs not served have none.
+    pub fn preview(
+        &self,
+        config: &GuardConfig,
+        vips: &[(VipId, u32)],
+        max_vips: u32,
+    ) -> Result<BTreeMap<AclRule, u32>> {
+        let mut copy = self.clone();
+        copy.apply_to(&mut Unwritten, config, vips, max_vips)?;
+        Ok(copy.rules)
+    }
+
+    /// [`Self::counts`] for `config` as [`Self::preview`] sees it: a rule
+    /// that keeps its id keeps its count, a new one counts nothing yet.
+    pub fn preview_counts(
+        &self,
+        maps: &GuardMaps,
+        config: &GuardConfig,
+        vips: &[(VipId, u32)],
+        max_vips: u32,
+    ) -> Result<Vec<RuleCount>> {
+        let ids = self.preview(config, vips, max_vips)?;
+        config
+            .acl
+            .iter()
+            .map(|rule| {
+                let id = ids.get(rule).copied();
+                let kept = id.is_some() && self.rules.get(rule).copied() == id;
+                let packets = match id {
+                    Some(id) if kept => maps.hits(id)?,
+                    _ => 0,
+                };
+                Ok(RuleCount {
+                    rule: *rule,
+                    id,
+                    packets,
+                })
+            })
+            .collect()
     }
 
     /// Every rule of `config` with its id and count.
@@ -601,6 +666,40 @@ mod tests {
                 assert_eq!(first("guard no allow"), None);
             }
         }
+    }
+
+    /// A dry run shows the ids a change would give: a new rule in force
+    /// (global, or of a VIP served) gets one, rules that stay keep theirs,
+    /// a rule of a VIP not served has none; nothing is written.
+    #[test]
+    fn a_preview_gives_new_rules_in_force_the_id_they_would_get() {
+        let a = vip("198.18.0.100:80/tcp");
+        let gone = vip("198.18.0.101:80/tcp");
+        let vips = [(a, 1)];
+        let old = rule(Scope::Global, Action::Deny, "198.18.66.0/24");
+        let mut config = GuardConfig::default();
+        config.acl.insert(old);
+        let mut maps = Recorder::default();
+        let mut installer = Installer::default();
+        installer.apply_to(&mut maps, &config, &vips, 4).unwrap();
+        let old_id = installer.rules[&old];
+        let global = rule(Scope::Global, Action::Deny, "198.18.67.0/24");
+        let own = rule(Scope::Vip(a), Action::Allow, "198.18.1.0/24");
+        let idle = rule(Scope::Vip(gone), Action::Deny, "198.18.68.0/24");
+        let mut next = config.clone();
+        next.acl.extend([global, own, idle]);
+        let (installed, log) = (installer.installed.clone(), maps.log.len());
+        let ids = installer.preview(&next, &vips, 4).unwrap();
+        assert_eq!(ids.get(&old), Some(&old_id), "a rule that stays");
+        let new_ids: BTreeSet<u32> = [global, own].iter().map(|r| ids[r]).collect();
+        assert_eq!(new_ids.len(), 2, "{ids:?}");
+        assert!(!new_ids.contains(&old_id), "{ids:?}");
+        assert_eq!(ids.get(&idle), None, "its VIP is not served");
+        assert_eq!(installer.installed, installed, "the installer unchanged");
+        assert_eq!(maps.log.len(), log, "nothing written");
+        // What apply then gives is what the preview showed.
+        installer.apply_to(&mut maps, &next, &vips, 4).unwrap();
+        assert_eq!(installer.rules, ids);
     }
 
     #[test]

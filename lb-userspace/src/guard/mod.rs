@@ -72,4 +72,16 @@ impl Guard {
     pub fn counts(&self, maps: &GuardMaps) -> Result<Vec<RuleCount>, DataplaneError> {
         self.installer.counts(maps, &self.config)
     }
+
+    /// Every rule of `next` with the id and count it would have if `next`
+    /// were put in force for `vips` (a dry run's answer; nothing written).
+    pub fn preview_counts(
+        &self,
+        maps: &GuardMaps,
+        next: &GuardConfig,
+        vips: &[(VipId, u32)],
+        max_vips: u32,
+    ) -> Result<Vec<RuleCount>, DataplaneError> {
+        self.installer.preview_counts(maps, next, vips, max_vips)
+    }
 }
