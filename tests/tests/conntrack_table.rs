@@ -12,7 +12,9 @@
 //! connection is over re-pins it to the current pick (a drained backend
 //! gets no new connection), in both table designs, while a SYN into a
 //! live flow keeps its backend; a promotion that finds every way busy
-//! keeps its handshake held.
+//! keeps its handshake held; a smaller table carries every live flow
+//! over before closed ones; an upgrade stopped before its swap leaves
+//! its tables for the next lbd, resized or not.
 //! Needs root and two CPUs.
 
 use std::{
@@ -407,7 +409,23 @@ fn upgrade_from_lru(bucket_pin: bool) {
 /// pin once it has swapped.
 #[test]
 fn an_upgrade_stopped_before_its_swap_leaves_the_old_table_for_the_next_lbd() {
-    let (pins, _cleanup) = pin_dir("interrupted");
+    upgrade_stopped_before_its_swap("interrupted", 4096);
+}
+
+/// As above, the next lbd with another `conntrack_size`: the stopped
+/// upgrade's bucket table (a snapshot of the LRU at its load) is resized
+/// away, and the LRU, which the old program still writes, is carried over
+/// as well: every flow, those opened after the stopped upgrade's load
+/// included, and neither old table stays pinned after the swap.
+#[test]
+fn an_upgrade_stopped_before_its_swap_then_resized_carries_the_live_lru_too() {
+    upgrade_stopped_before_its_swap("interrupted-resized", 8192);
+}
+
+/// The stopped-upgrade scenario, the next lbd's table holding `next_size`
+/// flows (the stopped one's 4096).
+fn upgrade_stopped_before_its_swap(tag: &str, next_size: u32) {
+    let (pins, _cleanup) = pin_dir(tag);
     let vip = vip4_tcp();
     let flows: Vec<Flow> = (0..150).map(flow).collect();
     let lru = LoadOptions {
@@ -441,8 +459,10 @@ fn an_upgrade_stopped_before_its_swap_leaves_the_old_table_for_the_next_lbd() {
         moved.exists(),
         "the stopped upgrade left the old table pinned"
     );
-    let mut next = load_upgrade(&buckets);
+    let mut next = load_upgrade_sized(&buckets, next_size);
     assert!(next.adopted(), "the next upgrade adopts the state");
+    let aside = pins.map_path(lb_userspace::conntrack::legacy::RESIZED_PIN);
+    assert_eq!(aside.exists(), next_size != 4096, "the resized table's pin");
     drop(old);
     next.finish_adoption();
     let carried: HashMap<_, _> = next.flows().map(|(k, e)| (k, e.backend_id)).collect();
@@ -451,14 +471,20 @@ fn an_upgrade_stopped_before_its_swap_leaves_the_old_table_for_the_next_lbd() {
         "every flow keeps its backend, also those opened after the stopped upgrade's load"
     );
     assert!(!moved.exists(), "the old table's pin goes after the swap");
+    assert!(!aside.exists(), "and so does the resized table's");
 }
 
 /// The bucket-table data plane an upgrade loads with `options` (pins).
 fn load_upgrade(options: &LoadOptions) -> lb_userspace::dataplane::Dataplane {
+    load_upgrade_sized(options, 4096)
+}
+
+/// `load_upgrade` with a connection table of `conntrack` flows.
+fn load_upgrade_sized(options: &LoadOptions, conntrack: u32) -> lb_userspace::dataplane::Dataplane {
     lb_userspace::dataplane::Dataplane::load_with(
         lb_userspace::dataplane::MapSizes {
             max_vips: 4,
-            conntrack: 4096,
+            conntrack,
             nat_flows: lb_common::consts::NAT_FLOWS_SIZE_DEFAULT,
             half_open: lb_common::consts::HALF_OPEN_SIZE_DEFAULT,
         },
@@ -540,6 +566,70 @@ fn a_resized_connection_table_carries_its_flows_over() {
     assert_eq!(carried, pinned, "every flow keeps its backend");
     new.finish_adoption();
     assert!(!aside.exists(), "and goes after it");
+}
+
+/// `conntrack_size` lowered (4096 to 1024) under a table holding 100
+/// live flows and 4000 closed ones, all seen before the live ones: the
+/// new table has room for half of them, and it keeps every live flow
+/// with its backend (carried first; a closed flow's copy takes only a
+/// way no flow seen more recently holds), the closed ones in what is
+/// left. Copies aged by their own last-seen time instead of the clock
+/// took the live flows, seen since, for expired and evicted them.
+#[test]
+fn a_smaller_connection_table_keeps_every_live_flow_before_closed_ones() {
+    let (pins, _cleanup) = pin_dir("shrink");
+    let vip = vip4_tcp();
+    let live: Vec<Flow> = (0..100).map(flow).collect();
+    let options = LoadOptions {
+        pins: Some(pins.clone()),
+        ..LoadOptions::default()
+    };
+    let now = monotonic_ns();
+    let s = 1_000_000_000u64;
+    assert!(now > 1_000 * s, "the clock has run long enough");
+    let pinned: HashMap<_, _> = {
+        let mut old = TestBed::with_options(std::slice::from_ref(&vip), Hook::Xdp, 4096, &options)
+            .expect("old data plane");
+        open_through(&mut old, &live);
+        let pinned: HashMap<_, _> = old
+            .dataplane
+            .flows()
+            .map(|(k, e)| (k, e.backend_id))
+            .collect();
+        let (_, template) = old.dataplane.flows().next().expect("a live flow");
+        for n in 100..4100u32 {
+            let closed = lb_common::FlowEntry {
+                flags: FLOW_F_FIN,
+                last_seen_ns: now - 100 * s - u64::from(n) * 1_000_000,
+                ..template
+            };
+            old.dataplane
+                .install_flow(&flow_key(&flow(n), Protocol::Tcp), &closed)
+                .expect("a closed flow into a table at half its slots");
+        }
+        assert_eq!(old.dataplane.flows().count(), 4100);
+        pinned
+    };
+    assert_eq!(pinned.len(), live.len());
+    let mut new = load_upgrade_sized(&options, 1024);
+    assert!(new.adopted());
+    // Slots: twice the configured flows.
+    let slots = 2 * new.flow_capacity();
+    let check = |new: &lb_userspace::dataplane::Dataplane, when: &str| {
+        let carried: HashMap<_, _> = new.flows().map(|(k, e)| (k, e.backend_id)).collect();
+        for (key, backend) in &pinned {
+            assert_eq!(carried.get(key), Some(backend), "{when}: a live flow lost");
+        }
+        // The closed flows fill (nearly) all the rest.
+        assert!(
+            carried.len() as u64 > slots * 9 / 10,
+            "{when}: {} flows in {slots} slots",
+            carried.len()
+        );
+    };
+    check(&new, "after the load");
+    new.finish_adoption();
+    check(&new, "after the swap");
 }
 
 /// IPv6 client flow `n`.

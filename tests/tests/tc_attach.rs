@@ -1,8 +1,9 @@
 //! lbd with `attach = "tc"` in the L2 lab (client, lb, three nginx DSR
 //! backends): the same packet path as a tc ingress program on a tcx link,
 //! pinned like the XDP link. Balancing and counters, a hitless SIGTERM +
-//! restart, a clean SIGINT, switching hooks across restarts, and the
-//! refusal of a foreign tcx program. Needs root.
+//! restart, a clean SIGINT, switching hooks (and the connection table's
+//! size) across restarts, and the refusal of a foreign tcx program.
+//! Needs root.
 
 use std::{collections::BTreeMap, net::IpAddr, process::Command, thread, time::Duration};
 
@@ -166,6 +167,10 @@ fn tc_balances_restarts_hitlessly_and_leaves_nothing_on_sigint() {
 /// xdp → tc → xdp across SIGTERM restarts: each lbd attaches its hook,
 /// then removes the other one's pinned link; the connection table is
 /// adopted throughout, so kept-alive connections stay where they are.
+/// The tc lbd also runs a larger table (`conntrack_size`), so each switch
+/// carries the flows over into a table of another size: the last copy
+/// (after the swap) is made only once the other hook's program, which
+/// still wrote the old table, is gone.
 #[test]
 fn switching_between_xdp_and_tc_across_restarts_keeps_connections() {
     // The pass-through XDP programs stay: the XDP phases need them, and
@@ -174,7 +179,28 @@ fn switching_between_xdp_and_tc_across_restarts_keeps_connections() {
     lab.wait_for_backends().expect("nginx up");
     let lb = lab.lb.clone();
     let xdp = lab.lbd_config();
-    let tc = tc_config(&lab);
+    let tc = tc_config(&lab).replace("conntrack_size = 65536", "conntrack_size = 131072");
+    assert_ne!(tc, tc_config(&lab), "the tc lbd's table is larger");
+    // In `name`'s log, the other hook's removal comes before the final
+    // copy of the old table's flows.
+    let carried_after_removal = |lab: &Lab, name: &str| {
+        let log = lab.log(name);
+        let removed = log
+            .find("the other hook's pinned link removed")
+            .unwrap_or_else(|| panic!("{name}: no removal in\n{log}"));
+        let swapped = log
+            .lines()
+            .find(|l| {
+                l.contains("flows carried over from the previous lbd's connection table")
+                    && l.contains("swapped")
+            })
+            .and_then(|l| log.find(l))
+            .unwrap_or_else(|| panic!("{name}: no final copy in\n{log}"));
+        assert!(
+            removed < swapped,
+            "{name}: the final copy ran while the other hook's program still wrote the old table:\n{log}"
+        );
+    };
     lab.start_lbd_on(&lb, "xdp1", &xdp).expect("lbd at xdp");
     let mut conns = KeepAlive::open(&lab.client.netns, IpAddr::V4(VIP4), 12).expect("open");
     let served: Vec<String> = conns
@@ -211,6 +237,13 @@ fn switching_between_xdp_and_tc_across_restarts_keeps_connections() {
     assert!(lab
         .log("tc1")
         .contains("the other hook's pinned link removed"));
+    carried_after_removal(&lab, "tc1");
+    assert!(
+        !lb_userspace::pinning::PinDir::new(&pins)
+            .map_path(lb_userspace::conntrack::legacy::RESIZED_PIN)
+            .exists(),
+        "the resized table's pin goes after the swap"
+    );
     assert_eq!(status(&lab).attach, Attach::Tc);
     assert_kept(&lab, "after switching to tc");
 
@@ -223,6 +256,7 @@ fn switching_between_xdp_and_tc_across_restarts_keeps_connections() {
         "tc link removed"
     );
     assert!(!pins.join("tc-link-eth0").exists());
+    carried_after_removal(&lab, "xdp2");
     assert_eq!(status(&lab).attach, Attach::Xdp);
     assert_kept(&lab, "after switching back to xdp");
     assert!(lab.interrupt("xdp2").expect("SIGINT").success());

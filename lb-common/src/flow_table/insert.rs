@@ -156,6 +156,78 @@ pub unsafe fn find_or_insert<V: Copy>(
     rank: u32,
     hash: u32,
 ) -> Placed {
+    // The data plane's flow was seen now: its rank's tick is the clock.
+    // SAFETY: per the caller's contract.
+    unsafe { find_or_insert_ranked(first, second, key, entry, (rank, None), hash) }
+}
+
+/// `find_or_insert` for a flow last seen before now (lbd's inserts: a
+/// peer's copy, a flow carried over from another table or moved to its
+/// place, whose rank word holds its own last-seen tick): the first
+/// bucket's ways are ordered by their ages at `now_ticks` (`ticks` of
+/// the current time; the rank's tick would make every way seen since
+/// look aged past the tick wrap, i.e. expired, and evict the freshest
+/// flows first), and a way is evicted only if `victim_order` puts it
+/// below the flow itself at `now_ticks` (`evict_limit`): a copy of a live
+/// flow takes an empty, closed, expired or half-open way or a live one
+/// seen before it, never a flow seen more recently; a closed or expired
+/// copy only an older closed or expired one.
+///
+/// # Safety
+/// `first` and `second` must point to live buckets of the table.
+#[inline(always)]
+pub unsafe fn find_or_insert_at<V: Copy>(
+    first: *mut Bucket<V>,
+    second: *mut Bucket<V>,
+    key: &FlowKey,
+    entry: &V,
+    (rank, now_ticks): (u32, u32),
+    hash: u32,
+) -> Placed {
+    // SAFETY: per the caller's contract.
+    unsafe { find_or_insert_ranked(first, second, key, entry, (rank, Some(now_ticks)), hash) }
+}
+
+/// Whether an insert with rank word `rank` at `now_ticks` (see
+/// `find_or_insert_at`) has a way to take in buckets `first` and
+/// `second`: an empty one, or one of `first` below `evict_limit`. Tells
+/// a full bucket (the insert is refused for good) from ways being
+/// written (a retry may succeed); the answer may be stale by the time it
+/// is read.
+///
+/// # Safety
+/// `first` and `second` must point to live buckets of the table.
+pub unsafe fn has_room_at<V>(
+    first: *mut Bucket<V>,
+    second: *mut Bucket<V>,
+    rank: u32,
+    now_ticks: u32,
+) -> bool {
+    let now_ticks = now_ticks & TICK_MASK;
+    // SAFETY: per the caller's contract.
+    unsafe {
+        best_victim(first, now_ticks) < evict_limit(rank, now_ticks)
+            || (0..FLOW_WAYS).any(|way| tag_state(tag_at(second, way).load()) == TAG_EMPTY)
+    }
+}
+
+/// `find_or_insert` with the rank word and the current tick: None for
+/// the data plane's inserts (the rank's own tick, any way but a writer's
+/// evicted as `evict_below` says), or lbd's (`find_or_insert_at`). Both
+/// worked out only where a full bucket needs them, so the data plane's
+/// code is what it was before lbd's clock was added.
+///
+/// # Safety
+/// `first` and `second` must point to live buckets of the table.
+#[inline(always)]
+unsafe fn find_or_insert_ranked<V: Copy>(
+    first: *mut Bucket<V>,
+    second: *mut Bucket<V>,
+    key: &FlowKey,
+    entry: &V,
+    (rank, clock): (u32, Option<u32>),
+    hash: u32,
+) -> Placed {
     let fp = fingerprint(hash);
     let two = second != first;
     // SAFETY: per the caller's contract.
@@ -186,9 +258,12 @@ pub unsafe fn find_or_insert<V: Copy>(
         } else if one.room {
             (claim_way(first, key, entry, fp, rank, empty), 0)
         } else {
-            let now_ticks = rank >> 2;
+            let (now_ticks, below) = match clock {
+                None => (rank >> 2, evict_below(rank)),
+                Some(now) => (now & TICK_MASK, evict_limit(rank, now)),
+            };
             let best = best_victim(first, now_ticks);
-            if best >= evict_below(rank) {
+            if best >= below {
                 return Placed::Contended;
             }
             let victim = |tag: u64| victim_order(tag, now_ticks) == best;
@@ -212,6 +287,32 @@ pub const fn evict_below(rank: u32) -> u32 {
         2 << 28
     } else {
         u32::MAX
+    }
+}
+
+/// The `victim_order` at and above which an insert of a flow last seen
+/// before now (`find_or_insert_at`, rank word `rank`, current tick
+/// `now_ticks`) evicts nothing: the flow's own order at `now_ticks` (it
+/// takes only ways that would go before it), and never more than
+/// `evict_below` allows its class. A rank whose tick is ahead of
+/// `now_ticks` (a clock read a moment before the flow was stamped) is
+/// taken as seen now, not as aged past the tick wrap.
+#[inline(always)]
+pub const fn evict_limit(rank: u32, now_ticks: u32) -> u32 {
+    let now_ticks = now_ticks & TICK_MASK;
+    let ahead = (rank >> 2).wrapping_sub(now_ticks) & TICK_MASK;
+    // Within half the wrap: ahead of the clock, not behind it.
+    let rank = if ahead != 0 && ahead < TICK_MASK / 2 {
+        (now_ticks << 2) | rank_class(rank)
+    } else {
+        rank
+    };
+    let own = victim_order(((rank as u64) << RANK_SHIFT) | TAG_VALID as u64, now_ticks);
+    let class = evict_below(rank);
+    if own < class {
+        own
+    } else {
+        class
     }
 }
 

@@ -150,6 +150,109 @@ fn a_full_bucket_evicts_closed_then_expired_then_half_open_then_the_oldest_live_
     assert_eq!(evicted, [keys[4], keys[1], keys[3], keys[2]]);
 }
 
+/// `find_or_insert_at` into a one-bucket table: an entry last seen at
+/// `rank`'s tick, inserted at `now` (ns).
+fn insert_at(bucket: &mut FlowBucket, k: &FlowKey, rank: u32, now: u64) -> Placed {
+    let b: *mut FlowBucket = bucket;
+    unsafe { find_or_insert_at(b, b, k, &entry(2, k), (rank, ticks(now)), flow_hash(k)) }
+}
+
+#[test]
+fn a_copy_seen_earlier_evicts_by_the_real_clock_and_never_a_fresher_live_flow() {
+    let keys = colliding(FLOW_WAYS + 4);
+    let now = 36_000_000_000_000u64;
+    let s = 1_000_000_000u64;
+    // Way by way: live flows seen 50 s to 0.2 s ago, one closed 1 s ago
+    // (way 1), one closed 2 h ago (way 6).
+    let ranks = [
+        rank_word(now - 50 * s, CLASS_ESTABLISHED),
+        rank_word(now - s, CLASS_CLOSED),
+        rank_word(now - 90 * s, CLASS_ESTABLISHED),
+        rank_word(now - 40 * s, CLASS_ESTABLISHED),
+        rank_word(now - 70 * s, CLASS_ESTABLISHED),
+        rank_word(now - s / 5, CLASS_ESTABLISHED),
+        rank_word(now - 7_200 * s, CLASS_CLOSED),
+        rank_word(now - 30 * s, CLASS_ESTABLISHED),
+    ];
+    let fill = || {
+        let mut bucket = Box::<FlowBucket>::default();
+        for (k, rank) in keys.iter().zip(ranks) {
+            assert!(matches!(
+                insert(&mut bucket, k, 1, rank),
+                Placed::Inserted(_)
+            ));
+        }
+        bucket
+    };
+    let evicts = |bucket: &mut FlowBucket, k: &FlowKey, rank: u32| {
+        let before = occupied(bucket);
+        let placed = insert_at(bucket, k, rank, now);
+        assert!(matches!(placed, Placed::Inserted(_)), "{placed:?}");
+        let after = occupied(bucket);
+        let gone: Vec<FlowKey> = before.into_iter().filter(|k| !after.contains(k)).collect();
+        assert_eq!(gone.len(), 1);
+        gone[0]
+    };
+    // A copy of a live flow last seen 60 s ago (a peer's replica, a
+    // carried-over flow): the closed ways go first, the older one first
+    // (the rank's own tick as the clock took the live flow seen 0.2 s
+    // ago, every way seen since looking expired).
+    let mut bucket = fill();
+    let copy = rank_word(now - 60 * s, CLASS_ESTABLISHED);
+    assert_eq!(evicts(&mut bucket, &keys[FLOW_WAYS], copy), keys[6]);
+    assert_eq!(evicts(&mut bucket, &keys[FLOW_WAYS + 1], copy), keys[1]);
+    // Then the live flows seen before it, the oldest first (90 s, 70 s).
+    assert_eq!(evicts(&mut bucket, &keys[FLOW_WAYS + 2], copy), keys[2]);
+    assert_eq!(evicts(&mut bucket, &keys[FLOW_WAYS + 3], copy), keys[4]);
+    // Now every way holds a flow seen more recently (or as recently):
+    // the copy is turned away, for good (no room), and nothing moves.
+    let full = occupied(&mut bucket);
+    let b: *mut FlowBucket = &mut *bucket;
+    let late = key(1_000_000);
+    assert_eq!(insert_at(&mut bucket, &late, copy, now), Placed::Contended);
+    assert!(!unsafe { has_room_at(b, b, copy, ticks(now)) });
+    assert_eq!(occupied(&mut bucket), full);
+    // A fresher copy has room: one of the copies seen 60 s ago goes.
+    let fresher = rank_word(now - 45 * s, CLASS_ESTABLISHED);
+    assert!(unsafe { has_room_at(b, b, fresher, ticks(now)) });
+    let gone = evicts(&mut bucket, &late, fresher);
+    assert!(keys[FLOW_WAYS..].contains(&gone), "{gone:?}");
+    // A closed copy takes only a closed or expired way seen before it.
+    let mut bucket = fill();
+    let b: *mut FlowBucket = &mut *bucket;
+    let closed = rank_word(now - 600 * s, CLASS_CLOSED);
+    assert_eq!(evicts(&mut bucket, &keys[FLOW_WAYS], closed), keys[6]);
+    assert!(!unsafe { has_room_at(b, b, closed, ticks(now)) });
+    assert_eq!(
+        insert_at(&mut bucket, &keys[FLOW_WAYS + 1], closed, now),
+        Placed::Contended
+    );
+    // A copy stamped a tick after the clock was read counts as seen now,
+    // not as aged past the wrap: it evicts as a fresh live flow (the
+    // closed copy, seen before the closed way 1). (A way stamped ahead
+    // of the clock looks expired to `victim_order`: lbd reads its clock
+    // a tick ahead.)
+    let ahead = rank_word(now + (1 << TICK_SHIFT), CLASS_ESTABLISHED);
+    assert_eq!(
+        evicts(&mut bucket, &keys[FLOW_WAYS + 1], ahead),
+        keys[FLOW_WAYS]
+    );
+    // The data plane's insert (rank of now) is unchanged: its order.
+    let mut bucket = fill();
+    let fresh = rank_word(now, CLASS_ESTABLISHED);
+    let mut gone = Vec::new();
+    for k in &keys[FLOW_WAYS..] {
+        let before = occupied(&mut bucket);
+        assert!(matches!(
+            insert(&mut bucket, k, 2, fresh),
+            Placed::Inserted(_)
+        ));
+        let after = occupied(&mut bucket);
+        gone.extend(before.into_iter().filter(|k| !after.contains(k)));
+    }
+    assert_eq!(gone, [keys[6], keys[1], keys[2], keys[4]]);
+}
+
 #[test]
 fn a_syn_takes_only_a_way_no_live_flow_holds() {
     let mut bucket = Box::<FlowBucket>::default();

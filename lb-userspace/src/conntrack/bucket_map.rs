@@ -43,7 +43,8 @@ pub enum FlowTableError {
     /// Every way of the flow's buckets was being written (retry later).
     #[error("the {0}'s buckets for this flow were busy")]
     Contended(&'static str),
-    /// Both of the flow's buckets are full (a table that never evicts).
+    /// Both of the flow's buckets are full: a table that never evicts, or
+    /// no way holds a flow the insert may evict (one seen before it).
     #[error("the {0}'s buckets for this flow are full")]
     Full(&'static str),
 }

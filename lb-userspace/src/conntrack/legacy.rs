@@ -18,6 +18,14 @@
 //! finds it under the new name and carries the flows over again, including
 //! those the old program (still on the link) opened in between. Carried
 //! only when the state maps are adopted: a flow names its backend by id.
+//!
+//! Both may be there at once: an upgrade from the shared LRU that stopped
+//! before its swap left `CONNTRACK_LRU` (the table the old program, still
+//! on the link, writes) and its own bucket table, and this lbd's
+//! `conntrack_size` differs from that one's. Both are carried over, each
+//! flow as the table that saw it more recently holds it (the live one's,
+//! whichever that is), and both pins go after the swap: neither is left
+//! for a later lbd to replay over live flows.
 
 use std::path::{Path, PathBuf};
 
@@ -42,11 +50,10 @@ pub const MOVED_PIN: &str = "CONNTRACK_LRU";
 /// carried over (bpffs refuses names with a dot).
 pub const RESIZED_PIN: &str = "FLOW_BUCKETS_RESIZED";
 
-/// The old table, open, while flows are carried over.
+/// The old tables, open, while flows are carried over.
 pub(crate) struct LegacyTable {
-    map: OldFlows,
-    /// Its pin (moved aside), removed by `finish`.
-    pin: PathBuf,
+    /// Each old table and its pin (moved aside), removed by `finish`.
+    tables: Vec<(OldFlows, PathBuf)>,
     /// Flows copied so far (both passes).
     pub(crate) copied: u64,
 }
@@ -60,21 +67,30 @@ enum OldFlows {
 }
 
 impl LegacyTable {
-    /// Opens the old table if the pins are those of an lbd that ran a
-    /// kernel-map table (a release before the bucket table, or one where
-    /// the shared LRU was the default: its `CONNTRACK` is full-sized, its
-    /// `FLOW_BUCKETS`, if any, one bucket) and this lbd runs the bucket
-    /// table, moving its pin aside (`MOVED_PIN`); or the table an earlier
-    /// upgrade moved aside and did not finish (it stopped before its swap).
-    /// None when there is nothing to carry over (a bucket-table lbd pins a
-    /// one-entry `CONNTRACK`).
+    /// Opens the old tables this lbd, running the bucket table of
+    /// `buckets` buckets, carries flows over from: a bucket table of
+    /// another size (`open_resized`), and a kernel-map table (`open_lru`),
+    /// both if both are there. None when there is nothing to carry over.
     pub(crate) fn open(pins: &PinDir, kind: ConntrackKind, buckets: u32) -> Option<Self> {
         if kind.is_kernel_map() {
             return None;
         }
-        if let Some(resized) = Self::open_resized(pins, buckets) {
-            return Some(resized);
-        }
+        let tables: Vec<(OldFlows, PathBuf)> =
+            [Self::open_resized(pins, buckets), Self::open_lru(pins)]
+                .into_iter()
+                .flatten()
+                .collect();
+        (!tables.is_empty()).then_some(Self { tables, copied: 0 })
+    }
+
+    /// The kernel-map table if the pins are those of an lbd that ran one
+    /// (a release before the bucket table, or one where the shared LRU was
+    /// the default: its `CONNTRACK` is full-sized, its `FLOW_BUCKETS`, if
+    /// any, one bucket), its pin moved aside (`MOVED_PIN`); or the table an
+    /// earlier upgrade moved aside and did not finish (it stopped before
+    /// its swap). None when there is none (a bucket-table lbd pins a
+    /// one-entry `CONNTRACK`).
+    fn open_lru(pins: &PinDir) -> Option<(OldFlows, PathBuf)> {
         let moved = pins.map_path(MOVED_PIN);
         let path = pins.map_path(names::MAP_CONNTRACK);
         // The previous lbd's own table first: it is the newest (an older
@@ -98,17 +114,13 @@ impl LegacyTable {
         } else {
             return None;
         };
-        Some(Self {
-            map: OldFlows::KernelMap(map),
-            pin: moved,
-            copied: 0,
-        })
+        Some((OldFlows::KernelMap(map), moved))
     }
 
     /// A bucket table of a size other than `buckets`: one moved aside by
     /// an lbd that did not get to its swap, or the pinned one (moved aside
     /// now).
-    fn open_resized(pins: &PinDir, buckets: u32) -> Option<Self> {
+    fn open_resized(pins: &PinDir, buckets: u32) -> Option<(OldFlows, PathBuf)> {
         let aside = pins.map_path(RESIZED_PIN);
         if !aside.exists() {
             let current = pins.map_path(names::MAP_FLOW_BUCKETS);
@@ -140,11 +152,7 @@ impl LegacyTable {
                     .map_err(|e| e.to_string())
             });
         match opened {
-            Ok(table) => Some(Self {
-                map: OldFlows::Buckets(table),
-                pin: aside,
-                copied: 0,
-            }),
+            Ok(table) => Some((OldFlows::Buckets(table), aside)),
             Err(error) => {
                 warn!(path = %aside.display(), %error, "could not open the previous connection table: its flows are placed by Maglev again");
                 remove_pin(&aside);
@@ -153,18 +161,42 @@ impl LegacyTable {
         }
     }
 
-    /// Done with the old table (its flows carried over after the swap):
-    /// its pin goes, so a later lbd does not carry stale flows over again.
+    /// Done with the old tables (their flows carried over after the
+    /// swap): their pins go, so a later lbd does not carry stale flows
+    /// over again.
     pub(crate) fn finish(self) {
-        remove_pin(&self.pin);
+        for (_, pin) in &self.tables {
+            remove_pin(pin);
+        }
     }
 
-    /// Every flow of the old table (read as it is now).
+    /// Every flow of the old tables (read as they are now); a flow two
+    /// tables hold as the one that saw it more recently holds it.
     pub(crate) fn flows(&self) -> Vec<(FlowKey, FlowEntry)> {
-        match &self.map {
+        let mut tables = self.tables.iter().map(|(table, _)| match table {
             OldFlows::KernelMap(map) => map.iter().filter_map(|r| r.ok()).collect(),
-            OldFlows::Buckets(table) => table.iter().collect(),
+            OldFlows::Buckets(table) => table.iter().collect::<Vec<_>>(),
+        });
+        let Some(first) = tables.next() else {
+            return Vec::new();
+        };
+        if self.tables.len() == 1 {
+            return first;
         }
+        let mut merged: std::collections::HashMap<FlowKey, FlowEntry> = first.into_iter().collect();
+        for flows in tables {
+            for (key, entry) in flows {
+                merged
+                    .entry(key)
+                    .and_modify(|held| {
+                        if entry.last_seen_ns > held.last_seen_ns {
+                            *held = entry;
+                        }
+                    })
+                    .or_insert(entry);
+            }
+        }
+        merged.into_iter().collect()
     }
 }
 

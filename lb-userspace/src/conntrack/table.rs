@@ -7,9 +7,10 @@
 
 use aya::maps::MapData;
 use lb_common::{
+    consts::FLOW_F_HALF_OPEN,
     flow_table::{
-        self, class_of, fingerprint, rank_word, tag_fingerprint, tag_rank, FlowBucket, Placed,
-        SecondBucket, FLOW_WAYS,
+        self, class_of, fingerprint, rank_word, tag_fingerprint, tag_rank, ticks, FlowBucket,
+        Placed, SecondBucket, FLOW_WAYS, TICK_SHIFT,
     },
     hash::{flow_hash, table_hash},
     FlowEntry, FlowKey,
@@ -190,22 +191,32 @@ impl FlowTable {
         self.table.get(key, self.place_hash(key))
     }
 
-    /// Puts a flow into the table (a replica from a peer): its entry
-    /// replaced if tracked, else inserted as an established flow last seen
-    /// at `entry.last_seen_ns`, evicting as the data plane would.
+    /// Puts a flow into the table (a replica from a peer, a flow carried
+    /// over): its entry replaced if tracked, else inserted as an
+    /// established flow (closed with FIN or RST marks, half-open with
+    /// `FLOW_F_HALF_OPEN`, as the data plane ranks them) last seen at
+    /// `entry.last_seen_ns`. In a full bucket it takes only a way that
+    /// would be evicted before it now (`flow_table::find_or_insert_at`):
+    /// never one of a flow seen more recently; with none,
+    /// `FlowTableError::Full`.
     pub fn install(&self, key: &FlowKey, entry: &FlowEntry) -> Result<(), FlowTableError> {
-        let rank = rank_word(entry.last_seen_ns, class_of(entry.flags, true));
+        let established = entry.flags & FLOW_F_HALF_OPEN == 0;
+        let rank = rank_word(entry.last_seen_ns, class_of(entry.flags, established));
         self.put(key, entry, rank)
     }
 
     /// `install` with rank word `rank`. The entry keeps the flow's
-    /// `flow_hash` (Maglev's), whatever hash places it.
+    /// `flow_hash` (Maglev's), whatever hash places it. Ways are aged at
+    /// the current tick (read here, per attempt) plus one: a way the data
+    /// plane stamps between the clock read and the insert must not look
+    /// aged past the tick wrap (expired).
     fn put(&self, key: &FlowKey, entry: &FlowEntry, rank: u32) -> Result<(), FlowTableError> {
         let (first, second, hash) = self.buckets_of(key);
         let entry = FlowEntry {
             hash: flow_hash(key),
             ..*entry
         };
+        let now_ticks = || ticks(crate::clock::monotonic_ns().saturating_add(1 << TICK_SHIFT));
         for _ in 0..4 {
             // SAFETY: live buckets of the mapping.
             if let Some((bucket, seen)) = unsafe { flow_table::find_in(first, second, key, hash) } {
@@ -215,10 +226,21 @@ impl FlowTable {
                 }
                 continue;
             }
+            let now = now_ticks();
             // SAFETY: as above.
-            match unsafe { flow_table::find_or_insert(first, second, key, &entry, rank, hash) } {
+            let placed = unsafe {
+                flow_table::find_or_insert_at(first, second, key, &entry, (rank, now), hash)
+            };
+            match placed {
                 Placed::Inserted(_) => return Ok(()),
-                Placed::Found(_) | Placed::Contended => continue,
+                Placed::Found(_) => continue,
+                // SAFETY: as above.
+                Placed::Contended
+                    if !unsafe { flow_table::has_room_at(first, second, rank, now) } =>
+                {
+                    return Err(FlowTableError::Full(self.table.name()));
+                }
+                Placed::Contended => continue,
             }
         }
         Err(FlowTableError::Contended(self.table.name()))

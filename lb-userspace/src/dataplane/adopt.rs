@@ -4,7 +4,11 @@
 //! keeps every connection.
 
 use aya::maps::MapInfo;
-use lb_common::consts::{maglev_index, names, MAGLEV_SIZE_MAX, MAX_BACKENDS};
+use lb_common::{
+    consts::{maglev_index, names, FLOW_F_HALF_OPEN, FLOW_F_STATE, MAGLEV_SIZE_MAX, MAX_BACKENDS},
+    flow_table::{ESTABLISHED_IDLE_TICKS, HALF_OPEN_IDLE_TICKS, TICK_SHIFT},
+    FlowEntry,
+};
 use tracing::{info, warn};
 
 use super::{
@@ -62,19 +66,37 @@ impl Dataplane {
         let FlowStore::Buckets(table) = &self.flows else {
             return;
         };
-        let flows = legacy.flows();
-        let mut failed = 0u64;
+        let mut flows = legacy.flows();
+        // Live flows first, the most recent first: a smaller table keeps
+        // them, and a closed or expired flow copied later takes only a
+        // way no live flow holds.
+        let now = crate::clock::monotonic_ns();
+        flows.sort_by_key(|(_, entry)| carry_order(entry, now));
+        let (mut full, mut failed) = (0u64, 0u64);
         for (key, entry) in &flows {
-            if table.install(key, entry).is_err() {
-                failed += 1;
+            // The table may hold the flow seen more recently: the old
+            // program ran on a table moved aside by an upgrade that
+            // swapped and then stopped, or this lbd's program has
+            // forwarded it since the swap.
+            if table
+                .get(key)
+                .is_some_and(|held| held.last_seen_ns > entry.last_seen_ns)
+            {
+                continue;
+            }
+            match table.install(key, entry) {
+                Ok(()) => {}
+                Err(crate::conntrack::table::FlowTableError::Full(_)) => full += 1,
+                Err(_) => failed += 1,
             }
         }
-        legacy.copied += flows.len() as u64 - failed;
+        legacy.copied += flows.len() as u64 - full - failed;
         info!(
             phase,
             flows = flows.len(),
+            left_out = full,
             failed,
-            "flows carried over from the previous lbd's connection table"
+            "flows carried over from the previous lbd's connection table (left out: their buckets were full of flows seen more recently)"
         );
     }
 
@@ -119,11 +141,12 @@ impl Dataplane {
     }
 
     /// The second pass of `carry_legacy_flows`, `carry_legacy_nat` and of
-    /// `re_place_flows`,
-    /// once this lbd's program runs on the interface: the old program no
-    /// longer adds or changes flows. `attach` and `attach_tc` call it; a
-    /// caller that runs the program by other means (a test run) calls it
-    /// once the old program is gone.
+    /// `re_place_flows`, once this lbd's program runs on the interface and
+    /// the previous lbd's programs are gone from every hook (`attach` or
+    /// `attach_tc`, then `remove_other_hook` and
+    /// `remove_other_interfaces`): no old program adds or changes flows
+    /// any more. lbd's start calls it then; a caller that runs the program
+    /// by other means (a test run) calls it once the old program is gone.
     pub fn finish_adoption(&mut self) {
         if self.legacy.is_some() {
             self.carry_legacy_flows("swapped");
@@ -190,6 +213,29 @@ impl Dataplane {
         }
         Ok(state)
     }
+}
+
+/// The order flows are carried over in (lowest first): live flows (neither
+/// closed nor idle past their class's timeout) before handshakes in time,
+/// those before closed and expired flows; within each, the most recently
+/// seen first. `now`: CLOCK_MONOTONIC ns.
+fn carry_order(entry: &FlowEntry, now: u64) -> (u8, std::cmp::Reverse<u64>) {
+    let age = now.saturating_sub(entry.last_seen_ns);
+    let idle = |ticks: u32| age > u64::from(ticks) << TICK_SHIFT;
+    let tier = if entry.flags & FLOW_F_STATE != 0 {
+        2
+    } else if entry.flags & FLOW_F_HALF_OPEN != 0 {
+        if idle(HALF_OPEN_IDLE_TICKS) {
+            2
+        } else {
+            1
+        }
+    } else if idle(ESTABLISHED_IDLE_TICKS) {
+        2
+    } else {
+        0
+    };
+    (tier, std::cmp::Reverse(entry.last_seen_ns))
 }
 
 /// Flags the kernel sets on a map of `map_type` whatever it was created
@@ -284,4 +330,41 @@ pub(super) fn check_pins(
         info!(dir = %pins.root().display(), "adopting the pinned data plane (VIPs, backends, tables, connection table{half_open})");
     }
     Ok(adopt)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn live_flows_are_carried_first_the_most_recent_first() {
+        let s = 1_000_000_000u64;
+        let now = 10_000 * s;
+        let at = |seen: u64, flags: u32| FlowEntry {
+            last_seen_ns: now - seen * s,
+            flags,
+            ..FlowEntry::default()
+        };
+        let mut flows = [
+            ("closed, just now", at(0, FLOW_F_STATE)),
+            ("live 60 s", at(60, 0)),
+            ("expired", at(1_000, 0)),
+            ("handshake 2 s", at(2, FLOW_F_HALF_OPEN)),
+            ("live 1 s", at(1, 0)),
+            ("lapsed handshake", at(20, FLOW_F_HALF_OPEN)),
+        ];
+        flows.sort_by_key(|(_, e)| carry_order(e, now));
+        let order: Vec<&str> = flows.iter().map(|(name, _)| *name).collect();
+        assert_eq!(
+            order,
+            [
+                "live 1 s",
+                "live 60 s",
+                "handshake 2 s",
+                "closed, just now",
+                "lapsed handshake",
+                "expired"
+            ]
+        );
+    }
 }

@@ -50,16 +50,16 @@ impl Dataplane {
     /// configured one (`Auto` takes either); otherwise a new link is made
     /// and pinned. `running` is the program the interface runs now, with
     /// its mode, to tell a live pinned link from a stale one. Returns the
-    /// mode used (None: kept from the pinned link).
+    /// mode used (None: kept from the pinned link). The caller finishes
+    /// the adoption (`finish_adoption`) once the previous lbd's other
+    /// hooks are gone too (`remove_other_hook`, `remove_other_interfaces`).
     pub fn attach(
         &mut self,
         interface: &str,
         mode: ConfigXdpMode,
         running: Option<(u32, ConfigXdpMode)>,
     ) -> Result<Option<ConfigXdpMode>> {
-        let used = self.attach_xdp(interface, mode, running)?;
-        self.finish_adoption();
-        Ok(used)
+        self.attach_xdp(interface, mode, running)
     }
 
     fn attach_xdp(
@@ -200,14 +200,11 @@ impl Dataplane {
     /// programs on the interface's tcx ingress, to tell a live pinned link
     /// from a stale one. Without tcx (kernels before 6.6) it falls back to
     /// clsact + cls_bpf with a warning: that attachment cannot be pinned,
-    /// so the program then goes with this lbd.
+    /// so the program then goes with this lbd. As with `attach`, the
+    /// caller finishes the adoption once the previous lbd's other hooks
+    /// are gone: until `remove_other_hook` a previous lbd's XDP program
+    /// still runs, before this one, on the tables it was loaded with.
     pub fn attach_tc(&mut self, interface: &str, running: &[u32]) -> Result<Hooked> {
-        let hooked = self.attach_tc_ingress(interface, running)?;
-        self.finish_adoption();
-        Ok(hooked)
-    }
-
-    fn attach_tc_ingress(&mut self, interface: &str, running: &[u32]) -> Result<Hooked> {
         if let Some(path) = self.pins.as_ref().map(|p| p.tc_link_path(interface)) {
             if let Some(link) = self.take_over_tc_link(&path, interface, running)? {
                 self.attached = Some((interface.to_owned(), link));

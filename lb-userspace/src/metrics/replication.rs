@@ -115,6 +115,7 @@ impl Exporter<'_> {
                 vec![
                     (labels(&[("reason", "kept_local")]), r.kept_local),
                     (labels(&[("reason", "stale")]), r.stale),
+                    (labels(&[("reason", "unknown")]), r.unknown),
                     (labels(&[("reason", "error")]), r.failed),
                 ],
                 vec![(Vec::new(), i64::from(r.all_peers_dumped))],
@@ -123,7 +124,7 @@ impl Exporter<'_> {
         };
         self.counter(
             "replication_flows_left_out",
-            "Flows from a peer left out: this node's own entry was fresher (stale; kept_local: it names another backend), or the install failed (error)",
+            "Flows from a peer left out: this node's own entry was fresher (stale; kept_local: it names another backend), this node has no place for it (unknown: a VIP or backend it lacks, a backend not alive here, another protocol or address family), or the install failed (error: also both of its buckets full of flows seen more recently)",
             None,
             left_out,
         );
@@ -132,5 +133,34 @@ impl Exporter<'_> {
             "Whether every replication peer has delivered a complete full dump since start",
             dumped,
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::metrics::Metrics;
+
+    #[test]
+    fn flows_left_out_carry_every_reason_unknown_included() {
+        let mut status = crate::metrics::tests::full_status();
+        let replication = status
+            .replication
+            .as_mut()
+            .expect("replication in the status");
+        replication.kept_local = 1;
+        replication.stale = 2;
+        replication.unknown = 3;
+        replication.failed = 4;
+        let text = Metrics::new().render(&status);
+        for (reason, value) in [
+            ("kept_local", 1),
+            ("stale", 2),
+            ("unknown", 3),
+            ("error", 4),
+        ] {
+            let line =
+                format!("lbd_replication_flows_left_out_total{{reason=\"{reason}\"}} {value}");
+            assert!(text.contains(&line), "no {line:?} in\n{text}");
+        }
     }
 }

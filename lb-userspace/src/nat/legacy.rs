@@ -23,6 +23,14 @@
 //! the map is final). Carried only when the state maps (VIPs, backends,
 //! NAT sources) are adopted too: the entries name their VIP and backend by
 //! those ids.
+//!
+//! Both may be there at once: an upgrade from the hash-map release that
+//! stopped before its swap left `NAT_FLOWS` (still written by the old
+//! program on the link) and its own bucket table, and this lbd's
+//! `flow_table_size` differs from that one's. Both are carried over, a
+//! flow both hold as the table that saw it more recently holds it, the
+//! most recently seen flows first (a key two flows claim goes to the one
+//! installed first: the live one), and both pins go after the swap.
 
 use std::{
     collections::HashMap as StdHashMap,
@@ -45,11 +53,10 @@ use crate::pinning::PinDir;
 /// carried over (bpffs refuses names with a dot).
 pub const RESIZED_PIN: &str = "NAT_BUCKETS_RESIZED";
 
-/// The old table, open, while its flows are carried over.
+/// The old tables, open, while their flows are carried over.
 pub(crate) struct LegacyNat {
-    table: OldTable,
-    /// Its pin, removed by `finish`.
-    pin: PathBuf,
+    /// Each old table and its pin, removed by `finish`.
+    tables: Vec<(OldTable, PathBuf)>,
 }
 
 /// Where the old flows are read from.
@@ -65,43 +72,54 @@ enum OldTable {
 pub(crate) type Pair = [(FlowKey, NatEntry); 2];
 
 impl LegacyNat {
-    /// Opens a NAT flow table a previous lbd pinned under `pins` that this
-    /// one, whose bucket table has `buckets` buckets, cannot adopt as it
-    /// is: a bucket table moved aside by an lbd that did not get to its
-    /// swap, a bucket table of another size (moved aside now), or a kernel
-    /// hash map. Its pin stays until `finish`. None when there is none (a
-    /// fresh start, or a table this lbd adopts); a pin that cannot be
-    /// carried over (another layout, or unreadable) is removed.
+    /// Opens the NAT flow tables a previous lbd pinned under `pins` that
+    /// this one, whose bucket table has `buckets` buckets, cannot adopt as
+    /// they are: a bucket table moved aside by an lbd that did not get to
+    /// its swap or of another size (moved aside now, `open_resized`), and
+    /// a kernel hash map (`open_hash`), both if both are there. Their pins
+    /// stay until `finish`. None when there is none (a fresh start, or a
+    /// table this lbd adopts); a pin that cannot be carried over (another
+    /// layout, or unreadable) is removed.
     pub(crate) fn open(pins: &PinDir, buckets: u32) -> Option<Self> {
+        let tables: Vec<(OldTable, PathBuf)> =
+            [Self::open_resized(pins, buckets), Self::open_hash(pins)]
+                .into_iter()
+                .flatten()
+                .collect();
+        (!tables.is_empty()).then_some(Self { tables })
+    }
+
+    /// A bucket table moved aside by an lbd that did not get to its swap,
+    /// or the pinned one if it has another size than `buckets` (moved
+    /// aside now).
+    fn open_resized(pins: &PinDir, buckets: u32) -> Option<(OldTable, PathBuf)> {
         let aside = pins.map_path(RESIZED_PIN);
         if aside.exists() {
             return Self::open_buckets(aside);
         }
         let current = pins.map_path(names::MAP_NAT_BUCKETS);
-        if let Ok(info) = MapInfo::from_pin(&current) {
-            let resized = matches!(info.map_type(), Ok(MapType::Array))
-                && info.key_size() as usize == size_of::<u32>()
-                && info.value_size() as usize == size_of::<NatBucket>()
-                && info.max_entries() != buckets;
-            if !resized {
-                return Self::open_hash(pins);
-            }
-            if let Err(error) = std::fs::rename(&current, &aside) {
-                warn!(path = %current.display(), %error, "could not move the resized NAT flow table's pin aside: its NAT'd connections are lost");
-                return None;
-            }
-            info!(
-                from = info.max_entries(),
-                to = buckets,
-                "the NAT flow table changed size (flow_table_size): carrying its flows over into the new one"
-            );
-            return Self::open_buckets(aside);
+        let info = MapInfo::from_pin(&current).ok()?;
+        let resized = matches!(info.map_type(), Ok(MapType::Array))
+            && info.key_size() as usize == size_of::<u32>()
+            && info.value_size() as usize == size_of::<NatBucket>()
+            && info.max_entries() != buckets;
+        if !resized {
+            return None;
         }
-        Self::open_hash(pins)
+        if let Err(error) = std::fs::rename(&current, &aside) {
+            warn!(path = %current.display(), %error, "could not move the resized NAT flow table's pin aside: its NAT'd connections are lost");
+            return None;
+        }
+        info!(
+            from = info.max_entries(),
+            to = buckets,
+            "the NAT flow table changed size (flow_table_size): carrying its flows over into the new one"
+        );
+        Self::open_buckets(aside)
     }
 
     /// A bucket table pinned at `path` (moved aside).
-    fn open_buckets(path: PathBuf) -> Option<Self> {
+    fn open_buckets(path: PathBuf) -> Option<(OldTable, PathBuf)> {
         let opened = MapInfo::from_pin(&path)
             .map_err(|e| e.to_string())
             .and_then(|info| {
@@ -109,10 +127,7 @@ impl LegacyNat {
                 NatFlowTable::new(data, info.max_entries()).map_err(|e| e.to_string())
             });
         match opened {
-            Ok(table) => Some(Self {
-                table: OldTable::Buckets(table),
-                pin: path,
-            }),
+            Ok(table) => Some((OldTable::Buckets(table), path)),
             Err(error) => {
                 warn!(path = %path.display(), %error, "could not open the previous NAT flow table: its NAT'd connections are lost");
                 remove_pin(&path);
@@ -122,7 +137,7 @@ impl LegacyNat {
     }
 
     /// A previous release's hash map (`NAT_FLOWS`), if pinned.
-    fn open_hash(pins: &PinDir) -> Option<Self> {
+    fn open_hash(pins: &PinDir) -> Option<(OldTable, PathBuf)> {
         let path = pins.map_path(names::MAP_NAT_FLOWS);
         let info = MapInfo::from_pin(&path).ok()?;
         if !matches!(info.map_type(), Ok(MapType::Hash))
@@ -139,10 +154,7 @@ impl LegacyNat {
         match opened {
             Ok(map) => {
                 info!(path = %path.display(), "carrying the previous lbd's NAT flow table (hash map) over into the bucket table");
-                Some(Self {
-                    table: OldTable::Hash(map),
-                    pin: path,
-                })
+                Some((OldTable::Hash(map), path))
             }
             Err(error) => {
                 warn!(path = %path.display(), %error, "could not open the previous lbd's NAT flow table: its NAT'd connections are lost");
@@ -156,22 +168,61 @@ impl LegacyNat {
     /// not to be carried at all): its pin goes, so a later lbd does not
     /// carry stale flows over again.
     pub(crate) fn finish(self) {
-        remove_pin(&self.pin);
+        for (_, pin) in &self.tables {
+            remove_pin(pin);
+        }
     }
 
-    /// The old table's flows as they are now, both entries of each
+    /// The old tables' flows as they are now, both entries of each
     /// (forward, reply), and how many entries had no counterpart (half a
-    /// flow: the reaper would have freed it; left behind).
+    /// flow: the reaper would have freed it; left behind). See `merge`.
     pub(crate) fn pairs(&self) -> (Vec<Pair>, u64) {
-        let entries: Vec<(FlowKey, NatEntry)> = match &self.table {
-            OldTable::Buckets(table) => table.iter().collect(),
-            OldTable::Hash(map) => crate::map_batch::lookup_all(map.map()).unwrap_or_else(|error| {
-                warn!(%error, "reading the previous lbd's NAT flow table in batches failed: walking it entry by entry");
-                map.iter().filter_map(Result::ok).collect()
-            }),
-        };
-        pair_up(entries)
+        let mut unpaired = 0;
+        let tables: Vec<Vec<Pair>> = self
+            .tables
+            .iter()
+            .map(|(table, _)| {
+                let entries: Vec<(FlowKey, NatEntry)> = match table {
+                    OldTable::Buckets(table) => table.iter().collect(),
+                    OldTable::Hash(map) => crate::map_batch::lookup_all(map.map()).unwrap_or_else(|error| {
+                        warn!(%error, "reading the previous lbd's NAT flow table in batches failed: walking it entry by entry");
+                        map.iter().filter_map(Result::ok).collect()
+                    }),
+                };
+                let (pairs, half) = pair_up(entries);
+                unpaired += half;
+                pairs
+            })
+            .collect();
+        (merge(tables), unpaired)
     }
+}
+
+/// When a pair's entries were last seen (the later of the two).
+fn last_seen(pair: &Pair) -> u64 {
+    pair[0].1.last_seen_ns.max(pair[1].1.last_seen_ns)
+}
+
+/// The flows of several old tables as one list: a flow (its forward key)
+/// that two hold as the table that saw it more recently holds it, and
+/// the most recently seen flows first (`install_pair` leaves out a flow
+/// whose key another flow already holds: where a stale table's flow and
+/// a live one's claim one NAT port, the live one, seen since, goes in).
+fn merge(tables: Vec<Vec<Pair>>) -> Vec<Pair> {
+    let mut flows: StdHashMap<FlowKey, Pair> = StdHashMap::new();
+    for pair in tables.into_iter().flatten() {
+        flows
+            .entry(pair[0].0)
+            .and_modify(|held| {
+                if last_seen(&pair) > last_seen(held) {
+                    *held = pair;
+                }
+            })
+            .or_insert(pair);
+    }
+    let mut pairs: Vec<Pair> = flows.into_values().collect();
+    pairs.sort_by_key(|pair| std::cmp::Reverse(last_seen(pair)));
+    pairs
 }
 
 /// `entries` as pairs of a flow's forward and reply entries (each the
@@ -238,6 +289,25 @@ mod tests {
             ..NatEntry::default()
         };
         [(fk, fe), (rk, re)]
+    }
+
+    #[test]
+    fn two_tables_merge_each_flow_as_last_seen_the_freshest_first() {
+        let seen = |mut pair: Pair, at: u64| {
+            pair[0].1.last_seen_ns = at;
+            pair[1].1.last_seen_ns = at / 2;
+            pair
+        };
+        // A table moved aside earlier (a snapshot) and the live one: flow
+        // 1 in both (the live one saw it later, on another port), flow 2
+        // only in the snapshot, flow 3 only in the live one.
+        let snapshot = vec![seen(flow(1, 2000), 100), seen(flow(2, 2001), 50)];
+        let live = vec![seen(flow(1, 2005), 300), seen(flow(3, 2002), 200)];
+        let merged = merge(vec![snapshot.clone(), live.clone()]);
+        assert_eq!(merged, vec![live[0], live[1], snapshot[1]]);
+        // Whichever table comes first.
+        assert_eq!(merge(vec![live.clone(), snapshot.clone()]), merged);
+        assert!(merge(Vec::new()).is_empty());
     }
 
     #[test]

@@ -26,8 +26,14 @@ const MARK: u64 = 0xa5a5;
 /// each flow is streamed by the node that forwards it, not echoed by
 /// every node that holds a copy (N² traffic). A locally stamped time that
 /// happens to look marked (about 1 in 2^16, 1 in 256 for some kernel tick
-/// lengths) only delays that flow's copy to its next touch or the next
-/// full dump, which carries every entry, marked or not.
+/// lengths) is taken for a copy too: that flow is not streamed, neither
+/// between dumps nor in the periodic dumps (which leave copies out, see
+/// `records::sends`), until the data plane stamps it again (its next
+/// packet after `FLOW_TOUCH_INTERVAL_NS`) or a peer's new session asks
+/// for a dump of every entry, marked or not. A flow that goes idle right
+/// after such a stamp reaches no peer meanwhile: a node that takes it
+/// over then sends it to Maglev's pick, as for a flow opened just before
+/// the failover.
 pub(crate) fn mark_replica(last_seen_ns: u64) -> u64 {
     (last_seen_ns & !MARK_MASK) | MARK
 }

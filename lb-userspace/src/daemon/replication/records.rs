@@ -3,6 +3,8 @@
 //! address, generation), and a received record installed with this
 //! node's own ids.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use super::*;
 
 /// What a tick's scan sends.
@@ -42,7 +44,7 @@ pub(super) fn sends(topology: Topology, scan: Scan, last_seen_ns: u64) -> bool {
 pub(super) struct FlowCounts {
     /// Installed.
     pub(super) installed: u64,
-    /// Named a VIP or backend this node lacks.
+    /// Not placeable here (see [`Unplaced`]).
     pub(super) unknown: u64,
     /// Left out: this node's entry was fresher and named another backend
     /// (full mesh).
@@ -85,9 +87,13 @@ pub(super) fn install_flows(
     warnings: &mut LogLimit,
 ) {
     for record in records {
-        let Some((key, mut entry)) = entry_for(record, balancer, now) else {
-            counts.unknown += 1;
-            continue;
+        let (key, mut entry) = match placed(record, balancer, now) {
+            Ok(placed) => placed,
+            Err(why) => {
+                counts.unknown += 1;
+                log_unplaced(record, why);
+                continue;
+            }
         };
         let result = match rule(record.vip) {
             Install::Replace => table.put(&key, &entry).map(|()| Outcome::Installed),
@@ -165,30 +171,121 @@ pub(super) fn record(
     })
 }
 
+/// Why a peer's flow record has no place on this node (counted as
+/// `unknown`: `lbd_replication_flows_left_out_total{reason="unknown"}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Unplaced {
+    /// Neither TCP nor UDP.
+    Protocol,
+    /// This node has no such VIP (address, port and protocol).
+    Vip,
+    /// This node's VIP has no backend at that address.
+    Backend,
+    /// This node does not send the backend packets (its health check
+    /// failed here, or its MAC is not resolved yet): a flow pinned to it
+    /// would be re-pinned at its next packet anyway.
+    BackendDown,
+    /// The client's and the VIP's address families differ (a peer bug).
+    Family,
+}
+
+impl Unplaced {
+    /// Every kind, in `index` order.
+    const ALL: [Unplaced; 5] = [
+        Unplaced::Protocol,
+        Unplaced::Vip,
+        Unplaced::Backend,
+        Unplaced::BackendDown,
+        Unplaced::Family,
+    ];
+
+    /// For the log.
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            Unplaced::Protocol => "protocol neither TCP nor UDP",
+            Unplaced::Vip => "unknown VIP",
+            Unplaced::Backend => "unknown backend",
+            Unplaced::BackendDown => "backend not alive here",
+            Unplaced::Family => "client and VIP of different address families",
+        }
+    }
+
+    fn index(self) -> usize {
+        Unplaced::ALL.iter().position(|k| *k == self).unwrap_or(0)
+    }
+}
+
+/// Kinds of [`Unplaced`] already logged at info by this process.
+static UNPLACED_LOGGED: [AtomicBool; Unplaced::ALL.len()] =
+    [const { AtomicBool::new(false) }; Unplaced::ALL.len()];
+
+/// Logs a record left out as `why`: the first of each kind at info (a
+/// peer configured with a VIP or backend this node lacks sends such
+/// records on every tick), every one at debug.
+fn log_unplaced(record: &FlowRecord, why: Unplaced) {
+    let first = !UNPLACED_LOGGED[why.index()].swap(true, Ordering::Relaxed);
+    if first {
+        info!(
+            vip = %record.vip,
+            vip_port = record.vip_port,
+            protocol = record.protocol,
+            backend = %record.backend,
+            reason = why.name(),
+            "a peer's replicated flow has no place here, left out; such flows are counted (lbd_replication_flows_left_out_total{{reason=\"unknown\"}}), later ones of this kind logged at debug"
+        );
+    } else {
+        debug!(
+            vip = %record.vip,
+            vip_port = record.vip_port,
+            protocol = record.protocol,
+            backend = %record.backend,
+            reason = why.name(),
+            "replicated flow left out"
+        );
+    }
+}
+
 /// The connection-table entry for a record, with this node's backend id.
+#[cfg(test)]
 pub(super) fn entry_for(
     record: &FlowRecord,
     balancer: &Balancer,
     now: u64,
 ) -> Option<(FlowKey, FlowEntry)> {
+    placed(record, balancer, now).ok()
+}
+
+/// The connection-table entry for a record, with this node's backend id,
+/// or why the record has no place here.
+pub(super) fn placed(
+    record: &FlowRecord,
+    balancer: &Balancer,
+    now: u64,
+) -> Result<(FlowKey, FlowEntry), Unplaced> {
     let protocol = match record.protocol {
         IPPROTO_TCP => Protocol::Tcp,
         IPPROTO_UDP => Protocol::Udp,
-        _ => return None,
+        _ => return Err(Unplaced::Protocol),
     };
     let vip = VipId {
         address: record.vip,
         port: record.vip_port,
         protocol,
     };
-    let backend = balancer.vips().get(&vip)?.backends.get(&record.backend)?;
+    let backend = balancer
+        .vips()
+        .get(&vip)
+        .ok_or(Unplaced::Vip)?
+        .backends
+        .get(&record.backend)
+        .ok_or(Unplaced::Backend)?;
     if !backend.alive {
-        return None;
+        return Err(Unplaced::BackendDown);
     }
     let (src, family) = addr_words(record.client);
     let (dst, vip_family) = addr_words(record.vip);
     if family != vip_family {
-        return None;
+        return Err(Unplaced::Family);
     }
     let key = FlowKey {
         src,
@@ -206,5 +303,148 @@ pub(super) fn entry_for(
         flags: u32::from(record.flags) & FLOW_F_STATE,
         hash: 0,
     };
-    Some((key, entry))
+    Ok((key, entry))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        config::{BackendConfig, VipConfig},
+        dataplane::FakeMaps,
+        reconcile::DesiredVip,
+    };
+
+    #[test]
+    fn a_record_without_a_place_here_says_why() {
+        let mut vip = VipConfig::new("198.18.0.100".parse().unwrap(), 80, Protocol::Tcp);
+        // .11 alive; .12 without a MAC yet (DSR: no packets for it).
+        vip.backends = vec![
+            BackendConfig {
+                mac: Some(crate::mac::Mac([2, 0, 0, 0, 0, 1])),
+                ..BackendConfig::new("198.18.0.11".parse().unwrap())
+            },
+            BackendConfig::new("198.18.0.12".parse().unwrap()),
+        ];
+        let mut balancer = Balancer::new(2);
+        balancer
+            .apply(
+                &mut FakeMaps::default(),
+                &[DesiredVip::from_config(&vip, &|_| None)],
+            )
+            .unwrap();
+        let good = FlowRecord {
+            vip: "198.18.0.100".parse().unwrap(),
+            vip_port: 80,
+            protocol: IPPROTO_TCP,
+            client: "198.18.0.10".parse().unwrap(),
+            client_port: 40_000,
+            backend: "198.18.0.11".parse().unwrap(),
+            age_ms: 0,
+            flags: 0,
+        };
+        assert!(placed(&good, &balancer, 0).is_ok());
+        let why = |record: FlowRecord| placed(&record, &balancer, 0).err();
+        for (record, expected) in [
+            (
+                FlowRecord {
+                    protocol: 47,
+                    ..good
+                },
+                Unplaced::Protocol,
+            ),
+            (
+                FlowRecord {
+                    vip_port: 81,
+                    ..good
+                },
+                Unplaced::Vip,
+            ),
+            (
+                FlowRecord {
+                    protocol: IPPROTO_UDP,
+                    ..good
+                },
+                Unplaced::Vip,
+            ),
+            (
+                FlowRecord {
+                    backend: "198.18.0.99".parse().unwrap(),
+                    ..good
+                },
+                Unplaced::Backend,
+            ),
+            (
+                FlowRecord {
+                    backend: "198.18.0.12".parse().unwrap(),
+                    ..good
+                },
+                Unplaced::BackendDown,
+            ),
+            (
+                FlowRecord {
+                    client: "2001:2::10".parse().unwrap(),
+                    ..good
+                },
+                Unplaced::Family,
+            ),
+        ] {
+            assert_eq!(why(record), Some(expected), "{record:?}");
+        }
+        // Each kind has its own once-at-info slot.
+        let slots: std::collections::BTreeSet<usize> =
+            Unplaced::ALL.iter().map(|k| k.index()).collect();
+        assert_eq!(slots.len(), Unplaced::ALL.len());
+    }
+
+    #[test]
+    fn unplaced_records_are_counted_and_the_rest_installed() {
+        let mut vip = VipConfig::new("198.18.0.100".parse().unwrap(), 80, Protocol::Tcp);
+        vip.backends = vec![BackendConfig {
+            mac: Some(crate::mac::Mac([2, 0, 0, 0, 0, 1])),
+            ..BackendConfig::new("198.18.0.11".parse().unwrap())
+        }];
+        let mut balancer = Balancer::new(2);
+        balancer
+            .apply(
+                &mut FakeMaps::default(),
+                &[DesiredVip::from_config(&vip, &|_| None)],
+            )
+            .unwrap();
+        let good = FlowRecord {
+            vip: "198.18.0.100".parse().unwrap(),
+            vip_port: 80,
+            protocol: IPPROTO_TCP,
+            client: "198.18.0.10".parse().unwrap(),
+            client_port: 40_000,
+            backend: "198.18.0.11".parse().unwrap(),
+            age_ms: 0,
+            flags: 0,
+        };
+        let records = [
+            FlowRecord {
+                vip_port: 81,
+                ..good
+            },
+            good,
+            FlowRecord {
+                vip_port: 81,
+                client_port: 40_001,
+                ..good
+            },
+        ];
+        let mut table = flow_table::tests::Table::default();
+        let mut counts = FlowCounts::default();
+        install_flows(
+            |_| Install::Replica,
+            &records,
+            &mut table,
+            &balancer,
+            1_000_000_000,
+            &mut counts,
+            &mut LogLimit::new(Duration::from_secs(60)),
+        );
+        assert_eq!((counts.installed, counts.unknown), (1, 2));
+        assert_eq!(table.0.len(), 1);
+    }
 }
