@@ -103,6 +103,15 @@ pub(super) fn parse(file: &str, text: &str, setup: &mut Setup) -> Result<(), Imp
                         .check_enabled
                         .then(|| check_of(&proxy.settings, &server, &origin));
                     let mut backend = server.backend;
+                    if let (Some(http), Some(at)) = (
+                        check.as_ref().and(proxy.settings.http_check.as_ref()),
+                        server.params.tls_check(),
+                    ) {
+                        backend.notes.push(Note::new(
+                            at,
+                            format!("WARNING: {} is made over TLS to this server (ssl or check-ssl); lbd's checks have no TLS, so it is imported as a TCP check (the connection only, not the HTTP answer)", http.what),
+                        ));
+                    }
                     backend.check = check;
                     proxy.servers.push(backend);
                 }

@@ -61,6 +61,7 @@ pub(super) fn join(
     document.notes.extend(vip_notes);
     nat::one_per_family(options)?;
     let mut nat_needed: Vec<IpAddr> = Vec::new();
+    let mut nat_users: Vec<nat::NatUser> = Vec::new();
     let mut tables = Vec::new();
     let mut acl_tables = Vec::new();
     for vip in &vips {
@@ -70,19 +71,24 @@ pub(super) fn join(
             if !nat_needed.contains(&source) {
                 nat_needed.push(source);
             }
+            nat_users.push(nat::NatUser {
+                source,
+                vip: vip.address,
+            });
         }
         tables.extend(vip_tables(vip, mode, &mode_comment, mode_notes)?);
         acl_tables.extend(acl_tables_of(vip));
     }
-    if !nat_needed.is_empty() {
-        nat_needed.sort_by_key(|a| a.is_ipv6());
-        let nat = nat::table(&nat_needed, setup, &document);
+    nat_needed.sort_by_key(|a| a.is_ipv6());
+    let nat_movers = nat::movers(&nat_needed, &nat_users, setup)?;
+    if !nat_movers.is_empty() {
+        let nat = nat::table(&nat_movers, &document);
         document.tables.push(nat);
     }
     document.tables.extend(tables);
     document.tables.extend(acl_tables);
 
-    document.tables.extend(vrrp::tables(setup, &nat_needed)?);
+    document.tables.extend(vrrp::tables(setup, &nat_movers)?);
     Ok(document)
 }
 

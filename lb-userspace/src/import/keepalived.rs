@@ -11,7 +11,7 @@ mod vrrp;
 use std::time::Duration;
 
 use super::blocks::{self, Dialect, Statement};
-use super::model::{Note, Origin, Setup};
+use super::model::{Note, Origin, Setup, Sourced};
 use super::ImportError;
 
 use virtual_server::virtual_server;
@@ -90,6 +90,29 @@ pub(super) fn scripts(sources: &[(&str, &str)]) -> Result<Vec<Script>, ImportErr
     Ok(out)
 }
 
+/// `global_defs { ... }`: keepalived's process settings, which lbd needs
+/// none of, but for `vrrp_version`: lbd speaks VRRPv3 only, so the version
+/// keepalived speaks is kept for join to say whether the two can run side
+/// by side.
+fn global_defs(file: &str, statement: &Statement, setup: &mut Setup) -> Result<(), ImportError> {
+    let origin = Origin::new(file, statement.line);
+    for child in statement.children() {
+        if child.name() == "vrrp_version" {
+            let version = number(file, child, 2..=3u8)?;
+            setup.vrrp_version = Some(Sourced::new(
+                version,
+                &Origin::new(file, child.line),
+                child.text(),
+            ));
+        }
+    }
+    setup.notes.push(Note::new(
+        &origin,
+        "global_defs: keepalived's process settings (router_id, e-mail alerts) are not carried over; lbd has no equivalent (its vrrp_version is checked with each vrrp_instance)",
+    ));
+    Ok(())
+}
+
 /// Reads `text` (named `file`) into `setup`; `scripts` are the
 /// `vrrp_script`s of all the setup's keepalived files.
 pub(super) fn parse(
@@ -109,10 +132,7 @@ pub(super) fn parse(
                     setup.services.push(service);
                 }
             }
-            "global_defs" => setup.notes.push(Note::new(
-                &origin,
-                "global_defs: keepalived's process settings (router_id, e-mail alerts); lbd needs none of them",
-            )),
+            "global_defs" => global_defs(file, statement, setup)?,
             "include" => setup.notes.push(Note::new(
                 &origin,
                 format!(
@@ -122,7 +142,10 @@ pub(super) fn parse(
             )),
             _ => setup.notes.push(Note::new(
                 &origin,
-                format!("{}: not carried over (lbd has no equivalent)", statement.text()),
+                format!(
+                    "{}: not carried over (lbd has no equivalent)",
+                    statement.text()
+                ),
             )),
         }
     }

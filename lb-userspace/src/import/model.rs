@@ -112,6 +112,10 @@ pub(crate) struct Setup {
     pub(crate) vrrp: Vec<Vrrp>,
     /// Notes that belong to no service or instance (global sections).
     pub(crate) notes: Vec<Note>,
+    /// keepalived's `global_defs { vrrp_version N }`: the VRRP version
+    /// its instances speak (2 when not given), which lbd's VRRPv3 must
+    /// match to run beside it.
+    pub(crate) vrrp_version: Option<Sourced<u8>>,
 }
 
 /// A load-balanced service: an HAProxy frontend/listen with its backend,
@@ -276,5 +280,10 @@ pub(crate) struct Vrrp {
     /// Priority lost while the data plane is not attached (from a
     /// track_script that watched the proxy process lbd replaces).
     pub(crate) track_dataplane: Option<Sourced<u8>>,
+    /// The instance's own `version N` (over global_defs' `vrrp_version`).
+    pub(crate) version: Option<Sourced<u8>>,
+    /// Those of `addresses` from `virtual_ipaddress_excluded`: moved but
+    /// left out of keepalived's adverts (lbd advertises every address).
+    pub(crate) excluded: Vec<IpAddr>,
     pub(crate) notes: Vec<Note>,
 }

@@ -50,7 +50,8 @@ pub(super) fn time(text: &str) -> Option<Duration> {
             .unwrap_or(rest.len());
         let seconds = match &rest[..unit_len] {
             "ms" => {
-                total += Duration::from_millis(n);
+                // (A crafted sum past Duration's range is no time.)
+                total = total.checked_add(Duration::from_millis(n))?;
                 rest = &rest[unit_len..];
                 continue;
             }
@@ -61,7 +62,7 @@ pub(super) fn time(text: &str) -> Option<Duration> {
             "w" => 604_800,
             _ => return None,
         };
-        total += Duration::from_secs(n.checked_mul(seconds)?);
+        total = total.checked_add(Duration::from_secs(n.checked_mul(seconds)?))?;
         rest = &rest[unit_len..];
     }
     Some(total)

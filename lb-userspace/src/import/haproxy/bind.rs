@@ -9,6 +9,150 @@ use crate::config::Protocol;
 use crate::import::model::{Listen, Note, Origin};
 use crate::import::ImportError;
 
+/// HAProxy's bind options that take a value (the next word).
+const WITH_VALUE: &[&str] = &[
+    "accept-netscaler-cip",
+    "alpn",
+    "backlog",
+    "ca-file",
+    "ca-ignore-err",
+    "ca-sign-file",
+    "ca-sign-pass",
+    "ca-verify-file",
+    "ciphers",
+    "ciphersuites",
+    "client-sigalgs",
+    "crl-file",
+    "crt",
+    "crt-ignore-err",
+    "crt-list",
+    "curves",
+    "ecdhe",
+    "expose-fd",
+    "gid",
+    "group",
+    "guid-prefix",
+    "id",
+    "interface",
+    "label",
+    "level",
+    "maxconn",
+    "mode",
+    "mss",
+    "name",
+    "namespace",
+    "nice",
+    "npn",
+    "process",
+    "proto",
+    "quic-cc-algo",
+    "quic-socket",
+    "severity-output",
+    "shards",
+    "sigalgs",
+    "ssl-max-ver",
+    "ssl-min-ver",
+    "tcp-md5sig",
+    "tcp-ut",
+    "thread",
+    "tls-ticket-keys",
+    "uid",
+    "user",
+    "verify",
+];
+
+/// Bind options of TLS termination, said by the note on `ssl` (or of no
+/// effect without it).
+const TLS: &[&str] = &[
+    "allow-0rtt",
+    "alpn",
+    "ca-file",
+    "ca-ignore-err",
+    "ca-sign-file",
+    "ca-sign-pass",
+    "ca-verify-file",
+    "ciphers",
+    "ciphersuites",
+    "client-sigalgs",
+    "crl-file",
+    "crt",
+    "crt-ignore-err",
+    "crt-list",
+    "curves",
+    "ecdhe",
+    "force-sslv3",
+    "force-tlsv10",
+    "force-tlsv11",
+    "force-tlsv12",
+    "force-tlsv13",
+    "generate-certificates",
+    "no-alpn",
+    "no-ca-names",
+    "no-sslv3",
+    "no-tls-tickets",
+    "no-tlsv10",
+    "no-tlsv11",
+    "no-tlsv12",
+    "no-tlsv13",
+    "npn",
+    "prefer-client-ciphers",
+    "sigalgs",
+    "ssl-max-ver",
+    "ssl-min-ver",
+    "strict-sni",
+    "tls-ticket-keys",
+    "verify",
+];
+
+/// A note for each bind option lbd does not carry over (all but `ssl`,
+/// noted on its own with its TLS options, and the address families'
+/// `v6only`/`v4v6`, which the listens keep): what HAProxy did with it and
+/// why lbd does not.
+fn options_notes(origin: &Origin, options: &[String], notes: &mut Vec<Note>) {
+    let mut words = options.iter();
+    while let Some(key) = words.next() {
+        let key = key.as_str();
+        let value = if WITH_VALUE.contains(&key) {
+            words.next().map(String::as_str)
+        } else {
+            None
+        };
+        let said = match value {
+            Some(value) => format!("bind option {key} {value}"),
+            None => format!("bind option {key}"),
+        };
+        let said = crate::import::write::printable(&said);
+        let text = match key {
+            "ssl" | "v6only" | "v4v6" => continue,
+            _ if TLS.contains(&key) => continue,
+            "accept-proxy" | "accept-netscaler-cip" => {
+                let header = if key == "accept-proxy" {
+                    "PROXY protocol header"
+                } else {
+                    "NetScaler client IP header"
+                };
+                format!(
+                    "WARNING: {said}: HAProxy read the {header} the front sends before each connection's data; lbd forwards packets as they are, so the backends receive that header: make them accept it (nginx `listen ... proxy_protocol`; PgBouncer and others may not) or stop the front sending it"
+                )
+            }
+            "interface" => format!(
+                "{said}: HAProxy accepted only on that interface; lbd serves its VIPs on its one `interface`"
+            ),
+            "namespace" => format!(
+                "{said}: HAProxy listened in that network namespace; lbd serves on its `interface`, in the namespace it runs in"
+            ),
+            "transparent" => format!(
+                "{said}: HAProxy accepted for an address not its own; lbd adds each VIP to its interface itself (or [[vrrp]] does)"
+            ),
+            "mss" => format!(
+                "{said}: HAProxy set the TCP MSS of its side; lbd does not terminate TCP, so the backends' own MSS applies"
+            ),
+            _ => format!("{said}: not carried over (lbd does not accept connections itself)"),
+        };
+        notes.push(Note::new(origin, text));
+    }
+}
+
 /// A `bind` line: one listen per address (a comma-separated list).
 pub(super) fn bind(file: &str, line: &Line, proxy: &mut Proxy) -> Result<(), ImportError> {
     let origin = Origin::new(file, line.no);
@@ -26,6 +170,7 @@ pub(super) fn bind(file: &str, line: &Line, proxy: &mut Proxy) -> Result<(), Imp
             ),
         ));
     }
+    options_notes(&origin, options, &mut proxy.settings.notes);
     // `v6only` makes an IPv6 wildcard refuse IPv4 clients; without it
     // Linux's default (bindv6only=0) lets them in, as with `:::443`.
     let v6_only = options.iter().any(|o| o == "v6only");

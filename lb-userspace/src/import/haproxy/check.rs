@@ -119,6 +119,19 @@ pub(super) fn tcp_check_notes(settings: &Settings, checked: bool) -> (Vec<Note>,
 pub(super) fn check_of(settings: &Settings, server: &server::Server, origin: &Origin) -> Check {
     let params = &server.params;
     let kind = match &settings.http_check {
+        // lbd's checks have no TLS: an HTTP request in the clear to a TLS
+        // port fails, and every server would be down on the first day.
+        Some(http) if params.tls_check().is_some() => {
+            let at = params.tls_check().unwrap_or(origin);
+            Sourced::new(
+                CheckKind::Tcp,
+                at,
+                format!(
+                    "{} over TLS: lbd's checks have no TLS, so only the connection is checked",
+                    http.what
+                ),
+            )
+        }
         Some(http) => {
             let status = settings.expect_status.as_ref().map_or(200, |s| s.value);
             let path = http.path.clone().unwrap_or_else(|| "/".to_owned());

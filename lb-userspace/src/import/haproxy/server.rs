@@ -69,9 +69,32 @@ pub(super) struct ServerParams {
     pub(super) rise: Option<Sourced<u32>>,
     pub(super) fall: Option<Sourced<u32>>,
     pub(super) check_port: Option<Sourced<u16>>,
+    /// `addr`: the check goes to another address (so `ssl` does not make
+    /// it a TLS check).
+    pub(super) check_addr: bool,
+    /// `ssl`: the server speaks TLS (and, unless `port` or `addr` is
+    /// given, so do its checks).
+    pub(super) ssl: Option<Origin>,
+    /// `check-ssl` (true) or `no-check-ssl` (false), where written.
+    pub(super) check_ssl: Option<(bool, Origin)>,
     pub(super) backup: Option<Origin>,
     pub(super) disabled: Option<Origin>,
     pub(super) notes: Vec<Note>,
+}
+
+impl ServerParams {
+    /// Where this server's checks are made over TLS, as HAProxy decides:
+    /// `check-ssl` (unless `no-check-ssl` came after it), or `ssl` when
+    /// no `port` or `addr` sends the check elsewhere. lbd's checks have
+    /// no TLS.
+    pub(super) fn tls_check(&self) -> Option<&Origin> {
+        match &self.check_ssl {
+            Some((true, at)) => Some(at),
+            Some((false, _)) => None,
+            None if self.check_port.is_none() && !self.check_addr => self.ssl.as_ref(),
+            None => None,
+        }
+    }
 }
 
 /// A server line, read.
@@ -209,14 +232,16 @@ pub(super) fn params(
                         format!("{keyword}: lbd sends no PROXY protocol header: turn accept-proxy off on the backend (in dsr-l2 mode it sees the client's address itself)"),
                     ))
                 }
-                "ssl" => params.notes.push(Note::new(
-                    &origin,
-                    "ssl: HAProxy speaks TLS to this server; through lbd the client's own connection reaches it",
-                )),
-                "check-ssl" => params.notes.push(Note::new(
-                    &origin,
-                    "check-ssl: lbd's checks are plain TCP or HTTP; the check is made without TLS",
-                )),
+                "ssl" => {
+                    params.ssl = Some(origin.clone());
+                    params.notes.push(Note::new(
+                        &origin,
+                        "ssl: HAProxy speaks TLS to this server; through lbd the client's own connection reaches it",
+                    ))
+                }
+                "no-ssl" => params.ssl = None,
+                "check-ssl" => params.check_ssl = Some((true, origin.clone())),
+                "no-check-ssl" => params.check_ssl = Some((false, origin.clone())),
                 "agent-check" => params.notes.push(Note::new(
                     &origin,
                     "agent-check: lbd has no agent checks; set weights with `lbctl backend weight`",
@@ -265,10 +290,13 @@ pub(super) fn params(
                 let port = crate::import::port_number(value).ok_or_else(|| bad("a port"))?;
                 params.check_port = Some(Sourced::new(port, &origin, what));
             }
-            "addr" => params.notes.push(Note::new(
-                &origin,
-                format!("{what}: lbd checks the backend's own address"),
-            )),
+            "addr" => {
+                params.check_addr = true;
+                params.notes.push(Note::new(
+                    &origin,
+                    format!("{what}: lbd checks the backend's own address"),
+                ))
+            }
             "maxconn" | "minconn" | "maxqueue" => params.notes.push(Note::new(
                 &origin,
                 format!("{what}: lbd forwards packets and limits no connections"),

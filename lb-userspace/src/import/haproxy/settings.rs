@@ -170,6 +170,7 @@ pub(super) fn apply(file: &str, line: &Line, settings: &mut Settings) -> Result<
             check.origin = Some(origin.clone());
             check.what = line.text();
             let mut rest = words[2..].iter();
+            let mut left: Vec<String> = Vec::new();
             while let Some(key) = rest.next() {
                 let value = rest.next().cloned();
                 match key.as_str() {
@@ -180,10 +181,25 @@ pub(super) fn apply(file: &str, line: &Line, settings: &mut Settings) -> Result<
                         let content = rest.next().cloned();
                         if header.eq_ignore_ascii_case("host") {
                             check.host = content;
+                        } else {
+                            left.push(format!("hdr {header} {}", content.unwrap_or_default()));
                         }
                     }
-                    _ => {}
+                    // A comment for HAProxy's logs only.
+                    "comment" => {}
+                    // lbd's check speaks HTTP/1.1.
+                    "ver" if value.as_deref() == Some("HTTP/1.1") => {}
+                    _ => left.push(format!("{key} {}", value.unwrap_or_default())),
                 }
+            }
+            for what in left {
+                settings.notes.push(Note::new(
+                    &origin,
+                    format!(
+                        "http-check send {}: not carried over (lbd's HTTP check sends GET of a fixed path, HTTP/1.1, with at most a Host header, and no body)",
+                        crate::import::write::printable(what.trim_end())
+                    ),
+                ));
             }
         }
         ("timeout", Some(kind @ ("check" | "connect"))) => {

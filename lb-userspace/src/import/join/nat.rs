@@ -1,13 +1,13 @@
 //! NAT addresses (`--nat-source`) for the VIPs in lbd's NAT mode: one
 //! per family at most, the one of each such VIP's family required,
-//! written as `[nat]` and moved with the first VRRP instance of its
-//! family.
+//! written as `[nat]` and moved with the VRRP instance that holds the NAT
+//! VIPs using it.
 
 use std::net::IpAddr;
 
 use super::family;
 use super::vips::Vip;
-use crate::import::model::{Setup, Vrrp};
+use crate::import::model::{Setup, Sourced};
 use crate::import::write::{Document, Table};
 use crate::import::{ImportError, Options};
 
@@ -58,61 +58,86 @@ pub(super) fn source_for(
         })
 }
 
-/// The `[nat]` table of the addresses `needed`; without a `[[vrrp]]` to
-/// move them, a note says to put them on the interface.
-pub(super) fn table(needed: &[IpAddr], setup: &Setup, document: &Document) -> Table {
-    let mut nat = Table::new("[nat]", 0);
+/// One NAT VIP: the NAT address it uses and where the VIP is.
+pub(super) struct NatUser {
+    /// Its NAT address (`--nat-source` of its family).
+    pub(super) source: IpAddr,
+    /// The VIP's address.
+    pub(super) vip: IpAddr,
+}
+
+/// Which VRRP instance (index into `setup.vrrp`) moves each NAT address
+/// of `needed`: the one holding the NAT VIPs that use it, since replies
+/// to translated flows come back to the node holding those VIPs (lbd's
+/// config checks this); `None` when no instance holds one of them. NAT
+/// VIPs of two instances using one address are refused: the address can
+/// move with one instance only, and the other's VIPs would lose their
+/// replies whenever the two instances are mastered on different nodes.
+pub(super) fn movers(
+    needed: &[IpAddr],
+    users: &[NatUser],
+    setup: &Setup,
+) -> Result<Vec<(IpAddr, Option<usize>)>, ImportError> {
+    let holder = |vip: IpAddr| {
+        setup.vrrp.iter().enumerate().find_map(|(index, instance)| {
+            instance
+                .addresses
+                .iter()
+                .find(|a| a.value == vip)
+                .map(|a| (index, a))
+        })
+    };
+    let mut out = Vec::new();
     for source in needed {
+        let mut mover: Option<(usize, IpAddr, &Sourced<IpAddr>)> = None;
+        for user in users.iter().filter(|u| u.source == *source) {
+            let Some((index, at)) = holder(user.vip) else {
+                continue;
+            };
+            match mover {
+                None => mover = Some((index, user.vip, at)),
+                Some((first, _, _)) if first == index => {}
+                Some((first, first_vip, first_at)) => {
+                    return Err(ImportError::at_origin(
+                        &at.origin,
+                        format!(
+                            "NAT VIPs {first_vip} (vrrp_instance {}, {}) and {} (vrrp_instance {}, {}) both use --nat-source {source}, but lbd moves a NAT address with the one instance whose NAT VIPs use it (replies to translated flows come back to it), and these are two instances: put those VIPs in one vrrp_instance, or import without one instance's NAT services and add them afterwards with their own nat_source listed in their [[vrrp]]'s addresses",
+                            setup.vrrp[first].name,
+                            first_at.origin,
+                            user.vip,
+                            setup.vrrp[index].name,
+                            at.origin,
+                        ),
+                    ));
+                }
+            }
+        }
+        out.push((*source, mover.map(|(index, _, _)| index)));
+    }
+    Ok(out)
+}
+
+/// The `[nat]` table of the addresses `movers` places; for one no
+/// `[[vrrp]]` moves, a note says to put it on the interface.
+pub(super) fn table(movers: &[(IpAddr, Option<usize>)], document: &Document) -> Table {
+    let mut nat = Table::new("[nat]", 0);
+    for (source, mover) in movers {
         let key = if source.is_ipv4() {
             "source_ipv4"
         } else {
             "source_ipv6"
         };
         nat.push(key, source.to_string(), "--nat-source");
-        if setup.vrrp.is_empty() {
+        if mover.is_none() {
             nat.notes.push(format!(
-                "--nat-source {source}: put it on {} as you do the VIPs (no [[vrrp]] moves it)",
+                "--nat-source {source}: put it on {} as you do the VIPs that use it (no [[vrrp]] moves them or it)",
                 document
                     .top
                     .first()
-                    .map_or("the interface".to_owned(), |e| e.value.to_string())
+                    .and_then(|e| e.value.as_str())
+                    .unwrap_or("the interface")
             ));
         }
     }
     nat
-}
-
-/// The NAT addresses of `needed` that move with `instance`.
-pub(super) fn moving_with(
-    instance: &Vrrp,
-    setup: &Setup,
-    needed: &[IpAddr],
-) -> Vec<(IpAddr, String)> {
-    // Each NAT address moves with the first instance of its family.
-    needed
-        .iter()
-        .filter(|a| {
-            setup
-                .vrrp
-                .iter()
-                .find(|v| {
-                    v.addresses
-                        .first()
-                        .is_none_or(|f| f.value.is_ipv4() == a.is_ipv4())
-                })
-                .is_some_and(|v| std::ptr::eq(v, instance))
-        })
-        .filter(|a| {
-            instance
-                .addresses
-                .first()
-                .is_none_or(|f| f.value.is_ipv4() == a.is_ipv4())
-        })
-        .map(|a| {
-            (
-                *a,
-                "--nat-source (a NAT address moves with the VIPs)".to_owned(),
-            )
-        })
-        .collect()
 }

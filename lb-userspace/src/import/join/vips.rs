@@ -33,7 +33,14 @@ pub(super) fn vips<'s>(
     let mut out: Vec<Vip<'s>> = Vec::new();
     let mut notes = Vec::new();
     let mut used = vec![false; options.vips.len()];
-    let vrrp_addresses: Vec<_> = setup.vrrp.iter().flat_map(|v| &v.addresses).collect();
+    // A NAT address keepalived moves too (listed so that lbd's adverts
+    // and keepalived's name the same addresses) is no VIP.
+    let vrrp_addresses: Vec<_> = setup
+        .vrrp
+        .iter()
+        .flat_map(|v| &v.addresses)
+        .filter(|a| !options.nat_source.contains(&a.value))
+        .collect();
     let given: Vec<IpAddr> = vrrp_addresses
         .iter()
         .map(|a| a.value)

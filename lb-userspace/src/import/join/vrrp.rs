@@ -9,14 +9,29 @@ use crate::import::write::Table;
 use crate::import::ImportError;
 
 /// The `[[vrrp]]` tables of `setup`'s instances, each with the NAT
-/// addresses of `nat_needed` that move with it; a second instance with a
-/// VRID of one family is refused.
-pub(super) fn tables(setup: &Setup, nat_needed: &[IpAddr]) -> Result<Vec<Table>, ImportError> {
+/// addresses `nat_movers` gives it; a second instance with a VRID of one
+/// family is refused.
+pub(super) fn tables(
+    setup: &Setup,
+    nat_movers: &[(IpAddr, Option<usize>)],
+) -> Result<Vec<Table>, ImportError> {
     let mut tables = Vec::new();
     let mut seen: Vec<(u8, bool)> = Vec::new();
-    for instance in &setup.vrrp {
-        let extra = super::nat::moving_with(instance, setup, nat_needed);
-        let table = table(instance, &extra)?;
+    for (index, instance) in setup.vrrp.iter().enumerate() {
+        let extra: Vec<(IpAddr, String)> = nat_movers
+            .iter()
+            .filter(|(_, mover)| *mover == Some(index))
+            .map(|(a, _)| {
+                (
+                    *a,
+                    "--nat-source (a NAT address moves with the NAT VIPs that use it)".to_owned(),
+                )
+            })
+            .collect();
+        let mut table = table(instance, &extra)?;
+        if let Some(warning) = version_warning(instance, setup) {
+            table.notes.push(warning);
+        }
         let key = (
             instance.vrid.as_ref().map_or(0, |v| v.value),
             instance.addresses.first().is_none_or(|a| a.value.is_ipv4()),
@@ -98,6 +113,9 @@ fn table(vrrp: &Vrrp, extra: &[(IpAddr, String)]) -> Result<Table, ImportError> 
         strings(&addresses),
         format!("virtual_ipaddress: {}", comments.join(", ")),
     );
+    if let Some(warning) = advert_warning(vrrp, vrid.value, extra) {
+        t.notes.push(warning);
+    }
     if !vrrp.unicast_peers.is_empty() {
         let peers: Vec<IpAddr> = vrrp.unicast_peers.iter().map(|p| p.value).collect();
         let from: Vec<String> = vrrp
@@ -128,6 +146,67 @@ fn table(vrrp: &Vrrp, extra: &[(IpAddr, String)]) -> Result<Table, ImportError> 
         t.push("track_dataplane", i64::from(w.value), w.comment());
     }
     Ok(t)
+}
+
+/// A warning when lbd's adverts for `vrrp` will list addresses
+/// keepalived's do not (its `virtual_ipaddress_excluded`, the NAT
+/// addresses of `extra`): lbd and keepalived each ignore adverts whose
+/// address set differs from their own (RFC 5798 §7.1), so side by side on
+/// one VRID both would become master.
+fn advert_warning(vrrp: &Vrrp, vrid: u8, extra: &[(IpAddr, String)]) -> Option<String> {
+    let mut added: Vec<IpAddr> = Vec::new();
+    let mut why: Vec<String> = Vec::new();
+    for excluded in &vrrp.excluded {
+        if !added.contains(excluded) {
+            added.push(*excluded);
+            why.push(format!("{excluded} (virtual_ipaddress_excluded)"));
+        }
+    }
+    let advertised = |a: &IpAddr| {
+        vrrp.addresses
+            .iter()
+            .any(|s| s.value == *a && !vrrp.excluded.contains(a))
+    };
+    for (address, _) in extra {
+        if !added.contains(address) && !advertised(address) {
+            added.push(*address);
+            why.push(format!("{address} (the NAT address, --nat-source)"));
+        }
+    }
+    if added.is_empty() {
+        return None;
+    }
+    let list: Vec<String> = added.iter().map(ToString::to_string).collect();
+    Some(format!(
+        "{}: WARNING: lbd's adverts for VRID {vrid} list {}, which keepalived's do not; keepalived and lbd each ignore adverts whose address list differs from their own, so side by side on this VRID both become master: before lbd runs beside keepalived, add {} to virtual_ipaddress of vrrp_instance {} on both keepalived nodes and reload keepalived",
+        vrrp.origin,
+        why.join(", "),
+        list.join(", "),
+        vrrp.name,
+    ))
+}
+
+/// A warning when keepalived runs `vrrp` in VRRPv2 (its default for
+/// IPv4; IPv6 instances are always v3): lbd speaks VRRPv3 only, and each
+/// drops the other's adverts, so side by side both become master.
+fn version_warning(vrrp: &Vrrp, setup: &Setup) -> Option<String> {
+    let said = vrrp.version.as_ref().or(setup.vrrp_version.as_ref());
+    let ipv6 = vrrp.addresses.first().is_some_and(|a| a.value.is_ipv6());
+    let (version, source) = match said {
+        Some(v) => (v.value, format!("{} ({})", v.origin, v.what)),
+        None if ipv6 => return None,
+        None => (
+            2,
+            "keepalived's default: no vrrp_version in global_defs".to_owned(),
+        ),
+    };
+    if version == 3 {
+        return None;
+    }
+    Some(format!(
+        "{}: WARNING: vrrp_instance {} speaks VRRPv{version} in keepalived ({source}); lbd speaks VRRPv3 only and the two ignore each other's adverts, so side by side both become master: before lbd runs beside keepalived, set `vrrp_version 3` in global_defs (and no `version 2` in the instance) on both keepalived nodes and restart keepalived",
+        vrrp.origin, vrrp.name
+    ))
 }
 
 fn ms(d: std::time::Duration) -> i64 {

@@ -11,6 +11,10 @@ use crate::import::blocks::Statement;
 use crate::import::model::{Check, CheckKind, Note, Origin, Sourced};
 use crate::import::ImportError;
 
+/// An HTTP_GET's first `url`: its path, its status and its own
+/// `virtualhost`.
+type Url = (Sourced<String>, Option<Sourced<u16>>, Option<String>);
+
 /// The check a checker block describes.
 pub(super) fn check(
     file: &str,
@@ -26,7 +30,7 @@ pub(super) fn check(
             "SSL_GET: lbd's checks speak no TLS; the port is checked with a TCP connection",
         ));
     }
-    let mut http: Option<(Sourced<String>, Option<Sourced<u16>>)> = None;
+    let mut http: Option<Url> = None;
     let mut check = Check::new(Sourced::new(CheckKind::Tcp, &origin, kind));
     check.interval = Some(delay_loop.cloned().unwrap_or_else(|| {
         Sourced::new(
@@ -90,7 +94,10 @@ pub(super) fn check(
                 }
                 let mut path = None;
                 let mut status = None;
+                // keepalived: a url's own virtualhost over the checker's.
+                let mut url_host = None;
                 for part in child.children() {
+                    let part_at = Origin::new(file, part.line);
                     match part.name() {
                         "path" => {
                             path = Some(Sourced::new(
@@ -101,15 +108,28 @@ pub(super) fn check(
                         }
                         "status_code" => status = Some(status_code(file, part, notes)?),
                         "digest" => notes.push(Note::new(
-                            &Origin::new(file, part.line),
+                            &part_at,
                             "digest: lbd checks the status code, not the body",
                         )),
-                        _ => {}
+                        "virtualhost" => url_host = Some(one(file, part)?.to_owned()),
+                        "regex" | "regex_no_match" | "regex_min_offset" | "regex_max_offset" => {
+                            notes.push(Note::new(
+                                &part_at,
+                                format!(
+                                    "WARNING: {}: lbd checks the status code, not the body (a backend answering the status with another body counts as up)",
+                                    part.text()
+                                ),
+                            ));
+                        }
+                        _ => notes.push(Note::new(
+                            &part_at,
+                            format!("url {}: not carried over", part.text()),
+                        )),
                     }
                 }
                 let path =
                     path.ok_or_else(|| ImportError::at(file, child.line, "url needs a path"))?;
-                http = Some((path, status));
+                http = Some((path, status, url_host));
             }
             _ => notes.push(Note::new(
                 &at,
@@ -117,7 +137,8 @@ pub(super) fn check(
             )),
         }
     }
-    if let (Some((path, status)), "HTTP_GET") = (http, kind) {
+    if let (Some((path, status, url_host)), "HTTP_GET") = (http, kind) {
+        let host = url_host.or(host);
         let what = match &status {
             Some(status) => format!("{kind} url {}; {}", path.what, status.comment()),
             None => {

@@ -92,6 +92,8 @@ pub(super) fn instance(
         notify: None,
         track_interface: None,
         track_dataplane: None,
+        version: None,
+        excluded: Vec::new(),
         notes: Vec::new(),
     };
     for child in statement.children() {
@@ -114,6 +116,7 @@ pub(super) fn instance(
                 let rounded = std::time::Duration::from_millis(u64::try_from(centis * 10).unwrap_or(1000));
                 vrrp.advert_interval = Some(Sourced::new(rounded, &at, text));
             }
+            "version" => vrrp.version = Some(Sourced::new(number(file, child, 2..=3u8)?, &at, text)),
             "state" => vrrp.notes.push(Note::new(
                 &at,
                 format!("{text}: lbd has no start state; the node with the highest priority becomes master"),
@@ -152,13 +155,11 @@ pub(super) fn instance(
                         ));
                     }
                     vrrp.addresses.push(Sourced::new(address, &entry_at, format!("{} {}", child.name(), entry.text())));
+                    if child.name() == "virtual_ipaddress_excluded" {
+                        vrrp.excluded.push(address);
+                    }
                 }
-                if child.name() == "virtual_ipaddress_excluded" {
-                    vrrp.notes.push(Note::new(
-                        &at,
-                        "virtual_ipaddress_excluded: lbd lists every address it moves in its adverts",
-                    ));
-                }
+                // (join says which addresses keepalived's adverts lack.)
             }
             "track_interface" => {
                 for entry in child.children() {

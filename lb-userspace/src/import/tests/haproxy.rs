@@ -493,3 +493,99 @@ fn client_persistence_is_said_not_carried_over() {
         "balance source: lbd balances with Maglev"
     ));
 }
+
+#[test]
+fn bind_options_lbd_does_not_carry_over_are_noted() {
+    // /tmp/audit-config/t2 of the audit.
+    let text = "frontend web\n    mode tcp\n    bind 198.18.0.100:80 accept-proxy interface eth1 mss 1400 transparent namespace blue maxconn 100 v4v6\n    default_backend web\nbackend web\n    server w1 198.18.0.11:80 check\n";
+    let imported = ok(&[("h.cfg", text)], &on_eth0());
+    assert_eq!(imported.config.vips[0].address, ip("198.18.0.100"));
+    for needle in [
+        "h.cfg:3: WARNING: bind option accept-proxy: HAProxy read the PROXY protocol header the front sends",
+        "h.cfg:3: bind option interface eth1: HAProxy accepted only on that interface",
+        "h.cfg:3: bind option mss 1400: HAProxy set the TCP MSS",
+        "h.cfg:3: bind option transparent: HAProxy accepted for an address not its own",
+        "h.cfg:3: bind option namespace blue: HAProxy listened in that network namespace",
+        "h.cfg:3: bind option maxconn 100: not carried over",
+    ] {
+        assert!(
+            has_note(&imported, needle),
+            "no {needle:?} in {:#?}",
+            imported.notes
+        );
+    }
+    assert!(!has_note(&imported, "v4v6"), "{:#?}", imported.notes);
+    // TLS options are said by the one note on `ssl`.
+    let tls = text.replace(
+        "accept-proxy interface eth1 mss 1400 transparent namespace blue maxconn 100 v4v6",
+        "ssl crt /etc/ssl/x.pem alpn h2,http/1.1",
+    );
+    let imported = ok(&[("h.cfg", &tls)], &on_eth0());
+    let bind_notes: Vec<&String> = imported
+        .notes
+        .iter()
+        .filter(|n| n.starts_with("h.cfg:3:"))
+        .collect();
+    assert_eq!(bind_notes.len(), 1, "{bind_notes:#?}");
+    assert!(bind_notes[0].contains("HAProxy terminates TLS here"));
+}
+
+#[test]
+fn http_check_send_keys_lbd_does_not_send_are_noted() {
+    let text = tcp_haproxy("backend be\n  option httpchk\n  http-check send meth GET uri /health ver HTTP/1.1 hdr Host app.example hdr X-Token abc body ping comment probe\n  server web1 198.18.0.11:80 check\nfrontend fe\n  bind 198.18.0.100:80\n  default_backend be\n");
+    let imported = ok(&[("h.cfg", &text)], &on_eth0());
+    let health = &imported.config.vips[0].health;
+    assert_eq!(health.path, "/health");
+    assert_eq!(health.host.as_deref(), Some("app.example"));
+    for needle in [
+        "h.cfg:6: http-check send hdr X-Token abc: not carried over",
+        "h.cfg:6: http-check send body ping: not carried over",
+    ] {
+        assert!(
+            has_note(&imported, needle),
+            "no {needle:?} in {:#?}",
+            imported.notes
+        );
+    }
+    for absent in [
+        "send ver",
+        "send comment",
+        "send meth",
+        "send uri",
+        "hdr Host",
+    ] {
+        assert!(
+            !has_note(&imported, absent),
+            "{absent:?} in {:#?}",
+            imported.notes
+        );
+    }
+    let lf = text.replace("uri /health", "uri /health uri-lf /%[date]");
+    let imported = ok(&[("h.cfg", &lf)], &on_eth0());
+    assert!(has_note(
+        &imported,
+        "http-check send uri-lf /%[date]: not carried over"
+    ));
+}
+
+#[test]
+fn an_http_check_over_tls_is_imported_as_a_tcp_check_with_a_warning() {
+    let checked = |server: &str| {
+        let text = tcp_haproxy(&format!(
+            "listen web\n  bind 198.18.0.100:443\n  option httpchk GET /health\n  server w1 198.18.0.11:443 {server}\n"
+        ));
+        let imported = ok(&[("h.cfg", &text)], &on_eth0());
+        let tls_warning = imported
+            .notes
+            .iter()
+            .any(|n| n.contains("over TLS") && n.contains("WARNING"));
+        (imported.config.vips[0].health.check, tls_warning)
+    };
+    // `ssl` makes the checks TLS too, as `check-ssl` does.
+    assert_eq!(checked("ssl check"), (CheckType::Tcp, true));
+    assert_eq!(checked("check check-ssl"), (CheckType::Tcp, true));
+    // Unless the check goes elsewhere, or is told not to.
+    assert_eq!(checked("ssl check port 8080"), (CheckType::Http, false));
+    assert_eq!(checked("ssl check no-check-ssl"), (CheckType::Http, false));
+    assert_eq!(checked("check"), (CheckType::Http, false));
+}

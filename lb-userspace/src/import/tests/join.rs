@@ -242,3 +242,158 @@ fn a_configuration_lbd_refuses_is_shown_where_it_was_generated() {
         "{refused}"
     );
 }
+
+/// keepalived.conf with VI_1 (VRID 51) holding `first` and VI_2 (VRID
+/// 52) holding `second`, in VRRPv3.
+fn two_instances(first: &str, second: &str) -> String {
+    format!("global_defs {{\n  vrrp_version 3\n}}\nvrrp_instance VI_1 {{\n  interface eth0\n  virtual_router_id 51\n  virtual_ipaddress {{\n    {first}\n  }}\n}}\nvrrp_instance VI_2 {{\n  interface eth0\n  virtual_router_id 52\n  virtual_ipaddress {{\n    {second}\n  }}\n}}\n")
+}
+
+#[test]
+fn the_nat_address_moves_with_the_instance_of_the_nat_vips_that_use_it() {
+    // web on VI_1 is DSR (same port); db on VI_2 is NAT (6432).
+    let haproxy = tcp_haproxy("frontend web\n  bind 198.18.0.100:80\n  default_backend web\nfrontend db\n  bind 198.18.0.200:5432\n  default_backend pg\nbackend web\n  server w1 198.18.0.11:80\nbackend pg\n  server p1 198.18.0.21:6432\n");
+    let keepalived = two_instances("198.18.0.100", "198.18.0.200");
+    let options = Options {
+        nat_source: vec![ip("198.18.0.50")],
+        ..Options::default()
+    };
+    let imported = ok(&[("h.cfg", &haproxy), ("k.conf", &keepalived)], &options);
+    let db = imported
+        .config
+        .vips
+        .iter()
+        .find(|v| v.port == 5432)
+        .expect("db VIP");
+    assert_eq!(db.address, ip("198.18.0.200"));
+    assert_eq!(db.forwarding, lb_common::Mode::Nat);
+    let addresses: Vec<Vec<IpAddr>> = imported
+        .config
+        .vrrp
+        .iter()
+        .map(|v| v.addresses.clone())
+        .collect();
+    assert_eq!(
+        addresses,
+        [
+            vec![ip("198.18.0.100")],
+            vec![ip("198.18.0.200"), ip("198.18.0.50")]
+        ]
+    );
+    // NAT VIPs of both instances on one NAT address: refused, naming both.
+    let nat = Options {
+        forwarding: Some(lb_common::Mode::Nat),
+        ..options
+    };
+    assert_eq!(
+        refused(&[("h.cfg", &haproxy), ("k.conf", &keepalived)], &nat),
+        "k.conf:15: NAT VIPs 198.18.0.100 (vrrp_instance VI_1, k.conf:8) and 198.18.0.200 (vrrp_instance VI_2, k.conf:15) both use --nat-source 198.18.0.50, but lbd moves a NAT address with the one instance whose NAT VIPs use it (replies to translated flows come back to it), and these are two instances: put those VIPs in one vrrp_instance, or import without one instance's NAT services and add them afterwards with their own nat_source listed in their [[vrrp]]'s addresses"
+    );
+    // NAT VIPs no instance holds: the address is put on the
+    // interface by hand, as they are.
+    let alone = tcp_haproxy("listen pg\n  bind 198.18.0.150:5432\n  server p1 198.18.0.21:6432\n");
+    let options = Options {
+        nat_source: vec![ip("198.18.0.50")],
+        ..Options::default()
+    };
+    let imported = ok(&[("h.cfg", &alone), ("k.conf", &keepalived)], &options);
+    assert!(imported
+        .config
+        .vrrp
+        .iter()
+        .all(|v| !v.addresses.contains(&ip("198.18.0.50"))));
+    assert!(has_note(
+        &imported,
+        "--nat-source 198.18.0.50: put it on eth0 as you do the VIPs that use it"
+    ));
+}
+
+/// /tmp/audit-config/t4 of the audit: keepalived in VRRPv3 with one VIP,
+/// HAProxy in front of PgBouncers on 6432.
+const T4_HAPROXY: &str = "frontend pg\n    mode tcp\n    bind *:5432\n    default_backend pgb\nbackend pgb\n    server b1 198.19.2.11:6432 check\n    server b2 198.19.2.12:6432 check\n";
+const T4_KEEPALIVED: &str = "global_defs {\n    vrrp_version 3\n}\nvrrp_instance VI_1 {\n    interface eth0\n    virtual_router_id 51\n    priority 101\n    virtual_ipaddress {\n        198.18.0.100\n    }\n}\n";
+
+#[test]
+fn addresses_keepalived_does_not_advertise_are_warned_of() {
+    let options = Options {
+        nat_source: vec![ip("198.18.0.50")],
+        ..Options::default()
+    };
+    let files = [
+        ("haproxy.cfg", T4_HAPROXY),
+        ("keepalived.conf", T4_KEEPALIVED),
+    ];
+    let imported = ok(&files, &options);
+    assert_eq!(
+        imported.config.vrrp[0].addresses,
+        [ip("198.18.0.100"), ip("198.18.0.50")]
+    );
+    let warning = "keepalived.conf:4: WARNING: lbd's adverts for VRID 51 list 198.18.0.50 (the NAT address, --nat-source), which keepalived's do not; keepalived and lbd each ignore adverts whose address list differs from their own, so side by side on this VRID both become master: before lbd runs beside keepalived, add 198.18.0.50 to virtual_ipaddress of vrrp_instance VI_1 on both keepalived nodes and reload keepalived";
+    assert!(
+        imported.notes.iter().any(|n| n == warning),
+        "{:#?}",
+        imported.notes
+    );
+    assert!(!has_note(&imported, "VRRPv2"), "{:#?}", imported.notes);
+    // virtual_ipaddress_excluded: moved, not in keepalived's adverts.
+    let excluded = T4_KEEPALIVED.replace(
+        "    }\n}\n",
+        "    }\n    virtual_ipaddress_excluded {\n        198.18.0.101\n    }\n}\n",
+    );
+    let files = [("haproxy.cfg", T4_HAPROXY), ("keepalived.conf", &excluded)];
+    let imported = ok(&files, &options);
+    assert!(
+        has_note(
+            &imported,
+            "WARNING: lbd's adverts for VRID 51 list 198.18.0.101 (virtual_ipaddress_excluded), 198.18.0.50 (the NAT address, --nat-source), which keepalived's do not"
+        ),
+        "{:#?}",
+        imported.notes
+    );
+    // The NAT address already in keepalived's list: nothing to warn of.
+    let listed = T4_KEEPALIVED.replace("198.18.0.100\n", "198.18.0.100\n        198.18.0.50\n");
+    let files = [("haproxy.cfg", T4_HAPROXY), ("keepalived.conf", &listed)];
+    let imported = ok(&files, &options);
+    assert!(
+        !has_note(&imported, "adverts for VRID"),
+        "{:#?}",
+        imported.notes
+    );
+}
+
+#[test]
+fn keepalived_in_vrrpv2_is_warned_of() {
+    let options = Options {
+        nat_source: vec![ip("198.18.0.50")],
+        ..Options::default()
+    };
+    let v2 = T4_KEEPALIVED.replace("global_defs {\n    vrrp_version 3\n}\n", "");
+    let files = [("haproxy.cfg", T4_HAPROXY), ("keepalived.conf", &v2)];
+    let imported = ok(&files, &options);
+    assert!(
+        has_note(
+            &imported,
+            "keepalived.conf:1: WARNING: vrrp_instance VI_1 speaks VRRPv2 in keepalived (keepalived's default: no vrrp_version in global_defs); lbd speaks VRRPv3 only"
+        ),
+        "{:#?}",
+        imported.notes
+    );
+    assert!(!has_note(&imported, "lbd needs none"));
+    // Said in global_defs or in the instance.
+    let said = T4_KEEPALIVED.replace("vrrp_version 3", "vrrp_version 2");
+    let files = [("haproxy.cfg", T4_HAPROXY), ("keepalived.conf", &said)];
+    assert!(has_note(
+        &ok(&files, &options),
+        "speaks VRRPv2 in keepalived (keepalived.conf:2 (vrrp_version 2))"
+    ));
+    let own = T4_KEEPALIVED.replace("priority 101", "priority 101\n    version 2");
+    let files = [("haproxy.cfg", T4_HAPROXY), ("keepalived.conf", &own)];
+    assert!(has_note(
+        &ok(&files, &options),
+        "speaks VRRPv2 in keepalived (keepalived.conf:8 (version 2))"
+    ));
+    // IPv6 instances are always v3 in keepalived.
+    let v6 = "vrrp_instance VI_6 {\n  interface eth0\n  virtual_router_id 61\n  virtual_ipaddress {\n    2001:2::100\n  }\n}\n";
+    let imported = ok(&[("k.conf", v6)], &Options::default());
+    assert!(!has_note(&imported, "VRRPv2"), "{:#?}", imported.notes);
+}

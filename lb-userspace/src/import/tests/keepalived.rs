@@ -310,3 +310,77 @@ fn a_track_script_may_use_a_vrrp_script_of_another_file() {
         "keepalived.conf:9: track_script chk_haproxy: no vrrp_script of that name"
     );
 }
+
+/// /tmp/audit-config/t3 of the audit: an HTTP_GET url with its own
+/// virtualhost and a body regex.
+const URL_HOST: &str = "vrrp_instance VI_1 {
+    interface eth0
+    virtual_router_id 51
+    virtual_ipaddress {
+        198.18.0.100
+    }
+}
+virtual_server 198.18.0.100 80 {
+    delay_loop 5
+    lb_kind DR
+    protocol TCP
+    real_server 198.18.0.11 80 {
+        weight 1
+        HTTP_GET {
+            url {
+                path /health
+                virtualhost app.example
+                regex \"OK\"
+                status_code 200
+                fast_recovery on
+            }
+            connect_timeout 2
+        }
+    }
+}
+";
+
+#[test]
+fn a_urls_own_virtualhost_is_the_checks_host_and_its_other_keys_are_noted() {
+    let imported = ok(&[("k.conf", URL_HOST)], &Options::default());
+    let health = &imported.config.vips[0].health;
+    assert_eq!(health.check, CheckType::Http);
+    assert_eq!(health.host.as_deref(), Some("app.example"));
+    assert!(
+        has_note(
+            &imported,
+            "k.conf:18: WARNING: regex OK: lbd checks the status code, not the body"
+        ),
+        "{:#?}",
+        imported.notes
+    );
+    assert!(
+        has_note(
+            &imported,
+            "k.conf:20: url fast_recovery on: not carried over"
+        ),
+        "{:#?}",
+        imported.notes
+    );
+    // The url's virtualhost wins over the checker's, as in keepalived.
+    let both = URL_HOST.replace(
+        "            connect_timeout 2",
+        "            connect_timeout 2\n            virtualhost other.example",
+    );
+    let imported = ok(&[("k.conf", &both)], &Options::default());
+    assert_eq!(
+        imported.config.vips[0].health.host.as_deref(),
+        Some("app.example")
+    );
+    let checker_only = URL_HOST
+        .replace("                virtualhost app.example\n", "")
+        .replace(
+            "            connect_timeout 2",
+            "            connect_timeout 2\n            virtualhost other.example",
+        );
+    let imported = ok(&[("k.conf", &checker_only)], &Options::default());
+    assert_eq!(
+        imported.config.vips[0].health.host.as_deref(),
+        Some("other.example")
+    );
+}

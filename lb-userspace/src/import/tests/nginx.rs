@@ -151,6 +151,27 @@ fn nginx_times_read_units() {
     assert_eq!(time("500ms"), Some(Duration::from_millis(500)));
     assert_eq!(time("soon"), None);
     assert_eq!(time(""), None);
+    // A sum past Duration's range is no time, not a panic.
+    let max = u64::MAX;
+    assert_eq!(time(&format!("{max}s{max}s")), None);
+    assert_eq!(time(&format!("{max}s{max}ms")), None);
+    assert_eq!(
+        time(&format!("{max}ms{max}ms")),
+        Some(Duration::from_millis(max) * 2)
+    );
+}
+
+#[test]
+fn an_overflowing_fail_timeout_is_refused_at_its_line() {
+    // /tmp/audit-config/t5 of the audit.
+    let text = "upstream app {\n    server 198.18.0.11:80 fail_timeout=18446744073709551615s18446744073709551615s;\n}\n";
+    let options = Options {
+        vips: vec![vip("198.18.0.100:80/tcp")],
+        ..on_eth0()
+    };
+    let error = refused(&[("app.conf", text)], &options);
+    assert!(error.starts_with("app.conf:2: "), "{error}");
+    assert!(error.contains("is not a time"), "{error}");
 }
 
 #[test]
