@@ -17,7 +17,7 @@ use std::{
 use lb_tests::{
     client::{self, KeepAlive},
     lab::{Lab, VIP4},
-    support::{backend, ip, lbctl_in_background, lbctl_ok, status},
+    support::{backend, ip, lbctl_in_background, lbctl_ok, lbctl_outcome, status},
 };
 use lb_userspace::api::schema::{BackendState, HealthStatus, Status};
 
@@ -456,4 +456,59 @@ fn lbctl_refuses_bad_input_clearly_and_changes_nothing() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(5), "{stderr}");
     assert!(stderr.contains("not running"), "{stderr}");
+}
+
+/// `lbctl config dump` fails (exit 1) when the running configuration,
+/// written out, would not load as a config file, still printing the text
+/// and naming the error on stderr: here a runtime NAT VIP whose NAT
+/// address the running VRRP instance does not move (a file is refused
+/// for that).
+#[test]
+fn a_dump_that_would_not_load_as_the_file_fails() {
+    let mut lab = Lab::start_spec(lb_tests::lab::LabSpec {
+        lbs: 1,
+        backends: 1,
+        static_vip: false,
+    })
+    .expect("lab");
+    lab.wait_for_backends().expect("nginx up");
+    let config = format!(
+        "{}\n[[vrrp]]\nvrid = 51\npriority = 200\nadvert_interval_ms = 100\naddresses = [\"{VIP4}\"]\n",
+        lab.lbd_config_for(&["b1"], "")
+    );
+    lab.start_lbd(&config).expect("lbd");
+    let (code, dump, err) = lbctl_outcome(&lab, &["config", "dump"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(dump.contains("[[vrrp]]"), "{dump}");
+    let backend = lab.backends[0].ipv4.to_string();
+    let unmoved = "198.18.0.151";
+    let added = lbctl_ok(
+        &lab,
+        &[
+            "vip",
+            "add",
+            &format!("{VIP4}:8081/tcp"),
+            "--forwarding",
+            "nat",
+            "--nat-source",
+            unmoved,
+            "--backend",
+            &backend,
+        ],
+    );
+    assert!(added.contains("NAT address"), "{added}");
+    let (code, dump, err) = lbctl_outcome(&lab, &["config", "dump"]);
+    assert_eq!(code, 1, "{dump}{err}");
+    assert!(
+        dump.contains("port = 8081") && dump.contains(unmoved),
+        "the text is still printed: {dump}"
+    );
+    assert!(
+        err.contains("does not load as a config file") && err.contains(unmoved),
+        "{err}"
+    );
+    // The VIP gone, the dump loads again.
+    lbctl_ok(&lab, &["vip", "remove", &format!("{VIP4}:8081/tcp")]);
+    let (code, _, err) = lbctl_outcome(&lab, &["config", "dump"]);
+    assert_eq!(code, 0, "{err}");
 }

@@ -280,9 +280,9 @@ fn health(h: &HealthConfig) -> Table {
     t.insert("timeout_ms".into(), int(h.timeout.as_millis()));
     t.insert("rise".into(), int(h.rise));
     t.insert("fall".into(), int(h.fall));
-    if h.through_tunnel {
-        t.insert("through_tunnel".into(), Value::Boolean(true));
-    }
+    // Always written: a backend's table loads over its VIP's, so a
+    // `false` left out would take the VIP's `true` back.
+    t.insert("through_tunnel".into(), Value::Boolean(h.through_tunnel));
     t
 }
 

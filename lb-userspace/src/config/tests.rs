@@ -1208,6 +1208,37 @@ fn log_settings() {
         "lbd.toml:2:13: log_level: ",
         "not a log filter",
     );
+    // A bare word that is not a level is a target to tracing: lbd's own
+    // logs would be off.
+    for word in ["warning", "inof", "info,verbose"] {
+        assert_error(
+            &format!("interface = \"eth0\"\nlog_level = \"{word}\"\n"),
+            "lbd.toml:2:13: log_level: ",
+            "is not a level (trace, debug, info, warn, error, off); tracing reads a bare word as a target to log, so lbd's own logs would be off",
+        );
+    }
+    assert_error(
+        "interface = \"eth0\"\nlog_level = \"h2=debug\"\n",
+        "lbd.toml:2:13: log_level: ",
+        "\"h2=debug\" names no level for lbd's own logs (targets lb_userspace, lbd), so lbd would log nothing",
+    );
+    for fine in [
+        "WARN",
+        "3",
+        "off",
+        "lb_userspace=debug",
+        "lb_userspace::vrrp=debug",
+        "h2=debug,info",
+        "lb_userspace",
+        "lbd=info",
+        "error,lb_userspace[vrrp]=trace",
+    ] {
+        let text = format!("interface = \"eth0\"\nlog_level = \"{fine}\"\n");
+        match parse(&text) {
+            Ok(config) => assert_eq!(config.log_level, fine, "{fine}"),
+            Err(e) => panic!("{fine}: {e}"),
+        }
+    }
 }
 
 #[test]
@@ -1824,4 +1855,22 @@ fn a_check_path_is_one_a_request_can_carry_and_the_status_a_final_one() {
         "",
     ));
     assert!(message.contains("out of range 200..=599"), "{message}");
+}
+
+/// A backend's own health table that turns its VIP's `through_tunnel`
+/// off keeps it off through a dump: left out, loading would take the
+/// VIP's `true` back and move the backend's checks into the tunnel.
+#[test]
+fn a_dumped_backend_check_outside_the_tunnel_stays_outside() {
+    let text = doc(
+        "forwarding = \"ipip\"\n[vip.health]\ncheck = \"tcp\"\nthrough_tunnel = true",
+        "[vip.backend.health]\nthrough_tunnel = false",
+    );
+    let config = parse(&text).unwrap();
+    assert!(config.vips[0].health.through_tunnel);
+    let own = config.vips[0].backends[0].health.as_ref().unwrap();
+    assert!(!own.through_tunnel);
+    let dumped = to_toml(&config);
+    let back = parse(&dumped).unwrap();
+    assert_eq!(back, config, "dumped:\n{dumped}");
 }

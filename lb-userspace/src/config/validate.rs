@@ -111,6 +111,9 @@ impl Checker<'_> {
                         format!("{level:?} is not a log filter (e.g. \"info\", \"warn\", \"lb_userspace=debug\")"),
                     ));
                 }
+                if let Some(problem) = log_filter_silences_lbd(level) {
+                    return Err(self.bad_value(value, "log_level", problem));
+                }
                 level.to_owned()
             }
         };
@@ -866,4 +869,49 @@ pub(crate) fn admin_socket_path(path: &str) -> Result<(), value::ValueError> {
         )));
     }
     Ok(())
+}
+
+/// The log targets lbd logs under: the library (`lb_userspace::...`) and
+/// the daemon's binary (`lbd`).
+const LBD_LOG_TARGETS: [&str; 2] = ["lb_userspace", "lbd"];
+
+/// Why the tracing filter `filter` (which `EnvFilter` accepts) would
+/// silence lbd's own logs, if it would: a bare word that is not a level
+/// (`"warning"`, `"inof"`) is read by tracing as a target name, enabling
+/// only that target, so lbd would log nothing, not even errors. A filter
+/// that names no level for lbd's targets (`"h2=debug"`) does the same.
+/// An explicit `off` (bare, or for lbd's targets) is taken as meant.
+fn log_filter_silences_lbd(filter: &str) -> Option<String> {
+    use tracing_subscriber::filter::LevelFilter;
+    const LEVELS: &str = "trace, debug, info, warn, error, off";
+    let ours = |target: &str| {
+        LBD_LOG_TARGETS
+            .iter()
+            .any(|own| own.starts_with(target) || target.starts_with(own))
+    };
+    let mut covered = false;
+    for directive in filter.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let (target, level) = match directive.rsplit_once('=') {
+            Some((target, level)) => (target, Some(level)),
+            None => (directive, None),
+        };
+        // A span filter (`target[span{field}]`): its target is before `[`.
+        let target = target.split_once('[').map_or(target, |(t, _)| t);
+        match level {
+            None if directive.parse::<LevelFilter>().is_ok() => covered = true,
+            None if !ours(target) => {
+                return Some(format!(
+                    "{directive:?} is not a level ({LEVELS}); tracing reads a bare word as a target to log, so lbd's own logs would be off: write a level, or TARGET=LEVEL (e.g. \"warn\", \"info,lb_userspace::vrrp=debug\")"
+                ));
+            }
+            _ if target.is_empty() || ours(target) => covered = true,
+            _ => {}
+        }
+    }
+    (!covered).then(|| {
+        format!(
+            "{filter:?} names no level for lbd's own logs (targets {}), so lbd would log nothing, not even errors: add one (e.g. \"info,{filter}\"); levels are {LEVELS}",
+            LBD_LOG_TARGETS.join(", ")
+        )
+    })
 }
