@@ -15,12 +15,12 @@ use lb_tests::{
     client::{self, KeepAlive, Timed},
     floodrun,
     lab::{in_netns, Lab, HTTP_PORT, VIP4},
-    support::{lbctl_outcome, load, status},
+    support::{backend, lbctl_ok, lbctl_outcome, load, status, wait_health},
     synflood::SynFlood,
 };
 use lb_userspace::api::{
     flow_schema::{FlowDecision, FlowExplanation},
-    schema::Status,
+    schema::{BackendState, HealthStatus, Status},
 };
 
 const CHECKS: &str = "[vip.health]\ncheck = \"http\"\npath = \"/health\"\ninterval_ms = 200\nfast_interval_ms = 100\ntimeout_ms = 100\nrise = 2\nfall = 2\n";
@@ -421,5 +421,93 @@ fn a_vip_added_to_the_file_keeps_the_connection_table_across_a_restart() {
     );
     eprintln!(
         "RELIABILITY: a VIP added to the file + SIGTERM + restart: adopted, 32 kept-alive connections, 0 broken, 0 moved"
+    );
+}
+
+/// A backend in maintenance (b2) and one draining (b3) are still so after
+/// SIGTERM and a restart: the new lbd restores their states from the
+/// backend state file (a restart that forgot them would give b3 its full
+/// weight and b2 new flows at once). New connections reach b1 only, and
+/// the kept-alive connections b3 carries keep it throughout. (b2's own
+/// are hashed elsewhere by its maintenance, before the restart too.)
+#[test]
+fn a_restart_keeps_drain_and_maintenance() {
+    let mut lab = Lab::start(3).expect("lab");
+    lab.wait_for_backends().expect("backends");
+    let config = lab.lbd_config_for(&["b1", "b2", "b3"], CHECKS);
+    lab.start_lbd(&config).expect("lbd");
+    let address = |name: &str| {
+        lab.backends
+            .iter()
+            .find(|b| b.name == name)
+            .expect("backend")
+            .ipv4
+            .to_string()
+    };
+    let (b1, b2, b3) = (address("b1"), address("b2"), address("b3"));
+    for b in [&b1, &b2, &b3] {
+        wait_health(&lab, b, HealthStatus::Up);
+    }
+    let mut conns = KeepAlive::open(&lab.client.netns, IpAddr::V4(VIP4), 24).expect("open");
+    let first: Vec<String> = conns
+        .iter_mut()
+        .map(|c| c.request().expect("request"))
+        .collect();
+    let on_b3: Vec<usize> = (0..first.len()).filter(|i| first[*i] == "b3").collect();
+    assert!(
+        !on_b3.is_empty(),
+        "no kept-alive connection on b3: {first:?}"
+    );
+
+    let vip = format!("{VIP4}:{HTTP_PORT}");
+    lbctl_ok(&lab, &["backend", "maintenance", &vip, &b2]);
+    lbctl_ok(&lab, &["backend", "drain", &vip, &b3]);
+    let state_file = lab.dir.join("lbd.backends.state");
+    assert!(
+        state_file.exists(),
+        "no backend state file at {}",
+        state_file.display()
+    );
+
+    let exit = lab.terminate("lbd").expect("SIGTERM");
+    assert!(exit.success(), "{}", lab.log("lbd"));
+    lab.start_lbd_on(&lab.lb.clone(), "lbd2", &config)
+        .expect("restart");
+    let log = lab.log("lbd2");
+    assert!(log.contains("adopting the pinned data plane"), "{log}");
+    assert!(log.contains("backend state restored"), "{log}");
+
+    let after = status(&lab);
+    assert_eq!(backend(&after, &b2).state, BackendState::Maintenance);
+    assert_eq!(backend(&after, &b3).state, BackendState::Draining);
+    assert_eq!(backend(&after, &b1).state, BackendState::Enabled);
+    let tally = client::burst(&lab.client.netns, IpAddr::V4(VIP4), 60).expect("burst");
+    assert_eq!(tally.failed, 0, "{:?}", tally.errors);
+    assert_eq!(
+        tally.by_backend.keys().collect::<Vec<_>>(),
+        ["b1"],
+        "new connections after the restart: {:?}",
+        tally.by_backend
+    );
+    for i in &on_b3 {
+        assert_eq!(
+            conns[*i]
+                .request()
+                .expect("a draining backend's connection after the restart"),
+            "b3"
+        );
+    }
+    // Once the checks have run again, still only b1 takes new flows.
+    wait_health(&lab, &b2, HealthStatus::Up);
+    let again = client::burst(&lab.client.netns, IpAddr::V4(VIP4), 30).expect("burst");
+    assert_eq!(
+        again.by_backend.keys().collect::<Vec<_>>(),
+        ["b1"],
+        "{:?}",
+        again.by_backend
+    );
+    eprintln!(
+        "RELIABILITY: b2 in maintenance and b3 draining + SIGTERM + restart: both kept; 90 new connections all on b1; {} kept-alive connections on b3 kept",
+        on_b3.len()
     );
 }

@@ -112,6 +112,7 @@ fn outcome(result: Result<crate::api::schema::Change, ChangeError>) -> Response 
             Response::error(400, code::BAD_REQUEST, error.to_string())
         }
         Err(ChangeError::Dataplane(error)) => reconcile_error(&error),
+        Err(ChangeError::Unrecorded(why)) => Response::error(500, code::INTERNAL, why),
     }
 }
 

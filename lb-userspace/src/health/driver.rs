@@ -18,7 +18,7 @@ use tracing::{debug, error, info, info_span, warn, Instrument};
 
 use super::{
     machine::{CheckSettings, Health, HealthMachine, Transition},
-    probe::{probe, Outcome, ProbeResult, ProbeTarget},
+    probe::{probe, FailureReason, Outcome, ProbeResult, ProbeTarget},
 };
 
 /// A backend changed health: what the daemon acts on (put the backend in or
@@ -317,10 +317,30 @@ where
     /// its snapshot entry belongs to another task, or until nobody listens.
     async fn run(self, initial: Health) {
         let mut machine = HealthMachine::new(self.settings, initial);
+        let mut local = LocalFailures::default();
         tokio::time::sleep(start_delay(&self.key, self.settings.interval)).await;
         loop {
             let result = probe(&self.target, self.settings.timeout).await;
-            let transition = machine.record(&result, Instant::now());
+            let now = Instant::now();
+            let transition = machine.record(&result, now);
+            let error = match &result.outcome {
+                Outcome::Failure(FailureReason::Local(error)) => Some(error.as_str()),
+                _ => None,
+            };
+            match local.on_result(error.is_some(), now) {
+                LocalLog::Quiet => {}
+                LocalLog::Warn { repeated } => warn!(
+                    error = error.unwrap_or_default(),
+                    repeated,
+                    health = %machine.health(),
+                    "health check cannot run on this node (a local error, not the backend's): the backend's health stays as it is until checks run again"
+                ),
+                LocalLog::Recovered { after } => info!(
+                    after_s = after.as_secs(),
+                    health = %machine.health(),
+                    "health checks run again after a local error"
+                ),
+            }
             debug!(
                 outcome = %result.outcome,
                 latency_us = u64::try_from(result.latency.as_micros()).unwrap_or(u64::MAX),
@@ -372,6 +392,67 @@ where
                 }
             }
             tokio::time::sleep(machine.next_check_in()).await;
+        }
+    }
+}
+
+/// How often at most a check that keeps failing for a local reason
+/// (`FailureReason::Local`: no port, descriptor or buffer on this node)
+/// warns: such a failure moves no streak, so the backend's health is
+/// frozen meanwhile, and that must not go unseen.
+const LOCAL_WARN_EVERY: Duration = Duration::from_secs(60);
+
+/// The log of one check's local failures: a warning at the first, then
+/// at most one per [`LOCAL_WARN_EVERY`] while they go on, and a note
+/// when checks run again.
+#[derive(Debug, Default)]
+struct LocalFailures {
+    /// When the current run of local failures began.
+    since: Option<Instant>,
+    /// When it was last warned of.
+    warned: Option<Instant>,
+    /// Local failures since that warning.
+    unwarned: u64,
+}
+
+/// What to log for one probe result (see [`LocalFailures::on_result`]).
+#[derive(Debug, PartialEq, Eq)]
+enum LocalLog {
+    /// Nothing.
+    Quiet,
+    /// A warning: the check could not run (`repeated`: local failures
+    /// since the last warning, this one included).
+    Warn { repeated: u64 },
+    /// Checks run again after local failures that lasted `after`.
+    Recovered { after: Duration },
+}
+
+impl LocalFailures {
+    /// Takes one probe result at `now`, `local` when it failed for a
+    /// local reason; says what to log.
+    fn on_result(&mut self, local: bool, now: Instant) -> LocalLog {
+        if !local {
+            return match self.since.take() {
+                Some(since) => {
+                    *self = Self::default();
+                    LocalLog::Recovered {
+                        after: now.saturating_duration_since(since),
+                    }
+                }
+                None => LocalLog::Quiet,
+            };
+        }
+        self.since.get_or_insert(now);
+        self.unwarned = self.unwarned.saturating_add(1);
+        let due = self
+            .warned
+            .is_none_or(|at| now.saturating_duration_since(at) >= LOCAL_WARN_EVERY);
+        if !due {
+            return LocalLog::Quiet;
+        }
+        self.warned = Some(now);
+        LocalLog::Warn {
+            repeated: std::mem::take(&mut self.unwarned),
         }
     }
 }
@@ -595,6 +676,37 @@ mod tests {
         // Up after `rise` probes; the event cannot be sent, so it stops.
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert_eq!(server.connections(), 2);
+    }
+
+    /// A check that cannot run locally warns at once, then at most once a
+    /// minute (counting the failures in between), and says when checks
+    /// run again; a later run of failures warns at once again.
+    #[test]
+    fn local_failures_warn_at_once_then_once_a_minute() {
+        let start = Instant::now();
+        let at = |s: u64| start + Duration::from_secs(s);
+        let mut local = LocalFailures::default();
+        assert_eq!(local.on_result(false, at(0)), LocalLog::Quiet);
+        assert_eq!(local.on_result(true, at(1)), LocalLog::Warn { repeated: 1 });
+        for s in 2..61 {
+            assert_eq!(local.on_result(true, at(s)), LocalLog::Quiet, "{s}");
+        }
+        assert_eq!(
+            local.on_result(true, at(61)),
+            LocalLog::Warn { repeated: 60 }
+        );
+        assert_eq!(local.on_result(true, at(62)), LocalLog::Quiet);
+        assert_eq!(
+            local.on_result(false, at(70)),
+            LocalLog::Recovered {
+                after: Duration::from_secs(69)
+            }
+        );
+        assert_eq!(local.on_result(false, at(71)), LocalLog::Quiet);
+        assert_eq!(
+            local.on_result(true, at(72)),
+            LocalLog::Warn { repeated: 1 }
+        );
     }
 
     #[test]

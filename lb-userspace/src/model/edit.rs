@@ -33,8 +33,9 @@ pub enum Edit {
     SetWeight(VipId, IpAddr, u32),
 }
 
-/// Longest drain timeout a request may ask for.
-pub(super) const MAX_DRAIN_TIMEOUT: Duration = Duration::from_secs(7 * 86_400);
+/// Longest drain timeout a request may ask for (also the longest a
+/// restored drain may have left).
+pub(crate) const MAX_DRAIN_TIMEOUT: Duration = Duration::from_secs(7 * 86_400);
 
 /// Where a drain's deadline comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,6 +56,11 @@ pub struct DrainTimeout {
     pub after: Option<Duration>,
     /// Which setting decided it.
     pub source: DrainTimeoutSource,
+    /// Whether the timeout cuts the remaining flows (they are hashed to
+    /// other backends): not for a NAT VIP, whose translated connections
+    /// stay on the backend until they end or it is removed; its timeout
+    /// only ends the drain (the backend goes to maintenance).
+    pub cuts_flows: bool,
 }
 
 /// The timeout of a drain: the request's own (`0` meaning never), else the
@@ -68,6 +74,7 @@ pub(super) fn drain_timeout(
         (Some(0), _) => DrainTimeout {
             after: None,
             source: DrainTimeoutSource::Request,
+            cuts_flows: true,
         },
         (Some(s), _) => {
             let after = Duration::from_secs(s);
@@ -80,15 +87,18 @@ pub(super) fn drain_timeout(
             DrainTimeout {
                 after: Some(after),
                 source: DrainTimeoutSource::Request,
+                cuts_flows: true,
             }
         }
         (None, Some(after)) => DrainTimeout {
             after: Some(after),
             source: DrainTimeoutSource::VipDefault,
+            cuts_flows: true,
         },
         (None, None) => DrainTimeout {
             after: None,
             source: DrainTimeoutSource::None,
+            cuts_flows: true,
         },
     })
 }
@@ -112,8 +122,9 @@ impl Model {
                 backend,
                 timeout_s,
             } => {
-                let default = self.vip(vip)?.config.drain_timeout;
-                let timeout = drain_timeout(*timeout_s, default)?;
+                let config = &self.vip(vip)?.config;
+                let mut timeout = drain_timeout(*timeout_s, config.drain_timeout)?;
+                timeout.cuts_flows = config.forwarding != lb_common::Mode::Nat;
                 // Draining a draining backend keeps its start and takes the
                 // new deadline.
                 let since = match self.backend(vip, *backend)?.admin {
@@ -132,7 +143,8 @@ impl Model {
     }
 
     /// Ends the drains whose deadline passed at `now` (their backends go to
-    /// maintenance: the remaining flows are cut); returns which.
+    /// maintenance: the remaining flows are cut, but for a NAT VIP's,
+    /// which stay until they end); returns which.
     pub(crate) fn expire_drains(&mut self, now: Instant) -> Vec<(VipId, IpAddr)> {
         let mut expired = Vec::new();
         for (id, vip) in &mut self.vips {

@@ -36,6 +36,7 @@ mod tests;
 mod vip;
 
 pub(crate) use changes::fits_the_maps;
+pub(crate) use edit::MAX_DRAIN_TIMEOUT;
 pub use edit::{DrainTimeout, DrainTimeoutSource, Edit};
 pub use vip::plan;
 
@@ -45,14 +46,15 @@ pub enum AdminState {
     /// Takes new flows (if healthy).
     Enabled,
     /// Takes no new flows; its established flows continue until they end
-    /// or the deadline passes.
+    /// or the deadline passes (which cuts them, but for a NAT VIP's).
     Draining {
         /// When the drain started.
         since: Instant,
         /// When its remaining flows are cut (None: never).
         deadline: Option<Instant>,
     },
-    /// Out at once: no new flows, established flows hashed elsewhere.
+    /// Out at once: no new flows, established flows hashed elsewhere
+    /// (a NAT VIP's stay on it until they end: a translation cannot move).
     Maintenance,
 }
 
@@ -116,8 +118,9 @@ pub struct BackendModel {
     pub health: Health,
     /// Added at run time: not in the config file.
     pub runtime: bool,
-    /// Its last drain ended because the drain's timeout cut its flows (it
-    /// is in maintenance since); cleared by the next admin change.
+    /// Its last drain ended because the drain's timeout passed (it is in
+    /// maintenance since; its flows were cut, but for a NAT VIP's);
+    /// cleared by the next admin change.
     pub drain_timed_out: bool,
     /// Joined while lbd ran (an edit or a reload) and is checked: while
     /// its health is still unknown it takes no new flows (it has none to

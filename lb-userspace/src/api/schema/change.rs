@@ -137,6 +137,17 @@ pub struct DrainPlan {
     pub timeout_s: Option<u64>,
     /// Which setting decided it.
     pub from: crate::model::DrainTimeoutSource,
+    /// Whether the timeout cuts the remaining flows: false for a NAT VIP,
+    /// whose connections stay on the backend until they end (its timeout
+    /// puts the backend in maintenance, taking no new flows). Absent from
+    /// an older lbd's answer: true.
+    #[serde(default = "cuts_by_default")]
+    pub cuts_flows: bool,
+}
+
+/// What an answer without `cuts_flows` meant: the timeout cut flows.
+fn cuts_by_default() -> bool {
+    true
 }
 
 /// `GET /v1/config`: the running configuration as TOML.
@@ -144,8 +155,14 @@ pub struct DrainPlan {
 pub struct ConfigText {
     /// The TOML text.
     pub toml: String,
-    /// What the text leaves out or why it would not load as it is, so an
-    /// operator who saves it as the file knows before the next reload.
+    /// What the text leaves out, so an operator who saves it as the file
+    /// knows before the next reload.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// Why the text would not load as a config file as it is (lbd's own
+    /// loading, as at a start, refuses it), so `lbctl config dump` fails
+    /// rather than hand out a file the next start or reload refuses.
+    /// Absent when it loads (and from an older lbd's answer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_error: Option<String>,
 }

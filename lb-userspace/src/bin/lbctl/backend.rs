@@ -2,14 +2,16 @@
 //!
 //! `drain --wait` is the finish line of a rolling upgrade: it reports the
 //! backend's live flows (read from the connection table) as they fall and
-//! returns when none is left (exit 0), when the drain timeout cut the rest
-//! (exit 6), or when another change ended the drain (exit 7).
+//! returns when none is left (exit 0), when the drain timeout ended the
+//! drain (exit 6: the rest cut, or for a NAT VIP left on the backend until
+//! they end), or when another change ended the drain (exit 7).
 
 use std::{
     net::IpAddr,
     time::{Duration, Instant},
 };
 
+use lb_common::Mode;
 use lb_userspace::{
     api::{
         client::{Client, ClientError},
@@ -27,7 +29,8 @@ use crate::{
     Failure,
 };
 
-/// Exit code when a drain's timeout cut remaining flows.
+/// Exit code when a drain's timeout ended it with flows left (cut, or a
+/// NAT VIP's left on the backend).
 const EXIT_DRAIN_TIMED_OUT: u8 = 6;
 /// Exit code when another change ended a drain `--wait` was watching.
 const EXIT_DRAIN_ENDED_ELSEWHERE: u8 = 7;
@@ -75,13 +78,15 @@ pub(crate) enum Command {
         vip: VipId,
         /// Backend address.
         backend: IpAddr,
-        /// Cut the remaining flows after this many seconds (0: never;
-        /// default: the VIP's drain_timeout_s, else never). The answer
+        /// End the drain after this many seconds (0: never; default: the
+        /// VIP's drain_timeout_s, else never): the backend goes to
+        /// maintenance and its remaining flows are cut, but for a NAT
+        /// VIP, whose connections stay on it until they end. The answer
         /// shows the effective deadline.
         #[arg(long)]
         timeout: Option<u64>,
-        /// Wait until no live flow is left (or the timeout cut them),
-        /// reporting the count as it falls.
+        /// Wait until no live flow is left (or the timeout ended the
+        /// drain), reporting the count as it falls.
         #[arg(long, conflicts_with = "dry_run")]
         wait: bool,
         #[command(flatten)]
@@ -96,7 +101,9 @@ pub(crate) enum Command {
         #[command(flatten)]
         flags: ChangeFlags,
     },
-    /// Take a backend out at once (its flows move), or back in with --off.
+    /// Take a backend out at once (no new flows; its established flows
+    /// move to others, but a NAT VIP's stay until they end), or back in
+    /// with --off.
     Maintenance {
         /// ADDRESS:PORT[/tcp|udp].
         vip: VipId,
@@ -232,14 +239,19 @@ async fn set_state(
 enum DrainEnd {
     /// No live flow left while still draining.
     Drained,
-    /// The drain's timeout cut the remaining flows.
-    TimedOut,
+    /// The drain's timeout ended it: the remaining flows were cut, or
+    /// (`flows_cut` false: a NAT VIP) stay on the backend until they end.
+    TimedOut {
+        /// Whether the timeout cut the remaining flows.
+        flows_cut: bool,
+    },
     /// Another change ended the drain (undrained, maintenance, removed).
     EndedElsewhere,
 }
 
-/// What one look at the backend says about its drain (None: still going).
-fn drain_end(backend: Option<&BackendStatus>) -> Option<DrainEnd> {
+/// What one look at the backend of a VIP in `mode` says about its drain
+/// (None: still going).
+fn drain_end(backend: Option<&BackendStatus>, mode: Mode) -> Option<DrainEnd> {
     let Some(backend) = backend else {
         return Some(DrainEnd::EndedElsewhere);
     };
@@ -250,14 +262,17 @@ fn drain_end(backend: Option<&BackendStatus>) -> Option<DrainEnd> {
             Some(DrainEnd::Drained)
         }
         BackendState::Draining => None,
-        _ if backend.drain_timed_out => Some(DrainEnd::TimedOut),
+        _ if backend.drain_timed_out => Some(DrainEnd::TimedOut {
+            flows_cut: mode != Mode::Nat,
+        }),
         _ => Some(DrainEnd::EndedElsewhere),
     }
 }
 
 /// Polls the backend until none of its flows is live while it drains
-/// (exit 0), the drain's timeout cut the rest (exit 6), or another change
-/// ended the drain (exit 7). State and flows come from one answer, so the
+/// (exit 0), the drain's timeout ended it (exit 6: the rest cut, or for a
+/// NAT VIP left on the backend until they end), or another change ended
+/// the drain (exit 7). State and flows come from one answer, so the
 /// outcome is never read off two different moments.
 async fn wait_for_drain(
     client: &Client,
@@ -298,7 +313,8 @@ async fn wait_for_drain(
             }
             last = Some((live, counting));
         }
-        match drain_end(current) {
+        let mode = status.as_ref().map_or(Mode::DsrL2, |s| s.mode);
+        match drain_end(current, mode) {
             None => tokio::time::sleep(Duration::from_millis(500)).await,
             Some(DrainEnd::Drained) => {
                 if !as_json {
@@ -306,12 +322,10 @@ async fn wait_for_drain(
                 }
                 return Ok(());
             }
-            Some(DrainEnd::TimedOut) => {
+            Some(end @ DrainEnd::TimedOut { .. }) => {
                 return Err(Failure::new(
                     EXIT_DRAIN_TIMED_OUT,
-                    format!(
-                    "{backend}: the drain's timeout cut its remaining flows; it is in maintenance"
-                ),
+                    timed_out_text(backend, end, live),
                 ))
             }
             Some(DrainEnd::EndedElsewhere) => {
@@ -325,6 +339,19 @@ async fn wait_for_drain(
                 ));
             }
         }
+    }
+}
+
+/// What `drain --wait` says when the drain's timeout ended it with
+/// `live` flows last counted: for a NAT VIP, that they are still there.
+fn timed_out_text(backend: IpAddr, end: DrainEnd, live: u64) -> String {
+    match end {
+        DrainEnd::TimedOut { flows_cut: false } => format!(
+            "{backend}: the drain's timeout ended the drain with {live} live connections left; it is in maintenance (no new flows), and a NAT VIP's connections stay on it until they end or it is removed"
+        ),
+        _ => format!(
+            "{backend}: the drain's timeout cut its remaining flows; it is in maintenance"
+        ),
     }
 }
 
@@ -384,35 +411,53 @@ mod tests {
     fn a_nat_backend_is_not_drained_while_its_flows_are_being_counted() {
         let mut counting = backend(BackendState::Draining, 0, false);
         counting.flows_counting = true;
-        assert_eq!(drain_end(Some(&counting)), None);
+        assert_eq!(drain_end(Some(&counting), Mode::Nat), None);
         counting.flows_counting = false;
-        assert_eq!(drain_end(Some(&counting)), Some(DrainEnd::Drained));
+        assert_eq!(
+            drain_end(Some(&counting), Mode::Nat),
+            Some(DrainEnd::Drained)
+        );
     }
 
     #[test]
     fn a_drain_ends_in_one_of_three_ways() {
+        let dsr = Mode::DsrL2;
         assert_eq!(
-            drain_end(Some(&backend(BackendState::Draining, 3, false))),
+            drain_end(Some(&backend(BackendState::Draining, 3, false)), dsr),
             None
         );
         assert_eq!(
-            drain_end(Some(&backend(BackendState::Draining, 0, false))),
+            drain_end(Some(&backend(BackendState::Draining, 0, false)), dsr),
             Some(DrainEnd::Drained)
         );
         // The timeout moved it to maintenance and cut flows: no live flow is
         // counted any more, and that is not "drained".
         assert_eq!(
-            drain_end(Some(&backend(BackendState::Maintenance, 0, true))),
-            Some(DrainEnd::TimedOut)
+            drain_end(Some(&backend(BackendState::Maintenance, 0, true)), dsr),
+            Some(DrainEnd::TimedOut { flows_cut: true })
         );
         assert_eq!(
-            drain_end(Some(&backend(BackendState::Enabled, 2, false))),
+            drain_end(Some(&backend(BackendState::Enabled, 2, false)), dsr),
             Some(DrainEnd::EndedElsewhere)
         );
         assert_eq!(
-            drain_end(Some(&backend(BackendState::Maintenance, 0, false))),
+            drain_end(Some(&backend(BackendState::Maintenance, 0, false)), dsr),
             Some(DrainEnd::EndedElsewhere)
         );
-        assert_eq!(drain_end(None), Some(DrainEnd::EndedElsewhere));
+        assert_eq!(drain_end(None, dsr), Some(DrainEnd::EndedElsewhere));
+    }
+
+    /// A NAT VIP's drain timeout cuts nothing: `--wait` says its
+    /// connections are still there, not that they were cut.
+    #[test]
+    fn a_nat_drain_timeout_does_not_claim_its_flows_were_cut() {
+        let timed_out = backend(BackendState::Maintenance, 4, true);
+        let end = drain_end(Some(&timed_out), Mode::Nat).unwrap();
+        assert_eq!(end, DrainEnd::TimedOut { flows_cut: false });
+        let text = timed_out_text(timed_out.address, end, 4);
+        assert!(!text.contains("cut"), "{text}");
+        assert!(text.contains("4 live connections left"), "{text}");
+        let cut = drain_end(Some(&timed_out), Mode::Gue).unwrap();
+        assert!(timed_out_text(timed_out.address, cut, 0).contains("cut its remaining flows"));
     }
 }

@@ -2,7 +2,8 @@
 //! file per subcommand. Exit codes scripts can rely on: 0 done, 1 other
 //! failure, 2 bad usage or refused request, 3 no such VIP/backend, 4
 //! exists already, 5 lbd not reachable (or shutting down), 6 a drain's
-//! timeout cut flows, 7 a drain waited on was ended by another change
+//! timeout ended it (its flows cut; a NAT VIP's stay until they end), 7 a
+//! drain waited on was ended by another change
 //! (undrained, maintenance, removed); for `node drain --wait`, 6 means
 //! the node still forwarded at the timeout and 7 that it was made active
 //! again; 8 lbd did not answer a change in time (it may be applied).

@@ -122,11 +122,16 @@ pub(crate) fn drain_deadline(drain: &DrainPlan) -> String {
         DrainTimeoutSource::VipDefault => "the VIP's drain_timeout_s",
         DrainTimeoutSource::None => "no --timeout and no drain_timeout_s on the VIP",
     };
-    match drain.timeout_s {
-        Some(seconds) => {
+    match (drain.timeout_s, drain.cuts_flows) {
+        (Some(seconds), true) => {
             format!("drain deadline: established flows are cut after {seconds}s ({from})")
         }
-        None => format!("drain deadline: none, established flows are never cut ({from})"),
+        // A NAT VIP: a translation cannot move, so the deadline only ends
+        // the drain.
+        (Some(seconds), false) => format!(
+            "drain deadline: after {seconds}s the backend goes to maintenance ({from}); its NAT'd connections stay on it until they end or it is removed"
+        ),
+        (None, _) => format!("drain deadline: none, established flows are never cut ({from})"),
     }
 }
 
@@ -200,5 +205,23 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("198.18.0.12"), "{text}");
+    }
+
+    #[test]
+    fn a_nat_drain_deadline_does_not_claim_to_cut_flows() {
+        let drain = |cuts_flows| DrainPlan {
+            timeout_s: Some(30),
+            from: DrainTimeoutSource::Request,
+            cuts_flows,
+        };
+        let dsr = drain_deadline(&drain(true));
+        assert!(dsr.contains("established flows are cut after 30s"), "{dsr}");
+        let nat = drain_deadline(&drain(false));
+        assert!(!nat.contains("cut"), "{nat}");
+        assert!(
+            nat.contains("after 30s the backend goes to maintenance"),
+            "{nat}"
+        );
+        assert!(nat.contains("stay on it until they end"), "{nat}");
     }
 }

@@ -27,9 +27,11 @@ pub(crate) enum Command {
         /// How packets reach the backends: dsr-l2 (default), nat, ipip or gue.
         #[arg(long)]
         forwarding: Option<String>,
-        /// Seconds after which a drain of one of its backends cuts the
-        /// remaining flows (1..=604800; default: never), as the file's
-        /// drain_timeout_s; `backend drain --timeout` wins.
+        /// Seconds after which a drain of one of its backends ends: the
+        /// backend goes to maintenance and its remaining flows are cut, but
+        /// a NAT VIP's, which stay until they end (1..=604800; default:
+        /// never), as the file's drain_timeout_s; `backend drain
+        /// --timeout` wins.
         #[arg(long, value_parser = parse_drain_timeout, allow_negative_numbers = true)]
         drain_timeout: Option<i64>,
         /// NAT only: the VIP's own NAT address (default: the node's

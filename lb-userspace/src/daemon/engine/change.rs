@@ -31,6 +31,10 @@ pub enum ChangeError {
     /// The data plane refused the writes.
     #[error("the data plane refused the change: {0}")]
     Dataplane(#[from] ReconcileError),
+    /// A backend's drain, maintenance or enable could not be recorded for
+    /// the next lbd (see `admin_state`).
+    #[error("{0}")]
+    Unrecorded(String),
 }
 
 impl Engine {
@@ -44,6 +48,7 @@ impl Engine {
         let drain = drain.map(|timeout| DrainPlan {
             timeout_s: timeout.after.map(|d| d.as_secs()),
             from: timeout.source,
+            cuts_flows: timeout.cuts_flows,
         });
         self.fits_the_maps(&next)?;
         self.follow_addresses_for_first_tunnel(&next).await;
@@ -52,7 +57,24 @@ impl Engine {
         }
         let guards = self.guard.config().clone();
         let awaiting = next.newly_awaiting_checks(&self.model);
-        let (plan, report) = self.stage_and_commit(next, dry_run, guards)?;
+        // A drain, maintenance or enable is recorded for the next lbd
+        // first: one that cannot be is refused (see `admin_state`).
+        let admin = matches!(
+            edit,
+            Edit::Drain { .. } | Edit::Maintenance(..) | Edit::Enable(..)
+        );
+        if admin && !dry_run {
+            if let Err(why) = self.record_admin_states(&next) {
+                warn!(error = %why, "backend state change refused");
+                return Err(ChangeError::Unrecorded(why));
+            }
+        }
+        let committed = self.stage_and_commit(next, dry_run, guards);
+        if committed.is_err() && admin && !dry_run {
+            // The file back to the running states.
+            self.follow_admin_states();
+        }
+        let (plan, report) = committed?;
         let mut warnings: Vec<String> = match edit {
             Edit::AddVip(vip) => self
                 .nat_address_left_behind(vip)

@@ -125,8 +125,9 @@ impl Engine {
         }
     }
 
-    /// Ends drains whose deadline passed: their remaining flows are cut
-    /// (the backend goes to maintenance).
+    /// Ends drains whose deadline passed: the backend goes to
+    /// maintenance, and its remaining flows are cut (a NAT VIP's stay on
+    /// it until they end).
     pub(crate) fn expire_drains(&mut self, now: Instant) {
         let mut next = self.model.clone();
         let expired = next.expire_drains(now);
@@ -134,11 +135,22 @@ impl Engine {
             return;
         }
         for (vip, backend) in &expired {
-            info!(%vip, %backend, "drain timeout: remaining flows cut, backend in maintenance");
+            let mode = next.vip(vip).map(|v| v.config.forwarding).ok();
+            info!(%vip, %backend, "{}", drain_timeout_outcome(mode));
         }
         if let Err(error) = self.commit(next) {
             warn!(%error, "ending expired drains failed");
         }
+    }
+}
+
+/// What a drain's timeout did to a backend of a VIP in `mode`, for the
+/// log: a translation cannot move, so a NAT VIP's connections stay.
+fn drain_timeout_outcome(mode: Option<lb_common::Mode>) -> &'static str {
+    if mode == Some(lb_common::Mode::Nat) {
+        "drain timeout: backend in maintenance (no new flows); its NAT'd connections stay on it until they end or it is removed"
+    } else {
+        "drain timeout: remaining flows cut, backend in maintenance"
     }
 }
 
@@ -181,4 +193,19 @@ pub(crate) fn check_of(
         fall: health.fall,
     };
     Some((target, settings))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_nat_drain_timeout_is_not_logged_as_cutting_flows() {
+        let nat = drain_timeout_outcome(Some(lb_common::Mode::Nat));
+        assert!(!nat.contains("cut"), "{nat}");
+        assert!(nat.contains("stay on it until they end"), "{nat}");
+        for mode in [lb_common::Mode::DsrL2, lb_common::Mode::Ipip] {
+            assert!(drain_timeout_outcome(Some(mode)).contains("remaining flows cut"));
+        }
+    }
 }

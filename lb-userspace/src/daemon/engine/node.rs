@@ -454,9 +454,7 @@ fn read_state(path: &Path) -> anyhow::Result<Option<NodeState>> {
 /// power cut (the directory is created if missing, e.g. /var/lib/lbd
 /// outside the systemd unit).
 fn write_state(path: &Path, state: NodeState) -> anyhow::Result<()> {
-    write_state_with(path, state, |dir| {
-        std::fs::File::open(dir).and_then(|d| d.sync_all())
-    })
+    write_state_with(path, state, sync_dir)
 }
 
 /// [`write_state`], the directory synced by `sync_dir`. The rename is
@@ -467,6 +465,26 @@ fn write_state(path: &Path, state: NodeState) -> anyhow::Result<()> {
 fn write_state_with(
     path: &Path,
     state: NodeState,
+    sync_dir: impl FnOnce(&Path) -> std::io::Result<()>,
+) -> anyhow::Result<()> {
+    write_durably_with(
+        path,
+        format!("{}\n", state.name()).as_bytes(),
+        "node state",
+        sync_dir,
+    )
+}
+
+/// Writes `contents` to `path` durably, as [`write_state`] writes the
+/// node state (the pattern every state file of lbd's follows, so the
+/// backends' states are kept as a drained node is): a temporary file
+/// beside it, synced, renamed over it, then the directory synced (by
+/// `sync_dir`); the directory is created if missing. `what` names the
+/// file's content in the warning of a failed directory sync.
+pub(super) fn write_durably_with(
+    path: &Path,
+    contents: &[u8],
+    what: &str,
     sync_dir: impl FnOnce(&Path) -> std::io::Result<()>,
 ) -> anyhow::Result<()> {
     use std::io::Write as _;
@@ -480,7 +498,7 @@ fn write_state_with(
     let temporary = path.with_extension("state.new");
     let mut file = std::fs::File::create(&temporary)
         .with_context(|| format!("creating {}", temporary.display()))?;
-    file.write_all(format!("{}\n", state.name()).as_bytes())
+    file.write_all(contents)
         .and_then(|()| file.sync_all())
         .with_context(|| format!("writing {}", temporary.display()))?;
     drop(file);
@@ -489,9 +507,14 @@ fn write_state_with(
         return Err(error).with_context(|| format!("replacing {}", path.display()));
     }
     if let Err(error) = sync_dir(dir) {
-        warn!(%error, path = %path.display(), state = state.name(), "node state recorded, but syncing its directory failed: a power cut may lose it");
+        warn!(%error, path = %path.display(), "{what} recorded, but syncing its directory failed: a power cut may lose it");
     }
     Ok(())
+}
+
+/// Syncs directory `dir` (a rename in it then survives a power cut).
+pub(super) fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir).and_then(|d| d.sync_all())
 }
 
 /// The unit's stop path: withdraws the announcement `bgp` (the one the

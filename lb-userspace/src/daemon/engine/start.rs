@@ -15,7 +15,8 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use super::{
-    check_of, macs::INITIAL_RESOLVE_TIMEOUT, nat, node, tunnel, BackendKey, Engine, EngineEvents,
+    admin_state, check_of, macs::INITIAL_RESOLVE_TIMEOUT, nat, node, tunnel, BackendKey, Engine,
+    EngineEvents,
 };
 use crate::{
     config::{Attach, Config},
@@ -101,6 +102,10 @@ impl Engine {
     /// Loads the data plane, fills it from `config` and attaches it.
     /// Returns the engine and the stream of health transitions.
     pub async fn start(config_path: &Path, config: Config) -> anyhow::Result<(Self, EngineEvents)> {
+        // The backends' drains and maintenance a previous lbd recorded,
+        // before anything is touched: a file that cannot be trusted
+        // stops the start here (see `admin_state`).
+        let admin = admin_state::AdminRecord::load(&config)?;
         let netlink = Netlink::connect()?;
         let interface = netlink.interface(&config.interface).await?;
         // A restart that resumes mastership speaks first: the backup's
@@ -143,8 +148,15 @@ impl Engine {
                 }
             }
         }
-        let started =
-            Self::start_serving(config_path, config, netlink, interface, &mut vrrp_starts).await;
+        let started = Self::start_serving(
+            config_path,
+            config,
+            admin,
+            netlink,
+            interface,
+            &mut vrrp_starts,
+        )
+        .await;
         if started.is_err() {
             stop_resumed(&mut vrrp_starts).await;
         }
@@ -158,6 +170,7 @@ impl Engine {
     async fn start_serving(
         config_path: &Path,
         config: Config,
+        mut admin: admin_state::AdminRecord,
         netlink: Netlink,
         interface: Interface,
         vrrp_starts: &mut [VrrpStart],
@@ -200,6 +213,7 @@ impl Engine {
         let mut balancer = Balancer::new(sizes.max_vips);
         balancer.set_maglev_mode(config.maglev_mode);
         let mut model = Model::from_config(&config);
+        admin.restore(&mut model, Instant::now());
         if dataplane.adopted() {
             balancer.adopt(&adopted);
             seed_health(&mut model, &balancer);
@@ -246,6 +260,7 @@ impl Engine {
             nat: nat::NatRuntime::default(),
             tunnel: tunnel::TunnelRuntime::default(),
             node,
+            admin,
             guard,
             flood: crate::flood::FloodWatch::new(config.flood),
             stepped_down: Vec::new(),
@@ -326,6 +341,9 @@ impl Engine {
             .dataplane
             .remove_other_interfaces(&engine.interface.name)?;
         engine.remove_left_tc_filters().await;
+        // Only now does no previous lbd's program change the tables this
+        // one carries flows over from: their final copy.
+        engine.dataplane.finish_adoption();
         let mut sync_rx = None;
         let node_id = format!("{}/{}", hostname(), engine.interface.name);
         if let Some(settings) = engine.config.sync.clone() {
@@ -517,7 +535,8 @@ pub(crate) fn vrrp_state_file(
 
 /// Backends the adopted data plane had marked dead start as down: a
 /// restart must not send traffic to a backend the last lbd took out, until
-/// its checks pass `rise` times.
+/// its checks pass `rise` times. A backend restored in maintenance (see
+/// `admin_state`) was dead for that: its health is left to its checks.
 fn seed_health(model: &mut Model, balancer: &Balancer) {
     let mut down = Vec::new();
     for (id, applied) in balancer.vips() {
@@ -527,7 +546,8 @@ fn seed_health(model: &mut Model, balancer: &Balancer) {
         for (address, backend) in &applied.backends {
             let checked = vip.backends.get(address).is_some_and(|b| {
                 let health = b.config.health.as_ref().unwrap_or(&vip.config.health);
-                check_of(*address, id.port, health, None).is_some()
+                b.admin != crate::model::AdminState::Maintenance
+                    && check_of(*address, id.port, health, None).is_some()
             });
             // A DSR backend without a MAC was not alive for want of it;
             // routed backends need none.
@@ -590,5 +610,51 @@ mod vip_sizing_tests {
                 size: pinned + 1 + SPARE_VIPS
             }
         );
+    }
+}
+
+#[cfg(test)]
+mod seed_health_tests {
+    use super::*;
+    use crate::{dataplane::FakeMaps, health::Health, model::Edit, reconcile::VipId};
+
+    /// The previous lbd's maps: b2 down by its checks, b3 in maintenance
+    /// (both dead there). The next lbd's model seeds b2 down; b3, restored
+    /// in maintenance, is dead for that and keeps its health to its checks;
+    /// without its restored state it would be seeded down too.
+    #[test]
+    fn dead_backends_start_down_but_not_for_maintenance() {
+        let config = Config::from_toml_str(
+            "interface = \"eth0\"\n[[vip]]\naddress = \"198.18.0.100\"\nport = 80\n\
+             [[vip.backend]]\naddress = \"198.18.0.11\"\nmac = \"02:00:00:00:00:11\"\n\
+             [[vip.backend]]\naddress = \"198.18.0.12\"\nmac = \"02:00:00:00:00:12\"\n\
+             [[vip.backend]]\naddress = \"198.18.0.13\"\nmac = \"02:00:00:00:00:13\"\n",
+            "lbd.toml",
+        )
+        .unwrap();
+        let id = VipId::of(&config.vips[0]);
+        let [b1, b2, b3]: [IpAddr; 3] =
+            ["198.18.0.11", "198.18.0.12", "198.18.0.13"].map(|a| a.parse().unwrap());
+        let now = Instant::now();
+        let mut before = Model::from_config(&config);
+        before.set_health(&id, b2, Health::Down);
+        before.apply(&Edit::Maintenance(id, b3), now).unwrap();
+        let mut balancer = Balancer::new(4);
+        balancer
+            .apply(&mut FakeMaps::default(), &before.desired(&|_| None))
+            .unwrap();
+
+        let health = |model: &Model, b| model.backend(&id, b).unwrap().health;
+        let mut restored = Model::from_config(&config);
+        restored.apply(&Edit::Maintenance(id, b3), now).unwrap();
+        seed_health(&mut restored, &balancer);
+        assert_eq!(health(&restored, b1), Health::Unknown);
+        assert_eq!(health(&restored, b2), Health::Down);
+        assert_eq!(health(&restored, b3), Health::Unknown);
+
+        let mut plain = Model::from_config(&config);
+        seed_health(&mut plain, &balancer);
+        assert_eq!(health(&plain, b3), Health::Down);
+        assert_eq!(health(&plain, b1), Health::Unknown);
     }
 }

@@ -1,0 +1,550 @@
+//! The operator's backend states (drain, maintenance) kept across lbd's
+//! restarts, as the node's own drain is (see `node`): recorded in the
+//! backend state file beside the node state file whenever they change,
+//! and restored at start for the backends the config still has. A
+//! drain, maintenance or enable that cannot be recorded is refused (a
+//! maintenance a restart would forget sends new flows to a backend an
+//! operator is working on).
+//!
+//! The file is JSON: `{"version": 1, "backends": [{"vip":
+//! "198.18.0.100:80/tcp", "backend": "198.18.0.11", "state": "draining",
+//! "drain_started_unix_ms": ..., "drain_deadline_unix_ms": ...}, ...]}`;
+//! only backends that are not enabled are listed. Drain times are wall
+//! clock, so a drain's deadline keeps running while lbd is down.
+
+use std::{
+    collections::BTreeMap,
+    net::IpAddr,
+    path::{Path, PathBuf},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+
+use super::{node, BackendKey, Engine};
+use crate::{
+    config::Config,
+    model::{AdminState, BackendState, Model, MAX_DRAIN_TIMEOUT},
+    vip_id::VipId,
+};
+
+/// The file format's version: a file of another is refused.
+const VERSION: u32 = 1;
+
+/// Each backend that is not enabled: its admin state and whether its
+/// drain timed out (what the file keeps).
+type Snapshot = BTreeMap<BackendKey, (AdminState, bool)>;
+
+/// The backend state file's content.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StateFile {
+    version: u32,
+    backends: Vec<Recorded>,
+}
+
+/// One backend's recorded state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Recorded {
+    /// `ADDRESS:PORT/PROTOCOL`.
+    vip: String,
+    backend: IpAddr,
+    /// `draining` or `maintenance`.
+    state: BackendState,
+    /// When the drain started (draining only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    drain_started_unix_ms: Option<u64>,
+    /// When its drain's timeout ends it (draining only; none: never).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    drain_deadline_unix_ms: Option<u64>,
+    /// In maintenance because its drain timed out.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    drain_timed_out: bool,
+}
+
+/// The engine's record of what the backend state file holds.
+#[derive(Debug, Default)]
+pub(crate) struct AdminRecord {
+    /// The file (None: nowhere to keep it, no admin socket directory).
+    path: Option<PathBuf>,
+    /// What it was last written with (None: not known to match the
+    /// model, so the next commit writes it).
+    recorded: Option<Snapshot>,
+    /// What a previous lbd recorded, until start-up restores it.
+    found: Vec<Recorded>,
+}
+
+/// Where the backend states are kept: beside the node state file, so
+/// they live as long as a node drain does (`[bgp] node_state_file`'s
+/// directory, e.g. `/var/lib/lbd/node.backends.state`; without `[bgp]`
+/// beside the admin socket, e.g. `/run/lbd/lbd.backends.state`, which a
+/// restart keeps and a reboot empties), and are covered by the same lock.
+pub(crate) fn backend_state_file(config: &Config) -> Option<PathBuf> {
+    match &config.bgp {
+        Some(bgp) => Some(bgp.node_state_file.with_extension("backends.state")),
+        None => {
+            let stem = config.admin_socket.file_stem()?.to_string_lossy();
+            config
+                .admin_socket
+                .parent()
+                .map(|dir| dir.join(format!("{stem}.backends.state")))
+        }
+    }
+}
+
+impl AdminRecord {
+    /// Reads what a previous lbd recorded for `config`. A file that is
+    /// there but cannot be read or understood is an error naming it:
+    /// lbd refuses to start rather than forget a maintenance or a drain
+    /// it may hold.
+    pub(crate) fn load(config: &Config) -> anyhow::Result<Self> {
+        let path = backend_state_file(config);
+        let found = match &path {
+            Some(path) => read(path)?,
+            None => Vec::new(),
+        };
+        Ok(Self {
+            path,
+            recorded: None,
+            found,
+        })
+    }
+
+    /// Puts the recorded states into `model` (built from the config at
+    /// start) at `now`, and logs which were restored and which were
+    /// dropped because their backend is no longer configured.
+    pub(crate) fn restore(&mut self, model: &mut Model, now: Instant) {
+        let found = std::mem::take(&mut self.found);
+        let outcome = restore(model, &found, now, SystemTime::now());
+        for (key, state) in &outcome.restored {
+            info!(vip = %key.0, backend = %key.1, %state, "backend state restored from before this start");
+        }
+        for (vip, backend, state) in &outcome.dropped {
+            info!(%vip, %backend, %state, "backend state recorded before this start dropped: the config has no such backend");
+        }
+        if let (Some(path), false) = (&self.path, found.is_empty()) {
+            info!(path = %path.display(), restored = outcome.restored.len(), dropped = outcome.dropped.len(), "backend states read");
+        }
+        // Dropped ones are written out by the first commit.
+        self.recorded = outcome.dropped.is_empty().then(|| snapshot(model));
+    }
+}
+
+/// What [`restore`] did.
+#[derive(Debug, Default, PartialEq)]
+struct Restored {
+    /// Backends given their recorded state.
+    restored: Vec<(BackendKey, BackendState)>,
+    /// Recorded states of backends the model does not have.
+    dropped: Vec<(String, IpAddr, BackendState)>,
+}
+
+/// Gives the backends of `model` the states `found` records, with the
+/// wall clock at `wall` taken as `now`: a drain keeps its start and its
+/// deadline (one that passed while lbd was down ends at the next tick,
+/// as the drain's timeout does).
+fn restore(model: &mut Model, found: &[Recorded], now: Instant, wall: SystemTime) -> Restored {
+    let mut out = Restored::default();
+    let wall_ms = unix_ms(wall);
+    for entry in found {
+        let key = entry
+            .vip
+            .parse::<VipId>()
+            .ok()
+            .map(|id| (id, entry.backend));
+        let Some(backend) = key.and_then(|(id, address)| {
+            model
+                .vips
+                .get_mut(&id)
+                .and_then(|v| v.backends.get_mut(&address))
+        }) else {
+            out.dropped
+                .push((entry.vip.clone(), entry.backend, entry.state));
+            continue;
+        };
+        let admin = match entry.state {
+            BackendState::Enabled => continue,
+            BackendState::Maintenance => AdminState::Maintenance,
+            BackendState::Draining => {
+                let ago = entry
+                    .drain_started_unix_ms
+                    .map_or(0, |at| wall_ms.saturating_sub(at));
+                let since = now.checked_sub(Duration::from_millis(ago)).unwrap_or(now);
+                // A deadline no later than a week from now (the longest a
+                // drain may ask for), so a clock set back cannot push it
+                // out of reach.
+                let deadline = entry.drain_deadline_unix_ms.map(|at| {
+                    let left = Duration::from_millis(at.saturating_sub(wall_ms));
+                    now + left.min(MAX_DRAIN_TIMEOUT)
+                });
+                AdminState::Draining { since, deadline }
+            }
+        };
+        backend.admin = admin;
+        backend.drain_timed_out = entry.drain_timed_out && admin == AdminState::Maintenance;
+        if let Some(key) = key {
+            out.restored.push((key, entry.state));
+        }
+    }
+    out
+}
+
+/// The states of `model`'s backends that are not enabled.
+fn snapshot(model: &Model) -> Snapshot {
+    model
+        .vips
+        .iter()
+        .flat_map(|(id, vip)| {
+            vip.backends
+                .iter()
+                .filter(|(_, b)| b.admin != AdminState::Enabled)
+                .map(|(address, b)| ((*id, *address), (b.admin, b.drain_timed_out)))
+        })
+        .collect()
+}
+
+/// `snapshot` as the file's text, its instants taken at `now` = `wall`.
+fn encode(snapshot: &Snapshot, now: Instant, wall: SystemTime) -> String {
+    let wall_ms = unix_ms(wall);
+    let at = |instant: Instant| {
+        if instant >= now {
+            wall_ms.saturating_add(millis(instant - now))
+        } else {
+            wall_ms.saturating_sub(millis(now - instant))
+        }
+    };
+    let backends = snapshot
+        .iter()
+        .map(|((id, address), (admin, timed_out))| {
+            let (started, deadline) = match admin {
+                AdminState::Draining { since, deadline } => (Some(at(*since)), deadline.map(at)),
+                AdminState::Enabled | AdminState::Maintenance => (None, None),
+            };
+            Recorded {
+                vip: id.to_string(),
+                backend: *address,
+                state: admin.state(),
+                drain_started_unix_ms: started,
+                drain_deadline_unix_ms: deadline,
+                drain_timed_out: *timed_out,
+            }
+        })
+        .collect();
+    let file = StateFile {
+        version: VERSION,
+        backends,
+    };
+    let mut text = serde_json::to_string_pretty(&file).unwrap_or_default();
+    text.push('\n');
+    text
+}
+
+/// What `path` records: nothing when there is no file; an error naming
+/// it when it cannot be read or understood.
+fn read(path: &Path) -> anyhow::Result<Vec<Recorded>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(error) => {
+            return Err(error)
+                .with_context(|| format!("reading the backend state file {}", path.display()))
+        }
+    };
+    decode(&text).with_context(|| {
+        format!(
+            "the backend state file {} cannot be trusted (it keeps the backends' drain and maintenance across restarts); lbd does not start rather than forget them: fix it, or remove it to start with every backend enabled",
+            path.display()
+        )
+    })
+}
+
+/// The entries of a backend state file's `text`.
+fn decode(text: &str) -> anyhow::Result<Vec<Recorded>> {
+    let file: StateFile = serde_json::from_str(text).context("not a backend state file")?;
+    anyhow::ensure!(
+        file.version == VERSION,
+        "version {} (this lbd reads version {VERSION})",
+        file.version
+    );
+    for entry in &file.backends {
+        entry
+            .vip
+            .parse::<VipId>()
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .with_context(|| format!("the entry of backend {}", entry.backend))?;
+    }
+    Ok(file.backends)
+}
+
+/// Writes `wanted` to the backend state file `path` durably; the error
+/// says that nothing changed and names the file.
+fn write(path: &Path, wanted: &Snapshot) -> Result<(), String> {
+    let text = encode(wanted, Instant::now(), SystemTime::now());
+    node::write_durably_with(path, text.as_bytes(), "backend states", node::sync_dir).map_err(
+        |error| {
+            format!(
+                "nothing changed: recording the backends' drain and maintenance in the backend state file {} failed ({error:#}), and a restart would not keep them",
+                path.display()
+            )
+        },
+    )
+}
+
+fn unix_ms(wall: SystemTime) -> u64 {
+    wall.duration_since(UNIX_EPOCH).map_or(0, millis)
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl Engine {
+    /// Records the backend states of `next` before an operator's change
+    /// makes them current: an error (naming the file) when they cannot
+    /// be written, and the change must then be refused (a state a restart
+    /// would forget is no state). Nothing is written when they are
+    /// already recorded.
+    pub(super) fn record_admin_states(&mut self, next: &Model) -> Result<(), String> {
+        let Some(path) = self.admin.path.clone() else {
+            return Ok(());
+        };
+        let wanted = snapshot(next);
+        if self.admin.recorded.as_ref() == Some(&wanted) {
+            return Ok(());
+        }
+        write(&path, &wanted)?;
+        self.admin.recorded = Some(wanted);
+        Ok(())
+    }
+
+    /// Brings the backend state file in line with the running model
+    /// after any change (a drain's timeout, a backend removed, a reload,
+    /// a change that failed after it was recorded); a failure is logged,
+    /// and the next change tries again.
+    pub(super) fn follow_admin_states(&mut self) {
+        let model = std::mem::take(&mut self.model);
+        if let Err(error) = self.record_admin_states(&model) {
+            warn!(%error, "the backend state file does not match the running backends");
+        }
+        self.model = model;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Edit;
+
+    fn config(dir: &Path) -> Config {
+        let text = format!(
+            "interface = \"eth0\"\nadmin_socket = \"{}\"\n[[vip]]\naddress = \"198.18.0.100\"\nport = 80\n\
+             drain_timeout_s = 600\n\
+             [[vip.backend]]\naddress = \"198.18.0.11\"\nmac = \"02:00:00:00:00:11\"\n\
+             [[vip.backend]]\naddress = \"198.18.0.12\"\nmac = \"02:00:00:00:00:12\"\n\
+             [[vip.backend]]\naddress = \"198.18.0.13\"\nmac = \"02:00:00:00:00:13\"\n",
+            dir.join("lbd.sock").display()
+        );
+        Config::from_toml_str(&text, "lbd.toml").unwrap()
+    }
+
+    /// A directory of this test's, removed when dropped.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(tag: &str) -> Self {
+            let dir =
+                std::env::temp_dir().join(format!("lbd-backends-{tag}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            Self(dir)
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn key(model: &Model, backend: &str) -> BackendKey {
+        (*model.vips.keys().next().unwrap(), backend.parse().unwrap())
+    }
+
+    /// b2 in maintenance, b3 draining for ten minutes, b1 (a drain that
+    /// timed out) in maintenance: written, and read back by the next lbd
+    /// 30 s of wall clock later, every state comes back, the drain with
+    /// its start and what is left of its deadline.
+    #[test]
+    fn states_written_come_back_at_the_next_start() {
+        let scratch = Scratch::new("roundtrip");
+        let config = config(&scratch.0);
+        let start = Instant::now();
+        let mut model = Model::from_config(&config);
+        let (b1, b2, b3) = (
+            key(&model, "198.18.0.11"),
+            key(&model, "198.18.0.12"),
+            key(&model, "198.18.0.13"),
+        );
+        let drain = |k: BackendKey| Edit::Drain {
+            vip: k.0,
+            backend: k.1,
+            timeout_s: None,
+        };
+        model.apply(&Edit::Maintenance(b2.0, b2.1), start).unwrap();
+        model.apply(&drain(b3), start).unwrap();
+        model
+            .apply(
+                &Edit::Drain {
+                    vip: b1.0,
+                    backend: b1.1,
+                    timeout_s: Some(1),
+                },
+                start,
+            )
+            .unwrap();
+        model.expire_drains(start + Duration::from_secs(1));
+        let wall = SystemTime::now();
+        let text = encode(&snapshot(&model), start, wall);
+        let path = backend_state_file(&config).unwrap();
+        assert_eq!(path, scratch.0.join("lbd.backends.state"));
+        std::fs::write(&path, &text).unwrap();
+
+        let found = read(&path).unwrap();
+        assert_eq!(found.len(), 3, "{text}");
+        let later = start + Duration::from_secs(60);
+        let mut next = Model::from_config(&config);
+        let outcome = restore(&mut next, &found, later, wall + Duration::from_secs(30));
+        assert!(outcome.dropped.is_empty(), "{outcome:?}");
+        assert_eq!(outcome.restored.len(), 3);
+        let state = |k: BackendKey| next.backend(&k.0, k.1).unwrap().clone();
+        assert_eq!(state(b2).admin, AdminState::Maintenance);
+        assert!(!state(b2).drain_timed_out);
+        assert_eq!(state(b1).admin, AdminState::Maintenance);
+        assert!(
+            state(b1).drain_timed_out,
+            "a timed-out drain's outcome stays"
+        );
+        match state(b3).admin {
+            AdminState::Draining {
+                since,
+                deadline: Some(deadline),
+            } => {
+                assert_eq!(later - since, Duration::from_secs(30));
+                assert_eq!(deadline - later, Duration::from_secs(570));
+            }
+            other => panic!("b3 should be draining with a deadline: {other:?}"),
+        }
+    }
+
+    /// A backend the config no longer has is dropped (and said so); a
+    /// drain whose deadline passed while lbd was down ends at once.
+    #[test]
+    fn gone_backends_are_dropped_and_passed_deadlines_end_at_once() {
+        let scratch = Scratch::new("dropped");
+        let config = config(&scratch.0);
+        let now = Instant::now();
+        let wall = SystemTime::now();
+        let model = Model::from_config(&config);
+        let vip = model.vips.keys().next().unwrap().to_string();
+        let found = decode(&format!(
+            "{{\"version\": 1, \"backends\": [\
+             {{\"vip\": \"{vip}\", \"backend\": \"198.18.0.99\", \"state\": \"maintenance\"}},\
+             {{\"vip\": \"198.18.0.200:80/tcp\", \"backend\": \"198.18.0.11\", \"state\": \"maintenance\"}},\
+             {{\"vip\": \"{vip}\", \"backend\": \"198.18.0.13\", \"state\": \"draining\", \"drain_started_unix_ms\": 1, \"drain_deadline_unix_ms\": 2}}]}}"
+        ))
+        .unwrap();
+        let mut next = model.clone();
+        let outcome = restore(&mut next, &found, now, wall);
+        assert_eq!(outcome.dropped.len(), 2, "{outcome:?}");
+        assert_eq!(outcome.restored.len(), 1);
+        let b3 = key(&next, "198.18.0.13");
+        assert_eq!(next.expire_drains(now), vec![b3], "its deadline passed");
+        assert!(next.backend(&b3.0, b3.1).unwrap().drain_timed_out);
+        // The others are as the file left them: enabled.
+        let b1 = key(&next, "198.18.0.11");
+        assert_eq!(
+            next.backend(&b1.0, b1.1).unwrap().admin,
+            AdminState::Enabled
+        );
+    }
+
+    /// A file that is there but unusable (garbled, another version, a
+    /// VIP that is no VIP, unreadable) is an error naming it: lbd does not
+    /// start on it. No file is no state.
+    #[test]
+    fn an_unusable_file_is_an_error_naming_it() {
+        let scratch = Scratch::new("unusable");
+        let config = config(&scratch.0);
+        let path = backend_state_file(&config).unwrap();
+        assert!(
+            AdminRecord::load(&config).unwrap().found.is_empty(),
+            "no file"
+        );
+        for text in [
+            "",
+            "{",
+            "{\"version\": 2, \"backends\": []}",
+            "{\"version\": 1, \"backends\": [{\"vip\": \"nonsense\", \"backend\": \"198.18.0.11\", \"state\": \"maintenance\"}]}",
+            "{\"version\": 1, \"backends\": [{\"vip\": \"198.18.0.100:80\", \"backend\": \"198.18.0.11\", \"state\": \"sleeping\"}]}",
+        ] {
+            std::fs::write(&path, text).unwrap();
+            let error = format!("{:#}", AdminRecord::load(&config).unwrap_err());
+            assert!(error.contains(&path.display().to_string()), "{text:?}: {error}");
+            assert!(error.contains("remove it"), "{error}");
+        }
+        std::fs::remove_file(&path).unwrap();
+        std::fs::create_dir(&path).unwrap();
+        let error = format!("{:#}", AdminRecord::load(&config).unwrap_err());
+        assert!(error.contains(&path.display().to_string()), "{error}");
+    }
+
+    /// A state that cannot be written is an error naming the file (the
+    /// change asking for it is refused); once it can, it is read back.
+    #[test]
+    fn a_state_that_cannot_be_written_names_the_file() {
+        let scratch = Scratch::new("unwritable");
+        let config = config(&scratch.0.join("run"));
+        let path = backend_state_file(&config).unwrap();
+        let mut model = Model::from_config(&config);
+        let b2 = key(&model, "198.18.0.12");
+        model
+            .apply(&Edit::Maintenance(b2.0, b2.1), Instant::now())
+            .unwrap();
+        // Its directory cannot be made: a file is where it would go.
+        std::fs::write(scratch.0.join("run"), b"not a directory").unwrap();
+        let why = write(&path, &snapshot(&model)).unwrap_err();
+        assert!(why.contains(&path.display().to_string()), "{why}");
+        assert!(why.starts_with("nothing changed"), "{why}");
+        std::fs::remove_file(scratch.0.join("run")).unwrap();
+        write(&path, &snapshot(&model)).unwrap();
+        let found = read(&path).unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].state, BackendState::Maintenance);
+        assert!(
+            !path.with_extension("state.new").exists(),
+            "no temporary file left"
+        );
+    }
+
+    /// With `[bgp]` the file lies beside the node state file (kept across
+    /// reboots), named after it.
+    #[test]
+    fn the_file_lies_beside_the_node_state_file() {
+        let scratch = Scratch::new("bgp");
+        let text = format!(
+            "interface = \"eth0\"\nadmin_socket = \"{}\"\n[bgp]\nbird_socket = \"{}\"\nroutes_file = \"{}\"\nnode_state_file = \"{}\"\n",
+            scratch.0.join("run").join("lbd.sock").display(),
+            scratch.0.join("bird.ctl").display(),
+            scratch.0.join("vips.conf").display(),
+            scratch.0.join("lib").join("node.state").display()
+        );
+        let config = Config::from_toml_str(&text, "lbd.toml").unwrap();
+        assert_eq!(
+            backend_state_file(&config),
+            Some(scratch.0.join("lib").join("node.backends.state"))
+        );
+    }
+}
