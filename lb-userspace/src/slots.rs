@@ -1,7 +1,8 @@
 //! Connection slots for lbd's listeners (the admin API and the metrics
 //! port): at most a fixed number of connections at once, so no client can
 //! take lbd's file descriptors, and room for a newcomer even when every slot
-//! is held by clients that send nothing, or a byte a second.
+//! is held by clients that send nothing, a byte a second, or one request
+//! after another.
 //!
 //! A connection is *waiting* while lbd waits for its request (the head, and
 //! for the admin API the body) or for it to read an answer, and *busy* while
@@ -9,9 +10,14 @@
 //! connection is let in by closing a waiting one — of the peer holding the
 //! most slots, the one waiting longest — once that one has waited at least
 //! the grace time (so a client that has just connected, or just had its
-//! answer, gets to send its request). If no connection can be closed, the
-//! newcomer waits in the listen backlog, which costs lbd no file descriptor.
-//! A busy connection is never closed.
+//! answer, gets to send its request). If none is waiting that long but one
+//! is busy, the busy one of the peer holding the most slots that has held
+//! its slot longest is told to close after its answer (the answer goes out
+//! with `Connection: close`; a request being answered is never cut), so a
+//! client sending request after request cannot keep a newcomer out for
+//! longer than one answer. One connection is closed at a time; until it is
+//! gone the newcomer waits, and with no connection at all to close it waits
+//! in the listen backlog, which costs lbd no file descriptor.
 //!
 //! [`Table`] is the pure rule (time passed in); [`Slots`] drives it for an
 //! accept loop.
@@ -37,10 +43,24 @@ struct Entry<K> {
     /// Who it is (a uid, an address): the rule closes the connections of
     /// whoever holds the most.
     peer: K,
+    /// When it took its slot: of a peer's busy connections, the one that
+    /// has held its slot longest is the one told to close.
+    admitted: Instant,
     /// Since when it has been waiting; `None` while busy.
     waiting_since: Option<Instant>,
-    /// Chosen to be closed; gone from the table once it is.
+    /// Chosen to be closed now; gone from the table once it is.
     evicting: bool,
+    /// Chosen, while busy, to be closed after its answer.
+    closing: bool,
+}
+
+/// The connection to close for a newcomer, and when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Victim {
+    /// A waiting connection: closed now.
+    Now(u64),
+    /// A busy connection: it answers, then closes (`Connection: close`).
+    AfterAnswer(u64),
 }
 
 /// Which connections hold the slots, and which one to close for a
@@ -75,10 +95,11 @@ impl<K> Table<K> {
         self.entries.remove(&id);
     }
 
-    /// Marks connection `id` busy, unless it is being closed (`false`).
+    /// Marks connection `id` busy, unless it is being closed (`false`):
+    /// now, or after the answer it has just had.
     pub(crate) fn set_busy(&mut self, id: u64) -> bool {
         match self.entries.get_mut(&id) {
-            Some(entry) if !entry.evicting => {
+            Some(entry) if !entry.evicting && !entry.closing => {
                 entry.waiting_since = None;
                 true
             }
@@ -86,22 +107,34 @@ impl<K> Table<K> {
         }
     }
 
-    /// Marks connection `id` waiting again (its answer is on its way), from `now`.
-    pub(crate) fn set_waiting(&mut self, id: u64, now: Instant) {
-        if let Some(entry) = self.entries.get_mut(&id) {
-            entry.waiting_since = Some(now);
+    /// Marks connection `id` waiting again (its answer is on its way), from
+    /// `now`; `true` if it was told to close after this answer.
+    pub(crate) fn finish(&mut self, id: u64, now: Instant) -> bool {
+        match self.entries.get_mut(&id) {
+            Some(entry) => {
+                entry.waiting_since = Some(now);
+                entry.closing
+            }
+            None => false,
         }
     }
 
-    /// Whether a connection is being closed and still holds its slot.
+    /// Whether a connection is being closed now and still holds its slot.
     pub(crate) fn evicting(&self) -> bool {
         self.entries.values().any(|e| e.evicting)
     }
 
-    /// Marks connection `id` as being closed.
+    /// Marks connection `id` as being closed now.
     pub(crate) fn set_evicting(&mut self, id: u64) {
         if let Some(entry) = self.entries.get_mut(&id) {
             entry.evicting = true;
+        }
+    }
+
+    /// Marks busy connection `id` to be closed after its answer.
+    pub(crate) fn set_closing(&mut self, id: u64) {
+        if let Some(entry) = self.entries.get_mut(&id) {
+            entry.closing = true;
         }
     }
 
@@ -130,33 +163,51 @@ impl<K: Copy + Eq> Table<K> {
             id,
             Entry {
                 peer,
+                admitted: now,
                 waiting_since: Some(now),
                 evicting: false,
+                closing: false,
             },
         );
         Some(id)
     }
 
-    /// The connection to close for a newcomer at `now`: among those waiting
-    /// for at least the grace time, one of the peer holding the most slots,
-    /// the one waiting longest. `None` if there is none.
-    pub(crate) fn victim(&self, now: Instant) -> Option<u64> {
-        let held = |peer: K| {
-            self.entries
-                .values()
-                .filter(|e| !e.evicting && e.peer == peer)
-                .count()
-        };
-        self.entries
+    /// The connection to close for a newcomer at `now`, one at a time
+    /// (`None` while one is being closed): among those waiting for at
+    /// least the grace time, one of the peer holding the most slots, the
+    /// one waiting longest, closed now; else, among the busy ones, one of
+    /// the peer holding the most slots, the one holding its slot longest,
+    /// closed after its answer. One told to close after its answer that
+    /// has had it and is still there after the grace time (its client
+    /// does not read it) is closed now. `None` if there is none.
+    pub(crate) fn victim(&self, now: Instant) -> Option<Victim> {
+        if self.evicting() {
+            return None;
+        }
+        if let Some((id, entry)) = self.entries.iter().find(|(_, e)| e.closing) {
+            let since = entry.waiting_since?;
+            return (now.saturating_duration_since(since) >= self.grace)
+                .then_some(Victim::Now(*id));
+        }
+        let held = |peer: K| self.entries.values().filter(|e| e.peer == peer).count();
+        let waiting = self
+            .entries
             .iter()
-            .filter(|(_, e)| !e.evicting)
             .filter_map(|(id, e)| {
                 let since = e.waiting_since?;
                 (now.saturating_duration_since(since) >= self.grace).then_some((*id, e.peer, since))
             })
             // Most slots held first, then the longest waiting, then the oldest id.
             .min_by_key(|(id, peer, since)| (std::cmp::Reverse(held(*peer)), *since, *id))
-            .map(|(id, _, _)| id)
+            .map(|(id, _, _)| Victim::Now(id));
+        waiting.or_else(|| {
+            self.entries
+                .iter()
+                .filter(|(_, e)| e.waiting_since.is_none())
+                // Most slots held first, then the longest held, then the oldest id.
+                .min_by_key(|(id, e)| (std::cmp::Reverse(held(e.peer)), e.admitted, **id))
+                .map(|(id, _)| Victim::AfterAnswer(*id))
+        })
     }
 }
 
@@ -204,7 +255,8 @@ impl<K: Copy + Eq + Send + 'static> Slots<K> {
     }
 
     /// Completes once a newcomer could be let in: a slot is free, or a
-    /// waiting connection has had its grace. Until then, new connections
+    /// connection can be closed for it (a waiting one that has had its
+    /// grace, or a busy one after its answer). Until then, new connections
     /// stay in the listen backlog.
     pub(crate) async fn ready(&self) {
         self.wait(|state, now| {
@@ -215,7 +267,8 @@ impl<K: Copy + Eq + Send + 'static> Slots<K> {
 
     /// A slot for a new connection of `peer`: a free one, or, when every
     /// slot is taken, the one of the connection closed for it (see the
-    /// module's rule; this waits until that one is gone).
+    /// module's rule; this waits until that one is gone, at most one
+    /// answer when it was busy).
     pub(crate) async fn admit(&self, peer: K) -> Slot<K> {
         let shared = Arc::clone(&self.shared);
         self.wait(move |state, now| {
@@ -231,14 +284,17 @@ impl<K: Copy + Eq + Send + 'static> Slots<K> {
                 });
             }
             // One at a time: the next only once that one is gone.
-            if !state.table.evicting() {
-                if let Some(id) = state.table.victim(now) {
+            match state.table.victim(now) {
+                Some(Victim::Now(id)) => {
                     state.table.set_evicting(id);
                     if let Some(tx) = state.evictions.remove(&id) {
                         // Gone already if its task ended: its slot is freed anyway.
                         let _ = tx.send(());
                     }
                 }
+                // Its request handling sees it when the answer is ready.
+                Some(Victim::AfterAnswer(id)) => state.table.set_closing(id),
+                None => {}
             }
             None
         })
@@ -321,30 +377,48 @@ impl<K> Clone for SlotHandle<K> {
 }
 
 impl<K> SlotHandle<K> {
-    /// Marks the connection busy until the guard is dropped; `None` if it
-    /// is already being closed for a newcomer (its request is then not to
-    /// be handled: the connection goes without an answer).
+    /// Marks the connection busy until the guard is finished or dropped;
+    /// `None` if it is being closed for a newcomer (its request is then
+    /// not to be handled: the connection goes without an answer, or with
+    /// a refusal and `Connection: close`).
     pub(crate) fn try_busy(&self) -> Option<Busy<K>> {
         self.shared.lock().table.set_busy(self.id).then(|| Busy {
             handle: self.clone(),
+            finished: false,
         })
+    }
+
+    /// Marks the connection waiting again; `true` if it is to close after
+    /// the answer it has just had.
+    fn finish(&self) -> bool {
+        let closing = self.shared.lock().table.finish(self.id, Instant::now());
+        self.shared.changed.notify_one();
+        closing
     }
 }
 
-/// A busy connection: waiting again (from then on) once dropped.
+/// A busy connection: waiting again (from then on) once finished or dropped.
 #[derive(Debug)]
 pub(crate) struct Busy<K> {
     handle: SlotHandle<K>,
+    finished: bool,
+}
+
+impl<K> Busy<K> {
+    /// Its answer is ready: the connection waits again. `true` if it was
+    /// told to close for a newcomer meanwhile: the answer goes out with
+    /// `Connection: close`, and the connection ends with it.
+    pub(crate) fn finish(mut self) -> bool {
+        self.finished = true;
+        self.handle.finish()
+    }
 }
 
 impl<K> Drop for Busy<K> {
     fn drop(&mut self) {
-        self.handle
-            .shared
-            .lock()
-            .table
-            .set_waiting(self.handle.id, Instant::now());
-        self.handle.shared.changed.notify_one();
+        if !self.finished {
+            self.handle.finish();
+        }
     }
 }
 
@@ -370,26 +444,55 @@ mod tests {
         assert_eq!(table.victim(t0 + ms(50)), None);
         assert_eq!(table.next_evictable(), Some(t0 + G));
         // The longest waiting goes first.
-        assert_eq!(table.victim(t0 + ms(120)), Some(a));
+        assert_eq!(table.victim(t0 + ms(120)), Some(Victim::Now(a)));
         table.remove(a);
         assert!(table.has_room());
     }
 
     #[test]
-    fn busy_connections_are_never_victims() {
+    fn a_waiting_connection_goes_before_a_busy_one() {
         let t0 = Instant::now();
         let mut table = Table::new(2, G);
         let a = table.insert(1, t0).unwrap();
         let b = table.insert(1, t0).unwrap();
         assert!(table.set_busy(a));
-        assert_eq!(table.victim(t0 + ms(500)), Some(b));
+        assert_eq!(table.victim(t0 + ms(500)), Some(Victim::Now(b)));
+        // Answered: waiting again, with a new grace; within it, the busy
+        // one is the victim (after its answer).
         assert!(table.set_busy(b));
-        assert_eq!(table.victim(t0 + ms(500)), None);
+        assert!(!table.finish(a, t0 + ms(600)));
+        assert_eq!(table.victim(t0 + ms(650)), Some(Victim::AfterAnswer(b)));
+        assert_eq!(table.victim(t0 + ms(700)), Some(Victim::Now(a)));
+    }
+
+    #[test]
+    fn when_every_slot_is_busy_the_longest_held_closes_after_its_answer() {
+        let t0 = Instant::now();
+        let mut table = Table::new(3, G);
+        // Root's connection is the oldest, but 198.18.0.1 holds two.
+        let root = table.insert(0, t0).unwrap();
+        let old = table.insert(1, t0 + ms(1)).unwrap();
+        let new = table.insert(1, t0 + ms(2)).unwrap();
+        for id in [root, old, new] {
+            assert!(table.set_busy(id));
+        }
         assert_eq!(table.next_evictable(), None);
-        // Answered: waiting again, with a new grace.
-        table.set_waiting(a, t0 + ms(600));
-        assert_eq!(table.victim(t0 + ms(650)), None);
-        assert_eq!(table.victim(t0 + ms(700)), Some(a));
+        let now = t0 + ms(5);
+        assert_eq!(table.victim(now), Some(Victim::AfterAnswer(old)));
+        table.set_closing(old);
+        // One at a time: nobody else while that one answers.
+        assert_eq!(table.victim(now), None);
+        // Its answer is out, with word to close; it takes no next request.
+        assert!(table.finish(old, t0 + ms(10)));
+        assert!(!table.set_busy(old));
+        assert_eq!(table.victim(t0 + ms(20)), None);
+        // A client that does not read that answer is closed after the grace.
+        assert_eq!(table.victim(t0 + ms(110)), Some(Victim::Now(old)));
+        table.remove(old);
+        // Another connection's answer carries no such word.
+        assert!(!table.finish(new, t0 + ms(120)));
+        assert!(table.set_busy(new));
+        assert_eq!(table.victim(t0 + ms(200)), Some(Victim::AfterAnswer(root)));
     }
 
     #[test]
@@ -402,18 +505,21 @@ mod tests {
         table.insert(1000, t0 + ms(2)).unwrap();
         table.insert(1000, t0 + ms(3)).unwrap();
         let now = t0 + ms(200);
-        assert_eq!(table.victim(now), Some(first));
-        // Being closed: not chosen twice, and not counted.
+        assert_eq!(table.victim(now), Some(Victim::Now(first)));
+        // Being closed: one at a time, and it takes no request.
         table.set_evicting(first);
         assert!(table.evicting());
         assert!(!table.set_busy(first), "a connection being closed stays so");
-        let second = table.victim(now).unwrap();
-        assert_ne!(second, root);
+        assert_eq!(table.victim(now), None);
         table.remove(first);
+        let Some(Victim::Now(second)) = table.victim(now) else {
+            panic!("a waiting victim");
+        };
+        assert_ne!(second, root);
         table.set_evicting(second);
         table.remove(second);
         // Now one each: the longest waiting.
-        assert_eq!(table.victim(now), Some(root));
+        assert_eq!(table.victim(now), Some(Victim::Now(root)));
     }
 
     #[tokio::test]
@@ -422,10 +528,12 @@ mod tests {
         let mut a = slots.admit(7).await;
         let b = slots.admit(7).await;
         let busy = b.handle().try_busy().unwrap();
-        // Full; a is within its grace: not ready yet, then ready.
+        // Full; a is within its grace, b busy: a newcomer could be let in
+        // (b closing after its answer), but a waiting one goes first once
+        // its grace is over.
         let started = Instant::now();
         slots.ready().await;
-        assert!(started.elapsed() >= G);
+        tokio::time::sleep_until(started + G).await;
         let admit = slots.admit(8);
         let mut admit = std::pin::pin!(admit);
         // a is told to close; the newcomer waits until it has.
@@ -435,10 +543,42 @@ mod tests {
         }
         drop(a);
         let c = admit.await;
-        // The busy one stays busy; the newcomer is waiting.
-        drop(busy);
+        // b was not told to close: its answer keeps the connection open.
+        assert!(!busy.finish());
         assert!(c.handle().try_busy().is_some());
         drop(b);
         let _d = slots.admit(9).await;
+    }
+
+    #[tokio::test]
+    async fn a_newcomer_gets_in_after_one_answer_when_every_slot_is_busy() {
+        let slots = Slots::new(2, G);
+        let a = slots.admit(7).await;
+        let b = slots.admit(7).await;
+        let busy_a = a.handle().try_busy().unwrap();
+        let busy_b = b.handle().try_busy().unwrap();
+        // Every slot busy: a newcomer may be let in at once.
+        tokio::time::timeout(Duration::from_secs(5), slots.ready())
+            .await
+            .expect("ready while every slot is busy");
+        let admit = slots.admit(8);
+        let mut admit = std::pin::pin!(admit);
+        tokio::select! {
+            biased;
+            _ = &mut admit => panic!("admitted before a slot was freed"),
+            () = tokio::task::yield_now() => {}
+        }
+        // a, the longest held, closes after its answer; b does not.
+        assert!(!busy_b.finish());
+        assert!(busy_a.finish());
+        assert!(
+            a.handle().try_busy().is_none(),
+            "no request after that answer"
+        );
+        drop(a);
+        let c = tokio::time::timeout(Duration::from_secs(5), admit)
+            .await
+            .expect("admitted once a's answer was out");
+        drop((b, c));
     }
 }

@@ -2,13 +2,14 @@
 //! namespace lab: a local user holding more than a thousand TCP connections
 //! to the metrics port does not take lbd's file descriptors (health checks,
 //! traffic through the VIP and the admin API carry on, a scrape still
-//! works); lbd raises its soft open-file limit to the hard one at start;
-//! and clients trickling a byte a second into every admin API slot do not
-//! keep `lbctl` out. Needs root.
+//! works); a client scraping back to back on every metrics connection slot
+//! does not keep a new scraper out; lbd raises its soft open-file limit to
+//! the hard one at start; and clients trickling a byte a second into every
+//! admin API slot do not keep `lbctl` out. Needs root.
 
 use std::{
     fs::{self, File},
-    io::{ErrorKind, Write as _},
+    io::{BufRead as _, BufReader, ErrorKind, Read as _, Write as _},
     net::{IpAddr, SocketAddr, TcpStream},
     os::{fd::AsRawFd as _, unix::net::UnixStream},
     path::{Path, PathBuf},
@@ -351,6 +352,186 @@ fn a_metrics_connection_hog_leaves_lbd_serving() {
         problems.push("lbd ran out of file descriptors (EMFILE in its log)".to_owned());
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// The metrics listener's connection slots (`daemon::http`).
+const METRICS_SLOTS: usize = 64;
+
+/// A client holding `count` keep-alive connections to lbd's metrics, each
+/// sending the next scrape as soon as the last answer is in, with one more
+/// pipelined behind it: every connection is always busy or about to be.
+/// A connection the server closes is opened again at once.
+struct ScrapeHog {
+    stop: Arc<AtomicBool>,
+    answered: Arc<AtomicUsize>,
+    threads: Vec<thread::JoinHandle<Counts>>,
+}
+
+/// Reads one HTTP answer off `reader`: whether it said `Connection:
+/// close`; an error once the connection is gone.
+fn read_answer(reader: &mut BufReader<TcpStream>) -> std::io::Result<bool> {
+    let mut line = String::new();
+    let mut length = 0usize;
+    let mut close = false;
+    let mut first = true;
+    loop {
+        line.clear();
+        if reader.read_line(&mut line)? == 0 {
+            return Err(ErrorKind::UnexpectedEof.into());
+        }
+        if first {
+            first = false;
+            if !line.starts_with("HTTP/1.1 ") {
+                return Err(ErrorKind::InvalidData.into());
+            }
+            continue;
+        }
+        let header = line.trim_end().to_ascii_lowercase();
+        if header.is_empty() {
+            break;
+        }
+        if let Some(value) = header.strip_prefix("content-length:") {
+            length = value.trim().parse().map_err(|_| ErrorKind::InvalidData)?;
+        }
+        if header == "connection: close" {
+            close = true;
+        }
+    }
+    let mut body = vec![0u8; length];
+    reader.read_exact(&mut body)?;
+    Ok(close)
+}
+
+impl ScrapeHog {
+    fn start(netns: &str, address: SocketAddr, count: usize) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let answered = Arc::new(AtomicUsize::new(0));
+        let threads = (0..count)
+            .map(|_| {
+                let stop = Arc::clone(&stop);
+                let answered = Arc::clone(&answered);
+                let netns = netns.to_owned();
+                thread::spawn(move || {
+                    enter_netns(&netns);
+                    let request = b"GET /metrics HTTP/1.1\r\nHost: lbd\r\n\r\n";
+                    let mut counts = Counts::default();
+                    while !stop.load(Ordering::Relaxed) {
+                        let Ok(stream) =
+                            TcpStream::connect_timeout(&address, Duration::from_secs(2))
+                        else {
+                            counts.failed += 1;
+                            thread::sleep(Duration::from_millis(50));
+                            continue;
+                        };
+                        counts.connects += 1;
+                        let _ = stream.set_read_timeout(Some(Duration::from_secs(15)));
+                        let mut writer = stream.try_clone().expect("clone the stream");
+                        let mut reader = BufReader::new(stream);
+                        // Two in flight: the next scrape is there before
+                        // the answer to this one is out.
+                        if writer.write_all(request).is_err() || writer.write_all(request).is_err()
+                        {
+                            continue;
+                        }
+                        while !stop.load(Ordering::Relaxed) {
+                            match read_answer(&mut reader) {
+                                Ok(close) => {
+                                    answered.fetch_add(1, Ordering::Relaxed);
+                                    if close {
+                                        counts.closed_by_server += 1;
+                                        break;
+                                    }
+                                    if writer.write_all(request).is_err() {
+                                        break;
+                                    }
+                                }
+                                Err(_) => {
+                                    counts.closed_by_server += 1;
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    counts
+                })
+            })
+            .collect();
+        Self {
+            stop,
+            answered,
+            threads,
+        }
+    }
+
+    /// Scrapes answered so far.
+    fn answered(&self) -> usize {
+        self.answered.load(Ordering::Relaxed)
+    }
+
+    fn stop(self) -> Counts {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut total = Counts::default();
+        for thread in self.threads {
+            let counts = thread.join().expect("scrape hog thread");
+            total.connects += counts.connects;
+            total.failed += counts.failed;
+            total.closed_by_server += counts.closed_by_server;
+        }
+        total
+    }
+}
+
+#[test]
+fn a_client_scraping_back_to_back_on_every_metrics_slot_leaves_room_for_a_scrape() {
+    let mut lab = Lab::start(1).expect("lab");
+    let config = lab.lbd_config_for(&["b1"], "");
+    lab.start_lbd(&config).expect("lbd");
+    let lb_netns = lab.lb.netns.clone();
+    let address: SocketAddr = METRICS.parse().expect("address");
+    let url = format!("http://{METRICS}/metrics");
+    let hog = ScrapeHog::start(&lb_netns, address, METRICS_SLOTS);
+    // Every slot taken, each connection answered at least a few times.
+    let started = Instant::now();
+    while hog.answered() < 8 * METRICS_SLOTS && started.elapsed() < Duration::from_secs(20) {
+        thread::sleep(Duration::from_millis(50));
+    }
+    let warmed_up = hog.answered();
+
+    // A new scraper gets in within one answer of a hog's connection, again
+    // and again (http_get gives up after 5 s; without room, it would wait
+    // for a hog's connection to reach its 30 s age limit).
+    let mut problems = Vec::new();
+    let mut times = Vec::new();
+    for round in 0..5 {
+        let asked = Instant::now();
+        match http_get(&lb_netns, &url) {
+            Ok((200, text)) if text.contains("lbd_build_info") => times.push(asked.elapsed()),
+            other => problems.push(format!(
+                "round {round}: scrape during the hog after {:?}: {other:?}",
+                asked.elapsed()
+            )),
+        }
+        thread::sleep(Duration::from_millis(200));
+    }
+    let (status, elapsed) = timed_status(&lab);
+    if let Err(error) = status {
+        problems.push(format!(
+            "lbctl status during the hog: {error} after {elapsed:?}"
+        ));
+    }
+    let answered = hog.answered();
+    let counts = hog.stop();
+    println!(
+        "scrapes during the hog took {times:?}; the hog: {answered} answers ({warmed_up} before the first new scrape), {counts:?}"
+    );
+    assert!(
+        warmed_up >= 8 * METRICS_SLOTS,
+        "the hog never got going: {warmed_up} answers, {counts:?}"
+    );
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    // Each new scraper took one hog connection's slot, which was closed
+    // after its answer (with Connection: close) and opened again.
+    assert!(counts.closed_by_server >= 5, "{counts:?}");
 }
 
 #[test]

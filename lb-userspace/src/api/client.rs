@@ -42,14 +42,21 @@ const MAX_RESPONSE_BYTES: usize = 64 << 20;
 /// Why a call failed, sorted by what the user should do about it.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    /// No socket at the path, or nothing listening on it.
+    /// No socket at the path.
     #[error("lbd is not running (no admin socket at {})", path.display())]
     NotRunning {
         /// The socket path.
         path: PathBuf,
     },
+    /// A socket file at the path, but nothing listening on it: left by an
+    /// lbd that was killed or crashed (a clean stop removes it).
+    #[error("lbd is not running: its admin socket {} exists but nothing listens on it (an lbd that was killed or crashed left it); start lbd again (it replaces the socket), or run `lbd --cleanup` if it is to stay down", path.display())]
+    NotListening {
+        /// The socket path.
+        path: PathBuf,
+    },
     /// The socket exists but this user may not connect to it.
-    #[error("permission denied on lbd's admin socket {} (are you root?)", path.display())]
+    #[error("permission denied on lbd's admin socket {} (run as root, or as a member of the config's admin_socket_group)", path.display())]
     PermissionDenied {
         /// The socket path.
         path: PathBuf,
@@ -109,6 +116,7 @@ impl ClientError {
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::NotRunning { .. }
+            | Self::NotListening { .. }
             | Self::PermissionDenied { .. }
             | Self::Timeout { .. }
             | Self::Connect { .. } => Self::EXIT_UNAVAILABLE,
@@ -440,9 +448,10 @@ impl Client {
     fn connect_error(&self, source: io::Error) -> ClientError {
         let path = self.path.clone();
         match source.kind() {
-            io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => {
-                ClientError::NotRunning { path }
-            }
+            io::ErrorKind::NotFound => ClientError::NotRunning { path },
+            // The file is there (a Unix socket refuses only when nobody
+            // listens; a full backlog is a wait, not a refusal).
+            io::ErrorKind::ConnectionRefused => ClientError::NotListening { path },
             io::ErrorKind::PermissionDenied => ClientError::PermissionDenied { path },
             _ => ClientError::Connect { path, source },
         }
@@ -601,6 +610,43 @@ mod tests {
         assert_eq!(
             err.to_string(),
             format!("lbd is not running (no admin socket at {})", path.display())
+        );
+
+        // A socket file nobody listens on (lbd killed or crashed): not
+        // "no admin socket".
+        let dir = std::env::temp_dir().join(format!("lbd-api-client-{}-stale", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("lbd.sock");
+        drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+        assert!(path.exists());
+        let err = Client::new(&path, Duration::from_secs(1))
+            .call(Method::Get, "/v1/status", &[], None)
+            .await
+            .unwrap_err();
+        assert!(matches!(&err, ClientError::NotListening { .. }), "{err:?}");
+        assert_eq!(err.exit_code(), ClientError::EXIT_UNAVAILABLE);
+        let message = err.to_string();
+        assert!(
+            message.contains(&format!(
+                "{} exists but nothing listens on it",
+                path.display()
+            )) && message.contains("killed or crashed")
+                && !message.contains("no admin socket"),
+            "{message}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn permission_denied_names_the_admin_group() {
+        let message = ClientError::PermissionDenied {
+            path: "/run/lbd/lbd.sock".into(),
+        }
+        .to_string();
+        assert!(
+            message.contains("root") && message.contains("admin_socket_group"),
+            "{message}"
         );
     }
 }

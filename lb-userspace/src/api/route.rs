@@ -8,7 +8,11 @@
 //! A path is matched first: one no endpoint has is a 404, one that does
 //! not take the method a 405 naming those it takes
 //! (`allowed_methods`, read off the same table). Then the query, then
-//! the body.
+//! the body. That is the order of [`Call::decode`], which runs after the
+//! server's own checks of what every request must be (the path's and
+//! query's encoding, then the body's size, type, deadline and JSON, see
+//! `request`): a body that is not JSON is refused before a bad VIP in the
+//! path is seen.
 //!
 //! Query parameters are strict: a change takes `dry_run` (`true`, `false`,
 //! `1` or `0`); any other parameter, a parameter on an endpoint that takes

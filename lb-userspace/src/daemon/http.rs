@@ -1,21 +1,33 @@
 //! The plain-HTTP endpoints for supervisors and Prometheus: `/metrics`
 //! (OpenMetrics text when the scraper asks for it, as Prometheus does, the
-//! classic text format otherwise; rendered by the engine on each scrape), `/healthz`
-//! (the process answers) and `/readyz` (the data plane is attached and
-//! filled). Loopback by default; read-only: nothing here changes state.
+//! classic text format otherwise), `/healthz` (the process answers) and
+//! `/readyz` (the data plane is attached and filled). Loopback by default;
+//! read-only: nothing here changes state.
+//!
+//! The engine renders the metrics, in its own loop, and renders are
+//! shared ([`Renders`]): a scrape that arrives while a render runs gets
+//! that render's text, and past [`RENDERS_PER_WINDOW`] renders within
+//! [`RENDER_WINDOW`], scrapes get the newest render's text (at most that
+//! window old) until the window allows another. So a flood of scrapes
+//! costs the engine at most four renders a second, while a scraper that
+//! asks now and then always gets a fresh one. A change through the admin
+//! API or a reload (counted in `changes`) makes the next scrape render
+//! anew: a scrape after a change sees it.
+//!
 //! Bounded, so that no client can take the file descriptors health checks
 //! and the admin API need: 64 connections at once (a newcomer takes the
-//! slot of one that has sent no request, see `slots`), 5 s for a request's
-//! head, 30 s per connection.
+//! slot of one that has sent no request, or of a busy one after its answer,
+//! see `slots`), 5 s for a request's head, 30 s per connection.
 
 use std::{
+    collections::VecDeque,
     convert::Infallible,
     net::{IpAddr, SocketAddr},
     sync::{
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
         Arc,
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use anyhow::Context as _;
@@ -27,7 +39,7 @@ use hyper::{
 use hyper_util::rt::TokioIo;
 use tokio::{
     net::{TcpListener, TcpStream},
-    sync::{mpsc, oneshot},
+    sync::{mpsc, oneshot, Mutex},
 };
 use tracing::{debug, info, warn};
 
@@ -53,11 +65,19 @@ const RENDER_TIMEOUT: Duration = Duration::from_secs(10);
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
 /// Pause after a failed accept before the next.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// Renders the engine does for scrapes within [`RENDER_WINDOW`]; past
+/// them, scrapes share the newest render.
+pub(crate) const RENDERS_PER_WINDOW: usize = 4;
+/// See [`RENDERS_PER_WINDOW`]: also the oldest a shared render can be.
+pub(crate) const RENDER_WINDOW: Duration = Duration::from_secs(1);
 
-/// Serves until the task is aborted.
+/// Serves until the task is aborted. `changes` counts the engine's
+/// changes (API changes, reloads): a render made before the last one is
+/// not shared.
 pub async fn serve(
     address: SocketAddr,
     scrapes: mpsc::Sender<Scrape>,
+    changes: Arc<AtomicU64>,
     ready: Arc<AtomicBool>,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let listener = TcpListener::bind(address)
@@ -68,6 +88,11 @@ pub async fn serve(
     builder
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(IDLE_TIMEOUT);
+    let renders = Arc::new(Renders::new(
+        scrapes,
+        Budget::new(RENDERS_PER_WINDOW, RENDER_WINDOW),
+        changes,
+    ));
     Ok(tokio::spawn(async move {
         let slots = Slots::new(MAX_CONNECTIONS, slots::GRACE);
         loop {
@@ -87,7 +112,7 @@ pub async fn serve(
                 peer,
                 slot,
                 builder.clone(),
-                scrapes.clone(),
+                Arc::clone(&renders),
                 ready.clone(),
             ));
         }
@@ -102,23 +127,30 @@ async fn serve_connection(
     peer: SocketAddr,
     mut slot: Slot<IpAddr>,
     builder: http1::Builder,
-    scrapes: mpsc::Sender<Scrape>,
+    renders: Arc<Renders>,
     ready: Arc<AtomicBool>,
 ) {
     let handle = slot.handle();
     let service = service_fn(move |request: Request<Incoming>| {
-        let scrapes = scrapes.clone();
+        let renders = Arc::clone(&renders);
         let ready = ready.clone();
         let busy = handle.try_busy();
         async move {
-            let Some(_busy) = busy else {
-                return Ok::<_, Infallible>(text(
+            let Some(busy) = busy else {
+                return Ok::<_, Infallible>(closing(text(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "text/plain",
-                    "too many connections\n".into(),
-                ));
+                    "too many connections\n",
+                )));
             };
-            Ok(answer(&request, &scrapes, &ready).await)
+            let response = answer(&request, &renders, &ready).await;
+            // Told to make room for a newcomer while answering: this
+            // answer is the connection's last.
+            Ok(if busy.finish() {
+                closing(response)
+            } else {
+                response
+            })
         }
     });
     let connection = builder.serve_connection(TokioIo::new(stream), service);
@@ -132,8 +164,18 @@ async fn serve_connection(
     }
 }
 
-fn text(status: StatusCode, content_type: &str, body: String) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(body)));
+/// `response` with `Connection: close`: hyper closes the connection once
+/// it is sent, and reads no further request on it.
+fn closing(mut response: Response<Full<Bytes>>) -> Response<Full<Bytes>> {
+    response.headers_mut().insert(
+        hyper::header::CONNECTION,
+        hyper::header::HeaderValue::from_static("close"),
+    );
+    response
+}
+
+fn text(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body.into()));
     *response.status_mut() = status;
     if let Ok(value) = content_type.parse() {
         response
@@ -145,61 +187,309 @@ fn text(status: StatusCode, content_type: &str, body: String) -> Response<Full<B
 
 async fn answer(
     request: &Request<Incoming>,
-    scrapes: &mpsc::Sender<Scrape>,
+    renders: &Renders,
     ready: &AtomicBool,
 ) -> Response<Full<Bytes>> {
     if request.method() != hyper::Method::GET && request.method() != hyper::Method::HEAD {
-        return text(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "text/plain",
-            "GET only\n".into(),
-        );
+        return text(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "GET only\n");
     }
     match request.uri().path() {
         "/metrics" => {
-            let (reply, rendered) = oneshot::channel();
-            if scrapes.send(reply).await.is_err() {
-                return text(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "text/plain",
-                    "shutting down\n".into(),
-                );
-            }
             let openmetrics = request
                 .headers()
                 .get(hyper::header::ACCEPT)
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| v.contains("application/openmetrics-text"));
-            match tokio::time::timeout(RENDER_TIMEOUT, rendered).await {
-                Ok(Ok(body)) if openmetrics => text(StatusCode::OK, OPENMETRICS, body),
-                Ok(Ok(body)) => text(
-                    StatusCode::OK,
-                    PROMETHEUS_TEXT,
-                    crate::metrics::to_prometheus_text(&body),
-                ),
-                _ => text(
+            let arrived = Instant::now();
+            match tokio::time::timeout(RENDER_TIMEOUT, renders.get(arrived)).await {
+                Ok(Ok(rendered)) if openmetrics => {
+                    text(StatusCode::OK, OPENMETRICS, rendered.openmetrics)
+                }
+                Ok(Ok(rendered)) => text(StatusCode::OK, PROMETHEUS_TEXT, rendered.classic),
+                Ok(Err(NoRender::ShuttingDown)) => text(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "text/plain",
-                    "no answer from lbd\n".into(),
+                    "shutting down\n",
+                ),
+                Ok(Err(NoRender::NoAnswer)) | Err(_) => text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "text/plain",
+                    "no answer from lbd\n",
                 ),
             }
         }
-        "/healthz" => text(StatusCode::OK, "text/plain", "ok\n".into()),
+        "/healthz" => text(StatusCode::OK, "text/plain", "ok\n"),
         "/readyz" => {
             if ready.load(Ordering::Relaxed) {
-                text(StatusCode::OK, "text/plain", "ready\n".into())
+                text(StatusCode::OK, "text/plain", "ready\n")
             } else {
-                text(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "text/plain",
-                    "not ready\n".into(),
-                )
+                text(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "not ready\n")
             }
         }
         _ => text(
             StatusCode::NOT_FOUND,
             "text/plain",
-            "try /metrics, /healthz or /readyz\n".into(),
+            "try /metrics, /healthz or /readyz\n",
         ),
+    }
+}
+
+/// One render of the metrics, in both formats.
+#[derive(Debug, Clone)]
+pub(crate) struct Rendered {
+    /// OpenMetrics text, as the engine rendered it.
+    openmetrics: Bytes,
+    /// The classic text format of the same.
+    classic: Bytes,
+    /// When the engine's text arrived: a scrape that arrived before then
+    /// gets it.
+    finished: Instant,
+    /// The engine's change count when it was asked for: shared only while
+    /// there has been no change since.
+    generation: u64,
+}
+
+/// Why a scrape got no render.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NoRender {
+    /// The engine's loop reads no more scrapes: lbd is stopping.
+    ShuttingDown,
+    /// The engine dropped the scrape without an answer.
+    NoAnswer,
+}
+
+/// How many renders scrapes may ask of the engine: at most `renders`
+/// within any `window`. Pure: the time is passed in.
+#[derive(Debug)]
+pub(crate) struct Budget {
+    renders: usize,
+    window: Duration,
+    /// When the renders within the last window started, oldest first.
+    started: VecDeque<Instant>,
+}
+
+impl Budget {
+    /// At most `renders` (at least one) within any `window`.
+    pub(crate) fn new(renders: usize, window: Duration) -> Self {
+        Self {
+            renders: renders.max(1),
+            window,
+            started: VecDeque::new(),
+        }
+    }
+
+    /// Whether a render may start at `now`; counted if so.
+    pub(crate) fn take(&mut self, now: Instant) -> bool {
+        while self
+            .started
+            .front()
+            .is_some_and(|t| now.saturating_duration_since(*t) >= self.window)
+        {
+            self.started.pop_front();
+        }
+        if self.started.len() >= self.renders {
+            return false;
+        }
+        self.started.push_back(now);
+        true
+    }
+}
+
+/// The metrics renders scrapes share (see the module doc): one render at
+/// a time, its text kept for the scrapes that come while it runs, and
+/// for those past the [`Budget`].
+#[derive(Debug)]
+pub(crate) struct Renders {
+    scrapes: mpsc::Sender<Scrape>,
+    /// The engine's change count (see [`serve`]).
+    changes: Arc<AtomicU64>,
+    /// Held while a render runs: the scrapes that come meanwhile wait for
+    /// it, then take its text.
+    state: Mutex<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    budget: Budget,
+    last: Option<Rendered>,
+}
+
+impl Renders {
+    /// Renders asked of the engine through `scrapes`, within `budget`,
+    /// none shared across a change counted in `changes`.
+    pub(crate) fn new(
+        scrapes: mpsc::Sender<Scrape>,
+        budget: Budget,
+        changes: Arc<AtomicU64>,
+    ) -> Self {
+        Self {
+            scrapes,
+            changes,
+            state: Mutex::new(Shared { budget, last: None }),
+        }
+    }
+
+    /// The metrics for a scrape that arrived at `arrived`: a render that
+    /// finished since (it ran while the scrape waited), a new one if the
+    /// budget allows, else the newest; never one from before a change.
+    pub(crate) async fn get(&self, arrived: Instant) -> Result<Rendered, NoRender> {
+        let mut state = self.state.lock().await;
+        let generation = self.changes.load(Ordering::SeqCst);
+        let current = state.last.as_ref().filter(|l| l.generation == generation);
+        if let Some(last) = current.filter(|l| l.finished >= arrived) {
+            return Ok(last.clone());
+        }
+        let current = current.cloned();
+        if !state.budget.take(Instant::now()) {
+            if let Some(last) = current {
+                return Ok(last);
+            }
+        }
+        let (reply, rendered) = oneshot::channel();
+        self.scrapes
+            .send(reply)
+            .await
+            .map_err(|_| NoRender::ShuttingDown)?;
+        let text = rendered.await.map_err(|_| NoRender::NoAnswer)?;
+        let rendered = Rendered {
+            classic: Bytes::from(crate::metrics::to_prometheus_text(&text)),
+            openmetrics: Bytes::from(text),
+            finished: Instant::now(),
+            generation,
+        };
+        state.last = Some(rendered.clone());
+        Ok(rendered)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+
+    #[test]
+    fn the_budget_allows_so_many_renders_per_window() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut budget = Budget::new(2, ms(1000));
+        assert!(budget.take(t0));
+        assert!(budget.take(t0 + ms(10)));
+        assert!(!budget.take(t0 + ms(20)));
+        assert!(!budget.take(t0 + ms(999)));
+        // The first has left the window: one more.
+        assert!(budget.take(t0 + ms(1000)));
+        assert!(!budget.take(t0 + ms(1005)));
+        assert!(budget.take(t0 + ms(1010)));
+    }
+
+    /// An engine that answers each scrape with how many it has rendered,
+    /// once `go` says so.
+    fn engine(
+        rendered: Arc<AtomicUsize>,
+        go: Arc<tokio::sync::Notify>,
+    ) -> (mpsc::Sender<Scrape>, tokio::task::JoinHandle<()>) {
+        let (tx, mut rx) = mpsc::channel::<Scrape>(16);
+        let task = tokio::spawn(async move {
+            while let Some(reply) = rx.recv().await {
+                go.notified().await;
+                let n = rendered.fetch_add(1, Ordering::SeqCst) + 1;
+                let _ = reply.send(format!(
+                    "# TYPE lbd_renders counter\nlbd_renders_total {n}\n# EOF\n"
+                ));
+            }
+        });
+        (tx, task)
+    }
+
+    #[tokio::test]
+    async fn scrapes_that_come_during_a_render_share_it() {
+        let rendered = Arc::new(AtomicUsize::new(0));
+        let go = Arc::new(tokio::sync::Notify::new());
+        let (tx, engine) = engine(Arc::clone(&rendered), Arc::clone(&go));
+        // A budget that never runs out: only the sharing of a running
+        // render is asked about.
+        let renders = Arc::new(Renders::new(
+            tx,
+            Budget::new(1000, Duration::from_secs(1)),
+            Arc::default(),
+        ));
+        // Ten scrapes arrive before the engine has answered the first.
+        let arrived = Instant::now();
+        let scrapes: Vec<_> = (0..10)
+            .map(|_| {
+                let renders = Arc::clone(&renders);
+                tokio::spawn(async move { renders.get(arrived).await })
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        go.notify_one();
+        for scrape in scrapes {
+            let text = scrape.await.unwrap().unwrap();
+            assert_eq!(
+                &text.openmetrics[..],
+                b"# TYPE lbd_renders counter\nlbd_renders_total 1\n# EOF\n"
+            );
+            assert!(!text.classic.ends_with(b"# EOF\n"));
+        }
+        assert_eq!(
+            rendered.load(Ordering::SeqCst),
+            1,
+            "one render for ten scrapes"
+        );
+        // A scrape after it: a render of its own.
+        go.notify_one();
+        let text = renders.get(Instant::now()).await.unwrap();
+        assert!(text.openmetrics.ends_with(b"lbd_renders_total 2\n# EOF\n"));
+        drop(renders);
+        engine.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn past_the_budget_scrapes_get_the_newest_render() {
+        let rendered = Arc::new(AtomicUsize::new(0));
+        let go = Arc::new(tokio::sync::Notify::new());
+        let (tx, engine) = engine(Arc::clone(&rendered), Arc::clone(&go));
+        let changes = Arc::new(AtomicU64::new(0));
+        let renders = Renders::new(
+            tx,
+            Budget::new(2, Duration::from_secs(3600)),
+            Arc::clone(&changes),
+        );
+        for n in 1..=2 {
+            go.notify_one();
+            let text = renders.get(Instant::now()).await.unwrap();
+            assert!(text
+                .openmetrics
+                .ends_with(format!("lbd_renders_total {n}\n# EOF\n").as_bytes()));
+        }
+        // A flood of back-to-back scrapes: no more renders.
+        for _ in 0..100 {
+            let text = renders.get(Instant::now()).await.unwrap();
+            assert!(text.openmetrics.ends_with(b"lbd_renders_total 2\n# EOF\n"));
+        }
+        assert_eq!(rendered.load(Ordering::SeqCst), 2);
+        // A change: the next scrape sees it, budget or not; then it is
+        // shared again.
+        changes.fetch_add(1, Ordering::SeqCst);
+        go.notify_one();
+        let text = renders.get(Instant::now()).await.unwrap();
+        assert!(text.openmetrics.ends_with(b"lbd_renders_total 3\n# EOF\n"));
+        let text = renders.get(Instant::now()).await.unwrap();
+        assert!(text.openmetrics.ends_with(b"lbd_renders_total 3\n# EOF\n"));
+        assert_eq!(rendered.load(Ordering::SeqCst), 3);
+        drop(renders);
+        engine.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_stopped_engine_is_a_refusal() {
+        let (tx, rx) = mpsc::channel::<Scrape>(1);
+        drop(rx);
+        let renders = Renders::new(tx, Budget::new(1, Duration::from_secs(1)), Arc::default());
+        assert_eq!(
+            renders.get(Instant::now()).await.unwrap_err(),
+            NoRender::ShuttingDown
+        );
     }
 }

@@ -123,21 +123,31 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<()> {
     let (events_tx, mut dataplane_events) = mpsc::channel(256);
     let ready = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let (scrapes_tx, mut scrapes) = mpsc::channel::<http::Scrape>(16);
+    // Changes through the API and reloads, counted: a scrape after one
+    // gets a render of its own (see http::Renders).
+    let changes = Arc::new(std::sync::atomic::AtomicU64::new(0));
     // The engine may have resumed VRRP mastership: a start that fails from
     // here steps down (priority 0, "stopped" recorded) like one that fails
     // inside Engine::start, rather than vanishing as master; on a node it
     // found without a data plane, it detaches the program and removes its
     // pins again.
-    let (events_reader, metrics_server) =
-        match finish_start(&mut engine, events_tx, scrapes_tx, ready.clone()).await {
-            Ok(started) => started,
-            Err(error) => {
-                engine
-                    .fail_start("start-up failed after the engine started")
-                    .await;
-                return Err(error);
-            }
-        };
+    let (events_reader, metrics_server) = match finish_start(
+        &mut engine,
+        events_tx,
+        scrapes_tx,
+        Arc::clone(&changes),
+        ready.clone(),
+    )
+    .await
+    {
+        Ok(started) => started,
+        Err(error) => {
+            engine
+                .fail_start("start-up failed after the engine started")
+                .await;
+            return Err(error);
+        }
+    };
     info!(
         interface = %engine.interface_name(),
         hook = %engine.hooked(),
@@ -189,9 +199,16 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<()> {
                 info!("SIGHUP: reloading the config");
                 // A refusal is logged by the reload itself.
                 let _ = engine.reload(false).await;
+                changes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             }
             Some((request, reply)) = calls.recv() => {
+                let change = request.method != crate::api::Method::Get;
                 let response = routes::handle(&mut engine, request).await;
+                if change {
+                    // Before the answer: a scrape its client sends next
+                    // sees the change.
+                    changes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
                 let _ = reply.send(response);
             }
             Some(event) = health_events.recv() => engine.on_health(event),
@@ -290,6 +307,7 @@ async fn finish_start(
     engine: &mut Engine,
     events_tx: mpsc::Sender<lb_common::DataplaneEvent>,
     scrapes_tx: mpsc::Sender<http::Scrape>,
+    changes: Arc<std::sync::atomic::AtomicU64>,
     ready: Arc<std::sync::atomic::AtomicBool>,
 ) -> anyhow::Result<(
     Option<tokio::task::JoinHandle<()>>,
@@ -300,7 +318,7 @@ async fn finish_start(
         None => None,
     };
     let metrics_server = match engine.config().metrics_listen {
-        Some(address) => match http::serve(address, scrapes_tx, ready).await {
+        Some(address) => match http::serve(address, scrapes_tx, changes, ready).await {
             Ok(server) => Some(server),
             Err(error) => {
                 if let Some(reader) = events_reader {

@@ -441,7 +441,7 @@ mod tests {
                 configured_priority: 150,
                 priority: 150,
                 master: None,
-                addresses: vec![],
+                addresses: vec!["198.18.0.100".parse().unwrap()],
                 counters: Counters::default(),
                 ignored: BTreeMap::from([("ttl".to_owned(), 3)]),
             }],
@@ -524,6 +524,7 @@ mod tests {
                 }],
                 ..Default::default()
             }),
+            traffic_unread: Default::default(),
             tables_rebuilt: 2,
             reloads: ReloadCounts {
                 succeeded: 1,
@@ -585,6 +586,109 @@ mod tests {
     }
 
     #[test]
+    fn one_vrid_per_family_gives_two_instances_series_that_do_not_merge() {
+        let mut status = full_status();
+        let v4 = status.vrrp[0].clone();
+        let mut v6 = v4.clone();
+        v6.state = State::Backup;
+        v6.priority = 100;
+        v6.addresses = vec!["2001:2::100".parse().unwrap()];
+        v6.counters.adverts_received = 7;
+        status.vrrp = vec![v4, v6];
+        let text = Metrics::new().render(&status);
+        for (labels, value) in [
+            ("vrid=\"51\",family=\"ipv4\",state=\"master\"", 1.0),
+            ("vrid=\"51\",family=\"ipv4\",state=\"backup\"", 0.0),
+            ("vrid=\"51\",family=\"ipv6\",state=\"master\"", 0.0),
+            ("vrid=\"51\",family=\"ipv6\",state=\"backup\"", 1.0),
+        ] {
+            assert_eq!(
+                sample(&text, "lbd_vrrp_state", labels),
+                Some(value),
+                "{labels}:\n{text}"
+            );
+        }
+        let priority = |family| {
+            sample(
+                &text,
+                "lbd_vrrp_priority",
+                &format!("vrid=\"51\",family=\"{family}\""),
+            )
+        };
+        assert_eq!(
+            (priority("ipv4"), priority("ipv6")),
+            (Some(150.0), Some(100.0))
+        );
+        let received = |family| {
+            sample(
+                &text,
+                "lbd_vrrp_adverts_received_total",
+                &format!("vrid=\"51\",family=\"{family}\""),
+            )
+        };
+        assert_eq!((received("ipv4"), received("ipv6")), (Some(0.0), Some(7.0)));
+        // Every VRRP series names its family.
+        for line in text.lines().filter(|l| l.starts_with("lbd_vrrp_")) {
+            assert!(line.contains("family=\"ipv"), "{line}");
+        }
+    }
+
+    #[test]
+    fn traffic_not_read_is_left_out_rather_than_shown_as_zero() {
+        let mut status = full_status();
+        let mut other = status.vips[0].clone();
+        other.vip = "198.18.0.101:80/tcp".into();
+        status.vips.push(other);
+        let vip = status.vips[0].vip.clone();
+        let address = status.vips[0].backends[0].address;
+        // The first VIP's counters and its backend's were not read.
+        status.vips[0].packets = 0;
+        status.vips[0].backends[0].packets = 0;
+        status.traffic_unread = crate::api::schema::UnreadTraffic {
+            vips: vec![vip.clone()],
+            backends: vec![(vip.clone(), address)],
+        };
+        let text = Metrics::new().render(&status);
+        for family in [
+            "lbd_vip_packets_total",
+            "lbd_vip_bytes_total",
+            "lbd_vip_new_flows_total",
+        ] {
+            assert_eq!(
+                sample(&text, family, &format!("vip=\"{vip}\"")),
+                None,
+                "{family}:\n{text}"
+            );
+            assert!(
+                sample(&text, family, "vip=\"198.18.0.101:80/tcp\"").is_some(),
+                "{family} of the VIP read:\n{text}"
+            );
+        }
+        let labels = format!("vip=\"{vip}\",backend=\"{address}\"");
+        for family in [
+            "lbd_backend_packets_total",
+            "lbd_backend_bytes_total",
+            "lbd_backend_new_flows_total",
+        ] {
+            assert_eq!(sample(&text, family, &labels), None, "{family}:\n{text}");
+            assert!(
+                sample(
+                    &text,
+                    family,
+                    &format!("vip=\"198.18.0.101:80/tcp\",backend=\"{address}\"")
+                )
+                .is_some(),
+                "{family} of the backend read:\n{text}"
+            );
+        }
+        // The rest of the VIP's series are there.
+        assert!(
+            text.contains(&format!("lbd_vip_info{{vip=\"{vip}\"")),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn every_counter_lands_in_its_family_verdicts_among_packets() {
         use lb_common::stats::Counter;
         let mut status = full_status();
@@ -632,8 +736,8 @@ mod tests {
             "lbd_health_check_failures_total{vip=\"198.18.0.100:80/tcp\",backend=\"198.18.0.11\",reason=\"refused\"} 2",
             "lbd_health_check_duration_seconds_count{vip=\"198.18.0.100:80/tcp\",backend=\"198.18.0.11\"} 1",
             "lbd_maglev_build_duration_seconds_count 1",
-            "lbd_vrrp_state{vrid=\"51\",state=\"master\"} 1",
-            "lbd_vrrp_adverts_ignored_total{vrid=\"51\",reason=\"ttl\"} 3",
+            "lbd_vrrp_state{vrid=\"51\",family=\"ipv4\",state=\"master\"} 1",
+            "lbd_vrrp_adverts_ignored_total{vrid=\"51\",family=\"ipv4\",reason=\"ttl\"} 3",
             "lbd_conntrack_entries 5",
             "lbd_conntrack_memory_bytes 147456",
             "lbd_conntrack_handshakes 2",

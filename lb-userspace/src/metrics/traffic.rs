@@ -15,8 +15,15 @@ impl Exporter<'_> {
         // Data plane, per VIP and per backend.
         let vip = |v: &str| labels(&[("vip", v)]);
         let backend = |v: &str, b: &IpAddr| labels(&[("vip", v), ("backend", &b.to_string())]);
+        // Counters not read for this status are left out (a zero would
+        // read as a counter reset), as the node counters are.
+        let unread = &s.traffic_unread;
         let per_vip = |f: fn(&crate::api::schema::VipStatus) -> u64| -> Vec<(Labels, u64)> {
-            s.vips.iter().map(|v| (vip(&v.vip), f(v))).collect()
+            s.vips
+                .iter()
+                .filter(|v| !unread.vips.contains(&v.vip))
+                .map(|v| (vip(&v.vip), f(v)))
+                .collect()
         };
         let per_backend = |f: fn(&crate::api::schema::BackendStatus) -> u64| -> Vec<(Labels, u64)> {
             s.vips
@@ -24,6 +31,12 @@ impl Exporter<'_> {
                 .flat_map(|v| {
                     v.backends
                         .iter()
+                        .filter(|b| {
+                            !unread
+                                .backends
+                                .iter()
+                                .any(|(vip, address)| *vip == v.vip && *address == b.address)
+                        })
                         .map(move |b| (backend(&v.vip, &b.address), f(b)))
                 })
                 .collect()

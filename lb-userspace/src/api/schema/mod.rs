@@ -35,5 +35,6 @@ pub(crate) use guard::{LimitsSpec, RateSpec};
 pub use node::{NodeChange, NodeStatus};
 pub use status::{
     BackendStatus, CheckKind, CheckStatus, ConntrackStatus, HealthStatus, NatStatus, ReloadCounts,
-    ReplicationPeerStatus, ReplicationStatus, Status, TunnelStatus, VipNatStatus, VipStatus,
+    ReplicationPeerStatus, ReplicationStatus, Status, TunnelStatus, UnreadTraffic, VipNatStatus,
+    VipStatus,
 };

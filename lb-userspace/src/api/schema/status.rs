@@ -68,12 +68,37 @@ pub struct Status {
     /// when any is set).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub guard: Option<GuardStatus>,
+    /// Traffic counters this status could not read (a failed read of the
+    /// data plane's map): those VIPs' and backends' `packets`, `bytes` and
+    /// `new_flows` show 0 here, which is not a reset, and `/metrics` leaves
+    /// their series out of that scrape. Absent when every read worked.
+    #[serde(default, skip_serializing_if = "UnreadTraffic::is_empty")]
+    pub traffic_unread: UnreadTraffic,
     /// Maglev tables rebuilt (and flipped) since start.
     pub tables_rebuilt: u64,
     /// Config reloads since start, by result.
     pub reloads: ReloadCounts,
     /// lbd's version.
     pub version: String,
+}
+
+/// Whose traffic counters a status could not read (see
+/// [`Status::traffic_unread`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnreadTraffic {
+    /// VIPs, as `vip` names them in the status.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vips: Vec<String>,
+    /// Backends, as (VIP, address).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub backends: Vec<(String, IpAddr)>,
+}
+
+impl UnreadTraffic {
+    /// Whether every read worked.
+    pub fn is_empty(&self) -> bool {
+        self.vips.is_empty() && self.backends.is_empty()
+    }
 }
 
 /// Connection-table occupancy.
@@ -201,7 +226,11 @@ pub struct ReplicationStatus {
     pub connected: bool,
     /// Flows installed from the peer.
     pub installed: u64,
-    /// Flows from the peer that named a VIP or backend this node lacks.
+    /// Flows from the peer this node has no place for: a VIP (address,
+    /// port and protocol) or a backend of it this node lacks, a backend
+    /// this node does not send packets to (down here, or its MAC not
+    /// resolved yet), a protocol other than TCP and UDP, or a client of
+    /// another address family than the VIP.
     pub unknown: u64,
     /// NAT'd flows installed from the peer (absent from older lbd).
     #[serde(default)]

@@ -63,9 +63,10 @@ pub(crate) const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 pub(crate) const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections served at once. Past it, a new connection takes the slot of
 /// one still waiting for its request — of the user (`SO_PEERCRED` uid)
-/// holding the most slots, the one waiting longest —, so slow clients
-/// cannot keep the owner out; when none can give way, newcomers wait in
-/// the listen backlog. See `slots`.
+/// holding the most slots, the one waiting longest —, or, when all are
+/// busy, of that user's longest-held one after its answer, so slow or
+/// busy clients cannot keep the owner out; when none can give way,
+/// newcomers wait in the listen backlog. See `slots`.
 const MAX_CONNECTIONS: usize = 64;
 /// Pause after a failed accept (out of file descriptors, say) before the next.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -316,7 +317,8 @@ pub async fn serve<H: Handler>(
 }
 
 /// Serves one connection until the client closes it, the server stops, or
-/// its slot is taken for a newcomer (only while it waits for a request).
+/// its slot is taken for a newcomer (at once while it waits for a request,
+/// after its answer while it is busy).
 async fn serve_connection<H: Handler>(
     stream: UnixStream,
     builder: http1::Builder,
@@ -359,8 +361,9 @@ async fn stopped(mut stop: watch::Receiver<bool>) {
 }
 
 /// Answers one HTTP request, and logs it. The connection is busy (never
-/// closed for a newcomer) from the moment the whole request is in until
-/// the answer is ready.
+/// cut for a newcomer) from the moment the whole request is in until the
+/// answer is ready; told meanwhile to make room, it closes after that
+/// answer (`Connection: close`).
 async fn respond<H: Handler>(
     request: hyper::Request<Incoming>,
     handler: Arc<H>,
@@ -371,19 +374,34 @@ async fn respond<H: Handler>(
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
+    // Whether this answer is the connection's last: it was told to make
+    // room for a newcomer.
+    let mut last = false;
     let answer = match read_request(request, body_timeout).await {
         Ok(request) => match slot.try_busy() {
-            Some(_busy) => call_handler(handler, request, alive).await,
+            Some(busy) => {
+                let answer = call_handler(handler, request, alive).await;
+                last = busy.finish();
+                answer
+            }
             // Being closed for a newcomer: the request is not handled.
-            None => Response::error(
-                503,
-                code::INTERNAL,
-                "too many connections; this one was closed to make room",
-            ),
+            None => {
+                last = true;
+                Response::error(
+                    503,
+                    code::INTERNAL,
+                    "too many connections; this one was closed to make room",
+                )
+            }
         },
         Err(answer) => answer,
     };
     let mut response = encode(answer);
+    if last {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     if response.status() == StatusCode::METHOD_NOT_ALLOWED {
         if let Ok(allow) = HeaderValue::from_str(&allow(&path)) {
             response.headers_mut().insert(header::ALLOW, allow);

@@ -424,13 +424,13 @@ async fn socket_file_lifecycle() {
         .unwrap_err();
     assert!(matches!(err, ClientError::NotRunning { .. }), "{err:?}");
 
-    // A stale socket is NotRunning for the client too.
+    // A stale socket: nothing listens on it, for the client too.
     drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
     let err = client(&path)
         .call(Method::Get, "/v1/status", &[], None)
         .await
         .unwrap_err();
-    assert!(matches!(err, ClientError::NotRunning { .. }), "{err:?}");
+    assert!(matches!(err, ClientError::NotListening { .. }), "{err:?}");
     std::fs::remove_file(&path).unwrap();
 
     // A file that is not a socket is never removed.
@@ -835,6 +835,65 @@ fn parse_request_is_what_the_server_answers() {
         status("POST", "/v1/x", json, &big),
         (413, "payload_too_large".into())
     );
+}
+
+/// The order the README gives: first what every request must be (path
+/// and query encoding, then the body's size, type and JSON), then what
+/// the endpoint asks (path arguments, query parameters, body fields).
+#[test]
+fn requests_are_checked_transport_first_then_path_arguments_query_and_body() {
+    use crate::api::route::Call;
+    let json = Some("application/json");
+    // What the daemon answers: the server's checks, then the route's.
+    let answer = |method, target, content_type, body: &[u8]| {
+        let refusal = parse_request(&head(method, target, content_type), body)
+            .and_then(|request| Call::decode(&request).map(|_| ()))
+            .unwrap_err();
+        let message = refusal.body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        (
+            refusal.status,
+            error_code(&refusal.body).to_owned(),
+            message,
+        )
+    };
+    let bad_vip = "/v1/vips/nope/backends?x=1";
+    // A bad VIP and a bad query, with a body that is not JSON, too large,
+    // or not labelled as JSON: the body's transport problem is named.
+    let (status, code, _) = answer("POST", bad_vip, json, b"{");
+    assert_eq!((status, code.as_str()), (400, "bad_json"));
+    let big = vec![b' '; MAX_REQUEST_BYTES + 1];
+    let (status, code, _) = answer("POST", bad_vip, json, &big);
+    assert_eq!((status, code.as_str()), (413, "payload_too_large"));
+    let (status, code, _) = answer("POST", bad_vip, None, b"{}");
+    assert_eq!((status, code.as_str()), (415, "unsupported_media_type"));
+    // The query's encoding comes before the body's.
+    let (status, _, message) = answer("POST", "/v1/vips/nope/backends?a=1&a=2", json, b"{");
+    assert_eq!(status, 400);
+    assert!(message.contains("more than once"), "{message}");
+    // A body that is JSON: the path's argument, then the query, then the
+    // body's fields.
+    let (status, _, message) = answer("POST", bad_vip, json, br#"{"address": 1}"#);
+    assert_eq!(status, 400);
+    assert!(message.contains("nope"), "{message}");
+    let (status, _, message) = answer(
+        "POST",
+        "/v1/vips/198.18.0.100:80/backends?x=1",
+        json,
+        br#"{"address": 1}"#,
+    );
+    assert_eq!(status, 400);
+    assert!(message.contains("unknown query parameter"), "{message}");
+    let (status, _, message) = answer(
+        "POST",
+        "/v1/vips/198.18.0.100:80/backends",
+        json,
+        br#"{"address": 1}"#,
+    );
+    assert_eq!(status, 400);
+    assert!(message.contains("address"), "{message}");
 }
 
 #[test]

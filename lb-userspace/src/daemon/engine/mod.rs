@@ -17,6 +17,7 @@ use std::{collections::HashMap, net::IpAddr, path::PathBuf};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
+mod admin_state;
 mod change;
 mod checks;
 mod flows;
@@ -100,6 +101,8 @@ pub struct Engine {
     tunnel: tunnel::TunnelRuntime,
     /// Drained or active, the node's traffic, and its BGP announcements.
     node: node::NodeRuntime,
+    /// The backend state file: drains and maintenance kept for the next lbd.
+    admin: admin_state::AdminRecord,
     /// Deny/allow lists and limits of new flows in force.
     guard: crate::guard::Guard,
     /// SYN-flood detection from the half-open table's counters.
@@ -173,7 +176,7 @@ impl Engine {
         guards: GuardConfig,
     ) -> Result<ApplyReport, ReconcileError> {
         let before = self.guard.config().clone();
-        self.guard_staged(&staged, guards);
+        self.guard_staged(&staged, &guards);
         let report = match self.balancer.commit(&mut self.dataplane, staged) {
             Ok(report) => report,
             Err(error) => {
@@ -193,7 +196,8 @@ impl Engine {
             self.metrics.observe_table_build(*took);
         }
         self.model = next;
-        self.refresh_guard();
+        self.follow_admin_states();
+        self.settle_guard(guards);
         self.sync_checks();
         self.track();
         Ok(report)

@@ -6,10 +6,12 @@ use std::{
     borrow::Cow,
     collections::BTreeMap,
     net::{IpAddr, SocketAddr},
-    time::Instant,
+    sync::{Mutex, PoisonError},
+    time::{Duration, Instant},
 };
 
-use lb_common::stats::Counter;
+use lb_common::{stats::Counter, TrafficCounters};
+use tracing::warn;
 
 use super::Engine;
 use crate::{
@@ -17,7 +19,7 @@ use crate::{
         code,
         schema::{
             BackendStatus, CheckStatus, ConfigText, ConntrackStatus, HealthStatus, NatStatus,
-            Status, VipNatStatus, VipStatus,
+            Status, UnreadTraffic, VipNatStatus, VipStatus,
         },
         Response,
     },
@@ -26,13 +28,40 @@ use crate::{
         flow::{explain, flow_key, Facts},
         replication::Replication,
     },
-    dataplane::Hooked,
+    dataplane::{DataplaneError, Hooked},
     mac::Mac,
     maglev,
     model::{AdminState, FlowCount, ModelError, VipModel},
     nat::reaper::SweepStats,
+    sync::log_limit::LogLimit,
     vip_id::VipId,
 };
+
+/// One VIP's or backend's traffic counters as read (zeros when it is not
+/// in the data plane); on a failed read, zeros with `unread` called, so
+/// the metrics leave the series out rather than show a counter reset, and
+/// a warning (at most one a minute).
+fn traffic_or_unread(
+    read: Option<Result<TrafficCounters, DataplaneError>>,
+    unread: impl FnOnce(),
+) -> TrafficCounters {
+    static WARNINGS: Mutex<LogLimit> = Mutex::new(LogLimit::new(Duration::from_secs(60)));
+    match read {
+        None => TrafficCounters::default(),
+        Some(Ok(traffic)) => traffic,
+        Some(Err(error)) => {
+            unread();
+            let allowed = WARNINGS
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .allow(Instant::now());
+            if let Some(suppressed) = allowed {
+                warn!(%error, suppressed, "reading traffic counters failed; their series are left out of this scrape");
+            }
+            TrafficCounters::default()
+        }
+    }
+}
 
 /// Whether `sweep` (the NAT reaper's last complete one) counts a
 /// backend's flows as of its admin state: it exists, and for a draining
@@ -53,6 +82,22 @@ fn counted_since(sweep: Option<&SweepStats>, admin: &AdminState, now: Instant) -
     }
 }
 
+/// The dump's answer for `toml` (with `notes` on what it leaves out):
+/// the text is loaded as a start loads a config file, and a refusal is
+/// the answer's `load_error`, so `lbctl config dump` does not hand out a
+/// file lbd would not start with (a `[bgp]` address whose VIP was removed
+/// at run time, a runtime NAT VIP's NAT address no instance moves).
+fn checked_dump(toml: String, notes: Vec<String>) -> ConfigText {
+    let load_error = config::Config::from_toml_str(&toml, "the running configuration")
+        .err()
+        .map(|error| error.to_string());
+    ConfigText {
+        toml,
+        notes,
+        load_error,
+    }
+}
+
 impl Engine {
     /// The status view: model, maps and checks together.
     pub fn status(&self) -> Status {
@@ -61,23 +106,26 @@ impl Engine {
         let nat_flows = sweep.map(|s| &s.by_backend);
         let now = Instant::now();
         let mut vips = Vec::new();
+        let mut unread = UnreadTraffic::default();
         for (id, vip) in &self.model.vips {
             let applied = self.balancer.vips().get(id);
             let shares = applied
                 .and_then(|a| a.live_table())
                 .map(maglev::shares)
                 .unwrap_or_default();
-            let traffic = applied
-                .and_then(|a| self.dataplane.vip_traffic(a.id).ok())
-                .unwrap_or_default();
+            let traffic =
+                traffic_or_unread(applied.map(|a| self.dataplane.vip_traffic(a.id)), || {
+                    unread.vips.push(id.to_string())
+                });
             let is_nat = vip.config.forwarding == lb_common::Mode::Nat;
             let mut backends = Vec::new();
             for (address, backend) in &vip.backends {
                 let applied_backend = applied.and_then(|a| a.backends.get(address));
                 let backend_id = applied_backend.map(|b| b.id);
-                let traffic = backend_id
-                    .and_then(|b| self.dataplane.backend_traffic(b).ok())
-                    .unwrap_or_default();
+                let traffic = traffic_or_unread(
+                    backend_id.map(|b| self.dataplane.backend_traffic(b)),
+                    || unread.backends.push((id.to_string(), *address)),
+                );
                 let check = self.checker.status(&(*id, *address)).map(|s| CheckStatus {
                     kind: (&s.target.kind).into(),
                     checks: s.checks,
@@ -193,6 +241,7 @@ impl Engine {
                 let guard = self.guard_status();
                 (!guard.rules.is_empty() || !guard.limits.is_empty()).then_some(guard)
             },
+            traffic_unread: unread,
             tables_rebuilt: self.tables_rebuilt,
             reloads: self.reloads,
             version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -310,18 +359,12 @@ impl Engine {
     /// text the loader would still refuse says so.
     pub(crate) fn config_text(&self) -> ConfigText {
         let mut running = self.model.to_config(&self.config);
-        let (guard, mut notes) = self
+        let (guard, notes) = self
             .guard
             .config()
             .of_served(&|id| self.model.vips.contains_key(id));
         running.guard = guard;
-        let toml = config::to_toml(&running);
-        if let Err(error) = config::Config::from_toml_str(&toml, "the running configuration") {
-            notes.push(format!(
-                "as it is, this text does not load as a config file: {error}"
-            ));
-        }
-        ConfigText { toml, notes }
+        checked_dump(config::to_toml(&running), notes)
     }
 
     /// Answers the endpoint: looks the flow up in the connection table (and
@@ -414,6 +457,26 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    #[test]
+    fn a_dump_that_would_not_load_says_why() {
+        let vip = "interface = \"eth0\"\n\n[[vip]]\naddress = \"198.18.0.100\"\nport = 80\n\n  [[vip.backend]]\n  address = \"198.18.0.11\"\n";
+        let fine = checked_dump(vip.to_owned(), vec!["left out".to_owned()]);
+        assert_eq!(fine.load_error, None);
+        assert_eq!(fine.notes, ["left out"]);
+        // A runtime NAT VIP whose NAT address the [[vrrp]] does not move.
+        let unmoved = vip.replace(
+            "port = 80\n",
+            "port = 80\nforwarding = \"nat\"\nnat_source = \"198.18.0.51\"\n",
+        ) + "\n[[vrrp]]\nvrid = 51\npriority = 100\naddresses = [\"198.18.0.100\"]\n";
+        let dumped = checked_dump(unmoved.clone(), Vec::new());
+        let error = dumped.load_error.expect("refused");
+        assert!(
+            error.starts_with("the running configuration:") && error.contains("198.18.0.51"),
+            "{error}\n{unmoved}"
+        );
+        assert_eq!(dumped.toml, unmoved);
+    }
 
     fn sweep_started(ago: Duration) -> SweepStats {
         let now = crate::clock::monotonic_ns();
