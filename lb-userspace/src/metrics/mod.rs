@@ -634,6 +634,28 @@ mod tests {
     }
 
     #[test]
+    fn acl_counts_not_read_are_left_out_rather_than_shown_as_zero() {
+        let mut status = full_status();
+        let labels = "scope=\"global\",action=\"deny\",source=\"198.18.66.0/24\"";
+        let text = Metrics::new().render(&status);
+        assert_eq!(
+            sample(&text, "lbd_acl_rule_packets_total", labels),
+            Some(42.0)
+        );
+        if let Some(guard) = status.guard.as_mut() {
+            guard.counts_unread = true;
+            guard.rules[0].packets = 0;
+            guard.rules[0].id = None;
+        }
+        let text = Metrics::new().render(&status);
+        assert_eq!(
+            sample(&text, "lbd_acl_rule_packets_total", labels),
+            None,
+            "{text}"
+        );
+    }
+
+    #[test]
     fn traffic_not_read_is_left_out_rather_than_shown_as_zero() {
         let mut status = full_status();
         let mut other = status.vips[0].clone();

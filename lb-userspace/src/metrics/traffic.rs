@@ -146,7 +146,10 @@ impl Exporter<'_> {
             vec![(Vec::new(), s.conntrack.syn_flood_transitions)],
         );
         // Per deny/allow rule (bounded by the rules configured).
-        let rules = s.guard.iter().flat_map(|g| &g.rules).map(|r| {
+        // Rules whose counts were not read are left out for this scrape:
+        // a 0 would read as a counter reset.
+        let read = s.guard.iter().filter(|g| !g.counts_unread);
+        let rules = read.flat_map(|g| &g.rules).map(|r| {
             let (scope, action, source) = (
                 r.scope.to_string(),
                 r.action.to_string(),

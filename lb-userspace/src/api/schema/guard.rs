@@ -42,6 +42,12 @@ pub struct GuardStatus {
     /// Packets dropped by a deny rule, by no allow rule, and new flows
     /// over a limit, since the counters started.
     pub dropped: GuardDrops,
+    /// The rules' ids and packet counts could not be read from the data
+    /// plane for this answer (logged): `id` and `packets` above say
+    /// nothing, and the metrics leave the per-rule series out rather than
+    /// show a counter reset.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub counts_unread: bool,
 }
 
 /// The guards' drop counters (node-wide, summed over CPUs).

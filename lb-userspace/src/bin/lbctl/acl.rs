@@ -97,7 +97,9 @@ pub(crate) fn print(status: &GuardStatus) {
             .max(28);
         for rule in &status.rules {
             let id = rule.id.map_or("-".to_owned(), |id| format!("#{id}"));
-            let idle = if rule.id.is_none() {
+            let idle = if status.counts_unread {
+                " (counters not read: see lbd's log)"
+            } else if rule.id.is_none() {
                 " (not in force: its VIP is not served)"
             } else {
                 ""

@@ -119,6 +119,7 @@ impl Engine {
         config: &GuardConfig,
         counts: Result<Vec<RuleCount>, DataplaneError>,
     ) -> GuardStatus {
+        let counts_unread = counts.is_err();
         let counts = counts.unwrap_or_else(|error| {
             warn!(%error, "reading the ACL counters failed");
             Vec::new()
@@ -164,6 +165,7 @@ impl Engine {
                 not_allowed: counter(lb_common::stats::Counter::DropAclNotAllowed),
                 rate_limited: counter(lb_common::stats::Counter::DropRateLimited),
             },
+            counts_unread,
         }
     }
 }
