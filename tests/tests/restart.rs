@@ -511,3 +511,132 @@ fn a_restart_keeps_drain_and_maintenance() {
         on_b3.len()
     );
 }
+
+/// One raw HTTP exchange on the lab lbd's admin socket: the status code
+/// and the body.
+fn api(lab: &Lab, method: &str, target: &str, body: &str) -> (u16, String) {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::os::unix::net::UnixStream::connect(lab.admin_socket()).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        stream,
+        "{method} {target} HTTP/1.1\r\nHost: lbd\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("send");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("read");
+    let code = answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (code, body)
+}
+
+/// What the backend state file at `path` records: (backend, state,
+/// whether a drain's timeout put it in maintenance), in its order.
+fn recorded(path: &std::path::Path) -> Vec<(String, String, bool)> {
+    let text = std::fs::read_to_string(path).expect("backend state file");
+    let file: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    file["backends"]
+        .as_array()
+        .expect("backends")
+        .iter()
+        .map(|b| {
+            (
+                b["backend"].as_str().expect("backend").to_owned(),
+                b["state"].as_str().expect("state").to_owned(),
+                b["drain_timed_out"].as_bool().unwrap_or(false),
+            )
+        })
+        .collect()
+}
+
+/// The backend state file follows the running backends. While it cannot
+/// be written (a directory stands where its temporary file goes, which
+/// root cannot write through either), a drain, a maintenance and an
+/// enable are each answered 500 naming it, and change nothing: not the
+/// backends' states, not the maps (new connections still reach b1 and b3
+/// and not b2), not the file. Once it can, a drain's expiry, a runtime
+/// `backend remove`, a reload that drops a backend and a `vip remove`
+/// are each in the file when lbd's answer (or, for the expiry, the tick)
+/// is: a restart would not bring back a backend the running lbd dropped.
+#[test]
+fn the_backend_state_file_follows_every_change_and_refuses_what_it_cannot_keep() {
+    let mut lab = Lab::start(3).expect("lab");
+    lab.wait_for_backends().expect("backends");
+    let config = lab.lbd_config_for(&["b1", "b2", "b3"], "");
+    lab.start_lbd(&config).expect("lbd");
+    let address = |name: &str| {
+        lab.backends
+            .iter()
+            .find(|b| b.name == name)
+            .expect("backend")
+            .ipv4
+            .to_string()
+    };
+    let (b1, b2, b3) = (address("b1"), address("b2"), address("b3"));
+    let vip = format!("{VIP4}:{HTTP_PORT}");
+    let file = lab.dir.join("lbd.backends.state");
+    lbctl_ok(&lab, &["backend", "maintenance", &vip, &b2]);
+    let maintenance = vec![(b2.clone(), "maintenance".to_owned(), false)];
+    assert_eq!(recorded(&file), maintenance);
+
+    let before = std::fs::read(&file).expect("file");
+    let blocker = lab.dir.join("lbd.backends.state.new");
+    std::fs::create_dir(&blocker).expect("blocker");
+    for (backend, state) in [(&b3, "draining"), (&b1, "maintenance"), (&b2, "enabled")] {
+        let (code, answer) = api(
+            &lab,
+            "PUT",
+            &format!("/v1/vips/{vip}/backends/{backend}/state"),
+            &format!("{{\"state\": \"{state}\"}}"),
+        );
+        assert_eq!(code, 500, "{backend} {state}: {answer}");
+        assert!(
+            answer.contains(&file.display().to_string()) && answer.contains("nothing changed"),
+            "{answer}"
+        );
+    }
+    assert_eq!(std::fs::read(&file).expect("file"), before, "file changed");
+    let now = status(&lab);
+    assert_eq!(backend(&now, &b1).state, BackendState::Enabled);
+    assert_eq!(backend(&now, &b2).state, BackendState::Maintenance);
+    assert_eq!(backend(&now, &b3).state, BackendState::Enabled);
+    let tally = client::burst(&lab.client.netns, IpAddr::V4(VIP4), 40).expect("burst");
+    assert_eq!(tally.failed, 0, "{:?}", tally.errors);
+    assert_eq!(
+        tally.by_backend.keys().collect::<Vec<_>>(),
+        ["b1", "b3"],
+        "the maps changed: {:?}",
+        tally.by_backend
+    );
+    std::fs::remove_dir(&blocker).expect("blocker");
+
+    lbctl_ok(&lab, &["backend", "drain", &vip, &b3, "--timeout", "1"]);
+    lb_tests::support::wait_until(
+        "the drain's expiry in the file",
+        Duration::from_secs(10),
+        || recorded(&file).contains(&(b3.clone(), "maintenance".to_owned(), true)),
+    );
+    lbctl_ok(&lab, &["backend", "remove", &vip, &b2]);
+    assert_eq!(
+        recorded(&file),
+        [(b3.clone(), "maintenance".to_owned(), true)]
+    );
+    lab.write_lbd_config(&lab.lbd_config_for(&["b1", "b2"], ""))
+        .expect("config");
+    lbctl_ok(&lab, &["reload"]);
+    assert_eq!(recorded(&file), [], "b3 left with the reload");
+    lbctl_ok(&lab, &["backend", "maintenance", &vip, &b1]);
+    assert_eq!(recorded(&file).len(), 1);
+    lbctl_ok(&lab, &["vip", "remove", &vip]);
+    assert_eq!(recorded(&file), [], "the VIP left");
+}

@@ -304,9 +304,11 @@ impl Model {
         next
     }
 
-    /// Backends of `self` that wait for their first checks and did not in
-    /// `before`: for the answer to the change that brought them.
+    /// Enabled backends of `self` that wait for their first checks and
+    /// did not so in `before` (new, or enabled since): for the answer to
+    /// the change that brought them.
     pub(crate) fn newly_awaiting_checks(&self, before: &Model) -> Vec<String> {
+        let waits = |b: &BackendModel| b.awaits_first_check() && b.admin == AdminState::Enabled;
         let mut notes = Vec::new();
         for (id, vip) in &self.vips {
             for (address, backend) in &vip.backends {
@@ -314,8 +316,8 @@ impl Model {
                     .vips
                     .get(id)
                     .and_then(|v| v.backends.get(address))
-                    .is_some_and(|b| b.awaiting_checks && b.health == Health::Unknown);
-                if backend.awaiting_checks && backend.health == Health::Unknown && !waited {
+                    .is_some_and(waits);
+                if waits(backend) && !waited {
                     let rise = backend
                         .config
                         .health

@@ -38,6 +38,7 @@ mod vip;
 pub(crate) use changes::fits_the_maps;
 pub(crate) use edit::MAX_DRAIN_TIMEOUT;
 pub use edit::{DrainTimeout, DrainTimeoutSource, Edit};
+pub(crate) use vip::is_checked;
 pub use vip::plan;
 
 /// An operator's choice for a backend.
@@ -122,11 +123,12 @@ pub struct BackendModel {
     /// maintenance since; its flows were cut, but for a NAT VIP's);
     /// cleared by the next admin change.
     pub drain_timed_out: bool,
-    /// Joined while lbd ran (an edit or a reload) and is checked: while
-    /// its health is still unknown it takes no new flows (it has none to
-    /// keep), so a backend still starting up refuses none. Backends
-    /// there at start take flows while unknown, as their flows would
-    /// otherwise be cut during the first checks.
+    /// Joined while lbd ran (an edit or a reload), or was restored in
+    /// maintenance at start, and is checked: while its health is still
+    /// unknown it takes no new flows (it has none to keep), so a backend
+    /// still starting up, or one the last lbd knew was down, refuses none.
+    /// Other backends there at start take flows while unknown, as their
+    /// flows would otherwise be cut during the first checks.
     pub awaiting_checks: bool,
 }
 

@@ -26,7 +26,7 @@ use tracing::{info, warn};
 use super::{node, BackendKey, Engine};
 use crate::{
     config::Config,
-    model::{AdminState, BackendState, Model, MAX_DRAIN_TIMEOUT},
+    model::{is_checked, AdminState, BackendState, Model, MAX_DRAIN_TIMEOUT},
     vip_id::VipId,
 };
 
@@ -78,13 +78,23 @@ pub(crate) struct AdminRecord {
 }
 
 /// Where the backend states are kept: beside the node state file, so
-/// they live as long as a node drain does (`[bgp] node_state_file`'s
-/// directory, e.g. `/var/lib/lbd/node.backends.state`; without `[bgp]`
-/// beside the admin socket, e.g. `/run/lbd/lbd.backends.state`, which a
-/// restart keeps and a reboot empties), and are covered by the same lock.
+/// they live as long as a node drain does (`[bgp] node_state_file` with
+/// `.backends.state` appended to its whole name, e.g.
+/// `/var/lib/lbd/node.state.backends.state`; without `[bgp]` beside the
+/// admin socket, named after its stem, e.g. `/run/lbd/lbd.backends.state`,
+/// which a restart keeps and a reboot empties). Each name is this lbd's
+/// own, as it holds the lock of what it is derived from: two lbds on one
+/// host have distinct node state files (each locks its own), and distinct
+/// admin socket stems (each locks the record named after its stem; see
+/// `ownership`), and so is its temporary file while it is replaced (the
+/// whole name with `.new` appended, `node::temporary_of`).
 pub(crate) fn backend_state_file(config: &Config) -> Option<PathBuf> {
     match &config.bgp {
-        Some(bgp) => Some(bgp.node_state_file.with_extension("backends.state")),
+        Some(bgp) => {
+            let mut name = bgp.node_state_file.clone().into_os_string();
+            name.push(".backends.state");
+            Some(PathBuf::from(name))
+        }
         None => {
             let stem = config.admin_socket.file_stem()?.to_string_lossy();
             config
@@ -145,7 +155,8 @@ struct Restored {
 /// Gives the backends of `model` the states `found` records, with the
 /// wall clock at `wall` taken as `now`: a drain keeps its start and its
 /// deadline (one that passed while lbd was down ends at the next tick,
-/// as the drain's timeout does).
+/// as the drain's timeout does); a checked backend in maintenance awaits
+/// its first check before it takes new flows again.
 fn restore(model: &mut Model, found: &[Recorded], now: Instant, wall: SystemTime) -> Restored {
     let mut out = Restored::default();
     let wall_ms = unix_ms(wall);
@@ -155,11 +166,10 @@ fn restore(model: &mut Model, found: &[Recorded], now: Instant, wall: SystemTime
             .parse::<VipId>()
             .ok()
             .map(|id| (id, entry.backend));
-        let Some(backend) = key.and_then(|(id, address)| {
-            model
-                .vips
-                .get_mut(&id)
-                .and_then(|v| v.backends.get_mut(&address))
+        let Some((vip, backend)) = key.and_then(|(id, address)| {
+            let vip = model.vips.get_mut(&id)?;
+            let backend = vip.backends.get_mut(&address)?;
+            Some((&vip.config, backend))
         }) else {
             out.dropped
                 .push((entry.vip.clone(), entry.backend, entry.state));
@@ -185,6 +195,12 @@ fn restore(model: &mut Model, found: &[Recorded], now: Instant, wall: SystemTime
         };
         backend.admin = admin;
         backend.drain_timed_out = entry.drain_timed_out && admin == AdminState::Maintenance;
+        if admin == AdminState::Maintenance {
+            // Its health is not known (the maps hold it dead for its
+            // maintenance, and it may be down): an enable before its first
+            // check gives it no new flows, as for a backend that joins.
+            backend.awaiting_checks = is_checked(vip, &backend.config);
+        }
         if let Some(key) = key {
             out.restored.push((key, entry.state));
         }
@@ -524,27 +540,79 @@ mod tests {
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].state, BackendState::Maintenance);
         assert!(
-            !path.with_extension("state.new").exists(),
+            !super::node::temporary_of(&path).exists(),
             "no temporary file left"
         );
     }
 
+    /// An lbd config with `[bgp]`'s node state file `node_state` and the
+    /// admin socket `socket`, under `dir`.
+    fn bgp_config(dir: &Path, socket: &str, node_state: &str) -> Config {
+        let text = format!(
+            "interface = \"eth0\"\nadmin_socket = \"{}\"\n[bgp]\nbird_socket = \"{}\"\nroutes_file = \"{}\"\nnode_state_file = \"{}\"\n",
+            dir.join("run").join(socket).display(),
+            dir.join("bird.ctl").display(),
+            dir.join("vips.conf").display(),
+            dir.join("lib").join(node_state).display()
+        );
+        Config::from_toml_str(&text, "lbd.toml").unwrap()
+    }
+
     /// With `[bgp]` the file lies beside the node state file (kept across
-    /// reboots), named after it.
+    /// reboots), named after its whole name.
     #[test]
     fn the_file_lies_beside_the_node_state_file() {
         let scratch = Scratch::new("bgp");
-        let text = format!(
-            "interface = \"eth0\"\nadmin_socket = \"{}\"\n[bgp]\nbird_socket = \"{}\"\nroutes_file = \"{}\"\nnode_state_file = \"{}\"\n",
-            scratch.0.join("run").join("lbd.sock").display(),
-            scratch.0.join("bird.ctl").display(),
-            scratch.0.join("vips.conf").display(),
-            scratch.0.join("lib").join("node.state").display()
-        );
-        let config = Config::from_toml_str(&text, "lbd.toml").unwrap();
+        let config = bgp_config(&scratch.0, "lbd.sock", "node.state");
         assert_eq!(
             backend_state_file(&config),
-            Some(scratch.0.join("lib").join("node.backends.state"))
+            Some(scratch.0.join("lib").join("node.state.backends.state"))
         );
+    }
+
+    /// Two lbds on one host, each with its own node state file (which it
+    /// locks) or, without `[bgp]`, its own admin socket stem (whose record
+    /// it locks), keep their backend states apart: node state files that
+    /// differ only after their last dot (`node.state.eth0`,
+    /// `node.state.eth1`), or in their extension, or by having one, give
+    /// distinct files, none of which is a node state file; and so do the
+    /// temporary files they are written through.
+    #[test]
+    fn each_lbd_on_a_host_has_a_file_of_its_own() {
+        let scratch = Scratch::new("apart");
+        let node_states = [
+            "node.state",
+            "node.state.eth0",
+            "node.state.eth1",
+            "node",
+            "node.other",
+            "node.backends",
+        ];
+        let mut files: Vec<PathBuf> = node_states
+            .iter()
+            .enumerate()
+            .map(|(i, state)| {
+                let config = bgp_config(&scratch.0, &format!("lbd{i}.sock"), state);
+                backend_state_file(&config).unwrap()
+            })
+            .collect();
+        assert_eq!(
+            files[1],
+            scratch.0.join("lib").join("node.state.eth0.backends.state")
+        );
+        for state in node_states {
+            assert!(!files.contains(&scratch.0.join("lib").join(state)));
+        }
+        let temporaries: std::collections::BTreeSet<PathBuf> =
+            files.iter().map(|f| super::node::temporary_of(f)).collect();
+        assert_eq!(temporaries.len(), files.len(), "{temporaries:?}");
+        let plain = |socket: &str| {
+            let mut config = config(&scratch.0);
+            config.admin_socket = scratch.0.join(socket);
+            backend_state_file(&config).unwrap()
+        };
+        files.extend([plain("lbd.sock"), plain("lbd-eth1.sock")]);
+        let distinct: std::collections::BTreeSet<&PathBuf> = files.iter().collect();
+        assert_eq!(distinct.len(), files.len(), "{files:?}");
     }
 }

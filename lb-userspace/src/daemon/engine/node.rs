@@ -495,7 +495,7 @@ pub(super) fn write_durably_with(
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let temporary = path.with_extension("state.new");
+    let temporary = temporary_of(path);
     let mut file = std::fs::File::create(&temporary)
         .with_context(|| format!("creating {}", temporary.display()))?;
     file.write_all(contents)
@@ -510,6 +510,16 @@ pub(super) fn write_durably_with(
         warn!(%error, path = %path.display(), "{what} recorded, but syncing its directory failed: a power cut may lose it");
     }
     Ok(())
+}
+
+/// The file `path` is written as before it replaces `path`: its whole
+/// name with `.new` appended, so files whose names differ only after
+/// their last dot (`node.state.eth0`, `node.state.eth1`: two lbds on one
+/// host) never share one.
+pub(super) fn temporary_of(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".new");
+    PathBuf::from(name)
 }
 
 /// Syncs directory `dir` (a rename in it then survives a power cut).
@@ -656,10 +666,7 @@ mod tests {
         node.set_state(Some(&path), NodeState::Drained).unwrap();
         assert_eq!(node.state, NodeState::Drained);
         assert_eq!(read_state(&path).unwrap(), Some(NodeState::Drained));
-        assert!(
-            !path.with_extension("state.new").exists(),
-            "no temporary file left"
-        );
+        assert!(!temporary_of(&path).exists(), "no temporary file left");
     }
 
     /// A state file that is there but unusable (empty after a crash,

@@ -536,7 +536,9 @@ pub(crate) fn vrrp_state_file(
 /// Backends the adopted data plane had marked dead start as down: a
 /// restart must not send traffic to a backend the last lbd took out, until
 /// its checks pass `rise` times. A backend restored in maintenance (see
-/// `admin_state`) was dead for that: its health is left to its checks.
+/// `admin_state`) was dead for that: its health is left to its checks,
+/// and it awaits the first (`admin_state` marks it so), so an enable
+/// before then gives it no new flows.
 fn seed_health(model: &mut Model, balancer: &Balancer) {
     let mut down = Vec::new();
     for (id, applied) in balancer.vips() {
@@ -656,5 +658,85 @@ mod seed_health_tests {
         seed_health(&mut plain, &balancer);
         assert_eq!(health(&plain, b3), Health::Down);
         assert_eq!(health(&plain, b1), Health::Unknown);
+    }
+
+    /// b3, in maintenance when the last lbd stopped (which may have known
+    /// it down), is restored so from the backend state file; enabled at
+    /// once (`maintenance --off`), it takes no new flow until a first
+    /// check passes, and the answer says so; b1, unknown too, takes new
+    /// flows throughout, and b2, restored draining, none.
+    #[test]
+    fn a_backend_restored_in_maintenance_awaits_its_first_check_once_enabled() {
+        let dir = std::env::temp_dir().join(format!("lbd-seed-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut config = Config::from_toml_str(
+            "interface = \"eth0\"\n[[vip]]\naddress = \"198.18.0.100\"\nport = 80\n\
+             [[vip.backend]]\naddress = \"198.18.0.11\"\nmac = \"02:00:00:00:00:11\"\n\
+             [[vip.backend]]\naddress = \"198.18.0.12\"\nmac = \"02:00:00:00:00:12\"\n\
+             [[vip.backend]]\naddress = \"198.18.0.13\"\nmac = \"02:00:00:00:00:13\"\n",
+            "lbd.toml",
+        )
+        .unwrap();
+        config.admin_socket = dir.join("lbd.sock");
+        let id = VipId::of(&config.vips[0]);
+        let [b1, b2, b3]: [IpAddr; 3] =
+            ["198.18.0.11", "198.18.0.12", "198.18.0.13"].map(|a| a.parse().unwrap());
+        std::fs::write(
+            admin_state::backend_state_file(&config).unwrap(),
+            format!(
+                "{{\"version\": 1, \"backends\": [\
+                 {{\"vip\": \"{id}\", \"backend\": \"{b2}\", \"state\": \"draining\"}},\
+                 {{\"vip\": \"{id}\", \"backend\": \"{b3}\", \"state\": \"maintenance\"}}]}}"
+            ),
+        )
+        .unwrap();
+        let mut admin = admin_state::AdminRecord::load(&config).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        let now = Instant::now();
+        // The previous lbd's maps: b3 dead for its maintenance.
+        let mut before = Model::from_config(&config);
+        before.apply(&Edit::Maintenance(id, b3), now).unwrap();
+        let mut balancer = Balancer::new(4);
+        balancer
+            .apply(&mut FakeMaps::default(), &before.desired(&|_| None))
+            .unwrap();
+
+        let mut model = Model::from_config(&config);
+        admin.restore(&mut model, now);
+        seed_health(&mut model, &balancer);
+        let weights = |model: &Model| -> Vec<(IpAddr, u32)> {
+            model.desired(&|_| None)[0]
+                .backends
+                .iter()
+                .map(|b| (b.address, b.weight))
+                .collect()
+        };
+        let mut enabled = model.clone();
+        enabled.apply(&Edit::Enable(id, b3), now).unwrap();
+        assert_eq!(
+            weights(&enabled),
+            vec![(b1, 100), (b2, 0), (b3, 0)],
+            "enabled before its first check"
+        );
+        let notes = enabled.newly_awaiting_checks(&model);
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(notes[0].contains(&b3.to_string()), "{notes:?}");
+        assert!(notes[0].contains("once its checks pass"), "{notes:?}");
+
+        let mut passed = enabled.clone();
+        passed.set_health(&id, b3, Health::Up);
+        assert_eq!(weights(&passed), vec![(b1, 100), (b2, 0), (b3, 100)]);
+        let mut failed = enabled;
+        failed.set_health(&id, b3, Health::Down);
+        assert_eq!(weights(&failed), vec![(b1, 100), (b2, 0), (b3, 0)]);
+        // Its first check passed while it was still in maintenance: the
+        // enable gives it new flows at once, and says nothing of checks.
+        let mut checked = model.clone();
+        checked.set_health(&id, b3, Health::Up);
+        let mut later = checked.clone();
+        later.apply(&Edit::Enable(id, b3), now).unwrap();
+        assert_eq!(weights(&later), vec![(b1, 100), (b2, 0), (b3, 100)]);
+        assert!(later.newly_awaiting_checks(&checked).is_empty());
     }
 }
