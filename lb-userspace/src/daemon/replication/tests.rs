@@ -437,8 +437,11 @@ async fn a_stepping_down_node_flushes_its_last_flows() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     // The last tick's flows, then stepping down: the sender is dropped
-    // (its task aborted) right after the flush.
-    let n: u16 = 60_000;
+    // (its task aborted) right after the flush. Enough records that the
+    // sender is still busy when the flush starts, few enough to be sent
+    // well within the flush's limit on a loaded 2-core machine (120,000
+    // took more than 5 s there).
+    let n: u16 = 15_000;
     let records: Vec<FlowRecord> = (0..n)
         .map(|port| flow_record(port, "198.18.0.11", 0))
         .collect();
