@@ -1210,18 +1210,29 @@ fn log_settings() {
     );
     // A bare word that is not a level is a target to tracing: lbd's own
     // logs would be off.
-    for word in ["warning", "inof", "info,verbose"] {
+    for word in ["warning", "inof", "h2=debug,inof"] {
         assert_error(
             &format!("interface = \"eth0\"\nlog_level = \"{word}\"\n"),
             "lbd.toml:2:13: log_level: ",
             "is not a level (trace, debug, info, warn, error, off); tracing reads a bare word as a target to log, so lbd's own logs would be off",
         );
     }
+    // A typo beside a level for one of lbd's modules only: the rest of
+    // lbd's logs would be off.
     assert_error(
-        "interface = \"eth0\"\nlog_level = \"h2=debug\"\n",
+        "interface = \"eth0\"\nlog_level = \"warning,lb_userspace::vrrp=debug\"\n",
         "lbd.toml:2:13: log_level: ",
-        "\"h2=debug\" names no level for lbd's own logs (targets lb_userspace, lbd), so lbd would log nothing",
+        "\"warning\" is not a level (trace, debug, info, warn, error, off); tracing reads a bare word as a target to log, so lbd's own logs would be off (but those of the modules named)",
     );
+    // tracing matches a directive's target as a prefix of the event's:
+    // these name targets that are not lbd's (lb_userspace::..., lbd).
+    for other in ["h2=debug", "lbd_userspace=debug", "lb_userspace2=info"] {
+        assert_error(
+            &format!("interface = \"eth0\"\nlog_level = \"{other}\"\n"),
+            "lbd.toml:2:13: log_level: ",
+            &format!("\"{other}\" names no level for lbd's own logs (targets lb_userspace, lbd), so lbd would log nothing"),
+        );
+    }
     for fine in [
         "WARN",
         "3",
@@ -1232,6 +1243,14 @@ fn log_settings() {
         "lb_userspace",
         "lbd=info",
         "error,lb_userspace[vrrp]=trace",
+        // A level, and a target logged at every level.
+        "warn,h2",
+        "info,hyper",
+        "info,verbose",
+        "lb_userspace=info,h2",
+        // A prefix of lbd's target is lbd's, as tracing matches it.
+        "lb_user=debug",
+        "lb_userspace::daemon=debug",
     ] {
         let text = format!("interface = \"eth0\"\nlog_level = \"{fine}\"\n");
         match parse(&text) {

@@ -876,39 +876,72 @@ pub(crate) fn admin_socket_path(path: &str) -> Result<(), value::ValueError> {
 const LBD_LOG_TARGETS: [&str; 2] = ["lb_userspace", "lbd"];
 
 /// Why the tracing filter `filter` (which `EnvFilter` accepts) would
-/// silence lbd's own logs, if it would: a bare word that is not a level
-/// (`"warning"`, `"inof"`) is read by tracing as a target name, enabling
-/// only that target, so lbd would log nothing, not even errors. A filter
-/// that names no level for lbd's targets (`"h2=debug"`) does the same.
-/// An explicit `off` (bare, or for lbd's targets) is taken as meant.
+/// silence lbd's own logs, if it would. tracing enables an event by the
+/// directives whose target is a prefix of the event's target (a plain
+/// string prefix: `lb_userspace` and `lb_user` cover
+/// `lb_userspace::daemon`, `lb_userspace2` and `lbd_userspace` do not),
+/// and by a bare level (the default directive); an event no directive
+/// covers is off. So a filter that names no level for lbd's targets
+/// (`"h2=debug"`, `"lbd_userspace=debug"`) leaves lbd logging nothing,
+/// not even errors. A bare word that is not a level (`"warning"`,
+/// `"inof"`) is read by tracing as a target to log at every level: fine
+/// beside a bare level or a directive for all of one of lbd's targets
+/// (`"warn,h2"`), refused otherwise, since it is then most likely a
+/// misspelt level. An explicit `off` (bare, or for lbd's targets) is
+/// taken as meant.
 fn log_filter_silences_lbd(filter: &str) -> Option<String> {
     use tracing_subscriber::filter::LevelFilter;
     const LEVELS: &str = "trace, debug, info, warn, error, off";
-    let ours = |target: &str| {
-        LBD_LOG_TARGETS
-            .iter()
-            .any(|own| own.starts_with(target) || target.starts_with(own))
+    // The directive target `target` covers every event of one of lbd's
+    // targets, or only some (a module's: `lb_userspace::vrrp`).
+    let whole = |target: &str| LBD_LOG_TARGETS.iter().any(|own| own.starts_with(target));
+    let part = |target: &str| {
+        LBD_LOG_TARGETS.iter().any(|own| {
+            target
+                .strip_prefix(own)
+                .is_some_and(|rest| rest.starts_with("::"))
+        })
     };
-    let mut covered = false;
+    // A bare level, or a level for all of lbd's own target.
+    let mut all = false;
+    // A level for some of lbd's events.
+    let mut some = false;
+    // The first bare word that is neither a level nor lbd's target.
+    let mut stray = None;
     for directive in filter.split(',').map(str::trim).filter(|d| !d.is_empty()) {
-        let (target, level) = match directive.rsplit_once('=') {
-            Some((target, level)) => (target, Some(level)),
-            None => (directive, None),
+        // `target[span{field=value}]=level`: the level after the span
+        // part, the target before it.
+        let (head, level) = match directive.rfind(']') {
+            Some(end) => (&directive[..=end], directive[end + 1..].strip_prefix('=')),
+            None => match directive.rsplit_once('=') {
+                Some((head, level)) => (head, Some(level)),
+                None => (directive, None),
+            },
         };
-        // A span filter (`target[span{field}]`): its target is before `[`.
-        let target = target.split_once('[').map_or(target, |(t, _)| t);
-        match level {
-            None if directive.parse::<LevelFilter>().is_ok() => covered = true,
-            None if !ours(target) => {
-                return Some(format!(
-                    "{directive:?} is not a level ({LEVELS}); tracing reads a bare word as a target to log, so lbd's own logs would be off: write a level, or TARGET=LEVEL (e.g. \"warn\", \"info,lb_userspace::vrrp=debug\")"
-                ));
-            }
-            _ if target.is_empty() || ours(target) => covered = true,
-            _ => {}
+        let (target, span) = match head.split_once('[') {
+            Some((target, _)) => (target, true),
+            None => (head, false),
+        };
+        let bare_level = level.is_none() && directive.parse::<LevelFilter>().is_ok();
+        if !span && (bare_level || whole(target)) {
+            all = true;
+        } else if whole(target) || part(target) {
+            // Within spans only, or a module of lbd's.
+            some = true;
+        } else if level.is_none() && !span && stray.is_none() {
+            stray = Some(directive);
         }
     }
-    (!covered).then(|| {
+    if all {
+        return None;
+    }
+    if let Some(word) = stray {
+        return Some(format!(
+            "{word:?} is not a level ({LEVELS}); tracing reads a bare word as a target to log, so lbd's own logs would be off{}: write a level, or TARGET=LEVEL (e.g. \"warn\", \"info,lb_userspace::vrrp=debug\"), or a level beside a target (\"warn,h2\")",
+            if some { " (but those of the modules named)" } else { "" }
+        ));
+    }
+    (!some).then(|| {
         format!(
             "{filter:?} names no level for lbd's own logs (targets {}), so lbd would log nothing, not even errors: add one (e.g. \"info,{filter}\"); levels are {LEVELS}",
             LBD_LOG_TARGETS.join(", ")

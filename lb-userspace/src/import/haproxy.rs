@@ -103,14 +103,11 @@ pub(super) fn parse(file: &str, text: &str, setup: &mut Setup) -> Result<(), Imp
                         .check_enabled
                         .then(|| check_of(&proxy.settings, &server, &origin));
                     let mut backend = server.backend;
-                    if let (Some(http), Some(at)) = (
-                        check.as_ref().and(proxy.settings.http_check.as_ref()),
-                        server.params.tls_check(),
-                    ) {
-                        backend.notes.push(Note::new(
-                            at,
-                            format!("WARNING: {} is made over TLS to this server (ssl or check-ssl); lbd's checks have no TLS, so it is imported as a TCP check (the connection only, not the HTTP answer)", http.what),
-                        ));
+                    if let Some(note) = check
+                        .as_ref()
+                        .and_then(|_| tls_check_note(&proxy.settings, &server.params))
+                    {
+                        backend.notes.push(note);
                     }
                     backend.check = check;
                     proxy.servers.push(backend);
@@ -237,6 +234,41 @@ pub(super) fn parse(file: &str, text: &str, setup: &mut Setup) -> Result<(), Imp
         }
     }
     Ok(())
+}
+
+/// What a checked server's check loses to lbd's checks having no TLS:
+/// an HTTP check that meets TLS (HAProxy's over `ssl` or `check-ssl`, or
+/// sent by HAProxy in the clear to `addr` while lbd checks the server's
+/// own TLS port) becomes a TCP check, warned of; a TCP check HAProxy makes
+/// over TLS was a TLS handshake, lbd's opens a TCP connection only.
+fn tls_check_note(settings: &Settings, params: &server::ServerParams) -> Option<Note> {
+    let haproxy_tls = params.haproxy_tls_check();
+    match (&settings.http_check, params.tls_check()) {
+        (Some(http), Some(at)) => Some(Note::new(
+            at,
+            match (haproxy_tls, &params.check_addr) {
+                (None, Some(addr)) => format!(
+                    "WARNING: {}: HAProxy sends it in the clear to addr {addr}; lbd does not follow addr and checks this server's own address at its port, which speaks TLS (ssl), and an HTTP check over TLS lbd's checks cannot make (they have no TLS), so it is imported as a TCP check (the connection only, not the HTTP answer)",
+                    http.what
+                ),
+                _ => format!(
+                    "WARNING: {} is made over TLS to this server (ssl or check-ssl); lbd's checks have no TLS, so it is imported as a TCP check (the connection only, not the HTTP answer)",
+                    http.what
+                ),
+            },
+        )),
+        (None, _) => haproxy_tls.map(|at| {
+            let keyword = match params.check_ssl {
+                Some((true, _)) => "check-ssl",
+                _ => "ssl",
+            };
+            Note::new(
+                at,
+                format!("{keyword}: HAProxy's check is a TLS handshake; lbd's only opens TCP"),
+            )
+        }),
+        (Some(_), None) => None,
+    }
 }
 
 /// A section's name and its `from DEFAULTS` (HAProxy >= 2.4): `NAME`,

@@ -7,8 +7,12 @@ use crate::Failure;
 
 /// Prints the running config, and on stderr (so a redirect to a file
 /// keeps only the config) what it leaves out; fails (exit 1, the text
-/// still printed) when lbd says the text would not load as a config
-/// file, so `lbctl config dump > lbd.toml && ...` stops there.
+/// still printed, to be fixed by hand) when lbd says the text would not
+/// load as a config file. The shell has truncated a redirect's file
+/// before lbctl runs, so the exit code protects the config file only
+/// when the dump goes to a temporary file moved over it on success
+/// (`lbctl config dump > lbd.toml.new && mv lbd.toml.new lbd.toml`), as
+/// `--help` and the README say.
 pub(crate) async fn run(client: &Client) -> Result<(), Failure> {
     let config = client.config().await?;
     print!("{}", config.toml);
@@ -49,6 +53,25 @@ mod tests {
             failure.message.contains("bgp.addresses[0]: no VIP"),
             "{}",
             failure.message
+        );
+    }
+
+    /// `--help` tells how to save the dump so that a failure leaves the
+    /// config file as it was: a redirect straight onto it has emptied it
+    /// before lbctl even runs.
+    #[test]
+    fn the_help_says_to_save_through_a_temporary_file() {
+        use clap::CommandFactory as _;
+        let mut command = crate::Cli::command();
+        let dump = command
+            .find_subcommand_mut("config")
+            .and_then(|c| c.find_subcommand_mut("dump"))
+            .expect("config dump");
+        let help = dump.render_long_help().to_string();
+        assert!(help.contains("Exits 1, the text still printed"), "{help}");
+        assert!(
+            help.contains("lbctl config dump > lbd.toml.new && mv lbd.toml.new lbd.toml"),
+            "{help}"
         );
     }
 }

@@ -7,7 +7,7 @@ use super::check::tcp_check_notes;
 use super::lexer::Line;
 use super::settings::{apply, Settings};
 use super::{acl, server};
-use crate::import::model::{Backend, Listen, Note, Origin, Sourced};
+use crate::import::model::{Backend, CheckKind, Listen, Note, Origin, Sourced};
 use crate::import::ImportError;
 
 /// A frontend, backend or listen section, read.
@@ -111,19 +111,41 @@ pub(super) fn proxy_notes(proxy: &Proxy) -> Vec<Note> {
         }
     }
     let checked = proxy.servers.iter().any(|s| s.check.is_some());
-    if let (Some(http), true) = (&proxy.settings.http_check, checked) {
+    // The servers whose check is lbd's HTTP check: not those whose
+    // HTTP check met TLS and became a TCP check (each warned of).
+    let http_checked: Vec<&str> = proxy
+        .servers
+        .iter()
+        .filter(|s| {
+            s.check
+                .as_ref()
+                .is_some_and(|c| matches!(c.kind.value, CheckKind::Http { .. }))
+        })
+        .map(|s| s.name.as_str())
+        .collect();
+    if let (Some(http), false) = (&proxy.settings.http_check, http_checked.is_empty()) {
         let at = http.origin.clone().unwrap_or_else(|| proxy.origin.clone());
+        let some = proxy.servers.iter().filter(|s| s.check.is_some()).count() > http_checked.len();
+        // Said of the servers it is true of, when others' checks are TCP.
+        let which = if some {
+            format!(
+                " (servers {}; the others' checks are TCP)",
+                http_checked.join(", ")
+            )
+        } else {
+            String::new()
+        };
         let method = http.method.as_deref().unwrap_or("OPTIONS");
         if method != "GET" {
             notes.push(Note::new(
                 &at,
-                format!("HAProxy checks with {method}; lbd's HTTP checks send GET"),
+                format!("HAProxy checks with {method}; lbd's HTTP checks send GET{which}"),
             ));
         }
         if proxy.settings.expect_status.is_none() {
             notes.push(Note::new(
                 &at,
-                "HAProxy takes any 2xx or 3xx status as healthy; lbd expects exactly 200 (set expect_status)",
+                format!("HAProxy takes any 2xx or 3xx status as healthy; lbd expects exactly 200 (set expect_status){which}"),
             ));
         }
     }

@@ -59,6 +59,18 @@ const FLAGS: &[&str] = &[
     "check-via-socks4",
 ];
 
+/// A note on a server keyword, with the keyword that made it: a later
+/// keyword (the server's own line after `default-server`'s) replaces it
+/// (`maxconn 200` after `maxconn 100`) or cancels it (`no-ssl` after
+/// `ssl`), so no server is told about a setting it does not have.
+#[derive(Debug, Clone)]
+struct KeywordNote {
+    keyword: String,
+    /// Made by a `default-server` line (said as inherited by the server).
+    inherited: bool,
+    note: Note,
+}
+
 /// The keywords of a server (or of `default-server`) lbd uses.
 #[derive(Debug, Clone, Default)]
 pub(super) struct ServerParams {
@@ -69,31 +81,72 @@ pub(super) struct ServerParams {
     pub(super) rise: Option<Sourced<u32>>,
     pub(super) fall: Option<Sourced<u32>>,
     pub(super) check_port: Option<Sourced<u16>>,
-    /// `addr`: the check goes to another address (so `ssl` does not make
-    /// it a TLS check).
-    pub(super) check_addr: bool,
+    /// `addr`: HAProxy sends the check to that address (so `ssl` does not
+    /// make it a TLS check); lbd checks the server's own address.
+    pub(super) check_addr: Option<String>,
     /// `ssl`: the server speaks TLS (and, unless `port` or `addr` is
-    /// given, so do its checks).
+    /// given, so do HAProxy's checks).
     pub(super) ssl: Option<Origin>,
     /// `check-ssl` (true) or `no-check-ssl` (false), where written.
     pub(super) check_ssl: Option<(bool, Origin)>,
     pub(super) backup: Option<Origin>,
     pub(super) disabled: Option<Origin>,
-    pub(super) notes: Vec<Note>,
+    notes: Vec<KeywordNote>,
 }
 
 impl ServerParams {
-    /// Where this server's checks are made over TLS, as HAProxy decides:
-    /// `check-ssl` (unless `no-check-ssl` came after it), or `ssl` when
-    /// no `port` or `addr` sends the check elsewhere. lbd's checks have
-    /// no TLS.
+    /// Where HAProxy makes this server's checks over TLS: `check-ssl`
+    /// (unless `no-check-ssl` came after it), or `ssl` when no `port` or
+    /// `addr` sends the check elsewhere.
+    pub(super) fn haproxy_tls_check(&self) -> Option<&Origin> {
+        match &self.check_ssl {
+            Some((true, at)) => Some(at),
+            Some((false, _)) => None,
+            None if self.check_port.is_none() && self.check_addr.is_none() => self.ssl.as_ref(),
+            None => None,
+        }
+    }
+
+    /// Where lbd's check of this server meets TLS (which lbd's checks do
+    /// not speak): where HAProxy's check is TLS, and also with `ssl` and
+    /// `addr` but no `port`: HAProxy checks that other address in the
+    /// clear, but lbd ignores `addr` and checks the server's own port,
+    /// which speaks TLS. `port` moves lbd's check as it does HAProxy's.
     pub(super) fn tls_check(&self) -> Option<&Origin> {
         match &self.check_ssl {
             Some((true, at)) => Some(at),
             Some((false, _)) => None,
-            None if self.check_port.is_none() && !self.check_addr => self.ssl.as_ref(),
+            None if self.check_port.is_none() => self.ssl.as_ref(),
             None => None,
         }
+    }
+
+    /// Adds the note of `keyword`.
+    fn note(&mut self, keyword: &str, origin: &Origin, text: impl Into<String>) {
+        self.notes.push(KeywordNote {
+            keyword: keyword.to_owned(),
+            inherited: false,
+            note: Note::new(origin, text),
+        });
+    }
+
+    /// Drops the notes `keyword` makes void: its own earlier ones (it
+    /// is set again), its opposite's (`no-ssl` and `ssl`, `non-stick`
+    /// and `stick`), and with `no-check` those of check settings.
+    fn forget(&mut self, keyword: &str) {
+        let opposite = match keyword {
+            "non-stick" => "stick".to_owned(),
+            "stick" => "non-stick".to_owned(),
+            _ => keyword
+                .strip_prefix("no-")
+                .map_or_else(|| format!("no-{keyword}"), str::to_owned),
+        };
+        let unchecked = keyword == "no-check";
+        self.notes.retain(|n| {
+            n.keyword != keyword
+                && n.keyword != opposite
+                && !(unchecked && matches!(n.keyword.as_str(), "addr" | "downinter"))
+        });
     }
 }
 
@@ -123,23 +176,26 @@ pub(super) fn server(
     let (address, port) = address(spec)
         .map_err(|reason| ImportError::at(file, line.no, format!("server {name}: {reason}")))?;
     let mut params = defaults.clone();
-    params.notes.clear();
+    for note in &mut params.notes {
+        note.inherited = true;
+    }
     self::params(file, line, 3, &mut params)?;
     // What `default-server` gave this server and lbd cannot carry over is
-    // said for it too (unless its own line says the same again).
-    let mut notes: Vec<Note> = defaults
+    // said for it too (unless its own line sets it again or cancels it).
+    let notes: Vec<Note> = params
         .notes
         .iter()
-        .filter(|n| !params.notes.iter().any(|own| own.text == n.text))
-        .map(|n| {
-            Note::new(
-                &n.origin,
-                format!("{} (default-server, inherited by server {name})", n.text),
-            )
+        .map(|n| match n.inherited {
+            true => Note::new(
+                &n.note.origin,
+                format!(
+                    "{} (default-server, inherited by server {name})",
+                    n.note.text
+                ),
+            ),
+            false => n.note.clone(),
         })
         .collect();
-    notes.append(&mut params.notes);
-    params.notes = notes;
     let role = match (&params.disabled, &params.backup) {
         (Some(at), _) => Role::Disabled(at.clone()),
         (None, Some(at)) => Role::Backup(at.clone()),
@@ -148,7 +204,7 @@ pub(super) fn server(
     let backend = Backend {
         weight: params.weight.clone(),
         role,
-        notes: params.notes.clone(),
+        notes,
         ..Backend::named(name.clone(), address, port, origin.clone(), line.text())
     };
     Ok(Server {
@@ -218,6 +274,7 @@ pub(super) fn params(
     let mut words = line.words[start.min(line.words.len())..].iter();
     while let Some(keyword) = words.next() {
         let keyword = keyword.as_str();
+        params.forget(keyword);
         if FLAGS.contains(&keyword) {
             match keyword {
                 "check" => params.check = true,
@@ -227,28 +284,29 @@ pub(super) fn params(
                 "disabled" => params.disabled = Some(origin.clone()),
                 "enabled" => params.disabled = None,
                 "send-proxy" | "send-proxy-v2" | "send-proxy-v2-ssl" | "send-proxy-v2-ssl-cn" => {
-                    params.notes.push(Note::new(
+                    params.note(
+                        keyword,
                         &origin,
                         format!("{keyword}: lbd sends no PROXY protocol header: turn accept-proxy off on the backend (in dsr-l2 mode it sees the client's address itself)"),
-                    ))
+                    )
                 }
                 "ssl" => {
                     params.ssl = Some(origin.clone());
-                    params.notes.push(Note::new(
+                    params.note(
+                        keyword,
                         &origin,
                         "ssl: HAProxy speaks TLS to this server; through lbd the client's own connection reaches it",
-                    ))
+                    )
                 }
                 "no-ssl" => params.ssl = None,
                 "check-ssl" => params.check_ssl = Some((true, origin.clone())),
                 "no-check-ssl" => params.check_ssl = Some((false, origin.clone())),
-                "agent-check" => params.notes.push(Note::new(
+                "agent-check" => params.note(
+                    keyword,
                     &origin,
                     "agent-check: lbd has no agent checks; set weights with `lbctl backend weight`",
-                )),
-                _ => params
-                    .notes
-                    .push(Note::new(&origin, format!("{keyword}: not carried over"))),
+                ),
+                _ => params.note(keyword, &origin, format!("{keyword}: not carried over")),
             }
             continue;
         }
@@ -280,10 +338,11 @@ pub(super) fn params(
             }
             "inter" => params.inter = Some(Sourced::new(duration()?, &origin, what)),
             "fastinter" => params.fastinter = Some(Sourced::new(duration()?, &origin, what)),
-            "downinter" => params.notes.push(Note::new(
+            "downinter" => params.note(
+                keyword,
                 &origin,
                 format!("{what}: lbd checks a down backend every fast interval"),
-            )),
+            ),
             "rise" => params.rise = Some(Sourced::new(count()?, &origin, what)),
             "fall" => params.fall = Some(Sourced::new(count()?, &origin, what)),
             "port" => {
@@ -291,29 +350,31 @@ pub(super) fn params(
                 params.check_port = Some(Sourced::new(port, &origin, what));
             }
             "addr" => {
-                params.check_addr = true;
-                params.notes.push(Note::new(
+                params.check_addr = Some(value.clone());
+                params.note(
+                    keyword,
                     &origin,
                     format!("{what}: lbd checks the backend's own address"),
-                ))
+                )
             }
-            "maxconn" | "minconn" | "maxqueue" => params.notes.push(Note::new(
+            "maxconn" | "minconn" | "maxqueue" => params.note(
+                keyword,
                 &origin,
                 format!("{what}: lbd forwards packets and limits no connections"),
-            )),
-            "slowstart" => params.notes.push(Note::new(
+            ),
+            "slowstart" => params.note(
+                keyword,
                 &origin,
                 format!("{what}: lbd has no slow start; a backend takes its full share once up"),
-            )),
-            "cookie" => params.notes.push(Note::new(
+            ),
+            "cookie" => params.note(
+                keyword,
                 &origin,
                 format!(
                     "{what}: no cookie persistence at L4; each connection stays on its backend"
                 ),
-            )),
-            _ => params
-                .notes
-                .push(Note::new(&origin, format!("{what}: not carried over"))),
+            ),
+            _ => params.note(keyword, &origin, format!("{what}: not carried over")),
         }
     }
     Ok(())

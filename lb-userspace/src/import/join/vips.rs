@@ -34,7 +34,20 @@ pub(super) fn vips<'s>(
     let mut notes = Vec::new();
     let mut used = vec![false; options.vips.len()];
     // A NAT address keepalived moves too (listed so that lbd's adverts
-    // and keepalived's name the same addresses) is no VIP.
+    // and keepalived's name the same addresses) is no VIP. Said, since a
+    // --nat-source that is a VIP's address by mistake takes that VIP away.
+    for instance in &setup.vrrp {
+        for a in instance
+            .addresses
+            .iter()
+            .filter(|a| options.nat_source.contains(&a.value))
+        {
+            notes.push(format!(
+                "{}: WARNING: {} ({}, vrrp_instance {}) is the NAT address (--nat-source), so it is not imported as a VIP; if clients connect to it, it is a VIP and --nat-source is wrong: give the NAT address another address",
+                a.origin, a.value, a.what, instance.name
+            ));
+        }
+    }
     let vrrp_addresses: Vec<_> = setup
         .vrrp
         .iter()

@@ -187,11 +187,14 @@ fn advert_warning(vrrp: &Vrrp, vrid: u8, extra: &[(IpAddr, String)]) -> Option<S
 }
 
 /// A warning when keepalived runs `vrrp` in VRRPv2 (its default for
-/// IPv4; IPv6 instances are always v3): lbd speaks VRRPv3 only, and each
+/// IPv4; IPv6 instances are v3 unless their own `version` says 2): lbd speaks VRRPv3 only, and each
 /// drops the other's adverts, so side by side both become master.
 fn version_warning(vrrp: &Vrrp, setup: &Setup) -> Option<String> {
-    let said = vrrp.version.as_ref().or(setup.vrrp_version.as_ref());
     let ipv6 = vrrp.addresses.first().is_some_and(|a| a.value.is_ipv6());
+    // keepalived gives an IPv6 instance without a `version` of its own
+    // VRRPv3, whatever global_defs' vrrp_version says (vrrp.c).
+    let global = setup.vrrp_version.as_ref().filter(|_| !ipv6);
+    let said = vrrp.version.as_ref().or(global);
     let (version, source) = match said {
         Some(v) => (v.value, format!("{} ({})", v.origin, v.what)),
         None if ipv6 => return None,

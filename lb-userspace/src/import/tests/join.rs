@@ -362,6 +362,28 @@ fn addresses_keepalived_does_not_advertise_are_warned_of() {
 }
 
 #[test]
+fn a_keepalived_address_that_is_the_nat_address_is_said_not_to_be_a_vip() {
+    // --nat-source names the VIP's own address by mistake.
+    let options = Options {
+        nat_source: vec![ip("198.18.0.100")],
+        ..Options::default()
+    };
+    let both = T4_KEEPALIVED.replace("198.18.0.100\n", "198.18.0.100\n        198.18.0.101\n");
+    let files = [("haproxy.cfg", T4_HAPROXY), ("keepalived.conf", &both)];
+    let imported = ok(&files, &options);
+    let vips: Vec<IpAddr> = imported.config.vips.iter().map(|v| v.address).collect();
+    assert_eq!(vips, [ip("198.18.0.101")]);
+    assert!(
+        imported.notes.iter().any(|n| n.starts_with(
+            "keepalived.conf:9: WARNING: 198.18.0.100 (virtual_ipaddress 198.18.0.100, vrrp_instance VI_1) is the NAT address (--nat-source), so it is not imported as a VIP"
+        )),
+        "{:#?}",
+        imported.notes
+    );
+    assert!(!has_note(&imported, "198.18.0.101 (virtual_ipaddress"));
+}
+
+#[test]
 fn keepalived_in_vrrpv2_is_warned_of() {
     let options = Options {
         nat_source: vec![ip("198.18.0.50")],
@@ -395,5 +417,9 @@ fn keepalived_in_vrrpv2_is_warned_of() {
     // IPv6 instances are always v3 in keepalived.
     let v6 = "vrrp_instance VI_6 {\n  interface eth0\n  virtual_router_id 61\n  virtual_ipaddress {\n    2001:2::100\n  }\n}\n";
     let imported = ok(&[("k.conf", v6)], &Options::default());
+    assert!(!has_note(&imported, "VRRPv2"), "{:#?}", imported.notes);
+    // Even when global_defs says vrrp_version 2 (for the IPv4 ones).
+    let v6_global_v2 = format!("global_defs {{\n  vrrp_version 2\n}}\n{v6}");
+    let imported = ok(&[("k.conf", &v6_global_v2)], &Options::default());
     assert!(!has_note(&imported, "VRRPv2"), "{:#?}", imported.notes);
 }
