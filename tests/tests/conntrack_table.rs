@@ -511,6 +511,83 @@ fn open_through(bed: &mut TestBed, flows: &[Flow]) {
     }
 }
 
+/// An upgrade from the shared LRU: after this lbd's load the old program,
+/// still on the link, opens a flow; this lbd's program meets it after the
+/// swap, before the final copy, and picks again (a shared-LRU release
+/// hashed IPv4 flows otherwise: often another backend), stamped later.
+/// The final copy puts the old program's backend back, the one the
+/// connection was opened on; a flow the old table last saw before the
+/// load keeps the new table's fresher entry (an old table left by an
+/// upgrade that swapped then stopped is older than the new one). Skipping
+/// every old entry the new table held fresher left the late flow on the
+/// new pick: its connection reset.
+#[test]
+fn the_final_copy_keeps_the_old_programs_backend_for_a_flow_opened_after_the_load() {
+    let (pins, _cleanup) = pin_dir("opened-after-load");
+    let vip = vip4_tcp();
+    let flows: Vec<Flow> = (0..31).map(flow).collect();
+    let lru = LoadOptions {
+        conntrack_kind: ConntrackKind::Lru,
+        pins: Some(pins.clone()),
+    };
+    let mut old = TestBed::with_options(std::slice::from_ref(&vip), Hook::Xdp, 4096, &lru)
+        .expect("old data plane");
+    open_through(&mut old, &flows[..30]);
+    // The early flow last seen well before the load (the others may have
+    // been stamped within the clock's tick of it).
+    let early = flow_key(&flows[0], Protocol::Tcp);
+    let (_, seen) = old
+        .dataplane
+        .flows()
+        .find(|(k, _)| *k == early)
+        .expect("the early flow");
+    let idle = lb_common::FlowEntry {
+        last_seen_ns: monotonic_ns() - 100_000_000_000,
+        ..seen
+    };
+    old.dataplane
+        .install_flow(&early, &idle)
+        .expect("the early flow, idle");
+    let mut new = load_upgrade(&LoadOptions {
+        pins: Some(pins.clone()),
+        ..LoadOptions::default()
+    });
+    assert!(new.adopted(), "the VIPs, backends and tables are adopted");
+    open_through(&mut old, &flows[30..]);
+    let opened: HashMap<_, _> = old.dataplane.flows().collect();
+    let late = flow_key(&flows[30], Protocol::Tcp);
+    let old_late = opened[&late];
+    let old_early = opened[&early];
+    assert!(new.flows().all(|(k, _)| k != late), "opened after the load");
+    // Another backend the old program used: this lbd's program's pick.
+    let other = |entry: &lb_common::FlowEntry| lb_common::FlowEntry {
+        backend_id: opened
+            .values()
+            .map(|e| e.backend_id)
+            .find(|&id| id != entry.backend_id)
+            .expect("flows on two backends"),
+        last_seen_ns: monotonic_ns().max(entry.last_seen_ns + 1),
+        ..*entry
+    };
+    let repicked = other(&old_late);
+    new.install_flow(&late, &repicked).expect("the new pick");
+    let fresher = other(&old_early);
+    new.install_flow(&early, &fresher).expect("a fresher entry");
+    drop(old);
+    let carried = new.finish_adoption().expect("flows carried over");
+    let held: HashMap<_, _> = new.flows().collect();
+    assert_eq!(
+        held[&late].backend_id, old_late.backend_id,
+        "the flow opened after the load keeps the backend it was opened on"
+    );
+    assert_eq!(
+        held[&early].backend_id, fresher.backend_id,
+        "a flow the old table saw before the load keeps the fresher entry"
+    );
+    assert_eq!(carried.flows, 31, "{carried:?}");
+    assert!(carried.kept >= 1, "{carried:?}");
+}
+
 #[test]
 fn an_upgrade_from_an_lru_release_without_a_bucket_table_carries_its_flows_over() {
     upgrade_from_lru(false);
@@ -628,8 +705,85 @@ fn a_smaller_connection_table_keeps_every_live_flow_before_closed_ones() {
         );
     };
     check(&new, "after the load");
-    new.finish_adoption();
+    let carried = new.finish_adoption().expect("flows carried over");
     check(&new, "after the swap");
+    assert_eq!(carried.flows, 4100);
+    assert_eq!(carried.live_left_out, 0, "{carried:?}");
+    assert_eq!(
+        carried.copied + carried.dead_left_out + carried.failed + carried.kept,
+        4100,
+        "{carried:?}"
+    );
+    assert_eq!(
+        carried.dead_left_out,
+        4100 - new.flows().count() as u64,
+        "the closed flows left out: {carried:?}"
+    );
+}
+
+/// `conntrack_size` lowered below the live flows (200 live flows, 100
+/// closed ones, into a table of 128 slots): the final copy tells the live
+/// flows left out (their connections are lost, warned) from the closed
+/// ones (nothing lost), each counted exactly.
+#[test]
+fn a_table_smaller_than_its_live_flows_counts_the_live_flows_it_leaves_out() {
+    let (pins, _cleanup) = pin_dir("shrink-live");
+    let vip = vip4_tcp();
+    let live: Vec<Flow> = (0..200).map(flow).collect();
+    let options = LoadOptions {
+        pins: Some(pins.clone()),
+        ..LoadOptions::default()
+    };
+    let now = monotonic_ns();
+    let s = 1_000_000_000u64;
+    assert!(now > 1_000 * s, "the clock has run long enough");
+    let (live_keys, closed_keys): (Vec<_>, Vec<_>) = {
+        let mut old = TestBed::with_options(std::slice::from_ref(&vip), Hook::Xdp, 4096, &options)
+            .expect("old data plane");
+        open_through(&mut old, &live);
+        let (_, template) = old.dataplane.flows().next().expect("a live flow");
+        let closed: Vec<_> = (1000..1100u32)
+            .map(|n| flow_key(&flow(n), Protocol::Tcp))
+            .collect();
+        for key in &closed {
+            let entry = lb_common::FlowEntry {
+                flags: FLOW_F_FIN,
+                last_seen_ns: now - 100 * s,
+                ..template
+            };
+            old.dataplane
+                .install_flow(key, &entry)
+                .expect("a closed flow");
+        }
+        let live = live.iter().map(|f| flow_key(f, Protocol::Tcp)).collect();
+        (live, closed)
+    };
+    let mut new = load_upgrade_sized(&options, 64);
+    assert!(new.adopted());
+    let slots = 2 * new.flow_capacity();
+    assert!(slots < live_keys.len() as u64, "{slots} slots");
+    let carried = new.finish_adoption().expect("flows carried over");
+    let held: HashMap<_, _> = new.flows().collect();
+    let kept = |keys: &[lb_common::FlowKey]| keys.iter().filter(|k| held.contains_key(k)).count();
+    let (live_kept, closed_kept) = (kept(&live_keys), kept(&closed_keys));
+    assert_eq!(carried.flows, 300, "{carried:?}");
+    assert!(carried.live_left_out > 0, "{carried:?}");
+    assert_eq!(
+        carried.live_left_out,
+        (live_keys.len() - live_kept) as u64,
+        "{carried:?}"
+    );
+    assert_eq!(
+        carried.dead_left_out,
+        (closed_keys.len() - closed_kept) as u64,
+        "{carried:?}"
+    );
+    assert_eq!(
+        carried.copied,
+        (live_kept + closed_kept) as u64,
+        "{carried:?}"
+    );
+    assert_eq!(carried.failed, 0, "{carried:?}");
 }
 
 /// IPv6 client flow `n`.

@@ -290,19 +290,29 @@ pub const fn evict_below(rank: u32) -> u32 {
     }
 }
 
+/// How far (ticks, about a second) a rank's tick may be ahead of the
+/// clock `evict_limit` is given and still count as seen now: a flow
+/// stamped a moment after the clock was read. A tick farther ahead is
+/// behind the clock by nearly the whole wrap (a flow idle that long),
+/// not ahead of it: taken as seen now it would evict any live way. lbd
+/// clamps its ranks to its clock before inserting
+/// (`lb_userspace::conntrack::table`), so it never needs more.
+pub const RANK_AHEAD_TICKS: u32 = 64;
+
 /// The `victim_order` at and above which an insert of a flow last seen
 /// before now (`find_or_insert_at`, rank word `rank`, current tick
 /// `now_ticks`) evicts nothing: the flow's own order at `now_ticks` (it
 /// takes only ways that would go before it), and never more than
-/// `evict_below` allows its class. A rank whose tick is ahead of
-/// `now_ticks` (a clock read a moment before the flow was stamped) is
-/// taken as seen now, not as aged past the tick wrap.
+/// `evict_below` allows its class. A rank whose tick is at most
+/// `RANK_AHEAD_TICKS` ahead of `now_ticks` (a clock read a moment before
+/// the flow was stamped) is taken as seen now, not as aged past the tick
+/// wrap; any other is aged as `victim_order` ages a way (one idle past
+/// half the wrap, 104 days, is expired, not ahead of the clock).
 #[inline(always)]
 pub const fn evict_limit(rank: u32, now_ticks: u32) -> u32 {
     let now_ticks = now_ticks & TICK_MASK;
     let ahead = (rank >> 2).wrapping_sub(now_ticks) & TICK_MASK;
-    // Within half the wrap: ahead of the clock, not behind it.
-    let rank = if ahead != 0 && ahead < TICK_MASK / 2 {
+    let rank = if ahead != 0 && ahead <= RANK_AHEAD_TICKS {
         (now_ticks << 2) | rank_class(rank)
     } else {
         rank

@@ -31,7 +31,8 @@ pub(super) const CLASS_MASK: u32 = 3;
 /// Rank ticks are `ns >> TICK_SHIFT` (16.8 ms), kept in 30 bits (208 days
 /// before they wrap; ages are taken modulo that).
 pub const TICK_SHIFT: u32 = 24;
-pub(super) const TICK_MASK: u32 = 0x3fff_ffff;
+/// The rank ticks' 30 bits (`ticks`): ages are taken modulo this plus one.
+pub const TICK_MASK: u32 = 0x3fff_ffff;
 /// A half-open flow idle this long (ticks, ~10 s) is expired.
 pub const HALF_OPEN_IDLE_TICKS: u32 = (10_000_000_000u64 >> TICK_SHIFT) as u32;
 /// An established flow idle this long (ticks, ~15 min, IPVS's TCP

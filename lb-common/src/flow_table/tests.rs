@@ -253,6 +253,56 @@ fn a_copy_seen_earlier_evicts_by_the_real_clock_and_never_a_fresher_live_flow() 
     assert_eq!(gone, [keys[6], keys[1], keys[2], keys[4]]);
 }
 
+/// A copy of a flow idle more than half the tick wrap (104 days; closed
+/// and expired flows stay in their ways until evicted, and UDP flows
+/// never close, so a node up 200 days holds some) is expired: it evicts
+/// no live flow. Taken as stamped ahead of the clock, as seen now, it
+/// evicted any of them.
+#[test]
+fn a_copy_idle_past_half_the_tick_wrap_evicts_no_live_flow() {
+    let keys = colliding(FLOW_WAYS + 1);
+    let s = 1_000_000_000u64;
+    let day = 86_400 * s;
+    let now = 200 * day;
+    // Live flows seen 1 s to 60 s ago.
+    let mut bucket = Box::<FlowBucket>::default();
+    for (n, k) in keys[..FLOW_WAYS].iter().enumerate() {
+        let ago = 1 + 59 * n as u64 / (FLOW_WAYS as u64 - 1);
+        let rank = rank_word(now - ago * s, CLASS_ESTABLISHED);
+        assert!(matches!(
+            insert(&mut bucket, k, 1, rank),
+            Placed::Inserted(_)
+        ));
+    }
+    let full = occupied(&mut bucket);
+    let b: *mut FlowBucket = &mut *bucket;
+    let late = &keys[FLOW_WAYS];
+    for idle in [105, 150, 199] {
+        for class in [CLASS_ESTABLISHED, CLASS_CLOSED] {
+            let ancient = rank_word(now - idle * day, class);
+            assert_eq!(
+                insert_at(&mut bucket, late, ancient, now),
+                Placed::Contended,
+                "idle {idle} days, class {class}"
+            );
+            assert!(
+                !unsafe { has_room_at(b, b, ancient, ticks(now)) },
+                "idle {idle} days, class {class}"
+            );
+            assert_eq!(occupied(&mut bucket), full);
+        }
+    }
+    // A flow stamped a tick after the clock was read still counts as
+    // seen now: it takes the live way seen 60 s ago.
+    let ahead = rank_word(now + (1 << TICK_SHIFT), CLASS_ESTABLISHED);
+    assert!(unsafe { has_room_at(b, b, ahead, ticks(now)) });
+    assert!(matches!(
+        insert_at(&mut bucket, late, ahead, now),
+        Placed::Inserted(_)
+    ));
+    assert!(!occupied(&mut bucket).contains(&keys[FLOW_WAYS - 1]));
+}
+
 #[test]
 fn a_syn_takes_only_a_way_no_live_flow_holds() {
     let mut bucket = Box::<FlowBucket>::default();

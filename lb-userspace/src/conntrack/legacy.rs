@@ -13,10 +13,12 @@
 //! old map until the new one is swapped in on the link. The flows are
 //! copied twice: once right after the load (the bulk), once after the swap
 //! (what the old program added meanwhile; it no longer runs, so the map is
-//! final). The moved pin goes only then (`finish`): an lbd that stops or
-//! fails between its load and the swap leaves it for the next one, which
-//! finds it under the new name and carries the flows over again, including
-//! those the old program (still on the link) opened in between. Carried
+//! final, and what it stamped after this lbd's load wins over a copy this
+//! lbd's program made of the flow in between). The moved pin goes only
+//! then (`finish`): an lbd that stops or fails between its load and the
+//! swap leaves it for the next one, which finds it under the new name and
+//! carries the flows over again, including those the old program (still
+//! on the link) opened in between. Carried
 //! only when the state maps are adopted: a flow names its backend by id.
 //!
 //! Both may be there at once: an upgrade from the shared LRU that stopped
@@ -30,7 +32,11 @@
 use std::path::{Path, PathBuf};
 
 use aya::maps::{HashMap, Map, MapData, MapInfo, MapType};
-use lb_common::{consts::names, flow_table::FlowBucket, FlowEntry, FlowKey};
+use lb_common::{
+    consts::names,
+    flow_table::{FlowBucket, TICK_SHIFT},
+    FlowEntry, FlowKey,
+};
 use tracing::{info, warn};
 
 use crate::{
@@ -56,6 +62,13 @@ pub(crate) struct LegacyTable {
     tables: Vec<(OldFlows, PathBuf)>,
     /// Flows copied so far (both passes).
     pub(crate) copied: u64,
+    /// `CLOCK_MONOTONIC` (ns) when this lbd opened the old tables, before
+    /// its first copy, less a tick (the data plane stamps flows by the
+    /// coarse clock, up to a tick behind): an entry stamped since was
+    /// written by the old program while this lbd loaded, and its copy
+    /// after the swap wins over what the new table holds
+    /// (`dataplane::adopt`).
+    pub(crate) loaded_ns: u64,
 }
 
 /// Where the old flows are read from.
@@ -75,12 +88,17 @@ impl LegacyTable {
         if kind.is_kernel_map() {
             return None;
         }
+        let loaded_ns = crate::clock::monotonic_ns().saturating_sub(1 << TICK_SHIFT);
         let tables: Vec<(OldFlows, PathBuf)> =
             [Self::open_resized(pins, buckets), Self::open_lru(pins)]
                 .into_iter()
                 .flatten()
                 .collect();
-        (!tables.is_empty()).then_some(Self { tables, copied: 0 })
+        (!tables.is_empty()).then_some(Self {
+            tables,
+            copied: 0,
+            loaded_ns,
+        })
     }
 
     /// The kernel-map table if the pins are those of an lbd that ran one

@@ -9,8 +9,9 @@ use aya::maps::MapData;
 use lb_common::{
     consts::FLOW_F_HALF_OPEN,
     flow_table::{
-        self, class_of, fingerprint, rank_word, tag_fingerprint, tag_rank, ticks, FlowBucket,
-        Placed, SecondBucket, FLOW_WAYS, TICK_SHIFT,
+        self, class_of, fingerprint, rank_class, tag_fingerprint, tag_rank, ticks, FlowBucket,
+        Placed, SecondBucket, ESTABLISHED_IDLE_TICKS, FLOW_WAYS, HALF_OPEN_IDLE_TICKS, TICK_MASK,
+        TICK_SHIFT,
     },
     hash::{flow_hash, table_hash},
     FlowEntry, FlowKey,
@@ -61,7 +62,11 @@ pub struct Replaced {
     /// Of those, copied to their place (the others had a copy there
     /// already, seen at least as recently).
     pub copied: u64,
-    /// Copies that could not be written (their buckets stayed busy).
+    /// Copies left out: every way of their buckets holds a flow seen more
+    /// recently (`FlowTableError::Full`).
+    pub full: u64,
+    /// Copies that could not be written: their buckets' ways stayed busy
+    /// (being written) through every retry.
     pub failed: u64,
     /// Misplaced copies taken out (`re_place` with `release`).
     pub released: u64,
@@ -157,8 +162,19 @@ impl FlowTable {
                     .get(&key)
                     .is_some_and(|e| e.last_seen_ns >= seen.entry.last_seen_ns);
                 if !newer_in_place {
-                    match self.put(&key, &seen.entry, tag_rank(seen.tag)) {
+                    // Aged by the way's tag, read before the clock: the
+                    // way's own age at the data plane's tick, so a way it
+                    // takes for expired stays expired.
+                    let now = crate::clock::monotonic_ns();
+                    let rank = tag_rank(seen.tag);
+                    let age = ticks(now).wrapping_sub(rank >> 2) & TICK_MASK;
+                    let rank = aged_rank(u64::from(age), rank_class(rank), ticks(now));
+                    match self.put(&key, &seen.entry, rank) {
                         Ok(()) => done.copied += 1,
+                        Err(FlowTableError::Full(_)) => {
+                            done.full += 1;
+                            continue;
+                        }
                         Err(_) => {
                             done.failed += 1;
                             continue;
@@ -195,17 +211,20 @@ impl FlowTable {
     /// over): its entry replaced if tracked, else inserted as an
     /// established flow (closed with FIN or RST marks, half-open with
     /// `FLOW_F_HALF_OPEN`, as the data plane ranks them) last seen at
-    /// `entry.last_seen_ns`. In a full bucket it takes only a way that
-    /// would be evicted before it now (`flow_table::find_or_insert_at`):
-    /// never one of a flow seen more recently; with none,
-    /// `FlowTableError::Full`.
+    /// `entry.last_seen_ns` (ranked by `rank_at`: a time ahead of the
+    /// clock as now, one idle past its class's timeout as expired). In a
+    /// full bucket it takes only a way that would be evicted before it
+    /// now (`flow_table::find_or_insert_at`): never one of a flow seen
+    /// more recently; with none, `FlowTableError::Full`.
     pub fn install(&self, key: &FlowKey, entry: &FlowEntry) -> Result<(), FlowTableError> {
         let established = entry.flags & FLOW_F_HALF_OPEN == 0;
-        let rank = rank_word(entry.last_seen_ns, class_of(entry.flags, established));
+        let class = class_of(entry.flags, established);
+        let rank = rank_at(entry.last_seen_ns, class, crate::clock::monotonic_ns());
         self.put(key, entry, rank)
     }
 
-    /// `install` with rank word `rank`. The entry keeps the flow's
+    /// `install` with rank word `rank` (its tick not ahead of the clock:
+    /// `rank_at`, `aged_rank`). The entry keeps the flow's
     /// `flow_hash` (Maglev's), whatever hash places it. Ways are aged at
     /// the current tick (read here, per attempt) plus one: a way the data
     /// plane stamps between the clock read and the insert must not look
@@ -249,5 +268,94 @@ impl FlowTable {
     /// Removes a flow; true if it was there.
     pub fn remove(&self, key: &FlowKey) -> bool {
         self.table.remove(key, self.place_hash(key))
+    }
+}
+
+/// The age (ticks) lbd's inserts rank a flow idle at least this long at:
+/// past both classes' timeouts (expired: it evicts no live flow, and is
+/// evicted before any), and the age past which `victim_order` ranks ways
+/// alike. A 64-bit age is known only here: a rank word's 30-bit tick
+/// wraps after 208 days, so a flow idle more than 104 of them would look
+/// stamped ahead of the clock, and one idle 208 days as seen now. Capped,
+/// the way it takes stays expired for 156 days more.
+const AGE_CAP_TICKS: u64 = 0x0fff_ffff;
+
+const _: () = assert!(
+    AGE_CAP_TICKS > ESTABLISHED_IDLE_TICKS as u64 && AGE_CAP_TICKS > HALF_OPEN_IDLE_TICKS as u64
+);
+
+/// The rank word of a flow of class `class` idle `age_ticks` at tick
+/// `now_ticks`, the age capped at `AGE_CAP_TICKS`.
+fn aged_rank(age_ticks: u64, class: u32, now_ticks: u32) -> u32 {
+    // At most `AGE_CAP_TICKS`: fits.
+    let age = age_ticks.min(AGE_CAP_TICKS) as u32;
+    ((now_ticks.wrapping_sub(age) & TICK_MASK) << 2) | rank_class(class)
+}
+
+/// The rank word lbd inserts a flow of class `class` last seen at
+/// `seen_ns` with when the clock (`CLOCK_MONOTONIC`) reads `now_ns`: the
+/// data plane's (`rank_word`) for a flow seen up to 52 days ago, a time
+/// ahead of the clock (a peer's, a copy stamped after the clock was read)
+/// taken as now, and a flow idle longer ranked as idle 52 days (expired,
+/// `AGE_CAP_TICKS`), not by a tick that wrapped.
+fn rank_at(seen_ns: u64, class: u32, now_ns: u64) -> u32 {
+    let age = (now_ns >> TICK_SHIFT).saturating_sub(seen_ns >> TICK_SHIFT);
+    aged_rank(age, class, ticks(now_ns))
+}
+
+#[cfg(test)]
+mod tests {
+    use lb_common::flow_table::{
+        evict_limit, rank_word, victim_order, CLASS_CLOSED, CLASS_ESTABLISHED, CLASS_HALF_OPEN,
+    };
+
+    use super::*;
+
+    /// The order `victim_order` gives a valid way of rank word `rank`.
+    fn order(rank: u32, now_ticks: u32) -> u32 {
+        victim_order((u64::from(rank) << 32) | 2, now_ticks)
+    }
+
+    /// The tier (`victim_order`'s top bits: 1 closed or expired, 2
+    /// half-open, 3 live) of a way of rank word `rank`.
+    fn tier(rank: u32, now_ticks: u32) -> u32 {
+        order(rank, now_ticks) >> 28
+    }
+
+    #[test]
+    fn lbd_ranks_a_flow_by_its_64_bit_age_clamped_to_the_clock() {
+        let s = 1_000_000_000u64;
+        let day = 86_400 * s;
+        // Past the tick wrap (208.5 days) itself.
+        let now = 300 * day;
+        let at = ticks(now);
+        // Seen within 52 days: the data plane's own rank word.
+        for ago in [0, s, 30 * s, 3_600 * s, 50 * day] {
+            for class in [CLASS_CLOSED, CLASS_HALF_OPEN, CLASS_ESTABLISHED] {
+                assert_eq!(
+                    rank_at(now - ago, class, now),
+                    rank_word(now - ago, class),
+                    "{ago} ns ago, class {class}"
+                );
+            }
+        }
+        // Ahead of the clock (5 s, past `RANK_AHEAD_TICKS`): seen now, a
+        // live flow, not one aged nearly the whole wrap.
+        let ahead = rank_at(now + 5 * s, CLASS_ESTABLISHED, now);
+        assert_eq!(ahead, rank_word(now, CLASS_ESTABLISHED));
+        assert_eq!(tier(ahead, at), 3);
+        // Idle 150 days, and 208.5 days plus 10 s (the 30-bit tick has
+        // wrapped: the data plane's rank would read 10 s old): expired,
+        // and an insert of it evicts no live way (one seen 1 s ago).
+        let live = order(rank_word(now - s, CLASS_ESTABLISHED), at);
+        for ago in [150 * day, (1u64 << (30 + TICK_SHIFT)) + 10 * s] {
+            for class in [CLASS_HALF_OPEN, CLASS_ESTABLISHED] {
+                let rank = rank_at(now - ago, class, now);
+                assert_eq!(tier(rank, at), 1, "{ago} ns ago, class {class}");
+                assert!(evict_limit(rank, at) < live, "{ago} ns ago, class {class}");
+                // And stays expired for 150 days more.
+                assert_eq!(tier(rank, ticks(now + 150 * day)), 1);
+            }
+        }
     }
 }

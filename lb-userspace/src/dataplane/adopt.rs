@@ -33,15 +33,17 @@ impl Dataplane {
             info!(
                 misplaced = done.misplaced,
                 copied = done.copied,
+                left_out = done.full,
                 failed = done.failed,
                 released = done.released,
                 "flows a previous release placed elsewhere (another hash, or a second bucket anywhere) moved to where this release looks for them"
             );
         }
-        if done.failed > 0 {
+        if done.full > 0 || done.failed > 0 {
             warn!(
+                left_out = done.full,
                 failed = done.failed,
-                "some flows could not be moved (their buckets stayed busy): their next packets take Maglev's pick"
+                "some flows could not be moved where this release looks for them (left out: every way of their buckets holds a flow seen more recently; failed: their ways stayed busy): their next packets take Maglev's pick"
             );
         }
     }
@@ -51,53 +53,79 @@ impl Dataplane {
     /// `conntrack::legacy`; not without the state maps adopted: the
     /// entries' backend ids would mean nothing); after the swap (`phase`
     /// "swapped") the caller closes the old table and removes its pin
-    /// (`LegacyTable::finish`).
-    pub(super) fn carry_legacy_flows(&mut self, phase: &str) {
+    /// (`LegacyTable::finish`). What it did (None: nothing to carry).
+    pub(super) fn carry_legacy_flows(&mut self, phase: &str) -> Option<CarriedFlows> {
         if self.legacy.is_some() && !self.adopted {
             warn!("the previous lbd's connection table is not carried over: its VIPs and backends were not adopted (its flows are placed by Maglev again)");
             if let Some(legacy) = self.legacy.take() {
                 legacy.finish();
             }
-            return;
+            return None;
         }
-        let Some(legacy) = &mut self.legacy else {
-            return;
-        };
+        let legacy = self.legacy.as_mut()?;
         let FlowStore::Buckets(table) = &self.flows else {
-            return;
+            return None;
         };
+        let swapped = phase == SWAPPED;
         let mut flows = legacy.flows();
         // Live flows first, the most recent first: a smaller table keeps
         // them, and a closed or expired flow copied later takes only a
         // way no live flow holds.
         let now = crate::clock::monotonic_ns();
         flows.sort_by_key(|(_, entry)| carry_order(entry, now));
-        let (mut full, mut failed) = (0u64, 0u64);
+        let mut done = CarriedFlows {
+            flows: flows.len() as u64,
+            ..CarriedFlows::default()
+        };
+        let after_load = swapped.then_some(legacy.loaded_ns);
         for (key, entry) in &flows {
-            // The table may hold the flow seen more recently: the old
-            // program ran on a table moved aside by an upgrade that
-            // swapped and then stopped, or this lbd's program has
-            // forwarded it since the swap.
             if table
                 .get(key)
-                .is_some_and(|held| held.last_seen_ns > entry.last_seen_ns)
+                .is_some_and(|held| held_wins(&held, entry, after_load))
             {
+                done.kept += 1;
                 continue;
             }
             match table.install(key, entry) {
-                Ok(()) => {}
-                Err(crate::conntrack::table::FlowTableError::Full(_)) => full += 1,
-                Err(_) => failed += 1,
+                Ok(()) => done.copied += 1,
+                Err(crate::conntrack::table::FlowTableError::Full(_)) => {
+                    if carry_order(entry, now).0 < DEAD {
+                        done.live_left_out += 1;
+                    } else {
+                        done.dead_left_out += 1;
+                    }
+                }
+                Err(_) => done.failed += 1,
             }
         }
-        legacy.copied += flows.len() as u64 - full - failed;
+        legacy.copied += done.copied;
         info!(
             phase,
-            flows = flows.len(),
-            left_out = full,
-            failed,
-            "flows carried over from the previous lbd's connection table (left out: their buckets were full of flows seen more recently)"
+            flows = done.flows,
+            copied = done.copied,
+            kept = done.kept,
+            left_out_live = done.live_left_out,
+            left_out_closed_or_expired = done.dead_left_out,
+            failed = done.failed,
+            "flows carried over from the previous lbd's connection table (kept: this table's copy seen more recently; left out: every way of their buckets holds a flow seen more recently; those of the load are tried again after the swap)"
         );
+        // Only the final copy loses flows: until the swap the old program
+        // forwards them.
+        if swapped && done.live_left_out > 0 {
+            warn!(
+                live_flows = done.live_left_out,
+                capacity = table.capacity(),
+                "{} live flows of the previous lbd's connection table were left out: the new connection table (conntrack_size) is smaller than the live flows it must hold (every way of their buckets holds a flow seen more recently); their next packets take Maglev's pick, and the connections it moves are reset",
+                done.live_left_out
+            );
+        }
+        if swapped && done.failed > 0 {
+            warn!(
+                failed = done.failed,
+                "some flows of the previous lbd's connection table could not be carried over (their ways stayed busy): their next packets take Maglev's pick"
+            );
+        }
+        Some(done)
     }
 
     /// Installs the flows of a previous lbd's kernel-map NAT flow table
@@ -147,9 +175,12 @@ impl Dataplane {
     /// `remove_other_interfaces`): no old program adds or changes flows
     /// any more. lbd's start calls it then; a caller that runs the program
     /// by other means (a test run) calls it once the old program is gone.
-    pub fn finish_adoption(&mut self) {
+    /// Returns what the final copy of the connection table's flows did
+    /// (None: none was carried over).
+    pub fn finish_adoption(&mut self) -> Option<CarriedFlows> {
+        let mut carried = None;
         if self.legacy.is_some() {
-            self.carry_legacy_flows("swapped");
+            carried = self.carry_legacy_flows(SWAPPED);
             if let Some(legacy) = self.legacy.take() {
                 legacy.finish();
             }
@@ -163,6 +194,7 @@ impl Dataplane {
         if std::mem::take(&mut self.re_place_pending) {
             self.re_place_flows(true);
         }
+        carried
     }
 
     /// Copy `copy` of VIP `vip_id`'s table as the map holds it (`size`
@@ -215,23 +247,74 @@ impl Dataplane {
     }
 }
 
+/// The phase of `carry_legacy_flows` after the swap (`finish_adoption`):
+/// no previous lbd's program runs any more.
+const SWAPPED: &str = "swapped";
+
+/// What a pass of `carry_legacy_flows` did with the old tables' flows
+/// (`finish_adoption` returns the final pass's).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CarriedFlows {
+    /// Flows the old tables hold.
+    pub flows: u64,
+    /// Copied into the new table (inserted, or written over its entry).
+    pub copied: u64,
+    /// Left as the new table holds them (`held_wins`).
+    pub kept: u64,
+    /// Live flows (and handshakes in time) left out: every way of their
+    /// buckets holds a flow seen more recently, i.e. the new table is
+    /// smaller than the live flows it must hold. After the swap their
+    /// connections are lost (warned).
+    pub live_left_out: u64,
+    /// Closed or expired flows left out (nothing lost).
+    pub dead_left_out: u64,
+    /// Not copied: their ways stayed busy through every retry.
+    pub failed: u64,
+}
+
+/// Whether the new table's entry `held` of a flow stays rather than the
+/// old table's `old`. Before the swap (`after_load` None) when it was
+/// seen more recently: the old tables may be older than the new one (an
+/// upgrade that swapped and then stopped left the table it moved aside,
+/// while its program went on with the new one). After the swap
+/// (`after_load`: when this lbd opened the old tables), an old entry
+/// stamped since was the old program's, still forwarding, and names the
+/// connection's backend: it wins unless `held` is a later state of the
+/// same backend. The new table's differing copy is this lbd's program's
+/// pick for a flow it met before this final copy (by another hash, from
+/// a shared-LRU release, often another backend).
+fn held_wins(held: &FlowEntry, old: &FlowEntry, after_load: Option<u64>) -> bool {
+    let fresher = held.last_seen_ns > old.last_seen_ns;
+    match after_load {
+        Some(loaded) if old.last_seen_ns >= loaded => {
+            fresher
+                && held.backend_id == old.backend_id
+                && held.backend_generation == old.backend_generation
+        }
+        _ => fresher,
+    }
+}
+
+/// `carry_order`'s tier of closed and expired flows.
+const DEAD: u8 = 2;
+
 /// The order flows are carried over in (lowest first): live flows (neither
 /// closed nor idle past their class's timeout) before handshakes in time,
-/// those before closed and expired flows; within each, the most recently
-/// seen first. `now`: CLOCK_MONOTONIC ns.
+/// those before closed and expired flows (`DEAD`); within each, the most
+/// recently seen first. `now`: CLOCK_MONOTONIC ns.
 fn carry_order(entry: &FlowEntry, now: u64) -> (u8, std::cmp::Reverse<u64>) {
     let age = now.saturating_sub(entry.last_seen_ns);
     let idle = |ticks: u32| age > u64::from(ticks) << TICK_SHIFT;
     let tier = if entry.flags & FLOW_F_STATE != 0 {
-        2
+        DEAD
     } else if entry.flags & FLOW_F_HALF_OPEN != 0 {
         if idle(HALF_OPEN_IDLE_TICKS) {
-            2
+            DEAD
         } else {
             1
         }
     } else if idle(ESTABLISHED_IDLE_TICKS) {
-        2
+        DEAD
     } else {
         0
     };
@@ -335,6 +418,34 @@ pub(super) fn check_pins(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn after_the_swap_the_old_programs_later_entry_wins() {
+        let s = 1_000_000_000u64;
+        let loaded = 5_000 * s;
+        let entry = |backend_id: u32, seen: u64| FlowEntry {
+            backend_id,
+            backend_generation: 1,
+            last_seen_ns: seen,
+            ..FlowEntry::default()
+        };
+        // The old program opened the flow after the load (backend 1); this
+        // lbd's program met it after the swap and picked backend 2.
+        let old = entry(1, loaded + s);
+        let repicked = entry(2, loaded + 2 * s);
+        assert!(!held_wins(&repicked, &old, Some(loaded)));
+        // The same backend, seen since: the new table's is the later state.
+        assert!(held_wins(&entry(1, loaded + 2 * s), &old, Some(loaded)));
+        // An old entry from before the load (a table an upgrade that
+        // swapped left behind): the fresher held one stays, whatever its
+        // backend; an older held one does not.
+        let stale = entry(1, loaded - 60 * s);
+        assert!(held_wins(&repicked, &stale, Some(loaded)));
+        assert!(!held_wins(&entry(2, loaded - 90 * s), &stale, Some(loaded)));
+        // Before the swap, the fresher one stays.
+        assert!(held_wins(&repicked, &old, None));
+        assert!(!held_wins(&old, &repicked, None));
+    }
 
     #[test]
     fn live_flows_are_carried_first_the_most_recent_first() {

@@ -18,6 +18,7 @@ mod map_writer;
 pub(crate) use attach::tcx_ingress_programs;
 #[cfg(test)]
 pub(crate) use map_writer::FakeMaps;
+pub use adopt::CarriedFlows;
 pub use map_writer::MapWriter;
 
 use aya::{
