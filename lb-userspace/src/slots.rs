@@ -5,30 +5,43 @@
 //! after another.
 //!
 //! A connection is *waiting* while lbd waits for its request (the head, and
-//! for the admin API the body) or for it to read an answer, and *busy* while
-//! its request is being answered. When every slot is taken, a new
-//! connection is let in by closing a waiting one — of the peer holding the
-//! most slots, the one waiting longest — once that one has waited at least
-//! the grace time (so a client that has just connected, or just had its
-//! answer, gets to send its request). If none is waiting that long but one
-//! is busy, the busy one of the peer holding the most slots that has held
-//! its slot longest is told to close after its answer (the answer goes out
-//! with `Connection: close`; a request being answered is never cut), so a
-//! client sending request after request cannot keep a newcomer out for
-//! longer than one answer. One connection is closed at a time; until it is
-//! gone the newcomer waits, and with no connection at all to close it waits
-//! in the listen backlog, which costs lbd no file descriptor.
+//! for the admin API the body), *busy* while its request is being
+//! answered, and *writing* while its answer goes out (until the stream,
+//! wrapped by [`Slot::watch`], is flushed with all of it written). When
+//! every slot is taken, a new connection is let in by closing a waiting
+//! one — of the peer holding the most slots, the one waiting longest —
+//! once that one has waited at least the grace time (so a client that has
+//! just connected, or just had its answer, gets to send its request). If
+//! none is waiting that long but one is busy, the busy one of the peer
+//! holding the most slots that has held its slot longest is told to close
+//! after its answer (the answer goes out with `Connection: close`; a
+//! request being answered is never cut), so a client sending request after
+//! request cannot keep a newcomer out for longer than one answer. An
+//! answer being written is not cut either (a large `/metrics` body to a
+//! slow scraper): a writing connection counts as waiting, and can be
+//! closed, only once its answer is out, or once it has been writing for
+//! the write grace (a client that does not read its answer). One
+//! connection is closed at a time; until it is gone the newcomer waits,
+//! and with no connection at all to close it waits in the listen backlog,
+//! which costs lbd no file descriptor.
 //!
 //! [`Table`] is the pure rule (time passed in); [`Slots`] drives it for an
 //! accept loop.
 
 use std::{
     collections::{BTreeMap, HashMap},
-    sync::{Arc, Mutex, MutexGuard, PoisonError},
+    io,
+    pin::Pin,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex, MutexGuard, PoisonError,
+    },
+    task::{Context, Poll},
     time::Duration,
 };
 
 use tokio::{
+    io::{AsyncRead, AsyncWrite, ReadBuf},
     sync::{oneshot, Notify},
     time::Instant,
 };
@@ -36,6 +49,10 @@ use tokio::{
 /// How long a connection is safe from being closed for a newcomer after it
 /// was let in or answered: enough for a local client to send its request.
 pub(crate) const GRACE: Duration = Duration::from_millis(100);
+/// How long an answer may take to go out before its connection can be
+/// closed for a newcomer: a client that reads nothing of it for that long
+/// has given up on it (Prometheus gives a scrape 10 s by default).
+pub(crate) const WRITE_GRACE: Duration = Duration::from_secs(10);
 
 /// One connection holding a slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,8 +63,10 @@ struct Entry<K> {
     /// When it took its slot: of a peer's busy connections, the one that
     /// has held its slot longest is the one told to close.
     admitted: Instant,
-    /// Since when it has been waiting; `None` while busy.
+    /// Since when it has been waiting; `None` while busy or writing.
     waiting_since: Option<Instant>,
+    /// Since when its answer has been going out; `None` unless writing.
+    writing_since: Option<Instant>,
     /// Chosen to be closed now; gone from the table once it is.
     evicting: bool,
     /// Chosen, while busy, to be closed after its answer.
@@ -69,17 +88,20 @@ pub(crate) enum Victim {
 pub(crate) struct Table<K> {
     capacity: usize,
     grace: Duration,
+    write_grace: Duration,
     next_id: u64,
     entries: BTreeMap<u64, Entry<K>>,
 }
 
 impl<K> Table<K> {
     /// A table of `capacity` slots; connections are safe from eviction for
-    /// `grace` after they start waiting.
-    pub(crate) fn new(capacity: usize, grace: Duration) -> Self {
+    /// `grace` after they start waiting, and while writing an answer for
+    /// up to `write_grace`.
+    pub(crate) fn new(capacity: usize, grace: Duration, write_grace: Duration) -> Self {
         Self {
             capacity,
             grace,
+            write_grace,
             next_id: 0,
             entries: BTreeMap::new(),
         }
@@ -101,21 +123,44 @@ impl<K> Table<K> {
         match self.entries.get_mut(&id) {
             Some(entry) if !entry.evicting && !entry.closing => {
                 entry.waiting_since = None;
+                entry.writing_since = None;
                 true
             }
             _ => false,
         }
     }
 
-    /// Marks connection `id` waiting again (its answer is on its way), from
-    /// `now`; `true` if it was told to close after this answer.
+    /// Marks connection `id` writing (its answer is ready and goes out),
+    /// from `now`; `true` if it was told to close after this answer.
     pub(crate) fn finish(&mut self, id: u64, now: Instant) -> bool {
         match self.entries.get_mut(&id) {
             Some(entry) => {
-                entry.waiting_since = Some(now);
+                entry.waiting_since = None;
+                entry.writing_since = Some(now);
                 entry.closing
             }
             None => false,
+        }
+    }
+
+    /// Marks connection `id`, if writing, waiting again from `now`: its
+    /// answer is out.
+    pub(crate) fn written(&mut self, id: u64, now: Instant) {
+        if let Some(entry) = self.entries.get_mut(&id) {
+            if entry.writing_since.take().is_some() {
+                entry.waiting_since = Some(now);
+            }
+        }
+    }
+
+    /// From when connection `entry` may be closed now for a newcomer: its
+    /// grace over while waiting, its write grace while writing; `None`
+    /// while busy.
+    fn evictable_at(&self, entry: &Entry<K>) -> Option<Instant> {
+        match (entry.waiting_since, entry.writing_since) {
+            (Some(since), _) => Some(since + self.grace),
+            (None, Some(since)) => Some(since + self.write_grace),
+            (None, None) => None,
         }
     }
 
@@ -138,15 +183,15 @@ impl<K> Table<K> {
         }
     }
 
-    /// When the next waiting connection's grace ends (the earliest a victim
-    /// can appear without anything else happening).
+    /// When the next waiting connection's grace (or writing one's write
+    /// grace) ends: the earliest a victim can appear without anything else
+    /// happening.
     pub(crate) fn next_evictable(&self) -> Option<Instant> {
         self.entries
             .values()
             .filter(|e| !e.evicting)
-            .filter_map(|e| e.waiting_since)
+            .filter_map(|e| self.evictable_at(e))
             .min()
-            .map(|since| since + self.grace)
     }
 }
 
@@ -165,6 +210,7 @@ impl<K: Copy + Eq> Table<K> {
                 peer,
                 admitted: now,
                 waiting_since: Some(now),
+                writing_since: None,
                 evicting: false,
                 closing: false,
             },
@@ -174,36 +220,36 @@ impl<K: Copy + Eq> Table<K> {
 
     /// The connection to close for a newcomer at `now`, one at a time
     /// (`None` while one is being closed): among those waiting for at
-    /// least the grace time, one of the peer holding the most slots, the
-    /// one waiting longest, closed now; else, among the busy ones, one of
-    /// the peer holding the most slots, the one holding its slot longest,
+    /// least the grace time (or writing an answer for the write grace),
+    /// one of the peer holding the most slots, the one that became
+    /// closable first, closed now; else, among the busy ones, one of the
+    /// peer holding the most slots, the one holding its slot longest,
     /// closed after its answer. One told to close after its answer that
-    /// has had it and is still there after the grace time (its client
-    /// does not read it) is closed now. `None` if there is none.
+    /// is still there once that answer is out and the grace time has
+    /// passed, or after the write grace (its client does not read it), is
+    /// closed now. `None` if there is none.
     pub(crate) fn victim(&self, now: Instant) -> Option<Victim> {
         if self.evicting() {
             return None;
         }
         if let Some((id, entry)) = self.entries.iter().find(|(_, e)| e.closing) {
-            let since = entry.waiting_since?;
-            return (now.saturating_duration_since(since) >= self.grace)
-                .then_some(Victim::Now(*id));
+            return (self.evictable_at(entry)? <= now).then_some(Victim::Now(*id));
         }
         let held = |peer: K| self.entries.values().filter(|e| e.peer == peer).count();
         let waiting = self
             .entries
             .iter()
             .filter_map(|(id, e)| {
-                let since = e.waiting_since?;
-                (now.saturating_duration_since(since) >= self.grace).then_some((*id, e.peer, since))
+                let at = self.evictable_at(e)?;
+                (at <= now).then_some((*id, e.peer, at))
             })
-            // Most slots held first, then the longest waiting, then the oldest id.
-            .min_by_key(|(id, peer, since)| (std::cmp::Reverse(held(*peer)), *since, *id))
+            // Most slots held first, then the first closable, then the oldest id.
+            .min_by_key(|(id, peer, at)| (std::cmp::Reverse(held(*peer)), *at, *id))
             .map(|(id, _, _)| Victim::Now(id));
         waiting.or_else(|| {
             self.entries
                 .iter()
-                .filter(|(_, e)| e.waiting_since.is_none())
+                .filter(|(_, e)| e.waiting_since.is_none() && e.writing_since.is_none())
                 // Most slots held first, then the longest held, then the oldest id.
                 .min_by_key(|(id, e)| (std::cmp::Reverse(held(e.peer)), e.admitted, **id))
                 .map(|(id, _)| Victim::AfterAnswer(*id))
@@ -241,12 +287,13 @@ pub(crate) struct Slots<K> {
 
 impl<K: Copy + Eq + Send + 'static> Slots<K> {
     /// `capacity` slots, each connection safe from eviction for `grace`
-    /// after it starts waiting.
-    pub(crate) fn new(capacity: usize, grace: Duration) -> Self {
+    /// after it starts waiting, and for up to `write_grace` while its
+    /// answer goes out.
+    pub(crate) fn new(capacity: usize, grace: Duration, write_grace: Duration) -> Self {
         Self {
             shared: Arc::new(Shared {
                 state: Mutex::new(State {
-                    table: Table::new(capacity, grace),
+                    table: Table::new(capacity, grace, write_grace),
                     evictions: HashMap::new(),
                 }),
                 changed: Notify::new(),
@@ -279,6 +326,7 @@ impl<K: Copy + Eq + Send + 'static> Slots<K> {
                     handle: SlotHandle {
                         shared: Arc::clone(&shared),
                         id,
+                        answered: Arc::new(AtomicBool::new(false)),
                     },
                     evicted: rx,
                 });
@@ -341,6 +389,18 @@ impl<K> Slot<K> {
         self.handle.clone()
     }
 
+    /// The connection's `stream`, telling the slot when an answer is out:
+    /// hyper flushes the stream once it has written all it had, so the
+    /// first flush after an answer was ready marks the connection waiting
+    /// again. A connection whose stream is not watched stays writing after
+    /// each answer until the write grace ends.
+    pub(crate) fn watch<S>(&self, stream: S) -> Watched<S, K> {
+        Watched {
+            stream,
+            handle: self.handle.clone(),
+        }
+    }
+
     /// Completes when the connection is to be closed for a newcomer.
     pub(crate) async fn evicted(&mut self) {
         if (&mut self.evicted).await.is_err() {
@@ -365,6 +425,9 @@ impl<K> Drop for Slot<K> {
 pub(crate) struct SlotHandle<K> {
     shared: Arc<Shared<K>>,
     id: u64,
+    /// An answer is ready and not yet known to be out: the watched
+    /// stream's next flush marks it written (without a lock per flush).
+    answered: Arc<AtomicBool>,
 }
 
 impl<K> Clone for SlotHandle<K> {
@@ -372,6 +435,7 @@ impl<K> Clone for SlotHandle<K> {
         Self {
             shared: Arc::clone(&self.shared),
             id: self.id,
+            answered: Arc::clone(&self.answered),
         }
     }
 }
@@ -388,12 +452,74 @@ impl<K> SlotHandle<K> {
         })
     }
 
-    /// Marks the connection waiting again; `true` if it is to close after
-    /// the answer it has just had.
+    /// Marks the connection writing its answer; `true` if it is to close
+    /// after it.
     fn finish(&self) -> bool {
         let closing = self.shared.lock().table.finish(self.id, Instant::now());
+        self.answered.store(true, Ordering::SeqCst);
         self.shared.changed.notify_one();
         closing
+    }
+
+    /// Marks the connection waiting again: its answer is out, or there is
+    /// none to write.
+    fn written(&self) {
+        self.answered.store(false, Ordering::SeqCst);
+        self.shared.lock().table.written(self.id, Instant::now());
+        self.shared.changed.notify_one();
+    }
+}
+
+/// A connection's stream that tells its slot when an answer is out (see
+/// [`Slot::watch`]).
+#[derive(Debug)]
+pub(crate) struct Watched<S, K> {
+    stream: S,
+    handle: SlotHandle<K>,
+}
+
+impl<S: AsyncRead + Unpin, K> AsyncRead for Watched<S, K> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin, K> AsyncWrite for Watched<S, K> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let flushed = Pin::new(&mut self.stream).poll_flush(cx);
+        // Flushed after an answer was ready: hyper had written all of it.
+        if matches!(flushed, Poll::Ready(Ok(()))) && self.handle.answered.load(Ordering::SeqCst) {
+            self.handle.written();
+        }
+        flushed
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 }
 
@@ -405,9 +531,10 @@ pub(crate) struct Busy<K> {
 }
 
 impl<K> Busy<K> {
-    /// Its answer is ready: the connection waits again. `true` if it was
-    /// told to close for a newcomer meanwhile: the answer goes out with
-    /// `Connection: close`, and the connection ends with it.
+    /// Its answer is ready: the connection writes it, then waits again
+    /// (see [`Slot::watch`]). `true` if it was told to close for a
+    /// newcomer meanwhile: the answer goes out with `Connection: close`,
+    /// and the connection ends with it.
     pub(crate) fn finish(mut self) -> bool {
         self.finished = true;
         self.handle.finish()
@@ -417,7 +544,9 @@ impl<K> Busy<K> {
 impl<K> Drop for Busy<K> {
     fn drop(&mut self) {
         if !self.finished {
+            // No answer to write (its request handling was dropped).
             self.handle.finish();
+            self.handle.written();
         }
     }
 }
@@ -427,6 +556,8 @@ mod tests {
     use super::*;
 
     const G: Duration = Duration::from_millis(100);
+    /// The write grace of the tests that are not about it.
+    const W: Duration = Duration::from_secs(3600);
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
@@ -435,7 +566,7 @@ mod tests {
     #[test]
     fn a_free_slot_first_then_no_victim_within_the_grace() {
         let t0 = Instant::now();
-        let mut table = Table::new(2, G);
+        let mut table = Table::new(2, G, W);
         let a = table.insert(1, t0).unwrap();
         let _b = table.insert(1, t0 + ms(10)).unwrap();
         assert!(!table.has_room());
@@ -452,7 +583,7 @@ mod tests {
     #[test]
     fn a_waiting_connection_goes_before_a_busy_one() {
         let t0 = Instant::now();
-        let mut table = Table::new(2, G);
+        let mut table = Table::new(2, G, W);
         let a = table.insert(1, t0).unwrap();
         let b = table.insert(1, t0).unwrap();
         assert!(table.set_busy(a));
@@ -461,14 +592,18 @@ mod tests {
         // one is the victim (after its answer).
         assert!(table.set_busy(b));
         assert!(!table.finish(a, t0 + ms(600)));
-        assert_eq!(table.victim(t0 + ms(650)), Some(Victim::AfterAnswer(b)));
-        assert_eq!(table.victim(t0 + ms(700)), Some(Victim::Now(a)));
+        // Writing its answer: not closed, however long that takes (up to
+        // the write grace).
+        assert_eq!(table.victim(t0 + ms(5000)), Some(Victim::AfterAnswer(b)));
+        table.written(a, t0 + ms(6000));
+        assert_eq!(table.victim(t0 + ms(6050)), Some(Victim::AfterAnswer(b)));
+        assert_eq!(table.victim(t0 + ms(6100)), Some(Victim::Now(a)));
     }
 
     #[test]
     fn when_every_slot_is_busy_the_longest_held_closes_after_its_answer() {
         let t0 = Instant::now();
-        let mut table = Table::new(3, G);
+        let mut table = Table::new(3, G, W);
         // Root's connection is the oldest, but 198.18.0.1 holds two.
         let root = table.insert(0, t0).unwrap();
         let old = table.insert(1, t0 + ms(1)).unwrap();
@@ -482,23 +617,43 @@ mod tests {
         table.set_closing(old);
         // One at a time: nobody else while that one answers.
         assert_eq!(table.victim(now), None);
-        // Its answer is out, with word to close; it takes no next request.
+        // Its answer is ready, with word to close; it takes no next request.
         assert!(table.finish(old, t0 + ms(10)));
         assert!(!table.set_busy(old));
+        // While the answer goes out it is not cut, past the grace too.
         assert_eq!(table.victim(t0 + ms(20)), None);
-        // A client that does not read that answer is closed after the grace.
-        assert_eq!(table.victim(t0 + ms(110)), Some(Victim::Now(old)));
+        assert_eq!(table.victim(t0 + ms(5000)), None);
+        assert_eq!(table.next_evictable(), Some(t0 + ms(10) + W));
+        // Out: a client that does not close is closed after the grace.
+        table.written(old, t0 + ms(5010));
+        assert_eq!(table.victim(t0 + ms(5050)), None);
+        assert_eq!(table.victim(t0 + ms(5110)), Some(Victim::Now(old)));
         table.remove(old);
         // Another connection's answer carries no such word.
         assert!(!table.finish(new, t0 + ms(120)));
+        table.written(new, t0 + ms(120));
         assert!(table.set_busy(new));
         assert_eq!(table.victim(t0 + ms(200)), Some(Victim::AfterAnswer(root)));
     }
 
     #[test]
+    fn an_answer_nobody_reads_is_cut_after_the_write_grace() {
+        let t0 = Instant::now();
+        let mut table = Table::new(1, G, ms(1000));
+        let a = table.insert(1, t0).unwrap();
+        assert!(table.set_busy(a));
+        assert_eq!(table.victim(t0), Some(Victim::AfterAnswer(a)));
+        table.set_closing(a);
+        assert!(table.finish(a, t0 + ms(10)));
+        assert_eq!(table.victim(t0 + ms(1000)), None);
+        assert_eq!(table.next_evictable(), Some(t0 + ms(1010)));
+        assert_eq!(table.victim(t0 + ms(1010)), Some(Victim::Now(a)));
+    }
+
+    #[test]
     fn the_peer_holding_the_most_slots_loses_one_first() {
         let t0 = Instant::now();
-        let mut table = Table::new(4, G);
+        let mut table = Table::new(4, G, W);
         // Root's connection is the oldest, but uid 1000 holds three.
         let root = table.insert(0, t0).unwrap();
         let first = table.insert(1000, t0 + ms(1)).unwrap();
@@ -524,7 +679,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_newcomer_evicts_the_longest_waiting_once_its_grace_is_over() {
-        let slots = Slots::new(2, G);
+        let slots = Slots::new(2, G, W);
         let mut a = slots.admit(7).await;
         let b = slots.admit(7).await;
         let busy = b.handle().try_busy().unwrap();
@@ -552,7 +707,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_newcomer_gets_in_after_one_answer_when_every_slot_is_busy() {
-        let slots = Slots::new(2, G);
+        let slots = Slots::new(2, G, W);
         let a = slots.admit(7).await;
         let b = slots.admit(7).await;
         let busy_a = a.handle().try_busy().unwrap();
@@ -580,5 +735,57 @@ mod tests {
             .await
             .expect("admitted once a's answer was out");
         drop((b, c));
+    }
+
+    #[tokio::test]
+    async fn a_connection_told_to_close_is_not_cut_while_its_answer_goes_out() {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let slots = Slots::new(1, G, W);
+        let mut a = slots.admit(7).await;
+        // The connection's stream, read by a client that is slow to read.
+        let (server, mut client) = tokio::io::duplex(64);
+        let mut stream = a.watch(server);
+        let busy = a.handle().try_busy().unwrap();
+        let admit = slots.admit(8);
+        let mut admit = std::pin::pin!(admit);
+        tokio::select! {
+            biased;
+            _ = &mut admit => panic!("admitted before a slot was freed"),
+            () = tokio::task::yield_now() => {}
+        }
+        // Told to close after its answer; the answer (larger than the
+        // pipe) goes out.
+        assert!(busy.finish());
+        let answer = vec![7u8; 4096];
+        let writer = tokio::spawn({
+            let answer = answer.clone();
+            async move {
+                stream.write_all(&answer).await?;
+                stream.flush().await?;
+                Ok::<_, io::Error>(stream)
+            }
+        });
+        // Many graces pass while the client has not read it: the
+        // connection is not cut, and the newcomer waits.
+        tokio::select! {
+            () = a.evicted() => panic!("cut while its answer was going out"),
+            _ = &mut admit => panic!("admitted while the answer was going out"),
+            () = tokio::time::sleep(G * 5) => {}
+        }
+        let mut read = vec![0u8; answer.len()];
+        client.read_exact(&mut read).await.unwrap();
+        assert_eq!(read, answer);
+        let _stream = writer.await.unwrap().unwrap();
+        // Out: the connection is closed (its client keeps it open) after
+        // the grace, and the newcomer takes its slot.
+        tokio::select! {
+            () = a.evicted() => {}
+            _ = &mut admit => panic!("admitted before a slot was freed"),
+            () = tokio::time::sleep(Duration::from_secs(5)) => panic!("not closed once its answer was out"),
+        }
+        drop(a);
+        tokio::time::timeout(Duration::from_secs(5), admit)
+            .await
+            .expect("admitted once a was closed");
     }
 }

@@ -528,10 +528,10 @@ fn a_client_scraping_back_to_back_on_every_metrics_slot_leaves_room_for_a_scrape
         warmed_up >= 8 * METRICS_SLOTS,
         "the hog never got going: {warmed_up} answers, {counts:?}"
     );
+    // The check is the five scrapes above, each in within 5 s: the hog's
+    // own closes say nothing (each one it opens again makes room for
+    // itself by closing another of its connections).
     assert!(problems.is_empty(), "{}", problems.join("\n"));
-    // Each new scraper took one hog connection's slot, which was closed
-    // after its answer (with Connection: close) and opened again.
-    assert!(counts.closed_by_server >= 5, "{counts:?}");
 }
 
 #[test]

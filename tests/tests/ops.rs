@@ -197,14 +197,16 @@ fn removed_vips_and_backends_leave_no_series_and_come_back_clean() {
             .is_some_and(|c| c.checks >= 3)
     });
     // Counter and histogram are read a moment apart: a check may land in
-    // between, so look for one scrape where they agree.
+    // between, so look for one scrape where they agree. Spaced wider than
+    // lbd's render budget (four a second): each scrape is a render of its
+    // own, not the previous one shared.
     let mut seen = Vec::new();
     let agreed = (0..20).any(|_| {
         let text = scrape(&lab);
         let checks = sample(&text, "lbd_health_checks_total", &labels);
         let observed = sample(&text, "lbd_health_check_duration_seconds_count", &labels);
         seen.push((checks, observed));
-        thread::sleep(Duration::from_millis(30));
+        thread::sleep(Duration::from_millis(300));
         checks.is_some() && checks == observed
     });
     assert!(

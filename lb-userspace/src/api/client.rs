@@ -38,6 +38,16 @@ use crate::{
 
 /// Largest response body read, in bytes: generous for status dumps, but bounded.
 const MAX_RESPONSE_BYTES: usize = 64 << 20;
+/// How long a connect is retried while the socket's listen backlog is
+/// full (a non-blocking connect then fails with `EAGAIN` rather than
+/// waiting): lbd takes newcomers as its connections give way, so a full
+/// backlog is a short wait, not a refusal.
+const BACKLOG_WAIT: Duration = Duration::from_secs(2);
+/// The first pause between those retries; it doubles up to
+/// [`MAX_BACKLOG_PAUSE`].
+const FIRST_BACKLOG_PAUSE: Duration = Duration::from_millis(5);
+/// The longest pause between those retries.
+const MAX_BACKLOG_PAUSE: Duration = Duration::from_millis(200);
 
 /// Why a call failed, sorted by what the user should do about it.
 #[derive(Debug, thiserror::Error)]
@@ -50,10 +60,28 @@ pub enum ClientError {
     },
     /// A socket file at the path, but nothing listening on it: left by an
     /// lbd that was killed or crashed (a clean stop removes it).
-    #[error("lbd is not running: its admin socket {} exists but nothing listens on it (an lbd that was killed or crashed left it); start lbd again (it replaces the socket), or run `lbd --cleanup` if it is to stay down", path.display())]
+    #[error("lbd is not running: its admin socket {} exists but nothing listens on it (an lbd that was killed or crashed left it); start lbd again (it replaces the socket), or run `lbd --cleanup` if it is to stay down (it removes the socket too)", path.display())]
     NotListening {
         /// The socket path.
         path: PathBuf,
+    },
+    /// Something other than a socket is at the path (a regular file, a
+    /// directory): the path is wrong, and lbd would refuse it too.
+    #[error("{} is not a socket (it is {what}): not lbd's admin socket; check --socket (LBCTL_SOCKET) and the config's admin_socket", path.display())]
+    NotASocket {
+        /// The path.
+        path: PathBuf,
+        /// What it is instead, as a person reads it ("a directory").
+        what: &'static str,
+    },
+    /// The socket's listen backlog stayed full for as long as lbctl
+    /// waited: lbd is very busy, or stuck.
+    #[error("lbd's admin socket {} is busy: its queue of new connections stayed full for {after:?}; try again", path.display())]
+    Busy {
+        /// The socket path.
+        path: PathBuf,
+        /// How long lbctl tried.
+        after: Duration,
     },
     /// The socket exists but this user may not connect to it.
     #[error("permission denied on lbd's admin socket {} (run as root, or as a member of the config's admin_socket_group)", path.display())]
@@ -117,6 +145,8 @@ impl ClientError {
         match self {
             Self::NotRunning { .. }
             | Self::NotListening { .. }
+            | Self::NotASocket { .. }
+            | Self::Busy { .. }
             | Self::PermissionDenied { .. }
             | Self::Timeout { .. }
             | Self::Connect { .. } => Self::EXIT_UNAVAILABLE,
@@ -411,7 +441,7 @@ impl Client {
         &self,
         request: hyper::Request<Full<Bytes>>,
     ) -> Result<(hyper::StatusCode, Bytes), ClientError> {
-        let stream = UnixStream::connect(&self.path)
+        let stream = retry_while_backlog_full(BACKLOG_WAIT, || UnixStream::connect(&self.path))
             .await
             .map_err(|e| self.connect_error(e))?;
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
@@ -449,11 +479,61 @@ impl Client {
         let path = self.path.clone();
         match source.kind() {
             io::ErrorKind::NotFound => ClientError::NotRunning { path },
-            // The file is there (a Unix socket refuses only when nobody
-            // listens; a full backlog is a wait, not a refusal).
-            io::ErrorKind::ConnectionRefused => ClientError::NotListening { path },
+            // A file is there: a socket nobody listens on, or (Linux
+            // refuses those the same way) something else.
+            io::ErrorKind::ConnectionRefused => match not_a_socket(&path) {
+                Some(what) => ClientError::NotASocket { path, what },
+                None => ClientError::NotListening { path },
+            },
+            // Still full after the retries.
+            io::ErrorKind::WouldBlock => ClientError::Busy {
+                path,
+                after: BACKLOG_WAIT,
+            },
             io::ErrorKind::PermissionDenied => ClientError::PermissionDenied { path },
             _ => ClientError::Connect { path, source },
+        }
+    }
+}
+
+/// What is at `path` when it is not a socket ("a regular file", "a
+/// directory", ...); `None` for a socket, or when it cannot be told.
+fn not_a_socket(path: &Path) -> Option<&'static str> {
+    use std::os::unix::fs::FileTypeExt as _;
+    let kind = std::fs::metadata(path).ok()?.file_type();
+    Some(if kind.is_socket() {
+        return None;
+    } else if kind.is_dir() {
+        "a directory"
+    } else if kind.is_file() {
+        "a regular file"
+    } else {
+        "neither a socket nor a regular file"
+    })
+}
+
+/// `connect()`, tried again (pauses doubling from [`FIRST_BACKLOG_PAUSE`]
+/// to [`MAX_BACKLOG_PAUSE`]) while it fails with `WouldBlock` (`EAGAIN`:
+/// the listen backlog is full), for up to `wait`; then its last error.
+async fn retry_while_backlog_full<T, F>(
+    wait: Duration,
+    mut connect: impl FnMut() -> F,
+) -> io::Result<T>
+where
+    F: std::future::Future<Output = io::Result<T>>,
+{
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut pause = FIRST_BACKLOG_PAUSE;
+    loop {
+        match connect().await {
+            Err(e)
+                if e.kind() == io::ErrorKind::WouldBlock
+                    && tokio::time::Instant::now() + pause <= deadline =>
+            {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(MAX_BACKLOG_PAUSE);
+            }
+            result => return result,
         }
     }
 }
@@ -635,6 +715,98 @@ mod tests {
                 && !message.contains("no admin socket"),
             "{message}"
         );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn a_path_that_is_not_a_socket_is_named_so() {
+        let dir = std::env::temp_dir().join(format!(
+            "lbd-api-client-{}-not-a-socket",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("a-directory")).unwrap();
+        std::fs::write(dir.join("a-file"), "precious").unwrap();
+        for (name, what) in [("a-file", "a regular file"), ("a-directory", "a directory")] {
+            let path = dir.join(name);
+            let err = Client::new(&path, Duration::from_secs(1))
+                .call(Method::Get, "/v1/status", &[], None)
+                .await
+                .unwrap_err();
+            assert!(matches!(&err, ClientError::NotASocket { .. }), "{err:?}");
+            let message = err.to_string();
+            assert!(
+                message.contains(&format!(
+                    "{} is not a socket (it is {what})",
+                    path.display()
+                )) && !message.contains("nothing listens"),
+                "{message}"
+            );
+        }
+        assert_eq!(
+            std::fs::read_to_string(dir.join("a-file")).unwrap(),
+            "precious"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn a_full_listen_backlog_is_waited_for() {
+        let dir =
+            std::env::temp_dir().join(format!("lbd-api-client-{}-backlog", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("lbd.sock");
+        // A listener with the smallest backlog, full with one connection
+        // nobody has accepted: the next non-blocking connect gets EAGAIN.
+        let socket =
+            socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::STREAM, None).unwrap();
+        socket
+            .bind(&socket2::SockAddr::unix(&path).unwrap())
+            .unwrap();
+        socket.listen(0).unwrap();
+        let listener: std::os::unix::net::UnixListener = socket.into();
+        let mut queued = Vec::new();
+        let full = loop {
+            match UnixStream::connect(&path).await {
+                Ok(stream) => queued.push(stream),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break e,
+                Err(e) => panic!("connecting: {e}"),
+            }
+            assert!(queued.len() < 16, "the backlog does not fill");
+        };
+        // Given up at once, that is lbd "busy"...
+        let client = Client::new(&path, Duration::from_secs(5));
+        assert!(matches!(
+            client.connect_error(full),
+            ClientError::Busy { .. }
+        ));
+        // ...but a backlog that frees within the wait is waited for: the
+        // server accepts the queued connections a moment later.
+        let waiting = queued.len();
+        let accepting = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            (0..=waiting)
+                .map(|_| listener.accept().unwrap().0)
+                .collect::<Vec<_>>()
+        });
+        let stream = retry_while_backlog_full(BACKLOG_WAIT, || UnixStream::connect(&path))
+            .await
+            .expect("connected once the backlog had room");
+        drop((stream, queued));
+        drop(accepting.join().unwrap());
+        // Nobody ever accepting: the wait ends with WouldBlock.
+        let started = std::time::Instant::now();
+        let attempts = std::cell::Cell::new(0);
+        let err = retry_while_backlog_full(Duration::from_millis(300), || {
+            attempts.set(attempts.get() + 1);
+            std::future::ready(Err::<(), _>(io::Error::from(io::ErrorKind::WouldBlock)))
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
+        assert!(started.elapsed() < Duration::from_secs(2));
+        assert!(attempts.get() > 1, "tried again");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -17,9 +17,10 @@ struct Args {
     log_format: Option<LogFormat>,
     /// Remove everything a previous lbd left running (VIP addresses, BGP
     /// announcements, the pinned XDP link, which detaches the program, the
-    /// pinned maps, the `forwarding` settings it switched on), then exit:
-    /// what that lbd recorded it held, even if the config changed or no
-    /// longer parses since. Refused while an lbd owns this data plane.
+    /// pinned maps, the `forwarding` settings it switched on, its admin
+    /// socket if nobody listens on it), then exit: what that lbd recorded
+    /// it held, even if the config changed or no longer parses since.
+    /// Refused while an lbd owns this data plane.
     #[arg(long, conflicts_with = "release_vips")]
     cleanup: bool,
     /// Remove the VIP addresses the lbd that ran may have held from its

@@ -8,16 +8,19 @@
 //! shared ([`Renders`]): a scrape that arrives while a render runs gets
 //! that render's text, and past [`RENDERS_PER_WINDOW`] renders within
 //! [`RENDER_WINDOW`], scrapes get the newest render's text (at most that
-//! window old) until the window allows another. So a flood of scrapes
-//! costs the engine at most four renders a second, while a scraper that
-//! asks now and then always gets a fresh one. A change through the admin
-//! API or a reload (counted in `changes`) makes the next scrape render
-//! anew: a scrape after a change sees it.
+//! window old; when the newest is older, a render failed, and the next
+//! scrape renders anew) until the window allows another. A render asked of
+//! the engine is kept even when its scrape's client has hung up. So a
+//! flood of scrapes costs the engine at most four renders a second, while
+//! a scraper that asks now and then always gets a fresh one. A change
+//! through the admin API or a reload (counted in `changes`) makes the next
+//! scrape render anew: a scrape after a change sees it.
 //!
 //! Bounded, so that no client can take the file descriptors health checks
 //! and the admin API need: 64 connections at once (a newcomer takes the
-//! slot of one that has sent no request, or of a busy one after its answer,
-//! see `slots`), 5 s for a request's head, 30 s per connection.
+//! slot of one that has sent no request, or of a busy one after its answer
+//! has gone out, see `slots`), 5 s for a request's head, 30 s per
+//! connection.
 
 use std::{
     collections::VecDeque,
@@ -27,7 +30,7 @@ use std::{
         atomic::{AtomicBool, AtomicU64, Ordering},
         Arc,
     },
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use anyhow::Context as _;
@@ -40,6 +43,7 @@ use hyper_util::rt::TokioIo;
 use tokio::{
     net::{TcpListener, TcpStream},
     sync::{mpsc, oneshot, Mutex},
+    time::Instant,
 };
 use tracing::{debug, info, warn};
 
@@ -94,7 +98,7 @@ pub async fn serve(
         changes,
     ));
     Ok(tokio::spawn(async move {
-        let slots = Slots::new(MAX_CONNECTIONS, slots::GRACE);
+        let slots = Slots::new(MAX_CONNECTIONS, slots::GRACE, slots::WRITE_GRACE);
         loop {
             // Past the cap, connections wait in the kernel's backlog.
             slots.ready().await;
@@ -153,6 +157,9 @@ async fn serve_connection(
             })
         }
     });
+    // Watched: an answer being written (a large body to a slow scraper)
+    // is not cut for a newcomer.
+    let stream = slot.watch(stream);
     let connection = builder.serve_connection(TokioIo::new(stream), service);
     tokio::select! {
         result = tokio::time::timeout(CONNECTION_TIMEOUT, connection) => match result {
@@ -303,9 +310,12 @@ pub(crate) struct Renders {
     scrapes: mpsc::Sender<Scrape>,
     /// The engine's change count (see [`serve`]).
     changes: Arc<AtomicU64>,
-    /// Held while a render runs: the scrapes that come meanwhile wait for
-    /// it, then take its text.
-    state: Mutex<Shared>,
+    /// Held while a render runs, by the render's own task (so a scrape
+    /// whose client hangs up does not take the render with it): the
+    /// scrapes that come meanwhile wait for it, then take its text.
+    state: Arc<Mutex<Shared>>,
+    /// How long the engine may take to answer a render.
+    timeout: Duration,
 }
 
 #[derive(Debug)]
@@ -325,41 +335,72 @@ impl Renders {
         Self {
             scrapes,
             changes,
-            state: Mutex::new(Shared { budget, last: None }),
+            state: Arc::new(Mutex::new(Shared { budget, last: None })),
+            timeout: RENDER_TIMEOUT,
         }
     }
 
     /// The metrics for a scrape that arrived at `arrived`: a render that
     /// finished since (it ran while the scrape waited), a new one if the
-    /// budget allows, else the newest; never one from before a change.
+    /// budget allows, else the newest if it is younger than the budget's
+    /// window (a new one if not: a render that failed does not leave
+    /// scrapes with old text); never one from before a change. A render
+    /// once asked of the engine lands in the shared state even when the
+    /// scrape that asked for it is gone (its client hung up), so a budget
+    /// spent by such scrapes still leaves the newest render fresh.
     pub(crate) async fn get(&self, arrived: Instant) -> Result<Rendered, NoRender> {
-        let mut state = self.state.lock().await;
+        let mut state = Arc::clone(&self.state).lock_owned().await;
         let generation = self.changes.load(Ordering::SeqCst);
-        let current = state.last.as_ref().filter(|l| l.generation == generation);
-        if let Some(last) = current.filter(|l| l.finished >= arrived) {
+        let now = Instant::now();
+        let window = state.budget.window;
+        let current = state
+            .last
+            .as_ref()
+            .filter(|l| l.generation == generation)
+            .cloned();
+        if let Some(last) = current.as_ref().filter(|l| l.finished >= arrived) {
             return Ok(last.clone());
         }
-        let current = current.cloned();
-        if !state.budget.take(Instant::now()) {
-            if let Some(last) = current {
+        let fresh = current.filter(|l| now.saturating_duration_since(l.finished) < window);
+        if !state.budget.take(now) {
+            if let Some(last) = fresh {
                 return Ok(last);
             }
         }
-        let (reply, rendered) = oneshot::channel();
-        self.scrapes
-            .send(reply)
-            .await
-            .map_err(|_| NoRender::ShuttingDown)?;
-        let text = rendered.await.map_err(|_| NoRender::NoAnswer)?;
-        let rendered = Rendered {
-            classic: Bytes::from(crate::metrics::to_prometheus_text(&text)),
-            openmetrics: Bytes::from(text),
-            finished: Instant::now(),
-            generation,
-        };
-        state.last = Some(rendered.clone());
-        Ok(rendered)
+        let (done, result) = oneshot::channel();
+        let scrapes = self.scrapes.clone();
+        let timeout = self.timeout;
+        tokio::spawn(async move {
+            let rendered = tokio::time::timeout(timeout, render(&scrapes, generation))
+                .await
+                .unwrap_or(Err(NoRender::NoAnswer));
+            if let Ok(rendered) = &rendered {
+                state.last = Some(rendered.clone());
+            }
+            // The lock goes before the answer: a scrape that asks next
+            // finds this render.
+            drop(state);
+            // The scrape may be gone: the render is kept all the same.
+            let _ = done.send(rendered);
+        });
+        result.await.unwrap_or(Err(NoRender::NoAnswer))
     }
+}
+
+/// One render asked of the engine, made at change count `generation`.
+async fn render(scrapes: &mpsc::Sender<Scrape>, generation: u64) -> Result<Rendered, NoRender> {
+    let (reply, rendered) = oneshot::channel();
+    scrapes
+        .send(reply)
+        .await
+        .map_err(|_| NoRender::ShuttingDown)?;
+    let text = rendered.await.map_err(|_| NoRender::NoAnswer)?;
+    Ok(Rendered {
+        classic: Bytes::from(crate::metrics::to_prometheus_text(&text)),
+        openmetrics: Bytes::from(text),
+        finished: Instant::now(),
+        generation,
+    })
 }
 
 #[cfg(test)]
@@ -425,7 +466,12 @@ mod tests {
         tokio::task::yield_now().await;
         go.notify_one();
         for scrape in scrapes {
-            let text = scrape.await.unwrap().unwrap();
+            // Bounded: a scrape left waiting is a failure, not a hang.
+            let text = tokio::time::timeout(Duration::from_secs(5), scrape)
+                .await
+                .expect("the scrape shares the render within 5 s")
+                .unwrap()
+                .unwrap();
             assert_eq!(
                 &text.openmetrics[..],
                 b"# TYPE lbd_renders counter\nlbd_renders_total 1\n# EOF\n"
@@ -439,10 +485,91 @@ mod tests {
         );
         // A scrape after it: a render of its own.
         go.notify_one();
-        let text = renders.get(Instant::now()).await.unwrap();
+        let text = tokio::time::timeout(Duration::from_secs(5), renders.get(Instant::now()))
+            .await
+            .expect("a render within 5 s")
+            .unwrap();
         assert!(text.openmetrics.ends_with(b"lbd_renders_total 2\n# EOF\n"));
         drop(renders);
         engine.await.unwrap();
+    }
+
+    /// The text of render `n`, as the engine in these tests sends it.
+    fn render_text(n: usize) -> String {
+        format!("# TYPE lbd_renders counter\nlbd_renders_total {n}\n# EOF\n")
+    }
+
+    /// Answers every render asked of it with the next number, from `n`.
+    fn answer_from(mut n: usize, mut rx: mpsc::Receiver<Scrape>) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            while let Some(reply) = rx.recv().await {
+                let _ = reply.send(render_text(n));
+                n += 1;
+            }
+        })
+    }
+
+    #[tokio::test]
+    async fn a_render_whose_scrape_hung_up_still_becomes_the_newest() {
+        let window = Duration::from_secs(1);
+        let (tx, mut rx) = mpsc::channel::<Scrape>(16);
+        let renders = Arc::new(Renders::new(tx, Budget::new(1, window), Arc::default()));
+        let first = tokio::spawn({
+            let renders = Arc::clone(&renders);
+            async move { renders.get(Instant::now()).await }
+        });
+        rx.recv().await.unwrap().send(render_text(1)).unwrap();
+        let text = first.await.unwrap().unwrap();
+        assert_eq!(&text.openmetrics[..], render_text(1).as_bytes());
+        // Render 1 leaves the window; a scrape asks for render 2 (within
+        // the budget) and its client hangs up before the engine answers.
+        tokio::time::sleep(window + Duration::from_millis(50)).await;
+        let gone = tokio::spawn({
+            let renders = Arc::clone(&renders);
+            async move { renders.get(Instant::now()).await }
+        });
+        let reply = rx.recv().await.unwrap();
+        gone.abort();
+        assert!(gone.await.unwrap_err().is_cancelled());
+        // The engine answers all the same.
+        let _ = reply.send(render_text(2));
+        let _engine = answer_from(3, rx);
+        // The budget is spent by render 2: the next scrape gets it (not
+        // render 1, from before the window, nor a render of its own).
+        let text = tokio::time::timeout(Duration::from_secs(5), renders.get(Instant::now()))
+            .await
+            .expect("an answer within 5 s")
+            .unwrap();
+        assert_eq!(
+            std::str::from_utf8(&text.openmetrics).unwrap(),
+            render_text(2),
+            "not the render the hung-up scrape asked for"
+        );
+    }
+
+    #[tokio::test]
+    async fn past_the_budget_a_render_older_than_the_window_is_not_served() {
+        let window = Duration::from_secs(1);
+        let (tx, mut rx) = mpsc::channel::<Scrape>(16);
+        let renders = Renders::new(tx, Budget::new(1, window), Arc::default());
+        let (text, ()) = tokio::join!(renders.get(Instant::now()), async {
+            rx.recv().await.unwrap().send(render_text(1)).unwrap();
+        });
+        assert_eq!(&text.unwrap().openmetrics[..], render_text(1).as_bytes());
+        // After the window, a render within the budget fails (the engine
+        // drops it): render 1 stays the newest, now too old to share.
+        tokio::time::sleep(window + Duration::from_millis(50)).await;
+        let (failed, ()) = tokio::join!(renders.get(Instant::now()), async {
+            drop(rx.recv().await.unwrap());
+        });
+        assert_eq!(failed.unwrap_err(), NoRender::NoAnswer);
+        // The budget is spent, yet the next scrape gets a new render.
+        let _engine = answer_from(2, rx);
+        let text = tokio::time::timeout(Duration::from_secs(5), renders.get(Instant::now()))
+            .await
+            .expect("an answer within 5 s")
+            .unwrap();
+        assert_eq!(&text.openmetrics[..], render_text(2).as_bytes());
     }
 
     #[tokio::test]

@@ -222,6 +222,7 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<()> {
             _ = housekeeping.tick() => {
                 engine.expire_drains(std::time::Instant::now());
                 engine.reconcile_health();
+                engine.retry_guard();
                 if let Some(error) = engine.check_link().await {
                     lost_hook = Some(error);
                     break Stop::Restart;
@@ -372,8 +373,8 @@ pub enum Offline {
     /// and withdraw its BGP announcements unless it stopped for a restart.
     ReleaseVips,
     /// Remove the VIP addresses, withdraw the BGP announcements, detach
-    /// the program, remove every pin and put back the `forwarding`
-    /// settings lbd switched on.
+    /// the program, remove every pin and a stale admin socket, and put
+    /// back the `forwarding` settings lbd switched on.
     Cleanup,
 }
 
@@ -486,9 +487,10 @@ pub async fn offline(path: &Path, config: Option<&Config>, action: Offline) -> a
 }
 
 /// The offline action's own part: the VRRP addresses off the interface
-/// and, for a cleanup, the VRRP state files, every pin, lbd's cls_bpf
-/// filters and the `forwarding` settings. An interface that no longer
-/// exists took its addresses and filters with it: the rest is done.
+/// and, for a cleanup, a stale admin socket, the VRRP state files, every
+/// pin, lbd's cls_bpf filters and the `forwarding` settings. An interface
+/// that no longer exists took its addresses and filters with it: the rest
+/// is done.
 async fn release_locally(
     plan: &crate::ownership::held::Held,
     action: Offline,
@@ -511,6 +513,13 @@ async fn release_locally(
             .await?;
     }
     if action == Offline::Cleanup {
+        // The admin socket an lbd that was killed or crashed left (nobody
+        // listens on it; a live one or a file that is not a socket stays).
+        match crate::api::server::remove_stale_socket(&plan.admin_socket).await {
+            Ok(true) => info!(socket = %plan.admin_socket.display(), "stale admin socket removed"),
+            Ok(false) => {}
+            Err(error) => warn!(%error, "admin socket left in place"),
+        }
         // The VRRP state files (named after the admin socket): a release
         // keeps them (a restart may follow and resume mastership); a
         // cleanup forgets them.

@@ -39,7 +39,7 @@ mod socket_file;
 #[cfg(test)]
 mod tests;
 
-use socket_file::{check_existing, install, remove_socket_file, SocketFile};
+use socket_file::{check_existing, install, remove_if_stale, remove_socket_file, SocketFile};
 
 pub use super::request::parse_request;
 use super::request::{parse_path, read_request};
@@ -231,7 +231,7 @@ impl Server {
         // `None` means all of them are done.
         let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
         // Keyed by the peer's uid (`None` if the kernel does not say).
-        let slots = Slots::<Option<u32>>::new(MAX_CONNECTIONS, slots::GRACE);
+        let slots = Slots::<Option<u32>>::new(MAX_CONNECTIONS, slots::GRACE, slots::WRITE_GRACE);
         let mut builder = http1::Builder::new();
         builder
             .timer(TokioTimer::new())
@@ -300,6 +300,14 @@ impl Server {
     }
 }
 
+/// Removes the admin socket at `path` if nobody listens on it (left by an
+/// lbd that was killed or crashed), for `lbd --cleanup`: `true` if it was
+/// removed. A live socket, or anything that is not a socket, is left
+/// alone (an error saying which).
+pub(crate) async fn remove_stale_socket(path: &Path) -> Result<bool, ServerError> {
+    remove_if_stale(path).await
+}
+
 /// Binds the admin socket at `path` and serves `handler` on it until `shutdown`
 /// completes: [`Server::bind`] then [`Server::run`], for a caller that needs
 /// nothing in between.
@@ -336,6 +344,8 @@ async fn serve_connection<H: Handler>(
         let slot = handle.clone();
         async move { Ok::<_, Infallible>(respond(request, handler, alive, body_timeout, slot).await) }
     });
+    // Watched: an answer being written is not cut for a newcomer.
+    let stream = slot.watch(stream);
     let mut connection = std::pin::pin!(builder.serve_connection(TokioIo::new(stream), service));
     let result = tokio::select! {
         result = connection.as_mut() => result,

@@ -82,6 +82,33 @@ pub(super) async fn check_existing(path: &Path) -> Result<bool, ServerError> {
     }
 }
 
+/// Removes the socket at `path` if it is stale (nobody listens on it),
+/// for `lbd --cleanup`: `true` if it was removed, `false` if there was
+/// none (or another took its place meanwhile); an error, and the file
+/// left alone, for a live server or anything that is not a socket.
+pub(super) async fn remove_if_stale(path: &Path) -> Result<bool, ServerError> {
+    let probed = match tokio::fs::symlink_metadata(path).await {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(io_error("checking", path)(e)),
+    };
+    if !check_existing(path).await? {
+        return Ok(false);
+    }
+    // Only the file found stale: not a socket an lbd started meanwhile.
+    match tokio::fs::symlink_metadata(path).await {
+        Ok(meta) if meta.dev() == probed.dev() && meta.ino() == probed.ino() => {
+            tokio::fs::remove_file(path)
+                .await
+                .map_err(io_error("removing", path))?;
+            Ok(true)
+        }
+        Ok(_) => Ok(false),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(io_error("checking", path)(e)),
+    }
+}
+
 /// Removes `path` if it is a socket; an error if it is anything else.
 pub(super) async fn remove_socket_file(path: &Path) -> Result<(), ServerError> {
     match tokio::fs::symlink_metadata(path).await {

@@ -443,6 +443,37 @@ async fn socket_file_lifecycle() {
 }
 
 #[tokio::test]
+async fn cleanup_removes_only_a_stale_socket() {
+    let dir = TestDir::new("cleanup");
+    let path = dir.socket();
+    // Nothing there: nothing to do.
+    assert!(!remove_stale_socket(&path).await.unwrap());
+    // A live server's socket stays, and keeps answering.
+    let server = start(&path).await;
+    let err = remove_stale_socket(&path).await.unwrap_err();
+    assert!(matches!(err, ServerError::AlreadyRunning { .. }), "{err:?}");
+    client(&path)
+        .call(Method::Get, "/v1/status", &[], None)
+        .await
+        .unwrap();
+    server.stop().await;
+    // A stale one (its lbd killed) goes, so lbctl says "not running".
+    drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+    assert!(remove_stale_socket(&path).await.unwrap());
+    assert!(!path.exists());
+    let err = client(&path)
+        .call(Method::Get, "/v1/status", &[], None)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ClientError::NotRunning { .. }), "{err:?}");
+    // A file that is not a socket is never removed.
+    std::fs::write(&path, "precious").unwrap();
+    let err = remove_stale_socket(&path).await.unwrap_err();
+    assert!(matches!(err, ServerError::NotASocket { .. }), "{err:?}");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "precious");
+}
+
+#[tokio::test]
 async fn mode_and_group_options() {
     let dir = TestDir::new("mode");
     let path = dir.socket();

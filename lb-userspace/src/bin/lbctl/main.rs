@@ -92,6 +92,12 @@ enum ConfigCommand {
     /// Validate a config file and show each backend's share of new flows.
     Check(config_check::Args),
     /// Print lbd's running configuration (with runtime changes) as TOML.
+    ///
+    /// Exits 1, the text still printed and the reason on stderr, when the
+    /// text would not load as a config file. A shell redirect has emptied
+    /// its file before lbctl runs, so save to a temporary file and move it
+    /// over the config file on exit 0 only:
+    /// `lbctl config dump > lbd.toml.new && mv lbd.toml.new lbd.toml`.
     Dump,
     /// Write an existing keepalived + HAProxy or nginx setup as lbd.toml.
     Import(config_import::Args),

@@ -3,7 +3,9 @@
 use lb_userspace::{
     api::{
         client::{Client, ClientError},
-        schema::{BackendStatus, ReplicationStatus, Status, TunnelStatus, VipStatus},
+        schema::{
+            BackendStatus, ReplicationStatus, Status, TunnelStatus, UnreadTraffic, VipStatus,
+        },
     },
     config::Attach,
     vip_id::VipId,
@@ -63,15 +65,160 @@ async fn fetch(client: &Client, vip: Option<VipId>) -> Result<Status, Failure> {
 
 /// A rate between two snapshots, per VIP and backend, as shown: `-` with
 /// no earlier snapshot to measure from (the first frame, or the first
-/// after lbd was not answering), never a 0 that was not measured.
-fn rate(now: u64, before: Option<u64>, seconds: f64, scale: f64, decimals: usize) -> String {
-    match before {
-        Some(b) => format!(
+/// after lbd was not answering) or a counter that either snapshot could
+/// not read (see [`Unread`]), never a 0 (or a leap from one) that was not
+/// measured.
+fn rate(
+    now: Option<u64>,
+    before: Option<u64>,
+    seconds: f64,
+    scale: f64,
+    decimals: usize,
+) -> String {
+    match (now, before) {
+        (Some(n), Some(b)) => format!(
             "{:.decimals$}",
-            now.saturating_sub(b) as f64 / seconds * scale
+            n.saturating_sub(b) as f64 / seconds * scale
         ),
-        None => "-".to_owned(),
+        _ => "-".to_owned(),
     }
+}
+
+/// The traffic counters a status could not read (its `traffic_unread`):
+/// they show 0 there, which is no count.
+#[derive(Clone, Copy)]
+struct Unread<'a>(&'a UnreadTraffic);
+
+impl Unread<'_> {
+    /// Whether `vip`'s counters were read.
+    fn vip(&self, vip: &str) -> bool {
+        !self.0.vips.iter().any(|v| v == vip)
+    }
+
+    /// Whether the counters of `vip`'s backend `address` were read.
+    fn backend(&self, vip: &str, address: std::net::IpAddr) -> bool {
+        !self
+            .0
+            .backends
+            .iter()
+            .any(|(v, a)| v == vip && *a == address)
+    }
+}
+
+/// A counter as the tables show it: `-` when it was not read.
+fn counter(value: u64, read: bool) -> String {
+    if read {
+        value.to_string()
+    } else {
+        "-".to_owned()
+    }
+}
+
+/// The address family of a VRRP instance, as the metrics' `family` label
+/// has it (that of the addresses it moves, else of its master), for the
+/// text: two instances may share a VRID, one per family. Empty when it
+/// shows no address.
+fn vrrp_family(instance: &lb_userspace::vrrp::driver::InstanceStatus) -> &'static str {
+    match instance.addresses.first().or(instance.master.as_ref()) {
+        Some(std::net::IpAddr::V4(_)) => " IPv4",
+        Some(std::net::IpAddr::V6(_)) => " IPv6",
+        None => "",
+    }
+}
+
+/// A VRRP instance in `--watch`.
+fn watch_vrrp_line(vrrp: &lb_userspace::vrrp::driver::InstanceStatus) -> String {
+    format!(
+        "VRRP vrid {}{}: {} (priority {})",
+        vrrp.vrid,
+        vrrp_family(vrrp),
+        vrrp.state,
+        vrrp.priority
+    )
+}
+
+/// A VRRP instance in the plain status.
+fn vrrp_line(vrrp: &lb_userspace::vrrp::driver::InstanceStatus) -> String {
+    let master = vrrp.master.map_or("unknown".to_owned(), |m| m.to_string());
+    let ignored: Vec<String> = vrrp
+        .ignored
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    format!(
+        "VRRP vrid {}{}: {} (priority {} of {}), master {master}, adverts sent {} received {}{}",
+        vrrp.vrid,
+        vrrp_family(vrrp),
+        vrrp.state,
+        vrrp.priority,
+        vrrp.configured_priority,
+        vrrp.counters.adverts_sent,
+        vrrp.counters.adverts_received,
+        if ignored.is_empty() {
+            String::new()
+        } else {
+            format!(", ignored {}", ignored.join(" "))
+        }
+    )
+}
+
+/// A VIP's lines in `--watch`: its rates since `before` (the previous
+/// frame, `seconds` ago), then its backends'. `unread` and `unread_before`
+/// are the counters the two frames could not read: no rate from those.
+fn watch_vip_lines(
+    vip: &VipStatus,
+    unread: Unread<'_>,
+    before: Option<(&VipStatus, Unread<'_>)>,
+    seconds: f64,
+    vip_width: usize,
+) -> Vec<String> {
+    let read = unread.vip(&vip.vip);
+    let now = |f: fn(&VipStatus) -> u64| read.then(|| f(vip));
+    let old = |f: fn(&VipStatus) -> u64| {
+        before
+            .filter(|(_, unread)| unread.vip(&vip.vip))
+            .map(|(o, _)| f(o))
+    };
+    let mut lines = vec![format!(
+        "VIP {:<vip_width$} {:>10} pkt/s {:>12} bit/s {:>8} conn/s{}",
+        vip.vip,
+        rate(now(|v| v.packets), old(|v| v.packets), seconds, 1.0, 0),
+        rate(now(|v| v.bytes), old(|v| v.bytes), seconds, 8.0, 0),
+        rate(now(|v| v.new_flows), old(|v| v.new_flows), seconds, 1.0, 1),
+        if vip.all_down {
+            "  ALL BACKENDS DOWN"
+        } else {
+            ""
+        }
+    )];
+    let width = Widths::of(vip);
+    let (bw, sw) = (width.backend, width.state);
+    lines.push(format!(
+        "  {:<bw$} {:<sw$} {:<9} {:>6} {:>7} {:>10} {:>8} {:>7}",
+        "backend", "state", "health", "weight", "share", "pkt/s", "conn/s", "live"
+    ));
+    for b in &vip.backends {
+        let read = unread.backend(&vip.vip, b.address);
+        let now = |f: fn(&BackendStatus) -> u64| read.then(|| f(b));
+        let old = |f: fn(&BackendStatus) -> u64| {
+            before
+                .filter(|(_, unread)| unread.backend(&vip.vip, b.address))
+                .and_then(|(o, _)| o.backends.iter().find(|x| x.address == b.address))
+                .map(f)
+        };
+        lines.push(format!(
+            "  {:<bw$} {:<sw$} {:<9} {:>6} {:>6.2}% {:>10} {:>8} {:>7}",
+            backend_name(b),
+            b.state.as_str(),
+            b.health.as_str(),
+            b.weight,
+            b.share * 100.0,
+            rate(now(|b| b.packets), old(|b| b.packets), seconds, 1.0, 0),
+            rate(now(|b| b.new_flows), old(|b| b.new_flows), seconds, 1.0, 1),
+            flow_columns(b).0
+        ));
+    }
+    lines
 }
 
 /// Whether the watch waits for lbd after `failure`, having shown `shown`
@@ -114,10 +261,7 @@ async fn watch(client: &Client, args: &Args) -> Result<(), Failure> {
             args.interval
         );
         for vrrp in &status.vrrp {
-            println!(
-                "VRRP vrid {}: {} (priority {})",
-                vrrp.vrid, vrrp.state, vrrp.priority
-            );
+            println!("{}", watch_vrrp_line(vrrp));
         }
         for line in conntrack_lines(&status) {
             println!("{line}");
@@ -129,40 +273,18 @@ async fn watch(client: &Client, args: &Args) -> Result<(), Failure> {
             .max()
             .unwrap_or(0)
             .max(28);
+        let unread = Unread(&status.traffic_unread);
         for vip in &status.vips {
-            let old = before.and_then(|b| b.vips.iter().find(|v| v.vip == vip.vip));
-            println!(
-                "VIP {:<vip_width$} {:>10} pkt/s {:>12} bit/s {:>8} conn/s{}",
-                vip.vip,
-                rate(vip.packets, old.map(|o| o.packets), seconds, 1.0, 0),
-                rate(vip.bytes, old.map(|o| o.bytes), seconds, 8.0, 0),
-                rate(vip.new_flows, old.map(|o| o.new_flows), seconds, 1.0, 1),
-                if vip.all_down {
-                    "  ALL BACKENDS DOWN"
-                } else {
-                    ""
-                }
-            );
-            let width = Widths::of(vip);
-            let (bw, sw) = (width.backend, width.state);
-            println!(
-                "  {:<bw$} {:<sw$} {:<9} {:>6} {:>7} {:>10} {:>8} {:>7}",
-                "backend", "state", "health", "weight", "share", "pkt/s", "conn/s", "live"
-            );
-            for b in &vip.backends {
-                let old_b = old.and_then(|o| o.backends.iter().find(|x| x.address == b.address));
-                println!(
-                    "  {:<bw$} {:<sw$} {:<9} {:>6} {:>6.2}% {:>10} {:>8} {:>7}",
-                    backend_name(b),
-                    b.state.as_str(),
-                    b.health.as_str(),
-                    b.weight,
-                    b.share * 100.0,
-                    rate(b.packets, old_b.map(|o| o.packets), seconds, 1.0, 0),
-                    rate(b.new_flows, old_b.map(|o| o.new_flows), seconds, 1.0, 1),
-                    flow_columns(b).0
-                );
+            let old = before.and_then(|b| {
+                let o = b.vips.iter().find(|v| v.vip == vip.vip)?;
+                Some((o, Unread(&b.traffic_unread)))
+            });
+            for line in watch_vip_lines(vip, unread, old, seconds, vip_width) {
+                println!("{line}");
             }
+        }
+        if !unread.0.is_empty() {
+            println!("(-: traffic counters lbd could not read this time)");
         }
         if !terminal {
             println!();
@@ -213,26 +335,7 @@ fn print_status(status: &Status) {
         println!("{line}");
     }
     for vrrp in &status.vrrp {
-        let master = vrrp.master.map_or("unknown".to_owned(), |m| m.to_string());
-        let ignored: Vec<String> = vrrp
-            .ignored
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
-        println!(
-            "VRRP vrid {}: {} (priority {} of {}), master {master}, adverts sent {} received {}{}",
-            vrrp.vrid,
-            vrrp.state,
-            vrrp.priority,
-            vrrp.configured_priority,
-            vrrp.counters.adverts_sent,
-            vrrp.counters.adverts_received,
-            if ignored.is_empty() {
-                String::new()
-            } else {
-                format!(", ignored {}", ignored.join(" "))
-            }
-        );
+        println!("{}", vrrp_line(vrrp));
     }
     if let Some(r) = &status.replication {
         for line in replication_lines(r) {
@@ -249,7 +352,10 @@ fn print_status(status: &Status) {
         println!("{line}");
     }
     for vip in &status.vips {
-        print_vip(vip);
+        print_vip_read(vip, Unread(&status.traffic_unread));
+    }
+    if !status.traffic_unread.is_empty() {
+        println!("(-: traffic counters lbd could not read this time)");
     }
     if let Some(guard) = &status.guard {
         crate::acl::print(guard);
@@ -424,37 +530,54 @@ impl Widths {
     }
 }
 
-/// Prints one VIP and its backends as a table.
+/// Prints one VIP and its backends as a table (from an answer that says
+/// nothing of unread counters: `GET /v1/vips/...`).
 pub(crate) fn print_vip(vip: &VipStatus) {
+    print_vip_read(vip, Unread(&UnreadTraffic::default()));
+}
+
+/// Prints one VIP and its backends as a table, `-` for the counters not
+/// read (see [`vip_lines`]).
+fn print_vip_read(vip: &VipStatus, unread: Unread<'_>) {
+    for line in vip_lines(vip, unread) {
+        println!("{line}");
+    }
+}
+
+/// One VIP and its backends as a table; the traffic counters `unread`
+/// names show `-`, not the 0 the status carries for them.
+fn vip_lines(vip: &VipStatus, unread: Unread<'_>) -> Vec<String> {
     let flags = match (vip.all_down, vip.runtime) {
         (true, _) => format!(" ALL BACKENDS DOWN (on_all_down={})", vip.on_all_down),
         (false, true) => " (added at run time)".to_owned(),
         _ => String::new(),
     };
-    println!(
+    let read = unread.vip(&vip.vip);
+    let mut lines = vec![format!(
         "VIP {}  {}  table {}  packets {}  bytes {}  new flows {}{flags}",
         vip.vip,
         vip.mode.name(),
         vip.table_size,
-        vip.packets,
-        vip.bytes,
-        vip.new_flows
-    );
+        counter(vip.packets, read),
+        counter(vip.bytes, read),
+        counter(vip.new_flows, read)
+    )];
     if let Some(line) = nat_line(vip) {
-        println!("  {line}");
+        lines.push(format!("  {line}"));
     }
     if let Some(line) = through_tunnel_line(vip) {
-        println!("  {line}");
+        lines.push(format!("  {line}"));
     }
     let width = Widths::of(vip);
     let (bw, sw) = (width.backend, width.state);
-    println!(
+    lines.push(format!(
         "  {:<bw$} {:<sw$} {:<9} {:>6} {:>7} {:>6} {:>7} {:>10} {:>10}",
         "backend", "state", "health", "weight", "share", "live", "closing", "packets", "new flows"
-    );
+    ));
     for b in &vip.backends {
         let (live, closing) = flow_columns(b);
-        println!(
+        let read = unread.backend(&vip.vip, b.address);
+        lines.push(format!(
             "  {:<bw$} {:<sw$} {:<9} {:>6} {:>6.2}% {:>6} {:>7} {:>10} {:>10}",
             backend_name(b),
             state_text(b),
@@ -463,13 +586,16 @@ pub(crate) fn print_vip(vip: &VipStatus) {
             b.share * 100.0,
             live,
             closing,
-            b.packets,
-            b.new_flows
-        );
+            counter(b.packets, read),
+            counter(b.new_flows, read)
+        ));
     }
     if vip.backends.iter().any(|b| b.flows_counting) {
-        println!("  (~: flows as of the NAT table's last sweep; a new one is under way)");
+        lines.push(
+            "  (~: flows as of the NAT table's last sweep; a new one is under way)".to_owned(),
+        );
     }
+    lines
 }
 
 /// A backend's live and closing flows as the table shows them: marked
@@ -568,12 +694,118 @@ mod tests {
 
     #[test]
     fn a_rate_with_nothing_to_measure_from_is_no_zero() {
-        assert_eq!(rate(500, None, 1.0, 1.0, 0), "-");
-        assert_eq!(rate(500, Some(300), 2.0, 1.0, 0), "100");
-        assert_eq!(rate(500, Some(300), 2.0, 8.0, 0), "800");
-        assert_eq!(rate(5, Some(2), 2.0, 1.0, 1), "1.5");
+        assert_eq!(rate(Some(500), None, 1.0, 1.0, 0), "-");
+        assert_eq!(rate(None, Some(500), 1.0, 1.0, 0), "-");
+        assert_eq!(rate(Some(500), Some(300), 2.0, 1.0, 0), "100");
+        assert_eq!(rate(Some(500), Some(300), 2.0, 8.0, 0), "800");
+        assert_eq!(rate(Some(5), Some(2), 2.0, 1.0, 1), "1.5");
         // A counter that went back (lbd restarted between frames): 0.
-        assert_eq!(rate(2, Some(500), 1.0, 1.0, 0), "0");
+        assert_eq!(rate(Some(2), Some(500), 1.0, 1.0, 0), "0");
+    }
+
+    /// A VIP with one backend and these counters.
+    fn counted_vip(packets: u64) -> VipStatus {
+        serde_json::from_value(serde_json::json!({
+            "vip": "198.18.0.100:80/tcp", "table_size": 251, "on_all_down": "drop",
+            "all_down": false, "runtime": false, "packets": packets, "bytes": packets * 100,
+            "new_flows": packets / 10,
+            "backends": [{
+                "address": "198.18.0.11", "weight": 100, "state": "enabled", "health": "up",
+                "alive": true, "share": 1.0, "flows": {"live": 0, "closing": 0, "idle": 0},
+                "packets": packets, "bytes": packets * 100, "new_flows": packets / 10,
+                "drain_remaining_s": null, "runtime": false
+            }]
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn counters_lbd_could_not_read_show_no_count_and_no_rate() {
+        let read = UnreadTraffic::default();
+        let unread = UnreadTraffic {
+            vips: vec!["198.18.0.100:80/tcp".to_owned()],
+            backends: vec![(
+                "198.18.0.100:80/tcp".to_owned(),
+                "198.18.0.11".parse().unwrap(),
+            )],
+        };
+        // The text: a 0 not read is "-".
+        let lines = vip_lines(&counted_vip(0), Unread(&unread));
+        assert!(
+            lines[0].contains("packets -  bytes -  new flows -"),
+            "{lines:?}"
+        );
+        let backend: Vec<&str> = lines[2].split_whitespace().collect();
+        assert_eq!(&backend[backend.len() - 2..], ["-", "-"], "{lines:?}");
+        let lines = vip_lines(&counted_vip(0), Unread(&read));
+        assert!(lines[0].contains("packets 0  bytes 0"), "{lines:?}");
+        // The watch: the previous frame could not read them (0 there):
+        // no rate, not a leap to 1e9 packets in a second.
+        let (before, now) = (counted_vip(0), counted_vip(1_000_000_000));
+        let lines = watch_vip_lines(
+            &now,
+            Unread(&read),
+            Some((&before, Unread(&unread))),
+            1.0,
+            28,
+        );
+        assert!(!lines.join("\n").contains("1000000000"), "{lines:?}");
+        assert!(
+            lines[0].contains("- pkt/s") && lines[0].contains("- bit/s"),
+            "{lines:?}"
+        );
+        let backend: Vec<&str> = lines[2].split_whitespace().collect();
+        assert_eq!(&backend[5..7], ["-", "-"], "{lines:?}");
+        // This frame could not read them: no rate either.
+        let lines = watch_vip_lines(
+            &now,
+            Unread(&unread),
+            Some((&before, Unread(&read))),
+            1.0,
+            28,
+        );
+        assert!(lines[0].contains("- pkt/s"), "{lines:?}");
+        // Both read: the rate.
+        let lines = watch_vip_lines(&now, Unread(&read), Some((&before, Unread(&read))), 2.0, 28);
+        assert!(lines[0].contains("500000000 pkt/s"), "{lines:?}");
+        let backend: Vec<&str> = lines[2].split_whitespace().collect();
+        assert_eq!(&backend[5..7], ["500000000", "50000000.0"], "{lines:?}");
+    }
+
+    #[test]
+    fn vrrp_instances_name_their_family() {
+        let instance = |addresses: &[&str]| -> lb_userspace::vrrp::driver::InstanceStatus {
+            serde_json::from_value(serde_json::json!({
+                "vrid": 51, "state": "master", "configured_priority": 150, "priority": 150,
+                "master": null, "addresses": addresses,
+                "counters": {"adverts_sent": 0, "adverts_received": 0, "priority_zero_sent": 0,
+                    "priority_zero_received": 0, "became_master": 0, "became_backup": 0},
+                "ignored": {}
+            }))
+            .unwrap()
+        };
+        // Two instances of one VRID, one per family: told apart.
+        let v4 = instance(&["198.18.0.100"]);
+        let v6 = instance(&["2001:2::100"]);
+        assert!(
+            vrrp_line(&v4).starts_with("VRRP vrid 51 IPv4: master (priority 150 of 150)"),
+            "{}",
+            vrrp_line(&v4)
+        );
+        assert!(
+            vrrp_line(&v6).starts_with("VRRP vrid 51 IPv6: master"),
+            "{}",
+            vrrp_line(&v6)
+        );
+        assert_eq!(
+            watch_vrrp_line(&v6),
+            "VRRP vrid 51 IPv6: master (priority 150)"
+        );
+        // No address to tell by: no family.
+        assert_eq!(
+            watch_vrrp_line(&instance(&[])),
+            "VRRP vrid 51: master (priority 150)"
+        );
     }
 
     #[test]
