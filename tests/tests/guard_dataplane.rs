@@ -3,8 +3,9 @@
 //! VIP's allow list replacing the global one, per-rule counters) and
 //! limits of new flows per source and per prefix (a new flow over the
 //! limit dropped, a tracked flow never, tokens back after time, a SYN
-//! reopening a closed tuple charged, a flow the prefix refuses keeping
-//! its source token, flood mode's ACKs not charged twice), a
+//! reopening a closed tuple charged, but not while it has no backend, a
+//! flow the prefix refuses keeping its source token, bare ACKs of fresh
+//! tuples charged in flood mode too), a
 //! tracked flow's ACL mark (its packets skip the lists until the rules
 //! change), on both
 //! entry points and, for limits, both connection-table designs. Rules go
@@ -434,15 +435,13 @@ fn a_flow_the_prefix_refuses_keeps_its_source_token(hook: Hook) {
     assert_eq!(counter(&bed, Counter::DropRateLimited), 2);
 }
 
-/// In SYN-flood mode a handshake's SYN is held only in the half-open
-/// table, which turns over fast: its ACK may find the flow in neither
-/// table. That ACK is not charged again (its SYN was), so a source at its
-/// limit keeps its connections; outside flood mode such a packet is
-/// charged (it would open an entry of its own).
-fn in_flood_mode_an_ack_whose_handshake_was_evicted_is_not_charged(
-    hook: Hook,
-    kind: ConntrackKind,
-) {
+/// In SYN-flood mode too, a TCP packet other than a SYN whose flow
+/// neither table holds pays for the entry it creates: a source at its
+/// limit cannot open established-class entries with bare ACKs of fresh
+/// tuples (before, flood mode let them all through uncharged, so a
+/// spoofed SYN flood turned the limits off for every real host). Flood
+/// mode on and off alike.
+fn in_flood_mode_bare_acks_of_fresh_tuples_are_charged(hook: Hook, kind: ConntrackKind) {
     let mut bed = bed(hook, kind);
     let mut guard = None;
     let v4 = vip4_tcp();
@@ -454,38 +453,100 @@ fn in_flood_mode_an_ack_whose_handshake_was_evicted_is_not_charged(
     bed.set_syn_flood(true).expect("flood mode");
     let spent = flow("198.18.0.10", 40000, &v4);
     forwarded(&mut bed, &v4, &spent, &syn(&spent));
-    dropped(
+    let mut refused = 0;
+    for sport in 40001..40005 {
+        let fresh = flow("198.18.0.10", sport, &v4);
+        dropped(
+            &mut bed,
+            &packet::tcp(&fresh, ACK, None, b"GET /"),
+            "a bare ACK of a fresh tuple past the limit in flood mode",
+        );
+        refused += 1;
+        let key = flow_key(&fresh, Protocol::Tcp);
+        assert_eq!(
+            bed.dataplane.flow(&key).expect("read"),
+            None,
+            "a refused ACK creates no entry"
+        );
+    }
+    assert_eq!(counter(&bed, Counter::DropRateLimited), refused);
+    // Another source still has its own token, ACK or SYN.
+    let other = flow("198.18.0.11", 40000, &v4);
+    forwarded(
         &mut bed,
-        &syn(&flow("198.18.0.10", 40001, &v4)),
-        "a SYN past the limit",
+        &v4,
+        &other,
+        &packet::tcp(&other, ACK, None, b"GET /"),
     );
-    // The ACK of a handshake the half-open table no longer holds (as
-    // after its SYN's eviction: neither table has the flow).
-    let evicted = flow("198.18.0.10", 40002, &v4);
-    let ack = packet::tcp(&evicted, ACK, None, b"GET /");
-    forwarded(&mut bed, &v4, &evicted, &ack);
-    let key = flow_key(&evicted, Protocol::Tcp);
-    assert!(
-        bed.dataplane.flow(&key).expect("read").is_some(),
-        "the connection is tracked"
-    );
-    forwarded(&mut bed, &v4, &evicted, &ack);
-    assert_eq!(counter(&bed, Counter::DropRateLimited), 1);
     bed.set_syn_flood(false).expect("flood mode off");
     dropped(
         &mut bed,
-        &packet::tcp(&flow("198.18.0.10", 40003, &v4), ACK, None, b"x"),
+        &packet::tcp(&flow("198.18.0.10", 40009, &v4), ACK, None, b"x"),
         "an untracked ACK past the limit outside flood mode",
     );
-    assert_eq!(counter(&bed, Counter::DropRateLimited), 2);
+    assert_eq!(counter(&bed, Counter::DropRateLimited), refused + 1);
 }
 
 fn flood_acks_on_buckets(hook: Hook) {
-    in_flood_mode_an_ack_whose_handshake_was_evicted_is_not_charged(hook, ConntrackKind::Buckets);
+    in_flood_mode_bare_acks_of_fresh_tuples_are_charged(hook, ConntrackKind::Buckets);
 }
 
 fn flood_acks_on_the_lru(hook: Hook) {
-    in_flood_mode_an_ack_whose_handshake_was_evicted_is_not_charged(hook, ConntrackKind::Lru);
+    in_flood_mode_bare_acks_of_fresh_tuples_are_charged(hook, ConntrackKind::Lru);
+}
+
+/// A SYN reopening a closed tuple while every backend is down is dropped
+/// for want of a backend and takes no token: a client retrying its SYNs
+/// through an outage does not drain its bucket (before, each took one
+/// before the pick failed). With a backend back, the next reopening SYN
+/// is admitted on the token that was kept.
+fn a_reopening_syn_without_a_backend_takes_no_token(hook: Hook, kind: ConntrackKind) {
+    let mut bed = bed(hook, kind);
+    let mut guard = None;
+    let v4 = vip4_tcp();
+    bed.set_guard(
+        &mut guard,
+        limited(Scope::Vip(id(&v4)), limits(Some((1, 2)), None)),
+    )
+    .expect("guard");
+    let f = flow("198.18.0.10", 40000, &v4);
+    forwarded(&mut bed, &v4, &f, &syn(&f));
+    let rst = Tcp { rst: true, ..ACK };
+    forwarded(&mut bed, &v4, &f, &packet::tcp(&f, rst, None, b""));
+    let key = flow_key(&f, Protocol::Tcp);
+    let closed = bed.dataplane.flow(&key).expect("read").expect("tracked");
+    assert_ne!(closed.flags & FLOW_F_RST, 0, "the RST closed the flow");
+    let mut down = v4.clone();
+    down.backends.iter_mut().for_each(|b| b.weight = 0);
+    bed.apply(&[down, vip4_udp(), vip6_tcp()])
+        .expect("every backend out");
+    for _ in 0..3 {
+        dropped(&mut bed, &syn(&f), "a reopening SYN with no backend");
+    }
+    assert_eq!(counter(&bed, Counter::DropNoBackend), 3);
+    assert_eq!(counter(&bed, Counter::DropRateLimited), 0, "no token taken");
+    let after = bed.dataplane.flow(&key).expect("read").expect("tracked");
+    assert_eq!(after, closed, "the entry left as it was");
+    bed.apply(&[v4.clone(), vip4_udp(), vip6_tcp()])
+        .expect("backends back");
+    // One token left of the two: the reopening pays it and goes through.
+    forwarded(&mut bed, &v4, &f, &syn(&f));
+    assert_eq!(counter(&bed, Counter::DropRateLimited), 0);
+    // It did pay: a new flow of the same source finds the bucket empty.
+    dropped(
+        &mut bed,
+        &syn(&flow("198.18.0.10", 40001, &v4)),
+        "a new flow after the paid reopening",
+    );
+    assert_eq!(counter(&bed, Counter::DropRateLimited), 1);
+}
+
+fn no_backend_reopening_on_buckets(hook: Hook) {
+    a_reopening_syn_without_a_backend_takes_no_token(hook, ConntrackKind::Buckets);
+}
+
+fn no_backend_reopening_on_the_lru(hook: Hook) {
+    a_reopening_syn_without_a_backend_takes_no_token(hook, ConntrackKind::Lru);
 }
 
 fn a_prefix_shares_one_bucket_v4_and_v6(hook: Hook) {
@@ -647,6 +708,8 @@ lb_tests::on_both_hooks!(
     a_flow_the_prefix_refuses_keeps_its_source_token,
     flood_acks_on_buckets,
     flood_acks_on_the_lru,
+    no_backend_reopening_on_buckets,
+    no_backend_reopening_on_the_lru,
 );
 
 /// The benchmark's guard cases (a denied packet from one source and from

@@ -147,7 +147,7 @@ pub(super) fn decide(
             vip,
             packet,
             (bucket, &seen),
-            (now, mark, opening),
+            (now, mark, opening, pick.is_some()),
             (refused, state),
         );
     }
@@ -176,11 +176,11 @@ pub(super) fn decide(
         Some(pick) => pick,
         None => select::pick_with(vip, hash)?,
     };
-    // Only a flow neither table holds is charged for (`guard::limit`),
-    // and in flood mode only its SYN: a TCP packet of another kind then
-    // belongs to a handshake whose SYN paid and was pushed out of the
-    // half-open table.
-    if !charged(vip.id, key, tcp && !opening) {
+    // Only a flow neither table holds is charged for (`guard::limit`):
+    // any packet that creates an entry, in flood mode too (the ACK of a
+    // handshake pushed out of the half-open table pays again; bare ACKs
+    // would otherwise open entries past the limit).
+    if !limit::admit(vip.id, key) {
         *refused = Counter::DropRateLimited;
         return None;
     }
@@ -237,19 +237,6 @@ fn from_half_open(
         pending::queue(state, into, vip_id, (&packet.key, &entry), rank, placed);
     }
     unchanged(entry.backend_id, known.backend, now, entry.hash)
-}
-
-/// Whether a new flow of VIP `vip_id` may create its entry
-/// (`limit::admit`, which takes its tokens). `after_syn`: a TCP packet
-/// other than a SYN; in SYN-flood mode it is not charged, as its SYN was
-/// (the half-open table then turns over fast and may have dropped the
-/// handshake before its ACK: charging the ACK again could stall an
-/// established connection). Outside flood mode it is charged, so one
-/// source's ACKs cannot open entries without limit. Shared by both
-/// designs.
-#[inline(always)]
-pub(super) fn charged(vip_id: u32, key: &FlowKey, after_syn: bool) -> bool {
-    (after_syn && syn_flood()) || limit::admit(vip_id, key)
 }
 
 /// Whether lbd is in SYN-flood mode (`CONFIG_F_SYN_FLOOD`): a SYN's
@@ -379,15 +366,17 @@ pub unsafe extern "C" fn lb_flow_claim(
 /// tuples. A SYN on a live flow (a retransmitted SYN of a handshake, or
 /// one a spoofer sends into a connection) keeps its backend. The reopened
 /// connection is a new flow: charged to its source's limits like one
-/// neither table holds (refused: `refused` set to `DropRateLimited`, the
-/// entry left as it was). `mark`: `Gate::mark`, for the entry; `state`:
-/// this CPU's, for the counters.
+/// neither table holds, once it has a backend (`picked`: a SYN's Maglev
+/// pick, made before the lookup, found one; without, it is dropped for
+/// want of a backend and takes no token). Refused: `refused` set to
+/// `DropRateLimited`, the entry left as it was. `mark`: `Gate::mark`, for
+/// the entry; `state`: this CPU's, for the counters.
 #[inline(always)]
 fn tracked(
     vip: &VipMeta,
     packet: &Packet,
     (bucket, seen): (*mut FlowBucket, &Seen),
-    (now, mark, opening): (u64, u32, bool),
+    (now, mark, opening, picked): (u64, u32, bool, bool),
     (refused, state): (&mut Counter, *mut PacketState),
 ) -> Option<Decision> {
     // Only a SYN asks, and it asks the tag the lookup has just read: no
@@ -399,10 +388,17 @@ fn tracked(
         pinned_backend(&seen.entry)
     };
     let Some(backend) = pinned else {
-        // `repin_into` sees the flow reopened too (lapsed now, lapsed then).
-        if reopening && !limit::admit(vip.id, &packet.key) {
-            *refused = Counter::DropRateLimited;
-            return None;
+        if reopening {
+            // `repin_into` would find no backend either (the same hash).
+            if !picked {
+                return None;
+            }
+            // `repin_into` sees the flow reopened too (lapsed now, lapsed
+            // then).
+            if !limit::admit(vip.id, &packet.key) {
+                *refused = Counter::DropRateLimited;
+                return None;
+            }
         }
         return repin(vip, packet, bucket, seen);
     };

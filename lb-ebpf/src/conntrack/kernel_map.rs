@@ -13,7 +13,7 @@ use lb_common::{
 };
 
 use super::{
-    admitted, buckets, entry_flags, half_open, insert_failed, inserted, new_entry, pinned_backend,
+    admitted, entry_flags, half_open, insert_failed, inserted, new_entry, pinned_backend,
     unchanged, Decision,
 };
 use crate::{
@@ -67,9 +67,9 @@ pub(super) fn decide(
 /// (refreshing the entry), else a re-pin in place. A SYN on a flow that
 /// is over (`lapsed`) opens a new connection on the tuple: re-pinned to
 /// Maglev's pick too, as the bucket table does (`buckets::tracked`), and
-/// charged to its source's limits as a new flow (refused: `refused` set
-/// to `DropRateLimited`, the entry left as it was). `state`: this CPU's,
-/// for the counters.
+/// charged to its source's limits as a new flow once it has a backend
+/// (refused: `refused` set to `DropRateLimited`, the entry left as it
+/// was). `state`: this CPU's, for the counters.
 #[inline(always)]
 fn tracked(
     vip: &VipMeta,
@@ -85,13 +85,16 @@ fn tracked(
             let now = touch(entry, packet.tcp_flags, mark);
             return Some(unchanged(entry.backend_id, backend, now, entry.hash));
         }
-    } else if !limit::admit(vip.id, &packet.key) {
-        *refused = Counter::DropRateLimited;
-        return None;
     }
     // The pinned backend is gone, or a new connection reuses the tuple:
     // hash again and re-pin in place.
     let (backend_id, backend, hash) = select::pick_hashed(vip, &packet.key)?;
+    // A new connection pays once it has a backend (a SYN retried while
+    // every backend is down takes no token).
+    if reopened && !limit::admit(vip.id, &packet.key) {
+        *refused = Counter::DropRateLimited;
+        return None;
+    }
     stats::count(if reopened {
         Counter::ConntrackHit
     } else {
@@ -144,9 +147,9 @@ fn untracked(
         }
     }
     let (backend_id, backend) = select::pick_with(vip, hash)?;
-    // Only a flow neither table holds is charged for (`guard::limit`;
-    // in flood mode only its SYN, see `buckets::charged`).
-    if !buckets::charged(vip.id, key, tcp && !opening) {
+    // Only a flow neither table holds is charged for (`guard::limit`),
+    // any packet that creates an entry, in flood mode too.
+    if !limit::admit(vip.id, key) {
         *refused = Counter::DropRateLimited;
         return None;
     }

@@ -1,11 +1,13 @@
 //! Limits of new flows per source: token buckets (`lb_common::guard::
 //! take_token`) in an LRU hash, per VIP and source address, and per VIP
 //! and source prefix. Called only for a packet that would create a
-//! connection-table or NAT entry, or a SYN reopening a tuple whose flow is
-//! over (a new connection), so tracked flows never pay for it (nor are
-//! ever limited); in SYN-flood mode only a SYN pays (`conntrack`). Buckets are updated in place without a lock: two
-//! CPUs taking a token of the same bucket at the same instant may both
-//! succeed, so a limit can be exceeded by a flow per CPU, never undercut.
+//! connection-table or NAT entry (in SYN-flood mode too: the ACK of a
+//! handshake pushed out of the half-open table pays again), or a DSR or
+//! tunnelled SYN reopening a tuple whose flow is over (a new connection),
+//! so tracked flows never pay for it (nor are ever limited). Buckets are
+//! updated in place without a lock: two CPUs taking a token of the same
+//! bucket at the same instant may both succeed, so a limit can be
+//! exceeded by a flow per CPU, never undercut.
 
 // Map values are passed by reference on purpose: by value they would be
 // copied onto the BPF stack.

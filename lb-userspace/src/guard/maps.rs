@@ -34,7 +34,7 @@ type Result<T> = std::result::Result<T, DataplaneError>;
 
 /// A rule as the tries key it: family, prefix length, data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum TrieKey {
+pub(super) enum TrieKey {
     /// `ACL_V4`.
     V4(u32, AclData4),
     /// `ACL_V6`.
@@ -128,8 +128,13 @@ impl GuardMaps {
 }
 
 /// The writes the installer makes: to the maps in lbd, to a record in
-/// the tests of their order.
-trait GuardWrites {
+/// the tests of their order (or of a failure, for `Guard`'s tests).
+pub(super) trait GuardWrites {
+    /// Whether the writes go anywhere (false: a dry run's, which logs
+    /// nothing of what it would do).
+    fn written(&self) -> bool {
+        true
+    }
     /// Zeroes rule `id`'s hit counter.
     fn clear_hits(&mut self, id: u32) -> Result<()>;
     /// Puts a rule in a trie.
@@ -164,6 +169,10 @@ impl GuardWrites for GuardMaps {
 struct Unwritten;
 
 impl GuardWrites for Unwritten {
+    fn written(&self) -> bool {
+        false
+    }
+
     fn clear_hits(&mut self, _: u32) -> Result<()> {
         Ok(())
     }
@@ -299,7 +308,7 @@ impl Installer {
     }
 
     /// [`Self::apply`], through `maps`' writes.
-    fn apply_to(
+    pub(super) fn apply_to(
         &mut self,
         maps: &mut dyn GuardWrites,
         config: &GuardConfig,
@@ -330,11 +339,13 @@ impl Installer {
                 .filter(|k| !wanted.contains_key(k))
                 .copied()
                 .collect();
-            tracing::info!(
-                old = stale.len(),
-                new,
-                "the deny/allow lists cannot hold the old and the new rules at once: the old rules go first, the allow lists off meanwhile"
-            );
+            if maps.written() {
+                tracing::info!(
+                    old = stale.len(),
+                    new,
+                    "the deny/allow lists cannot hold the old and the new rules at once: the old rules go first, the allow lists off meanwhile"
+                );
+            }
             let open: BTreeMap<u32, VipGuard> = served
                 .iter()
                 .map(|(n, guard)| {
@@ -666,6 +677,58 @@ mod tests {
                 assert_eq!(first("guard no allow"), None);
             }
         }
+    }
+
+    /// What `f` logs (INFO and up) on this thread.
+    fn logged(f: impl FnOnce()) -> String {
+        #[derive(Clone, Default)]
+        struct Buffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Buffer {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, f);
+        let bytes = buffer.0.lock().unwrap().clone();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    /// A dry run of a change that swaps the whole rule set logs nothing
+    /// (before, it logged that the old rules go first and the allow lists
+    /// are off meanwhile, as if it were happening); the change itself does.
+    #[test]
+    fn a_preview_logs_nothing_of_the_swap_it_would_make() {
+        let vips = [(vip("198.18.0.100:80/tcp"), 1)];
+        let allow_set = |second: u8| -> GuardConfig {
+            GuardConfig {
+                acl: (0..3000u32)
+                    .map(|n| {
+                        let net = format!("198.{second}.{}.{}/32", n / 256, n % 256);
+                        rule(Scope::Global, Action::Allow, &net)
+                    })
+                    .collect(),
+                ..GuardConfig::default()
+            }
+        };
+        let (old, new) = (allow_set(18), allow_set(19));
+        let mut maps = Recorder::default();
+        let mut installer = Installer::default();
+        installer.apply_to(&mut maps, &old, &vips, 4).unwrap();
+        let previewed = logged(|| {
+            installer.preview(&new, &vips, 4).unwrap();
+        });
+        assert!(!previewed.contains("old rules go first"), "{previewed}");
+        let applied = logged(|| installer.apply_to(&mut maps, &new, &vips, 4).unwrap());
+        assert!(applied.contains("old rules go first"), "{applied}");
     }
 
     /// A dry run shows the ids a change would give: a new rule in force

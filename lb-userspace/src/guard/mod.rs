@@ -21,32 +21,49 @@ pub use rules::{
 };
 
 use crate::{dataplane::DataplaneError, vip_id::VipId};
+use maps::GuardWrites;
 
-/// The guards in force and what the maps hold.
+/// The guards meant to be in force and what the maps hold.
 #[derive(Debug)]
 pub struct Guard {
+    /// The guards meant to be in force (what status, counts and dumps
+    /// show): the last ones applied or settled.
     config: GuardConfig,
+    /// The guards last written whole (the maps hold them for the VIPs
+    /// served then): `config`, or a commit's bridge, or the previous
+    /// guards while a settle waits for the maps. None: not known (nothing
+    /// written yet, the maps holding a previous lbd's rules, or a refused
+    /// write whose undoing was refused too).
+    written: Option<GuardConfig>,
     installer: Installer,
 }
 
 impl Guard {
     /// Starts from what the maps hold (a previous lbd's rules, pinned),
-    /// with `config` to be applied by the first `apply`.
+    /// with `config` to be applied by the first `apply` or `settle`.
     pub fn adopt(maps: &GuardMaps, config: GuardConfig) -> Result<Self, DataplaneError> {
         Ok(Self {
             config,
+            written: None,
             installer: Installer::adopt(maps)?,
         })
     }
 
-    /// The guards in force.
+    /// The guards meant to be in force.
     pub fn config(&self) -> &GuardConfig {
         &self.config
     }
 
+    /// Whether the maps hold `config` (false while a commit's bridge is
+    /// in force, or a settle the maps refused waits for `retry`).
+    pub fn is_settled(&self) -> bool {
+        self.written.as_ref() == Some(&self.config)
+    }
+
     /// Makes `next` the guards in force for the VIPs served (identity,
-    /// numeric id). If the maps refuse, the previous guards are written
-    /// back (as far as the maps take them) and stay in force.
+    /// numeric id). If the maps refuse, the guards last written are
+    /// written back (as far as the maps take them) and stay in force, and
+    /// the guards meant to be in force stay as they were.
     pub fn apply(
         &mut self,
         maps: &mut GuardMaps,
@@ -54,14 +71,112 @@ impl Guard {
         vips: &[(VipId, u32)],
         max_vips: u32,
     ) -> Result<(), DataplaneError> {
-        match self.installer.apply(maps, &next, vips, max_vips) {
+        self.apply_with(maps, next, vips, max_vips)
+    }
+
+    /// Writes `bridge` for the moment of a commit (a VIP it removes keeps
+    /// its own guards until it is gone), the guards meant to be in force
+    /// staying as they are: `settle` puts those back after the commit. If
+    /// the maps refuse, as `apply`.
+    pub fn bridge(
+        &mut self,
+        maps: &mut GuardMaps,
+        bridge: &GuardConfig,
+        vips: &[(VipId, u32)],
+        max_vips: u32,
+    ) -> Result<(), DataplaneError> {
+        self.write(maps, bridge, vips, max_vips)
+    }
+
+    /// After a commit: makes `next` the guards meant to be in force,
+    /// whether or not the maps take them now. If they refuse, the guards
+    /// last written are written back and `retry` writes `next` later (a
+    /// commit's bridge never becomes the guards meant to be in force).
+    pub fn settle(
+        &mut self,
+        maps: &mut GuardMaps,
+        next: GuardConfig,
+        vips: &[(VipId, u32)],
+        max_vips: u32,
+    ) -> Result<(), DataplaneError> {
+        self.settle_with(maps, next, vips, max_vips)
+    }
+
+    /// Writes the guards meant to be in force if the maps do not hold
+    /// them (`is_settled`); Ok(true) if it wrote them, Ok(false) if there
+    /// was nothing to do. Refused, as `apply`.
+    pub fn retry(
+        &mut self,
+        maps: &mut GuardMaps,
+        vips: &[(VipId, u32)],
+        max_vips: u32,
+    ) -> Result<bool, DataplaneError> {
+        self.retry_with(maps, vips, max_vips)
+    }
+
+    /// `apply` through `maps`' writes.
+    fn apply_with(
+        &mut self,
+        maps: &mut dyn GuardWrites,
+        next: GuardConfig,
+        vips: &[(VipId, u32)],
+        max_vips: u32,
+    ) -> Result<(), DataplaneError> {
+        self.write(maps, &next, vips, max_vips)?;
+        self.config = next;
+        Ok(())
+    }
+
+    /// `settle` through `maps`' writes.
+    fn settle_with(
+        &mut self,
+        maps: &mut dyn GuardWrites,
+        next: GuardConfig,
+        vips: &[(VipId, u32)],
+        max_vips: u32,
+    ) -> Result<(), DataplaneError> {
+        self.config = next;
+        self.retry_with(maps, vips, max_vips).map(|_| ())
+    }
+
+    /// `retry` through `maps`' writes.
+    fn retry_with(
+        &mut self,
+        maps: &mut dyn GuardWrites,
+        vips: &[(VipId, u32)],
+        max_vips: u32,
+    ) -> Result<bool, DataplaneError> {
+        if self.is_settled() {
+            return Ok(false);
+        }
+        let config = self.config.clone();
+        self.write(maps, &config, vips, max_vips)?;
+        Ok(true)
+    }
+
+    /// Writes `next` for `vips` and records it as written; refused, writes
+    /// back the guards last written (none before the first write: the
+    /// maps then keep what they hold).
+    fn write(
+        &mut self,
+        maps: &mut dyn GuardWrites,
+        next: &GuardConfig,
+        vips: &[(VipId, u32)],
+        max_vips: u32,
+    ) -> Result<(), DataplaneError> {
+        match self.installer.apply_to(maps, next, vips, max_vips) {
             Ok(()) => {
-                self.config = next;
+                self.written = Some(next.clone());
                 Ok(())
             }
             Err(error) => {
-                if let Err(again) = self.installer.apply(maps, &self.config, vips, max_vips) {
-                    tracing::warn!(%again, "restoring the previous guards failed too");
+                if let Some(previous) = &self.written {
+                    if let Err(again) = self.installer.apply_to(maps, previous, vips, max_vips) {
+                        tracing::warn!(%again, "restoring the previous guards failed too");
+                        // What the maps hold is not known: `retry` writes
+                        // the guards meant to be in force.
+                        self.written = None;
+                    }
                 }
                 Err(error)
             }
@@ -83,5 +198,132 @@ impl Guard {
         max_vips: u32,
     ) -> Result<Vec<RuleCount>, DataplaneError> {
         self.installer.preview_counts(maps, next, vips, max_vips)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use lb_common::guard::VipGuard;
+
+    use super::{maps::TrieKey, *};
+
+    /// Maps that refuse the next `refusals` writes of a VIP's guard and
+    /// keep the others.
+    #[derive(Default)]
+    struct Maps {
+        refusals: usize,
+        guards: BTreeMap<u32, VipGuard>,
+    }
+
+    impl GuardWrites for Maps {
+        fn clear_hits(&mut self, _: u32) -> Result<(), DataplaneError> {
+            Ok(())
+        }
+
+        fn insert(&mut self, _: &TrieKey, _: u32) -> Result<(), DataplaneError> {
+            Ok(())
+        }
+
+        fn remove(&mut self, _: &TrieKey) -> Result<(), DataplaneError> {
+            Ok(())
+        }
+
+        fn set_guard(&mut self, n: u32, guard: VipGuard) -> Result<(), DataplaneError> {
+            if self.refusals > 0 {
+                self.refusals -= 1;
+                return Err(DataplaneError::OutOfRange {
+                    what: "test VIP guard",
+                    id: n,
+                    capacity: 0,
+                });
+            }
+            self.guards.insert(n, guard);
+            Ok(())
+        }
+    }
+
+    fn limited(scope: Scope, per_s: u32) -> GuardConfig {
+        GuardConfig {
+            limits: [(
+                scope,
+                Limits {
+                    source: Some(RateLimit::new(per_s, None, "source").unwrap()),
+                    ..Limits::default()
+                },
+            )]
+            .into(),
+            ..GuardConfig::default()
+        }
+    }
+
+    /// A settle the maps refuse leaves the guards it was given as the
+    /// ones meant to be in force (not the commit's bridge written before
+    /// it, which before stayed for good: shown by `lbctl limit`, dumped,
+    /// cloned by every later change), and `retry` writes them once the
+    /// maps take writes again. Whether or not the bridge could be written
+    /// back meanwhile.
+    #[test]
+    fn a_refused_settle_keeps_the_files_guards_meant_and_retries_them() {
+        let leaving: VipId = "198.18.0.100:80/tcp".parse().unwrap();
+        let staying: VipId = "198.18.0.101:80/tcp".parse().unwrap();
+        let before = [(leaving, 1), (staying, 2)];
+        let after = [(staying, 2)];
+        let running = limited(Scope::Global, 50);
+        let file = limited(Scope::Global, 100);
+        // The bridge: the leaving VIP keeps its limits until it is gone.
+        let mut bridge = file.clone();
+        bridge
+            .limits
+            .insert(Scope::Vip(leaving), running.limits[&Scope::Global]);
+        for refusals in [1, 2] {
+            let mut maps = Maps::default();
+            let mut guard = Guard {
+                config: GuardConfig::default(),
+                written: None,
+                installer: Installer::default(),
+            };
+            guard
+                .apply_with(&mut maps, running.clone(), &before, 4)
+                .unwrap();
+            guard.write(&mut maps, &bridge, &before, 4).unwrap();
+            assert_eq!(guard.config(), &running, "a bridge is not meant");
+            assert!(!guard.is_settled());
+            // The settle refused (and, with 2, the bridge's restoring too).
+            maps.refusals = refusals;
+            assert!(guard
+                .settle_with(&mut maps, file.clone(), &after, 4)
+                .is_err());
+            assert_eq!(
+                guard.config(),
+                &file,
+                "{refusals}: the file's guards are meant"
+            );
+            assert!(!guard.is_settled(), "{refusals}");
+            // The next tick.
+            assert!(
+                guard.retry_with(&mut maps, &after, 4).unwrap(),
+                "{refusals}"
+            );
+            assert!(guard.is_settled(), "{refusals}");
+            assert_eq!(guard.config(), &file, "{refusals}");
+            let written = maps::vip_guard(&file, &staying);
+            assert_eq!(
+                (maps.guards[&2].source, maps.guards[&2].acl),
+                (written.source, written.acl),
+                "{refusals}"
+            );
+            assert!(
+                !guard.retry_with(&mut maps, &after, 4).unwrap(),
+                "nothing left"
+            );
+            // A refused change (`apply`) is not meant: the guards stay.
+            maps.refusals = 1;
+            let change = limited(Scope::Global, 7);
+            assert!(guard.apply_with(&mut maps, change, &after, 4).is_err());
+            assert_eq!(guard.config(), &file, "{refusals}");
+            assert!(guard.is_settled(), "{refusals}: the file's written back");
+        }
     }
 }

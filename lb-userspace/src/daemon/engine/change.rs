@@ -203,7 +203,7 @@ impl Engine {
             match self.apply_guard(file.guard.clone()) {
                 Ok(()) => undone.extend(guards_undone),
                 Err(error) => {
-                    let warning = format!("the file's deny/allow lists and limits could not be written ({error}); the previous ones stay in force: reload again, or set them with lbctl acl / lbctl limit");
+                    let warning = format!("the file's deny/allow lists and limits could not be written ({error}); lbd writes them again every second, and the lists last written stay in force until then: see lbctl acl list and lbctl limit");
                     warn!(%warning, "reload");
                     warnings.push(warning);
                 }

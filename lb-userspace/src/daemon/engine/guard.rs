@@ -61,20 +61,51 @@ impl Engine {
             }
         }
         let max_vips = self.dataplane.sizes().max_vips;
+        // Written for the moment of the commit only: the guards meant to
+        // be in force stay as they are until `settle_guard`.
         if let Err(error) = self
             .guard
-            .apply(self.dataplane.guard_mut(), guards, &vips, max_vips)
+            .bridge(self.dataplane.guard_mut(), &guards, &vips, max_vips)
         {
             warn!(%error, "writing the deny/allow lists and limits of the VIPs a change adds failed; they are written again after it");
         }
     }
 
     /// After a commit: `guards` in force for the VIPs served now (a new
-    /// VIP gets its rules and limits, a removed one's go). A failure is
-    /// logged; the next commit tries again.
+    /// VIP gets its rules and limits, a removed one's go). They are the
+    /// guards meant to be in force from now on, written or not: a failure
+    /// is logged, and `retry_guard` (every housekeeping tick) or the next
+    /// commit writes them (never the commit's bridge: it is not kept).
     pub(super) fn settle_guard(&mut self, guards: GuardConfig) {
-        if let Err(error) = self.apply_guard(guards) {
-            warn!(%error, "writing the deny/allow lists and limits for the VIPs served failed");
+        let vips = self.guarded_vips();
+        let max_vips = self.dataplane.sizes().max_vips;
+        if let Err(error) = self
+            .guard
+            .settle(self.dataplane.guard_mut(), guards, &vips, max_vips)
+        {
+            warn!(%error, "writing the deny/allow lists and limits for the VIPs served failed; they are written again every second until the maps take them");
+        }
+    }
+
+    /// Writes the guards meant to be in force if a commit could not
+    /// (`settle_guard`); nothing to do, and nothing written, otherwise.
+    /// Called every housekeeping tick; only a success is logged (the
+    /// failure was, once, by `settle_guard`).
+    pub(crate) fn retry_guard(&mut self) {
+        if self.guard.is_settled() {
+            return;
+        }
+        let vips = self.guarded_vips();
+        let max_vips = self.dataplane.sizes().max_vips;
+        match self
+            .guard
+            .retry(self.dataplane.guard_mut(), &vips, max_vips)
+        {
+            Ok(true) => info!("the deny/allow lists and limits for the VIPs served are written"),
+            Ok(false) => {}
+            Err(error) => {
+                tracing::debug!(%error, "writing the deny/allow lists and limits failed again");
+            }
         }
     }
 
