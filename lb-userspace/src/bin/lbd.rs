@@ -15,12 +15,18 @@ struct Args {
     /// Log format (default: the config's `log_format`).
     #[arg(long, value_enum)]
     log_format: Option<LogFormat>,
-    /// Remove everything a previous lbd left running (VIP addresses, BGP
-    /// announcements, the pinned XDP link, which detaches the program, the
-    /// pinned maps, the `forwarding` settings it switched on, its admin
-    /// socket if nobody listens on it), then exit: what that lbd recorded
-    /// it held, even if the config changed or no longer parses since.
-    /// Refused while an lbd owns this data plane.
+    /// Take the data plane a previous lbd left running off the node, then
+    /// exit: it removes that lbd's VIP addresses, its BGP announcements
+    /// (the routes file emptied), every pin in its pin directory (the XDP
+    /// or tc link, which detaches the program, and the maps with the
+    /// connection table), the tc filters it left, its admin socket if
+    /// nobody listens on it, its VRRP state files, and, once all that is
+    /// done, its record of what it held; it puts back the interface
+    /// settings it switched on (`forwarding`, `accept_local`). It acts on
+    /// what that lbd recorded it held, even if the config changed or no
+    /// longer parses since. It keeps the node state file (a node drain) and
+    /// the backend state file (backends' drain and maintenance), which the
+    /// next lbd restores. Refused while an lbd owns this data plane.
     #[arg(long, conflicts_with = "release_vips")]
     cleanup: bool,
     /// Remove the VIP addresses the lbd that ran may have held from its

@@ -90,6 +90,9 @@ pub mod value;
 mod vrrp;
 mod warnings;
 
+/// The default `[bgp] node_state_file`, where a backend state file kept
+/// before `[bgp]` was removed may lie (see `daemon::engine::admin_state`).
+pub(crate) use bgp::DEFAULT_NODE_STATE_FILE;
 pub use bgp::{Announced, BgpConfig};
 pub use choices::{AdminSocketGroup, AllDown, Attach, LogFormat, MaglevMode, Protocol, XdpMode};
 pub use dump::to_toml;
@@ -215,7 +218,8 @@ pub struct Config {
     /// Group whose members may use the admin API too (socket mode 0660);
     /// `None`: root only.
     pub admin_socket_group: Option<AdminSocketGroup>,
-    /// Log level (a tracing filter such as `info` or `lb_userspace=debug`);
+    /// Log level (a tracing filter such as `info` or
+    /// `info,lb_userspace=debug`, giving both of lbd's targets a level);
     /// `RUST_LOG` overrides it.
     pub log_level: String,
     /// `text` or `json`.

@@ -1233,24 +1233,103 @@ fn log_settings() {
             &format!("\"{other}\" names no level for lbd's own logs (targets lb_userspace, lbd), so lbd would log nothing"),
         );
     }
+    // tracing turns off every target a filter names no level for: a level
+    // for the library alone leaves target `lbd` (the fatal start error,
+    // the config's warnings) off, and one for `lbd` alone the library.
+    for (one, missing, effect) in [
+        (
+            "lb_userspace=debug",
+            "target lbd",
+            "an lbd that fails to start would exit saying nothing",
+        ),
+        (
+            "lb_userspace",
+            "target lbd",
+            "an lbd that fails to start would exit saying nothing",
+        ),
+        (
+            "lb_user=debug",
+            "target lbd",
+            "an lbd that fails to start would exit saying nothing",
+        ),
+        (
+            "lb_userspace=info,h2",
+            "target lbd",
+            "an lbd that fails to start would exit saying nothing",
+        ),
+        (
+            "lb_userspace=debug,lbd[x]=info",
+            "target lbd",
+            "an lbd that fails to start would exit saying nothing",
+        ),
+        (
+            "lbd=info",
+            "target lb_userspace",
+            "all of lbd's work would log nothing",
+        ),
+        (
+            "lbd=info,lb_userspace::vrrp=debug",
+            "target lb_userspace",
+            "all of lbd's work would log nothing",
+        ),
+        (
+            "lb_userspace::vrrp=debug",
+            "targets lb_userspace and lbd",
+            "lbd would log nothing but the modules named",
+        ),
+        (
+            "lb_userspace::daemon=debug",
+            "targets lb_userspace and lbd",
+            "lbd would log nothing but the modules named",
+        ),
+        (
+            "lb_userspace[vrrp]=trace",
+            "targets lb_userspace and lbd",
+            "lbd would log nothing but the modules named",
+        ),
+        (
+            "lb_userspace=off",
+            "target lbd",
+            "an lbd that fails to start would exit saying nothing",
+        ),
+    ] {
+        assert_error(
+            &format!("interface = \"eth0\"\nlog_level = \"{one}\"\n"),
+            "lbd.toml:2:13: log_level: ",
+            &format!("\"{one}\" names no level for all of lbd's {missing}, and tracing turns off every target a filter does not name, so {effect}"),
+        );
+    }
+    // A typo beside a level for one of lbd's targets only: the target
+    // left out is named.
+    assert_error(
+        "interface = \"eth0\"\nlog_level = \"inof,lb_userspace=debug\"\n",
+        "lbd.toml:2:13: log_level: ",
+        "\"inof,lb_userspace=debug\" names no level for all of lbd's target lbd",
+    );
     for fine in [
+        "info",
         "WARN",
         "3",
         "off",
-        "lb_userspace=debug",
-        "lb_userspace::vrrp=debug",
+        "info,lb_userspace=debug",
+        "lb_userspace=debug,lbd=info",
+        "lbd=info,lb_userspace=debug",
+        "lb_userspace=off,lbd=off",
+        "info,lb_userspace::vrrp=debug",
         "h2=debug,info",
-        "lb_userspace",
-        "lbd=info",
+        "lb_userspace,lbd",
         "error,lb_userspace[vrrp]=trace",
         // A level, and a target logged at every level.
         "warn,h2",
         "info,hyper",
         "info,verbose",
-        "lb_userspace=info,h2",
-        // A prefix of lbd's target is lbd's, as tracing matches it.
-        "lb_user=debug",
-        "lb_userspace::daemon=debug",
+        "lb_userspace=info,lbd=info,h2",
+        // A prefix of both of lbd's targets covers both, as tracing
+        // matches it; one of lbd's target covers it.
+        "lb=debug",
+        "l=info",
+        "lb_user=debug,lbd=warn",
+        "lb_userspace::daemon=debug,lb_userspace=info,lbd=info",
     ] {
         let text = format!("interface = \"eth0\"\nlog_level = \"{fine}\"\n");
         match parse(&text) {

@@ -120,7 +120,8 @@ pub struct Change {
     /// For a reload: runtime changes it undoes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub undone: Vec<String>,
-    /// For a drain: when its remaining flows are cut.
+    /// For a drain: when it ends, its remaining flows then cut unless
+    /// `cuts_flows` is false (NAT).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drain: Option<DrainPlan>,
     /// What the change leaves that works now but may not later (a NAT
@@ -133,7 +134,8 @@ pub struct Change {
 /// A drain's effective deadline, in a change's answer (also a dry run's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DrainPlan {
-    /// Seconds until the remaining flows are cut (None: never).
+    /// Seconds until the drain ends (None: never): the remaining flows
+    /// are then cut, unless `cuts_flows` is false (NAT).
     pub timeout_s: Option<u64>,
     /// Which setting decided it.
     pub from: crate::model::DrainTimeoutSource,

@@ -90,19 +90,66 @@ pub(crate) struct AdminRecord {
 /// whole name with `.new` appended, `node::temporary_of`).
 pub(crate) fn backend_state_file(config: &Config) -> Option<PathBuf> {
     match &config.bgp {
-        Some(bgp) => {
-            let mut name = bgp.node_state_file.clone().into_os_string();
-            name.push(".backends.state");
-            Some(PathBuf::from(name))
-        }
-        None => {
-            let stem = config.admin_socket.file_stem()?.to_string_lossy();
-            config
-                .admin_socket
-                .parent()
-                .map(|dir| dir.join(format!("{stem}.backends.state")))
-        }
+        Some(bgp) => Some(beside_node_state(&bgp.node_state_file)),
+        None => beside_admin_socket(config),
     }
+}
+
+/// The backend state file kept beside the node state file `node_state`.
+fn beside_node_state(node_state: &Path) -> PathBuf {
+    let mut name = node_state.to_owned().into_os_string();
+    name.push(".backends.state");
+    PathBuf::from(name)
+}
+
+/// The backend state file kept beside the admin socket (without `[bgp]`).
+fn beside_admin_socket(config: &Config) -> Option<PathBuf> {
+    let stem = config.admin_socket.file_stem()?.to_string_lossy();
+    config
+        .admin_socket
+        .parent()
+        .map(|dir| dir.join(format!("{stem}.backends.state")))
+}
+
+/// Where this lbd's backend state file would have been before a change
+/// of its config that moves it (the file is found by its name alone):
+/// beside the admin socket before `[bgp]` was added, beside the default
+/// node state file (`default_node_state`) before `[bgp]` was removed or
+/// its `node_state_file` set. A node state file set before is not
+/// known. `path` (where it is now) is left out.
+fn former_places(config: &Config, path: &Path, default_node_state: &Path) -> Vec<PathBuf> {
+    let mut places = Vec::new();
+    if config.bgp.is_some() {
+        places.extend(beside_admin_socket(config));
+    }
+    places.push(beside_node_state(default_node_state));
+    places.retain(|place| place != path);
+    places.dedup();
+    places
+}
+
+/// The backend state files at `former_places` when there is none at
+/// `path`, each with what it holds (the number of backends it lists, or
+/// why it cannot be read): states a restart after such a change of the
+/// config would otherwise forget without a word. Empty ones are left
+/// out (they hold nothing to forget).
+fn left_behind(
+    config: &Config,
+    path: &Path,
+    default_node_state: &Path,
+) -> Vec<(PathBuf, Result<usize, String>)> {
+    if std::fs::symlink_metadata(path).is_ok() {
+        return Vec::new();
+    }
+    former_places(config, path, default_node_state)
+        .into_iter()
+        .filter(|place| std::fs::symlink_metadata(place).is_ok())
+        .filter_map(|place| match read(&place) {
+            Ok(found) if found.is_empty() => None,
+            Ok(found) => Some((place, Ok(found.len()))),
+            Err(error) => Some((place, Err(format!("{error:#}")))),
+        })
+        .collect()
 }
 
 impl AdminRecord {
@@ -116,6 +163,21 @@ impl AdminRecord {
             Some(path) => read(path)?,
             None => Vec::new(),
         };
+        if let Some(path) = &path {
+            let default_node_state = Path::new(crate::config::DEFAULT_NODE_STATE_FILE);
+            for (other, holds) in left_behind(config, path, default_node_state) {
+                let holds = match holds {
+                    Ok(count) => format!("it lists {count} backend(s) draining or in maintenance"),
+                    Err(error) => format!("it cannot be read: {error}"),
+                };
+                warn!(
+                    found = %other.display(),
+                    path = %path.display(),
+                    "no backend state file where this config keeps it, but one where a config before [bgp] was added or removed, or its node_state_file set, kept it ({holds}); its states were NOT restored: every backend starts enabled. If it is this lbd's, stop lbd, move it to {} and start lbd again (or drain or maintain those backends again with lbctl, and remove it); if it is another lbd's, leave it",
+                    path.display()
+                );
+            }
+        }
         Ok(Self {
             path,
             recorded: None,
@@ -556,6 +618,71 @@ mod tests {
             dir.join("lib").join(node_state).display()
         );
         Config::from_toml_str(&text, "lbd.toml").unwrap()
+    }
+
+    /// The file is found by its name alone: one left where the config
+    /// put it before `[bgp]` was added (beside the admin socket) or
+    /// removed (beside the default node state file) is named, with what
+    /// it holds, when there is none where the config puts it now (and
+    /// never restored); an empty one, or one beside a file in place, is
+    /// not.
+    #[test]
+    fn a_file_left_where_the_config_put_it_before_is_named() {
+        let scratch = Scratch::new("moved");
+        let default_node_state = scratch.0.join("default").join("node.state");
+        let with_bgp = bgp_config(&scratch.0, "lbd.sock", "node.state");
+        let without = config(&scratch.0.join("run"));
+        let here = backend_state_file(&with_bgp).unwrap();
+        let socket_side = backend_state_file(&without).unwrap();
+        assert_eq!(
+            socket_side,
+            scratch.0.join("run").join("lbd.backends.state")
+        );
+        let default_side = scratch.0.join("default").join("node.state.backends.state");
+        assert!(left_behind(&with_bgp, &here, &default_node_state).is_empty());
+
+        // One backend in maintenance, recorded without [bgp].
+        let mut model = Model::from_config(&without);
+        let b2 = key(&model, "198.18.0.12");
+        model
+            .apply(&Edit::Maintenance(b2.0, b2.1), Instant::now())
+            .unwrap();
+        write(&socket_side, &snapshot(&model)).unwrap();
+        // [bgp] added: named, and not restored.
+        assert_eq!(
+            left_behind(&with_bgp, &here, &default_node_state),
+            vec![(socket_side.clone(), Ok(1))]
+        );
+        assert!(AdminRecord::load(&with_bgp).unwrap().found.is_empty());
+        // A file where the config puts it now: nothing else is looked at.
+        write(&here, &Snapshot::new()).unwrap();
+        assert!(left_behind(&with_bgp, &here, &default_node_state).is_empty());
+        std::fs::remove_file(&here).unwrap();
+        // An empty one holds nothing to forget.
+        write(&socket_side, &Snapshot::new()).unwrap();
+        assert!(left_behind(&with_bgp, &here, &default_node_state).is_empty());
+        std::fs::remove_file(&socket_side).unwrap();
+
+        // Recorded beside the default node state file, then [bgp]
+        // removed: named; garbled, named with why it cannot be read.
+        std::fs::create_dir_all(scratch.0.join("default")).unwrap();
+        write(&default_side, &snapshot(&model)).unwrap();
+        assert_eq!(
+            left_behind(&without, &socket_side, &default_node_state),
+            vec![(default_side.clone(), Ok(1))]
+        );
+        // ... or node_state_file set away from the default.
+        assert_eq!(
+            left_behind(&with_bgp, &here, &default_node_state),
+            vec![(default_side.clone(), Ok(1))]
+        );
+        std::fs::write(&default_side, "{").unwrap();
+        let found = left_behind(&without, &socket_side, &default_node_state);
+        assert_eq!(found.len(), 1);
+        assert!(
+            matches!(&found[0], (place, Err(why)) if *place == default_side && why.contains("cannot be trusted")),
+            "{found:?}"
+        );
     }
 
     /// With `[bgp]` the file lies beside the node state file (kept across
