@@ -15,10 +15,10 @@ mod attach;
 mod flows;
 mod map_writer;
 
+pub use adopt::CarriedFlows;
 pub(crate) use attach::tcx_ingress_programs;
 #[cfg(test)]
 pub(crate) use map_writer::FakeMaps;
-pub use adopt::CarriedFlows;
 pub use map_writer::MapWriter;
 
 use aya::{
