@@ -292,7 +292,10 @@ fn a_metrics_connection_hog_leaves_lbd_serving() {
         most_fds = most_fds.max(fds_of(pid));
         let (status, elapsed) = timed_status(&lab);
         slowest_status = slowest_status.max(elapsed);
-        if elapsed > Duration::from_secs(2) {
+        // 5 s: a loaded 2-core machine also runs the hog and lbctl's own
+        // start; an admin socket starved by the storm takes lbctl's 10 s
+        // timeout (or never answers).
+        if elapsed > Duration::from_secs(5) {
             problems.push(format!("round {round}: lbctl status took {elapsed:?}"));
         }
         match status {
@@ -629,8 +632,10 @@ fn lbctl_gets_in_while_slow_clients_fill_the_admin_api() {
     }
     let counts = trickle.stop();
     println!("lbctl status took {times:?} under {TRICKLERS} slow clients ({counts:?})");
+    // 5 s: slack for a loaded 2-core machine; a status stuck behind the
+    // tricklers waits lbctl's 10 s timeout and fails.
     assert!(
-        times.iter().all(|t| *t < Duration::from_secs(2)),
+        times.iter().all(|t| *t < Duration::from_secs(5)),
         "lbctl status too slow under {TRICKLERS} slow clients: {times:?}"
     );
     // The tricklers were there all along: each got in (or waited in the

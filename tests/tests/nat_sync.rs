@@ -382,7 +382,11 @@ fn nat_flows_reach_the_backup_translated_to_its_ids_and_clock() {
         .install(&fin_key, &fin)
         .expect("writing NAT_BUCKETS");
     let marked = Instant::now();
-    wait_until("the FIN on the backup", Duration::from_millis(1500), || {
+    // 2.5 s (ten 250 ms ticks): slack for a loaded 2-core machine, and a
+    // quarter of the 10 s full sync a FIN missed by the ticks would wait
+    // for (a wider window would let a full sync pass for the ticks more
+    // often).
+    wait_until("the FIN on the backup", Duration::from_millis(2500), || {
         backup
             .get(&fin_key)
             .is_some_and(|e| e.flags & NAT_F_FIN != 0)

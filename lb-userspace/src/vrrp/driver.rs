@@ -842,18 +842,26 @@ mod tests {
             ));
             std::fs::create_dir_all(&dir).expect("mkdir");
             let script = dir.join("notify.sh");
-            std::fs::write(
-                &script,
-                format!(
-                    "#!/bin/sh\necho $$ > {}\nsleep {seconds}\necho \"$1 $2\" >> {}\n",
-                    dir.join("pid").display(),
-                    dir.join("notes").display()
-                ),
-            )
-            .expect("write");
-            use std::os::unix::fs::PermissionsExt as _;
-            std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))
-                .expect("chmod");
+            let text = format!(
+                "#!/bin/sh\necho $$ > {}\nsleep {seconds}\necho \"$1 $2\" >> {}\n",
+                dir.join("pid").display(),
+                dir.join("notes").display()
+            );
+            // Written by a child process, not here: a file this process
+            // holds open for writing is inherited by whatever another test
+            // thread forks meanwhile, and exec'ing it then fails with
+            // ETXTBSY until that child execs.
+            let written = std::process::Command::new("sh")
+                .args([
+                    "-c",
+                    "printf '%s' \"$2\" > \"$1\" && chmod 755 \"$1\"",
+                    "sh",
+                ])
+                .arg(&script)
+                .arg(text)
+                .status()
+                .expect("sh");
+            assert!(written.success(), "writing {}", script.display());
             Self { dir }
         }
 

@@ -46,15 +46,26 @@ fn long_lived_across_changes_and_failover(attach: &str) {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    thread::sleep(Duration::from_millis(1500)); // replication ticks (250 ms) and touches (1 s)
-    let installed = status_on(&lab, &b)
-        .replication
-        .map(|r| r.installed)
-        .unwrap_or(0);
-    assert!(
-        installed >= streams.len() as u64,
-        "backup installed {installed} flows"
-    );
+    // Replication ticks (250 ms) and touches (1 s) bring every stream to
+    // the backup; polled for up to 10 s, as a loaded machine may be slow.
+    // Without replication none ever arrives, and the failover below breaks
+    // the streams that would have moved.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let installed = status_on(&lab, &b)
+            .replication
+            .map(|r| r.installed)
+            .unwrap_or(0);
+        if installed >= streams.len() as u64 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "backup installed {installed} of {} flows within 10 s",
+            streams.len()
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
 
     // The master node fails: lbd dies and the node drops off the segment.
     // (A crash of lbd alone, on a live kernel, is the hitless-restart case:
