@@ -315,6 +315,32 @@ mod tests {
         reconcile::DesiredVip,
     };
 
+    /// A balancer serving `vip` (TCP 198.18.0.100:80).
+    fn serving(vip: &VipConfig) -> Balancer {
+        let mut balancer = Balancer::new(2);
+        balancer
+            .apply(
+                &mut FakeMaps::default(),
+                &[DesiredVip::from_config(vip, &|_| None)],
+            )
+            .unwrap();
+        balancer
+    }
+
+    /// A fresh record of a flow to backend 198.18.0.11 of that VIP.
+    fn to_b11() -> FlowRecord {
+        FlowRecord {
+            vip: "198.18.0.100".parse().unwrap(),
+            vip_port: 80,
+            protocol: IPPROTO_TCP,
+            client: "198.18.0.10".parse().unwrap(),
+            client_port: 40_000,
+            backend: "198.18.0.11".parse().unwrap(),
+            age_ms: 0,
+            flags: 0,
+        }
+    }
+
     #[test]
     fn a_record_without_a_place_here_says_why() {
         let mut vip = VipConfig::new("198.18.0.100".parse().unwrap(), 80, Protocol::Tcp);
@@ -326,23 +352,8 @@ mod tests {
             },
             BackendConfig::new("198.18.0.12".parse().unwrap()),
         ];
-        let mut balancer = Balancer::new(2);
-        balancer
-            .apply(
-                &mut FakeMaps::default(),
-                &[DesiredVip::from_config(&vip, &|_| None)],
-            )
-            .unwrap();
-        let good = FlowRecord {
-            vip: "198.18.0.100".parse().unwrap(),
-            vip_port: 80,
-            protocol: IPPROTO_TCP,
-            client: "198.18.0.10".parse().unwrap(),
-            client_port: 40_000,
-            backend: "198.18.0.11".parse().unwrap(),
-            age_ms: 0,
-            flags: 0,
-        };
+        let balancer = serving(&vip);
+        let good = to_b11();
         assert!(placed(&good, &balancer, 0).is_ok());
         let why = |record: FlowRecord| placed(&record, &balancer, 0).err();
         for (record, expected) in [
@@ -404,23 +415,8 @@ mod tests {
             mac: Some(crate::mac::Mac([2, 0, 0, 0, 0, 1])),
             ..BackendConfig::new("198.18.0.11".parse().unwrap())
         }];
-        let mut balancer = Balancer::new(2);
-        balancer
-            .apply(
-                &mut FakeMaps::default(),
-                &[DesiredVip::from_config(&vip, &|_| None)],
-            )
-            .unwrap();
-        let good = FlowRecord {
-            vip: "198.18.0.100".parse().unwrap(),
-            vip_port: 80,
-            protocol: IPPROTO_TCP,
-            client: "198.18.0.10".parse().unwrap(),
-            client_port: 40_000,
-            backend: "198.18.0.11".parse().unwrap(),
-            age_ms: 0,
-            flags: 0,
-        };
+        let balancer = serving(&vip);
+        let good = to_b11();
         let records = [
             FlowRecord {
                 vip_port: 81,
