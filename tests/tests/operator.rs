@@ -7,9 +7,7 @@
 //! lbd through `LBCTL_SOCKET`. Needs root.
 
 use std::{
-    io::{Read as _, Write as _},
     net::IpAddr,
-    os::unix::net::UnixStream,
     process::{Command, Stdio},
     sync::{
         atomic::{AtomicBool, Ordering},
@@ -164,38 +162,6 @@ fn drain_wait_tells_drained_from_timed_out_from_ended_elsewhere() {
     assert!(problems.is_empty(), "{problems:?}");
 }
 
-/// One raw HTTP exchange on the admin socket: the status and the body.
-fn raw_request(lab: &Lab, method: &str, target: &str, body: Option<&str>) -> (u16, String) {
-    let mut stream = UnixStream::connect(lab.admin_socket()).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    let body = body.unwrap_or("");
-    let content_type = if body.is_empty() {
-        String::new()
-    } else {
-        "Content-Type: application/json\r\n".to_owned()
-    };
-    write!(
-        stream,
-        "{method} {target} HTTP/1.1\r\nHost: lbd\r\n{content_type}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .expect("send");
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).expect("read");
-    let status = answer
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = answer
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
-}
-
 #[test]
 fn the_api_refuses_what_it_does_not_understand_and_changes_nothing() {
     let lab = start();
@@ -208,7 +174,7 @@ fn the_api_refuses_what_it_does_not_understand_and_changes_nothing() {
         "?dryrun=true",
         "?dry_run=true&x=1",
     ] {
-        let (status, body) = raw_request(&lab, "PUT", &format!("{state}{query}"), Some(drain));
+        let (status, body) = lab.admin_exchange("PUT", &format!("{state}{query}"), Some(drain));
         assert_eq!(status, 400, "{query}: {body}");
         assert_eq!(
             b1(&lab).state,
@@ -217,26 +183,22 @@ fn the_api_refuses_what_it_does_not_understand_and_changes_nothing() {
         );
     }
     // A read takes no query.
-    let (status, body) = raw_request(&lab, "GET", "/v1/status?verbose=1", None);
+    let (status, body) = lab.admin_exchange("GET", "/v1/status?verbose=1", None);
     assert_eq!(status, 400, "{body}");
     // Unknown fields are refused with their name; nothing is created.
     let vip = r#"{"address":"198.18.0.101","port":80,"backend":[{"address":"198.18.0.11"}]}"#;
-    let (status, body) = raw_request(&lab, "POST", "/v1/vips", Some(vip));
+    let (status, body) = lab.admin_exchange("POST", "/v1/vips", Some(vip));
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("backend"), "{body}");
     let vips = lab.status().expect("status").vips;
     assert_eq!(vips.len(), 1, "a VIP was created: {vips:?}");
-    let (status, body) = raw_request(
-        &lab,
-        "PUT",
-        state,
-        Some(r#"{"state":"draining","timeout":5}"#),
-    );
+    let (status, body) =
+        lab.admin_exchange("PUT", state, Some(r#"{"state":"draining","timeout":5}"#));
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("timeout"), "{body}");
     assert_eq!(b1(&lab).state, BackendState::Enabled);
     // The plain spellings work.
-    let (status, body) = raw_request(&lab, "PUT", &format!("{state}?dry_run=true"), Some(drain));
+    let (status, body) = lab.admin_exchange("PUT", &format!("{state}?dry_run=true"), Some(drain));
     assert_eq!(status, 200, "{body}");
     assert_eq!(b1(&lab).state, BackendState::Enabled);
 }

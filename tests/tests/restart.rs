@@ -512,34 +512,6 @@ fn a_restart_keeps_drain_and_maintenance() {
     );
 }
 
-/// One raw HTTP exchange on the lab lbd's admin socket: the status code
-/// and the body.
-fn api(lab: &Lab, method: &str, target: &str, body: &str) -> (u16, String) {
-    use std::io::{Read as _, Write as _};
-    let mut stream = std::os::unix::net::UnixStream::connect(lab.admin_socket()).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    write!(
-        stream,
-        "{method} {target} HTTP/1.1\r\nHost: lbd\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .expect("send");
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).expect("read");
-    let code = answer
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = answer
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (code, body)
-}
-
 /// What the backend state file at `path` records: (backend, state,
 /// whether a drain's timeout put it in maintenance), in its order.
 fn recorded(path: &std::path::Path) -> Vec<(String, String, bool)> {
@@ -593,11 +565,10 @@ fn the_backend_state_file_follows_every_change_and_refuses_what_it_cannot_keep()
     let blocker = lab.dir.join("lbd.backends.state.new");
     std::fs::create_dir(&blocker).expect("blocker");
     for (backend, state) in [(&b3, "draining"), (&b1, "maintenance"), (&b2, "enabled")] {
-        let (code, answer) = api(
-            &lab,
+        let (code, answer) = lab.admin_exchange(
             "PUT",
             &format!("/v1/vips/{vip}/backends/{backend}/state"),
-            &format!("{{\"state\": \"{state}\"}}"),
+            Some(&format!("{{\"state\": \"{state}\"}}")),
         );
         assert_eq!(code, 500, "{backend} {state}: {answer}");
         assert!(

@@ -140,6 +140,43 @@ impl Lab {
         self.admin_socket_of(&self.lb)
     }
 
+    /// One raw HTTP exchange on the lab lbd's admin socket (a JSON body
+    /// when `body` is given, then `Connection: close`): the status code
+    /// (0 if the answer has none) and the body. For what lbctl would not
+    /// send, or to read an answer's code as it is.
+    pub fn admin_exchange(&self, method: &str, target: &str, body: Option<&str>) -> (u16, String) {
+        use std::io::{Read as _, Write as _};
+        let mut stream =
+            std::os::unix::net::UnixStream::connect(self.admin_socket()).expect("connect");
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .expect("timeout");
+        let body = body.unwrap_or("");
+        let content_type = if body.is_empty() {
+            ""
+        } else {
+            "Content-Type: application/json\r\n"
+        };
+        write!(
+            stream,
+            "{method} {target} HTTP/1.1\r\nHost: lbd\r\n{content_type}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .expect("send");
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).expect("read");
+        let status = answer
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let body = answer
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
+        (status, body)
+    }
+
     /// The admin socket of lbd on `node`.
     pub fn admin_socket_of(&self, node: &Host) -> PathBuf {
         if node.name == "lb" {
