@@ -15,7 +15,10 @@ use super::{
     attach::remove_pin, flows::FlowStore, map_error, AdoptedState, Dataplane, DataplaneError,
     Result,
 };
-use crate::pinning::{PinDir, DEPENDENT_MAPS, PINNED_MAPS, STATE_MAPS};
+use crate::{
+    daemon::replication::nat::{carry_pair, Carried},
+    pinning::{PinDir, DEPENDENT_MAPS, PINNED_MAPS, STATE_MAPS},
+};
 
 impl Dataplane {
     /// Puts the adopted table's flows that a previous release placed by
@@ -54,7 +57,7 @@ impl Dataplane {
     /// entries' backend ids would mean nothing); after the swap (`phase`
     /// "swapped") the caller closes the old table and removes its pin
     /// (`LegacyTable::finish`). What it did (None: nothing to carry).
-    pub(super) fn carry_legacy_flows(&mut self, phase: &str) -> Option<CarriedFlows> {
+    pub(super) fn carry_legacy_flows(&mut self, phase: CarryPhase) -> Option<CarriedFlows> {
         if self.legacy.is_some() && !self.adopted {
             warn!("the previous lbd's connection table is not carried over: its VIPs and backends were not adopted (its flows are placed by Maglev again)");
             if let Some(legacy) = self.legacy.take() {
@@ -66,7 +69,7 @@ impl Dataplane {
         let FlowStore::Buckets(table) = &self.flows else {
             return None;
         };
-        let swapped = phase == SWAPPED;
+        let swapped = phase == CarryPhase::Swapped;
         let mut flows = legacy.flows();
         // Live flows first, the most recent first: a smaller table keeps
         // them, and a closed or expired flow copied later takes only a
@@ -100,7 +103,7 @@ impl Dataplane {
         }
         legacy.copied += done.copied;
         info!(
-            phase,
+            phase = phase.name(),
             flows = done.flows,
             copied = done.copied,
             kept = done.kept,
@@ -128,13 +131,19 @@ impl Dataplane {
         Some(done)
     }
 
-    /// Installs the flows of a previous lbd's kernel-map NAT flow table
-    /// into the bucket table (see `nat::legacy`), both entries of each
-    /// together; after the swap (`phase` "swapped") the caller closes the
-    /// old table and removes its pin (`LegacyNat::finish`). Without the
-    /// state maps adopted the entries' VIP and backend ids mean nothing
+    /// Installs the flows of a previous lbd's NAT flow table (a kernel
+    /// hash map, or a bucket table of another size; see `nat::legacy`)
+    /// into this one, both entries of each together: after the load, just
+    /// before the attach (`CarryPhase::Attaching`: the old program has opened flows
+    /// since, and a backend's packet of a flow the new program does not
+    /// know would go up the stack and be reset), and after the swap
+    /// (`CarryPhase::Swapped`), when the caller closes the old table and removes its
+    /// pin (`LegacyNat::finish`). After the swap a flow the old program
+    /// forwarded after this lbd loaded wins over a flow this lbd's program
+    /// opened on its NAT port before the final copy (`carry_pair`). Without
+    /// the state maps adopted the entries' VIP and backend ids mean nothing
     /// here: none is carried, and the pin goes at once.
-    pub(super) fn carry_legacy_nat(&mut self, phase: &str) {
+    pub(super) fn carry_legacy_nat(&mut self, phase: CarryPhase) {
         let Some(legacy) = &self.legacy_nat else {
             return;
         };
@@ -145,24 +154,41 @@ impl Dataplane {
             }
             return;
         }
+        let swapped = phase == CarryPhase::Swapped;
         let (pairs, unpaired) = legacy.pairs();
-        let (mut installed, mut conflicts, mut failed) = (0u64, 0u64, 0u64);
+        let loaded_ns = legacy.loaded_ns;
+        let (mut installed, mut superseded, mut conflicts, mut failed) = (0u64, 0u64, 0u64, 0u64);
         for pair in &pairs {
-            match crate::daemon::replication::nat::install_pair(&mut self.nat, pair) {
-                Ok(crate::daemon::replication::nat::Installed::Yes) => installed += 1,
-                Ok(crate::daemon::replication::nat::Installed::Conflict) => conflicts += 1,
+            let supersede = swapped && crate::nat::legacy::last_seen(pair) >= loaded_ns;
+            match carry_pair(&mut self.nat, pair, supersede) {
+                Ok(Carried::Yes) => installed += 1,
+                Ok(Carried::Superseded) => superseded += 1,
+                Ok(Carried::Conflict) => conflicts += 1,
                 Err(_) => failed += 1,
             }
         }
         info!(
-            phase,
+            phase = phase.name(),
             flows = pairs.len(),
             installed,
+            superseded,
             conflicts,
             failed,
             unpaired,
-            "NAT flows carried over from the previous lbd's NAT flow table"
+            "NAT flows carried over from the previous lbd's NAT flow table (superseded: a flow this lbd's program had opened on the NAT port of a flow the old program forwarded since the load, removed; conflicts: left out for a flow of this table on one of their keys)"
         );
+        if superseded > 0 {
+            warn!(
+                superseded,
+                "flows this lbd's program opened during the swap on the NAT port of a connection the previous lbd's program was forwarding were removed: their clients' next packets are dropped and they reconnect"
+            );
+        }
+        if swapped && conflicts > 0 {
+            warn!(
+                conflicts,
+                "some NAT flows of the previous lbd's table were left out: this table holds another flow on their NAT port (one the old program had stopped forwarding before this lbd loaded); their connections are lost"
+            );
+        }
         if failed > 0 {
             warn!(failed, "some NAT flows could not be carried over (their buckets were full): their connections are lost");
         }
@@ -180,13 +206,13 @@ impl Dataplane {
     pub fn finish_adoption(&mut self) -> Option<CarriedFlows> {
         let mut carried = None;
         if self.legacy.is_some() {
-            carried = self.carry_legacy_flows(SWAPPED);
+            carried = self.carry_legacy_flows(CarryPhase::Swapped);
             if let Some(legacy) = self.legacy.take() {
                 legacy.finish();
             }
         }
         if self.legacy_nat.is_some() {
-            self.carry_legacy_nat("swapped");
+            self.carry_legacy_nat(CarryPhase::Swapped);
             if let Some(legacy) = self.legacy_nat.take() {
                 legacy.finish();
             }
@@ -247,9 +273,30 @@ impl Dataplane {
     }
 }
 
-/// The phase of `carry_legacy_flows` after the swap (`finish_adoption`):
-/// no previous lbd's program runs any more.
-const SWAPPED: &str = "swapped";
+/// When a previous lbd's flows are carried over (`carry_legacy_flows`,
+/// `carry_legacy_nat`): each pass copies what the old tables hold then.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum CarryPhase {
+    /// Right after the load: the old program still runs.
+    Loaded,
+    /// Just before this lbd's program is attached (NAT flows only): what
+    /// the old program opened while lbd filled its maps.
+    Attaching,
+    /// After the swap (`finish_adoption`): no previous lbd's program runs
+    /// any more, so the old tables are final.
+    Swapped,
+}
+
+impl CarryPhase {
+    /// The phase's name in the logs.
+    fn name(self) -> &'static str {
+        match self {
+            Self::Loaded => "loaded",
+            Self::Attaching => "attaching",
+            Self::Swapped => "swapped",
+        }
+    }
+}
 
 /// What a pass of `carry_legacy_flows` did with the old tables' flows
 /// (`finish_adoption` returns the final pass's).

@@ -18,7 +18,8 @@ use lb_common::consts::names;
 use tracing::{debug, info, warn};
 
 use super::{
-    program_error, retry_interrupted, Dataplane, DataplaneError, Hooked, Released, Result,
+    adopt::CarryPhase, program_error, retry_interrupted, Dataplane, DataplaneError, Hooked,
+    Released, Result,
 };
 use crate::{
     config::{Attach, XdpMode as ConfigXdpMode},
@@ -52,13 +53,16 @@ impl Dataplane {
     /// its mode, to tell a live pinned link from a stale one. Returns the
     /// mode used (None: kept from the pinned link). The caller finishes
     /// the adoption (`finish_adoption`) once the previous lbd's other
-    /// hooks are gone too (`remove_other_hook`, `remove_other_interfaces`).
+    /// hooks are gone too (`remove_other_hook`, `remove_other_interfaces`);
+    /// the NAT flows a previous lbd's program opened since the load are
+    /// carried over first.
     pub fn attach(
         &mut self,
         interface: &str,
         mode: ConfigXdpMode,
         running: Option<(u32, ConfigXdpMode)>,
     ) -> Result<Option<ConfigXdpMode>> {
+        self.carry_legacy_nat(CarryPhase::Attaching);
         self.attach_xdp(interface, mode, running)
     }
 
@@ -205,6 +209,10 @@ impl Dataplane {
     /// are gone: until `remove_other_hook` a previous lbd's XDP program
     /// still runs, before this one, on the tables it was loaded with.
     pub fn attach_tc(&mut self, interface: &str, running: &[u32]) -> Result<Hooked> {
+        // Verified first (a second or more), so the NAT flows the old
+        // program opens meanwhile are carried before the swap.
+        tc_program(&mut self.ebpf)?;
+        self.carry_legacy_nat(CarryPhase::Attaching);
         if let Some(path) = self.pins.as_ref().map(|p| p.tc_link_path(interface)) {
             if let Some(link) = self.take_over_tc_link(&path, interface, running)? {
                 self.attached = Some((interface.to_owned(), link));

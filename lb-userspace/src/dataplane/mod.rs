@@ -395,8 +395,8 @@ impl Dataplane {
             legacy_nat,
             re_place_pending: false,
         };
-        dataplane.carry_legacy_flows("loaded");
-        dataplane.carry_legacy_nat("loaded");
+        dataplane.carry_legacy_flows(adopt::CarryPhase::Loaded);
+        dataplane.carry_legacy_nat(adopt::CarryPhase::Loaded);
         if adopted {
             dataplane.re_place_flows(false);
             dataplane.re_place_pending = true;

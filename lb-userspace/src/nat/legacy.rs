@@ -57,6 +57,12 @@ pub const RESIZED_PIN: &str = "NAT_BUCKETS_RESIZED";
 pub(crate) struct LegacyNat {
     /// Each old table and its pin, removed by `finish`.
     tables: Vec<(OldTable, PathBuf)>,
+    /// CLOCK_MONOTONIC ns when this lbd opened the old tables, less the
+    /// lag of the data plane's coarse clock: a flow last seen since was
+    /// forwarded by the old program while this lbd loaded, and after the
+    /// swap its copy wins over a flow the new program opened on its NAT
+    /// port (`dataplane::adopt`).
+    pub(crate) loaded_ns: u64,
 }
 
 /// Where the old flows are read from.
@@ -81,12 +87,14 @@ impl LegacyNat {
     /// table this lbd adopts); a pin that cannot be carried over (another
     /// layout, or unreadable) is removed.
     pub(crate) fn open(pins: &PinDir, buckets: u32) -> Option<Self> {
+        let loaded_ns = crate::clock::monotonic_ns()
+            .saturating_sub(crate::daemon::replication::nat::SCAN_MARGIN_NS);
         let tables: Vec<(OldTable, PathBuf)> =
             [Self::open_resized(pins, buckets), Self::open_hash(pins)]
                 .into_iter()
                 .flatten()
                 .collect();
-        (!tables.is_empty()).then_some(Self { tables })
+        (!tables.is_empty()).then_some(Self { tables, loaded_ns })
     }
 
     /// A bucket table moved aside by an lbd that did not get to its swap,
@@ -199,7 +207,7 @@ impl LegacyNat {
 }
 
 /// When a pair's entries were last seen (the later of the two).
-fn last_seen(pair: &Pair) -> u64 {
+pub(crate) fn last_seen(pair: &Pair) -> u64 {
     pair[0].1.last_seen_ns.max(pair[1].1.last_seen_ns)
 }
 

@@ -242,3 +242,156 @@ fn a_resized_nat_flow_table_carries_established_translations_over() {
         })
         .expect("the test body (see its panic above)");
 }
+
+/// CLOCK_MONOTONIC now, ns: what the data plane's coarse clock stamps.
+fn monotonic_ns() -> u64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid timespec to fill.
+    assert_eq!(
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) },
+        0
+    );
+    now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
+}
+
+/// While the new lbd loads, the old program still runs: it opens a
+/// connection (A) after the load's copy, and the new program, attached
+/// before the final copy, opens another client's connection (B) on A's
+/// NAT port towards A's backend (it could not see A). The final copy
+/// gives A its translation back (the old program forwarded it, and its
+/// backend holds it) and removes B. A FIN the new program saw on a
+/// carried connection (C) meanwhile survives the final copy, so the
+/// reaper frees it on the closed timeout.
+#[test]
+fn after_the_swap_a_flow_the_old_program_opened_during_the_load_keeps_its_nat_port() {
+    let netns = FibNetns::new().expect("namespace");
+    let in_if = netns.ifindex(IN_DEV).expect("in0");
+    let out_if = netns.ifindex(OUT_DEV).expect("out0");
+    netns
+        .run(move || {
+            let (pins, _cleanup) = pin_dir("window");
+            let options = lb_userspace::dataplane::LoadOptions {
+                pins: Some(pins.clone()),
+                ..Default::default()
+            };
+            let sizes = lb_userspace::dataplane::MapSizes {
+                max_vips: 4,
+                conntrack: 4096,
+                nat_flows: 4096,
+                half_open: lb_common::consts::HALF_OPEN_SIZE_DEFAULT,
+            };
+            // Client ports whose checksum-neutral NAT port (client port + 80 - 8080)
+            // is in the range: the first port a new flow tries.
+            let late = client_flow(VIP4, 80, 30_301);
+            let carried = client_flow(VIP4, 80, 30_302);
+            let mut old =
+                NatBed::with_options(Hook::Xdp, &vips(), (in_if, out_if), sizes, &options)
+                    .expect("the previous data plane");
+            for flow in [&late, &carried] {
+                let (verdict, _) = old
+                    .run_on(old.in_if, &frame(flow, Protocol::Tcp, SYN, b""))
+                    .expect("test run");
+                assert_eq!(verdict, old.verdicts.redirect);
+            }
+            let entries: HashMap<FlowKey, NatEntry> = old.flows().into_iter().collect();
+            drop(old);
+            std::fs::remove_file(pins.map_path(names::MAP_NAT_BUCKETS)).expect("unpin");
+            let late_key = flow_key(&late, Protocol::Tcp);
+            let late_reply = counterpart_key(&late_key, &entries[&late_key]);
+            let carried_key = flow_key(&carried, Protocol::Tcp);
+            let carried_reply = counterpart_key(&carried_key, &entries[&carried_key]);
+            let mut old_table = nat_flows_hash_map(4096);
+            for key in [carried_key, carried_reply] {
+                old_table.insert(key, entries[&key], 0).expect("old entry");
+            }
+            aya::maps::IterableMap::map(&old_table)
+                .pin(pins.map_path(names::MAP_NAT_FLOWS))
+                .expect("pin NAT_FLOWS");
+
+            let mut new = NatBed::adopting(Hook::Xdp, (in_if, out_if), sizes, &options)
+                .expect("this release's data plane");
+            assert_eq!(new.flows().len(), 2, "C carried at the load");
+            // The old program opens A after the load's copy (stamped now).
+            let stamped = monotonic_ns();
+            let mut late_entries = HashMap::new();
+            for key in [late_key, late_reply] {
+                let entry = NatEntry {
+                    last_seen_ns: stamped,
+                    ..entries[&key]
+                };
+                old_table.insert(key, entry, 0).expect("late entry");
+                late_entries.insert(key, entry);
+            }
+            for ifindex in [in_if, out_if] {
+                new.bed
+                    .dataplane
+                    .nat_mut()
+                    .add_tx_port(ifindex)
+                    .expect("tx port");
+            }
+            // The new program runs: C's FIN, and a SYN from another client
+            // with A's port that takes A's NAT port towards A's backend
+            // (the same checksum-neutral port; a few clients are tried
+            // until Maglev gives one A's backend).
+            let fin = lb_tests::packet::Tcp {
+                fin: true,
+                ack: true,
+                ..Default::default()
+            };
+            let (verdict, _) = new
+                .run_on(new.in_if, &frame(&carried, Protocol::Tcp, fin, b""))
+                .expect("test run");
+            assert_eq!(verdict, new.verdicts.redirect);
+            let mut rival = None;
+            for host in 20..120u8 {
+                let other = lb_tests::packet::Flow {
+                    src: lb_tests::natbed::addr(&format!("198.18.0.{host}")),
+                    ..late
+                };
+                let (verdict, _) = new
+                    .run_on(new.in_if, &frame(&other, Protocol::Tcp, SYN, b""))
+                    .expect("test run");
+                assert_eq!(verdict, new.verdicts.redirect, "{other:?}");
+                let key = flow_key(&other, Protocol::Tcp);
+                let entry = new.bed.dataplane.nat().flow(&key).expect("B opened");
+                let reply = counterpart_key(&key, &entry);
+                if reply == late_reply {
+                    rival = Some(key);
+                    break;
+                }
+                let nat = new.bed.dataplane.nat_mut();
+                nat.remove_flow(&key).expect("remove");
+                nat.remove_flow(&reply).expect("remove");
+            }
+            let rival = rival.expect("a client whose SYN takes A's NAT port");
+
+            new.bed.dataplane.finish_adoption();
+            let after: HashMap<FlowKey, NatEntry> = new.flows().into_iter().collect();
+            for (key, entry) in &late_entries {
+                assert_eq!(after.get(key), Some(entry), "A's translation is back");
+            }
+            assert!(!after.contains_key(&rival), "B is removed, both entries");
+            assert_eq!(after.len(), 4, "A and C, both entries each");
+            assert_ne!(
+                after[&carried_key].flags & lb_common::consts::NAT_F_FIN,
+                0,
+                "C's FIN is kept"
+            );
+            // A's next packet leaves with its port, found (not opened).
+            let opened = counter(&new, Counter::NatNew);
+            let (verdict, out) = new
+                .run_on(new.in_if, &frame(&late, Protocol::Tcp, ACK, b"x"))
+                .expect("test run");
+            assert_eq!(verdict, new.verdicts.redirect);
+            let forward = late_entries[&late_key];
+            assert_eq!(
+                ports_of(&out),
+                (u16::from_be(forward.sport), u16::from_be(forward.dport))
+            );
+            assert_eq!(counter(&new, Counter::NatNew), opened);
+        })
+        .expect("the test body (see its panic above)");
+}

@@ -347,37 +347,30 @@ pub(crate) fn holds_fresher(table: &impl ReplicaTable, pair: &NatPair) -> bool {
     })
 }
 
-/// What installing one record did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Installed {
-    /// Both entries are in (new, or an existing copy refreshed).
-    Yes,
-    /// An entry of another flow holds one of the keys: it is kept, the
-    /// record is not installed.
-    Conflict,
-}
-
 /// How [`install_pair_as`] treats what this node holds at a record's keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Over {
     /// Another flow's entry keeps its key (the record is left out); this
-    /// same flow's entry takes the record's marks and the later of both
-    /// `last_seen_ns`. A previous lbd's table carried over at an upgrade
-    /// (see [`install_pair`]).
-    Refresh,
-    /// Another flow's entry keeps its key; this same flow's entries are
-    /// merged (see [`merged`]): the fresher one wins, and a FIN or RST
-    /// either side marked shortly before is kept. A full mesh's copies and
-    /// a pair's master for the VIP: a copy from a peer never clears a close
-    /// mark this node's data plane made, nor replaces a fresher entry.
+    /// same flow's entries are merged (see [`merged`]): the fresher one
+    /// wins, and a FIN or RST either side marked shortly before is kept.
+    /// A full mesh's copies, a pair's master for the VIP, and a previous
+    /// lbd's flows carried over at an upgrade ([`carry_pair`]): a copy
+    /// never clears a close mark this node's data plane made, nor
+    /// replaces a fresher entry.
     Merge,
     /// A pair's backup for the VIP: the master's record is the truth. This
-    /// same flow's entries are refreshed as under `Refresh`; another flow
+    /// same flow's entries take the record's marks and the later of both
+    /// `last_seen_ns`; another flow
     /// holding a key is one the master has ended and whose port it reused
     /// (this node's reaper has not swept it yet): it is removed, both its
     /// entries, so the master's flow takes its place and a failover sends
     /// the replies to the right client.
     Replace,
+    /// A previous lbd's flow its program forwarded after this lbd loaded,
+    /// carried over after the swap ([`carry_pair`]): this same flow's
+    /// entries are merged as under `Merge`; another flow holding a key is
+    /// removed as under `Replace`.
+    Supersede,
 }
 
 /// `NAT_F_*` marks that end a direction of a connection: only a new SYN,
@@ -419,19 +412,44 @@ fn merged(existing: &NatEntry, record: &NatEntry) -> NatEntry {
 /// clock and the rounding of ages to milliseconds on the wire.
 const MERGE_WINDOW_NS: u64 = FLOW_TOUCH_INTERVAL_NS + SCAN_MARGIN_NS;
 
-/// Backup: installs `pair` into `table`, as [`Over::Refresh`] says: a key
-/// held by another flow (different translation) keeps its entry and the
-/// whole flow is left out; a key holding this same flow is refreshed,
-/// keeping this node's cached next hop and the later of both
-/// `last_seen_ns`. An upgrade carries a previous lbd's NAT flows over with
-/// it (`nat::legacy`).
-pub(crate) fn install_pair(
+/// What [`carry_pair`] did with a previous lbd's flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Carried {
+    /// Both entries are in (new, or merged with this table's copy).
+    Yes,
+    /// Both entries are in, after the flow this lbd's program had opened
+    /// on one of its keys was removed (`supersede` only).
+    Superseded,
+    /// Another flow's entry holds one of the keys: it is kept, this flow
+    /// is left out.
+    Conflict,
+}
+
+/// Carries `pair`, a flow of a previous lbd's NAT flow table, into `table`
+/// (an upgrade or a `flow_table_size` change, `nat::legacy`). This same
+/// flow's entries are merged: the fresher one wins, and a FIN or RST
+/// this lbd's program marked since is kept (the old table stops changing
+/// at the swap; this one's program goes on). Another flow holding a key
+/// keeps it, unless `supersede`: the previous lbd's program forwarded
+/// this flow after this lbd loaded, and the other flow is one this lbd's
+/// program opened on the same NAT port before the final copy, which it
+/// could not see. The flow the old program forwarded wins then, as in
+/// the connection table's carry-over (`held_wins`): its backend holds
+/// the connection.
+pub(crate) fn carry_pair(
     table: &mut impl ReplicaTable,
     pair: &NatPair,
-) -> Result<Installed, DataplaneError> {
-    Ok(match install_pair_as(table, pair, Over::Refresh)? {
-        Placed::Installed | Placed::Replaced => Installed::Yes,
-        Placed::Conflict => Installed::Conflict,
+    supersede: bool,
+) -> Result<Carried, DataplaneError> {
+    let over = if supersede {
+        Over::Supersede
+    } else {
+        Over::Merge
+    };
+    Ok(match install_pair_as(table, pair, over)? {
+        Placed::Installed => Carried::Yes,
+        Placed::Replaced => Carried::Superseded,
+        Placed::Conflict => Carried::Conflict,
     })
 }
 
@@ -441,7 +459,7 @@ pub(super) enum Placed {
     /// Both entries are in (new, or an existing copy refreshed or merged).
     Installed,
     /// Both entries are in, after another flow that held a key was removed
-    /// ([`Over::Replace`] only).
+    /// ([`Over::Replace`] and [`Over::Supersede`] only).
     Replaced,
     /// An entry of another flow holds one of the keys: it is kept, the
     /// record is not installed.
@@ -466,8 +484,8 @@ pub(super) fn install_pair_as(
             None => planned.push((key, *entry, false)),
             Some(existing) if same_flow(&existing, entry) => {
                 let refreshed = match over {
-                    Over::Merge => merged(&existing, entry),
-                    Over::Refresh | Over::Replace => NatEntry {
+                    Over::Merge | Over::Supersede => merged(&existing, entry),
+                    Over::Replace => NatEntry {
                         last_seen_ns: entry.last_seen_ns.max(existing.last_seen_ns),
                         ifindex: existing.ifindex,
                         dmac: existing.dmac,
@@ -480,7 +498,7 @@ pub(super) fn install_pair_as(
                     planned.push((key, refreshed, true));
                 }
             }
-            Some(existing) if over == Over::Replace => {
+            Some(existing) if matches!(over, Over::Replace | Over::Supersede) => {
                 // The other flow's second entry goes with it, if it is
                 // there and pairs with this one (not a key of the record:
                 // that one is judged on its own).
@@ -537,7 +555,7 @@ pub(super) fn install_pair_as(
     })
 }
 
-/// Takes back what [`install_pair`] did so far: removes the entries it
+/// Takes back what [`install_pair_as`] did so far: removes the entries it
 /// inserted, puts back those it overwrote.
 fn undo(
     table: &mut impl ReplicaTable,
@@ -962,10 +980,10 @@ pub(super) mod tests {
     }
 
     #[test]
-    fn install_keeps_another_flows_entry_and_refreshes_its_own() {
+    fn a_carried_flow_leaves_another_flows_entry_and_merges_with_its_own() {
         let ours = flow("198.18.1.10", 40000, 20001, "198.19.2.11", 1);
-        // The backup's own flow (made while both were master) took the same
-        // NAT port towards the same backend: the same reply key.
+        // This lbd's program opened another flow on the same NAT port
+        // towards the same backend: the same reply key.
         let theirs = flow("198.18.1.77", 51000, 20001, "198.19.2.11", 1);
         assert_eq!(ours[1].0, theirs[1].0);
 
@@ -974,16 +992,16 @@ pub(super) mod tests {
             table.entries.insert(k, e);
         }
         assert_eq!(
-            install_pair(&mut table, &ours).unwrap(),
-            Installed::Conflict
+            carry_pair(&mut table, &ours, false).unwrap(),
+            Carried::Conflict
         );
         assert_eq!(table.entries.len(), 2, "nothing of ours went in");
         assert_eq!(table.entries[&theirs[1].0], theirs[1].1, "theirs kept");
 
-        // An empty table takes both; a second copy refreshes them, keeping
-        // the next hop this node found and the later last_seen.
+        // An empty table takes both; a second copy merges with them,
+        // keeping the next hop this node found and the fresher entry.
         let mut table = Table::default();
-        assert_eq!(install_pair(&mut table, &ours).unwrap(), Installed::Yes);
+        assert_eq!(carry_pair(&mut table, &ours, false).unwrap(), Carried::Yes);
         let mut looked_up = table.entries[&ours[0].0];
         looked_up.ifindex = 4;
         looked_up.mtu = 1400;
@@ -992,13 +1010,62 @@ pub(super) mod tests {
         let mut newer = ours;
         newer[0].1.flags |= NAT_F_REPLIED;
         newer[1].1.last_seen_ns = 100_000_000_000;
-        assert_eq!(install_pair(&mut table, &newer).unwrap(), Installed::Yes);
+        newer[1].1.flags |= NAT_F_REPLIED;
+        assert_eq!(carry_pair(&mut table, &newer, false).unwrap(), Carried::Yes);
         let fwd = table.entries[&ours[0].0];
         assert_eq!(
             (fwd.ifindex, fwd.mtu, fwd.last_seen_ns, fwd.flags),
-            (4, 1400, 99_000_000_000, NAT_F_SYN | NAT_F_REPLIED)
+            (4, 1400, 99_000_000_000, NAT_F_SYN),
+            "this table's forward entry is the fresher one"
         );
-        assert_eq!(table.entries[&ours[1].0].last_seen_ns, 100_000_000_000);
+        let reply = table.entries[&ours[1].0];
+        assert_eq!(
+            (reply.last_seen_ns, reply.flags & NAT_F_REPLIED),
+            (100_000_000_000, NAT_F_REPLIED),
+            "the carried reply entry is the fresher one"
+        );
+    }
+
+    /// After the swap this lbd's program goes on marking the flows it
+    /// carried; the old table does not. A FIN it marked survives the
+    /// final copy, so the reaper frees the flow on the closed timeout
+    /// (not the established one).
+    #[test]
+    fn a_carried_flow_keeps_the_close_marks_this_program_made_since() {
+        let old = flow("198.18.1.10", 40000, 20001, "198.19.2.11", 1);
+        let mut table = Table::default();
+        for (key, entry) in old {
+            let mut closed = entry;
+            closed.flags |= NAT_F_FIN;
+            closed.last_seen_ns = entry.last_seen_ns + 1_000_000;
+            table.entries.insert(key, closed);
+        }
+        assert_eq!(carry_pair(&mut table, &old, false).unwrap(), Carried::Yes);
+        for (key, _) in old {
+            assert_ne!(table.entries[&key].flags & NAT_F_FIN, 0, "FIN kept");
+        }
+    }
+
+    /// A flow the previous lbd's program forwarded after this lbd loaded
+    /// wins, after the swap, over the flow this lbd's program opened on
+    /// its NAT port meanwhile; both of that flow's entries go.
+    #[test]
+    fn a_carried_flow_forwarded_since_the_load_supersedes_this_programs_flow() {
+        let ours = flow("198.18.1.10", 40000, 20001, "198.19.2.11", 1);
+        let theirs = flow("198.18.1.77", 51000, 20001, "198.19.2.11", 1);
+        let mut table = Table::default();
+        for (k, e) in theirs {
+            table.entries.insert(k, e);
+        }
+        assert_eq!(
+            carry_pair(&mut table, &ours, true).unwrap(),
+            Carried::Superseded
+        );
+        assert_eq!(table.entries.len(), 2);
+        for (key, entry) in ours {
+            assert_eq!(table.entries[&key], entry);
+        }
+        assert!(!table.entries.contains_key(&theirs[0].0), "theirs gone");
     }
 
     #[test]
@@ -1073,8 +1140,8 @@ pub(super) mod tests {
             inserts: 0,
         };
         assert_eq!(
-            install_pair(&mut racing, &ours).unwrap(),
-            Installed::Conflict
+            carry_pair(&mut racing, &ours, false).unwrap(),
+            Carried::Conflict
         );
         let entries = &racing.table.entries;
         assert!(!entries.contains_key(&ours[0].0), "our half taken out");
