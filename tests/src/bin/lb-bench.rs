@@ -134,10 +134,16 @@ fn main() -> anyhow::Result<()> {
         .clone()
         .or_else(|| std::env::var(COMMAND_ENV).ok().filter(|c| !c.is_empty()))
         .unwrap_or_else(|| shell_line(std::env::args()));
-    let old: Option<Results> = if args.only.is_empty() {
-        None
-    } else {
-        bench::read_previous(&args.out)?
+    // Read for a full run too: a section that fails there (the flood's)
+    // keeps its last results rather than losing them. A full run replaces
+    // every other section, so a file it cannot read only costs that.
+    let old: Option<Results> = match bench::read_previous(&args.out) {
+        Ok(old) => old,
+        Err(error) if args.only.is_empty() => {
+            eprintln!("bench: {error:#}: a failed section will have no previous results");
+            None
+        }
+        Err(error) => return Err(error),
     };
     // Each wanted section starts on a quiet machine (see `bench::settle`);
     // those that started on a busy one are marked so.
@@ -191,6 +197,7 @@ fn main() -> anyhow::Result<()> {
     };
     // A SYN flood in the lab: a failure (or panic) there costs its own
     // section only, not the rest of the run's results.
+    let mut flood_failed = None;
     let flood = if wanted(Pass::Flood) {
         match std::panic::catch_unwind(|| {
             bench::flood::run(args.rounds.min(3), 10, 2_000_000, 200_000)
@@ -198,10 +205,12 @@ fn main() -> anyhow::Result<()> {
             Ok(Ok(flood)) => Some(flood),
             Ok(Err(error)) => {
                 eprintln!("bench: the flood section failed, left out: {error:#}");
+                flood_failed = Some(format!("{error:#}"));
                 None
             }
             Err(_) => {
                 eprintln!("bench: the flood section panicked, left out");
+                flood_failed = Some("it panicked".to_owned());
                 None
             }
         }
@@ -296,7 +305,16 @@ fn main() -> anyhow::Result<()> {
     }
     std::fs::write(&args.out, serde_json::to_string_pretty(&results)?)
         .with_context(|| format!("writing {}", args.out.display()))?;
-    write_report(&args, &results)
+    write_report(&args, &results)?;
+    // The other sections are written; the run still fails, so nobody
+    // takes the flood's kept (older) numbers for this run's.
+    match flood_failed {
+        Some(reason) => anyhow::bail!(
+            "the flood section was not measured ({reason}): {} keeps its previous results (its row in the runs table says when they were measured)",
+            args.out.display()
+        ),
+        None => Ok(()),
+    }
 }
 
 /// Writes BENCHMARKS.md and the plot from `results`.

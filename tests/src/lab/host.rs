@@ -28,20 +28,38 @@ pub fn in_netns<T: Send + 'static>(
 }
 
 /// Ids of the programs on the tcx ingress of `ifname` in namespace
-/// `netns` (empty: none).
+/// `netns` (empty: none, also on a kernel without tcx, before 6.6, where
+/// the demo runs too).
 pub fn tcx_ingress_ids(netns: &str, ifname: &str) -> anyhow::Result<Vec<u32>> {
     let ifname = ifname.to_owned();
     in_netns(netns, move || -> anyhow::Result<Vec<u32>> {
-        let (_, programs) = aya::programs::SchedClassifier::query_tcx(
+        let queried = aya::programs::SchedClassifier::query_tcx(
             &ifname,
             aya::programs::TcAttachType::Ingress,
-        )?;
-        Ok(programs
-            .iter()
-            .map(aya::programs::ProgramInfo::id)
-            .collect())
+        );
+        tcx_ids(queried.map(|(_, programs)| programs))
     })?
 }
+
+/// The ids of a tcx query's programs; a kernel that does not know the
+/// tcx attach type (EINVAL) has none.
+fn tcx_ids(
+    queried: Result<Vec<aya::programs::ProgramInfo>, aya::programs::ProgramError>,
+) -> anyhow::Result<Vec<u32>> {
+    match queried {
+        Ok(programs) => Ok(programs
+            .iter()
+            .map(aya::programs::ProgramInfo::id)
+            .collect()),
+        Err(aya::programs::ProgramError::SyscallError(error))
+            if error.io_error.raw_os_error() == Some(libc::EINVAL) =>
+        {
+            Ok(Vec::new())
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
 
 /// GET `url` from inside `netns`: (status, body).
 pub fn http_get(netns: &str, url: &str) -> anyhow::Result<(u16, String)> {
@@ -300,4 +318,26 @@ pub(crate) fn output(program: &str, args: &[&str]) -> anyhow::Result<String> {
         );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tcx_ids;
+
+    /// A kernel before 6.6 answers the tcx query with EINVAL: lbd's
+    /// start-up wait (`cargo xtask demo` on Debian 12's kernel) goes on
+    /// polling for its XDP program instead of failing.
+    #[test]
+    fn a_kernel_without_tcx_has_no_tcx_programs() {
+        let einval = aya::programs::ProgramError::SyscallError(aya::sys::SyscallError {
+            call: "bpf_prog_query",
+            io_error: std::io::Error::from_raw_os_error(libc::EINVAL),
+        });
+        assert!(tcx_ids(Err(einval)).expect("no tcx: none").is_empty());
+        let enodev = aya::programs::ProgramError::SyscallError(aya::sys::SyscallError {
+            call: "bpf_prog_query",
+            io_error: std::io::Error::from_raw_os_error(libc::ENODEV),
+        });
+        assert!(tcx_ids(Err(enodev)).is_err(), "other errors are errors");
+    }
 }
