@@ -259,15 +259,17 @@ impl Balancer {
         Ok(())
     }
 
-    /// Clears a removed backend's entry and frees its id (its flows then
-    /// find no backend of their generation and are hashed again).
+    /// Retires a removed backend's entry (`retired_backend`) and frees its
+    /// id (its flows then find no backend of their generation and are
+    /// hashed again).
     fn retire_backend(
         &mut self,
         maps: &mut dyn MapWriter,
         backend: &AppliedBackend,
         report: &mut ApplyReport,
     ) -> Result<(), ReconcileError> {
-        maps.set_backend(backend.id, &Backend::default())?;
+        let retired = retired_backend(self.next_generation());
+        maps.set_backend(backend.id, &retired)?;
         self.free_backend_ids.insert(backend.id);
         report.backends_written += 1;
         Ok(())
@@ -309,6 +311,25 @@ impl Balancer {
         let generation = self.next_generation;
         self.next_generation = self.next_generation.wrapping_add(1).max(1);
         generation
+    }
+}
+
+/// The VIP id a retired backend's entry names: none (VIP ids are below
+/// `MAX_VIPS`), so no VIP adopts it and nothing looks it up for a VIP.
+pub(crate) const RETIRED_VIP_ID: u16 = u16::MAX;
+
+/// A removed backend's entry: no address, no VIP (`RETIRED_VIP_ID`), and a
+/// generation of its own, never given to a backend. The pinned map keeps
+/// it, so an lbd started later (which adopts the maps) numbers its
+/// generations above it: otherwise, with the removed backend's entry
+/// cleared, it could hand the removed backend's id and generation to a
+/// backend of another VIP, and the flows still pinned to the removed one
+/// (idle since, within their timeout) would follow it there.
+pub(crate) fn retired_backend(generation: u32) -> Backend {
+    Backend {
+        generation,
+        vip_id: RETIRED_VIP_ID,
+        ..Backend::default()
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use lb_common::{consts::CONFIG_F_NAT, Mode};
+use lb_common::{consts::CONFIG_F_NAT, Backend, Mode};
 
 use super::*;
 use crate::{
@@ -55,6 +55,12 @@ fn desired(vips: &[VipConfig]) -> Vec<DesiredVip> {
 /// copies of its table, the backends its table names, its NAT source,
 /// and the node's NAT flag.
 fn served(maps: &FakeMaps) -> String {
+    served_as(maps, false)
+}
+
+/// `served`, with the backends' generations left out (`without`): a
+/// change that failed once hands out others than one that did not.
+fn served_as(maps: &FakeMaps, without_generations: bool) -> String {
     let mut out = Vec::new();
     let mut keys: Vec<_> = maps.vips.keys().copied().collect();
     keys.sort_by_key(|k| (k.addr, k.port, k.proto));
@@ -70,7 +76,16 @@ fn served(maps: &FakeMaps) -> String {
         let mut named: Vec<u32> = live.clone();
         named.sort_unstable();
         named.dedup();
-        let backends: Vec<_> = named.iter().map(|id| (id, maps.backends.get(id))).collect();
+        let backends: Vec<_> = named
+            .iter()
+            .map(|id| {
+                let backend = maps.backends.get(id).map(|b| Backend {
+                    generation: if without_generations { 0 } else { b.generation },
+                    ..*b
+                });
+                (id, backend)
+            })
+            .collect();
         out.push(format!(
             "{key:?} id {} size {} mode {} live {live:?} other copy {other:?} backends {backends:?} nat {:?}",
             meta.id,
@@ -164,8 +179,8 @@ fn after_a_failed_commit_the_next_change_is_applied_whole() {
         let staged = balancer.stage(&desired(&after)).unwrap();
         balancer.commit(&mut maps, staged).unwrap();
         assert_eq!(
-            served(&maps),
-            served(&reference),
+            served_as(&maps, true),
+            served_as(&reference, true),
             "failed at write {fail_at}"
         );
     }
@@ -268,4 +283,46 @@ fn a_failed_first_fill_of_adopted_maps_leaves_the_previous_lbds_vips_served() {
     maps.writes_before_failure = None;
     assert!(balancer.restore(&mut maps, &desired(&file)).unwrap());
     serves_all(&maps, &file, "restored after the first fill");
+}
+
+/// A commit that failed half-way may have written its new backends'
+/// generations into the maps; the next change never hands them out again
+/// (the flows a failed change's backend pinned would follow a backend
+/// given the same id and generation).
+#[test]
+fn a_failed_commits_generations_are_not_handed_out_again() {
+    let before = [dsr_vip(&["198.18.0.11", "198.18.0.12"])];
+    let failed = [dsr_vip(&["198.18.0.11", "198.18.0.12", "198.18.0.13"])];
+    let next = [dsr_vip(&["198.18.0.11", "198.18.0.12", "198.18.0.14"])];
+    let mut checked = 0;
+    for fail_at in 0..8 {
+        let mut maps = FakeMaps::default();
+        let mut balancer = Balancer::new(4);
+        balancer.apply(&mut maps, &desired(&before)).unwrap();
+        let known: std::collections::HashSet<u32> =
+            maps.backends.values().map(|b| b.generation).collect();
+        maps.writes_before_failure = Some(fail_at);
+        let staged = balancer.stage(&desired(&failed)).unwrap();
+        if balancer.commit(&mut maps, staged).is_ok() {
+            break;
+        }
+        let written: Vec<u32> = maps
+            .backends
+            .values()
+            .map(|b| b.generation)
+            .filter(|g| *g != 0 && !known.contains(g))
+            .collect();
+        maps.writes_before_failure = None;
+        let staged = balancer.stage(&desired(&next)).unwrap();
+        balancer.commit(&mut maps, staged).unwrap();
+        let added = balancer.vips().values().next().unwrap().backends
+            [&"198.18.0.14".parse::<std::net::IpAddr>().unwrap()]
+            .generation;
+        assert!(
+            !written.contains(&added),
+            "failed at write {fail_at}: {added} was handed out before"
+        );
+        checked += usize::from(!written.is_empty());
+    }
+    assert!(checked > 0, "some failed commit wrote its new backend");
 }

@@ -224,6 +224,13 @@ impl Balancer {
     /// writes each VIP's whole table into the copy packets do not read and
     /// flips to it, which is correct whatever the old copies hold.
     pub(crate) fn adopt(&mut self, state: &AdoptedState) {
+        // Above every generation the maps hold: live backends', those of
+        // VIPs gone, and retired entries' (`apply::retired_backend`).
+        for (_, backend) in &state.backends {
+            if backend.generation >= self.next_generation {
+                self.next_generation = backend.generation.wrapping_add(1).max(1);
+            }
+        }
         for (key, meta) in &state.vips {
             let Some(protocol) = Protocol::from_number(key.proto) else {
                 continue;
@@ -239,9 +246,6 @@ impl Balancer {
                 .filter(|(_, b)| u32::from(b.vip_id) == meta.id)
                 .map(|(backend_id, b)| {
                     self.free_backend_ids.remove(backend_id);
-                    if b.generation >= self.next_generation {
-                        self.next_generation = b.generation.wrapping_add(1).max(1);
-                    }
                     (
                         words_addr(b.addr, b.family),
                         AppliedBackend {
@@ -406,6 +410,10 @@ impl Balancer {
             self.nat_enabled = None;
             self.service_addrs = None;
             self.rewrite_all = true;
+            // The generations it handed out may be in the maps: never
+            // again (a later backend on one of its ids would inherit the
+            // flows it pinned there).
+            self.next_generation = self.next_generation.max(staged.next.next_generation);
             return Err(error.into());
         }
         *self = staged.next;

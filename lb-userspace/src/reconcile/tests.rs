@@ -253,9 +253,14 @@ fn a_removed_backend_is_retired_after_the_flip_and_its_id_reused_with_a_new_gene
     assert!(!maps.live_table(&key).unwrap().contains(&gone.id));
     assert_eq!(
         maps.backends[&gone.id],
-        Backend::default(),
+        Backend {
+            generation: maps.backends[&gone.id].generation,
+            vip_id: super::apply::RETIRED_VIP_ID,
+            ..Backend::default()
+        },
         "retired backend not alive"
     );
+    assert_ne!(maps.backends[&gone.id].generation, gone.generation);
 
     let mut again = two;
     again.push(backend("198.18.0.15", 100));
@@ -387,7 +392,10 @@ fn removing_a_vip_removes_its_key_and_retires_its_backends() {
     let report = run(&mut balancer, &mut maps, &[], NO_MAC).unwrap();
     assert_eq!(report.vips_removed, 1);
     assert!(maps.vips.is_empty());
-    assert!(maps.backends.values().all(|b| *b == Backend::default()));
+    assert!(maps
+        .backends
+        .values()
+        .all(|b| b.vip_id == super::apply::RETIRED_VIP_ID && b.addr == [0; 4] && b.flags == 0));
     assert!(balancer.vips().is_empty());
 }
 
@@ -493,4 +501,74 @@ fn an_adopted_backends_mac_keeps_it_alive_until_the_neighbour_table_answers() {
         assert_eq!(now.mac, backend.mac, "backend {id} keeps its MAC");
         assert_ne!(now.flags & BACKEND_F_ALIVE, 0, "backend {id} stays alive");
     }
+}
+
+/// A backend removed, then lbd restarted: the next lbd adopts the maps and
+/// must not give the removed backend's id and generation to a new backend
+/// (of another VIP here), or the removed one's flows, still pinned to
+/// them, would go there.
+#[test]
+fn after_a_restart_a_removed_backends_id_and_generation_are_not_handed_out_again() {
+    let mut maps = FakeMaps::default();
+    let mut previous = Balancer::new(4);
+    let other_vip = |backends| VipConfig {
+        port: 443,
+        ..vip(1009, backends)
+    };
+    let other = || other_vip(vec![backend("198.18.0.21", 100)]);
+    let mut four = three();
+    four.push(backend("198.18.0.14", 100));
+    run(
+        &mut previous,
+        &mut maps,
+        &[vip(1009, four), other()],
+        NO_MAC,
+    )
+    .unwrap();
+    let gone = previous
+        .vips()
+        .values()
+        .flat_map(|v| v.backends.iter())
+        .find(|(a, _)| **a == "198.18.0.14".parse::<IpAddr>().unwrap())
+        .map(|(_, b)| (b.id, b.generation))
+        .unwrap();
+    run(
+        &mut previous,
+        &mut maps,
+        &[vip(1009, three()), other()],
+        NO_MAC,
+    )
+    .unwrap();
+
+    let state = crate::dataplane::AdoptedState {
+        vips: maps.vips.iter().map(|(k, m)| (*k, *m)).collect(),
+        backends: maps
+            .backends
+            .iter()
+            .filter(|(_, b)| b.generation != 0)
+            .map(|(id, b)| (*id, *b))
+            .collect(),
+    };
+    let mut balancer = Balancer::new(4);
+    balancer.adopt(&state);
+    let grown = other_vip(vec![
+        backend("198.18.0.21", 100),
+        backend("198.18.0.22", 100),
+    ]);
+    run(
+        &mut balancer,
+        &mut maps,
+        &[vip(1009, three()), grown],
+        NO_MAC,
+    )
+    .unwrap();
+    let added = balancer
+        .vips()
+        .values()
+        .flat_map(|v| v.backends.iter())
+        .find(|(a, _)| **a == "198.18.0.22".parse::<IpAddr>().unwrap())
+        .map(|(_, b)| (b.id, b.generation))
+        .unwrap();
+    assert_ne!(added, gone, "a new backend, a new (id, generation)");
+    assert_ne!(added.1, gone.1, "generations are not handed out again");
 }

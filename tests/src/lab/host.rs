@@ -60,7 +60,6 @@ fn tcx_ids(
     }
 }
 
-
 /// GET `url` from inside `netns`: (status, body).
 pub fn http_get(netns: &str, url: &str) -> anyhow::Result<(u16, String)> {
     let url = url.to_owned();
