@@ -59,7 +59,9 @@ pub enum DecapCounter {
     DropNotVip = 4,
     /// Truncated or inconsistent outer or inner headers: dropped.
     DropMalformed = 5,
-    /// An outer fragment, or a GUE variant/flags we do not speak: dropped.
+    /// An outer fragment, a GUE variant/flags we do not speak, or an outer
+    /// CE mark over an inner packet that is not ECN-capable (RFC 6040):
+    /// dropped.
     DropUnsupported = 6,
     /// A tunnel packet to us whose outer source is in no configured source
     /// prefix (not from a balancer): dropped.

@@ -1,12 +1,13 @@
 //! What differs between the two hooks the decap program runs at beyond the
 //! frame's bounds and verdicts (`lb_ebpf_frame::Frame`): how the outer
-//! headers are removed, and how an outcome becomes a verdict. `outer`, `inner` and `decap` are generic over
-//! [`Hook`], so `xdp_decap` and `tc_decap` share one source.
+//! headers are removed, how the inner header is written (`ecn`), and how
+//! an outcome becomes a verdict. `outer`, `inner`, `ecn` and `decap` are
+//! generic over [`Hook`], so `xdp_decap` and `tc_decap` share one source.
 
 use aya_ebpf::{
     bindings::{
         bpf_adj_room_mode::BPF_ADJ_ROOM_MAC, BPF_F_ADJ_ROOM_DECAP_L3_IPV4,
-        BPF_F_ADJ_ROOM_DECAP_L3_IPV6, BPF_F_ADJ_ROOM_FIXED_GSO,
+        BPF_F_ADJ_ROOM_DECAP_L3_IPV6, BPF_F_ADJ_ROOM_FIXED_GSO, BPF_F_RECOMPUTE_CSUM,
     },
     helpers::bpf_xdp_adjust_head,
     programs::{TcContext, XdpContext},
@@ -24,6 +25,11 @@ pub trait Hook: Frame {
     /// Ethernet type say the inner family. False if the kernel refused;
     /// the frame is then as it was.
     fn strip(&self, len: u32, inner_v6: bool) -> bool;
+
+    /// Writes the two bytes at `off` (inside the inner IP header, after
+    /// `strip`): how `ecn` carries a congestion mark over. False if the
+    /// bytes are not there.
+    fn store_word(&self, off: usize, word: [u8; 2]) -> bool;
 }
 
 /// The Ethernet type of the inner packet.
@@ -66,6 +72,17 @@ impl Hook for XdpContext {
         }
         true
     }
+
+    /// A direct write (XDP has no checksum state to keep).
+    #[inline(always)]
+    fn store_word(&self, off: usize, word: [u8; 2]) -> bool {
+        let Some(field) = ptr_at::<[u8; 2], _>(self, off) else {
+            return false;
+        };
+        // SAFETY: bounds checked by ptr_at.
+        unsafe { *field = word };
+        true
+    }
 }
 
 impl Hook for TcContext {
@@ -92,6 +109,17 @@ impl Hook for TcContext {
             return false;
         }
         self.store(12, &ether_type(inner_v6), 0).is_ok()
+    }
+
+    /// `bpf_skb_store_bytes` with `BPF_F_RECOMPUTE_CSUM`: a CHECKSUM_COMPLETE
+    /// skb's `csum` (the sum of everything after the Ethernet header) then
+    /// follows the change, as the kernel's own tunnels keep it
+    /// (`IP6_ECN_set_ce`); nothing to pull first, the helper works on any
+    /// part of the skb.
+    #[inline(always)]
+    fn store_word(&self, off: usize, word: [u8; 2]) -> bool {
+        self.store(off, &word, u64::from(BPF_F_RECOMPUTE_CSUM))
+            .is_ok()
     }
 }
 

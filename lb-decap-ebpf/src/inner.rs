@@ -36,6 +36,7 @@ use lb_ebpf_frame::{
 use network_types::ip::{Ipv4Hdr, Ipv6Hdr};
 
 use crate::{
+    ecn::InnerHead,
     hook::Hook,
     maps::DECAP_VIPS,
     outer::Tunnel,
@@ -45,10 +46,11 @@ use crate::{
 /// TCP header without options.
 const TCP_LEN: usize = 20;
 
-/// Checks the inner packet of `tunnel` against the configured VIPs.
+/// Checks the inner packet of `tunnel` against the configured VIPs; returns
+/// the bytes of its header that hold its ECN field (for `ecn`).
 #[inline(always)]
-pub fn check<C: Hook>(ctx: &C, tunnel: &Tunnel) -> Result<(), DecapCounter> {
-    let key = if tunnel.inner_v6 {
+pub fn check<C: Hook>(ctx: &C, tunnel: &Tunnel) -> Result<InnerHead, DecapCounter> {
+    let (key, head) = if tunnel.inner_v6 {
         inner_v6(ctx, tunnel)?
     } else {
         inner_v4(ctx, tunnel)?
@@ -57,11 +59,11 @@ pub fn check<C: Hook>(ctx: &C, tunnel: &Tunnel) -> Result<(), DecapCounter> {
     if unsafe { DECAP_VIPS.get(key) }.is_none() {
         return Err(DecapCounter::DropNotVip);
     }
-    Ok(())
+    Ok(head)
 }
 
 #[inline(always)]
-fn inner_v4<C: Hook>(ctx: &C, tunnel: &Tunnel) -> Result<VipKey, DecapCounter> {
+fn inner_v4<C: Hook>(ctx: &C, tunnel: &Tunnel) -> Result<(VipKey, InnerHead), DecapCounter> {
     let off = tunnel.inner_off;
     let ip: *const Ipv4Hdr = ptr_at(ctx, off).ok_or(DecapCounter::DropMalformed)?;
     // SAFETY: bounds checked by ptr_at.
@@ -81,22 +83,27 @@ fn inner_v4<C: Hook>(ctx: &C, tunnel: &Tunnel) -> Result<VipKey, DecapCounter> {
     let dst = [u32::from_ne_bytes(ip.dst_addr), 0, 0, 0];
     let l4 = off + header_len;
     let end = off + total_len;
-    match ip.proto {
+    let head = InnerHead {
+        word: [ip.vihl, ip.tos],
+        check: ip.check,
+    };
+    let key = match ip.proto {
         IPPROTO_TCP | IPPROTO_UDP => {
             let port = dst_port(ctx, ip.proto, l4, end)?;
-            Ok(vip_key(dst, port, ip.proto, AF_INET))
+            vip_key(dst, port, ip.proto, AF_INET)
         }
         IPPROTO_ICMP => {
             let quote = error_quote(ctx, l4, end, false).map_err(quote_counter)?;
             let quoted = quoted_v4(ctx, quote, end, dst[0]).map_err(quote_counter)?;
-            Ok(vip_key(dst, quoted.sport, quoted.proto, AF_INET))
+            vip_key(dst, quoted.sport, quoted.proto, AF_INET)
         }
-        _ => Err(DecapCounter::DropNotVip),
-    }
+        _ => return Err(DecapCounter::DropNotVip),
+    };
+    Ok((key, head))
 }
 
 #[inline(always)]
-fn inner_v6<C: Hook>(ctx: &C, tunnel: &Tunnel) -> Result<VipKey, DecapCounter> {
+fn inner_v6<C: Hook>(ctx: &C, tunnel: &Tunnel) -> Result<(VipKey, InnerHead), DecapCounter> {
     let off = tunnel.inner_off;
     let ip: *const Ipv6Hdr = ptr_at(ctx, off).ok_or(DecapCounter::DropMalformed)?;
     // SAFETY: bounds checked by ptr_at.
@@ -107,23 +114,28 @@ fn inner_v6<C: Hook>(ctx: &C, tunnel: &Tunnel) -> Result<VipKey, DecapCounter> {
         return Err(DecapCounter::DropMalformed);
     }
     let dst = words(&ip.dst_addr);
+    let head = InnerHead {
+        word: [ip.vcf[0], ip.vcf[1]],
+        check: [0; 2],
+    };
     let (next, l4) = if ip.next_hdr == IPPROTO_TCP || ip.next_hdr == IPPROTO_UDP {
         (ip.next_hdr, l4)
     } else {
         skip_extension_headers(ctx, ip.next_hdr, l4, end).map_err(ext_counter)?
     };
-    match next {
+    let key = match next {
         IPPROTO_TCP | IPPROTO_UDP => {
             let port = dst_port(ctx, next, l4, end)?;
-            Ok(vip_key(dst, port, next, AF_INET6))
+            vip_key(dst, port, next, AF_INET6)
         }
         IPPROTO_ICMPV6 => {
             let quote = error_quote(ctx, l4, end, true).map_err(quote_counter)?;
             let quoted = quoted_v6(ctx, quote, end, &dst).map_err(quote_counter)?;
-            Ok(vip_key(dst, quoted.sport, quoted.proto, AF_INET6))
+            vip_key(dst, quoted.sport, quoted.proto, AF_INET6)
         }
-        _ => Err(DecapCounter::DropNotVip),
-    }
+        _ => return Err(DecapCounter::DropNotVip),
+    };
+    Ok((key, head))
 }
 
 /// The decap program's word for where an inner extension-header walk

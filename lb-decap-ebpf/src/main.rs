@@ -8,6 +8,7 @@
 
 mod bench;
 mod decap;
+mod ecn;
 mod hook;
 mod inner;
 mod maps;

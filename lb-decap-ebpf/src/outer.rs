@@ -38,6 +38,8 @@
 //!   4-byte header as the kernel's fou sends it (version 0, C=0, hlen=0,
 //!   proto_ctype 4 or 41, flags 0). Anything else (version 2/3, control
 //!   messages, options, flags, other protocols) is `DropUnsupported`.
+//! - The outer ECN field (IPv4 TOS, IPv6 traffic class) is kept in the
+//!   `Tunnel` for `ecn` (RFC 6040): a CE mark reaches the inner packet.
 
 use aya_ebpf::maps::lpm_trie::Key;
 use lb_common::{
@@ -49,6 +51,7 @@ use lb_ebpf_frame::ipv6_ext::NEXTHDR_FRAGMENT;
 use network_types::ip::{Ipv4Hdr, Ipv6Hdr};
 
 use crate::{
+    ecn,
     hook::Hook,
     maps::{DECAP_ADDRS, DECAP_SOURCES_V4, DECAP_SOURCES_V6},
     parse::{
@@ -87,6 +90,9 @@ pub struct Tunnel {
     /// Where the outer IP packet ends (its length field): the inner packet
     /// must fit before it.
     pub end: usize,
+    /// The outer header's ECN field (`ecn`): a mark a router set on the
+    /// way must reach the inner packet.
+    pub outer_ecn: u8,
 }
 
 /// Parses the outer headers of a frame.
@@ -130,6 +136,7 @@ fn outer_v4<C: Hook>(ctx: &C, config: &DecapConfig) -> Result<Tunnel, DecapCount
         _pad: [0; 3],
     };
     let src = Source::V4(ip.src_addr);
+    let outer_ecn = ecn::of([ip.vihl, ip.tos], false);
     match ip.proto {
         IPPROTO_IPIP if config.flags & DECAP_F_IPIP != 0 => {
             claim(config, &dst, src, fragment)?;
@@ -138,6 +145,7 @@ fn outer_v4<C: Hook>(ctx: &C, config: &DecapConfig) -> Result<Tunnel, DecapCount
                 inner_off: l4,
                 inner_v6: false,
                 end,
+                outer_ecn,
             })
         }
         // Only a first fragment holds the UDP header.
@@ -146,7 +154,7 @@ fn outer_v4<C: Hook>(ctx: &C, config: &DecapConfig) -> Result<Tunnel, DecapCount
                 return Err(DecapCounter::PassNotTunnel);
             }
             claim(config, &dst, src, fragment)?;
-            gue(ctx, l4, end)
+            gue(ctx, l4, end, outer_ecn)
         }
         _ => Err(DecapCounter::PassNotTunnel),
     }
@@ -172,6 +180,7 @@ fn outer_v6<C: Hook>(ctx: &C, config: &DecapConfig) -> Result<Tunnel, DecapCount
         _pad: [0; 3],
     };
     let src = Source::V6(ip.src_addr);
+    let outer_ecn = ecn::of([ip.vcf[0], ip.vcf[1]], true);
     let ipip = config.flags & DECAP_F_IPIP != 0;
     match ip.next_hdr {
         IPPROTO_IPIP | IPPROTO_IPV6 if ipip => {
@@ -181,6 +190,7 @@ fn outer_v6<C: Hook>(ctx: &C, config: &DecapConfig) -> Result<Tunnel, DecapCount
                 inner_off: l4,
                 inner_v6: ip.next_hdr == IPPROTO_IPV6,
                 end,
+                outer_ecn,
             })
         }
         IPPROTO_UDP if gue_on(config) => {
@@ -188,7 +198,7 @@ fn outer_v6<C: Hook>(ctx: &C, config: &DecapConfig) -> Result<Tunnel, DecapCount
                 return Err(DecapCounter::PassNotTunnel);
             }
             claim(config, &dst, src, false)?;
-            gue(ctx, l4, end)
+            gue(ctx, l4, end, outer_ecn)
         }
         NEXTHDR_FRAGMENT => {
             // next header, reserved, offset + flags (2), identification.
@@ -271,9 +281,10 @@ fn from_a_source(src: Source) -> bool {
     }
 }
 
-/// The GUE packet whose UDP header is at `l4` (its port already matched).
+/// The GUE packet whose UDP header is at `l4` (its port already matched),
+/// under an outer header with ECN field `outer_ecn`.
 #[inline(always)]
-fn gue<C: Hook>(ctx: &C, l4: usize, end: usize) -> Result<Tunnel, DecapCounter> {
+fn gue<C: Hook>(ctx: &C, l4: usize, end: usize, outer_ecn: u8) -> Result<Tunnel, DecapCounter> {
     let udp: *const [u8; UDP_LEN] = ptr_at(ctx, l4).ok_or(DecapCounter::DropMalformed)?;
     // SAFETY: bounds checked by ptr_at.
     let udp_len = usize::from(unsafe { u16::from_be_bytes([(*udp)[4], (*udp)[5]]) });
@@ -306,6 +317,7 @@ fn gue<C: Hook>(ctx: &C, l4: usize, end: usize) -> Result<Tunnel, DecapCounter> 
                 inner_off: off,
                 inner_v6,
                 end,
+                outer_ecn,
             })
         }
         0 => {
@@ -324,6 +336,7 @@ fn gue<C: Hook>(ctx: &C, l4: usize, end: usize) -> Result<Tunnel, DecapCounter> 
                 inner_off: off + GUE_V0_LEN,
                 inner_v6,
                 end,
+                outer_ecn,
             })
         }
         _ => Err(DecapCounter::DropUnsupported),

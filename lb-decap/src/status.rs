@@ -4,40 +4,58 @@
 
 use std::{fmt::Write as _, net::IpAddr};
 
-use anyhow::bail;
-use lb_common::decap::{DecapConfig, DECAP_F_GUE, DECAP_F_IPIP, DECAP_F_SOURCES};
+use anyhow::{bail, Context as _};
+use aya::{
+    maps::{Array, HashMap, Map, MapData, PerCpuArray},
+    Pod,
+};
+use lb_common::{
+    consts::{AF_INET, AF_INET6},
+    decap::{
+        names, DecapAddr, DecapConfig, DecapCounter, DECAP_F_GUE, DECAP_F_IPIP, DECAP_F_SOURCES,
+    },
+    VipKey,
+};
 
 use crate::{
     config::{Attach, Vip},
     dataplane::link_program,
     maps::Maps,
-    pins::PinDir,
+    pins::{PinDir, PINNED_MAPS},
     sources::Prefix,
 };
 
 /// The status report as text (one `key: value` per line; counters as
-/// `counter NAME VALUE`, stable for scripts).
+/// `counter NAME VALUE`, stable for scripts). With some maps not pinned
+/// (what an older lb-decap, from before those maps, leaves: its program
+/// still attached and unwrapping, see `dataplane::apply`), it says so and
+/// reports what the pinned maps there still say; only a directory with no
+/// link and no map pinned is "not set up".
 pub fn report(pins: &PinDir) -> anyhow::Result<String> {
-    if !pins.maps_pinned() {
+    let links = pins.links();
+    let missing = pins.missing_maps();
+    if links.is_empty() && missing.len() == PINNED_MAPS.len() {
         bail!(
             "nothing pinned under {}: lb-decap is not set up here (run `lb-decap apply` or `lb-decap run`)",
             pins.root().display()
         );
     }
-    let maps = Maps::from_pins(pins)?;
     let mut out = String::new();
-    let links = pins.links();
     if links.is_empty() {
         out.push_str("attached: no (no link pinned)\n");
     }
+    let mut attached = false;
     for (attach, interface, path) in links {
         match link_program(&path) {
-            Ok(id) => writeln!(
-                out,
-                "attached: {} on {interface} (program id {id}{})",
-                attach.name(),
-                running_mode(attach, &path, id)
-            )?,
+            Ok(id) => {
+                attached = true;
+                writeln!(
+                    out,
+                    "attached: {} on {interface} (program id {id}{})",
+                    attach.name(),
+                    running_mode(attach, &path, id)
+                )?
+            }
             Err(error) => writeln!(
                 out,
                 "attached: no ({} link on {interface}: {error:#})",
@@ -45,6 +63,23 @@ pub fn report(pins: &PinDir) -> anyhow::Result<String> {
             )?,
         }
     }
+    if !missing.is_empty() {
+        let missing_list = missing.join(", ");
+        if attached {
+            writeln!(
+                out,
+                "older program: the attached program is an older lb-decap's, without the maps {missing_list}; it keeps unwrapping as last configured, but cannot enforce what those maps would hold: restart lb-decap to replace it (`lb-decap apply` does too; a brief gap)"
+            )?;
+        } else {
+            writeln!(
+                out,
+                "incomplete: the maps {missing_list} are not pinned and no program is attached (run `lb-decap apply` or `lb-decap run`)"
+            )?;
+        }
+        out.push_str(&partial(pins, &missing));
+        return Ok(out);
+    }
+    let maps = Maps::from_pins(pins)?;
     out.push_str(&describe(
         &maps.config()?,
         &maps.addresses(),
@@ -55,6 +90,103 @@ pub fn report(pins: &PinDir) -> anyhow::Result<String> {
         writeln!(out, "counter {} {value}", counter.name())?;
     }
     Ok(out)
+}
+
+/// What the maps that are pinned still say when `missing` are not (an
+/// older program's): its encapsulations, addresses, VIPs and counters,
+/// each as far as it can be read (a map that cannot is named with the
+/// error; a counter an older program does not have is left out).
+fn partial(pins: &PinDir, missing: &[&str]) -> String {
+    let pinned = |name: &str| !missing.contains(&name);
+    let unreadable = |name: &str, error: anyhow::Error| format!("unreadable: {name} ({error:#})\n");
+    let mut lines = String::new();
+    if pinned(names::MAP_DECAP_CONFIG) {
+        let config = open(pins, names::MAP_DECAP_CONFIG)
+            .and_then(|m| Ok(Array::<MapData, DecapConfig>::try_from(Map::Array(m))?.get(&0, 0)?));
+        match config {
+            Ok(config) => lines.push_str(&encapsulations(&config)),
+            Err(error) => lines.push_str(&unreadable(names::MAP_DECAP_CONFIG, error)),
+        }
+    }
+    if pinned(names::MAP_DECAP_ADDRS) {
+        match keys::<DecapAddr>(pins, names::MAP_DECAP_ADDRS) {
+            Ok(keys) => {
+                let mut list: Vec<IpAddr> = keys
+                    .iter()
+                    .filter_map(|a| ip_of(a.family, a.addr))
+                    .collect();
+                list.sort();
+                for address in list {
+                    lines.push_str(&format!("address: {address}\n"));
+                }
+            }
+            Err(error) => lines.push_str(&unreadable(names::MAP_DECAP_ADDRS, error)),
+        }
+    }
+    if pinned(names::MAP_DECAP_VIPS) {
+        match keys::<VipKey>(pins, names::MAP_DECAP_VIPS) {
+            Ok(keys) => {
+                let mut list: Vec<Vip> = keys
+                    .iter()
+                    .filter_map(|k| {
+                        Some(Vip {
+                            addr: ip_of(k.family, k.addr)?,
+                            port: u16::from_be(k.port),
+                            proto: k.proto,
+                        })
+                    })
+                    .collect();
+                list.sort();
+                for vip in list {
+                    lines.push_str(&format!("vip: {vip}\n"));
+                }
+            }
+            Err(error) => lines.push_str(&unreadable(names::MAP_DECAP_VIPS, error)),
+        }
+    }
+    if pinned(names::MAP_DECAP_COUNTERS) {
+        let counters = open(pins, names::MAP_DECAP_COUNTERS)
+            .and_then(|m| Ok(PerCpuArray::<MapData, u64>::try_from(Map::PerCpuArray(m))?));
+        match counters {
+            Ok(counters) => {
+                for counter in DecapCounter::ALL {
+                    if let Ok(values) = counters.get(&(counter as u32), 0) {
+                        let value: u64 = values.iter().sum();
+                        lines.push_str(&format!("counter {} {value}\n", counter.name()));
+                    }
+                }
+            }
+            Err(error) => lines.push_str(&unreadable(names::MAP_DECAP_COUNTERS, error)),
+        }
+    }
+    lines
+}
+
+/// The map pinned as `name`.
+fn open(pins: &PinDir, name: &str) -> anyhow::Result<MapData> {
+    let path = pins.map_path(name);
+    MapData::from_pin(&path).with_context(|| format!("opening the pinned map {}", path.display()))
+}
+
+/// The keys of the hash map pinned as `name`.
+fn keys<K: Pod>(pins: &PinDir, name: &str) -> anyhow::Result<Vec<K>> {
+    let map = HashMap::<MapData, K, u32>::try_from(Map::HashMap(open(pins, name)?))?;
+    Ok(map.keys().collect::<Result<Vec<_>, _>>()?)
+}
+
+/// An address as the maps key it (family, network-order words).
+fn ip_of(family: u8, addr: [u32; 4]) -> Option<IpAddr> {
+    match family {
+        AF_INET => Some(IpAddr::from(addr[0].to_ne_bytes())),
+        AF_INET6 => {
+            let mut octets = [0u8; 16];
+            for (i, word) in addr.iter().enumerate() {
+                octets[i * 4..i * 4 + 4].copy_from_slice(&word.to_ne_bytes());
+            }
+            Some(IpAddr::from(octets))
+        }
+        _ => None,
+    }
 }
 
 /// For an XDP link, `, mode native` (or `generic`, `offload`): the mode
@@ -84,21 +216,7 @@ pub fn describe(
     sources: &[Prefix],
     vips: &[Vip],
 ) -> String {
-    let mut out = String::new();
-    let ipip = if config.flags & DECAP_F_IPIP != 0 {
-        "on"
-    } else {
-        "off"
-    };
-    out.push_str(&format!("ipip: {ipip}\n"));
-    if config.flags & DECAP_F_GUE != 0 {
-        out.push_str(&format!(
-            "gue: on, port {}\n",
-            u16::from_be(config.gue_port)
-        ));
-    } else {
-        out.push_str("gue: off\n");
-    }
+    let mut out = encapsulations(config);
     for address in addresses {
         out.push_str(&format!("address: {address}\n"));
     }
@@ -115,11 +233,141 @@ pub fn describe(
     out
 }
 
+/// The `ipip` and `gue` lines of `describe`.
+fn encapsulations(config: &DecapConfig) -> String {
+    let ipip = if config.flags & DECAP_F_IPIP != 0 {
+        "on"
+    } else {
+        "off"
+    };
+    let mut out = format!("ipip: {ipip}\n");
+    if config.flags & DECAP_F_GUE != 0 {
+        out.push_str(&format!(
+            "gue: on, port {}\n",
+            u16::from_be(config.gue_port)
+        ));
+    } else {
+        out.push_str("gue: off\n");
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
+    use std::{path::Path, process::Command};
+
     use lb_common::consts::IPPROTO_TCP;
 
     use super::*;
+    use crate::{config::Settings, dataplane};
+
+    #[test]
+    fn a_directory_with_nothing_pinned_is_not_set_up() {
+        let pins = PinDir::new(
+            std::env::temp_dir().join(format!("lbk{}-status-none", std::process::id())),
+        );
+        let error = format!("{:#}", report(&pins).expect_err("nothing pinned"));
+        assert!(error.contains("lb-decap is not set up here"), "{error}");
+    }
+
+    /// The labs' BPF filesystem (as `lb_tests::lab::BPFFS`).
+    const BPFFS: &str = "/run/lbt-bpffs";
+
+    fn run(program: &str, args: &[&str]) {
+        let status = Command::new(program).args(args).status().expect(program);
+        assert!(status.success(), "{program} {args:?}");
+    }
+
+    /// A network namespace (only its `lo`) and a pin directory under the
+    /// labs' BPF filesystem (mounted if needed), removed on drop.
+    struct Lab {
+        netns: String,
+        pins: std::path::PathBuf,
+    }
+
+    impl Lab {
+        fn new(tag: &str) -> Self {
+            let mounts = std::fs::read_to_string("/proc/self/mounts").expect("mounts");
+            if !mounts
+                .lines()
+                .any(|l| l.split_whitespace().nth(1) == Some(BPFFS) && l.contains(" bpf "))
+            {
+                std::fs::create_dir_all(BPFFS).expect("bpffs dir");
+                run("mount", &["-t", "bpf", "bpf", BPFFS]);
+            }
+            let netns = format!("lbk{}-{tag}", std::process::id());
+            let pins = Path::new(BPFFS).join(&netns);
+            let _ = std::fs::remove_dir_all(&pins);
+            run("ip", &["netns", "add", &netns]);
+            run("ip", &["-n", &netns, "link", "set", "lo", "up"]);
+            Self { netns, pins }
+        }
+
+        /// Runs `f` on a thread inside the namespace.
+        fn inside<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+            let path = Path::new("/run/netns").join(&self.netns);
+            std::thread::spawn(move || {
+                let file = std::fs::File::open(&path).expect("netns");
+                // SAFETY: setns on a namespace fd affects only this thread.
+                let rc = unsafe {
+                    libc::setns(std::os::fd::AsRawFd::as_raw_fd(&file), libc::CLONE_NEWNET)
+                };
+                assert_eq!(rc, 0, "setns");
+                f()
+            })
+            .join()
+            .expect("thread in the namespace")
+        }
+    }
+
+    impl Drop for Lab {
+        fn drop(&mut self) {
+            let _ = dataplane::cleanup(&PinDir::new(&self.pins));
+            let _ = std::fs::remove_dir_all(&self.pins);
+            let _ = Command::new("ip")
+                .args(["netns", "del", &self.netns])
+                .status();
+        }
+    }
+
+    /// What an lb-decap from before the source maps leaves (its program
+    /// attached and unwrapping, those maps never pinned): reported as an
+    /// older program, with what the other maps say, not as "not set up".
+    /// Needs root.
+    #[test]
+    fn an_older_program_without_some_maps_is_reported_not_called_unset() {
+        let lab = Lab::new("status");
+        let root = lab.pins.clone();
+        let (older, cleaned) = lab.inside(move || {
+            let pins = PinDir::new(&root);
+            let settings = Settings::parse(
+                "interface = \"lo\"\nattach = \"tc\"\naddresses = [\"198.19.2.11\"]\nvips = [\"198.18.0.100:80/tcp\"]\n",
+            )
+            .expect("settings");
+            dataplane::apply(&settings, &pins).expect("apply");
+            for name in [names::MAP_DECAP_SOURCES_V4, names::MAP_DECAP_SOURCES_V6] {
+                std::fs::remove_file(pins.map_path(name)).expect("unpin");
+            }
+            let older = report(&pins).map_err(|e| format!("{e:#}"));
+            dataplane::cleanup(&pins).expect("cleanup");
+            (older, report(&pins).map_err(|e| format!("{e:#}")))
+        });
+        let older = older.expect("the report of an older program");
+        for said in [
+            "attached: tc on lo (program id ",
+            "older program: the attached program is an older lb-decap's, without the maps DECAP_SOURCES_V4, DECAP_SOURCES_V6;",
+            "restart lb-decap to replace it",
+            "ipip: on\n",
+            "address: 198.19.2.11\n",
+            "vip: 198.18.0.100:80/tcp\n",
+            "counter decap_ipip 0\n",
+        ] {
+            assert!(older.contains(said), "{said:?} not in:\n{older}");
+        }
+        assert!(!older.contains("unreadable"), "{older}");
+        let cleaned = cleaned.expect_err("nothing pinned after a cleanup");
+        assert!(cleaned.contains("not set up"), "{cleaned}");
+    }
 
     #[test]
     fn the_description_names_each_setting_in_host_order() {

@@ -7,6 +7,7 @@
 
 mod accepted;
 mod checks;
+mod ecn;
 mod ext_headers;
 mod fragments;
 mod malformed;
