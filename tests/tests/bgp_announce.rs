@@ -160,20 +160,35 @@ fn announcements_follow_health_drain_and_stops() {
         "the stop path keeps the routes after a restart"
     );
 
-    // A stop for good (SIGINT) withdraws.
+    // A stop for good (SIGINT) withdraws, then forwards on until the
+    // routers moved the flows (quiet here: nothing is sent) before the
+    // program goes.
     lab.start_lbd_on(&lb, "lbd4", &config).expect("start again");
     lab.interrupt("lbd4").expect("SIGINT");
     assert!(!announced(&bird), "a stop for good withdraws");
+    let log = lab.log("lbd4");
+    assert!(
+        log.contains("forwarding on while the routers move")
+            && log.contains("the withdrawn addresses went quiet; the program goes"),
+        "{log}"
+    );
+}
+
+/// The pins in the LB node's pin directory.
+fn pins(lab: &Lab) -> Vec<std::ffi::OsString> {
+    std::fs::read_dir(lab.pin_dir_of(&lab.lb))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default()
 }
 
 /// A stop for good whose withdrawal BIRD refuses (its config broke after
 /// it started: it keeps announcing what it read, and refuses every
 /// reconfigure) must not leave BIRD announcing a node with no program:
 /// lbd keeps the pinned program attached, as a restart does, and exits
-/// non-zero naming BIRD; once BIRD is mended the unit's stop path
-/// withdraws and a cleanup removes the program. With pin_dir = "off" the
-/// program goes whatever happens, and the exit status says the routes
-/// did not.
+/// non-zero naming BIRD. So does the cleanup run next while BIRD still
+/// refuses (it removes the rest); once BIRD is mended a cleanup withdraws
+/// and removes the program. With pin_dir = "off" the program goes
+/// whatever happens, and the exit status says the routes did not.
 #[test]
 fn a_stop_for_good_that_bird_refuses_keeps_the_program_and_fails() {
     let mut lab = Lab::start(1).expect("lab");
@@ -208,23 +223,41 @@ fn a_stop_for_good_that_bird_refuses_keeps_the_program_and_fails() {
         "the routers still send flows here: the program must stay"
     );
 
-    std::fs::write(&bird.config, &bird_conf).expect("mend BIRD's config");
-    let out = lab
-        .lbd_offline(&lb, "lbd", "--release-vips")
-        .expect("release");
+    // `systemctl stop lbd && lbd --cleanup`, BIRD's config still broken:
+    // BIRD still announces the node, so the program and its pins stay.
+    let out = lab.lbd_offline(&lb, "lbd", "--cleanup").expect("cleanup");
+    let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        !out.status.success(),
+        "BIRD refused the withdrawal: {stderr}"
     );
-    assert!(!announced(&bird), "the stop path withdraws");
+    assert!(
+        stderr.contains("BIRD") && stderr.contains("run `lbd --cleanup` again"),
+        "{stderr}"
+    );
+    assert!(
+        announced(&bird),
+        "BIRD refused: it still announces the node"
+    );
+    assert!(
+        lab.xdp_attached(&lb).expect("ip link"),
+        "the cleanup detached a node BIRD still announces: {stderr}"
+    );
+    assert!(!pins(&lab).is_empty(), "the pins went: {stderr}");
+
+    std::fs::write(&bird.config, &bird_conf).expect("mend BIRD's config");
     let out = lab.lbd_offline(&lb, "lbd", "--cleanup").expect("cleanup");
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    assert!(
+        !announced(&bird),
+        "the cleanup withdraws once BIRD takes it"
+    );
     assert!(!lab.xdp_attached(&lb).expect("ip link"));
+    assert!(pins(&lab).is_empty(), "pins left: {:?}", pins(&lab));
 
     let unpinned = format!("pin_dir = \"off\"\n{config}");
     lab.start_lbd_on(&lb, "lbd-unpinned", &unpinned)
@@ -301,9 +334,11 @@ fn a_fresh_node_announces_nothing_before_its_first_checks() {
 
 /// A BIRD that accepts and never answers (hung) holds neither lbd's loop
 /// (the API answers at once) nor the unit's stop path and a cleanup: the
-/// VRRP addresses leave the interface, the program and its pins go, and
-/// the exit status says that BIRD failed. A drain that BIRD never took
-/// does not pass for done.
+/// VRRP addresses leave the interface, and the exit status says that BIRD
+/// failed. A hung BIRD may still announce the node, so the cleanup keeps
+/// the program and its pins; once nothing listens on BIRD's socket (BIRD
+/// is not running) a cleanup removes them, and still says BIRD failed. A
+/// drain that BIRD never took does not pass for done.
 #[test]
 fn an_unreachable_bird_fails_the_stop_path_loudly_but_not_half_way() {
     let mut lab = Lab::start(1).expect("lab");
@@ -371,11 +406,24 @@ fn an_unreachable_bird_fails_the_stop_path_loudly_but_not_half_way() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
     assert!(stderr.contains("BIRD"), "{stderr}");
-    assert!(!lab.xdp_attached(&lb).expect("ip link"), "detached anyway");
-    let pins: Vec<_> = std::fs::read_dir(lab.pin_dir_of(&lb))
-        .map(|d| d.flatten().map(|e| e.file_name()).collect())
-        .unwrap_or_default();
-    assert!(pins.is_empty(), "pins left: {pins:?}");
+    assert!(
+        lab.xdp_attached(&lb).expect("ip link"),
+        "a BIRD that does not answer may still announce the node: {stderr}"
+    );
+    assert!(!pins(&lab).is_empty(), "{stderr}");
+    assert!(!has_vip4(&lab), "the VIP left the interface anyway");
+
+    // BIRD gone (nothing listens on its socket): its sessions went too.
+    std::fs::remove_file(lab.dir.join("hung-bird.ctl")).expect("BIRD's socket");
+    let out = lab.lbd_offline(&lb, "lbd", "--cleanup").expect("cleanup");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("BIRD is not running"), "{stderr}");
+    assert!(
+        !lab.xdp_attached(&lb).expect("ip link"),
+        "detached: {stderr}"
+    );
+    assert!(pins(&lab).is_empty(), "pins left: {:?}", pins(&lab));
     assert!(!has_vip4(&lab));
 }
 
@@ -425,6 +473,12 @@ fn an_unpinned_restart_withdraws_and_a_reload_cannot_add_an_announced_nat_vip() 
     lab.wait_exit("lbd", Duration::from_secs(10))
         .expect("lbd exits");
     assert!(!announced(&bird), "the program is gone: so are the routes");
+    assert!(
+        lab.log("lbd")
+            .contains("the withdrawn addresses went quiet; the program goes"),
+        "{}",
+        lab.log("lbd")
+    );
     assert!(
         !lab.dir.join("lbd.restarting").exists(),
         "no word for the stop path"

@@ -6,7 +6,10 @@
 //! set that failed: a changed set is written and sent at once. The
 //! exchange with BIRD runs in a task of its own, one at a time, so a BIRD
 //! that hangs never stalls lbd's loop; its [`Outcome`] comes back through
-//! [`Announcer::take_outcomes`].
+//! [`Announcer::take_outcomes`]. While the set stays the one BIRD
+//! accepted, BIRD is asked how it is every [`PROBE_INTERVAL`]: a BIRD
+//! that crashed or hangs no longer announces it, and the node must not
+//! go on saying it is in sync.
 
 use std::{
     collections::BTreeSet,
@@ -14,6 +17,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
@@ -28,6 +32,20 @@ use crate::config::BgpConfig;
 const RETRY_MIN: Duration = Duration::from_millis(500);
 /// Longest wait between tries.
 const RETRY_MAX: Duration = Duration::from_secs(10);
+/// How often BIRD is asked how it is (`show status`) while the set it
+/// accepted stays the one wanted. Without it, a BIRD that crashed after
+/// accepting a set would leave `in_sync` (and `lbd_bgp_in_sync`, which
+/// `LbdBgpNotInSync` alerts on after a minute) true for good.
+pub(crate) const PROBE_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The kind of an exchange with BIRD.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Exchange {
+    /// The routes file was written: BIRD is asked to read it.
+    Configure,
+    /// Nothing changed: BIRD is asked whether it still runs and answers.
+    Probe,
+}
 
 /// How one reconfigure ended, handed back to the engine's loop (see
 /// [`Announcer::on_outcome`]).
@@ -35,6 +53,8 @@ const RETRY_MAX: Duration = Duration::from_secs(10);
 pub(crate) struct Outcome {
     /// The set the routes file held when BIRD was asked.
     set: BTreeSet<IpAddr>,
+    /// What BIRD was asked.
+    exchange: Exchange,
     /// BIRD's answer (an error with its message).
     result: Result<(), String>,
 }
@@ -49,8 +69,11 @@ pub(crate) struct Announcer {
     applied: Option<BTreeSet<IpAddr>>,
     /// The set last written and sent, whatever came of it.
     attempted: Option<BTreeSet<IpAddr>>,
-    /// Whether an exchange with BIRD runs now (at most one does).
-    in_flight: bool,
+    /// The exchange with BIRD that runs now, if one does (at most one).
+    in_flight: Option<Exchange>,
+    /// When BIRD is next asked how it is, while the set it accepted is
+    /// the one wanted (None: not before an exchange succeeds).
+    probe_at: Option<Instant>,
     /// Where exchanges report, and the loop's end (taken once).
     outcomes_tx: mpsc::Sender<Outcome>,
     outcomes_rx: Option<mpsc::Receiver<Outcome>>,
@@ -78,7 +101,7 @@ pub struct BgpStatus {
     pub in_sync: bool,
     /// Reconfigures BIRD accepted since start.
     pub applies: u64,
-    /// Failed writes or reconfigures since start.
+    /// Failed writes, reconfigures or status checks since start.
     pub failures: u64,
     /// The last failure, if the last try failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -128,7 +151,8 @@ impl Announcer {
             plan: Plan::new(),
             applied: None,
             attempted: None,
-            in_flight: false,
+            in_flight: None,
+            probe_at: None,
             outcomes_tx,
             outcomes_rx: Some(outcomes_rx),
             retry_at: None,
@@ -190,12 +214,21 @@ impl Announcer {
     /// announces: writes the routes file and starts the reconfigure in a
     /// task (never waits for BIRD). While one runs, the next set waits for
     /// its outcome; after a failure, only a retry of the same set waits
-    /// for the backoff.
+    /// for the backoff. While the set wanted is the one BIRD accepted,
+    /// BIRD is asked how it is every [`PROBE_INTERVAL`] instead (in a
+    /// task too); if it does not answer, the set counts as unknown and is
+    /// sent again.
     pub(crate) fn apply(&mut self, plan: Plan, now: Instant) {
         self.log_changes(&plan);
         self.plan = plan;
         let wanted: BTreeSet<IpAddr> = announced(&self.plan);
-        if self.in_flight || self.applied.as_ref() == Some(&wanted) {
+        if self.in_flight.is_some() {
+            return;
+        }
+        if self.applied.as_ref() == Some(&wanted) {
+            if self.probe_at.is_some_and(|at| now >= at) {
+                self.start(Exchange::Probe, wanted);
+            }
             return;
         }
         let retry = self.attempted.as_ref() == Some(&wanted);
@@ -208,18 +241,27 @@ impl Announcer {
             self.failed(format!("{error:#}"), now);
             return;
         }
-        self.in_flight = true;
+        self.start(Exchange::Configure, wanted);
+    }
+
+    /// Starts `exchange` with BIRD in a task of its own, about `set`.
+    fn start(&mut self, exchange: Exchange, set: BTreeSet<IpAddr>) {
+        self.in_flight = Some(exchange);
         let socket = self.config.bird_socket.clone();
         let outcomes = self.outcomes_tx.clone();
         tokio::spawn(async move {
-            let result = bird::configure(&socket)
-                .await
-                .map(|_| ())
-                .map_err(|error| format!("{error:#}"));
+            let result = match exchange {
+                Exchange::Configure => bird::configure(&socket).await,
+                Exchange::Probe => bird::probe(&socket)
+                    .await
+                    .context("checking on BIRD, which had accepted the set announced now"),
+            };
+            let result = result.map(|_| ()).map_err(|error| format!("{error:#}"));
             // The loop is gone only when lbd stops.
             let _ = outcomes
                 .send(Outcome {
-                    set: wanted,
+                    set,
+                    exchange,
                     result,
                 })
                 .await;
@@ -229,17 +271,19 @@ impl Announcer {
     /// Takes the outcome of the exchange that ran; the next
     /// [`Self::apply`] sends whatever is wanted now.
     pub(crate) fn on_outcome(&mut self, outcome: Outcome, now: Instant) {
-        self.in_flight = false;
-        match outcome.result {
-            Ok(()) => {
+        self.in_flight = None;
+        match (outcome.exchange, outcome.result) {
+            (Exchange::Configure, Ok(())) => {
                 info!(announced = ?outcome.set, "BGP: BIRD reconfigured");
                 self.applied = Some(outcome.set);
                 self.applies += 1;
                 self.retry_at = None;
                 self.backoff = RETRY_MIN;
                 self.last_error = None;
+                self.probe_at = Some(now + PROBE_INTERVAL);
             }
-            Err(error) => self.failed(error, now),
+            (Exchange::Probe, Ok(())) => self.probe_at = Some(now + PROBE_INTERVAL),
+            (_, Err(error)) => self.failed(error, now),
         }
     }
 
@@ -250,6 +294,7 @@ impl Announcer {
     /// then, even the set last applied.
     fn failed(&mut self, error: String, now: Instant) {
         self.applied = None;
+        self.probe_at = None;
         self.failures += 1;
         warn!(%error, retry_in_ms = self.backoff.as_millis(), "BGP: announcing through BIRD failed");
         self.last_error = Some(error);
@@ -283,10 +328,12 @@ impl Announcer {
                 Startup::Waiting { .. } => StartupStatus::Waiting,
                 Startup::Open(opened) => StartupStatus::Open(opened),
             },
-            // While an exchange runs, BIRD is being sent a set that may
+            // While a reconfigure runs, BIRD is being sent a set that may
             // differ from `wanted` (a drain right after an undrain):
-            // nothing is in sync until it answers.
-            in_sync: !self.in_flight && self.applied.as_ref() == Some(&wanted),
+            // nothing is in sync until it answers. A status check sends
+            // none: it changes nothing until it fails.
+            in_sync: self.in_flight != Some(Exchange::Configure)
+                && self.applied.as_ref() == Some(&wanted),
             applies: self.applies,
             failures: self.failures,
             last_error: self.last_error.clone(),
@@ -409,7 +456,7 @@ mod tests {
         // The same set again, within the backoff: held back.
         announcer.apply(plan(true), t0 + Duration::from_millis(10));
         assert!(outcomes.try_recv().is_err());
-        assert!(!announcer.in_flight);
+        assert!(announcer.in_flight.is_none());
         // The VIP loses its backends: withdrawn at once, backoff or not.
         announcer.apply(plan(false), t0 + Duration::from_millis(20));
         assert!(
@@ -478,6 +525,98 @@ mod tests {
         assert!(outcome.result.is_err(), "sent to BIRD (still gone)");
     }
 
+    /// A BIRD on `socket` that answers one command with `reply`, then goes
+    /// away (its socket removed); the task returns the command.
+    fn bird_answering(
+        socket: &std::path::Path,
+        reply: &'static str,
+    ) -> tokio::task::JoinHandle<String> {
+        use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::UnixListener::bind(socket).unwrap();
+        let path = socket.to_owned();
+        tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            let (read, mut write) = stream.into_split();
+            write.write_all(b"0001 BIRD 2.0.12 ready.\n").await.unwrap();
+            let mut lines = tokio::io::BufReader::new(read).lines();
+            let command = lines.next_line().await.unwrap().unwrap_or_default();
+            write.write_all(reply.as_bytes()).await.unwrap();
+            drop(listener);
+            let _ = std::fs::remove_file(path);
+            command
+        })
+    }
+
+    /// BIRD accepted the set, then crashed: nothing changes in lbd, so no
+    /// reconfigure would find out. The status check does, every
+    /// PROBE_INTERVAL: the node is no longer in sync (and the alert on
+    /// `lbd_bgp_in_sync` can fire), and once BIRD answers again the set
+    /// is sent again and the node is in sync again.
+    #[tokio::test]
+    async fn a_bird_that_went_away_after_accepting_the_set_is_found_out() {
+        let scratch = Scratch::new("probe");
+        let config = scratch.config();
+        let t0 = Instant::now();
+        let mut announcer = Announcer::new(config.clone(), false, false, t0);
+        let mut outcomes = announcer.take_outcomes().unwrap();
+        let bird = bird_answering(&config.bird_socket, "0003 Reconfigured\n");
+        announcer.apply(plan(true), t0);
+        let outcome = outcomes.recv().await.unwrap();
+        announcer.on_outcome(outcome, t0);
+        assert_eq!(bird.await.unwrap(), "configure");
+        assert!(announcer.status().in_sync);
+
+        // BIRD is up: the status check asks it, and the node stays in
+        // sync, also while the check runs (it sends BIRD no other set).
+        let bird = bird_answering(
+            &config.bird_socket,
+            "1000-BIRD 2.0.12\n0013 Daemon is up and running\n",
+        );
+        announcer.apply(plan(true), t0 + PROBE_INTERVAL - Duration::from_millis(1));
+        assert!(announcer.in_flight.is_none(), "not before the interval");
+        let t1 = t0 + PROBE_INTERVAL;
+        announcer.apply(plan(true), t1);
+        assert_eq!(announcer.in_flight, Some(Exchange::Probe));
+        assert!(announcer.status().in_sync, "a check sends no other set");
+        let outcome = outcomes.recv().await.unwrap();
+        announcer.on_outcome(outcome, t1);
+        assert_eq!(bird.await.unwrap(), "show status");
+        assert!(announcer.status().in_sync);
+        assert_eq!(announcer.status().applies, 1, "nothing reconfigured");
+
+        // BIRD is gone now (its socket removed): the next check fails.
+        let t2 = t1 + PROBE_INTERVAL;
+        announcer.apply(plan(true), t2 - Duration::from_millis(1));
+        assert!(announcer.in_flight.is_none());
+        announcer.apply(plan(true), t2);
+        let outcome = outcomes.recv().await.unwrap();
+        assert_eq!(outcome.exchange, Exchange::Probe);
+        announcer.on_outcome(outcome, t2);
+        let status = announcer.status();
+        assert!(!status.in_sync, "BIRD crashed: {status:?}");
+        assert_eq!(status.failures, 1);
+        assert!(
+            status
+                .last_error
+                .as_deref()
+                .is_some_and(|e| e.contains("BIRD is not running")),
+            "{status:?}"
+        );
+
+        // BIRD is back: after the backoff the set is written and sent
+        // again, and the node is in sync once BIRD takes it.
+        let bird = bird_answering(&config.bird_socket, "0003 Reconfigured\n");
+        announcer.apply(plan(true), t2 + RETRY_MIN);
+        assert_eq!(announcer.in_flight, Some(Exchange::Configure));
+        assert!(routes(&config).contains(&format!("route {A}/32")));
+        let outcome = outcomes.recv().await.unwrap();
+        announcer.on_outcome(outcome, t2 + RETRY_MIN);
+        assert_eq!(bird.await.unwrap(), "configure");
+        let status = announcer.status();
+        assert!(status.in_sync, "{status:?}");
+        assert_eq!(status.applies, 2);
+    }
+
     /// Accepts on `socket` and never greets, until aborted.
     fn hung_bird(socket: &std::path::Path) -> tokio::task::JoinHandle<()> {
         let listener = tokio::net::UnixListener::bind(socket).unwrap();
@@ -509,7 +648,11 @@ mod tests {
         assert!(announcer.status().in_sync, "the withdrawal was taken");
         let hung = hung_bird(&config.bird_socket);
         announcer.apply(plan(true), t0);
-        assert!(announcer.in_flight, "the announcement is on its way");
+        assert_eq!(
+            announcer.in_flight,
+            Some(Exchange::Configure),
+            "the announcement is on its way"
+        );
         announcer.apply(plan(false), t0);
         assert!(announcer.status().announced.is_empty());
         assert!(

@@ -9,7 +9,10 @@
 //! `8xxx` run-time and `9xxx` parse-time errors (BIRD's
 //! `doc/reply_codes`).
 
-use std::{path::Path, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use anyhow::{bail, Context as _};
 use tokio::{
@@ -40,17 +43,48 @@ impl Reply {
     }
 }
 
+/// Nothing listens on BIRD's control socket: there is no socket file, or
+/// one that refuses connections (left by a BIRD that stopped or crashed).
+/// BIRD is not running then, and its BGP sessions went with it: it
+/// announces nothing until it starts again, and then reads the routes
+/// file. Every other failure (a refusal, no answer in time, a socket lbd
+/// may not use) leaves BIRD perhaps announcing what it read last, so a
+/// caller that would detach the program must tell the two apart (see
+/// [`is_not_running`]).
+#[derive(Debug)]
+pub(crate) struct NotRunning {
+    socket: PathBuf,
+    error: std::io::Error,
+}
+
+impl std::fmt::Display for NotRunning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "BIRD is not running: nothing listens on its control socket {}",
+            self.socket.display()
+        )
+    }
+}
+
+impl std::error::Error for NotRunning {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
+
+/// Whether `error` (from [`configure`] or [`probe`], or an error that
+/// wraps one) says BIRD is not running, rather than that it answered
+/// with an error or not at all.
+pub(crate) fn is_not_running(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| cause.is::<NotRunning>())
+}
+
 /// Asks the BIRD behind `socket` to re-read its configuration; fails with
-/// BIRD's own message when it refuses (a parse error names file and line).
+/// BIRD's own message when it refuses (a parse error names file and line),
+/// and with [`NotRunning`] when nothing listens on `socket`.
 pub(crate) async fn configure(socket: &Path) -> anyhow::Result<Reply> {
-    let reply = tokio::time::timeout(EXCHANGE_TIMEOUT, exchange(socket, "configure"))
-        .await
-        .with_context(|| {
-            format!(
-                "BIRD at {} did not answer within {EXCHANGE_TIMEOUT:?}",
-                socket.display()
-            )
-        })??;
+    let reply = timed(socket, "configure").await?;
     if !reply.is_success() {
         bail!(
             "BIRD refused to reconfigure ({}): {}",
@@ -61,11 +95,50 @@ pub(crate) async fn configure(socket: &Path) -> anyhow::Result<Reply> {
     Ok(reply)
 }
 
+/// Asks the BIRD behind `socket` how it is (`show status`, which changes
+/// nothing): succeeds while BIRD runs and answers, whatever its config
+/// file says now. Announcements BIRD accepted are checked on this way
+/// (see `Announcer::apply`): a BIRD that crashed or hangs since no
+/// longer announces them.
+pub(crate) async fn probe(socket: &Path) -> anyhow::Result<Reply> {
+    let reply = timed(socket, "show status").await?;
+    if !reply.is_success() {
+        bail!(
+            "BIRD answered `show status` with an error ({}): {}",
+            reply.code,
+            reply.text
+        );
+    }
+    Ok(reply)
+}
+
+/// One exchange, bounded by [`EXCHANGE_TIMEOUT`].
+async fn timed(socket: &Path, command: &str) -> anyhow::Result<Reply> {
+    tokio::time::timeout(EXCHANGE_TIMEOUT, exchange(socket, command))
+        .await
+        .with_context(|| {
+            format!(
+                "BIRD at {} did not answer {command:?} within {EXCHANGE_TIMEOUT:?}",
+                socket.display()
+            )
+        })?
+}
+
 /// Sends one command and reads its reply.
 async fn exchange(socket: &Path, command: &str) -> anyhow::Result<Reply> {
-    let stream = UnixStream::connect(socket)
-        .await
-        .with_context(|| format!("connecting to BIRD's control socket {}", socket.display()))?;
+    let stream = UnixStream::connect(socket).await.map_err(|error| {
+        use std::io::ErrorKind::{ConnectionRefused, NotFound};
+        if matches!(error.kind(), NotFound | ConnectionRefused) {
+            return anyhow::Error::new(NotRunning {
+                socket: socket.to_owned(),
+                error,
+            });
+        }
+        anyhow::Error::new(error).context(format!(
+            "connecting to BIRD's control socket {}",
+            socket.display()
+        ))
+    })?;
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read).lines();
     let greeting = read_reply(&mut lines)
@@ -250,5 +323,43 @@ mod tests {
             format!("{error:#}").contains("/nonexistent/bird.ctl"),
             "{error:#}"
         );
+    }
+
+    /// Only a socket nobody listens on says BIRD is not running (a cleanup
+    /// may then detach the program); a BIRD that answers with an error
+    /// may still announce what it read last.
+    #[tokio::test]
+    async fn not_running_is_told_from_a_refusal() {
+        let missing = configure(Path::new("/nonexistent/bird.ctl"))
+            .await
+            .unwrap_err();
+        assert!(is_not_running(&missing), "{missing:#}");
+        // The socket file a crashed BIRD leaves: connections refused.
+        let dir = Scratch::new();
+        let left = dir.0.join("bird.ctl");
+        drop(std::os::unix::net::UnixListener::bind(&left).unwrap());
+        let refused = configure(&left).await.unwrap_err();
+        assert!(is_not_running(&refused), "{refused:#}");
+        assert!(
+            is_not_running(&refused.context("withdrawing")),
+            "still told once wrapped"
+        );
+        let (_dir, path, _task) = peer("8002 /etc/bird/bird.conf:3:1 syntax error\n").await;
+        let error = configure(&path).await.unwrap_err();
+        assert!(!is_not_running(&error), "{error:#}");
+    }
+
+    #[tokio::test]
+    async fn a_probe_asks_for_the_status_and_fails_on_an_error() {
+        let (_dir, path, task) =
+            peer("1000-BIRD 2.0.12\n1011-Router ID is 198.18.0.2\n Hostname is lb\n0013 Daemon is up and running\n").await;
+        probe(&path).await.unwrap();
+        assert_eq!(task.await.unwrap(), "show status");
+        let (_dir, path, _task) = peer("9001 Unknown command\n").await;
+        let error = probe(&path).await.unwrap_err();
+        assert!(format!("{error:#}").contains("9001"), "{error:#}");
+        assert!(is_not_running(
+            &probe(Path::new("/nonexistent/bird.ctl")).await.unwrap_err()
+        ));
     }
 }

@@ -260,7 +260,7 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<()> {
     // the announcements must go too; if BIRD does not take that, lbd
     // still stops (nothing could forward if it stayed) but fails.
     let withdrawal = if stop == Stop::Restart && !pinned {
-        engine.withdraw_announcements().await.err().map(|error| {
+        engine.withdraw_for_stop().await.err().map(|error| {
             error.context("pin_dir is off, so the program goes with lbd, but BIRD did not take the withdrawal of this node's BGP announcements: the routers may still send flows to this node, which forwards nothing now; once BIRD answers, `lbd --release-vips` withdraws them")
         })
     } else {
@@ -374,7 +374,9 @@ pub enum Offline {
     ReleaseVips,
     /// Remove the VIP addresses, withdraw the BGP announcements, detach
     /// the program, remove every pin and a stale admin socket, and put
-    /// back the `forwarding` settings lbd switched on.
+    /// back the `forwarding` settings lbd switched on. A withdrawal BIRD
+    /// did not take, BIRD running, keeps the program, its pins and the
+    /// `forwarding` settings (see [`offline`]).
     Cleanup,
 }
 
@@ -449,8 +451,14 @@ pub async fn offline(path: &Path, config: Option<&Config>, action: Offline) -> a
     }
     // BGP first: a node that stays down must stop attracting traffic. A
     // BIRD that is down or refuses must not keep the addresses on the
-    // interface or the program attached: the rest is done, and the BGP
-    // error returned at the end.
+    // interface: the rest is done, and the BGP error returned at the end.
+    // The program goes only if BIRD no longer announces the node: it took
+    // the withdrawal, or it is not running (nothing listens on its control
+    // socket: its sessions went with it, and it reads the emptied routes
+    // file when it starts). A BIRD that refused or did not answer may
+    // still announce it, and the routers still send it flows, which only
+    // the program forwards: it stays attached and pinned, as after a stop
+    // for good that BIRD refused (see `Engine::shutdown`).
     let bgp = match &plan.bgp {
         None => Ok(()),
         Some(bgp) => match held::lock_routes_file(bgp, path) {
@@ -465,18 +473,41 @@ pub async fn offline(path: &Path, config: Option<&Config>, action: Offline) -> a
             },
         },
     };
+    let keep_dataplane = action == Offline::Cleanup
+        && bgp
+            .as_ref()
+            .is_err_and(|error| !crate::bgp::bird::is_not_running(error));
     if let Err(error) = &bgp {
-        warn!(error = %format!("{error:#}"), "withdrawing the BGP announcements failed; removing the addresses{} anyway", if action == Offline::Cleanup { " and pins" } else { "" });
+        let anyway = match (action, keep_dataplane) {
+            (Offline::ReleaseVips, _) => "removing the addresses anyway",
+            (Offline::Cleanup, false) => "BIRD is not running: removing the addresses and pins anyway",
+            (Offline::Cleanup, true) => "BIRD may still announce this node: removing the addresses, but keeping the program attached and its pins",
+        };
+        warn!(error = %format!("{error:#}"), "withdrawing the BGP announcements failed; {anyway}");
     }
-    let local = release_locally(&plan, action).await;
+    let local = release_locally(&plan, action, keep_dataplane).await;
     if action == Offline::Cleanup && bgp.is_ok() && local.is_ok() {
         // Nothing is held any more.
         if let Some(record) = held::record_path(&plan.admin_socket) {
             let _ = std::fs::remove_file(record);
         }
     }
+    let bird = plan
+        .bgp
+        .as_ref()
+        .map(|b| b.bird_socket.display().to_string())
+        .unwrap_or_default();
     match (bgp, local) {
         (Ok(()), local) => local,
+        (Err(error), local) if keep_dataplane => {
+            let error = error.context(format!(
+                "withdrawing the BGP announcements through BIRD (control socket {bird}) failed, and BIRD may still run and announce this node, so the routers may still send it flows: the program is left attached and its pins in place to forward them (the VIP addresses were removed). Make BIRD take the withdrawal (`birdc configure` must succeed) or stop BIRD, then run `lbd --cleanup` again"
+            ));
+            match local {
+                Ok(()) => Err(error),
+                Err(local) => Err(local.context(format!("{error:#}; and the rest failed"))),
+            }
+        }
         (Err(error), Ok(())) => {
             Err(error.context("withdrawing the BGP announcements through BIRD (the rest was done)"))
         }
@@ -491,9 +522,14 @@ pub async fn offline(path: &Path, config: Option<&Config>, action: Offline) -> a
 /// pin, lbd's cls_bpf filters and the `forwarding` settings. An interface
 /// that no longer exists took its addresses and filters with it: the rest
 /// is done.
+///
+/// With `keep_dataplane` (BIRD may still announce the node), a cleanup
+/// leaves the pins, the filters and the `forwarding` settings: the program
+/// must go on forwarding what the routers still send.
 async fn release_locally(
     plan: &crate::ownership::held::Held,
     action: Offline,
+    keep_dataplane: bool,
 ) -> anyhow::Result<()> {
     let netlink = crate::netlink::Netlink::connect()?;
     let interface = match netlink.interface(&plan.interface).await {
@@ -524,6 +560,10 @@ async fn release_locally(
         // keeps them (a restart may follow and resume mastership); a
         // cleanup forgets them.
         remove_vrrp_state_files(&plan.admin_socket);
+        if keep_dataplane {
+            info!("the program stays attached, its pins, tc filters and `forwarding` settings in place, while BIRD may announce this node");
+            return Ok(());
+        }
         if let Some(dir) = &plan.pin_dir {
             let pins = crate::pinning::PinDir::new(dir);
             let removed = pins.remove_all()?;

@@ -280,7 +280,7 @@ impl Engine {
         }
         wait_for_notifies(&notifies, NOTIFY_GRACE).await;
         let withdrawal = match stop {
-            Stop::Clean => self.withdraw_announcements().await.err(),
+            Stop::Clean => self.withdraw_for_stop().await.err(),
             Stop::Restart => None,
         };
         let pinned = self.dataplane.pinned();
@@ -318,6 +318,76 @@ impl Engine {
                 "stopping for good: BIRD (control socket {bird}) did not take the withdrawal of this node's BGP announcements, so the routers may still send flows to this node, which forwards nothing now; once BIRD answers, `lbd --release-vips` withdraws them"
             ))
         })
+    }
+}
+
+impl Engine {
+    /// A stop's withdrawal of every BGP announcement (the program goes
+    /// next): once BIRD took it, the program forwards on while the
+    /// routers move the node's flows away (see `bgp::converge`), so the
+    /// packets of established flows that still arrive meanwhile are not
+    /// handed to the kernel. Without `[bgp]` there is nothing to wait for;
+    /// a withdrawal BIRD did not take fails at once (the caller decides).
+    pub(crate) async fn withdraw_for_stop(&mut self) -> anyhow::Result<()> {
+        self.withdraw_announcements().await?;
+        if self.node.announcer.is_some() {
+            self.forward_while_routers_converge().await;
+        }
+        Ok(())
+    }
+
+    /// Waits until the withdrawn addresses' traffic is quiet for
+    /// `converge::QUIET`, or `converge::CAP` at most, sampling it every
+    /// `converge::POLL`; logs what it waited for.
+    async fn forward_while_routers_converge(&self) {
+        use crate::bgp::converge::{Converged, Convergence, CAP, POLL, QUIET};
+        let mut wait = Convergence::new(std::time::Instant::now(), self.withdrawn_traffic());
+        info!(
+            quiet_ms = QUIET.as_millis(),
+            cap_ms = CAP.as_millis(),
+            "BGP: withdrawn; forwarding on while the routers move this node's flows away (until the withdrawn addresses are quiet)"
+        );
+        let ended = loop {
+            tokio::time::sleep(POLL).await;
+            let now = std::time::Instant::now();
+            if let Some(ended) = wait.observe(self.withdrawn_traffic(), now) {
+                break ended;
+            }
+        };
+        let packets = wait.forwarded_since();
+        match ended {
+            Converged::Quiet { waited } => info!(
+                waited_ms = waited.as_millis(),
+                ?packets,
+                "BGP: the withdrawn addresses went quiet; the program goes"
+            ),
+            Converged::Capped => warn!(
+                waited_ms = CAP.as_millis(),
+                ?packets,
+                "BGP: the withdrawn addresses still receive packets; the program goes anyway (the routers still send some flows here)"
+            ),
+        }
+    }
+
+    /// The packets forwarded for the VIPs on addresses BGP covers (what a
+    /// withdrawal moves away; VRRP-held VIPs are left out, as
+    /// `lbctl node drain --wait` leaves them out): None without BGP or
+    /// when a counter cannot be read.
+    fn withdrawn_traffic(&self) -> Option<u64> {
+        let bgp = self.node.announcer.as_ref()?.config();
+        let mut packets: u64 = 0;
+        for (id, applied) in self.balancer.vips() {
+            let held = self
+                .config
+                .vrrp
+                .iter()
+                .any(|v| v.addresses.contains(&id.address));
+            if bgp.covers(id.address, held) {
+                let traffic = self.dataplane.vip_traffic(applied.id).ok()?;
+                packets = packets.wrapping_add(traffic.packets);
+            }
+        }
+        Some(packets)
     }
 }
 
