@@ -36,8 +36,9 @@ pub struct VrrpConfig {
     pub announce_count: u32,
     /// Time between them.
     pub announce_interval: Duration,
-    /// Run on every transition: `notify STATE VRID` (STATE is master,
-    /// backup or stopped).
+    /// Run on every transition: `notify STATE VRID FAMILY` (STATE is
+    /// master, backup or stopped; FAMILY ipv4 or ipv6, also in
+    /// `LBD_VRRP_FAMILY`, since one VRID may serve both families).
     pub notify: Option<PathBuf>,
     /// Priority lost while the XDP program is not attached.
     pub track_dataplane: u8,
@@ -51,6 +52,40 @@ pub struct VrrpConfig {
     pub sync_peer: Option<SocketAddr>,
     /// Shared secret of the replication channel (at least 16 bytes).
     pub sync_key_file: Option<PathBuf>,
+}
+
+/// Warns about instances of priority 255 with tracking weights: tracking
+/// never lowers 255 (the address owner's priority is fixed), so a node
+/// that cannot serve keeps the VIPs, which the defaults (100, 100, 50)
+/// would otherwise have given away. (With replication a 255 node still
+/// waits for its peer's dump before taking the VIPs at start-up, like any
+/// other: see `Machine::startup`.)
+pub(super) fn owner_warnings(config: &super::Config, out: &mut Vec<super::Warning>) {
+    for (index, instance) in config.vrrp.iter().enumerate() {
+        if instance.priority != u8::MAX {
+            continue;
+        }
+        let weights = [
+            ("track_dataplane", instance.track_dataplane),
+            ("track_interface", instance.track_interface),
+            ("track_no_backend", instance.track_no_backend),
+        ];
+        let ignored: Vec<String> = weights
+            .iter()
+            .filter(|(_, weight)| *weight > 0)
+            .map(|(name, weight)| format!("{name} = {weight}"))
+            .collect();
+        if ignored.is_empty() {
+            continue;
+        }
+        out.push(super::Warning {
+            field: format!("vrrp[{index}].priority"),
+            message: format!(
+                "255 keeps this node master whatever it can serve: tracking is off ({} ignored, defaults included), so a node whose program is detached, whose link is down or whose VIPs have no healthy backend keeps the VIPs; use 254 or lower for tracking to work, or set the track_* weights to 0",
+                ignored.join(", ")
+            ),
+        });
+    }
 }
 
 /// A `[[vrrp]]` table as parsed.
@@ -411,6 +446,47 @@ mod tests {
              [[vrrp]]\nvrid = 51\n{line}\n"
         );
         Config::from_toml_str(&text, "lbd.toml").map_err(|e| e.to_string())
+    }
+
+    /// The warnings about `vrrp[...].priority`.
+    fn priority_warnings(config: &Config) -> Vec<String> {
+        super::super::warnings(config)
+            .into_iter()
+            .filter(|w| w.field.ends_with(".priority"))
+            .map(|w| w.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn priority_255_with_tracking_is_warned_about() {
+        let config = vrrp_with("priority = 255").expect("valid");
+        assert_eq!(
+            priority_warnings(&config),
+            ["vrrp[0].priority: 255 keeps this node master whatever it can serve: tracking is off (track_dataplane = 100, track_interface = 100, track_no_backend = 50 ignored, defaults included), so a node whose program is detached, whose link is down or whose VIPs have no healthy backend keeps the VIPs; use 254 or lower for tracking to work, or set the track_* weights to 0"]
+        );
+        let some = vrrp_with(
+            "priority = 255
+track_dataplane = 0
+track_no_backend = 0",
+        )
+        .expect("valid");
+        let warned = priority_warnings(&some);
+        assert_eq!(warned.len(), 1, "{warned:?}");
+        assert!(
+            warned[0].contains("(track_interface = 100 ignored"),
+            "{warned:?}"
+        );
+        // Tracking off by hand, or a priority tracking lowers: no warning.
+        let off = vrrp_with(
+            "priority = 255
+track_dataplane = 0
+track_interface = 0
+track_no_backend = 0",
+        )
+        .expect("valid");
+        assert_eq!(priority_warnings(&off), Vec::<String>::new());
+        let tracked = vrrp_with("priority = 254").expect("valid");
+        assert_eq!(priority_warnings(&tracked), Vec::<String>::new());
     }
 
     #[test]

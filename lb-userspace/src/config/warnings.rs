@@ -33,6 +33,7 @@ pub fn warnings(config: &Config) -> Vec<Warning> {
     }
     bgp_warnings(config, &mut out);
     unmoved_warnings(config, &mut out);
+    super::vrrp::owner_warnings(config, &mut out);
     out
 }
 

@@ -127,6 +127,9 @@ pub(crate) struct Prepared {
 /// A running instance.
 pub(crate) struct Instance {
     priority: watch::Sender<u8>,
+    /// Counts the interface's link coming back up (see
+    /// [`Instance::link_up`]).
+    link_ups: watch::Sender<u64>,
     /// Set once the peer's full connection-table dump arrived (see
     /// [`Instance::peer_synced`]).
     synced: watch::Sender<bool>,
@@ -139,8 +142,10 @@ pub(crate) struct Instance {
 
 impl Instance {
     /// Whether an instance of `config` would resume as master: its
-    /// `state_file` says this node was master less than a master-down
-    /// interval ago (lbd restarted), so the backup has not taken over yet.
+    /// `state_file` says this node was master less than the shortest
+    /// master-down interval any peer can run ago (lbd restarted), so the
+    /// backup has not taken over yet, whatever its priority (see
+    /// [`Settings::shortest_master_down_interval`]).
     /// Decided once, before anything slow, and handed to [`Self::start`]:
     /// the caller starts such an instance first, while the pinned program
     /// keeps forwarding, so a slow start-up (the verifier, neighbour
@@ -149,7 +154,7 @@ impl Instance {
         state_file.is_some_and(|path| {
             was_master_within(
                 path,
-                settings_of(config).own_master_down_interval(),
+                settings_of(config).shortest_master_down_interval(),
                 crate::clock::monotonic_ns(),
             )
         })
@@ -218,6 +223,7 @@ impl Instance {
             ignored: BTreeMap::new(),
         };
         let (priority_tx, priority_rx) = watch::channel(config.priority);
+        let (link_ups_tx, link_ups_rx) = watch::channel(0);
         let (synced_tx, synced_rx) = watch::channel(false);
         let (status_tx, status_rx) = watch::channel(initial);
         let (stop_tx, stop_rx) = oneshot::channel();
@@ -237,9 +243,19 @@ impl Instance {
             notifies: notifies.clone(),
         };
         info!(vrid = config.vrid, %local, priority = config.priority, "VRRP instance starting");
-        let task = tokio::spawn(driver.run(priority_rx, synced_rx, stop_rx, resume, sync_hold));
+        let task = tokio::spawn(driver.run(
+            Inputs {
+                priority: priority_rx,
+                link_ups: link_ups_rx,
+                synced: synced_rx,
+                stop: stop_rx,
+            },
+            resume,
+            sync_hold,
+        ));
         Ok(Self {
             priority: priority_tx,
+            link_ups: link_ups_tx,
             synced: synced_tx,
             status: status_rx,
             stop: Some(stop_tx),
@@ -267,6 +283,15 @@ impl Instance {
             *p = priority;
             changed
         });
+    }
+
+    /// The interface's link came back up (tracking saw it down, then up):
+    /// a master re-announces its addresses in full, since the other node
+    /// may have taken them over meanwhile (see [`Machine::link_up`]). Call
+    /// it after the priority the link brings back is set, so the advert
+    /// that goes with the announcements carries it.
+    pub(crate) fn link_up(&self) {
+        self.link_ups.send_modify(|ups| *ups = ups.wrapping_add(1));
     }
 
     /// The peer's full connection-table dump arrived: a preemption no
@@ -380,6 +405,18 @@ async fn source_address(
         })
 }
 
+/// What the [`Instance`] tells its driver.
+struct Inputs {
+    /// The effective priority (tracking).
+    priority: watch::Receiver<u8>,
+    /// How many times the interface's link came back up.
+    link_ups: watch::Receiver<u64>,
+    /// Set once the peer's full connection-table dump arrived.
+    synced: watch::Receiver<bool>,
+    /// Fires (or is dropped) to stop.
+    stop: oneshot::Receiver<()>,
+}
+
 struct Driver {
     config: VrrpConfig,
     interface: Interface,
@@ -400,14 +437,13 @@ struct Driver {
 }
 
 impl Driver {
-    async fn run(
-        mut self,
-        mut priority: watch::Receiver<u8>,
-        mut synced: watch::Receiver<bool>,
-        mut stop: oneshot::Receiver<()>,
-        resume: bool,
-        sync_hold: bool,
-    ) {
+    async fn run(mut self, inputs: Inputs, resume: bool, sync_hold: bool) {
+        let Inputs {
+            mut priority,
+            mut link_ups,
+            mut synced,
+            mut stop,
+        } = inputs;
         // With replication this node's table starts empty (or stale): a
         // preemption waits for the master's full dump, within bounds.
         if sync_hold {
@@ -415,6 +451,7 @@ impl Driver {
                 .hold_preemption(Instant::now(), PREEMPT_SYNC_HOLD);
         }
         let mut synced_seen = false;
+        let mut link_ups_closed = false;
         let actions = if resume {
             self.machine.resume_master(Instant::now())
         } else {
@@ -460,6 +497,27 @@ impl Driver {
                     }
                     Vec::new()
                 }
+                changed = link_ups.changed(), if !link_ups_closed => match changed {
+                    Ok(()) => {
+                        link_ups.borrow_and_update();
+                        let now = Instant::now();
+                        // The priority tracking restored with the link
+                        // first, so the advert that goes with the
+                        // announcements carries it.
+                        let mut actions = Vec::new();
+                        if priority.has_changed().unwrap_or(false) {
+                            let p = *priority.borrow_and_update();
+                            info!(vrid = self.config.vrid, priority = p, "VRRP priority changed");
+                            actions = self.machine.set_priority(p, now);
+                        }
+                        actions.extend(self.machine.link_up(now));
+                        actions
+                    }
+                    Err(_) => {
+                        link_ups_closed = true;
+                        Vec::new()
+                    }
+                },
                 changed = priority.changed() => match changed {
                     Ok(()) => {
                         let p = *priority.borrow_and_update();
@@ -566,6 +624,12 @@ impl Driver {
                     self.record_state("stopped");
                     self.release_addresses().await;
                     self.notify("stopped");
+                }
+                Action::Reclaim => {
+                    if self.holding {
+                        info!(vrid = self.config.vrid, "VRRP: the link is back while master; announcing the VIPs again, in case the other node took them meanwhile");
+                        self.announce(self.config.announce_count);
+                    }
                 }
                 Action::Reannounce => {
                     info!(vrid = self.config.vrid, "VRRP: another router claims our addresses with a lower priority; announcing them again");
@@ -726,11 +790,7 @@ impl Driver {
     }
 
     fn notify(&self, state: &str) {
-        let Some(program) = self.config.notify.clone() else {
-            return;
-        };
-        let (state, vrid) = (state.to_owned(), self.config.vrid.to_string());
-        self.notifies.spawn(run_notify(program, state, vrid));
+        spawn_notify(&self.notifies, &self.config, state);
     }
 
     fn publish(&self) {
@@ -780,9 +840,39 @@ fn was_master_within(path: &Path, interval: Duration, now: u64) -> bool {
     now >= at && Duration::from_nanos(now - at) < interval
 }
 
-async fn run_notify(program: PathBuf, state: String, vrid: String) {
+/// The environment variable a notify command finds the instance's address
+/// family in (as its third argument).
+const NOTIFY_FAMILY_ENV: &str = "LBD_VRRP_FAMILY";
+
+/// The address family of an instance's addresses, as its notify command
+/// gets it: "ipv4" or "ipv6". One VRID may serve both families (one
+/// instance each), so the VRID alone does not tell them apart.
+fn family_name(config: &VrrpConfig) -> &'static str {
+    match config.addresses.first().map(Family::of) {
+        Some(Family::V6) => "ipv6",
+        _ => "ipv4",
+    }
+}
+
+/// Runs `config`'s notify command, if any, for `state`, kept in
+/// `notifies`: `PROGRAM STATE VRID FAMILY`, with FAMILY also in
+/// [`NOTIFY_FAMILY_ENV`] (the first two arguments as ever).
+fn spawn_notify(notifies: &Notifies, config: &VrrpConfig, state: &str) {
+    let Some(program) = config.notify.clone() else {
+        return;
+    };
+    let (state, vrid) = (state.to_owned(), config.vrid.to_string());
+    notifies.spawn(run_notify(program, state, vrid, family_name(config)));
+}
+
+async fn run_notify(program: PathBuf, state: String, vrid: String, family: &'static str) {
     let mut command = tokio::process::Command::new(&program);
-    command.arg(&state).arg(&vrid).kill_on_drop(true);
+    command
+        .arg(&state)
+        .arg(&vrid)
+        .arg(family)
+        .env(NOTIFY_FAMILY_ENV, family)
+        .kill_on_drop(true);
     crate::rlimit::restore_for_child(&mut command);
     let result = tokio::time::timeout(Duration::from_secs(30), command.status()).await;
     match result {
@@ -836,6 +926,11 @@ mod tests {
 
     impl Script {
         fn new(name: &str, seconds: &str) -> Self {
+            Self::writing(name, seconds, "$1 $2")
+        }
+
+        /// `new`, appending `line` (shell words) to `notes` instead.
+        fn writing(name: &str, seconds: &str, line: &str) -> Self {
             let dir = std::env::temp_dir().join(format!(
                 "lbd-vrrp-notify-test-{}-{name}",
                 std::process::id()
@@ -843,7 +938,7 @@ mod tests {
             std::fs::create_dir_all(&dir).expect("mkdir");
             let script = dir.join("notify.sh");
             let text = format!(
-                "#!/bin/sh\necho $$ > {}\nsleep {seconds}\necho \"$1 $2\" >> {}\n",
+                "#!/bin/sh\necho $$ > {}\nsleep {seconds}\necho \"{line}\" >> {}\n",
                 dir.join("pid").display(),
                 dir.join("notes").display()
             );
@@ -893,6 +988,7 @@ mod tests {
             script.dir.join("notify.sh"),
             "stopped".to_owned(),
             "51".to_owned(),
+            "ipv4",
         ));
         wait_for_notifies(&[notifies], NOTIFY_GRACE).await;
         assert_eq!(script.notes(), "stopped 51\n");
@@ -906,6 +1002,7 @@ mod tests {
             script.dir.join("notify.sh"),
             "stopped".to_owned(),
             "51".to_owned(),
+            "ipv4",
         ));
         // Running: its pid written (it sleeps past the grace below).
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -973,15 +1070,16 @@ mod tests {
         assert!(!was_master_within(missing, interval, at));
     }
 
-    #[test]
-    fn resumes_measures_against_the_configs_own_master_down_interval() {
-        let vrrp = VrrpConfig {
+    /// An instance's config: VRID 51, 1 s adverts, `priority`, moving
+    /// `address`.
+    fn vrrp_config(priority: u8, address: &str) -> VrrpConfig {
+        VrrpConfig {
             vrid: 51,
-            priority: 150,
+            priority,
             advert_interval: Duration::from_secs(1),
             preempt: true,
             preempt_delay: Duration::ZERO,
-            addresses: vec!["198.18.0.10".parse().expect("address")],
+            addresses: vec![address.parse().expect("address")],
             unicast_peers: Vec::new(),
             announce_count: 1,
             announce_interval: Duration::from_millis(100),
@@ -992,13 +1090,67 @@ mod tests {
             sync_listen: None,
             sync_peer: None,
             sync_key_file: None,
-        };
+        }
+    }
+
+    #[test]
+    fn resumes_measures_against_the_shortest_master_down_interval() {
+        // Ours is 3 s + (256 - 100) / 256 s = 3.609 s; a peer of priority
+        // 200 (with nopreempt, so this node was master) takes over after
+        // 3 s + 56 / 256 s = 3.219 s, and one of 255 after 3.004 s.
+        let vrrp = vrrp_config(100, "198.18.0.10");
         let now = crate::clock::monotonic_ns();
-        // 3 s + (256 - 150) / 256 s = 3.414 s.
-        let fresh = StateFile::new("fresh", &format!("master {}\n", now - 3 * SECOND));
+        let fresh = StateFile::new(
+            "fresh",
+            &format!(
+                "master {}
+",
+                now - 2_900_000_000
+            ),
+        );
         assert!(Instance::resumes(&vrrp, Some(&fresh.0)));
-        let stale = StateFile::new("stale", &format!("master {}\n", now - 3_500_000_000));
+        // 3.3 s: within our own interval, but the peer may be master now.
+        let taken = StateFile::new(
+            "taken",
+            &format!(
+                "master {}
+",
+                now - 3_300_000_000
+            ),
+        );
+        assert!(!Instance::resumes(&vrrp, Some(&taken.0)));
+        let stale = StateFile::new(
+            "stale",
+            &format!(
+                "master {}
+",
+                now - 4 * SECOND
+            ),
+        );
         assert!(!Instance::resumes(&vrrp, Some(&stale.0)));
         assert!(!Instance::resumes(&vrrp, None));
+    }
+
+    #[tokio::test]
+    async fn notify_tells_the_family_of_the_instance() {
+        let script = Script::writing("family", "0", "$1 $2 $3 $LBD_VRRP_FAMILY");
+        let notifies = Notifies::default();
+        // One VRID, both families: the third argument tells them apart.
+        let v4 = VrrpConfig {
+            notify: Some(script.dir.join("notify.sh")),
+            ..vrrp_config(100, "198.18.0.10")
+        };
+        let v6 = VrrpConfig {
+            addresses: vec!["2001:db8::10".parse().expect("address")],
+            ..v4.clone()
+        };
+        spawn_notify(&notifies, &v4, "master");
+        wait_for_notifies(std::slice::from_ref(&notifies), NOTIFY_GRACE).await;
+        spawn_notify(&notifies, &v6, "backup");
+        wait_for_notifies(std::slice::from_ref(&notifies), NOTIFY_GRACE).await;
+        assert_eq!(script.notes(), "master 51 ipv4 ipv4\nbackup 51 ipv6 ipv6\n");
+        // No command configured: nothing runs.
+        spawn_notify(&notifies, &vrrp_config(100, "198.18.0.10"), "master");
+        assert!(notifies.take().is_empty());
     }
 }

@@ -94,12 +94,15 @@ impl Settings {
         Ok(())
     }
 
-    /// Master_Down_Interval at our own advert interval and priority: how
-    /// long our peers wait, after our last advert as master, before one
-    /// takes over (a peer of lower priority waits a little longer).
-    pub(crate) fn own_master_down_interval(&self) -> Duration {
+    /// The shortest Master_Down_Interval any peer can run after our last
+    /// advert as master: 3 × our advert interval (which a backup learns
+    /// from us) + the Skew_Time of priority 255. A peer's timer uses the
+    /// peer's own priority, which may be higher than ours (a backup of
+    /// higher priority with `nopreempt`), so measuring a restart against
+    /// our own interval could resume as master after the peer took over.
+    pub(crate) fn shortest_master_down_interval(&self) -> Duration {
         let settings = self.normalized();
-        master_down_interval(settings.adver_interval_cs, settings.priority)
+        master_down_interval(settings.adver_interval_cs, OWNER_PRIORITY)
     }
 
     /// The settings the machine runs with: every range forced.
@@ -160,6 +163,13 @@ pub enum Action {
     /// (comes right after a [`Action::SendAdvert`]; at most once per
     /// advert interval, so a peer stuck as master causes no storm).
     Reannounce,
+    /// Still master, and the interface's link just came back (see
+    /// [`Machine::link_up`]): while it was down the other router may have
+    /// taken over and announced the addresses, and it may now step down
+    /// on our advert without a word, so send all the gratuitous ARP /
+    /// unsolicited NA rounds of a takeover again (comes right after a
+    /// [`Action::SendAdvert`]).
+    Reclaim,
 }
 
 /// What the machine has done since it was created, for metrics.
@@ -257,12 +267,22 @@ impl Machine {
     /// advertises and becomes master at once; anyone else becomes backup
     /// and waits one Master_Down_Interval for a master. Does nothing unless
     /// in Initialize.
+    ///
+    /// An owner holding preemption for the peer's dump (see
+    /// [`Self::hold_preemption`], called before this) starts as a backup
+    /// too: lbd never owns the addresses for real (it refuses the
+    /// interface's own), so 255 only means "always master", and taking
+    /// over at once would drop the live master's NAT'd connections. It
+    /// follows a live master until the dump arrives or the hold ends, then
+    /// preempts as any backup does (an owner always preempts, RFC 5798
+    /// §6.1); with no master on the link it takes over after one
+    /// Master_Down_Interval.
     pub fn startup(&mut self, now: Instant) -> Vec<Action> {
         if self.state != State::Initialize {
             return Vec::new();
         }
         self.master_adver_interval_cs = self.settings.adver_interval_cs;
-        if self.priority == OWNER_PRIORITY {
+        if self.priority == OWNER_PRIORITY && !self.holding_for_sync(now) {
             self.become_master(now)
         } else {
             self.state = State::Backup;
@@ -385,6 +405,22 @@ impl Machine {
         }
     }
 
+    /// The interface's link came back up. A master that kept its
+    /// mastership (and its addresses) through the outage could not hear
+    /// the other router, which took over and moved the neighbours to its
+    /// own MAC: if our next advert reaches it before its adverts reach us,
+    /// it steps down silently and nothing announces the addresses back.
+    /// So a master advertises at once and re-announces them in full
+    /// ([`Action::Reclaim`]); a backup or a stopped instance has nothing
+    /// to say.
+    pub(crate) fn link_up(&mut self, now: Instant) -> Vec<Action> {
+        if self.state != State::Master {
+            return Vec::new();
+        }
+        self.adver_at = Some(after(now, self.adver_interval()));
+        vec![self.send(self.priority), Action::Reclaim]
+    }
+
     /// The current state.
     pub fn state(&self) -> State {
         self.state
@@ -448,7 +484,10 @@ impl Machine {
         let delay_on = !self.settings.preempt_delay.is_zero();
         let deferring = (delay_on && self.preempt_until.is_none_or(|until| until > now))
             || self.holding_for_sync(now);
-        if !self.settings.preempt || ad.priority >= self.priority || deferring {
+        // The owner always preempts (RFC 5798 §6.1), whatever Preempt_Mode
+        // says: it is a backup only while it holds for the peer's dump.
+        let preempt = self.settings.preempt || self.priority == OWNER_PRIORITY;
+        if !preempt || ad.priority >= self.priority || deferring {
             self.master_adver_interval_cs = clamp_interval(ad.max_adver_int_cs);
             self.master_down_at = Some(after(now, self.master_down_interval()));
             self.master_address = Some(src);
@@ -735,16 +774,21 @@ mod tests {
         let lowest = Machine::new(settings(1), ME);
         assert_eq!(lowest.skew_time(), us(996_093));
         // What a restarted lbd measures its state file against, before it
-        // has a machine.
-        assert_eq!(settings(100).own_master_down_interval(), us(3_609_375));
+        // has a machine: the quickest peer's (priority 255) interval,
+        // whatever our own priority.
+        for priority in [1, 100, 254, 255] {
+            assert_eq!(
+                settings(priority).shortest_master_down_interval(),
+                us(3_003_906),
+                "{priority}"
+            );
+        }
         let unchecked = Settings {
-            priority: 0,
+            adver_interval_cs: 0,
             ..settings(100)
         };
-        assert_eq!(
-            unchecked.own_master_down_interval(),
-            Machine::new(unchecked, ME).master_down_interval()
-        );
+        // Normalized as the machine runs it: 1 cs, 3 × 10 ms + 39 µs.
+        assert_eq!(unchecked.shortest_master_down_interval(), us(30_039));
     }
 
     #[test]
@@ -1275,6 +1319,72 @@ mod tests {
             m.next_deadline(),
             Some(t0 + us(3_000_000 + 56 * 1_000_000 / 256))
         );
+    }
+
+    #[test]
+    fn an_owner_holding_for_the_peer_dump_starts_as_backup_then_preempts() {
+        let t0 = Instant::now();
+        // Without the hold, master at once (RFC 5798 §6.4.1).
+        let mut m = Machine::new(settings(255), ME);
+        assert_eq!(
+            m.startup(t0),
+            [Action::SendAdvert { priority: 255 }, Action::BecomeMaster]
+        );
+        // With it, a backup that follows the live (lower) master until
+        // the peer's dump arrives, then takes over: an owner preempts even
+        // with `nopreempt`.
+        let s = Settings {
+            preempt: false,
+            ..settings(255)
+        };
+        let mut m = Machine::new(s, ME);
+        m.hold_preemption(t0, PREEMPT_SYNC_HOLD);
+        assert_eq!(m.startup(t0), [Action::BecomeBackup]);
+        let last = hear_lower(&mut m, t0 + ms(500), t0 + ms(4_500));
+        assert_eq!(m.state(), State::Backup);
+        assert_eq!(m.next_deadline(), Some(last + m.master_down_interval()));
+        m.peer_synced();
+        assert_eq!(m.on_advert(&ad(100), LOWER, last + ms(1000)), []);
+        let down = last + m.master_down_interval();
+        assert_eq!(m.next_deadline(), Some(down));
+        assert_eq!(
+            m.on_timer(down),
+            [Action::SendAdvert { priority: 255 }, Action::BecomeMaster]
+        );
+        // With no master on the link: master after one master-down
+        // interval (3 s + 1 s / 256).
+        let mut m = Machine::new(settings(255), ME);
+        m.hold_preemption(t0, PREEMPT_SYNC_HOLD);
+        assert_eq!(m.startup(t0), [Action::BecomeBackup]);
+        let down = t0 + us(3_003_906);
+        assert_eq!(m.next_deadline(), Some(down));
+        assert_eq!(
+            m.on_timer(down),
+            [Action::SendAdvert { priority: 255 }, Action::BecomeMaster]
+        );
+    }
+
+    #[test]
+    fn link_up_in_master_advertises_and_reclaims_the_addresses() {
+        let t0 = Instant::now();
+        let (mut m, t) = master(settings(150), t0);
+        let sent = m.counters().adverts_sent;
+        let t1 = t + ms(300);
+        assert_eq!(
+            m.link_up(t1),
+            [Action::SendAdvert { priority: 150 }, Action::Reclaim]
+        );
+        assert_eq!(m.state(), State::Master);
+        assert_eq!(m.counters().adverts_sent, sent + 1);
+        // The advert timer restarts from the advert just sent.
+        assert_eq!(m.next_deadline(), Some(t1 + ms(1000)));
+        // A backup (or a stopped instance) has nothing to claim.
+        let mut b = backup(settings(100), t0);
+        let down = b.next_deadline();
+        assert_eq!(b.link_up(t0 + ms(100)), []);
+        assert_eq!(b.state(), State::Backup);
+        assert_eq!(b.next_deadline(), down);
+        assert_eq!(Machine::new(settings(100), ME).link_up(t0), []);
     }
 
     #[test]

@@ -78,3 +78,92 @@ fn the_master_announces_the_vip_with_its_new_mac() {
         "{log}"
     );
 }
+
+/// The MAC of `node`'s eth0.
+fn mac_of(node: &lb_tests::lab::Host) -> String {
+    let out = Command::new("ip")
+        .args(["-n", &node.netns, "-br", "link", "show", "dev", "eth0"])
+        .output()
+        .expect("ip link");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .nth(2)
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// A master whose link goes down keeps its mastership (it hears no one)
+/// and its IPv4 VIP; the backup takes over meanwhile and announces the VIP
+/// with its own MAC. When the link comes back, the master's advert makes
+/// the other node step down without a word (here the other node
+/// advertises every second, so the master's 100 ms adverts reach it
+/// first): the master itself must announce the VIP again, or the client
+/// keeps sending to a node that no longer holds it until its neighbour
+/// entry times out. Without tracking of the link and the backends (cut
+/// off too), the master keeps its priority through the outage, so it does
+/// not step down on the other's adverts and take over again (which would
+/// announce anyway).
+#[test]
+fn a_master_whose_link_comes_back_announces_the_vip_again() {
+    use lb_tests::support::wait_until;
+
+    use crate::observe::wait_for_vip;
+
+    let mut lab = lab(1);
+    let (a, b) = (lab.lbs[0].clone(), lab.lbs[1].clone());
+    let untracked = |config: String| {
+        config.replace(
+            "[[vrrp]]\n",
+            "[[vrrp]]\ntrack_interface = 0\ntrack_no_backend = 0\n",
+        )
+    };
+    let config_a = untracked(lab.ha_config(&a, &b, &["b1"], 150, true).expect("config"));
+    let config_b = untracked(lab.ha_config(&b, &a, &["b1"], 100, true).expect("config"))
+        .replace("advert_interval_ms = 100\n", "advert_interval_ms = 1000\n");
+    lab.start_lbd_on(&a, "lbd-a", &config_a).expect("lbd on lb");
+    lab.start_lbd_on(&b, "lbd-b", &config_b)
+        .expect("lbd on lb2");
+    wait_for_vip(&lab, &a, Instant::now(), Duration::from_secs(10));
+    wait_until("lb2 to be backup", Duration::from_secs(5), || {
+        vrrp_state(&lab, &b) == State::Backup
+    });
+    let (mac_a, mac_b) = (mac_of(&a), mac_of(&b));
+    assert!(!mac_a.is_empty() && mac_a != mac_b, "{mac_a} {mac_b}");
+    let url = format!("http://{VIP4}:{HTTP_PORT}/");
+    let (code, _) = http_get(&lab.client.netns, &url).expect("a request before the outage");
+    assert_eq!(code, 200);
+    assert_eq!(client_neighbour_mac(&lab), mac_a);
+
+    // The outage: lb2 takes over and announces (3 rounds, 1 s apart).
+    lab.set_link(&a, false).expect("link down");
+    wait_for_vip(&lab, &b, Instant::now(), Duration::from_secs(5));
+    wait_until(
+        "the client to follow lb2's announcements",
+        Duration::from_secs(5),
+        || client_neighbour_mac(&lab) == mac_b,
+    );
+    // lb2's last round is out; lb kept mastership and the VIP.
+    std::thread::sleep(Duration::from_millis(3_000));
+    assert_eq!(vrrp_state(&lab, &a), State::Master);
+    assert!(lab.holds_vip(&a).expect("ip addr"));
+
+    lab.set_link(&a, true).expect("link up");
+    let back = Instant::now();
+    wait_until("lb2 to step down", Duration::from_secs(5), || {
+        vrrp_state(&lab, &b) == State::Backup
+    });
+    while client_neighbour_mac(&lab) != mac_a {
+        assert!(
+            back.elapsed() < ANNOUNCED_WITHIN,
+            "the client still sends the VIP's traffic to {} (lb2) {:?} after lb's link came back",
+            client_neighbour_mac(&lab),
+            back.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(vrrp_state(&lab, &a), State::Master);
+    let (code, _) = http_get(&lab.client.netns, &url).expect("through the VIP");
+    assert_eq!(code, 200);
+    let log = lab.log("lbd-a");
+    assert!(log.contains("the link is back while master"), "{log}");
+}

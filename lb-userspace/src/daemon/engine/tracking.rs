@@ -232,6 +232,9 @@ impl Engine {
                 if up != self.interface_up {
                     warn!(interface = %self.interface.name, up, "interface link changed");
                     self.interface_up = up;
+                    if up {
+                        self.link_came_up();
+                    }
                 }
                 self.follow_mac(mac, now);
             }
@@ -241,6 +244,18 @@ impl Engine {
             }
         }
         None
+    }
+
+    /// The link came back up: the priority it brings back is set first,
+    /// then every instance hears of it, so a master that kept mastership
+    /// through the outage announces its addresses again (the other node
+    /// may have taken them meanwhile, and step down on our next advert
+    /// without announcing anything; see `Machine::link_up`).
+    fn link_came_up(&self) {
+        self.track();
+        for instance in &self.vrrp {
+            instance.link_up();
+        }
     }
 
     /// The programs of the cls_bpf filters on the interface's ingress,

@@ -175,7 +175,7 @@ pub(super) fn instance(
                 vrrp.notify = Some(Sourced::new(one(file, child)?.to_owned(), &at, text.clone()));
                 vrrp.notes.push(Note::new(
                     &at,
-                    format!("{text}: lbd runs it as `notify STATE VRID` (STATE master, backup or stopped), not with keepalived's `INSTANCE NAME STATE PRIORITY`: adapt the script"),
+                    format!("{text}: lbd runs it as `notify STATE VRID FAMILY` (STATE master, backup or stopped; FAMILY ipv4 or ipv6), not with keepalived's `INSTANCE NAME STATE PRIORITY`: adapt the script"),
                 ));
             }
             "notify_master" | "notify_backup" | "notify_fault" | "notify_stop" => vrrp.notes.push(Note::new(

@@ -140,7 +140,7 @@ fn ipvs_services_keep_their_modes_weights_and_checks() {
         "keepalived.conf:9: unicast_src_ip 198.18.0.2",
         "keepalived.conf:26: lb_algo wrr: lbd balances with Maglev",
         "lb_kind TUN: lbd's ipip mode",
-        "notify /etc/keepalived/notify.sh: lbd runs it as `notify STATE VRID`",
+        "notify /etc/keepalived/notify.sh: lbd runs it as `notify STATE VRID",
     ] {
         assert!(text.contains(expected), "no {expected:?} in\n{text}");
     }
