@@ -238,6 +238,7 @@ impl Instance {
             ignored: BTreeMap::new(),
             complaints: Complaints::default(),
             holding: resume,
+            release_failing: false,
             announcer: Announcer::default(),
             state_file,
             notifies: notifies.clone(),
@@ -428,6 +429,8 @@ struct Driver {
     /// The rate limits of warnings about adverts ignored for a fault.
     complaints: Complaints,
     holding: bool,
+    /// A release left addresses behind (warned once; retried quietly).
+    release_failing: bool,
     /// The gratuitous ARP / NA rounds of the current claim: cancelled when
     /// the addresses are released, and with the driver.
     announcer: Announcer,
@@ -485,6 +488,7 @@ impl Driver {
                 _ = check.tick() => {
                     self.follow_mac().await;
                     self.restore_addresses().await;
+                    self.retry_release().await;
                     Vec::new()
                 }
                 changed = synced.changed(), if !synced_seen => {
@@ -762,20 +766,44 @@ impl Driver {
         self.take_addresses().await;
     }
 
+    /// Gives the addresses up. One whose removal failed keeps `holding`
+    /// set, and the next check tries again (`retry_release`): a backup
+    /// that kept a VIP would answer ARP / ND for it beside the master.
     async fn release_addresses(&mut self) {
         // No more claims, even if rounds of the last one are still due.
         self.announcer.cancel();
         if !self.holding {
             return;
         }
+        let mut failed = false;
         for address in &self.config.addresses {
             if let Err(error) =
                 addresses::remove(&self.netlink, self.interface.index, *address).await
             {
-                warn!(vrid = self.config.vrid, %address, error = format!("{error:#}"), "removing a VIP failed");
+                if self.release_failing {
+                    debug!(vrid = self.config.vrid, %address, error = format!("{error:#}"), "removing a VIP failed again");
+                } else {
+                    warn!(vrid = self.config.vrid, %address, error = format!("{error:#}"), "removing a VIP failed; trying again every 0.5 s");
+                }
+                failed = true;
             }
         }
-        self.holding = false;
+        self.holding = failed;
+        if self.release_failing && !failed {
+            info!(
+                vrid = self.config.vrid,
+                "VRRP: the VIPs a failed removal left are removed"
+            );
+        }
+        self.release_failing = failed;
+    }
+
+    /// While not master: gives up the addresses a release could not
+    /// remove (see `release_addresses`).
+    async fn retry_release(&mut self) {
+        if self.holding && self.machine.state() != State::Master {
+            self.release_addresses().await;
+        }
     }
 
     /// Records the state and when, for the next lbd after a restart. A
