@@ -93,6 +93,13 @@ pub trait Hook: Frame {
     /// False if it could not be done (then the frame is dropped);
     /// invalidates packet pointers.
     fn strip_tags(&self, tags: u32) -> bool;
+    /// Readies a tagged frame for a wrap's grow (`grow_after_mac`): the
+    /// `tags` bytes of VLAN tags in the frame (0, 4 or 8) and, at tc, one
+    /// the device took off. Returns how many of the `tags` bytes are still
+    /// in the frame, to count toward the room the outer header takes; None
+    /// if it could not be done (then the frame is dropped). Invalidates
+    /// packet pointers.
+    fn untag_for_wrap(&self, tags: u32) -> Option<u32>;
 }
 
 impl Hook for XdpContext {
@@ -200,6 +207,13 @@ impl Hook for XdpContext {
 
     #[inline(always)]
     fn drop_offloaded_tag(&self) {}
+
+    /// Nothing: the tags stay, the outer header goes where they were (one
+    /// `bpf_xdp_adjust_head` for the whole wrap).
+    #[inline(always)]
+    fn untag_for_wrap(&self, tags: u32) -> Option<u32> {
+        Some(tags)
+    }
 
     /// The MACs move forward over the tags, then the frame's start.
     #[inline(always)]
@@ -374,6 +388,19 @@ impl Hook for TcContext {
             }
         }
         true
+    }
+
+    /// Every tag goes (`strip_tags`), so the grow is the whole outer
+    /// header. The room helper refuses an skb whose protocol is a tag's,
+    /// and popping only the accelerated tag (what `drop_offloaded_tag`
+    /// does) is wrong for QinQ: the kernel took the outer tag off before
+    /// tc (`skb_vlan_untag`), and the pop moves the inner one from the
+    /// frame into the accelerated slot, so the frame would lose 4 bytes
+    /// the room counted on (the outer header overwriting the inner IP
+    /// header) and the tag would be put back on egress.
+    #[inline(always)]
+    fn untag_for_wrap(&self, tags: u32) -> Option<u32> {
+        self.strip_tags(tags).then_some(0)
     }
 }
 

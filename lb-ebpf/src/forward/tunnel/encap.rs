@@ -275,10 +275,13 @@ fn try_send<C: Hook>(ctx: &C, job: &Job, backend: &Backend) -> Result<Outcome, C
     if gue {
         flags |= BPF_F_ADJ_ROOM_ENCAP_L4_UDP;
     }
-    // The tags (if any) make part of the room: the outer header goes
-    // where they were.
-    let grow = overhead - (at.l3_off - ETH_LEN) as u32;
-    ctx.drop_offloaded_tag();
+    // Tags still in the frame (XDP) make part of the room: the outer
+    // header goes where they were; at tc they are popped first, every
+    // one (see `Hook::untag_for_wrap`: QinQ).
+    let left = ctx
+        .untag_for_wrap((at.l3_off - ETH_LEN) as u32)
+        .ok_or(Counter::DropMalformed)?;
+    let grow = overhead - left;
     if !ctx.grow_after_mac(grow, u64::from(flags)) {
         return Err(Counter::DropMalformed);
     }

@@ -27,9 +27,10 @@
 //!
 //! Limits, on purpose:
 //! - VLAN tags of the client's frame are not carried into the tunnel (it
-//!   leaves by a routed interface); at tc only untagged frames (or tags
-//!   the device took off) can be wrapped, since the kernel's room helper
-//!   needs an IP skb: a tagged one is dropped as `DropMalformed`.
+//!   leaves by a routed interface): at XDP their bytes make part of the
+//!   room; at tc every tag (the one the device or the kernel took off,
+//!   and any still in the frame: QinQ) is popped before the grow, since
+//!   the kernel's room helper needs an IP skb (`Hook::untag_for_wrap`).
 //! - An IPv6 extension chain longer than 256 bytes (where the transport
 //!   header lies past what the path reads) goes up the stack
 //!   (`PassIpv6Ext`), as in NAT mode.
