@@ -25,8 +25,12 @@
 //! (`EMPTY`/`VALID` → `BUSY`, version + 1) with a CAS, write the slot and
 //! publish it (`BUSY` → `VALID`) with another; readers read the tag, the
 //! slot, then the tag again (a seqlock), so a slot rewritten under them is
-//! never taken for theirs. A rank refresh is a CAS from the tag the reader
-//! saw, so it never lands on a way that changed hands. Two CPUs inserting
+//! never taken for theirs. A tracked flow's refresh (`refresh`) is a CAS
+//! from the tag the reader saw, so its rank never lands on a way that
+//! changed hands; new flags are written under a claim, as `rewrite`
+//! writes, for the same reason. A refresh of the age alone stores the
+//! last-seen time after its CAS, unclaimed: that store may land in a flow
+//! just put in the way, which is harmless (see `begin_refresh`). Two CPUs inserting
 //! the same flow at once may claim two ways (in one bucket or in both);
 //! each re-reads both buckets after publishing (the CAS is a full
 //! barrier), and the copy at the higher position is taken out by whichever
@@ -288,12 +292,14 @@ pub fn bucket_at<V>(first: *mut Bucket<V>, second: *mut Bucket<V>, pos: usize) -
 mod exclusive;
 mod insert;
 mod lookup;
+mod refresh;
 mod remove;
 mod tag;
 
 pub use exclusive::*;
 pub use insert::*;
 pub use lookup::*;
+pub use refresh::*;
 pub use remove::*;
 pub use tag::*;
 

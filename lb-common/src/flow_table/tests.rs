@@ -4,7 +4,10 @@ extern crate std;
 use std::{boxed::Box, sync::Arc, vec::Vec};
 
 use super::*;
-use crate::{consts::AF_INET, hash::flow_hash};
+use crate::{
+    consts::{AF_INET, FLOW_F_ACL_MARK},
+    hash::flow_hash,
+};
 
 fn key(n: u32) -> FlowKey {
     FlowKey {
@@ -790,4 +793,132 @@ fn a_nearby_second_bucket_is_another_of_the_first_buckets_group() {
         SecondBucket::Anywhere.index(12345, 1023),
         second_bucket_index(12345, 1023)
     );
+}
+
+/// A full one-bucket table of established flows seen at `at`: the keys,
+/// in way order.
+fn full_of_established(bucket: &mut FlowBucket, at: u64) -> Vec<FlowKey> {
+    let keys = colliding(FLOW_WAYS + 1);
+    for (way, k) in keys[..FLOW_WAYS].iter().enumerate() {
+        let placed = insert(bucket, k, 1, rank_word(at, CLASS_ESTABLISHED));
+        assert_eq!(placed, Placed::Inserted(way));
+    }
+    keys
+}
+
+#[test]
+fn a_refresh_that_closes_a_flow_never_writes_into_a_flow_put_in_its_way() {
+    let mut bucket = Box::<FlowBucket>::default();
+    let b: *mut FlowBucket = &mut *bucket;
+    let s = 1_000_000_000u64;
+    let now = 3_600 * s;
+    let keys = full_of_established(&mut bucket, now - s);
+    // Flow X's FIN: its refresh (the data plane's `touch`) has done its
+    // CAS, closing the flow; its write into the way is still to come.
+    let x = keys[3];
+    let seen = unsafe { find(b, &x, flow_hash(&x)) }.expect("X");
+    let fin = seen.entry.flags | FLOW_F_FIN | FLOW_F_ACL_MARK;
+    let started = unsafe { begin_refresh(b, &seen, (now, fin), rank_word(now, CLASS_CLOSED)) }
+        .expect("this CPU's CAS");
+    // Meanwhile another CPU inserts flow Y into the full bucket (a closed
+    // flow is the first a full bucket evicts).
+    let y = keys[FLOW_WAYS];
+    let y_entry = FlowEntry {
+        backend_id: 9,
+        backend_generation: 4,
+        last_seen_ns: now - s / 2,
+        flags: 0,
+        hash: flow_hash(&y),
+    };
+    let rank = rank_word(now, CLASS_ESTABLISHED);
+    let placed = unsafe { find_or_insert(b, b, &y, &y_entry, rank, flow_hash(&y)) };
+    assert!(matches!(placed, Placed::Inserted(_)), "{placed:?}");
+    // Then X's write lands.
+    unsafe { finish_refresh(b, started) };
+    let y_seen = unsafe { find(b, &y, flow_hash(&y)) }.expect("Y stays");
+    assert_eq!(y_seen.entry, y_entry, "Y keeps what it was inserted with");
+    assert_eq!(tag_rank(y_seen.tag), rank);
+    // X is closed, not lost (Y took another way).
+    let x_seen = unsafe { find(b, &x, flow_hash(&x)) }.expect("X stays");
+    assert_eq!((x_seen.entry.flags, x_seen.entry.last_seen_ns), (fin, now));
+    assert_eq!(rank_class(tag_rank(x_seen.tag)), CLASS_CLOSED);
+}
+
+#[test]
+fn a_reader_during_a_refresh_never_writes_the_old_flags_back() {
+    let mut bucket = Box::<FlowBucket>::default();
+    let b: *mut FlowBucket = &mut *bucket;
+    let s = 1_000_000_000u64;
+    let now = 3_600 * s;
+    let keys = full_of_established(&mut bucket, now - s);
+    let x = keys[5];
+    let seen = unsafe { find(b, &x, flow_hash(&x)) }.expect("X");
+    // CPU A: X's RST, its CAS done, its write to come.
+    let rst = seen.entry.flags | FLOW_F_RST;
+    let started = unsafe { begin_refresh(b, &seen, (now, rst), rank_word(now, CLASS_CLOSED)) }
+        .expect("A's CAS");
+    // CPU B looks X up in between (a lookup finds nothing while A writes).
+    let read = unsafe { find(b, &x, flow_hash(&x)) };
+    unsafe { finish_refresh(b, started) };
+    // B then marks X for its ACL from what it read.
+    if let Some(read) = read {
+        let marked = read.entry.flags | FLOW_F_ACL_MARK;
+        let _ = unsafe { refresh(b, &read, (now, marked), tag_rank(read.tag)) };
+    }
+    let x_seen = unsafe { find(b, &x, flow_hash(&x)) }.expect("X stays");
+    assert_ne!(x_seen.entry.flags & FLOW_F_RST, 0, "the RST mark stays");
+}
+
+#[test]
+fn an_age_refresh_landing_in_a_flow_put_in_its_way_sets_only_its_last_seen() {
+    let mut bucket = Box::<FlowBucket>::default();
+    let b: *mut FlowBucket = &mut *bucket;
+    let s = 1_000_000_000u64;
+    let now = 3_600 * s;
+    let keys = full_of_established(&mut bucket, now - 2 * s);
+    // Flow X, ACL-marked, refreshed for its age alone (flags unchanged):
+    // the rank CAS done, the last-seen store to come.
+    let x = keys[0];
+    let seen = unsafe { find(b, &x, flow_hash(&x)) }.expect("X");
+    let marked = FlowEntry {
+        flags: FLOW_F_ACL_MARK,
+        ..seen.entry
+    };
+    let rank = tag_rank(seen.tag);
+    assert!(unsafe { rewrite(b, &seen, &marked, rank) });
+    let seen = unsafe { find(b, &x, flow_hash(&x)) }.expect("X");
+    let started = unsafe {
+        begin_refresh(
+            b,
+            &seen,
+            (now, seen.entry.flags),
+            rank_word(now, CLASS_ESTABLISHED),
+        )
+    }
+    .expect("this CPU's CAS");
+    // Meanwhile lbd takes X out and another CPU inserts Y into its way.
+    assert!(unsafe { remove(b, &x, flow_hash(&x)) });
+    let y = keys[FLOW_WAYS];
+    let y_entry = FlowEntry {
+        backend_id: 9,
+        backend_generation: 4,
+        last_seen_ns: now - s / 2,
+        flags: FLOW_F_FIN,
+        hash: flow_hash(&y),
+    };
+    let rank = rank_word(now - s / 2, CLASS_CLOSED);
+    let placed = unsafe { find_or_insert(b, b, &y, &y_entry, rank, flow_hash(&y)) };
+    assert_eq!(placed, Placed::Inserted(0), "X's way");
+    // The delayed store lands in Y: its last-seen becomes now, nothing
+    // else of it changes.
+    unsafe { finish_refresh(b, started) };
+    let y_seen = unsafe { find(b, &y, flow_hash(&y)) }.expect("Y stays");
+    assert_eq!(
+        y_seen.entry,
+        FlowEntry {
+            last_seen_ns: now,
+            ..y_entry
+        }
+    );
+    assert_eq!(tag_rank(y_seen.tag), rank);
 }

@@ -535,9 +535,12 @@ enum Touched {
 /// `Gate::mark`) and its eviction class;
 /// writes only what changed, so most packets of a flow write nothing. The
 /// rank is set by a CAS from the tag `find` saw, so it never lands on a
-/// way another CPU has taken since. Whether this packet ended a handshake
-/// (the client's ACK, or a FIN or RST); only the CPU whose CAS did it is
-/// told. A flow that is over never gets here with a SYN (`tracked`).
+/// way another CPU has taken since; changed flags are written under that
+/// CAS's claim of the way (`flow_table::refresh`), a stale age alone by
+/// the rank CAS and one store, as cheap as before. Whether this packet
+/// ended a handshake (the client's ACK, or a FIN or RST); only the CPU
+/// whose CAS did it is told. A flow that is over never gets here with a
+/// SYN (`tracked`).
 ///
 /// # Safety
 /// `bucket` must be a live element of the table.
@@ -560,14 +563,12 @@ unsafe fn touch(
     if !stale && flags == entry.flags && class == was {
         return Touched::Refreshed;
     }
+    // Changed flags are written under a claim of the way, never after a
+    // bare rank CAS: another CPU may take the way between the two, and
+    // the flags would land in its flow (`flow_table::begin_refresh`).
     // SAFETY: per the contract.
-    unsafe {
-        if !flow_table::rerank(bucket, seen, rank_word(now, class)) {
-            return Touched::Refreshed;
-        }
-        let slot = core::ptr::addr_of_mut!((*bucket).slots[seen.way & (FLOW_WAYS - 1)].entry);
-        (*slot).last_seen_ns = now;
-        (*slot).flags = flags;
+    if !unsafe { flow_table::refresh(bucket, seen, (now, flags), rank_word(now, class)) } {
+        return Touched::Refreshed;
     }
     // The client's ACK, or its FIN or RST (the flow then closed): any
     // packet but a SYN ends the handshake, as it promotes a flow held in
