@@ -122,8 +122,10 @@ pub const EVENT_NO_BACKEND: u32 = 1;
 /// `DataplaneEvent::kind`: the connection table refused an insert.
 pub const EVENT_CONNTRACK_INSERT_FAILED: u32 = 2;
 /// `DataplaneEvent::kind`: a routed packet's next hop has no neighbour
-/// entry; `flow.dst` (and `flow.family`) is the next hop lbd must get
-/// resolved, `flow.src` unused. The packet was dropped.
+/// entry; `flow.dst` (and `flow.family`, which may differ from the
+/// packet's: an IPv4 route through an IPv6 gateway) is the next hop lbd
+/// must get resolved, `flow.src[0]` the interface it is on (0: not known,
+/// an older program). The packet was dropped.
 pub const EVENT_NO_NEIGHBOUR: u32 = 3;
 /// `DataplaneEvent::kind`: a new NAT flow found no free source port.
 pub const EVENT_NAT_PORTS_EXHAUSTED: u32 = 4;

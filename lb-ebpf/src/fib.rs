@@ -20,7 +20,7 @@ use aya_ebpf::{
     helpers::bpf_fib_lookup,
 };
 use lb_common::{
-    consts::{AF_INET, EVENT_NO_ROUTE},
+    consts::{AF_INET, AF_INET6, EVENT_NO_ROUTE},
     stats::Counter,
     FlowKey, NatEntry,
 };
@@ -179,19 +179,26 @@ fn run<C: Hook>(
         });
     }
     if rc == i64::from(BPF_FIB_LKUP_RET_NO_NEIGH) {
-        // The FIB wrote the gateway over the destination: that is the
-        // neighbour lbd must get resolved.
+        // The FIB wrote the gateway over the destination, with its family
+        // (an IPv4 route may go through an IPv6 gateway, RFC 5549) and the
+        // egress interface: the neighbour lbd must get resolved, and where.
+        let gateway_family = if params.family == FIB_AF_INET {
+            AF_INET
+        } else {
+            AF_INET6
+        };
         scratch.gateway = FlowKey {
             // SAFETY: both union members are plain integers; v4 reads
             // the first word of the same bytes.
             dst: unsafe {
-                if family == AF_INET {
+                if gateway_family == AF_INET {
                     [params.__bindgen_anon_4.ipv4_dst, 0, 0, 0]
                 } else {
                     params.__bindgen_anon_4.ipv6_dst
                 }
             },
-            family,
+            src: [params.ifindex, 0, 0, 0],
+            family: gateway_family,
             ..FlowKey::default()
         };
         stats::report_next_hop(vip_id, &scratch.gateway);

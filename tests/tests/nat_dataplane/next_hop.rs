@@ -62,11 +62,23 @@ fn next_hop_on_the_ingress_interface_bounces(hook: Hook) {
     });
 }
 
+/// Backends behind an IPv4 route through an IPv6 gateway (RFC 5549).
+const BEHIND_V6_GATEWAY4: &str = "198.19.3.10";
+
 /// A next hop without a neighbour entry: dropped (never passed up, where
 /// the stack would reset the connection), counted, and lbd told which
-/// gateway to resolve.
+/// gateway to resolve, of which family, on which interface (an IPv4
+/// route may go through an IPv6 gateway).
 fn a_missing_neighbour_drops_and_names_the_gateway(hook: Hook) {
     let vips = vec![
+        nat_vip(
+            VIP4,
+            81,
+            Protocol::Tcp,
+            &[(BEHIND_V6_GATEWAY4, None)],
+            NAT4,
+            PORTS,
+        ),
         nat_vip(
             VIP4,
             80,
@@ -85,10 +97,24 @@ fn a_missing_neighbour_drops_and_names_the_gateway(hook: Hook) {
         ),
     ];
     in_netns(hook, vips, |bed| {
-        for (vip, gateway, family) in [(VIP4, GATEWAY4, AF_INET), (VIP6, GATEWAY6, AF_INET6)] {
+        ip(&[
+            "route",
+            "add",
+            "198.19.3.0/24",
+            "via",
+            "inet6",
+            GATEWAY6,
+            "dev",
+            OUT_DEV,
+        ]);
+        for (vip, port, gateway, family) in [
+            (VIP4, 80, GATEWAY4, AF_INET),
+            (VIP6, 80, GATEWAY6, AF_INET6),
+            (VIP4, 81, GATEWAY6, AF_INET6),
+        ] {
             // Events of a kind are rate-limited to one a second per CPU.
             std::thread::sleep(EVENT_GAP);
-            let frame = packet::tcp(&client_flow(vip, 80, 40_008), SYN, None, b"");
+            let frame = packet::tcp(&client_flow(vip, port, 40_008), SYN, None, b"");
             let (verdict, out) = bed.run_on(bed.in_if, &frame).expect("test run");
             assert_eq!(verdict, bed.verdicts.drop);
             assert_eq!(out, frame, "a dropped frame is not rewritten");
@@ -97,14 +123,15 @@ fn a_missing_neighbour_drops_and_names_the_gateway(hook: Hook) {
                 .iter()
                 .find(|e| e.kind == EVENT_NO_NEIGHBOUR)
                 .unwrap_or_else(|| panic!("no neighbour event in {events:?}"));
-            assert_eq!(event.flow.family, family);
-            assert_eq!(event.flow.dst, addr_words(addr(gateway)).0);
+            assert_eq!(event.flow.family, family, "{vip}:{port}");
+            assert_eq!(event.flow.dst, addr_words(addr(gateway)).0, "{vip}:{port}");
+            assert_eq!(event.flow.src[0], bed.out_if, "the egress interface");
         }
-        assert_eq!(counter(bed, Counter::DropNoNeighbour), 2);
+        assert_eq!(counter(bed, Counter::DropNoNeighbour), 3);
         // The translation stays (its port reserved): once lbd got the
         // gateway resolved, the retransmitted SYN finds it and looks the
         // next hop up again.
-        assert_eq!(bed.flows().len(), 4);
+        assert_eq!(bed.flows().len(), 6);
         assert_eq!(counter(bed, Counter::Forwarded), 0);
         ip(&[
             "neigh",
@@ -121,7 +148,7 @@ fn a_missing_neighbour_drops_and_names_the_gateway(hook: Hook) {
             .expect("test run");
         assert_eq!(verdict, bed.verdicts.redirect);
         assert_eq!(&out[..6], &[0x02, 0, 0, 0, 0xfe, 0xfe], "the gateway's MAC");
-        assert_eq!(counter(bed, Counter::NatNew), 2);
+        assert_eq!(counter(bed, Counter::NatNew), 3);
         assert_eq!(counter(bed, Counter::NatHit), 1);
     });
 }

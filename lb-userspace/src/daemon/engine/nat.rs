@@ -479,9 +479,7 @@ impl Engine {
                 let gateway: IpAddr = words_addr(event.flow.dst, event.flow.family);
                 let action = self.nat.events.no_neighbour(gateway, now);
                 if action.probe {
-                    // A link-local next hop: most likely on the attached
-                    // interface, where the packet came in.
-                    crate::netlink::probe_on(gateway, self.interface.index);
+                    crate::netlink::probe_on(gateway, probe_interface(event, self.interface.index));
                 }
                 if action.log {
                     warn!(
@@ -582,10 +580,37 @@ pub(super) fn unmoved_vip_address(
     ))
 }
 
+/// The interface to resolve an `EVENT_NO_NEIGHBOUR`'s next hop on: the
+/// egress interface the FIB named (a link-local gateway is only
+/// reachable there, e.g. on the second interface of a two-armed node),
+/// else, from a program that did not report it, the attached interface,
+/// where the packet came in.
+fn probe_interface(event: &DataplaneEvent, attached: u32) -> u32 {
+    match event.flow.src[0] {
+        0 => attached,
+        egress => egress,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::netlink::Link;
+
+    /// A next hop is resolved on the interface the FIB named (a
+    /// link-local gateway on a two-armed node's other interface), on the
+    /// attached one when an older program named none.
+    #[test]
+    fn a_missing_neighbour_is_probed_on_the_egress_interface() {
+        let mut event = DataplaneEvent {
+            kind: EVENT_NO_NEIGHBOUR,
+            vip_id: 0,
+            flow: lb_common::FlowKey::default(),
+        };
+        assert_eq!(probe_interface(&event, 2), 2);
+        event.flow.src[0] = 7;
+        assert_eq!(probe_interface(&event, 2), 7);
+    }
 
     #[test]
     fn a_vip_address_no_vrrp_instance_moves_is_warned_about() {
