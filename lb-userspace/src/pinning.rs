@@ -50,24 +50,29 @@ pub(crate) const PINNED_MAPS: [&str; 21] = [
 /// Maps that only make sense together: the control state (which VIP is
 /// where, which backend id is which) and the connection table that points
 /// into it. Either all are adopted or none.
-pub(crate) const STATE_MAPS: [&str; 7] = [
+pub(crate) const STATE_MAPS: [&str; 6] = [
     names::MAP_VIPS,
     names::MAP_MAGLEV,
     names::MAP_BACKENDS,
     names::MAP_CONNTRACK,
     names::MAP_FLOW_BUCKETS,
     names::MAP_NAT_BUCKETS,
-    names::MAP_NAT_SOURCES,
 ];
 
 /// Maps that point into the state maps (backend ids and generations) or
 /// mirror them, but that the rest does not need: adopted only together
 /// with the state maps, yet one that does not fit this lbd (`half_open_size`
-/// changed; no VIP index pinned by an older release) is started afresh
+/// changed; no VIP index pinned by an older release; NAT sources of another
+/// VIP capacity, as releases that kept them at 16 pinned) is started afresh
 /// alone, with a warning, and the rest is still adopted (a half-open flow
 /// lost costs nothing: its ACK takes Maglev's pick; the VIP index is
-/// rebuilt from `VIPS` before this lbd's program runs).
-pub(crate) const DEPENDENT_MAPS: [&str; 2] = [names::MAP_HALF_OPEN, names::MAP_VIP_INDEX];
+/// rebuilt from `VIPS`, and every NAT VIP's source written again by the
+/// first commit, before this lbd's program runs).
+pub(crate) const DEPENDENT_MAPS: [&str; 3] = [
+    names::MAP_HALF_OPEN,
+    names::MAP_VIP_INDEX,
+    names::MAP_NAT_SOURCES,
+];
 
 /// Errors of the pin directory, each naming the path.
 #[derive(Debug, thiserror::Error)]

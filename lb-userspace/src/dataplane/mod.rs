@@ -296,6 +296,7 @@ impl Dataplane {
             (names::MAP_VIP_INDEX, 1 + vip_buckets),
             (names::MAP_VIP_STATS, sizes.max_vips),
             (names::MAP_VIP_GUARDS, sizes.max_vips),
+            (names::MAP_NAT_SOURCES, sizes.max_vips),
             (names::MAP_MAGLEV, maglev_entries),
             (names::MAP_CONNTRACK, kernel_map),
             (names::MAP_FLOW_BUCKETS, buckets),

@@ -14,6 +14,7 @@ mod next_hop;
 mod translation;
 mod udp_checksum;
 mod upgrade;
+mod vip_capacity;
 
 use lb_common::stats::Counter;
 use lb_tests::{

@@ -77,9 +77,22 @@ fn an_upgrade_from_a_nat_flows_hash_map_carries_established_translations_over() 
             assert_eq!(entries.len(), 2 * flows.len());
             drop(old);
             // As that release pinned it: the flows in a hash map, no
-            // bucket table. The last flow is not there yet: the old
+            // bucket table, and its NAT sources at 16 VIPs whatever the
+            // VIP capacity. The last flow is not there yet: the old
             // program opens it after the new lbd's load.
             std::fs::remove_file(pins.map_path(names::MAP_NAT_BUCKETS)).expect("unpin");
+            std::fs::remove_file(pins.map_path(names::MAP_NAT_SOURCES)).expect("unpin");
+            let sizes_of_sources = (
+                size_of::<u32>() as u32,
+                size_of::<lb_common::NatSource>() as u32,
+            );
+            // BPF_MAP_TYPE_ARRAY
+            let old_sources =
+                lb_tests::lbd_maps::create_map("NAT_SOURCES", 2, sizes_of_sources, 16)
+                    .expect("the map");
+            old_sources
+                .pin(pins.map_path(names::MAP_NAT_SOURCES))
+                .expect("pin NAT_SOURCES");
             let mut old_table = nat_flows_hash_map(4096);
             let (late, late_protocol) = flows[flows.len() - 1];
             let late_key = flow_key(&late, late_protocol);
