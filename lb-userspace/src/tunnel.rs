@@ -37,18 +37,37 @@ pub(crate) struct OwnAddresses {
 }
 
 impl OwnAddresses {
+    /// The interface's primary addresses among `addresses` as `of` picks
+    /// them, but keeping each of `kept` (the addresses picked before)
+    /// while it is still there and usable. The kernel lists the newest
+    /// global IPv6 address first, so picking afresh on every scan would
+    /// move every tunnel's outer source to whatever address an operator
+    /// added last (a NAT address, a VIP before its reload), which the
+    /// backends' lb-decap `sources` do not allow.
+    pub(crate) fn keeping(
+        addresses: &[InterfaceAddress],
+        moving: &[IpAddr],
+        kept: &OwnAddresses,
+    ) -> Self {
+        let fresh = Self::of(addresses, moving);
+        let still = |address: Option<IpAddr>| {
+            address.filter(|a| {
+                addresses
+                    .iter()
+                    .any(|listed| listed.address == *a && usable(listed, moving))
+            })
+        };
+        Self {
+            ipv4: still(kept.ipv4).or(fresh.ipv4),
+            ipv6: still(kept.ipv6).or(fresh.ipv6),
+        }
+    }
+
     /// The interface's primary addresses among `addresses`, leaving out
     /// `moving` (VIPs and other addresses VRRP moves: they leave with
     /// mastership) and IPv6 link-local ones (not routable to backends).
     pub(crate) fn of(addresses: &[InterfaceAddress], moving: &[IpAddr]) -> Self {
-        let usable = |a: &&InterfaceAddress| {
-            !a.secondary
-                && !moving.contains(&a.address)
-                && match a.address {
-                    IpAddr::V4(_) => true,
-                    IpAddr::V6(v6) => v6.segments()[0] & 0xffc0 != 0xfe80,
-                }
-        };
+        let usable = |a: &&InterfaceAddress| usable(a, moving);
         Self {
             ipv4: addresses
                 .iter()
@@ -71,6 +90,17 @@ impl OwnAddresses {
             self.ipv4
         }
     }
+}
+
+/// Whether `address` may be a default outer source: a primary address,
+/// not one of `moving`, not IPv6 link-local.
+fn usable(address: &InterfaceAddress, moving: &[IpAddr]) -> bool {
+    !address.secondary
+        && !moving.contains(&address.address)
+        && match address.address {
+            IpAddr::V4(_) => true,
+            IpAddr::V6(v6) => v6.segments()[0] & 0xffc0 != 0xfe80,
+        }
 }
 
 /// `settings` resolved for the interface `ifindex` whose own addresses are
@@ -139,6 +169,39 @@ mod tests {
         assert_eq!(
             OwnAddresses::of(&addresses[3..4], &[]),
             OwnAddresses::default()
+        );
+    }
+
+    /// The kernel lists a newly added global IPv6 address first: the
+    /// outer source picked before stays while it is there (the backends'
+    /// lb-decap `sources` allow it), and another is picked once it goes
+    /// or starts to move with VRRP.
+    #[test]
+    fn the_picked_own_address_stays_while_it_is_there() {
+        let before = [address("198.18.0.2", false), address("2001:2::2", false)];
+        let kept = OwnAddresses::of(&before, &[]);
+        assert_eq!(kept.ipv6, Some("2001:2::2".parse().unwrap()));
+        let added = [
+            address("198.18.0.2", false),
+            address("2001:2::100", false),
+            address("2001:2::2", false),
+        ];
+        assert_eq!(
+            OwnAddresses::of(&added, &[]).ipv6,
+            Some("2001:2::100".parse().unwrap()),
+            "a fresh pick takes the newest"
+        );
+        assert_eq!(OwnAddresses::keeping(&added, &[], &kept), kept);
+        let gone = [address("198.18.0.2", false), address("2001:2::100", false)];
+        assert_eq!(
+            OwnAddresses::keeping(&gone, &[], &kept).ipv6,
+            Some("2001:2::100".parse().unwrap())
+        );
+        let moving = ["2001:2::2".parse().unwrap()];
+        assert_eq!(
+            OwnAddresses::keeping(&added, &moving, &kept).ipv6,
+            Some("2001:2::100".parse().unwrap()),
+            "an address VRRP moves is never kept"
         );
     }
 

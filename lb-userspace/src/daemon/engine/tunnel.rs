@@ -87,7 +87,8 @@ impl Engine {
     pub(crate) async fn read_own_addresses(&mut self) {
         match self.netlink.addresses(self.interface.index).await {
             Ok(addresses) => {
-                self.tunnel.own = OwnAddresses::of(&addresses, &self.moving_addresses());
+                self.tunnel.own =
+                    OwnAddresses::keeping(&addresses, &self.moving_addresses(), &self.tunnel.own);
             }
             Err(error) => {
                 warn!(%error, "reading the interface's addresses (default outer sources) failed");
