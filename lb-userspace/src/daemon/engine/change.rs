@@ -45,6 +45,9 @@ impl Engine {
         }
         let mut next = self.model.clone();
         let drain = next.apply(edit, Instant::now())?;
+        if let Some(why) = backend_on_a_vrrp_address(&next, &self.vrrp_addresses()) {
+            return Err(ModelError::Invalid(why).into());
+        }
         let drain = drain.map(|timeout| DrainPlan {
             timeout_s: timeout.after.map(|d| d.as_secs()),
             from: timeout.source,
@@ -144,6 +147,9 @@ impl Engine {
             return Err(ChangeError::File(why));
         }
         let next = self.model.reloaded(&file);
+        if let Some(why) = backend_on_a_vrrp_address(&next, &self.vrrp_addresses()) {
+            return Err(ChangeError::File(why));
+        }
         self.fits_the_maps(&next)?;
         // As an edit does: the interface's addresses before the first
         // tunnelled VIP, and a short wait for new backends' MACs (a
@@ -277,6 +283,14 @@ impl Engine {
     /// add`, a reload) has an address no running VRRP instance moves and
     /// the running `[bgp]` does not announce: a warning, not a refusal
     /// (the address may be put on the interface by hand).
+    /// The addresses the running VRRP instances move.
+    fn vrrp_addresses(&self) -> Vec<std::net::IpAddr> {
+        self.vrrp
+            .iter()
+            .flat_map(|i| i.config().addresses.iter().copied())
+            .collect()
+    }
+
     fn vip_address_left_behind(&self, vip: &crate::config::VipConfig) -> Option<String> {
         let moved: Vec<&[std::net::IpAddr]> = self
             .vrrp
@@ -372,6 +386,21 @@ fn undone_by_reload(current: &Model, next: &Model, running: &Config, file: &Conf
     notes
 }
 
+/// As the file refuses it: a backend of `model` at an address a running
+/// VRRP instance moves (`moved`). On the master that address is this
+/// node's: the backend's packets would come back here, its checks would
+/// reach the node itself, and `config dump` would write a file that does
+/// not load.
+fn backend_on_a_vrrp_address(model: &Model, moved: &[std::net::IpAddr]) -> Option<String> {
+    model.vips.iter().find_map(|(vip, v)| {
+        v.backends.keys().find(|b| moved.contains(b)).map(|backend| {
+            format!(
+                "backend {backend} of VIP {vip} is an address a VRRP instance moves: the master would take the backend's packets; a VRRP address is an address of this load balancer"
+            )
+        })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -386,6 +415,21 @@ mod tests {
             "interface = \"eth0\"\n{nat}[[vip]]\naddress = \"198.18.0.100\"\nport = 80\nforwarding = \"{forwarding}\"\n[[vip.backend]]\naddress = \"198.19.2.11\"\n"
         );
         Config::from_toml_str(&text, "lbd.toml").unwrap()
+    }
+
+    /// The API refuses what the file refuses: a backend at an address a
+    /// running VRRP instance moves.
+    #[test]
+    fn a_backend_at_a_vrrp_address_is_refused() {
+        let model = Model::from_config(&config("dsr-l2"));
+        let moved: Vec<std::net::IpAddr> = vec!["198.18.0.100".parse().unwrap()];
+        assert_eq!(backend_on_a_vrrp_address(&model, &moved), None);
+        let moved: Vec<std::net::IpAddr> = vec!["198.19.2.11".parse().unwrap()];
+        let why = backend_on_a_vrrp_address(&model, &moved).expect("refused");
+        assert!(
+            why.starts_with("backend 198.19.2.11 of VIP 198.18.0.100:80/tcp is an address a VRRP instance moves"),
+            "{why}"
+        );
     }
 
     #[test]
