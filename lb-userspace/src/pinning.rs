@@ -219,6 +219,49 @@ impl PinDir {
         })
     }
 
+    /// Removes the maps of other layout versions (an lbd of an older
+    /// release pinned them; this one started its own beside them): once
+    /// this lbd's program runs and the old program is gone from every
+    /// hook nothing uses them, and pinned they would hold their memory
+    /// (a connection table, hundreds of MB) until a reboot, and a later
+    /// downgrade would adopt their stale state. Returns what was removed.
+    pub(crate) fn remove_other_layouts(&self) -> Result<Vec<PathBuf>, PinError> {
+        let current = self.maps_dir();
+        let mut removed = Vec::new();
+        let Ok(entries) = std::fs::read_dir(&self.root) else {
+            return Ok(removed);
+        };
+        let others = entries.flatten().map(|entry| entry.path()).filter(|path| {
+            *path != current
+                && path.is_dir()
+                && path
+                    .file_name()
+                    .and_then(|name| name.to_str())
+                    .is_some_and(|name| name.starts_with("maps-v"))
+        });
+        for dir in others {
+            let files = std::fs::read_dir(&dir).map_err(|source| PinError::Io {
+                action: "listing",
+                path: dir.clone(),
+                source,
+            })?;
+            for path in files.flatten().map(|entry| entry.path()) {
+                std::fs::remove_file(&path).map_err(|source| PinError::Io {
+                    action: "removing",
+                    path: path.clone(),
+                    source,
+                })?;
+                removed.push(path);
+            }
+            std::fs::remove_dir(&dir).map_err(|source| PinError::Io {
+                action: "removing",
+                path: dir.clone(),
+                source,
+            })?;
+        }
+        Ok(removed)
+    }
+
     /// Removes everything pinned here: links (which detaches their
     /// programs once nothing else holds them) and maps (freed once no
     /// program uses them). Returns what was removed.
@@ -434,6 +477,29 @@ mod tests {
         let removed = pins.remove_all().expect("remove");
         assert_eq!(removed.len(), 3, "{removed:?}");
         assert!(!root.exists(), "every directory goes once empty");
+    }
+
+    #[test]
+    fn other_layout_versions_are_removed_and_this_one_kept() {
+        let root = std::env::temp_dir().join(format!("lbd-pins-others-{}", std::process::id()));
+        let pins = PinDir::new(&root);
+        let older = root.join("maps-v0");
+        std::fs::create_dir_all(&older).expect("older layout");
+        std::fs::create_dir_all(pins.maps_dir()).expect("this layout");
+        for file in [
+            older.join("CONNTRACK"),
+            older.join("VIPS"),
+            pins.map_path("VIPS"),
+            pins.link_path("eth0"),
+        ] {
+            std::fs::write(&file, b"").expect("a pin");
+        }
+        let removed = pins.remove_other_layouts().expect("remove");
+        assert_eq!(removed.len(), 2, "{removed:?}");
+        assert!(!older.exists(), "the older layout's directory goes");
+        assert!(pins.map_path("VIPS").exists(), "this layout's maps stay");
+        assert!(pins.link_path("eth0").exists(), "links stay");
+        std::fs::remove_dir_all(&root).expect("clean up");
     }
 
     #[test]

@@ -292,6 +292,9 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<()> {
         Released::StillForwarding => {
             info!("lbd stopped; the pinned data plane is still forwarding");
         }
+        Released::NothingAttached => {
+            info!("lbd stopped; no program was attached (its hook was lost); the maps stay pinned for the next lbd, which attaches anew");
+        }
         Released::Detached if pinned => info!("lbd stopped; XDP program detached, pins removed"),
         Released::Detached => {
             info!("lbd stopped; XDP program detached (pin_dir is off: nothing outlives lbd)");

@@ -220,6 +220,16 @@ impl Dataplane {
         if std::mem::take(&mut self.re_place_pending) {
             self.re_place_flows(true);
         }
+        if let Some(pins) = &self.pins {
+            match pins.remove_other_layouts() {
+                Ok(removed) if !removed.is_empty() => info!(
+                    maps = removed.len(),
+                    "the maps an older release pinned in another layout are removed (this lbd started its own)"
+                ),
+                Ok(_) => {}
+                Err(error) => warn!(%error, "removing the maps an older release pinned in another layout failed: they hold their memory until removed (lbd --cleanup) or a reboot"),
+            }
+        }
         carried
     }
 

@@ -404,7 +404,7 @@ impl Dataplane {
             }
             None if self.pins.is_some() => {
                 info!("no program attached (its hook was lost); the maps stay pinned for the next lbd");
-                Ok(Released::Detached)
+                Ok(Released::NothingAttached)
             }
             // A cls_bpf filter (no tcx) cannot be pinned, but it outlives
             // its process unless detached: left running on the pinned

@@ -198,6 +198,9 @@ pub enum Released {
     StillForwarding,
     /// The program is detached (a full stop, or nothing was pinned).
     Detached,
+    /// No program was attached (the kernel dropped the hook); the maps
+    /// stay pinned for the next lbd, which attaches anew.
+    NothingAttached,
 }
 
 /// What a previous lbd left in pinned maps: its VIPs and backends.
