@@ -227,7 +227,7 @@ impl Dataplane {
                     "the maps an older release pinned in another layout are removed (this lbd started its own)"
                 ),
                 Ok(_) => {}
-                Err(error) => warn!(%error, "removing the maps an older release pinned in another layout failed: they hold their memory until removed (lbd --cleanup) or a reboot"),
+                Err(error) => warn!(%error, "removing the maps an older release pinned in another layout failed: they hold their memory until the next start removes them (or a reboot)"),
             }
         }
         carried
