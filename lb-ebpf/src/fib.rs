@@ -88,7 +88,7 @@ pub fn resolve<C: Hook>(
         params.__bindgen_anon_2.flowinfo = l3.flowinfo;
     }
     set_addrs(params, key.family, &entry.src, &entry.dst);
-    let hop = run(ctx, scratch, key.family, u32::from(entry.vip_id), key)?;
+    let hop = run(ctx, scratch, u32::from(entry.vip_id), key)?;
     entry.ifindex = hop.ifindex;
     entry.smac = copy::mac(&hop.smac);
     entry.dmac = copy::mac(&hop.dmac);
@@ -132,7 +132,7 @@ pub fn resolve_tunnel<C: Hook>(
     params.ifindex = route.ifindex;
     params.__bindgen_anon_1.tot_len = PROBE_LEN;
     set_addrs(params, route.family, route.src, route.dst);
-    run(ctx, scratch, route.family, vip_id, key)
+    run(ctx, scratch, vip_id, key)
 }
 
 /// Writes family and addresses (`family` is our tag).
@@ -160,7 +160,6 @@ fn set_addrs(params: &mut FibParams, family: u8, src: &[u32; 4], dst: &[u32; 4])
 fn run<C: Hook>(
     ctx: &C,
     scratch: &mut NatScratch,
-    family: u8,
     vip_id: u32,
     key: &FlowKey,
 ) -> Result<NextHop, Counter> {
