@@ -72,6 +72,12 @@ impl Engine {
         let mut out: Vec<IpAddr> = self.config.vips.iter().map(|v| v.address).collect();
         out.extend(self.model.vips.keys().map(|id| id.address));
         out.extend(
+            self.model
+                .vips
+                .values()
+                .filter_map(|v| v.config.nat.map(|n| n.source)),
+        );
+        out.extend(
             self.config
                 .vips
                 .iter()
@@ -127,7 +133,21 @@ impl Engine {
         if serves_one || !brings_one {
             return false;
         }
-        self.read_own_addresses().await;
+        // Picked afresh from the addresses of now (those lbd kept since
+        // its start outlived no tunnel), leaving out what `next` serves.
+        match self.netlink.addresses(self.interface.index).await {
+            Ok(addresses) => {
+                let mut moving = self.moving_addresses();
+                for (id, vip) in &next.vips {
+                    moving.push(id.address);
+                    moving.extend(vip.config.nat.map(|n| n.source));
+                }
+                self.tunnel.own = OwnAddresses::of(&addresses, &moving);
+            }
+            Err(error) => {
+                warn!(%error, "reading the interface's addresses (default outer sources) failed");
+            }
+        }
         true
     }
 
