@@ -476,7 +476,10 @@ pub async fn offline(path: &Path, config: Option<&Config>, action: Offline) -> a
             },
         },
     };
+    // (With `pin_dir = "off"` nothing of the program outlived lbd: there
+    // is nothing to keep forwarding.)
     let keep_dataplane = action == Offline::Cleanup
+        && plan.pin_dir.is_some()
         && bgp
             .as_ref()
             .is_err_and(|error| !crate::bgp::bird::is_not_running(error));
@@ -504,7 +507,7 @@ pub async fn offline(path: &Path, config: Option<&Config>, action: Offline) -> a
         (Ok(()), local) => local,
         (Err(error), local) if keep_dataplane => {
             let error = error.context(format!(
-                "withdrawing the BGP announcements through BIRD (control socket {bird}) failed, and BIRD may still run and announce this node, so the routers may still send it flows: the program is left attached and its pins in place to forward them (the VIP addresses were removed). Make BIRD take the withdrawal (`birdc configure` must succeed) or stop BIRD, then run `lbd --cleanup` again"
+                "withdrawing the BGP announcements through BIRD (control socket {bird}) failed, and BIRD may still run and announce this node, so the routers may still send it flows: the program is left attached and its pins in place to forward them (the VIP addresses were removed). Fix what the error names (BIRD's configuration: `birdc configure` must succeed; its control socket; or the routes file lbd writes), or stop BIRD, then run `lbd --cleanup` again"
             ));
             match local {
                 Ok(()) => Err(error),

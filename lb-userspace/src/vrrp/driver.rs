@@ -783,7 +783,7 @@ impl Driver {
                 if self.release_failing {
                     debug!(vrid = self.config.vrid, %address, error = format!("{error:#}"), "removing a VIP failed again");
                 } else {
-                    warn!(vrid = self.config.vrid, %address, error = format!("{error:#}"), "removing a VIP failed; trying again every 0.5 s");
+                    warn!(vrid = self.config.vrid, %address, error = format!("{error:#}"), "removing a VIP failed; tried again at each check (0.5 s) while lbd runs; after a stop, `lbd --release-vips` removes it");
                 }
                 failed = true;
             }
