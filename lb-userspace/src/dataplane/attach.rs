@@ -228,7 +228,7 @@ impl Dataplane {
         let id = match tcx {
             Ok(id) => id,
             Err(tcx_error) => {
-                warn!(%interface, error = %tcx_error, "tcx attach failed (kernel before 6.6?); falling back to clsact + cls_bpf, which cannot be pinned: the program will go with lbd");
+                warn!(%interface, error = %tcx_error, "tcx attach failed (kernel before 6.6?); falling back to clsact + cls_bpf, which cannot be pinned: the filter is left running when lbd stops for a restart (the next lbd replaces it), and removed on a stop for good");
                 if let Err(error) = aya::programs::tc::qdisc_add_clsact(interface) {
                     // Already there is fine; anything else shows in the attach.
                     info!(%interface, %error, "adding the clsact qdisc");

@@ -1,5 +1,5 @@
 //! ICMP errors about NAT'd flows, translated to the other side's view
-//! as IPVS does (fragmentation needed, packet too big), every checksum
+//! as IPVS does (fragmentation needed, packet too big, port unreachable), every checksum
 //! checked, also through an entry whose next hop is not looked up yet;
 //! errors about no translation pass.
 
@@ -26,10 +26,24 @@ use crate::{
     in_netns, vips, BACKEND_PORT,
 };
 
+/// Which ICMP error a router sends.
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    /// IPv4 fragmentation needed, IPv6 packet too big.
+    TooBig,
+    /// Destination (port) unreachable.
+    Unreachable,
+}
+
 /// An ICMP error about `sent` (a frame the data plane put out) from
 /// `router`, arriving for `sent`'s source: IPv4 fragmentation needed or
 /// IPv6 packet too big, quoting all of `sent`'s IP packet.
 fn icmp_error(router: &str, sent: &[u8]) -> Vec<u8> {
+    icmp_error_of(Kind::TooBig, router, sent)
+}
+
+/// `icmp_error` of `kind`.
+fn icmp_error_of(kind: Kind, router: &str, sent: &[u8]) -> Vec<u8> {
     let headers = PacketHeaders::from_ethernet_slice(sent).expect("parse");
     let quote = &sent[14..];
     let eth = PacketBuilder::ethernet2(
@@ -40,18 +54,24 @@ fn icmp_error(router: &str, sent: &[u8]) -> Vec<u8> {
     match headers.net {
         Some(NetHeaders::Ipv4(ip, _)) => {
             let router: std::net::Ipv4Addr = router.parse().expect("router");
-            let builder = eth.ipv4(router.octets(), ip.source, 64).icmpv4(
-                Icmpv4Type::DestinationUnreachable(DestUnreachableHeader::FragmentationNeeded {
-                    next_hop_mtu: 1400,
-                }),
-            );
+            let header = match kind {
+                Kind::TooBig => DestUnreachableHeader::FragmentationNeeded { next_hop_mtu: 1400 },
+                Kind::Unreachable => DestUnreachableHeader::Port,
+            };
+            let builder = eth
+                .ipv4(router.octets(), ip.source, 64)
+                .icmpv4(Icmpv4Type::DestinationUnreachable(header));
             builder.write(&mut out, quote).expect("icmp");
         }
         Some(NetHeaders::Ipv6(ip, _)) => {
             let router: std::net::Ipv6Addr = router.parse().expect("router");
-            let builder = eth
-                .ipv6(router.octets(), ip.source, 64)
-                .icmpv6(Icmpv6Type::PacketTooBig { mtu: 1280 });
+            let icmp = match kind {
+                Kind::TooBig => Icmpv6Type::PacketTooBig { mtu: 1280 },
+                Kind::Unreachable => Icmpv6Type::DestinationUnreachable(
+                    etherparse::icmpv6::DestUnreachableCode::Port,
+                ),
+            };
+            let builder = eth.ipv6(router.octets(), ip.source, 64).icmpv6(icmp);
             builder.write(&mut out, quote).expect("icmp");
         }
         other => panic!("{other:?}"),
@@ -154,6 +174,11 @@ fn flow_state(bed: &NatBed, key: &FlowKey) -> FlowState {
 /// side (to the VIP, quoting VIP -> client) reaches the backend quoting
 /// what the backend sent. The flow's entries do not change.
 fn icmp_errors_reach_the_other_side(bed: &mut NatBed, vip: &str, port: u16) {
+    icmp_errors_of_kind_reach_the_other_side(Kind::TooBig, bed, vip, port);
+}
+
+/// `icmp_errors_reach_the_other_side` with errors of `kind`.
+fn icmp_errors_of_kind_reach_the_other_side(kind: Kind, bed: &mut NatBed, vip: &str, port: u16) {
     let protocol = proto_of(port);
     let flow = client_flow(vip, port, 40_011);
     let key = flow_key(&flow, protocol);
@@ -165,7 +190,7 @@ fn icmp_errors_reach_the_other_side(bed: &mut NatBed, vip: &str, port: u16) {
     let v6 = key.family == AF_INET6;
     let nat = addr(if v6 { NAT6 } else { NAT4 });
     let backend_side_router = if v6 { GATEWAY6 } else { GATEWAY4 };
-    let error = icmp_error(backend_side_router, &to_backend);
+    let error = icmp_error_of(kind, backend_side_router, &to_backend);
     let (verdict, out) = bed
         .run_on(bed.out_if, &error)
         .expect("error from the backend side");
@@ -202,7 +227,7 @@ fn icmp_errors_reach_the_other_side(bed: &mut NatBed, vip: &str, port: u16) {
     let (_, to_client) = bed.run_on(bed.out_if, &answered).expect("reply");
     let state = flow_state(bed, &key);
     let client_side_router = if v6 { "2001:2::254" } else { "198.18.0.254" };
-    let error = icmp_error(client_side_router, &to_client);
+    let error = icmp_error_of(kind, client_side_router, &to_client);
     let (verdict, out) = bed
         .run_on(bed.in_if, &error)
         .expect("error from the client side");
@@ -314,9 +339,27 @@ fn an_icmp_error_looks_up_an_unset_next_hop(hook: Hook) {
     });
 }
 
+/// A port unreachable (a host's answer, not a router's MTU report) is
+/// translated the same way, both directions, v4 and v6, TCP and UDP.
+fn icmp_unreachables(hook: Hook) {
+    in_netns(hook, vips(), |bed| {
+        icmp_errors_of_kind_reach_the_other_side(Kind::Unreachable, bed, VIP4, 80)
+    });
+    in_netns(hook, vips(), |bed| {
+        icmp_errors_of_kind_reach_the_other_side(Kind::Unreachable, bed, VIP4, 53)
+    });
+    in_netns(hook, vips(), |bed| {
+        icmp_errors_of_kind_reach_the_other_side(Kind::Unreachable, bed, VIP6, 80)
+    });
+    in_netns(hook, vips(), |bed| {
+        icmp_errors_of_kind_reach_the_other_side(Kind::Unreachable, bed, VIP6, 53)
+    });
+}
+
 lb_tests::on_both_hooks!(
     an_icmp_error_looks_up_an_unset_next_hop,
     icmp_errors_v4,
     icmp_errors_v6,
     icmp_errors_about_unknown_flows_pass,
+    icmp_unreachables,
 );
