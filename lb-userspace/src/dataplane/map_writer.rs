@@ -209,6 +209,20 @@ pub(crate) struct FakeMaps {
 
 #[cfg(test)]
 impl FakeMaps {
+    /// What a restarted lbd reads from these maps (`adopted_state`): the
+    /// VIPs, and every backend entry that holds a generation.
+    pub(crate) fn adopted_state(&self) -> super::AdoptedState {
+        super::AdoptedState {
+            vips: self.vips.iter().map(|(k, m)| (*k, *m)).collect(),
+            backends: self
+                .backends
+                .iter()
+                .filter(|(_, b)| b.generation != 0)
+                .map(|(id, b)| (*id, *b))
+                .collect(),
+        }
+    }
+
     /// Counts a write; fails it when `writes_before_failure` ran out.
     fn write(&mut self) -> Result<()> {
         match &mut self.writes_before_failure {

@@ -186,19 +186,6 @@ fn after_a_failed_commit_the_next_change_is_applied_whole() {
     }
 }
 
-/// What a previous lbd left pinned in `maps`, as lbd reads it at start.
-fn adopted_state(maps: &FakeMaps) -> crate::dataplane::AdoptedState {
-    crate::dataplane::AdoptedState {
-        vips: maps.vips.iter().map(|(k, m)| (*k, *m)).collect(),
-        backends: maps
-            .backends
-            .iter()
-            .filter(|(_, b)| b.generation != 0)
-            .map(|(id, b)| (*id, *b))
-            .collect(),
-    }
-}
-
 /// Every VIP of `vips` is in the maps, and its live table names only
 /// backends the maps hold for it, alive: the program serves it.
 fn serves_all(maps: &FakeMaps, vips: &[VipConfig], what: &str) {
@@ -249,7 +236,7 @@ fn a_failed_first_fill_of_adopted_maps_leaves_the_previous_lbds_vips_served() {
             .apply(&mut maps, &desired(&previous))
             .unwrap();
         let mut balancer = Balancer::new(4);
-        balancer.adopt(&adopted_state(&maps));
+        balancer.adopt(&maps.adopted_state());
         maps.writes_before_failure = fail_at;
         let staged = balancer.stage(&desired(&file)).unwrap();
         let result = balancer.commit(&mut maps, staged);

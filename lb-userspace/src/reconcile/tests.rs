@@ -473,15 +473,7 @@ fn an_adopted_backends_mac_keeps_it_alive_until_the_neighbour_table_answers() {
 
     // A restarted lbd: the file names no MACs and the neighbour table
     // has not answered yet; it starts from the MACs the maps hold.
-    let state = crate::dataplane::AdoptedState {
-        vips: maps.vips.iter().map(|(k, m)| (*k, *m)).collect(),
-        backends: maps
-            .backends
-            .iter()
-            .filter(|(_, b)| b.generation != 0)
-            .map(|(id, b)| (*id, *b))
-            .collect(),
-    };
+    let state = maps.adopted_state();
     let mut balancer = Balancer::new(4);
     balancer.adopt(&state);
     let macs: std::collections::HashMap<IpAddr, [u8; 6]> =
@@ -540,15 +532,7 @@ fn after_a_restart_a_removed_backends_id_and_generation_are_not_handed_out_again
     )
     .unwrap();
 
-    let state = crate::dataplane::AdoptedState {
-        vips: maps.vips.iter().map(|(k, m)| (*k, *m)).collect(),
-        backends: maps
-            .backends
-            .iter()
-            .filter(|(_, b)| b.generation != 0)
-            .map(|(id, b)| (*id, *b))
-            .collect(),
-    };
+    let state = maps.adopted_state();
     let mut balancer = Balancer::new(4);
     balancer.adopt(&state);
     let grown = other_vip(vec![

@@ -21,6 +21,24 @@ fn pin_dir(tag: &str) -> (lb_userspace::pinning::PinDir, lb_tests::lab::TestPins
     (dir.pins(), dir)
 }
 
+/// Loading with the pins under `pins`.
+fn pinned_options(pins: &lb_userspace::pinning::PinDir) -> lb_userspace::dataplane::LoadOptions {
+    lb_userspace::dataplane::LoadOptions {
+        pins: Some(pins.clone()),
+        ..Default::default()
+    }
+}
+
+/// The tests' map sizes, with a NAT flow table of `nat_flows` entries.
+fn sizes(nat_flows: u32) -> lb_userspace::dataplane::MapSizes {
+    lb_userspace::dataplane::MapSizes {
+        max_vips: 4,
+        conntrack: 4096,
+        nat_flows,
+        half_open: lb_common::consts::HALF_OPEN_SIZE_DEFAULT,
+    }
+}
+
 /// A kernel hash map `FlowKey` -> `NatEntry` named `NAT_FLOWS`: the NAT
 /// flow table of the releases before the bucket table.
 fn nat_flows_hash_map(
@@ -46,16 +64,8 @@ fn an_upgrade_from_a_nat_flows_hash_map_carries_established_translations_over() 
     netns
         .run(move || {
             let (pins, _cleanup) = pin_dir("upgrade");
-            let options = lb_userspace::dataplane::LoadOptions {
-                pins: Some(pins.clone()),
-                ..Default::default()
-            };
-            let sizes = lb_userspace::dataplane::MapSizes {
-                max_vips: 4,
-                conntrack: 4096,
-                nat_flows: 4096,
-                half_open: lb_common::consts::HALF_OPEN_SIZE_DEFAULT,
-            };
+            let options = pinned_options(&pins);
+            let sizes = sizes(4096);
             // The previous lbd: its VIPs, and NAT'd flows its program
             // opened (IPv4 and IPv6 TCP, IPv4 UDP).
             let flows: Vec<(Flow, Protocol)> = vec![
@@ -177,16 +187,7 @@ fn a_resized_nat_flow_table_carries_established_translations_over() {
     netns
         .run(move || {
             let (pins, _cleanup) = pin_dir("resize");
-            let options = lb_userspace::dataplane::LoadOptions {
-                pins: Some(pins.clone()),
-                ..Default::default()
-            };
-            let sizes = |nat_flows| lb_userspace::dataplane::MapSizes {
-                max_vips: 4,
-                conntrack: 4096,
-                nat_flows,
-                half_open: lb_common::consts::HALF_OPEN_SIZE_DEFAULT,
-            };
+            let options = pinned_options(&pins);
             let flows: Vec<(Flow, Protocol)> = vec![
                 (client_flow(VIP4, 80, 40_201), Protocol::Tcp),
                 (client_flow(VIP6, 80, 40_202), Protocol::Tcp),
@@ -286,16 +287,8 @@ fn after_the_swap_a_flow_the_old_program_opened_during_the_load_keeps_its_nat_po
     netns
         .run(move || {
             let (pins, _cleanup) = pin_dir("window");
-            let options = lb_userspace::dataplane::LoadOptions {
-                pins: Some(pins.clone()),
-                ..Default::default()
-            };
-            let sizes = lb_userspace::dataplane::MapSizes {
-                max_vips: 4,
-                conntrack: 4096,
-                nat_flows: 4096,
-                half_open: lb_common::consts::HALF_OPEN_SIZE_DEFAULT,
-            };
+            let options = pinned_options(&pins);
+            let sizes = sizes(4096);
             // Client ports whose checksum-neutral NAT port (client port + 80 - 8080)
             // is in the range: the first port a new flow tries.
             let late = client_flow(VIP4, 80, 30_301);
