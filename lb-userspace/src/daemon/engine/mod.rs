@@ -341,7 +341,7 @@ impl Engine {
     /// `converge::POLL`; logs what it waited for.
     async fn forward_while_routers_converge(&self) {
         use crate::bgp::converge::{Converged, Convergence, CAP, POLL, QUIET};
-        let mut wait = Convergence::new(std::time::Instant::now(), self.withdrawn_traffic());
+        let mut wait = Convergence::new(std::time::Instant::now(), self.announced_traffic());
         info!(
             quiet_ms = QUIET.as_millis(),
             cap_ms = CAP.as_millis(),
@@ -350,7 +350,7 @@ impl Engine {
         let ended = loop {
             tokio::time::sleep(POLL).await;
             let now = std::time::Instant::now();
-            if let Some(ended) = wait.observe(self.withdrawn_traffic(), now) {
+            if let Some(ended) = wait.observe(self.announced_traffic(), now) {
                 break ended;
             }
         };
@@ -367,27 +367,6 @@ impl Engine {
                 "BGP: the withdrawn addresses still receive packets; the program goes anyway (the routers still send some flows here)"
             ),
         }
-    }
-
-    /// The packets forwarded for the VIPs on addresses BGP covers (what a
-    /// withdrawal moves away; VRRP-held VIPs are left out, as
-    /// `lbctl node drain --wait` leaves them out): None without BGP or
-    /// when a counter cannot be read.
-    fn withdrawn_traffic(&self) -> Option<u64> {
-        let bgp = self.node.announcer.as_ref()?.config();
-        let mut packets: u64 = 0;
-        for (id, applied) in self.balancer.vips() {
-            let held = self
-                .config
-                .vrrp
-                .iter()
-                .any(|v| v.addresses.contains(&id.address));
-            if bgp.covers(id.address, held) {
-                let traffic = self.dataplane.vip_traffic(applied.id).ok()?;
-                packets = packets.wrapping_add(traffic.packets);
-            }
-        }
-        Some(packets)
     }
 }
 

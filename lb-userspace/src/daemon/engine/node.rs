@@ -337,9 +337,10 @@ impl Engine {
     }
 
     /// With `[bgp]`: the packets forwarded for the VIPs on addresses BGP
-    /// covers (what a node drain moves away; VRRP-held VIPs keep their
-    /// traffic). None without BGP, or when a counter cannot be read.
-    fn announced_traffic(&self) -> Option<u64> {
+    /// covers (what a node drain or a stop's withdrawal moves away;
+    /// VRRP-held VIPs keep their traffic). None without BGP, or when a
+    /// counter cannot be read.
+    pub(super) fn announced_traffic(&self) -> Option<u64> {
         let bgp = self.node.announcer.as_ref()?.config();
         let mut packets: u64 = 0;
         for (id, applied) in self.balancer.vips() {
