@@ -488,7 +488,9 @@ fn words(address: IpAddr) -> ([u32; 4], u8) {
     }
 }
 
-fn ip_of(family: u8, addr: [u32; 4]) -> Option<IpAddr> {
+/// An address as the maps key it (family, network-order words); None
+/// for a family the maps do not hold.
+pub(crate) fn ip_of(family: u8, addr: [u32; 4]) -> Option<IpAddr> {
     match family {
         AF_INET => Some(IpAddr::from(addr[0].to_ne_bytes())),
         AF_INET6 => {

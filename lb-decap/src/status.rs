@@ -10,7 +10,6 @@ use aya::{
     Pod,
 };
 use lb_common::{
-    consts::{AF_INET, AF_INET6},
     decap::{
         names, DecapAddr, DecapConfig, DecapCounter, DECAP_F_GUE, DECAP_F_IPIP, DECAP_F_SOURCES,
     },
@@ -113,7 +112,7 @@ fn partial(pins: &PinDir, missing: &[&str]) -> String {
             Ok(keys) => {
                 let mut list: Vec<IpAddr> = keys
                     .iter()
-                    .filter_map(|a| ip_of(a.family, a.addr))
+                    .filter_map(|a| crate::maps::ip_of(a.family, a.addr))
                     .collect();
                 list.sort();
                 for address in list {
@@ -130,7 +129,7 @@ fn partial(pins: &PinDir, missing: &[&str]) -> String {
                     .iter()
                     .filter_map(|k| {
                         Some(Vip {
-                            addr: ip_of(k.family, k.addr)?,
+                            addr: crate::maps::ip_of(k.family, k.addr)?,
                             port: u16::from_be(k.port),
                             proto: k.proto,
                         })
@@ -172,21 +171,6 @@ fn open(pins: &PinDir, name: &str) -> anyhow::Result<MapData> {
 fn keys<K: Pod>(pins: &PinDir, name: &str) -> anyhow::Result<Vec<K>> {
     let map = HashMap::<MapData, K, u32>::try_from(Map::HashMap(open(pins, name)?))?;
     Ok(map.keys().collect::<Result<Vec<_>, _>>()?)
-}
-
-/// An address as the maps key it (family, network-order words).
-fn ip_of(family: u8, addr: [u32; 4]) -> Option<IpAddr> {
-    match family {
-        AF_INET => Some(IpAddr::from(addr[0].to_ne_bytes())),
-        AF_INET6 => {
-            let mut octets = [0u8; 16];
-            for (i, word) in addr.iter().enumerate() {
-                octets[i * 4..i * 4 + 4].copy_from_slice(&word.to_ne_bytes());
-            }
-            Some(IpAddr::from(octets))
-        }
-        _ => None,
-    }
 }
 
 /// For an XDP link, `, mode native` (or `generic`, `offload`): the mode

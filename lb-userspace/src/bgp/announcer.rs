@@ -470,24 +470,6 @@ mod tests {
         assert_eq!(announcer.status().failures, 2);
     }
 
-    /// A BIRD on `socket` that answers one `configure` with success, then
-    /// goes away (its socket removed).
-    async fn bird_once(socket: &std::path::Path) -> tokio::task::JoinHandle<()> {
-        use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
-        let listener = tokio::net::UnixListener::bind(socket).unwrap();
-        let path = socket.to_owned();
-        tokio::spawn(async move {
-            let (stream, _) = listener.accept().await.unwrap();
-            let (read, mut write) = stream.into_split();
-            write.write_all(b"0001 BIRD 2.0.12 ready.\n").await.unwrap();
-            let mut lines = tokio::io::BufReader::new(read).lines();
-            let _ = lines.next_line().await;
-            write.write_all(b"0003 Reconfigured\n").await.unwrap();
-            drop(listener);
-            let _ = std::fs::remove_file(path);
-        })
-    }
-
     /// A failed exchange leaves what BIRD announces unknown (the file holds
     /// the set that failed, which a restarted BIRD reads): wanting the set
     /// applied before it again is written and sent, not taken as done.
@@ -498,7 +480,7 @@ mod tests {
         let t0 = Instant::now();
         let mut announcer = Announcer::new(config.clone(), false, false, t0);
         let mut outcomes = announcer.take_outcomes().unwrap();
-        let bird = bird_once(&config.bird_socket).await;
+        let bird = bird_answering(&config.bird_socket, "0003 Reconfigured\n");
         announcer.apply(plan(true), t0);
         let outcome = outcomes.recv().await.unwrap();
         announcer.on_outcome(outcome, t0);
@@ -640,7 +622,7 @@ mod tests {
         let t0 = Instant::now();
         let mut announcer = Announcer::new(config.clone(), false, false, t0);
         let mut outcomes = announcer.take_outcomes().unwrap();
-        let bird = bird_once(&config.bird_socket).await;
+        let bird = bird_answering(&config.bird_socket, "0003 Reconfigured\n");
         announcer.apply(plan(false), t0);
         let outcome = outcomes.recv().await.unwrap();
         announcer.on_outcome(outcome, t0);
