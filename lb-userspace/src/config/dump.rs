@@ -308,6 +308,9 @@ fn vrrp(v: &VrrpConfig) -> Value {
         "announce_interval_ms".into(),
         int(v.announce_interval.as_millis()),
     );
+    if let Some(refresh) = v.announce_refresh {
+        t.insert("announce_refresh_ms".into(), int(refresh.as_millis()));
+    }
     if let Some(notify) = &v.notify {
         t.insert("notify".into(), notify.display().to_string().into());
     }

@@ -9,6 +9,13 @@ use toml::{Spanned, Value};
 
 use super::{raw::Items, value, Checker, ConfigError};
 
+/// The shortest `announce_refresh_ms` other than 0 (off): Linux takes a
+/// gratuitous ARP for an address at most once per `locktime` (1 s).
+const MIN_ANNOUNCE_REFRESH_MS: u32 = 1_000;
+
+/// The longest `announce_refresh_ms`: a day (keepalived takes seconds).
+const MAX_ANNOUNCE_REFRESH_MS: u32 = 86_400_000;
+
 /// The longest `preempt_delay_ms`: the state machine's limit
 /// (keepalived's), so what the file says is what runs.
 const MAX_PREEMPT_DELAY_MS: u32 = 1_000_000;
@@ -36,6 +43,9 @@ pub struct VrrpConfig {
     pub announce_count: u32,
     /// Time between them.
     pub announce_interval: Duration,
+    /// While master, one more round this often (keepalived's
+    /// `garp_master_refresh`); `None` (0 in the file, the default): none.
+    pub announce_refresh: Option<Duration>,
     /// Run on every transition: `notify STATE VRID FAMILY` (STATE is
     /// master, backup or stopped; FAMILY ipv4 or ipv6, also in
     /// `LBD_VRRP_FAMILY`, since one VRID may serve both families).
@@ -101,6 +111,7 @@ pub(super) struct RawVrrp {
     pub(super) unicast_peers: Option<Spanned<Items>>,
     pub(super) announce_count: Option<Spanned<Value>>,
     pub(super) announce_interval_ms: Option<Spanned<Value>>,
+    pub(super) announce_refresh_ms: Option<Spanned<Value>>,
     pub(super) notify: Option<Spanned<Value>>,
     pub(super) track_dataplane: Option<Spanned<Value>>,
     pub(super) track_interface: Option<Spanned<Value>>,
@@ -379,6 +390,24 @@ impl Checker<'_> {
             1000,
             10_000,
         )?;
+        let announce_refresh = match &raw.announce_refresh_ms {
+            None => None,
+            Some(v) => {
+                let ms: u32 = self.integer(
+                    v,
+                    &field("announce_refresh_ms"),
+                    0..=MAX_ANNOUNCE_REFRESH_MS,
+                )?;
+                if ms != 0 && ms < MIN_ANNOUNCE_REFRESH_MS {
+                    return Err(self.bad_value(
+                        v,
+                        &field("announce_refresh_ms"),
+                        format!("{ms} ms is too often: 0 (off) or at least {MIN_ANNOUNCE_REFRESH_MS} ms (Linux ignores gratuitous ARPs within its 1 s locktime)"),
+                    ));
+                }
+                (ms != 0).then(|| Duration::from_millis(ms.into()))
+            }
+        };
         let notify = match &raw.notify {
             None => None,
             Some(v) => Some(self.absolute_path(v, &field("notify"))?),
@@ -423,6 +452,7 @@ impl Checker<'_> {
             unicast_peers,
             announce_count,
             announce_interval,
+            announce_refresh,
             notify,
             track_dataplane,
             track_interface,
@@ -503,5 +533,26 @@ track_no_backend = 0",
             "{error}"
         );
         assert!(vrrp_with("preempt_delay_ms = 3600000").is_err());
+    }
+
+    #[test]
+    fn announce_refresh_is_off_by_default_and_at_least_a_second() {
+        let config = vrrp_with("").expect("valid");
+        assert_eq!(config.vrrp[0].announce_refresh, None);
+        let off = vrrp_with("announce_refresh_ms = 0").expect("0 is off");
+        assert_eq!(off.vrrp[0].announce_refresh, None);
+        let on = vrrp_with("announce_refresh_ms = 1000").expect("valid");
+        assert_eq!(on.vrrp[0].announce_refresh, Some(Duration::from_secs(1)));
+        let dumped = crate::config::to_toml(&on);
+        assert!(dumped.contains("announce_refresh_ms = 1000"), "{dumped}");
+        assert_eq!(Config::from_toml_str(&dumped, "dump").expect("dump"), on);
+        assert!(!crate::config::to_toml(&config).contains("announce_refresh_ms"));
+        let error = vrrp_with("announce_refresh_ms = 999").expect_err("too often");
+        assert!(
+            error.contains("vrrp[0].announce_refresh_ms") && error.contains("at least 1000 ms"),
+            "{error}"
+        );
+        assert!(vrrp_with("announce_refresh_ms = 86400001").is_err());
+        assert!(vrrp_with("announce_refresh_ms = \"1s\"").is_err());
     }
 }

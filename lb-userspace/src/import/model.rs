@@ -272,6 +272,10 @@ pub(crate) struct Vrrp {
     pub(crate) advert_interval: Option<Sourced<Duration>>,
     pub(crate) preempt: Option<Sourced<bool>>,
     pub(crate) preempt_delay: Option<Sourced<Duration>>,
+    /// `garp_master_repeat`: announcement rounds on becoming master.
+    pub(crate) announce_count: Option<Sourced<u32>>,
+    /// `garp_master_refresh`: announcing again this often while master.
+    pub(crate) announce_refresh: Option<Sourced<Duration>>,
     pub(crate) addresses: Vec<Sourced<IpAddr>>,
     pub(crate) unicast_peers: Vec<Sourced<IpAddr>>,
     pub(crate) notify: Option<Sourced<String>>,

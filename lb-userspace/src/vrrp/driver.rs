@@ -635,6 +635,16 @@ impl Driver {
                         self.announce(self.config.announce_count);
                     }
                 }
+                Action::Refresh => {
+                    // Rounds still running (a claim, a reclaim) cover it.
+                    if self.holding && !self.announcer.running() {
+                        debug!(
+                            vrid = self.config.vrid,
+                            "VRRP: periodic announcement of the VIPs"
+                        );
+                        self.announce(1);
+                    }
+                }
                 Action::Reannounce => {
                     info!(vrid = self.config.vrid, "VRRP: another router claims our addresses with a lower priority; announcing them again");
                     // Rounds still running (a claim just made) go on:
@@ -848,6 +858,7 @@ fn settings_of(config: &VrrpConfig) -> Settings {
         preempt: config.preempt,
         preempt_delay: config.preempt_delay,
         accept_mode: false,
+        announce_refresh: config.announce_refresh,
     }
 }
 
@@ -1111,6 +1122,7 @@ mod tests {
             unicast_peers: Vec::new(),
             announce_count: 1,
             announce_interval: Duration::from_millis(100),
+            announce_refresh: None,
             notify: None,
             track_dataplane: 0,
             track_interface: 0,

@@ -54,6 +54,12 @@ pub struct Settings {
     /// virtual addresses it does not own. Not read by the machine; kept here
     /// so the data path finds it with the rest of the instance.
     pub accept_mode: bool,
+    /// keepalived's `garp_master_refresh`: while master, announce the
+    /// addresses again this often ([`Action::Refresh`]), so neighbours
+    /// that followed another router (a split brain that healed without a
+    /// word, a switch that lost its tables) come back within a bound.
+    /// `None`: only on becoming master and on the events that call for it.
+    pub announce_refresh: Option<Duration>,
 }
 
 /// Why [`Settings`] cannot be used as written. The machine still runs with
@@ -170,6 +176,10 @@ pub enum Action {
     /// unsolicited NA rounds of a takeover again (comes right after a
     /// [`Action::SendAdvert`]).
     Reclaim,
+    /// Still master, and [`Settings::announce_refresh`] has passed since
+    /// the last refresh (or since becoming master): send one round of
+    /// gratuitous ARP / unsolicited NA.
+    Refresh,
 }
 
 /// What the machine has done since it was created, for metrics.
@@ -213,6 +223,9 @@ pub struct Machine {
     master_address: Option<IpAddr>,
     /// When we last re-announced in master (a lower-priority advert).
     reannounced_at: Option<Instant>,
+    /// When the next periodic announcement is due, in master with
+    /// [`Settings::announce_refresh`] set.
+    refresh_at: Option<Instant>,
     /// Until then (unless the peer's full connection-table dump arrives
     /// first) a lower-priority master is deferred to: preempting before
     /// this node holds the master's flows would cut them. `None`: no hold
@@ -238,6 +251,7 @@ impl Machine {
             preempt_until: None,
             master_address: None,
             reannounced_at: None,
+            refresh_at: None,
             sync_hold_until: None,
             counters: Counters::default(),
         }
@@ -321,6 +335,7 @@ impl Machine {
         }
         self.state = State::Initialize;
         self.adver_at = None;
+        self.refresh_at = None;
         self.master_down_at = None;
         self.preempt_until = None;
         self.master_address = None;
@@ -360,13 +375,20 @@ impl Machine {
                 Some(at) if at <= now => self.become_master(now),
                 _ => Vec::new(),
             },
-            State::Master => match self.adver_at {
-                Some(at) if at <= now => {
+            State::Master => {
+                let mut actions = Vec::new();
+                if self.adver_at.is_some_and(|at| at <= now) {
                     self.adver_at = Some(after(now, self.adver_interval()));
-                    vec![self.send(self.priority)]
+                    actions.push(self.send(self.priority));
                 }
-                _ => Vec::new(),
-            },
+                if let (Some(at), Some(every)) = (self.refresh_at, self.settings.announce_refresh) {
+                    if at <= now {
+                        self.refresh_at = Some(after(now, every));
+                        actions.push(Action::Refresh);
+                    }
+                }
+                actions
+            }
         }
     }
 
@@ -375,7 +397,10 @@ impl Machine {
         match self.state {
             State::Initialize => None,
             State::Backup => self.master_down_at,
-            State::Master => self.adver_at,
+            State::Master => match (self.adver_at, self.refresh_at) {
+                (Some(adver), Some(refresh)) => Some(adver.min(refresh)),
+                (adver, refresh) => adver.or(refresh),
+            },
         }
     }
 
@@ -517,6 +542,7 @@ impl Machine {
         }
         self.state = State::Backup;
         self.adver_at = None;
+        self.refresh_at = None;
         self.master_adver_interval_cs = clamp_interval(ad.max_adver_int_cs);
         self.master_down_at = Some(after(now, self.master_down_interval()));
         self.master_address = Some(src);
@@ -553,6 +579,10 @@ impl Machine {
         self.adver_at = Some(after(now, self.adver_interval()));
         self.master_address = Some(self.primary_address);
         self.reannounced_at = None;
+        self.refresh_at = self
+            .settings
+            .announce_refresh
+            .map(|every| after(now, every));
         self.counters.became_master = self.counters.became_master.saturating_add(1);
         vec![self.send(self.priority), Action::BecomeMaster]
     }
@@ -633,6 +663,7 @@ mod tests {
             preempt: true,
             preempt_delay: Duration::ZERO,
             accept_mode: false,
+            announce_refresh: None,
         }
     }
 
@@ -674,6 +705,71 @@ mod tests {
             ]
         );
         (m, t)
+    }
+
+    #[test]
+    fn master_refreshes_its_announcements_every_interval_and_stops_as_backup() {
+        let t0 = Instant::now();
+        let s = Settings {
+            announce_refresh: Some(ms(2500)),
+            ..settings(100)
+        };
+        let (mut m, t) = master(s, t0);
+        // Adverts every second; a refresh 2.5 s after becoming master,
+        // then every 2.5 s, each on its own deadline.
+        let mut seen = Vec::new();
+        let mut now = t;
+        while now < t + ms(6000) {
+            now = m.next_deadline().unwrap();
+            for action in m.on_timer(now) {
+                seen.push((now - t, action));
+            }
+        }
+        let refreshes: Vec<Duration> = seen
+            .iter()
+            .filter(|(_, a)| *a == Action::Refresh)
+            .map(|(at, _)| *at)
+            .collect();
+        assert_eq!(refreshes, [ms(2500), ms(5000)]);
+        let adverts = seen
+            .iter()
+            .filter(|(_, a)| matches!(a, Action::SendAdvert { .. }));
+        assert_eq!(adverts.count(), 6, "{seen:?}");
+        // A higher master: backup, and no refresh any more.
+        m.on_advert(&ad(200), HIGHER, now + ms(10));
+        assert_eq!(m.state(), State::Backup);
+        assert_eq!(
+            m.next_deadline(),
+            Some(now + ms(10) + m.master_down_interval())
+        );
+        // Master again later: the refresh counts from then.
+        let again = m.next_deadline().unwrap();
+        assert_eq!(
+            m.on_timer(again),
+            [Action::SendAdvert { priority: 100 }, Action::BecomeMaster]
+        );
+        assert_eq!(m.next_deadline(), Some(again + ms(1000)));
+        let mut refreshed = None;
+        while refreshed.is_none() {
+            let now = m.next_deadline().unwrap();
+            if m.on_timer(now).contains(&Action::Refresh) {
+                refreshed = Some(now);
+            }
+        }
+        assert_eq!(refreshed, Some(again + ms(2500)));
+    }
+
+    #[test]
+    fn without_a_refresh_interval_a_master_only_advertises() {
+        let t0 = Instant::now();
+        let (mut m, t) = master(settings(100), t0);
+        for k in 1..=30 {
+            assert_eq!(m.next_deadline(), Some(t + ms(1000 * k)));
+            assert_eq!(
+                m.on_timer(t + ms(1000 * k)),
+                [Action::SendAdvert { priority: 100 }]
+            );
+        }
     }
 
     #[test]

@@ -170,6 +170,7 @@ pub fn vrrp_advert(data: &[u8]) {
         preempt: flags & vrrp_flags::PREEMPT != 0,
         preempt_delay: Duration::from_secs(u64::from(ttl % 4)),
         accept_mode: false,
+        announce_refresh: (ttl & 4 != 0).then_some(Duration::from_secs(2)),
     };
     let primary = match src {
         IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::new(198, 18, 0, 2)),

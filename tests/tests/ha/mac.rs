@@ -167,3 +167,63 @@ fn a_master_whose_link_comes_back_announces_the_vip_again() {
     let log = lab.log("lbd-a");
     assert!(log.contains("the link is back while master"), "{log}");
 }
+
+/// With `announce_refresh_ms`, a master announces its VIP again on its
+/// own, with no event to prompt it: a neighbour that went astray without
+/// lbd hearing of it (here the client's entry pointed at a MAC no host
+/// has, as a split brain that healed silently or a lost switch table
+/// leaves it) comes back within the interval. Without it the entry stays
+/// where it is while it is reachable (15–45 s).
+#[test]
+fn a_master_refreshes_its_announcements_on_its_own() {
+    let mut lab = lab(1);
+    let (a, b) = (lab.lbs[0].clone(), lab.lbs[1].clone());
+    let refreshing =
+        |config: String| config.replace("[[vrrp]]\n", "[[vrrp]]\nannounce_refresh_ms = 1000\n");
+    let config_a = refreshing(lab.ha_config(&a, &b, &["b1"], 150, true).expect("config"));
+    let config_b = lab.ha_config(&b, &a, &["b1"], 100, true).expect("config");
+    lab.start_lbd_on(&a, "lbd-a", &config_a).expect("lbd on lb");
+    lab.start_lbd_on(&b, "lbd-b", &config_b)
+        .expect("lbd on lb2");
+    crate::observe::wait_for_vip(&lab, &a, Instant::now(), Duration::from_secs(10));
+    lb_tests::support::wait_until("lb2 to be backup", Duration::from_secs(5), || {
+        vrrp_state(&lab, &b) == State::Backup
+    });
+    let url = format!("http://{VIP4}:{HTTP_PORT}/");
+    let (code, _) = http_get(&lab.client.netns, &url).expect("a request");
+    assert_eq!(code, 200);
+    let mac_a = mac_of(&a);
+    assert_eq!(client_neighbour_mac(&lab), mac_a);
+    // The takeover's three rounds (1 s apart) are over.
+    std::thread::sleep(Duration::from_millis(2_500));
+
+    for _ in 0..2 {
+        ip(&[
+            "-n",
+            &lab.client.netns,
+            "neigh",
+            "replace",
+            &VIP4.to_string(),
+            "lladdr",
+            NEW_MAC,
+            "dev",
+            "eth0",
+            "nud",
+            "reachable",
+        ]);
+        assert_eq!(client_neighbour_mac(&lab), NEW_MAC);
+        let astray = Instant::now();
+        while client_neighbour_mac(&lab) != mac_a {
+            assert!(
+                astray.elapsed() < ANNOUNCED_WITHIN,
+                "the client still sends the VIP's traffic to {} {:?} later",
+                client_neighbour_mac(&lab),
+                astray.elapsed()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let (code, _) = http_get(&lab.client.netns, &url).expect("through the VIP");
+    assert_eq!(code, 200);
+    assert_eq!(vrrp_state(&lab, &a), State::Master);
+}

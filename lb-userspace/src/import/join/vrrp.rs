@@ -82,6 +82,12 @@ fn table(vrrp: &Vrrp, extra: &[(IpAddr, String)]) -> Result<Table, ImportError> 
         // (At most 1000 s: refused at the keepalived.conf line past that.)
         t.push("preempt_delay_ms", ms(d.value), d.comment());
     }
+    if let Some(c) = &vrrp.announce_count {
+        t.push("announce_count", i64::from(c.value), c.comment());
+    }
+    if let Some(r) = &vrrp.announce_refresh {
+        t.push("announce_refresh_ms", ms(r.value), r.comment());
+    }
     let mut addresses: Vec<IpAddr> = Vec::new();
     let mut comments = Vec::new();
     for a in &vrrp.addresses {

@@ -87,6 +87,8 @@ pub(super) fn instance(
         advert_interval: None,
         preempt: None,
         preempt_delay: None,
+        announce_count: None,
+        announce_refresh: None,
         addresses: Vec::new(),
         unicast_peers: Vec::new(),
         notify: None,
@@ -133,6 +135,26 @@ pub(super) fn instance(
                     ));
                 }
                 vrrp.preempt_delay = Some(Sourced::new(delay, &at, text));
+            }
+            "garp_master_repeat" => {
+                let count = number(file, child, 0..=100u32)?;
+                vrrp.announce_count = Some(Sourced::new(count, &at, text));
+            }
+            "garp_master_refresh" => {
+                // Whole seconds, 0 off (keepalived's default).
+                let every = number(file, child, 0..=86_400u32)?;
+                if every > 0 {
+                    let every = std::time::Duration::from_secs(u64::from(every));
+                    vrrp.announce_refresh = Some(Sourced::new(every, &at, text));
+                }
+            }
+            "garp_master_refresh_repeat" => {
+                if number(file, child, 1..=100u32)? > 1 {
+                    vrrp.notes.push(Note::new(
+                        &at,
+                        format!("{text}: lbd sends one round of gratuitous ARP / NA per refresh"),
+                    ));
+                }
             }
             "unicast_src_ip" => vrrp.notes.push(Note::new(
                 &at,

@@ -288,6 +288,56 @@ fn a_preempt_delay_past_the_limit_is_refused_at_its_line() {
 }
 
 #[test]
+fn gratuitous_arp_repeats_and_refreshes_are_carried_over() {
+    let text = |lines: &str| {
+        format!("vrrp_instance A {{\n  interface eth0\n  virtual_router_id 7\n{lines}  virtual_ipaddress {{\n    198.18.0.100\n  }}\n}}\n")
+    };
+    let imported = ok(
+        &[(
+            "k.conf",
+            &text("  garp_master_repeat 5\n  garp_master_refresh 60\n  garp_master_refresh_repeat 2\n"),
+        )],
+        &Options::default(),
+    );
+    let vrrp = &imported.config.vrrp[0];
+    assert_eq!(vrrp.announce_count, 5);
+    assert_eq!(vrrp.announce_refresh, Some(Duration::from_secs(60)));
+    for (key, origin) in [
+        ("announce_count = 5", "# k.conf:4 (garp_master_repeat 5)"),
+        (
+            "announce_refresh_ms = 60000",
+            "# k.conf:5 (garp_master_refresh 60)",
+        ),
+    ] {
+        assert!(
+            imported
+                .text
+                .lines()
+                .any(|l| l.starts_with(key) && l.ends_with(origin)),
+            "{key} {origin}\n{}",
+            imported.text
+        );
+    }
+    let note =
+        "# NOTE k.conf:6: garp_master_refresh_repeat 2: lbd sends one round of gratuitous ARP";
+    assert!(imported.text.contains(note), "{}", imported.text);
+    // keepalived's defaults: 0 is no refresh, and lbd's own count stays.
+    let imported = ok(
+        &[("k.conf", &text("  garp_master_refresh 0\n"))],
+        &Options::default(),
+    );
+    assert_eq!(imported.config.vrrp[0].announce_refresh, None);
+    assert_eq!(imported.config.vrrp[0].announce_count, 3);
+    assert_eq!(
+        refused(
+            &[("k.conf", &text("  garp_master_refresh 1m\n"))],
+            &Options::default()
+        ),
+        "k.conf:4: garp_master_refresh 1m: not a number in 0..=86400"
+    );
+}
+
+#[test]
 fn a_track_script_may_use_a_vrrp_script_of_another_file() {
     let scripts = "vrrp_script chk_haproxy {\n  script \"killall -0 haproxy\"\n  weight 2\n}\n";
     let instance = "include /etc/keepalived/scripts.conf\nvrrp_instance A {\n  interface eth0\n  virtual_router_id 7\n  virtual_ipaddress {\n    198.18.0.100\n  }\n  track_script {\n    chk_haproxy\n  }\n}\n";
