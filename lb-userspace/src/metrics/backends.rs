@@ -55,7 +55,11 @@ impl Exporter<'_> {
                 if b.health != HealthStatus::Down && b.state != BackendState::Maintenance {
                     up += 1;
                 }
-                if b.health != HealthStatus::Down
+                // As the data plane decides: a backend it sends nothing
+                // (awaiting its first checks, a dsr-l2 one whose MAC is
+                // not known) takes no new flow, whatever its health says.
+                if b.alive
+                    && b.health != HealthStatus::Down
                     && b.state == BackendState::Enabled
                     && b.weight > 0
                 {
@@ -111,7 +115,7 @@ impl Exporter<'_> {
         );
         self.gauge(
             "vip_serving_backends",
-            "Backends of the VIP that take new flows: enabled, weighted and not down (0 while backends exist: new connections fail)",
+            "Backends of the VIP that take new flows: enabled, weighted, not down and sent packets by the data plane (0 while backends exist: new connections fail)",
             serving,
         );
         self.gauge(

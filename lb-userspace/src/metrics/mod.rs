@@ -586,6 +586,31 @@ mod tests {
     }
 
     #[test]
+    fn a_backend_the_data_plane_sends_nothing_does_not_count_as_serving() {
+        let mut status = full_status();
+        status.vips[0].backends[0].state = BackendState::Enabled;
+        let vip = status.vips[0].vip.clone();
+        let labels = format!("vip=\"{vip}\"");
+        let text = Metrics::new().render(&status);
+        assert_eq!(
+            sample(&text, "lbd_vip_serving_backends", &labels),
+            Some(1.0)
+        );
+        // Checked up, but not alive: a dsr-l2 backend whose MAC is not
+        // known, or one awaiting its first checks.
+        status.vips[0].backends[0].alive = false;
+        let text = Metrics::new().render(&status);
+        assert_eq!(
+            sample(&text, "lbd_vip_serving_backends", &labels),
+            Some(0.0)
+        );
+        assert_eq!(
+            sample(&text, "lbd_vip_healthy_backends", &labels),
+            Some(1.0)
+        );
+    }
+
+    #[test]
     fn one_vrid_per_family_gives_two_instances_series_that_do_not_merge() {
         let mut status = full_status();
         let v4 = status.vrrp[0].clone();
