@@ -1,6 +1,6 @@
 //! The shipped systemd unit passes `systemd-analyze verify` (with its
-//! `/usr/local/sbin/lbd` pointed at the lbd just built, which verify wants to
-//! exist): no unknown key, no value systemd cannot parse. Skipped where
+//! `/usr/local/sbin/lbd` and `lbctl` pointed at the ones just built, which
+//! verify wants to exist): no unknown key, no value systemd cannot parse. Skipped where
 //! systemd-analyze is not installed. Its capability list is checked against
 //! `privilege::service_capabilities` in the unit tests.
 
@@ -14,6 +14,7 @@ fn systemd_analyze_verify_accepts_the_unit() {
     };
     assert!(version.status.success());
     let unit = include_str!("../../deploy/systemd/lbd.service")
+        .replace("/usr/local/sbin/lbctl", env!("CARGO_BIN_EXE_lbctl"))
         .replace("/usr/local/sbin/lbd", env!("CARGO_BIN_EXE_lbd"));
     let dir = std::env::temp_dir().join(format!("lbd-unit-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

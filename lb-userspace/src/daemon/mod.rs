@@ -260,7 +260,7 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<()> {
     // the announcements must go too; if BIRD does not take that, lbd
     // still stops (nothing could forward if it stayed) but fails.
     let withdrawal = if stop == Stop::Restart && !pinned {
-        engine.withdraw_for_stop().await.err().map(|error| {
+        engine.withdraw_for_stop(&[]).await.err().map(|error| {
             error.context("pin_dir is off, so the program goes with lbd, but BIRD did not take the withdrawal of this node's BGP announcements: the routers may still send flows to this node, which forwards nothing now; once BIRD answers, `lbd --release-vips` withdraws them")
         })
     } else {

@@ -56,30 +56,54 @@ exit 0
 /// prerm: on removal (not on upgrade: the running lbd and its pinned data
 /// plane carry on until the operator restarts it) stop the services and
 /// take the data planes off the node, since nothing could manage them once
-/// the binaries are gone. Decided by what is pinned, not by whether the
-/// config was edited (an lbd may have run on the shipped example, and an
-/// edited config may never have run): lbd's cleanup runs when the pin
-/// directory its config names (`pin_dir`, default /sys/fs/bpf/lbd; "off":
-/// none) exists; lb-decap's when its pin directory (the unit's default)
-/// does.
+/// the binaries are gone. lbd is stopped for good (SIGINT to its main
+/// process, then `systemctl stop` once it exited, or after 30 s): it hands
+/// its VRRP addresses over (priority 0), withdraws its BGP routes and
+/// forwards until their traffic is quiet before it detaches, where
+/// `systemctl stop` alone (SIGTERM, a restart's stop) would leave the
+/// program for a next lbd and the cleanup after it would cut the flows
+/// still arriving. lbd's cleanup then runs when anything may be left:
+/// a record of an lbd started with the config
+/// (`/run/lbd/*.held.json`, which names its pin directory whatever the
+/// config says now), or the pin directory the config names (`pin_dir`,
+/// quoted either way; default /sys/fs/bpf/lbd; "off": none). (Not on
+/// the config alone: an edited config may never have run.) lb-decap's
+/// when its pin directory (the unit's default) exists.
 pub const PRERM: &str = r#"#!/bin/sh
 set -e
 case "$1" in
 remove|deconfigure)
     if [ -d /run/systemd/system ]; then
+        pid=$(systemctl show --property=MainPID --value lbd.service 2>/dev/null || true)
+        if [ -n "$pid" ] && [ "$pid" != 0 ] && kill -INT "$pid" 2>/dev/null; then
+            waited=0
+            while [ "$waited" -lt 300 ] && kill -0 "$pid" 2>/dev/null; do
+                sleep 0.1
+                waited=$((waited + 1))
+            done
+        fi
         systemctl stop lbd.service lb-decap.service || true
     fi
     config=/etc/lbd/lbd.toml
     pin_dir=/sys/fs/bpf/lbd
     if [ -f "$config" ]; then
-        named=$(sed -n 's/^[[:space:]]*pin_dir[[:space:]]*=[[:space:]]*"\([^"]*\)".*/\1/p' "$config" | head -n 1)
+        named=$(sed -n "s/^[[:space:]]*pin_dir[[:space:]]*=[[:space:]]*[\"']\([^\"']*\)[\"'].*/\1/p" "$config" | head -n 1)
         if [ -n "$named" ]; then
             pin_dir=$named
         fi
     fi
-    if [ "$pin_dir" != off ] && [ -e "$pin_dir" ]; then
+    left=
+    for record in /run/lbd/*.held.json; do
+        if [ -f "$record" ] && grep -q "\"config\": \"$config\"" "$record"; then
+            left="the record $record"
+        fi
+    done
+    if [ -z "$left" ] && [ "$pin_dir" != off ] && [ -e "$pin_dir" ]; then
+        left="pins in $pin_dir"
+    fi
+    if [ -n "$left" ]; then
         /usr/sbin/lbd --config "$config" --cleanup \
-            || echo "lbd: 'lbd --cleanup' failed: the data plane pinned in $pin_dir may still be attached" >&2
+            || echo "lbd: 'lbd --cleanup' failed ($left): the data plane may still be attached" >&2
     fi
     if [ -d /sys/fs/bpf/lb-decap ]; then
         /usr/sbin/lb-decap cleanup \
@@ -151,16 +175,47 @@ mod tests {
     /// Runs PRERM `remove` with its paths moved under `dir` and fake
     /// binaries that record how they were called; returns the record.
     fn prerm_calls(dir: &std::path::Path, config: Option<&str>, pins: &[&str]) -> String {
+        prerm_calls_with(dir, config, pins, &[], None)
+    }
+
+    /// As [`prerm_calls`], with lbd records (`/run/lbd/NAME.held.json`,
+    /// each naming its config) and, if `main_pid` is given, a systemd
+    /// (a fake `systemctl` giving `main_pid` as lbd's main process).
+    fn prerm_calls_with(
+        dir: &std::path::Path,
+        config: Option<&str>,
+        pins: &[&str],
+        records: &[(&str, &str)],
+        main_pid: Option<u32>,
+    ) -> String {
         let _ = std::fs::remove_dir_all(dir);
         std::fs::create_dir_all(dir.join("bin")).unwrap();
+        std::fs::create_dir_all(dir.join("run/lbd")).unwrap();
+        std::fs::create_dir_all(dir.join("systemd")).unwrap();
         let log = dir.join("calls");
-        for bin in ["lbd", "lb-decap"] {
+        let d = dir.display().to_string();
+        for (name, config) in records {
+            let record = format!(
+                "{{\n  \"config\": \"{}\",\n  \"pid\": 7\n}}\n",
+                config.replace("@", &d)
+            );
+            std::fs::write(dir.join(format!("run/lbd/{name}.held.json")), record).unwrap();
+        }
+        let systemctl = format!(
+            "#!/bin/sh\ncase \"$1\" in\nshow) echo {} ;;\n*) echo \"systemctl $*\" >> {} ;;\nesac\n",
+            main_pid.unwrap_or(0),
+            log.display()
+        );
+        std::fs::write(dir.join("bin/systemctl"), systemctl).unwrap();
+        for bin in ["lbd", "lb-decap", "systemctl"] {
             let path = dir.join("bin").join(bin);
-            std::fs::write(
-                &path,
-                format!("#!/bin/sh\necho \"{bin} $*\" >> {}\n", log.display()),
-            )
-            .unwrap();
+            if bin != "systemctl" {
+                std::fs::write(
+                    &path,
+                    format!("#!/bin/sh\necho \"{bin} $*\" >> {}\n", log.display()),
+                )
+                .unwrap();
+            }
             let status = std::process::Command::new("chmod")
                 .arg("0755")
                 .arg(&path)
@@ -168,24 +223,80 @@ mod tests {
                 .unwrap();
             assert!(status.success());
         }
-        let d = dir.display();
         if let Some(text) = config {
-            std::fs::write(dir.join("lbd.toml"), text.replace("@", &d.to_string())).unwrap();
+            std::fs::write(dir.join("lbd.toml"), text.replace("@", &d)).unwrap();
         }
         for pin in pins {
             std::fs::create_dir_all(dir.join(pin)).unwrap();
         }
+        let systemd = if main_pid.is_some() {
+            "systemd"
+        } else {
+            "no-systemd"
+        };
         let script = PRERM
-            .replace("/run/systemd/system", &format!("{d}/no-systemd"))
+            .replace("/run/systemd/system", &format!("{d}/{systemd}"))
+            .replace("/run/lbd/", &format!("{d}/run/lbd/"))
             .replace("/etc/lbd/lbd.toml", &format!("{d}/lbd.toml"))
             .replace("/sys/fs/bpf/", &format!("{d}/bpf/"))
             .replace("/usr/sbin/", &format!("{d}/bin/"));
+        let path = format!("{d}/bin:{}", std::env::var("PATH").unwrap_or_default());
         let status = std::process::Command::new("sh")
             .args(["-c", &script, "prerm", "remove"])
+            .env("PATH", path)
             .status()
             .unwrap();
         assert!(status.success());
         std::fs::read_to_string(&log).unwrap_or_default()
+    }
+
+    /// Under systemd lbd is stopped for good first: SIGINT to its main
+    /// process (a VRRP handover, a BGP withdrawal, forwarding until
+    /// quiet), waited for, and only then `systemctl stop` and the cleanup.
+    #[test]
+    fn prerm_stops_lbd_for_good_before_systemctl_stop() {
+        let dir = std::env::temp_dir().join(format!("lbd-prerm-int-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join("calls");
+        // lbd's stand-in: notes SIGINT in the same log, then exits; reaped
+        // at once, as systemd reaps lbd (the prerm waits while it exists).
+        let lbd = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "trap 'echo SIGINT >> {}; exit 0' INT; while :; do sleep 0.05; done",
+                log.display()
+            ))
+            .spawn()
+            .unwrap();
+        let pid = lbd.id();
+        let reaped = std::thread::spawn(move || {
+            let mut lbd = lbd;
+            lbd.wait()
+        });
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let d = dir.display().to_string();
+        let started = std::time::Instant::now();
+        let calls = prerm_calls_with(
+            &dir,
+            Some("interface = \"eth0\"\n"),
+            &["bpf/lbd"],
+            &[],
+            Some(pid),
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "the prerm waited for lbd past its exit"
+        );
+        let status = reaped.join().unwrap().unwrap();
+        assert!(status.success(), "{status:?}");
+        assert_eq!(
+            calls,
+            format!(
+                "SIGINT\nsystemctl stop lbd.service lb-decap.service\nlbd --config {d}/lbd.toml --cleanup\n"
+            )
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
@@ -207,6 +318,18 @@ mod tests {
         // pin_dir = "off": lbd pins nothing.
         let off = "interface = \"eth0\"\npin_dir = \"off\"\n";
         assert_eq!(prerm_calls(&dir, Some(off), &["bpf/lbd"]), "");
+        // Quoted either way, as TOML allows.
+        let single = "interface = \"eth0\"\npin_dir = '@/bpf/mine'\n";
+        let calls = prerm_calls(&dir, Some(single), &["bpf/mine"]);
+        assert_eq!(calls, format!("lbd --config {d}/lbd.toml --cleanup\n"));
+        // pin_dir edited since the lbd that pinned started: its record
+        // decides (it names where that lbd pinned), not the file.
+        let records = [("lbd", "@/lbd.toml")];
+        let calls = prerm_calls_with(&dir, Some(named), &["bpf/lbd"], &records, None);
+        assert_eq!(calls, format!("lbd --config {d}/lbd.toml --cleanup\n"));
+        // A record of an lbd started with another config is not ours.
+        let other = [("lbd-other", "/etc/lbd/other.toml")];
+        assert_eq!(prerm_calls_with(&dir, Some(named), &[], &other, None), "");
         // lb-decap: its pins decide too.
         let calls = prerm_calls(&dir, None, &["bpf/lb-decap"]);
         assert_eq!(calls, "lb-decap cleanup\n");

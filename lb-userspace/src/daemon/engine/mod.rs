@@ -269,8 +269,14 @@ impl Engine {
         // restart does not wait for the instances it leaves: the next lbd
         // must be back within the backup's master-down interval to resume.
         let mut notifies = std::mem::take(&mut self.stepped_down);
+        // The addresses a stop for good hands over (priority 0): their
+        // traffic still arrives until the peer has announced them.
+        let mut handed = Vec::new();
         if stop == Stop::Clean {
             notifies.extend(instances.iter().map(Instance::notifies));
+            for instance in instances.iter().filter(|i| i.is_master()) {
+                handed.extend(instance.config().addresses.iter().copied());
+            }
         }
         for instance in instances {
             match stop {
@@ -280,7 +286,7 @@ impl Engine {
         }
         wait_for_notifies(&notifies, NOTIFY_GRACE).await;
         let withdrawal = match stop {
-            Stop::Clean => self.withdraw_for_stop().await.err(),
+            Stop::Clean => self.withdraw_for_stop(&handed).await.err(),
             Stop::Restart => None,
         };
         let pinned = self.dataplane.pinned();
@@ -328,29 +334,43 @@ impl Engine {
     /// packets of established flows that still arrive meanwhile are not
     /// handed to the kernel. Without `[bgp]` there is nothing to wait for;
     /// a withdrawal BIRD did not take fails at once (the caller decides).
-    pub(crate) async fn withdraw_for_stop(&mut self) -> anyhow::Result<()> {
+    /// `handed` are the VRRP addresses the stop just handed over (priority
+    /// 0): until the peer has taken them over and announced them (its
+    /// skew time, then gratuitous ARP / NA), the neighbours still send
+    /// their packets here, so the program forwards those too until they
+    /// are quiet.
+    pub(crate) async fn withdraw_for_stop(&mut self, handed: &[IpAddr]) -> anyhow::Result<()> {
         self.withdraw_announcements().await?;
-        if self.node.announcer.is_some() {
-            self.forward_while_routers_converge().await;
+        let bgp = self.node.announcer.is_some();
+        if bgp || !handed.is_empty() {
+            self.forward_while_traffic_moves(bgp, handed).await;
         }
         Ok(())
     }
 
-    /// Waits until the withdrawn addresses' traffic is quiet for
-    /// `converge::QUIET`, or `converge::CAP` at most, sampling it every
-    /// `converge::POLL`; logs what it waited for.
-    async fn forward_while_routers_converge(&self) {
+    /// Waits until the moving addresses' traffic (the withdrawn ones if
+    /// `bgp`, and `handed`) is quiet for `converge::QUIET`, or
+    /// `converge::CAP` at most, sampling it every `converge::POLL`; logs
+    /// what it waited for.
+    async fn forward_while_traffic_moves(&self, bgp: bool, handed: &[IpAddr]) {
         use crate::bgp::converge::{Converged, Convergence, CAP, POLL, QUIET};
-        let mut wait = Convergence::new(std::time::Instant::now(), self.announced_traffic());
+        let traffic = || {
+            let withdrawn = if bgp { self.announced_traffic()? } else { 0 };
+            let handed = self.traffic_to(|address| handed.contains(&address))?;
+            Some(withdrawn.wrapping_add(handed))
+        };
+        let mut wait = Convergence::new(std::time::Instant::now(), traffic());
         info!(
             quiet_ms = QUIET.as_millis(),
             cap_ms = CAP.as_millis(),
-            "BGP: withdrawn; forwarding on while the routers move this node's flows away (until the withdrawn addresses are quiet)"
+            bgp,
+            vrrp_addresses = handed.len(),
+            "withdrawn (BGP) / handed over (VRRP); forwarding on while this node's flows move away (until those addresses are quiet)"
         );
         let ended = loop {
             tokio::time::sleep(POLL).await;
             let now = std::time::Instant::now();
-            if let Some(ended) = wait.observe(self.announced_traffic(), now) {
+            if let Some(ended) = wait.observe(traffic(), now) {
                 break ended;
             }
         };
@@ -359,12 +379,12 @@ impl Engine {
             Converged::Quiet { waited } => info!(
                 waited_ms = waited.as_millis(),
                 ?packets,
-                "BGP: the withdrawn addresses went quiet; the program goes"
+                "the withdrawn / handed-over addresses went quiet; the program goes"
             ),
             Converged::Capped => warn!(
                 waited_ms = CAP.as_millis(),
                 ?packets,
-                "BGP: the withdrawn addresses still receive packets; the program goes anyway (the routers still send some flows here)"
+                "the withdrawn / handed-over addresses still receive packets; the program goes anyway (routers or neighbours still send some flows here)"
             ),
         }
     }

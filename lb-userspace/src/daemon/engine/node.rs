@@ -342,14 +342,23 @@ impl Engine {
     /// counter cannot be read.
     pub(super) fn announced_traffic(&self) -> Option<u64> {
         let bgp = self.node.announcer.as_ref()?.config();
-        let mut packets: u64 = 0;
-        for (id, applied) in self.balancer.vips() {
+        self.traffic_to(|address| {
             let held = self
                 .config
                 .vrrp
                 .iter()
-                .any(|v| v.addresses.contains(&id.address));
-            if !bgp.covers(id.address, held) {
+                .any(|v| v.addresses.contains(&address));
+            bgp.covers(address, held)
+        })
+    }
+
+    /// The packets forwarded for the VIPs on the addresses `moving` picks
+    /// (what a stop withdraws or hands over). None when a counter cannot
+    /// be read.
+    pub(super) fn traffic_to(&self, moving: impl Fn(std::net::IpAddr) -> bool) -> Option<u64> {
+        let mut packets: u64 = 0;
+        for (id, applied) in self.balancer.vips() {
+            if !moving(id.address) {
                 continue;
             }
             let traffic = self.dataplane.vip_traffic(applied.id).ok()?;
