@@ -172,7 +172,17 @@ where
     /// key starts a task in state `initial`. A known key with the same
     /// target and settings is left alone, state and counters included
     /// (`initial` is then ignored); with a different target or settings its
-    /// task is replaced by a fresh one in state `initial`, counters at 0.
+    /// task is replaced by a fresh one, counters at 0, in the state the
+    /// old task had settled on (`initial` if it had settled on none).
+    ///
+    /// Why the old task's state and not `initial`: the caller's `initial`
+    /// is its own record of the backend's health, which misses a change
+    /// whose event still waits in the channel; that event is stale once
+    /// the task is replaced (see [`Self::is_current`]), so a new task
+    /// started from `initial` would undo the change until `fall` (or
+    /// `rise`) more probes found it again. Started from the settled
+    /// state, the change stays in [`Self::settled`], where the caller can
+    /// take it from when it meets the stale event.
     ///
     /// Must be called within a tokio runtime; outside one, the check is
     /// not started and an error is logged.
@@ -198,13 +208,24 @@ where
         };
         self.next_generation += 1;
         let generation = self.next_generation;
-        lock(&self.shared).insert(
-            key.clone(),
-            Entry {
-                generation,
-                status: HealthStatus::new(target.clone(), initial),
-            },
-        );
+        let initial = {
+            let mut map = lock(&self.shared);
+            let initial = map
+                .get(&key)
+                .map(|e| e.status.health)
+                .filter(|h| *h != Health::Unknown)
+                .unwrap_or(initial);
+            // Under the same lock as the read: the old task can write no
+            // state between the two (its entry is this one's from now on).
+            map.insert(
+                key.clone(),
+                Entry {
+                    generation,
+                    status: HealthStatus::new(target.clone(), initial),
+                },
+            );
+            initial
+        };
         let span = info_span!("health_check", backend = ?key, address = %target.address);
         let check = Check {
             key: key.clone(),
@@ -593,15 +614,20 @@ mod tests {
         assert_eq!(old.transition.to, Health::Up);
         assert!(checker.is_current(&old));
         assert_eq!(checker.settled(), [("b1", Health::Up)]);
-        // New settings: a new task, which has settled on nothing yet.
+        // New settings: a new task, in the state the old one settled on.
         let slower = CheckSettings {
             rise: 3,
             ..settings()
         };
         checker.set("b1", target(&server), slower, Health::Unknown);
         assert!(!checker.is_current(&old), "the old task's event is stale");
-        assert!(checker.settled().is_empty());
+        assert_eq!(checker.settled(), [("b1", Health::Up)]);
+        server.set_healthy(false);
         let new = next(&mut rx).await;
+        assert_eq!(
+            (new.transition.from, new.transition.to),
+            (Health::Up, Health::Down)
+        );
         assert!(checker.is_current(&new));
         checker.remove(&"b1");
         assert!(!checker.is_current(&new));
@@ -664,19 +690,68 @@ mod tests {
         let later = checker.status(&"b1").unwrap();
         assert!(later.checks > before.checks, "{later:?}");
 
-        // New settings: a fresh task from `initial`.
+        // New settings: a fresh task, counters at 0, in the state the old
+        // one settled on (not `initial`); a healthy backend stays Up.
         let changed = CheckSettings {
             interval: Duration::from_millis(60),
             ..settings()
         };
         checker.set("b1", target(&server), changed, Health::Unknown);
         let restarted = checker.status(&"b1").unwrap();
-        assert_eq!((restarted.health, restarted.checks), (Health::Unknown, 0));
-        let e = next(&mut rx).await;
-        assert_eq!(
-            (e.transition.from, e.transition.to),
-            (Health::Unknown, Health::Up)
-        );
+        assert_eq!((restarted.health, restarted.checks), (Health::Up, 0));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(rx.try_recv().is_err(), "unexpected event after restart");
+        assert!(checker.status(&"b1").unwrap().checks > 0);
+
+        // A key whose check settled on nothing yet starts from `initial`.
+        let silent = serve(Behavior::Silent).await;
+        checker.set("b2", target(&silent), settings(), Health::Unknown);
+        checker.set("b2", target(&silent), changed, Health::Down);
+        assert_eq!(checker.status(&"b2").unwrap().health, Health::Down);
+    }
+
+    /// A change of health whose event waits in the channel (the daemon
+    /// busy) survives a restart of the check with new settings, both ways:
+    /// the new task starts in the state the old one reached, not the
+    /// caller's stale `initial`, so the caller finds it in `settled`
+    /// although the event is stale.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_restart_keeps_a_change_whose_event_is_still_queued() {
+        let fast = CheckSettings {
+            rise: 1,
+            fall: 1,
+            ..settings()
+        };
+        let restarted = CheckSettings {
+            interval: Duration::from_secs(60),
+            ..fast
+        };
+        for (healthy, before, after) in [
+            (false, Health::Up, Health::Down),
+            (true, Health::Down, Health::Up),
+        ] {
+            let server = serve(Behavior::Status).await;
+            server.set_healthy(healthy);
+            let (tx, mut rx) = mpsc::channel(16);
+            let mut checker = HealthChecker::new(tx);
+            checker.set("b1", target(&server), fast, before);
+            let started = Instant::now();
+            while checker.status(&"b1").map(|s| s.health) != Some(after) {
+                assert!(started.elapsed() < Duration::from_secs(5), "never {after}");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            // The caller has not read the event: it restarts the check
+            // from the health it knows.
+            checker.set("b1", target(&server), restarted, before);
+            assert_eq!(checker.status(&"b1").unwrap().health, after);
+            assert_eq!(checker.settled(), [("b1", after)]);
+            let queued = rx.try_recv().expect("the change is queued");
+            assert_eq!(
+                (queued.transition.from, queued.transition.to),
+                (before, after)
+            );
+            assert!(!checker.is_current(&queued));
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,7 +12,8 @@ use tracing::{info, warn};
 use super::{BackendKey, Engine};
 use crate::{
     config::{CheckType, HealthConfig},
-    health::{CheckKind, CheckSettings, HealthEvent, ProbeTarget},
+    health::{CheckKind, CheckSettings, Health, HealthEvent, ProbeTarget},
+    model::Model,
     reconcile::VipId,
 };
 
@@ -72,10 +73,18 @@ impl Engine {
         })
     }
 
-    /// Records a health transition and applies what it changes; one from
-    /// a check task since replaced is stale and dropped.
+    /// Records a health transition and applies what it changes. One from
+    /// a check task since replaced (a reload changed its check) is stale:
+    /// instead, the backend takes the health its new check has settled on.
+    /// That new check started from the old one's state, the transition
+    /// included (see `HealthChecker::set`), while the model, which had not
+    /// seen it yet, still has the health before it; dropped, the change
+    /// would wait for the next housekeeping tick.
     pub(crate) fn on_health(&mut self, event: HealthEvent<BackendKey>) {
         if !self.checker.is_current(&event) {
+            if self.put_health_right(settled_of(&self.checker, event.key)) {
+                *self.transitions.entry(event.key).or_default() += 1;
+            }
             return;
         }
         let (vip, address) = event.key;
@@ -104,24 +113,28 @@ impl Engine {
     /// check has settled on: a transition whose change failed to apply
     /// (the check will not send it again) is applied on a later tick.
     pub(crate) fn reconcile_health(&mut self) {
-        let mut next = self.model.clone();
-        let mut changed = Vec::new();
-        for ((vip, address), health) in self.checker.settled() {
-            let Ok(backend) = next.backend(&vip, address) else {
-                continue;
-            };
-            if backend.health != health && next.set_health(&vip, address, health) {
-                changed.push((vip, address, health));
-            }
-        }
-        if changed.is_empty() {
-            return;
-        }
-        for (vip, address, health) in &changed {
+        self.put_health_right(self.checker.settled());
+    }
+
+    /// Gives the backends of `settled` (with the health their checks
+    /// settled on) that health where the model has another; true if it
+    /// changed any and the change was applied.
+    fn put_health_right(
+        &mut self,
+        settled: impl IntoIterator<Item = (BackendKey, Health)>,
+    ) -> bool {
+        let Some((next, changed)) = health_put_right(&self.model, settled) else {
+            return false;
+        };
+        for ((vip, address), health) in &changed {
             info!(%vip, backend = %address, %health, "backend health put right from its check");
         }
-        if let Err(error) = self.commit(next) {
-            warn!(%error, "putting backends' health right failed; tried again on the next tick");
+        match self.commit(next) {
+            Ok(_) => true,
+            Err(error) => {
+                warn!(%error, "putting backends' health right failed; tried again on the next tick");
+                false
+            }
         }
     }
 
@@ -142,6 +155,41 @@ impl Engine {
             warn!(%error, "ending expired drains failed");
         }
     }
+}
+
+/// Backend `key` with the health its check has settled on; nothing if it
+/// has settled on none (or is not checked).
+fn settled_of(
+    checker: &crate::health::HealthChecker<BackendKey>,
+    key: BackendKey,
+) -> Vec<(BackendKey, Health)> {
+    checker
+        .status(&key)
+        .map(|s| s.health)
+        .filter(|h| *h != Health::Unknown)
+        .map(|h| (key, h))
+        .into_iter()
+        .collect()
+}
+
+/// `model` with every backend of `settled` that it has given the health
+/// its check settled on where it had another, and those backends; None
+/// if none differs.
+fn health_put_right(
+    model: &Model,
+    settled: impl IntoIterator<Item = (BackendKey, Health)>,
+) -> Option<(Model, Vec<(BackendKey, Health)>)> {
+    let mut next = model.clone();
+    let mut changed = Vec::new();
+    for ((vip, address), health) in settled {
+        let Ok(backend) = next.backend(&vip, address) else {
+            continue;
+        };
+        if backend.health != health && next.set_health(&vip, address, health) {
+            changed.push(((vip, address), health));
+        }
+    }
+    (!changed.is_empty()).then_some((next, changed))
 }
 
 /// What a drain's timeout did to a backend of a VIP in `mode`, for the
@@ -197,7 +245,86 @@ pub(crate) fn check_of(
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use tokio::sync::mpsc;
+
     use super::*;
+    use crate::{
+        config::Config,
+        health::{
+            testing::{serve, Behavior},
+            HealthChecker,
+        },
+    };
+
+    /// A backend goes Down while the engine is busy (its event queued),
+    /// then a reload changes its check's interval: the check restarts, and
+    /// the engine, meeting the queued event (now stale), must end with the
+    /// backend Down, not Up as the model had it before the event.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_health_change_queued_across_a_check_restart_is_not_lost() {
+        let config = Config::from_toml_str(
+            "interface = \"eth0\"\n[[vip]]\naddress = \"198.18.0.100\"\nport = 80\n[[vip.backend]]\naddress = \"198.19.2.11\"\n",
+            "lbd.toml",
+        )
+        .unwrap();
+        let mut model = Model::from_config(&config);
+        let vip = *model.vips.keys().next().unwrap();
+        let address: IpAddr = "198.19.2.11".parse().unwrap();
+        let key = (vip, address);
+        assert!(model.set_health(&vip, address, Health::Up));
+
+        let server = serve(Behavior::Status).await;
+        server.set_healthy(false);
+        let (tx, mut rx) = mpsc::channel(16);
+        let mut checker = HealthChecker::new(tx);
+        let target = ProbeTarget {
+            through: None,
+            address: server.addr,
+            kind: CheckKind::Http {
+                path: "/health".into(),
+                host: None,
+                expect_status: 200,
+            },
+        };
+        let settings = CheckSettings {
+            interval: Duration::from_millis(50),
+            fast_interval: Duration::from_millis(20),
+            timeout: Duration::from_secs(2),
+            rise: 1,
+            fall: 1,
+        };
+        // As `sync_checks` does: the initial health is the model's.
+        let initial = model.backend(&vip, address).unwrap().health;
+        checker.set(key, target.clone(), settings, initial);
+        let started = std::time::Instant::now();
+        while checker.status(&key).map(|s| s.health) != Some(Health::Down) {
+            assert!(started.elapsed() < Duration::from_secs(5), "never Down");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+
+        // The reload: a new interval restarts the check, from the model's
+        // health, which has not seen the Down yet.
+        let reloaded = CheckSettings {
+            interval: Duration::from_secs(60),
+            ..settings
+        };
+        let initial = model.backend(&vip, address).unwrap().health;
+        assert_eq!(initial, Health::Up);
+        checker.set(key, target, reloaded, initial);
+        assert_eq!(checker.status(&key).unwrap().health, Health::Down);
+
+        // The engine meets the queued event: stale, so what `on_health`
+        // applies is the new check's settled health.
+        let event = rx.try_recv().expect("the Down event is queued");
+        assert_eq!(event.transition.to, Health::Down);
+        assert!(!checker.is_current(&event));
+        let settled = settled_of(&checker, event.key);
+        let (next, changed) = health_put_right(&model, settled).expect("the model changes");
+        assert_eq!(changed, [(key, Health::Down)]);
+        assert_eq!(next.backend(&vip, address).unwrap().health, Health::Down);
+    }
 
     #[test]
     fn a_nat_drain_timeout_is_not_logged_as_cutting_flows() {
