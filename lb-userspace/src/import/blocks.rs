@@ -69,8 +69,23 @@ fn tokens(file: &str, text: &str, dialect: Dialect) -> Result<Vec<(Token, usize)
             *in_word = false;
         }
     };
+    // nginx: the last character was an unescaped `$` outside quotes (or
+    // the `{` after one): a `{` then is part of the word (`${host}`).
+    let mut variable = false;
     while let Some(c) = chars.next() {
+        let after_dollar = std::mem::take(&mut variable);
         match c {
+            // nginx reads `${name}` as one word: the `{` after a `$` does
+            // not open a block (and the `}` closing it is inside a word,
+            // below). Without this `return 301 https://${host};` was
+            // refused.
+            '{' if dialect == Dialect::Nginx && after_dollar => {
+                word.push(c);
+                variable = true;
+            }
+            // nginx ends a word at whitespace, `;` or `{`, not at `}`: a
+            // `}` inside a word is an ordinary character.
+            '}' if dialect == Dialect::Nginx && in_word => word.push(c),
             '\n' => {
                 flush(&mut word, &mut in_word, &mut out, word_line);
                 if dialect == Dialect::Keepalived {
@@ -153,6 +168,7 @@ fn tokens(file: &str, text: &str, dialect: Dialect) -> Result<Vec<(Token, usize)
                     word_line = line;
                     in_word = true;
                 }
+                variable = c == '$';
                 word.push(c);
             }
         }
@@ -366,5 +382,27 @@ mod tests {
             err("{\n}\n", Dialect::Keepalived),
             "f:1: '{' opens a block with no name"
         );
+    }
+
+    #[test]
+    fn nginx_braced_variables_and_closing_braces_inside_words() {
+        let text = "server { return 301 https://${host}$request_uri; set $a x}y; }\nmap $uri $v{ default 0; }\n";
+        let top = parse("n.conf", text, Dialect::Nginx).expect("parses");
+        assert_eq!(
+            top[0].children()[0].words,
+            ["return", "301", "https://${host}$request_uri"]
+        );
+        assert_eq!(top[0].children()[1].words, ["set", "$a", "x}y"]);
+        // A `{` not right after `$` still opens a block.
+        assert_eq!(top[1].words, ["map", "$uri", "$v"]);
+        assert_eq!(top[1].children()[0].words, ["default", "0"]);
+        // Escaped, `$` is no variable: the `{` opens a block; `${` at a
+        // word's start is one.
+        let top = parse("n.conf", "a ${x} \\$y{ b; }\n", Dialect::Nginx).expect("parses");
+        assert_eq!(top[0].words.get(1).map(String::as_str), Some("${x}"));
+        assert_eq!(top[0].children()[0].words, ["b"]);
+        // keepalived reads braces as blocks wherever they are.
+        let top = parse("k.conf", "a ${\n b\n}\n", Dialect::Keepalived).expect("parses");
+        assert_eq!(top[0].words, ["a", "$"]);
     }
 }

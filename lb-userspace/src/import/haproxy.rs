@@ -237,27 +237,33 @@ pub(super) fn parse(file: &str, text: &str, setup: &mut Setup) -> Result<(), Imp
 }
 
 /// What a checked server's check loses to lbd's checks having no TLS:
-/// an HTTP check that meets TLS (HAProxy's over `ssl` or `check-ssl`, or
-/// sent by HAProxy in the clear to `addr` while lbd checks the server's
-/// own TLS port) becomes a TCP check, warned of; a TCP check HAProxy makes
-/// over TLS was a TLS handshake, lbd's opens a TCP connection only.
+/// an HTTP check that meets TLS (HAProxy's over `ssl`, `check-ssl` or
+/// `http-check connect ... ssl`, or sent by HAProxy in the clear to
+/// `addr` while lbd checks the server's own TLS port) becomes a TCP
+/// check, warned of; a TCP check HAProxy makes over TLS was a TLS
+/// handshake, lbd's opens a TCP connection only.
 fn tls_check_note(settings: &Settings, params: &server::ServerParams) -> Option<Note> {
     let haproxy_tls = params.haproxy_tls_check();
-    match (&settings.http_check, params.tls_check()) {
-        (Some(http), Some(at)) => Some(Note::new(
-            at,
-            match (haproxy_tls, &params.check_addr) {
-                (None, Some(addr)) => format!(
+    match &settings.http_check {
+        Some(http) => {
+            let tls = check::http_tls(settings, params)?;
+            let text = match (&tls, haproxy_tls, &params.check_addr) {
+                (check::HttpTls::Connect(rule), _, _) => format!(
+                    "WARNING: {} is made over TLS ({}); lbd's checks have no TLS, so it is imported as a TCP check (the connection only, not the HTTP answer)",
+                    http.what, rule.what
+                ),
+                (check::HttpTls::Server(_), None, Some(addr)) => format!(
                     "WARNING: {}: HAProxy sends it in the clear to addr {addr}; lbd does not follow addr and checks this server's own address at its port, which speaks TLS (ssl), and an HTTP check over TLS lbd's checks cannot make (they have no TLS), so it is imported as a TCP check (the connection only, not the HTTP answer)",
                     http.what
                 ),
-                _ => format!(
+                (check::HttpTls::Server(_), _, _) => format!(
                     "WARNING: {} is made over TLS to this server (ssl or check-ssl); lbd's checks have no TLS, so it is imported as a TCP check (the connection only, not the HTTP answer)",
                     http.what
                 ),
-            },
-        )),
-        (None, _) => haproxy_tls.map(|at| {
+            };
+            Some(Note::new(tls.origin(), text))
+        }
+        None => haproxy_tls.map(|at| {
             let keyword = match params.check_ssl {
                 Some((true, _)) => "check-ssl",
                 _ => "ssl",
@@ -267,7 +273,6 @@ fn tls_check_note(settings: &Settings, params: &server::ServerParams) -> Option<
                 format!("{keyword}: HAProxy's check is a TLS handshake; lbd's only opens TCP"),
             )
         }),
-        (Some(_), None) => None,
     }
 }
 

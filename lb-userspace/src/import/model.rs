@@ -281,8 +281,9 @@ pub(crate) struct Vrrp {
     pub(crate) notify: Option<Sourced<String>>,
     /// Priority lost while lbd's interface is down.
     pub(crate) track_interface: Option<Sourced<u8>>,
-    /// Priority lost while the data plane is not attached (from a
-    /// track_script that watched the proxy process lbd replaces).
+    /// Priority lost while the data plane is not attached (from the
+    /// track_scripts that watched the proxy process lbd replaces: their
+    /// weights added, as keepalived does when they all fail, at most 254).
     pub(crate) track_dataplane: Option<Sourced<u8>>,
     /// The instance's own `version N` (over global_defs' `vrrp_version`).
     pub(crate) version: Option<Sourced<u8>>,

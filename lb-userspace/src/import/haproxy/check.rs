@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::server;
+use super::server::{self, ServerParams};
 use super::settings::{Settings, TcpRule};
 use crate::import::model::{Check, CheckKind, Note, Origin, Sourced};
 
@@ -41,13 +41,128 @@ fn first_connect(settings: &Settings) -> Option<&TcpRule> {
     settings.tcp_rules.first().filter(|r| r.connect)
 }
 
-/// The port of `tcp-check connect port N` when that rule opens the
-/// check's connection: lbd's health `port` (HAProxy takes it over the
-/// server's `port`).
-fn tcp_connect_port(settings: &Settings) -> Option<Sourced<u16>> {
-    let rule = first_connect(settings)?;
+/// The rule that opens the HTTP check's connection: the first
+/// `http-check` rule when it is a `connect` (HAProxy refuses a `connect`
+/// after other rules unless the first is one; without one it connects
+/// to the server's check port). None without an HTTP check.
+fn first_http_connect(settings: &Settings) -> Option<&TcpRule> {
+    settings.http_check.as_ref()?;
+    settings.http_rules.first().filter(|r| r.connect)
+}
+
+/// The port of a `connect port N` rule, as lbd's health `port`.
+fn connect_port(rule: &TcpRule) -> Option<Sourced<u16>> {
     let port = crate::import::port_number(connect_options(rule).0?)?;
     Some(Sourced::new(port, &rule.origin, rule.what.clone()))
+}
+
+/// The port of `tcp-check connect port N` or `http-check connect port N`
+/// when that rule opens the check's connection: lbd's health `port`
+/// (HAProxy takes it over the server's `port`). Without it an
+/// `http-check connect port 8008` was dropped and lbd checked the
+/// server's own port, which HAProxy never checked.
+fn connect_rule_port(settings: &Settings) -> Option<Sourced<u16>> {
+    first_connect(settings)
+        .or_else(|| first_http_connect(settings))
+        .and_then(connect_port)
+}
+
+/// Why lbd's HTTP check of a server meets TLS (which lbd's checks do not
+/// speak).
+pub(super) enum HttpTls<'a> {
+    /// The `http-check connect ... ssl` rule that opens the check's
+    /// connection.
+    Connect(&'a TcpRule),
+    /// The server's `ssl` / `check-ssl` (see [`ServerParams::tls_check`]).
+    Server(&'a Origin),
+}
+
+impl HttpTls<'_> {
+    /// Where it is written.
+    pub(super) fn origin(&self) -> &Origin {
+        match self {
+            HttpTls::Connect(rule) => &rule.origin,
+            HttpTls::Server(at) => at,
+        }
+    }
+}
+
+/// Where lbd's HTTP check of a server meets TLS. A first `http-check
+/// connect` decides as HAProxy's check does: `ssl` makes it TLS; with a
+/// `port` of its own it is TLS only with `default` (the server's check
+/// settings) where the server's check is; without a port lbd checks the
+/// server's port, TLS as [`ServerParams::tls_check`] says.
+pub(super) fn http_tls<'a>(
+    settings: &'a Settings,
+    params: &'a ServerParams,
+) -> Option<HttpTls<'a>> {
+    let Some(rule) = first_http_connect(settings) else {
+        return params.tls_check().map(HttpTls::Server);
+    };
+    let (port, others) = connect_options(rule);
+    let flag = |name: &str| others.iter().any(|o| o == name);
+    if flag("ssl") {
+        return Some(HttpTls::Connect(rule));
+    }
+    match port.and_then(crate::import::port_number) {
+        Some(_) if flag("default") => params.haproxy_tls_check().map(HttpTls::Server),
+        Some(_) => None,
+        None => params.tls_check().map(HttpTls::Server),
+    }
+}
+
+/// Notes on a proxy's `http-check connect` rules: its first rule's
+/// options lbd's check does not carry (`ssl` is warned of per server
+/// where it makes the check TLS, `default` is what lbd does anyway), and
+/// any further connection, which lbd's one-connection check does not
+/// make. Without an HTTP check or a checked server, the rules have no
+/// effect: returned for the "not carried over" list instead.
+pub(super) fn http_connect_notes(settings: &Settings, checked: bool) -> (Vec<Note>, Vec<String>) {
+    let connects = settings.http_rules.iter().filter(|r| r.connect);
+    if settings.http_check.is_none() || !checked {
+        let ignored = connects
+            .map(|r| format!("{} (line {})", r.what, r.origin.line))
+            .collect();
+        return (Vec::new(), ignored);
+    }
+    let mut notes = Vec::new();
+    let first = first_http_connect(settings);
+    if let Some(rule) = first {
+        let (port, others) = connect_options(rule);
+        if let Some(port) = port.filter(|p| crate::import::port_number(p).is_none()) {
+            notes.push(Note::new(
+                &rule.origin,
+                format!(
+                    "WARNING: {}: port {port} is not a port number; lbd checks the server's port",
+                    rule.what
+                ),
+            ));
+        }
+        let others: Vec<String> = others
+            .into_iter()
+            .filter(|o| o != "ssl" && o != "default")
+            .collect();
+        if !others.is_empty() {
+            notes.push(Note::new(
+                &rule.origin,
+                format!(
+                    "{}: {}: not carried over; lbd's check connects to the backend's own address without them",
+                    rule.what,
+                    others.join(", ")
+                ),
+            ));
+        }
+    }
+    for rule in connects.filter(|r| !first.is_some_and(|f| std::ptr::eq(*r, f))) {
+        notes.push(Note::new(
+            &rule.origin,
+            format!(
+                "WARNING: {}: a further connection of HAProxy's HTTP check; lbd's check makes one connection (the first): not carried over",
+                rule.what
+            ),
+        ));
+    }
+    (notes, Vec::new())
 }
 
 /// What lbd's check does not do of a proxy's `tcp-check` rules: a WARNING
@@ -118,11 +233,12 @@ pub(super) fn tcp_check_notes(settings: &Settings, checked: bool) -> (Vec<Note>,
 /// 2, fall 3) written out where the file leaves them.
 pub(super) fn check_of(settings: &Settings, server: &server::Server, origin: &Origin) -> Check {
     let params = &server.params;
-    let kind = match &settings.http_check {
+    let tls = http_tls(settings, params);
+    let kind = match (&settings.http_check, &tls) {
         // lbd's checks have no TLS: an HTTP request in the clear to a TLS
         // port fails, and every server would be down on the first day.
-        Some(http) if params.tls_check().is_some() => {
-            let at = params.tls_check().unwrap_or(origin);
+        (Some(http), Some(tls)) => {
+            let at = tls.origin();
             Sourced::new(
                 CheckKind::Tcp,
                 at,
@@ -132,7 +248,7 @@ pub(super) fn check_of(settings: &Settings, server: &server::Server, origin: &Or
                 ),
             )
         }
-        Some(http) => {
+        (Some(http), None) => {
             let status = settings.expect_status.as_ref().map_or(200, |s| s.value);
             let path = http.path.clone().unwrap_or_else(|| "/".to_owned());
             let at = http.origin.clone().unwrap_or_else(|| origin.clone());
@@ -149,7 +265,7 @@ pub(super) fn check_of(settings: &Settings, server: &server::Server, origin: &Or
                 },
             )
         }
-        None => match (&settings.protocol_check, &settings.tcp_check) {
+        (None, _) => match (&settings.protocol_check, &settings.tcp_check) {
             (Some(protocol), _) => {
                 Sourced::new(CheckKind::Tcp, &protocol.origin, protocol.what.clone())
             }
@@ -185,7 +301,7 @@ pub(super) fn check_of(settings: &Settings, server: &server::Server, origin: &Or
         .unwrap_or_else(|| Sourced::new(interval.value, origin, "HAProxy's check timeout: inter"));
     Check {
         kind,
-        port: tcp_connect_port(settings).or_else(|| params.check_port.clone()),
+        port: connect_rule_port(settings).or_else(|| params.check_port.clone()),
         interval: Some(interval),
         fast_interval: Some(fast_interval),
         timeout: Some(timeout),

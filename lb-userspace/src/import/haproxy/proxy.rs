@@ -3,7 +3,7 @@
 //! [`Proxy`], and the notes on what of it stays behind.
 
 use super::bind::bind;
-use super::check::tcp_check_notes;
+use super::check::{http_connect_notes, tcp_check_notes};
 use super::lexer::Line;
 use super::settings::{apply, Settings};
 use super::{acl, server};
@@ -160,6 +160,9 @@ pub(super) fn proxy_notes(proxy: &Proxy) -> Vec<Note> {
     }
     let (mut tcp_notes, mut ignored) = tcp_check_notes(&proxy.settings, checked);
     notes.append(&mut tcp_notes);
+    let (mut http_notes, mut http_ignored) = http_connect_notes(&proxy.settings, checked);
+    notes.append(&mut http_notes);
+    ignored.append(&mut http_ignored);
     if let Some(table) = &proxy.settings.stick_table {
         if proxy.settings.stick_rules.is_empty() {
             ignored.push(format!("{} (line {})", table.what, table.origin.line));

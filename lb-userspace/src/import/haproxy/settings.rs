@@ -47,6 +47,11 @@ pub(super) struct Settings {
     pub(super) tcp_check: Option<Sourced<String>>,
     /// The `tcp-check` rules, in order.
     pub(super) tcp_rules: Vec<TcpRule>,
+    /// The `http-check` rules (`connect`, `send`, `expect`), in order:
+    /// a first `connect` opens the HTTP check's connection (its `port`
+    /// is the port checked, its `ssl` makes the check TLS), as a first
+    /// `tcp-check connect` does for `option tcp-check`.
+    pub(super) http_rules: Vec<TcpRule>,
     /// `stick on|match|store-*` rules: client persistence (noted as such,
     /// with the `stick-table` they use).
     pub(super) stick_rules: Vec<Origin>,
@@ -146,26 +151,64 @@ pub(super) fn apply(file: &str, line: &Line, settings: &mut Settings) -> Result<
             connect: action == "connect",
             options: words[2..].to_vec(),
         }),
-        ("http-check", Some("expect")) => match (arg(2), arg(3)) {
+        ("http-check", Some(action @ ("connect" | "send" | "expect"))) => {
+            settings.http_rules.push(TcpRule {
+                origin: origin.clone(),
+                what: line.text(),
+                connect: action == "connect",
+                options: words[2..].to_vec(),
+            });
+            http_check(&origin, line, settings);
+        }
+        ("timeout", Some(kind @ ("check" | "connect"))) => {
+            let value = arg(2).and_then(time).ok_or_else(|| {
+                ImportError::at(file, line.no, format!("timeout {kind} needs a time such as 5s"))
+            })?;
+            let sourced = Some(Sourced::new(value, &origin, line.text()));
+            if kind == "check" {
+                settings.timeout_check = sourced;
+            } else {
+                settings.timeout_connect = sourced;
+            }
+        }
+        ("disabled", None) => settings.disabled = Some(origin),
+        ("enabled", None) => settings.disabled = None,
+        ("default-server", _) => {
+            server::params(file, line, 1, &mut settings.default_server)?;
+        }
+        _ => settings
+            .ignored
+            .push(format!("{} (line {})", line.text(), line.no)),
+    }
+    Ok(())
+}
+
+/// An `http-check send` or `expect` line, read into the HTTP check (a
+/// `connect` is read from [`Settings::http_rules`] by the check).
+fn http_check(origin: &Origin, line: &Line, settings: &mut Settings) {
+    let words = &line.words;
+    let arg = |i: usize| words.get(i).map(String::as_str);
+    match arg(1) {
+        Some("expect") => match (arg(2), arg(3)) {
             (Some("status"), Some(code)) => match code.parse::<u16>() {
                 // 1xx answers are interim: no check ends with one.
                 Ok(code) if (200..=599).contains(&code) => {
-                    settings.expect_status = Some(Sourced::new(code, &origin, line.text()));
+                    settings.expect_status = Some(Sourced::new(code, origin, line.text()));
                 }
                 _ => settings.notes.push(Note::new(
-                    &origin,
+                    origin,
                     format!("{}: lbd expects one status code; 200 is used", line.text()),
                 )),
             },
             _ => settings.notes.push(Note::new(
-                &origin,
+                origin,
                 format!(
                     "{}: lbd checks the status code only (200 unless `http-check expect status N`)",
                     line.text()
                 ),
             )),
         },
-        ("http-check", Some("send")) => {
+        Some("send") => {
             let check = settings.http_check.get_or_insert_with(HttpCheck::default);
             check.origin = Some(origin.clone());
             check.what = line.text();
@@ -194,7 +237,7 @@ pub(super) fn apply(file: &str, line: &Line, settings: &mut Settings) -> Result<
             }
             for what in left {
                 settings.notes.push(Note::new(
-                    &origin,
+                    origin,
                     format!(
                         "http-check send {}: not carried over (lbd's HTTP check sends GET of a fixed path, HTTP/1.1, with at most a Host header, and no body)",
                         crate::import::write::printable(what.trim_end())
@@ -202,25 +245,6 @@ pub(super) fn apply(file: &str, line: &Line, settings: &mut Settings) -> Result<
                 ));
             }
         }
-        ("timeout", Some(kind @ ("check" | "connect"))) => {
-            let value = arg(2).and_then(time).ok_or_else(|| {
-                ImportError::at(file, line.no, format!("timeout {kind} needs a time such as 5s"))
-            })?;
-            let sourced = Some(Sourced::new(value, &origin, line.text()));
-            if kind == "check" {
-                settings.timeout_check = sourced;
-            } else {
-                settings.timeout_connect = sourced;
-            }
-        }
-        ("disabled", None) => settings.disabled = Some(origin),
-        ("enabled", None) => settings.disabled = None,
-        ("default-server", _) => {
-            server::params(file, line, 1, &mut settings.default_server)?;
-        }
-        _ => settings
-            .ignored
-            .push(format!("{} (line {})", line.text(), line.no)),
+        _ => {}
     }
-    Ok(())
 }

@@ -2,12 +2,14 @@
 //! `[[vip.backend]]` table per backend (its own health table where its
 //! checks differ), weights scaled into lbd's range.
 
+use std::net::IpAddr;
+
 use super::vips::Vip;
 use super::weight::Scale;
 use super::{family, health};
 use crate::config::{Protocol, MAX_WEIGHT};
-use crate::import::model::{Backend, Role};
-use crate::import::write::Table;
+use crate::import::model::{Backend, Check, CheckKind, Role};
+use crate::import::write::{Entry, Table};
 use crate::import::ImportError;
 use lb_common::Mode;
 
@@ -150,22 +152,98 @@ pub(super) fn vip_tables(
             }
         };
         b.push("weight", i64::from(weight), comment);
-        push_backend(b, backend, reference, &mut tables);
+        push_backend(b, backend, reference, vip.port, mode, &mut tables);
     }
     Ok(tables)
 }
 
 /// Pushes a backend's table, and its own health table when its checks
 /// differ from the VIP's.
-fn push_backend(mut table: Table, backend: &Backend, reference: &Backend, tables: &mut Vec<Table>) {
+fn push_backend(
+    mut table: Table,
+    backend: &Backend,
+    reference: &Backend,
+    vip_port: u16,
+    mode: Mode,
+    tables: &mut Vec<Table>,
+) {
     let own = backend.check != reference.check;
     let mut notes = Vec::new();
-    let entries = own.then(|| health::entries(backend.check.as_ref(), &mut notes));
+    let entries = own.then(|| {
+        let mut entries = health::entries(backend.check.as_ref(), &mut notes);
+        keep_own_port_and_host(&mut entries, backend, reference, vip_port, mode);
+        entries
+    });
     table.notes.append(&mut notes);
     tables.push(table);
     if let Some(entries) = entries {
         let mut h = Table::new("[vip.backend.health]", 2);
         h.entries = entries;
         tables.push(h);
+    }
+}
+
+/// lbd merges a backend's health table over its VIP's key by key, and
+/// [`health::entries`] leaves out `port` and `host` where the check has
+/// none (meaning the backend's own port, its own address as Host): a
+/// backend whose check has none beside a VIP-level check that has them
+/// would inherit the other backend's port or Host (`check port 8080` on
+/// one server made the next one's check go to 8080). Writes lbd's
+/// default for this backend explicitly instead: the port lbd checks
+/// without one (a NAT backend's own, else the VIP's) and the Host lbd's
+/// HTTP check sends without one (the address, with the port unless 80).
+fn keep_own_port_and_host(
+    entries: &mut Vec<Entry>,
+    backend: &Backend,
+    reference: &Backend,
+    vip_port: u16,
+    mode: Mode,
+) {
+    let (Some(check), Some(vip_check)) = (&backend.check, &reference.check) else {
+        return;
+    };
+    let port = match mode {
+        Mode::Nat => backend.port.unwrap_or(vip_port),
+        _ => vip_port,
+    };
+    // Beside the keys of the check's kind, before its timings.
+    let after_kind = |entries: &[Entry]| {
+        entries
+            .iter()
+            .position(|e| !matches!(e.key, "check" | "path" | "host" | "expect_status"))
+            .unwrap_or(entries.len())
+    };
+    if check.port.is_none() && vip_check.port.is_some() {
+        entries.insert(
+            after_kind(entries),
+            Entry::new(
+                "port",
+                i64::from(port),
+                "the backend's own port, not the VIP's check port",
+            ),
+        );
+    }
+    let host_of = |check: &Check| match &check.kind.value {
+        CheckKind::Http { host, .. } => Some(host.clone()),
+        CheckKind::Tcp => None,
+    };
+    if let (Some(None), Some(Some(_))) = (host_of(check), host_of(vip_check)) {
+        let port = check.port.as_ref().map_or(port, |p| p.value);
+        let address = match backend.address {
+            IpAddr::V4(a) => a.to_string(),
+            IpAddr::V6(a) => format!("[{a}]"),
+        };
+        let host = match port {
+            80 => address,
+            port => format!("{address}:{port}"),
+        };
+        entries.insert(
+            after_kind(entries),
+            Entry::new(
+                "host",
+                host,
+                "the address checked, as lbd sends without a host; not the VIP's check Host",
+            ),
+        );
     }
 }

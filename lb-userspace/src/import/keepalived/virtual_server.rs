@@ -66,6 +66,7 @@ pub(super) fn virtual_server(
     };
     let mut protocol = Protocol::Tcp;
     let mut delay_loop = None;
+    let mut equal_weights: Option<Sourced<()>> = None;
     for child in statement.children() {
         let at = Origin::new(file, child.line);
         match child.name() {
@@ -87,13 +88,25 @@ pub(super) fn virtual_server(
                 service.forwarding = Some(Sourced::new(mode, &at, child.text()));
             }
             "delay_loop" => delay_loop = Some(Sourced::new(duration(file, child)?, &at, child.text())),
-            "lb_algo" | "lvs_sched" => service.notes.push(Note::new(
-                &at,
-                format!(
-                    "{}: lbd balances with Maglev consistent hashing of each connection (weights kept)",
-                    child.text()
-                ),
-            )),
+            "lb_algo" | "lvs_sched" => match child.args() {
+                // IPVS's rr, lc and dh give every server of weight > 0
+                // the same share whatever its weight; lbd's Maglev
+                // honours weights, so they are made equal below.
+                [algo] if matches!(algo.as_str(), "rr" | "lc" | "dh") => {
+                    equal_weights = Some(Sourced::new((), &at, child.text()));
+                }
+                // Source hashing kept a client on one server: persistence.
+                [algo] if matches!(algo.as_str(), "sh" | "mh") => {
+                    service.notes.push(Note::persistence(&at, &child.text()));
+                }
+                _ => service.notes.push(Note::new(
+                    &at,
+                    format!(
+                        "{}: lbd balances with Maglev consistent hashing of each connection (weights kept)",
+                        child.text()
+                    ),
+                )),
+            },
             "persistence_timeout" => service
                 .notes
                 .push(Note::persistence(&at, &child.text())),
@@ -129,6 +142,9 @@ pub(super) fn virtual_server(
         }
         service.backends.push(backend);
     }
+    if let Some(algo) = &equal_weights {
+        equalize(&mut service, algo);
+    }
     service.listens.push(Listen {
         address: Some(address),
         wildcard_v6: false,
@@ -139,6 +155,41 @@ pub(super) fn virtual_server(
         what: format!("virtual_server {address} {port}"),
     });
     Ok(Some(service))
+}
+
+/// Weight 1 for every real_server of weight > 0, under a scheduler
+/// (`lb_algo rr|lc|dh`) for which IPVS ignores weights other than 0: the
+/// servers had equal shares, and lbd's Maglev, which honours weights,
+/// would otherwise give them the unequal shares the weights say.
+fn equalize(service: &mut Service, algo: &Sourced<()>) {
+    let mut unequal = false;
+    for backend in &mut service.backends {
+        let Some(weight) = &backend.weight else {
+            continue;
+        };
+        if weight.value == 0 {
+            continue;
+        }
+        unequal |= weight.value != 1;
+        backend.weight = Some(Sourced::new(
+            1,
+            &weight.origin,
+            format!("{}, ignored by {}", weight.what, algo.what),
+        ));
+    }
+    service.notes.push(Note::new(
+        &algo.origin,
+        match unequal {
+            true => format!(
+                "{}: IPVS gives every server of weight above 0 an equal share whatever its weight; lbd's Maglev hashing honours weights, so the servers are given equal weights",
+                algo.what
+            ),
+            false => format!(
+                "{}: lbd balances with Maglev consistent hashing of each connection, an equal share to each server as IPVS's",
+                algo.what
+            ),
+        },
+    ));
 }
 
 /// `lb_kind` / `lvs_method` (its newer name): `NAT`, `DR`, `TUN [type

@@ -170,10 +170,14 @@ pub(super) fn instance(
                 for entry in child.children() {
                     let entry_at = Origin::new(file, entry.line);
                     let address = address(file, entry)?;
-                    if entry.words.len() > 1 {
+                    // A prefix other than the host's is lost too (with its
+                    // subnet route), said even when nothing else follows.
+                    let host_prefix: u8 = if address.is_ipv4() { 32 } else { 128 };
+                    let subnet = entry.name().split_once('/').is_some_and(|(_, p)| p.parse::<u8>().ok() != Some(host_prefix));
+                    if entry.words.len() > 1 || subnet {
                         vrrp.notes.push(Note::new(
                             &entry_at,
-                            format!("{}: lbd adds the address as /32 (/128) on its interface; dev, label and scope are not carried over", entry.text()),
+                            format!("{}: lbd adds the address as /32 (/128) on its interface; the prefix, dev, label and scope are not carried over", entry.text()),
                         ));
                     }
                     vrrp.addresses.push(Sourced::new(address, &entry_at, format!("{} {}", child.name(), entry.text())));
@@ -321,10 +325,22 @@ fn track_script(
         })
         .filter(|w| *w > 0)
         .unwrap_or(254);
-    vrrp.track_dataplane = Some(Sourced::new(
-        loss,
-        &at,
-        format!("track_script {name}: `{}` ({}) watched the proxy lbd replaces; lbd tracks its own data plane", script.command, script.origin),
-    ));
+    let what = format!(
+        "track_script {name}: `{}` ({}) watched the proxy lbd replaces; lbd tracks its own data plane",
+        script.command, script.origin
+    );
+    // Every script that watches the proxy fails when it does, and
+    // keepalived adds up the weights of failing scripts (one without a
+    // weight means FAULT: all of it): the loss is their sum, capped at
+    // 254, the same in any order (a second script no longer replaces the
+    // first's loss).
+    vrrp.track_dataplane = Some(match vrrp.track_dataplane.take() {
+        None => Sourced::new(loss, &at, what),
+        Some(earlier) => Sourced::new(
+            earlier.value.saturating_add(loss).min(254),
+            &earlier.origin,
+            format!("{}; {what}", earlier.what),
+        ),
+    });
     Ok(())
 }

@@ -695,3 +695,93 @@ fn notes_on_tls_checks_say_what_each_server_gets() {
         handshake.notes
     );
 }
+
+/// `http-check connect` opens the HTTP check's connection: its port is
+/// the one checked (Patroni's REST port beside PostgreSQL), its `ssl`
+/// makes the check TLS, its other options are said.
+#[test]
+fn http_check_connect_gives_the_port_and_tls_of_the_check() {
+    let imported = |connect: &str, server: &str| {
+        let text = tcp_haproxy(&format!(
+            "listen pg\n  bind 198.18.0.100:5432\n  option httpchk GET /health\n{connect}  server a 198.18.0.11:5432 {server}\n"
+        ));
+        ok(&[("h.cfg", &text)], &on_eth0())
+    };
+    let patroni = imported("  http-check connect port 8008\n", "check");
+    let health = &patroni.config.vips[0].health;
+    assert_eq!(health.port, Some(8008));
+    assert_eq!(health.check, CheckType::Http);
+    assert_eq!(health.path, "/health");
+    assert!(
+        !has_note(&patroni, "no meaning for an L4 balancer"),
+        "{:#?}",
+        patroni.notes
+    );
+    assert!(patroni
+        .text
+        .contains("# h.cfg:7 (http-check connect port 8008)"));
+    // The rule's port wins over the server's, as in HAProxy.
+    let over = imported("  http-check connect port 8008\n", "check port 9999");
+    assert_eq!(over.config.vips[0].health.port, Some(8008));
+    // `ssl`: HAProxy's HTTP check is made over TLS, which lbd's cannot.
+    let tls = imported("  http-check connect port 8008 ssl sni pg\n", "check");
+    assert_eq!(tls.config.vips[0].health.check, CheckType::Tcp);
+    assert_eq!(tls.config.vips[0].health.port, Some(8008));
+    for needle in [
+        "h.cfg:7: WARNING: option httpchk GET /health is made over TLS (http-check connect port 8008 ssl sni pg)",
+        "h.cfg:7: http-check connect port 8008 ssl sni pg: sni pg: not carried over",
+    ] {
+        assert!(has_note(&tls, needle), "no {needle:?} in {:#?}", tls.notes);
+    }
+    // A connection of its own port in the clear: the server's `ssl` is
+    // not the check's.
+    let clear = imported("  http-check connect port 8008\n", "ssl check");
+    assert_eq!(clear.config.vips[0].health.check, CheckType::Http);
+    // A second connection lbd does not make.
+    let second = imported(
+        "  http-check connect port 8008\n  http-check send meth GET uri /health\n  http-check connect port 8009\n",
+        "check",
+    );
+    assert_eq!(second.config.vips[0].health.port, Some(8008));
+    assert!(has_note(
+        &second,
+        "h.cfg:9: WARNING: http-check connect port 8009: a further connection"
+    ));
+    // Unchecked servers: the rule changes nothing, listed as such.
+    let unchecked = imported("  http-check connect port 8008\n", "");
+    assert!(has_note(
+        &unchecked,
+        "not carried over (no meaning for an L4 balancer): http-check connect port 8008 (line 7)"
+    ));
+}
+
+/// A backend with a check of its own port gets its own health table; a
+/// backend checked at its own port beside it must not inherit the VIP's
+/// other port through lbd's key-by-key merge.
+#[test]
+fn a_backends_own_health_table_does_not_inherit_the_vips_check_port_or_host() {
+    let text = tcp_haproxy("listen web\n  bind 198.18.0.100:80\n  server a 198.18.0.11:80 check port 8080\n  server b 198.18.0.12:80 check\n");
+    let imported = ok(&[("h.cfg", &text)], &on_eth0());
+    let vip = &imported.config.vips[0];
+    assert_eq!(vip.health.port, Some(8080));
+    let b = vip.backends[1]
+        .health
+        .as_ref()
+        .expect("b has its own health table");
+    // Checked at its own port, 80, as HAProxy did (None would be the same).
+    assert!(b.port.is_none_or(|p| p == 80), "b checked on {:?}", b.port);
+    // The same for the Host of an HTTP check (keepalived's virtualhost).
+    let text = "virtual_server 198.18.0.100 80 {\n  lb_kind DR\n  real_server 198.18.0.11 80 {\n    HTTP_GET {\n      url {\n        path /health\n        status_code 200\n      }\n      virtualhost www.example\n    }\n  }\n  real_server 198.18.0.12 80 {\n    HTTP_GET {\n      url {\n        path /health\n        status_code 200\n      }\n    }\n  }\n}\n";
+    let imported = ok(&[("k.conf", text)], &on_eth0());
+    let vip = &imported.config.vips[0];
+    assert_eq!(vip.health.host.as_deref(), Some("www.example"));
+    let second = vip.backends[1]
+        .health
+        .as_ref()
+        .expect("the second has its own health table");
+    assert!(
+        second.host.as_deref().is_none_or(|h| h == "198.18.0.12"),
+        "second sends Host {:?}",
+        second.host
+    );
+}

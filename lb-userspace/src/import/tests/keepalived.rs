@@ -434,3 +434,126 @@ fn a_urls_own_virtualhost_is_the_checks_host_and_its_other_keys_are_noted() {
         Some("other.example")
     );
 }
+
+/// Several scripts watching the proxy all fail when it does; keepalived
+/// adds up their weights (one without a weight means FAULT), so the
+/// loss does not depend on which is tracked last.
+#[test]
+fn several_proxy_track_scripts_add_up_whatever_their_order() {
+    let scripts = "vrrp_script chk_haproxy {\n  script \"killall -0 haproxy\"\n  weight 20\n}\nvrrp_script chk_pid {\n  script \"pidof haproxy\"\n  weight 30\n}\nvrrp_script chk_fault {\n  script \"pgrep haproxy\"\n}\n";
+    let instance = |tracked: &[&str]| {
+        format!(
+            "{scripts}vrrp_instance A {{\n  interface eth0\n  virtual_router_id 7\n  virtual_ipaddress {{\n    198.18.0.100\n  }}\n  track_script {{\n{}  }}\n}}\n",
+            tracked.iter().map(|t| format!("    {t}\n")).collect::<String>()
+        )
+    };
+    let loss = |tracked: &[&str]| {
+        ok(&[("k.conf", &instance(tracked))], &Options::default())
+            .config
+            .vrrp[0]
+            .track_dataplane
+    };
+    assert_eq!(loss(&["chk_haproxy", "chk_pid"]), 50);
+    assert_eq!(loss(&["chk_pid", "chk_haproxy"]), 50);
+    // A weight on the track_script line overrides the script's.
+    assert_eq!(loss(&["chk_haproxy weight -5", "chk_pid"]), 35);
+    // FAULT (no weight) takes all of it, in either order.
+    assert_eq!(loss(&["chk_fault", "chk_haproxy"]), 254);
+    assert_eq!(loss(&["chk_haproxy", "chk_fault"]), 254);
+    // Large weights saturate at 254.
+    let big = instance(&["chk_haproxy weight 200", "chk_pid weight 200"]);
+    let imported = ok(&[("k.conf", &big)], &Options::default());
+    assert_eq!(imported.config.vrrp[0].track_dataplane, 254);
+    // The comment names every script.
+    let imported = ok(
+        &[("k.conf", &instance(&["chk_haproxy", "chk_pid"]))],
+        &Options::default(),
+    );
+    assert!(
+        imported.text.contains("track_script chk_haproxy:")
+            && imported.text.contains("track_script chk_pid:"),
+        "{}",
+        imported.text
+    );
+}
+
+/// IPVS's rr, lc and dh schedulers ignore weights (but 0): the servers
+/// had equal shares, which lbd's weighted Maglev keeps only with equal
+/// weights; sh and mh hash the source, which is client persistence.
+#[test]
+fn schedulers_that_ignore_weights_give_equal_weights() {
+    let text = |algo: &str| {
+        format!("virtual_server 198.18.0.100 80 {{\n  lb_algo {algo}\n  lb_kind DR\n  real_server 198.18.0.11 80 {{\n    weight 1\n  }}\n  real_server 198.18.0.12 80 {{\n    weight 3\n  }}\n  real_server 198.18.0.13 80 {{\n    weight 0\n  }}\n}}\n")
+    };
+    for algo in ["rr", "lc", "dh"] {
+        let imported = ok(&[("k.conf", &text(algo))], &on_eth0());
+        let shares: Vec<u32> = weights(&imported.config.vips[0])
+            .iter()
+            .map(|w| w.1)
+            .collect();
+        assert_eq!(shares[0], shares[1], "{algo}: {shares:?}");
+        assert!(shares[0] > 0, "{algo}: {shares:?}");
+        // Weight 0 still takes nothing.
+        assert_eq!(shares[2], 0, "{algo}: {shares:?}");
+        assert!(
+            has_note(
+                &imported,
+                &format!("k.conf:2: lb_algo {algo}: IPVS gives every server of weight above 0 an equal share")
+            ),
+            "{:#?}",
+            imported.notes
+        );
+    }
+    // Weighted schedulers keep the weights.
+    let imported = ok(&[("k.conf", &text("wrr"))], &on_eth0());
+    assert_eq!(
+        weights(&imported.config.vips[0])
+            .iter()
+            .map(|w| w.1)
+            .collect::<Vec<_>>(),
+        [100, 300, 0]
+    );
+    for algo in ["sh", "mh"] {
+        let imported = ok(&[("k.conf", &text(algo))], &on_eth0());
+        assert!(
+            has_note(
+                &imported,
+                &format!("k.conf:2: lb_algo {algo}: client persistence (source stickiness) is not carried over")
+            ),
+            "{:#?}",
+            imported.notes
+        );
+    }
+}
+
+/// A virtual_ipaddress of a subnet prefix is added as a host address by
+/// lbd: said even when no other word follows it.
+#[test]
+fn a_virtual_ipaddress_prefix_lbd_drops_is_noted() {
+    let text = |entry: &str| {
+        format!("vrrp_instance A {{\n  interface eth0\n  virtual_router_id 7\n  virtual_ipaddress {{\n    {entry}\n  }}\n}}\n")
+    };
+    for entry in [
+        "198.18.0.100/24",
+        "2001:2::100/64",
+        "198.18.0.100/24 dev eth0",
+    ] {
+        let imported = ok(&[("k.conf", &text(entry))], &Options::default());
+        assert!(
+            has_note(
+                &imported,
+                &format!("k.conf:5: {entry}: lbd adds the address as /32 (/128) on its interface")
+            ),
+            "{entry}: {:#?}",
+            imported.notes
+        );
+    }
+    for entry in ["198.18.0.100", "198.18.0.100/32", "2001:2::100/128"] {
+        let imported = ok(&[("k.conf", &text(entry))], &Options::default());
+        assert!(
+            !has_note(&imported, "lbd adds the address as /32"),
+            "{entry}: {:#?}",
+            imported.notes
+        );
+    }
+}

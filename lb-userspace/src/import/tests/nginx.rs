@@ -333,3 +333,26 @@ fn nginx_client_persistence_is_said_not_carried_over() {
         assert!(has_note(&imported, needle), "no {needle:?} in {:#?}", imported.notes);
     }
 }
+
+/// nginx reads `${name}` as part of a word (the `{` after `$` opens no
+/// block) and a `}` inside a word as a character: a redirect with one
+/// imports, in an http or a stream context.
+#[test]
+fn a_braced_variable_is_part_of_its_word() {
+    let options = Options {
+        vips: vec![vip("198.18.0.100:80/tcp")],
+        ..on_eth0()
+    };
+    for context in ["http", "stream"] {
+        let text = format!(
+            "{context} {{\n  upstream web {{\n    server 198.18.0.11:80;\n  }}\n  server {{ listen 80; return 301 https://${{host}}$request_uri; }}\n}}\n"
+        );
+        let imported = ok(&[("n.conf", &text)], &options);
+        assert_eq!(
+            weights(&imported.config.vips[0]),
+            [(ip("198.18.0.11"), 100)],
+            "{context}: {}",
+            imported.text
+        );
+    }
+}
