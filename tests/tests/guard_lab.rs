@@ -228,10 +228,16 @@ fn a_denied_source_cannot_connect_and_a_limited_burst_spares_long_lived_connecti
 
     // Removing the VIP keeps its rule, out of force, and says so; added
     // back (as when re-adding a VIP to change its mode), the VIP is
-    // guarded again from its first packet.
+    // guarded again from its first packet. With limits of its own (a
+    // generous one here) too: the commit's bridge then equals the guards
+    // in force, and the rule once stayed shown (and kept) as in force.
+    lbctl_ok(
+        &lab,
+        &["limit", "set", "--vip", VIP, "--source-rate", "1000"],
+    );
     let removed = lbctl_ok(&lab, &["vip", "remove", VIP]);
     assert!(
-        removed.contains(&format!("warning: VIP {VIP}: its ACL rule stays")),
+        removed.contains(&format!("warning: VIP {VIP}: its ACL rule and limits stay")),
         "{removed}"
     );
     let listed = lbctl_ok(&lab, &["acl", "list"]);
@@ -239,6 +245,8 @@ fn a_denied_source_cannot_connect_and_a_limited_burst_spares_long_lived_connecti
         listed.contains("(not in force: its VIP is not served)"),
         "{listed}"
     );
+    let guard = status(&lab).guard.expect("guard");
+    assert_eq!(guard.rules[0].id, None, "{:?}", guard.rules);
     // A file may only name its own VIPs: the dump leaves the rule out,
     // says so on stderr, and loads as a config file.
     let (code, dump, err) = lbctl_outcome(&lab, &["config", "dump"]);

@@ -223,6 +223,13 @@ pub struct Installer {
     /// bumped when rules go in and again when rules go out, so no verdict
     /// the data plane cached while the tries changed outlives the change.
     generation: u32,
+    /// Ids of rules taken out of the tries since the generation last
+    /// moved on in every entry (`move_on`): verdicts cached under the
+    /// generation in force may still name them (the data plane counts a
+    /// cached verdict's hits on its rule's id), so none is given to a new
+    /// rule before the next `move_on`, or its counter would take the old
+    /// rule's hits and the old rule's verdicts would stand meanwhile.
+    freed: BTreeSet<u32>,
 }
 
 impl Installer {
@@ -295,6 +302,32 @@ impl Installer {
         self.generation = next_generation(self.generation);
     }
 
+    /// Writes `served` under the next generation: no verdict cached before
+    /// stands once it is written, so the ids freed before are free to
+    /// take.
+    fn move_on(
+        &mut self,
+        maps: &mut dyn GuardWrites,
+        served: &BTreeMap<u32, VipGuard>,
+        max_vips: u32,
+    ) -> Result<()> {
+        self.bump();
+        self.write_guards(maps, served, max_vips)?;
+        self.freed.clear();
+        Ok(())
+    }
+
+    /// Takes `stale` out of the tries; their ids are `freed`.
+    fn take_out(&mut self, maps: &mut dyn GuardWrites, stale: &[TrieKey]) -> Result<()> {
+        for key in stale {
+            maps.remove(key)?;
+            if let Some(id) = self.installed.remove(key) {
+                self.freed.insert(id);
+            }
+        }
+        Ok(())
+    }
+
     /// Brings the maps to `config` for the VIPs served (`vips`: identity
     /// and numeric id; `max_vips`: entries of `VIP_GUARDS`).
     pub fn apply(
@@ -325,14 +358,19 @@ impl Installer {
             .filter(|k| !self.installed.contains_key(k))
             .count();
         let room = ACL_RULES_MAX as usize - 1;
-        if self.installed.len() + new > room {
+        if self.installed.len() + self.freed.len() + new > room {
             // The old and the new rules do not fit side by side: the old
             // go first, so for a moment neither those nor the new ones
             // are in force (rather than a change that can never succeed).
             // An allow list in force with its rules going out would refuse
             // every source it has not cached a verdict for: the allow
             // lists are switched off first (the new guards without them),
-            // and on again with the new rules below.
+            // and on again with the new rules below. Under a new
+            // generation, and another once the old rules are out (before
+            // their ids go to new ones): a verdict cached before would
+            // otherwise stand (a source refused by the allow list, or
+            // denied by an old rule, still dropped) and count its hits on
+            // the new rule that takes its id.
             let stale: Vec<TrieKey> = self
                 .installed
                 .keys()
@@ -353,13 +391,19 @@ impl Installer {
                     (*n, VipGuard { acl, ..*guard })
                 })
                 .collect();
-            self.write_guards(maps, &open, max_vips)?;
-            for key in &stale {
-                maps.remove(key)?;
-                self.installed.remove(key);
+            self.move_on(maps, &open, max_vips)?;
+            self.take_out(maps, &stale)?;
+            if !self.freed.is_empty() {
+                self.move_on(maps, &open, max_vips)?;
             }
         }
-        let mut used: BTreeSet<u32> = self.installed.values().copied().collect();
+        // Ids freed under the generation in force are not taken (`freed`).
+        let mut used: BTreeSet<u32> = self
+            .installed
+            .values()
+            .chain(&self.freed)
+            .copied()
+            .collect();
         let mut next_free = 1u32;
         let mut rules = BTreeMap::new();
         let mut added = false;
@@ -396,17 +440,14 @@ impl Installer {
             .copied()
             .collect();
         if added || self.generation == 0 || self.lists_change(&served) {
-            self.bump();
-        }
-        self.write_guards(maps, &served, max_vips)?;
-        for key in &stale {
-            maps.remove(key)?;
-            self.installed.remove(key);
-        }
-        if !stale.is_empty() {
-            // Verdicts cached while the rules went out are stale too.
-            self.bump();
+            self.move_on(maps, &served, max_vips)?;
+        } else {
             self.write_guards(maps, &served, max_vips)?;
+        }
+        self.take_out(maps, &stale)?;
+        if !self.freed.is_empty() {
+            // Verdicts cached while the rules went out are stale too.
+            self.move_on(maps, &served, max_vips)?;
         }
         self.rules = rules;
         Ok(())
@@ -456,13 +497,18 @@ impl Installer {
             .collect()
     }
 
+    /// Rule `rule`'s id in the maps (None: not in force).
+    pub(super) fn id_of(&self, rule: &AclRule) -> Option<u32> {
+        self.rules.get(rule).copied()
+    }
+
     /// Every rule of `config` with its id and count.
     pub fn counts(&self, maps: &GuardMaps, config: &GuardConfig) -> Result<Vec<RuleCount>> {
         config
             .acl
             .iter()
             .map(|rule| {
-                let id = self.rules.get(rule).copied();
+                let id = self.id_of(rule);
                 let packets = match id {
                     Some(id) => maps.hits(id)?,
                     None => 0,
@@ -565,6 +611,18 @@ mod tests {
         /// "remove", in order.
         log: Vec<&'static str>,
         gaps: usize,
+        /// By rule id: the (VIP id, generation) under which the data plane
+        /// may have cached a verdict naming it (it was in a trie while
+        /// that VIP's entry held lists and that generation).
+        cacheable: BTreeMap<u32, BTreeSet<(u32, u32)>>,
+        /// (VIP id, generation) written with an allow list in force.
+        allowed_under: BTreeSet<(u32, u32)>,
+        /// Ids cleared for a new rule while a verdict cached naming them
+        /// still stood (its VIP's entry still of that generation).
+        reused_cached: usize,
+        /// Allow lists switched off with the generation unchanged and
+        /// other lists on: a source cached as not allowed stays dropped.
+        refusals_kept: usize,
     }
 
     impl Recorder {
@@ -592,12 +650,29 @@ mod tests {
     }
 
     impl GuardWrites for Recorder {
-        fn clear_hits(&mut self, _: u32) -> Result<()> {
+        fn clear_hits(&mut self, id: u32) -> Result<()> {
+            let guards = &self.guards;
+            let standing = self.cacheable.remove(&id).is_some_and(|cached| {
+                cached.iter().any(|(n, generation)| {
+                    guards
+                        .get(n)
+                        .is_some_and(|g| g.acl != 0 && g.generation == *generation)
+                })
+            });
+            if standing {
+                self.reused_cached += 1;
+            }
             Ok(())
         }
 
         fn insert(&mut self, key: &TrieKey, id: u32) -> Result<()> {
             self.tries.insert(*key, id);
+            let under = self
+                .guards
+                .iter()
+                .filter(|(_, g)| g.acl != 0)
+                .map(|(n, g)| (*n, g.generation));
+            self.cacheable.entry(id).or_default().extend(under);
             self.log.push("insert");
             self.check();
             Ok(())
@@ -612,6 +687,18 @@ mod tests {
 
         fn set_guard(&mut self, n: u32, guard: VipGuard) -> Result<()> {
             self.guards.insert(n, guard);
+            if guard.acl != 0 {
+                for id in self.tries.values() {
+                    let cached = self.cacheable.entry(*id).or_default();
+                    cached.insert((n, guard.generation));
+                }
+            }
+            let under = (n, guard.generation);
+            if guard.acl & (ACL_F_ALLOW_GLOBAL | ACL_F_ALLOW_VIP) != 0 {
+                self.allowed_under.insert(under);
+            } else if guard.acl != 0 && self.allowed_under.contains(&under) {
+                self.refusals_kept += 1;
+            }
             if n == 1 {
                 // The VIP served (the others' entries hold no lists).
                 self.log.push(if guard.acl & ACL_F_ALLOW_GLOBAL != 0 {
@@ -676,6 +763,67 @@ mod tests {
             } else {
                 assert_eq!(first("guard no allow"), None);
             }
+        }
+    }
+
+    /// A swap too large to make side by side (the old rules out first)
+    /// moves the generation on with the allow lists off, and again once
+    /// the old rules are out, before a new rule takes a freed id. Before,
+    /// the allow lists went off under the generation in force (a source
+    /// cached as not allowed stayed dropped while the deny lists kept the
+    /// cache in use) and new rules took the old ones' ids under it: a
+    /// verdict cached naming an old rule (a source it denied) still stood,
+    /// its hits counted on the new rule, for good.
+    #[test]
+    fn a_swap_takes_no_id_a_standing_cached_verdict_names() {
+        let vips = [(vip("198.18.0.100:80/tcp"), 1)];
+        let set = |action: Action, second: u8| -> BTreeSet<AclRule> {
+            (0..3000u32)
+                .map(|n| {
+                    let net = format!("198.{second}.{}.{}/32", n / 256, n % 256);
+                    rule(Scope::Global, action, &net)
+                })
+                .collect()
+        };
+        // A deny list that stays (the cache in use with the allow list
+        // off) and an allow list swapped; a deny list swapped.
+        let kept = rule(Scope::Global, Action::Deny, "198.20.0.0/24");
+        let allow = |second| GuardConfig {
+            acl: set(Action::Allow, second)
+                .into_iter()
+                .chain([kept])
+                .collect(),
+            ..GuardConfig::default()
+        };
+        let deny = |second| GuardConfig {
+            acl: set(Action::Deny, second),
+            ..GuardConfig::default()
+        };
+        for (what, old, new) in [
+            ("allow", allow(18), allow(19)),
+            ("deny", deny(18), deny(19)),
+        ] {
+            let mut maps = Recorder::default();
+            let mut installer = Installer::default();
+            installer.apply_to(&mut maps, &old, &vips, 4).unwrap();
+            let before = installer.installed.clone();
+            let old_ids: BTreeSet<u32> = before.values().copied().collect();
+            installer.apply_to(&mut maps, &new, &vips, 4).unwrap();
+            assert_eq!(
+                maps.reused_cached, 0,
+                "{what}: an id reused under its verdicts"
+            );
+            assert_eq!(maps.refusals_kept, 0, "{what}: cached refusals kept");
+            let reused = installer
+                .installed
+                .iter()
+                .filter(|(key, id)| !before.contains_key(key) && old_ids.contains(id))
+                .count();
+            assert!(
+                reused > 0,
+                "{what}: the swap reuses ids (or it tests nothing)"
+            );
+            assert_eq!(installer.installed.len(), new.acl.len(), "{what}");
         }
     }
 

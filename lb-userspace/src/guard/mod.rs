@@ -29,13 +29,47 @@ pub struct Guard {
     /// The guards meant to be in force (what status, counts and dumps
     /// show): the last ones applied or settled.
     config: GuardConfig,
-    /// The guards last written whole (the maps hold them for the VIPs
-    /// served then): `config`, or a commit's bridge, or the previous
-    /// guards while a settle waits for the maps. None: not known (nothing
-    /// written yet, the maps holding a previous lbd's rules, or a refused
-    /// write whose undoing was refused too).
-    written: Option<GuardConfig>,
+    /// The guards last written whole and the VIPs they were written for:
+    /// `config`, or a commit's bridge, or the previous guards while a
+    /// settle waits for the maps. None: not known (nothing written yet,
+    /// the maps holding a previous lbd's rules, or a refused write whose
+    /// undoing was refused too).
+    written: Option<Written>,
     installer: Installer,
+}
+
+/// What the maps were last brought to: guards for a set of VIPs. Both
+/// count: a commit removing a VIP with rules and limits of its own writes
+/// a bridge equal to the guards meant (it keeps them), for the VIPs with
+/// the leaving one; the settle after it must still write, for the VIPs
+/// without it, or the removed VIP's rules stay in the tries, with ids,
+/// shown and counted as in force.
+#[derive(Debug, PartialEq)]
+struct Written {
+    config: GuardConfig,
+    /// Sorted (identity, numeric id).
+    vips: Vec<(VipId, u32)>,
+}
+
+impl Written {
+    fn new(config: GuardConfig, vips: &[(VipId, u32)]) -> Self {
+        Self {
+            config,
+            vips: sorted(vips),
+        }
+    }
+
+    /// Whether these are `config` written for `vips`.
+    fn holds(&self, config: &GuardConfig, vips: &[(VipId, u32)]) -> bool {
+        self.config == *config && self.vips == sorted(vips)
+    }
+}
+
+fn sorted(vips: &[(VipId, u32)]) -> Vec<(VipId, u32)> {
+    let mut vips = vips.to_vec();
+    vips.sort_unstable();
+    vips.dedup();
+    vips
 }
 
 impl Guard {
@@ -54,10 +88,13 @@ impl Guard {
         &self.config
     }
 
-    /// Whether the maps hold `config` (false while a commit's bridge is
-    /// in force, or a settle the maps refused waits for `retry`).
-    pub fn is_settled(&self) -> bool {
-        self.written.as_ref() == Some(&self.config)
+    /// Whether the maps hold `config` for `vips` (the VIPs served; false
+    /// while a commit's bridge is in force, or a settle the maps refused
+    /// waits for `retry`).
+    pub fn is_settled(&self, vips: &[(VipId, u32)]) -> bool {
+        self.written
+            .as_ref()
+            .is_some_and(|w| w.holds(&self.config, vips))
     }
 
     /// Makes `next` the guards in force for the VIPs served (identity,
@@ -146,7 +183,7 @@ impl Guard {
         vips: &[(VipId, u32)],
         max_vips: u32,
     ) -> Result<bool, DataplaneError> {
-        if self.is_settled() {
+        if self.is_settled(vips) {
             return Ok(false);
         }
         let config = self.config.clone();
@@ -166,16 +203,22 @@ impl Guard {
     ) -> Result<(), DataplaneError> {
         match self.installer.apply_to(maps, next, vips, max_vips) {
             Ok(()) => {
-                self.written = Some(next.clone());
+                self.written = Some(Written::new(next.clone(), vips));
                 Ok(())
             }
             Err(error) => {
-                if let Some(previous) = &self.written {
-                    if let Err(again) = self.installer.apply_to(maps, previous, vips, max_vips) {
-                        tracing::warn!(%again, "restoring the previous guards failed too");
-                        // What the maps hold is not known: `retry` writes
-                        // the guards meant to be in force.
-                        self.written = None;
+                if let Some(previous) = self.written.take() {
+                    match self
+                        .installer
+                        .apply_to(maps, &previous.config, vips, max_vips)
+                    {
+                        // Written back for the VIPs served now.
+                        Ok(()) => self.written = Some(Written::new(previous.config, vips)),
+                        // What the maps hold is not known (None): `retry`
+                        // writes the guards meant to be in force.
+                        Err(again) => {
+                            tracing::warn!(%again, "restoring the previous guards failed too")
+                        }
                     }
                 }
                 Err(error)
@@ -215,6 +258,7 @@ mod tests {
     struct Maps {
         refusals: usize,
         guards: BTreeMap<u32, VipGuard>,
+        tries: BTreeMap<TrieKey, u32>,
     }
 
     impl GuardWrites for Maps {
@@ -222,11 +266,13 @@ mod tests {
             Ok(())
         }
 
-        fn insert(&mut self, _: &TrieKey, _: u32) -> Result<(), DataplaneError> {
+        fn insert(&mut self, key: &TrieKey, id: u32) -> Result<(), DataplaneError> {
+            self.tries.insert(*key, id);
             Ok(())
         }
 
-        fn remove(&mut self, _: &TrieKey) -> Result<(), DataplaneError> {
+        fn remove(&mut self, key: &TrieKey) -> Result<(), DataplaneError> {
+            self.tries.remove(key);
             Ok(())
         }
 
@@ -289,7 +335,7 @@ mod tests {
                 .unwrap();
             guard.write(&mut maps, &bridge, &before, 4).unwrap();
             assert_eq!(guard.config(), &running, "a bridge is not meant");
-            assert!(!guard.is_settled());
+            assert!(!guard.is_settled(&before));
             // The settle refused (and, with 2, the bridge's restoring too).
             maps.refusals = refusals;
             assert!(guard
@@ -300,13 +346,13 @@ mod tests {
                 &file,
                 "{refusals}: the file's guards are meant"
             );
-            assert!(!guard.is_settled(), "{refusals}");
+            assert!(!guard.is_settled(&after), "{refusals}");
             // The next tick.
             assert!(
                 guard.retry_with(&mut maps, &after, 4).unwrap(),
                 "{refusals}"
             );
-            assert!(guard.is_settled(), "{refusals}");
+            assert!(guard.is_settled(&after), "{refusals}");
             assert_eq!(guard.config(), &file, "{refusals}");
             let written = maps::vip_guard(&file, &staying);
             assert_eq!(
@@ -323,7 +369,53 @@ mod tests {
             let change = limited(Scope::Global, 7);
             assert!(guard.apply_with(&mut maps, change, &after, 4).is_err());
             assert_eq!(guard.config(), &file, "{refusals}");
-            assert!(guard.is_settled(), "{refusals}: the file's written back");
+            assert!(
+                guard.is_settled(&after),
+                "{refusals}: the file's written back"
+            );
+        }
+    }
+
+    /// A VIP removed at run time with a rule and limits of its own: the
+    /// commit's bridge is the guards meant (the VIP keeps its own), written
+    /// for the VIPs with it; the settle, for the VIPs without it, must
+    /// still write. Before, `is_settled` compared the guards alone, found
+    /// them equal, and wrote nothing: the removed VIP's rule kept its id
+    /// and trie entry (shown and counted as in force) and its VIP id its
+    /// flags and limits.
+    #[test]
+    fn a_vip_removed_with_guards_of_its_own_loses_them_at_the_settle() {
+        let leaving: VipId = "198.18.0.100:80/tcp".parse().unwrap();
+        let staying: VipId = "198.18.0.101:80/tcp".parse().unwrap();
+        let before = [(leaving, 1), (staying, 2)];
+        let after = [(staying, 2)];
+        let mut config = limited(Scope::Vip(leaving), 5);
+        let own = AclRule {
+            scope: Scope::Vip(leaving),
+            action: Action::Deny,
+            source: "198.18.66.0/24".parse().unwrap(),
+        };
+        config.acl.insert(own);
+        let mut maps = Maps::default();
+        let mut guard = Guard {
+            config: GuardConfig::default(),
+            written: None,
+            installer: Installer::default(),
+        };
+        guard
+            .apply_with(&mut maps, config.clone(), &before, 4)
+            .unwrap();
+        assert!(guard.installer.id_of(&own).is_some());
+        // The commit: the bridge is the guards meant, for both VIPs.
+        guard.write(&mut maps, &config, &before, 4).unwrap();
+        guard.settle_with(&mut maps, config, &after, 4).unwrap();
+        assert_eq!(guard.installer.id_of(&own), None, "out of force");
+        assert!(guard.is_settled(&after));
+        assert!(!guard.is_settled(&before));
+        assert!(maps.tries.is_empty(), "{:?}", maps.tries);
+        for n in [1, 2] {
+            let written = maps.guards[&n];
+            assert!(written.acl == 0 && !written.limits(), "{n}: {written:?}");
         }
     }
 }

@@ -92,10 +92,10 @@ impl Engine {
     /// Called every housekeeping tick; only a success is logged (the
     /// failure was, once, by `settle_guard`).
     pub(crate) fn retry_guard(&mut self) {
-        if self.guard.is_settled() {
+        let vips = self.guarded_vips();
+        if self.guard.is_settled(&vips) {
             return;
         }
-        let vips = self.guarded_vips();
         let max_vips = self.dataplane.sizes().max_vips;
         match self
             .guard
