@@ -68,6 +68,29 @@ fn take(vip_id: u32, key: &FlowKey) -> u32 {
     1
 }
 
+/// Gives back the tokens `admit` took for a new flow of VIP `vip_id` from
+/// `key.src` that was then not created: the NAT path refusing it after
+/// the limit admitted it (no source port, no room in its flow table) or
+/// joining the flow another CPU's packet opened (that one paid). A
+/// refused flow takes nothing, as in `take`: else, under NAT-table
+/// pressure, clients would drain their buckets with retransmitted SYNs
+/// and be limited once room frees. A function of its own, as `take`.
+#[inline(never)]
+pub fn refund(vip_id: u32, key: &FlowKey) {
+    let Some(guard) = super::of(vip_id) else {
+        return;
+    };
+    // One key on the stack, as in `take`.
+    let mut bucket = LimitKey::of(vip_id, LIMIT_KIND_SOURCE, key, &[u32::MAX; 4]);
+    if guard.source.per_s != 0 {
+        give_back(&bucket);
+    }
+    if guard.prefix.per_s != 0 {
+        bucket = LimitKey::of(vip_id, LIMIT_KIND_PREFIX, key, &guard.prefix_mask);
+        give_back(&bucket);
+    }
+}
+
 /// Puts back the token `take_from` took from bucket `key` (the next
 /// `take_token` caps it at the burst, should a racing CPU have refilled
 /// the bucket meanwhile).

@@ -76,9 +76,6 @@ fn lb_nat_open(now: u64, place: u32) -> u64 {
         stats::report(EVENT_NO_BACKEND, vip.id, key);
         return Counter::DropNoBackend as u64;
     };
-    if !limit::admit(vip.id, key) {
-        return Counter::DropRateLimited as u64;
-    }
     let Some(source) = NAT_SOURCES.get(vip.id) else {
         return Counter::DropNatPortsExhausted as u64;
     };
@@ -86,6 +83,13 @@ fn lb_nat_open(now: u64, place: u32) -> u64 {
         source.family == key.family && (key.family == AF_INET || key.family == AF_INET6);
     if !family_ok {
         return Counter::DropNatPortsExhausted as u64;
+    }
+    // Charged before the port search, so a limited flood costs no
+    // search; every later refusal (and a join: the opening CPU's packet
+    // paid) gives the tokens back (`limit::refund`), as a refused flow
+    // takes nothing.
+    if !limit::admit(vip.id, key) {
+        return Counter::DropRateLimited as u64;
     }
     let backend_port = if backend.port != 0 {
         backend.port
@@ -119,6 +123,7 @@ fn lb_nat_open(now: u64, place: u32) -> u64 {
             if counter == Counter::DropNatPortsExhausted {
                 stats::report(EVENT_NAT_PORTS_EXHAUSTED, reported_vip, &scratch.packet.key);
             }
+            limit::refund(reported_vip, &scratch.packet.key);
             return counter as u64;
         }
     };
@@ -135,18 +140,17 @@ fn lb_nat_open(now: u64, place: u32) -> u64 {
             stats::count(Counter::NatNew);
             (OPENED, pos)
         }
-        Inserted::Taken(pos) => {
-            // Another CPU opened this flow a moment ago: its translation
-            // stands, this one's port goes back.
+        not_opened => {
+            // This one's port goes back, and its tokens: the table is
+            // full, or another CPU opened this flow a moment ago (its
+            // translation stands, its packet paid). One call site of each
+            // for both outcomes (fewer instructions to verify).
             table::release(&scratch.reply_key, scratch.reply_place, scratch.reply_pos);
-            if !table::holds_at(key, place, pos) {
-                return Counter::DropNatTableFull as u64;
+            limit::refund(reported_vip, key);
+            match not_opened {
+                Inserted::Taken(pos) if table::holds_at(key, place, pos) => (JOINED, pos),
+                _ => return Counter::DropNatTableFull as u64,
             }
-            (JOINED, pos)
-        }
-        Inserted::Full | Inserted::Contended => {
-            table::release(&scratch.reply_key, scratch.reply_place, scratch.reply_pos);
-            return Counter::DropNatTableFull as u64;
         }
     };
     match table::bucket_index_at(place, pos) {

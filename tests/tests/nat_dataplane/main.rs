@@ -10,6 +10,7 @@ mod drops;
 mod frames;
 mod icmp;
 mod ip_options;
+mod limits;
 mod next_hop;
 mod translation;
 mod udp_checksum;
