@@ -23,6 +23,7 @@ use super::{
 };
 use crate::{
     config::{Attach, XdpMode as ConfigXdpMode},
+    ownership::cls_bpf::{self, TcPath, TC_ATTACH_ENV},
     pinning::PinError,
 };
 
@@ -62,6 +63,9 @@ impl Dataplane {
         mode: ConfigXdpMode,
         running: Option<(u32, ConfigXdpMode)>,
     ) -> Result<Option<ConfigXdpMode>> {
+        // Read at the start of every lbd, whatever its hook: checks
+        // through a tunnel attach a tc program at XDP too.
+        tc_path(names::PROG_TC_HC_ENCAP)?;
         self.carry_legacy_nat(CarryPhase::Attaching);
         self.attach_xdp(interface, mode, running)
     }
@@ -148,6 +152,10 @@ impl Dataplane {
     /// tc program cannot be loaded: then packets meet no program for that
     /// moment (two system calls) and take the stack's path; logged.
     fn tc_bridge(&mut self, interface: &str) -> Option<SchedClassifierLinkId> {
+        if tc_path(names::PROG_TC_LB).is_ok_and(|path| path == TcPath::ClsBpf) {
+            warn!(%interface, "no tc program to carry packets while XDP is attached anew ({TC_ATTACH_ENV}=cls_bpf: no tcx, as before kernel 6.6): until the new link is made, packets meet no program and take the stack's path");
+            return None;
+        }
         let attached = tc_program(&mut self.ebpf).and_then(|program| {
             program
                 .attach_with_options(
@@ -202,13 +210,16 @@ impl Dataplane {
     /// (the program swapped atomically with a link update); otherwise a
     /// new tcx link is made and pinned. `running` are the ids of the
     /// programs on the interface's tcx ingress, to tell a live pinned link
-    /// from a stale one. Without tcx (kernels before 6.6) it falls back to
-    /// clsact + cls_bpf with a warning: that attachment cannot be pinned,
-    /// so the program then goes with this lbd. As with `attach`, the
-    /// caller finishes the adoption once the previous lbd's other hooks
-    /// are gone: until `remove_other_hook` a previous lbd's XDP program
-    /// still runs, before this one, on the tables it was loaded with.
+    /// from a stale one. Without tcx (kernels before 6.6), or with
+    /// `LBD_TC_ATTACH=cls_bpf` (see `ownership::cls_bpf::tc_path`), it
+    /// attaches through clsact + cls_bpf: that attachment cannot be
+    /// pinned (see `release` for what a restart does with it). As with
+    /// `attach`, the caller finishes the adoption once the previous lbd's
+    /// other hooks are gone: until `remove_other_hook` a previous lbd's
+    /// XDP program still runs, before this one, on the tables it was
+    /// loaded with.
     pub fn attach_tc(&mut self, interface: &str, running: &[u32]) -> Result<Hooked> {
+        let path = tc_path(names::PROG_TC_LB)?;
         // Verified first (a second or more), so the NAT flows the old
         // program opens meanwhile are carried before the swap.
         tc_program(&mut self.ebpf)?;
@@ -220,26 +231,29 @@ impl Dataplane {
             }
         }
         let program = tc_program(&mut self.ebpf)?;
-        let tcx = program.attach_with_options(
-            interface,
-            TcAttachType::Ingress,
-            TcAttachOptions::TcxOrder(LinkOrder::default()),
-        );
+        let tcx = match path {
+            TcPath::Tcx => program.attach_with_options(
+                interface,
+                TcAttachType::Ingress,
+                TcAttachOptions::TcxOrder(LinkOrder::default()),
+            ),
+            TcPath::ClsBpf => Err(aya::programs::ProgramError::TcError(
+                aya::programs::tc::TcError::IoError(std::io::Error::other(format!(
+                    "not tried: {TC_ATTACH_ENV}=cls_bpf"
+                ))),
+            )),
+        };
         let id = match tcx {
             Ok(id) => id,
             Err(tcx_error) => {
-                warn!(%interface, error = %tcx_error, "tcx attach failed (kernel before 6.6?); falling back to clsact + cls_bpf, which cannot be pinned: the filter is left running when lbd stops for a restart (the next lbd replaces it), and removed on a stop for good");
-                if let Err(error) = aya::programs::tc::qdisc_add_clsact(interface) {
-                    // Already there is fine; anything else shows in the attach.
-                    info!(%interface, %error, "adding the clsact qdisc");
-                }
-                let id = program
-                    .attach_with_options(
-                        interface,
-                        TcAttachType::Ingress,
-                        TcAttachOptions::Netlink(aya::programs::tc::NlOptions::default()),
-                    )
-                    .map_err(|e| program_error("attaching", names::PROG_TC_LB, e))?;
+                warn!(%interface, error = %tcx_error, "no tcx link (kernel before 6.6?); attaching through clsact + cls_bpf, which cannot be pinned: the filter is left running when lbd stops for a restart (the next lbd replaces it), and removed on a stop for good");
+                let id = cls_bpf::attach_filter(
+                    program,
+                    interface,
+                    TcAttachType::Ingress,
+                    aya::programs::tc::NlOptions::default(),
+                )
+                .map_err(|e| program_error("attaching", names::PROG_TC_LB, e))?;
                 info!(%interface, "tc program attached (clsact + cls_bpf)");
                 self.attached = Some((interface.to_owned(), Attachment::OwnedTc(id)));
                 return Ok(Hooked::TcClsBpf);
@@ -653,6 +667,21 @@ pub(crate) fn tcx_ingress_programs(interface: &str) -> Vec<u32> {
 /// program out.
 fn runs_among(ours: u32, running: Option<&[u32]>) -> Option<bool> {
     running.map(|programs| programs.contains(&ours))
+}
+
+/// How lbd attaches its tc programs (`LBD_TC_ATTACH`, read once); a
+/// value it does not take fails the attach of `program`, naming the
+/// variable and the values it takes.
+fn tc_path(program: &'static str) -> Result<TcPath> {
+    cls_bpf::tc_path().map_err(|message| {
+        program_error(
+            "attaching",
+            program,
+            aya::programs::ProgramError::TcError(aya::programs::tc::TcError::IoError(
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, message),
+            )),
+        )
+    })
 }
 
 /// The loaded XDP program `name` of the object.

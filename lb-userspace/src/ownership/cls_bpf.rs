@@ -8,7 +8,32 @@
 //! runs (so nothing goes unforwarded meanwhile), and by `lbd --cleanup`.
 //! Filters of other tools are left alone. No other lbd may be using the
 //! interface meanwhile: the interface's lock is held.
+//!
+//! The same holds for `tc_hc_encap` (checks through a tunnel), which runs
+//! as a cls_bpf filter on the egress of `lo` and of the interface where
+//! there is no tcx: lbd removes those at every stop, but a killed lbd
+//! leaves them. They sit at [`HC_FILTER_PRIORITY`] with the balancer
+//! interface's index as their handle (`lo` is shared by every lbd of the
+//! namespace: the handle tells whose), so the next lbd on the interface
+//! replaces them in place and `lbd --cleanup` removes them.
+//!
+//! How lbd attaches its tc programs is decided here too: a tcx link
+//! where the kernel has tcx (6.6 and later), else a clsact + cls_bpf
+//! filter; `LBD_TC_ATTACH=cls_bpf` forces the filters (the path of older
+//! kernels, to run and test it on a newer one).
 
+use std::{
+    ffi::OsStr,
+    sync::{
+        atomic::{AtomicU32, Ordering},
+        OnceLock,
+    },
+};
+
+use aya::programs::{
+    tc::{NlOptions, SchedClassifierLinkId, TcAttachOptions},
+    ProgramError, SchedClassifier, TcAttachType,
+};
 use futures_util::{StreamExt as _, TryStreamExt as _};
 use lb_common::consts::names;
 use rtnetlink::{
@@ -18,7 +43,101 @@ use rtnetlink::{
         RouteNetlinkMessage,
     },
 };
-use tracing::info;
+use tracing::{debug, info};
+
+/// The environment variable that picks how lbd attaches its tc programs
+/// (read once, at the first attach of the start).
+pub(crate) const TC_ATTACH_ENV: &str = "LBD_TC_ATTACH";
+
+/// How lbd attaches its tc programs (`tc_lb` with `attach = "tc"`,
+/// `tc_hc_encap` for checks through a tunnel).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TcPath {
+    /// A tcx link; a clsact + cls_bpf filter where the kernel has no tcx
+    /// (before 6.6). The default.
+    Tcx,
+    /// A clsact + cls_bpf filter even where the kernel has tcx
+    /// (`LBD_TC_ATTACH=cls_bpf`): the path of kernels before 6.6, which
+    /// otherwise runs nowhere a newer kernel is used.
+    ClsBpf,
+}
+
+/// The path `value` (of [`TC_ATTACH_ENV`]) asks for: unset or empty is
+/// the default, `cls_bpf` forces the filters; anything else is refused
+/// (a typo must not go unnoticed), the message naming the variable and
+/// the values it takes.
+pub(crate) fn parse_tc_path(value: Option<&OsStr>) -> Result<TcPath, String> {
+    match value.map(OsStr::to_str) {
+        None | Some(Some("")) => Ok(TcPath::Tcx),
+        Some(Some("cls_bpf")) => Ok(TcPath::ClsBpf),
+        Some(_) => Err(format!(
+            "environment variable {TC_ATTACH_ENV} is set to {:?}: it takes \"cls_bpf\" (attach lbd's tc programs as clsact + cls_bpf filters even where the kernel has tcx) or nothing (unset or empty: tcx links, cls_bpf filters on kernels without tcx)",
+            value.unwrap_or_default()
+        )),
+    }
+}
+
+static TC_PATH: OnceLock<Result<TcPath, String>> = OnceLock::new();
+
+/// The path of [`TC_ATTACH_ENV`], read (and logged when forced) once per
+/// process: the first attach of lbd's start reads it, and a value it
+/// refuses fails that start.
+pub(crate) fn tc_path() -> Result<TcPath, String> {
+    TC_PATH
+        .get_or_init(|| {
+            let path = parse_tc_path(std::env::var_os(TC_ATTACH_ENV).as_deref());
+            if path == Ok(TcPath::ClsBpf) {
+                info!("{TC_ATTACH_ENV}=cls_bpf: lbd's tc programs (tc_lb with attach = \"tc\", tc_hc_encap for checks through a tunnel) are attached as clsact + cls_bpf filters, not tcx links, as on kernels before 6.6");
+            }
+            path
+        })
+        .clone()
+}
+
+/// Attaches `program` as a cls_bpf filter (direct action) on
+/// `interface`'s `attach_type`, adding the clsact qdisc first where it
+/// is missing.
+pub(crate) fn attach_filter(
+    program: &mut SchedClassifier,
+    interface: &str,
+    attach_type: TcAttachType,
+    options: NlOptions,
+) -> Result<SchedClassifierLinkId, ProgramError> {
+    if let Err(error) = aya::programs::tc::qdisc_add_clsact(interface) {
+        // Already there is fine; anything else shows in the attach.
+        debug!(%interface, %error, "adding the clsact qdisc");
+    }
+    program.attach_with_options(interface, attach_type, TcAttachOptions::Netlink(options))
+}
+
+/// The priority of lbd's `tc_hc_encap` filters (after the filters other
+/// tools add with the kernel's default priorities, 49152 and below, as a
+/// tcx link is appended after the programs there).
+pub(crate) const HC_FILTER_PRIORITY: u16 = 50_000;
+
+/// Where lbd's `tc_hc_encap` filter for a balancer on interface
+/// `balancer_ifindex` goes: [`HC_FILTER_PRIORITY`], with that index as
+/// its handle (on `lo` several lbds of a namespace may have one).
+pub(crate) fn hc_filter_options(balancer_ifindex: u32) -> NlOptions {
+    NlOptions {
+        priority: HC_FILTER_PRIORITY,
+        handle: aya::programs::tc::TcHandle::from(balancer_ifindex),
+        classid: None,
+    }
+}
+
+/// The `tc_hc_encap` program this process runs (0: none), whose filters
+/// a sweep at its own start leaves alone.
+static OWN_HC_PROGRAM: AtomicU32 = AtomicU32::new(0);
+
+/// Notes the id of the `tc_hc_encap` program this process loaded.
+pub(crate) fn note_own_hc_program(id: u32) {
+    OWN_HC_PROGRAM.store(id, Ordering::Relaxed);
+}
+
+/// The index of `lo` in every network namespace (the kernel registers
+/// it first).
+const LOOPBACK_IFINDEX: u32 = 1;
 
 /// A cls_bpf filter on an interface's ingress, as a dump reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,20 +151,21 @@ pub(crate) struct ClsBpfFilter {
     pub program: Option<u32>,
 }
 
-/// The cls_bpf filter `message` describes, if it is one on an ingress
-/// (`ffff:fff2`) with a program name; None for anything else (another
-/// kind, the per-priority entries of a dump, egress).
-pub(crate) fn cls_bpf_filter(message: &TcMessage) -> Option<ClsBpfFilter> {
-    let ingress = message.header.parent
+/// The cls_bpf filter `message` describes, if it is one on the clsact
+/// hook `minor` names (`TcHandle::MIN_INGRESS`, `ffff:fff2`, or
+/// `TcHandle::MIN_EGRESS`) with a program name; None for anything else
+/// (another kind, the per-priority entries of a dump, the other hook).
+fn cls_bpf_filter_at(message: &TcMessage, minor: u16) -> Option<ClsBpfFilter> {
+    let at_hook = message.header.parent
         == TcHandle {
             major: 0xffff,
-            minor: TcHandle::MIN_INGRESS,
+            minor,
         };
     let bpf = message
         .attributes
         .iter()
         .any(|a| matches!(a, TcAttribute::Kind(kind) if kind == TcFilterBpf::KIND));
-    if !ingress || !bpf {
+    if !at_hook || !bpf {
         return None;
     }
     let options = message.attributes.iter().find_map(|a| match a {
@@ -75,22 +195,46 @@ pub(crate) fn left_by_lbd(filter: &ClsBpfFilter, keep: Option<u32>) -> bool {
     filter.name == names::PROG_TC_LB && (keep.is_none() || filter.program != keep)
 }
 
+/// Whether `filter` is a `tc_hc_encap` filter an lbd on interface
+/// `balancer_ifindex` attached (its handle, see [`hc_filter_options`])
+/// and not one of `keep`'s (the program this process runs; 0: none).
+pub(crate) fn left_hc_filter(filter: &ClsBpfFilter, balancer_ifindex: u32, keep: u32) -> bool {
+    let handle =
+        (u32::from(filter.header.handle.major) << 16) | u32::from(filter.header.handle.minor);
+    filter.name == names::PROG_TC_HC_ENCAP
+        && handle == balancer_ifindex
+        && (keep == 0 || filter.program != Some(keep))
+}
+
 /// The cls_bpf filters on the ingress of interface `ifindex` (none when
 /// it has no clsact or ingress qdisc).
 pub(crate) async fn ingress_filters(
     handle: &rtnetlink::Handle,
     ifindex: u32,
 ) -> Result<Vec<ClsBpfFilter>, rtnetlink::Error> {
+    filters_at(handle, ifindex, TcHandle::MIN_INGRESS).await
+}
+
+/// The cls_bpf filters on the clsact hook `minor` (ingress or egress) of
+/// interface `ifindex` (none when it has no clsact qdisc).
+async fn filters_at(
+    handle: &rtnetlink::Handle,
+    ifindex: u32,
+    minor: u16,
+) -> Result<Vec<ClsBpfFilter>, rtnetlink::Error> {
     let index = i32::try_from(ifindex).unwrap_or(i32::MAX);
-    let dump = handle
-        .traffic_filter(index)
-        .get()
-        .ingress()
-        .execute()
-        .try_collect::<Vec<TcMessage>>()
-        .await;
+    let request = handle.traffic_filter(index).get();
+    let request = if minor == TcHandle::MIN_EGRESS {
+        request.egress()
+    } else {
+        request.ingress()
+    };
+    let dump = request.execute().try_collect::<Vec<TcMessage>>().await;
     match dump {
-        Ok(messages) => Ok(messages.iter().filter_map(cls_bpf_filter).collect()),
+        Ok(messages) => Ok(messages
+            .iter()
+            .filter_map(|m| cls_bpf_filter_at(m, minor))
+            .collect()),
         // No ingress qdisc to hold filters.
         Err(rtnetlink::Error::NetlinkError(e))
             if matches!(-e.raw_code(), libc::EINVAL | libc::ENOENT) =>
@@ -124,8 +268,10 @@ async fn delete(handle: &rtnetlink::Handle, filter: &ClsBpfFilter) -> Result<(),
 }
 
 /// Removes the cls_bpf filters previous lbds left on the ingress of
-/// `interface` (`ifindex`), but `keep`'s (see [`left_by_lbd`]). Returns
-/// how many went. Must run inside a tokio runtime.
+/// `interface` (`ifindex`), but `keep`'s (see [`left_by_lbd`]), and the
+/// `tc_hc_encap` filters they left on the egress of `interface` and of
+/// `lo` (see [`left_hc_filter`]; this process's own stay). Returns how
+/// many went. Must run inside a tokio runtime.
 pub(crate) async fn remove_left_filters(
     interface: &str,
     ifindex: u32,
@@ -152,6 +298,28 @@ pub(crate) async fn remove_left_filters(
             );
             removed += 1;
         }
+        let own_hc = OWN_HC_PROGRAM.load(Ordering::Relaxed);
+        let mut hooks = vec![(interface, ifindex)];
+        if ifindex != LOOPBACK_IFINDEX {
+            hooks.push(("lo", LOOPBACK_IFINDEX));
+        }
+        for (on, index) in hooks {
+            let filters = filters_at(&handle, index, TcHandle::MIN_EGRESS)
+                .await
+                .with_context(|| format!("listing the tc filters on the egress of {on}"))?;
+            for filter in filters.iter().filter(|f| left_hc_filter(f, ifindex, own_hc)) {
+                delete(&handle, filter).await.with_context(|| {
+                    format!("removing a tc filter a previous lbd left on the egress of {on}")
+                })?;
+                info!(
+                    interface = %on,
+                    program = ?filter.program,
+                    "a {} filter (cls_bpf) a previous lbd left on the egress removed",
+                    names::PROG_TC_HC_ENCAP
+                );
+                removed += 1;
+            }
+        }
         Ok(removed)
     }
     .await;
@@ -164,6 +332,11 @@ mod tests {
     use rtnetlink::packet_route::tc::TcHeader;
 
     use super::*;
+
+    /// The filter `message` describes on an ingress.
+    fn cls_bpf_filter(message: &TcMessage) -> Option<ClsBpfFilter> {
+        cls_bpf_filter_at(message, TcHandle::MIN_INGRESS)
+    }
 
     fn message(parent_minor: u16, kind: &str, options: Vec<TcFilterBpfOption>) -> TcMessage {
         let header = TcHeader {
@@ -228,6 +401,77 @@ mod tests {
         let loopback = ingress_filters(&handle, 1).await;
         task.abort();
         assert_eq!(loopback.expect("no error"), Vec::new());
+    }
+
+    /// `LBD_TC_ATTACH`: unset or empty is the default, `cls_bpf` forces
+    /// the filters, and anything else (a typo) is refused with a message
+    /// that names the variable and the values it takes.
+    #[test]
+    fn the_tc_attach_switch_takes_cls_bpf_or_nothing() {
+        assert_eq!(parse_tc_path(None), Ok(TcPath::Tcx));
+        assert_eq!(parse_tc_path(Some(OsStr::new(""))), Ok(TcPath::Tcx));
+        assert_eq!(
+            parse_tc_path(Some(OsStr::new("cls_bpf"))),
+            Ok(TcPath::ClsBpf)
+        );
+        for wrong in ["tcx", "clsbpf", "CLS_BPF", " cls_bpf", "1"] {
+            let message = parse_tc_path(Some(OsStr::new(wrong))).expect_err(wrong);
+            assert!(message.contains("LBD_TC_ATTACH"), "{message}");
+            assert!(message.contains(&format!("{wrong:?}")), "{message}");
+            assert!(message.contains("\"cls_bpf\""), "{message}");
+        }
+    }
+
+    fn hc_filter(minor: u16, handle: u32, name: &str, program: u32) -> TcMessage {
+        let mut message = message(
+            minor,
+            "bpf",
+            vec![
+                TcFilterBpfOption::ProgName(name.to_owned()),
+                TcFilterBpfOption::ProgId(program),
+            ],
+        );
+        message.header.handle = TcHandle {
+            major: u16::try_from(handle >> 16).expect("major"),
+            minor: u16::try_from(handle & 0xffff).expect("minor"),
+        };
+        message
+    }
+
+    /// A `tc_hc_encap` filter on an egress is lbd's for the balancer
+    /// interface its handle names (on `lo`, one per lbd of the
+    /// namespace), and left over unless this process runs its program.
+    #[test]
+    fn a_left_hc_filter_is_the_balancer_interfaces_and_not_this_processes() {
+        let filter = |handle, name, program| {
+            cls_bpf_filter_at(
+                &hc_filter(TcHandle::MIN_EGRESS, handle, name, program),
+                TcHandle::MIN_EGRESS,
+            )
+            .expect("an egress cls_bpf filter")
+        };
+        let left = filter(3, names::PROG_TC_HC_ENCAP, 42);
+        assert_eq!(left.name, "tc_hc_encap");
+        assert!(left_hc_filter(&left, 3, 0));
+        assert!(left_hc_filter(&left, 3, 7));
+        assert!(!left_hc_filter(&left, 3, 42), "this process's own");
+        assert!(!left_hc_filter(&left, 4, 0), "another lbd's, on lo");
+        let wide = filter(0x1_0003, names::PROG_TC_HC_ENCAP, 42);
+        assert!(left_hc_filter(&wide, 0x1_0003, 0), "handles past 16 bits");
+        assert!(!left_hc_filter(&filter(3, "tc_lb", 42), 3, 0));
+        // Read at the egress only.
+        assert_eq!(
+            cls_bpf_filter(&hc_filter(
+                TcHandle::MIN_EGRESS,
+                3,
+                names::PROG_TC_HC_ENCAP,
+                42
+            )),
+            None
+        );
+        let options = hc_filter_options(0x1_0003);
+        assert_eq!(options.priority, HC_FILTER_PRIORITY);
+        assert_eq!(u32::from(options.handle), 0x1_0003);
     }
 
     #[test]

@@ -1,14 +1,18 @@
 //! The engine's duties for the tunnelled modes beyond the maps: the
 //! balancer interface's own addresses (the default outer sources, kept
 //! current by the routed scan), and the path of health checks that follow
-//! the data path: `tc_hc_encap` attached as tc egress (tcx) on `lo` (the
-//! master holds the VIP, so a check to it leaves by loopback) and on the
+//! the data path: `tc_hc_encap` attached at tc egress on `lo` (the master
+//! holds the VIP, so a check to it leaves by loopback) and on the
 //! balancer's interface (a backup does not hold it, so the check leaves by
 //! the interface), and `accept_local` on the interface (the backend's reply
 //! comes from the VIP, an address the master holds, which the kernel drops
 //! as a martian source unless it is on). Both exist only while some
-//! backend is checked through its tunnel; the links are owned by lbd (not
-//! pinned: checks only run while lbd does) and go at any stop, and
+//! backend is checked through its tunnel. The program runs on a tcx link
+//! where the kernel has tcx, else (kernels before 6.6, or
+//! `LBD_TC_ATTACH=cls_bpf`) as a clsact + cls_bpf filter, as the tc
+//! balancer does: either is owned by lbd (not pinned: checks only run
+//! while lbd does) and goes at any stop; a filter a killed lbd left is
+//! replaced in place by the next one (see `ownership::cls_bpf`).
 //! `accept_local` is put back at a clean stop, like forwarding.
 
 use std::{
@@ -20,14 +24,17 @@ use std::{
 
 use aya::programs::{
     links::LinkOrder,
-    tc::{SchedClassifierLinkId, TcAttachOptions},
+    tc::{SchedClassifierLink, SchedClassifierLinkId, TcAttachOptions},
     SchedClassifier, TcAttachType,
 };
 use lb_common::consts::names;
 use tracing::{info, warn};
 
 use super::Engine;
-use crate::tunnel::{resolve, OwnAddresses};
+use crate::{
+    ownership::cls_bpf::{self, TcPath, TC_ATTACH_ENV},
+    tunnel::{resolve, OwnAddresses},
+};
 
 /// A sysctl lbd changed, to restore at a clean stop.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,7 +48,8 @@ struct SysctlChange {
 pub(crate) struct TunnelRuntime {
     /// The balancer interface's own addresses, as last read.
     pub(crate) own: OwnAddresses,
-    /// `tc_hc_encap`'s egress links, by interface.
+    /// `tc_hc_encap`'s egress links (tcx) or filters (cls_bpf), by
+    /// interface.
     hc_links: Vec<(String, SchedClassifierLinkId)>,
     /// `accept_local` as lbd found it, while lbd has it on.
     accept_local: Option<SysctlChange>,
@@ -267,21 +275,11 @@ impl Engine {
         if missing.is_empty() {
             return Ok(());
         }
+        let path = cls_bpf::tc_path().map_err(anyhow::Error::msg)?;
+        let balancer = self.interface.index;
         let program = hc_program(self.dataplane.ebpf_mut())?;
         for interface in missing {
-            let link = program
-                .attach_with_options(
-                    &interface,
-                    TcAttachType::Egress,
-                    TcAttachOptions::TcxOrder(LinkOrder::default()),
-                )
-                .map_err(|e| {
-                    anyhow::anyhow!(
-                        "attaching {} to {interface}'s tc egress (tcx): {e}",
-                        names::PROG_TC_HC_ENCAP
-                    )
-                })?;
-            info!(%interface, "health checks through the tunnel: {} attached (tcx egress)", names::PROG_TC_HC_ENCAP);
+            let link = attach_hc_egress(program, &interface, path, balancer)?;
             self.tunnel.hc_links.push((interface, link));
         }
         Ok(())
@@ -386,8 +384,70 @@ fn hc_program(ebpf: &mut aya::Ebpf) -> anyhow::Result<&mut SchedClassifier> {
     if program.fd().is_err() {
         crate::dataplane::retry_interrupted(name, || program.load())
             .map_err(|e| anyhow::anyhow!("loading {name}: {e}"))?;
+        // Its filters are this lbd's: a sweep of those dead lbds left
+        // (at the start, after the first checks) keeps them.
+        if let Ok(info) = program.info() {
+            cls_bpf::note_own_hc_program(info.id());
+        }
     }
     Ok(program)
+}
+
+/// Attaches `tc_hc_encap` to `interface`'s egress for a balancer on
+/// interface `balancer`: a tcx link, else (no tcx: kernels before 6.6,
+/// or `LBD_TC_ATTACH=cls_bpf`) a clsact + cls_bpf filter, as the tc
+/// balancer falls back (without it checks through a tunnel never worked
+/// on those kernels: unwrapped, they reached the VIP on this node). The
+/// filter goes at `hc_filter_options(balancer)`; one a killed lbd on
+/// this interface left there is taken over, its program replaced in
+/// place (a stop removes lbd's own, so no live lbd owns it).
+fn attach_hc_egress(
+    program: &mut SchedClassifier,
+    interface: &str,
+    path: TcPath,
+    balancer: u32,
+) -> anyhow::Result<SchedClassifierLinkId> {
+    let name = names::PROG_TC_HC_ENCAP;
+    let tcx_error = match path {
+        TcPath::ClsBpf => format!("not tried: {TC_ATTACH_ENV}=cls_bpf"),
+        TcPath::Tcx => match program.attach_with_options(
+            interface,
+            TcAttachType::Egress,
+            TcAttachOptions::TcxOrder(LinkOrder::default()),
+        ) {
+            Ok(link) => {
+                info!(%interface, "health checks through the tunnel: {name} attached (tcx egress)");
+                return Ok(link);
+            }
+            Err(error) => error.to_string(),
+        },
+    };
+    let options = cls_bpf::hc_filter_options(balancer);
+    let created = cls_bpf::attach_filter(program, interface, TcAttachType::Egress, options);
+    let (link, how) = match created {
+        Ok(link) => (link, "clsact + cls_bpf egress filter"),
+        Err(create) => {
+            // The kernel refuses a second filter at that priority and
+            // handle: a killed lbd's, replaced.
+            let left = SchedClassifierLink::attached(
+                interface,
+                TcAttachType::Egress,
+                cls_bpf::HC_FILTER_PRIORITY,
+                cls_bpf::hc_filter_options(balancer).handle,
+                None,
+            )
+            .map_err(|e| anyhow::anyhow!("attaching {name} to {interface}'s tc egress: tcx: {tcx_error}; cls_bpf: {create}; finding a filter left there: {e}"))?;
+            let link = program.attach_to_link(left).map_err(|replace| {
+                anyhow::anyhow!("attaching {name} to {interface}'s tc egress: tcx: {tcx_error}; cls_bpf: {create}; replacing a filter left there: {replace}")
+            })?;
+            (
+                link,
+                "clsact + cls_bpf egress filter, replacing the one a previous lbd left",
+            )
+        }
+    };
+    info!(%interface, tcx = %tcx_error, "health checks through the tunnel: {name} attached ({how})");
+    Ok(link)
 }
 
 #[cfg(test)]

@@ -1,0 +1,342 @@
+//! lbd's tc programs on the clsact + cls_bpf path, the only one kernels
+//! without tcx (before 6.6, e.g. Debian 12's 6.1) have, forced on this
+//! kernel with `LBD_TC_ATTACH=cls_bpf`: the tc balancer (`attach = "tc"`)
+//! forwards through a filter on the interface's ingress, which a SIGTERM
+//! leaves for the next lbd (which replaces it) and a SIGINT removes; and
+//! checks through a tunnel get `tc_hc_encap` as filters on the egress of
+//! `lo` and of the interface (before, that program had no such path:
+//! without tcx its checks were never wrapped), which a stop removes, the
+//! next lbd after a kill -9 replaces, and `lbd --cleanup` sweeps. A value
+//! the switch does not take fails the start. Needs root.
+
+use std::{
+    fs,
+    net::IpAddr,
+    process::Command,
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::bail;
+use lb_tests::{
+    client,
+    lab::{lbd_binary, tcx_ingress_ids, Host, Lab, VIP4},
+    support::{assert_even_shares, grown, nonzero, status_on, vip_status, wait_until},
+    tunnel::{self, TunnelSpec, TunnelVip},
+};
+use lb_userspace::{
+    api::schema::{HealthStatus, Status},
+    config::Attach,
+};
+
+/// Starts lbd on `node` as process `name` with `config` and
+/// `LBD_TC_ATTACH=<value>` in its environment; returns once it is ready
+/// (its program attached: there is no tcx link to wait for on this
+/// path), or fails with its log if it exits first.
+fn start_lbd_with(
+    lab: &mut Lab,
+    node: &Host,
+    name: &str,
+    config: &str,
+    value: &str,
+) -> anyhow::Result<u32> {
+    let lbd = lbd_binary()?;
+    let path = lab.dir.join(format!("{name}.toml"));
+    fs::write(
+        &path,
+        format!("pin_dir = \"{}\"\n{config}", lab.pin_dir_of(node).display()),
+    )?;
+    // `ip netns exec` runs `env`, which runs lbd in its place (one pid,
+    // the lab's signals reach lbd).
+    let pid = lab.spawn(
+        name,
+        &node.netns,
+        "env",
+        &[
+            &format!("LBD_TC_ATTACH={value}"),
+            &lbd.to_string_lossy(),
+            "--config",
+            &path.to_string_lossy(),
+        ],
+    )?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !lab.log(name).contains("lbd ready") {
+        if !lab.is_running(name) {
+            bail!("{name} exited during start-up:\n{}", lab.log(name));
+        }
+        if Instant::now() > deadline {
+            bail!("{name} was not ready within 30 s:\n{}", lab.log(name));
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    Ok(pid)
+}
+
+/// Starts lbd with the cls_bpf path forced.
+fn start_cls_bpf(lab: &mut Lab, node: &Host, name: &str, config: &str) {
+    start_lbd_with(lab, node, name, config, "cls_bpf")
+        .unwrap_or_else(|e| panic!("{name} on {}: {e:#}", node.name));
+    assert!(
+        lab.log(name).contains("LBD_TC_ATTACH=cls_bpf"),
+        "the forced path is logged at start:\n{}",
+        lab.log(name)
+    );
+}
+
+/// `tc filter show dev <interface> <hook>` in `node`'s namespace
+/// (empty: no filter there).
+fn filters(node: &Host, interface: &str, hook: &str) -> String {
+    let out = Command::new("ip")
+        .args(["netns", "exec", &node.netns])
+        .args(["tc", "filter", "show", "dev", interface, hook])
+        .output()
+        .expect("tc filter show");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The ids of the programs of `program`'s cls_bpf filters in `listing`
+/// (`tc filter show`: "... bpf ... <name> ... id <id> ...").
+fn filter_programs(listing: &str, program: &str) -> Vec<u32> {
+    listing
+        .lines()
+        .filter(|l| l.contains(" bpf ") && l.contains(program))
+        .filter_map(|l| {
+            l.split_whitespace()
+                .skip_while(|w| *w != "id")
+                .nth(1)
+                .and_then(|id| id.parse().ok())
+        })
+        .collect()
+}
+
+/// How many programs `interface`'s tcx egress in `node`'s namespace runs.
+fn tcx_egress(node: &Host, interface: &'static str) -> usize {
+    lb_tests::lab::in_netns(&node.netns, move || {
+        aya::programs::SchedClassifier::query_tcx(interface, aya::programs::TcAttachType::Egress)
+            .map(|(_, programs)| programs.len())
+            .unwrap_or(0)
+    })
+    .expect("query tcx egress")
+}
+
+/// Asserts a burst of `count` new connections through the IPv4 VIP all
+/// succeed, spread evenly over the lab's backends.
+fn assert_forwards(lab: &Lab, count: u32, when: &str) {
+    let tally = client::burst(&lab.client.netns, IpAddr::V4(VIP4), count).expect("burst");
+    assert_eq!(tally.failed, 0, "{when}: {:?}", tally.errors);
+    assert_eq!(tally.succeeded(), u64::from(count), "{when}");
+    assert_even_shares(when, &tally.by_backend, count);
+}
+
+#[test]
+fn the_tc_balancer_forwards_through_a_cls_bpf_filter_left_at_sigterm_and_removed_at_sigint() {
+    let mut lab = Lab::start(3).expect("lab");
+    lab.without_pass_through_xdp();
+    lab.wait_for_backends().expect("nginx up");
+    let lb = lab.lb.clone();
+    let config = format!("attach = \"tc\"\n{}", lab.lbd_config());
+    start_cls_bpf(&mut lab, &lb, "lbd", &config);
+
+    let listing = filters(&lb, "eth0", "ingress");
+    let first = filter_programs(&listing, "tc_lb");
+    assert_eq!(first.len(), 1, "one cls_bpf filter runs tc_lb:\n{listing}");
+    assert!(listing.contains("direct-action"), "{listing}");
+    assert!(
+        tcx_ingress_ids(&lb.netns, "eth0").expect("tcx").is_empty(),
+        "no tcx link"
+    );
+    assert!(!lab.xdp_attached(&lb).expect("ip link"), "no XDP at tc");
+    assert_eq!(status_on(&lab, &lb).attach, Attach::Tc);
+    assert_forwards(&lab, 600, "cls_bpf");
+
+    // SIGTERM: the filter stays, forwarding for the next lbd, which
+    // attaches its own and then removes it.
+    assert!(lab.terminate("lbd").expect("SIGTERM").success());
+    assert_eq!(
+        filter_programs(&filters(&lb, "eth0", "ingress"), "tc_lb"),
+        first,
+        "the filter is left running with lbd gone"
+    );
+    assert_forwards(&lab, 300, "with lbd gone");
+    start_cls_bpf(&mut lab, &lb, "lbd2", &config);
+    let listing = filters(&lb, "eth0", "ingress");
+    let second = filter_programs(&listing, "tc_lb");
+    assert_eq!(second.len(), 1, "the previous filter removed:\n{listing}");
+    assert_ne!(second, first, "the new lbd runs its own program");
+    assert!(status_on(&lab, &lb).adopted);
+    assert_forwards(&lab, 600, "after the restart");
+
+    // SIGINT: nothing left, no pins.
+    assert!(lab.interrupt("lbd2").expect("SIGINT").success());
+    let listing = filters(&lb, "eth0", "ingress");
+    assert!(listing.trim().is_empty(), "a stop for good: {listing}");
+    assert!(tcx_ingress_ids(&lb.netns, "eth0").expect("tcx").is_empty());
+    let pins = lab.pin_dir_of(&lb);
+    assert!(!pins.exists(), "pins left in {}", pins.display());
+}
+
+/// A value of `LBD_TC_ATTACH` lbd does not take fails its start, naming
+/// the variable and the values it takes, and attaches nothing.
+#[test]
+fn a_wrong_tc_attach_switch_fails_the_start() {
+    let mut lab = Lab::start(1).expect("lab");
+    lab.without_pass_through_xdp();
+    let lb = lab.lb.clone();
+    for (name, attach) in [("lbd-tc", "tc"), ("lbd-xdp", "xdp")] {
+        let config = format!("attach = \"{attach}\"\n{}", lab.lbd_config_for(&["b1"], ""));
+        let refused = start_lbd_with(&mut lab, &lb, name, &config, "clsbpf");
+        assert!(refused.is_err(), "{name} started with a wrong switch");
+        let log = lab.log(name);
+        assert!(
+            log.contains("LBD_TC_ATTACH is set to \"clsbpf\"") && log.contains("\"cls_bpf\""),
+            "{log}"
+        );
+        assert!(filters(&lb, "eth0", "ingress").trim().is_empty());
+        assert!(tcx_ingress_ids(&lb.netns, "eth0").expect("tcx").is_empty());
+        assert!(!lab.xdp_attached(&lb).expect("ip link"));
+    }
+}
+
+/// Whether every backend of the VIP is up, checked through its tunnel.
+fn all_up_through_the_tunnel(status: &Status) -> bool {
+    status.vips.iter().all(|v| {
+        v.backends.iter().all(|b| {
+            b.health == HealthStatus::Up && b.check.as_ref().is_some_and(|c| c.through_tunnel)
+        })
+    })
+}
+
+/// Asserts `tc_hc_encap` runs as one cls_bpf filter on the egress of `lo`
+/// and of `eth0` of `node`, not on tcx; returns the filters' programs.
+fn assert_hc_filters(node: &Host, when: &str) -> Vec<u32> {
+    let mut programs = Vec::new();
+    for interface in ["lo", "eth0"] {
+        let listing = filters(node, interface, "egress");
+        let ids = filter_programs(&listing, "tc_hc_encap");
+        assert_eq!(
+            ids.len(),
+            1,
+            "{when}: one tc_hc_encap filter on {interface}'s egress:\n{listing}"
+        );
+        assert!(listing.contains("pref 50000"), "{when}: {listing}");
+        assert_eq!(
+            tcx_egress(node, interface),
+            0,
+            "{when}: no tcx on {interface}"
+        );
+        programs.extend(ids);
+    }
+    programs
+}
+
+/// Asserts no `tc_hc_encap` filter is left on `node`.
+fn assert_no_hc_filters(node: &Host, when: &str) {
+    for interface in ["lo", "eth0"] {
+        let listing = filters(node, interface, "egress");
+        assert!(
+            filter_programs(&listing, "tc_hc_encap").is_empty(),
+            "{when}: {interface}'s egress still has:\n{listing}"
+        );
+    }
+}
+
+#[test]
+fn checks_through_the_tunnel_are_wrapped_by_cls_bpf_filters_without_tcx() {
+    let mut lab = tunnel::start_lab(1, 2).expect("tunnel lab");
+    let lb = lab.lb.clone();
+    let (b1, b2) = (lab.backends[0].clone(), lab.backends[1].clone());
+    let vip = IpAddr::V4(VIP4);
+    let spec = TunnelSpec {
+        vips: vec![TunnelVip::V4],
+        health: true,
+        through_tunnel: true,
+        ..TunnelSpec::new("xdp", "gue", &["b1", "b2"])
+    };
+    let config = tunnel::lbd_config(&lab, &lb, &spec).expect("config");
+    start_cls_bpf(&mut lab, &lb, "lbd", &config);
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !all_up_through_the_tunnel(&status_on(&lab, &lb)) {
+        assert!(
+            Instant::now() < deadline,
+            "backends not up through the tunnel: {:?}; counters {:?}\n{}",
+            vip_status(&status_on(&lab, &lb), vip).backends,
+            nonzero(&status_on(&lab, &lb)),
+            lab.log("lbd")
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+    let programs = assert_hc_filters(&lb, "running");
+    assert_eq!(programs[0], programs[1], "one program on both");
+    let status = status_on(&lab, &lb);
+    assert_eq!(
+        status.tunnel.as_ref().expect("tunnel status").hc_encap,
+        ["lo", "eth0"]
+    );
+    let before = status_on(&lab, &lb);
+    thread::sleep(Duration::from_millis(700));
+    assert!(
+        grown(&before, &status_on(&lab, &lb), "hc_encap") > 0,
+        "checks are wrapped"
+    );
+
+    // A backend whose decap stopped goes down (a plain check would pass:
+    // its nginx answers directly); the other stays up.
+    tunnel::stop_decap(&mut lab, &b2).expect("stop b2's decap");
+    let health = |lab: &Lab, address: IpAddr| {
+        vip_status(&status_on(lab, &lb), vip)
+            .backends
+            .iter()
+            .find(|b| b.address == address)
+            .map(|b| b.health)
+    };
+    wait_until("b2 down", Duration::from_secs(10), || {
+        health(&lab, IpAddr::V4(b2.ipv4)) == Some(HealthStatus::Down)
+    });
+    assert_eq!(health(&lab, IpAddr::V4(b1.ipv4)), Some(HealthStatus::Up));
+    tunnel::start_decap(&mut lab, &b2).expect("restart b2's decap");
+    wait_until("b2 up again", Duration::from_secs(10), || {
+        health(&lab, IpAddr::V4(b2.ipv4)) == Some(HealthStatus::Up)
+    });
+
+    // A clean stop removes the filters.
+    assert!(lab.interrupt("lbd").expect("SIGINT").success());
+    assert_no_hc_filters(&lb, "after SIGINT");
+
+    // A crash leaves them; the next lbd takes them over in place (no
+    // second filter), and `lbd --cleanup` after another crash sweeps them.
+    start_cls_bpf(&mut lab, &lb, "lbd-1", &config);
+    wait_until("up through the tunnel", Duration::from_secs(10), || {
+        all_up_through_the_tunnel(&status_on(&lab, &lb))
+    });
+    let crashed = assert_hc_filters(&lb, "lbd-1");
+    lab.kill("lbd-1").expect("kill -9");
+    assert_eq!(assert_hc_filters(&lb, "after kill -9"), crashed);
+    start_cls_bpf(&mut lab, &lb, "lbd-2", &config);
+    wait_until(
+        "up through the tunnel again",
+        Duration::from_secs(10),
+        || all_up_through_the_tunnel(&status_on(&lab, &lb)),
+    );
+    let taken = assert_hc_filters(&lb, "lbd-2");
+    assert!(
+        taken.iter().all(|id| !crashed.contains(id)),
+        "the new lbd's program replaced the crashed one's: {crashed:?} -> {taken:?}"
+    );
+    assert!(
+        lab.log("lbd-2")
+            .contains("replacing the one a previous lbd left"),
+        "{}",
+        lab.log("lbd-2")
+    );
+    lab.kill("lbd-2").expect("kill -9");
+    let out = lab
+        .lbd_offline(&lb, "lbd-2", "--cleanup")
+        .expect("--cleanup");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_no_hc_filters(&lb, "after lbd --cleanup");
+}
