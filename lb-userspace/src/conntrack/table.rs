@@ -20,6 +20,16 @@ use lb_common::{
 use crate::conntrack::bucket_map::BucketMap;
 pub use crate::conntrack::bucket_map::FlowTableError;
 
+/// What errors call a table placed by `placement`.
+fn table_name(placement: Placement) -> &'static str {
+    match placement {
+        Placement::ByFlowHash => "half-open table",
+        Placement::ByTableHash | Placement::ByTableHashAnywhere | Placement::ByFlowHashAnywhere => {
+            "connection table"
+        }
+    }
+}
+
 /// How a table of this layout places its flows: by which hash, and
 /// where their second buckets lie. The object's two tables differ, and
 /// connection tables that earlier releases left pinned were placed
@@ -82,16 +92,31 @@ impl FlowTable {
     /// Maps `map` (an mmapable array of `buckets` `FlowBucket`s holding
     /// flows as `placement` places them).
     pub fn new(map: MapData, buckets: u32, placement: Placement) -> Result<Self, FlowTableError> {
-        let name = match placement {
-            Placement::ByFlowHash => "half-open table",
-            Placement::ByTableHash
-            | Placement::ByTableHashAnywhere
-            | Placement::ByFlowHashAnywhere => "connection table",
-        };
         Ok(Self {
-            table: BucketMap::new(map, buckets, placement.second(), name)?,
+            table: BucketMap::new(map, buckets, placement.second(), table_name(placement))?,
             placement,
         })
+    }
+
+    /// The same table mapped a second time, through a duplicate of its
+    /// fd: a reader on another thread (a census) holds its own mapping
+    /// and fd, so it outlives this one.
+    pub fn remapped(&self) -> Result<Self, FlowTableError> {
+        use std::os::fd::AsFd as _;
+        let buckets = self.buckets();
+        let failed = |source: std::io::Error| FlowTableError::Map {
+            table: table_name(self.placement),
+            buckets,
+            source,
+        };
+        let fd = self
+            .map()
+            .fd()
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(failed)?;
+        let map = MapData::from_fd(fd).map_err(|e| failed(std::io::Error::other(e)))?;
+        Self::new(map, buckets, self.placement)
     }
 
     /// Buckets in the table.

@@ -33,7 +33,10 @@ use crate::{
     dataplane::Released,
 };
 
-use engine::{Engine, Stop};
+use engine::{
+    flow_census::{self, Census, Censuses},
+    Engine, Stop,
+};
 
 /// How often backends' MACs are looked up again and drain deadlines checked.
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(1);
@@ -53,6 +56,32 @@ async fn next_of<T>(items: &mut Option<mpsc::Receiver<T>>) -> Option<T> {
 
 /// An API request on its way to the engine, with where the answer goes.
 type Call = (Request, oneshot::Sender<Response>);
+
+/// A read of flow counts, waiting for a census to answer it.
+enum CountRead {
+    /// An API request (status, the VIPs, one VIP, a backend's flows).
+    Call(Call),
+    /// A metrics scrape.
+    Scrape(http::Scrape),
+}
+
+/// Answers `read` with `census` lent to its handler.
+async fn answer_count_read(engine: &mut Engine, census: std::sync::Arc<Census>, read: CountRead) {
+    match read {
+        CountRead::Call((request, reply)) => {
+            engine.lend_census(Some(census));
+            let response = routes::handle(engine, request).await;
+            engine.lend_census(None);
+            let _ = reply.send(response);
+        }
+        CountRead::Scrape(reply) => {
+            engine.lend_census(Some(census));
+            let text = engine.render_metrics();
+            engine.lend_census(None);
+            let _ = reply.send(text);
+        }
+    }
+}
 
 /// Answers the requests still queued for the engine's loop, which reads
 /// no more, and refuses further ones: otherwise each waits for an answer
@@ -166,6 +195,9 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<()> {
     let mut ticks: u32 = 0;
     let mut sync_tick = tokio::time::interval(SYNC_INTERVAL);
     sync_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Reads of flow counts are answered from censuses of the connection
+    // table made off this loop (see engine::flow_census).
+    let (mut censuses, mut census_done) = Censuses::<CountRead>::new();
     // Set when lbd lost its hook (its interface went) and the interface is
     // back: lbd then exits with it, for its service manager to start it
     // again on the interface (see engine::tracking).
@@ -202,19 +234,35 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<()> {
                 changes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             }
             Some((request, reply)) = calls.recv() => {
-                let change = request.method != crate::api::Method::Get;
-                let response = routes::handle(&mut engine, request).await;
-                if change {
-                    // Before the answer: a scrape its client sends next
-                    // sees the change.
-                    changes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if flow_census::reads_counts(&request) {
+                    // A read: answered now, or parked for the next census.
+                    let read = CountRead::Call((request, reply));
+                    if let Some((census, read)) = censuses.read(&mut engine, read) {
+                        answer_count_read(&mut engine, census, read).await;
+                    }
+                } else {
+                    let change = request.method != crate::api::Method::Get;
+                    let response = routes::handle(&mut engine, request).await;
+                    if change {
+                        // Before the answer: a scrape its client sends next
+                        // sees the change.
+                        changes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    let _ = reply.send(response);
                 }
-                let _ = reply.send(response);
             }
             Some(event) = health_events.recv() => engine.on_health(event),
             Some(event) = dataplane_events.recv() => engine.on_dataplane_event(&event),
             Some(reply) = scrapes.recv() => {
-                let _ = reply.send(engine.render_metrics());
+                let read = CountRead::Scrape(reply);
+                if let Some((census, read)) = censuses.read(&mut engine, read) {
+                    answer_count_read(&mut engine, census, read).await;
+                }
+            }
+            Some(census) = census_done.recv() => {
+                for (census, read) in censuses.finished(&mut engine, census) {
+                    answer_count_read(&mut engine, census, read).await;
+                }
             }
             Some(batch) = next_of(&mut sync_batches) => engine.on_sync(&batch),
             Some(outcome) = next_of(&mut bird_outcomes) => engine.on_bird_outcome(outcome),
@@ -244,6 +292,9 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<()> {
         engine.announce();
     };
     ready.store(false, std::sync::atomic::Ordering::Relaxed);
+    // Cancels a census in flight; the reads it would have answered are
+    // told lbd is shutting down (their answers' channels close).
+    drop(censuses);
     if let Some(server) = metrics_server {
         server.abort();
     }

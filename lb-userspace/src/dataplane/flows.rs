@@ -53,6 +53,24 @@ impl Dataplane {
         }
     }
 
+    /// The bucket connection table and the half-open table mapped a
+    /// second time (see `FlowTable::remapped`), for walks off lbd's loop;
+    /// None when the connection table is a kernel map (the bench's
+    /// earlier designs).
+    pub(crate) fn remapped_tables(
+        &self,
+    ) -> Option<std::result::Result<(FlowTable, FlowTable), crate::conntrack::table::FlowTableError>>
+    {
+        let FlowStore::Buckets(table) = &self.flows else {
+            return None;
+        };
+        Some(
+            table
+                .remapped()
+                .and_then(|flows| Ok((flows, self.half_open.remapped()?))),
+        )
+    }
+
     /// Flows in the connection table now.
     pub fn flow_count(&self) -> u64 {
         match &self.flows {

@@ -1,14 +1,19 @@
 //! The connection table as lbd reads it: flows per backend for drains
-//! and metrics, and replication with the peers.
+//! and metrics (counted by censuses, see `flow_census`), and replication
+//! with the peers.
 
-use std::{collections::HashMap, time::Duration};
+use std::{
+    sync::{atomic::AtomicBool, Arc},
+    time::{Duration, Instant},
+};
 
-use lb_common::consts::{FLOW_F_FIN, FLOW_F_HALF_OPEN, FLOW_F_RST, IPPROTO_UDP};
-
-use super::Engine;
+use super::{
+    flow_census::{self, Census, CensusInput, CensusTables},
+    Engine,
+};
 use crate::{
     daemon::replication::Topology,
-    model::{FlowCount, IdleTimeouts},
+    model::{AdminState, IdleTimeouts},
     sync::ReceivedBatch,
 };
 
@@ -16,57 +21,76 @@ use crate::{
 const FINAL_FLUSH: Duration = Duration::from_millis(500);
 
 impl Engine {
-    /// Flows in the connection table per backend id, split into live,
-    /// closing and idle; the live flows of the whole table (what an
-    /// eviction would cut: closed and expired entries stay in their ways
-    /// until a new flow takes them, so they do not count towards full),
-    /// and of them the TCP handshakes (`FLOW_F_HALF_OPEN`).
-    pub(crate) fn flow_counts(&self) -> (HashMap<u32, FlowCount>, u64, u64) {
-        let timeouts = IdleTimeouts {
-            tcp: self.config.tcp_idle_timeout,
-            udp: self.config.udp_idle_timeout,
-        };
-        let now = crate::clock::monotonic_ns();
-        let generations: HashMap<u32, u32> = self
-            .balancer
-            .vips()
-            .values()
-            .flat_map(|v| v.backends.values())
-            .map(|b| (b.id, b.generation))
-            .collect();
-        let mut counts: HashMap<u32, FlowCount> = HashMap::new();
-        let mut entries = 0u64;
-        let mut handshakes = 0u64;
-        for (key, entry) in self.dataplane.flows() {
-            if generations.get(&entry.backend_id) != Some(&entry.backend_generation) {
-                continue; // a removed backend's leftover
-            }
-            let count = counts.entry(entry.backend_id).or_default();
-            // A handshake (its SYN in the table, no ACK yet) is live for
-            // the half-open timeout, then idle: an abandoned SYN does not
-            // hold a drain for the connection's idle timeout.
-            let handshake = entry.flags & FLOW_F_HALF_OPEN != 0;
-            let idle_limit = if handshake {
-                crate::daemon::flow::HALF_OPEN_TIMEOUT
-            } else if key.proto == IPPROTO_UDP {
-                timeouts.udp
-            } else {
-                timeouts.tcp
-            };
-            let silent = Duration::from_nanos(now.saturating_sub(entry.last_seen_ns));
-            if entry.flags & (FLOW_F_FIN | FLOW_F_RST) != 0 {
-                count.closing += 1;
-            } else if silent
-                > idle_limit + Duration::from_nanos(lb_common::consts::FLOW_TOUCH_INTERVAL_NS)
-            {
-                count.idle += 1;
-            } else {
-                count.live += 1;
-                entries += 1;
-                handshakes += u64::from(handshake);
-            }
+    /// What a census of the connection table counts with, as of now.
+    pub(crate) fn census_input(&self) -> CensusInput {
+        CensusInput {
+            started: Instant::now(),
+            now_ns: crate::clock::monotonic_ns(),
+            generations: self
+                .balancer
+                .vips()
+                .values()
+                .flat_map(|v| v.backends.values())
+                .map(|b| (b.id, b.generation))
+                .collect(),
+            timeouts: IdleTimeouts {
+                tcp: self.config.tcp_idle_timeout,
+                udp: self.config.udp_idle_timeout,
+            },
         }
-        (counts, entries, handshakes)
+    }
+
+    /// A census made here and now, in the caller's thread (the loop's
+    /// fallback when the tables cannot be mapped again; see
+    /// `flow_census`).
+    pub(crate) fn census_inline(&self, input: &CensusInput, cancel: &AtomicBool) -> Census {
+        // Cancelled (lbd is stopping): a census of nothing, never shown.
+        let mut census = flow_census::tally(self.dataplane.flows(), input, cancel)
+            .unwrap_or_else(|| Census::empty(input.started));
+        census.half_open = Some(self.dataplane.half_open_count());
+        census.took = input.started.elapsed();
+        census
+    }
+
+    /// Lends `census` to the read about to be answered (see
+    /// [`Self::census`]); `None` ends the loan.
+    pub(crate) fn lend_census(&mut self, census: Option<Arc<Census>>) {
+        self.lent_census = census;
+    }
+
+    /// The census the running read is answered from: the one the loop
+    /// lent it, else one made on the spot (a caller outside the loop's
+    /// reads of counts).
+    pub(crate) fn census(&self) -> Arc<Census> {
+        self.lent_census.clone().unwrap_or_else(|| {
+            Arc::new(self.census_inline(&self.census_input(), &AtomicBool::new(false)))
+        })
+    }
+
+    /// The connection table and the half-open table mapped a second time,
+    /// for censuses off the loop.
+    pub(crate) fn census_tables(&mut self) -> Result<CensusTables, String> {
+        match self.dataplane.remapped_tables() {
+            Some(Ok((flows, half_open))) => Ok(CensusTables::new(flows, half_open)),
+            Some(Err(error)) => Err(error.to_string()),
+            None => Err("the connection table is a kernel map (no bucket table to map)".to_owned()),
+        }
+    }
+
+    /// When the newest drain of a backend whose flows the connection
+    /// table holds (not a NAT VIP's) began: a census older than that does
+    /// not answer a read (see `flow_census::Desk`).
+    pub(crate) fn newest_drain(&self) -> Option<Instant> {
+        self.model
+            .vips
+            .values()
+            .filter(|v| v.config.forwarding != lb_common::Mode::Nat)
+            .flat_map(|v| v.backends.values())
+            .filter_map(|b| match b.admin {
+                AdminState::Draining { since, .. } => Some(since),
+                AdminState::Enabled | AdminState::Maintenance => None,
+            })
+            .max()
     }
 
     /// Replication tick: a sending node (a pair's master of some

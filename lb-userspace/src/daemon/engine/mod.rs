@@ -20,6 +20,7 @@ use tracing::{info, warn};
 mod admin_state;
 mod change;
 mod checks;
+pub(crate) mod flow_census;
 mod flows;
 mod guard;
 mod macs;
@@ -111,6 +112,9 @@ pub struct Engine {
     /// ran on (a lost hook): kept, so they run to their end (a dropped
     /// set kills them), and waited for at lbd's exit.
     stepped_down: Vec<Notifies>,
+    /// The census of the connection table the read being answered counts
+    /// with (lent by the loop, see `flow_census`); None outside a read.
+    lent_census: Option<std::sync::Arc<flow_census::Census>>,
     /// Whether this lbd found the node without a data plane of a previous
     /// lbd: a start that fails once the program is attached then takes
     /// everything away again (see `fail_start`).

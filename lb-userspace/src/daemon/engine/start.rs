@@ -264,6 +264,7 @@ impl Engine {
             guard,
             flood: crate::flood::FloodWatch::new(config.flood),
             stepped_down: Vec::new(),
+            lent_census: None,
             fresh_start: false,
             config,
         };

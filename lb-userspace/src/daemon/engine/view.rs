@@ -100,8 +100,10 @@ fn checked_dump(toml: String, notes: Vec<String>) -> ConfigText {
 
 impl Engine {
     /// The status view: model, maps and checks together.
+    /// Flow counts come from a census (see `flow_census`), never from a
+    /// walk of the table here, unless called outside the loop's reads.
     pub fn status(&self) -> Status {
-        let (flows, entries, handshakes) = self.flow_counts();
+        let census = self.census();
         let sweep = self.nat.reaper.last_sweep();
         let nat_flows = sweep.map(|s| &s.by_backend);
         let now = Instant::now();
@@ -156,16 +158,21 @@ impl Engine {
                         .unwrap_or(0.0),
                     // A NAT VIP's flows are in the NAT table, not the
                     // connection table.
-                    flows: backend_id
+                    flows: applied_backend
                         .and_then(|b| {
                             if is_nat {
-                                nat_flows.and_then(|n| n.get(&b)).copied()
+                                nat_flows.and_then(|n| n.get(&b.id)).copied()
                             } else {
-                                flows.get(&b).copied()
+                                Some(census.backend(b.id, b.generation))
                             }
                         })
                         .unwrap_or_default(),
-                    flows_counting: is_nat && !counted_since(sweep, &backend.admin, now),
+                    // A count from before a drain is no answer for it.
+                    flows_counting: if is_nat {
+                        !counted_since(sweep, &backend.admin, now)
+                    } else {
+                        !census.counts_since(&backend.admin)
+                    },
                     packets: traffic.packets,
                     bytes: traffic.bytes,
                     new_flows: traffic.new_flows,
@@ -222,11 +229,13 @@ impl Engine {
             vrrp: self.vrrp.iter().map(|i| i.status()).collect(),
             replication: self.replication.as_ref().map(Replication::status),
             conntrack: ConntrackStatus {
-                entries,
+                entries: census.entries,
                 capacity: self.dataplane.flow_capacity(),
                 memory_bytes: self.dataplane.flow_memory_bytes(),
-                handshakes,
-                half_open: self.dataplane.half_open_count(),
+                handshakes: census.handshakes,
+                half_open: census
+                    .half_open
+                    .unwrap_or_else(|| self.dataplane.half_open_count()),
                 half_open_capacity: self.dataplane.half_open_capacity(),
                 syn_flood: self.flood.in_flood(),
                 syn_flood_for_s: self.flood.flood_for(now).map(|d| d.as_secs()),
@@ -328,29 +337,27 @@ impl Engine {
         self.model.vips.get(id).map(|v| &v.config)
     }
 
-    /// A backend's tracked flows by liveness.
+    /// A backend's tracked flows by liveness (a census's, see `status`).
     pub(crate) fn backend_flows(
         &self,
         id: &VipId,
         address: IpAddr,
     ) -> Result<FlowCount, ModelError> {
         self.model.backend(id, address)?;
-        let backend_id = self
+        let applied = self
             .balancer
             .vips()
             .get(id)
-            .and_then(|v| v.backends.get(&address))
-            .map(|b| b.id);
+            .and_then(|v| v.backends.get(&address));
         if self.vip_mode(id) == Some(lb_common::Mode::Nat) {
             // As of the reaper's last complete sweep.
             let sweep = self.nat.reaper.last_sweep();
-            return Ok(backend_id
-                .and_then(|b| sweep.and_then(|s| s.by_backend.get(&b)).copied())
+            return Ok(applied
+                .and_then(|b| sweep.and_then(|s| s.by_backend.get(&b.id)).copied())
                 .unwrap_or_default());
         }
-        let (counts, ..) = self.flow_counts();
-        Ok(backend_id
-            .and_then(|b| counts.get(&b).copied())
+        Ok(applied
+            .map(|b| self.census().backend(b.id, b.generation))
             .unwrap_or_default())
     }
 

@@ -1,0 +1,748 @@
+//! The connection table's census: its flows per backend (live, closing,
+//! idle), its live flows and their handshakes, and the half-open table's
+//! occupancy, counted off lbd's loop.
+//!
+//! Why: a walk of the connection table costs about 155 ns a flow
+//! (BENCHMARKS.md), seconds for the largest one (`conntrack_size` 16 Mi,
+//! twice as many ways). Made in the engine's loop for every status read,
+//! scrape and `drain --wait` poll, it held health events, drain deadlines,
+//! replication ticks and BIRD's answers behind it. Now a census walks a
+//! second mapping of the tables on a blocking thread (the tables'
+//! protocol makes reads safe against the data plane's writes), never more
+//! than one at a time; the loop answers a read of counts from the latest
+//! census if it is recent enough for that read ([`Desk`]), and parks the
+//! read until the next census ends otherwise, serving everything else
+//! meanwhile. Counts are then at most [`FRESH`] (or two walks) older than
+//! the read, never older than a drain: a drained backend's zero is always
+//! one counted after its drain began.
+//!
+//! The census a read is answered from is lent to the engine for that
+//! read only (`Engine::lend_census`), so `Engine::status` keeps its
+//! signature; called outside such a loan it counts on the spot.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use lb_common::{
+    consts::{FLOW_F_FIN, FLOW_F_HALF_OPEN, FLOW_F_RST, FLOW_TOUCH_INTERVAL_NS, IPPROTO_UDP},
+    FlowEntry, FlowKey,
+};
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+use super::Engine;
+use crate::{
+    api::{
+        route::{Call, Route},
+        Method, Request,
+    },
+    conntrack::table::FlowTable,
+    model::{AdminState, FlowCount, IdleTimeouts},
+};
+
+/// How long after its start a census still answers a read (a table
+/// whose walk takes longer gets twice its walk): fresh enough that a
+/// status read just after flows opened shows them, and at most one walk
+/// starts per this much time however often counts are read.
+pub(crate) const FRESH: Duration = Duration::from_millis(250);
+
+/// Flows a walk reads between two looks at its cancel flag.
+const CANCEL_EVERY: u64 = 4096;
+
+/// What a census counts with, taken from the engine at its start.
+#[derive(Debug, Clone)]
+pub(crate) struct CensusInput {
+    /// When it started (what reads and drains are compared with).
+    pub started: Instant,
+    /// The monotonic clock at its start (entries' `last_seen_ns`).
+    pub now_ns: u64,
+    /// Generation of every applied backend, by id: a flow naming an id
+    /// with another generation is a removed backend's leftover.
+    pub generations: HashMap<u32, u32>,
+    /// Idle timeouts (live against idle flows).
+    pub timeouts: IdleTimeouts,
+}
+
+/// One walk's counts.
+#[derive(Debug, Clone)]
+pub(crate) struct Census {
+    /// When the walk started.
+    pub started: Instant,
+    /// How long it took.
+    pub took: Duration,
+    /// Flows per backend, by its id and generation.
+    by_backend: HashMap<(u32, u32), FlowCount>,
+    /// Live flows of the whole table (what an eviction would cut: closed
+    /// and expired entries stay in their ways until a new flow takes
+    /// them, so they do not count towards full).
+    pub entries: u64,
+    /// Of them, the TCP handshakes (`FLOW_F_HALF_OPEN`).
+    pub handshakes: u64,
+    /// Half-open flows held in the half-open table (None: not read by
+    /// this census).
+    pub half_open: Option<u64>,
+}
+
+impl Census {
+    /// A census of nothing (one cancelled).
+    pub(crate) fn empty(started: Instant) -> Self {
+        Self {
+            started,
+            took: Duration::ZERO,
+            by_backend: HashMap::new(),
+            entries: 0,
+            handshakes: 0,
+            half_open: None,
+        }
+    }
+
+    /// The flows of the backend with `id` and `generation` (none for a
+    /// backend applied after the census started).
+    pub(crate) fn backend(&self, id: u32, generation: u32) -> FlowCount {
+        self.by_backend
+            .get(&(id, generation))
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// Whether this census counts a backend in `admin` state as of it: a
+    /// draining backend's flows only if the walk began after the drain
+    /// did (an earlier one may count flows that ended since, and a zero
+    /// from it does not say the drain is over).
+    pub(crate) fn counts_since(&self, admin: &AdminState) -> bool {
+        match admin {
+            AdminState::Draining { since, .. } => self.started >= *since,
+            AdminState::Enabled | AdminState::Maintenance => true,
+        }
+    }
+}
+
+/// Counts `flows` (a walk of the connection table) as of `input`; None
+/// when `cancel` was set meanwhile. The half-open table is left to the
+/// caller (`half_open` None).
+pub(crate) fn tally(
+    flows: impl IntoIterator<Item = (FlowKey, FlowEntry)>,
+    input: &CensusInput,
+    cancel: &AtomicBool,
+) -> Option<Census> {
+    let mut by_backend: HashMap<(u32, u32), FlowCount> = HashMap::new();
+    let mut entries = 0u64;
+    let mut handshakes = 0u64;
+    let mut read = 0u64;
+    for (key, entry) in flows {
+        read += 1;
+        if read.is_multiple_of(CANCEL_EVERY) && cancel.load(Ordering::Relaxed) {
+            return None;
+        }
+        let generation = entry.backend_generation;
+        if input.generations.get(&entry.backend_id) != Some(&generation) {
+            continue; // a removed backend's leftover
+        }
+        let count = by_backend
+            .entry((entry.backend_id, generation))
+            .or_default();
+        // A handshake (its SYN in the table, no ACK yet) is live for the
+        // half-open timeout, then idle: an abandoned SYN does not hold a
+        // drain for the connection's idle timeout.
+        let handshake = entry.flags & FLOW_F_HALF_OPEN != 0;
+        let idle_limit = if handshake {
+            crate::daemon::flow::HALF_OPEN_TIMEOUT
+        } else if key.proto == IPPROTO_UDP {
+            input.timeouts.udp
+        } else {
+            input.timeouts.tcp
+        };
+        let silent = Duration::from_nanos(input.now_ns.saturating_sub(entry.last_seen_ns));
+        if entry.flags & (FLOW_F_FIN | FLOW_F_RST) != 0 {
+            count.closing += 1;
+        } else if silent > idle_limit + Duration::from_nanos(FLOW_TOUCH_INTERVAL_NS) {
+            count.idle += 1;
+        } else {
+            count.live += 1;
+            entries += 1;
+            handshakes += u64::from(handshake);
+        }
+    }
+    Some(Census {
+        started: input.started,
+        took: input.started.elapsed(),
+        by_backend,
+        entries,
+        handshakes,
+        half_open: None,
+    })
+}
+
+/// The connection table and the half-open table mapped a second time,
+/// for walks on a thread of their own (the engine's mappings stay its
+/// own). Holding the maps' fds, they outlive a data plane torn down
+/// while a walk runs.
+pub(crate) struct CensusTables {
+    flows: FlowTable,
+    half_open: FlowTable,
+}
+
+impl CensusTables {
+    /// Walks `flows` (the connection table) and counts `half_open`, both
+    /// mappings of their own (`Dataplane::remapped_tables`).
+    pub(crate) fn new(flows: FlowTable, half_open: FlowTable) -> Self {
+        Self { flows, half_open }
+    }
+
+    /// One census as of `input` (None: cancelled).
+    fn walk(&self, input: &CensusInput, cancel: &AtomicBool) -> Option<Census> {
+        let mut census = tally(self.flows.iter(), input, cancel)?;
+        census.half_open = Some(self.half_open.count());
+        census.took = input.started.elapsed();
+        Some(census)
+    }
+}
+
+/// A walk for a blocking thread: its census, None if the flag it is
+/// given was set (cancelled) before it ended.
+pub(crate) type OffWalk = Box<dyn FnOnce(&AtomicBool) -> Option<Census> + Send>;
+
+/// How a census is made.
+pub(crate) enum Walk {
+    /// On a blocking thread.
+    Off(OffWalk),
+    /// Made already, in the loop (no second mapping of the tables).
+    Done(Census),
+}
+
+/// The reads of counts and the censuses that answer them, as a state
+/// machine over time (no clock, no threads: [`Censuses`] drives it).
+/// `R` is a parked read (its answer's channel).
+pub(crate) struct Desk<R> {
+    /// The latest finished census.
+    latest: Option<Arc<Census>>,
+    /// When the census in flight started (at most one).
+    in_flight: Option<Instant>,
+    /// Reads waiting for a census, with when they came.
+    waiting: Vec<(Instant, R)>,
+}
+
+impl<R> Default for Desk<R> {
+    fn default() -> Self {
+        Self {
+            latest: None,
+            in_flight: None,
+            waiting: Vec::new(),
+        }
+    }
+}
+
+impl<R> Desk<R> {
+    /// How long after its start a census answers a read: [`FRESH`], or
+    /// twice the latest walk when that is longer.
+    fn tolerance(&self) -> Duration {
+        self.latest
+            .as_ref()
+            .map_or(FRESH, |latest| FRESH.max(latest.took.saturating_mul(2)))
+    }
+
+    /// Whether `census` answers a read that came at `came` while the
+    /// newest drain (of a backend whose flows it counts) began at
+    /// `drain`: it started at most the tolerance before the read, and
+    /// after the drain.
+    fn answers(&self, census: &Census, came: Instant, drain: Option<Instant>) -> bool {
+        census.started + self.tolerance() >= came && drain.is_none_or(|d| census.started >= d)
+    }
+
+    /// A read at `now` (`drain`: see [`Desk::answers`]): answered from the
+    /// latest census if that answers it, else parked.
+    pub(crate) fn read(
+        &mut self,
+        now: Instant,
+        drain: Option<Instant>,
+        read: R,
+    ) -> Option<(Arc<Census>, R)> {
+        match &self.latest {
+            Some(latest) if self.answers(latest, now, drain) => Some((Arc::clone(latest), read)),
+            _ => {
+                self.waiting.push((now, read));
+                None
+            }
+        }
+    }
+
+    /// Whether a census is to start: a read waits and none is in flight.
+    pub(crate) fn wants_census(&self) -> bool {
+        !self.waiting.is_empty() && self.in_flight.is_none()
+    }
+
+    /// A census started at `at`.
+    pub(crate) fn started(&mut self, at: Instant) {
+        self.in_flight = Some(at);
+    }
+
+    /// Whether a census is in flight.
+    #[cfg(test)]
+    fn in_flight(&self) -> bool {
+        self.in_flight.is_some()
+    }
+
+    /// The census in flight ended with `census` (None: it failed): the
+    /// waiting reads it answers (`drain` as of now), with it.
+    pub(crate) fn finished(
+        &mut self,
+        census: Option<Census>,
+        drain: Option<Instant>,
+    ) -> Vec<(Arc<Census>, R)> {
+        self.in_flight = None;
+        let Some(census) = census else {
+            return Vec::new();
+        };
+        let census = Arc::new(census);
+        self.latest = Some(Arc::clone(&census));
+        let (answered, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.waiting)
+            .into_iter()
+            .partition(|(came, _)| self.answers(&census, *came, drain));
+        self.waiting = waiting;
+        answered
+            .into_iter()
+            .map(|(_, read)| (Arc::clone(&census), read))
+            .collect()
+    }
+}
+
+/// Where censuses read the tables.
+enum Source {
+    /// Not looked up yet.
+    Unopened,
+    /// A second mapping, walked on a blocking thread.
+    Mapped(Arc<CensusTables>),
+    /// None could be made: counted in the loop, as before the census.
+    Inline,
+}
+
+/// The census runner the engine's loop owns: the [`Desk`], the tables,
+/// and the census in flight, whose result comes back on the channel
+/// [`Censuses::new`] returns. Dropping it cancels a walk in flight.
+pub(crate) struct Censuses<R> {
+    desk: Desk<R>,
+    source: Source,
+    done: mpsc::Sender<Option<Census>>,
+    cancel: Arc<AtomicBool>,
+}
+
+impl<R> Censuses<R> {
+    /// A runner, and where its censuses end.
+    pub(crate) fn new() -> (Self, mpsc::Receiver<Option<Census>>) {
+        let (done, finished) = mpsc::channel(1);
+        (
+            Self {
+                desk: Desk::default(),
+                source: Source::Unopened,
+                done,
+                cancel: Arc::new(AtomicBool::new(false)),
+            },
+            finished,
+        )
+    }
+
+    /// A read of counts: the census answering it now, or None (parked,
+    /// a census started if none is in flight).
+    pub(crate) fn read(&mut self, engine: &mut Engine, read: R) -> Option<(Arc<Census>, R)> {
+        let answer = self.desk.read(Instant::now(), engine.newest_drain(), read);
+        if self.desk.wants_census() {
+            self.start(engine);
+        }
+        answer
+    }
+
+    /// A census ended (`census` from the channel): the reads it answers;
+    /// the next census starts if reads still wait.
+    pub(crate) fn finished(
+        &mut self,
+        engine: &mut Engine,
+        census: Option<Census>,
+    ) -> Vec<(Arc<Census>, R)> {
+        if census.is_none() && matches!(self.source, Source::Mapped(_)) {
+            warn!("a census of the connection table failed; flows are counted in lbd's loop from now on");
+            self.source = Source::Inline;
+        }
+        if let Some(census) = &census {
+            debug!(
+                took_ms = census.took.as_millis(),
+                "census of the connection table"
+            );
+        }
+        let answered = self.desk.finished(census, engine.newest_drain());
+        if self.desk.wants_census() {
+            self.start(engine);
+        }
+        answered
+    }
+
+    /// Starts a census of `engine`'s tables.
+    fn start(&mut self, engine: &mut Engine) {
+        if matches!(self.source, Source::Unopened) {
+            self.source = match engine.census_tables() {
+                Ok(tables) => Source::Mapped(Arc::new(tables)),
+                Err(error) => {
+                    warn!(%error, "the connection table cannot be walked apart from lbd's loop; its flows are counted in the loop");
+                    Source::Inline
+                }
+            };
+        }
+        let input = engine.census_input();
+        let started = input.started;
+        let walk = match &self.source {
+            Source::Mapped(tables) => {
+                let tables = Arc::clone(tables);
+                Walk::Off(Box::new(move |cancel| tables.walk(&input, cancel)))
+            }
+            Source::Unopened | Source::Inline => {
+                Walk::Done(engine.census_inline(&input, &self.cancel))
+            }
+        };
+        self.launch(started, walk);
+    }
+
+    /// Runs `walk`, started at `at`; its census comes back on the channel.
+    pub(crate) fn launch(&mut self, at: Instant, walk: Walk) {
+        self.desk.started(at);
+        match walk {
+            Walk::Done(census) => {
+                // One census in flight at most: the channel has room.
+                let _ = self.done.try_send(Some(census));
+            }
+            Walk::Off(walk) => {
+                let report = Report(Some(self.done.clone()));
+                let cancel = Arc::clone(&self.cancel);
+                tokio::task::spawn_blocking(move || report.send(walk(&cancel)));
+            }
+        }
+    }
+}
+
+impl<R> Drop for Censuses<R> {
+    fn drop(&mut self) {
+        self.cancel.store(true, Ordering::Relaxed);
+    }
+}
+
+/// A walk's way back to the loop: reports None if the walk ends without
+/// a census (cancelled, or it panicked), so the desk never waits for a
+/// census that will not come.
+struct Report(Option<mpsc::Sender<Option<Census>>>);
+
+impl Report {
+    fn send(mut self, census: Option<Census>) {
+        if let Some(done) = self.0.take() {
+            let _ = done.try_send(census);
+        }
+    }
+}
+
+impl Drop for Report {
+    fn drop(&mut self) {
+        if let Some(done) = self.0.take() {
+            let _ = done.try_send(None);
+        }
+    }
+}
+
+/// Whether `request` reads flow counts (status, the VIPs, one VIP, a
+/// backend's flows): it is answered from a census.
+pub(crate) fn reads_counts(request: &Request) -> bool {
+    request.method == Method::Get
+        && matches!(
+            Call::decode(request),
+            Ok(Call {
+                route: Route::Status | Route::ListVips | Route::GetVip(_) | Route::Flows(..),
+                ..
+            })
+        )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc as std_mpsc;
+
+    use lb_common::consts::IPPROTO_TCP;
+
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    fn census_at(started: Instant, took: Duration) -> Census {
+        Census {
+            took,
+            ..Census::empty(started)
+        }
+    }
+
+    #[test]
+    fn a_read_is_answered_from_a_fresh_census_and_parked_otherwise() {
+        let t0 = Instant::now();
+        let mut desk: Desk<&str> = Desk::default();
+        // No census yet: the read waits, and one is asked for.
+        assert!(desk.read(t0, None, "first").is_none());
+        assert!(desk.wants_census());
+        desk.started(t0);
+        assert!(!desk.wants_census(), "one census at a time");
+        let answered = desk.finished(Some(census_at(t0, 10 * MS)), None);
+        assert_eq!(answered.len(), 1);
+        assert_eq!(answered[0].1, "first");
+        // Within FRESH of its start: answered at once, nothing walked.
+        let (census, read) = desk.read(t0 + 200 * MS, None, "soon").expect("answered");
+        assert_eq!((census.started, read), (t0, "soon"));
+        assert!(!desk.wants_census());
+        // Past it: parked, and a census is asked for.
+        assert!(desk.read(t0 + 300 * MS, None, "later").is_none());
+        assert!(desk.wants_census());
+    }
+
+    #[test]
+    fn one_census_in_flight_answers_the_reads_it_can_and_the_rest_wait_for_the_next() {
+        let t0 = Instant::now();
+        let mut desk: Desk<u32> = Desk::default();
+        assert!(desk.read(t0, None, 1).is_none());
+        desk.started(t0);
+        // Reads while it walks: none starts another.
+        assert!(desk.read(t0 + 100 * MS, None, 2).is_none());
+        assert!(desk.read(t0 + 900 * MS, None, 3).is_none());
+        assert!(!desk.wants_census());
+        assert!(desk.in_flight());
+        // It took 1 s: it answers reads up to 2 s after its start.
+        let answered: Vec<u32> = desk
+            .finished(Some(census_at(t0, 1000 * MS)), None)
+            .into_iter()
+            .map(|(_, r)| r)
+            .collect();
+        assert_eq!(answered, [1, 2, 3]);
+        assert!(!desk.wants_census());
+        // The tolerance follows the walk: 2 s now, not FRESH.
+        assert!(desk.read(t0 + 1900 * MS, None, 4).is_some());
+        assert!(desk.read(t0 + 2100 * MS, None, 5).is_none());
+        assert!(desk.wants_census());
+    }
+
+    #[test]
+    fn a_census_from_before_a_drain_never_answers_for_it() {
+        let t0 = Instant::now();
+        let drain = t0 + 100 * MS;
+        let mut desk: Desk<&str> = Desk::default();
+        assert!(desk.read(t0, None, "before").is_none());
+        desk.started(t0);
+        // The drain began while the census walked; a poll of it came.
+        assert!(desk.read(drain + 10 * MS, Some(drain), "poll").is_none());
+        let census = census_at(t0, 20 * MS);
+        let answered = desk.finished(Some(census), Some(drain));
+        assert!(
+            answered.is_empty(),
+            "the census began before the drain: it answers none"
+        );
+        assert!(desk.wants_census(), "a census after the drain is asked for");
+        let draining = AdminState::Draining {
+            since: drain,
+            deadline: None,
+        };
+        // Were it shown, it would be marked as counting (lbctl's drain
+        // --wait does not take its zero).
+        assert!(!census_at(t0, MS).counts_since(&draining));
+        assert!(census_at(t0, MS).counts_since(&AdminState::Enabled));
+        // A census that began after the drain answers both.
+        desk.started(drain + 20 * MS);
+        let after = census_at(drain + 20 * MS, 20 * MS);
+        assert!(after.counts_since(&draining));
+        let answered: Vec<&str> = desk
+            .finished(Some(after), Some(drain))
+            .into_iter()
+            .map(|(_, r)| r)
+            .collect();
+        assert_eq!(answered, ["before", "poll"]);
+        // A fresh census from before the drain is no answer either.
+        assert!(desk.read(drain + 30 * MS, None, "any").is_some());
+        assert!(desk
+            .read(drain + 30 * MS, Some(drain + 25 * MS), "newer drain")
+            .is_none());
+    }
+
+    #[test]
+    fn a_failed_census_frees_the_desk_for_the_next() {
+        let t0 = Instant::now();
+        let mut desk: Desk<u8> = Desk::default();
+        assert!(desk.read(t0, None, 1).is_none());
+        desk.started(t0);
+        assert!(desk.finished(None, None).is_empty());
+        assert!(desk.wants_census(), "the read still waits");
+    }
+
+    fn flow(sport: u16, proto: u8) -> FlowKey {
+        FlowKey {
+            sport,
+            proto,
+            ..FlowKey::default()
+        }
+    }
+
+    fn entry(backend_id: u32, generation: u32, last_seen_ns: u64, flags: u32) -> FlowEntry {
+        FlowEntry {
+            backend_id,
+            backend_generation: generation,
+            last_seen_ns,
+            flags,
+            ..FlowEntry::default()
+        }
+    }
+
+    #[test]
+    fn the_tally_tells_live_closing_idle_and_leftover_flows() {
+        let now_ns = 1_000_000_000_000;
+        let input = CensusInput {
+            started: Instant::now(),
+            now_ns,
+            generations: HashMap::from([(1, 7), (2, 1)]),
+            timeouts: IdleTimeouts {
+                tcp: Duration::from_secs(300),
+                udp: Duration::from_secs(30),
+            },
+        };
+        let secs = |s: u64| now_ns - s * 1_000_000_000;
+        let flows = [
+            (flow(1, IPPROTO_TCP), entry(1, 7, secs(1), 0)),
+            (flow(2, IPPROTO_TCP), entry(1, 7, secs(1), FLOW_F_HALF_OPEN)),
+            (flow(3, IPPROTO_TCP), entry(1, 7, secs(1), FLOW_F_FIN)),
+            (flow(4, IPPROTO_TCP), entry(1, 7, secs(400), 0)),
+            // A handshake past the half-open timeout is idle.
+            (
+                flow(5, IPPROTO_TCP),
+                entry(1, 7, secs(200), FLOW_F_HALF_OPEN),
+            ),
+            (flow(6, IPPROTO_UDP), entry(2, 1, secs(60), 0)),
+            (flow(7, IPPROTO_UDP), entry(2, 1, secs(2), 0)),
+            // Backend 1 of an earlier generation: a removed one's leftover.
+            (flow(8, IPPROTO_TCP), entry(1, 6, secs(1), 0)),
+            (flow(9, IPPROTO_TCP), entry(3, 1, secs(1), 0)),
+        ];
+        let census = tally(flows, &input, &AtomicBool::new(false)).expect("not cancelled");
+        assert_eq!(
+            census.backend(1, 7),
+            FlowCount {
+                live: 2,
+                closing: 1,
+                idle: 2
+            }
+        );
+        assert_eq!(
+            census.backend(2, 1),
+            FlowCount {
+                live: 1,
+                closing: 0,
+                idle: 1
+            }
+        );
+        assert_eq!(census.backend(1, 6), FlowCount::default());
+        assert_eq!((census.entries, census.handshakes), (3, 1));
+        assert_eq!(census.started, input.started);
+    }
+
+    #[test]
+    fn only_reads_of_counts_wait_for_a_census() {
+        let get = |path: &[&str]| Request {
+            method: Method::Get,
+            path: path.iter().map(|s| (*s).to_owned()).collect(),
+            query: Default::default(),
+            body: serde_json::Value::Null,
+        };
+        let vip = "198.18.0.100:80/tcp";
+        assert!(reads_counts(&get(&["status"])));
+        assert!(reads_counts(&get(&["vips"])));
+        assert!(reads_counts(&get(&["vips", vip])));
+        assert!(reads_counts(&get(&[
+            "vips",
+            vip,
+            "backends",
+            "198.18.0.11",
+            "flows"
+        ])));
+        assert!(!reads_counts(&get(&["config"])));
+        assert!(!reads_counts(&get(&["no-such-thing"])));
+        let mut drain = get(&["vips", vip, "backends", "198.18.0.11", "state"]);
+        drain.method = Method::Put;
+        assert!(!reads_counts(&drain));
+    }
+
+    /// A walk that blocks until `release` says so (5 s at most), as the
+    /// walk of a large table does.
+    fn held_walk(started: Instant, release: std_mpsc::Receiver<()>) -> Walk {
+        Walk::Off(Box::new(move |_| {
+            let _ = release.recv_timeout(Duration::from_secs(5));
+            Some(census_at(started, started.elapsed()))
+        }))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_long_walk_does_not_hold_the_loop_and_answers_the_reads_it_parked() {
+        let (mut censuses, mut done) = Censuses::<u32>::new();
+        let t0 = Instant::now();
+        assert!(censuses.desk.read(t0, None, 1).is_none());
+        let (release, held) = std_mpsc::channel();
+        let before = Instant::now();
+        censuses.launch(t0, held_walk(t0, held));
+        // The loop goes on at once: the walk runs elsewhere.
+        assert!(
+            before.elapsed() < Duration::from_secs(1),
+            "launching the census waited for its walk"
+        );
+        assert!(censuses.desk.in_flight());
+        // Another read meanwhile: parked, no second census.
+        assert!(censuses.desk.read(Instant::now(), None, 2).is_none());
+        assert!(!censuses.desk.wants_census());
+        release.send(()).expect("the walk waits");
+        let census = tokio::time::timeout(Duration::from_secs(5), done.recv())
+            .await
+            .expect("the census ends")
+            .expect("the channel is open");
+        let answered: Vec<u32> = censuses
+            .desk
+            .finished(census, None)
+            .into_iter()
+            .map(|(_, r)| r)
+            .collect();
+        assert_eq!(answered, [1, 2]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_walk_that_ends_without_a_census_reports_it() {
+        let (mut censuses, mut done) = Censuses::<u32>::new();
+        let t0 = Instant::now();
+        // A walk that panics.
+        censuses.launch(t0, Walk::Off(Box::new(|_| panic!("a walk gone wrong"))));
+        let report = tokio::time::timeout(Duration::from_secs(5), done.recv())
+            .await
+            .expect("reported");
+        assert!(matches!(report, Some(None)), "{report:?}");
+        // A walk cancelled when the loop ends (the runner dropped).
+        let (mut censuses, mut done) = Censuses::<u32>::new();
+        let (started_tx, started_rx) = std_mpsc::channel();
+        censuses.launch(
+            t0,
+            Walk::Off(Box::new(move |cancel| {
+                let _ = started_tx.send(());
+                let deadline = Instant::now() + Duration::from_secs(5);
+                while !cancel.load(Ordering::Relaxed) && Instant::now() < deadline {
+                    std::thread::sleep(MS);
+                }
+                (!cancel.load(Ordering::Relaxed)).then(|| census_at(t0, MS))
+            })),
+        );
+        started_rx
+            .recv_timeout(Duration::from_secs(5))
+            .expect("the walk started");
+        drop(censuses);
+        let report = tokio::time::timeout(Duration::from_secs(5), done.recv())
+            .await
+            .expect("reported");
+        assert!(matches!(report, Some(None)), "cancelled: {report:?}");
+    }
+}
