@@ -8,7 +8,9 @@ use super::*;
 /// bucket's ways (0 to `FLOW_WAYS - 1`), then the second's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Placed {
-    /// The flow was in the table, at this position.
+    /// The flow was in the table, at this position: published, or its
+    /// way held by a writer (its entry being rewritten, or another CPU
+    /// inserting it), so not to be inserted beside it (see `scan`).
     Found(usize),
     /// The flow was inserted at this position.
     Inserted(usize),
@@ -19,7 +21,8 @@ pub enum Placed {
 
 /// What a scan of one bucket for an insert saw.
 pub(super) struct Scan {
-    /// The way holding the flow, or `FLOW_WAYS`.
+    /// The way holding the flow (published or being written, see
+    /// `scan`), or `FLOW_WAYS`.
     found: usize,
     /// An empty way among the first `PREFER_FIRST_BELOW`.
     low_room: bool,
@@ -27,7 +30,15 @@ pub(super) struct Scan {
     room: bool,
 }
 
-/// Scans `bucket` for `key` (fingerprint `fp`) and for empty ways.
+/// Scans `bucket` for `key` (fingerprint `fp`) and for empty ways. A way
+/// a writer holds under the key (`carries`) is the flow too, being
+/// written: a tracked flow whose entry is rewritten in place (`rewrite`,
+/// `begin_refresh`: lbd's installs, the data plane's FIN or RST) keeps
+/// its key and fingerprint while it is `TAG_BUSY`, and a lookup misses
+/// it meanwhile; an insert that went on would leave a second copy beside
+/// it once it is published, which nothing settles. Or another CPU is
+/// inserting the flow, its key written: its copy is about to stand (no
+/// settlement takes out a way a writer holds).
 ///
 /// # Safety
 /// `bucket` must point to a live bucket of the table.
@@ -43,7 +54,7 @@ pub(super) unsafe fn scan<V>(bucket: *mut Bucket<V>, key: &FlowKey, fp: u32) -> 
         // SAFETY: per the caller's contract.
         let tag = unsafe { tag_at(bucket, way) }.load();
         // SAFETY: as above.
-        if unsafe { holds(bucket, way, key, fp, tag) } {
+        if unsafe { carries(bucket, way, key, fp, tag) } {
             out.found = tag_way(tag);
             return out;
         }
@@ -133,6 +144,10 @@ pub(super) unsafe fn claim_way<V: Copy>(
 /// (`rank` of `CLASS_HALF_OPEN`: a TCP SYN) evicts only a way that holds
 /// no live flow (closed, or expired), never a handshake or a connection:
 /// with none, `Contended`, and its SYN goes to the half-open table.
+///
+/// A flow whose way a writer holds (`TAG_BUSY` under its key: its entry
+/// being rewritten, or another CPU inserting it) is `Found` there, never
+/// inserted a second time (see `scan`).
 ///
 /// One round: a lost race returns `Contended` (the packet goes
 /// untracked, its flow's next packet inserts it); more rounds multiply
@@ -419,6 +434,29 @@ pub unsafe fn insert_half_open(
         return HalfOpenPlaced::Contended;
     }
     displaced
+}
+
+/// Whether way `way` of `bucket`, whose tag is `tag`, carries `key`
+/// (fingerprint `fp`): published (`TAG_VALID`, as `holds`) or held by a
+/// writer. A writer's way is read while it may be written: its key is
+/// the flow's own while a rewrite holds it (a rewrite never changes the
+/// key), a key being put there while an insert holds it, which may read
+/// as either (the insert's own `settle_duplicate` then settles).
+///
+/// # Safety
+/// `bucket` must point to a live bucket of the table.
+#[inline(always)]
+pub(super) unsafe fn carries<V>(
+    bucket: *mut Bucket<V>,
+    way: usize,
+    key: &FlowKey,
+    fp: u32,
+    tag: u64,
+) -> bool {
+    tag_state(tag) != TAG_EMPTY
+        && tag_fingerprint(tag) == fp
+        // SAFETY: per the caller's contract.
+        && unsafe { key_is(bucket, way, key) }
 }
 
 /// Whether way `way` of `bucket` holds `key` (fingerprint `fp`), as

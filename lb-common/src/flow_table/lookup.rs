@@ -82,6 +82,42 @@ pub unsafe fn find<V: SlotValue>(
     None
 }
 
+/// Whether a way of `first` or `second` that a writer holds (`TAG_BUSY`,
+/// or `TAG_PENDING`) carries the fingerprint of table hash `hash`, from
+/// their header lines alone (no key compared, no branch per way): the
+/// data plane's test, after its lookup missed a flow, of whether the
+/// flow may be there after all, its way being written (a rewrite of its
+/// entry, `rewrite` or `begin_refresh`, which `find` skips; or another
+/// CPU's insert of it). Such a packet is not a new flow's: it is not
+/// charged to the new-flow limits, and its insert would find the way
+/// (`Placed::Found`, see `find_or_insert`). Another key under the
+/// same fingerprint being written in one of the 16 ways also answers
+/// true (one key in 65,536 of those being written): that packet goes
+/// untracked, and its flow's next packet inserts it.
+///
+/// # Safety
+/// `first` and `second` must point to live buckets of the table.
+#[inline(always)]
+pub unsafe fn written_under<V>(first: *mut Bucket<V>, second: *mut Bucket<V>, hash: u32) -> bool {
+    let fp = u64::from(fingerprint(hash));
+    let mut hits = 0u64;
+    each_way!(way => {
+        // SAFETY: per the caller's contract.
+        let (low, high) = unsafe { (tag_at(first, way).load(), tag_at(second, way).load()) };
+        hits |= written_fp(low, fp) | written_fp(high, fp);
+    });
+    hits != 0
+}
+
+/// 1 if a writer holds the way tagged `tag` (state bit 0: `TAG_BUSY` or
+/// `TAG_PENDING`) under fingerprint `fp`, else 0 (no branch, as
+/// `holds_fp`).
+#[inline(always)]
+fn written_fp(tag: u64, fp: u64) -> u64 {
+    let other_fp = non_zero(((tag >> FP_SHIFT) & FP_MASK) ^ fp);
+    opaque(opaque(tag & 1) & (1 ^ other_fp))
+}
+
 /// The entry in `way` (no consistency check: see `find`).
 ///
 /// # Safety

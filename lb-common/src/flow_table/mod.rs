@@ -30,11 +30,17 @@
 //! changed hands; new flags are written under a claim, as `rewrite`
 //! writes, for the same reason. A refresh of the age alone stores the
 //! last-seen time after its CAS, unclaimed: that store may land in a flow
-//! just put in the way, which is harmless (see `begin_refresh`). Two CPUs inserting
-//! the same flow at once may claim two ways (in one bucket or in both);
-//! each re-reads both buckets after publishing (the CAS is a full
-//! barrier), and the copy at the higher position is taken out by whichever
-//! CPU sees both, so one entry survives. Flows never move between buckets.
+//! just put in the way, which is harmless (see `begin_refresh`). A way
+//! whose entry is rewritten keeps the flow's key and fingerprint while it
+//! is claimed: lookups miss it, but an insert of the flow finds it there
+//! (`Placed::Found`), never putting a second copy beside it (`scan`), and
+//! the data plane neither charges nor inserts a packet that missed a
+//! flow whose fingerprint a claimed way carries (`written_under`). Two
+//! CPUs inserting the same flow at once may claim two ways (in one bucket
+//! or in both); each re-reads both buckets after publishing (the CAS is a
+//! full barrier), and the copy at the higher position is taken out by
+//! whichever CPU sees both, so one entry survives. Flows never move
+//! between buckets.
 //!
 //! Tags are 64-bit: the BPF target's `cmpxchg` (at the ISA level lbd
 //! builds for) has no 32-bit form.

@@ -40,7 +40,10 @@ pub struct Refresh {
 /// `finish_refresh` publishes it no insert can evict it and no lookup
 /// reads it: the new flags can never land in a flow another CPU put in
 /// its place, and no reader can take the old flags and write them back
-/// over the new ones.
+/// over the new ones. A packet of the flow that misses it meanwhile is
+/// not inserted a second time: the claimed way keeps the flow's key and
+/// fingerprint, and an insert of it finds it there (`Placed::Found`,
+/// `scan`).
 ///
 /// # Safety
 /// `bucket` must point to a live bucket of the table, the one `seen` was

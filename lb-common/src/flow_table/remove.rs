@@ -45,7 +45,10 @@ pub unsafe fn release<V>(bucket: *mut Bucket<V>, seen: &Seen<V>) -> bool {
 
 /// Replaces the entry (and rank word) of the flow `seen` found, if its way
 /// still holds it unchanged: claim, write, publish, so readers never see
-/// half of it. False if the way changed meanwhile.
+/// half of it. False if the way changed meanwhile. While it is claimed
+/// (`TAG_BUSY`, under the flow's fingerprint and key) lookups miss the
+/// flow, and inserts of it find it there (`Placed::Found`) rather than
+/// put a second copy beside it (`scan`).
 ///
 /// # Safety
 /// `bucket` must point to a live bucket of the table.
@@ -57,15 +60,51 @@ pub unsafe fn rewrite<V: Copy>(
     rank: u32,
 ) -> bool {
     // SAFETY: per the caller's contract.
+    match unsafe { claim_for_rewrite(bucket, seen, rank) } {
+        // SAFETY: as above; the claim is this call's.
+        Some(claimed) => unsafe { publish_rewrite(bucket, seen.way, claimed, entry) },
+        None => false,
+    }
+}
+
+/// `rewrite`'s claim: the way's claimed tag (`TAG_BUSY`, version + 1,
+/// fingerprint kept, rank word `rank`), or None if the way changed since
+/// `seen`. Apart from `publish_rewrite` so that the tests can run other
+/// CPUs' work in between, as lbd's thread may be preempted there.
+///
+/// # Safety
+/// `bucket` must point to a live bucket of the table.
+#[inline(always)]
+pub(super) unsafe fn claim_for_rewrite<V>(
+    bucket: *mut Bucket<V>,
+    seen: &Seen<V>,
+    rank: u32,
+) -> Option<u64> {
+    // SAFETY: per the caller's contract.
     let tag = unsafe { tag_at(bucket, seen.way) };
     let claimed = tag_with(seen.tag, tag_fingerprint(seen.tag), TAG_BUSY, rank);
-    if tag_state(seen.tag) != TAG_VALID || !tag.swap_if(seen.tag, claimed) {
-        return false;
-    }
+    (tag_state(seen.tag) == TAG_VALID && tag.swap_if(seen.tag, claimed)).then_some(claimed)
+}
+
+/// `rewrite`'s write of `entry` into way `way`, claimed as `claimed`, and
+/// its publication. False if the way was not found as claimed.
+///
+/// # Safety
+/// `bucket` must point to a live bucket of the table, whose way `way`
+/// this caller claimed (`claim_for_rewrite`).
+#[inline(always)]
+pub(super) unsafe fn publish_rewrite<V: Copy>(
+    bucket: *mut Bucket<V>,
+    way: usize,
+    claimed: u64,
+    entry: &V,
+) -> bool {
     // SAFETY: the way is ours until published.
     unsafe {
-        (*bucket).slots[seen.way & (FLOW_WAYS - 1)].entry = *entry;
+        (*bucket).slots[way & (FLOW_WAYS - 1)].entry = *entry;
     }
+    // SAFETY: per the caller's contract.
+    let tag = unsafe { tag_at(bucket, way) };
     // A CAS, not a store: the entry's writes stay before it.
     tag.swap_if(claimed, retagged(claimed, TAG_VALID))
 }

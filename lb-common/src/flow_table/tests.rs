@@ -922,3 +922,171 @@ fn an_age_refresh_landing_in_a_flow_put_in_its_way_sets_only_its_last_seen() {
     );
     assert_eq!(tag_rank(y_seen.tag), rank);
 }
+
+/// The ways of `bucket` that hold `k` (published).
+fn copies(bucket: *mut FlowBucket, k: &FlowKey) -> Vec<FlowEntry> {
+    (0..FLOW_WAYS)
+        .filter_map(|w| unsafe { read_way(bucket, w) })
+        .filter(|(held, _)| held == k)
+        .map(|(_, seen)| seen.entry)
+        .collect()
+}
+
+#[test]
+fn a_packet_missing_a_flow_whose_flags_are_being_written_adds_no_second_copy() {
+    let mut bucket = Box::<FlowBucket>::default();
+    let b: *mut FlowBucket = &mut *bucket;
+    let s = 1_000_000_000u64;
+    let now = 3_600 * s;
+    let x = key(7);
+    let h = flow_hash(&x);
+    assert_eq!(
+        insert(&mut bucket, &x, 3, rank_word(now - s, CLASS_ESTABLISHED)),
+        Placed::Inserted(0)
+    );
+    // CPU A: X's FIN, its claim done (the way `TAG_BUSY`), its write to
+    // come.
+    let seen = unsafe { find(b, &x, h) }.expect("X");
+    let fin = seen.entry.flags | FLOW_F_FIN;
+    let started = unsafe { begin_refresh(b, &seen, (now, fin), rank_word(now, CLASS_CLOSED)) }
+        .expect("A's claim");
+    // CPU B: a packet of X misses it, and its insert (to Maglev's pick,
+    // another backend) finds X in its way being written: no copy.
+    assert!(unsafe { find(b, &x, h) }.is_none(), "the lookup misses X");
+    let placed = insert(&mut bucket, &x, 9, rank_word(now, CLASS_ESTABLISHED));
+    unsafe { finish_refresh(b, started) };
+    // One copy of X: A's, closed, on its backend.
+    let held = copies(b, &x);
+    assert_eq!(
+        held.len(),
+        1,
+        "B's insert: {placed:?}; copies of X: {held:?}"
+    );
+    assert_eq!(placed, Placed::Found(0));
+    assert_eq!((held[0].backend_id, held[0].flags), (3, fin));
+    assert_eq!(
+        insert(&mut bucket, &x, 9, rank_word(now, CLASS_CLOSED)),
+        Placed::Found(0)
+    );
+}
+
+#[test]
+fn a_flow_lbd_is_rewriting_is_not_inserted_again_by_a_packet_of_it() {
+    // Two buckets, X in its second: its first bucket has room, where the
+    // packet's insert would go.
+    const BUCKETS: u32 = 64;
+    let mut table: Vec<FlowBucket> = (0..BUCKETS).map(|_| FlowBucket::default()).collect();
+    let base = table.as_mut_ptr();
+    let now = 3_600_000_000_000u64;
+    let rank = rank_word(now, CLASS_ESTABLISHED);
+    let x = (1..)
+        .map(key)
+        .find(|k| {
+            let h = flow_hash(k);
+            bucket_index(h, BUCKETS - 1) != second_bucket_index(h, BUCKETS - 1)
+        })
+        .expect("a flow with two buckets");
+    let h = flow_hash(&x);
+    let (first, second) = candidates(base, BUCKETS, &x);
+    // X in its second bucket (as a flow whose first filled up once).
+    let placed = unsafe { find_or_insert(second, second, &x, &entry(3, &x), rank, h) };
+    assert_eq!(placed, Placed::Inserted(0));
+    // lbd rewrites X (a replica's install, `FlowTable::put`): its claim
+    // done, then its thread preempted before the write.
+    let (bucket, seen) = unsafe { find_in(first, second, &x, h) }.expect("X");
+    assert_eq!(bucket, second);
+    let replica = FlowEntry {
+        last_seen_ns: now,
+        ..entry(3, &x)
+    };
+    let claimed = unsafe { claim_for_rewrite(bucket, &seen, rank) }.expect("lbd's claim");
+    // A packet of X on a CPU: its lookup misses, its insert (Maglev's
+    // pick now another backend) finds X, being written.
+    assert!(unsafe { find_in(first, second, &x, h) }.is_none());
+    let placed = unsafe { find_or_insert(first, second, &x, &entry(9, &x), rank, h) };
+    // lbd's thread runs again and publishes.
+    assert!(unsafe { publish_rewrite(bucket, seen.way, claimed, &replica) });
+    let beside = copies(first, &x);
+    assert!(
+        beside.is_empty(),
+        "insert {placed:?}, a copy beside: {beside:?}"
+    );
+    assert_eq!(placed, Placed::Found(FLOW_WAYS));
+    assert_eq!(copies(second, &x), [replica]);
+    // The whole rewrite, as lbd calls it, leaves the one copy.
+    let seen = unsafe { find(second, &x, h) }.expect("X");
+    let later = FlowEntry {
+        last_seen_ns: now + 1,
+        ..replica
+    };
+    assert!(unsafe { rewrite(second, &seen, &later, rank) });
+    assert_eq!(copies(second, &x), [later]);
+    let placed = unsafe { find_or_insert(first, second, &x, &entry(9, &x), rank, h) };
+    assert_eq!(placed, Placed::Found(FLOW_WAYS));
+}
+
+#[test]
+fn an_insert_of_a_flow_another_cpu_is_inserting_adds_no_second_copy() {
+    let mut bucket = Box::<FlowBucket>::default();
+    let b: *mut FlowBucket = &mut *bucket;
+    let x = key(7);
+    let h = flow_hash(&x);
+    let rank = rank_word(5_000_000_000, CLASS_ESTABLISHED);
+    // CPU A has claimed way 0 for X and written its key (`claim_way`),
+    // not yet published it.
+    let tag = unsafe { tag_at(b, 0) };
+    let claimed = with_way(tag_with(tag.load(), fingerprint(h), TAG_BUSY, rank), 0);
+    assert!(tag.swap_if(tag.load(), claimed));
+    bucket.slots[0] = Slot {
+        key: x,
+        entry: entry(1, &x),
+    };
+    // CPU B inserts X too: it finds A's copy and adds none.
+    assert_eq!(insert(&mut bucket, &x, 2, rank), Placed::Found(0));
+    // A different flow of the same bucket goes in as ever.
+    assert_eq!(insert(&mut bucket, &key(8), 2, rank), Placed::Inserted(1));
+    // A publishes: one copy of X, A's.
+    let tag = unsafe { tag_at(b, 0) };
+    assert!(tag.swap_if(claimed, retagged(claimed, TAG_VALID)));
+    assert_eq!(copies(b, &x), [entry(1, &x)]);
+    assert_eq!(insert(&mut bucket, &x, 2, rank), Placed::Found(0));
+}
+
+#[test]
+fn a_way_being_written_under_a_flows_fingerprint_is_seen_from_the_headers() {
+    const BUCKETS: u32 = 64;
+    let mut table: Vec<FlowBucket> = (0..BUCKETS).map(|_| FlowBucket::default()).collect();
+    let base = table.as_mut_ptr();
+    let rank = rank_word(5_000_000_000, CLASS_ESTABLISHED);
+    let x = (1..)
+        .map(key)
+        .find(|k| {
+            let h = flow_hash(k);
+            fingerprint(h) != 0
+                && bucket_index(h, BUCKETS - 1) != second_bucket_index(h, BUCKETS - 1)
+        })
+        .expect("a flow with two buckets");
+    let h = flow_hash(&x);
+    let (first, second) = candidates(base, BUCKETS, &x);
+    let written = || unsafe { written_under(first, second, h) };
+    assert!(!written(), "empty buckets");
+    // X published in its second bucket: not being written.
+    let placed = unsafe { find_or_insert(second, second, &x, &entry(3, &x), rank, h) };
+    assert_eq!(placed, Placed::Inserted(0));
+    assert!(!written());
+    // Its way claimed by a rewrite: seen.
+    let seen = unsafe { find(second, &x, h) }.expect("X");
+    let claimed = unsafe { claim_for_rewrite(second, &seen, rank) }.expect("claim");
+    assert!(written());
+    assert!(unsafe { publish_rewrite(second, seen.way, claimed, &entry(3, &x)) });
+    assert!(!written());
+    // A way of the first bucket held under another fingerprint: not X's.
+    let tag = unsafe { tag_at(first, 2) };
+    let other = with_way(tag_with(tag.load(), fingerprint(h) ^ 1, TAG_BUSY, rank), 2);
+    assert!(tag.swap_if(tag.load(), other));
+    assert!(!written());
+    // Under X's fingerprint (another CPU inserting X, its key not read).
+    let mine = with_way(tag_with(other, fingerprint(h), TAG_BUSY, rank), 2);
+    assert!(tag.swap_if(other, mine));
+    assert!(written());
+}

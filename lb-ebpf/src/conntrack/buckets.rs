@@ -176,6 +176,17 @@ pub(super) fn decide(
         Some(pick) => pick,
         None => select::pick_with(vip, hash)?,
     };
+    // A way being written under the flow's fingerprint: most likely the
+    // flow itself, tracked, its entry being rewritten (lbd's install, a
+    // FIN on another CPU) or inserted by another CPU, which the lookups
+    // skip. Not a new flow: neither charged to the limits (an
+    // established connection never is) nor inserted (a second copy
+    // beside it); this packet goes to Maglev's pick, untracked, counted
+    // as a hit (as a packet whose insert finds the flow just put there).
+    if being_written(place) {
+        state::count(state, Counter::ConntrackHit);
+        return Some(unchanged(backend_id, backend, now, hash));
+    }
     // Only a flow neither table holds is charged for (`guard::limit`):
     // any packet that creates an entry, in flood mode too (the ACK of a
     // handshake pushed out of the half-open table pays again; bare ACKs
@@ -215,6 +226,21 @@ pub(super) fn decide(
         now,
         hash,
     })
+}
+
+/// Whether a way of the buckets of a flow with table hash `place` that a
+/// writer holds carries the flow's fingerprint
+/// (`flow_table::written_under`): its way may be being written, its
+/// lookup having missed it. A function of its own: inlined, the values
+/// it holds grew the packet path's frame past the verifier's 512 bytes
+/// per call chain.
+#[inline(never)]
+fn being_written(place: u32) -> bool {
+    let Some((first, second)) = buckets_of(place) else {
+        return false;
+    };
+    // SAFETY: both are live elements of the table.
+    unsafe { flow_table::written_under(first, second, place) }
 }
 
 /// A packet of a flow the half-open table holds (`known`): to its SYN's
