@@ -79,6 +79,12 @@ impl Dataplane {
         }
     }
 
+    /// Every half-open flow the half-open table holds, read one by one
+    /// (some may be past the half-open timeout, waiting to be overwritten).
+    pub fn half_open_flows(&self) -> impl Iterator<Item = (FlowKey, FlowEntry)> + '_ {
+        self.half_open.iter()
+    }
+
     /// Half-open TCP flows held now (a SYN seen, its ACK not yet; some may
     /// be past the half-open timeout and wait to be overwritten).
     pub fn half_open_count(&self) -> u64 {

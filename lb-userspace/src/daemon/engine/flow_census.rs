@@ -179,6 +179,40 @@ pub(crate) fn tally(
     })
 }
 
+/// Adds the handshakes the half-open table holds in time (`half_open`, a
+/// walk of it) to their backends' live flows: the client's ACK still
+/// takes such a handshake to its SYN's backend while that backend is
+/// alive (a draining one is), so a drain must wait for it. The table's
+/// totals (`entries`, `handshakes`: the connection table's) stay as
+/// they are. False when `cancel` was set meanwhile.
+pub(crate) fn tally_half_open(
+    census: &mut Census,
+    half_open: impl IntoIterator<Item = (FlowKey, FlowEntry)>,
+    input: &CensusInput,
+    cancel: &AtomicBool,
+) -> bool {
+    let limit =
+        crate::daemon::flow::HALF_OPEN_TIMEOUT + Duration::from_nanos(FLOW_TOUCH_INTERVAL_NS);
+    for (read, (_, entry)) in half_open.into_iter().enumerate() {
+        if (read as u64 + 1).is_multiple_of(CANCEL_EVERY) && cancel.load(Ordering::Relaxed) {
+            return false;
+        }
+        let generation = entry.backend_generation;
+        if input.generations.get(&entry.backend_id) != Some(&generation) {
+            continue;
+        }
+        let silent = Duration::from_nanos(input.now_ns.saturating_sub(entry.last_seen_ns));
+        if entry.flags & (FLOW_F_FIN | FLOW_F_RST) == 0 && silent <= limit {
+            census
+                .by_backend
+                .entry((entry.backend_id, generation))
+                .or_default()
+                .live += 1;
+        }
+    }
+    true
+}
+
 /// The connection table and the half-open table mapped a second time,
 /// for walks on a thread of their own (the engine's mappings stay its
 /// own). Holding the maps' fds, they outlive a data plane torn down
@@ -198,6 +232,9 @@ impl CensusTables {
     /// One census as of `input` (None: cancelled).
     fn walk(&self, input: &CensusInput, cancel: &AtomicBool) -> Option<Census> {
         let mut census = tally(self.flows.iter(), input, cancel)?;
+        if !tally_half_open(&mut census, self.half_open.iter(), input, cancel) {
+            return None;
+        }
         census.half_open = Some(self.half_open.count());
         census.took = input.started.elapsed();
         Some(census)
@@ -644,6 +681,50 @@ mod tests {
         assert_eq!(census.backend(1, 6), FlowCount::default());
         assert_eq!((census.entries, census.handshakes), (3, 1));
         assert_eq!(census.started, input.started);
+    }
+
+    /// A SYN the half-open table holds goes to its backend on the
+    /// client's ACK even while that backend drains: in time, it is one of
+    /// the backend's live flows (not one of the connection table's).
+    #[test]
+    fn handshakes_held_in_the_half_open_table_count_while_in_time() {
+        let now_ns = 1_000_000_000_000;
+        let input = CensusInput {
+            started: Instant::now(),
+            now_ns,
+            generations: HashMap::from([(1, 7)]),
+            timeouts: IdleTimeouts {
+                tcp: Duration::from_secs(300),
+                udp: Duration::from_secs(30),
+            },
+        };
+        let secs = |s: u64| now_ns - s * 1_000_000_000;
+        let mut census = tally([], &input, &AtomicBool::new(false)).expect("not cancelled");
+        let held = [
+            (flow(1, IPPROTO_TCP), entry(1, 7, secs(1), FLOW_F_HALF_OPEN)),
+            // Past the half-open timeout: the ACK no longer finds it.
+            (
+                flow(2, IPPROTO_TCP),
+                entry(1, 7, secs(60), FLOW_F_HALF_OPEN),
+            ),
+            // A removed backend's leftover.
+            (flow(3, IPPROTO_TCP), entry(1, 6, secs(1), FLOW_F_HALF_OPEN)),
+        ];
+        assert!(tally_half_open(
+            &mut census,
+            held,
+            &input,
+            &AtomicBool::new(false)
+        ));
+        assert_eq!(
+            census.backend(1, 7),
+            FlowCount {
+                live: 1,
+                closing: 0,
+                idle: 0
+            }
+        );
+        assert_eq!((census.entries, census.handshakes), (0, 0));
     }
 
     #[test]

@@ -47,6 +47,7 @@ impl Engine {
         // Cancelled (lbd is stopping): a census of nothing, never shown.
         let mut census = flow_census::tally(self.dataplane.flows(), input, cancel)
             .unwrap_or_else(|| Census::empty(input.started));
+        flow_census::tally_half_open(&mut census, self.dataplane.half_open_flows(), input, cancel);
         census.half_open = Some(self.dataplane.half_open_count());
         census.took = input.started.elapsed();
         census
