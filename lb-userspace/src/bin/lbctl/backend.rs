@@ -211,7 +211,10 @@ pub(crate) async fn run(client: &Client, command: Command) -> Result<(), Failure
             if json {
                 output::json(&status.backends);
             } else {
-                print_vip(&status);
+                // Which counters could not be read is in the whole status
+                // (shown `-`, not as a count of 0).
+                let unread = client.status().await?.traffic_unread;
+                print_vip(&status, &unread);
             }
         }
     }

@@ -532,8 +532,8 @@ impl Widths {
 
 /// Prints one VIP and its backends as a table (from an answer that says
 /// nothing of unread counters: `GET /v1/vips/...`).
-pub(crate) fn print_vip(vip: &VipStatus) {
-    print_vip_read(vip, Unread(&UnreadTraffic::default()));
+pub(crate) fn print_vip(vip: &VipStatus, unread: &UnreadTraffic) {
+    print_vip_read(vip, Unread(unread));
 }
 
 /// Prints one VIP and its backends as a table, `-` for the counters not

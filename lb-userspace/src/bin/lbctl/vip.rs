@@ -170,11 +170,15 @@ pub(crate) async fn run(client: &Client, command: Command) -> Result<(), Failure
             output::change(&client.remove_vip(vip, dry_run).await?, json);
         }
         Command::List { json } => {
-            let vips = client.vips().await?;
             if json {
-                output::json(&vips);
+                output::json(&client.vips().await?);
             } else {
-                vips.iter().for_each(print_vip);
+                // The whole status: it says whose traffic counters could
+                // not be read (shown `-`, not as a count of 0).
+                let status = client.status().await?;
+                for vip in &status.vips {
+                    print_vip(vip, &status.traffic_unread);
+                }
             }
         }
     }
