@@ -324,6 +324,7 @@ addresses = ["198.18.0.100"]
 unicast_peers = ["198.18.0.3"]
 announce_count = 3
 announce_interval_ms = 1000
+announce_refresh_ms = 30000
 notify = "/usr/local/bin/lbd-notify"
 track_dataplane = 100
 track_interface = 100
