@@ -74,7 +74,9 @@ impl Table {
     fn copies(&self, key: &FlowKey) -> usize {
         self.ways_of(key)
             .iter()
-            .filter(|&&(t, k)| unsafe { (t.read_volatile() & 3) == u64::from(TAG_VALID) && *k == *key })
+            .filter(|&&(t, k)| unsafe {
+                (t.read_volatile() & 3) == u64::from(TAG_VALID) && *k == *key
+            })
             .count()
     }
 
@@ -84,7 +86,10 @@ impl Table {
         let fp = u64::from(fingerprint(lb_common::hash::table_hash(key)));
         for (t, k) in self.ways_of(key) {
             let tag = unsafe { t.read_volatile() };
-            if tag & 3 == u64::from(TAG_VALID) && (tag >> 16) & 0xffff == fp && unsafe { *k == *key } {
+            if tag & 3 == u64::from(TAG_VALID)
+                && (tag >> 16) & 0xffff == fp
+                && unsafe { *k == *key }
+            {
                 unsafe { t.write_volatile((tag & !3) | u64::from(TAG_BUSY)) };
                 return (t, tag);
             }
@@ -140,8 +145,20 @@ fn a_flow_being_rewritten_is_neither_limited_nor_inserted_again() {
     // Flow X opens (its source's one token), established.
     let x = flow("198.18.0.10", 40000, &v4);
     let xk = flow_key(&x, Protocol::Tcp);
-    forwarded(&mut bed, &v4, &x, &packet::tcp(&x, SYN, None, b""), "X's SYN");
-    forwarded(&mut bed, &v4, &x, &packet::tcp(&x, ACK, None, b"a"), "X's ACK");
+    forwarded(
+        &mut bed,
+        &v4,
+        &x,
+        &packet::tcp(&x, SYN, None, b""),
+        "X's SYN",
+    );
+    forwarded(
+        &mut bed,
+        &v4,
+        &x,
+        &packet::tcp(&x, ACK, None, b"a"),
+        "X's ACK",
+    );
     assert_eq!(table.copies(&xk), 1);
     let limited = bed.counter(Counter::DropRateLimited).expect("counter");
     // Its way held by a writer: its next packet, no token left.
@@ -155,21 +172,130 @@ fn a_flow_being_rewritten_is_neither_limited_nor_inserted_again() {
         "verdict {verdict}, rate-limited {dropped}, valid copies while busy {copies_meanwhile}, after {copies}"
     );
     let x_ok = dropped == 0 && verdict == action::TX && copies == 1;
-    bed.set_guard(&mut guard, GuardConfig::default()).expect("no limits");
+    bed.set_guard(&mut guard, GuardConfig::default())
+        .expect("no limits");
 
     // Flow Y of another source (tokens left): no second copy either.
     let y = flow("198.18.0.11", 40000, &v4);
     let yk = flow_key(&y, Protocol::Tcp);
-    forwarded(&mut bed, &v4, &y, &packet::tcp(&y, SYN, None, b""), "Y's SYN");
-    forwarded(&mut bed, &v4, &y, &packet::tcp(&y, ACK, None, b"a"), "Y's ACK");
+    forwarded(
+        &mut bed,
+        &v4,
+        &y,
+        &packet::tcp(&y, SYN, None, b""),
+        "Y's SYN",
+    );
+    forwarded(
+        &mut bed,
+        &v4,
+        &y,
+        &packet::tcp(&y, ACK, None, b"a"),
+        "Y's ACK",
+    );
     let (t, tag) = table.hold(&yk);
-    forwarded(&mut bed, &v4, &y, &packet::tcp(&y, ACK, None, b"b"), "Y's packet, way busy");
+    forwarded(
+        &mut bed,
+        &v4,
+        &y,
+        &packet::tcp(&y, ACK, None, b"b"),
+        "Y's packet, way busy",
+    );
     unsafe { t.write_volatile(tag) };
     let y_copies = table.copies(&yk);
-    forwarded(&mut bed, &v4, &y, &packet::tcp(&y, ACK, None, b"c"), "Y's packet");
+    forwarded(
+        &mut bed,
+        &v4,
+        &y,
+        &packet::tcp(&y, ACK, None, b"c"),
+        "Y's packet",
+    );
     let y_after = table.copies(&yk);
     eprintln!("Y: copies after the window {y_copies}, after another packet {y_after}");
     unsafe { libc::munmap(table.base, table.len) };
     assert!(x_ok, "X: an established flow is never limited, one copy");
     assert_eq!((y_copies, y_after), (1, 1), "one copy of Y");
+}
+
+/// A writer killed between its claim and its publish (lbd, rewriting a
+/// flow) leaves the way held for good: the flow's packets go untracked
+/// (nothing inserts beside a held way carrying its fingerprint). The next
+/// lbd's start empties such ways (`FlowTable::reclaim_abandoned`, run at
+/// adoption), and the flow is tracked again.
+#[test]
+fn a_way_left_held_by_a_dead_writer_is_reclaimed() {
+    let dir = lb_tests::lab::TestPins::new("lbtbr", "reclaim").expect("pin directory");
+    let pins = dir.pins();
+    let options = LoadOptions {
+        conntrack_kind: ConntrackKind::Buckets,
+        pins: Some(pins.clone()),
+    };
+    let v4 = vip4_tcp();
+    let mut bed =
+        TestBed::with_options(std::slice::from_ref(&v4), Hook::Xdp, 64, &options).expect("bed");
+    let map = aya::maps::MapData::from_pin(pins.map_path(names::MAP_FLOW_BUCKETS)).expect("pin");
+    let buckets = buckets_for(64);
+    let len = buckets as usize * std::mem::size_of::<FlowBucket>();
+    let base = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            map.fd().as_fd().as_raw_fd(),
+            0,
+        )
+    };
+    assert_ne!(base, libc::MAP_FAILED, "mmap");
+    let table = Table { base, len, buckets };
+    let x = flow("198.18.0.10", 40000, &v4);
+    let xk = flow_key(&x, Protocol::Tcp);
+    forwarded(
+        &mut bed,
+        &v4,
+        &x,
+        &packet::tcp(&x, SYN, None, b""),
+        "X's SYN",
+    );
+    forwarded(
+        &mut bed,
+        &v4,
+        &x,
+        &packet::tcp(&x, ACK, None, b"a"),
+        "X's ACK",
+    );
+    assert_eq!(table.copies(&xk), 1);
+    // Held and never published: the writer died.
+    let _ = table.hold(&xk);
+    forwarded(
+        &mut bed,
+        &v4,
+        &x,
+        &packet::tcp(&x, ACK, None, b"b"),
+        "X's packet, way held",
+    );
+    assert_eq!(table.copies(&xk), 0, "untracked while its way is held");
+
+    let lbd_view = lb_userspace::conntrack::table::FlowTable::new(
+        aya::maps::MapData::from_pin(pins.map_path(names::MAP_FLOW_BUCKETS)).expect("pin"),
+        buckets,
+        lb_userspace::conntrack::table::Placement::ByTableHash,
+    )
+    .expect("the table");
+    assert_eq!(
+        lbd_view.reclaim_abandoned(std::time::Duration::from_millis(20)),
+        1
+    );
+    assert_eq!(
+        lbd_view.reclaim_abandoned(std::time::Duration::from_millis(20)),
+        0
+    );
+    forwarded(
+        &mut bed,
+        &v4,
+        &x,
+        &packet::tcp(&x, ACK, None, b"c"),
+        "X's packet",
+    );
+    assert_eq!(table.copies(&xk), 1, "tracked again");
+    unsafe { libc::munmap(table.base, table.len) };
 }

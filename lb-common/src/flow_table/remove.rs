@@ -15,6 +15,35 @@ pub unsafe fn release_way<V>(bucket: *mut Bucket<V>, way: usize, tag: u64) -> bo
     unsafe { tag_at(bucket, way) }.swap_if(tag, tag_with(tag, 0, TAG_EMPTY, 0))
 }
 
+/// Way `way`'s tag if a writer holds it (BUSY or PENDING), for
+/// `reclaim_abandoned`; None if the way is empty or holds a flow.
+///
+/// # Safety
+/// `bucket` must point to a live bucket of the table.
+#[inline(always)]
+pub unsafe fn held_tag<V>(bucket: *mut Bucket<V>, way: usize) -> Option<u64> {
+    // SAFETY: per the caller's contract.
+    let tag = unsafe { tag_at(bucket, way) }.load();
+    matches!(tag_state(tag), TAG_BUSY | TAG_PENDING).then_some(tag)
+}
+
+/// Empties way `way` if its tag is still `held` (what `held_tag` read a
+/// while before): a writer that died between its claim and its publish
+/// (lbd killed while it rewrote a flow) left it held, and no lookup,
+/// insert or eviction ever takes a held way, so it would stay out of use
+/// for good, and hide the flow whose fingerprint it carries from every
+/// insert. Only for a caller that knows no writer of its own holds ways
+/// that long (lbd at start, holding the data plane's lock: the data
+/// plane's own claims last one program run). True if this call emptied it.
+///
+/// # Safety
+/// `bucket` must point to a live bucket of the table.
+#[inline(always)]
+pub unsafe fn reclaim_abandoned<V>(bucket: *mut Bucket<V>, way: usize, held: u64) -> bool {
+    // SAFETY: per the caller's contract.
+    unsafe { tag_at(bucket, way) }.swap_if(held, tag_with(held, 0, TAG_EMPTY, 0))
+}
+
 /// Takes `key` out of `bucket` if it is there (userspace: expiry, `lbctl`,
 /// replication). True if it was removed by this call.
 ///

@@ -188,6 +188,36 @@ impl<V: SlotValue> BucketMap<V> {
         unsafe { flow_table::find_in(first, second, key, hash) }.map(|(_, seen)| seen.entry)
     }
 
+    /// Empties the ways a writer that died left held (BUSY or PENDING:
+    /// see `flow_table::reclaim_abandoned`): the ways held now, looked at
+    /// again after `grace`, are emptied if their tags did not change
+    /// meanwhile (a live writer's claim changes them: it publishes, and a
+    /// new claim counts up the version). Only while no other writer of
+    /// lbd's own can hold a way that long (lbd at start, holding the data
+    /// plane's lock). Returns how many it emptied.
+    pub fn reclaim_abandoned(&self, grace: std::time::Duration) -> u64 {
+        let mut held = Vec::new();
+        for b in 0..self.buckets {
+            let bucket = self.bucket(b);
+            for way in 0..FLOW_WAYS {
+                // SAFETY: a live bucket of the mapping.
+                if let Some(tag) = unsafe { flow_table::held_tag(bucket, way) } {
+                    held.push((b, way, tag));
+                }
+            }
+        }
+        if held.is_empty() {
+            return 0;
+        }
+        std::thread::sleep(grace);
+        held.into_iter()
+            .filter(|&(b, way, tag)| {
+                // SAFETY: a live bucket of the mapping.
+                unsafe { flow_table::reclaim_abandoned(self.bucket(b), way, tag) }
+            })
+            .count() as u64
+    }
+
     /// Removes `key` (placed by `hash`); true if it was there.
     pub fn remove(&self, key: &FlowKey, hash: u32) -> bool {
         let (first, second) = self.buckets_of(hash);

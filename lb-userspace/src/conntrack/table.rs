@@ -119,6 +119,12 @@ impl FlowTable {
         Self::new(map, buckets, self.placement)
     }
 
+    /// Empties the ways a writer that died left held (see
+    /// `BucketMap::reclaim_abandoned`); how many.
+    pub fn reclaim_abandoned(&self, grace: std::time::Duration) -> u64 {
+        self.table.reclaim_abandoned(grace)
+    }
+
     /// Buckets in the table.
     pub fn buckets(&self) -> u32 {
         self.table.buckets()

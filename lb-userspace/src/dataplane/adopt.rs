@@ -21,6 +21,29 @@ use crate::{
 };
 
 impl Dataplane {
+    /// Empties the ways of the adopted tables that an lbd killed between
+    /// a claim and its publish left held (`FlowTable::reclaim_abandoned`):
+    /// no lookup, insert or eviction takes a held way, so it would stay
+    /// out of use for good, and its flow's packets would go untracked.
+    /// Run while this lbd holds the data plane's lock and has not started
+    /// writing: the only other writer, the program, holds a way for one
+    /// run.
+    pub(super) fn reclaim_abandoned_ways(&mut self) {
+        const GRACE: std::time::Duration = std::time::Duration::from_millis(100);
+        let flows = match &self.flows {
+            FlowStore::Buckets(table) => table.reclaim_abandoned(GRACE),
+            FlowStore::KernelMap(_) => 0,
+        };
+        let half_open = self.half_open.reclaim_abandoned(GRACE);
+        if flows + half_open > 0 {
+            warn!(
+                flows,
+                half_open,
+                "ways a stopped lbd left held mid-write (killed between a claim and its publish) emptied; their flows' next packets are tracked again"
+            );
+        }
+    }
+
     /// Puts the adopted table's flows that a previous release placed by
     /// another hash or in a far second bucket where this release looks
     /// for them

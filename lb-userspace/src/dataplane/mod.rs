@@ -402,6 +402,7 @@ impl Dataplane {
         dataplane.carry_legacy_flows(adopt::CarryPhase::Loaded);
         dataplane.carry_legacy_nat(adopt::CarryPhase::Loaded);
         if adopted {
+            dataplane.reclaim_abandoned_ways();
             dataplane.re_place_flows(false);
             dataplane.re_place_pending = true;
         }
