@@ -178,7 +178,10 @@ pub(crate) fn at_start(previous: &Held, next: &Held) -> StartRelease {
     });
     StartRelease {
         addresses: (!addresses.is_empty()).then(|| (previous.interface.clone(), addresses)),
-        tc_filters_on: (moved && previous.attach_tc).then(|| previous.interface.clone()),
+        // Any lbd may have left cls_bpf filters without tcx: `tc_lb` on
+        // the ingress (attach = "tc"), `tc_hc_encap` on the egress
+        // (checks through a tunnel, at either hook).
+        tc_filters_on: moved.then(|| previous.interface.clone()),
         bgp: bgp.cloned(),
     }
 }
@@ -780,9 +783,12 @@ mod tests {
             Some(("eth0".to_owned(), old.addresses.clone()))
         );
         assert_eq!(release.tc_filters_on.as_deref(), Some("eth0"));
-        // An XDP lbd leaves no cls_bpf filter.
+        // An XDP lbd with checks through a tunnel leaves tc_hc_encap's
+        // egress filters without tcx.
         old.attach_tc = false;
-        assert_eq!(at_start(&old, &new).tc_filters_on, None);
+        assert_eq!(at_start(&old, &new).tc_filters_on.as_deref(), Some("eth0"));
+        // The same interface: its own sweep takes them.
+        assert_eq!(at_start(&old, &old).tc_filters_on, None);
     }
 
     #[test]
