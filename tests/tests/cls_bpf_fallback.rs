@@ -194,6 +194,11 @@ fn a_wrong_tc_attach_switch_fails_the_start() {
         assert!(filters(&lb, "eth0", "ingress").trim().is_empty());
         assert!(tcx_ingress_ids(&lb.netns, "eth0").expect("tcx").is_empty());
         assert!(!lab.xdp_attached(&lb).expect("ip link"));
+        // Refused before anything was loaded: nothing pinned either.
+        let pinned: Vec<_> = std::fs::read_dir(lab.pin_dir_of(&lb))
+            .map(|d| d.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(pinned.is_empty(), "{name} pinned {pinned:?}");
     }
 }
 

@@ -124,6 +124,9 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<()> {
     // The systemd unit's RestartKillSignal: a restart that leaves word for
     // the unit's stop path to keep the BGP announcements.
     let mut restart = signal(SignalKind::user_defined1()).context("SIGUSR1 handler")?;
+    // A wrong LBD_TC_ATTACH is refused before anything is loaded or
+    // pinned (the attach would refuse it too, after the load).
+    crate::ownership::cls_bpf::tc_path().map_err(|error| anyhow::anyhow!(error))?;
     if let Some(dir) = config.admin_socket.parent() {
         tokio::fs::create_dir_all(dir)
             .await
