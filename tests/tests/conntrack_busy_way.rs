@@ -3,8 +3,6 @@
 //! program: its packets are neither charged to the source's limit nor
 //! inserted a second time.
 
-use std::os::fd::{AsFd as _, AsRawFd as _};
-
 use lb_common::{
     consts::names,
     flow_table::{
@@ -42,15 +40,24 @@ fn forwarded(bed: &mut TestBed, vip: &VipConfig, flow: &Flow, frame: &[u8], what
     assert_eq!(out, packet::forwarded(frame, mac), "{what}'s frame");
 }
 
+/// The bed's connection table (64 flows) as another writer maps it.
 struct Table {
-    base: *mut libc::c_void,
-    len: usize,
+    mapping: lb_userspace::shared_mapping::SharedMapping,
     buckets: u32,
 }
 
 impl Table {
+    fn of(pins: &lb_userspace::pinning::PinDir) -> Self {
+        let map =
+            aya::maps::MapData::from_pin(pins.map_path(names::MAP_FLOW_BUCKETS)).expect("pin");
+        let buckets = buckets_for(64);
+        let len = buckets as usize * std::mem::size_of::<FlowBucket>();
+        let mapping = lb_userspace::shared_mapping::SharedMapping::new(map, len).expect("mmap");
+        Self { mapping, buckets }
+    }
+
     fn ways_of(&self, key: &FlowKey) -> Vec<(*mut u64, *const FlowKey)> {
-        let table = self.base.cast::<FlowBucket>();
+        let table = self.mapping.base::<FlowBucket>().as_ptr();
         let place = lb_common::hash::table_hash(key);
         let mut out = Vec::new();
         for b in [
@@ -126,21 +133,7 @@ fn a_flow_being_rewritten_is_neither_limited_nor_inserted_again() {
         },
     )
     .expect("guard");
-    let map = aya::maps::MapData::from_pin(pins.map_path(names::MAP_FLOW_BUCKETS)).expect("pin");
-    let buckets = buckets_for(64);
-    let len = buckets as usize * std::mem::size_of::<FlowBucket>();
-    let base = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED,
-            map.fd().as_fd().as_raw_fd(),
-            0,
-        )
-    };
-    assert_ne!(base, libc::MAP_FAILED, "mmap");
-    let table = Table { base, len, buckets };
+    let table = Table::of(&pins);
 
     // Flow X opens (its source's one token), established.
     let x = flow("198.18.0.10", 40000, &v4);
@@ -211,7 +204,6 @@ fn a_flow_being_rewritten_is_neither_limited_nor_inserted_again() {
     );
     let y_after = table.copies(&yk);
     eprintln!("Y: copies after the window {y_copies}, after another packet {y_after}");
-    unsafe { libc::munmap(table.base, table.len) };
     assert!(x_ok, "X: an established flow is never limited, one copy");
     assert_eq!((y_copies, y_after), (1, 1), "one copy of Y");
 }
@@ -232,21 +224,7 @@ fn a_way_left_held_by_a_dead_writer_is_reclaimed() {
     let v4 = vip4_tcp();
     let mut bed =
         TestBed::with_options(std::slice::from_ref(&v4), Hook::Xdp, 64, &options).expect("bed");
-    let map = aya::maps::MapData::from_pin(pins.map_path(names::MAP_FLOW_BUCKETS)).expect("pin");
-    let buckets = buckets_for(64);
-    let len = buckets as usize * std::mem::size_of::<FlowBucket>();
-    let base = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED,
-            map.fd().as_fd().as_raw_fd(),
-            0,
-        )
-    };
-    assert_ne!(base, libc::MAP_FAILED, "mmap");
-    let table = Table { base, len, buckets };
+    let table = Table::of(&pins);
     let x = flow("198.18.0.10", 40000, &v4);
     let xk = flow_key(&x, Protocol::Tcp);
     forwarded(
@@ -277,7 +255,7 @@ fn a_way_left_held_by_a_dead_writer_is_reclaimed() {
 
     let lbd_view = lb_userspace::conntrack::table::FlowTable::new(
         aya::maps::MapData::from_pin(pins.map_path(names::MAP_FLOW_BUCKETS)).expect("pin"),
-        buckets,
+        table.buckets,
         lb_userspace::conntrack::table::Placement::ByTableHash,
     )
     .expect("the table");
@@ -297,5 +275,4 @@ fn a_way_left_held_by_a_dead_writer_is_reclaimed() {
         "X's packet",
     );
     assert_eq!(table.copies(&xk), 1, "tracked again");
-    unsafe { libc::munmap(table.base, table.len) };
 }
