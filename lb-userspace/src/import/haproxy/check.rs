@@ -11,6 +11,19 @@ use crate::import::model::{Check, CheckKind, Note, Origin, Sourced};
 /// none.
 const CONNECT_VALUES: &[&str] = &["port", "addr", "sni", "alpn", "proto", "comment"];
 
+/// The WARNING for a connect rule whose `port` (its value, if any) is no
+/// port number: lbd then checks the server's own port.
+fn port_warning(rule: &TcpRule, port: Option<&str>) -> Option<Note> {
+    let port = port.filter(|p| crate::import::port_number(p).is_none())?;
+    Some(Note::new(
+        &rule.origin,
+        format!(
+            "WARNING: {}: port {port} is not a port number; lbd checks the server's port",
+            rule.what
+        ),
+    ))
+}
+
 /// The `port` of a `tcp-check connect` rule (as written) and its other
 /// options, which lbd's plain TCP connection does not carry.
 fn connect_options(rule: &TcpRule) -> (Option<&str>, Vec<String>) {
@@ -129,15 +142,7 @@ pub(super) fn http_connect_notes(settings: &Settings, checked: bool) -> (Vec<Not
     let first = first_http_connect(settings);
     if let Some(rule) = first {
         let (port, others) = connect_options(rule);
-        if let Some(port) = port.filter(|p| crate::import::port_number(p).is_none()) {
-            notes.push(Note::new(
-                &rule.origin,
-                format!(
-                    "WARNING: {}: port {port} is not a port number; lbd checks the server's port",
-                    rule.what
-                ),
-            ));
-        }
+        notes.extend(port_warning(rule, port));
         let others: Vec<String> = others
             .into_iter()
             .filter(|o| o != "ssl" && o != "default")
@@ -185,15 +190,7 @@ pub(super) fn tcp_check_notes(settings: &Settings, checked: bool) -> (Vec<Note>,
     let first = first_connect(settings);
     if let Some(rule) = first {
         let (port, others) = connect_options(rule);
-        if let Some(port) = port.filter(|p| crate::import::port_number(p).is_none()) {
-            notes.push(Note::new(
-                &rule.origin,
-                format!(
-                    "WARNING: {}: port {port} is not a port number; lbd checks the server's port",
-                    rule.what
-                ),
-            ));
-        }
+        notes.extend(port_warning(rule, port));
         if !others.is_empty() {
             notes.push(Note::new(
                 &rule.origin,
