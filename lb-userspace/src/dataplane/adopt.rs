@@ -21,10 +21,12 @@ use crate::{
 };
 
 impl Dataplane {
-    /// Empties the ways of the adopted tables that an lbd killed between
-    /// a claim and its publish left held (`FlowTable::reclaim_abandoned`):
-    /// no lookup, insert or eviction takes a held way, so it would stay
-    /// out of use for good, and its flow's packets would go untracked.
+    /// Empties the ways of the adopted tables (connection, half-open and
+    /// NAT flow tables) that an lbd killed between a claim and its publish
+    /// left held (`FlowTable::reclaim_abandoned`): no lookup, insert or
+    /// eviction takes a held way, so it would stay out of use for good,
+    /// and its flow's packets would go untracked (in the NAT table, whose
+    /// inserts are exclusive, the key could never be installed again).
     /// Run while this lbd holds the data plane's lock and has not started
     /// writing: the only other writer, the program, holds a way for one
     /// run.
@@ -35,10 +37,12 @@ impl Dataplane {
             FlowStore::KernelMap(_) => 0,
         };
         let half_open = self.half_open.reclaim_abandoned(GRACE);
-        if flows + half_open > 0 {
+        let nat = self.nat.table().reclaim_abandoned(GRACE);
+        if flows + half_open + nat > 0 {
             warn!(
                 flows,
                 half_open,
+                nat,
                 "ways a stopped lbd left held mid-write (killed between a claim and its publish) emptied; their flows' next packets are tracked again"
             );
         }

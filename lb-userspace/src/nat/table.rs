@@ -146,6 +146,15 @@ impl NatFlowTable {
         false
     }
 
+    /// Empties the ways an lbd killed inside an install left held
+    /// (`BucketMap::reclaim_abandoned`); how many. An insert here is
+    /// exclusive, so a held copy of a key would otherwise refuse every
+    /// later insert of it for good: the replicated flow could never be
+    /// installed again, and the source port it reserves never reused.
+    pub fn reclaim_abandoned(&self, grace: std::time::Duration) -> u64 {
+        self.table.reclaim_abandoned(grace)
+    }
+
     /// Removes one entry; true if it was held.
     pub fn remove(&self, key: &FlowKey) -> bool {
         self.table.remove(key, table_hash(key))

@@ -12,6 +12,7 @@ mod icmp;
 mod ip_options;
 mod limits;
 mod next_hop;
+mod reclaim;
 mod translation;
 mod udp_checksum;
 mod upgrade;
