@@ -250,7 +250,7 @@ impl FlowTable {
     pub fn install(&self, key: &FlowKey, entry: &FlowEntry) -> Result<(), FlowTableError> {
         let established = entry.flags & FLOW_F_HALF_OPEN == 0;
         let class = class_of(entry.flags, established);
-        let rank = rank_at(entry.last_seen_ns, class, crate::clock::monotonic_ns());
+        let rank = stamp_rank(entry.last_seen_ns, class);
         self.put(key, entry, rank)
     }
 
@@ -334,6 +334,14 @@ fn rank_at(seen_ns: u64, class: u32, now_ns: u64) -> u32 {
     aged_rank(age, class, ticks(now_ns))
 }
 
+/// `rank_at` now, by the data plane's own clock (the coarse one): a flow
+/// lbd installs as seen just now (a replica, stamped by the precise
+/// clock) gets the data plane's current tick, never the next one, which
+/// its eviction would take for a flow idle past the tick wrap.
+fn stamp_rank(seen_ns: u64, class: u32) -> u32 {
+    rank_at(seen_ns, class, crate::clock::monotonic_coarse_ns())
+}
+
 #[cfg(test)]
 mod tests {
     use lb_common::flow_table::{
@@ -351,6 +359,31 @@ mod tests {
     /// half-open, 3 live) of a way of rank word `rank`.
     fn tier(rank: u32, now_ticks: u32) -> u32 {
         order(rank, now_ticks) >> 28
+    }
+
+    /// A flow installed as seen now (a replica stamped with the precise
+    /// clock) is ranked at the data plane's tick, not the next one: for
+    /// up to a kernel tick after each rank tick begins, the precise clock
+    /// is a rank tick ahead of the coarse one the data plane reads, and
+    /// a way stamped ahead is taken for one idle past the wrap (expired,
+    /// evicted before closed flows). 60 ms of stamps cross three rank
+    /// ticks.
+    #[test]
+    fn a_flow_seen_now_is_never_stamped_ahead_of_the_data_planes_clock() {
+        let until = std::time::Instant::now() + std::time::Duration::from_millis(60);
+        let mut stamps = 0u64;
+        while std::time::Instant::now() < until {
+            let rank = stamp_rank(crate::clock::monotonic_ns(), CLASS_ESTABLISHED);
+            let data_plane_now = ticks(crate::clock::monotonic_coarse_ns());
+            assert_eq!(
+                tier(rank, data_plane_now),
+                3,
+                "a flow seen now is live to the data plane (rank tick {}, its clock's {data_plane_now})",
+                rank >> 2
+            );
+            stamps += 1;
+        }
+        assert!(stamps > 0);
     }
 
     #[test]
