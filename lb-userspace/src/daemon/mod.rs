@@ -201,6 +201,9 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<()> {
     // Reads of flow counts are answered from censuses of the connection
     // table made off this loop (see engine::flow_census).
     let (mut censuses, mut census_done) = Censuses::<CountRead>::new();
+    // Replication walks the connection table off this loop too; its
+    // records come back here (see replication::walks).
+    let replication_walks = engine.replication_walk_ends();
     // Set when lbd lost its hook (its interface went) and the interface is
     // back: lbd then exits with it, for its service manager to start it
     // again on the interface (see engine::tracking).
@@ -270,6 +273,7 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<()> {
             Some(batch) = next_of(&mut sync_batches) => engine.on_sync(&batch),
             Some(outcome) = next_of(&mut bird_outcomes) => engine.on_bird_outcome(outcome),
             _ = sync_tick.tick() => engine.sync_tick(),
+            _ = replication::walk_ended(&replication_walks) => engine.replication_walk_ended(),
             _ = housekeeping.tick() => {
                 engine.expire_drains(std::time::Instant::now());
                 engine.reconcile_health();

@@ -96,17 +96,30 @@ impl Engine {
 
     /// Replication tick: a sending node (a pair's master of some
     /// instance, every node of a full mesh) sends its recent flows (a
-    /// pair's master only those of the VIPs it holds).
-    /// The first tick after an instance stepped down from master (lbd
+    /// pair's master only those of the VIPs it holds), walking the
+    /// connection table off this loop (see `replication::walks`; nothing
+    /// starts while a walk runs, its records go out when it ends:
+    /// [`Self::replication_walk_ended`]).
+    /// The first walk after an instance stepped down from master (lbd
     /// running on) still sends the flows of the VIPs it handed over (see
     /// `Replication::roles_for_tick`). Also opens the VRRP instances'
     /// preemption hold once the peer's full dump arrived.
     pub(crate) fn sync_tick(&mut self) {
+        self.replication_tick(false);
+    }
+
+    /// [`Self::sync_tick`], walking off the loop unless `inline`.
+    fn replication_tick(&mut self, inline: bool) {
         let roles = self.replication_roles();
         if let Some(replication) = &mut self.replication {
-            let roles = replication.roles_for_tick(roles);
-            if replication.topology().sends(roles.any_master()) {
-                replication.tick_with(&self.dataplane, &self.balancer, &roles);
+            if let Some(roles) = replication.roles_for_walk(roles) {
+                if replication.topology().sends(roles.any_master()) {
+                    if inline {
+                        replication.tick_with(&self.dataplane, &self.balancer, &roles);
+                    } else {
+                        replication.start_walk(&self.dataplane, &self.balancer, &roles);
+                    }
+                }
             }
             // Only a backup waits for a dump (a master receives none).
             let waiting = self.vrrp.iter().any(|i| !i.is_master());
@@ -119,14 +132,31 @@ impl Engine {
         }
     }
 
+    /// What lbd's loop waits on for [`Self::replication_walk_ended`] (None:
+    /// no replication; see `replication::walk_ended`).
+    pub(crate) fn replication_walk_ends(&self) -> Option<Arc<tokio::sync::Notify>> {
+        self.replication.as_ref().map(|r| r.walk_ends())
+    }
+
+    /// A replication walk of the connection table ended: its records go
+    /// to the peers.
+    pub(crate) fn replication_walk_ended(&mut self) {
+        if let Some(replication) = &mut self.replication {
+            replication.walk_ended();
+        }
+    }
+
     /// Before stepping down for good (SIGINT, a planned switchover): one
     /// last tick and a bounded wait until it is written, so the flows of
-    /// the last tick interval reach the peer that takes over.
+    /// the last tick interval reach the peer that takes over. A walk in
+    /// flight is waited for (its records sent), then the last one walks
+    /// here (the loop serves nothing else any more).
     pub(crate) async fn final_sync(&mut self) {
         if let Some(replication) = &mut self.replication {
+            replication.wait_walk().await;
             replication.scan_nat_now();
         }
-        self.sync_tick();
+        self.replication_tick(true);
         if let Some(replication) = &self.replication {
             replication.flush(FINAL_FLUSH).await;
         }

@@ -11,6 +11,7 @@
 //! even if the backend set (and so the Maglev table) changed in between.
 //! NAT'd flows travel the same way, with the same cadence ([`nat`]): they
 //! keep their translation (NAT address and port, backend).
+//! A sending node walks its connection table off lbd's loop ([`walks`]).
 
 mod flow_table;
 pub(crate) mod nat;
@@ -20,12 +21,13 @@ mod records;
 mod roles;
 #[cfg(test)]
 mod tests;
+mod walks;
 
 use std::{
     collections::HashMap,
     net::{IpAddr, SocketAddr},
     path::Path,
-    sync::Arc,
+    sync::{atomic::AtomicBool, Arc},
     time::{Duration, Instant},
 };
 
@@ -54,6 +56,8 @@ use flow_table::{install_unless_fresher, is_replica, mark_replica, Outcome};
 use peers::{Peer, Receipts};
 use records::{backend_names, install_flows, record, sends, FlowCounts, Install, Scan};
 pub(crate) use roles::Roles;
+pub(crate) use walks::walk_ended;
+use walks::{collect, Walk, WalkInput, Walked, Walker, Walks};
 
 /// How often a node sends a complete dump even without a new session.
 const FULL_SYNC_INTERVAL: Duration = Duration::from_secs(10);
@@ -114,8 +118,10 @@ pub struct Replication {
     listener_stats: Arc<SyncStats>,
     /// What each sending node delivered.
     receipts: Receipts,
-    last_scan_ns: u64,
-    last_full: Option<Instant>,
+    /// Which walk of the connection table a tick starts (see [`walks`]).
+    walks: Walks,
+    /// Runs those walks, off lbd's loop where it can.
+    walker: Walker,
     /// The NAT marks last sent, per entry.
     nat_sent: nat::SentMarks,
     /// When the last NAT scan started (the data plane's clock).
@@ -214,8 +220,8 @@ impl Replication {
                 _listener: listener,
                 listener_stats,
                 receipts: Receipts::default(),
-                last_scan_ns: 0,
-                last_full: None,
+                walks: Walks::default(),
+                walker: Walker::new(),
                 nat_sent,
                 nat_last_scan_ns: 0,
                 nat_next_scan: None,
@@ -236,57 +242,136 @@ impl Replication {
         self.topology
     }
 
-    /// While sending: sends flows active since the last tick to every
-    /// peer, or all of them when a peer has a new session or a full sync
-    /// is due (a new session of one peer dumps to all: the scan is shared
-    /// and sessions are rare). In a full mesh, copies installed from peers
-    /// and not forwarded here since are left out, but for the dump of a
-    /// new session (see [`sends`]). In a pair, only the flows of VIPs
+    /// While sending: sends flows active since the last walk's start to
+    /// every peer, or all of them when a peer has a new session or a full
+    /// sync is due (a new session of one peer dumps to all: the scan is
+    /// shared and sessions are rare). In a full mesh, copies installed from
+    /// peers and not forwarded here since are left out, but for the dump of
+    /// a new session (see [`sends`]). In a pair, only the flows of VIPs
     /// this node holds go (`roles`: the other family's instance may be
     /// mastered by the peer, which streams those itself).
-    pub(crate) fn tick_with(&mut self, dataplane: &Dataplane, balancer: &Balancer, roles: &Roles) {
-        let now = monotonic_ns();
-        let mut new_session = false;
-        for peer in &mut self.peers {
-            new_session |= peer.new_session();
-        }
-        let full = new_session
-            || self
-                .last_full
-                .is_none_or(|t| t.elapsed() >= FULL_SYNC_INTERVAL);
-        // last_seen is refreshed at most every FLOW_TOUCH_INTERVAL_NS, so a
-        // flow is "recent" if touched within that much before the last scan.
-        let since = self.last_scan_ns.saturating_sub(FLOW_TOUCH_INTERVAL_NS);
-        let scan = if new_session {
-            Scan::Session
-        } else if full {
-            Scan::Periodic
-        } else {
-            Scan::Recent { since }
+    ///
+    /// The walk of the connection table runs off lbd's loop where the
+    /// table can be mapped a second time (see [`walks`]): its records go
+    /// out when it ends ([`Replication::walk_ended`]); a tick while it runs
+    /// starts nothing. The NAT'd flows are scanned and sent here.
+    pub(crate) fn start_walk(&mut self, dataplane: &Dataplane, balancer: &Balancer, roles: &Roles) {
+        let Some(input) = self.begin(dataplane, balancer, roles) else {
+            return;
         };
-        let names = backend_names(balancer);
-        let topology = self.topology;
-        let records: Vec<FlowRecord> = dataplane
-            .flows()
-            .filter(|(_, entry)| sends(topology, scan, entry.last_seen_ns))
-            .filter_map(|(key, entry)| record(&key, &entry, &names, now))
-            .filter(|r| topology == Topology::FullMesh || roles.sends(r.vip))
-            .collect();
-        let mut nat = self.nat_scan(dataplane, scan, now);
-        if topology == Topology::VrrpPair {
+        match self.walker.walk_for(dataplane, input) {
+            Walk::Off(walk) => self.walker.launch(walk),
+            Walk::Done(walked) => self.finish_walk(walked),
+        }
+    }
+
+    /// [`Replication::start_walk`] walking in the caller's thread, whatever
+    /// the table (the last tick before lbd stops, the bench); nothing while
+    /// a walk is in flight (see [`Replication::wait_walk`]).
+    pub(crate) fn tick_with(&mut self, dataplane: &Dataplane, balancer: &Balancer, roles: &Roles) {
+        let Some(input) = self.begin(dataplane, balancer, roles) else {
+            return;
+        };
+        let walked = collect(dataplane.flows(), &input, &AtomicBool::new(false));
+        self.finish_walk(walked);
+    }
+
+    /// Starts a walk unless one is in flight: decides what it sends,
+    /// scans and sends the NAT'd flows, and takes what the walk needs.
+    fn begin(
+        &mut self,
+        dataplane: &Dataplane,
+        balancer: &Balancer,
+        roles: &Roles,
+    ) -> Option<WalkInput> {
+        let now = monotonic_ns();
+        let peers = &mut self.peers;
+        let planned = self.walks.start(
+            || {
+                let mut new_session = false;
+                for peer in peers.iter_mut() {
+                    new_session |= peer.new_session();
+                }
+                new_session
+            },
+            now,
+            Instant::now(),
+        )?;
+        let mut nat = self.nat_scan(dataplane, planned.scan, now);
+        if self.topology == Topology::VrrpPair {
             nat.retain(|r| roles.sends(r.vip));
         }
-        if full {
+        if planned.full {
+            debug!(
+                nat_records = nat.len(),
+                peers = self.peers.len(),
+                "full connection-table sync: walking the connection table"
+            );
+        }
+        self.send_nat(nat, planned.full);
+        Some(WalkInput {
+            planned,
+            topology: self.topology,
+            names: backend_names(balancer),
+            roles: roles.clone(),
+        })
+    }
+
+    /// Whether a walk of the connection table is in flight.
+    pub(crate) fn walking(&self) -> bool {
+        self.walks.walking()
+    }
+
+    /// What lbd's loop waits on for [`Replication::walk_ended`] (see
+    /// [`walk_ended`]).
+    pub(crate) fn walk_ends(&self) -> Arc<tokio::sync::Notify> {
+        self.walker.ended()
+    }
+
+    /// A walk off the loop may have ended: sends its records.
+    pub(crate) fn walk_ended(&mut self) {
+        if let Some(walked) = self.walker.try_ended() {
+            self.finish_walk(walked);
+        }
+    }
+
+    /// Waits for the walk in flight, if any, and sends its records: the
+    /// last tick before lbd stops walks after it.
+    pub(crate) async fn wait_walk(&mut self) {
+        if self.walking() {
+            let walked = self.walker.wait().await;
+            self.finish_walk(walked);
+        }
+    }
+
+    /// The walk in flight ended with `walked`: its records go to every
+    /// peer. One that failed leaves its window and its dump to the next.
+    fn finish_walk(&mut self, walked: Walked) {
+        let Some(planned) = self.walks.finish(walked.is_some()) else {
+            return;
+        };
+        let Some(records) = walked else {
+            self.walker.failed();
+            return;
+        };
+        if planned.full {
             debug!(
                 records = records.len(),
-                nat_records = nat.len(),
                 peers = self.peers.len(),
                 "full connection-table sync"
             );
-            self.last_full = Some(Instant::now());
         }
-        self.send_all(records, nat, full);
-        self.last_scan_ns = now;
+        self.send_flows(records, planned.full);
+    }
+
+    /// The roles a walk starting now streams with (see
+    /// [`Replication::roles_for_tick`]); None while a walk is in flight
+    /// (no walk starts, and a step-down meanwhile is seen by the next).
+    pub(crate) fn roles_for_walk(&mut self, roles: Roles) -> Option<Roles> {
+        if self.walking() {
+            return None;
+        }
+        Some(self.roles_for_tick(roles))
     }
 
     /// The roles a tick streams with: `roles`, except on the first tick
@@ -336,17 +421,26 @@ impl Replication {
         dumped
     }
 
-    /// Queues one tick's batches for every peer (each peer's own queue:
-    /// a slow one drops its oldest batches, the others go on).
-    fn send_all(&self, records: Vec<FlowRecord>, nat: Vec<NatFlowRecord>, full: bool) {
+    /// Queues flow records for every peer (each peer's own queue: a slow
+    /// one drops its oldest batches, the others go on).
+    fn send_flows(&self, records: Vec<FlowRecord>, full: bool) {
         let Some((last, others)) = self.peers.split_last() else {
             return;
         };
         for peer in others {
             peer.sender().send(records.clone(), full);
-            peer.sender().send_nat(nat.clone(), full);
         }
         last.sender().send(records, full);
+    }
+
+    /// Queues NAT'd flow records for every peer, as [`Self::send_flows`].
+    fn send_nat(&self, nat: Vec<NatFlowRecord>, full: bool) {
+        let Some((last, others)) = self.peers.split_last() else {
+            return;
+        };
+        for peer in others {
+            peer.sender().send_nat(nat.clone(), full);
+        }
         last.sender().send_nat(nat, full);
     }
 
@@ -407,7 +501,8 @@ impl Replication {
     }
 
     /// [`Replication::tick_with`] for a node that holds every VIP (a
-    /// pair's master of all, or a mesh node): sends all its flows.
+    /// pair's master of all, or a mesh node): sends all its flows,
+    /// walking in the caller's thread.
     pub fn tick(&mut self, dataplane: &Dataplane, balancer: &Balancer) {
         self.tick_with(dataplane, balancer, &Roles::new([], true));
     }

@@ -445,8 +445,8 @@ async fn a_stepping_down_node_flushes_its_last_flows() {
     let records: Vec<FlowRecord> = (0..n)
         .map(|port| flow_record(port, "198.18.0.11", 0))
         .collect();
-    replication.send_all(records.clone(), Vec::new(), false);
-    replication.send_all(records, Vec::new(), false);
+    replication.send_flows(records.clone(), false);
+    replication.send_flows(records, false);
     replication.flush(Duration::from_secs(5)).await;
     drop(replication);
     let start = Instant::now();
@@ -518,4 +518,356 @@ async fn the_tick_after_a_step_down_still_sends_the_vips_handed_over() {
     // A full mesh streams everything anyway: no extra tick.
     assert_eq!(mesh.roles_for_tick(roles(true, true)), roles(true, true));
     assert_eq!(mesh.roles_for_tick(roles(false, true)), roles(false, true));
+}
+
+const S: u64 = 1_000_000_000;
+
+/// Whether some peer has a new session, as `Walks::start` asks it;
+/// `asked` counts the questions (a question consumes the marks).
+fn session(new: bool, asked: &std::cell::Cell<u32>) -> impl FnOnce() -> bool + '_ {
+    move || {
+        asked.set(asked.get() + 1);
+        new
+    }
+}
+
+#[test]
+fn a_tick_while_a_walk_is_in_flight_starts_none_and_the_next_window_covers_it() {
+    let t0 = Instant::now();
+    let asked = std::cell::Cell::new(0);
+    let mut walks = walks::Walks::default();
+    // The first walk dumps everything.
+    let first = walks.start(session(false, &asked), 10 * S, t0).unwrap();
+    assert_eq!((first.scan, first.full), (Scan::Periodic, true));
+    assert!(walks.walking());
+    assert_eq!(walks.finish(true), Some(first));
+    // A long walk starts at 20 s ...
+    let t1 = t0 + Duration::from_secs(1);
+    let long = walks.start(session(false, &asked), 20 * S, t1).unwrap();
+    assert_eq!(
+        long.scan,
+        Scan::Recent {
+            since: 10 * S - FLOW_TOUCH_INTERVAL_NS
+        }
+    );
+    // ... ticks while it runs start nothing, and ask no peer.
+    assert_eq!(asked.get(), 2);
+    for tick in 1..8u32 {
+        let at = t1 + Duration::from_millis(250) * tick;
+        let at_ns = 20 * S + u64::from(tick) * 250_000_000;
+        assert_eq!(walks.start(session(true, &asked), at_ns, at), None);
+    }
+    assert_eq!(asked.get(), 2, "no session mark consumed while walking");
+    walks.finish(true);
+    // The next walk's window starts before the long walk's start (not its
+    // end, nor the last tick's): every flow touched while it ran is in.
+    let next = walks
+        .start(session(false, &asked), 22 * S, t1 + Duration::from_secs(2))
+        .unwrap();
+    assert_eq!(
+        next.scan,
+        Scan::Recent {
+            since: 20 * S - FLOW_TOUCH_INTERVAL_NS
+        }
+    );
+    // A finish with nothing in flight changes nothing.
+    walks.finish(true);
+    assert_eq!(walks.finish(true), None);
+}
+
+#[test]
+fn a_session_during_a_walk_gets_a_full_dump_from_the_next() {
+    let t0 = Instant::now();
+    let asked = std::cell::Cell::new(0);
+    let mut walks = walks::Walks::default();
+    walks.start(session(false, &asked), S, t0).unwrap();
+    walks.finish(true);
+    let recent = walks.start(session(false, &asked), 2 * S, t0).unwrap();
+    assert!(!recent.full);
+    // A peer's session starts while the walk runs: its mark stays (the
+    // tick does not ask), and the next walk is the session's dump.
+    assert!(walks.start(session(true, &asked), 3 * S, t0).is_none());
+    walks.finish(true);
+    let dump = walks.start(session(true, &asked), 4 * S, t0).unwrap();
+    assert_eq!((dump.scan, dump.full), (Scan::Session, true));
+    // The dump's walk fails: the next one dumps again, though no new
+    // session comes, with the failed walk's window kept.
+    walks.finish(false);
+    let again = walks.start(session(false, &asked), 5 * S, t0).unwrap();
+    assert_eq!((again.scan, again.full), (Scan::Session, true));
+    walks.finish(true);
+    // A failed periodic dump is owed too; a failed recent walk leaves its
+    // window to the next.
+    let periodic = walks
+        .start(session(false, &asked), 6 * S, t0 + FULL_SYNC_INTERVAL)
+        .unwrap();
+    assert_eq!(periodic.scan, Scan::Periodic);
+    walks.finish(false);
+    let owed = walks
+        .start(session(false, &asked), 7 * S, t0 + FULL_SYNC_INTERVAL)
+        .unwrap();
+    assert_eq!(owed.scan, Scan::Periodic);
+    walks.finish(true);
+    let recent = walks
+        .start(session(false, &asked), 8 * S, t0 + FULL_SYNC_INTERVAL)
+        .unwrap();
+    walks.finish(false);
+    let kept = walks
+        .start(session(false, &asked), 9 * S, t0 + FULL_SYNC_INTERVAL)
+        .unwrap();
+    assert_eq!(recent.scan, kept.scan, "the failed walk's window is kept");
+    assert_eq!(
+        kept.scan,
+        Scan::Recent {
+            since: 7 * S - FLOW_TOUCH_INTERVAL_NS
+        }
+    );
+}
+
+/// A flow of `client_port` to the backend with `backend_id` of
+/// `names`, last seen at `last_seen_ns`.
+fn tracked(
+    names: &HashMap<u32, (VipId, IpAddr, u32)>,
+    backend: &str,
+    client_port: u16,
+    last_seen_ns: u64,
+) -> (FlowKey, FlowEntry) {
+    let backend: IpAddr = backend.parse().unwrap();
+    let (&id, &(vip, _, generation)) = names.iter().find(|(_, (_, b, _))| *b == backend).unwrap();
+    let (dst, family) = addr_words(vip.address);
+    let (src, _) = addr_words("198.18.0.10".parse().unwrap());
+    let key = FlowKey {
+        src,
+        dst,
+        sport: client_port.to_be(),
+        dport: vip.port.to_be(),
+        proto: IPPROTO_TCP,
+        family,
+        _pad: 0,
+    };
+    let entry = FlowEntry {
+        backend_id: id,
+        backend_generation: generation,
+        last_seen_ns,
+        flags: 0,
+        hash: 0,
+    };
+    (key, entry)
+}
+
+#[test]
+fn a_walk_sends_what_its_scan_and_roles_say_and_stops_when_cancelled() {
+    let b = balancer(&["198.18.0.11", "198.18.0.12"]);
+    let names = backend_names(&b);
+    let flows: Vec<(FlowKey, FlowEntry)> = (0..10_000u16)
+        .map(|port| tracked(&names, "198.18.0.11", port, u64::from(port) * S))
+        .collect();
+    let input = |scan, roles: Roles| walks::WalkInput {
+        planned: walks::Planned {
+            scan,
+            full: !matches!(scan, Scan::Recent { .. }),
+            started_ns: 20_000 * S,
+        },
+        topology: Topology::VrrpPair,
+        names: names.clone(),
+        roles,
+    };
+    let master = Roles::new([], true);
+    let not_cancelled = AtomicBool::new(false);
+    let all = collect(
+        flows.clone(),
+        &input(Scan::Periodic, master.clone()),
+        &not_cancelled,
+    )
+    .unwrap();
+    assert_eq!(all.len(), flows.len());
+    let recent = collect(
+        flows.clone(),
+        &input(Scan::Recent { since: 9_990 * S }, master.clone()),
+        &not_cancelled,
+    )
+    .unwrap();
+    assert_eq!(recent.len(), 10);
+    assert!(recent.iter().all(|r| r.client_port >= 9_990));
+    // Ages against the walk's start.
+    assert_eq!(recent[0].age_ms, 10_010 * 1000);
+    // A pair's backup of the VIP sends none of its flows.
+    let vip: IpAddr = "198.18.0.100".parse().unwrap();
+    let backup = Roles::new([(std::slice::from_ref(&vip), false)], false);
+    assert!(collect(
+        flows.clone(),
+        &input(Scan::Periodic, backup),
+        &not_cancelled
+    )
+    .unwrap()
+    .is_empty());
+    // Cancelled (lbd stops): no records.
+    assert!(collect(
+        flows,
+        &input(Scan::Periodic, master),
+        &AtomicBool::new(true)
+    )
+    .is_none());
+}
+
+/// A replication with one peer that never answers (so what is given to
+/// it stays queued, countable), and nothing listening for it.
+async fn with_silent_peer(name: &str, topology: Topology) -> Replication {
+    let key_file = std::env::temp_dir().join(format!("lbr-{name}-{}.key", std::process::id()));
+    std::fs::write(&key_file, b"test-key-0123456789abcdef").unwrap();
+    // A port nothing listens on: the sender retries, its queue holds.
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let peer = free.local_addr().unwrap();
+    drop(free);
+    let (replication, _incoming) = Replication::start(
+        topology,
+        "127.0.0.1:0".parse().unwrap(),
+        &[peer],
+        &key_file,
+        "lb-a",
+    )
+    .await
+    .unwrap();
+    std::fs::remove_file(&key_file).unwrap();
+    replication
+}
+
+/// Starts a walk off the loop as a tick does (its NAT scan left out).
+fn launch(replication: &mut Replication, walk: walks::OffWalk) -> walks::Planned {
+    let peers = &mut replication.peers;
+    let planned = replication
+        .walks
+        .start(
+            || peers.iter_mut().any(|p| p.new_session()),
+            monotonic_ns(),
+            Instant::now(),
+        )
+        .unwrap();
+    replication.walker.launch(walk);
+    planned
+}
+
+#[tokio::test]
+async fn a_finished_walks_records_are_sent_from_the_loop() {
+    let mut replication = with_silent_peer("walk-sent", Topology::FullMesh).await;
+    let queued = |r: &Replication| r.peers[0].sender().queued();
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let records: Vec<FlowRecord> = (0..3).map(|p| flow_record(p, "198.18.0.11", 0)).collect();
+    let walked = records.clone();
+    launch(
+        &mut replication,
+        Box::new(move |_cancel: &AtomicBool| {
+            let _ = released.recv();
+            Some(walked)
+        }),
+    );
+    // While it walks: no tick starts another, nothing is sent.
+    assert!(replication.walking());
+    assert_eq!(replication.roles_for_walk(Roles::new([], true)), None);
+    replication.walk_ended();
+    assert_eq!(queued(&replication), 0);
+    release.send(()).unwrap();
+    // The loop is told, and sends its records.
+    let ends = Some(replication.walk_ends());
+    walk_ended(&ends).await;
+    replication.walk_ended();
+    assert!(!replication.walking());
+    assert_eq!(
+        queued(&replication),
+        1,
+        "the walk's batch is queued for the peer"
+    );
+    assert!(replication.roles_for_walk(Roles::new([], true)).is_some());
+}
+
+#[tokio::test]
+async fn the_last_tick_waits_for_the_walk_in_flight() {
+    let mut replication = with_silent_peer("walk-final", Topology::FullMesh).await;
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let first = launch(
+        &mut replication,
+        Box::new(move |_cancel: &AtomicBool| {
+            let _ = released.recv();
+            Some(vec![flow_record(1, "198.18.0.11", 0)])
+        }),
+    );
+    let waited = tokio::spawn(async move {
+        replication.wait_walk().await;
+        replication
+    });
+    release.send(()).unwrap();
+    let mut replication = waited.await.unwrap();
+    assert!(!replication.walking());
+    assert_eq!(replication.peers[0].sender().queued(), 1);
+    // The final walk comes after it, its window from the walk's start.
+    let last = replication
+        .walks
+        .start(|| false, first.started_ns + S, Instant::now())
+        .unwrap();
+    assert_eq!(
+        last.scan,
+        Scan::Recent {
+            since: first.started_ns.saturating_sub(FLOW_TOUCH_INTERVAL_NS)
+        }
+    );
+    // Nothing in flight: nothing waited for.
+    replication.walks.finish(true);
+    replication.wait_walk().await;
+}
+
+#[tokio::test]
+async fn a_walk_that_fails_is_owed_and_dropping_replication_cancels_the_walk_in_flight() {
+    let mut replication = with_silent_peer("walk-cancel", Topology::FullMesh).await;
+    // A walk that panics reports nothing: the loop does not wait forever,
+    // and its dump is owed to the next walk.
+    let dump = launch(
+        &mut replication,
+        Box::new(|_cancel: &AtomicBool| panic!("walk failed")),
+    );
+    assert!(dump.full);
+    tokio::time::timeout(Duration::from_secs(30), replication.wait_walk())
+        .await
+        .expect("a failed walk reports");
+    assert!(!replication.walking());
+    assert_eq!(replication.peers[0].sender().queued(), 0);
+    let (cancelled_tx, cancelled) = std::sync::mpsc::channel::<bool>();
+    let again = launch(
+        &mut replication,
+        Box::new(move |cancel: &AtomicBool| {
+            // A walk of a huge table: it ends when cancelled (or, so that
+            // the test ends when it fails, after a minute).
+            let started = Instant::now();
+            while !cancel.load(std::sync::atomic::Ordering::Relaxed)
+                && started.elapsed() < Duration::from_secs(60)
+            {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let _ = cancelled_tx.send(cancel.load(std::sync::atomic::Ordering::Relaxed));
+            None
+        }),
+    );
+    assert!(again.full, "the failed dump is owed");
+    drop(replication);
+    assert_eq!(
+        cancelled.recv_timeout(Duration::from_secs(30)),
+        Ok(true),
+        "the walk in flight saw its cancel"
+    );
+}
+
+#[tokio::test]
+async fn a_step_down_while_a_walk_runs_is_sent_by_the_next_walk() {
+    let mut pair = with_silent_peer("walk-stepdown", Topology::VrrpPair).await;
+    let v4: Vec<IpAddr> = vec!["198.18.0.100".parse().unwrap()];
+    let roles = |master| Roles::new([(v4.as_slice(), master)], master);
+    assert_eq!(pair.roles_for_walk(roles(true)), Some(roles(true)));
+    launch(&mut pair, Box::new(|_cancel: &AtomicBool| Some(Vec::new())));
+    // The instance steps down while the walk runs: no walk starts ...
+    assert_eq!(pair.roles_for_walk(roles(false)), None);
+    assert_eq!(pair.roles_for_walk(roles(false)), None);
+    pair.wait_walk().await;
+    // ... and the next still sends the VIP handed over, then no more.
+    let last = pair.roles_for_walk(roles(false)).unwrap();
+    assert!(last.any_master() && last.sends(v4[0]));
+    assert_eq!(pair.roles_for_walk(roles(false)), Some(roles(false)));
 }

@@ -1,0 +1,315 @@
+//! The connection table's walk for replication, off lbd's loop.
+//!
+//! Why: a sending node's replication tick reads the whole connection
+//! table (about 155 ns a flow, BENCHMARKS.md; seconds for the largest
+//! `conntrack_size`) to pick the flows to send. Made in lbd's loop every
+//! tick, it held health events, API calls, drain deadlines, BIRD's answers
+//! and the peers' batches behind it. Now, as the flow censuses do (see
+//! `engine::flow_census`), the walk reads a second mapping of the table
+//! (`FlowTable::remapped`) on a blocking thread, never more than one at a
+//! time; its records come back to the loop, which sends them.
+//!
+//! [`Walks`] is the bookkeeping as a state machine over time (no clock,
+//! no threads): a tick while a walk runs starts none (the next starts at
+//! the first tick after it ended, so walks never pile up), and the window
+//! of a walk of recent flows starts [`FLOW_TOUCH_INTERVAL_NS`] before the
+//! previous walk's *start*, so every flow touched while that walk ran is
+//! in the next one. A new session seen while a walk runs is seen by the
+//! next walk (the sessions' marks are read only when one starts), which
+//! dumps everything; a walk that fails (it panicked) is owed again.
+//! [`Walker`] runs the walks: on a blocking thread over the second
+//! mapping, or in the loop where there is none (a kernel map, the bench's
+//! earlier designs). Dropping it cancels a walk in flight.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tokio::sync::Notify;
+
+use super::*;
+use crate::conntrack::table::FlowTable;
+
+/// Flows a walk reads between two looks at its cancel flag.
+const CANCEL_EVERY: usize = 4096;
+
+/// One walk, as the loop decided it at the walk's start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Planned {
+    /// What it sends.
+    pub(super) scan: Scan,
+    /// A full sync (periodic, or for a new session).
+    pub(super) full: bool,
+    /// When it started (the data plane's clock): records' ages are taken
+    /// against it, and the next window starts from it.
+    pub(super) started_ns: u64,
+}
+
+/// The walks' bookkeeping: which walk a tick starts, if any, and what a
+/// finished walk leaves for the next.
+#[derive(Debug, Default)]
+pub(super) struct Walks {
+    /// When the last walk that ended with its records started.
+    last_scan_ns: u64,
+    /// When the last full sync started (None: one is due).
+    last_full: Option<Instant>,
+    /// A new session's dump is owed (its walk failed).
+    session_owed: bool,
+    /// The walk in flight (at most one).
+    in_flight: Option<Planned>,
+}
+
+impl Walks {
+    /// Whether a walk is in flight.
+    pub(super) fn walking(&self) -> bool {
+        self.in_flight.is_some()
+    }
+
+    /// A tick at `now` (`now_ns` on the data plane's clock): the walk it
+    /// starts, None while one is in flight. `new_session` (whether some
+    /// peer has a new session, consuming the marks) is asked only when a
+    /// walk starts, so a session that began during a walk makes the next
+    /// one a dump.
+    pub(super) fn start(
+        &mut self,
+        new_session: impl FnOnce() -> bool,
+        now_ns: u64,
+        now: Instant,
+    ) -> Option<Planned> {
+        if self.in_flight.is_some() {
+            return None;
+        }
+        let new_session = new_session() || std::mem::take(&mut self.session_owed);
+        let full = new_session
+            || self
+                .last_full
+                .is_none_or(|t| now.saturating_duration_since(t) >= FULL_SYNC_INTERVAL);
+        // last_seen is refreshed at most every FLOW_TOUCH_INTERVAL_NS, so a
+        // flow is "recent" if touched within that much before the start of
+        // the last walk (flows touched while it ran may have been read
+        // before their touch).
+        let scan = if new_session {
+            Scan::Session
+        } else if full {
+            Scan::Periodic
+        } else {
+            Scan::Recent {
+                since: self.last_scan_ns.saturating_sub(FLOW_TOUCH_INTERVAL_NS),
+            }
+        };
+        if full {
+            self.last_full = Some(now);
+        }
+        let planned = Planned {
+            scan,
+            full,
+            started_ns: now_ns,
+        };
+        self.in_flight = Some(planned);
+        Some(planned)
+    }
+
+    /// The walk in flight ended, `done` whether with its records: the walk
+    /// it was (None: none was in flight). One that failed leaves its
+    /// window to the next walk, and its dump owed.
+    pub(super) fn finish(&mut self, done: bool) -> Option<Planned> {
+        let planned = self.in_flight.take()?;
+        if done {
+            self.last_scan_ns = planned.started_ns;
+        } else {
+            match planned.scan {
+                Scan::Session => self.session_owed = true,
+                Scan::Periodic => self.last_full = None,
+                Scan::Recent { .. } => {}
+            }
+        }
+        Some(planned)
+    }
+}
+
+/// What a walk needs, taken from the engine on the loop at its start.
+pub(super) struct WalkInput {
+    pub(super) planned: Planned,
+    pub(super) topology: Topology,
+    /// See [`backend_names`].
+    pub(super) names: HashMap<u32, (VipId, IpAddr, u32)>,
+    /// A pair's roles (which VIPs' flows this node streams).
+    pub(super) roles: Roles,
+}
+
+/// The records a walk of `flows` sends as `input` says; None when
+/// `cancel` was set meanwhile.
+pub(super) fn collect(
+    flows: impl IntoIterator<Item = (FlowKey, FlowEntry)>,
+    input: &WalkInput,
+    cancel: &AtomicBool,
+) -> Option<Vec<FlowRecord>> {
+    let (topology, scan, now) = (input.topology, input.planned.scan, input.planned.started_ns);
+    let mut records = Vec::new();
+    for (read, (key, entry)) in flows.into_iter().enumerate() {
+        if (read + 1).is_multiple_of(CANCEL_EVERY) && cancel.load(Ordering::Relaxed) {
+            return None;
+        }
+        if !sends(topology, scan, entry.last_seen_ns) {
+            continue;
+        }
+        let Some(record) = record(&key, &entry, &input.names, now) else {
+            continue;
+        };
+        if topology == Topology::FullMesh || input.roles.sends(record.vip) {
+            records.push(record);
+        }
+    }
+    Some(records)
+}
+
+/// A walk's outcome: its records, None if it failed or was cancelled.
+pub(super) type Walked = Option<Vec<FlowRecord>>;
+
+/// A walk for a blocking thread, given its cancel flag.
+pub(super) type OffWalk = Box<dyn FnOnce(&AtomicBool) -> Walked + Send>;
+
+/// How a walk is made.
+pub(super) enum Walk {
+    /// On a blocking thread.
+    Off(OffWalk),
+    /// Made already, in the loop (no second mapping of the table).
+    Done(Walked),
+}
+
+/// Where walks read the connection table.
+enum Source {
+    /// Not looked up yet.
+    Unopened,
+    /// A second mapping, walked on a blocking thread.
+    Mapped(Arc<FlowTable>),
+    /// None could be made: walked in the loop, as before.
+    Inline,
+}
+
+/// Runs the walks: the table they read, the walk in flight's way back
+/// (a channel, and a [`Notify`] lbd's loop waits on), its cancel flag.
+pub(super) struct Walker {
+    source: Source,
+    cancel: Arc<AtomicBool>,
+    done_tx: mpsc::Sender<Walked>,
+    done_rx: mpsc::Receiver<Walked>,
+    ended: Arc<Notify>,
+}
+
+impl Walker {
+    pub(super) fn new() -> Self {
+        // One walk in flight at most: one slot.
+        let (done_tx, done_rx) = mpsc::channel(1);
+        Self {
+            source: Source::Unopened,
+            cancel: Arc::new(AtomicBool::new(false)),
+            done_tx,
+            done_rx,
+            ended: Arc::new(Notify::new()),
+        }
+    }
+
+    /// What lbd's loop waits on: a walk ended (see [`walk_ended`]).
+    pub(super) fn ended(&self) -> Arc<Notify> {
+        Arc::clone(&self.ended)
+    }
+
+    /// The walk for `input` over `dataplane`'s table: off the loop over a
+    /// second mapping, else (a kernel map, or mapping failed) made here.
+    pub(super) fn walk_for(&mut self, dataplane: &Dataplane, input: WalkInput) -> Walk {
+        if matches!(self.source, Source::Unopened) {
+            self.source = match dataplane.remapped_tables() {
+                Some(Ok((flows, _half_open))) => Source::Mapped(Arc::new(flows)),
+                Some(Err(error)) => {
+                    warn!(%error, "the connection table cannot be mapped for replication's walks apart from lbd's loop; they walk it in the loop");
+                    Source::Inline
+                }
+                None => Source::Inline,
+            };
+        }
+        match &self.source {
+            Source::Mapped(table) => {
+                let table = Arc::clone(table);
+                Walk::Off(Box::new(move |cancel| {
+                    collect(table.iter(), &input, cancel)
+                }))
+            }
+            Source::Unopened | Source::Inline => {
+                Walk::Done(collect(dataplane.flows(), &input, &self.cancel))
+            }
+        }
+    }
+
+    /// Runs `walk` on a blocking thread; its outcome comes back through
+    /// [`Walker::try_ended`] / [`Walker::wait`], and [`Walker::ended`] is
+    /// notified.
+    pub(super) fn launch(&self, walk: OffWalk) {
+        let report = Report {
+            done: Some(self.done_tx.clone()),
+            ended: Arc::clone(&self.ended),
+        };
+        let cancel = Arc::clone(&self.cancel);
+        tokio::task::spawn_blocking(move || report.send(walk(&cancel)));
+    }
+
+    /// The outcome of the walk in flight if it ended.
+    pub(super) fn try_ended(&mut self) -> Option<Walked> {
+        self.done_rx.try_recv().ok()
+    }
+
+    /// Waits for the walk in flight's outcome (the caller knows one is in
+    /// flight: every launched walk reports).
+    pub(super) async fn wait(&mut self) -> Walked {
+        self.done_rx.recv().await.flatten()
+    }
+
+    /// A walk off the loop failed (it panicked): the next ones walk in the
+    /// loop, as censuses do after a failure.
+    pub(super) fn failed(&mut self) {
+        if matches!(self.source, Source::Mapped(_)) {
+            warn!("a replication walk of the connection table failed; the table is walked in lbd's loop from now on");
+            self.source = Source::Inline;
+        }
+    }
+}
+
+impl Drop for Walker {
+    fn drop(&mut self) {
+        self.cancel.store(true, Ordering::Relaxed);
+    }
+}
+
+/// A walk's way back to the loop: reports None if the walk ends without
+/// records (cancelled, or it panicked), so the loop never waits for a
+/// walk that will not come back.
+struct Report {
+    done: Option<mpsc::Sender<Walked>>,
+    ended: Arc<Notify>,
+}
+
+impl Report {
+    fn send(mut self, walked: Walked) {
+        if let Some(done) = self.done.take() {
+            let _ = done.try_send(walked);
+            self.ended.notify_one();
+        }
+    }
+}
+
+impl Drop for Report {
+    fn drop(&mut self) {
+        if let Some(done) = self.done.take() {
+            let _ = done.try_send(None);
+            self.ended.notify_one();
+        }
+    }
+}
+
+/// Waits until a replication walk ends (`ended`: see
+/// [`Replication::walk_ends`]; None, no replication: forever). For lbd's
+/// loop, which then calls `Engine::replication_walk_ended`.
+pub(crate) async fn walk_ended(ended: &Option<Arc<Notify>>) {
+    match ended {
+        Some(ended) => ended.notified().await,
+        None => std::future::pending().await,
+    }
+}
