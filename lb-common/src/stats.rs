@@ -51,15 +51,27 @@ pub enum Counter {
     /// segments left (the VIP is not the final destination).
     PassIpv6Ext = 13,
     /// Verdict: dropped, a new NAT flow found no free source port for its
-    /// NAT address and backend (`NAT_PORT_ATTEMPTS` tried).
+    /// NAT address and backend (`NAT_PORT_ATTEMPTS` tried, every one
+    /// taken). Never a port lost to another CPU's new flow in the same
+    /// instant: the search found a free port then (see `DropNatTableFull`).
     DropNatPortsExhausted = 14,
-    /// Verdict: dropped, the NAT flow table refused an insert (full).
+    /// Verdict: dropped, the NAT flow table refused a new flow's insert:
+    /// both buckets of a key full; or, never in practice, every way and
+    /// port the flow tried to claim taken by other CPUs' new flows in the
+    /// same instant (a lost claim is tried again, a port lost at once has
+    /// a second candidate: see `lb_common::flow_table::insert_new` and
+    /// the data plane's `nat::ports::reserve`), which is no exhausted
+    /// port range either.
     DropNatTableFull = 15,
     /// Verdict: dropped, a routed packet (NAT) had no usable route in the
     /// FIB (no route, forwarding off on the interface, blackhole, ...).
     DropNoRoute = 16,
     /// Verdict: dropped, a routed packet's next hop has no neighbour entry
-    /// yet; lbd is told (`EVENT_NO_NEIGHBOUR`) and gets it resolved.
+    /// yet; lbd is told (`EVENT_NO_NEIGHBOUR`) and gets it resolved. Only
+    /// a flow (NAT) or backend (tunnels) without a cached next hop: one
+    /// whose periodic refresh finds the neighbour entry gone, the route
+    /// through the same interface, keeps sending through the cached hop
+    /// (counted as sent) while lbd is told all the same.
     DropNoNeighbour = 17,
     /// Verdict: dropped, a TCP packet other than a SYN for a NAT VIP with
     /// no translation (it cannot be translated to what the backend knows).

@@ -169,12 +169,15 @@ pub enum Claimed {
     },
     /// Another copy of the key stands: at this position, or `NOWHERE`
     /// when it was still being settled (another CPU's insert of the same
-    /// key, which took this one's copy out).
+    /// key, which took this one's copy out; `standing_copy` finds it).
     Taken(usize),
     /// Both buckets are full: nothing was written.
     Full,
     /// The way chosen was taken by another CPU's insert (of another key)
-    /// in the same instant: nothing was written; the caller may try again.
+    /// in the same instant, and so was the one chosen on a second read of
+    /// the headers (`insert_new`; `insert_new_once` answers at the first);
+    /// or, never in practice, the claimed way was changed under this
+    /// insert. Nothing was published; the caller may try again.
     Contended,
 }
 
@@ -187,7 +190,9 @@ pub enum Claimed {
 /// just looked the key up, so no key is compared before the claim.
 ///
 /// The protocol: the way the two-choice rule picks (from the header lines
-/// alone) is claimed (`EMPTY` -> `BUSY`), the key and value written, and
+/// alone) is claimed (`EMPTY` -> `BUSY`; a way another CPU claimed first
+/// is given up, once, for the one the rule picks on the headers read
+/// again), the key and value written, and
 /// the copy made visible to other inserts only (`PENDING`, a CAS: a full
 /// barrier). Then both buckets are read: a valid copy of the key means
 /// this one loses; a pending one at a lower position too; a pending one
@@ -215,35 +220,96 @@ pub unsafe fn insert_new<V: Copy>(
     entry: &V,
     hash: u32,
 ) -> Claimed {
-    let fp = fingerprint(hash);
-    let two = second != first;
+    // SAFETY: per the caller's contract.
+    unsafe { insert_new_from(first, second, key, entry, hash, None, true) }
+}
+
+/// `insert_new` with one claim: `Contended` as soon as the way it picks
+/// is lost, for a caller with another key to try anyway (the data
+/// plane's source-port search, whose next candidate is another port).
+/// The BPF verifier then follows one claim at its call sites, not two.
+///
+/// # Safety
+/// `first` and `second` must point to live buckets of the table.
+#[inline(always)]
+pub unsafe fn insert_new_once<V: Copy>(
+    first: *mut Bucket<V>,
+    second: *mut Bucket<V>,
+    key: &FlowKey,
+    entry: &V,
+    hash: u32,
+) -> Claimed {
+    // SAFETY: per the caller's contract.
+    unsafe { insert_new_from(first, second, key, entry, hash, None, false) }
+}
+
+/// The empty ways of `first` and `second` (`second`'s: 0 when it is
+/// `first`), as `insert_new` reads them before its claim.
+///
+/// # Safety
+/// `first` and `second` must point to live buckets of the table.
+#[inline(always)]
+pub(super) unsafe fn empty_pair<V>(first: *mut Bucket<V>, second: *mut Bucket<V>) -> (u64, u64) {
     // SAFETY: per the caller's contract.
     let low = unsafe { empty_ways(first) };
-    let high = if two {
+    let high = if second != first {
         // SAFETY: as above.
         unsafe { empty_ways(second) }
     } else {
         0
     };
-    let Some((in_second, way)) = placement(low, high) else {
-        return Claimed::Full;
+    (low, high)
+}
+
+/// `insert_new` (`retry`; else `insert_new_once`), its first claim made
+/// from the empty ways `seen` (as read a moment before, `empty_pair`;
+/// None: read them now). Lets a test step a claim that loses its way to
+/// another CPU's insert in the instant between the read and its
+/// compare-and-swap.
+///
+/// # Safety
+/// `first` and `second` must point to live buckets of the table.
+#[inline(always)]
+pub(super) unsafe fn insert_new_from<V: Copy>(
+    first: *mut Bucket<V>,
+    second: *mut Bucket<V>,
+    key: &FlowKey,
+    entry: &V,
+    hash: u32,
+    seen: Option<(u64, u64)>,
+    retry: bool,
+) -> Claimed {
+    let fp = fingerprint(hash);
+    let two = second != first;
+    let seen = match seen {
+        Some(masks) => masks,
+        // SAFETY: per the caller's contract.
+        None => unsafe { empty_pair(first, second) },
     };
-    let (bucket, base) = if in_second {
-        (second, FLOW_WAYS)
-    } else {
-        (first, 0)
+    // SAFETY: as above.
+    let claim = match unsafe { claim_way(first, second, fp, seen) } {
+        // Lost to another CPU's claim (of another key, between the read
+        // of the headers and the CAS): a lost race is neither a full
+        // table nor a taken key, and the data plane must not answer it
+        // as one (it dropped the SYN as `DropNatTableFull`). The headers
+        // read again (the way lost is no longer empty) and the way the
+        // rule picks then claimed; losing twice in a row takes two other
+        // inserts into the same pair of buckets within nanoseconds.
+        // Written out, not a loop: the verifier's paths meet again after
+        // it (a loop's are kept apart until it ends).
+        // SAFETY: as above.
+        Err(Claimed::Contended) if retry => unsafe {
+            claim_way(first, second, fp, empty_pair(first, second))
+        },
+        first_claim => first_claim,
+    };
+    let (bucket, base, way, claimed) = match claim {
+        Ok(claim) => claim,
+        Err(refused) => return refused,
     };
     let mine = base + way;
     // SAFETY: as above; the index is masked into the bucket.
     let tag = unsafe { tag_at(bucket, way) };
-    let seen = tag.load();
-    if tag_state(seen) != TAG_EMPTY {
-        return Claimed::Contended;
-    }
-    let claimed = with_way(tag_with(seen, fp, TAG_BUSY, 0), way);
-    if !tag.swap_if(seen, claimed) {
-        return Claimed::Contended;
-    }
     // SAFETY: the way is ours until published.
     unsafe {
         let slot = core::ptr::addr_of_mut!((*bucket).slots[way & (FLOW_WAYS - 1)]);
@@ -277,9 +343,76 @@ pub unsafe fn insert_new<V: Copy>(
             tag: published,
         }
     } else {
-        // A lower pending copy of the key took ours out: it stands.
+        // A lower pending copy of the key took ours out: it stands (see
+        // `standing_copy`).
         Claimed::Taken(NOWHERE)
     }
+}
+
+/// Where a copy of a key (table hash `hash`) most likely stands in its
+/// buckets `first` and `second` after `insert_new` answered
+/// `Taken(NOWHERE)`: a lower pending copy took that insert's out, and
+/// stands (or one lower still, that took it out), published or about to
+/// be. The lowest position valid or pending under the key's fingerprint
+/// (this insert's own copy, emptied, no longer carries it), `NOWHERE` if
+/// none; from the header lines, so the caller confirms the key there
+/// (`holds_key`). Not part of `insert_new`: only a caller that uses the
+/// copy (a packet joining a flow another CPU opened in the same instant)
+/// pays for it.
+///
+/// # Safety
+/// `first` and `second` must point to live buckets of the table.
+#[inline(always)]
+pub unsafe fn standing_copy<V>(first: *mut Bucket<V>, second: *mut Bucket<V>, hash: u32) -> usize {
+    // SAFETY: per the caller's contract.
+    let copies = unsafe { copies_of(first, second, fingerprint(hash), second != first) };
+    lowest_position(copies)
+}
+
+/// The lowest position set in `mask` (bits 0 to `2 * FLOW_WAYS - 1`),
+/// `NOWHERE` when none is: `lowest_way` over both buckets' positions.
+#[inline(always)]
+pub(super) fn lowest_position(mask: u64) -> usize {
+    let below = opaque(mask & mask.wrapping_neg()).wrapping_sub(1) & 0xffff;
+    let x = below - ((below >> 1) & 0x5555);
+    let x = (x & 0x3333) + ((x >> 2) & 0x3333);
+    let x = (x + (x >> 4)) & 0x0f0f;
+    ((x + (x >> 8)) & 0x1f) as usize
+}
+
+/// Claims (`EMPTY` -> `BUSY` under fingerprint `fp`) the way the
+/// two-choice rule picks from the empty ways `(low, high)` of `first` and
+/// `second`: its bucket, that bucket's first position, the way and the
+/// tag it now has; `Full` when there is none, `Contended` when another
+/// CPU's claim took the way since the masks were read.
+///
+/// # Safety
+/// `first` and `second` must point to live buckets of the table.
+#[inline(always)]
+#[allow(clippy::type_complexity)]
+pub(super) unsafe fn claim_way<V>(
+    first: *mut Bucket<V>,
+    second: *mut Bucket<V>,
+    fp: u32,
+    (low, high): (u64, u64),
+) -> Result<(*mut Bucket<V>, usize, usize, u64), Claimed> {
+    let Some((in_second, way)) = placement(low, high) else {
+        return Err(Claimed::Full);
+    };
+    let (bucket, base) = if in_second {
+        (second, FLOW_WAYS)
+    } else {
+        (first, 0)
+    };
+    // SAFETY: per the caller's contract; the index is masked into the
+    // bucket.
+    let tag = unsafe { tag_at(bucket, way) };
+    let seen = tag.load();
+    let claimed = with_way(tag_with(seen, fp, TAG_BUSY, 0), way);
+    if tag_state(seen) != TAG_EMPTY || !tag.swap_if(seen, claimed) {
+        return Err(Claimed::Contended);
+    }
+    Ok((bucket, base, way, claimed))
 }
 
 /// A bit per position (the first bucket's ways, then the second's) whose
@@ -435,3 +568,7 @@ pub(super) fn take_out_if(other: Tag, seen: u64, goes: u64) -> u64 {
     let kept = non_zero(found ^ seen);
     goes & kept & (1 ^ non_zero(other.load() ^ retagged(seen, TAG_VALID)))
 }
+
+#[cfg(test)]
+#[path = "exclusive_tests.rs"]
+mod tests;

@@ -287,7 +287,9 @@ fn error<C: Hook>(ctx: &C, packet: &Packet, direction: u8, miss: Counter) -> Out
 }
 
 /// Sends a packet through its entry: the cached next hop, or a fresh FIB
-/// lookup when there is none or `refresh` says it is time; then, if it
+/// lookup when there is none or `refresh` says it is time (a refresh that
+/// finds no neighbour entry keeps the cached hop and sends, see
+/// `fib::resolve`: only a flow without one drops); then, if it
 /// fits the route's MTU, the rewrite (else `too_big`). `forwarded` is the
 /// verdict on success; forward-direction packets count as VIP and
 /// backend traffic.

@@ -10,11 +10,14 @@
 //! and its frame (the inserts' two cache lines of writes, the port
 //! search) is not stacked on the translation's.
 
+use core::ptr::{addr_of, addr_of_mut, read_volatile, write_volatile};
+
 use lb_common::{
     consts::{
         AF_INET, AF_INET6, EVENT_NAT_PORTS_EXHAUSTED, EVENT_NO_BACKEND, NAT_DIR_FORWARD,
         NAT_DIR_REPLY,
     },
+    flow_table::NOWHERE,
     hash::flow_hash_after,
     stats::Counter,
     NatEntry,
@@ -135,7 +138,7 @@ fn lb_nat_open(now: u64, place: u32) -> u64 {
     scratch.entry.flags = nat_flags(scratch.packet.tcp_flags);
     scratch.entry.direction = NAT_DIR_FORWARD;
     let key = &scratch.packet.key;
-    let (kind, pos) = match table::insert(key, &scratch.entry, place) {
+    let (kind, pos) = match table::insert::<true>(key, &scratch.entry, place) {
         Inserted::Yes(pos) => {
             stats::count(Counter::NatNew);
             (OPENED, pos)
@@ -147,10 +150,32 @@ fn lb_nat_open(now: u64, place: u32) -> u64 {
             // for both outcomes (fewer instructions to verify).
             table::release(&scratch.reply_key, scratch.reply_place, scratch.reply_pos);
             limit::refund(reported_vip, key);
-            match not_opened {
-                Inserted::Taken(pos) if table::holds_at(key, place, pos) => (JOINED, pos),
-                _ => return Counter::DropNatTableFull as u64,
+            // Another CPU's copy of the flow took this one's out while
+            // both were being settled (`Taken(NOWHERE)`): it stands, or
+            // is about to, and this packet joins it as it would a copy
+            // found standing. (It was dropped as `DropNatTableFull`: a
+            // lost race counted as a full table.)
+            let pos = match not_opened {
+                Inserted::Taken(pos) if pos as usize >= NOWHERE => table::standing_copy(place),
+                Inserted::Taken(pos) => pos,
+                _ => NOWHERE as u32,
+            };
+            // Through memory: one unknown position for the verifier to
+            // follow into `holds_at`, not one per case above.
+            // SAFETY: this CPU's slot.
+            let pos = unsafe {
+                write_volatile(addr_of_mut!(scratch.inserted), pos);
+                read_volatile(addr_of!(scratch.inserted))
+            };
+            let key = &scratch.packet.key;
+            if !table::holds_at(key, place, pos) {
+                // Full; or (never in practice) every way it tried taken
+                // by other CPUs' inserts of other keys in the same
+                // instant (`flow_table::insert_new`), or the copy that
+                // stood gone again.
+                return Counter::DropNatTableFull as u64;
             }
+            (JOINED, pos)
         }
     };
     match table::bucket_index_at(place, pos) {

@@ -58,9 +58,16 @@ pub fn neutral_port(client_port: u16, vip_port: u16, backend_port: u16) -> u16 {
 /// Inserts `scratch.reply` under `scratch.reply_key` with the first free
 /// port of `source` as its destination port (written into the key) and
 /// returns that port (network order); `scratch.reply_place` and
-/// `scratch.reply_pos` say where it went. `DropNatPortsExhausted` when
-/// every attempt was taken, `DropNatTableFull` when a free port's buckets
-/// were both full.
+/// `scratch.reply_pos` say where it went. `DropNatPortsExhausted` only
+/// when the search found every attempt taken; `DropNatTableFull` when it
+/// found a free port but neither candidate went in: a free port's buckets
+/// were both full, or the first candidate was lost to a race (another CPU
+/// reserved the same port, or took its free ways, between the search and
+/// the insert: the range may have many free ports) and the second was
+/// taken too. So lbd is told of exhaustion (`EVENT_NAT_PORTS_EXHAUSTED`,
+/// the warning to widen the range) only when the range is; a lost race
+/// was reported as exhaustion. (Searching again after a lost race would
+/// verify the search a second time, about 8,000 instructions.)
 #[inline(always)]
 pub fn reserve(
     scratch: &mut NatScratch,
@@ -74,24 +81,18 @@ pub fn reserve(
     lb_nat_search(source, hash, neutral);
     // SAFETY: a load from this CPU's slot, written by the search.
     let found = unsafe { read_volatile(addr_of_mut!(scratch.candidates)) };
-    // SAFETY: stores to this CPU's slot.
-    unsafe { write_volatile(addr_of_mut!(scratch.full), 0) };
-    if found >= 1 {
-        if let Some(port) = claim(scratch, 0) {
-            return Ok(port);
-        }
+    if found == 0 {
+        return Err(Counter::DropNatPortsExhausted);
+    }
+    if let Some(port) = claim(scratch, 0) {
+        return Ok(port);
     }
     if found >= 2 {
         if let Some(port) = claim(scratch, 1) {
             return Ok(port);
         }
     }
-    // SAFETY: a load from this CPU's slot.
-    if unsafe { read_volatile(addr_of_mut!(scratch.full)) } != 0 {
-        Err(Counter::DropNatTableFull)
-    } else {
-        Err(Counter::DropNatPortsExhausted)
-    }
+    Err(Counter::DropNatTableFull)
 }
 
 /// Probes `neutral` (network order) if the range holds it, then the
@@ -174,17 +175,13 @@ fn claim(scratch: &mut NatScratch, n: usize) -> Option<u16> {
     } else {
         table_hash(&scratch.reply_key)
     };
-    match table::insert(&scratch.reply_key, &scratch.reply, place) {
+    // Once: a way lost to another CPU's claim leaves the next candidate.
+    match table::insert::<false>(&scratch.reply_key, &scratch.reply, place) {
         Inserted::Yes(pos) => {
             scratch.reply_place = place;
             scratch.reply_pos = pos;
             Some(port)
         }
-        Inserted::Full => {
-            // SAFETY: a store to this CPU's slot.
-            unsafe { write_volatile(addr_of_mut!(scratch.full), 1) };
-            None
-        }
-        Inserted::Taken(_) | Inserted::Contended => None,
+        Inserted::Full | Inserted::Taken(_) | Inserted::Contended => None,
     }
 }

@@ -46,9 +46,6 @@ pub struct NatScratch {
     pub candidate_places: [u32; 2],
     /// How many it found (up to two), passed through memory.
     pub candidates: u32,
-    /// Non-zero when an attempt of the search found both of its buckets
-    /// full (passed through memory, as `candidates`).
-    pub full: u32,
     /// `bpf_fib_lookup` parameters and results.
     pub fib: bpf_fib_lookup,
     /// The flow key of an event about a next hop (the gateway to resolve).

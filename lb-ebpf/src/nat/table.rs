@@ -118,13 +118,15 @@ const FULL: u32 = 3 << 8;
 const CONTENDED: u32 = 4 << 8;
 
 /// Inserts `key` (table hash `place`) with `entry`, never beside another
-/// copy of it and never in place of another key (`flow_table::insert_new`).
+/// copy of it and never in place of another key (`flow_table::insert_new`;
+/// `RETRY` false: `insert_new_once`, for a caller with another key to try
+/// when a claim is lost, at half the verifier's cost of its claim).
 #[inline(always)]
-pub fn insert(key: &FlowKey, entry: &NatEntry, place: u32) -> Inserted {
+pub fn insert<const RETRY: bool>(key: &FlowKey, entry: &NatEntry, place: u32) -> Inserted {
     let Some(scratch) = NAT_SCRATCH.get_ptr_mut(0) else {
         return Inserted::Contended;
     };
-    lb_nat_insert(key, entry, place, scratch);
+    lb_nat_insert::<RETRY>(key, entry, place, scratch);
     // SAFETY: this CPU's slot, just written by `lb_nat_insert`.
     let answer = unsafe { core::ptr::read_volatile(core::ptr::addr_of!((*scratch).inserted)) };
     let pos = answer & 0xff;
@@ -142,11 +144,23 @@ pub fn insert(key: &FlowKey, entry: &NatEntry, place: u32) -> Inserted {
 /// once, not once per outcome. Key and entry are in this CPU's scratch
 /// slot.
 #[inline(never)]
-fn lb_nat_insert(key: &FlowKey, entry: &NatEntry, place: u32, scratch: *mut NatScratch) -> u32 {
+fn lb_nat_insert<const RETRY: bool>(
+    key: &FlowKey,
+    entry: &NatEntry,
+    place: u32,
+    scratch: *mut NatScratch,
+) -> u32 {
     let answer = match buckets_of(place) {
         // SAFETY: both are live elements of the table.
         Some((first, second)) => {
-            match unsafe { flow_table::insert_new(first, second, key, entry, place) } {
+            let claimed = if RETRY {
+                // SAFETY: as above.
+                unsafe { flow_table::insert_new(first, second, key, entry, place) }
+            } else {
+                // SAFETY: as above.
+                unsafe { flow_table::insert_new_once(first, second, key, entry, place) }
+            };
+            match claimed {
                 Claimed::Inserted { pos, .. } => INSERTED | (pos as u32 & 0x1f),
                 Claimed::Taken(pos) => TAKEN | (pos as u32 & 0x1f),
                 Claimed::Full => FULL,
@@ -238,6 +252,19 @@ pub fn holds_at(key: &FlowKey, place: u32, pos: u32) -> bool {
             key,
             place,
         )
+    }
+}
+
+/// Where the copy of a key (table hash `place`) that took out this
+/// program run's (`Inserted::Taken(NOWHERE)`) most likely stands
+/// (`flow_table::standing_copy`; `holds_at` confirms it): `NOWHERE` if
+/// nowhere.
+#[inline(always)]
+pub fn standing_copy(place: u32) -> u32 {
+    match buckets_of(place) {
+        // SAFETY: both are live elements of the table.
+        Some((first, second)) => unsafe { flow_table::standing_copy(first, second, place) as u32 },
+        None => NOWHERE as u32,
     }
 }
 

@@ -1,25 +1,31 @@
 //! Next hops by FIB: the same interface (bounced), a missing neighbour
-//! (dropped and named to lbd), a changed one (looked up again when the
+//! (dropped and named to lbd; at a refresh, a cached hop kept and used,
+//! in the tunnel modes too), a changed one (looked up again when the
 //! entry is touched), no route and every unusable one (blackhole,
 //! unreachable, prohibit, forwarding off); the route's MTU (a packet too
 //! big for it answered with ICMP or dropped, never taken for a missing
 //! route; at tc a GSO packet judged by its segments); and traffic that is
 //! no VIP's still passes.
 
+use std::net::IpAddr;
+
+use aya::maps::{PerCpuArray, PerCpuValues};
+use etherparse::{IpNumber, LinkHeader, NetHeaders, PacketHeaders};
 use lb_common::{
-    consts::{AF_INET, AF_INET6, EVENT_NO_NEIGHBOUR, EVENT_NO_ROUTE},
+    consts::{names, AF_INET, AF_INET6, EVENT_NO_NEIGHBOUR, EVENT_NO_ROUTE},
     stats::Counter,
-    NatEntry,
+    DataplaneEvent, FlowKey, Mode, NatEntry, TunnelHop,
 };
 use lb_tests::{
     natbed::{
-        addr, client_flow, nat_vip, neighbour_mac, words_to_addr, NatBed, BACKENDS4, BACKENDS6,
-        BEHIND_GATEWAY4, BEHIND_GATEWAY6, CLIENT4, CLIENT6, GATEWAY4, GATEWAY6, IN_DEV, IN_MAC,
-        NAT4, NAT6, OUT_DEV, OUT_MAC, SAME_IF4, SAME_IF6, UNROUTED4, UNROUTED6,
+        addr, client_flow, nat_vip, neighbour_mac, words_to_addr, FibNetns, NatBed, BACKENDS4,
+        BACKENDS6, BEHIND_GATEWAY4, BEHIND_GATEWAY6, CLIENT4, CLIENT6, GATEWAY4, GATEWAY6, IN_DEV,
+        IN_MAC, NAT4, NAT6, OUT_DEV, OUT_MAC, SAME_IF4, SAME_IF6, UNROUTED4, UNROUTED6,
     },
-    packet::{self, Flow, ACK, SYN},
+    packet::{self, Flow, ACK, CLIENT_MAC, SYN},
     support::ip,
     testbed::{flow_key, Hook, VIP4, VIP6},
+    tunnelbed::{tunnel_vip, TunnelBed},
 };
 use lb_userspace::{config::Protocol, reconcile::addr_words};
 
@@ -195,6 +201,236 @@ fn the_next_hop_is_looked_up_again_when_the_entry_is_touched(hook: Hook) {
         assert_eq!(touched.dmac, moved);
         assert_ne!(touched.last_seen_ns, 0, "touched");
     });
+}
+
+/// `key`'s entry (either direction's) aged past the touch interval, as
+/// time would: its next packet refreshes its next hop.
+fn age_entry(bed: &mut NatBed, key: &FlowKey) {
+    let entry = bed.bed.dataplane.nat().flow(key).expect("the entry to age");
+    let aged = NatEntry {
+        last_seen_ns: 0,
+        ..entry
+    };
+    bed.bed
+        .dataplane
+        .nat_mut()
+        .install_flow(key, &aged)
+        .expect("age");
+}
+
+/// Whether `events` name `next_hop` as missing on interface `ifindex`.
+fn names_next_hop(events: &[DataplaneEvent], next_hop: &str, ifindex: u32) -> bool {
+    let (words, family) = addr_words(addr(next_hop));
+    events.iter().any(|e| {
+        e.kind == EVENT_NO_NEIGHBOUR
+            && e.flow.dst == words
+            && e.flow.family == family
+            && e.flow.src[0] == ifindex
+    })
+}
+
+/// The kernel never refreshes a neighbour entry only XDP uses, so above
+/// `gc_thresh1` it collects it about a minute after it was made. A
+/// refresh of a live flow's next hop that then finds no neighbour entry
+/// (the route unchanged) keeps the hop its entry caches: the packet is
+/// sent with the cached MACs, in both directions, lbd is told to get the
+/// neighbour resolved, and nothing counts as dropped. A new flow to the
+/// same host, which has no cached hop, is still dropped and counted.
+fn a_refresh_without_a_neighbour_keeps_the_cached_next_hop(hook: Hook) {
+    let vips = vec![
+        nat_vip(
+            VIP4,
+            80,
+            Protocol::Tcp,
+            &[(BACKENDS4[0], Some(BACKEND_PORT))],
+            NAT4,
+            PORTS,
+        ),
+        nat_vip(
+            VIP6,
+            80,
+            Protocol::Tcp,
+            &[(BACKENDS6[0], Some(BACKEND_PORT))],
+            NAT6,
+            PORTS,
+        ),
+    ];
+    in_netns(hook, vips, |bed| {
+        let mut sent = 0;
+        for (vip, nat, client, backend) in [
+            (VIP4, NAT4, CLIENT4, BACKENDS4[0]),
+            (VIP6, NAT6, CLIENT6, BACKENDS6[0]),
+        ] {
+            let flow = client_flow(vip, 80, 40_060);
+            let key = flow_key(&flow, Protocol::Tcp);
+            let (verdict, _) = bed
+                .run_on(bed.in_if, &packet::tcp(&flow, SYN, None, b""))
+                .expect("syn");
+            assert_eq!(verdict, bed.verdicts.redirect, "{vip}");
+            let (forward, reply_key, _) = entries(bed, &key);
+            let back = Flow {
+                src: addr(backend),
+                dst: addr(nat),
+                sport: BACKEND_PORT,
+                dport: u16::from_be(forward.sport),
+            };
+            let answer = packet::tcp(&back, ACK, None, b"");
+            let (verdict, _) = bed.run_on(bed.out_if, &answer).expect("reply");
+            assert_eq!(verdict, bed.verdicts.redirect, "{vip}");
+            let reply = entries(bed, &key).2;
+            assert_eq!(reply.ifindex, bed.in_if, "the reply's hop cached");
+            sent += 2;
+            // Both neighbours collected, both entries due for a refresh.
+            ip(&["neigh", "del", backend, "dev", OUT_DEV]);
+            ip(&["neigh", "del", client, "dev", IN_DEV]);
+            age_entry(bed, &key);
+            age_entry(bed, &reply_key);
+            // Events of a kind are rate-limited to one a second per CPU.
+            std::thread::sleep(EVENT_GAP);
+            let segment = packet::tcp(&flow, ACK, None, b"");
+            let (verdict, out) = bed.run_on(bed.in_if, &segment).expect("ack");
+            assert_eq!(verdict, bed.verdicts.redirect, "{vip}: sent");
+            check(&out, &translated(&flow, &forward));
+            assert_eq!(&out[..6], &neighbour_mac(backend).expect("mac"));
+            let events = bed.bed.dataplane.drain_events();
+            assert!(
+                names_next_hop(&events, backend, bed.out_if),
+                "{vip}: lbd told to resolve {backend}: {events:?}"
+            );
+            let (refreshed, _, _) = entries(bed, &key);
+            assert_ne!(refreshed.last_seen_ns, 0, "{vip}: touched");
+            assert_eq!(
+                (
+                    refreshed.ifindex,
+                    refreshed.dmac,
+                    refreshed.smac,
+                    refreshed.mtu
+                ),
+                (forward.ifindex, forward.dmac, forward.smac, forward.mtu),
+                "{vip}: the cached hop kept"
+            );
+            std::thread::sleep(EVENT_GAP);
+            let (verdict, out) = bed.run_on(bed.out_if, &answer).expect("reply");
+            assert_eq!(verdict, bed.verdicts.redirect, "{vip}: reply sent");
+            check(
+                &out,
+                &Expected {
+                    smac: IN_MAC,
+                    dmac: CLIENT_MAC,
+                    src: addr(vip),
+                    dst: addr(client),
+                    sport: 80,
+                    dport: flow.sport,
+                    ttl: 63,
+                    udp_zero: false,
+                },
+            );
+            let events = bed.bed.dataplane.drain_events();
+            assert!(
+                names_next_hop(&events, client, bed.in_if),
+                "{vip}: lbd told to resolve {client}: {events:?}"
+            );
+            assert_eq!(entries(bed, &key).2.dmac, reply.dmac, "{vip}");
+            sent += 2;
+            assert_eq!(counter(bed, Counter::DropNoNeighbour), 0, "{vip}");
+            assert_eq!(
+                counter(bed, Counter::Forwarded) + counter(bed, Counter::ForwardedNatReply),
+                sent,
+                "{vip}"
+            );
+        }
+        // A new flow has no hop to keep: dropped, counted, as before.
+        for (dropped, vip) in (1..).zip([VIP4, VIP6]) {
+            let frame = packet::tcp(&client_flow(vip, 80, 40_061), SYN, None, b"");
+            let (verdict, out) = bed.run_on(bed.in_if, &frame).expect("syn");
+            assert_eq!(verdict, bed.verdicts.drop, "{vip}");
+            assert_eq!(out, frame, "a dropped frame is not rewritten");
+            assert_eq!(counter(bed, Counter::DropNoNeighbour), dropped, "{vip}");
+        }
+    });
+}
+
+/// The tunnel modes look their next hops up through the same core
+/// (`fib::run`): a backend's cached hop whose refresh finds no neighbour
+/// entry (the route unchanged) is kept too, and the flow's packets are
+/// still wrapped and sent with its MACs; lbd is told, nothing dropped.
+fn a_tunnel_refresh_without_a_neighbour_keeps_the_cached_next_hop(hook: Hook) {
+    let netns = FibNetns::new().expect("namespace");
+    let in_if = netns.ifindex(IN_DEV).expect("in0");
+    let out_if = netns.ifindex(OUT_DEV).expect("out0");
+    netns
+        .run(move || {
+            // The hop cache is per CPU: every run on the same one.
+            lb_tests::bench::xdp::pin_to_cpu(0).expect("pin to CPU 0");
+            let backend = BACKENDS4[0];
+            let vips = vec![tunnel_vip(VIP4, 80, Protocol::Tcp, &[backend], Mode::Ipip)];
+            let mut bed = TunnelBed::new(hook, &vips, in_if, out_if).expect("bed");
+            let id = bed.backend_id(&vips[0], addr(backend)).expect("id");
+            let flow = client_flow(VIP4, 80, 40_062);
+            let (verdict, _) = bed
+                .run_on(in_if, &packet::tcp(&flow, SYN, None, b""))
+                .expect("syn");
+            assert_eq!(verdict, bed.verdicts().redirect);
+            ip(&["neigh", "del", backend, "dev", OUT_DEV]);
+            // Stale, as a second later: the next packet looks it up again.
+            let mut hops = bed.hops(id).expect("hops");
+            let cached = hops[0];
+            assert_ne!(cached.resolved_ns, 0, "looked up on CPU 0");
+            hops[0].resolved_ns = 1;
+            let mut map: PerCpuArray<_, TunnelHop> = PerCpuArray::try_from(
+                bed.nat
+                    .bed
+                    .dataplane
+                    .ebpf_mut()
+                    .map_mut(names::MAP_TUNNEL_HOPS)
+                    .expect("the hop cache"),
+            )
+            .expect("a per-CPU array");
+            map.set(id, PerCpuValues::try_from(hops).expect("values"), 0)
+                .expect("age the hop");
+            let (verdict, out) = bed
+                .run_on(in_if, &packet::tcp(&flow, ACK, None, b""))
+                .expect("ack");
+            assert_eq!(verdict, bed.verdicts().redirect, "sent");
+            let headers = PacketHeaders::from_ethernet_slice(&out).expect("etherparse");
+            let Some(LinkHeader::Ethernet2(eth)) = &headers.link else {
+                panic!("no Ethernet header");
+            };
+            assert_eq!(
+                (eth.source, eth.destination),
+                (OUT_MAC, neighbour_mac(backend).expect("mac")),
+                "the cached hop's MACs"
+            );
+            let Some(NetHeaders::Ipv4(outer, _)) = &headers.net else {
+                panic!("no outer IPv4 header");
+            };
+            assert_eq!(IpAddr::from(outer.destination), addr(backend));
+            assert_eq!(outer.protocol, IpNumber::IPV4, "IPIP");
+            let kept = bed.hops(id).expect("hops")[0];
+            assert!(kept.resolved_ns > 1, "asked again an interval later");
+            assert_eq!(
+                (
+                    kept.ifindex,
+                    kept.dmac,
+                    kept.smac,
+                    kept.mtu,
+                    kept.generation
+                ),
+                (
+                    cached.ifindex,
+                    cached.dmac,
+                    cached.smac,
+                    cached.mtu,
+                    cached.generation
+                ),
+            );
+            let events = bed.nat.bed.dataplane.drain_events();
+            assert!(names_next_hop(&events, backend, out_if), "{events:?}");
+            let counter = |c| bed.nat.bed.counter(c).expect("counter");
+            assert_eq!(counter(Counter::DropNoNeighbour), 0);
+            assert_eq!(counter(Counter::TunnelEncap), 2);
+        })
+        .expect("the test body (see its panic above)");
 }
 
 /// A backend no route leads to: dropped, counted, reported.
@@ -549,4 +785,6 @@ lb_tests::on_both_hooks!(
     no_route_drops_and_reports,
     other_traffic_still_passes,
     the_next_hop_is_looked_up_again_when_the_entry_is_touched,
+    a_refresh_without_a_neighbour_keeps_the_cached_next_hop,
+    a_tunnel_refresh_without_a_neighbour_keeps_the_cached_next_hop,
 );

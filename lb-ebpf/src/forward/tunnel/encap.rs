@@ -226,7 +226,7 @@ fn try_send<C: Hook>(ctx: &C, job: &Job, backend: &Backend) -> Result<Outcome, C
     } else {
         IPPROTO_IPV6
     };
-    let route = TunnelRoute {
+    let mut route = TunnelRoute {
         family: if outer_v4 {
             AF_INET
         } else {
@@ -236,8 +236,9 @@ fn try_send<C: Hook>(ctx: &C, job: &Job, backend: &Backend) -> Result<Outcome, C
         src: &src,
         dst: &backend.addr,
         ifindex: job.ifindex,
+        cached: 0,
     };
-    let hop = hop::get(ctx, job.backend_id, backend, &route, key, job.now)?;
+    let hop = hop::get(ctx, job.backend_id, backend, &mut route, key, job.now)?;
     let overhead = tunnel::overhead(gue, backend.family);
     let gso = ctx.gso_size();
     // The packet's own length first: only one too long asks what it is

@@ -3,13 +3,15 @@
 //! lookup. It is looked up again when older than
 //! `FLOW_TOUCH_INTERVAL_NS` (routes and neighbours change) or when the
 //! backend id names a new backend (`Backend::generation`). A failed
-//! lookup is not cached: the next packet tries again.
+//! lookup is not cached: the next packet tries again; but one that finds
+//! no neighbour entry for the route of a hop still cached for the same
+//! backend keeps that hop and uses it (`fib::run`: the kernel collects
+//! neighbour entries only XDP uses), until the next interval's lookup.
 
 use aya_ebpf::helpers::bpf_ktime_get_coarse_ns;
 use lb_common::{consts::FLOW_TOUCH_INTERVAL_NS, stats::Counter, Backend, FlowKey, TunnelHop};
 
 use crate::{
-    copy,
     fib::{self, TunnelRoute},
     hook::Hook,
     maps::TUNNEL_HOPS,
@@ -35,16 +37,18 @@ fn fresh(hop: &TunnelHop, generation: u32, now: u64) -> bool {
         && now.saturating_sub(hop.resolved_ns) <= FLOW_TOUCH_INTERVAL_NS
 }
 
-/// The cached next hop of `backend_id`, refreshed from the FIB (`route`)
-/// when stale; `now`: the time the connection table read for this packet
-/// (0: read it here). Errors: the FIB's drop counter (`DropNoNeighbour` with
-/// the next-hop event, `DropNoRoute`).
+/// The cached next hop of `backend_id`, refreshed from the FIB (`route`,
+/// whose `cached` this sets) when stale; `now`: the time the connection
+/// table read for this packet (0: read it here). Errors: the FIB's drop
+/// counter (`DropNoNeighbour` with the next-hop event, `DropNoRoute`); a
+/// stale hop of the same backend without a neighbour entry now is kept,
+/// not dropped (see the module docs).
 #[inline(always)]
 pub fn get<C: Hook>(
     ctx: &C,
     backend_id: u32,
     backend: &Backend,
-    route: &TunnelRoute,
+    route: &mut TunnelRoute,
     key: &FlowKey,
     now: u64,
 ) -> Result<&'static TunnelHop, Counter> {
@@ -62,13 +66,17 @@ pub fn get<C: Hook>(
     if fresh(hop, backend.generation, now) {
         return Ok(hop);
     }
-    let next = fib::resolve_tunnel(ctx, route, u32::from(backend.vip_id), key)?;
-    hop.ifindex = next.ifindex;
-    hop.mtu = next.mtu;
-    hop.dmac = copy::mac(&next.dmac);
-    hop.smac = copy::mac(&next.smac);
+    // The hop to keep if only its neighbour entry is missing: one looked
+    // up for this backend (not another the id named before).
+    route.cached = if hop.resolved_ns != 0 && hop.generation == backend.generation {
+        hop.ifindex
+    } else {
+        0
+    };
+    fib::resolve_tunnel(ctx, route, u32::from(backend.vip_id), key, hop)?;
     hop.generation = backend.generation;
-    // Never 0 ("never looked up"), even on a clock that just started.
+    // Never 0 ("never looked up"), even on a clock that just started. A
+    // kept hop too: asked again an interval later, as a NAT entry's.
     hop.resolved_ns = now | 1;
     Ok(hop)
 }

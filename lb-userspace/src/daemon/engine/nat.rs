@@ -481,10 +481,15 @@ impl Engine {
                 if action.probe {
                     crate::netlink::probe_on(gateway, probe_interface(event, self.interface.index));
                 }
+                // Info, not a warning: the kernel collects a neighbour entry
+                // only the data plane uses (its use does not refresh it)
+                // about once a minute, and flows with a next hop cached go
+                // on forwarding through it meanwhile. Drops show in
+                // drop_no_neighbour.
                 if action.log {
-                    warn!(
+                    info!(
                         %vip, next_hop = %gateway,
-                        "data plane: the next hop has no neighbour entry; lbd makes the kernel resolve it, packets are dropped until it answers (drop_no_neighbour; logged once a minute per next hop). If it persists, check that {gateway} is reachable (ip neigh show {gateway})"
+                        "data plane: the next hop has no neighbour entry; lbd makes the kernel resolve it. Flows with this next hop cached keep forwarding through it; packets with none are dropped until it answers (drop_no_neighbour; logged once a minute per next hop). If drops persist, check that {gateway} is reachable (ip neigh show {gateway})"
                     );
                 }
                 true
