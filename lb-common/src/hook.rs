@@ -42,13 +42,16 @@ impl fmt::Display for Attach {
 /// native XDP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub enum XdpMode {
-    /// Native (driver) mode, falling back to generic mode with a warning.
+    /// Native (driver) mode, falling back to generic mode with a warning,
+    /// or to the tc hook where NAT or tunnelled VIPs are configured (generic
+    /// XDP cannot translate their packets).
     #[default]
     Auto,
     /// Native (driver) mode only; attaching fails if the driver lacks XDP
     /// support.
     Native,
-    /// Generic (skb) mode: works everywhere, slower.
+    /// Generic (skb) mode: works everywhere, slower; DSR-L2 VIPs only
+    /// (lbd refuses it with NAT or tunnelled VIPs).
     Generic,
 }
 

@@ -13,7 +13,8 @@
 //! interface = "eth0"
 //! # Hook: "xdp" (default) or "tc" (a tc ingress program, for interfaces without XDP).
 //! attach = "xdp"
-//! # With attach = "xdp": "auto" (default): native (driver) mode, falling back to generic with a warning; "native"; "generic".
+//! # With attach = "xdp": "auto" (default): native (driver) mode, falling back to generic with a warning
+//! # (to tc when a nat/ipip/gue VIP is configured); "native"; "generic" (dsr-l2 VIPs only).
 //! xdp_mode = "auto"
 //! # Connection table size (flows), default 262144, range 1024..=16777216.
 //! conntrack_size = 262144

@@ -18,8 +18,9 @@ use lb_common::consts::names;
 use tracing::{debug, info, warn};
 
 use super::{
-    adopt::CarryPhase, program_error, retry_interrupted, Dataplane, DataplaneError, Hooked,
-    Released, Result,
+    adopt::CarryPhase,
+    hook_choice::{HookChoice, Translating},
+    program_error, retry_interrupted, Dataplane, DataplaneError, Hooked, Released, Result,
 };
 use crate::{
     config::{Attach, XdpMode as ConfigXdpMode},
@@ -45,16 +46,20 @@ pub(super) enum Attachment {
 
 impl Dataplane {
     /// Attaches the balancer to `interface`. `Auto` tries native (driver)
-    /// mode and falls back to generic with a warning. With a pin directory,
-    /// a link a previous lbd pinned for this interface is taken over: the
-    /// new program replaces the old one atomically (no packet sees no
-    /// program), in the mode the link was made with if that is the
-    /// configured one (`Auto` takes either); otherwise a new link is made
-    /// and pinned. `running` is the program the interface runs now, with
-    /// its mode, to tell a live pinned link from a stale one. Returns the
-    /// mode used (None: kept from the pinned link). The caller finishes
-    /// the adoption (`finish_adoption`) once the previous lbd's other
-    /// hooks are gone too (`remove_other_hook`, `remove_other_interfaces`);
+    /// mode and falls back to generic with a warning, or to the tc hook
+    /// where VIPs translate (`translating`: NAT or tunnelled VIPs, which
+    /// generic XDP cannot serve, see `dataplane::hook_choice`); `Generic`
+    /// is refused there. With a pin directory, a link a previous lbd
+    /// pinned for this interface is taken over: the new program replaces
+    /// the old one atomically (no packet sees no program), in the mode the
+    /// link was made with if that is the configured one (`Auto` takes
+    /// either, but for a generic link where VIPs translate: tc then, and
+    /// the caller's `remove_other_hook` removes the XDP link); otherwise a
+    /// new link is made and pinned. `running` is the program the interface
+    /// runs now, with its mode, to tell a live pinned link from a stale
+    /// one. Returns the hook used. The caller finishes the adoption
+    /// (`finish_adoption`) once the previous lbd's other hooks are gone
+    /// too (`remove_other_hook` with that hook, `remove_other_interfaces`);
     /// the NAT flows a previous lbd's program opened since the load are
     /// carried over first.
     pub fn attach(
@@ -62,12 +67,21 @@ impl Dataplane {
         interface: &str,
         mode: ConfigXdpMode,
         running: Option<(u32, ConfigXdpMode)>,
-    ) -> Result<Option<ConfigXdpMode>> {
+        translating: &Translating,
+    ) -> Result<Hooked> {
         // Read at the start of every lbd, whatever its hook: checks
         // through a tunnel attach a tc program at XDP too.
         tc_path(names::PROG_TC_HC_ENCAP)?;
         self.carry_legacy_nat(CarryPhase::Attaching);
-        self.attach_xdp(interface, mode, running)
+        match self.attach_xdp(interface, mode, running, translating)? {
+            AtXdp::Xdp(used) => Ok(Hooked::Xdp(
+                used.or(running.map(|(_, was)| was)).unwrap_or(mode),
+            )),
+            AtXdp::Tc => {
+                let running = tcx_ingress_programs(interface);
+                self.attach_tc(interface, &running)
+            }
+        }
     }
 
     fn attach_xdp(
@@ -75,25 +89,41 @@ impl Dataplane {
         interface: &str,
         mode: ConfigXdpMode,
         running: Option<(u32, ConfigXdpMode)>,
-    ) -> Result<Option<ConfigXdpMode>> {
+        translating: &Translating,
+    ) -> Result<AtXdp> {
         let Some(path) = self.pins.as_ref().map(|p| p.link_path(interface)) else {
-            return self.attach_xdp_anew(interface, mode).map(Some);
+            return self.attach_xdp_anew(interface, mode, Some(translating));
         };
         let running_id = running.map(|(id, _)| id);
         let Some(link) = live_pinned_link(&path, interface, "XDP", |id| Some(id) == running_id)?
         else {
-            return self.attach_xdp_anew(interface, mode).map(Some);
+            return self.attach_xdp_anew(interface, mode, Some(translating));
         };
         let Some(was) = running
             .map(|(_, was)| was)
             .filter(|was| !mode_fits(mode, *was))
         else {
+            // A generic link a previous lbd left (`auto` fell back, or
+            // `generic`) is kept only where no VIP translates.
+            if running.is_some_and(|(_, was)| was == ConfigXdpMode::Generic) {
+                match translating.choose(mode, false) {
+                    HookChoice::Tc => {
+                        warn!(%interface, vips = %translating.names(), "the pinned XDP link runs in generic (skb) mode, which cannot translate packets for NAT or tunnelled VIPs (it may be handed partial checksums or GSO packets): attaching at tc ingress instead (the same packet path); the XDP link is removed once the tc program runs");
+                        return Ok(AtXdp::Tc);
+                    }
+                    HookChoice::Refuse => {
+                        return Err(DataplaneError::GenericXdpRefused(
+                            translating.refusal("xdp_mode = \"generic\" refused"),
+                        ))
+                    }
+                    HookChoice::Generic | HookChoice::Native => {}
+                }
+            }
             let link = self.take_over_link(link, &path, interface)?;
             self.attached = Some((interface.to_owned(), link));
-            return Ok(None);
+            return Ok(AtXdp::Xdp(None));
         };
-        self.reattach_in_mode(interface, link, &path, was, mode)
-            .map(Some)
+        self.reattach_in_mode(interface, link, &path, was, mode, translating)
     }
 
     /// The pinned link on `interface` runs the previous program in mode
@@ -111,17 +141,20 @@ impl Dataplane {
         path: &std::path::Path,
         was: ConfigXdpMode,
         mode: ConfigXdpMode,
-    ) -> Result<ConfigXdpMode> {
+        translating: &Translating,
+    ) -> Result<AtXdp> {
         info!(%interface, running = %was, configured = %mode, "xdp_mode changed: the pinned XDP link runs in another mode; attaching the program anew in the configured mode");
         let bridge = self.tc_bridge(interface);
         remove_pin(path)?;
         drop(old);
-        let attached = self.attach_xdp_anew(interface, mode);
+        let attached = self.attach_xdp_anew(interface, mode, Some(translating));
         let result = match attached {
             Ok(used) => Ok(used),
             Err(error) => {
                 warn!(%interface, %error, mode = %mode, "attaching XDP in the configured mode failed; attaching it again in {was} mode, as before");
-                match self.attach_xdp_anew(interface, was) {
+                // What ran before comes back as it was (lbd then exits
+                // with the error).
+                match self.attach_xdp_anew(interface, was, None) {
                     Ok(_) => Err(error),
                     Err(again) => {
                         warn!(%interface, error = %again, "attaching XDP again in {was} mode failed too: the interface runs no XDP program");
@@ -178,21 +211,43 @@ impl Dataplane {
     }
 
     /// Makes a new XDP link on `interface` in `mode` (pinned with a pin
-    /// directory). Returns the mode used.
-    fn attach_xdp_anew(&mut self, interface: &str, mode: ConfigXdpMode) -> Result<ConfigXdpMode> {
+    /// directory). Returns the mode used, or that the tc hook is to be
+    /// used instead (`Auto` without native XDP where VIPs translate, see
+    /// `dataplane::hook_choice`); `Generic` is refused there. Without
+    /// `translating` (putting back what ran before) nothing is checked.
+    fn attach_xdp_anew(
+        &mut self,
+        interface: &str,
+        mode: ConfigXdpMode,
+        translating: Option<&Translating>,
+    ) -> Result<AtXdp> {
+        let choice = |native_available: bool| {
+            translating.map_or(HookChoice::Generic, |t| t.choose(mode, native_available))
+        };
+        if let (HookChoice::Refuse, Some(translating)) = (choice(false), translating) {
+            return Err(DataplaneError::GenericXdpRefused(
+                translating.refusal("xdp_mode = \"generic\" refused"),
+            ));
+        }
         let program = xdp_program(&mut self.ebpf, names::PROG_LB)?;
         let (link, used) = match mode {
             ConfigXdpMode::Native => (program.attach(interface, XdpMode::Driver), mode),
             ConfigXdpMode::Generic => (program.attach(interface, XdpMode::Skb), mode),
             ConfigXdpMode::Auto => match program.attach(interface, XdpMode::Driver) {
                 Ok(link) => (Ok(link), ConfigXdpMode::Native),
-                Err(error) => {
-                    warn!(%interface, %error, "native XDP attach failed; falling back to generic (skb) mode, which is much slower and sees GRO aggregates (NAT and tunnelled VIPs redirect them to other interfaces only up to those interfaces' MTU: turn GRO off on this interface, or use attach = \"tc\")");
-                    (
-                        program.attach(interface, XdpMode::Skb),
-                        ConfigXdpMode::Generic,
-                    )
-                }
+                Err(error) => match (choice(false), translating) {
+                    (HookChoice::Tc, Some(translating)) => {
+                        warn!(%interface, %error, vips = %translating.names(), "native XDP attach failed, and generic (skb) XDP cannot translate packets for NAT or tunnelled VIPs (it may be handed partial checksums or GSO packets, which it would send out wrong): attaching at tc ingress instead (the same packet path, with the kernel's checksum helpers)");
+                        return Ok(AtXdp::Tc);
+                    }
+                    _ => {
+                        warn!(%interface, %error, "native XDP attach failed; falling back to generic (skb) mode, which is much slower (serving DSR-L2 VIPs only: a NAT or tunnelled VIP added while it runs is refused)");
+                        (
+                            program.attach(interface, XdpMode::Skb),
+                            ConfigXdpMode::Generic,
+                        )
+                    }
+                },
             },
         };
         let link = link.map_err(|e| program_error("attaching", names::PROG_LB, e))?;
@@ -202,7 +257,7 @@ impl Dataplane {
             None => Attachment::Owned(link),
         };
         self.attached = Some((interface.to_owned(), attachment));
-        Ok(used)
+        Ok(AtXdp::Xdp(Some(used)))
     }
 
     /// Attaches the tc program to `interface`'s ingress, as `attach`
@@ -573,6 +628,15 @@ impl Dataplane {
         }
         Ok(removed)
     }
+}
+
+/// Where `attach_xdp` left the balancer.
+enum AtXdp {
+    /// At XDP, in this mode (None: kept from the pinned link).
+    Xdp(Option<ConfigXdpMode>),
+    /// Nowhere yet: the tc hook is to be used instead (VIPs translate,
+    /// see `dataplane::hook_choice`).
+    Tc,
 }
 
 /// Whether an XDP link running in mode `running` serves `configured`:
