@@ -181,6 +181,11 @@ pub mod names {
     pub const GLOBAL_HALF_OPEN_BUCKET_MASK: &str = "HALF_OPEN_BUCKET_MASK";
     /// Node-wide settings (`LbConfig`, one entry).
     pub const MAP_CONFIG: &str = "CONFIG";
+    /// The connection table's idle horizons (one `u64`,
+    /// `flow_table::idle_horizons_word`), written by lbd from
+    /// `tcp_idle_timeout_s` and `udp_idle_timeout_s` at start and reload.
+    /// Not pinned: each lbd writes its own before its program runs.
+    pub const MAP_IDLE_HORIZONS: &str = "IDLE_HORIZONS";
     /// Per-CPU `stats::CpuState`, one entry: the node counters per
     /// `stats::Counter` and the packet in flight's state.
     pub const MAP_PACKET_STATE: &str = "PACKET_STATE";

@@ -136,6 +136,14 @@ pub static TUNNEL_HOPS: PerCpuArray<TunnelHop> = PerCpuArray::with_max_entries(M
 #[map]
 pub static CONFIG: Array<LbConfig> = Array::with_max_entries(1, 0);
 
+/// The connection table's idle horizons (one entry,
+/// `flow_table::idle_horizons_word`: zero reads as the defaults), written
+/// by lbd; read by `conntrack::idle_horizons` only where a flow's age
+/// decides something. A map of its own, not a field of `CONFIG`: that
+/// map is pinned, and a new size would start it afresh at an upgrade.
+#[map]
+pub static IDLE_HORIZONS: Array<u64> = Array::with_max_entries(1, 0);
+
 /// Per-CPU traffic per VIP id.
 #[map]
 pub static VIP_STATS: PerCpuArray<TrafficCounters> =

@@ -518,3 +518,57 @@ fn a_dump_that_would_not_load_as_the_file_fails() {
     let (code, _, err) = lbctl_outcome(&lab, &["config", "dump"]);
     assert_eq!(code, 0, "{err}");
 }
+
+/// The data plane's idle horizons, as lbd `pid` wrote them.
+fn idle_horizons_of(pid: u32) -> u64 {
+    let map = lb_tests::lbd_maps::open_map(pid, lb_common::consts::names::MAP_IDLE_HORIZONS)
+        .expect("IDLE_HORIZONS");
+    let array = aya::maps::Array::<_, u64>::try_from(aya::maps::Map::Array(map)).expect("an array");
+    array.get(&0, 0).expect("its entry")
+}
+
+/// The word lbd writes for idle timeouts of `tcp_s` and `udp_s` seconds.
+fn horizons_word(tcp_s: u64, udp_s: u64) -> u64 {
+    use lb_common::flow_table::{horizon_ticks, idle_horizons_word};
+    idle_horizons_word(
+        horizon_ticks(tcp_s * 1_000_000_000),
+        horizon_ticks(udp_s * 1_000_000_000),
+    )
+}
+
+/// `tcp_idle_timeout_s` and `udp_idle_timeout_s` reach the data plane (a
+/// SYN on an idle tuple, a UDP flow's next packet and eviction judge
+/// flows by them) when lbd starts, and again when a reload changes them;
+/// a refused file changes nothing.
+#[test]
+fn the_idle_timeouts_reach_the_data_plane_at_start_and_at_a_reload() {
+    let mut lab = Lab::start(1).expect("lab");
+    lab.wait_for_backends().expect("nginx up");
+    let base = lab.lbd_config_for(&["b1"], "");
+    let with = |tcp: u64, udp: u64| {
+        base.replacen(
+            "conntrack_size = 65536\n",
+            &format!(
+                "conntrack_size = 65536\ntcp_idle_timeout_s = {tcp}\nudp_idle_timeout_s = {udp}\n"
+            ),
+            1,
+        )
+    };
+    let pid = lab.start_lbd(&with(600, 40)).expect("lbd");
+    assert_eq!(idle_horizons_of(pid), horizons_word(600, 40), "at start");
+    lab.write_lbd_config(&with(1200, 20)).expect("config");
+    lbctl_ok(&lab, &["reload"]);
+    assert_eq!(
+        idle_horizons_of(pid),
+        horizons_word(1200, 20),
+        "after the reload"
+    );
+    lab.write_lbd_config(&with(1200, 20).replacen("[[vip]]", "[[vip]]\nbogus = 1", 1))
+        .expect("config");
+    assert!(!lab.lbctl(&["reload"]).expect("lbctl").status.success());
+    assert_eq!(
+        idle_horizons_of(pid),
+        horizons_word(1200, 20),
+        "a refused reload"
+    );
+}

@@ -69,19 +69,27 @@ pub(super) unsafe fn scan<V>(bucket: *mut Bucket<V>, key: &FlowKey, fp: u32) -> 
     out
 }
 
-/// The lowest `victim_order` of `bucket`'s ways.
+/// The lowest `victim_order_within` (`horizons`) of `bucket`'s ways, and
+/// the tag of the (first) way that has it. The tag names the way (its
+/// version holds the way's number) and the flow in it: the claim takes
+/// the way holding that tag still, without working out any order again.
 ///
 /// # Safety
 /// `bucket` must point to a live bucket of the table.
 #[inline(always)]
-pub(super) unsafe fn best_victim<V>(bucket: *mut Bucket<V>, now_ticks: u32) -> u32 {
-    let mut best = u32::MAX;
+pub(super) unsafe fn best_victim<V>(
+    bucket: *mut Bucket<V>,
+    now_ticks: u32,
+    horizons: u64,
+) -> (u32, u64) {
+    let mut best = (u32::MAX, 0);
     let mut way = 0;
     while way < FLOW_WAYS {
         // SAFETY: per the caller's contract.
-        let order = victim_order(unsafe { tag_at(bucket, way) }.load(), now_ticks);
-        if order < best {
-            best = order;
+        let tag = unsafe { tag_at(bucket, way) }.load();
+        let order = victim_order_within(tag, now_ticks, horizons);
+        if order < best.0 {
+            best = (order, tag);
         }
         way += 1;
     }
@@ -173,7 +181,32 @@ pub unsafe fn find_or_insert<V: Copy>(
 ) -> Placed {
     // The data plane's flow was seen now: its rank's tick is the clock.
     // SAFETY: per the caller's contract.
-    unsafe { find_or_insert_ranked(first, second, key, entry, (rank, None), hash) }
+    unsafe {
+        find_or_insert_ranked(first, second, key, entry, (rank, None), hash, || {
+            DEFAULT_IDLE_HORIZONS
+        })
+    }
+}
+
+/// `find_or_insert` with the idle horizons `horizons()` returns (packed
+/// as `DEFAULT_IDLE_HORIZONS`; the data plane's, as lbd wrote them):
+/// asked only when both buckets are full, where the eviction order needs
+/// them (a flow idle past its class's horizon goes before any live one),
+/// so an insert with room reads nothing more.
+///
+/// # Safety
+/// `first` and `second` must point to live buckets of the table.
+#[inline(always)]
+pub unsafe fn find_or_insert_within<V: Copy>(
+    first: *mut Bucket<V>,
+    second: *mut Bucket<V>,
+    key: &FlowKey,
+    entry: &V,
+    (rank, hash): (u32, u32),
+    horizons: impl Fn() -> u64,
+) -> Placed {
+    // SAFETY: per the caller's contract.
+    unsafe { find_or_insert_ranked(first, second, key, entry, (rank, None), hash, horizons) }
 }
 
 /// `find_or_insert` for a flow last seen before now (lbd's inserts: a
@@ -200,7 +233,17 @@ pub unsafe fn find_or_insert_at<V: Copy>(
     hash: u32,
 ) -> Placed {
     // SAFETY: per the caller's contract.
-    unsafe { find_or_insert_ranked(first, second, key, entry, (rank, Some(now_ticks)), hash) }
+    unsafe {
+        find_or_insert_ranked(
+            first,
+            second,
+            key,
+            entry,
+            (rank, Some(now_ticks)),
+            hash,
+            || DEFAULT_IDLE_HORIZONS,
+        )
+    }
 }
 
 /// Whether an insert with rank word `rank` at `now_ticks` (see
@@ -221,7 +264,7 @@ pub unsafe fn has_room_at<V>(
     let now_ticks = now_ticks & TICK_MASK;
     // SAFETY: per the caller's contract.
     unsafe {
-        best_victim(first, now_ticks) < evict_limit(rank, now_ticks)
+        best_victim(first, now_ticks, DEFAULT_IDLE_HORIZONS).0 < evict_limit(rank, now_ticks)
             || (0..FLOW_WAYS).any(|way| tag_state(tag_at(second, way).load()) == TAG_EMPTY)
     }
 }
@@ -230,7 +273,8 @@ pub unsafe fn has_room_at<V>(
 /// the data plane's inserts (the rank's own tick, any way but a writer's
 /// evicted as `evict_below` says), or lbd's (`find_or_insert_at`). Both
 /// worked out only where a full bucket needs them, so the data plane's
-/// code is what it was before lbd's clock was added.
+/// code is what it was before lbd's clock was added; so are the idle
+/// horizons (`horizons()`, see `find_or_insert_within`).
 ///
 /// # Safety
 /// `first` and `second` must point to live buckets of the table.
@@ -242,6 +286,7 @@ unsafe fn find_or_insert_ranked<V: Copy>(
     entry: &V,
     (rank, clock): (u32, Option<u32>),
     hash: u32,
+    horizons: impl Fn() -> u64,
 ) -> Placed {
     let fp = fingerprint(hash);
     let two = second != first;
@@ -277,11 +322,14 @@ unsafe fn find_or_insert_ranked<V: Copy>(
                 None => (rank >> 2, evict_below(rank)),
                 Some(now) => (now & TICK_MASK, evict_limit(rank, now)),
             };
-            let best = best_victim(first, now_ticks);
+            let horizons = horizons();
+            let (best, held) = best_victim(first, now_ticks, horizons);
             if best >= below {
                 return Placed::Contended;
             }
-            let victim = |tag: u64| victim_order(tag, now_ticks) == best;
+            // The way still as it was seen (else another CPU has taken or
+            // refreshed it: `Contended`, as a lost CAS).
+            let victim = |tag: u64| tag == held;
             (claim_way(first, key, entry, fp, rank, victim), 0)
         }
     };

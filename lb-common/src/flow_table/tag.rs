@@ -25,8 +25,15 @@ pub(super) const RANK_SHIFT: u32 = 32;
 pub const CLASS_CLOSED: u32 = 0;
 /// Flow class: a TCP SYN seen, no ACK from the client yet.
 pub const CLASS_HALF_OPEN: u32 = 1;
-/// Flow class: an established TCP flow, or UDP.
+/// Flow class: an established TCP flow (and a UDP flow that lbd
+/// installed: its installs rank by `class_of`, which knows no protocol;
+/// the data plane's next packet of it ranks it `CLASS_DATAGRAM`).
 pub const CLASS_ESTABLISHED: u32 = 2;
+/// Flow class: a flow of any protocol but TCP (UDP), which has no
+/// handshake and no close: idle past the datagram horizon
+/// (`udp_horizon`), it is over. Its own class so that eviction, which
+/// reads nothing but the bucket's header, can hold it to that horizon.
+pub const CLASS_DATAGRAM: u32 = 3;
 pub(super) const CLASS_MASK: u32 = 3;
 /// Rank ticks are `ns >> TICK_SHIFT` (16.8 ms), kept in 30 bits (208 days
 /// before they wrap; ages are taken modulo that).
@@ -36,8 +43,59 @@ pub const TICK_MASK: u32 = 0x3fff_ffff;
 /// A half-open flow idle this long (ticks, ~10 s) is expired.
 pub const HALF_OPEN_IDLE_TICKS: u32 = (10_000_000_000u64 >> TICK_SHIFT) as u32;
 /// An established flow idle this long (ticks, ~15 min, IPVS's TCP
-/// established timeout) is expired: evicted before any live flow.
+/// established timeout) is expired: evicted before any live flow. The
+/// data plane's horizon for both classes while no lbd has written
+/// others (`idle_horizons_word`), and lbd's own (`victim_order`).
 pub const ESTABLISHED_IDLE_TICKS: u32 = (900_000_000_000u64 >> TICK_SHIFT) as u32;
+
+/// Both idle horizons in one word, as `victim_order_within` takes them:
+/// `CLASS_ESTABLISHED`'s (TCP) in the high 32 bits, `CLASS_DATAGRAM`'s
+/// (UDP) in the low 32, in rank ticks.
+pub const DEFAULT_IDLE_HORIZONS: u64 =
+    ((ESTABLISHED_IDLE_TICKS as u64) << 32) | ESTABLISHED_IDLE_TICKS as u64;
+
+/// The shortest idle horizon the data plane is given: twice
+/// `FLOW_TOUCH_INTERVAL_NS`. A flow's rank is refreshed at most once per
+/// touch interval, so with a horizon as short as that a flow whose
+/// packets come every second could look idle between two of them (and
+/// a UDP flow be re-picked while in use); the data plane also skips the
+/// horizon for a flow seen within the interval.
+pub const MIN_IDLE_HORIZON_NS: u64 = 2 * crate::consts::FLOW_TOUCH_INTERVAL_NS;
+
+/// Rank ticks of an idle timeout of `ns`, as the data plane is given it:
+/// at least `MIN_IDLE_HORIZON_NS`, at most the ages `victim_order` tells
+/// apart (2^28 ticks: 52 days).
+#[inline(always)]
+pub const fn horizon_ticks(ns: u64) -> u32 {
+    let ns = if ns < MIN_IDLE_HORIZON_NS {
+        MIN_IDLE_HORIZON_NS
+    } else {
+        ns
+    };
+    let ticks = ns >> TICK_SHIFT;
+    if ticks > 0x0fff_ffff {
+        0x0fff_ffff
+    } else {
+        ticks as u32
+    }
+}
+
+/// The word lbd writes to the data plane's `IDLE_HORIZONS` for horizons
+/// of `tcp` and `udp` rank ticks (`horizon_ticks`): the horizons packed
+/// as `DEFAULT_IDLE_HORIZONS` packs them, XOR-ed with it, so a map lbd
+/// has not written (zero: a test's, or a moment after the load) reads as
+/// the defaults, not as horizons of no time at all.
+#[inline(always)]
+pub const fn idle_horizons_word(tcp: u32, udp: u32) -> u64 {
+    (((tcp as u64) << 32) | udp as u64) ^ DEFAULT_IDLE_HORIZONS
+}
+
+/// The horizons (as `victim_order_within` takes them) of a word of
+/// `IDLE_HORIZONS` (`idle_horizons_word`).
+#[inline(always)]
+pub const fn idle_horizons_of(word: u64) -> u64 {
+    word ^ DEFAULT_IDLE_HORIZONS
+}
 
 /// The fingerprint a flow's tag carries (never compared alone: a match is
 /// confirmed on the key).
@@ -139,11 +197,25 @@ pub const fn class_of(entry_flags: u32, established: bool) -> u32 {
     }
 }
 
+/// `tag` ranked as `CLASS_DATAGRAM` (a UDP flow's tag, whatever class
+/// its installer gave it: never closed nor half-open, so its class is
+/// `CLASS_ESTABLISHED` or already this one).
+#[inline(always)]
+pub const fn as_datagram(tag: u64) -> u64 {
+    tag | ((CLASS_DATAGRAM as u64) << RANK_SHIFT)
+}
+
 /// Eviction order of a way by its tag (lower goes first): empty, then
 /// closed or expired, then half-open, then live; within each, the least
-/// recently seen first. `u32::MAX`: never (a writer owns it).
+/// recently seen first. `u32::MAX`: never (a writer owns it). Both
+/// established classes expire after `ESTABLISHED_IDLE_TICKS` (lbd's
+/// inserts; the data plane's take `victim_order_within` the horizons lbd
+/// wrote).
 #[inline(always)]
 pub const fn victim_order(tag: u64, now_ticks: u32) -> u32 {
+    // Not `victim_order_within` of the defaults: the one horizon for both
+    // classes keeps this the code it was (the half-open table's lookups
+    // and inserts run it).
     match tag_state(tag) {
         TAG_EMPTY => 0,
         TAG_VALID => {
@@ -156,13 +228,67 @@ pub const fn victim_order(tag: u64, now_ticks: u32) -> u32 {
                 _ if age > ESTABLISHED_IDLE_TICKS => 1,
                 _ => 3,
             };
-            // Within a tier: older first. Ages beyond 2^28 ticks (52 days)
-            // compare equal.
             let age = if age > 0x0fff_ffff { 0x0fff_ffff } else { age };
             (tier << 28) | (0x0fff_ffff - age)
         }
         _ => u32::MAX,
     }
+}
+
+/// `victim_order` with the idle horizons `horizons` (packed as
+/// `DEFAULT_IDLE_HORIZONS`): a `CLASS_ESTABLISHED` flow expires past the
+/// high word's ticks, a `CLASS_DATAGRAM` flow past the low word's.
+#[inline(always)]
+pub const fn victim_order_within(tag: u64, now_ticks: u32, horizons: u64) -> u32 {
+    match tag_state(tag) {
+        TAG_EMPTY => 0,
+        TAG_VALID => {
+            const CAP: u32 = 0x0fff_ffff;
+            let (over, live, age) = standing(tag, now_ticks, horizons);
+            let tier = live - over * (live - 1);
+            // Older first; ages beyond 2^28 ticks (52 days) compare equal.
+            let age = age ^ ((age ^ CAP) & 0u32.wrapping_sub(above(age, CAP)));
+            (tier << 28) | (CAP - age)
+        }
+        _ => u32::MAX,
+    }
+}
+
+/// Whether the flow of valid tag `tag` is over at `now_ticks` with the
+/// idle horizons `horizons` (see `victim_order_within`): closed, or idle
+/// past its class's horizon. `victim_order_within`'s tier 1.
+#[inline(always)]
+pub const fn over_within(tag: u64, now_ticks: u32, horizons: u64) -> bool {
+    standing(tag, now_ticks, horizons).0 != 0
+}
+
+/// 1 if `a > b`, else 0 (both below 2^32), without a branch.
+#[inline(always)]
+const fn above(a: u32, b: u32) -> u32 {
+    ((b as u64).wrapping_sub(a as u64) >> 63) as u32
+}
+
+/// Of a valid tag at `now_ticks` with `horizons`: 1 if over (closed, or
+/// idle past its class's horizon) else 0; the tier it has while in time
+/// (2 for a handshake, 3 for an established flow); its age in ticks.
+///
+/// Computed without a branch (masks and the sign of a 64-bit
+/// difference, where `victim_order` matches on the class and compares):
+/// the data plane runs it on every way of a full bucket and on a tracked
+/// flow's SYN or UDP packet, and the BPF verifier walks every branch of
+/// it apart, once per parser path.
+#[inline(always)]
+const fn standing(tag: u64, now_ticks: u32, horizons: u64) -> (u32, u32, u32) {
+    let rank = tag_rank(tag);
+    let age = now_ticks.wrapping_sub(rank >> 2) & TICK_MASK;
+    let class = rank & CLASS_MASK;
+    let closed = above(1, class);
+    let half_open = above(2, class) & above(class, 0);
+    // The class's horizon: the high word for `CLASS_ESTABLISHED` (2), the
+    // low for `CLASS_DATAGRAM` (3), the handshake's for `CLASS_HALF_OPEN`.
+    let horizon = (horizons >> (32 * (!class & 1))) as u32;
+    let horizon = horizon ^ ((horizon ^ HALF_OPEN_IDLE_TICKS) & 0u32.wrapping_sub(half_open));
+    (above(age, horizon) | closed, 3 - half_open, age)
 }
 
 /// A way's tag, as a handle for loads, stores and CAS.

@@ -5,7 +5,7 @@ use std::{boxed::Box, sync::Arc, vec::Vec};
 
 use super::*;
 use crate::{
-    consts::{AF_INET, FLOW_F_ACL_MARK},
+    consts::{AF_INET, FLOW_F_ACL_MARK, FLOW_TOUCH_INTERVAL_NS},
     hash::flow_hash,
 };
 
@@ -1089,4 +1089,144 @@ fn a_way_being_written_under_a_flows_fingerprint_is_seen_from_the_headers() {
     let mine = with_way(tag_with(other, fingerprint(h), TAG_BUSY, rank), 2);
     assert!(tag.swap_if(other, mine));
     assert!(written());
+}
+
+/// The data plane's eviction order, for lbd's horizons: with both at the
+/// default it orders every way as `victim_order` does (lbd's inserts and
+/// the half-open table keep that one), and each established class
+/// expires past its own horizon only.
+#[test]
+fn the_order_within_horizons_is_the_default_order_at_the_defaults_and_per_class_otherwise() {
+    let s = 1u64 << TICK_SHIFT;
+    let now = 1_000_000u32;
+    let tags = |class: u32, age: u32| {
+        let rank = (now.wrapping_sub(age) & TICK_MASK) << 2 | class;
+        [TAG_EMPTY, TAG_BUSY, TAG_VALID, TAG_PENDING]
+            .map(|state| (u64::from(rank) << RANK_SHIFT) | u64::from(state))
+    };
+    let ages = [
+        0,
+        1,
+        HALF_OPEN_IDLE_TICKS,
+        HALF_OPEN_IDLE_TICKS + 1,
+        ESTABLISHED_IDLE_TICKS,
+        ESTABLISHED_IDLE_TICKS + 1,
+        0x0fff_ffff,
+        0x1000_0000,
+        TICK_MASK,
+    ];
+    for class in [
+        CLASS_CLOSED,
+        CLASS_HALF_OPEN,
+        CLASS_ESTABLISHED,
+        CLASS_DATAGRAM,
+    ] {
+        for age in ages {
+            for tag in tags(class, age) {
+                assert_eq!(
+                    victim_order_within(tag, now, DEFAULT_IDLE_HORIZONS),
+                    victim_order(tag, now),
+                    "class {class}, age {age}, tag {tag:#x}"
+                );
+            }
+        }
+    }
+    // TCP 15 minutes, UDP 30 s.
+    let horizons = idle_horizons_of(idle_horizons_word(
+        horizon_ticks(900_000_000_000),
+        horizon_ticks(30_000_000_000),
+    ));
+    let valid = |class: u32, secs: u64| tags(class, (secs * 1_000_000_000 / s) as u32)[2];
+    let tier = |tag: u64| victim_order_within(tag, now, horizons) >> 28;
+    assert_eq!(tier(valid(CLASS_DATAGRAM, 29)), 3);
+    assert_eq!(tier(valid(CLASS_DATAGRAM, 31)), 1);
+    assert!(over_within(valid(CLASS_DATAGRAM, 31), now, horizons));
+    assert!(!over_within(valid(CLASS_DATAGRAM, 29), now, horizons));
+    assert_eq!(tier(valid(CLASS_ESTABLISHED, 31)), 3);
+    assert_eq!(tier(valid(CLASS_ESTABLISHED, 901)), 1);
+    assert_eq!(tier(as_datagram(valid(CLASS_ESTABLISHED, 31))), 1);
+    assert_eq!(tier(valid(CLASS_HALF_OPEN, 9)), 2);
+    assert_eq!(tier(valid(CLASS_HALF_OPEN, 11)), 1);
+    assert_eq!(tier(valid(CLASS_CLOSED, 0)), 1);
+    // An expired UDP flow goes before a live connection seen longer ago.
+    assert!(
+        victim_order_within(valid(CLASS_DATAGRAM, 31), now, horizons)
+            < victim_order_within(valid(CLASS_ESTABLISHED, 60), now, horizons)
+    );
+}
+
+/// The horizons lbd writes: zero (a map no lbd wrote) reads as the
+/// defaults, and no horizon is shorter than two touch intervals (a flow
+/// refreshed once per interval never looks idle) or longer than the ages
+/// the order tells apart.
+#[test]
+fn horizons_are_written_so_that_none_reads_as_the_defaults_and_each_is_bounded() {
+    assert_eq!(idle_horizons_of(0), DEFAULT_IDLE_HORIZONS);
+    let word = idle_horizons_word(7, 9);
+    assert_eq!(idle_horizons_of(word), (7 << 32) | 9);
+    assert_eq!(horizon_ticks(900_000_000_000), ESTABLISHED_IDLE_TICKS);
+    assert_eq!(
+        horizon_ticks(1_000_000_000),
+        horizon_ticks(MIN_IDLE_HORIZON_NS)
+    );
+    assert!(
+        u64::from(horizon_ticks(0)) << TICK_SHIFT >= 2 * FLOW_TOUCH_INTERVAL_NS - (1 << TICK_SHIFT)
+    );
+    assert_eq!(horizon_ticks(u64::MAX), 0x0fff_ffff);
+}
+
+/// An insert into a full bucket with lbd's horizons (the data plane's,
+/// `find_or_insert_within`): a UDP flow idle past the UDP horizon goes
+/// before every live connection, though seen after them; the horizons
+/// are asked only for a full bucket.
+#[test]
+fn a_full_bucket_evicts_an_expired_udp_flow_before_live_connections() {
+    let s = 1_000_000_000u64;
+    let now = 10_000 * s;
+    let mut bucket = Box::<FlowBucket>::default();
+    let keys = colliding(FLOW_WAYS + 1);
+    let asked = core::cell::Cell::new(0);
+    let horizons = || {
+        asked.set(asked.get() + 1);
+        idle_horizons_of(idle_horizons_word(
+            horizon_ticks(900 * s),
+            horizon_ticks(30 * s),
+        ))
+    };
+    let b: *mut FlowBucket = &mut *bucket;
+    for (n, k) in keys[..FLOW_WAYS].iter().enumerate() {
+        // Seven connections seen 60 s ago, then one UDP flow seen 31 s ago.
+        let rank = if n == FLOW_WAYS - 1 {
+            rank_word(now - 31 * s, CLASS_DATAGRAM)
+        } else {
+            rank_word(now - 60 * s, CLASS_ESTABLISHED)
+        };
+        let placed =
+            unsafe { find_or_insert_within(b, b, k, &entry(1, k), (rank, flow_hash(k)), horizons) };
+        assert!(matches!(placed, Placed::Inserted(_)), "{placed:?}");
+    }
+    assert_eq!(asked.get(), 0, "no horizon read while there was room");
+    let newcomer = &keys[FLOW_WAYS];
+    let rank = rank_word(now, CLASS_ESTABLISHED);
+    let placed = unsafe {
+        find_or_insert_within(
+            b,
+            b,
+            newcomer,
+            &entry(2, newcomer),
+            (rank, flow_hash(newcomer)),
+            horizons,
+        )
+    };
+    assert_eq!(
+        placed,
+        Placed::Inserted(FLOW_WAYS - 1),
+        "the UDP flow's way"
+    );
+    assert_eq!(asked.get(), 1);
+    let held = occupied(&mut bucket);
+    assert!(!held.contains(&keys[FLOW_WAYS - 1]), "the UDP flow stayed");
+    for k in &keys[..FLOW_WAYS - 1] {
+        assert!(held.contains(k), "{k:?} was evicted");
+    }
 }

@@ -13,7 +13,8 @@ use lb_common::{
     },
     flow_table::{
         self, bucket_index, class_of, nearby_bucket_index, rank_class, rank_word, tag_rank,
-        FlowBucket, Placed, Seen, CLASS_CLOSED, CLASS_ESTABLISHED, CLASS_HALF_OPEN, FLOW_WAYS,
+        FlowBucket, Placed, Seen, CLASS_CLOSED, CLASS_DATAGRAM, CLASS_ESTABLISHED, CLASS_HALF_OPEN,
+        FLOW_WAYS,
     },
     hash::{flow_hash, flow_hash_after, table_hash},
     stats::Counter,
@@ -21,7 +22,7 @@ use lb_common::{
 };
 
 use super::{
-    admitted, entry_flags, half_open, insert_failed, lapsed, new_entry,
+    admitted, entry_flags, half_open, idle_horizons, insert_failed, lapsed, new_entry,
     pending::{self, PendingFlow},
     pinned_backend, unchanged, Decision,
 };
@@ -209,6 +210,8 @@ pub(super) fn decide(
             pending::queue(state, into, vip.id, (key, &entry), rank, placed);
         }
     } else {
+        // Established (a UDP flow's class is set by its insert,
+        // `insert_pending`).
         let rank = rank_word(now, class_of(entry.flags, true));
         pending::queue(
             state,
@@ -309,9 +312,16 @@ pub(super) fn insert_pending(pending: *mut PendingFlow) -> u32 {
         stats::count(Counter::ConntrackInsertFailed);
         return CLAIM_CONTENDED;
     };
+    // A flow of any protocol but TCP is queued established (`class_of`
+    // knows no protocol) and goes in as a datagram flow, held to the UDP
+    // horizon (`CLASS_ESTABLISHED` | 1 is `CLASS_DATAGRAM`). Here, not
+    // where the packet path queues it: there the protocol is known on
+    // each parser path, and the verifier walked each path's tail twice
+    // (~49 k more instructions).
+    let rank = pending.rank | u32::from(pending.key.proto != IPPROTO_TCP);
     // SAFETY: both are live elements of the table; key and entry are in
     // this CPU's slot.
-    let rank_and_place = (u64::from(pending.rank) << 32) | u64::from(pending.place);
+    let rank_and_place = (u64::from(rank) << 32) | u64::from(pending.place);
     let placed =
         unsafe { lb_flow_claim(first, second, &pending.key, &pending.entry, rank_and_place) };
     let half_open = rank_class(pending.rank) == CLASS_HALF_OPEN;
@@ -376,7 +386,11 @@ pub unsafe extern "C" fn lb_flow_claim(
     let (key, entry) = unsafe { (&*key, &*entry) };
     let (rank, place) = ((rank_and_place >> 32) as u32, rank_and_place as u32);
     // SAFETY: as above.
-    match unsafe { flow_table::find_or_insert(first, second, key, entry, rank, place) } {
+    // The idle horizons are read only if both buckets are full (an
+    // expired flow is then evicted before any live one).
+    match unsafe {
+        flow_table::find_or_insert_within(first, second, key, entry, (rank, place), idle_horizons)
+    } {
         Placed::Found(pos) => (pos & (2 * FLOW_WAYS - 1)) as u32,
         Placed::Inserted(_) => CLAIM_INSERTED,
         Placed::Contended => CLAIM_CONTENDED,
@@ -389,14 +403,20 @@ pub unsafe extern "C" fn lb_flow_claim(
 /// class's timeout) opens a new connection on the tuple (a client reusing
 /// its port): it is re-pinned to Maglev's pick as well, so a drained or
 /// reweighted backend is left by new connections, not only by new
-/// tuples. A SYN on a live flow (a retransmitted SYN of a handshake, or
-/// one a spoofer sends into a connection) keeps its backend. The reopened
-/// connection is a new flow: charged to its source's limits like one
-/// neither table holds, once it has a backend (`picked`: a SYN's Maglev
-/// pick, made before the lookup, found one; without, it is dropped for
-/// want of a backend and takes no token). Refused: `refused` set to
-/// `DropRateLimited`, the entry left as it was. `mark`: `Gate::mark`, for
-/// the entry; `state`: this CPU's, for the counters.
+/// tuples. So is any UDP packet of a flow idle past the UDP horizon
+/// (UDP has no SYN: its next packet after the horizon is a new flow,
+/// counted as one). A SYN on a live flow (a retransmitted SYN of a
+/// handshake, or one a spoofer sends into a connection) keeps its
+/// backend, as does any other TCP packet. The reopened connection is a
+/// new flow: charged to its source's limits like one neither table
+/// holds, once it has a backend (`picked`: a SYN's Maglev pick, made
+/// before the lookup, found one; without, it is dropped for want of a
+/// backend and takes no token). A reopened UDP flow is not charged again
+/// (it was when it was first inserted, and it takes no more of the
+/// table): a second call of the limiter on each UDP parser path cost the
+/// verifier ~29 k instructions, past the suite's bound. Refused:
+/// `refused` set to `DropRateLimited`, the entry left as it was. `mark`:
+/// `Gate::mark`, for the entry; `state`: this CPU's, for the counters.
 #[inline(always)]
 fn tracked(
     vip: &VipMeta,
@@ -405,16 +425,22 @@ fn tracked(
     (now, mark, opening, picked): (u64, u32, bool, bool),
     (refused, state): (&mut Counter, *mut PacketState),
 ) -> Option<Decision> {
-    // Only a SYN asks, and it asks the tag the lookup has just read: no
-    // memory beyond the tracked path's own.
-    let reopening = opening && lapsed(seen.tag, now);
+    // Only a SYN or a UDP packet asks (and reads the idle horizons), and
+    // it asks the tag the lookup has just read: no memory of the table
+    // beyond the tracked path's own.
+    let tcp = packet.key.proto == IPPROTO_TCP;
+    // A UDP flow seen within `FLOW_TOUCH_INTERVAL_NS` is in time whatever
+    // the horizon (lbd writes none shorter, `flow_table::horizon_ticks`):
+    // its packets, nearly all of a busy flow's, read nothing more.
+    let idle = now.wrapping_sub(seen.entry.last_seen_ns) > FLOW_TOUCH_INTERVAL_NS;
+    let reopening = (opening || (!tcp && idle)) && lapsed(seen.tag, now, tcp);
     let pinned = if reopening {
         None
     } else {
         pinned_backend(&seen.entry)
     };
     let Some(backend) = pinned else {
-        if reopening {
+        if reopening && opening {
             // `repin_into` would find no backend either (the same hash).
             if !picked {
                 return None;
@@ -429,7 +455,7 @@ fn tracked(
         return repin(vip, packet, bucket, seen);
     };
     // SAFETY: `bucket` is a live element of the table.
-    match unsafe { touch(bucket, seen, (packet.tcp_flags, mark), now) } {
+    match unsafe { touch(bucket, seen, (packet.tcp_flags, mark, tcp), now) } {
         Touched::EndedHandshake => {
             // The client's ACK of a handshake this table held: the flow is
             // new to the connections now (one CPU counts it: the rerank's).
@@ -446,7 +472,7 @@ fn tracked(
     ))
 }
 
-/// A tracked flow whose backend is gone, or a SYN reopening a tuple
+/// A tracked flow whose backend is gone, or a packet reopening a tuple
 /// whose flow is over (as `seen` in `bucket`; see `tracked`): hash again
 /// and re-pin in place.
 #[inline(always)]
@@ -476,14 +502,23 @@ fn repin_into(
     let Some((backend_id, backend)) = select::pick_with(vip, hash) else {
         return false;
     };
-    // A new connection on the tuple, not a lost backend: a handshake held
-    // here, as a SYN inserted one would be (its ACK counts it promoted).
-    // The same test `tracked` made, at a time no earlier: an entry over
-    // then is over now.
-    let reopened = packet.opens_tcp_flow() && lapsed(seen.tag, now);
+    // A new connection (a SYN) or UDP flow on the tuple, not a lost
+    // backend. The same test `tracked` made, at a time no earlier: an
+    // entry over then is over now (unless a reload lengthened the horizon
+    // in between). Made again here rather than passed: a flag known on
+    // each of the caller's paths had the verifier walk this function
+    // once for each value.
+    let tcp = packet.key.proto == IPPROTO_TCP;
+    let reopened = (packet.opens_tcp_flow() || !tcp) && lapsed(seen.tag, now, tcp);
     if reopened {
-        stats::count(Counter::ConntrackHit);
-        stats::count(Counter::ConntrackHalfOpenNew);
+        if tcp {
+            // A handshake held here, as a SYN inserted one would be (its
+            // ACK counts it promoted).
+            stats::count(Counter::ConntrackHit);
+            stats::count(Counter::ConntrackHalfOpenNew);
+        } else {
+            stats::count(Counter::ConntrackNew);
+        }
     } else {
         stats::count(Counter::ConntrackRehash);
     }
@@ -497,9 +532,10 @@ fn repin_into(
         hash,
     };
     let class = if reopened {
-        class_of(repinned.flags, false)
+        // A SYN's handshake, or a datagram flow.
+        class_of(repinned.flags, false) | (u32::from(!tcp) * CLASS_DATAGRAM)
     } else {
-        next_class(seen, &repinned, packet.tcp_flags)
+        next_class(seen, &repinned, (packet.tcp_flags, tcp))
     };
     let repinned = FlowEntry {
         flags: with_class(repinned.flags, class),
@@ -509,11 +545,11 @@ fn repin_into(
     // SAFETY: a live element of the table. If the way changed meanwhile,
     // this packet still goes to the new pick; the next one looks again.
     let _ = unsafe { flow_table::rewrite(bucket, seen, &repinned, rank) };
-    // SAFETY: `out` points to the caller's uninitialised decision.
+    // SAFETY: `out` points to the caller's decision.
     unsafe {
         out.write(Decision {
-            // A reopened tuple is a new connection: counted as a new
-            // flow of its VIP and backend.
+            // A reopened tuple is a new connection or UDP flow: counted
+            // as a new flow of its VIP and backend.
             new_flow: reopened,
             ..unchanged(backend_id, backend, now, hash)
         });
@@ -521,19 +557,23 @@ fn repin_into(
     true
 }
 
-/// The eviction class of a flow still in time after this packet: closed
-/// after FIN or RST, established at the client's first ACK, else as it
-/// was (a SYN reopening a tuple whose flow is over is re-pinned as a
-/// handshake, `repin_into`).
+/// The eviction class of a flow still in time after this packet
+/// (`tcp_flags`; `tcp`: a TCP packet): closed after FIN or RST,
+/// established at the client's first ACK, a datagram flow for any packet
+/// but TCP (a UDP flow lbd installed as established, see
+/// `flow_table::CLASS_ESTABLISHED`, takes its class at its next refresh),
+/// else as it was (a SYN reopening a tuple whose flow is over is
+/// re-pinned as a handshake, `repin_into`).
 #[inline(always)]
-fn next_class(seen: &Seen, entry: &FlowEntry, tcp_flags: u8) -> u32 {
+fn next_class(seen: &Seen, entry: &FlowEntry, (tcp_flags, tcp): (u8, bool)) -> u32 {
     let class = rank_class(tag_rank(seen.tag));
     if entry.flags & (FLOW_F_FIN | FLOW_F_RST) != 0 {
         CLASS_CLOSED
     } else if class == CLASS_HALF_OPEN && tcp_flags & (TCP_SYN | TCP_ACK) == TCP_ACK {
         CLASS_ESTABLISHED
     } else {
-        class
+        // `CLASS_ESTABLISHED` | 1 is `CLASS_DATAGRAM`.
+        class | u32::from(!tcp)
     }
 }
 
@@ -566,7 +606,8 @@ enum Touched {
 /// the rank CAS and one store, as cheap as before. Whether this packet
 /// ended a handshake (the client's ACK, or a FIN or RST); only the CPU
 /// whose CAS did it is told. A flow that is over never gets here with a
-/// SYN (`tracked`).
+/// SYN or a UDP packet (`tracked`). `tcp`: a TCP packet (see
+/// `next_class`).
 ///
 /// # Safety
 /// `bucket` must be a live element of the table.
@@ -574,7 +615,7 @@ enum Touched {
 unsafe fn touch(
     bucket: *mut FlowBucket,
     seen: &Seen,
-    (tcp_flags, mark): (u8, u32),
+    (tcp_flags, mark, tcp): (u8, u32, bool),
     now: u64,
 ) -> Touched {
     let entry = &seen.entry;
@@ -583,7 +624,7 @@ unsafe fn touch(
         flags: entry_flags(entry.flags, tcp_flags, mark),
         ..*entry
     };
-    let class = next_class(seen, &marked, tcp_flags);
+    let class = next_class(seen, &marked, (tcp_flags, tcp));
     let flags = with_class(marked.flags, class);
     let was = rank_class(tag_rank(seen.tag));
     if !stale && flags == entry.flags && class == was {

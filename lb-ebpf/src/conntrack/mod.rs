@@ -26,13 +26,14 @@ use lb_common::{
     consts::{
         EVENT_CONNTRACK_INSERT_FAILED, FLOW_F_ACL_MARK, FLOW_F_FIN, FLOW_F_RST, FLOW_F_STATE,
     },
-    flow_table::{ticks, victim_order},
+    flow_table::{as_datagram, idle_horizons_of, over_within, ticks, victim_order},
     stats::Counter,
     Backend, FlowEntry, FlowKey, VipMeta,
 };
 
 use crate::{
     guard::acl::Gate,
+    maps::IDLE_HORIZONS,
     parse::{Packet, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
     select,
     state::PacketState,
@@ -254,20 +255,46 @@ pub(super) fn pinned_backend(entry: &FlowEntry) -> Option<&'static Backend> {
     (backend.generation == entry.backend_generation).then_some(backend)
 }
 
-/// Whether the flow whose tag (in the bucket table or the half-open
-/// table) is `tag` is over at `now`: closed (FIN or RST seen) or idle
-/// past its class's timeout (what eviction takes first: the lowest tier
-/// of held flows in `flow_table::victim_order`). A SYN on such a tuple
-/// opens a new connection, not a retransmission.
+/// Whether the bucket table's flow whose tag is `tag` is over at `now`
+/// for a packet of it (`tcp`: a TCP packet): closed (FIN or RST seen) or
+/// idle past its class's timeout, the idle horizons being lbd's
+/// (`idle_horizons`): what eviction takes first, the lowest tier of held
+/// flows in `flow_table::victim_order_within`. A SYN on such a tuple
+/// opens a new connection, not a retransmission; a UDP packet on it
+/// opens a new flow. A UDP packet's flow is judged by the datagram
+/// horizon whatever class its tag carries (lbd's installs rank UDP flows
+/// established, see `flow_table::CLASS_ESTABLISHED`).
 #[inline(always)]
-pub(super) fn lapsed(tag: u64, now: u64) -> bool {
-    lapsed_at(tag, ticks(now))
+pub(super) fn lapsed(tag: u64, now: u64, tcp: bool) -> bool {
+    let tag = if tcp { tag } else { as_datagram(tag) };
+    over_within(tag, ticks(now), idle_horizons())
 }
 
-/// `lapsed` at `now_ticks` (`flow_table::ticks`).
+/// Whether the half-open table's flow whose tag is `tag` is over at
+/// `now_ticks` (`flow_table::ticks`): as `lapsed`, for a table whose
+/// flows are all handshakes (their horizon is no setting of lbd's).
 #[inline(always)]
 pub(super) fn lapsed_at(tag: u64, now_ticks: u32) -> bool {
     victim_order(tag, now_ticks) < LIVE_TIER
+}
+
+/// The connection table's idle horizons (packed as
+/// `flow_table::DEFAULT_IDLE_HORIZONS`: TCP's high, UDP's low, in rank
+/// ticks) as lbd last wrote them to `IDLE_HORIZONS` at its start or a
+/// reload, the defaults (15 minutes for both) if it has not.
+///
+/// A BPF-to-BPF function, never inlined, asked only where a flow's age
+/// decides (a tracked flow's SYN or UDP packet, an insert into two full
+/// buckets): with the map read inlined at every such place the program
+/// took 332,993 instructions to verify, over the suite's bound of
+/// 320,000 (docs/design/conntrack.md, "Idle horizons").
+#[inline(never)]
+pub(super) fn idle_horizons() -> u64 {
+    // SAFETY: a read of the map's one value (volatile: lbd rewrites it).
+    let word = IDLE_HORIZONS
+        .get_ptr(0)
+        .map_or(0, |word| unsafe { core::ptr::read_volatile(word) });
+    idle_horizons_of(word)
 }
 
 /// The least `victim_order` of a flow still in time (its tier 2: a

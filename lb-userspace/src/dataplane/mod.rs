@@ -6,17 +6,20 @@
 //!
 //! One concern a file: loading and the small accessors here; adopting
 //! what a previous lbd pinned (`adopt`), attaching at XDP or tc and
-//! leaving the hook as documented on stop (`attach`), the connection
+//! leaving the hook as documented on stop (`attach`), whether generic XDP
+//! may serve the VIPs (`hook_choice`), the connection
 //! table whichever design backs it (`flows`), the control plane's writes
 //! (`map_writer`).
 
 mod adopt;
 mod attach;
 mod flows;
+mod hook_choice;
 mod map_writer;
 
 pub use adopt::CarriedFlows;
 pub(crate) use attach::tcx_ingress_programs;
+pub use hook_choice::{choose_hook, newly_translating, translates, HookChoice, Translating};
 #[cfg(test)]
 pub(crate) use map_writer::FakeMaps;
 pub use map_writer::MapWriter;
@@ -118,6 +121,11 @@ pub enum DataplaneError {
     /// The VIP index could not be mapped or written.
     #[error(transparent)]
     VipIndex(#[from] crate::vip_index::VipIndexError),
+    /// Generic XDP asked for (`xdp_mode = "generic"`) with NAT or
+    /// tunnelled VIPs, which it cannot translate (see `hook_choice`):
+    /// nothing attached.
+    #[error("{0}")]
+    GenericXdpRefused(String),
     /// An id is beyond what the maps were sized for.
     #[error("{what} {id} is out of range (capacity {capacity})")]
     OutOfRange {
@@ -229,6 +237,8 @@ pub struct Dataplane {
     /// Half-open TCP flows (`HALF_OPEN`), apart from the connection table.
     half_open: FlowTable,
     config: Array<MapData, LbConfig>,
+    /// `IDLE_HORIZONS` (`set_idle_horizons`).
+    idle_horizons: Array<MapData, u64>,
     counters: NodeCounters,
     vip_stats: PerCpuArray<MapData, TrafficCounters>,
     backend_stats: PerCpuArray<MapData, TrafficCounters>,
@@ -377,6 +387,7 @@ impl Dataplane {
             flows: FlowStore::take(&mut ebpf, kind, buckets)?,
             half_open: take_half_open(&mut ebpf, half_open_buckets)?,
             config: take_map(&mut ebpf, names::MAP_CONFIG)?,
+            idle_horizons: take_map(&mut ebpf, names::MAP_IDLE_HORIZONS)?,
             counters: NodeCounters::take(&mut ebpf, options.pins.as_ref())?,
             vip_stats: take_map(&mut ebpf, names::MAP_VIP_STATS)?,
             backend_stats: take_map(&mut ebpf, names::MAP_BACKEND_STATS)?,
@@ -455,6 +466,27 @@ impl Dataplane {
             .map_err(|e| map_error("reading", names::MAP_CONFIG, e))?;
         config.iface_mac = mac;
         self.set_config(&config)
+    }
+
+    /// Sets the connection table's idle horizons (`tcp_idle_timeout_s`,
+    /// `udp_idle_timeout_s`): a TCP flow idle past `tcp` is over for a SYN
+    /// on its tuple and for eviction, a UDP flow idle past `udp` is over
+    /// for its next packet (which takes Maglev's pick of now) and for
+    /// eviction. Takes effect at the next packet; until lbd writes them
+    /// the data plane keeps 15 minutes for both. At least 2 s each
+    /// (`flow_table::MIN_IDLE_HORIZON_NS`).
+    pub fn set_idle_horizons(
+        &mut self,
+        tcp: std::time::Duration,
+        udp: std::time::Duration,
+    ) -> Result<()> {
+        let ticks = |d: std::time::Duration| {
+            flow_table::horizon_ticks(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        };
+        let word = flow_table::idle_horizons_word(ticks(tcp), ticks(udp));
+        self.idle_horizons
+            .set(0, word, 0)
+            .map_err(|e| map_error("writing", names::MAP_IDLE_HORIZONS, e))
     }
 
     /// Sets or clears SYN-flood mode (`CONFIG_F_SYN_FLOOD`: SYNs to the

@@ -13,6 +13,7 @@ use super::Engine;
 use crate::{
     api::schema::{Change, DrainPlan},
     config::Config,
+    dataplane::{newly_translating, HookChoice, Hooked, Translating},
     guard::GuardConfig,
     model::{Edit, Model, ModelError},
     reconcile::{ApplyReport, ReconcileError},
@@ -42,6 +43,11 @@ impl Engine {
     pub async fn change(&mut self, edit: &Edit, dry_run: bool) -> Result<Change, ChangeError> {
         if let Some(why) = self.tunnel_sources_hold(edit) {
             return Err(ModelError::Invalid(why).into());
+        }
+        if let Edit::AddVip(vip) = edit {
+            if let Some(why) = self.generic_xdp_refuses(std::slice::from_ref(vip)) {
+                return Err(ModelError::Invalid(why).into());
+            }
         }
         let mut next = self.model.clone();
         let drain = next.apply(edit, Instant::now())?;
@@ -146,6 +152,11 @@ impl Engine {
         {
             return Err(ChangeError::File(why));
         }
+        // Generic XDP cannot translate: no NAT or tunnelled VIP joins it
+        // (see `dataplane::hook_choice`).
+        if let Some(why) = self.generic_xdp_refuses(&file.vips) {
+            return Err(ChangeError::File(why));
+        }
         let next = self.model.reloaded(&file);
         if let Some(why) = backend_on_a_vrrp_address(&next, &self.vrrp_addresses()) {
             return Err(ChangeError::File(why));
@@ -221,6 +232,24 @@ impl Engine {
                 info!(thresholds = ?file.flood, "SYN-flood thresholds from the file");
                 self.flood.set_thresholds(file.flood);
             }
+            if (file.tcp_idle_timeout, file.udp_idle_timeout)
+                != (self.config.tcp_idle_timeout, self.config.udp_idle_timeout)
+            {
+                match self
+                    .dataplane
+                    .set_idle_horizons(file.tcp_idle_timeout, file.udp_idle_timeout)
+                {
+                    Ok(()) => info!(
+                        tcp_s = file.tcp_idle_timeout.as_secs(),
+                        udp_s = file.udp_idle_timeout.as_secs(),
+                        "idle horizons from the file"
+                    ),
+                    Err(error) => warn!(
+                        %error,
+                        "the data plane keeps its previous idle horizons"
+                    ),
+                }
+            }
             info!(?report, vips = plan.len(), "config reloaded");
             self.config = self.config.with_reloadable_from(&file);
         } else {
@@ -276,6 +305,27 @@ impl Engine {
             }),
             Edit::AddBackend(_, backend) => hold(tunnel, backend.address, "backend"),
             _ => None,
+        }
+    }
+
+    /// Why `vips` (a reload's file, or a VIP added at run time) cannot be
+    /// served: this lbd runs generic XDP and they add NAT or tunnelled
+    /// VIPs (new ones, or DSR-L2 ones switched), which generic XDP cannot
+    /// translate (see `dataplane::hook_choice`).
+    fn generic_xdp_refuses(&self, vips: &[crate::config::VipConfig]) -> Option<String> {
+        let generic = crate::config::XdpMode::Generic;
+        if self.hooked != Hooked::Xdp(generic) {
+            return None;
+        }
+        let running =
+            |id: &crate::vip_id::VipId| self.model.vips.get(id).map(|v| v.config.forwarding);
+        let added = Translating::of(newly_translating(running, vips));
+        match added.choose(generic, false) {
+            HookChoice::Refuse => Some(added.refusal(&format!(
+                "lbd runs generic XDP on {}, which cannot take the NAT or tunnelled VIP(s) added (attach and xdp_mode change at a restart)",
+                self.interface.name
+            ))),
+            HookChoice::Native | HookChoice::Generic | HookChoice::Tc => None,
         }
     }
 

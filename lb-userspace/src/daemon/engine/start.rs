@@ -21,7 +21,7 @@ use super::{
 use crate::{
     config::{Attach, Config},
     daemon::replication::Replication,
-    dataplane::{Dataplane, Hooked, LoadOptions, MapSizes},
+    dataplane::{Dataplane, HookChoice, Hooked, LoadOptions, MapSizes, Translating},
     health::HealthChecker,
     model::Model,
     netlink::{Interface, Netlink},
@@ -29,6 +29,23 @@ use crate::{
     reconcile::Balancer,
     vrrp::driver::{wait_for_notifies, Instance, Prepared, NOTIFY_GRACE},
 };
+
+/// Refuses `xdp_mode = "generic"` with NAT or tunnelled VIPs in the
+/// config, which generic XDP cannot translate (see
+/// `dataplane::hook_choice`): the error names the VIPs and the ways out.
+fn refuse_generic_xdp(config: &Config) -> anyhow::Result<()> {
+    if config.attach != Attach::Xdp {
+        return Ok(());
+    }
+    let translating = Translating::of(&config.vips);
+    match translating.choose(config.xdp_mode, false) {
+        HookChoice::Refuse => Err(anyhow::anyhow!(translating.refusal(&format!(
+            "xdp_mode = \"generic\" refused on {}",
+            config.interface
+        )))),
+        HookChoice::Native | HookChoice::Generic | HookChoice::Tc => Ok(()),
+    }
+}
 
 /// Room for VIPs added at run time beyond those in the file.
 const SPARE_VIPS: u32 = 16;
@@ -102,6 +119,10 @@ impl Engine {
     /// Loads the data plane, fills it from `config` and attaches it.
     /// Returns the engine and the stream of health transitions.
     pub async fn start(config_path: &Path, config: Config) -> anyhow::Result<(Self, EngineEvents)> {
+        // Generic XDP with NAT or tunnelled VIPs is refused before
+        // anything is touched (see `dataplane::hook_choice`); `auto`
+        // decides at the attach.
+        refuse_generic_xdp(&config)?;
         // The backends' drains and maintenance a previous lbd recorded,
         // before anything is touched: a file that cannot be trusted
         // stops the start here (see `admin_state`).
@@ -200,6 +221,11 @@ impl Engine {
         // The flags a previous lbd wrote stay until the first apply decides
         // them: NAT'd replies keep being translated across a restart.
         dataplane.set_iface_mac(interface.mac)?;
+        // The idle horizons the connection table judges flows by (a SYN
+        // on an idle tuple, a UDP flow's next packet, eviction).
+        dataplane
+            .set_idle_horizons(config.tcp_idle_timeout, config.udp_idle_timeout)
+            .context("writing the idle horizons")?;
         let (events_tx, events_rx) = mpsc::channel(1024);
         let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
         let observed = metrics.clone();
@@ -285,16 +311,16 @@ impl Engine {
                     .xdp_program(engine.interface.index)
                     .await
                     .context("reading the interface's XDP program")?;
-                fresh &= running.is_none();
-                let mode = engine.dataplane.attach(
+                // `auto` may end at tc (see `dataplane::hook_choice`),
+                // taking over the tc link a previous lbd left there.
+                fresh &= running.is_none()
+                    && crate::dataplane::tcx_ingress_programs(&engine.interface.name).is_empty();
+                engine.dataplane.attach(
                     &engine.interface.name,
                     engine.config.xdp_mode,
                     running,
-                )?;
-                Hooked::Xdp(
-                    mode.or(running.map(|(_, mode)| mode))
-                        .unwrap_or(engine.config.xdp_mode),
-                )
+                    &Translating::of(&engine.config.vips),
+                )?
             }
             Attach::Tc => {
                 let running = crate::dataplane::tcx_ingress_programs(&engine.interface.name);
@@ -331,10 +357,12 @@ impl Engine {
     ) -> anyhow::Result<Option<mpsc::Receiver<crate::sync::ReceivedBatch>>> {
         let engine = self;
         // A switch of `attach` across a restart: the hook the previous lbd
-        // used goes, now that this one runs.
+        // used goes, now that this one runs. The hook this one runs, which
+        // is tc where `xdp_mode = "auto"` could not use generic XDP (see
+        // `dataplane::hook_choice`): a previous lbd's XDP link goes then.
         engine
             .dataplane
-            .remove_other_hook(&engine.interface.name, engine.config.attach)?;
+            .remove_other_hook(&engine.interface.name, engine.hooked.attach())?;
         // A change of `interface` across a restart: the links a previous
         // lbd pinned on another interface go, or the program there would
         // go on forwarding with this lbd's maps.
