@@ -199,7 +199,7 @@ fn auto_falls_back_to_tc_and_generic_is_refused_with_a_nat_vip() {
         .expect_err("generic XDP with a NAT VIP must be refused");
     let message = format!("{refused:#}");
     for part in [
-        "xdp_mode = \"generic\" refused on eth0",
+        "xdp_mode = \"generic\" serves DSR-L2 VIPs only",
         "198.18.0.100:9000/tcp (nat)",
         "attach = \"tc\"",
         "xdp_mode = \"native\"",
@@ -270,16 +270,19 @@ fn dsr_l2_only_stays_generic_and_a_nat_vip_moves_a_restart_to_tc() {
     assert_bulk_flows(&lab, "auto after a generic lbd");
 }
 
-/// An lbd at generic XDP with a DSR-L2 VIP refuses a reload that adds a
-/// NAT VIP or switches the DSR-L2 one to NAT, and an `lbctl vip add` of a
-/// NAT VIP: nothing changes. A DSR-L2 VIP is still added.
+/// An lbd at generic XDP with a DSR-L2 VIP (`auto`, native XDP
+/// unavailable) refuses a reload that adds a NAT VIP or switches the
+/// DSR-L2 one to NAT, and an `lbctl vip add` of a NAT VIP: nothing
+/// changes. A DSR-L2 VIP is still added. (With `xdp_mode = "generic"`
+/// written in the file, the file's own check refuses such a VIP:
+/// `config::tests::generic_xdp_serves_dsr_l2_vips_only`.)
 #[test]
 fn a_nat_vip_is_refused_to_generic_xdp() {
     let mut lab = lab();
     let start = format!(
         "pin_dir = \"{}\"\n{}",
         lab.pin_dir_of(&lab.lb).display(),
-        config(&lab, "generic", false)
+        config(&lab, "auto", false)
     );
     lab.start_lbd(&start)
         .expect("generic XDP with a DSR-L2 VIP");

@@ -1862,6 +1862,32 @@ fn array_items_are_located_and_their_type_named() {
     );
 }
 
+/// Generic XDP cannot translate partial-checksum or GSO skbs: a NAT or
+/// tunnelled VIP with `xdp_mode = "generic"` is refused by the file's
+/// check (`lbctl config check`, a reload), not only at lbd's start.
+#[test]
+fn generic_xdp_serves_dsr_l2_vips_only() {
+    let file = |mode: &str, forwarding: &str| {
+        format!(
+            "interface = \"eth0\"\nxdp_mode = \"{mode}\"\n[nat]\nsource_ipv4 = \"198.18.0.50\"\n\
+             [[vip]]\naddress = \"198.18.0.100\"\nport = 80\nforwarding = \"{forwarding}\"\n\
+             [[vip.backend]]\naddress = \"198.18.1.11\"\n"
+        )
+    };
+    assert_error(
+        &file("generic", "nat"),
+        "lbd.toml:2:12: xdp_mode: ",
+        "xdp_mode = \"generic\" serves DSR-L2 VIPs only: generic (skb) XDP cannot translate packets",
+    );
+    assert!(error(&file("generic", "nat")).contains("198.18.0.100:80/tcp (nat)"));
+    for (mode, forwarding) in [("generic", "dsr-l2"), ("auto", "nat"), ("native", "nat")] {
+        assert!(
+            parse(&file(mode, forwarding)).is_ok(),
+            "{mode} with {forwarding}"
+        );
+    }
+}
+
 #[test]
 fn xdp_mode_belongs_to_attach_xdp() {
     for mode in ["native", "generic"] {

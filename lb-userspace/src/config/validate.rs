@@ -271,6 +271,7 @@ impl Checker<'_> {
         self.metrics_listen_is_free(raw, metrics_listen, &instances, sync.as_ref())?;
         self.announcement_is_single(raw, bgp.as_ref(), sync.as_ref(), &instances, &vips)?;
         let guard = self.guard(&raw.acl, &raw.limit, &vips)?;
+        self.generic_xdp_serves(raw, attach, xdp_mode, &vips)?;
 
         Ok(Config {
             interface,
@@ -982,4 +983,32 @@ fn log_filter_silences_lbd(filter: &str) -> Option<String> {
             _ => "lbd would log nothing but the modules named, not even its errors",
         }
     ))
+}
+
+impl Checker<'_> {
+    /// `xdp_mode = "generic"` serves DSR-L2 VIPs only: generic XDP may be
+    /// handed partial-checksum and GSO skbs, which a NAT or tunnelled VIP's
+    /// rewrite gets wrong (see `dataplane::hook_choice`). Refused here, so
+    /// `lbctl config check` and a reload say so as lbd's start does.
+    fn generic_xdp_serves(
+        &self,
+        raw: &RawConfig,
+        attach: Attach,
+        xdp_mode: XdpMode,
+        vips: &[VipConfig],
+    ) -> Result<(), ConfigError> {
+        let translating = crate::dataplane::Translating::of(vips);
+        match &raw.xdp_mode {
+            Some(value)
+                if attach == Attach::Xdp && xdp_mode == XdpMode::Generic && translating.any() =>
+            {
+                Err(self.bad_value(
+                    value,
+                    "xdp_mode",
+                    translating.refusal("xdp_mode = \"generic\" serves DSR-L2 VIPs only"),
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
 }

@@ -21,7 +21,7 @@ use super::{
 use crate::{
     config::{Attach, Config},
     daemon::replication::Replication,
-    dataplane::{Dataplane, HookChoice, Hooked, LoadOptions, MapSizes, Translating},
+    dataplane::{Dataplane, Hooked, LoadOptions, MapSizes, Translating},
     health::HealthChecker,
     model::Model,
     netlink::{Interface, Netlink},
@@ -29,23 +29,6 @@ use crate::{
     reconcile::Balancer,
     vrrp::driver::{wait_for_notifies, Instance, Prepared, NOTIFY_GRACE},
 };
-
-/// Refuses `xdp_mode = "generic"` with NAT or tunnelled VIPs in the
-/// config, which generic XDP cannot translate (see
-/// `dataplane::hook_choice`): the error names the VIPs and the ways out.
-fn refuse_generic_xdp(config: &Config) -> anyhow::Result<()> {
-    if config.attach != Attach::Xdp {
-        return Ok(());
-    }
-    let translating = Translating::of(&config.vips);
-    match translating.choose(config.xdp_mode, false) {
-        HookChoice::Refuse => Err(anyhow::anyhow!(translating.refusal(&format!(
-            "xdp_mode = \"generic\" refused on {}",
-            config.interface
-        )))),
-        HookChoice::Native | HookChoice::Generic | HookChoice::Tc => Ok(()),
-    }
-}
 
 /// Room for VIPs added at run time beyond those in the file.
 const SPARE_VIPS: u32 = 16;
@@ -122,7 +105,6 @@ impl Engine {
         // Generic XDP with NAT or tunnelled VIPs is refused before
         // anything is touched (see `dataplane::hook_choice`); `auto`
         // decides at the attach.
-        refuse_generic_xdp(&config)?;
         // The backends' drains and maintenance a previous lbd recorded,
         // before anything is touched: a file that cannot be trusted
         // stops the start here (see `admin_state`).
