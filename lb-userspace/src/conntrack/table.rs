@@ -7,11 +7,11 @@
 
 use aya::maps::MapData;
 use lb_common::{
-    consts::FLOW_F_HALF_OPEN,
+    consts::{FLOW_F_HALF_OPEN, IPPROTO_UDP},
     flow_table::{
         self, class_of, fingerprint, rank_class, tag_fingerprint, tag_rank, ticks, FlowBucket,
-        Placed, SecondBucket, ESTABLISHED_IDLE_TICKS, FLOW_WAYS, HALF_OPEN_IDLE_TICKS, TICK_MASK,
-        TICK_SHIFT,
+        Placed, SecondBucket, CLASS_DATAGRAM, CLASS_ESTABLISHED, ESTABLISHED_IDLE_TICKS, FLOW_WAYS,
+        HALF_OPEN_IDLE_TICKS, TICK_MASK, TICK_SHIFT,
     },
     hash::{flow_hash, table_hash},
     FlowEntry, FlowKey,
@@ -248,9 +248,7 @@ impl FlowTable {
     /// now (`flow_table::find_or_insert_at`): never one of a flow seen
     /// more recently; with none, `FlowTableError::Full`.
     pub fn install(&self, key: &FlowKey, entry: &FlowEntry) -> Result<(), FlowTableError> {
-        let established = entry.flags & FLOW_F_HALF_OPEN == 0;
-        let class = class_of(entry.flags, established);
-        let rank = stamp_rank(entry.last_seen_ns, class);
+        let rank = stamp_rank(entry.last_seen_ns, install_class(key, entry.flags));
         self.put(key, entry, rank)
     }
 
@@ -334,6 +332,17 @@ fn rank_at(seen_ns: u64, class: u32, now_ns: u64) -> u32 {
     aged_rank(age, class, ticks(now_ns))
 }
 
+/// The rank class of a flow lbd installs with entry flags `flags`, as
+/// the data plane ranks it: closed, half-open, established, and a UDP
+/// flow in the datagram class, so the data plane's eviction judges a
+/// replica by `udp_idle_timeout_s` before its first packet here too.
+fn install_class(key: &FlowKey, flags: u32) -> u32 {
+    match class_of(flags, flags & FLOW_F_HALF_OPEN == 0) {
+        CLASS_ESTABLISHED if key.proto == IPPROTO_UDP => CLASS_DATAGRAM,
+        class => class,
+    }
+}
+
 /// `rank_at` now, by the data plane's own clock (the coarse one): a flow
 /// lbd installs as seen just now (a replica, stamped by the precise
 /// clock) gets the data plane's current tick, never the next one, which
@@ -384,6 +393,23 @@ mod tests {
             stamps += 1;
         }
         assert!(stamps > 0);
+    }
+
+    /// A UDP replica goes in the datagram class (judged by the UDP
+    /// horizon), a TCP one by its flags.
+    #[test]
+    fn installed_flows_are_classed_as_the_data_plane_classes_them() {
+        use lb_common::consts::{FLOW_F_FIN, IPPROTO_TCP};
+        let key = |proto| FlowKey {
+            proto,
+            ..FlowKey::default()
+        };
+        let udp = key(IPPROTO_UDP);
+        let tcp = key(IPPROTO_TCP);
+        assert_eq!(install_class(&udp, 0), CLASS_DATAGRAM);
+        assert_eq!(install_class(&tcp, 0), CLASS_ESTABLISHED);
+        assert_eq!(install_class(&tcp, FLOW_F_HALF_OPEN), CLASS_HALF_OPEN);
+        assert_eq!(install_class(&tcp, FLOW_F_FIN), CLASS_CLOSED);
     }
 
     #[test]
