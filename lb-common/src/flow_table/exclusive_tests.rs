@@ -8,27 +8,10 @@ extern crate std;
 use std::{boxed::Box, vec::Vec};
 
 use super::*;
-use crate::{consts::AF_INET, hash::flow_hash, FlowEntry};
-
-fn key(n: u32) -> FlowKey {
-    FlowKey {
-        src: [n.to_be(), 0, 0, 0],
-        dst: [0xc612_0064u32.to_be(), 0, 0, 0],
-        sport: (n as u16).to_be(),
-        dport: 80u16.to_be(),
-        proto: 6,
-        family: AF_INET,
-        _pad: 0,
-    }
-}
-
-fn entry(backend_id: u32, k: &FlowKey) -> FlowEntry {
-    FlowEntry {
-        backend_id,
-        hash: flow_hash(k),
-        ..FlowEntry::default()
-    }
-}
+use crate::{
+    flow_table::tests::{entry, key},
+    hash::flow_hash,
+};
 
 /// Puts `k` into way `way` of `bucket` as another CPU's insert leaves it
 /// (`state`: `TAG_BUSY` just claimed, `TAG_PENDING`, or `TAG_VALID`).

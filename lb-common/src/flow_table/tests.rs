@@ -9,7 +9,8 @@ use crate::{
     hash::flow_hash,
 };
 
-fn key(n: u32) -> FlowKey {
+/// An IPv4 TCP key numbered `n` (also the exclusive insert's tests').
+pub(super) fn key(n: u32) -> FlowKey {
     FlowKey {
         src: [n.to_be(), 0, 0, 0],
         dst: [0xc612_0064u32.to_be(), 0, 0, 0],
@@ -21,7 +22,8 @@ fn key(n: u32) -> FlowKey {
     }
 }
 
-fn entry(backend_id: u32, k: &FlowKey) -> FlowEntry {
+/// An entry of `k` on backend `backend_id`.
+pub(super) fn entry(backend_id: u32, k: &FlowKey) -> FlowEntry {
     FlowEntry {
         backend_id,
         hash: flow_hash(k),
