@@ -9,21 +9,9 @@ use std::{boxed::Box, vec::Vec};
 
 use super::*;
 use crate::{
-    flow_table::tests::{entry, key},
+    flow_table::tests::{entry, in_flight, key},
     hash::flow_hash,
 };
-
-/// Puts `k` into way `way` of `bucket` as another CPU's insert leaves it
-/// (`state`: `TAG_BUSY` just claimed, `TAG_PENDING`, or `TAG_VALID`).
-fn held(bucket: *mut FlowBucket, way: usize, k: &FlowKey, state: u32) -> u64 {
-    let tag = with_way(tag_with(0, fingerprint(flow_hash(k)), state, 0), way);
-    unsafe {
-        (*bucket).slots[way].key = *k;
-        (*bucket).slots[way].entry = entry(9, k);
-        core::ptr::write_volatile(core::ptr::addr_of_mut!((*bucket).tags[way]), tag);
-    }
-    tag
-}
 
 fn state_of(bucket: *mut FlowBucket, way: usize) -> u32 {
     tag_state(unsafe { tag_at(bucket, way) }.load())
@@ -46,9 +34,9 @@ fn a_claim_lost_to_another_insert_claims_a_way_still_empty() {
         // Read before the others' claims: every way empty.
         let seen = unsafe { empty_pair(b, b) };
         assert_eq!(seen, (0xff, 0));
-        held(b, first_way, &key(100), TAG_BUSY);
+        in_flight(b, first_way, &key(100), TAG_BUSY);
         if let Some(way) = second_way {
-            held(b, way, &key(101), TAG_VALID);
+            in_flight(b, way, &key(101), TAG_VALID);
         }
         let once = unsafe { insert_new_from(b, b, &k, &entry(1, &k), h, Some(seen), false) };
         assert_eq!(once, Claimed::Contended, "one claim: lost");
@@ -80,12 +68,12 @@ fn a_claim_lost_in_a_nearly_full_first_bucket_goes_to_the_second() {
         .enumerate()
         .take(PREFER_FIRST_BELOW as usize - 1)
     {
-        held(first, way, other, TAG_VALID);
+        in_flight(first, way, other, TAG_VALID);
     }
     let seen = unsafe { empty_pair(first, second) };
     // Another CPU takes the last preferred way of the first bucket.
     let last = PREFER_FIRST_BELOW as usize - 1;
-    held(first, last, &others[last], TAG_BUSY);
+    in_flight(first, last, &others[last], TAG_BUSY);
     let claimed = unsafe { insert_new_from(first, second, &k, &entry(1, &k), h, Some(seen), true) };
     assert!(
         matches!(claimed, Claimed::Inserted { pos: FLOW_WAYS, .. }),
@@ -108,14 +96,14 @@ fn the_copy_that_took_an_insert_out_is_found_standing() {
     let first: *mut FlowBucket = &mut buckets[0];
     let second: *mut FlowBucket = &mut buckets[1];
     assert_eq!(unsafe { standing_copy(first, second, h) }, NOWHERE);
-    held(first, 0, &key(300), TAG_VALID);
+    in_flight(first, 0, &key(300), TAG_VALID);
     // Ours at way 2, pending, then taken out as `take_out_if` does.
-    let ours = held(first, 2, &k, TAG_PENDING);
+    let ours = in_flight(first, 2, &k, TAG_PENDING);
     assert_eq!(take_out_if(unsafe { tag_at(first, 2) }, ours, 1), 0);
     assert_eq!(state_of(first, 2), TAG_EMPTY);
     assert_eq!(unsafe { standing_copy(first, second, h) }, NOWHERE);
     // Theirs, below ours: pending, then published.
-    let theirs = held(first, 1, &k, TAG_PENDING);
+    let theirs = in_flight(first, 1, &k, TAG_PENDING);
     assert_eq!(unsafe { standing_copy(first, second, h) }, 1);
     assert!(unsafe { holds_key(first, 1, &k, h) });
     assert!(unsafe { tag_at(first, 1) }.swap_if(theirs, retagged(theirs, TAG_VALID)));
@@ -124,7 +112,7 @@ fn the_copy_that_took_an_insert_out_is_found_standing() {
     let mut buckets = Box::<[FlowBucket; 2]>::default();
     let first: *mut FlowBucket = &mut buckets[0];
     let second: *mut FlowBucket = &mut buckets[1];
-    held(second, 3, &k, TAG_PENDING);
+    in_flight(second, 3, &k, TAG_PENDING);
     assert_eq!(unsafe { standing_copy(first, second, h) }, FLOW_WAYS + 3);
     assert_eq!(unsafe { standing_copy(first, first, h) }, NOWHERE);
 }

@@ -581,8 +581,10 @@ fn an_exclusive_insert_takes_a_key_once_and_never_evicts() {
 }
 
 /// Puts `k` into way `way` of `bucket` as another CPU's insert would
-/// leave it between its steps: `state` `TAG_PENDING` (or `TAG_BUSY`).
-fn in_flight(bucket: *mut FlowBucket, way: usize, k: &FlowKey, state: u32) -> u64 {
+/// leave it between its steps: `state` `TAG_BUSY` (just claimed),
+/// `TAG_PENDING`, or `TAG_VALID` (published); also the exclusive
+/// insert's tests'.
+pub(super) fn in_flight(bucket: *mut FlowBucket, way: usize, k: &FlowKey, state: u32) -> u64 {
     let tag = with_way(tag_with(0, fingerprint(flow_hash(k)), state, 0), way);
     unsafe {
         (*bucket).slots[way].key = *k;
