@@ -25,9 +25,10 @@ pub(super) const RANK_SHIFT: u32 = 32;
 pub const CLASS_CLOSED: u32 = 0;
 /// Flow class: a TCP SYN seen, no ACK from the client yet.
 pub const CLASS_HALF_OPEN: u32 = 1;
-/// Flow class: an established TCP flow (and a UDP flow that lbd
-/// installed: its installs rank by `class_of`, which knows no protocol;
-/// the data plane's next packet of it ranks it `CLASS_DATAGRAM`).
+/// Flow class: an established TCP flow (and a UDP flow an lbd before
+/// the datagram class installed, whose ranks came from `class_of`, which
+/// knows no protocol: the data plane's next packet of it ranks it
+/// `CLASS_DATAGRAM`; lbd's installs rank UDP flows `CLASS_DATAGRAM`).
 pub const CLASS_ESTABLISHED: u32 = 2;
 /// Flow class: a flow of any protocol but TCP (UDP), which has no
 /// handshake and no close: idle past the datagram horizon
@@ -54,7 +55,7 @@ pub const ESTABLISHED_IDLE_TICKS: u32 = (900_000_000_000u64 >> TICK_SHIFT) as u3
 pub const DEFAULT_IDLE_HORIZONS: u64 =
     ((ESTABLISHED_IDLE_TICKS as u64) << 32) | ESTABLISHED_IDLE_TICKS as u64;
 
-/// The shortest idle horizon the data plane is given: twice
+/// The shortest idle timeout the data plane is given: twice
 /// `FLOW_TOUCH_INTERVAL_NS`. A flow's rank is refreshed at most once per
 /// touch interval, so with a horizon as short as that a flow whose
 /// packets come every second could look idle between two of them (and
@@ -62,18 +63,25 @@ pub const DEFAULT_IDLE_HORIZONS: u64 =
 /// horizon for a flow seen within the interval.
 pub const MIN_IDLE_HORIZON_NS: u64 = 2 * crate::consts::FLOW_TOUCH_INTERVAL_NS;
 
+/// `MIN_IDLE_HORIZON_NS` in rank ticks, as a flow's age is read: ages are
+/// differences of whole ticks, so a flow last refreshed `d` ns ago can be
+/// up to `ceil(d / tick)` ticks old (its refresh late in its tick, the
+/// packet early in another). Rounded up, and one tick more for the jitter
+/// of packets that come about every second: a flow refreshed 2 s ago is
+/// never over. (Rounded down it was 119 ticks, 1.997 s, and a UDP flow
+/// with a packet every 999 ms was re-picked in most phases.)
+pub const MIN_IDLE_HORIZON_TICKS: u32 =
+    (MIN_IDLE_HORIZON_NS.div_ceil(1 << TICK_SHIFT) + 1) as u32;
+
 /// Rank ticks of an idle timeout of `ns`, as the data plane is given it:
-/// at least `MIN_IDLE_HORIZON_NS`, at most the ages `victim_order` tells
-/// apart (2^28 ticks: 52 days).
+/// at least `MIN_IDLE_HORIZON_TICKS`, at most the ages `victim_order`
+/// tells apart (2^28 ticks: 52 days).
 #[inline(always)]
 pub const fn horizon_ticks(ns: u64) -> u32 {
-    let ns = if ns < MIN_IDLE_HORIZON_NS {
-        MIN_IDLE_HORIZON_NS
-    } else {
-        ns
-    };
     let ticks = ns >> TICK_SHIFT;
-    if ticks > 0x0fff_ffff {
+    if ticks < MIN_IDLE_HORIZON_TICKS as u64 {
+        MIN_IDLE_HORIZON_TICKS
+    } else if ticks > 0x0fff_ffff {
         0x0fff_ffff
     } else {
         ticks as u32

@@ -1173,10 +1173,44 @@ fn horizons_are_written_so_that_none_reads_as_the_defaults_and_each_is_bounded()
         horizon_ticks(1_000_000_000),
         horizon_ticks(MIN_IDLE_HORIZON_NS)
     );
-    assert!(
-        u64::from(horizon_ticks(0)) << TICK_SHIFT >= 2 * FLOW_TOUCH_INTERVAL_NS - (1 << TICK_SHIFT)
-    );
+    assert_eq!(horizon_ticks(0), MIN_IDLE_HORIZON_TICKS);
     assert_eq!(horizon_ticks(u64::MAX), 0x0fff_ffff);
+}
+
+/// The shortest horizon holds a flow whose packets come about every
+/// second: the data plane refreshes its rank once more than a touch
+/// interval has passed, so a packet can find it up to two intervals (and
+/// a little jitter) after its refresh. Refreshed anywhere in a tick and
+/// read then, it is never over, of either protocol. (With the minimum
+/// rounded down to whole ticks, 1.997 s, a refresh late in its tick read
+/// 2 s later was over: a UDP flow in use re-picked.)
+#[test]
+fn the_shortest_horizon_never_expires_a_flow_refreshed_two_touch_intervals_ago() {
+    let shortest = horizon_ticks(1_000_000_000);
+    let horizons = idle_horizons_of(idle_horizons_word(shortest, shortest));
+    let tick = 1u64 << TICK_SHIFT;
+    let base = 1_000 * tick;
+    for phase in [0, 1, tick / 2, tick - 1_000_000, tick - 1] {
+        let refreshed = base + phase;
+        for since in [
+            2 * FLOW_TOUCH_INTERVAL_NS - 1,
+            2 * FLOW_TOUCH_INTERVAL_NS,
+            2 * FLOW_TOUCH_INTERVAL_NS + 10_000_000,
+        ] {
+            for class in [CLASS_ESTABLISHED, CLASS_DATAGRAM] {
+                let tag = (u64::from(rank_word(refreshed, class)) << RANK_SHIFT)
+                    | u64::from(TAG_VALID);
+                assert!(
+                    !over_within(tag, ticks(refreshed + since), horizons),
+                    "class {class}, refreshed at {phase} ns into its tick, read {since} ns later"
+                );
+            }
+        }
+    }
+    // And the horizon still ends: a flow idle a tick past it is over.
+    let tag = (u64::from(rank_word(base, CLASS_DATAGRAM)) << RANK_SHIFT) | u64::from(TAG_VALID);
+    let past = base + (u64::from(shortest) + 1) * tick;
+    assert!(over_within(tag, ticks(past), horizons));
 }
 
 /// An insert into a full bucket with lbd's horizons (the data plane's,

@@ -560,7 +560,7 @@ fn repin_into(
 /// The eviction class of a flow still in time after this packet
 /// (`tcp_flags`; `tcp`: a TCP packet): closed after FIN or RST,
 /// established at the client's first ACK, a datagram flow for any packet
-/// but TCP (a UDP flow lbd installed as established, see
+/// but TCP (a UDP flow an older lbd installed as established, see
 /// `flow_table::CLASS_ESTABLISHED`, takes its class at its next refresh),
 /// else as it was (a SYN reopening a tuple whose flow is over is
 /// re-pinned as a handshake, `repin_into`).

@@ -262,8 +262,8 @@ pub(super) fn pinned_backend(entry: &FlowEntry) -> Option<&'static Backend> {
 /// flows in `flow_table::victim_order_within`. A SYN on such a tuple
 /// opens a new connection, not a retransmission; a UDP packet on it
 /// opens a new flow. A UDP packet's flow is judged by the datagram
-/// horizon whatever class its tag carries (lbd's installs rank UDP flows
-/// established, see `flow_table::CLASS_ESTABLISHED`).
+/// horizon whatever class its tag carries (an older lbd's installs
+/// ranked UDP flows established, see `flow_table::CLASS_ESTABLISHED`).
 #[inline(always)]
 pub(super) fn lapsed(tag: u64, now: u64, tcp: bool) -> bool {
     let tag = if tcp { tag } else { as_datagram(tag) };

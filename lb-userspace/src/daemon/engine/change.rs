@@ -232,9 +232,9 @@ impl Engine {
                 info!(thresholds = ?file.flood, "SYN-flood thresholds from the file");
                 self.flood.set_thresholds(file.flood);
             }
-            if (file.tcp_idle_timeout, file.udp_idle_timeout)
-                != (self.config.tcp_idle_timeout, self.config.udp_idle_timeout)
-            {
+            let running_timeouts = (self.config.tcp_idle_timeout, self.config.udp_idle_timeout);
+            let mut kept_timeouts = None;
+            if (file.tcp_idle_timeout, file.udp_idle_timeout) != running_timeouts {
                 match self
                     .dataplane
                     .set_idle_horizons(file.tcp_idle_timeout, file.udp_idle_timeout)
@@ -244,14 +244,24 @@ impl Engine {
                         udp_s = file.udp_idle_timeout.as_secs(),
                         "idle horizons from the file"
                     ),
-                    Err(error) => warn!(
-                        %error,
-                        "the data plane keeps its previous idle horizons"
-                    ),
+                    Err(error) => {
+                        // The running timeouts stay the config's, so
+                        // `config dump` and the flow census say what the
+                        // data plane holds, and the next reload of the
+                        // file writes them again.
+                        let warning = format!("the file's idle timeouts could not be written to the data plane ({error}); the running ones stay in force (tcp_idle_timeout_s = {}, udp_idle_timeout_s = {}): reload again to retry", running_timeouts.0.as_secs(), running_timeouts.1.as_secs());
+                        warn!(%warning, "reload");
+                        warnings.push(warning);
+                        kept_timeouts = Some(running_timeouts);
+                    }
                 }
             }
             info!(?report, vips = plan.len(), "config reloaded");
             self.config = self.config.with_reloadable_from(&file);
+            if let Some((tcp, udp)) = kept_timeouts {
+                self.config.tcp_idle_timeout = tcp;
+                self.config.udp_idle_timeout = udp;
+            }
         } else {
             // A dry run: what the reload would undo.
             undone.extend(guards_undone);
