@@ -172,6 +172,28 @@ pub fn fix_ipv4_checksum(frame: &mut [u8]) {
     frame[L3 + 10..L3 + 12].copy_from_slice(&checksum.to_be_bytes());
 }
 
+/// Finishes the TCP or UDP checksum of a `CHECKSUM_PARTIAL` skb's frame as
+/// the NIC or the kernel's `skb_checksum_help` does once a program is done
+/// with it: the complement of the one's-complement sum from the L4 header
+/// at `l4` to the frame's end (the checksum field, at `field` past it,
+/// holding what it held) is stored in the field (0 sent as 0xffff). A
+/// test run's skb is never partial, so a test finishes a GSO packet's
+/// output itself to see it as it would leave.
+pub fn finish_partial_checksum(frame: &mut [u8], l4: usize, field: usize) {
+    let mut sum: u64 = frame[l4..]
+        .chunks(2)
+        .map(|w| u64::from(u16::from_be_bytes([w[0], w.get(1).copied().unwrap_or(0)])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    let finished = match !(sum as u16) {
+        0 => 0xffff,
+        c => c,
+    };
+    frame[l4 + field..l4 + field + 2].copy_from_slice(&finished.to_be_bytes());
+}
+
 /// The frame as the load balancer should send it on: same bytes, MACs
 /// rewritten to `backend_mac` from `LB_MAC`.
 pub fn forwarded(frame: &[u8], backend_mac: [u8; 6]) -> Vec<u8> {

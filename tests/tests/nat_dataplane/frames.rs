@@ -10,8 +10,8 @@ use etherparse::{
     icmpv4::DestUnreachableHeader, Icmpv4Type, Icmpv6Type, LinkHeader, NetHeaders, PacketHeaders,
     TransportHeader,
 };
-use lb_common::{nat::counterpart_key, FlowKey, NatEntry};
-use lb_tests::natbed::NatBed;
+use lb_common::{consts::IPPROTO_TCP, nat::counterpart_key, FlowKey, NatEntry};
+use lb_tests::{natbed::NatBed, packet};
 use lb_userspace::config::Protocol;
 
 /// What a translated frame must look like.
@@ -133,6 +133,27 @@ pub(crate) fn ports_of(frame: &[u8]) -> (u16, u16) {
         TransportHeader::Udp(udp) => (udp.source_port, udp.destination_port),
         other => panic!("{other:?}"),
     }
+}
+
+/// `check_too_big` for the answer to a GSO packet (`sent`), which leaves
+/// `CHECKSUM_PARTIAL` at the quoted TCP or UDP header: checked as it
+/// leaves, that checksum finished as the kernel would (in the answer and
+/// in what it quotes of `sent`).
+pub(crate) fn check_too_big_gso(out: &[u8], sent: &[u8], mtu: u16) {
+    let v4 = sent[14] >> 4 == 4;
+    let (head, ip_len, proto) = if v4 {
+        (28, usize::from(sent[14] & 0x0f) * 4, sent[14 + 9])
+    } else {
+        (48, 40, sent[14 + 6])
+    };
+    let field = if proto == IPPROTO_TCP { 16 } else { 6 };
+    let mut out = out.to_vec();
+    let l4 = 14 + head + ip_len;
+    packet::finish_partial_checksum(&mut out, l4, field);
+    let mut sent = sent.to_vec();
+    sent[14 + ip_len + field..14 + ip_len + field + 2]
+        .copy_from_slice(&out[l4 + field..l4 + field + 2]);
+    check_too_big(&out, &sent, mtu);
 }
 
 /// Parses the answer `out` to the untagged frame `sent` (too big for a

@@ -31,7 +31,7 @@ use lb_userspace::{config::Protocol, reconcile::addr_words};
 
 use crate::{
     counter,
-    frames::{check, check_too_big, entries, Expected},
+    frames::{check, check_too_big, check_too_big_gso, entries, Expected},
     in_netns, vips, BACKEND_PORT, EVENT_GAP, PORTS,
 };
 
@@ -545,7 +545,7 @@ fn tc_sends_a_refreshing_gso_packet_whose_segments_fit() {
         );
         let (verdict, out) = bed.run_tc_gso(bed.in_if, &big, 1480, 3).expect("run");
         assert_eq!(verdict, bed.verdicts.bounce);
-        check_too_big(&out, &big, 1500);
+        check_too_big_gso(&out, &big, 1500);
         assert_eq!(counter(bed, Counter::SentIcmpTooBig), 1);
     });
 }
@@ -577,7 +577,7 @@ fn tc_judges_a_udp_gso_packet_by_its_segments() {
                 .run_tc_gso(bed.in_if, &big, 1501 - headers as u32, 3)
                 .expect("run");
             assert_eq!(verdict, bed.verdicts.bounce, "{vip}");
-            check_too_big(&out, &big, 1500);
+            check_too_big_gso(&out, &big, 1500);
             assert_eq!(counter(bed, Counter::SentIcmpTooBig), answered);
         }
     });

@@ -199,16 +199,56 @@ fn tc_judges_a_gso_packet_by_its_segments() {
                 next_hop_mtu: 1480
             })
         );
-        assert_eq!(
-            icmp.checksum,
-            icmp.icmp_type.calc_checksum(headers.payload.slice())
-        );
         // Segments of 1400 bytes fit (1440 + 20): no answer, whatever the
         // skb's length (the wrap itself needs a GSO type the test run
         // cannot set, see `run_tc_gso`).
         let (verdict, _) = bed.run_tc_gso(bed.nat.in_if, &big, 1400, 3).expect("run");
         assert_ne!(verdict, bed.verdicts().bounce);
         assert_eq!(counter(bed, Counter::SentIcmpTooBig), 1);
+    });
+}
+
+/// A GSO skb is `CHECKSUM_PARTIAL` at its TCP header, and its answer
+/// stays so: the NIC (or `skb_checksum_help`) finishes the quoted TCP
+/// checksum after the program, over the quote from that header on. (A
+/// test run's skb is not partial, so the output is finished here as the
+/// kernel would.) The ICMP checksum is right for the answer as it leaves,
+/// IPv4 and IPv6, so the client takes it at once.
+#[test]
+fn tc_answers_a_gso_packet_with_a_checksum_right_once_the_kernel_finishes_the_quote() {
+    in_netns(Hook::Tc, vips(), |bed, _| {
+        for (vip, headers_len, head, quoted_ip) in [(VIP4, 40, 28, 20), (VIP6, 60, 48, 40)] {
+            let flow = client_flow(vip, IPIP, 40_011);
+            let big = packet::tcp(&flow, ACK, None, &vec![7; 3000 - headers_len]);
+            let (verdict, mut out) = bed.run_tc_gso(bed.nat.in_if, &big, 1448, 3).expect("run");
+            assert_eq!(verdict, bed.verdicts().bounce, "{vip}");
+            // The quoted TCP header's checksum, finished as the kernel
+            // would.
+            packet::finish_partial_checksum(&mut out, 14 + head + quoted_ip, 16);
+            let headers = PacketHeaders::from_ethernet_slice(&out).expect("parse");
+            let quoted = headers.payload.slice();
+            match (&headers.net, &headers.transport) {
+                (Some(NetHeaders::Ipv4(_, _)), Some(TransportHeader::Icmpv4(icmp))) => {
+                    assert_eq!(
+                        icmp.checksum,
+                        icmp.icmp_type.calc_checksum(quoted),
+                        "ICMP checksum of the answer as it leaves"
+                    );
+                }
+                (Some(NetHeaders::Ipv6(ip, _)), Some(TransportHeader::Icmpv6(icmp))) => {
+                    let computed = icmp
+                        .icmp_type
+                        .calc_checksum(ip.source, ip.destination, quoted)
+                        .expect("size");
+                    assert_eq!(
+                        icmp.checksum, computed,
+                        "ICMPv6 checksum of the answer as it leaves"
+                    );
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(counter(bed, Counter::SentIcmpTooBig), 2);
     });
 }
 

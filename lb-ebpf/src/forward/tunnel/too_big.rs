@@ -23,9 +23,21 @@
 //!   DF, TTL 64, id 0; IPv6 reply: hop limit 64.
 //! - At tc the reply is built in the skb itself (cut, then grown at the
 //!   front); a GSO skb stops being one (the kernel resets GSO on the cut).
+//!   A GSO skb (a GRO aggregate from a NIC, a local sender's TSO packet)
+//!   is `CHECKSUM_PARTIAL` at its TCP or UDP header, and stays so through
+//!   the cut and the grow: the NIC (or `skb_checksum_help`) finishes the
+//!   quoted L4 checksum field after this program, over the quote's bytes
+//!   from that header on. The ICMP checksum is computed for the quote as
+//!   it will leave (`finished_sum`), not as it stands, or every answer
+//!   to an aggregate would reach the client with a wrong checksum and be
+//!   dropped, and path MTU discovery would wait for a retransmission
+//!   that came alone.
 
 use aya_ebpf::helpers::bpf_csum_diff;
-use lb_common::stats::Counter;
+use lb_common::{
+    consts::{IPPROTO_TCP, IPPROTO_UDP},
+    stats::Counter,
+};
 
 use super::outer::{fold16, sum_bytes};
 
@@ -60,31 +72,49 @@ pub fn reply<C: Hook>(ctx: &C, l3_off: usize, v4: bool, len: u32, mtu: u32) -> C
     if l3_off > L2_MAX {
         return Counter::DropMalformed;
     }
+    // Read before the cut, which resets GSO.
+    let partial = ctx.gso_size() != 0;
     if v4 {
         // A full quote, or (on a route whose MTU is below 576) the
         // shortest one an IPv4 header with options and 8 bytes need.
         if len >= QUOTE_V4 {
-            reshape::<C, { QUOTE_V4 as usize }, { HEAD_V4 as usize }>(ctx, l3_off, true, mtu)
+            reshape::<C, { QUOTE_V4 as usize }, { HEAD_V4 as usize }>(
+                ctx,
+                l3_off,
+                (true, partial),
+                mtu,
+            )
         } else if len >= QUOTE_V4_MIN {
-            reshape::<C, { QUOTE_V4_MIN as usize }, { HEAD_V4 as usize }>(ctx, l3_off, true, mtu)
+            reshape::<C, { QUOTE_V4_MIN as usize }, { HEAD_V4 as usize }>(
+                ctx,
+                l3_off,
+                (true, partial),
+                mtu,
+            )
         } else {
             Counter::DropMalformed
         }
     } else if len >= QUOTE_V6 {
         // Always: an IPv6 route carries 1280 bytes, so a packet too big
         // for it once wrapped has more than 1280 - 48.
-        reshape::<C, { QUOTE_V6 as usize }, { HEAD_V6 as usize }>(ctx, l3_off, false, mtu)
+        reshape::<C, { QUOTE_V6 as usize }, { HEAD_V6 as usize }>(
+            ctx,
+            l3_off,
+            (false, partial),
+            mtu,
+        )
     } else {
         Counter::DropMalformed
     }
 }
 
-/// `reply` with a quote of `Q` bytes and `H` bytes of new headers.
+/// `reply` with a quote of `Q` bytes and `H` bytes of new headers;
+/// `partial`: a GSO skb, its L4 checksum left for the kernel to finish.
 #[inline(always)]
 fn reshape<C: Hook, const Q: usize, const H: usize>(
     ctx: &C,
     l3_off: usize,
-    v4: bool,
+    (v4, partial): (bool, bool),
     mtu: u32,
 ) -> Counter {
     let l3 = l3_off as u32;
@@ -114,6 +144,11 @@ fn reshape<C: Hook, const Q: usize, const H: usize>(
         return Counter::DropMalformed;
     };
     let sum = quote_sum::<Q>(quote.cast());
+    let sum = if partial {
+        finished_sum::<C, Q>(ctx, l3_off + H, v4, sum)
+    } else {
+        sum
+    };
     let written = if v4 {
         write_v4(ctx, l3_off, Q as u32, mtu, sum)
     } else {
@@ -156,6 +191,51 @@ fn quote_sum<const Q: usize>(quote: *mut u32) -> u64 {
         done += chunk;
     }
     sum
+}
+
+/// The one's-complement sum of the `Q`-byte quote at `at` (`sum`: as
+/// it stands) once the kernel has finished its TCP or UDP checksum, as it
+/// does for a `CHECKSUM_PARTIAL` skb: it sums the bytes from the L4 header
+/// to the end of the skb (the quote's end) with the field holding the
+/// pseudo-header's sum `f`, and stores the complement there. Those bytes
+/// then sum to `!f` whatever they hold (`D + !(D + f) = !f`), so the
+/// quote sums to its IP header's bytes plus `!f`. `sum` unchanged for a
+/// quote whose L4 header does not follow its IP header (IPv6 extension
+/// headers: GRO rarely merges such packets) or lies past the quote.
+#[inline(always)]
+fn finished_sum<C: Hook, const Q: usize>(ctx: &C, at: usize, v4: bool, sum: u64) -> u64 {
+    // Each read bounds-checked again where it is made: a pointer derived
+    // from the quote's with a variable offset loses its checked range.
+    let Some(ip) = ptr_at::<[u8; 60], C>(ctx, at) else {
+        return sum;
+    };
+    // SAFETY: bounds checked by ptr_at (the quote is at least 68 bytes).
+    let (l4, proto) = unsafe {
+        let ip = &*ip;
+        if v4 {
+            (usize::from(ip[0] & 0x0f) * 4, ip[9])
+        } else {
+            (40, ip[6])
+        }
+    };
+    let field = match proto {
+        IPPROTO_TCP => 16,
+        IPPROTO_UDP => 6,
+        _ => return sum,
+    };
+    if !(20..=60).contains(&l4) || l4 + field + 2 > Q {
+        return sum;
+    }
+    let Some(f) = ptr_at::<[u8; 2], C>(ctx, at + l4 + field) else {
+        return sum;
+    };
+    // SAFETY: bounds checked by ptr_at.
+    let f = u16::from_be_bytes(unsafe { *f });
+    // The IP header's bytes (a multiple of 4, at most 60): the helper
+    // sums native words, as in `quote_sum`.
+    // SAFETY: `l4` of the 60 bytes checked above.
+    let head = unsafe { bpf_csum_diff(core::ptr::null_mut(), 0, ip.cast(), l4 as u32, 0) };
+    u64::from(fold16(head as u64 & 0xffff_ffff).swap_bytes()) + u64::from(!f)
 }
 
 /// Writes the IPv4 and ICMP headers of the answer (`sum`: the quote's).
