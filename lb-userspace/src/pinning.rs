@@ -237,7 +237,7 @@ impl PinDir {
                 && path
                     .file_name()
                     .and_then(|name| name.to_str())
-                    .is_some_and(|name| name.starts_with("maps-v"))
+                    .is_some_and(is_layout_dir)
         });
         for dir in others {
             let files = std::fs::read_dir(&dir).map_err(|source| PinError::Io {
@@ -262,36 +262,48 @@ impl PinDir {
         Ok(removed)
     }
 
-    /// Removes everything pinned here: links (which detaches their
+    /// Removes everything lbd pinned here: links (which detaches their
     /// programs once nothing else holds them) and maps (freed once no
-    /// program uses them). Returns what was removed.
+    /// program uses them), every layout version's, and the owner record;
+    /// then the directory, if that left it empty. Only lbd's own names
+    /// (see [`is_lbd_name`]) go: `pin_dir` may be any directory on bpffs,
+    /// `/sys/fs/bpf` itself too, and other tools' pins there are not
+    /// lbd's to remove (what is left is logged). Returns what was
+    /// removed.
     pub(crate) fn remove_all(&self) -> Result<Vec<PathBuf>, PinError> {
         let mut removed = Vec::new();
-        if !self.root.exists() {
-            return Ok(removed);
+        let entries = match std::fs::read_dir(&self.root) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(removed),
+            Err(source) => {
+                return Err(PinError::Io {
+                    action: "listing",
+                    path: self.root.clone(),
+                    source,
+                })
+            }
+        };
+        let mut left = Vec::new();
+        let mut layouts = Vec::new();
+        let mut files = Vec::new();
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = entry.file_name();
+            let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+            match name.to_str().map(is_lbd_name) {
+                Some(Some(LbdName::Layout)) if is_dir => layouts.push(path),
+                Some(Some(LbdName::File)) if !is_dir => files.push(path),
+                _ => left.push(path),
+            }
         }
         // Every layout version's maps (an older release's too: its tables
-        // would stay pinned, and their memory held, until a reboot), then
-        // the links and files at the root.
-        let mut dirs: Vec<PathBuf> = std::fs::read_dir(&self.root)
-            .map(|entries| {
-                entries
-                    .flatten()
-                    .map(|entry| entry.path())
-                    .filter(|path| {
-                        path.is_dir()
-                            && path
-                                .file_name()
-                                .and_then(|name| name.to_str())
-                                .is_some_and(|name| name.starts_with("maps-v"))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        dirs.push(self.root.clone());
-        for dir in dirs {
-            let entries = match std::fs::read_dir(&dir) {
-                Ok(entries) => entries,
+        // would stay pinned, and their memory held, until a reboot). What
+        // is in them is lbd's alone: its maps, the tables set aside for a
+        // resize (`*_RESIZED`), the maps of older releases (`COUNTERS`,
+        // `NAT_FLOWS`, the LRU connection table).
+        for dir in layouts {
+            let maps = match std::fs::read_dir(&dir) {
+                Ok(maps) => maps,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(source) => {
                     return Err(PinError::Io {
@@ -301,28 +313,71 @@ impl PinDir {
                     })
                 }
             };
-            for entry in entries.flatten() {
-                let path = entry.path();
+            for path in maps.flatten().map(|entry| entry.path()) {
                 if path.is_dir() {
                     continue;
                 }
-                std::fs::remove_file(&path).map_err(|source| PinError::Io {
-                    action: "removing",
-                    path: path.clone(),
-                    source,
-                })?;
+                remove_file(&path)?;
                 removed.push(path);
             }
+            let _ = std::fs::remove_dir(&dir);
         }
-        // The layout versions' directories and the root, if now empty.
-        if let Ok(entries) = std::fs::read_dir(&self.root) {
-            for entry in entries.flatten() {
-                let _ = std::fs::remove_dir(entry.path());
-            }
+        // The links and the owner record at the root.
+        for path in files {
+            remove_file(&path)?;
+            removed.push(path);
         }
-        let _ = std::fs::remove_dir(&self.root);
+        if left.is_empty() {
+            let _ = std::fs::remove_dir(&self.root);
+        } else {
+            left.sort();
+            tracing::info!(dir = %self.root.display(), left = ?left, "pins lbd did not make are left in pin_dir");
+        }
         Ok(removed)
     }
+}
+
+/// Removes the file (a pin) at `path`; one already gone is not an error.
+fn remove_file(path: &Path) -> Result<(), PinError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(PinError::Io {
+            action: "removing",
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// What an entry at the root of a pin directory named by lbd is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LbdName {
+    /// A layout version's directory of maps (`maps-v<N>`).
+    Layout,
+    /// A pinned link (`xdp-link-<if>`, `tc-link-<if>`) or the owner
+    /// record (`lbd-owner`).
+    File,
+}
+
+/// Whether `name`, at the root of a pin directory, is one lbd makes
+/// there, and what it is: what [`PinDir::remove_all`] may remove, since
+/// the directory may be shared with other tools.
+fn is_lbd_name(name: &str) -> Option<LbdName> {
+    if is_layout_dir(name) {
+        Some(LbdName::Layout)
+    } else if link_pin_of(name).is_some() || name == crate::ownership::lock::OWNER_LINK {
+        Some(LbdName::File)
+    } else {
+        None
+    }
+}
+
+/// Whether `name` is a layout version's directory of maps: `maps-v`
+/// and a version number.
+fn is_layout_dir(name: &str) -> bool {
+    name.strip_prefix("maps-v")
+        .is_some_and(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// A link pinned at the root of a pin directory, as its name says.
@@ -477,6 +532,53 @@ mod tests {
         let removed = pins.remove_all().expect("remove");
         assert_eq!(removed.len(), 3, "{removed:?}");
         assert!(!root.exists(), "every directory goes once empty");
+    }
+
+    /// `pin_dir` may be shared (`/sys/fs/bpf` itself): a stop for good
+    /// removes lbd's names only, every one of them, and leaves the rest,
+    /// and the directory with it.
+    #[test]
+    fn removing_leaves_what_lbd_did_not_pin() {
+        let root = std::env::temp_dir().join(format!("lbd-pins-shared-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let pins = PinDir::new(&root);
+        let older = root.join("maps-v0");
+        std::fs::create_dir_all(&older).expect("older layout");
+        std::fs::create_dir_all(pins.maps_dir()).expect("this layout");
+        let ours = [
+            older.join(names::MAP_CONNTRACK),
+            pins.map_path(names::MAP_VIPS),
+            pins.map_path(crate::conntrack::legacy::RESIZED_PIN),
+            pins.map_path(names::MAP_LEGACY_COUNTERS),
+            pins.link_path("eth0"),
+            pins.tc_link_path("eth0"),
+        ];
+        for file in &ours {
+            std::fs::write(file, b"").expect("a pin");
+        }
+        let owner = root.join(crate::ownership::lock::OWNER_LINK);
+        std::os::unix::fs::symlink("pid=1\nconfig=/etc/lbd/lbd.toml\n", &owner).expect("owner");
+        let foreign_file = root.join("cilium_calls_xdp");
+        let foreign_dir = root.join("tc");
+        let foreign_layout = root.join("maps-vendor");
+        std::fs::write(&foreign_file, b"").expect("a foreign pin");
+        std::fs::create_dir_all(&foreign_dir).expect("a foreign directory");
+        std::fs::create_dir_all(&foreign_layout).expect("a foreign directory");
+
+        let mut removed = pins.remove_all().expect("remove");
+        removed.sort();
+        let mut expected: Vec<PathBuf> = ours.to_vec();
+        expected.push(owner.clone());
+        expected.sort();
+        let kept = [&foreign_file, &foreign_dir, &foreign_layout].map(|p| p.exists());
+        let gone = [&older, &pins.maps_dir(), &owner].map(|p| p.symlink_metadata().is_err());
+        let _ = std::fs::remove_dir_all(&root);
+        assert_eq!(removed, expected);
+        assert_eq!(kept, [true; 3], "other tools' pins and directories stay");
+        assert_eq!(
+            gone, [true; 3],
+            "lbd's layout directories and owner record go"
+        );
     }
 
     #[test]

@@ -11,22 +11,24 @@
 
 use std::{
     fs,
-    net::IpAddr,
+    net::{IpAddr, TcpListener},
     process::Command,
     thread,
     time::{Duration, Instant},
 };
 
 use anyhow::bail;
+use lb_common::consts::names;
 use lb_tests::{
     client,
-    lab::{lbd_binary, tcx_ingress_ids, Host, Lab, VIP4},
+    lab::{in_netns, lbd_binary, tcx_ingress_ids, Host, Lab, VIP4},
     support::{assert_even_shares, grown, nonzero, status_on, vip_status, wait_until},
     tunnel::{self, TunnelSpec, TunnelVip},
 };
 use lb_userspace::{
     api::schema::{HealthStatus, Status},
     config::Attach,
+    pinning::PinDir,
 };
 
 /// Starts lbd on `node` as process `name` with `config` and
@@ -173,6 +175,77 @@ fn the_tc_balancer_forwards_through_a_cls_bpf_filter_left_at_sigterm_and_removed
     assert!(tcx_ingress_ids(&lb.netns, "eth0").expect("tcx").is_empty());
     let pins = lab.pin_dir_of(&lb);
     assert!(!pins.exists(), "pins left in {}", pins.display());
+}
+
+/// A restart that adopts the pinned maps, attaches its filter and removes
+/// the previous lbd's, and then fails (here: the metrics port is taken,
+/// and the metrics listener is bound after the attach) leaves the data
+/// plane as a crash does: its filter runs on, forwarding on the pinned
+/// maps, connection and NAT tables included, for the next lbd to adopt.
+/// (Only a first start that fails takes the data plane away again.)
+#[test]
+fn a_restart_that_fails_after_the_attach_leaves_its_filter_and_the_pins() {
+    let mut lab = Lab::start(3).expect("lab");
+    lab.without_pass_through_xdp();
+    lab.wait_for_backends().expect("nginx up");
+    let lb = lab.lb.clone();
+    let config = format!("attach = \"tc\"\n{}", lab.lbd_config());
+    start_cls_bpf(&mut lab, &lb, "lbd", &config);
+    let first = filter_programs(&filters(&lb, "eth0", "ingress"), "tc_lb");
+    assert_eq!(first.len(), 1, "one cls_bpf filter runs tc_lb");
+    assert!(lab.terminate("lbd").expect("SIGTERM").success());
+
+    let pins = PinDir::new(lab.pin_dir_of(&lb));
+    let tables = [names::MAP_FLOW_BUCKETS, names::MAP_NAT_BUCKETS].map(|m| pins.map_path(m));
+    for table in &tables {
+        assert!(table.exists(), "{} pinned at SIGTERM", table.display());
+    }
+    // lbd's default metrics address, taken in its namespace.
+    let squatter = in_netns(&lb.netns, || TcpListener::bind(("127.0.0.1", 9641)))
+        .expect("netns")
+        .expect("bind the metrics port");
+    let error =
+        start_lbd_with(&mut lab, &lb, "lbd2", &config, "cls_bpf").expect_err("the start must fail");
+    let log = lab.log("lbd2");
+    assert!(
+        log.contains("adopting the pinned data plane") && log.contains("metrics listener"),
+        "{error:#}\n{log}"
+    );
+    // The failed lbd's filter replaced the previous one, and stays.
+    let listing = filters(&lb, "eth0", "ingress");
+    let second = filter_programs(&listing, "tc_lb");
+    assert_eq!(
+        second.len(),
+        1,
+        "one filter left running:\n{listing}\n{log}"
+    );
+    assert_ne!(second, first, "the failed lbd's own filter");
+    for table in &tables {
+        assert!(table.exists(), "{} still pinned:\n{log}", table.display());
+    }
+    assert_forwards(&lab, 300, "after the failed restart");
+    drop(squatter);
+
+    // The next lbd adopts it all; a stop for good then removes it all.
+    start_cls_bpf(&mut lab, &lb, "lbd3", &config);
+    assert!(status_on(&lab, &lb).adopted);
+    let listing = filters(&lb, "eth0", "ingress");
+    let third = filter_programs(&listing, "tc_lb");
+    assert_eq!(
+        third.len(),
+        1,
+        "the failed lbd's filter removed:\n{listing}"
+    );
+    assert_ne!(third, second);
+    assert_forwards(&lab, 300, "after the next restart");
+    assert!(lab.interrupt("lbd3").expect("SIGINT").success());
+    let listing = filters(&lb, "eth0", "ingress");
+    assert!(listing.trim().is_empty(), "a stop for good: {listing}");
+    assert!(
+        !pins.root().exists(),
+        "pins left in {}",
+        pins.root().display()
+    );
 }
 
 /// A value of `LBD_TC_ATTACH` lbd does not take fails its start, naming

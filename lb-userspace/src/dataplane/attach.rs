@@ -32,7 +32,9 @@ use crate::{
 pub(super) enum Attachment {
     /// Through a link this process owns: detached when it goes.
     Owned(XdpLinkId),
-    /// Through a tc link this process owns (cls_bpf): detached when it goes.
+    /// Through a tc link this process owns (cls_bpf): detached when it
+    /// goes, unless the maps are pinned (then left running for the next
+    /// lbd, by `release` or on drop).
     OwnedTc(SchedClassifierLinkId),
     /// Through a link pinned in bpffs: stays attached after lbd exits.
     Pinned {
@@ -320,10 +322,13 @@ impl Dataplane {
                 let link = program
                     .take_link(id)
                     .map_err(|e| program_error("pinning the link of", names::PROG_TC_LB, e))?;
-                let link = FdLink::try_from(link).map_err(|e| link_error("creating", e))?;
-                link.pin(&path).map_err(|e| link_error("creating", e))?;
+                let link = FdLink::try_from(link)
+                    .map_err(|e| link_error("creating", Attach::Tc, &path, &e))?;
+                link.pin(&path)
+                    .map_err(|e| link_error("creating", Attach::Tc, &path, &e))?;
                 let link = FdLink::from(
-                    PinnedLink::from_pin(&path).map_err(|e| link_error("reopening", e))?,
+                    PinnedLink::from_pin(&path)
+                        .map_err(|e| link_error("reopening", Attach::Tc, &path, &e))?,
                 );
                 Attachment::Pinned {
                     link,
@@ -350,14 +355,16 @@ impl Dataplane {
             return Ok(None);
         };
         let program = tc_program(&mut self.ebpf)?;
-        let link = SchedClassifierLink::try_from(link).map_err(|e| link_error("taking over", e))?;
+        let link = SchedClassifierLink::try_from(link)
+            .map_err(|e| link_error("taking over", Attach::Tc, path, &e))?;
         let id = program
             .attach_to_link(link)
             .map_err(|e| program_error("replacing on the pinned link", names::PROG_TC_LB, e))?;
         let link = program
             .take_link(id)
             .map_err(|e| program_error("keeping the link of", names::PROG_TC_LB, e))?;
-        let link = FdLink::try_from(link).map_err(|e| link_error("keeping", e))?;
+        let link =
+            FdLink::try_from(link).map_err(|e| link_error("keeping", Attach::Tc, path, &e))?;
         Ok(Some(kept_on_pin(link, path, interface, Attach::Tc)))
     }
 
@@ -392,12 +399,16 @@ impl Dataplane {
     ) -> Result<Attachment> {
         let program = xdp_program(&mut self.ebpf, names::PROG_LB)?;
         let id = program
-            .attach_to_link(XdpLink::try_from(link).map_err(|e| link_error("taking over", e))?)
+            .attach_to_link(
+                XdpLink::try_from(link)
+                    .map_err(|e| link_error("taking over", Attach::Xdp, path, &e))?,
+            )
             .map_err(|e| program_error("replacing on the pinned link", names::PROG_LB, e))?;
         let link = program
             .take_link(id)
             .map_err(|e| program_error("keeping the link of", names::PROG_LB, e))?;
-        let link = FdLink::try_from(link).map_err(|e| link_error("keeping", e))?;
+        let link =
+            FdLink::try_from(link).map_err(|e| link_error("keeping", Attach::Xdp, path, &e))?;
         Ok(kept_on_pin(link, path, interface, Attach::Xdp))
     }
 
@@ -411,9 +422,11 @@ impl Dataplane {
             .map_err(|e| program_error("pinning the link of", names::PROG_LB, e))?;
         match FdLink::try_from(link) {
             Ok(link) => {
-                link.pin(&path).map_err(|e| link_error("creating", e))?;
+                link.pin(&path)
+                    .map_err(|e| link_error("creating", Attach::Xdp, &path, &e))?;
                 let link = FdLink::from(
-                    PinnedLink::from_pin(&path).map_err(|e| link_error("reopening", e))?,
+                    PinnedLink::from_pin(&path)
+                        .map_err(|e| link_error("reopening", Attach::Xdp, &path, &e))?,
                 );
                 Ok(Attachment::Pinned {
                     link,
@@ -423,15 +436,28 @@ impl Dataplane {
             }
             Err(error) => {
                 warn!(%error, "this kernel attaches XDP through netlink, which cannot be pinned: the program will be detached when lbd exits");
-                Err(link_error("creating", error))
+                Err(link_error("creating", Attach::Xdp, &path, &error))
             }
         }
     }
 
     /// Detaches the balancer, if attached, and removes every pin: packets
     /// take the normal stack path again and the maps are freed. The full
-    /// stop (SIGINT, `lbd --cleanup`).
+    /// stop (SIGINT, `lbd --cleanup`), and the undoing of a first start
+    /// that failed after the attach (`Engine::undo_fresh_start`); never
+    /// on drop (see `impl Drop for Dataplane`).
     pub fn detach(&mut self) -> Result<()> {
+        self.detach_hook()?;
+        if let Some(pins) = &self.pins {
+            let removed = pins.remove_all()?;
+            info!(pins = removed.len(), dir = %pins.root().display(), "pins removed");
+        }
+        Ok(())
+    }
+
+    /// Detaches the balancer from its hook, if attached; the pinned maps
+    /// stay.
+    fn detach_hook(&mut self) -> Result<()> {
         match self.attached.take() {
             Some((interface, Attachment::Owned(link))) => {
                 xdp_program(&mut self.ebpf, names::PROG_LB)?
@@ -451,10 +477,6 @@ impl Dataplane {
                 info!(%interface, pin = %path.display(), "program detached (pinned link removed)");
             }
             None => {}
-        }
-        if let Some(pins) = &self.pins {
-            let removed = pins.remove_all()?;
-            info!(pins = removed.len(), dir = %pins.root().display(), "pins removed");
         }
         Ok(())
     }
@@ -480,14 +502,8 @@ impl Dataplane {
             // maps, as a pinned link is; the next lbd attaches its own
             // filter, then removes this one (`ownership::cls_bpf`).
             Some((interface, Attachment::OwnedTc(id))) if self.pins.is_some() => {
-                let link = tc_program(&mut self.ebpf).and_then(|p| {
-                    p.take_link(id)
-                        .map_err(|e| program_error("keeping the filter of", names::PROG_TC_LB, e))
-                });
-                match link {
-                    Ok(link) => {
-                        // Not dropped: the filter stays when lbd exits.
-                        std::mem::forget(link);
+                match self.keep_filter(id) {
+                    Ok(()) => {
                         info!(%interface, "tc filter (cls_bpf) left running for the next lbd, which removes it once its own runs");
                         Ok(Released::StillForwarding)
                     }
@@ -506,6 +522,18 @@ impl Dataplane {
                 Ok(Released::Detached)
             }
         }
+    }
+
+    /// Leaves lbd's cls_bpf filter `id` running when this process exits
+    /// (it is detached when its link is dropped otherwise): a filter
+    /// cannot be pinned, so this is how it outlives lbd.
+    fn keep_filter(&mut self, id: SchedClassifierLinkId) -> Result<()> {
+        let link = tc_program(&mut self.ebpf)?
+            .take_link(id)
+            .map_err(|e| program_error("keeping the filter of", names::PROG_TC_LB, e))?;
+        // Not dropped: the filter stays when lbd exits.
+        std::mem::forget(link);
+        Ok(())
     }
 
     /// Whether the data plane is pinned (it outlives lbd), as opposed to
@@ -648,12 +676,33 @@ pub(crate) fn mode_fits(configured: ConfigXdpMode, running: ConfigXdpMode) -> bo
 
 impl Drop for Dataplane {
     /// A program attached through an owned link goes with its process; a
-    /// pinned one stays (only `detach` removes it).
+    /// pinned one stays (only `detach` removes it). Pins are never removed
+    /// here: a drop without `release` or `detach` is a start that failed
+    /// after the attach (a restart's too, which adopted the maps and
+    /// removed the previous lbd's hook) or a panic, and that leaves the
+    /// data plane as a crash does, forwarding on the pinned tables for the
+    /// next lbd. So with pins, a cls_bpf filter (which cannot be pinned)
+    /// is left running as `release` leaves it. A first start that fails
+    /// is undone with an explicit `detach` (`Engine::undo_fresh_start`).
     fn drop(&mut self) {
-        if let Some((_, Attachment::Owned(_) | Attachment::OwnedTc(_))) = &self.attached {
-            if let Err(error) = self.detach() {
-                warn!(%error, "detaching on drop failed");
+        match self.attached.take() {
+            Some((interface, Attachment::OwnedTc(id))) if self.pins.is_some() => {
+                match self.keep_filter(id) {
+                    Ok(()) => {
+                        info!(%interface, "tc filter (cls_bpf) left running on the pinned maps for the next lbd, which removes it once its own runs");
+                    }
+                    Err(error) => {
+                        warn!(%interface, %error, "keeping the tc filter failed: it goes with lbd; the maps stay pinned for the next lbd");
+                    }
+                }
             }
+            owned @ Some((_, Attachment::Owned(_) | Attachment::OwnedTc(_))) => {
+                self.attached = owned;
+                if let Err(error) = self.detach_hook() {
+                    warn!(%error, "detaching on drop failed");
+                }
+            }
+            other => self.attached = other,
         }
     }
 }
@@ -661,10 +710,7 @@ impl Drop for Dataplane {
 /// The attachment of a program swapped in on a pinned link a previous lbd
 /// left at `hook`.
 fn kept_on_pin(link: FdLink, path: &std::path::Path, interface: &str, hook: Attach) -> Attachment {
-    let word = match hook {
-        Attach::Xdp => "XDP",
-        Attach::Tc => "tc",
-    };
+    let word = super::hook_word(hook);
     info!(%interface, "{word} program replaced atomically on the pinned link; connection table kept");
     Attachment::Pinned {
         link,
@@ -778,12 +824,38 @@ pub(super) fn tc_program(ebpf: &mut Ebpf) -> Result<&mut SchedClassifier> {
     Ok(program)
 }
 
-/// A pinned link's failure, naming the action.
-fn link_error(action: &'static str, e: impl std::fmt::Display) -> DataplaneError {
+/// A pinned link's failure, naming the action, the hook and the pin.
+/// The reason is `e` with its sources: aya's system-call errors say only
+/// which call failed ("`BPF_OBJ_PIN` failed"), the errno is their
+/// source.
+fn link_error(
+    action: &'static str,
+    hook: Attach,
+    path: &std::path::Path,
+    e: &dyn std::error::Error,
+) -> DataplaneError {
     DataplaneError::Link {
         action,
-        reason: e.to_string(),
+        hook,
+        path: path.to_owned(),
+        reason: with_sources(e),
     }
+}
+
+/// `e` and its sources, joined by ": " (a source an error already
+/// writes in its own message is not repeated).
+fn with_sources(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let said = cause.to_string();
+        if !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 #[cfg(test)]
@@ -805,6 +877,51 @@ mod tests {
         assert!(!mode_fits(Generic, Native));
         // A mode the kernel did not name is taken as it is.
         assert!(mode_fits(Native, Auto));
+    }
+
+    /// A link that cannot be made, pinned or reopened says which hook's
+    /// link, its pin, and the errno: aya's system-call error alone says
+    /// only which call failed, its errno is the source.
+    #[test]
+    fn a_link_error_names_the_hook_the_pin_and_the_errno() {
+        let syscall = |call, errno| aya::sys::SyscallError {
+            call,
+            io_error: std::io::Error::from_raw_os_error(errno),
+        };
+        let pin = std::path::Path::new("/sys/fs/bpf/lbd/tc-link-eth0");
+        let failed = aya::pin::PinError::SyscallError(syscall("BPF_OBJ_PIN", libc::EEXIST));
+        let message = link_error("creating", Attach::Tc, pin, &failed).to_string();
+        assert!(
+            message.starts_with("creating the pinned tc link /sys/fs/bpf/lbd/tc-link-eth0: "),
+            "{message}"
+        );
+        assert!(message.contains("`BPF_OBJ_PIN` failed"), "{message}");
+        assert!(message.contains("File exists"), "{message}");
+
+        let pin = std::path::Path::new("/sys/fs/bpf/lbd/xdp-link-eth0");
+        let failed =
+            aya::programs::links::LinkError::SyscallError(syscall("BPF_OBJ_GET", libc::ENOENT));
+        let message = link_error("reopening", Attach::Xdp, pin, &failed).to_string();
+        assert!(
+            message.starts_with("reopening the pinned XDP link /sys/fs/bpf/lbd/xdp-link-eth0: "),
+            "{message}"
+        );
+        assert!(message.contains("No such file or directory"), "{message}");
+    }
+
+    /// A source an error already writes in its own message is not
+    /// written twice.
+    #[test]
+    fn sources_already_said_are_not_repeated() {
+        let error = PinError::Io {
+            action: "removing",
+            path: "/x".into(),
+            source: std::io::Error::from_raw_os_error(libc::EEXIST),
+        };
+        assert_eq!(
+            with_sources(&error),
+            "removing /x: File exists (os error 17)"
+        );
     }
 
     /// lbd's cls_bpf filter (no tcx) counts as in place while the

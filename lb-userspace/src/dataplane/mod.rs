@@ -98,12 +98,18 @@ pub enum DataplaneError {
         #[source]
         source: Box<aya::maps::MapError>,
     },
-    /// The XDP link could not be pinned or taken over.
-    #[error("{action} the pinned XDP link: {reason}")]
+    /// The XDP or tc link could not be pinned or taken over. The reason
+    /// carries the error's sources (the errno of a failed system call),
+    /// which aya's errors leave out of their own message.
+    #[error("{action} the pinned {} link {}: {reason}", hook_word(*.hook), .path.display())]
     Link {
         /// What was attempted.
         action: &'static str,
-        /// Why it failed.
+        /// The hook the link is at.
+        hook: Attach,
+        /// Where the link is (to be) pinned.
+        path: std::path::PathBuf,
+        /// Why it failed, with the causes.
         reason: String,
     },
     /// The pin directory could not be used.
@@ -139,6 +145,14 @@ pub enum DataplaneError {
 }
 
 type Result<T> = std::result::Result<T, DataplaneError>;
+
+/// The hook as messages name it: "XDP" or "tc".
+fn hook_word(hook: Attach) -> &'static str {
+    match hook {
+        Attach::Xdp => "XDP",
+        Attach::Tc => "tc",
+    }
+}
 
 /// Sizes of the maps, fixed at load time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
