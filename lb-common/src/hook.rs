@@ -44,7 +44,9 @@ impl fmt::Display for Attach {
 pub enum XdpMode {
     /// Native (driver) mode, falling back to generic mode with a warning,
     /// or to the tc hook where NAT or tunnelled VIPs are configured (generic
-    /// XDP cannot translate their packets).
+    /// XDP cannot translate their packets) and always for lb-decap (whose
+    /// unwrap generic XDP would leave with a stale hardware checksum; it
+    /// refuses `Generic` too).
     #[default]
     Auto,
     /// Native (driver) mode only; attaching fails if the driver lacks XDP

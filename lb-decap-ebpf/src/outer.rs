@@ -8,6 +8,11 @@
 //! - An outer IP header cut short or inconsistent with its own lengths
 //!   (version, IHL, total/payload length past the frame) is `DropMalformed`
 //!   whoever it is for: the kernel would drop it too.
+//! - A tunnel packet to us whose outer IPv4 header (options included)
+//!   does not sum to 0xffff, its checksum wrong, is `DropMalformed`: the
+//!   kernel's `ip_rcv_core` drops such a header, and the unwrap would hide
+//!   it. Checked after the destination and the source (other packets are
+//!   the stack's to check), on the tunnel packets only.
 //! - An IPv4 total length or IPv6 payload length of 0 is `PassNotTunnel`,
 //!   checked first: that is how BIG TCP's GRO marks aggregates longer than
 //!   64 KiB (at tc and generic XDP), never a packet the balancer sends,
@@ -140,6 +145,7 @@ fn outer_v4<C: Hook>(ctx: &C, config: &DecapConfig) -> Result<Tunnel, DecapCount
     match ip.proto {
         IPPROTO_IPIP if config.flags & DECAP_F_IPIP != 0 => {
             claim(config, &dst, src, fragment)?;
+            check_ipv4_sum(ctx, header_len)?;
             Ok(Tunnel {
                 kind: Kind::Ipip,
                 inner_off: l4,
@@ -154,9 +160,57 @@ fn outer_v4<C: Hook>(ctx: &C, config: &DecapConfig) -> Result<Tunnel, DecapCount
                 return Err(DecapCounter::PassNotTunnel);
             }
             claim(config, &dst, src, fragment)?;
+            check_ipv4_sum(ctx, header_len)?;
             gue(ctx, l4, end, outer_ecn)
         }
         _ => Err(DecapCounter::PassNotTunnel),
+    }
+}
+
+/// Most option words an IPv4 header holds (IHL 15: 60 bytes, 20 fixed).
+const IPV4_OPTION_WORDS: usize = 10;
+
+/// `DropMalformed` unless the outer IPv4 header (`header_len` bytes after
+/// Ethernet, 20 to 60, a multiple of 4: checked by the caller) sums to
+/// 0xffff in one's complement, its checksum field included: the check
+/// `ip_rcv_core` makes (`ip_fast_csum`). The fixed 20 bytes, then each
+/// option word in a loop bounded by the longest header, so the verifier
+/// sees at most ten constant-offset reads.
+#[inline(always)]
+fn check_ipv4_sum<C: Hook>(ctx: &C, header_len: usize) -> Result<(), DecapCounter> {
+    let fixed: *const [u8; IPV4_LEN] = ptr_at(ctx, ETH_LEN).ok_or(DecapCounter::DropMalformed)?;
+    // SAFETY: bounds checked by ptr_at.
+    let fixed = unsafe { &*fixed };
+    let mut sum: u64 = 0;
+    let mut at = 0;
+    while at < IPV4_LEN {
+        sum += u64::from(u32::from_ne_bytes([
+            fixed[at],
+            fixed[at + 1],
+            fixed[at + 2],
+            fixed[at + 3],
+        ]));
+        at += 4;
+    }
+    for word in 0..IPV4_OPTION_WORDS {
+        let off = IPV4_LEN + word * 4;
+        if off >= header_len {
+            break;
+        }
+        let option: *const [u8; 4] =
+            ptr_at(ctx, ETH_LEN + off).ok_or(DecapCounter::DropMalformed)?;
+        // SAFETY: bounds checked by ptr_at.
+        sum += u64::from(u32::from_ne_bytes(unsafe { *option }));
+    }
+    // Fifteen 32-bit words fit in 36 bits: two folds to 32, two to 16.
+    let sum = (sum & 0xffff_ffff) + (sum >> 32);
+    let sum = (sum & 0xffff_ffff) + (sum >> 32);
+    let sum = (sum & 0xffff) + (sum >> 16);
+    let sum = (sum & 0xffff) + (sum >> 16);
+    if sum == 0xffff {
+        Ok(())
+    } else {
+        Err(DecapCounter::DropMalformed)
     }
 }
 

@@ -5,7 +5,8 @@
 //! ```toml
 //! interface = "eth0"          # the backend's interface tunnel packets arrive on
 //! attach = "xdp"              # "xdp" (default) or "tc"
-//! xdp_mode = "auto"           # "auto" (native, else generic), "native", "generic";
+//! xdp_mode = "auto"           # "auto" (native XDP, else tc ingress), "native";
+//!                             # "generic" is refused (stale hardware checksum);
 //!                             # used when attaching: a running link keeps its mode;
 //!                             # refused with attach = "tc" unless "auto"
 //! addresses = ["198.19.2.11"] # outer destinations accepted; default: the interface's
@@ -167,6 +168,9 @@ impl Settings {
                 file.xdp_mode.name()
             );
         }
+        // Generic XDP would unwrap without fixing the skb's hardware
+        // checksum: refused here, so `check` says so too.
+        crate::dataplane::refuse_generic(file.attach, file.xdp_mode)?;
         if !file.ipip && !file.gue {
             bail!("ipip and gue are both false: nothing would ever be unwrapped");
         }
@@ -580,6 +584,33 @@ mod tests {
         )
         .expect("valid");
         assert_eq!(s.attach, Attach::Tc);
+    }
+
+    /// Generic XDP unwraps without fixing a CHECKSUM_COMPLETE skb's
+    /// `csum` (see `dataplane::GENERIC_REFUSED`): the file is refused
+    /// naming why and the ways out. Before, it was accepted and attached.
+    #[test]
+    fn generic_xdp_is_refused_naming_the_reason_and_the_alternatives() {
+        for attach in ["", "attach = \"xdp\"\n"] {
+            let text = format!(
+                "interface = \"lo\"\n{attach}xdp_mode = \"generic\"\naddresses = [\"198.19.2.11\"]\nvips = [\"198.18.0.100:80/tcp\"]\n"
+            );
+            let error = format!("{:#}", Settings::parse(&text).expect_err(&text));
+            for word in [
+                "xdp_mode = \"generic\" is refused",
+                "hw csum failure",
+                "xdp_mode = \"auto\"",
+                "attach = \"tc\"",
+            ] {
+                assert!(error.contains(word), "{error:?} should mention {word:?}");
+            }
+        }
+        for mode in ["auto", "native"] {
+            let text = format!(
+                "interface = \"lo\"\nxdp_mode = \"{mode}\"\naddresses = [\"198.19.2.11\"]\nvips = [\"198.18.0.100:80/tcp\"]\n"
+            );
+            Settings::parse(&text).expect(mode);
+        }
     }
 
     #[test]

@@ -5,16 +5,24 @@
 //! attached and only updates the pinned maps in place, so decapsulation
 //! never stops (an XDP link keeps the mode it was attached in: a changed
 //! `xdp_mode` is warned about, and applied by a cleanup and a start).
+//! `xdp_mode = "auto"` attaches native XDP, else at tc ingress, never
+//! generic XDP ([`choose_hook`]); "generic" is refused.
 //! Switching the hook or the interface attaches the new link
-//! before the old one is removed. One lb-decap at a time does this per pin
-//! directory (`lock`), and a live link whose program does not read the
-//! pinned maps (left by an lb-decap before the lock) is replaced.
+//! before the old one is removed. A live link whose program does not read
+//! the pinned maps (an older lb-decap's, with fewer maps, or one left by
+//! an lb-decap before the lock) keeps its place: the new program is loaded
+//! and verified first, then swapped into that link atomically
+//! (`BPF_LINK_UPDATE`), so a failed load leaves the old program unwrapping.
+//! One lb-decap at a time does this per pin directory (`lock`).
 
 use anyhow::{anyhow, bail, Context as _};
 use aya::{
+    maps::Map,
     programs::{
-        links::FdLink, tc::TcAttachOptions, LinkOrder, SchedClassifier, TcAttachType, Xdp,
-        XdpMode as AyaXdpMode,
+        links::{FdLink, PinnedLink},
+        tc::{SchedClassifierLink, TcAttachOptions},
+        xdp::XdpLink,
+        LinkOrder, SchedClassifier, TcAttachType, Xdp, XdpMode as AyaXdpMode,
     },
     Ebpf,
 };
@@ -24,16 +32,60 @@ use tracing::{info, warn};
 use crate::{
     config::{Attach, Settings, XdpMode},
     interface::XdpRunning,
-    maps::Maps,
+    maps::{Maps, MAP_COUNT},
     object::DECAP_OBJECT,
     pins::{remove_pin, PinDir},
 };
+
+/// Why `xdp_mode = "generic"` is refused (by the config's validation and
+/// by `apply`), with the ways out.
+pub const GENERIC_REFUSED: &str = "xdp_mode = \"generic\" is refused: generic (skb) XDP only moves the start of the packet past the removed outer header and leaves the skb's checksum state alone, so where the NIC delivers a hardware checksum (CHECKSUM_COMPLETE) it still covers the removed bytes after an IP6IP6, 4in6 or GUE unwrap (the kernel logs \"hw csum failure\" and checksums every such packet again in software). Use xdp_mode = \"auto\" (native XDP, else the tc hook) or attach = \"tc\" (the same unwrap at tc ingress, where the kernel's helper keeps the checksum right)";
+
+/// Where the decap program runs with `attach = "xdp"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HookChoice {
+    /// Native XDP (with `xdp_mode = "native"` whether or not it attached:
+    /// a failure is the error).
+    Native,
+    /// `auto` without native XDP: tc ingress, the same unwrap.
+    Tc,
+    /// `generic`: refused ([`GENERIC_REFUSED`]), nothing attached.
+    Refuse,
+}
+
+/// The hook for `mode`, given whether native XDP attached
+/// (`native_attached`; only `auto` asks). Never generic XDP: it would
+/// unwrap without fixing the skb's hardware checksum (see
+/// [`GENERIC_REFUSED`]), so `auto` falls back to tc ingress, whose
+/// `bpf_skb_adjust_room` keeps it right.
+pub fn choose_hook(mode: XdpMode, native_attached: bool) -> HookChoice {
+    match mode {
+        XdpMode::Native => HookChoice::Native,
+        XdpMode::Auto if native_attached => HookChoice::Native,
+        XdpMode::Auto => HookChoice::Tc,
+        XdpMode::Generic => HookChoice::Refuse,
+    }
+}
+
+/// Refuses `xdp_mode = "generic"` with `attach = "xdp"` (with tc, the
+/// config's validation refuses any mode but "auto").
+pub fn refuse_generic(attach: Attach, mode: XdpMode) -> anyhow::Result<()> {
+    if attach == Attach::Xdp && choose_hook(mode, false) == HookChoice::Refuse {
+        bail!(GENERIC_REFUSED);
+    }
+    Ok(())
+}
 
 /// Loads the embedded object (programs not yet loaded into the kernel,
 /// maps created, nothing pinned or attached): for `apply`, the tests and
 /// the benchmark.
 pub fn load_object() -> anyhow::Result<Ebpf> {
-    Ebpf::load(DECAP_OBJECT)
+    load_bytes(DECAP_OBJECT)
+}
+
+/// [`load_object`] of the object `object`.
+fn load_bytes(object: &[u8]) -> anyhow::Result<Ebpf> {
+    Ebpf::load(object)
         .context("loading the decap object (root, or CAP_BPF and CAP_NET_ADMIN, needed)")
 }
 
@@ -73,52 +125,133 @@ pub enum Applied {
     /// The pinned link was still attached: only the maps were updated.
     Updated,
     /// The program was loaded and attached (first start, or after a
-    /// cleanup, a change of hook or interface, or a stale pin).
+    /// cleanup, a change of hook or interface, or a stale pin), or put
+    /// into the live link in place of one that did not read the pinned
+    /// maps.
     Attached,
+}
+
+/// Where a new link goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    /// XDP in this mode ([`choose_hook`]: with "auto", tc ingress if
+    /// native XDP does not attach).
+    Xdp(XdpMode),
+    /// tc ingress.
+    Tc,
 }
 
 /// Makes the kernel do what `settings` says (see the module doc).
 pub fn apply(settings: &Settings, pins: &PinDir) -> anyhow::Result<Applied> {
+    apply_object(settings, pins, DECAP_OBJECT)
+}
+
+/// [`apply`] with the decap object `object` ([`DECAP_OBJECT`]); the tests
+/// pass one that does not load, to see that a failed load leaves the
+/// attached program in place.
+pub fn apply_object(settings: &Settings, pins: &PinDir, object: &[u8]) -> anyhow::Result<Applied> {
+    refuse_generic(settings.attach, settings.xdp_mode)?;
     let Some(_lock) = crate::lock::lock(pins.root(), || pins.prepare())? else {
         bail!("the pin directory {} vanished", pins.root().display());
     };
-    let link_path = pins.link_path(settings.attach, &settings.interface);
-    let ifindex = crate::interface::index(&settings.interface)
-        .with_context(|| format!("interface {}", settings.interface))?;
-    let mut live = live_link(&link_path, ifindex)?;
-    let missing = pins.missing_maps();
-    if live && !missing.is_empty() {
-        // An older lb-decap's program (fewer maps, e.g. before `sources`):
-        // it cannot enforce what the new maps say, and an interface holds
-        // one XDP link, so it goes before the new one is attached.
-        warn!(link = %link_path.display(), ?missing, "the attached program is an older lb-decap's (maps missing); replacing it (a brief gap)");
-        remove_pin(&link_path)?;
-        live = false;
-    }
-    let applied = if live && pins.maps_pinned() && reads_pinned_maps(&link_path, pins)? {
-        let mut maps = Maps::from_pins(pins)?;
-        maps.sync(settings)?;
-        info!(interface = %settings.interface, attach = settings.attach.name(), "program still attached; configuration updated in place");
-        if settings.attach == Attach::Xdp {
-            warn_if_mode_differs(settings, &link_path, ifindex);
-        }
-        Applied::Updated
-    } else {
-        if let Err(error) = attach_fresh(settings, pins) {
-            // Leave no empty directories behind a failed first start.
-            if pins.links().is_empty() && !pins.maps_pinned() {
-                let _ = std::fs::remove_dir(pins.maps_dir());
-                let _ = std::fs::remove_dir(pins.root());
-            }
-            return Err(error);
-        }
-        Applied::Attached
+    let interface = settings.interface.as_str();
+    let ifindex =
+        crate::interface::index(interface).with_context(|| format!("interface {interface}"))?;
+    let auto = settings.attach == Attach::Xdp && settings.xdp_mode == XdpMode::Auto;
+    let asked = pins.link_path(settings.attach, interface);
+    let tc_path = pins.link_path(Attach::Tc, interface);
+    let mut live = live_link(&asked, ifindex)?.then_some(settings.attach);
+    let mut target = match settings.attach {
+        Attach::Xdp => Target::Xdp(settings.xdp_mode),
+        Attach::Tc => Target::Tc,
     };
+    if auto && live == Some(Attach::Xdp) && runs_generic(&asked, ifindex) {
+        // An older lb-decap's fallback: tc ingress takes over (attached
+        // before the XDP link is removed: no gap).
+        warn!(%interface, "the attached XDP program runs in generic mode (an older lb-decap's fallback), which leaves a stale hardware checksum after the unwrap; moving it to tc ingress");
+        live = None;
+        target = Target::Tc;
+    }
+    let (applied, serving) = match live {
+        Some(attach) => (adopt(settings, pins, attach, ifindex, object)?, attach),
+        // `auto` fell back to tc before (or attach was "tc"): native XDP
+        // is tried again, and if it still does not attach, the tc link
+        // stays and is adopted.
+        None if auto && target != Target::Tc && live_link(&tc_path, ifindex)? => {
+            match attach_fresh(settings, pins, Target::Xdp(XdpMode::Native), object) {
+                Ok(attach) => (Applied::Attached, attach),
+                Err(error) => {
+                    info!(%interface, error = format!("{error:#}"), "native XDP still unavailable; the decap program stays at tc ingress");
+                    let applied = adopt(settings, pins, Attach::Tc, ifindex, object)?;
+                    (applied, Attach::Tc)
+                }
+            }
+        }
+        None => match attach_fresh(settings, pins, target, object) {
+            Ok(attach) => (Applied::Attached, attach),
+            Err(error) => {
+                // Leave no empty directories behind a failed first start.
+                if pins.links().is_empty() && !pins.maps_pinned() {
+                    let _ = std::fs::remove_dir(pins.maps_dir());
+                    let _ = std::fs::remove_dir(pins.root());
+                }
+                return Err(error);
+            }
+        },
+    };
+    let serving = pins.link_path(serving, interface);
     for (attach, interface, path) in pins.links() {
-        if path != link_path {
+        if path != serving {
             remove_pin(&path)?;
             info!(%interface, attach = attach.name(), "previous link removed: the program there is detached");
         }
+    }
+    Ok(applied)
+}
+
+/// The pinned link that serves `settings` once `apply` succeeded: the one
+/// of its hook or, for `xdp_mode = "auto"` without an XDP link, the tc
+/// link it fell back to.
+pub fn serving_link(settings: &Settings, pins: &PinDir) -> std::path::PathBuf {
+    let asked = pins.link_path(settings.attach, &settings.interface);
+    if settings.attach == Attach::Xdp && settings.xdp_mode == XdpMode::Auto && !asked.exists() {
+        return pins.link_path(Attach::Tc, &settings.interface);
+    }
+    asked
+}
+
+/// Takes over the live `attach` link at its pin: if its program reads the
+/// pinned maps, they are updated in place; if not (an older lb-decap's
+/// program, with maps missing, or one whose maps were replaced under it),
+/// a new program is put into the link ([`replace_program`]).
+fn adopt(
+    settings: &Settings,
+    pins: &PinDir,
+    attach: Attach,
+    ifindex: u32,
+    object: &[u8],
+) -> anyhow::Result<Applied> {
+    let link_path = pins.link_path(attach, &settings.interface);
+    let missing = pins.missing_maps();
+    let current = if missing.is_empty() {
+        reads_pinned_maps(&link_path, pins)?
+    } else {
+        // An older lb-decap's program (fewer maps, e.g. before
+        // `sources`): it cannot enforce what the new maps say.
+        warn!(link = %link_path.display(), ?missing, "the attached program is an older lb-decap's (maps missing); replacing it in place");
+        false
+    };
+    let applied = if current {
+        let mut maps = Maps::from_pins(pins)?;
+        maps.sync(settings)?;
+        info!(interface = %settings.interface, attach = attach.name(), "program still attached; configuration updated in place");
+        Applied::Updated
+    } else {
+        replace_program(settings, pins, attach, &link_path, object)?;
+        Applied::Attached
+    };
+    if attach == Attach::Xdp {
+        warn_if_mode_differs(settings, &link_path, ifindex);
     }
     Ok(applied)
 }
@@ -131,6 +264,13 @@ fn asked_mode(mode: XdpMode) -> Option<XdpRunning> {
         XdpMode::Generic => Some(XdpRunning::Generic),
         XdpMode::Auto => None,
     }
+}
+
+/// Whether the XDP link at `link_path` runs its program in generic mode.
+fn runs_generic(link_path: &std::path::Path, ifindex: u32) -> bool {
+    link_program(link_path)
+        .and_then(|program| crate::interface::xdp_running(ifindex, program))
+        .is_ok_and(|running| running == Some(XdpRunning::Generic))
 }
 
 /// A live XDP link keeps the mode it was attached in: an interface cannot
@@ -177,9 +317,8 @@ fn live_link(path: &std::path::Path, ifindex: u32) -> anyhow::Result<bool> {
 
 /// Whether the program of the live link at `link_path` uses the maps
 /// pinned in `pins`; if not (its maps were replaced under it, so
-/// configuration written to the pins never reaches it), the link is
-/// removed, detaching that program, and false returned: `apply` attaches
-/// afresh (for XDP, after a brief gap: an interface holds one XDP link).
+/// configuration written to the pins never reaches it), `adopt` puts a new
+/// program into the link.
 fn reads_pinned_maps(link_path: &std::path::Path, pins: &PinDir) -> anyhow::Result<bool> {
     let program_id = link_program(link_path)?;
     let used = aya::programs::loaded_programs()
@@ -199,58 +338,138 @@ fn reads_pinned_maps(link_path: &std::path::Path, pins: &PinDir) -> anyhow::Resu
             .map(|i| i.id())
             .with_context(|| format!("reading the pinned map {}", path.display()))?;
         if !used.contains(&id) {
-            warn!(link = %link_path.display(), map = name, program_id, "the attached program does not read the pinned maps (left by two lb-decaps starting at once?); attaching afresh");
-            remove_pin(link_path)?;
+            warn!(link = %link_path.display(), map = name, program_id, "the attached program does not read the pinned maps (left by two lb-decaps starting at once?); replacing it in place");
             return Ok(false);
         }
     }
     Ok(true)
 }
 
-fn attach_fresh(settings: &Settings, pins: &PinDir) -> anyhow::Result<()> {
-    let mut ebpf = load_object()?;
-    let mut taken = crate::maps::take(&mut ebpf)?;
-    Maps::borrowed(&mut taken)?.sync(settings)?;
-    let interface = settings.interface.as_str();
-    let link = match settings.attach {
+/// The object loaded with its maps filled for the settings: everything
+/// that can fail before a link is touched but the program's own load.
+struct Ready {
+    ebpf: Ebpf,
+    maps: [Map; MAP_COUNT],
+}
+
+impl Ready {
+    fn load(settings: &Settings, object: &[u8]) -> anyhow::Result<Self> {
+        let mut ebpf = load_bytes(object)?;
+        let mut maps = crate::maps::take(&mut ebpf)?;
+        Maps::borrowed(&mut maps)?.sync(settings)?;
+        Ok(Self { ebpf, maps })
+    }
+}
+
+/// Puts a new program (maps filled for `settings`) into the live `attach`
+/// link pinned at `link_path`, then pins its maps. The program is loaded
+/// and verified first and swapped in with `BPF_LINK_UPDATE` (atomic: the
+/// interface is never without a program, and the link keeps its pin and,
+/// for XDP, its mode), so any failure before the swap leaves the old
+/// program unwrapping. Removing the link first, as before, left nothing
+/// attached when the new program failed to load, at every restart.
+fn replace_program(
+    settings: &Settings,
+    pins: &PinDir,
+    attach: Attach,
+    link_path: &std::path::Path,
+    object: &[u8],
+) -> anyhow::Result<()> {
+    let mut ready = Ready::load(settings, object)?;
+    let context = || {
+        format!(
+            "replacing the program of the link at {}",
+            link_path.display()
+        )
+    };
+    match attach {
         Attach::Xdp => {
-            let program = xdp_program(&mut ebpf, names::PROG_XDP_DECAP)?;
-            let id = match settings.xdp_mode {
-                XdpMode::Native => program.attach(interface, AyaXdpMode::Driver),
-                XdpMode::Generic => program.attach(interface, AyaXdpMode::Skb),
-                XdpMode::Auto => match program.attach(interface, AyaXdpMode::Driver) {
-                    Ok(id) => Ok(id),
-                    Err(error) => {
-                        warn!(%interface, %error, "native XDP attach failed; using generic (skb) mode, which is slower");
-                        program.attach(interface, AyaXdpMode::Skb)
-                    }
-                },
-            }
-            .with_context(|| format!("attaching {} to {interface} (another XDP program there?)", names::PROG_XDP_DECAP))?;
-            let link = program.take_link(id).context("taking the XDP link")?;
-            FdLink::try_from(link)
-                .context("this kernel attaches XDP without a link, which cannot be pinned")?
+            let program = xdp_program(&mut ready.ebpf, names::PROG_XDP_DECAP)?;
+            let link = FdLink::from(PinnedLink::from_pin(link_path).with_context(context)?);
+            let link = XdpLink::try_from(link).with_context(context)?;
+            let id = program.attach_to_link(link).with_context(context)?;
+            // Pinned: dropping our handle leaves it attached.
+            drop(program.take_link(id));
         }
         Attach::Tc => {
-            let program = tc_program(&mut ebpf, names::PROG_TC_DECAP)?;
-            let id = program
-                .attach_with_options(
-                    interface,
-                    TcAttachType::Ingress,
-                    TcAttachOptions::TcxOrder(LinkOrder::default()),
-                )
-                .with_context(|| format!("attaching {} to the tcx ingress of {interface} (kernel 6.6 or later needed)", names::PROG_TC_DECAP))?;
-            let link = program.take_link(id).context("taking the tc link")?;
-            FdLink::try_from(link).context("the tc link cannot be pinned")?
+            let program = tc_program(&mut ready.ebpf, names::PROG_TC_DECAP)?;
+            let link = FdLink::from(PinnedLink::from_pin(link_path).with_context(context)?);
+            let link = SchedClassifierLink::try_from(link).with_context(context)?;
+            let id = program.attach_to_link(link).with_context(context)?;
+            drop(program.take_link(id));
         }
+    }
+    crate::maps::pin(&ready.maps, pins)?;
+    info!(interface = %settings.interface, attach = attach.name(), pin = %link_path.display(), "decap program replaced in the attached link (no gap)");
+    Ok(())
+}
+
+/// Loads the program, attaches it where `target` says ([`choose_hook`]
+/// for XDP) and pins its maps and link; returns the hook it landed on.
+fn attach_fresh(
+    settings: &Settings,
+    pins: &PinDir,
+    target: Target,
+    object: &[u8],
+) -> anyhow::Result<Attach> {
+    let mut ready = Ready::load(settings, object)?;
+    let interface = settings.interface.as_str();
+    let (attach, link) = match target {
+        Target::Xdp(mode) => {
+            refuse_generic(Attach::Xdp, mode)?;
+            let program = xdp_program(&mut ready.ebpf, names::PROG_XDP_DECAP)?;
+            let native = program.attach(interface, AyaXdpMode::Driver);
+            match choose_hook(mode, native.is_ok()) {
+                HookChoice::Native => {
+                    let id = native.with_context(|| {
+                        format!(
+                            "attaching {} to {interface} (another XDP program there?)",
+                            names::PROG_XDP_DECAP
+                        )
+                    })?;
+                    let link = program.take_link(id).context("taking the XDP link")?;
+                    let link = FdLink::try_from(link).context(
+                        "this kernel attaches XDP without a link, which cannot be pinned",
+                    )?;
+                    (Attach::Xdp, link)
+                }
+                HookChoice::Tc => {
+                    if let Err(error) = native {
+                        warn!(%interface, %error, "native XDP attach failed; attaching at tc ingress instead (generic XDP would leave a stale hardware checksum after the unwrap)");
+                    }
+                    (Attach::Tc, attach_tc(&mut ready.ebpf, interface)?)
+                }
+                HookChoice::Refuse => bail!(GENERIC_REFUSED),
+            }
+        }
+        Target::Tc => (Attach::Tc, attach_tc(&mut ready.ebpf, interface)?),
     };
     // Maps first: once the link is pinned, a restart trusts the pins.
-    crate::maps::pin(&taken, pins)?;
-    let path = pins.link_path(settings.attach, interface);
+    crate::maps::pin(&ready.maps, pins)?;
+    let path = pins.link_path(attach, interface);
     link.pin(&path)
         .with_context(|| format!("pinning the link at {}", path.display()))?;
-    info!(%interface, attach = settings.attach.name(), pin = %path.display(), "decap program attached and pinned");
-    Ok(())
+    info!(%interface, attach = attach.name(), pin = %path.display(), "decap program attached and pinned");
+    Ok(attach)
+}
+
+/// Attaches the tc program of `ebpf` to the tcx ingress of `interface`.
+fn attach_tc(ebpf: &mut Ebpf, interface: &str) -> anyhow::Result<FdLink> {
+    let program = tc_program(ebpf, names::PROG_TC_DECAP)?;
+    let id = program
+        .attach_with_options(
+            interface,
+            TcAttachType::Ingress,
+            TcAttachOptions::TcxOrder(LinkOrder::default()),
+        )
+        .with_context(|| {
+            format!(
+                "attaching {} to the tcx ingress of {interface} (kernel 6.6 or later needed)",
+                names::PROG_TC_DECAP
+            )
+        })?;
+    let link = program.take_link(id).context("taking the tc link")?;
+    FdLink::try_from(link).context("the tc link cannot be pinned")
 }
 
 /// Detaches the program and removes every pin (`lb-decap cleanup`).
@@ -281,4 +500,32 @@ pub fn link_program(path: &std::path::Path) -> anyhow::Result<u32> {
         );
     }
     Ok(target.program_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The decision `apply` follows with `attach = "xdp"`: `auto` without
+    /// native XDP goes to tc ingress, never generic XDP (before, it fell
+    /// back to generic and `generic` attached as asked, leaving a stale
+    /// hardware checksum after each unwrap); `generic` is refused.
+    #[test]
+    fn generic_xdp_is_never_chosen() {
+        use XdpMode::{Auto, Generic, Native};
+        assert_eq!(choose_hook(Auto, true), HookChoice::Native);
+        assert_eq!(choose_hook(Auto, false), HookChoice::Tc);
+        // Asked for: a failure to attach is the error, not a fallback.
+        assert_eq!(choose_hook(Native, true), HookChoice::Native);
+        assert_eq!(choose_hook(Native, false), HookChoice::Native);
+        assert_eq!(choose_hook(Generic, true), HookChoice::Refuse);
+        assert_eq!(choose_hook(Generic, false), HookChoice::Refuse);
+        let error = refuse_generic(Attach::Xdp, Generic).expect_err("refused");
+        assert_eq!(error.to_string(), GENERIC_REFUSED);
+        for mode in [Auto, Native] {
+            refuse_generic(Attach::Xdp, mode).expect("not refused");
+        }
+        // With tc the config's validation refuses any mode but "auto".
+        refuse_generic(Attach::Tc, Generic).expect("not the XDP refusal");
+    }
 }

@@ -181,7 +181,8 @@ fn apply(config: &Path, pins: &PinDir) -> anyhow::Result<(Applied, Snapshot)> {
         ?applied,
         "configuration applied"
     );
-    let link = pins.link_path(settings.attach, &settings.interface);
+    // With `xdp_mode = "auto"`, the tc link if native XDP was unavailable.
+    let link = dataplane::serving_link(&settings, pins);
     Ok((applied, Snapshot::new(&settings, ifindex, &link)))
 }
 

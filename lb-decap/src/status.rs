@@ -67,7 +67,7 @@ pub fn report(pins: &PinDir) -> anyhow::Result<String> {
         if attached {
             writeln!(
                 out,
-                "older program: the attached program is an older lb-decap's, without the maps {missing_list}; it keeps unwrapping as last configured, but cannot enforce what those maps would hold: restart lb-decap to replace it (`lb-decap apply` does too; a brief gap)"
+                "older program: the attached program is an older lb-decap's, without the maps {missing_list}; it keeps unwrapping as last configured, but cannot enforce what those maps would hold: restart lb-decap to replace it (`lb-decap apply` does too: the new program takes its place in the same link, no gap)"
             )?;
         } else {
             writeln!(

@@ -118,3 +118,25 @@ fn a_bad_file_is_refused_naming_the_field() {
         "{stderr}"
     );
 }
+
+/// Generic XDP would unwrap without fixing the skb's hardware checksum:
+/// `check` refuses it, saying why and what to use instead (before, the
+/// file was valid and `apply` attached generic XDP).
+#[test]
+fn generic_xdp_is_refused_saying_why_and_what_instead() {
+    let path = config_file(
+        "generic.toml",
+        "interface = \"lo\"\nxdp_mode = \"generic\"\naddresses = [\"198.19.2.11\"]\n\
+         vips = [\"198.18.0.100:80/tcp\"]\n",
+    );
+    let (ok, stdout, stderr) = check(&path);
+    assert!(!ok);
+    assert_eq!(stdout, "");
+    for words in [
+        "xdp_mode = \"generic\" is refused",
+        "CHECKSUM_COMPLETE",
+        "Use xdp_mode = \"auto\" (native XDP, else the tc hook) or attach = \"tc\"",
+    ] {
+        assert!(stderr.contains(words), "{words:?} not in {stderr}");
+    }
+}

@@ -2,9 +2,13 @@
 //! against a live program whose maps were replaced under it or that an
 //! older lb-decap left with fewer maps: afterwards
 //! exactly one program is attached and it reads the pinned maps, so a later
-//! `apply` reaches the data plane. Runs in a network namespace of its own
-//! (`lbk<pid>-race`, only its `lo`), pins under a BPF filesystem outside
-//! /sys (mounted if needed), and removes both. Needs root.
+//! `apply` reaches the data plane; a replacement whose new program fails
+//! to load leaves the old one attached. `xdp_mode = "auto"` where native
+//! XDP is unavailable (`lo`) attaches at tc ingress, never generic XDP.
+//! Each test runs in a network namespace of its own (`lbk<pid>-<tag>`: its
+//! `lo`, and a veth pair inside it for native XDP), pins under a BPF
+//! filesystem outside /sys (mounted if needed), and removes both. Needs
+//! root.
 
 use std::{
     path::{Path, PathBuf},
@@ -13,7 +17,7 @@ use std::{
 };
 
 use lb_decap::{
-    config::Settings,
+    config::{Attach, Settings},
     dataplane::{self, Applied},
     pins::{PinDir, PINNED_MAPS},
 };
@@ -81,8 +85,14 @@ impl Drop for Lab {
 }
 
 fn settings(vips: &str) -> Settings {
+    settings_on("lo", "attach = \"tc\"", vips)
+}
+
+/// Settings for `interface` with the hook lines `hook` (e.g.
+/// `attach = "tc"`, or `xdp_mode = "native"`).
+fn settings_on(interface: &str, hook: &str, vips: &str) -> Settings {
     Settings::parse(&format!(
-        "interface = \"lo\"\nattach = \"tc\"\naddresses = [\"198.19.2.11\"]\nvips = [{vips}]\n"
+        "interface = \"{interface}\"\n{hook}\naddresses = [\"198.19.2.11\"]\nvips = [{vips}]\n"
     ))
     .expect("settings")
 }
@@ -111,10 +121,53 @@ fn map_ids(pins: &PinDir) -> (Vec<u32>, Vec<u32>) {
 }
 
 fn tcx_programs() -> usize {
-    aya::programs::SchedClassifier::query_tcx("lo", aya::programs::TcAttachType::Ingress)
-        .map(|(_, p)| p.len())
-        .unwrap_or(0)
+    tcx_ids("lo").len()
 }
+
+/// The programs on the tcx ingress of `interface`.
+fn tcx_ids(interface: &str) -> Vec<u32> {
+    aya::programs::SchedClassifier::query_tcx(interface, aya::programs::TcAttachType::Ingress)
+        .map(|(_, p)| p.iter().map(aya::programs::ProgramInfo::id).collect())
+        .unwrap_or_default()
+}
+
+/// How XDP runs on `interface` (`xdp`, `xdpgeneric`), from `ip link`: the
+/// mode words of its first line, none if no XDP program is attached.
+fn ip_link_xdp(interface: &str) -> Vec<String> {
+    let out = Command::new("ip")
+        .args(["link", "show", interface])
+        .output()
+        .expect("ip link");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .filter(|w| w.starts_with("xdp"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Waits (at most 2 s) until `done`: removing a link's pin detaches it
+/// from the kernel's deferred work, a moment later.
+fn eventually(what: &str, done: impl Fn() -> bool) {
+    for _ in 0..200 {
+        if done() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    panic!("not within 2 s: {what}");
+}
+
+/// The pinned links: (hook, interface).
+fn links(pins: &PinDir) -> Vec<(Attach, String)> {
+    pins.links().into_iter().map(|(a, i, _)| (a, i)).collect()
+}
+
+/// Something that is no BPF object: what a broken build or a truncated
+/// binary would hand `apply`.
+const NOT_AN_OBJECT: &[u8] = b"\x7fELF, but no more";
 
 #[test]
 fn concurrent_first_starts_leave_one_program_reading_the_pinned_maps() {
@@ -212,4 +265,231 @@ fn an_older_lb_decaps_program_with_fewer_maps_is_replaced() {
             "pinned map {id} unused by the program: {used:?}"
         );
     }
+}
+
+/// What an lb-decap racing a first start leaves: other maps pinned over
+/// the ones the live program reads.
+fn pin_other_maps(pins: &PinDir) {
+    let mut other = dataplane::load_object().expect("object");
+    let maps = lb_decap::maps::take(&mut other).expect("maps");
+    lb_decap::maps::pin(&maps, pins).expect("pin");
+}
+
+/// What an lb-decap from before `sources` leaves: no source tries.
+fn unpin_source_maps(pins: &PinDir) {
+    for name in [
+        lb_common::decap::names::MAP_DECAP_SOURCES_V4,
+        lb_common::decap::names::MAP_DECAP_SOURCES_V6,
+    ] {
+        std::fs::remove_file(pins.map_path(name)).expect("unpin");
+    }
+}
+
+/// A live tc program that must be replaced (its maps replaced, or an
+/// older lb-decap's with fewer maps) stays attached when the new program
+/// fails to load; once one loads, it takes the same link's place (one
+/// program on the tcx ingress throughout). Before, the old link was
+/// removed first: a failed load left nothing attached.
+#[test]
+fn a_tc_replacement_that_fails_to_load_leaves_the_old_program_attached() {
+    let lab = Lab::new("keep-tc");
+    let root = lab.pins.clone();
+    lab.inside(move || {
+        let pins = PinDir::new(&root);
+        let settings = settings("\"198.18.0.100:80/tcp\"");
+        let link = pins.link_path(Attach::Tc, "lo");
+        assert_eq!(
+            dataplane::apply(&settings, &pins).expect("apply"),
+            Applied::Attached
+        );
+        let first = dataplane::link_program(&link).expect("live link");
+        for (what, make_stale) in [
+            ("maps replaced", pin_other_maps as fn(&PinDir)),
+            ("an older lb-decap's", unpin_source_maps),
+        ] {
+            make_stale(&pins);
+            let error = dataplane::apply_object(&settings, &pins, NOT_AN_OBJECT)
+                .expect_err("a broken object does not load");
+            assert!(
+                format!("{error:#}").contains("loading the decap object"),
+                "{what}: {error:#}"
+            );
+            assert_eq!(
+                dataplane::link_program(&link).ok(),
+                Some(first),
+                "{what}: the old program stays attached"
+            );
+            assert_eq!(tcx_ids("lo"), [first], "{what}");
+        }
+        let replaced = dataplane::apply(&settings, &pins).expect("apply");
+        assert_eq!(replaced, Applied::Attached);
+        let second = dataplane::link_program(&link).expect("the same pinned link");
+        assert_ne!(second, first, "a new program");
+        assert_eq!(tcx_ids("lo"), [second], "in the old one's place");
+        let (used, pinned) = map_ids(&pins);
+        assert!(
+            pinned.iter().all(|id| used.contains(id)),
+            "{used:?} {pinned:?}"
+        );
+        assert_eq!(
+            dataplane::apply(&settings, &pins).expect("apply"),
+            Applied::Updated
+        );
+    });
+}
+
+/// As at tc, for a native XDP link (on a veth: `lo` has no native XDP):
+/// a failed load leaves the old program attached; a good one is swapped
+/// into the same link, still native.
+#[test]
+fn an_xdp_replacement_that_fails_to_load_leaves_the_old_program_attached() {
+    let lab = Lab::new("keep-xdp");
+    run(
+        "ip",
+        &[
+            "-n", &lab.netns, "link", "add", "v0", "type", "veth", "peer", "name", "v1",
+        ],
+    );
+    for veth in ["v0", "v1"] {
+        run("ip", &["-n", &lab.netns, "link", "set", veth, "up"]);
+    }
+    let root = lab.pins.clone();
+    lab.inside(move || {
+        let pins = PinDir::new(&root);
+        let settings = settings_on("v0", "xdp_mode = \"native\"", "\"198.18.0.100:80/tcp\"");
+        let link = pins.link_path(Attach::Xdp, "v0");
+        assert_eq!(
+            dataplane::apply(&settings, &pins).expect("apply"),
+            Applied::Attached
+        );
+        assert_eq!(ip_link_xdp("v0"), ["xdp"]);
+        let first = dataplane::link_program(&link).expect("live link");
+        for (what, make_stale) in [
+            ("maps replaced", pin_other_maps as fn(&PinDir)),
+            ("an older lb-decap's", unpin_source_maps),
+        ] {
+            make_stale(&pins);
+            dataplane::apply_object(&settings, &pins, NOT_AN_OBJECT)
+                .expect_err("a broken object does not load");
+            assert_eq!(
+                dataplane::link_program(&link).ok(),
+                Some(first),
+                "{what}: the old program stays attached"
+            );
+            assert_eq!(ip_link_xdp("v0"), ["xdp"], "{what}");
+        }
+        assert_eq!(
+            dataplane::apply(&settings, &pins).expect("apply"),
+            Applied::Attached
+        );
+        let second = dataplane::link_program(&link).expect("the same pinned link");
+        assert_ne!(second, first, "a new program");
+        assert_eq!(ip_link_xdp("v0"), ["xdp"], "still native");
+        let ifindex = lb_decap::interface::index("v0").expect("v0");
+        assert_eq!(
+            lb_decap::interface::xdp_running(ifindex, second).expect("mode"),
+            Some(lb_decap::interface::XdpRunning::Native)
+        );
+        let (used, pinned) = map_ids(&pins);
+        assert!(
+            pinned.iter().all(|id| used.contains(id)),
+            "{used:?} {pinned:?}"
+        );
+        assert_eq!(links(&pins), [(Attach::Xdp, "v0".to_owned())]);
+    });
+}
+
+/// `xdp_mode = "auto"` where native XDP does not attach (`lo`) goes to tc
+/// ingress, not generic XDP (which would unwrap without fixing the skb's
+/// hardware checksum), and stays there across applies; `generic` is
+/// refused and changes nothing. Before, auto attached generic XDP here.
+#[test]
+fn auto_without_native_xdp_attaches_at_tc_ingress_not_generic_xdp() {
+    let lab = Lab::new("auto-tc");
+    let root = lab.pins.clone();
+    lab.inside(move || {
+        let pins = PinDir::new(&root);
+        let auto = settings_on("lo", "", "\"198.18.0.100:80/tcp\"");
+        assert_eq!((auto.attach, auto.xdp_mode.name()), (Attach::Xdp, "auto"));
+        assert_eq!(
+            dataplane::apply(&auto, &pins).expect("apply"),
+            Applied::Attached
+        );
+        assert!(ip_link_xdp("lo").is_empty(), "{:?}", ip_link_xdp("lo"));
+        assert_eq!(links(&pins), [(Attach::Tc, "lo".to_owned())]);
+        assert_eq!(
+            dataplane::serving_link(&auto, &pins),
+            pins.link_path(Attach::Tc, "lo")
+        );
+        let program = tcx_ids("lo");
+        assert_eq!(program.len(), 1);
+        // Again: native XDP is tried and still fails; the tc link is kept.
+        assert_eq!(
+            dataplane::apply(&auto, &pins).expect("apply"),
+            Applied::Updated
+        );
+        assert_eq!(tcx_ids("lo"), program);
+        assert!(ip_link_xdp("lo").is_empty());
+        // Generic asked for (settings built past the file's validation,
+        // which refuses it too): refused, nothing changed.
+        let generic = Settings {
+            xdp_mode: lb_decap::config::XdpMode::Generic,
+            ..auto.clone()
+        };
+        let error = dataplane::apply(&generic, &pins).expect_err("refused");
+        assert!(
+            format!("{error:#}").contains("xdp_mode = \"generic\" is refused"),
+            "{error:#}"
+        );
+        assert_eq!(tcx_ids("lo"), program);
+        assert!(ip_link_xdp("lo").is_empty());
+    });
+}
+
+/// A generic XDP link an older lb-decap's `auto` left (on `lo`) is moved to
+/// tc ingress by `auto`: the tc link is attached, then the XDP link
+/// removed.
+#[test]
+fn auto_moves_an_older_generic_xdp_link_to_tc_ingress() {
+    let lab = Lab::new("auto-old");
+    let root = lab.pins.clone();
+    lab.inside(move || {
+        let pins = PinDir::new(&root);
+        let auto = settings_on("lo", "", "\"198.18.0.100:80/tcp\"");
+        pins.prepare().expect("pin dir");
+        // What an older lb-decap attached: generic XDP, pinned.
+        let mut ebpf = dataplane::load_object().expect("object");
+        let mut maps = lb_decap::maps::take(&mut ebpf).expect("maps");
+        lb_decap::maps::Maps::borrowed(&mut maps)
+            .expect("views")
+            .sync(&auto)
+            .expect("sync");
+        let program = dataplane::xdp_program(&mut ebpf, lb_common::decap::names::PROG_XDP_DECAP)
+            .expect("program");
+        let id = program
+            .attach("lo", aya::programs::XdpMode::Skb)
+            .expect("generic XDP on lo");
+        let link = aya::programs::links::FdLink::try_from(program.take_link(id).expect("link"))
+            .expect("an XDP link");
+        lb_decap::maps::pin(&maps, &pins).expect("pin maps");
+        link.pin(pins.link_path(Attach::Xdp, "lo"))
+            .expect("pin link");
+        drop(ebpf);
+        assert_eq!(ip_link_xdp("lo"), ["xdpgeneric"]);
+
+        assert_eq!(
+            dataplane::apply(&auto, &pins).expect("apply"),
+            Applied::Attached
+        );
+        eventually("the generic XDP program detached", || {
+            ip_link_xdp("lo").is_empty()
+        });
+        assert_eq!(links(&pins), [(Attach::Tc, "lo".to_owned())]);
+        assert_eq!(tcx_ids("lo").len(), 1);
+        let (used, pinned) = map_ids(&pins);
+        assert!(
+            pinned.iter().all(|id| used.contains(id)),
+            "{used:?} {pinned:?}"
+        );
+    });
 }

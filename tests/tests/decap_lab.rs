@@ -11,7 +11,7 @@
 use std::{net::IpAddr, time::Duration};
 
 use lb_tests::{
-    decaplab::{ask, DecapLab, RelayMode, Wrap, CLIENT4, CLIENT6, VIP4, VIP6},
+    decaplab::{ask, DecapLab, RelayMode, Wrap, BACKEND4, CLIENT4, CLIENT6, VIP4, VIP6},
     support::{outcome, wait_until},
 };
 
@@ -606,50 +606,63 @@ fn lb_decap_at_tc_passes_to_the_next_tcx_program_and_pulls_long_chains() {
     );
 }
 
+/// The running XDP mode is shown and a running generic XDP link (what an
+/// older lb-decap's `auto` fell back to; generic XDP leaves a stale
+/// hardware checksum after the unwrap) is kept under `native` with a
+/// warning, refused as `generic`, and moved to tc ingress by `auto`
+/// without a gap; `auto` applied again then takes native XDP.
 #[test]
-fn lb_decap_shows_the_running_xdp_mode_and_warns_when_the_config_asks_another() {
+fn lb_decap_shows_the_running_xdp_mode_and_moves_an_older_generic_link_to_tc() {
     let lab = DecapLab::start().expect("decap lab");
     lab.set_mode(RelayMode {
         wrap: Wrap::Ipip,
         outer_v6: false,
     });
-    let with_mode = |mode: &str| {
-        lab.write_config(
-            &format!("{mode}.toml"),
-            &format!(
-                "interface = \"eth0\"\nattach = \"xdp\"\nxdp_mode = \"{mode}\"\nvips = [{VIPS}]\n"
-            ),
-        )
-        .expect("config")
+    let text = |mode: &str| {
+        format!("interface = \"eth0\"\nattach = \"xdp\"\nxdp_mode = \"{mode}\"\nvips = [{VIPS}]\n")
     };
-    let apply = |path: &std::path::Path| -> String {
+    let with_mode = |mode: &str| {
+        lab.write_config(&format!("{mode}.toml"), &text(mode))
+            .expect("config")
+    };
+    let apply_code = |path: &std::path::Path| -> (i32, String) {
         let (code, _, stderr) = outcome(
             &lab.lb_decap(&["apply", "--config", &path.to_string_lossy()])
                 .expect("apply"),
         );
+        (code, stderr)
+    };
+    let apply = |path: &std::path::Path| -> String {
+        let (code, stderr) = apply_code(path);
         assert_eq!(code, 0, "apply {}: {stderr}", path.display());
         stderr
     };
-    let (generic, native) = (with_mode("generic"), with_mode("native"));
-    apply(&generic);
     // `ip link` is the independent witness of the mode: its first line
-    // says `xdp` (native) or `xdpgeneric`.
+    // says `xdp` (native) or `xdpgeneric`, nothing without XDP.
     let ip_link_mode = || -> String {
         let link = lab.backend_link().expect("link");
         let first = link.lines().next().unwrap_or("").to_owned();
         first
             .split_whitespace()
             .find(|w| w.starts_with("xdp"))
-            .unwrap_or_else(|| panic!("no XDP mode in {link}"))
+            .unwrap_or("none")
             .to_owned()
     };
+    let served = |how: &str| {
+        assert_eq!(
+            lab.request(VIP4.into())
+                .unwrap_or_else(|e| panic!("served {how}: {e:#}")),
+            format!("served {VIP4} for {CLIENT4}"),
+            "{how}"
+        );
+    };
+    let (auto, native, generic) = (with_mode("auto"), with_mode("native"), with_mode("generic"));
+    lab.attach_generic_as_an_older_lb_decap(&text("auto"))
+        .expect("an older lb-decap's generic link");
     assert_eq!(ip_link_mode(), "xdpgeneric");
     let line = attached_line(&status(&lab));
     assert!(line.ends_with(", mode generic)"), "{line}");
-    assert_eq!(
-        lab.request(VIP4.into()).expect("served in generic mode"),
-        format!("served {VIP4} for {CLIENT4}")
-    );
+    served("in generic mode");
 
     // Native asked of the running generic link: kept (no gap), and said.
     let stderr = apply(&native);
@@ -661,20 +674,109 @@ fn lb_decap_shows_the_running_xdp_mode_and_warns_when_the_config_asks_another() 
     );
     assert_eq!(attached_line(&status(&lab)), line, "the same program, mode");
     assert_eq!(ip_link_mode(), "xdpgeneric");
-    // Asking for the running mode, or for "auto", says nothing.
-    assert!(!apply(&generic).contains("is not applied"));
-    assert!(!apply(&with_mode("auto")).contains("is not applied"));
 
-    // Cleanup and a start apply it.
-    let (code, _, stderr) = outcome(&lab.lb_decap(&["cleanup"]).expect("cleanup"));
-    assert_eq!(code, 0, "{stderr}");
-    apply(&native);
+    // Generic asked: refused, saying why and what instead; nothing changes.
+    let (code, stderr) = apply_code(&generic);
+    assert_ne!(code, 0);
+    assert!(
+        stderr.contains("xdp_mode = \"generic\" is refused")
+            && stderr.contains("hw csum failure")
+            && stderr.contains("Use xdp_mode = \"auto\""),
+        "{stderr}"
+    );
+    assert_eq!(attached_line(&status(&lab)), line);
+
+    // Auto: the program moves to tc ingress, the tc link attached before
+    // the generic one goes, and serves there.
+    let stderr = apply(&auto);
+    assert!(stderr.contains("moving it to tc ingress"), "{stderr}");
+    wait_until(
+        "the generic XDP program detached",
+        Duration::from_secs(5),
+        || ip_link_mode() == "none",
+    );
+    assert_eq!(lab.tc_programs().expect("tcx").len(), 1);
+    assert!(
+        attached_line(&status(&lab)).starts_with("attached: tc on eth0"),
+        "{}",
+        status(&lab)
+    );
+    served("at tc");
+
+    // Auto again: native XDP attaches now (no generic program in the
+    // way), and the tc link goes.
+    apply(&auto);
     assert_eq!(ip_link_mode(), "xdp");
+    wait_until("the tc program detached", Duration::from_secs(5), || {
+        lab.tc_programs().is_ok_and(|p| p.is_empty())
+    });
     let line = attached_line(&status(&lab));
     assert!(line.ends_with(", mode native)"), "{line}");
     assert!(!apply(&native).contains("is not applied"));
-    assert_eq!(
-        lab.request(VIP4.into()).expect("served in native mode"),
-        format!("served {VIP4} for {CLIENT4}")
+    assert_eq!(attached_line(&status(&lab)), line, "kept: the mode asked");
+    served("in native mode");
+}
+
+/// `xdp_mode = "auto"` on an interface without native XDP (macvlan, as a
+/// VLAN interface) attaches at tc ingress, not generic XDP, and serves there;
+/// applied again, native XDP is tried and the tc link kept. Before, it
+/// attached generic XDP.
+#[test]
+fn lb_decap_auto_attaches_at_tc_where_native_xdp_is_unavailable() {
+    let lab = DecapLab::start().expect("decap lab");
+    let vlan = lab.steer_ipv4_through_macvlan().expect("macvlan");
+    let config = lab
+        .write_config(
+            "vlan.toml",
+            &format!("interface = \"{vlan}\"\naddresses = [\"{BACKEND4}\"]\nvips = [{VIPS}]\n"),
+        )
+        .expect("config");
+    let apply = || -> String {
+        let (code, _, stderr) = outcome(
+            &lab.lb_decap(&["apply", "--config", &config.to_string_lossy()])
+                .expect("apply"),
+        );
+        assert_eq!(code, 0, "apply: {stderr}");
+        stderr
+    };
+    let stderr = apply();
+    assert!(
+        stderr.contains("native XDP attach failed; attaching at tc ingress instead"),
+        "{stderr}"
     );
+    let link = lab.backend_link_of(&vlan).expect("link");
+    assert!(!link.contains("xdp"), "{link}");
+    let programs = lab.tc_programs_on(&vlan).expect("tcx");
+    assert_eq!(programs.len(), 1);
+    let s = status(&lab);
+    assert!(
+        attached_line(&s).starts_with(&format!("attached: tc on {vlan} (program id")),
+        "{s}"
+    );
+    for wrap in [Wrap::Ipip, Wrap::Gue1] {
+        lab.set_mode(RelayMode {
+            wrap,
+            outer_v6: false,
+        });
+        assert_eq!(
+            lab.request(VIP4.into())
+                .unwrap_or_else(|e| panic!("{wrap:?} through {vlan}: {e:#}")),
+            format!("served {VIP4} for {CLIENT4}"),
+        );
+    }
+    let after = status(&lab);
+    assert!(
+        counter(&after, "decap_ipip") > 0 && counter(&after, "decap_gue") > 0,
+        "{after}"
+    );
+
+    // Again: native XDP still fails; the same tc program is kept.
+    let stderr = apply();
+    assert!(
+        stderr.contains("native XDP still unavailable")
+            && stderr.contains("configuration updated in place"),
+        "{stderr}"
+    );
+    assert_eq!(lab.tc_programs_on(&vlan).expect("tcx"), programs);
+    assert!(!lab.backend_link_of(&vlan).expect("link").contains("xdp"));
 }

@@ -445,6 +445,87 @@ impl DecapLab {
     pub fn tc_programs(&self) -> anyhow::Result<Vec<u32>> {
         tcx_ingress_ids(&self.backend, "eth0")
     }
+
+    /// Ids of the programs on the tcx ingress of the backend's `interface`.
+    pub fn tc_programs_on(&self, interface: &str) -> anyhow::Result<Vec<u32>> {
+        tcx_ingress_ids(&self.backend, interface)
+    }
+
+    /// `ip -d link show interface` in the backend namespace.
+    pub fn backend_link_of(&self, interface: &str) -> anyhow::Result<String> {
+        output(
+            "ip",
+            &["-n", &self.backend, "-d", "link", "show", interface],
+        )
+    }
+
+    /// Adds a macvlan interface `mv0` on the backend's `eth0` (up, with
+    /// an address of its own: loose reverse-path filtering drops what
+    /// arrives on an interface without one) and has the balancer send its
+    /// IPv4 tunnel packets for `BACKEND4` to its MAC (a static neighbour
+    /// entry): they arrive on `mv0`, the address staying on `eth0`. A
+    /// macvlan interface, like a VLAN one, has no native XDP: where
+    /// lb-decap's `auto` falls back. Returns the interface's name.
+    pub fn steer_ipv4_through_macvlan(&self) -> anyhow::Result<String> {
+        let name = "mv0";
+        ip(
+            &self.backend,
+            &[
+                "link", "add", "link", "eth0", "name", name, "type", "macvlan", "mode", "bridge",
+            ],
+        )?;
+        ip(
+            &self.backend,
+            &["addr", "add", "198.19.4.11/32", "dev", name],
+        )?;
+        ip(&self.backend, &["link", "set", name, "up"])?;
+        let brief = output("ip", &["-n", &self.backend, "-br", "link", "show", name])?;
+        let mac = brief
+            .split_whitespace()
+            .nth(2)
+            .ok_or_else(|| anyhow!("no MAC in {brief:?}"))?
+            .to_owned();
+        ip(
+            &self.balancer,
+            &[
+                "neigh",
+                "replace",
+                &BACKEND4.to_string(),
+                "lladdr",
+                &mac,
+                "dev",
+                "eth0",
+                "nud",
+                "permanent",
+            ],
+        )?;
+        Ok(name.to_owned())
+    }
+
+    /// Does what an lb-decap from before generic XDP was refused left
+    /// where its `xdp_mode = "auto"` fell back to generic mode: the decap
+    /// program on the backend's `eth0` in generic (skb) XDP, its maps
+    /// filled from `config` (a config file's text, for `eth0`), the link
+    /// and maps pinned where lb-decap pins them.
+    pub fn attach_generic_as_an_older_lb_decap(&self, config: &str) -> anyhow::Result<()> {
+        use lb_decap::{config::Attach, dataplane, maps, pins::PinDir};
+        let pins = PinDir::new(&self.pin_dir);
+        let config = config.to_owned();
+        in_netns(&self.backend, move || -> anyhow::Result<()> {
+            let settings = lb_decap::config::Settings::parse(&config)?;
+            pins.prepare()?;
+            let mut ebpf = dataplane::load_object()?;
+            let mut taken = maps::take(&mut ebpf)?;
+            maps::Maps::borrowed(&mut taken)?.sync(&settings)?;
+            let program =
+                dataplane::xdp_program(&mut ebpf, lb_common::decap::names::PROG_XDP_DECAP)?;
+            let id = program.attach("eth0", aya::programs::XdpMode::Skb)?;
+            let link = aya::programs::links::FdLink::try_from(program.take_link(id)?)?;
+            maps::pin(&taken, &pins)?;
+            link.pin(pins.link_path(Attach::Xdp, "eth0"))?;
+            Ok(())
+        })?
+    }
 }
 
 impl Drop for DecapLab {

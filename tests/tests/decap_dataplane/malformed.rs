@@ -274,3 +274,111 @@ fn lengths_that_contradict_each_other_are_dropped_as_malformed() {
         }
     }
 }
+
+/// `frame` with its outer IPv4 header checksum off by one bit.
+fn with_wrong_outer_checksum(frame: &[u8]) -> Vec<u8> {
+    packet::with_byte(frame, 14 + 11, frame[14 + 11] ^ 0x01)
+}
+
+/// The outer IPv4 header checksum is verified before a tunnel packet to us
+/// is unwrapped, as the kernel's `ip_rcv_core` would: a header that does
+/// not sum to 0xffff (over its options too, up to IHL 15) is dropped as
+/// malformed, not unwrapped. Before the check, each of these came out
+/// unwrapped (`decap_ipip`/`decap_gue`). Packets that are not tunnel
+/// packets to us are not judged: the stack checks them itself.
+#[test]
+fn a_wrong_outer_ipv4_checksum_is_dropped_as_malformed() {
+    let tcp4 = inner_tcp(VIP4, 80);
+    let udp4 = crate::inner_udp(VIP4, 53);
+    // IHL 15: the longest header, every option word summed.
+    let longest: Vec<u8> = (0..40u8)
+        .map(|i| if i % 4 == 3 { 0 } else { 7 + i })
+        .collect();
+    let ipip_longest =
+        packet::with_ipv4_options(&tunnel_frame(BACKEND_V4, Encap::Ipip, &tcp4), &longest);
+    assert_eq!(ipip_longest[14], 0x4f, "IHL 15");
+    let gue_options =
+        packet::with_ipv4_options(&tunnel_frame(BACKEND_V4, gue1(), &udp4), &[1, 1, 1, 0]);
+    let wrong = [
+        (
+            "ipip",
+            with_wrong_outer_checksum(&tunnel_frame(BACKEND_V4, Encap::Ipip, &tcp4)),
+        ),
+        (
+            "ipip icmp error",
+            with_wrong_outer_checksum(&tunnel_frame(
+                BACKEND_V4,
+                Encap::Ipip,
+                &inner_icmp_error(VIP4, 80, VIP4),
+            )),
+        ),
+        (
+            "gue1 v4",
+            with_wrong_outer_checksum(&tunnel_frame(BACKEND_V4, gue1(), &tcp4)),
+        ),
+        (
+            "gue0 v4",
+            with_wrong_outer_checksum(&tunnel_frame(BACKEND_V4, gue0(&udp4), &udp4)),
+        ),
+        (
+            "gue v4 with options",
+            with_wrong_outer_checksum(&gue_options),
+        ),
+        ("ipip, ihl 15", with_wrong_outer_checksum(&ipip_longest)),
+        // The checksum field right, an option word changed after it was
+        // computed: the options are summed, the last one too.
+        (
+            "ipip, ihl 15, first option word changed",
+            packet::with_byte(&ipip_longest, 14 + 20, ipip_longest[14 + 20] ^ 0x10),
+        ),
+        (
+            "ipip, ihl 15, last option word changed",
+            packet::with_byte(&ipip_longest, 14 + 58, ipip_longest[14 + 58] ^ 0x10),
+        ),
+    ];
+    for hook in Hook::ALL {
+        let mut bed = bed(hook);
+        // The same frames with their checksums right are unwrapped.
+        for (what, frame, counter) in [
+            ("ipip, ihl 15", &ipip_longest, DecapCounter::DecapIpip),
+            ("gue v4 with options", &gue_options, DecapCounter::DecapGue),
+        ] {
+            crate::checks::run_case(&mut bed, what, frame, action::PASS, counter);
+        }
+        for (what, frame) in &wrong {
+            assert_refused(
+                &mut bed,
+                &format!("{what}, wrong outer checksum"),
+                frame,
+                action::DROP,
+                DecapCounter::DropMalformed,
+            );
+        }
+        // Not ours to judge: passed untouched, as before.
+        for (what, frame, counter) in [
+            (
+                "ipip to another address",
+                tunnel_frame("198.19.2.99", Encap::Ipip, &tcp4),
+                DecapCounter::PassNotOurs,
+            ),
+            (
+                "plain tcp",
+                packet::tcp(
+                    &crate::flow(crate::CLIENT4, VIP4, 80),
+                    packet::SYN,
+                    None,
+                    b"",
+                ),
+                DecapCounter::PassNotTunnel,
+            ),
+        ] {
+            assert_refused(
+                &mut bed,
+                &format!("{what}, wrong checksum"),
+                &with_wrong_outer_checksum(&frame),
+                action::PASS,
+                counter,
+            );
+        }
+    }
+}
