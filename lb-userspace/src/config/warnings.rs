@@ -151,14 +151,16 @@ fn vip_warnings(index: usize, vip: &VipConfig, out: &mut Vec<Warning>) {
             ),
         });
     }
-    if let Some(message) = http_keys_unused(&vip.health) {
+    let defaults = super::HealthConfig::default_for(super::Protocol::Tcp);
+    if let Some(message) = http_keys_unused(&vip.health, &defaults) {
         out.push(Warning {
             field: format!("vip[{index}].health"),
             message,
         });
     }
     for (b, backend) in vip.backends.iter().enumerate() {
-        if let Some(message) = backend.health.as_ref().and_then(http_keys_unused) {
+        let own = backend.health.as_ref();
+        if let Some(message) = own.and_then(|h| http_keys_unused(h, &vip.health)) {
             out.push(Warning {
                 field: format!("vip[{index}].backend[{b}].health"),
                 message,
@@ -178,20 +180,24 @@ fn vip_warnings(index: usize, vip: &VipConfig, out: &mut Vec<Warning>) {
 
 /// HTTP keys set where the check is not HTTP: a `path` meant to select
 /// healthy servers selects nothing (a TCP check passes whatever the
-/// application answers).
-fn http_keys_unused(health: &super::HealthConfig) -> Option<String> {
+/// application answers). Only the keys that differ from `base`, what
+/// `health` was read over (lbd's defaults for a VIP; its VIP's checks for
+/// a backend, whose table is merged over them): a backend that sets
+/// `check = "tcp"` under an HTTP check of its VIP inherits its `path`
+/// without setting it, and was told to set check = "http" (the import
+/// writes such backends for HAProxy servers whose HTTP check met TLS).
+fn http_keys_unused(health: &super::HealthConfig, base: &super::HealthConfig) -> Option<String> {
     if health.check == super::CheckType::Http {
         return None;
     }
-    let defaults = super::HealthConfig::default_for(super::Protocol::Tcp);
     let mut set = Vec::new();
-    if health.path != defaults.path {
+    if health.path != base.path {
         set.push("path");
     }
-    if health.host.is_some() {
+    if health.host.is_some() && health.host != base.host {
         set.push("host");
     }
-    if health.expect_status != defaults.expect_status {
+    if health.expect_status != base.expect_status {
         set.push("expect_status");
     }
     if set.is_empty() {
@@ -304,9 +310,31 @@ mod tests {
         own.check = crate::config::CheckType::Tcp;
         own.host = Some("example.test".to_owned());
         web.backends[0].health = Some(own);
+        // path and expect_status are the VIP's, under its HTTP check.
         assert_eq!(
             shown(&config(vec![web])),
-            ["vip[0].backend[0].health: path, host, expect_status set but check = \"tcp\": only an HTTP check uses them (set check = \"http\")"]
+            ["vip[0].backend[0].health: host set but check = \"tcp\": only an HTTP check uses them (set check = \"http\")"]
+        );
+    }
+
+    /// A backend's table is merged over its VIP's: one that makes its
+    /// check TCP under an HTTP check (as the import writes for a server
+    /// whose HTTP check met TLS) inherits path and expect_status without
+    /// setting them, and is not told to set check = "http" for them.
+    #[test]
+    fn a_backend_checking_tcp_under_an_http_vip_check_is_not_warned_of_its_keys() {
+        let text = |own: &str| {
+            format!(
+                "interface = \"eth0\"\n[[vip]]\naddress = \"198.18.0.100\"\nport = 80\n[vip.health]\ncheck = \"http\"\npath = \"/healthz\"\nexpect_status = 204\n[[vip.backend]]\naddress = \"198.18.0.11\"\n[vip.backend.health]\ncheck = \"tcp\"\n{own}"
+            )
+        };
+        let loaded = Config::from_toml_str(&text(""), "test.toml").unwrap();
+        assert_eq!(shown(&loaded), Vec::<String>::new());
+        // A key the backend's own table sets is still named.
+        let loaded = Config::from_toml_str(&text("path = \"/other\"\n"), "test.toml").unwrap();
+        assert_eq!(
+            shown(&loaded),
+            ["vip[0].backend[0].health: path set but check = \"tcp\": only an HTTP check uses them (set check = \"http\")"]
         );
     }
 

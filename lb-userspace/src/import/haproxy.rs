@@ -2,7 +2,9 @@
 //! `frontend`, `backend`, `listen`, ...) whose lines are words, with
 //! `"..."` (escapes) and `'...'` quotes, backslash escapes and `#`
 //! comments. A frontend's binds and its `default_backend`'s servers make a
-//! service; a `listen` section is both at once. Each proxy starts from the
+//! service; a `listen` section is both at once (its own servers, unless it
+//! names a `default_backend`, which HAProxy sends its connections to; one
+//! in `defaults` is every later frontend's and listen's). Each proxy starts from the
 //! last `defaults` section before it, as in HAProxy.
 
 mod acl;
@@ -70,13 +72,19 @@ pub(super) fn parse(file: &str, text: &str, setup: &mut Setup) -> Result<(), Imp
                     Some(from) => inherited(file, section.no, &named, from)?,
                     None => defaults.clone(),
                 };
+                // A defaults section's default_backend is a frontend's or
+                // listen's, as in HAProxy; a backend has no use for one.
+                let default_backend = match section.kind.as_str() {
+                    "backend" => None,
+                    _ => settings.default_backend.clone(),
+                };
                 let mut proxy = Proxy {
                     kind: section.kind.clone(),
                     name,
                     origin: origin.clone(),
                     settings,
                     binds: Vec::new(),
-                    default_backend: None,
+                    default_backend,
                     servers: Vec::new(),
                     pending: Vec::new(),
                     stats: None,
@@ -155,7 +163,10 @@ pub(super) fn parse(file: &str, text: &str, setup: &mut Setup) -> Result<(), Imp
             continue;
         }
         let mut rules = vec![&proxy.acl];
-        let servers = if proxy.kind == "listen" {
+        // A listen's own servers serve unless it names a default_backend,
+        // which HAProxy sends every connection to that no use_backend takes
+        // (lbd carries over none of those).
+        let servers = if let (None, "listen") = (&proxy.default_backend, proxy.kind.as_str()) {
             proxy.servers.clone()
         } else {
             let Some(wanted) = &proxy.default_backend else {
@@ -169,16 +180,14 @@ pub(super) fn parse(file: &str, text: &str, setup: &mut Setup) -> Result<(), Imp
                 ));
                 continue;
             };
+            // A listen has a backend's side too: a default_backend may name one.
             let backend = proxies
                 .iter()
-                .find(|p| p.kind == "backend" && p.name == wanted.value)
+                .find(|p| matches!(p.kind.as_str(), "backend" | "listen") && p.name == wanted.value)
                 .ok_or_else(|| {
                     ImportError::at_origin(
                         &wanted.origin,
-                        format!(
-                            "default_backend {}: no backend section of that name",
-                            wanted.value
-                        ),
+                        format!("{}: no backend section of that name", wanted.what),
                     )
                 })?;
             notes.extend(proxy_notes(backend));
@@ -187,11 +196,20 @@ pub(super) fn parse(file: &str, text: &str, setup: &mut Setup) -> Result<(), Imp
                 setup.notes.push(Note::new(
                     at,
                     format!(
-                        "backend {} is disabled (HAProxy does not start it), so frontend {} has no servers: not imported",
-                        backend.name, proxy.name
+                        "{} {} is disabled (HAProxy does not start it), so {} {} has no servers: not imported",
+                        backend.kind, backend.name, proxy.kind, proxy.name
                     ),
                 ));
                 continue;
+            }
+            if let Some(first) = proxy.servers.first().filter(|_| proxy.kind == "listen") {
+                notes.push(Note::new(
+                    &first.origin,
+                    format!(
+                        "listen {}: HAProxy sends its connections to its default_backend {} ({}), not to its own servers: those are not imported",
+                        proxy.name, backend.name, wanted.origin
+                    ),
+                ));
             }
             rules.push(&backend.acl);
             backend.servers.clone()

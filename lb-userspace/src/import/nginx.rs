@@ -1,7 +1,9 @@
 //! nginx.conf (or a conf.d file): `upstream` blocks in `http` or `stream`
 //! give the backends; a `server` block whose `proxy_pass` names an
 //! upstream (or an address) gives where it listens, and its `allow`/`deny`
-//! rules who may connect. nginx's passive health accounting (`max_fails`,
+//! rules who may connect (without its own, those of the `http` or
+//! `stream` block around it, which an included file's server blocks also
+//! inherit). nginx's passive health accounting (`max_fails`,
 //! `fail_timeout`) becomes active checks, because lbd sees packets, not
 //! failed requests. The files of one setup are read together: a server
 //! block may use an upstream of another file, and a file that nginx.conf
@@ -19,7 +21,7 @@ use super::blocks::{self, Dialect};
 use super::model::{Note, Service, Setup};
 use super::ImportError;
 
-use include::{gather_includes, infer, matches};
+use include::{gather_includes, includes_of, infer};
 use server::{Proxy, Target};
 use walk::{walk, Level};
 
@@ -83,19 +85,50 @@ pub(super) fn parse(sources: &[(&str, &str)], setup: &mut Setup) -> Result<(), I
         parsed.push((*file, blocks::parse(file, text, Dialect::Nginx)?));
     }
     let mut includes = Vec::new();
-    for (_, top) in &parsed {
-        gather_includes(top, None, &mut includes);
+    for (file, top) in &parsed {
+        gather_includes(file, top, &parsed, &mut includes)?;
     }
-    let names: Vec<&str> = parsed.iter().map(|(f, _)| *f).collect();
+    // An included file's own includes are in its includer's level.
+    let mut expanded = vec![false; parsed.len()];
+    loop {
+        let mut more = false;
+        for ((file, top), expanded) in parsed.iter().zip(expanded.iter_mut()) {
+            if *expanded {
+                continue;
+            }
+            let Some(include) = includes.iter().find(|i| i.names(file)) else {
+                continue;
+            };
+            *expanded = true;
+            more = true;
+            let nested = includes_of(file, top, include.context, &include.rules);
+            includes.extend(nested);
+        }
+        if !more {
+            break;
+        }
+    }
     let mut collected = Collected::default();
     for (file, top) in &parsed {
-        let context = match includes.iter().find(|i| matches(&i.pattern, file)) {
-            Some(include) => include.context,
-            None => infer(file, top, setup),
-        };
-        let level = Level {
-            names: &names,
-            inherited: Vec::new(),
+        // An included file is its includer's block's content: its server
+        // blocks inherit that block's rules (which hold its own).
+        let (context, level) = match includes.iter().find(|i| i.names(file)) {
+            Some(include) => (
+                include.context,
+                Level {
+                    files: &parsed,
+                    inherited: include.rules.clone(),
+                    enclosed: true,
+                },
+            ),
+            None => (
+                infer(file, top, setup),
+                Level {
+                    files: &parsed,
+                    inherited: Vec::new(),
+                    enclosed: false,
+                },
+            ),
         };
         walk(file, top, context, &level, &mut collected, setup)?;
     }

@@ -34,7 +34,17 @@ pub(super) fn proxy_line(file: &str, line: &Line, proxy: &mut Proxy) -> Result<(
     let origin = Origin::new(file, line.no);
     match line.words[0].as_str() {
         "bind" if proxy.kind != "backend" => bind(file, line, proxy),
-        "default_backend" if proxy.kind == "frontend" => {
+        // HAProxy ignores it in a backend (no frontend side to switch).
+        "default_backend" if proxy.kind == "backend" => {
+            proxy
+                .settings
+                .ignored
+                .push(format!("{} (line {})", line.text(), line.no));
+            Ok(())
+        }
+        // In a listen too: HAProxy sends its connections there, not to
+        // its own servers.
+        "default_backend" => {
             let name = line.words.get(1).ok_or_else(|| {
                 ImportError::at(file, line.no, "default_backend needs a backend name")
             })?;

@@ -64,6 +64,10 @@ pub(super) struct Settings {
     pub(super) default_server: ServerParams,
     /// `disabled`: HAProxy does not start the proxy (also from defaults).
     pub(super) disabled: Option<Origin>,
+    /// `default_backend` of a defaults section: HAProxy gives it to the
+    /// frontends and listens after it (not to backends), so that such a
+    /// frontend is not skipped as having none.
+    pub(super) default_backend: Option<Sourced<String>>,
     pub(super) notes: Vec<Note>,
     /// Directives with no L4 meaning, listed in one note per section.
     pub(super) ignored: Vec<String>,
@@ -170,6 +174,12 @@ pub(super) fn apply(file: &str, line: &Line, settings: &mut Settings) -> Result<
             } else {
                 settings.timeout_connect = sourced;
             }
+        }
+        ("default_backend", name) => {
+            let name = name.ok_or_else(|| {
+                ImportError::at(file, line.no, "default_backend needs a backend name")
+            })?;
+            settings.default_backend = Some(Sourced::new(name.to_owned(), &origin, line.text()));
         }
         ("disabled", None) => settings.disabled = Some(origin),
         ("enabled", None) => settings.disabled = None,

@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use super::vips::Vip;
 use super::weight::Scale;
 use super::{family, health};
+use crate::config::value::backend_address;
 use crate::config::{Protocol, MAX_WEIGHT};
 use crate::import::model::{Backend, Check, CheckKind, Role};
 use crate::import::write::{Entry, Table};
@@ -109,18 +110,7 @@ pub(super) fn vip_tables(
         ));
     }
     for backend in backends {
-        if backend.address.is_ipv4() != vip.address.is_ipv4() && !mode.is_tunnel() {
-            return Err(ImportError::at_origin(
-                &backend.origin,
-                format!(
-                    "{} is {} but VIP {} is {}: lbd reaches backends of the other family only in ipip or gue mode",
-                    backend.address,
-                    family(backend.address),
-                    vip.address,
-                    family(vip.address)
-                ),
-            ));
-        }
+        other_family(backend, vip.address, mode)?;
         let mut b = Table::new("[[vip.backend]]", 1);
         b.notes = backend.notes.iter().map(ToString::to_string).collect();
         b.push(
@@ -155,6 +145,38 @@ pub(super) fn vip_tables(
         push_backend(b, backend, reference, vip.port, mode, &mut tables);
     }
     Ok(tables)
+}
+
+/// Refuses, at its line, a backend of the other family than its VIP's
+/// that lbd's own rule ([`backend_address`]) does not take in `mode`: a
+/// tunnel carries an IPv4 VIP to IPv6 backends, no mode an IPv6 VIP to
+/// IPv4 ones. (Taking any tunnel mode let an IPv6 VIP with IPv4 servers
+/// and `--forwarding ipip` through, to be refused by lbd's loader as a
+/// defect of the import.)
+fn other_family(backend: &Backend, vip: IpAddr, mode: Mode) -> Result<(), ImportError> {
+    if backend.address.is_ipv4() == vip.is_ipv4() {
+        return Ok(());
+    }
+    let Err(refused) = backend_address(backend.address, vip, mode) else {
+        return Ok(());
+    };
+    let why = if vip.is_ipv6() {
+        "no lbd forwarding mode carries an IPv6 VIP to IPv4 backends (ipip and gue carry IPv4 VIPs to IPv6 backends, not the reverse): give this service an IPv4 VIP, or its backends IPv6 addresses"
+    } else if !mode.is_tunnel() {
+        "lbd reaches IPv6 backends of an IPv4 VIP only in ipip or gue mode (--forwarding ipip or gue)"
+    } else {
+        // A pair lbd carries, refused for the address itself: lbd's reason.
+        return Err(ImportError::at_origin(&backend.origin, refused.to_string()));
+    };
+    Err(ImportError::at_origin(
+        &backend.origin,
+        format!(
+            "{} is {} but VIP {vip} is {}: {why}",
+            backend.address,
+            family(backend.address),
+            family(vip)
+        ),
+    ))
 }
 
 /// Pushes a backend's table, and its own health table when its checks

@@ -3,36 +3,80 @@
 //! (matched by file and directory name, as copies land elsewhere), and a
 //! file no include names is judged by its server blocks.
 
+use super::walk::level_rules;
 use super::Context;
+use crate::import::acl::Ordered;
 use crate::import::blocks::Statement;
 use crate::import::model::{Note, Origin, Setup};
+use crate::import::ImportError;
 
-/// An `include` and the context it is in, to read the named files in.
+/// The files of a setup, parsed: each name with its top-level statements.
+pub(super) type Files<'a> = [(&'a str, Vec<Statement>)];
+
+/// An `include`, the context it is in, to read the named files in, and
+/// the `allow`/`deny` rules of its level, for their server blocks.
 pub(super) struct Include {
+    /// The file holding it, which it never names: a name without a
+    /// directory (`nginx.conf`) matches `/etc/nginx/stream.d/*.conf`.
+    pub(super) file: String,
     pub(super) pattern: String,
     pub(super) context: Context,
+    /// The rules the server blocks of the level holding the include
+    /// inherit: the level's own, with those at the top of each included
+    /// file given spliced in where the include is (nginx's include is
+    /// textual), or none. An included file's server blocks are that
+    /// level's too, so they inherit these: without them, a server of
+    /// `stream.d/db.conf` under `stream { allow ...; deny all; include
+    /// stream.d/*.conf; }` was imported open.
+    pub(super) rules: Vec<Ordered>,
 }
 
-/// Includes of `statements` (in `context`: None is nginx's main context).
+/// Includes in the `http` and `stream` blocks of `statements` (the top of
+/// a file read in nginx's main context), with their level's rules.
 pub(super) fn gather_includes(
+    file: &str,
     statements: &[Statement],
-    context: Option<Context>,
+    files: &Files<'_>,
     out: &mut Vec<Include>,
-) {
+) -> Result<(), ImportError> {
     for s in statements {
-        match (s.name(), &s.block) {
-            ("http", Some(children)) => gather_includes(children, Some(Context::Http), out),
-            ("stream", Some(children)) => gather_includes(children, Some(Context::Stream), out),
-            ("include", None) => {
-                if let (Some(context), Some(pattern)) = (context, s.args().first()) {
-                    out.push(Include {
-                        pattern: pattern.clone(),
-                        context,
-                    });
-                }
-            }
-            _ => {}
-        }
+        let context = match (s.name(), &s.block) {
+            ("http", Some(_)) => Context::Http,
+            ("stream", Some(_)) => Context::Stream,
+            _ => continue,
+        };
+        let rules = level_rules(file, s.children(), files, &mut vec![file])?;
+        out.extend(includes_of(file, s.children(), context, &rules));
+    }
+    Ok(())
+}
+
+/// The includes among `statements`, a level of `context` whose server
+/// blocks inherit `rules` (also the top of an included file, which is
+/// its includer's level).
+pub(super) fn includes_of(
+    file: &str,
+    statements: &[Statement],
+    context: Context,
+    rules: &[Ordered],
+) -> Vec<Include> {
+    statements
+        .iter()
+        .filter(|s| s.name() == "include" && s.block.is_none())
+        .filter_map(|s| s.args().first())
+        .map(|pattern| Include {
+            file: file.to_owned(),
+            pattern: pattern.clone(),
+            context,
+            rules: rules.to_vec(),
+        })
+        .collect()
+}
+
+impl Include {
+    /// Whether it includes the file named `name` (by `matches`).
+    pub(super) fn names(&self, name: &str) -> bool {
+        self.file != name && matches(&self.pattern, name)
     }
 }
 

@@ -785,3 +785,67 @@ fn a_backends_own_health_table_does_not_inherit_the_vips_check_port_or_host() {
         second.host
     );
 }
+
+/// HAProxy takes `default_backend` in a listen: its connections go there,
+/// not to its own servers. Only a frontend's was read: the listen's VIP
+/// was imported without backends.
+#[test]
+fn a_default_backend_of_a_listen_takes_its_connections() {
+    let listen = tcp_haproxy("listen web\n  bind 198.18.0.100:80\n  default_backend app\nbackend app\n  server a1 198.18.0.11:80 check\n  server a2 198.18.0.12:80 check\n");
+    let imported = ok(&[("h.cfg", &listen)], &on_eth0());
+    let vip = &imported.config.vips[0];
+    assert_eq!(
+        weights(vip),
+        [(ip("198.18.0.11"), 100), (ip("198.18.0.12"), 100)]
+    );
+    assert!(
+        !has_note(&imported, "backend app is no frontend's default_backend"),
+        "{:#?}",
+        imported.notes
+    );
+    // With servers of its own, the default_backend's still take the
+    // connections, as in HAProxy; its own are said to be left out.
+    let both = listen.replace(
+        "  default_backend app\n",
+        "  default_backend app\n  server own 198.18.0.21:80\n",
+    );
+    let imported = ok(&[("h.cfg", &both)], &on_eth0());
+    assert_eq!(
+        weights(&imported.config.vips[0]),
+        [(ip("198.18.0.11"), 100), (ip("198.18.0.12"), 100)]
+    );
+    assert!(
+        has_note(
+            &imported,
+            "h.cfg:7: listen web: HAProxy sends its connections to its default_backend app (h.cfg:6), not to its own servers: those are not imported"
+        ),
+        "{:#?}",
+        imported.notes
+    );
+}
+
+/// A `default_backend` in defaults is every later frontend's (and
+/// listen's), as in HAProxy; each frontend was skipped as having none.
+#[test]
+fn a_default_backend_of_defaults_is_the_frontends_after_it() {
+    // The frontends after it use it, unless they name their own.
+    let defaults = "defaults\n  mode tcp\n  default_backend app\nfrontend web\n  bind 198.18.0.100:80\nfrontend web2\n  bind 198.18.0.101:80\n  default_backend other\nbackend app\n  server a1 198.18.0.11:80\nbackend other\n  server o1 198.18.0.31:80\n";
+    let imported = ok(&[("h.cfg", defaults)], &on_eth0());
+    let vips = &imported.config.vips;
+    assert_eq!(vips.len(), 2, "{:#?}", imported.notes);
+    assert_eq!(weights(&vips[0]), [(ip("198.18.0.11"), 100)]);
+    assert_eq!(weights(&vips[1]), [(ip("198.18.0.31"), 100)]);
+    assert!(!has_note(&imported, "has no default_backend"));
+    assert!(!has_note(&imported, "default_backend app (line 3)"));
+    // A name no section has is refused at the defaults line.
+    assert_eq!(
+        refused(
+            &[(
+                "h.cfg",
+                &defaults.replace("default_backend app", "default_backend gone")
+            )],
+            &on_eth0()
+        ),
+        "h.cfg:3: default_backend gone: no backend section of that name"
+    );
+}

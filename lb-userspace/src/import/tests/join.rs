@@ -5,6 +5,7 @@
 
 use super::*;
 use crate::config::Protocol;
+use lb_common::Mode;
 
 #[test]
 fn weights_above_lbds_range_are_scaled_together() {
@@ -422,4 +423,51 @@ fn keepalived_in_vrrpv2_is_warned_of() {
     let v6_global_v2 = format!("global_defs {{\n  vrrp_version 2\n}}\n{v6}");
     let imported = ok(&[("k.conf", &v6_global_v2)], &Options::default());
     assert!(!has_note(&imported, "VRRPv2"), "{:#?}", imported.notes);
+}
+
+/// A backend of the other family is refused at its line exactly where
+/// lbd's own rule refuses it: an IPv6 VIP reaches IPv4 backends in no
+/// mode. The import took any tunnel mode, so `--forwarding ipip` let an
+/// IPv6 VIP with IPv4 servers through to lbd's loader, which blamed the
+/// import.
+#[test]
+fn backends_of_the_other_family_follow_lbds_rule_in_every_mode() {
+    let listen = |vip: &str, server: &str| {
+        tcp_haproxy(&format!(
+            "listen pg\n  bind {vip}:5432\n  server pg1 {server}:5432\n"
+        ))
+    };
+    let v6_to_v4 = listen("[2001:2::100]", "198.18.0.11");
+    let v4_to_v6 = listen("198.18.0.100", "[2001:2::11]");
+    for mode in Mode::ALL {
+        let options = Options {
+            forwarding: Some(mode),
+            ..with_nat()
+        };
+        let error = refused(&[("h.cfg", &v6_to_v4)], &options);
+        assert_eq!(
+            error,
+            "h.cfg:6: 198.18.0.11 is IPv4 but VIP 2001:2::100 is IPv6: no lbd forwarding mode carries an IPv6 VIP to IPv4 backends (ipip and gue carry IPv4 VIPs to IPv6 backends, not the reverse): give this service an IPv4 VIP, or its backends IPv6 addresses",
+            "{mode:?}"
+        );
+        let lbd_takes =
+            crate::config::value::backend_address(ip("2001:2::11"), ip("198.18.0.100"), mode)
+                .is_ok();
+        match run(&[("h.cfg", &v4_to_v6)], &options) {
+            Ok(imported) => {
+                assert!(lbd_takes, "{mode:?}");
+                assert_eq!(
+                    imported.config.vips[0].backends[0].address,
+                    ip("2001:2::11")
+                );
+            }
+            Err(e) => {
+                assert!(!lbd_takes, "{mode:?}: {e}");
+                assert_eq!(
+                    e.to_string(),
+                    "h.cfg:6: 2001:2::11 is IPv6 but VIP 198.18.0.100 is IPv4: lbd reaches IPv6 backends of an IPv4 VIP only in ipip or gue mode (--forwarding ipip or gue)"
+                );
+            }
+        }
+    }
 }

@@ -90,7 +90,7 @@ http {
     let error = refused(&[("nginx.conf", text)], &options);
     assert_eq!(
         error,
-        "nginx.conf:15: 2001:2::11 is IPv6 but VIP 198.18.0.100 is IPv4: lbd reaches backends of the other family only in ipip or gue mode"
+        "nginx.conf:15: 2001:2::11 is IPv6 but VIP 198.18.0.100 is IPv4: lbd reaches IPv6 backends of an IPv4 VIP only in ipip or gue mode (--forwarding ipip or gue)"
     );
     let text = text.replace("[2001:2::11]:8080", "198.18.0.12:8080");
     let imported = ok(&[("nginx.conf", &text)], &options);
@@ -355,4 +355,95 @@ fn a_braced_variable_is_part_of_its_word() {
             imported.text
         );
     }
+}
+
+/// The imported ACL rules as "action source scope", sorted.
+fn scoped_acl(imported: &Imported) -> Vec<String> {
+    let mut acl: Vec<String> = imported
+        .config
+        .guard
+        .acl
+        .iter()
+        .map(|r| format!("{} {} {}", r.action, r.source, r.scope))
+        .collect();
+    acl.sort();
+    acl
+}
+
+/// nginx's include is textual: a server block of an included file
+/// inherits the rules of the block holding the include, and rules at the
+/// top of an included file are that block's. Read file by file, the
+/// included server was imported open, without a note.
+#[test]
+fn server_blocks_of_an_included_file_inherit_the_includers_rules() {
+    let main = "events {}\nstream {\n  allow 198.18.10.0/24;\n  deny all;\n  include /etc/nginx/stream.d/*.conf;\n}\n";
+    let db = "upstream db {\n  server 198.18.0.61:3306;\n}\nserver {\n  listen 198.18.0.100:3306;\n  proxy_pass db;\n}\n";
+    let files = [("nginx.conf", main), ("stream.d/db.conf", db)];
+    let imported = ok(&files, &on_eth0());
+    assert_eq!(
+        scoped_acl(&imported),
+        ["allow 198.18.10.0/24 198.18.0.100:3306/tcp"]
+    );
+    assert!(
+        imported
+            .text
+            .contains("# nginx.conf:3 (allow 198.18.10.0/24)"),
+        "{}",
+        imported.text
+    );
+    // Through an include of the included file too.
+    let forced = Options {
+        format: Some(super::super::Format::Nginx),
+        ..on_eth0()
+    };
+    let imported = ok(
+        &[
+            ("nginx.conf", main),
+            ("stream.d/db.conf", "include /etc/nginx/db/*.conf;\n"),
+            ("db/servers.conf", db),
+        ],
+        &forced,
+    );
+    assert_eq!(
+        scoped_acl(&imported),
+        ["allow 198.18.10.0/24 198.18.0.100:3306/tcp"]
+    );
+    // A server block's own rules still replace the level's.
+    let own = db.replace(
+        "  proxy_pass db;",
+        "  allow 198.18.11.0/24;\n  deny all;\n  proxy_pass db;",
+    );
+    let imported = ok(
+        &[("nginx.conf", main), ("stream.d/db.conf", &own)],
+        &on_eth0(),
+    );
+    assert_eq!(
+        scoped_acl(&imported),
+        ["allow 198.18.11.0/24 198.18.0.100:3306/tcp"]
+    );
+    // Rules at the top of an included file are the stream block's: its
+    // own servers, and those of the includer, inherit them.
+    let main = "events {}\nstream {\n  include /etc/nginx/stream.d/*.conf;\n  upstream pg {\n    server 198.18.0.11:5432;\n  }\n  server {\n    listen 198.18.0.100:5432;\n    proxy_pass pg;\n  }\n}\n";
+    let guarded = format!("allow 198.18.10.0/24;\ndeny all;\n{db}");
+    let imported = ok(
+        &[("nginx.conf", main), ("stream.d/db.conf", &guarded)],
+        &on_eth0(),
+    );
+    assert_eq!(
+        scoped_acl(&imported),
+        [
+            "allow 198.18.10.0/24 198.18.0.100:3306/tcp",
+            "allow 198.18.10.0/24 198.18.0.100:5432/tcp"
+        ]
+    );
+    // An included file not given is still said to be left out.
+    let imported = ok(&[("nginx.conf", main)], &on_eth0());
+    assert!(
+        has_note(
+            &imported,
+            "nginx.conf:3: WARNING: include /etc/nginx/stream.d/*.conf: not followed"
+        ),
+        "{:#?}",
+        imported.notes
+    );
 }
