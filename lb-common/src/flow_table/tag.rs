@@ -70,8 +70,7 @@ pub const MIN_IDLE_HORIZON_NS: u64 = 2 * crate::consts::FLOW_TOUCH_INTERVAL_NS;
 /// of packets that come about every second: a flow refreshed 2 s ago is
 /// never over. (Rounded down it was 119 ticks, 1.997 s, and a UDP flow
 /// with a packet every 999 ms was re-picked in most phases.)
-pub const MIN_IDLE_HORIZON_TICKS: u32 =
-    (MIN_IDLE_HORIZON_NS.div_ceil(1 << TICK_SHIFT) + 1) as u32;
+pub const MIN_IDLE_HORIZON_TICKS: u32 = (MIN_IDLE_HORIZON_NS.div_ceil(1 << TICK_SHIFT) + 1) as u32;
 
 /// Rank ticks of an idle timeout of `ns`, as the data plane is given it:
 /// at least `MIN_IDLE_HORIZON_TICKS`, at most the ages `victim_order`

@@ -1198,8 +1198,8 @@ fn the_shortest_horizon_never_expires_a_flow_refreshed_two_touch_intervals_ago()
             2 * FLOW_TOUCH_INTERVAL_NS + 10_000_000,
         ] {
             for class in [CLASS_ESTABLISHED, CLASS_DATAGRAM] {
-                let tag = (u64::from(rank_word(refreshed, class)) << RANK_SHIFT)
-                    | u64::from(TAG_VALID);
+                let tag =
+                    (u64::from(rank_word(refreshed, class)) << RANK_SHIFT) | u64::from(TAG_VALID);
                 assert!(
                     !over_within(tag, ticks(refreshed + since), horizons),
                     "class {class}, refreshed at {phase} ns into its tick, read {since} ns later"
