@@ -599,6 +599,88 @@ fn the_reaper_walks_a_million_entries_in_short_ticks() {
     // clock of their own; `cargo xtask bench` measures the time.
 }
 
+/// A batch of the reaper's walk reads a bounded number of buckets, so a
+/// large, nearly empty NAT table (a DSR-only node's is allocated and
+/// reaped too) is walked in short steps, the tick's time bound checked
+/// between them; the walk still ends and finds every entry. (A batch read
+/// buckets until it held `BATCH` entries: a whole table of 256 Ki buckets
+/// in one call here, 4 Mi at the largest `flow_table_size`.) Needs root.
+#[test]
+fn a_batch_of_the_reapers_walk_reads_a_bounded_number_of_buckets() {
+    use lb_common::{consts::IPPROTO_UDP, nat::counterpart_key, FlowKey, NatEntry};
+    use lb_userspace::{
+        dataplane::{Dataplane, MapSizes},
+        nat::{
+            reaper::{NatTable, BATCH},
+            table::BATCH_BUCKETS,
+        },
+        reconcile::addr_words,
+    };
+    let words = |a: &str| addr_words(a.parse().unwrap()).0;
+    let mut dataplane = Dataplane::load(MapSizes {
+        max_vips: 16,
+        conntrack: 1024,
+        nat_flows: 1 << 20,
+        half_open: lb_common::consts::HALF_OPEN_SIZE_DEFAULT,
+    })
+    .expect("load the data plane");
+    for n in 0..3u16 {
+        let key = FlowKey {
+            src: words("198.18.1.1"),
+            dst: words("198.18.0.100"),
+            sport: (10_000 + n).to_be(),
+            dport: 53u16.to_be(),
+            proto: IPPROTO_UDP,
+            family: 4,
+            _pad: 0,
+        };
+        let forward = NatEntry {
+            src: words(NAT_ADDRESS),
+            dst: words("198.19.2.11"),
+            sport: (2_000 + n).to_be(),
+            dport: 53u16.to_be(),
+            backend_id: 1,
+            last_seen_ns: 1,
+            direction: lb_common::consts::NAT_DIR_FORWARD,
+            ..NatEntry::default()
+        };
+        let nat = dataplane.nat_mut();
+        nat.install_flow(&key, &forward).expect("forward entry");
+        let reply = NatEntry {
+            src: key.dst,
+            dst: key.src,
+            sport: key.dport,
+            dport: key.sport,
+            direction: lb_common::consts::NAT_DIR_REPLY,
+            ..forward
+        };
+        nat.install_flow(&counterpart_key(&key, &forward), &reply)
+            .expect("reply entry");
+    }
+    let nat = dataplane.nat();
+    let mut out = Vec::new();
+    let mut cursor = None;
+    let mut batches = 0u32;
+    loop {
+        let from = cursor.unwrap_or(0);
+        let next = nat.batch(cursor, BATCH, &mut out).expect("batch");
+        batches += 1;
+        if let Some(next) = next {
+            assert!(
+                next - from <= BATCH_BUCKETS,
+                "a batch read {} buckets",
+                next - from
+            );
+        }
+        match next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    assert!(batches > 1, "the whole table read in one batch");
+    assert_eq!(out.len(), 6, "every entry found: {out:?}");
+}
+
 /// The interface's `forwarding` switch goes back to what it was before
 /// the first lbd switched it on, however many restarts came between: a
 /// restarted lbd finds it on and changes nothing itself, but the record

@@ -9,7 +9,7 @@
 //! source_port_max = 65535
 //! flow_table_size = 262144           # entries (two per flow), 1024..=16777216
 //! tcp_syn_timeout_s = 30             # a SYN the backend never answered
-//! tcp_established_timeout_s = 7200   # an established, silent connection
+//! tcp_established_timeout_s = 7440   # an established, silent connection
 //! tcp_closing_timeout_s = 60         # after the first FIN
 //! tcp_time_wait_timeout_s = 60       # after both FINs (the backends' TIME_WAIT)
 //! tcp_closed_timeout_s = 10          # after an RST
@@ -85,11 +85,20 @@ pub struct NatTimeouts {
     pub udp: Duration,
 }
 
+/// The default `tcp_established_timeout_s`: Linux's default keepalive
+/// time, 7200 s, and four minutes more (see `NatTimeouts::default`).
+pub(crate) const DEFAULT_TCP_ESTABLISHED_S: u64 = 7440;
+
 impl Default for NatTimeouts {
     fn default() -> Self {
         Self {
             tcp_syn: Duration::from_secs(30),
-            tcp_established: Duration::from_secs(7200),
+            // Linux's keepalive time (`tcp_keepalive_time`, 7200 s) and
+            // four minutes: an idle connection kept alive by default
+            // keepalives is never reaped just before its probe (the data
+            // plane's stamp can be a second older than the last packet,
+            // and the probe takes a round trip to arrive).
+            tcp_established: Duration::from_secs(DEFAULT_TCP_ESTABLISHED_S),
             tcp_closing: Duration::from_secs(60),
             tcp_time_wait: Duration::from_secs(60),
             tcp_closed: Duration::from_secs(10),

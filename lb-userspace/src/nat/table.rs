@@ -22,6 +22,10 @@ use lb_common::{
 
 use crate::conntrack::bucket_map::{BucketMap, FlowTableError};
 
+/// Buckets one `NatFlowTable::batch` reads at most: 4096 of 1088 bytes,
+/// about 4 MiB of the table, a millisecond or so.
+pub const BATCH_BUCKETS: u32 = 4096;
+
 /// Tries of an insert whose way another CPU took in the same instant.
 const TRIES: usize = 4;
 
@@ -161,19 +165,28 @@ impl NatFlowTable {
     }
 
     /// Appends to `out` the entries of whole buckets from bucket `cursor`
-    /// on (None: the first) until `out` holds `max` or more entries or the
-    /// table ends; returns the bucket to go on from, None at the end. A
-    /// removal never moves a bucket, so a walk in steps sees every entry
-    /// that stays put.
+    /// on (None: the first) until `out` holds `max` or more entries, or
+    /// `BATCH_BUCKETS` buckets were read, or the table ends; returns the
+    /// bucket to go on from, None at the end. A removal never moves a
+    /// bucket, so a walk in steps sees every entry that stays put. The
+    /// bucket bound keeps a batch short in a large, nearly empty table
+    /// (16 M entries: 4 M buckets, which a walk to `max` entries would
+    /// read in one call, stalling lbd's loop past the reaper's
+    /// `TICK_TIME`, which is checked between batches).
     pub fn batch(
         &self,
         cursor: Option<u32>,
         max: usize,
         out: &mut Vec<(FlowKey, NatEntry)>,
     ) -> Option<u32> {
-        let mut index = cursor.unwrap_or(0);
+        let first = cursor.unwrap_or(0);
+        let end = self
+            .table
+            .buckets()
+            .min(first.saturating_add(BATCH_BUCKETS));
+        let mut index = first;
         let start = out.len();
-        while index < self.table.buckets() {
+        while index < end {
             self.table.read_bucket(index, out);
             index += 1;
             if out.len() - start >= max {

@@ -681,3 +681,35 @@ fn a_short_timeout_allows_for_the_touch_interval() {
         "quiet past timeout and touch interval"
     );
 }
+
+/// With the defaults, an idle connection kept alive by a default Linux
+/// keepalive (a probe 7200 s after its last packet) keeps its
+/// translation: its stamp can be a touch interval older than that packet,
+/// and the probe arrives a round trip later. (At 7200 s the translation
+/// went just before the probe, which was then dropped with its retries.)
+#[test]
+fn the_default_established_timeout_outlasts_a_default_keepalive() {
+    let timeouts = NatTimeouts::default();
+    let last_packet = 100_000 * S;
+    let stamped = last_packet - S - 10_000_000;
+    let probe = last_packet + 7_200 * S + 300_000_000;
+    let mut table = Table::new();
+    let (f, r) = flow(
+        &mut table,
+        1,
+        IPPROTO_TCP,
+        ESTABLISHED,
+        (stamped, stamped),
+        BACKEND_ID,
+    );
+    let forward = table[&FlowKeyOrd(f)];
+    let reply = table[&FlowKeyOrd(r)];
+    assert_eq!(
+        fate(&f, &forward, Some(&reply), probe, &timeouts, &owners()),
+        Fate::Keep(Some(NatFlowState::of(
+            IPPROTO_TCP,
+            ESTABLISHED.0,
+            ESTABLISHED.1
+        )))
+    );
+}
