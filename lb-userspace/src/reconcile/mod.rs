@@ -67,6 +67,8 @@ mod failed_commit_tests;
 #[cfg(test)]
 mod nat_tests;
 #[cfg(test)]
+mod plan_tests;
+#[cfg(test)]
 mod service_addr_tests;
 #[cfg(test)]
 mod tests;
@@ -466,10 +468,16 @@ impl Balancer {
                 (Some(a), Some(b)) if a.len() == b.len() => Some(maglev::moved_fraction(a, b)),
                 _ => None,
             };
+            // A NAT backend's port is written too: a change of it alone
+            // (a reload putting the file's back) is in the plan.
             let same_backends = |a: &AppliedVip, b: &AppliedVip| {
                 a.backends.len() == b.backends.len()
                     && a.backends.iter().zip(&b.backends).all(|((x, p), (y, q))| {
-                        x == y && p.weight == q.weight && p.alive == q.alive && p.mac == q.mac
+                        x == y
+                            && p.weight == q.weight
+                            && p.alive == q.alive
+                            && p.mac == q.mac
+                            && p.port == q.port
                     })
             };
             if let (Some(a), Some(b)) = (old, new) {

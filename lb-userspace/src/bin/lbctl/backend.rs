@@ -170,10 +170,17 @@ pub(crate) async fn run(client: &Client, command: Command) -> Result<(), Failure
                 timeout_s: timeout,
             };
             let change = client.set_state(vip, backend, body, flags.dry_run).await?;
-            output::change(&change, flags.json);
             if wait && !flags.dry_run {
+                // With --json, stdout is NDJSON: the change on one line,
+                // then the progress lines and the outcome's.
+                if flags.json {
+                    println!("{}", output::json_line(&change));
+                } else {
+                    output::change(&change, false);
+                }
                 return wait_for_drain(client, vip, backend, flags.json).await;
             }
+            output::change(&change, flags.json);
         }
         Command::Undrain {
             vip,
@@ -301,7 +308,12 @@ async fn wait_for_drain(
             if as_json {
                 println!(
                     "{}",
-                    json!({"backend": backend, "live_flows": live, "closing_flows": closing, "counting": counting, "elapsed_s": started.elapsed().as_secs()})
+                    progress_line(
+                        backend,
+                        (live, closing),
+                        counting,
+                        started.elapsed().as_secs()
+                    )
                 );
             } else if counting {
                 println!(
@@ -317,7 +329,14 @@ async fn wait_for_drain(
             last = Some((live, counting));
         }
         let mode = status.as_ref().map_or(Mode::DsrL2, |s| s.mode);
-        match drain_end(current, mode) {
+        let end = drain_end(current, mode);
+        if let (Some(end), true) = (end, as_json) {
+            println!(
+                "{}",
+                outcome_line(backend, end, live, current.map(|b| b.state))
+            );
+        }
+        match end {
             None => tokio::time::sleep(Duration::from_millis(500)).await,
             Some(DrainEnd::Drained) => {
                 if !as_json {
@@ -343,6 +362,46 @@ async fn wait_for_drain(
             }
         }
     }
+}
+
+/// A progress line of `drain --wait --json` (one JSON object): the
+/// backend's `(live, closing)` flows after `elapsed_s`, `counting` while a
+/// NAT table sweep that counts them is under way.
+fn progress_line(
+    backend: IpAddr,
+    (live, closing): (u64, u64),
+    counting: bool,
+    elapsed_s: u64,
+) -> String {
+    output::json_line(&json!({
+        "backend": backend,
+        "live_flows": live,
+        "closing_flows": closing,
+        "counting": counting,
+        "elapsed_s": elapsed_s,
+    }))
+}
+
+/// The last line of `drain --wait --json` (one JSON object): how the drain
+/// ended, as the exit code says it (`drained` 0, `timed_out` 6,
+/// `ended_elsewhere` 7), so a script reading stdout alone has it. `live`:
+/// the last count; `state`: the backend's now (None: removed).
+fn outcome_line(backend: IpAddr, end: DrainEnd, live: u64, state: Option<BackendState>) -> String {
+    let line = match end {
+        DrainEnd::Drained => json!({"outcome": "drained", "backend": backend}),
+        DrainEnd::TimedOut { flows_cut } => json!({
+            "outcome": "timed_out",
+            "backend": backend,
+            "flows_cut": flows_cut,
+            "live_flows": live,
+        }),
+        DrainEnd::EndedElsewhere => json!({
+            "outcome": "ended_elsewhere",
+            "backend": backend,
+            "state": state.map_or("removed".to_owned(), |s| s.to_string()),
+        }),
+    };
+    output::json_line(&line)
 }
 
 /// What `drain --wait` says when the drain's timeout ended it with
@@ -448,6 +507,70 @@ mod tests {
             Some(DrainEnd::EndedElsewhere)
         );
         assert_eq!(drain_end(None, dsr), Some(DrainEnd::EndedElsewhere));
+    }
+
+    /// `drain --wait --json` writes NDJSON: every line of its stdout (the
+    /// change, the progress, the outcome) is one JSON object, the last the
+    /// outcome, by the names of the exit codes.
+    #[test]
+    fn a_drain_wait_in_json_is_one_object_a_line_ending_with_the_outcome() {
+        use lb_userspace::{
+            api::schema::{Change, DrainPlan},
+            model::{DrainTimeoutSource, PlanChange, VipPlan},
+        };
+        let address: IpAddr = "198.18.0.11".parse().unwrap();
+        let change = Change {
+            dry_run: false,
+            plan: vec![VipPlan {
+                vip: "198.18.0.100:80/tcp".into(),
+                change: PlanChange::Changed,
+                before: [(address, 1.0)].into_iter().collect(),
+                after: [(address, 0.0)].into_iter().collect(),
+                moved_fraction: Some(1.0),
+            }],
+            undone: Vec::new(),
+            drain: Some(DrainPlan {
+                timeout_s: Some(30),
+                from: DrainTimeoutSource::Request,
+                cuts_flows: true,
+            }),
+            warnings: vec!["a warning".into()],
+        };
+        let ends = [
+            (DrainEnd::Drained, "drained", None),
+            (
+                DrainEnd::TimedOut { flows_cut: false },
+                "timed_out",
+                Some(BackendState::Maintenance),
+            ),
+            (
+                DrainEnd::EndedElsewhere,
+                "ended_elsewhere",
+                Some(BackendState::Enabled),
+            ),
+            (DrainEnd::EndedElsewhere, "ended_elsewhere", None),
+        ];
+        for (end, name, state) in ends {
+            let stdout = [
+                output::json_line(&change),
+                progress_line(address, (3, 1), false, 0),
+                progress_line(address, (0, 1), true, 2),
+                outcome_line(address, end, 0, state),
+            ]
+            .map(|line| line + "\n")
+            .concat();
+            let lines: Vec<serde_json::Value> = stdout
+                .lines()
+                .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+                .collect();
+            assert_eq!(lines.len(), 4, "{stdout}");
+            let first: Change = serde_json::from_value(lines[0].clone()).unwrap();
+            assert_eq!(first, change);
+            assert_eq!(lines[1]["live_flows"], 3);
+            let last = &lines[3];
+            assert_eq!(last["outcome"], name, "{stdout}");
+            assert_eq!(last["backend"], "198.18.0.11");
+        }
     }
 
     /// A NAT VIP's drain timeout cuts nothing: `--wait` says its

@@ -16,6 +16,16 @@ pub(crate) fn json(value: &impl Serialize) {
     }
 }
 
+/// `value` as compact JSON on one line: one record of a stream of lines
+/// (NDJSON, as `backend drain --wait --json` writes), which pretty JSON's
+/// several lines would break. A value that cannot be encoded is a
+/// one-line `{"error": ...}` record, so the stream stays JSON.
+pub(crate) fn json_line(value: &impl Serialize) -> String {
+    serde_json::to_string(value).unwrap_or_else(|error| {
+        serde_json::json!({ "error": format!("encoding JSON: {error}") }).to_string()
+    })
+}
+
 /// Prints what a change does (or would do).
 pub(crate) fn change(change: &Change, as_json: bool) {
     if as_json {

@@ -395,16 +395,17 @@ fn undone_by_reload(current: &Model, next: &Model, running: &Config, file: &Conf
             notes.push(format!("VIP {id} is not in the file: removed"));
             continue;
         };
+        notes.extend(vip_settings_undone(id, &vip.config, &new.config));
         for (address, backend) in &vip.backends {
             match new.backends.get(address) {
                 None => notes.push(format!(
                     "backend {address} of {id} is not in the file: removed"
                 )),
-                Some(b) if b.config.weight != backend.config.weight => notes.push(format!(
-                    "weight of backend {address} of {id}: {} -> {} (the file's)",
-                    backend.config.weight, b.config.weight
+                Some(b) => notes.extend(backend_settings_undone(
+                    &format!("backend {address} of {id}"),
+                    (&vip.config.health, &backend.config),
+                    (&new.config.health, &b.config),
                 )),
-                Some(_) => {}
             }
         }
     }
@@ -446,6 +447,124 @@ fn undone_by_reload(current: &Model, next: &Model, running: &Config, file: &Conf
     notes
 }
 
+/// The settings of a VIP that stays (its backends apart) whose running
+/// value is not the file's: one note per key, as the reload puts the
+/// file's back (`Model::reloaded` rebuilds the VIP from the file). A
+/// runtime `vip remove` + `vip add` can give a VIP any of them, so the
+/// dry run must list each, not only the backends and weights.
+/// `forwarding` has its own note (what its flows do); the NAT address is
+/// compared only between two NAT VIPs (a switch to or from NAT is that
+/// note's).
+fn vip_settings_undone(
+    id: &crate::vip_id::VipId,
+    was: &crate::config::VipConfig,
+    now: &crate::config::VipConfig,
+) -> Vec<String> {
+    let of = format!("VIP {id}");
+    let mut notes = Vec::new();
+    let mut differs = |key: &str, was: String, now: String| {
+        if was != now {
+            notes.push(format!("{key} of {of}: {was} -> {now} (the file's)"));
+        }
+    };
+    differs(
+        "table_size",
+        was.table_size.to_string(),
+        now.table_size.to_string(),
+    );
+    differs(
+        "on_all_down",
+        was.on_all_down.to_string(),
+        now.on_all_down.to_string(),
+    );
+    let seconds =
+        |d: Option<std::time::Duration>| d.map_or("never".to_owned(), |d| d.as_secs().to_string());
+    differs(
+        "drain_timeout_s",
+        seconds(was.drain_timeout),
+        seconds(now.drain_timeout),
+    );
+    if let (Some(a), Some(b)) = (was.nat, now.nat) {
+        let source = |n: crate::config::VipNat| {
+            if n.own_source {
+                n.source.to_string()
+            } else {
+                format!("the node's ({})", n.source)
+            }
+        };
+        differs("nat_source", source(a), source(b));
+    }
+    for (key, was, now) in health_keys(&was.health, &now.health) {
+        differs(&format!("health.{key}"), was, now);
+    }
+    notes
+}
+
+/// As [`vip_settings_undone`], for a backend that stays (`of`: "backend
+/// B of V"), given with its VIP's checks before and after: weight, port,
+/// mac and its own checks. A backend's checks are compared as they apply
+/// (its own, else its VIP's) when it has its own on either side; without
+/// any, the VIP's notes say it.
+fn backend_settings_undone(
+    of: &str,
+    (vip_was, was): (&crate::config::HealthConfig, &crate::config::BackendConfig),
+    (vip_now, now): (&crate::config::HealthConfig, &crate::config::BackendConfig),
+) -> Vec<String> {
+    let mut notes = Vec::new();
+    let mut differs = |key: &str, was: String, now: String| {
+        if was != now {
+            notes.push(format!("{key} of {of}: {was} -> {now} (the file's)"));
+        }
+    };
+    differs("weight", was.weight.to_string(), now.weight.to_string());
+    let port = |p: Option<u16>| p.map_or("the VIP's".to_owned(), |p| p.to_string());
+    differs("port", port(was.port), port(now.port));
+    let mac = |m: Option<crate::mac::Mac>| {
+        m.map_or("none (from the neighbour table)".to_owned(), |m| {
+            m.to_string()
+        })
+    };
+    differs("mac", mac(was.mac), mac(now.mac));
+    if was.health.is_some() || now.health.is_some() {
+        let checks_was = was.health.as_ref().unwrap_or(vip_was);
+        let checks_now = now.health.as_ref().unwrap_or(vip_now);
+        for (key, was, now) in health_keys(checks_was, checks_now) {
+            differs(&format!("health.{key}"), was, now);
+        }
+    }
+    notes
+}
+
+/// The keys of two health tables that differ, by the file's names and
+/// units: (key, running value, file's value).
+fn health_keys(
+    was: &crate::config::HealthConfig,
+    now: &crate::config::HealthConfig,
+) -> Vec<(&'static str, String, String)> {
+    let keys = |h: &crate::config::HealthConfig| {
+        let default = |v: Option<String>| v.unwrap_or_else(|| "default".to_owned());
+        [
+            ("check", h.check.to_string()),
+            ("port", default(h.port.map(|p| p.to_string()))),
+            ("path", h.path.clone()),
+            ("host", default(h.host.clone())),
+            ("expect_status", h.expect_status.to_string()),
+            ("interval_ms", h.interval.as_millis().to_string()),
+            ("fast_interval_ms", h.fast_interval.as_millis().to_string()),
+            ("timeout_ms", h.timeout.as_millis().to_string()),
+            ("rise", h.rise.to_string()),
+            ("fall", h.fall.to_string()),
+            ("through_tunnel", h.through_tunnel.to_string()),
+        ]
+    };
+    keys(was)
+        .into_iter()
+        .zip(keys(now))
+        .filter(|((_, a), (_, b))| a != b)
+        .map(|((key, a), (_, b))| (key, a, b))
+        .collect()
+}
+
 /// As the file refuses it: a backend of `model` at an address a running
 /// VRRP instance moves (`moved`). On the master that address is this
 /// node's: the backend's packets would come back here, its checks would
@@ -464,6 +583,7 @@ fn backend_on_a_vrrp_address(model: &Model, moved: &[std::net::IpAddr]) -> Optio
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::vip_id::VipId;
 
     fn config(forwarding: &str) -> Config {
         let nat = if forwarding == "nat" {
@@ -475,6 +595,86 @@ mod tests {
             "interface = \"eth0\"\n{nat}[[vip]]\naddress = \"198.18.0.100\"\nport = 80\nforwarding = \"{forwarding}\"\n[[vip.backend]]\naddress = \"198.19.2.11\"\n"
         );
         Config::from_toml_str(&text, "lbd.toml").unwrap()
+    }
+
+    /// A NAT VIP whose backend listens on 8080 (`vip`, `backend`: more
+    /// keys of each, the VIP's before its backend's).
+    fn nat_config(vip: &str, backend: &str) -> Config {
+        let text = format!(
+            "interface = \"eth0\"\n[nat]\nsource_ipv4 = \"198.18.0.50\"\n[[vip]]\naddress = \"198.18.0.100\"\nport = 80\nforwarding = \"nat\"\n{vip}[[vip.backend]]\naddress = \"198.19.2.11\"\nport = 8080\n{backend}"
+        );
+        Config::from_toml_str(&text, "lbd.toml").unwrap()
+    }
+
+    /// What a reload of `file` undoes in `running`.
+    fn undone(running: &Model, file: &Config) -> Vec<String> {
+        undone_by_reload(running, &running.reloaded(file), file, file)
+    }
+
+    /// A backend removed and added again on another port at run time: a
+    /// reload writes the file's port back, and says so.
+    #[test]
+    fn a_reload_says_it_puts_a_backends_port_back() {
+        let file = nat_config("", "");
+        let id = VipId::of(&file.vips[0]);
+        let address: std::net::IpAddr = "198.19.2.11".parse().unwrap();
+        let mut running = Model::from_config(&file);
+        running.remove_backend(&id, address).unwrap();
+        let moved = crate::config::BackendConfig {
+            port: Some(9090),
+            ..crate::config::BackendConfig::new(address)
+        };
+        running.add_backend(&id, moved).unwrap();
+        assert_eq!(
+            undone(&running, &file),
+            ["port of backend 198.19.2.11 of 198.18.0.100:80/tcp: 9090 -> 8080 (the file's)"]
+        );
+        assert!(undone(&Model::from_config(&file), &file).is_empty());
+    }
+
+    /// A VIP added again at run time without checks: a reload turns the
+    /// file's checks back on, and says so.
+    #[test]
+    fn a_reload_says_it_turns_a_vips_checks_back_on() {
+        let file = nat_config("", "");
+        let mut vip = file.vips[0].clone();
+        vip.health.check = crate::config::CheckType::None;
+        let mut running = Model::from_config(&file);
+        running.remove_vip(&VipId::of(&vip)).unwrap();
+        running.add_vip(&vip).unwrap();
+        assert_eq!(
+            undone(&running, &file),
+            ["health.check of VIP 198.18.0.100:80/tcp: none -> tcp (the file's)"]
+        );
+    }
+
+    /// Every other setting a runtime `vip add` can give a VIP, and a
+    /// backend's own checks, are named too.
+    #[test]
+    fn a_reload_names_each_vip_setting_it_puts_back() {
+        let file = nat_config("", "");
+        let runtime = nat_config(
+            "table_size = 1021\non_all_down = \"keep\"\ndrain_timeout_s = 60\nnat_source = \"198.18.0.51\"\n[vip.health]\nrise = 5\n",
+            "",
+        );
+        let mut notes = undone(&Model::from_config(&runtime), &file);
+        notes.sort();
+        let vip = "of VIP 198.18.0.100:80/tcp";
+        let mut expected = vec![
+            format!("drain_timeout_s {vip}: 60 -> never (the file's)"),
+            format!("health.rise {vip}: 5 -> 2 (the file's)"),
+            format!("nat_source {vip}: 198.18.0.51 -> the node's (198.18.0.50) (the file's)"),
+            format!("on_all_down {vip}: keep -> drop (the file's)"),
+            format!("table_size {vip}: 1021 -> 65537 (the file's)"),
+        ];
+        expected.sort();
+        assert_eq!(notes, expected);
+
+        let runtime = nat_config("", "[vip.backend.health]\nport = 8081\n");
+        assert_eq!(
+            undone(&Model::from_config(&runtime), &file),
+            ["health.port of backend 198.19.2.11 of 198.18.0.100:80/tcp: 8081 -> default (the file's)"]
+        );
     }
 
     /// The API refuses what the file refuses: a backend at an address a
