@@ -421,16 +421,20 @@ impl Replication {
         dumped
     }
 
-    /// Queues flow records for every peer (each peer's own queue: a slow
-    /// one drops its oldest batches, the others go on).
+    /// Queues the walk's flow records for every peer (each peer's own
+    /// queue: a slow one drops its oldest batches, the others go on),
+    /// marked with the session each peer had when the walk started: a
+    /// dump read before a peer's current session is dropped, never taken
+    /// for that session's dump (the next walk makes it).
     fn send_flows(&self, records: Vec<FlowRecord>, full: bool) {
         let Some((last, others)) = self.peers.split_last() else {
             return;
         };
         for peer in others {
-            peer.sender().send(records.clone(), full);
+            peer.sender()
+                .send_read_in(records.clone(), full, peer.read_in());
         }
-        last.sender().send(records, full);
+        last.sender().send_read_in(records, full, last.read_in());
     }
 
     /// Queues NAT'd flow records for every peer, as [`Self::send_flows`].
@@ -439,9 +443,10 @@ impl Replication {
             return;
         };
         for peer in others {
-            peer.sender().send_nat(nat.clone(), full);
+            peer.sender()
+                .send_nat_read_in(nat.clone(), full, peer.read_in());
         }
-        last.sender().send_nat(nat, full);
+        last.sender().send_nat_read_in(nat, full, last.read_in());
     }
 
     /// While master: the NAT'd flows to send this tick (all of them for a

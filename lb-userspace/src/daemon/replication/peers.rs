@@ -31,28 +31,44 @@ pub(crate) struct Peer {
     sender: sync::Sender,
     stats: Arc<SyncStats>,
     sessions: watch::Receiver<u64>,
+    /// The sender's session number when the last walk started: the walk
+    /// read its records during that session (see [`Peer::read_in`]).
+    seen: u64,
 }
 
 impl Peer {
     /// Wraps a started sender to `address` counting into `stats`.
     pub(crate) fn new(address: SocketAddr, sender: sync::Sender, stats: Arc<SyncStats>) -> Self {
         let sessions = sender.sessions();
+        let seen = *sessions.borrow();
         Self {
             address,
             sender,
             stats,
             sessions,
+            seen,
         }
     }
 
     /// Whether a session started since the last call: the peer may have
-    /// missed batches (or restarted), so it needs a full dump.
+    /// missed batches (or restarted), so it needs a full dump. Called when
+    /// a walk starts; remembers the session number for [`Peer::read_in`]
+    /// (read and marked seen at once, so a session starting meanwhile is
+    /// not lost).
     pub(crate) fn new_session(&mut self) -> bool {
-        let changed = self.sessions.has_changed().unwrap_or(false);
-        if changed {
-            self.sessions.mark_unchanged();
-        }
+        let now = *self.sessions.borrow_and_update();
+        let changed = now != self.seen;
+        self.seen = now;
         changed
+    }
+
+    /// The session during which the walk in flight (or the last one) read
+    /// its records: given with them to the sender, which drops a full
+    /// sync read before the session it would go out in (a dump made
+    /// while the peer was down must not pass for the new session's dump,
+    /// which the next walk makes: see `sync::Sender::send`).
+    pub(crate) fn read_in(&self) -> u64 {
+        self.seen
     }
 
     /// The sender to this peer.

@@ -713,6 +713,11 @@ fn a_walk_sends_what_its_scan_and_roles_say_and_stops_when_cancelled() {
 /// A replication with one peer that never answers (so what is given to
 /// it stays queued, countable), and nothing listening for it.
 async fn with_silent_peer(name: &str, topology: Topology) -> Replication {
+    with_peer_down(name, topology).await.0
+}
+
+/// [`with_silent_peer`], and the peer's address (to listen there later).
+async fn with_peer_down(name: &str, topology: Topology) -> (Replication, std::net::SocketAddr) {
     let key_file = std::env::temp_dir().join(format!("lbr-{name}-{}.key", std::process::id()));
     std::fs::write(&key_file, b"test-key-0123456789abcdef").unwrap();
     // A port nothing listens on: the sender retries, its queue holds.
@@ -729,7 +734,7 @@ async fn with_silent_peer(name: &str, topology: Topology) -> Replication {
     .await
     .unwrap();
     std::fs::remove_file(&key_file).unwrap();
-    replication
+    (replication, peer)
 }
 
 /// Starts a walk off the loop as a tick does (its NAT scan left out).
@@ -870,4 +875,82 @@ async fn a_step_down_while_a_walk_runs_is_sent_by_the_next_walk() {
     let last = pair.roles_for_walk(roles(false)).unwrap();
     assert!(last.any_master() && last.sends(v4[0]));
     assert_eq!(pair.roles_for_walk(roles(false)), Some(roles(false)));
+}
+
+/// The next batch a listener delivers.
+async fn recv(rx: &mut mpsc::Receiver<ReceivedBatch>) -> ReceivedBatch {
+    tokio::time::timeout(Duration::from_secs(30), rx.recv())
+        .await
+        .expect("a batch in time")
+        .expect("listener alive")
+}
+
+/// A walk that started while a peer was down and ends after the peer's
+/// session began read its dump before the session: a mesh's periodic
+/// dump leaves out the copies of other nodes' flows (the peer's own among
+/// them), so it must not reach the peer as its new session's dump (which
+/// opens its BGP gate). It is dropped, and the next walk dumps for the
+/// session.
+#[tokio::test]
+async fn a_dump_read_before_a_peers_session_does_not_reach_it() {
+    let (mut replication, peer) = with_peer_down("walk-stale", Topology::FullMesh).await;
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let stale = flow_record(1, "198.18.0.11", 0);
+    let walked = vec![stale];
+    let periodic = launch(
+        &mut replication,
+        Box::new(move |_cancel: &AtomicBool| {
+            let _ = released.recv();
+            Some(walked)
+        }),
+    );
+    assert_eq!(periodic.scan, Scan::Periodic);
+
+    // The peer comes up while the walk runs.
+    let (tx, mut rx) = mpsc::channel(16);
+    let config = sync::SyncConfig {
+        key: b"test-key-0123456789abcdef".to_vec(),
+        node_id: "lb-b".into(),
+    };
+    let start = Instant::now();
+    let _listener = loop {
+        match sync::listen(peer, config.clone(), tx.clone(), Arc::new(SyncStats::new())).await {
+            Ok(l) => break l,
+            Err(e) => {
+                assert!(start.elapsed() < Duration::from_secs(30), "rebinding: {e}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    let mut sessions = replication.peers[0].sender().sessions();
+    tokio::time::timeout(Duration::from_secs(30), sessions.wait_for(|&n| n >= 1))
+        .await
+        .expect("a session in time")
+        .unwrap();
+
+    release.send(()).unwrap();
+    replication.wait_walk().await;
+    // Anything queued before this marker would arrive first.
+    let marker = flow_record(2, "198.18.0.11", 0);
+    replication.peers[0].sender().send(vec![marker], false);
+    let first = recv(&mut rx).await;
+    assert_eq!(
+        (first.full_sync, first.records),
+        (false, vec![marker]),
+        "the dump read before the session must not arrive"
+    );
+
+    // The next walk is the session's dump, and it goes out.
+    let fresh = flow_record(3, "198.18.0.11", 0);
+    let session = launch(
+        &mut replication,
+        Box::new(move |_cancel: &AtomicBool| Some(vec![fresh])),
+    );
+    assert_eq!(session.scan, Scan::Session);
+    replication.wait_walk().await;
+    let dump = recv(&mut rx).await;
+    assert_eq!(
+        (dump.full_sync, dump.last, dump.records),
+        (true, true, vec![fresh])
+    );
 }

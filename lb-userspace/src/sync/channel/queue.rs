@@ -1,11 +1,13 @@
 //! The master's bounded send queue: batches wait here for the session's
 //! writer; a full sync supersedes older batches of its kind, and the oldest
-//! incremental batches go first when the queue is full (counted).
+//! incremental batches go first when the queue is full (counted). A full
+//! sync read before the current session began never goes out (see
+//! [`SendQueue::begin_session`]).
 
 use std::{
     collections::VecDeque,
     sync::{
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
         Arc, Mutex, MutexGuard, PoisonError,
     },
 };
@@ -36,6 +38,11 @@ impl Drop for InFlight<'_> {
 pub(super) struct QueuedBatch {
     pub(super) full_sync: bool,
     pub(super) records: Records,
+    /// The session (its number, as [`SendQueue::begin_session`] counts
+    /// them) during which the records were read; None: when queued. A
+    /// full sync read before the current session is stale: see
+    /// [`SendQueue::begin_session`].
+    pub(super) read_in: Option<u64>,
 }
 
 /// The records of a queued batch: tracked flows or NAT'd flows.
@@ -62,6 +69,10 @@ impl Records {
             Records::Nat(r) => r.len(),
         }
     }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// The master's bounded queue of batches, shared by [`super::Sender`] (which
@@ -76,6 +87,9 @@ pub(super) struct SendQueue {
     /// A popped batch is being written (until its [`InFlight`] ends):
     /// with an empty queue, whether everything given went out.
     pub(super) writing: AtomicBool,
+    /// Sessions established so far (the current one's number); changed
+    /// and compared only under the queue's lock.
+    pub(super) sessions: AtomicU64,
 }
 
 impl SendQueue {
@@ -88,6 +102,12 @@ impl SendQueue {
     pub(super) fn push(&self, batch: QueuedBatch) {
         {
             let mut queue = self.lock();
+            if self.stale(&batch) {
+                // Read before the current session began: the session's
+                // own dump follows, and this one must not pass for it.
+                self.count_drop(true, batch.records.len());
+                return;
+            }
             if batch.full_sync {
                 // A complete dump supersedes every older batch of its kind.
                 let mut dropped = Vec::new();
@@ -112,15 +132,56 @@ impl SendQueue {
     /// newer full sync of its kind is queued: that one supersedes it).
     pub(super) fn requeue(&self, batch: QueuedBatch) {
         let mut queue = self.lock();
-        if queue
-            .iter()
-            .any(|b| b.full_sync && b.records.same_kind(&batch.records))
+        if self.stale(&batch)
+            || queue
+                .iter()
+                .any(|b| b.full_sync && b.records.same_kind(&batch.records))
         {
             self.count_drop(batch.full_sync, batch.records.len());
             return;
         }
         queue.push_front(batch);
         self.shed(&mut queue);
+    }
+
+    /// A session is established: returns its number, after dropping (and
+    /// counting) every queued full sync, of flows and of NAT'd flows. Why:
+    /// all of them were read before the session, e.g. a full mesh's
+    /// periodic dump, made while the peer was down, which leaves out the
+    /// copies of other nodes' flows (the peer's own among them); delivered
+    /// first, the peer would take it for this session's dump, which its
+    /// gates (BGP announcement, a pair's preemption hold) wait for. The
+    /// session's own dump follows: the daemon dumps on each new
+    /// [`Sender::sessions`](super::Sender::sessions), read when a walk
+    /// starts. Incremental batches stay (records are state: still
+    /// useful). Called before the session's writer starts and before the
+    /// new number is published, so a full sync read before it can only
+    /// be queued already (dropped here) or come later with an older
+    /// `read_in` (dropped by [`SendQueue::push`]).
+    pub(super) fn begin_session(&self) -> u64 {
+        let mut queue = self.lock();
+        let session = self.sessions.load(Ordering::Relaxed).saturating_add(1);
+        self.sessions.store(session, Ordering::Relaxed);
+        let mut dropped = Vec::new();
+        queue.retain(|b| {
+            if b.full_sync {
+                dropped.push(b.records.len());
+            }
+            !b.full_sync
+        });
+        for records in dropped {
+            self.count_drop(true, records);
+        }
+        session
+    }
+
+    /// Whether `batch` is a full sync read before the current session
+    /// (see [`SendQueue::begin_session`]). Under the queue's lock.
+    fn stale(&self, batch: &QueuedBatch) -> bool {
+        batch.full_sync
+            && batch
+                .read_in
+                .is_some_and(|s| s < self.sessions.load(Ordering::Relaxed))
     }
 
     /// Counts (and logs) one dropped batch.

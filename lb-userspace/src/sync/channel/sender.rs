@@ -6,7 +6,7 @@ use std::{
     collections::VecDeque,
     net::SocketAddr,
     sync::{
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
         Arc, Mutex, PoisonError,
     },
 };
@@ -84,6 +84,7 @@ impl Sender {
                 max_records: SEND_QUEUE_RECORDS,
                 stats: stats.clone(),
                 writing: AtomicBool::new(false),
+                sessions: AtomicU64::new(0),
             },
             connected: AtomicBool::new(false),
             sessions: watch::Sender::new(0),
@@ -104,31 +105,53 @@ impl Sender {
     /// [`SEND_QUEUE_CAPACITY`] batches, the oldest incremental one is
     /// dropped and counted: send a full sync after a drop to repair it.
     ///
-    /// Batches wait in the queue while the peer is down. One cut off by a
-    /// broken connection is sent again, whole, on the next session (records
-    /// are state, so a repeat is harmless); but frames written just before
-    /// a connection dies may be lost unnoticed (there are no acks), which is
-    /// why the daemon sends a full sync on each new [`Sender::sessions`].
+    /// Incremental batches wait in the queue while the peer is down; a full
+    /// sync queued then is dropped when the next session starts (it would
+    /// pass for that session's dump, which the daemon sends on each new
+    /// [`Sender::sessions`]). One cut off by a broken connection is sent
+    /// again, whole, on the next session (records are state, so a repeat
+    /// is harmless); but frames written just before a connection dies may
+    /// be lost unnoticed (there are no acks), which is why the daemon
+    /// sends a full sync on each new session.
     pub fn send(&self, records: Vec<FlowRecord>, full_sync: bool) {
-        if records.is_empty() && !full_sync {
-            return;
-        }
-        self.shared.queue.push(QueuedBatch {
-            full_sync,
-            records: Records::Flows(records),
-        });
+        self.queue(Records::Flows(records), full_sync, None);
+    }
+
+    /// [`Sender::send`] for records read during session `read_in` (the
+    /// value [`Sender::sessions`] had when the walk that read them
+    /// started): a full sync read before the current session is dropped
+    /// (see [`Sender::send`]), also when it is queued after the session
+    /// began.
+    pub(crate) fn send_read_in(&self, records: Vec<FlowRecord>, full_sync: bool, read_in: u64) {
+        self.queue(Records::Flows(records), full_sync, Some(read_in));
     }
 
     /// Queues NAT'd flows to go out as NatBatch frames, with the same
     /// rules as [`Sender::send`] (a full sync here is a complete dump of
     /// the NAT flows).
     pub fn send_nat(&self, records: Vec<NatFlowRecord>, full_sync: bool) {
+        self.queue(Records::Nat(records), full_sync, None);
+    }
+
+    /// [`Sender::send_nat`] for records read during session `read_in`, as
+    /// [`Sender::send_read_in`].
+    pub(crate) fn send_nat_read_in(
+        &self,
+        records: Vec<NatFlowRecord>,
+        full_sync: bool,
+        read_in: u64,
+    ) {
+        self.queue(Records::Nat(records), full_sync, Some(read_in));
+    }
+
+    fn queue(&self, records: Records, full_sync: bool, read_in: Option<u64>) {
         if records.is_empty() && !full_sync {
             return;
         }
         self.shared.queue.push(QueuedBatch {
             full_sync,
-            records: Records::Nat(records),
+            records,
+            read_in,
         });
     }
 
@@ -164,7 +187,9 @@ impl Sender {
     /// The number of sessions established so far, changing with each new
     /// one: the peer may have missed batches while the link was down (or
     /// be a restarted backup), so the daemon sends a full sync on each
-    /// change.
+    /// change. A new number is published only once the full syncs queued
+    /// before the session are dropped; pass the number a walk started
+    /// with to [`Sender::send_read_in`] / [`Sender::send_nat_read_in`].
     pub(crate) fn sessions(&self) -> watch::Receiver<u64> {
         self.shared.sessions.subscribe()
     }
@@ -247,8 +272,11 @@ async fn connect_once(
         .peer_node
         .lock()
         .unwrap_or_else(PoisonError::into_inner) = Some(session.peer_id.clone());
+    // Full syncs queued before the session go before it counts (see
+    // SendQueue::begin_session).
+    let number = shared.queue.begin_session();
     shared.connected.store(true, Ordering::Relaxed);
-    shared.sessions.send_modify(|n| *n = n.saturating_add(1));
+    shared.sessions.send_replace(number);
     info!(peer_node = %session.peer_id, queued = shared.queue.len(), "sync session established");
     let result = run_session(
         &mut rd,

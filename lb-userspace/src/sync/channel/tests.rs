@@ -367,6 +367,8 @@ async fn through_proxy(tamper: Tamper) -> (Backup, Proxy, Sender) {
 #[tokio::test]
 async fn replayed_session_is_refused() {
     let (mut b, px, sender) = through_proxy(Tamper::None).await;
+    // A full sync queued before the session would be dropped at its start.
+    wait_for_session(&sender, 1).await;
     sender.send(vec![record(1), record(2)], true);
     let batch = recv(&mut b.rx).await;
     assert_eq!(batch.records, vec![record(1), record(2)]);
@@ -752,6 +754,7 @@ fn queue(capacity: usize, max_records: usize) -> (SendQueue, Arc<SyncStats>) {
         max_records,
         stats: stats.clone(),
         writing: std::sync::atomic::AtomicBool::new(false),
+        sessions: std::sync::atomic::AtomicU64::new(0),
     };
     (queue, stats)
 }
@@ -761,6 +764,7 @@ fn flows(full_sync: bool, i: u32, n: usize) -> QueuedBatch {
     QueuedBatch {
         full_sync,
         records: Records::Flows(vec![record(i); n]),
+        read_in: None,
     }
 }
 
@@ -771,6 +775,7 @@ fn nats(full_sync: bool, i: u32) -> QueuedBatch {
     QueuedBatch {
         full_sync,
         records: Records::Nat(vec![r; 2]),
+        read_in: None,
     }
 }
 
@@ -974,4 +979,110 @@ async fn a_new_session_of_a_node_replaces_its_old_one() {
     second.send(vec![record(7)], false);
     assert_eq!(recv(&mut b.rx).await.records, vec![record(7)]);
     assert_eq!(b.stats.snapshot().sessions, 2);
+}
+
+/// Binds a listener at `addr` (a port freed a moment ago), retrying
+/// while the kernel still holds it.
+async fn listen_again(
+    addr: SocketAddr,
+    tx: mpsc::Sender<ReceivedBatch>,
+    stats: Arc<SyncStats>,
+) -> ListenerHandle {
+    let start = Instant::now();
+    loop {
+        match listen_with(addr, config("lb-b", KEY), tx.clone(), stats.clone(), fast()).await {
+            Ok(l) => break l,
+            Err(e) => {
+                assert!(start.elapsed() < LIMIT, "rebinding: {e}");
+                sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+}
+
+/// A full sync queued while the peer is down was read before the
+/// session: delivered first, the peer would count it as the new
+/// session's dump (its BGP and preemption gates open on that), though a
+/// mesh's periodic dump leaves out copies the session's dump carries.
+/// The session starts without it; incremental batches still go.
+#[tokio::test]
+async fn full_syncs_queued_before_a_session_are_dropped_at_its_start() {
+    let free = std::net::TcpListener::bind(local()).unwrap();
+    let addr = free.local_addr().unwrap();
+    drop(free);
+    let master = Arc::new(SyncStats::new());
+    let sender = Sender::start_with(addr, config("lb-a", KEY), master.clone(), fast()).unwrap();
+    // The peer is down: everything waits in the queue.
+    sender.send(vec![record(1)], true);
+    sender.send(vec![record(2)], false);
+    sender.send_nat(vec![nat_record(3)], true);
+    sender.send_nat(vec![nat_record(4)], false);
+    assert_eq!(sender.queued(), 4);
+    assert!(!sender.connected());
+
+    let (tx, mut rx) = mpsc::channel(16);
+    let _listener = listen_again(addr, tx, Arc::new(SyncStats::new())).await;
+    wait_for_session(&sender, 1).await;
+    // After the session began: a dump read before it (a walk that started
+    // while the peer was down) is dropped too; one read during it goes.
+    sender.send_read_in(vec![record(5)], true, 0);
+    sender.send_nat_read_in(vec![nat_record(6)], true, 0);
+    sender.send_read_in(vec![record(7)], false, 0);
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        let b = recv(&mut rx).await;
+        got.push((b.kind, b.full_sync, b.records, b.nat));
+    }
+    // (Sent only now: a full sync supersedes queued batches of its kind.)
+    sender.send_read_in(vec![record(8)], true, 1);
+    sender.send_nat(vec![nat_record(9)], true);
+    for _ in 0..2 {
+        let b = recv(&mut rx).await;
+        got.push((b.kind, b.full_sync, b.records, b.nat));
+    }
+    assert_eq!(
+        got,
+        [
+            (BatchKind::Flows, false, vec![record(2)], vec![]),
+            (BatchKind::Nat, false, vec![], vec![nat_record(4)]),
+            (BatchKind::Flows, false, vec![record(7)], vec![]),
+            (BatchKind::Flows, true, vec![record(8)], vec![]),
+            (BatchKind::Nat, true, vec![], vec![nat_record(9)]),
+        ]
+    );
+    assert_quiet(&mut rx, Duration::from_millis(200)).await;
+    assert_eq!(master.snapshot().dropped_batches, 4);
+}
+
+/// The queue's side of the rule above: a session start drops every
+/// queued full sync (flows and NAT) and keeps the incremental batches; a
+/// full sync read in an earlier session is refused when pushed or put
+/// back, one read in the current session is not.
+#[test]
+fn a_session_start_drops_stale_full_syncs_only() {
+    let (q, stats) = queue(16, 1000);
+    q.push(flows(true, 1, 1));
+    q.push(flows(false, 2, 1));
+    q.push(nats(true, 3));
+    q.push(nats(false, 4));
+    assert_eq!(q.begin_session(), 1);
+    assert_eq!(order(&q), [(false, 2), (false, 4)]);
+    assert_eq!(stats.snapshot().dropped_batches, 2);
+
+    let read_in = |mut b: QueuedBatch, session| {
+        b.read_in = Some(session);
+        b
+    };
+    q.push(read_in(flows(true, 5, 1), 0));
+    q.push(read_in(nats(true, 6), 0));
+    q.requeue(read_in(flows(true, 7, 1), 0));
+    q.push(read_in(flows(false, 8, 1), 0));
+    assert_eq!(order(&q), [(false, 2), (false, 4), (false, 8)]);
+    assert_eq!(stats.snapshot().dropped_batches, 5);
+    q.push(read_in(nats(true, 9), 1));
+    q.push(flows(true, 10, 1));
+    // Each full sync supersedes the older batches of its kind.
+    assert_eq!(order(&q), [(true, 9), (true, 10)]);
+    assert_eq!(q.begin_session(), 2);
+    assert!(order(&q).is_empty());
 }
