@@ -686,6 +686,41 @@ fn a_second_lbd_with_the_same_admin_socket_changes_nothing() {
     assert!(!other_routes.exists(), "{log}");
 }
 
+/// Copies the reachable neighbour entries of `from` in `node`'s namespace
+/// to `to`, permanent: the backends' MACs for an lbd on `to`.
+fn copy_neighbours(node: &Host, from: &str, to: &str) {
+    let listing = std::process::Command::new("ip")
+        .args(["-n", &node.netns, "neigh", "show", "dev", from])
+        .output()
+        .expect("ip neigh show");
+    for line in String::from_utf8_lossy(&listing.stdout).lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let Some(at) = words.iter().position(|w| *w == "lladdr") else {
+            continue;
+        };
+        let (Some(address), Some(mac)) = (words.first(), words.get(at + 1)) else {
+            continue;
+        };
+        let status = std::process::Command::new("ip")
+            .args([
+                "-n",
+                &node.netns,
+                "neigh",
+                "replace",
+                address,
+                "lladdr",
+                mac,
+                "dev",
+                to,
+                "nud",
+                "permanent",
+            ])
+            .status()
+            .expect("ip neigh replace");
+        assert!(status.success(), "copying {address} to {to}");
+    }
+}
+
 /// The record of an lbd that stopped names its routes file; another lbd
 /// (another interface and admin socket) announces through that file now.
 /// `lbd --release-vips` with the first lbd's config (the unit's stop path
@@ -698,6 +733,10 @@ fn a_stale_record_does_not_withdraw_the_routes_of_a_running_lbd() {
     assert!(announced(&bird), "a restart keeps the routes");
 
     lab.add_lb_interface(&lb, "eth1", 200).expect("eth1");
+    // The kernel reaches the backends through eth0 (the same subnet, the
+    // first route): their MACs would never appear on eth1, and an lbd
+    // there, its DSR backends without MACs, announces nothing.
+    copy_neighbours(&lb, "eth0", "eth1");
     let second = second_lbd_config(&lab, &config, &lab.dir.join("lbd-eth1.sock"), None);
     let pid = lab
         .start_lbd_on(&lb, "lbd-eth1", &second)

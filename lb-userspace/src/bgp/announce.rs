@@ -50,8 +50,9 @@ pub enum Withheld {
     DataplaneDetached,
     /// The interface is down.
     InterfaceDown,
-    /// A service on the address has no healthy backend (and drops its
-    /// packets when all are down).
+    /// A service on the address has no healthy backend the data plane
+    /// can send to (none healthy, or a dsr-l2 VIP's healthy ones have no
+    /// MAC yet), so it would drop its packets.
     NoHealthyBackend,
 }
 

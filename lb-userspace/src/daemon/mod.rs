@@ -214,7 +214,7 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<()> {
                 if engine.is_pinned() {
                     info!("SIGTERM: stopping; the pinned data plane keeps forwarding for the next lbd");
                 } else {
-                    info!("SIGTERM: stopping; pin_dir is off, so the XDP program goes with lbd");
+                    info!("SIGTERM: stopping; pin_dir is off, so the XDP program goes with lbd and VRRP steps down");
                 }
                 break Stop::Restart;
             }
@@ -225,7 +225,7 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<()> {
                 } else {
                     // Nothing forwards once lbd is gone: announcing on
                     // would attract traffic to a node that drops it.
-                    info!("SIGUSR1: stopping; pin_dir is off, so the XDP program goes with lbd and the BGP announcements are withdrawn");
+                    info!("SIGUSR1: stopping; pin_dir is off, so the XDP program goes with lbd, VRRP steps down and the BGP announcements are withdrawn");
                 }
                 break Stop::Restart;
             }
@@ -315,10 +315,17 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<()> {
     }
     let pinned = engine.is_pinned();
     // pin_dir is off: the program goes with lbd, whatever the stop, so
-    // the announcements must go too; if BIRD does not take that, lbd
-    // still stops (nothing could forward if it stayed) but fails.
+    // the announcements must go too, and VRRP steps down (priority 0,
+    // "stopped" recorded) as for a stop for good: otherwise the backup
+    // waits out its master-down interval before it takes over, and the
+    // next lbd would resume mastership with an empty data plane while the
+    // peer holds the replicated flows. If BIRD does not take the
+    // withdrawal, lbd still stops (nothing could forward if it stayed) but
+    // fails.
     let withdrawal = if stop == Stop::Restart && !pinned {
-        engine.withdraw_for_stop(&[]).await.err().map(|error| {
+        engine.final_sync().await;
+        let handed = engine.hand_over().await;
+        engine.withdraw_for_stop(&handed).await.err().map(|error| {
             error.context("pin_dir is off, so the program goes with lbd, but BIRD did not take the withdrawal of this node's BGP announcements: the routers may still send flows to this node, which forwards nothing now; once BIRD answers, `lbd --release-vips` withdraws them")
         })
     } else {

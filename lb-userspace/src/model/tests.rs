@@ -208,7 +208,7 @@ fn a_keep_vip_added_at_run_time_is_not_serviceable_until_a_check_passes() {
     let vip = model.vip(&id).unwrap();
     assert!(!vip.all_down(), "nothing checked yet, nothing down");
     assert!(!vip.can_serve(), "no backend it would forward to");
-    assert!(!vip.should_announce());
+    assert!(!vip.should_announce(&|_| None));
 
     let mut passed = model.clone();
     for last in [11, 12, 13] {
@@ -221,7 +221,7 @@ fn a_keep_vip_added_at_run_time_is_not_serviceable_until_a_check_passes() {
     model.set_health(&id, addr(12), Health::Up);
     let vip = model.vip(&id).unwrap();
     assert!(vip.can_serve());
-    assert!(vip.should_announce());
+    assert!(vip.should_announce(&|_| None));
     assert_eq!(
         weights(&model),
         vec![(addr(11), 0), (addr(12), 100), (addr(13), 0)]

@@ -82,8 +82,8 @@ impl VipModel {
     /// or any of them when the VIP fails open; as [`Self::desired`] gives
     /// them weights. A VIP whose backends all await their first checks
     /// finds none, `on_all_down` or not.
-    /// (BGP announcement also counts draining backends: see
-    /// [`Self::should_announce`].)
+    /// (BGP announcement also counts draining backends, and leaves out
+    /// dsr-l2 backends without a MAC: see [`Self::should_announce`].)
     pub fn can_serve(&self) -> bool {
         let fail_open = self.fails_open();
         self.backends.values().any(|b| {
@@ -91,19 +91,51 @@ impl VipModel {
         })
     }
 
-    /// Whether the node should keep attracting the VIP's traffic (BGP):
-    /// a new flow finds a backend ([`Self::can_serve`]), or a draining
-    /// backend that is not down still carries established flows until it
-    /// is removed or its drain deadline cuts them. Withdrawing then would
-    /// move those flows off every node at once (they all see the same
-    /// backends), cutting what the drain is meant to keep.
-    pub fn should_announce(&self) -> bool {
-        self.can_serve()
-            || self.backends.values().any(|b| {
-                matches!(b.admin, AdminState::Draining { .. })
-                    && !b.drain_timed_out
-                    && b.health != Health::Down
+    /// Whether the node should keep attracting the VIP's traffic (BGP),
+    /// with backends' MACs from the config or else from `mac_of`: a
+    /// backend the data plane sends packets to
+    /// ([`DesiredBackend::can_take_packets`], the predicate the applied
+    /// state and so `lbd_vip_serving_backends` follow: a dsr-l2 backend
+    /// only once its MAC is known) takes new flows ([`Self::can_serve`]
+    /// less the backends without a MAC), or is draining and not down,
+    /// still carrying established flows until it is removed or its drain
+    /// deadline cuts them. Withdrawing then would move those flows off
+    /// every node at once (they all see the same backends), cutting what
+    /// the drain is meant to keep. A dsr-l2 VIP whose healthy backends
+    /// have no MAC would drop every packet: it is not announced.
+    pub fn should_announce(&self, mac_of: &dyn Fn(IpAddr) -> Option<[u8; 6]>) -> bool {
+        let desired = self.desired(VipId::of(&self.config), mac_of);
+        desired.backends.iter().any(|d| {
+            d.can_take_packets(desired.mode)
+                && (d.weight > 0
+                    || self.backends.get(&d.address).is_some_and(|b| {
+                        matches!(b.admin, AdminState::Draining { .. })
+                            && !b.drain_timed_out
+                            && b.health != Health::Down
+                    }))
+        })
+    }
+
+    /// Backends that pass their checks but that the data plane sends
+    /// nothing for want of a MAC (a dsr-l2 VIP's whose MAC is neither
+    /// configured nor found by `mac_of`), for a warning: they take no
+    /// flows, and the VIP is not announced for them.
+    pub(crate) fn up_without_mac(&self, mac_of: &dyn Fn(IpAddr) -> Option<[u8; 6]>) -> Vec<IpAddr> {
+        if self.config.forwarding != lb_common::Mode::DsrL2 {
+            return Vec::new();
+        }
+        let desired = self.desired(VipId::of(&self.config), mac_of);
+        desired
+            .backends
+            .iter()
+            .filter(|d| d.alive && !d.can_take_packets(desired.mode))
+            .filter(|d| {
+                self.backends
+                    .get(&d.address)
+                    .is_some_and(|b| b.health == Health::Up)
             })
+            .map(|d| d.address)
+            .collect()
     }
 
     /// How the data plane should treat each backend.
@@ -268,17 +300,38 @@ mod announce_tests {
         model.apply(&drain, start).unwrap();
         let vip = model.vip(&id).unwrap();
         assert!(!vip.can_serve(), "no new flow finds a backend");
-        assert!(vip.should_announce(), "its established flows still flow");
+        assert!(
+            vip.should_announce(&|_| None),
+            "its established flows still flow"
+        );
         // A draining backend that fails its checks carries nothing.
         let mut down = model.clone();
         down.set_health(&id, backend, Health::Down);
-        assert!(!down.vip(&id).unwrap().should_announce());
+        assert!(!down.vip(&id).unwrap().should_announce(&|_| None));
         // The deadline cuts the flows: withdrawn.
         model.expire_drains(start + Duration::from_secs(5));
-        assert!(!model.vip(&id).unwrap().should_announce());
+        assert!(!model.vip(&id).unwrap().should_announce(&|_| None));
         // Maintenance is out at once.
         let (mut model, id, backend) = one_backend();
         model.apply(&Edit::Maintenance(id, backend), start).unwrap();
-        assert!(!model.vip(&id).unwrap().should_announce());
+        assert!(!model.vip(&id).unwrap().should_announce(&|_| None));
+    }
+
+    /// A draining dsr-l2 backend without a MAC carries no flows (the data
+    /// plane sends it nothing): the VIP is not announced for it.
+    #[test]
+    fn a_draining_backend_without_a_mac_keeps_nothing_announced() {
+        let (mut model, id, backend) = one_backend();
+        let start = Instant::now();
+        let drain = Edit::Drain {
+            vip: id,
+            backend,
+            timeout_s: None,
+        };
+        model.apply(&drain, start).unwrap();
+        let vip = model.vips.get_mut(&id).unwrap();
+        vip.backends.get_mut(&backend).unwrap().config.mac = None;
+        assert!(!vip.should_announce(&|_| None));
+        assert!(vip.should_announce(&|_| Some([2, 0, 0, 0, 0, 0x11])));
     }
 }

@@ -70,7 +70,7 @@ impl DesiredVip {
 impl DesiredBackend {
     /// Whether the data plane may send it packets in `mode`: DSR at L2
     /// needs its MAC, routed modes take the next hop from the FIB.
-    pub(super) fn can_take_packets(&self, mode: Mode) -> bool {
+    pub(crate) fn can_take_packets(&self, mode: Mode) -> bool {
         self.alive && (self.mac.is_some() || mode != Mode::DsrL2)
     }
 }

@@ -74,20 +74,50 @@ pub(crate) const NOTIFY_GRACE: Duration = Duration::from_secs(5);
 /// kills every child it still owns (`kill_on_drop`), and a "stopped"
 /// command killed before it ran would leave whatever it drives (a
 /// firewall, a monitoring state) at "master".
+///
+/// They run one after the other, in the order the instance changed state:
+/// run side by side, a slow "master" command could finish after the
+/// "backup" one of a quick master→backup flip, leaving whatever it drives
+/// at "master" on a backup.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Notifies(Arc<Mutex<JoinSet<()>>>);
+pub(crate) struct Notifies(Arc<Mutex<Queue>>);
+
+/// The commands of one instance, and the end of the last one queued.
+#[derive(Debug, Default)]
+struct Queue {
+    /// Every command queued and not yet reaped, each waiting for the one
+    /// before it.
+    running: JoinSet<()>,
+    /// Fires (or is dropped, the command killed) when the last command
+    /// queued has ended: the next one waits for it.
+    last: Option<oneshot::Receiver<()>>,
+}
 
 impl Notifies {
-    /// Runs `command` as a task kept here; forgets those that ended.
+    /// Runs `command` as a task kept here, once the command queued before
+    /// it has ended (or was killed); forgets those that ended. Each
+    /// command's own time limit starts when it starts.
     fn spawn(&self, command: impl Future<Output = ()> + Send + 'static) {
-        let mut set = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        while set.try_join_next().is_some() {}
-        set.spawn(command);
+        let mut queue = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        while queue.running.try_join_next().is_some() {}
+        let before = queue.last.take();
+        let (ended, end) = oneshot::channel();
+        queue.last = Some(end);
+        queue.running.spawn(async move {
+            if let Some(before) = before {
+                // An error: the one before was killed; go on.
+                let _ = before.await;
+            }
+            command.await;
+            let _ = ended.send(());
+        });
     }
 
-    /// Takes the commands still running (new ones start a fresh set).
+    /// Takes the commands still running or queued (new ones start a fresh
+    /// set, still after the last one taken).
     fn take(&self) -> JoinSet<()> {
-        std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner))
+        let mut queue = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        std::mem::take(&mut queue.running)
     }
 }
 
@@ -145,19 +175,15 @@ impl Instance {
     /// `state_file` says this node was master less than the shortest
     /// master-down interval any peer can run ago (lbd restarted), so the
     /// backup has not taken over yet, whatever its priority (see
-    /// [`Settings::shortest_master_down_interval`]).
+    /// [`resume_window`]).
     /// Decided once, before anything slow, and handed to [`Self::start`]:
     /// the caller starts such an instance first, while the pinned program
     /// keeps forwarding, so a slow start-up (the verifier, neighbour
-    /// resolution) does not run the backup's timer out.
+    /// resolution) does not run the backup's timer out. The caller also
+    /// checks that there is a pinned data plane to adopt: this looks at
+    /// the state file only.
     pub(crate) fn resumes(config: &VrrpConfig, state_file: Option<&Path>) -> bool {
-        state_file.is_some_and(|path| {
-            was_master_within(
-                path,
-                settings_of(config).shortest_master_down_interval(),
-                crate::clock::monotonic_ns(),
-            )
-        })
+        state_file.is_some_and(|path| was_master_within(path, config, crate::clock::monotonic_ns()))
     }
 
     /// The checks an instance of `config` must pass on `interface` before
@@ -816,11 +842,17 @@ impl Driver {
         }
     }
 
-    /// Records the state and when, for the next lbd after a restart. A
-    /// tiny write to a tmpfs, once per advert while master.
+    /// Records the state, when, and the advert interval this instance
+    /// advertises (centiseconds), for the next lbd after a restart (see
+    /// [`resume_window`]). A tiny write to a tmpfs, once per advert while
+    /// master.
     fn record_state(&self, state: &str) {
         if let Some(path) = &self.state_file {
-            let line = format!("{state} {}\n", crate::clock::monotonic_ns());
+            let line = format!(
+                "{state} {} {}\n",
+                crate::clock::monotonic_ns(),
+                self.machine.settings().adver_interval_cs
+            );
             if let Err(error) = std::fs::write(path, line) {
                 debug!(path = %path.display(), %error, "recording the VRRP state failed");
             }
@@ -862,10 +894,11 @@ fn settings_of(config: &VrrpConfig) -> Settings {
     }
 }
 
-/// Whether the state file says master, written less than `interval`
-/// before `now` (CLOCK_MONOTONIC nanoseconds: survives the process, not a
-/// reboot, nor does /run).
-fn was_master_within(path: &Path, interval: Duration, now: u64) -> bool {
+/// Whether the state file at `path` says master, written less than the
+/// resume window of an instance of `config` before `now` (see
+/// [`resume_window`]; CLOCK_MONOTONIC nanoseconds: survives the process,
+/// not a reboot, nor does /run).
+fn was_master_within(path: &Path, config: &VrrpConfig, now: u64) -> bool {
     let Ok(text) = std::fs::read_to_string(path) else {
         return false;
     };
@@ -876,7 +909,26 @@ fn was_master_within(path: &Path, interval: Duration, now: u64) -> bool {
     let Ok(at) = at.parse::<u64>() else {
         return false;
     };
-    now >= at && Duration::from_nanos(now - at) < interval
+    // Absent from the files of older lbds; unreadable is as absent.
+    let advertised = words.next().and_then(|cs| cs.parse::<u16>().ok());
+    now >= at && Duration::from_nanos(now - at) < resume_window(config, advertised)
+}
+
+/// How long after the last master record of a state file an instance of
+/// `config` may still resume mastership: the shortest master-down interval
+/// any peer can run (see [`Settings::shortest_master_down_interval`]). A
+/// backup measures it with the advert interval it learned from the adverts
+/// it heard, that is, the one the previous lbd advertised (`advertised`,
+/// centiseconds, recorded in the state file), not the one `config` (maybe
+/// edited since) names; a file without it (an older lbd's) falls back to
+/// `config`'s.
+fn resume_window(config: &VrrpConfig, advertised: Option<u16>) -> Duration {
+    let configured = settings_of(config);
+    Settings {
+        adver_interval_cs: advertised.unwrap_or(configured.adver_interval_cs),
+        ..configured
+    }
+    .shortest_master_down_interval()
 }
 
 /// The environment variable a notify command finds the instance's address
@@ -1087,26 +1139,61 @@ mod tests {
 
     #[test]
     fn only_a_recent_master_record_resumes() {
-        let interval = Duration::from_millis(3_609);
+        // 1 s adverts: a window of 3 s + 1/256 s.
+        let config = vrrp_config(100, "198.18.0.10");
         let at = 100 * SECOND;
-        let master = StateFile::new("master", &format!("master {at}\n"));
-        assert!(was_master_within(&master.0, interval, at));
-        assert!(was_master_within(&master.0, interval, at + 3 * SECOND));
-        assert!(!was_master_within(&master.0, interval, at + 4 * SECOND));
+        let master = StateFile::new("master", &format!("master {at} 100\n"));
+        assert!(was_master_within(&master.0, &config, at));
+        assert!(was_master_within(&master.0, &config, at + 3 * SECOND));
+        assert!(!was_master_within(&master.0, &config, at + 4 * SECOND));
         // A record from the future (another boot's clock) is not trusted.
-        assert!(!was_master_within(&master.0, interval, at - 1));
+        assert!(!was_master_within(&master.0, &config, at - 1));
         for (name, text) in [
-            ("backup", format!("backup {at}\n")),
-            ("stopped", format!("stopped {at}\n")),
+            ("backup", format!("backup {at} 100\n")),
+            ("stopped", format!("stopped {at} 100\n")),
             ("no-time", "master\n".to_owned()),
             ("bad-time", "master soon\n".to_owned()),
             ("empty", String::new()),
         ] {
             let file = StateFile::new(name, &text);
-            assert!(!was_master_within(&file.0, interval, at), "{text:?}");
+            assert!(!was_master_within(&file.0, &config, at), "{text:?}");
         }
         let missing = Path::new("/nonexistent/lbd.vrrp-51-v4.state");
-        assert!(!was_master_within(missing, interval, at));
+        assert!(!was_master_within(missing, &config, at));
+    }
+
+    /// The resume window follows the advert interval the previous lbd
+    /// recorded (what the backup learned from its adverts), not the one
+    /// the config names now; an older lbd's record, without it, falls back
+    /// to the config's.
+    #[test]
+    fn the_resume_window_follows_the_recorded_advert_interval() {
+        let config = vrrp_config(100, "198.18.0.10"); // 1 s adverts
+                                                      // 3 × 1 s + (256 - 255) × 1 s / 256.
+        assert_eq!(
+            resume_window(&config, None),
+            Duration::from_micros(3_003_906)
+        );
+        // The previous lbd advertised every 100 ms: the backup takes over
+        // 0.3 s after its last advert, whatever the config says now.
+        assert_eq!(
+            resume_window(&config, Some(10)),
+            Duration::from_micros(300_390)
+        );
+        // Every 3 s: the backup waits 9 s.
+        assert_eq!(
+            resume_window(&config, Some(300)),
+            Duration::from_micros(9_011_718)
+        );
+        let at = 100 * SECOND;
+        let fast = StateFile::new("fast", &format!("master {at} 10\n"));
+        assert!(was_master_within(&fast.0, &config, at + SECOND / 10));
+        assert!(!was_master_within(&fast.0, &config, at + SECOND));
+        let slow = StateFile::new("slow", &format!("master {at} 300\n"));
+        assert!(was_master_within(&slow.0, &config, at + 5 * SECOND));
+        let older = StateFile::new("older", &format!("master {at}\n"));
+        assert!(was_master_within(&older.0, &config, at + SECOND));
+        assert!(!was_master_within(&older.0, &config, at + 4 * SECOND));
     }
 
     /// An instance's config: VRID 51, 1 s adverts, `priority`, moving
@@ -1169,6 +1256,39 @@ mod tests {
         );
         assert!(!Instance::resumes(&vrrp, Some(&stale.0)));
         assert!(!Instance::resumes(&vrrp, None));
+    }
+
+    /// A quick master→backup flip: the "master" command is slow, the
+    /// "backup" one quick. Run side by side, "backup" ended first and the
+    /// notes (whatever the commands drive) ended at "master" on a backup;
+    /// queued, each starts once the one before it ended.
+    #[tokio::test]
+    async fn notify_commands_run_in_the_order_of_the_states() {
+        let script = Script::writing(
+            "order",
+            "$(if [ \"$1\" = master ]; then echo 0.5; else echo 0; fi)",
+            "$1 $2",
+        );
+        let notifies = Notifies::default();
+        let config = VrrpConfig {
+            notify: Some(script.dir.join("notify.sh")),
+            ..vrrp_config(100, "198.18.0.10")
+        };
+        spawn_notify(&notifies, &config, "master");
+        spawn_notify(&notifies, &config, "backup");
+        wait_for_notifies(std::slice::from_ref(&notifies), NOTIFY_GRACE).await;
+        assert_eq!(script.notes(), "master 51\nbackup 51\n");
+        // One taken by an exit's wait still comes first: a command queued
+        // later waits for it.
+        spawn_notify(&notifies, &config, "master");
+        let taken = notifies.take();
+        spawn_notify(&notifies, &config, "stopped");
+        wait_for_notifies(std::slice::from_ref(&notifies), NOTIFY_GRACE).await;
+        drop(taken);
+        assert_eq!(
+            script.notes(),
+            "master 51\nbackup 51\nmaster 51\nstopped 51\n"
+        );
     }
 
     #[tokio::test]

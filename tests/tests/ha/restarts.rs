@@ -2,7 +2,8 @@
 //! master-down interval keep mastership (no failover, no failed request);
 //! stopped for good (`lbd --release-vips`), the VIP leaves the node and the
 //! backup takes over; a resumed master whose start fails steps down (also
-//! once the engine runs).
+//! once the engine runs); with `pin_dir = "off"` a SIGTERM steps down and
+//! the next lbd does not resume.
 
 use std::{
     net::IpAddr,
@@ -121,6 +122,83 @@ fn a_restart_within_the_master_down_interval_keeps_mastership() {
     assert!(lab.xdp_attached(&a).expect("ip link"));
     wait_for_vip(&lab, &b, Instant::now(), Duration::from_secs(6));
     assert!(!lab.holds_vip(&a).expect("ip addr"));
+}
+
+/// With `pin_dir = "off"` the program goes with lbd, so a SIGTERM (a
+/// restart) leaves nothing forwarding: VRRP steps down as for a stop for
+/// good. The backup hears a priority-0 advert and takes over after its
+/// skew time (0.61 s at 1 s adverts), not the master-down interval (3.6 s
+/// from the last advert: 2.6 s or more after the signal); "stopped" is
+/// recorded. The next lbd, also without pins, does not resume mastership
+/// even from a record that says master moments ago (as an lbd that did
+/// not step down left it): it has no data plane to adopt, while the peer
+/// holds the replicated flows.
+#[test]
+fn a_restart_with_pin_dir_off_steps_down_and_does_not_resume() {
+    let mut lab = lab(1);
+    let (a, b) = (lab.lbs[0].clone(), lab.lbs[1].clone());
+    let slow =
+        |config: String| config.replace("advert_interval_ms = 100", "advert_interval_ms = 1000");
+    let config_a = format!(
+        "pin_dir = \"off\"\n{}",
+        slow(lab.ha_config(&a, &b, &["b1"], 150, true).expect("config"))
+    );
+    let config_b = slow(lab.ha_config(&b, &a, &["b1"], 100, true).expect("config"));
+    lab.start_lbd_on(&a, "lbd-a", &config_a).expect("lbd a");
+    lab.start_lbd_on(&b, "lbd-b", &config_b).expect("lbd b");
+    wait_for_vip(&lab, &a, Instant::now(), Duration::from_secs(10));
+    wait_until("lb2 to be backup", Duration::from_secs(10), || {
+        vrrp_state(&lab, &b) == State::Backup
+    });
+    let state_file = lab.admin_socket_of(&a).with_extension("vrrp-51-v4.state");
+    let priority_zero = status_on(&lab, &b).vrrp[0].counters.priority_zero_received;
+
+    let stopped = Instant::now();
+    lab.signal("lbd-a", libc::SIGTERM).expect("SIGTERM");
+    let took = wait_for_vip(&lab, &b, stopped, Duration::from_secs(6));
+    let status = lab
+        .wait_exit("lbd-a", Duration::from_secs(15))
+        .expect("lbd exits");
+    let log = lab.log("lbd-a");
+    assert!(status.success(), "{status:?}\n{log}");
+    eprintln!("pin_dir off, SIGTERM of the master: the backup took over {took:?} later");
+    assert!(
+        status_on(&lab, &b).vrrp[0].counters.priority_zero_received > priority_zero,
+        "no priority-0 advert reached the backup\n{log}\n{}",
+        lab.log("lbd-b")
+    );
+    let recorded = std::fs::read_to_string(&state_file).expect("state file");
+    assert!(recorded.starts_with("stopped "), "{recorded:?}\n{log}");
+    // With the advert interval it advertised (1 s, in centiseconds), which
+    // the next lbd measures its resume window with.
+    assert_eq!(
+        recorded.split_whitespace().nth(2),
+        Some("100"),
+        "{recorded:?}"
+    );
+    assert!(!lab.holds_vip(&a).expect("ip addr"), "{log}");
+    // The skew time and a final flow sync, with room for a loaded
+    // machine; well short of the master-down interval.
+    assert!(took < Duration::from_millis(2500), "{took:?}\n{log}");
+
+    // The record an lbd that kept mastership across the restart left.
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime fills the timespec it is given.
+    assert_eq!(
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) },
+        0
+    );
+    let now_ns = u64::try_from(now.tv_sec).expect("time") * 1_000_000_000
+        + u64::try_from(now.tv_nsec).expect("time");
+    std::fs::write(&state_file, format!("master {now_ns} 100\n")).expect("state file");
+    lab.start_lbd_on(&a, "lbd-a2", &config_a)
+        .expect("lbd a again");
+    let log = lab.log("lbd-a2");
+    assert!(!log.contains("resuming without a failover"), "{log}");
+    assert!(log.contains("not resuming mastership"), "{log}");
 }
 
 /// A restart that resumes mastership and then fails to start (here: the

@@ -89,23 +89,17 @@ impl Engine {
         }
         let (vip, address) = event.key;
         let transition = &event.transition;
-        let mut next = self.model.clone();
-        if !next.set_health(&vip, address, transition.to) {
+        let Some((next, all_down)) = health_event_applied(&self.model, event.key, transition.to)
+        else {
             return; // removed meanwhile
-        }
+        };
         *self.transitions.entry((vip, address)).or_default() += 1;
         info!(%vip, backend = %address, from = %transition.from, to = %transition.to, reason = %transition.reason, "backend health changed");
-        let was_all_down = self.model.vip(&vip).map(|v| v.all_down()).unwrap_or(false);
-        let now_all_down = next.vip(&vip).map(|v| v.all_down()).unwrap_or(false);
-        if now_all_down && !was_all_down {
-            let policy = next
-                .vip(&vip)
-                .map(|v| v.config.on_all_down.to_string())
-                .unwrap_or_default();
-            warn!(%vip, on_all_down = %policy, "no healthy backend left");
-        }
-        if let Err(error) = self.commit(next) {
-            warn!(%vip, backend = %address, %error, "applying a health change failed");
+        match self.commit(next) {
+            Ok(_) => log_all_down_changes(&all_down),
+            Err(error) => {
+                warn!(%vip, backend = %address, %error, "applying a health change failed")
+            }
         }
     }
 
@@ -123,14 +117,17 @@ impl Engine {
         &mut self,
         settled: impl IntoIterator<Item = (BackendKey, Health)>,
     ) -> bool {
-        let Some((next, changed)) = health_put_right(&self.model, settled) else {
+        let Some(put_right) = health_put_right(&self.model, settled) else {
             return false;
         };
-        for ((vip, address), health) in &changed {
+        for ((vip, address), health) in &put_right.changed {
             info!(%vip, backend = %address, %health, "backend health put right from its check");
         }
-        match self.commit(next) {
-            Ok(_) => true,
+        match self.commit(put_right.next) {
+            Ok(_) => {
+                log_all_down_changes(&put_right.all_down);
+                true
+            }
             Err(error) => {
                 warn!(%error, "putting backends' health right failed; tried again on the next tick");
                 false
@@ -172,13 +169,94 @@ fn settled_of(
         .collect()
 }
 
+/// A VIP's every backend meant to take flows going down, or one coming
+/// back (see [`crate::model::VipModel::all_down`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum AllDownChange {
+    /// No healthy backend left; the VIP's `on_all_down` policy applies.
+    Lost {
+        /// The policy, as the config spells it.
+        on_all_down: String,
+    },
+    /// A backend is healthy again.
+    Recovered,
+}
+
+/// How the VIPs of `vips` went from `before` to `after` as to having no
+/// healthy backend left. Every path that changes backends' health (a
+/// check's event, the housekeeping tick putting health right, whichever
+/// runs first) goes through it, so each change is told once: compared in
+/// only one of them, a change the other applied first was never told.
+fn all_down_changes(
+    before: &Model,
+    after: &Model,
+    vips: impl IntoIterator<Item = VipId>,
+) -> Vec<(VipId, AllDownChange)> {
+    let mut vips: Vec<VipId> = vips.into_iter().collect();
+    vips.sort();
+    vips.dedup();
+    vips.into_iter()
+        .filter_map(|vip| {
+            let now = after.vip(&vip).ok()?;
+            let was_all_down = before.vip(&vip).is_ok_and(|v| v.all_down());
+            let change = match (was_all_down, now.all_down()) {
+                (false, true) => AllDownChange::Lost {
+                    on_all_down: now.config.on_all_down.to_string(),
+                },
+                (true, false) => AllDownChange::Recovered,
+                _ => return None,
+            };
+            Some((vip, change))
+        })
+        .collect()
+}
+
+/// Logs what [`all_down_changes`] found (once the change is applied).
+fn log_all_down_changes(changes: &[(VipId, AllDownChange)]) {
+    for (vip, change) in changes {
+        match change {
+            AllDownChange::Lost { on_all_down } => {
+                warn!(%vip, %on_all_down, "no healthy backend left")
+            }
+            AllDownChange::Recovered => info!(%vip, "a backend is healthy again"),
+        }
+    }
+}
+
+/// `model` with backend `key` given health `to` by its check's event,
+/// and what that does to its VIP having no healthy backend left; None
+/// if the backend is gone.
+fn health_event_applied(
+    model: &Model,
+    key: BackendKey,
+    to: Health,
+) -> Option<(Model, Vec<(VipId, AllDownChange)>)> {
+    let (vip, address) = key;
+    let mut next = model.clone();
+    if !next.set_health(&vip, address, to) {
+        return None;
+    }
+    let all_down = all_down_changes(model, &next, [vip]);
+    Some((next, all_down))
+}
+
+/// Backends' health put right from what their checks settled on.
+struct PutRight {
+    /// The model after it.
+    next: Model,
+    /// The backends it changed, and their health now.
+    changed: Vec<(BackendKey, Health)>,
+    /// What it does to their VIPs having no healthy backend left.
+    all_down: Vec<(VipId, AllDownChange)>,
+}
+
 /// `model` with every backend of `settled` that it has given the health
 /// its check settled on where it had another, and those backends; None
 /// if none differs.
 fn health_put_right(
     model: &Model,
     settled: impl IntoIterator<Item = (BackendKey, Health)>,
-) -> Option<(Model, Vec<(BackendKey, Health)>)> {
+) -> Option<PutRight> {
     let mut next = model.clone();
     let mut changed = Vec::new();
     for ((vip, address), health) in settled {
@@ -189,7 +267,15 @@ fn health_put_right(
             changed.push(((vip, address), health));
         }
     }
-    (!changed.is_empty()).then_some((next, changed))
+    if changed.is_empty() {
+        return None;
+    }
+    let all_down = all_down_changes(model, &next, changed.iter().map(|((vip, _), _)| *vip));
+    Some(PutRight {
+        next,
+        changed,
+        all_down,
+    })
 }
 
 /// What a drain's timeout did to a backend of a VIP in `mode`, for the
@@ -321,9 +407,58 @@ mod tests {
         assert_eq!(event.transition.to, Health::Down);
         assert!(!checker.is_current(&event));
         let settled = settled_of(&checker, event.key);
-        let (next, changed) = health_put_right(&model, settled).expect("the model changes");
-        assert_eq!(changed, [(key, Health::Down)]);
-        assert_eq!(next.backend(&vip, address).unwrap().health, Health::Down);
+        let put_right = health_put_right(&model, settled).expect("the model changes");
+        assert_eq!(put_right.changed, [(key, Health::Down)]);
+        assert_eq!(
+            put_right.next.backend(&vip, address).unwrap().health,
+            Health::Down
+        );
+    }
+
+    /// A VIP of one checked backend, Up, and the backend's key.
+    fn one_up_backend() -> (Model, BackendKey) {
+        let config = Config::from_toml_str(
+            "interface = \"eth0\"\n[[vip]]\naddress = \"198.18.0.100\"\nport = 80\n[vip.health]\ncheck = \"tcp\"\n[[vip.backend]]\naddress = \"198.19.2.11\"\n",
+            "lbd.toml",
+        )
+        .unwrap();
+        let mut model = Model::from_config(&config);
+        let vip = *model.vips.keys().next().unwrap();
+        let address: IpAddr = "198.19.2.11".parse().unwrap();
+        assert!(model.set_health(&vip, address, Health::Up));
+        (model, (vip, address))
+    }
+
+    /// The last backend goes down. Its check task records the Down and
+    /// queues its event; lbd's loop may run the housekeeping tick's
+    /// `reconcile_health` first, which applies the Down, and the event
+    /// after it finds the model already all down. In either order the
+    /// "no healthy backend left" warning is told once, as is the
+    /// recovery.
+    #[test]
+    fn no_healthy_backend_left_is_told_once_whichever_path_applies_it_first() {
+        let (model, key) = one_up_backend();
+        let lost = AllDownChange::Lost {
+            on_all_down: model.vip(&key.0).unwrap().config.on_all_down.to_string(),
+        };
+        // Housekeeping first, then the event.
+        let put_right = health_put_right(&model, [(key, Health::Down)]).expect("a change");
+        let (after_event, from_event) =
+            health_event_applied(&put_right.next, key, Health::Down).expect("a backend");
+        let told: Vec<_> = put_right.all_down.iter().chain(&from_event).collect();
+        assert_eq!(told, [&(key.0, lost.clone())]);
+        assert!(health_put_right(&after_event, [(key, Health::Down)]).is_none());
+        // The event first, then housekeeping (nothing left to put right).
+        let (after_event, from_event) =
+            health_event_applied(&model, key, Health::Down).expect("a backend");
+        assert_eq!(from_event, [(key.0, lost)]);
+        assert!(health_put_right(&after_event, [(key, Health::Down)]).is_none());
+        // Back up through the housekeeping path: the recovery is told.
+        let put_right = health_put_right(&after_event, [(key, Health::Up)]).expect("a change");
+        let (_, from_event) =
+            health_event_applied(&put_right.next, key, Health::Up).expect("a backend");
+        assert_eq!(put_right.all_down, [(key.0, AllDownChange::Recovered)]);
+        assert!(from_event.is_empty());
     }
 
     #[test]

@@ -266,32 +266,34 @@ impl Engine {
         if stop == Stop::Clean {
             self.final_sync().await;
         }
-        let instances = std::mem::take(&mut self.vrrp);
-        // Leaving the runtime kills the notify commands still running:
-        // the "stopped" ones of the instances stepped down earlier (a lost
-        // hook), and the one a clean stop starts now, are let finish. A
-        // restart does not wait for the instances it leaves: the next lbd
-        // must be back within the backup's master-down interval to resume.
-        let mut notifies = std::mem::take(&mut self.stepped_down);
         // The addresses a stop for good hands over (priority 0): their
-        // traffic still arrives until the peer has announced them.
-        let mut handed = Vec::new();
-        if stop == Stop::Clean {
-            notifies.extend(instances.iter().map(Instance::notifies));
-            for instance in instances.iter().filter(|i| i.is_master()) {
-                handed.extend(instance.config().addresses.iter().copied());
+        // traffic still arrives until the peer has announced them. A
+        // restart with `pin_dir = "off"` hands them over too (the caller
+        // normally did, with its BGP withdrawal: see `hand_over`).
+        let handed = if stop == Stop::Clean || !self.dataplane.pinned() {
+            self.hand_over().await
+        } else {
+            // A restart does not wait for the instances it leaves: the
+            // next lbd must be back within the backup's master-down
+            // interval to resume.
+            for instance in std::mem::take(&mut self.vrrp) {
+                instance.abandon().await;
             }
-        }
-        for instance in instances {
-            match stop {
-                Stop::Restart => instance.abandon().await,
-                Stop::Clean => instance.stop().await,
-            }
-        }
+            Vec::new()
+        };
+        // Leaving the runtime kills the notify commands still running:
+        // the "stopped" ones of the instances stepped down (a lost hook,
+        // a stop for good, a restart with nothing pinned) are let finish.
+        let notifies = std::mem::take(&mut self.stepped_down);
         wait_for_notifies(&notifies, NOTIFY_GRACE).await;
         let withdrawal = match stop {
             Stop::Clean => self.withdraw_for_stop(&handed).await.err(),
-            Stop::Restart => None,
+            Stop::Restart => {
+                if !handed.is_empty() {
+                    self.forward_while_traffic_moves(false, &handed).await;
+                }
+                None
+            }
         };
         let pinned = self.dataplane.pinned();
         self.replication = None;
@@ -332,6 +334,29 @@ impl Engine {
 }
 
 impl Engine {
+    /// For a stop after which nothing of this node forwards for VRRP's
+    /// addresses (a stop for good; a restart with `pin_dir = "off"`, whose
+    /// program goes with lbd), once the last flows went to the peer (see
+    /// [`Self::final_sync`]): steps down from every instance (priority 0, so the backup takes over after
+    /// its skew time, not the master-down interval; addresses released;
+    /// "stopped" recorded, so the next lbd does not resume mastership with
+    /// an empty data plane while the peer holds the flows). Returns the
+    /// addresses this node was master of, whose traffic still arrives here
+    /// until the peer announced them (see [`Self::withdraw_for_stop`]).
+    /// The "stopped" notify commands are kept in `stepped_down`, for the
+    /// exit to wait for. Nothing to do once done.
+    pub(crate) async fn hand_over(&mut self) -> Vec<IpAddr> {
+        let mut handed = Vec::new();
+        for instance in std::mem::take(&mut self.vrrp) {
+            if instance.is_master() {
+                handed.extend(instance.config().addresses.iter().copied());
+            }
+            self.stepped_down.push(instance.notifies());
+            instance.stop().await;
+        }
+        handed
+    }
+
     /// A stop's withdrawal of every BGP announcement (the program goes
     /// next): once BIRD took it, the program forwards on while the
     /// routers move the node's flows away (see `bgp::converge`), so the
@@ -402,6 +427,8 @@ pub enum Stop {
     /// the VIPs stay (the next lbd resumes mastership if it comes back
     /// within the master-down interval; the systemd unit removes the VIPs
     /// with `lbd --release-vips` so a node that stays down answers no ARP).
+    /// With `pin_dir = "off"` nothing forwards once lbd is gone: VRRP
+    /// steps down as for [`Stop::Clean`] (see [`Engine::hand_over`]).
     Restart,
     /// For good (SIGINT, e.g. Ctrl-C): VRRP steps down (priority 0), the
     /// VIPs go, the program is detached and every pin removed.

@@ -6,6 +6,8 @@
 //! health.
 
 use std::{
+    collections::BTreeSet,
+    net::IpAddr,
     path::{Path, PathBuf},
     time::Instant,
 };
@@ -13,7 +15,7 @@ use std::{
 use lb_common::stats::Counter;
 use tracing::{error, info, warn};
 
-use super::Engine;
+use super::{BackendKey, Engine};
 use crate::{
     api::schema::NodeStatus,
     bgp::{
@@ -23,7 +25,7 @@ use crate::{
     },
     config::Config,
     health::Health,
-    model::AdminState,
+    model::{AdminState, Model},
 };
 
 /// The node's own state and what follows from it.
@@ -36,6 +38,9 @@ pub(crate) struct NodeRuntime {
     /// The forwarded count last read, and when it last grew.
     forwarded: u64,
     last_forward: Option<Instant>,
+    /// Backends warned of as passing their checks without a MAC (see
+    /// [`newly_without_mac`]), so the warning comes once, not every tick.
+    without_mac: BTreeSet<BackendKey>,
 }
 
 impl NodeRuntime {
@@ -58,6 +63,7 @@ impl NodeRuntime {
                 .map(|bgp| Announcer::new(bgp, adopted, has_peers, now)),
             forwarded: 0,
             last_forward: None,
+            without_mac: BTreeSet::new(),
         }
     }
 }
@@ -148,6 +154,7 @@ impl Engine {
     /// Brings BIRD's announcements in line with what the node can serve
     /// now (cheap when nothing changed: BIRD is only told of changes).
     pub(crate) fn announce(&mut self) {
+        self.warn_of_backends_without_mac();
         let now = Instant::now();
         let peers_dumped = self
             .replication
@@ -160,6 +167,18 @@ impl Engine {
         let plan = self.announcement_plan(self.node.state);
         if let Some((announcer, plan)) = self.node.announcer.as_mut().zip(plan) {
             announcer.apply(plan, now);
+        }
+    }
+
+    /// Warns, once each, of the dsr-l2 backends that pass their checks but
+    /// whose MAC is unknown: the data plane sends them nothing (every
+    /// packet for them is dropped) and BGP does not announce their VIP
+    /// for them, which their health alone would not explain.
+    fn warn_of_backends_without_mac(&mut self) {
+        let macs = &self.macs;
+        let mac_of = |a: IpAddr| macs.get(&a).copied();
+        for (vip, backend) in newly_without_mac(&self.model, &mac_of, &mut self.node.without_mac) {
+            warn!(%vip, %backend, "backend passes its checks but its MAC is unknown (no neighbour entry on the interface): the data plane sends it nothing, and BGP does not announce the VIP for it, until its MAC resolves");
         }
     }
 
@@ -214,16 +233,12 @@ impl Engine {
                 .iter()
                 .any(|v| v.addresses.contains(&address))
         };
-        let services: Vec<Service> = self
-            .model
-            .vips
-            .iter()
-            .filter(|(id, _)| bgp.covers(id.address, vrrp_held(id.address)))
-            .map(|(id, vip)| Service {
-                address: id.address,
-                serviceable: vip.should_announce(),
-            })
-            .collect();
+        let macs = &self.macs;
+        let services = services(
+            &self.model,
+            |address| bgp.covers(address, vrrp_held(address)),
+            &|a| macs.get(&a).copied(),
+        );
         let view = NodeView {
             state,
             started: announcer.started(),
@@ -392,6 +407,49 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// The services of `model` on the addresses `covered` picks, each
+/// serviceable when the data plane can send its new flows (or a drain's)
+/// to a backend, with MACs from `mac_of` (see
+/// [`crate::model::VipModel::should_announce`]).
+fn services(
+    model: &Model,
+    covered: impl Fn(IpAddr) -> bool,
+    mac_of: &dyn Fn(IpAddr) -> Option<[u8; 6]>,
+) -> Vec<Service> {
+    model
+        .vips
+        .iter()
+        .filter(|(id, _)| covered(id.address))
+        .map(|(id, vip)| Service {
+            address: id.address,
+            serviceable: vip.should_announce(mac_of),
+        })
+        .collect()
+}
+
+/// The backends of `model` that pass their checks without a MAC (from
+/// `mac_of`) and are not in `warned`; `warned` becomes every such backend
+/// now, so one whose MAC resolves, or that fails its checks, is warned of
+/// again if it passes them without a MAC later.
+fn newly_without_mac(
+    model: &Model,
+    mac_of: &dyn Fn(IpAddr) -> Option<[u8; 6]>,
+    warned: &mut BTreeSet<BackendKey>,
+) -> Vec<BackendKey> {
+    let now: BTreeSet<BackendKey> = model
+        .vips
+        .iter()
+        .flat_map(|(id, vip)| {
+            vip.up_without_mac(mac_of)
+                .into_iter()
+                .map(move |address| (*id, address))
+        })
+        .collect();
+    let new = now.difference(warned).copied().collect();
+    *warned = now;
+    new
 }
 
 /// Where the node state is kept for the next lbd: `[bgp]
@@ -569,6 +627,7 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bgp::announce::Withheld;
 
     /// A directory of this test's, removed when dropped.
     struct Scratch(PathBuf);
@@ -604,6 +663,90 @@ mod tests {
         fn drop(&mut self) {
             let _ = std::fs::remove_dir_all(&self.0);
         }
+    }
+
+    /// A dsr-l2 VIP (198.18.0.100) and a NAT VIP (198.18.0.101), one
+    /// backend each, no MAC configured, both backends passing their
+    /// checks.
+    fn up_without_configured_macs() -> Model {
+        let config = Config::from_toml_str(
+            "interface = \"eth0\"\n[nat]\nsource_ipv4 = \"198.18.0.50\"\n\
+             [[vip]]\naddress = \"198.18.0.100\"\nport = 80\nforwarding = \"dsr-l2\"\n\
+             [vip.health]\ncheck = \"tcp\"\n\
+             [[vip.backend]]\naddress = \"198.18.0.11\"\n\
+             [[vip]]\naddress = \"198.18.0.101\"\nport = 80\nforwarding = \"nat\"\n\
+             [vip.health]\ncheck = \"tcp\"\n\
+             [[vip.backend]]\naddress = \"198.18.1.12\"\n",
+            "lbd.toml",
+        )
+        .unwrap();
+        let mut model = Model::from_config(&config);
+        let keys: Vec<BackendKey> = model
+            .vips
+            .iter()
+            .flat_map(|(id, vip)| vip.backends.keys().map(move |a| (*id, *a)))
+            .collect();
+        for (vip, backend) in keys {
+            assert!(model.set_health(&vip, backend, Health::Up));
+        }
+        model
+    }
+
+    /// What an active, started node with BGP covering both VIPs announces.
+    fn announced(model: &Model, mac_of: &dyn Fn(IpAddr) -> Option<[u8; 6]>) -> announce::Plan {
+        let view = NodeView {
+            state: NodeState::Active,
+            started: true,
+            attached: true,
+            interface_up: true,
+        };
+        announce::plan(view, &services(model, |_| true, mac_of))
+    }
+
+    /// A dsr-l2 backend passing its checks whose MAC never resolves takes
+    /// no packet (the data plane sends a dsr-l2 backend nothing without
+    /// one): its VIP is withdrawn rather than drawing traffic that is
+    /// all dropped; once the MAC is known it is announced. A NAT VIP
+    /// needs no MAC and is announced either way.
+    #[test]
+    fn a_dsr_l2_vip_whose_healthy_backends_have_no_mac_is_not_announced() {
+        let model = up_without_configured_macs();
+        let dsr: IpAddr = "198.18.0.100".parse().unwrap();
+        let nat: IpAddr = "198.18.0.101".parse().unwrap();
+        let plan = announced(&model, &|_| None);
+        assert_eq!(plan[&dsr], Some(Withheld::NoHealthyBackend), "{plan:?}");
+        assert_eq!(plan[&nat], None, "{plan:?}");
+        let plan = announced(&model, &|_| Some([2, 0, 0, 0, 0, 0x11]));
+        assert_eq!(plan[&dsr], None, "{plan:?}");
+        assert_eq!(plan[&nat], None, "{plan:?}");
+    }
+
+    /// The warning for a backend passing its checks without a MAC comes
+    /// once, not on every pass of lbd's loop, and again only after the
+    /// condition ended and came back.
+    #[test]
+    fn a_backend_up_without_a_mac_is_warned_of_once() {
+        let mut model = up_without_configured_macs();
+        let vip = *model
+            .vips
+            .iter()
+            .find(|(id, _)| id.address == "198.18.0.100".parse::<IpAddr>().unwrap())
+            .unwrap()
+            .0;
+        let key = (vip, "198.18.0.11".parse().unwrap());
+        let mut warned = BTreeSet::new();
+        let none = |_| None;
+        assert_eq!(newly_without_mac(&model, &none, &mut warned), [key]);
+        assert!(newly_without_mac(&model, &none, &mut warned).is_empty());
+        // Its checks fail, then pass again: warned of again.
+        model.set_health(&key.0, key.1, Health::Down);
+        assert!(newly_without_mac(&model, &none, &mut warned).is_empty());
+        model.set_health(&key.0, key.1, Health::Up);
+        assert_eq!(newly_without_mac(&model, &none, &mut warned), [key]);
+        // Its MAC resolves: nothing more.
+        let known = |_| Some([2, 0, 0, 0, 0, 0x11]);
+        assert!(newly_without_mac(&model, &known, &mut warned).is_empty());
+        assert!(warned.is_empty());
     }
 
     #[test]

@@ -19,7 +19,7 @@ use super::{
     EngineEvents,
 };
 use crate::{
-    config::{Attach, Config},
+    config::{Attach, Config, VrrpConfig},
     daemon::replication::Replication,
     dataplane::{Dataplane, Hooked, LoadOptions, MapSizes, Translating},
     health::HealthChecker,
@@ -126,9 +126,10 @@ impl Engine {
         // here, before anything is loaded or attached: a refused instance
         // leaves a fresh node as it was found.
         let mut vrrp_starts = Vec::with_capacity(config.vrrp.len());
+        let adoptable = pinned_dataplane_fits(&config);
         for vrrp in &config.vrrp {
             let state_file = vrrp_state_file(&config, vrrp);
-            let resumes = Instance::resumes(vrrp, state_file.as_deref());
+            let resumes = resumes_mastership(vrrp, state_file.as_deref(), adoptable);
             let started = match Instance::prepare(vrrp.clone(), &interface, &netlink).await {
                 Ok(prepared) if resumes => Instance::start(
                     prepared,
@@ -197,6 +198,9 @@ impl Engine {
         };
         let mut dataplane =
             Dataplane::load_with(sizes, &options).context("loading the data plane")?;
+        if !dataplane.adopted() {
+            demote_resumed(vrrp_starts, &config, &interface, &netlink).await?;
+        }
         let adopted = dataplane
             .adopted_state()
             .context("reading the pinned data plane")?;
@@ -493,6 +497,79 @@ impl Engine {
     }
 }
 
+/// Whether a previous lbd's data plane is pinned where this lbd will adopt
+/// it: `pin_dir` is on and holds a `VIPS` map whose size holds the file's
+/// VIPs (see [`VipSizing`]). Read before anything is loaded, for the
+/// resume decision ([`resumes_mastership`]); the load may still refuse a
+/// pinned map (its layout changed), which [`demote_resumed`] handles.
+fn pinned_dataplane_fits(config: &Config) -> bool {
+    let Some(dir) = &config.pin_dir else {
+        return false;
+    };
+    let file_vips = u32::try_from(config.vips.len()).unwrap_or(u32::MAX);
+    let pinned = PinDir::new(dir).pinned_max_entries(lb_common::consts::names::MAP_VIPS);
+    matches!(VipSizing::decide(file_vips, pinned), VipSizing::Kept { .. })
+}
+
+/// Whether VRRP instance `vrrp` resumes mastership at this start: its state
+/// file says this node was master moments ago (see [`Instance::resumes`]),
+/// and a pinned data plane is there to adopt (`adoptable`, see
+/// [`pinned_dataplane_fits`]). Without one (`pin_dir = "off"`, the pins
+/// gone or not fitting), the previous program and its flows went: resumed,
+/// this node would hold the VIPs with an empty data plane while the peer,
+/// about to take over, holds the replicated flows (NAT'd ones too); it
+/// starts as the protocol says instead.
+fn resumes_mastership(vrrp: &VrrpConfig, state_file: Option<&Path>, adoptable: bool) -> bool {
+    if !Instance::resumes(vrrp, state_file) {
+        return false;
+    }
+    if !adoptable {
+        info!(
+            vrid = vrrp.vrid,
+            "VRRP: was master until moments ago, but there is no pinned data plane to adopt (pin_dir is off, or its pins are gone or do not fit): not resuming mastership"
+        );
+    }
+    adoptable
+}
+
+/// The instances that resumed mastership before a load that adopted no
+/// pinned data plane after all (a pinned map's layout changed): they step
+/// down (priority 0, so the peer, which holds the replicated flows, takes
+/// over after its skew time; "stopped" recorded) and start again later as
+/// the protocol says, as [`resumes_mastership`] would have decided. Their
+/// "stopped" notify commands end before the instances start again, which
+/// keeps the commands in order.
+async fn demote_resumed(
+    vrrp_starts: &mut [VrrpStart],
+    config: &Config,
+    interface: &Interface,
+    netlink: &Netlink,
+) -> anyhow::Result<()> {
+    let mut notifies = Vec::new();
+    let mut configs = Vec::new();
+    for start in vrrp_starts.iter_mut() {
+        if !matches!(start, VrrpStart::Resumed(_)) {
+            continue;
+        }
+        if let VrrpStart::Resumed(instance) = std::mem::replace(start, VrrpStart::Taken) {
+            warn!(
+                vrid = instance.config().vrid,
+                "resumed VRRP mastership, but the pinned data plane was not adopted (it starts empty): stepping down"
+            );
+            notifies.push(instance.notifies());
+            configs.push((instance.config().clone(), start));
+            instance.stop().await;
+        }
+    }
+    wait_for_notifies(&notifies, NOTIFY_GRACE).await;
+    for (vrrp, start) in configs {
+        let state_file = vrrp_state_file(config, &vrrp);
+        let prepared = Instance::prepare(vrrp, interface, netlink).await?;
+        *start = VrrpStart::Later(Box::new(prepared), state_file);
+    }
+    Ok(())
+}
+
 /// Stops the instances that resumed mastership before a start that failed:
 /// priority 0, so the backup takes over now, and "stopped" recorded, so
 /// the next lbd does not resume.
@@ -749,5 +826,60 @@ mod seed_health_tests {
         later.apply(&Edit::Enable(id, b3), now).unwrap();
         assert_eq!(weights(&later), vec![(b1, 100), (b2, 0), (b3, 100)]);
         assert!(later.newly_awaiting_checks(&checked).is_empty());
+    }
+}
+
+#[cfg(test)]
+mod resume_tests {
+    use super::*;
+
+    /// A config with one VRRP instance (VRID 51, 1 s adverts) whose admin
+    /// socket is in `dir`, and `pin_dir` (None: "off").
+    fn config(dir: &Path, pin_dir: Option<PathBuf>) -> Config {
+        let mut config = Config::from_toml_str(
+            "interface = \"eth0\"\n[[vip]]\naddress = \"198.18.0.100\"\nport = 80\n\
+             [[vrrp]]\nvrid = 51\npriority = 150\nadvert_interval_ms = 1000\n\
+             addresses = [\"198.18.0.100\"]\n",
+            "lbd.toml",
+        )
+        .unwrap();
+        config.admin_socket = dir.join("lbd.sock");
+        config.pin_dir = pin_dir;
+        config
+    }
+
+    /// The state file says master moments ago (the lbd before was master
+    /// and stopped for a restart), but with `pin_dir = "off"` no data
+    /// plane outlived it: the next lbd does not resume mastership (the
+    /// peer is about to take over with the replicated flows), nor with a
+    /// pin directory that holds nothing. The same record with a data
+    /// plane to adopt resumes.
+    #[test]
+    fn no_pinned_data_plane_no_resumed_mastership() {
+        let dir = std::env::temp_dir().join(format!("lbd-resume-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let off = config(&dir, None);
+        let vrrp = &off.vrrp[0];
+        let state_file = vrrp_state_file(&off, vrrp).unwrap();
+        let now = crate::clock::monotonic_ns();
+        std::fs::write(&state_file, format!("master {} 100\n", now - 500_000_000)).unwrap();
+        assert!(Instance::resumes(vrrp, Some(&state_file)), "a fresh record");
+
+        assert!(!pinned_dataplane_fits(&off));
+        assert!(!resumes_mastership(
+            vrrp,
+            Some(&state_file),
+            pinned_dataplane_fits(&off)
+        ));
+        let empty = config(&dir, Some(dir.join("pins")));
+        assert!(!pinned_dataplane_fits(&empty));
+        assert!(!resumes_mastership(
+            vrrp,
+            Some(&state_file),
+            pinned_dataplane_fits(&empty)
+        ));
+        assert!(resumes_mastership(vrrp, Some(&state_file), true));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
