@@ -1,12 +1,13 @@
 //! Builds: the eBPF objects alone (for inspection) and the release binaries.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::cmd::{command, exec, root};
 
 /// Cargo arguments that select the eBPF crates (the balancer's,
 /// lb-decap's and the frame access both use) on their own target
-/// (nightly, `core` built from source).
+/// (nightly, `core` built from source): for their lints. Builds go
+/// through lb-build (see [`build_ebpf`]).
 pub const EBPF_CRATE_ARGS: &[&str] = &[
     "--package",
     "lb-ebpf",
@@ -21,16 +22,30 @@ pub const EBPF_CRATE_ARGS: &[&str] = &[
     "build-std=core",
 ];
 
-/// Builds lb-ebpf and lb-decap-ebpf for bpfel-unknown-none; returns the
-/// objects' paths.
+/// Builds lb-ebpf and lb-decap-ebpf as lbd's and lb-decap's build
+/// scripts do, through lb-build (its flags: BTF, debug info, the
+/// architecture cfg; its directory: `target/ebpf`), and returns the
+/// objects' paths: the very files lbd and lb-decap embed. A plain
+/// `cargo build` of the crates gave an object without BTF and with other
+/// code, elsewhere.
 pub fn build_ebpf() -> anyhow::Result<Vec<PathBuf>> {
     crate::setup::run()?;
-    exec(&mut command(
-        "cargo",
-        &[&[crate::setup::PLUS_NIGHTLY, "build"], EBPF_CRATE_ARGS].concat(),
-    ))?;
-    let dir = root().join("target/bpfel-unknown-none/release");
-    Ok(vec![dir.join("lb-ebpf"), dir.join("lb-decap-ebpf")])
+    let root = root();
+    for package in lb_build::PACKAGES {
+        eprintln!("+ building {package} (lb-build, as the build script that embeds it does)");
+        lb_build::compile(&root, package, std::env::consts::ARCH)
+            .map_err(|e| anyhow::anyhow!("building {package}: {e}"))?;
+    }
+    Ok(objects(&root))
+}
+
+/// The objects [`build_ebpf`] builds and prints, for the workspace at
+/// `root`.
+fn objects(root: &Path) -> Vec<PathBuf> {
+    lb_build::PACKAGES
+        .iter()
+        .map(|package| lb_build::object_path(root, package))
+        .collect()
 }
 
 /// Builds lbd, lbctl and lb-decap in release mode (their build.rs embed
@@ -49,4 +64,26 @@ pub fn build_release() -> anyhow::Result<()> {
             "--bins",
         ],
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn build_ebpf_prints_the_objects_lbd_and_lb_decap_embed() {
+        let root = root();
+        let printed = objects(&root);
+        let embedded: Vec<PathBuf> = ["lb-ebpf", "lb-decap-ebpf"]
+            .iter()
+            .map(|package| lb_build::object_path(&root, package))
+            .collect();
+        assert_eq!(printed, embedded);
+        assert!(
+            printed
+                .iter()
+                .all(|p| p.starts_with(lb_build::target_dir(&root))),
+            "{printed:?}"
+        );
+    }
 }

@@ -26,7 +26,8 @@ enum Task {
     /// Install what building and testing need (idempotent, quick when done):
     /// nightly rust-src, bpf-linker, Debian packages.
     Setup,
-    /// Build the XDP object alone (bpfel-unknown-none) and print its path.
+    /// Build the eBPF objects lbd and lb-decap embed (lb-ebpf, lb-decap-ebpf;
+    /// as their build scripts do, in target/ebpf) and print their paths.
     BuildEbpf,
     /// Build lbd and lbctl (release), with the XDP object embedded.
     Build,
