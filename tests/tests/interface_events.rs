@@ -446,9 +446,21 @@ fn ingress_filters(lab: &Lab) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The program id of the `tc_lb` cls_bpf filter on the LB's eth0 ingress.
+fn tc_lb_filter(lab: &Lab) -> Option<u32> {
+    let listing = ingress_filters(lab);
+    let line = listing.lines().find(|line| line.contains("tc_lb"))?;
+    let mut words = line.split_whitespace();
+    words.find(|w| *w == "id")?;
+    words.next()?.parse().ok()
+}
+
 /// A cls_bpf filter a dead lbd left (what `attach = "tc"` uses on kernels
 /// without tcx, and the kernel keeps) is removed by the next lbd once its
-/// own hook runs, and by `lbd --cleanup`.
+/// own hook runs, and by `lbd --cleanup`. The dead lbd is a real one (its
+/// tc path forced to cls_bpf, killed with SIGKILL), on the pins the next
+/// one adopts: a filter whose maps no lbd of this `pin_dir` pinned is
+/// another lbd's, and refused (`ownership` tests).
 #[test]
 fn the_tc_filters_a_dead_lbd_left_are_removed() {
     let mut lab = Lab::start(2).expect("lab");
@@ -459,7 +471,30 @@ fn the_tc_filters_a_dead_lbd_left_are_removed() {
         "attach = \"tc\"\n{}",
         lab.lbd_config_for(&["b1", "b2"], CHECKS)
     );
-    let left = leave_cls_bpf_filter(&lab);
+    let path = lab.dir.join("lbd-dead.toml");
+    std::fs::write(
+        &path,
+        format!("pin_dir = \"{}\"\n{config}", lab.pin_dir_of(&lb).display()),
+    )
+    .expect("config");
+    let lbd = lbd_binary().expect("lbd");
+    lab.spawn(
+        "lbd-dead",
+        &lb.netns,
+        "env",
+        &[
+            "LBD_TC_ATTACH=cls_bpf",
+            &lbd.to_string_lossy(),
+            "--config",
+            &path.to_string_lossy(),
+        ],
+    )
+    .expect("the lbd to die");
+    wait_until("the first lbd ready", Duration::from_secs(30), || {
+        lab.log("lbd-dead").contains("lbd ready")
+    });
+    lab.kill("lbd-dead").expect("SIGKILL");
+    let left = tc_lb_filter(&lab).expect("the dead lbd's filter");
     let has = |lab: &Lab, id: u32| ingress_filters(lab).contains(&format!(" id {id} "));
     assert!(has(&lab, left), "{}", ingress_filters(&lab));
     lab.start_lbd(&config).expect("lbd");

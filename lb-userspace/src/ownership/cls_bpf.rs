@@ -7,7 +7,9 @@
 //! are found over rtnetlink and removed: by the next lbd once its own hook
 //! runs (so nothing goes unforwarded meanwhile), and by `lbd --cleanup`.
 //! Filters of other tools are left alone. No other lbd may be using the
-//! interface meanwhile: the interface's lock is held.
+//! interface meanwhile: the interface's lock is held, and a start refuses
+//! a `tc_lb` filter that is not its own previous one (another lbd's, see
+//! `ownership::check_tc_filters`) before it attaches anything.
 //!
 //! The same holds for `tc_hc_encap` (checks through a tunnel), which runs
 //! as a cls_bpf filter on the egress of `lo` and of the interface where
@@ -151,6 +153,13 @@ pub(crate) struct ClsBpfFilter {
     pub program: Option<u32>,
 }
 
+impl ClsBpfFilter {
+    /// Its priority (what `tc filter del ... pref` takes).
+    pub(crate) fn priority(&self) -> u16 {
+        u16::try_from(self.header.info >> 16).unwrap_or(u16::MAX)
+    }
+}
+
 /// The cls_bpf filter `message` describes, if it is one on the clsact
 /// hook `minor` names (`TcHandle::MIN_INGRESS`, `ffff:fff2`, or
 /// `TcHandle::MIN_EGRESS`) with a program name; None for anything else
@@ -213,6 +222,21 @@ pub(crate) async fn ingress_filters(
     ifindex: u32,
 ) -> Result<Vec<ClsBpfFilter>, rtnetlink::Error> {
     filters_at(handle, ifindex, TcHandle::MIN_INGRESS).await
+}
+
+/// The cls_bpf filters on the ingress of interface `ifindex`, over a
+/// routing netlink connection of their own (see [`ingress_filters`]).
+/// Must run inside a tokio runtime.
+pub(crate) async fn ingress_filters_of(ifindex: u32) -> anyhow::Result<Vec<ClsBpfFilter>> {
+    use anyhow::Context as _;
+    let (connection, handle, _) =
+        rtnetlink::new_connection().context("opening a routing netlink socket")?;
+    let task = tokio::spawn(connection);
+    let filters = ingress_filters(&handle, ifindex)
+        .await
+        .with_context(|| format!("listing the tc filters on the ingress of interface {ifindex}"));
+    task.abort();
+    filters
 }
 
 /// The cls_bpf filters on the clsact hook `minor` (ingress or egress) of
@@ -374,6 +398,7 @@ mod tests {
         let filter = cls_bpf_filter(&lbd_filter(42)).expect("a cls_bpf filter");
         assert_eq!(filter.name, "tc_lb");
         assert_eq!(filter.program, Some(42));
+        assert_eq!(filter.priority(), 0xbfff);
         // The per-priority entry of a dump, egress, other kinds: not filters.
         assert_eq!(
             cls_bpf_filter(&message(TcHandle::MIN_INGRESS, "bpf", vec![])),

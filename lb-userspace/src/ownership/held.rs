@@ -14,7 +14,8 @@
 //! rewritten atomically when it changes. A start that finds a previous
 //! record first undoes what the new config no longer holds (addresses on
 //! another interface or no longer listed, a routes file no longer used, a
-//! cls_bpf filter on another interface). The record is locked with the
+//! cls_bpf filter on another interface, and the settings switched on for
+//! another interface, which leave the record). The record is locked with the
 //! data plane (see `ownership`): whoever reads it to undo what it holds
 //! owns it, so no running lbd's holdings are undone. A routes file is
 //! emptied from a record only while no running lbd holds its lock (it may
@@ -149,6 +150,13 @@ pub(crate) struct StartRelease {
     pub tc_filters_on: Option<String>,
     /// A BGP announcement no longer made through this routes file.
     pub bgp: Option<HeldBgp>,
+    /// The settings lbd switched on for the previous interface
+    /// (`forwarding`, `accept_local`), with their originals, when the new
+    /// lbd is on another one: put back at this start, as nothing routes
+    /// through that interface for lbd any more (kept in the record, they
+    /// would stay on until a stop for good, which would then write them
+    /// over whatever was set since).
+    pub settings: Vec<HeldSetting>,
 }
 
 impl StartRelease {
@@ -160,9 +168,10 @@ impl StartRelease {
 
 /// What a start with `next` undoes of `previous`: the previous addresses
 /// on another interface, or no longer listed; the previous interface's
-/// cls_bpf filters if it was tc on another interface; the previous BGP
-/// announcement if the new lbd announces nothing, or through another
-/// routes file (BIRD would keep the old file's routes).
+/// cls_bpf filters and the settings lbd switched on for it, if it was
+/// another interface; the previous BGP announcement if the new lbd
+/// announces nothing, or through another routes file (BIRD would keep the
+/// old file's routes).
 pub(crate) fn at_start(previous: &Held, next: &Held) -> StartRelease {
     let moved = previous.interface != next.interface;
     let addresses: Vec<IpAddr> = previous
@@ -183,7 +192,27 @@ pub(crate) fn at_start(previous: &Held, next: &Held) -> StartRelease {
         // (checks through a tunnel, at either hook).
         tc_filters_on: moved.then(|| previous.interface.clone()),
         bgp: bgp.cloned(),
+        settings: if moved {
+            previous
+                .forwarding
+                .iter()
+                .filter(|s| setting_of(s, &previous.interface))
+                .cloned()
+                .collect()
+        } else {
+            Vec::new()
+        },
     }
+}
+
+/// Whether `setting` is one of interface `interface`'s
+/// (`/proc/sys/net/<family>/conf/<interface>/<name>`).
+fn setting_of(setting: &HeldSetting, interface: &str) -> bool {
+    setting
+        .path
+        .parent()
+        .and_then(Path::file_name)
+        .is_some_and(|name| name == interface)
 }
 
 /// The `forwarding` originals a new record keeps: every one of the
@@ -393,10 +422,13 @@ async fn on_start_in(config: &Config, config_path: &Path, dirs: &[PathBuf]) {
     };
     let mut next = Held::of(config, config_path);
     let (previous, taken_over, _locks) = previous_record(&path, config_path, dirs);
-    if let Some(previous) = previous {
+    if let Some(mut previous) = previous {
         let release = at_start(&previous, &next);
         if !release.is_empty() {
-            undo_at_start(config, config_path, &release).await;
+            let done = undo_at_start(config, config_path, &release).await;
+            // Put back (or left to the lbd that runs there now): no longer
+            // this lbd's to restore.
+            previous.forwarding.retain(|s| !done.contains(&s.path));
         }
         next.forwarding = carry_forwarding(&previous.forwarding, &next.forwarding);
     }
@@ -519,9 +551,17 @@ pub(crate) fn forget_announcement(admin_socket: &Path) {
 }
 
 /// Undoes what a previous lbd held that this one will not: its routes
-/// unless a running lbd now uses its routes file; its addresses and
-/// filters unless a running lbd owns the previous interface.
-async fn undo_at_start(config: &Config, config_path: &Path, release: &StartRelease) {
+/// unless a running lbd now uses its routes file; its addresses, filters
+/// and settings unless a running lbd owns the previous interface.
+/// Returns the settings of `release` no longer this lbd's to restore:
+/// put back (under the previous interface's lock), or left to the lbd
+/// that owns that interface now (this lbd must not write over them
+/// later); none when that could not be told.
+async fn undo_at_start(
+    config: &Config,
+    config_path: &Path,
+    release: &StartRelease,
+) -> Vec<PathBuf> {
     if let Some(bgp) = &release.bgp {
         info!(routes_file = %bgp.routes_file.display(), "BGP: the previous lbd announced through a routes file this lbd does not use; withdrawing its routes");
         if let Err(error) = withdraw_recorded(bgp, config_path).await {
@@ -534,27 +574,32 @@ async fn undo_at_start(config: &Config, config_path: &Path, release: &StartRelea
         .map(|(name, _)| name)
         .or(release.tc_filters_on.as_ref())
         .filter(|name| **name != config.interface);
+    let settings: Vec<PathBuf> = release.settings.iter().map(|s| s.path.clone()).collect();
     // Another lbd may run on the previous interface now (the previous
     // one is gone: this lbd holds its record's lock): its lock says.
     let _lock = match other_interface {
         Some(name) => match super::try_interface_lock(config, config_path, name) {
             Ok(Some(lock)) => Some(lock),
             Ok(None) => {
-                warn!(interface = %name, "the previous lbd's interface is owned by a running lbd: its addresses and filters are left to it");
-                return;
+                warn!(interface = %name, "the previous lbd's interface is owned by a running lbd: its addresses, filters and settings (forwarding, accept_local) are left to it");
+                return settings;
             }
             Err(error) => {
-                warn!(interface = %name, error = %format!("{error:#}"), "cannot lock the previous lbd's interface: its addresses and filters are left");
-                return;
+                warn!(interface = %name, error = %format!("{error:#}"), "cannot lock the previous lbd's interface: its addresses, filters and settings are left");
+                return Vec::new();
             }
         },
         None => None,
     };
+    if !release.settings.is_empty() {
+        info!("the previous lbd's interface is not this one's: the settings it switched on there are put back");
+        restore(&release.settings);
+    }
     let netlink = match crate::netlink::Netlink::connect() {
         Ok(netlink) => netlink,
         Err(error) => {
             warn!(%error, "cannot undo the previous lbd's addresses");
-            return;
+            return settings;
         }
     };
     if let Some((name, addresses)) = &release.addresses {
@@ -571,6 +616,7 @@ async fn undo_at_start(config: &Config, config_path: &Path, release: &StartRelea
             }
         }
     }
+    settings
 }
 
 /// Removes lbd's `addresses` (host prefixes only) from interface `name`.
@@ -605,6 +651,18 @@ pub(crate) async fn remove_addresses(
         }
     }
     Ok(())
+}
+
+/// Whether the record of the lbd whose admin socket is `admin_socket`
+/// says it ran at tc on `interface` with `pin_dir = "off"`: the only sign
+/// that a cls_bpf filter running lbd's tc program there (it outlives a
+/// killed lbd, and nothing of it is pinned) is that lbd's, so this one's
+/// to replace. Read while this lbd holds the record's lock (see
+/// `ownership::claim`): its lbd is gone.
+pub(crate) fn ran_unpinned_tc_on(admin_socket: &Path, interface: &str) -> bool {
+    record_path(admin_socket)
+        .and_then(|path| read(&path))
+        .is_some_and(|held| held.interface == interface && held.attach_tc && held.pin_dir.is_none())
 }
 
 /// The original value recorded for interface setting `setting`
@@ -789,6 +847,26 @@ mod tests {
         assert_eq!(at_start(&old, &new).tc_filters_on.as_deref(), Some("eth0"));
         // The same interface: its own sweep takes them.
         assert_eq!(at_start(&old, &old).tc_filters_on, None);
+    }
+
+    /// Moved to another interface, the settings lbd switched on for the
+    /// old one go back (the old interface's only); on the same interface
+    /// they stay.
+    #[test]
+    fn a_new_interface_puts_back_the_old_ones_settings() {
+        let mut old = held("eth0", &[], None);
+        old.forwarding = vec![
+            setting("/proc/sys/net/ipv4/conf/eth0/forwarding", "0"),
+            setting("/proc/sys/net/ipv6/conf/eth0/forwarding", "0"),
+            setting("/proc/sys/net/ipv4/conf/eth0/accept_local", "0"),
+            setting("/proc/sys/net/ipv4/conf/eth1/forwarding", "0"),
+            setting("/proc/sys/net/ipv4/conf/eth00/forwarding", "0"),
+        ];
+        let release = at_start(&old, &held("eth1", &[], None));
+        assert_eq!(release.settings, old.forwarding[..3].to_vec());
+        assert!(!release.is_empty());
+        assert_eq!(at_start(&old, &old.clone()).settings, Vec::new());
+        assert!(at_start(&old, &old.clone()).is_empty());
     }
 
     #[test]

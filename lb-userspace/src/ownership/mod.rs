@@ -1,16 +1,23 @@
 //! One lbd per data plane. Before lbd touches pins or the interface it
 //! takes two exclusive locks, held until it exits (the kernel drops them
 //! then, also on kill -9): one per interface — keyed by network namespace
-//! too, as several namespaces may each have an `eth0` — in the run
-//! directory (the admin socket's, `/run/lbd` by default), and one on the
-//! `pin_dir`. A second lbd, `lbd --cleanup` and `lbd --release-vips` are
-//! refused while another holds either, with that lbd's pid and config.
+//! too, as several namespaces may each have an `eth0` — in [`LOCK_DIR`]
+//! (`/run/lbd`) whatever the admin socket's directory, so two lbds with
+//! admin sockets in different directories still meet there (lbds before
+//! this took it beside their admin socket: that one is taken too, so a
+//! running older lbd and this one refuse each other across an upgrade),
+//! and one on the `pin_dir`. A second lbd, `lbd --cleanup` and
+//! `lbd --release-vips` are refused while another holds either, with that
+//! lbd's pid and config.
 //! lbd also refuses an interface that already runs an XDP program it did
 //! not pin (another tool's, or an lbd's with another `pin_dir`), whichever
-//! hook it uses (XDP runs before tc and would see the packets first), and
-//! with `attach = "tc"` one whose tcx ingress holds a program it did not
-//! pin. (Legacy cls_bpf filters of other tools are not looked for; lbd's
-//! own left behind by a dead lbd are removed, see `cls_bpf`.) With `[bgp]`
+//! hook it uses (XDP runs before tc and would see the packets first); one
+//! that runs lbd's tc program (`tc_lb`) it did not leave itself, on the
+//! tcx ingress or in a cls_bpf filter, whichever hook it uses (two lbds
+//! on one interface remove each other's hooks); and with `attach = "tc"`
+//! one whose tcx ingress holds any program it did not pin. (Cls_bpf
+//! filters of other tools are not looked for; lbd's own left behind by a
+//! dead lbd are removed, see `cls_bpf`.) With `[bgp]`
 //! lbd also locks its `routes_file` and `node_state_file` (through a
 //! `.NAME.lbd-lock` beside each, as both are replaced by renames): two
 //! lbds on one host must not announce through, or drain by, one file.
@@ -25,15 +32,16 @@ pub(crate) mod held;
 pub(crate) mod lock;
 
 use std::{
+    collections::HashSet,
     fmt,
-    os::unix::fs::MetadataExt as _,
+    os::unix::fs::{DirBuilderExt as _, MetadataExt as _, PermissionsExt as _},
     path::{Path, PathBuf},
 };
 
 use aya::programs::links::{FdLink, PinnedLink};
 
 use crate::{
-    config::Config,
+    config::{Attach, Config},
     netlink::{Netlink, NetlinkError},
     pinning::{PinDir, PinError},
 };
@@ -128,9 +136,9 @@ pub(crate) enum OwnershipError {
         /// This lbd's pin directory (None: `pin_dir = "off"`).
         pin_dir: Option<PathBuf>,
     },
-    /// The interface's tcx ingress runs a program this lbd did not pin
-    /// (`attach = "tc"`).
-    #[error("{}", foreign_tc_program_message(interface, *id, name.as_deref(), pin_dir.as_deref()))]
+    /// The interface's tcx ingress runs a program this lbd did not pin:
+    /// any (`attach = "tc"`), or lbd's tc program (`attach = "xdp"`).
+    #[error("{}", foreign_tc_program_message(interface, *id, name.as_deref(), pin_dir.as_deref(), *attach))]
     ForeignTcProgram {
         /// The interface.
         interface: String,
@@ -138,6 +146,22 @@ pub(crate) enum OwnershipError {
         id: u32,
         /// Its name, if the kernel says.
         name: Option<String>,
+        /// This lbd's pin directory (None: `pin_dir = "off"`).
+        pin_dir: Option<PathBuf>,
+        /// This lbd's hook.
+        attach: Attach,
+    },
+    /// The interface's ingress has a cls_bpf filter running lbd's tc
+    /// program that this lbd did not leave (another lbd's, running or
+    /// killed).
+    #[error("{}", foreign_tc_filter_message(interface, *id, *priority, pin_dir.as_deref()))]
+    ForeignTcFilter {
+        /// The interface.
+        interface: String,
+        /// The filter's program id, if the kernel says.
+        id: Option<u32>,
+        /// The filter's priority (what `tc filter del ... pref` takes).
+        priority: u16,
         /// This lbd's pin directory (None: `pin_dir = "off"`).
         pin_dir: Option<PathBuf>,
     },
@@ -175,25 +199,22 @@ impl Ownership {
 }
 
 /// Claims the data plane of `config` for lbd started with `config_path`:
-/// the interface's lock; then a check that the interface runs no XDP
-/// program other than the one pinned in this `pin_dir`; then the
-/// `pin_dir` (made ready: on bpffs, created) and its lock. Nothing in the
-/// pin directory is touched before both locks are held, and nothing is
-/// created there when the interface is refused. The lock of the record
-/// named after the admin socket is taken right after the interface's, and
-/// what a previous record holds is undone only once every lock is held:
-/// a refused lbd changes nothing another one holds.
+/// the interface's locks (see [`interface_locks`]); then a check that the
+/// interface runs no XDP program other than the one pinned in this
+/// `pin_dir`, and no tc program this lbd did not leave (see
+/// [`check_interface_program`]); then the `pin_dir` (made ready: on
+/// bpffs, created) and its lock. Nothing in the pin directory is touched
+/// before both locks are held, and nothing is created there when the
+/// interface is refused. The lock of the record named after the admin
+/// socket is taken right after the interface's, and what a previous
+/// record holds is undone only once every lock is held: a refused lbd
+/// changes nothing another one holds.
 pub(crate) async fn claim(
     config: &Config,
     config_path: &Path,
 ) -> Result<Ownership, OwnershipError> {
     let me = OwnerRecord::current(config_path);
-    let mut locks = vec![interface_lock(
-        &run_dir(&config.admin_socket),
-        &config.interface,
-        &me,
-        Purpose::Serve,
-    )?];
+    let mut locks = interface_locks(&config.admin_socket, &config.interface, &me, Purpose::Serve)?;
     locks.extend(record_lock(&config.admin_socket, &me, Purpose::Serve)?);
     if let Some(bgp) = &config.bgp {
         for (setting, path) in [
@@ -218,7 +239,7 @@ pub(crate) async fn claim(
 /// locks as [`claim`] (the `pin_dir`'s only if it exists; not the `[bgp]`
 /// files', which the withdrawal tries itself, see
 /// `held::lock_routes_file`), refused while an lbd holds one; also the
-/// lock of `also` (the config's interface, when it is another than the
+/// locks of `also` (the config's interface, when it is another than the
 /// record's).
 pub(crate) fn claim_offline(
     held: &held::Held,
@@ -227,10 +248,9 @@ pub(crate) fn claim_offline(
     purpose: Purpose,
 ) -> Result<Ownership, OwnershipError> {
     let me = OwnerRecord::current(config_path);
-    let dir = run_dir(&held.admin_socket);
-    let mut locks = vec![interface_lock(&dir, &held.interface, &me, purpose)?];
+    let mut locks = interface_locks(&held.admin_socket, &held.interface, &me, purpose)?;
     if let Some(other) = also.filter(|other| *other != held.interface) {
-        locks.push(interface_lock(&dir, other, &me, purpose)?);
+        locks.extend(interface_locks(&held.admin_socket, other, &me, purpose)?);
     }
     locks.extend(record_lock(&held.admin_socket, &me, purpose)?);
     if let Some(dir) = held.pin_dir.as_ref().filter(|d| d.is_dir()) {
@@ -239,17 +259,17 @@ pub(crate) fn claim_offline(
     Ok(Ownership { locks })
 }
 
-/// The lock of interface `name` (beside `config`'s admin socket) if no
-/// other process holds it; None if one does. For a start that undoes what
-/// a previous lbd held on another interface.
+/// The locks of interface `name` (see [`interface_locks`], for `config`'s
+/// admin socket) if no other process holds them; None if one does. For a
+/// start that undoes what a previous lbd held on another interface.
 pub(crate) fn try_interface_lock(
     config: &Config,
     config_path: &Path,
     name: &str,
-) -> anyhow::Result<Option<Lock>> {
+) -> anyhow::Result<Option<Vec<Lock>>> {
     let me = OwnerRecord::current(config_path);
-    match interface_lock(&run_dir(&config.admin_socket), name, &me, Purpose::Serve) {
-        Ok(lock) => Ok(Some(lock)),
+    match interface_locks(&config.admin_socket, name, &me, Purpose::Serve) {
+        Ok(locks) => Ok(Some(locks)),
         Err(OwnershipError::Owned { .. }) => Ok(None),
         Err(error) => Err(error.into()),
     }
@@ -300,13 +320,22 @@ pub(crate) enum BgpFileLock {
     Taken(Option<OwnerRecord>),
 }
 
+/// Where every lbd of the host takes its interface locks, whatever its
+/// admin socket: a lock beside the admin socket (as lbd took it before)
+/// let two lbds whose admin sockets are in different directories both
+/// lock one interface, then remove each other's tc filters in turn. The
+/// default admin socket's directory, so the lock of an older lbd that
+/// ran with the default admin socket is this one too.
+pub(crate) const LOCK_DIR: &str = "/run/lbd";
+
 /// The lock file of `interface` in network namespace `netns`, in
 /// `run_dir`.
 pub(crate) fn interface_lock_path(run_dir: &Path, interface: &str, netns: u64) -> PathBuf {
     run_dir.join(format!("lbd-xdp-{interface}.net{netns}.lock"))
 }
 
-/// The run directory: where the admin socket is.
+/// The directory of the admin socket, where lbds before [`LOCK_DIR`] took
+/// their interface locks.
 fn run_dir(admin_socket: &Path) -> PathBuf {
     match admin_socket.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
@@ -323,17 +352,74 @@ fn io_error(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) ->
     }
 }
 
-fn interface_lock(
-    dir: &Path,
+/// The locks of `interface` for a process whose admin socket (or
+/// record's) is `admin_socket`: the one in [`LOCK_DIR`], which every lbd
+/// takes whatever its admin socket (one lbd per interface), and the one
+/// beside the admin socket when that is another directory, where an lbd
+/// of an earlier release, running during an upgrade, holds its only one
+/// (so each refuses the other).
+fn interface_locks(
+    admin_socket: &Path,
     interface: &str,
     me: &OwnerRecord,
     purpose: Purpose,
-) -> Result<Lock, OwnershipError> {
+) -> Result<Vec<Lock>, OwnershipError> {
+    interface_locks_in(Path::new(LOCK_DIR), admin_socket, interface, me, purpose)
+}
+
+/// [`interface_locks`] with the shared lock directory `lock_dir`.
+fn interface_locks_in(
+    lock_dir: &Path,
+    admin_socket: &Path,
+    interface: &str,
+    me: &OwnerRecord,
+    purpose: Purpose,
+) -> Result<Vec<Lock>, OwnershipError> {
     let ns = Path::new("/proc/self/ns/net");
     let netns = std::fs::metadata(ns)
         .map_err(io_error("reading the network namespace of", ns))?
         .ino();
-    std::fs::create_dir_all(dir).map_err(io_error("creating", dir))?;
+    create_lock_dir(lock_dir).map_err(io_error("creating", lock_dir))?;
+    let legacy = run_dir(admin_socket);
+    std::fs::create_dir_all(&legacy).map_err(io_error("creating", &legacy))?;
+    let mut locks = vec![interface_lock(lock_dir, interface, netns, me, purpose)?];
+    // The same directory under another name (a symlink, `./` with the
+    // working directory there) is the same lock file: a second open of
+    // it would be refused by this process's own lock.
+    if !same_dir(lock_dir, &legacy) {
+        locks.push(interface_lock(&legacy, interface, netns, me, purpose)?);
+    }
+    Ok(locks)
+}
+
+/// Creates `dir` if missing, mode 0755 whatever the umask (systemd's
+/// `UMask=0077`): the directory of the default admin socket too.
+fn create_lock_dir(dir: &Path) -> std::io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
+}
+
+/// Whether directories `a` and `b` are one (device and inode).
+fn same_dir(a: &Path, b: &Path) -> bool {
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => a == b,
+    }
+}
+
+fn interface_lock(
+    dir: &Path,
+    interface: &str,
+    netns: u64,
+    me: &OwnerRecord,
+    purpose: Purpose,
+) -> Result<Lock, OwnershipError> {
     let path = interface_lock_path(dir, interface, netns);
     let claimed = Claimed::Interface {
         name: interface.to_owned(),
@@ -427,16 +513,21 @@ fn pin_dir_lock(pins: &PinDir, me: &OwnerRecord, purpose: Purpose) -> Result<Loc
 }
 
 /// Refuses an interface that runs an XDP program other than the one
-/// attached through the link pinned in `pins`.
+/// attached through the link pinned in `pins`, or lbd's tc program other
+/// than this lbd's own previous one (on the tcx ingress, see
+/// [`check_tc_programs`]; in a cls_bpf filter, see
+/// [`check_tc_filters`]), whatever `attach` this lbd has: an lbd at XDP
+/// would otherwise run beside another one at tc, and two lbds at tc
+/// remove each other's filters in turn (each then steps down, and is
+/// restarted, and removes the other's).
 async fn check_interface_program(
     config: &Config,
     pins: Option<&PinDir>,
 ) -> Result<(), OwnershipError> {
     let netlink = Netlink::connect()?;
     let interface = netlink.interface(&config.interface).await?;
-    if config.attach == crate::config::Attach::Tc {
-        check_tc_programs(&interface.name, pins)?;
-    }
+    check_tc_programs(&interface.name, pins, config.attach)?;
+    check_tc_filters(config, &interface.name, interface.index, pins).await?;
     let Some((id, _)) = netlink.xdp_program(interface.index).await? else {
         return Ok(());
     };
@@ -459,9 +550,16 @@ async fn check_interface_program(
     })
 }
 
-/// Refuses a tcx ingress that runs any program other than the one
-/// attached through the tc link pinned in `pins`.
-fn check_tc_programs(interface: &str, pins: Option<&PinDir>) -> Result<(), OwnershipError> {
+/// Refuses a tcx ingress that runs a program other than the one attached
+/// through the tc link pinned in `pins`: any such program with
+/// `attach = "tc"` (lbd must be the only one there), lbd's tc program
+/// with `attach = "xdp"` (another lbd's; other tools' tc programs run
+/// after XDP and are no concern of an lbd at XDP).
+fn check_tc_programs(
+    interface: &str,
+    pins: Option<&PinDir>,
+    attach: Attach,
+) -> Result<(), OwnershipError> {
     let ours = pins
         .map(|p| p.tc_link_path(interface))
         .filter(|path| path.exists())
@@ -471,16 +569,119 @@ fn check_tc_programs(interface: &str, pins: Option<&PinDir>) -> Result<(), Owner
         .map(|info| info.program_id());
     let foreign = crate::dataplane::tcx_ingress_programs(interface)
         .into_iter()
-        .find(|id| Some(*id) != ours);
+        .filter(|id| Some(*id) != ours)
+        .map(|id| (id, program_name(id)))
+        .find(|(_, name)| refuses_tc_program(attach, name.as_deref()));
     match foreign {
         None => Ok(()),
-        Some(id) => Err(OwnershipError::ForeignTcProgram {
+        Some((id, name)) => Err(OwnershipError::ForeignTcProgram {
             interface: interface.to_owned(),
             id,
-            name: program_name(id),
+            name,
             pin_dir: pins.map(|p| p.root().to_owned()),
+            attach,
         }),
     }
+}
+
+/// Whether an lbd at `attach` refuses a tcx ingress program named `name`
+/// that it did not pin: any with `attach = "tc"`, lbd's own tc program
+/// (another lbd's) at XDP too.
+fn refuses_tc_program(attach: Attach, name: Option<&str>) -> bool {
+    attach == Attach::Tc || name == Some(lb_common::consts::names::PROG_TC_LB)
+}
+
+/// Refuses an ingress with a cls_bpf filter running lbd's tc program
+/// (`tc_lb`) that is not this lbd's own previous one (see
+/// [`own_tc_filter`]): another lbd's, with another `pin_dir`, running (an
+/// lbd of an earlier release, whose interface lock was beside its admin
+/// socket) or killed (a filter outlives its process). A filter of this
+/// lbd's own is left for the sweep after the attach (see `cls_bpf`).
+/// A listing that fails is logged: the interface's lock still keeps
+/// other lbds of this release off it.
+async fn check_tc_filters(
+    config: &Config,
+    interface: &str,
+    ifindex: u32,
+    pins: Option<&PinDir>,
+) -> Result<(), OwnershipError> {
+    let filters = match cls_bpf::ingress_filters_of(ifindex).await {
+        Ok(filters) => filters,
+        Err(error) => {
+            tracing::warn!(%interface, error = %format!("{error:#}"), "cannot list the tc filters on the interface's ingress: another lbd's cls_bpf filter there is not looked for");
+            return Ok(());
+        }
+    };
+    let mut lbds = filters
+        .iter()
+        .filter(|f| f.name == lb_common::consts::names::PROG_TC_LB)
+        .peekable();
+    if lbds.peek().is_none() {
+        return Ok(());
+    }
+    let own_maps = pins.map(pinned_map_ids).unwrap_or_default();
+    let unpinned_before =
+        pins.is_none() && held::ran_unpinned_tc_on(&config.admin_socket, interface);
+    for filter in lbds {
+        let used = filter.program.map(program_map_ids).unwrap_or_default();
+        if !own_tc_filter(pins.is_some(), &own_maps, &used, unpinned_before) {
+            return Err(OwnershipError::ForeignTcFilter {
+                interface: interface.to_owned(),
+                id: filter.program,
+                priority: filter.priority(),
+                pin_dir: pins.map(|p| p.root().to_owned()),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Whether a cls_bpf filter running lbd's tc program whose maps are
+/// `used` was left by this lbd's own previous run: with a `pin_dir`
+/// (`pinned`), its program uses a map pinned there (`own_maps`; an lbd's
+/// program uses the maps of its own `pin_dir`); with `pin_dir = "off"`,
+/// the record of this admin socket says its previous lbd ran unpinned at
+/// tc on this interface (`unpinned_before`: nothing else tells).
+fn own_tc_filter(
+    pinned: bool,
+    own_maps: &HashSet<u32>,
+    used: &[u32],
+    unpinned_before: bool,
+) -> bool {
+    if pinned {
+        used.iter().any(|id| own_maps.contains(id))
+    } else {
+        unpinned_before
+    }
+}
+
+/// The ids of the maps pinned in `pins`, every layout version's
+/// (`maps-v<N>`): an lbd of an older release pinned its maps in another.
+fn pinned_map_ids(pins: &PinDir) -> HashSet<u32> {
+    let Ok(entries) = std::fs::read_dir(pins.root()) else {
+        return HashSet::new();
+    };
+    entries
+        .flatten()
+        .filter(|entry| {
+            entry.file_name().to_string_lossy().starts_with("maps-v")
+                && entry.file_type().is_ok_and(|t| t.is_dir())
+        })
+        .filter_map(|entry| std::fs::read_dir(entry.path()).ok())
+        .flat_map(|maps| maps.flatten())
+        .filter_map(|map| aya::maps::MapInfo::from_pin(map.path()).ok())
+        .map(|info| info.id())
+        .collect()
+}
+
+/// The ids of the maps loaded program `id` uses (empty if the kernel
+/// does not say).
+fn program_map_ids(id: u32) -> Vec<u32> {
+    aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .find(|program| program.id() == id)
+        .and_then(|program| program.map_ids().ok().flatten())
+        .unwrap_or_default()
 }
 
 /// The name of loaded program `id`, if the kernel says.
@@ -570,22 +771,65 @@ pub(crate) fn foreign_program_message(
 }
 
 /// The refusal when the tcx ingress of `interface` runs program `id` that
-/// this lbd did not pin, with the ways out.
+/// this lbd (at `attach`) did not pin, with the ways out.
 pub(crate) fn foreign_tc_program_message(
     interface: &str,
     id: u32,
     name: Option<&str>,
     pin_dir: Option<&Path>,
+    attach: Attach,
 ) -> String {
     let (name, whose) = program_words(name, pin_dir);
+    let tc_lb = lb_common::consts::names::PROG_TC_LB;
+    match attach {
+        Attach::Tc => format!(
+            "interface {interface} already has tc program id {id} ({name}) on its tcx ingress, \
+             {whose}: with attach = \"tc\" lbd must be the only tcx ingress program (another one \
+             would see or change the packets before or after it). If it is an lbd's (lbd's tc \
+             program is named {tc_lb}), remove it with `lbd --config <that lbd's config> --cleanup`; \
+             if another tool attached it, detach it with that tool (`bpftool net show dev \
+             {interface}` lists it). Or use attach = \"xdp\". Then start lbd again"
+        ),
+        Attach::Xdp => format!(
+            "interface {interface} already has lbd's tc program id {id} ({name}) on its tcx \
+             ingress, {whose}: another lbd (with attach = \"tc\" and another pin_dir) balances \
+             this interface, or did before it was killed, and one lbd serves an interface (both \
+             would take its packets). Stop that lbd, or remove what it left with `lbd --config \
+             <that lbd's config> --cleanup` (`bpftool net show dev {interface}` lists the \
+             program). Then start lbd again"
+        ),
+    }
+}
+
+/// The refusal when a cls_bpf filter (priority `priority`) on the ingress
+/// of `interface` runs lbd's tc program `id` that this lbd did not leave,
+/// with the ways out.
+pub(crate) fn foreign_tc_filter_message(
+    interface: &str,
+    id: Option<u32>,
+    priority: u16,
+    pin_dir: Option<&Path>,
+) -> String {
+    let tc_lb = lb_common::consts::names::PROG_TC_LB;
+    let id = id.map_or_else(|| "of unknown id".to_owned(), |id| format!("id {id}"));
+    let whose = match pin_dir {
+        Some(dir) => format!(
+            "whose maps are not the ones pinned in this lbd's pin_dir {}",
+            dir.display()
+        ),
+        None => "which this lbd (pin_dir = \"off\") did not leave: the record of its admin \
+                 socket names no earlier run of its own at tc on this interface"
+            .to_owned(),
+    };
     format!(
-        "interface {interface} already has tc program id {id} ({name}) on its tcx ingress, \
-         {whose}: with attach = \"tc\" lbd must be the only tcx ingress program (another one \
-         would see or change the packets before or after it). If it is an lbd's (lbd's tc \
-         program is named {}), remove it with `lbd --config <that lbd's config> --cleanup`; \
-         if another tool attached it, detach it with that tool (`bpftool net show dev \
-         {interface}` lists it). Or use attach = \"xdp\". Then start lbd again",
-        lb_common::consts::names::PROG_TC_LB
+        "interface {interface} already has a tc filter (clsact + cls_bpf, priority {priority}) \
+         on its ingress running lbd's tc program {tc_lb} ({id}), {whose}: another lbd (with \
+         another pin_dir, or an earlier release's with its admin socket elsewhere) balances \
+         this interface, or did before it was killed (such a filter outlives its lbd), and one \
+         lbd serves an interface (each would remove the other's filter). Stop that lbd, or \
+         remove what it left with `lbd --config <that lbd's config> --cleanup`, or delete the \
+         filter with `tc filter del dev {interface} ingress pref {priority}` (in the \
+         interface's network namespace). Then start lbd again"
     )
 }
 
@@ -685,7 +929,8 @@ mod tests {
 
     #[test]
     fn a_foreign_tc_program_is_named_with_the_ways_out() {
-        let message = foreign_tc_program_message("eth0", 9, Some("cil_from_netdev"), None);
+        let message =
+            foreign_tc_program_message("eth0", 9, Some("cil_from_netdev"), None, Attach::Tc);
         assert!(
             message.starts_with(
                 "interface eth0 already has tc program id 9 (cil_from_netdev) on its tcx ingress"
@@ -780,6 +1025,223 @@ mod tests {
             .expect("tried")
             .is_some());
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// A directory of this test's, removed when dropped.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(tag: &str) -> Self {
+            let dir = std::env::temp_dir().join(format!("lbd-iflock-{tag}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).expect("dir");
+            Self(dir)
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn netns() -> u64 {
+        std::fs::metadata("/proc/self/ns/net").expect("netns").ino()
+    }
+
+    /// Two lbds whose admin sockets are in different directories meet at
+    /// the one lock directory: the second is refused, naming the first.
+    #[test]
+    fn an_interface_lock_holds_whatever_the_admin_sockets_directory() {
+        let scratch = Scratch::new("shared");
+        let shared = scratch.0.join("run-lbd");
+        let first = interface_locks_in(
+            &shared,
+            &scratch.0.join("a").join("lbd.sock"),
+            "eth0",
+            &owner(),
+            Purpose::Serve,
+        )
+        .expect("the first lbd");
+        let paths: Vec<&Path> = first.iter().map(Lock::path).collect();
+        assert_eq!(
+            paths,
+            vec![
+                interface_lock_path(&shared, "eth0", netns()),
+                interface_lock_path(&scratch.0.join("a"), "eth0", netns()),
+            ]
+        );
+        let second = OwnerRecord {
+            pid: 5678,
+            config: PathBuf::from("/etc/lbd/b.toml"),
+        };
+        let error = interface_locks_in(
+            &shared,
+            &scratch.0.join("b").join("lbd.sock"),
+            "eth0",
+            &second,
+            Purpose::Serve,
+        )
+        .expect_err("a second lbd on eth0 with its admin socket elsewhere")
+        .to_string();
+        assert!(
+            error.starts_with("interface eth0 (network namespace net:["),
+            "{error}"
+        );
+        assert!(
+            error.contains("lbd pid 1234 (config /etc/lbd/lbd.toml)"),
+            "{error}"
+        );
+        assert!(error.contains(&shared.display().to_string()), "{error}");
+        // Another interface is free.
+        let other = interface_locks_in(
+            &shared,
+            &scratch.0.join("b").join("lbd.sock"),
+            "eth1",
+            &second,
+            Purpose::Serve,
+        );
+        assert!(other.is_ok());
+        drop(first);
+        assert!(interface_locks_in(
+            &shared,
+            &scratch.0.join("b").join("lbd.sock"),
+            "eth0",
+            &second,
+            Purpose::Serve
+        )
+        .is_ok());
+    }
+
+    /// An lbd of an earlier release holds only the lock beside its admin
+    /// socket: a new lbd with its admin socket there is refused by it.
+    #[test]
+    fn the_lock_beside_the_admin_socket_of_an_older_lbd_is_honoured() {
+        let scratch = Scratch::new("legacy");
+        let run = scratch.0.join("run");
+        std::fs::create_dir_all(&run).expect("dir");
+        let lock::Attempt::Held(older) =
+            lock::lock_file(&interface_lock_path(&run, "eth0", netns()), &owner()).expect("lock")
+        else {
+            panic!("taken");
+        };
+        let error = interface_locks_in(
+            &scratch.0.join("shared"),
+            &run.join("lbd.sock"),
+            "eth0",
+            &OwnerRecord::current(Path::new("/etc/lbd/new.toml")),
+            Purpose::Cleanup,
+        )
+        .expect_err("refused by the older lbd's lock")
+        .to_string();
+        assert!(
+            error.starts_with("refusing --cleanup: interface eth0"),
+            "{error}"
+        );
+        assert!(error.contains("lbd pid 1234"), "{error}");
+        drop(older);
+    }
+
+    /// An admin socket in the lock directory itself (the default one) has
+    /// one lock there, not two (a second open of the same file would be
+    /// refused by this process's own lock), also named another way.
+    #[test]
+    fn an_admin_socket_in_the_lock_directory_takes_one_lock() {
+        let scratch = Scratch::new("same");
+        let shared = scratch.0.join("run-lbd");
+        for socket in [
+            shared.join("lbd.sock"),
+            shared.join(".").join("lbd.sock"),
+            scratch
+                .0
+                .join("run-lbd")
+                .join("x")
+                .join("..")
+                .join("lbd.sock"),
+        ] {
+            let locks = interface_locks_in(&shared, &socket, "eth0", &owner(), Purpose::Serve)
+                .unwrap_or_else(|e| panic!("{}: {e}", socket.display()));
+            assert_eq!(locks.len(), 1, "{}", socket.display());
+        }
+    }
+
+    #[test]
+    fn the_lock_directory_is_created_readable_by_all() {
+        let scratch = Scratch::new("mode");
+        let dir = scratch.0.join("a").join("run-lbd");
+        create_lock_dir(&dir).expect("created");
+        let mode = std::fs::metadata(&dir).expect("dir").permissions().mode();
+        assert_eq!(mode & 0o777, 0o755);
+        create_lock_dir(&dir).expect("there already");
+    }
+
+    /// At tc any tcx program this lbd did not pin is refused; at XDP only
+    /// lbd's own tc program (another lbd's), not other tools'.
+    #[test]
+    fn an_lbd_at_xdp_refuses_another_lbds_tc_program_only() {
+        assert!(refuses_tc_program(Attach::Tc, Some("cil_from_netdev")));
+        assert!(refuses_tc_program(Attach::Tc, None));
+        assert!(refuses_tc_program(Attach::Tc, Some("tc_lb")));
+        assert!(refuses_tc_program(Attach::Xdp, Some("tc_lb")));
+        assert!(!refuses_tc_program(Attach::Xdp, Some("cil_from_netdev")));
+        assert!(!refuses_tc_program(Attach::Xdp, None));
+    }
+
+    /// A `tc_lb` filter is this lbd's own previous one when its program
+    /// uses a map pinned in this lbd's `pin_dir`; with `pin_dir = "off"`
+    /// when the record says the previous lbd ran unpinned at tc there.
+    #[test]
+    fn a_tc_filter_is_ours_by_its_maps_or_the_record() {
+        let own: HashSet<u32> = [10, 11, 12].into_iter().collect();
+        assert!(own_tc_filter(true, &own, &[3, 11], false));
+        assert!(
+            !own_tc_filter(true, &own, &[3, 4], true),
+            "another pin_dir's"
+        );
+        assert!(!own_tc_filter(true, &own, &[], true), "unknown maps");
+        assert!(!own_tc_filter(true, &HashSet::new(), &[3], false));
+        assert!(own_tc_filter(false, &HashSet::new(), &[3], true));
+        assert!(!own_tc_filter(false, &own, &[11], false));
+    }
+
+    #[test]
+    fn an_lbds_tc_program_refused_at_xdp_and_a_foreign_filter_say_the_ways_out() {
+        let message = foreign_tc_program_message(
+            "eth0",
+            9,
+            Some("tc_lb"),
+            Some(Path::new("/sys/fs/bpf/b")),
+            Attach::Xdp,
+        );
+        assert!(
+            message.starts_with(
+                "interface eth0 already has lbd's tc program id 9 (tc_lb) on its tcx ingress"
+            ),
+            "{message}"
+        );
+        for hint in ["/sys/fs/bpf/b", "--cleanup", "one lbd serves an interface"] {
+            assert!(message.contains(hint), "{hint}: {message}");
+        }
+        assert!(!message.contains("Or use attach"), "{message}");
+        let message =
+            foreign_tc_filter_message("eth0", Some(42), 49152, Some(Path::new("/sys/fs/bpf/b")));
+        assert!(
+            message.starts_with(
+                "interface eth0 already has a tc filter (clsact + cls_bpf, priority 49152) on its ingress running lbd's tc program tc_lb (id 42)"
+            ),
+            "{message}"
+        );
+        for hint in [
+            "pinned in this lbd's pin_dir /sys/fs/bpf/b",
+            "--cleanup",
+            "tc filter del dev eth0 ingress pref 49152",
+            "one lbd serves an interface",
+        ] {
+            assert!(message.contains(hint), "{hint}: {message}");
+        }
+        let message = foreign_tc_filter_message("eth1", None, 1, None);
+        assert!(message.contains("(of unknown id)"), "{message}");
+        assert!(message.contains("pin_dir = \"off\""), "{message}");
     }
 
     #[test]

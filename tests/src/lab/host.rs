@@ -122,6 +122,32 @@ pub fn workspace_binary(name: &str, env: &str, package: &str) -> anyhow::Result<
     Ok(candidate)
 }
 
+/// Deletes network namespace `netns` and the interface lock files its
+/// lbds left in the node-wide lock directory (`/run/lbd`, named after the
+/// namespace's inode: `lbd-xdp-<if>.net<ino>.lock`). lbd never deletes a
+/// lock file (another lbd may be waiting on it), so without this every
+/// lab would leave its files on the host; once the namespace's processes
+/// are gone, nobody holds or waits on them.
+pub fn delete_netns(netns: &str) {
+    use std::os::unix::fs::MetadataExt;
+    let inode = fs::metadata(Path::new("/run/netns").join(netns)).map(|m| m.ino());
+    let _ = run("ip", &["netns", "del", netns]);
+    let Ok(inode) = inode else {
+        return;
+    };
+    let suffix = format!(".net{inode}.lock");
+    let Ok(entries) = fs::read_dir("/run/lbd") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("lbd-xdp-") && name.ends_with(&suffix) {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
 /// Deletes namespaces of labs whose process is gone (a run that was killed
 /// before it could clean up), killing whatever still runs in them.
 pub fn sweep_stale_labs() {
@@ -144,7 +170,7 @@ pub fn sweep_stale_labs() {
                 unsafe { libc::kill(pid, libc::SIGKILL) };
             }
         }
-        let _ = run("ip", &["netns", "del", netns]);
+        delete_netns(netns);
         let prefix = netns.split('-').next().unwrap_or(netns);
         remove_pins(prefix);
         let _ = fs::remove_dir_all(std::env::temp_dir().join(prefix));

@@ -483,7 +483,7 @@ impl Lab {
         self.processes.clear();
         self.pass_xdp.clear();
         for netns in self.namespaces.drain(..).rev() {
-            let _ = run("ip", &["netns", "del", &netns]);
+            host::delete_netns(&netns);
         }
         remove_pins(&self.prefix);
         let _ = fs::remove_dir_all(&self.dir);
