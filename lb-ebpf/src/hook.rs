@@ -21,9 +21,17 @@ use aya_ebpf::{
     programs::{TcContext, XdpContext},
 };
 use lb_common::stats::Counter;
-use lb_ebpf_frame::Frame;
+use lb_ebpf_frame::{
+    ipv6_ext::{NEXTHDR_DEST, NEXTHDR_HOP, NEXTHDR_ROUTING},
+    Frame, ETH_P_IPV6,
+};
 
-use crate::{forward::Outcome, maps::TX_PORTS, nat::rewrite::csum_apply, parse::ptr_at};
+use crate::{
+    forward::Outcome,
+    maps::TX_PORTS,
+    nat::rewrite::csum_apply,
+    parse::{ptr_at, ETH_P_8021AD, ETH_P_8021Q},
+};
 
 /// Whether a 32-bit one's-complement sum is zero (0x0000 or 0xffff once
 /// folded to 16 bits): a checksum it is added to stays as it is.
@@ -440,14 +448,34 @@ pub fn verdict<C: Hook>(ctx: &C, outcome: Outcome) -> C::Verdict {
 }
 
 /// How much of a tc frame must be linear before the parser runs: more
-/// than the deepest header chain the parser reads in practice (Ethernet,
-/// two VLAN tags, IPv6, extension headers, an ICMP error quoting IPv6 and
-/// its ports).
+/// than the deepest header chain the parser reads without IPv6 extension
+/// headers (Ethernet, two VLAN tags, IPv4 with options and an ICMP error
+/// quoting IPv4 with options and its ports: 22 + 60 + 76 = 158; IPv6 and
+/// an ICMPv6 error quoting IPv6 and its ports: 22 + 40 + 56 = 118).
 const TC_LINEAR: u32 = 256;
+
+/// The deepest byte the parser can read, each part at its largest:
+/// Ethernet and two VLAN tags (22), the IPv6 header (40), four extension
+/// headers (`lb_ebpf_frame::ipv6_ext::EXT_MAX`) of at most 2048 bytes each
+/// ((255 + 1) * 8), then an ICMPv6 error quoting IPv6 and its ports
+/// (8 + 40 + 8 = 56; a TCP header read is 20, UDP 8).
+const TC_LINEAR_MAX: u32 = 14 + 8 + 40 + 4 * 2048 + 56;
 
 /// Makes the first `TC_LINEAR` bytes (or the whole frame, if shorter)
 /// directly readable; costs nothing when they already are, which is the
 /// usual case. Headers past what could be pulled read as cut short.
+///
+/// An IPv6 frame whose first header after the IPv6 one is an extension
+/// header the parser walks gets up to `TC_LINEAR_MAX` bytes instead: NICs
+/// such as mlx5 or ice leave at most 256 bytes of a frame linear, and a
+/// long chain (or the header after it) past them would read as cut short
+/// and be dropped as malformed, whoever the frame is for, where XDP sees
+/// the whole frame. Decided here, before the parser, rather than by
+/// parsing again after a larger pull: the two ways through this function
+/// leave the verifier the same state, where a second parse would double
+/// what it checks after the parser (past the suite's bound). Only
+/// non-linear frames look at their headers here, and only such IPv6
+/// frames pay for the larger pull.
 #[inline(always)]
 pub fn linearize(ctx: &TcContext) {
     let want = ctx.len().min(TC_LINEAR);
@@ -456,4 +484,37 @@ pub fn linearize(ctx: &TcContext) {
         // what it can read.
         let _ = ctx.pull_data(want);
     }
+    let most = ctx.len().min(TC_LINEAR_MAX);
+    if ((ctx.data_end() - ctx.data()) as u32) < most && starts_ipv6_ext_chain(ctx) {
+        // As above: on failure the parser judges what it can read.
+        let _ = ctx.pull_data(most);
+    }
+}
+
+/// Whether the frame is IPv6 (untagged or under the tags `parse` reads:
+/// an 802.1Q or 802.1ad one, then maybe an 802.1Q one) and its next
+/// header is one the extension-header walk follows past (hop-by-hop,
+/// routing, destination options). Constant offsets only, as the verifier
+/// needs for packet reads.
+#[inline(always)]
+fn starts_ipv6_ext_chain(ctx: &TcContext) -> bool {
+    // Ethernet, two tags, and the IPv6 header up to its next header.
+    let Some(head) = ptr_at::<[u8; 14 + 8 + 7], _>(ctx, 0) else {
+        return false;
+    };
+    // SAFETY: bounds checked by ptr_at.
+    let head = unsafe { &*head };
+    let type_at = |i: usize| u16::from_be_bytes([head[i], head[i + 1]]);
+    let next = if type_at(12) == ETH_P_IPV6 {
+        head[14 + 6]
+    } else if type_at(12) != ETH_P_8021Q && type_at(12) != ETH_P_8021AD {
+        return false;
+    } else if type_at(16) == ETH_P_IPV6 {
+        head[18 + 6]
+    } else if type_at(16) == ETH_P_8021Q && type_at(20) == ETH_P_IPV6 {
+        head[22 + 6]
+    } else {
+        return false;
+    };
+    matches!(next, NEXTHDR_HOP | NEXTHDR_ROUTING | NEXTHDR_DEST)
 }

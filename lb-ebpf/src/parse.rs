@@ -32,7 +32,8 @@
 //!   protocol is the upper-layer one after them. A longer chain or a
 //!   routing header with segments left goes up (`PassIpv6Ext`); hop-by-hop
 //!   anywhere but first is malformed (RFC 8200). ESP, AH and anything else
-//!   is `PassUnsupportedL4`.
+//!   is `PassUnsupportedL4`. At tc such a chain is first made readable
+//!   in full (`hook::linearize`), so it is judged as at XDP.
 //! - Only what the packet path needs is read and judged: checksums and the
 //!   contents of IPv4 options, TCP options and payloads are not (the frame
 //!   reaches the backend unchanged and its stack checks them).
@@ -67,9 +68,10 @@ use network_types::{
     vlan::VlanHdr,
 };
 
-const ETH_P_8021Q: u16 = 0x8100;
+/// 802.1Q tag (also `hook::linearize`'s).
+pub const ETH_P_8021Q: u16 = 0x8100;
 /// 802.1ad service tag: the outer tag of QinQ.
-const ETH_P_8021AD: u16 = 0x88a8;
+pub const ETH_P_8021AD: u16 = 0x88a8;
 /// IPv4 "more fragments" flag and fragment offset bits of `frags`.
 const IPV4_FRAG_MASK: u16 = 0x3fff;
 /// TCP flag bits (in the flags byte).

@@ -5,6 +5,8 @@
 //! hook, and what a stop leaves on the interface: still forwarding
 //! (`release`) or detached (`detach`).
 
+mod vlan_offload;
+
 use aya::{
     programs::{
         links::{FdLink, PinnedLink},
@@ -76,9 +78,13 @@ impl Dataplane {
         tc_path(names::PROG_TC_HC_ENCAP)?;
         self.carry_legacy_nat(CarryPhase::Attaching);
         match self.attach_xdp(interface, mode, running, translating)? {
-            AtXdp::Xdp(used) => Ok(Hooked::Xdp(
-                used.or(running.map(|(_, was)| was)).unwrap_or(mode),
-            )),
+            AtXdp::Xdp(used) => {
+                let used = used.or(running.map(|(_, was)| was)).unwrap_or(mode);
+                // A NIC that strips VLAN tags before native XDP: frames
+                // sent back would leave untagged (see `vlan_offload`).
+                vlan_offload::warn_if_tags_lost(interface, used);
+                Ok(Hooked::Xdp(used))
+            }
             AtXdp::Tc => {
                 let running = tcx_ingress_programs(interface);
                 self.attach_tc(interface, &running)
