@@ -23,6 +23,7 @@ pub mod lbd_maps;
 pub mod natbed;
 pub mod oracle;
 pub mod packet;
+pub mod packet_socket;
 pub mod postgres;
 pub mod support;
 pub mod synflood;

@@ -19,12 +19,7 @@
 //! captures what the program bounced back out of `in0`. Benchmarking
 //! addresses only. Needs root.
 
-use std::{
-    io,
-    mem::{size_of, zeroed},
-    os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use aya::programs::{tc::TcAttachOptions, LinkOrder, TcAttachType};
 use lb_common::stats::Counter;
@@ -34,6 +29,7 @@ use lb_tests::{
         frame_bytes, tcp_flag, Ext, Ip, Kind, Upper,
     },
     natbed::{client_flow, FibNetns, IN_DEV},
+    packet_socket::PacketSocket,
     support::ip,
     testbed::{vip6_tcp, Hook, TestBed, VIP6},
 };
@@ -50,149 +46,6 @@ const PAYLOAD: usize = 4800;
 const SHORT_PAYLOAD: usize = 64;
 /// An address of `in0` (the node's own), not a VIP.
 const NODE6: &str = "2001:2::1";
-
-/// `struct virtio_net_hdr` (linux/virtio_net.h), little-endian as the
-/// packet socket reads it on this host: no checksum offload, no GSO;
-/// only `hdr_len` set, how much of the frame goes into the linear part.
-fn vnet_header(linear: u16) -> [u8; 10] {
-    let mut header = [0u8; 10];
-    header[2..4].copy_from_slice(&linear.to_le_bytes());
-    header
-}
-
-/// An `AF_PACKET` raw socket on one interface.
-struct PacketSocket {
-    fd: OwnedFd,
-    ifindex: u32,
-}
-
-impl PacketSocket {
-    /// A socket that receives every protocol on `ifindex` (`vnet`:
-    /// false), or one that only sends, with a virtio-net header before
-    /// each frame (`vnet`: true).
-    fn open(ifindex: u32, vnet: bool) -> io::Result<Self> {
-        let protocol = if vnet {
-            0
-        } else {
-            (libc::ETH_P_ALL as u16).to_be()
-        };
-        // SAFETY: plain socket(2); the fd is owned at once.
-        let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, i32::from(protocol)) };
-        if raw < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: a fresh fd nobody else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let on: i32 = 1;
-        let timeout = libc::timeval {
-            tv_sec: 0,
-            tv_usec: 100_000,
-        };
-        // SAFETY: setsockopt with values of the sizes passed.
-        let set = unsafe {
-            if vnet {
-                libc::setsockopt(
-                    fd.as_raw_fd(),
-                    libc::SOL_PACKET,
-                    libc::PACKET_VNET_HDR,
-                    (&raw const on).cast(),
-                    size_of::<i32>() as u32,
-                )
-            } else {
-                libc::setsockopt(
-                    fd.as_raw_fd(),
-                    libc::SOL_SOCKET,
-                    libc::SO_RCVTIMEO,
-                    (&raw const timeout).cast(),
-                    size_of::<libc::timeval>() as u32,
-                )
-            }
-        };
-        if set != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let socket = Self { fd, ifindex };
-        if !vnet {
-            // SAFETY: sockaddr_ll is plain data; zero is a valid value.
-            let mut addr: libc::sockaddr_ll = unsafe { zeroed() };
-            addr.sll_family = libc::AF_PACKET as u16;
-            addr.sll_protocol = protocol;
-            addr.sll_ifindex = i32::try_from(ifindex).map_err(io::Error::other)?;
-            // SAFETY: binding our socket to a sockaddr_ll of the right size.
-            let bound = unsafe {
-                libc::bind(
-                    socket.fd.as_raw_fd(),
-                    (&raw const addr).cast(),
-                    size_of::<libc::sockaddr_ll>() as u32,
-                )
-            };
-            if bound != 0 {
-                return Err(io::Error::last_os_error());
-            }
-        }
-        Ok(socket)
-    }
-
-    /// Sends `frame` out of the interface, the first `linear` bytes of
-    /// its skb linear (a socket opened with `vnet`).
-    fn send(&self, frame: &[u8], linear: u16) -> io::Result<()> {
-        let mut message = vnet_header(linear).to_vec();
-        message.extend_from_slice(frame);
-        // SAFETY: sockaddr_ll is plain data; zero is a valid value.
-        let mut to: libc::sockaddr_ll = unsafe { zeroed() };
-        to.sll_family = libc::AF_PACKET as u16;
-        to.sll_ifindex = i32::try_from(self.ifindex).map_err(io::Error::other)?;
-        to.sll_halen = 6;
-        to.sll_addr[..6].copy_from_slice(&frame[..6]);
-        // SAFETY: sendto from a live buffer to a sockaddr_ll of its size.
-        let sent = unsafe {
-            libc::sendto(
-                self.fd.as_raw_fd(),
-                message.as_ptr().cast(),
-                message.len(),
-                0,
-                (&raw const to).cast(),
-                size_of::<libc::sockaddr_ll>() as u32,
-            )
-        };
-        if usize::try_from(sent).ok() != Some(message.len()) {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
-    }
-
-    /// The next frame to a backend's MAC (`02:00:00:00:be:..`, see
-    /// `testbed::backend`), skipping the interfaces' own traffic; None if
-    /// none comes within a second.
-    fn to_backend(&self) -> io::Result<Option<Vec<u8>>> {
-        let deadline = Instant::now() + Duration::from_secs(1);
-        let mut buf = vec![0u8; 16_384];
-        while Instant::now() < deadline {
-            // SAFETY: recv into a live buffer of the length passed.
-            let got = unsafe {
-                libc::recv(
-                    self.fd.as_raw_fd(),
-                    buf.as_mut_ptr().cast(),
-                    buf.len(),
-                    libc::MSG_TRUNC,
-                )
-            };
-            if got < 0 {
-                let error = io::Error::last_os_error();
-                match error.kind() {
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => continue,
-                    _ => return Err(error),
-                }
-            }
-            let len = usize::try_from(got).map_err(io::Error::other)?;
-            assert!(len <= buf.len(), "a frame of {len} bytes, cut");
-            if len >= 14 && buf[..5] == [0x02, 0, 0, 0, 0xbe] {
-                return Ok(Some(buf[..len].to_vec()));
-            }
-        }
-        Ok(None)
-    }
-}
 
 /// Destination options `words` 8-byte units long (up to 256), holding
 /// PadN options of at most 257 bytes each (`Ext::dest_opts` holds one,
@@ -263,8 +116,8 @@ fn long_ipv6_extension_header_chains_in_non_linear_frames_are_balanced_at_tc() {
                     TcAttachOptions::TcxOrder(LinkOrder::default()),
                 )
                 .expect("attaching tc_lb to in0 (tcx)");
-            let sender = PacketSocket::open(client_if, true).expect("sending socket");
-            let capture = PacketSocket::open(client_if, false).expect("capturing socket");
+            let sender = PacketSocket::sender_with_vnet_header(client_if).expect("sending socket");
+            let capture = PacketSocket::bind(client_if).expect("capturing socket");
             let counter = |c| bed.counter(c).expect("counter");
 
             let long = || vec![dest_opts(38)];
@@ -312,14 +165,18 @@ fn long_ipv6_extension_header_chains_in_non_linear_frames_are_balanced_at_tc() {
                 let packet = &frame[14 + 4 * tags.len()..];
                 let (forwarded, malformed) =
                     (counter(Counter::Forwarded), counter(Counter::DropMalformed));
-                sender.send(&frame, NIC_LINEAR).expect("send");
-                let out = capture.to_backend().expect("receive").unwrap_or_else(|| {
-                    panic!(
-                        "{what}: nothing bounced to a backend (DropMalformed {} -> {})",
-                        malformed,
-                        counter(Counter::DropMalformed)
-                    )
-                });
+                sender.send_linear(&frame, NIC_LINEAR).expect("send");
+                let out = capture
+                    .to_backend()
+                    .expect("receive")
+                    .map(|got| got.frame)
+                    .unwrap_or_else(|| {
+                        panic!(
+                            "{what}: nothing bounced to a backend (DropMalformed {} -> {})",
+                            malformed,
+                            counter(Counter::DropMalformed)
+                        )
+                    });
                 // The outer tag, if any, is reported beside the frame.
                 assert!(
                     out.len() <= frame.len() && out.ends_with(packet),
@@ -335,7 +192,7 @@ fn long_ipv6_extension_header_chains_in_non_linear_frames_are_balanced_at_tc() {
                 counter(Counter::DropMalformed),
             );
             let frame = syn_with(NODE6, 40_100, &[], vec![dest_opts(38)], PAYLOAD);
-            sender.send(&frame, NIC_LINEAR).expect("send");
+            sender.send_linear(&frame, NIC_LINEAR).expect("send");
             let deadline = Instant::now() + Duration::from_secs(2);
             while counter(Counter::PassNotVip) == passed && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(20));
