@@ -293,6 +293,22 @@ impl TestBed {
         Ok(self.dataplane.set_syn_flood(flood)?)
     }
 
+    /// Attaches the bed's `tc_lb` to `interface`'s ingress through a tcx
+    /// link (held by the program: detached when the bed goes), for the
+    /// live tc labs that send real frames through it.
+    pub fn attach_tc_ingress(&mut self, interface: &str) -> anyhow::Result<()> {
+        use aya::programs::{tc::TcAttachOptions, LinkOrder, TcAttachType};
+        self.dataplane
+            .tc_program()?
+            .attach_with_options(
+                interface,
+                TcAttachType::Ingress,
+                TcAttachOptions::TcxOrder(LinkOrder::default()),
+            )
+            .with_context(|| format!("attaching tc_lb to {interface} (tcx)"))?;
+        Ok(())
+    }
+
     /// A node counter summed over CPUs.
     pub fn counter(&self, counter: Counter) -> anyhow::Result<u64> {
         Ok(self

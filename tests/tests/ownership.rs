@@ -110,6 +110,21 @@ fn start_lbd_with(lab: &mut Lab, name: &str, config: &str, env: &[&str]) -> u32 
     pid
 }
 
+/// A refusal by the node-wide interface lock (`log`: the refused lbd's)
+/// names the interface and its namespace, and the holder: its pid and
+/// the first lbd's config (`<dir>/lbd.toml`).
+fn assert_refusal_names_the_holder(lab: &Lab, log: &str, pid: u32) {
+    assert!(
+        log.contains("interface eth0 (network namespace net:["),
+        "{log}"
+    );
+    assert!(log.contains(&format!("pid {pid}")), "{log}");
+    assert!(
+        log.contains(&lab.dir.join("lbd.toml").display().to_string()),
+        "the refusal must name the first lbd's config:\n{log}"
+    );
+}
+
 /// [`expect_refusal`] with `env` in lbd's environment (see [`spawn_lbd`]).
 fn expect_refusal_with(lab: &mut Lab, name: &str, config: &str, env: &[&str]) -> String {
     spawn_lbd(lab, name, config, env);
@@ -450,15 +465,7 @@ fn a_second_lbd_at_tc_with_its_admin_socket_elsewhere_leaves_the_first_ones_cls_
         )
     );
     let log = expect_refusal_with(&mut lab, "lbd-b", &second, CLS_BPF);
-    assert!(
-        log.contains("interface eth0 (network namespace net:["),
-        "{log}"
-    );
-    assert!(log.contains(&format!("pid {pid}")), "{log}");
-    assert!(
-        log.contains(&lab.dir.join("lbd.toml").display().to_string()),
-        "the refusal must name the first lbd's config:\n{log}"
-    );
+    assert_refusal_names_the_holder(&lab, &log, pid);
     assert_eq!(tc_lb_filters(&lb), first, "the first lbd's filter");
     assert!(lab.is_running("lbd"), "{}", lab.log("lbd"));
     assert!(!other_pins.exists(), "{}", other_pins.display());
@@ -521,15 +528,7 @@ fn an_lbd_at_xdp_is_refused_beside_another_lbd_at_tc() {
         &other_pins.display().to_string(),
     );
     let log = expect_refusal(&mut lab, "lbd-xdp", &second);
-    assert!(
-        log.contains("interface eth0 (network namespace net:["),
-        "{log}"
-    );
-    assert!(log.contains(&format!("pid {pid}")), "{log}");
-    assert!(
-        log.contains(&lab.dir.join("lbd.toml").display().to_string()),
-        "{log}"
-    );
+    assert_refusal_names_the_holder(&lab, &log, pid);
     assert!(!lab.xdp_attached(&lb).expect("ip link"));
     assert_eq!(lab.tc_program_ids(&lb).expect("tcx"), programs);
     assert!(!other_pins.exists(), "{}", other_pins.display());

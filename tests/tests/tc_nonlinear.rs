@@ -21,7 +21,6 @@
 
 use std::time::{Duration, Instant};
 
-use aya::programs::{tc::TcAttachOptions, LinkOrder, TcAttachType};
 use lb_common::stats::Counter;
 use lb_tests::{
     craft::{
@@ -107,15 +106,7 @@ fn long_ipv6_extension_header_chains_in_non_linear_frames_are_balanced_at_tc() {
     netns
         .run(move || {
             let mut bed = TestBed::with_hook(&[vip6_tcp()], Hook::Tc).expect("test bed");
-            bed.dataplane
-                .tc_program()
-                .expect("tc_lb")
-                .attach_with_options(
-                    IN_DEV,
-                    TcAttachType::Ingress,
-                    TcAttachOptions::TcxOrder(LinkOrder::default()),
-                )
-                .expect("attaching tc_lb to in0 (tcx)");
+            bed.attach_tc_ingress(IN_DEV).expect("tc_lb on in0");
             let sender = PacketSocket::sender_with_vnet_header(client_if).expect("sending socket");
             let capture = PacketSocket::bind(client_if).expect("capturing socket");
             let counter = |c| bed.counter(c).expect("counter");

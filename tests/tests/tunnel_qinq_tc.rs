@@ -22,7 +22,6 @@
 #[allow(dead_code)]
 mod frames;
 
-use aya::programs::{tc::TcAttachOptions, LinkOrder, TcAttachType};
 use frames::{check_wrapped, wrapped_for};
 use lb_common::{stats::Counter, Mode};
 use lb_tests::{
@@ -79,17 +78,7 @@ fn tagged_client_frames_are_wrapped_whole_at_tc_on_a_live_interface() {
         .run(move || {
             let vips = vips();
             let mut bed = TunnelBed::new(Hook::Tc, &vips, in_if, out_if).expect("test bed");
-            bed.nat
-                .bed
-                .dataplane
-                .tc_program()
-                .expect("tc_lb")
-                .attach_with_options(
-                    IN_DEV,
-                    TcAttachType::Ingress,
-                    TcAttachOptions::TcxOrder(LinkOrder::default()),
-                )
-                .expect("attaching tc_lb to in0 (tcx)");
+            bed.nat.bed.attach_tc_ingress(IN_DEV).expect("tc_lb on in0");
             let client = PacketSocket::bind(client_if).expect("client socket");
             let backend = PacketSocket::bind(backend_if).expect("backend socket");
             let mut sport = 43_000;
