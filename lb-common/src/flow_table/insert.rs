@@ -439,7 +439,7 @@ pub unsafe fn insert_half_open(
         // SAFETY: per the caller's contract.
         let tag = unsafe { tag_at(bucket, way) }.load();
         let state = tag_state(tag);
-        let age = now_ticks.wrapping_sub(tag_rank(tag) >> 2) & TICK_MASK;
+        let age = lead_age(now_ticks, tag_rank(tag) >> 2);
         let age = if age > 0x0fff_ffff { 0x0fff_ffff } else { age };
         let weight = if state == TAG_EMPTY {
             2u64 << 28

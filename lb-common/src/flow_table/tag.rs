@@ -227,12 +227,12 @@ pub const fn victim_order(tag: u64, now_ticks: u32) -> u32 {
         TAG_EMPTY => 0,
         TAG_VALID => {
             let rank = tag_rank(tag);
-            let age = now_ticks.wrapping_sub(rank >> 2) & TICK_MASK;
+            let age = lead_age(now_ticks, rank >> 2);
             let tier = match rank & CLASS_MASK {
                 CLASS_CLOSED => 1,
-                CLASS_HALF_OPEN if age > HALF_OPEN_IDLE_TICKS => 1,
+                CLASS_HALF_OPEN if age > HALF_OPEN_IDLE_TICKS + RANK_AHEAD_TICKS => 1,
                 CLASS_HALF_OPEN => 2,
-                _ if age > ESTABLISHED_IDLE_TICKS => 1,
+                _ if age > ESTABLISHED_IDLE_TICKS + RANK_AHEAD_TICKS => 1,
                 _ => 3,
             };
             let age = if age > 0x0fff_ffff { 0x0fff_ffff } else { age };
@@ -269,6 +269,22 @@ pub const fn over_within(tag: u64, now_ticks: u32, horizons: u64) -> bool {
     standing(tag, now_ticks, horizons).0 != 0
 }
 
+/// The age in ticks of a rank stamped at tick `stamp` when the clock reads
+/// `now_ticks`, plus `RANK_AHEAD_TICKS` (wrapped at `TICK_MASK`): so a
+/// stamp up to `RANK_AHEAD_TICKS` ahead of the clock is young, not aged by
+/// nearly the whole wrap. A packet path reads its clock once and inserts
+/// later (in `settle_pending`, after the forward): meanwhile another CPU
+/// may stamp a way of the same bucket with the next tick, which the plain
+/// difference took for a flow idle past every horizon, the first to
+/// evict (`evict_limit` treats the inserter's own rank the same way).
+/// Horizons are compared with the same lead added. One addition per
+/// call, where a clamp of each way's age cost the verifier 7 k
+/// instructions (past the suite's bound).
+#[inline(always)]
+pub const fn lead_age(now_ticks: u32, stamp: u32) -> u32 {
+    now_ticks.wrapping_add(RANK_AHEAD_TICKS).wrapping_sub(stamp) & TICK_MASK
+}
+
 /// 1 if `a > b`, else 0 (both below 2^32), without a branch.
 #[inline(always)]
 const fn above(a: u32, b: u32) -> u32 {
@@ -287,14 +303,17 @@ const fn above(a: u32, b: u32) -> u32 {
 #[inline(always)]
 const fn standing(tag: u64, now_ticks: u32, horizons: u64) -> (u32, u32, u32) {
     let rank = tag_rank(tag);
-    let age = now_ticks.wrapping_sub(rank >> 2) & TICK_MASK;
+    let age = lead_age(now_ticks, rank >> 2);
     let class = rank & CLASS_MASK;
     let closed = above(1, class);
     let half_open = above(2, class) & above(class, 0);
     // The class's horizon: the high word for `CLASS_ESTABLISHED` (2), the
     // low for `CLASS_DATAGRAM` (3), the handshake's for `CLASS_HALF_OPEN`.
+    // Each horizon plus the age's lead (no carry: both are below 2^28).
+    let horizons = horizons + (((RANK_AHEAD_TICKS as u64) << 32) | RANK_AHEAD_TICKS as u64);
     let horizon = (horizons >> (32 * (!class & 1))) as u32;
-    let horizon = horizon ^ ((horizon ^ HALF_OPEN_IDLE_TICKS) & 0u32.wrapping_sub(half_open));
+    let half_open_horizon = HALF_OPEN_IDLE_TICKS + RANK_AHEAD_TICKS;
+    let horizon = horizon ^ ((horizon ^ half_open_horizon) & 0u32.wrapping_sub(half_open));
     (above(age, horizon) | closed, 3 - half_open, age)
 }
 

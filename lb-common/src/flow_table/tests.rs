@@ -234,9 +234,8 @@ fn a_copy_seen_earlier_evicts_by_the_real_clock_and_never_a_fresher_live_flow() 
     );
     // A copy stamped a tick after the clock was read counts as seen now,
     // not as aged past the wrap: it evicts as a fresh live flow (the
-    // closed copy, seen before the closed way 1). (A way stamped ahead
-    // of the clock looks expired to `victim_order`: lbd reads its clock
-    // a tick ahead.)
+    // closed copy, seen before the closed way 1), as a way stamped a
+    // tick ahead counts as seen now (`lead_age`).
     let ahead = rank_word(now + (1 << TICK_SHIFT), CLASS_ESTABLISHED);
     assert_eq!(
         evicts(&mut bucket, &keys[FLOW_WAYS + 1], ahead),
@@ -306,6 +305,74 @@ fn a_copy_idle_past_half_the_tick_wrap_evicts_no_live_flow() {
         Placed::Inserted(_)
     ));
     assert!(!occupied(&mut bucket).contains(&keys[FLOW_WAYS - 1]));
+}
+
+/// A packet path reads its clock, then inserts later (after the
+/// forward): meanwhile another CPU may stamp a way of the bucket with the
+/// next tick. That way is a flow seen now, not one aged by nearly the
+/// whole tick wrap: a closed way goes before it, a SYN takes no live way
+/// for it, and it is not over. Before, it ranked below every closed way.
+#[test]
+fn a_way_stamped_a_tick_after_the_inserters_clock_is_a_flow_seen_now() {
+    let keys = colliding(FLOW_WAYS + 2);
+    let tick = 1u64 << TICK_SHIFT;
+    let now = 3_600_000_000_000u64;
+    let ahead = rank_word(now + tick, CLASS_ESTABLISHED);
+    let mut bucket = Box::<FlowBucket>::default();
+    for (n, k) in keys[..FLOW_WAYS].iter().enumerate() {
+        let rank = match n {
+            3 => ahead,
+            5 => rank_word(now - 5 * tick, CLASS_CLOSED),
+            _ => rank_word(now - 100 * tick, CLASS_ESTABLISHED),
+        };
+        assert!(matches!(
+            insert(&mut bucket, k, 1, rank),
+            Placed::Inserted(_)
+        ));
+    }
+    let tag = unsafe { tag_at(&mut *bucket, 3) }.load();
+    assert_eq!(victim_order(tag, ticks(now)) >> 28, 3, "{tag:#x}");
+    assert!(!over_within(tag, ticks(now), DEFAULT_IDLE_HORIZONS));
+    assert!(!over_within(
+        as_datagram(tag),
+        ticks(now),
+        DEFAULT_IDLE_HORIZONS
+    ));
+    // A new flow of the clock read before the stamp takes the closed way.
+    let fresh = rank_word(now, CLASS_ESTABLISHED);
+    assert!(matches!(
+        insert(&mut bucket, &keys[FLOW_WAYS], 2, fresh),
+        Placed::Inserted(_)
+    ));
+    let held = occupied(&mut bucket);
+    assert!(!held.contains(&keys[5]), "the closed way goes");
+    assert!(held.contains(&keys[3]), "the flow seen now stays");
+    // Every way live now: a SYN takes none of them.
+    let syn = rank_word(now, CLASS_HALF_OPEN);
+    assert_eq!(
+        insert(&mut bucket, &keys[FLOW_WAYS + 1], 3, syn),
+        Placed::Contended
+    );
+    assert_eq!(occupied(&mut bucket), held);
+    // The half-open table replaces its oldest handshake, never one stamped
+    // a tick ahead of the inserter's clock.
+    let mut bucket = Box::<FlowBucket>::default();
+    let b: *mut FlowBucket = &mut *bucket;
+    let put = |k: &FlowKey, rank: u32| unsafe { insert_half_open(b, k, &entry(1, k), rank) };
+    for (n, k) in keys[..FLOW_WAYS].iter().enumerate() {
+        let seen = match n {
+            3 => now + tick,
+            6 => now - 3 * tick,
+            _ => now - tick,
+        };
+        let placed = put(k, rank_word(seen, CLASS_HALF_OPEN));
+        assert_eq!(placed, HalfOpenPlaced::Inserted, "{n}");
+    }
+    let placed = put(&keys[FLOW_WAYS], rank_word(now, CLASS_HALF_OPEN));
+    assert_eq!(placed, HalfOpenPlaced::Evicted);
+    let held = occupied(&mut bucket);
+    assert!(!held.contains(&keys[6]), "the oldest handshake goes");
+    assert!(held.contains(&keys[3]));
 }
 
 #[test]

@@ -1161,6 +1161,59 @@ fn vrrp_instances_default_to_the_vips_addresses() {
     assert_eq!(vrrp.announce_count, 3);
 }
 
+/// A `[[vrrp]]` without `addresses` takes every same-family VIP address
+/// and NAT address: past the 255 an advertisement holds it is refused, as
+/// a written list is (the master could not advertise at all).
+#[test]
+fn a_defaulted_vrrp_address_list_is_capped_like_a_written_one() {
+    let doc = |vips: usize, nat: bool| {
+        let mut text = String::from("interface = \"eth0\"\n");
+        if nat {
+            text.push_str("[nat]\nsource_ipv4 = \"198.19.255.50\"\n");
+        }
+        for i in 0..vips {
+            text.push_str(&format!(
+                "[[vip]]\naddress = \"198.18.{}.{}\"\nport = 80\n",
+                i / 200,
+                i % 200 + 1
+            ));
+        }
+        if nat {
+            text.push_str(
+                "[[vip]]\naddress = \"198.18.9.1\"\nport = 443\nforwarding = \"nat\"\n\
+                 [[vip.backend]]\naddress = \"198.19.1.11\"\n",
+            );
+        }
+        text.push_str("[[vrrp]]\nvrid = 1\n");
+        text
+    };
+    let config = parse(&doc(255, false)).expect("255 addresses fit");
+    assert_eq!(config.vrrp[0].addresses.len(), 255);
+    let message = error(&doc(256, false));
+    assert!(
+        message.contains("vrrp[0].addresses: vrrp[0] lists no addresses, so it takes every IPv4 VIP address and NAT address: 256 addresses, but at most 255 fit an advertisement"),
+        "{message}"
+    );
+    assert!(
+        message.contains("list the addresses it moves explicitly"),
+        "{message}"
+    );
+    // The NAT address counts: 254 VIP addresses, a NAT VIP's and its NAT
+    // address are 256.
+    let message = error(&doc(254, true));
+    assert!(message.contains("vrrp[0].addresses: "), "{message}");
+    assert!(
+        message.contains(": 256 addresses, but at most 255"),
+        "{message}"
+    );
+    assert_eq!(
+        parse(&doc(253, true)).expect("255 addresses fit").vrrp[0]
+            .addresses
+            .len(),
+        255
+    );
+}
+
 #[test]
 fn bad_vrrp_values_name_their_field() {
     let base = doc("", "");

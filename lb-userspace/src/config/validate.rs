@@ -233,6 +233,21 @@ impl Checker<'_> {
                         instance.addresses.push(source);
                     }
                 }
+                // The cap a written list has (`vrrp`): an advertisement
+                // holding more could not be encoded, so the master would
+                // never advertise and the backups would take over too.
+                let max = crate::vrrp::packet::MAX_ADDRESSES;
+                if instance.addresses.len() > max {
+                    let family = if family_v4 { "IPv4" } else { "IPv6" };
+                    return Err(self.invalid(
+                        raw_vrrp.span().start,
+                        &format!("vrrp[{index}].addresses"),
+                        format!(
+                            "vrrp[{index}] lists no addresses, so it takes every {family} VIP address and NAT address: {} addresses, but at most {max} fit an advertisement; list the addresses it moves explicitly, or split them between several [[vrrp]] instances (each with its own vrid and addresses)",
+                            instance.addresses.len()
+                        ),
+                    ));
+                }
             }
             if instance.addresses.is_empty() {
                 return Err(self.invalid(

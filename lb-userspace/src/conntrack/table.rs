@@ -198,7 +198,8 @@ impl FlowTable {
                     // takes for expired stays expired.
                     let now = crate::clock::monotonic_ns();
                     let rank = tag_rank(seen.tag);
-                    let age = ticks(now).wrapping_sub(rank >> 2) & TICK_MASK;
+                    let age = flow_table::lead_age(ticks(now), rank >> 2)
+                        .saturating_sub(flow_table::RANK_AHEAD_TICKS);
                     let rank = aged_rank(u64::from(age), rank_class(rank), ticks(now));
                     match self.put(&key, &seen.entry, rank) {
                         Ok(()) => done.copied += 1,
@@ -345,8 +346,10 @@ fn install_class(key: &FlowKey, flags: u32) -> u32 {
 
 /// `rank_at` now, by the data plane's own clock (the coarse one): a flow
 /// lbd installs as seen just now (a replica, stamped by the precise
-/// clock) gets the data plane's current tick, never the next one, which
-/// its eviction would take for a flow idle past the tick wrap.
+/// clock) gets the data plane's current tick, never the next one: a
+/// rank's tick is then never ahead of the clock that judges it (which
+/// takes a tick up to `RANK_AHEAD_TICKS` ahead as seen now,
+/// `flow_table::lead_age`, but no further).
 fn stamp_rank(seen_ns: u64, class: u32) -> u32 {
     rank_at(seen_ns, class, crate::clock::monotonic_coarse_ns())
 }
@@ -373,10 +376,8 @@ mod tests {
     /// A flow installed as seen now (a replica stamped with the precise
     /// clock) is ranked at the data plane's tick, not the next one: for
     /// up to a kernel tick after each rank tick begins, the precise clock
-    /// is a rank tick ahead of the coarse one the data plane reads, and
-    /// a way stamped ahead is taken for one idle past the wrap (expired,
-    /// evicted before closed flows). 60 ms of stamps cross three rank
-    /// ticks.
+    /// is a rank tick ahead of the coarse one the data plane reads. 60 ms
+    /// of stamps cross three rank ticks.
     #[test]
     fn a_flow_seen_now_is_never_stamped_ahead_of_the_data_planes_clock() {
         let until = std::time::Instant::now() + std::time::Duration::from_millis(60);

@@ -142,9 +142,13 @@ impl Engine {
         if let Some(why) = file.vips.iter().find_map(|v| self.announcement_refuses(v)) {
             return Err(ChangeError::File(why));
         }
-        // The same for VRRP (also a restart setting): a NAT address the
-        // running instances do not move would be used at once, from a
-        // node that may not hold it.
+        // The same for VRRP (also a restart setting): the file's rule
+        // (`nat_sources_move`) on the running instances' addresses, fixed
+        // at start. A NAT VIP whose address a running instance moves needs
+        // its NAT address moved by that instance, or it would be used at
+        // once from a node that may lose it at a failover; one whose
+        // address no instance moves is let through, as at start (the
+        // VIP-not-moved warning below covers it).
         if let Some(why) = file
             .vips
             .iter()

@@ -376,10 +376,12 @@ impl Engine {
         }
     }
 
-    /// What to tell the operator when a NAT VIP added at run time has a
-    /// NAT address no VRRP instance moves (the config file refuses that;
-    /// the API cannot change the instances): after a failover its replies
-    /// would go to the node that lost the VIP.
+    /// What to tell the operator when a running VRRP instance moves a NAT
+    /// VIP's address but not its NAT address (the config file refuses that,
+    /// see `nat_sources_move`; the instances' addresses are fixed at start):
+    /// after a failover its replies would go to the node that lost the VIP.
+    /// A VIP whose address no running instance moves is not this check's
+    /// (`unmoved_vip_address` warns that the VIP itself does not move).
     pub(crate) fn nat_address_left_behind(&self, vip: &crate::config::VipConfig) -> Option<String> {
         let moved: Vec<&[IpAddr]> = self
             .vrrp
@@ -547,19 +549,26 @@ impl Engine {
     }
 }
 
-/// The warning for a NAT VIP whose NAT address none of the VRRP
-/// instances' address lists (`moved`) holds; none without VRRP, where
-/// nothing moves.
+/// The warning for a NAT VIP whose address a VRRP instance moves while
+/// that same instance does not move its NAT address (the file's rule,
+/// `nat_sources_move`, on the instances' address lists `moved`). None for
+/// a VIP without NAT, without VRRP (nothing moves), or whose address no
+/// instance moves: its NAT address is left where the VIP is.
 fn unmoved_nat_address(vip: &crate::config::VipConfig, moved: &[&[IpAddr]]) -> Option<String> {
     let nat = vip.nat?;
-    if moved.is_empty() || moved.iter().any(|list| list.contains(&nat.source)) {
+    if !moved
+        .iter()
+        .any(|list| list.contains(&vip.address) && !list.contains(&nat.source))
+    {
         return None;
     }
     Some(format!(
-        "VIP {}: its NAT address {} is in no running VRRP instance's addresses, so it does not move at a failover and replies to this VIP's translated flows would go to the node that lost it; add {} to a [[vrrp]] instance's addresses in the config file and restart lbd (VRRP settings take effect at a restart)",
+        "VIP {}: its NAT address {} is in no running VRRP instance's addresses along with the VIP's address {} (an instance's addresses are fixed when lbd starts), so it does not move with the VIP at a failover and replies to this VIP's translated flows would go to the node that lost the VIP; add {} to the addresses of the [[vrrp]] instance that moves {} in the config file and restart lbd (VRRP settings take effect at a restart), or give the VIP a NAT address that instance moves (nat_source)",
         crate::vip_id::VipId::of(vip),
         nat.source,
-        nat.source
+        vip.address,
+        nat.source,
+        vip.address
     ))
 }
 
@@ -645,7 +654,7 @@ mod tests {
     }
 
     #[test]
-    fn a_nat_address_no_vrrp_instance_moves_is_warned_about() {
+    fn a_nat_address_the_instance_moving_the_vip_leaves_behind_is_warned_about() {
         let address = |s: &str| s.parse::<IpAddr>().expect("address");
         let mut vip =
             crate::config::VipConfig::new(address("198.18.0.10"), 80, crate::config::Protocol::Tcp);
@@ -663,12 +672,70 @@ mod tests {
         assert_eq!(unmoved_nat_address(&vip, &[]), None);
         let warning = unmoved_nat_address(&vip, &[&moved, &other]).expect("warned");
         assert!(
-            warning.starts_with("VIP 198.18.0.10:80/tcp: its NAT address 198.18.0.51 is in no running VRRP instance's addresses"),
+            warning.starts_with("VIP 198.18.0.10:80/tcp: its NAT address 198.18.0.51 is in no running VRRP instance's addresses along with the VIP's address 198.18.0.10"),
             "{warning}"
         );
-        // Any instance moving it is enough.
-        let with_it = [address("198.18.0.51")];
-        assert_eq!(unmoved_nat_address(&vip, &[&moved, &with_it]), None);
+        assert!(
+            warning.contains("add 198.18.0.51 to the addresses of the [[vrrp]] instance that moves 198.18.0.10 in the config file and restart lbd"),
+            "{warning}"
+        );
+        // Another instance moving it does not help (the file refuses that
+        // too): it must move with the VIP.
+        let elsewhere = [address("198.18.0.51")];
+        assert!(unmoved_nat_address(&vip, &[&moved, &elsewhere]).is_some());
+        // The instance that moves the VIP moves it too: nothing to say.
+        let with_it = [address("198.18.0.10"), address("198.18.0.51")];
+        assert_eq!(unmoved_nat_address(&vip, &[&other, &with_it]), None);
+        // No instance moves the VIP's address: not this check's (the
+        // VIP-not-moved warning says so).
+        assert_eq!(unmoved_nat_address(&vip, &[&other]), None);
+    }
+
+    /// A file lbd starts with is not refused at reload: a NAT VIP whose
+    /// address no instance moves (here the IPv6 one, next to an instance
+    /// that defaults to the IPv4 VIP addresses) passes, as at start.
+    #[test]
+    fn a_nat_vip_no_instance_moves_passes_as_at_start() {
+        let config = crate::config::Config::from_toml_str(
+            r#"
+interface = "eth0"
+[nat]
+source_ipv6 = "2001:2::50"
+[[vip]]
+address = "198.18.0.100"
+port = 80
+[[vip]]
+address = "2001:2::100"
+port = 80
+forwarding = "nat"
+  [[vip.backend]]
+  address = "2001:2:2::11"
+[[vrrp]]
+vrid = 51
+"#,
+            "test.toml",
+        )
+        .expect("the file loads");
+        let moved: Vec<&[IpAddr]> = config.vrrp.iter().map(|i| i.addresses.as_slice()).collect();
+        assert_eq!(
+            moved,
+            [&["198.18.0.100".parse::<IpAddr>().expect("address")][..]]
+        );
+        let nat_vip = config
+            .vips
+            .iter()
+            .find(|v| v.address == "2001:2::100".parse::<IpAddr>().expect("address"))
+            .expect("the NAT VIP");
+        assert!(nat_vip.nat.is_some());
+        assert_eq!(unmoved_nat_address(nat_vip, &moved), None);
+        for vip in &config.vips {
+            assert_eq!(unmoved_nat_address(vip, &moved), None, "{vip:?}");
+        }
+        // Had the running instance moved the VIP's address but not the
+        // NAT address, the reload would be refused.
+        let v6 = ["2001:2::100".parse::<IpAddr>().expect("address")];
+        let warning = unmoved_nat_address(nat_vip, &[&v6]).expect("refused");
+        assert!(warning.contains("2001:2::50"), "{warning}");
     }
 
     #[test]
