@@ -31,7 +31,7 @@
 
 use std::path::{Path, PathBuf};
 
-use aya::maps::{HashMap, Map, MapData, MapInfo, MapType};
+use aya::maps::{HashMap, IterableMap as _, Map, MapData, MapInfo, MapType};
 use lb_common::{
     consts::names,
     flow_table::{FlowBucket, TICK_SHIFT},
@@ -192,7 +192,12 @@ impl LegacyTable {
     /// tables hold as the one that saw it more recently holds it.
     pub(crate) fn flows(&self) -> Vec<(FlowKey, FlowEntry)> {
         let mut tables = self.tables.iter().map(|(table, _)| match table {
-            OldFlows::KernelMap(map) => map.iter().filter_map(|r| r.ok()).collect(),
+            // In batches (two syscalls per flow the slow way: seconds for a
+            // big table, read twice before VRRP starts).
+            OldFlows::KernelMap(map) => crate::map_batch::lookup_all(map.map()).unwrap_or_else(|error| {
+                warn!(%error, "reading the previous lbd's connection table in batches failed: walking it entry by entry");
+                map.iter().filter_map(Result::ok).collect()
+            }),
             OldFlows::Buckets(table) => table.iter().collect::<Vec<_>>(),
         });
         let Some(first) = tables.next() else {
