@@ -90,8 +90,20 @@ fn sum(map: &PerCpuArray<MapData, TrafficCounters>, id: u32) -> anyhow::Result<T
 pub fn create_map(
     name: &str,
     map_type: u32,
+    sizes: (u32, u32),
+    max_entries: u32,
+) -> anyhow::Result<MapData> {
+    create_map_with_flags(name, map_type, sizes, max_entries, 0)
+}
+
+/// `create_map` with `map_flags` (e.g. `BPF_F_MMAPABLE`, 0x400, for a
+/// bucket table of another release's layout).
+pub fn create_map_with_flags(
+    name: &str,
+    map_type: u32,
     (key_size, value_size): (u32, u32),
     max_entries: u32,
+    map_flags: u32,
 ) -> anyhow::Result<MapData> {
     use std::os::fd::{FromRawFd as _, OwnedFd};
     /// The `bpf_attr` of `BPF_MAP_CREATE`, up to the name.
@@ -116,6 +128,7 @@ pub fn create_map(
         key_size,
         value_size,
         max_entries,
+        map_flags,
         map_name,
         ..CreateAttr::default()
     };

@@ -422,6 +422,55 @@ fn an_upgrade_stopped_before_its_swap_then_resized_carries_the_live_lru_too() {
     upgrade_stopped_before_its_swap("interrupted-resized", 8192);
 }
 
+/// A table set aside by an upgrade that stopped (`RESIZED_PIN`) but of
+/// another layout than this release's buckets (an lbd of another release
+/// set it aside): not read at the wrong stride, its pin removed at once;
+/// the pinned table's flows are adopted as they are.
+#[test]
+fn a_table_set_aside_in_another_layout_is_not_carried_over() {
+    let (pins, _cleanup) = pin_dir("aside-layout");
+    let vip = vip4_tcp();
+    let flows: Vec<Flow> = (0..20).map(flow).collect();
+    let buckets = LoadOptions {
+        pins: Some(pins.clone()),
+        ..LoadOptions::default()
+    };
+    let pinned: HashMap<_, _> = {
+        let mut running =
+            TestBed::with_options(std::slice::from_ref(&vip), Hook::Xdp, 4096, &buckets)
+                .expect("running data plane");
+        open_through(&mut running, &flows);
+        running
+            .dataplane
+            .flows()
+            .map(|(k, e)| (k, e.backend_id))
+            .collect()
+    };
+    assert_eq!(pinned.len(), flows.len());
+    let aside = pins.map_path(lb_userspace::conntrack::legacy::RESIZED_PIN);
+    // An mmapable array (BPF_MAP_TYPE_ARRAY, BPF_F_MMAPABLE) of buckets a
+    // line larger than today's, every byte set.
+    const OTHER: usize = size_of::<lb_common::flow_table::FlowBucket>() + 64;
+    let other =
+        lb_tests::lbd_maps::create_map_with_flags("FLOW_BUCKETS", 2, (4, OTHER as u32), 64, 0x400)
+            .expect("the map");
+    let mut other = aya::maps::Array::<_, [u8; OTHER]>::try_from(aya::maps::Map::Array(other))
+        .expect("an array");
+    for index in 0..64 {
+        other.set(index, [0xff; OTHER], 0).expect("filled");
+    }
+    other.pin(&aside).expect("pinned aside");
+    let mut next = load_upgrade(&buckets);
+    assert!(next.adopted(), "the pinned data plane is adopted");
+    assert!(
+        !aside.exists(),
+        "the set-aside table of another layout is removed at load"
+    );
+    next.finish_adoption();
+    let carried: HashMap<_, _> = next.flows().map(|(k, e)| (k, e.backend_id)).collect();
+    assert_eq!(carried, pinned, "the pinned table's flows, nothing else");
+}
+
 /// The stopped-upgrade scenario, the next lbd's table holding `next_size`
 /// flows (the stopped one's 4096).
 fn upgrade_stopped_before_its_swap(tag: &str, next_size: u32) {

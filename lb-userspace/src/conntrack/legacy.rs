@@ -143,9 +143,7 @@ impl LegacyTable {
         if !aside.exists() {
             let current = pins.map_path(names::MAP_FLOW_BUCKETS);
             let info = MapInfo::from_pin(&current).ok()?;
-            let resized = matches!(info.map_type(), Ok(MapType::Array))
-                && info.key_size() as usize == size_of::<u32>()
-                && info.value_size() as usize == size_of::<FlowBucket>()
+            let resized = is_bucket_table(&info)
                 // One bucket: a kernel-map lbd's placeholder.
                 && info.max_entries() > 1
                 && info.max_entries() != buckets;
@@ -165,6 +163,17 @@ impl LegacyTable {
         let opened = MapInfo::from_pin(&aside)
             .map_err(|e| e.to_string())
             .and_then(|info| {
+                // Checked as the pinned table is: one of another layout
+                // (an lbd of another release set it aside) would be read
+                // at the wrong stride.
+                if !is_bucket_table(&info) {
+                    return Err(format!(
+                        "not a connection table of this release's layout (type {:?}, key {} bytes, value {} bytes)",
+                        info.map_type(),
+                        info.key_size(),
+                        info.value_size()
+                    ));
+                }
                 let data = MapData::from_pin(&aside).map_err(|e| e.to_string())?;
                 FlowTable::new(data, info.max_entries(), Placement::ByTableHash)
                     .map_err(|e| e.to_string())
@@ -221,6 +230,14 @@ impl LegacyTable {
         }
         merged.into_iter().collect()
     }
+}
+
+/// Whether `info` is a bucket connection table of this release's layout
+/// (an array of `FlowBucket`s keyed by `u32`).
+fn is_bucket_table(info: &MapInfo) -> bool {
+    matches!(info.map_type(), Ok(MapType::Array))
+        && info.key_size() as usize == size_of::<u32>()
+        && info.value_size() as usize == size_of::<FlowBucket>()
 }
 
 /// The kernel-map connection table pinned at `path`, if one of a
