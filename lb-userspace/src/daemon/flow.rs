@@ -4,7 +4,9 @@
 //! Maglev table, the flow's connection-table and half-open entries, the
 //! time) that follows the data plane's own steps (`lb-ebpf/src/conntrack`
 //! and `select.rs`): a tracked entry whose backend is the same live
-//! backend wins; a flow the connection table does not hold at all goes to
+//! backend wins (a UDP flow's only within the UDP idle timeout: past it
+//! its next packet is a new flow, re-pinned to Maglev's pick); a flow the
+//! connection table does not hold at all goes to
 //! its half-open entry's backend (a TCP handshake under way) if that one
 //! is the same live backend; otherwise the flow's hash picks a slot of the
 //! live table, and an empty slot or a backend that cannot take packets
@@ -29,6 +31,7 @@ use crate::{
     api::flow_schema::{
         DropReason, FlowBackend, FlowDecision, FlowExplanation, FlowFlag, MaglevPick, TrackedEntry,
     },
+    config::Protocol,
     model::VipModel,
     reconcile::{addr_words, AppliedVip, VipId},
 };
@@ -86,6 +89,14 @@ pub fn explain(facts: &Facts<'_>) -> FlowExplanation {
         facts.idle_timeout
     };
     let entry = facts.entry.map(|e| tracked_entry(facts, &e, timeout));
+    // A UDP packet of a flow idle past the UDP timeout opens a new flow on
+    // the tuple (UDP has no SYN): the data plane re-pins it to Maglev's
+    // pick whatever its backend (`tracked`'s `reopening`,
+    // lb-ebpf/src/conntrack/buckets.rs). A TCP packet other than a SYN
+    // keeps its backend whatever the age.
+    let reopening = facts.vip.protocol == Protocol::Udp
+        && !handshake
+        && entry.as_ref().is_some_and(|e| !e.live);
     let mut explanation = FlowExplanation {
         vip: facts.vip.to_string(),
         client: facts.client,
@@ -98,7 +109,7 @@ pub fn explain(facts: &Facts<'_>) -> FlowExplanation {
         nat: None,
         tunnel: None,
     };
-    if let Some(entry) = entry.as_ref().filter(|e| e.current) {
+    if let Some(entry) = entry.as_ref().filter(|e| e.current && !reopening) {
         explanation.backend = entry.backend.clone();
         if handshake {
             explanation.decision = FlowDecision::HalfOpen;
@@ -154,8 +165,9 @@ pub fn explain(facts: &Facts<'_>) -> FlowExplanation {
 
 /// The entry as the explanation shows it: its backend if that backend
 /// (id and generation) still exists, its age and flags, and whether the
-/// data plane still follows it (the backend is alive); live while no
-/// FIN/RST was seen and a packet came within `timeout`.
+/// data plane still follows it (the backend is alive; a UDP entry that
+/// is not live is not followed all the same, see `explain`); live while
+/// no FIN/RST was seen and a packet came within `timeout`.
 fn tracked_entry(facts: &Facts<'_>, entry: &FlowEntry, timeout: Duration) -> TrackedEntry {
     let backend = backend_by_id(facts, entry.backend_id, Some(entry.backend_generation));
     let mut flags = Vec::new();
@@ -227,12 +239,18 @@ mod tests {
     };
 
     const VIP: &str = "198.18.0.100:80/tcp";
+    const UDP_VIP: &str = "198.18.0.100:80/udp";
     const SECOND: u64 = 1_000_000_000;
     const NOW: u64 = 1_000 * SECOND;
 
     /// A VIP with three backends, MACs known, TCP checks on (the default).
     fn config() -> Config {
-        let mut text = "interface = \"eth0\"\n[[vip]]\naddress = \"198.18.0.100\"\nport = 80\ntable_size = 1009\n".to_owned();
+        config_of("tcp")
+    }
+
+    /// As `config`, the VIP serving `protocol` (a UDP VIP: no checks).
+    fn config_of(protocol: &str) -> Config {
+        let mut text = format!("interface = \"eth0\"\n[[vip]]\naddress = \"198.18.0.100\"\nport = 80\nprotocol = \"{protocol}\"\ntable_size = 1009\n");
         for last in 11..=13 {
             text.push_str(&format!(
                 "[[vip.backend]]\naddress = \"198.18.0.{last}\"\nmac = \"02:00:00:00:00:{last}\"\n"
@@ -246,14 +264,26 @@ mod tests {
         model: Model,
         balancer: Balancer,
         maps: FakeMaps,
+        /// The VIP.
+        vip: VipId,
     }
 
     impl World {
         fn new() -> Self {
+            Self::of(&config(), vip())
+        }
+
+        /// The VIP serving UDP (`UDP_VIP`).
+        fn udp() -> Self {
+            Self::of(&config_of("udp"), UDP_VIP.parse().unwrap())
+        }
+
+        fn of(config: &Config, vip: VipId) -> Self {
             let mut world = Self {
-                model: Model::from_config(&config()),
+                model: Model::from_config(config),
                 balancer: Balancer::new(4),
                 maps: FakeMaps::default(),
+                vip,
             };
             world.apply();
             world
@@ -265,7 +295,7 @@ mod tests {
         }
 
         fn set_admin(&mut self, address: &str, admin: AdminState) {
-            let id = vip();
+            let id = self.vip;
             self.model
                 .set_admin(&id, address.parse().unwrap(), admin)
                 .unwrap();
@@ -273,7 +303,7 @@ mod tests {
         }
 
         fn applied(&self) -> &AppliedVip {
-            &self.balancer.vips()[&vip()]
+            &self.balancer.vips()[&self.vip]
         }
 
         /// The data-plane id and generation of a backend.
@@ -284,7 +314,7 @@ mod tests {
 
         /// The table as the (fake) maps hold it: what packets read.
         fn live_table(&self) -> Vec<u32> {
-            self.maps.live_table(&vip().key()).unwrap()
+            self.maps.live_table(&self.vip.key()).unwrap()
         }
 
         fn explain(&self, client: &str, entry: Option<FlowEntry>) -> FlowExplanation {
@@ -298,17 +328,29 @@ mod tests {
             entry: Option<FlowEntry>,
             half_open: Option<FlowEntry>,
         ) -> FlowExplanation {
+            self.explain_at(client, entry, half_open, Duration::from_secs(900))
+        }
+
+        /// As `explain_with`, with the VIP's protocol's idle timeout
+        /// `idle_timeout`.
+        fn explain_at(
+            &self,
+            client: &str,
+            entry: Option<FlowEntry>,
+            half_open: Option<FlowEntry>,
+            idle_timeout: Duration,
+        ) -> FlowExplanation {
             let table = self.live_table();
             explain(&Facts {
-                vip: vip(),
+                vip: self.vip,
                 client: client.parse().unwrap(),
-                model: self.model.vip(&vip()).unwrap(),
+                model: self.model.vip(&self.vip).unwrap(),
                 applied: self.applied(),
                 table: &table,
                 entry,
                 half_open,
                 now_ns: NOW,
-                idle_timeout: Duration::from_secs(900),
+                idle_timeout,
             })
         }
 
@@ -322,7 +364,7 @@ mod tests {
 
         /// The backend (address) the fake maps' live table gives `client`.
         fn maglev_address(&self, client: &str) -> IpAddr {
-            let key = flow_key(&vip(), client.parse().unwrap());
+            let key = flow_key(&self.vip, client.parse().unwrap());
             let table = self.live_table();
             let id = table[(flow_hash(&key) % table.len() as u32) as usize];
             *self
@@ -608,6 +650,36 @@ mod tests {
         let tracked = answer.entry.unwrap();
         assert!(!tracked.live);
         assert!(tracked.flags.is_empty());
+    }
+
+    /// A UDP flow idle past the UDP timeout: its next packet is a new
+    /// flow, which the data plane re-pins to Maglev's pick (UDP has no
+    /// SYN); within the timeout it keeps its backend. TCP keeps it
+    /// whatever the age (`an_idle_entry_is_still_followed_but_not_live`).
+    #[test]
+    fn a_udp_flow_idle_past_its_timeout_follows_maglev_again() {
+        let world = World::udp();
+        let client = "198.18.1.10:40000";
+        let other = world.not_maglevs(client);
+        let timeout = Duration::from_secs(30);
+        let answer = world.explain_at(client, Some(entry(world.id(other), 40, 0)), None, timeout);
+        assert_eq!(answer.decision, FlowDecision::Maglev, "{answer:?}");
+        let backend = answer.backend.unwrap();
+        assert_eq!(backend.address, world.maglev_address(client));
+        assert_ne!(backend.address.to_string(), other);
+        assert!(answer.maglev.is_some());
+        // The entry is shown as it is: its backend alive, itself not live.
+        let idle = answer.entry.unwrap();
+        assert_eq!(idle.backend.unwrap().address.to_string(), other);
+        assert!(idle.current && !idle.live);
+        assert!((idle.age_s - 40.0).abs() < 1e-9, "{}", idle.age_s);
+
+        // Within the timeout: tracked, on its backend.
+        let answer = world.explain_at(client, Some(entry(world.id(other), 20, 0)), None, timeout);
+        assert_eq!(answer.decision, FlowDecision::Tracked, "{answer:?}");
+        assert_eq!(answer.backend.unwrap().address.to_string(), other);
+        assert!(answer.entry.unwrap().live);
+        assert_eq!(answer.maglev, None);
     }
 
     /// The path lbctl sends, decoded by the server, routed.

@@ -680,6 +680,51 @@ mod tests {
         );
     }
 
+    /// A rule kept for a VIP that is not served (removed at run time) is
+    /// not in force: no id, and a count of 0 that is no reset of what it
+    /// counted while it was. It has no series until it is in force again.
+    #[test]
+    fn a_rule_not_in_force_has_no_series() {
+        let mut status = full_status();
+        let vip = status.vips[0].vip.clone();
+        let labels = format!("scope=\"{vip}\",action=\"deny\",source=\"198.18.67.0/24\"");
+        let rule = |id, packets| crate::api::schema::AclRuleStatus {
+            scope: crate::guard::Scope::Vip(vip.parse().unwrap()),
+            action: crate::guard::Action::Deny,
+            source: "198.18.67.0/24".parse().unwrap(),
+            id,
+            packets,
+        };
+        if let Some(guard) = status.guard.as_mut() {
+            guard.rules.push(rule(Some(2), 17));
+        }
+        let text = Metrics::new().render(&status);
+        assert_eq!(
+            sample(&text, "lbd_acl_rule_packets_total", &labels),
+            Some(17.0),
+            "{text}"
+        );
+        // Its VIP removed: the rule is kept, out of force.
+        if let Some(guard) = status.guard.as_mut() {
+            guard.rules[1] = rule(None, 0);
+        }
+        let text = Metrics::new().render(&status);
+        assert_eq!(
+            sample(&text, "lbd_acl_rule_packets_total", &labels),
+            None,
+            "{text}"
+        );
+        // The rules in force keep theirs.
+        assert_eq!(
+            sample(
+                &text,
+                "lbd_acl_rule_packets_total",
+                "scope=\"global\",action=\"deny\",source=\"198.18.66.0/24\""
+            ),
+            Some(42.0)
+        );
+    }
+
     #[test]
     fn traffic_not_read_is_left_out_rather_than_shown_as_zero() {
         let mut status = full_status();

@@ -147,9 +147,12 @@ impl Exporter<'_> {
         );
         // Per deny/allow rule (bounded by the rules configured).
         // Rules whose counts were not read are left out for this scrape:
-        // a 0 would read as a counter reset.
+        // a 0 would read as a counter reset. So are rules not in force (no
+        // id: kept for a VIP not served): they count nothing, and their 0
+        // would read as a reset of what they counted while in force.
         let read = s.guard.iter().filter(|g| !g.counts_unread);
-        let rules = read.flat_map(|g| &g.rules).map(|r| {
+        let installed = read.flat_map(|g| &g.rules).filter(|r| r.id.is_some());
+        let rules = installed.map(|r| {
             let (scope, action, source) = (
                 r.scope.to_string(),
                 r.action.to_string(),

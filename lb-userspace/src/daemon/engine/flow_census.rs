@@ -63,7 +63,8 @@ pub(crate) struct CensusInput {
     /// The monotonic clock at its start (entries' `last_seen_ns`).
     pub now_ns: u64,
     /// Generation of every applied backend, by id: a flow naming an id
-    /// with another generation is a removed backend's leftover.
+    /// with another generation is a removed backend's leftover (counted
+    /// in the table's `entries` while live, in no backend's flows).
     pub generations: HashMap<u32, u32>,
     /// Idle timeouts (live against idle flows).
     pub timeouts: IdleTimeouts,
@@ -80,7 +81,9 @@ pub(crate) struct Census {
     by_backend: HashMap<(u32, u32), FlowCount>,
     /// Live flows of the whole table (what an eviction would cut: closed
     /// and expired entries stay in their ways until a new flow takes
-    /// them, so they do not count towards full).
+    /// them, so they do not count towards full), those of removed
+    /// backends and VIPs too: their ways stay taken, ranked live, until
+    /// they idle out.
     pub entries: u64,
     /// Of them, the TCP handshakes (`FLOW_F_HALF_OPEN`).
     pub handshakes: u64,
@@ -123,6 +126,17 @@ impl Census {
     }
 }
 
+/// Where a flow stands, as a census counts it.
+#[derive(Debug, Clone, Copy)]
+enum Standing {
+    /// FIN or RST seen.
+    Closing,
+    /// No packet within its idle timeout.
+    Idle,
+    /// Neither: live.
+    Live,
+}
+
 /// Counts `flows` (a walk of the connection table) as of `input`; None
 /// when `cancel` was set meanwhile. The half-open table is left to the
 /// caller (`half_open` None).
@@ -140,13 +154,6 @@ pub(crate) fn tally(
         if read.is_multiple_of(CANCEL_EVERY) && cancel.load(Ordering::Relaxed) {
             return None;
         }
-        let generation = entry.backend_generation;
-        if input.generations.get(&entry.backend_id) != Some(&generation) {
-            continue; // a removed backend's leftover
-        }
-        let count = by_backend
-            .entry((entry.backend_id, generation))
-            .or_default();
         // A handshake (its SYN in the table, no ACK yet) is live for the
         // half-open timeout, then idle: an abandoned SYN does not hold a
         // drain for the connection's idle timeout.
@@ -159,14 +166,31 @@ pub(crate) fn tally(
             input.timeouts.tcp
         };
         let silent = Duration::from_nanos(input.now_ns.saturating_sub(entry.last_seen_ns));
-        if entry.flags & (FLOW_F_FIN | FLOW_F_RST) != 0 {
-            count.closing += 1;
+        let state = if entry.flags & (FLOW_F_FIN | FLOW_F_RST) != 0 {
+            Standing::Closing
         } else if silent > idle_limit + Duration::from_nanos(FLOW_TOUCH_INTERVAL_NS) {
-            count.idle += 1;
+            Standing::Idle
         } else {
-            count.live += 1;
+            // Live in the table whatever its backend: a removed backend's
+            // or VIP's flow holds its way, ranked live by eviction, until
+            // it idles out or its next packet re-pins it.
             entries += 1;
             handshakes += u64::from(handshake);
+            Standing::Live
+        };
+        let generation = entry.backend_generation;
+        if input.generations.get(&entry.backend_id) != Some(&generation) {
+            // A removed backend's (or VIP's) leftover: no backend's flow,
+            // nothing a drain waits for.
+            continue;
+        }
+        let count = by_backend
+            .entry((entry.backend_id, generation))
+            .or_default();
+        match state {
+            Standing::Closing => count.closing += 1,
+            Standing::Idle => count.idle += 1,
+            Standing::Live => count.live += 1,
         }
     }
     Some(Census {
@@ -679,8 +703,52 @@ mod tests {
             }
         );
         assert_eq!(census.backend(1, 6), FlowCount::default());
-        assert_eq!((census.entries, census.handshakes), (3, 1));
+        // The leftovers (8 and 9) still take their ways: the table counts them.
+        assert_eq!((census.entries, census.handshakes), (5, 1));
         assert_eq!(census.started, input.started);
+    }
+
+    /// After `lbctl vip remove` (or a backend's removal) its flows stay in
+    /// their ways, ranked live, until they idle out: the table's live
+    /// entries (what `lbd_conntrack_entries` and the capacity alert read)
+    /// count them; no backend's flows and no drain do.
+    #[test]
+    fn a_removed_backends_live_flows_still_fill_the_table() {
+        let now_ns = 1_000_000_000_000;
+        let input = CensusInput {
+            started: Instant::now(),
+            now_ns,
+            // Backend 1 is now generation 2; backend 4 is gone.
+            generations: HashMap::from([(1, 2)]),
+            timeouts: IdleTimeouts {
+                tcp: Duration::from_secs(300),
+                udp: Duration::from_secs(30),
+            },
+        };
+        let secs = |s: u64| now_ns - s * 1_000_000_000;
+        let flows = [
+            (flow(1, IPPROTO_TCP), entry(1, 2, secs(1), 0)),
+            // Generation 1 of id 1, and id 4: removed backends' flows.
+            (flow(2, IPPROTO_TCP), entry(1, 1, secs(1), 0)),
+            (flow(3, IPPROTO_UDP), entry(4, 9, secs(5), 0)),
+            (flow(4, IPPROTO_TCP), entry(4, 9, secs(2), FLOW_F_HALF_OPEN)),
+            // Over (closed, idle): they do not count towards full.
+            (flow(5, IPPROTO_TCP), entry(4, 9, secs(1), FLOW_F_RST)),
+            (flow(6, IPPROTO_UDP), entry(4, 9, secs(60), 0)),
+        ];
+        let census = tally(flows, &input, &AtomicBool::new(false)).expect("not cancelled");
+        assert_eq!((census.entries, census.handshakes), (4, 1));
+        assert_eq!(
+            census.backend(1, 2),
+            FlowCount {
+                live: 1,
+                closing: 0,
+                idle: 0
+            }
+        );
+        assert_eq!(census.backend(1, 1), FlowCount::default());
+        assert_eq!(census.backend(4, 9), FlowCount::default());
+        assert_eq!(census.by_backend.len(), 1, "{:?}", census.by_backend);
     }
 
     /// A SYN the half-open table holds goes to its backend on the

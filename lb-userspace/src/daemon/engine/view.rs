@@ -37,8 +37,9 @@ use crate::{
     vip_id::VipId,
 };
 
-/// One VIP's or backend's traffic counters as read (zeros when it is not
-/// in the data plane); on a failed read, zeros with `unread` called, so
+/// One VIP's or backend's traffic counters as read (`Dataplane::
+/// shown_vip_traffic`: new flows never fewer than shown before; zeros
+/// when it is not in the data plane); on a failed read, zeros with `unread` called, so
 /// the metrics leave the series out rather than show a counter reset, and
 /// a warning (at most one a minute).
 fn traffic_or_unread(
@@ -115,17 +116,17 @@ impl Engine {
                 .and_then(|a| a.live_table())
                 .map(maglev::shares)
                 .unwrap_or_default();
-            let traffic =
-                traffic_or_unread(applied.map(|a| self.dataplane.vip_traffic(a.id)), || {
-                    unread.vips.push(id.to_string())
-                });
+            let traffic = traffic_or_unread(
+                applied.map(|a| self.dataplane.shown_vip_traffic(a.id)),
+                || unread.vips.push(id.to_string()),
+            );
             let is_nat = vip.config.forwarding == lb_common::Mode::Nat;
             let mut backends = Vec::new();
             for (address, backend) in &vip.backends {
                 let applied_backend = applied.and_then(|a| a.backends.get(address));
                 let backend_id = applied_backend.map(|b| b.id);
                 let traffic = traffic_or_unread(
-                    backend_id.map(|b| self.dataplane.backend_traffic(b)),
+                    backend_id.map(|b| self.dataplane.shown_backend_traffic(b)),
                     || unread.backends.push((id.to_string(), *address)),
                 );
                 let check = self.checker.status(&(*id, *address)).map(|s| CheckStatus {
