@@ -15,8 +15,8 @@ use aya_ebpf::{
         BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR,
     },
     helpers::{
-        bpf_check_mtu, bpf_redirect, bpf_skb_change_head, bpf_skb_change_tail, bpf_skb_vlan_pop,
-        bpf_xdp_adjust_head, bpf_xdp_adjust_tail,
+        bpf_check_mtu, bpf_csum_update, bpf_redirect, bpf_skb_change_head, bpf_skb_change_tail,
+        bpf_skb_vlan_pop, bpf_xdp_adjust_head, bpf_xdp_adjust_tail,
     },
     programs::{TcContext, XdpContext},
 };
@@ -62,6 +62,11 @@ pub trait Hook: Frame {
     /// zero and a computed zero is written as 0xffff. False if it could not
     /// be done; at tc this invalidates packet pointers.
     fn l4_csum_add(&self, off: usize, pseudo: u32, plain: u32, udp: bool) -> bool;
+    /// Adds `diff` (as for `l3_csum_add`) to the sum a CHECKSUM_COMPLETE
+    /// skb carries of its packet from the IP header on (`skb->csum`), for
+    /// a change `l4_csum_add` did not account there (see `nat::rewrite`).
+    /// Nothing at XDP, nor at tc on an skb of another checksum state.
+    fn complete_csum_add(&self, diff: u32);
     /// Makes room for `len` bytes right after the 14-byte Ethernet header
     /// (an encapsulation's outer headers; what lay there moves back).
     /// `flags`: the `BPF_F_ADJ_ROOM_*` flags saying what is pushed, so at
@@ -164,6 +169,9 @@ impl Hook for XdpContext {
         *field = new.to_ne_bytes();
         true
     }
+
+    #[inline(always)]
+    fn complete_csum_add(&self, _diff: u32) {}
 
     #[inline(always)]
     fn grow_after_mac(&self, len: u32, _flags: u64) -> bool {
@@ -317,6 +325,18 @@ impl Hook for TcContext {
         )
         .is_ok()
             && (sums_to_zero(plain) || self.l4_csum_replace(off, 0, u64::from(plain), zero).is_ok())
+    }
+
+    /// `bpf_csum_update`, which adds to `skb->csum` on a CHECKSUM_COMPLETE
+    /// skb and fails on any other (the failure is the "nothing" of the
+    /// contract). Not `l4_csum_add`'s `BPF_F_IPV6` (Linux 6.16), which
+    /// older kernels refuse. No call for a change that sums to zero.
+    #[inline(always)]
+    fn complete_csum_add(&self, diff: u32) {
+        if !sums_to_zero(diff) {
+            // SAFETY: a helper on our own skb; it touches no packet data.
+            let _ = unsafe { bpf_csum_update(self.skb.skb, diff) };
+        }
     }
 
     /// `bpf_skb_adjust_room` at the MAC header with the encapsulation

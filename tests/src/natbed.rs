@@ -279,6 +279,38 @@ pub struct NatBed {
     pub out_if: u32,
     /// The hook's verdicts.
     pub verdicts: Verdicts,
+    /// tc: `run_on` runs every frame as a CHECKSUM_COMPLETE skb
+    /// (`run_tc_checksum_complete`).
+    pub checksum_complete: bool,
+    /// While Some, every `run_on`'s (verdict, frame afterwards), in order.
+    pub recorded: Option<Vec<(u32, Vec<u8>)>>,
+}
+
+/// `BPF_PROG_TEST_RUN`'s command number.
+const BPF_PROG_TEST_RUN: libc::c_long = 10;
+/// Its flag making a tc program's skb CHECKSUM_COMPLETE (Linux 6.11).
+const BPF_F_TEST_SKB_CHECKSUM_COMPLETE: u32 = 1 << 2;
+
+/// `union bpf_attr` as `BPF_PROG_TEST_RUN` reads it (`test`).
+#[repr(C)]
+#[derive(Default)]
+struct TestRunAttr {
+    prog_fd: u32,
+    retval: u32,
+    data_size_in: u32,
+    data_size_out: u32,
+    data_in: u64,
+    data_out: u64,
+    repeat: u32,
+    duration: u32,
+    ctx_size_in: u32,
+    ctx_size_out: u32,
+    ctx_in: u64,
+    ctx_out: u64,
+    flags: u32,
+    cpu: u32,
+    batch_size: u32,
+    pad: u32,
 }
 
 impl NatBed {
@@ -345,6 +377,8 @@ impl NatBed {
             in_if,
             out_if,
             verdicts: Verdicts::of(hook),
+            checksum_complete: false,
+            recorded: None,
         })
     }
 
@@ -368,12 +402,27 @@ impl NatBed {
             in_if,
             out_if,
             verdicts: Verdicts::of(hook),
+            checksum_complete: false,
+            recorded: None,
         })
     }
 
     /// Runs the program once on `frame` as if it came in on `ifindex`:
     /// (raw verdict, frame afterwards).
     pub fn run_on(&mut self, ifindex: u32, frame: &[u8]) -> anyhow::Result<(u32, Vec<u8>)> {
+        let ran = if self.checksum_complete && self.bed.hook == Hook::Tc {
+            self.run_tc_checksum_complete(ifindex, frame)?
+        } else {
+            self.run_plain(ifindex, frame)?
+        };
+        if let Some(recorded) = &mut self.recorded {
+            recorded.push(ran.clone());
+        }
+        Ok(ran)
+    }
+
+    /// `run_on` through aya's test run.
+    fn run_plain(&mut self, ifindex: u32, frame: &[u8]) -> anyhow::Result<(u32, Vec<u8>)> {
         let mut out = vec![0u8; frame.len() + 256];
         // struct xdp_md: data, data_end, data_meta, ingress_ifindex,
         // rx_queue_index, egress_ifindex.
@@ -405,6 +454,53 @@ impl NatBed {
         .context("BPF_PROG_TEST_RUN")?;
         out.truncate(result.data_size_out as usize);
         Ok((result.return_value, out))
+    }
+
+    /// Runs the tc program once on `frame` as a CHECKSUM_COMPLETE skb
+    /// that came in on `ifindex`: (raw verdict, frame afterwards). The
+    /// kernel sets `skb->csum` to the sum of the packet from the IP header
+    /// on and fails the run (EBADMSG) if it no longer is that afterwards.
+    /// A raw `BPF_PROG_TEST_RUN`: aya's options have no flags.
+    pub fn run_tc_checksum_complete(
+        &mut self,
+        ifindex: u32,
+        frame: &[u8],
+    ) -> anyhow::Result<(u32, Vec<u8>)> {
+        use std::os::fd::{AsFd as _, AsRawFd as _};
+        let mut out = vec![0u8; frame.len() + 256];
+        // struct __sk_buff up to `ifindex` (offset 40), as `run_on`.
+        let mut skb = [0u8; 44];
+        skb[40..44].copy_from_slice(&ifindex.to_ne_bytes());
+        let program = self.bed.dataplane.tc_program()?;
+        let fd = program.fd()?.as_fd().as_raw_fd();
+        let mut attr = TestRunAttr {
+            prog_fd: u32::try_from(fd)?,
+            data_size_in: u32::try_from(frame.len())?,
+            data_size_out: u32::try_from(out.len())?,
+            data_in: frame.as_ptr() as u64,
+            data_out: out.as_mut_ptr() as u64,
+            repeat: 1,
+            ctx_size_in: u32::try_from(skb.len())?,
+            ctx_in: skb.as_ptr() as u64,
+            flags: BPF_F_TEST_SKB_CHECKSUM_COMPLETE,
+            ..TestRunAttr::default()
+        };
+        // SAFETY: the attribute is the kernel's layout, every pointer in
+        // it lives (with the size given) until the call returns.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_PROG_TEST_RUN,
+                &mut attr as *mut TestRunAttr,
+                std::mem::size_of::<TestRunAttr>(),
+            )
+        };
+        if ret < 0 {
+            return Err(std::io::Error::last_os_error())
+                .context("BPF_PROG_TEST_RUN of a CHECKSUM_COMPLETE skb");
+        }
+        out.truncate(attr.data_size_out as usize);
+        Ok((attr.retval, out))
     }
 
     /// Runs the tc program once on `frame` as a GSO skb (a GRO'd packet of

@@ -57,7 +57,7 @@ pub fn translate_error<C: Hook>(ctx: &C, key: &FlowKey, at: &Layout, entry: &Nat
         return false;
     }
     let mut inner = 0u64;
-    let mut l3 = 0u64;
+    let l3;
     if v4 {
         let Some(ip) = ptr_at::<[u8; IPV4_LEN], C>(ctx, at.l3_off) else {
             return false;
@@ -80,7 +80,11 @@ pub fn translate_error<C: Hook>(ctx: &C, key: &FlowKey, at: &Layout, entry: &Nat
         };
         // SAFETY: bounds checked by ptr_at.
         let ip = unsafe { &mut *ip };
+        let old = u16::from_ne_bytes([ip[6], ip[7]]);
         ip[7] = ip[7].wrapping_sub(1);
+        // Outer addresses and hop limit: what `complete_csum_add` adds
+        // (see below).
+        l3 = add16(outer, old, u16::from_ne_bytes([ip[6], ip[7]]));
     }
     let old_sport = u16::from_ne_bytes([ports[0], ports[1]]);
     let old_dport = u16::from_ne_bytes([ports[2], ports[3]]);
@@ -106,7 +110,20 @@ pub fn translate_error<C: Hook>(ctx: &C, key: &FlowKey, at: &Layout, entry: &Nat
     // ICMPv4 has no pseudo-header: its outer addresses are only in the
     // IPv4 header checksum.
     let pseudo = if v4 { 0 } else { fold32(outer) };
-    ctx.l4_csum_add(at.l4_off + ICMP_CSUM_OFF, pseudo, fold32(inner), false)
+    if !ctx.l4_csum_add(at.l4_off + ICMP_CSUM_OFF, pseudo, fold32(inner), false) {
+        return false;
+    }
+    // A CHECKSUM_COMPLETE skb's sum of the packet (tc, as in
+    // `rewrite::translate`): an IPv4 header with its checksum patched sums
+    // as before, an ICMP message too but for ICMPv6's pseudo-header (the
+    // outer addresses), whose change its checksum takes off. So IPv4
+    // changes by nothing (the helper is given no pseudo-header change),
+    // IPv6 by the hop limit's change, and the helper took the outer
+    // addresses' change off: both are added.
+    if !v4 {
+        ctx.complete_csum_add(fold32(l3));
+    }
+    true
 }
 
 /// What `put_addr` returns when the address is not inside the packet

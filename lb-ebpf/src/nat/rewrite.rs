@@ -113,22 +113,39 @@ pub fn csum_apply(old: u16, diff: u32) -> u16 {
 /// the entry's next hop MACs; the caller checked the TTL. False only if
 /// a header is not where the parser found it (a bug) or a checksum
 /// helper failed.
+///
+/// A CHECKSUM_COMPLETE skb (tc) also carries the sum of its packet from
+/// the IP header on (`skb->csum`), which must follow the rewrite. The
+/// rewrite changes it by: IPv4, the addresses' change taken off (the
+/// IPv4 header keeps summing to zero, the TCP/UDP checksum takes the
+/// addresses' change off, the ports' change and its own cancel); IPv6,
+/// the hop limit's change only (no header checksum: the addresses' change
+/// and the TCP/UDP checksum's cancel). `l4_csum_add`'s pseudo-header call
+/// takes the addresses' change off, right for IPv4 only, so IPv6 adds
+/// it back with the hop limit's (`Hook::complete_csum_add`). A UDP
+/// datagram without a checksum (0, kept) gets no helper call at all and
+/// changes by its ports' change too, which is added as well.
 #[inline(always)]
 pub fn translate<C: Hook>(ctx: &C, key: &FlowKey, at: &Layout, entry: &NatEntry) -> bool {
     let Some(eth) = ptr_at::<[u16; 6], C>(ctx, 0) else {
         return false;
     };
-    let Some(ports) = ptr_at::<[u8; 4], C>(ctx, at.l4_off) else {
+    // The ports, and UDP's checksum (within a TCP header too).
+    let Some(ports) = ptr_at::<[u8; 8], C>(ctx, at.l4_off) else {
         return false;
     };
     // SAFETY: bounds checked by ptr_at; the program owns the frame (tc:
     // the verifier makes a cloned skb private first).
     let (eth, ports) = unsafe { (&mut *eth, &mut *ports) };
+    let udp = key.proto == IPPROTO_UDP;
+    let unsummed = udp && ports[UDP_CSUM_OFF..] == [0, 0];
     // SAFETY: MAC fields of a map value (see `copy`).
     let (dst, src) = unsafe { (copy::mac_words(&entry.dmac), copy::mac_words(&entry.smac)) };
     copy::write_macs(eth, dst, src);
     let mut addrs = 0u64;
     let mut l3 = 0u64;
+    // What `complete_csum_add` adds (see above).
+    let mut complete = 0u64;
     if key.family == AF_INET {
         let Some(ip) = ptr_at::<[u8; IPV4_LEN], C>(ctx, at.l3_off) else {
             return false;
@@ -148,22 +165,31 @@ pub fn translate<C: Hook>(ctx: &C, key: &FlowKey, at: &Layout, entry: &NatEntry)
         };
         // SAFETY: bounds checked by ptr_at.
         let ip = unsafe { &mut *ip };
+        let old = u16::from_ne_bytes([ip[6], ip[7]]);
         ip[7] = ip[7].wrapping_sub(1);
+        complete = add16(0, old, u16::from_ne_bytes([ip[6], ip[7]]));
         for i in 0..4 {
             addrs = add32(addrs, key.src[i], entry.src[i]);
             addrs = add32(addrs, key.dst[i], entry.dst[i]);
             ip[8 + i * 4..12 + i * 4].copy_from_slice(&entry.src[i].to_ne_bytes());
             ip[24 + i * 4..28 + i * 4].copy_from_slice(&entry.dst[i].to_ne_bytes());
         }
+        complete += addrs;
     }
     let plain = add16(add16(0, key.sport, entry.sport), key.dport, entry.dport);
     ports[..2].copy_from_slice(&entry.sport.to_ne_bytes());
-    ports[2..].copy_from_slice(&entry.dport.to_ne_bytes());
+    ports[2..4].copy_from_slice(&entry.dport.to_ne_bytes());
+    if unsummed {
+        complete += plain;
+    }
     // Checksums last: at tc the L4 helper invalidates packet pointers.
-    let udp = key.proto == IPPROTO_UDP;
     let l4_csum = at.l4_off + if udp { UDP_CSUM_OFF } else { TCP_CSUM_OFF };
     if key.family == AF_INET && !ctx.l3_csum_add(at.l3_off + 10, fold32(l3)) {
         return false;
     }
-    ctx.l4_csum_add(l4_csum, fold32(addrs), fold32(plain), udp)
+    if !ctx.l4_csum_add(l4_csum, fold32(addrs), fold32(plain), udp) {
+        return false;
+    }
+    ctx.complete_csum_add(fold32(complete));
+    true
 }

@@ -173,7 +173,7 @@ fn flow_state(bed: &NatBed, key: &FlowKey) -> FlowState {
 /// reaches the client quoting what the client sent; one from the clients'
 /// side (to the VIP, quoting VIP -> client) reaches the backend quoting
 /// what the backend sent. The flow's entries do not change.
-fn icmp_errors_reach_the_other_side(bed: &mut NatBed, vip: &str, port: u16) {
+pub(crate) fn icmp_errors_reach_the_other_side(bed: &mut NatBed, vip: &str, port: u16) {
     icmp_errors_of_kind_reach_the_other_side(Kind::TooBig, bed, vip, port);
 }
 

@@ -29,7 +29,7 @@ use crate::{
 
 /// A new flow, a tracked packet of it, and the backend's reply: each
 /// translated, checksummed and counted as the contract says.
-fn new_tracked_and_reply(bed: &mut NatBed, vip: &str, port: u16) {
+pub(crate) fn new_tracked_and_reply(bed: &mut NatBed, vip: &str, port: u16) {
     new_tracked_and_reply_from(bed, vip, port, 40_001);
 }
 

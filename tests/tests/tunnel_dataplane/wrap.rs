@@ -190,40 +190,56 @@ fn gue_4in6_udp(hook: Hook) {
 /// one is 0 (RFC 6936), the rest as usual.
 fn gue_4in6_udp_without_checksum_sends_zero(hook: Hook) {
     in_netns(hook, vips(), |bed, vips| {
-        let flow = client_flow(VIP4, GUE_4IN6, 40_002);
-        let mut first = packet::udp(&flow, None, b"no checksum");
-        first[14 + 20 + 6..14 + 20 + 8].copy_from_slice(&[0, 0]);
-        let (verdict, out) = bed.run_on(bed.nat.in_if, &first).expect("test run");
-        assert_eq!(verdict, bed.verdicts().redirect);
-        let key = flow_key(&flow, Protocol::Udp);
-        let config = find(vips, VIP4, GUE_4IN6, Protocol::Udp);
-        let entry = bed
-            .nat
-            .bed
-            .dataplane
-            .flow(&key)
-            .expect("read")
-            .expect("tracked");
-        let backend = bed
-            .backend_address(config, entry.backend_id)
-            .expect("backend");
-        let hash = flow_hash(&key);
-        check_wrapped(
-            &out,
-            &Wrapped {
-                dmac: neighbour_mac(&backend.to_string()).expect("neighbour"),
-                src: outer_source(&bed.config, &key, false),
-                dst: backend,
-                gue: Some((
-                    u16::from_be(tunnel::gue_source_port(hash)),
-                    tunnel::GUE_PORT_DEFAULT,
-                )),
-                zero_csum: true,
-                inner: &first[14..],
-                flow_label: hash & 0xf_ffff,
-            },
-        );
+        without_checksum_sends_zero(bed, vips, VIP4, GUE_4IN6)
     });
+}
+
+/// The same for an inner IPv6 UDP datagram with checksum 0 (as a UDP
+/// tunnel over IPv6 sends them, RFC 6936): the inner segment then gives
+/// no sum to complete the outer checksum from.
+fn gue_v6_udp_without_checksum_sends_zero(hook: Hook) {
+    in_netns(hook, vips(), |bed, vips| {
+        without_checksum_sends_zero(bed, vips, VIP6, GUE_UDP)
+    });
+}
+
+/// A client's UDP datagram without a checksum to the GUE VIP `vip`:`port`
+/// (its backends IPv6) leaves wrapped with an outer checksum of 0.
+fn without_checksum_sends_zero(bed: &mut TunnelBed, vips: &[VipConfig], vip: &str, port: u16) {
+    let flow = client_flow(vip, port, 40_002);
+    let mut first = packet::udp(&flow, None, b"no checksum");
+    let key = flow_key(&flow, Protocol::Udp);
+    let csum = 14 + if key.family == AF_INET { 20 } else { 40 } + 6;
+    first[csum..csum + 2].copy_from_slice(&[0, 0]);
+    let (verdict, out) = bed.run_on(bed.nat.in_if, &first).expect("test run");
+    assert_eq!(verdict, bed.verdicts().redirect);
+    let config = find(vips, vip, port, Protocol::Udp);
+    let entry = bed
+        .nat
+        .bed
+        .dataplane
+        .flow(&key)
+        .expect("read")
+        .expect("tracked");
+    let backend = bed
+        .backend_address(config, entry.backend_id)
+        .expect("backend");
+    let hash = flow_hash(&key);
+    check_wrapped(
+        &out,
+        &Wrapped {
+            dmac: neighbour_mac(&backend.to_string()).expect("neighbour"),
+            src: outer_source(&bed.config, &key, false),
+            dst: backend,
+            gue: Some((
+                u16::from_be(tunnel::gue_source_port(hash)),
+                tunnel::GUE_PORT_DEFAULT,
+            )),
+            zero_csum: true,
+            inner: &first[14..],
+            flow_label: hash & 0xf_ffff,
+        },
+    );
 }
 
 lb_tests::on_both_hooks!(
@@ -237,4 +253,5 @@ lb_tests::on_both_hooks!(
     gue_4in6_tcp,
     gue_4in6_udp,
     gue_4in6_udp_without_checksum_sends_zero,
+    gue_v6_udp_without_checksum_sends_zero,
 );

@@ -21,8 +21,9 @@
 //! that complement. This also holds for an skb whose inner checksum the
 //! kernel has still to finish (CHECKSUM_PARTIAL). Where the inner packet
 //! gives no such sum, the outer checksum is 0 (RFC 6936 zero-checksum
-//! UDP tunnels over IPv6, which lb-decap accepts): inner IPv4 UDP without
-//! a checksum, an inner IPv6 packet with extension headers, and at tc a
+//! UDP tunnels over IPv6, which lb-decap accepts): inner UDP without a
+//! checksum (IPv4, or IPv6's zero-checksum tunnel datagrams), an inner
+//! IPv6 packet with extension headers, and at tc a
 //! GSO packet (its segments' outer checksums are not recomputed by the
 //! kernel's UDP-tunnel segmentation without the CSUM flag).
 
@@ -405,9 +406,18 @@ fn read_inner<C: Hook>(ctx: &C, v4: bool, want_csum: bool, at: &Layout) -> Optio
         let payload = u32::from(u16::from_be_bytes([ip[4], ip[5]]));
         let next = ip[6];
         let tos = (ip[0] << 4) | (ip[1] >> 4);
-        let plain = want_csum
+        let mut plain = want_csum
             && at.l4_off == at.l3_off + 40
             && (next == IPPROTO_TCP || next == IPPROTO_UDP || next == IPPROTO_ICMPV6);
+        // A UDP datagram with checksum 0 (RFC 6936, tunnels) does not sum
+        // to its pseudo-header's complement: no share, as for IPv4.
+        if plain && next == IPPROTO_UDP {
+            plain = match ptr_at::<[u8; 2], C>(ctx, at.l4_off + 6) {
+                // SAFETY: bounds checked by ptr_at.
+                Some(csum) => (unsafe { *csum }) != [0, 0],
+                None => false,
+            };
+        }
         let csum_part = if plain {
             let pseudo = sum_bytes(&ip[8..40]) + u64::from(next) + u64::from(payload);
             Some(sum_bytes(ip) + u64::from(!fold16(pseudo)))
