@@ -5,9 +5,12 @@
 
 use aya::maps::MapInfo;
 use lb_common::{
-    consts::{maglev_index, names, FLOW_F_HALF_OPEN, FLOW_F_STATE, MAGLEV_SIZE_MAX, MAX_BACKENDS},
-    flow_table::{ESTABLISHED_IDLE_TICKS, HALF_OPEN_IDLE_TICKS, TICK_SHIFT},
-    FlowEntry,
+    consts::{
+        maglev_index, names, FLOW_F_HALF_OPEN, FLOW_F_STATE, IPPROTO_UDP, MAGLEV_SIZE_MAX,
+        MAX_BACKENDS,
+    },
+    flow_table::{idle_horizons_of, HALF_OPEN_IDLE_TICKS, TICK_SHIFT},
+    FlowEntry, FlowKey,
 };
 use tracing::{info, warn};
 
@@ -21,6 +24,14 @@ use crate::{
 };
 
 impl Dataplane {
+    /// The connection table's idle horizons as the data plane reads them
+    /// (`IDLE_HORIZONS`: the running lbd's, or the previous one's until
+    /// this one writes its own; the defaults if none was written or the
+    /// map cannot be read), unpacked: TCP's high word, UDP's low, ticks.
+    fn idle_horizons(&self) -> u64 {
+        idle_horizons_of(self.idle_horizons.get(&0, 0).unwrap_or(0))
+    }
+
     /// Empties the ways of the adopted tables (connection, half-open and
     /// NAT flow tables) that an lbd killed between a claim and its publish
     /// left held (`FlowTable::reclaim_abandoned`): no lookup, insert or
@@ -92,6 +103,7 @@ impl Dataplane {
             }
             return None;
         }
+        let horizons = self.idle_horizons();
         let legacy = self.legacy.as_mut()?;
         let FlowStore::Buckets(table) = &self.flows else {
             return None;
@@ -102,7 +114,7 @@ impl Dataplane {
         // them, and a closed or expired flow copied later takes only a
         // way no live flow holds.
         let now = crate::clock::monotonic_ns();
-        flows.sort_by_key(|(_, entry)| carry_order(entry, now));
+        flows.sort_by_key(|(key, entry)| carry_order(key, entry, now, horizons));
         let mut done = CarriedFlows {
             flows: flows.len() as u64,
             ..CarriedFlows::default()
@@ -119,7 +131,7 @@ impl Dataplane {
             match table.install(key, entry) {
                 Ok(()) => done.copied += 1,
                 Err(crate::conntrack::table::FlowTableError::Full(_)) => {
-                    if carry_order(entry, now).0 < DEAD {
+                    if carry_order(key, entry, now, horizons).0 < DEAD {
                         done.live_left_out += 1;
                     } else {
                         done.dead_left_out += 1;
@@ -383,12 +395,23 @@ fn held_wins(held: &FlowEntry, old: &FlowEntry, after_load: Option<u64>) -> bool
 const DEAD: u8 = 2;
 
 /// The order flows are carried over in (lowest first): live flows (neither
-/// closed nor idle past their class's timeout) before handshakes in time,
-/// those before closed and expired flows (`DEAD`); within each, the most
-/// recently seen first. `now`: CLOCK_MONOTONIC ns.
-fn carry_order(entry: &FlowEntry, now: u64) -> (u8, std::cmp::Reverse<u64>) {
+/// closed nor idle past their protocol's timeout, `horizons` as
+/// `IDLE_HORIZONS` holds them: TCP's high, UDP's low, in ticks) before
+/// handshakes in time, those before closed and expired flows (`DEAD`);
+/// within each, the most recently seen first. `now`: CLOCK_MONOTONIC ns.
+fn carry_order(
+    key: &FlowKey,
+    entry: &FlowEntry,
+    now: u64,
+    horizons: u64,
+) -> (u8, std::cmp::Reverse<u64>) {
     let age = now.saturating_sub(entry.last_seen_ns);
     let idle = |ticks: u32| age > u64::from(ticks) << TICK_SHIFT;
+    let horizon = if key.proto == IPPROTO_UDP {
+        horizons as u32
+    } else {
+        (horizons >> 32) as u32
+    };
     let tier = if entry.flags & FLOW_F_STATE != 0 {
         DEAD
     } else if entry.flags & FLOW_F_HALF_OPEN != 0 {
@@ -397,7 +420,7 @@ fn carry_order(entry: &FlowEntry, now: u64) -> (u8, std::cmp::Reverse<u64>) {
         } else {
             1
         }
-    } else if idle(ESTABLISHED_IDLE_TICKS) {
+    } else if idle(horizon) {
         DEAD
     } else {
         0
@@ -540,24 +563,41 @@ mod tests {
             flags,
             ..FlowEntry::default()
         };
+        let tcp = FlowKey {
+            proto: 6,
+            ..FlowKey::default()
+        };
+        let udp = FlowKey {
+            proto: IPPROTO_UDP,
+            ..FlowKey::default()
+        };
+        // TCP 15 minutes, UDP 30 s (`udp_idle_timeout_s`'s default).
+        let horizons = idle_horizons_of(lb_common::flow_table::idle_horizons_word(
+            lb_common::flow_table::horizon_ticks(900 * s),
+            lb_common::flow_table::horizon_ticks(30 * s),
+        ));
         let mut flows = [
-            ("closed, just now", at(0, FLOW_F_STATE)),
-            ("live 60 s", at(60, 0)),
-            ("expired", at(1_000, 0)),
-            ("handshake 2 s", at(2, FLOW_F_HALF_OPEN)),
-            ("live 1 s", at(1, 0)),
-            ("lapsed handshake", at(20, FLOW_F_HALF_OPEN)),
+            ("closed, just now", tcp, at(0, FLOW_F_STATE)),
+            ("live 60 s", tcp, at(60, 0)),
+            ("expired", tcp, at(1_000, 0)),
+            ("handshake 2 s", tcp, at(2, FLOW_F_HALF_OPEN)),
+            ("live 1 s", tcp, at(1, 0)),
+            ("lapsed handshake", tcp, at(20, FLOW_F_HALF_OPEN)),
+            ("udp 10 s", udp, at(10, 0)),
+            ("udp idle 60 s", udp, at(60, 0)),
         ];
-        flows.sort_by_key(|(_, e)| carry_order(e, now));
-        let order: Vec<&str> = flows.iter().map(|(name, _)| *name).collect();
+        flows.sort_by_key(|(_, k, e)| carry_order(k, e, now, horizons));
+        let order: Vec<&str> = flows.iter().map(|(name, _, _)| *name).collect();
         assert_eq!(
             order,
             [
                 "live 1 s",
+                "udp 10 s",
                 "live 60 s",
                 "handshake 2 s",
                 "closed, just now",
                 "lapsed handshake",
+                "udp idle 60 s",
                 "expired"
             ]
         );
