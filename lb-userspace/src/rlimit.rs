@@ -4,6 +4,11 @@
 //! more, so at start-up it raises its soft limit to the hard one (which
 //! needs no privilege), and gives programs it runs (VRRP `notify`) the
 //! limit it started with: programs built on `select()` break above 1024.
+//!
+//! Also the locked-memory limit (`RLIMIT_MEMLOCK`): kernels before 5.11
+//! charge BPF maps and programs to it, and its usual default (64 KiB or
+//! 8 MiB) makes creating the maps fail with a misleading EPERM; lbd
+//! raises it to unlimited at start-up ([`raise_memlock`]).
 
 use std::{io, sync::OnceLock};
 
@@ -61,6 +66,57 @@ pub(crate) fn raise_nofile() -> io::Result<Raised> {
     })
 }
 
+/// What [`raise_memlock`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Memlock {
+    /// Already unlimited (the systemd unit's `LimitMEMLOCK=infinity`).
+    Unlimited,
+    /// Raised to unlimited from these soft and hard limits.
+    Raised {
+        soft: libc::rlim_t,
+        hard: libc::rlim_t,
+    },
+}
+
+/// Raises the locked-memory limit (`RLIMIT_MEMLOCK`), soft and hard, to
+/// unlimited. Raising the hard limit needs `CAP_SYS_RESOURCE` (root
+/// outside the systemd unit, which sets `LimitMEMLOCK=infinity` itself);
+/// without it the soft limit is still raised to the hard one, and the
+/// error returned.
+pub(crate) fn raise_memlock() -> io::Result<Memlock> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the local it is given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &raw mut limit) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if limit.rlim_cur == libc::RLIM_INFINITY && limit.rlim_max == libc::RLIM_INFINITY {
+        return Ok(Memlock::Unlimited);
+    }
+    let unlimited = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: setrlimit reads the local it is given.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &raw const unlimited) } != 0 {
+        let error = io::Error::last_os_error();
+        let to_hard = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            rlim_max: limit.rlim_max,
+        };
+        // Best effort: as far as no privilege goes.
+        // SAFETY: setrlimit reads the local it is given.
+        let _ = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &raw const to_hard) };
+        return Err(error);
+    }
+    Ok(Memlock::Raised {
+        soft: limit.rlim_cur,
+        hard: limit.rlim_max,
+    })
+}
+
 /// The kernel's ceiling for the open-file limit (`fs.nr_open`).
 fn nr_open() -> libc::rlim_t {
     std::fs::read_to_string("/proc/sys/fs/nr_open")
@@ -94,6 +150,75 @@ pub(crate) fn restore_for_child(command: &mut tokio::process::Command) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn memlock() -> libc::rlimit {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes into the local it is given.
+        assert_eq!(
+            unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &raw mut limit) },
+            0
+        );
+        limit
+    }
+
+    /// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK: lbd started
+    /// by hand (`sudo lbd`, a soft limit of 64 KiB or 8 MiB) raises it to
+    /// unlimited. That needs CAP_SYS_RESOURCE, which root normally has;
+    /// without it (a container that took it away) the soft limit still
+    /// goes up to the hard one, and the error is returned.
+    #[test]
+    fn the_locked_memory_limit_is_raised_to_unlimited() {
+        let started = memlock();
+        // Only the soft limit is lowered: without CAP_SYS_RESOURCE a hard
+        // limit lowered could not be raised again.
+        let low = libc::rlimit {
+            rlim_cur: (64 << 10).min(started.rlim_max),
+            rlim_max: started.rlim_max,
+        };
+        // SAFETY: setrlimit reads the local it is given.
+        assert_eq!(
+            unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &raw const low) },
+            0
+        );
+        let raised = raise_memlock();
+        let now = memlock();
+        let privileged = caps::has_cap(
+            None,
+            caps::CapSet::Effective,
+            caps::Capability::CAP_SYS_RESOURCE,
+        )
+        .unwrap();
+        if privileged || started.rlim_max == libc::RLIM_INFINITY {
+            assert_eq!(
+                (now.rlim_cur, now.rlim_max),
+                (libc::RLIM_INFINITY, libc::RLIM_INFINITY)
+            );
+            assert_eq!(
+                raised.unwrap(),
+                Memlock::Raised {
+                    soft: low.rlim_cur,
+                    hard: low.rlim_max
+                }
+            );
+            assert_eq!(raise_memlock().unwrap(), Memlock::Unlimited);
+        } else {
+            println!("no CAP_SYS_RESOURCE: only the soft limit can go up");
+            assert_eq!(
+                raised.unwrap_err().raw_os_error(),
+                Some(libc::EPERM),
+                "soft {} hard {}",
+                now.rlim_cur,
+                now.rlim_max
+            );
+            assert_eq!(
+                (now.rlim_cur, now.rlim_max),
+                (started.rlim_max, started.rlim_max)
+            );
+        }
+    }
 
     #[tokio::test]
     async fn raised_to_the_hard_limit_and_restored_for_children() {

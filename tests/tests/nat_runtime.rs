@@ -738,3 +738,51 @@ fn forwarding_is_restored_to_the_original_across_restarts() {
     );
     assert_eq!(forwarding(&lb), "0");
 }
+
+/// With `pin_dir = "off"` nothing outlives lbd: its program goes at every
+/// stop, a SIGTERM or SIGUSR1 too, so the interface's `forwarding` goes
+/// back to what it was as at a stop for good (it stays on after a restart
+/// only for a pinned data plane, which forwards on).
+#[test]
+fn forwarding_is_restored_at_every_stop_with_pin_dir_off() {
+    use lb_tests::lab::ROUTED_BACKEND_PORT;
+    let mut lab = Lab::start_routed(1).expect("routed lab");
+    let lb = lab.lb.clone();
+    let status = std::process::Command::new("ip")
+        .args(["-n", &lb.netns, "addr", "add"])
+        .arg(format!("{NAT_ADDRESS}/32"))
+        .args(["dev", "eth0"])
+        .status()
+        .expect("ip");
+    assert!(status.success());
+    let config = format!(
+        "pin_dir = \"off\"\ninterface = \"eth0\"\nadmin_socket = \"{}\"\n\n[nat]\nsource_ipv4 = \"{NAT_ADDRESS}\"\n\n\
+         [[vip]]\naddress = \"{VIP4}\"\nport = 80\nforwarding = \"nat\"\n[vip.health]\ncheck = \"none\"\n\
+         [[vip.backend]]\naddress = \"{}\"\nport = {ROUTED_BACKEND_PORT}\n",
+        lab.admin_socket().display(),
+        lab.backends[0].ipv4
+    );
+    set_forwarding_off(&lb);
+    for (name, signal) in [("lbd", libc::SIGTERM), ("lbd2", libc::SIGUSR1)] {
+        assert_eq!(forwarding(&lb), "0", "before {name}");
+        lab.start_lbd_on(&lb, name, &config).expect("lbd");
+        wait_until("forwarding on eth0", Duration::from_secs(10), || {
+            forwarding(&lab.lb) == "1"
+        });
+        lab.signal(name, signal).expect("signal");
+        let status = lab
+            .wait_exit(name, Duration::from_secs(20))
+            .expect("lbd exits");
+        let log = lab.log(name);
+        assert!(status.success(), "{log}");
+        assert!(
+            !lab.xdp_attached(&lb).expect("ip link"),
+            "pin_dir = \"off\": nothing outlives lbd\n{log}"
+        );
+        assert_eq!(
+            forwarding(&lb),
+            "0",
+            "signal {signal}: the program went, forwarding stayed on\n{log}"
+        );
+    }
+}

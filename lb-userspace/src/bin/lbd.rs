@@ -7,7 +7,11 @@ use lb_userspace::{config::Config, logging::LogFormat};
 
 /// eBPF/XDP L4 load balancer daemon.
 #[derive(Debug, Parser)]
-#[command(name = "lbd", version = lb_userspace::VERSION)]
+#[command(
+    name = "lbd",
+    version = lb_userspace::VERSION,
+    after_help = "Exit status: 0 done; 1 failed (under the systemd unit, lbd is started again); 2 bad usage; 10 a stop for good (SIGINT) that ended with errors, which the log names (the unit does not start lbd again: RestartPreventExitStatus=10). A panic is logged and aborts lbd (SIGABRT): a crash, which the unit restarts."
+)]
 struct Args {
     /// Configuration file (TOML).
     #[arg(short, long, default_value = "/etc/lbd/lbd.toml")]
@@ -42,8 +46,57 @@ struct Args {
     generate_man: Option<PathBuf>,
 }
 
+/// Installs lbd's panic hook: a panic anywhere in lbd, a tokio task's
+/// included (a VRRP instance's driver, a health check, replication), is
+/// logged (message, location, thread) and aborts the process. Tokio would
+/// otherwise end the task alone and lbd run on without it (a VRRP
+/// instance still reported master, its adverts stopped). Aborted, lbd
+/// ends as after any crash: the pinned data plane keeps forwarding, and
+/// systemd (`Restart=on-failure`) starts a new lbd, which adopts it.
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("(a panic without a message)");
+        let location = info
+            .location()
+            .map_or_else(|| "an unknown location".to_owned(), ToString::to_string);
+        let thread = std::thread::current();
+        let thread = thread.name().unwrap_or("<unnamed>");
+        let backtrace = std::backtrace::Backtrace::capture();
+        let backtrace = match backtrace.status() {
+            std::backtrace::BacktraceStatus::Captured => format!("\n{backtrace}"),
+            _ => String::new(),
+        };
+        if tracing::dispatcher::has_been_set() {
+            tracing::error!(
+                thread,
+                %location,
+                "lbd panicked: {message}; aborting (a task must not die while lbd runs on without it){backtrace}"
+            );
+        } else {
+            eprintln!(
+                "lbd: panicked in thread {thread} at {location}: {message}; aborting{backtrace}"
+            );
+        }
+        std::process::abort();
+    }));
+}
+
+/// lbd's exit code for `result`: 0, or [`lb_userspace::daemon::exit_status`].
+fn exit_code(result: &anyhow::Result<()>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => std::process::ExitCode::from(lb_userspace::daemon::exit_status(error)),
+    }
+}
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    install_panic_hook();
     let args = Args::parse();
     if let Some(dir) = &args.generate_man {
         return match lb_manpage::write_pages(Args::command(), dir) {
@@ -106,11 +159,101 @@ async fn main() -> std::process::ExitCode {
         // Refused above.
         (None, None) => return std::process::ExitCode::FAILURE,
     };
-    match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(error) => {
-            tracing::error!("{error:#}");
-            std::process::ExitCode::FAILURE
+    if let Err(error) = &result {
+        tracing::error!("{error:#}");
+    }
+    exit_code(&result)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::process::ExitStatusExt as _;
+
+    use super::*;
+
+    #[test]
+    fn a_stop_for_good_that_failed_exits_with_its_own_code() {
+        use lb_userspace::daemon::{StoppedForGoodWithErrors, EXIT_STOPPED_FOR_GOOD_WITH_ERRORS};
+        let code = |result: anyhow::Result<()>| format!("{:?}", exit_code(&result));
+        assert_eq!(
+            code(Ok(())),
+            format!("{:?}", std::process::ExitCode::SUCCESS)
+        );
+        assert_eq!(
+            code(Err(anyhow::anyhow!("start-up failed"))),
+            format!("{:?}", std::process::ExitCode::FAILURE)
+        );
+        assert_eq!(
+            code(Err(anyhow::anyhow!("BIRD did not take the withdrawal")
+                .context(StoppedForGoodWithErrors))),
+            format!(
+                "{:?}",
+                std::process::ExitCode::from(EXIT_STOPPED_FOR_GOOD_WITH_ERRORS)
+            )
+        );
+    }
+
+    #[test]
+    fn the_help_names_the_exit_status_of_a_stop_for_good_that_failed() {
+        let help = Args::command().render_long_help().to_string();
+        let code = lb_userspace::daemon::EXIT_STOPPED_FOR_GOOD_WITH_ERRORS;
+        assert!(
+            help.contains(&format!("; {code} a stop for good"))
+                && help.contains(&format!("RestartPreventExitStatus={code}")),
+            "{help}"
+        );
+    }
+
+    /// Set in the child the test below runs.
+    const PANIC_CHILD: &str = "LBD_TEST_PANIC_HOOK_CHILD";
+
+    /// A panic in a spawned task (as a VRRP driver's would be) must not
+    /// leave lbd running without it: the hook logs it and aborts.
+    #[test]
+    fn a_panic_in_a_task_is_logged_and_aborts_lbd() {
+        if std::env::var_os(PANIC_CHILD).is_some() {
+            lb_userspace::logging::init(LogFormat::Text, "info");
+            install_panic_hook();
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let task = tokio::spawn(async { panic!("the VRRP driver broke") });
+                let _ = task.await;
+                // Without the hook lbd would run on here.
+                tracing::info!("still running after the panic");
+            });
+            return;
         }
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "tests::a_panic_in_a_task_is_logged_and_aborts_lbd",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(PANIC_CHILD, "1")
+            .env_remove("RUST_LOG")
+            .env_remove("RUST_BACKTRACE")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.signal(), Some(libc::SIGABRT), "{stderr}");
+        assert!(
+            !stderr.contains("still running after the panic"),
+            "{stderr}"
+        );
+        let logged = stderr
+            .lines()
+            .find(|line| line.contains("lbd panicked: the VRRP driver broke"))
+            .unwrap_or_else(|| panic!("the panic was not logged: {stderr}"));
+        assert!(
+            logged.contains("ERROR")
+                && logged.contains("lbd.rs:")
+                // The thread: one of tokio's workers, not the test's.
+                && logged.contains("thread=\"tokio-"),
+            "{logged}"
+        );
     }
 }

@@ -112,10 +112,45 @@ impl Handler for ToEngine {
     }
 }
 
+/// lbd's exit status when a stop for good (SIGINT) ended with errors
+/// (BIRD did not take the withdrawal of the node's announcements, the
+/// program could not be detached): the systemd unit lists it in
+/// `RestartPreventExitStatus=`, so a node taken off for good stays off
+/// instead of being started again by `Restart=on-failure`. lbd's other
+/// failures exit 1 (a usage error 2, from the argument parser).
+pub const EXIT_STOPPED_FOR_GOOD_WITH_ERRORS: u8 = 10;
+
+/// Marks the error of a stop for good (see
+/// [`EXIT_STOPPED_FOR_GOOD_WITH_ERRORS`]) in the chain [`run`] returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoppedForGoodWithErrors;
+
+impl std::fmt::Display for StoppedForGoodWithErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the stop for good (SIGINT) ended with errors (exit status {EXIT_STOPPED_FOR_GOOD_WITH_ERRORS}, which the systemd unit does not restart)"
+        )
+    }
+}
+
+/// The exit status of an lbd whose [`run`] or [`offline`] action failed
+/// with `error`: [`EXIT_STOPPED_FOR_GOOD_WITH_ERRORS`] for a stop for good,
+/// else 1.
+pub fn exit_status(error: &anyhow::Error) -> u8 {
+    if error.downcast_ref::<StoppedForGoodWithErrors>().is_some() {
+        EXIT_STOPPED_FOR_GOOD_WITH_ERRORS
+    } else {
+        1
+    }
+}
+
 /// Runs lbd with `config` (loaded from `path`, which reloads read again)
-/// until SIGTERM or SIGINT.
+/// until SIGTERM or SIGINT. A stop for good that ends with errors fails
+/// with [`StoppedForGoodWithErrors`] in its chain.
 pub async fn run(path: &Path, config: Config) -> anyhow::Result<()> {
     raise_open_file_limit();
+    raise_locked_memory_limit();
     // Signals first: one that arrives during start-up waits for the loop
     // instead of killing lbd half-way.
     let mut terminate = signal(SignalKind::terminate()).context("SIGTERM handler")?;
@@ -127,9 +162,9 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<()> {
     // A wrong LBD_TC_ATTACH is refused before anything is loaded or
     // pinned (the attach would refuse it too, after the load).
     crate::ownership::cls_bpf::tc_path().map_err(|error| anyhow::anyhow!(error))?;
+    let admin_options: ServeOptions = crate::privilege::admin_socket_options(&config)?;
     if let Some(dir) = config.admin_socket.parent() {
-        tokio::fs::create_dir_all(dir)
-            .await
+        create_socket_dir(dir, admin_options.group)
             .with_context(|| format!("creating {}", dir.display()))?;
     }
     // Exactly one lbd per data plane: its locks are taken before anything
@@ -141,7 +176,6 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<()> {
         ?locks,
         "this lbd owns the data plane of {}", config.interface
     );
-    let admin_options: ServeOptions = crate::privilege::admin_socket_options(&config)?;
     let server = Server::bind(&config.admin_socket, &admin_options)
         .await
         .with_context(|| format!("admin socket {}", config.admin_socket.display()))?;
@@ -332,7 +366,13 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<()> {
         None
     };
     let admin_socket = engine.config().admin_socket.clone();
-    let released = engine.shutdown(stop).await?;
+    let released = match engine.shutdown(stop).await {
+        Ok(released) => released,
+        // Not to be restarted: the operator took the node off for good,
+        // and a new lbd would adopt the data plane and serve again.
+        Err(error) if stop == Stop::Clean => return Err(error.context(StoppedForGoodWithErrors)),
+        Err(error) => return Err(error),
+    };
     if stop == Stop::Clean {
         // The announcement is withdrawn (the shutdown fails otherwise): the
         // stop path must not empty the routes file again later, when
@@ -366,6 +406,49 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<()> {
         }
     }
     drop(ownership);
+    Ok(())
+}
+
+/// Mode of the directories lbd creates for the admin socket when
+/// `admin_socket_group` is set: that group may reach the socket (0660)
+/// through them, whatever the umask (the systemd unit's is 0077).
+const SOCKET_DIR_MODE: u32 = 0o750;
+
+/// Creates `dir`, the admin socket's directory, with its missing parents.
+/// With `group` (`admin_socket_group`'s gid), each directory created is
+/// given to that group with mode [`SOCKET_DIR_MODE`], so its members can
+/// reach the socket; directories that exist are left as they are. Without
+/// a group the socket is root's only, and the umask decides.
+fn create_socket_dir(dir: &Path, group: Option<u32>) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let Some(gid) = group else {
+        return std::fs::create_dir_all(dir);
+    };
+    let missing: Vec<&Path> = dir
+        .ancestors()
+        .take_while(|d| !d.as_os_str().is_empty() && !d.exists())
+        .collect();
+    for created in missing.into_iter().rev() {
+        match std::fs::create_dir(created) {
+            Ok(()) => {
+                std::os::unix::fs::chown(created, None, Some(gid))?;
+                std::fs::set_permissions(
+                    created,
+                    std::fs::Permissions::from_mode(SOCKET_DIR_MODE),
+                )?;
+                info!(
+                    dir = %created.display(),
+                    gid,
+                    mode = format!("{SOCKET_DIR_MODE:04o}"),
+                    "created the admin socket's directory, open to admin_socket_group"
+                );
+            }
+            // Made meanwhile by someone else: theirs, left alone.
+            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists && created.is_dir() => {
+            }
+            Err(error) => return Err(error),
+        }
+    }
     Ok(())
 }
 
@@ -429,6 +512,34 @@ fn raise_open_file_limit() {
             "open-file limit (RLIMIT_NOFILE) already at the hard limit"
         ),
         Err(error) => warn!(%error, "could not raise the open-file limit (RLIMIT_NOFILE)"),
+    }
+}
+
+/// Raises the locked-memory limit to unlimited (kernels before 5.11
+/// charge the maps to it: `sudo lbd` would fail to create them with a
+/// misleading EPERM), best effort: a newer kernel charges them to the
+/// memory cgroup instead, so a failure is only worth a warning before
+/// 5.11.
+fn raise_locked_memory_limit() {
+    use aya::util::KernelVersion;
+    match crate::rlimit::raise_memlock() {
+        Ok(crate::rlimit::Memlock::Unlimited) => {
+            tracing::debug!("locked-memory limit (RLIMIT_MEMLOCK) already unlimited");
+        }
+        Ok(crate::rlimit::Memlock::Raised { soft, hard }) => info!(
+            was_soft = soft,
+            was_hard = hard,
+            "locked-memory limit (RLIMIT_MEMLOCK) raised to unlimited (kernels before 5.11 charge BPF maps to it)"
+        ),
+        Err(error) => {
+            let charged = KernelVersion::current()
+                .map_or(true, |version| version < KernelVersion::new(5, 11, 0));
+            if charged {
+                warn!(%error, "could not raise the locked-memory limit (RLIMIT_MEMLOCK) to unlimited: this kernel charges BPF maps to it, so creating them may fail with EPERM (raise it: `ulimit -l unlimited`, or LimitMEMLOCK=infinity as the systemd unit does)");
+            } else {
+                tracing::debug!(%error, "could not raise the locked-memory limit (RLIMIT_MEMLOCK); this kernel charges BPF maps to the memory cgroup instead");
+            }
+        }
     }
 }
 
@@ -720,5 +831,99 @@ mod shutdown_tests {
             .expect("task");
         assert_eq!(first.status, 503);
         assert_eq!(later.status, 503);
+    }
+}
+
+#[cfg(test)]
+mod lifecycle_tests {
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+
+    use super::*;
+
+    /// The values of the `key=` lines of a unit file, split on whitespace.
+    fn unit_values<'a>(unit: &'a str, key: &str) -> Vec<&'a str> {
+        unit.lines()
+            .filter_map(|line| line.trim().strip_prefix(key)?.strip_prefix('='))
+            .flat_map(str::split_whitespace)
+            .collect()
+    }
+
+    /// `Restart=on-failure` restarts any non-zero exit but those the unit
+    /// lists: a stop for good that failed must stay stopped.
+    #[test]
+    fn the_systemd_unit_does_not_restart_a_stop_for_good_that_failed() {
+        let unit = include_str!("../../../deploy/systemd/lbd.service");
+        assert_eq!(unit_values(unit, "Restart"), ["on-failure"]);
+        let prevented = unit_values(unit, "RestartPreventExitStatus");
+        assert!(
+            prevented.contains(&EXIT_STOPPED_FOR_GOOD_WITH_ERRORS.to_string().as_str()),
+            "RestartPreventExitStatus={prevented:?} lacks {EXIT_STOPPED_FOR_GOOD_WITH_ERRORS}"
+        );
+        // lbd's other failures (1) and a usage error (2) are restarted.
+        for restarted in ["1", "2"] {
+            assert!(!prevented.contains(&restarted), "{prevented:?}");
+        }
+        // Not one of systemd's own (200 and up) nor a signal's (128 + n).
+        assert!((3..126).contains(&EXIT_STOPPED_FOR_GOOD_WITH_ERRORS));
+    }
+
+    #[test]
+    fn a_stop_for_good_that_failed_has_an_exit_status_of_its_own() {
+        let other = anyhow::anyhow!("admin socket /run/lbd/lbd.sock: in use");
+        assert_eq!(exit_status(&other), 1);
+        let bird = anyhow::anyhow!("connecting to BIRD: no such file")
+            .context("stopping for good: BIRD did not take the withdrawal");
+        let stop = bird.context(StoppedForGoodWithErrors);
+        assert_eq!(exit_status(&stop), EXIT_STOPPED_FOR_GOOD_WITH_ERRORS);
+        // The log still names BIRD, and says why systemd does not restart.
+        let logged = format!("{stop:#}");
+        assert!(
+            logged.contains("did not take the withdrawal") && logged.contains("does not restart"),
+            "{logged}"
+        );
+        // Whatever context is added later, the status stays.
+        assert_eq!(
+            exit_status(&stop.context("lbd")),
+            EXIT_STOPPED_FOR_GOOD_WITH_ERRORS
+        );
+    }
+
+    fn mode_and_gid(path: &Path) -> (u32, u32) {
+        let meta = std::fs::metadata(path).unwrap();
+        (meta.permissions().mode() & 0o7777, meta.gid())
+    }
+
+    /// `admin_socket = "/run/lbd/admin/lbd.sock"` with `admin_socket_group`:
+    /// the directories lbd makes let that group reach the 0660 socket
+    /// (the unit's UMask=0077 would make them 0700); the ones that exist
+    /// stay as they are.
+    #[test]
+    fn directories_made_for_the_admin_socket_let_its_group_through() {
+        let base = std::env::temp_dir().join(format!("lbd-socket-dir-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        std::fs::create_dir(&base).unwrap();
+        std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let before = mode_and_gid(&base);
+        let gid = 4321;
+        let dir = base.join("admin").join("nested");
+        // SAFETY: geteuid has no preconditions.
+        let root = unsafe { libc::geteuid() } == 0;
+        if root {
+            create_socket_dir(&dir, Some(gid)).unwrap();
+            assert_eq!(mode_and_gid(&base.join("admin")), (0o750, gid));
+            assert_eq!(mode_and_gid(&dir), (0o750, gid));
+            assert_eq!(mode_and_gid(&base), before, "an existing directory changed");
+            // Again: everything exists now, nothing changes.
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+            create_socket_dir(&dir, Some(gid)).unwrap();
+            assert_eq!(mode_and_gid(&dir), (0o700, gid));
+        } else {
+            println!("not root: cannot give a directory to another group; group part skipped");
+        }
+        // Without a group: root's socket, created as before.
+        let plain = base.join("plain").join("nested");
+        create_socket_dir(&plain, None).unwrap();
+        assert!(plain.is_dir());
+        let _ = std::fs::remove_dir_all(&base);
     }
 }

@@ -202,7 +202,7 @@ impl Instance {
             .first()
             .map(Family::of)
             .ok_or_else(|| anyhow!("VRRP instance {} has no address to move", config.vrid))?;
-        addresses::refuse_own(netlink, interface, config.vrid, &config.addresses).await?;
+        addresses::refuse_own(interface, config.vrid, &config.addresses).await?;
         let local = source_address(netlink, interface, &config, family).await?;
         Ok(Prepared { config, local })
     }

@@ -61,8 +61,8 @@ impl Engine {
         });
         self.fits_the_maps(&next)?;
         self.follow_addresses_for_first_tunnel(&next).await;
-        if !dry_run && self.has_unresolved(&next) {
-            self.resolve_new(&next).await;
+        if !dry_run {
+            self.wait_for_brought_macs(&next).await;
         }
         let guards = self.guard.config().clone();
         let awaiting = next.newly_awaiting_checks(&self.model);
@@ -167,12 +167,12 @@ impl Engine {
         }
         self.fits_the_maps(&next)?;
         // As an edit does: the interface's addresses before the first
-        // tunnelled VIP, and a short wait for new backends' MACs (a
-        // backend written without one takes no traffic until the next
-        // refresh finds it).
+        // tunnelled VIP, and a short wait for the MACs of the backends the
+        // file brings (a backend written without one takes no traffic
+        // until the next refresh finds it).
         self.reread_addresses_for_first_tunnel(&next).await;
-        if !dry_run && self.has_unresolved(&next) {
-            self.resolve_new(&next).await;
+        if !dry_run {
+            self.wait_for_brought_macs(&next).await;
         }
         let mut undone = undone_by_reload(&self.model, &next, &self.config, &file);
         let awaiting = next.newly_awaiting_checks(&self.model);
@@ -287,11 +287,15 @@ impl Engine {
         dry_run: bool,
         guards: GuardConfig,
     ) -> Result<(Vec<crate::model::VipPlan>, Option<ApplyReport>), ChangeError> {
-        // A dry run assumes the MACs of new backends will resolve, as the
-        // real change waits for them, and their checks pass.
+        // A dry run assumes the MACs of the backends the change brings
+        // will resolve, as the real change waits for them (backends that
+        // run without one stay without), and their checks pass.
         let desired = if dry_run {
-            next.assuming_checks_pass()
-                .desired(&|a| self.mac_of(a).or(Some(PLACEHOLDER_MAC)))
+            let brought = self.brought_unresolved(&next);
+            next.assuming_checks_pass().desired(&|a| {
+                self.mac_of(a)
+                    .or_else(|| brought.contains(&a).then_some(PLACEHOLDER_MAC))
+            })
         } else {
             next.desired(&|a| self.mac_of(a))
         };
@@ -378,13 +382,19 @@ impl Engine {
         )?)
     }
 
-    /// Whether `model` has backends whose MAC is neither configured nor known.
-    fn has_unresolved(&self, model: &Model) -> bool {
-        model
-            .vips
-            .values()
-            .flat_map(|v| v.backends.values())
-            .any(|b| b.config.mac.is_none() && self.mac_of(b.config.address).is_none())
+    /// The backends `next` brings whose MAC is neither configured nor
+    /// known (see `macs::brought_unresolved`): only those make a change
+    /// wait.
+    fn brought_unresolved(&self, next: &Model) -> Vec<std::net::IpAddr> {
+        super::macs::brought_unresolved(&self.model, next, |a| self.mac_of(a).is_some())
+    }
+
+    /// Waits briefly for the MACs of the backends `next` brings, if any.
+    async fn wait_for_brought_macs(&mut self, next: &Model) {
+        let brought = self.brought_unresolved(next);
+        if !brought.is_empty() {
+            self.resolve_new(&brought).await;
+        }
     }
 }
 

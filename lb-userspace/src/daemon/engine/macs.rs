@@ -9,7 +9,8 @@ use crate::model::Model;
 
 /// How long start-up waits for backends' MACs before going on without them.
 pub(super) const INITIAL_RESOLVE_TIMEOUT: Duration = Duration::from_secs(3);
-/// How long adding a backend at run time waits for its MAC.
+/// How long a change (an edit, a reload) waits for the MACs of the
+/// backends it brings.
 const RUNTIME_RESOLVE_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl Engine {
@@ -30,18 +31,23 @@ impl Engine {
     /// waiting up to `timeout` for new ones. A MAC that vanished from the
     /// neighbour table is kept until another shows up.
     pub(crate) async fn resolve_macs(&mut self, model: &Model, timeout: Duration) {
-        // Only DSR at L2 sends to a backend's MAC; routed modes use the FIB.
-        let wanted: Vec<IpAddr> = model
-            .vips
-            .values()
-            .filter(|v| v.config.forwarding == lb_common::Mode::DsrL2)
-            .flat_map(|v| v.backends.values())
-            .filter(|b| b.config.mac.is_none())
-            .map(|b| b.config.address)
-            .collect();
+        self.resolve(&wanted(model), timeout).await;
+    }
+
+    /// Waits briefly for the MACs of `addresses`: the backends a change
+    /// brings that have none yet (see [`brought_unresolved`]). Those the
+    /// running model already waits for are left to the periodic refresh,
+    /// which probes them again: a change that does not bring one never
+    /// waits.
+    pub(crate) async fn resolve_new(&mut self, addresses: &[IpAddr]) {
+        self.resolve(addresses, RUNTIME_RESOLVE_TIMEOUT).await;
+    }
+
+    /// Resolves the MACs of `wanted`, waiting up to `timeout` for them.
+    async fn resolve(&mut self, wanted: &[IpAddr], timeout: Duration) {
         match self
             .netlink
-            .resolve(self.interface.index, &wanted, timeout)
+            .resolve(self.interface.index, wanted, timeout)
             .await
         {
             Ok(found) => self.macs.extend(found),
@@ -54,13 +60,141 @@ impl Engine {
         }
     }
 
-    /// Waits briefly for the MACs of backends just added.
-    pub(crate) async fn resolve_new(&mut self, model: &Model) {
-        self.resolve_macs(model, RUNTIME_RESOLVE_TIMEOUT).await;
-    }
-
     /// The MAC frames to `address` go to, if known.
     pub(crate) fn mac_of(&self, address: IpAddr) -> Option<[u8; 6]> {
         self.macs.get(&address).copied()
+    }
+}
+
+/// The addresses whose MACs `model` needs from the neighbour table: its
+/// DSR-L2 VIPs' backends without a MAC configured (only DSR at L2 sends
+/// to a backend's MAC; the routed modes use the FIB), once each.
+fn wanted(model: &Model) -> Vec<IpAddr> {
+    let mut wanted: Vec<IpAddr> = model
+        .vips
+        .values()
+        .filter(|v| v.config.forwarding == lb_common::Mode::DsrL2)
+        .flat_map(|v| v.backends.values())
+        .filter(|b| b.config.mac.is_none())
+        .map(|b| b.config.address)
+        .collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    wanted
+}
+
+/// The addresses a change from `running` to `next` brings that need a MAC
+/// no one knows yet (`known` says which are known): those `next` needs
+/// (see [`wanted`]) and `running` does not: a new backend, one whose
+/// configured MAC the change drops, one of a VIP the change turns into
+/// DSR-L2. Those only are worth the change's wait: a backend `running`
+/// already needs and has not resolved is probed again by the periodic
+/// refresh, and waiting for it would hold every change (a drain, a
+/// weight, a reload) for nothing.
+pub(super) fn brought_unresolved(
+    running: &Model,
+    next: &Model,
+    known: impl Fn(IpAddr) -> bool,
+) -> Vec<IpAddr> {
+    let before = wanted(running);
+    wanted(next)
+        .into_iter()
+        .filter(|a| before.binary_search(a).is_err() && !known(*a))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{config::Config, vip_id::VipId};
+
+    /// A DSR-L2 VIP with backend 198.19.2.11 without a MAC, and 198.19.2.12
+    /// with one; a second VIP of `forwarding` with backend 198.19.2.21.
+    fn model(forwarding: &str) -> (Model, VipId, VipId) {
+        let text = format!(
+            "interface = \"eth0\"\n\
+             [[vip]]\naddress = \"198.18.0.100\"\nport = 80\nforwarding = \"dsr-l2\"\n\
+             [[vip.backend]]\naddress = \"198.19.2.11\"\n\
+             [[vip.backend]]\naddress = \"198.19.2.12\"\nmac = \"02:00:00:00:00:12\"\n\
+             [[vip]]\naddress = \"198.18.0.101\"\nport = 80\nforwarding = \"{forwarding}\"\n\
+             [[vip.backend]]\naddress = \"198.19.2.21\"\n"
+        );
+        let config = Config::from_toml_str(&text, "lbd.toml").unwrap();
+        let ids = (VipId::of(&config.vips[0]), VipId::of(&config.vips[1]));
+        (Model::from_config(&config), ids.0, ids.1)
+    }
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    const UNKNOWN: fn(IpAddr) -> bool = |_| false;
+
+    /// A backend already running without a MAC does not make a change
+    /// wait, whatever the change (here a weight, then a backend removed).
+    #[test]
+    fn a_backend_already_unresolved_is_not_waited_for() {
+        let (running, id, _) = model("dsr-l2");
+        assert_eq!(
+            wanted(&running),
+            [ip("198.19.2.11"), ip("198.19.2.21")],
+            "the model needs them"
+        );
+        let mut next = running.clone();
+        next.set_weight(&id, ip("198.19.2.11"), 50).unwrap();
+        assert!(brought_unresolved(&running, &next, UNKNOWN).is_empty());
+        assert!(brought_unresolved(&running, &running.clone(), UNKNOWN).is_empty());
+        let mut next = running.clone();
+        next.remove_backend(&id, ip("198.19.2.12")).unwrap();
+        assert!(brought_unresolved(&running, &next, UNKNOWN).is_empty());
+    }
+
+    /// A new backend without a MAC is waited for, unless its MAC is known
+    /// or configured, or it is already a backend elsewhere that the
+    /// running model waits for.
+    #[test]
+    fn a_new_backend_without_a_mac_is_waited_for() {
+        let (running, id, other) = model("dsr-l2");
+        let mut next = running.clone();
+        next.add_backend(&id, crate::config::BackendConfig::new(ip("198.19.2.13")))
+            .unwrap();
+        assert_eq!(
+            brought_unresolved(&running, &next, UNKNOWN),
+            [ip("198.19.2.13")]
+        );
+        assert!(brought_unresolved(&running, &next, |a| a == ip("198.19.2.13")).is_empty());
+        let mut next = running.clone();
+        let configured = crate::config::BackendConfig {
+            mac: Some("02:00:00:00:00:13".parse().unwrap()),
+            ..crate::config::BackendConfig::new(ip("198.19.2.13"))
+        };
+        next.add_backend(&id, configured).unwrap();
+        assert!(brought_unresolved(&running, &next, UNKNOWN).is_empty());
+        // The same address, already waited for under another VIP.
+        let mut next = running.clone();
+        next.add_backend(&other, crate::config::BackendConfig::new(ip("198.19.2.11")))
+            .unwrap();
+        assert!(brought_unresolved(&running, &next, UNKNOWN).is_empty());
+    }
+
+    /// A backend whose configured MAC a change drops, and the backends of
+    /// a VIP a change turns into DSR-L2, need resolving anew.
+    #[test]
+    fn a_backend_that_now_needs_a_mac_is_waited_for() {
+        let (running, id, _) = model("dsr-l2");
+        let mut next = running.clone();
+        next.remove_backend(&id, ip("198.19.2.12")).unwrap();
+        next.add_backend(&id, crate::config::BackendConfig::new(ip("198.19.2.12")))
+            .unwrap();
+        assert_eq!(
+            brought_unresolved(&running, &next, UNKNOWN),
+            [ip("198.19.2.12")]
+        );
+        let (routed, _, _) = model("ipip");
+        assert_eq!(
+            brought_unresolved(&routed, &running, UNKNOWN),
+            [ip("198.19.2.21")]
+        );
+        assert!(brought_unresolved(&running, &routed, UNKNOWN).is_empty());
     }
 }

@@ -304,6 +304,13 @@ impl Engine {
         self.restore_accept_local();
         let keep = stop == Stop::Restart || (withdrawal.is_some() && pinned);
         let released = if keep {
+            if !pinned {
+                // Nothing outlives lbd (`pin_dir = "off"`): release()
+                // detaches the program, so the node goes back to how it
+                // was found, as at a stop for good. Only a pinned data
+                // plane forwards on, and needs `forwarding` kept on.
+                self.restore_forwarding();
+            }
             self.dataplane.release()?
         } else {
             // The node as it was found: a restart keeps it on, as NAT'd
