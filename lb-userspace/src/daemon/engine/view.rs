@@ -87,7 +87,8 @@ fn counted_since(sweep: Option<&SweepStats>, admin: &AdminState, now: Instant) -
 /// the text is loaded as a start loads a config file, and a refusal is
 /// the answer's `load_error`, so `lbctl config dump` does not hand out a
 /// file lbd would not start with (a `[bgp]` address whose VIP was removed
-/// at run time, a runtime NAT VIP's NAT address no instance moves).
+/// at run time, a runtime NAT VIP whose address an instance moves but
+/// not its NAT address).
 fn checked_dump(toml: String, notes: Vec<String>) -> ConfigText {
     let load_error = config::Config::from_toml_str(&toml, "the running configuration")
         .err()
