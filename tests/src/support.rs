@@ -253,6 +253,14 @@ pub fn ip(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// `ip <args>` in `node`'s namespace (`ip -n`): its output; panics with
+/// stderr on failure.
+pub fn ip_on(node: &Host, args: &[&str]) -> String {
+    let mut all = vec!["-n", node.netns.as_str()];
+    all.extend_from_slice(args);
+    ip(&all)
+}
+
 /// The backend (its name, b1..) lbd's Maglev gives the client flow from
 /// `local` to the IPv4 VIP with the lab's first `backends` backends: the
 /// model a test compares lbd's choices with (65,537 slots, the default).

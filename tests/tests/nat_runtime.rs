@@ -681,6 +681,30 @@ fn a_batch_of_the_reapers_walk_reads_a_bounded_number_of_buckets() {
     assert_eq!(out.len(), 6, "every entry found: {out:?}");
 }
 
+/// A routed lab whose LB holds `NAT_ADDRESS`, with `forwarding` off on
+/// its eth0, and an lbd config (`top`, then one NAT VIP on the first
+/// backend) for the forwarding-restore tests.
+fn forwarding_lab(top: &str) -> (Lab, String) {
+    use lb_tests::lab::ROUTED_BACKEND_PORT;
+    let lab = Lab::start_routed(1).expect("routed lab");
+    let status = std::process::Command::new("ip")
+        .args(["-n", &lab.lb.netns, "addr", "add"])
+        .arg(format!("{NAT_ADDRESS}/32"))
+        .args(["dev", "eth0"])
+        .status()
+        .expect("ip");
+    assert!(status.success());
+    let config = format!(
+        "{top}interface = \"eth0\"\nadmin_socket = \"{}\"\n\n[nat]\nsource_ipv4 = \"{NAT_ADDRESS}\"\n\n\
+         [[vip]]\naddress = \"{VIP4}\"\nport = 80\nforwarding = \"nat\"\n[vip.health]\ncheck = \"none\"\n\
+         [[vip.backend]]\naddress = \"{}\"\nport = {ROUTED_BACKEND_PORT}\n",
+        lab.admin_socket().display(),
+        lab.backends[0].ipv4
+    );
+    set_forwarding_off(&lab.lb);
+    (lab, config)
+}
+
 /// The interface's `forwarding` switch goes back to what it was before
 /// the first lbd switched it on, however many restarts came between: a
 /// restarted lbd finds it on and changes nothing itself, but the record
@@ -688,24 +712,8 @@ fn a_batch_of_the_reapers_walk_reads_a_bounded_number_of_buckets() {
 /// and for `lbd --cleanup` alike.
 #[test]
 fn forwarding_is_restored_to_the_original_across_restarts() {
-    use lb_tests::lab::ROUTED_BACKEND_PORT;
-    let mut lab = Lab::start_routed(1).expect("routed lab");
+    let (mut lab, config) = forwarding_lab("");
     let lb = lab.lb.clone();
-    let status = std::process::Command::new("ip")
-        .args(["-n", &lb.netns, "addr", "add"])
-        .arg(format!("{NAT_ADDRESS}/32"))
-        .args(["dev", "eth0"])
-        .status()
-        .expect("ip");
-    assert!(status.success());
-    let config = format!(
-        "interface = \"eth0\"\nadmin_socket = \"{}\"\n\n[nat]\nsource_ipv4 = \"{NAT_ADDRESS}\"\n\n\
-         [[vip]]\naddress = \"{VIP4}\"\nport = 80\nforwarding = \"nat\"\n[vip.health]\ncheck = \"none\"\n\
-         [[vip.backend]]\naddress = \"{}\"\nport = {ROUTED_BACKEND_PORT}\n",
-        lab.admin_socket().display(),
-        lab.backends[0].ipv4
-    );
-    set_forwarding_off(&lb);
     let on = |lab: &Lab| {
         wait_until("forwarding on eth0", Duration::from_secs(10), || {
             forwarding(&lab.lb) == "1"
@@ -745,24 +753,8 @@ fn forwarding_is_restored_to_the_original_across_restarts() {
 /// only for a pinned data plane, which forwards on).
 #[test]
 fn forwarding_is_restored_at_every_stop_with_pin_dir_off() {
-    use lb_tests::lab::ROUTED_BACKEND_PORT;
-    let mut lab = Lab::start_routed(1).expect("routed lab");
+    let (mut lab, config) = forwarding_lab("pin_dir = \"off\"\n");
     let lb = lab.lb.clone();
-    let status = std::process::Command::new("ip")
-        .args(["-n", &lb.netns, "addr", "add"])
-        .arg(format!("{NAT_ADDRESS}/32"))
-        .args(["dev", "eth0"])
-        .status()
-        .expect("ip");
-    assert!(status.success());
-    let config = format!(
-        "pin_dir = \"off\"\ninterface = \"eth0\"\nadmin_socket = \"{}\"\n\n[nat]\nsource_ipv4 = \"{NAT_ADDRESS}\"\n\n\
-         [[vip]]\naddress = \"{VIP4}\"\nport = 80\nforwarding = \"nat\"\n[vip.health]\ncheck = \"none\"\n\
-         [[vip.backend]]\naddress = \"{}\"\nport = {ROUTED_BACKEND_PORT}\n",
-        lab.admin_socket().display(),
-        lab.backends[0].ipv4
-    );
-    set_forwarding_off(&lb);
     for (name, signal) in [("lbd", libc::SIGTERM), ("lbd2", libc::SIGUSR1)] {
         assert_eq!(forwarding(&lb), "0", "before {name}");
         lab.start_lbd_on(&lb, name, &config).expect("lbd");

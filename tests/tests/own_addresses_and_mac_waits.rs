@@ -11,28 +11,13 @@
 
 use std::{
     net::IpAddr,
-    process::Command,
     time::{Duration, Instant},
 };
 
 use lb_tests::{
     lab::{Host, Lab, LabSpec, HTTP_PORT, VIP4, VIP6},
-    support::{lbctl_ok, status},
+    support::{ip_on, lbctl_ok, status},
 };
-
-/// Runs `ip` in `node`'s namespace, failing the test if it fails.
-fn ip_on(node: &Host, args: &[&str]) {
-    let out = Command::new("ip")
-        .args(["-n", &node.netns])
-        .args(args)
-        .output()
-        .expect("ip");
-    assert!(
-        out.status.success(),
-        "ip {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// Two LB nodes, one backend, no VIP on any interface.
 fn pair_lab() -> Lab {

@@ -7,27 +7,16 @@ use std::{
     time::{Duration, Instant},
 };
 
-use lb_tests::lab::{Host, Lab, VIP4};
+use lb_tests::{
+    lab::{Lab, VIP4},
+    support::ip_on,
+};
 use lb_userspace::vrrp::State;
 
 use crate::{
     observe::{vrrp_state, wait_for_vip},
     setup::{elected_pair, lab},
 };
-
-/// Runs `ip` in `node`'s namespace, failing the test if it fails.
-fn ip_on(node: &Host, args: &[&str]) {
-    let out = Command::new("ip")
-        .args(["-n", &node.netns])
-        .args(args)
-        .output()
-        .expect("ip");
-    assert!(
-        out.status.success(),
-        "ip {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// A VIP removed from the master's interface behind lbd's back (a link
 /// bounce drops IPv6 ones, networkd may drop any) is back within 2 s, and

@@ -4,14 +4,13 @@
 //! peers named by their global addresses.
 
 use std::{
-    process::Command,
     thread,
     time::{Duration, Instant},
 };
 
 use lb_tests::{
     lab::{Host, Lab, HTTP_PORT, VIP6},
-    support::{status_on, wait_until},
+    support::{ip_on, status_on, wait_until},
 };
 use lb_userspace::vrrp::State;
 
@@ -51,20 +50,6 @@ fn unicast_peers_elect_without_multicast() {
     assert!(!lab.holds_vip(&b).expect("ip addr"));
     lab.interrupt("lbd-a").expect("stop");
     wait_for_vip(&lab, &b, Instant::now(), Duration::from_secs(5));
-}
-
-/// Runs `ip` in `node`'s namespace, failing the test if it fails.
-fn ip_on(node: &Host, args: &[&str]) {
-    let out = Command::new("ip")
-        .args(["-n", &node.netns])
-        .args(args)
-        .output()
-        .expect("ip");
-    assert!(
-        out.status.success(),
-        "ip {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// After both nodes have run a while, exactly one is master and the
