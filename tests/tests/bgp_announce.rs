@@ -129,14 +129,7 @@ fn announcements_follow_health_drain_and_stops() {
     // a stop.
     lab.terminate("lbd2").expect("SIGTERM");
     assert!(announced(&bird), "a restart keeps the routes");
-    let out = lab
-        .lbd_offline(&lb, "lbd2", "--release-vips")
-        .expect("release");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    lab.lbd_offline_ok(&lb, "lbd2", "--release-vips");
     assert!(!announced(&bird), "the stop path withdraws after a stop");
     lab.start_lbd_on(&lb, "lbd3", &config).expect("start again");
     wait_until(
@@ -147,14 +140,7 @@ fn announcements_follow_health_drain_and_stops() {
     lab.signal("lbd3", libc::SIGUSR1).expect("SIGUSR1");
     lab.wait_exit("lbd3", Duration::from_secs(10))
         .expect("lbd3 exits");
-    let out = lab
-        .lbd_offline(&lb, "lbd3", "--release-vips")
-        .expect("release");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    lab.lbd_offline_ok(&lb, "lbd3", "--release-vips");
     assert!(
         announced(&bird),
         "the stop path keeps the routes after a restart"
@@ -246,12 +232,7 @@ fn a_stop_for_good_that_bird_refuses_keeps_the_program_and_fails() {
     assert!(!pins(&lab).is_empty(), "the pins went: {stderr}");
 
     std::fs::write(&bird.config, &bird_conf).expect("mend BIRD's config");
-    let out = lab.lbd_offline(&lb, "lbd", "--cleanup").expect("cleanup");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    lab.lbd_offline_ok(&lb, "lbd", "--cleanup");
     assert!(
         !announced(&bird),
         "the cleanup withdraws once BIRD takes it"
@@ -483,14 +464,7 @@ fn an_unpinned_restart_withdraws_and_a_reload_cannot_add_an_announced_nat_vip() 
         !lab.dir.join("lbd.restarting").exists(),
         "no word for the stop path"
     );
-    let out = lab
-        .lbd_offline(&lb, "lbd", "--release-vips")
-        .expect("release");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    lab.lbd_offline_ok(&lb, "lbd", "--release-vips");
     assert!(!announced(&bird));
 }
 

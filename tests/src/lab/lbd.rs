@@ -105,6 +105,20 @@ impl Lab {
             .output()?)
     }
 
+    /// `lbd_offline` that must succeed: fails the test with lbd's stderr
+    /// otherwise.
+    pub fn lbd_offline_ok(&self, node: &Host, name: &str, flag: &str) -> std::process::Output {
+        let out = self
+            .lbd_offline(node, name, flag)
+            .unwrap_or_else(|e| panic!("lbd {flag}: {e:#}"));
+        assert!(
+            out.status.success(),
+            "lbd {flag}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
     /// The lab's default lbd config: both VIPs, every backend, MACs left to
     /// the neighbour table.
     pub fn lbd_config(&self) -> String {
