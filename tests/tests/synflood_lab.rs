@@ -72,17 +72,24 @@ struct Flooded {
     /// went unanswered for a second: dropped on the way).
     syn_retransmits: u64,
     lab: Lab,
+    /// This test's turn to flood ([`ONE_FLOOD`]), held while the test
+    /// floods again.
+    _turn: std::sync::MutexGuard<'static, ()>,
 }
 
 /// Starts a lab with lbd (the smallest connection table, `guards` added
 /// to the config) and runs the scenario.
 /// One flood at a time: the tests of this file run in parallel, and two
 /// floods at once load the machine's input queues past what one test
-/// measures (a client SYN lost in a veth backlog is sent again).
+/// measures. A CPU's backlog of received frames is the machine's, not a
+/// namespace's: the SYN-ACKs of another lab's flood filled it, the
+/// switch dropped a SYN-ACK on its way to this lab's client, and the
+/// client sent its SYN again. A test holds its turn until it has sent
+/// its last SYN.
 static ONE_FLOOD: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn flooded(guards: &str) -> Flooded {
-    let _one = ONE_FLOOD.lock().unwrap_or_else(|e| e.into_inner());
+    let turn = ONE_FLOOD.lock().unwrap_or_else(|e| e.into_inner());
     let mut lab = Lab::start(2).expect("lab");
     lab.wait_for_backends().expect("nginx up");
     // The smallest connection table: the flood would fill it many times
@@ -134,15 +141,21 @@ fn flooded(guards: &str) -> Flooded {
     // The housekeeping tick reads the counters every second.
     std::thread::sleep(Duration::from_millis(1_500));
     let after = status(&lab);
-    // Only the client's connections entered the connection table (one
-    // new flow each, at its ACK), none of the flood's hundreds of
-    // thousands of SYNs. (The table's occupancy alone cannot say so: on a
-    // slow machine the flood lasts long enough for the paced client's
-    // closed connections to fill a table of this size.)
+    // Only the client's connections entered the connection table, none
+    // of the flood's hundreds of thousands of SYNs. A real connection
+    // enters at its ACK, and may enter once more: a table of 1,024 flows
+    // full of the client's connections evicts its oldest, and the flood's
+    // first SYNs take the ways of closed ones, so a packet of an evicted
+    // or closed connection that comes later (a FIN sent again, a
+    // long-lived connection's next request) is a new flow again (once in
+    // some forty loaded runs: 302 for 268). (The table's occupancy alone
+    // cannot say so: on a slow machine the flood lasts long enough for
+    // the paced client's closed connections to fill a table of this
+    // size.)
     let entered = grew(&before, &after, "conntrack_new");
     let real = outcome.probe.attempts() + LONG_LIVED as u64;
     assert!(
-        entered <= real,
+        entered <= 2 * real,
         "the flood reached the connection table: {entered} flows entered it for {real} real connections ({:?})",
         after.conntrack
     );
@@ -152,6 +165,7 @@ fn flooded(guards: &str) -> Flooded {
         after,
         syn_retransmits,
         lab,
+        _turn: turn,
     }
 }
 
@@ -167,6 +181,7 @@ fn a_syn_flood_breaks_no_long_lived_connection_and_new_ones_still_connect() {
         outcome,
         syn_retransmits,
         lab,
+        _turn,
         ..
     } = flooded("");
     let sent = outcome.flood.sent;
@@ -274,7 +289,14 @@ fn a_denied_flood_is_dropped_in_xdp_and_never_reaches_the_half_open_table() {
 
 #[test]
 fn a_prefix_limit_drops_the_flood_and_lets_the_client_through() {
-    let burst = PREFIX_RATE;
+    // A tenth of a second's worth: the flood's first SYNs pass the limit
+    // together, and the backends answer each (to the spoofed sources,
+    // through the client's switch port). A burst of a second's worth
+    // (1,000) put as many SYN-ACKs at once into the switch's backlog
+    // (1,000 frames a CPU, the machine's), which dropped one for the
+    // client now and then: it sent its SYN again, through no fault of the
+    // LB (three runs in ten; the backends' links counted the drops).
+    let burst = PREFIX_RATE / 10;
     let Flooded {
         before,
         outcome,
