@@ -25,7 +25,9 @@ use crate::cmd::{command, exec, output};
 /// the router's BIRD merges them into ECMP routes); dpkg-dev (its
 /// dpkg-shlibdeps), binutils (strip), man-db and systemd (systemd-analyze,
 /// nothing started) for building and checking the Debian package; perf
-/// (`linux-perf`) for the benchmark's profile of the XDP program (issue 16). Their packaged
+/// (`linux-perf`) for the benchmark's profile of the XDP program (issue 16);
+/// g++ (with gcc) for the fuzz targets, whose libfuzzer-sys build script
+/// compiles libFuzzer's C++ with `c++` and libstdc++'s headers. Their packaged
 /// services need not be stopped: the lab's own instances listen only
 /// inside its namespaces and keep their sockets in the run's directory.
 const PACKAGES: &[&str] = &[
@@ -50,6 +52,7 @@ const PACKAGES: &[&str] = &[
     "linux-perf",
     "bpftool",
     "iputils-ping",
+    "g++",
 ];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 /// The LLVM majors bpf-linker [`BPF_LINKER_VERSION`] can be built against
@@ -384,6 +387,9 @@ mod tests {
         ("strip", "binutils"),
         ("man", "man-db"),
         ("systemd-analyze", "systemd"),
+        // Not started by the sources: libfuzzer-sys's build script runs it
+        // (`cargo xtask fuzz`).
+        ("c++", "g++"),
         // Essential: on every Debian system.
         ("dpkg", "dpkg"),
         ("dpkg-deb", "dpkg"),

@@ -36,12 +36,25 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             "--bins",
         ],
     ))?;
-    let mut test_args = vec!["test", "--workspace"];
-    test_args.extend(args.cargo_args.iter().map(String::as_str));
+    let test_args = cargo_test_args(&args.cargo_args);
     let mut cmd = command("cargo", &test_args);
     cmd.env("LBD_BIN", root().join("target/debug/lbd"));
     cmd.env("LB_DECAP_BIN", root().join("target/debug/lb-decap"));
     exec(&mut cmd)
+}
+
+/// `cargo test`'s arguments for the suite with the user's `extra` ones:
+/// `--no-fail-fast` unless cargo's part of `extra` (before a `--`) has it
+/// already, so that one failing test binary (CI's run) does not hide the
+/// results of every binary after it.
+fn cargo_test_args(extra: &[String]) -> Vec<&str> {
+    let mut args = vec!["test", "--workspace"];
+    let mut cargos = extra.iter().take_while(|a| a.as_str() != "--");
+    if !cargos.any(|a| a == "--no-fail-fast") {
+        args.push("--no-fail-fast");
+    }
+    args.extend(extra.iter().map(String::as_str));
+    args
 }
 
 /// Fails unless `release` (`uname -r`) is [`MIN_KERNEL`] or later, naming
@@ -80,5 +93,44 @@ mod tests {
         }
         assert!(check_kernel("").is_err());
         assert!(check_kernel("linux").is_err());
+    }
+
+    #[test]
+    fn the_suite_runs_every_test_binary_even_after_a_failure() {
+        let strings = |args: &[&str]| args.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            cargo_test_args(&[]),
+            ["test", "--workspace", "--no-fail-fast"]
+        );
+        let filtered = strings(&["conntrack", "--", "--nocapture"]);
+        assert_eq!(
+            cargo_test_args(&filtered),
+            [
+                "test",
+                "--workspace",
+                "--no-fail-fast",
+                "conntrack",
+                "--",
+                "--nocapture"
+            ]
+        );
+        // The user's own flag is not passed twice.
+        let given = strings(&["--no-fail-fast", "-p", "lb-tests"]);
+        assert_eq!(
+            cargo_test_args(&given),
+            ["test", "--workspace", "--no-fail-fast", "-p", "lb-tests"]
+        );
+        // After `--` it is the test binaries' argument, not cargo's.
+        let binaries = strings(&["--", "--no-fail-fast"]);
+        assert_eq!(
+            cargo_test_args(&binaries),
+            [
+                "test",
+                "--workspace",
+                "--no-fail-fast",
+                "--",
+                "--no-fail-fast"
+            ]
+        );
     }
 }

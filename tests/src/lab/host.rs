@@ -148,33 +148,114 @@ pub fn delete_netns(netns: &str) {
     }
 }
 
-/// Deletes namespaces of labs whose process is gone (a run that was killed
-/// before it could clean up), killing whatever still runs in them.
+/// Deletes what test processes that are gone left on the host (a run that
+/// was killed before it could clean up): their network namespaces, killing
+/// whatever still runs in them (lbd, nginx, lb-decap), the lock files
+/// lbd left for those namespaces, the labs' scratch directories, and their
+/// pin directories under [`BPFFS`]. Only names of the tests' own schemes
+/// (see [`stale_owner`]) whose pid is not running are touched.
 pub fn sweep_stale_labs() {
-    let Ok(list) = output("ip", &["netns", "list"]) else {
-        return;
-    };
-    for netns in list.lines().filter_map(|l| l.split_whitespace().next()) {
-        let Some(rest) = netns.strip_prefix(NS_PREFIX) else {
-            continue;
-        };
-        let Some(pid) = rest.split('n').next().and_then(|p| p.parse::<u32>().ok()) else {
-            continue;
-        };
-        if Path::new(&format!("/proc/{pid}")).exists() {
-            continue;
+    let alive = |pid: u32| Path::new(&format!("/proc/{pid}")).exists();
+    if let Ok(list) = output("ip", &["netns", "list"]) {
+        for netns in list.lines().filter_map(|l| l.split_whitespace().next()) {
+            let Some(owner) = stale_owner(netns, alive) else {
+                continue;
+            };
+            if let Ok(pids) = output("ip", &["netns", "pids", netns]) {
+                for pid in pids.lines().filter_map(|p| p.trim().parse::<i32>().ok()) {
+                    // SAFETY: plain kill(2).
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+            }
+            delete_netns(netns);
+            let _ = fs::remove_dir_all(std::env::temp_dir().join(owner.lab));
         }
-        if let Ok(pids) = output("ip", &["netns", "pids", netns]) {
-            for pid in pids.lines().filter_map(|p| p.trim().parse::<i32>().ok()) {
-                // SAFETY: plain kill(2).
-                unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    // Also pins with no namespace (TestPins) or whose namespace is gone.
+    if let Ok(entries) = fs::read_dir(BPFFS) {
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            if name
+                .to_str()
+                .is_some_and(|n| stale_owner(n, alive).is_some())
+            {
+                let _ = fs::remove_dir_all(entry.path());
             }
         }
-        delete_netns(netns);
-        let prefix = netns.split('-').next().unwrap_or(netns);
-        remove_pins(prefix);
-        let _ = fs::remove_dir_all(std::env::temp_dir().join(prefix));
     }
+}
+
+/// Prefixes [`TestPins`] accepts: each test file's, followed by the pid
+/// and `-<tag>`. Listed so that the sweep knows them for the tests' own.
+const TEST_PIN_PREFIXES: &[&str] = &[
+    "lbtct", "lbtnc", "lbtvi", "lbidle", "lbtnat", "lbtbw", "lbtbr", "lbtho",
+];
+
+/// A name of one of the tests' schemes, split into what the sweep needs.
+#[derive(Debug, PartialEq, Eq)]
+struct Owner<'a> {
+    /// The pid of the test process that made it.
+    pid: u32,
+    /// The name's lab part: the name of the lab's scratch directory under
+    /// the temporary directory (when the scheme has one).
+    lab: &'a str,
+}
+
+/// The owner of `name` if it is a name of the tests' own schemes and its
+/// pid is not `alive`; `None` for a live process's name and for any name
+/// the tests do not make. The schemes (the pid right after the prefix):
+/// - `lbt<pid>n<seq>-<host>`: the lab's namespaces and lbd pins
+///   ([`super::Lab`], the NAT bed's `-natfib`);
+/// - `t2-<pid>-<n>-<what>`: the decap lab's namespaces and its lb-decap's
+///   pins (`-decap`);
+/// - `lbk<pid>-<tag>`: lb-decap's own labs (its `concurrent_apply` and
+///   status tests, the chain lab of `decap_lab.rs`), namespaces and pins;
+/// - `<prefix><pid>-<tag>`, a prefix of [`TEST_PIN_PREFIXES`]: [`TestPins`].
+fn stale_owner(name: &str, alive: impl Fn(u32) -> bool) -> Option<Owner<'_>> {
+    let owner = owner(name)?;
+    (!alive(owner.pid)).then_some(owner)
+}
+
+/// [`stale_owner`]'s parsing: the owner of `name`, alive or not.
+fn owner(name: &str) -> Option<Owner<'_>> {
+    /// The pid at the start of `s` and what follows it.
+    fn pid(s: &str) -> Option<(u32, &str)> {
+        let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        Some((s[..digits].parse().ok()?, &s[digits..]))
+    }
+    /// `s` without a leading sequence number.
+    fn seq(s: &str) -> Option<&str> {
+        let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        (digits > 0).then_some(&s[digits..])
+    }
+    // `name` up to `rest`, when `rest` is `-` and more (the tag).
+    let lab = |rest: &str| {
+        (rest.len() > 1 && rest.starts_with('-')).then(|| &name[..name.len() - rest.len()])
+    };
+    if let Some(after) = name.strip_prefix("lbt") {
+        if let Some((pid, rest)) = pid(after) {
+            let rest = seq(rest.strip_prefix('n')?)?;
+            return Some(Owner {
+                pid,
+                lab: lab(rest)?,
+            });
+        }
+    }
+    if let Some(after) = name.strip_prefix("t2-") {
+        let (pid, rest) = pid(after)?;
+        let rest = seq(rest.strip_prefix('-')?)?;
+        return Some(Owner {
+            pid,
+            lab: lab(rest)?,
+        });
+    }
+    TEST_PIN_PREFIXES.iter().chain(&["lbk"]).find_map(|prefix| {
+        let (pid, rest) = pid(name.strip_prefix(prefix)?)?;
+        Some(Owner {
+            pid,
+            lab: lab(rest)?,
+        })
+    })
 }
 
 /// Where the labs' lbds pin their data planes: a BPF filesystem of its
@@ -204,8 +285,15 @@ pub struct TestPins {
 }
 
 impl TestPins {
-    /// A fresh pin directory `<prefix><pid>-<tag>`.
+    /// A fresh pin directory `<prefix><pid>-<tag>`; `prefix` must be one
+    /// of [`TEST_PIN_PREFIXES`], so that a killed run's directory is swept.
     pub fn new(prefix: &str, tag: &str) -> anyhow::Result<Self> {
+        if !TEST_PIN_PREFIXES.contains(&prefix) {
+            bail!(
+                "pin prefix {prefix:?} is not in TEST_PIN_PREFIXES (tests/src/lab/host.rs): \
+                 add it there so that sweep_stale_labs removes what a killed run left"
+            );
+        }
         ensure_bpffs()?;
         let dir = Path::new(BPFFS).join(format!("{prefix}{}-{tag}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
@@ -347,7 +435,7 @@ pub(crate) fn output(program: &str, args: &[&str]) -> anyhow::Result<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::tcx_ids;
+    use super::{owner, stale_owner, tcx_ids, Owner};
 
     /// A kernel before 6.6 answers the tcx query with EINVAL: lbd's
     /// start-up wait (`cargo xtask demo` on Debian 12's kernel) goes on
@@ -364,5 +452,87 @@ mod tests {
             io_error: std::io::Error::from_raw_os_error(libc::ENODEV),
         });
         assert!(tcx_ids(Err(enodev)).is_err(), "other errors are errors");
+    }
+
+    /// The sweep takes the names the tests make with a dead pid in them,
+    /// and leaves a live process's and every name the tests do not make.
+    #[test]
+    fn the_sweep_takes_only_the_tests_names_of_dead_pids() {
+        let alive = |pid: u32| pid == 77;
+        for (name, lab) in [
+            ("lbt123n0-lb", "lbt123n0"),
+            ("lbt123n4-client", "lbt123n4"),
+            ("lbt123n9000-natfib", "lbt123n9000"),
+            ("t2-123-0-lb", "t2-123-0"),
+            ("t2-123-11-be", "t2-123-11"),
+            ("t2-123-0-decap", "t2-123-0"),
+            ("lbk123-tx", "lbk123"),
+            ("lbk123-decap", "lbk123"),
+            ("lbk123-apply-many", "lbk123"),
+            ("lbtct123-busy", "lbtct123"),
+            ("lbtnc123-restart", "lbtnc123"),
+            ("lbtvi123-v4-Xdp", "lbtvi123"),
+            ("lbidle123-syn-Tc", "lbidle123"),
+            ("lbtnat123-reclaim", "lbtnat123"),
+            ("lbtbw123-busy", "lbtbw123"),
+            ("lbtbr123-reclaim", "lbtbr123"),
+            ("lbtho123-syn-Xdp", "lbtho123"),
+        ] {
+            assert_eq!(
+                stale_owner(name, alive),
+                Some(Owner { pid: 123, lab }),
+                "{name}"
+            );
+            // The same name of a live process is left.
+            let live = name.replacen("123", "77", 1);
+            assert_eq!(owner(&live).map(|o| o.pid), Some(77), "{live}");
+            assert_eq!(stale_owner(&live, alive), None, "{live}");
+        }
+        for name in [
+            // Not the tests' schemes.
+            "lbd",
+            "blue",
+            "cni-1234-5678",
+            "netns123-x",
+            "t3-123-0-lb",
+            "xlbt123n0-lb",
+            "lbtx123-tag",
+            "lbtcx123-tag",
+            // The schemes' prefixes without a pid, a sequence or a tag.
+            "lbt",
+            "lbt-123",
+            "lbtn0-lb",
+            "lbt123-lb",
+            "lbt123n-lb",
+            "lbt123n0",
+            "lbt123n0-",
+            "lbt123x0-lb",
+            "t2-",
+            "t2-pins-123",
+            "t2-123-lb",
+            "t2-123-0",
+            "lbk",
+            "lbk-123",
+            "lbk123",
+            "lbk123x-tag",
+            "lbtct-busy",
+            "lbtnc123",
+            "lbidle123_x",
+            // A pid no process can have.
+            "lbk99999999999-tag",
+        ] {
+            assert_eq!(owner(name), None, "{name}");
+            assert_eq!(stale_owner(name, |_| false), None, "{name}");
+        }
+    }
+
+    /// TestPins refuses a prefix the sweep would not know.
+    #[test]
+    fn test_pins_take_only_prefixes_the_sweep_knows() {
+        let error = super::TestPins::new("lbtzz", "tag")
+            .err()
+            .expect("an unknown prefix is refused")
+            .to_string();
+        assert!(error.contains("TEST_PIN_PREFIXES"), "{error}");
     }
 }
