@@ -9,6 +9,12 @@ use std::{
     io,
     net::{IpAddr, SocketAddr},
     path::{Path, PathBuf},
+    pin::Pin,
+    sync::{
+        atomic::{AtomicU8, Ordering},
+        Arc,
+    },
+    task::{Context, Poll},
     time::Duration,
 };
 
@@ -18,7 +24,10 @@ use hyper::header::{self, HeaderValue};
 use hyper_util::rt::TokioIo;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use tokio::net::UnixStream;
+use tokio::{
+    io::{AsyncRead, AsyncWrite, ReadBuf},
+    net::UnixStream,
+};
 use tracing::debug;
 
 use super::{
@@ -126,19 +135,19 @@ pub enum ClientError {
 
 impl ClientError {
     /// Exit code for anything else (5xx, protocol errors).
-    pub(crate) const EXIT_OTHER: u8 = 1;
+    pub const EXIT_OTHER: u8 = 1;
     /// Exit code for a usage error or a request lbd rejected (4xx but 404 and 409).
-    pub(crate) const EXIT_USAGE: u8 = 2;
+    pub const EXIT_USAGE: u8 = 2;
     /// Exit code for "no such thing" (404).
     pub const EXIT_NOT_FOUND: u8 = 3;
     /// Exit code for a conflict with the current state (409).
-    pub(crate) const EXIT_CONFLICT: u8 = 4;
+    pub const EXIT_CONFLICT: u8 = 4;
     /// Exit code for lbd unreachable: not running, no permission, no
     /// answer, or answering 503 (shutting down for a restart, or out of
     /// connections): nothing was done, and trying again later may work.
     pub const EXIT_UNAVAILABLE: u8 = 5;
     /// Exit code for a change lbd did not answer in time (it may be applied).
-    pub(crate) const EXIT_CHANGE_UNANSWERED: u8 = 8;
+    pub const EXIT_CHANGE_UNANSWERED: u8 = 8;
 
     /// The `lbctl` exit code for this error; stable, so scripts can branch on it.
     pub fn exit_code(&self) -> u8 {
@@ -225,16 +234,13 @@ impl Client {
         body: Option<&Value>,
     ) -> Result<Value, ClientError> {
         let request = build_request(method, path, query, body)?;
-        let (status, bytes) = tokio::time::timeout(self.timeout, self.exchange(request))
+        let stage = Arc::new(AtomicU8::new(Stage::Connecting as u8));
+        let (status, bytes) = tokio::time::timeout(self.timeout, self.exchange(request, &stage))
             .await
             .map_err(|_| {
-                let (path, after) = (self.path.clone(), self.timeout);
                 let dry_run = query.iter().any(|(key, _)| *key == "dry_run");
-                if method == Method::Get || dry_run {
-                    ClientError::Timeout { path, after }
-                } else {
-                    ClientError::ChangeTimeout { path, after }
-                }
+                let change = method != Method::Get && !dry_run;
+                self.timed_out(Stage::from_u8(stage.load(Ordering::SeqCst)), change)
             })??;
         debug!(%method, path, status = status.as_u16(), "admin API call");
         if !status.is_success() {
@@ -436,14 +442,42 @@ impl Client {
         self.send(Route::ClearLimits(scope), dry_run).await
     }
 
-    /// Connects, sends `request`, and reads the status and whole body.
+    /// What the `--api-timeout` ending an exchange at `stage` means: a
+    /// change whose bytes went out may be applied (lbd finishes it); one
+    /// never sent was not, and is reported as lbd unreachable (busy, when
+    /// its listen backlog was still full), as a look is.
+    fn timed_out(&self, stage: Stage, change: bool) -> ClientError {
+        let (path, after) = (self.path.clone(), self.timeout);
+        match stage {
+            Stage::Sent if change => ClientError::ChangeTimeout { path, after },
+            Stage::BacklogFull => ClientError::Busy { path, after },
+            Stage::Connecting | Stage::Connected | Stage::Sent => {
+                ClientError::Timeout { path, after }
+            }
+        }
+    }
+
+    /// Connects, sends `request`, and reads the status and whole body,
+    /// noting in `stage` how far it got.
     async fn exchange(
         &self,
         request: hyper::Request<Full<Bytes>>,
+        stage: &Arc<AtomicU8>,
     ) -> Result<(hyper::StatusCode, Bytes), ClientError> {
-        let stream = retry_while_backlog_full(BACKLOG_WAIT, || UnixStream::connect(&self.path))
-            .await
-            .map_err(|e| self.connect_error(e))?;
+        let stream = retry_while_backlog_full(BACKLOG_WAIT, || async {
+            let connected = UnixStream::connect(&self.path).await;
+            if matches!(&connected, Err(e) if e.kind() == io::ErrorKind::WouldBlock) {
+                stage.store(Stage::BacklogFull as u8, Ordering::SeqCst);
+            }
+            connected
+        })
+        .await
+        .map_err(|e| self.connect_error(e))?;
+        stage.store(Stage::Connected as u8, Ordering::SeqCst);
+        let stream = NotingWrites {
+            stream,
+            stage: Arc::clone(stage),
+        };
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
@@ -493,6 +527,95 @@ impl Client {
             io::ErrorKind::PermissionDenied => ClientError::PermissionDenied { path },
             _ => ClientError::Connect { path, source },
         }
+    }
+}
+
+/// How far an exchange got, for what its timeout means (see
+/// [`Client::timed_out`]); kept in an [`AtomicU8`] the exchange and
+/// its stream update.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum Stage {
+    /// Connecting, nothing refused yet.
+    Connecting,
+    /// A connect found the socket's listen backlog full, and is retried.
+    BacklogFull,
+    /// Connected; no byte of the request written yet.
+    Connected,
+    /// Some of the request written: lbd may read it and act on it.
+    Sent,
+}
+
+impl Stage {
+    /// The stage stored as `n`; an unknown value (none is stored) counts
+    /// as sent, the outcome that claims least.
+    fn from_u8(n: u8) -> Self {
+        [Self::Connecting, Self::BacklogFull, Self::Connected]
+            .into_iter()
+            .find(|stage| *stage as u8 == n)
+            .unwrap_or(Self::Sent)
+    }
+}
+
+/// The connection's stream, noting the first byte written to it as
+/// [`Stage::Sent`]: from then on a change may reach lbd.
+struct NotingWrites {
+    /// The connection.
+    stream: UnixStream,
+    /// Where the exchange's stage is kept.
+    stage: Arc<AtomicU8>,
+}
+
+impl NotingWrites {
+    /// Notes `written` (a write's outcome) as [`Stage::Sent`] when it wrote
+    /// a byte.
+    fn note(&self, written: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
+        if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
+            self.stage.store(Stage::Sent as u8, Ordering::SeqCst);
+        }
+        written
+    }
+}
+
+impl AsyncRead for NotingWrites {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for NotingWrites {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let written = Pin::new(&mut self.stream).poll_write(cx, buf);
+        self.note(written)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let written = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
+        self.note(written)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 }
 
@@ -808,6 +931,80 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(2));
         assert!(attempts.get() > 1, "tried again");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A change whose `--api-timeout` ends while lbctl still waits for
+    /// room in a full listen backlog was never sent: lbd is busy (exit 5),
+    /// not "it may have been applied" (exit 8).
+    #[tokio::test]
+    async fn a_change_never_sent_for_a_full_backlog_is_busy_not_maybe_applied() {
+        let dir =
+            std::env::temp_dir().join(format!("lbd-api-client-{}-unsent", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("lbd.sock");
+        // A listener with the smallest backlog, full with connections
+        // nobody accepts: every further connect gets EAGAIN.
+        let socket =
+            socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::STREAM, None).unwrap();
+        socket
+            .bind(&socket2::SockAddr::unix(&path).unwrap())
+            .unwrap();
+        socket.listen(0).unwrap();
+        let mut queued = Vec::new();
+        loop {
+            match UnixStream::connect(&path).await {
+                Ok(stream) => queued.push(stream),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("connecting: {e}"),
+            }
+            assert!(queued.len() < 16, "the backlog does not fill");
+        }
+        // Shorter than the backlog wait: the timeout ends the connect.
+        let timeout = Duration::from_millis(300);
+        assert!(timeout < BACKLOG_WAIT);
+        let client = Client::new(&path, timeout);
+        let started = std::time::Instant::now();
+        let change = client
+            .call(Method::Post, "/v1/reload", &[], None)
+            .await
+            .unwrap_err();
+        assert!(started.elapsed() < BACKLOG_WAIT, "{:?}", started.elapsed());
+        assert!(matches!(&change, ClientError::Busy { .. }), "{change:?}");
+        assert_eq!(
+            change.exit_code(),
+            ClientError::EXIT_UNAVAILABLE,
+            "{change}"
+        );
+        assert!(
+            !change.to_string().contains("may have been applied"),
+            "{change}"
+        );
+        drop((queued, socket));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The stage an exchange reached decides its timeout's outcome.
+    #[test]
+    fn a_timeout_says_maybe_applied_only_for_a_change_sent() {
+        let client = Client::new("/run/lbd/lbd.sock", Duration::from_secs(1));
+        for stage in [
+            Stage::Connecting,
+            Stage::BacklogFull,
+            Stage::Connected,
+            Stage::Sent,
+        ] {
+            assert_eq!(Stage::from_u8(stage as u8), stage);
+            let change = client.timed_out(stage, true);
+            let look = client.timed_out(stage, false);
+            assert_eq!(look.exit_code(), 5, "{stage:?}: {look}");
+            let expected = if stage == Stage::Sent { 8 } else { 5 };
+            assert_eq!(change.exit_code(), expected, "{stage:?}: {change}");
+        }
+        assert!(matches!(
+            client.timed_out(Stage::BacklogFull, true),
+            ClientError::Busy { .. }
+        ));
     }
 
     #[test]

@@ -81,12 +81,12 @@ pub(crate) async fn run(client: &Client, command: Command) -> Result<(), Failure
 /// The guards as text: rules with their counts, limits, drops.
 pub(crate) fn print(status: &GuardStatus) {
     if status.dry_run {
-        println!("dry run: nothing changed; the guards would be:");
+        outln!("dry run: nothing changed; the guards would be:");
     }
     if status.rules.is_empty() {
-        println!("acl: no rules (every source)");
+        outln!("acl: no rules (every source)");
     } else {
-        println!("acl: {} rule(s)", status.rules.len());
+        outln!("acl: {} rule(s)", status.rules.len());
         // Wide enough for an IPv6 VIP's scope, so rows stay aligned.
         let sw = status
             .rules
@@ -104,7 +104,7 @@ pub(crate) fn print(status: &GuardStatus) {
             } else {
                 ""
             };
-            println!(
+            outln!(
                 "  {:<5} {:<6} {:<43} {:<sw$} {} packets{idle}",
                 id,
                 rule.action.to_string(),
@@ -115,9 +115,9 @@ pub(crate) fn print(status: &GuardStatus) {
         }
     }
     if status.limits.is_empty() {
-        println!("limits: none (new flows are not limited)");
+        outln!("limits: none (new flows are not limited)");
     } else {
-        println!("limits of new flows:");
+        outln!("limits of new flows:");
         let sw = status
             .limits
             .iter()
@@ -132,7 +132,7 @@ pub(crate) fn print(status: &GuardStatus) {
                     format!("{}/s burst {}", r.per_s, r.burst)
                 })
             };
-            println!(
+            outln!(
                 "  {:<sw$} per source {:<22} per prefix (/{} v4, /{} v6) {}",
                 limit.scope.to_string(),
                 rate(l.source),
@@ -143,8 +143,10 @@ pub(crate) fn print(status: &GuardStatus) {
         }
     }
     let d = status.dropped;
-    println!(
+    outln!(
         "dropped: {} denied, {} not allowed, {} new flows over a limit",
-        d.denied, d.not_allowed, d.rate_limited
+        d.denied,
+        d.not_allowed,
+        d.rate_limited
     );
 }

@@ -17,6 +17,7 @@ use lb_userspace::{
         client::{Client, ClientError},
         schema::{BackendState, BackendStatus, StateChange},
     },
+    config::value,
     vip_id::VipId,
 };
 use serde_json::json;
@@ -31,9 +32,9 @@ use crate::{
 
 /// Exit code when a drain's timeout ended it with flows left (cut, or a
 /// NAT VIP's left on the backend).
-const EXIT_DRAIN_TIMED_OUT: u8 = 6;
+pub(crate) const EXIT_DRAIN_TIMED_OUT: u8 = 6;
 /// Exit code when another change ended a drain `--wait` was watching.
-const EXIT_DRAIN_ENDED_ELSEWHERE: u8 = 7;
+pub(crate) const EXIT_DRAIN_ENDED_ELSEWHERE: u8 = 7;
 
 /// Flags every change takes.
 #[derive(Debug, clap::Args)]
@@ -82,8 +83,8 @@ pub(crate) enum Command {
         /// VIP's drain_timeout_s, else never): the backend goes to
         /// maintenance and its remaining flows are cut, but for a NAT
         /// VIP, whose connections stay on it until they end. The answer
-        /// shows the effective deadline.
-        #[arg(long)]
+        /// shows the effective deadline (0..=604800).
+        #[arg(long, value_parser = parse_drain_timeout, allow_negative_numbers = true)]
         timeout: Option<u64>,
         /// Wait until no live flow is left (or the timeout ended the
         /// drain), reporting the count as it falls.
@@ -137,6 +138,20 @@ pub(crate) enum Command {
     },
 }
 
+/// A drain's own timeout in seconds: 0 (never), else checked by the
+/// VIP's `drain_timeout_s` rule, so that one out of range is refused
+/// naming `--timeout` before lbd is asked (whose error would name its
+/// API field).
+fn parse_drain_timeout(text: &str) -> Result<u64, String> {
+    let n: i64 = text.parse().map_err(|_| {
+        format!("drain timeout {text:?} is not a whole number of seconds (0: never)")
+    })?;
+    if n != 0 {
+        value::drain_timeout_s(n).map_err(|e| format!("drain timeout {e} (or 0: never)"))?;
+    }
+    u64::try_from(n).map_err(|_| format!("drain timeout {n} is negative"))
+}
+
 /// Runs a `backend` subcommand.
 pub(crate) async fn run(client: &Client, command: Command) -> Result<(), Failure> {
     match command {
@@ -174,7 +189,7 @@ pub(crate) async fn run(client: &Client, command: Command) -> Result<(), Failure
                 // With --json, stdout is NDJSON: the change on one line,
                 // then the progress lines and the outcome's.
                 if flags.json {
-                    println!("{}", output::json_line(&change));
+                    outln!("{}", output::json_line(&change));
                 } else {
                     output::change(&change, false);
                 }
@@ -306,7 +321,7 @@ async fn wait_for_drain(
         if last != Some((live, counting)) {
             let closing = current.map_or(0, |b| b.flows.closing);
             if as_json {
-                println!(
+                outln!(
                     "{}",
                     progress_line(
                         backend,
@@ -316,12 +331,12 @@ async fn wait_for_drain(
                     )
                 );
             } else if counting {
-                println!(
+                outln!(
                     "{backend}: counting its flows (a sweep of the NAT table is under way; last count {live} live, {closing} closing) after {}s",
                     started.elapsed().as_secs()
                 );
             } else {
-                println!(
+                outln!(
                     "{backend}: {live} live flows ({closing} closing) after {}s",
                     started.elapsed().as_secs()
                 );
@@ -331,7 +346,7 @@ async fn wait_for_drain(
         let mode = status.as_ref().map_or(Mode::DsrL2, |s| s.mode);
         let end = drain_end(current, mode);
         if let (Some(end), true) = (end, as_json) {
-            println!(
+            outln!(
                 "{}",
                 outcome_line(backend, end, live, current.map(|b| b.state))
             );
@@ -340,7 +355,7 @@ async fn wait_for_drain(
             None => tokio::time::sleep(Duration::from_millis(500)).await,
             Some(DrainEnd::Drained) => {
                 if !as_json {
-                    println!("{backend} is drained: no live flow left");
+                    outln!("{backend} is drained: no live flow left");
                 }
                 return Ok(());
             }
@@ -585,5 +600,41 @@ mod tests {
         assert!(text.contains("4 live connections left"), "{text}");
         let cut = drain_end(Some(&timed_out), Mode::Gue).unwrap();
         assert!(timed_out_text(timed_out.address, cut, 0).contains("cut its remaining flows"));
+    }
+
+    /// `backend drain --timeout` takes 0 (never) and the VIP's range, and
+    /// refuses the rest on the command line, naming the flag.
+    #[test]
+    fn a_drain_timeout_out_of_range_is_refused_naming_the_flag() {
+        use clap::Parser as _;
+        let parse = |timeout: &str| {
+            crate::Cli::try_parse_from([
+                "lbctl",
+                "backend",
+                "drain",
+                "198.18.0.100:80",
+                "198.18.0.11",
+                "--timeout",
+                timeout,
+            ])
+            .map(|cli| format!("{cli:?}"))
+            .map_err(|e| e.to_string())
+        };
+        for (good, shown) in [
+            ("0", "Some(0)"),
+            ("300", "Some(300)"),
+            ("604800", "Some(604800)"),
+        ] {
+            let text = parse(good).unwrap();
+            assert!(text.contains(&format!("timeout: {shown}")), "{text}");
+        }
+        for bad in ["700000", "604801", "-1", "x"] {
+            let error = parse(bad).unwrap_err();
+            assert!(error.contains("--timeout"), "{bad}: {error}");
+            assert!(!error.contains("timeout_s"), "{bad}: {error}");
+        }
+        assert!(parse("700000")
+            .unwrap_err()
+            .contains("out of range 1..=604800 (or 0: never)"));
     }
 }

@@ -9,8 +9,12 @@ pub(crate) struct Args {
     shell: clap_complete::Shell,
 }
 
-/// Prints the script.
+/// Prints the script. clap_complete panics when its writer fails, so the
+/// script is made in memory (which cannot fail) and then written to
+/// stdout, where a failure is lbctl's to report.
 pub(crate) fn run(args: &Args) {
     let mut command = super::Cli::command();
-    clap_complete::generate(args.shell, &mut command, "lbctl", &mut std::io::stdout());
+    let mut script = Vec::new();
+    clap_complete::generate(args.shell, &mut command, "lbctl", &mut script);
+    crate::closed_output::write_stdout_bytes(&script);
 }

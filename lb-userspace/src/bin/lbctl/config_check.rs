@@ -88,10 +88,10 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
         eprintln!("lbctl: warning: {}: {warning}", args.file.display());
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&vips)?);
+        outln!("{}", serde_json::to_string_pretty(&vips)?);
         return Ok(());
     }
-    println!(
+    outln!(
         "{}: valid; interface {}, attach {}{}, connection table {} flows, half-open table {} flows",
         args.file.display(),
         config.interface,
@@ -105,9 +105,9 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
         config.half_open_size
     );
     for vip in &vips {
-        println!("VIP {} (table size {})", vip.vip, vip.table_size);
+        outln!("VIP {} (table size {})", vip.vip, vip.table_size);
         for b in &vip.backends {
-            println!(
+            outln!(
                 "  {:<40} weight {:>5}  share {:>6.2}%  mac {}",
                 b.address.to_string(),
                 b.weight,

@@ -1,7 +1,10 @@
 //! `lbctl config dump`: lbd's running configuration, runtime changes
 //! included, as a config file to save.
 
-use lb_userspace::api::{client::Client, schema::ConfigText};
+use lb_userspace::api::{
+    client::{Client, ClientError},
+    schema::ConfigText,
+};
 
 use crate::Failure;
 
@@ -15,7 +18,7 @@ use crate::Failure;
 /// `--help` and the README say.
 pub(crate) async fn run(client: &Client) -> Result<(), Failure> {
     let config = client.config().await?;
-    print!("{}", config.toml);
+    out!("{}", config.toml);
     for note in &config.notes {
         eprintln!("lbctl: note: {note}");
     }
@@ -27,7 +30,7 @@ fn outcome(config: &ConfigText) -> Result<(), Failure> {
     match &config.load_error {
         None => Ok(()),
         Some(error) => Err(Failure::new(
-            1,
+            ClientError::EXIT_OTHER,
             format!("the running configuration does not load as a config file as it is ({error}); fix that in the text before saving it as the file, or lbd will refuse it at the next start or reload"),
         )),
     }

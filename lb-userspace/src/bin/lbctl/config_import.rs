@@ -8,7 +8,10 @@
 use std::{fs, net::IpAddr, path::PathBuf};
 
 use anyhow::Context as _;
-use lb_userspace::import::{self, Format, Options, Source, VipArg};
+use lb_userspace::{
+    api::client::ClientError,
+    import::{self, Format, Options, Source, VipArg},
+};
 
 use crate::Failure;
 
@@ -69,8 +72,8 @@ pub(crate) fn run(args: &Args) -> Result<(), Failure> {
         forwarding: args.forwarding,
         nat_source: args.nat_source.clone(),
     };
-    let imported =
-        import::import(&sources, &options).map_err(|e| Failure::new(2, e.to_string()))?;
+    let imported = import::import(&sources, &options)
+        .map_err(|e| Failure::new(ClientError::EXIT_USAGE, e.to_string()))?;
     match &args.output {
         Some(path) => {
             fs::write(path, &imported.text)
@@ -82,7 +85,7 @@ pub(crate) fn run(args: &Args) -> Result<(), Failure> {
                 imported.config.vrrp.len()
             );
         }
-        None => print!("{}", imported.text),
+        None => out!("{}", imported.text),
     }
     eprint!("{}", notes_report(&imported.notes));
     Ok(())

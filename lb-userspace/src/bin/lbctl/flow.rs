@@ -35,7 +35,7 @@ pub(crate) async fn run(client: &Client, args: &Args) -> Result<(), Failure> {
     if args.json {
         output::json(&answer);
     } else {
-        println!("{}", describe(&answer));
+        outln!("{}", describe(&answer));
     }
     Ok(())
 }

@@ -4,7 +4,7 @@
 //! file's limits back.
 
 use lb_userspace::{
-    api::client::Client,
+    api::client::{Client, ClientError},
     guard::{Limits, RateLimit, Scope},
     vip_id::VipId,
 };
@@ -79,7 +79,8 @@ impl ScopeArgs {
 
 /// Runs `lbctl limit ...`.
 pub(crate) async fn run(client: &Client, command: Command) -> Result<(), Failure> {
-    let bad = |e: lb_userspace::guard::GuardError| Failure::new(2, e.to_string());
+    let bad =
+        |e: lb_userspace::guard::GuardError| Failure::new(ClientError::EXIT_USAGE, e.to_string());
     let (status, json) = match command {
         Command::List(args) => (client.guard().await?, args.json),
         Command::Set(args) => {
@@ -102,7 +103,7 @@ pub(crate) async fn run(client: &Client, command: Command) -> Result<(), Failure
             limits.check().map_err(bad)?;
             if let Some((key, why)) = limits.unused_prefix_length(&args.scope.scope()) {
                 return Err(Failure::new(
-                    2,
+                    ClientError::EXIT_USAGE,
                     format!("--{}: {why}", key.replace('_', "-")),
                 ));
             }

@@ -1,20 +1,35 @@
 //! lbctl: the operator's command line for lbd, over its admin socket. One
-//! file per subcommand. Exit codes scripts can rely on: 0 done, 1 other
-//! failure, 2 bad usage or refused request, 3 no such VIP/backend, 4
-//! exists already, 5 lbd not reachable (or shutting down), 6 a drain's
-//! timeout ended it (its flows cut; a NAT VIP's stay until they end), 7 a
-//! drain waited on was ended by another change
-//! (undrained, maintenance, removed); for `node drain --wait`, 6 means
-//! the node still forwarded at the timeout and 7 that it was made active
-//! again; 8 lbd did not answer a change in time (it may be applied).
-//! When its output is closed (`| head -1`), lbctl ends quietly by SIGPIPE,
-//! as other Unix filters do.
+//! file per subcommand. The exit codes scripts can rely on are
+//! [`EXIT_STATUS`], shown by `--help` and in lbctl(8), and copied in the
+//! README (a test keeps the copy the same).
 
 #![warn(unreachable_pub)]
 // The doc comments of the subcommands' arguments are clap's help text,
 // shown verbatim by `--help` and in the man pages: `[ADDRESS]` and
 // `[,mac=MAC]` there mean "optional", not links.
 #![allow(rustdoc::broken_intra_doc_links)]
+// Output goes through `out!`/`outln!`, which check each write (see
+// closed_output): `print!` would panic on a full disk.
+#![deny(clippy::print_stdout)]
+
+/// `print!`, with a failed write ending lbctl as
+/// [`closed_output::write_stdout`] says rather than by a panic.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::closed_output::write_stdout(format_args!($($arg)*))
+    };
+}
+
+/// `println!`, with a failed write ending lbctl as
+/// [`closed_output::write_stdout`] says rather than by a panic.
+macro_rules! outln {
+    () => {
+        $crate::closed_output::write_stdout(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::closed_output::write_stdout(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
 
 mod acl;
 mod backend;
@@ -38,9 +53,37 @@ use std::{path::PathBuf, process::ExitCode, time::Duration};
 use clap::{Parser, Subcommand};
 use lb_userspace::api::client::{Client, ClientError};
 
+/// lbctl's exit statuses: the one list of them, shown after `--help`
+/// (clap's `after_help`) and in lbctl(8) (its EXTRA section), and copied
+/// verbatim in the README's lbctl section; tests check that every exit
+/// code lbctl uses is here and that the README has this text. Every line
+/// but the heading is indented, so that the man page keeps the lines.
+const EXIT_STATUS: &str = "\
+Exit status:
+  0  done
+  1  other failure (also: output that could not be written)
+  2  bad usage, or a request lbd refused; nothing changed
+  3  no such VIP or backend
+  4  exists already
+  5  lbd not reachable, too busy, or shutting down (a restart):
+     nothing was done; try again later
+  6  a drain's timeout ended it (its flows cut; a NAT VIP's stay
+     until they end), or `node drain --wait` gave up at its
+     --timeout (the node still forwards, or BIRD has not taken the
+     withdrawal; it stays drained)
+  7  a drain that --wait watched was ended by another change
+     (undrained, put in maintenance, removed; a node made active
+     again)
+  8  lbd did not answer a change within --api-timeout; lbd finishes
+     a change whose caller has gone, so it may be applied: look at
+     `lbctl status` before trying again
+  When its output is closed early (`lbctl vip list | head -1`),
+  lbctl ends quietly by SIGPIPE (status 141 in a shell, as `cat`
+  does).";
+
 /// Control and inspect the lbd load balancer.
 #[derive(Debug, Parser)]
-#[command(name = "lbctl", version = lb_userspace::VERSION)]
+#[command(name = "lbctl", version = lb_userspace::VERSION, after_help = EXIT_STATUS)]
 pub struct Cli {
     /// lbd's admin socket.
     #[arg(long, global = true, env = "LBCTL_SOCKET", default_value = lb_userspace::config::DEFAULT_ADMIN_SOCKET)]
@@ -137,9 +180,29 @@ impl Failure {
     }
 }
 
+/// The command line, or the end of lbctl: `--help` and `--version`
+/// printed (exit 0), or a usage error (exit 2), as `Cli::parse` does, but
+/// with a failed write to stdout reported (exit 1), which clap ignores.
+fn parse_or_exit() -> Cli {
+    use std::io::Write as _;
+    let error = match Cli::try_parse() {
+        Ok(cli) => return cli,
+        Err(error) => error,
+    };
+    let printed = error
+        .print()
+        .and_then(|()| std::io::stdout().lock().flush());
+    if let Err(failed) = printed {
+        if !error.use_stderr() {
+            closed_output::output_failed(&failed);
+        }
+    }
+    std::process::exit(error.exit_code())
+}
+
 fn main() -> ExitCode {
     closed_output::die_quietly_on_closed_stdout();
-    let cli = Cli::parse();
+    let cli = parse_or_exit();
     let client = Client::new(&cli.socket, Duration::from_secs(cli.api_timeout));
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -179,5 +242,92 @@ fn main() -> ExitCode {
             eprintln!("lbctl: {}", failure.message);
             ExitCode::from(failure.code)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+    use lb_userspace::api::client::ClientError;
+
+    use super::*;
+
+    /// The codes [`EXIT_STATUS`] lists, in its order.
+    fn listed() -> Vec<u8> {
+        EXIT_STATUS
+            .lines()
+            .filter_map(|line| line.strip_prefix("  ")?.split_once("  ")?.0.parse().ok())
+            .collect()
+    }
+
+    /// Every exit code lbctl uses (the constants its subcommands and the
+    /// client fail with, and clap's usage error) is in the list, and the
+    /// list has no code lbctl does not use.
+    #[test]
+    fn every_exit_code_lbctl_uses_is_listed() {
+        let used = [
+            0, // ExitCode::SUCCESS
+            ClientError::EXIT_OTHER,
+            closed_output::EXIT_OUTPUT_FAILED,
+            ClientError::EXIT_USAGE,
+            u8::try_from(
+                Cli::try_parse_from(["lbctl", "--bogus"])
+                    .unwrap_err()
+                    .exit_code(),
+            )
+            .unwrap(),
+            ClientError::EXIT_NOT_FOUND,
+            ClientError::EXIT_CONFLICT,
+            ClientError::EXIT_UNAVAILABLE,
+            backend::EXIT_DRAIN_TIMED_OUT,
+            node::EXIT_STILL_FORWARDING,
+            backend::EXIT_DRAIN_ENDED_ELSEWHERE,
+            node::EXIT_MADE_ACTIVE,
+            ClientError::EXIT_CHANGE_UNANSWERED,
+        ];
+        let listed = listed();
+        for code in used {
+            assert!(
+                listed.contains(&code),
+                "exit code {code} is not in {EXIT_STATUS}"
+            );
+        }
+        assert_eq!(listed, (0..=8).collect::<Vec<u8>>(), "{EXIT_STATUS}");
+        for code in &listed {
+            assert!(used.contains(code), "{code} is listed but not used");
+        }
+    }
+
+    /// `lbctl --help` and lbctl(8) show the list.
+    #[test]
+    fn help_and_man_page_show_the_exit_statuses() {
+        let help = Cli::command().render_long_help().to_string();
+        assert!(help.contains(EXIT_STATUS), "{help}");
+        let dir = std::env::temp_dir().join(format!("lbctl-man-exit-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        lb_manpage::write_pages(Cli::command(), &dir).unwrap();
+        let page = std::fs::read_to_string(dir.join("lbctl.8")).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        for text in [
+            "Exit status:",
+            "0  done",
+            "it may be applied: look at",
+            "8  lbd did not answer a change within",
+        ] {
+            let text = text.replace('-', "\\-");
+            assert!(page.contains(&text), "{text:?} not in {page}");
+        }
+    }
+
+    /// The README's lbctl section has the list as it is here.
+    #[test]
+    fn the_readme_has_the_exit_statuses_as_they_are() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md");
+        let readme = std::fs::read_to_string(path).unwrap();
+        assert!(
+            readme.contains(&format!("```text\n{EXIT_STATUS}\n```")),
+            "README.md does not have this text as it is (in a ```text block):\n{EXIT_STATUS}"
+        );
     }
 }

@@ -15,7 +15,7 @@ pub(crate) struct Args {
 /// Writes the pages and lists them on stdout.
 pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     for path in lb_manpage::write_pages(super::Cli::command(), &args.dir)? {
-        println!("{}", path.display());
+        outln!("{}", path.display());
     }
     Ok(())
 }

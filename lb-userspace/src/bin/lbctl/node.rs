@@ -10,7 +10,10 @@
 use std::time::{Duration, Instant};
 
 use lb_userspace::{
-    api::{client::Client, schema::NodeStatus},
+    api::{
+        client::{Client, ClientError},
+        schema::NodeStatus,
+    },
     bgp::{NodeState, StartupStatus},
 };
 
@@ -19,7 +22,9 @@ use crate::{output, Failure};
 /// How often `drain --wait` asks lbd.
 const POLL_INTERVAL: Duration = Duration::from_millis(500);
 /// Exit code when `drain --wait` gave up before the node went quiet.
-const EXIT_STILL_FORWARDING: u8 = 6;
+pub(crate) const EXIT_STILL_FORWARDING: u8 = 6;
+/// Exit code when the node was made active again during `drain --wait`.
+pub(crate) const EXIT_MADE_ACTIVE: u8 = 7;
 
 /// `lbctl node ...`.
 #[derive(Debug, clap::Subcommand)]
@@ -84,6 +89,7 @@ pub(crate) async fn run(client: &Client, command: Command) -> Result<(), Failure
             print(&status, args.json);
         }
         Command::Drain(args) => {
+            check_wait(&args)?;
             let status = client
                 .set_node_state(NodeState::Drained, args.change.dry_run)
                 .await?;
@@ -94,6 +100,22 @@ pub(crate) async fn run(client: &Client, command: Command) -> Result<(), Failure
             let status = wait_quiet(client, &args).await?;
             print(&status, args.change.json);
         }
+    }
+    Ok(())
+}
+
+/// Refuses (exit 2, before the drain is asked for) a `--wait` that could
+/// only time out: quiet for `--quiet` seconds counts from the drain, so
+/// it cannot be reached before a `--timeout` that is not longer.
+fn check_wait(args: &DrainArgs) -> Result<(), Failure> {
+    if args.wait && args.quiet >= args.timeout {
+        return Err(Failure::new(
+            ClientError::EXIT_USAGE,
+            format!(
+                "--quiet {} is not shorter than --timeout {}: the node must be quiet for --quiet seconds after the drain, within --timeout seconds of it, so the wait could only time out; give a --quiet below --timeout (nothing was changed)",
+                args.quiet, args.timeout
+            ),
+        ));
     }
     Ok(())
 }
@@ -110,7 +132,7 @@ async fn wait_quiet(client: &Client, args: &DrainArgs) -> Result<NodeStatus, Fai
         let status = client.node().await?;
         if status.state != NodeState::Drained {
             return Err(Failure::new(
-                7,
+                EXIT_MADE_ACTIVE,
                 "the node was made active again while waiting for its drain",
             ));
         }
@@ -120,7 +142,10 @@ async fn wait_quiet(client: &Client, args: &DrainArgs) -> Result<NodeStatus, Fai
             Progress::Waiting(why) if Instant::now() >= deadline => {
                 return Err(Failure::new(
                     EXIT_STILL_FORWARDING,
-                    format!("{why} after {} s; it stays drained", args.timeout),
+                    format!(
+                        "gave up after --timeout {} s: {why}; the node stays drained",
+                        args.timeout
+                    ),
                 ));
             }
             Progress::Waiting(_) => {}
@@ -150,14 +175,20 @@ fn drain_progress(status: &NodeStatus, quiet_ms: u64, since_drain_ms: u64) -> Pr
                 .unwrap_or("no answer from BIRD yet")
         ));
     }
-    let quiet_for = status.idle_ms.unwrap_or(u64::MAX).min(since_drain_ms);
-    if quiet_for >= quiet_ms {
+    // No packet since lbd started: quiet since the drain.
+    let idle_ms = status.idle_ms.unwrap_or(u64::MAX);
+    if idle_ms.min(since_drain_ms) >= quiet_ms {
         return Progress::Done;
     }
-    Progress::Waiting(format!(
-        "the node still forwarded packets {} ms ago",
-        status.idle_ms.unwrap_or(0)
-    ))
+    let quiet_s = quiet_ms / 1000;
+    Progress::Waiting(if idle_ms < since_drain_ms {
+        format!("the node still forwarded packets {idle_ms} ms ago (--quiet {quiet_s} wants none for {quiet_s} s)")
+    } else {
+        format!(
+            "the node was drained only {:.1} s ago, less than --quiet {quiet_s} s (it has forwarded nothing since)",
+            since_drain_ms as f64 / 1000.0
+        )
+    })
 }
 
 fn print(status: &NodeStatus, as_json: bool) {
@@ -166,22 +197,22 @@ fn print(status: &NodeStatus, as_json: bool) {
         return;
     }
     if status.dry_run {
-        println!("dry run: nothing changed; the node would be:");
+        outln!("dry run: nothing changed; the node would be:");
     }
-    println!("node: {}", status.state.name());
+    outln!("node: {}", status.state.name());
     match status.idle_ms {
-        Some(ms) => println!(
+        Some(ms) => outln!(
             "forwarded: {} packets, the last {:.1} s ago",
             status.forwarded,
             ms as f64 / 1000.0
         ),
-        None => println!(
+        None => outln!(
             "forwarded: {} packets (none since lbd started)",
             status.forwarded
         ),
     }
     let Some(bgp) = &status.bgp else {
-        println!("bgp: not configured");
+        outln!("bgp: not configured");
         return;
     };
     let startup = match bgp.startup {
@@ -190,7 +221,7 @@ fn print(status: &NodeStatus, as_json: bool) {
         }
         StartupStatus::Open(reason) => format!("open ({})", reason.name()),
     };
-    println!(
+    outln!(
         "bgp: start-up {startup}, BIRD {}",
         if bgp.in_sync {
             "in sync"
@@ -199,17 +230,17 @@ fn print(status: &NodeStatus, as_json: bool) {
         }
     );
     for address in &bgp.announced {
-        println!("  announced  {address}");
+        outln!("  announced  {address}");
     }
     for withheld in &bgp.withheld {
-        println!(
+        outln!(
             "  withdrawn  {}  ({})",
             withheld.address,
             withheld.reason.name()
         );
     }
     if let Some(error) = &bgp.last_error {
-        println!("  last error: {error}");
+        outln!("  last error: {error}");
     }
 }
 
@@ -253,9 +284,67 @@ mod tests {
         let Progress::Waiting(why) = drain_progress(&status(true, 1_000), 3_000, 5_000) else {
             panic!("done while forwarding");
         };
-        assert!(why.contains("still forwarded"), "{why}");
+        assert!(why.contains("still forwarded packets 1000 ms ago"), "{why}");
         let mut no_bgp = status(true, 5_000);
         no_bgp.bgp = None;
         assert_eq!(drain_progress(&no_bgp, 3_000, 5_000), Progress::Done);
+    }
+
+    /// Quiet since the drain but not for `--quiet` yet: the wait says the
+    /// drain is recent, not that the node forwarded (nor "0 ms ago" when
+    /// it forwarded nothing at all).
+    #[test]
+    fn a_recent_drain_is_not_called_forwarding() {
+        let mut idle = status(true, 60_000);
+        let Progress::Waiting(why) = drain_progress(&idle, 3_000, 1_500) else {
+            panic!("done 1.5 s after the drain");
+        };
+        assert!(why.contains("drained only 1.5 s ago"), "{why}");
+        assert!(!why.contains("forwarded packets"), "{why}");
+        idle.idle_ms = None;
+        let Progress::Waiting(why) = drain_progress(&idle, 3_000, 1_500) else {
+            panic!("done 1.5 s after the drain");
+        };
+        assert!(why.contains("drained only 1.5 s ago"), "{why}");
+        assert!(!why.contains("0 ms ago"), "{why}");
+        assert_eq!(drain_progress(&idle, 3_000, 3_000), Progress::Done);
+    }
+
+    /// `--quiet` not below `--timeout` is refused before lbd is asked
+    /// (no lbd here: asking would be exit 5), naming both flags.
+    #[tokio::test]
+    async fn a_quiet_the_timeout_cannot_fit_is_refused_before_asking() {
+        use clap::Parser as _;
+        let client = Client::new("/nonexistent/lbctl-test/lbd.sock", Duration::from_secs(1));
+        let drain = |quiet: &str, timeout: &str| {
+            let cli = crate::Cli::try_parse_from([
+                "lbctl",
+                "node",
+                "drain",
+                "--wait",
+                "--quiet",
+                quiet,
+                "--timeout",
+                timeout,
+            ])
+            .unwrap();
+            let crate::Command::Node(command) = cli.command else {
+                panic!("not node");
+            };
+            command
+        };
+        for (quiet, timeout) in [("5", "5"), ("10", "5")] {
+            let failure = run(&client, drain(quiet, timeout)).await.err().unwrap();
+            assert_eq!(failure.code, 2, "{}", failure.message);
+            assert!(
+                failure.message.contains(&format!("--quiet {quiet}"))
+                    && failure.message.contains(&format!("--timeout {timeout}")),
+                "{}",
+                failure.message
+            );
+        }
+        // A quiet that fits asks lbd (not running here).
+        let failure = run(&client, drain("4", "5")).await.err().unwrap();
+        assert_eq!(failure.code, 5, "{}", failure.message);
     }
 }

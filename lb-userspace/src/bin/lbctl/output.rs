@@ -11,7 +11,7 @@ use serde::Serialize;
 /// Prints `value` as pretty JSON.
 pub(crate) fn json(value: &impl Serialize) {
     match serde_json::to_string_pretty(value) {
-        Ok(text) => println!("{text}"),
+        Ok(text) => outln!("{text}"),
         Err(error) => eprintln!("lbctl: encoding JSON: {error}"),
     }
 }
@@ -38,22 +38,22 @@ pub(crate) fn change(change: &Change, as_json: bool) {
         "changed"
     };
     if change.plan.is_empty() {
-        println!("no VIP's new flows change");
+        outln!("no VIP's new flows change");
     }
     for vip in &change.plan {
-        print!("{}", plan_text(vip, verb));
+        out!("{}", plan_text(vip, verb));
     }
     if let Some(drain) = &change.drain {
-        println!("{}", drain_deadline(drain));
+        outln!("{}", drain_deadline(drain));
     }
     for note in &change.undone {
-        println!("note: {note}");
+        outln!("note: {note}");
     }
     for warning in &change.warnings {
-        println!("warning: {warning}");
+        outln!("warning: {warning}");
     }
     if change.dry_run {
-        println!("(dry run: nothing was changed)");
+        outln!("(dry run: nothing was changed)");
     }
 }
 

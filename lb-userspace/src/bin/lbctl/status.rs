@@ -25,11 +25,23 @@ pub(crate) struct Args {
     #[arg(long, conflicts_with = "json")]
     watch: bool,
     /// Seconds between refreshes with --watch.
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=3600), requires = "watch")]
     interval: u64,
-    /// Stop after this many refreshes with --watch.
-    #[arg(long)]
+    /// Stop after this many refreshes with --watch (at least 1).
+    #[arg(long, value_parser = parse_count, allow_negative_numbers = true, requires = "watch")]
     count: Option<u64>,
+}
+
+/// A `--count` of refreshes: a whole number, at least 1 (a watch shows
+/// its first frame whatever the count, so 0 would not mean "none").
+fn parse_count(text: &str) -> Result<u64, String> {
+    match text.parse::<u64>() {
+        Ok(0) => Err("a watch shows at least 1 refresh".to_owned()),
+        Ok(count) => Ok(count),
+        Err(_) => Err(format!(
+            "{text:?} is not a whole number of refreshes (1 or more)"
+        )),
+    }
 }
 
 /// Prints the status (once, or refreshing with rates).
@@ -248,23 +260,23 @@ async fn watch(client: &Client, args: &Args) -> Result<(), Failure> {
         };
         let now = std::time::Instant::now();
         if terminal {
-            print!("\x1b[2J\x1b[H");
+            out!("\x1b[2J\x1b[H");
         }
         let seconds = previous.as_ref().map_or(1.0, |(t, _)| {
             now.duration_since(*t).as_secs_f64().max(0.001)
         });
         let before = previous.as_ref().map(|(_, s)| s);
-        println!(
+        outln!(
             "lbd on {} ({}) — every {}s, rates over the last interval",
             status.interface,
             hook(&status),
             args.interval
         );
         for vrrp in &status.vrrp {
-            println!("{}", watch_vrrp_line(vrrp));
+            outln!("{}", watch_vrrp_line(vrrp));
         }
         for line in conntrack_lines(&status) {
-            println!("{line}");
+            outln!("{line}");
         }
         let vip_width = status
             .vips
@@ -280,14 +292,14 @@ async fn watch(client: &Client, args: &Args) -> Result<(), Failure> {
                 Some((o, Unread(&b.traffic_unread)))
             });
             for line in watch_vip_lines(vip, unread, old, seconds, vip_width) {
-                println!("{line}");
+                outln!("{line}");
             }
         }
         if !unread.0.is_empty() {
-            println!("(-: traffic counters lbd could not read this time)");
+            outln!("(-: traffic counters lbd could not read this time)");
         }
         if !terminal {
-            println!();
+            outln!();
         }
         shown += 1;
         if args.count.is_some_and(|c| shown >= c) {
@@ -309,13 +321,13 @@ fn hook(status: &Status) -> String {
 
 /// Prints one status as tables.
 fn print_status(status: &Status) {
-    println!(
+    outln!(
         "lbd on {} ({}), config {}",
         status.interface,
         hook(status),
         status.config_file
     );
-    println!(
+    outln!(
         "data plane: {}{}; Maglev {}",
         status.pin_dir.as_ref().map_or_else(
             || "not pinned (goes with lbd)".to_owned(),
@@ -332,30 +344,30 @@ fn print_status(status: &Status) {
             .unwrap_or_default()
     );
     if let Some(line) = status.node.as_ref().and_then(node_line) {
-        println!("{line}");
+        outln!("{line}");
     }
     for vrrp in &status.vrrp {
-        println!("{}", vrrp_line(vrrp));
+        outln!("{}", vrrp_line(vrrp));
     }
     if let Some(r) = &status.replication {
         for line in replication_lines(r) {
-            println!("{line}");
+            outln!("{line}");
         }
     }
     if let Some(nat) = &status.nat {
-        println!("{}", nat_table_line(nat));
+        outln!("{}", nat_table_line(nat));
     }
     if let Some(tunnel) = &status.tunnel {
-        println!("{}", tunnel_line(tunnel, &status.interface));
+        outln!("{}", tunnel_line(tunnel, &status.interface));
     }
     for line in conntrack_lines(status) {
-        println!("{line}");
+        outln!("{line}");
     }
     for vip in &status.vips {
         print_vip_read(vip, Unread(&status.traffic_unread));
     }
     if !status.traffic_unread.is_empty() {
-        println!("(-: traffic counters lbd could not read this time)");
+        outln!("(-: traffic counters lbd could not read this time)");
     }
     if let Some(guard) = &status.guard {
         crate::acl::print(guard);
@@ -366,7 +378,7 @@ fn print_status(status: &Status) {
         .filter(|(_, v)| **v > 0)
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
-    println!("counters: {}", counters.join(" "));
+    outln!("counters: {}", counters.join(" "));
 }
 
 /// A NAT VIP's NAT address and port usage, as one line.
@@ -398,7 +410,11 @@ fn node_line(node: &lb_userspace::api::schema::NodeStatus) -> Option<String> {
 
 fn nat_line(vip: &VipStatus) -> Option<String> {
     let nat = vip.nat.as_ref()?;
-    let range = u32::from(nat.port_max) - u32::from(nat.port_min) + 1;
+    // lbd's answer is not trusted to be in order: a reversed range shows
+    // `-`, not a wrapped count (or a panic).
+    let range = u32::from(nat.port_max)
+        .checked_sub(u32::from(nat.port_min))
+        .map_or_else(|| "-".to_owned(), |span| (span + 1).to_string());
     Some(format!(
         "NAT from {} ports {}-{}: {} of {range} in use (busiest backend), {} flows",
         nat.source, nat.port_min, nat.port_max, nat.ports_in_use, nat.flows
@@ -540,7 +556,7 @@ pub(crate) fn print_vip(vip: &VipStatus, unread: &UnreadTraffic) {
 /// read (see [`vip_lines`]).
 fn print_vip_read(vip: &VipStatus, unread: Unread<'_>) {
     for line in vip_lines(vip, unread) {
-        println!("{line}");
+        outln!("{line}");
     }
 }
 
@@ -929,6 +945,18 @@ mod tests {
             nat_line(&vip).unwrap(),
             "NAT from 198.18.0.50 ports 2000-2999: 12 of 1000 in use (busiest backend), 15 flows"
         );
+        // A garbled answer, its range reversed: no count, no panic.
+        vip.nat = Some(VipNatStatus {
+            source: "198.18.0.50".parse().unwrap(),
+            port_min: 2999,
+            port_max: 2000,
+            ports_in_use: 12,
+            flows: 15,
+        });
+        assert_eq!(
+            nat_line(&vip).unwrap(),
+            "NAT from 198.18.0.50 ports 2999-2000: 12 of - in use (busiest backend), 15 flows"
+        );
         let table = NatStatus {
             flows: [("established".to_owned(), 15)].into(),
             capacity: 1024,
@@ -993,5 +1021,33 @@ mod tests {
             through_tunnel_line(&vip).unwrap(),
             "checks through the tunnel (to 198.18.0.100:80, as clients' packets): 1 of 2 backends: 198.19.2.11"
         );
+    }
+
+    /// `--count` and `--interval` only mean something with `--watch`, and
+    /// a count of 0 would show a frame all the same: all refused.
+    #[test]
+    fn count_and_interval_need_watch_and_a_count_needs_a_frame() {
+        use clap::Parser as _;
+        let parse = |args: &[&str]| {
+            crate::Cli::try_parse_from([&["lbctl", "status"], args].concat())
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        };
+        for args in [&["--count", "5"][..], &["--interval", "1"]] {
+            let error = parse(args).unwrap_err();
+            assert!(
+                error.contains(args[0]) && error.contains("--watch"),
+                "{args:?}: {error}"
+            );
+        }
+        let error = parse(&["--watch", "--count", "0"]).unwrap_err();
+        assert!(
+            error.contains("'0' for '--count") && error.contains("at least 1"),
+            "{error}"
+        );
+        let error = parse(&["--watch", "--count", "-1"]).unwrap_err();
+        assert!(error.contains("--count"), "{error}");
+        parse(&[]).unwrap();
+        parse(&["--watch", "--count", "1", "--interval", "1"]).unwrap();
     }
 }
