@@ -1,7 +1,9 @@
 //! Reading one request off a connection and checking it before any
-//! handler sees it: the head's size and fields, the body's size, type and
-//! deadline, the path's and query's percent-encoding. Every refusal is an
-//! answer naming what is wrong, never a dropped connection.
+//! handler sees it: the head's size and fields, the path's and query's
+//! percent-encoding, that an endpoint has the path and takes the method
+//! (404, 405: before the body is read), the body's size, type and
+//! deadline. Every refusal is an answer naming what is wrong, never a
+//! dropped connection.
 
 use std::{collections::BTreeMap, time::Duration};
 
@@ -41,11 +43,12 @@ pub(super) async fn read_request(
 
 /// Decodes a request hyper has parsed (`head`) and whose body was read
 /// (`body`) into the handler's [`Request`], or the error answer to give: a
-/// 404 outside `/v1/` (or for a method the API does not use on a path it
-/// does not have), 405 for a path of the API that does not take the method,
-/// 400 for bad percent-encoding, a query key given twice, a body that is
-/// not JSON or has a key twice in one object, 413 for a body over
-/// [`MAX_REQUEST_BYTES`], 415 for a body not labelled as JSON.
+/// 404 outside `/v1/` or for a path no endpoint has (whatever the method,
+/// and before the body is looked at), 405 for a path of the API that does
+/// not take the method, 400 for bad percent-encoding, a query key given
+/// twice, a body that is not JSON or has a key twice in one object, 413
+/// for a body over [`MAX_REQUEST_BYTES`], 415 for a body not labelled as
+/// JSON.
 ///
 /// Pure (no I/O, no clock) so that everything a client controls can be
 /// checked without a socket: the server answers with exactly this, and the
@@ -181,20 +184,17 @@ impl<'de> de::Visitor<'de> for StrictValue<'_> {
 }
 
 /// The request without its body (`Null`): method, path and query, or the
-/// error answer. A path of the API that does not take the method is a 405
-/// (its `Allow` header added by the server), another method than the API's
-/// on a path it does not have a 404; a path it does not have with one of
-/// its methods is left to the handler.
+/// error answer. A path no endpoint has is a 404 whatever the method, and
+/// a path of the API that does not take the method a 405 (its `Allow`
+/// header added by the server): both before the query and the body are
+/// looked at, so a typo in the path (`POST /v1/vip`) is named as one, not
+/// as a problem of its body.
 fn read_head(head: &hyper::http::request::Parts) -> Result<Request, Response> {
     let path = parse_path(head.uri.path())?;
     let segments: Vec<&str> = path.iter().map(String::as_str).collect();
     let allowed = route::allowed_methods(&segments);
     let method = Method::from_http(&head.method);
-    let refused = match method {
-        None => true,
-        Some(method) => !allowed.is_empty() && !allowed.contains(&method),
-    };
-    let Some(method) = method.filter(|_| !refused) else {
+    let Some(method) = method.filter(|method| allowed.contains(method)) else {
         return Err(route::not_routed(
             head.method.as_str(),
             head.uri.path(),

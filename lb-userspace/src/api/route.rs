@@ -5,14 +5,17 @@
 //! into the error answer). A round-trip test over every variant keeps the
 //! two sides equal, so no path is ever spelled twice.
 //!
-//! A path is matched first: one no endpoint has is a 404, one that does
-//! not take the method a 405 naming those it takes
-//! (`allowed_methods`, read off the same table). Then the query, then
-//! the body. That is the order of [`Call::decode`], which runs after the
-//! server's own checks of what every request must be (the path's and
-//! query's encoding, then the body's size, type, deadline and JSON, see
-//! `request`): a body that is not JSON is refused before a bad VIP in the
-//! path is seen.
+//! A path is matched first: one no endpoint has is a 404 whatever the
+//! method, one that does not take the method a 405 naming those it takes
+//! (`allowed_methods`, read off the same table). The server does this
+//! once the path's encoding is checked, before the query and the body
+//! (see `request`), so a typo in the path is a 404 whatever its body.
+//! Then come the server's own checks of what every request must be (the
+//! query's encoding, then the body's size, type, deadline and JSON), then
+//! [`Call::decode`]: the path's arguments, the query's parameters, then
+//! the body's fields. So a body that is not JSON is refused before a bad
+//! VIP in the path is seen; `decode` matches the path again, for a
+//! request built otherwise.
 //!
 //! Query parameters are strict: a change takes `dry_run` (`true`, `false`,
 //! `1` or `0`); any other parameter, a parameter on an endpoint that takes

@@ -15,31 +15,39 @@ use super::*;
 use crate::api::client::{api_path, segment, Client, ClientError};
 use crate::api::{request::percent_decode, MAX_REQUEST_BYTES};
 
-/// Echoes the request; a few paths do something else.
+/// Echoes the request; a few query keys (`sleep`, `fail`, `status`,
+/// `panic`) make it do something else. The server lets only the API's
+/// paths through (a path no endpoint has is its 404), so the tests send
+/// those, whatever this handler makes of them.
 struct Echo;
 
 impl Handler for Echo {
     async fn handle(&self, request: Request) -> Response {
-        match request.segments().as_slice() {
-            ["sleep", ms] => {
-                let ms = ms.parse().unwrap_or(0);
-                tokio::time::sleep(Duration::from_millis(ms)).await;
-                Response::ok(json!({ "slept_ms": ms }))
-            }
-            ["fail", status] => Response::error(
+        let query = |key: &str| request.query.get(key).map(String::as_str);
+        if let Some(ms) = query("sleep") {
+            let ms = ms.parse().unwrap_or(0);
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            return Response::ok(json!({ "slept_ms": ms }));
+        }
+        if let Some(status) = query("fail") {
+            return Response::error(
                 status.parse().unwrap_or(500),
                 "test_error",
                 format!("failed with {status}"),
-            ),
-            ["status", status] => Response::new(status.parse().unwrap_or(0), "x"),
-            ["panic"] => panic!("the test handler panics"),
-            _ => Response::ok(json!({
-                "method": request.method.as_str(),
-                "path": request.path,
-                "query": request.query,
-                "body": request.body,
-            })),
+            );
         }
+        if let Some(status) = query("status") {
+            return Response::new(status.parse().unwrap_or(0), "x");
+        }
+        if query("panic").is_some() {
+            panic!("the test handler panics");
+        }
+        Response::ok(json!({
+            "method": request.method.as_str(),
+            "path": request.path,
+            "query": request.query,
+            "body": request.body,
+        }))
     }
 }
 
@@ -150,15 +158,18 @@ async fn round_trip_with_ipv6_segments() {
     let dir = TestDir::new("roundtrip");
     let server = start(&dir.socket()).await;
     let client = client(&dir.socket());
-    // Not an endpoint of lbd's (whose methods the server checks), so the
-    // echoing handler sees every method.
-    let path = api_path(&["echo", "[2001:db8::1]:80:tcp", "backends", "2001:db8::11"]);
-    let expected_path = json!(["echo", "[2001:db8::1]:80:tcp", "backends", "2001:db8::11"]);
+    // Paths of the API (the server lets no other through), each with a
+    // method it takes, for the echoing handler.
+    let vip = "[2001:db8::1]:80:tcp";
+    let path = api_path(&["vips", vip, "backends", "2001:db8::11"]);
+    let expected_path = json!(["vips", vip, "backends", "2001:db8::11"]);
+    let flows = api_path(&["vips", vip, "backends", "2001:db8::11", "flows"]);
+    let backends = api_path(&["vips", vip, "backends"]);
 
     let got = client
         .call(
             Method::Get,
-            &path,
+            &flows,
             &[("verbose", "yes"), ("q", "a b&c=d+/é")],
             None,
         )
@@ -168,7 +179,7 @@ async fn round_trip_with_ipv6_segments() {
         got,
         json!({
             "method": "GET",
-            "path": expected_path,
+            "path": ["vips", vip, "backends", "2001:db8::11", "flows"],
             "query": {"verbose": "yes", "q": "a b&c=d+/é"},
             "body": null,
         })
@@ -176,11 +187,11 @@ async fn round_trip_with_ipv6_segments() {
 
     let body = json!({"weight": 100, "mac": "02:00:00:00:00:11"});
     let got = client
-        .call(Method::Post, &path, &[], Some(&body))
+        .call(Method::Post, &backends, &[], Some(&body))
         .await
         .unwrap();
     assert_eq!(got["method"], "POST");
-    assert_eq!(got["path"], expected_path);
+    assert_eq!(got["path"], json!(["vips", vip, "backends"]));
     assert_eq!(got["body"], body);
 
     let got = client.call(Method::Delete, &path, &[], None).await.unwrap();
@@ -196,14 +207,14 @@ async fn round_trip_with_ipv6_segments() {
     let echoed: Echoed = client
         .call_as(
             Method::Put,
-            &api_path(&["a/b", "%41"]),
+            &api_path(&["vips", "a/b", "backends", "%41", "state"]),
             &[],
             Some(&json!({"x": 1})),
         )
         .await
         .unwrap();
     assert_eq!(echoed.method, "PUT");
-    assert_eq!(echoed.path, ["a/b", "%41"]);
+    assert_eq!(echoed.path, ["vips", "a/b", "backends", "%41", "state"]);
     server.stop().await;
 }
 
@@ -263,18 +274,42 @@ async fn transport_errors() {
 
     // Body not JSON, or not labelled as JSON.
     let json_type = [("Content-Type", "application/json; charset=utf-8")];
-    let (status, body) = raw(&path, &raw_request("POST", "/v1/x", &json_type, b"{nope")).await;
+    let (status, body) = raw(
+        &path,
+        &raw_request("POST", "/v1/vips", &json_type, b"{nope"),
+    )
+    .await;
     assert_eq!((status, error_code(&body)), (400, "bad_json"));
-    let (status, body) = raw(&path, &raw_request("POST", "/v1/x", &[], b"{}")).await;
+    let (status, body) = raw(&path, &raw_request("POST", "/v1/vips", &[], b"{}")).await;
     assert_eq!((status, error_code(&body)), (415, "unsupported_media_type"));
     let text = [("Content-Type", "text/plain")];
-    let (status, _) = raw(&path, &raw_request("POST", "/v1/x", &text, b"{}")).await;
+    let (status, _) = raw(&path, &raw_request("POST", "/v1/vips", &text, b"{}")).await;
     assert_eq!(status, 415);
     // No body needs no Content-Type.
-    let (status, body) = raw(&path, &raw_request("POST", "/v1/x", &[], b"")).await;
+    let (status, body) = raw(&path, &raw_request("POST", "/v1/vips", &[], b"")).await;
     assert_eq!((status, &body["body"]), (200, &Value::Null));
-    let (status, body) = raw(&path, &raw_request("POST", "/v1/x", &json_type, b" [1] ")).await;
+    let (status, body) = raw(
+        &path,
+        &raw_request("POST", "/v1/vips", &json_type, b" [1] "),
+    )
+    .await;
     assert_eq!((status, &body["body"]), (200, &json!([1])));
+
+    // A path no endpoint has (a typo): 404 before the body is looked at,
+    // whatever its type, JSON or size.
+    for (headers, body) in [
+        (&text[..], &b"{}"[..]),
+        (&json_type[..], b"{"),
+        (&[][..], b"{}"),
+    ] {
+        let (status, body) = raw(&path, &raw_request("POST", "/v1/vip", headers, body)).await;
+        assert_eq!((status, error_code(&body)), (404, "not_found"), "{body}");
+        assert_eq!(body["error"]["message"], "no such endpoint: POST /v1/vip");
+    }
+    let typo = b"PUT /v1/vip HTTP/1.1\r\nHost: l\r\nContent-Type: application/json\r\n\
+        Content-Length: 100000000\r\n\r\n";
+    let (status, body) = raw(&path, typo).await;
+    assert_eq!((status, error_code(&body)), (404, "not_found"), "{body}");
 
     // Bad percent-encoding, empty segments, duplicate query keys.
     for target in [
@@ -282,8 +317,8 @@ async fn transport_errors() {
         "/v1/a%4",
         "/v1/%FF",
         "/v1/a//b",
-        "/v1/x?a=1&a=2",
-        "/v1/x?a=%",
+        "/v1/status?a=1&a=2",
+        "/v1/status?a=%",
     ] {
         let (status, body) = raw(&path, &raw_request("GET", target, &[], b"")).await;
         assert_eq!(
@@ -294,22 +329,22 @@ async fn transport_errors() {
     }
     let (status, body) = raw(
         &path,
-        &raw_request("GET", "/v1/a/?k+1=v%2B1&flag", &[], b""),
+        &raw_request("GET", "/v1/status/?k+1=v%2B1&flag", &[], b""),
     )
     .await;
     assert_eq!(status, 200);
-    assert_eq!(body["path"], json!(["a"]));
+    assert_eq!(body["path"], json!(["status"]));
     assert_eq!(body["query"], json!({"k 1": "v+1", "flag": ""}));
 
     // Oversized body: declared up front, and sent in full by the client.
     // (Too large to be worth reading: answered at once.)
-    let head = b"POST /v1/x HTTP/1.1\r\nHost: l\r\nContent-Type: application/json\r\n\
+    let head = b"POST /v1/vips HTTP/1.1\r\nHost: l\r\nContent-Type: application/json\r\n\
         Content-Length: 100000000\r\n\r\n";
     let (status, body) = raw(&path, head).await;
     assert_eq!((status, error_code(&body)), (413, "payload_too_large"));
     let big = json!("x".repeat(MAX_REQUEST_BYTES));
     let err = client
-        .call(Method::Post, "/v1/x", &[], Some(&big))
+        .call(Method::Post, "/v1/vips", &[], Some(&big))
         .await
         .unwrap_err();
     assert!(
@@ -318,7 +353,7 @@ async fn transport_errors() {
     );
     assert_eq!(err.exit_code(), 2);
     // Chunked, so only counting finds it too large (with Limited).
-    let mut chunked = b"POST /v1/x HTTP/1.1\r\nHost: l\r\nConnection: close\r\n\
+    let mut chunked = b"POST /v1/vips HTTP/1.1\r\nHost: l\r\nConnection: close\r\n\
         Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
         .to_vec();
     let chunk = vec![b' '; 600_000];
@@ -333,7 +368,7 @@ async fn transport_errors() {
     // Just under the limit is fine.
     let fits = json!("x".repeat(MAX_REQUEST_BYTES - 2));
     let got = client
-        .call(Method::Post, "/v1/x", &[], Some(&fits))
+        .call(Method::Post, "/v1/vips", &[], Some(&fits))
         .await
         .unwrap();
     assert_eq!(got["body"], fits);
@@ -350,8 +385,8 @@ async fn handler_errors_reach_the_client() {
         let err = client
             .call(
                 Method::Get,
-                &api_path(&["fail", &status.to_string()]),
-                &[],
+                "/v1/status",
+                &[("fail", &status.to_string())],
                 None,
             )
             .await
@@ -366,13 +401,13 @@ async fn handler_errors_reach_the_client() {
     }
     // A panic is a 500, and the server goes on.
     let err = client
-        .call(Method::Get, "/v1/panic", &[], None)
+        .call(Method::Get, "/v1/status", &[("panic", "")], None)
         .await
         .unwrap_err();
     assert!(matches!(&err, ClientError::Api(e) if e.status == 500 && e.code == "internal"));
     // Invalid status from the handler: 500; 204: no body, Null for the client.
     let err = client
-        .call(Method::Get, "/v1/status/42", &[], None)
+        .call(Method::Get, "/v1/status", &[("status", "42")], None)
         .await
         .unwrap_err();
     assert!(
@@ -380,7 +415,7 @@ async fn handler_errors_reach_the_client() {
         "{err:?}"
     );
     let got = client
-        .call(Method::Get, "/v1/status/204", &[], None)
+        .call(Method::Get, "/v1/status", &[("status", "204")], None)
         .await
         .unwrap();
     assert_eq!(got, Value::Null);
@@ -565,7 +600,7 @@ async fn slow_and_idle_clients_are_cut_off() {
     let mut stalled = UnixStream::connect(&path).await.unwrap();
     stalled
         .write_all(
-            b"POST /v1/x HTTP/1.1\r\nHost: l\r\nContent-Type: application/json\r\n\
+            b"POST /v1/vips HTTP/1.1\r\nHost: l\r\nContent-Type: application/json\r\n\
               Content-Length: 100\r\n\r\n{\"a\"",
         )
         .await
@@ -749,7 +784,7 @@ async fn client_timeout_fires() {
     let client = Client::new(dir.socket(), Duration::from_millis(100));
     let started = Instant::now();
     let err = client
-        .call(Method::Get, "/v1/sleep/3000", &[], None)
+        .call(Method::Get, "/v1/status", &[("sleep", "3000")], None)
         .await
         .unwrap_err();
     assert!(matches!(err, ClientError::Timeout { .. }), "{err:?}");
@@ -771,8 +806,11 @@ async fn shutdown_lets_requests_in_flight_finish() {
     // Waits longer than the request takes.
     let client = Client::new(&path, Duration::from_secs(10));
     let sent = Instant::now();
-    let call =
-        tokio::spawn(async move { client.call(Method::Get, "/v1/sleep/2000", &[], None).await });
+    let call = tokio::spawn(async move {
+        client
+            .call(Method::Get, "/v1/status", &[("sleep", "2000")], None)
+            .await
+    });
     tokio::time::sleep(Duration::from_millis(100)).await;
     // The request is in flight: its handler cannot finish before
     // `sent` + 2 s, and the stop begins well before that (1 s of slack for
@@ -807,17 +845,17 @@ fn head(method: &str, target: &str, content_type: Option<&str>) -> hyper::http::
 fn parse_request_is_what_the_server_answers() {
     let json = Some("application/json");
     let ok = parse_request(
-        &head("POST", "/v1/things/a%2Fb?dry_run=true", json),
+        &head("POST", "/v1/vips/a%2Fb/backends?dry_run=true", json),
         b"{\"x\":1}",
     )
     .unwrap();
     assert_eq!(ok.method, Method::Post);
-    assert_eq!(ok.path, ["things", "a/b"]);
+    assert_eq!(ok.path, ["vips", "a/b", "backends"]);
     assert_eq!(ok.query.get("dry_run").map(String::as_str), Some("true"));
     assert_eq!(ok.body, json!({"x": 1}));
     // No body: Null, whatever the content type.
-    let ok = parse_request(&head("GET", "/v1/", None), b"").unwrap();
-    assert_eq!((ok.path.len(), &ok.body), (0, &Value::Null));
+    let ok = parse_request(&head("GET", "/v1/status", None), b"").unwrap();
+    assert_eq!((ok.path.len(), &ok.body), (1, &Value::Null));
 
     let status = |method, target, content_type, body: &[u8]| {
         let answer = parse_request(&head(method, target, content_type), body).unwrap_err();
@@ -846,7 +884,7 @@ fn parse_request_is_what_the_server_answers() {
         ),
         (br#"{"source":{"per_s":1,"per_s":2}}"#, "source.per_s"),
     ] {
-        let answer = parse_request(&head("PUT", "/v1/x", json), body).unwrap_err();
+        let answer = parse_request(&head("PUT", "/v1/node/state", json), body).unwrap_err();
         assert_eq!((answer.status, error_code(&answer.body)), (400, "bad_request"));
         let message = answer.body["error"]["message"].as_str().unwrap();
         assert!(
@@ -857,14 +895,14 @@ fn parse_request_is_what_the_server_answers() {
     // The same key in different objects is fine; JSON that nests too deep
     // is refused, not a stack overflow.
     let ok = parse_request(
-        &head("PUT", "/v1/x", json),
+        &head("PUT", "/v1/node/state", json),
         br#"{"a":{"x":1},"b":{"x":[{"x":2},{"x":3}]}}"#,
     )
     .unwrap();
     assert_eq!(ok.body["b"]["x"][1]["x"], 3);
     let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
     assert_eq!(
-        status("PUT", "/v1/x", json, deep.as_bytes()),
+        status("PUT", "/v1/node/state", json, deep.as_bytes()),
         (400, "bad_json".into())
     );
     assert_eq!(
@@ -872,22 +910,55 @@ fn parse_request_is_what_the_server_answers() {
         (400, "bad_request".into())
     );
     assert_eq!(
-        status("GET", "/v1/x?a=1&a=2", None, b""),
+        status("GET", "/v1/status?a=1&a=2", None, b""),
         (400, "bad_request".into())
     );
     assert_eq!(
-        status("POST", "/v1/x", None, b"{}"),
+        status("POST", "/v1/vips", None, b"{}"),
         (415, "unsupported_media_type".into())
     );
     assert_eq!(
-        status("POST", "/v1/x", json, b"{"),
+        status("POST", "/v1/vips", json, b"{"),
         (400, "bad_json".into())
     );
     let big = vec![b' '; MAX_REQUEST_BYTES + 1];
     assert_eq!(
-        status("POST", "/v1/x", json, &big),
+        status("POST", "/v1/vips", json, &big),
         (413, "payload_too_large".into())
     );
+}
+
+/// A path no endpoint has is a 404 "no such endpoint" whatever the
+/// method, before its body is read or checked: a typo (`POST /v1/vip`)
+/// is named as one, not as a problem of its body. Before, GET, POST, PUT
+/// and DELETE on such a path were left to the handler, so the body was
+/// checked first (415, 400 `bad_json`, 413); only PATCH was a 404.
+#[test]
+fn an_unknown_path_is_a_404_before_its_body_is_checked() {
+    let json = Some("application/json");
+    let big = vec![b' '; MAX_REQUEST_BYTES + 1];
+    let bodies: [(Option<&str>, &[u8]); 5] = [
+        (Some("text/plain"), b"{}"),
+        (json, b"{"),
+        (json, &big),
+        (json, b"{}"),
+        (None, b""),
+    ];
+    for target in ["/v1/vip", "/v1/vips/198.18.0.100:80/backend", "/v1/"] {
+        for method in ["GET", "POST", "PUT", "DELETE", "PATCH"] {
+            for (content_type, body) in bodies {
+                let answer = parse_request(&head(method, target, content_type), body).unwrap_err();
+                assert_eq!(
+                    (answer.status, error_code(&answer.body)),
+                    (404, "not_found"),
+                    "{method} {target} {content_type:?} ({} bytes)",
+                    body.len()
+                );
+                let message = answer.body["error"]["message"].as_str().unwrap();
+                assert_eq!(message, format!("no such endpoint: {method} {target}"));
+            }
+        }
+    }
 }
 
 /// The order the README gives: first what every request must be (path

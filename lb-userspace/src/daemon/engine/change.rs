@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use tracing::{info, warn};
 
-use super::Engine;
+use super::{tunnel::TunnelState, Engine};
 use crate::{
     api::schema::{Change, DrainPlan},
     config::Config,
@@ -60,6 +60,9 @@ impl Engine {
             cuts_flows: timeout.cuts_flows,
         });
         self.fits_the_maps(&next)?;
+        // A first tunnelled VIP moves the tunnel state before staging; a
+        // dry run or a refused change puts it back (see `settle_tunnel`).
+        let tunnel = self.tunnel_state();
         self.follow_addresses_for_first_tunnel(&next).await;
         if !dry_run {
             self.wait_for_brought_macs(&next).await;
@@ -75,10 +78,12 @@ impl Engine {
         if admin && !dry_run {
             if let Err(why) = self.record_admin_states(&next) {
                 warn!(error = %why, "backend state change refused");
+                self.put_back_tunnel(tunnel);
                 return Err(ChangeError::Unrecorded(why));
             }
         }
         let committed = self.stage_and_commit(next, dry_run, guards);
+        self.settle_tunnel(tunnel, dry_run, &committed);
         if committed.is_err() && admin && !dry_run {
             // The file back to the running states.
             self.follow_admin_states();
@@ -166,6 +171,10 @@ impl Engine {
             return Err(ChangeError::File(why));
         }
         self.fits_the_maps(&next)?;
+        // The file's [tunnel] is applied with its VIPs; a refused or dry
+        // run keeps the running one, and the interface's addresses as
+        // they were (see `settle_tunnel`).
+        let tunnel = self.tunnel_state();
         // As an edit does: the interface's addresses before the first
         // tunnelled VIP, and a short wait for the MACs of the backends the
         // file brings (a backend written without one takes no traffic
@@ -191,22 +200,10 @@ impl Engine {
             }
         }
         let guards_undone = self.guard.config().undone_by(&file.guard);
-        // The file's [tunnel] is applied with its VIPs; a refused or dry
-        // run keeps the running one.
-        let previous = *self.balancer.tunnel();
         let wanted = self.node_tunnel(&file.tunnel);
         self.balancer.set_tunnel(wanted);
         let staged = self.stage_and_commit(next, dry_run, file.guard.clone());
-        if dry_run || staged.is_err() {
-            self.balancer.set_tunnel(previous);
-        }
-        if let Err(ChangeError::Dataplane(error)) = &staged {
-            if !error.is_refusal() {
-                // A write failed half-way and the running state was put
-                // back with the file's [tunnel]: again with the running one.
-                self.restore_after_failed_commit();
-            }
-        }
+        self.settle_tunnel(tunnel, dry_run, &staged);
         let (plan, report) = staged?;
         // Logged once the reload is in (a refused one moved nothing); a
         // dry run only answers them.
@@ -277,6 +274,29 @@ impl Engine {
             drain: None,
             warnings,
         })
+    }
+
+    /// After a change staged with the tunnel state moved from `before` (a
+    /// first tunnelled VIP's addresses, a reload's `[tunnel]`): a dry run
+    /// or a refused change puts `before` back, so it leaves the engine as
+    /// it found it. A commit that failed half-way had the running state
+    /// written back with the moved settings: it is written again with
+    /// `before`'s.
+    fn settle_tunnel<T>(
+        &mut self,
+        before: TunnelState,
+        dry_run: bool,
+        result: &Result<T, ChangeError>,
+    ) {
+        if !dry_run && result.is_ok() {
+            return;
+        }
+        let moved = self.put_back_tunnel(before);
+        if let Err(ChangeError::Dataplane(error)) = result {
+            if moved && !error.is_refusal() {
+                self.restore_after_failed_commit();
+            }
+        }
     }
 
     /// Stages `next` on the balancer, reads the plan off the staged tables

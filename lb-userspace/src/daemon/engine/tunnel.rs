@@ -33,7 +33,8 @@ use tracing::{info, warn};
 use super::Engine;
 use crate::{
     ownership::cls_bpf::{self, TcPath, TC_ATTACH_ENV},
-    tunnel::{resolve, OwnAddresses},
+    reconcile::Balancer,
+    tunnel::{resolve, NodeTunnel, OwnAddresses},
 };
 
 /// A sysctl lbd changed, to restore at a clean stop.
@@ -56,6 +57,40 @@ pub(crate) struct TunnelRuntime {
     /// When attaching the check path last failed (warned once until it
     /// works; retried after `HC_RETRY`, not at every commit).
     hc_failed: Option<Instant>,
+}
+
+/// The tunnel state a change moves before it is staged: the interface's
+/// own addresses (read again for a first tunnelled VIP) and the tunnel
+/// settings the balancer resolved from them. Taken before the change and
+/// put back when it is a dry run or refused, so that neither leaves the
+/// engine changed: the moved settings would otherwise be served, and the
+/// next unrelated commit would write them to `TUNNEL_CONFIG`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TunnelState {
+    /// The interface's own addresses (the default outer sources).
+    own: OwnAddresses,
+    /// The settings the balancer serves tunnelled VIPs with.
+    node: NodeTunnel,
+}
+
+impl TunnelState {
+    /// The state `own` and `balancer` hold now.
+    pub(crate) fn of(own: &OwnAddresses, balancer: &Balancer) -> Self {
+        Self {
+            own: *own,
+            node: *balancer.tunnel(),
+        }
+    }
+
+    /// Makes this the state of `own` and `balancer` again; whether the
+    /// balancer's settings had moved (the maps may have been written
+    /// with the moved ones).
+    pub(crate) fn put_back(self, own: &mut OwnAddresses, balancer: &mut Balancer) -> bool {
+        *own = self.own;
+        let moved = *balancer.tunnel() != self.node;
+        balancer.set_tunnel(self.node);
+        moved
+    }
 }
 
 /// How long after a failed attach of `tc_hc_encap` lbd tries again (a
@@ -97,6 +132,18 @@ impl Engine {
         out
     }
 
+    /// The tunnel state in force, for a change to put back if it is a
+    /// dry run or refused (see [`TunnelState`]).
+    pub(crate) fn tunnel_state(&self) -> TunnelState {
+        TunnelState::of(&self.tunnel.own, &self.balancer)
+    }
+
+    /// Puts `state` back (a dry run or a refused change leaves the engine
+    /// as it found it); whether the balancer's settings had moved.
+    pub(crate) fn put_back_tunnel(&mut self, state: TunnelState) -> bool {
+        state.put_back(&mut self.tunnel.own, &mut self.balancer)
+    }
+
     /// Reads the interface's own addresses again.
     pub(crate) async fn read_own_addresses(&mut self) {
         match self.netlink.addresses(self.interface.index).await {
@@ -122,6 +169,8 @@ impl Engine {
     /// scan follows the interface's addresses only while one is served,
     /// so they are read again here and the default outer sources taken
     /// from what the interface holds now, not from what it held at start.
+    /// The caller takes [`Engine::tunnel_state`] first and puts it back
+    /// if the change is a dry run or refused.
     pub(crate) async fn follow_addresses_for_first_tunnel(&mut self, next: &crate::model::Model) {
         if self.reread_addresses_for_first_tunnel(next).await {
             let wanted = self.node_tunnel(&self.config.tunnel);
@@ -481,6 +530,103 @@ mod tests {
             ..health
         };
         assert!(super::super::check_of(backend, 80, &unchecked, Some((vip, path))).is_none());
+    }
+
+    /// A VIP of `mode` at `address` with backends at `backends`, each
+    /// with a MAC (a DSR-L2 one needs it).
+    fn vip(mode: lb_common::Mode, address: &str, backends: &[&str]) -> crate::config::VipConfig {
+        let mut vip = crate::config::VipConfig::new(address.parse().unwrap(), 80, Protocol::Tcp);
+        vip.table_size = 13;
+        vip.forwarding = mode;
+        for backend in backends {
+            let mut backend = crate::config::BackendConfig::new(backend.parse().unwrap());
+            backend.mac = Some(crate::mac::Mac([2, 0, 0, 0, 0, 9]));
+            vip.backends.push(backend);
+        }
+        vip
+    }
+
+    /// `vips` as the balancer is asked to serve them.
+    fn desired(vips: &[&crate::config::VipConfig]) -> Vec<crate::reconcile::DesiredVip> {
+        vips.iter()
+            .map(|v| crate::reconcile::DesiredVip::from_config(v, &|_| None))
+            .collect()
+    }
+
+    /// A change that brings the first tunnelled VIP reads the interface's
+    /// addresses again and moves the balancer's settings before staging
+    /// (`follow_addresses_for_first_tunnel`). A dry run of it, or one
+    /// refused at staging (a 4in6 backend with no IPv6 outer source), puts
+    /// both back as `change` does: the next unrelated commit writes no
+    /// `TUNNEL_CONFIG`. Before, they stayed moved, and that commit wrote
+    /// them, since one had been written for a tunnelled VIP served before.
+    #[test]
+    fn a_dry_run_or_a_refused_first_tunnelled_vip_leaves_the_tunnel_state() {
+        use lb_common::Mode;
+
+        use crate::{config::TunnelSettings, dataplane::FakeMaps};
+
+        let settings = TunnelSettings::default();
+        let at_start = OwnAddresses {
+            ipv4: Some("198.18.0.2".parse().unwrap()),
+            ipv6: None,
+        };
+        let now = OwnAddresses {
+            ipv4: Some("198.18.0.3".parse().unwrap()),
+            ipv6: None,
+        };
+        let served_before = vip(Mode::Ipip, "198.18.0.110", &["198.19.2.11"]);
+        let dry_run = vip(Mode::Ipip, "198.18.0.120", &["198.19.2.12"]);
+        let refused = vip(Mode::Ipip, "198.18.0.120", &["2001:2:2::12"]);
+        let unrelated = vip(Mode::DsrL2, "198.18.0.130", &["198.19.2.13"]);
+        // (the change, whether staging refuses it, whether it is put back)
+        for (change, refusal, put_back) in [
+            (&dry_run, false, true),
+            (&refused, true, true),
+            (&dry_run, false, false),
+        ] {
+            let mut balancer = Balancer::new(4);
+            let mut maps = FakeMaps::default();
+            let mut own = at_start;
+            balancer.set_tunnel(resolve(&settings, 3, &own));
+            // A tunnelled VIP served, then removed: `TUNNEL_CONFIG` was
+            // written and is kept current from then on.
+            balancer
+                .apply(&mut maps, &desired(&[&served_before]))
+                .unwrap();
+            balancer.apply(&mut maps, &[]).unwrap();
+            let before = TunnelState::of(&own, &balancer);
+
+            // What following the addresses for a first tunnelled VIP does.
+            own = now;
+            balancer.set_tunnel(resolve(&settings, 3, &own));
+            let staged = balancer.stage(&desired(&[change]));
+            if refusal {
+                assert!(
+                    matches!(
+                        staged,
+                        Err(crate::reconcile::ReconcileError::NoTunnelSource { .. })
+                    ),
+                    "{staged:?}"
+                );
+            } else {
+                assert!(!balancer.plan(&staged.unwrap()).is_empty());
+            }
+            if put_back {
+                assert!(before.put_back(&mut own, &mut balancer), "moved");
+                assert_eq!(TunnelState::of(&own, &balancer), before);
+            }
+
+            maps.log.clear();
+            balancer.apply(&mut maps, &desired(&[&unrelated])).unwrap();
+            let rewritten = maps.log.iter().any(|l| l == "tunnel config");
+            // Without putting back (as before), the unrelated commit
+            // writes the moved settings.
+            assert_eq!(rewritten, !put_back, "{:?}", maps.log);
+            let written = maps.tunnel.expect("written for the VIP served before");
+            let expected = if put_back { at_start } else { now };
+            assert_eq!(written, resolve(&settings, 3, &expected).config);
+        }
     }
 
     #[test]
