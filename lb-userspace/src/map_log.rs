@@ -38,31 +38,62 @@ pub(crate) struct MapLog {
 
 impl MapLog {
     /// Makes the recorded writes on `maps`, in order; stops at the first
-    /// that fails.
-    pub(crate) fn replay(&self, maps: &mut dyn MapWriter) -> Result<(), DataplaneError> {
-        for op in &self.ops {
-            match op {
-                MapOp::Config(config) => maps.set_config(config)?,
-                MapOp::Backend(id, backend) => maps.set_backend(*id, backend)?,
-                MapOp::Table {
-                    vip_id,
-                    copy,
-                    slots,
-                } => {
-                    maps.write_table(*vip_id, *copy, &mut slots.iter().copied())?;
-                }
-                MapOp::SetVip(key, meta) => maps.set_vip(key, meta)?,
-                MapOp::RemoveVip(key) => maps.remove_vip(key)?,
-                MapOp::ClearVipTraffic(id) => maps.clear_vip_traffic(*id)?,
-                MapOp::ClearBackendTraffic(id) => maps.clear_backend_traffic(*id)?,
-                MapOp::NatSource(id, source) => maps.set_nat_source(*id, source)?,
-                MapOp::NatEnabled(enabled) => maps.set_nat_enabled(*enabled)?,
-                MapOp::Tunnel(config) => maps.set_tunnel_config(config)?,
-                MapOp::ServiceAddrs(addrs) => maps.set_service_addrs(addrs)?,
-            }
+    /// that fails, saying which (the writes before it were made, those
+    /// after it were not, it may have been in part), so that a failed
+    /// commit knows what each VIP serves (see `Balancer::commit`).
+    pub(crate) fn replay(&self, maps: &mut dyn MapWriter) -> Result<(), ReplayError> {
+        for (at, op) in self.ops.iter().enumerate() {
+            op.make(maps)
+                .map_err(|error| ReplayError { failed: at, error })?;
         }
         Ok(())
     }
+
+    /// The index of the last recorded write of VIP `key`'s entry (its flip
+    /// or its removal): whether it was made tells which table copy the
+    /// VIP serves, or whether it is still served.
+    pub(crate) fn last_vip_write(&self, key: &VipKey) -> Option<usize> {
+        self.ops.iter().rposition(|op| match op {
+            MapOp::SetVip(k, _) | MapOp::RemoveVip(k) => k == key,
+            _ => false,
+        })
+    }
+}
+
+impl MapOp {
+    /// Makes this write on `maps`.
+    fn make(&self, maps: &mut dyn MapWriter) -> Result<(), DataplaneError> {
+        match self {
+            MapOp::Config(config) => maps.set_config(config),
+            MapOp::Backend(id, backend) => maps.set_backend(*id, backend),
+            MapOp::Table {
+                vip_id,
+                copy,
+                slots,
+            } => maps
+                .write_table(*vip_id, *copy, &mut slots.iter().copied())
+                .map(drop),
+            MapOp::SetVip(key, meta) => maps.set_vip(key, meta),
+            MapOp::RemoveVip(key) => maps.remove_vip(key),
+            MapOp::ClearVipTraffic(id) => maps.clear_vip_traffic(*id),
+            MapOp::ClearBackendTraffic(id) => maps.clear_backend_traffic(*id),
+            MapOp::NatSource(id, source) => maps.set_nat_source(*id, source),
+            MapOp::NatEnabled(enabled) => maps.set_nat_enabled(*enabled),
+            MapOp::Tunnel(config) => maps.set_tunnel_config(config),
+            MapOp::ServiceAddrs(addrs) => maps.set_service_addrs(addrs),
+        }
+    }
+}
+
+/// A replay that stopped: the index of the write that failed, and why.
+/// Writes are recorded per VIP in an order whose every prefix serves, so
+/// the index tells what the maps hold.
+#[derive(Debug)]
+pub(crate) struct ReplayError {
+    /// The failed write's index: those before it were made.
+    pub(crate) failed: usize,
+    /// Why it failed.
+    pub(crate) error: DataplaneError,
 }
 
 impl MapWriter for MapLog {

@@ -3,7 +3,7 @@
 
 use std::{collections::BTreeMap, net::IpAddr};
 
-use lb_common::Mode;
+use lb_common::{Mode, VipMeta};
 
 use super::DesiredVip;
 use crate::{config::VipNat, maglev};
@@ -47,11 +47,28 @@ pub struct AppliedVip {
     /// (no table rebuilt), so a change costs only the VIPs it touches.
     pub(super) applied: Option<DesiredVip>,
     /// What packets read, when known but `table` is not (adopted from a
-    /// previous lbd): the basis of a minimal update.
+    /// previous lbd, or after a failed commit): the basis of a minimal
+    /// update.
     pub(super) basis: Option<Vec<u32>>,
+    /// A failed commit's last write of this entry (`active`, `mode`) was
+    /// the one that failed, so the maps may still name the other copy: the
+    /// next apply writes it again before anything else, so that the copy it
+    /// writes tables into is not the one packets read.
+    pub(super) meta_unsure: bool,
 }
 
 impl AppliedVip {
+    /// The `VIPS` entry this record stands for: one place to build it, so
+    /// a flip, a mode change and a rewrite after a failed commit agree.
+    pub(super) fn meta(&self) -> VipMeta {
+        VipMeta {
+            id: self.id,
+            table_size: self.table_size,
+            active_table: self.active,
+            mode: self.mode as u32,
+        }
+    }
+
     /// The live table (what packets read).
     pub fn live_table(&self) -> Option<&[u32]> {
         self.table.as_deref()

@@ -102,6 +102,7 @@ impl Balancer {
                 backends: BTreeMap::new(),
                 applied: None,
                 basis: None,
+                meta_unsure: false,
             },
         };
         if is_new {
@@ -194,10 +195,8 @@ impl Balancer {
             let inactive = 1 - vip.active;
             let mut written = write_changes(maps, vip.id, inactive, vip.table.as_deref(), &table)?;
             let meta = VipMeta {
-                id: vip.id,
-                table_size: vip.table_size,
                 active_table: inactive,
-                mode: vip.mode as u32,
+                ..vip.meta()
             };
             maps.set_vip(&id.key(), &meta)?;
             written += write_changes(maps, vip.id, vip.active, vip.table.as_deref(), &table)?;
@@ -209,13 +208,7 @@ impl Balancer {
             debug!(vip = %id, slots = written, table = inactive, "Maglev table flipped");
         } else if mode_changed {
             // Same table, other mode: one VIP update switches it.
-            let meta = VipMeta {
-                id: vip.id,
-                table_size: vip.table_size,
-                active_table: vip.active,
-                mode: vip.mode as u32,
-            };
-            maps.set_vip(&id.key(), &meta)?;
+            maps.set_vip(&id.key(), &vip.meta())?;
         }
 
         // 3. Only now, with no table naming them, retire removed backends and

@@ -69,6 +69,8 @@ mod nat_tests;
 #[cfg(test)]
 mod plan_tests;
 #[cfg(test)]
+mod served_after_failure_tests;
+#[cfg(test)]
 mod service_addr_tests;
 #[cfg(test)]
 mod tests;
@@ -153,8 +155,10 @@ pub struct Balancer {
     /// `TUNNEL_CONFIG` as last written (None: not yet; it is written once
     /// a tunnelled VIP is served, and kept current from then on).
     tunnel_written: Option<TunnelConfig>,
-    /// A commit failed half-way: the maps may hold any part of it, so the
-    /// next apply writes every entry it serves, not only what changed.
+    /// A commit failed half-way: the maps may hold any part of what it
+    /// wrote for a VIP, so the next apply writes every backend of each VIP
+    /// it applies, not only what changed (the VIPs the commit did not
+    /// write keep an exact record and are skipped as usual).
     rewrite_all: bool,
     /// VIPs a failed commit may have written that this record does not
     /// hold: the next apply removes those it does not serve.
@@ -274,6 +278,7 @@ impl Balancer {
                     backends,
                     applied: None,
                     basis: None,
+                    meta_unsure: false,
                 },
             );
         }
@@ -312,6 +317,14 @@ impl Balancer {
         desired: &[DesiredVip],
     ) -> Result<ApplyReport, ReconcileError> {
         let mut report = ApplyReport::default();
+        // A failed commit may have left these entries naming either copy:
+        // name the recorded one before any table or backend is written.
+        for (id, vip) in &mut self.vips {
+            if vip.meta_unsure {
+                maps.set_vip(&id.key(), &vip.meta())?;
+                vip.meta_unsure = false;
+            }
+        }
         self.apply_tunnel(maps, desired)?;
         let wanted: BTreeSet<VipId> = desired.iter().map(|v| v.id).collect();
         for stray in std::mem::take(&mut self.strays) {
@@ -385,41 +398,99 @@ impl Balancer {
     }
 
     /// Makes a staged change real: replays its writes to `maps` and takes
-    /// its state. If a write fails the maps may hold any part of it
-    /// (VIPs added or removed, backends rewritten or retired, NAT sources,
-    /// the tunnel config), so this record keeps its VIPs and ids but
-    /// counts every entry as unknown: the next apply (of the previous
-    /// state, to roll back, or of the next change) writes all it serves
-    /// and removes the VIPs the failed change may have added.
+    /// its state. If a write fails the maps hold a prefix of the change
+    /// (and maybe part of the failed write): this record then takes, VIP
+    /// by VIP, what the maps serve (see [`Balancer::take_served`]), so the
+    /// next apply (of the previous state, to roll back, or of the next
+    /// change) writes only copies packets do not read and ids no live
+    /// table names, and removes the VIPs the failed change may have added.
     pub fn commit(
         &mut self,
         maps: &mut dyn MapWriter,
         staged: Staged,
     ) -> Result<ApplyReport, ReconcileError> {
-        if let Err(error) = staged.log.replay(maps) {
-            let added = staged
-                .next
-                .vips
-                .keys()
-                .filter(|id| !self.vips.contains_key(id));
-            self.strays.extend(added);
-            for vip in self.vips.values_mut() {
-                vip.table = None;
-                vip.applied = None;
-                vip.nat = None;
-            }
-            self.tunnel_written = None;
-            self.nat_enabled = None;
-            self.service_addrs = None;
-            self.rewrite_all = true;
-            // The generations it handed out may be in the maps: never
-            // again (a later backend on one of its ids would inherit the
-            // flows it pinned there).
-            self.next_generation = self.next_generation.max(staged.next.next_generation);
-            return Err(error.into());
+        if let Err(failed) = staged.log.replay(maps) {
+            self.take_served(&staged, failed.failed);
+            return Err(failed.error.into());
         }
         *self = staged.next;
         Ok(staged.report)
+    }
+
+    /// After `staged`'s replay failed at write `failed`: per VIP, the
+    /// record of what the maps serve. Each VIP's table writes precede its
+    /// flip (its last `VIPS` write), so a VIP whose flip was made (or
+    /// failed, and may have been: `meta_unsure`) serves the staged live
+    /// copy, table and backends; one whose flip or removal was not made
+    /// serves this record's; one the change skipped was not written at
+    /// all. What else it may have written (the other copy, retirements,
+    /// NAT sources, the node-wide entries) is unknown and rewritten by the
+    /// next apply, into the copy packets do not read, from the live table
+    /// (`basis`, the minimal mode's starting point, so no slot moves for
+    /// nothing). Ids follow the records: an id a staged VIP took was freed
+    /// and retired by the change before, and one a failed VIP took is
+    /// named by no live table.
+    fn take_served(&mut self, staged: &Staged, failed: usize) {
+        let ids: BTreeSet<VipId> = self
+            .vips
+            .keys()
+            .chain(staged.next.vips.keys())
+            .copied()
+            .collect();
+        let (mut vips, mut kept) = (BTreeMap::new(), BTreeMap::new());
+        for id in ids {
+            let (old, new) = (self.vips.remove(&id), staged.next.vips.get(&id));
+            let at = staged
+                .log
+                .last_vip_write(&id.key())
+                .filter(|at| *at <= failed);
+            match (old, new, at) {
+                (Some(old), Some(new), _)
+                    if old.applied.is_some() && old.applied == new.applied =>
+                {
+                    kept.insert(id, old);
+                }
+                (_, Some(new), Some(at)) => {
+                    let mut vip = new.clone();
+                    vip.basis = vip.table.take().or(vip.basis);
+                    vip.applied = None;
+                    vip.meta_unsure = at == failed;
+                    vips.insert(id, vip);
+                }
+                (Some(_), None, Some(at)) if at < failed => {}
+                (Some(mut old), _, _) => {
+                    old.basis = old.table.take().or(old.basis);
+                    old.applied = None;
+                    old.nat = None;
+                    kept.insert(id, old);
+                }
+                (None, _, _) => {
+                    self.strays.insert(id);
+                }
+            }
+        }
+        let taken: BTreeSet<u32> = vips
+            .values()
+            .flat_map(|v| v.backends.values().map(|b| b.id))
+            .collect();
+        for (id, mut vip) in kept {
+            vip.backends.retain(|_, b| !taken.contains(&b.id));
+            vips.insert(id, vip);
+        }
+        let used: BTreeSet<u32> = vips
+            .values()
+            .flat_map(|v| v.backends.values().map(|b| b.id))
+            .collect();
+        self.free_backend_ids = (1..MAX_BACKENDS).filter(|id| !used.contains(id)).collect();
+        self.vips = vips;
+        self.tunnel_written = None;
+        self.nat_enabled = None;
+        self.service_addrs = None;
+        self.rewrite_all = true;
+        // The generations it handed out may be in the maps: never again
+        // (a later backend on one of its ids would inherit the flows it
+        // pinned there).
+        self.next_generation = self.next_generation.max(staged.next.next_generation);
     }
 
     /// Writes `running`, the state served before a commit that failed
