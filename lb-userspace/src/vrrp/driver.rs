@@ -30,12 +30,12 @@ use super::{
     complaints::{self, Complaints},
     machine::PREEMPT_SYNC_HOLD,
     net::{Received, VrrpSocket},
-    validate, Action, Advertisement, ChecksumMode, Counters, DecodeError, Family, Invalid, Machine,
-    Settings, State,
+    validate_from, Action, Advertisement, ChecksumMode, Counters, DecodeError, Family, Invalid,
+    Machine, Settings, State,
 };
 use crate::{
     config::VrrpConfig,
-    netlink::{Interface, Netlink},
+    netlink::{Interface, InterfaceAddress, Netlink},
 };
 
 /// How often a master checks that its addresses are still on the
@@ -268,6 +268,8 @@ impl Instance {
             announcer: Announcer::default(),
             state_file,
             notifies: notifies.clone(),
+            source_gone: false,
+            source_checked_at: None,
         };
         info!(vrid = config.vrid, %local, priority = config.priority, "VRRP instance starting");
         let task = tokio::spawn(driver.run(
@@ -411,25 +413,93 @@ async fn source_address(
     family: Family,
 ) -> anyhow::Result<IpAddr> {
     let addresses = netlink.addresses(interface.index).await?;
-    addresses
-        .iter()
-        .filter(|a| !config.addresses.contains(&a.address))
-        .find(|a| match (family, a.address) {
-            (Family::V4, IpAddr::V4(_)) => !a.secondary,
+    pick_source(&addresses, family, &config.addresses).ok_or_else(|| {
+        anyhow!(
+            "interface {} has no {} address to send VRRP adverts from",
+            interface.name,
+            match family {
+                Family::V4 => "primary IPv4",
+                Family::V6 => "link-local IPv6",
+            }
+        )
+    })
+}
+
+/// Whether `address` may be the source of `family`'s adverts: a primary
+/// IPv4 address or an IPv6 link-local one, none of the instance's own
+/// (`vips`). One rule for the start and for every later check, so a
+/// source picked once is kept by the checks.
+fn may_send_from(address: &InterfaceAddress, family: Family, vips: &[IpAddr]) -> bool {
+    !vips.contains(&address.address)
+        && match (family, address.address) {
+            (Family::V4, IpAddr::V4(_)) => !address.secondary,
             (Family::V6, IpAddr::V6(v6)) => v6.segments()[0] & 0xffc0 == 0xfe80,
             _ => false,
-        })
+        }
+}
+
+/// The address `family`'s adverts go from among `present` (the
+/// interface's addresses): the first that [`may_send_from`].
+fn pick_source(present: &[InterfaceAddress], family: Family, vips: &[IpAddr]) -> Option<IpAddr> {
+    present
+        .iter()
+        .find(|a| may_send_from(a, family, vips))
         .map(|a| a.address)
-        .ok_or_else(|| {
-            anyhow!(
-                "interface {} has no {} address to send VRRP adverts from",
-                interface.name,
-                match family {
-                    Family::V4 => "primary IPv4",
-                    Family::V6 => "link-local IPv6",
-                }
-            )
-        })
+}
+
+/// What a check of the advert source found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SourceCheck {
+    /// The current source is still one to send from: kept, even if another
+    /// would be picked now, so the tie-break address does not flap.
+    Keep,
+    /// The current source is gone (or no longer primary): this one now.
+    Switch(IpAddr),
+    /// The current source is gone and there is none to replace it.
+    Gone,
+}
+
+/// Whether adverts sent from `current` still leave: the interface's
+/// primary IPv4 or link-local IPv6 address can change under lbd (an
+/// address renumbered, a new MAC's EUI-64 link-local), and a send from an
+/// address the node no longer has fails, so the peer hears nothing and
+/// takes over while this node keeps the VIPs. Pure: `present` is the
+/// interface's addresses now, `vips` the instance's.
+fn check_source(current: IpAddr, present: &[InterfaceAddress], vips: &[IpAddr]) -> SourceCheck {
+    let family = Family::of(&current);
+    if present
+        .iter()
+        .any(|a| a.address == current && may_send_from(a, family, vips))
+    {
+        return SourceCheck::Keep;
+    }
+    match pick_source(present, family, vips) {
+        Some(next) => SourceCheck::Switch(next),
+        None => SourceCheck::Gone,
+    }
+}
+
+/// Whether a failed send may be the source's fault (no longer an address
+/// of the node): Linux says EINVAL (IPv6, or an IPv4 source it refuses),
+/// EADDRNOTAVAIL or ENETUNREACH (IPv4: the source is not local). Those
+/// look again at once rather than at the next periodic check.
+fn source_may_be_stale(error: &std::io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(libc::EINVAL | libc::EADDRNOTAVAIL | libc::ENETUNREACH)
+    )
+}
+
+/// The shortest time between two looks at the source prompted by failed
+/// sends: adverts may go every 10 ms, and a send that keeps failing for
+/// another reason (an unreachable unicast peer) must not dump the
+/// interface's addresses each time.
+const SOURCE_RECHECK_MIN: Duration = Duration::from_millis(100);
+
+/// Whether a failed send at `now` may look at the source again, the last
+/// look having been at `last` (see [`SOURCE_RECHECK_MIN`]).
+fn source_recheck_due(last: Option<Instant>, now: Instant) -> bool {
+    last.is_none_or(|last| now.saturating_duration_since(last) >= SOURCE_RECHECK_MIN)
 }
 
 /// What the [`Instance`] tells its driver.
@@ -463,6 +533,12 @@ struct Driver {
     state_file: Option<PathBuf>,
     /// The notify commands started, shared with the [`Instance`].
     notifies: Notifies,
+    /// The advert source vanished with nothing to replace it (warned
+    /// once; looked for again at each check).
+    source_gone: bool,
+    /// When the source was last looked at after a failed send (see
+    /// [`source_recheck_due`]).
+    source_checked_at: Option<Instant>,
 }
 
 impl Driver {
@@ -512,6 +588,7 @@ impl Driver {
                 },
                 _ = tokio::time::sleep_until(deadline) => self.machine.on_timer(Instant::now()),
                 _ = check.tick() => {
+                    self.follow_source().await;
                     self.follow_mac().await;
                     self.restore_addresses().await;
                     self.retry_release().await;
@@ -582,13 +659,24 @@ impl Driver {
                 return self.ignore(error.label());
             }
         };
-        if let Err(invalid) = validate(&ad, packet.ttl, self.config.vrid, &self.config.addresses) {
+        if let Err(invalid) = validate_from(
+            &ad,
+            packet.ttl,
+            Some(packet.src),
+            self.config.vrid,
+            &self.config.addresses,
+            &self.config.unicast_peers,
+        ) {
             match invalid {
                 // Another virtual router on the link: not a fault.
                 Invalid::OtherVrid(_) => {}
                 Invalid::AddressMismatch => {
                     let differing = complaints::differing(&ad.addresses, &self.config.addresses);
                     self.complain(invalid.label(), packet.src, &invalid, Some(differing));
+                }
+                Invalid::Ttl(_) if !self.config.unicast_peers.is_empty() => {
+                    let why = format!("{invalid} from a sender that is none of unicast_peers (a peer's adverts may be routed: list the address they come from)");
+                    self.complain(invalid.label(), packet.src, &why, None);
                 }
                 Invalid::Ttl(_) => self.complain(invalid.label(), packet.src, &invalid, None),
             }
@@ -630,8 +718,9 @@ impl Driver {
         for action in actions {
             match action {
                 Action::SendAdvert { priority } => {
-                    self.send_advert(priority).await;
-                    if priority > 0 {
+                    // An advert that did not leave tells the backup
+                    // nothing: a restart must not resume mastership on it.
+                    if self.send_advert(priority).await && priority > 0 {
                         self.record_state("master");
                     }
                 }
@@ -684,30 +773,97 @@ impl Driver {
         self.publish();
     }
 
-    async fn send_advert(&mut self, priority: u8) {
+    /// Sends an advert of `priority` to the group or each unicast peer;
+    /// whether every one left. A send refused for its source looks at the
+    /// interface's addresses again and, if the source moved, sends once
+    /// more from the new one.
+    async fn send_advert(&mut self, priority: u8) -> bool {
         let ad = Advertisement {
             vrid: self.config.vrid,
             priority,
             max_adver_int_cs: self.machine.settings().adver_interval_cs,
             addresses: self.config.addresses.clone(),
         };
-        let local = self.socket.local();
         let targets: Vec<IpAddr> = if self.config.unicast_peers.is_empty() {
-            vec![Family::of(&local).multicast_group()]
+            vec![Family::of(&self.socket.local()).multicast_group()]
         } else {
             self.config.unicast_peers.clone()
         };
+        let mut all_sent = true;
         for dst in targets {
-            // keepalived 2.2.7 sends (and expects) the IPv4 pseudo-header.
-            match ad.encode(local, dst, ChecksumMode::PseudoHeader) {
-                Ok(payload) => {
-                    if let Err(error) = self.socket.send(&payload, dst).await {
-                        warn!(vrid = self.config.vrid, %dst, %error, "sending a VRRP advert failed");
+            let mut result = self.send_to(&ad, dst).await;
+            if let Err(error) = &result {
+                let now = Instant::now();
+                if source_may_be_stale(error) && source_recheck_due(self.source_checked_at, now) {
+                    self.source_checked_at = Some(now);
+                    if self.follow_source().await {
+                        result = self.send_to(&ad, dst).await;
                     }
                 }
-                Err(error) => {
-                    warn!(vrid = self.config.vrid, %error, "encoding a VRRP advert failed")
+            }
+            if let Err(error) = result {
+                warn!(vrid = self.config.vrid, %dst, from = %self.socket.local(), %error, "sending a VRRP advert failed");
+                all_sent = false;
+            }
+        }
+        all_sent
+    }
+
+    /// Encodes `ad` from the current source to `dst` and sends it.
+    async fn send_to(&self, ad: &Advertisement, dst: IpAddr) -> std::io::Result<()> {
+        let local = self.socket.local();
+        // keepalived 2.2.7 sends (and expects) the IPv4 pseudo-header.
+        let payload = ad
+            .encode(local, dst, ChecksumMode::PseudoHeader)
+            .map_err(|error| std::io::Error::other(format!("encoding the advert: {error}")))?;
+        self.socket.send(&payload, dst).await
+    }
+
+    /// Looks again at the address adverts go from (see [`check_source`])
+    /// and, if it moved, sends from the new one from now on; whether it
+    /// moved. A failure to look is left to the next check.
+    async fn follow_source(&mut self) -> bool {
+        let current = self.socket.local();
+        let present = match self.netlink.addresses(self.interface.index).await {
+            Ok(present) => present,
+            Err(error) => {
+                debug!(vrid = self.config.vrid, %error, "reading the interface's addresses for the VRRP source failed");
+                return false;
+            }
+        };
+        match check_source(current, &present, &self.config.addresses) {
+            SourceCheck::Keep => {
+                self.source_gone = false;
+                false
+            }
+            SourceCheck::Switch(next) => {
+                if let Err(error) = self.socket.set_local(next) {
+                    warn!(vrid = self.config.vrid, %current, %next, %error, "VRRP: cannot send from the interface's new address");
+                    return false;
                 }
+                self.machine.set_primary_address(next);
+                self.source_gone = false;
+                info!(
+                    vrid = self.config.vrid,
+                    interface = %self.interface.name,
+                    from = %current,
+                    to = %next,
+                    "VRRP: the interface's address changed; adverts now go from the new one"
+                );
+                self.publish();
+                true
+            }
+            SourceCheck::Gone => {
+                if !self.source_gone {
+                    warn!(
+                        vrid = self.config.vrid,
+                        interface = %self.interface.name,
+                        address = %current,
+                        "VRRP: the address adverts go from is gone from the interface, with none to replace it; adverts fail until one is back"
+                    );
+                }
+                self.source_gone = true;
+                false
             }
         }
     }
@@ -1135,6 +1291,110 @@ mod tests {
                 after.split_whitespace().next().map(|state| state != "Z")
             })
             .unwrap_or(false)
+    }
+
+    /// An interface address as `Netlink::addresses` reports it.
+    fn on_interface(address: &str, prefix_len: u8, secondary: bool) -> InterfaceAddress {
+        InterfaceAddress {
+            address: address.parse().expect("address"),
+            prefix_len,
+            secondary,
+        }
+    }
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().expect("address")
+    }
+
+    /// The IPv4 primary renumbered (new added, old deleted: the new one,
+    /// secondary until then, promoted): adverts move to it. While the old
+    /// one is there it is kept, even beside another primary.
+    #[test]
+    fn the_source_follows_a_renumbered_ipv4_primary() {
+        let vips = [ip("198.18.0.100")];
+        let before = [
+            on_interface("198.18.0.2", 24, false),
+            on_interface("198.18.0.50", 24, true),
+            on_interface("198.18.0.100", 32, false),
+        ];
+        assert_eq!(
+            pick_source(&before, Family::V4, &vips),
+            Some(ip("198.18.0.2"))
+        );
+        assert_eq!(
+            check_source(ip("198.18.0.2"), &before, &vips),
+            SourceCheck::Keep
+        );
+        let after = [
+            on_interface("198.18.0.50", 24, false),
+            on_interface("198.18.0.100", 32, false),
+        ];
+        assert_eq!(
+            check_source(ip("198.18.0.2"), &after, &vips),
+            SourceCheck::Switch(ip("198.18.0.50"))
+        );
+        // Another subnet's primary came first: the current one stays.
+        let more = [
+            on_interface("10.0.0.1", 24, false),
+            on_interface("198.18.0.2", 24, false),
+        ];
+        assert_eq!(
+            check_source(ip("198.18.0.2"), &more, &vips),
+            SourceCheck::Keep
+        );
+        // Only a VIP and a secondary left: nothing to send from.
+        let none = [
+            on_interface("198.18.0.100", 32, false),
+            on_interface("198.18.0.51", 24, true),
+        ];
+        assert_eq!(
+            check_source(ip("198.18.0.2"), &none, &vips),
+            SourceCheck::Gone
+        );
+    }
+
+    /// A new MAC (link down, `ip link set address`, up) brings a new
+    /// EUI-64 link-local: adverts move to it; a global address never
+    /// becomes the source; while the link is down there is none.
+    #[test]
+    fn the_source_follows_a_new_ipv6_link_local() {
+        let vips = [ip("2001:2::100")];
+        let old = ip("fe80::a8c1:abff:fe00:2");
+        let new = "fe80::a8c1:abff:fe00:99";
+        let present = [
+            on_interface("2001:2::2", 64, false),
+            on_interface(new, 64, false),
+            on_interface("2001:2::100", 128, false),
+        ];
+        assert_eq!(
+            check_source(old, &present, &vips),
+            SourceCheck::Switch(ip(new))
+        );
+        assert_eq!(check_source(ip(new), &present, &vips), SourceCheck::Keep);
+        let down = [on_interface("2001:2::2", 64, false)];
+        assert_eq!(check_source(old, &down, &vips), SourceCheck::Gone);
+    }
+
+    /// The errors Linux gives a send from an address the node no longer
+    /// has prompt a look at once; others (a full buffer, no permission)
+    /// do not; and looks prompted by failures are spaced.
+    #[test]
+    fn failed_sends_look_at_the_source_again_now_and_then() {
+        for errno in [libc::EINVAL, libc::EADDRNOTAVAIL, libc::ENETUNREACH] {
+            assert!(source_may_be_stale(&std::io::Error::from_raw_os_error(
+                errno
+            )));
+        }
+        for errno in [libc::ENOBUFS, libc::EPERM, libc::EHOSTUNREACH] {
+            assert!(!source_may_be_stale(&std::io::Error::from_raw_os_error(
+                errno
+            )));
+        }
+        assert!(!source_may_be_stale(&std::io::Error::other("encoding")));
+        let t = Instant::now();
+        assert!(source_recheck_due(None, t));
+        assert!(!source_recheck_due(Some(t), t + Duration::from_millis(10)));
+        assert!(source_recheck_due(Some(t), t + SOURCE_RECHECK_MIN));
     }
 
     #[test]

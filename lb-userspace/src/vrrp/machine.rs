@@ -482,6 +482,17 @@ impl Machine {
         self.primary_address
     }
 
+    /// Takes `address` as the one adverts go from from now on (the
+    /// interface's primary or link-local address changed): priority ties
+    /// are broken against the address the peer actually hears, and in
+    /// master it is the master's address reported.
+    pub(crate) fn set_primary_address(&mut self, address: IpAddr) {
+        self.primary_address = address;
+        if self.state == State::Master {
+            self.master_address = Some(address);
+        }
+    }
+
     /// The current master: our primary address in master, the sender of the
     /// last advert accepted in backup (`None` until one), `None` in
     /// Initialize.
@@ -1505,6 +1516,32 @@ mod tests {
         assert_eq!(m.shutdown(t0), []);
         assert_eq!(m.set_priority(120, t0), []);
         assert_eq!(m.state(), State::Initialize);
+    }
+
+    /// A new source address takes over the tie-break and, in master, the
+    /// master's address: an equal-priority advert from an address between
+    /// the old and the new one now loses.
+    #[test]
+    fn a_new_primary_address_breaks_ties_and_names_the_master() {
+        let t0 = Instant::now();
+        let mut m = Machine::new(settings(100), ME);
+        m.resume_master(t0);
+        assert_eq!(m.state(), State::Master);
+        assert_eq!(m.master_address(), Some(ME));
+        let newer = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 200));
+        m.set_primary_address(newer);
+        assert_eq!(m.primary_address(), newer);
+        assert_eq!(m.master_address(), Some(newer));
+        // HIGHER (198.18.0.3) beat ME (.2); it loses to .200.
+        let actions = m.on_advert(&ad(100), HIGHER, t0 + ms(10));
+        assert_eq!(m.state(), State::Master, "{actions:?}");
+        // In backup the master heard from stays the master reported.
+        let mut b = Machine::new(settings(100), ME);
+        b.startup(t0);
+        b.on_advert(&ad(150), HIGHER, t0);
+        assert_eq!(b.state(), State::Backup);
+        b.set_primary_address(newer);
+        assert_eq!(b.master_address(), Some(HIGHER));
     }
 
     /// Two routers on one simulated link: every advert one sends reaches the

@@ -13,6 +13,6 @@ pub mod packet;
 
 pub use machine::{Action, Counters, Machine, Settings, SettingsError, State};
 pub use packet::{
-    validate, Advertisement, ChecksumMode, DecodeError, EncodeError, Family, Invalid, IPPROTO_VRRP,
-    VRRP_MCAST_V4, VRRP_MCAST_V6, VRRP_TTL,
+    validate, validate_from, Advertisement, ChecksumMode, DecodeError, EncodeError, Family,
+    Invalid, IPPROTO_VRRP, VRRP_MCAST_V4, VRRP_MCAST_V6, VRRP_TTL,
 };

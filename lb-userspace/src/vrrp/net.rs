@@ -108,6 +108,26 @@ impl VrrpSocket {
         self.local
     }
 
+    /// Sends from `local` from now on: the interface's primary or
+    /// link-local address changed under lbd, and the old one, no longer
+    /// the node's, makes every send fail. Nothing else needs the socket
+    /// reopened: it is bound to the interface, not to the address, and the
+    /// source (with the interface) is given on every send. `local` must be
+    /// of the socket's family; one of the other is refused.
+    pub(crate) fn set_local(&mut self, local: IpAddr) -> io::Result<()> {
+        if local.is_ipv4() != self.local.is_ipv4() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{local} is not of the VRRP socket's family (it sends from {})",
+                    self.local
+                ),
+            ));
+        }
+        self.local = local;
+        Ok(())
+    }
+
     /// Sends one VRRP message to `dst` (the group, or a unicast peer), from
     /// [`Self::local`] whatever the route to `dst` would pick.
     pub(crate) async fn send(&self, payload: &[u8], dst: IpAddr) -> io::Result<()> {

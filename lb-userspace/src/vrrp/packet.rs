@@ -28,7 +28,8 @@ pub const VRRP_MCAST_V4: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 18);
 pub const VRRP_MCAST_V6: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0x12);
 
 /// The IPv4 TTL / IPv6 hop limit adverts are sent with and must arrive with,
-/// so that an advert cannot come from beyond the local link.
+/// so that an advert cannot come from beyond the local link (but from a
+/// unicast peer, see [`validate_from`]).
 pub const VRRP_TTL: u8 = 255;
 
 /// The protocol version this module speaks; VRRPv2 packets are refused.
@@ -198,7 +199,8 @@ impl DecodeError {
 /// Why a well-formed advert must be ignored (RFC 5798 §7.1).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Invalid {
-    /// TTL / hop limit not 255: it was routed, so not from our link.
+    /// TTL / hop limit not 255: it was routed, so not from our link, and
+    /// not from a unicast peer (which may be routed, see [`validate_from`]).
     #[error("TTL/hop limit {0}, expected 255")]
     Ttl(u8),
     /// For another virtual router on the same link: not an error, but not
@@ -343,16 +345,35 @@ impl Advertisement {
 }
 
 /// The receive checks of RFC 5798 §7.1 that [`Advertisement::decode`]
-/// cannot make: `ttl` is the IPv4 TTL or IPv6 hop limit the packet arrived
-/// with, `expected_vrid` ours, `local_addresses` our virtual addresses.
-/// The address lists are compared as sets (order and repeats do not count).
+/// cannot make, for an instance speaking multicast: `ttl` is the IPv4 TTL
+/// or IPv6 hop limit the packet arrived with, `expected_vrid` ours,
+/// `local_addresses` our virtual addresses. The address lists are compared
+/// as sets (order and repeats do not count).
 pub fn validate(
     ad: &Advertisement,
     ttl: u8,
     expected_vrid: u8,
     local_addresses: &[IpAddr],
 ) -> Result<(), Invalid> {
-    if ttl != VRRP_TTL {
+    validate_from(ad, ttl, None, expected_vrid, local_addresses, &[])
+}
+
+/// [`validate`] for an advert from `src` (None: unknown) to an instance
+/// with `unicast_peers` (empty: multicast). Multicast keeps RFC 5798's TTL
+/// 255, the proof the advert was not routed. With unicast peers an advert
+/// from one of them is taken whatever its TTL, as keepalived does (its
+/// `unicast_ttl`, a peer one router hop away); any other sender must still
+/// be on the link (TTL 255): a routed advert from a stranger is refused.
+pub fn validate_from(
+    ad: &Advertisement,
+    ttl: u8,
+    src: Option<IpAddr>,
+    expected_vrid: u8,
+    local_addresses: &[IpAddr],
+    unicast_peers: &[IpAddr],
+) -> Result<(), Invalid> {
+    let from_peer = src.is_some_and(|src| unicast_peers.contains(&src));
+    if ttl != VRRP_TTL && !from_peer {
         return Err(Invalid::Ttl(ttl));
     }
     if ad.vrid != expected_vrid {
@@ -865,6 +886,77 @@ mod tests {
         assert_eq!(
             validate(&golden_ad(), 254, 51, &[VIP4]),
             Err(Invalid::Ttl(254))
+        );
+    }
+
+    /// Multicast (no unicast peers): a TTL other than 255 is refused,
+    /// whoever sent it.
+    #[test]
+    fn validate_from_keeps_ttl_255_for_multicast() {
+        let peer = Some(IpAddr::V4(Ipv4Addr::new(198, 18, 0, 3)));
+        assert_eq!(
+            validate_from(&golden_ad(), 255, peer, 51, &[VIP4], &[]),
+            Ok(())
+        );
+        for ttl in [0, 1, 64, 254] {
+            assert_eq!(
+                validate_from(&golden_ad(), ttl, peer, 51, &[VIP4], &[]),
+                Err(Invalid::Ttl(ttl))
+            );
+        }
+    }
+
+    /// Unicast peers: a configured peer is heard whatever the TTL it
+    /// arrives with (keepalived's `unicast_ttl 64`, a peer a router hop
+    /// away); a stranger only from the link (TTL 255), as before; the
+    /// VRID and address checks still apply to a peer.
+    #[test]
+    fn validate_from_takes_any_ttl_from_a_unicast_peer_only() {
+        let v4 = |last| IpAddr::V4(Ipv4Addr::new(198, 18, 0, last));
+        let peers = [v4(3), v4(4)];
+        for ttl in [1, 63, 64, 254, 255] {
+            assert_eq!(
+                validate_from(&golden_ad(), ttl, Some(v4(4)), 51, &[VIP4], &peers),
+                Ok(()),
+                "ttl {ttl} from a peer"
+            );
+        }
+        assert_eq!(
+            validate_from(&golden_ad(), 64, Some(v4(9)), 51, &[VIP4], &peers),
+            Err(Invalid::Ttl(64)),
+            "a routed advert from a stranger"
+        );
+        assert_eq!(
+            validate_from(&golden_ad(), 64, None, 51, &[VIP4], &peers),
+            Err(Invalid::Ttl(64)),
+            "an unknown sender"
+        );
+        assert_eq!(
+            validate_from(&golden_ad(), 255, Some(v4(9)), 51, &[VIP4], &peers),
+            Ok(()),
+            "on the link (a peer listed by another of its addresses)"
+        );
+        assert_eq!(
+            validate_from(&golden_ad(), 64, Some(v4(3)), 52, &[VIP4], &peers),
+            Err(Invalid::OtherVrid(51))
+        );
+        assert_eq!(
+            validate_from(&golden_ad(), 64, Some(v4(3)), 51, &[v4(101)], &peers),
+            Err(Invalid::AddressMismatch)
+        );
+        // IPv6: a hop limit below 255 from a peer named by its address.
+        let peer6 = IpAddr::V6(Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 3));
+        let ad6 = Advertisement {
+            addresses: vec![IpAddr::V6(Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 0x100))],
+            ..golden_ad()
+        };
+        assert_eq!(
+            validate_from(&ad6, 64, Some(peer6), 51, &ad6.addresses, &[peer6]),
+            Ok(())
+        );
+        assert_eq!(
+            validate_from(&ad6, 64, Some(SRC6), 51, &ad6.addresses, &[peer6]),
+            Err(Invalid::Ttl(64))
         );
     }
 
