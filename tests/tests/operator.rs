@@ -21,7 +21,7 @@ use lb_tests::{
     client::KeepAlive,
     floodrun,
     lab::{in_netns, lbd_binary, Lab, VIP4, VIP6},
-    support::{ip, lbctl_in_background, lbctl_outcome, outcome},
+    support::{ip, lbctl_in_background, lbctl_outcome, outcome, wait_until},
 };
 use lb_userspace::api::schema::{BackendState, BackendStatus};
 
@@ -151,9 +151,24 @@ fn drain_wait_tells_drained_from_timed_out_from_ended_elsewhere() {
     thread::sleep(Duration::from_millis(500));
     assert!(b1(&lab).flows.live > 0, "b1 has no connection to drain");
     let waiter = lbctl_in_background(&lab, &["backend", "drain", VIP, B1, "--wait"]);
-    thread::sleep(Duration::from_millis(1500));
+    // The undrain must come after the drain: one that came first would
+    // leave the drain, and its waiter, running for good.
+    wait_until("b1 to be draining", Duration::from_secs(10), || {
+        assert!(
+            !waiter.is_finished(),
+            "drain --wait ended before b1 was seen draining"
+        );
+        b1(&lab).state == BackendState::Draining
+    });
     let (code, _, err) = lbctl_outcome(&lab, &["backend", "undrain", VIP, B1]);
     assert_eq!(code, 0, "{err}");
+    // It polls every 0.5 s: it has seen the undrain well within 10 s, or
+    // it never will (a hang is no answer).
+    wait_until(
+        "drain --wait to end after the undrain",
+        Duration::from_secs(10),
+        || waiter.is_finished(),
+    );
     let (code, out, err) = outcome(&waiter.join().expect("waiter"));
     assert_eq!(code, 7, "drain --wait after an undrain:\n{out}{err}");
     assert!(err.contains("enabled by another change"), "{err}");

@@ -179,6 +179,31 @@ fn graceful_shutdown_hands_over_faster_than_a_kill_and_preemption_follows_the_co
     assert!(lab.holds_vip(&b).expect("ip addr"));
 }
 
+/// TCP segments retransmitted so far in namespace `netns` (`Tcp:
+/// RetransSegs` of its `/proc/net/snmp`: timeouts, fast retransmits and
+/// tail-loss probes alike); panics when it cannot be read.
+fn retransmitted(netns: &str) -> u64 {
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", netns, "cat", "/proc/net/snmp"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run ip netns exec");
+    assert!(
+        out.status.success(),
+        "/proc/net/snmp of {netns}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut tcp = text.lines().filter(|l| l.starts_with("Tcp:"));
+    let (names, values) = (tcp.next().unwrap_or(""), tcp.next().unwrap_or(""));
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(name, _)| *name == "RetransSegs")
+        .and_then(|(_, value)| value.parse().ok())
+        .unwrap_or_else(|| panic!("no Tcp RetransSegs in /proc/net/snmp of {netns}:\n{text}"))
+}
+
 /// A stop for good (SIGINT) hands the VIP over with a priority-0 advert,
 /// and the neighbours keep sending the VIP's packets to this node until
 /// the peer, after its skew time, announces it: lbd keeps forwarding them
@@ -209,6 +234,9 @@ fn a_stop_for_good_forwards_until_the_handed_over_vip_is_quiet() {
         .pop()
         .expect("one");
     connection.request().expect("a request before the stop");
+    // The client's namespace holds this connection alone: a segment of it
+    // lost anywhere is retransmitted, and counted, there.
+    let retransmitted_before = retransmitted(&lab.client.netns);
 
     let done = Arc::new(AtomicBool::new(false));
     let sending = {
@@ -240,12 +268,20 @@ fn a_stop_for_good_forwards_until_the_handed_over_vip_is_quiet() {
         .join()
         .expect("the sending thread")
         .expect("every request answered on the one connection");
+    let retransmitted = retransmitted(&lab.client.netns) - retransmitted_before;
     println!(
-        "{answered} requests through the handover, the slowest {slowest:?}; lbd exited {exited:?} after SIGINT"
+        "{answered} requests through the handover, the slowest {slowest:?}, {retransmitted} segments retransmitted; lbd exited {exited:?} after SIGINT"
     );
-    assert!(
-        slowest < Duration::from_millis(150),
-        "a request waited {slowest:?} through the handover: a segment was lost\n{}",
+    // A lost segment leaves a retransmission behind (Linux's timers fire
+    // after 200 ms at the least; a tail-loss probe is one too), however
+    // slow the machine; a slow machine alone leaves none (the backend's
+    // kernel acknowledges within its delayed-ACK time whatever nginx's
+    // scheduling). Every request was answered: each lost segment was
+    // retransmitted by now.
+    assert_eq!(
+        retransmitted,
+        0,
+        "the client retransmitted through the handover (the slowest request waited {slowest:?}): a segment was lost\n{}",
         lab.log("lbd-a")
     );
     let log = lab.log("lbd-a");

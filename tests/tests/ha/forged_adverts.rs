@@ -5,7 +5,7 @@
 use std::{
     net::{IpAddr, Ipv4Addr, SocketAddr},
     thread,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use lb_tests::{
@@ -84,15 +84,23 @@ fn forged_or_malformed_adverts_change_nothing() {
     all.push(("version", version3, 255));
     for (label, payload, ttl) in &all {
         send_raw(&lab, payload.clone(), *ttl);
-        thread::sleep(Duration::from_millis(300));
+        // Both nodes count it as ignored once they have read it (10 s
+        // leaves room for a loaded machine); the state checks below then
+        // see what reading it did.
+        let sent = Instant::now();
         for node in [&a, &b] {
-            let s = status_on(&lab, node);
-            assert!(
-                s.vrrp[0].ignored.get(*label).copied().unwrap_or(0) >= 1,
-                "{}: {label} not counted: {:?}",
-                node.name,
-                s.vrrp[0].ignored
-            );
+            loop {
+                let ignored = status_on(&lab, node).vrrp[0].ignored.clone();
+                if ignored.get(*label).copied().unwrap_or(0) >= 1 {
+                    break;
+                }
+                assert!(
+                    sent.elapsed() < Duration::from_secs(10),
+                    "{}: {label} not counted within 10 s: {ignored:?}",
+                    node.name
+                );
+                thread::sleep(Duration::from_millis(20));
+            }
         }
         assert_eq!(
             vrrp_state(&lab, &a),

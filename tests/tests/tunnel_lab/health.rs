@@ -60,14 +60,22 @@ fn checks_through_the_tunnel_take_out_a_backend_whose_decap_stopped() {
             );
             thread::sleep(Duration::from_millis(50));
         }
+        // Checks are encapsulated: the counter grows with the next check
+        // sent (every 300 ms; 10 s leaves room for a loaded machine).
         let before = status_on(&lab, &lb);
-        thread::sleep(Duration::from_millis(700));
-        let after = status_on(&lab, &lb);
-        assert!(
-            grown(&before, &after, "hc_encap") > 0,
-            "{what}: no check was encapsulated; counters {:?}",
-            nonzero(&after)
-        );
+        let waiting = Instant::now();
+        loop {
+            let after = status_on(&lab, &lb);
+            if grown(&before, &after, "hc_encap") > 0 {
+                break;
+            }
+            assert!(
+                waiting.elapsed() < Duration::from_secs(10),
+                "{what}: no check was encapsulated in 10 s; counters {:?}",
+                nonzero(&after)
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
 
         tunnel::stop_decap(&mut lab, &b2).expect("stop b2's decap");
         wait_until(&format!("{what}: b2 down"), Duration::from_secs(10), || {
