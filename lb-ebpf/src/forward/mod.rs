@@ -3,7 +3,9 @@
 //! packets meet them in the connection table), then hand the packet to its
 //! forwarding mode (one module per mode: `dsr_l2`, `nat`, `tunnel` for
 //! IPIP and GUE); a packet for no VIP may still be a backend's reply to a
-//! NAT'd flow.
+//! NAT'd flow. A NAT or tunnelled VIP's packet whose transport header lies
+//! past what those modes read goes up the stack after the lists, before
+//! the limits (`past_what_is_read`).
 
 mod dsr_l2;
 pub mod tunnel;
@@ -117,13 +119,19 @@ fn balance_in_frame<C: Hook>(ctx: &C, state: *mut PacketState) -> Outcome {
         // kernel drops it as another host's.
         return Counter::PassNotVip.into();
     }
+    let past = past_what_is_read(&vip, &packet);
     let gate = guard::acl::Gate::of(vip.id);
     // A packet that may belong to a tracked flow meets the lists in the
-    // connection table (see `Gate`); any other meets them here, first.
-    if !may_be_tracked(&vip, &packet) {
+    // connection table (see `Gate`); any other meets them here, first. So
+    // does one that goes up the stack past them: a deny rule keeps its
+    // source off the node's VIP address too.
+    if past || !may_be_tracked(&vip, &packet) {
         if let Err(counter) = gate.check(&packet.key) {
             return counter.into();
         }
+    }
+    if past {
+        return Counter::PassIpv6Ext.into();
     }
     if vip.mode == Mode::Nat as u32 {
         return nat::queue(&packet, Some(&vip));
@@ -140,6 +148,28 @@ fn balance_in_frame<C: Hook>(ctx: &C, state: *mut PacketState) -> Outcome {
         return tunnel::forward(ctx, &vip, &packet, &decision, job);
     }
     dsr_l2::forward(ctx, &vip, &packet, &decision).into()
+}
+
+/// Largest transport header offset the NAT and tunnel paths read at (what
+/// a tc program sees linear, see `hook::linearize`; their own bounds,
+/// `nat::scratch` and `tunnel::encap`, for the verifier, are the same).
+pub const L4_OFF_MAX: usize = 256;
+
+/// Whether a NAT or tunnelled VIP's packet has its transport header past
+/// `L4_OFF_MAX` (a long IPv6 extension chain): such a packet goes up the
+/// stack untouched (`PassIpv6Ext`) once the lists let it (a denied source
+/// is dropped as ever), before the limits and any table work, so it is
+/// neither charged to its source's limit nor tracked. One with impossible TCP flags is dropped as any is. DSR
+/// at L2 reads nothing past the IP header: it forwards them.
+///
+/// The offset is read from the packet in memory (volatile): read as a
+/// plain value, LLVM allocates the parser's registers differently, and
+/// the verifier goes through about 38k more instructions.
+#[inline(always)]
+fn past_what_is_read(vip: &VipMeta, packet: &parse::Packet) -> bool {
+    // SAFETY: a field of a live local.
+    let l4_off = unsafe { core::ptr::read_volatile(&packet.l4_off) };
+    packet.class != Class::BadTcpFlags && l4_off > L4_OFF_MAX && vip.mode != Mode::DsrL2 as u32
 }
 
 /// Whether the frame is addressed to this node: its destination MAC is

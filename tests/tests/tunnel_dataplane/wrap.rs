@@ -1,6 +1,6 @@
 //! Each tunnel mode's wrap, family by family: a new flow and a tracked
 //! packet of it leave wrapped for the same backend, counted; GUE's inner
-//! UDP without a checksum.
+//! UDP without a checksum, or shorter than its IP packet.
 
 use lb_common::{
     consts::AF_INET,
@@ -242,6 +242,83 @@ fn without_checksum_sends_zero(bed: &mut TunnelBed, vips: &[VipConfig], vip: &st
     );
 }
 
+/// GUE over IPv6 whose inner IPv4 UDP datagram is shorter than its IP
+/// payload (bytes after it, which the parser accepts): the bytes from the
+/// inner UDP header to the IP end no longer sum to the complement of its
+/// pseudo-header's sum, so the outer checksum is 0 (RFC 6936), not one a
+/// receiver (Linux fou) would drop.
+fn gue_4in6_udp_shorter_than_its_packet_sends_zero(hook: Hook) {
+    in_netns(hook, vips(), |bed, vips| {
+        shorter_than_its_packet_sends_zero(bed, vips, VIP4, GUE_4IN6)
+    });
+}
+
+/// The same for an inner IPv6 UDP datagram shorter than its payload.
+fn gue_v6_udp_shorter_than_its_packet_sends_zero(hook: Hook) {
+    in_netns(hook, vips(), |bed, vips| {
+        shorter_than_its_packet_sends_zero(bed, vips, VIP6, GUE_UDP)
+    });
+}
+
+/// A client's UDP datagram (its own checksum valid) with `TRAILER` bytes
+/// after it inside its IP packet, to the GUE VIP `vip`:`port` (its
+/// backends IPv6): wrapped whole, outer checksum 0.
+fn shorter_than_its_packet_sends_zero(
+    bed: &mut TunnelBed,
+    vips: &[VipConfig],
+    vip: &str,
+    port: u16,
+) {
+    const TRAILER: &[u8] = b"past the UDP length";
+    let flow = client_flow(vip, port, 40_003);
+    let mut first = packet::udp(&flow, None, b"short of its packet");
+    let key = flow_key(&flow, Protocol::Udp);
+    let v4 = key.family == AF_INET;
+    let l4 = 14 + if v4 { 20 } else { 40 };
+    let udp_len = usize::from(u16::from_be_bytes([first[l4 + 4], first[l4 + 5]]));
+    assert_eq!(udp_len, first.len() - l4);
+    first.extend_from_slice(TRAILER);
+    // The IP length covers the trailer; the UDP length does not.
+    if v4 {
+        let total = u16::try_from(first.len() - 14).expect("length");
+        first[16..18].copy_from_slice(&total.to_be_bytes());
+        fix_ipv4_checksum(&mut first);
+    } else {
+        let payload = u16::try_from(first.len() - l4).expect("length");
+        first[18..20].copy_from_slice(&payload.to_be_bytes());
+    }
+    assert_ne!(&first[l4 + 6..l4 + 8], &[0, 0], "the inner checksum is set");
+    let (verdict, out) = bed.run_on(bed.nat.in_if, &first).expect("test run");
+    assert_eq!(verdict, bed.verdicts().redirect);
+    let config = find(vips, vip, port, Protocol::Udp);
+    let entry = bed
+        .nat
+        .bed
+        .dataplane
+        .flow(&key)
+        .expect("read")
+        .expect("tracked");
+    let backend = bed
+        .backend_address(config, entry.backend_id)
+        .expect("backend");
+    let hash = flow_hash(&key);
+    check_wrapped(
+        &out,
+        &Wrapped {
+            dmac: neighbour_mac(&backend.to_string()).expect("neighbour"),
+            src: outer_source(&bed.config, &key, false),
+            dst: backend,
+            gue: Some((
+                u16::from_be(tunnel::gue_source_port(hash)),
+                tunnel::GUE_PORT_DEFAULT,
+            )),
+            zero_csum: true,
+            inner: &first[14..],
+            flow_label: hash & 0xf_ffff,
+        },
+    );
+}
+
 lb_tests::on_both_hooks!(
     ipip_v4,
     ipip_v6,
@@ -254,4 +331,6 @@ lb_tests::on_both_hooks!(
     gue_4in6_udp,
     gue_4in6_udp_without_checksum_sends_zero,
     gue_v6_udp_without_checksum_sends_zero,
+    gue_4in6_udp_shorter_than_its_packet_sends_zero,
+    gue_v6_udp_shorter_than_its_packet_sends_zero,
 );

@@ -22,7 +22,8 @@
 //! kernel has still to finish (CHECKSUM_PARTIAL). Where the inner packet
 //! gives no such sum, the outer checksum is 0 (RFC 6936 zero-checksum
 //! UDP tunnels over IPv6, which lb-decap accepts): inner UDP without a
-//! checksum (IPv4, or IPv6's zero-checksum tunnel datagrams), an inner
+//! checksum (IPv4, or IPv6's zero-checksum tunnel datagrams) or shorter
+//! than its IP packet (bytes past its UDP length), an inner
 //! IPv6 packet with extension headers, and at tc a
 //! GSO packet (its segments' outer checksums are not recomputed by the
 //! kernel's UDP-tunnel segmentation without the CSUM flag).
@@ -182,9 +183,10 @@ pub fn answer_too_big<C: Hook>(ctx: &C, job: &Job, mtu: u32) -> Counter {
 
 /// Largest IP header offset: Ethernet and two VLAN tags.
 const L3_OFF_MAX: u32 = 22;
-/// Largest transport header offset the path reads at (what a tc program
-/// sees linear, see `hook::linearize`).
-const L4_OFF_MAX: u32 = 256;
+/// Largest transport header offset the path reads at (the packet path's
+/// bound, `forward::L4_OFF_MAX`: a client's packet past it went up the
+/// stack before any table work; here the bound of the job read back).
+const L4_OFF_MAX: u32 = crate::forward::L4_OFF_MAX as u32;
 
 #[inline(always)]
 fn try_send<C: Hook>(ctx: &C, job: &Job, backend: &Backend) -> Result<Outcome, Counter> {
@@ -379,9 +381,9 @@ fn read_inner<C: Hook>(ctx: &C, v4: bool, want_csum: bool, at: &Layout) -> Optio
             IPPROTO_ICMP => Some(0),
             IPPROTO_TCP | IPPROTO_UDP => {
                 if proto == IPPROTO_UDP {
-                    let csum = ptr_at::<[u8; 2], C>(ctx, at.l4_off + 6)?;
+                    let udp = ptr_at::<[u8; 4], C>(ctx, at.l4_off + 4)?;
                     // SAFETY: bounds checked by ptr_at.
-                    if unsafe { *csum } == [0, 0] {
+                    if !udp_gives_share(unsafe { *udp }, l4_len) {
                         return Some(Inner {
                             len,
                             tos: ip[1],
@@ -409,12 +411,13 @@ fn read_inner<C: Hook>(ctx: &C, v4: bool, want_csum: bool, at: &Layout) -> Optio
         let mut plain = want_csum
             && at.l4_off == at.l3_off + 40
             && (next == IPPROTO_TCP || next == IPPROTO_UDP || next == IPPROTO_ICMPV6);
-        // A UDP datagram with checksum 0 (RFC 6936, tunnels) does not sum
-        // to its pseudo-header's complement: no share, as for IPv4.
+        // A UDP datagram with checksum 0 (RFC 6936, tunnels), or shorter
+        // than the payload (bytes after it), does not sum to its
+        // pseudo-header's complement: no share, as for IPv4.
         if plain && next == IPPROTO_UDP {
-            plain = match ptr_at::<[u8; 2], C>(ctx, at.l4_off + 6) {
+            plain = match ptr_at::<[u8; 4], C>(ctx, at.l4_off + 4) {
                 // SAFETY: bounds checked by ptr_at.
-                Some(csum) => (unsafe { *csum }) != [0, 0],
+                Some(udp) => udp_gives_share(unsafe { *udp }, payload),
                 None => false,
             };
         }
@@ -430,6 +433,18 @@ fn read_inner<C: Hook>(ctx: &C, v4: bool, want_csum: bool, at: &Layout) -> Optio
             csum_part,
         })
     }
+}
+
+/// Whether an inner UDP datagram (`udp`: its length and checksum fields)
+/// sums, from its header to the end of its IP packet (`ip_payload` bytes
+/// from its header on), to the complement of its pseudo-header's sum with
+/// that length, as the share assumes: it has a checksum (not 0: RFC 6936)
+/// and ends where its IP packet does. Bytes past its UDP length (which the
+/// parser accepts) are outside its checksum but inside the outer one.
+#[inline(always)]
+fn udp_gives_share(udp: [u8; 4], ip_payload: u32) -> bool {
+    let [len_hi, len_lo, csum_hi, csum_lo] = udp;
+    (csum_hi | csum_lo) != 0 && u32::from(u16::from_be_bytes([len_hi, len_lo])) == ip_payload
 }
 
 /// The size of the largest IP packet the inner packet becomes on the

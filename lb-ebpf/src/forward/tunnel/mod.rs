@@ -33,7 +33,8 @@
 //!   the kernel's room helper needs an IP skb (`Hook::untag_for_wrap`).
 //! - An IPv6 extension chain longer than 256 bytes (where the transport
 //!   header lies past what the path reads) goes up the stack
-//!   (`PassIpv6Ext`), as in NAT mode.
+//!   (`PassIpv6Ext`), as in NAT mode: before the guards and the
+//!   connection table (`forward::past_what_is_read`), uncharged.
 
 mod encap;
 pub mod hc;
