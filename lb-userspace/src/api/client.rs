@@ -873,22 +873,30 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
-    #[tokio::test]
-    async fn a_full_listen_backlog_is_waited_for() {
-        let dir =
-            std::env::temp_dir().join(format!("lbd-api-client-{}-backlog", std::process::id()));
+    /// A listener on a socket in a fresh directory named after `tag`,
+    /// with the smallest backlog, full with connections nobody accepted:
+    /// the next non-blocking connect gets EAGAIN (returned). Gives the
+    /// directory, the socket's path, the listener and the queued
+    /// connections.
+    async fn full_backlog(
+        tag: &str,
+    ) -> (
+        std::path::PathBuf,
+        std::path::PathBuf,
+        std::os::unix::net::UnixListener,
+        Vec<UnixStream>,
+        io::Error,
+    ) {
+        let dir = std::env::temp_dir().join(format!("lbd-api-client-{}-{tag}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("lbd.sock");
-        // A listener with the smallest backlog, full with one connection
-        // nobody has accepted: the next non-blocking connect gets EAGAIN.
         let socket =
             socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::STREAM, None).unwrap();
         socket
             .bind(&socket2::SockAddr::unix(&path).unwrap())
             .unwrap();
         socket.listen(0).unwrap();
-        let listener: std::os::unix::net::UnixListener = socket.into();
         let mut queued = Vec::new();
         let full = loop {
             match UnixStream::connect(&path).await {
@@ -898,6 +906,12 @@ mod tests {
             }
             assert!(queued.len() < 16, "the backlog does not fill");
         };
+        (dir, path, socket.into(), queued, full)
+    }
+
+    #[tokio::test]
+    async fn a_full_listen_backlog_is_waited_for() {
+        let (dir, path, listener, queued, full) = full_backlog("backlog").await;
         // Given up at once, that is lbd "busy"...
         let client = Client::new(&path, Duration::from_secs(5));
         assert!(matches!(
@@ -938,28 +952,8 @@ mod tests {
     /// not "it may have been applied" (exit 8).
     #[tokio::test]
     async fn a_change_never_sent_for_a_full_backlog_is_busy_not_maybe_applied() {
-        let dir =
-            std::env::temp_dir().join(format!("lbd-api-client-{}-unsent", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("lbd.sock");
-        // A listener with the smallest backlog, full with connections
-        // nobody accepts: every further connect gets EAGAIN.
-        let socket =
-            socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::STREAM, None).unwrap();
-        socket
-            .bind(&socket2::SockAddr::unix(&path).unwrap())
-            .unwrap();
-        socket.listen(0).unwrap();
-        let mut queued = Vec::new();
-        loop {
-            match UnixStream::connect(&path).await {
-                Ok(stream) => queued.push(stream),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => panic!("connecting: {e}"),
-            }
-            assert!(queued.len() < 16, "the backlog does not fill");
-        }
+        // Nobody ever accepts: every further connect gets EAGAIN.
+        let (dir, path, listener, queued, _) = full_backlog("unsent").await;
         // Shorter than the backlog wait: the timeout ends the connect.
         let timeout = Duration::from_millis(300);
         assert!(timeout < BACKLOG_WAIT);
@@ -980,7 +974,7 @@ mod tests {
             !change.to_string().contains("may have been applied"),
             "{change}"
         );
-        drop((queued, socket));
+        drop((queued, listener));
         let _ = std::fs::remove_dir_all(&dir);
     }
 
