@@ -27,8 +27,11 @@ use lb_tests::{
 };
 use serde_json::Value;
 
-/// HTTP health checks, fast: a backend that fails twice in 400 ms is down.
-const CHECKS: &str = "[vip.health]\ncheck = \"http\"\npath = \"/health\"\ninterval_ms = 200\nfast_interval_ms = 100\ntimeout_ms = 100\nrise = 2\nfall = 2\n";
+/// HTTP health checks that a loaded 2-core machine cannot fail by
+/// delaying a probe or two (500 ms to answer, 3 failures in a row), while
+/// checks starved for the seconds the hog runs (lbd too busy with it to
+/// probe or read the answers) still take the backends down.
+const CHECKS: &str = "[vip.health]\ncheck = \"http\"\npath = \"/health\"\ninterval_ms = 500\nfast_interval_ms = 100\ntimeout_ms = 500\nrise = 2\nfall = 3\n";
 /// Where lbd serves its metrics by default (in the LB node's namespace).
 const METRICS: &str = "127.0.0.1:9641";
 /// Connections the hog holds: more than the default soft limit of 1024.

@@ -233,6 +233,9 @@ fn a_pgbouncer_dying_mid_run_fails_the_run_with_pgbenchs_error() {
 /// VRRP pair with `peer` (VRID 51, 100 ms adverts), NAT state replicated.
 /// The node's NAT address (198.18.0.50, on the LB network) joins the VRRP
 /// instance's addresses by default, so it moves with the VIP.
+/// Its TCP checks give a PgBouncer 500 ms to accept and take it out after
+/// 3 failures in a row: pgbench and PostgreSQL load the machine, and a
+/// healthy PgBouncer taken out would move sessions and fail transactions.
 fn nat_config(
     lab: &Lab,
     node: &Host,
@@ -248,7 +251,7 @@ fn nat_config(
         "interface = \"eth0\"\nconntrack_size = 65536\nadmin_socket = \"{}\"\n\n\
          [nat]\nsource_ipv4 = \"198.18.0.50\"\n\n\
          [[vip]]\naddress = \"{VIP4}\"\nport = {PGBOUNCER_PORT}\nforwarding = \"nat\"\n\
-         [vip.health]\ncheck = \"tcp\"\ninterval_ms = 200\nfast_interval_ms = 100\ntimeout_ms = 100\nrise = 1\nfall = 2\n",
+         [vip.health]\ncheck = \"tcp\"\ninterval_ms = 500\nfast_interval_ms = 100\ntimeout_ms = 500\nrise = 1\nfall = 3\n",
         lab.admin_socket_of(node).display()
     );
     for bouncer in bouncers {

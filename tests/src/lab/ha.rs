@@ -7,6 +7,14 @@ impl Lab {
     /// An lbd config for `node` in a VRRP pair: the IPv4 VIP with
     /// `backends`, one VRRP instance (VRID 51, 100 ms adverts) with this
     /// `priority` and `preempt`, and connection-table sync to `peer`.
+    ///
+    /// The VIP's HTTP checks give a backend 500 ms to answer and take it
+    /// out after 3 failures in a row: no HA test measures how fast a check
+    /// finds a backend gone (a closed port is still out within a second),
+    /// and a loaded 2-core machine that delays two 100 ms probes must not
+    /// take a healthy backend out, moving kept-alive flows or, with the
+    /// VIP's last backend, lowering the node's priority by
+    /// `track_no_backend` and moving the VIP.
     pub fn ha_config(
         &self,
         node: &Host,
@@ -21,7 +29,7 @@ impl Lab {
         }
         let mut config = format!(
             "interface = \"eth0\"\nconntrack_size = 65536\nadmin_socket = \"{}\"\n\n[[vip]]\naddress = \"{VIP4}\"\nport = {HTTP_PORT}\n\
-             [vip.health]\ncheck = \"http\"\npath = \"/health\"\ninterval_ms = 200\nfast_interval_ms = 100\ntimeout_ms = 100\nrise = 1\nfall = 2\n",
+             [vip.health]\ncheck = \"http\"\npath = \"/health\"\ninterval_ms = 500\nfast_interval_ms = 100\ntimeout_ms = 500\nrise = 1\nfall = 3\n",
             self.admin_socket_of(node).display()
         );
         for name in backends {
