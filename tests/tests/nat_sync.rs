@@ -36,6 +36,18 @@ const NAT4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 50);
 const REPLY_AGE_NS: u64 = 3_000_000_000;
 /// The port the backends listen on behind the NAT VIP.
 const BACKEND_PORT: u16 = 8080;
+/// How long the backup may take to learn a FIN from the replication
+/// ticks (250 ms each): slack for a loaded machine, and with the half
+/// second looked at after it, short of the 10 s full sync.
+const FIN_WAIT: Duration = Duration::from_millis(8500);
+
+/// Complete full syncs (flows and NAT'd flows) `node` received from its
+/// peer.
+fn full_dumps(lab: &Lab, node: &Host) -> u64 {
+    status_on(lab, node)
+        .replication
+        .map_or(0, |r| r.peers.iter().map(|p| p.full_dumps_received).sum())
+}
 
 /// A VRRP-pair config for `node` with the NAT VIP and `backends` (lab
 /// backend names) on port 8080; no health checks (nothing listens on
@@ -372,9 +384,20 @@ fn nat_flows_reach_the_backup_translated_to_its_ids_and_clock() {
     }
     // The client's FIN, marked by the data plane without a touch (it
     // refreshes last_seen_ns at most every second): the backup learns it
-    // within a few ticks (250 ms each), not at the next full sync (10 s).
-    // (Its last touch must lie a few ticks back.)
+    // from the ticks (250 ms each), not at the next full sync (10 s).
+    // (Its last touch must lie a few ticks back.) The mark goes in just
+    // after a full sync reached the backup, so the next one is ten
+    // seconds away: the wait may be long (slack for a loaded 2-core
+    // machine) and still end before it, and the full syncs counted on
+    // the backup show that none came in between.
     std::thread::sleep(Duration::from_secs(1));
+    let synced = full_dumps(&lab, &b);
+    wait_until(
+        "a full sync to reach the backup",
+        Duration::from_secs(15),
+        || full_dumps(&lab, &b) > synced,
+    );
+    let dumps = full_dumps(&lab, &b);
     let (fin_key, mut fin) = to_b2[1][0];
     fin.flags |= NAT_F_FIN;
     master
@@ -382,16 +405,21 @@ fn nat_flows_reach_the_backup_translated_to_its_ids_and_clock() {
         .install(&fin_key, &fin)
         .expect("writing NAT_BUCKETS");
     let marked = Instant::now();
-    // 2.5 s (ten 250 ms ticks): slack for a loaded 2-core machine, and a
-    // quarter of the 10 s full sync a FIN missed by the ticks would wait
-    // for (a wider window would let a full sync pass for the ticks more
-    // often).
-    wait_until("the FIN on the backup", Duration::from_millis(2500), || {
+    wait_until("the FIN on the backup", FIN_WAIT, || {
         backup
             .get(&fin_key)
             .is_some_and(|e| e.flags & NAT_F_FIN != 0)
     });
-    println!("FIN replicated within {} ms", marked.elapsed().as_millis());
+    let fin_took = marked.elapsed();
+    // A full sync sends the NAT'd flows first and counts once its flows
+    // follow: look again a moment later.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        full_dumps(&lab, &b),
+        dumps,
+        "a full sync reached the backup while it waited {fin_took:?} for the FIN: the ticks did not tell it apart"
+    );
+    println!("FIN replicated within {} ms", fin_took.as_millis());
 
     wait_until("the skips counted", Duration::from_secs(5), || {
         status_on(&lab, &b)

@@ -8,7 +8,12 @@
 //! flow never reopens the forwarding node's closed flow. Needs root.
 
 use std::{
-    net::{IpAddr, SocketAddr},
+    net::{IpAddr, SocketAddr, TcpStream},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    thread,
     time::{Duration, Instant},
 };
 
@@ -17,9 +22,9 @@ use lb_common::{
     FlowKey, NatEntry,
 };
 use lb_tests::{
-    http::{Stream, SLOW_BYTES},
-    lab::{Host, Lab, LabSpec, HTTP_PORT, VIP4},
-    support::{ip, open_streams_by_move, status_on, wait_until},
+    http::{exchange, Seen, SLOW_BYTES},
+    lab::{in_netns, Host, Lab, LabSpec, HTTP_PORT, VIP4},
+    support::{ip, maglev_choice, sources_by_move, status_on, wait_until},
 };
 use lb_userspace::api::flow_schema::{FlowDecision, FlowExplanation};
 use lb_userspace::daemon::replication::Topology;
@@ -27,6 +32,105 @@ use lb_userspace::{nat::table::NatFlowTable, reconcile::addr_words, vrrp::State}
 
 const VIP: &str = "198.18.0.100:80/tcp";
 const SYNC_PORT: u16 = 7946;
+/// `/slow` bodies a stream asks for at most (six seconds each) before it
+/// gives up waiting for the move.
+const MAX_BODIES: usize = 20;
+/// How long a node may take to learn a peer's RST from its replication
+/// ticks (250 ms each): slack for a loaded machine, and with the half
+/// second looked at after it, short of the 10 s full sync.
+const RST_WAIT: Duration = Duration::from_millis(8500);
+
+/// A kept-alive connection from a chosen source through the IPv4 VIP that
+/// asks for `/slow` (24 KiB at 4 KiB/s) again and again on a thread of
+/// its own until a whole body it asked for after the move has arrived: it
+/// is still flowing when the client's packets move to another node,
+/// however long the test took to get there.
+struct LongStream {
+    /// The backend serving it (each of its answers must come from it).
+    backend: String,
+    /// The client's end.
+    local: SocketAddr,
+    /// The bodies read, or what went wrong.
+    handle: thread::JoinHandle<Result<usize, String>>,
+}
+
+impl LongStream {
+    /// Opens a connection from `from` in the client's namespace to the
+    /// VIP, asks for `/`, then streams `/slow` bodies until one asked for
+    /// once `moved` is set has arrived.
+    fn open(lab: &Lab, from: SocketAddr, moved: &Arc<AtomicBool>) -> Self {
+        let to = SocketAddr::new(IpAddr::V4(VIP4), HTTP_PORT);
+        let (mut stream, mut buffer, first) = in_netns(
+            &lab.client.netns,
+            move || -> anyhow::Result<(TcpStream, Vec<u8>, Seen)> {
+                let socket = socket2::Socket::new(
+                    socket2::Domain::IPV4,
+                    socket2::Type::STREAM,
+                    Some(socket2::Protocol::TCP),
+                )?;
+                socket.set_reuse_address(true)?;
+                socket.bind(&from.into())?;
+                socket.connect_timeout(&to.into(), Duration::from_secs(5))?;
+                let mut stream = TcpStream::from(socket);
+                // Longer than the move takes, shorter than a hang.
+                stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+                let mut buffer = Vec::new();
+                let first = exchange(&mut stream, &mut buffer, "/")?;
+                Ok((stream, buffer, first))
+            },
+        )
+        .and_then(|opened| opened)
+        .unwrap_or_else(|e| panic!("a kept-alive connection from {from}: {e:#}"));
+        let local = stream.local_addr().expect("local address");
+        assert_eq!(
+            maglev_choice(lab, local, 3),
+            first.backend,
+            "lbd's choice differs from the model's"
+        );
+        let moved = Arc::clone(moved);
+        let want = first.clone();
+        let handle = thread::spawn(move || {
+            for body in 1..=MAX_BODIES {
+                let last = moved.load(Ordering::SeqCst);
+                let asked = Instant::now();
+                let seen = exchange(&mut stream, &mut buffer, "/slow").map_err(|e| {
+                    format!(
+                        "body {body} (asked for {} the move): {e:#} after {:?}",
+                        if last { "after" } else { "before" },
+                        asked.elapsed()
+                    )
+                })?;
+                if (&seen.backend, seen.peer, seen.body) != (&want.backend, want.peer, SLOW_BYTES) {
+                    return Err(format!(
+                        "body {body} answered {seen:?}, the connection began with {want:?}"
+                    ));
+                }
+                if last {
+                    return Ok(body);
+                }
+            }
+            Err(format!("no move within {MAX_BODIES} bodies"))
+        });
+        Self {
+            backend: first.backend,
+            local,
+            handle,
+        }
+    }
+}
+
+/// Complete full dumps `node` received from the peer listening at
+/// `peer` (its sync port).
+fn full_dumps_from(lab: &Lab, node: &Host, peer: &Host) -> u64 {
+    let address = format!("{}:{SYNC_PORT}", peer.ipv4);
+    status_on(lab, node).replication.map_or(0, |r| {
+        r.peers
+            .iter()
+            .filter(|p| p.address == address)
+            .map(|p| p.full_dumps_received)
+            .sum()
+    })
+}
 
 /// `node`'s lbd config: the IPv4 VIP with `backends`, `[sync]` with
 /// every other node of the lab as a peer.
@@ -80,7 +184,7 @@ fn flow_on(lab: &Lab, node: &Host, client: SocketAddr) -> FlowExplanation {
 
 /// Whether `node` tracks the stream's flow pinned to the backend that
 /// serves it (by address: each node has its own backend ids).
-fn pinned(lab: &Lab, node: &Host, stream: &Stream) -> bool {
+fn pinned(lab: &Lab, node: &Host, stream: &LongStream) -> bool {
     let want = lab
         .backends
         .iter()
@@ -136,7 +240,12 @@ fn flows_stay_on_their_backend_when_the_client_moves_to_another_node() {
     // would move to another backend once b4 joins (they only stay where
     // they are through replication), two would not: the source ports are
     // picked from the model, so the case never depends on the kernel's.
-    let streams = open_streams_by_move(&lab, 2, 2);
+    // They go on until the move, however long the steps before it take.
+    let moved_flag = Arc::new(AtomicBool::new(false));
+    let streams: Vec<LongStream> = sources_by_move(&lab, 2, 2)
+        .into_iter()
+        .map(|from| LongStream::open(&lab, from, &moved_flag))
+        .collect();
     let opened = Instant::now();
 
     // b and c install each flow pinned to the backend serving it.
@@ -195,28 +304,29 @@ fn flows_stay_on_their_backend_when_the_client_moves_to_another_node() {
         "nud",
         "permanent",
     ]);
+    // Every body asked for from now on goes through b: each stream's
+    // last one (a whole /slow body, from its first backend) shows that
+    // it went on after the move.
+    moved_flag.store(true, Ordering::SeqCst);
     let moved = opened.elapsed();
     let total = streams.len();
     let mut broken = Vec::new();
+    let mut bodies = 0;
     for stream in streams {
         match stream.handle.join().expect("stream thread") {
-            Ok((bytes, _)) if bytes == SLOW_BYTES => {}
-            other => broken.push((stream.local, stream.backend, other)),
+            Ok(n) => bodies += n,
+            Err(e) => broken.push((stream.local, stream.backend, e)),
         }
     }
     let finished = opened.elapsed();
     let after = status_on(&lab, b);
     let forwarded_by_b = after.vips[0].packets - before;
     println!(
-        "RELIABILITY: full mesh, client moved to another node: {total} streams (2 would have moved with b4), moved {} ms after opening, done at {} ms, {forwarded_by_b} packets through b, broken: {broken:?}",
+        "RELIABILITY: full mesh, client moved to another node: {total} streams (2 would have moved with b4), moved {} ms after opening, done at {} ms ({bodies} /slow bodies, each stream's last asked for after the move), {forwarded_by_b} packets through b, broken: {broken:?}",
         moved.as_millis(),
         finished.as_millis()
     );
     assert!(broken.is_empty(), "streams broke: {broken:?}");
-    assert!(
-        finished > moved + Duration::from_secs(1),
-        "the streams ended before the move"
-    );
     assert!(
         forwarded_by_b >= total as u64,
         "b forwarded {forwarded_by_b} packets of {total} streams"
@@ -424,15 +534,38 @@ fn a_peers_lagging_nat_copy_never_reopens_the_forwarding_nodes_closed_flow() {
     wait_until("b to hold the flow", Duration::from_secs(5), || {
         copy.get(&fk).is_some() && copy.get(&rk).is_some()
     });
-    // The client's RST: a's data plane marks it without a touch.
+    // The client's RST: a's data plane marks it without a touch; b
+    // learns it from a's ticks (250 ms each), not at a's next full dump
+    // (10 s). The mark goes in just after a dump of a's reached b, so the
+    // next one is ten seconds away: the wait may be long (slack for a
+    // loaded 2-core machine) and still end before it, and the dumps
+    // counted on b show that none came in between.
+    let synced = full_dumps_from(&lab, b, a);
+    wait_until(
+        "a full dump of a's to reach b",
+        Duration::from_secs(15),
+        || full_dumps_from(&lab, b, a) > synced,
+    );
+    let dumps = full_dumps_from(&lab, b, a);
     let mut reset = master.get(&fk).expect("a's forward entry");
     reset.flags |= NAT_F_RST;
     master
         .install(&fk, &reset)
         .expect("writing a's NAT_BUCKETS");
-    wait_until("the RST on b", Duration::from_secs(3), || {
+    let marked = Instant::now();
+    wait_until("the RST on b", RST_WAIT, || {
         copy.get(&fk).is_some_and(|e| e.flags & NAT_F_RST != 0)
     });
+    let rst_took = marked.elapsed();
+    // A dump sends the NAT'd flows first and counts once its flows
+    // follow: look again a moment later.
+    thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        full_dumps_from(&lab, b, a),
+        dumps,
+        "a full dump of a's reached b while it waited {rst_took:?} for the RST: the ticks did not tell it apart"
+    );
+    println!("RST replicated within {} ms", rst_took.as_millis());
     // b's copy lags for longer than a full-sync interval (10 s): kept
     // established there (as a record on its way or a batch dropped would
     // leave it), whatever a's own dumps repair.

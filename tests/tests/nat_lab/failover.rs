@@ -1,25 +1,169 @@
 //! A VRRP failover under long-lived NAT'd streams: with two LB nodes the
 //! VIPs and NAT addresses are left to VRRP and the flows replicated by
 //! state sync, so when the master dies the backup takes over every
-//! stream's translation and no stream breaks or stalls for long.
+//! stream's translation: no stream breaks, each goes on with the same NAT
+//! address and port, and the backup drops none of their packets for want
+//! of a translation or a next hop.
 
 use std::{
     collections::BTreeSet,
-    net::{IpAddr, SocketAddr},
+    io::{Read as _, Write as _},
+    net::{IpAddr, SocketAddr, TcpStream},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
     thread,
     time::{Duration, Instant},
 };
 
 use lb_tests::{
-    http::{burst, open_stream, Stream, SLOW_BYTES},
-    lab::{Host, Lab, HTTP_PORT, VIP4, VIP6},
-    support::{nonzero, status_on, wait_backup, wait_replication, wait_until},
+    http::{burst, exchange, Seen, SLOW_BYTES},
+    lab::{in_netns, Host, Lab, HTTP_PORT, VIP4, VIP6},
+    support::{deltas, grown, nonzero, status_on, wait_backup, wait_replication, wait_until},
 };
 
 use crate::{
     setup::{nat_config, nat_lab, Spec},
-    NAT4, NAT6, STALL_LIMIT,
+    DROPS, NAT4, NAT6, STALL_LIMIT,
 };
+
+/// How long the backup may take to track every stream's translation:
+/// dozens of 250 ms replication ticks (slack for a loaded 2-core
+/// machine), still short of the 10 s full sync. The streams go on for as
+/// long as it takes (see [`LongStream`]), so this bounds a wait, not a
+/// stream's life.
+const REPLICATION_WAIT: Duration = Duration::from_secs(9);
+/// `/slow` bodies a stream asks for at most (six seconds each) before it
+/// gives up waiting for the failover.
+const MAX_BODIES: usize = 20;
+
+/// A kept-alive NAT'd connection through a VIP that asks for `/slow`
+/// (24 KiB at 4 KiB/s) again and again on a thread of its own until a
+/// whole body it asked for after the failover has arrived: it is still
+/// flowing when the master dies however long the test took to get there,
+/// and a whole exchange then crosses the new master both ways.
+struct LongStream {
+    /// The answer to its first request (`/`): backend and NAT'd peer.
+    first: Seen,
+    /// The client's end.
+    local: SocketAddr,
+    /// The bodies read and the longest wait between two reads, or what
+    /// went wrong.
+    handle: thread::JoinHandle<Result<(usize, Duration), String>>,
+}
+
+/// Asks for `/slow` on `stream` and reads the answer (`buffer` keeps what
+/// was read past it): what it said, and the longest wait between two
+/// reads of it.
+fn slow_body(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> anyhow::Result<(Seen, Duration)> {
+    stream.write_all(b"GET /slow HTTP/1.1\r\nHost: vip\r\nUser-Agent: lb-tests\r\n\r\n")?;
+    let (mut longest, mut last) = (Duration::ZERO, Instant::now());
+    let mut fill = |stream: &mut TcpStream, buffer: &mut Vec<u8>| -> anyhow::Result<()> {
+        let mut chunk = [0u8; 4096];
+        let n = loop {
+            match stream.read(&mut chunk) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                read => break read?,
+            }
+        };
+        longest = longest.max(last.elapsed());
+        last = Instant::now();
+        anyhow::ensure!(n > 0, "connection closed by the peer");
+        buffer.extend_from_slice(&chunk[..n]);
+        Ok(())
+    };
+    let end = loop {
+        if let Some(at) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        fill(stream, buffer)?;
+    };
+    let head = String::from_utf8_lossy(&buffer[..end]).into_owned();
+    let header = |name: &str| {
+        head.lines().find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+        })
+    };
+    anyhow::ensure!(head.starts_with("HTTP/1.1 200"), "answered {head:?}");
+    let (Some(length), Some(backend), Some(peer)) = (
+        header("content-length").and_then(|v| v.parse::<usize>().ok()),
+        header("x-backend"),
+        header("x-client").and_then(|v| {
+            let (address, port) = v.split_once(' ')?;
+            Some(SocketAddr::new(address.parse().ok()?, port.parse().ok()?))
+        }),
+    ) else {
+        anyhow::bail!("answered {head:?}");
+    };
+    while buffer.len() < end + length {
+        fill(stream, buffer)?;
+    }
+    buffer.drain(..end + length);
+    let seen = Seen {
+        backend,
+        peer,
+        body: length,
+    };
+    Ok((seen, longest))
+}
+
+impl LongStream {
+    /// Opens a connection from `netns` to `vip` (port 80), asks for `/`,
+    /// then streams `/slow` bodies until one asked for once `failed_over`
+    /// is set has arrived. Every answer must come from the first one's
+    /// backend and peer (the same NAT address and port).
+    fn open(netns: &str, vip: IpAddr, failed_over: &Arc<AtomicBool>) -> Self {
+        let to = SocketAddr::new(vip, HTTP_PORT);
+        let (mut stream, mut buffer, first) = in_netns(
+            netns,
+            move || -> anyhow::Result<(TcpStream, Vec<u8>, Seen)> {
+                let mut stream = TcpStream::connect_timeout(&to, Duration::from_secs(5))?;
+                // Longer than any failover the lab causes (TCP backoff
+                // included), shorter than a hang.
+                stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+                let mut buffer = Vec::new();
+                let first = exchange(&mut stream, &mut buffer, "/")?;
+                Ok((stream, buffer, first))
+            },
+        )
+        .and_then(|opened| opened)
+        .unwrap_or_else(|e| panic!("a kept-alive connection through {vip}: {e:#}"));
+        let local = stream.local_addr().expect("local address");
+        let failed_over = Arc::clone(failed_over);
+        let want = first.clone();
+        let handle = thread::spawn(move || {
+            let mut stall = Duration::ZERO;
+            for body in 1..=MAX_BODIES {
+                let last = failed_over.load(Ordering::SeqCst);
+                let asked = Instant::now();
+                let (seen, longest) = slow_body(&mut stream, &mut buffer).map_err(|e| {
+                    format!(
+                        "body {body} (asked for {} the failover): {e:#} after {:?}",
+                        if last { "after" } else { "before" },
+                        asked.elapsed()
+                    )
+                })?;
+                stall = stall.max(longest);
+                if (&seen.backend, seen.peer, seen.body) != (&want.backend, want.peer, SLOW_BYTES) {
+                    return Err(format!(
+                        "body {body} answered {seen:?}, the connection began with {want:?}"
+                    ));
+                }
+                if last {
+                    return Ok((body, stall));
+                }
+            }
+            Err(format!("no failover within {MAX_BODIES} bodies"))
+        });
+        Self {
+            first,
+            local,
+            handle,
+        }
+    }
+}
 
 #[test]
 fn nat_at_xdp_streams_survive_a_vrrp_failover() {
@@ -77,27 +221,31 @@ fn failover(attach: &str) {
     wait_replication(&lab, &a);
 
     let netns = lab.client.netns.clone();
-    let streams: Vec<(IpAddr, Stream)> = [
+    let failed_over = Arc::new(AtomicBool::new(false));
+    let streams: Vec<(IpAddr, LongStream)> = [
         (IpAddr::V4(VIP4), IpAddr::V4(NAT4)),
         (IpAddr::V6(VIP6), IpAddr::V6(NAT6)),
     ]
     .into_iter()
     .flat_map(|(vip, nat)| (0..6).map(move |_| (vip, nat)))
     .map(|(vip, nat)| {
-        let stream = open_stream(&netns, vip);
+        let stream = LongStream::open(&netns, vip, &failed_over);
         assert_eq!(
-            stream.peer.ip(),
+            stream.first.peer.ip(),
             nat,
             "the backend saw another client than the NAT address"
         );
         (vip, stream)
     })
     .collect();
-    let backends: BTreeSet<String> = streams.iter().map(|(_, s)| s.backend.clone()).collect();
+    let backends: BTreeSet<String> = streams
+        .iter()
+        .map(|(_, s)| s.first.backend.clone())
+        .collect();
     // How each node sees the streams' flows (for a failure's message).
     let ends: Vec<(IpAddr, SocketAddr, String)> = streams
         .iter()
-        .map(|(vip, s)| (*vip, s.local, s.backend.clone()))
+        .map(|(vip, s)| (*vip, s.local, s.first.backend.clone()))
         .collect();
     let flows = |lab: &Lab, node: &Host| -> Vec<String> {
         ends.iter()
@@ -114,14 +262,14 @@ fn failover(attach: &str) {
             })
             .collect()
     };
-    // Replication ticks: wait (bounded; the streams have about five
-    // seconds left) until the backup tracks every stream's translation.
+    // Replication ticks: wait until the backup tracks every stream's
+    // translation (the streams flow meanwhile, however long it takes).
     let replicating = Instant::now();
     let mut on_backup = flows(&lab, &b);
     while on_backup.iter().any(|f| !f.contains(": NAT established")) {
         assert!(
-            replicating.elapsed() < Duration::from_secs(3),
-            "the backup does not track every stream's NAT flow after 3 s ({:?}):\n{}\non the master:\n{}",
+            replicating.elapsed() < REPLICATION_WAIT,
+            "the backup does not track every stream's NAT flow after {REPLICATION_WAIT:?} ({:?}):\n{}\non the master:\n{}",
             status_on(&lab, &b).replication,
             on_backup.join("\n"),
             flows(&lab, &a).join("\n")
@@ -130,9 +278,12 @@ fn failover(attach: &str) {
         on_backup = flows(&lab, &b);
     }
     let replication_lag = replicating.elapsed();
-    let replicated = status_on(&lab, &b).replication;
+    let before = status_on(&lab, &b);
+    let replicated = before.replication.clone();
     lab.signal("lbd-a", libc::SIGKILL).expect("SIGKILL");
     lab.set_link(&a, false).expect("link down");
+    // Every body asked for from now on crosses lb2 or nothing.
+    failed_over.store(true, Ordering::SeqCst);
     let failover = Instant::now();
     wait_until(
         "lb2 to take the VIPs and the NAT addresses",
@@ -142,13 +293,17 @@ fn failover(attach: &str) {
     let gap = failover.elapsed();
     let total = streams.len();
     let mut failed = Vec::new();
-    let mut stalls = Vec::new();
+    let (mut bodies, mut stalls) = (0, Vec::new());
     for (vip, stream) in streams {
         match stream.handle.join().expect("stream thread") {
-            Ok((n, longest)) if n == SLOW_BYTES => stalls.push(longest.as_millis()),
-            other => failed.push((vip, stream.backend, other)),
+            Ok((n, stall)) => {
+                bodies += n;
+                stalls.push(stall.as_millis());
+            }
+            Err(e) => failed.push((vip, stream.first.backend, e)),
         }
     }
+    let after = status_on(&lab, &b);
     let seen_after = if failed.is_empty() {
         Vec::new()
     } else {
@@ -157,21 +312,42 @@ fn failover(attach: &str) {
     assert!(
         failed.is_empty(),
         "NAT'd streams broke across the failover ({total} streams on {backends:?}, gap {gap:?}, backup's replication before: {replicated:?}): {failed:?}\n\
-         flows on lb2 after:\n{}\nlb2's counters after: {:?}\nlbd-b:\n{}",
+         flows on lb2 after:\n{}\nlb2's counters across the failover: {:?}\nlbd-b:\n{}",
         seen_after.join("\n"),
-        nonzero(&status_on(&lab, &b)),
+        deltas(&before, &after),
         lab.log("lbd-b")
     );
-    // Survived is not enough if a stream sat still for many seconds: a
-    // failover costs the VRRP gap and a retransmission or two (about a
-    // second here), not a wait for next hops resolved one by one.
-    let longest = stalls.iter().copied().max().unwrap_or(0);
+    // The mechanism, not a stopwatch: lb2 translated the streams' packets
+    // from the copies it was sent and dropped none of them, neither for
+    // want of a translation (a flow not replicated, or replicated wrong)
+    // nor for a next hop it had to resolve first.
+    let drops: Vec<(&str, u64)> = DROPS
+        .iter()
+        .map(|&name| (name, grown(&before, &after, name)))
+        .filter(|(_, n)| *n != 0)
+        .collect();
     assert!(
-        longest <= STALL_LIMIT.as_millis(),
-        "a NAT'd stream stalled {longest} ms across the failover (limit {STALL_LIMIT:?}; each stream's longest: {stalls:?} ms); lb2's counters: {:?}\nlbd-b:\n{}",
-        nonzero(&status_on(&lab, &b)),
+        drops.is_empty(),
+        "lb2 dropped packets across the failover: {drops:?}; lb2's counters across it: {:?}\nlbd-b:\n{}",
+        deltas(&before, &after),
         lab.log("lbd-b")
     );
+    let translated = grown(&before, &after, "nat_hit");
+    assert!(
+        translated >= 2 * total as u64,
+        "lb2 translated {translated} packets of {total} streams across the failover: {:?}",
+        deltas(&before, &after)
+    );
+    // How long the streams sat still, printed, not asserted: the VRRP gap
+    // and a retransmission or two unloaded (about a second), more where a
+    // loaded machine's TCP backoff stretches it (a timing target belongs
+    // in a benchmark).
+    let longest = stalls.iter().copied().max().unwrap_or(0);
+    if longest > STALL_LIMIT.as_millis() {
+        eprintln!(
+            "note: a NAT'd stream sat still {longest} ms across the failover, over the {STALL_LIMIT:?} an unloaded run stays under (not a failure: TCP backoff on a loaded machine)"
+        );
+    }
     // And new connections go through the new master.
     for (vip, nat) in [
         (IpAddr::V4(VIP4), IpAddr::V4(NAT4)),
@@ -182,9 +358,10 @@ fn failover(attach: &str) {
         assert_eq!(after.peers, BTreeSet::from([nat]));
     }
     eprintln!(
-        "NAT failover: {total} streams (IPv4 and IPv6) on {backends:?}, all on the backup {} ms after the wait began, gap {} ms, 0 broken, longest stalls {stalls:?} ms; took {:?}",
+        "NAT failover: {total} streams (IPv4 and IPv6) on {backends:?}, all on the backup {} ms after the wait began, gap {} ms, 0 broken, {translated} packets translated by lb2, 0 dropped; longest stalls {stalls:?} ms ({bodies} /slow bodies in all); lb2's counters after: {:?}; took {:?}",
         replication_lag.as_millis(),
         gap.as_millis(),
+        nonzero(&after),
         started.elapsed()
     );
 }

