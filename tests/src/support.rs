@@ -351,31 +351,46 @@ pub fn assert_even_shares(
 /// `/proc/net/netstat`, e.g. `TCPSynRetrans`: SYNs sent again) in
 /// namespace `netns`; panics when it cannot be read.
 pub fn tcp_ext_counter(netns: &str, name: &str) -> u64 {
+    proc_net_counter(netns, "netstat", "TcpExt", name)
+}
+
+/// The kernel's TCP counter `name` (a `Tcp:` field of `/proc/net/snmp`,
+/// e.g. `RetransSegs`: segments sent again, `OutRsts`: resets sent) in
+/// namespace `netns`; panics when it cannot be read.
+pub fn tcp_counter(netns: &str, name: &str) -> u64 {
+    proc_net_counter(netns, "snmp", "Tcp", name)
+}
+
+/// Field `name` of the `group:` lines (a line of names, then one of
+/// values) of `/proc/net/{file}` in namespace `netns`.
+fn proc_net_counter(netns: &str, file: &str, group: &str, name: &str) -> u64 {
+    let path = format!("/proc/net/{file}");
     let out = Command::new("ip")
-        .args(["netns", "exec", netns, "cat", "/proc/net/netstat"])
+        .args(["netns", "exec", netns, "cat", &path])
         .stdin(Stdio::null())
         .output()
         .expect("run ip netns exec");
     assert!(
         out.status.success(),
-        "/proc/net/netstat of {netns}: {}",
+        "{path} of {netns}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     let text = String::from_utf8_lossy(&out.stdout);
-    let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("TcpExt:")).collect();
+    let prefix = format!("{group}:");
+    let lines: Vec<&str> = text.lines().filter(|l| l.starts_with(&prefix)).collect();
     let (names, values) = match lines.as_slice() {
         [names, values, ..] => (names, values),
-        _ => panic!("no TcpExt lines in /proc/net/netstat of {netns}:\n{text}"),
+        _ => panic!("no {group} lines in {path} of {netns}:\n{text}"),
     };
     let at = names
         .split_whitespace()
         .position(|n| n == name)
-        .unwrap_or_else(|| panic!("no TcpExt counter {name} in {netns}"));
+        .unwrap_or_else(|| panic!("no {group} counter {name} in {netns}"));
     values
         .split_whitespace()
         .nth(at)
         .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("TcpExt {name} of {netns} unreadable: {values}"))
+        .unwrap_or_else(|| panic!("{group} {name} of {netns} unreadable: {values}"))
 }
 
 /// Makes `command`'s child start with no signal blocked. A child inherits

@@ -183,25 +183,7 @@ fn graceful_shutdown_hands_over_faster_than_a_kill_and_preemption_follows_the_co
 /// RetransSegs` of its `/proc/net/snmp`: timeouts, fast retransmits and
 /// tail-loss probes alike); panics when it cannot be read.
 fn retransmitted(netns: &str) -> u64 {
-    let out = std::process::Command::new("ip")
-        .args(["netns", "exec", netns, "cat", "/proc/net/snmp"])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("run ip netns exec");
-    assert!(
-        out.status.success(),
-        "/proc/net/snmp of {netns}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut tcp = text.lines().filter(|l| l.starts_with("Tcp:"));
-    let (names, values) = (tcp.next().unwrap_or(""), tcp.next().unwrap_or(""));
-    names
-        .split_whitespace()
-        .zip(values.split_whitespace())
-        .find(|(name, _)| *name == "RetransSegs")
-        .and_then(|(_, value)| value.parse().ok())
-        .unwrap_or_else(|| panic!("no Tcp RetransSegs in /proc/net/snmp of {netns}:\n{text}"))
+    lb_tests::support::tcp_counter(netns, "RetransSegs")
 }
 
 /// A stop for good (SIGINT) hands the VIP over with a priority-0 advert,

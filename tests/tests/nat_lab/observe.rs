@@ -33,19 +33,7 @@ pub(crate) fn tx_checksum_off(netns: &str, ifname: &str) -> bool {
 /// translated flow that reached the stack holding the VIP is answered
 /// with one.
 pub(crate) fn stack_resets(node: &Host) -> u64 {
-    let out = Command::new("ip")
-        .args(["netns", "exec", &node.netns, "cat", "/proc/net/snmp"])
-        .output()
-        .expect("read /proc/net/snmp");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut tcp = text.lines().filter(|l| l.starts_with("Tcp:"));
-    let (names, values) = (tcp.next().unwrap_or(""), tcp.next().unwrap_or(""));
-    names
-        .split_whitespace()
-        .zip(values.split_whitespace())
-        .find(|(n, _)| *n == "OutRsts")
-        .and_then(|(_, v)| v.parse().ok())
-        .expect("Tcp OutRsts in /proc/net/snmp")
+    lb_tests::support::tcp_counter(&node.netns, "OutRsts")
 }
 
 /// Every backend's new-flow counter per VIP, by address.
