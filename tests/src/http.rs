@@ -9,6 +9,10 @@ use std::{
     collections::{BTreeMap, BTreeSet},
     io::{Read as _, Write as _},
     net::{IpAddr, SocketAddr, TcpStream},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
     thread,
     time::{Duration, Instant},
 };
@@ -40,13 +44,35 @@ pub fn exchange_with(
     path: &str,
     extra: &str,
 ) -> anyhow::Result<Seen> {
+    exchange_timed(stream, buffer, path, extra).map(|(seen, _)| seen)
+}
+
+/// `exchange_with`, also measuring the longest wait between two reads of
+/// the response (the first one counted from the request sent): how long
+/// a stream sat still, as across a failover. The one response reader.
+fn exchange_timed(
+    stream: &mut TcpStream,
+    buffer: &mut Vec<u8>,
+    path: &str,
+    extra: &str,
+) -> anyhow::Result<(Seen, Duration)> {
     stream.write_all(
         format!("GET {path} HTTP/1.1\r\nHost: vip\r\nUser-Agent: lb-tests\r\n{extra}\r\n")
             .as_bytes(),
     )?;
-    let fill = |stream: &mut TcpStream, buffer: &mut Vec<u8>| -> anyhow::Result<()> {
+    let (mut longest, mut last) = (Duration::ZERO, Instant::now());
+    let mut fill = |stream: &mut TcpStream, buffer: &mut Vec<u8>| -> anyhow::Result<()> {
         let mut chunk = [0u8; 4096];
-        let n = stream.read(&mut chunk)?;
+        let n = loop {
+            match stream.read(&mut chunk) {
+                // A signal, not the connection: read again, as every
+                // client does.
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                read => break read?,
+            }
+        };
+        longest = longest.max(last.elapsed());
+        last = Instant::now();
         ensure!(n > 0, "connection closed by the peer");
         buffer.extend_from_slice(&chunk[..n]);
         Ok(())
@@ -72,11 +98,12 @@ pub fn exchange_with(
         fill(stream, buffer)?;
     }
     buffer.drain(..end + length);
-    Ok(Seen {
+    let seen = Seen {
         backend,
         peer,
         body: length,
-    })
+    };
+    Ok((seen, longest))
 }
 
 /// `exchange_with` without extra headers.
@@ -372,6 +399,99 @@ impl Stream {
             Ok(Ok((n, _))) => Err(format!("{} from {}: {n} bytes", self.local, self.backend)),
             Ok(Err(e)) => Err(format!("{} from {}: {e}", self.local, self.backend)),
             Err(_) => Err(format!("{}: the reader panicked", self.local)),
+        }
+    }
+}
+
+/// `/slow` bodies a [`LongStream`] asks for at most (six seconds each)
+/// before it gives up waiting for its event: far longer than any test
+/// takes to get there, yet a bound on a stream that never sees it.
+const MAX_BODIES: usize = 20;
+
+/// A kept-alive connection through a VIP that asks for `/slow` (24 KiB at
+/// 4 KiB/s) again and again on a thread of its own until a whole body it
+/// asked for after an event (a failover, the client moved to another
+/// node) has arrived: it is still flowing when the event comes however
+/// long the test took to get there, and a whole request (its ACKs too)
+/// then crosses whatever the event changed. The failover and mesh tests
+/// share it.
+pub struct LongStream {
+    /// The answer to its first request (`/`): the backend and the peer
+    /// nginx saw, which every later answer must repeat (the flow stayed
+    /// where it was; a NAT'd one kept its address and port).
+    pub first: Seen,
+    /// The client's end, for looking the flow up on the LB nodes.
+    pub local: SocketAddr,
+    /// The bodies read and the longest wait between two reads (how long
+    /// the stream sat still across the event), or what went wrong; a
+    /// field, so that a test can still read `first` once it joined.
+    pub handle: thread::JoinHandle<Result<(usize, Duration), String>>,
+}
+
+impl LongStream {
+    /// Opens a connection from `netns` to `vip` (port 80), from `from`
+    /// when given (bound with SO_REUSEADDR, so a test can pick flows whose
+    /// Maglev choice it knows; the kernel's choice otherwise), asks for
+    /// `/`, then streams `/slow` bodies until one asked for once `event`
+    /// is set has arrived. `what` names the event in the errors
+    /// ("failover", "move"). Panics if the connection fails to open.
+    pub fn open(
+        netns: &str,
+        vip: IpAddr,
+        from: Option<SocketAddr>,
+        event: &Arc<AtomicBool>,
+        what: &'static str,
+    ) -> Self {
+        let to = SocketAddr::new(vip, HTTP_PORT);
+        let (mut stream, mut buffer, first) = in_netns(
+            netns,
+            move || -> anyhow::Result<(TcpStream, Vec<u8>, Seen)> {
+                let mut stream = connect_from(from, to)?;
+                // Longer than any failover or move the lab causes (TCP
+                // backoff included), shorter than a hang.
+                stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+                let mut buffer = Vec::new();
+                let first = exchange(&mut stream, &mut buffer, "/")?;
+                Ok((stream, buffer, first))
+            },
+        )
+        .and_then(|opened| opened)
+        .unwrap_or_else(|e| match from {
+            Some(from) => panic!("a kept-alive connection from {from}: {e:#}"),
+            None => panic!("a kept-alive connection through {vip}: {e:#}"),
+        });
+        let local = stream.local_addr().expect("local address");
+        let event = Arc::clone(event);
+        let want = first.clone();
+        let handle = thread::spawn(move || {
+            let mut stall = Duration::ZERO;
+            for body in 1..=MAX_BODIES {
+                let last = event.load(Ordering::SeqCst);
+                let asked = Instant::now();
+                let (seen, longest) = exchange_timed(&mut stream, &mut buffer, "/slow", "")
+                    .map_err(|e| {
+                        format!(
+                            "body {body} (asked for {} the {what}): {e:#} after {:?}",
+                            if last { "after" } else { "before" },
+                            asked.elapsed()
+                        )
+                    })?;
+                stall = stall.max(longest);
+                if (&seen.backend, seen.peer, seen.body) != (&want.backend, want.peer, SLOW_BYTES) {
+                    return Err(format!(
+                        "body {body} answered {seen:?}, the connection began with {want:?}"
+                    ));
+                }
+                if last {
+                    return Ok((body, stall));
+                }
+            }
+            Err(format!("no {what} within {MAX_BODIES} bodies"))
+        });
+        Self {
+            first,
+            local,
+            handle,
         }
     }
 }

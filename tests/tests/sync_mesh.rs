@@ -8,7 +8,7 @@
 //! flow never reopens the forwarding node's closed flow. Needs root.
 
 use std::{
-    net::{IpAddr, SocketAddr, TcpStream},
+    net::{IpAddr, SocketAddr},
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc,
@@ -22,8 +22,8 @@ use lb_common::{
     FlowKey, NatEntry,
 };
 use lb_tests::{
-    http::{exchange, Seen, SLOW_BYTES},
-    lab::{in_netns, Host, Lab, LabSpec, HTTP_PORT, VIP4},
+    http::LongStream,
+    lab::{Host, Lab, LabSpec, HTTP_PORT, VIP4},
     support::{ip, maglev_choice, sources_by_move, status_on, wait_until},
 };
 use lb_userspace::api::flow_schema::{FlowDecision, FlowExplanation};
@@ -32,92 +32,10 @@ use lb_userspace::{nat::table::NatFlowTable, reconcile::addr_words, vrrp::State}
 
 const VIP: &str = "198.18.0.100:80/tcp";
 const SYNC_PORT: u16 = 7946;
-/// `/slow` bodies a stream asks for at most (six seconds each) before it
-/// gives up waiting for the move.
-const MAX_BODIES: usize = 20;
 /// How long a node may take to learn a peer's RST from its replication
 /// ticks (250 ms each): slack for a loaded machine, and with the half
 /// second looked at after it, short of the 10 s full sync.
 const RST_WAIT: Duration = Duration::from_millis(8500);
-
-/// A kept-alive connection from a chosen source through the IPv4 VIP that
-/// asks for `/slow` (24 KiB at 4 KiB/s) again and again on a thread of
-/// its own until a whole body it asked for after the move has arrived: it
-/// is still flowing when the client's packets move to another node,
-/// however long the test took to get there.
-struct LongStream {
-    /// The backend serving it (each of its answers must come from it).
-    backend: String,
-    /// The client's end.
-    local: SocketAddr,
-    /// The bodies read, or what went wrong.
-    handle: thread::JoinHandle<Result<usize, String>>,
-}
-
-impl LongStream {
-    /// Opens a connection from `from` in the client's namespace to the
-    /// VIP, asks for `/`, then streams `/slow` bodies until one asked for
-    /// once `moved` is set has arrived.
-    fn open(lab: &Lab, from: SocketAddr, moved: &Arc<AtomicBool>) -> Self {
-        let to = SocketAddr::new(IpAddr::V4(VIP4), HTTP_PORT);
-        let (mut stream, mut buffer, first) = in_netns(
-            &lab.client.netns,
-            move || -> anyhow::Result<(TcpStream, Vec<u8>, Seen)> {
-                let socket = socket2::Socket::new(
-                    socket2::Domain::IPV4,
-                    socket2::Type::STREAM,
-                    Some(socket2::Protocol::TCP),
-                )?;
-                socket.set_reuse_address(true)?;
-                socket.bind(&from.into())?;
-                socket.connect_timeout(&to.into(), Duration::from_secs(5))?;
-                let mut stream = TcpStream::from(socket);
-                // Longer than the move takes, shorter than a hang.
-                stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-                let mut buffer = Vec::new();
-                let first = exchange(&mut stream, &mut buffer, "/")?;
-                Ok((stream, buffer, first))
-            },
-        )
-        .and_then(|opened| opened)
-        .unwrap_or_else(|e| panic!("a kept-alive connection from {from}: {e:#}"));
-        let local = stream.local_addr().expect("local address");
-        assert_eq!(
-            maglev_choice(lab, local, 3),
-            first.backend,
-            "lbd's choice differs from the model's"
-        );
-        let moved = Arc::clone(moved);
-        let want = first.clone();
-        let handle = thread::spawn(move || {
-            for body in 1..=MAX_BODIES {
-                let last = moved.load(Ordering::SeqCst);
-                let asked = Instant::now();
-                let seen = exchange(&mut stream, &mut buffer, "/slow").map_err(|e| {
-                    format!(
-                        "body {body} (asked for {} the move): {e:#} after {:?}",
-                        if last { "after" } else { "before" },
-                        asked.elapsed()
-                    )
-                })?;
-                if (&seen.backend, seen.peer, seen.body) != (&want.backend, want.peer, SLOW_BYTES) {
-                    return Err(format!(
-                        "body {body} answered {seen:?}, the connection began with {want:?}"
-                    ));
-                }
-                if last {
-                    return Ok(body);
-                }
-            }
-            Err(format!("no move within {MAX_BODIES} bodies"))
-        });
-        Self {
-            backend: first.backend,
-            local,
-            handle,
-        }
-    }
-}
 
 /// Complete full dumps `node` received from the peer listening at
 /// `peer` (its sync port).
@@ -188,7 +106,7 @@ fn pinned(lab: &Lab, node: &Host, stream: &LongStream) -> bool {
     let want = lab
         .backends
         .iter()
-        .find(|b| b.name == stream.backend)
+        .find(|b| b.name == stream.first.backend)
         .map(|b| IpAddr::V4(b.ipv4))
         .expect("backend");
     let flow = flow_on(lab, node, stream.local);
@@ -244,7 +162,21 @@ fn flows_stay_on_their_backend_when_the_client_moves_to_another_node() {
     let moved_flag = Arc::new(AtomicBool::new(false));
     let streams: Vec<LongStream> = sources_by_move(&lab, 2, 2)
         .into_iter()
-        .map(|from| LongStream::open(&lab, from, &moved_flag))
+        .map(|from| {
+            let stream = LongStream::open(
+                &lab.client.netns,
+                IpAddr::V4(VIP4),
+                Some(from),
+                &moved_flag,
+                "move",
+            );
+            assert_eq!(
+                maglev_choice(&lab, stream.local, 3),
+                stream.first.backend,
+                "lbd's choice differs from the model's"
+            );
+            stream
+        })
         .collect();
     let opened = Instant::now();
 
@@ -281,7 +213,7 @@ fn flows_stay_on_their_backend_when_the_client_moves_to_another_node() {
                 "{} lost the pin of {} (served by {}) after b4 joined: {:?}",
                 node.name,
                 s.local,
-                s.backend,
+                s.first.backend,
                 flow_on(&lab, node, s.local)
             );
         }
@@ -314,8 +246,8 @@ fn flows_stay_on_their_backend_when_the_client_moves_to_another_node() {
     let mut bodies = 0;
     for stream in streams {
         match stream.handle.join().expect("stream thread") {
-            Ok(n) => bodies += n,
-            Err(e) => broken.push((stream.local, stream.backend, e)),
+            Ok((n, _)) => bodies += n,
+            Err(e) => broken.push((stream.local, stream.first.backend, e)),
         }
     }
     let finished = opened.elapsed();

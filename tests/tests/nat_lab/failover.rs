@@ -7,8 +7,7 @@
 
 use std::{
     collections::BTreeSet,
-    io::{Read as _, Write as _},
-    net::{IpAddr, SocketAddr, TcpStream},
+    net::{IpAddr, SocketAddr},
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc,
@@ -18,8 +17,8 @@ use std::{
 };
 
 use lb_tests::{
-    http::{burst, exchange, Seen, SLOW_BYTES},
-    lab::{in_netns, Host, Lab, HTTP_PORT, VIP4, VIP6},
+    http::{burst, LongStream},
+    lab::{Host, Lab, HTTP_PORT, VIP4, VIP6},
     support::{deltas, grown, nonzero, status_on, wait_backup, wait_replication, wait_until},
 };
 
@@ -34,137 +33,6 @@ use crate::{
 /// long as it takes (see [`LongStream`]), so this bounds a wait, not a
 /// stream's life.
 const REPLICATION_WAIT: Duration = Duration::from_secs(9);
-/// `/slow` bodies a stream asks for at most (six seconds each) before it
-/// gives up waiting for the failover.
-const MAX_BODIES: usize = 20;
-
-/// A kept-alive NAT'd connection through a VIP that asks for `/slow`
-/// (24 KiB at 4 KiB/s) again and again on a thread of its own until a
-/// whole body it asked for after the failover has arrived: it is still
-/// flowing when the master dies however long the test took to get there,
-/// and a whole exchange then crosses the new master both ways.
-struct LongStream {
-    /// The answer to its first request (`/`): backend and NAT'd peer.
-    first: Seen,
-    /// The client's end.
-    local: SocketAddr,
-    /// The bodies read and the longest wait between two reads, or what
-    /// went wrong.
-    handle: thread::JoinHandle<Result<(usize, Duration), String>>,
-}
-
-/// Asks for `/slow` on `stream` and reads the answer (`buffer` keeps what
-/// was read past it): what it said, and the longest wait between two
-/// reads of it.
-fn slow_body(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> anyhow::Result<(Seen, Duration)> {
-    stream.write_all(b"GET /slow HTTP/1.1\r\nHost: vip\r\nUser-Agent: lb-tests\r\n\r\n")?;
-    let (mut longest, mut last) = (Duration::ZERO, Instant::now());
-    let mut fill = |stream: &mut TcpStream, buffer: &mut Vec<u8>| -> anyhow::Result<()> {
-        let mut chunk = [0u8; 4096];
-        let n = loop {
-            match stream.read(&mut chunk) {
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                read => break read?,
-            }
-        };
-        longest = longest.max(last.elapsed());
-        last = Instant::now();
-        anyhow::ensure!(n > 0, "connection closed by the peer");
-        buffer.extend_from_slice(&chunk[..n]);
-        Ok(())
-    };
-    let end = loop {
-        if let Some(at) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
-            break at + 4;
-        }
-        fill(stream, buffer)?;
-    };
-    let head = String::from_utf8_lossy(&buffer[..end]).into_owned();
-    let header = |name: &str| {
-        head.lines().find_map(|l| {
-            let (n, v) = l.split_once(':')?;
-            n.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
-        })
-    };
-    anyhow::ensure!(head.starts_with("HTTP/1.1 200"), "answered {head:?}");
-    let (Some(length), Some(backend), Some(peer)) = (
-        header("content-length").and_then(|v| v.parse::<usize>().ok()),
-        header("x-backend"),
-        header("x-client").and_then(|v| {
-            let (address, port) = v.split_once(' ')?;
-            Some(SocketAddr::new(address.parse().ok()?, port.parse().ok()?))
-        }),
-    ) else {
-        anyhow::bail!("answered {head:?}");
-    };
-    while buffer.len() < end + length {
-        fill(stream, buffer)?;
-    }
-    buffer.drain(..end + length);
-    let seen = Seen {
-        backend,
-        peer,
-        body: length,
-    };
-    Ok((seen, longest))
-}
-
-impl LongStream {
-    /// Opens a connection from `netns` to `vip` (port 80), asks for `/`,
-    /// then streams `/slow` bodies until one asked for once `failed_over`
-    /// is set has arrived. Every answer must come from the first one's
-    /// backend and peer (the same NAT address and port).
-    fn open(netns: &str, vip: IpAddr, failed_over: &Arc<AtomicBool>) -> Self {
-        let to = SocketAddr::new(vip, HTTP_PORT);
-        let (mut stream, mut buffer, first) = in_netns(
-            netns,
-            move || -> anyhow::Result<(TcpStream, Vec<u8>, Seen)> {
-                let mut stream = TcpStream::connect_timeout(&to, Duration::from_secs(5))?;
-                // Longer than any failover the lab causes (TCP backoff
-                // included), shorter than a hang.
-                stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-                let mut buffer = Vec::new();
-                let first = exchange(&mut stream, &mut buffer, "/")?;
-                Ok((stream, buffer, first))
-            },
-        )
-        .and_then(|opened| opened)
-        .unwrap_or_else(|e| panic!("a kept-alive connection through {vip}: {e:#}"));
-        let local = stream.local_addr().expect("local address");
-        let failed_over = Arc::clone(failed_over);
-        let want = first.clone();
-        let handle = thread::spawn(move || {
-            let mut stall = Duration::ZERO;
-            for body in 1..=MAX_BODIES {
-                let last = failed_over.load(Ordering::SeqCst);
-                let asked = Instant::now();
-                let (seen, longest) = slow_body(&mut stream, &mut buffer).map_err(|e| {
-                    format!(
-                        "body {body} (asked for {} the failover): {e:#} after {:?}",
-                        if last { "after" } else { "before" },
-                        asked.elapsed()
-                    )
-                })?;
-                stall = stall.max(longest);
-                if (&seen.backend, seen.peer, seen.body) != (&want.backend, want.peer, SLOW_BYTES) {
-                    return Err(format!(
-                        "body {body} answered {seen:?}, the connection began with {want:?}"
-                    ));
-                }
-                if last {
-                    return Ok((body, stall));
-                }
-            }
-            Err(format!("no failover within {MAX_BODIES} bodies"))
-        });
-        Self {
-            first,
-            local,
-            handle,
-        }
-    }
-}
-
 #[test]
 fn nat_at_xdp_streams_survive_a_vrrp_failover() {
     failover("xdp");
@@ -229,7 +97,7 @@ fn failover(attach: &str) {
     .into_iter()
     .flat_map(|(vip, nat)| (0..6).map(move |_| (vip, nat)))
     .map(|(vip, nat)| {
-        let stream = LongStream::open(&netns, vip, &failed_over);
+        let stream = LongStream::open(&netns, vip, None, &failed_over, "failover");
         assert_eq!(
             stream.first.peer.ip(),
             nat,
