@@ -7,7 +7,7 @@ use lb_common::{
     hash::flow_hash,
     stats::Counter,
     tunnel::{self},
-    FlowEntry, Mode,
+    FlowEntry, FlowKey, Mode,
 };
 use lb_tests::{
     natbed::{client_flow, frame, neighbour_mac, OUT_MAC},
@@ -211,35 +211,7 @@ fn without_checksum_sends_zero(bed: &mut TunnelBed, vips: &[VipConfig], vip: &st
     let key = flow_key(&flow, Protocol::Udp);
     let csum = 14 + if key.family == AF_INET { 20 } else { 40 } + 6;
     first[csum..csum + 2].copy_from_slice(&[0, 0]);
-    let (verdict, out) = bed.run_on(bed.nat.in_if, &first).expect("test run");
-    assert_eq!(verdict, bed.verdicts().redirect);
-    let config = find(vips, vip, port, Protocol::Udp);
-    let entry = bed
-        .nat
-        .bed
-        .dataplane
-        .flow(&key)
-        .expect("read")
-        .expect("tracked");
-    let backend = bed
-        .backend_address(config, entry.backend_id)
-        .expect("backend");
-    let hash = flow_hash(&key);
-    check_wrapped(
-        &out,
-        &Wrapped {
-            dmac: neighbour_mac(&backend.to_string()).expect("neighbour"),
-            src: outer_source(&bed.config, &key, false),
-            dst: backend,
-            gue: Some((
-                u16::from_be(tunnel::gue_source_port(hash)),
-                tunnel::GUE_PORT_DEFAULT,
-            )),
-            zero_csum: true,
-            inner: &first[14..],
-            flow_label: hash & 0xf_ffff,
-        },
-    );
+    wrapped_with_zero_checksum(bed, vips, vip, port, &key, &first);
 }
 
 /// GUE over IPv6 whose inner IPv4 UDP datagram is shorter than its IP
@@ -288,25 +260,39 @@ fn shorter_than_its_packet_sends_zero(
         first[18..20].copy_from_slice(&payload.to_be_bytes());
     }
     assert_ne!(&first[l4 + 6..l4 + 8], &[0, 0], "the inner checksum is set");
-    let (verdict, out) = bed.run_on(bed.nat.in_if, &first).expect("test run");
+    wrapped_with_zero_checksum(bed, vips, vip, port, &key, &first);
+}
+
+/// Runs the client's UDP datagram `first` (flow `key`) to the GUE VIP
+/// `vip`:`port` (its backends IPv6): it leaves wrapped whole to the
+/// backend its flow is tracked to, with an outer UDP checksum of 0.
+fn wrapped_with_zero_checksum(
+    bed: &mut TunnelBed,
+    vips: &[VipConfig],
+    vip: &str,
+    port: u16,
+    key: &FlowKey,
+    first: &[u8],
+) {
+    let (verdict, out) = bed.run_on(bed.nat.in_if, first).expect("test run");
     assert_eq!(verdict, bed.verdicts().redirect);
     let config = find(vips, vip, port, Protocol::Udp);
     let entry = bed
         .nat
         .bed
         .dataplane
-        .flow(&key)
+        .flow(key)
         .expect("read")
         .expect("tracked");
     let backend = bed
         .backend_address(config, entry.backend_id)
         .expect("backend");
-    let hash = flow_hash(&key);
+    let hash = flow_hash(key);
     check_wrapped(
         &out,
         &Wrapped {
             dmac: neighbour_mac(&backend.to_string()).expect("neighbour"),
-            src: outer_source(&bed.config, &key, false),
+            src: outer_source(&bed.config, key, false),
             dst: backend,
             gue: Some((
                 u16::from_be(tunnel::gue_source_port(hash)),
