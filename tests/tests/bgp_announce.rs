@@ -18,9 +18,10 @@ use lb_userspace::{
     bgp::{Opened, StartupStatus},
 };
 
-const CHECKS: &str = "[vip.health]\ncheck = \"http\"\npath = \"/health\"\ninterval_ms = 200\nfast_interval_ms = 100\ntimeout_ms = 200\nrise = 1\nfall = 2\n";
+/// Slow enough that a loaded CI machine does not fail a healthy backend.
+const CHECKS: &str = "[vip.health]\ncheck = \"http\"\npath = \"/health\"\ninterval_ms = 500\nfast_interval_ms = 100\ntimeout_ms = 500\nrise = 1\nfall = 3\n";
 const PROTOCOL: &str = "lbd_vips4";
-/// Announcements must follow within this (checks fall in ~0.5 s).
+/// Announcements must follow within this (checks fall in ~1 s).
 const FOLLOW: Duration = Duration::from_secs(10);
 
 fn bird_config(lab: &Lab) -> String {
@@ -283,9 +284,9 @@ fn a_fresh_node_announces_nothing_before_its_first_checks() {
     lab.terminate("nginx-b1").expect("stop nginx b1");
     lab.terminate("nginx-b2").expect("stop nginx b2");
     let slow = CHECKS
-        .replace("interval_ms = 200", "interval_ms = 1000")
-        .replace("fast_interval_ms = 100", "fast_interval_ms = 1000")
-        .replace("fall = 2", "fall = 3");
+        .replace("interval_ms = 500", "interval_ms = 1000")
+        .replace("fast_interval_ms = 100", "fast_interval_ms = 1000");
+    assert!(slow.contains("fall = 3"), "{slow}");
     assert_ne!(slow, CHECKS);
     let config = lbd_config_checked(&lab, &bird, &["b1", "b2"], &slow);
     lab.start_lbd(&config).expect("lbd");

@@ -15,7 +15,8 @@ use lb_tests::{
 };
 use lb_userspace::{api::schema::NodeStatus, vrrp::State};
 
-const CHECKS: &str = "[vip.health]\ncheck = \"http\"\npath = \"/health\"\ninterval_ms = 200\nfast_interval_ms = 100\ntimeout_ms = 200\nrise = 1\nfall = 2\n";
+/// Slow enough that a loaded CI machine does not fail a healthy backend.
+const CHECKS: &str = "[vip.health]\ncheck = \"http\"\npath = \"/health\"\ninterval_ms = 500\nfast_interval_ms = 100\ntimeout_ms = 500\nrise = 1\nfall = 3\n";
 /// What lbd must notice within (it looks every second).
 const NOTICE: Duration = Duration::from_secs(10);
 
