@@ -164,13 +164,17 @@ impl AdvertWatch {
         let socket = lab.admin_socket_of(node);
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
+        let adverts = move || {
+            status_at(&socket).expect("status").vrrp[0]
+                .counters
+                .adverts_received
+        };
+        // The first reading before the test drives the master: an advert
+        // (the priority-0 one) taken before the thread's first reading
+        // would go unseen.
+        let (asked, seen) = (Instant::now(), adverts());
         let thread = thread::spawn(move || {
-            let adverts = || {
-                status_at(&socket).expect("status").vrrp[0]
-                    .counters
-                    .adverts_received
-            };
-            let (mut last, mut asked, mut seen) = (None, Instant::now(), adverts());
+            let (mut last, mut asked, mut seen) = (None, asked, seen);
             loop {
                 // One more reading once told to stop: it counts every
                 // advert taken before.
@@ -197,6 +201,27 @@ impl AdvertWatch {
         self.stop.store(true, Ordering::SeqCst);
         self.thread.join().expect("advert watch")
     }
+}
+
+/// Asserts that the backup, which took the VIP at `held`, took over on
+/// the priority-0 advert (after its skew time, 0.61 s at 1 s adverts) and
+/// not on its master-down timer (3.6 s), which runs from `last_advert`
+/// (the last advert it heard, [`AdvertWatch::last_advert`] read at
+/// `held`: the priority-0 one, or an earlier one of the master's) and had
+/// not run out when the VIP moved. Load only delays the priority-0 path,
+/// which has 3 s to spare; the time itself is printed by the caller, not
+/// bounded. `context` goes into the failure message.
+pub(crate) fn assert_taken_over_before_master_down(
+    held: Instant,
+    last_advert: Option<Instant>,
+    context: &str,
+) {
+    let since_advert =
+        held.saturating_duration_since(last_advert.expect("the backup heard no advert"));
+    assert!(
+        since_advert < MASTER_DOWN_1S,
+        "priority 0 did not speed the handover: the backup took the VIP {since_advert:?} after the last advert it heard, past its master-down interval ({MASTER_DOWN_1S:?}): it may have taken over on that timer\n{context}"
+    );
 }
 
 /// With `pin_dir = "off"` the program goes with lbd, so a SIGTERM (a
@@ -365,17 +390,9 @@ fn resumed_master_fails_to_start(taken: impl Fn(&Host) -> std::net::SocketAddr, 
         "no priority-0 advert reached the backup\n{log}\n{}",
         lab.log("lbd-b")
     );
-    // It took over on it (after its skew time, 0.61 s), not on its
-    // master-down timer (3.6 s), which runs from the last advert it heard
-    // (the priority-0 one, or an earlier one of the resumed master's) and
-    // had not run out when the VIP moved, however long the start took.
-    // Load only delays the priority-0 path, which has 3 s to spare; the
-    // time itself is printed above, not bounded.
-    let since_advert =
-        held.saturating_duration_since(last_advert.expect("the backup heard no advert"));
-    assert!(
-        since_advert < MASTER_DOWN_1S,
-        "the backup took the VIP {since_advert:?} after the last advert it heard, past its master-down interval ({MASTER_DOWN_1S:?}): it may have taken over on that timer, the priority-0 advert unheeded\n{log}\n{}",
-        lab.log("lbd-b")
+    assert_taken_over_before_master_down(
+        held,
+        last_advert,
+        &format!("{log}\n{}", lab.log("lbd-b")),
     );
 }
