@@ -12,7 +12,9 @@ use crate::{
     dataplane::FakeMaps,
 };
 
-fn backend(address: &str) -> BackendConfig {
+/// A backend with a MAC, so it takes packets (shared with
+/// `served_after_failure_tests`).
+pub(super) fn backend(address: &str) -> BackendConfig {
     let last = address.rsplit('.').next().unwrap().parse().unwrap();
     BackendConfig {
         mac: Some(crate::mac::Mac([2, 0, 0, 0, 0, last])),

@@ -10,20 +10,12 @@ use lb_common::{
     consts::BACKEND_F_ALIVE, Backend, LbConfig, NatSource, TunnelConfig, VipKey, VipMeta,
 };
 
+use super::failed_commit_tests::backend;
 use super::*;
 use crate::{
-    config::{BackendConfig, Protocol, VipConfig},
+    config::{Protocol, VipConfig},
     dataplane::FakeMaps,
 };
-
-/// A backend with a MAC, so it takes packets.
-fn backend(address: &str) -> BackendConfig {
-    let last = address.rsplit('.').next().unwrap().parse().unwrap();
-    BackendConfig {
-        mac: Some(crate::mac::Mac([2, 0, 0, 0, 0, last])),
-        ..BackendConfig::new(address.parse().unwrap())
-    }
-}
 
 /// A DSR VIP on port 80.
 fn vip(address: &str, size: u32, backends: &[&str]) -> VipConfig {
