@@ -27,7 +27,7 @@ impl Exporter<'_> {
         self.gauge("vip_info", "The VIP's forwarding mode (always 1)", info);
         self.gauge(
             "vip_nat_ports_in_use",
-            "NAT source ports in use towards the VIP's busiest backend (they run out per NAT address and backend)",
+            "NAT source ports in use towards the VIP's busiest backend (they run out per NAT address, backend and backend port)",
             in_use,
         );
         self.gauge(

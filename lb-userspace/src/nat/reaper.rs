@@ -244,6 +244,32 @@ impl SweepStats {
             .max()
             .unwrap_or(0)
     }
+
+    /// Ports in use from `nat_address` towards one VIP's backends, at the
+    /// busiest of them. Each backend is named with the port the VIP sends
+    /// it to: another VIP on the same NAT address and backend host but
+    /// another backend port draws on a range of its own, and its use says
+    /// nothing about this VIP's.
+    pub fn busiest_towards(
+        &self,
+        nat_address: IpAddr,
+        proto: u8,
+        backends: impl IntoIterator<Item = (IpAddr, u16)>,
+    ) -> u64 {
+        backends
+            .into_iter()
+            .filter_map(|(backend, backend_port)| {
+                self.ports.get(&PortUser {
+                    nat_address,
+                    backend,
+                    backend_port,
+                    proto,
+                })
+            })
+            .max()
+            .copied()
+            .unwrap_or(0)
+    }
 }
 
 /// Entries removed since start, by reason.

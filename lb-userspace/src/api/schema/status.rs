@@ -204,7 +204,8 @@ pub struct VipNatStatus {
     /// Last source port handed out.
     pub port_max: u16,
     /// Source ports in use towards its busiest backend (ports run out per
-    /// NAT address and backend): compare with `port_max - port_min + 1`.
+    /// NAT address, backend and backend port): compare with
+    /// `port_max - port_min + 1`.
     pub ports_in_use: u64,
     /// Its translated flows.
     pub flows: u64,

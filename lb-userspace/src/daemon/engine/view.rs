@@ -268,16 +268,12 @@ impl Engine {
             .unwrap_or_default();
         let sweep = self.nat.reaper.last_sweep();
         let ports_in_use = sweep.map_or(0, |s| {
-            s.ports
+            // A NAT backend listens on its own port, if it has one.
+            let backends = vip
+                .backends
                 .iter()
-                .filter(|(u, _)| {
-                    u.nat_address == nat.source
-                        && u.proto == id.protocol.number()
-                        && vip.backends.contains_key(&u.backend)
-                })
-                .map(|(_, n)| *n)
-                .max()
-                .unwrap_or(0)
+                .map(|(address, b)| (*address, b.config.port.unwrap_or(id.port)));
+            s.busiest_towards(nat.source, id.protocol.number(), backends)
         });
         let flows = sweep.map_or(0, |s| {
             ids.iter()

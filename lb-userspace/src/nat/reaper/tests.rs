@@ -713,3 +713,37 @@ fn the_default_established_timeout_outlasts_a_default_keepalive() {
         )))
     );
 }
+
+#[test]
+fn a_vips_port_use_counts_only_its_own_backend_ports() {
+    // Two VIPs on one NAT address send to the same backend host, one to
+    // port 8080, the other to 9443: each port is a range of its own.
+    let nat: IpAddr = "198.18.0.50".parse().unwrap();
+    let backend: IpAddr = BACKEND.parse().unwrap();
+    let other: IpAddr = "198.19.1.12".parse().unwrap();
+    let user = |backend, backend_port, proto| PortUser {
+        nat_address: nat,
+        backend,
+        backend_port,
+        proto,
+    };
+    let stats = SweepStats {
+        ports: BTreeMap::from([
+            (user(backend, 8080, IPPROTO_TCP), 5),
+            (user(backend, 9443, IPPROTO_TCP), 55_000),
+            (user(other, 8080, IPPROTO_TCP), 7),
+            (user(backend, 8080, IPPROTO_UDP), 900),
+        ]),
+        ..SweepStats::default()
+    };
+    let web = [(backend, 8080), (other, 8080)];
+    assert_eq!(stats.busiest_towards(nat, IPPROTO_TCP, web), 7);
+    assert_eq!(
+        stats.busiest_towards(nat, IPPROTO_TCP, [(backend, 9443)]),
+        55_000
+    );
+    assert_eq!(stats.busiest_towards(nat, IPPROTO_UDP, web), 900);
+    let elsewhere: IpAddr = "198.18.0.51".parse().unwrap();
+    assert_eq!(stats.busiest_towards(elsewhere, IPPROTO_TCP, web), 0);
+    assert_eq!(stats.busiest(nat), 55_000);
+}
