@@ -409,3 +409,74 @@ fn input_it_cannot_parse_is_refused_with_file_and_line_and_nothing_is_written() 
     assert!(output.stdout.is_empty());
     assert!(!written, "a refused import wrote its output");
 }
+
+/// Runs lbctl with `args` in `dir`.
+fn lbctl_in(dir: &Path, args: &[&str]) -> std::process::Output {
+    let lbctl = lbd_binary().expect("lbd binary").with_file_name("lbctl");
+    Command::new(lbctl)
+        .current_dir(dir)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run lbctl")
+}
+
+/// `-o FILE` replaces no existing file without `--force` (README has the
+/// operator edit the imported file: a second import wiped the edits), and
+/// never one of the inputs, even with `--force` (`-o haproxy.cfg` by
+/// mistake destroyed the input); what it writes goes through a temporary
+/// file renamed into place, which it leaves nowhere.
+#[test]
+fn the_output_file_is_not_overwritten_without_force_nor_ever_an_input() {
+    let dir = std::env::temp_dir().join(format!("i1-import-output-{}", std::process::id()));
+    fs::create_dir_all(&dir).expect("temp dir");
+    let app = "upstream app {\n    server 198.18.0.11:80;\n}\n";
+    fs::write(dir.join("app.conf"), app).expect("app.conf");
+    let edited = "# edited by hand after the first import\n";
+    fs::write(dir.join("lbd.toml"), edited).expect("lbd.toml");
+    let import = [
+        "config",
+        "import",
+        "app.conf",
+        "--vip",
+        "198.18.0.100:80/tcp",
+    ];
+    let with =
+        |extra: &[&'static str]| -> Vec<&str> { import.iter().chain(extra).copied().collect() };
+    let kept = lbctl_in(&dir, &with(&["--interface", "eth0", "-o", "lbd.toml"]));
+    let after_refusal = fs::read_to_string(dir.join("lbd.toml")).expect("lbd.toml");
+    let forced = lbctl_in(
+        &dir,
+        &with(&["--interface", "eth0", "-o", "lbd.toml", "--force"]),
+    );
+    let after_force = fs::read_to_string(dir.join("lbd.toml")).expect("lbd.toml");
+    let onto_input = lbctl_in(
+        &dir,
+        &with(&["--interface", "eth0", "-o", "./app.conf", "--force"]),
+    );
+    let input_after = fs::read_to_string(dir.join("app.conf")).expect("app.conf");
+    let mut left: Vec<String> = fs::read_dir(&dir)
+        .expect("dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    let _ = fs::remove_dir_all(&dir);
+    assert_eq!(kept.status.code(), Some(2), "{kept:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&kept.stderr),
+        "lbctl: lbd.toml exists: not replaced (it may hold edits made since an earlier import); pass --force to replace it, or write to another file\n"
+    );
+    assert_eq!(after_refusal, edited);
+    assert!(forced.status.success(), "{forced:?}");
+    assert!(
+        after_force.starts_with("# lbd.toml imported by `lbctl config import`"),
+        "{after_force}"
+    );
+    assert_eq!(onto_input.status.code(), Some(2), "{onto_input:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&onto_input.stderr),
+        "lbctl: -o ./app.conf is the input file app.conf: writing it would destroy what is imported, even with --force; write to another file\n"
+    );
+    assert_eq!(input_after, app);
+    assert_eq!(left, ["app.conf", "lbd.toml"]);
+}

@@ -39,13 +39,19 @@ const KEEPALIVED: &[&str] = &[
 const NGINX: &[&str] = &["upstream", "stream", "http", "events", "server"];
 
 /// The format of `text`, from the first word of its first line that is
-/// neither blank nor a comment and is one of a format's keywords; None if
-/// no line is.
+/// neither blank nor a comment and is one of a format's keywords; with no
+/// such line, nginx when its first statement ends with `;` (a file an
+/// nginx block includes: `server 198.18.0.11:80;`, `listen 443 ssl;`,
+/// which neither other format writes); else None.
 pub(crate) fn detect(text: &str) -> Option<Format> {
+    let mut first_statement: Option<&str> = None;
     for line in text.lines() {
         let line = line.trim_start();
         if line.starts_with('#') || line.starts_with('!') {
             continue;
+        }
+        if first_statement.is_none() && !line.is_empty() {
+            first_statement = Some(line);
         }
         let word: String = line
             .chars()
@@ -59,11 +65,23 @@ pub(crate) fn detect(text: &str) -> Option<Format> {
         if NGINX.contains(&word.as_str()) && opens_block {
             return Some(Format::Nginx);
         }
-        if HAPROXY.contains(&word.as_str()) && !opens_block {
+        // nginx's `listen 443 ssl;` is not HAProxy's `listen NAME`.
+        if HAPROXY.contains(&word.as_str()) && !opens_block && !ends_statement(line) {
             return Some(Format::Haproxy);
         }
     }
-    None
+    first_statement
+        .filter(|line| ends_statement(line))
+        .map(|_| Format::Nginx)
+}
+
+/// Whether `line` (its comment aside) ends with `;`, as nginx's
+/// statements do and neither other format's.
+fn ends_statement(line: &str) -> bool {
+    line.split_once('#')
+        .map_or(line, |(before, _)| before)
+        .trim_end()
+        .ends_with(';')
 }
 
 #[cfg(test)]
@@ -86,6 +104,16 @@ mod tests {
         );
         assert_eq!(
             detect("# conf.d\nserver {\n listen 80;\n}\n"),
+            Some(Format::Nginx)
+        );
+        // A file an nginx block includes (`upstream app { include
+        // app-servers.conf; }`) has statements ended with `;` and no block.
+        assert_eq!(
+            detect("# app servers\nserver 198.18.0.11:80 weight=2;\n"),
+            Some(Format::Nginx)
+        );
+        assert_eq!(
+            detect("listen 443 ssl; # TLS\nssl_certificate /etc/ssl/a.pem;\n"),
             Some(Format::Nginx)
         );
         assert_eq!(detect("[[vip]]\naddress = \"198.18.0.1\"\n"), None);

@@ -10,6 +10,7 @@
 mod acl;
 mod bind;
 mod check;
+mod cond;
 mod lexer;
 mod proxy;
 mod server;
@@ -30,7 +31,7 @@ pub(super) fn parse(file: &str, text: &str, setup: &mut Setup) -> Result<(), Imp
     // Named defaults sections (HAProxy >= 2.4), for `from NAME`.
     let mut named: Vec<(String, Settings)> = Vec::new();
     let mut proxies: Vec<Proxy> = Vec::new();
-    for section in sections(file, text)? {
+    for section in sections(file, text, &mut setup.notes)? {
         let origin = Origin::new(file, section.no);
         match section.kind.as_str() {
             "defaults" => {

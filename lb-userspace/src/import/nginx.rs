@@ -21,7 +21,7 @@ use super::blocks::{self, Dialect};
 use super::model::{Note, Service, Setup};
 use super::ImportError;
 
-use include::{gather_includes, includes_of, infer};
+use include::{block_included, gather_includes, includes_of, infer};
 use server::{Proxy, Target};
 use walk::{walk, Level};
 
@@ -108,8 +108,10 @@ pub(super) fn parse(sources: &[(&str, &str)], setup: &mut Setup) -> Result<(), I
             break;
         }
     }
+    // A file an upstream or server block includes is read there.
+    let in_blocks = block_included(&parsed);
     let mut collected = Collected::default();
-    for (file, top) in &parsed {
+    for (file, top) in parsed.iter().filter(|(f, _)| !in_blocks.contains(f)) {
         // An included file is its includer's block's content: its server
         // blocks inherit that block's rules (which hold its own).
         let (context, level) = match includes.iter().find(|i| i.names(file)) {

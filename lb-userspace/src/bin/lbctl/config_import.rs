@@ -3,9 +3,18 @@
 //! result is loaded as lbd would load it before anything is written, so a
 //! refused import leaves no file behind. Notes on what could not be
 //! carried over are written to stderr, one a line (`file:line: text`), as
-//! well as NOTE comments in the configuration.
+//! well as NOTE comments in the configuration. `-o FILE` replaces an
+//! existing file only with `--force` (it may hold the edits README asks
+//! for after an import), never one of the inputs, and writes through a
+//! temporary file renamed into place, so a failed write leaves no half
+//! file.
 
-use std::{fs, net::IpAddr, path::PathBuf};
+use std::{
+    fs,
+    io::Write as _,
+    net::IpAddr,
+    path::{Path, PathBuf},
+};
 
 use anyhow::Context as _;
 use lb_userspace::{
@@ -42,9 +51,15 @@ pub(crate) struct Args {
     /// give it twice, one of each family, for IPv4 and IPv6 VIPs.
     #[arg(long, value_name = "ADDRESS")]
     nat_source: Vec<IpAddr>,
-    /// Write the configuration to FILE instead of standard output.
+    /// Write the configuration to FILE instead of standard output. An
+    /// existing FILE is not replaced without --force, and FILE may not be
+    /// one of the files imported.
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     output: Option<PathBuf>,
+    /// Replace FILE of -o when it exists (edits made to it since an
+    /// earlier import are lost).
+    #[arg(long, requires = "output")]
+    force: bool,
 }
 
 fn parse_mode(text: &str) -> Result<lb_common::Mode, String> {
@@ -56,6 +71,10 @@ fn parse_mode(text: &str) -> Result<lb_common::Mode, String> {
 
 /// Runs the import.
 pub(crate) fn run(args: &Args) -> Result<(), Failure> {
+    // Refused before anything is read or written.
+    if let Some(output) = &args.output {
+        check_output(output, &args.files, args.force)?;
+    }
     let mut sources = Vec::new();
     for path in &args.files {
         let text =
@@ -76,8 +95,7 @@ pub(crate) fn run(args: &Args) -> Result<(), Failure> {
         .map_err(|e| Failure::new(ClientError::EXIT_USAGE, e.to_string()))?;
     match &args.output {
         Some(path) => {
-            fs::write(path, &imported.text)
-                .with_context(|| format!("writing {}", path.display()))?;
+            write_output(path, &imported.text)?;
             eprintln!(
                 "lbctl: wrote {} ({} VIP(s), {} VRRP instance(s))",
                 path.display(),
@@ -89,6 +107,99 @@ pub(crate) fn run(args: &Args) -> Result<(), Failure> {
     }
     eprint!("{}", notes_report(&imported.notes));
     Ok(())
+}
+
+/// Refuses `-o output` when it is one of the `inputs` (even with
+/// `--force`: writing it destroys what is imported) or, without `force`,
+/// when it exists (it may hold the edits made since an earlier import).
+fn check_output(output: &Path, inputs: &[PathBuf], force: bool) -> Result<(), Failure> {
+    let usage = |message: String| Failure::new(ClientError::EXIT_USAGE, message);
+    if let Some(input) = inputs.iter().find(|input| same_file(output, input)) {
+        return Err(usage(format!(
+            "-o {} is the input file {}: writing it would destroy what is imported, even with --force; write to another file",
+            output.display(),
+            input.display()
+        )));
+    }
+    if !force && fs::symlink_metadata(output).is_ok() {
+        return Err(usage(format!(
+            "{} exists: not replaced (it may hold edits made since an earlier import); pass --force to replace it, or write to another file",
+            output.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Whether `a` and `b` name one file: the same inode (through links and
+/// `./` alike), or, for an `a` not yet created, the same canonical path.
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    if let (Ok(a), Ok(b)) = (fs::metadata(a), fs::metadata(b)) {
+        return (a.dev(), a.ino()) == (b.dev(), b.ino());
+    }
+    match (canonical(a), canonical(b)) {
+        (Some(a), Some(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// `path` made absolute with its directory's links resolved, whether or
+/// not the file itself exists.
+fn canonical(path: &Path) -> Option<PathBuf> {
+    if let Ok(path) = fs::canonicalize(path) {
+        return Some(path);
+    }
+    let name = path.file_name()?;
+    let dir = parent_dir(path);
+    Some(fs::canonicalize(dir).ok()?.join(name))
+}
+
+/// The directory `path` is in (`.` for a bare name).
+fn parent_dir(path: &Path) -> &Path {
+    path.parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
+/// Writes `text` to `path` through a temporary file beside it, renamed
+/// over it once whole and synced, so a failed write (a full disk) leaves
+/// the file as it was and no half file. A file `path` links to is the one
+/// replaced (as a plain write would), and a replaced file keeps its
+/// permissions; whether it may be replaced is [`check_output`]'s.
+fn write_output(path: &Path, text: &str) -> anyhow::Result<()> {
+    let target = match fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => {
+            fs::canonicalize(path).with_context(|| format!("resolving {}", path.display()))?
+        }
+        _ => path.to_path_buf(),
+    };
+    let name = target
+        .file_name()
+        .with_context(|| format!("{} names no file", path.display()))?;
+    let temporary = parent_dir(&target).join(format!(
+        ".{}.{}.tmp",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let written = (|| -> anyhow::Result<()> {
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temporary)
+            .with_context(|| format!("creating {}", temporary.display()))?;
+        if let Ok(meta) = fs::metadata(&target) {
+            file.set_permissions(meta.permissions())
+                .with_context(|| format!("setting the permissions of {}", temporary.display()))?;
+        }
+        file.write_all(text.as_bytes())
+            .and_then(|()| file.sync_all())
+            .with_context(|| format!("writing {}", temporary.display()))?;
+        fs::rename(&temporary, &target).with_context(|| format!("writing {}", target.display()))
+    })();
+    if written.is_err() {
+        let _ = fs::remove_file(&temporary);
+    }
+    written
 }
 
 /// The notes as the terminal shows them: a count, then each note on a
@@ -127,6 +238,74 @@ fn one_line(note: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `-o` replaces a file only with `--force`, never an input (however
+    /// named), and writes through a rename that keeps the replaced file's
+    /// permissions and a link to it, leaving no temporary file.
+    #[test]
+    fn the_output_replaces_only_with_force_never_an_input_and_through_a_rename() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = std::env::temp_dir().join(format!("lbctl-import-output-{}", std::process::id()));
+        fs::create_dir_all(dir.join("sub")).expect("temp dir");
+        let input = dir.join("haproxy.cfg");
+        let out = dir.join("lbd.toml");
+        fs::write(&input, "listen l\n").expect("input");
+        fs::write(&out, "# edited\n").expect("output");
+        fs::set_permissions(&out, fs::Permissions::from_mode(0o640)).expect("mode");
+        std::os::unix::fs::symlink(&input, dir.join("link.cfg")).expect("symlink");
+        std::os::unix::fs::symlink(&out, dir.join("link.toml")).expect("symlink");
+        let inputs = [input.clone()];
+        let refused = |output: &Path, force: bool| {
+            check_output(output, &inputs, force)
+                .err()
+                .map(|f| (f.code, f.message))
+        };
+        let exists = refused(&out, false);
+        let replaced = refused(&out, true);
+        let new = refused(&dir.join("new.toml"), false);
+        let by_other_names: Vec<_> = [
+            input.clone(),
+            dir.join("sub/../haproxy.cfg"),
+            dir.join("link.cfg"),
+        ]
+        .iter()
+        .map(|o| refused(o, true))
+        .collect();
+        write_output(&dir.join("link.toml"), "# imported\n").expect("write");
+        let written = fs::read_to_string(&out).expect("read");
+        let mode = fs::metadata(&out).expect("meta").permissions().mode() & 0o777;
+        let still_link = fs::symlink_metadata(dir.join("link.toml"))
+            .expect("link")
+            .file_type()
+            .is_symlink();
+        let mut left: Vec<String> = fs::read_dir(&dir)
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        let _ = fs::remove_dir_all(&dir);
+        assert_eq!(
+            exists,
+            Some((
+                2,
+                format!("{} exists: not replaced (it may hold edits made since an earlier import); pass --force to replace it, or write to another file", out.display())
+            ))
+        );
+        assert_eq!((replaced, new), (None, None));
+        for refusal in by_other_names {
+            let (code, message) = refusal.expect("an input is refused");
+            assert_eq!(code, 2);
+            assert!(message.contains(" is the input file "), "{message}");
+        }
+        assert_eq!(
+            (written.as_str(), mode, still_link),
+            ("# imported\n", 0o640, true)
+        );
+        assert_eq!(
+            left,
+            ["haproxy.cfg", "lbd.toml", "link.cfg", "link.toml", "sub"]
+        );
+    }
 
     #[test]
     fn every_note_is_printed_on_its_own_line() {

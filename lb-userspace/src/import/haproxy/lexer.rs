@@ -1,12 +1,18 @@
 //! HAProxy's configuration grammar: lines of words (with `"..."` quotes
 //! that take escapes, `'...'` quotes that do not, backslash escapes and `#`
-//! comments) grouped into sections by their keyword lines.
+//! comments) grouped into sections by their keyword lines, the branches
+//! of conditional blocks HAProxy does not read left out.
 
 use std::time::Duration;
 
+use super::cond::{Conditions, Place};
+use crate::import::model::Note;
 use crate::import::ImportError;
 
-/// Section keywords: a line starting with one opens a section.
+/// Section keywords: a line starting with one opens a section. All of
+/// HAProxy's (1.x to 3.x, `program` and `namespace_list` of older ones):
+/// one missing left its lines to the section before it, so that a
+/// `log-forward`'s `bind` became a VIP of the proxy above it.
 const SECTIONS: &[&str] = &[
     "global",
     "defaults",
@@ -21,8 +27,14 @@ const SECTIONS: &[&str] = &[
     "http-errors",
     "ring",
     "cache",
+    "fcgi-app",
+    "log-forward",
+    "log-profile",
     "crt-store",
     "traces",
+    "acme",
+    "healthcheck",
+    "namespace_list",
 ];
 
 /// One line of a section: its number and words.
@@ -157,14 +169,29 @@ fn words(file: &str, no: usize, line: &str) -> Result<Vec<String>, ImportError> 
     Ok(out)
 }
 
-/// Cuts the text into sections.
-pub(super) fn sections(file: &str, text: &str) -> Result<Vec<Section>, ImportError> {
+/// Cuts the text into sections, leaving out what conditional blocks
+/// HAProxy does not read hold (and their directives); notes on what is
+/// left out go to `notes`.
+pub(super) fn sections(
+    file: &str,
+    text: &str,
+    notes: &mut Vec<Note>,
+) -> Result<Vec<Section>, ImportError> {
     let mut out: Vec<Section> = Vec::new();
+    let mut conditions = Conditions::default();
     for (index, raw) in text.lines().enumerate() {
         let no = index + 1;
         let words = words(file, no, raw)?;
         let Some(first) = words.first() else { continue };
-        if SECTIONS.contains(&first.as_str()) {
+        let opens = SECTIONS.contains(&first.as_str());
+        let place = Place {
+            section: out.last().map(|s| s.kind.as_str()),
+            opens,
+        };
+        if !conditions.line(file, no, &words, &place, notes)? {
+            continue;
+        }
+        if opens {
             out.push(Section {
                 kind: first.clone(),
                 args: words[1..].to_vec(),
@@ -184,6 +211,7 @@ pub(super) fn sections(file: &str, text: &str) -> Result<Vec<Section>, ImportErr
             }
         }
     }
+    conditions.finish(file)?;
     Ok(out)
 }
 

@@ -10,9 +10,11 @@ use crate::import::blocks::Statement;
 use crate::import::model::{Note, Origin, Sourced, Vrrp};
 use crate::import::ImportError;
 
-/// Words of a track_script command that say it watches the proxy lbd
-/// replaces.
-const PROXY_WATCHERS: &[&str] = &["haproxy", "nginx", "pidof", "killall", "pgrep", "ipvs"];
+/// Names in a track_script command that say it watches the proxy lbd
+/// replaces (`killall -0 haproxy`, `pidof nginx`, `check_haproxy.sh`,
+/// `ipvsadm`). Only the proxy's name counts: a process check as such
+/// (`pidof`, `killall`, `pgrep`) may watch any daemon (`pidof bird`).
+const PROXY_NAMES: &[&str] = &["haproxy", "nginx", "ipvs"];
 
 /// The longest `preempt_delay`: keepalived's own limit (1000 s, it
 /// refuses more) and lbd's (`preempt_delay_ms` at most 1_000_000), so a
@@ -300,7 +302,7 @@ fn track_script(
             format!("track_script {name}: no vrrp_script of that name"),
         ));
     };
-    let watches_proxy = PROXY_WATCHERS.iter().any(|w| script.command.contains(w));
+    let watches_proxy = PROXY_NAMES.iter().any(|w| script.command.contains(w));
     if !watches_proxy {
         vrrp.notes.push(Note::new(
             &at,

@@ -1,7 +1,8 @@
 //! A `listen` line as the VIPs it gives: an address (none: every one of
 //! the family; `[::]` IPv6 clients only unless `ipv6only=off`, as nginx),
-//! one port or a range of ports, TCP or `udp`, and notes on `ssl` and
-//! `proxy_protocol`, which the backends must then handle.
+//! one port or a range of ports, TCP, `udp` or `quic` (UDP), and notes
+//! on `ssl`, `quic` and `proxy_protocol`, which the backends must then
+//! handle.
 
 use std::net::IpAddr;
 
@@ -52,7 +53,7 @@ fn ports(
 /// Most ports one `listen` range becomes.
 const MAX_RANGE: usize = 64;
 
-/// A `listen [ADDRESS][:PORT] [udp] [ssl] ...` line (no port: 80, no
+/// A `listen [ADDRESS][:PORT] [udp | quic] [ssl] ...` line (no port: 80, no
 /// address: every one, as nginx).
 pub(super) fn listen(
     file: &str,
@@ -80,7 +81,17 @@ pub(super) fn listen(
         return Ok(());
     }
     let options = &statement.args()[1..];
-    let protocol = if options.iter().any(|o| o == "udp") {
+    // `quic` (`http3` in nginx's early QUIC builds): HTTP/3, served on
+    // UDP; read as TCP it merged into the `listen 443 ssl` VIP and UDP 443
+    // was lost without a word.
+    let quic = options.iter().find(|o| *o == "quic" || *o == "http3");
+    let protocol = if let Some(quic) = quic {
+        notes.push(Note::new(
+            &origin,
+            format!("listen ... {quic}: HTTP/3 over QUIC, on UDP: imported as a UDP VIP; lbd carries QUIC as plain UDP datagrams to the backends, which must serve QUIC (HTTP/3, its TLS) on that UDP port themselves, where nginx terminated it and spoke HTTP to them"),
+        ));
+        Protocol::Udp
+    } else if options.iter().any(|o| o == "udp") {
         if context == Context::Http {
             return Err(ImportError::at(
                 file,

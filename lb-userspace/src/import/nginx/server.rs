@@ -1,11 +1,13 @@
 //! A proxying `server` block: its listens, where its `proxy_pass` goes
 //! (an upstream's name or an address), who may connect, and notes on
-//! what stays behind at L4 (locations, TLS, the PROXY protocol).
+//! what stays behind at L4 (locations, TLS, the PROXY protocol). The
+//! files its includes name are read where they stand.
 
 use std::net::IpAddr;
 
+use super::include::block_items;
 use super::listen::listen;
-use super::walk::{access_rules, Level};
+use super::walk::{access_rule, Level};
 use super::Context;
 use crate::config::Protocol;
 use crate::import::acl;
@@ -47,18 +49,18 @@ pub(super) fn server(
     let mut target = None;
     let mut notes = Vec::new();
     let mut left = Vec::new();
-    let own = access_rules(file, statement.children())?;
-    let mut stack: Vec<(&Statement, bool)> = statement
-        .children()
-        .iter()
-        .rev()
-        .map(|c| (c, false))
-        .collect();
-    while let Some((child, in_location)) = stack.pop() {
+    // Its statements, those of the files its includes name spliced in
+    // (a `listen 443` there was lost), its locations' marked.
+    let items = block_items(file, statement, "server", level.files, true, &mut notes)?;
+    let mut own = Vec::new();
+    for item in items.iter().filter(|i| !i.in_location) {
+        own.extend(access_rule(item.file, item.statement)?);
+    }
+    for item in items {
+        let (file, child, in_location) = (item.file, item.statement, item.in_location);
         let at = Origin::new(file, child.line);
         match child.name() {
             "listen" if !in_location => listen(file, child, context, &mut listens, &mut notes)?,
-            "location" => stack.extend(child.children().iter().rev().map(|c| (c, true))),
             "allow" | "deny" if !in_location => {}
             "allow" | "deny" => notes.push(Note::new(
                 &at,

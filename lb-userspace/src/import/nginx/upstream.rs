@@ -6,6 +6,7 @@
 
 use std::net::IpAddr;
 
+use super::include::{block_items, Files, Item};
 use super::{time, Context};
 use crate::import::blocks::Statement;
 use crate::import::model::{Backend, Check, CheckKind, Note, Origin, Role, Service, Sourced};
@@ -14,11 +15,14 @@ use crate::import::ImportError;
 /// nginx's defaults: one failed attempt marks a server unavailable.
 const DEFAULT_MAX_FAILS: u32 = 1;
 
-/// Reads `upstream NAME { ... }`.
+/// Reads `upstream NAME { ... }`, with the files its includes name (of
+/// `files`) read where they stand: not followed, an upstream of
+/// `include app-servers.conf;` had no backends.
 pub(super) fn upstream(
     file: &str,
     statement: &Statement,
     context: Context,
+    files: &Files<'_>,
 ) -> Result<Service, ImportError> {
     let origin = Origin::new(file, statement.line);
     let name = statement
@@ -37,7 +41,20 @@ pub(super) fn upstream(
         notes: Vec::new(),
     };
     let mut checked = false;
-    for child in statement.children() {
+    let items = block_items(
+        file,
+        statement,
+        &service.name,
+        files,
+        false,
+        &mut service.notes,
+    )?;
+    for Item {
+        file,
+        statement: child,
+        ..
+    } in items
+    {
         let at = Origin::new(file, child.line);
         match child.name() {
             "server" => {

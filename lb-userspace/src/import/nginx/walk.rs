@@ -25,19 +25,6 @@ pub(super) struct Level<'a> {
     pub(super) enclosed: bool,
 }
 
-/// The `allow`/`deny` rules among `statements`, in order; an address
-/// nginx would refuse is an error at its line.
-pub(super) fn access_rules(
-    file: &str,
-    statements: &[Statement],
-) -> Result<Vec<Ordered>, ImportError> {
-    let mut out = Vec::new();
-    for s in statements {
-        out.extend(access_rule(file, s)?);
-    }
-    Ok(out)
-}
-
 /// The rules of a level's `statements` as nginx reads them: its own
 /// `allow`/`deny`, with those at the top of each file an `include` names
 /// (of the `files` given) spliced in at the include, as nginx's include is
@@ -68,8 +55,9 @@ pub(super) fn level_rules<'a>(
 }
 
 /// The rule `s` is, if it is an `allow` or `deny` (one of a UNIX socket
-/// is none: lbd sees no such clients).
-fn access_rule(file: &str, s: &Statement) -> Result<Option<Ordered>, ImportError> {
+/// is none: lbd sees no such clients); an address nginx would refuse is
+/// an error at its line.
+pub(super) fn access_rule(file: &str, s: &Statement) -> Result<Option<Ordered>, ImportError> {
     let allow = match (s.name(), s.block.is_some()) {
         ("allow", false) => true,
         ("deny", false) => false,
@@ -144,9 +132,10 @@ pub(super) fn walk(
                 setup,
             )?,
             ("upstream", true) => {
-                collected
-                    .upstreams
-                    .push((context, upstream::upstream(file, statement, context)?));
+                collected.upstreams.push((
+                    context,
+                    upstream::upstream(file, statement, context, level.files)?,
+                ));
             }
             ("server", true) => {
                 if let Some(proxy) = server(file, statement, context, &inner, setup)? {

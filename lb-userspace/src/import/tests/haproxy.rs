@@ -849,3 +849,134 @@ fn a_default_backend_of_defaults_is_the_frontends_after_it() {
         "h.cfg:3: default_backend gone: no backend section of that name"
     );
 }
+
+#[test]
+fn conditional_blocks_are_refused_unless_their_condition_is_known() {
+    // Which branch HAProxy reads is decided when it starts: importing
+    // both gave two active servers for one.
+    let text = tcp_haproxy("backend be\n  .if defined(STAGING)\n  server s1 198.18.0.21:80 check\n  .else\n  server s1 198.18.0.11:80 check\n  .endif\nfrontend fe\n  bind 198.18.0.100:80\n  default_backend be\n");
+    assert_eq!(
+        refused(&[("h.cfg", &text)], &on_eth0()),
+        "h.cfg:5: `.if defined(STAGING)`: conditional blocks cannot be imported: their condition is decided when HAProxy starts (environment, version, build features); resolve it first: keep the lines of the branch HAProxy takes on this node (`haproxy -cc 'defined(STAGING)'` evaluates the condition), remove the directives and import again"
+    );
+    // An `.elif` reached with an unknown condition, too.
+    let text = tcp_haproxy("listen l\n  bind 198.18.0.100:80\n  .if 0\n  server a 198.18.0.11:80\n  .elif version_atleast(2.8)\n  server b 198.18.0.12:80\n  .endif\n");
+    assert!(refused(&[("h.cfg", &text)], &on_eth0()).starts_with(
+        "h.cfg:8: `.elif version_atleast(2.8)`: conditional blocks cannot be imported"
+    ));
+    // A section opened inside one is refused at the section, naming the
+    // `.if`; one in a defaults section (read) at the `.if`.
+    let edge = ".if defined(EDGE)\nlisten edge\n  bind 198.18.0.100:80\n  server a 198.18.0.11:80\n.endif\n";
+    assert!(refused(&[("h.cfg", &format!("{edge}{TCP}"))], &on_eth0()).starts_with(
+        "h.cfg:2: listen edge is inside `.if defined(EDGE)` (line 1): conditional blocks cannot be imported"
+    ));
+    assert!(refused(&[("h.cfg", &format!("{TCP}{edge}"))], &on_eth0())
+        .starts_with("h.cfg:4: `.if defined(EDGE)`: conditional blocks cannot be imported"));
+    // Literal conditions are HAProxy's own: 0 is false, other integers
+    // true, an empty condition false; one branch is read, as HAProxy does,
+    // and what a dropped branch holds is not looked at.
+    let text = tcp_haproxy("listen l\n  bind 198.18.0.100:80\n  .if 0\n  server a 198.18.0.11:80\n  .if defined(X)\n  server x 198.18.0.19:80\n  .endif\n  .elif !0\n  server b 198.18.0.12:80\n  .elif 1\n  server c 198.18.0.13:80\n  .else\n  server d 198.18.0.14:80\n  .endif\n  .if\n  server e 198.18.0.15:80\n  .else\n  server f 198.18.0.16:80\n  .endif\n");
+    let imported = ok(&[("h.cfg", &text)], &on_eth0());
+    assert_eq!(
+        weights(&imported.config.vips[0]),
+        [(ip("198.18.0.12"), 100), (ip("198.18.0.16"), 100)]
+    );
+    // In global (whose lines are not imported either way) a block whose
+    // condition is unknown is dropped with a note.
+    let text = format!(
+        "global\n  .if feature(QUIC)\n  tune.quic.socket-owner connection\n  .endif\n{}",
+        tcp_haproxy("listen l\n  bind 198.18.0.100:80\n  server a 198.18.0.11:80\n")
+    );
+    let imported = ok(&[("h.cfg", &text)], &on_eth0());
+    assert_eq!(imported.config.vips.len(), 1);
+    assert!(
+        has_note(
+            &imported,
+            "h.cfg:2: `.if feature(QUIC)` (lines 2-4) in global: not evaluated"
+        ),
+        "{:#?}",
+        imported.notes
+    );
+    // Messages are noted; an `.alert` HAProxy reads stops it.
+    let text = format!(
+        ".notice \"starting\"\n{}",
+        tcp_haproxy("listen l\n  bind 198.18.0.100:80\n  .warning \"old servers\"\n  server a 198.18.0.11:80\n")
+    );
+    let imported = ok(&[("h.cfg", &text)], &on_eth0());
+    assert!(has_note(
+        &imported,
+        "h.cfg:1: .notice starting: a message HAProxy prints"
+    ));
+    assert!(has_note(
+        &imported,
+        "h.cfg:7: .warning old servers: a message HAProxy prints"
+    ));
+    for (body, expected) in [
+        (".if 1\n.alert \"set ENV\"\n.endif\n", "h.cfg:2: .alert set ENV: HAProxy refuses to start on this configuration (an `.alert` it reads is fatal)"),
+        (".if 0\n.alert \"never\"\n.endif\n.endif\n", "h.cfg:4: `.endif` without an `.if`"),
+        (".if 1\n.else\n.else\n.endif\n", "h.cfg:3: `.else` after the `.else` of line 2"),
+        (".if 1\n.else\n.elif 1\n.endif\n", "h.cfg:3: `.elif` after the `.else` of line 2"),
+        (".if 1\n", "h.cfg:1: `.if 1` is never closed with `.endif`"),
+        (".endif 1\n", "h.cfg:1: `.endif 1`: .endif takes no argument"),
+        (".include x.cfg\n", "h.cfg:1: `.include x.cfg`: not a directive HAProxy knows (it refuses the configuration)"),
+    ] {
+        let options = Options {
+            format: Some(super::super::Format::Haproxy),
+            ..on_eth0()
+        };
+        assert_eq!(refused(&[("h.cfg", body)], &options), expected, "{body}");
+    }
+}
+
+#[test]
+fn every_section_haproxy_knows_ends_the_proxy_before_it() {
+    // A log-forward's binds are syslog listeners, not the web VIP's.
+    let text = tcp_haproxy("listen web\n  bind *:80\n  server s1 198.18.0.11 check\nlog-forward syslog\n  bind 0.0.0.0:514\n  dgram-bind 0.0.0.0:514\n  log global\n");
+    let options = Options {
+        vips: vec![vip("198.18.0.100")],
+        ..on_eth0()
+    };
+    let imported = ok(&[("h.cfg", &text)], &options);
+    assert_eq!(
+        imported
+            .config
+            .vips
+            .iter()
+            .map(|v| v.port)
+            .collect::<Vec<_>>(),
+        [80]
+    );
+    assert!(has_note(
+        &imported,
+        "h.cfg:7: log-forward section: not carried over"
+    ));
+    for section in [
+        "userlist",
+        "peers",
+        "resolvers",
+        "mailers",
+        "program",
+        "http-errors",
+        "ring",
+        "cache",
+        "fcgi-app",
+        "log-forward",
+        "log-profile",
+        "crt-store",
+        "traces",
+        "acme",
+        "healthcheck",
+        "namespace_list",
+    ] {
+        let text = tcp_haproxy(&format!("listen web\n  bind 198.18.0.100:80\n  server s1 198.18.0.11 check\n{section} x\n  bind 198.18.0.100:514\n"));
+        let imported = ok(&[("h.cfg", &text)], &on_eth0());
+        assert_eq!(imported.config.vips.len(), 1, "{section}");
+        assert!(
+            has_note(
+                &imported,
+                &format!("h.cfg:7: {section} section: not carried over")
+            ),
+            "{section}"
+        );
+    }
+}

@@ -170,6 +170,35 @@ fn a_track_script_that_is_not_about_the_proxy_is_noted_not_mapped() {
     let text = text.replace("/usr/local/bin/disk-ok", "pidof haproxy");
     let imported = ok(&[("k.conf", &text)], &Options::default());
     assert_eq!(imported.config.vrrp[0].track_dataplane, 254);
+    // A process check watches the proxy only when it names it: one of
+    // another daemon is noted like any script, not mapped.
+    for other in ["pidof bird", "killall -0 bird", "pgrep -x sshd"] {
+        let text = text.replace("pidof haproxy", other);
+        let imported = ok(&[("k.conf", &text)], &Options::default());
+        assert_eq!(imported.config.vrrp[0].track_dataplane, 100, "{other}");
+        assert!(
+            has_note(
+                &imported,
+                &format!("k.conf:11: track_script chk_disk ({other}): lbd runs no scripts")
+            ),
+            "{other}: {:#?}",
+            imported.notes
+        );
+        assert!(
+            !has_note(&imported, "watched the proxy lbd replaces"),
+            "{other}"
+        );
+    }
+    for proxy in [
+        "killall -0 haproxy",
+        "pidof nginx",
+        "pgrep -x haproxy",
+        "/etc/keepalived/check_haproxy.sh",
+    ] {
+        let text = text.replace("pidof haproxy", proxy);
+        let imported = ok(&[("k.conf", &text)], &Options::default());
+        assert_eq!(imported.config.vrrp[0].track_dataplane, 254, "{proxy}");
+    }
 }
 
 #[test]

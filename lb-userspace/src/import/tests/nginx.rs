@@ -447,3 +447,173 @@ fn server_blocks_of_an_included_file_inherit_the_includers_rules() {
         imported.notes
     );
 }
+
+/// An include inside an upstream or server block is that block's content
+/// (nginx's include is textual): not followed, the upstream had no
+/// backends and a server's included `listen 443` became nginx's default
+/// port 80.
+#[test]
+fn includes_inside_upstream_and_server_blocks_are_followed() {
+    let main = "events {}\nhttp {\n  upstream app {\n    include /etc/nginx/app-servers.conf;\n  }\n  server {\n    include /etc/nginx/snippets/listen-tls.conf;\n    location / {\n      include proxy.conf;\n    }\n  }\n}\n";
+    let servers = "server 198.18.0.11:80 weight=2;\ninclude /etc/nginx/more/*-servers.conf;\n";
+    let more = "server 198.18.0.12:80;\n";
+    let tls = "listen 198.18.0.100:443 ssl;\nssl_certificate /etc/ssl/app.pem;\n";
+    let proxy = "proxy_set_header Host $host;\nproxy_pass http://app;\n";
+    let forced = Options {
+        format: Some(super::super::Format::Nginx),
+        ..with_nat()
+    };
+    let files = [
+        ("nginx.conf", main),
+        ("app-servers.conf", servers),
+        ("more/b-servers.conf", more),
+        ("snippets/listen-tls.conf", tls),
+        ("proxy.conf", proxy),
+    ];
+    let imported = ok(&files, &forced);
+    let vips = &imported.config.vips;
+    assert_eq!(vips.len(), 1, "{}", imported.text);
+    assert_eq!(
+        (vips[0].address, vips[0].port, vips[0].protocol),
+        (ip("198.18.0.100"), 443, Protocol::Tcp)
+    );
+    assert_eq!(
+        weights(&vips[0]),
+        [(ip("198.18.0.11"), 200), (ip("198.18.0.12"), 100)]
+    );
+    for expected in [
+        "# app-servers.conf:1 (server 198.18.0.11:80 weight=2)",
+        "# more/b-servers.conf:1 (server 198.18.0.12:80)",
+    ] {
+        assert!(
+            imported.text.contains(expected),
+            "no {expected:?} in\n{}",
+            imported.text
+        );
+    }
+    for expected in [
+        "snippets/listen-tls.conf:1: listen ... ssl",
+        "snippets/listen-tls.conf:2: WARNING: ssl_certificate /etc/ssl/app.pem: nginx's TLS",
+        "proxy_set_header Host $host (proxy.conf:1)",
+    ] {
+        assert!(
+            has_note(&imported, expected),
+            "no {expected:?} in {:#?}",
+            imported.notes
+        );
+    }
+    // The included files are not read again on their own.
+    assert!(
+        !has_note(&imported, "app-servers.conf:1: not carried over"),
+        "{:#?}",
+        imported.notes
+    );
+    // Rules in a stream server's include are its own.
+    let stream = "events {}\nstream {\n  upstream db {\n    server 198.18.0.61:3306;\n  }\n  server {\n    include guard.conf;\n    listen 198.18.0.100:3306;\n    proxy_pass db;\n  }\n}\n";
+    let imported = ok(
+        &[
+            ("nginx.conf", stream),
+            ("guard.conf", "allow 198.18.10.0/24;\ndeny all;\n"),
+        ],
+        &forced,
+    );
+    assert_eq!(
+        scoped_acl(&imported),
+        ["allow 198.18.10.0/24 198.18.0.100:3306/tcp"]
+    );
+    // A wildcard in a directory takes the files given under that
+    // directory's name only: a name given without one (the main
+    // nginx.conf, proxy.conf) is not read into the upstream.
+    let loose = main.replace("/etc/nginx/app-servers.conf", "/etc/nginx/upstreams/*.conf");
+    let imported = ok(
+        &[
+            ("site/nginx.conf", loose.as_str()),
+            ("upstreams/app-servers.conf", servers),
+            ("more/b-servers.conf", more),
+            ("snippets/listen-tls.conf", tls),
+            ("proxy.conf", proxy),
+        ],
+        &forced,
+    );
+    assert_eq!(weights(&imported.config.vips[0]).len(), 2);
+    assert!(refused(
+        &[
+            ("nginx.conf", loose.as_str()),
+            ("snippets/listen-tls.conf", tls),
+            ("proxy.conf", proxy),
+            ("other.conf", "events {}\n"),
+        ],
+        &forced
+    )
+    .ends_with("pass the included file too (as upstreams/*.conf, under its directory's name)"));
+    // What an upstream or server block includes must be given: without
+    // it the block's backends, listens or rules are unknown.
+    let without = |left: &str| -> Vec<(&str, &str)> {
+        files.iter().copied().filter(|(n, _)| *n != left).collect()
+    };
+    assert_eq!(
+        refused(&without("app-servers.conf"), &forced),
+        "nginx.conf:4: include /etc/nginx/app-servers.conf: inside upstream app (line 3), and no file given is the one it names: the block's contents are unknown, so it cannot be imported faithfully; pass the included file too"
+    );
+    assert_eq!(
+        refused(&without("more/b-servers.conf"), &forced),
+        "app-servers.conf:2: include /etc/nginx/more/*-servers.conf: inside upstream app (nginx.conf:3), and no file given is the one it names: the block's contents are unknown, so it cannot be imported faithfully; pass the included file too (as more/*-servers.conf, under its directory's name)"
+    );
+    assert!(refused(&without("snippets/listen-tls.conf"), &forced).starts_with(
+        "nginx.conf:7: include /etc/nginx/snippets/listen-tls.conf: inside server (line 6), and no file given is the one it names"
+    ));
+    // In a location (which holds no listen), it is noted as at http level.
+    let imported = ok(
+        &[
+            (
+                "nginx.conf",
+                &main.replace(
+                    "include proxy.conf;",
+                    "include proxy_params;\n      proxy_pass http://app;",
+                ),
+            ),
+            ("app-servers.conf", servers),
+            ("more/b-servers.conf", more),
+            ("snippets/listen-tls.conf", tls),
+        ],
+        &forced,
+    );
+    assert_eq!(imported.config.vips.len(), 1);
+    assert!(
+        has_note(
+            &imported,
+            "nginx.conf:9: WARNING: include proxy_params: not followed"
+        ),
+        "{:#?}",
+        imported.notes
+    );
+}
+
+/// `listen 443 quic` is HTTP/3 on UDP 443: it was read as TCP and merged
+/// into the `listen 443 ssl` VIP, so UDP 443 silently disappeared.
+#[test]
+fn a_quic_listen_is_a_udp_vip() {
+    let text = "events {}\nhttp {\n  upstream web {\n    server 198.18.0.11:443;\n    server 198.18.0.12:443;\n  }\n  server {\n    listen 198.18.0.100:443 ssl;\n    listen 198.18.0.100:443 quic reuseport;\n    location / {\n      proxy_pass https://web;\n    }\n  }\n}\n";
+    let imported = ok(&[("nginx.conf", text)], &on_eth0());
+    let vips = &imported.config.vips;
+    assert_eq!(
+        vips.iter()
+            .map(|v| (v.address, v.port, v.protocol))
+            .collect::<Vec<_>>(),
+        [
+            (ip("198.18.0.100"), 443, Protocol::Tcp),
+            (ip("198.18.0.100"), 443, Protocol::Udp)
+        ],
+        "{}",
+        imported.text
+    );
+    assert_eq!(vips[1].backends.len(), 2);
+    assert!(
+        has_note(
+            &imported,
+            "nginx.conf:9: listen ... quic: HTTP/3 over QUIC, on UDP: imported as a UDP VIP"
+        ),
+        "{:#?}",
+        imported.notes
+    );
+}
