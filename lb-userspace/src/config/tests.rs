@@ -1724,6 +1724,8 @@ fn socket_addresses_have_a_port_and_peers_a_host() {
         parse(&metrics("0.0.0.0:9641")).unwrap().metrics_listen,
         "0.0.0.0:9641".parse().ok()
     );
+    assert_eq!(parse(&metrics("off")).unwrap().metrics_listen, None);
+    assert_error(&metrics(""), "lbd.toml:2:18: metrics_listen: ", "is empty");
     assert_error(
         &metrics("0.0.0.0:0"),
         "lbd.toml:2:18: metrics_listen: ",

@@ -129,8 +129,16 @@ impl Checker<'_> {
             None => DEFAULT_METRICS_LISTEN.parse().ok(),
             Some(value) => {
                 let text = self.string(value, "metrics_listen")?;
-                if text.is_empty() || text == "off" {
+                if text == "off" {
                     None
+                } else if text.is_empty() {
+                    // A template that rendered nothing would otherwise
+                    // take /metrics, /healthz and /readyz away unseen.
+                    return Err(self.bad_value(
+                        value,
+                        "metrics_listen",
+                        "is empty: give ADDRESS:PORT, or \"off\" to serve no metrics",
+                    ));
                 } else {
                     let address = text.parse().map_err(|_| {
                         self.bad_value(

@@ -290,6 +290,12 @@ where
             .collect()
     }
 
+    /// What backend `key` is checked at now, if it is checked: what the
+    /// last [`Self::set`] gave, so a caller can tell what changed since.
+    pub(crate) fn target(&self, key: &K) -> Option<&ProbeTarget> {
+        self.tasks.get(key).map(|t| &t.target)
+    }
+
     /// The status of one backend, if it is checked.
     pub(crate) fn status(&self, key: &K) -> Option<HealthStatus> {
         lock(&self.shared).get(key).map(|e| e.status.clone())
@@ -339,7 +345,10 @@ where
     async fn run(self, initial: Health) {
         let mut machine = HealthMachine::new(self.settings, initial);
         let mut local = LocalFailures::default();
-        tokio::time::sleep(start_delay(&self.key, self.settings.interval)).await;
+        // Spread over the wait the machine asks for next, not over
+        // `interval`: an unknown backend (one added at run time takes no
+        // flows until its checks pass) is probed `fast_interval` apart.
+        tokio::time::sleep(start_delay(&self.key, machine.next_check_in())).await;
         loop {
             let result = probe(&self.target, self.settings.timeout).await;
             let now = Instant::now();
@@ -479,8 +488,10 @@ impl LocalFailures {
 }
 
 /// The delay before a task's first probe: a fixed spread of up to a
-/// quarter interval taken from the key's hash, so many backends set up at
-/// once are not probed in lockstep, and a restart spreads them the same way.
+/// quarter of `interval` (the wait the machine asks for next: short while
+/// health is unknown or in doubt) taken from the key's hash, so many
+/// backends set up at once are not probed in lockstep, and a restart
+/// spreads them the same way, yet none waits longer than its checks would.
 fn start_delay<K: Hash>(key: &K, interval: Duration) -> Duration {
     let spread = (interval / 4).as_nanos();
     if spread == 0 {
@@ -752,6 +763,38 @@ mod tests {
             );
             assert!(!checker.is_current(&queued));
         }
+    }
+
+    /// A backend that joins with a long `interval` is not kept waiting a
+    /// quarter of it for its first probe: while its health is unknown the
+    /// machine checks it `fast_interval` apart, and so does the first
+    /// probe's spread (a backend added at run time takes no flows until
+    /// its checks pass).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_unknown_backend_is_first_probed_within_fast_interval() {
+        let slow = CheckSettings {
+            interval: Duration::from_secs(60),
+            rise: 1,
+            ..settings()
+        };
+        // A key that a spread over the whole interval would hold back for
+        // seconds.
+        let key = ["b1", "b2", "b3", "b4", "b5", "b6", "b7", "b8", "b9", "b10"]
+            .into_iter()
+            .find(|k| start_delay(k, slow.interval) >= Duration::from_secs(5))
+            .expect("a key with a long spread");
+        let server = serve(Behavior::Status).await;
+        let (tx, mut rx) = mpsc::channel(16);
+        let mut checker = HealthChecker::new(tx);
+        checker.set(key, target(&server), slow, Health::Unknown);
+        let e = tokio::time::timeout(Duration::from_secs(1), rx.recv())
+            .await
+            .expect("no health event within 1 s")
+            .expect("event channel closed");
+        assert_eq!(
+            (e.key, e.transition.from, e.transition.to),
+            (key, Health::Unknown, Health::Up)
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

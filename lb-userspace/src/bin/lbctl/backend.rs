@@ -4,7 +4,9 @@
 //! backend's live flows (read from the connection table) as they fall and
 //! returns when none is left (exit 0), when the drain timeout ended the
 //! drain (exit 6: the rest cut, or for a NAT VIP left on the backend until
-//! they end), or when another change ended the drain (exit 7).
+//! they end), when another change ended the drain (exit 7), or when none
+//! is left because the backend went down (exit 9: its flows were moved to
+//! other backends, not finished; a script must not take that as drained).
 
 use std::{
     net::IpAddr,
@@ -15,7 +17,7 @@ use lb_common::Mode;
 use lb_userspace::{
     api::{
         client::{Client, ClientError},
-        schema::{BackendState, BackendStatus, StateChange},
+        schema::{BackendState, BackendStatus, HealthStatus, StateChange},
     },
     config::value,
     vip_id::VipId,
@@ -35,6 +37,9 @@ use crate::{
 pub(crate) const EXIT_DRAIN_TIMED_OUT: u8 = 6;
 /// Exit code when another change ended a drain `--wait` was watching.
 pub(crate) const EXIT_DRAIN_ENDED_ELSEWHERE: u8 = 7;
+/// Exit code when a drain `--wait` was watching ran out of flows because
+/// the backend went down: they were moved to other backends, not finished.
+pub(crate) const EXIT_DRAIN_WENT_DOWN: u8 = 9;
 
 /// Flags every change takes.
 #[derive(Debug, clap::Args)]
@@ -264,6 +269,11 @@ async fn set_state(
 enum DrainEnd {
     /// No live flow left while still draining.
     Drained,
+    /// No live flow left while still draining, but the backend was down
+    /// (failing its checks) during the drain: the data plane sent it
+    /// nothing, and its flows were moved to other backends as their next
+    /// packets came, rather than finished on it.
+    WentDown,
     /// The drain's timeout ended it: the remaining flows were cut, or
     /// (`flows_cut` false: a NAT VIP) stay on the backend until they end.
     TimedOut {
@@ -272,6 +282,14 @@ enum DrainEnd {
     },
     /// Another change ended the drain (undrained, maintenance, removed).
     EndedElsewhere,
+}
+
+/// Whether the flows of a backend of a VIP in `mode` are being moved off
+/// it: it is down and the data plane sends it nothing. Not for a VIP that
+/// fails open (its down backends stay alive and keep their flows), nor
+/// for a NAT VIP (a translation cannot move: they stay until they end).
+fn flows_moved_off(backend: &BackendStatus, mode: Mode) -> bool {
+    backend.health == HealthStatus::Down && !backend.alive && mode != Mode::Nat
 }
 
 /// What one look at the backend of a VIP in `mode` says about its drain
@@ -284,7 +302,11 @@ fn drain_end(backend: Option<&BackendStatus>, mode: Mode) -> Option<DrainEnd> {
         // A NAT backend's count is the NAT table's last sweep: one that
         // began before the drain is no answer.
         BackendState::Draining if backend.flows.live == 0 && !backend.flows_counting => {
-            Some(DrainEnd::Drained)
+            if flows_moved_off(backend, mode) {
+                Some(DrainEnd::WentDown)
+            } else {
+                Some(DrainEnd::Drained)
+            }
         }
         BackendState::Draining => None,
         _ if backend.drain_timed_out => Some(DrainEnd::TimedOut {
@@ -294,11 +316,36 @@ fn drain_end(backend: Option<&BackendStatus>, mode: Mode) -> Option<DrainEnd> {
     }
 }
 
+/// What `drain --wait` has seen of a drain across its looks: a backend
+/// that went down at one look and came back up before its count reached
+/// 0 had flows moved off it all the same (a moved flow stays where it
+/// went), so that drain did not finish cleanly either.
+#[derive(Debug, Default)]
+struct DrainWatch {
+    /// Some look saw the backend draining with its flows moved off it.
+    went_down: bool,
+}
+
+impl DrainWatch {
+    /// One look at the backend of a VIP in `mode`: how the drain ended
+    /// ([`drain_end`], with `Drained` made `WentDown` if an earlier look
+    /// saw it down), None while it goes on.
+    fn look(&mut self, backend: Option<&BackendStatus>, mode: Mode) -> Option<DrainEnd> {
+        self.went_down |=
+            backend.is_some_and(|b| b.state == BackendState::Draining && flows_moved_off(b, mode));
+        match drain_end(backend, mode) {
+            Some(DrainEnd::Drained) if self.went_down => Some(DrainEnd::WentDown),
+            end => end,
+        }
+    }
+}
+
 /// Polls the backend until none of its flows is live while it drains
-/// (exit 0), the drain's timeout ended it (exit 6: the rest cut, or for a
-/// NAT VIP left on the backend until they end), or another change ended
-/// the drain (exit 7). State and flows come from one answer, so the
-/// outcome is never read off two different moments.
+/// (exit 0; exit 9 if it went down meanwhile: its flows were moved to
+/// other backends, not finished), the drain's timeout ended it (exit 6:
+/// the rest cut, or for a NAT VIP left on the backend until they end), or
+/// another change ended the drain (exit 7). State and flows come from one
+/// answer, so the outcome is never read off two different moments.
 async fn wait_for_drain(
     client: &Client,
     vip: VipId,
@@ -307,6 +354,7 @@ async fn wait_for_drain(
 ) -> Result<(), Failure> {
     let started = Instant::now();
     let mut last: Option<(u64, bool)> = None;
+    let mut watch = DrainWatch::default();
     loop {
         let status = match client.vip(vip).await {
             Ok(status) => Some(status),
@@ -344,7 +392,7 @@ async fn wait_for_drain(
             last = Some((live, counting));
         }
         let mode = status.as_ref().map_or(Mode::DsrL2, |s| s.mode);
-        let end = drain_end(current, mode);
+        let end = watch.look(current, mode);
         if let (Some(end), true) = (end, as_json) {
             outln!(
                 "{}",
@@ -358,6 +406,9 @@ async fn wait_for_drain(
                     outln!("{backend} is drained: no live flow left");
                 }
                 return Ok(());
+            }
+            Some(DrainEnd::WentDown) => {
+                return Err(Failure::new(EXIT_DRAIN_WENT_DOWN, went_down_text(backend)))
             }
             Some(end @ DrainEnd::TimedOut { .. }) => {
                 return Err(Failure::new(
@@ -399,11 +450,13 @@ fn progress_line(
 
 /// The last line of `drain --wait --json` (one JSON object): how the drain
 /// ended, as the exit code says it (`drained` 0, `timed_out` 6,
-/// `ended_elsewhere` 7), so a script reading stdout alone has it. `live`:
-/// the last count; `state`: the backend's now (None: removed).
+/// `ended_elsewhere` 7, `went_down` 9), so a script reading stdout alone
+/// has it. `live`: the last count; `state`: the backend's now (None:
+/// removed).
 fn outcome_line(backend: IpAddr, end: DrainEnd, live: u64, state: Option<BackendState>) -> String {
     let line = match end {
         DrainEnd::Drained => json!({"outcome": "drained", "backend": backend}),
+        DrainEnd::WentDown => json!({"outcome": "went_down", "backend": backend}),
         DrainEnd::TimedOut { flows_cut } => json!({
             "outcome": "timed_out",
             "backend": backend,
@@ -417,6 +470,14 @@ fn outcome_line(backend: IpAddr, end: DrainEnd, live: u64, state: Option<Backend
         }),
     };
     output::json_line(&line)
+}
+
+/// What `drain --wait` says when no live flow is left because the backend
+/// was down during the drain: not drained, whatever the count says.
+fn went_down_text(backend: IpAddr) -> String {
+    format!(
+        "{backend}: no live flow left, but not drained: it went down (failed its health checks) during the drain, and its remaining flows were moved to other backends rather than finished on it"
+    )
 }
 
 /// What `drain --wait` says when the drain's timeout ended it with
@@ -524,6 +585,76 @@ mod tests {
         assert_eq!(drain_end(None, dsr), Some(DrainEnd::EndedElsewhere));
     }
 
+    /// A draining backend that fails its checks is taken out (not alive):
+    /// its tracked flows are moved to other backends as their packets
+    /// come, so its count falls to 0 without its flows having finished.
+    /// That is not "drained".
+    #[test]
+    fn a_drain_emptied_by_the_backend_going_down_is_not_drained() {
+        let mut down = backend(BackendState::Draining, 0, false);
+        down.health = HealthStatus::Down;
+        down.alive = false;
+        assert_eq!(
+            drain_end(Some(&down), Mode::DsrL2),
+            Some(DrainEnd::WentDown)
+        );
+        let text = went_down_text(down.address);
+        assert!(text.contains("not drained"), "{text}");
+        assert!(text.contains("went down"), "{text}");
+        assert!(text.contains("moved to other backends"), "{text}");
+        // A NAT VIP's connections stay on a down backend until they end,
+        // and a VIP that fails open keeps its down backends alive: their
+        // flows finished there.
+        assert_eq!(drain_end(Some(&down), Mode::Nat), Some(DrainEnd::Drained));
+        down.alive = true;
+        assert_eq!(drain_end(Some(&down), Mode::DsrL2), Some(DrainEnd::Drained));
+    }
+
+    /// A backend down for the whole drain: waited for while flows are
+    /// pinned to it, then not "drained" when none is left.
+    #[test]
+    fn a_backend_down_for_the_whole_drain_is_not_drained() {
+        let mut down = backend(BackendState::Draining, 2, false);
+        down.health = HealthStatus::Down;
+        down.alive = false;
+        assert_eq!(drain_end(Some(&down), Mode::Ipip), None);
+        down.flows.live = 0;
+        assert_eq!(drain_end(Some(&down), Mode::Ipip), Some(DrainEnd::WentDown));
+        // The same looks through `--wait`'s watch.
+        let mut watch = DrainWatch::default();
+        down.flows.live = 2;
+        assert_eq!(watch.look(Some(&down), Mode::Ipip), None);
+        down.flows.live = 0;
+        assert_eq!(
+            watch.look(Some(&down), Mode::Ipip),
+            Some(DrainEnd::WentDown)
+        );
+    }
+
+    /// A backend that went down during the drain and came back up before
+    /// its count reached 0 had flows moved off it all the same.
+    #[test]
+    fn a_backend_that_went_down_and_up_during_the_drain_is_not_drained() {
+        let mut b = backend(BackendState::Draining, 5, false);
+        let mut watch = DrainWatch::default();
+        assert_eq!(watch.look(Some(&b), Mode::Gue), None);
+        (b.health, b.alive, b.flows.live) = (HealthStatus::Down, false, 2);
+        assert_eq!(watch.look(Some(&b), Mode::Gue), None);
+        (b.health, b.alive, b.flows.live) = (HealthStatus::Up, true, 0);
+        assert_eq!(watch.look(Some(&b), Mode::Gue), Some(DrainEnd::WentDown));
+        // Without a look at it down, the same end is a clean drain.
+        assert_eq!(
+            DrainWatch::default().look(Some(&b), Mode::Gue),
+            Some(DrainEnd::Drained)
+        );
+        // Another change ends it: that is what is said.
+        b.state = BackendState::Enabled;
+        assert_eq!(
+            watch.look(Some(&b), Mode::Gue),
+            Some(DrainEnd::EndedElsewhere)
+        );
+    }
+
     /// `drain --wait --json` writes NDJSON: every line of its stdout (the
     /// change, the progress, the outcome) is one JSON object, the last the
     /// outcome, by the names of the exit codes.
@@ -553,6 +684,11 @@ mod tests {
         };
         let ends = [
             (DrainEnd::Drained, "drained", None),
+            (
+                DrainEnd::WentDown,
+                "went_down",
+                Some(BackendState::Draining),
+            ),
             (
                 DrainEnd::TimedOut { flows_cut: false },
                 "timed_out",

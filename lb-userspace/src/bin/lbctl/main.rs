@@ -77,6 +77,9 @@ Exit status:
   8  lbd did not answer a change within --api-timeout; lbd finishes
      a change whose caller has gone, so it may be applied: look at
      `lbctl status` before trying again
+  9  a drain that --wait watched ran out of live flows because its
+     backend went down (failed its health checks): its flows were
+     moved to other backends, not finished on it
   When its output is closed early (`lbctl vip list | head -1`),
   lbctl ends quietly by SIGPIPE (status 141 in a shell, as `cat`
   does).";
@@ -284,6 +287,7 @@ mod tests {
             backend::EXIT_DRAIN_ENDED_ELSEWHERE,
             node::EXIT_MADE_ACTIVE,
             ClientError::EXIT_CHANGE_UNANSWERED,
+            backend::EXIT_DRAIN_WENT_DOWN,
         ];
         let listed = listed();
         for code in used {
@@ -292,7 +296,7 @@ mod tests {
                 "exit code {code} is not in {EXIT_STATUS}"
             );
         }
-        assert_eq!(listed, (0..=8).collect::<Vec<u8>>(), "{EXIT_STATUS}");
+        assert_eq!(listed, (0..=9).collect::<Vec<u8>>(), "{EXIT_STATUS}");
         for code in &listed {
             assert!(used.contains(code), "{code} is listed but not used");
         }

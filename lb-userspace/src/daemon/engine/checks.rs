@@ -12,7 +12,7 @@ use tracing::{info, warn};
 use super::{BackendKey, Engine};
 use crate::{
     config::{CheckType, HealthConfig},
-    health::{CheckKind, CheckSettings, Health, HealthEvent, ProbeTarget},
+    health::{CheckKind, CheckSettings, Health, HealthEvent, ProbeTarget, TunnelPath},
     model::Model,
     reconcile::VipId,
 };
@@ -31,6 +31,10 @@ impl Engine {
                     let Some(path) = self.tunnel_path(id, *address) else {
                         continue; // not in the maps: nothing to check through
                     };
+                    let before = self.checker.target(&(*id, *address));
+                    if warn_no_own_address(id.address, &path, before) {
+                        warn!(vip = %id, backend = %address, "no address of the VIP's family on the interface to check the 4in6 backend through its tunnel from: its checks fail");
+                    }
                     Some((id.address, path))
                 } else {
                     None
@@ -60,11 +64,7 @@ impl Engine {
         let source = if address.is_ipv4() == id.address.is_ipv4() {
             None
         } else {
-            let own = self.tunnel.own.of_family(id.address.is_ipv6());
-            if own.is_none() {
-                warn!(vip = %id, backend = %address, "no address of the VIP's family on the interface to check the 4in6 backend through its tunnel from: its checks fail");
-            }
-            own
+            self.tunnel.own.of_family(id.address.is_ipv6())
         };
         Some(crate::health::TunnelPath {
             mark: lb_common::tunnel::HC_MARK_BASE | backend.id,
@@ -152,6 +152,18 @@ impl Engine {
             warn!(%error, "ending expired drains failed");
         }
     }
+}
+
+/// Whether to warn that the check of a 4in6 backend through its tunnel
+/// `path`, for VIP address `vip`, has no address of the VIP's family to
+/// come from (its checks fail). Once while that holds: `sync_checks` runs
+/// on every commit, each health event included, so a flapping backend
+/// would repeat it. `before`, the target its check has had until now,
+/// lacked that address too if it was warned of already (the backend's
+/// family, and so the need, does not change for the same key).
+fn warn_no_own_address(vip: IpAddr, path: &TunnelPath, before: Option<&ProbeTarget>) -> bool {
+    let lacks = |p: &TunnelPath| p.source.is_none() && p.backend.is_ipv4() != vip.is_ipv4();
+    lacks(path) && !before.and_then(|t| t.through.as_ref()).is_some_and(lacks)
 }
 
 /// Backend `key` with the health its check has settled on; nothing if it
@@ -459,6 +471,49 @@ mod tests {
             health_event_applied(&put_right.next, key, Health::Up).expect("a backend");
         assert_eq!(put_right.all_down, [(key.0, AllDownChange::Recovered)]);
         assert!(from_event.is_empty());
+    }
+
+    /// The 4in6 "no own address" warning is told once while it holds
+    /// (`sync_checks` runs on every commit, each health event included),
+    /// and again when it comes back after the address appeared.
+    #[test]
+    fn no_own_address_for_a_4in6_check_is_warned_once_while_it_holds() {
+        let vip: IpAddr = "2001:db8::100".parse().unwrap();
+        let backend: IpAddr = "198.19.2.11".parse().unwrap();
+        let path = |source: Option<IpAddr>| TunnelPath {
+            mark: 7,
+            backend,
+            source,
+        };
+        let target = |path: TunnelPath| ProbeTarget {
+            address: SocketAddr::new(vip, 80),
+            kind: CheckKind::Tcp,
+            through: Some(path),
+        };
+        let lacking = path(None);
+        let own = path(Some("198.18.0.1".parse().unwrap()));
+        // First seen, then the next commits: one warning.
+        assert!(warn_no_own_address(vip, &lacking, None));
+        let checked = target(lacking);
+        assert!(!warn_no_own_address(vip, &lacking, Some(&checked)));
+        assert!(!warn_no_own_address(vip, &lacking, Some(&checked)));
+        // The address appears: nothing to warn of; it goes again: warned.
+        assert!(!warn_no_own_address(vip, &own, Some(&checked)));
+        let checked = target(own);
+        assert!(warn_no_own_address(vip, &lacking, Some(&checked)));
+        // A check that did not go through the tunnel before: warned.
+        let direct = ProbeTarget {
+            through: None,
+            address: SocketAddr::new(backend, 80),
+            kind: CheckKind::Tcp,
+        };
+        assert!(warn_no_own_address(vip, &lacking, Some(&direct)));
+        // Same family: the kernel picks the source; nothing to warn of.
+        let v6 = TunnelPath {
+            backend: "2001:db8::11".parse().unwrap(),
+            ..lacking
+        };
+        assert!(!warn_no_own_address(vip, &v6, None));
     }
 
     #[test]
