@@ -16,6 +16,7 @@ use lb_tests::{
 use lb_userspace::{
     api::schema::NodeStatus,
     bgp::{Opened, StartupStatus},
+    daemon::EXIT_STOPPED_FOR_RESTART,
 };
 
 /// Slow enough that a loaded CI machine does not fail a healthy backend.
@@ -138,9 +139,17 @@ fn announcements_follow_health_drain_and_stops() {
         FOLLOW,
         || announced(&bird),
     );
+    // Its exit status makes systemd start the next lbd, whoever sent it.
     lab.signal("lbd3", libc::SIGUSR1).expect("SIGUSR1");
-    lab.wait_exit("lbd3", Duration::from_secs(10))
+    let status = lab
+        .wait_exit("lbd3", Duration::from_secs(10))
         .expect("lbd3 exits");
+    assert_eq!(
+        status.code(),
+        Some(i32::from(EXIT_STOPPED_FOR_RESTART)),
+        "{}",
+        lab.log("lbd3")
+    );
     lab.lbd_offline_ok(&lb, "lbd3", "--release-vips");
     assert!(
         announced(&bird),
@@ -314,6 +323,56 @@ fn a_fresh_node_announces_nothing_before_its_first_checks() {
     wait_until("announced once b1 is up", FOLLOW, || announced(&bird));
 }
 
+/// A bird.conf without the `include` of lbd's routes file: BIRD takes
+/// every reconfigure (0003) and announces nothing of lbd's. The node is
+/// not in sync, `lbctl node status` says bird.conf must include the file,
+/// and a drain does not pass for done (it withdraws nothing). Once the
+/// include is there, lbd's next try reconfigures BIRD, which announces.
+#[test]
+fn a_bird_conf_without_the_include_is_not_in_sync() {
+    let mut lab = Lab::start(1).expect("lab");
+    lab.wait_for_backends().expect("backends");
+    let lb = lab.lb.clone();
+    let without = "router id 198.18.0.2;\nprotocol device {}\n";
+    let bird = Bird::start(&mut lab, &lb, "bird-lb", without).expect("bird");
+    let config = lbd_config(&lab, &bird, &["b1"]);
+    lab.start_lbd(&config).expect("lbd");
+    let file = routes_file(&lab).display().to_string();
+    wait_until("BIRD's reconfigure checked", FOLLOW, || {
+        let bgp = node(&lab).bgp.unwrap();
+        bgp.startup != StartupStatus::Waiting && bgp.failures > 0
+    });
+    let bgp = node(&lab).bgp.unwrap();
+    assert!(!bgp.in_sync, "BIRD announces nothing of lbd's: {bgp:?}");
+    assert_eq!(bgp.announced.len(), 1, "{bgp:?}");
+    let error = bgp.last_error.clone().unwrap_or_default();
+    assert!(
+        error.contains(&format!("include \"{file}\";")) && error.contains("bird.conf"),
+        "{error}"
+    );
+    assert!(!announced(&bird));
+    let text = lbctl_ok(&lab, &["node", "status"]);
+    assert!(
+        text.contains("BIRD NOT in sync") && text.contains(&file),
+        "{text}"
+    );
+    let (code, _, stderr) = lbctl_outcome(
+        &lab,
+        &["node", "drain", "--wait", "--quiet", "1", "--timeout", "3"],
+    );
+    assert_eq!(code, 6, "the drain withdrew nothing: {stderr}");
+    assert!(stderr.contains("must include"), "{stderr}");
+    lbctl_ok(&lab, &["node", "undrain"]);
+
+    // bird.conf mended (BIRD not told): lbd's retry reconfigures it.
+    std::fs::write(&bird.config, bird_config(&lab)).expect("mend bird.conf");
+    wait_until("in sync once the file is included", FOLLOW * 3, || {
+        node(&lab).bgp.unwrap().in_sync
+    });
+    assert!(announced(&bird), "{:?}", bird.routes_of(PROTOCOL));
+    assert_eq!(node(&lab).bgp.unwrap().last_error, None);
+}
+
 /// A BIRD that accepts and never answers (hung) holds neither lbd's loop
 /// (the API answers at once) nor the unit's stop path and a cleanup: the
 /// VRRP addresses leave the interface, and the exit status says that BIRD
@@ -452,8 +511,11 @@ fn an_unpinned_restart_withdraws_and_a_reload_cannot_add_an_announced_nat_vip() 
     lab.write_lbd_config(&config).expect("config back");
 
     lab.signal("lbd", libc::SIGUSR1).expect("SIGUSR1");
-    lab.wait_exit("lbd", Duration::from_secs(10))
+    let status = lab
+        .wait_exit("lbd", Duration::from_secs(10))
         .expect("lbd exits");
+    // Nothing was left for a next lbd: a plain stop.
+    assert!(status.success(), "{status:?}: {}", lab.log("lbd"));
     assert!(!announced(&bird), "the program is gone: so are the routes");
     assert!(
         lab.log("lbd")
@@ -755,7 +817,12 @@ fn an_admin_socket_edited_across_a_restart_keeps_the_announcement() {
     std::fs::write(&path, &moved).expect("admin_socket edited");
     lab.signal("lbd", libc::SIGUSR1).expect("SIGUSR1");
     let status = lab.wait_exit("lbd", Duration::from_secs(10)).expect("exit");
-    assert!(status.success(), "{}", lab.log("lbd"));
+    assert_eq!(
+        status.code(),
+        Some(i32::from(EXIT_STOPPED_FOR_RESTART)),
+        "{}",
+        lab.log("lbd")
+    );
     let out = release_vips_as_the_unit(&lab, "lbd");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");

@@ -9,7 +9,10 @@
 //! [`Announcer::take_outcomes`]. While the set stays the one BIRD
 //! accepted, BIRD is asked how it is every [`PROBE_INTERVAL`]: a BIRD
 //! that crashed or hangs no longer announces it, and the node must not
-//! go on saying it is in sync.
+//! go on saying it is in sync. After each reconfigure and each such check
+//! BIRD is also asked for the routes file's protocols: a BIRD whose
+//! config does not include the file takes every reconfigure and
+//! announces none of it, and is not in sync either.
 
 use std::{
     collections::BTreeSet,
@@ -248,15 +251,21 @@ impl Announcer {
     fn start(&mut self, exchange: Exchange, set: BTreeSet<IpAddr>) {
         self.in_flight = Some(exchange);
         let socket = self.config.bird_socket.clone();
+        let routes = self.config.routes_file.clone();
+        let protocols = routes_file::protocols(&self.config.protocol);
         let outcomes = self.outcomes_tx.clone();
         tokio::spawn(async move {
-            let result = match exchange {
-                Exchange::Configure => bird::configure(&socket).await,
-                Exchange::Probe => bird::probe(&socket)
+            let missing = match exchange {
+                Exchange::Configure => bird::configure_checked(&socket, &protocols).await,
+                Exchange::Probe => bird::probe(&socket, &protocols)
                     .await
                     .context("checking on BIRD, which had accepted the set announced now"),
             };
-            let result = result.map(|_| ()).map_err(|error| format!("{error:#}"));
+            let result = match missing {
+                Ok(missing) if missing.is_empty() => Ok(()),
+                Ok(missing) => Err(not_included(&routes, &missing)),
+                Err(error) => Err(format!("{error:#}")),
+            };
             // The loop is gone only when lbd stops.
             let _ = outcomes
                 .send(Outcome {
@@ -357,6 +366,18 @@ impl Announcer {
             info!(%address, "BGP: withdrawing (no longer a VIP address announced here)");
         }
     }
+}
+
+/// The error of a BIRD that took the exchange but runs none of the
+/// `missing` protocols the routes file at `routes` defines: its config
+/// does not include the file, so it announces nothing of lbd's (or only
+/// what the operator's own protocols say, which no drain withdraws).
+fn not_included(routes: &std::path::Path, missing: &[String]) -> String {
+    let file = routes.display();
+    format!(
+        "BIRD runs no protocol {} (`show protocols` matches none): its config does not include lbd's routes file {file}, so it announces none of lbd's routes; bird.conf must include it (`include \"{file}\";` at the top level), and lbd tries again",
+        missing.join(", ")
+    )
 }
 
 fn announced(plan: &Plan) -> BTreeSet<IpAddr> {
@@ -507,12 +528,13 @@ mod tests {
         assert!(outcome.result.is_err(), "sent to BIRD (still gone)");
     }
 
-    /// A BIRD on `socket` that answers one command with `reply`, then goes
-    /// away (its socket removed); the task returns the command.
-    fn bird_answering(
+    /// A BIRD on `socket` that takes one connection and answers each
+    /// command on it with `answer(command)`; once lbd closes it, BIRD
+    /// goes away (its socket removed). The task returns the commands.
+    fn fake_bird(
         socket: &std::path::Path,
-        reply: &'static str,
-    ) -> tokio::task::JoinHandle<String> {
+        answer: impl Fn(&str) -> String + Send + 'static,
+    ) -> tokio::task::JoinHandle<Vec<String>> {
         use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
         let listener = tokio::net::UnixListener::bind(socket).unwrap();
         let path = socket.to_owned();
@@ -521,12 +543,131 @@ mod tests {
             let (read, mut write) = stream.into_split();
             write.write_all(b"0001 BIRD 2.0.12 ready.\n").await.unwrap();
             let mut lines = tokio::io::BufReader::new(read).lines();
-            let command = lines.next_line().await.unwrap().unwrap_or_default();
-            write.write_all(reply.as_bytes()).await.unwrap();
+            let mut commands = Vec::new();
+            while let Ok(Some(command)) = lines.next_line().await {
+                // lbd may close as soon as it read what it needs.
+                let _ = write.write_all(answer(&command).as_bytes()).await;
+                commands.push(command);
+            }
             drop(listener);
             let _ = std::fs::remove_file(path);
-            command
+            commands
         })
+    }
+
+    /// BIRD's answer to `show protocols "<name>"` when it runs `name`.
+    fn protocol_listed(command: &str) -> Option<String> {
+        let name = command
+            .strip_prefix("show protocols \"")?
+            .strip_suffix('"')?;
+        Some(format!(
+            "2002-Name       Proto      Table      State  Since         Info\n\
+             1002-{name}  Static     master4    up     07:35:47.183  \n0000 \n"
+        ))
+    }
+
+    /// A BIRD on `socket` whose config includes the routes file: it
+    /// answers lbd's first command with `reply` and lists the protocols
+    /// it is asked for, then goes away (see [`fake_bird`]).
+    fn bird_answering(
+        socket: &std::path::Path,
+        reply: &'static str,
+    ) -> tokio::task::JoinHandle<Vec<String>> {
+        fake_bird(socket, move |command| {
+            protocol_listed(command).unwrap_or_else(|| reply.to_owned())
+        })
+    }
+
+    /// What lbd asks after `first`: whether BIRD runs both protocols of
+    /// the routes file.
+    fn then_protocols(first: &str) -> Vec<String> {
+        vec![
+            first.to_owned(),
+            "show protocols \"lbd_vips4\"".to_owned(),
+            "show protocols \"lbd_vips6\"".to_owned(),
+        ]
+    }
+
+    /// A BIRD whose config does not include the routes file takes every
+    /// reconfigure (`0003 Reconfigured`) and announces nothing of lbd's:
+    /// asked after the reconfigure, it runs no protocol of the file, so
+    /// the node is not in sync, and the error says bird.conf must
+    /// include the file.
+    #[tokio::test]
+    async fn a_bird_that_does_not_include_the_routes_file_is_not_in_sync() {
+        let scratch = Scratch::new("noinclude");
+        let config = scratch.config();
+        let t0 = Instant::now();
+        let mut announcer = Announcer::new(config.clone(), false, false, t0);
+        let mut outcomes = announcer.take_outcomes().unwrap();
+        let bird = fake_bird(&config.bird_socket, |command| {
+            if command.starts_with("show protocols") {
+                "8003 No protocols match\n".to_owned()
+            } else {
+                "0002-Reading configuration from /etc/bird/bird.conf\n0003 Reconfigured\n"
+                    .to_owned()
+            }
+        });
+        announcer.apply(plan(true), t0);
+        let outcome = outcomes.recv().await.unwrap();
+        announcer.on_outcome(outcome, t0);
+        assert_eq!(bird.await.unwrap()[0], "configure");
+        let status = announcer.status();
+        assert!(
+            !status.in_sync,
+            "BIRD announces nothing of lbd's: {status:?}"
+        );
+        assert_eq!(status.applies, 0, "{status:?}");
+        assert_eq!(status.failures, 1, "{status:?}");
+        let error = status.last_error.unwrap_or_default();
+        let file = config.routes_file.display().to_string();
+        assert!(
+            error.contains(&format!("include \"{file}\";"))
+                && error.contains("lbd_vips4")
+                && error.contains("bird.conf"),
+            "{error}"
+        );
+    }
+
+    /// BIRD included the file when it took the set, then its config lost
+    /// the `include` and it was reconfigured by hand: the status check
+    /// finds lbd's protocols gone, and the node is no longer in sync.
+    #[tokio::test]
+    async fn a_status_check_finds_the_routes_file_no_longer_included() {
+        let scratch = Scratch::new("uninclude");
+        let config = scratch.config();
+        let t0 = Instant::now();
+        let mut announcer = Announcer::new(config.clone(), false, false, t0);
+        let mut outcomes = announcer.take_outcomes().unwrap();
+        let bird = bird_answering(&config.bird_socket, "0003 Reconfigured\n");
+        announcer.apply(plan(true), t0);
+        let outcome = outcomes.recv().await.unwrap();
+        announcer.on_outcome(outcome, t0);
+        assert_eq!(bird.await.unwrap(), then_protocols("configure"));
+        assert!(announcer.status().in_sync);
+
+        let bird = fake_bird(&config.bird_socket, |command| {
+            if command.starts_with("show protocols") {
+                "8003 No protocols match\n".to_owned()
+            } else {
+                "1000-BIRD 2.0.12\n0013 Daemon is up and running\n".to_owned()
+            }
+        });
+        let t1 = t0 + PROBE_INTERVAL;
+        announcer.apply(plan(true), t1);
+        assert_eq!(announcer.in_flight, Some(Exchange::Probe));
+        let outcome = outcomes.recv().await.unwrap();
+        announcer.on_outcome(outcome, t1);
+        assert_eq!(bird.await.unwrap()[0], "show status");
+        let status = announcer.status();
+        assert!(!status.in_sync, "{status:?}");
+        assert!(
+            status
+                .last_error
+                .as_deref()
+                .is_some_and(|e| e.contains(&config.routes_file.display().to_string())),
+            "{status:?}"
+        );
     }
 
     /// BIRD accepted the set, then crashed: nothing changes in lbd, so no
@@ -545,7 +686,7 @@ mod tests {
         announcer.apply(plan(true), t0);
         let outcome = outcomes.recv().await.unwrap();
         announcer.on_outcome(outcome, t0);
-        assert_eq!(bird.await.unwrap(), "configure");
+        assert_eq!(bird.await.unwrap(), then_protocols("configure"));
         assert!(announcer.status().in_sync);
 
         // BIRD is up: the status check asks it, and the node stays in
@@ -562,7 +703,7 @@ mod tests {
         assert!(announcer.status().in_sync, "a check sends no other set");
         let outcome = outcomes.recv().await.unwrap();
         announcer.on_outcome(outcome, t1);
-        assert_eq!(bird.await.unwrap(), "show status");
+        assert_eq!(bird.await.unwrap(), then_protocols("show status"));
         assert!(announcer.status().in_sync);
         assert_eq!(announcer.status().applies, 1, "nothing reconfigured");
 
@@ -593,7 +734,7 @@ mod tests {
         assert!(routes(&config).contains(&format!("route {A}/32")));
         let outcome = outcomes.recv().await.unwrap();
         announcer.on_outcome(outcome, t2 + RETRY_MIN);
-        assert_eq!(bird.await.unwrap(), "configure");
+        assert_eq!(bird.await.unwrap(), then_protocols("configure"));
         let status = announcer.status();
         assert!(status.in_sync, "{status:?}");
         assert_eq!(status.applies, 2);

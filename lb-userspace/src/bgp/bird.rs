@@ -17,7 +17,10 @@ use std::{
 use anyhow::{bail, Context as _};
 use tokio::{
     io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
-    net::UnixStream,
+    net::{
+        unix::{OwnedReadHalf, OwnedWriteHalf},
+        UnixStream,
+    },
 };
 
 /// How long one exchange with BIRD may take.
@@ -26,6 +29,8 @@ const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_REPLY_BYTES: usize = 4096;
 /// "Reconfiguration ignored, shutting down": BIRD did not apply it.
 const CODE_SHUTTING_DOWN: u16 = 6;
+/// `show protocols "<name>"` found no protocol of that name.
+const CODE_NO_PROTOCOLS_MATCH: u16 = 8003;
 
 /// One reply: its final code and its text (every line, codes stripped).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,7 +89,55 @@ pub(crate) fn is_not_running(error: &anyhow::Error) -> bool {
 /// BIRD's own message when it refuses (a parse error names file and line),
 /// and with [`NotRunning`] when nothing listens on `socket`.
 pub(crate) async fn configure(socket: &Path) -> anyhow::Result<Reply> {
-    let reply = timed(socket, "configure").await?;
+    timed(socket, "configure", async {
+        let mut session = Session::open(socket).await?;
+        reconfigure(&mut session).await
+    })
+    .await
+}
+
+/// As [`configure`], then, on the same connection, which of `protocols`
+/// BIRD runs none of (see [`missing_protocols`]): a BIRD whose config
+/// does not include lbd's routes file takes every reconfigure and
+/// announces nothing of it.
+pub(crate) async fn configure_checked(
+    socket: &Path,
+    protocols: &[String],
+) -> anyhow::Result<Vec<String>> {
+    timed(socket, "configure", async {
+        let mut session = Session::open(socket).await?;
+        reconfigure(&mut session).await?;
+        missing_protocols(&mut session, protocols).await
+    })
+    .await
+}
+
+/// Asks the BIRD behind `socket` how it is (`show status`, which changes
+/// nothing), then which of `protocols` it runs none of (see
+/// [`missing_protocols`]): succeeds while BIRD runs and answers, whatever
+/// its config file says now. Announcements BIRD accepted are checked on
+/// this way (see `Announcer::apply`): a BIRD that crashed or hangs since,
+/// or whose config no longer includes lbd's routes file, no longer
+/// announces them.
+pub(crate) async fn probe(socket: &Path, protocols: &[String]) -> anyhow::Result<Vec<String>> {
+    timed(socket, "show status", async {
+        let mut session = Session::open(socket).await?;
+        let reply = session.ask("show status").await?;
+        if !reply.is_success() {
+            bail!(
+                "BIRD answered `show status` with an error ({}): {}",
+                reply.code,
+                reply.text
+            );
+        }
+        missing_protocols(&mut session, protocols).await
+    })
+    .await
+}
+
+/// Sends `configure` on `session`; fails unless BIRD applied it.
+async fn reconfigure(session: &mut Session) -> anyhow::Result<Reply> {
+    let reply = session.ask("configure").await?;
     if !reply.is_success() {
         bail!(
             "BIRD refused to reconfigure ({}): {}",
@@ -95,26 +148,37 @@ pub(crate) async fn configure(socket: &Path) -> anyhow::Result<Reply> {
     Ok(reply)
 }
 
-/// Asks the BIRD behind `socket` how it is (`show status`, which changes
-/// nothing): succeeds while BIRD runs and answers, whatever its config
-/// file says now. Announcements BIRD accepted are checked on this way
-/// (see `Announcer::apply`): a BIRD that crashed or hangs since no
-/// longer announces them.
-pub(crate) async fn probe(socket: &Path) -> anyhow::Result<Reply> {
-    let reply = timed(socket, "show status").await?;
-    if !reply.is_success() {
-        bail!(
-            "BIRD answered `show status` with an error ({}): {}",
-            reply.code,
-            reply.text
-        );
+/// The names among `protocols` that BIRD has no protocol of: it answers
+/// `show protocols "<name>"` with [`CODE_NO_PROTOCOLS_MATCH`]. Any other
+/// error is an error.
+async fn missing_protocols(
+    session: &mut Session,
+    protocols: &[String],
+) -> anyhow::Result<Vec<String>> {
+    let mut missing = Vec::new();
+    for name in protocols {
+        let command = format!("show protocols \"{name}\"");
+        let reply = session.ask(&command).await?;
+        if reply.code == CODE_NO_PROTOCOLS_MATCH {
+            missing.push(name.clone());
+        } else if !reply.is_success() {
+            bail!(
+                "BIRD answered `{command}` with an error ({}): {}",
+                reply.code,
+                reply.text
+            );
+        }
     }
-    Ok(reply)
+    Ok(missing)
 }
 
-/// One exchange, bounded by [`EXCHANGE_TIMEOUT`].
-async fn timed(socket: &Path, command: &str) -> anyhow::Result<Reply> {
-    tokio::time::timeout(EXCHANGE_TIMEOUT, exchange(socket, command))
+/// `work` (one connection's exchanges), bounded by [`EXCHANGE_TIMEOUT`].
+async fn timed<T>(
+    socket: &Path,
+    command: &str,
+    work: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    tokio::time::timeout(EXCHANGE_TIMEOUT, work)
         .await
         .with_context(|| {
             format!(
@@ -124,40 +188,54 @@ async fn timed(socket: &Path, command: &str) -> anyhow::Result<Reply> {
         })?
 }
 
-/// Sends one command and reads its reply.
-async fn exchange(socket: &Path, command: &str) -> anyhow::Result<Reply> {
-    let stream = UnixStream::connect(socket).await.map_err(|error| {
-        use std::io::ErrorKind::{ConnectionRefused, NotFound};
-        if matches!(error.kind(), NotFound | ConnectionRefused) {
-            return anyhow::Error::new(NotRunning {
-                socket: socket.to_owned(),
-                error,
-            });
+/// One connection to BIRD's control socket, greeted; commands are asked
+/// one after another.
+struct Session {
+    lines: tokio::io::Lines<BufReader<OwnedReadHalf>>,
+    write: OwnedWriteHalf,
+}
+
+impl Session {
+    /// Connects and reads BIRD's greeting.
+    async fn open(socket: &Path) -> anyhow::Result<Self> {
+        let stream = UnixStream::connect(socket).await.map_err(|error| {
+            use std::io::ErrorKind::{ConnectionRefused, NotFound};
+            if matches!(error.kind(), NotFound | ConnectionRefused) {
+                return anyhow::Error::new(NotRunning {
+                    socket: socket.to_owned(),
+                    error,
+                });
+            }
+            anyhow::Error::new(error).context(format!(
+                "connecting to BIRD's control socket {}",
+                socket.display()
+            ))
+        })?;
+        let (read, write) = stream.into_split();
+        let mut lines = BufReader::new(read).lines();
+        let greeting = read_reply(&mut lines)
+            .await
+            .context("reading BIRD's greeting")?;
+        if greeting.code != 1 {
+            bail!(
+                "unexpected greeting from BIRD ({}): {}",
+                greeting.code,
+                greeting.text
+            );
         }
-        anyhow::Error::new(error).context(format!(
-            "connecting to BIRD's control socket {}",
-            socket.display()
-        ))
-    })?;
-    let (read, mut write) = stream.into_split();
-    let mut lines = BufReader::new(read).lines();
-    let greeting = read_reply(&mut lines)
-        .await
-        .context("reading BIRD's greeting")?;
-    if greeting.code != 1 {
-        bail!(
-            "unexpected greeting from BIRD ({}): {}",
-            greeting.code,
-            greeting.text
-        );
+        Ok(Self { lines, write })
     }
-    write
-        .write_all(format!("{command}\n").as_bytes())
-        .await
-        .context("writing to BIRD's control socket")?;
-    read_reply(&mut lines)
-        .await
-        .with_context(|| format!("reading BIRD's reply to {command:?}"))
+
+    /// Sends one command and reads its reply.
+    async fn ask(&mut self, command: &str) -> anyhow::Result<Reply> {
+        self.write
+            .write_all(format!("{command}\n").as_bytes())
+            .await
+            .context("writing to BIRD's control socket")?;
+        read_reply(&mut self.lines)
+            .await
+            .with_context(|| format!("reading BIRD's reply to {command:?}"))
+    }
 }
 
 /// Reads lines until the last line of a reply.
@@ -353,13 +431,85 @@ mod tests {
     async fn a_probe_asks_for_the_status_and_fails_on_an_error() {
         let (_dir, path, task) =
             peer("1000-BIRD 2.0.12\n1011-Router ID is 198.18.0.2\n Hostname is lb\n0013 Daemon is up and running\n").await;
-        probe(&path).await.unwrap();
+        assert!(probe(&path, &[]).await.unwrap().is_empty());
         assert_eq!(task.await.unwrap(), "show status");
         let (_dir, path, _task) = peer("9001 Unknown command\n").await;
-        let error = probe(&path).await.unwrap_err();
+        let error = probe(&path, &[]).await.unwrap_err();
         assert!(format!("{error:#}").contains("9001"), "{error:#}");
         assert!(is_not_running(
-            &probe(Path::new("/nonexistent/bird.ctl")).await.unwrap_err()
+            &probe(Path::new("/nonexistent/bird.ctl"), &[])
+                .await
+                .unwrap_err()
         ));
+    }
+
+    /// A scripted peer that answers every command on one connection with
+    /// `answer(command)`; the task returns the commands.
+    async fn scripted(
+        answer: fn(&str) -> &'static str,
+    ) -> (
+        Scratch,
+        std::path::PathBuf,
+        tokio::task::JoinHandle<Vec<String>>,
+    ) {
+        let dir = Scratch::new();
+        let path = dir.0.join("bird.ctl");
+        let listener = UnixListener::bind(&path).unwrap();
+        let task = tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            let (read, mut write) = stream.into_split();
+            write.write_all(b"0001 BIRD 2.0.12 ready.\n").await.unwrap();
+            let mut lines = BufReader::new(read).lines();
+            let mut commands = Vec::new();
+            while let Ok(Some(command)) = lines.next_line().await {
+                let _ = write.write_all(answer(&command).as_bytes()).await;
+                commands.push(command);
+            }
+            commands
+        });
+        (dir, path, task)
+    }
+
+    /// BIRD 2.0.12's answers, as read from a real one.
+    fn bird_running_only_lbd_vips4(command: &str) -> &'static str {
+        match command {
+            "configure" => "0002-Reading configuration from /etc/bird/bird.conf\n0003 Reconfigured\n",
+            "show status" => "1000-BIRD 2.0.12\n1011-Router ID is 198.18.0.2\n0013 Daemon is up and running\n",
+            "show protocols \"lbd_vips4\"" => "2002-Name       Proto      Table      State  Since         Info\n1002-lbd_vips4  Static     master4    up     07:35:47.183  \n0000 \n",
+            "show protocols \"broken\"" => "9001 syntax error, unexpected CF_SYM_UNDEFINED\n",
+            _ => "8003 No protocols match\n",
+        }
+    }
+
+    /// After the reconfigure (and the status), BIRD is asked for each
+    /// protocol on the same connection: the ones it has none of come back.
+    #[tokio::test]
+    async fn the_protocols_bird_does_not_run_are_found_after_a_configure_and_a_probe() {
+        let protocols = ["lbd_vips4".to_owned(), "lbd_vips6".to_owned()];
+        let (_dir, path, task) = scripted(bird_running_only_lbd_vips4).await;
+        let missing = configure_checked(&path, &protocols).await.unwrap();
+        assert_eq!(missing, ["lbd_vips6"]);
+        assert_eq!(
+            task.await.unwrap(),
+            [
+                "configure",
+                "show protocols \"lbd_vips4\"",
+                "show protocols \"lbd_vips6\""
+            ]
+        );
+        let (_dir, path, task) = scripted(bird_running_only_lbd_vips4).await;
+        let missing = probe(&path, &protocols).await.unwrap();
+        assert_eq!(missing, ["lbd_vips6"]);
+        assert_eq!(task.await.unwrap()[0], "show status");
+        // Another error is an error, not a missing protocol.
+        let (_dir, path, _task) = scripted(bird_running_only_lbd_vips4).await;
+        let error = configure_checked(&path, &["broken".to_owned()])
+            .await
+            .unwrap_err();
+        assert!(format!("{error:#}").contains("9001"), "{error:#}");
+        // A refused reconfigure asks nothing more.
+        let (_dir, path, task) = scripted(|_| "8002 /etc/bird/bird.conf:3:1 syntax error\n").await;
+        assert!(configure_checked(&path, &protocols).await.is_err());
+        assert_eq!(task.await.unwrap(), ["configure"]);
     }
 }

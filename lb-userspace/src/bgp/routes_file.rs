@@ -10,7 +10,7 @@ use std::{
     fmt::Write as _,
     io::Write as _,
     net::IpAddr,
-    os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _},
+    os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _},
     path::Path,
 };
 
@@ -22,9 +22,16 @@ const FILE_MODE: u32 = 0o644;
 /// The directory, when lbd creates it.
 const DIR_MODE: u32 = 0o755;
 
+/// The names of the static protocols the file defines for `stem`: IPv4's,
+/// then IPv6's. lbd asks BIRD for them after each reconfigure: a BIRD
+/// that runs neither does not include the file.
+pub(crate) fn protocols(stem: &str) -> [String; 2] {
+    [format!("{stem}4"), format!("{stem}6")]
+}
+
 /// The file's text announcing `addresses` in the protocols `{stem}4` and
-/// `{stem}6` (both always defined, so the operator's filters always name
-/// existing protocols). Routes are blackholes in BIRD's table only: the
+/// `{stem}6` (see [`protocols`]; both always defined, so the operator's
+/// filters always name existing protocols). Routes are blackholes in BIRD's table only: the
 /// BGP session sets the next hop to the node's own address, and the
 /// operator's kernel protocol exports none of them.
 pub(crate) fn render(stem: &str, addresses: &BTreeSet<IpAddr>) -> String {
@@ -32,8 +39,9 @@ pub(crate) fn render(stem: &str, addresses: &BTreeSet<IpAddr>) -> String {
         "# Written by lbd: the VIP addresses this node announces now.\n\
          # lbd rewrites this file and reconfigures BIRD whenever that changes; do not edit.\n",
     );
-    for (suffix, channel, v4, len) in [("4", "ipv4", true, 32), ("6", "ipv6", false, 128)] {
-        let _ = writeln!(text, "protocol static {stem}{suffix} {{\n  {channel};");
+    let [name4, name6] = protocols(stem);
+    for (name, channel, v4, len) in [(name4, "ipv4", true, 32), (name6, "ipv6", false, 128)] {
+        let _ = writeln!(text, "protocol static {name} {{\n  {channel};");
         for address in addresses.iter().filter(|a| a.is_ipv4() == v4) {
             let _ = writeln!(text, "  route {address}/{len} blackhole;");
         }
@@ -57,9 +65,7 @@ pub(crate) fn write(path: &Path, text: &str) -> anyhow::Result<()> {
         .parent()
         .with_context(|| format!("{} has no directory", path.display()))?;
     if !dir.exists() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(DIR_MODE))
-            .with_context(|| format!("setting the mode of {}", dir.display()))?;
+        create_dirs(dir)?;
     }
     let name = path
         .file_name()
@@ -81,6 +87,31 @@ pub(crate) fn write(path: &Path, text: &str) -> anyhow::Result<()> {
         .with_context(|| format!("writing {}", temporary.display()))?;
     std::fs::rename(&temporary, path)
         .with_context(|| format!("replacing {} with {}", path.display(), temporary.display()))
+}
+
+/// Creates `dir` and its missing parents, each with [`DIR_MODE`] set
+/// explicitly: the mode given at creation is masked by the umask (0077
+/// under the systemd unit), and BIRD must traverse every one of them to
+/// read the file (a reconfigure fails otherwise, and BIRD refuses to
+/// start). Directories that exist are left as they are.
+fn create_dirs(dir: &Path) -> anyhow::Result<()> {
+    let missing: Vec<&Path> = dir
+        .ancestors()
+        .take_while(|d| !d.as_os_str().is_empty() && !d.exists())
+        .collect();
+    for created in missing.into_iter().rev() {
+        match std::fs::DirBuilder::new().mode(DIR_MODE).create(created) {
+            Ok(()) => std::fs::set_permissions(created, std::fs::Permissions::from_mode(DIR_MODE))
+                .with_context(|| format!("setting the mode of {}", created.display()))?,
+            // Made meanwhile by someone else: theirs, left alone.
+            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists && created.is_dir() => {
+            }
+            Err(error) => {
+                return Err(error).with_context(|| format!("creating {}", created.display()))
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -138,5 +169,55 @@ mod tests {
         let leftovers: Vec<_> = std::fs::read_dir(path.parent().unwrap()).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "no temporary file left behind");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Set in the child the test below runs (the umask is the process's).
+    const UMASK_CHILD: &str = "LBD_TEST_ROUTES_DIR_UMASK_CHILD";
+
+    /// Under the unit's UMask=0077, every directory lbd creates on the way
+    /// to the file is 0755, so BIRD (user `bird`) reaches the file; a
+    /// directory that exists stays as it is.
+    #[test]
+    fn every_directory_created_lets_bird_through_whatever_the_umask() {
+        let Some(base) = std::env::var_os(UMASK_CHILD) else {
+            let base =
+                std::env::temp_dir().join(format!("lbd-routes-umask-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&base);
+            std::fs::create_dir(&base).unwrap();
+            std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o711)).unwrap();
+            let out = std::process::Command::new(std::env::current_exe().unwrap())
+                .args([
+                    "--exact",
+                    "bgp::routes_file::tests::every_directory_created_lets_bird_through_whatever_the_umask",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env(UMASK_CHILD, &base)
+                .output()
+                .unwrap();
+            let _ = std::fs::remove_dir_all(&base);
+            assert!(
+                out.status.success(),
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            return;
+        };
+        let base = std::path::PathBuf::from(base);
+        // SAFETY: umask has no preconditions; this child runs this test alone.
+        unsafe { libc::umask(0o077) };
+        let path = base.join("a").join("b").join("vips.conf");
+        write(&path, "one\n").unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(
+            mode(&base.join("a")),
+            DIR_MODE,
+            "{}",
+            base.join("a").display()
+        );
+        assert_eq!(mode(&base.join("a").join("b")), DIR_MODE);
+        assert_eq!(mode(&path), FILE_MODE);
+        assert_eq!(mode(&base), 0o711, "an existing directory changed");
     }
 }

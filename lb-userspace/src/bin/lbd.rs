@@ -3,14 +3,14 @@
 use std::path::PathBuf;
 
 use clap::{CommandFactory as _, Parser};
-use lb_userspace::{config::Config, logging::LogFormat};
+use lb_userspace::{config::Config, daemon::Stopped, logging::LogFormat};
 
 /// eBPF/XDP L4 load balancer daemon.
 #[derive(Debug, Parser)]
 #[command(
     name = "lbd",
     version = lb_userspace::VERSION,
-    after_help = "Exit status: 0 done; 1 failed (under the systemd unit, lbd is started again); 2 bad usage; 10 a stop for good (SIGINT) that ended with errors, which the log names (the unit does not start lbd again: RestartPreventExitStatus=10). A panic is logged and aborts lbd (SIGABRT): a crash, which the unit restarts."
+    after_help = "Exit status: 0 done; 1 failed (under the systemd unit, lbd is started again); 2 bad usage; 10 a stop for good (SIGINT) that ended with errors, which the log names (the unit does not start lbd again: RestartPreventExitStatus=10); 11 a stop for a restart (SIGUSR1, the unit's RestartKillSignal: the pinned program and the BGP announcements stay for the next lbd, which the unit always starts: RestartForceExitStatus=11). A panic is logged and aborts lbd (SIGABRT): a crash, which the unit restarts."
 )]
 struct Args {
     /// Configuration file (TOML).
@@ -86,10 +86,12 @@ fn install_panic_hook() {
     }));
 }
 
-/// lbd's exit code for `result`: 0, or [`lb_userspace::daemon::exit_status`].
-fn exit_code(result: &anyhow::Result<()>) -> std::process::ExitCode {
+/// lbd's exit code for `result`: the stop's (0, or
+/// [`lb_userspace::daemon::EXIT_STOPPED_FOR_RESTART`]), or
+/// [`lb_userspace::daemon::exit_status`].
+fn exit_code(result: &anyhow::Result<Stopped>) -> std::process::ExitCode {
     match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(stopped) => std::process::ExitCode::from(stopped.exit_status()),
         Err(error) => std::process::ExitCode::from(lb_userspace::daemon::exit_status(error)),
     }
 }
@@ -148,7 +150,9 @@ async fn main() -> std::process::ExitCode {
     }
     let result = match (offline, config) {
         (Some(action), config) => {
-            lb_userspace::daemon::offline(&args.config, config.as_ref(), action).await
+            lb_userspace::daemon::offline(&args.config, config.as_ref(), action)
+                .await
+                .map(|()| Stopped::Done)
         }
         (None, Some(config)) => {
             for warning in lb_userspace::config::warnings(&config) {
@@ -174,9 +178,9 @@ mod tests {
     #[test]
     fn a_stop_for_good_that_failed_exits_with_its_own_code() {
         use lb_userspace::daemon::{StoppedForGoodWithErrors, EXIT_STOPPED_FOR_GOOD_WITH_ERRORS};
-        let code = |result: anyhow::Result<()>| format!("{:?}", exit_code(&result));
+        let code = |result: anyhow::Result<Stopped>| format!("{:?}", exit_code(&result));
         assert_eq!(
-            code(Ok(())),
+            code(Ok(Stopped::Done)),
             format!("{:?}", std::process::ExitCode::SUCCESS)
         );
         assert_eq!(
@@ -190,6 +194,29 @@ mod tests {
                 "{:?}",
                 std::process::ExitCode::from(EXIT_STOPPED_FOR_GOOD_WITH_ERRORS)
             )
+        );
+    }
+
+    /// SIGUSR1 (the unit's RestartKillSignal) left the routes for the
+    /// next lbd: its exit status is the one the unit always restarts.
+    #[test]
+    fn a_stop_for_a_restart_exits_with_the_status_the_unit_restarts() {
+        use lb_userspace::daemon::EXIT_STOPPED_FOR_RESTART;
+        assert_eq!(
+            format!("{:?}", exit_code(&Ok(Stopped::ForRestart))),
+            format!(
+                "{:?}",
+                std::process::ExitCode::from(EXIT_STOPPED_FOR_RESTART)
+            )
+        );
+        let help = Args::command().render_long_help().to_string();
+        assert!(
+            help.contains(&format!(
+                "; {EXIT_STOPPED_FOR_RESTART} a stop for a restart"
+            )) && help.contains(&format!(
+                "RestartForceExitStatus={EXIT_STOPPED_FOR_RESTART}"
+            )),
+            "{help}"
         );
     }
 

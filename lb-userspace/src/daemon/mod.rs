@@ -2,8 +2,10 @@
 //! attached, or a pinned data plane adopted), serve the admin API, and
 //! react to health transitions, drain deadlines, neighbour changes and
 //! signals: SIGHUP reloads; SIGTERM stops for a restart (the data plane
-//! keeps forwarding, pinned, for the next lbd); SIGINT stops for good and
-//! leaves the node as it was found.
+//! keeps forwarding, pinned, for the next lbd); SIGUSR1 too, keeping the
+//! BGP announcements, and exits [`EXIT_STOPPED_FOR_RESTART`] so that a
+//! next lbd always follows; SIGINT stops for good and leaves the node as
+//! it was found.
 
 pub mod engine;
 pub mod events;
@@ -120,6 +122,39 @@ impl Handler for ToEngine {
 /// failures exit 1 (a usage error 2, from the argument parser).
 pub const EXIT_STOPPED_FOR_GOOD_WITH_ERRORS: u8 = 10;
 
+/// lbd's exit status after SIGUSR1 (the systemd unit's
+/// `RestartKillSignal`) stopped it for a restart: its pinned data plane
+/// forwards on and the unit's stop path keeps its BGP announcements, for
+/// the next lbd. The unit lists it in `RestartForceExitStatus=` (and
+/// `SuccessExitStatus=`, a clean stop), so a next lbd always follows,
+/// also when the signal came from `systemctl kill -s USR1` or a stray
+/// `kill`: with exit 0 nothing would, and BIRD would go on announcing a
+/// node whose frozen program sends new flows to backends nobody checks.
+pub const EXIT_STOPPED_FOR_RESTART: u8 = 11;
+
+/// How a [`run`] that did not fail ended: its exit status tells the
+/// service manager whether a next lbd must follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    /// A stop (SIGTERM, SIGINT; SIGUSR1 with `pin_dir = "off"`, which left
+    /// nothing for a next lbd): exit 0.
+    Done,
+    /// A stop for a restart (SIGUSR1 with a pinned data plane): the
+    /// program forwards on and the announcements stay for the next lbd;
+    /// exit [`EXIT_STOPPED_FOR_RESTART`].
+    ForRestart,
+}
+
+impl Stopped {
+    /// lbd's exit status after this stop.
+    pub fn exit_status(self) -> u8 {
+        match self {
+            Self::Done => 0,
+            Self::ForRestart => EXIT_STOPPED_FOR_RESTART,
+        }
+    }
+}
+
 /// Marks the error of a stop for good (see
 /// [`EXIT_STOPPED_FOR_GOOD_WITH_ERRORS`]) in the chain [`run`] returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,9 +181,10 @@ pub fn exit_status(error: &anyhow::Error) -> u8 {
 }
 
 /// Runs lbd with `config` (loaded from `path`, which reloads read again)
-/// until SIGTERM or SIGINT. A stop for good that ends with errors fails
-/// with [`StoppedForGoodWithErrors`] in its chain.
-pub async fn run(path: &Path, config: Config) -> anyhow::Result<()> {
+/// until SIGTERM, SIGUSR1 or SIGINT; says whether it stopped for a
+/// restart. A stop for good that ends with errors fails with
+/// [`StoppedForGoodWithErrors`] in its chain.
+pub async fn run(path: &Path, config: Config) -> anyhow::Result<Stopped> {
     raise_open_file_limit();
     raise_locked_memory_limit();
     // Signals first: one that arrives during start-up waits for the loop
@@ -242,6 +278,8 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<()> {
     // back: lbd then exits with it, for its service manager to start it
     // again on the interface (see engine::tracking).
     let mut lost_hook = None;
+    // SIGUSR1 left the data plane and the announcements for a next lbd.
+    let mut stopped = Stopped::Done;
     let stop = loop {
         tokio::select! {
             _ = terminate.recv() => {
@@ -254,8 +292,9 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<()> {
             }
             _ = restart.recv() => {
                 if engine.is_pinned() {
-                    info!("SIGUSR1: stopping for a restart; BGP announcements and the pinned data plane stay");
+                    info!("SIGUSR1: stopping for a restart; BGP announcements and the pinned data plane stay (exit status {EXIT_STOPPED_FOR_RESTART}: the systemd unit starts the next lbd)");
                     engine.mark_restart();
+                    stopped = Stopped::ForRestart;
                 } else {
                     // Nothing forwards once lbd is gone: announcing on
                     // would attract traffic to a node that drops it.
@@ -406,7 +445,7 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<()> {
         }
     }
     drop(ownership);
-    Ok(())
+    Ok(stopped)
 }
 
 /// Mode of the directories lbd creates for the admin socket when
@@ -865,6 +904,29 @@ mod lifecycle_tests {
         }
         // Not one of systemd's own (200 and up) nor a signal's (128 + n).
         assert!((3..126).contains(&EXIT_STOPPED_FOR_GOOD_WITH_ERRORS));
+    }
+
+    /// A stop for a restart (SIGUSR1, whoever sent it) leaves the routes
+    /// announced for the next lbd: systemd must always start one, and
+    /// count the stop as clean (`systemctl restart` sends the signal).
+    #[test]
+    fn the_systemd_unit_always_starts_an_lbd_after_a_stop_for_a_restart() {
+        let unit = include_str!("../../../deploy/systemd/lbd.service");
+        let status = EXIT_STOPPED_FOR_RESTART.to_string();
+        for key in ["RestartForceExitStatus", "SuccessExitStatus"] {
+            let listed = unit_values(unit, key);
+            assert!(
+                listed.contains(&status.as_str()),
+                "{key}={listed:?} lacks {status}"
+            );
+        }
+        assert!(!unit_values(unit, "RestartPreventExitStatus").contains(&status.as_str()));
+        // Its own: not 0, a failure (1), a usage error (2), a stop for
+        // good that failed, systemd's own (200 and up) nor a signal's.
+        assert!((3..126).contains(&EXIT_STOPPED_FOR_RESTART));
+        assert_ne!(EXIT_STOPPED_FOR_RESTART, EXIT_STOPPED_FOR_GOOD_WITH_ERRORS);
+        assert_eq!(Stopped::ForRestart.exit_status(), EXIT_STOPPED_FOR_RESTART);
+        assert_eq!(Stopped::Done.exit_status(), 0);
     }
 
     #[test]

@@ -39,7 +39,7 @@ impl Exporter<'_> {
         );
         self.gauge(
             "bgp_in_sync",
-            "1 when BIRD has accepted the routes lbd wants announced",
+            "1 when BIRD has accepted the routes lbd wants announced and runs the routes file's protocols (its config includes the file)",
             vec![(Vec::new(), i64::from(bgp.in_sync))],
         );
         self.counter(
