@@ -5,7 +5,11 @@
 //!
 //! Layout under the pin directory (default `/sys/fs/bpf/lbd`):
 //! `maps-v<LAYOUT_VERSION>/<MAP>`, and `xdp-link-<interface>` or
-//! `tc-link-<interface>` (the tcx ingress link, `attach = "tc"`).
+//! `tc-link-<interface>` (the tcx ingress link, `attach = "tc"`). While an
+//! lbd that does not adopt the pinned state starts, the maps it makes in
+//! place of the pinned ones wait in `maps-v<LAYOUT_VERSION>-staged/` and
+//! take their names only once its program runs (`promote_staged`): a
+//! start that stops before leaves the previous lbd's pins as they were.
 
 use std::path::{Path, PathBuf};
 
@@ -74,6 +78,17 @@ pub(crate) const DEPENDENT_MAPS: [&str; 3] = [
     names::MAP_NAT_SOURCES,
 ];
 
+/// The pins of the tables a previous lbd's flows are carried over from
+/// (`conntrack::legacy`, `nat::legacy`): their entries name VIPs and
+/// backends by the ids of the state maps they were written against, so
+/// they go when a start replaces those (`PinDir::promote_staged`).
+pub(crate) const CARRIED_FROM: [&str; 4] = [
+    crate::conntrack::legacy::MOVED_PIN,
+    crate::conntrack::legacy::RESIZED_PIN,
+    crate::nat::legacy::RESIZED_PIN,
+    names::MAP_NAT_FLOWS,
+];
+
 /// Errors of the pin directory, each naming the path.
 #[derive(Debug, thiserror::Error)]
 pub enum PinError {
@@ -139,6 +154,82 @@ impl PinDir {
     /// Where map `name` is pinned.
     pub fn map_path(&self, name: &str) -> PathBuf {
         self.maps_dir().join(name)
+    }
+
+    /// Where a start that does not adopt the pinned state stages the maps
+    /// it makes in place of the pinned ones until its program runs
+    /// (`promote_staged`).
+    pub(crate) fn staged_dir(&self) -> PathBuf {
+        self.root.join(format!("maps-v{LAYOUT_VERSION}-staged"))
+    }
+
+    /// Where map `name` is staged.
+    pub(crate) fn staged_path(&self, name: &str) -> PathBuf {
+        self.staged_dir().join(name)
+    }
+
+    /// The maps staged (`staged_dir`), each with its pin, by name; none
+    /// when nothing is staged.
+    pub(crate) fn staged_pins(&self) -> Result<Vec<(String, PathBuf)>, PinError> {
+        let dir = self.staged_dir();
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => {
+                return Err(PinError::Io {
+                    action: "listing",
+                    path: dir,
+                    source,
+                })
+            }
+        };
+        let mut staged: Vec<(String, PathBuf)> = entries
+            .flatten()
+            .filter_map(|entry| Some((entry.file_name().into_string().ok()?, entry.path())))
+            .collect();
+        staged.sort();
+        Ok(staged)
+    }
+
+    /// Puts the staged maps in place, once the program of the start that
+    /// staged them runs: each is renamed over the pin of its name (the
+    /// previous lbd's goes at once, no moment without one), then the
+    /// staged directory goes. With `drop_carried` (the state maps were
+    /// replaced) the `CARRIED_FROM` pins go first: their flows name VIPs
+    /// and backends of the replaced maps. Run again after a failure part
+    /// way (`dataplane::recover_staged`), it goes on with what is left.
+    /// Returns the names put in place.
+    pub(crate) fn promote_staged(&self, drop_carried: bool) -> Result<Vec<String>, PinError> {
+        let staged = self.staged_pins()?;
+        if drop_carried {
+            for name in CARRIED_FROM {
+                remove_file(&self.map_path(name))?;
+            }
+        }
+        let mut moved = Vec::with_capacity(staged.len());
+        for (name, path) in staged {
+            let to = self.map_path(&name);
+            std::fs::rename(&path, &to).map_err(|source| PinError::Io {
+                action: "putting a staged map in place at",
+                path: to,
+                source,
+            })?;
+            moved.push(name);
+        }
+        remove_dir(&self.staged_dir())?;
+        Ok(moved)
+    }
+
+    /// Removes the staged maps and their directory: the start that
+    /// staged them stopped before its program ran, and the pins they were
+    /// to replace stay as they are. Returns how many went.
+    pub(crate) fn discard_staged(&self) -> Result<usize, PinError> {
+        let staged = self.staged_pins()?;
+        for (_, path) in &staged {
+            remove_file(path)?;
+        }
+        remove_dir(&self.staged_dir())?;
+        Ok(staged.len())
     }
 
     /// Where the XDP link on `interface` is pinned.
@@ -297,10 +388,11 @@ impl PinDir {
             }
         }
         // Every layout version's maps (an older release's too: its tables
-        // would stay pinned, and their memory held, until a reboot). What
-        // is in them is lbd's alone: its maps, the tables set aside for a
-        // resize (`*_RESIZED`), the maps of older releases (`COUNTERS`,
-        // `NAT_FLOWS`, the LRU connection table).
+        // would stay pinned, and their memory held, until a reboot), and
+        // the maps a start staged. What is in them is lbd's alone: its
+        // maps, the tables set aside for a resize (`*_RESIZED`), the maps
+        // of older releases (`COUNTERS`, `NAT_FLOWS`, the LRU connection
+        // table).
         for dir in layouts {
             let maps = match std::fs::read_dir(&dir) {
                 Ok(maps) => maps,
@@ -337,6 +429,20 @@ impl PinDir {
     }
 }
 
+/// Removes the empty directory at `path`; one already gone is not an
+/// error.
+fn remove_dir(path: &Path) -> Result<(), PinError> {
+    match std::fs::remove_dir(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(PinError::Io {
+            action: "removing",
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
 /// Removes the file (a pin) at `path`; one already gone is not an error.
 fn remove_file(path: &Path) -> Result<(), PinError> {
     match std::fs::remove_file(path) {
@@ -353,7 +459,8 @@ fn remove_file(path: &Path) -> Result<(), PinError> {
 /// What an entry at the root of a pin directory named by lbd is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum LbdName {
-    /// A layout version's directory of maps (`maps-v<N>`).
+    /// A layout version's directory of maps (`maps-v<N>`), or of the
+    /// maps a start staged (`maps-v<N>-staged`).
     Layout,
     /// A pinned link (`xdp-link-<if>`, `tc-link-<if>`) or the owner
     /// record (`lbd-owner`).
@@ -364,7 +471,8 @@ enum LbdName {
 /// there, and what it is: what [`PinDir::remove_all`] may remove, since
 /// the directory may be shared with other tools.
 fn is_lbd_name(name: &str) -> Option<LbdName> {
-    if is_layout_dir(name) {
+    let staged = name.strip_suffix("-staged").is_some_and(is_layout_dir);
+    if is_layout_dir(name) || staged {
         Some(LbdName::Layout)
     } else if link_pin_of(name).is_some() || name == crate::ownership::lock::OWNER_LINK {
         Some(LbdName::File)
@@ -402,6 +510,121 @@ pub(crate) fn link_pin_of(name: &str) -> Option<(crate::config::Attach, &str)> {
             let interface = name.strip_prefix(prefix)?;
             (!interface.is_empty()).then_some((hook, interface))
         })
+}
+
+/// What the tests that pin maps need: a BPF filesystem of their own and
+/// maps of any layout.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use std::path::{Path, PathBuf};
+
+    use super::PinDir;
+
+    /// A BPF filesystem mounted for one test in a directory of its own
+    /// under the temporary directory (a mount is a filesystem of its own:
+    /// nothing is shared with lbd's or the labs'), unmounted when dropped,
+    /// also when an assertion fails: its pins, and the maps only they
+    /// held, go with it. Needs root.
+    pub(crate) struct TestBpffs {
+        dir: PathBuf,
+    }
+
+    impl TestBpffs {
+        /// Mounts one for test `tag` (None without root: the caller skips).
+        pub(crate) fn new(tag: &str) -> Option<Self> {
+            // SAFETY: getuid cannot fail.
+            if unsafe { libc::getuid() } != 0 {
+                eprintln!("skipped: needs root");
+                return None;
+            }
+            let dir =
+                std::env::temp_dir().join(format!("lbd-unit-bpffs-{}-{tag}", std::process::id()));
+            std::fs::create_dir_all(&dir).expect("the mount point");
+            let target = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())
+                .expect("a path without NUL");
+            // SAFETY: plain mount(2) with NUL-terminated strings.
+            let mounted = unsafe {
+                libc::mount(
+                    c"bpf".as_ptr(),
+                    target.as_ptr(),
+                    c"bpf".as_ptr(),
+                    0,
+                    std::ptr::null(),
+                )
+            };
+            assert_eq!(
+                mounted,
+                0,
+                "mounting bpffs on {}: {}",
+                dir.display(),
+                std::io::Error::last_os_error()
+            );
+            Some(Self { dir })
+        }
+
+        /// A pin directory on it.
+        pub(crate) fn pins(&self) -> PinDir {
+            PinDir::new(self.dir.join("lbd"))
+        }
+    }
+
+    impl Drop for TestBpffs {
+        fn drop(&mut self) {
+            if let Ok(target) = std::ffi::CString::new(self.dir.as_os_str().as_encoded_bytes()) {
+                // SAFETY: plain umount2(2) with a NUL-terminated path.
+                unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
+            }
+            let _ = std::fs::remove_dir(&self.dir);
+        }
+    }
+
+    /// A map of `map_type` with `key_size` and `value_size` bytes,
+    /// `max_entries` and `map_flags` (e.g. `BPF_F_MMAPABLE`, 0x400),
+    /// pinned at `path`: a table of another release's layout.
+    pub(crate) fn pin_map(
+        path: &Path,
+        map_type: u32,
+        (key_size, value_size): (u32, u32),
+        max_entries: u32,
+        map_flags: u32,
+    ) -> aya::maps::MapData {
+        use std::os::fd::{FromRawFd as _, OwnedFd};
+        /// The `bpf_attr` of `BPF_MAP_CREATE`, up to the flags.
+        #[repr(C)]
+        struct CreateAttr {
+            map_type: u32,
+            key_size: u32,
+            value_size: u32,
+            max_entries: u32,
+            map_flags: u32,
+        }
+        let attr = CreateAttr {
+            map_type,
+            key_size,
+            value_size,
+            max_entries,
+            map_flags,
+        };
+        // SAFETY: BPF_MAP_CREATE (0) with an attribute of the size given.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                0,
+                std::ptr::from_ref(&attr),
+                size_of::<CreateAttr>(),
+            )
+        };
+        assert!(
+            fd >= 0,
+            "BPF_MAP_CREATE: {}",
+            std::io::Error::last_os_error()
+        );
+        // SAFETY: a fresh descriptor this process owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+        let map = aya::maps::MapData::from_fd(fd).expect("the map");
+        map.pin(path).expect("pinned");
+        map
+    }
 }
 
 #[cfg(test)]
@@ -602,6 +825,56 @@ mod tests {
         assert!(pins.map_path("VIPS").exists(), "this layout's maps stay");
         assert!(pins.link_path("eth0").exists(), "links stay");
         std::fs::remove_dir_all(&root).expect("clean up");
+    }
+
+    /// A start's staged maps take their names once its program runs,
+    /// each replacing the pin there, and the staged directory goes; with
+    /// the state maps replaced, the tables flows were to be carried over
+    /// from go too. Staged maps of a start that stopped before go alone,
+    /// the pins they were to replace stay. A stop for good takes them
+    /// with the rest.
+    #[test]
+    fn staged_maps_take_their_names_or_go() {
+        let root = std::env::temp_dir().join(format!("lbd-pins-staged-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let pins = PinDir::new(&root);
+        let stage = |names: &[&str]| {
+            std::fs::create_dir_all(pins.maps_dir()).expect("this layout");
+            std::fs::create_dir_all(pins.staged_dir()).expect("staged");
+            for name in names {
+                std::fs::write(pins.map_path(name), b"previous").expect("a pin");
+                std::fs::write(pins.staged_path(name), b"staged").expect("a staged map");
+            }
+        };
+        let read = |name: &str| std::fs::read(pins.map_path(name)).unwrap_or_default();
+        let carried = pins.map_path(crate::conntrack::legacy::RESIZED_PIN);
+
+        stage(&[names::MAP_VIPS, names::MAP_HALF_OPEN]);
+        std::fs::write(&carried, b"aside").expect("a table set aside");
+        let moved = pins.promote_staged(false).expect("promoted");
+        assert_eq!(moved, [names::MAP_HALF_OPEN, names::MAP_VIPS]);
+        assert_eq!(read(names::MAP_VIPS), b"staged");
+        assert_eq!(read(names::MAP_HALF_OPEN), b"staged");
+        assert!(!pins.staged_dir().exists());
+        assert!(carried.exists(), "state adopted: the table set aside stays");
+        assert!(pins.promote_staged(false).expect("again").is_empty());
+
+        stage(&[names::MAP_VIPS]);
+        pins.promote_staged(true).expect("promoted");
+        assert!(
+            !carried.exists(),
+            "state replaced: the table set aside goes"
+        );
+
+        stage(&[names::MAP_VIPS, names::MAP_MAGLEV]);
+        assert_eq!(pins.discard_staged().expect("discarded"), 2);
+        assert_eq!(read(names::MAP_VIPS), b"previous");
+        assert_eq!(read(names::MAP_MAGLEV), b"previous");
+        assert!(!pins.staged_dir().exists());
+
+        stage(&[names::MAP_VIPS]);
+        pins.remove_all().expect("removed");
+        assert!(!root.exists(), "the staged directory goes with the rest");
     }
 
     #[test]

@@ -20,6 +20,10 @@
 //! carries the flows over again, including those the old program (still
 //! on the link) opened in between. Carried
 //! only when the state maps are adopted: a flow names its backend by id.
+//! The load decides that first (`pending` tells what would be carried
+//! without moving anything); without the state adopted nothing is moved,
+//! and the old tables' pins stay as they are until the new program runs,
+//! then go with the state they belong to (`PinDir::promote_staged`).
 //!
 //! Both may be there at once: an upgrade from the shared LRU that stopped
 //! before its swap left `CONNTRACK_LRU` (the table the old program, still
@@ -99,6 +103,23 @@ impl LegacyTable {
             copied: 0,
             loaded_ns,
         })
+    }
+
+    /// Whether `open` would find a table to carry flows over from, told
+    /// without moving or removing anything (a load decides with it which
+    /// pins it adopts before it moves any): a bucket table set aside, or
+    /// pinned with another size than `buckets`, or a kernel-map table,
+    /// pinned or set aside.
+    pub(crate) fn pending(pins: &PinDir, kind: ConntrackKind, buckets: u32) -> bool {
+        if kind.is_kernel_map() {
+            return false;
+        }
+        let info = |name: &str| MapInfo::from_pin(pins.map_path(name)).ok();
+        let resized = info(names::MAP_FLOW_BUCKETS).is_some_and(|info| {
+            is_bucket_table(&info) && info.max_entries() > 1 && info.max_entries() != buckets
+        });
+        let lru = info(names::MAP_CONNTRACK).is_some_and(|info| is_kernel_map_table(&info));
+        resized || lru || pins.map_path(RESIZED_PIN).exists() || pins.map_path(MOVED_PIN).exists()
     }
 
     /// The kernel-map table if the pins are those of an lbd that ran one
@@ -240,17 +261,22 @@ fn is_bucket_table(info: &MapInfo) -> bool {
         && info.value_size() as usize == size_of::<FlowBucket>()
 }
 
+/// Whether `info` is a kernel-map connection table of a previous lbd's
+/// layout (a hash of `FlowEntry`s keyed by `FlowKey`), not this release's
+/// one-entry placeholder.
+fn is_kernel_map_table(info: &MapInfo) -> bool {
+    matches!(info.map_type(), Ok(MapType::LruHash | MapType::Hash))
+        && info.key_size() as usize == size_of::<FlowKey>()
+        && info.value_size() as usize == size_of::<FlowEntry>()
+        && info.max_entries() > 1
+}
+
 /// The kernel-map connection table pinned at `path`, if one of a
 /// previous lbd's layout is there (not this release's one-entry table).
 /// One that cannot be opened is not carried over.
 fn open_pinned(path: &Path) -> Option<HashMap<MapData, FlowKey, FlowEntry>> {
     let info = MapInfo::from_pin(path).ok()?;
-    let kernel_map = matches!(info.map_type(), Ok(MapType::LruHash | MapType::Hash));
-    if !kernel_map
-        || info.key_size() as usize != size_of::<FlowKey>()
-        || info.value_size() as usize != size_of::<FlowEntry>()
-        || info.max_entries() <= 1
-    {
+    if !is_kernel_map_table(&info) {
         return None;
     }
     let opened = MapData::from_pin(path)

@@ -3,13 +3,15 @@
 //! flows a previous release placed elsewhere, so a restart or an upgrade
 //! keeps every connection.
 
-use aya::maps::MapInfo;
+use std::collections::HashSet;
+
+use aya::{maps::MapInfo, EbpfLoader};
 use lb_common::{
     consts::{
         maglev_index, names, FLOW_F_HALF_OPEN, FLOW_F_STATE, IPPROTO_UDP, MAGLEV_SIZE_MAX,
         MAX_BACKENDS,
     },
-    flow_table::{idle_horizons_of, HALF_OPEN_IDLE_TICKS, TICK_SHIFT},
+    flow_table::{idle_horizons_of, DEFAULT_IDLE_HORIZONS, HALF_OPEN_IDLE_TICKS, TICK_SHIFT},
     FlowEntry, FlowKey,
 };
 use tracing::{info, warn};
@@ -20,14 +22,15 @@ use super::{
 };
 use crate::{
     daemon::replication::nat::{carry_pair, Carried},
-    pinning::{PinDir, DEPENDENT_MAPS, PINNED_MAPS, STATE_MAPS},
+    pinning::{PinDir, PinError, DEPENDENT_MAPS, PINNED_MAPS, STATE_MAPS},
 };
 
 impl Dataplane {
-    /// The connection table's idle horizons as the data plane reads them
-    /// (`IDLE_HORIZONS`: the running lbd's, or the previous one's until
-    /// this one writes its own; the defaults if none was written or the
-    /// map cannot be read), unpacked: TCP's high word, UDP's low, ticks.
+    /// The connection table's idle horizons as this lbd's program reads
+    /// them (`IDLE_HORIZONS`, not pinned: what this lbd wrote, at its load
+    /// with `load_with_horizons`, or the defaults if it wrote none yet or
+    /// the map cannot be read), unpacked: TCP's high word, UDP's low,
+    /// ticks.
     fn idle_horizons(&self) -> u64 {
         idle_horizons_of(self.idle_horizons.get(&0, 0).unwrap_or(0))
     }
@@ -91,18 +94,11 @@ impl Dataplane {
 
     /// Copies the flows of a previous lbd's kernel-map table, or of a
     /// bucket table of another size, into the bucket table (see
-    /// `conntrack::legacy`; not without the state maps adopted: the
-    /// entries' backend ids would mean nothing); after the swap (`phase`
-    /// "swapped") the caller closes the old table and removes its pin
-    /// (`LegacyTable::finish`). What it did (None: nothing to carry).
+    /// `conntrack::legacy`; opened only with the state maps adopted: the
+    /// entries' backend ids would mean nothing otherwise); after the swap
+    /// (`phase` "swapped") the caller closes the old table and removes its
+    /// pin (`LegacyTable::finish`). What it did (None: nothing to carry).
     pub(super) fn carry_legacy_flows(&mut self, phase: CarryPhase) -> Option<CarriedFlows> {
-        if self.legacy.is_some() && !self.adopted {
-            warn!("the previous lbd's connection table is not carried over: its VIPs and backends were not adopted (its flows are placed by Maglev again)");
-            if let Some(legacy) = self.legacy.take() {
-                legacy.finish();
-            }
-            return None;
-        }
         let horizons = self.idle_horizons();
         let legacy = self.legacy.as_mut()?;
         let FlowStore::Buckets(table) = &self.flows else {
@@ -112,7 +108,8 @@ impl Dataplane {
         let mut flows = legacy.flows();
         // Live flows first, the most recent first: a smaller table keeps
         // them, and a closed or expired flow copied later takes only a
-        // way no live flow holds.
+        // way no live flow holds (one the table would take for live is
+        // not copied, see `over_but_taken_for_live`).
         let now = crate::clock::monotonic_ns();
         flows.sort_by_key(|(key, entry)| carry_order(key, entry, now, horizons));
         let mut done = CarriedFlows {
@@ -126,6 +123,10 @@ impl Dataplane {
                 .is_some_and(|held| held_wins(&held, entry, after_load))
             {
                 done.kept += 1;
+                continue;
+            }
+            if over_but_taken_for_live(key, entry, now, horizons) {
+                done.dead_left_out += 1;
                 continue;
             }
             match table.install(key, entry) {
@@ -179,20 +180,14 @@ impl Dataplane {
     /// (`CarryPhase::Swapped`), when the caller closes the old table and removes its
     /// pin (`LegacyNat::finish`). After the swap a flow the old program
     /// forwarded after this lbd loaded wins over a flow this lbd's program
-    /// opened on its NAT port before the final copy (`carry_pair`). Without
-    /// the state maps adopted the entries' VIP and backend ids mean nothing
-    /// here: none is carried, and the pin goes at once.
+    /// opened on its NAT port before the final copy (`carry_pair`). The old
+    /// table is opened only with the state maps adopted: without them the
+    /// entries' VIP and backend ids mean nothing here, and its pin goes
+    /// with the state maps' at the swap (`promote_staged`).
     pub(super) fn carry_legacy_nat(&mut self, phase: CarryPhase) {
         let Some(legacy) = &self.legacy_nat else {
             return;
         };
-        if !self.adopted {
-            warn!("the previous lbd's NAT flow table is not carried over: its VIPs and backends were not adopted");
-            if let Some(legacy) = self.legacy_nat.take() {
-                legacy.finish();
-            }
-            return;
-        }
         let swapped = phase == CarryPhase::Swapped;
         let (pairs, unpaired) = legacy.pairs();
         let loaded_ns = legacy.loaded_ns;
@@ -243,6 +238,11 @@ impl Dataplane {
     /// Returns what the final copy of the connection table's flows did
     /// (None: none was carried over).
     pub fn finish_adoption(&mut self) -> Option<CarriedFlows> {
+        // Done at the swap by `attach`; here for a caller that runs the
+        // program by other means.
+        if let Err(error) = self.promote_staged() {
+            warn!(%error, "pinning the maps this lbd started afresh under their names failed: the next start does it (they are staged, and this lbd's program uses them)");
+        }
         let mut carried = None;
         if self.legacy.is_some() {
             carried = self.carry_legacy_flows(CarryPhase::Swapped);
@@ -270,6 +270,49 @@ impl Dataplane {
             }
         }
         carried
+    }
+
+    /// Pins the maps this lbd's load staged (`place_pins`: made in place
+    /// of a previous lbd's whose state it does not adopt) under their
+    /// names, replacing the previous lbd's pins, once this lbd's
+    /// program runs: right after its swap (`attach`, `attach_tc`), or at
+    /// `finish_adoption` for a caller that runs it by other means. Without
+    /// the state maps adopted, the pins of the tables flows were to be
+    /// carried over from go too (`pinning::CARRIED_FROM`). Once only.
+    pub(super) fn promote_staged(&mut self) -> Result<()> {
+        if self.promoted {
+            return Ok(());
+        }
+        let Some(pins) = &self.pins else {
+            return Ok(());
+        };
+        let moved = pins.promote_staged(!self.adopted)?;
+        self.promoted = true;
+        if !moved.is_empty() {
+            info!(maps = ?moved, "the maps this lbd started afresh now take the place of the previous lbd's pins (its program runs on them)");
+        }
+        Ok(())
+    }
+
+    /// Removes the maps this lbd staged and did not pin under their names
+    /// (it stops before its program ran): the previous lbd's pins stay as
+    /// they were, and the staged maps' memory is freed (else the next
+    /// start removes them, see `recover_staged`).
+    pub(super) fn discard_staged(&mut self) {
+        if self.promoted || self.staged.is_empty() {
+            return;
+        }
+        let Some(pins) = &self.pins else {
+            return;
+        };
+        match pins.discard_staged() {
+            Ok(removed) => {
+                info!(maps = removed, "this lbd stopped before its program ran: the maps it staged are removed, the previous lbd's pins stay as they were");
+            }
+            Err(error) => {
+                warn!(%error, "removing the maps this lbd staged failed: the next start removes them");
+            }
+        }
     }
 
     /// Copy `copy` of VIP `vip_id`'s table as the map holds it (`size`
@@ -428,6 +471,21 @@ fn carry_order(
     (tier, std::cmp::Reverse(entry.last_seen_ns))
 }
 
+/// Whether a flow `carry_order` puts among the closed and expired, by
+/// the configured `horizons`, is one the table takes for live: lbd's
+/// installs judge the ways of a full bucket by the default horizons (15
+/// minutes for both protocols, not `IDLE_HORIZONS`), so a flow expired by
+/// a shorter configured horizon (a UDP flow idle past
+/// `udp_idle_timeout_s`) but seen more recently than an older live flow
+/// (a TCP connection, live for 15 minutes) would take that flow's way.
+/// Such a flow is not carried over: its entry steers nothing worth a way
+/// (a UDP flow's next packet takes Maglev's pick, a TCP connection's SYN
+/// too), as for the closed and expired flows a smaller table leaves out.
+fn over_but_taken_for_live(key: &FlowKey, entry: &FlowEntry, now: u64, horizons: u64) -> bool {
+    carry_order(key, entry, now, horizons).0 == DEAD
+        && carry_order(key, entry, now, DEFAULT_IDLE_HORIZONS).0 < DEAD
+}
+
 /// Flags the kernel sets on a map of `map_type` whatever it was created
 /// with, so a pinned map reads back with them: device maps are read-only
 /// to programs (`BPF_F_RDONLY_PROG`, as a lookup returns the device
@@ -443,23 +501,33 @@ fn flags_the_kernel_adds(map_type: u32) -> u32 {
     }
 }
 
+/// What `check_pins` found of the pins a previous lbd left.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(super) struct PinPlan {
+    /// Whether the state maps are adopted.
+    pub adopt: bool,
+    /// The pinned maps this lbd takes over as they are.
+    pub kept: Vec<&'static str>,
+}
+
 /// Checks the pins a previous lbd left against what this object and these
-/// sizes need. Incompatible pins are removed (logged): the map is created
-/// afresh. The state maps go together: if any of them cannot be adopted,
-/// none is. Returns whether the state maps are adopted.
-/// `fresh`: tables being carried over from an older layout (the
-/// connection table's maps, `conntrack::legacy`; the NAT flow table,
-/// `nat::legacy`), not required for adoption.
+/// sizes need, touching none: which it takes over as they are, and whether
+/// it adopts the state maps. Those go together: if any of them cannot be
+/// adopted, none is, nor any map that depends on them. `carried`: tables
+/// a previous layout's flows are carried over from (the connection table's
+/// maps, `conntrack::legacy`; the NAT flow table, `nat::legacy`), not
+/// required for adoption. What is not taken over is made afresh
+/// (`place_pins`).
 pub(super) fn check_pins(
     pins: &PinDir,
     object: &[u8],
     resized: &[(&str, u32)],
-    fresh: &[&str],
-) -> Result<bool> {
+    carried: &[&str],
+) -> Result<PinPlan> {
     let parsed =
         aya_obj::Object::parse(object).map_err(|e| DataplaneError::Parse(e.to_string()))?;
-    let mut mismatched = Vec::new();
     let mut present = Vec::new();
+    let mut misfits = Vec::new();
     for name in PINNED_MAPS {
         let path = pins.map_path(name);
         if !path.exists() {
@@ -491,35 +559,150 @@ pub(super) fn check_pins(
         });
         if have == Some(want) {
             present.push(name);
-        } else {
-            warn!(map = name, ?have, ?want, "pinned map does not fit this lbd (size, type or layout changed): starting it afresh");
-            remove_pin(&path)?;
-            mismatched.push(name);
+        } else if !carried.contains(&name) {
+            // (A table carried over says so when it is opened.)
+            misfits.push((name, have, want));
         }
     }
     let adopt = STATE_MAPS
         .iter()
-        .filter(|name| !fresh.contains(name))
+        .filter(|name| !carried.contains(name))
         .all(|name| present.contains(name));
-    if !adopt {
-        for name in STATE_MAPS.into_iter().chain(DEPENDENT_MAPS) {
-            if present.contains(&name) {
-                warn!(
-                    map = name,
-                    "not adopting this map alone: the state maps go together"
-                );
-                remove_pin(&pins.map_path(name))?;
-            }
+    for (name, have, want) in misfits {
+        if adopt {
+            warn!(map = name, ?have, ?want, "pinned map does not fit this lbd (size, type or layout changed): starting it afresh");
+        } else {
+            warn!(map = name, ?have, ?want, "pinned map does not fit this lbd (size, type or layout changed): starting it afresh (the pinned one stays until this lbd's program runs)");
         }
-    } else {
+    }
+    if adopt {
         let half_open = if present.contains(&names::MAP_HALF_OPEN) {
             ", half-open flows"
         } else {
             ""
         };
         info!(dir = %pins.root().display(), "adopting the pinned data plane (VIPs, backends, tables, connection table{half_open})");
+        return Ok(PinPlan {
+            adopt,
+            kept: present,
+        });
     }
-    Ok(adopt)
+    let together = |name: &str| STATE_MAPS.contains(&name) || DEPENDENT_MAPS.contains(&name);
+    for name in present.iter().filter(|name| together(name)) {
+        warn!(
+            map = name,
+            "not adopting this map alone: the state maps go together (the pinned one stays until this lbd's program runs)"
+        );
+    }
+    present.retain(|name| !together(name));
+    Ok(PinPlan {
+        adopt,
+        kept: present,
+    })
+}
+
+/// Tells `loader` where to pin each map, as `plan` found the pins: a map
+/// taken over is opened from its pin; one nothing is pinned under yet is
+/// made and pinned under its name (nothing of a previous lbd is
+/// displaced). Without the state maps adopted, one made in place of a
+/// pinned map is staged (`PinDir::staged_dir`) and takes its name only
+/// once this lbd's program runs (`Dataplane::promote_staged`), so a start
+/// that stops before (the verifier, the commit or the attach failed)
+/// leaves the previous lbd's pins as they were, its program forwarding on
+/// them, for the start after to adopt: the state, the connection and NAT
+/// tables. With them adopted, a pinned map that does not fit alone is
+/// replaced at once: what such a map holds is started afresh by design
+/// whoever adopts the state next (a half-open table of another size, a
+/// VIP index rebuilt from `VIPS`, NAT sources written again by the first
+/// commit, counters). `fresh`: tables whose flows are carried over from
+/// the table moved aside (`conntrack::legacy`, `nat::legacy`); what is
+/// left under their names (a kernel-map lbd's one-bucket placeholder, a
+/// copy an upgrade stopped before its swap made) is removed now, the
+/// moved table staying until the swap. Returns the maps staged.
+pub(super) fn place_pins(
+    loader: &mut EbpfLoader<'_>,
+    pins: &PinDir,
+    plan: &PinPlan,
+    fresh: &[&str],
+) -> Result<Vec<&'static str>> {
+    let mut staged = Vec::new();
+    for name in PINNED_MAPS {
+        let path = pins.map_path(name);
+        if plan.kept.contains(&name) || !path.exists() {
+            loader.map_pin_path(name, path);
+            continue;
+        }
+        if plan.adopt || fresh.contains(&name) {
+            remove_pin(&path)?;
+            loader.map_pin_path(name, path);
+            continue;
+        }
+        if staged.is_empty() {
+            let dir = pins.staged_dir();
+            std::fs::create_dir_all(&dir).map_err(|source| {
+                DataplaneError::Pin(PinError::Io {
+                    action: "creating",
+                    path: dir,
+                    source,
+                })
+            })?;
+        }
+        // The loader would open a map left there as this lbd's own.
+        let at = pins.staged_path(name);
+        remove_pin(&at)?;
+        loader.map_pin_path(name, at);
+        staged.push(name);
+    }
+    if !staged.is_empty() {
+        info!(maps = ?staged, dir = %pins.staged_dir().display(), "the pinned state is not adopted, and the maps made afresh in its place are staged: they take their names once this lbd's program runs, the previous lbd's pins stay as they are until then");
+    }
+    Ok(staged)
+}
+
+/// Finishes, or undoes, what a previous start staged and did not pin
+/// under their names (`place_pins`): run before anything reads the pins.
+/// A staged map a loaded program uses means that start's program ran (it
+/// stopped between its swap and `promote_staged`): its maps take their
+/// names now, as it would have done, and the tables flows were to be
+/// carried over from go if the state maps are among them. Staged maps no
+/// program uses are a start that stopped before its swap: removed, the
+/// pins they were to replace stay as they were. (No other lbd holds them:
+/// the pin directory is one lbd's at a time, see `ownership`.)
+pub(crate) fn recover_staged(pins: &PinDir) -> Result<()> {
+    let staged = pins.staged_pins()?;
+    if staged.is_empty() {
+        pins.discard_staged()?;
+        return Ok(());
+    }
+    let ids: HashSet<u32> = staged
+        .iter()
+        .filter_map(|(_, path)| MapInfo::from_pin(path).ok())
+        .map(|info| info.id())
+        .collect();
+    if used_by_a_program(&ids) {
+        let state = staged
+            .iter()
+            .any(|(name, _)| STATE_MAPS.contains(&name.as_str()));
+        let moved = pins.promote_staged(state)?;
+        warn!(maps = ?moved, "a previous lbd stopped between its program swap and pinning its maps under their names: its program runs on them, so they take their names now");
+    } else {
+        let removed = pins.discard_staged()?;
+        info!(maps = removed, "a previous lbd stopped before its program swap: the maps it staged are removed, the pins it would have replaced stay as they were");
+    }
+    Ok(())
+}
+
+/// Whether a loaded program uses one of the maps `ids`.
+fn used_by_a_program(ids: &HashSet<u32>) -> bool {
+    aya::programs::loaded_programs()
+        .filter_map(std::result::Result::ok)
+        .any(|program| {
+            program
+                .map_ids()
+                .ok()
+                .flatten()
+                .is_some_and(|used| used.iter().any(|id| ids.contains(id)))
+        })
 }
 
 #[cfg(test)]
@@ -552,6 +735,51 @@ mod tests {
         // Before the swap, the fresher one stays.
         assert!(held_wins(&repicked, &old, None));
         assert!(!held_wins(&old, &repicked, None));
+    }
+
+    /// With the default horizons nothing expired is taken for live; with
+    /// a UDP horizon of 30 s a UDP flow idle 60 s is (the table's order
+    /// judges by the defaults) and is not carried; one idle past 15
+    /// minutes, a closed flow, a live flow are not "taken for live".
+    #[test]
+    fn only_flows_expired_by_a_shorter_horizon_are_taken_for_live() {
+        let s = 1_000_000_000u64;
+        let now = 10_000 * s;
+        let at = |seen: u64, flags: u32| FlowEntry {
+            last_seen_ns: now - seen * s,
+            flags,
+            ..FlowEntry::default()
+        };
+        let tcp = FlowKey {
+            proto: 6,
+            ..FlowKey::default()
+        };
+        let udp = FlowKey {
+            proto: IPPROTO_UDP,
+            ..FlowKey::default()
+        };
+        let configured = idle_horizons_of(lb_common::flow_table::idle_horizons_word(
+            lb_common::flow_table::horizon_ticks(900 * s),
+            lb_common::flow_table::horizon_ticks(30 * s),
+        ));
+        assert!(over_but_taken_for_live(&udp, &at(60, 0), now, configured));
+        for (key, entry) in [
+            (udp, at(10, 0)),
+            (udp, at(1_000, 0)),
+            (tcp, at(120, 0)),
+            (tcp, at(60, FLOW_F_STATE)),
+        ] {
+            assert!(
+                !over_but_taken_for_live(&key, &entry, now, configured),
+                "{key:?} {entry:?}"
+            );
+        }
+        assert!(!over_but_taken_for_live(
+            &udp,
+            &at(60, 0),
+            now,
+            DEFAULT_IDLE_HORIZONS
+        ));
     }
 
     #[test]

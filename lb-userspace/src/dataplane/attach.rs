@@ -77,17 +77,39 @@ impl Dataplane {
         // through a tunnel attach a tc program at XDP too.
         tc_path(names::PROG_TC_HC_ENCAP)?;
         self.carry_legacy_nat(CarryPhase::Attaching);
-        match self.attach_xdp(interface, mode, running, translating)? {
-            AtXdp::Xdp(used) => {
+        let hooked = match self.attach_xdp(interface, mode, running, translating) {
+            Ok(AtXdp::Xdp(used)) => {
                 let used = used.or(running.map(|(_, was)| was)).unwrap_or(mode);
                 // A NIC that strips VLAN tags before native XDP: frames
                 // sent back would leave untagged (see `vlan_offload`).
                 vlan_offload::warn_if_tags_lost(interface, used);
                 Ok(Hooked::Xdp(used))
             }
-            AtXdp::Tc => {
+            Ok(AtXdp::Tc) => {
                 let running = tcx_ingress_programs(interface);
-                self.attach_tc(interface, &running)
+                self.attach_tc_hook(interface, &running)
+            }
+            Err(error) => Err(error),
+        };
+        self.promote_once_running(hooked)
+    }
+
+    /// `hooked`, the attach's outcome, once the maps this lbd staged
+    /// (made in place of pinned ones) took their names if its program runs
+    /// now, whether or not the attach succeeded (putting back the previous
+    /// XDP mode attaches it too, see `reattach_in_mode`): from the swap on
+    /// the pins name the maps the program runs on. A failure to pin them
+    /// fails the attach; the next start pins them (`recover_staged`).
+    fn promote_once_running(&mut self, hooked: Result<Hooked>) -> Result<Hooked> {
+        if self.attached.is_none() {
+            return hooked;
+        }
+        match (self.promote_staged(), hooked) {
+            (Ok(()), hooked) => hooked,
+            (Err(error), Ok(_)) => Err(error),
+            (Err(error), Err(attach_error)) => {
+                warn!(%error, "pinning the maps this lbd started afresh under their names failed: the next start does it");
+                Err(attach_error)
             }
         }
     }
@@ -282,6 +304,12 @@ impl Dataplane {
     /// XDP program still runs, before this one, on the tables it was
     /// loaded with.
     pub fn attach_tc(&mut self, interface: &str, running: &[u32]) -> Result<Hooked> {
+        let hooked = self.attach_tc_hook(interface, running);
+        self.promote_once_running(hooked)
+    }
+
+    /// `attach_tc` until its program runs.
+    fn attach_tc_hook(&mut self, interface: &str, running: &[u32]) -> Result<Hooked> {
         let path = tc_path(names::PROG_TC_LB)?;
         // Verified first (a second or more), so the NAT flows the old
         // program opens meanwhile are carried before the swap.
@@ -490,8 +518,9 @@ impl Dataplane {
     /// Leaves the program attached and the maps pinned for the next lbd
     /// (SIGTERM: a restart or an upgrade). Without pins this is a detach.
     /// With nothing attached (the kernel dropped the hook, see
-    /// `forget_hook`) the pinned maps stay for the next lbd, which adopts
-    /// them and attaches anew. Says which happened.
+    /// `forget_hook`), or a cls_bpf filter that could not be kept (it goes
+    /// with lbd), the pinned maps stay for the next lbd, which adopts them
+    /// and attaches anew (`NothingAttached`). Says which happened.
     pub fn release(&mut self) -> Result<Released> {
         match self.attached.take() {
             Some((interface, Attachment::Pinned { link, path, .. })) => {
@@ -513,12 +542,13 @@ impl Dataplane {
                         info!(%interface, "tc filter (cls_bpf) left running for the next lbd, which removes it once its own runs");
                         Ok(Released::StillForwarding)
                     }
+                    // As on drop: the filter goes with lbd, the maps stay
+                    // pinned, and the next lbd adopts them and attaches
+                    // anew (removing them would lose the connection table
+                    // for a stop that was to keep it).
                     Err(error) => {
-                        warn!(%interface, %error, "keeping the tc filter for the next lbd failed: detaching");
-                        if let Some(pins) = &self.pins {
-                            pins.remove_all()?;
-                        }
-                        Ok(Released::Detached)
+                        warn!(%interface, %error, "keeping the tc filter (cls_bpf) for the next lbd failed: it goes with lbd, and the node forwards nothing until the next lbd attaches; the maps stay pinned for it");
+                        Ok(Released::NothingAttached)
                     }
                 }
             }
@@ -690,7 +720,12 @@ impl Drop for Dataplane {
     /// next lbd. So with pins, a cls_bpf filter (which cannot be pinned)
     /// is left running as `release` leaves it. A first start that fails
     /// is undone with an explicit `detach` (`Engine::undo_fresh_start`).
+    /// A start that stops before its program ran leaves the previous lbd's
+    /// pins as they were: the maps it staged in their place go.
     fn drop(&mut self) {
+        if self.attached.is_none() {
+            self.discard_staged();
+        }
         match self.attached.take() {
             Some((interface, Attachment::OwnedTc(id))) if self.pins.is_some() => {
                 match self.keep_filter(id) {

@@ -16,7 +16,10 @@ mod attach;
 mod flows;
 mod hook_choice;
 mod map_writer;
+#[cfg(test)]
+mod pin_tests;
 
+pub(crate) use adopt::recover_staged;
 pub use adopt::CarriedFlows;
 pub(crate) use attach::tcx_ingress_programs;
 pub use hook_choice::{choose_hook, newly_translating, translates, HookChoice, Translating};
@@ -41,10 +44,10 @@ use std::{
     sync::{Mutex, PoisonError},
 };
 
-use tracing::warn;
+use tracing::{info, warn};
 
 use self::{
-    adopt::check_pins,
+    adopt::{check_pins, place_pins},
     attach::{tc_program, xdp_program, Attachment},
     flows::{take_half_open, FlowStore},
 };
@@ -56,7 +59,7 @@ use crate::{
     nat::legacy::LegacyNat,
     nat::maps::NatMaps,
     node_counters::NodeCounters,
-    pinning::{PinDir, PinError, PINNED_MAPS},
+    pinning::{PinDir, PinError},
     vip_index::VipIndex,
 };
 
@@ -173,6 +176,16 @@ pub struct MapSizes {
     pub half_open: u32,
 }
 
+/// The connection table's idle horizons (`tcp_idle_timeout_s`,
+/// `udp_idle_timeout_s`; see [`Dataplane::set_idle_horizons`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdleHorizons {
+    /// TCP's.
+    pub tcp: std::time::Duration,
+    /// UDP's.
+    pub udp: std::time::Duration,
+}
+
 /// How to load the object beyond its map sizes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LoadOptions {
@@ -225,8 +238,9 @@ pub enum Released {
     StillForwarding,
     /// The program is detached (a full stop, or nothing was pinned).
     Detached,
-    /// No program was attached (the kernel dropped the hook); the maps
-    /// stay pinned for the next lbd, which attaches anew.
+    /// No program is left attached (the kernel dropped the hook, or a
+    /// cls_bpf filter could not be kept and goes with lbd); the maps stay
+    /// pinned for the next lbd, which attaches anew.
     NothingAttached,
 }
 
@@ -277,6 +291,34 @@ pub struct Dataplane {
     /// The adopted table's second `re_place_flows` pass is still to run
     /// (once this lbd's program is attached).
     re_place_pending: bool,
+    /// The maps made in place of a previous lbd's whose state is not
+    /// adopted, staged until this lbd's program runs (`adopt::place_pins`).
+    staged: Vec<&'static str>,
+    /// The staged maps took their names (`promote_staged`).
+    promoted: bool,
+}
+
+/// Removes the maps a load staged (`adopt::place_pins`) when it fails
+/// before the `Dataplane` that owns them is made (the verifier refused a
+/// program, a map would not open): the previous lbd's pins stay as they
+/// were, and the staged maps' memory is freed.
+struct UnstageOnError<'a>(Option<&'a PinDir>);
+
+impl Drop for UnstageOnError<'_> {
+    fn drop(&mut self) {
+        let Some(pins) = self.0 else {
+            return;
+        };
+        match pins.discard_staged() {
+            Ok(0) => {}
+            Ok(removed) => {
+                info!(maps = removed, "the load failed: the maps it staged are removed, the previous lbd's pins stay as they were");
+            }
+            Err(error) => {
+                warn!(%error, "the load failed, and removing the maps it staged failed too: the next start removes them");
+            }
+        }
+    }
 }
 
 /// Takes map `name` out of the loaded object, typed.
@@ -309,8 +351,33 @@ impl Dataplane {
         Self::load_with(sizes, &LoadOptions::default())
     }
 
-    /// Loads the embedded object with non-default options.
+    /// Loads the embedded object with non-default options. The
+    /// connection table judges flows by the default idle horizons (15
+    /// minutes) until `set_idle_horizons`: the flows carried over from a
+    /// previous lbd's table at the load too (see `load_with_horizons`).
     pub fn load_with(sizes: MapSizes, options: &LoadOptions) -> Result<Self> {
+        Self::load_inner(sizes, options, None)
+    }
+
+    /// `load_with`, with the idle horizons written (`set_idle_horizons`)
+    /// before the flows of a previous lbd's table are carried over:
+    /// `IDLE_HORIZONS` is not pinned, so until this lbd writes its own a
+    /// smaller table would judge them by the defaults, and a UDP flow
+    /// expired under `udp_idle_timeout_s` would keep a way over an older
+    /// live TCP flow. lbd's start loads so.
+    pub fn load_with_horizons(
+        sizes: MapSizes,
+        options: &LoadOptions,
+        horizons: IdleHorizons,
+    ) -> Result<Self> {
+        Self::load_inner(sizes, options, Some(horizons))
+    }
+
+    fn load_inner(
+        sizes: MapSizes,
+        options: &LoadOptions,
+        horizons: Option<IdleHorizons>,
+    ) -> Result<Self> {
         let kind = options.conntrack_kind;
         let object = conntrack::kind::patch(EBPF_OBJECT, names::MAP_CONNTRACK, kind)?;
         let maglev_entries = sizes.max_vips * MAGLEV_TABLES_PER_VIP * MAGLEV_SIZE_MAX;
@@ -354,10 +421,33 @@ impl Dataplane {
         let mut adopted = false;
         let mut legacy = None;
         let mut legacy_nat = None;
+        let mut staged = Vec::new();
+        let mut unstage = UnstageOnError(None);
         if let Some(pins) = &options.pins {
             pins.prepare()?;
-            legacy = LegacyTable::open(pins, kind, buckets);
-            legacy_nat = LegacyNat::open(pins, nat_buckets);
+            // What a previous start staged and did not pin under their
+            // names, finished or undone before the pins are read.
+            recover_staged(pins)?;
+            unstage.0 = Some(pins);
+            // Tables whose flows a previous layout's table carries over
+            // are not needed for adoption; nothing is moved before the
+            // plan says what is adopted.
+            let mut carried = Vec::new();
+            if LegacyTable::pending(pins, kind, buckets) {
+                carried.extend([names::MAP_CONNTRACK, names::MAP_FLOW_BUCKETS]);
+            }
+            if LegacyNat::pending(pins, nat_buckets) {
+                carried.push(names::MAP_NAT_BUCKETS);
+            }
+            let plan = check_pins(pins, &object, &resized, &carried)?;
+            adopted = plan.adopt;
+            // Flows are carried over only into the state they name their
+            // backends in: without it the old tables stay as they are
+            // until this lbd's program runs (`promote_staged`).
+            if adopted {
+                legacy = LegacyTable::open(pins, kind, buckets);
+                legacy_nat = LegacyNat::open(pins, nat_buckets);
+            }
             // Tables being carried over from an older layout start afresh.
             let mut fresh = Vec::new();
             if legacy.is_some() {
@@ -366,10 +456,7 @@ impl Dataplane {
             if legacy_nat.is_some() {
                 fresh.push(names::MAP_NAT_BUCKETS);
             }
-            adopted = check_pins(pins, &object, &resized, &fresh)?;
-            for name in PINNED_MAPS {
-                loader.map_pin_path(name, pins.map_path(name));
-            }
+            staged = place_pins(&mut loader, pins, &plan, &fresh)?;
         }
         let mut ebpf = loader
             .load(&object)
@@ -428,7 +515,14 @@ impl Dataplane {
             legacy,
             legacy_nat,
             re_place_pending: false,
+            staged,
+            promoted: false,
         };
+        // From here the data plane's drop removes what is staged.
+        unstage.0 = None;
+        if let Some(horizons) = horizons {
+            dataplane.set_idle_horizons(horizons.tcp, horizons.udp)?;
+        }
         dataplane.carry_legacy_flows(adopt::CarryPhase::Loaded);
         dataplane.carry_legacy_nat(adopt::CarryPhase::Loaded);
         if adopted {

@@ -22,7 +22,12 @@
 //! (what the old program added or marked meanwhile; it no longer runs, so
 //! the map is final). Carried only when the state maps (VIPs, backends,
 //! NAT sources) are adopted too: the entries name their VIP and backend by
-//! those ids.
+//! those ids. The load decides that first (`pending`); without the state
+//! adopted nothing is moved, and the old tables' pins stay as they are
+//! until the new program runs, then go with the state they belong to
+//! (`PinDir::promote_staged`). A table set aside of another layout than
+//! this release's buckets is refused and its pin removed (it would be
+//! read at the wrong stride).
 //!
 //! Both may be there at once: an upgrade from the hash-map release that
 //! stopped before its swap left `NAT_FLOWS` (still written by the old
@@ -97,6 +102,18 @@ impl LegacyNat {
         (!tables.is_empty()).then_some(Self { tables, loaded_ns })
     }
 
+    /// Whether `open` would find a table to carry flows over from, told
+    /// without moving or removing anything (a load decides with it which
+    /// pins it adopts before it moves any): a bucket table set aside, or
+    /// pinned with another size than `buckets`, or a hash map.
+    pub(crate) fn pending(pins: &PinDir, buckets: u32) -> bool {
+        let resized = MapInfo::from_pin(pins.map_path(names::MAP_NAT_BUCKETS))
+            .is_ok_and(|info| is_bucket_table(&info) && info.max_entries() != buckets);
+        resized
+            || pins.map_path(RESIZED_PIN).exists()
+            || pins.map_path(names::MAP_NAT_FLOWS).exists()
+    }
+
     /// A bucket table moved aside by an lbd that did not get to its swap,
     /// or the pinned one if it has another size than `buckets` (moved
     /// aside now).
@@ -107,10 +124,7 @@ impl LegacyNat {
         }
         let current = pins.map_path(names::MAP_NAT_BUCKETS);
         let info = MapInfo::from_pin(&current).ok()?;
-        let resized = matches!(info.map_type(), Ok(MapType::Array))
-            && info.key_size() as usize == size_of::<u32>()
-            && info.value_size() as usize == size_of::<NatBucket>()
-            && info.max_entries() != buckets;
+        let resized = is_bucket_table(&info) && info.max_entries() != buckets;
         if !resized {
             return None;
         }
@@ -126,11 +140,23 @@ impl LegacyNat {
         Self::open_buckets(aside)
     }
 
-    /// A bucket table pinned at `path` (moved aside).
+    /// A bucket table pinned at `path` (moved aside); one that cannot be
+    /// opened, or of another layout, is refused and its pin removed.
     fn open_buckets(path: PathBuf) -> Option<(OldTable, PathBuf)> {
         let opened = MapInfo::from_pin(&path)
             .map_err(|e| e.to_string())
             .and_then(|info| {
+                // Checked as the pinned table is: one of another layout
+                // (an lbd of another release set it aside) would be read
+                // at the wrong stride.
+                if !is_bucket_table(&info) {
+                    return Err(format!(
+                        "not a NAT flow table of this release's layout (type {:?}, key {} bytes, value {} bytes)",
+                        info.map_type(),
+                        info.key_size(),
+                        info.value_size()
+                    ));
+                }
                 let data = MapData::from_pin(&path).map_err(|e| e.to_string())?;
                 NatFlowTable::new(data, info.max_entries()).map_err(|e| e.to_string())
             });
@@ -204,6 +230,14 @@ impl LegacyNat {
             .collect();
         (merge(tables), unpaired)
     }
+}
+
+/// Whether `info` is a NAT bucket table of this release's layout (an
+/// array of `NatBucket`s keyed by `u32`).
+fn is_bucket_table(info: &MapInfo) -> bool {
+    matches!(info.map_type(), Ok(MapType::Array))
+        && info.key_size() as usize == size_of::<u32>()
+        && info.value_size() as usize == size_of::<NatBucket>()
 }
 
 /// When a pair's entries were last seen (the later of the two).
@@ -297,6 +331,33 @@ mod tests {
             ..NatEntry::default()
         };
         [(fk, fe), (rk, re)]
+    }
+
+    /// A NAT flow table set aside (`RESIZED_PIN`) whose buckets are not
+    /// this release's (an lbd of another release set it aside) is not
+    /// read at the wrong stride: refused, its pin removed at once, as the
+    /// connection table's is. One of this release's layout is opened.
+    #[test]
+    fn a_nat_table_set_aside_in_another_layout_is_not_carried_over() {
+        use crate::pinning::test_support::{pin_map, TestBpffs};
+        const BPF_MAP_TYPE_ARRAY: u32 = 2;
+        const BPF_F_MMAPABLE: u32 = 0x400;
+        let Some(bpffs) = TestBpffs::new("nat-aside") else {
+            return;
+        };
+        let pins = bpffs.pins();
+        pins.prepare().expect("the pin directory");
+        let aside = pins.map_path(RESIZED_PIN);
+        let bucket = size_of::<NatBucket>() as u32;
+        for (value, carried) in [(bucket + 64, false), (bucket, true)] {
+            let map = pin_map(&aside, BPF_MAP_TYPE_ARRAY, (4, value), 64, BPF_F_MMAPABLE);
+            let opened = LegacyNat::open(&pins, 128);
+            assert_eq!(opened.is_some(), carried, "value of {value} bytes");
+            assert_eq!(aside.exists(), carried, "value of {value} bytes");
+            drop(opened);
+            drop(map);
+            let _ = std::fs::remove_file(&aside);
+        }
     }
 
     #[test]

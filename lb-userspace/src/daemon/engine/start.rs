@@ -21,7 +21,7 @@ use super::{
 use crate::{
     config::{Attach, Config, VrrpConfig},
     daemon::replication::Replication,
-    dataplane::{Dataplane, Hooked, LoadOptions, MapSizes, Translating},
+    dataplane::{Dataplane, Hooked, IdleHorizons, LoadOptions, MapSizes, Translating},
     health::HealthChecker,
     model::Model,
     netlink::{Interface, Netlink},
@@ -109,6 +109,13 @@ impl Engine {
         // before anything is touched: a file that cannot be trusted
         // stops the start here (see `admin_state`).
         let admin = admin_state::AdminRecord::load(&config)?;
+        // The maps a previous start staged and did not pin under their
+        // names (it stopped between its program swap and that), pinned or
+        // removed before the pins decide the VIP capacity and the resume.
+        if let Some(dir) = &config.pin_dir {
+            crate::dataplane::recover_staged(&PinDir::new(dir))
+                .context("recovering the maps a previous lbd staged")?;
+        }
         let netlink = Netlink::connect()?;
         let interface = netlink.interface(&config.interface).await?;
         // A restart that resumes mastership speaks first: the backup's
@@ -196,8 +203,16 @@ impl Engine {
             pins,
             ..LoadOptions::default()
         };
-        let mut dataplane =
-            Dataplane::load_with(sizes, &options).context("loading the data plane")?;
+        // The idle horizons the connection table judges flows by (a SYN
+        // on an idle tuple, a UDP flow's next packet, eviction), written
+        // before the load carries a previous lbd's flows over (a smaller
+        // table keeps the live ones first).
+        let horizons = IdleHorizons {
+            tcp: config.tcp_idle_timeout,
+            udp: config.udp_idle_timeout,
+        };
+        let mut dataplane = Dataplane::load_with_horizons(sizes, &options, horizons)
+            .context("loading the data plane")?;
         if !dataplane.adopted() {
             demote_resumed(vrrp_starts, &config, &interface, &netlink).await?;
         }
@@ -207,11 +222,6 @@ impl Engine {
         // The flags a previous lbd wrote stay until the first apply decides
         // them: NAT'd replies keep being translated across a restart.
         dataplane.set_iface_mac(interface.mac)?;
-        // The idle horizons the connection table judges flows by (a SYN
-        // on an idle tuple, a UDP flow's next packet, eviction).
-        dataplane
-            .set_idle_horizons(config.tcp_idle_timeout, config.udp_idle_timeout)
-            .context("writing the idle horizons")?;
         let (events_tx, events_rx) = mpsc::channel(1024);
         let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
         let observed = metrics.clone();
@@ -288,33 +298,34 @@ impl Engine {
         info!(?report, "maps filled");
         engine.prepare_routing().await;
         // Nothing of a previous lbd to keep: a start that fails after the
-        // attach below takes everything away again.
-        let mut fresh = !engine.dataplane.adopted();
+        // attach below takes everything away again. What runs at every
+        // hook is read, whichever this lbd attaches at: a previous lbd's
+        // program at the other hook (`attach` switched, the state maps not
+        // adopted) goes once this one runs (`serve`), and a start that
+        // failed then and took everything away would leave the node, which
+        // had a data plane, with none.
+        let running = engine
+            .netlink
+            .xdp_program(engine.interface.index)
+            .await
+            .context("reading the interface's XDP program")?;
+        let tcx = crate::dataplane::tcx_ingress_programs(&engine.interface.name);
+        let found = FoundHooks {
+            xdp: running.is_some(),
+            tcx: !tcx.is_empty(),
+            cls_bpf: lbd_filter_found(engine.interface.index).await,
+        };
+        let fresh = fresh_node(engine.dataplane.adopted(), found);
         engine.hooked = match engine.config.attach {
-            Attach::Xdp => {
-                let running = engine
-                    .netlink
-                    .xdp_program(engine.interface.index)
-                    .await
-                    .context("reading the interface's XDP program")?;
-                // `auto` may end at tc (see `dataplane::hook_choice`),
-                // taking over the tc link a previous lbd left there.
-                fresh &= running.is_none()
-                    && crate::dataplane::tcx_ingress_programs(&engine.interface.name).is_empty();
-                engine.dataplane.attach(
-                    &engine.interface.name,
-                    engine.config.xdp_mode,
-                    running,
-                    &Translating::of(&engine.config.vips),
-                )?
-            }
-            Attach::Tc => {
-                let running = crate::dataplane::tcx_ingress_programs(&engine.interface.name);
-                fresh &= running.is_empty();
-                engine
-                    .dataplane
-                    .attach_tc(&engine.interface.name, &running)?
-            }
+            // `auto` may end at tc (see `dataplane::hook_choice`), taking
+            // over the tc link a previous lbd left there.
+            Attach::Xdp => engine.dataplane.attach(
+                &engine.interface.name,
+                engine.config.xdp_mode,
+                running,
+                &Translating::of(&engine.config.vips),
+            )?,
+            Attach::Tc => engine.dataplane.attach_tc(&engine.interface.name, &tcx)?,
         };
         engine.fresh_start = fresh;
         match engine.serve(vrrp_starts).await {
@@ -494,6 +505,42 @@ impl Engine {
             self.vrrp.push(instance);
         }
         Ok(())
+    }
+}
+
+/// What ran on the interface when this lbd came to attach, at every hook.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct FoundHooks {
+    /// An XDP program.
+    xdp: bool,
+    /// Programs on the tcx ingress.
+    tcx: bool,
+    /// lbd's tc program as a cls_bpf filter on the ingress (a previous
+    /// lbd's on a kernel without tcx), or the filters could not be listed.
+    cls_bpf: bool,
+}
+
+/// Whether this start found a fresh node, which a start that fails after
+/// its attach puts back as it was (`Engine::undo_fresh_start`): nothing
+/// was adopted and no program ran at any hook, whichever hook this lbd
+/// attaches at. A previous lbd's program is a data plane the node keeps
+/// forwarding on for the next lbd.
+fn fresh_node(adopted: bool, found: FoundHooks) -> bool {
+    !adopted && !found.xdp && !found.tcx && !found.cls_bpf
+}
+
+/// Whether a previous lbd's tc program runs as a cls_bpf filter on the
+/// ingress of interface `ifindex`. A failure to list the filters is
+/// logged and taken for one: a node that may have a data plane is not
+/// taken for a fresh one.
+async fn lbd_filter_found(ifindex: u32) -> bool {
+    use crate::ownership::cls_bpf;
+    match cls_bpf::ingress_filters_of(ifindex).await {
+        Ok(filters) => filters.iter().any(|f| cls_bpf::left_by_lbd(f, None)),
+        Err(error) => {
+            warn!(error = %format!("{error:#}"), "listing the tc filters on the interface's ingress failed: a start that fails after the attach leaves the node's data plane as it is");
+            true
+        }
     }
 }
 
@@ -700,6 +747,39 @@ mod vip_sizing_tests {
                 size: pinned + 1 + SPARE_VIPS
             }
         );
+    }
+}
+
+#[cfg(test)]
+mod fresh_node_tests {
+    use super::*;
+
+    /// A node is fresh (a start that fails after its attach takes
+    /// everything away again) only if nothing was adopted and no program
+    /// ran at any hook, whichever hook this lbd attaches at (the caller
+    /// reads them all): a previous lbd's XDP link where this one attaches
+    /// at tc (`attach` switched, the state maps not adopted), or its
+    /// cls_bpf filter where this one attaches at XDP, is a data plane to
+    /// leave forwarding for the next lbd.
+    #[test]
+    fn a_node_is_fresh_only_without_a_program_at_either_hook() {
+        let xdp = FoundHooks {
+            xdp: true,
+            ..FoundHooks::default()
+        };
+        let tcx = FoundHooks {
+            tcx: true,
+            ..FoundHooks::default()
+        };
+        let cls_bpf = FoundHooks {
+            cls_bpf: true,
+            ..FoundHooks::default()
+        };
+        assert!(fresh_node(false, FoundHooks::default()));
+        assert!(!fresh_node(true, FoundHooks::default()), "adopted");
+        for found in [xdp, tcx, cls_bpf] {
+            assert!(!fresh_node(false, found), "{found:?}");
+        }
     }
 }
 

@@ -1,0 +1,291 @@
+//! The pinned data plane across starts, through the real object on a BPF
+//! filesystem of the test's own (`TestBpffs`): a start that stops before
+//! its swap leaves the previous lbd's pins as they were; a stop that
+//! cannot keep its tc filter keeps the maps; a smaller table judges the
+//! flows it carries over by the configured idle horizons. Need root.
+
+use std::time::Duration;
+
+use aya::maps::MapInfo;
+use lb_common::{
+    consts::{names, HALF_OPEN_SIZE_DEFAULT, IPPROTO_UDP, NAT_FLOWS_SIZE_DEFAULT},
+    FlowEntry, FlowKey,
+};
+
+use super::{Dataplane, IdleHorizons, LoadOptions, MapSizes, Released};
+use crate::pinning::{test_support::TestBpffs, PinDir, PINNED_MAPS};
+
+/// Maps for `max_vips` VIPs and `conntrack` flows.
+fn sizes(max_vips: u32, conntrack: u32) -> MapSizes {
+    MapSizes {
+        max_vips,
+        conntrack,
+        nat_flows: NAT_FLOWS_SIZE_DEFAULT,
+        half_open: HALF_OPEN_SIZE_DEFAULT,
+    }
+}
+
+/// Loading with the pins in `pins`.
+fn pinned(pins: &PinDir) -> LoadOptions {
+    LoadOptions {
+        pins: Some(pins.clone()),
+        ..LoadOptions::default()
+    }
+}
+
+/// The id of each map pinned under its name in `pins` (None: no pin).
+fn pinned_ids(pins: &PinDir) -> Vec<(&'static str, Option<u32>)> {
+    PINNED_MAPS
+        .iter()
+        .map(|name| {
+            let id = MapInfo::from_pin(pins.map_path(name))
+                .ok()
+                .map(|info| info.id());
+            (*name, id)
+        })
+        .collect()
+}
+
+/// The file's VIPs outgrew the pinned maps (or an upgrade changed a map's
+/// size): the next lbd loads maps of its own and does not adopt, then
+/// stops before its swap (the verifier, the commit or the attach failed).
+/// The previous lbd's program still forwards on its maps, and its pins
+/// still name them, every one: the operator reverts the file, and the lbd
+/// after adopts them as they are. A pinned VIPS of the failed start's
+/// (empty) would have been kept instead, every flow re-picked.
+#[test]
+fn a_start_stopped_before_its_swap_leaves_the_previous_pins_as_they_were() {
+    let Some(bpffs) = TestBpffs::new("before-swap") else {
+        return;
+    };
+    let pins = bpffs.pins();
+    drop(Dataplane::load_with(sizes(4, 4096), &pinned(&pins)).expect("the previous lbd"));
+    let before = pinned_ids(&pins);
+    assert!(before.iter().all(|(_, id)| id.is_some()), "{before:?}");
+    {
+        let grown = Dataplane::load_with(sizes(8, 4096), &pinned(&pins)).expect("grown");
+        assert!(!grown.adopted(), "VIPS does not fit: nothing adopted");
+        assert_eq!(pinned_ids(&pins), before, "while it loads");
+        // Dropped: it stopped before its swap.
+    }
+    assert_eq!(pinned_ids(&pins), before, "after it stopped");
+    assert!(!pins.staged_dir().exists(), "its own maps went with it");
+    let next = Dataplane::load_with(sizes(4, 4096), &pinned(&pins)).expect("reverted");
+    assert!(next.adopted(), "the previous lbd's maps are adopted");
+    assert_eq!(pinned_ids(&pins), before);
+}
+
+/// The ids of the maps staged in `pins`, by name.
+fn staged_ids(pins: &PinDir) -> Vec<(String, u32)> {
+    pins.staged_pins()
+        .expect("staged")
+        .into_iter()
+        .map(|(name, path)| {
+            let id = MapInfo::from_pin(&path).expect("a staged map").id();
+            (name, id)
+        })
+        .collect()
+}
+
+/// The ids of the maps named `names` pinned under their names in `pins`.
+fn ids_of(pins: &PinDir, names: &[String]) -> Vec<(String, u32)> {
+    names
+        .iter()
+        .map(|name| {
+            let id = MapInfo::from_pin(pins.map_path(name)).expect("pinned").id();
+            (name.clone(), id)
+        })
+        .collect()
+}
+
+/// The grown start that gets to run its program (here by a test run,
+/// `finish_adoption`; lbd right after its swap): the maps it made take
+/// their names then, the maps it shares with the previous lbd stay, and
+/// the next start of its size adopts them.
+#[test]
+fn a_start_whose_program_runs_pins_its_maps_under_their_names() {
+    let Some(bpffs) = TestBpffs::new("swapped") else {
+        return;
+    };
+    let pins = bpffs.pins();
+    drop(Dataplane::load_with(sizes(4, 4096), &pinned(&pins)).expect("the previous lbd"));
+    let before = pinned_ids(&pins);
+    let mut grown = Dataplane::load_with(sizes(8, 4096), &pinned(&pins)).expect("grown");
+    let staged = staged_ids(&pins);
+    let names: Vec<String> = staged.iter().map(|(name, _)| name.clone()).collect();
+    for name in [
+        names::MAP_VIPS,
+        names::MAP_FLOW_BUCKETS,
+        names::MAP_NAT_BUCKETS,
+    ] {
+        assert!(names.iter().any(|n| n == name), "{name} staged: {names:?}");
+    }
+    assert!(
+        !names.iter().any(|n| n == names::MAP_CONFIG),
+        "a map that fits is shared"
+    );
+    grown.finish_adoption();
+    assert!(!pins.staged_dir().exists());
+    assert_eq!(ids_of(&pins, &names), staged, "in place");
+    let config = |ids: &[(&str, Option<u32>)]| {
+        ids.iter()
+            .find(|(name, _)| *name == names::MAP_CONFIG)
+            .map(|(_, id)| *id)
+    };
+    assert_eq!(config(&pinned_ids(&pins)), config(&before));
+    drop(grown);
+    let next = Dataplane::load_with(sizes(8, 4096), &pinned(&pins)).expect("the next lbd");
+    assert!(next.adopted());
+    assert_eq!(ids_of(&pins, &names), staged);
+}
+
+/// A start that stopped between its swap and pinning its maps under their
+/// names (killed in between; here its program still loaded stands for
+/// the one on the link): the next start finds a program using the staged
+/// maps, pins them under their names and adopts them. Staged maps no
+/// program uses (a start killed before its swap) are removed, the pins
+/// as they were.
+#[test]
+fn the_next_start_finishes_or_undoes_what_a_stopped_start_staged() {
+    let Some(bpffs) = TestBpffs::new("recover") else {
+        return;
+    };
+    let pins = bpffs.pins();
+    drop(Dataplane::load_with(sizes(4, 4096), &pinned(&pins)).expect("the previous lbd"));
+    let before = pinned_ids(&pins);
+    // Staged by a start killed before its swap: no program uses it.
+    std::fs::create_dir_all(pins.staged_dir()).expect("staged");
+    let orphan =
+        crate::pinning::test_support::pin_map(&pins.staged_path(names::MAP_VIPS), 2, (4, 8), 4, 0);
+    drop(orphan);
+    super::recover_staged(&pins).expect("recovered");
+    assert!(!pins.staged_dir().exists(), "removed");
+    assert_eq!(pinned_ids(&pins), before, "the pins as they were");
+
+    let grown = Dataplane::load_with(sizes(8, 4096), &pinned(&pins)).expect("grown");
+    let staged = staged_ids(&pins);
+    let names: Vec<String> = staged.iter().map(|(name, _)| name.clone()).collect();
+    super::recover_staged(&pins).expect("recovered");
+    assert!(!pins.staged_dir().exists());
+    assert_eq!(ids_of(&pins, &names), staged, "in place");
+    drop(grown);
+    assert_eq!(ids_of(&pins, &names), staged, "kept when it goes");
+    let next = Dataplane::load_with(sizes(8, 4096), &pinned(&pins)).expect("the next lbd");
+    assert!(next.adopted());
+    assert_eq!(ids_of(&pins, &names), staged);
+}
+
+/// A stop for a restart (SIGTERM) at tc through cls_bpf that cannot
+/// keep its filter (it goes with lbd) keeps the maps pinned, as the same
+/// failure on drop does: the next lbd adopts them and attaches anew. In
+/// a network namespace of the test thread's own, on its `lo`.
+#[test]
+fn a_release_that_cannot_keep_its_tc_filter_keeps_the_maps_pinned() {
+    use aya::programs::{links::Link as _, tc::NlOptions, TcAttachType};
+
+    use super::attach::{tc_program, Attachment};
+    let Some(bpffs) = TestBpffs::new("release") else {
+        return;
+    };
+    let pins = bpffs.pins();
+    std::thread::spawn(move || {
+        // SAFETY: unshare affects only this thread (and the processes it
+        // starts).
+        assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0, "unshare");
+        let mut dataplane =
+            Dataplane::load_with(sizes(4, 4096), &pinned(&pins)).expect("the data plane");
+        let program = tc_program(&mut dataplane.ebpf).expect("tc_lb");
+        let id = crate::ownership::cls_bpf::attach_filter(
+            program,
+            "lo",
+            TcAttachType::Ingress,
+            NlOptions::default(),
+        )
+        .expect("a cls_bpf filter on lo");
+        // Its link taken from the program: keeping the filter fails.
+        let taken = tc_program(&mut dataplane.ebpf)
+            .expect("tc_lb")
+            .take_link(id)
+            .expect("the filter's link");
+        dataplane.attached = Some(("lo".to_owned(), Attachment::OwnedTc(taken.id())));
+        let vips = pins.map_path(names::MAP_VIPS);
+        let id_before = MapInfo::from_pin(&vips).expect("VIPS pinned").id();
+        let released = dataplane.release().expect("released");
+        assert_eq!(released, Released::NothingAttached);
+        let id_after = MapInfo::from_pin(&vips).map(|info| info.id()).ok();
+        assert_eq!(id_after, Some(id_before), "the maps stay pinned");
+        drop(taken);
+        drop(dataplane);
+        let next = Dataplane::load_with(sizes(4, 4096), &pinned(&pins)).expect("the next lbd");
+        assert!(next.adopted(), "the next lbd adopts them");
+    })
+    .join()
+    .expect("the test's thread (see its panic above)");
+}
+
+/// A flow of `proto` from client `n`.
+fn key(n: u8, proto: u8) -> FlowKey {
+    FlowKey {
+        src: [u32::from_be_bytes([198, 18, 1, n]), 0, 0, 0],
+        dst: [u32::from_be_bytes([198, 18, 0, 100]), 0, 0, 0],
+        sport: 10_000 + u16::from(n),
+        dport: 53,
+        proto,
+        family: libc::AF_INET as u8,
+        _pad: 0,
+    }
+}
+
+/// `conntrack_size` lowered to one bucket (8 ways) under a table holding
+/// a TCP flow last seen 120 s ago, live under its 15-minute horizon, and
+/// eight UDP flows seen since, 60 s ago, expired under the configured 30 s
+/// horizon. The carry-over judges them by the configured horizons (not
+/// the defaults, 15 minutes for both, which the unpinned IDLE_HORIZONS
+/// holds until lbd writes its own): the live TCP flow first, and the
+/// expired UDP flows, which the table's own order (the defaults) would
+/// take for live and more recent, are left out rather than take its way
+/// (their next packets take Maglev's pick anyway). Judged by the
+/// defaults, the UDP flows were live and more recent, and the TCP flow
+/// found no way.
+#[test]
+fn a_smaller_table_keeps_a_live_tcp_flow_over_expired_udp_flows() {
+    let Some(bpffs) = TestBpffs::new("horizons") else {
+        return;
+    };
+    let pins = bpffs.pins();
+    let s = 1_000_000_000u64;
+    let now = crate::clock::monotonic_ns();
+    assert!(now > 1_000 * s, "the clock has run long enough");
+    let tcp = key(0, libc::IPPROTO_TCP as u8);
+    let seen = |ago: u64| FlowEntry {
+        backend_id: 1,
+        backend_generation: 1,
+        last_seen_ns: now - ago * s,
+        ..FlowEntry::default()
+    };
+    {
+        let mut old = Dataplane::load_with(sizes(4, 4096), &pinned(&pins)).expect("old");
+        old.install_flow(&tcp, &seen(120)).expect("the TCP flow");
+        for n in 1..=8 {
+            old.install_flow(&key(n, IPPROTO_UDP), &seen(60))
+                .expect("a UDP flow");
+        }
+    }
+    let horizons = IdleHorizons {
+        tcp: Duration::from_secs(900),
+        udp: Duration::from_secs(30),
+    };
+    // Four flows: one bucket.
+    let mut new = Dataplane::load_with_horizons(sizes(4, 4), &pinned(&pins), horizons)
+        .expect("the smaller table");
+    assert!(new.adopted());
+    // Slots: twice the configured flows.
+    assert_eq!(2 * new.flow_capacity(), 8, "one bucket of eight ways");
+    let held = |dataplane: &Dataplane| dataplane.flows().any(|(k, _)| k == tcp);
+    assert!(held(&new), "after the load: the live TCP flow");
+    let carried = new.finish_adoption().expect("flows carried over");
+    assert!(held(&new), "after the swap: the live TCP flow");
+    assert_eq!(carried.live_left_out, 0, "{carried:?}");
+    assert_eq!(carried.flows, 9, "{carried:?}");
+    assert_eq!(carried.dead_left_out, 8, "{carried:?}");
+}
