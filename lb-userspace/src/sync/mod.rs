@@ -27,6 +27,7 @@ use std::{
 use serde::{Deserialize, Serialize};
 
 pub use channel::{listen, BatchKind, ListenerHandle, ReceivedBatch, Sender};
+pub(crate) use channel::{Dump, Read};
 pub use nat_record::{NatFlowRecord, NatHalf, NatTuple};
 pub use wire::{AuthError, WireError};
 
@@ -52,6 +53,25 @@ pub struct FlowRecord {
     pub age_ms: u32,
     /// FIN/RST-seen bits, passed through untouched.
     pub flags: u8,
+}
+
+impl FlowRecord {
+    /// The record `waited` later: its age grown by that (saturating), as
+    /// the sender makes its frame (see [`age_ms`]).
+    pub(crate) fn aged(self, waited: Duration) -> Self {
+        Self {
+            age_ms: self.age_ms.saturating_add(age_ms(waited)),
+            ..self
+        }
+    }
+}
+
+/// `waited` in whole milliseconds, saturating: what a record's age grows
+/// by between the read of its flow and the write of its frame (the walk,
+/// the send queue, a peer down meanwhile), so a copy delayed on its way
+/// never looks fresher than it is on the receiver.
+pub(crate) fn age_ms(waited: Duration) -> u32 {
+    u32::try_from(waited.as_millis()).unwrap_or(u32::MAX)
 }
 
 /// What one node needs to take part in sync: the key both ends share and

@@ -74,6 +74,23 @@ pub struct NatFlowRecord {
     pub reply: NatHalf,
 }
 
+impl NatFlowRecord {
+    /// The record `waited` later: both halves' ages grown by that
+    /// (saturating), as [`FlowRecord::aged`](super::FlowRecord::aged).
+    pub(crate) fn aged(self, waited: std::time::Duration) -> Self {
+        let by = super::age_ms(waited);
+        let grown = |half: NatHalf| NatHalf {
+            age_ms: half.age_ms.saturating_add(by),
+            ..half
+        };
+        Self {
+            forward: grown(self.forward),
+            reply: grown(self.reply),
+            ..self
+        }
+    }
+}
+
 fn encode_tuple(out: &mut Vec<u8>, tuple: &NatTuple) {
     encode_addr(out, tuple.src);
     encode_addr(out, tuple.dst);

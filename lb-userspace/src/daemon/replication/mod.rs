@@ -11,7 +11,8 @@
 //! even if the backend set (and so the Maglev table) changed in between.
 //! NAT'd flows travel the same way, with the same cadence ([`nat`]): they
 //! keep their translation (NAT address and port, backend).
-//! A sending node walks its connection table off lbd's loop ([`walks`]).
+//! A sending node walks its connection table and its NAT flow table off
+//! lbd's loop ([`walks`]).
 
 mod flow_table;
 pub(crate) mod nat;
@@ -57,7 +58,7 @@ use peers::{Peer, Receipts};
 use records::{backend_names, install_flows, record, sends, FlowCounts, Install, Scan};
 pub(crate) use roles::Roles;
 pub(crate) use walks::walk_ended;
-use walks::{collect, Walk, WalkInput, Walked, Walker, Walks};
+use walks::{walk, Tables, Walk, WalkInput, Walked, Walker, Walks};
 
 /// How often a node sends a complete dump even without a new session.
 const FULL_SYNC_INTERVAL: Duration = Duration::from_secs(10);
@@ -65,7 +66,8 @@ const FULL_SYNC_INTERVAL: Duration = Duration::from_secs(10);
 /// none for `NAT_SCAN_SPACING × d`: a table small enough to scan in under
 /// about 60 ms is scanned every tick; a large one (120,000 entries took about
 /// 120 ms in the lab) every few ticks, which delays a new flow's copy by
-/// that much instead of spending half a core on scans.
+/// that much instead of spending half a core on scans. (The scans run off
+/// lbd's loop, with the walks: see [`walks::NatScan`].)
 const NAT_SCAN_SPACING: u32 = 4;
 /// How often [`Replication::flush`] looks at the senders' queues.
 const FLUSH_POLL: Duration = Duration::from_millis(10);
@@ -252,14 +254,19 @@ impl Replication {
     /// mastered by the peer, which streams those itself).
     ///
     /// The walk of the connection table runs off lbd's loop where the
-    /// table can be mapped a second time (see [`walks`]): its records go
-    /// out when it ends ([`Replication::walk_ended`]); a tick while it runs
-    /// starts nothing. The NAT'd flows are scanned and sent here.
+    /// table can be mapped a second time (see [`walks`]), and scans the
+    /// NAT flow table too: its records go out when it ends
+    /// ([`Replication::walk_ended`]); a tick while it runs starts nothing.
     pub(crate) fn start_walk(&mut self, dataplane: &Dataplane, balancer: &Balancer, roles: &Roles) {
-        let Some(input) = self.begin(dataplane, balancer, roles) else {
+        self.start_walk_in(dataplane, balancer, roles);
+    }
+
+    /// [`Replication::start_walk`] over `tables` (tests: tables in memory).
+    fn start_walk_in(&mut self, tables: &dyn Tables, balancer: &Balancer, roles: &Roles) {
+        let Some(input) = self.begin(balancer, roles) else {
             return;
         };
-        match self.walker.walk_for(dataplane, input) {
+        match self.walker.walk_for(tables, input) {
             Walk::Off(walk) => self.walker.launch(walk),
             Walk::Done(walked) => self.finish_walk(walked),
         }
@@ -269,21 +276,17 @@ impl Replication {
     /// the table (the last tick before lbd stops, the bench); nothing while
     /// a walk is in flight (see [`Replication::wait_walk`]).
     pub(crate) fn tick_with(&mut self, dataplane: &Dataplane, balancer: &Balancer, roles: &Roles) {
-        let Some(input) = self.begin(dataplane, balancer, roles) else {
+        let Some(input) = self.begin(balancer, roles) else {
             return;
         };
-        let walked = collect(dataplane.flows(), &input, &AtomicBool::new(false));
+        let walked = walk(dataplane, input, &AtomicBool::new(false));
         self.finish_walk(walked);
     }
 
-    /// Starts a walk unless one is in flight: decides what it sends,
-    /// scans and sends the NAT'd flows, and takes what the walk needs.
-    fn begin(
-        &mut self,
-        dataplane: &Dataplane,
-        balancer: &Balancer,
-        roles: &Roles,
-    ) -> Option<WalkInput> {
+    /// Starts a walk unless one is in flight: decides what it sends (the
+    /// NAT flow table's scan with it, when due) and takes what the walk
+    /// needs. Reads neither table: the walk does.
+    fn begin(&mut self, balancer: &Balancer, roles: &Roles) -> Option<WalkInput> {
         let now = monotonic_ns();
         let peers = &mut self.peers;
         let planned = self.walks.start(
@@ -297,23 +300,18 @@ impl Replication {
             now,
             Instant::now(),
         )?;
-        let mut nat = self.nat_scan(dataplane, planned.scan, now);
-        if self.topology == Topology::VrrpPair {
-            nat.retain(|r| roles.sends(r.vip));
-        }
         if planned.full {
             debug!(
-                nat_records = nat.len(),
                 peers = self.peers.len(),
-                "full connection-table sync: walking the connection table"
+                "full connection-table sync: walking the connection table and the NAT flow table"
             );
         }
-        self.send_nat(nat, planned.full);
         Some(WalkInput {
             planned,
             topology: self.topology,
             names: backend_names(balancer),
             roles: roles.clone(),
+            nat: self.nat_scan(planned.scan),
         })
     }
 
@@ -345,23 +343,37 @@ impl Replication {
     }
 
     /// The walk in flight ended with `walked`: its records go to every
-    /// peer. One that failed leaves its window and its dump to the next.
+    /// peer, the NAT'd flows' first. One that failed leaves its window
+    /// and its dump to the next (the NAT marks it held are lost: the next
+    /// NAT scan sends every flow once).
     fn finish_walk(&mut self, walked: Walked) {
         let Some(planned) = self.walks.finish(walked.is_some()) else {
             return;
         };
-        let Some(records) = walked else {
+        let Some(collected) = walked else {
             self.walker.failed();
             return;
         };
+        let dump = planned.scan.dump();
+        if let Some(nat) = collected.nat {
+            trace!(
+                records = nat.records.len(),
+                took_us = nat.took.as_micros(),
+                "NAT flow table scanned"
+            );
+            self.nat_sent = nat.sent;
+            self.nat_last_scan_ns = planned.started_ns;
+            self.nat_next_scan = Some(Instant::now() + nat.took * NAT_SCAN_SPACING);
+            self.send_nat(nat.records, dump, planned.started);
+        }
         if planned.full {
             debug!(
-                records = records.len(),
+                records = collected.flows.len(),
                 peers = self.peers.len(),
                 "full connection-table sync"
             );
         }
-        self.send_flows(records, planned.full);
+        self.send_flows(collected.flows, dump, planned.started);
     }
 
     /// The roles a walk starting now streams with (see
@@ -425,39 +437,43 @@ impl Replication {
     /// queue: a slow one drops its oldest batches, the others go on),
     /// marked with the session each peer had when the walk started: a
     /// dump read before a peer's current session is dropped, never taken
-    /// for that session's dump (the next walk makes it).
-    fn send_flows(&self, records: Vec<FlowRecord>, full: bool) {
+    /// for that session's dump (the next walk makes it), and a periodic
+    /// dump never takes the place of a session's dump still queued. Their
+    /// ages were taken `at` (the walk's start): the sender adds the time
+    /// since when they go out.
+    fn send_flows(&self, records: Vec<FlowRecord>, dump: sync::Dump, at: Instant) {
         let Some((last, others)) = self.peers.split_last() else {
             return;
         };
         for peer in others {
             peer.sender()
-                .send_read_in(records.clone(), full, peer.read_in());
+                .send_read(records.clone(), peer.read(dump, at));
         }
-        last.sender().send_read_in(records, full, last.read_in());
+        last.sender().send_read(records, last.read(dump, at));
     }
 
     /// Queues NAT'd flow records for every peer, as [`Self::send_flows`].
-    fn send_nat(&self, nat: Vec<NatFlowRecord>, full: bool) {
+    fn send_nat(&self, nat: Vec<NatFlowRecord>, dump: sync::Dump, at: Instant) {
         let Some((last, others)) = self.peers.split_last() else {
             return;
         };
         for peer in others {
             peer.sender()
-                .send_nat_read_in(nat.clone(), full, peer.read_in());
+                .send_nat_read(nat.clone(), peer.read(dump, at));
         }
-        last.sender().send_nat_read_in(nat, full, last.read_in());
+        last.sender().send_nat_read(nat, last.read(dump, at));
     }
 
-    /// While master: the NAT'd flows to send this tick (all of them for a
-    /// dump, see [`nat::nat_records`]). Between full syncs a scan waits
-    /// until the previous one's duration times [`NAT_SCAN_SPACING`] has
-    /// passed, so replication takes at most a fifth of lbd's loop whatever
-    /// the table's size.
-    fn nat_scan(&mut self, dataplane: &Dataplane, scan: Scan, now: u64) -> Vec<NatFlowRecord> {
+    /// The NAT flow table's scan for a walk of `scan`, if one is due (see
+    /// [`nat::nat_records`]): every dump scans it; between them, a scan
+    /// waits until the previous one's duration times [`NAT_SCAN_SPACING`]
+    /// has passed, so these scans take at most a fifth of a core whatever
+    /// the table's size (off lbd's loop, with the walk). Lends the walk
+    /// the marks last sent.
+    fn nat_scan(&mut self, scan: Scan) -> Option<walks::NatScan> {
         let full = !matches!(scan, Scan::Recent { .. });
         if !nat_scan_due(self.nat_next_scan, full, Instant::now()) {
-            return Vec::new();
+            return None;
         }
         // NAT entries have a window of their own (see SCAN_MARGIN_NS).
         let scan = match scan {
@@ -466,17 +482,11 @@ impl Replication {
             },
             dump => dump,
         };
-        let started = Instant::now();
-        // Read in place from the mapped table: memory reads, no syscall.
-        let records = nat::nat_records(dataplane.nat().flows(), scan, now, &mut self.nat_sent);
-        trace!(
-            records = records.len(),
-            took_us = started.elapsed().as_micros(),
-            "NAT flow table scanned"
-        );
-        self.nat_last_scan_ns = now;
-        self.nat_next_scan = Some(Instant::now() + started.elapsed() * NAT_SCAN_SPACING);
-        records
+        let emptied = self.nat_sent.emptied();
+        Some(walks::NatScan {
+            scan,
+            sent: std::mem::replace(&mut self.nat_sent, emptied),
+        })
     }
 
     /// The next tick scans the NAT flow table whatever the spacing says:

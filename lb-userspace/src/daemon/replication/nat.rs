@@ -98,6 +98,15 @@ impl SentMarks {
         }
     }
 
+    /// No marks, and the same rule for replicas: what the loop keeps
+    /// while a walk holds these (see `walks::NatScan`).
+    pub(crate) fn emptied(&self) -> Self {
+        Self {
+            sent: HashMap::new(),
+            skip_replicas: self.skip_replicas,
+        }
+    }
+
     /// Whether `entry` (at `key`) carries marks other than those sent.
     fn changed(&self, key: &FlowKey, entry: &NatEntry) -> bool {
         self.sent.get(key) != Some(&entry.flags)
@@ -664,7 +673,13 @@ pub(super) mod tests {
 
     /// Both entries of client:cport -> VIP:80 NAT'd from NAT:nport to
     /// backend:8080, as the master's data plane writes them.
-    fn flow(client: &str, cport: u16, nport: u16, backend: &str, backend_id: u32) -> NatPair {
+    pub(in crate::daemon::replication) fn flow(
+        client: &str,
+        cport: u16,
+        nport: u16,
+        backend: &str,
+        backend_id: u32,
+    ) -> NatPair {
         let fk = key(client, VIP, cport, 80);
         let rk = key(backend, NAT, 8080, nport);
         let fe = NatEntry {

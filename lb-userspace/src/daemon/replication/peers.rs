@@ -11,7 +11,7 @@
 //! directions). A peer's receipts are found as soon as this node's
 //! session to it is up; what arrived before is kept under the id.
 
-use std::{collections::HashMap, net::SocketAddr, sync::Arc};
+use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Instant};
 
 use tokio::sync::watch;
 use tracing::debug;
@@ -32,7 +32,7 @@ pub(crate) struct Peer {
     stats: Arc<SyncStats>,
     sessions: watch::Receiver<u64>,
     /// The sender's session number when the last walk started: the walk
-    /// read its records during that session (see [`Peer::read_in`]).
+    /// read its records during that session (see [`Peer::read`]).
     seen: u64,
 }
 
@@ -52,7 +52,7 @@ impl Peer {
 
     /// Whether a session started since the last call: the peer may have
     /// missed batches (or restarted), so it needs a full dump. Called when
-    /// a walk starts; remembers the session number for [`Peer::read_in`]
+    /// a walk starts; remembers the session number for [`Peer::read`]
     /// (read and marked seen at once, so a session starting meanwhile is
     /// not lost).
     pub(crate) fn new_session(&mut self) -> bool {
@@ -62,13 +62,18 @@ impl Peer {
         changed
     }
 
-    /// The session during which the walk in flight (or the last one) read
-    /// its records: given with them to the sender, which drops a full
-    /// sync read before the session it would go out in (a dump made
-    /// while the peer was down must not pass for the new session's dump,
-    /// which the next walk makes: see `sync::Sender::send`).
-    pub(crate) fn read_in(&self) -> u64 {
-        self.seen
+    /// How the walk in flight (or the last one) read its records, given
+    /// with them to the sender: as `dump`, their ages taken `at` (its
+    /// start), during the session this peer had when the walk started. The sender drops a full sync read
+    /// before the session it would go out in (a dump made while the peer
+    /// was down must not pass for the new session's dump, which the next
+    /// walk makes: see `sync::Sender::send`).
+    pub(crate) fn read(&self, dump: sync::Dump, at: Instant) -> sync::Read {
+        sync::Read {
+            dump,
+            session: self.seen,
+            at,
+        }
     }
 
     /// The sender to this peer.

@@ -22,6 +22,18 @@ pub(super) enum Scan {
     Session,
 }
 
+impl Scan {
+    /// The batch this scan makes, for the sender's queue: a periodic dump
+    /// never takes the place of a session's (see [`sync::Dump`]).
+    pub(super) fn dump(self) -> sync::Dump {
+        match self {
+            Scan::Recent { .. } => sync::Dump::Incremental,
+            Scan::Periodic => sync::Dump::Periodic,
+            Scan::Session => sync::Dump::Session,
+        }
+    }
+}
+
 /// Whether a tick's `scan` sends an entry last seen at `last_seen_ns`.
 /// A VRRP master sends every entry of a dump and every recent one. A
 /// full-mesh node streams the flows it forwards, not the copies it holds

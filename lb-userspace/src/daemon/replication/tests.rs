@@ -1,4 +1,5 @@
 use super::records::entry_for;
+use super::walks::collect;
 use super::*;
 use crate::{
     config::{BackendConfig, VipConfig},
@@ -445,8 +446,8 @@ async fn a_stepping_down_node_flushes_its_last_flows() {
     let records: Vec<FlowRecord> = (0..n)
         .map(|port| flow_record(port, "198.18.0.11", 0))
         .collect();
-    replication.send_flows(records.clone(), false);
-    replication.send_flows(records, false);
+    replication.send_flows(records.clone(), sync::Dump::Incremental, Instant::now());
+    replication.send_flows(records, sync::Dump::Incremental, Instant::now());
     replication.flush(Duration::from_secs(5)).await;
     drop(replication);
     let start = Instant::now();
@@ -667,10 +668,12 @@ fn a_walk_sends_what_its_scan_and_roles_say_and_stops_when_cancelled() {
             scan,
             full: !matches!(scan, Scan::Recent { .. }),
             started_ns: 20_000 * S,
+            started: Instant::now(),
         },
         topology: Topology::VrrpPair,
         names: names.clone(),
         roles,
+        nat: None,
     };
     let master = Roles::new([], true);
     let not_cancelled = AtomicBool::new(false);
@@ -737,6 +740,11 @@ async fn with_peer_down(name: &str, topology: Topology) -> (Replication, std::ne
     (replication, peer)
 }
 
+/// A walk's outcome: `flows`, no NAT scan.
+fn flows_only(flows: Vec<FlowRecord>) -> walks::Walked {
+    Some(walks::Collected { flows, nat: None })
+}
+
 /// Starts a walk off the loop as a tick does (its NAT scan left out).
 fn launch(replication: &mut Replication, walk: walks::OffWalk) -> walks::Planned {
     let peers = &mut replication.peers;
@@ -763,7 +771,7 @@ async fn a_finished_walks_records_are_sent_from_the_loop() {
         &mut replication,
         Box::new(move |_cancel: &AtomicBool| {
             let _ = released.recv();
-            Some(walked)
+            flows_only(walked)
         }),
     );
     // While it walks: no tick starts another, nothing is sent.
@@ -793,7 +801,7 @@ async fn the_last_tick_waits_for_the_walk_in_flight() {
         &mut replication,
         Box::new(move |_cancel: &AtomicBool| {
             let _ = released.recv();
-            Some(vec![flow_record(1, "198.18.0.11", 0)])
+            flows_only(vec![flow_record(1, "198.18.0.11", 0)])
         }),
     );
     let waited = tokio::spawn(async move {
@@ -866,7 +874,10 @@ async fn a_step_down_while_a_walk_runs_is_sent_by_the_next_walk() {
     let v4: Vec<IpAddr> = vec!["198.18.0.100".parse().unwrap()];
     let roles = |master| Roles::new([(v4.as_slice(), master)], master);
     assert_eq!(pair.roles_for_walk(roles(true)), Some(roles(true)));
-    launch(&mut pair, Box::new(|_cancel: &AtomicBool| Some(Vec::new())));
+    launch(
+        &mut pair,
+        Box::new(|_cancel: &AtomicBool| flows_only(Vec::new())),
+    );
     // The instance steps down while the walk runs: no walk starts ...
     assert_eq!(pair.roles_for_walk(roles(false)), None);
     assert_eq!(pair.roles_for_walk(roles(false)), None);
@@ -875,6 +886,15 @@ async fn a_step_down_while_a_walk_runs_is_sent_by_the_next_walk() {
     let last = pair.roles_for_walk(roles(false)).unwrap();
     assert!(last.any_master() && last.sends(v4[0]));
     assert_eq!(pair.roles_for_walk(roles(false)), Some(roles(false)));
+}
+
+/// Records of age 0 as sent: the sender adds the time they waited to
+/// their ages (a few ms here).
+fn unaged(records: Vec<FlowRecord>) -> Vec<FlowRecord> {
+    records
+        .into_iter()
+        .map(|r| FlowRecord { age_ms: 0, ..r })
+        .collect()
 }
 
 /// The next batch a listener delivers.
@@ -901,7 +921,7 @@ async fn a_dump_read_before_a_peers_session_does_not_reach_it() {
         &mut replication,
         Box::new(move |_cancel: &AtomicBool| {
             let _ = released.recv();
-            Some(walked)
+            flows_only(walked)
         }),
     );
     assert_eq!(periodic.scan, Scan::Periodic);
@@ -935,7 +955,7 @@ async fn a_dump_read_before_a_peers_session_does_not_reach_it() {
     replication.peers[0].sender().send(vec![marker], false);
     let first = recv(&mut rx).await;
     assert_eq!(
-        (first.full_sync, first.records),
+        (first.full_sync, unaged(first.records)),
         (false, vec![marker]),
         "the dump read before the session must not arrive"
     );
@@ -944,13 +964,112 @@ async fn a_dump_read_before_a_peers_session_does_not_reach_it() {
     let fresh = flow_record(3, "198.18.0.11", 0);
     let session = launch(
         &mut replication,
-        Box::new(move |_cancel: &AtomicBool| Some(vec![fresh])),
+        Box::new(move |_cancel: &AtomicBool| flows_only(vec![fresh])),
     );
     assert_eq!(session.scan, Scan::Session);
     replication.wait_walk().await;
     let dump = recv(&mut rx).await;
     assert_eq!(
-        (dump.full_sync, dump.last, dump.records),
+        (dump.full_sync, dump.last, unaged(dump.records)),
         (true, true, vec![fresh])
     );
+}
+
+/// Tables in memory for walks, counting the NAT entries read (and by
+/// which thread: lbd's loop, here the test's, or another).
+struct Counted {
+    flows: Vec<(FlowKey, FlowEntry)>,
+    nat: Vec<(FlowKey, lb_common::NatEntry)>,
+    loop_thread: std::thread::ThreadId,
+    nat_read_on_loop: std::sync::atomic::AtomicUsize,
+    nat_read: std::sync::atomic::AtomicUsize,
+}
+
+impl Counted {
+    /// `flows` NAT'd flows (two entries each), a tracked flow each.
+    fn with(flows: u32) -> Self {
+        let b = balancer(&["198.18.0.11"]);
+        let names = backend_names(&b);
+        let mut nat = Vec::new();
+        let mut tracked_flows = Vec::new();
+        for i in 0..flows {
+            let client = format!("198.18.{}.{}", 1 + i / 60_000 % 200, 1 + i / 240 % 250);
+            let port = u16::try_from(1024 + i % 60_000).unwrap();
+            nat.extend(nat::tests::flow(&client, port, port, "198.19.2.11", 5));
+            tracked_flows.push(tracked(&names, "198.18.0.11", port, S));
+        }
+        Self {
+            flows: tracked_flows,
+            nat,
+            loop_thread: std::thread::current().id(),
+            nat_read_on_loop: 0.into(),
+            nat_read: 0.into(),
+        }
+    }
+
+    fn read(&self) -> (usize, usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (
+            self.nat_read_on_loop.load(Relaxed),
+            self.nat_read.load(Relaxed),
+        )
+    }
+}
+
+impl walks::Tables for Counted {
+    fn flows(&self) -> Box<dyn Iterator<Item = (FlowKey, FlowEntry)> + '_> {
+        Box::new(self.flows.iter().copied())
+    }
+
+    fn nat_flows(&self) -> Box<dyn Iterator<Item = (FlowKey, lb_common::NatEntry)> + '_> {
+        let on_loop = std::thread::current().id() == self.loop_thread;
+        Box::new(self.nat.iter().copied().inspect(move |_| {
+            use std::sync::atomic::Ordering::Relaxed;
+            self.nat_read.fetch_add(1, Relaxed);
+            if on_loop {
+                self.nat_read_on_loop.fetch_add(1, Relaxed);
+            }
+        }))
+    }
+}
+
+/// A full dump reads the whole NAT flow table (the default one holds
+/// 262,144 entries, the largest 16 M), a periodic one every 10 s and one
+/// per new session: read on lbd's loop, it held health events, API calls,
+/// BGP and the peers' batches for as long (0.25 s at the default size, 2
+/// s at 2 M). A tick reads no NAT entry on the loop, whatever the table's
+/// size: the NAT flow table is read with the connection table, off the
+/// loop, and its records go out when the walk ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tick_reads_no_nat_entry_on_lbds_loop_whatever_the_tables_size() {
+    let mut replication = with_silent_peer("nat-off-loop", Topology::FullMesh).await;
+    let tables = Arc::new(Counted::with(150_000));
+    replication.walker = Walker::over(tables.clone());
+    let b = balancer(&["198.18.0.11"]);
+    let roles = Roles::new([], true);
+    // The first walk is a dump: every entry of both tables.
+    replication.start_walk_in(&*tables, &b, &roles);
+    assert_eq!(tables.read().0, 0, "NAT entries read on the loop");
+    replication.wait_walk().await;
+    assert_eq!(tables.read(), (0, 300_000));
+    let peer = &replication.peers[0];
+    assert_eq!(
+        peer.sender().queued(),
+        2,
+        "the flows' and the NAT'd flows' dumps"
+    );
+    // A later dump (a new session, or every 10 s) too.
+    replication.walks = walks::Walks::default();
+    replication.start_walk_in(&*tables, &b, &roles);
+    assert_eq!(tables.read().0, 0, "NAT entries read on the loop");
+    replication.wait_walk().await;
+    assert_eq!(tables.read(), (0, 600_000));
+    // The marks sent came back with the records: a scan between dumps
+    // (forced: the spacing after a long scan is long) finds nothing new.
+    replication.scan_nat_now();
+    replication.start_walk_in(&*tables, &b, &roles);
+    replication.wait_walk().await;
+    assert_eq!(tables.read(), (0, 900_000));
+    assert_eq!(replication.peers[0].sender().queued(), 2, "nothing new");
+    assert!(replication.nat_next_scan.is_some(), "spaced after the scan");
 }

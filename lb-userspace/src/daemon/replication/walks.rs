@@ -1,4 +1,5 @@
-//! The connection table's walk for replication, off lbd's loop.
+//! The connection table's walk for replication, off lbd's loop, with the
+//! NAT flow table's scan.
 //!
 //! Why: a sending node's replication tick reads the whole connection
 //! table (about 155 ns a flow, BENCHMARKS.md; seconds for the largest
@@ -7,7 +8,10 @@
 //! and the peers' batches behind it. Now, as the flow censuses do (see
 //! `engine::flow_census`), the walk reads a second mapping of the table
 //! (`FlowTable::remapped`) on a blocking thread, never more than one at a
-//! time; its records come back to the loop, which sends them.
+//! time; its records come back to the loop, which sends them. The NAT
+//! flow table's scan (every entry for a dump: about 1 µs an entry, 0.25 s
+//! for the default 262,144) is made by the same walk over a second
+//! mapping of that table ([`NatScan`]), so the loop reads neither table.
 //!
 //! [`Walks`] is the bookkeeping as a state machine over time (no clock,
 //! no threads): a tick while a walk runs starts none (the next starts at
@@ -21,12 +25,20 @@
 //! mapping, or in the loop where there is none (a kernel map, the bench's
 //! earlier designs). Dropping it cancels a walk in flight.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::{
+    os::fd::AsFd as _,
+    sync::atomic::{AtomicBool, Ordering},
+};
 
+use aya::maps::MapData;
+use lb_common::NatEntry;
 use tokio::sync::Notify;
 
 use super::*;
-use crate::conntrack::table::FlowTable;
+use crate::{
+    conntrack::table::{FlowTable, FlowTableError},
+    nat::table::NatFlowTable,
+};
 
 /// Flows a walk reads between two looks at its cancel flag.
 const CANCEL_EVERY: usize = 4096;
@@ -41,6 +53,9 @@ pub(super) struct Planned {
     /// When it started (the data plane's clock): records' ages are taken
     /// against it, and the next window starts from it.
     pub(super) started_ns: u64,
+    /// The same instant on lbd's clock: the sender adds the time since
+    /// to the records' ages when they go out.
+    pub(super) started: Instant,
 }
 
 /// The walks' bookkeeping: which walk a tick starts, if any, and what a
@@ -102,6 +117,7 @@ impl Walks {
             scan,
             full,
             started_ns: now_ns,
+            started: now,
         };
         self.in_flight = Some(planned);
         Some(planned)
@@ -133,10 +149,91 @@ pub(super) struct WalkInput {
     pub(super) names: HashMap<u32, (VipId, IpAddr, u32)>,
     /// A pair's roles (which VIPs' flows this node streams).
     pub(super) roles: Roles,
+    /// The NAT flow table's scan, when one is due (see [`NatScan`]).
+    pub(super) nat: Option<NatScan>,
 }
 
-/// The records a walk of `flows` sends as `input` says; None when
-/// `cancel` was set meanwhile.
+/// The NAT flow table's scan a walk makes before the connection table's.
+/// Why here: a dump reads the whole table (the default one holds 262,144
+/// entries, the largest 16 M), every 10 s and for each new session; read
+/// on lbd's loop it held the loop as long as a walk of the connection
+/// table did.
+pub(super) struct NatScan {
+    /// What it sends (between dumps, a window of its own: see
+    /// [`nat::SCAN_MARGIN_NS`]).
+    pub(super) scan: Scan,
+    /// The marks last sent, lent by the loop for the scan and given back
+    /// with its records ([`NatScanned::sent`]).
+    pub(super) sent: nat::SentMarks,
+}
+
+/// What a walk read: the records it sends.
+#[derive(Debug)]
+pub(super) struct Collected {
+    /// The connection table's.
+    pub(super) flows: Vec<FlowRecord>,
+    /// The NAT flow table's, if it was scanned.
+    pub(super) nat: Option<NatScanned>,
+}
+
+/// A NAT flow table scan's outcome.
+#[derive(Debug)]
+pub(super) struct NatScanned {
+    pub(super) records: Vec<NatFlowRecord>,
+    /// The marks sent, now these records' (back to the loop).
+    pub(super) sent: nat::SentMarks,
+    /// How long the scan took: the next one between dumps waits
+    /// `NAT_SCAN_SPACING` times as long.
+    pub(super) took: Duration,
+}
+
+/// The walk `input` plans over `tables`: the NAT flow table's scan, if
+/// due, then the connection table's walk; None when `cancel` was set
+/// meanwhile.
+pub(super) fn walk(tables: &dyn Tables, mut input: WalkInput, cancel: &AtomicBool) -> Walked {
+    let nat = match input.nat.take() {
+        Some(scan) => Some(scan_nat(tables.nat_flows(), scan, &input, cancel)?),
+        None => None,
+    };
+    let flows = collect(tables.flows(), &input, cancel)?;
+    Some(Collected { flows, nat })
+}
+
+/// The NAT'd flows `scan` sends from `entries` (see [`nat::nat_records`]),
+/// a pair's only for the VIPs it holds; None when `cancel` was set
+/// meanwhile.
+fn scan_nat(
+    entries: impl Iterator<Item = (FlowKey, NatEntry)>,
+    scan: NatScan,
+    input: &WalkInput,
+    cancel: &AtomicBool,
+) -> Option<NatScanned> {
+    let started = Instant::now();
+    let cancelled = std::cell::Cell::new(false);
+    let entries = entries.enumerate().map_while(|(read, entry)| {
+        if (read + 1).is_multiple_of(CANCEL_EVERY) && cancel.load(Ordering::Relaxed) {
+            cancelled.set(true);
+            return None;
+        }
+        Some(entry)
+    });
+    let NatScan { scan, mut sent } = scan;
+    let mut records = nat::nat_records(entries, scan, input.planned.started_ns, &mut sent);
+    if cancelled.get() {
+        return None;
+    }
+    if input.topology == Topology::VrrpPair {
+        records.retain(|r| input.roles.sends(r.vip));
+    }
+    Some(NatScanned {
+        records,
+        sent,
+        took: started.elapsed(),
+    })
+}
+
+/// The records a walk of the connection table's `flows` sends as
+/// `input` says; None when `cancel` was set meanwhile.
 pub(super) fn collect(
     flows: impl IntoIterator<Item = (FlowKey, FlowEntry)>,
     input: &WalkInput,
@@ -162,7 +259,7 @@ pub(super) fn collect(
 }
 
 /// A walk's outcome: its records, None if it failed or was cancelled.
-pub(super) type Walked = Option<Vec<FlowRecord>>;
+pub(super) type Walked = Option<Collected>;
 
 /// A walk for a blocking thread, given its cancel flag.
 pub(super) type OffWalk = Box<dyn FnOnce(&AtomicBool) -> Walked + Send>;
@@ -175,17 +272,88 @@ pub(super) enum Walk {
     Done(Walked),
 }
 
-/// Where walks read the connection table.
+/// The tables a walk reads: the connection table and the NAT flow table.
+pub(super) trait Tables {
+    /// Every tracked flow, read one by one.
+    fn flows(&self) -> Box<dyn Iterator<Item = (FlowKey, FlowEntry)> + '_>;
+    /// Every NAT flow entry (both directions of each flow), read one by
+    /// one.
+    fn nat_flows(&self) -> Box<dyn Iterator<Item = (FlowKey, NatEntry)> + '_>;
+    /// Both tables mapped a second time, for walks off lbd's loop; None
+    /// where the connection table is no bucket table (a kernel map).
+    fn remapped(&self) -> Option<Result<Remapped, FlowTableError>> {
+        None
+    }
+}
+
+impl Tables for Dataplane {
+    fn flows(&self) -> Box<dyn Iterator<Item = (FlowKey, FlowEntry)> + '_> {
+        Dataplane::flows(self)
+    }
+
+    fn nat_flows(&self) -> Box<dyn Iterator<Item = (FlowKey, NatEntry)> + '_> {
+        Box::new(self.nat().flows())
+    }
+
+    fn remapped(&self) -> Option<Result<Remapped, FlowTableError>> {
+        let tables = self.remapped_tables()?;
+        Some(tables.and_then(|(flows, _half_open)| {
+            Ok(Remapped {
+                flows,
+                nat: remapped_nat(self.nat().table())?,
+            })
+        }))
+    }
+}
+
+/// The connection table and the NAT flow table mapped a second time:
+/// what walks off lbd's loop read.
+pub(super) struct Remapped {
+    flows: FlowTable,
+    nat: NatFlowTable,
+}
+
+impl Tables for Remapped {
+    fn flows(&self) -> Box<dyn Iterator<Item = (FlowKey, FlowEntry)> + '_> {
+        Box::new(self.flows.iter())
+    }
+
+    fn nat_flows(&self) -> Box<dyn Iterator<Item = (FlowKey, NatEntry)> + '_> {
+        Box::new(self.nat.iter())
+    }
+}
+
+/// `table` mapped a second time (its map's fd duplicated), as
+/// `FlowTable::remapped` maps the connection table: a walk off the loop
+/// reads it while lbd's loop goes on with its own mapping.
+fn remapped_nat(table: &NatFlowTable) -> Result<NatFlowTable, FlowTableError> {
+    let buckets = table.buckets();
+    let failed = |source: std::io::Error| FlowTableError::Map {
+        table: "NAT flow table (second mapping, for replication's walks)",
+        buckets,
+        source,
+    };
+    let fd = table
+        .map()
+        .fd()
+        .as_fd()
+        .try_clone_to_owned()
+        .map_err(failed)?;
+    let map = MapData::from_fd(fd).map_err(|e| failed(std::io::Error::other(e)))?;
+    NatFlowTable::new(map, buckets)
+}
+
+/// Where walks read the tables.
 enum Source {
     /// Not looked up yet.
     Unopened,
-    /// A second mapping, walked on a blocking thread.
-    Mapped(Arc<FlowTable>),
+    /// Second mappings, walked on a blocking thread.
+    Mapped(Arc<dyn Tables + Send + Sync>),
     /// None could be made: walked in the loop, as before.
     Inline,
 }
 
-/// Runs the walks: the table they read, the walk in flight's way back
+/// Runs the walks: the tables they read, the walk in flight's way back
 /// (a channel, and a [`Notify`] lbd's loop waits on), its cancel flag.
 pub(super) struct Walker {
     source: Source,
@@ -197,10 +365,21 @@ pub(super) struct Walker {
 
 impl Walker {
     pub(super) fn new() -> Self {
+        Self::with_source(Source::Unopened)
+    }
+
+    /// A walker whose walks read `tables` off the loop (tests: tables in
+    /// memory).
+    #[cfg(test)]
+    pub(super) fn over(tables: Arc<dyn Tables + Send + Sync>) -> Self {
+        Self::with_source(Source::Mapped(tables))
+    }
+
+    fn with_source(source: Source) -> Self {
         // One walk in flight at most: one slot.
         let (done_tx, done_rx) = mpsc::channel(1);
         Self {
-            source: Source::Unopened,
+            source,
             cancel: Arc::new(AtomicBool::new(false)),
             done_tx,
             done_rx,
@@ -213,14 +392,15 @@ impl Walker {
         Arc::clone(&self.ended)
     }
 
-    /// The walk for `input` over `dataplane`'s table: off the loop over a
-    /// second mapping, else (a kernel map, or mapping failed) made here.
-    pub(super) fn walk_for(&mut self, dataplane: &Dataplane, input: WalkInput) -> Walk {
+    /// The walk for `input` over `tables`: off the loop over second
+    /// mappings of them (the NAT flow table's scan too), else (a kernel
+    /// map, or mapping failed) made here.
+    pub(super) fn walk_for(&mut self, tables: &dyn Tables, input: WalkInput) -> Walk {
         if matches!(self.source, Source::Unopened) {
-            self.source = match dataplane.remapped_tables() {
-                Some(Ok((flows, _half_open))) => Source::Mapped(Arc::new(flows)),
+            self.source = match tables.remapped() {
+                Some(Ok(remapped)) => Source::Mapped(Arc::new(remapped)),
                 Some(Err(error)) => {
-                    warn!(%error, "the connection table cannot be mapped for replication's walks apart from lbd's loop; they walk it in the loop");
+                    warn!(%error, "the connection table and the NAT flow table cannot be mapped for replication's walks apart from lbd's loop; they walk them in the loop");
                     Source::Inline
                 }
                 None => Source::Inline,
@@ -229,13 +409,9 @@ impl Walker {
         match &self.source {
             Source::Mapped(table) => {
                 let table = Arc::clone(table);
-                Walk::Off(Box::new(move |cancel| {
-                    collect(table.iter(), &input, cancel)
-                }))
+                Walk::Off(Box::new(move |cancel| walk(&*table, input, cancel)))
             }
-            Source::Unopened | Source::Inline => {
-                Walk::Done(collect(dataplane.flows(), &input, &self.cancel))
-            }
+            Source::Unopened | Source::Inline => Walk::Done(walk(tables, input, &self.cancel)),
         }
     }
 

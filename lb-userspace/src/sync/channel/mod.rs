@@ -20,6 +20,7 @@ mod tests;
 
 pub use listen::{listen, BatchKind, ListenerHandle, ReceivedBatch};
 pub use sender::Sender;
+pub(crate) use sender::{Dump, Read};
 
 use std::time::Duration;
 
@@ -34,7 +35,10 @@ pub(crate) const SEND_QUEUE_CAPACITY: usize = 64;
 ///
 /// With [`SEND_QUEUE_CAPACITY`] this bounds one peer's queue: at most
 /// the newest complete dump of each kind (a queued full sync drops every
-/// older batch of its kind, which it supersedes), the newest incremental
+/// older batch of its kind, which it supersedes; a periodic dump queued
+/// while a session's dump waits is dropped instead, and one queued while
+/// the session's dump is being written, kept behind it, counts as a
+/// second dump only until that write ends), the newest incremental
 /// batch of each kind (a subset of the table: at most a dump's size) plus
 /// this many records, i.e. at most `2D + 65,536 × 208` bytes, where `D` is one dump (64
 /// bytes per tracked flow, the size of a

@@ -1,5 +1,6 @@
 //! The master's bounded send queue: batches wait here for the session's
-//! writer; a full sync supersedes older batches of its kind, and the oldest
+//! writer; a full sync supersedes older batches of its kind (a periodic
+//! dump never a new session's dump, which it gives way to), and the oldest
 //! incremental batches go first when the queue is full (counted). A full
 //! sync read before the current session began never goes out (see
 //! [`SendQueue::begin_session`]).
@@ -10,6 +11,7 @@ use std::{
         atomic::{AtomicBool, AtomicU64, Ordering},
         Arc, Mutex, MutexGuard, PoisonError,
     },
+    time::Instant,
 };
 
 use tokio::sync::Notify;
@@ -37,12 +39,51 @@ impl Drop for InFlight<'_> {
 #[derive(Debug)]
 pub(super) struct QueuedBatch {
     pub(super) full_sync: bool,
+    /// A full sync that leaves nothing out: a new session's dump (in a
+    /// full mesh the only one with the copies of other nodes' flows), or
+    /// any full sync given to [`super::Sender::send`]. False for a
+    /// periodic dump, which may leave those copies out.
+    pub(super) complete: bool,
     pub(super) records: Records,
     /// The session (its number, as [`SendQueue::begin_session`] counts
     /// them) during which the records were read; None: when queued. A
     /// full sync read before the current session is stale: see
     /// [`SendQueue::begin_session`].
     pub(super) read_in: Option<u64>,
+    /// When the records' ages were taken (a walk's start): the time
+    /// since is added to them when their frames are made, however long
+    /// they waited (in the walk, in this queue, for a peer down).
+    pub(super) aged_at: Instant,
+}
+
+impl QueuedBatch {
+    /// Whether this batch, queued after `older`, takes its place: a full
+    /// sync supersedes every older batch of its kind, except that only a
+    /// complete dump supersedes a complete one (a periodic dump never
+    /// stands in for a session's dump, see [`QueuedBatch::complete`]).
+    pub(super) fn supersedes(&self, older: &QueuedBatch) -> bool {
+        self.full_sync
+            && self.records.same_kind(&older.records)
+            && (self.complete || !older.complete)
+    }
+
+    /// Whether `older` is superseded by this batch, or, both incremental
+    /// batches of one kind, followed by it (the newest of a kind is
+    /// exempt from the queue's record bound, see `SendQueue::exempt`).
+    fn supersedes_or_follows(&self, older: &QueuedBatch) -> bool {
+        if self.full_sync || older.full_sync {
+            self.supersedes(older)
+        } else {
+            self.records.same_kind(&older.records)
+        }
+    }
+
+    /// Whether this queued batch keeps `newer`, a full sync of its kind,
+    /// out of the queue: a session's dump still waiting when a periodic
+    /// one comes.
+    fn outranks(&self, newer: &QueuedBatch) -> bool {
+        self.complete && !newer.complete && self.records.same_kind(&newer.records)
+    }
 }
 
 /// The records of a queued batch: tracked flows or NAT'd flows.
@@ -109,10 +150,23 @@ impl SendQueue {
                 return;
             }
             if batch.full_sync {
-                // A complete dump supersedes every older batch of its kind.
+                if queue.iter().any(|queued| queued.outranks(&batch)) {
+                    // A periodic dump while a session's dump of its kind
+                    // waits: the session's dump goes first (it carries
+                    // what the periodic one may leave out, and the peer's
+                    // gates open on the first full sync a session
+                    // delivers); the batches behind it and the next
+                    // periodic dump bring what this one would have.
+                    self.count_drop(true, batch.records.len());
+                    debug!(
+                        "sync queue: a periodic dump gives way to the session's dump still queued"
+                    );
+                    return;
+                }
+                // A dump supersedes every older batch of its kind.
                 let mut dropped = Vec::new();
                 queue.retain(|b| {
-                    let keep = !b.records.same_kind(&batch.records);
+                    let keep = !batch.supersedes(b);
                     if !keep {
                         dropped.push(b.records.len());
                     }
@@ -129,14 +183,11 @@ impl SendQueue {
     }
 
     /// Puts back, first in line, a batch whose sending failed (unless a
-    /// newer full sync of its kind is queued: that one supersedes it).
+    /// newer full sync of its kind that supersedes it is queued; a
+    /// session's dump stays ahead of a periodic one queued meanwhile).
     pub(super) fn requeue(&self, batch: QueuedBatch) {
         let mut queue = self.lock();
-        if self.stale(&batch)
-            || queue
-                .iter()
-                .any(|b| b.full_sync && b.records.same_kind(&batch.records))
-        {
+        if self.stale(&batch) || queue.iter().any(|b| b.supersedes(&batch)) {
             self.count_drop(batch.full_sync, batch.records.len());
             return;
         }
@@ -201,9 +252,10 @@ impl SendQueue {
         let Some(batch) = queue.get(i) else {
             return false;
         };
-        !queue.iter().skip(i + 1).any(|later| {
-            later.full_sync == batch.full_sync && later.records.same_kind(&batch.records)
-        })
+        !queue
+            .iter()
+            .skip(i + 1)
+            .any(|later| later.full_sync == batch.full_sync && later.supersedes_or_follows(batch))
     }
 
     /// Records queued beyond the newest full sync and the newest
@@ -246,10 +298,7 @@ impl SendQueue {
     pub(super) fn shed(&self, queue: &mut VecDeque<QueuedBatch>) {
         while queue.len() > self.capacity || Self::excess_records(queue) > self.max_records {
             let superseded = |(i, b): (usize, &QueuedBatch)| {
-                queue
-                    .iter()
-                    .skip(i + 1)
-                    .any(|later| later.records.same_kind(&b.records))
+                queue.iter().skip(i + 1).any(|later| later.supersedes(b))
             };
             let older_incremental = (0..queue.len())
                 .find(|&i| queue.get(i).is_some_and(|b| !b.full_sync) && !Self::exempt(queue, i));

@@ -9,6 +9,7 @@ use std::{
         atomic::{AtomicBool, AtomicU64, Ordering},
         Arc, Mutex, PoisonError,
     },
+    time::Instant,
 };
 
 use tokio::{
@@ -29,6 +30,56 @@ use super::{
 use crate::sync::{
     wire::Role, Counter, FlowRecord, NatFlowRecord, SyncConfig, SyncError, SyncStats,
 };
+
+/// Which batch a daemon's scan gives the sender ([`Sender::send_read`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dump {
+    /// Incremental: the flows touched since the last scan.
+    Incremental,
+    /// A periodic full sync: a full mesh's leaves out the copies of other
+    /// nodes' flows, so it never stands in for a session's dump: queued
+    /// while one waits, it is dropped (the batches after that dump and
+    /// the next periodic one bring what it carried).
+    Periodic,
+    /// A new session's full sync: everything, copies included (a node
+    /// that joins or comes back learns the flows of a node that is gone).
+    Session,
+}
+
+impl Dump {
+    /// A batch given to [`Sender::send`]: its full sync is complete.
+    fn given(full_sync: bool) -> Self {
+        if full_sync {
+            Dump::Session
+        } else {
+            Dump::Incremental
+        }
+    }
+
+    /// Whether the batch is a full sync (flagged so on the wire).
+    fn full_sync(self) -> bool {
+        self != Dump::Incremental
+    }
+
+    /// Whether it leaves nothing out (see `QueuedBatch::complete`).
+    fn complete(self) -> bool {
+        self == Dump::Session
+    }
+}
+
+/// How the records of a batch given to [`Sender::send_read`] were read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Read {
+    /// Incremental, or which full sync.
+    pub(crate) dump: Dump,
+    /// The session during which they were read: the value
+    /// [`Sender::sessions`] had when the walk that read them started. A
+    /// full sync read before the current session never goes out.
+    pub(crate) session: u64,
+    /// When the records' ages were taken (the walk's start): the time
+    /// since is added to them when they go out.
+    pub(crate) at: Instant,
+}
 
 /// What the [`Sender`] shares with its task.
 struct SenderShared {
@@ -108,50 +159,68 @@ impl Sender {
     /// Incremental batches wait in the queue while the peer is down; a full
     /// sync queued then is dropped when the next session starts (it would
     /// pass for that session's dump, which the daemon sends on each new
-    /// [`Sender::sessions`]). One cut off by a broken connection is sent
+    /// [`Sender::sessions`]). The records' ages are taken as of this call:
+    /// the time until their frame is written is added to them. One cut off by a broken connection is sent
     /// again, whole, on the next session (records are state, so a repeat
     /// is harmless); but frames written just before a connection dies may
     /// be lost unnoticed (there are no acks), which is why the daemon
     /// sends a full sync on each new session.
     pub fn send(&self, records: Vec<FlowRecord>, full_sync: bool) {
-        self.queue(Records::Flows(records), full_sync, None);
+        self.queue(
+            Records::Flows(records),
+            Dump::given(full_sync),
+            None,
+            Instant::now(),
+        );
     }
 
-    /// [`Sender::send`] for records read during session `read_in` (the
-    /// value [`Sender::sessions`] had when the walk that read them
-    /// started): a full sync read before the current session is dropped
-    /// (see [`Sender::send`]), also when it is queued after the session
-    /// began.
-    pub(crate) fn send_read_in(&self, records: Vec<FlowRecord>, full_sync: bool, read_in: u64) {
-        self.queue(Records::Flows(records), full_sync, Some(read_in));
+    /// [`Sender::send`] for records read as `read` says: a full sync read
+    /// before the current session is dropped (see [`Sender::send`]), also
+    /// when it is queued after the session began; a periodic dump never
+    /// takes the place of a session's dump still queued (it is dropped
+    /// instead: see [`Dump::Periodic`]).
+    pub(crate) fn send_read(&self, records: Vec<FlowRecord>, read: Read) {
+        self.queue(
+            Records::Flows(records),
+            read.dump,
+            Some(read.session),
+            read.at,
+        );
     }
 
     /// Queues NAT'd flows to go out as NatBatch frames, with the same
     /// rules as [`Sender::send`] (a full sync here is a complete dump of
     /// the NAT flows).
     pub fn send_nat(&self, records: Vec<NatFlowRecord>, full_sync: bool) {
-        self.queue(Records::Nat(records), full_sync, None);
+        self.queue(
+            Records::Nat(records),
+            Dump::given(full_sync),
+            None,
+            Instant::now(),
+        );
     }
 
-    /// [`Sender::send_nat`] for records read during session `read_in`, as
-    /// [`Sender::send_read_in`].
-    pub(crate) fn send_nat_read_in(
-        &self,
-        records: Vec<NatFlowRecord>,
-        full_sync: bool,
-        read_in: u64,
-    ) {
-        self.queue(Records::Nat(records), full_sync, Some(read_in));
+    /// [`Sender::send_nat`] for records read as `read` says, as
+    /// [`Sender::send_read`].
+    pub(crate) fn send_nat_read(&self, records: Vec<NatFlowRecord>, read: Read) {
+        self.queue(
+            Records::Nat(records),
+            read.dump,
+            Some(read.session),
+            read.at,
+        );
     }
 
-    fn queue(&self, records: Records, full_sync: bool, read_in: Option<u64>) {
-        if records.is_empty() && !full_sync {
+    fn queue(&self, records: Records, dump: Dump, read_in: Option<u64>, aged_at: Instant) {
+        if records.is_empty() && dump == Dump::Incremental {
             return;
         }
         self.shared.queue.push(QueuedBatch {
-            full_sync,
+            full_sync: dump.full_sync(),
+            complete: dump.complete(),
             records,
             read_in,
+            aged_at,
         });
     }
 
@@ -189,7 +258,7 @@ impl Sender {
     /// be a restarted backup), so the daemon sends a full sync on each
     /// change. A new number is published only once the full syncs queued
     /// before the session are dropped; pass the number a walk started
-    /// with to [`Sender::send_read_in`] / [`Sender::send_nat_read_in`].
+    /// with to [`Sender::send_read`] / [`Sender::send_nat_read`].
     pub(crate) fn sessions(&self) -> watch::Receiver<u64> {
         self.shared.sessions.subscribe()
     }

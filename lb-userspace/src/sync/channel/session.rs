@@ -2,7 +2,7 @@
 //! `wire`, then a reader and a writer with heartbeats, and a peer silent
 //! too long taken for dead.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
@@ -450,15 +450,20 @@ async fn send_batch<W>(
 where
     W: AsyncWrite + Unpin,
 {
+    let frames = Frames {
+        full_sync: batch.full_sync,
+        aged_at: batch.aged_at,
+        timing,
+    };
     match &batch.records {
         Records::Flows(records) => {
             send_chunks(
                 wr,
                 sealer,
-                batch.full_sync,
+                frames,
                 records,
                 stats,
-                timing,
+                FlowRecord::aged,
                 Sealer::batch,
             )
             .await
@@ -467,10 +472,10 @@ where
             send_chunks(
                 wr,
                 sealer,
-                batch.full_sync,
+                frames,
                 records,
                 stats,
-                timing,
+                NatFlowRecord::aged,
                 Sealer::nat_batch,
             )
             .await
@@ -478,30 +483,50 @@ where
     }
 }
 
+/// What the frames of one queued batch share.
+#[derive(Clone, Copy)]
+struct Frames {
+    full_sync: bool,
+    /// When the batch's ages were taken (see [`QueuedBatch::aged_at`]).
+    aged_at: Instant,
+    timing: Timing,
+}
+
 /// Writes `records` as frames sealed by `seal`, of at most
-/// [`MAX_BATCH_RECORDS`] records each, the last one flagged.
+/// [`MAX_BATCH_RECORDS`] records each, the last one flagged; each
+/// frame's records `aged` by the time since `frames.aged_at`.
 async fn send_chunks<W, T>(
     wr: &mut W,
     sealer: &mut Sealer,
-    full_sync: bool,
+    frames: Frames,
     records: &[T],
     stats: &SyncStats,
-    timing: Timing,
+    aged: fn(T, Duration) -> T,
     seal: impl Fn(&mut Sealer, bool, bool, &[T]) -> Result<Vec<u8>, wire::WireError>,
 ) -> Result<(), SyncError>
 where
     W: AsyncWrite + Unpin,
+    T: Copy,
 {
+    let Frames {
+        full_sync,
+        aged_at,
+        timing,
+    } = frames;
     let chunks: Vec<&[T]> = if records.is_empty() {
         vec![&[]]
     } else {
         records.chunks(MAX_BATCH_RECORDS).collect()
     };
-    let frames = chunks.len();
+    let count = chunks.len();
     for (i, chunk) in chunks.into_iter().enumerate() {
-        let last = i + 1 == frames;
+        let last = i + 1 == count;
         let seq = sealer.next_seq();
-        let frame = seal(sealer, full_sync, last, chunk)?;
+        // Ages as of now: the records may have waited since they were
+        // read (a long walk, a full queue, a peer down).
+        let waited = aged_at.elapsed();
+        let chunk: Vec<T> = chunk.iter().map(|r| aged(*r, waited)).collect();
+        let frame = seal(sealer, full_sync, last, &chunk)?;
         write_frame_timed(wr, &frame, timing).await?;
         stats.add(Counter::BatchesSent, 1);
         stats.add(Counter::RecordsSent, count_of(chunk.len()));

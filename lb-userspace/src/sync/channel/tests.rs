@@ -20,7 +20,7 @@ use super::{
     listen::{listen, listen_with, ListenerHandle},
     queue::{InFlight, QueuedBatch, Records, SendQueue},
     session::{handshake, read_frame},
-    BatchKind, ReceivedBatch, Sender, Timing, SEND_QUEUE_CAPACITY,
+    BatchKind, Dump, Read, ReceivedBatch, Sender, Timing, SEND_QUEUE_CAPACITY,
 };
 use crate::sync::{
     nat_record::tests::nat_record,
@@ -57,6 +57,15 @@ fn record(i: u32) -> FlowRecord {
     }
 }
 
+/// How a walk read a batch: as `dump`, during `session`.
+fn read(dump: Dump, session: u64) -> Read {
+    Read {
+        dump,
+        session,
+        at: Instant::now(),
+    }
+}
+
 fn local() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 0))
 }
@@ -76,6 +85,59 @@ async fn recv(rx: &mut mpsc::Receiver<ReceivedBatch>) -> ReceivedBatch {
         .await
         .expect("batch in time")
         .expect("channel open")
+}
+
+/// What a sender does to records on their way: adds the time they
+/// waited to their ages (see `ages_grow_while_records_wait_to_go_out`).
+trait Aging: Copy + PartialEq {
+    /// The record's first age, in ms.
+    fn age(&self) -> u32;
+    /// The record `by` ms older.
+    fn aged_by(self, by: u32) -> Self;
+}
+
+impl Aging for FlowRecord {
+    fn age(&self) -> u32 {
+        self.age_ms
+    }
+    fn aged_by(self, by: u32) -> Self {
+        self.aged(Duration::from_millis(u64::from(by)))
+    }
+}
+
+impl Aging for NatFlowRecord {
+    fn age(&self) -> u32 {
+        self.forward.age_ms
+    }
+    fn aged_by(self, by: u32) -> Self {
+        self.aged(Duration::from_millis(u64::from(by)))
+    }
+}
+
+/// Records received for `sent`, each put back as sent when it is that
+/// record aged by its time on the way (at most `LIMIT`); any other is
+/// left as received, for the comparison to show.
+fn as_sent<T: Aging>(got: Vec<T>, sent: &[T]) -> Vec<T> {
+    if got.len() != sent.len() {
+        return got;
+    }
+    got.into_iter()
+        .zip(sent)
+        .map(|(g, &s)| if was(g, s) { s } else { g })
+        .collect()
+}
+
+/// Whether `got` is `sent` aged by its time on the way (at most `LIMIT`).
+fn was<T: Aging>(got: T, sent: T) -> bool {
+    let by = got.age().wrapping_sub(sent.age());
+    by <= u32::try_from(LIMIT.as_millis()).unwrap() && sent.aged_by(by) == got
+}
+
+/// [`as_sent`] for records that may be any of `sent`, in any order.
+fn as_one_of<T: Aging>(got: Vec<T>, sent: &[T]) -> Vec<T> {
+    got.into_iter()
+        .map(|g| sent.iter().copied().find(|&s| was(g, s)).unwrap_or(g))
+        .collect()
 }
 
 /// Nothing arrives for a while.
@@ -163,7 +225,7 @@ async fn ten_thousand_records_arrive_in_order() {
         frames.push((batch.full_sync, batch.last, batch.records.len()));
         got.extend(batch.records);
     }
-    assert_eq!(got, all);
+    assert_eq!(as_sent(got, &all), all);
     assert_eq!(
         frames,
         [
@@ -206,7 +268,10 @@ async fn a_dead_peer_drops_its_own_batches_and_holds_no_one_back() {
     for i in 0..batches {
         to_live.send(vec![record(i)], false);
         to_dead.send(vec![record(i)], false);
-        assert_eq!(recv(&mut live.rx).await.records, vec![record(i)]);
+        assert_eq!(
+            as_sent(recv(&mut live.rx).await.records, &[record(i)]),
+            [record(i)]
+        );
     }
     let (l, d) = (live_stats.snapshot(), dead_stats.snapshot());
     assert_eq!((l.batches_sent, l.dropped_batches), (u64::from(batches), 0));
@@ -371,7 +436,10 @@ async fn replayed_session_is_refused() {
     wait_for_session(&sender, 1).await;
     sender.send(vec![record(1), record(2)], true);
     let batch = recv(&mut b.rx).await;
-    assert_eq!(batch.records, vec![record(1), record(2)]);
+    assert_eq!(
+        as_sent(batch.records, &[record(1), record(2)]),
+        [record(1), record(2)]
+    );
     let recorded = px.recorded.lock().unwrap().clone();
     let before = b.stats.snapshot();
     assert_eq!((before.sessions, before.auth_failures), (1, 0));
@@ -390,7 +458,10 @@ async fn replayed_session_is_refused() {
     assert_eq!((after.sessions, after.batches_received), (1, 1));
     // The real session is unharmed.
     sender.send(vec![record(3)], false);
-    assert_eq!(recv(&mut b.rx).await.records, vec![record(3)]);
+    assert_eq!(
+        as_sent(recv(&mut b.rx).await.records, &[record(3)]),
+        [record(3)]
+    );
 }
 
 #[tokio::test]
@@ -403,8 +474,8 @@ async fn modified_frame_is_refused() {
     sender.send(vec![record(3)], false);
     let batch = recv(&mut b.rx).await;
     assert_eq!(
-        batch.records,
-        vec![record(3)],
+        as_sent(batch.records, &[record(3)]),
+        [record(3)],
         "the modified batch must never arrive"
     );
     let bs: SyncStatsSnapshot = b.stats.snapshot();
@@ -416,14 +487,20 @@ async fn modified_frame_is_refused() {
 async fn duplicated_frame_is_refused() {
     let (mut b, _px, sender) = through_proxy(Tamper::Duplicate).await;
     sender.send(vec![record(1)], false);
-    assert_eq!(recv(&mut b.rx).await.records, vec![record(1)]);
+    assert_eq!(
+        as_sent(recv(&mut b.rx).await.records, &[record(1)]),
+        [record(1)]
+    );
     wait_until("auth failure", || b.stats.snapshot().auth_failures == 1).await;
     // Frames written before the sender sees the close are lost (no
     // acks): wait for the new session, as the daemon does before its
     // repairing full sync.
     wait_for_session(&sender, 2).await;
     sender.send(vec![record(2)], false);
-    assert_eq!(recv(&mut b.rx).await.records, vec![record(2)]);
+    assert_eq!(
+        as_sent(recv(&mut b.rx).await.records, &[record(2)]),
+        [record(2)]
+    );
     assert_eq!(b.stats.snapshot().batches_received, 2);
 }
 
@@ -455,9 +532,12 @@ async fn nat_batches_travel_in_order_with_flow_batches() {
         frames.push((batch.full_sync, batch.last, batch.nat.len()));
         got.extend(batch.nat);
     }
-    assert_eq!(got, nat);
+    assert_eq!(as_sent(got, &nat), nat);
     assert_eq!(frames, [(true, false, 4096), (true, true, 904)]);
-    assert_eq!(recv(&mut b.rx).await.records, vec![record(2)]);
+    assert_eq!(
+        as_sent(recv(&mut b.rx).await.records, &[record(2)]),
+        [record(2)]
+    );
     // An empty NAT full sync still goes out ("no NAT flows").
     sender.send_nat(Vec::new(), true);
     let empty = recv(&mut b.rx).await;
@@ -607,7 +687,10 @@ async fn sender_reconnects_after_listener_restart() {
         .unwrap()
         .unwrap();
     sender.send(vec![record(1)], true);
-    assert_eq!(recv(&mut rx).await.records, vec![record(1)]);
+    assert_eq!(
+        as_sent(recv(&mut rx).await.records, &[record(1)]),
+        [record(1)]
+    );
 
     drop(listener);
     wait_until("the sender to notice", || !sender.connected()).await;
@@ -627,7 +710,10 @@ async fn sender_reconnects_after_listener_restart() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(recv(&mut rx).await.records, vec![record(2)]);
+    assert_eq!(
+        as_sent(recv(&mut rx).await.records, &[record(2)]),
+        [record(2)]
+    );
     let m = master.snapshot();
     assert!(m.reconnects >= 1, "{m:?}");
     assert_eq!(m.sessions, 2);
@@ -763,8 +849,10 @@ fn queue(capacity: usize, max_records: usize) -> (SendQueue, Arc<SyncStats>) {
 fn flows(full_sync: bool, i: u32, n: usize) -> QueuedBatch {
     QueuedBatch {
         full_sync,
+        complete: full_sync,
         records: Records::Flows(vec![record(i); n]),
         read_in: None,
+        aged_at: Instant::now(),
     }
 }
 
@@ -774,8 +862,10 @@ fn nats(full_sync: bool, i: u32) -> QueuedBatch {
     r.forward.age_ms = i;
     QueuedBatch {
         full_sync,
+        complete: full_sync,
         records: Records::Nat(vec![r; 2]),
         read_in: None,
+        aged_at: Instant::now(),
     }
 }
 
@@ -955,7 +1045,10 @@ async fn idle_sockets_do_not_lock_a_real_peer_out() {
     .unwrap();
     assert!(start.elapsed() < timing.handshake / 3);
     sender.send(vec![record(1)], false);
-    assert_eq!(recv(&mut rx).await.records, vec![record(1)]);
+    assert_eq!(
+        as_sent(recv(&mut rx).await.records, &[record(1)]),
+        [record(1)]
+    );
     // The idle ones were cut at their first byte's deadline, not held
     // for the whole handshake time.
     wait_until("idle handshakes timed out", || {
@@ -977,7 +1070,10 @@ async fn a_new_session_of_a_node_replaces_its_old_one() {
     wait_for_session(&second, 1).await;
     wait_until("the old session cut", || !first.connected()).await;
     second.send(vec![record(7)], false);
-    assert_eq!(recv(&mut b.rx).await.records, vec![record(7)]);
+    assert_eq!(
+        as_sent(recv(&mut b.rx).await.records, &[record(7)]),
+        [record(7)]
+    );
     assert_eq!(b.stats.snapshot().sessions, 2);
 }
 
@@ -1025,20 +1121,32 @@ async fn full_syncs_queued_before_a_session_are_dropped_at_its_start() {
     wait_for_session(&sender, 1).await;
     // After the session began: a dump read before it (a walk that started
     // while the peer was down) is dropped too; one read during it goes.
-    sender.send_read_in(vec![record(5)], true, 0);
-    sender.send_nat_read_in(vec![nat_record(6)], true, 0);
-    sender.send_read_in(vec![record(7)], false, 0);
+    let flows_sent: Vec<FlowRecord> = (1..=8).map(record).collect();
+    let nats_sent: Vec<NatFlowRecord> = (1..=9).map(nat_record).collect();
+    sender.send_read(vec![record(5)], read(Dump::Session, 0));
+    sender.send_nat_read(vec![nat_record(6)], read(Dump::Session, 0));
+    sender.send_read(vec![record(7)], read(Dump::Incremental, 0));
     let mut got = Vec::new();
     for _ in 0..3 {
         let b = recv(&mut rx).await;
-        got.push((b.kind, b.full_sync, b.records, b.nat));
+        got.push((
+            b.kind,
+            b.full_sync,
+            as_one_of(b.records, &flows_sent),
+            as_one_of(b.nat, &nats_sent),
+        ));
     }
     // (Sent only now: a full sync supersedes queued batches of its kind.)
-    sender.send_read_in(vec![record(8)], true, 1);
+    sender.send_read(vec![record(8)], read(Dump::Session, 1));
     sender.send_nat(vec![nat_record(9)], true);
     for _ in 0..2 {
         let b = recv(&mut rx).await;
-        got.push((b.kind, b.full_sync, b.records, b.nat));
+        got.push((
+            b.kind,
+            b.full_sync,
+            as_one_of(b.records, &flows_sent),
+            as_one_of(b.nat, &nats_sent),
+        ));
     }
     assert_eq!(
         got,
@@ -1085,4 +1193,107 @@ fn a_session_start_drops_stale_full_syncs_only() {
     assert_eq!(order(&q), [(true, 9), (true, 10)]);
     assert_eq!(q.begin_session(), 2);
     assert!(order(&q).is_empty());
+}
+
+/// A periodic dump (a full mesh's leaves out the copies of other nodes'
+/// flows) read in session `session`.
+fn periodic(mut b: QueuedBatch, session: u64) -> QueuedBatch {
+    b.complete = false;
+    b.read_in = Some(session);
+    b
+}
+
+/// A new session's dump waiting in the queue (a slow peer, a large
+/// mesh) when the periodic dump is queued: the periodic one must not
+/// take its place, or the peer would count a dump without the copies of
+/// other nodes' flows as its session's dump (its BGP announcement and
+/// preemption hold open on that). The periodic dump is dropped instead;
+/// the session's dump goes out, then the batches queued after it.
+#[test]
+fn a_periodic_dump_never_replaces_a_queued_session_dump() {
+    let (q, stats) = queue(16, 1000);
+    let session = q.begin_session();
+    let mut dump = flows(true, 1, 3);
+    dump.read_in = Some(session);
+    q.push(dump);
+    q.push(nats(true, 2));
+    q.push(flows(false, 3, 1));
+    q.push(periodic(flows(true, 4, 2), session));
+    q.push(periodic(nats(true, 5), session));
+    assert_eq!(order(&q), [(true, 1), (true, 2), (false, 3)]);
+    assert_eq!(stats.snapshot().dropped_batches, 2);
+    let first = q.pop().unwrap();
+    assert!(first.full_sync && first.complete);
+    assert_eq!(first_age(&first), 1, "the session's dump is delivered");
+    // A periodic dump queued while it is being written waits behind it
+    // (superseding what was queued after it) ...
+    q.push(periodic(flows(true, 6, 2), session));
+    assert_eq!(order(&q), [(true, 2), (true, 6)]);
+    // ... and if the write fails, the session's dump goes back first.
+    q.requeue(first);
+    assert_eq!(order(&q), [(true, 1), (true, 2), (true, 6)]);
+    // The record bound never sheds it for the periodic dump behind it.
+    assert_eq!(SendQueue::excess_records(&q.lock()), 0);
+    q.pop().unwrap();
+    q.push(periodic(flows(true, 7, 2), session));
+    assert_eq!(order(&q), [(true, 2), (true, 7)]);
+    // A complete dump supersedes everything of its kind.
+    let mut newer = flows(true, 8, 1);
+    newer.read_in = Some(session);
+    q.push(newer);
+    q.push(nats(true, 9));
+    assert_eq!(order(&q), [(true, 8), (true, 9)]);
+    // 4, 5; 3, 6, 7, 2.
+    assert_eq!(stats.snapshot().dropped_batches, 6);
+}
+
+/// A record's age is the time since its flow's last packet when the
+/// receiver reads it, not when the sender read it: time in the queue
+/// (here, a peer down for 2 s) is added when its frame is made, so a
+/// delayed copy never looks fresher than it is (it would win over a
+/// receiver's fresher entry).
+#[tokio::test]
+async fn ages_grow_while_records_wait_to_go_out() {
+    let free = std::net::TcpListener::bind(local()).unwrap();
+    let addr = free.local_addr().unwrap();
+    drop(free);
+    let sender = Sender::start_with(
+        addr,
+        config("lb-a", KEY),
+        Arc::new(SyncStats::new()),
+        fast(),
+    )
+    .unwrap();
+    let mut fresh = record(2);
+    fresh.age_ms = 0;
+    let mut nat = nat_record(3);
+    (nat.forward.age_ms, nat.reply.age_ms) = (0, 500);
+    sender.send(vec![fresh], false);
+    sender.send_nat(vec![nat], false);
+    let queued_at = Instant::now();
+    sleep(Duration::from_secs(2)).await;
+
+    let (tx, mut rx) = mpsc::channel(16);
+    let _listener = listen_again(addr, tx, Arc::new(SyncStats::new())).await;
+    let flows = recv(&mut rx).await;
+    let nats = recv(&mut rx).await;
+    let waited = u32::try_from(queued_at.elapsed().as_millis()).unwrap();
+    let age = flows.records[0].age_ms;
+    assert!(
+        (2000..=waited).contains(&age),
+        "age {age} ms, waited {waited} ms"
+    );
+    assert_eq!(
+        flows.records[0],
+        FlowRecord {
+            age_ms: age,
+            ..fresh
+        }
+    );
+    let got = nats.nat[0];
+    assert!(
+        (2000..=waited).contains(&got.forward.age_ms),
+        "{got:?} after {waited} ms"
+    );
+    assert_eq!(got.reply.age_ms, got.forward.age_ms + 500);
 }
