@@ -72,10 +72,21 @@ pub(crate) const STATE_MAPS: [&str; 6] = [
 /// lost costs nothing: its ACK takes Maglev's pick; the VIP index is
 /// rebuilt from `VIPS`, and every NAT VIP's source written again by the
 /// first commit, before this lbd's program runs).
-pub(crate) const DEPENDENT_MAPS: [&str; 3] = [
+///
+/// The guard maps are among them: `VIP_GUARDS` is indexed by VIP id and
+/// the ACL tries and token buckets are scoped by it, so an lbd that numbers
+/// its VIPs afresh must not write them while the previous lbd's program,
+/// numbering by its own `VIPS`, still reads them (another VIP's allow list
+/// would filter a VIP until the swap).
+pub(crate) const DEPENDENT_MAPS: [&str; 8] = [
     names::MAP_HALF_OPEN,
     names::MAP_VIP_INDEX,
     names::MAP_NAT_SOURCES,
+    names::MAP_VIP_GUARDS,
+    names::MAP_ACL_V4,
+    names::MAP_ACL_V6,
+    names::MAP_ACL_HITS,
+    names::MAP_LIMIT_BUCKETS,
 ];
 
 /// The pins of the tables a previous lbd's flows are carried over from

@@ -75,6 +75,43 @@ fn a_start_stopped_before_its_swap_leaves_the_previous_pins_as_they_were() {
     assert_eq!(pinned_ids(&pins), before);
 }
 
+/// A start that adopts nothing (here a state map's pin is missing; an
+/// upgrade that changed one's layout is the same) numbers its VIPs afresh:
+/// it makes guard maps of its own (staged) instead of writing its
+/// numbering into the ones the previous lbd's program still reads.
+#[test]
+fn a_start_that_adopts_nothing_leaves_the_previous_guards_alone() {
+    let Some(bpffs) = TestBpffs::new("guards") else {
+        return;
+    };
+    let pins = bpffs.pins();
+    drop(Dataplane::load_with(sizes(4, 4096), &pinned(&pins)).expect("the previous lbd"));
+    std::fs::remove_file(pins.map_path(names::MAP_MAGLEV)).expect("a state map's pin gone");
+    let before = pinned_ids(&pins);
+    let next = Dataplane::load_with(sizes(4, 4096), &pinned(&pins)).expect("the next lbd");
+    assert!(!next.adopted());
+    // (MAGLEV, pinned by no one, is pinned at once: it displaces nothing.)
+    let others = |ids: Vec<(&'static str, Option<u32>)>| {
+        ids.into_iter()
+            .filter(|(name, _)| *name != names::MAP_MAGLEV)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(others(pinned_ids(&pins)), others(before), "while it loads");
+    let staged: Vec<String> = staged_ids(&pins).into_iter().map(|(n, _)| n).collect();
+    for name in [
+        names::MAP_VIP_GUARDS,
+        names::MAP_ACL_V4,
+        names::MAP_ACL_V6,
+        names::MAP_ACL_HITS,
+        names::MAP_LIMIT_BUCKETS,
+    ] {
+        assert!(
+            staged.iter().any(|n| n == name),
+            "{name} staged: {staged:?}"
+        );
+    }
+}
+
 /// The ids of the maps staged in `pins`, by name.
 fn staged_ids(pins: &PinDir) -> Vec<(String, u32)> {
     pins.staged_pins()
