@@ -184,6 +184,7 @@ impl Engine {
             self.wait_for_brought_macs(&next).await;
         }
         let mut undone = undone_by_reload(&self.model, &next, &self.config, &file);
+        undone.extend(self.replication.as_ref().and_then(|r| r.key_file_changed()));
         let awaiting = next.newly_awaiting_checks(&self.model);
         // VIP addresses the file brings that the running VRRP instances
         // do not move (they took their addresses at start).

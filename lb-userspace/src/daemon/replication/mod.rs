@@ -27,7 +27,7 @@ mod walks;
 use std::{
     collections::HashMap,
     net::{IpAddr, SocketAddr},
-    path::Path,
+    path::{Path, PathBuf},
     sync::{atomic::AtomicBool, Arc},
     time::{Duration, Instant},
 };
@@ -118,6 +118,9 @@ pub struct Replication {
     _listener: sync::ListenerHandle,
     /// The listener's counters (the senders' are per peer).
     listener_stats: Arc<SyncStats>,
+    /// The key file and the key read from it at start: replication keeps
+    /// that key until lbd restarts (see [`Self::key_file_changed`]).
+    key: (PathBuf, Vec<u8>),
     /// What each sending node delivered.
     receipts: Receipts,
     /// Which walk of the connection table a tick starts (see [`walks`]).
@@ -192,7 +195,7 @@ impl Replication {
     ) -> anyhow::Result<(Self, mpsc::Receiver<ReceivedBatch>)> {
         let key = read_key(key_file)?;
         let config = SyncConfig {
-            key,
+            key: key.clone(),
             node_id: node_id.to_owned(),
         };
         let listener_stats = Arc::new(SyncStats::new());
@@ -221,6 +224,7 @@ impl Replication {
                 peers: started,
                 _listener: listener,
                 listener_stats,
+                key: (key_file.to_owned(), key),
                 receipts: Receipts::default(),
                 walks: Walks::default(),
                 walker: Walker::new(),
@@ -674,6 +678,34 @@ pub(crate) fn mesh_node_id(listen: SocketAddr, host: &str, interface: &str) -> S
 /// packet is sent): a peer there is this node itself.
 fn is_own_address(ip: IpAddr) -> bool {
     std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).is_ok()
+}
+
+impl Replication {
+    /// What a reload must tell when the key file no longer holds the key
+    /// replication runs with (rotated in place, unreadable, too short):
+    /// the key is read at start only, and the path in the config is the
+    /// same, so nothing else would say that the new key waits for a
+    /// restart (the peer that restarts first then fails to authenticate
+    /// until the other restarts too).
+    pub fn key_file_changed(&self) -> Option<String> {
+        let (path, running) = &self.key;
+        key_file_note(path, running, read_key(path))
+    }
+}
+
+/// [`Replication::key_file_changed`]'s note, from what reading `path`
+/// gave.
+fn key_file_note(path: &Path, running: &[u8], on_disk: anyhow::Result<Vec<u8>>) -> Option<String> {
+    match on_disk {
+        Ok(key) if key == running => None,
+        Ok(_) => Some(format!(
+            "sync key {} changed: replication keeps the key it started with until lbd restarts (restart each node once both files hold the new key; until then the node restarted first cannot authenticate to the other)",
+            path.display()
+        )),
+        Err(error) => Some(format!(
+            "{error:#}: replication keeps the key it started with; the next start needs the file fixed"
+        )),
+    }
 }
 
 fn read_key(path: &Path) -> anyhow::Result<Vec<u8>> {

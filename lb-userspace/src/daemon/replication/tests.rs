@@ -1073,3 +1073,31 @@ async fn a_tick_reads_no_nat_entry_on_lbds_loop_whatever_the_tables_size() {
     assert_eq!(replication.peers[0].sender().queued(), 2, "nothing new");
     assert!(replication.nat_next_scan.is_some(), "spaced after the scan");
 }
+
+/// A key rotated in place is read only at the next start: a reload says
+/// so (the config's path is unchanged, so nothing else would).
+#[test]
+fn a_reload_tells_of_a_sync_key_file_that_changed() {
+    let dir = std::env::temp_dir().join(format!("lbd-key-note-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("sync.key");
+    let running = b"0123456789abcdef0123".to_vec();
+    std::fs::write(&path, b"0123456789abcdef0123\n").unwrap();
+    assert_eq!(key_file_note(&path, &running, read_key(&path)), None);
+    std::fs::write(&path, b"fedcba9876543210fedc\n").unwrap();
+    let note = key_file_note(&path, &running, read_key(&path)).expect("rotated");
+    assert!(
+        note.contains("sync.key changed") && note.contains("restart"),
+        "{note}"
+    );
+    std::fs::write(&path, b"short").unwrap();
+    let note = key_file_note(&path, &running, read_key(&path)).expect("too short");
+    assert!(
+        note.contains("at least 16") && note.contains("keeps the key"),
+        "{note}"
+    );
+    std::fs::remove_file(&path).unwrap();
+    let note = key_file_note(&path, &running, read_key(&path)).expect("gone");
+    assert!(note.contains("reading sync key"), "{note}");
+    std::fs::remove_dir(&dir).unwrap();
+}
