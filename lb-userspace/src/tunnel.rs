@@ -11,7 +11,11 @@ use lb_common::{
     TunnelConfig,
 };
 
-use crate::{config::TunnelSettings, netlink::InterfaceAddress, reconcile::addr_words};
+use crate::{
+    config::TunnelSettings,
+    netlink::InterfaceAddress,
+    reconcile::{addr_words, words_addr},
+};
 
 /// `TUNNEL_CONFIG[0]` and which outer families it can source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -60,6 +64,19 @@ impl OwnAddresses {
         Self {
             ipv4: still(kept.ipv4).or(fresh.ipv4),
             ipv6: still(kept.ipv6).or(fresh.ipv6),
+        }
+    }
+
+    /// The own addresses `config` (a `TUNNEL_CONFIG` entry a previous lbd
+    /// wrote) takes its outer sources from: each family's source that is
+    /// one address (/32, /128), as `resolve` writes an own address. A
+    /// restart seeds what it keeps with them, so the source the backends'
+    /// lb-decap `sources` allow stays rather than a fresh pick moving it.
+    pub(crate) fn sourced_by(config: &TunnelConfig) -> Self {
+        Self {
+            ipv4: (config.source_v4_len == 32)
+                .then(|| words_addr([config.source_v4, 0, 0, 0], AF_INET)),
+            ipv6: (config.source_v6_len == 128).then(|| words_addr(config.source_v6, AF_INET6)),
         }
     }
 
@@ -202,6 +219,51 @@ mod tests {
             OwnAddresses::keeping(&added, &moving, &kept).ipv6,
             Some("2001:2::100".parse().unwrap()),
             "an address VRRP moves is never kept"
+        );
+    }
+
+    /// A restart adopting the data plane keeps the outer sources the
+    /// previous lbd's `TUNNEL_CONFIG` holds while they are on the
+    /// interface: a fresh pick would take the newest IPv6 address (the
+    /// kernel lists it first), which the backends' lb-decap `sources` do
+    /// not allow. A configured prefix longer than one address seeds
+    /// nothing, nor does an entry never written.
+    #[test]
+    fn a_restart_keeps_the_sources_the_adopted_tunnel_config_holds() {
+        let listed = [
+            address("198.18.0.3", false),
+            address("198.18.0.2", false),
+            address("2001:2::50", false),
+            address("2001:2::2", false),
+        ];
+        let before = OwnAddresses {
+            ipv4: Some("198.18.0.2".parse().unwrap()),
+            ipv6: Some("2001:2::2".parse().unwrap()),
+        };
+        let adopted = resolve(&TunnelSettings::default(), 3, &before).config;
+        let seeded = OwnAddresses::sourced_by(&adopted);
+        assert_eq!(seeded, before);
+        assert_eq!(OwnAddresses::keeping(&listed, &[], &seeded), before);
+        assert_eq!(
+            OwnAddresses::keeping(&listed, &[], &OwnAddresses::default()).ipv6,
+            Some("2001:2::50".parse().unwrap()),
+            "without the seed the newest is picked"
+        );
+        let gone = [address("198.18.0.3", false), address("2001:2::50", false)];
+        assert_eq!(
+            OwnAddresses::keeping(&gone, &[], &seeded),
+            OwnAddresses::of(&gone, &[]),
+            "a source no longer on the interface is not kept"
+        );
+        let configured = TunnelSettings {
+            source_ipv6: Some(("2001:2:f0::".parse().unwrap(), 64)),
+            ..TunnelSettings::default()
+        };
+        let prefixed = resolve(&configured, 3, &before).config;
+        assert_eq!(OwnAddresses::sourced_by(&prefixed).ipv6, None);
+        assert_eq!(
+            OwnAddresses::sourced_by(&TunnelConfig::default()),
+            OwnAddresses::default()
         );
     }
 

@@ -251,13 +251,47 @@ fn decap_config_path(lab: &Lab, backend: &Host) -> PathBuf {
 /// balancers' packets are unwrapped), every VIP of the lab, IPIP and GUE
 /// on `GUE_PORT`.
 fn decap_config(backend: &Host) -> String {
+    decap_config_with(backend, &[SOURCE4, SOURCE6])
+}
+
+/// [`decap_config`] with `sources` as lb-decap's `sources`.
+fn decap_config_with(backend: &Host, sources: &[&str]) -> String {
+    let sources: Vec<String> = sources.iter().map(|s| format!("\"{s}\"")).collect();
     format!(
         "interface = \"eth0\"\nattach = \"xdp\"\nipip = true\ngue = true\ngue_port = {GUE_PORT}\n\
          addresses = [\"{}\", \"{}\"]\n\
-         sources = [\"{SOURCE4}\", \"{SOURCE6}\"]\n\
+         sources = [{}]\n\
          vips = [\"{VIP4}:{HTTP_PORT}/tcp\", \"[{VIP6}]:{HTTP_PORT}/tcp\", \"{VIP4_IN6}:{HTTP_PORT}/tcp\"]\n",
-        backend.ipv4, backend.ipv6,
+        backend.ipv4,
+        backend.ipv6,
+        sources.join(", "),
     )
+}
+
+/// Makes `backend`'s lb-decap allow only `sources` (prefixes): its config
+/// file rewritten (the running lb-decap applies it again whenever it
+/// does) and applied now (`lb-decap apply`), for a test whose lbd takes
+/// the outer sources of a family from its interface, not a prefix.
+pub fn set_decap_sources(lab: &Lab, backend: &Host, sources: &[&str]) -> anyhow::Result<()> {
+    let path = decap_config_path(lab, backend);
+    fs::write(&path, decap_config_with(backend, sources))?;
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", &backend.netns])
+        .arg(decap_binary()?)
+        .arg("apply")
+        .arg("--config")
+        .arg(&path)
+        .args(["--pin-dir", &decap_pin_dir(lab, backend)])
+        .stdin(std::process::Stdio::null())
+        .output()?;
+    if !out.status.success() {
+        bail!(
+            "lb-decap apply on {}: {}",
+            backend.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
 }
 
 /// Where `backend`'s lb-decap pins (on the labs' BPF filesystem, under
@@ -335,6 +369,25 @@ pub fn start_decap(lab: &mut Lab, backend: &Host) -> anyhow::Result<u32> {
         std::thread::sleep(Duration::from_millis(50));
     }
     Ok(pid)
+}
+
+/// Adds `address` (with its prefix length) to `host`'s `eth0`, without
+/// duplicate address detection (usable at once): the newest address,
+/// which the kernel lists first.
+pub fn add_address(host: &Host, address: &str) -> anyhow::Result<()> {
+    crate::lab::run(
+        "ip",
+        &[
+            "-n",
+            &host.netns,
+            "addr",
+            "add",
+            address,
+            "dev",
+            "eth0",
+            "nodad",
+        ],
+    )
 }
 
 /// Stops `backend`'s lb-decap for good: the process ends (leaving its

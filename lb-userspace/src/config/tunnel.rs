@@ -142,9 +142,17 @@ fn contains((network, len): (IpAddr, u8), address: IpAddr) -> bool {
     }
 }
 
+/// Whether the prefixes `a` and `b` share an address (one holds the
+/// other's network address).
+fn overlaps(a: (IpAddr, u8), b: (IpAddr, u8)) -> bool {
+    contains(a, b.0) || contains(b, a.0)
+}
+
 /// Refuses outer sources no network routes: loopback (`127.0.0.0/8`,
-/// `::1`) and the IPv4 broadcast address, which routers and backends drop
-/// as martians.
+/// `::1`), link-local (`169.254.0.0/16`, `fe80::/10`: routers do not
+/// forward packets from them, so every routed backend would get nothing)
+/// and the IPv4 broadcast address, which routers and backends drop as
+/// martians.
 fn outer_source_routable(prefix: (IpAddr, u8)) -> Result<(), value::ValueError> {
     let text = prefix_text(prefix);
     let loopback_v4 = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 0));
@@ -154,6 +162,13 @@ fn outer_source_routable(prefix: (IpAddr, u8)) -> Result<(), value::ValueError> 
     if overlaps_loopback {
         return Err(value::ValueError::invalid(format!(
             "{text} holds loopback addresses: backends and routers drop packets from them; give a prefix of addresses the network routes"
+        )));
+    }
+    let link_local_v4 = (IpAddr::V4(Ipv4Addr::new(169, 254, 0, 0)), 16);
+    let link_local_v6 = (IpAddr::V6(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0)), 10);
+    if overlaps(prefix, link_local_v4) || overlaps(prefix, link_local_v6) {
+        return Err(value::ValueError::invalid(format!(
+            "{text} holds link-local addresses (169.254.0.0/16, fe80::/10): routers do not forward packets from them, so no routed backend would get any; give a prefix of addresses the network routes"
         )));
     }
     if contains(prefix, IpAddr::V4(Ipv4Addr::BROADCAST)) {
@@ -424,6 +439,36 @@ forwarding = "gue"
                 "\"2001:2:f0::/64\"",
                 "\"::1\"",
                 "lbd.toml:5:15: tunnel.source_ipv6: ::1/128 holds loopback addresses",
+            ),
+            (
+                "\"2001:2:f0::/64\"",
+                "\"fe80::/64\"",
+                "lbd.toml:5:15: tunnel.source_ipv6: fe80::/64 holds link-local addresses",
+            ),
+            (
+                "\"2001:2:f0::/64\"",
+                "\"fe80::1\"",
+                "lbd.toml:5:15: tunnel.source_ipv6: fe80::1/128 holds link-local addresses",
+            ),
+            (
+                "\"2001:2:f0::/64\"",
+                "\"fe00::/7\"",
+                "lbd.toml:5:15: tunnel.source_ipv6: fe00::/7 holds link-local addresses",
+            ),
+            (
+                "\"198.18.200.0/24\"",
+                "\"169.254.0.0/16\"",
+                "lbd.toml:4:15: tunnel.source_ipv4: 169.254.0.0/16 holds link-local addresses",
+            ),
+            (
+                "\"198.18.200.0/24\"",
+                "\"169.254.7.0/24\"",
+                "lbd.toml:4:15: tunnel.source_ipv4: 169.254.7.0/24 holds link-local addresses",
+            ),
+            (
+                "\"198.18.200.0/24\"",
+                "\"128.0.0.0/1\"",
+                "lbd.toml:4:15: tunnel.source_ipv4: 128.0.0.0/1 holds link-local addresses",
             ),
         ] {
             assert!(GUE_VIP.contains(from), "{from}");

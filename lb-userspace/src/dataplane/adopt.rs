@@ -5,16 +5,19 @@
 
 use std::collections::HashSet;
 
-use aya::{maps::MapInfo, EbpfLoader};
+use aya::{
+    maps::{Array, IterableMap as _, Map, MapData, MapInfo, MapType},
+    EbpfLoader,
+};
 use lb_common::{
     consts::{
         maglev_index, names, FLOW_F_HALF_OPEN, FLOW_F_STATE, IPPROTO_UDP, MAGLEV_SIZE_MAX,
         MAX_BACKENDS,
     },
     flow_table::{idle_horizons_of, DEFAULT_IDLE_HORIZONS, HALF_OPEN_IDLE_TICKS, TICK_SHIFT},
-    FlowEntry, FlowKey,
+    FlowEntry, FlowKey, TunnelConfig,
 };
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::{
     attach::remove_pin, flows::FlowStore, map_error, AdoptedState, Dataplane, DataplaneError,
@@ -338,6 +341,65 @@ impl Dataplane {
     /// compatible): the connection table and the tables are live.
     pub fn adopted(&self) -> bool {
         self.adopted
+    }
+
+    /// `TUNNEL_CONFIG[0]` as the previous lbd's program reads it (None: the
+    /// state was not adopted, no such program is loaded, or its object has
+    /// no tunnel settings). The map is not pinned (each lbd fills its own
+    /// before its program runs), so it is found among the maps of the
+    /// loaded programs that share the adopted `VIPS`: the previous lbd's,
+    /// which runs at its hook until this lbd's program is attached (the
+    /// newest map if several are left). A restart keeps the outer sources
+    /// it held, which the backends' lb-decap `sources` allow.
+    pub(crate) fn adopted_tunnel_config(&self) -> Result<Option<TunnelConfig>> {
+        const NAME: &str = names::MAP_TUNNEL_CONFIG;
+        let Some(own) = &self.tunnel_config else {
+            return Ok(None);
+        };
+        if !self.adopted {
+            return Ok(None);
+        }
+        let id = |map: &MapData, name| {
+            map.info()
+                .map(|info| info.id())
+                .map_err(|e| map_error("reading the id of", name, e))
+        };
+        let own = id(own.map(), NAME)?;
+        let vips = id(self.vips.map(), names::MAP_VIPS)?;
+        let fits = |info: &MapInfo| {
+            info.name_as_str() == Some(NAME)
+                && matches!(info.map_type(), Ok(MapType::Array))
+                && info.key_size() == 4
+                && info.value_size() as usize == std::mem::size_of::<TunnelConfig>()
+                && info.max_entries() >= 1
+        };
+        let mut found = None;
+        for program in aya::programs::loaded_programs() {
+            let ids = match program.and_then(|p| p.map_ids()) {
+                Ok(Some(ids)) => ids,
+                Ok(None) => continue,
+                Err(error) => {
+                    debug!(%error, "reading a loaded program's maps");
+                    continue;
+                }
+            };
+            if !ids.contains(&vips) {
+                continue;
+            }
+            for map in ids.into_iter().filter(|map| *map != own) {
+                if MapInfo::from_id(map).is_ok_and(|info| fits(&info)) {
+                    found = found.max(Some(map));
+                }
+            }
+        }
+        let Some(found) = found else {
+            return Ok(None);
+        };
+        let map = MapData::from_id(found).map_err(|e| map_error("opening", NAME, e))?;
+        let map: Array<MapData, TunnelConfig> =
+            Array::try_from(Map::Array(map)).map_err(|e| map_error("opening", NAME, e))?;
+        let config = map.get(&0, 0).map_err(|e| map_error("reading", NAME, e))?;
+        Ok(Some(config))
     }
 
     /// The VIPs and backends the adopted maps hold (empty unless adopted),

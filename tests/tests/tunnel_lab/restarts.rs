@@ -10,9 +10,9 @@ use std::{
 
 use lb_tests::{
     http::{burst, Conn, Talker},
-    lab::{VIP4, VIP6},
+    lab::{Lab, VIP4, VIP6},
     support::{nonzero, restart_both_ways, status_on},
-    tunnel::{self, TunnelSpec},
+    tunnel::{self, TunnelSpec, TunnelVip, VIP4_IN6},
 };
 
 use crate::{observe::client_address, DROPS};
@@ -86,4 +86,83 @@ fn tunnel_connections_survive_kill_9_and_sigterm_restarts() {
     // Both modes and both hooks, each pairing once.
     connections_survive_restarts("ipip", "tc");
     connections_survive_restarts("gue", "xdp");
+}
+
+/// An address the test adds to the LB's interface on the LB network
+/// (2001:2::/64) before restarting lbd.
+const ADDED6: &str = "2001:2::50/64";
+
+/// Without `[tunnel] source_ipv6`, the outer IPv6 source is the LB
+/// interface's own global address, and the backends' lb-decap allow only
+/// that one (as production would). An address added to the interface
+/// before lbd restarts is the newest, which the kernel lists first: the
+/// restarted lbd (kill -9, then SIGTERM) keeps the source the adopted
+/// data plane used, so kept-alive 6in6 and 4in6 connections survive, new
+/// ones go through, and no backend drops a packet for its outer source.
+/// Before, the restarted lbd picked the added address, and every backend
+/// dropped all IPv6 tunnel traffic (`drop_not_source`).
+#[test]
+fn the_interface_source_stays_across_restarts_after_an_address_is_added() {
+    let started = Instant::now();
+    let what = "ipip at xdp, IPv6 outer source from the interface";
+    let mut lab = tunnel::start_lab(1, 3).expect("tunnel lab");
+    lab.for_attach("xdp");
+    let lb = lab.lb.clone();
+    let own = format!("{}/128", lb.ipv6);
+    for backend in lab.backends.clone() {
+        tunnel::set_decap_sources(&lab, &backend, &[tunnel::SOURCE4, &own])
+            .expect("lb-decap sources");
+    }
+    let mut spec = TunnelSpec::new("xdp", "ipip", &["b1", "b2", "b3"]);
+    spec.vips.push(TunnelVip::V4_IN_6);
+    let config = tunnel::lbd_config(&lab, &lb, &spec).expect("lbd config");
+    let source6 = format!("source_ipv6 = \"{}\"\n", tunnel::SOURCE6);
+    assert!(config.contains(&source6), "{config}");
+    let config = config.replacen(&source6, "", 1);
+    lab.start_lbd_on(&lb, "lbd", &config).expect("lbd");
+    let source = |lab: &Lab| status_on(lab, &lb).tunnel.and_then(|t| t.source_ipv6);
+    assert_eq!(source(&lab), Some(own.clone()), "{what}: the picked source");
+    let vips = [IpAddr::V6(VIP6), IpAddr::V4(VIP4_IN6)];
+    let mut conns = Vec::new();
+    for vip in vips {
+        conns.extend(Conn::open(&lab.client.netns, vip, 6, Duration::from_secs(5)).expect("open"));
+    }
+    let talker = Talker::start(conns);
+    tunnel::add_address(&lb, ADDED6).expect("address added");
+
+    let running = restart_both_ways(&mut lab, &lb, "lbd", &config, |_| {});
+    for vip in vips {
+        let after = burst(&lab.client.netns, vip, 100);
+        assert_eq!(
+            after.failed, 0,
+            "{what}: {vip} after the restarts: {:?}",
+            after.errors
+        );
+    }
+    let (rounds, errors) = talker.finish();
+    assert!(
+        errors.is_empty(),
+        "{what}: kept-alive connections broke across the restarts: {errors:?}\nlbd3:\n{}",
+        lab.log(&running)
+    );
+    assert!(rounds >= 15, "{what}: only {rounds} rounds of requests");
+    for backend in &lab.backends {
+        let counters = tunnel::decap_counters(&lab, backend).expect("decap counters");
+        assert_eq!(
+            counters.get("drop_not_source").copied().unwrap_or(0),
+            0,
+            "{what}: {}'s lb-decap {counters:?}",
+            backend.name
+        );
+    }
+    assert_eq!(
+        source(&lab),
+        Some(own.clone()),
+        "{what}: the source after the restarts\n{}",
+        lab.log(&running)
+    );
+    eprintln!(
+        "tunnel {what}: the source stayed {own} across kill -9 + restart and SIGTERM + restart with {ADDED6} added, {rounds} rounds, 0 failed; took {:?}",
+        started.elapsed()
+    );
 }

@@ -290,6 +290,9 @@ impl Engine {
             fresh_start: false,
             config,
         };
+        // The outer sources a previous lbd took from the interface stay
+        // while it holds them (its program runs until the swap below).
+        engine.keep_adopted_sources();
         engine.read_own_addresses().await;
         let node_tunnel = engine.node_tunnel(&engine.config.tunnel);
         engine.balancer.set_tunnel(node_tunnel);

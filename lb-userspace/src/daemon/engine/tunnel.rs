@@ -144,6 +144,30 @@ impl Engine {
         state.put_back(&mut self.tunnel.own, &mut self.balancer)
     }
 
+    /// At a start that adopted the data plane: the own addresses kept
+    /// (see `OwnAddresses::keeping`) begin as the outer sources the
+    /// previous lbd's `TUNNEL_CONFIG` holds, so each stays while it is on
+    /// the interface. A fresh pick would take the newest global IPv6
+    /// address (the kernel lists it first), and the backends' lb-decap,
+    /// whose `sources` allow the old one, would drop every IPv6 and 4in6
+    /// tunnel packet, adopted connections included. Call before the first
+    /// [`Engine::read_own_addresses`].
+    pub(crate) fn keep_adopted_sources(&mut self) {
+        match self.dataplane.adopted_tunnel_config() {
+            Ok(Some(config)) => {
+                let kept = OwnAddresses::sourced_by(&config);
+                if kept != OwnAddresses::default() {
+                    info!(ipv4 = ?kept.ipv4, ipv6 = ?kept.ipv6, "the previous lbd's outer sources are kept while the interface holds them (the backends' lb-decap allow them)");
+                }
+                self.tunnel.own = kept;
+            }
+            Ok(None) => {}
+            Err(error) => {
+                warn!(%error, "reading the previous lbd's tunnel settings failed: the default outer sources are picked afresh from the interface (backends' lb-decap may refuse them if they moved)");
+            }
+        }
+    }
+
     /// Reads the interface's own addresses again.
     pub(crate) async fn read_own_addresses(&mut self) {
         match self.netlink.addresses(self.interface.index).await {
