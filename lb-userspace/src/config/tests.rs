@@ -1976,6 +1976,17 @@ fn nat_addresses_route_back_to_this_node() {
         "lbd.toml:6:14: vip[0].nat_source: ",
         "127.0.0.1 is a loopback address",
     );
+    // Routers do not forward from link-local addresses.
+    assert_error(
+        "interface = \"eth0\"\n[nat]\nsource_ipv6 = \"fe80::50\"\n",
+        "lbd.toml:3:15: nat.source_ipv6: ",
+        "fe80::50 is a link-local address",
+    );
+    assert_error(
+        "interface = \"eth0\"\n[nat]\nsource_ipv4 = \"169.254.0.50\"\n",
+        "lbd.toml:3:15: nat.source_ipv4: ",
+        "169.254.0.50 is a link-local address",
+    );
 }
 
 #[test]

@@ -382,9 +382,18 @@ pub(crate) fn listeners_clash(a: SocketAddr, b: SocketAddr) -> bool {
 }
 
 /// Refuses a NAT address that cannot be this node's address on the
-/// network (loopback, broadcast): backends' replies go to it, so it must
-/// route back here.
+/// network (loopback, broadcast, link-local): backends' replies go to it,
+/// so it must route back here.
 pub(crate) fn routable_nat_address(address: IpAddr) -> Result<IpAddr, ValueError> {
+    let link_local = match address {
+        IpAddr::V4(v4) => v4.is_link_local(),
+        IpAddr::V6(v6) => v6.segments()[0] & 0xffc0 == 0xfe80,
+    };
+    if link_local {
+        return Err(ValueError::invalid(format!(
+            "{address} is a link-local address: routers do not forward packets from it, so no routed backend's replies would come back; give an address the network routes to this node"
+        )));
+    }
     if address.is_loopback() {
         return Err(ValueError::invalid(format!(
             "{address} is a loopback address: backends' replies go to the NAT address, so it must route back to this node"
