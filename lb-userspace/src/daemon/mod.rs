@@ -41,6 +41,7 @@ use engine::{
 };
 
 /// How often backends' MACs are looked up again and drain deadlines checked.
+/// (The NAT reaper ticks on a timer of its own: `nat::reaper::pace`.)
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(1);
 /// Neighbour lookups happen every this many housekeeping ticks.
 const MAC_REFRESH_TICKS: u32 = 5;
@@ -268,6 +269,11 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<Stopped> {
     let mut ticks: u32 = 0;
     let mut sync_tick = tokio::time::interval(SYNC_INTERVAL);
     sync_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The NAT reaper's ticks: each says when the next one runs, a second
+    // after it or sooner while there is much to free (`nat::reaper::pace`,
+    // which bounds the loop's share they take).
+    let reap = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(reap);
     // Reads of flow counts are answered from censuses of the connection
     // table made off this loop (see engine::flow_census).
     let (mut censuses, mut census_done) = Censuses::<CountRead>::new();
@@ -346,6 +352,11 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<Stopped> {
             Some(batch) = next_of(&mut sync_batches) => engine.on_sync(&batch),
             Some(outcome) = next_of(&mut bird_outcomes) => engine.on_bird_outcome(outcome),
             _ = sync_tick.tick() => engine.sync_tick(),
+            () = &mut reap => {
+                let wait = engine.nat_reap();
+                // From the tick's end: the loop serves the rest meanwhile.
+                reap.as_mut().reset(tokio::time::Instant::now() + wait);
+            }
             _ = replication::walk_ended(&replication_walks) => engine.replication_walk_ended(),
             _ = housekeeping.tick() => {
                 engine.expire_drains(std::time::Instant::now());

@@ -2,13 +2,14 @@
 //! holds it (both directions, state, age). A pure function of the
 //! explanation the DSR rules give (Maglev's pick for a flow the table does
 //! not hold), the flow's forward and reply entries and the time, following
-//! the data plane: a packet whose forward entry exists follows it.
+//! the data plane: a packet whose forward entry exists follows it; the
+//! connection and half-open tables play no part.
 
 use std::{net::SocketAddr, time::Duration};
 
 use lb_common::{nat::NatFlowState, FlowKey, NatEntry};
 
-use super::flow::{backend_by_id, Facts};
+use super::flow::{backend_by_id, explain, Facts};
 use crate::{
     api::flow_schema::{FlowDecision, FlowExplanation, NatTranslation, NatTuple},
     reconcile::words_addr,
@@ -49,9 +50,11 @@ pub fn translation(
 }
 
 /// `explanation` (the DSR rules' answer for the same flow) for a NAT VIP:
-/// a flow whose translation exists goes where it says; one without keeps
+/// a flow whose translation exists goes where it says; one without gets
 /// Maglev's pick (its first packet, a SYN for TCP, would be translated to
 /// that backend; any other TCP packet is dropped as `drop_nat_no_flow`).
+/// The connection and half-open tables play no part for a NAT VIP: an
+/// entry there (left from before the VIP switched to NAT) is not followed.
 pub fn with_translation(
     mut explanation: FlowExplanation,
     facts: &Facts<'_>,
@@ -59,14 +62,24 @@ pub fn with_translation(
     forward: Option<&NatEntry>,
     reply: Option<&NatEntry>,
 ) -> FlowExplanation {
-    // The connection table plays no part for NAT VIPs.
-    explanation.entry = None;
     let Some(forward) = forward else {
-        return explanation;
+        // The DSR rules' answer without either table: Maglev's pick.
+        return explain(&Facts {
+            entry: None,
+            half_open: None,
+            ..*facts
+        });
     };
+    explanation.entry = None;
+    explanation.half_open = None;
     let nat = translation(key, forward, reply, facts.now_ns);
     explanation.decision = FlowDecision::Tracked;
-    explanation.backend = backend_by_id(facts, nat.backend_id, None);
+    // The entry's id, if it still names the backend the flow goes to: a
+    // removed backend's id may have gone to the next backend added while
+    // the reaper has not yet freed its flows.
+    let sent_to = words_addr(forward.dst, key.family);
+    explanation.backend =
+        backend_by_id(facts, nat.backend_id, None).filter(|b| b.address == sent_to);
     explanation.maglev = None;
     explanation.dropped = None;
     explanation.nat = Some(nat);

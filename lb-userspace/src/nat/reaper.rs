@@ -7,8 +7,12 @@
 //! [`Reaper::tick`] visits at most a budget of entries from where the last
 //! one stopped (a cursor: the table's bucket, which removals do not move),
 //! read in batches, so a table of a million entries costs lbd tens
-//! of milliseconds a second instead of one long stall; a whole pass over
-//! the table (a *sweep*) takes `entries / budget` ticks.
+//! of milliseconds a tick instead of one long stall; a whole pass over
+//! the table (a *sweep*) takes `entries / budget` ticks. How often a tick
+//! runs is `pace`'s: once a second while there is little to free, ten
+//! times a second while the walk finds much to free, the table is under
+//! [`pressure`], or a backend was removed (a sweep is owed), so steady
+//! churn above what one tick a second frees does not fill the table.
 //!
 //! A flow is two entries (forward: client -> VIP, reply: backend -> NAT
 //! address) paired by `lb_common::nat::counterpart_key`. It is judged from
@@ -19,7 +23,9 @@
 //! replicated) goes once it is older than the SYN timeout.
 //!
 //! Flows of a backend that is no longer one of its VIP's backends (or of a
-//! VIP that is gone or no longer in NAT mode) go at once. Decision: removing
+//! VIP that is gone or no longer in NAT mode) go as soon as the walk
+//! reaches them, within a sweep at the fast pace (see `pace`).
+//! Decision: removing
 //! a backend is lbd's "cut" (draining is the graceful way out, and a drain
 //! that times out puts the backend in maintenance, not out of the VIP);
 //! entries carry no backend generation, so backend ids being reused by the
@@ -48,7 +54,8 @@ use crate::{config::NatTimeouts, model::FlowCount, reconcile::words_addr};
 /// [`TICK_TIME`]. Each entry costs a few microseconds (a forward entry one
 /// lookup of its counterpart), so a tick of a full budget stays within
 /// tens of milliseconds; tests/tests/nat_runtime.rs measures a sweep of a
-/// million entries.
+/// million entries. Ticks come once a second, or every `pace::FAST`
+/// while there is much to free (`pace`).
 pub const TICK_BUDGET: usize = 16_384;
 /// How long lbd lets one tick run (checked between batches): the bound of
 /// the stall a tick can cause, whatever the machine.
@@ -93,6 +100,16 @@ pub struct Owners {
 }
 
 impl Owners {
+    /// Whether a backend of `before` is not one of these (removed, its VIP
+    /// gone or no longer in NAT mode, or its id now another backend's):
+    /// its flows are to go, and a sweep is owed (`pace`).
+    pub(crate) fn lost_since(&self, before: &Owners) -> bool {
+        before
+            .backends
+            .iter()
+            .any(|(id, owner)| self.backends.get(id) != Some(owner))
+    }
+
     /// Whether `(vip_id, backend_id)` of an entry whose backend address is
     /// `address` still names that backend of a NAT VIP.
     fn owns(&self, vip_id: u16, backend_id: u32, address: [u32; 4]) -> bool {
@@ -288,7 +305,8 @@ pub struct Reaped {
 /// What one tick did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TickReport {
-    /// Entries visited.
+    /// Entries visited (judged; not the second entry of a flow removed
+    /// earlier in the same batch).
     pub visited: usize,
     /// Entries removed.
     pub removed: usize,
@@ -379,10 +397,13 @@ impl<C: Copy + std::fmt::Debug> Reaper<C> {
                 }
             };
             for (key, entry) in &entries {
-                report.visited += 1;
+                // Gone with its counterpart earlier in this batch: no
+                // visit, or a tick of expired flows would spend its budget
+                // on entries already freed.
                 if removed.contains(key) {
                     continue;
                 }
+                report.visited += 1;
                 let gone = self.judge(table, key, entry, now_ns, timeouts, owners);
                 for k in gone.iter().flatten() {
                     if table.remove(k) {
@@ -532,6 +553,7 @@ impl PartialOrd for FlowKeyOrd {
     }
 }
 
+pub(crate) mod pace;
 pub mod pressure;
 #[cfg(test)]
 mod tests;

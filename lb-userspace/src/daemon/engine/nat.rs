@@ -1,14 +1,15 @@
 //! The engine's duties around the data plane for the routed modes (NAT and
-//! the tunnelled `ipip`/`gue`), run from the housekeeping tick and the
-//! event stream: the NAT reaper's tick over the NAT flow table (see
-//! `nat::reaper`), forwarding switched on for the attached interface in
-//! each family a routed packet is looked up in (`bpf_fib_lookup` refuses
-//! to route without it; for a tunnel that is the outer header's family),
-//! `TX_PORTS`
-//! kept equal to the interfaces routed packets may leave by (re-scanned
-//! every few seconds: a link that comes or goes is seen within
-//! `SCAN_TICKS` ticks, without a netlink subscription to keep alive), the
-//! gateways kept resolved, and the routed data plane's events (a next hop
+//! the tunnelled `ipip`/`gue`), run from the housekeeping tick, the
+//! reaper's own timer and the event stream: the NAT reaper's tick over the
+//! NAT flow table (see `nat::reaper`; lbd's loop runs the next one when
+//! `nat::reaper::pace` says, a second later or sooner), forwarding
+//! switched on for the attached interface in each family a routed packet
+//! is looked up in (`bpf_fib_lookup` refuses to route without it; for a
+//! tunnel that is the outer header's family), `TX_PORTS` kept equal to
+//! the interfaces routed packets may leave by (re-scanned every few
+//! seconds: a link that comes or goes is seen within `SCAN_TICKS` ticks,
+//! without a netlink subscription to keep alive), the gateways kept
+//! resolved, and the routed data plane's events (a next hop
 //! to resolve, no route, no free port). Nothing here runs while no VIP is
 //! in a routed mode, except the reaper, which then finds the table empty
 //! or frees what a NAT VIP left.
@@ -30,6 +31,7 @@ use super::Engine;
 use crate::{
     nat::events::NatEvents,
     nat::reaper::{
+        pace::Pace,
         pressure::{Pressure, PRESSED_CLOSED_TIMEOUT},
         Owner, Owners, Reaper, TICK_BUDGET, TICK_TIME,
     },
@@ -72,6 +74,11 @@ pub(crate) struct NatRuntime {
     pub(crate) last_tick: Duration,
     /// Whether the flow table is nearly full (`nat::reaper::pressure`).
     pub(crate) pressure: Pressure,
+    /// When the next reaper tick runs (`nat::reaper::pace`).
+    pace: Pace,
+    /// The backends the last reaper tick checked entries against: one
+    /// gone since makes a sweep owed.
+    owners: Owners,
     /// NAT addresses found to be the source of this node's own
     /// connections to their backends, warned once each.
     shared_warned: BTreeSet<IpAddr>,
@@ -172,28 +179,57 @@ impl Engine {
         self.balancer.vips().values().any(|v| v.mode.is_routed())
     }
 
-    /// One housekeeping tick of the NAT runtime.
-    pub(crate) async fn nat_tick(&mut self) {
+    /// One tick of the NAT reaper (bounded: `TICK_BUDGET` entries,
+    /// `TICK_TIME`); returns how long lbd's loop waits before the next
+    /// (`nat::reaper::pace`: a second, or `pace::FAST` while the walk finds
+    /// much to free, the table is under pressure, or a backend or VIP was
+    /// removed and a sweep is owed).
+    pub(crate) fn nat_reap(&mut self) -> Duration {
         let owners = owners(&self.balancer);
+        let now = crate::clock::monotonic_ns();
+        if owners.lost_since(&self.nat.owners) {
+            // Their flows go as the walk reaches them: at the fast pace
+            // until a whole sweep has judged by the backends now.
+            debug!("a NAT backend or VIP went: the reaper sweeps the NAT table at its fast pace");
+            self.nat.pace.owe_sweep(now);
+        }
         let timeouts = self.nat.pressure.timeouts(&self.config.nat.timeouts);
         let started = Instant::now();
         let report = self.nat.reaper.tick(
             self.dataplane.nat_mut(),
-            crate::clock::monotonic_ns(),
+            now,
             &timeouts,
             &owners,
             TICK_BUDGET,
             || started.elapsed() < TICK_TIME,
         );
+        self.nat.owners = owners;
         self.nat.last_tick = started.elapsed();
+        let swept_from = report
+            .sweep_done
+            .then(|| self.nat.reaper.last_sweep().map(|s| s.started_ns))
+            .flatten();
         if report.sweep_done {
             self.note_pressure();
         }
+        let was_busy = self.nat.pace.busy();
+        let wait = self
+            .nat
+            .pace
+            .after_tick(&report, swept_from, self.nat.pressure.on());
         if report.removed > 0 {
             debug!(
                 removed = report.removed,
                 visited = report.visited,
+                next_in_ms = wait.as_millis(),
                 "NAT flows reaped"
+            );
+        }
+        if self.nat.pace.busy() != was_busy {
+            debug!(
+                busy = self.nat.pace.busy(),
+                next_in_ms = wait.as_millis(),
+                "NAT reaper pace changed"
             );
         }
         if self.nat.last_tick > SLOW_TICK {
@@ -203,6 +239,12 @@ impl Engine {
                 "NAT reaper tick was slow"
             );
         }
+        wait
+    }
+
+    /// One housekeeping tick of the routed modes' runtime (the reaper has
+    /// a timer of its own, see `nat_reap`).
+    pub(crate) async fn nat_tick(&mut self) {
         let scan = self.nat.ticks.is_multiple_of(SCAN_TICKS);
         self.nat.ticks = self.nat.ticks.wrapping_add(1);
         if scan || !self.nat.routing_prepared {

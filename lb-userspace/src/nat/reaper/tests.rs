@@ -747,3 +747,208 @@ fn a_vips_port_use_counts_only_its_own_backend_ports() {
     assert_eq!(stats.busiest_towards(elsewhere, IPPROTO_TCP, web), 0);
     assert_eq!(stats.busiest(nat), 55_000);
 }
+
+/// The second entry of a flow removed earlier in the same batch (the
+/// batch holds copies) is skipped, and is no visit: the budget counts the
+/// entries judged, so a tick of expired flows is not cut short by entries
+/// already gone.
+#[test]
+fn an_entry_already_removed_in_its_batch_is_no_visit() {
+    let now = 100_000 * S;
+    let udp = NatTimeouts::default().udp.as_nanos() as u64;
+    let mut table = Table::new();
+    for n in 0..50 {
+        let (f, r) = flow(
+            &mut table,
+            n,
+            IPPROTO_UDP,
+            (0, NAT_F_REPLIED),
+            (now - udp - 2 * S, now - udp - 2 * S),
+            BACKEND_ID,
+        );
+        // Forward keys sort first here: each flow goes from its forward
+        // entry, and its reply comes up later in the same batch.
+        assert!(FlowKeyOrd(f) < FlowKeyOrd(r));
+    }
+    let mut reaper = Reaper::new();
+    let report = reaper.tick(
+        &mut table,
+        now,
+        &NatTimeouts::default(),
+        &owners(),
+        TICK_BUDGET,
+        || true,
+    );
+    assert_eq!(report.visited, 50, "{report:?}");
+    assert_eq!(report.removed, 100);
+    assert!(report.sweep_done && table.is_empty());
+}
+
+/// A flow table in memory walked as the real one is, bucket by bucket
+/// (`table_hash` of the key): a flow's two entries, and new flows, land
+/// anywhere in the walk, ahead of the cursor and behind it.
+#[derive(Default)]
+struct Buckets(BTreeMap<(u32, FlowKeyOrd), NatEntry>);
+
+impl Buckets {
+    fn insert(&mut self, key: FlowKey, entry: NatEntry) {
+        let bucket = lb_common::hash::table_hash(&key);
+        self.0.insert((bucket, FlowKeyOrd(key)), entry);
+    }
+}
+
+impl NatTable for Buckets {
+    type Cursor = (u32, FlowKeyOrd);
+
+    fn batch(
+        &self,
+        cursor: Option<Self::Cursor>,
+        max: usize,
+        out: &mut Vec<(FlowKey, NatEntry)>,
+    ) -> std::io::Result<Option<Self::Cursor>> {
+        use std::ops::Bound;
+        let from = cursor.map_or(Bound::Unbounded, Bound::Included);
+        let mut range = self.0.range((from, Bound::Unbounded));
+        out.extend(range.by_ref().take(max).map(|((_, k), v)| (k.0, *v)));
+        Ok(range.next().map(|(k, _)| *k))
+    }
+
+    fn get(&self, key: &FlowKey) -> Option<NatEntry> {
+        let bucket = lb_common::hash::table_hash(key);
+        self.0.get(&(bucket, FlowKeyOrd(*key))).copied()
+    }
+
+    fn remove(&mut self, key: &FlowKey) -> bool {
+        let bucket = lb_common::hash::table_hash(key);
+        self.0.remove(&(bucket, FlowKeyOrd(*key)));
+        true
+    }
+}
+
+/// Client `n`'s flow, closed by both sides (time-wait) and last seen at
+/// `seen_ns`.
+fn closed_flow(table: &mut Buckets, n: u32, seen_ns: u64) {
+    // Every flow its own keys both ways: client address and port, NAT
+    // address and port from the bytes of n.
+    let [a, b, c, d] = n.to_be_bytes();
+    let forward_key = FlowKey {
+        src: addr_words(IpAddr::from([198, 18, a, b])).0,
+        dst: words("198.18.0.100"),
+        sport: u16::from_be_bytes([c, d]).to_be(),
+        dport: 80u16.to_be(),
+        proto: IPPROTO_TCP,
+        family: 4,
+        _pad: 0,
+    };
+    let forward = NatEntry {
+        src: addr_words(IpAddr::from([198, 19, a, b])).0,
+        dst: words(BACKEND),
+        sport: u16::from_be_bytes([c, d]).to_be(),
+        dport: 8080u16.to_be(),
+        backend_id: BACKEND_ID,
+        last_seen_ns: seen_ns,
+        flags: NAT_F_FIN,
+        direction: NAT_DIR_FORWARD,
+        vip_id: VIP_ID,
+        ..NatEntry::default()
+    };
+    let reply_key = counterpart_key(&forward_key, &forward);
+    let reply = NatEntry {
+        src: forward_key.dst,
+        dst: forward_key.src,
+        sport: forward_key.dport,
+        dport: forward_key.sport,
+        last_seen_ns: seen_ns,
+        flags: NAT_F_REPLIED | NAT_F_FIN,
+        direction: NAT_DIR_REPLY,
+        ..forward
+    };
+    table.insert(forward_key, forward);
+    table.insert(reply_key, reply);
+}
+
+/// Steady churn of short connections, on a simulated clock: `rate` new
+/// flows a second (closed at once, freed two seconds later: a
+/// `tcp_time_wait_timeout_s` of 1 and the data plane's touch interval),
+/// arriving every 10 ms, for `seconds`; the reaper ticks as lbd runs it:
+/// a budget of `TICK_BUDGET` entries a tick, the next tick when the pace
+/// says. Returns the table's largest size over the last minute.
+fn churn(rate: u32, seconds: u64) -> usize {
+    const STEP: u64 = S / 100;
+    let timeouts = NatTimeouts {
+        tcp_time_wait: std::time::Duration::from_secs(1),
+        ..NatTimeouts::default()
+    };
+    let owners = owners();
+    let mut table = Buckets::default();
+    let mut reaper = Reaper::new();
+    let mut pace = pace::Pace::default();
+    let start = 100_000 * S;
+    let mut next_tick = start;
+    let mut n = 0u32;
+    let mut largest = 0;
+    for step in 0..seconds * 100 {
+        let now = start + step * STEP;
+        for _ in 0..rate / 100 {
+            closed_flow(&mut table, n, now);
+            n += 1;
+        }
+        if now >= next_tick {
+            let report = reaper.tick(&mut table, now, &timeouts, &owners, TICK_BUDGET, || true);
+            let swept = report
+                .sweep_done
+                .then(|| reaper.last_sweep().map(|s| s.started_ns))
+                .flatten();
+            let wait = pace.after_tick(&report, swept, false);
+            next_tick = now + u64::try_from(wait.as_nanos()).unwrap();
+        }
+        if step >= (seconds - 60) * 100 {
+            largest = largest.max(table.0.len());
+        }
+    }
+    largest
+}
+
+/// 12,000 new flows a second need 18,000 visits a second (a flow's
+/// reply entry comes up before its forward entry in half the flows):
+/// more than a tick of `TICK_BUDGET` a second gives, and the table would
+/// fill whatever its size. At the pace's fast speed the reaper keeps up:
+/// the table holds the flows of the last two seconds (48,000 entries)
+/// and what the walk has not reached yet.
+#[test]
+fn steady_churn_beyond_a_tick_a_second_is_kept_up_with() {
+    let rate = 12_000;
+    let largest = churn(rate, 120);
+    let bound = 2 * rate as usize * 5;
+    assert!(
+        largest < bound,
+        "the table grew to {largest} entries (bound {bound})"
+    );
+}
+
+/// What makes a sweep owed: a backend removed, its VIP gone or out of NAT
+/// mode (its backends leave the owners), or its id given to another
+/// backend; one added is not.
+#[test]
+fn a_backend_lost_since_the_last_tick_is_seen() {
+    let before = owners();
+    assert!(!before.lost_since(&before));
+    assert!(!before.lost_since(&Owners::default()));
+    let mut added = owners();
+    added.backends.insert(
+        BACKEND_ID + 1,
+        Owner {
+            vip_id: u32::from(VIP_ID),
+            address: words("198.19.2.12"),
+        },
+    );
+    assert!(!added.lost_since(&before));
+    assert!(before.lost_since(&added));
+    assert!(Owners::default().lost_since(&before));
+    let mut reused = owners();
+    reused.backends.get_mut(&BACKEND_ID).unwrap().address = words("198.19.2.13");
+    assert!(reused.lost_since(&before));
+    let mut moved = owners();
+    moved.backends.get_mut(&BACKEND_ID).unwrap().vip_id = 4;
+    assert!(moved.lost_since(&before));
+}
