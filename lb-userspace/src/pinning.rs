@@ -443,20 +443,17 @@ impl PinDir {
 /// Removes the empty directory at `path`; one already gone is not an
 /// error.
 fn remove_dir(path: &Path) -> Result<(), PinError> {
-    match std::fs::remove_dir(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(source) => Err(PinError::Io {
-            action: "removing",
-            path: path.to_owned(),
-            source,
-        }),
-    }
+    remove_with(path, |p| std::fs::remove_dir(p))
 }
 
 /// Removes the file (a pin) at `path`; one already gone is not an error.
 fn remove_file(path: &Path) -> Result<(), PinError> {
-    match std::fs::remove_file(path) {
+    remove_with(path, |p| std::fs::remove_file(p))
+}
+
+/// `remove(path)`, a path already gone not an error.
+fn remove_with(path: &Path, remove: fn(&Path) -> std::io::Result<()>) -> Result<(), PinError> {
+    match remove(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(source) => Err(PinError::Io {

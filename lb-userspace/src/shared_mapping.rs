@@ -10,6 +10,14 @@ use std::{
 
 use aya::maps::MapData;
 
+/// A second handle on `map` through a duplicate of its fd: a reader on
+/// another thread (a census, a replication walk) maps the table through
+/// it, and its mapping outlives the loop's.
+pub(crate) fn second_handle(map: &MapData) -> std::io::Result<MapData> {
+    let fd = map.fd().as_fd().try_clone_to_owned()?;
+    MapData::from_fd(fd).map_err(std::io::Error::other)
+}
+
 /// The map and its whole value area, mapped shared and writable. Public
 /// for the tests, which map pinned tables as another writer would.
 pub struct SharedMapping {

@@ -102,20 +102,13 @@ impl FlowTable {
     /// fd: a reader on another thread (a census) holds its own mapping
     /// and fd, so it outlives this one.
     pub fn remapped(&self) -> Result<Self, FlowTableError> {
-        use std::os::fd::AsFd as _;
         let buckets = self.buckets();
         let failed = |source: std::io::Error| FlowTableError::Map {
             table: table_name(self.placement),
             buckets,
             source,
         };
-        let fd = self
-            .map()
-            .fd()
-            .as_fd()
-            .try_clone_to_owned()
-            .map_err(failed)?;
-        let map = MapData::from_fd(fd).map_err(|e| failed(std::io::Error::other(e)))?;
+        let map = crate::shared_mapping::second_handle(self.map()).map_err(failed)?;
         Self::new(map, buckets, self.placement)
     }
 

@@ -25,12 +25,8 @@
 //! mapping, or in the loop where there is none (a kernel map, the bench's
 //! earlier designs). Dropping it cancels a walk in flight.
 
-use std::{
-    os::fd::AsFd as _,
-    sync::atomic::{AtomicBool, Ordering},
-};
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use aya::maps::MapData;
 use lb_common::NatEntry;
 use tokio::sync::Notify;
 
@@ -333,13 +329,7 @@ fn remapped_nat(table: &NatFlowTable) -> Result<NatFlowTable, FlowTableError> {
         buckets,
         source,
     };
-    let fd = table
-        .map()
-        .fd()
-        .as_fd()
-        .try_clone_to_owned()
-        .map_err(failed)?;
-    let map = MapData::from_fd(fd).map_err(|e| failed(std::io::Error::other(e)))?;
+    let map = crate::shared_mapping::second_handle(table.map()).map_err(failed)?;
     NatFlowTable::new(map, buckets)
 }
 
