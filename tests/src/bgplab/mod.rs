@@ -347,7 +347,12 @@ impl BgpLab {
     }
 
     /// Adds backend `name` to both VIPs on every running node (`lbctl
-    /// backend add`), and to the config of nodes started later.
+    /// backend add`), and to the config of nodes started later; returns
+    /// once every running node's table gives it new flows. Each node takes
+    /// it in when its own checks pass, so until then their Maglev tables
+    /// differ: a connection opened on one node and moved to another before
+    /// replication carried it (at most 250 ms) would be picked afresh
+    /// there, and a test of a failover must not start inside that window.
     pub fn add_backend_everywhere(&mut self, name: &str) -> anyhow::Result<()> {
         let host = self
             .lab
@@ -365,6 +370,22 @@ impl BgpLab {
             }
         }
         self.serving.push(name.to_owned());
+        let addresses = [IpAddr::from(host.ipv4), IpAddr::from(host.ipv6)];
+        let taken_in = |status: &Status| {
+            addresses.iter().all(|address| {
+                status.vips.iter().any(|vip| {
+                    vip.backends
+                        .iter()
+                        .any(|b| b.address == *address && b.share > 0.0)
+                })
+            })
+        };
+        let nodes = self.running_nodes();
+        crate::support::wait_until(
+            &format!("{name} taken into every node's table"),
+            Duration::from_secs(15),
+            || nodes.iter().all(|&index| taken_in(&self.status(index))),
+        );
         Ok(())
     }
 
