@@ -112,6 +112,48 @@ fn alert_rules_pass_promtool_checks_and_unit_tests() {
     }
 }
 
+/// A node's connection table holds its peers' flows too when replication
+/// is on, so a flow count summed over nodes counts a flow once per node
+/// that holds it: the dashboard keeps such counts per node.
+#[test]
+fn the_dashboard_never_sums_a_nodes_flow_counts_across_nodes() {
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("observability/grafana/lbd-dashboard.json"))
+            .expect("dashboard"),
+    )
+    .expect("the dashboard is valid JSON");
+    let mut checked = 0;
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().expect("targets") {
+            let expr = target["expr"].as_str().expect("expr");
+            let per_node_counts = [
+                "lbd_backend_flows",
+                "lbd_conntrack_entries",
+                "lbd_nat_flows",
+            ];
+            if !per_node_counts
+                .iter()
+                .any(|m| metric_names(expr).contains(*m))
+            {
+                continue;
+            }
+            checked += 1;
+            for (at, _) in expr.match_indices("by (") {
+                let grouping = &expr[at..expr[at..].find(')').map_or(expr.len(), |e| at + e)];
+                assert!(
+                    grouping.contains("instance"),
+                    "{expr:?} sums a per-node flow count over nodes"
+                );
+            }
+            assert!(
+                !expr.trim_start().starts_with("sum(") && !expr.contains("sum without"),
+                "{expr:?} sums a per-node flow count over nodes"
+            );
+        }
+    }
+    assert!(checked > 0, "no dashboard query reads a flow count");
+}
+
 #[test]
 fn prometheus_scraping_lbd_agrees_with_the_client() {
     let mut lab = Lab::start(3).expect("lab");

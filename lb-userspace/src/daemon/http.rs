@@ -192,13 +192,24 @@ fn text(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Respo
     response
 }
 
+/// The answer to a method other than GET or HEAD: a 405 with the `Allow`
+/// header RFC 9110 asks of one, so a client learns what the listener takes.
+fn method_not_allowed() -> Response<Full<Bytes>> {
+    let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "GET only\n");
+    response.headers_mut().insert(
+        hyper::header::ALLOW,
+        hyper::header::HeaderValue::from_static("GET, HEAD"),
+    );
+    response
+}
+
 async fn answer(
     request: &Request<Incoming>,
     renders: &Renders,
     ready: &AtomicBool,
 ) -> Response<Full<Bytes>> {
     if request.method() != hyper::Method::GET && request.method() != hyper::Method::HEAD {
-        return text(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "GET only\n");
+        return method_not_allowed();
     }
     match request.uri().path() {
         "/metrics" => {
@@ -607,6 +618,19 @@ mod tests {
         assert_eq!(rendered.load(Ordering::SeqCst), 3);
         drop(renders);
         engine.await.unwrap();
+    }
+
+    #[test]
+    fn a_method_other_than_get_is_a_405_naming_the_allowed_ones() {
+        let response = method_not_allowed();
+        assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(
+            response
+                .headers()
+                .get(hyper::header::ALLOW)
+                .map(|v| v.as_bytes()),
+            Some(&b"GET, HEAD"[..])
+        );
     }
 
     #[tokio::test]
