@@ -273,22 +273,65 @@ impl Balancer {
     /// both only by mistake; the flags add up).
     pub(super) fn service_addrs(&self) -> BTreeMap<ServiceAddr, u32> {
         let mut addrs = BTreeMap::new();
-        let mut add = |address: IpAddr, flag: u32| {
-            let (addr, family) = addr_words(address);
-            let key = ServiceAddr {
-                addr,
-                family,
-                _pad: [0; 3],
-            };
-            *addrs.entry(key).or_insert(0) |= flag;
-        };
         for (id, vip) in &self.vips {
-            add(id.address, SERVICE_ADDR_F_VIP);
-            if let (Mode::Nat, Some(nat)) = (vip.mode, &vip.nat) {
-                add(nat.source, SERVICE_ADDR_F_NAT);
-            }
+            add_service_addrs(&mut addrs, id.address, vip.mode, vip.nat.as_ref());
         }
         addrs
+    }
+
+    /// The node-wide entries `desired` needs, written before any of its
+    /// VIPs is (`apply` writes the exact ones once they all are): a NAT
+    /// VIP's backend replies come to its NAT address, which the data plane
+    /// looks up only while `CONFIG_F_NAT` is set (else the kernel answers
+    /// them with a reset), and fragments to a VIP or NAT address missing
+    /// from `SERVICE_ADDRS` are passed up. So the flag is set if a desired
+    /// VIP needs it, and `SERVICE_ADDRS` gets the union of what it holds,
+    /// what the served VIPs need and what the desired ones do: nothing a
+    /// VIP still served needs is taken away here, only after the VIPs.
+    pub(super) fn open_node_entries(
+        &mut self,
+        maps: &mut dyn MapWriter,
+        desired: &[DesiredVip],
+    ) -> Result<(), ReconcileError> {
+        if desired.iter().any(|v| v.mode == Mode::Nat) && self.nat_enabled != Some(true) {
+            maps.set_nat_enabled(true)?;
+            self.nat_enabled = Some(true);
+        }
+        // With no record of the map (None: a first apply, or after a
+        // failed commit), what neither the served VIPs nor the desired
+        // ones name goes now: it is for VIPs this apply removes, if any.
+        let mut addrs = self.service_addrs.clone().unwrap_or_default();
+        for (key, flags) in self.service_addrs() {
+            *addrs.entry(key).or_insert(0) |= flags;
+        }
+        for vip in desired {
+            add_service_addrs(&mut addrs, vip.id.address, vip.mode, vip.nat.as_ref());
+        }
+        if self.service_addrs.as_ref() != Some(&addrs) {
+            maps.set_service_addrs(&addrs)?;
+            self.service_addrs = Some(addrs);
+        }
+        Ok(())
+    }
+
+    /// The node-wide entries once every VIP is written: the NAT flag off
+    /// when no NAT VIP remains (only now, so no NAT VIP is served without
+    /// it), and `SERVICE_ADDRS` exactly what the served VIPs need.
+    pub(super) fn close_node_entries(
+        &mut self,
+        maps: &mut dyn MapWriter,
+    ) -> Result<(), ReconcileError> {
+        let nat = self.vips.values().any(|v| v.mode == Mode::Nat);
+        if self.nat_enabled != Some(nat) {
+            maps.set_nat_enabled(nat)?;
+            self.nat_enabled = Some(nat);
+        }
+        let addrs = self.service_addrs();
+        if self.service_addrs.as_ref() != Some(&addrs) {
+            maps.set_service_addrs(&addrs)?;
+            self.service_addrs = Some(addrs);
+        }
+        Ok(())
     }
 
     /// A free backend id, or the maps are full.
@@ -323,6 +366,30 @@ pub(crate) fn retired_backend(generation: u32) -> Backend {
         generation,
         vip_id: RETIRED_VIP_ID,
         ..Backend::default()
+    }
+}
+
+/// Adds a VIP's `SERVICE_ADDRS` entries to `addrs`: its address, and in
+/// NAT mode its NAT address (shared by `service_addrs` for the VIPs served
+/// and `open_node_entries` for the desired ones, so both agree).
+fn add_service_addrs(
+    addrs: &mut BTreeMap<ServiceAddr, u32>,
+    address: IpAddr,
+    mode: Mode,
+    nat: Option<&VipNat>,
+) {
+    let mut add = |address: IpAddr, flag: u32| {
+        let (addr, family) = addr_words(address);
+        let key = ServiceAddr {
+            addr,
+            family,
+            _pad: [0; 3],
+        };
+        *addrs.entry(key).or_insert(0) |= flag;
+    };
+    add(address, SERVICE_ADDR_F_VIP);
+    if let (Mode::Nat, Some(nat)) = (mode, nat) {
+        add(nat.source, SERVICE_ADDR_F_NAT);
     }
 }
 

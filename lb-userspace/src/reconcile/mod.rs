@@ -310,7 +310,10 @@ impl Balancer {
     }
 
     /// Makes the data plane serve `desired` (VIPs absent from it are
-    /// removed).
+    /// removed). The node-wide entries a desired VIP needs (the NAT flag,
+    /// its `SERVICE_ADDRS` entries) are written before any VIP, and those
+    /// no VIP needs any more are taken away only after every VIP, so each
+    /// prefix of the writes serves every VIP it shows a packet.
     pub fn apply(
         &mut self,
         maps: &mut dyn MapWriter,
@@ -332,6 +335,7 @@ impl Balancer {
                 maps.remove_vip(&stray.key())?;
             }
         }
+        self.open_node_entries(maps, desired)?;
         let gone: Vec<VipId> = self
             .vips
             .keys()
@@ -344,16 +348,7 @@ impl Balancer {
         for vip in self.freeing_first(desired) {
             self.apply_vip(maps, vip, &mut report)?;
         }
-        let nat = self.vips.values().any(|v| v.mode == Mode::Nat);
-        if self.nat_enabled != Some(nat) {
-            maps.set_nat_enabled(nat)?;
-            self.nat_enabled = Some(nat);
-        }
-        let addrs = self.service_addrs();
-        if self.service_addrs.as_ref() != Some(&addrs) {
-            maps.set_service_addrs(&addrs)?;
-            self.service_addrs = Some(addrs);
-        }
+        self.close_node_entries(maps)?;
         self.rewrite_all = false;
         self.inherited = false;
         Ok(report)
