@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use crate::cmd::{command, exec, require_root, root};
+use crate::cmd::{command, exec, require_root, root, target_dir};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -32,8 +32,9 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     ];
     bench_args.extend(args.runner_args.iter().map(String::as_str));
     let mut cmd = command("cargo", &bench_args);
-    cmd.env("LBD_BIN", root().join("target/release/lbd"));
-    cmd.env("LB_DECAP_BIN", root().join("target/release/lb-decap"));
+    let release = target_dir().join("release");
+    cmd.env("LBD_BIN", release.join("lbd"));
+    cmd.env("LB_DECAP_BIN", release.join("lb-decap"));
     // Read by the runner (`lb-bench`): the tree measured and the command.
     cmd.env("LB_BENCH_COMMIT", &commit);
     cmd.env("LB_BENCH_COMMAND", &line);

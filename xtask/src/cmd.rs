@@ -1,8 +1,9 @@
 //! Running commands: echo them, fail with the command line on error.
 
 use std::{
+    ffi::OsStr,
     os::unix::process::CommandExt as _,
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Command, Stdio},
 };
 
@@ -12,6 +13,26 @@ use anyhow::{bail, Context as _};
 pub fn root() -> PathBuf {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     manifest.parent().map(PathBuf::from).unwrap_or(manifest)
+}
+
+/// The directory the cargo commands xtask runs build into (`debug/`,
+/// `release/`, `package/` under it): `$CARGO_TARGET_DIR`, else the
+/// workspace's `target`. A binary xtask runs, hands to the tests or
+/// packages is looked up here, never in `./target`, so that it is the one
+/// the build just before made.
+pub fn target_dir() -> PathBuf {
+    target_dir_for(&root(), std::env::var_os("CARGO_TARGET_DIR").as_deref())
+}
+
+/// [`target_dir`] for the workspace at `root` and the value of
+/// `CARGO_TARGET_DIR`: a relative one is taken from `root`, where xtask
+/// runs cargo ([`command`]); unset or empty, `root/target`. (Cargo's
+/// `build.target-dir` setting is not read: set the variable instead.)
+fn target_dir_for(root: &Path, cargo_target_dir: Option<&OsStr>) -> PathBuf {
+    match cargo_target_dir {
+        Some(dir) if !dir.is_empty() => root.join(dir),
+        _ => root.join("target"),
+    }
 }
 
 /// A command to run from the workspace root.
@@ -157,6 +178,34 @@ pub fn require_root(what: &str) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_target_directory_follows_cargo_target_dir() {
+        let main = Path::new("/work/main");
+        assert_eq!(target_dir_for(main, None), Path::new("/work/main/target"));
+        assert_eq!(
+            target_dir_for(main, Some(OsStr::new(""))),
+            Path::new("/work/main/target")
+        );
+        assert_eq!(
+            target_dir_for(main, Some(OsStr::new("/work/target-b"))),
+            Path::new("/work/target-b")
+        );
+        // Relative: from the workspace root, where xtask runs cargo.
+        assert_eq!(
+            target_dir_for(main, Some(OsStr::new("../target-c"))),
+            Path::new("/work/main/../target-c")
+        );
+        assert_eq!(
+            target_dir_for(main, Some(OsStr::new("out"))),
+            Path::new("/work/main/out")
+        );
+        // This process's own: the variable as cargo ran the tests.
+        assert_eq!(
+            target_dir(),
+            target_dir_for(&root(), std::env::var_os("CARGO_TARGET_DIR").as_deref())
+        );
+    }
 
     #[test]
     fn a_run_interrupted_by_a_signal_fails_naming_it_even_if_the_child_exits_0() {

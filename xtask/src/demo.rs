@@ -1,7 +1,7 @@
 //! `cargo xtask demo`: the lab with real nginx backends behind lbd, a burst
 //! of requests from the client, and who served them.
 
-use crate::cmd::{command, exec_passing_signals, require_root, root};
+use crate::cmd::{command, exec_passing_signals, require_root, target_dir};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -16,7 +16,7 @@ pub struct Args {
 pub fn run(args: &Args) -> anyhow::Result<()> {
     require_root("the demo")?;
     crate::build::build_release()?;
-    let lbd = root().join("target/release/lbd");
+    let lbd = target_dir().join("release/lbd");
     let requests = args.requests.to_string();
     let mut demo_args = vec![
         "run",

@@ -42,7 +42,8 @@ enum Task {
     Bench(bench::Args),
     /// rustfmt check and clippy with warnings denied.
     Lint,
-    /// Build the Debian package (target/package/lbd_VERSION_ARCH.deb);
+    /// Build the Debian package (target/package/lbd_VERSION_ARCH.deb, under
+    /// $CARGO_TARGET_DIR when that is set);
     /// `--check` also installs, checks and purges it here (needs root).
     Package(package::Args),
     /// Run the cargo-fuzz targets for a bounded time each (needs root for

@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use crate::cmd::{exec, require_root, root};
+use crate::cmd::{exec, require_root, target_dir};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -14,7 +14,7 @@ pub struct Args {
 pub fn run(args: &Args) -> anyhow::Result<()> {
     require_root("lbd")?;
     crate::build::build_release()?;
-    let lbd = root().join("target/release/lbd");
+    let lbd = target_dir().join("release/lbd");
     exec(&mut lbd_command(&lbd.to_string_lossy(), &args.lbd_args))
 }
 

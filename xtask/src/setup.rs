@@ -6,7 +6,11 @@
 //!   to the toolchain's libLLVM; the linker keeps it as its rpath);
 //! - Debian packages the lab, demo and tests run.
 
-use std::{fs, os::unix::fs::symlink, path::PathBuf};
+use std::{
+    fs,
+    os::unix::fs::symlink,
+    path::{Path, PathBuf},
+};
 
 use anyhow::{anyhow, bail, Context as _};
 
@@ -27,9 +31,10 @@ use crate::cmd::{command, exec, output};
 /// nothing started) for building and checking the Debian package; perf
 /// (`linux-perf`) for the benchmark's profile of the XDP program (issue 16);
 /// g++ (with gcc) for the fuzz targets, whose libfuzzer-sys build script
-/// compiles libFuzzer's C++ with `c++` and libstdc++'s headers. Their packaged
-/// services need not be stopped: the lab's own instances listen only
-/// inside its namespaces and keep their sockets in the run's directory.
+/// compiles libFuzzer's C++ with `c++` and libstdc++'s headers. The lab
+/// runs its own instances of the servers, inside its namespaces; the
+/// packaged services an install starts are stopped again
+/// ([`stop_packaged_services`]).
 const PACKAGES: &[&str] = &[
     "nginx",
     "iproute2",
@@ -284,12 +289,128 @@ fn debian_packages() -> anyhow::Result<()> {
     let mut cmd = command("apt-get", &args);
     cmd.env("DEBIAN_FRONTEND", "noninteractive");
     exec(&mut cmd)?;
-    // The lab starts its own nginx and prometheus processes; packaged
-    // services must not sit on the machine's ports.
-    let _ = command("nginx", &["-s", "stop"]).status();
-    let _ = command("pkill", &["-x", "prometheus"]).status();
-    let _ = command("pkill", &["-x", "haproxy"]).status();
+    stop_packaged_services(&missing);
     Ok(())
+}
+
+/// The services Debian starts when it installs their package, which the
+/// lab runs its own instances of: (package, systemd unit, process name).
+const SERVICES: &[(&str, &str, &str)] = &[
+    ("nginx", "nginx.service", "nginx"),
+    ("prometheus", "prometheus.service", "prometheus"),
+    ("haproxy", "haproxy.service", "haproxy"),
+];
+
+/// Stops (and under systemd disables) the [`SERVICES`] that installing
+/// `installed` started, so that they do not sit on the machine's ports.
+/// Only the packaged services: the lab's own prometheus, haproxy and
+/// nginx (another checkout's suite or benchmark, running now) share this
+/// PID namespace, so stopping processes by name would kill them too.
+/// Failures are warnings: the packages are installed.
+fn stop_packaged_services(installed: &[&str]) {
+    let services: Vec<_> = SERVICES
+        .iter()
+        .filter(|(package, ..)| installed.contains(package))
+        .collect();
+    if services.is_empty() {
+        return;
+    }
+    if Path::new("/run/systemd/system").exists() {
+        for (_, unit, _) in services {
+            if let Err(e) = exec(&mut command("systemctl", &["disable", "--now", unit])) {
+                eprintln!("setup: warning: {e:#}");
+            }
+        }
+        return;
+    }
+    // No systemd: the packages' init scripts started daemons, which init
+    // adopted, in the host's network namespace.
+    let Some(host) = netns(Path::new("/proc/1")) else {
+        eprintln!(
+            "setup: warning: cannot read init's network namespace: packaged services left running"
+        );
+        return;
+    };
+    let names: Vec<&str> = services.iter().map(|(.., name)| *name).collect();
+    for pid in packaged_daemons(&processes(), &names, &host) {
+        eprintln!("setup: stopping the packaged daemon {pid} (SIGTERM)");
+        // SAFETY: plain kill(2).
+        if unsafe { libc::kill(pid, libc::SIGTERM) } != 0 {
+            let e = std::io::Error::last_os_error();
+            eprintln!("setup: warning: stopping {pid}: {e}");
+        }
+    }
+}
+
+/// A process, as [`packaged_daemons`] tells the packaged services from
+/// the lab's instances.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Process {
+    pid: i32,
+    /// Its name (`comm`).
+    name: String,
+    /// Its parent's pid.
+    parent: i32,
+    /// Its network namespace (`/proc/PID/ns/net`'s link, `net:[INODE]`);
+    /// None if unreadable.
+    netns: Option<String>,
+}
+
+/// The pids of `processes` that are packaged daemons of `names`: named
+/// one of them, children of init (the init scripts' daemons detach) and
+/// in init's network namespace `host`. The lab's instances run in its
+/// namespaces, children of the process that started them.
+fn packaged_daemons(processes: &[Process], names: &[&str], host: &str) -> Vec<i32> {
+    processes
+        .iter()
+        .filter(|p| {
+            names.contains(&p.name.as_str()) && p.parent == 1 && p.netns.as_deref() == Some(host)
+        })
+        .map(|p| p.pid)
+        .collect()
+}
+
+/// The processes in /proc (those that vanish while read are left out).
+fn processes() -> Vec<Process> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
+            let stat = fs::read_to_string(entry.path().join("stat")).ok()?;
+            let (name, parent) = parse_stat(&stat)?;
+            Some(Process {
+                pid,
+                name,
+                parent,
+                netns: netns(&entry.path()),
+            })
+        })
+        .collect()
+}
+
+/// The name and the parent's pid from `/proc/PID/stat` (`PID (NAME) S
+/// PPID ...`; the name may hold spaces and parentheses).
+fn parse_stat(stat: &str) -> Option<(String, i32)> {
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    let name = stat.get(open + 1..close)?.to_owned();
+    let parent = stat
+        .get(close + 1..)?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some((name, parent))
+}
+
+/// The network namespace of the process at `proc_dir` (`/proc/PID`).
+fn netns(proc_dir: &Path) -> Option<String> {
+    fs::read_link(proc_dir.join("ns/net"))
+        .ok()
+        .map(|link| link.to_string_lossy().into_owned())
 }
 
 #[cfg(test)]
@@ -304,6 +425,73 @@ mod tests {
         host: x86_64-unknown-linux-gnu\n\
         release: 1.97.0-nightly\n\
         LLVM version: 22.1.4\n";
+
+    #[test]
+    fn only_the_packaged_daemons_are_stopped_not_the_labs_instances() {
+        let host = "net:[4026531840]";
+        let process = |pid, name: &str, parent, netns: Option<&str>| Process {
+            pid,
+            name: name.to_owned(),
+            parent,
+            netns: netns.map(str::to_owned),
+        };
+        let processes = [
+            // What the packages' init scripts started.
+            process(300, "prometheus", 1, Some(host)),
+            process(301, "haproxy", 1, Some(host)),
+            // A running suite's or benchmark's: in the lab's namespaces,
+            // children of the test process, or orphans init adopted.
+            process(400, "prometheus", 399, Some("net:[4026532999]")),
+            process(401, "haproxy", 399, Some("net:[4026532998]")),
+            process(402, "haproxy", 1, Some("net:[4026532997]")),
+            // Someone's own in the host's namespace, from a shell.
+            process(500, "prometheus", 499, Some(host)),
+            // A packaged haproxy's worker: stops with its master.
+            process(302, "haproxy", 301, Some(host)),
+            // Gone or unreadable.
+            process(303, "prometheus", 1, None),
+            // Not a service setup stops.
+            process(304, "nginx", 1, Some(host)),
+            process(305, "sshd", 1, Some(host)),
+        ];
+        assert_eq!(
+            packaged_daemons(&processes, &["prometheus", "haproxy"], host),
+            [300, 301]
+        );
+        assert!(packaged_daemons(&processes, &[], host).is_empty());
+    }
+
+    #[test]
+    fn this_process_is_read_from_proc() {
+        let pid = i32::try_from(std::process::id()).unwrap();
+        let me = processes().into_iter().find(|p| p.pid == pid).unwrap();
+        // SAFETY: getppid has no preconditions.
+        assert_eq!(me.parent, unsafe { libc::getppid() });
+        assert_eq!(me.netns, netns(Path::new("/proc/self")));
+        assert!(me.netns.is_some_and(|n| n.starts_with("net:[")));
+    }
+
+    #[test]
+    fn proc_stat_gives_the_name_and_the_parent() {
+        assert_eq!(
+            parse_stat("301 (haproxy) S 1 301 301 0 -1 4194624 ..."),
+            Some(("haproxy".to_owned(), 1))
+        );
+        assert_eq!(
+            parse_stat("7 (a (b) c) R 42 7 7"),
+            Some(("a (b) c".to_owned(), 42))
+        );
+        assert_eq!(parse_stat("7 (x"), None);
+        assert_eq!(parse_stat(""), None);
+    }
+
+    #[test]
+    fn the_services_setup_stops_come_from_packages_it_installs() {
+        for (package, unit, name) in SERVICES {
+            assert!(PACKAGES.contains(package), "{package}");
+            assert_eq!(*unit, format!("{name}.service"));
+        }
+    }
 
     #[test]
     fn the_verified_nightly_passes_without_a_warning() {
@@ -387,6 +575,7 @@ mod tests {
         ("strip", "binutils"),
         ("man", "man-db"),
         ("systemd-analyze", "systemd"),
+        ("systemctl", "systemd"),
         // Not started by the sources: libfuzzer-sys's build script runs it
         // (`cargo xtask fuzz`).
         ("c++", "g++"),

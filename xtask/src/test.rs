@@ -4,7 +4,7 @@
 
 use anyhow::{bail, Context as _};
 
-use crate::cmd::{command, exec, require_root, root};
+use crate::cmd::{command, exec, require_root, target_dir};
 
 /// The oldest kernel the suite passes on: its tc labs assert lbd's tcx
 /// links (pinned, detached with bpftool, refused when foreign), and tcx
@@ -38,8 +38,9 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     ))?;
     let test_args = cargo_test_args(&args.cargo_args);
     let mut cmd = command("cargo", &test_args);
-    cmd.env("LBD_BIN", root().join("target/debug/lbd"));
-    cmd.env("LB_DECAP_BIN", root().join("target/debug/lb-decap"));
+    let debug = target_dir().join("debug");
+    cmd.env("LBD_BIN", debug.join("lbd"));
+    cmd.env("LB_DECAP_BIN", debug.join("lb-decap"));
     exec(&mut cmd)
 }
 

@@ -7,7 +7,7 @@ use anyhow::{bail, Context as _};
 /// Where a packaged file comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
-    /// A release binary from `target/release`, stripped.
+    /// A release binary from the target directory's `release`, stripped.
     Binary(&'static str),
     /// A file of the repository, copied as is.
     File(&'static str),

@@ -1,4 +1,5 @@
-//! `cargo xtask package`: the Debian package (`target/package/lbd_VERSION_ARCH.deb`)
+//! `cargo xtask package`: the Debian package (`target/package/lbd_VERSION_ARCH.deb`,
+//! or under `$CARGO_TARGET_DIR`)
 //! with lbd, lbctl and lb-decap, their units, example configs, man pages,
 //! completions, the Grafana dashboard and the alert rules; `--check` also
 //! installs it on this machine, checks it and removes it again.
@@ -24,7 +25,7 @@ use std::{
 use anyhow::{anyhow, bail, Context as _};
 use layout::{Entry, Source, CONFFILES, FILES, MAN_DIR, MAN_GENERATORS};
 
-use crate::cmd::{command, exec, root};
+use crate::cmd::{command, exec, root, target_dir};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -53,16 +54,18 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Stages the files under target/package/root and builds the .deb next to
-/// it; returns its path.
+/// Stages the files under `package/root` of the target directory (where
+/// the release build just before put the binaries) and builds the .deb
+/// next to it; returns its path.
 fn build_deb() -> anyhow::Result<PathBuf> {
     let root = root();
-    let out = root.join("target/package");
+    let target = target_dir();
+    let out = target.join("package");
     let stage = out.join("root");
     if stage.exists() {
         fs::remove_dir_all(&stage).with_context(|| format!("removing {}", stage.display()))?;
     }
-    let release = root.join("target/release");
+    let release = target.join("release");
     for entry in FILES {
         stage_entry(&root, &release, &stage, entry)?;
     }

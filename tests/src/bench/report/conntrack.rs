@@ -294,14 +294,7 @@ pub fn designs(out: &mut String, xdp: &XdpResults) {
                 kept.join(", ")
             },
             d.expiry_ns_per_flow,
-            if d.memory_bytes == 0 {
-                "–".to_owned()
-            } else {
-                format!(
-                    "{:.0}",
-                    d.memory_bytes as f64 / f64::from(d.capacity.max(1))
-                )
-            }
+            memory_per_flow(d).unwrap_or_else(|| "–".to_owned())
         );
     }
     let median = |name: &str, f: fn(&DesignResult) -> f64| {
@@ -324,6 +317,18 @@ pub fn designs(out: &mut String, xdp: &XdpResults) {
         median(ConntrackKind::LruPerCpu.label(), new_v4),
         median(ConntrackKind::LruPerCpu.label(), full),
     );
+}
+
+/// `design`'s kernel memory per configured flow (its map's `memlock` over
+/// its capacity, bytes), as the designs table shows it; None where the
+/// run did not measure it (older results).
+fn memory_per_flow(design: &DesignResult) -> Option<String> {
+    (design.memory_bytes > 0).then(|| {
+        format!(
+            "{:.0}",
+            design.memory_bytes as f64 / f64::from(design.capacity.max(1))
+        )
+    })
 }
 
 /// New flow by table size, the two designs side by side.
@@ -370,7 +375,23 @@ pub fn by_capacity(out: &mut String, xdp: &XdpResults) {
             cell(l)
         );
     }
-    let _ = writeln!(out, "\nA new flow touches a random bucket of the table, so its cost grows with the table's memory as that stops fitting in the caches: {FLOW_BYTES_PER_CONFIGURED_FLOW} bytes per configured flow in the bucket table ({FLOW_BYTES_PER_ENTRY} per slot: a 64-byte line per way plus its share of the bucket's tag line; twice the slots), about 128 in the LRU hash (the 40-byte key, the 24-byte value and the kernel's element header, plus its hash bucket and LRU node lists; measured in the designs table). Ratios here include the wrapper floor.\n");
+    // The LRU's from the results (the designs table's column), not a
+    // number written here.
+    const LRU_PARTS: &str = "the 40-byte key, the 24-byte value and the kernel's element header, plus its hash bucket and LRU node lists";
+    let lru_memory = xdp
+        .designs
+        .iter()
+        .find(|d| d.design == lru())
+        .and_then(memory_per_flow)
+        .map_or_else(
+            || format!("in the LRU hash {LRU_PARTS} (not measured in this run)"),
+            |bytes| {
+                format!(
+                    "about {bytes} in the LRU hash ({LRU_PARTS}; measured in the designs table)"
+                )
+            },
+        );
+    let _ = writeln!(out, "\nA new flow touches a random bucket of the table, so its cost grows with the table's memory as that stops fitting in the caches: {FLOW_BYTES_PER_CONFIGURED_FLOW} bytes per configured flow in the bucket table ({FLOW_BYTES_PER_ENTRY} per slot: a 64-byte line per way plus its share of the bucket's tag line; twice the slots), {lru_memory}. Ratios here include the wrapper floor.\n");
 }
 
 /// The perf profile of the new-flow path.

@@ -359,3 +359,89 @@ fn the_node_loss_table_takes_vrrp_gaps_of_its_own_run_only_unlabelled() {
     let one = markdown(&r, None);
     assert!(one.contains("master killed | 310"), "{one}");
 }
+
+#[test]
+fn the_xdp_and_table_size_sentences_take_their_numbers_from_the_results() {
+    use crate::bench::{
+        xdp::{XdpCase, XdpResults, FIRST_ACK_V4, NEW_V4, TRACKED_V4, WRAPPER_FLOOR},
+        xdp_designs::{CapacityResult, DesignResult},
+    };
+    use lb_userspace::conntrack::kind::ConntrackKind;
+    let (buckets, lru) = (ConntrackKind::Buckets.label(), ConntrackKind::Lru.label());
+    let case = |name: &str, design: &str, prefill: u64, ns: &[f64]| XdpCase {
+        name: name.to_owned(),
+        path: "XDP_TX".to_owned(),
+        ns_per_packet: Spread::of(ns),
+        repeat: 1000,
+        rounds: 3,
+        conntrack_prefill: prefill,
+        design: design.to_owned(),
+        capacity: 1000,
+        lost_flows: 0,
+        per_round: ns.to_vec(),
+    };
+    let design = |label: &str, memory_bytes: u64| DesignResult {
+        design: label.to_owned(),
+        capacity: 1000,
+        repeat: 500,
+        new_flow_v4: Spread::of(&[500.0]),
+        new_flow_v6: Spread::of(&[550.0]),
+        tracked_v4: Spread::of(&[130.0]),
+        full_table_new_flow: Spread::of(&[600.0]),
+        full_table_outcome: "inserted".to_owned(),
+        full_table_flows: 1000,
+        expiry_ns_per_flow: 150.0,
+        occupancy: Vec::new(),
+        memory_bytes,
+    };
+    let mut r = results(&[]);
+    r.xdp = Some(XdpResults {
+        cases: vec![
+            case(WRAPPER_FLOOR, buckets, 0, &[60.0, 70.0]),
+            case(NEW_V4, buckets, 0, &[500.0, 520.0, 540.0]),
+            // The widest new-flow row: 3× from its fastest to its slowest.
+            case(FIRST_ACK_V4, lru, 1_000_000, &[300.0, 600.0, 900.0]),
+            // Wider, but not a new flow.
+            case(TRACKED_V4, lru, 0, &[100.0, 1000.0]),
+        ],
+        conntrack_capacity: 1000,
+        prefill_capacity: 8000,
+        designs: vec![design(buckets, 144_000), design(lru, 211_000)],
+        by_capacity: vec![CapacityResult {
+            capacity: 1000,
+            repeat: 500,
+            new_flow_v4: Spread::of(&[500.0]),
+            design: lru.to_owned(),
+        }],
+    });
+    let text = markdown(&r, None);
+    assert!(
+        text.contains("The new-flow rows move a lot from one run to the next on this VM, and from round to round within one (this run's widest: `TCP first ACK v4, new flow`, shared LRU, 1000000 flows in the table, 300 to 900 ns): "),
+        "{text}"
+    );
+    assert!(!text.contains("150 to over 400"), "{text}");
+    // The LRU's memory per flow, as the designs table shows it.
+    assert!(text.contains("| 211 |"), "{text}");
+    assert!(
+        text.contains("about 211 in the LRU hash (the 40-byte key"),
+        "{text}"
+    );
+    assert!(!text.contains("about 128"), "{text}");
+
+    // Not measured (older results): no number for the LRU, and without
+    // new-flow rows the sentence stays qualitative.
+    if let Some(xdp) = r.xdp.as_mut() {
+        xdp.designs[1].memory_bytes = 0;
+        xdp.cases.retain(|c| !c.name.contains("new flow"));
+    }
+    let text = markdown(&r, None);
+    assert!(
+        text.contains("in the LRU hash the 40-byte key, the 24-byte value and the kernel's element header, plus its hash bucket and LRU node lists (not measured in this run)."),
+        "{text}"
+    );
+    assert!(!text.contains("about 211"), "{text}");
+    assert!(
+        text.contains("from one run to the next on this VM: a new flow's cost"),
+        "{text}"
+    );
+}

@@ -59,7 +59,10 @@ pub(super) fn section(out: &mut String, xdp: &XdpResults, plot: Option<&str>) {
     }
     let _ = writeln!(
         out,
-        "\nThe wrapper floor (restore + tail call) is included in every other row. The new-flow rows move a lot from one run to the next on this VM (the same case has given medians from about 150 to over 400 ns in quiet runs): a new flow's cost is mostly cache misses in the connection table's memory, so it follows the state of this VM's caches and memory; compare rows of one run, and see the table-size sweep below.\n"
+        "\nThe wrapper floor (restore + tail call) is included in every other row. The new-flow rows move a lot from one run to the next on this VM{}: a new flow's cost is mostly cache misses in the connection table's memory, so it follows the state of this VM's caches and memory; compare rows of one run, and see the table-size sweep below.\n",
+        widest_new_flow_spread(xdp)
+            .map(|spread| format!(", and from round to round within one ({spread})"))
+            .unwrap_or_default()
     );
     if xdp
         .cases
@@ -75,6 +78,30 @@ pub(super) fn section(out: &mut String, xdp: &XdpResults, plot: Option<&str>) {
     if let Some(plot) = plot {
         let _ = writeln!(out, "![ns per packet by case]({plot})\n");
     }
+}
+
+/// The new-flow row of this run whose rounds differed the most (slowest
+/// over fastest), told from the results: its name, design (and flows in
+/// the table at start) and fastest and slowest round; None without
+/// new-flow rows.
+fn widest_new_flow_spread(xdp: &XdpResults) -> Option<String> {
+    let widest = xdp
+        .cases
+        .iter()
+        .filter(|c| c.name.contains("new flow") && c.ns_per_packet.min > 0.0)
+        .max_by(|a, b| {
+            let ratio = |c: &crate::bench::xdp::XdpCase| c.ns_per_packet.max / c.ns_per_packet.min;
+            ratio(a).total_cmp(&ratio(b))
+        })?;
+    let prefill = if widest.conntrack_prefill > 0 {
+        format!(", {} flows in the table", widest.conntrack_prefill)
+    } else {
+        String::new()
+    };
+    Some(format!(
+        "this run's widest: `{}`, {}{prefill}, {:.0} to {:.0} ns",
+        widest.name, widest.design, widest.ns_per_packet.min, widest.ns_per_packet.max
+    ))
 }
 
 /// A bar chart (SVG) of the XDP cases' median ns per packet.
