@@ -60,10 +60,18 @@ pub fn build_ebpf(package: &str) -> Result<PathBuf, String> {
 /// profiles so each object is built once, and apart from the calling
 /// cargo's own (whose lock it holds while build scripts run).
 pub fn target_dir(workspace: &Path) -> PathBuf {
-    env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace.join("target"))
-        .join("ebpf")
+    target_dir_for(workspace, env::var_os("CARGO_TARGET_DIR").as_deref())
+}
+
+/// [`target_dir`] for the value `cargo_target_dir` of `CARGO_TARGET_DIR`:
+/// a relative one is taken from the workspace (where `cargo xtask` runs
+/// cargo), not from the build script's own directory, the package's.
+fn target_dir_for(workspace: &Path, cargo_target_dir: Option<&std::ffi::OsStr>) -> PathBuf {
+    match cargo_target_dir {
+        Some(dir) if !dir.is_empty() => workspace.join(dir),
+        _ => workspace.join("target"),
+    }
+    .join("ebpf")
 }
 
 /// Where [`compile`] leaves `package`'s object: the file the userspace
@@ -145,6 +153,27 @@ mod tests {
         ] {
             assert!(flags.iter().any(|f| f == flag), "{flag} not in {flags:?}");
         }
+    }
+
+    #[test]
+    fn a_relative_target_dir_is_the_workspaces() {
+        let workspace = Path::new("/src/lb");
+        assert_eq!(
+            target_dir_for(workspace, Some("tgt".as_ref())),
+            Path::new("/src/lb/tgt/ebpf")
+        );
+        assert_eq!(
+            target_dir_for(workspace, Some("/var/tgt".as_ref())),
+            Path::new("/var/tgt/ebpf")
+        );
+        assert_eq!(
+            target_dir_for(workspace, None),
+            Path::new("/src/lb/target/ebpf")
+        );
+        assert_eq!(
+            target_dir_for(workspace, Some("".as_ref())),
+            Path::new("/src/lb/target/ebpf")
+        );
     }
 
     #[test]
