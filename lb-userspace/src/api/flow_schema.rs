@@ -22,8 +22,10 @@ pub enum FlowDecision {
     /// there with that backend.
     #[serde(rename = "half_open")]
     HalfOpen,
-    /// No valid entry: Maglev's pick (the slot the flow hashes to in the
-    /// VIP's live table), then remembered.
+    /// No valid entry, or one whose flow is over (TCP: FIN/RST seen or idle
+    /// past its timeout, so its next packet, a SYN, opens a new flow):
+    /// Maglev's pick (the slot the flow hashes to in the VIP's live table),
+    /// then remembered.
     Maglev,
     /// No valid entry and no live backend in the flow's slot: dropped.
     Dropped,

@@ -4,8 +4,9 @@
 //! Maglev table, the flow's connection-table and half-open entries, the
 //! time) that follows the data plane's own steps (`lb-ebpf/src/conntrack`
 //! and `select.rs`): a tracked entry whose backend is the same live
-//! backend wins (a UDP flow's only within the UDP idle timeout: past it
-//! its next packet is a new flow, re-pinned to Maglev's pick); a flow the
+//! backend wins while its flow is live (no FIN/RST, within its idle
+//! timeout: past that a new connection on the tuple, a TCP SYN or any
+//! UDP packet, is a new flow, re-pinned to Maglev's pick); a flow the
 //! connection table does not hold at all goes to
 //! its half-open entry's backend (a TCP handshake under way) if that one
 //! is the same live backend; otherwise the flow's hash picks a slot of the
@@ -31,7 +32,6 @@ use crate::{
     api::flow_schema::{
         DropReason, FlowBackend, FlowDecision, FlowExplanation, FlowFlag, MaglevPick, TrackedEntry,
     },
-    config::Protocol,
     model::VipModel,
     reconcile::{addr_words, AppliedVip, VipId},
 };
@@ -89,14 +89,15 @@ pub fn explain(facts: &Facts<'_>) -> FlowExplanation {
         facts.idle_timeout
     };
     let entry = facts.entry.map(|e| tracked_entry(facts, &e, timeout));
-    // A UDP packet of a flow idle past the UDP timeout opens a new flow on
-    // the tuple (UDP has no SYN): the data plane re-pins it to Maglev's
-    // pick whatever its backend (`tracked`'s `reopening`,
-    // lb-ebpf/src/conntrack/buckets.rs). A TCP packet other than a SYN
-    // keeps its backend whatever the age.
-    let reopening = facts.vip.protocol == Protocol::Udp
-        && !handshake
-        && entry.as_ref().is_some_and(|e| !e.live);
+    // A flow that is over (not live: a TCP connection that saw FIN or
+    // RST, or one idle past its protocol's timeout) is followed no more
+    // by a new one on the tuple: the data plane re-pins a SYN there, and
+    // any UDP packet of a flow idle past the UDP timeout (UDP has no SYN),
+    // to Maglev's pick whatever its backend (`tracked`'s `reopening`,
+    // lb-ebpf/src/conntrack/buckets.rs). The answer is where that new
+    // flow goes, the old entry shown; only the ended TCP connection's own
+    // late packets (no SYN) still follow the entry.
+    let reopening = !handshake && entry.as_ref().is_some_and(|e| !e.live);
     let mut explanation = FlowExplanation {
         vip: facts.vip.to_string(),
         client: facts.client,
@@ -165,8 +166,9 @@ pub fn explain(facts: &Facts<'_>) -> FlowExplanation {
 
 /// The entry as the explanation shows it: its backend if that backend
 /// (id and generation) still exists, its age and flags, and whether the
-/// data plane still follows it (the backend is alive; a UDP entry that
-/// is not live is not followed all the same, see `explain`); live while
+/// data plane still follows it (the backend is alive; a new flow on the
+/// tuple of an entry that is not live takes Maglev's pick all the same,
+/// see `explain`); live while
 /// no FIN/RST was seen and a packet came within `timeout`.
 fn tracked_entry(facts: &Facts<'_>, entry: &FlowEntry, timeout: Duration) -> TrackedEntry {
     let backend = backend_by_id(facts, entry.backend_id, Some(entry.backend_generation));
@@ -477,7 +479,7 @@ mod tests {
             .model
             .set_health(&vip(), other.parse().unwrap(), Health::Up);
         world.apply();
-        let answer = world.explain(client, Some(entry(world.id(other), 3, FLOW_F_FIN)));
+        let answer = world.explain(client, Some(entry(world.id(other), 3, 0)));
         assert_eq!(answer.decision, FlowDecision::Tracked, "{answer:?}");
         let backend = answer.backend.clone().unwrap();
         assert_eq!(backend.address.to_string(), other);
@@ -486,8 +488,8 @@ mod tests {
         assert!(tracked.current);
         assert_eq!(tracked.backend, Some(backend));
         assert!((tracked.age_s - 3.0).abs() < 1e-9, "{}", tracked.age_s);
-        assert_eq!(tracked.flags, vec![FlowFlag::Fin]);
-        assert!(!tracked.live, "a FIN was seen");
+        assert!(tracked.flags.is_empty());
+        assert!(tracked.live);
         assert_eq!((answer.maglev, answer.dropped), (None, None));
     }
 
@@ -639,23 +641,56 @@ mod tests {
         assert_eq!(answer.dropped, Some(DropReason::NoTable));
     }
 
+    /// A TCP connection that is over (FIN or RST seen, or idle past the
+    /// TCP timeout) pins no new connection on its tuple: the data plane
+    /// re-pins the next SYN there to Maglev's pick (`tracked`'s
+    /// `reopening`, lb-ebpf/src/conntrack/buckets.rs). The answer is that
+    /// pick, as for a UDP flow idle past its timeout, with the old entry
+    /// shown as it is (its backend alive, itself not live).
     #[test]
-    fn an_idle_entry_is_still_followed_but_not_live() {
-        let world = World::new();
-        let answer = world.explain(
-            "198.18.1.10:40000",
-            Some(entry(world.id("198.18.0.11"), 902, 0)),
-        );
-        assert_eq!(answer.decision, FlowDecision::Tracked);
-        let tracked = answer.entry.unwrap();
-        assert!(!tracked.live);
-        assert!(tracked.flags.is_empty());
+    fn a_tcp_flow_that_ended_or_idled_out_follows_maglev_for_a_new_connection() {
+        let mut world = World::new();
+        let client = "198.18.1.10:40000";
+        let other = world.not_maglevs(client);
+        world
+            .model
+            .set_health(&vip(), other.parse().unwrap(), Health::Up);
+        world.apply();
+        for (age_s, flags, shown) in [
+            (3, FLOW_F_FIN, vec![FlowFlag::Fin]),
+            (3, FLOW_F_RST, vec![FlowFlag::Rst]),
+            (
+                3,
+                FLOW_F_FIN | FLOW_F_RST,
+                vec![FlowFlag::Fin, FlowFlag::Rst],
+            ),
+            (902, 0, Vec::new()),
+        ] {
+            let answer = world.explain(client, Some(entry(world.id(other), age_s, flags)));
+            assert_eq!(answer.decision, FlowDecision::Maglev, "{answer:?}");
+            let backend = answer.backend.clone().unwrap();
+            assert_eq!(backend.address, world.maglev_address(client));
+            assert_ne!(backend.address.to_string(), other);
+            assert!(answer.maglev.is_some(), "{answer:?}");
+            assert_eq!(answer.dropped, None);
+            let ended = answer.entry.unwrap();
+            assert_eq!(ended.backend.unwrap().address.to_string(), other);
+            assert!(ended.current && !ended.live, "{flags:#x} {age_s}");
+            assert_eq!(ended.flags, shown);
+            assert!((ended.age_s - age_s as f64).abs() < 1e-9, "{}", ended.age_s);
+        }
+        // Live (no FIN/RST, within the timeout): tracked, on its backend.
+        let live = world.explain(client, Some(entry(world.id(other), 898, 0)));
+        assert_eq!(live.decision, FlowDecision::Tracked, "{live:?}");
+        assert_eq!(live.backend.unwrap().address.to_string(), other);
+        assert_eq!(live.maglev, None);
     }
 
     /// A UDP flow idle past the UDP timeout: its next packet is a new
     /// flow, which the data plane re-pins to Maglev's pick (UDP has no
-    /// SYN); within the timeout it keeps its backend. TCP keeps it
-    /// whatever the age (`an_idle_entry_is_still_followed_but_not_live`).
+    /// SYN); within the timeout it keeps its backend. A TCP connection's
+    /// next SYN does the same once it is over
+    /// (`a_tcp_flow_that_ended_or_idled_out_follows_maglev_for_a_new_connection`).
     #[test]
     fn a_udp_flow_idle_past_its_timeout_follows_maglev_again() {
         let world = World::udp();

@@ -122,12 +122,15 @@ impl Model {
                 backend,
                 timeout_s,
             } => {
+                // No such backend is that (404), whatever the timeout
+                // asked: looked up before the timeout is checked (400).
+                let admin = self.backend(vip, *backend)?.admin;
                 let config = &self.vip(vip)?.config;
                 let mut timeout = drain_timeout(*timeout_s, config.drain_timeout)?;
                 timeout.cuts_flows = config.forwarding != lb_common::Mode::Nat;
                 // Draining a draining backend keeps its start and takes the
                 // new deadline.
-                let since = match self.backend(vip, *backend)?.admin {
+                let since = match admin {
                     AdminState::Draining { since, .. } => since,
                     _ => now,
                 };
@@ -163,5 +166,52 @@ impl Model {
             }
         }
         expired
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A drain of a backend (or VIP) that does not exist is "no such
+    /// backend" (404), whatever timeout it asks: a timeout out of range is
+    /// a refused request (400) only for a backend that exists.
+    #[test]
+    fn a_drain_of_no_such_backend_is_not_found_whatever_its_timeout() {
+        let config = Config::from_toml_str(
+            "interface = \"eth0\"\n[[vip]]\naddress = \"198.18.0.100\"\nport = 80\n\
+             [[vip.backend]]\naddress = \"198.18.0.11\"\nmac = \"02:00:00:00:00:11\"\n",
+            "test.toml",
+        )
+        .unwrap();
+        let mut model = Model::from_config(&config);
+        let vip: VipId = "198.18.0.100:80/tcp".parse().unwrap();
+        let too_long = Some(MAX_DRAIN_TIMEOUT.as_secs() + 1);
+        let drain = |vip, backend: &str, timeout_s| Edit::Drain {
+            vip,
+            backend: backend.parse().unwrap(),
+            timeout_s,
+        };
+        let before = model.clone();
+        let now = Instant::now();
+        for timeout_s in [too_long, Some(30), None] {
+            let absent = model.apply(&drain(vip, "198.18.0.99", timeout_s), now);
+            assert!(
+                matches!(absent, Err(ModelError::NoBackend { .. })),
+                "{timeout_s:?}: {absent:?}"
+            );
+            let no_vip: VipId = "198.18.0.101:80/tcp".parse().unwrap();
+            let absent = model.apply(&drain(no_vip, "198.18.0.11", timeout_s), now);
+            assert!(
+                matches!(absent, Err(ModelError::NoVip(_))),
+                "{timeout_s:?}: {absent:?}"
+            );
+        }
+        let refused = model.apply(&drain(vip, "198.18.0.11", too_long), now);
+        assert!(
+            matches!(refused, Err(ModelError::Invalid(_))),
+            "{refused:?}"
+        );
+        assert_eq!(model, before);
     }
 }

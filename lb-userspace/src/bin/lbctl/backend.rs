@@ -29,6 +29,7 @@ use crate::{
     output,
     status::print_vip,
     vip::{parse_backend, parse_weight},
+    wait::{after_poll_error, note_unanswered, AfterPollError},
     Failure,
 };
 
@@ -193,12 +194,17 @@ pub(crate) async fn run(client: &Client, command: Command) -> Result<(), Failure
             if wait && !flags.dry_run {
                 // With --json, stdout is NDJSON: the change on one line,
                 // then the progress lines and the outcome's.
+                let deadline = change
+                    .drain
+                    .as_ref()
+                    .and_then(|d| d.timeout_s)
+                    .map(|s| Instant::now() + Duration::from_secs(s));
                 if flags.json {
                     outln!("{}", output::json_line(&change));
                 } else {
                     output::change(&change, false);
                 }
-                return wait_for_drain(client, vip, backend, flags.json).await;
+                return wait_for_drain(client, (vip, backend), deadline, flags.json).await;
             }
             output::change(&change, flags.json);
         }
@@ -340,27 +346,52 @@ impl DrainWatch {
     }
 }
 
+/// How often `drain --wait` looks at the backend.
+const POLL_INTERVAL: Duration = Duration::from_millis(500);
+
+/// How long past the drain's deadline `drain --wait` still waits for an
+/// lbd that does not answer: one back within it (a restart) ends a drain
+/// whose deadline passed while it was down at once, and `--wait` reports
+/// that as the timeout ending it.
+const UNANSWERED_PAST_DEADLINE: Duration = Duration::from_secs(60);
+
 /// Polls the backend until none of its flows is live while it drains
 /// (exit 0; exit 9 if it went down meanwhile: its flows were moved to
 /// other backends, not finished), the drain's timeout ended it (exit 6:
 /// the rest cut, or for a NAT VIP left on the backend until they end), or
 /// another change ended the drain (exit 7). State and flows come from one
 /// answer, so the outcome is never read off two different moments.
+///
+/// The drain is made (and kept across a restart of lbd): an lbd that
+/// does not answer for a while (a restart, a slow answer) is waited for
+/// until [`UNANSWERED_PAST_DEADLINE`] past the drain's `deadline` (None:
+/// never cut, no bound), and any other failed look ends the wait with
+/// exit 1, never 5 (which says nothing was done).
 async fn wait_for_drain(
     client: &Client,
-    vip: VipId,
-    backend: IpAddr,
+    (vip, backend): (VipId, IpAddr),
+    deadline: Option<Instant>,
     as_json: bool,
 ) -> Result<(), Failure> {
     let started = Instant::now();
     let mut last: Option<(u64, bool)> = None;
     let mut watch = DrainWatch::default();
+    let mut give_up_at = deadline.map(|d| d + UNANSWERED_PAST_DEADLINE);
+    let mut unanswered: Option<Instant> = None;
     loop {
         let status = match client.vip(vip).await {
             Ok(status) => Some(status),
             Err(error) if error.exit_code() == ClientError::EXIT_NOT_FOUND => None,
-            Err(error) => return Err(error.into()),
+            Err(error) => match after_poll_error(&error, Instant::now(), give_up_at) {
+                AfterPollError::KeepWaiting => {
+                    note_unanswered(&error, &mut unanswered, "the drain");
+                    tokio::time::sleep(POLL_INTERVAL).await;
+                    continue;
+                }
+                end => return Err(wait_failed((vip, backend), &error, end, unanswered)),
+            },
         };
+        unanswered = None;
         let current = status
             .as_ref()
             .and_then(|s| s.backends.iter().find(|b| b.address == backend));
@@ -391,6 +422,13 @@ async fn wait_for_drain(
             }
             last = Some((live, counting));
         }
+        // Another drain of the backend (by someone else) may have moved
+        // its deadline: the one lbd says now bounds the wait.
+        if let Some(draining) = current.filter(|b| b.state == BackendState::Draining) {
+            give_up_at = draining
+                .drain_remaining_s
+                .map(|s| Instant::now() + Duration::from_secs(s) + UNANSWERED_PAST_DEADLINE);
+        }
         let mode = status.as_ref().map_or(Mode::DsrL2, |s| s.mode);
         let end = watch.look(current, mode);
         if let (Some(end), true) = (end, as_json) {
@@ -400,7 +438,7 @@ async fn wait_for_drain(
             );
         }
         match end {
-            None => tokio::time::sleep(Duration::from_millis(500)).await,
+            None => tokio::time::sleep(POLL_INTERVAL).await,
             Some(DrainEnd::Drained) => {
                 if !as_json {
                     outln!("{backend} is drained: no live flow left");
@@ -428,6 +466,37 @@ async fn wait_for_drain(
             }
         }
     }
+}
+
+/// How `drain --wait` of `backend` of `vip` ends when a look at lbd failed
+/// with `error` (`end`: not waited through, see [`after_poll_error`];
+/// `unanswered`: since when lbd has not answered): exit 1, saying that the
+/// drain was made, never exit 5 (a script trying again would drain again
+/// and push the drain's deadline further out).
+fn wait_failed(
+    (vip, backend): (VipId, IpAddr),
+    error: &ClientError,
+    end: AfterPollError,
+    unanswered: Option<Instant>,
+) -> Failure {
+    let why = match (end, unanswered) {
+        (AfterPollError::OutOfTime, Some(since)) => format!(
+            "lbd has not answered for {} s, and the drain's deadline passed more than {} s ago: {error}",
+            since.elapsed().as_secs(),
+            UNANSWERED_PAST_DEADLINE.as_secs()
+        ),
+        (AfterPollError::OutOfTime, None) => format!(
+            "lbd does not answer, and the drain's deadline passed more than {} s ago: {error}",
+            UNANSWERED_PAST_DEADLINE.as_secs()
+        ),
+        _ => error.to_string(),
+    };
+    Failure::new(
+        ClientError::EXIT_OTHER,
+        format!(
+            "{backend}: the drain was made (lbd keeps it across a restart, until its deadline), but waiting for it failed: {why}; do not drain again (that would set a new deadline): follow it with `lbctl backend list {vip}`"
+        ),
+    )
 }
 
 /// A progress line of `drain --wait --json` (one JSON object): the
@@ -498,6 +567,7 @@ mod tests {
     use lb_userspace::{api::schema::HealthStatus, model::FlowCount};
 
     use super::*;
+    use crate::wait::tests::{Answer, FakeLbd};
 
     fn backend(state: BackendState, live: u64, timed_out: bool) -> BackendStatus {
         BackendStatus {
@@ -523,6 +593,92 @@ mod tests {
             check: None,
             runtime: false,
         }
+    }
+
+    /// lbd's answer about the VIP, its one backend `b`, as JSON.
+    fn vip_answer(b: &BackendStatus) -> String {
+        serde_json::json!({
+            "vip": "198.18.0.100:80/tcp", "table_size": 251, "on_all_down": "drop",
+            "all_down": false, "runtime": false, "packets": 0, "bytes": 0,
+            "new_flows": 0, "backends": [b],
+        })
+        .to_string()
+    }
+
+    /// Runs `drain --wait` for 198.18.0.11 against a fake lbd giving
+    /// `answers`: its exit code and message (0: drained), and how many
+    /// times it asked.
+    async fn drain_wait_against(tag: &str, answers: Vec<Answer>) -> (u8, String, usize) {
+        let lbd = FakeLbd::start(tag, answers);
+        let client = Client::new(&lbd.path, Duration::from_millis(300));
+        let vip: VipId = "198.18.0.100:80/tcp".parse().unwrap();
+        let address = "198.18.0.11".parse().unwrap();
+        let (code, message) = match wait_for_drain(&client, (vip, address), None, true).await {
+            Ok(()) => (0, String::new()),
+            Err(failure) => (failure.code, failure.message),
+        };
+        (code, message, lbd.asked())
+    }
+
+    /// The drain is made when `--wait` starts: lbd restarting meanwhile
+    /// (503 while it shuts down) or an answer slower than `--api-timeout`
+    /// is waited through, not exit 5 ("nothing was done; try again
+    /// later", which a script would take as its cue to drain again).
+    #[tokio::test]
+    async fn a_drain_wait_keeps_waiting_through_a_restarting_lbd() {
+        let look = |live| Answer::Ok(vip_answer(&backend(BackendState::Draining, live, false)));
+        let answers = vec![
+            look(2),
+            Answer::Error(503),
+            Answer::Stall(Duration::from_secs(2)),
+            Answer::Error(503),
+            look(1),
+            look(0),
+        ];
+        let (code, message, asked) = drain_wait_against("restart", answers).await;
+        assert_eq!((code, message.as_str()), (0, ""), "{message}");
+        assert_eq!(asked, 6);
+    }
+
+    /// A look failing otherwise ends the wait with exit 1, saying that the
+    /// drain was made (not 5: nothing done).
+    #[tokio::test]
+    async fn a_drain_wait_that_fails_says_the_drain_was_made() {
+        let look = Answer::Ok(vip_answer(&backend(BackendState::Draining, 2, false)));
+        let (code, message, asked) =
+            drain_wait_against("fails", vec![look, Answer::Error(500)]).await;
+        assert_eq!(code, ClientError::EXIT_OTHER, "{message}");
+        assert!(message.contains("the drain was made"), "{message}");
+        assert!(message.contains("do not drain again"), "{message}");
+        assert!(
+            message.contains("lbctl backend list 198.18.0.100:80/tcp"),
+            "{message}"
+        );
+        assert_eq!(asked, 2);
+    }
+
+    /// An lbd that does not answer past the drain's deadline (and the
+    /// grace after it) ends the wait, exit 1, saying so.
+    #[test]
+    fn a_drain_wait_past_the_deadline_without_lbd_says_why_it_stopped() {
+        let vip: VipId = "198.18.0.100:80/tcp".parse().unwrap();
+        let error = ClientError::NotRunning {
+            path: "/run/lbd/lbd.sock".into(),
+        };
+        let failure = wait_failed(
+            (vip, "198.18.0.11".parse().unwrap()),
+            &error,
+            AfterPollError::OutOfTime,
+            Some(Instant::now()),
+        );
+        assert_eq!(failure.code, ClientError::EXIT_OTHER);
+        assert!(
+            failure.message.contains("deadline passed")
+                && failure.message.contains("the drain was made")
+                && failure.message.contains("lbd is not running"),
+            "{}",
+            failure.message
+        );
     }
 
     #[test]

@@ -83,7 +83,34 @@ fn decision(answer: &FlowExplanation) -> String {
             e.age_s
         )
     });
-    let stale = stale.or(stale_half_open).unwrap_or_default();
+    // An entry whose flow is over (FIN/RST seen, or idle past its
+    // timeout) still steers that flow's late packets to its backend, but
+    // a new flow on the tuple (a TCP SYN, any UDP packet) is hashed again.
+    let ended = answer
+        .entry
+        .as_ref()
+        .filter(|e| e.current && !e.live)
+        .map(|e| {
+            let why = if e.flags.is_empty() {
+                "idle past its timeout".to_owned()
+            } else {
+                format!("flags {}", flags(&e.flags))
+            };
+            let backend = e.backend.as_ref().map_or_else(
+                || format!("id {}", e.backend_id),
+                |b| format!("{} {}", b.address, state(b)),
+            );
+            let new = if answer.vip.ends_with("/udp") {
+                "its next packet is a new flow"
+            } else {
+                "a new connection (SYN) on it is a new flow"
+            };
+            format!(
+                "tracked entry is over ({why}; last packet {:.1} s ago, to backend {backend}); {new}: ",
+                e.age_s
+            )
+        });
+    let stale = stale.or(stale_half_open).or(ended).unwrap_or_default();
     let pick = answer
         .maglev
         .map(|m| format!("Maglev slot {} of {}", m.slot, m.table_size));
@@ -327,6 +354,37 @@ mod tests {
         assert_eq!(
             describe(&stale),
             "198.18.1.10:40000 -> 198.18.0.100:80/tcp: tracked entry is stale (backend 198.18.0.12 (maintenance, up) no longer takes packets; last packet 3.0 s ago); hashed again: Maglev slot 1234 of 65537 -> backend 198.18.0.11 (enabled, up)"
+        );
+
+        // A TCP connection that is over: a new one on the tuple takes
+        // Maglev's pick, the entry still shown.
+        let ended = FlowExplanation {
+            entry: Some(TrackedEntry {
+                backend: Some(backend("198.18.0.12", "draining", true)),
+                backend_id: 2,
+                age_s: 3.0,
+                flags: vec![FlowFlag::Fin],
+                current: true,
+                live: false,
+            }),
+            ..maglev.clone()
+        };
+        assert_eq!(
+            describe(&ended),
+            "198.18.1.10:40000 -> 198.18.0.100:80/tcp: tracked entry is over (flags fin; last packet 3.0 s ago, to backend 198.18.0.12 (draining, up)); a new connection (SYN) on it is a new flow: Maglev slot 1234 of 65537 -> backend 198.18.0.11 (enabled, up)"
+        );
+        let idle_udp = FlowExplanation {
+            vip: "198.18.0.100:53/udp".to_owned(),
+            entry: ended.entry.clone().map(|e| TrackedEntry {
+                flags: Vec::new(),
+                age_s: 40.0,
+                ..e
+            }),
+            ..maglev.clone()
+        };
+        assert_eq!(
+            describe(&idle_udp),
+            "198.18.1.10:40000 -> 198.18.0.100:53/udp: tracked entry is over (idle past its timeout; last packet 40.0 s ago, to backend 198.18.0.12 (draining, up)); its next packet is a new flow: Maglev slot 1234 of 65537 -> backend 198.18.0.11 (enabled, up)"
         );
 
         let dropped = FlowExplanation {

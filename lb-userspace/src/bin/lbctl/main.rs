@@ -47,6 +47,7 @@ mod output;
 mod reload;
 mod status;
 mod vip;
+mod wait;
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
@@ -69,8 +70,8 @@ Exit status:
      nothing was done; try again later
   6  a drain's timeout ended it (its flows cut; a NAT VIP's stay
      until they end), or `node drain --wait` gave up at its
-     --timeout (the node still forwards, or BIRD has not taken the
-     withdrawal; it stays drained)
+     --timeout (the node still forwards, BIRD has not taken the
+     withdrawal, or lbd did not answer; it stays drained)
   7  a drain that --wait watched was ended by another change
      (undrained, put in maintenance, removed; a node made active
      again)

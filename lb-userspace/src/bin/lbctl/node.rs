@@ -17,7 +17,11 @@ use lb_userspace::{
     bgp::{NodeState, StartupStatus},
 };
 
-use crate::{output, Failure};
+use crate::{
+    output,
+    wait::{after_poll_error, note_unanswered, AfterPollError},
+    Failure,
+};
 
 /// How often `drain --wait` asks lbd.
 const POLL_INTERVAL: Duration = Duration::from_millis(500);
@@ -121,15 +125,47 @@ fn check_wait(args: &DrainArgs) -> Result<(), Failure> {
 }
 
 /// Polls until BIRD has taken the withdrawal and the node has been quiet
-/// for `--quiet` seconds.
+/// for `--quiet` seconds. The drain is made (and kept across a restart of
+/// lbd): an lbd that does not answer for a while (a restart, a slow
+/// answer) is waited for until `--timeout` (exit 6, as when the node
+/// still forwards then), and any other failed look ends the wait with
+/// exit 1, never 5 (which says nothing was done).
 async fn wait_quiet(client: &Client, args: &DrainArgs) -> Result<NodeStatus, Failure> {
     let quiet_ms = args.quiet.saturating_mul(1000);
     let deadline = Instant::now() + Duration::from_secs(args.timeout);
     // Quiet counts from the drain on: traffic that stopped before it says
     // nothing about the flows the drain moves.
     let drained_at = Instant::now();
+    let mut unanswered: Option<Instant> = None;
     loop {
-        let status = client.node().await?;
+        let status = match client.node().await {
+            Ok(status) => status,
+            Err(error) => match after_poll_error(&error, Instant::now(), Some(deadline)) {
+                AfterPollError::KeepWaiting => {
+                    note_unanswered(&error, &mut unanswered, "the node's drain");
+                    tokio::time::sleep(POLL_INTERVAL).await;
+                    continue;
+                }
+                AfterPollError::OutOfTime => {
+                    return Err(Failure::new(
+                        EXIT_STILL_FORWARDING,
+                        format!(
+                            "gave up after --timeout {} s: lbd does not answer ({error}), so whether the node still forwards is not known; the node stays drained",
+                            args.timeout
+                        ),
+                    ));
+                }
+                AfterPollError::GiveUp => {
+                    return Err(Failure::new(
+                        ClientError::EXIT_OTHER,
+                        format!(
+                            "the node was drained (it stays drained, across a restart of lbd too), but waiting for it failed: {error}; follow it with `lbctl node status`"
+                        ),
+                    ));
+                }
+            },
+        };
+        unanswered = None;
         if status.state != NodeState::Drained {
             return Err(Failure::new(
                 EXIT_MADE_ACTIVE,
@@ -249,6 +285,7 @@ mod tests {
     use lb_userspace::bgp::{BgpStatus, Opened};
 
     use super::*;
+    use crate::wait::tests::{Answer, FakeLbd};
 
     fn status(in_sync: bool, idle_ms: u64) -> NodeStatus {
         NodeStatus {
@@ -308,6 +345,70 @@ mod tests {
         assert!(why.contains("drained only 1.5 s ago"), "{why}");
         assert!(!why.contains("0 ms ago"), "{why}");
         assert_eq!(drain_progress(&idle, 3_000, 3_000), Progress::Done);
+    }
+
+    /// `node drain --wait --quiet 1 --timeout T` against a fake lbd
+    /// giving `answers`: its exit code and message (0: done), and how
+    /// many times it asked.
+    async fn wait_against(tag: &str, timeout: u64, answers: Vec<Answer>) -> (u8, String, usize) {
+        use clap::Parser as _;
+        let lbd = FakeLbd::start(tag, answers);
+        let client = Client::new(&lbd.path, Duration::from_millis(300));
+        let timeout = timeout.to_string();
+        let cli = crate::Cli::try_parse_from([
+            "lbctl",
+            "node",
+            "drain",
+            "--wait",
+            "--quiet",
+            "1",
+            "--timeout",
+            &timeout,
+        ])
+        .unwrap();
+        let crate::Command::Node(Command::Drain(args)) = cli.command else {
+            panic!("not node drain");
+        };
+        let (code, message) = match wait_quiet(&client, &args).await {
+            Ok(_) => (0, String::new()),
+            Err(failure) => (failure.code, failure.message),
+        };
+        (code, message, lbd.asked())
+    }
+
+    /// The node's drain is made when `--wait` starts: lbd restarting
+    /// meanwhile (503 while it shuts down, an answer slower than
+    /// `--api-timeout`) is waited through, not exit 5 ("nothing was
+    /// done"); an lbd still away at `--timeout` ends it as `--timeout`
+    /// does (exit 6, the node drained); any other failure is exit 1,
+    /// saying the node was drained.
+    #[tokio::test]
+    async fn a_node_drain_wait_keeps_waiting_through_a_restarting_lbd() {
+        let answer = |idle_ms| Answer::Ok(serde_json::to_string(&status(true, idle_ms)).unwrap());
+        let answers = vec![
+            answer(100),
+            Answer::Error(503),
+            Answer::Stall(Duration::from_secs(2)),
+            Answer::Error(503),
+            answer(5_000),
+        ];
+        let (code, message, asked) = wait_against("node-restart", 60, answers).await;
+        assert_eq!((code, message.as_str()), (0, ""), "{message}");
+        assert_eq!(asked, 5);
+
+        let (code, message, _) =
+            wait_against("node-away", 2, vec![answer(100), Answer::Error(503)]).await;
+        assert_eq!(code, EXIT_STILL_FORWARDING, "{message}");
+        assert!(
+            message.contains("lbd does not answer") && message.contains("stays drained"),
+            "{message}"
+        );
+
+        let (code, message, asked) =
+            wait_against("node-fails", 60, vec![answer(100), Answer::Error(500)]).await;
+        assert_eq!(code, ClientError::EXIT_OTHER, "{message}");
+        assert!(message.contains("the node was drained"), "{message}");
+        assert_eq!(asked, 2);
     }
 
     /// `--quiet` not below `--timeout` is refused before lbd is asked

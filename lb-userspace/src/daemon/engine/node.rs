@@ -252,18 +252,7 @@ impl Engine {
     /// cannot: a NAT VIP on an address BGP announces (the config file's
     /// rule, see `config::bgp`).
     pub(crate) fn announcement_refuses(&self, vip: &crate::config::VipConfig) -> Option<String> {
-        let bgp = self.config.bgp.as_ref()?;
-        let held = self
-            .config
-            .vrrp
-            .iter()
-            .any(|v| v.addresses.contains(&vip.address));
-        (vip.nat.is_some() && bgp.covers(vip.address, held)).then(|| {
-            format!(
-                "VIP {}:{} uses forwarding = \"nat\" on an address this node announces over BGP: ECMP may send a NAT'd flow's replies to another node; use dsr-l2, ipip or gue",
-                vip.address, vip.port
-            )
-        })
+        announcement_refusal(&self.config, vip)
     }
 
     /// Whether the data plane is attached now (`/readyz`): from the
@@ -461,6 +450,23 @@ pub(crate) fn node_state_file(config: &Config) -> Option<PathBuf> {
         Some(bgp) => Some(bgp.node_state_file.clone()),
         None => legacy_node_state_file(config),
     }
+}
+
+/// [`Engine::announcement_refuses`] under `config`, pure: the VIP named
+/// as everywhere else (`[2001:2::100]:80/tcp`, its protocol too), not an
+/// IPv6 address and port run together.
+fn announcement_refusal(config: &Config, vip: &crate::config::VipConfig) -> Option<String> {
+    let bgp = config.bgp.as_ref()?;
+    let held = config
+        .vrrp
+        .iter()
+        .any(|v| v.addresses.contains(&vip.address));
+    (vip.nat.is_some() && bgp.covers(vip.address, held)).then(|| {
+        format!(
+            "VIP {} uses forwarding = \"nat\" on an address this node announces over BGP: ECMP may send a NAT'd flow's replies to another node; use dsr-l2, ipip or gue",
+            crate::vip_id::VipId::of(vip)
+        )
+    })
 }
 
 /// Why `state` cannot be asked for on a node configured by `config` (see
@@ -758,6 +764,33 @@ mod tests {
         assert_eq!(node_state_refusal(&without, NodeState::Active), None);
         let with = scratch.config(true);
         assert_eq!(node_state_refusal(&with, NodeState::Drained), None);
+    }
+
+    /// A NAT VIP refused on an address BGP announces is named as VIPs
+    /// are everywhere: an IPv6 one with brackets and its protocol, not
+    /// `2001:2::100:80`.
+    #[test]
+    fn a_nat_vip_bgp_announces_is_refused_by_its_name() {
+        let scratch = Scratch::new("natname");
+        let with = scratch.config(true);
+        let mut vip = crate::config::VipConfig::new(
+            "2001:2::100".parse().unwrap(),
+            80,
+            crate::config::Protocol::Tcp,
+        );
+        assert_eq!(announcement_refusal(&with, &vip), None);
+        vip.nat = Some(crate::config::VipNat {
+            source: "2001:2::50".parse().unwrap(),
+            own_source: false,
+            port_min: 1024,
+            port_max: 65535,
+        });
+        let why = announcement_refusal(&with, &vip).unwrap();
+        assert!(
+            why.starts_with("VIP [2001:2::100]:80/tcp uses forwarding = \"nat\""),
+            "{why}"
+        );
+        assert_eq!(announcement_refusal(&scratch.config(false), &vip), None);
     }
 
     #[test]
