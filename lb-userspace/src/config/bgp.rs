@@ -116,6 +116,13 @@ pub(super) struct RawBgp {
     node_state_file: Option<Spanned<Value>>,
 }
 
+impl RawBgp {
+    /// Item `index` of the written `addresses`, to point errors at it.
+    fn address_item(&self, index: usize) -> Option<&Spanned<Value>> {
+        super::vrrp::list_item(self.addresses.as_ref(), index)
+    }
+}
+
 impl super::TableName for RawBgp {
     const NAME: &'static str = "bgp";
 }
@@ -257,11 +264,17 @@ impl Checker<'_> {
                 }
             }
             Announced::Listed(list) => {
-                for address in list {
+                for (k, address) in list.iter().enumerate() {
+                    // At the entry itself, named by its index, as
+                    // `address_list` names the list's other errors.
+                    let (at, field) = match table.get_ref().get().address_item(k) {
+                        Some(item) => (item.span().start, format!("bgp.addresses[{k}]")),
+                        None => (at, "bgp.addresses".to_owned()),
+                    };
                     if !vips.iter().any(|v| v.address == *address) {
                         return Err(self.invalid(
                             at,
-                            "bgp.addresses",
+                            &field,
                             format!("{address} is not the address of any [[vip]]"),
                         ));
                     }
@@ -270,7 +283,7 @@ impl Checker<'_> {
                     {
                         return Err(self.invalid(
                             at,
-                            "bgp.addresses",
+                            &field,
                             format!("{address} is held by vrrp[{index}]: an address is either VRRP-held or BGP-announced"),
                         ));
                     }
@@ -382,6 +395,34 @@ port = 80
             let error = load(extra).unwrap_err();
             assert!(error.contains(expected), "{extra:?}: {error}");
         }
+    }
+
+    /// An address of `[bgp].addresses` refused for what it is (no VIP's,
+    /// VRRP-held) is pointed at and named by its index, as a malformed one
+    /// is, not at the `[bgp]` header.
+    #[test]
+    fn a_bad_address_is_pointed_at_in_a_multi_line_list() {
+        let list = |second: &str| {
+            format!("[bgp]\naddresses = [\n  \"198.18.0.100\",\n  \"{second}\",\n]\n")
+        };
+        // The second entry is on the fourth line after the VIPs.
+        let line = VIPS.lines().count() + 4;
+        let error = load(&list("198.18.0.9")).unwrap_err();
+        assert!(
+            error.starts_with(&format!(
+                "lbd.toml:{line}:3: bgp.addresses[1]: 198.18.0.9 is not the address of any [[vip]]"
+            )),
+            "{error}"
+        );
+        let vrrp = "[[vrrp]]\nvrid = 51\naddresses = [\"198.18.0.101\"]\n";
+        let error = load(&format!("{vrrp}{}", list("198.18.0.101"))).unwrap_err();
+        assert!(
+            error.starts_with(&format!(
+                "lbd.toml:{}:3: bgp.addresses[1]: 198.18.0.101 is held by vrrp[0]",
+                line + 3
+            )),
+            "{error}"
+        );
     }
 
     #[test]

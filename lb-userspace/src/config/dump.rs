@@ -69,9 +69,19 @@ pub fn to_toml(config: &Config) -> String {
         Value::Array(config.vips.iter().map(vip).collect()),
     );
     if !config.vrrp.is_empty() {
+        // An instance whose table left `addresses` out is written without
+        // them too; one `vrrp_listed` says nothing of, with its list.
+        let listed = |i: usize| config.vrrp_listed.get(i).copied().unwrap_or(true);
         root.insert(
             "vrrp".into(),
-            Value::Array(config.vrrp.iter().map(vrrp).collect()),
+            Value::Array(
+                config
+                    .vrrp
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| vrrp(v, listed(i)))
+                    .collect(),
+            ),
         );
     }
     if let Some(b) = &config.bgp {
@@ -149,12 +159,18 @@ fn vip(vip: &VipConfig) -> Value {
     t.insert("health".into(), Value::Table(health(&vip.health)));
     t.insert(
         "backend".into(),
-        Value::Array(vip.backends.iter().map(backend).collect()),
+        Value::Array(
+            vip.backends
+                .iter()
+                .map(|b| backend(b, &vip.health))
+                .collect(),
+        ),
     );
     Value::Table(t)
 }
 
-fn backend(backend: &BackendConfig) -> Value {
+/// A backend of a VIP whose health checks are `vip_health`.
+fn backend(backend: &BackendConfig, vip_health: &HealthConfig) -> Value {
     let mut t = Table::new();
     t.insert("address".into(), backend.address.to_string().into());
     if let Some(mac) = backend.mac {
@@ -165,7 +181,7 @@ fn backend(backend: &BackendConfig) -> Value {
     }
     t.insert("weight".into(), int(backend.weight));
     if let Some(h) = &backend.health {
-        t.insert("health".into(), Value::Table(health(h)));
+        t.insert("health".into(), Value::Table(health_over(h, vip_health)));
     }
     Value::Table(t)
 }
@@ -280,13 +296,30 @@ fn health(h: &HealthConfig) -> Table {
     t.insert("timeout_ms".into(), int(h.timeout.as_millis()));
     t.insert("rise".into(), int(h.rise));
     t.insert("fall".into(), int(h.fall));
-    // Always written: a backend's table loads over its VIP's, so a
-    // `false` left out would take the VIP's `true` back.
     t.insert("through_tunnel".into(), Value::Boolean(h.through_tunnel));
     t
 }
 
-fn vrrp(v: &VrrpConfig) -> Value {
+/// A backend's own health table `h`, which loads over its VIP's `base`:
+/// only the keys whose value differs from `base`'s, as a file that
+/// overrides those keys says it, so a later edit of the VIP's other keys
+/// still reaches the backend (`through_tunnel = false` under a VIP's
+/// `true` is written, since left out it would take the VIP's back). None
+/// differing: an empty table, which loads back as the same own table.
+/// (A key `base` sets and `h` does not, `port` or `host`, cannot be
+/// written; a backend's table cannot unset it either, so none has one.)
+fn health_over(h: &HealthConfig, base: &HealthConfig) -> Table {
+    let base = health(base);
+    health(h)
+        .into_iter()
+        .filter(|(key, value)| base.get(key) != Some(value))
+        .collect()
+}
+
+/// An instance; `listed`: whether its file's table wrote `addresses`
+/// (else it takes the VIP addresses of its family when loaded, VIPs
+/// added to the file later included, so the resolved list is not written).
+fn vrrp(v: &VrrpConfig, listed: bool) -> Value {
     let mut t = Table::new();
     let addresses = |list: &[std::net::IpAddr]| {
         Value::Array(list.iter().map(|a| Value::String(a.to_string())).collect())
@@ -299,7 +332,9 @@ fn vrrp(v: &VrrpConfig) -> Value {
     );
     t.insert("preempt".into(), Value::Boolean(v.preempt));
     t.insert("preempt_delay_ms".into(), int(v.preempt_delay.as_millis()));
-    t.insert("addresses".into(), addresses(&v.addresses));
+    if listed {
+        t.insert("addresses".into(), addresses(&v.addresses));
+    }
     if !v.unicast_peers.is_empty() {
         t.insert("unicast_peers".into(), addresses(&v.unicast_peers));
     }

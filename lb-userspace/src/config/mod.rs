@@ -236,6 +236,11 @@ pub struct Config {
     /// VRRP instances (none: this node always serves its VIPs and leaves
     /// their addresses to the operator).
     pub vrrp: Vec<VrrpConfig>,
+    /// Whether each `vrrp` instance's table (same order) wrote `addresses`:
+    /// one that did not took the VIP addresses of its family, and `config
+    /// dump` leaves the list out again, so VIPs added to the file later
+    /// are moved by it as the file meant (a missing entry: written).
+    pub vrrp_listed: Vec<bool>,
     /// NAT addresses, source ports and translation timeouts (`[nat]`).
     pub nat: NatConfig,
     /// GUE port and outer source prefixes of the tunnelled modes

@@ -39,7 +39,7 @@ pub struct SyncSettings {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, expecting = "a [sync] table")]
 pub(super) struct RawSync {
-    listen: Option<Spanned<Value>>,
+    pub(super) listen: Option<Spanned<Value>>,
     peers: Option<Spanned<Items>>,
     key_file: Option<Spanned<Value>>,
 }

@@ -101,6 +101,7 @@ fn example_parses_to_expected_values() {
                 }],
             }],
             vrrp: Vec::new(),
+            vrrp_listed: Vec::new(),
             nat: NatConfig::default(),
             tunnel: TunnelSettings::default(),
             bgp: None,
@@ -1135,6 +1136,102 @@ fn a_dumped_config_loads_back_equal() {
     assert_eq!(parse(&to_toml(&example)).unwrap(), example);
 }
 
+/// The text `dumped` as a TOML table, for a test to edit as an operator
+/// edits the saved file.
+fn dumped_table(dumped: &str) -> toml::Table {
+    dumped.parse().unwrap()
+}
+
+/// The keys written in `vip[0].backend[b].health` of a dump (None: no table).
+fn dumped_backend_health(dumped: &str, b: usize) -> Option<Vec<String>> {
+    let root = dumped_table(dumped);
+    let backend = &root["vip"][0]["backend"][b];
+    backend
+        .get("health")
+        .map(|h| h.as_table().unwrap().keys().cloned().collect())
+}
+
+/// A backend's health table is merged over its VIP's when loaded; the
+/// dump writes back only the keys it overrides, so once the dump is saved
+/// as the file, a later edit of the VIP's other keys still reaches it.
+#[test]
+fn a_dumped_backend_health_table_keeps_only_its_own_keys() {
+    let text = doc(
+        "[vip.health]\ncheck = \"http\"\npath = \"/health\"",
+        "[vip.backend.health]\nrise = 5",
+    );
+    let config = parse(&text).unwrap();
+    let dumped = to_toml(&config);
+    assert_eq!(
+        dumped_backend_health(&dumped, 0),
+        Some(vec!["rise".to_owned()]),
+        "dumped:\n{dumped}"
+    );
+    // The operator edits the VIP's path in the saved file.
+    let mut root = dumped_table(&dumped);
+    root["vip"][0]["health"]["path"] = "/ready".into();
+    let edited = parse(&toml::to_string(&root).unwrap()).unwrap();
+    let own = edited.vips[0].backends[0].health.as_ref().unwrap();
+    assert_eq!(own.path, "/ready", "dumped:\n{dumped}");
+    assert_eq!((own.check, own.rise), (CheckType::Http, 5));
+}
+
+/// A dump loads back as the same config whatever a backend's table
+/// overrides: one key, none (no table), or only keys equal to its VIP's
+/// (an empty table, loading back as the same own checks).
+#[test]
+fn a_dump_of_backends_own_health_loads_back_equal() {
+    let text = format!(
+        "{}[[vip.backend]]\naddress = \"198.18.0.12\"\n         [[vip.backend]]\naddress = \"198.18.0.13\"\n[vip.backend.health]\npath = \"/health\"\nrise = 2\n",
+        doc(
+            "[vip.health]\ncheck = \"http\"\npath = \"/health\"",
+            "[vip.backend.health]\nfall = 7",
+        )
+    );
+    let config = parse(&text).unwrap();
+    let backends = &config.vips[0].backends;
+    assert!(backends[0].health.is_some() && backends[1].health.is_none());
+    assert_eq!(backends[2].health.as_ref(), Some(&config.vips[0].health));
+    let dumped = to_toml(&config);
+    assert_eq!(
+        dumped_backend_health(&dumped, 0),
+        Some(vec!["fall".to_owned()])
+    );
+    assert_eq!(dumped_backend_health(&dumped, 1), None);
+    assert_eq!(dumped_backend_health(&dumped, 2), Some(Vec::new()));
+    assert_eq!(parse(&dumped).unwrap(), config, "dumped:\n{dumped}");
+    assert_eq!(to_toml(&parse(&dumped).unwrap()), dumped, "stable");
+}
+
+/// A `[[vrrp]]` that left `addresses` out takes the VIP addresses of its
+/// family; its dump leaves them out too, so a VIP added to the saved file
+/// is moved by it, as by the original file. A written list stays written.
+#[test]
+fn a_dumped_vrrp_without_addresses_still_takes_the_vips() {
+    let text = format!(
+        "{}[[vrrp]]\nvrid = 51\n[[vrrp]]\nvrid = 52\naddresses = [\"2001:2::100\"]\n",
+        doc("", "")
+    );
+    let config = parse(&text).unwrap();
+    assert_eq!(config.vrrp_listed, [false, true]);
+    let dumped = to_toml(&config);
+    assert_eq!(parse(&dumped).unwrap(), config, "dumped:\n{dumped}");
+    let mut root = dumped_table(&dumped);
+    assert!(root["vrrp"][0].get("addresses").is_none(), "{dumped}");
+    assert!(root["vrrp"][1].get("addresses").is_some(), "{dumped}");
+    // The operator adds a VIP to the saved file.
+    let mut added = toml::Table::new();
+    added.insert("address".into(), "198.18.0.101".into());
+    added.insert("port".into(), 80.into());
+    root["vip"].as_array_mut().unwrap().push(added.into());
+    let edited = parse(&toml::to_string(&root).unwrap()).unwrap();
+    let moved: Vec<IpAddr> = ["198.18.0.100", "198.18.0.101"]
+        .iter()
+        .map(|a| a.parse().unwrap())
+        .collect();
+    assert_eq!(edited.vrrp[0].addresses, moved, "dumped:\n{dumped}");
+}
+
 #[test]
 fn the_shipped_example_is_valid() {
     let config = parse(include_str!("../../../examples/lbd.toml")).unwrap();
@@ -1746,7 +1843,7 @@ fn socket_addresses_have_a_port_and_peers_a_host() {
     );
     assert_error(
         &sync("127.0.0.1:9641", "[\"198.18.2.12:7946\"]"),
-        "lbd.toml:2:1: sync.listen: ",
+        "lbd.toml:3:10: sync.listen: ",
         "127.0.0.1:9641 takes the port of metrics_listen (127.0.0.1:9641, the default)",
     );
     // Other addresses, or metrics off, do not clash.

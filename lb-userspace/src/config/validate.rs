@@ -222,6 +222,12 @@ impl Checker<'_> {
         self.tunnel_sources_are_free(raw.tunnel.as_ref(), &tunnel, &vips)?;
 
         let mut instances: Vec<VrrpConfig> = Vec::new();
+        let vrrp_listed: Vec<bool> = raw
+            .vrrp
+            .0
+            .iter()
+            .map(|r| r.get_ref().lists_addresses())
+            .collect();
         let mut replicating: Option<usize> = None;
         for (index, raw_vrrp) in raw.vrrp.0.iter().enumerate() {
             let mut instance = self.vrrp(index, raw_vrrp)?;
@@ -313,6 +319,7 @@ impl Checker<'_> {
             udp_idle_timeout,
             vips,
             vrrp: instances,
+            vrrp_listed,
             nat,
             tunnel,
             bgp,
@@ -830,11 +837,13 @@ impl Checker<'_> {
             }
         }
         if let (Some(settings), Some(table)) = (sync, &raw.sync) {
-            listeners.push((
-                settings.listen,
-                "sync.listen".to_owned(),
-                table.span().start,
-            ));
+            let at = table
+                .get_ref()
+                .get()
+                .listen
+                .as_ref()
+                .map_or(table.span().start, |v| v.span().start);
+            listeners.push((settings.listen, "sync.listen".to_owned(), at));
         }
         for (listen, name, at) in listeners {
             if !value::listeners_clash(metrics, listen) {

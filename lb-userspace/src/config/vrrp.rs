@@ -158,7 +158,7 @@ impl RawVrrp {
 }
 
 /// Item `index` of an array value, if it is an array that long.
-fn list_item(list: Option<&Spanned<Items>>, index: usize) -> Option<&Spanned<Value>> {
+pub(super) fn list_item(list: Option<&Spanned<Items>>, index: usize) -> Option<&Spanned<Value>> {
     match list?.get_ref() {
         Items::Array(items) => items.get(index),
         Items::Other(_) => None,
@@ -352,11 +352,12 @@ impl Checker<'_> {
             Some(v) => self.address_list(v, &field("addresses"))?,
         };
         if addresses.len() > 255 {
-            return Err(self.invalid(
-                table,
-                &field("addresses"),
-                "at most 255 addresses fit an advertisement",
-            ));
+            // At the first address past the cap, as a list's other errors.
+            let (at, name) = match raw.address_item(255) {
+                Some(item) => (item.span().start, field("addresses[255]")),
+                None => (table, field("addresses")),
+            };
+            return Err(self.invalid(at, &name, "at most 255 addresses fit an advertisement"));
         }
         if let (Some(first), Some(v)) = (addresses.first(), &raw.addresses) {
             if let Some(k) = addresses
@@ -533,6 +534,32 @@ track_no_backend = 0",
             "{error}"
         );
         assert!(vrrp_with("preempt_delay_ms = 3600000").is_err());
+    }
+
+    /// A written list past the 255 an advertisement holds is refused at
+    /// its 256th address, named by its index.
+    #[test]
+    fn a_written_list_past_the_cap_is_refused_at_the_first_extra_address() {
+        let list = |n: usize| {
+            let items: String = (0..n)
+                .map(|i| format!("  \"198.18.{}.{}\",\n", 1 + i / 200, i % 200 + 1))
+                .collect();
+            format!("addresses = [\n{items}]")
+        };
+        assert_eq!(
+            vrrp_with(&list(255)).expect("255 fit").vrrp[0]
+                .addresses
+                .len(),
+            255
+        );
+        let error = vrrp_with(&list(256)).expect_err("past the cap");
+        // The list opens on line 7; its 256th address is 256 lines on.
+        assert!(
+            error.starts_with(
+                "lbd.toml:263:3: vrrp[0].addresses[255]: at most 255 addresses fit an advertisement"
+            ),
+            "{error}"
+        );
     }
 
     #[test]
