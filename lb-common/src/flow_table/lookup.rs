@@ -68,8 +68,25 @@ pub unsafe fn find<V: SlotValue>(
         {
             // SAFETY: as above.
             let entry = unsafe { read_entry(bucket, way) };
+            #[cfg(test)]
+            hook::between_loads();
             // SAFETY: as above.
-            if unsafe { tag_at(bucket, way) }.load() == tag {
+            let now = unsafe { tag_at(bucket, way) }.load();
+            if now == tag {
+                return Some(Seen {
+                    way: tag_way(tag),
+                    tag,
+                    entry,
+                });
+            }
+            // lbd only: the flow's rank or flags moved under the read.
+            #[cfg(not(target_arch = "bpf"))]
+            // SAFETY: as above.
+            if let Some((tag, entry)) = unsafe {
+                reread(bucket, way, tag, now, || {
+                    key_is(bucket, way, key).then(|| read_entry(bucket, way))
+                })
+            } {
                 return Some(Seen {
                     way: tag_way(tag),
                     tag,
@@ -198,8 +215,21 @@ pub unsafe fn locate<V>(bucket: *mut Bucket<V>, key: &FlowKey, hash: u32) -> Opt
         let tag = unsafe { tag_at(bucket, way) };
         let seen = tag.load();
         // SAFETY: as above.
-        if unsafe { holds(bucket, way, key, fp, seen) } && tag.load() == seen {
-            return Some((tag_way(seen), seen));
+        if unsafe { holds(bucket, way, key, fp, seen) } {
+            #[cfg(test)]
+            hook::between_loads();
+            let now = tag.load();
+            if now == seen {
+                return Some((tag_way(seen), seen));
+            }
+            // lbd only: the flow's rank or flags moved under the read.
+            #[cfg(not(target_arch = "bpf"))]
+            // SAFETY: as above.
+            if let Some((now, ())) = unsafe {
+                reread(bucket, way, seen, now, || key_is(bucket, way, key).then_some(()))
+            } {
+                return Some((tag_way(now), now));
+            }
         }
     });
     None
@@ -216,11 +246,32 @@ pub unsafe fn holds_key<V>(bucket: *mut Bucket<V>, way: usize, key: &FlowKey, ha
     // SAFETY: per the caller's contract.
     let tag = unsafe { tag_at(bucket, way) };
     let seen = tag.load();
-    seen & 2 != 0
+    if !(seen & 2 != 0
         && tag_fingerprint(seen) == fingerprint(hash)
         // SAFETY: as above.
-        && unsafe { key_is(bucket, way, key) }
-        && tag.load() == seen
+        && unsafe { key_is(bucket, way, key) })
+    {
+        return false;
+    }
+    #[cfg(test)]
+    hook::between_loads();
+    let now = tag.load();
+    if now == seen {
+        return true;
+    }
+    // lbd only: the flow's rank or flags moved under the read.
+    #[cfg(not(target_arch = "bpf"))]
+    // SAFETY: as above.
+    if unsafe {
+        reread(bucket, way, seen, now, || {
+            key_is(bucket, way, key).then_some(())
+        })
+    }
+    .is_some()
+    {
+        return true;
+    }
+    false
 }
 
 /// How way `way` holds its flow, if it holds one (the data plane, after an
@@ -238,11 +289,29 @@ pub unsafe fn seen_at<V: SlotValue>(bucket: *mut Bucket<V>, way: usize) -> Optio
     }
     // SAFETY: as above.
     let entry = unsafe { read_entry(bucket, way) };
-    (tag.load() == seen).then_some(Seen {
-        way: tag_way(seen),
-        tag: seen,
-        entry,
-    })
+    #[cfg(test)]
+    hook::between_loads();
+    let now = tag.load();
+    if now == seen {
+        return Some(Seen {
+            way: tag_way(seen),
+            tag: seen,
+            entry,
+        });
+    }
+    // lbd only: the flow's rank or flags moved under the read.
+    #[cfg(not(target_arch = "bpf"))]
+    // SAFETY: as above.
+    if let Some((now, entry)) =
+        unsafe { reread(bucket, way, seen, now, || Some(read_entry(bucket, way))) }
+    {
+        return Some(Seen {
+            way: tag_way(now),
+            tag: now,
+            entry,
+        });
+    }
+    None
 }
 
 /// A consistent copy of way `way`: its key and how it was seen, if it
@@ -262,7 +331,7 @@ pub unsafe fn read_way<V: SlotValue>(
         return None;
     }
     // SAFETY: as above.
-    let (key, entry) = unsafe {
+    let copy = || unsafe {
         (
             core::ptr::read_volatile(core::ptr::addr_of!(
                 (*bucket).slots[way & (FLOW_WAYS - 1)].key
@@ -270,12 +339,138 @@ pub unsafe fn read_way<V: SlotValue>(
             read_entry(bucket, way),
         )
     };
-    (tag.load() == seen).then_some((
-        key,
-        Seen {
-            way,
-            tag: seen,
-            entry,
-        },
-    ))
+    let (key, entry) = copy();
+    #[cfg(test)]
+    hook::between_loads();
+    let now = tag.load();
+    if now == seen {
+        return Some((
+            key,
+            Seen {
+                way,
+                tag: seen,
+                entry,
+            },
+        ));
+    }
+    // lbd only: the flow's rank or flags moved under the read.
+    #[cfg(not(target_arch = "bpf"))]
+    // SAFETY: as above.
+    if let Some((now, (key, entry))) = unsafe { reread(bucket, way, seen, now, || Some(copy())) } {
+        return Some((
+            key,
+            Seen {
+                way,
+                tag: now,
+                entry,
+            },
+        ));
+    }
+    None
 }
+
+/// Times lbd re-reads a way whose tag moved under its read (`reread`).
+/// A flow's rank moves at most once per `FLOW_TOUCH_INTERVAL_NS` (and a
+/// flag refresh holds the way for a few stores), so a second move within
+/// a re-read is rare, and one at each of them practically never comes.
+#[cfg(not(target_arch = "bpf"))]
+pub(super) const REREADS: usize = 4;
+
+/// lbd's reads only (the data plane moves on, within its verifier
+/// bound): after a copy of way `way` of `bucket` was read under tag
+/// `was` and the tag read `now` after it, takes the copy again with
+/// `read` while the tag keeps `was`'s fingerprint and says the way holds
+/// the same flow, only moved: published (`TAG_VALID`: its rank refreshed,
+/// or its flags, `begin_refresh`) or held by a writer that keeps the
+/// flow's key (`TAG_BUSY`: a flag refresh or `rewrite` under way, waited
+/// for). At most `REREADS` steps; the tag the copy held under and the
+/// copy, or None if the way changed hands, `read` found another key in
+/// it, or the way kept moving. lbd acts on a miss (replication's
+/// freshness check, adoption's, the census, `flow_count`): a flow whose
+/// age the data plane refreshed between the two loads must not read as
+/// absent.
+///
+/// # Safety
+/// `bucket` must point to a live bucket of the table.
+#[cfg(not(target_arch = "bpf"))]
+#[inline]
+unsafe fn reread<V, T>(
+    bucket: *mut Bucket<V>,
+    way: usize,
+    was: u64,
+    mut now: u64,
+    mut read: impl FnMut() -> Option<T>,
+) -> Option<(u64, T)> {
+    // SAFETY: per the caller's contract.
+    let tag = unsafe { tag_at(bucket, way) };
+    for _ in 0..REREADS {
+        if tag_fingerprint(now) != tag_fingerprint(was) {
+            return None;
+        }
+        match tag_state(now) {
+            TAG_VALID => {
+                let copy = read()?;
+                #[cfg(test)]
+                hook::between_loads();
+                let again = tag.load();
+                if again == now {
+                    return Some((now, copy));
+                }
+                now = again;
+            }
+            TAG_BUSY => {
+                core::hint::spin_loop();
+                now = tag.load();
+            }
+            _ => return None,
+        }
+    }
+    None
+}
+
+/// Tests only: a writer's step run in a reader between its copy of a way
+/// and the tag load that confirms it (another CPU's write landing there),
+/// set per thread, so the tests step that interleaving deterministically.
+#[cfg(test)]
+pub(super) mod hook {
+    extern crate std;
+    use std::{boxed::Box, cell::RefCell};
+
+    /// A writer's step, run between a reader's two loads.
+    type Step = Box<dyn FnMut()>;
+
+    std::thread_local! {
+        /// This thread's step (per thread: tests run side by side).
+        static BETWEEN_LOADS: RefCell<Option<Step>> = const { RefCell::new(None) };
+    }
+
+    /// Runs `step` in this thread's readers between their copy of a way
+    /// and its confirming load, until `clear`.
+    pub(in crate::flow_table) fn set(step: impl FnMut() + 'static) {
+        BETWEEN_LOADS.with(|slot| *slot.borrow_mut() = Some(Box::new(step)));
+    }
+
+    /// Stops running the step `set` gave.
+    pub(in crate::flow_table) fn clear() {
+        BETWEEN_LOADS.with(|slot| *slot.borrow_mut() = None);
+    }
+
+    /// Runs the step, if one is set (taken out while it runs: a step may
+    /// read the table itself).
+    pub(in crate::flow_table) fn between_loads() {
+        let Some(mut step) = BETWEEN_LOADS.with(|slot| slot.borrow_mut().take()) else {
+            return;
+        };
+        step();
+        BETWEEN_LOADS.with(|slot| {
+            let mut slot = slot.borrow_mut();
+            if slot.is_none() {
+                *slot = Some(step);
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+#[path = "lookup_tests.rs"]
+mod tests;

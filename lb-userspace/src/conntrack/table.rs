@@ -246,6 +246,24 @@ impl FlowTable {
         self.put(key, entry, rank)
     }
 
+    /// `install`, unless `keep` holds of the entry the table holds for
+    /// the flow (replication: one seen more recently than the peer's
+    /// copy). Decided in the write, on the copy it would replace: the
+    /// rewrite's CAS is from the tag that copy was read under, so an
+    /// entry the data plane refreshes or another writer changes after
+    /// `keep` judged it is read and judged again, and a flow a lookup
+    /// missed for a moment (its way held, or inserted meanwhile) is
+    /// judged once found. The entry kept, or None once `entry` is in.
+    pub fn install_unless(
+        &self,
+        key: &FlowKey,
+        entry: &FlowEntry,
+        keep: impl FnMut(&FlowEntry) -> bool,
+    ) -> Result<Option<FlowEntry>, FlowTableError> {
+        let rank = stamp_rank(entry.last_seen_ns, install_class(key, entry.flags));
+        self.put_unless(key, entry, rank, keep)
+    }
+
     /// `install` with rank word `rank` (its tick not ahead of the clock:
     /// `rank_at`, `aged_rank`). The entry keeps the flow's
     /// `flow_hash` (Maglev's), whatever hash places it. Ways are aged at
@@ -253,45 +271,89 @@ impl FlowTable {
     /// plane stamps between the clock read and the insert must not look
     /// aged past the tick wrap (expired).
     fn put(&self, key: &FlowKey, entry: &FlowEntry, rank: u32) -> Result<(), FlowTableError> {
+        self.put_unless(key, entry, rank, |_| false).map(|_| ())
+    }
+
+    /// `put`, unless `keep` holds of the entry held for the flow (see
+    /// `install_unless`); the entry kept, or None once `entry` is in.
+    fn put_unless(
+        &self,
+        key: &FlowKey,
+        entry: &FlowEntry,
+        rank: u32,
+        keep: impl FnMut(&FlowEntry) -> bool,
+    ) -> Result<Option<FlowEntry>, FlowTableError> {
         let (first, second, hash) = self.buckets_of(key);
         let entry = FlowEntry {
             hash: flow_hash(key),
             ..*entry
         };
         let now_ticks = || ticks(crate::clock::monotonic_ns().saturating_add(1 << TICK_SHIFT));
-        for _ in 0..4 {
-            // SAFETY: live buckets of the mapping.
-            if let Some((bucket, seen)) = unsafe { flow_table::find_in(first, second, key, hash) } {
-                // SAFETY: as above.
-                if unsafe { flow_table::rewrite(bucket, &seen, &entry, rank) } {
-                    return Ok(());
-                }
-                continue;
-            }
-            let now = now_ticks();
-            // SAFETY: as above.
-            let placed = unsafe {
-                flow_table::find_or_insert_at(first, second, key, &entry, (rank, now), hash)
-            };
-            match placed {
-                Placed::Inserted(_) => return Ok(()),
-                Placed::Found(_) => continue,
-                // SAFETY: as above.
-                Placed::Contended
-                    if !unsafe { flow_table::has_room_at(first, second, rank, now) } =>
-                {
-                    return Err(FlowTableError::Full(self.table.name()));
-                }
-                Placed::Contended => continue,
-            }
+        let place = (first, second, hash);
+        // SAFETY: live buckets of the mapping.
+        unsafe {
+            put_in(
+                place,
+                key,
+                &entry,
+                (rank, now_ticks),
+                keep,
+                self.table.name(),
+            )
         }
-        Err(FlowTableError::Contended(self.table.name()))
     }
 
     /// Removes a flow; true if it was there.
     pub fn remove(&self, key: &FlowKey) -> bool {
         self.table.remove(key, self.place_hash(key))
     }
+}
+
+/// `FlowTable::put_unless` on the flow's buckets and table hash `place`
+/// (`first`, `second`, `hash`): `entry` (its hash set) written with rank
+/// word `rank`, ways aged at `now_ticks()` (read per attempt), unless
+/// `keep` holds of the entry found, judged right before the rewrite whose
+/// CAS is from the tag that entry was read under (a lost CAS reads and
+/// judges again). `table` names the table in errors. Apart from the
+/// mapping so that the tests run it on buckets of their own.
+///
+/// # Safety
+/// `first` and `second` must point to live buckets of the table.
+unsafe fn put_in(
+    (first, second, hash): (*mut FlowBucket, *mut FlowBucket, u32),
+    key: &FlowKey,
+    entry: &FlowEntry,
+    (rank, mut now_ticks): (u32, impl FnMut() -> u32),
+    mut keep: impl FnMut(&FlowEntry) -> bool,
+    table: &'static str,
+) -> Result<Option<FlowEntry>, FlowTableError> {
+    for _ in 0..4 {
+        // SAFETY: per the caller's contract.
+        if let Some((bucket, seen)) = unsafe { flow_table::find_in(first, second, key, hash) } {
+            if keep(&seen.entry) {
+                return Ok(Some(seen.entry));
+            }
+            // SAFETY: as above.
+            if unsafe { flow_table::rewrite(bucket, &seen, entry, rank) } {
+                return Ok(None);
+            }
+            continue;
+        }
+        let now = now_ticks();
+        // SAFETY: as above.
+        let placed =
+            unsafe { flow_table::find_or_insert_at(first, second, key, entry, (rank, now), hash) };
+        match placed {
+            Placed::Inserted(_) => return Ok(None),
+            Placed::Found(_) => continue,
+            // SAFETY: as above.
+            Placed::Contended if !unsafe { flow_table::has_room_at(first, second, rank, now) } => {
+                return Err(FlowTableError::Full(table));
+            }
+            Placed::Contended => continue,
+        }
+    }
+    Err(FlowTableError::Contended(table))
 }
 
 /// The age (ticks) lbd's inserts rank a flow idle at least this long at:
@@ -404,6 +466,160 @@ mod tests {
         assert_eq!(install_class(&tcp, 0), CLASS_ESTABLISHED);
         assert_eq!(install_class(&tcp, FLOW_F_HALF_OPEN), CLASS_HALF_OPEN);
         assert_eq!(install_class(&tcp, FLOW_F_FIN), CLASS_CLOSED);
+    }
+
+    /// A one-bucket table (both of every flow's buckets) holding `key`
+    /// with `entry`, as the data plane inserted it; the bucket and its
+    /// `put_in` place.
+    fn table_with(
+        key: &FlowKey,
+        entry: &FlowEntry,
+    ) -> (Box<FlowBucket>, (*mut FlowBucket, *mut FlowBucket, u32)) {
+        let mut bucket = Box::<FlowBucket>::default();
+        let b: *mut FlowBucket = &mut *bucket;
+        let hash = table_hash(key);
+        let rank = rank_word(entry.last_seen_ns, CLASS_ESTABLISHED);
+        let placed = unsafe { flow_table::find_or_insert(b, b, key, entry, rank, hash) };
+        assert!(matches!(placed, Placed::Inserted(_)), "{placed:?}");
+        (bucket, (b, b, hash))
+    }
+
+    /// A TCP flow, this node's entry of it (backend 1, seen at 20 s) and
+    /// a peer's older copy (backend 2, seen at 10 s).
+    fn local_and_older_peer() -> (FlowKey, FlowEntry, FlowEntry) {
+        let key = FlowKey {
+            src: [0x0a00_0001u32.to_be(), 0, 0, 0],
+            dst: [0xc612_0064u32.to_be(), 0, 0, 0],
+            sport: 40_000u16.to_be(),
+            dport: 80u16.to_be(),
+            proto: lb_common::consts::IPPROTO_TCP,
+            family: lb_common::consts::AF_INET,
+            _pad: 0,
+        };
+        let s = 1_000_000_000;
+        let local = FlowEntry {
+            backend_id: 1,
+            backend_generation: 1,
+            last_seen_ns: 20 * s,
+            flags: 0,
+            hash: flow_hash(&key),
+        };
+        let peer = FlowEntry {
+            backend_id: 2,
+            last_seen_ns: 10 * s,
+            ..local
+        };
+        (key, local, peer)
+    }
+
+    /// Replication's test: the held entry seen after the peer's copy.
+    fn fresher(peer: FlowEntry) -> impl FnMut(&FlowEntry) -> bool {
+        move |held: &FlowEntry| held.last_seen_ns > peer.last_seen_ns
+    }
+
+    /// The data plane is writing new flags into this node's flow (an ACL
+    /// mark: the way held) when a peer's older copy of it comes in: the
+    /// write's first lookup misses the flow, which is published again
+    /// before the write's insert looks (here, at its clock read). The
+    /// fresher local entry is kept: the write judges the entry it finds,
+    /// not the miss. (Replication judged a lookup before the write: it
+    /// missed, and the write then replaced the flow found published,
+    /// moving the connection to the peer's backend.)
+    #[test]
+    fn a_fresher_local_entry_is_kept_even_when_the_first_lookup_misses() {
+        let (key, local, peer) = local_and_older_peer();
+        let (_bucket, place) = table_with(&key, &local);
+        let (b, _, hash) = place;
+        let seen = unsafe { flow_table::find(b, &key, hash) }.expect("the local flow");
+        let marked = local.flags | lb_common::consts::FLOW_F_ACL_MARK;
+        let rank = rank_word(local.last_seen_ns, CLASS_ESTABLISHED);
+        let started =
+            unsafe { flow_table::begin_refresh(b, &seen, (local.last_seen_ns, marked), rank) };
+        let mut started = Some(started.expect("the data plane's claim"));
+        assert!(
+            unsafe { flow_table::find(b, &key, hash) }.is_none(),
+            "held: a miss"
+        );
+        let clock = || {
+            if let Some(refresh) = started.take() {
+                unsafe { flow_table::finish_refresh(b, refresh) };
+            }
+            ticks(30 * 1_000_000_000)
+        };
+        let rank = rank_word(peer.last_seen_ns, CLASS_ESTABLISHED);
+        let done = unsafe { put_in(place, &key, &peer, (rank, clock), fresher(peer), "test") };
+        let kept = done.expect("no error").expect("the local entry kept");
+        assert_eq!(kept.backend_id, local.backend_id);
+        let held = unsafe { flow_table::find(b, &key, hash) }.expect("the flow");
+        assert_eq!(
+            (
+                held.entry.backend_id,
+                held.entry.last_seen_ns,
+                held.entry.flags
+            ),
+            (local.backend_id, local.last_seen_ns, marked),
+            "this node's entry, with the data plane's new flags"
+        );
+    }
+
+    /// The data plane refreshes this node's flow right after the write
+    /// judged it older than the peer's copy: the write's CAS from the tag
+    /// it judged fails, and the entry is read and judged again, now
+    /// fresher, and kept.
+    #[test]
+    fn a_local_entry_refreshed_between_the_judgement_and_the_write_is_judged_again() {
+        let s = 1_000_000_000;
+        let (key, local, peer) = local_and_older_peer();
+        let local = FlowEntry {
+            last_seen_ns: 5 * s,
+            ..local
+        };
+        let (_bucket, place) = table_with(&key, &local);
+        let (b, _, hash) = place;
+        let mut judged = Vec::new();
+        let keep = |held: &FlowEntry| {
+            judged.push(held.last_seen_ns);
+            if judged.len() == 1 {
+                // The data plane's touch of the flow (its age alone).
+                let seen = unsafe { flow_table::find(b, &key, hash) }.expect("the flow");
+                let rank = rank_word(20 * s, CLASS_ESTABLISHED);
+                let touched = (20 * s, seen.entry.flags);
+                assert!(unsafe { flow_table::refresh(b, &seen, touched, rank) });
+            }
+            held.last_seen_ns > peer.last_seen_ns
+        };
+        let clock = || ticks(30 * s);
+        let rank = rank_word(peer.last_seen_ns, CLASS_ESTABLISHED);
+        let done = unsafe { put_in(place, &key, &peer, (rank, clock), keep, "test") };
+        let kept = done.expect("no error").expect("the local entry kept");
+        assert_eq!((kept.backend_id, kept.last_seen_ns), (1, 20 * s));
+        assert_eq!(judged, [5 * s, 20 * s], "judged again after the lost CAS");
+        let held = unsafe { flow_table::find(b, &key, hash) }.expect("the flow");
+        assert_eq!(held.entry.backend_id, local.backend_id);
+    }
+
+    /// What `put` did stays: an older local entry is replaced, an absent
+    /// flow inserted.
+    #[test]
+    fn a_write_unless_fresher_replaces_an_older_entry_and_inserts_an_absent_one() {
+        let (key, local, peer) = local_and_older_peer();
+        let newer = FlowEntry {
+            last_seen_ns: 30 * 1_000_000_000,
+            ..peer
+        };
+        let (_bucket, place) = table_with(&key, &local);
+        let (b, _, hash) = place;
+        let clock = || ticks(40 * 1_000_000_000);
+        let rank = rank_word(newer.last_seen_ns, CLASS_ESTABLISHED);
+        let done = unsafe { put_in(place, &key, &newer, (rank, clock), fresher(newer), "test") };
+        assert_eq!(done.expect("no error"), None, "replaced");
+        let held = unsafe { flow_table::find(b, &key, hash) }.expect("the flow");
+        assert_eq!(held.entry, newer);
+        assert!(unsafe { flow_table::remove(b, &key, hash) });
+        let done = unsafe { put_in(place, &key, &peer, (rank, clock), fresher(peer), "test") };
+        assert_eq!(done.expect("no error"), None, "inserted");
+        let held = unsafe { flow_table::find(b, &key, hash) }.expect("the flow");
+        assert_eq!(held.entry, peer);
     }
 
     #[test]

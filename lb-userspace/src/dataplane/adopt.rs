@@ -121,19 +121,23 @@ impl Dataplane {
         };
         let after_load = swapped.then_some(legacy.loaded_ns);
         for (key, entry) in &flows {
-            if table
-                .get(key)
-                .is_some_and(|held| held_wins(&held, entry, after_load))
-            {
-                done.kept += 1;
-                continue;
-            }
             if over_but_taken_for_live(key, entry, now, horizons) {
-                done.dead_left_out += 1;
+                if table
+                    .get(key)
+                    .is_some_and(|held| held_wins(&held, entry, after_load))
+                {
+                    done.kept += 1;
+                } else {
+                    done.dead_left_out += 1;
+                }
                 continue;
             }
-            match table.install(key, entry) {
-                Ok(()) => done.copied += 1,
+            // Judged on the entry the write would replace, in the write
+            // (`install_unless`): a flow the new program refreshed since a
+            // first look is never overwritten with the old table's copy.
+            match table.install_unless(key, entry, |held| held_wins(held, entry, after_load)) {
+                Ok(Some(_)) => done.kept += 1,
+                Ok(None) => done.copied += 1,
                 Err(crate::conntrack::table::FlowTableError::Full(_)) => {
                     if carry_order(key, entry, now, horizons).0 < DEAD {
                         done.live_left_out += 1;

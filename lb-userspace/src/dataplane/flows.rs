@@ -155,6 +155,30 @@ impl Dataplane {
         }
     }
 
+    /// `install_flow` unless `keep` holds of the entry held for the flow
+    /// (replication: one seen more recently than the peer's copy), judged
+    /// in the bucket table's write on the entry it would replace
+    /// (`FlowTable::install_unless`); a kernel map is read, then written.
+    /// The entry kept, or None once `entry` is in.
+    pub(crate) fn install_flow_unless(
+        &mut self,
+        key: &FlowKey,
+        entry: &FlowEntry,
+        keep: &mut dyn FnMut(&FlowEntry) -> bool,
+    ) -> Result<Option<FlowEntry>> {
+        if let FlowStore::Buckets(table) = &self.flows {
+            return table
+                .install_unless(key, entry, keep)
+                .map_err(|e| DataplaneError::FlowTable(Box::new(e)));
+        }
+        if let Some(held) = self.flow(key)? {
+            if keep(&held) {
+                return Ok(Some(held));
+            }
+        }
+        self.install_flow(key, entry).map(|()| None)
+    }
+
     /// Removes a flow from the connection table (expiry by userspace,
     /// `lbctl`). A flow that is already gone is not an error.
     pub fn remove_flow(&mut self, key: &FlowKey) -> Result<()> {

@@ -49,6 +49,26 @@ pub(crate) trait FlowTable {
     fn get(&self, key: &FlowKey) -> Result<Option<FlowEntry>, DataplaneError>;
     /// Puts `entry` in, replacing what is there.
     fn put(&mut self, key: &FlowKey, entry: &FlowEntry) -> Result<(), DataplaneError>;
+    /// Puts `entry` in unless `keep` holds of the entry there; the entry
+    /// kept, or None once `entry` is in. A table that can judges in the
+    /// write, on the entry it would replace (`conntrack::table::
+    /// FlowTable::install_unless`), so no refresh or miss between a
+    /// lookup and the write lets a stale copy replace a fresher entry;
+    /// by default a lookup, then `put`.
+    fn put_unless(
+        &mut self,
+        key: &FlowKey,
+        entry: &FlowEntry,
+        keep: &mut dyn FnMut(&FlowEntry) -> bool,
+    ) -> Result<Option<FlowEntry>, DataplaneError> {
+        if let Some(held) = self.get(key)? {
+            if keep(&held) {
+                return Ok(Some(held));
+            }
+        }
+        self.put(key, entry)?;
+        Ok(None)
+    }
 }
 
 impl FlowTable for Dataplane {
@@ -58,6 +78,15 @@ impl FlowTable for Dataplane {
 
     fn put(&mut self, key: &FlowKey, entry: &FlowEntry) -> Result<(), DataplaneError> {
         self.install_flow(key, entry)
+    }
+
+    fn put_unless(
+        &mut self,
+        key: &FlowKey,
+        entry: &FlowEntry,
+        keep: &mut dyn FnMut(&FlowEntry) -> bool,
+    ) -> Result<Option<FlowEntry>, DataplaneError> {
+        self.install_flow_unless(key, entry, keep)
     }
 }
 
@@ -82,19 +111,20 @@ pub(crate) fn install_unless_fresher(
     key: &FlowKey,
     entry: &FlowEntry,
 ) -> Result<Outcome, DataplaneError> {
-    if let Some(local) = table.get(key)? {
-        if local.last_seen_ns > entry.last_seen_ns {
-            let same = (local.backend_id, local.backend_generation)
-                == (entry.backend_id, entry.backend_generation);
-            return Ok(if same {
-                Outcome::Stale
-            } else {
-                Outcome::KeptLocal
-            });
+    // Judged in the write (`FlowTable::put_unless`): a lookup before it
+    // could miss the flow (its way held for a moment) or read it before a
+    // refresh, and the write would then replace a fresher entry.
+    let fresher = &mut |local: &FlowEntry| local.last_seen_ns > entry.last_seen_ns;
+    Ok(match table.put_unless(key, entry, fresher)? {
+        None => Outcome::Installed,
+        Some(local)
+            if (local.backend_id, local.backend_generation)
+                == (entry.backend_id, entry.backend_generation) =>
+        {
+            Outcome::Stale
         }
-    }
-    table.put(key, entry)?;
-    Ok(Outcome::Installed)
+        Some(_) => Outcome::KeptLocal,
+    })
 }
 
 #[cfg(test)]
@@ -116,6 +146,77 @@ pub(crate) mod tests {
             self.0.insert(*key, *entry);
             Ok(())
         }
+    }
+
+    /// A table whose lookups miss every flow (as a lookup racing the data
+    /// plane's refresh of a flow's way did) while its writes judge the
+    /// entry they replace, as the connection table's do.
+    #[derive(Debug, Default)]
+    struct Missing(Table);
+
+    impl FlowTable for Missing {
+        fn get(&self, _: &FlowKey) -> Result<Option<FlowEntry>, DataplaneError> {
+            Ok(None)
+        }
+
+        fn put(&mut self, key: &FlowKey, entry: &FlowEntry) -> Result<(), DataplaneError> {
+            self.0.put(key, entry)
+        }
+
+        fn put_unless(
+            &mut self,
+            key: &FlowKey,
+            entry: &FlowEntry,
+            keep: &mut dyn FnMut(&FlowEntry) -> bool,
+        ) -> Result<Option<FlowEntry>, DataplaneError> {
+            self.0.put_unless(key, entry, keep)
+        }
+    }
+
+    /// A fresher local entry is never replaced by a peer's older copy,
+    /// even when a lookup of it misses: the freshness test is made in the
+    /// write. (Made on a lookup before the write, a miss there let the
+    /// write replace the local entry: a live connection moved to the
+    /// peer's backend.)
+    #[test]
+    fn a_fresher_local_entry_is_kept_even_when_a_lookup_of_it_misses() {
+        let key = FlowKey {
+            sport: 40_000,
+            dport: 80,
+            proto: 6,
+            ..FlowKey::default()
+        };
+        let local = FlowEntry {
+            backend_id: 1,
+            last_seen_ns: 20_000_000_000,
+            ..FlowEntry::default()
+        };
+        let peer = FlowEntry {
+            backend_id: 2,
+            last_seen_ns: mark_replica(10_000_000_000),
+            ..local
+        };
+        let mut table = Missing::default();
+        table.0 .0.insert(key, local);
+        let outcome = install_unless_fresher(&mut table, &key, &peer).expect("no error");
+        assert_eq!(outcome, Outcome::KeptLocal);
+        assert_eq!(table.0 .0.get(&key), Some(&local), "the local entry stays");
+        // The same backend: stale, still kept.
+        let same = FlowEntry {
+            backend_id: 1,
+            ..peer
+        };
+        let outcome = install_unless_fresher(&mut table, &key, &same).expect("no error");
+        assert_eq!(outcome, Outcome::Stale);
+        assert_eq!(table.0 .0.get(&key), Some(&local));
+        // A newer copy goes in.
+        let newer = FlowEntry {
+            last_seen_ns: mark_replica(30_000_000_000),
+            ..peer
+        };
+        let outcome = install_unless_fresher(&mut table, &key, &newer).expect("no error");
+        assert_eq!(outcome, Outcome::Installed);
+        assert_eq!(table.0 .0.get(&key), Some(&newer));
     }
 
     #[test]
