@@ -16,7 +16,7 @@ use aya::{
     Ebpf,
 };
 use lb_common::{
-    consts::names,
+    consts::{names, FLOW_F_ACL_MARK},
     guard::{
         acl_scope, next_generation, prefix_mask, AclData4, AclData6, Rate, VipGuard,
         ACL_F_ALLOW_GLOBAL, ACL_F_ALLOW_VIP, ACL_F_DENY_GLOBAL, ACL_F_DENY_VIP, ACL_RULES_MAX,
@@ -249,6 +249,22 @@ impl Installer {
             generation,
             ..Self::default()
         })
+    }
+
+    /// When the maps held no generation (`VIP_GUARDS` made afresh, e.g.
+    /// its layout changed) but the connection table was adopted, goes on
+    /// from a generation chosen by the ACL marks of the adopted flows
+    /// (`flags`: their entries' flags; read only then): counting from 0,
+    /// the first apply's generation would carry the mark a previous lbd's
+    /// generation 1 left on its flows, and those would skip a new deny
+    /// list. Returns the generation taken (None: none needed).
+    pub fn clear_of_marks(&mut self, flags: impl IntoIterator<Item = u32>) -> Option<u32> {
+        if self.generation != 0 {
+            return None;
+        }
+        let generation = clear_of_marks(flags)?;
+        self.generation = generation;
+        Some(generation)
     }
 
     /// Writes `served` (with the current generation) where `VIP_GUARDS`
@@ -520,6 +536,48 @@ impl Installer {
                 })
             })
             .collect()
+    }
+}
+
+/// A generation the next ones after which (`next_generation`) carry no
+/// ACL mark that `flags` (flow entries' flags) carry, for as many rule
+/// changes as the marks allow: the marked one just before the longest run
+/// of marks no flow carries, wrapping (a mark is the generation's low 24
+/// bits, see `acl_mark`; 0 is none). None when no flow is marked.
+fn clear_of_marks(flags: impl IntoIterator<Item = u32>) -> Option<u32> {
+    const WORD: u32 = u64::BITS;
+    let shift = FLOW_F_ACL_MARK.trailing_zeros();
+    // The largest mark, as a generation; 1 is the smallest.
+    let last = FLOW_F_ACL_MARK >> shift;
+    let mut used = vec![0u64; (last / WORD + 1) as usize];
+    for f in flags {
+        let mark = (f & FLOW_F_ACL_MARK) >> shift;
+        if mark != 0 {
+            used[(mark / WORD) as usize] |= 1 << (mark % WORD);
+        }
+    }
+    // (run of free marks after it, the marked generation it follows)
+    let mut best: Option<(u32, u32)> = None;
+    let (mut first, mut previous) = (None, 0);
+    for (w, word) in (0u32..).zip(&used) {
+        let mut bits = *word;
+        while bits != 0 {
+            let mark = w * WORD + bits.trailing_zeros();
+            bits &= bits - 1;
+            if first.is_none() {
+                first = Some(mark);
+            } else if best.is_none_or(|(run, _)| mark - previous - 1 > run) {
+                best = Some((mark - previous - 1, previous));
+            }
+            previous = mark;
+        }
+    }
+    let first = first?;
+    // The run from the largest mark round to the smallest.
+    let wrapped = (last - previous) + (first - 1);
+    match best {
+        Some((run, _)) if run > wrapped => best.map(|(_, after)| after),
+        _ => Some(previous),
     }
 }
 
@@ -911,6 +969,86 @@ mod tests {
         // What apply then gives is what the preview showed.
         installer.apply_to(&mut maps, &next, &vips, 4).unwrap();
         assert_eq!(installer.rules, ids);
+    }
+
+    /// `VIP_GUARDS` made afresh (a layout change) under an adopted
+    /// connection table whose flows a previous lbd marked: the first
+    /// install's generation carries none of their marks. Before, it
+    /// counted from 0: its first generation, 1, was the mark of every flow
+    /// a previous lbd at generation 1 admitted, and those flows skipped the
+    /// new deny list until the next rule change.
+    #[test]
+    fn fresh_guards_over_adopted_flows_take_a_generation_no_flow_is_marked_with() {
+        use lb_common::{consts::FLOW_F_FIN, guard::acl_mark};
+        let vips = [(vip("198.18.0.100:80/tcp"), 1)];
+        let mut config = GuardConfig::default();
+        config
+            .acl
+            .insert(rule(Scope::Global, Action::Deny, "198.18.66.0/24"));
+        for marked in [vec![1], vec![7], vec![1, 7], vec![3, 0x00ff_ffff, 1, 2]] {
+            let flags: Vec<u32> = marked
+                .iter()
+                .flat_map(|g| [acl_mark(*g), acl_mark(*g) | FLOW_F_FIN])
+                .chain([0, FLOW_F_FIN])
+                .collect();
+            // What `adopt` reads from fresh maps.
+            let mut installer = Installer::default();
+            installer.clear_of_marks(flags.iter().copied());
+            let mut maps = Recorder::default();
+            // The first install, then rule changes (a previous lbd at a
+            // later generation is caught up with later, not at once).
+            let mut more = config.clone();
+            more.acl
+                .insert(rule(Scope::Global, Action::Deny, "198.18.67.0/24"));
+            for (change, next) in [&config, &more].into_iter().cycle().take(8).enumerate() {
+                installer.apply_to(&mut maps, next, &vips, 4).unwrap();
+                for (n, guard) in &maps.guards {
+                    let mark = acl_mark(guard.generation) & FLOW_F_ACL_MARK;
+                    assert_ne!(mark, 0, "{marked:?}: VIP id {n}");
+                    assert!(
+                        flags.iter().all(|f| f & FLOW_F_ACL_MARK != mark),
+                        "{marked:?}, change {change}: VIP id {n} under generation {}, an adopted flow's mark",
+                        guard.generation
+                    );
+                }
+            }
+        }
+    }
+
+    /// The generation chosen is the marked one before the longest run of
+    /// marks no flow carries (wrapping past the largest mark), so the
+    /// next ones stay clear of the flows' marks the longest; none without
+    /// marked flows, and one already adopted from the maps is kept.
+    #[test]
+    fn the_generation_clear_of_marks_follows_the_longest_free_run() {
+        use lb_common::guard::acl_mark;
+        let marks = |generations: &[u32]| -> Vec<u32> {
+            generations.iter().map(|g| acl_mark(*g)).collect()
+        };
+        assert_eq!(clear_of_marks([0u32, 3]), None, "no flow marked");
+        assert_eq!(clear_of_marks(marks(&[1])), Some(1));
+        assert_eq!(clear_of_marks(marks(&[7, 2, 7])), Some(7));
+        // Marks of generations past 2^24 are their low 24 bits.
+        assert_eq!(clear_of_marks(marks(&[0x0100_0005])), Some(5));
+        // A previous lbd whose generations wrapped: past the newest.
+        let wrapped = marks(&[0x00ff_fffe, 0x00ff_ffff, 0x0100_0001, 0x0100_0002]);
+        assert_eq!(clear_of_marks(wrapped), Some(2));
+        // The largest mark's run goes round to the smallest.
+        assert_eq!(clear_of_marks(marks(&[0x00ff_ffff, 9])), Some(9));
+        assert_eq!(
+            clear_of_marks(marks(&[0x0080_0010, 0x0080_0000])),
+            Some(0x0080_0010)
+        );
+        // A run between two marks longer than the one round past the largest.
+        assert_eq!(clear_of_marks(marks(&[0x00ff_fff0, 2])), Some(2));
+        assert_eq!(next_generation(0x00ff_ffff) & 0x00ff_ffff, 1);
+        // The maps' own generation stands.
+        let mut installer = Installer {
+            generation: 4,
+            ..Installer::default()
+        };
+        assert_eq!(installer.clear_of_marks(marks(&[4, 5])), None);
+        assert_eq!(installer.generation, 4);
     }
 
     #[test]

@@ -83,6 +83,21 @@ impl Guard {
         })
     }
 
+    /// After `adopt`, with the connection table adopted: if the maps held
+    /// no generation (`VIP_GUARDS` made afresh under adopted flows), the
+    /// generations go on from one whose next ones no adopted flow's ACL
+    /// mark matches (`flags`: the flows' entry flags, walked only then),
+    /// so no flow skips the lists this lbd writes. See
+    /// [`Installer::clear_of_marks`].
+    pub fn clear_of_marks(&mut self, flags: impl IntoIterator<Item = u32>) {
+        if let Some(generation) = self.installer.clear_of_marks(flags) {
+            tracing::info!(
+                generation,
+                "the deny/allow lists' generation starts afresh under adopted flows: it goes on past their ACL marks"
+            );
+        }
+    }
+
     /// The guards meant to be in force.
     pub fn config(&self) -> &GuardConfig {
         &self.config

@@ -9,6 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use super::DecodeError;
 use crate::sync::log_limit::LogLimit;
 
 /// One line per reason and peer this often.
@@ -67,12 +68,45 @@ pub(crate) fn differing(theirs: &[IpAddr], ours: &[IpAddr]) -> (Vec<IpAddr>, Vec
     )
 }
 
+/// The version of a packet refused for its version (`error`) that carries
+/// `vrid` (the second byte in every VRRP version): a router of our
+/// virtual router speaking another version (keepalived without
+/// `vrrp_version 3` speaks VRRPv2), whose adverts this node never hears,
+/// nor it ours: a split brain, worth a warning. `None` for anything else
+/// (another version for another VRID is someone else's business).
+pub(crate) fn other_version_for(error: &DecodeError, payload: &[u8], vrid: u8) -> Option<u8> {
+    match error {
+        DecodeError::Version(version) if payload.get(1) == Some(&vrid) => Some(*version),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn ip(text: &str) -> IpAddr {
         text.parse().expect("address")
+    }
+
+    /// keepalived's default VRRPv2 advert for VRID 51 (version 2, type 1,
+    /// priority 100, one address, auth type 0, 1 s, checksum, address,
+    /// 8 bytes of authentication data): decoding refuses it for its
+    /// version, and it names our VRID.
+    #[test]
+    fn a_vrrpv2_peer_with_our_vrid_is_told_apart() {
+        let v2: [u8; 20] = [
+            0x21, 51, 100, 1, 0, 1, 0xba, 0x52, 198, 18, 0, 100, 0, 0, 0, 0, 0, 0, 0, 0,
+        ];
+        let error = super::super::Advertisement::decode(&v2, ip("198.18.0.3"), ip("224.0.0.18"))
+            .expect_err("a VRRPv2 packet");
+        assert_eq!(error, DecodeError::Version(2));
+        assert_eq!(other_version_for(&error, &v2, 51), Some(2));
+        // Another virtual router's, or another fault: not this warning.
+        assert_eq!(other_version_for(&error, &v2, 52), None);
+        assert_eq!(other_version_for(&DecodeError::Type(2), &v2, 51), None);
+        assert_eq!(other_version_for(&DecodeError::Checksum, &v2, 51), None);
+        assert_eq!(other_version_for(&error, &[0x21], 51), None);
     }
 
     #[test]

@@ -34,7 +34,7 @@ use super::{
     Machine, Settings, State,
 };
 use crate::{
-    config::VrrpConfig,
+    config::{Config, VrrpConfig},
     netlink::{Interface, InterfaceAddress, Netlink},
 };
 
@@ -152,6 +152,12 @@ pub(crate) struct Prepared {
     config: VrrpConfig,
     /// The address its adverts go from.
     local: IpAddr,
+    /// The addresses adverts never go from (see [`never_sources`]).
+    never: Vec<IpAddr>,
+    /// Whether lbd replicates its connection table with a VRRP peer (any
+    /// instance may carry it): a master steps back after a long link
+    /// outage (see [`Machine::hold_after_outages`]).
+    replicates: bool,
 }
 
 /// A running instance.
@@ -168,22 +174,48 @@ pub(crate) struct Instance {
     task: JoinHandle<()>,
     config: VrrpConfig,
     notifies: Notifies,
+    /// Where the instance records its state (see [`Record`]), for
+    /// [`Self::abandon`]'s restart record.
+    state_file: Option<PathBuf>,
 }
 
 impl Instance {
     /// Whether an instance of `config` would resume as master: its
-    /// `state_file` says this node was master less than the shortest
-    /// master-down interval any peer can run ago (lbd restarted), so the
-    /// backup has not taken over yet, whatever its priority (see
-    /// [`resume_window`]).
+    /// `state_file` holds the restart record of a master whose last advert
+    /// left less than the shortest master-down interval any peer can run
+    /// ago (lbd restarted), so the backup has not taken over yet, whatever
+    /// its priority (see [`resume_window`]).
     /// Decided once, before anything slow, and handed to [`Self::start`]:
     /// the caller starts such an instance first, while the pinned program
     /// keeps forwarding, so a slow start-up (the verifier, neighbour
     /// resolution) does not run the backup's timer out. The caller also
     /// checks that there is a pinned data plane to adopt: this looks at
     /// the state file only.
+    ///
+    /// Only a restart record ([`Self::abandon`]) resumes: a crash leaves
+    /// the record of the last advert, and resuming on it would let a crash
+    /// loop hold the addresses forever, the backup's timer reset at each
+    /// start. An lbd from before restart records left that record at a
+    /// restart too: the first restart into this one (an upgrade) does not
+    /// resume, the peer takes over, and this node, if it preempts, takes
+    /// mastership back once the peer's flows are here (with replication),
+    /// as at any start.
     pub(crate) fn resumes(config: &VrrpConfig, state_file: Option<&Path>) -> bool {
-        state_file.is_some_and(|path| was_master_within(path, config, crate::clock::monotonic_ns()))
+        let Some(path) = state_file else {
+            return false;
+        };
+        let now = crate::clock::monotonic_ns();
+        match resume_decision(read_record(path), config, now) {
+            Resumption::Resume => true,
+            Resumption::NotAfterCrash => {
+                warn!(
+                    vrid = config.vrid,
+                    "VRRP: was master until moments ago, but the last lbd did not stop for a restart (it crashed, or predates restart records): not resuming; the peer takes over"
+                );
+                false
+            }
+            Resumption::No => false,
+        }
     }
 
     /// The checks an instance of `config` must pass on `interface` before
@@ -192,8 +224,11 @@ impl Instance {
     /// address to send adverts from. Only reads the interface: the caller
     /// runs it before it loads or attaches anything, so a refused instance
     /// leaves the node as it found it.
+    /// `lbd` is the whole config: the other instances' addresses and the
+    /// VIPs are never sources either (see [`never_sources`]).
     pub(crate) async fn prepare(
         config: VrrpConfig,
+        lbd: &Config,
         interface: &Interface,
         netlink: &Netlink,
     ) -> anyhow::Result<Prepared> {
@@ -203,8 +238,14 @@ impl Instance {
             .map(Family::of)
             .ok_or_else(|| anyhow!("VRRP instance {} has no address to move", config.vrid))?;
         addresses::refuse_own(interface, config.vrid, &config.addresses).await?;
-        let local = source_address(netlink, interface, &config, family).await?;
-        Ok(Prepared { config, local })
+        let never = never_sources(lbd);
+        let local = source_address(netlink, interface, family, &never).await?;
+        Ok(Prepared {
+            config,
+            local,
+            never,
+            replicates: lbd.vrrp.iter().any(|v| v.sync_peer.is_some()),
+        })
     }
 
     /// Opens the socket and starts the instance [`Self::prepare`] checked.
@@ -222,7 +263,12 @@ impl Instance {
         resume: bool,
         sync_hold: bool,
     ) -> anyhow::Result<Self> {
-        let Prepared { config, local } = prepared;
+        let Prepared {
+            config,
+            local,
+            never,
+            replicates,
+        } = prepared;
         let machine = Machine::new(settings_of(&config), local);
         if resume {
             info!(
@@ -266,10 +312,12 @@ impl Instance {
             holding: resume,
             release_failing: false,
             announcer: Announcer::default(),
-            state_file,
+            state_file: state_file.clone(),
             notifies: notifies.clone(),
             source_gone: false,
             source_checked_at: None,
+            never,
+            link: LinkWatch::default(),
         };
         info!(vrid = config.vrid, %local, priority = config.priority, "VRRP instance starting");
         let task = tokio::spawn(driver.run(
@@ -281,6 +329,7 @@ impl Instance {
             },
             resume,
             sync_hold,
+            replicates,
         ));
         Ok(Self {
             priority: priority_tx,
@@ -291,6 +340,7 @@ impl Instance {
             task,
             config,
             notifies,
+            state_file,
         })
     }
 
@@ -316,9 +366,12 @@ impl Instance {
 
     /// The interface's link came back up (tracking saw it down, then up):
     /// a master re-announces its addresses in full, since the other node
-    /// may have taken them over meanwhile (see [`Machine::link_up`]). Call
-    /// it after the priority the link brings back is set, so the advert
-    /// that goes with the announcements carries it.
+    /// may have taken them over meanwhile, or, with replication after an
+    /// outage the peer may have taken over in, steps down to backup until
+    /// the peer's flows are here (see [`Machine::link_up`]; the instance's
+    /// own checks of the link also tell it). Call it after the priority
+    /// the link brings back is set, so the advert that goes with the
+    /// announcements carries it.
     pub(crate) fn link_up(&self) {
         self.link_ups.send_modify(|ups| *ups = ups.wrapping_add(1));
     }
@@ -342,13 +395,24 @@ impl Instance {
 
     /// Stops without a word to the peer, keeping the addresses (a restart:
     /// the next lbd resumes as master if it is back in time; otherwise the
-    /// backup takes over after the master-down interval).
+    /// backup takes over after the master-down interval). A master's
+    /// state file gets the restart record the next lbd resumes on (see
+    /// [`Self::resumes`]).
     pub(crate) async fn abandon(mut self) {
         // Abort first and wait for it: dropping the stop sender while the
         // task still runs would be read as "stop" (priority 0, addresses
         // released), the opposite of what a restart wants.
         self.task.abort();
         let _ = (&mut self.task).await;
+        // Only now, with the task gone: it writes a master record with
+        // each advert.
+        if let Some(path) = &self.state_file {
+            if let Some(record) = restart_record(read_record(path)) {
+                if let Err(error) = std::fs::write(path, record.line()) {
+                    warn!(vrid = self.config.vrid, path = %path.display(), %error, "recording the VRRP restart failed: the next lbd does not resume mastership");
+                }
+            }
+        }
         info!(
             vrid = self.config.vrid,
             "VRRP instance left for the next lbd"
@@ -404,18 +468,18 @@ async fn open_socket(interface: &Interface, local: IpAddr) -> anyhow::Result<Vrr
     }
 }
 
-/// IPv4: the interface's primary address (not one of ours); IPv6: its
+/// IPv4: the interface's primary address (none of `never`); IPv6: its
 /// link-local address, as RFC 5798 wants adverts sent from.
 async fn source_address(
     netlink: &Netlink,
     interface: &Interface,
-    config: &VrrpConfig,
     family: Family,
+    never: &[IpAddr],
 ) -> anyhow::Result<IpAddr> {
     let addresses = netlink.addresses(interface.index).await?;
-    pick_source(&addresses, family, &config.addresses).ok_or_else(|| {
+    pick_source(&addresses, family, never).ok_or_else(|| {
         anyhow!(
-            "interface {} has no {} address to send VRRP adverts from",
+            "interface {} has no {} address to send VRRP adverts from (the VIPs and [[vrrp]] addresses are never one)",
             interface.name,
             match family {
                 Family::V4 => "primary IPv4",
@@ -425,10 +489,29 @@ async fn source_address(
     })
 }
 
+/// The addresses no instance sends adverts from: every `[[vrrp]]`
+/// instance's (not only its own: lbd adds them at a host prefix, /32 on
+/// IPv4, which the kernel lists as primary addresses, so an instance
+/// could otherwise pick another's VIP, one that moves to the peer with
+/// that instance, once the node's own address is renumbered or re-added
+/// after it) and every VIP lbd balances. Sorted, without repeats.
+fn never_sources(lbd: &Config) -> Vec<IpAddr> {
+    let mut never: Vec<IpAddr> = lbd
+        .vrrp
+        .iter()
+        .flat_map(|vrrp| vrrp.addresses.iter().copied())
+        .chain(lbd.vips.iter().map(|vip| vip.address))
+        .collect();
+    never.sort_unstable();
+    never.dedup();
+    never
+}
+
 /// Whether `address` may be the source of `family`'s adverts: a primary
-/// IPv4 address or an IPv6 link-local one, none of the instance's own
-/// (`vips`). One rule for the start and for every later check, so a
-/// source picked once is kept by the checks.
+/// IPv4 address or an IPv6 link-local one, none of `vips` (lbd's VIPs and
+/// every instance's addresses, see [`never_sources`]). One rule for the
+/// start and for every later check, so a source picked once is kept by
+/// the checks.
 fn may_send_from(address: &InterfaceAddress, family: Family, vips: &[IpAddr]) -> bool {
     !vips.contains(&address.address)
         && match (family, address.address) {
@@ -464,7 +547,8 @@ enum SourceCheck {
 /// address renumbered, a new MAC's EUI-64 link-local), and a send from an
 /// address the node no longer has fails, so the peer hears nothing and
 /// takes over while this node keeps the VIPs. Pure: `present` is the
-/// interface's addresses now, `vips` the instance's.
+/// interface's addresses now, `vips` those never sent from (see
+/// [`never_sources`]).
 fn check_source(current: IpAddr, present: &[InterfaceAddress], vips: &[IpAddr]) -> SourceCheck {
     let family = Family::of(&current);
     if present
@@ -539,10 +623,57 @@ struct Driver {
     /// When the source was last looked at after a failed send (see
     /// [`source_recheck_due`]).
     source_checked_at: Option<Instant>,
+    /// The addresses adverts never go from (see [`never_sources`]).
+    never: Vec<IpAddr>,
+    /// The interface's link as the checks saw it (see [`LinkWatch`]).
+    link: LinkWatch,
+}
+
+/// The interface's link as the driver's own checks (every
+/// [`ADDRESS_CHECK`]) see it, for the machine's outage rule (see
+/// [`Machine::link_up`]): when it went down, at the earliest, and that it
+/// came back even if tracking (every second) missed the outage.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct LinkWatch {
+    /// The last check that saw the link up.
+    up_at: Option<Instant>,
+    /// A check saw it down, and none up since.
+    down: bool,
+}
+
+/// What a check of the link tells the machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LinkChange {
+    /// Down, since at the earliest this (the last time it was seen up).
+    Down(Instant),
+    /// Back up after a check saw it down.
+    Up,
+}
+
+impl LinkWatch {
+    /// A check at `now` saw the link `up`: what changed.
+    fn saw(&mut self, up: bool, now: Instant) -> Option<LinkChange> {
+        if up {
+            self.up_at = Some(now);
+            std::mem::take(&mut self.down).then_some(LinkChange::Up)
+        } else if self.down {
+            None
+        } else {
+            self.down = true;
+            Some(LinkChange::Down(self.up_at.unwrap_or(now)))
+        }
+    }
+
+    /// Tracking told of the link back up at `now` (the checks may have
+    /// missed the outage, or not seen its end yet).
+    fn came_up(&mut self, now: Instant) {
+        self.up_at = Some(now);
+        self.down = false;
+    }
 }
 
 impl Driver {
-    async fn run(mut self, inputs: Inputs, resume: bool, sync_hold: bool) {
+    async fn run(mut self, inputs: Inputs, resume: bool, sync_hold: bool, replicates: bool) {
         let Inputs {
             mut priority,
             mut link_ups,
@@ -554,6 +685,10 @@ impl Driver {
         if sync_hold {
             self.machine
                 .hold_preemption(Instant::now(), PREEMPT_SYNC_HOLD);
+        }
+        // And again after a link outage the peer may have taken over in.
+        if replicates {
+            self.machine.hold_after_outages(PREEMPT_SYNC_HOLD);
         }
         let mut synced_seen = false;
         let mut link_ups_closed = false;
@@ -589,10 +724,15 @@ impl Driver {
                 _ = tokio::time::sleep_until(deadline) => self.machine.on_timer(Instant::now()),
                 _ = check.tick() => {
                     self.follow_source().await;
-                    self.follow_mac().await;
+                    let actions = self.follow_link().await;
+                    if self.stepped_back(&actions) {
+                        // Dumps counted since start cannot tell the one
+                        // after the outage: the hold runs its course.
+                        synced_seen = true;
+                    }
                     self.restore_addresses().await;
                     self.retry_release().await;
-                    Vec::new()
+                    actions
                 }
                 changed = synced.changed(), if !synced_seen => {
                     synced_seen = true;
@@ -617,7 +757,12 @@ impl Driver {
                             info!(vrid = self.config.vrid, priority = p, "VRRP priority changed");
                             actions = self.machine.set_priority(p, now);
                         }
-                        actions.extend(self.machine.link_up(now));
+                        self.link.came_up(now);
+                        let back = self.machine.link_up(now);
+                        if self.stepped_back(&back) {
+                            synced_seen = true;
+                        }
+                        actions.extend(back);
                         actions
                     }
                     Err(_) => {
@@ -653,6 +798,11 @@ impl Driver {
             Err(error) => {
                 if matches!(error, DecodeError::Checksum) {
                     self.complain(error.label(), packet.src, &error, None);
+                } else if let Some(version) =
+                    complaints::other_version_for(&error, &packet.payload, self.config.vrid)
+                {
+                    let why = format!("VRRP version {version} with our VRID {}: each router ignores the other's adverts, so both may be master; keepalived speaks version 2 unless its vrrp_instance sets `vrrp_version 3`", self.config.vrid);
+                    self.complain(error.label(), packet.src, &why, None);
                 } else {
                     debug!(vrid = self.config.vrid, src = %packet.src, %error, "malformed VRRP packet ignored");
                 }
@@ -721,7 +871,7 @@ impl Driver {
                     // An advert that did not leave tells the backup
                     // nothing: a restart must not resume mastership on it.
                     if self.send_advert(priority).await && priority > 0 {
-                        self.record_state("master");
+                        self.record_state(Recorded::Master);
                     }
                 }
                 Action::BecomeMaster => {
@@ -736,11 +886,11 @@ impl Driver {
                 Action::BecomeBackup => {
                     info!(vrid = self.config.vrid, master = ?self.machine.master_address(), "VRRP: became backup");
                     self.release_addresses().await;
-                    self.record_state("backup");
+                    self.record_state(Recorded::Backup);
                     self.notify("backup");
                 }
                 Action::BecomeInitialize => {
-                    self.record_state("stopped");
+                    self.record_state(Recorded::Stopped);
                     self.release_addresses().await;
                     self.notify("stopped");
                 }
@@ -831,7 +981,7 @@ impl Driver {
                 return false;
             }
         };
-        match check_source(current, &present, &self.config.addresses) {
+        match check_source(current, &present, &self.never) {
             SourceCheck::Keep => {
                 self.source_gone = false;
                 false
@@ -902,18 +1052,53 @@ impl Driver {
             });
     }
 
+    /// Looks at the interface's link: tells the machine of an outage and
+    /// of its end (see [`Machine::link_down`], [`Machine::link_up`]), and
+    /// follows its MAC ([`Self::follow_mac`]); what the machine decided.
+    async fn follow_link(&mut self) -> Vec<Action> {
+        let state = match self.netlink.link_state(self.interface.index).await {
+            Ok(state) => state,
+            Err(error) => {
+                debug!(vrid = self.config.vrid, %error, "reading the interface's link failed");
+                return Vec::new();
+            }
+        };
+        let now = Instant::now();
+        let actions = match state
+            .as_ref()
+            .and_then(|state| self.link.saw(state.up, now))
+        {
+            Some(LinkChange::Down(since)) => {
+                self.machine.link_down(since);
+                Vec::new()
+            }
+            Some(LinkChange::Up) => self.machine.link_up(now),
+            None => Vec::new(),
+        };
+        self.follow_mac(state.and_then(|state| state.mac));
+        actions
+    }
+
+    /// Whether `actions` (of [`Machine::link_up`]) are a master stepping
+    /// back to backup after a long outage; if so, says so.
+    fn stepped_back(&self, actions: &[Action]) -> bool {
+        let back = actions.contains(&Action::BecomeBackup);
+        if back {
+            warn!(
+                vrid = self.config.vrid,
+                hold_s = PREEMPT_SYNC_HOLD.as_secs(),
+                "VRRP: the link is back after an outage long enough for the peer to have taken over; stepping down to backup, so its connections are not cut, until its connection table is here"
+            );
+        }
+        back
+    }
+
     /// Takes the interface's MAC when it changed under lbd (a bond's
     /// `fail_over_mac`, `ip link set address`): announcements carry it, and
     /// while master the addresses are announced again at once, since the
-    /// neighbours still send the VIPs' traffic to the old MAC.
-    async fn follow_mac(&mut self) {
-        let seen = match self.netlink.link_state(self.interface.index).await {
-            Ok(state) => state.and_then(|state| state.mac),
-            Err(error) => {
-                debug!(vrid = self.config.vrid, %error, "reading the interface's MAC failed");
-                return;
-            }
-        };
+    /// neighbours still send the VIPs' traffic to the old MAC. `seen` is
+    /// the MAC the interface has now.
+    fn follow_mac(&mut self, seen: Option<[u8; 6]>) {
         let Some(mac) = crate::netlink::mac_to_follow(self.interface.mac, seen) else {
             return;
         };
@@ -1002,14 +1187,14 @@ impl Driver {
     /// advertises (centiseconds), for the next lbd after a restart (see
     /// [`resume_window`]). A tiny write to a tmpfs, once per advert while
     /// master.
-    fn record_state(&self, state: &str) {
+    fn record_state(&self, state: Recorded) {
         if let Some(path) = &self.state_file {
-            let line = format!(
-                "{state} {} {}\n",
-                crate::clock::monotonic_ns(),
-                self.machine.settings().adver_interval_cs
-            );
-            if let Err(error) = std::fs::write(path, line) {
+            let record = Record {
+                state,
+                at: crate::clock::monotonic_ns(),
+                advertised: Some(self.machine.settings().adver_interval_cs),
+            };
+            if let Err(error) = std::fs::write(path, record.line()) {
                 debug!(path = %path.display(), %error, "recording the VRRP state failed");
             }
         }
@@ -1050,24 +1235,140 @@ fn settings_of(config: &VrrpConfig) -> Settings {
     }
 }
 
-/// Whether the state file at `path` says master, written less than the
-/// resume window of an instance of `config` before `now` (see
-/// [`resume_window`]; CLOCK_MONOTONIC nanoseconds: survives the process,
-/// not a reboot, nor does /run).
-fn was_master_within(path: &Path, config: &VrrpConfig, now: u64) -> bool {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return false;
+/// What a state file records of an instance, for the next lbd (see
+/// [`Record`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Recorded {
+    /// Master: written with every advert that left. What a crash leaves,
+    /// so it never resumes (a crash loop would hold the addresses, the
+    /// backup's timer reset at each start).
+    Master,
+    /// Master until the deliberate restart that wrote it
+    /// ([`Instance::abandon`]), which kept the last advert's time: the
+    /// next lbd resumes within the window.
+    Restarting,
+    /// Backup.
+    Backup,
+    /// Stopped (stepped down, addresses released).
+    Stopped,
+}
+
+impl Recorded {
+    /// The record's first word.
+    fn word(self) -> &'static str {
+        match self {
+            Recorded::Master => "master",
+            Recorded::Restarting => "restarting",
+            Recorded::Backup => "backup",
+            Recorded::Stopped => "stopped",
+        }
+    }
+
+    /// The state a record's first word names.
+    fn parse(word: &str) -> Option<Self> {
+        [
+            Recorded::Master,
+            Recorded::Restarting,
+            Recorded::Backup,
+            Recorded::Stopped,
+        ]
+        .into_iter()
+        .find(|state| state.word() == word)
+    }
+}
+
+/// A state file's line: `<state> <at> <advertised>`, `at` the
+/// CLOCK_MONOTONIC nanoseconds it was written at (for a restart record,
+/// those of the last advert: see [`restart_record`]; survives the
+/// process, not a reboot, nor does /run), `advertised` the advert interval
+/// the instance advertised, in centiseconds (absent from the files of
+/// older lbds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Record {
+    /// What the instance was.
+    state: Recorded,
+    /// When (CLOCK_MONOTONIC ns).
+    at: u64,
+    /// The advert interval advertised (cs), if recorded.
+    advertised: Option<u16>,
+}
+
+impl Record {
+    /// Reads a state file's text; `None` if it is not a record (empty,
+    /// cut short, an unknown state, no time).
+    fn parse(text: &str) -> Option<Self> {
+        let mut words = text.split_whitespace();
+        let state = Recorded::parse(words.next()?)?;
+        let at = words.next()?.parse().ok()?;
+        // Unreadable is as absent.
+        let advertised = words.next().and_then(|cs| cs.parse().ok());
+        Some(Self {
+            state,
+            at,
+            advertised,
+        })
+    }
+
+    /// The line written to a state file.
+    fn line(&self) -> String {
+        match self.advertised {
+            Some(cs) => format!("{} {} {cs}\n", self.state.word(), self.at),
+            None => format!("{} {}\n", self.state.word(), self.at),
+        }
+    }
+}
+
+/// What a state file's record means for the next start of its instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Resumption {
+    /// A restart record within the resume window: master at once.
+    Resume,
+    /// Master within the window, but no restart record: the previous lbd
+    /// crashed (or was one that wrote none, see [`Instance::resumes`]).
+    /// Starts as the protocol says, so the peer takes over.
+    NotAfterCrash,
+    /// Anything else: starts as the protocol says.
+    No,
+}
+
+/// What `record` (a state file's, `None`: none or unreadable) means for a
+/// start of an instance of `config` at `now` (CLOCK_MONOTONIC ns): only a
+/// restart record ([`Recorded::Restarting`]) written less than the resume
+/// window ago (see [`resume_window`]) resumes. A record from the future
+/// (another boot's clock) is not trusted.
+fn resume_decision(record: Option<Record>, config: &VrrpConfig, now: u64) -> Resumption {
+    let Some(record) = record else {
+        return Resumption::No;
     };
-    let mut words = text.split_whitespace();
-    let (Some("master"), Some(at)) = (words.next(), words.next()) else {
-        return false;
-    };
-    let Ok(at) = at.parse::<u64>() else {
-        return false;
-    };
-    // Absent from the files of older lbds; unreadable is as absent.
-    let advertised = words.next().and_then(|cs| cs.parse::<u16>().ok());
-    now >= at && Duration::from_nanos(now - at) < resume_window(config, advertised)
+    let recent = now >= record.at
+        && Duration::from_nanos(now - record.at) < resume_window(config, record.advertised);
+    match record.state {
+        Recorded::Restarting if recent => Resumption::Resume,
+        Recorded::Master if recent => Resumption::NotAfterCrash,
+        _ => Resumption::No,
+    }
+}
+
+/// The record a deliberate restart leaves in place of `current` (the state
+/// file's): a master record becomes a restart record, keeping the last
+/// advert's time (the backup's master-down timer runs from it, not from
+/// the restart) and interval. Anything else (a backup, a stopped instance,
+/// nothing readable) is left as is: `None`.
+fn restart_record(current: Option<Record>) -> Option<Record> {
+    current
+        .filter(|record| record.state == Recorded::Master)
+        .map(|record| Record {
+            state: Recorded::Restarting,
+            ..record
+        })
+}
+
+/// Reads the record of the state file at `path`; `None` if there is none
+/// or it is not one.
+fn read_record(path: &Path) -> Option<Record> {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| Record::parse(&text))
 }
 
 /// How long after the last master record of a state file an instance of
@@ -1353,6 +1654,77 @@ mod tests {
         );
     }
 
+    /// Two IPv4 instances on eth0, the node's address re-added after
+    /// instance 51's VIP (a /32, which the kernel lists as primary):
+    /// instance 52 sends from the node's address, never from 51's VIP (nor
+    /// from a balanced VIP put on the interface), at start and at every
+    /// check.
+    #[test]
+    fn no_instance_sends_from_another_instance_vip() {
+        let text = "interface = \"eth0\"\n\
+            [[vip]]\naddress = \"198.18.0.100\"\nport = 80\n\
+            [[vip]]\naddress = \"198.18.0.200\"\nport = 80\n\
+            [[vrrp]]\nvrid = 51\naddresses = [\"198.18.0.100\"]\n\
+            [[vrrp]]\nvrid = 52\naddresses = [\"198.18.0.101\"]\n";
+        let config = Config::from_toml_str(text, "lbd.toml").expect("valid config");
+        let never = never_sources(&config);
+        assert_eq!(
+            never,
+            [ip("198.18.0.100"), ip("198.18.0.101"), ip("198.18.0.200")]
+        );
+        let present = [
+            on_interface("198.18.0.200", 32, false),
+            on_interface("198.18.0.100", 32, false),
+            on_interface("198.18.0.101", 32, false),
+            on_interface("198.18.0.2", 24, false),
+        ];
+        assert_eq!(
+            pick_source(&present, Family::V4, &never),
+            Some(ip("198.18.0.2"))
+        );
+        // Picked from 51's VIP (by an lbd that knew only its own), the
+        // next check moves off it.
+        assert_eq!(
+            check_source(ip("198.18.0.100"), &present, &never),
+            SourceCheck::Switch(ip("198.18.0.2"))
+        );
+        let only_vips = &present[..3];
+        assert_eq!(pick_source(only_vips, Family::V4, &never), None);
+    }
+
+    /// The checks tell the machine of an outage once, from the last time
+    /// they saw the link up, and of its end once; tracking telling of the
+    /// end first leaves the checks nothing to tell.
+    #[test]
+    fn the_link_watch_reports_an_outage_from_the_last_look_up() {
+        let t0 = Instant::now();
+        let mut watch = LinkWatch::default();
+        assert_eq!(watch.saw(true, t0), None);
+        let up = t0 + ADDRESS_CHECK;
+        assert_eq!(watch.saw(true, up), None);
+        assert_eq!(
+            watch.saw(false, up + ADDRESS_CHECK),
+            Some(LinkChange::Down(up))
+        );
+        assert_eq!(watch.saw(false, up + 2 * ADDRESS_CHECK), None);
+        assert_eq!(
+            watch.saw(true, up + 3 * ADDRESS_CHECK),
+            Some(LinkChange::Up)
+        );
+        assert_eq!(watch.saw(true, up + 4 * ADDRESS_CHECK), None);
+        // Down, then tracking tells of the end before a check sees it.
+        let later = up + 10 * ADDRESS_CHECK;
+        assert_eq!(
+            watch.saw(false, later),
+            Some(LinkChange::Down(up + 4 * ADDRESS_CHECK))
+        );
+        watch.came_up(later + ADDRESS_CHECK);
+        assert_eq!(watch.saw(true, later + 2 * ADDRESS_CHECK), None);
+        // Down from the start: from the first look.
+        let mut watch = LinkWatch::default();
+        assert_eq!(watch.saw(false, t0), Some(LinkChange::Down(t0)));
+    }
+
     /// A new MAC (link down, `ip link set address`, up) brings a new
     /// EUI-64 link-local: adverts move to it; a global address never
     /// becomes the source; while the link is down there is none.
@@ -1397,29 +1769,85 @@ mod tests {
         assert!(source_recheck_due(Some(t), t + SOURCE_RECHECK_MIN));
     }
 
+    /// What the state file at `path` means for a start at `now`.
+    fn decide(path: &Path, config: &VrrpConfig, now: u64) -> Resumption {
+        resume_decision(read_record(path), config, now)
+    }
+
+    /// Only a recent restart record resumes; the per-advert master record
+    /// a crash leaves (a panic, then systemd's restart 2 s later) does
+    /// not, nor does anything else.
     #[test]
-    fn only_a_recent_master_record_resumes() {
+    fn only_a_recent_restart_record_resumes() {
         // 1 s adverts: a window of 3 s + 1/256 s.
         let config = vrrp_config(100, "198.18.0.10");
         let at = 100 * SECOND;
-        let master = StateFile::new("master", &format!("master {at} 100\n"));
-        assert!(was_master_within(&master.0, &config, at));
-        assert!(was_master_within(&master.0, &config, at + 3 * SECOND));
-        assert!(!was_master_within(&master.0, &config, at + 4 * SECOND));
+        let restarting = StateFile::new("restarting", &format!("restarting {at} 100\n"));
+        assert_eq!(decide(&restarting.0, &config, at), Resumption::Resume);
+        assert_eq!(
+            decide(&restarting.0, &config, at + 3 * SECOND),
+            Resumption::Resume
+        );
+        assert_eq!(
+            decide(&restarting.0, &config, at + 4 * SECOND),
+            Resumption::No
+        );
         // A record from the future (another boot's clock) is not trusted.
-        assert!(!was_master_within(&master.0, &config, at - 1));
+        assert_eq!(decide(&restarting.0, &config, at - 1), Resumption::No);
+        // A crash 0.5 s after the last advert, restarted 2 s later.
+        let crashed = StateFile::new("crashed", &format!("master {at} 100\n"));
+        assert_eq!(
+            decide(&crashed.0, &config, at + 2_500_000_000),
+            Resumption::NotAfterCrash
+        );
+        assert_eq!(decide(&crashed.0, &config, at + 4 * SECOND), Resumption::No);
         for (name, text) in [
             ("backup", format!("backup {at} 100\n")),
             ("stopped", format!("stopped {at} 100\n")),
-            ("no-time", "master\n".to_owned()),
-            ("bad-time", "master soon\n".to_owned()),
+            ("no-time", "restarting\n".to_owned()),
+            ("bad-time", "restarting soon\n".to_owned()),
+            ("unknown", format!("restart {at} 100\n")),
             ("empty", String::new()),
         ] {
             let file = StateFile::new(name, &text);
-            assert!(!was_master_within(&file.0, &config, at), "{text:?}");
+            assert_eq!(decide(&file.0, &config, at), Resumption::No, "{text:?}");
         }
         let missing = Path::new("/nonexistent/lbd.vrrp-51-v4.state");
-        assert!(!was_master_within(missing, &config, at));
+        assert_eq!(decide(missing, &config, at), Resumption::No);
+    }
+
+    /// A restart turns a master record into a restart record with the
+    /// last advert's time and interval (the backup's timer runs from that
+    /// advert, not from the restart); a backup's or a stopped instance's
+    /// record, or none, stays as it is.
+    #[test]
+    fn a_restart_keeps_the_last_advert_in_its_record() {
+        let at = 100 * SECOND;
+        let master = Record::parse(&format!("master {at} 10\n"));
+        let restarting = restart_record(master).expect("a restart record");
+        assert_eq!(restarting.line(), format!("restarting {at} 10\n"));
+        assert_eq!(Record::parse(&restarting.line()), Some(restarting));
+        // An older lbd's record, without the interval, keeps none.
+        let older = restart_record(Record::parse(&format!("master {at}\n")));
+        assert_eq!(
+            older.map(|record| record.line()),
+            Some(format!("restarting {at}\n"))
+        );
+        for text in [format!("backup {at} 100"), format!("stopped {at} 100")] {
+            assert_eq!(restart_record(Record::parse(&text)), None, "{text}");
+        }
+        assert_eq!(restart_record(None), None);
+        // The record a restart writes resumes within the window; the one
+        // before it (what a crash leaves) does not.
+        let config = vrrp_config(100, "198.18.0.10");
+        assert_eq!(
+            resume_decision(master, &config, at + SECOND / 20),
+            Resumption::NotAfterCrash
+        );
+        assert_eq!(
+            resume_decision(Some(restarting), &config, at + SECOND / 20),
+            Resumption::Resume
+        );
     }
 
     /// The resume window follows the advert interval the previous lbd
@@ -1446,14 +1874,20 @@ mod tests {
             Duration::from_micros(9_011_718)
         );
         let at = 100 * SECOND;
-        let fast = StateFile::new("fast", &format!("master {at} 10\n"));
-        assert!(was_master_within(&fast.0, &config, at + SECOND / 10));
-        assert!(!was_master_within(&fast.0, &config, at + SECOND));
-        let slow = StateFile::new("slow", &format!("master {at} 300\n"));
-        assert!(was_master_within(&slow.0, &config, at + 5 * SECOND));
-        let older = StateFile::new("older", &format!("master {at}\n"));
-        assert!(was_master_within(&older.0, &config, at + SECOND));
-        assert!(!was_master_within(&older.0, &config, at + 4 * SECOND));
+        let fast = StateFile::new("fast", &format!("restarting {at} 10\n"));
+        assert_eq!(
+            decide(&fast.0, &config, at + SECOND / 10),
+            Resumption::Resume
+        );
+        assert_eq!(decide(&fast.0, &config, at + SECOND), Resumption::No);
+        let slow = StateFile::new("slow", &format!("restarting {at} 300\n"));
+        assert_eq!(
+            decide(&slow.0, &config, at + 5 * SECOND),
+            Resumption::Resume
+        );
+        let older = StateFile::new("older", &format!("restarting {at}\n"));
+        assert_eq!(decide(&older.0, &config, at + SECOND), Resumption::Resume);
+        assert_eq!(decide(&older.0, &config, at + 4 * SECOND), Resumption::No);
     }
 
     /// An instance's config: VRID 51, 1 s adverts, `priority`, moving
@@ -1490,7 +1924,7 @@ mod tests {
         let fresh = StateFile::new(
             "fresh",
             &format!(
-                "master {}
+                "restarting {}
 ",
                 now - 2_900_000_000
             ),
@@ -1500,7 +1934,7 @@ mod tests {
         let taken = StateFile::new(
             "taken",
             &format!(
-                "master {}
+                "restarting {}
 ",
                 now - 3_300_000_000
             ),
@@ -1509,13 +1943,16 @@ mod tests {
         let stale = StateFile::new(
             "stale",
             &format!(
-                "master {}
+                "restarting {}
 ",
                 now - 4 * SECOND
             ),
         );
         assert!(!Instance::resumes(&vrrp, Some(&stale.0)));
         assert!(!Instance::resumes(&vrrp, None));
+        // What a crash leaves, 2.2 s after the last advert: not resumed.
+        let crashed = StateFile::new("crashed", &format!("master {}\n", now - 2_200_000_000));
+        assert!(!Instance::resumes(&vrrp, Some(&crashed.0)));
     }
 
     /// A quick master→backup flip: the "master" command is slow, the

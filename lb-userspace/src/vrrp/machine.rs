@@ -232,6 +232,14 @@ pub struct Machine {
     /// (no replication, or the dump arrived). Never delays taking over
     /// from a master that went silent.
     sync_hold_until: Option<Instant>,
+    /// With replication (see [`Self::hold_after_outages`]), how long a
+    /// master that came back from a link outage long enough for the peer
+    /// to have taken over holds preemption for the peer's flows. `None`:
+    /// no replication, a master keeps mastership through outages.
+    outage_hold: Option<Duration>,
+    /// While the interface's link is down (see [`Self::link_down`]): the
+    /// last time it was seen up, the earliest it may have gone down.
+    link_down_since: Option<Instant>,
     counters: Counters,
 }
 
@@ -253,6 +261,8 @@ impl Machine {
             reannounced_at: None,
             refresh_at: None,
             sync_hold_until: None,
+            outage_hold: None,
+            link_down_since: None,
             counters: Counters::default(),
         }
     }
@@ -264,6 +274,17 @@ impl Machine {
     /// full dump arrived would drop the master's NAT'd connections.
     pub(crate) fn hold_preemption(&mut self, now: Instant, limit: Duration) {
         self.sync_hold_until = Some(after(now, limit));
+    }
+
+    /// With replication: a master whose link comes back after an outage
+    /// long enough for the peer to have taken over steps down to backup
+    /// and holds preemption again, for `limit`, as at start (see
+    /// [`Self::link_up`]); and while the link is down it sends no adverts,
+    /// so none leaves between the link's return and [`Self::link_up`].
+    /// Without it (this not called), a master keeps mastership through an
+    /// outage and reclaims the addresses.
+    pub(crate) fn hold_after_outages(&mut self, limit: Duration) {
+        self.outage_hold = Some(limit);
     }
 
     /// The peer's full connection-table dump arrived: preemption no
@@ -379,7 +400,7 @@ impl Machine {
                 let mut actions = Vec::new();
                 if self.adver_at.is_some_and(|at| at <= now) {
                     self.adver_at = Some(after(now, self.adver_interval()));
-                    actions.push(self.send(self.priority));
+                    actions.extend(self.advert(self.priority));
                 }
                 if let (Some(at), Some(every)) = (self.refresh_at, self.settings.announce_refresh) {
                     if at <= now {
@@ -424,10 +445,24 @@ impl Machine {
         match self.state {
             State::Master => {
                 self.adver_at = Some(after(now, self.adver_interval()));
-                vec![self.send(priority)]
+                self.advert(priority).into_iter().collect()
             }
             State::Initialize | State::Backup => Vec::new(),
         }
+    }
+
+    /// The interface's link was seen down; `since` is the last time it was
+    /// seen up, the earliest it may have gone down. An outage already
+    /// under way keeps its start. Ended by [`Self::link_up`].
+    pub(crate) fn link_down(&mut self, since: Instant) {
+        if self.link_down_since.is_none() {
+            self.link_down_since = Some(since);
+        }
+    }
+
+    /// Whether a link outage is under way (see [`Self::link_down`]).
+    pub(crate) fn link_is_down(&self) -> bool {
+        self.link_down_since.is_some()
     }
 
     /// The interface's link came back up. A master that kept its
@@ -438,12 +473,57 @@ impl Machine {
     /// So a master advertises at once and re-announces them in full
     /// ([`Action::Reclaim`]); a backup or a stopped instance has nothing
     /// to say.
+    ///
+    /// With replication ([`Self::hold_after_outages`]) and an outage seen
+    /// ([`Self::link_down`]) long enough for the peer to have taken over,
+    /// the peer holds connections this node does not have (it opened them
+    /// while master, and the sync session was cut too): taking the
+    /// addresses back would cut them. The master steps down to backup
+    /// instead, without an advert, and holds preemption again until the
+    /// peer's flows are here or the hold ends, as at start; a peer that
+    /// is not master after all is taken over from after one
+    /// Master_Down_Interval, as ever.
     pub(crate) fn link_up(&mut self, now: Instant) -> Vec<Action> {
+        let outage = self.link_down_since.take();
         if self.state != State::Master {
             return Vec::new();
         }
+        if let (Some(limit), Some(since)) = (self.outage_hold, outage) {
+            if self.peer_may_have_taken_over(since, now) {
+                return self.step_back_for_sync(now, limit);
+            }
+        }
         self.adver_at = Some(after(now, self.adver_interval()));
         vec![self.send(self.priority), Action::Reclaim]
+    }
+
+    /// Whether, with the link down from `since` (at the earliest) until
+    /// `now`, the peer may have gone a Master_Down_Interval without our
+    /// adverts: our last advert before the outage left up to one advert
+    /// interval before `since`, and the peer's interval is at least the
+    /// shortest any peer runs ([`Settings::shortest_master_down_interval`]).
+    fn peer_may_have_taken_over(&self, since: Instant, now: Instant) -> bool {
+        let silence = now
+            .saturating_duration_since(since)
+            .saturating_add(self.adver_interval());
+        silence >= self.settings.shortest_master_down_interval()
+    }
+
+    /// From master to backup after a link outage (see [`Self::link_up`]):
+    /// no advert (ours would make the peer step down, cutting its
+    /// connections), preemption held for `limit` from `now` until
+    /// [`Self::peer_synced`], and the timers of a backup just started.
+    fn step_back_for_sync(&mut self, now: Instant, limit: Duration) -> Vec<Action> {
+        self.hold_preemption(now, limit);
+        self.state = State::Backup;
+        self.adver_at = None;
+        self.refresh_at = None;
+        self.master_address = None;
+        self.master_adver_interval_cs = self.settings.adver_interval_cs;
+        self.master_down_at = Some(after(now, self.master_down_interval()));
+        self.preempt_until = self.preempt_delay_from(now);
+        self.counters.became_backup = self.counters.became_backup.saturating_add(1);
+        vec![Action::BecomeBackup]
     }
 
     /// The current state.
@@ -544,7 +624,7 @@ impl Machine {
     fn master_rx(&mut self, ad: &Advertisement, src: IpAddr, now: Instant) -> Vec<Action> {
         if ad.priority == 0 {
             self.adver_at = Some(after(now, self.adver_interval()));
-            return vec![self.send(self.priority)];
+            return self.advert(self.priority).into_iter().collect();
         }
         let wins = ad.priority > self.priority
             || (ad.priority == self.priority && address_greater(src, self.primary_address));
@@ -578,7 +658,9 @@ impl Machine {
             return Vec::new();
         }
         self.reannounced_at = Some(now);
-        vec![self.send(self.priority), Action::Reannounce]
+        self.advert(self.priority)
+            .map(|advert| vec![advert, Action::Reannounce])
+            .unwrap_or_default()
     }
 
     /// Sends an advert and becomes master (startup as owner, or the
@@ -595,7 +677,20 @@ impl Machine {
             .announce_refresh
             .map(|every| after(now, every));
         self.counters.became_master = self.counters.became_master.saturating_add(1);
-        vec![self.send(self.priority), Action::BecomeMaster]
+        let mut actions: Vec<Action> = self.advert(self.priority).into_iter().collect();
+        actions.push(Action::BecomeMaster);
+        actions
+    }
+
+    /// The advert of `priority` to send, unless the link is down with
+    /// replication on (see [`Self::hold_after_outages`]): an advert then
+    /// reaches nobody, or, sent between the link's return and
+    /// [`Self::link_up`], makes a peer that took over step down before
+    /// this node decided whether to take the addresses back. A priority-0
+    /// advert (a stop) always goes.
+    fn advert(&mut self, priority: u8) -> Option<Action> {
+        let silent = priority > 0 && self.outage_hold.is_some() && self.link_is_down();
+        (!silent).then(|| self.send(priority))
     }
 
     /// Counts an advert and returns the action to send it.
@@ -1492,6 +1587,109 @@ mod tests {
         assert_eq!(b.state(), State::Backup);
         assert_eq!(b.next_deadline(), down);
         assert_eq!(Machine::new(settings(100), ME).link_up(t0), []);
+    }
+
+    /// With replication, a master whose link was down long enough for the
+    /// peer to have taken over (and opened NAT'd connections of its own)
+    /// does not take the addresses back on link-up: silent through the
+    /// outage, it steps down to backup without an advert and holds
+    /// preemption until the peer's dump, as at start.
+    #[test]
+    fn after_a_long_outage_a_replicating_master_steps_back_for_the_peer_flows() {
+        let t0 = Instant::now();
+        let (mut m, t) = master(settings(200), t0);
+        m.hold_after_outages(PREEMPT_SYNC_HOLD);
+        let sent = m.counters().adverts_sent;
+        // Last seen up 0.5 s after the last advert.
+        let since = t + ms(500);
+        m.link_down(since);
+        assert!(m.link_is_down());
+        // Silent while down: neither the timer nor tracking (the link's
+        // weight taken, then given back before link-up) sends anything.
+        assert_eq!(m.on_timer(t + ms(1000)), []);
+        assert_eq!(m.set_priority(100, t + ms(1500)), []);
+        assert_eq!(m.on_timer(t + ms(2000)), []);
+        let back = since + ms(4_000);
+        assert_eq!(m.set_priority(200, back), []);
+        assert_eq!(m.counters().adverts_sent, sent);
+        // Back after 4 s (the peer takes over after 3.2 s at most).
+        assert_eq!(m.link_up(back), [Action::BecomeBackup]);
+        assert!(!m.link_is_down());
+        assert_eq!(m.state(), State::Backup);
+        assert!(m.holding_for_sync(back));
+        assert_eq!(m.counters().adverts_sent, sent);
+        // The peer, master now at 100, is followed until its dump arrives.
+        let last = hear_lower(&mut m, back + ms(300), back + ms(6_000));
+        assert_eq!(m.state(), State::Backup);
+        assert_eq!(m.next_deadline(), Some(last + m.master_down_interval()));
+        m.peer_synced();
+        assert_eq!(m.on_advert(&ad(100), LOWER, last + ms(1000)), []);
+        let down = last + m.master_down_interval();
+        assert_eq!(m.next_deadline(), Some(down));
+        assert_eq!(
+            m.on_timer(down),
+            [Action::SendAdvert { priority: 200 }, Action::BecomeMaster]
+        );
+        // A peer that is not master after all: taken over from after one
+        // Master_Down_Interval, the hold notwithstanding.
+        let (mut m, t) = master(settings(200), t0);
+        m.hold_after_outages(PREEMPT_SYNC_HOLD);
+        m.link_down(t);
+        let back = t + ms(5_000);
+        assert_eq!(m.link_up(back), [Action::BecomeBackup]);
+        let down = back + m.master_down_interval();
+        assert_eq!(m.next_deadline(), Some(down));
+        assert_eq!(
+            m.on_timer(down),
+            [Action::SendAdvert { priority: 200 }, Action::BecomeMaster]
+        );
+    }
+
+    /// The outage that makes a master step back: the peer may have gone
+    /// its Master_Down_Interval (at least 3 × 1 s + 1/256 s) without an
+    /// advert, counting the up to one interval between our last advert
+    /// and the link last seen up. Shorter, the master reclaims as ever;
+    /// without replication, always, and it advertises through the outage.
+    #[test]
+    fn a_short_outage_or_no_replication_keeps_mastership() {
+        let t0 = Instant::now();
+        let (mut m, t) = master(settings(200), t0);
+        m.hold_after_outages(PREEMPT_SYNC_HOLD);
+        m.link_down(t);
+        // 1 s + 2.003 s < 3.004 s.
+        let back = t + ms(2_003);
+        assert_eq!(
+            m.link_up(back),
+            [Action::SendAdvert { priority: 200 }, Action::Reclaim]
+        );
+        assert_eq!(m.state(), State::Master);
+        let (mut m, t) = master(settings(200), t0);
+        m.hold_after_outages(PREEMPT_SYNC_HOLD);
+        m.link_down(t);
+        assert_eq!(m.link_up(t + us(2_003_906)), [Action::BecomeBackup]);
+        // A second report of the same outage keeps its start.
+        let (mut m, t) = master(settings(200), t0);
+        m.hold_after_outages(PREEMPT_SYNC_HOLD);
+        m.link_down(t);
+        m.link_down(t + ms(1_500));
+        assert_eq!(m.link_up(t + ms(2_500)), [Action::BecomeBackup]);
+        // No replication: adverts go on, and the master reclaims.
+        let (mut m, t) = master(settings(200), t0);
+        m.link_down(t);
+        assert_eq!(
+            m.on_timer(t + ms(1000)),
+            [Action::SendAdvert { priority: 200 }]
+        );
+        assert_eq!(
+            m.link_up(t + ms(10_000)),
+            [Action::SendAdvert { priority: 200 }, Action::Reclaim]
+        );
+        // A backup ends the outage quietly.
+        let mut b = backup(settings(100), t0);
+        b.hold_after_outages(PREEMPT_SYNC_HOLD);
+        b.link_down(t0);
+        assert_eq!(b.link_up(t0 + ms(10_000)), []);
+        assert!(!b.link_is_down());
     }
 
     #[test]

@@ -137,7 +137,8 @@ impl Engine {
         for vrrp in &config.vrrp {
             let state_file = vrrp_state_file(&config, vrrp);
             let resumes = resumes_mastership(vrrp, state_file.as_deref(), adoptable);
-            let started = match Instance::prepare(vrrp.clone(), &interface, &netlink).await {
+            let started = match Instance::prepare(vrrp.clone(), &config, &interface, &netlink).await
+            {
                 Ok(prepared) if resumes => Instance::start(
                     prepared,
                     &interface,
@@ -257,8 +258,12 @@ impl Engine {
         }
         let adopted_macs: HashMap<IpAddr, [u8; 6]> = balancer.backend_macs().into_iter().collect();
         let node = node::NodeRuntime::start(&config, dataplane.adopted(), Instant::now());
-        let guard = crate::guard::Guard::adopt(dataplane.guard(), config.guard.clone())
+        let mut guard = crate::guard::Guard::adopt(dataplane.guard(), config.guard.clone())
             .context("reading the pinned deny/allow lists")?;
+        if dataplane.adopted() {
+            // `VIP_GUARDS` may have been made afresh under adopted flows.
+            guard.clear_of_marks(dataplane.flows().map(|(_, entry)| entry.flags));
+        }
         let mut engine = Self {
             config_path: config_path.to_owned(),
             balancer,
@@ -614,7 +619,7 @@ async fn demote_resumed(
     wait_for_notifies(&notifies, NOTIFY_GRACE).await;
     for (vrrp, start) in configs {
         let state_file = vrrp_state_file(config, &vrrp);
-        let prepared = Instance::prepare(vrrp, interface, netlink).await?;
+        let prepared = Instance::prepare(vrrp, config, interface, netlink).await?;
         *start = VrrpStart::Later(Box::new(prepared), state_file);
     }
     Ok(())
@@ -946,7 +951,11 @@ mod resume_tests {
         let vrrp = &off.vrrp[0];
         let state_file = vrrp_state_file(&off, vrrp).unwrap();
         let now = crate::clock::monotonic_ns();
-        std::fs::write(&state_file, format!("master {} 100\n", now - 500_000_000)).unwrap();
+        std::fs::write(
+            &state_file,
+            format!("restarting {} 100\n", now - 500_000_000),
+        )
+        .unwrap();
         assert!(Instance::resumes(vrrp, Some(&state_file)), "a fresh record");
 
         assert!(!pinned_dataplane_fits(&off));
