@@ -420,18 +420,24 @@ impl ChainLab {
             sh("ip", &["netns", "add", ns]);
             sh("ip", &["-n", ns, "link", "set", "lo", "up"]);
         }
-        let (a, b) = (format!("{prefix}a"), format!("{prefix}b"));
+        // Made in the namespaces themselves: nothing is ever left in the
+        // root namespace, whatever fails.
         sh(
             "ip",
-            &["link", "add", &a, "type", "veth", "peer", "name", &b],
-        );
-        sh(
-            "ip",
-            &["link", "set", &a, "netns", &lab.sender, "name", "eth0"],
-        );
-        sh(
-            "ip",
-            &["link", "set", &b, "netns", &lab.backend, "name", "eth0"],
+            &[
+                "-n",
+                &lab.sender,
+                "link",
+                "add",
+                "eth0",
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "eth0",
+                "netns",
+                &lab.backend,
+            ],
         );
         for (ns, addr) in [(&lab.sender, CHAIN_SENDER), (&lab.backend, CHAIN_BACKEND)] {
             sh(
@@ -564,8 +570,20 @@ fn lb_decap_at_tc_passes_to_the_next_tcx_program_and_pulls_long_chains() {
             }
             Ok(())
         })??;
-        std::thread::sleep(Duration::from_millis(200));
-        let counters = lb_decap::maps::Maps::borrowed(&mut maps)?.counters()?;
+        // Until the three UDP packets have passed it.
+        let mut counters = Vec::new();
+        wait_until(
+            "the program after lb-decap's to pass 3 non-tunnel packets",
+            Duration::from_secs(5),
+            || {
+                counters = lb_decap::maps::Maps::borrowed(&mut maps)
+                    .and_then(|m| m.counters())
+                    .expect("the second program's counters");
+                counters
+                    .iter()
+                    .any(|(c, v)| c.name() == "pass_not_tunnel" && *v >= 3)
+            },
+        );
         Ok(counters.into_iter().map(|(c, v)| (c.name().to_owned(), v)).collect())
         // `ebpf` drops here: the second program is detached.
     })

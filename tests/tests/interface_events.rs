@@ -205,7 +205,20 @@ fn a_deleted_interface_withdraws_at_once_and_lbd_restarts_onto_the_new_one() {
     );
 
     // What systemd does next: the unit's stop path, then lbd again.
-    let _ = lab.lbd_offline(&lb, "lbd", "--release-vips");
+    // The stop path must work after this failure too. This lab runs no
+    // BIRD (its socket is missing), so the one thing it cannot do is tell
+    // BIRD: it says so and exits 1 having done the rest; any other
+    // outcome is a broken stop path.
+    let released = lab
+        .lbd_offline(&lb, "lbd", "--release-vips")
+        .expect("lbd --release-vips");
+    let stderr = String::from_utf8_lossy(&released.stderr);
+    assert_eq!(released.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("withdrawing the BGP announcements through BIRD (the rest was done)")
+            && stderr.contains("no-bird.ctl"),
+        "lbd --release-vips fails only for the missing BIRD: {stderr}"
+    );
     lab.start_lbd_on(&lb, "lbd2", &config).expect("lbd again");
     let after = status(&lab);
     assert!(after.adopted, "the pinned maps were kept for the next lbd");

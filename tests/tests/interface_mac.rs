@@ -14,6 +14,8 @@ use lb_tests::{
 const NEW_MAC: &str = "02:42:c6:12:00:fe";
 /// What lbd must notice within (it looks at the link every second).
 const NOTICE: Duration = Duration::from_secs(10);
+/// Requests after the change, each a new connection.
+const REQUESTS: u32 = 200;
 
 /// A GET of `/` through the IPv4 VIP from the client: the backend's name.
 fn get_vip4(lab: &Lab) -> anyhow::Result<String> {
@@ -80,14 +82,20 @@ fn lbd_follows_a_mac_changed_under_it() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    // And it stays so: every request of a run is balanced.
-    let mut served = std::collections::BTreeSet::new();
-    for n in 0..20 {
+    // And it stays so: every request of a run is balanced, over both
+    // backends (each new connection's source port picks one, half and
+    // half: 200 all on one backend has odds of 2^-199).
+    let mut served = std::collections::BTreeMap::<String, u32>::new();
+    for n in 0..REQUESTS {
         let backend =
             get_vip4(&lab).unwrap_or_else(|e| panic!("request {n} after the change: {e}"));
-        served.insert(backend);
+        *served.entry(backend).or_default() += 1;
     }
-    assert!(!served.is_empty());
+    assert_eq!(
+        served.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["b1", "b2"],
+        "both backends serve after the change: {served:?}"
+    );
     let log = lab.log("lbd");
     assert!(
         log.contains("the interface's MAC changed") && log.contains(NEW_MAC),

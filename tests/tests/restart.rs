@@ -15,7 +15,9 @@ use lb_tests::{
     client::{self, KeepAlive, Timed},
     floodrun,
     lab::{in_netns, Lab, HTTP_PORT, VIP4},
-    support::{backend, lbctl_ok, lbctl_outcome, load, status, wait_health},
+    support::{
+        backend, lbctl_ok, lbctl_outcome, load, maglev_choice, sources_by_move, status, wait_health,
+    },
     synflood::SynFlood,
 };
 use lb_userspace::api::{
@@ -46,17 +48,42 @@ fn program_id(lab: &Lab) -> Option<u32> {
 /// no request fails while lbd is dead (the pinned program keeps
 /// forwarding), and every kept-alive connection stays on its backend after
 /// the restart even where Maglev would now send it to the new backend —
-/// the connection table was adopted, not rebuilt.
+/// the connection table was adopted, not rebuilt. Half the connections
+/// are opened from source ports whose Maglev pick changes when b4 joins
+/// (`sources_by_move`), so a rebuilt table would move them.
 #[test]
 fn kill_9_and_restart_keeps_forwarding_and_the_connection_table() {
     let mut lab = Lab::start(4).expect("lab");
     lab.wait_for_backends().expect("backends");
     let three = lab.lbd_config_for(&["b1", "b2", "b3"], CHECKS);
     lab.start_lbd(&three).expect("lbd");
-    let mut conns = KeepAlive::open(&lab.client.netns, IpAddr::V4(VIP4), 32).expect("open");
+    let sources = sources_by_move(&lab, 16, 16);
+    // The connections Maglev would send elsewhere once b4 joins: only the
+    // adopted connection table can keep these on their backends.
+    let moving = sources
+        .iter()
+        .filter(|from| maglev_choice(&lab, **from, 3) != maglev_choice(&lab, **from, 4))
+        .count();
+    assert_eq!(moving, 16, "held connections Maglev would move to b4");
+    let mut conns: Vec<KeepAlive> = sources
+        .iter()
+        .map(|from| {
+            KeepAlive::open_from_port(&lab.client.netns, IpAddr::V4(VIP4), from.port())
+                .expect("open")
+        })
+        .collect();
     let first: Vec<String> = conns
         .iter_mut()
-        .map(|c| c.request().expect("request"))
+        .zip(&sources)
+        .map(|(c, from)| {
+            let backend = c.request().expect("request");
+            assert_eq!(
+                backend,
+                maglev_choice(&lab, *from, 3),
+                "lbd's choice for {from} differs from the model's"
+            );
+            backend
+        })
         .collect();
     let before = status(&lab);
     assert!(!before.adopted, "a first start adopts nothing");
@@ -137,7 +164,7 @@ fn kill_9_and_restart_keeps_forwarding_and_the_connection_table() {
         "the new lbd must run its own program"
     );
     eprintln!(
-        "RELIABILITY: kill -9 lbd + restart with a 4th backend: {} requests, 0 failed, new lbd ready {:.2} s after the kill; 32 kept-alive connections, 0 moved (Maglev would have moved some to b4); {} tracked flows before, {} after; new connections after: {by_backend:?}",
+        "RELIABILITY: kill -9 lbd + restart with a 4th backend: {} requests, 0 failed, new lbd ready {:.2} s after the kill; 32 kept-alive connections, 0 moved ({moving} of them Maglev would have moved to b4); {} tracked flows before, {} after; new connections after: {by_backend:?}",
         results.len(),
         restarted.as_secs_f64(),
         before.conntrack.entries,
@@ -374,10 +401,33 @@ fn a_vip_added_to_the_file_keeps_the_connection_table_across_a_restart() {
     lab.wait_for_backends().expect("backends");
     let three = lab.lbd_config_for(&["b1", "b2", "b3"], CHECKS);
     lab.start_lbd(&three).expect("lbd");
-    let mut conns = KeepAlive::open(&lab.client.netns, IpAddr::V4(VIP4), 32).expect("open");
+    let sources = sources_by_move(&lab, 16, 16);
+    // The connections Maglev would send elsewhere once b4 joins: only the
+    // adopted connection table can keep these on their backends.
+    let moving = sources
+        .iter()
+        .filter(|from| maglev_choice(&lab, **from, 3) != maglev_choice(&lab, **from, 4))
+        .count();
+    assert_eq!(moving, 16, "held connections Maglev would move to b4");
+    let mut conns: Vec<KeepAlive> = sources
+        .iter()
+        .map(|from| {
+            KeepAlive::open_from_port(&lab.client.netns, IpAddr::V4(VIP4), from.port())
+                .expect("open")
+        })
+        .collect();
     let first: Vec<String> = conns
         .iter_mut()
-        .map(|c| c.request().expect("request"))
+        .zip(&sources)
+        .map(|(c, from)| {
+            let backend = c.request().expect("request");
+            assert_eq!(
+                backend,
+                maglev_choice(&lab, *from, 3),
+                "lbd's choice for {from} differs from the model's"
+            );
+            backend
+        })
         .collect();
     let before = status(&lab);
     assert!(!before.adopted, "a first start adopts nothing");

@@ -294,20 +294,17 @@ fn nothing_of_the_routed_lab_remains_after_drop() {
     assert!(!Path::new(&dir).exists(), "{} remains", dir.display());
 }
 
-/// Set in the child of `a_killed_runs_routed_lab_is_swept_by_the_next_one`.
+/// Set in the child run of `a_killed_runs_routed_lab_is_swept_by_the_next_one`:
+/// the same test, run again by the test itself, plays the run that is killed.
 const CHILD_ENV: &str = "LB_ROUTED_LAB_CHILD";
 
-/// Not a test by itself: the child process the sweep test kills. Builds a
-/// routed lab, prints its prefix and waits to be killed.
-#[test]
-#[ignore = "run by a_killed_runs_routed_lab_is_swept_by_the_next_one"]
-fn routed_lab_left_behind() {
-    if std::env::var_os(CHILD_ENV).is_none() {
-        return;
-    }
+/// The child's part: builds a routed lab, prints its prefix and waits to
+/// be killed (it never returns on its own before the parent kills it).
+fn be_the_killed_child() {
     let lab = routed(1);
     println!("PREFIX {}", lab.prefix);
     std::thread::sleep(Duration::from_secs(60));
+    panic!("the parent test never killed this child");
 }
 
 /// Whether `pid` is a live (not zombie) nginx.
@@ -324,11 +321,13 @@ fn nginx_alive(pid: u32) -> bool {
 #[test]
 fn a_killed_runs_routed_lab_is_swept_by_the_next_one() {
     use std::io::{BufRead as _, BufReader};
+    if std::env::var_os(CHILD_ENV).is_some() {
+        be_the_killed_child();
+    }
     let mut child = Command::new(std::env::current_exe().expect("test binary"))
         .args([
             "--exact",
-            "routed_lab_left_behind",
-            "--ignored",
+            "a_killed_runs_routed_lab_is_swept_by_the_next_one",
             "--nocapture",
         ])
         .env(CHILD_ENV, "1")

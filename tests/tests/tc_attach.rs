@@ -10,9 +10,7 @@ use std::{collections::BTreeMap, net::IpAddr, process::Command, thread, time::Du
 use lb_tests::{
     client::{self, KeepAlive},
     lab::{in_netns, Lab, VIP4, VIP6},
-    packet::{self, Flow, ACK, SYN},
     support::{assert_even_shares, load, status},
-    testbed::{vip4_tcp, Hook, TestBed},
 };
 use lb_userspace::config::Attach;
 
@@ -332,40 +330,6 @@ fn a_foreign_tcx_program_is_refused() {
     );
     hold_tx.send(()).ok();
     holder.join().expect("holder thread").expect("netns");
-}
-
-/// The program's own cost per packet at each hook on a tracked flow
-/// (BPF_PROG_TEST_RUN, 1,000,000 runs, best of 5): what the generic packet
-/// path costs at tc beside XDP. It does not include the skb the kernel
-/// builds before tc runs, which is most of tc's real extra cost. Ignored:
-/// a measurement, run it with `--ignored`.
-#[test]
-#[ignore = "a measurement"]
-fn program_cost_per_packet_xdp_vs_tc() {
-    let flow = Flow {
-        src: "198.18.0.10".parse().expect("addr"),
-        dst: VIP4.into(),
-        sport: 40_000,
-        dport: 80,
-    };
-    let syn = packet::tcp(&flow, SYN, None, b"");
-    let ack = packet::tcp(&flow, ACK, None, b"GET / HTTP/1.1");
-    for hook in Hook::ALL {
-        let mut bed = TestBed::with_hook(&[vip4_tcp()], hook).expect("test bed");
-        bed.run(&syn).expect("SYN");
-        let best = (0..5)
-            .map(|_| {
-                let (raw, _, per_run) = bed.run_repeated(&ack, 1_000_000).expect("run");
-                assert_eq!(hook.as_xdp_action(raw).expect("verdict"), 3, "forwarded");
-                per_run
-            })
-            .min()
-            .expect("five runs");
-        eprintln!(
-            "COST {hook:?}: tracked flow {} ns per packet",
-            best.as_nanos()
-        );
-    }
 }
 
 /// SIGTERM leaves the tc program forwarding on its pinned link; `lbd

@@ -562,19 +562,3 @@ fn shares_counts_fractions() {
     assert!((s[&1] - 0.5).abs() < 1e-12);
     assert!((s[&2] - 0.25).abs() < 1e-12);
 }
-
-#[test]
-#[ignore = "timing; run with --release -- --ignored --nocapture"]
-fn build_time_1000_backends() {
-    let ks = keys(1000);
-    let bs = backends(&ks, |_| 1);
-    let runs = 50;
-    let mut best = std::time::Duration::MAX;
-    for _ in 0..runs {
-        let start = std::time::Instant::now();
-        let table = build_table(&bs, M).expect("valid input");
-        best = best.min(start.elapsed());
-        std::hint::black_box(table);
-    }
-    println!("build 1000 backends at {M}: best of {runs} {best:?}");
-}

@@ -182,13 +182,14 @@ impl DecapLab {
     /// the backend's routes back to the clients through the balancer.
     fn wire(&self) -> anyhow::Result<()> {
         let (lb, be) = (self.balancer.as_str(), self.backend.as_str());
-        let (a, b) = (format!("{}a", self.prefix), format!("{}b", self.prefix));
-        run(
-            "ip",
-            &["link", "add", &a, "type", "veth", "peer", "name", &b],
+        // Made in the namespaces themselves: nothing is ever left in the
+        // root namespace, whatever fails.
+        ip(
+            lb,
+            &[
+                "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", be,
+            ],
         )?;
-        run("ip", &["link", "set", &a, "netns", lb, "name", "eth0"])?;
-        run("ip", &["link", "set", &b, "netns", be, "name", "eth0"])?;
         for (ns, v4, v6) in [(lb, BALANCER4, BALANCER6), (be, BACKEND4, BACKEND6)] {
             ip(ns, &["addr", "add", &format!("{v4}/24"), "dev", "eth0"])?;
             ip(

@@ -98,8 +98,9 @@ pub(crate) fn run_case(
     out
 }
 
-/// A refusal: `verdict` and `counter` (as `run_case`), the frame unchanged;
-/// skipped at tc for a frame the kernel refuses to make an skb of.
+/// A refusal: `verdict` and `counter` (as `run_case`), the frame unchanged.
+/// At tc, a frame the kernel refuses to make an skb of must be refused by
+/// the test run itself (the program never sees it: no counter moves).
 pub(crate) fn assert_refused(
     bed: &mut DecapBed,
     what: &str,
@@ -108,6 +109,16 @@ pub(crate) fn assert_refused(
     counter: DecapCounter,
 ) {
     if bed.hook == Hook::Tc && skb_refuses(frame) {
+        let before = bed.counters().expect("counters");
+        assert!(
+            bed.run(frame).is_err(),
+            "{what} (Tc): the kernel took a frame it refuses to make an skb of"
+        );
+        assert_eq!(
+            bed.counters().expect("counters"),
+            before,
+            "{what} (Tc): a counter moved for a frame the program never saw"
+        );
         return;
     }
     let out = run_case(bed, what, frame, verdict, counter);

@@ -92,6 +92,27 @@ fn mac_of(node: &lb_tests::lab::Host) -> String {
         .to_owned()
 }
 
+/// `aa:bb:..` as bytes.
+fn mac_bytes(text: &str) -> [u8; 6] {
+    let bytes: Vec<u8> = text
+        .split(':')
+        .map(|b| u8::from_str_radix(b, 16).expect("a MAC byte"))
+        .collect();
+    bytes.try_into().expect("six bytes")
+}
+
+/// Whether `frame` is a gratuitous ARP (sender = target = the IPv4 VIP)
+/// from `mac`, as lbd announces the VIP.
+fn is_gratuitous_arp_for_vip(frame: &[u8], mac: [u8; 6]) -> bool {
+    let vip = VIP4.octets();
+    frame.len() >= 42
+        && frame[6..12] == mac
+        && frame[12..14] == [0x08, 0x06]
+        && frame[22..28] == mac
+        && frame[28..32] == vip
+        && frame[38..42] == vip
+}
+
 /// A master whose link goes down keeps its mastership (it hears no one)
 /// and its IPv4 VIP; the backup takes over meanwhile and announces the VIP
 /// with its own MAC. When the link comes back, the master's advert makes
@@ -182,6 +203,13 @@ fn a_master_refreshes_its_announcements_on_its_own() {
         |config: String| config.replace("[[vrrp]]\n", "[[vrrp]]\nannounce_refresh_ms = 1000\n");
     let config_a = refreshing(lab.ha_config(&a, &b, &["b1"], 150, true).expect("config"));
     let config_b = lab.ha_config(&b, &a, &["b1"], 100, true).expect("config");
+    // The client hears lb's gratuitous ARPs for the VIP from the start.
+    let client_if = lab.ifindex(&lab.client, "eth0").expect("client's eth0");
+    let arps = lb_tests::lab::in_netns(&lab.client.netns, move || {
+        lb_tests::packet_socket::PacketSocket::bind(client_if)
+    })
+    .expect("in the client's namespace")
+    .expect("a packet socket on the client's eth0");
     lab.start_lbd_on(&a, "lbd-a", &config_a).expect("lbd on lb");
     lab.start_lbd_on(&b, "lbd-b", &config_b)
         .expect("lbd on lb2");
@@ -194,8 +222,23 @@ fn a_master_refreshes_its_announcements_on_its_own() {
     assert_eq!(code, 200);
     let mac_a = mac_of(&a);
     assert_eq!(client_neighbour_mac(&lab), mac_a);
-    // The takeover's three rounds (1 s apart) are over.
-    std::thread::sleep(Duration::from_millis(2_500));
+    // The takeover's three rounds (1 s apart, `announce_count = 3`) are
+    // over: the client heard all three, so the entry set astray below can
+    // only be put back by the refresh.
+    let announced = mac_bytes(&mac_a);
+    let mut heard = 0;
+    lb_tests::support::wait_until(
+        "the client to hear the takeover's 3 gratuitous ARPs",
+        Duration::from_secs(5),
+        || {
+            while let Some(received) = arps.recv().expect("receiving") {
+                if is_gratuitous_arp_for_vip(&received.frame, announced) {
+                    heard += 1;
+                }
+            }
+            heard >= 3
+        },
+    );
 
     for _ in 0..2 {
         ip(&[
