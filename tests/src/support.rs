@@ -165,9 +165,16 @@ pub fn backend(status: &Status, address: &str) -> BackendStatus {
         .expect("backend in status")
 }
 
-/// Node counter `name` (0 when absent).
+/// Node counter `name`; panics naming it when the status has no such
+/// counter (a renamed or lost counter must not read as zero, which would
+/// pass every "nothing dropped" check).
 pub fn counter(status: &Status, name: &str) -> u64 {
-    status.counters.get(name).copied().unwrap_or(0)
+    status.counters.get(name).copied().unwrap_or_else(|| {
+        panic!(
+            "no node counter {name} in the status: {:?}",
+            status.counters.keys().collect::<Vec<_>>()
+        )
+    })
 }
 
 /// Node counter `name` grown from `before` to `after`.
@@ -180,8 +187,11 @@ pub fn grown(before: &Status, after: &Status, name: &str) -> u64 {
 pub fn deltas<'a>(before: &Status, after: &'a Status) -> BTreeMap<&'a str, u64> {
     after
         .counters
-        .keys()
-        .map(|k| (k.as_str(), grown(before, after, k)))
+        .iter()
+        .map(|(k, v)| {
+            let was = before.counters.get(k).copied().unwrap_or(0);
+            (k.as_str(), v.saturating_sub(was))
+        })
         .filter(|(_, v)| *v != 0)
         .collect()
 }

@@ -22,12 +22,12 @@ use lb_userspace::bgp::{Opened, StartupStatus};
 
 /// BGP hold time of the example configs (BFD is faster where it works).
 const HOLD_TIME: Duration = Duration::from_secs(3);
-/// A withdrawal faster than this is not the hold timer's: with keepalives
-/// every second and a 3 s hold time, the hold timer notices a cut link 2 s
-/// after it at the earliest. BFD (3 × 100 ms) is much faster; the margin
-/// is for the processes and the polling a loaded machine adds to the
-/// measured gap. (The cause itself is read from BIRD: `last_error`.)
-const BFD_LIMIT: Duration = Duration::from_millis(1_800);
+/// A liveness bound, not a target: a withdrawal that has not happened
+/// within ten hold times is not going to. What withdrew a node (BFD, a
+/// closed connection, not the hold timer) is read from BIRD's
+/// `last_error`; how long it took is only reported (timing targets live
+/// in the benchmarks).
+const WITHDRAWAL_LIVENESS: Duration = Duration::from_secs(10 * HOLD_TIME.as_secs());
 
 fn v4() -> IpAddr {
     IpAddr::V4(VIP4)
@@ -266,16 +266,38 @@ fn assert_nothing_broke(outcome: &Outcome) {
 fn a_node_whose_lbd_and_bird_die_is_withdrawn_and_no_stream_breaks() {
     let mut lab = lab(3, 0);
     let mut gap = Duration::ZERO;
+    let mut sessions = String::new();
     let outcome = across(&mut lab, 24, Some(2), |lab| {
         let killed = Instant::now();
         lab.kill_node(2).expect("kill");
         gap = killed.elapsed()
             + lab
-                .wait_routed_over(2, false, HOLD_TIME * 2)
+                .wait_routed_over(2, false, WITHDRAWAL_LIVENESS)
                 .expect("withdrawal");
+        // Read at once: the sessions' next attempts may replace the error.
+        sessions = lab
+            .router_bird()
+            .birdc(&["show", "protocols", "all"])
+            .expect("birdc");
     });
     report("lbd+BIRD killed", "withdrawn after", gap, &outcome);
-    assert!(gap <= HOLD_TIME, "withdrawn only after {gap:?}");
+    // The dead BIRD's connections closed (the kernel ends a killed
+    // process's sockets) or BFD saw the node go: either takes the session
+    // down at once; the hold timer (3 s) is what a node that went quiet
+    // without either would wait for.
+    for vip in [v4(), v6()] {
+        let neighbor = lab.hop_of(2, vip);
+        let error = last_error(&sessions, neighbor);
+        println!("BGP LAB: lbd+BIRD killed: the router's session with {neighbor} went down for {error:?}");
+        assert!(
+            error.as_deref().is_some_and(|e| {
+                e.contains("Connection closed")
+                    || e.contains("Connection reset")
+                    || e.contains("BFD session down")
+            }),
+            "the router's session with {neighbor} went down for {error:?}, not its peer's end or BFD:\n{sessions}"
+        );
+    }
     assert!(outcome.on_lost_node > 0, "no stream was on the killed node");
     assert!(outcome.moved >= outcome.on_lost_node);
     assert_nothing_broke(&outcome);
@@ -291,7 +313,7 @@ fn a_node_that_loses_its_link_is_withdrawn_and_no_stream_breaks() {
         lab.set_link(1, false).expect("link down");
         gap = cut.elapsed()
             + lab
-                .wait_routed_over(1, false, HOLD_TIME * 2)
+                .wait_routed_over(1, false, WITHDRAWAL_LIVENESS)
                 .expect("withdrawal");
         // Read at once: the sessions' next attempts may replace the error.
         sessions = lab
@@ -311,7 +333,6 @@ fn a_node_that_loses_its_link_is_withdrawn_and_no_stream_breaks() {
             "the router's session with {neighbor} went down for {error:?}, not BFD:\n{sessions}"
         );
     }
-    assert!(gap < BFD_LIMIT, "withdrawn only after {gap:?}");
     assert!(outcome.on_lost_node > 0, "no stream was on the cut node");
     assert_nothing_broke(&outcome);
 }

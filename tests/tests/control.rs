@@ -19,9 +19,15 @@ use lb_tests::{
     lab::{Lab, VIP4},
     support::{backend, ip, lbctl_in_background, lbctl_ok, lbctl_outcome, status},
 };
-use lb_userspace::api::schema::{BackendState, HealthStatus, Status};
+use lb_userspace::api::schema::{BackendState, BackendStatus, HealthStatus, Status};
 
 const VIP: &str = "198.18.0.100:80/tcp";
+/// A liveness bound for the detection test, not a target (how long
+/// detection takes is reported; timing targets live in the benchmarks):
+/// ten times the nominal 400 ms of [`DETECTION_CHECKS`]. It tells
+/// "marked down by its checks" from "never"; the cause is asserted from
+/// the check's own status.
+const DETECTION_LIVENESS: Duration = Duration::from_millis(10 * 400);
 /// HTTP checks that a loaded 2-core machine cannot fail by delaying a
 /// probe or two (500 ms to answer, 3 failures in a row): a healthy
 /// backend taken out would move or break the kept-alive connections the
@@ -82,7 +88,7 @@ fn start_with(backends: usize, serving: &[&str], checks: &str) -> Lab {
 }
 
 #[test]
-fn a_dead_backend_is_taken_out_within_fall_times_interval() {
+fn a_dead_backend_is_taken_out_after_fall_failed_checks() {
     let mut lab = start_with(3, &["b1", "b2", "b3"], DETECTION_CHECKS);
     let stop = Arc::new(AtomicBool::new(false));
     let netns = lab.client.netns.clone();
@@ -93,21 +99,35 @@ fn a_dead_backend_is_taken_out_within_fall_times_interval() {
         })
     };
     thread::sleep(Duration::from_millis(500));
+    let refused = |b2: &BackendStatus| {
+        b2.check
+            .as_ref()
+            .and_then(|c| c.failures_by_reason.get("refused").copied())
+            .unwrap_or(0)
+    };
+    let refused_before = refused(&backend(&status(&lab), "198.18.0.12"));
     let signalled = Instant::now();
     lab.terminate("nginx-b2").expect("stop nginx in b2");
     // From nginx gone (terminate waits for it to exit), not from the signal:
     // its shutdown on a loaded machine is not lbd's detection time.
     let stopped = Instant::now();
-    let detected = loop {
-        if backend(&status(&lab), "198.18.0.12").health == HealthStatus::Down {
-            break stopped.elapsed();
+    let (detected, b2_down) = loop {
+        let b2 = backend(&status(&lab), "198.18.0.12");
+        if b2.health == HealthStatus::Down {
+            break (stopped.elapsed(), b2);
         }
         assert!(
-            stopped.elapsed() < Duration::from_secs(10),
-            "b2 never marked down"
+            stopped.elapsed() < DETECTION_LIVENESS,
+            "b2 not marked down {DETECTION_LIVENESS:?} after nginx stopped: {b2:?}"
         );
         thread::sleep(Duration::from_millis(20));
     };
+    // The cause: b2's own checks, refused fall (3) times in a row.
+    let check = b2_down.check.as_ref().expect("b2's check status");
+    assert!(
+        check.consecutive_failures >= 3 && refused(&b2_down) >= refused_before + 3,
+        "b2 marked down without fall (3) refused checks: {check:?}"
+    );
     thread::sleep(Duration::from_millis(1000));
     stop.store(true, Ordering::Relaxed);
     let results = load.join().expect("load thread").expect("load");
@@ -130,14 +150,6 @@ fn a_dead_backend_is_taken_out_within_fall_times_interval() {
         failed_during.len(),
         failed_after.len(),
         after
-    );
-    // The nominal 400 ms plus 1.6 s of slack for the status poll and a
-    // busy 2-core machine. A check that never marks down fails the 10 s
-    // loop above; one that ignored this VIP's fast settings for the 2 s
-    // default interval would need at least 2 × 2 s.
-    assert!(
-        detected <= Duration::from_millis(400 + 1600),
-        "detection took {detected:?}"
     );
     assert!(after > 10, "too few requests after detection to judge");
     assert!(

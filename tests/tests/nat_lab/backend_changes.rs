@@ -3,8 +3,10 @@
 //! connections reach the added backend and avoid the drained one.
 
 use std::{
+    io::{BufRead, BufReader},
     net::IpAddr,
     process::Stdio,
+    sync::{Arc, Mutex},
     thread,
     time::{Duration, Instant},
 };
@@ -14,7 +16,7 @@ use lb_tests::{
     lab::{HTTP_PORT, ROUTED_BACKEND_PORT, VIP4},
     support::{lbctl_command, lbctl_ok, vip_status, wait_until},
 };
-use lb_userspace::api::schema::HealthStatus;
+use lb_userspace::api::schema::{BackendState, HealthStatus};
 
 use crate::{
     observe::status,
@@ -129,14 +131,56 @@ fn backend_changes(attach: &str) {
     .stdout(Stdio::piped())
     .spawn()
     .expect("lbctl drain --wait");
-    thread::sleep(Duration::from_millis(1500));
+    // Its progress lines, as it prints them.
+    let printed = Arc::new(Mutex::new(Vec::<String>::new()));
+    let reader = {
+        let stdout = waiting.stdout.take().expect("lbctl stdout");
+        let printed = Arc::clone(&printed);
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                printed.lock().expect("lines").push(line);
+            }
+        })
+    };
+    let b1_address = IpAddr::V4(b1.ipv4);
+    // The drain is made, and a sweep since it began counted b1's open
+    // connections.
+    wait_until(
+        "b1 draining, its flows counted since",
+        Duration::from_secs(20),
+        || {
+            vip_status(&status(&lab), vip).backends.iter().any(|b| {
+                b.address == b1_address
+                    && b.state == BackendState::Draining
+                    && !b.flows_counting
+                    && b.flows.live > 0
+            })
+        },
+    );
+    // And `drain --wait` saw that count (a look after the sweep): it must
+    // go on waiting.
+    let counted_prefix = format!("{}: ", b1.ipv4);
+    wait_until(
+        "drain --wait to print a count of b1's live flows",
+        Duration::from_secs(10),
+        || {
+            printed.lock().expect("lines").iter().any(|l| {
+                l.strip_prefix(&counted_prefix)
+                    .and_then(|rest| rest.split_once(" live flows ("))
+                    .and_then(|(n, _)| n.parse::<u64>().ok())
+                    .is_some_and(|n| n > 0)
+            })
+        },
+    );
     let still = waiting.try_wait().expect("lbctl status");
     let _ = waiting.kill();
-    let output = waiting.wait_with_output().expect("lbctl output");
+    let _ = waiting.wait();
+    reader.join().expect("lbctl reader");
     assert!(
         still.is_none(),
-        "drain --wait ended ({still:?}) while b1 held {on_b1} connections: {}",
-        String::from_utf8_lossy(&output.stdout)
+        "drain --wait ended ({still:?}) while b1 held {on_b1} connections: {:?}",
+        printed.lock().expect("lines")
     );
     let drained = burst(&lab.client.netns, vip, 400);
     assert_eq!(drained.failed, 0, "after draining b1: {:?}", drained.errors);
