@@ -355,6 +355,20 @@ const POLL_INTERVAL: Duration = Duration::from_millis(500);
 /// that as the timeout ending it.
 const UNANSWERED_PAST_DEADLINE: Duration = Duration::from_secs(60);
 
+/// How long a drain without a deadline (never cut) waits for an lbd that
+/// does not answer: such a wait has no bound of its own, and an lbd
+/// stopped for good (its socket gone) would otherwise be waited for
+/// forever; a restart is back long before.
+const LONGEST_UNANSWERED_WITHOUT_DEADLINE: Duration = Duration::from_secs(600);
+
+/// The instant a `--wait` stops waiting for an lbd that does not answer:
+/// `give_up_at` (from the drain's deadline) if there is one, else
+/// [`LONGEST_UNANSWERED_WITHOUT_DEADLINE`] after the outage began
+/// (`unanswered`; None before its first failed look).
+fn unanswered_bound(give_up_at: Option<Instant>, unanswered: Option<Instant>) -> Option<Instant> {
+    give_up_at.or_else(|| unanswered.map(|since| since + LONGEST_UNANSWERED_WITHOUT_DEADLINE))
+}
+
 /// Polls the backend until none of its flows is live while it drains
 /// (exit 0; exit 9 if it went down meanwhile: its flows were moved to
 /// other backends, not finished), the drain's timeout ended it (exit 6:
@@ -382,13 +396,24 @@ async fn wait_for_drain(
         let status = match client.vip(vip).await {
             Ok(status) => Some(status),
             Err(error) if error.exit_code() == ClientError::EXIT_NOT_FOUND => None,
-            Err(error) => match after_poll_error(&error, Instant::now(), give_up_at) {
+            Err(error) => match after_poll_error(
+                &error,
+                Instant::now(),
+                unanswered_bound(give_up_at, unanswered),
+            ) {
                 AfterPollError::KeepWaiting => {
                     note_unanswered(&error, &mut unanswered, "the drain");
                     tokio::time::sleep(POLL_INTERVAL).await;
                     continue;
                 }
-                end => return Err(wait_failed((vip, backend), &error, end, unanswered)),
+                end => {
+                    return Err(wait_failed(
+                        (vip, backend),
+                        &error,
+                        end,
+                        (unanswered, give_up_at),
+                    ))
+                }
             },
         };
         unanswered = None;
@@ -477,9 +502,13 @@ fn wait_failed(
     (vip, backend): (VipId, IpAddr),
     error: &ClientError,
     end: AfterPollError,
-    unanswered: Option<Instant>,
+    (unanswered, deadline): (Option<Instant>, Option<Instant>),
 ) -> Failure {
     let why = match (end, unanswered) {
+        (AfterPollError::OutOfTime, Some(since)) if deadline.is_none() => format!(
+            "lbd has not answered for {} s (the drain has no deadline): {error}",
+            since.elapsed().as_secs()
+        ),
         (AfterPollError::OutOfTime, Some(since)) => format!(
             "lbd has not answered for {} s, and the drain's deadline passed more than {} s ago: {error}",
             since.elapsed().as_secs(),
@@ -669,13 +698,57 @@ mod tests {
             (vip, "198.18.0.11".parse().unwrap()),
             &error,
             AfterPollError::OutOfTime,
-            Some(Instant::now()),
+            (Some(Instant::now()), Some(Instant::now())),
         );
         assert_eq!(failure.code, ClientError::EXIT_OTHER);
         assert!(
             failure.message.contains("deadline passed")
                 && failure.message.contains("the drain was made")
                 && failure.message.contains("lbd is not running"),
+            "{}",
+            failure.message
+        );
+    }
+
+    /// A drain without a deadline (never cut) has no bound of its own: an
+    /// lbd that stops answering (stopped for good, its socket gone) is
+    /// waited for a while, not forever.
+    #[test]
+    fn a_drain_without_a_deadline_waits_for_an_unanswering_lbd_only_so_long() {
+        let error = ClientError::NotRunning {
+            path: "/run/lbd/lbd.sock".into(),
+        };
+        let now = Instant::now();
+        let since = now - LONGEST_UNANSWERED_WITHOUT_DEADLINE;
+        assert_eq!(
+            after_poll_error(&error, now, unanswered_bound(None, None)),
+            AfterPollError::KeepWaiting,
+            "the first failed look starts the outage"
+        );
+        assert_eq!(
+            after_poll_error(&error, now, unanswered_bound(None, Some(now))),
+            AfterPollError::KeepWaiting
+        );
+        assert_eq!(
+            after_poll_error(&error, now, unanswered_bound(None, Some(since))),
+            AfterPollError::OutOfTime
+        );
+        // A deadline bounds the wait itself, however long the outage.
+        let later = now + Duration::from_secs(3600);
+        assert_eq!(
+            after_poll_error(&error, now, unanswered_bound(Some(later), Some(since))),
+            AfterPollError::KeepWaiting
+        );
+        let vip: VipId = "198.18.0.100:80/tcp".parse().unwrap();
+        let failure = wait_failed(
+            (vip, "198.18.0.11".parse().unwrap()),
+            &error,
+            AfterPollError::OutOfTime,
+            (Some(since), None),
+        );
+        assert!(
+            failure.message.contains("no deadline")
+                && failure.message.contains("the drain was made"),
             "{}",
             failure.message
         );
