@@ -129,10 +129,12 @@ pub enum Counter {
     /// came (idle past the half-open timeout).
     ConntrackHalfOpenExpired = 34,
     /// Verdict: dropped, a routed (NAT) packet larger than its route's
-    /// MTU that may not be answered with ICMP fragmentation-needed: IPv4
-    /// without DF (the data plane cannot fragment it), or an ICMP error
-    /// (never an error about an error). A too-big packet with DF, or any
-    /// IPv6 one, is answered instead (`SentIcmpTooBig`).
+    /// MTU, or a tunnelled VIP's (`Mode::Ipip` / `Mode::Gue`) that would
+    /// exceed it once encapsulated, that may not be answered with ICMP
+    /// fragmentation-needed: IPv4 without DF (NAT: the data plane cannot
+    /// fragment it), or an ICMP error (never an error about an error). A
+    /// too-big packet with DF, or any IPv6 one, is answered instead
+    /// (`SentIcmpTooBig`).
     DropTooBig = 35,
     /// Verdict: dropped, an IPv4 fragment or IPv6 packet with a fragment
     /// header addressed to a VIP or NAT address (`SERVICE_ADDRS`): it has

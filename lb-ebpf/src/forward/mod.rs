@@ -3,9 +3,10 @@
 //! packets meet them in the connection table), then hand the packet to its
 //! forwarding mode (one module per mode: `dsr_l2`, `nat`, `tunnel` for
 //! IPIP and GUE); a packet for no VIP may still be a backend's reply to a
-//! NAT'd flow. A NAT or tunnelled VIP's packet whose transport header lies
-//! past what those modes read goes up the stack after the lists, before
-//! the limits (`past_what_is_read`).
+//! NAT'd flow (only in a frame addressed to this node, as a VIP's). A
+//! NAT or tunnelled VIP's packet whose transport header lies past what
+//! those modes read goes up the stack after the lists, before the limits
+//! (`past_what_is_read`).
 
 mod dsr_l2;
 pub mod tunnel;
@@ -110,7 +111,7 @@ fn balance_in_frame<C: Hook>(ctx: &C, state: *mut PacketState) -> Outcome {
         Err(reason) => return reason.into(),
     };
     let Some(vip) = lookup::vip_of(&packet.key) else {
-        return not_for_a_vip(&packet);
+        return not_for_a_vip(ctx, &packet);
     };
     if !to_this_node(ctx) {
         // A frame for another host's MAC that a switch flooded here (a
@@ -226,11 +227,18 @@ fn backend_of(
 }
 
 /// A packet for no VIP: a reply of a NAT'd flow when some VIP is in NAT
-/// mode (one array read decides, so DSR-only nodes pass it up as before).
+/// mode (one array read decides, so DSR-only nodes pass it up as before)
+/// and the frame is addressed to this node. One for another host's MAC (a
+/// switch flooding a backend's reply meant for the VRRP master to the
+/// backup, which holds the replicated translations) is that host's to
+/// translate: passed up untouched as a VIP's would be (the kernel drops
+/// it as another host's), its entries neither read nor touched.
 #[inline(always)]
-fn not_for_a_vip(packet: &parse::Packet) -> Outcome {
+fn not_for_a_vip<C: Hook>(ctx: &C, packet: &parse::Packet) -> Outcome {
     match CONFIG.get(0) {
-        Some(config) if config.flags & CONFIG_F_NAT != 0 => nat::queue(packet, None),
+        Some(config) if config.flags & CONFIG_F_NAT != 0 && to_this_node(ctx) => {
+            nat::queue(packet, None)
+        }
         _ => Counter::PassNotVip.into(),
     }
 }

@@ -46,10 +46,12 @@ fn icmp_error(router: &str, sent: &[u8]) -> Vec<u8> {
 fn icmp_error_of(kind: Kind, router: &str, sent: &[u8]) -> Vec<u8> {
     let headers = PacketHeaders::from_ethernet_slice(sent).expect("parse");
     let quote = &sent[14..];
-    let eth = PacketBuilder::ethernet2(
-        [0x02, 0, 0, 0, 0xfe, 0xfe],
-        sent[6..12].try_into().expect("mac"),
-    );
+    // To this node's MAC (`LbConfig::iface_mac`, `IN_MAC`), as every
+    // frame the bed crafts on either interface: lbd runs on one
+    // interface and translates only frames addressed to it; one for
+    // another MAC is another host's, passed up
+    // (`translation::a_reply_for_another_hosts_mac_is_left_alone`).
+    let eth = PacketBuilder::ethernet2([0x02, 0, 0, 0, 0xfe, 0xfe], IN_MAC);
     let mut out = Vec::new();
     match headers.net {
         Some(NetHeaders::Ipv4(ip, _)) => {

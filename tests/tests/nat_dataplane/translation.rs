@@ -295,6 +295,82 @@ fn vlan_tags_stay_on_the_same_interface(hook: Hook) {
     });
 }
 
+/// A backend's reply in a frame for another host's MAC (a switch
+/// flooding the reply meant for the VRRP master to the backup, which holds
+/// the replicated translation) is that host's to translate: passed up
+/// untouched (`PassNotVip`, as a VIP's packet for another MAC is; the
+/// kernel drops it as another host's), both entries as they were (flags,
+/// last seen, next hop), nothing sent to the client. The same frame
+/// addressed to this node is translated back as ever.
+fn a_reply_for_another_hosts_mac_is_left_alone(hook: Hook) {
+    in_netns(hook, vips(), |bed| {
+        for (vip, nat) in [(VIP4, NAT4), (VIP6, NAT6)] {
+            let flow = client_flow(vip, 80, 40_006);
+            let key = flow_key(&flow, Protocol::Tcp);
+            let (verdict, _) = bed
+                .run_on(bed.in_if, &packet::tcp(&flow, SYN, None, b""))
+                .expect("syn");
+            assert_eq!(verdict, bed.verdicts.redirect, "{vip}: SYN");
+            let before = entries(bed, &key);
+            let (forward, _, reply) = before;
+            assert_eq!(reply.flags & NAT_F_REPLIED, 0);
+            let back = Flow {
+                src: words_to_addr(forward.dst, key.family),
+                dst: addr(nat),
+                sport: BACKEND_PORT,
+                dport: u16::from_be(forward.sport),
+            };
+            let syn_ack = Tcp {
+                syn: true,
+                ack: true,
+                ..Tcp::default()
+            };
+            let ours = packet::tcp(&back, syn_ack, None, b"answer");
+            let mut foreign = ours.clone();
+            foreign[..6].copy_from_slice(&[0x02, 0, 0, 0, 0x0e, 0x07]);
+            let passed = counter(bed, Counter::PassNotVip);
+            let hits = counter(bed, Counter::NatHit);
+            let replies = counter(bed, Counter::ForwardedNatReply);
+            let (verdict, out) = bed.run_on(bed.out_if, &foreign).expect("test run");
+            assert_eq!(verdict, bed.verdicts.pass, "{vip}: passed up");
+            assert_eq!(out, foreign, "{vip}: untouched");
+            assert_eq!(counter(bed, Counter::PassNotVip), passed + 1, "{vip}");
+            assert_eq!(counter(bed, Counter::NatHit), hits, "{vip}");
+            assert_eq!(counter(bed, Counter::ForwardedNatReply), replies, "{vip}");
+            assert_eq!(
+                entries(bed, &key),
+                before,
+                "{vip}: the entries are not touched"
+            );
+
+            let (verdict, out) = bed.run_on(bed.out_if, &ours).expect("test run");
+            assert_eq!(verdict, bed.verdicts.redirect, "{vip}: translated");
+            check(
+                &out,
+                &Expected {
+                    smac: IN_MAC,
+                    dmac: CLIENT_MAC,
+                    src: addr(vip),
+                    dst: flow.src,
+                    sport: 80,
+                    dport: flow.sport,
+                    ttl: 63,
+                    udp_zero: false,
+                },
+            );
+            assert_eq!(counter(bed, Counter::PassNotVip), passed + 1, "{vip}");
+            assert_eq!(counter(bed, Counter::NatHit), hits + 1, "{vip}");
+            assert_eq!(
+                counter(bed, Counter::ForwardedNatReply),
+                replies + 1,
+                "{vip}"
+            );
+            let (_, _, reply) = entries(bed, &key);
+            assert_ne!(reply.flags & NAT_F_REPLIED, 0, "{vip}: the reply seen");
+        }
+    });
+}
+
 /// A SYN on a translation whose connection closed starts it afresh: same
 /// source port, the forward entry back to SYN, the reply entry cleared.
 fn a_syn_reuses_a_closed_translation(hook: Hook) {
@@ -395,6 +471,7 @@ lb_tests::on_both_hooks!(
     udp_v6_new_tracked_and_reply,
     vlan_tags_come_off_on_another_interface,
     vlan_tags_stay_on_the_same_interface,
+    a_reply_for_another_hosts_mac_is_left_alone,
     a_syn_reuses_a_closed_translation,
     a_syn_after_the_backends_reset_starts_afresh,
 );

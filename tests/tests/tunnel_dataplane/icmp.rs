@@ -1,5 +1,6 @@
 //! ICMP on the tunnel path: an error about a flow goes wrapped to its
-//! backend; a packet too big for the path once wrapped is answered with
+//! backend (dropped as too big when it would not fit once wrapped); a
+//! packet too big for the path once wrapped is answered with
 //! fragmentation needed / packet too big (path MTU discovery works), one
 //! that just fits is wrapped, and at tc a GRO'd skb is judged by its
 //! segments.
@@ -17,8 +18,11 @@ use lb_common::{
     tunnel::{self},
 };
 use lb_tests::{
-    natbed::{addr, client_flow, neighbour_mac, CLIENT4, CLIENT6, GATEWAY4, GATEWAY6, IN_MAC},
+    natbed::{
+        addr, client_flow, neighbour_mac, CLIENT4, CLIENT6, GATEWAY4, GATEWAY6, IN_MAC, OUT_DEV,
+    },
     packet::{self, Flow, ACK, CLIENT_MAC, SYN},
+    support::ip,
     testbed::{flow_key, Hook, VIP4, VIP6},
 };
 use lb_userspace::config::Protocol;
@@ -162,6 +166,68 @@ fn too_big_is_answered_with_icmp(hook: Hook) {
     });
 }
 
+/// An ICMP error about a flow that would not fit the backend's route
+/// once wrapped (1280 bytes of error, the route's MTU 1280) is never
+/// answered (no ICMP error about an ICMP error, RFC 1122): dropped and
+/// counted as too big, as NAT counts the same case, not as a missing
+/// route. Every mode and family, IPv4 fragmentation-needed and ICMPv6
+/// packet-too-big alike.
+fn an_icmp_error_too_big_once_wrapped_is_dropped_as_too_big(hook: Hook) {
+    in_netns(hook, vips(), |bed, _| {
+        // IPv6's minimum: the IPv6 backends keep their addresses.
+        ip(&["link", "set", OUT_DEV, "mtu", "1280"]);
+        let mut sport = 40_020;
+        for (vip, port, router) in [
+            (VIP4, IPIP, GATEWAY4),
+            (VIP4, GUE, GATEWAY4),
+            (VIP6, IPIP, GATEWAY6),
+            (VIP6, GUE, GATEWAY6),
+            (VIP4, GUE_4IN6, GATEWAY4),
+        ] {
+            sport += 1;
+            let flow = client_flow(vip, port, sport);
+            let (verdict, _) = bed
+                .run_on(bed.nat.in_if, &packet::tcp(&flow, SYN, None, b""))
+                .expect("syn");
+            assert_eq!(verdict, bed.verdicts().redirect, "{vip}:{port} SYN");
+            // The reply the error quotes, sized for an error of 1280
+            // bytes: IP and ICMP headers (28 / 48) and the reply's IP and
+            // TCP headers (40 / 60).
+            let payload = if vip == VIP4 {
+                1280 - 28 - 40
+            } else {
+                1280 - 48 - 60
+            };
+            let reply = packet::tcp(
+                &Flow {
+                    src: flow.dst,
+                    dst: flow.src,
+                    sport: flow.dport,
+                    dport: flow.sport,
+                },
+                ACK,
+                None,
+                &vec![0x5a; payload],
+            );
+            let error = icmp_error(router, &reply);
+            assert_eq!(error.len(), 14 + 1280, "{vip}:{port}");
+            let too_big = counter(bed, Counter::DropTooBig);
+            let encapsulated = counter(bed, Counter::TunnelEncap);
+            let (verdict, _) = bed.run_on(bed.nat.in_if, &error).expect("test run");
+            assert_eq!(verdict, bed.verdicts().drop, "{vip}:{port}");
+            assert_eq!(
+                counter(bed, Counter::DropTooBig),
+                too_big + 1,
+                "{vip}:{port}: counted as too big"
+            );
+            assert_eq!(counter(bed, Counter::TunnelEncap), encapsulated);
+        }
+        assert_eq!(counter(bed, Counter::DropNoRoute), 0, "not a missing route");
+        assert_eq!(counter(bed, Counter::SentIcmpTooBig), 0, "never answered");
+        assert_eq!(counter(bed, Counter::ForwardedIcmpError), 0);
+    });
+}
+
 /// A packet that fits once wrapped is not answered: 1500 - overhead.
 fn a_packet_that_just_fits_is_wrapped(hook: Hook) {
     in_netns(hook, vips(), |bed, _| {
@@ -255,5 +321,6 @@ fn tc_answers_a_gso_packet_with_a_checksum_right_once_the_kernel_finishes_the_qu
 lb_tests::on_both_hooks!(
     icmp_error_about_a_flow_goes_wrapped_to_its_backend,
     too_big_is_answered_with_icmp,
+    an_icmp_error_too_big_once_wrapped_is_dropped_as_too_big,
     a_packet_that_just_fits_is_wrapped,
 );

@@ -75,7 +75,7 @@ pub const TOO_BIG: Counter = Counter::SentIcmpTooBig;
 /// Wraps the packet of `job` and picks its way out: `Forwarded` with the
 /// egress interface, `TOO_BIG` (nothing changed yet), or the reason it
 /// could not be sent. Health checks and ICMP errors that are too big come back as
-/// `DropNoRoute` instead.
+/// `DropTooBig` instead (never answered), as NAT counts them.
 #[inline(always)]
 pub fn send<C: Hook>(ctx: &C, job: &Job, backend: &Backend) -> Outcome {
     match try_send(ctx, job, backend) {
@@ -251,9 +251,10 @@ fn try_send<C: Hook>(ctx: &C, job: &Job, backend: &Backend) -> Result<Outcome, C
         && segment_len(ctx, &at, &inner, gso, key.proto) + overhead > hop.mtu
     {
         // Never an ICMP error about an ICMP error (RFC 1122), nor to a
-        // health check: those are dropped, counted.
+        // health check: those are dropped, counted as too big (not as a
+        // missing route: the route is there, the packet does not fit).
         if job.flags & (JOB_HC | JOB_ICMP_ERROR) != 0 {
-            return Err(Counter::DropNoRoute);
+            return Err(Counter::DropTooBig);
         }
         // Answered by `answer_too_big`, from one call site.
         return Ok(Outcome {
