@@ -44,27 +44,29 @@ fn program_id(lab: &Lab) -> Option<u32> {
         .and_then(|id| id.parse().ok())
 }
 
-/// kill -9 under load, then a restart with one more backend in the file:
-/// no request fails while lbd is dead (the pinned program keeps
-/// forwarding), and every kept-alive connection stays on its backend after
-/// the restart even where Maglev would now send it to the new backend —
-/// the connection table was adopted, not rebuilt. Half the connections
-/// are opened from source ports whose Maglev pick changes when b4 joins
-/// (`sources_by_move`), so a rebuilt table would move them.
-#[test]
-fn kill_9_and_restart_keeps_forwarding_and_the_connection_table() {
+/// How many of `three_backends_holding_connections`' connections come
+/// from sources Maglev would move to b4.
+const MOVING: usize = 16;
+
+/// A lab of four backends with lbd serving three of them, and 32
+/// kept-alive connections through it (`conns`), each answered once by
+/// `first`, lbd's pick, which the
+/// Maglev model confirms: 16 of them from sources Maglev would move to b4
+/// once it joins, so only a kept connection table keeps them where they
+/// are.
+fn three_backends_holding_connections() -> (Lab, Vec<KeepAlive>, Vec<String>) {
     let mut lab = Lab::start(4).expect("lab");
     lab.wait_for_backends().expect("backends");
     let three = lab.lbd_config_for(&["b1", "b2", "b3"], CHECKS);
     lab.start_lbd(&three).expect("lbd");
-    let sources = sources_by_move(&lab, 16, 16);
+    let sources = sources_by_move(&lab, MOVING, 16);
     // The connections Maglev would send elsewhere once b4 joins: only the
     // adopted connection table can keep these on their backends.
     let moving = sources
         .iter()
         .filter(|from| maglev_choice(&lab, **from, 3) != maglev_choice(&lab, **from, 4))
         .count();
-    assert_eq!(moving, 16, "held connections Maglev would move to b4");
+    assert_eq!(moving, MOVING, "held connections Maglev would move to b4");
     let mut conns: Vec<KeepAlive> = sources
         .iter()
         .map(|from| {
@@ -85,6 +87,19 @@ fn kill_9_and_restart_keeps_forwarding_and_the_connection_table() {
             backend
         })
         .collect();
+    (lab, conns, first)
+}
+
+/// kill -9 under load, then a restart with one more backend in the file:
+/// no request fails while lbd is dead (the pinned program keeps
+/// forwarding), and every kept-alive connection stays on its backend after
+/// the restart even where Maglev would now send it to the new backend —
+/// the connection table was adopted, not rebuilt. Half the connections
+/// are opened from source ports whose Maglev pick changes when b4 joins
+/// (`sources_by_move`), so a rebuilt table would move them.
+#[test]
+fn kill_9_and_restart_keeps_forwarding_and_the_connection_table() {
+    let (mut lab, mut conns, first) = three_backends_holding_connections();
     let before = status(&lab);
     assert!(!before.adopted, "a first start adopts nothing");
     assert!(before.pin_dir.is_some());
@@ -164,7 +179,7 @@ fn kill_9_and_restart_keeps_forwarding_and_the_connection_table() {
         "the new lbd must run its own program"
     );
     eprintln!(
-        "RELIABILITY: kill -9 lbd + restart with a 4th backend: {} requests, 0 failed, new lbd ready {:.2} s after the kill; 32 kept-alive connections, 0 moved ({moving} of them Maglev would have moved to b4); {} tracked flows before, {} after; new connections after: {by_backend:?}",
+        "RELIABILITY: kill -9 lbd + restart with a 4th backend: {} requests, 0 failed, new lbd ready {:.2} s after the kill; 32 kept-alive connections, 0 moved ({MOVING} of them Maglev would have moved to b4); {} tracked flows before, {} after; new connections after: {by_backend:?}",
         results.len(),
         restarted.as_secs_f64(),
         before.conntrack.entries,
@@ -397,38 +412,7 @@ fn minimal_mode_moves_only_what_must_move_across_changes_and_restarts() {
 /// no kept-alive connection moves or breaks.
 #[test]
 fn a_vip_added_to_the_file_keeps_the_connection_table_across_a_restart() {
-    let mut lab = Lab::start(4).expect("lab");
-    lab.wait_for_backends().expect("backends");
-    let three = lab.lbd_config_for(&["b1", "b2", "b3"], CHECKS);
-    lab.start_lbd(&three).expect("lbd");
-    let sources = sources_by_move(&lab, 16, 16);
-    // The connections Maglev would send elsewhere once b4 joins: only the
-    // adopted connection table can keep these on their backends.
-    let moving = sources
-        .iter()
-        .filter(|from| maglev_choice(&lab, **from, 3) != maglev_choice(&lab, **from, 4))
-        .count();
-    assert_eq!(moving, 16, "held connections Maglev would move to b4");
-    let mut conns: Vec<KeepAlive> = sources
-        .iter()
-        .map(|from| {
-            KeepAlive::open_from_port(&lab.client.netns, IpAddr::V4(VIP4), from.port())
-                .expect("open")
-        })
-        .collect();
-    let first: Vec<String> = conns
-        .iter_mut()
-        .zip(&sources)
-        .map(|(c, from)| {
-            let backend = c.request().expect("request");
-            assert_eq!(
-                backend,
-                maglev_choice(&lab, *from, 3),
-                "lbd's choice for {from} differs from the model's"
-            );
-            backend
-        })
-        .collect();
+    let (mut lab, mut conns, first) = three_backends_holding_connections();
     let before = status(&lab);
     assert!(!before.adopted, "a first start adopts nothing");
 
