@@ -447,62 +447,143 @@ fn cpu_time(pid: u32) -> Duration {
     Duration::from_millis(ticks * 1000 / hz)
 }
 
-/// What replicating many NAT flows costs: 60,000 flows (120,000 entries)
-/// in the master's table, how long until the backup holds them all, and
-/// the CPU both lbd processes use while the master re-scans its table
-/// every tick. A measurement, not a pass/fail check: `--ignored`.
+/// How many NAT flows the replication-load tests fill the master with.
+const MANY_FLOWS: u32 = 60_000;
+
+/// A VRRP pair with the NAT VIP, lbd running on both (the first node
+/// master, the second its backup, replication connected); the master's
+/// maps; the lbd pids (master, backup).
+struct LoadedPair {
+    lab: Lab,
+    a: Host,
+    b: Host,
+    pids: (u32, u32),
+    master: Maps,
+}
+
+impl LoadedPair {
+    fn start() -> Self {
+        let mut lab = Lab::start_spec(LabSpec {
+            lbs: 2,
+            backends: 2,
+            static_vip: false,
+        })
+        .expect("lab");
+        let (a, b) = (lab.lbs[0].clone(), lab.lbs[1].clone());
+        let pid_a = lab
+            .start_lbd_on(&a, "lbd-a", &nat_config(&lab, &a, &b, &["b2"], 150))
+            .expect("lbd on lb");
+        let pid_b = lab
+            .start_lbd_on(&b, "lbd-b", &nat_config(&lab, &b, &a, &["b1", "b2"], 100))
+            .expect("lbd on lb2");
+        wait_until("replication to connect", Duration::from_secs(10), || {
+            status_on(&lab, &a).replication.is_some_and(|r| r.connected)
+                && status_on(&lab, &b).vrrp[0].state == State::Backup
+        });
+        Self {
+            master: Maps::of(pid_a),
+            lab,
+            a,
+            b,
+            pids: (pid_a, pid_b),
+        }
+    }
+
+    /// How many times the backup has become master so far.
+    fn takeovers(&self) -> u64 {
+        status_on(&self.lab, &self.b).vrrp[0].counters.became_master
+    }
+
+    /// Writes `MANY_FLOWS` NAT flows (both entries each) to b2 into the
+    /// master's table; returns how long that took.
+    fn fill(&mut self) -> Duration {
+        let b2 = self.lab.backends[1].ipv4;
+        let ids = (
+            self.master.backend_id(b2),
+            u16::try_from(self.master.vip_id()).expect("vip id"),
+        );
+        let filled = Instant::now();
+        for i in 0..MANY_FLOWS {
+            let client = Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 18, 8, 0)) + i / 30_000);
+            let cport = u16::try_from(10_000 + i % 30_000).expect("port");
+            let nport = u16::try_from(1024 + i).expect("port");
+            self.master
+                .insert(&flow(client, cport, nport, b2, ids, monotonic_ns()));
+        }
+        filled.elapsed()
+    }
+
+    /// Waits until the backup holds every flow.
+    fn wait_all_on_backup(&self) {
+        wait_until("every flow on the backup", Duration::from_secs(60), || {
+            status_on(&self.lab, &self.b)
+                .replication
+                .is_some_and(|r| r.nat_installed >= u64::from(MANY_FLOWS))
+        });
+    }
+
+    /// Asserts the backup never took over since `before` takeovers, and
+    /// is backup still, the master master.
+    fn assert_no_takeover(&self, before: u64) {
+        let takeovers = self.takeovers() - before;
+        assert_eq!(
+            takeovers, 0,
+            "the backup took over {takeovers} times while {MANY_FLOWS} NAT flows replicated: \
+             the master's adverts were late under replication load"
+        );
+        assert_eq!(status_on(&self.lab, &self.b).vrrp[0].state, State::Backup);
+        assert_eq!(status_on(&self.lab, &self.a).vrrp[0].state, State::Master);
+    }
+}
+
+/// Replicating many NAT flows must not cost the master its adverts: with
+/// 60,000 flows (120,000 entries) in its table, through the backup
+/// learning them all and the next full sync of them all, the backup never
+/// takes over (a takeover under replication load would move the VIP
+/// from a healthy master).
 #[test]
-#[ignore = "measurement"]
-fn replication_cost_with_sixty_thousand_flows() {
-    const FLOWS: u32 = 60_000;
-    let mut lab = Lab::start_spec(LabSpec {
-        lbs: 2,
-        backends: 2,
-        static_vip: false,
-    })
-    .expect("lab");
-    let (a, b) = (lab.lbs[0].clone(), lab.lbs[1].clone());
-    let b2 = lab.backends[1].ipv4;
-    let pid_a = lab
-        .start_lbd_on(&a, "lbd-a", &nat_config(&lab, &a, &b, &["b2"], 150))
-        .expect("lbd on lb");
-    let pid_b = lab
-        .start_lbd_on(&b, "lbd-b", &nat_config(&lab, &b, &a, &["b1", "b2"], 100))
-        .expect("lbd on lb2");
-    wait_until("replication to connect", Duration::from_secs(10), || {
-        status_on(&lab, &a).replication.is_some_and(|r| r.connected)
-            && status_on(&lab, &b).vrrp[0].state == State::Backup
+fn the_backup_never_takes_over_while_sixty_thousand_flows_replicate() {
+    let mut pair = LoadedPair::start();
+    let before = pair.takeovers();
+    pair.fill();
+    pair.wait_all_on_backup();
+    // The master sends its whole table every 10 s: wait through one
+    // such full sync of all the flows after the backup holds them.
+    let dumps = full_dumps(&pair.lab, &pair.b);
+    wait_until("a full sync of every flow", Duration::from_secs(30), || {
+        full_dumps(&pair.lab, &pair.b) > dumps
     });
-    let mut master = Maps::of(pid_a);
-    let ids = (
-        master.backend_id(b2),
-        u16::try_from(master.vip_id()).expect("vip id"),
-    );
+    pair.assert_no_takeover(before);
+}
+
+/// What replicating many NAT flows costs the daemons: 60,000 flows
+/// (120,000 entries) in the master's table, how long until the backup
+/// holds them all, and the CPU both lbd processes use while the master
+/// re-scans its table every tick. Ignored: the CPU and times are only
+/// printed, a measurement and no pass/fail check (timings belong to the
+/// bench, whose `sync-mesh` section measures replication's cost per flow;
+/// this prints the whole daemons' share in the lab when that is in
+/// question). It still fails if the backup ever takes over; the
+/// non-ignored `the_backup_never_takes_over_while_sixty_thousand_flows_replicate`
+/// checks that on every run.
+#[test]
+#[ignore = "a measurement: lbd CPU with 60,000 replicated NAT flows"]
+fn replication_cost_with_sixty_thousand_flows() {
+    let mut pair = LoadedPair::start();
+    let (pid_a, pid_b) = pair.pids;
     let (cpu_a, cpu_b) = (cpu_time(pid_a), cpu_time(pid_b));
     let idle = Instant::now();
     std::thread::sleep(Duration::from_secs(5));
     let idle_a = (cpu_time(pid_a) - cpu_a).as_secs_f64() / idle.elapsed().as_secs_f64();
     let idle_b = (cpu_time(pid_b) - cpu_b).as_secs_f64() / idle.elapsed().as_secs_f64();
 
-    let took_over = || status_on(&lab, &b).vrrp[0].counters.became_master;
-    let takeovers_before = took_over();
-    let filled = Instant::now();
-    for i in 0..FLOWS {
-        let client = Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 18, 8, 0)) + i / 30_000);
-        let cport = u16::try_from(10_000 + i % 30_000).expect("port");
-        let nport = u16::try_from(1024 + i).expect("port");
-        master.insert(&flow(client, cport, nport, b2, ids, monotonic_ns()));
-    }
-    let fill = filled.elapsed();
-    let [(batched, batched_took), (walked, walked_took)] = master.read_both_ways();
-    assert_eq!(batched.len(), 2 * FLOWS as usize);
+    let takeovers_before = pair.takeovers();
+    let fill = pair.fill();
+    let [(batched, batched_took), (walked, walked_took)] = pair.master.read_both_ways();
+    assert_eq!(batched.len(), 2 * MANY_FLOWS as usize);
     assert_eq!(batched, walked);
     let start = Instant::now();
-    wait_until("every flow on the backup", Duration::from_secs(60), || {
-        status_on(&lab, &b)
-            .replication
-            .is_some_and(|r| r.nat_installed >= u64::from(FLOWS))
-    });
+    pair.wait_all_on_backup();
     let arrived = start.elapsed();
     // Steady state: the flows idle, the master still scans every tick and
     // sends everything every 10 s.
@@ -511,11 +592,9 @@ fn replication_cost_with_sixty_thousand_flows() {
     std::thread::sleep(Duration::from_secs(20));
     let busy_a = (cpu_time(pid_a) - cpu_a).as_secs_f64() / window.elapsed().as_secs_f64();
     let busy_b = (cpu_time(pid_b) - cpu_b).as_secs_f64() / window.elapsed().as_secs_f64();
-    let takeovers = took_over() - takeovers_before;
     println!(
-        "MEASURED: {FLOWS} NAT flows written in {} ms, read back in batches of buckets in {} ms, whole in {} ms; all on the backup {} ms later; \
-         lbd CPU idle: master {:.1} %, backup {:.1} %; with the flows (20 s): master {:.1} %, backup {:.1} %; \
-         the backup took over {takeovers} times",
+        "MEASURED: {MANY_FLOWS} NAT flows written in {} ms, read back in batches of buckets in {} ms, whole in {} ms; all on the backup {} ms later; \
+         lbd CPU idle: master {:.1} %, backup {:.1} %; with the flows (20 s): master {:.1} %, backup {:.1} %",
         fill.as_millis(),
         batched_took.as_millis(),
         walked_took.as_millis(),
@@ -525,4 +604,5 @@ fn replication_cost_with_sixty_thousand_flows() {
         busy_a * 100.0,
         busy_b * 100.0
     );
+    pair.assert_no_takeover(takeovers_before);
 }

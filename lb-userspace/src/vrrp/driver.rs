@@ -1,4 +1,5 @@
-//! One VRRP instance at work: a tokio task that feeds the pure state
+//! One VRRP instance at work: a tokio task, on the VRRP thread's runtime
+//! (see [`super::runtime`]), that feeds the pure state
 //! machine with adverts from the wire, timer expiries and priority changes
 //! (tracking), and carries out what it decides: adverts on the wire, the
 //! VIP addresses added (with gratuitous ARP / unsolicited NA) or removed
@@ -30,6 +31,7 @@ use super::{
     complaints::{self, Complaints},
     machine::PREEMPT_SYNC_HOLD,
     net::{Received, VrrpSocket},
+    runtime::VrrpRuntime,
     validate_from, Action, Advertisement, ChecksumMode, Counters, DecodeError, Family, Invalid,
     Machine, Settings, State,
 };
@@ -248,7 +250,11 @@ impl Instance {
         })
     }
 
-    /// Opens the socket and starts the instance [`Self::prepare`] checked.
+    /// Opens the socket and starts the instance [`Self::prepare`] checked,
+    /// on the VRRP thread (see [`super::runtime`]): its adverts and timers
+    /// never wait for the rest of lbd's work. `netlink` (the caller's) only
+    /// removes stale addresses here; the running instance uses the VRRP
+    /// thread's own connection.
     /// With `resume` (see [`Self::resumes`]) it is master at once and keeps
     /// its addresses: the backup never notices. Otherwise it first removes
     /// stale addresses a crash may have left, and starts as the protocol
@@ -283,7 +289,6 @@ impl Instance {
                     .with_context(|| format!("removing stale VIP {address}"))?;
             }
         }
-        let socket = open_socket(interface, local).await?;
         let initial = InstanceStatus {
             vrid: config.vrid,
             state: State::Initialize,
@@ -300,37 +305,67 @@ impl Instance {
         let (status_tx, status_rx) = watch::channel(initial);
         let (stop_tx, stop_rx) = oneshot::channel();
         let notifies = Notifies::default();
-        let driver = Driver {
-            config: config.clone(),
-            interface: interface.clone(),
-            netlink,
-            socket,
-            machine,
-            status: status_tx,
-            ignored: BTreeMap::new(),
-            complaints: Complaints::default(),
-            holding: resume,
-            release_failing: false,
-            announcer: Announcer::default(),
-            state_file: state_file.clone(),
-            notifies: notifies.clone(),
-            source_gone: false,
-            source_checked_at: None,
-            never,
-            link: LinkWatch::default(),
+        let inputs = Inputs {
+            priority: priority_rx,
+            link_ups: link_ups_rx,
+            synced: synced_rx,
+            stop: stop_rx,
         };
-        info!(vrid = config.vrid, %local, priority = config.priority, "VRRP instance starting");
-        let task = tokio::spawn(driver.run(
-            Inputs {
-                priority: priority_rx,
-                link_ups: link_ups_rx,
-                synced: synced_rx,
-                stop: stop_rx,
-            },
-            resume,
-            sync_hold,
-            replicates,
-        ));
+        // The driver runs on the VRRP thread (see `super::runtime`), its
+        // socket opened there and its netlink connection driven there:
+        // tokio I/O belongs to the runtime that created it.
+        let vrrp = VrrpRuntime::get()?;
+        let (opened_tx, opened_rx) = oneshot::channel();
+        let task = vrrp.handle.spawn({
+            let config = config.clone();
+            let interface = interface.clone();
+            let state_file = state_file.clone();
+            let notifies = notifies.clone();
+            async move {
+                let socket = match open_socket(&interface, local).await {
+                    Ok(socket) => socket,
+                    Err(error) => {
+                        let _ = opened_tx.send(Err(error));
+                        return;
+                    }
+                };
+                let driver = Driver {
+                    config,
+                    interface,
+                    netlink: vrrp.netlink,
+                    socket,
+                    machine,
+                    status: status_tx,
+                    ignored: BTreeMap::new(),
+                    complaints: Complaints::default(),
+                    holding: resume,
+                    release_failing: false,
+                    announcer: Announcer::default(),
+                    state_file,
+                    notifies,
+                    source_gone: false,
+                    source_checked_at: None,
+                    never,
+                    link: LinkWatch::default(),
+                };
+                info!(vrid = driver.config.vrid, %local, priority = driver.config.priority, "VRRP instance starting");
+                if opened_tx.send(Ok(())).is_err() {
+                    // The start was given up (its caller dropped).
+                    return;
+                }
+                driver.run(inputs, resume, sync_hold, replicates).await;
+            }
+        });
+        match opened_rx.await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => return Err(error),
+            Err(_) => {
+                return Err(anyhow!(
+                    "the VRRP instance {} ended while starting",
+                    config.vrid
+                ))
+            }
+        }
         Ok(Self {
             priority: priority_tx,
             link_ups: link_ups_tx,

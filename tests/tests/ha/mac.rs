@@ -132,8 +132,10 @@ fn a_master_whose_link_comes_back_announces_the_vip_again() {
 
     let mut lab = lab(1);
     let (a, b) = (lab.lbs[0].clone(), lab.lbs[1].clone());
+    // Without replication: a replicating master steps back after such an
+    // outage instead (`a_replicating_master_whose_link_comes_back_...`).
     let untracked = |config: String| {
-        config.replace(
+        without_sync(&config).replace(
             "[[vrrp]]\n",
             "[[vrrp]]\ntrack_interface = 0\ntrack_no_backend = 0\n",
         )
@@ -187,6 +189,73 @@ fn a_master_whose_link_comes_back_announces_the_vip_again() {
     assert_eq!(code, 200);
     let log = lab.log("lbd-a");
     assert!(log.contains("the link is back while master"), "{log}");
+}
+
+/// `config` without its replication keys (`sync_*`).
+fn without_sync(config: &str) -> String {
+    config
+        .lines()
+        .filter(|l| !l.starts_with("sync_"))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+/// A replicating master (`sync_peer`) whose link comes back after an
+/// outage the peer took over in does not take the VIP straight back: the
+/// connections the peer opened meanwhile exist only in the peer's table
+/// until replication brings them. It steps back to backup on link-up
+/// (sending nothing while its link was down), holds preemption as at
+/// start, and takes the VIP back only after that hold (10 s at most).
+#[test]
+fn a_replicating_master_whose_link_comes_back_steps_back_then_preempts() {
+    use lb_tests::support::wait_until;
+
+    use crate::observe::wait_for_vip;
+
+    let mut lab = lab(1);
+    let (a, b) = (lab.lbs[0].clone(), lab.lbs[1].clone());
+    let untracked = |config: String| {
+        config.replace(
+            "[[vrrp]]\n",
+            "[[vrrp]]\ntrack_interface = 0\ntrack_no_backend = 0\n",
+        )
+    };
+    let config_a = untracked(lab.ha_config(&a, &b, &["b1"], 150, true).expect("config"));
+    let config_b = untracked(lab.ha_config(&b, &a, &["b1"], 100, true).expect("config"));
+    lab.start_lbd_on(&a, "lbd-a", &config_a).expect("lbd on lb");
+    lab.start_lbd_on(&b, "lbd-b", &config_b)
+        .expect("lbd on lb2");
+    wait_for_vip(&lab, &a, Instant::now(), Duration::from_secs(15));
+    wait_until("lb2 to be backup", Duration::from_secs(5), || {
+        vrrp_state(&lab, &b) == State::Backup
+    });
+
+    lab.set_link(&a, false).expect("link down");
+    wait_for_vip(&lab, &b, Instant::now(), Duration::from_secs(5));
+    // Well past the master-down interval (about 0.34 s).
+    std::thread::sleep(Duration::from_millis(1_500));
+    lab.set_link(&a, true).expect("link up");
+    wait_until("lb to step back", Duration::from_secs(5), || {
+        vrrp_state(&lab, &a) == State::Backup
+    });
+    let back = Instant::now();
+    // The hold: lb2 keeps the VIP a while after the link came back.
+    std::thread::sleep(Duration::from_millis(1_000));
+    assert_eq!(vrrp_state(&lab, &b), State::Master, "lb2 kept the VIP");
+    assert!(lab.holds_vip(&b).expect("ip addr"));
+    wait_until(
+        "lb to take the VIP back after its hold",
+        Duration::from_secs(20),
+        || vrrp_state(&lab, &a) == State::Master && vrrp_state(&lab, &b) == State::Backup,
+    );
+    assert!(
+        back.elapsed() >= Duration::from_millis(1_000),
+        "taken back at once"
+    );
+    assert!(lab.holds_vip(&a).expect("ip addr"));
+    let (code, _) = http_get(&lab.client.netns, &format!("http://{VIP4}:{HTTP_PORT}/"))
+        .expect("through the VIP");
+    assert_eq!(code, 200);
 }
 
 /// With `announce_refresh_ms`, a master announces its VIP again on its

@@ -305,7 +305,7 @@ fn a_restart_with_pin_dir_off_steps_down_and_does_not_resume() {
     );
     let now_ns = u64::try_from(now.tv_sec).expect("time") * 1_000_000_000
         + u64::try_from(now.tv_nsec).expect("time");
-    std::fs::write(&state_file, format!("master {now_ns} 100\n")).expect("state file");
+    std::fs::write(&state_file, format!("restarting {now_ns} 100\n")).expect("state file");
     lab.start_lbd_on(&a, "lbd-a2", &config_a)
         .expect("lbd a again");
     let log = lab.log("lbd-a2");
