@@ -18,7 +18,7 @@ use tracing::{debug, error, info, info_span, warn, Instrument};
 
 use super::{
     machine::{CheckSettings, Health, HealthMachine, Transition},
-    probe::{probe, FailureReason, Outcome, ProbeResult, ProbeTarget},
+    probe::{probe, unattached_result, FailureReason, Outcome, ProbeResult, ProbeTarget},
 };
 
 /// A backend changed health: what the daemon acts on (put the backend in or
@@ -109,6 +109,14 @@ struct Entry {
 /// The snapshot shared by the checker and its tasks.
 type Shared<K> = Arc<Mutex<HashMap<K, Entry>>>;
 
+/// Why the path of checks through the tunnel to each VIP address is not
+/// attached (absent: it is), shared by the checker and its tasks: read
+/// before every probe, so the checks through the tunnel fail while it is
+/// missing and resume as soon as it is back, without restarting their
+/// tasks (their streaks go on: the backends go down after `fall` such
+/// failures).
+type Unattached = Arc<Mutex<HashMap<std::net::IpAddr, String>>>;
+
 /// Locks the snapshot. A panic under this lock cannot leave it half
 /// written (each write is one small update), so poisoning is ignored.
 fn lock<K>(shared: &Shared<K>) -> MutexGuard<'_, HashMap<K, Entry>> {
@@ -136,6 +144,7 @@ pub(crate) struct HealthChecker<K> {
     observer: Option<Observer<K>>,
     tasks: HashMap<K, Task>,
     shared: Shared<K>,
+    unattached: Unattached,
     next_generation: u64,
 }
 
@@ -163,6 +172,7 @@ where
             observer: None,
             tasks: HashMap::new(),
             shared: Arc::new(Mutex::new(HashMap::new())),
+            unattached: Arc::new(Mutex::new(HashMap::new())),
             next_generation: 0,
         }
     }
@@ -233,6 +243,7 @@ where
             target: target.clone(),
             settings,
             shared: self.shared.clone(),
+            unattached: self.unattached.clone(),
             events: self.events.clone(),
             observer: self.observer.clone(),
         };
@@ -251,6 +262,18 @@ where
             debug!(backend = ?key, %initial, "health check started");
         }
         // Dropping `replaced` aborts the old task.
+    }
+
+    /// Says why the path of checks through the tunnel to each VIP address
+    /// of `reasons` is not attached (every other: it is). Meanwhile each
+    /// check through the tunnel to such a VIP fails with that reason
+    /// instead of probing (see [`super::probe::unattached_result`]);
+    /// direct checks go on.
+    pub(crate) fn set_unattached(&self, reasons: HashMap<std::net::IpAddr, String>) {
+        *self
+            .unattached
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = reasons;
     }
 
     /// Calls `observer` with every probe's result and the status after it
@@ -333,6 +356,7 @@ struct Check<K> {
     target: ProbeTarget,
     settings: CheckSettings,
     shared: Shared<K>,
+    unattached: Unattached,
     events: mpsc::Sender<HealthEvent<K>>,
 }
 
@@ -350,7 +374,16 @@ where
         // flows until its checks pass) is probed `fast_interval` apart.
         tokio::time::sleep(start_delay(&self.key, machine.next_check_in())).await;
         loop {
-            let result = probe(&self.target, self.settings.timeout).await;
+            let unattached = self
+                .unattached
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(&self.target.address.ip())
+                .cloned();
+            let result = match unattached_result(&self.target, unattached.as_deref()) {
+                Some(failed) => failed,
+                None => probe(&self.target, self.settings.timeout).await,
+            };
             let now = Instant::now();
             let transition = machine.record(&result, now);
             let error = match &result.outcome {
@@ -593,6 +626,56 @@ mod tests {
         assert!(status.consecutive_successes >= 2, "{status:?}");
         assert_eq!(status.consecutive_failures, 0);
         assert_eq!(status.target, target(&server));
+    }
+
+    /// A check through the tunnel while its path is not attached goes
+    /// down with the reason, unsent (the server would have passed it),
+    /// and comes back once the path is attached; a
+    /// direct check of the same server is not held back meanwhile.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn checks_through_an_unattached_path_fail_with_the_reason_until_it_is_attached() {
+        let server = serve(Behavior::Status).await;
+        let (tx, mut rx) = mpsc::channel(16);
+        let mut checker = HealthChecker::new(tx);
+        let through = ProbeTarget {
+            through: Some(crate::health::TunnelPath {
+                mark: lb_common::tunnel::HC_MARK_BASE | 1,
+                backend: server.addr.ip(),
+                source: Some(server.addr.ip()),
+            }),
+            ..target(&server)
+        };
+        let reason = "tc_hc_encap not on the egress of eth0".to_owned();
+        checker.set_unattached(HashMap::from([(server.addr.ip(), reason)]));
+        checker.set("through", through, settings(), Health::Up);
+        checker.set("direct", target(&server), settings(), Health::Unknown);
+
+        let mut seen = Vec::new();
+        while seen.len() < 2 {
+            let e = next(&mut rx).await;
+            seen.push((e.key, e.transition.to, e.transition.reason));
+        }
+        seen.sort_by_key(|e| e.0);
+        assert_eq!(seen[0].0, "direct");
+        assert_eq!(seen[0].1, Health::Up);
+        assert_eq!(
+            seen[1],
+            (
+                "through",
+                Health::Down,
+                "2 consecutive failures, last: check path not attached: tc_hc_encap not on the egress of eth0".into()
+            )
+        );
+        let status = checker.status(&"through").unwrap();
+        assert_eq!(
+            status.failures_by_reason.get("path_not_attached"),
+            Some(&status.failures)
+        );
+
+        checker.set_unattached(HashMap::new());
+        let e = next(&mut rx).await;
+        assert_eq!((e.key, e.transition.to), ("through", Health::Up));
+        assert_eq!(e.result.outcome, Outcome::Success);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -142,6 +142,14 @@ pub enum FailureReason {
     /// or the connection closed before the answer.
     #[error("HTTP error: {0}")]
     Http(String),
+    /// A check through the tunnel was not run: the path that wraps it as
+    /// clients' packets are wrapped (`tc_hc_encap` on egress) is not in
+    /// place, and unwrapped it would be answered by this node or balanced
+    /// as a client's flow, passing whatever the backend's state. A
+    /// failure, not `Local`: a check that cannot follow the data path
+    /// must not keep a backend up.
+    #[error("check path not attached: {0}")]
+    PathNotAttached(String),
 }
 
 impl FailureReason {
@@ -156,6 +164,7 @@ impl FailureReason {
             FailureReason::Local(_) => "local",
             FailureReason::HttpStatus { .. } => "http_status",
             FailureReason::Http(_) => "http",
+            FailureReason::PathNotAttached(_) => "path_not_attached",
         }
     }
 }
@@ -187,6 +196,22 @@ pub(crate) async fn probe(target: &ProbeTarget, timeout: Duration) -> ProbeResul
     let latency = start.elapsed();
     trace!(address = %target.address, %outcome, ?latency, "probe done");
     ProbeResult { outcome, latency }
+}
+
+/// The result of a probe of `target` while the path of checks through
+/// the tunnel is not attached (`unattached`: why; None: it is): such a
+/// check is failed with that reason rather than sent, since unwrapped it
+/// would not follow the data path (see [`FailureReason::PathNotAttached`]).
+/// None: probe as usual (a direct check, or the path is there).
+pub(crate) fn unattached_result(
+    target: &ProbeTarget,
+    unattached: Option<&str>,
+) -> Option<ProbeResult> {
+    let reason = unattached.filter(|_| target.through.is_some())?;
+    Some(ProbeResult {
+        outcome: Outcome::Failure(FailureReason::PathNotAttached(reason.to_owned())),
+        latency: Duration::ZERO,
+    })
 }
 
 /// `fut` unless `deadline` passes first (then a `Timeout`).
@@ -385,6 +410,40 @@ mod tests {
     use super::*;
 
     const TIMEOUT: Duration = Duration::from_millis(500);
+
+    /// While the check path is not attached, a check through the tunnel
+    /// fails with the reason, unsent (sent unwrapped, it would reach the
+    /// VIP on this node or be balanced as a client's flow and pass); a
+    /// direct check, or one whose path is attached, probes as usual.
+    #[test]
+    fn a_check_through_an_unattached_path_fails_with_the_reason() {
+        let vip: SocketAddr = "198.18.0.100:80".parse().unwrap();
+        let through = ProbeTarget {
+            through: Some(TunnelPath {
+                mark: 7,
+                backend: "198.19.2.11".parse().unwrap(),
+                source: None,
+            }),
+            ..http_target(vip, "/", None)
+        };
+        let why = "tc_hc_encap not on the egress of eth0";
+        let result = unattached_result(&through, Some(why)).expect("not probed");
+        let Outcome::Failure(reason) = &result.outcome else {
+            panic!("{result:?}");
+        };
+        assert_eq!(reason.label(), "path_not_attached");
+        assert_eq!(
+            result.outcome.to_string(),
+            "check path not attached: tc_hc_encap not on the egress of eth0"
+        );
+        // Attached again: probed.
+        assert_eq!(unattached_result(&through, None), None);
+        // A direct check does not use the path.
+        assert_eq!(
+            unattached_result(&http_target(vip, "/", None), Some(why)),
+            None
+        );
+    }
 
     fn http_target(address: SocketAddr, path: &str, host: Option<&str>) -> ProbeTarget {
         ProbeTarget {

@@ -48,6 +48,65 @@ pub(crate) fn source_toward(destination: IpAddr, mark: u32) -> io::Result<IpAddr
         .ok_or_else(|| io::Error::other("the route lookup gave no IP source address"))
 }
 
+/// The source a check through `path` leaves from: the one given (4in6),
+/// else the kernel's choice toward the backend, looked up now so route
+/// changes are followed.
+pub(crate) fn check_source(path: &TunnelPath) -> io::Result<IpAddr> {
+    match path.source {
+        Some(source) => Ok(source),
+        None => source_toward(path.backend, path.mark),
+    }
+}
+
+/// The node's addresses with the interface that holds each (a labelled
+/// IPv4 address, `eth0:1`, by its interface's name: device names hold no
+/// `:`): lbd switches `accept_local` on for the interface that owns a
+/// check's source, where the backend's reply from the VIP arrives.
+pub(crate) fn interface_addresses() -> io::Result<Vec<(String, IpAddr)>> {
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `list` with a list it allocates, freed
+    // below with freeifaddrs and not used after.
+    if unsafe { libc::getifaddrs(&mut list) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut out = Vec::new();
+    let mut entry = list;
+    while !entry.is_null() {
+        // SAFETY: `entry` is a node of the list getifaddrs gave, alive
+        // until freeifaddrs; its name is a NUL-terminated string and its
+        // address, when not null, a sockaddr of the family it names.
+        let (name, address) = unsafe {
+            let ifa = &*entry;
+            entry = ifa.ifa_next;
+            let name = std::ffi::CStr::from_ptr(ifa.ifa_name).to_string_lossy();
+            let address = ifa.ifa_addr;
+            let address = if address.is_null() {
+                None
+            } else {
+                match i32::from((*address).sa_family) {
+                    libc::AF_INET => {
+                        let v4 = &*address.cast::<libc::sockaddr_in>();
+                        Some(IpAddr::from(v4.sin_addr.s_addr.to_ne_bytes()))
+                    }
+                    libc::AF_INET6 => {
+                        let v6 = &*address.cast::<libc::sockaddr_in6>();
+                        Some(IpAddr::from(v6.sin6_addr.s6_addr))
+                    }
+                    _ => None,
+                }
+            };
+            (name.into_owned(), address)
+        };
+        if let Some(address) = address {
+            let device = name.split(':').next().unwrap_or_default().to_owned();
+            out.push((device, address));
+        }
+    }
+    // SAFETY: the list getifaddrs allocated, freed once.
+    unsafe { libc::freeifaddrs(list) };
+    Ok(out)
+}
+
 /// Opens the check's TCP connection to `address` (the VIP and check port)
 /// through the tunnel `path`: marked, bound to the balancer's address, then
 /// connected.
@@ -55,10 +114,7 @@ pub(crate) async fn connect_through(
     address: SocketAddr,
     path: &TunnelPath,
 ) -> io::Result<TcpStream> {
-    let source = match path.source {
-        Some(source) => source,
-        None => source_toward(path.backend, path.mark)?,
-    };
+    let source = check_source(path)?;
     if source.is_ipv4() != address.is_ipv4() {
         return Err(io::Error::other(format!(
             "no source address of the VIP's family toward {} (the balancer's interface has none)",
@@ -94,6 +150,17 @@ mod tests {
         assert_eq!(source_toward(loopback, HC_MARK_BASE | 1).unwrap(), loopback);
         let v6: IpAddr = std::net::Ipv6Addr::LOCALHOST.into();
         assert_eq!(source_toward(v6, HC_MARK_BASE | 1).unwrap(), v6);
+    }
+
+    #[test]
+    fn the_node_addresses_name_their_interface() {
+        let addresses = interface_addresses().unwrap();
+        let loopback: IpAddr = Ipv4Addr::LOCALHOST.into();
+        assert!(
+            addresses.contains(&("lo".to_owned(), loopback)),
+            "{addresses:?}"
+        );
+        assert!(addresses.iter().all(|(name, _)| !name.contains(':')));
     }
 
     #[tokio::test]

@@ -44,7 +44,13 @@ impl Engine {
                 }
             }
         }
-        self.sync_hc_path(wanted.iter().any(|w| w.1.through.is_some()));
+        // The path is in place (or its checks are failed with the
+        // reason, never sent unwrapped) before any of them starts.
+        let through: Vec<_> = wanted
+            .iter()
+            .filter_map(|w| w.1.through.map(|path| (w.1.address.ip(), path)))
+            .collect();
+        self.sync_hc_path(through);
         let keys: std::collections::HashSet<BackendKey> = wanted.iter().map(|w| w.0).collect();
         self.checker.retain(|k| keys.contains(k));
         self.transitions.retain(|k, _| keys.contains(k));

@@ -4,10 +4,14 @@
 //! the data path: `tc_hc_encap` attached at tc egress on `lo` (the master
 //! holds the VIP, so a check to it leaves by loopback) and on the
 //! balancer's interface (a backup does not hold it, so the check leaves by
-//! the interface), and `accept_local` on the interface (the backend's reply
-//! comes from the VIP, an address the master holds, which the kernel drops
-//! as a martian source unless it is on). Both exist only while some
-//! backend is checked through its tunnel. The program runs on a tcx link
+//! the interface), and `accept_local` on the interface and on every
+//! interface that owns a check's source (the backend's reply comes from
+//! the VIP, an address the master holds, to that source, so it arrives on
+//! that source's interface, and the kernel drops it there as a martian
+//! source unless it is on). Both exist only while some backend is checked
+//! through its tunnel. While `tc_hc_encap` is missing where a check to a
+//! VIP leaves, those checks fail with the reason instead of being sent
+//! unwrapped (see `FailureReason::PathNotAttached`). The program runs on a tcx link
 //! where the kernel has tcx, else (kernels before 6.6, or
 //! `LBD_TC_ATTACH=cls_bpf`) as a clsact + cls_bpf filter, as the tc
 //! balancer does: either is owned by lbd (not pinned: checks only run
@@ -16,7 +20,7 @@
 //! `accept_local` is put back at a clean stop, like forwarding.
 
 use std::{
-    collections::BTreeSet,
+    collections::{BTreeMap, BTreeSet, HashMap},
     net::IpAddr,
     path::PathBuf,
     time::{Duration, Instant},
@@ -32,6 +36,7 @@ use tracing::{info, warn};
 
 use super::Engine;
 use crate::{
+    health::{tunnel_socket, TunnelPath},
     ownership::cls_bpf::{self, TcPath, TC_ATTACH_ENV},
     reconcile::Balancer,
     tunnel::{resolve, NodeTunnel, OwnAddresses},
@@ -52,11 +57,20 @@ pub(crate) struct TunnelRuntime {
     /// `tc_hc_encap`'s egress links (tcx) or filters (cls_bpf), by
     /// interface.
     hc_links: Vec<(String, SchedClassifierLinkId)>,
-    /// `accept_local` as lbd found it, while lbd has it on.
-    accept_local: Option<SysctlChange>,
+    /// `accept_local` as lbd found it, by interface, where lbd has it on
+    /// (the balancer interface and those of the checks' sources).
+    accept_local: BTreeMap<String, SysctlChange>,
     /// When attaching the check path last failed (warned once until it
     /// works; retried after `HC_RETRY`, not at every commit).
     hc_failed: Option<Instant>,
+    /// Why it failed, for the checks it fails meanwhile.
+    hc_error: Option<String>,
+    /// Whether checks through the tunnel fail for want of the path (told
+    /// when that ends).
+    hc_unattached: bool,
+    /// The checks through the tunnel: each VIP address and path (the
+    /// routed scan follows their routes between commits).
+    hc_checks: Vec<(IpAddr, TunnelPath)>,
 }
 
 /// The tunnel state a change moves before it is staged: the interface's
@@ -107,6 +121,67 @@ pub(crate) fn accept_local_path(interface: &str) -> PathBuf {
 /// The interfaces `tc_hc_encap` runs on for a balancer on `interface`.
 pub(crate) fn hc_interfaces(interface: &str) -> [&str; 2] {
     ["lo", interface]
+}
+
+/// The interfaces of `wanted` not among `attached`, in `wanted`'s order.
+fn missing_interfaces<'a>(
+    wanted: &[&str],
+    attached: impl IntoIterator<Item = &'a str>,
+) -> Vec<String> {
+    let attached: BTreeSet<&str> = attached.into_iter().collect();
+    wanted
+        .iter()
+        .filter(|i| !attached.contains(*i))
+        .map(|i| (*i).to_owned())
+        .collect()
+}
+
+/// Why checks through the tunnel cannot follow the data path, if they
+/// cannot: `tc_hc_encap` is `missing` from some egress it needs
+/// (`error`: why the last attach failed). Sent anyway, such a check is
+/// not wrapped: on the master it reaches the VIP on this node, on a
+/// backup it is balanced as a client's flow, and either way it passes
+/// whatever its backend's state.
+fn unattached_reason(missing: &[String], error: Option<&str>) -> Option<String> {
+    if missing.is_empty() {
+        return None;
+    }
+    let name = names::PROG_TC_HC_ENCAP;
+    let on = missing.join(", ");
+    Some(match error {
+        Some(error) => format!("{name} is not on the egress of {on}: {error}"),
+        None => format!("{name} is not on the egress of {on}"),
+    })
+}
+
+/// The interface that holds `address` among `addresses` (the node's, by
+/// interface), if any.
+fn owner_of(address: IpAddr, addresses: &[(String, IpAddr)]) -> Option<&str> {
+    addresses
+        .iter()
+        .find(|(_, a)| *a == address)
+        .map(|(name, _)| name.as_str())
+}
+
+/// The interfaces that need `accept_local` for checks through the tunnel
+/// leaving from `sources` (their IPv4 source addresses; IPv6 takes a
+/// packet from one of the node's own addresses as it is): the balancer
+/// interface, and the one holding each source, where the backend's reply
+/// from the VIP arrives (a backend routed out of another interface than
+/// the balancer's answers on that one). `addresses`: the node's, by
+/// interface.
+fn accept_local_interfaces(
+    balancer: &str,
+    sources: &[IpAddr],
+    addresses: &[(String, IpAddr)],
+) -> BTreeSet<String> {
+    let mut out = BTreeSet::from([balancer.to_owned()]);
+    for source in sources.iter().filter(|s| s.is_ipv4()) {
+        if let Some(owner) = owner_of(*source, addresses) {
+            out.insert(owner.to_owned());
+        }
+    }
+    out
 }
 
 impl Engine {
@@ -238,8 +313,12 @@ impl Engine {
         if !self.balancer.vips().values().any(|v| v.mode.is_tunnel()) {
             return;
         }
-        if self.tunnel.hc_failed.is_some() {
-            self.sync_hc_path(true);
+        if !self.tunnel.hc_checks.is_empty() {
+            // Routes move between commits: the checks' sources (whose
+            // interfaces need `accept_local`) and the way to each VIP
+            // follow them; a failed attach is retried.
+            let checks = self.tunnel.hc_checks.clone();
+            self.sync_hc_path(checks);
         }
         let before = self.tunnel.own;
         self.read_own_addresses().await;
@@ -300,51 +379,87 @@ impl Engine {
                 .iter()
                 .map(|(i, _)| i.clone())
                 .collect(),
-            accept_local: self.tunnel.accept_local.is_some(),
+            accept_local: self.tunnel.accept_local.contains_key(&self.interface.name),
         })
     }
 
-    /// Makes the check path exist exactly while `needed`: `tc_hc_encap`
-    /// on egress and `accept_local` on.
-    pub(crate) fn sync_hc_path(&mut self, needed: bool) {
-        if needed {
-            let retry = self
-                .tunnel
-                .hc_failed
-                .is_none_or(|at| at.elapsed() >= HC_RETRY);
-            if retry {
-                match self.attach_hc_encap() {
-                    Ok(()) => self.tunnel.hc_failed = None,
-                    Err(error) => {
-                        if self.tunnel.hc_failed.is_none() {
-                            warn!(error = format!("{error:#}"), "checks through the tunnel cannot be encapsulated: they reach the VIP on this node or nowhere, and their backends go down (retried every {} s)", HC_RETRY.as_secs());
-                        }
-                        self.tunnel.hc_failed = Some(Instant::now());
-                    }
-                }
-            }
-            self.ensure_accept_local();
-        } else {
+    /// Makes the check path exist exactly while some check goes through
+    /// the tunnel (`checks`: each one's VIP address and path):
+    /// `tc_hc_encap` on egress and `accept_local` on where the replies
+    /// arrive; and makes the checks to a VIP whose path is not in place
+    /// fail with the reason rather than go unwrapped.
+    pub(crate) fn sync_hc_path(&mut self, checks: Vec<(IpAddr, TunnelPath)>) {
+        if checks.is_empty() {
             self.tunnel.hc_failed = None;
+            self.tunnel.hc_error = None;
+            self.tunnel.hc_unattached = false;
+            self.tunnel.hc_checks = checks;
+            self.checker.set_unattached(HashMap::new());
             self.detach_hc_encap();
             self.restore_accept_local();
+            return;
         }
+        let retry = self
+            .tunnel
+            .hc_failed
+            .is_none_or(|at| at.elapsed() >= HC_RETRY);
+        if retry {
+            match self.attach_hc_encap() {
+                Ok(()) => {
+                    self.tunnel.hc_failed = None;
+                    self.tunnel.hc_error = None;
+                }
+                Err(error) => {
+                    if self.tunnel.hc_failed.is_none() {
+                        warn!(error = format!("{error:#}"), "checks through the tunnel cannot be encapsulated: they fail (not sent unwrapped, which would reach the VIP on this node or be balanced as a client's flow) and their backends go down (retried every {} s)", HC_RETRY.as_secs());
+                    }
+                    self.tunnel.hc_failed = Some(Instant::now());
+                    self.tunnel.hc_error = Some(format!("{error:#}"));
+                }
+            }
+        }
+        let missing = missing_interfaces(
+            &hc_interfaces(&self.interface.name),
+            self.tunnel.hc_links.iter().map(|(i, _)| i.as_str()),
+        );
+        let unattached = unattached_reason(&missing, self.tunnel.hc_error.as_deref());
+        if unattached.is_none() && self.tunnel.hc_unattached {
+            info!("the check path is attached: checks through the tunnel run again");
+        }
+        self.tunnel.hc_unattached = unattached.is_some();
+        // Every VIP's checks leave by `lo` or the balancer's interface.
+        let reasons = match unattached {
+            Some(reason) => checks
+                .iter()
+                .map(|(vip, _)| (*vip, reason.clone()))
+                .collect(),
+            None => HashMap::new(),
+        };
+        self.checker.set_unattached(reasons);
+        let addresses = match tunnel_socket::interface_addresses() {
+            Ok(addresses) => addresses,
+            Err(error) => {
+                warn!(%error, "listing the node's addresses failed: accept_local is switched on for the balancer interface only");
+                Vec::new()
+            }
+        };
+        // An IPv6 VIP's reply takes no `accept_local`.
+        let sources: Vec<IpAddr> = checks
+            .iter()
+            .filter(|(vip, _)| vip.is_ipv4())
+            .filter_map(|(_, path)| tunnel_socket::check_source(path).ok())
+            .collect();
+        self.tunnel.hc_checks = checks;
+        let wanted = accept_local_interfaces(&self.interface.name, &sources, &addresses);
+        self.sync_accept_local(&wanted);
     }
 
     /// Attaches `tc_hc_encap` where it is missing.
     fn attach_hc_encap(&mut self) -> anyhow::Result<()> {
-        let interfaces = hc_interfaces(&self.interface.name);
-        let attached: BTreeSet<&str> = self
-            .tunnel
-            .hc_links
-            .iter()
-            .map(|(i, _)| i.as_str())
-            .collect();
-        let missing: Vec<String> = interfaces
-            .iter()
-            .filter(|i| !attached.contains(*i))
-            .map(|i| (*i).to_owned())
-            .collect();
+        let missing = missing_interfaces(
+            &hc_interfaces(&self.interface.name),
+            self.tunnel.hc_links.iter().map(|(i, _)| i.as_str()),
+        );
         if missing.is_empty() {
             return Ok(());
         }
@@ -382,13 +497,34 @@ impl Engine {
         }
     }
 
-    /// Switches `accept_local` on for the interface (remembering the value
+    /// Makes `accept_local` on for every interface of `wanted`, and as
+    /// lbd found it on every other it had switched on (a check's source
+    /// moved off it, or the backends routed there went).
+    fn sync_accept_local(&mut self, wanted: &BTreeSet<String>) {
+        let gone: Vec<String> = self
+            .tunnel
+            .accept_local
+            .keys()
+            .filter(|i| !wanted.contains(*i))
+            .cloned()
+            .collect();
+        for interface in gone {
+            if let Some(change) = self.tunnel.accept_local.remove(&interface) {
+                self.restore_sysctl(change);
+            }
+        }
+        for interface in wanted {
+            self.ensure_accept_local(interface);
+        }
+    }
+
+    /// Switches `accept_local` on for `interface` (remembering the value
     /// found).
-    fn ensure_accept_local(&mut self) {
-        if self.tunnel.accept_local.is_some() {
+    fn ensure_accept_local(&mut self, interface: &str) {
+        if self.tunnel.accept_local.contains_key(interface) {
             return;
         }
-        let path = accept_local_path(&self.interface.name);
+        let path = accept_local_path(interface);
         let was = match std::fs::read_to_string(&path) {
             Ok(text) => text.trim().to_owned(),
             Err(error) => {
@@ -403,16 +539,19 @@ impl Engine {
             if let Some(original) =
                 crate::ownership::held::recorded_original(&self.config.admin_socket, &path)
             {
-                self.tunnel.accept_local = Some(SysctlChange {
-                    path,
-                    was: original,
-                });
+                self.tunnel.accept_local.insert(
+                    interface.to_owned(),
+                    SysctlChange {
+                        path,
+                        was: original,
+                    },
+                );
             }
             return;
         }
         match std::fs::write(&path, "1") {
             Ok(()) => {
-                info!(setting = %path.display(), "accept_local switched on: replies to checks through the tunnel come from the VIP, an address this node holds (restored at a clean stop or when no check uses the tunnel)");
+                info!(setting = %path.display(), "accept_local switched on: replies to checks through the tunnel come from the VIP, an address this node holds (restored at a clean stop or when no check needs it)");
                 // Recorded for the lbds after this one and for `lbd
                 // --cleanup` (after a crash nothing else would put it back).
                 if let Err(error) =
@@ -420,7 +559,9 @@ impl Engine {
                 {
                     warn!(setting = %path.display(), error = %format!("{error:#}"), "recording accept_local's original value failed: after a crash or restart it will not be restored");
                 }
-                self.tunnel.accept_local = Some(SysctlChange { path, was });
+                self.tunnel
+                    .accept_local
+                    .insert(interface.to_owned(), SysctlChange { path, was });
             }
             Err(error) => {
                 warn!(setting = %path.display(), %error, "cannot switch accept_local on: replies to checks through the tunnel are dropped on the VRRP master and its backends go down");
@@ -428,11 +569,15 @@ impl Engine {
         }
     }
 
-    /// Puts `accept_local` back as lbd found it.
+    /// Puts `accept_local` back as lbd found it, on every interface.
     pub(crate) fn restore_accept_local(&mut self) {
-        let Some(change) = self.tunnel.accept_local.take() else {
-            return;
-        };
+        for (_, change) in std::mem::take(&mut self.tunnel.accept_local) {
+            self.restore_sysctl(change);
+        }
+    }
+
+    /// Puts one `accept_local` back and drops it from lbd's record.
+    fn restore_sysctl(&self, change: SysctlChange) {
         crate::ownership::held::forget_original(&self.config.admin_socket, &change.path);
         match std::fs::write(&change.path, &change.was) {
             Ok(()) => {
@@ -651,6 +796,67 @@ mod tests {
             let expected = if put_back { at_start } else { now };
             assert_eq!(written, resolve(&settings, 3, &expected).config);
         }
+    }
+
+    /// A backend routed out of another interface than the balancer's
+    /// (eth1) answers the check from the VIP to the source on eth1, so
+    /// the reply arrives there: `accept_local` goes on for eth1 as well as
+    /// the balancer's eth0 (before, for eth0 only: on the master every
+    /// such backend went down). A labelled address counts for its
+    /// interface; IPv6 sources and unknown ones add nothing.
+    #[test]
+    fn accept_local_goes_on_where_each_checks_source_is() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let addresses = vec![
+            ("lo".to_owned(), ip("127.0.0.1")),
+            ("eth0".to_owned(), ip("198.18.0.2")),
+            ("eth1".to_owned(), ip("198.19.0.2")),
+            ("eth2".to_owned(), ip("198.20.0.2")),
+            ("eth2".to_owned(), ip("2001:2::2")),
+        ];
+        let set = |names: &[&str]| names.iter().map(|n| (*n).to_owned()).collect();
+        assert_eq!(
+            accept_local_interfaces("eth0", &[ip("198.19.0.2")], &addresses),
+            set(&["eth0", "eth1"])
+        );
+        assert_eq!(
+            accept_local_interfaces(
+                "eth0",
+                &[ip("198.18.0.2"), ip("198.19.0.2"), ip("198.19.0.2")],
+                &addresses
+            ),
+            set(&["eth0", "eth1"])
+        );
+        assert_eq!(
+            accept_local_interfaces("eth0", &[ip("2001:2::2"), ip("203.0.113.1")], &addresses),
+            set(&["eth0"])
+        );
+        assert_eq!(
+            accept_local_interfaces("eth0", &[], &addresses),
+            set(&["eth0"])
+        );
+    }
+
+    /// While `tc_hc_encap` is missing from an egress the checks need,
+    /// they fail with a reason naming it (and why the attach failed);
+    /// once it is on both, they run.
+    #[test]
+    fn checks_fail_with_the_reason_while_the_path_is_not_attached() {
+        let wanted = hc_interfaces("eth0");
+        let missing = missing_interfaces(&wanted, ["lo"]);
+        assert_eq!(missing, ["eth0"]);
+        assert_eq!(
+            unattached_reason(&missing, Some("loading: verifier refused")).as_deref(),
+            Some("tc_hc_encap is not on the egress of eth0: loading: verifier refused")
+        );
+        let none = missing_interfaces(&wanted, []);
+        assert_eq!(
+            unattached_reason(&none, None).as_deref(),
+            Some("tc_hc_encap is not on the egress of lo, eth0")
+        );
+        let all = missing_interfaces(&wanted, ["eth0", "lo"]);
+        assert!(all.is_empty());
+        assert_eq!(unattached_reason(&all, Some("an old error")), None);
     }
 
     #[test]
