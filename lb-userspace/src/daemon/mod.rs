@@ -190,12 +190,7 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<Stopped> {
     raise_locked_memory_limit();
     // Signals first: one that arrives during start-up waits for the loop
     // instead of killing lbd half-way.
-    let mut terminate = signal(SignalKind::terminate()).context("SIGTERM handler")?;
-    let mut interrupt = signal(SignalKind::interrupt()).context("SIGINT handler")?;
-    let mut hangup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
-    // The systemd unit's RestartKillSignal: a restart that leaves word for
-    // the unit's stop path to keep the BGP announcements.
-    let mut restart = signal(SignalKind::user_defined1()).context("SIGUSR1 handler")?;
+    let mut signals = Signals::register()?;
     // A wrong LBD_TC_ATTACH is refused before anything is loaded or
     // pinned (the attach would refuse it too, after the load).
     crate::ownership::cls_bpf::tc_path().map_err(|error| anyhow::anyhow!(error))?;
@@ -288,36 +283,38 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<Stopped> {
     let mut stopped = Stopped::Done;
     let stop = loop {
         tokio::select! {
-            _ = terminate.recv() => {
-                if engine.is_pinned() {
-                    info!("SIGTERM: stopping; the pinned data plane keeps forwarding for the next lbd");
-                } else {
-                    info!("SIGTERM: stopping; pin_dir is off, so the XDP program goes with lbd and VRRP steps down");
+            received = signals.next() => match received {
+                Received::Interrupt => {
+                    info!("SIGINT: stopping and removing the data plane");
+                    break Stop::Clean;
                 }
-                break Stop::Restart;
-            }
-            _ = restart.recv() => {
-                if engine.is_pinned() {
-                    info!("SIGUSR1: stopping for a restart; BGP announcements and the pinned data plane stay (exit status {EXIT_STOPPED_FOR_RESTART}: the systemd unit starts the next lbd)");
-                    engine.mark_restart();
-                    stopped = Stopped::ForRestart;
-                } else {
-                    // Nothing forwards once lbd is gone: announcing on
-                    // would attract traffic to a node that drops it.
-                    info!("SIGUSR1: stopping; pin_dir is off, so the XDP program goes with lbd, VRRP steps down and the BGP announcements are withdrawn");
+                Received::Terminate => {
+                    if engine.is_pinned() {
+                        info!("SIGTERM: stopping; the pinned data plane keeps forwarding for the next lbd");
+                    } else {
+                        info!("SIGTERM: stopping; pin_dir is off, so the XDP program goes with lbd and VRRP steps down");
+                    }
+                    break Stop::Restart;
                 }
-                break Stop::Restart;
-            }
-            _ = interrupt.recv() => {
-                info!("SIGINT: stopping and removing the data plane");
-                break Stop::Clean;
-            }
-            _ = hangup.recv() => {
-                info!("SIGHUP: reloading the config");
-                // A refusal is logged by the reload itself.
-                let _ = engine.reload(false).await;
-                changes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            }
+                Received::Restart => {
+                    if engine.is_pinned() {
+                        info!("SIGUSR1: stopping for a restart; BGP announcements and the pinned data plane stay (exit status {EXIT_STOPPED_FOR_RESTART}: the systemd unit starts the next lbd)");
+                        engine.mark_restart();
+                        stopped = Stopped::ForRestart;
+                    } else {
+                        // Nothing forwards once lbd is gone: announcing on
+                        // would attract traffic to a node that drops it.
+                        info!("SIGUSR1: stopping; pin_dir is off, so the XDP program goes with lbd, VRRP steps down and the BGP announcements are withdrawn");
+                    }
+                    break Stop::Restart;
+                }
+                Received::Hangup => {
+                    info!("SIGHUP: reloading the config");
+                    // A refusal is logged by the reload itself.
+                    let _ = engine.reload(false).await;
+                    changes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+            },
             Some((request, reply)) = calls.recv() => {
                 if flow_census::reads_counts(&request) {
                     // A read: answered now, or parked for the next census.
@@ -398,6 +395,14 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<Stopped> {
         warn!(%error, "admin API task failed");
     }
     let pinned = engine.is_pinned();
+    // What the stop does, for the signals that arrive while it runs.
+    let doing = match (stop, pinned) {
+        (Stop::Clean, _) => "stopping for good (SIGINT), removing the data plane",
+        (Stop::Restart, true) => {
+            "stopping for a restart, leaving the pinned data plane forwarding for the next lbd"
+        }
+        (Stop::Restart, false) => "stopping, taking its program away with it (pin_dir is off)",
+    };
     // pin_dir is off: the program goes with lbd, whatever the stop, so
     // the announcements must go too, and VRRP steps down (priority 0,
     // "stopped" recorded) as for a stop for good: otherwise the backup
@@ -407,16 +412,21 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<Stopped> {
     // withdrawal, lbd still stops (nothing could forward if it stayed) but
     // fails.
     let withdrawal = if stop == Stop::Restart && !pinned {
-        engine.final_sync().await;
-        let handed = engine.hand_over().await;
-        engine.withdraw_for_stop(&handed).await.err().map(|error| {
-            error.context("pin_dir is off, so the program goes with lbd, but BIRD did not take the withdrawal of this node's BGP announcements: the routers may still send flows to this node, which forwards nothing now; once BIRD answers, `lbd --release-vips` withdraws them")
-        })
+        signals
+            .while_stopping(doing, async {
+                engine.final_sync().await;
+                let handed = engine.hand_over().await;
+                engine.withdraw_for_stop(&handed).await.err().map(|error| {
+                    error.context("pin_dir is off, so the program goes with lbd, but BIRD did not take the withdrawal of this node's BGP announcements: the routers may still send flows to this node, which forwards nothing now; once BIRD answers, `lbd --release-vips` withdraws them")
+                })
+            })
+            .await
     } else {
         None
     };
     let admin_socket = engine.config().admin_socket.clone();
-    let released = match engine.shutdown(stop).await {
+    let shutdown = signals.while_stopping(doing, engine.shutdown(stop)).await;
+    let released = match shutdown {
         Ok(released) => released,
         // Not to be restarted: the operator took the node off for good,
         // and a new lbd would adopt the data plane and serve again.
@@ -457,6 +467,93 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<Stopped> {
     }
     drop(ownership);
     Ok(stopped)
+}
+
+/// The signals lbd acts on, registered before anything else starts.
+struct Signals {
+    /// SIGINT: a stop for good.
+    interrupt: tokio::signal::unix::Signal,
+    /// SIGTERM: a stop for a restart.
+    terminate: tokio::signal::unix::Signal,
+    /// SIGUSR1, the systemd unit's RestartKillSignal: a restart that
+    /// leaves word for the unit's stop path to keep the BGP announcements.
+    restart: tokio::signal::unix::Signal,
+    /// SIGHUP: a reload.
+    hangup: tokio::signal::unix::Signal,
+}
+
+/// A signal [`Signals`] received.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Received {
+    Interrupt,
+    Terminate,
+    Restart,
+    Hangup,
+}
+
+impl Received {
+    /// The signal's name.
+    fn name(self) -> &'static str {
+        match self {
+            Self::Interrupt => "SIGINT",
+            Self::Terminate => "SIGTERM",
+            Self::Restart => "SIGUSR1",
+            Self::Hangup => "SIGHUP",
+        }
+    }
+}
+
+impl Signals {
+    fn register() -> anyhow::Result<Self> {
+        Ok(Self {
+            interrupt: signal(SignalKind::interrupt()).context("SIGINT handler")?,
+            terminate: signal(SignalKind::terminate()).context("SIGTERM handler")?,
+            restart: signal(SignalKind::user_defined1()).context("SIGUSR1 handler")?,
+            hangup: signal(SignalKind::hangup()).context("SIGHUP handler")?,
+        })
+    }
+
+    /// The next signal. Of several pending at once (they arrived during a
+    /// slow start, or together), SIGINT comes first: a stop for good wins
+    /// over a restart, which a random pick would make one half the time;
+    /// then SIGTERM, SIGUSR1, and a reload last. Only the signals are
+    /// taken in order: the loop's other events stay served fairly.
+    /// Cancel-safe: a signal not returned stays pending.
+    async fn next(&mut self) -> Received {
+        tokio::select! {
+            biased;
+            Some(()) = self.interrupt.recv() => Received::Interrupt,
+            Some(()) = self.terminate.recv() => Received::Terminate,
+            Some(()) = self.restart.recv() => Received::Restart,
+            Some(()) = self.hangup.recv() => Received::Hangup,
+            // The streams never end while lbd runs.
+            else => std::future::pending().await,
+        }
+    }
+
+    /// Runs `stopping`, a step of lbd's stop (`doing` says which stop),
+    /// to its end. A signal that arrives meanwhile (a second Ctrl-C, a
+    /// SIGINT during a stop for a restart) is logged at warn and ignored:
+    /// the stop goes on as it began, since one part done for a restart
+    /// and the rest for good would leave neither. Else nothing would read
+    /// it, and the operator would not know why it did nothing.
+    async fn while_stopping<T>(
+        &mut self,
+        doing: &str,
+        stopping: impl std::future::Future<Output = T>,
+    ) -> T {
+        tokio::pin!(stopping);
+        loop {
+            tokio::select! {
+                biased;
+                done = &mut stopping => return done,
+                received = self.next() => {
+                    let name = received.name();
+                    warn!(signal = name, "{name} ignored: lbd is {doing}, and finishes that stop as it began (to remove a data plane a restart leaves, run `lbd --cleanup` once lbd has exited)");
+                }
+            }
+        }
+    }
 }
 
 /// Mode of the directories lbd creates for the admin socket when

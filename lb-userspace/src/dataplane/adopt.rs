@@ -684,18 +684,25 @@ pub(super) fn check_pins(
 /// the table moved aside (`conntrack::legacy`, `nat::legacy`); what is
 /// left under their names (a kernel-map lbd's one-bucket placeholder, a
 /// copy an upgrade stopped before its swap made) is removed now, the
-/// moved table staying until the swap. Returns the maps staged.
+/// moved table staying until the swap. Returns the maps staged and those
+/// pinned under names nothing was pinned under.
 pub(super) fn place_pins(
     loader: &mut EbpfLoader<'_>,
     pins: &PinDir,
     plan: &PinPlan,
     fresh: &[&str],
-) -> Result<Vec<&'static str>> {
+) -> Result<Placed> {
     let mut staged = Vec::new();
+    let mut made = Vec::new();
     for name in PINNED_MAPS {
         let path = pins.map_path(name);
-        if plan.kept.contains(&name) || !path.exists() {
+        if plan.kept.contains(&name) {
             loader.map_pin_path(name, path);
+            continue;
+        }
+        if !path.exists() {
+            loader.map_pin_path(name, path);
+            made.push(name);
             continue;
         }
         if plan.adopt || fresh.contains(&name) {
@@ -722,7 +729,18 @@ pub(super) fn place_pins(
     if !staged.is_empty() {
         info!(maps = ?staged, dir = %pins.staged_dir().display(), "the pinned state is not adopted, and the maps made afresh in its place are staged: they take their names once this lbd's program runs, the previous lbd's pins stay as they are until then");
     }
-    Ok(staged)
+    Ok(Placed { staged, made })
+}
+
+/// Where `place_pins` told the loader to pin the maps it makes.
+pub(super) struct Placed {
+    /// Made in place of a pinned map, pinned in the staging directory.
+    pub(super) staged: Vec<&'static str>,
+    /// Pinned under their names, where nothing was pinned: no program of
+    /// a previous lbd uses them, so a load that fails removes them (all
+    /// of them on a node without pins, whose next start would adopt them
+    /// otherwise).
+    pub(super) made: Vec<&'static str>,
 }
 
 /// Finishes, or undoes, what a previous start staged and did not pin

@@ -301,12 +301,28 @@ pub struct Dataplane {
 /// Removes the maps a load staged (`adopt::place_pins`) when it fails
 /// before the `Dataplane` that owns them is made (the verifier refused a
 /// program, a map would not open): the previous lbd's pins stay as they
-/// were, and the staged maps' memory is freed.
-struct UnstageOnError<'a>(Option<&'a PinDir>);
+/// were, and the staged maps' memory is freed. The maps it pinned under
+/// names nothing was pinned under go until the load returns (`made`):
+/// else a failed first start leaves every map pinned, and the next start
+/// adopts them and takes the node for one with a data plane.
+struct UnstageOnError<'a> {
+    /// The pins, while the staged maps are to go on a failure.
+    staged: Option<&'a PinDir>,
+    /// The pins and the maps pinned anew, while they are to go.
+    made: Option<(&'a PinDir, Vec<&'static str>)>,
+}
 
 impl Drop for UnstageOnError<'_> {
     fn drop(&mut self) {
-        let Some(pins) = self.0 else {
+        if let Some((pins, made)) = self.made.take() {
+            for name in made {
+                let path = pins.map_path(name);
+                if let Err(error) = attach::remove_pin(&path) {
+                    warn!(%error, "the load failed, and removing a map it pinned failed too: the next start adopts it, or `lbd --cleanup` removes it");
+                }
+            }
+        }
+        let Some(pins) = self.staged else {
             return;
         };
         match pins.discard_staged() {
@@ -422,13 +438,16 @@ impl Dataplane {
         let mut legacy = None;
         let mut legacy_nat = None;
         let mut staged = Vec::new();
-        let mut unstage = UnstageOnError(None);
+        let mut unstage = UnstageOnError {
+            staged: None,
+            made: None,
+        };
         if let Some(pins) = &options.pins {
             pins.prepare()?;
             // What a previous start staged and did not pin under their
             // names, finished or undone before the pins are read.
             recover_staged(pins)?;
-            unstage.0 = Some(pins);
+            unstage.staged = Some(pins);
             // Tables whose flows a previous layout's table carries over
             // are not needed for adoption; nothing is moved before the
             // plan says what is adopted.
@@ -456,7 +475,9 @@ impl Dataplane {
             if legacy_nat.is_some() {
                 fresh.push(names::MAP_NAT_BUCKETS);
             }
-            staged = place_pins(&mut loader, pins, &plan, &fresh)?;
+            let placed = place_pins(&mut loader, pins, &plan, &fresh)?;
+            staged = placed.staged;
+            unstage.made = Some((pins, placed.made));
         }
         let mut ebpf = loader
             .load(&object)
@@ -519,7 +540,7 @@ impl Dataplane {
             promoted: false,
         };
         // From here the data plane's drop removes what is staged.
-        unstage.0 = None;
+        unstage.staged = None;
         if let Some(horizons) = horizons {
             dataplane.set_idle_horizons(horizons.tcp, horizons.udp)?;
         }
@@ -530,6 +551,8 @@ impl Dataplane {
             dataplane.re_place_flows(false);
             dataplane.re_place_pending = true;
         }
+        // Loaded: the maps pinned anew are the data plane's now.
+        unstage.made = None;
         Ok(dataplane)
     }
 

@@ -326,3 +326,64 @@ fn a_smaller_table_keeps_a_live_tcp_flow_over_expired_udp_flows() {
     assert_eq!(carried.flows, 9, "{carried:?}");
     assert_eq!(carried.dead_left_out, 8, "{carried:?}");
 }
+
+/// A load on a node without pins pins every map under its name (no staging:
+/// nothing of a previous lbd is displaced); if it fails before it returns
+/// (the verifier refused a program, a map would not open), it removes them
+/// all again, so the next start still finds a fresh node instead of
+/// adopting them. A map pinned before is not its to remove, and a load
+/// that returns keeps what it pinned. (Plain files stand for the pins: the
+/// guard only removes them; no BPF filesystem needed.)
+#[test]
+fn a_load_that_fails_removes_the_pins_it_made_under_their_names() {
+    let root = std::env::temp_dir().join(format!("lbd-made-pins-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let pins = PinDir::new(&root);
+    std::fs::create_dir_all(pins.maps_dir()).unwrap();
+    let previous = PINNED_MAPS[0];
+    std::fs::write(pins.map_path(previous), b"").unwrap();
+    let plan = super::adopt::PinPlan::default();
+    let pin_all = |made: &[&'static str]| {
+        for name in made {
+            std::fs::write(pins.map_path(name), b"").unwrap();
+        }
+    };
+    for loaded in [false, true] {
+        let mut loader = aya::EbpfLoader::new();
+        let placed = super::adopt::place_pins(&mut loader, &pins, &plan, &[]).unwrap();
+        assert_eq!(placed.made, PINNED_MAPS[1..].to_vec(), "loaded: {loaded}");
+        assert_eq!(placed.staged, vec![previous], "loaded: {loaded}");
+        let made = placed.made.clone();
+        let mut guard = super::UnstageOnError {
+            staged: Some(&pins),
+            made: Some((&pins, placed.made)),
+        };
+        pin_all(&made);
+        if loaded {
+            guard.made = None;
+        }
+        drop(guard);
+        let left: Vec<_> = made
+            .iter()
+            .filter(|name| pins.map_path(name).exists())
+            .collect();
+        if loaded {
+            assert_eq!(
+                left.len(),
+                made.len(),
+                "a load that returned keeps its pins"
+            );
+        } else {
+            assert!(left.is_empty(), "pins left: {left:?}");
+        }
+        assert!(pins.map_path(previous).exists(), "the previous pin stays");
+        assert!(!pins.staged_dir().exists(), "nothing staged is left");
+        if loaded {
+            // The next round is a fresh node again but for `previous`.
+            for name in &made {
+                std::fs::remove_file(pins.map_path(name)).unwrap();
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&root);
+}

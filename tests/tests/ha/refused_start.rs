@@ -89,3 +89,66 @@ fn a_first_start_whose_metrics_bind_fails_leaves_nothing_attached_or_pinned() {
     let left = pinned_under(&pins);
     assert!(left.is_empty(), "pins left in {}: {left:?}", pins.display());
 }
+
+/// A first start that fails between the load and the attach (native XDP
+/// refused: the veth's peer has an MTU native XDP cannot take) leaves the
+/// node as it was: no map pinned, though the load pins every map under its
+/// name on a node without pins, and the forwarding setting its NAT VIP
+/// switched on at the fill put back. Else the next start would adopt the
+/// maps, take the node for one with a data plane, and leave its program
+/// forwarding for no lbd when it failed.
+#[test]
+fn a_first_start_whose_attach_fails_leaves_nothing_pinned_and_forwarding_as_it_was() {
+    let mut lab = lab(1);
+    let a = lab.lbs[0].clone();
+    assert!(!lab.xdp_attached(&a).expect("ip link"), "a fresh node");
+    // The switch side of a's veth (see `Lab::add_host`): above a page, so
+    // the kernel refuses native XDP on a's eth0 ("Peer MTU is too large").
+    let out = Command::new("ip")
+        .args([
+            "-n",
+            &format!("{}-sw", lab.prefix),
+            "link",
+            "set",
+            &format!("p-{}", a.name),
+            "mtu",
+            "9000",
+        ])
+        .output()
+        .expect("ip");
+    assert!(out.status.success(), "{out:?}");
+    let forwarding = || {
+        let path = "/proc/sys/net/ipv4/conf/eth0/forwarding";
+        lb_tests::lab::in_netns(&a.netns, move || std::fs::read_to_string(path))
+            .expect("netns")
+            .expect("read forwarding")
+            .trim()
+            .to_owned()
+    };
+    assert_eq!(
+        forwarding(),
+        "0",
+        "the lab's LB nodes start with forwarding off"
+    );
+    let config = format!(
+        "xdp_mode = \"native\"\n{}\n[nat]\nsource_ipv4 = \"198.18.0.50\"\n",
+        lab.lbd_config_for(&["b1"], "forwarding = \"nat\"\n")
+    );
+    let error = lab
+        .start_lbd_on(&a, "lbd-a", &config)
+        .expect_err("native XDP must be refused on this veth");
+    let log = lab.log("lbd-a");
+    assert!(
+        log.contains("forwarding"),
+        "the fill switched it on:\n{error:#}"
+    );
+    assert!(!lab.xdp_attached(&a).expect("ip link"), "attached:\n{log}");
+    let pins = lab.pin_dir_of(&a);
+    let left = pinned_under(&pins);
+    assert!(
+        left.is_empty(),
+        "pins left in {}: {left:?}\n{log}",
+        pins.display()
+    );
+    assert_eq!(forwarding(), "0", "forwarding left on:\n{log}");
+}

@@ -116,7 +116,7 @@ pub struct Engine {
     /// with (lent by the loop, see `flow_census`); None outside a read.
     lent_census: Option<std::sync::Arc<flow_census::Census>>,
     /// Whether this lbd found the node without a data plane of a previous
-    /// lbd: a start that fails once the program is attached then takes
+    /// lbd: a start that fails once the data plane is loaded then takes
     /// everything away again (see `fail_start`).
     fresh_start: bool,
 }

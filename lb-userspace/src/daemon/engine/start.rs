@@ -212,17 +212,57 @@ impl Engine {
             tcp: config.tcp_idle_timeout,
             udp: config.udp_idle_timeout,
         };
+        // What runs at every hook is read before the load, whichever hook
+        // this lbd attaches at: with what the load adopts, it says whether
+        // this node is a fresh one (`fresh_node`), which a start that
+        // fails from the load on puts back as it was. A previous lbd's
+        // program at the other hook (`attach` switched, the state maps not
+        // adopted) goes once this one runs (`serve`), and a start that
+        // failed then and took everything away would leave the node, which
+        // had a data plane, with none.
+        let running = netlink
+            .xdp_program(interface.index)
+            .await
+            .context("reading the interface's XDP program")?;
+        let tcx = crate::dataplane::tcx_ingress_programs(&interface.name);
+        let found = FoundHooks {
+            xdp: running.is_some(),
+            tcx: !tcx.is_empty(),
+            cls_bpf: lbd_filter_found(interface.index).await,
+        };
+        // A load that fails removes the pins it made itself (see
+        // `Dataplane::load_with_horizons`).
         let mut dataplane = Dataplane::load_with_horizons(sizes, &options, horizons)
             .context("loading the data plane")?;
-        if !dataplane.adopted() {
-            demote_resumed(vrrp_starts, &config, &interface, &netlink).await?;
+        let fresh = fresh_node(dataplane.adopted(), found);
+        // On a fresh node the load pinned every map under its name: a
+        // failure from here to the engine takes them away again, or the
+        // next start would adopt them and no longer see a fresh node.
+        let read = async {
+            if !dataplane.adopted() {
+                demote_resumed(vrrp_starts, &config, &interface, &netlink).await?;
+            }
+            let adopted = dataplane
+                .adopted_state()
+                .context("reading the pinned data plane")?;
+            // The flags a previous lbd wrote stay until the first apply
+            // decides them: NAT'd replies keep being translated across a
+            // restart.
+            dataplane.set_iface_mac(interface.mac)?;
+            let guard = crate::guard::Guard::adopt(dataplane.guard(), config.guard.clone())
+                .context("reading the pinned deny/allow lists")?;
+            anyhow::Ok((adopted, guard))
         }
-        let adopted = dataplane
-            .adopted_state()
-            .context("reading the pinned data plane")?;
-        // The flags a previous lbd wrote stay until the first apply decides
-        // them: NAT'd replies keep being translated across a restart.
-        dataplane.set_iface_mac(interface.mac)?;
+        .await;
+        let (adopted, mut guard) = match read {
+            Ok(read) => read,
+            Err(error) => {
+                if fresh {
+                    remove_fresh_dataplane(&mut dataplane);
+                }
+                return Err(error);
+            }
+        };
         let (events_tx, events_rx) = mpsc::channel(1024);
         let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
         let observed = metrics.clone();
@@ -258,8 +298,6 @@ impl Engine {
         }
         let adopted_macs: HashMap<IpAddr, [u8; 6]> = balancer.backend_macs().into_iter().collect();
         let node = node::NodeRuntime::start(&config, dataplane.adopted(), Instant::now());
-        let mut guard = crate::guard::Guard::adopt(dataplane.guard(), config.guard.clone())
-            .context("reading the pinned deny/allow lists")?;
         if dataplane.adopted() {
             // `VIP_GUARDS` may have been made afresh under adopted flows.
             guard.clear_of_marks(dataplane.flows().map(|(_, entry)| entry.flags));
@@ -292,50 +330,45 @@ impl Engine {
             flood: crate::flood::FloodWatch::new(config.flood),
             stepped_down: Vec::new(),
             lent_census: None,
-            fresh_start: false,
+            fresh_start: fresh,
             config,
         };
-        // The outer sources a previous lbd took from the interface stay
-        // while it holds them (its program runs until the swap below).
-        engine.keep_adopted_sources();
-        engine.read_own_addresses().await;
-        let node_tunnel = engine.node_tunnel(&engine.config.tunnel);
-        engine.balancer.set_tunnel(node_tunnel);
-        engine.resolve_macs(&model, INITIAL_RESOLVE_TIMEOUT).await;
-        let report = engine.commit(model).context("filling the data plane")?;
-        info!(?report, "maps filled");
-        engine.prepare_routing().await;
-        // Nothing of a previous lbd to keep: a start that fails after the
-        // attach below takes everything away again. What runs at every
-        // hook is read, whichever this lbd attaches at: a previous lbd's
-        // program at the other hook (`attach` switched, the state maps not
-        // adopted) goes once this one runs (`serve`), and a start that
-        // failed then and took everything away would leave the node, which
-        // had a data plane, with none.
-        let running = engine
-            .netlink
-            .xdp_program(engine.interface.index)
-            .await
-            .context("reading the interface's XDP program")?;
-        let tcx = crate::dataplane::tcx_ingress_programs(&engine.interface.name);
-        let found = FoundHooks {
-            xdp: running.is_some(),
-            tcx: !tcx.is_empty(),
-            cls_bpf: lbd_filter_found(engine.interface.index).await,
-        };
-        let fresh = fresh_node(engine.dataplane.adopted(), found);
-        engine.hooked = match engine.config.attach {
-            // `auto` may end at tc (see `dataplane::hook_choice`), taking
-            // over the tc link a previous lbd left there.
-            Attach::Xdp => engine.dataplane.attach(
-                &engine.interface.name,
-                engine.config.xdp_mode,
-                running,
-                &Translating::of(&engine.config.vips),
-            )?,
-            Attach::Tc => engine.dataplane.attach_tc(&engine.interface.name, &tcx)?,
-        };
-        engine.fresh_start = fresh;
+        // Nothing of a previous lbd to keep (`fresh`): a start that fails
+        // from here on (the fill, which may switch forwarding on, or the
+        // attach) takes everything away again, as one that fails after
+        // the attach does.
+        let attached = async {
+            // The outer sources a previous lbd took from the interface
+            // stay while it holds them (its program runs until the swap
+            // below).
+            engine.keep_adopted_sources();
+            engine.read_own_addresses().await;
+            let node_tunnel = engine.node_tunnel(&engine.config.tunnel);
+            engine.balancer.set_tunnel(node_tunnel);
+            engine.resolve_macs(&model, INITIAL_RESOLVE_TIMEOUT).await;
+            let report = engine.commit(model).context("filling the data plane")?;
+            info!(?report, "maps filled");
+            engine.prepare_routing().await;
+            engine.hooked = match engine.config.attach {
+                // `auto` may end at tc (see `dataplane::hook_choice`),
+                // taking over the tc link a previous lbd left there.
+                Attach::Xdp => engine.dataplane.attach(
+                    &engine.interface.name,
+                    engine.config.xdp_mode,
+                    running,
+                    &Translating::of(&engine.config.vips),
+                )?,
+                Attach::Tc => engine.dataplane.attach_tc(&engine.interface.name, &tcx)?,
+            };
+            anyhow::Ok(())
+        }
+        .await;
+        if let Err(error) = attached {
+            if fresh {
+                engine.undo_fresh_start();
+            }
+            return Err(error);
+        }
         match engine.serve(vrrp_starts).await {
             Ok(sync) => Ok((
                 engine,
@@ -405,19 +438,20 @@ impl Engine {
     }
 
     /// Puts a node this lbd found without a data plane back as it was,
-    /// after its start failed once the program was attached (a VRRP
-    /// socket that would not open): the program detached and its pins
-    /// removed, forwarding and `accept_local` as they were, so a service
-    /// manager's retries do not leave a program forwarding for no lbd.
+    /// after its start failed once the data plane was loaded (the fill,
+    /// the attach, a VRRP socket that would not open): the program
+    /// detached and its pins removed, forwarding and `accept_local` as
+    /// they were, so a service manager's retries do not leave a program
+    /// forwarding for no lbd, nor pins the next start would adopt (it
+    /// would take the node for one with a data plane, and leave it on
+    /// when it failed).
     fn undo_fresh_start(&mut self) {
         self.replication = None;
         self.checker.retain(|_| false);
         self.detach_hc_encap();
         self.restore_accept_local();
         self.restore_forwarding();
-        if let Err(error) = self.dataplane.detach() {
-            tracing::warn!(error = %format!("{error:#}"), "removing the data plane after the failed start failed; `lbd --cleanup` removes it");
-        }
+        remove_fresh_dataplane(&mut self.dataplane);
     }
 
     /// Removes the cls_bpf filters a dead lbd left on the interface's
@@ -529,12 +563,22 @@ struct FoundHooks {
 }
 
 /// Whether this start found a fresh node, which a start that fails after
-/// its attach puts back as it was (`Engine::undo_fresh_start`): nothing
+/// its load puts back as it was (`Engine::undo_fresh_start`): nothing
 /// was adopted and no program ran at any hook, whichever hook this lbd
-/// attaches at. A previous lbd's program is a data plane the node keeps
+/// attaches at (both read before the load pins anything). A previous lbd's program is a data plane the node keeps
 /// forwarding on for the next lbd.
 fn fresh_node(adopted: bool, found: FoundHooks) -> bool {
     !adopted && !found.xdp && !found.tcx && !found.cls_bpf
+}
+
+/// Detaches the program, if attached, and removes the pins of a data
+/// plane this lbd loaded on a fresh node (see [`fresh_node`]) whose start
+/// failed. A failure is logged: lbd exits next, and `lbd --cleanup`
+/// removes what is left.
+fn remove_fresh_dataplane(dataplane: &mut Dataplane) {
+    if let Err(error) = dataplane.detach() {
+        tracing::warn!(error = %format!("{error:#}"), "removing the data plane after the failed start failed; `lbd --cleanup` removes it");
+    }
 }
 
 /// Whether a previous lbd's tc program runs as a cls_bpf filter on the
