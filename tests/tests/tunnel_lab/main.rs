@@ -42,3 +42,17 @@ const DROPS: [&str; 5] = [
     "drop_no_neighbour",
     "drop_ttl_exceeded",
 ];
+
+/// Every name in `DROPS` is a counter the data plane has: a renamed one
+/// would otherwise be filtered for and never found, and the checks that
+/// no drop happened could not fail.
+#[test]
+fn the_drops_checked_for_are_counters() {
+    let names: Vec<&str> = lb_common::stats::Counter::ALL
+        .iter()
+        .map(|c| c.name())
+        .collect();
+    for drop in DROPS {
+        assert!(names.contains(&drop), "{drop} is no counter: {names:?}");
+    }
+}
