@@ -196,6 +196,22 @@ pub fn deltas<'a>(before: &Status, after: &'a Status) -> BTreeMap<&'a str, u64> 
         .collect()
 }
 
+/// Asserts that every name in `names` is a counter the data plane has: a
+/// lab that checks a list of drop counters stayed at zero would pass
+/// vacuously for a renamed one.
+pub fn assert_are_counters(names: &[&str]) {
+    let counters: Vec<&str> = lb_common::stats::Counter::ALL
+        .iter()
+        .map(|c| c.name())
+        .collect();
+    for name in names {
+        assert!(
+            counters.contains(name),
+            "{name} is no counter: {counters:?}"
+        );
+    }
+}
+
 /// The node counters that are not zero (for failure messages).
 pub fn nonzero(status: &Status) -> BTreeMap<&str, u64> {
     status

@@ -48,11 +48,5 @@ const DROPS: [&str; 5] = [
 /// no drop happened could not fail.
 #[test]
 fn the_drops_checked_for_are_counters() {
-    let names: Vec<&str> = lb_common::stats::Counter::ALL
-        .iter()
-        .map(|c| c.name())
-        .collect();
-    for drop in DROPS {
-        assert!(names.contains(&drop), "{drop} is no counter: {names:?}");
-    }
+    lb_tests::support::assert_are_counters(&DROPS);
 }
