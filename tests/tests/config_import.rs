@@ -410,6 +410,43 @@ fn input_it_cannot_parse_is_refused_with_file_and_line_and_nothing_is_written() 
     assert!(!written, "a refused import wrote its output");
 }
 
+/// A VIP whose servers are all out (HAProxy `disabled`) drops every new
+/// flow: the import prints lbd's own warning on its result, which
+/// `lbctl config check` would print, instead of leaving it to be found;
+/// and with a backup server, the backup takes the flows, warned of. No
+/// root needed.
+#[test]
+fn the_import_prints_lbds_own_warnings_on_what_it_wrote() {
+    let dir = std::env::temp_dir().join(format!("i1-import-warnings-{}", std::process::id()));
+    fs::create_dir_all(&dir).expect("temp dir");
+    let haproxy = "listen web\n    mode tcp\n    bind 198.18.0.100:80\n    server a 198.18.0.11:80 disabled\n";
+    fs::write(dir.join("haproxy.cfg"), haproxy).expect("haproxy.cfg");
+    let args = ["config", "import", "haproxy.cfg", "--interface", "eth0"];
+    let all_out = lbctl_in(&dir, &args);
+    fs::write(
+        dir.join("haproxy.cfg"),
+        format!("{haproxy}    server b 198.18.0.12:80 backup\n"),
+    )
+    .expect("haproxy.cfg");
+    let backup = lbctl_in(&dir, &args);
+    let _ = fs::remove_dir_all(&dir);
+    assert!(all_out.status.success(), "{all_out:?}");
+    let stderr = String::from_utf8_lossy(&all_out.stderr);
+    assert!(
+        stderr.contains("lbctl: warning: vip[0]: every backend of VIP 198.18.0.100:80/tcp has weight 0: it drops every new flow\n"),
+        "{stderr}"
+    );
+    assert!(backup.status.success(), "{backup:?}");
+    let stderr = String::from_utf8_lossy(&backup.stderr);
+    assert!(!stderr.contains("lbctl: warning:"), "{stderr}");
+    assert!(
+        stderr.contains(
+            "haproxy.cfg:1: WARNING: listen web has no active server that takes connections"
+        ),
+        "{stderr}"
+    );
+}
+
 /// Runs lbctl with `args` in `dir`.
 fn lbctl_in(dir: &Path, args: &[&str]) -> std::process::Output {
     let lbctl = lbd_binary().expect("lbd binary").with_file_name("lbctl");

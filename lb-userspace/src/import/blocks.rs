@@ -22,6 +22,10 @@ pub(crate) struct Statement {
     pub(crate) words: Vec<String>,
     pub(crate) line: usize,
     pub(crate) block: Option<Vec<Statement>>,
+    /// The file it is written in, when that is not the file being read:
+    /// set on what keepalived's `include` splices into a block, so that
+    /// its values and errors name their own file.
+    pub(crate) file: Option<String>,
 }
 
 impl Statement {
@@ -38,6 +42,12 @@ impl Statement {
     /// The statements of its block (none when it opens no block).
     pub(crate) fn children(&self) -> &[Statement] {
         self.block.as_deref().unwrap_or_default()
+    }
+
+    /// The file it is written in: its own, else `outer`, the file being
+    /// read.
+    pub(crate) fn file_in<'a>(&'a self, outer: &'a str) -> &'a str {
+        self.file.as_deref().unwrap_or(outer)
     }
 
     /// The statement as written, for provenance comments.
@@ -223,6 +233,7 @@ pub(crate) fn parse(
                         words: std::mem::take(&mut words),
                         line: start,
                         block: None,
+                        file: None,
                     });
                 } else if dialect == Dialect::Nginx {
                     return Err(ImportError::at(file, line, "unexpected ';'"));
@@ -274,6 +285,7 @@ pub(crate) fn parse(
                         words: std::mem::take(&mut words),
                         line: start,
                         block: None,
+                        file: None,
                     });
                 }
                 if stack.len() == 1 {
@@ -287,6 +299,7 @@ pub(crate) fn parse(
                     words: frame.head,
                     line: frame.line,
                     block: Some(frame.statements),
+                    file: None,
                 });
             }
         }
@@ -300,6 +313,7 @@ pub(crate) fn parse(
             words,
             line: start,
             block: None,
+            file: None,
         });
     }
     if stack.len() > 1 {

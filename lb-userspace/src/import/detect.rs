@@ -35,6 +35,13 @@ const KEEPALIVED: &[&str] = &[
     "vrrp_script",
     "vrrp_sync_group",
     "virtual_server_group",
+    // What a file included inside a block starts with.
+    "real_server",
+    "virtual_ipaddress",
+    "TCP_CHECK",
+    "HTTP_GET",
+    "SSL_GET",
+    "MISC_CHECK",
 ];
 const NGINX: &[&str] = &["upstream", "stream", "http", "events", "server"];
 

@@ -16,7 +16,7 @@ mod proxy;
 mod server;
 mod settings;
 
-use super::model::{Note, Origin, Service, Setup};
+use super::model::{keep_only, Backend, Note, Origin, Service, Setup, Sourced};
 use super::ImportError;
 
 use bind::bind;
@@ -167,8 +167,12 @@ pub(super) fn parse(file: &str, text: &str, setup: &mut Setup) -> Result<(), Imp
         // A listen's own servers serve unless it names a default_backend,
         // which HAProxy sends every connection to that no use_backend takes
         // (lbd carries over none of those).
-        let servers = if let (None, "listen") = (&proxy.default_backend, proxy.kind.as_str()) {
-            proxy.servers.clone()
+        // The servers, and the settings of the section holding them (its
+        // balance and allbackups).
+        let (mut servers, farm) = if let (None, "listen") =
+            (&proxy.default_backend, proxy.kind.as_str())
+        {
+            (proxy.servers.clone(), &proxy.settings)
         } else {
             let Some(wanted) = &proxy.default_backend else {
                 setup.notes.extend(notes);
@@ -213,8 +217,11 @@ pub(super) fn parse(file: &str, text: &str, setup: &mut Setup) -> Result<(), Imp
                 ));
             }
             rules.push(&backend.acl);
-            backend.servers.clone()
+            (backend.servers.clone(), &backend.settings)
         };
+        if let Some(first) = &farm.balance_first {
+            notes.extend(first_only(&mut servers, first));
+        }
         let (acl, mut acl_notes) = acl::Rules::resolve(&rules);
         notes.append(&mut acl_notes);
         if proxy.binds.is_empty() {
@@ -233,6 +240,10 @@ pub(super) fn parse(file: &str, text: &str, setup: &mut Setup) -> Result<(), Imp
             forwarding: None,
             acl,
             passive: None,
+            all_backups: farm
+                .all_backups
+                .as_ref()
+                .map(|a| format!("{} ({})", a.what, a.origin)),
             notes,
         });
     }
@@ -253,6 +264,24 @@ pub(super) fn parse(file: &str, text: &str, setup: &mut Setup) -> Result<(), Imp
         }
     }
     Ok(())
+}
+
+/// Under `balance first`, HAProxy sent each connection to the first
+/// server, in file order, with a free connection slot, the next ones
+/// taking over only when it was full or down: that server keeps its
+/// weight, the others get 0, with a WARNING that the order is lost (a
+/// weighted split sent flows to servers HAProxy kept idle).
+fn first_only(servers: &mut [Backend], first: &Sourced<()>) -> Option<Note> {
+    let keep = servers.iter().position(Backend::usable)?;
+    let kept = keep_only(servers, &[keep], &first.origin, &first.what);
+    Some(Note::new(
+        &first.origin,
+        format!(
+            "WARNING: {}: HAProxy sent each connection to the first server (in file order) with a free connection slot and went on to the next only when it was full or down; lbd has no failover order: server {} takes all new flows and the others are written with weight 0, so nothing takes over when it fails: give another a weight then (`lbctl backend weight`)",
+            first.what,
+            kept.join(", ")
+        ),
+    ))
 }
 
 /// What a checked server's check loses to lbd's checks having no TLS:

@@ -2,9 +2,12 @@
 //! become lbd's own `[[vrrp]]` (lbd speaks VRRPv3 itself and replaces
 //! keepalived), `virtual_server` blocks (IPVS services) become VIPs.
 //! Scripts keepalived ran to track HAProxy map to lbd tracking its own
-//! data plane, which is what replaces HAProxy.
+//! data plane, which is what replaces HAProxy. An `include` inside a
+//! block reads the files it names (of those given) where it stands.
 
 mod checker;
+mod group;
+mod include;
 mod virtual_server;
 mod vrrp;
 
@@ -14,9 +17,9 @@ use super::blocks::{self, Dialect, Statement};
 use super::model::{Note, Origin, Setup, Sourced};
 use super::ImportError;
 
+use group::Group;
 use virtual_server::virtual_server;
-use vrrp::script;
-pub(super) use vrrp::Script;
+use vrrp::{script, Script};
 
 /// Seconds as keepalived writes them (`3`, `0.5`).
 fn seconds(text: &str) -> Option<Duration> {
@@ -75,21 +78,6 @@ pub(super) fn duration(file: &str, statement: &Statement) -> Result<Duration, Im
     })
 }
 
-/// The `vrrp_script`s of every keepalived file of the setup (name,
-/// text), in order: a `track_script` may name one defined in another
-/// file (keepalived.conf including a scripts file), as keepalived reads
-/// them all as one configuration. The first of a name is taken.
-pub(super) fn scripts(sources: &[(&str, &str)]) -> Result<Vec<Script>, ImportError> {
-    let mut out = Vec::new();
-    for (file, text) in sources {
-        let top = blocks::parse(file, text, Dialect::Keepalived)?;
-        for statement in top.iter().filter(|s| s.name() == "vrrp_script") {
-            out.push(script(file, statement)?);
-        }
-    }
-    Ok(out)
-}
-
 /// `global_defs { ... }`: keepalived's process settings, which lbd needs
 /// none of, but for `vrrp_version`: lbd speaks VRRPv3 only, so the version
 /// keepalived speaks is kept for join to say whether the two can run side
@@ -97,6 +85,7 @@ pub(super) fn scripts(sources: &[(&str, &str)]) -> Result<Vec<Script>, ImportErr
 fn global_defs(file: &str, statement: &Statement, setup: &mut Setup) -> Result<(), ImportError> {
     let origin = Origin::new(file, statement.line);
     for child in statement.children() {
+        let file = child.file_in(file);
         if child.name() == "vrrp_version" {
             let version = number(file, child, 2..=3u8)?;
             setup.vrrp_version = Some(Sourced::new(
@@ -113,41 +102,111 @@ fn global_defs(file: &str, statement: &Statement, setup: &mut Setup) -> Result<(
     Ok(())
 }
 
-/// Reads `text` (named `file`) into `setup`; `scripts` are the
-/// `vrrp_script`s of all the setup's keepalived files.
-pub(super) fn parse(
-    file: &str,
-    text: &str,
-    scripts: &[Script],
-    setup: &mut Setup,
-) -> Result<(), ImportError> {
-    let top = blocks::parse(file, text, Dialect::Keepalived)?;
-    for statement in &top {
-        let origin = Origin::new(file, statement.line);
-        match statement.name() {
-            "vrrp_script" => {}
-            "vrrp_instance" => setup.vrrp.push(vrrp::instance(file, statement, scripts)?),
-            "virtual_server" => {
-                if let Some(service) = virtual_server(file, statement, setup)? {
-                    setup.services.push(service);
+/// A keepalived file read on its own: its name, its top-level statements
+/// (the includes inside blocks spliced in) and the notes on includes not
+/// followed.
+type Read = (String, Vec<Statement>, Vec<Note>);
+
+/// The keepalived files of one setup, read together, as keepalived reads
+/// them as one configuration: a `track_script` may name a `vrrp_script`,
+/// a `virtual_server group` a `virtual_server_group`, of another file,
+/// and a file an include inside a block names is read there.
+pub(super) struct Keepalived {
+    /// Each file given, in order, with its top-level statements (the
+    /// includes inside blocks spliced in) and the notes on includes not
+    /// followed; None for a file read inside the block including it.
+    files: Vec<Option<Read>>,
+    /// The names of the files given.
+    names: Vec<String>,
+    scripts: Vec<Script>,
+    groups: Vec<Group>,
+}
+
+impl Keepalived {
+    /// Reads the keepalived files `sources` (name, text) of one setup.
+    pub(super) fn read(sources: &[(&str, &str)]) -> Result<Self, ImportError> {
+        let mut parsed = Vec::new();
+        for (file, text) in sources {
+            parsed.push((*file, blocks::parse(file, text, Dialect::Keepalived)?));
+        }
+        let inside = include::block_included(&parsed);
+        let mut files = Vec::new();
+        for (file, top) in &parsed {
+            if inside.contains(file) {
+                files.push(None);
+                continue;
+            }
+            let mut notes = Vec::new();
+            let top = include::expand(file, top, &parsed, &mut notes)?;
+            files.push(Some(((*file).to_owned(), top, notes)));
+        }
+        // The first of a name is taken.
+        let mut scripts = Vec::new();
+        let mut groups = Vec::new();
+        for (file, top, _) in files.iter().flatten() {
+            for statement in top {
+                match statement.name() {
+                    "vrrp_script" => scripts.push(script(file, statement)?),
+                    "virtual_server_group" => groups.push(group::group(file, statement)?),
+                    _ => {}
                 }
             }
-            "global_defs" => global_defs(file, statement, setup)?,
-            "include" => setup.notes.push(Note::new(
-                &origin,
-                format!(
-                    "{}: not followed; pass the included files to import too",
-                    statement.text()
-                ),
-            )),
-            _ => setup.notes.push(Note::new(
-                &origin,
-                format!(
-                    "{}: not carried over (lbd has no equivalent)",
-                    statement.text()
-                ),
-            )),
         }
+        Ok(Self {
+            files,
+            names: sources.iter().map(|(name, _)| (*name).to_owned()).collect(),
+            scripts,
+            groups,
+        })
     }
-    Ok(())
+
+    /// Reads the `nth` keepalived file given into `setup` (nothing for one
+    /// read inside the block including it).
+    pub(super) fn parse(&self, nth: usize, setup: &mut Setup) -> Result<(), ImportError> {
+        let Some(Some((file, top, notes))) = self.files.get(nth) else {
+            return Ok(());
+        };
+        let file = file.as_str();
+        setup.notes.extend(notes.iter().cloned());
+        for statement in top {
+            let origin = Origin::new(file, statement.line);
+            match statement.name() {
+                "vrrp_script" | "virtual_server_group" => {}
+                "vrrp_instance" => setup
+                    .vrrp
+                    .push(vrrp::instance(file, statement, &self.scripts)?),
+                "virtual_server" => {
+                    setup
+                        .services
+                        .push(virtual_server(file, statement, &self.groups)?)
+                }
+                "global_defs" => global_defs(file, statement, setup)?,
+                // Read where it stands when its files are given.
+                "include" => {
+                    let pattern = statement.args().first().map_or("", String::as_str);
+                    if !self
+                        .names
+                        .iter()
+                        .any(|n| n != file && crate::import::pattern::matches(pattern, n))
+                    {
+                        setup.notes.push(Note::new(
+                            &origin,
+                            format!(
+                                "{}: not followed; pass the included files to import too",
+                                statement.text()
+                            ),
+                        ));
+                    }
+                }
+                _ => setup.notes.push(Note::new(
+                    &origin,
+                    format!(
+                        "{}: not carried over (lbd has no equivalent)",
+                        statement.text()
+                    ),
+                )),
+            }
+        }
+        Ok(())
+    }
 }

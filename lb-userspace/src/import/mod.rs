@@ -21,6 +21,7 @@ mod join;
 mod keepalived;
 mod model;
 mod nginx;
+mod pattern;
 mod write;
 
 #[cfg(test)]
@@ -164,6 +165,10 @@ impl fmt::Display for ImportError {
 
 impl std::error::Error for ImportError {}
 
+/// Most ports one range of ports (nginx `listen 5060-5062`, HAProxy
+/// `bind :8000-8003`) becomes: lbd has a VIP per port.
+pub(crate) const MAX_PORT_RANGE: usize = 64;
+
 /// A port as every source format writes it: 1..=65535.
 pub(crate) fn port_number(text: &str) -> Option<u16> {
     text.parse::<u16>().ok().filter(|p| *p != 0)
@@ -217,13 +222,15 @@ pub fn import(sources: &[Source], options: &Options) -> Result<Imported, ImportE
             .collect()
     };
     // keepalived files are one configuration: a track_script may use a
-    // vrrp_script of another file given.
-    let scripts = keepalived::scripts(&of_format(Format::Keepalived))?;
+    // vrrp_script of another file given, an include name another file.
+    let keepalived = keepalived::Keepalived::read(&of_format(Format::Keepalived))?;
+    let mut nth_keepalived = 0;
     for (source, (_, format)) in sources.iter().zip(&formats) {
         match format {
             Format::Haproxy => haproxy::parse(&source.name, &source.text, &mut setup)?,
             Format::Keepalived => {
-                keepalived::parse(&source.name, &source.text, &scripts, &mut setup)?;
+                keepalived.parse(nth_keepalived, &mut setup)?;
+                nth_keepalived += 1;
             }
             Format::Nginx => {}
         }

@@ -138,6 +138,10 @@ pub(crate) struct Service {
     /// Its checks stand for passive failure counting (nginx `max_fails`):
     /// a UDP VIP of it is left unchecked, as lbd's own UDP default.
     pub(crate) passive: Option<Origin>,
+    /// Its backup servers take over together when no active server can
+    /// (HAProxy's `option allbackups`, nginx always), with why; None:
+    /// the first backup alone (HAProxy's default).
+    pub(crate) all_backups: Option<String>,
     pub(crate) notes: Vec<Note>,
 }
 
@@ -218,6 +222,46 @@ impl Backend {
             notes: Vec::new(),
         }
     }
+
+    /// Whether it takes flows as the source says: active, its weight not
+    /// 0 (no weight: the source's default, never 0).
+    pub(crate) fn usable(&self) -> bool {
+        self.role == Role::Active && self.weight.as_ref().is_none_or(|w| w.value > 0)
+    }
+}
+
+/// Leaves new flows to the usable servers of `backends` at the indices
+/// `keep`, and gives the other usable ones weight 0 (said by `what`, the
+/// source's failover scheduler, which the caller warns of): a failover
+/// order (IPVS `fo`, HAProxy `balance first`) lbd's Maglev cannot keep,
+/// and which a weighted split of all of them would not keep either.
+/// Returns the names of those kept.
+pub(crate) fn keep_only(
+    backends: &mut [Backend],
+    keep: &[usize],
+    at: &Origin,
+    what: &str,
+) -> Vec<String> {
+    let mut kept = Vec::new();
+    for (i, backend) in backends.iter_mut().enumerate() {
+        if !backend.usable() {
+            continue;
+        }
+        if keep.contains(&i) {
+            kept.push(backend.name.clone());
+            continue;
+        }
+        let was = backend
+            .weight
+            .as_ref()
+            .map_or_else(|| "the default weight".to_owned(), |w| w.what.clone());
+        backend.weight = Some(Sourced::new(
+            0,
+            at,
+            format!("{what}: a failover server ({was}), weight 0"),
+        ));
+    }
+    kept
 }
 
 /// The kind of an active check.
@@ -290,5 +334,8 @@ pub(crate) struct Vrrp {
     /// Those of `addresses` from `virtual_ipaddress_excluded`: moved but
     /// left out of keepalived's adverts (lbd advertises every address).
     pub(crate) excluded: Vec<IpAddr>,
+    /// The proxy track_scripts of a positive weight (where, name,
+    /// weight): keepalived raised the priority by it while the proxy ran.
+    pub(crate) raised: Vec<(Origin, String, u8)>,
     pub(crate) notes: Vec<Note>,
 }

@@ -170,6 +170,7 @@ fn match_upstreams(collected: Collected, setup: &mut Setup) {
                 forwarding: None,
                 acl: Vec::new(),
                 passive: None,
+                all_backups: None,
                 notes: Vec::new(),
             },
         };

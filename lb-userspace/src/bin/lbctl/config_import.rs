@@ -3,7 +3,8 @@
 //! result is loaded as lbd would load it before anything is written, so a
 //! refused import leaves no file behind. Notes on what could not be
 //! carried over are written to stderr, one a line (`file:line: text`), as
-//! well as NOTE comments in the configuration. `-o FILE` replaces an
+//! well as NOTE comments in the configuration, and after them lbd's own
+//! warnings on the result (as `lbctl config check` prints them). `-o FILE` replaces an
 //! existing file only with `--force` (it may hold the edits README asks
 //! for after an import), never one of the inputs, and writes through a
 //! temporary file renamed into place, so a failed write leaves no half
@@ -106,7 +107,23 @@ pub(crate) fn run(args: &Args) -> Result<(), Failure> {
         None => out!("{}", imported.text),
     }
     eprint!("{}", notes_report(&imported.notes));
+    eprint!(
+        "{}",
+        warnings_report(&lb_userspace::config::warnings(&imported.config))
+    );
     Ok(())
+}
+
+/// lbd's own warnings on the configuration written (those `lbctl config
+/// check` prints and lbd logs at start-up: a VIP whose backends all have
+/// weight 0 drops every new flow), one a line: the import's notes say
+/// what the sources lose, these what the result does, which the operator
+/// otherwise learned only from the next check.
+fn warnings_report(warnings: &[lb_userspace::config::Warning]) -> String {
+    warnings
+        .iter()
+        .map(|w| format!("lbctl: warning: {}\n", one_line(&w.to_string())))
+        .collect()
 }
 
 /// Refuses `-o output` when it is one of the `inputs` (even with
@@ -305,6 +322,27 @@ mod tests {
             left,
             ["haproxy.cfg", "lbd.toml", "link.cfg", "link.toml", "sub"]
         );
+    }
+
+    /// lbd's warnings on the written configuration are printed too: a
+    /// VIP whose servers were all disabled dropped every new flow, and
+    /// the import said nothing of it.
+    #[test]
+    fn lbds_own_warnings_on_the_result_are_printed() {
+        let sources = [Source {
+            name: "haproxy.cfg".to_owned(),
+            text: "listen web\n  mode tcp\n  bind 198.18.0.100:80\n  server a 198.18.0.11:80 disabled\n".to_owned(),
+        }];
+        let options = Options {
+            interface: Some("eth0".to_owned()),
+            ..Options::default()
+        };
+        let imported = import::import(&sources, &options).expect("imports");
+        assert_eq!(
+            warnings_report(&lb_userspace::config::warnings(&imported.config)),
+            "lbctl: warning: vip[0]: every backend of VIP 198.18.0.100:80/tcp has weight 0: it drops every new flow\n"
+        );
+        assert_eq!(warnings_report(&[]), "");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! HAProxy's `bind` lines: where a frontend or listen section accepts
 //! connections (`*:80`, `:::443`, `198.18.0.100:80,198.18.0.101:80`,
-//! `udp@:53`), one listen per address; what lbd cannot serve (UNIX
-//! sockets, port ranges) is noted, TLS termination warned about.
+//! `udp@:53`), one listen per address and port (a range of ports gives
+//! one per port); what lbd cannot serve (UNIX sockets) is noted, TLS
+//! termination warned about.
 
 use super::lexer::Line;
 use super::proxy::Proxy;
@@ -218,22 +219,7 @@ pub(super) fn bind(file: &str, line: &Line, proxy: &mut Proxy) -> Result<(), Imp
                 format!("bind {spec}: no port (ADDRESS:PORT)"),
             )
         })?;
-        if port.contains('-') {
-            proxy.settings.notes.push(Note::new(
-                &origin,
-                format!(
-                    "bind {spec}: a port range; an lbd VIP has one port: add a [[vip]] per port"
-                ),
-            ));
-            continue;
-        }
-        let port: u16 = crate::import::port_number(port).ok_or_else(|| {
-            ImportError::at(
-                file,
-                line.no,
-                format!("bind {spec}: {port:?} is not a port"),
-            )
-        })?;
+        let ports = ports(file, line.no, spec, port)?;
         let host = crate::import::unbracketed(host);
         let (address, wildcard_v6) = match host {
             "" | "*" if family_v6 => (None, true),
@@ -252,15 +238,53 @@ pub(super) fn bind(file: &str, line: &Line, proxy: &mut Proxy) -> Result<(), Imp
                 }
             },
         };
-        proxy.binds.push(Listen {
-            address,
-            wildcard_v6,
-            v6_only: wildcard_v6 && v6_only,
-            port,
-            protocol,
-            origin: origin.clone(),
-            what: format!("bind {spec}"),
-        });
+        for port in ports {
+            proxy.binds.push(Listen {
+                address,
+                wildcard_v6,
+                v6_only: wildcard_v6 && v6_only,
+                port,
+                protocol,
+                origin: origin.clone(),
+                what: format!("bind {spec}"),
+            });
+        }
     }
     Ok(())
+}
+
+/// The ports of a bind's port part: one, or a range (`8000-8003`), each
+/// a VIP of its own (as nginx's `listen` ranges; dropped, a frontend on a
+/// range served none of them).
+fn ports(file: &str, no: usize, spec: &str, port: &str) -> Result<Vec<u16>, ImportError> {
+    let bad = || {
+        let what = if port.contains('-') {
+            "a range of ports"
+        } else {
+            "a port"
+        };
+        ImportError::at(file, no, format!("bind {spec}: {port:?} is not {what}"))
+    };
+    let (low, high) = match port.split_once('-') {
+        Some((low, high)) => (
+            crate::import::port_number(low).ok_or_else(bad)?,
+            crate::import::port_number(high).ok_or_else(bad)?,
+        ),
+        None => {
+            let p = crate::import::port_number(port).ok_or_else(bad)?;
+            (p, p)
+        }
+    };
+    if low > high {
+        return Err(bad());
+    }
+    let max = crate::import::MAX_PORT_RANGE;
+    if usize::from(high - low) >= max {
+        return Err(ImportError::at(
+            file,
+            no,
+            format!("bind {spec}: {} ports; lbd has one VIP per port and the import writes at most {max} for one range: split it or write the [[vip]]s yourself", u32::from(high - low) + 1),
+        ));
+    }
+    Ok((low..=high).collect())
 }

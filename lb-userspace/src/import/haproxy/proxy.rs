@@ -83,6 +83,16 @@ pub(super) fn proxy_line(file: &str, line: &Line, proxy: &mut Proxy) -> Result<(
             ));
             Ok(())
         }
+        // Its servers are made from DNS answers at run time: lbd needs
+        // their addresses, as for a `server` with a host name.
+        "server-template" if proxy.kind != "frontend" => Err(ImportError::at(
+            file,
+            line.no,
+            format!(
+                "{}: its servers are made from DNS answers (server-template); lbd balances to addresses: write a server line with each server's address instead",
+                line.text()
+            ),
+        )),
         "server" if proxy.kind != "frontend" => {
             let server = server::server(file, line, &proxy.settings.default_server)?;
             proxy.pending.push(server);

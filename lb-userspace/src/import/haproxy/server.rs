@@ -341,7 +341,17 @@ pub(super) fn params(
             "downinter" => params.note(
                 keyword,
                 &origin,
-                format!("{what}: lbd checks a down backend every fast interval"),
+                format!("{what}: lbd checks a down backend every interval (every fast interval only while a check disagrees with its state)"),
+            ),
+            "on-marked-down" if value == "shutdown-sessions" => params.note(
+                keyword,
+                &origin,
+                format!("WARNING: {what}: lbd does not cut a backend's connections when its checks fail: they go on to it until they end (remove the backend to end them), so clients of a server taken out of service (a demoted primary) must reconnect by themselves"),
+            ),
+            "on-marked-up" if value == "shutdown-backup-sessions" => params.note(
+                keyword,
+                &origin,
+                format!("WARNING: {what}: lbd does not cut the connections of backups when an active server comes back: they go on to the backup until they end"),
             ),
             "rise" => params.rise = Some(Sourced::new(count()?, &origin, what)),
             "fall" => params.fall = Some(Sourced::new(count()?, &origin, what)),

@@ -62,6 +62,12 @@ pub(super) struct Settings {
     pub(super) timeout_check: Option<Sourced<Duration>>,
     pub(super) timeout_connect: Option<Sourced<Duration>>,
     pub(super) default_server: ServerParams,
+    /// `option allbackups`: every backup server takes over when no
+    /// active one can, not only the first.
+    pub(super) all_backups: Option<Sourced<()>>,
+    /// `balance first`: each connection to the first server (in file
+    /// order) that has room; lbd keeps only that one.
+    pub(super) balance_first: Option<Sourced<()>>,
     /// `disabled`: HAProxy does not start the proxy (also from defaults).
     pub(super) disabled: Option<Origin>,
     /// `default_backend` of a defaults section: HAProxy gives it to the
@@ -81,21 +87,39 @@ pub(super) fn apply(file: &str, line: &Line, settings: &mut Settings) -> Result<
     match (words[0].as_str(), arg(1)) {
         ("mode", Some(mode)) => {
             if !matches!(mode, "tcp" | "http") {
-                return Err(ImportError::at(file, line.no, format!("unknown mode {mode:?}")));
+                return Err(ImportError::at(
+                    file,
+                    line.no,
+                    format!("unknown mode {mode:?}"),
+                ));
             }
             settings.mode = Some(Sourced::new(mode.to_owned(), &origin, line.text()));
         }
         // `balance source` kept a client on one server: persistence.
-        ("balance", Some("source")) => settings
-            .notes
-            .push(Note::persistence(&origin, &line.text())),
-        ("balance", Some(_)) => settings.notes.push(Note::new(
+        ("balance", Some("source")) => {
+            settings.balance_first = None;
+            settings
+                .notes
+                .push(Note::persistence(&origin, &line.text()))
+        }
+        // A failover order, made in join's reading of the servers.
+        ("balance", Some("first")) => {
+            settings.balance_first = Some(Sourced::new((), &origin, line.text()));
+        }
+        ("balance", Some(_)) => {
+            settings.balance_first = None;
+            settings.notes.push(Note::new(
             &origin,
             format!(
                 "{}: lbd balances with Maglev consistent hashing of each connection (weights kept), the same on every node and stable when backends come and go",
                 line.text()
             ),
-        )),
+        ))
+        }
+        ("option", Some("allbackups")) => {
+            settings.all_backups = Some(Sourced::new((), &origin, line.text()));
+        }
+        ("no", Some("option")) if arg(2) == Some("allbackups") => settings.all_backups = None,
         ("stick", Some("on" | "match" | "store-request" | "store-response")) => {
             settings
                 .notes
@@ -166,7 +190,11 @@ pub(super) fn apply(file: &str, line: &Line, settings: &mut Settings) -> Result<
         }
         ("timeout", Some(kind @ ("check" | "connect"))) => {
             let value = arg(2).and_then(time).ok_or_else(|| {
-                ImportError::at(file, line.no, format!("timeout {kind} needs a time such as 5s"))
+                ImportError::at(
+                    file,
+                    line.no,
+                    format!("timeout {kind} needs a time such as 5s"),
+                )
             })?;
             let sourced = Some(Sourced::new(value, &origin, line.text()));
             if kind == "check" {

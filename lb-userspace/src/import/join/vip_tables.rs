@@ -9,7 +9,7 @@ use super::weight::Scale;
 use super::{family, health};
 use crate::config::value::backend_address;
 use crate::config::{Protocol, MAX_WEIGHT};
-use crate::import::model::{Backend, Check, CheckKind, Role};
+use crate::import::model::{Backend, Check, CheckKind, Role, Service};
 use crate::import::write::{Entry, Table};
 use crate::import::ImportError;
 use lb_common::Mode;
@@ -63,11 +63,17 @@ pub(super) fn vip_tables(
         ));
         return Ok(tables);
     }
+    // With no active server that takes flows, the source sent them to
+    // its backups: those take them here as active ones (lbd has none).
+    let promoted = promoted_backups(vip.service, backends, &mut tables[0].notes);
+    let active = |i: usize, b: &Backend| b.role == Role::Active || promoted.contains(&i);
     // The VIP's checks are the first active backend's; others that differ
     // get their own table.
     let Some(reference) = backends
         .iter()
-        .find(|b| b.role == Role::Active)
+        .enumerate()
+        .find(|(i, b)| active(*i, b))
+        .map(|(_, b)| b)
         .or(backends.first())
     else {
         return Ok(tables);
@@ -97,8 +103,9 @@ pub(super) fn vip_tables(
     tables.push(health);
     let top = backends
         .iter()
-        .filter(|b| b.role == Role::Active)
-        .filter_map(|b| b.weight.as_ref().map(|w| w.value))
+        .enumerate()
+        .filter(|(i, b)| active(*i, b))
+        .filter_map(|(_, b)| b.weight.as_ref().map(|w| w.value))
         .max()
         .unwrap_or(1)
         .max(1);
@@ -109,7 +116,7 @@ pub(super) fn vip_tables(
             service.origin, service.name
         ));
     }
-    for backend in backends {
+    for (i, backend) in backends.iter().enumerate() {
         other_family(backend, vip.address, mode)?;
         let mut b = Table::new("[[vip.backend]]", 1);
         b.notes = backend.notes.iter().map(ToString::to_string).collect();
@@ -125,6 +132,16 @@ pub(super) fn vip_tables(
         }
         let source = backend.weight.as_ref().map_or(1, |w| w.value);
         let (weight, comment) = match &backend.role {
+            Role::Backup(at) if promoted.contains(&i) => (
+                scale.apply(source),
+                format!(
+                    "{at}: a backup server, taking over as no active one takes flows ({}{scale})",
+                    backend
+                        .weight
+                        .as_ref()
+                        .map_or(String::new(), |w| format!("{}, ", w.comment()))
+                ),
+            ),
             Role::Active => (
                 scale.apply(source),
                 match &backend.weight {
@@ -145,6 +162,51 @@ pub(super) fn vip_tables(
         push_backend(b, backend, reference, vip.port, mode, &mut tables);
     }
     Ok(tables)
+}
+
+/// The backups that take flows as active backends because no active
+/// server of `service` takes any (each disabled, down or of weight 0):
+/// HAProxy then sends them to its first backup (to all with `option
+/// allbackups`), nginx to all. Written as backups (weight 0) the VIP
+/// dropped every new flow where the source served them. Warned of in
+/// `notes`: the failover itself is lost.
+fn promoted_backups(
+    service: &Service,
+    backends: &[Backend],
+    notes: &mut Vec<String>,
+) -> Vec<usize> {
+    if backends.iter().any(Backend::usable) {
+        return Vec::new();
+    }
+    let backups: Vec<usize> = backends
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| matches!(b.role, Role::Backup(_)))
+        .filter(|(_, b)| b.weight.as_ref().is_none_or(|w| w.value > 0))
+        .map(|(i, _)| i)
+        .collect();
+    let Some(&first) = backups.first() else {
+        return Vec::new();
+    };
+    let (taken, which) = match &service.all_backups {
+        Some(why) => (backups, format!("all of them, as {why}")),
+        None => (
+            vec![first],
+            "the first, as HAProxy takes without option allbackups".to_owned(),
+        ),
+    };
+    let names: Vec<&str> = taken
+        .iter()
+        .filter_map(|i| backends.get(*i))
+        .map(|b| b.name.as_str())
+        .collect();
+    notes.push(format!(
+        "{}: WARNING: {} has no active server that takes connections (each is disabled, down or of weight 0), so they went to its backup servers; lbd has no backup servers: {} ({which}) take every new flow as active backends. The failover is lost: lbd moves no flows to a backup when active servers fail, nor back when they return: when you bring an active server in (`lbctl backend weight`), give the backups weight 0",
+        service.origin,
+        service.name,
+        names.join(", ")
+    ));
+    taken
 }
 
 /// Refuses, at its line, a backend of the other family than its VIP's

@@ -59,6 +59,24 @@ pub(super) fn vips<'s>(
         .map(|a| a.value)
         .chain(options.vips.iter().map(|a| a.address))
         .collect();
+    // What services bind by address: HAProxy and nginx give a connection
+    // to such a bind over a wildcard one on the same port, so a wildcard
+    // takes no VIP another service binds explicitly (noted).
+    let explicit: Vec<(IpAddr, u16, Protocol, &Service, &Listen)> = setup
+        .services
+        .iter()
+        .flat_map(|s| {
+            s.listens
+                .iter()
+                .filter_map(move |l| l.address.map(|a| (a, l.port, l.protocol, s, l)))
+        })
+        .collect();
+    let bound_by = |address: IpAddr, listen: &Listen, service: &Service| {
+        explicit.iter().find(|(a, port, protocol, other, _)| {
+            (*a, *port, *protocol) == (address, listen.port, listen.protocol)
+                && !std::ptr::eq(*other, service)
+        })
+    };
     let mut unplaced = Vec::new();
     for service in &setup.services {
         if service.listens.is_empty() {
@@ -79,6 +97,12 @@ pub(super) fn vips<'s>(
                 .filter(|a| takes(listen, a.value))
                 .collect();
             for a in &kept {
+                if let Some(note) =
+                    shadowed(bound_by(a.value, listen, service), a.value, listen, service)
+                {
+                    notes.push(note);
+                    continue;
+                }
                 add(
                     &mut out,
                     vip(
@@ -100,6 +124,15 @@ pub(super) fn vips<'s>(
                 {
                     used[i] = true;
                     found = true;
+                    if let Some(note) = shadowed(
+                        bound_by(arg.address, listen, service),
+                        arg.address,
+                        listen,
+                        service,
+                    ) {
+                        notes.push(note);
+                        continue;
+                    }
                     add(
                         &mut out,
                         vip(
@@ -186,6 +219,31 @@ pub(super) fn vips<'s>(
         }
     }
     Ok((out, notes))
+}
+
+/// The note for a wildcard `listen` of `service` left off `address`
+/// because another service binds it explicitly (`by`: that bind), as
+/// HAProxy and nginx give its connections to the explicit bind; None
+/// when none does.
+fn shadowed(
+    by: Option<&(IpAddr, u16, Protocol, &Service, &Listen)>,
+    address: IpAddr,
+    listen: &Listen,
+    service: &Service,
+) -> Option<String> {
+    let (_, _, _, other, bind) = by?;
+    Some(format!(
+        "{}: {} of {} does not take {address}:{}/{}: {} binds it explicitly ({} at {}), and the proxy gave it that address's connections; the VIP is {}'s",
+        listen.origin,
+        listen.what,
+        service.name,
+        listen.port,
+        listen.protocol,
+        other.name,
+        bind.what,
+        bind.origin,
+        other.name
+    ))
 }
 
 /// The error for a wildcard listen no address is found for.

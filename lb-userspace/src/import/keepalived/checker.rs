@@ -64,6 +64,7 @@ pub(super) fn check(
     ));
     let mut host = None;
     for child in statement.children() {
+        let file = child.file_in(file);
         let at = Origin::new(file, child.line);
         match child.name() {
             "connect_timeout" => {
@@ -97,6 +98,7 @@ pub(super) fn check(
                 // keepalived: a url's own virtualhost over the checker's.
                 let mut url_host = None;
                 for part in child.children() {
+                    let file = part.file_in(file);
                     let part_at = Origin::new(file, part.line);
                     match part.name() {
                         "path" => {

@@ -1,33 +1,61 @@
 //! A `virtual_server` block (an IPVS service) as a VIP: its address,
-//! port and protocol, `lb_kind`/`lvs_method` as the forwarding mode, and
-//! its `real_server`s as backends with their weights and checkers.
+//! port and protocol (or a `virtual_server_group`'s, or none for a
+//! firewall mark, which `--vip` places), `lb_kind`/`lvs_method` as the
+//! forwarding mode, and its `real_server`s as backends with their
+//! weights and checkers.
 
 use std::time::Duration;
 
+use super::group::{self, Group};
 use super::{checker, duration, number, one};
 use crate::config::Protocol;
 use crate::import::blocks::Statement;
-use crate::import::model::{Backend, Listen, Note, Origin, Role, Service, Setup, Sourced};
+use crate::import::model::{keep_only, Backend, Listen, Note, Origin, Role, Service, Sourced};
 use crate::import::ImportError;
 
-/// A `virtual_server ADDRESS PORT { ... }` block (None: a fwmark or group
-/// service, noted).
+/// Where a virtual_server answers: its own address and port, the
+/// entries of a `virtual_server_group`, or a firewall mark.
+enum Front<'g> {
+    Address(std::net::IpAddr, u16),
+    Group(&'g Group),
+    Fwmark,
+}
+
+/// A `virtual_server ADDRESS PORT`, `virtual_server group NAME` or
+/// `virtual_server fwmark N` block. A group's entries are its VIPs (the
+/// group may be in any file given); a fwmark service has no address of
+/// its own, so it is a service without a listen, which `--vip` places.
 pub(super) fn virtual_server(
     file: &str,
     statement: &Statement,
-    setup: &mut Setup,
-) -> Result<Option<Service>, ImportError> {
+    groups: &[Group],
+) -> Result<Service, ImportError> {
     let origin = Origin::new(file, statement.line);
-    let (address, port) = match statement.args() {
-        [kind, _] if kind == "fwmark" || kind == "group" => {
-            setup.notes.push(Note::new(
+    // Said on the VIP --vip gives a fwmark service.
+    let mut fwmark_note = None;
+    let front = match statement.args() {
+        [kind, name] if kind == "group" => {
+            let group = groups.iter().find(|g| g.name == *name).ok_or_else(|| {
+                ImportError::at(
+                    file,
+                    statement.line,
+                    format!(
+                        "{}: no virtual_server_group {name} in the files given (pass the file that defines it too)",
+                        statement.text()
+                    ),
+                )
+            })?;
+            Front::Group(group)
+        }
+        [kind, _] if kind == "fwmark" => {
+            fwmark_note = Some(Note::new(
                 &origin,
                 format!(
-                    "{}: an lbd VIP is an address and a port; write one --vip per service instead",
+                    "{}: IPVS took the packets a firewall rule marked, whatever their address; an lbd VIP is an address and a port: pass --vip ADDRESS:PORT/PROTOCOL for this service (the --vips left over take the services without an address, in file order; add a [[vip]] with these backends for each further address and port the mark covered)",
                     statement.text()
                 ),
             ));
-            return Ok(None);
+            Front::Fwmark
         }
         [address, port] => {
             let address = address.parse().map_err(|_| {
@@ -44,13 +72,13 @@ pub(super) fn virtual_server(
                     format!("virtual_server port {port:?}: not a port"),
                 )
             })?;
-            (address, port)
+            Front::Address(address, port)
         }
         _ => {
             return Err(ImportError::at(
                 file,
                 statement.line,
-                "virtual_server needs an address and a port",
+                "virtual_server needs an address and a port, group NAME or fwmark N",
             ))
         }
     };
@@ -62,12 +90,15 @@ pub(super) fn virtual_server(
         forwarding: None,
         acl: Vec::new(),
         passive: None,
-        notes: Vec::new(),
+        all_backups: None,
+        notes: fwmark_note.into_iter().collect(),
     };
     let mut protocol = Protocol::Tcp;
     let mut delay_loop = None;
     let mut equal_weights: Option<Sourced<()>> = None;
+    let mut failover: Option<Sourced<()>> = None;
     for child in statement.children() {
+        let file = child.file_in(file);
         let at = Origin::new(file, child.line);
         match child.name() {
             "protocol" => {
@@ -94,6 +125,10 @@ pub(super) fn virtual_server(
                 // honours weights, so they are made equal below.
                 [algo] if matches!(algo.as_str(), "rr" | "lc" | "dh") => {
                     equal_weights = Some(Sourced::new((), &at, child.text()));
+                }
+                // A failover order: made after the real_servers are read.
+                [algo] if matches!(algo.as_str(), "fo" | "ovf") => {
+                    failover = Some(Sourced::new((), &at, child.text()));
                 }
                 // Source hashing kept a client on one server: persistence.
                 [algo] if matches!(algo.as_str(), "sh" | "mh") => {
@@ -122,7 +157,7 @@ pub(super) fn virtual_server(
         .iter()
         .filter(|c| c.name() == "real_server")
     {
-        let (backend, own) = real_server(file, child, delay_loop.as_ref())?;
+        let (backend, own) = real_server(child.file_in(file), child, delay_loop.as_ref())?;
         // keepalived lets a real_server have its own lvs_method; an lbd VIP
         // has one forwarding mode for all its backends.
         if let Some(own) = own {
@@ -145,16 +180,55 @@ pub(super) fn virtual_server(
     if let Some(algo) = &equal_weights {
         equalize(&mut service, algo);
     }
-    service.listens.push(Listen {
-        address: Some(address),
-        wildcard_v6: false,
-        v6_only: false,
-        port,
-        protocol,
-        origin,
-        what: format!("virtual_server {address} {port}"),
-    });
-    Ok(Some(service))
+    if let Some(algo) = &failover {
+        highest_only(&mut service, algo);
+    }
+    match front {
+        Front::Address(address, port) => service.listens.push(Listen {
+            address: Some(address),
+            wildcard_v6: false,
+            v6_only: false,
+            port,
+            protocol,
+            origin,
+            what: format!("virtual_server {address} {port}"),
+        }),
+        Front::Group(group) => {
+            for entry in &group.entries {
+                match entry {
+                    group::Entry::Address {
+                        address,
+                        port,
+                        origin,
+                        what,
+                    } => service.listens.push(Listen {
+                        address: Some(*address),
+                        wildcard_v6: false,
+                        v6_only: false,
+                        port: *port,
+                        protocol,
+                        origin: origin.clone(),
+                        what: what.clone(),
+                    }),
+                    group::Entry::Fwmark { origin, what } => service.notes.push(Note::new(
+                        origin,
+                        format!(
+                            "{what} (virtual_server_group {}): IPVS took the packets a firewall rule marked; an lbd VIP is an address and a port: not carried over (add a [[vip]] with these backends for each address and port the mark covered{})",
+                            group.name,
+                            if group.entries.iter().any(|e| matches!(e, group::Entry::Address { .. })) {
+                                ""
+                            } else {
+                                ", or pass --vip ADDRESS:PORT/PROTOCOL: the group has no address of its own"
+                            }
+                        ),
+                    )),
+                }
+            }
+        }
+        // No listen: placed by --vip, said above.
+        Front::Fwmark => {}
+    }
+    Ok(service)
 }
 
 /// Weight 1 for every real_server of weight > 0, under a scheduler
@@ -189,6 +263,49 @@ fn equalize(service: &mut Service, algo: &Sourced<()>) {
                 algo.what
             ),
         },
+    ));
+}
+
+/// Under `lb_algo fo` (`ovf`), IPVS sent every connection to the
+/// available server of highest weight (until its connections passed its
+/// weight), the others waiting in turn: those servers keep their weight,
+/// the others get 0 and a WARNING that the failover order is lost (a
+/// weighted split over all of them, as before, sent flows to servers
+/// IPVS kept idle).
+fn highest_only(service: &mut Service, algo: &Sourced<()>) {
+    // keepalived's default weight is 1.
+    let weight = |b: &Backend| b.weight.as_ref().map_or(1, |w| w.value);
+    let Some(top) = service
+        .backends
+        .iter()
+        .filter(|b| b.usable())
+        .map(weight)
+        .max()
+    else {
+        return;
+    };
+    let keep: Vec<usize> = service
+        .backends
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| b.usable() && weight(b) == top)
+        .map(|(i, _)| i)
+        .collect();
+    let kept = keep_only(&mut service.backends, &keep, &algo.origin, &algo.what);
+    let how = if algo.what.ends_with("ovf") {
+        "until its active connections passed its weight, then overflowed to the next"
+    } else {
+        "and failed over to the next when it went down"
+    };
+    service.notes.push(Note::new(
+        &algo.origin,
+        format!(
+            "WARNING: {}: IPVS sent every connection to the available real_server of highest weight {how}; lbd has no failover order: {} (weight {top}) {} all new flows and the other real_servers are written with weight 0, so nothing takes over when {} down: give another a weight then (`lbctl backend weight`)",
+            algo.what,
+            kept.join(", "),
+            if kept.len() == 1 { "takes" } else { "take" },
+            if kept.len() == 1 { "it goes" } else { "they go" }
+        ),
     ));
 }
 
@@ -290,6 +407,7 @@ fn real_server(
     let mut own = None;
     let mut first_checker: Option<String> = None;
     for child in statement.children() {
+        let file = child.file_in(file);
         let at = Origin::new(file, child.line);
         match child.name() {
             "weight" => {

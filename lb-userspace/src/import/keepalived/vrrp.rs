@@ -48,6 +48,7 @@ pub(super) fn script(file: &str, statement: &Statement) -> Result<Script, Import
         origin: Origin::new(file, statement.line),
     };
     for child in statement.children() {
+        let file = child.file_in(file);
         match child.name() {
             "script" => out.command = child.args().join(" "),
             "weight" => match child.args() {
@@ -56,6 +57,7 @@ pub(super) fn script(file: &str, statement: &Statement) -> Result<Script, Import
                         words: child.words[..2].to_vec(),
                         line: child.line,
                         block: None,
+                        file: None,
                     };
                     out.weight = Some(number(file, &single, -253..=253)?);
                     out.reverse = true;
@@ -98,9 +100,11 @@ pub(super) fn instance(
         track_dataplane: None,
         version: None,
         excluded: Vec::new(),
+        raised: Vec::new(),
         notes: Vec::new(),
     };
     for child in statement.children() {
+        let file = child.file_in(file);
         let at = Origin::new(file, child.line);
         let text = child.text();
         match child.name() {
@@ -164,12 +168,14 @@ pub(super) fn instance(
             )),
             "unicast_peer" => {
                 for peer in child.children() {
+                    let file = peer.file_in(file);
                     let address = address(file, peer)?;
                     vrrp.unicast_peers.push(Sourced::new(address, &Origin::new(file, peer.line), peer.text()));
                 }
             }
             "virtual_ipaddress" | "virtual_ipaddress_excluded" => {
                 for entry in child.children() {
+                    let file = entry.file_in(file);
                     let entry_at = Origin::new(file, entry.line);
                     let address = address(file, entry)?;
                     // A prefix other than the host's is lost too (with its
@@ -191,11 +197,13 @@ pub(super) fn instance(
             }
             "track_interface" => {
                 for entry in child.children() {
+                    let file = entry.file_in(file);
                     track_interface(file, entry, &mut vrrp)?;
                 }
             }
             "track_script" => {
                 for entry in child.children() {
+                    let file = entry.file_in(file);
                     track_script(file, entry, scripts, &mut vrrp)?;
                 }
             }
@@ -217,6 +225,7 @@ pub(super) fn instance(
             _ => vrrp.notes.push(Note::new(&at, format!("{text}: not carried over"))),
         }
     }
+    vrrp.notes.extend(raised_warning(&vrrp));
     Ok(vrrp)
 }
 
@@ -229,9 +238,10 @@ fn address(file: &str, entry: &Statement) -> Result<IpAddr, ImportError> {
         .map_err(|_| ImportError::at(file, entry.line, format!("{word:?} is not an IP address")))
 }
 
-/// A `weight N` after a tracked name: the priority lost (keepalived adds
-/// a positive one while all is well; the difference is the same).
-fn weight(file: &str, entry: &Statement) -> Result<Option<u8>, ImportError> {
+/// A `weight N` after a tracked name, with its sign: keepalived takes a
+/// negative one from the priority while the tracked thing fails, and
+/// adds a positive one while it is well.
+fn weight(file: &str, entry: &Statement) -> Result<Option<i32>, ImportError> {
     match entry.args() {
         [] => Ok(None),
         [key, value] | [key, value, _]
@@ -241,7 +251,7 @@ fn weight(file: &str, entry: &Statement) -> Result<Option<u8>, ImportError> {
                 .parse::<i32>()
                 .ok()
                 .filter(|w| (-254..=254).contains(w))
-                .map(|w| Some(u8::try_from(w.unsigned_abs()).unwrap_or(254)))
+                .map(Some)
                 .ok_or_else(|| {
                     ImportError::at(
                         file,
@@ -258,6 +268,43 @@ fn weight(file: &str, entry: &Statement) -> Result<Option<u8>, ImportError> {
     }
 }
 
+/// The priority a weight moves by (at most 254).
+fn magnitude(weight: i32) -> u8 {
+    u8::try_from(weight.unsigned_abs()).unwrap_or(254).min(254)
+}
+
+/// The WARNING for track_scripts whose positive weights (`raised`)
+/// keepalived added to the priority while the proxy ran, where lbd takes
+/// them off while its data plane is down: the effective priorities both
+/// ways, which differ beside keepalived nodes (during a migration) though
+/// their difference is the same.
+fn raised_warning(vrrp: &Vrrp) -> Option<Note> {
+    let (first, ..) = vrrp.raised.first()?;
+    let base = vrrp.priority.as_ref().map_or(100, |p| u32::from(p.value));
+    let raise: u32 = vrrp.raised.iter().map(|(_, _, w)| u32::from(*w)).sum();
+    let loss = vrrp
+        .track_dataplane
+        .as_ref()
+        .map_or(0, |t| u32::from(t.value));
+    let names: Vec<String> = vrrp
+        .raised
+        .iter()
+        .map(|(at, name, w)| format!("{name} weight +{w} ({at})"))
+        .collect();
+    // keepalived's and lbd's priorities stay in 1..=254 while tracking.
+    let clamp = |p: u32| p.clamp(1, 254);
+    let keepalived_up = clamp(base + raise);
+    let keepalived_down = clamp((base + raise).saturating_sub(loss));
+    let lbd_down = clamp(base.saturating_sub(loss));
+    Some(Note::new(
+        first,
+        format!(
+            "WARNING: track_script {}: keepalived added a positive weight to the priority while the proxy check succeeded (priority {keepalived_up} while it ran, {keepalived_down} when it failed); lbd takes it off while its data plane is down instead (priority {base} while it runs, {lbd_down} when it is down). lbd nodes keep keepalived's choice of master among themselves, but beside a keepalived node (while you migrate) this node advertises {base} where keepalived advertised {keepalived_up}: set priority = {keepalived_up} to advertise what keepalived did",
+            names.join(", ")
+        ),
+    ))
+}
+
 fn track_interface(file: &str, entry: &Statement, vrrp: &mut Vrrp) -> Result<(), ImportError> {
     let at = Origin::new(file, entry.line);
     let name = entry.name();
@@ -269,7 +316,7 @@ fn track_interface(file: &str, entry: &Statement, vrrp: &mut Vrrp) -> Result<(),
         ));
         return Ok(());
     }
-    let own = weight(file, entry)?;
+    let own = weight(file, entry)?.map(magnitude);
     if entry.args().len() == 3 {
         vrrp.notes.push(Note::new(
             &at,
@@ -319,14 +366,15 @@ fn track_script(
         ));
         return Ok(());
     }
-    let loss = own
-        .or_else(|| {
-            script
-                .weight
-                .map(|w| u8::try_from(w.unsigned_abs()).unwrap_or(254))
-        })
-        .filter(|w| *w > 0)
-        .unwrap_or(254);
+    let signed = own.or(script.weight);
+    let loss = signed.map(magnitude).filter(|w| *w > 0).unwrap_or(254);
+    // A positive weight raised keepalived's priority while the proxy
+    // ran; lbd lowers it while its data plane is down instead (warned of
+    // with the priorities, once the instance is read).
+    if let Some(raise) = signed.filter(|w| *w > 0) {
+        vrrp.raised
+            .push((at.clone(), name.to_owned(), magnitude(raise)));
+    }
     let what = format!(
         "track_script {name}: `{}` ({}) watched the proxy lbd replaces; lbd tracks its own data plane",
         script.command, script.origin

@@ -10,6 +10,9 @@ use crate::import::blocks::Statement;
 use crate::import::model::{Note, Origin, Setup};
 use crate::import::ImportError;
 
+pub(super) use crate::import::pattern::matches;
+use crate::import::pattern::strictly_matches;
+
 /// The files of a setup, parsed: each name with its top-level statements.
 pub(super) type Files<'a> = [(&'a str, Vec<Statement>)];
 
@@ -78,56 +81,6 @@ impl Include {
     pub(super) fn names(&self, name: &str) -> bool {
         self.file != name && matches(&self.pattern, name)
     }
-}
-
-/// Whether the file named `name` is one `pattern` includes: its file name
-/// matches the pattern's (with `*`), and its directory's name the
-/// pattern's, when both have one (`/etc/nginx/stream.d/*.conf` takes
-/// `stream.d/dns.conf` wherever it was copied to).
-pub(super) fn matches(pattern: &str, name: &str) -> bool {
-    let split = |p: &str| -> (Option<String>, String) {
-        let path = std::path::Path::new(p);
-        (
-            path.parent()
-                .and_then(|d| d.file_name())
-                .map(|d| d.to_string_lossy().into_owned()),
-            path.file_name()
-                .map(|f| f.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-        )
-    };
-    let (pattern_dir, pattern_file) = split(pattern);
-    let (dir, file) = split(name);
-    let dir_ok = match (pattern_dir, dir) {
-        (Some(a), Some(b)) => a == b,
-        _ => true,
-    };
-    dir_ok && glob(&pattern_file, &file)
-}
-
-/// `*` and `?` wildcards, as nginx's include takes them.
-fn glob(pattern: &str, text: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let t: Vec<char> = text.chars().collect();
-    // Iterative matching with one backtrack point for the last `*`.
-    let (mut i, mut j) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while j < t.len() {
-        if i < p.len() && (p[i] == '?' || p[i] == t[j]) {
-            i += 1;
-            j += 1;
-        } else if i < p.len() && p[i] == '*' {
-            star = Some((i, j));
-            i += 1;
-        } else if let Some((si, sj)) = star {
-            i = si + 1;
-            j = sj + 1;
-            star = Some((si, sj + 1));
-        } else {
-            return false;
-        }
-    }
-    p[i..].iter().all(|c| *c == '*')
 }
 
 /// The context a file without `http { }` or `stream { }` is read in: a
@@ -203,18 +156,8 @@ fn included_in_block<'f, 'a>(
     file: &'f str,
     pattern: &'f str,
 ) -> impl Iterator<Item = &'f (&'a str, Vec<Statement>)> {
-    let dir_of = |path: &str| {
-        std::path::Path::new(path)
-            .parent()
-            .and_then(|d| d.file_name())
-            .is_some()
-    };
-    let wildcard_in_dir = dir_of(pattern)
-        && std::path::Path::new(pattern)
-            .file_name()
-            .is_some_and(|f| f.to_string_lossy().contains(['*', '?']));
     included(files, file, pattern).filter(move |(name, top)| {
-        (!wildcard_in_dir || dir_of(name))
+        strictly_matches(pattern, name)
             && !top.iter().any(|s| {
                 s.block.is_some()
                     && matches!(

@@ -51,7 +51,7 @@ fn ports(
 }
 
 /// Most ports one `listen` range becomes.
-const MAX_RANGE: usize = 64;
+const MAX_RANGE: usize = crate::import::MAX_PORT_RANGE;
 
 /// A `listen [ADDRESS][:PORT] [udp | quic] [ssl] ...` line (no port: 80, no
 /// address: every one, as nginx).

@@ -69,13 +69,16 @@ pub(super) fn server(
                     child.text()
                 ),
             )),
-            "proxy_pass" => {
+            // The other protocols nginx proxies in: followed as proxy_pass,
+            // the protocol warned of.
+            "proxy_pass" | "grpc_pass" | "uwsgi_pass" | "scgi_pass" | "fastcgi_pass" => {
                 if target.is_some() {
                     notes.push(Note::new(
                         &at,
                         format!(
-                            "WARNING: {}: another location's proxy_pass; lbd sends a VIP's connections to one place, the first proxy_pass's: not carried over",
-                            child.text()
+                            "WARNING: {}: another location's {}; lbd sends a VIP's connections to one place, the first proxy_pass's: not carried over",
+                            child.text(),
+                            child.name()
                         ),
                     ));
                     continue;
@@ -165,7 +168,27 @@ pub(super) fn server(
     }))
 }
 
-/// A `proxy_pass`: an upstream's name, an address (a one-server
+/// What a `*_pass` other than proxy_pass made nginx speak to the
+/// backends, for the WARNING that says the backends get the clients'
+/// own connections instead.
+fn protocol_warning(statement: &Statement) -> Option<String> {
+    let text = statement.text();
+    let spoken = match statement.name() {
+        "grpc_pass" => return Some(format!(
+            "WARNING: {text}: nginx spoke gRPC to the backends for the clients' requests; through lbd the clients' own connections reach them (TLS included where the listen has ssl), so they must serve those connections themselves"
+        )),
+        "fastcgi_pass" => "FastCGI",
+        "scgi_pass" => "SCGI",
+        "uwsgi_pass" => "uwsgi",
+        _ => return None,
+    };
+    Some(format!(
+        "WARNING: {text}: nginx spoke {spoken} to the backends and HTTP to the clients; through lbd the clients' HTTP reaches the backends, which must then serve HTTP themselves (a {spoken} server does not)"
+    ))
+}
+
+/// A `proxy_pass` (or `grpc_pass`, `uwsgi_pass`, `scgi_pass`,
+/// `fastcgi_pass`): an upstream's name, an address (a one-server
 /// service), or None for what lbd cannot follow (a variable), noted.
 fn proxy_pass(
     file: &str,
@@ -179,14 +202,32 @@ fn proxy_pass(
         .first()
         .map(String::as_str)
         .unwrap_or_default();
-    let (scheme_port, rest) = if let Some(rest) = target.strip_prefix("http://") {
-        (Some(80), rest)
-    } else if let Some(rest) = target.strip_prefix("https://") {
+    if let Some(warning) = protocol_warning(statement) {
+        notes.push(Note::new(&at, warning));
+    }
+    let tls_note = |notes: &mut Vec<Note>| {
         notes.push(Note::new(
             &at,
             format!("{}: nginx speaks TLS to the backends; through lbd the client's own connection reaches them", statement.text()),
         ));
+    };
+    // The scheme's port, where it has one (grpc_pass's are http's).
+    let (scheme_port, rest) = if let Some(rest) = target
+        .strip_prefix("http://")
+        .or_else(|| target.strip_prefix("grpc://"))
+    {
+        (Some(80), rest)
+    } else if let Some(rest) = target
+        .strip_prefix("https://")
+        .or_else(|| target.strip_prefix("grpcs://"))
+    {
+        tls_note(notes);
         (Some(443), rest)
+    } else if let Some(rest) = target.strip_prefix("uwsgi://") {
+        (None, rest)
+    } else if let Some(rest) = target.strip_prefix("suwsgi://") {
+        tls_note(notes);
+        (None, rest)
     } else {
         (None, target)
     };
@@ -229,9 +270,19 @@ fn proxy_pass(
     let Some((address, port)) = address else {
         return Ok(Some(Target::Upstream(host.to_owned())));
     };
+    // proxy_pass and grpc_pass default to port 80; nginx refuses the
+    // others' addresses without a port.
+    let defaults_to_80 = matches!(statement.name(), "proxy_pass" | "grpc_pass");
     let port = match (port.or(scheme_port), context) {
         (Some(port), _) => port,
-        (None, Context::Http) => 80,
+        (None, Context::Http) if defaults_to_80 => 80,
+        (None, Context::Http) => {
+            return Err(ImportError::at(
+                file,
+                statement.line,
+                format!("{}: no port (nginx needs one here)", statement.text()),
+            ))
+        }
         (None, Context::Stream) => {
             return Err(ImportError::at(
                 file,

@@ -38,6 +38,10 @@ pub(super) fn upstream(
         forwarding: None,
         acl: Vec::new(),
         passive: None,
+        // nginx balances among all of them by their weights.
+        all_backups: Some(
+            "nginx shares the connections among all the backup servers of an upstream".to_owned(),
+        ),
         notes: Vec::new(),
     };
     let mut checked = false;
@@ -190,12 +194,10 @@ fn server(
                     .ok_or_else(|| bad("a weight of 1 or more"))?;
                 backend.weight = Some(Sourced::new(weight, &origin, param.clone()));
             }
+            // Any count nginx takes: one above lbd's fall range is
+            // brought into it (with a note) where the check is written.
             "max_fails" => {
-                let n = value
-                    .parse::<u32>()
-                    .ok()
-                    .filter(|n| *n <= 100)
-                    .ok_or_else(|| bad("a number of 0 to 100"))?;
+                let n = value.parse::<u32>().map_err(|_| bad("a number"))?;
                 max_fails = Some(Sourced::new(n, &origin, param.clone()));
             }
             "fail_timeout" => {

@@ -980,3 +980,165 @@ fn every_section_haproxy_knows_ends_the_proxy_before_it() {
         );
     }
 }
+
+#[test]
+fn with_no_usable_active_server_the_backups_take_over_with_a_warning() {
+    let haproxy = tcp_haproxy("listen web\n  bind 198.18.0.100:80\n  server a 198.18.0.11:80 disabled\n  server b 198.18.0.12:80 weight 0\n  server c 198.18.0.13:80 backup weight 2\n  server d 198.18.0.14:80 backup\n");
+    let imported = ok(&[("h.cfg", &haproxy)], &on_eth0());
+    // The first backup takes every flow, as in HAProxy.
+    assert_eq!(
+        weights(&imported.config.vips[0]),
+        [
+            (ip("198.18.0.11"), 0),
+            (ip("198.18.0.12"), 0),
+            (ip("198.18.0.13"), 200),
+            (ip("198.18.0.14"), 0)
+        ]
+    );
+    assert!(
+        has_note(&imported, "h.cfg:4: WARNING: listen web has no active server that takes connections (each is disabled, down or of weight 0), so they went to its backup servers; lbd has no backup servers: c (the first, as HAProxy takes without option allbackups) take every new flow as active backends. The failover is lost"),
+        "{:#?}",
+        imported.notes
+    );
+    assert!(lb_userspace_warnings(&imported).is_empty());
+    // With option allbackups, all of them.
+    let all = haproxy.replace("listen web\n", "listen web\n  option allbackups\n");
+    let imported = ok(&[("h.cfg", &all)], &on_eth0());
+    assert_eq!(
+        weights(&imported.config.vips[0])[2..],
+        [(ip("198.18.0.13"), 200), (ip("198.18.0.14"), 100)]
+    );
+    assert!(has_note(
+        &imported,
+        "c, d (all of them, as option allbackups (h.cfg:5))"
+    ));
+    // An active server that takes flows keeps the backups out.
+    let one_up = haproxy.replace("weight 0\n", "\n");
+    let imported = ok(&[("h.cfg", &one_up)], &on_eth0());
+    assert_eq!(
+        weights(&imported.config.vips[0])[1..],
+        [
+            (ip("198.18.0.12"), 100),
+            (ip("198.18.0.13"), 0),
+            (ip("198.18.0.14"), 0)
+        ]
+    );
+    assert!(!has_note(
+        &imported,
+        "WARNING: listen web has no active server"
+    ));
+}
+
+/// lbd's own warnings on an import's result (what `lbctl config check`
+/// prints).
+fn lb_userspace_warnings(imported: &Imported) -> Vec<String> {
+    crate::config::warnings(&imported.config)
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
+#[test]
+fn balance_first_keeps_the_first_server_and_warns_the_order_is_lost() {
+    let haproxy = tcp_haproxy("frontend f\n  bind 198.18.0.100:80\n  default_backend b\nbackend b\n  balance first\n  server a 198.18.0.11:80 disabled\n  server b1 198.18.0.12:80 weight 3\n  server b2 198.18.0.13:80 weight 5\n");
+    let imported = ok(&[("h.cfg", &haproxy)], &on_eth0());
+    assert_eq!(
+        weights(&imported.config.vips[0]),
+        [
+            (ip("198.18.0.11"), 0),
+            (ip("198.18.0.12"), 300),
+            (ip("198.18.0.13"), 0)
+        ]
+    );
+    assert!(has_note(&imported, "h.cfg:8: WARNING: balance first: HAProxy sent each connection to the first server (in file order) with a free connection slot and went on to the next only when it was full or down; lbd has no failover order: server b1 takes all new flows and the others are written with weight 0"));
+    assert!(
+        imported
+            .text
+            .contains("# h.cfg:8 (balance first: a failover server (weight 5), weight 0)"),
+        "{}",
+        imported.text
+    );
+    // Another balance after it (a backend's own over defaults') is a split.
+    let split = haproxy.replace(
+        "  balance first\n",
+        "  balance first\n  balance roundrobin\n",
+    );
+    let imported = ok(&[("h.cfg", &split)], &on_eth0());
+    assert_eq!(
+        weights(&imported.config.vips[0])[2],
+        (ip("198.18.0.13"), 500)
+    );
+}
+
+#[test]
+fn a_server_template_is_refused_at_its_line() {
+    let haproxy = tcp_haproxy("listen web\n  bind 198.18.0.100:80\n  server-template srv 3 _http._tcp.web.service.consul resolvers consul\n");
+    assert_eq!(
+        refused(&[("h.cfg", &haproxy)], &on_eth0()),
+        "h.cfg:6: server-template srv 3 _http._tcp.web.service.consul resolvers consul: its servers are made from DNS answers (server-template); lbd balances to addresses: write a server line with each server's address instead"
+    );
+}
+
+#[test]
+fn a_bind_port_range_is_a_vip_per_port() {
+    let haproxy = tcp_haproxy(
+        "listen web\n  bind 198.18.0.100:8000-8002,198.18.0.100:9000\n  server a 198.18.0.11\n",
+    );
+    let imported = ok(&[("h.cfg", &haproxy)], &with_nat());
+    let ports: Vec<u16> = imported.config.vips.iter().map(|v| v.port).collect();
+    assert_eq!(ports, [8000, 8001, 8002, 9000]);
+    let wide = haproxy.replace("8000-8002", "8000-9000");
+    assert_eq!(
+        refused(&[("h.cfg", &wide)], &with_nat()),
+        "h.cfg:5: bind 198.18.0.100:8000-9000: 1001 ports; lbd has one VIP per port and the import writes at most 64 for one range: split it or write the [[vip]]s yourself"
+    );
+    let backwards = haproxy.replace("8000-8002", "8002-8000");
+    assert_eq!(
+        refused(&[("h.cfg", &backwards)], &with_nat()),
+        "h.cfg:5: bind 198.18.0.100:8002-8000: \"8002-8000\" is not a range of ports"
+    );
+}
+
+#[test]
+fn a_wildcard_bind_leaves_an_address_another_frontend_binds_to_it() {
+    let haproxy = tcp_haproxy("frontend all\n  bind *:80\n  default_backend b\nfrontend five\n  bind 198.18.0.5:80\n  default_backend c\nbackend b\n  server a 198.18.0.11:80\nbackend c\n  server x 198.18.0.21:80\n");
+    let keepalived = "vrrp_instance VI_1 {\n  interface eth0\n  virtual_router_id 51\n  virtual_ipaddress {\n    198.18.0.5\n    198.18.0.100\n  }\n}\n";
+    let imported = ok(
+        &[("h.cfg", &haproxy), ("k.conf", keepalived)],
+        &Options::default(),
+    );
+    let vips: Vec<_> = imported
+        .config
+        .vips
+        .iter()
+        .map(|v| (v.address, weights(v)))
+        .collect();
+    assert_eq!(
+        vips,
+        [
+            (ip("198.18.0.100"), vec![(ip("198.18.0.11"), 100)]),
+            (ip("198.18.0.5"), vec![(ip("198.18.0.21"), 100)]),
+        ]
+    );
+    assert!(has_note(&imported, "h.cfg:5: bind *:80 of frontend all does not take 198.18.0.5:80/tcp: frontend five binds it explicitly (bind 198.18.0.5:80 at h.cfg:8)"), "{:#?}", imported.notes);
+    // Also for a --vip.
+    let options = Options {
+        vips: vec![vip("198.18.0.5:80/tcp"), vip("198.18.0.100:80/tcp")],
+        ..on_eth0()
+    };
+    let imported = ok(&[("h.cfg", &haproxy)], &options);
+    assert_eq!(imported.config.vips.len(), 2);
+}
+
+#[test]
+fn cut_sessions_on_a_state_change_are_warned_about_and_downinter_says_when_lbd_checks() {
+    let text = tcp_haproxy("listen pg\n  bind 198.18.0.100:5432\n  server pg1 198.18.0.11:5432 check downinter 5s on-marked-down shutdown-sessions\n  server pg2 198.18.0.12:5432 check on-marked-up shutdown-backup-sessions\n");
+    let imported = ok(&[("h.cfg", &text)], &on_eth0());
+    for needle in [
+        "h.cfg:6: WARNING: on-marked-down shutdown-sessions: lbd does not cut a backend's connections",
+        "h.cfg:7: WARNING: on-marked-up shutdown-backup-sessions: lbd does not cut the connections of backups",
+        "h.cfg:6: downinter 5s: lbd checks a down backend every interval",
+    ] {
+        assert!(has_note(&imported, needle), "no {needle:?} in {:#?}", imported.notes);
+    }
+}

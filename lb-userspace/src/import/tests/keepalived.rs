@@ -586,3 +586,178 @@ fn a_virtual_ipaddress_prefix_lbd_drops_is_noted() {
         );
     }
 }
+
+/// A VRRP instance moving 198.18.0.100 and .101, for the IPVS tests below.
+const INSTANCE: &str = "vrrp_instance VI_1 {\n  interface eth0\n  virtual_router_id 51\n  virtual_ipaddress {\n    198.18.0.100\n    198.18.0.101\n  }\n}\n";
+
+#[test]
+fn an_include_inside_a_virtual_server_is_read_where_it_stands() {
+    let main = format!("{INSTANCE}virtual_server 198.18.0.100 80 {{\n  lb_kind DR\n  include /etc/keepalived/real_servers/*.conf\n}}\n");
+    let web =
+        "real_server 198.18.0.11 80 {\n  weight 2\n  TCP_CHECK {\n    connect_timeout 3\n  }\n}\n";
+    let more =
+        "real_server 198.18.0.12 80 {\n  weight 1\n  include /etc/keepalived/checks/tcp.conf\n}\n";
+    let check = "TCP_CHECK {\n  connect_timeout 2\n}\n";
+    let files = [
+        ("keepalived.conf", main.as_str()),
+        ("real_servers/web.conf", web),
+        ("real_servers/more.conf", more),
+        ("checks/tcp.conf", check),
+    ];
+    let imported = ok(&files, &Options::default());
+    let vip = &imported.config.vips[0];
+    assert_eq!(
+        weights(vip),
+        [(ip("198.18.0.11"), 200), (ip("198.18.0.12"), 100)]
+    );
+    // Each value names its own file; the checker two includes down too.
+    assert!(
+        imported
+            .text
+            .contains("# real_servers/web.conf:1 (real_server 198.18.0.11 80)"),
+        "{}",
+        imported.text
+    );
+    assert_eq!(
+        vip.backends[1].health.as_ref().map(|h| h.timeout),
+        Some(Duration::from_secs(2))
+    );
+    assert!(imported
+        .text
+        .contains("checks/tcp.conf:2 (connect_timeout 2)"));
+    // Read in place, not again on their own.
+    assert!(!has_note(
+        &imported,
+        "not carried over (lbd has no equivalent)"
+    ));
+    assert!(!has_note(&imported, "has no backends"));
+    // An error in an included file names it and its line.
+    let broken = web.replace("connect_timeout 3", "connect_timeout soon");
+    assert_eq!(
+        refused(
+            &[
+                ("keepalived.conf", main.as_str()),
+                ("real_servers/web.conf", &broken)
+            ],
+            &Options::default()
+        ),
+        "real_servers/web.conf:4: connect_timeout soon: not a number of seconds"
+    );
+    // Not given: refused at the include, naming what to pass.
+    assert_eq!(
+        refused(&[("keepalived.conf", main.as_str())], &Options::default()),
+        "keepalived.conf:11: include /etc/keepalived/real_servers/*.conf: inside virtual_server 198.18.0.100 80 (line 9), and no file given is the one it names: the block's contents are unknown, so it cannot be imported faithfully; pass the included file too (as real_servers/*.conf, under its directory's name)"
+    );
+    // A file including itself (through a wildcard) ends.
+    let looping = format!("{web}include /etc/keepalived/real_servers/*.conf\n");
+    let imported = ok(
+        &[
+            ("keepalived.conf", main.as_str()),
+            ("real_servers/web.conf", &looping),
+        ],
+        &Options::default(),
+    );
+    assert_eq!(
+        weights(&imported.config.vips[0]),
+        [(ip("198.18.0.11"), 200)]
+    );
+}
+
+#[test]
+fn a_virtual_server_group_gives_each_of_its_addresses_the_real_servers() {
+    let text = format!("{INSTANCE}virtual_server group web {{\n  lb_kind DR\n  real_server 198.18.0.11 80 {{\n    weight 1\n  }}\n  real_server 198.18.0.12 80 {{\n    weight 3\n  }}\n}}\nvirtual_server_group web {{\n  198.18.0.100-101 80\n  198.18.0.100 443\n  fwmark 7\n}}\n");
+    let imported = ok(&[("keepalived.conf", &text)], &Options::default());
+    let vips: Vec<_> = imported
+        .config
+        .vips
+        .iter()
+        .map(|v| (v.address, v.port, weights(v)))
+        .collect();
+    let backends = vec![(ip("198.18.0.11"), 100), (ip("198.18.0.12"), 300)];
+    assert_eq!(
+        vips,
+        [
+            (ip("198.18.0.100"), 80, backends.clone()),
+            (ip("198.18.0.101"), 80, backends.clone()),
+            (ip("198.18.0.100"), 443, backends),
+        ]
+    );
+    assert!(imported
+        .text
+        .contains("keepalived.conf:19 (198.18.0.100-101 80 in virtual_server_group web)"));
+    assert!(has_note(
+        &imported,
+        "keepalived.conf:21: fwmark 7 (virtual_server_group web): IPVS took the packets a firewall rule marked"
+    ));
+    // A group of no file given is refused at the virtual_server.
+    let alone = format!(
+        "{INSTANCE}virtual_server group web {{\n  real_server 198.18.0.11 80 {{\n  }}\n}}\n"
+    );
+    assert_eq!(
+        refused(&[("keepalived.conf", &alone)], &Options::default()),
+        "keepalived.conf:9: virtual_server group web: no virtual_server_group web in the files given (pass the file that defines it too)"
+    );
+    let bad = text.replace("198.18.0.100-101 80", "198.18.0.100-99 80");
+    assert!(refused(&[("keepalived.conf", &bad)], &Options::default())
+        .starts_with("keepalived.conf:19: 198.18.0.100-99 80 (virtual_server_group web): \"198.18.0.100-99\" is not an address"));
+}
+
+#[test]
+fn a_fwmark_virtual_server_keeps_its_real_servers_for_a_vip_argument() {
+    let text = format!("{INSTANCE}virtual_server fwmark 5 {{\n  lb_kind DR\n  protocol TCP\n  real_server 198.18.0.11 80 {{\n    weight 2\n  }}\n  real_server 198.18.0.12 80 {{\n  }}\n}}\n");
+    let options = Options {
+        vips: vec![vip("198.18.0.101:80/tcp")],
+        ..Options::default()
+    };
+    let imported = ok(&[("keepalived.conf", &text)], &options);
+    let vip = &imported.config.vips[0];
+    assert_eq!((vip.address, vip.port), (ip("198.18.0.101"), 80));
+    assert_eq!(
+        weights(vip),
+        [(ip("198.18.0.11"), 200), (ip("198.18.0.12"), 100)]
+    );
+    assert!(has_note(
+        &imported,
+        "keepalived.conf:9: virtual_server fwmark 5: IPVS took the packets a firewall rule marked, whatever their address; an lbd VIP is an address and a port: pass --vip ADDRESS:PORT/PROTOCOL"
+    ));
+    // Without it, the advice the note gives.
+    assert_eq!(
+        refused(&[("keepalived.conf", &text)], &Options::default()),
+        "keepalived.conf:9: virtual_server fwmark 5 names no address or port to serve on: pass --vip ADDRESS:PORT/PROTOCOL (one per such service, in file order)"
+    );
+}
+
+#[test]
+fn lb_algo_fo_keeps_the_highest_weight_and_warns_the_order_is_lost() {
+    let text = format!("{INSTANCE}virtual_server 198.18.0.100 80 {{\n  lb_algo fo\n  lb_kind DR\n  real_server 198.18.0.11 80 {{\n    weight 5\n  }}\n  real_server 198.18.0.12 80 {{\n    weight 10\n  }}\n  real_server 198.18.0.13 80 {{\n    weight 10\n  }}\n  real_server 198.18.0.14 80 {{\n  }}\n}}\n");
+    let imported = ok(&[("keepalived.conf", &text)], &Options::default());
+    assert_eq!(
+        weights(&imported.config.vips[0]),
+        [
+            (ip("198.18.0.11"), 0),
+            (ip("198.18.0.12"), 1000),
+            (ip("198.18.0.13"), 1000),
+            (ip("198.18.0.14"), 0)
+        ]
+    );
+    assert!(has_note(&imported, "keepalived.conf:10: WARNING: lb_algo fo: IPVS sent every connection to the available real_server of highest weight and failed over to the next when it went down; lbd has no failover order: 198.18.0.12, 198.18.0.13 (weight 10) take all new flows"), "{:#?}", imported.notes);
+    let ovf = text.replace("lb_algo fo", "lvs_sched ovf");
+    let imported = ok(&[("keepalived.conf", &ovf)], &Options::default());
+    assert_eq!(weights(&imported.config.vips[0])[0], (ip("198.18.0.11"), 0));
+    assert!(has_note(
+        &imported,
+        "until its active connections passed its weight, then overflowed to the next"
+    ));
+}
+
+#[test]
+fn a_positive_track_script_weight_is_warned_of_with_both_priorities() {
+    let text = "vrrp_script chk_haproxy {\n  script \"killall -0 haproxy\"\n  weight 2\n}\nvrrp_instance A {\n  interface eth0\n  virtual_router_id 7\n  track_script {\n    chk_haproxy\n  }\n  priority 101\n  virtual_ipaddress {\n    198.18.0.100\n  }\n}\n";
+    let imported = ok(&[("k.conf", text)], &Options::default());
+    assert_eq!(imported.config.vrrp[0].track_dataplane, 2);
+    assert!(has_note(&imported, "k.conf:9: WARNING: track_script chk_haproxy weight +2 (k.conf:9): keepalived added a positive weight to the priority while the proxy check succeeded (priority 103 while it ran, 101 when it failed); lbd takes it off while its data plane is down instead (priority 101 while it runs, 99 when it is down)"), "{:#?}", imported.notes);
+    // A negative one means what lbd does: nothing to warn of.
+    let negative = text.replace("weight 2", "weight -2");
+    let imported = ok(&[("k.conf", &negative)], &Options::default());
+    assert!(!has_note(&imported, "keepalived added a positive weight"));
+}

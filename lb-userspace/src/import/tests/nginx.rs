@@ -617,3 +617,110 @@ fn a_quic_listen_is_a_udp_vip() {
         imported.notes
     );
 }
+
+#[test]
+fn with_every_primary_down_all_the_backups_take_over_with_a_warning() {
+    let text = "upstream app {\n    server 198.18.0.11:80 down;\n    server 198.18.0.12:80 backup weight=2;\n    server 198.18.0.13:80 backup;\n}\n";
+    let options = Options {
+        vips: vec![vip("198.18.0.100:80/tcp")],
+        ..on_eth0()
+    };
+    let imported = ok(&[("app.conf", text)], &options);
+    // nginx shares the connections among all its backups, by weight.
+    assert_eq!(
+        weights(&imported.config.vips[0]),
+        [
+            (ip("198.18.0.11"), 0),
+            (ip("198.18.0.12"), 200),
+            (ip("198.18.0.13"), 100)
+        ]
+    );
+    assert!(has_note(&imported, "app.conf:1: WARNING: upstream app has no active server that takes connections (each is disabled, down or of weight 0), so they went to its backup servers; lbd has no backup servers: 198.18.0.12:80, 198.18.0.13:80 (all of them, as nginx shares the connections among all the backup servers of an upstream) take every new flow as active backends. The failover is lost"), "{:#?}", imported.notes);
+}
+
+#[test]
+fn a_max_fails_above_lbds_fall_range_is_brought_into_it() {
+    let text = "upstream app {\n    server 198.18.0.11:80 max_fails=200;\n}\n";
+    let options = Options {
+        vips: vec![vip("198.18.0.100:80/tcp")],
+        ..on_eth0()
+    };
+    let imported = ok(&[("app.conf", text)], &options);
+    assert_eq!(imported.config.vips[0].health.fall, 100);
+    assert!(has_note(
+        &imported,
+        "app.conf:2: fall 200 is outside lbd's 1..=100; 100 is used"
+    ));
+}
+
+#[test]
+fn grpc_fastcgi_scgi_and_uwsgi_passes_are_followed_with_a_warning() {
+    let upstream = "upstream app {\n    server 198.18.0.11:9000;\n}\n";
+    for (pass, protocol) in [
+        ("grpc_pass grpc://app", "gRPC"),
+        ("fastcgi_pass app", "FastCGI"),
+        ("scgi_pass app", "SCGI"),
+        ("uwsgi_pass uwsgi://app", "uwsgi"),
+    ] {
+        let text = format!("http {{\n  {upstream}  server {{\n    listen 198.18.0.100:80;\n    location / {{\n      {pass};\n    }}\n  }}\n}}\n");
+        let imported = ok(&[("n.conf", &text)], &with_nat());
+        let vip = &imported.config.vips[0];
+        assert_eq!(
+            (vip.port, weights(vip)),
+            (80, vec![(ip("198.18.0.11"), 100)]),
+            "{pass}"
+        );
+        assert!(
+            has_note(
+                &imported,
+                &format!("n.conf:8: WARNING: {pass}: nginx spoke {protocol} to the backends")
+            ),
+            "{pass}: {:#?}",
+            imported.notes
+        );
+    }
+    // An address: grpc_pass's port defaults as proxy_pass's; FastCGI's
+    // needs one, as nginx says.
+    let text = "http {\n  server {\n    listen 198.18.0.100:80;\n    grpc_pass grpc://198.18.0.11;\n  }\n}\n";
+    let imported = ok(&[("n.conf", text)], &on_eth0());
+    assert_eq!(
+        weights(&imported.config.vips[0]),
+        [(ip("198.18.0.11"), 100)]
+    );
+    let text = text.replace("grpc_pass grpc://198.18.0.11", "fastcgi_pass 198.18.0.11");
+    assert_eq!(
+        refused(&[("n.conf", &text)], &on_eth0()),
+        "n.conf:4: fastcgi_pass 198.18.0.11: no port (nginx needs one here)"
+    );
+}
+
+#[test]
+fn a_wildcard_listen_leaves_an_address_another_server_block_listens_on() {
+    let text = "stream {\n  server {\n    listen 5432;\n    proxy_pass 198.18.0.11:5432;\n  }\n  server {\n    listen 198.18.0.5:5432;\n    proxy_pass 198.18.0.21:5432;\n  }\n}\n";
+    let options = Options {
+        vips: vec![vip("198.18.0.5:5432/tcp"), vip("198.18.0.100:5432/tcp")],
+        ..on_eth0()
+    };
+    let imported = ok(&[("n.conf", text)], &options);
+    let vips: Vec<_> = imported
+        .config
+        .vips
+        .iter()
+        .map(|v| (v.address, weights(v)))
+        .collect();
+    assert_eq!(
+        vips,
+        [
+            (ip("198.18.0.100"), vec![(ip("198.18.0.11"), 100)]),
+            (ip("198.18.0.5"), vec![(ip("198.18.0.21"), 100)]),
+        ]
+    );
+    assert!(
+        has_note(
+            &imported,
+            "n.conf:3: listen 5432 of server block at n.conf:2 does not take 198.18.0.5:5432/tcp"
+        ),
+        "{:#?}",
+        imported.notes
+    );
+}
