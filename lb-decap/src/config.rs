@@ -3,13 +3,15 @@
 //! touched. Every error names the field and the value.
 //!
 //! ```toml
-//! interface = "eth0"          # the backend's interface tunnel packets arrive on
+//! interface = "eth0"          # the backend's interface tunnel packets arrive on, or
+//!                             # interfaces = ["eth0", "eth1"] for several (one
+//!                             # program and one set of maps, a link on each)
 //! attach = "xdp"              # "xdp" (default) or "tc"
 //! xdp_mode = "auto"           # "auto" (native XDP, else tc ingress), "native";
 //!                             # "generic" is refused (stale hardware checksum);
 //!                             # used when attaching: a running link keeps its mode;
 //!                             # refused with attach = "tc" unless "auto"
-//! addresses = ["198.19.2.11"] # outer destinations accepted; default: the interface's
+//! addresses = ["198.19.2.11"] # outer destinations accepted; default: the interfaces'
 //! sources = ["198.18.200.0/24", "2001:2:f0::/64"] # the balancers' outer sources; default: any
 //! vips = ["198.18.0.100:80/tcp", "[2001:2::100]:443/tcp"]
 //! ipip = true                 # IPIP, IP6IP6, 4in6
@@ -43,7 +45,12 @@ pub use lb_common::hook::{Attach, XdpMode};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct File {
-    interface: String,
+    /// One interface (what most backends need).
+    interface: Option<String>,
+    /// Several (a backend whose IPv4 and IPv6 tunnel traffic arrive on
+    /// different interfaces): one lb-decap per pin directory serves them
+    /// all, since a second one there would fight the first over the maps.
+    interfaces: Option<Vec<String>>,
     #[serde(default)]
     attach: Attach,
     #[serde(default)]
@@ -123,8 +130,9 @@ impl std::str::FromStr for Vip {
 /// program is attached.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
-    /// The interface.
-    pub interface: String,
+    /// The interfaces (at least one, each once, in the file's order): a
+    /// link on each, all running one program with one set of maps.
+    pub interfaces: Vec<String>,
     /// The hook.
     pub attach: Attach,
     /// XDP attach mode (ignored for tc).
@@ -154,12 +162,8 @@ impl Settings {
     /// Validates a configuration text. The interface must exist; without
     /// `addresses`, its addresses (link-local IPv6 excepted) are used.
     pub fn parse(text: &str) -> anyhow::Result<Self> {
-        let file: File = toml::from_str(text)?;
-        if file.interface.is_empty() {
-            bail!("interface: empty");
-        }
-        interface::index(&file.interface)
-            .with_context(|| format!("interface {:?}", file.interface))?;
+        let mut file: File = toml::from_str(text)?;
+        let interfaces = interfaces(file.interface.take(), file.interfaces.take())?;
         // As lbd: "auto", the default, is let by; a mode asked for would
         // be silently ignored.
         if file.attach == Attach::Tc && file.xdp_mode != XdpMode::Auto {
@@ -190,15 +194,17 @@ impl Settings {
             bail!("vips: {} given, at most {DECAP_VIPS_MAX}", vips.len());
         }
         let addresses: BTreeSet<IpAddr> = if file.addresses.is_empty() {
-            let found = interface::addresses(&file.interface)
-                .with_context(|| format!("reading the addresses of {}", file.interface))?;
+            let found = addresses_of(&interfaces)?;
             if found.is_empty() {
                 bail!(
-                    "addresses: none given and interface {} has none: tunnel packets would have no destination to accept",
-                    file.interface
+                    "addresses: none given and {} none: tunnel packets would have no destination to accept",
+                    match interfaces.as_slice() {
+                        [one] => format!("interface {one} has"),
+                        several => format!("interfaces {} have", several.join(", ")),
+                    }
                 );
             }
-            found.into_iter().collect()
+            found
         } else {
             for address in &file.addresses {
                 check_unicast(*address)
@@ -225,7 +231,7 @@ impl Settings {
             flags |= DECAP_F_GUE;
         }
         Ok(Self {
-            interface: file.interface,
+            interfaces,
             attach: file.attach,
             xdp_mode: file.xdp_mode,
             addresses: addresses.into_iter().collect(),
@@ -240,7 +246,62 @@ impl Settings {
     }
 }
 
+/// The interfaces the file names: `interface` or `interfaces`, not both;
+/// each once, none empty, each existing.
+fn interfaces(one: Option<String>, several: Option<Vec<String>>) -> anyhow::Result<Vec<String>> {
+    let list = match (one, several) {
+        (Some(_), Some(_)) => {
+            bail!("interface and interfaces both given: use interfaces = [...] alone for several")
+        }
+        (None, None) => {
+            bail!("interface: missing (interface = \"eth0\", or interfaces = [\"eth0\", \"eth1\"])")
+        }
+        (Some(one), None) => {
+            if one.is_empty() {
+                bail!("interface: empty");
+            }
+            vec![one]
+        }
+        (None, Some(several)) => {
+            if several.is_empty() {
+                bail!("interfaces: empty (name at least one)");
+            }
+            let mut seen = BTreeSet::new();
+            for name in &several {
+                if name.is_empty() {
+                    bail!("interfaces: an empty name");
+                }
+                if !seen.insert(name.as_str()) {
+                    bail!("interfaces: {name:?} named twice");
+                }
+            }
+            several
+        }
+    };
+    for name in &list {
+        interface::index(name).with_context(|| format!("interface {name:?}"))?;
+    }
+    Ok(list)
+}
+
+/// The addresses of every interface in `interfaces` (link-local IPv6
+/// excepted), the default of `addresses`.
+pub fn addresses_of(interfaces: &[String]) -> anyhow::Result<BTreeSet<IpAddr>> {
+    let mut all = BTreeSet::new();
+    for name in interfaces {
+        let found = interface::addresses(name)
+            .with_context(|| format!("reading the addresses of {name}"))?;
+        all.extend(found);
+    }
+    Ok(all)
+}
+
 impl Settings {
+    /// The interfaces for messages: `eth0`, or `eth0, eth1`.
+    pub fn interface_names(&self) -> String {
+        self.interfaces.join(", ")
+    }
+
     /// What is valid but unsafe, for `check` and every apply to log: no
     /// `sources` means tunnel packets from any sender are unwrapped.
     pub fn warnings(&self) -> Vec<String> {
@@ -566,6 +627,44 @@ mod tests {
             ),
         ];
         for (text, word) in cases {
+            let error = format!("{:#}", Settings::parse(text).expect_err(text));
+            assert!(error.contains(word), "{error:?} should mention {word:?}");
+        }
+    }
+
+    /// `interfaces` names several (one program, a link on each), their
+    /// addresses the default together; `interface` stays valid alone.
+    /// Before, one lb-decap served one interface, so a backend with two
+    /// needed two lb-decaps, and the second disabled the first.
+    #[test]
+    fn several_interfaces_are_one_config_and_their_addresses_the_default() {
+        let s = Settings::parse("interfaces = [\"lo\"]\nvips = [\"198.18.0.100:80/tcp\"]\n")
+            .expect("valid");
+        assert_eq!(s.interfaces, ["lo"]);
+        assert!(s.addresses_from_interface);
+        assert!(s.addresses.contains(&IpAddr::from([127, 0, 0, 1])));
+        let one = Settings::parse("interface = \"lo\"\nvips = [\"198.18.0.100:80/tcp\"]\n")
+            .expect("valid");
+        assert_eq!(one, s, "interface = \"lo\" is interfaces = [\"lo\"]");
+        for (text, word) in [
+            (
+                "interface = \"lo\"\ninterfaces = [\"lo\"]\nvips = [\"198.18.0.100:80/tcp\"]\n",
+                "interface and interfaces both given",
+            ),
+            (
+                "interfaces = []\nvips = [\"198.18.0.100:80/tcp\"]\n",
+                "interfaces: empty",
+            ),
+            (
+                "interfaces = [\"lo\", \"lo\"]\nvips = [\"198.18.0.100:80/tcp\"]\n",
+                "interfaces: \"lo\" named twice",
+            ),
+            (
+                "interfaces = [\"lo\", \"t2-nope1\"]\nvips = [\"198.18.0.100:80/tcp\"]\n",
+                "interface \"t2-nope1\"",
+            ),
+            ("vips = [\"198.18.0.100:80/tcp\"]\n", "interface: missing"),
+        ] {
             let error = format!("{:#}", Settings::parse(text).expect_err(text));
             assert!(error.contains(word), "{error:?} should mention {word:?}");
         }

@@ -7,12 +7,18 @@
 //! `xdp_mode` is warned about, and applied by a cleanup and a start).
 //! `xdp_mode = "auto"` attaches native XDP, else at tc ingress, never
 //! generic XDP ([`choose_hook`]); "generic" is refused.
-//! Switching the hook or the interface attaches the new link
-//! before the old one is removed. A live link whose program does not read
-//! the pinned maps (an older lb-decap's, with fewer maps, or one left by
-//! an lb-decap before the lock) keeps its place: the new program is loaded
-//! and verified first, then swapped into that link atomically
-//! (`BPF_LINK_UPDATE`), so a failed load leaves the old program unwrapping.
+//! Several interfaces share one program and one set of maps, a link on
+//! each. Switching the hook or the interfaces attaches the new links
+//! before the old ones are removed; a link on an interface the config
+//! does not name is removed only when no other running lb-decap serves
+//! it (`owner`: otherwise the apply is refused, nothing changed). A live
+//! link whose program does not read the pinned maps (an older
+//! lb-decap's, with fewer maps, or one left by an lb-decap before the
+//! lock) or is another build's (an upgrade; compared by the kernel's
+//! program tag) keeps its place: the new program is loaded and verified
+//! first, then swapped into that link atomically (`BPF_LINK_UPDATE`), so
+//! a failed load leaves the old program unwrapping. Any new link or swap
+//! puts the new program into every link, so all read one set of maps.
 //! One lb-decap at a time does this per pin directory (`lock`).
 
 use anyhow::{anyhow, bail, Context as _};
@@ -27,13 +33,14 @@ use aya::{
     Ebpf,
 };
 use lb_common::decap::names;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::{
     config::{Attach, Settings, XdpMode},
     interface::XdpRunning,
     maps::{Maps, MAP_COUNT},
     object::DECAP_OBJECT,
+    owner::{Claim, Ownership},
     pins::{remove_pin, PinDir},
 };
 
@@ -122,12 +129,13 @@ pub fn tc_program<'a>(ebpf: &'a mut Ebpf, name: &str) -> anyhow::Result<&'a mut 
 /// What `apply` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Applied {
-    /// The pinned link was still attached: only the maps were updated.
+    /// Every pinned link was still attached, running this build's
+    /// program on the pinned maps: only the maps were updated.
     Updated,
     /// The program was loaded and attached (first start, or after a
-    /// cleanup, a change of hook or interface, or a stale pin), or put
-    /// into the live link in place of one that did not read the pinned
-    /// maps.
+    /// cleanup, a change of hook or interfaces, or a stale pin), or put
+    /// into the live links in place of one that did not read the pinned
+    /// maps or was another build's.
     Attached,
 }
 
@@ -141,119 +149,279 @@ enum Target {
     Tc,
 }
 
+/// What one interface's apply starts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Plan {
+    /// The live link of this hook stays (its program swapped if need be).
+    Keep(Attach),
+    /// A new link where the target says.
+    New(Target),
+    /// `auto` at tc ingress before (native XDP was unavailable): native
+    /// XDP is tried again, and if it still does not attach, the tc link
+    /// stays.
+    RetryNative,
+}
+
+/// One interface's link once the attachments are done.
+struct Serving {
+    interface: String,
+    ifindex: u32,
+    attach: Attach,
+    /// Attached by this apply (else the live pinned link).
+    new: bool,
+    /// The new link until it is pinned (after the maps).
+    fresh: Option<FdLink>,
+}
+
 /// Makes the kernel do what `settings` says (see the module doc).
 pub fn apply(settings: &Settings, pins: &PinDir) -> anyhow::Result<Applied> {
-    apply_object(settings, pins, DECAP_OBJECT)
+    apply_with(settings, pins, DECAP_OBJECT, None)
+}
+
+/// [`apply`] for `lb-decap run`: the interfaces it serves stay locked in
+/// `owner` for its lifetime (see `owner`), so another lb-decap on the
+/// same pin directory cannot take them for stale.
+pub fn apply_owned(
+    settings: &Settings,
+    pins: &PinDir,
+    owner: &mut Ownership,
+) -> anyhow::Result<Applied> {
+    apply_with(settings, pins, DECAP_OBJECT, Some(owner))
 }
 
 /// [`apply`] with the decap object `object` ([`DECAP_OBJECT`]); the tests
 /// pass one that does not load, to see that a failed load leaves the
 /// attached program in place.
 pub fn apply_object(settings: &Settings, pins: &PinDir, object: &[u8]) -> anyhow::Result<Applied> {
+    apply_with(settings, pins, object, None)
+}
+
+/// [`apply_object`], holding the interfaces in `owner` when given
+/// ([`apply_owned`]).
+pub fn apply_with(
+    settings: &Settings,
+    pins: &PinDir,
+    object: &[u8],
+    owner: Option<&mut Ownership>,
+) -> anyhow::Result<Applied> {
     refuse_generic(settings.attach, settings.xdp_mode)?;
     let Some(_lock) = crate::lock::lock(pins.root(), || pins.prepare())? else {
         bail!("the pin directory {} vanished", pins.root().display());
     };
-    let interface = settings.interface.as_str();
-    let ifindex =
-        crate::interface::index(interface).with_context(|| format!("interface {interface}"))?;
-    let auto = settings.attach == Attach::Xdp && settings.xdp_mode == XdpMode::Auto;
-    let asked = pins.link_path(settings.attach, interface);
-    let tc_path = pins.link_path(Attach::Tc, interface);
-    let mut live = live_link(&asked, ifindex)?.then_some(settings.attach);
-    let mut target = match settings.attach {
-        Attach::Xdp => Target::Xdp(settings.xdp_mode),
-        Attach::Tc => Target::Tc,
-    };
-    if auto && live == Some(Attach::Xdp) && runs_generic(&asked, ifindex) {
-        // An older lb-decap's fallback: tc ingress takes over (attached
-        // before the XDP link is removed: no gap).
-        warn!(%interface, "the attached XDP program runs in generic mode (an older lb-decap's fallback), which leaves a stale hardware checksum after the unwrap; moving it to tc ingress");
-        live = None;
-        target = Target::Tc;
-    }
-    let (applied, serving) = match live {
-        Some(attach) => (adopt(settings, pins, attach, ifindex, object)?, attach),
-        // `auto` fell back to tc before (or attach was "tc"): native XDP
-        // is tried again, and if it still does not attach, the tc link
-        // stays and is adopted.
-        None if auto && target != Target::Tc && live_link(&tc_path, ifindex)? => {
-            match attach_fresh(settings, pins, Target::Xdp(XdpMode::Native), object) {
-                Ok(attach) => (Applied::Attached, attach),
-                Err(error) => {
-                    info!(%interface, error = format!("{error:#}"), "native XDP still unavailable; the decap program stays at tc ingress");
-                    let applied = adopt(settings, pins, Attach::Tc, ifindex, object)?;
-                    (applied, Attach::Tc)
-                }
+    match apply_locked(settings, pins, object, owner.as_deref()) {
+        Ok((applied, claim)) => {
+            if let Some(owner) = owner {
+                owner.commit(pins, claim, &settings.interfaces);
             }
+            Ok(applied)
         }
-        None => match attach_fresh(settings, pins, target, object) {
-            Ok(attach) => (Applied::Attached, attach),
-            Err(error) => {
-                // Leave no empty directories behind a failed first start.
-                if pins.links().is_empty() && !pins.maps_pinned() {
-                    let _ = std::fs::remove_dir(pins.maps_dir());
-                    let _ = std::fs::remove_dir(pins.root());
-                }
-                return Err(error);
+        Err(error) => {
+            // Leave no empty directories behind a failed first start.
+            if pins.links().is_empty()
+                && !pins.maps_pinned()
+                && crate::owner::live_interfaces(pins).is_empty()
+            {
+                let _ = pins.remove_owner_dirs();
+                let _ = std::fs::remove_dir(pins.maps_dir());
+                let _ = std::fs::remove_dir(pins.root());
             }
-        },
-    };
-    let serving = pins.link_path(serving, interface);
-    for (attach, interface, path) in pins.links() {
-        if path != serving {
-            remove_pin(&path)?;
-            info!(%interface, attach = attach.name(), "previous link removed: the program there is detached");
+            Err(error)
         }
     }
-    Ok(applied)
 }
 
-/// The pinned link that serves `settings` once `apply` succeeded: the one
-/// of its hook or, for `xdp_mode = "auto"` without an XDP link, the tc
-/// link it fell back to.
-pub fn serving_link(settings: &Settings, pins: &PinDir) -> std::path::PathBuf {
-    let asked = pins.link_path(settings.attach, &settings.interface);
-    if settings.attach == Attach::Xdp && settings.xdp_mode == XdpMode::Auto && !asked.exists() {
-        return pins.link_path(Attach::Tc, &settings.interface);
-    }
-    asked
-}
-
-/// Takes over the live `attach` link at its pin: if its program reads the
-/// pinned maps, they are updated in place; if not (an older lb-decap's
-/// program, with maps missing, or one whose maps were replaced under it),
-/// a new program is put into the link ([`replace_program`]).
-fn adopt(
+/// `apply` under the pin lock: refuses a pin directory another live
+/// lb-decap serves from for other interfaces (nothing changed), attaches
+/// what is missing, then either updates the pinned maps in place (every
+/// live link runs this build's program on them) or puts one new program,
+/// with its maps, into every link; last, removes the links no configured
+/// interface is served by.
+fn apply_locked(
     settings: &Settings,
     pins: &PinDir,
-    attach: Attach,
-    ifindex: u32,
     object: &[u8],
-) -> anyhow::Result<Applied> {
-    let link_path = pins.link_path(attach, &settings.interface);
-    let missing = pins.missing_maps();
-    let current = if missing.is_empty() {
-        reads_pinned_maps(&link_path, pins)?
-    } else {
-        // An older lb-decap's program (fewer maps, e.g. before
-        // `sources`): it cannot enforce what the new maps say.
-        warn!(link = %link_path.display(), ?missing, "the attached program is an older lb-decap's (maps missing); replacing it in place");
-        false
-    };
-    let applied = if current {
-        let mut maps = Maps::from_pins(pins)?;
-        maps.sync(settings)?;
-        info!(interface = %settings.interface, attach = attach.name(), "program still attached; configuration updated in place");
-        Applied::Updated
-    } else {
-        replace_program(settings, pins, attach, &link_path, object)?;
-        Applied::Attached
-    };
-    if attach == Attach::Xdp {
-        warn_if_mode_differs(settings, &link_path, ifindex);
+    owner: Option<&Ownership>,
+) -> anyhow::Result<(Applied, Claim)> {
+    let claim = crate::owner::claim(pins, &settings.interfaces, owner)?;
+    let auto = settings.attach == Attach::Xdp && settings.xdp_mode == XdpMode::Auto;
+    let mut plans = Vec::new();
+    for interface in &settings.interfaces {
+        let ifindex =
+            crate::interface::index(interface).with_context(|| format!("interface {interface}"))?;
+        let asked = pins.link_path(settings.attach, interface);
+        let mut live = live_link(&asked, ifindex)?.then_some(settings.attach);
+        let mut target = match settings.attach {
+            Attach::Xdp => Target::Xdp(settings.xdp_mode),
+            Attach::Tc => Target::Tc,
+        };
+        if auto && live == Some(Attach::Xdp) && runs_generic(&asked, ifindex) {
+            // An older lb-decap's fallback: tc ingress takes over (attached
+            // before the XDP link is removed: no gap).
+            warn!(%interface, "the attached XDP program runs in generic mode (an older lb-decap's fallback), which leaves a stale hardware checksum after the unwrap; moving it to tc ingress");
+            live = None;
+            target = Target::Tc;
+        }
+        let plan = match live {
+            Some(attach) => Plan::Keep(attach),
+            None if auto
+                && target != Target::Tc
+                && live_link(&pins.link_path(Attach::Tc, interface), ifindex)? =>
+            {
+                Plan::RetryNative
+            }
+            None => Plan::New(target),
+        };
+        plans.push((interface.clone(), ifindex, plan));
     }
-    Ok(applied)
+    // One object for every new link and swap of this apply: one program
+    // (per hook) and one set of maps behind all the links.
+    let mut ready: Option<Ready> = None;
+    let mut serving = Vec::new();
+    for (interface, ifindex, plan) in plans {
+        let (attach, fresh) = match plan {
+            Plan::Keep(attach) => (attach, None),
+            Plan::New(target) => {
+                let (attach, link) =
+                    attach_new(loaded(&mut ready, settings, object)?, &interface, target)?;
+                (attach, Some(link))
+            }
+            Plan::RetryNative => {
+                let native = loaded(&mut ready, settings, object)
+                    .and_then(|ready| attach_new(ready, &interface, Target::Xdp(XdpMode::Native)));
+                match native {
+                    Ok((attach, link)) => (attach, Some(link)),
+                    Err(error) => {
+                        info!(%interface, error = format!("{error:#}"), "native XDP still unavailable; the decap program stays at tc ingress");
+                        (Attach::Tc, None)
+                    }
+                }
+            }
+        };
+        serving.push(Serving {
+            interface,
+            ifindex,
+            attach,
+            new: fresh.is_some(),
+            fresh,
+        });
+    }
+    let replace = serving.iter().any(|s| s.new)
+        || needs_new_program(settings, pins, &serving, &mut ready, object)?;
+    if replace {
+        let ready = loaded(&mut ready, settings, object)?;
+        for s in serving.iter().filter(|s| !s.new) {
+            let path = pins.link_path(s.attach, &s.interface);
+            swap_into_link(ready, s.attach, &path)?;
+            info!(interface = %s.interface, attach = s.attach.name(), pin = %path.display(), "decap program replaced in the attached link (no gap)");
+        }
+        // Maps first: once a link is pinned, a restart trusts the pins.
+        crate::maps::pin(&ready.maps, pins)?;
+        for s in &mut serving {
+            if let Some(link) = s.fresh.take() {
+                let path = pins.link_path(s.attach, &s.interface);
+                link.pin(&path)
+                    .with_context(|| format!("pinning the link at {}", path.display()))?;
+                info!(interface = %s.interface, attach = s.attach.name(), pin = %path.display(), "decap program attached and pinned");
+            }
+        }
+    } else {
+        Maps::from_pins(pins)?.sync(settings)?;
+        for s in &serving {
+            info!(interface = %s.interface, attach = s.attach.name(), "program still attached; configuration updated in place");
+        }
+    }
+    for s in &serving {
+        let path = pins.link_path(s.attach, &s.interface);
+        match s.attach {
+            Attach::Xdp if !s.new => warn_if_mode_differs(settings, &s.interface, &path, s.ifindex),
+            Attach::Xdp => {}
+            Attach::Tc => warn_if_gro_merges(&s.interface),
+        }
+    }
+    let kept: Vec<std::path::PathBuf> = serving
+        .iter()
+        .map(|s| pins.link_path(s.attach, &s.interface))
+        .collect();
+    for (attach, interface, path) in pins.links() {
+        if !kept.contains(&path) {
+            remove_pin(&path)?;
+            info!(%interface, attach = attach.name(), "previous link removed: the program there is detached");
+            if !settings.interfaces.contains(&interface) {
+                // Its lock directory, left by a stopped lb-decap (`claim`
+                // refused one a live lb-decap holds; this one's own is
+                // released by `commit`).
+                let _ = std::fs::remove_dir(pins.owner_path(&interface));
+            }
+        }
+    }
+    let applied = if replace {
+        Applied::Attached
+    } else {
+        Applied::Updated
+    };
+    Ok((applied, claim))
+}
+
+/// Whether the live links (none new) need a new program: maps missing
+/// (an older lb-decap's program, e.g. before `sources`: it cannot enforce
+/// what the new maps say), a program not reading the pinned maps (left by
+/// two lb-decaps starting at once), or another build's program (an
+/// upgrade: without the swap, a fixed program in a new package stayed
+/// unused until a cleanup and a start, a gap).
+fn needs_new_program(
+    settings: &Settings,
+    pins: &PinDir,
+    serving: &[Serving],
+    ready: &mut Option<Ready>,
+    object: &[u8],
+) -> anyhow::Result<bool> {
+    let missing = pins.missing_maps();
+    if !missing.is_empty() {
+        warn!(
+            ?missing,
+            "the attached program is an older lb-decap's (maps missing); replacing it in place"
+        );
+        return Ok(true);
+    }
+    for s in serving {
+        if !reads_pinned_maps(&pins.link_path(s.attach, &s.interface), pins)? {
+            return Ok(true);
+        }
+    }
+    let ready = match loaded(ready, settings, object) {
+        Ok(ready) => ready,
+        Err(error) => {
+            warn!(error = format!("{error:#}"), "this build's program did not load, so it cannot be compared with the attached one; updating the maps in place");
+            return Ok(false);
+        }
+    };
+    for s in serving {
+        let path = pins.link_path(s.attach, &s.interface);
+        let attached = program_tag(link_program(&path)?)?;
+        let build = match ready.tag(s.attach) {
+            Ok(tag) => tag,
+            Err(error) => {
+                warn!(error = format!("{error:#}"), "this build's program did not load, so it cannot be compared with the attached one; updating the maps in place");
+                return Ok(false);
+            }
+        };
+        if attached != build {
+            warn!(interface = %s.interface, attach = s.attach.name(), attached = %format_tag(attached), this_build = %format_tag(build), "the attached program is another lb-decap build's (an upgrade); swapping this build's into the link (no gap)");
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// The pinned link that serves `interface` once `apply` succeeded: the
+/// one of its hook or, for `xdp_mode = "auto"` without an XDP link, the
+/// tc link it fell back to.
+pub fn serving_link(settings: &Settings, pins: &PinDir, interface: &str) -> std::path::PathBuf {
+    let asked = pins.link_path(settings.attach, interface);
+    if settings.attach == Attach::Xdp && settings.xdp_mode == XdpMode::Auto && !asked.exists() {
+        return pins.link_path(Attach::Tc, interface);
+    }
+    asked
 }
 
 /// The XDP mode `xdp_mode` asks for, if it names one ("auto" takes
@@ -277,7 +445,12 @@ fn runs_generic(link_path: &std::path::Path, ifindex: u32) -> bool {
 /// run a native and a generic program at once, so no new link can take
 /// over without a gap. Says so when `xdp_mode` now asks for another mode
 /// (and how to apply it), or when the mode cannot be read.
-fn warn_if_mode_differs(settings: &Settings, link_path: &std::path::Path, ifindex: u32) {
+fn warn_if_mode_differs(
+    settings: &Settings,
+    interface: &str,
+    link_path: &std::path::Path,
+    ifindex: u32,
+) {
     let Some(asked) = asked_mode(settings.xdp_mode) else {
         return;
     };
@@ -286,16 +459,29 @@ fn warn_if_mode_differs(settings: &Settings, link_path: &std::path::Path, ifinde
     match running {
         Ok(Some(running)) if running == asked => {}
         Ok(Some(running)) => warn!(
-            interface = %settings.interface,
+            %interface,
             "xdp_mode = \"{}\" is not applied: the program attached earlier keeps running in {} mode (an interface cannot run native and generic XDP at once, so it cannot be swapped without a gap); `lb-decap cleanup` and a start apply it (a brief gap)",
             settings.xdp_mode.name(),
             running.name()
         ),
         Ok(None) => {
-            warn!(interface = %settings.interface, "the interface does not list the attached XDP program; its mode is unknown")
+            warn!(%interface, "the interface does not list the attached XDP program; its mode is unknown")
         }
         Err(error) => {
-            warn!(interface = %settings.interface, error = format!("{error:#}"), "could not read the attached XDP program's mode")
+            warn!(%interface, error = format!("{error:#}"), "could not read the attached XDP program's mode")
+        }
+    }
+}
+
+/// At tc ingress, UDP GRO for forwarding can hand the program several
+/// GUE datagrams merged into one skb, of which only the first inner
+/// packet survives the unwrap (`gro`): says so when it is on.
+fn warn_if_gro_merges(interface: &str) {
+    match crate::gro::merging(interface) {
+        Ok(on) if !on.is_empty() => warn!("{}", crate::gro::warning(interface, &on)),
+        Ok(_) => {}
+        Err(error) => {
+            debug!(%interface, error = format!("{error:#}"), "could not read the interface's GRO features")
         }
     }
 }
@@ -317,14 +503,11 @@ fn live_link(path: &std::path::Path, ifindex: u32) -> anyhow::Result<bool> {
 
 /// Whether the program of the live link at `link_path` uses the maps
 /// pinned in `pins`; if not (its maps were replaced under it, so
-/// configuration written to the pins never reaches it), `adopt` puts a new
-/// program into the link.
+/// configuration written to the pins never reaches it), `apply` puts a
+/// new program into the link.
 fn reads_pinned_maps(link_path: &std::path::Path, pins: &PinDir) -> anyhow::Result<bool> {
     let program_id = link_program(link_path)?;
-    let used = aya::programs::loaded_programs()
-        .filter_map(Result::ok)
-        .find(|p| p.id() == program_id)
-        .ok_or_else(|| anyhow!("program {program_id} of {} is gone", link_path.display()))?
+    let used = program_info(program_id)?
         .map_ids()
         .with_context(|| format!("reading the maps of program {program_id}"))?;
     // A kernel that does not say (before 4.15) is trusted.
@@ -345,6 +528,45 @@ fn reads_pinned_maps(link_path: &std::path::Path, pins: &PinDir) -> anyhow::Resu
     Ok(true)
 }
 
+/// The kernel's information on loaded program `id`.
+fn program_info(id: u32) -> anyhow::Result<aya::programs::ProgramInfo> {
+    aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .find(|p| p.id() == id)
+        .ok_or_else(|| anyhow!("program {id} is gone"))
+}
+
+/// The tag of loaded program `id`: the kernel's hash of its instructions
+/// (map references zeroed), the same for every load of one build's
+/// program and different for another build's.
+pub fn program_tag(id: u32) -> anyhow::Result<u64> {
+    Ok(program_info(id)?.tag())
+}
+
+/// The tag of this build's program for `attach` (loaded and verified for
+/// the purpose, then dropped): what [`program_tag`] of an attached
+/// program is compared with.
+pub fn build_tag(attach: Attach) -> anyhow::Result<u64> {
+    let mut ebpf = load_object()?;
+    tag_of(&mut ebpf, attach)
+}
+
+/// A tag as bpftool prints it (16 hex digits).
+pub fn format_tag(tag: u64) -> String {
+    format!("{tag:016x}")
+}
+
+/// The tag of the program for `attach` in `ebpf` (loaded if not yet).
+fn tag_of(ebpf: &mut Ebpf, attach: Attach) -> anyhow::Result<u64> {
+    let info = match attach {
+        Attach::Xdp => xdp_program(ebpf, names::PROG_XDP_DECAP)?.info(),
+        Attach::Tc => tc_program(ebpf, names::PROG_TC_DECAP)?.info(),
+    };
+    Ok(info
+        .with_context(|| format!("reading this build's {} program", attach.name()))?
+        .tag())
+}
+
 /// The object loaded with its maps filled for the settings: everything
 /// that can fail before a link is touched but the program's own load.
 struct Ready {
@@ -359,23 +581,39 @@ impl Ready {
         Maps::borrowed(&mut maps)?.sync(settings)?;
         Ok(Self { ebpf, maps })
     }
+
+    /// The tag of this object's program for `attach`.
+    fn tag(&mut self, attach: Attach) -> anyhow::Result<u64> {
+        tag_of(&mut self.ebpf, attach)
+    }
 }
 
-/// Puts a new program (maps filled for `settings`) into the live `attach`
-/// link pinned at `link_path`, then pins its maps. The program is loaded
-/// and verified first and swapped in with `BPF_LINK_UPDATE` (atomic: the
-/// interface is never without a program, and the link keeps its pin and,
-/// for XDP, its mode), so any failure before the swap leaves the old
-/// program unwrapping. Removing the link first, as before, left nothing
-/// attached when the new program failed to load, at every restart.
-fn replace_program(
+/// The object of this apply, loaded at its first use.
+fn loaded<'a>(
+    ready: &'a mut Option<Ready>,
     settings: &Settings,
-    pins: &PinDir,
+    object: &[u8],
+) -> anyhow::Result<&'a mut Ready> {
+    if ready.is_none() {
+        *ready = Some(Ready::load(settings, object)?);
+    }
+    ready
+        .as_mut()
+        .ok_or_else(|| anyhow!("the decap object was not loaded"))
+}
+
+/// Puts the program of `ready` for `attach` into the live link pinned at
+/// `link_path`. The program is loaded and verified first and swapped in
+/// with `BPF_LINK_UPDATE` (atomic: the interface is never without a
+/// program, and the link keeps its pin and, for XDP, its mode), so any
+/// failure before the swap leaves the old program unwrapping. Removing
+/// the link first, as before, left nothing attached when the new program
+/// failed to load, at every restart. The caller pins the maps.
+fn swap_into_link(
+    ready: &mut Ready,
     attach: Attach,
     link_path: &std::path::Path,
-    object: &[u8],
 ) -> anyhow::Result<()> {
-    let mut ready = Ready::load(settings, object)?;
     let context = || {
         format!(
             "replacing the program of the link at {}",
@@ -399,22 +637,18 @@ fn replace_program(
             drop(program.take_link(id));
         }
     }
-    crate::maps::pin(&ready.maps, pins)?;
-    info!(interface = %settings.interface, attach = attach.name(), pin = %link_path.display(), "decap program replaced in the attached link (no gap)");
     Ok(())
 }
 
-/// Loads the program, attaches it where `target` says ([`choose_hook`]
-/// for XDP) and pins its maps and link; returns the hook it landed on.
-fn attach_fresh(
-    settings: &Settings,
-    pins: &PinDir,
+/// Attaches the program of `ready` to `interface` where `target` says
+/// ([`choose_hook`] for XDP); returns the hook it landed on and the link,
+/// not yet pinned (dropped, it detaches).
+fn attach_new(
+    ready: &mut Ready,
+    interface: &str,
     target: Target,
-    object: &[u8],
-) -> anyhow::Result<Attach> {
-    let mut ready = Ready::load(settings, object)?;
-    let interface = settings.interface.as_str();
-    let (attach, link) = match target {
+) -> anyhow::Result<(Attach, FdLink)> {
+    match target {
         Target::Xdp(mode) => {
             refuse_generic(Attach::Xdp, mode)?;
             let program = xdp_program(&mut ready.ebpf, names::PROG_XDP_DECAP)?;
@@ -431,26 +665,19 @@ fn attach_fresh(
                     let link = FdLink::try_from(link).context(
                         "this kernel attaches XDP without a link, which cannot be pinned",
                     )?;
-                    (Attach::Xdp, link)
+                    Ok((Attach::Xdp, link))
                 }
                 HookChoice::Tc => {
                     if let Err(error) = native {
                         warn!(%interface, %error, "native XDP attach failed; attaching at tc ingress instead (generic XDP would leave a stale hardware checksum after the unwrap)");
                     }
-                    (Attach::Tc, attach_tc(&mut ready.ebpf, interface)?)
+                    Ok((Attach::Tc, attach_tc(&mut ready.ebpf, interface)?))
                 }
                 HookChoice::Refuse => bail!(GENERIC_REFUSED),
             }
         }
-        Target::Tc => (Attach::Tc, attach_tc(&mut ready.ebpf, interface)?),
-    };
-    // Maps first: once the link is pinned, a restart trusts the pins.
-    crate::maps::pin(&ready.maps, pins)?;
-    let path = pins.link_path(attach, interface);
-    link.pin(&path)
-        .with_context(|| format!("pinning the link at {}", path.display()))?;
-    info!(%interface, attach = attach.name(), pin = %path.display(), "decap program attached and pinned");
-    Ok(attach)
+        Target::Tc => Ok((Attach::Tc, attach_tc(&mut ready.ebpf, interface)?)),
+    }
 }
 
 /// Attaches the tc program of `ebpf` to the tcx ingress of `interface`.
@@ -482,6 +709,10 @@ pub fn cleanup(pins: &PinDir) -> anyhow::Result<usize> {
         // Removed meanwhile (another cleanup): nothing left here.
         return Ok(0);
     };
+    let live = crate::owner::live_interfaces(pins);
+    if !live.is_empty() {
+        warn!(interfaces = %live.join(", "), dir = %pins.root().display(), "a running lb-decap serves these interfaces from this pin directory: it sees its link gone and attaches again within seconds; stop it first (systemctl stop lb-decap)");
+    }
     let removed = pins.remove_all()?;
     for path in &removed {
         info!(pin = %path.display(), "removed");

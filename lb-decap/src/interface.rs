@@ -1,7 +1,8 @@
 //! What lb-decap asks of the interface it attaches to: that it exists,
 //! (without `addresses` in the config) which addresses it holds, and in
 //! which mode an XDP program runs on it (rtnetlink: an XDP link's own
-//! info names only the interface).
+//! info names only the interface); and of the host, whether an address
+//! (a VIP) is local.
 
 use std::{
     ffi::{CStr, CString},
@@ -24,6 +25,17 @@ pub fn index(name: &str) -> anyhow::Result<u32> {
 /// The IPv4 and IPv6 addresses on interface `name`, link-local IPv6
 /// addresses excepted (nothing routes tunnel packets to them).
 pub fn addresses(name: &str) -> anyhow::Result<Vec<IpAddr>> {
+    Ok(every_address()?
+        .into_iter()
+        .filter(|(on, address)| {
+            on == name && !matches!(address, IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80)
+        })
+        .map(|(_, address)| address)
+        .collect())
+}
+
+/// Every IPv4 and IPv6 address on any interface: (interface, address).
+pub fn every_address() -> anyhow::Result<Vec<(String, IpAddr)>> {
     let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
     // SAFETY: getifaddrs fills the pointer; freed below.
     if unsafe { libc::getifaddrs(&mut list) } != 0 {
@@ -39,9 +51,9 @@ pub fn addresses(name: &str) -> anyhow::Result<Vec<IpAddr>> {
             continue;
         }
         // SAFETY: a NUL-terminated name from getifaddrs.
-        if unsafe { CStr::from_ptr(entry.ifa_name) }.to_bytes() != name.as_bytes() {
-            continue;
-        }
+        let name = unsafe { CStr::from_ptr(entry.ifa_name) }
+            .to_string_lossy()
+            .into_owned();
         // SAFETY: the family says which sockaddr the pointer is.
         let address = unsafe {
             match i32::from((*entry.ifa_addr).sa_family) {
@@ -56,16 +68,114 @@ pub fn addresses(name: &str) -> anyhow::Result<Vec<IpAddr>> {
                 _ => continue,
             }
         };
-        if let IpAddr::V6(v6) = address {
-            if v6.segments()[0] & 0xffc0 == 0xfe80 {
-                continue;
-            }
-        }
-        found.push(address);
+        found.push((name, address));
     }
     // SAFETY: the list getifaddrs returned, freed once.
     unsafe { libc::freeifaddrs(list) };
     Ok(found)
+}
+
+/// `RTM_NEWROUTE` / `RTM_GETROUTE` (linux/rtnetlink.h), `RTA_DST`, and
+/// `RTN_LOCAL`, the route type of an address delivered on this host.
+const RTM_NEWROUTE: u16 = 24;
+const RTM_GETROUTE: u16 = 26;
+const RTA_DST: u16 = 1;
+const RTN_LOCAL: u8 = 2;
+/// `struct rtmsg` length; its `rtm_type` is its last byte before flags.
+const RTMSG_LEN: usize = 12;
+const RTM_TYPE_AT: usize = 7;
+
+/// Whether the kernel delivers packets for `address` on this host, as
+/// `ip route get ADDRESS` says `local`: an address some interface holds,
+/// or one in a local route (`ip route add local PREFIX dev lo`, "AnyIP").
+pub fn is_local(address: IpAddr) -> anyhow::Result<bool> {
+    let (family, bytes) = match address {
+        IpAddr::V4(v4) => (libc::AF_INET as u8, v4.octets().to_vec()),
+        IpAddr::V6(v6) => (libc::AF_INET6 as u8, v6.octets().to_vec()),
+    };
+    let attr_len = 4 + bytes.len();
+    let len = NLMSG_HDR_LEN + RTMSG_LEN + attr_len;
+    let mut request = vec![0u8; len];
+    request[0..4].copy_from_slice(&(len as u32).to_ne_bytes());
+    request[4..6].copy_from_slice(&RTM_GETROUTE.to_ne_bytes());
+    request[6..8].copy_from_slice(&(libc::NLM_F_REQUEST as u16).to_ne_bytes());
+    request[8..12].copy_from_slice(&1u32.to_ne_bytes());
+    request[NLMSG_HDR_LEN] = family;
+    request[NLMSG_HDR_LEN + 1] = (bytes.len() * 8) as u8;
+    let at = NLMSG_HDR_LEN + RTMSG_LEN;
+    request[at..at + 2].copy_from_slice(&(attr_len as u16).to_ne_bytes());
+    request[at + 2..at + 4].copy_from_slice(&RTA_DST.to_ne_bytes());
+    request[at + 4..].copy_from_slice(&bytes);
+    let reply =
+        rtnetlink(&request).with_context(|| format!("asking for the route to {address}"))?;
+    route_is_local(&reply).with_context(|| format!("the route to {address}"))
+}
+
+/// Whether an `RTM_GETROUTE` answer is a local route; an error answer
+/// that says there is no route is not.
+fn route_is_local(reply: &[u8]) -> anyhow::Result<bool> {
+    let kind = reply
+        .get(4..6)
+        .map(|w| u16::from_ne_bytes([w[0], w[1]]))
+        .context("no message")?;
+    match kind {
+        RTM_NEWROUTE => Ok(reply.get(NLMSG_HDR_LEN + RTM_TYPE_AT) == Some(&RTN_LOCAL)),
+        NLMSG_ERROR => {
+            let code = reply
+                .get(NLMSG_HDR_LEN..NLMSG_HDR_LEN + 4)
+                .map(|w| i32::from_ne_bytes([w[0], w[1], w[2], w[3]]))
+                .context("an error without its code")?;
+            match -code {
+                libc::ENETUNREACH | libc::EHOSTUNREACH | libc::EINVAL | libc::EACCES => Ok(false),
+                errno => Err(std::io::Error::from_raw_os_error(errno)).context("rtnetlink refused"),
+            }
+        }
+        other => bail!("unexpected message type {other}"),
+    }
+}
+
+/// Sends one request to the kernel over rtnetlink; its answer (one
+/// message).
+fn rtnetlink(request: &[u8]) -> anyhow::Result<Vec<u8>> {
+    // SAFETY: plain socket(2); the fd is owned below.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            libc::NETLINK_ROUTE,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error()).context("opening an rtnetlink socket");
+    }
+    // SAFETY: a new fd we own.
+    let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    let raw = std::os::fd::AsRawFd::as_raw_fd(&fd);
+    // SAFETY: the buffer outlives the call; the kernel is the peer (a
+    // zeroed sockaddr_nl).
+    let sent = unsafe {
+        let mut to: libc::sockaddr_nl = std::mem::zeroed();
+        to.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+        libc::sendto(
+            raw,
+            request.as_ptr().cast(),
+            request.len(),
+            0,
+            std::ptr::addr_of!(to).cast(),
+            std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+        )
+    };
+    if sent < 0 {
+        return Err(std::io::Error::last_os_error()).context("sending to rtnetlink");
+    }
+    let mut reply = vec![0u8; 64 * 1024];
+    // SAFETY: the kernel writes at most `reply.len()` bytes.
+    let got = unsafe { libc::recv(raw, reply.as_mut_ptr().cast(), reply.len(), 0) };
+    if got < 0 {
+        return Err(std::io::Error::last_os_error()).context("reading rtnetlink's answer");
+    }
+    reply.truncate(got as usize);
+    Ok(reply)
 }
 
 /// How an XDP program runs on an interface (`ip link` shows `xdp`,
@@ -110,52 +220,14 @@ const IFINFO_LEN: usize = 16;
 /// In which mode XDP program `program_id` runs on interface `ifindex`
 /// (None: it runs there in no mode), asked of the kernel over rtnetlink.
 pub fn xdp_running(ifindex: u32, program_id: u32) -> anyhow::Result<Option<XdpRunning>> {
-    // SAFETY: plain socket(2); the fd is owned below.
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_NETLINK,
-            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-            libc::NETLINK_ROUTE,
-        )
-    };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error()).context("opening an rtnetlink socket");
-    }
-    // SAFETY: a new fd we own.
-    let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
-    let raw = std::os::fd::AsRawFd::as_raw_fd(&fd);
     let mut request = [0u8; NLMSG_HDR_LEN + IFINFO_LEN];
     request[0..4].copy_from_slice(&((NLMSG_HDR_LEN + IFINFO_LEN) as u32).to_ne_bytes());
     request[4..6].copy_from_slice(&RTM_GETLINK.to_ne_bytes());
     request[6..8].copy_from_slice(&(libc::NLM_F_REQUEST as u16).to_ne_bytes());
     request[8..12].copy_from_slice(&1u32.to_ne_bytes());
     request[NLMSG_HDR_LEN + 4..NLMSG_HDR_LEN + 8].copy_from_slice(&ifindex.to_ne_bytes());
-    // SAFETY: the buffer outlives the call; the kernel is the peer (a
-    // zeroed sockaddr_nl).
-    let sent = unsafe {
-        let mut to: libc::sockaddr_nl = std::mem::zeroed();
-        to.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-        libc::sendto(
-            raw,
-            request.as_ptr().cast(),
-            request.len(),
-            0,
-            std::ptr::addr_of!(to).cast(),
-            std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-        )
-    };
-    if sent < 0 {
-        return Err(std::io::Error::last_os_error())
-            .with_context(|| format!("asking rtnetlink for interface {ifindex}"));
-    }
-    let mut reply = vec![0u8; 64 * 1024];
-    // SAFETY: the kernel writes at most `reply.len()` bytes.
-    let got = unsafe { libc::recv(raw, reply.as_mut_ptr().cast(), reply.len(), 0) };
-    if got < 0 {
-        return Err(std::io::Error::last_os_error())
-            .with_context(|| format!("reading rtnetlink's answer for interface {ifindex}"));
-    }
-    reply.truncate(got as usize);
+    let reply =
+        rtnetlink(&request).with_context(|| format!("asking rtnetlink for interface {ifindex}"))?;
     xdp_running_in(&reply, program_id)
         .with_context(|| format!("rtnetlink's answer for interface {ifindex}"))
 }

@@ -4,6 +4,8 @@
 //! program, leaving the live program reading maps nothing updates. The
 //! kernel drops the lock when its file closes, also on kill -9, so a stale
 //! lock cannot exist; a second lb-decap waits for the first to finish.
+//! (Which interfaces a running `lb-decap run` serves is another lock,
+//! held for its lifetime: `owner`.)
 
 use std::{
     fs::File,
@@ -73,7 +75,7 @@ pub(crate) fn lock(
 }
 
 /// Whether `file` (an open directory) is still what `dir` names.
-fn is_current(file: &File, dir: &Path) -> anyhow::Result<bool> {
+pub(crate) fn is_current(file: &File, dir: &Path) -> anyhow::Result<bool> {
     let held = file
         .metadata()
         .with_context(|| format!("reading the locked {}", dir.display()))?;

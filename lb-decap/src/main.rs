@@ -1,20 +1,27 @@
 //! `lb-decap`: unwraps tunnelled direct-server-return packets on a backend
 //! (see the library's doc and README "Running lb-decap on a backend").
 
-use std::path::{Path, PathBuf};
+use std::{
+    collections::BTreeSet,
+    net::IpAddr,
+    path::{Path, PathBuf},
+    time::Instant,
+};
 
 use anyhow::Context as _;
 use clap::{CommandFactory as _, Parser, Subcommand};
 use lb_decap::{
-    config::{Attach, Settings},
-    dataplane::{self, Applied},
+    config::{Attach, Settings, Vip},
+    dataplane,
+    local::{self, Change, VipWatch},
     maps,
+    owner::Ownership,
     pins::PinDir,
     signals::{Request, Signals},
     status,
-    watch::{self, Seen, Snapshot},
+    watch::{self, Seen, Snapshot, Watched},
 };
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 /// Where the package installs the config (a conffile, beside lbd's), so
 /// `lb-decap run` without `--config` reads the file the operator edited.
@@ -50,9 +57,13 @@ enum Command {
     /// Apply the config, then stay in the foreground (for systemd):
     /// SIGHUP applies the file again, SIGTERM/SIGINT exit and leave the
     /// program attached (a restart keeps decapsulating). Every 2 s the
-    /// interface is checked: recreated (or, with `addresses` omitted, its
-    /// addresses changed), the file is applied again; if that fails,
-    /// lb-decap exits non-zero (for Restart=on-failure).
+    /// interfaces are checked: one recreated, its link pin gone (or,
+    /// with `addresses` omitted, their addresses changed), the file is
+    /// applied again; if that fails, lb-decap exits non-zero (for
+    /// Restart=on-failure). Every 30 s the VIPs are checked for being
+    /// local (held by an interface), a change logged. While it runs, it
+    /// holds its interfaces in the pin directory: another lb-decap there
+    /// is refused for them, and may not remove their links.
     Run {
         /// The configuration file.
         #[arg(long, env = "LB_DECAP_CONFIG", default_value = DEFAULT_CONFIG)]
@@ -112,20 +123,24 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     };
     match command {
         Command::Run { config } => foreground(&config, &pins),
-        Command::Apply { config } => apply(&config, &pins).map(drop),
+        Command::Apply { config } => apply(&config, &pins, None).map(drop),
         Command::Check { config } => {
             let settings = Settings::load(&config)?;
             for warning in settings.warnings() {
                 warn!("{}: {warning}", config.display());
             }
+            warn_not_local(&config, &settings.vips);
             let mode = match settings.attach {
                 Attach::Xdp => format!(" (xdp mode {})", settings.xdp_mode),
                 Attach::Tc => String::new(),
             };
+            let interfaces = match settings.interfaces.as_slice() {
+                [one] => format!("interface {one}"),
+                _ => format!("interfaces {}", settings.interface_names()),
+            };
             println!(
-                "{}: valid; interface {}, attach {}{mode}",
+                "{}: valid; {interfaces}, attach {}{mode}",
                 config.display(),
-                settings.interface,
                 settings.attach,
             );
             print!(
@@ -160,20 +175,36 @@ fn write_man_pages(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Applies the file; returns what was done and what it was done against
-/// (for `run`'s watch).
-fn apply(config: &Path, pins: &PinDir) -> anyhow::Result<(Applied, Snapshot)> {
+/// What an apply did and was made against (for `run`'s watches).
+struct Done {
+    /// The interfaces and links, for the 2 s look.
+    snapshot: Snapshot,
+    /// The VIPs applied, for the periodic local check.
+    vips: Vec<Vip>,
+    /// Those found not local (warned about).
+    not_local: BTreeSet<IpAddr>,
+}
+
+/// Applies the file (with `owner`, as `run`, holding its interfaces);
+/// returns what it was done against.
+fn apply(config: &Path, pins: &PinDir, owner: Option<&mut Ownership>) -> anyhow::Result<Done> {
     let settings = Settings::load(config)?;
     for warning in settings.warnings() {
         warn!("{}: {warning}", config.display());
     }
     // Read before the apply: a change during it is seen at the next look.
-    let ifindex = lb_decap::interface::index(&settings.interface)
-        .with_context(|| format!("interface {}", settings.interface))?;
-    let applied = dataplane::apply(&settings, pins)
-        .with_context(|| format!("applying {}", config.display()))?;
+    let ifindexes = settings
+        .interfaces
+        .iter()
+        .map(|name| lb_decap::interface::index(name).with_context(|| format!("interface {name}")))
+        .collect::<anyhow::Result<Vec<u32>>>()?;
+    let applied = match owner {
+        Some(owner) => dataplane::apply_owned(&settings, pins, owner),
+        None => dataplane::apply(&settings, pins),
+    }
+    .with_context(|| format!("applying {}", config.display()))?;
     info!(
-        interface = %settings.interface,
+        interfaces = %settings.interface_names(),
         attach = settings.attach.name(),
         addresses = settings.addresses.len(),
         sources = settings.sources.len(),
@@ -181,20 +212,58 @@ fn apply(config: &Path, pins: &PinDir) -> anyhow::Result<(Applied, Snapshot)> {
         ?applied,
         "configuration applied"
     );
+    let not_local = warn_not_local(config, &settings.vips);
     // With `xdp_mode = "auto"`, the tc link if native XDP was unavailable.
-    let link = dataplane::serving_link(&settings, pins);
-    Ok((applied, Snapshot::new(&settings, ifindex, &link)))
+    let watched = settings
+        .interfaces
+        .iter()
+        .zip(ifindexes)
+        .map(|(name, ifindex)| Watched {
+            name: name.clone(),
+            ifindex,
+            link_path: dataplane::serving_link(&settings, pins, name),
+        })
+        .collect();
+    Ok(Done {
+        snapshot: Snapshot::new(&settings, watched),
+        vips: settings.vips,
+        not_local,
+    })
 }
 
-/// `run`: apply, then wait for signals, looking at the interface every
-/// `watch::INTERVAL` between them. A failing SIGHUP reload is logged and
-/// the running configuration kept; a failing re-apply after the interface
+/// Warns about each VIP of `config` that is not local (`local`); returns
+/// them.
+fn warn_not_local(config: &Path, vips: &[Vip]) -> BTreeSet<IpAddr> {
+    match local::not_local(vips) {
+        Ok(missing) => {
+            for address in &missing {
+                warn!("{}: {}", config.display(), local::warning(*address));
+            }
+            missing
+        }
+        Err(error) => {
+            warn!(
+                error = format!("{error:#}"),
+                "could not check whether the VIPs are local"
+            );
+            BTreeSet::new()
+        }
+    }
+}
+
+/// `run`: apply, then wait for signals, looking at the interfaces every
+/// `watch::INTERVAL` between them (and at the VIPs every
+/// `local::VIP_INTERVAL`). A failing SIGHUP reload is logged and the
+/// running configuration kept; a failing re-apply after an interface
 /// changed is an error (exit non-zero: decapsulation has stopped, and
 /// systemd's Restart=on-failure tries again), unless the interface went
-/// away meanwhile: that is waited for.
+/// away meanwhile: that is waited for. The interfaces stay held
+/// (`owner`) until it exits.
 fn foreground(config: &Path, pins: &PinDir) -> anyhow::Result<()> {
     let signals = Signals::block()?;
-    let (_, mut snapshot) = apply(config, pins)?;
+    let mut owner = Ownership::new();
+    let mut done = apply(config, pins, Some(&mut owner))?;
+    let mut vips = VipWatch::new(done.not_local.clone(), Instant::now());
     info!(
         "running; SIGHUP reloads {}, SIGTERM exits (the program stays attached)",
         config.display()
@@ -205,8 +274,11 @@ fn foreground(config: &Path, pins: &PinDir) -> anyhow::Result<()> {
         match signals.next_within(watch::INTERVAL)? {
             Some(Request::Reload) => {
                 info!("SIGHUP: reloading");
-                match apply(config, pins) {
-                    Ok((_, applied)) => snapshot = applied,
+                match apply(config, pins, Some(&mut owner)) {
+                    Ok(applied) => {
+                        vips = VipWatch::new(applied.not_local.clone(), Instant::now());
+                        done = applied;
+                    }
                     Err(e) => error!(error = format!("{e:#}"), "{}", reload_failed(&e)),
                 }
             }
@@ -214,23 +286,59 @@ fn foreground(config: &Path, pins: &PinDir) -> anyhow::Result<()> {
                 info!("stopping; the decap program stays attached (`lb-decap cleanup` removes it)");
                 return Ok(());
             }
-            None => match snapshot.look() {
-                Seen::Same => {}
-                Seen::NotReady(what) => {
-                    if waiting.as_ref() != Some(&what) {
-                        warn!(%what, "waiting for the interface before applying again");
-                        waiting = Some(what);
+            None => {
+                match done.snapshot.look() {
+                    Seen::Same => {}
+                    Seen::NotReady(what) => {
+                        if waiting.as_ref() != Some(&what) {
+                            warn!(%what, "waiting for the interface before applying again");
+                            waiting = Some(what);
+                        }
+                    }
+                    Seen::Changed(what) => {
+                        waiting = None;
+                        warn!(%what, "interface changed; applying {} again", config.display());
+                        let again = reapply(
+                            &what,
+                            || apply(config, pins, Some(&mut owner)),
+                            || done.snapshot.look(),
+                        )?;
+                        match again {
+                            Reapplied::Done(applied) => {
+                                vips = VipWatch::new(applied.not_local.clone(), Instant::now());
+                                done = applied;
+                            }
+                            Reapplied::NotReady(now) => waiting = Some(now),
+                        }
                     }
                 }
-                Seen::Changed(what) => {
-                    waiting = None;
-                    info!(%what, "interface changed; applying {} again", config.display());
-                    match reapply(&what, || apply(config, pins), || snapshot.look())? {
-                        Reapplied::Done((_, applied)) => snapshot = applied,
-                        Reapplied::NotReady(now) => waiting = Some(now),
-                    }
-                }
-            },
+                recheck_vips(&mut vips, &done.vips);
+            }
+        }
+    }
+}
+
+/// The periodic check of the VIPs (when due): a VIP that stopped being
+/// local is warned about once, one local again noted.
+fn recheck_vips(watch: &mut VipWatch, vips: &[Vip]) {
+    let now = Instant::now();
+    if !watch.due(now) {
+        return;
+    }
+    let missing = match local::not_local(vips) {
+        Ok(missing) => missing,
+        Err(error) => {
+            debug!(
+                error = format!("{error:#}"),
+                "could not check whether the VIPs are local"
+            );
+            watch.missing().clone()
+        }
+    };
+    for change in watch.update(missing, now) {
+        match change {
+            Change::Lost(address) => warn!("{}", local::warning(address)),
+            Change::Back(address) => info!(%address, "VIP is local again"),
         }
     }
 }
@@ -316,7 +424,7 @@ mod tests {
         /// `BPF_MAP_FREEZE` in the kernel's `enum bpf_cmd`.
         const BPF_MAP_FREEZE: libc::c_long = 22;
         let settings = |sources: Vec<lb_decap::sources::Prefix>| Settings {
-            interface: "lo".to_owned(),
+            interfaces: vec!["lo".to_owned()],
             attach: Attach::Xdp,
             xdp_mode: lb_decap::config::XdpMode::Auto,
             addresses: vec!["198.19.2.11".parse().expect("address")],

@@ -589,7 +589,7 @@ mod tests {
                 DECAP_F_SOURCES
             };
         Settings {
-            interface: "lo".to_owned(),
+            interfaces: vec!["lo".to_owned()],
             attach: crate::config::Attach::Xdp,
             xdp_mode: crate::config::XdpMode::Auto,
             addresses: vec!["198.19.2.11".parse().expect("address")],

@@ -4,7 +4,9 @@
 //! place; `lb-decap cleanup` removes it all.
 //!
 //! Layout under the directory (default `/sys/fs/bpf/lb-decap`):
-//! `maps/<MAP>` and `xdp-link-<interface>` or `tc-link-<interface>`.
+//! `maps/<MAP>`, `xdp-link-<interface>` or `tc-link-<interface>` per
+//! interface, and `owners/<interface>` (empty directories a running
+//! `lb-decap run` keeps locked, see `owner`).
 
 use std::path::{Path, PathBuf};
 
@@ -49,6 +51,16 @@ impl PinDir {
     /// Where map `name` is pinned.
     pub fn map_path(&self, name: &str) -> PathBuf {
         self.maps_dir().join(name)
+    }
+
+    /// Where the lock directories of running lb-decaps are (`owner`).
+    pub fn owners_dir(&self) -> PathBuf {
+        self.root.join("owners")
+    }
+
+    /// The lock directory a running lb-decap serving `interface` holds.
+    pub fn owner_path(&self, interface: &str) -> PathBuf {
+        self.owners_dir().join(interface)
     }
 
     /// Where the link of `attach` on `interface` is pinned.
@@ -128,6 +140,7 @@ impl PinDir {
                 removed.push(path);
             }
         }
+        self.remove_owner_dirs()?;
         for dir in [self.maps_dir(), self.root.clone()] {
             match std::fs::remove_dir(&dir) {
                 Ok(()) => {}
@@ -143,6 +156,25 @@ impl PinDir {
             }
         }
         Ok(removed)
+    }
+}
+
+impl PinDir {
+    /// Removes the lock directories of running lb-decaps (a live one
+    /// keeps its lock on the removed directory, and takes a new one at
+    /// its next apply) and their parent.
+    pub fn remove_owner_dirs(&self) -> anyhow::Result<()> {
+        for dir in crate::owner::owner_dirs(self)
+            .into_iter()
+            .chain([self.owners_dir()])
+        {
+            match std::fs::remove_dir(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e).with_context(|| format!("removing {}", dir.display())),
+            }
+        }
+        Ok(())
     }
 }
 

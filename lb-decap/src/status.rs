@@ -1,8 +1,9 @@
-//! `lb-decap status`: what the pinned program does (attachment, addresses,
-//! VIPs, encapsulations) and its counters, read from the pins alone (no
-//! running lb-decap needed).
+//! `lb-decap status`: what the pinned program does (attachment, whether
+//! the attached program is this build's, addresses, VIPs, encapsulations)
+//! and its counters, read from the pins alone (no running lb-decap
+//! needed), with a `warning:` line for each VIP the host does not hold.
 
-use std::{fmt::Write as _, net::IpAddr};
+use std::{collections::BTreeMap, fmt::Write as _, net::IpAddr};
 
 use anyhow::{bail, Context as _};
 use aya::{
@@ -18,7 +19,7 @@ use lb_common::{
 
 use crate::{
     config::{Attach, Vip},
-    dataplane::link_program,
+    dataplane::{self, link_program},
     maps::Maps,
     pins::{PinDir, PINNED_MAPS},
     sources::Prefix,
@@ -43,17 +44,17 @@ pub fn report(pins: &PinDir) -> anyhow::Result<String> {
     if links.is_empty() {
         out.push_str("attached: no (no link pinned)\n");
     }
-    let mut attached = false;
+    let mut attached = Vec::new();
     for (attach, interface, path) in links {
         match link_program(&path) {
             Ok(id) => {
-                attached = true;
                 writeln!(
                     out,
                     "attached: {} on {interface} (program id {id}{})",
                     attach.name(),
                     running_mode(attach, &path, id)
-                )?
+                )?;
+                attached.push((attach, interface, id));
             }
             Err(error) => writeln!(
                 out,
@@ -62,6 +63,19 @@ pub fn report(pins: &PinDir) -> anyhow::Result<String> {
             )?,
         }
     }
+    let mut build_tags = BTreeMap::new();
+    for (attach, interface, id) in &attached {
+        let build = build_tags
+            .entry(*attach)
+            .or_insert_with(|| dataplane::build_tag(*attach).map_err(|e| format!("{e:#}")));
+        out.push_str(&program_line(
+            *attach,
+            interface,
+            dataplane::program_tag(*id).map_err(|e| format!("{e:#}")),
+            build.clone(),
+        ));
+    }
+    let attached = !attached.is_empty();
     if !missing.is_empty() {
         let missing_list = missing.join(", ");
         if attached {
@@ -79,12 +93,16 @@ pub fn report(pins: &PinDir) -> anyhow::Result<String> {
         return Ok(out);
     }
     let maps = Maps::from_pins(pins)?;
+    let vips = maps.vips();
     out.push_str(&describe(
         &maps.config()?,
         &maps.addresses(),
         &maps.sources(),
-        &maps.vips(),
+        &vips,
     ));
+    for warning in crate::local::warnings(&vips) {
+        writeln!(out, "warning: {warning}")?;
+    }
     for (counter, value) in maps.counters()? {
         writeln!(out, "counter {} {value}", counter.name())?;
     }
@@ -159,6 +177,33 @@ fn partial(pins: &PinDir, missing: &[&str]) -> String {
         }
     }
     lines
+}
+
+/// Whether the program attached at `attach` on `interface` is this
+/// build's, by the kernel's tag of each (`attached`, `build`): a
+/// `program:` line. Another build's (an upgrade not yet applied) is
+/// swapped for this build's by the next apply or start, without a gap.
+fn program_line(
+    attach: Attach,
+    interface: &str,
+    attached: Result<u64, String>,
+    build: Result<u64, String>,
+) -> String {
+    let hook = attach.name();
+    match (attached, build) {
+        (Ok(attached), Ok(build)) if attached == build => format!(
+            "program: {hook} on {interface} is this build's (tag {})\n",
+            dataplane::format_tag(attached)
+        ),
+        (Ok(attached), Ok(build)) => format!(
+            "program: {hook} on {interface} is another build's (tag {}, this lb-decap's {}): `lb-decap apply` or a restart of lb-decap swaps this build's in (no gap)\n",
+            dataplane::format_tag(attached),
+            dataplane::format_tag(build)
+        ),
+        (Err(error), _) | (_, Err(error)) => format!(
+            "program: {hook} on {interface}: whether it is this build's is unknown ({error})\n"
+        ),
+    }
 }
 
 /// The map pinned as `name`.
@@ -351,6 +396,78 @@ mod tests {
         assert!(!older.contains("unreadable"), "{older}");
         let cleaned = cleaned.expect_err("nothing pinned after a cleanup");
         assert!(cleaned.contains("not set up"), "{cleaned}");
+    }
+
+    /// A VIP no interface holds is reported (by `local::not_local` and in
+    /// `status` as a warning naming it and the fix); one on an interface
+    /// or in a local route (AnyIP) is not. Before, nothing looked, and
+    /// unwrapped packets for it counted as unwrapped were dropped or
+    /// forwarded by the kernel. Needs root.
+    #[test]
+    fn vips_no_interface_holds_are_warned_about_and_local_ones_not() {
+        let lab = Lab::new("vips");
+        for args in [
+            &["addr", "add", "198.18.0.100/32", "dev", "lo"][..],
+            &["-6", "addr", "add", "2001:2::100/128", "dev", "lo", "nodad"],
+            &["route", "add", "local", "198.18.5.0/24", "dev", "lo"],
+        ] {
+            let mut full = vec!["-n", lab.netns.as_str()];
+            full.extend_from_slice(args);
+            run("ip", &full);
+        }
+        let root = lab.pins.clone();
+        let (missing, report) = lab.inside(move || {
+            let pins = PinDir::new(&root);
+            let settings = Settings::parse(
+                "interface = \"lo\"\nattach = \"tc\"\naddresses = [\"198.19.2.11\"]\nvips = [\"198.18.0.100:80/tcp\", \"198.18.0.100:443/tcp\", \"198.18.5.7:80/tcp\", \"198.18.0.101:80/tcp\", \"[2001:2::100]:80/tcp\", \"[2001:2::101]:80/udp\"]\n",
+            )
+            .expect("settings");
+            let missing = crate::local::not_local(&settings.vips).expect("checked");
+            dataplane::apply(&settings, &pins).expect("apply");
+            (missing, report(&pins).expect("status"))
+        });
+        let want: std::collections::BTreeSet<IpAddr> = ["198.18.0.101", "2001:2::101"]
+            .iter()
+            .map(|a| a.parse().expect("ip"))
+            .collect();
+        assert_eq!(missing, want);
+        let warnings: Vec<&str> = report
+            .lines()
+            .filter(|l| l.starts_with("warning: "))
+            .collect();
+        assert_eq!(
+            warnings,
+            [
+                format!(
+                    "warning: {}",
+                    crate::local::warning("198.18.0.101".parse().expect("ip"))
+                ),
+                format!(
+                    "warning: {}",
+                    crate::local::warning("2001:2::101".parse().expect("ip"))
+                ),
+            ],
+            "{report}"
+        );
+        assert!(
+            warnings[0].contains("ip addr add 198.18.0.101/32 dev lo"),
+            "{report}"
+        );
+    }
+
+    #[test]
+    fn the_program_line_says_whether_the_attached_program_is_this_builds() {
+        assert_eq!(
+            program_line(Attach::Xdp, "eth0", Ok(0xab), Ok(0xab)),
+            "program: xdp on eth0 is this build's (tag 00000000000000ab)\n"
+        );
+        let other = program_line(Attach::Tc, "eth1", Ok(0xab), Ok(0xcd));
+        assert!(
+            other.starts_with("program: tc on eth1 is another build's (tag 00000000000000ab, this lb-decap's 00000000000000cd)"),
+            "{other}"
+        );
+        let unknown = program_line(Attach::Tc, "eth1", Ok(1), Err("no BPF".into()));
+        assert!(unknown.contains("is unknown (no BPF)"), "{unknown}");
     }
 
     #[test]

@@ -1,11 +1,12 @@
-//! `lb-decap run`'s watch on its interface between signals. A link outlives
+//! `lb-decap run`'s watch on its interfaces between signals. A link outlives
 //! the interface it was made on (deleted and recreated by a bond or veth
 //! rebuild, the link goes defunct), and with `addresses` omitted the outer
 //! destinations are the interface's addresses at the last apply: either
-//! change would silently stop decapsulation while the unit looks active.
-//! Every `INTERVAL` `run` compares what it applied against with the
-//! interface now (an ifindex, a link query and, when followed, one
-//! getifaddrs) and re-applies on a change.
+//! change would silently stop decapsulation while the unit looks active,
+//! and so would its link pin removed under it. Every `INTERVAL` `run`
+//! compares what it applied against with each interface now (an ifindex,
+//! a link query and, when followed, one getifaddrs) and re-applies on a
+//! change.
 
 use std::{
     collections::BTreeSet,
@@ -23,23 +24,51 @@ pub const INTERVAL: Duration = Duration::from_secs(2);
 /// What an apply was made against.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snapshot {
-    interface: String,
-    ifindex: u32,
-    /// The addresses applied, when taken from the interface (`None`: the
+    interfaces: Vec<Watched>,
+    /// The addresses applied, when taken from the interfaces (`None`: the
     /// file names them, nothing to follow).
     addresses: Option<BTreeSet<IpAddr>>,
-    link_path: PathBuf,
 }
 
-/// The interface as it is now.
+/// One interface of a snapshot.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Observed {
+pub struct Watched {
+    /// Its name.
+    pub name: String,
+    /// Its index at the apply.
+    pub ifindex: u32,
+    /// The link serving it.
+    pub link_path: PathBuf,
+}
+
+/// A pinned link as a look finds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkSeen {
+    /// Pinned and attached (or unreadable: not ours to judge).
+    Live,
+    /// Pinned, attached to no interface any more.
+    Defunct,
+    /// Not pinned: removed under this lb-decap (`lb-decap cleanup`, or
+    /// another lb-decap on the same pin directory), so nothing unwraps.
+    Missing,
+}
+
+/// One interface as it is now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObservedInterface {
     /// Its index; `None` if there is no such interface.
     pub ifindex: Option<u32>,
-    /// Its addresses (read only when followed).
+    /// Its link.
+    pub link: LinkSeen,
+}
+
+/// The interfaces as they are now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observed {
+    /// One per interface of the snapshot, in its order.
+    pub interfaces: Vec<ObservedInterface>,
+    /// Their addresses together (read only when followed).
     pub addresses: Option<BTreeSet<IpAddr>>,
-    /// Whether the pinned link is attached to no interface any more.
-    pub link_defunct: bool,
 }
 
 /// What a look found.
@@ -49,69 +78,94 @@ pub enum Seen {
     Same,
     /// Something changed (said in words): apply again.
     Changed(String),
-    /// The interface cannot be applied to right now (gone, or no
+    /// An interface cannot be applied to right now (gone, or no
     /// addresses to follow): wait for it rather than fail.
     NotReady(String),
 }
 
 impl Snapshot {
-    /// The snapshot of an apply of `settings` to interface `ifindex` (read
-    /// before the apply, so a change during it is seen at the next look),
-    /// its link pinned at `link_path`.
-    pub fn new(settings: &Settings, ifindex: u32, link_path: &Path) -> Self {
+    /// The snapshot of an apply of `settings` to `interfaces` (index read
+    /// before the apply, so a change during it is seen at the next look,
+    /// and the link serving each).
+    pub fn new(settings: &Settings, interfaces: Vec<Watched>) -> Self {
         Self {
-            interface: settings.interface.clone(),
-            ifindex,
+            interfaces,
             addresses: settings
                 .addresses_from_interface
                 .then(|| settings.addresses.iter().copied().collect()),
-            link_path: link_path.to_owned(),
         }
     }
 
-    /// Reads the interface now and compares.
+    /// Reads the interfaces now and compares.
     pub fn look(&self) -> Seen {
-        let ifindex = interface::index(&self.interface).ok();
-        let addresses = match (&self.addresses, ifindex) {
-            (Some(_), Some(_)) => Some(
-                interface::addresses(&self.interface)
-                    .map(|list| list.into_iter().collect())
-                    .unwrap_or_default(),
-            ),
+        let interfaces: Vec<ObservedInterface> = self
+            .interfaces
+            .iter()
+            .map(|watched| ObservedInterface {
+                ifindex: interface::index(&watched.name).ok(),
+                link: link_seen(&watched.link_path),
+            })
+            .collect();
+        let all_there = interfaces.iter().all(|i| i.ifindex.is_some());
+        let addresses = match &self.addresses {
+            Some(_) if all_there => {
+                let names: Vec<String> = self.interfaces.iter().map(|w| w.name.clone()).collect();
+                Some(crate::config::addresses_of(&names).unwrap_or_default())
+            }
             _ => None,
         };
-        // A missing pin (`lb-decap cleanup` ran) is not ours to undo.
-        let link_defunct = link::pinned_target(&self.link_path).is_ok_and(|t| t.ifindex == 0);
         self.compare(&Observed {
-            ifindex,
+            interfaces,
             addresses,
-            link_defunct,
         })
     }
 
     /// Compares `now` with the snapshot (`look` without the reads).
     pub fn compare(&self, now: &Observed) -> Seen {
-        let name = &self.interface;
-        let Some(ifindex) = now.ifindex else {
-            return Seen::NotReady(format!("interface {name} is gone"));
-        };
+        let pairs = || self.interfaces.iter().zip(&now.interfaces);
+        for (watched, seen) in pairs() {
+            if seen.ifindex.is_none() {
+                return Seen::NotReady(format!("interface {} is gone", watched.name));
+            }
+        }
         if let (Some(_), Some(found)) = (&self.addresses, &now.addresses) {
             if found.is_empty() {
                 return Seen::NotReady(format!(
-                    "interface {name} has no addresses (the config takes them from it)"
+                    "{} no addresses (the config takes them from {})",
+                    match self.interfaces.as_slice() {
+                        [one] => format!("interface {} has", one.name),
+                        _ => format!("interfaces {} have", self.names()),
+                    },
+                    if self.interfaces.len() == 1 {
+                        "it"
+                    } else {
+                        "them"
+                    }
                 ));
             }
         }
-        if ifindex != self.ifindex {
-            return Seen::Changed(format!(
-                "interface {name} was recreated (ifindex {} -> {ifindex}): the old link is defunct",
-                self.ifindex
-            ));
-        }
-        if now.link_defunct {
-            return Seen::Changed(format!(
-                "the link on {name} is defunct (the interface was recreated)"
-            ));
+        for (watched, seen) in pairs() {
+            let name = &watched.name;
+            if let Some(ifindex) = seen.ifindex.filter(|i| *i != watched.ifindex) {
+                return Seen::Changed(format!(
+                    "interface {name} was recreated (ifindex {} -> {ifindex}): the old link is defunct",
+                    watched.ifindex
+                ));
+            }
+            match seen.link {
+                LinkSeen::Live => {}
+                LinkSeen::Defunct => {
+                    return Seen::Changed(format!(
+                        "the link on {name} is defunct (the interface was recreated)"
+                    ))
+                }
+                LinkSeen::Missing => {
+                    return Seen::Changed(format!(
+                        "the link on {name} ({}) is gone: removed under this lb-decap (`lb-decap cleanup`, or another lb-decap on the same pin directory), so nothing unwrapped there",
+                        watched.link_path.display()
+                    ))
+                }
+            }
         }
         if let (Some(applied), Some(found)) = (&self.addresses, &now.addresses) {
             if applied != found {
@@ -120,13 +174,37 @@ impl Snapshot {
                 let removed: Vec<String> =
                     applied.difference(found).map(ToString::to_string).collect();
                 return Seen::Changed(format!(
-                    "addresses of {name} changed (added [{}], removed [{}])",
+                    "addresses of {} changed (added [{}], removed [{}])",
+                    self.names(),
                     added.join(", "),
                     removed.join(", ")
                 ));
             }
         }
         Seen::Same
+    }
+
+    /// The interfaces' names, for messages.
+    fn names(&self) -> String {
+        self.interfaces
+            .iter()
+            .map(|w| w.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// The link pinned at `path` as a look finds it. Only a pin that is not
+/// there is missing (before, it was taken for "cleanup ran" and ignored,
+/// so a link another lb-decap removed went unnoticed); one that cannot be
+/// read is left alone.
+fn link_seen(path: &Path) -> LinkSeen {
+    match path.try_exists() {
+        Ok(false) => LinkSeen::Missing,
+        _ => match link::pinned_target(path) {
+            Ok(target) if target.ifindex == 0 => LinkSeen::Defunct,
+            _ => LinkSeen::Live,
+        },
     }
 }
 
@@ -139,7 +217,7 @@ mod tests {
 
     fn settings(follow: bool) -> Settings {
         Settings {
-            interface: "eth0".to_owned(),
+            interfaces: vec!["eth0".to_owned()],
             attach: Attach::Xdp,
             xdp_mode: XdpMode::Auto,
             addresses: vec!["198.19.2.11".parse().expect("ip")],
@@ -154,25 +232,40 @@ mod tests {
         Some(list.iter().map(|a| a.parse().expect("ip")).collect())
     }
 
+    fn watched(name: &str, ifindex: u32) -> Watched {
+        Watched {
+            name: name.to_owned(),
+            ifindex,
+            link_path: PathBuf::from(format!("/nonexistent/xdp-link-{name}")),
+        }
+    }
+
+    fn snapshot(follow: bool) -> Snapshot {
+        Snapshot::new(&settings(follow), vec![watched("eth0", 7)])
+    }
+
+    fn seen(ifindex: Option<u32>, link: LinkSeen) -> ObservedInterface {
+        ObservedInterface { ifindex, link }
+    }
+
     fn observed(ifindex: Option<u32>, addresses: Option<BTreeSet<IpAddr>>) -> Observed {
         Observed {
-            ifindex,
+            interfaces: vec![seen(ifindex, LinkSeen::Live)],
             addresses,
-            link_defunct: false,
         }
     }
 
     #[test]
     fn a_recreated_interface_or_defunct_link_is_a_change() {
-        let snap = Snapshot::new(&settings(false), 7, Path::new("/nonexistent"));
+        let snap = snapshot(false);
         assert_eq!(snap.compare(&observed(Some(7), None)), Seen::Same);
         let Seen::Changed(what) = snap.compare(&observed(Some(9), None)) else {
             panic!("a new ifindex must be a change");
         };
         assert!(what.contains("ifindex 7 -> 9"), "{what}");
         let defunct = Observed {
-            link_defunct: true,
-            ..observed(Some(7), None)
+            interfaces: vec![seen(Some(7), LinkSeen::Defunct)],
+            addresses: None,
         };
         assert!(matches!(snap.compare(&defunct), Seen::Changed(w) if w.contains("defunct")));
         assert!(
@@ -180,14 +273,57 @@ mod tests {
         );
     }
 
+    /// This lb-decap's own link pin removed under it (by another lb-decap
+    /// on the same pin directory, or a cleanup) is a change, applied
+    /// again. Before, a missing pin was taken for "cleanup ran" and
+    /// reported as nothing changed, so unwrapping had silently stopped.
+    #[test]
+    fn a_missing_own_link_pin_is_a_change() {
+        let snap = Snapshot::new(
+            &settings(false),
+            vec![watched("eth0", 7), watched("eth1", 8)],
+        );
+        let both_live = Observed {
+            interfaces: vec![seen(Some(7), LinkSeen::Live), seen(Some(8), LinkSeen::Live)],
+            addresses: None,
+        };
+        assert_eq!(snap.compare(&both_live), Seen::Same);
+        let missing = Observed {
+            interfaces: vec![
+                seen(Some(7), LinkSeen::Missing),
+                seen(Some(8), LinkSeen::Live),
+            ],
+            addresses: None,
+        };
+        let Seen::Changed(what) = snap.compare(&missing) else {
+            panic!("a missing link pin must be a change");
+        };
+        assert!(
+            what.contains("the link on eth0 (/nonexistent/xdp-link-eth0) is gone"),
+            "{what}"
+        );
+        // And as read from the file system: the path does not exist.
+        assert_eq!(
+            link_seen(Path::new("/nonexistent/xdp-link-eth0")),
+            LinkSeen::Missing
+        );
+        assert!(matches!(snap.look(), Seen::NotReady(_) | Seen::Changed(_)));
+        // The second interface gone: waited for, as with one.
+        let gone = Observed {
+            interfaces: vec![seen(Some(7), LinkSeen::Live), seen(None, LinkSeen::Live)],
+            addresses: None,
+        };
+        assert!(matches!(snap.compare(&gone), Seen::NotReady(w) if w.contains("eth1 is gone")));
+    }
+
     #[test]
     fn followed_addresses_are_compared_and_named_fixed_ones_are_not() {
-        let fixed = Snapshot::new(&settings(false), 7, Path::new("/nonexistent"));
+        let fixed = snapshot(false);
         assert_eq!(
             fixed.compare(&observed(Some(7), set(&["198.19.2.99"]))),
             Seen::Same
         );
-        let follow = Snapshot::new(&settings(true), 7, Path::new("/nonexistent"));
+        let follow = snapshot(true);
         assert_eq!(
             follow.compare(&observed(Some(7), set(&["198.19.2.11"]))),
             Seen::Same

@@ -5,6 +5,9 @@
 //! `apply` reaches the data plane; a replacement whose new program fails
 //! to load leaves the old one attached. `xdp_mode = "auto"` where native
 //! XDP is unavailable (`lo`) attaches at tc ingress, never generic XDP.
+//! Several interfaces share one program and one set of maps; a second
+//! running lb-decap for another interface is refused while the first
+//! runs; another build's live program is swapped for this build's.
 //! Each test runs in a network namespace of its own (`lbk<pid>-<tag>`: its
 //! `lo`, and a veth pair inside it for native XDP), pins under a BPF
 //! filesystem outside /sys (mounted if needed), and removes both. Needs
@@ -19,6 +22,7 @@ use std::{
 use lb_decap::{
     config::{Attach, Settings},
     dataplane::{self, Applied},
+    owner::Ownership,
     pins::{PinDir, PINNED_MAPS},
 };
 
@@ -418,7 +422,7 @@ fn auto_without_native_xdp_attaches_at_tc_ingress_not_generic_xdp() {
         assert!(ip_link_xdp("lo").is_empty(), "{:?}", ip_link_xdp("lo"));
         assert_eq!(links(&pins), [(Attach::Tc, "lo".to_owned())]);
         assert_eq!(
-            dataplane::serving_link(&auto, &pins),
+            dataplane::serving_link(&auto, &pins, "lo"),
             pins.link_path(Attach::Tc, "lo")
         );
         let program = tcx_ids("lo");
@@ -492,4 +496,350 @@ fn auto_moves_an_older_generic_xdp_link_to_tc_ingress() {
             "{used:?} {pinned:?}"
         );
     });
+}
+
+/// A veth pair `v0`/`v1` inside the lab's namespace, both up.
+fn veth_pair(lab: &Lab) {
+    run(
+        "ip",
+        &[
+            "-n", &lab.netns, "link", "add", "v0", "type", "veth", "peer", "name", "v1",
+        ],
+    );
+    for veth in ["v0", "v1"] {
+        run("ip", &["-n", &lab.netns, "link", "set", veth, "up"]);
+    }
+}
+
+/// The ids of the maps the program of the link at `link` uses.
+fn maps_of(link: &Path) -> Vec<u32> {
+    let program = dataplane::link_program(link).expect("live link");
+    aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .find(|p| p.id() == program)
+        .expect("the program")
+        .map_ids()
+        .expect("map ids")
+        .expect("this kernel says")
+}
+
+/// `interfaces = [...]`: one program and one set of maps, a link on each
+/// interface; their addresses together are the default; an interface
+/// taken out of the config loses its link, one put back gets the same
+/// program as the others again.
+#[test]
+fn several_interfaces_share_one_program_and_one_set_of_maps() {
+    let lab = Lab::new("several");
+    veth_pair(&lab);
+    for (veth, address) in [("v0", "198.19.7.1/24"), ("v1", "198.19.8.1/24")] {
+        run(
+            "ip",
+            &["-n", &lab.netns, "addr", "add", address, "dev", veth],
+        );
+    }
+    let root = lab.pins.clone();
+    lab.inside(move || {
+        let pins = PinDir::new(&root);
+        let text = |interfaces: &str| {
+            Settings::parse(&format!(
+                "interfaces = [{interfaces}]\nxdp_mode = \"native\"\nvips = [\"198.18.0.100:80/tcp\"]\n"
+            ))
+            .expect("settings")
+        };
+        let both = text("\"v0\", \"v1\"");
+        assert_eq!(both.interfaces, ["v0", "v1"]);
+        let want: Vec<std::net::IpAddr> = ["198.19.7.1", "198.19.8.1"]
+            .iter()
+            .map(|a| a.parse().expect("ip"))
+            .collect();
+        assert_eq!(both.addresses, want, "both interfaces' addresses");
+        assert_eq!(
+            dataplane::apply(&both, &pins).expect("apply"),
+            Applied::Attached
+        );
+        let xdp = |name: &str| pins.link_path(Attach::Xdp, name);
+        assert_eq!(
+            links(&pins),
+            [(Attach::Xdp, "v0".to_owned()), (Attach::Xdp, "v1".to_owned())]
+        );
+        let program = dataplane::link_program(&xdp("v0")).expect("v0");
+        assert_eq!(
+            dataplane::link_program(&xdp("v1")).ok(),
+            Some(program),
+            "one program on both"
+        );
+        let (used, pinned) = map_ids(&pins);
+        assert!(pinned.iter().all(|id| used.contains(id)), "{used:?} {pinned:?}");
+        assert_eq!(ip_link_xdp("v0"), ["xdp"]);
+        assert_eq!(ip_link_xdp("v1"), ["xdp"]);
+        // Again: nothing new, the maps updated in place.
+        assert_eq!(
+            dataplane::apply(&both, &pins).expect("apply"),
+            Applied::Updated
+        );
+        assert_eq!(dataplane::link_program(&xdp("v1")).ok(), Some(program));
+        // v1 taken out (nobody else holds it): its link goes.
+        assert_eq!(
+            dataplane::apply(&text("\"v0\""), &pins).expect("apply"),
+            Applied::Updated
+        );
+        assert_eq!(links(&pins), [(Attach::Xdp, "v0".to_owned())]);
+        eventually("v1's program detached", || ip_link_xdp("v1").is_empty());
+        // Put back: a new link, and one new program in both links (v0's
+        // swapped in place), reading the pinned maps.
+        assert_eq!(
+            dataplane::apply(&both, &pins).expect("apply"),
+            Applied::Attached
+        );
+        let again = dataplane::link_program(&xdp("v0")).expect("v0");
+        assert_eq!(dataplane::link_program(&xdp("v1")).ok(), Some(again));
+        let pinned = map_ids(&pins).1;
+        for link in [xdp("v0"), xdp("v1")] {
+            let used = maps_of(&link);
+            assert!(pinned.iter().all(|id| used.contains(id)), "{used:?} {pinned:?}");
+        }
+    });
+}
+
+/// Two lb-decaps on one pin directory, one per interface (what a backend
+/// with its IPv4 on eth0 and its IPv6 on eth1 used to need): the second
+/// is refused, naming the directory and the first's interface, and the
+/// first keeps unwrapping. Before, the second re-pinned the maps and
+/// removed the first's link as "stale". A running lb-decap's own move to
+/// another interface, and a start after the first stopped, remove the
+/// link left behind.
+#[test]
+fn a_second_lb_decap_for_another_interface_is_refused_while_the_first_runs() {
+    let lab = Lab::new("owners");
+    veth_pair(&lab);
+    let root = lab.pins.clone();
+    lab.inside(move || {
+        let pins = PinDir::new(&root);
+        let on = |name: &str| settings_on(name, "attach = \"tc\"", "\"198.18.0.100:80/tcp\"");
+        let tc = |name: &str| pins.link_path(Attach::Tc, name);
+        let mut first = Ownership::new();
+        assert_eq!(
+            dataplane::apply_owned(&on("v0"), &pins, &mut first).expect("first"),
+            Applied::Attached
+        );
+        assert_eq!(first.interfaces(), ["v0"]);
+        let program = dataplane::link_program(&tc("v0")).expect("v0");
+        let maps = map_ids(&pins).1;
+
+        let mut second = Ownership::new();
+        let error = format!(
+            "{:#}",
+            dataplane::apply_owned(&on("v1"), &pins, &mut second).expect_err("refused")
+        );
+        for words in [
+            format!(
+                "the pin directory {} holds the tc link on v0 of another running lb-decap",
+                root.display()
+            ),
+            "this config does not name v0".to_owned(),
+            "interfaces = [\"v1\", \"v0\"]".to_owned(),
+            "a pin directory of its own".to_owned(),
+            "Nothing was changed".to_owned(),
+        ] {
+            assert!(error.contains(&words), "{words:?} not in {error}");
+        }
+        assert!(second.interfaces().is_empty());
+        // A one-shot apply for v1 is refused too.
+        assert!(dataplane::apply(&on("v1"), &pins).is_err());
+        // Nothing changed: the first's link, program and maps.
+        assert_eq!(links(&pins), [(Attach::Tc, "v0".to_owned())]);
+        assert_eq!(dataplane::link_program(&tc("v0")).ok(), Some(program));
+        assert_eq!(tcx_ids("v0"), [program]);
+        assert!(tcx_ids("v1").is_empty());
+        assert_eq!(map_ids(&pins).1, maps);
+
+        // A second `run` for v0 itself would fight over the maps: refused.
+        let error = format!(
+            "{:#}",
+            dataplane::apply_owned(&on("v0"), &pins, &mut second).expect_err("refused")
+        );
+        assert!(
+            error.contains("interface v0 is already served from the pin directory"),
+            "{error}"
+        );
+        // A one-shot apply of the first's own config beside it is fine.
+        assert_eq!(
+            dataplane::apply(&on("v0"), &pins).expect("apply"),
+            Applied::Updated
+        );
+
+        // The first moves to v1 (its reload): v0's link goes.
+        assert_eq!(
+            dataplane::apply_owned(&on("v1"), &pins, &mut first).expect("moved"),
+            Applied::Attached
+        );
+        assert_eq!(first.interfaces(), ["v1"]);
+        assert_eq!(links(&pins), [(Attach::Tc, "v1".to_owned())]);
+        eventually("v0's program detached", || tcx_ids("v0").is_empty());
+
+        // The first stops; one for v0 starts: v1's link is nobody's now.
+        drop(first);
+        assert_eq!(
+            dataplane::apply_owned(&on("v0"), &pins, &mut second).expect("after the first"),
+            Applied::Attached
+        );
+        assert_eq!(links(&pins), [(Attach::Tc, "v0".to_owned())]);
+        assert_eq!(second.interfaces(), ["v0"]);
+
+        // Cleanup removes everything, the lock directories too.
+        dataplane::cleanup(&pins).expect("cleanup");
+        assert!(!root.exists(), "{} left", root.display());
+        eventually("v0's program detached", || tcx_ids("v0").is_empty());
+    });
+}
+
+/// The decap object with every 64-bit `r = imm` (imm >= 0) of its XDP
+/// and tc entry points turned into the 32-bit move of the same value (it
+/// zero-extends: the same program to the verifier and to packets), so
+/// its programs have other instructions and other tags: what another
+/// lb-decap build's program looks like to the kernel.
+fn another_build() -> Vec<u8> {
+    let mut elf = lb_decap::object::DECAP_OBJECT.to_vec();
+    let word = |b: &[u8], at: usize, n: usize| {
+        b[at..at + n]
+            .iter()
+            .rev()
+            .fold(0usize, |v, byte| (v << 8) | usize::from(*byte))
+    };
+    let (shoff, shentsize, shnum, shstrndx) = (
+        word(&elf, 0x28, 8),
+        word(&elf, 0x3a, 2),
+        word(&elf, 0x3c, 2),
+        word(&elf, 0x3e, 2),
+    );
+    let header = |i: usize| shoff + i * shentsize;
+    let names = word(&elf, header(shstrndx) + 24, 8);
+    let mut patched = 0;
+    for i in 0..shnum {
+        let at = header(i);
+        let name_at = names + word(&elf, at, 4);
+        let name: Vec<u8> = elf[name_at..]
+            .iter()
+            .take_while(|b| **b != 0)
+            .copied()
+            .collect();
+        if name != b"xdp" && name != b"classifier" {
+            continue;
+        }
+        let (offset, size) = (word(&elf, at + 24, 8), word(&elf, at + 32, 8));
+        let mut insn = offset;
+        while insn + 8 <= offset + size {
+            // BPF_LD | BPF_IMM | BPF_DW takes two slots.
+            if elf[insn] == 0x18 {
+                insn += 16;
+                continue;
+            }
+            let imm =
+                i32::from_le_bytes([elf[insn + 4], elf[insn + 5], elf[insn + 6], elf[insn + 7]]);
+            // BPF_ALU64 | BPF_MOV | BPF_K -> BPF_ALU | BPF_MOV | BPF_K.
+            if elf[insn] == 0xb7 && imm >= 0 {
+                elf[insn] = 0xb4;
+                patched += 1;
+            }
+            insn += 8;
+        }
+    }
+    assert!(patched > 0, "no instruction to patch");
+    elf
+}
+
+/// An upgrade: the live link runs another build's program, reading the
+/// same pinned maps. `status` says so, and the next apply swaps this
+/// build's program into the same link (no gap, one program on the hook)
+/// and says it is this build's. Before, the maps were updated in place
+/// and the new build's program stayed unused until a cleanup and a start.
+#[test]
+fn another_builds_program_in_the_live_link_is_swapped_for_this_builds() {
+    let lab = Lab::new("upgrade");
+    let root = lab.pins.clone();
+    lab.inside(move || {
+        let pins = PinDir::new(&root);
+        let settings = settings("\"198.18.0.100:80/tcp\"");
+        let link = pins.link_path(Attach::Tc, "lo");
+        let older = another_build();
+        assert_eq!(
+            dataplane::apply_object(&settings, &pins, &older).expect("the other build"),
+            Applied::Attached
+        );
+        let first = dataplane::link_program(&link).expect("live link");
+        let this_build = dataplane::build_tag(Attach::Tc).expect("this build's tag");
+        let first_tag = dataplane::program_tag(first).expect("tag");
+        assert_ne!(first_tag, this_build, "the patched object is another build");
+        // Applied by that build again: its own program, left alone.
+        assert_eq!(
+            dataplane::apply_object(&settings, &pins, &older).expect("again"),
+            Applied::Updated
+        );
+        assert_eq!(dataplane::link_program(&link).ok(), Some(first));
+        let status = lb_decap::status::report(&pins).expect("status");
+        assert!(
+            status.contains(&format!(
+                "program: tc on lo is another build's (tag {}, this lb-decap's {})",
+                dataplane::format_tag(first_tag),
+                dataplane::format_tag(this_build)
+            )),
+            "{status}"
+        );
+
+        assert_eq!(
+            dataplane::apply(&settings, &pins).expect("this build"),
+            Applied::Attached
+        );
+        let second = dataplane::link_program(&link).expect("the same pinned link");
+        assert_ne!(second, first, "a new program");
+        assert_eq!(dataplane::program_tag(second).expect("tag"), this_build);
+        assert_eq!(tcx_ids("lo"), [second], "in the old one's place");
+        let (used, pinned) = map_ids(&pins);
+        assert!(
+            pinned.iter().all(|id| used.contains(id)),
+            "{used:?} {pinned:?}"
+        );
+        let status = lb_decap::status::report(&pins).expect("status");
+        assert!(
+            status.contains("program: tc on lo is this build's (tag "),
+            "{status}"
+        );
+        assert_eq!(
+            dataplane::apply(&settings, &pins).expect("again"),
+            Applied::Updated
+        );
+        assert_eq!(dataplane::link_program(&link).ok(), Some(second));
+    });
+}
+
+/// The features that make UDP GRO merge GUE datagrams before tc ingress
+/// are read from the interface (a veth can turn them on), so `apply`
+/// can warn when it serves an interface at tc with them on.
+#[test]
+fn udp_gro_forwarding_is_read_from_the_interface() {
+    let lab = Lab::new("gro");
+    veth_pair(&lab);
+    run(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            &lab.netns,
+            "ethtool",
+            "-K",
+            "v1",
+            "rx-udp-gro-forwarding",
+            "on",
+            "rx-gro-list",
+            "on",
+        ],
+    );
+    let (v0, v1) = lab.inside(|| {
+        (
+            lb_decap::gro::merging("v0").expect("v0"),
+            lb_decap::gro::merging("v1").expect("v1"),
+        )
+    });
+    assert!(v0.is_empty(), "{v0:?}");
+    assert_eq!(v1, lb_decap::gro::MERGING);
 }

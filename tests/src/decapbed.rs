@@ -202,7 +202,7 @@ pub fn ip_of(frame: &[u8]) -> Vec<u8> {
 /// encapsulations, GUE on the default port.
 pub fn settings(vips: &[&str]) -> Settings {
     Settings {
-        interface: "lo".to_owned(),
+        interfaces: vec!["lo".to_owned()],
         attach: Attach::Xdp,
         xdp_mode: XdpMode::Auto,
         addresses: vec![

@@ -5,8 +5,11 @@
 //! survives it), SIGHUP applies a changed config (including a switch of
 //! hook), bad input changes nothing, and cleanup leaves the interface as it
 //! was; `sources` admits the balancer and drops others; `run` follows a
-//! rebuilt interface and its addresses without a SIGHUP. Needs root; run
-//! with the lb-decap binary built.
+//! rebuilt interface and its addresses without a SIGHUP; one lb-decap
+//! serves two interfaces, a second on the same pins is refused, and a
+//! link pin removed under `run` is attached again; VIPs the backend does
+//! not hold are warned about. Needs root; run with the lb-decap binary
+//! built.
 
 use std::{net::IpAddr, time::Duration};
 
@@ -797,4 +800,174 @@ fn lb_decap_auto_attaches_at_tc_where_native_xdp_is_unavailable() {
     );
     assert_eq!(lab.tc_programs_on(&vlan).expect("tcx"), programs);
     assert!(!lab.backend_link_of(&vlan).expect("link").contains("xdp"));
+}
+
+/// Whether `vip` is served over `wrap` with an IPv6 (`outer_v6`) or IPv4
+/// outer header right now.
+fn served(lab: &DecapLab, wrap: Wrap, outer_v6: bool, vip: IpAddr) -> bool {
+    lab.set_mode(RelayMode { wrap, outer_v6 });
+    lab.request(vip).is_ok()
+}
+
+/// A backend whose IPv4 tunnel traffic arrives on `eth0` and IPv6 on
+/// `eth1`: a second `lb-decap run` for `eth1` on the same pin directory
+/// is refused (naming the directory, the first's interface and
+/// `interfaces`) and the first keeps unwrapping on `eth0`; the first,
+/// reloaded with `interfaces = ["eth0", "eth1"]`, serves both with one
+/// program; its link pin removed under it is noticed and attached again.
+/// Before, the second attached on `eth1`, re-pinned the maps and removed
+/// `eth0`'s link, and the first took the missing pin for a cleanup.
+#[test]
+fn lb_decap_serves_two_interfaces_and_refuses_a_second_instance_on_its_pins() {
+    let mut lab = DecapLab::start().expect("decap lab");
+    lab.steer_ipv6_through_eth1().expect("eth1");
+    let text = |interfaces: &str| {
+        format!("{interfaces}\naddresses = [\"{BACKEND4}\", \"2001:2:0:2::11\"]\nvips = [{VIPS}]\n")
+    };
+    let first = lab
+        .write_config("first.toml", &text("interface = \"eth0\""))
+        .expect("config");
+    let first_arg = first.to_string_lossy().into_owned();
+    lab.spawn_lb_decap("first", &["run", "--config", &first_arg])
+        .expect("lb-decap run");
+    wait_until(
+        "the first lb-decap to apply",
+        Duration::from_secs(10),
+        || lab.log("first").contains("running; SIGHUP"),
+    );
+    assert!(served(&lab, Wrap::Ipip, false, VIP4.into()), "IPv4 on eth0");
+    assert!(
+        !served(&lab, Wrap::Ipip, true, VIP6.into()),
+        "IPv6 arrives on eth1, where nothing unwraps yet"
+    );
+    let before = attached_line(&status(&lab));
+
+    // A second lb-decap for eth1 on the same pin directory: refused.
+    let second = lab
+        .write_config("second.toml", &text("interface = \"eth1\""))
+        .expect("config");
+    lab.spawn_lb_decap("second", &["run", "--config", &second.to_string_lossy()])
+        .expect("lb-decap run");
+    let code = lab.wait("second").expect("the second exits");
+    assert!(!code.success(), "the second lb-decap ran: {code}");
+    let log = lab.log("second");
+    for words in [
+        format!(
+            "the pin directory {} holds the xdp link on eth0 of another running lb-decap",
+            lab.pin_dir.display()
+        ),
+        "interfaces = [\"eth1\", \"eth0\"]".to_owned(),
+        "a pin directory of its own".to_owned(),
+    ] {
+        assert!(log.contains(&words), "{words:?} not in {log}");
+    }
+    assert!(
+        served(&lab, Wrap::Gue1, false, VIP4.into()),
+        "eth0 still unwraps"
+    );
+    assert_eq!(
+        attached_line(&status(&lab)),
+        before,
+        "the first's link kept"
+    );
+
+    // The first, reloaded with both interfaces: one program on both.
+    std::fs::write(&first, text("interfaces = [\"eth0\", \"eth1\"]")).expect("rewrite");
+    lab.signal("first", libc::SIGHUP).expect("SIGHUP");
+    wait_until("IPv6 through eth1", Duration::from_secs(10), || {
+        served(&lab, Wrap::Ipip, true, VIP6.into())
+    });
+    assert!(
+        served(&lab, Wrap::Gue1, true, VIP4.into()),
+        "4in6 through eth1"
+    );
+    assert!(served(&lab, Wrap::Ipip, false, VIP4.into()), "IPv4 on eth0");
+    let s = status(&lab);
+    let ids: Vec<&str> = s
+        .lines()
+        .filter(|l| l.starts_with("attached: xdp on eth"))
+        .filter_map(|l| l.split("program id ").nth(1)?.split(',').next())
+        .collect();
+    assert_eq!(ids.len(), 2, "{s}");
+    assert_eq!(ids[0], ids[1], "one program on both: {s}");
+
+    // Its own link pin removed under it: noticed, attached again.
+    std::fs::remove_file(lab.pin_dir.join("xdp-link-eth1")).expect("unpin");
+    wait_until("the first to notice", Duration::from_secs(15), || {
+        let log = lab.log("first");
+        log.contains("the link on eth1") && log.contains("is gone")
+    });
+    wait_until("eth1 served again", Duration::from_secs(10), || {
+        served(&lab, Wrap::Ipip, true, VIP6.into())
+    });
+    assert!(lab.pin_dir.join("xdp-link-eth1").exists());
+    lab.signal("first", libc::SIGTERM).expect("SIGTERM");
+    assert!(lab.wait("first").expect("exit").success());
+}
+
+/// A VIP the backend does not hold (taken off `lo`): `check`, `apply` and
+/// `status` name it and the command that fixes it; held again, none does.
+/// Before, nothing looked, while its unwrapped packets counted as
+/// unwrapped were dropped (or forwarded) by the kernel. And an apply at
+/// tc ingress warns when UDP GRO for forwarding is on.
+#[test]
+fn lb_decap_warns_about_vips_not_held_and_udp_gro_at_tc() {
+    let lab = DecapLab::start().expect("decap lab");
+    let path = lab
+        .write_config("vips.toml", &config("xdp", VIPS))
+        .expect("config");
+    let arg = path.to_string_lossy().into_owned();
+    let warning = "VIP 198.18.0.100 is not local: no interface holds it";
+    let fix = "ip addr add 198.18.0.100/32 dev lo";
+    lab.backend_ip(&["addr", "del", &format!("{VIP4}/32"), "dev", "lo"])
+        .expect("VIP off lo");
+    for command in ["check", "apply"] {
+        let (code, _, stderr) =
+            outcome(&lab.lb_decap(&[command, "--config", &arg]).expect(command));
+        assert_eq!(code, 0, "{command}: {stderr}");
+        assert!(
+            stderr.contains(warning) && stderr.contains(fix),
+            "{command}: {stderr}"
+        );
+        assert!(!stderr.contains("VIP 2001:2::100"), "{command}: {stderr}");
+    }
+    let s = status(&lab);
+    assert!(
+        s.lines()
+            .any(|l| l.starts_with("warning: ") && l.contains(warning) && l.contains(fix)),
+        "{s}"
+    );
+    lab.backend_ip(&["addr", "add", &format!("{VIP4}/32"), "dev", "lo"])
+        .expect("VIP back on lo");
+    let (code, _, stderr) = outcome(&lab.lb_decap(&["apply", "--config", &arg]).expect("apply"));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stderr.contains("is not local"), "{stderr}");
+    assert!(!status(&lab).contains("warning:"));
+
+    // At tc ingress with UDP GRO for forwarding on: merged GUE datagrams
+    // would lose all but their first inner packet. Said at the apply.
+    let tc = lab
+        .write_config("tc.toml", &config("tc", VIPS))
+        .expect("config");
+    let tc = tc.to_string_lossy().into_owned();
+    let (code, _, stderr) = outcome(&lab.lb_decap(&["apply", "--config", &tc]).expect("apply"));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stderr.contains("UDP GRO"), "{stderr}");
+    let ethtool = |state: &str| {
+        let status = std::process::Command::new("ip")
+            .args(["netns", "exec", &lab.backend, "ethtool", "-K", "eth0"])
+            .args(["rx-udp-gro-forwarding", state])
+            .status()
+            .expect("ethtool");
+        assert!(status.success());
+    };
+    ethtool("on");
+    let (code, _, stderr) = outcome(&lab.lb_decap(&["apply", "--config", &tc]).expect("apply"));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("rx-udp-gro-forwarding on for eth0, where lb-decap unwraps at tc ingress")
+            && stderr.contains("ethtool -K eth0 rx-udp-gro-forwarding off"),
+        "{stderr}"
+    );
+    ethtool("off");
 }

@@ -503,6 +503,70 @@ impl DecapLab {
         Ok(name.to_owned())
     }
 
+    /// Adds a second veth between the namespaces (`eth1` in each, up; on
+    /// the backend with an IPv4 address of its own, since loose
+    /// reverse-path filtering drops what arrives on an interface without
+    /// one, e.g. an unwrapped 4in6 packet) and has the balancer send its
+    /// IPv6 tunnel packets for `BACKEND6` through it (a host route and a
+    /// static neighbour entry for the backend's `eth1` MAC): they arrive on
+    /// the backend's `eth1`, the address staying on `eth0`, while IPv4 keeps
+    /// arriving on `eth0`. What a backend with its IPv4 and IPv6 on two
+    /// interfaces looks like to lb-decap.
+    pub fn steer_ipv6_through_eth1(&self) -> anyhow::Result<()> {
+        let (lb, be) = (self.balancer.as_str(), self.backend.as_str());
+        ip(
+            lb,
+            &[
+                "link", "add", "eth1", "type", "veth", "peer", "name", "eth1", "netns", be,
+            ],
+        )?;
+        for ns in [lb, be] {
+            ip(ns, &["link", "set", "eth1", "up"])?;
+            run(
+                "ip",
+                &["netns", "exec", ns, "ethtool", "-K", "eth1", "tx", "off"],
+            )?;
+        }
+        ip(be, &["addr", "add", "198.19.5.11/32", "dev", "eth1"])?;
+        let brief = output("ip", &["-n", be, "-br", "link", "show", "eth1"])?;
+        let mac = brief
+            .split_whitespace()
+            .nth(2)
+            .ok_or_else(|| anyhow!("no MAC in {brief:?}"))?
+            .to_owned();
+        ip(
+            lb,
+            &[
+                "-6",
+                "route",
+                "replace",
+                &format!("{BACKEND6}/128"),
+                "dev",
+                "eth1",
+            ],
+        )?;
+        ip(
+            lb,
+            &[
+                "-6",
+                "neigh",
+                "replace",
+                &BACKEND6.to_string(),
+                "lladdr",
+                &mac,
+                "dev",
+                "eth1",
+                "nud",
+                "permanent",
+            ],
+        )
+    }
+
+    /// Runs `ip args...` in the backend namespace.
+    pub fn backend_ip(&self, args: &[&str]) -> anyhow::Result<()> {
+        ip(&self.backend, args)
+    }
+
     /// Does what an lb-decap from before generic XDP was refused left
     /// where its `xdp_mode = "auto"` fell back to generic mode: the decap
     /// program on the backend's `eth0` in generic (skb) XDP, its maps
