@@ -14,6 +14,7 @@ pub mod http;
 pub mod nat_flow;
 pub mod replication;
 pub mod routes;
+mod sd_notify;
 pub mod tunnel_flow;
 
 use std::{path::Path, sync::Arc, time::Duration};
@@ -191,6 +192,8 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<Stopped> {
     // Signals first: one that arrives during start-up waits for the loop
     // instead of killing lbd half-way.
     let mut signals = Signals::register()?;
+    // systemd's notification socket and watchdog, if it set them.
+    let mut systemd = sd_notify::Systemd::from_env();
     // A wrong LBD_TC_ATTACH is refused before anything is loaded or
     // pinned (the attach would refuse it too, after the load).
     crate::ownership::cls_bpf::tc_path().map_err(|error| anyhow::anyhow!(error))?;
@@ -258,6 +261,9 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<Stopped> {
     let api = tokio::spawn(server.run(Arc::new(ToEngine(calls_tx)), async move {
         let _ = api_stopped.await;
     }));
+    // `Type=notify`: `systemctl start` returns (and the watchdog starts)
+    // once lbd serves.
+    systemd.ready();
 
     let mut housekeeping = tokio::time::interval(HOUSEKEEPING_INTERVAL);
     housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -355,6 +361,9 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<Stopped> {
                 reap.as_mut().reset(tokio::time::Instant::now() + wait);
             }
             _ = replication::walk_ended(&replication_walks) => engine.replication_walk_ended(),
+            // From this loop itself: a loop that stops turning stops the
+            // pings, and systemd kills lbd as wedged.
+            () = systemd.ping_due() => systemd.ping(),
             _ = housekeeping.tick() => {
                 engine.expire_drains(std::time::Instant::now());
                 engine.reconcile_health();
@@ -380,6 +389,9 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<Stopped> {
         engine.announce();
     };
     ready.store(false, std::sync::atomic::Ordering::Relaxed);
+    // The stop's steps ping from `while_stopping`; this one covers the
+    // API's drain before them.
+    systemd.ping();
     // Cancels a census in flight; the reads it would have answered are
     // told lbd is shutting down (their answers' channels close).
     drop(censuses);
@@ -413,7 +425,7 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<Stopped> {
     // fails.
     let withdrawal = if stop == Stop::Restart && !pinned {
         signals
-            .while_stopping(doing, async {
+            .while_stopping(doing, &mut systemd, async {
                 engine.final_sync().await;
                 let handed = engine.hand_over().await;
                 engine.withdraw_for_stop(&handed).await.err().map(|error| {
@@ -425,7 +437,9 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<Stopped> {
         None
     };
     let admin_socket = engine.config().admin_socket.clone();
-    let shutdown = signals.while_stopping(doing, engine.shutdown(stop)).await;
+    let shutdown = signals
+        .while_stopping(doing, &mut systemd, engine.shutdown(stop))
+        .await;
     let released = match shutdown {
         Ok(released) => released,
         // Not to be restarted: the operator took the node off for good,
@@ -537,9 +551,14 @@ impl Signals {
     /// the stop goes on as it began, since one part done for a restart
     /// and the rest for good would leave neither. Else nothing would read
     /// it, and the operator would not know why it did nothing.
+    /// systemd's watchdog is pinged meanwhile: a stop it did not start (a
+    /// SIGINT from `systemctl kill` or the package's removal) runs with
+    /// the watchdog armed, its steps bounded but together perhaps longer,
+    /// and a kill would be restarted, undoing a stop for good.
     async fn while_stopping<T>(
         &mut self,
         doing: &str,
+        systemd: &mut sd_notify::Systemd,
         stopping: impl std::future::Future<Output = T>,
     ) -> T {
         tokio::pin!(stopping);
@@ -551,6 +570,7 @@ impl Signals {
                     let name = received.name();
                     warn!(signal = name, "{name} ignored: lbd is {doing}, and finishes that stop as it began (to remove a data plane a restart leaves, run `lbd --cleanup` once lbd has exited)");
                 }
+                () = systemd.ping_due() => systemd.ping(),
             }
         }
     }
