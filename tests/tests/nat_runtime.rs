@@ -527,6 +527,12 @@ fn the_reaper_walks_a_million_entries_in_short_ticks() {
         1,
         Owner {
             vip_id: 0,
+            vip: lb_common::VipKey {
+                addr: words("198.18.0.100"),
+                port: 80u16.to_be(),
+                proto: IPPROTO_TCP,
+                family: 4,
+            },
             address: words("198.19.2.11"),
         },
     );
@@ -765,4 +771,93 @@ fn forwarding_is_restored_at_every_stop_with_pin_dir_off() {
             "signal {signal}: the program went, forwarding stayed on\n{log}"
         );
     }
+}
+
+/// Node `node`'s sysctl `key` (`net.ipv6.conf.eth0.accept_ra`).
+fn sysctl(node: &Host, key: &str) -> String {
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", &node.netns])
+        .args(["sysctl", "-n", key])
+        .output()
+        .expect("sysctl");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn set_sysctl(node: &Host, key: &str, value: &str) {
+    let status = std::process::Command::new("ip")
+        .args(["netns", "exec", &node.netns])
+        .args(["sysctl", "-qw", &format!("{key}={value}")])
+        .status()
+        .expect("sysctl");
+    assert!(status.success(), "{key}={value}");
+}
+
+/// IPv6 forwarding makes an interface ignore router advertisements unless
+/// `accept_ra = 2`, so a host whose default route came from them (SLAAC)
+/// would lose it when the router's lifetime ran out: lbd, switching
+/// forwarding on for an IPv6 NAT VIP, raises a host's `accept_ra = 1` to
+/// 2 (logged with the interface), keeps it across a restart and restores
+/// both settings at a clean stop.
+#[test]
+fn router_advertisements_stay_accepted_while_lbd_forwards_ipv6() {
+    use lb_tests::lab::{ROUTED_BACKEND_PORT, VIP6};
+    const FORWARDING: &str = "net.ipv6.conf.eth0.forwarding";
+    const ACCEPT_RA: &str = "net.ipv6.conf.eth0.accept_ra";
+    let mut lab = Lab::start_routed(1).expect("routed lab");
+    let lb = lab.lb.clone();
+    let status = std::process::Command::new("ip")
+        .args(["-n", &lb.netns, "addr", "add"])
+        .arg(format!("{NAT_ADDRESS6}/128"))
+        .args(["dev", "eth0", "nodad"])
+        .status()
+        .expect("ip");
+    assert!(status.success());
+    let config = format!(
+        "interface = \"eth0\"\nadmin_socket = \"{}\"\n\n[nat]\nsource_ipv6 = \"{NAT_ADDRESS6}\"\n\n\
+         [[vip]]\naddress = \"{VIP6}\"\nport = 80\nforwarding = \"nat\"\n[vip.health]\ncheck = \"none\"\n\
+         [[vip.backend]]\naddress = \"{}\"\nport = {ROUTED_BACKEND_PORT}\n",
+        lab.admin_socket().display(),
+        lab.backends[0].ipv6
+    );
+    set_sysctl(&lb, FORWARDING, "0");
+    set_sysctl(&lb, ACCEPT_RA, "1");
+    let on = |lab: &Lab| {
+        wait_until("IPv6 forwarding on eth0", Duration::from_secs(10), || {
+            sysctl(&lab.lb, FORWARDING) == "1"
+        });
+        assert_eq!(sysctl(&lab.lb, ACCEPT_RA), "2");
+    };
+
+    lab.start_lbd_on(&lb, "lbd", &config).expect("lbd");
+    on(&lab);
+    let log = lab.log("lbd");
+    assert!(
+        log.lines().any(|l| l
+            .contains("IPv6 router advertisements stay accepted on the interface")
+            && l.contains("interface=eth0")),
+        "{log}"
+    );
+    lab.terminate("lbd").expect("SIGTERM");
+    assert_eq!(sysctl(&lb, FORWARDING), "1", "a restart stop leaves it on");
+    assert_eq!(sysctl(&lb, ACCEPT_RA), "2");
+    lab.start_lbd_on(&lb, "lbd2", &config).expect("lbd2");
+    on(&lab);
+    lab.interrupt("lbd2").expect("SIGINT");
+    let log = lab.log("lbd2");
+    assert_eq!(sysctl(&lb, FORWARDING), "0", "{log}");
+    assert_eq!(sysctl(&lb, ACCEPT_RA), "1", "{log}");
+
+    // Forwarding left on by a restart stop, accept_ra back at 1 meanwhile
+    // (as an lbd from before accept_ra was kept leaves it): the next lbd
+    // raises it, and a clean stop puts it back.
+    lab.start_lbd_on(&lb, "lbd3", &config).expect("lbd3");
+    on(&lab);
+    lab.terminate("lbd3").expect("SIGTERM");
+    set_sysctl(&lb, ACCEPT_RA, "1");
+    lab.start_lbd_on(&lb, "lbd4", &config).expect("lbd4");
+    on(&lab);
+    lab.interrupt("lbd4").expect("SIGINT");
+    let log = lab.log("lbd4");
+    assert_eq!(sysctl(&lb, FORWARDING), "0", "{log}");
+    assert_eq!(sysctl(&lb, ACCEPT_RA), "1", "{log}");
 }

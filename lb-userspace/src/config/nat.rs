@@ -83,6 +83,11 @@ pub struct NatTimeouts {
     pub tcp_closed: Duration,
     /// UDP.
     pub udp: Duration,
+    /// Not a setting (None from the file): set under table pressure
+    /// (`nat::reaper::pressure`), where unanswered flows (TCP SYN sent,
+    /// UDP the backend never answered) go after this if their own
+    /// timeout is longer, as conntrack drops unassured entries first.
+    pub unreplied: Option<Duration>,
 }
 
 /// The default `tcp_established_timeout_s`: Linux's default keepalive
@@ -103,6 +108,7 @@ impl Default for NatTimeouts {
             tcp_time_wait: Duration::from_secs(60),
             tcp_closed: Duration::from_secs(10),
             udp: Duration::from_secs(60),
+            unreplied: None,
         }
     }
 }
@@ -266,6 +272,7 @@ impl Checker<'_> {
                 defaults.tcp_closed,
             )?,
             udp: seconds(&raw.udp_timeout_s, "udp_timeout_s", defaults.udp)?,
+            unreplied: None,
         };
         Ok(nat)
     }

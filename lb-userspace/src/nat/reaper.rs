@@ -23,18 +23,23 @@
 //! replicated) goes once it is older than the SYN timeout.
 //!
 //! Flows of a backend that is no longer one of its VIP's backends (or of a
-//! VIP that is gone or no longer in NAT mode) go as soon as the walk
-//! reaches them, within a sweep at the fast pace (see `pace`).
+//! VIP that is gone, replaced or no longer in NAT mode) go as soon as the
+//! walk reaches them, within a sweep at the fast pace (see `pace`).
 //! Decision: removing
 //! a backend is lbd's "cut" (draining is the graceful way out, and a drain
 //! that times out puts the backend in maintenance, not out of the VIP);
 //! entries carry no backend generation, so backend ids being reused by the
 //! next backend added would otherwise count the old flows as the new
 //! backend's (status, port usage) until they timed out, and their ports stay
-//! taken. The entry's own backend address is compared too, so a reused id
-//! never adopts another backend's flows. The client of such a flow sees its
-//! next packet dropped (no translation for a non-SYN), as with DSR's rehash
-//! onto a backend that does not know the connection.
+//! taken. The entry's own backend address and its VIP's address, port and
+//! protocol are compared too, so a reused id (of a backend, or of a VIP
+//! replaced by another in one change) never adopts another's flows. The
+//! client of a cut flow is not told: its next packet (not a SYN) finds no
+//! translation and is dropped (`drop_nat_no_flow`), so its TCP retransmits
+//! until it gives up (`tcp_retries2`, about 15 minutes on Linux), unlike
+//! DSR's rehash, where the new backend answers with an RST. The data plane
+//! sends none: an RST would also end flows a planned switchover's final
+//! flush is about to install.
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
@@ -43,9 +48,9 @@ use std::{
 };
 
 use lb_common::{
-    consts::{FLOW_TOUCH_INTERVAL_NS, NAT_DIR_FORWARD, NAT_DIR_REPLY},
+    consts::{FLOW_TOUCH_INTERVAL_NS, NAT_DIR_FORWARD, NAT_DIR_REPLY, NAT_F_REPLIED},
     nat::{counterpart_key, NatFlowState},
-    FlowKey, NatEntry,
+    FlowKey, NatEntry, VipKey,
 };
 
 use crate::{config::NatTimeouts, model::FlowCount, reconcile::words_addr};
@@ -82,11 +87,19 @@ pub trait NatTable {
     fn remove(&mut self, key: &FlowKey) -> bool;
 }
 
-/// A backend as NAT entries name it: its VIP id and address.
+/// A backend as NAT entries name it: its VIP (id, and the service
+/// itself) and address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Owner {
     /// VIP id of the NAT VIP it serves.
     pub vip_id: u32,
+    /// That VIP's address, port and protocol, as a forward key's
+    /// destination (and a reply entry's source) hold them. A VIP replaced
+    /// by another in one change (moved to another address, same
+    /// backends) gets the lowest free ids, often the old one's: ids and
+    /// backend addresses alone would count the old VIP's flows as the new
+    /// one's and keep them until they time out.
+    pub vip: VipKey,
     /// Its address, as in entries (network-order words).
     pub address: [u32; 4],
 }
@@ -110,12 +123,14 @@ impl Owners {
             .any(|(id, owner)| self.backends.get(id) != Some(owner))
     }
 
-    /// Whether `(vip_id, backend_id)` of an entry whose backend address is
-    /// `address` still names that backend of a NAT VIP.
-    fn owns(&self, vip_id: u16, backend_id: u32, address: [u32; 4]) -> bool {
-        self.backends
-            .get(&backend_id)
-            .is_some_and(|o| o.vip_id == u32::from(vip_id) && o.address == address)
+    /// Whether the entry `(key, entry)` still names a backend of a NAT VIP
+    /// by its ids, the backend's address and the VIP's service.
+    fn owns(&self, key: &FlowKey, entry: &NatEntry) -> bool {
+        let address = backend_address(key, entry);
+        let vip = vip_of(key, entry);
+        self.backends.get(&entry.backend_id).is_some_and(|o| {
+            o.vip_id == u32::from(entry.vip_id) && o.address == address && o.vip == vip
+        })
     }
 }
 
@@ -156,6 +171,22 @@ fn backend_address(key: &FlowKey, entry: &NatEntry) -> [u32; 4] {
     }
 }
 
+/// The VIP an entry belongs to: the destination of a forward key (the
+/// client's packet as it arrived), the translated source of a reply.
+fn vip_of(key: &FlowKey, entry: &NatEntry) -> VipKey {
+    let (addr, port) = if entry.direction == NAT_DIR_REPLY {
+        (entry.src, entry.sport)
+    } else {
+        (key.dst, key.dport)
+    };
+    VipKey {
+        addr,
+        port,
+        proto: key.proto,
+        family: key.family,
+    }
+}
+
 /// Idle time at `now_ns` of something last seen at `last_seen_ns` (zero
 /// for a time in the future: a clock the reaper must not trust more).
 fn idle(now_ns: u64, last_seen_ns: u64) -> Duration {
@@ -184,7 +215,7 @@ pub fn fate(
     timeouts: &NatTimeouts,
     owners: &Owners,
 ) -> Fate {
-    if !owners.owns(entry.vip_id, entry.backend_id, backend_address(key, entry)) {
+    if !owners.owns(key, entry) {
         return Fate::BackendGone;
     }
     let Some(other) = counterpart else {
@@ -199,7 +230,14 @@ pub fn fate(
     }
     let state = NatFlowState::of(key.proto, entry.flags, other.flags);
     let newest = entry.last_seen_ns.max(other.last_seen_ns);
-    if quiet_past(now_ns, newest, timeout_of(state, timeouts)) {
+    let mut timeout = timeout_of(state, timeouts);
+    // Under pressure an unanswered flow goes sooner (`pressure`).
+    let unanswered = other.flags & NAT_F_REPLIED == 0
+        && matches!(state, NatFlowState::TcpSynSent | NatFlowState::Udp);
+    if let Some(short) = timeouts.unreplied.filter(|_| unanswered) {
+        timeout = timeout.min(short);
+    }
+    if quiet_past(now_ns, newest, timeout) {
         Fate::Expired(state)
     } else {
         Fate::Keep(Some(state))

@@ -77,7 +77,7 @@ fn nat_table_full_of_closed_flows_frees_them_early_and_new_connections_go_on() {
     assert!(nat.pressure, "{nat:?}");
     assert!(
         lab.log("lbd")
-            .contains("nearly full: closed flows are freed sooner"),
+            .contains("nearly full: closed flows (time-wait, closed) are freed after 1 s"),
         "no log line of the pressure"
     );
     eprintln!(

@@ -5,7 +5,8 @@
 //! `nat::reaper::pace` says, a second later or sooner), forwarding
 //! switched on for the attached interface in each family a routed packet
 //! is looked up in (`bpf_fib_lookup` refuses to route without it; for a
-//! tunnel that is the outer header's family), `TX_PORTS` kept equal to
+//! tunnel that is the outer header's family; IPv6 router advertisements
+//! stay accepted there, `accept_ra` 2), `TX_PORTS` kept equal to
 //! the interfaces routed packets may leave by (re-scanned every few
 //! seconds: a link that comes or goes is seen within `SCAN_TICKS` ticks,
 //! without a netlink subscription to keep alive), the gateways kept
@@ -32,7 +33,7 @@ use crate::{
     nat::events::NatEvents,
     nat::reaper::{
         pace::Pace,
-        pressure::{Pressure, PRESSED_CLOSED_TIMEOUT},
+        pressure::{Pressure, PRESSED_CLOSED_TIMEOUT, PRESSED_UNREPLIED_TIMEOUT},
         Owner, Owners, Reaper, TICK_BUDGET, TICK_TIME,
     },
     reconcile::{addr_words, words_addr, Balancer},
@@ -44,7 +45,8 @@ const SCAN_TICKS: u32 = 5;
 /// A reaper tick longer than this is logged (lbd's loop waits for it).
 const SLOW_TICK: Duration = Duration::from_millis(100);
 
-/// A forwarding setting lbd changed, to restore at a clean stop.
+/// A setting lbd changed for forwarding (`forwarding`, IPv6
+/// `accept_ra`), to restore at a clean stop.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct ForwardingChange {
     path: PathBuf,
@@ -57,9 +59,9 @@ pub(crate) struct NatRuntime {
     /// The flow reaper.
     pub(crate) reaper: Reaper,
     events: NatEvents,
-    /// Forwarding settings lbd switched on.
+    /// Forwarding settings lbd switched on (and `accept_ra` it raised).
     forwarding: Vec<ForwardingChange>,
-    /// Forwarding settings lbd failed to switch on (warned once).
+    /// Forwarding settings lbd failed to switch on or read (warned once).
     forwarding_failed: BTreeSet<PathBuf>,
     /// Interfaces the redirect map refused (full: `TX_PORTS_MAX`), warned
     /// once each.
@@ -79,9 +81,30 @@ pub(crate) struct NatRuntime {
     /// The backends the last reaper tick checked entries against: one
     /// gone since makes a sweep owed.
     owners: Owners,
+    /// Whether a reaper tick has run (the first after a start that
+    /// adopted the NAT table owes a sweep, see `owe_sweep_for`).
+    ticked: bool,
     /// NAT addresses found to be the source of this node's own
     /// connections to their backends, warned once each.
     shared_warned: BTreeSet<IpAddr>,
+}
+
+impl NatRuntime {
+    /// Makes a sweep owed (`pace`) before the tick at `now_ns` that judges
+    /// by `owners`, when a backend or VIP the last tick knew is gone, or
+    /// when this is the first tick and the start adopted the NAT table
+    /// (`adopted`): its flows may name backends and VIPs removed while no
+    /// lbd ran, or by the restarted lbd's file, which a comparison with
+    /// the empty owners of a start cannot notice, and the table's pressure
+    /// is unknown until a sweep. Returns whether it did.
+    fn owe_sweep_for(&mut self, owners: &Owners, adopted: bool, now_ns: u64) -> bool {
+        let first = !std::mem::replace(&mut self.ticked, true);
+        let owed = (first && adopted) || owners.lost_since(&self.owners);
+        if owed {
+            self.pace.owe_sweep(now_ns);
+        }
+        owed
+    }
 }
 
 /// Backends per NAT VIP whose route is looked at for the shared-address
@@ -126,15 +149,40 @@ pub(crate) fn forwarding_path(ipv6: bool, interface: &str) -> PathBuf {
     ))
 }
 
+/// IPv6 `accept_ra` for `interface`: a forwarding interface ignores
+/// router advertisements unless it is 2.
+pub(crate) fn accept_ra_path(interface: &str) -> PathBuf {
+    PathBuf::from(format!("/proc/sys/net/ipv6/conf/{interface}/accept_ra"))
+}
+
+/// Makes the `accept_ra` setting at `path` accept router advertisements
+/// while forwarding is on: 1 (a host's) becomes 2, or a default route
+/// learned from them (SLAAC) expires with the router lifetime once lbd
+/// switches forwarding on. Returns the value found and whether it was
+/// changed (0 stays: advertisements are not wanted; 2 is already so).
+fn accept_ra_while_forwarding(path: &std::path::Path) -> anyhow::Result<(String, bool)> {
+    use anyhow::Context as _;
+    let was = std::fs::read_to_string(path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .trim()
+        .to_owned();
+    if was != "1" {
+        return Ok((was, false));
+    }
+    std::fs::write(path, "2").with_context(|| format!("writing 2 to {}", path.display()))?;
+    Ok((was, true))
+}
+
 /// The backends of NAT VIPs, as the reaper checks entries against them.
 pub(crate) fn owners(balancer: &Balancer) -> Owners {
     let mut owners = Owners::default();
-    for vip in balancer.vips().values().filter(|v| v.mode == Mode::Nat) {
+    for (id, vip) in balancer.vips().iter().filter(|(_, v)| v.mode == Mode::Nat) {
         for (address, backend) in &vip.backends {
             owners.backends.insert(
                 backend.id,
                 Owner {
                     vip_id: vip.id,
+                    vip: id.key(),
                     address: addr_words(*address).0,
                 },
             );
@@ -187,11 +235,13 @@ impl Engine {
     pub(crate) fn nat_reap(&mut self) -> Duration {
         let owners = owners(&self.balancer);
         let now = crate::clock::monotonic_ns();
-        if owners.lost_since(&self.nat.owners) {
+        if self
+            .nat
+            .owe_sweep_for(&owners, self.dataplane.adopted(), now)
+        {
             // Their flows go as the walk reaches them: at the fast pace
             // until a whole sweep has judged by the backends now.
-            debug!("a NAT backend or VIP went: the reaper sweeps the NAT table at its fast pace");
-            self.nat.pace.owe_sweep(now);
+            debug!("a NAT backend or VIP went, or lbd started on an adopted NAT table: the reaper sweeps the NAT table at its fast pace");
         }
         let timeouts = self.nat.pressure.timeouts(&self.config.nat.timeouts);
         let started = Instant::now();
@@ -273,11 +323,14 @@ impl Engine {
                 ports,
                 busiest_ports = sweep.busiest_of_all(),
                 closed_timeout_ms = PRESSED_CLOSED_TIMEOUT.as_millis(),
-                "NAT flow table or a backend's source ports nearly full: closed flows are freed sooner (their ports may meet the backends' TIME_WAIT); raise [nat] flow_table_size, or add NAT addresses (nat_source) for busy backends"
+                unanswered_timeout_ms = PRESSED_UNREPLIED_TIMEOUT.as_millis(),
+                "NAT flow table or a backend's source ports nearly full: closed flows (time-wait, closed) are freed after {} s (their ports may meet the backends' TIME_WAIT) and unanswered ones (TCP SYN sent, UDP without a reply) after {} s, each unless configured shorter; established flows and answered UDP keep their timeouts; raise [nat] flow_table_size, or add NAT addresses (nat_source) for busy backends",
+                PRESSED_CLOSED_TIMEOUT.as_secs(),
+                PRESSED_UNREPLIED_TIMEOUT.as_secs()
             ),
             Some(false) => info!(
                 entries = sweep.entries(),
-                "NAT flow table no longer nearly full: closed flows keep their configured timeout"
+                "NAT flow table no longer nearly full: closed and unanswered flows keep their configured timeouts"
             ),
             None => {}
         }
@@ -383,12 +436,22 @@ impl Engine {
                         crate::ownership::held::recorded_original(&self.config.admin_socket, &path)
                     {
                         self.nat.forwarding.push(ForwardingChange {
-                            path,
+                            path: path.clone(),
                             was: original,
                         });
                     }
                 }
+                // On for lbd: router advertisements stay accepted (an
+                // older lbd left accept_ra at 1). The operator's
+                // forwarding leaves accept_ra to the operator too.
+                if ipv6 && self.nat.forwarding.iter().any(|c| c.path == path) {
+                    self.keep_router_advertisements();
+                }
                 continue;
+            }
+            if ipv6 {
+                // Before forwarding goes on: no moment ignores them.
+                self.keep_router_advertisements();
             }
             match std::fs::write(&path, "1") {
                 Ok(()) => {
@@ -414,6 +477,53 @@ impl Engine {
                     warn!(setting = %path.display(), %error, "cannot switch forwarding on: NAT and tunnelled VIPs' packets are dropped as drop_no_route until it is on");
                     self.nat.forwarding_failed.insert(path);
                 }
+            }
+        }
+    }
+
+    /// Keeps IPv6 router advertisements accepted on the attached
+    /// interface while lbd has forwarding on there
+    /// (`accept_ra_while_forwarding`), recorded and restored at a clean
+    /// stop as forwarding is; a previous lbd's change is taken over from
+    /// its record.
+    fn keep_router_advertisements(&mut self) {
+        let path = accept_ra_path(&self.interface.name);
+        if self.nat.forwarding_failed.contains(&path)
+            || self.nat.forwarding.iter().any(|c| c.path == path)
+        {
+            return;
+        }
+        match accept_ra_while_forwarding(&path) {
+            Ok((was, true)) => {
+                info!(
+                    interface = %self.interface.name,
+                    setting = %path.display(),
+                    "IPv6 router advertisements stay accepted on the interface while forwarding is on (accept_ra 1 -> 2; restored at a clean stop): a default route learned from them does not expire"
+                );
+                if let Err(error) =
+                    crate::ownership::held::record_original(&self.config.admin_socket, &path, &was)
+                {
+                    warn!(setting = %path.display(), error = %format!("{error:#}"), "recording accept_ra's original value failed: after a restart a clean stop will not restore it");
+                }
+                self.nat.forwarding.push(ForwardingChange { path, was });
+            }
+            Ok((_, false)) => {
+                if let Some(original) =
+                    crate::ownership::held::recorded_original(&self.config.admin_socket, &path)
+                {
+                    self.nat.forwarding.push(ForwardingChange {
+                        path,
+                        was: original,
+                    });
+                }
+            }
+            Err(error) => {
+                warn!(
+                    interface = %self.interface.name,
+                    error = %format!("{error:#}"),
+                    "cannot keep IPv6 router advertisements accepted while forwarding is on (accept_ra = 2): the interface ignores them, and a default route learned from them expires with the router's lifetime"
+                );
+                self.nat.forwarding_failed.insert(path);
             }
         }
     }
@@ -814,6 +924,78 @@ vrid = 51
         assert_eq!(
             shared_nat_address(&id, &apart, backend, own, (32_768, 60_999)),
             None
+        );
+    }
+
+    /// A start that adopted the NAT table owes a sweep at its first tick,
+    /// whatever the owners then: the flows may name backends or VIPs
+    /// removed while no lbd ran. Once; a start on a fresh table owes none.
+    #[test]
+    fn the_first_tick_on_an_adopted_nat_table_owes_a_sweep() {
+        let owners = Owners::default();
+        let mut adopted = NatRuntime::default();
+        assert!(adopted.owe_sweep_for(&owners, true, 5));
+        assert!(adopted.pace.owed());
+        assert!(!adopted.owe_sweep_for(&owners, true, 6));
+        let mut fresh = NatRuntime::default();
+        assert!(!fresh.owe_sweep_for(&owners, false, 5));
+        assert!(!fresh.pace.owed());
+        assert!(
+            !fresh.owe_sweep_for(&owners, true, 6),
+            "only the first tick"
+        );
+        // A backend gone since the last tick still owes one.
+        let mut known = Owners::default();
+        known.backends.insert(
+            1,
+            Owner {
+                vip_id: 0,
+                vip: lb_common::VipKey::default(),
+                address: [1, 0, 0, 0],
+            },
+        );
+        fresh.owners = known;
+        assert!(fresh.owe_sweep_for(&owners, false, 7));
+        assert!(fresh.pace.owed());
+    }
+
+    /// A host's `accept_ra = 1` becomes 2 while lbd forwards (else the
+    /// interface ignores router advertisements and a default route from
+    /// them expires); 0 and 2 stay; an unreadable setting is an error
+    /// naming it. A file in a temp dir stands in for /proc/sys.
+    #[test]
+    fn router_advertisements_stay_accepted_while_forwarding() {
+        let dir = std::env::temp_dir().join(format!("lbd-accept-ra-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("accept_ra");
+        let set = |value: &str| std::fs::write(&path, value).unwrap();
+        let read = || std::fs::read_to_string(&path).unwrap();
+        set("1\n");
+        assert_eq!(
+            accept_ra_while_forwarding(&path).unwrap(),
+            ("1".to_owned(), true)
+        );
+        assert_eq!(read(), "2");
+        // Once 2 (or 0: not wanted), nothing to change.
+        assert_eq!(
+            accept_ra_while_forwarding(&path).unwrap(),
+            ("2".to_owned(), false)
+        );
+        set("0\n");
+        assert_eq!(
+            accept_ra_while_forwarding(&path).unwrap(),
+            ("0".to_owned(), false)
+        );
+        assert_eq!(read(), "0\n");
+        std::fs::remove_dir_all(&dir).unwrap();
+        let error = accept_ra_while_forwarding(&path).unwrap_err();
+        assert!(
+            format!("{error:#}").starts_with(&format!("reading {}", path.display())),
+            "{error:#}"
+        );
+        assert_eq!(
+            accept_ra_path("eth0.100"),
+            PathBuf::from("/proc/sys/net/ipv6/conf/eth0.100/accept_ra")
         );
     }
 

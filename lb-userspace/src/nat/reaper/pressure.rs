@@ -3,7 +3,12 @@
 //! [`PRESSED_CLOSED_TIMEOUT`] instead of `tcp_time_wait_timeout_s` /
 //! `tcp_closed_timeout_s`, so a burst of short connections reclaims the
 //! finished ones before new flows would be dropped (`drop_nat_table_full`),
-//! as the kernel's conntrack drops unassured entries early when full.
+//! and unanswered flows (TCP SYN sent, UDP the backend never answered)
+//! after [`PRESSED_UNREPLIED_TIMEOUT`] instead of `tcp_syn_timeout_s` /
+//! `udp_timeout_s`, so a SYN flood or half-open flows filling the table
+//! or a backend's ports get relief too, as the kernel's conntrack drops
+//! unassured entries early when full. Established flows and answered UDP
+//! keep their timeouts.
 //! The same goes for a NAT address's source ports towards one backend: a
 //! closed flow holds its port for the backend's TIME_WAIT
 //! (`tcp_time_wait_timeout_s`), and a backend busier than the range
@@ -48,14 +53,25 @@ pub const HOLD: Duration = Duration::from_secs(60);
 /// cheaper loss than refusing new connections.
 pub const PRESSED_CLOSED_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// The timeout under pressure of a flow the backend has not answered
+/// (TCP SYN sent, UDP without a reply): a client that is really there
+/// sends again (a SYN retransmission, the next datagram) and opens a new
+/// translation, so only spoofed or abandoned flows lose anything. Longer
+/// than any round trip and than the gaps between a SYN's first
+/// retransmissions on Linux (1 s, 2 s, 4 s).
+pub const PRESSED_UNREPLIED_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// `timeouts` under pressure: closed flows (time-wait and closed) go
 /// after [`PRESSED_CLOSED_TIMEOUT`] (or sooner if so configured): their
 /// ports may then meet a backend's TIME_WAIT again, a cheaper loss than
-/// refusing new connections; every other state keeps its timeout.
+/// refusing new connections; unanswered ones after
+/// [`PRESSED_UNREPLIED_TIMEOUT`] (`NatTimeouts::unreplied`, or their own
+/// timeout if shorter); every other state keeps its timeout.
 pub fn pressed(timeouts: &NatTimeouts) -> NatTimeouts {
     NatTimeouts {
         tcp_time_wait: timeouts.tcp_time_wait.min(PRESSED_CLOSED_TIMEOUT),
         tcp_closed: timeouts.tcp_closed.min(PRESSED_CLOSED_TIMEOUT),
+        unreplied: Some(PRESSED_UNREPLIED_TIMEOUT),
         ..*timeouts
     }
 }
@@ -195,7 +211,7 @@ mod tests {
     }
 
     #[test]
-    fn only_the_closed_timeouts_shorten_and_never_lengthen() {
+    fn only_the_closed_and_unanswered_timeouts_shorten_and_never_lengthen() {
         let t = NatTimeouts::default();
         let mut p = Pressure::default();
         assert_eq!(p.timeouts(&t), t);
@@ -203,10 +219,12 @@ mod tests {
         let under = p.timeouts(&t);
         assert_eq!(under.tcp_closed, PRESSED_CLOSED_TIMEOUT);
         assert_eq!(under.tcp_time_wait, PRESSED_CLOSED_TIMEOUT);
+        assert_eq!(under.unreplied, Some(PRESSED_UNREPLIED_TIMEOUT));
         assert_eq!(
             NatTimeouts {
                 tcp_time_wait: t.tcp_time_wait,
                 tcp_closed: t.tcp_closed,
+                unreplied: None,
                 ..under
             },
             t

@@ -8,6 +8,9 @@ use crate::reconcile::addr_words;
 const S: u64 = 1_000_000_000;
 const VIP_ID: u16 = 3;
 const BACKEND_ID: u32 = 7;
+/// The same backend host serving the UDP VIP on the same address and port
+/// (a backend id names one backend of one VIP).
+const UDP_BACKEND_ID: u32 = 17;
 const BACKEND: &str = "198.19.2.11";
 
 fn words(a: &str) -> [u32; 4] {
@@ -66,16 +69,47 @@ fn flow(
     (forward_key, reply_key)
 }
 
+/// The VIP of `flow`'s flows as the reaper's owners name it.
+fn vip_key(address: &str) -> lb_common::VipKey {
+    lb_common::VipKey {
+        addr: words(address),
+        port: 80u16.to_be(),
+        proto: IPPROTO_TCP,
+        family: 4,
+    }
+}
+
 fn owners() -> Owners {
     let mut owners = Owners::default();
     owners.backends.insert(
         BACKEND_ID,
         Owner {
             vip_id: u32::from(VIP_ID),
+            vip: vip_key("198.18.0.100"),
+            address: words(BACKEND),
+        },
+    );
+    owners.backends.insert(
+        UDP_BACKEND_ID,
+        Owner {
+            vip_id: u32::from(VIP_ID),
+            vip: lb_common::VipKey {
+                proto: IPPROTO_UDP,
+                ..vip_key("198.18.0.100")
+            },
             address: words(BACKEND),
         },
     );
     owners
+}
+
+/// The backend id of `flow`'s flows of protocol `proto` (`owners`).
+fn backend_of(proto: u8) -> u32 {
+    if proto == IPPROTO_UDP {
+        UDP_BACKEND_ID
+    } else {
+        BACKEND_ID
+    }
 }
 
 /// Ticks until a sweep ends; returns the ticks it took.
@@ -125,8 +159,9 @@ fn each_state_expires_after_its_own_timeout_and_takes_both_entries() {
         // Past the timeout by more than the touch interval (the data
         // plane stamps a flow at most every second).
         let old = now - timeout - 2 * S;
-        let (kept_f, kept_r) = flow(&mut table, 1, proto, flags, (young, young), BACKEND_ID);
-        let (gone_f, gone_r) = flow(&mut table, 2, proto, flags, (old, old), BACKEND_ID);
+        let id = backend_of(proto);
+        let (kept_f, kept_r) = flow(&mut table, 1, proto, flags, (young, young), id);
+        let (gone_f, gone_r) = flow(&mut table, 2, proto, flags, (old, old), id);
         let mut reaper = Reaper::new();
         sweep(&mut reaper, &mut table, now, &owners(), TICK_BUDGET);
         assert!(
@@ -167,7 +202,7 @@ fn the_newer_direction_keeps_a_flow_alive() {
         IPPROTO_UDP,
         (0, 0),
         (now + 50 * S, 0),
-        BACKEND_ID,
+        UDP_BACKEND_ID,
     );
     sweep(&mut reaper, &mut table, now, &owners(), TICK_BUDGET);
     assert!(present(&table, &f2));
@@ -325,7 +360,7 @@ fn a_tick_stops_when_told_between_batches() {
             IPPROTO_UDP,
             (0, NAT_F_REPLIED),
             (now, now),
-            BACKEND_ID,
+            UDP_BACKEND_ID,
         );
     }
     let mut reaper = Reaper::new();
@@ -397,7 +432,7 @@ fn a_tick_runs_one_batch_past_its_time_at_most_and_the_next_goes_on() {
             IPPROTO_UDP,
             (0, NAT_F_REPLIED),
             (now, now),
-            BACKEND_ID,
+            UDP_BACKEND_ID,
         );
     }
     let entries = table.len();
@@ -467,7 +502,7 @@ fn flows_removed_under_the_walk_neither_stop_nor_repeat_the_sweep() {
             IPPROTO_UDP,
             (0, NAT_F_REPLIED),
             (now, now),
-            BACKEND_ID,
+            UDP_BACKEND_ID,
         );
     }
     let mut reaper = Reaper::new();
@@ -491,8 +526,12 @@ fn flows_removed_under_the_walk_neither_stop_nor_repeat_the_sweep() {
     assert_eq!(stats.ticks, ticks + 1);
 }
 
+/// Under pressure closed flows go after a second and unanswered ones
+/// (TCP SYN sent, UDP never answered) after `PRESSED_UNREPLIED_TIMEOUT`
+/// (a SYN flood's half-open flows get relief too); established flows,
+/// closing ones and answered UDP keep their timeouts.
 #[test]
-fn with_pressed_timeouts_closed_flows_go_after_a_second_and_no_other_state_sooner() {
+fn with_pressed_timeouts_closed_and_unanswered_flows_go_sooner_and_no_other_state() {
     let t = NatTimeouts::default();
     let under = pressure::pressed(&t);
     let now = 100_000 * S;
@@ -517,25 +556,36 @@ fn with_pressed_timeouts_closed_flows_go_after_a_second_and_no_other_state_soone
         (now - S / 2, now - S / 2),
         BACKEND_ID,
     );
+    let idle = |table: &mut Table, n, proto, flags, seconds: u64| {
+        flow(
+            table,
+            n,
+            proto,
+            flags,
+            (now - seconds * S, now - seconds * S),
+            backend_of(proto),
+        )
+        .0
+    };
+    // Idle for 20 s, unanswered: kept at the configured 30 s and 60 s,
+    // freed under pressure; idle for 2 s: kept either way.
+    let syn_sent = (NAT_F_SYN, 0);
+    let unanswered_udp = (0, 0);
+    let unanswered = [
+        idle(&mut table, 3, IPPROTO_TCP, syn_sent, 20),
+        idle(&mut table, 4, IPPROTO_UDP, unanswered_udp, 20),
+    ];
+    let mut kept = vec![
+        idle(&mut table, 5, IPPROTO_TCP, syn_sent, 2),
+        idle(&mut table, 6, IPPROTO_UDP, unanswered_udp, 2),
+    ];
     // Idle for 20 s in every other state: each kept (its timeout is longer).
-    let mut others = Vec::new();
     for (n, flags, proto) in [
-        (3, (NAT_F_SYN, 0), IPPROTO_TCP),
-        (4, ESTABLISHED, IPPROTO_TCP),
-        (5, (NAT_F_FIN, NAT_F_REPLIED), IPPROTO_TCP),
-        (6, (0, NAT_F_REPLIED), IPPROTO_UDP),
+        (7, ESTABLISHED, IPPROTO_TCP),
+        (8, (NAT_F_FIN, NAT_F_REPLIED), IPPROTO_TCP),
+        (9, (0, NAT_F_REPLIED), IPPROTO_UDP),
     ] {
-        others.push(
-            flow(
-                &mut table,
-                n,
-                proto,
-                flags,
-                (now - 20 * S, now - 20 * S),
-                BACKEND_ID,
-            )
-            .0,
-        );
+        kept.push(idle(&mut table, n, proto, flags, 20));
     }
     let mut reaper = Reaper::new();
     let mut sweep_with = |table: &mut Table, timeouts: &NatTimeouts| {
@@ -546,12 +596,27 @@ fn with_pressed_timeouts_closed_flows_go_after_a_second_and_no_other_state_soone
     };
     sweep_with(&mut table, &t);
     assert!(present(&table, &old_f) && present(&table, &old_r));
+    for key in &unanswered {
+        assert!(present(&table, key), "{key:?}");
+    }
     sweep_with(&mut table, &under);
     assert!(!present(&table, &old_f) && !present(&table, &old_r));
     assert!(present(&table, &fresh_f));
-    for key in &others {
+    for key in &unanswered {
+        assert!(!present(&table, key), "{key:?}");
+    }
+    for key in &kept {
         assert!(present(&table, key), "{key:?}");
     }
+    // Never longer than a state's own timeout: an unanswered UDP flow
+    // with a 2 s `udp_timeout_s` goes after it, pressure or not.
+    let short = pressure::pressed(&NatTimeouts {
+        udp: std::time::Duration::from_secs(2),
+        ..t
+    });
+    let quick = idle(&mut table, 10, IPPROTO_UDP, unanswered_udp, 4);
+    sweep_with(&mut table, &short);
+    assert!(!present(&table, &quick));
 }
 
 /// A table whose batches hand out copies from before the flows' last
@@ -661,7 +726,7 @@ fn a_short_timeout_allows_for_the_touch_interval() {
             IPPROTO_UDP,
             (0, NAT_F_REPLIED),
             (seen, seen),
-            BACKEND_ID,
+            UDP_BACKEND_ID,
         );
         let forward = table[&FlowKeyOrd(f)];
         let reply = table[&FlowKeyOrd(r)];
@@ -764,7 +829,7 @@ fn an_entry_already_removed_in_its_batch_is_no_visit() {
             IPPROTO_UDP,
             (0, NAT_F_REPLIED),
             (now - udp - 2 * S, now - udp - 2 * S),
-            BACKEND_ID,
+            UDP_BACKEND_ID,
         );
         // Forward keys sort first here: each flow goes from its forward
         // entry, and its reply comes up later in the same batch.
@@ -939,6 +1004,7 @@ fn a_backend_lost_since_the_last_tick_is_seen() {
         BACKEND_ID + 1,
         Owner {
             vip_id: u32::from(VIP_ID),
+            vip: vip_key("198.18.0.100"),
             address: words("198.19.2.12"),
         },
     );
@@ -951,4 +1017,66 @@ fn a_backend_lost_since_the_last_tick_is_seen() {
     let mut moved = owners();
     moved.backends.get_mut(&BACKEND_ID).unwrap().vip_id = 4;
     assert!(moved.lost_since(&before));
+    // The VIP replaced by another in one change (same ids, same backend).
+    let mut replaced = owners();
+    replaced.backends.get_mut(&BACKEND_ID).unwrap().vip = vip_key("198.18.0.200");
+    assert!(replaced.lost_since(&before));
+}
+
+/// A VIP replaced in one change by another on a new address (or port, or
+/// protocol) with the same backends takes the lowest free ids, the old
+/// VIP's: its flows are still the old VIP's and go at once, both entries,
+/// whichever of them the walk judges; they are not counted as the new
+/// VIP's.
+#[test]
+fn flows_of_a_replaced_vip_that_kept_its_ids_go_at_once() {
+    let now = 100_000 * S;
+    let mut table = Table::new();
+    let (f, r) = flow(
+        &mut table,
+        1,
+        IPPROTO_TCP,
+        ESTABLISHED,
+        (now, now),
+        BACKEND_ID,
+    );
+    let (forward, reply) = (table[&FlowKeyOrd(f)], table[&FlowKeyOrd(r)]);
+    let t = NatTimeouts::default();
+    for other in [
+        vip_key("198.18.0.200"),
+        lb_common::VipKey {
+            port: 81u16.to_be(),
+            ..vip_key("198.18.0.100")
+        },
+        lb_common::VipKey {
+            proto: IPPROTO_UDP,
+            ..vip_key("198.18.0.100")
+        },
+    ] {
+        let mut replaced = owners();
+        replaced.backends.get_mut(&BACKEND_ID).unwrap().vip = other;
+        // The reply entry names its VIP by its translated source.
+        assert_eq!(
+            fate(&r, &reply, Some(&forward), now, &t, &replaced),
+            Fate::BackendGone,
+            "{other:?}"
+        );
+        assert_eq!(
+            fate(&f, &forward, Some(&reply), now, &t, &replaced),
+            Fate::BackendGone,
+            "{other:?}"
+        );
+        assert_eq!(
+            fate(&r, &reply, Some(&forward), now, &t, &owners()),
+            Fate::Keep(None)
+        );
+    }
+    let mut replaced = owners();
+    replaced.backends.get_mut(&BACKEND_ID).unwrap().vip = vip_key("198.18.0.200");
+    let mut reaper = Reaper::new();
+    sweep(&mut reaper, &mut table, now, &replaced, TICK_BUDGET);
+    assert!(table.is_empty(), "{table:?}");
+    assert_eq!(reaper.reaped().backend_gone, 1);
+    let stats = reaper.last_sweep().unwrap();
+    assert!(stats.by_backend.is_empty(), "{:?}", stats.by_backend);
 }
