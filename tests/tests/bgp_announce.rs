@@ -209,16 +209,16 @@ fn pins(lab: &Lab) -> Vec<std::ffi::OsString> {
         .unwrap_or_default()
 }
 
-/// A stop for good whose withdrawal BIRD refuses (its config broke after
-/// it started: it keeps announcing what it read, and refuses every
-/// reconfigure) must not leave BIRD announcing a node with no program:
-/// lbd keeps the pinned program attached, as a restart does, and exits
-/// non-zero naming BIRD. So does the cleanup run next while BIRD still
-/// refuses (it removes the rest); once BIRD is mended a cleanup withdraws
-/// and removes the program. With pin_dir = "off" the program goes
-/// whatever happens, and the exit status says the routes did not.
+/// bird.conf breaks after BIRD started: BIRD runs on with the config it
+/// read, and refuses every reconfigure, so no withdrawal can be read. lbd
+/// disables its protocol of the family withdrawn instead (no parse
+/// needed): a drain withdraws and is done, `lbctl node status` says BIRD
+/// refuses its config, an undrain cannot announce, and once bird.conf is
+/// mended lbd's retry is taken and announces again. A stop for good
+/// withdraws the same way and the program goes; so does a cleanup after a
+/// restart that kept the routes.
 #[test]
-fn a_stop_for_good_that_bird_refuses_keeps_the_program_and_fails() {
+fn a_broken_bird_conf_withdraws_by_disabling_lbds_protocol() {
     let mut lab = Lab::start(1).expect("lab");
     lab.wait_for_backends().expect("backends");
     let lb = lab.lb.clone();
@@ -235,69 +235,120 @@ fn a_stop_for_good_that_bird_refuses_keeps_the_program_and_fails() {
     });
 
     std::fs::write(&bird.config, &broken).expect("break BIRD's config");
-    let status = lab.interrupt("lbd").expect("SIGINT");
-    let log = lab.log("lbd");
-    assert!(!status.success(), "a failed withdrawal exits 0:\n{log}");
-    assert!(
-        log.contains("BIRD") && log.contains("did not take the withdrawal"),
-        "{log}"
+    let (code, _, stderr) = lbctl_outcome(
+        &lab,
+        &["node", "drain", "--wait", "--quiet", "1", "--timeout", "20"],
     );
+    assert_eq!(code, 0, "the drain was not taken: {stderr}");
+    assert!(!announced(&bird), "drained: withdrawn by disabling");
+    let bgp = node(&lab).bgp.unwrap();
     assert!(
-        announced(&bird),
-        "BIRD refused: it still announces the node"
+        bgp.bird_config_error
+            .as_deref()
+            .is_some_and(|e| e.contains("syntax error")),
+        "{bgp:?}"
     );
+    assert_eq!(bgp.disabled, [PROTOCOL], "{bgp:?}");
+    let text = lbctl_ok(&lab, &["node", "status"]);
     assert!(
-        lab.xdp_attached(&lb).expect("ip link"),
-        "the routers still send flows here: the program must stay"
+        text.contains("BIRD refuses its config")
+            && text.contains(&format!("disabled   {PROTOCOL}")),
+        "{text}"
     );
 
-    // `systemctl stop lbd && lbd --cleanup`, BIRD's config still broken:
-    // BIRD still announces the node, so the program and its pins stay.
-    let out = lab.lbd_offline(&lb, "lbd", "--cleanup").expect("cleanup");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success(),
-        "BIRD refused the withdrawal: {stderr}"
-    );
-    assert!(
-        stderr.contains("BIRD") && stderr.contains("run `lbd --cleanup` again"),
-        "{stderr}"
-    );
-    assert!(
-        announced(&bird),
-        "BIRD refused: it still announces the node"
-    );
-    assert!(
-        lab.xdp_attached(&lb).expect("ip link"),
-        "the cleanup detached a node BIRD still announces: {stderr}"
-    );
-    assert!(!pins(&lab).is_empty(), "the pins went: {stderr}");
-
+    // Undrained, BIRD cannot read the announcement either.
+    let failures = node(&lab).bgp.unwrap().failures;
+    lbctl_ok(&lab, &["node", "undrain"]);
+    wait_until("BIRD refused the announcement", FOLLOW, || {
+        let bgp = node(&lab).bgp.unwrap();
+        !bgp.in_sync && bgp.failures > failures
+    });
+    assert!(!announced(&bird), "the protocol stays disabled");
     std::fs::write(&bird.config, &bird_conf).expect("mend BIRD's config");
-    lab.lbd_offline_ok(&lb, "lbd", "--cleanup");
-    assert!(
-        !announced(&bird),
-        "the cleanup withdraws once BIRD takes it"
-    );
-    assert!(!lab.xdp_attached(&lb).expect("ip link"));
-    assert!(pins(&lab).is_empty(), "pins left: {:?}", pins(&lab));
-
-    let unpinned = format!("pin_dir = \"off\"\n{config}");
-    lab.start_lbd_on(&lb, "lbd-unpinned", &unpinned)
-        .expect("lbd, unpinned");
-    wait_until("the VIP announced again", FOLLOW, || announced_now(&bird));
-    wait_until("lbd in sync with BIRD again", FOLLOW, || {
+    wait_until("announced once bird.conf is mended", FOLLOW * 3, || {
+        announced_now(&bird)
+    });
+    wait_until("in sync once bird.conf is mended", FOLLOW, || {
         node(&lab).bgp.unwrap().in_sync
     });
+    let bgp = node(&lab).bgp.unwrap();
+    assert_eq!(bgp.bird_config_error, None, "{bgp:?}");
+    assert!(bgp.disabled.is_empty(), "{bgp:?}");
+
+    // A stop for good while bird.conf is broken.
     std::fs::write(&bird.config, &broken).expect("break BIRD's config");
-    let status = lab.interrupt("lbd-unpinned").expect("SIGINT");
-    let log = lab.log("lbd-unpinned");
-    assert!(!status.success(), "a failed withdrawal exits 0:\n{log}");
-    assert!(log.contains("did not take the withdrawal"), "{log}");
-    assert!(announced(&bird));
+    let status = lab.interrupt("lbd").expect("SIGINT");
+    let log = lab.log("lbd");
+    assert!(status.success(), "{status:?}:\n{log}");
+    assert!(!announced(&bird), "a stop for good withdraws:\n{log}");
+    assert!(log.contains("disabling lbd's protocols"), "{log}");
     assert!(
         !lab.xdp_attached(&lb).expect("ip link"),
-        "pin_dir = \"off\": nothing outlives lbd"
+        "withdrawn: the program goes"
+    );
+
+    // A restart keeps the routes; a cleanup while bird.conf is broken
+    // withdraws them and removes the program.
+    std::fs::write(&bird.config, &bird_conf).expect("mend BIRD's config");
+    lab.start_lbd_on(&lb, "lbd2", &config).expect("lbd2");
+    wait_until("announced again", FOLLOW, || announced_now(&bird));
+    lab.terminate("lbd2").expect("SIGTERM");
+    assert!(announced(&bird), "a restart keeps the routes");
+    std::fs::write(&bird.config, &broken).expect("break BIRD's config");
+    lab.lbd_offline_ok(&lb, "lbd2", "--cleanup");
+    assert!(!announced(&bird), "the cleanup withdraws by disabling");
+    assert!(!lab.xdp_attached(&lb).expect("ip link"));
+    assert!(pins(&lab).is_empty(), "pins left: {:?}", pins(&lab));
+}
+
+/// A VIP on a new address added to lbd.toml before a restart that kept
+/// the routes (a rolling restart): the kept address is announced at once,
+/// the new one waits for its first checks as after a reload (its
+/// backend's health is unknown, which counts as up). Its checks here need
+/// 100 passes two seconds apart, so they stay undecided for the test,
+/// and the start-up wait is long; once they decide (a reload to `rise =
+/// 1`) it is announced.
+#[test]
+fn a_restart_announces_at_once_only_what_its_kept_routes_announced() {
+    let (mut lab, lb, bird, config, _) = announcing_lab();
+    lab.terminate("lbd").expect("SIGTERM");
+    assert!(announced(&bird), "a restart keeps the routes");
+    let added = "198.18.0.101";
+    let b2 = lab.backends[1].ipv4;
+    let with = |rise: u32| {
+        let at = config.find("[bgp]").expect("[bgp]");
+        format!(
+            "{}[[vip]]\naddress = \"{added}\"\nport = 80\n[vip.health]\ncheck = \"tcp\"\ninterval_ms = 2000\nfast_interval_ms = 2000\nrise = {rise}\n  [[vip.backend]]\n  address = \"{b2}\"\n\n{}startup_wait_ms = 600000\n",
+            &config[..at],
+            &config[at..]
+        )
+    };
+    lab.start_lbd_on(&lb, "lbd2", &with(100)).expect("restart");
+    wait_until("the restarted lbd in sync with BIRD", FOLLOW, || {
+        node(&lab).bgp.unwrap().in_sync
+    });
+    let bgp = node(&lab).bgp.unwrap();
+    assert_eq!(bgp.startup, StartupStatus::Kept, "{bgp:?}");
+    assert_eq!(bgp.announced, [std::net::IpAddr::V4(VIP4)], "{bgp:?}");
+    assert_eq!(bgp.withheld.len(), 1, "{bgp:?}");
+    assert_eq!(bgp.withheld[0].address.to_string(), added);
+    assert_eq!(bgp.withheld[0].reason.name(), "starting");
+    let in_bird = routes(&bird).expect("birdc show route");
+    assert!(holds_vip(&in_bird), "{in_bird:?}");
+    assert!(
+        !in_bird.contains(&format!("{added}/32")),
+        "announced before any check: {in_bird:?}"
+    );
+
+    lab.write_lbd_config_named("lbd2", &with(1))
+        .expect("config");
+    lbctl_ok(&lab, &["reload"]);
+    wait_until("the new address announced once checked", FOLLOW, || {
+        routes(&bird).is_ok_and(|r| r.contains(&format!("{added}/32")))
+    });
+    assert_eq!(
+        node(&lab).bgp.unwrap().startup,
+        StartupStatus::Open(Opened::Adopted)
     );
 }
 

@@ -2,7 +2,7 @@
 //! state and its start-up gate, so every rule is tested without BIRD.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     net::IpAddr,
     time::{Duration, Instant},
 };
@@ -69,22 +69,62 @@ impl Withheld {
     }
 }
 
+/// Whether a service can take its packets, as announcement sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Serving {
+    /// A backend the data plane sends to takes its new flows (see
+    /// `VipModel::should_announce`).
+    Yes,
+    /// Its backends were checked and none can take them (down, or a
+    /// dsr-l2 VIP's healthy ones have no MAC): this node would drop its
+    /// packets, and the address goes (the other nodes may serve it).
+    No,
+    /// Nothing decided yet: it has no backends, or every one joined at run
+    /// time and awaits its first check. Every node sees the same, so
+    /// withdrawing would move the address's other services to no node: it
+    /// withholds only an address no other service on it serves.
+    NotYet,
+}
+
 /// One service (VIP address, port, protocol) as announcement sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Service {
     /// The VIP address the service is on.
     pub address: IpAddr,
     /// Whether this node can serve it now.
-    pub serviceable: bool,
+    pub serving: Serving,
+}
+
+/// How far the start-up gate lets announcements through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gate<'a> {
+    /// Nothing yet.
+    Closed,
+    /// Only these addresses: the ones a restart's kept routes announced
+    /// (see [`Startup::Kept`]).
+    Only(&'a BTreeSet<IpAddr>),
+    /// Everything.
+    Open,
+}
+
+impl Gate<'_> {
+    /// Whether `address` may be announced.
+    fn lets(self, address: IpAddr) -> bool {
+        match self {
+            Self::Closed => false,
+            Self::Only(kept) => kept.contains(&address),
+            Self::Open => true,
+        }
+    }
 }
 
 /// What the node is, apart from its services.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct NodeView {
+pub struct NodeView<'a> {
     /// The operator's state.
     pub state: NodeState,
-    /// Whether the start-up gate is open.
-    pub started: bool,
+    /// The start-up gate.
+    pub gate: Gate<'a>,
     /// Whether the program is attached.
     pub attached: bool,
     /// Whether the interface's link is up.
@@ -95,30 +135,40 @@ pub struct NodeView {
 pub type Plan = BTreeMap<IpAddr, Option<Withheld>>;
 
 /// The plan for `services` (only those on addresses BGP covers): an
-/// address is announced while the node is active, started, attached and
-/// up, and every service on it can be served — a node never attracts
-/// traffic it would drop. The first reason that applies is given.
-pub fn plan(node: NodeView, services: &[Service]) -> Plan {
+/// address is announced while the node is active, attached and up, the
+/// gate lets it through, no service on it is [`Serving::No`] and one is
+/// [`Serving::Yes`] — a node never attracts traffic it would drop because
+/// of its own state, and a service nothing decided for yet (no backends,
+/// or only backends awaiting their first check) does not withdraw the
+/// services beside it. The first reason that applies is given.
+pub fn plan(node: NodeView<'_>, services: &[Service]) -> Plan {
     let node_reason = if node.state == NodeState::Drained {
         Some(Withheld::Drained)
     } else if !node.attached {
         Some(Withheld::DataplaneDetached)
     } else if !node.interface_up {
         Some(Withheld::InterfaceDown)
-    } else if !node.started {
-        Some(Withheld::Starting)
     } else {
         None
     };
-    let mut plan = Plan::new();
+    // Per address: whether a service on it serves, whether one cannot.
+    let mut seen: BTreeMap<IpAddr, (bool, bool)> = BTreeMap::new();
     for service in services {
-        let reason = node_reason.or((!service.serviceable).then_some(Withheld::NoHealthyBackend));
-        let slot = plan.entry(service.address).or_insert(None);
-        if slot.is_none() {
-            *slot = reason;
+        let (yes, no) = seen.entry(service.address).or_default();
+        match service.serving {
+            Serving::Yes => *yes = true,
+            Serving::No => *no = true,
+            Serving::NotYet => {}
         }
     }
-    plan
+    seen.into_iter()
+        .map(|(address, (yes, no))| {
+            let reason = node_reason
+                .or((!node.gate.lets(address)).then_some(Withheld::Starting))
+                .or((no || !yes).then_some(Withheld::NoHealthyBackend));
+            (address, reason)
+        })
+        .collect()
 }
 
 /// The start-up gate: a fresh node (no pinned data plane adopted) waits
@@ -128,8 +178,10 @@ pub fn plan(node: NodeView, services: &[Service]) -> Plan {
 /// does not know, nor attracts them to a backend that is down everywhere
 /// (a backend whose health is still unknown counts as up). A node that
 /// adopted its data plane and whose routes were kept (a restart; see
-/// `Announcer::new`) opens at once.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// `Announcer::new`) announces those routes' addresses at once, and the
+/// others once their first checks decided (VIPs added to the file before
+/// the restart), as after a reload.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Startup {
     /// Waiting since `since`, for at most `wait`.
     Waiting {
@@ -140,6 +192,17 @@ pub enum Startup {
         /// Whether sync peers' dumps are awaited (none configured: no).
         peers: bool,
     },
+    /// A restart that kept its routes: `kept` (the addresses they
+    /// announced) are let through; the others wait for their first
+    /// checks, for at most `wait` since `since`.
+    Kept {
+        /// The addresses the kept routes announced.
+        kept: BTreeSet<IpAddr>,
+        /// When lbd started.
+        since: Instant,
+        /// The longest wait.
+        wait: Duration,
+    },
     /// Open, and why.
     Open(Opened),
 }
@@ -149,7 +212,8 @@ pub enum Startup {
 #[serde(rename_all = "kebab-case")]
 pub enum Opened {
     /// The data plane (and its flows) was adopted from a previous lbd
-    /// that left its routes announced.
+    /// that left its routes announced, and the first checks of the
+    /// addresses those routes did not announce decided.
     Adopted,
     /// Every peer's full dump arrived (and the first checks decided).
     PeersSynced,
@@ -172,49 +236,75 @@ impl Opened {
 }
 
 impl Startup {
-    /// The gate for a node that `adopted` its data plane and kept its
-    /// routes (or not), with or without sync peers.
-    pub fn new(adopted: bool, has_peers: bool, wait: Duration, now: Instant) -> Self {
-        if adopted {
-            Self::Open(Opened::Adopted)
-        } else {
+    /// The gate for a node whose adopted data plane's kept routes
+    /// announced `kept` (empty: a fresh node, or routes withdrawn by the
+    /// stop), with or without sync peers.
+    pub fn new(kept: BTreeSet<IpAddr>, has_peers: bool, wait: Duration, now: Instant) -> Self {
+        if kept.is_empty() {
             Self::Waiting {
                 since: now,
                 wait,
                 peers: has_peers,
             }
+        } else {
+            Self::Kept {
+                kept,
+                since: now,
+                wait,
+            }
         }
     }
 
     /// Moves the gate on: `peers_dumped` says every peer's full dump
-    /// arrived, `checks_decided` that every checked backend behind the
-    /// announced addresses has left `Unknown`. Returns the reason when it
-    /// opens now.
+    /// arrived, `undecided` are the announced addresses with a checked
+    /// backend still `Unknown`. Returns the reason when it opens now.
     pub fn update(
         &mut self,
         peers_dumped: bool,
-        checks_decided: bool,
+        undecided: &BTreeSet<IpAddr>,
         now: Instant,
     ) -> Option<Opened> {
-        let Self::Waiting { since, wait, peers } = *self else {
-            return None;
-        };
-        let opened = if checks_decided && (peers_dumped || !peers) {
-            if peers {
-                Opened::PeersSynced
-            } else {
-                Opened::NoPeers
+        let opened = match self {
+            Self::Open(_) => return None,
+            Self::Waiting { since, wait, peers } => {
+                if undecided.is_empty() && (peers_dumped || !*peers) {
+                    if *peers {
+                        Opened::PeersSynced
+                    } else {
+                        Opened::NoPeers
+                    }
+                } else if now.saturating_duration_since(*since) >= *wait {
+                    Opened::WaitElapsed
+                } else {
+                    return None;
+                }
             }
-        } else if now.saturating_duration_since(since) >= wait {
-            Opened::WaitElapsed
-        } else {
-            return None;
+            // The kept addresses' flows are in the adopted table: only
+            // the others' checks are awaited.
+            Self::Kept { kept, since, wait } => {
+                if undecided.is_subset(kept) {
+                    Opened::Adopted
+                } else if now.saturating_duration_since(*since) >= *wait {
+                    Opened::WaitElapsed
+                } else {
+                    return None;
+                }
+            }
         };
         *self = Self::Open(opened);
         Some(opened)
     }
 
-    /// Whether announcing may start.
+    /// What the gate lets through now.
+    pub fn gate(&self) -> Gate<'_> {
+        match self {
+            Self::Waiting { .. } => Gate::Closed,
+            Self::Kept { kept, .. } => Gate::Only(kept),
+            Self::Open(_) => Gate::Open,
+        }
+    }
+
+    /// Whether announcing may start everywhere.
     pub fn is_open(&self) -> bool {
         matches!(self, Self::Open(_))
     }
@@ -227,35 +317,72 @@ mod tests {
     const A: &str = "198.18.0.100";
     const B: &str = "198.18.0.101";
 
-    fn node() -> NodeView {
+    fn node() -> NodeView<'static> {
         NodeView {
             state: NodeState::Active,
-            started: true,
+            gate: Gate::Open,
             attached: true,
             interface_up: true,
         }
     }
 
-    fn service(address: &str, serviceable: bool) -> Service {
+    fn service(address: &str, serving: Serving) -> Service {
         Service {
             address: address.parse().unwrap(),
-            serviceable,
+            serving,
         }
+    }
+
+    fn ip(address: &str) -> IpAddr {
+        address.parse().unwrap()
     }
 
     #[test]
     fn an_address_is_announced_only_while_every_service_on_it_can_be_served() {
         let plan = plan(
             node(),
-            &[service(A, true), service(A, false), service(B, true)],
+            &[
+                service(A, Serving::Yes),
+                service(A, Serving::No),
+                service(B, Serving::Yes),
+            ],
         );
-        assert_eq!(plan[&A.parse().unwrap()], Some(Withheld::NoHealthyBackend));
-        assert_eq!(plan[&B.parse().unwrap()], None);
+        assert_eq!(plan[&ip(A)], Some(Withheld::NoHealthyBackend));
+        assert_eq!(plan[&ip(B)], None);
+    }
+
+    /// A port added beside a served one (a reload, `lbctl vip add` before
+    /// `backend add`) has no backends yet, or only backends awaiting their
+    /// first check: every node sees the same, so withdrawing would take
+    /// the address off every node. It stays announced for the served
+    /// port; an address with nothing served yet is withheld, and a
+    /// service whose checked backends are down still withdraws.
+    #[test]
+    fn a_service_nothing_was_decided_for_does_not_withdraw_its_address() {
+        let plan = plan(
+            node(),
+            &[
+                service(A, Serving::Yes),
+                service(A, Serving::NotYet),
+                service(B, Serving::NotYet),
+            ],
+        );
+        assert_eq!(plan[&ip(A)], None, "{plan:?}");
+        assert_eq!(plan[&ip(B)], Some(Withheld::NoHealthyBackend), "{plan:?}");
+        let plan = super::plan(
+            node(),
+            &[
+                service(A, Serving::NotYet),
+                service(A, Serving::No),
+                service(A, Serving::Yes),
+            ],
+        );
+        assert_eq!(plan[&ip(A)], Some(Withheld::NoHealthyBackend), "{plan:?}");
     }
 
     #[test]
     fn the_node_state_withholds_everything_with_its_own_reason() {
-        let services = [service(A, true), service(B, false)];
+        let services = [service(A, Serving::Yes), service(B, Serving::No)];
         for (view, reason) in [
             (
                 NodeView {
@@ -266,7 +393,7 @@ mod tests {
             ),
             (
                 NodeView {
-                    started: false,
+                    gate: Gate::Closed,
                     ..node()
                 },
                 Withheld::Starting,
@@ -294,31 +421,34 @@ mod tests {
         }
     }
 
+    fn none() -> BTreeSet<IpAddr> {
+        BTreeSet::new()
+    }
+
     #[test]
     fn the_gate_opens_on_the_peers_dumps_or_the_wait() {
         let t0 = Instant::now();
         let wait = Duration::from_secs(10);
-        assert_eq!(
-            Startup::new(true, true, wait, t0),
-            Startup::Open(Opened::Adopted)
-        );
-        let mut gate = Startup::new(false, true, wait, t0);
+        let mut gate = Startup::new(none(), true, wait, t0);
         assert!(!gate.is_open());
-        assert_eq!(gate.update(false, true, t0 + Duration::from_secs(9)), None);
         assert_eq!(
-            gate.update(true, true, t0 + Duration::from_secs(9)),
+            gate.update(false, &none(), t0 + Duration::from_secs(9)),
+            None
+        );
+        assert_eq!(
+            gate.update(true, &none(), t0 + Duration::from_secs(9)),
             Some(Opened::PeersSynced)
         );
         assert!(gate.is_open());
         assert_eq!(
-            gate.update(true, true, t0 + Duration::from_secs(20)),
+            gate.update(true, &none(), t0 + Duration::from_secs(20)),
             None,
             "opens once"
         );
 
-        let mut gate = Startup::new(false, true, wait, t0);
+        let mut gate = Startup::new(none(), true, wait, t0);
         assert_eq!(
-            gate.update(false, true, t0 + wait),
+            gate.update(false, &none(), t0 + wait),
             Some(Opened::WaitElapsed)
         );
     }
@@ -332,32 +462,68 @@ mod tests {
         let t0 = Instant::now();
         let wait = Duration::from_secs(10);
         let second = Duration::from_secs(1);
-        let mut gate = Startup::new(false, false, wait, t0);
+        let undecided: BTreeSet<IpAddr> = [ip(A)].into();
+        let mut gate = Startup::new(none(), false, wait, t0);
         assert!(!gate.is_open(), "not open before anything was seen");
-        assert_eq!(gate.update(false, false, t0), None);
-        assert_eq!(gate.update(false, false, t0 + second), None);
+        assert_eq!(gate.update(false, &undecided, t0), None);
+        assert_eq!(gate.update(false, &undecided, t0 + second), None);
         assert_eq!(
-            gate.update(false, true, t0 + 2 * second),
+            gate.update(false, &none(), t0 + 2 * second),
             Some(Opened::NoPeers)
         );
 
-        let mut gate = Startup::new(false, true, wait, t0);
-        assert_eq!(gate.update(true, false, t0 + second), None, "dumps alone");
+        let mut gate = Startup::new(none(), true, wait, t0);
         assert_eq!(
-            gate.update(true, true, t0 + 2 * second),
+            gate.update(true, &undecided, t0 + second),
+            None,
+            "dumps alone"
+        );
+        assert_eq!(
+            gate.update(true, &none(), t0 + 2 * second),
             Some(Opened::PeersSynced)
         );
 
-        let mut gate = Startup::new(false, false, wait, t0);
-        assert_eq!(gate.update(false, false, t0 + wait - second), None);
+        let mut gate = Startup::new(none(), false, wait, t0);
+        assert_eq!(gate.update(false, &undecided, t0 + wait - second), None);
         assert_eq!(
-            gate.update(false, false, t0 + wait),
+            gate.update(false, &undecided, t0 + wait),
             Some(Opened::WaitElapsed),
             "checks that never decide hold the gate no longer than the wait"
         );
+    }
 
-        let adopted = Startup::new(true, false, wait, t0);
-        assert!(adopted.is_open(), "a restart that kept its routes");
+    /// A restart that kept its routes announces their addresses at once
+    /// (their flows are in the adopted table); an address added to the
+    /// file before the restart waits for its first checks, as after a
+    /// reload (its backends' health is unknown, which counts as up), and
+    /// the wait bounds that.
+    #[test]
+    fn a_kept_gate_lets_the_kept_addresses_through_and_the_others_wait_for_their_checks() {
+        let t0 = Instant::now();
+        let wait = Duration::from_secs(10);
+        let kept: BTreeSet<IpAddr> = [ip(A)].into();
+        let mut gate = Startup::new(kept.clone(), true, wait, t0);
+        assert_eq!(gate.gate(), Gate::Only(&kept));
+        let services = [service(A, Serving::Yes), service(B, Serving::Yes)];
+        let view = NodeView {
+            gate: gate.gate(),
+            ..node()
+        };
+        let planned = plan(view, &services);
+        assert_eq!(planned[&ip(A)], None, "{planned:?}");
+        assert_eq!(planned[&ip(B)], Some(Withheld::Starting), "{planned:?}");
+        // A's own checks do not hold it; B's do, peers or not.
+        let both: BTreeSet<IpAddr> = [ip(A), ip(B)].into();
+        assert_eq!(gate.update(false, &both, t0), None);
+        assert_eq!(gate.update(true, &both, t0), None);
+        assert_eq!(gate.update(false, &kept, t0), Some(Opened::Adopted));
+        assert_eq!(gate.gate(), Gate::Open);
+
+        let mut gate = Startup::new(kept.clone(), false, wait, t0);
+        assert_eq!(
+            gate.update(false, &both, t0 + wait),
+            Some(Opened::WaitElapsed)
+        );
     }
 
     #[test]

@@ -12,7 +12,10 @@
 //! go on saying it is in sync. After each reconfigure and each such check
 //! BIRD is also asked for the routes file's protocols: a BIRD whose
 //! config does not include the file takes every reconfigure and
-//! announces none of it, and is not in sync either.
+//! announces none of it, and is not in sync either. A BIRD that refuses
+//! its own config (bird.conf broken) runs on with the one it read before:
+//! a withdrawal then disables lbd's protocol of the family it withdraws
+//! (no parse needed), which the next configure BIRD takes enables again.
 
 use std::{
     collections::BTreeSet,
@@ -23,11 +26,12 @@ use std::{
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use super::{
-    announce::{Opened, Plan, Startup, Withheld},
-    bird, routes_file,
+    announce::{Gate, Opened, Plan, Startup, Withheld},
+    bird,
+    routes_file::{self, Family},
 };
 use crate::config::BgpConfig;
 
@@ -58,8 +62,24 @@ pub(crate) struct Outcome {
     set: BTreeSet<IpAddr>,
     /// What BIRD was asked.
     exchange: Exchange,
-    /// BIRD's answer (an error with its message).
-    result: Result<(), String>,
+    /// BIRD's answer.
+    result: Result<(), Failure>,
+}
+
+/// Why an exchange with BIRD failed.
+#[derive(Debug)]
+enum Failure {
+    /// BIRD refused its config (its message) on a configure; `fallback`
+    /// is how disabling the protocols of the families the set withdraws
+    /// went: the families disabled (none when it withdraws nothing), or
+    /// the error.
+    Refused {
+        error: String,
+        fallback: Result<BTreeSet<Family>, String>,
+    },
+    /// Anything else: no answer, not running, the routes file not
+    /// included, re-enabling a protocol failed.
+    Other(String),
 }
 
 /// This node's announcements and how BIRD took them.
@@ -72,6 +92,17 @@ pub(crate) struct Announcer {
     applied: Option<BTreeSet<IpAddr>>,
     /// The set last written and sent, whatever came of it.
     attempted: Option<BTreeSet<IpAddr>>,
+    /// What BIRD's running config may announce: the set of the last
+    /// configure it took (at start, what the routes file held), with every
+    /// set it may have read since (no answer); a set it refused changes
+    /// nothing (it runs on with the config it read before). A refused
+    /// withdrawal disables the families that lose an address of it.
+    may_announce: BTreeSet<IpAddr>,
+    /// The families whose protocol lbd disabled because BIRD refused its
+    /// config; enabled again after the next configure BIRD takes.
+    disabled: BTreeSet<Family>,
+    /// BIRD's refusal of its config, until it takes one again.
+    config_error: Option<String>,
     /// The exchange with BIRD that runs now, if one does (at most one).
     in_flight: Option<Exchange>,
     /// When BIRD is next asked how it is, while the set it accepted is
@@ -109,6 +140,17 @@ pub struct BgpStatus {
     /// The last failure, if the last try failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// BIRD refuses its own config (bird.conf, or a file it includes, is
+    /// broken): its message, until BIRD takes a configure again. BIRD runs
+    /// on with the config it read before, so lbd withdraws by disabling
+    /// its protocols (see `disabled`) and cannot announce anything new.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bird_config_error: Option<String>,
+    /// lbd's protocols disabled because BIRD refused its config while
+    /// an address of theirs was to be withdrawn: BIRD announces none of
+    /// their routes until it takes a configure again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub disabled: Vec<String>,
     /// BIRD's control socket.
     pub bird_socket: String,
     /// The routes file.
@@ -122,6 +164,9 @@ pub enum StartupStatus {
     /// Waiting for the peers' flows and the first health checks (or the
     /// start-up wait).
     Waiting,
+    /// A restart that kept its routes: their addresses are announced, the
+    /// others wait for their first health checks (or the start-up wait).
+    Kept,
     /// Open, and why.
     Open(Opened),
 }
@@ -137,14 +182,23 @@ pub struct WithheldAddress {
 
 impl Announcer {
     /// The announcer of a node that `adopted` its data plane (or not),
-    /// with or without sync peers to wait for. The gate opens at once
-    /// only when the previous lbd's routes were kept (its routes file
-    /// still announces): after a stop that withdrew them the peers'
-    /// routing tables moved on, and this node's flow table is stale.
+    /// with or without sync peers to wait for. The gate lets addresses
+    /// through at once only when the previous lbd's routes were kept (its
+    /// routes file still announces), and only theirs: after a stop that
+    /// withdrew them the peers' routing tables moved on, and this node's
+    /// flow table is stale; an address they did not announce (a VIP added
+    /// to the file before the restart) waits for its first checks.
     pub(crate) fn new(config: BgpConfig, adopted: bool, has_peers: bool, now: Instant) -> Self {
-        let kept = adopted && routes_file::announces_any(&config.routes_file);
-        if adopted && !kept {
+        let in_file = routes_file::announced(&config.routes_file);
+        let kept = if adopted {
+            in_file.clone()
+        } else {
+            BTreeSet::new()
+        };
+        if adopted && kept.is_empty() {
             info!("BGP: data plane adopted but its routes were withdrawn; waiting for the peers' flows and the first health checks as a fresh node does");
+        } else if !kept.is_empty() {
+            info!(kept = ?kept, "BGP: routes kept across the restart; announcing their addresses at once, the others once their first health checks decided");
         }
         let startup = Startup::new(kept, has_peers, config.startup_wait, now);
         let (outcomes_tx, outcomes_rx) = mpsc::channel(1);
@@ -154,6 +208,9 @@ impl Announcer {
             plan: Plan::new(),
             applied: None,
             attempted: None,
+            may_announce: in_file,
+            disabled: BTreeSet::new(),
+            config_error: None,
             in_flight: None,
             probe_at: None,
             outcomes_tx,
@@ -167,25 +224,26 @@ impl Announcer {
     }
 
     /// Moves the start-up gate on (see [`Startup`]): `peers_dumped` when
-    /// every sync peer sent its full dump, `checks_decided` when every
-    /// checked backend behind the announced addresses has its first
-    /// health decided. Logs when it opens.
+    /// every sync peer sent its full dump, `undecided` the announced
+    /// addresses with a checked backend whose first health is not decided
+    /// yet. Logs when it opens.
     pub(crate) fn update_startup(
         &mut self,
         peers_dumped: bool,
-        checks_decided: bool,
+        undecided: &BTreeSet<IpAddr>,
         now: Instant,
     ) {
-        let Some(opened) = self.startup.update(peers_dumped, checks_decided, now) else {
+        let peers_awaited = matches!(self.startup, Startup::Waiting { peers: true, .. });
+        let Some(opened) = self.startup.update(peers_dumped, undecided, now) else {
             return;
         };
         match opened {
             Opened::WaitElapsed => {
-                let missing = match (peers_dumped, checks_decided) {
-                    (false, false) => {
+                let missing = match (peers_awaited && !peers_dumped, undecided.is_empty()) {
+                    (true, false) => {
                         "every sync peer sent its flows and the first health checks decided"
                     }
-                    (false, true) => "every sync peer sent its flows",
+                    (true, true) => "every sync peer sent its flows",
                     _ => "the first health checks decided",
                 };
                 warn!(
@@ -197,9 +255,14 @@ impl Announcer {
         }
     }
 
-    /// Whether the start-up gate is open.
+    /// Whether the start-up gate is open for every address.
     pub(crate) fn started(&self) -> bool {
         self.startup.is_open()
+    }
+
+    /// What the start-up gate lets through now.
+    pub(crate) fn gate(&self) -> Gate<'_> {
+        self.startup.gate()
     }
 
     /// The config it runs with.
@@ -250,21 +313,22 @@ impl Announcer {
     /// Starts `exchange` with BIRD in a task of its own, about `set`.
     fn start(&mut self, exchange: Exchange, set: BTreeSet<IpAddr>) {
         self.in_flight = Some(exchange);
-        let socket = self.config.bird_socket.clone();
-        let routes = self.config.routes_file.clone();
-        let protocols = routes_file::protocols(&self.config.protocol);
+        let bird = BirdExchange {
+            socket: self.config.bird_socket.clone(),
+            routes: self.config.routes_file.clone(),
+            stem: self.config.protocol.clone(),
+        };
+        let withdrawn: BTreeSet<Family> = self
+            .may_announce
+            .difference(&set)
+            .map(|address| Family::of(*address))
+            .collect();
+        let disabled = self.disabled.clone();
         let outcomes = self.outcomes_tx.clone();
         tokio::spawn(async move {
-            let missing = match exchange {
-                Exchange::Configure => bird::configure_checked(&socket, &protocols).await,
-                Exchange::Probe => bird::probe(&socket, &protocols)
-                    .await
-                    .context("checking on BIRD, which had accepted the set announced now"),
-            };
-            let result = match missing {
-                Ok(missing) if missing.is_empty() => Ok(()),
-                Ok(missing) => Err(not_included(&routes, &missing)),
-                Err(error) => Err(format!("{error:#}")),
+            let result = match exchange {
+                Exchange::Configure => bird.configure(&withdrawn, &disabled).await,
+                Exchange::Probe => bird.probe().await,
             };
             // The loop is gone only when lbd stops.
             let _ = outcomes
@@ -284,6 +348,14 @@ impl Announcer {
         match (outcome.exchange, outcome.result) {
             (Exchange::Configure, Ok(())) => {
                 info!(announced = ?outcome.set, "BGP: BIRD reconfigured");
+                if self.config_error.take().is_some() {
+                    info!("BGP: BIRD takes its config again");
+                }
+                if !self.disabled.is_empty() {
+                    info!(protocols = ?self.protocols(&self.disabled), "BGP: protocols disabled while BIRD refused its config are enabled again");
+                }
+                self.disabled.clear();
+                self.may_announce = outcome.set.clone();
                 self.applied = Some(outcome.set);
                 self.applies += 1;
                 self.retry_at = None;
@@ -292,8 +364,61 @@ impl Announcer {
                 self.probe_at = Some(now + PROBE_INTERVAL);
             }
             (Exchange::Probe, Ok(())) => self.probe_at = Some(now + PROBE_INTERVAL),
-            (_, Err(error)) => self.failed(error, now),
+            (_, Err(Failure::Refused { error, fallback })) => {
+                self.config_error = Some(error.clone());
+                let error = match fallback {
+                    Ok(families) if families.is_empty() => error,
+                    Ok(families) => {
+                        let protocols = self.protocols(&families);
+                        // Once, not on every retry while it lasts.
+                        if !families.is_subset(&self.disabled) {
+                            error!(%error, ?protocols, "BGP: BIRD refuses its config (bird.conf or a file it includes is broken), so a withdrawal cannot be read: disabled lbd's protocols of the families withdrawn instead (every address of theirs is withdrawn) until BIRD takes its config again; fix bird.conf (`birdc configure` must succeed), lbd retries");
+                        }
+                        self.disabled.extend(families);
+                        format!(
+                            "{error}; withdrawn by disabling {} instead (bird.conf must be fixed)",
+                            protocols.join(", ")
+                        )
+                    }
+                    Err(disabling) => {
+                        error!(%error, %disabling, "BGP: BIRD refuses its config (bird.conf or a file it includes is broken), and disabling lbd's protocols instead failed too: BIRD may still announce what this node withdraws");
+                        format!(
+                            "{error}; disabling lbd's protocols instead failed too: {disabling}"
+                        )
+                    }
+                };
+                self.failed(error, now);
+            }
+            (exchange, Err(Failure::Other(error))) => {
+                if exchange == Exchange::Configure {
+                    // BIRD may have read it before the exchange failed.
+                    self.may_announce.extend(outcome.set);
+                }
+                self.failed(error, now);
+            }
         }
+    }
+
+    /// The names of the protocols of `families`.
+    fn protocols(&self, families: &BTreeSet<Family>) -> Vec<String> {
+        families
+            .iter()
+            .map(|family| family.protocol(&self.config.protocol))
+            .collect()
+    }
+
+    /// Whether BIRD, refusing its config, announces none of lbd's routes
+    /// and none are wanted: every address its running config may announce
+    /// is of a family lbd disabled (a drain or a stop, say, withdrawn
+    /// that way).
+    fn withdrawn_by_disabling(&self, wanted: &BTreeSet<IpAddr>) -> bool {
+        wanted.is_empty()
+            && self.config_error.is_some()
+            && !self.disabled.is_empty()
+            && self
+                .may_announce
+                .iter()
+                .all(|address| self.disabled.contains(&Family::of(*address)))
     }
 
     /// A write or an exchange failed: what BIRD announces is unknown now
@@ -315,6 +440,7 @@ impl Announcer {
     pub(crate) async fn withdraw_all(&mut self) -> anyhow::Result<()> {
         withdraw(&self.config).await?;
         self.applied = Some(BTreeSet::new());
+        self.may_announce.clear();
         Ok(())
     }
 
@@ -335,17 +461,22 @@ impl Announcer {
                 .collect(),
             startup: match self.startup {
                 Startup::Waiting { .. } => StartupStatus::Waiting,
+                Startup::Kept { .. } => StartupStatus::Kept,
                 Startup::Open(opened) => StartupStatus::Open(opened),
             },
             // While a reconfigure runs, BIRD is being sent a set that may
             // differ from `wanted` (a drain right after an undrain):
             // nothing is in sync until it answers. A status check sends
-            // none: it changes nothing until it fails.
+            // none: it changes nothing until it fails. A BIRD refusing its
+            // config announces nothing wanted once lbd disabled its
+            // protocols (a drain is done then).
             in_sync: self.in_flight != Some(Exchange::Configure)
-                && self.applied.as_ref() == Some(&wanted),
+                && (self.applied.as_ref() == Some(&wanted) || self.withdrawn_by_disabling(&wanted)),
             applies: self.applies,
             failures: self.failures,
             last_error: self.last_error.clone(),
+            bird_config_error: self.config_error.clone(),
+            disabled: self.protocols(&self.disabled),
             bird_socket: self.config.bird_socket.display().to_string(),
             routes_file: self.config.routes_file.display().to_string(),
         }
@@ -380,6 +511,75 @@ fn not_included(routes: &std::path::Path, missing: &[String]) -> String {
     )
 }
 
+/// One exchange's view of BIRD: its socket, the routes file and the
+/// stem of the file's protocols.
+struct BirdExchange {
+    socket: std::path::PathBuf,
+    routes: std::path::PathBuf,
+    stem: String,
+}
+
+impl BirdExchange {
+    /// Has BIRD read its config, then checks it runs the file's
+    /// protocols. When BIRD refuses its config, the protocols of the
+    /// `withdrawn` families (those losing an address BIRD may announce)
+    /// are disabled instead; once it takes it, those lbd `disabled`
+    /// before are enabled (BIRD 2's configure restarts them as their
+    /// config says anyway: this makes sure).
+    async fn configure(
+        &self,
+        withdrawn: &BTreeSet<Family>,
+        disabled: &BTreeSet<Family>,
+    ) -> Result<(), Failure> {
+        let protocols = routes_file::protocols(&self.stem);
+        let names = |families: &BTreeSet<Family>| -> Vec<String> {
+            families.iter().map(|f| f.protocol(&self.stem)).collect()
+        };
+        match bird::configure_checked(&self.socket, &protocols).await {
+            Ok(missing) if !missing.is_empty() => {
+                Err(Failure::Other(not_included(&self.routes, &missing)))
+            }
+            Ok(_) if disabled.is_empty() => Ok(()),
+            Ok(_) => bird::toggle(&self.socket, &names(disabled), bird::Toggle::Enable)
+                .await
+                .map_err(|error| {
+                    Failure::Other(format!(
+                        "{:#}",
+                        error.context("BIRD took its config again; enabling the protocols lbd disabled while it refused it")
+                    ))
+                }),
+            Err(error) if bird::is_refused(&error) => {
+                let fallback = if withdrawn.is_empty() {
+                    Ok(BTreeSet::new())
+                } else {
+                    bird::toggle(&self.socket, &names(withdrawn), bird::Toggle::Disable)
+                        .await
+                        .map(|()| withdrawn.clone())
+                        .map_err(|error| format!("{error:#}"))
+                };
+                Err(Failure::Refused {
+                    error: format!("{error:#}"),
+                    fallback,
+                })
+            }
+            Err(error) => Err(Failure::Other(format!("{error:#}"))),
+        }
+    }
+
+    /// Asks BIRD how it is, and whether it runs the file's protocols.
+    async fn probe(&self) -> Result<(), Failure> {
+        let protocols = routes_file::protocols(&self.stem);
+        match bird::probe(&self.socket, &protocols)
+            .await
+            .context("checking on BIRD, which had accepted the set announced now")
+        {
+            Ok(missing) if missing.is_empty() => Ok(()),
+            Ok(missing) => Err(Failure::Other(not_included(&self.routes, &missing))),
+            Err(error) => Err(Failure::Other(format!("{error:#}"))),
+        }
+    }
+}
+
 fn announced(plan: &Plan) -> BTreeSet<IpAddr> {
     plan.iter()
         .filter(|(_, reason)| reason.is_none())
@@ -396,15 +596,32 @@ pub async fn withdraw(config: &BgpConfig) -> anyhow::Result<()> {
 /// Withdraws every address of the announcement `held` describes (its
 /// routes file emptied, then its BIRD reconfigured): also with no lbd
 /// running, from the record of what the lbd that ran held
-/// (`lbd --release-vips`, `--cleanup`), whatever the config says now.
+/// (`lbd --release-vips`, `--cleanup`), whatever the config says now. A
+/// BIRD that refuses its config (bird.conf broken) has both of lbd's
+/// protocols disabled instead, which withdraws as well; the next
+/// configure it takes enables them again, with the emptied file.
 pub(crate) async fn withdraw_routes(held: &crate::ownership::held::HeldBgp) -> anyhow::Result<()> {
     routes_file::write(
         &held.routes_file,
         &routes_file::render(&held.protocol, &BTreeSet::new()),
     )?;
-    bird::configure(&held.bird_socket).await?;
-    info!(routes_file = %held.routes_file.display(), "BGP: every address withdrawn");
-    Ok(())
+    match bird::configure(&held.bird_socket).await {
+        Ok(_) => {
+            info!(routes_file = %held.routes_file.display(), "BGP: every address withdrawn");
+            Ok(())
+        }
+        Err(refused) if bird::is_refused(&refused) => {
+            let protocols = routes_file::protocols(&held.protocol);
+            bird::toggle(&held.bird_socket, &protocols, bird::Toggle::Disable)
+                .await
+                .with_context(|| {
+                    format!("{refused:#}; and disabling lbd's protocols instead failed too")
+                })?;
+            error!(error = %format!("{refused:#}"), ?protocols, "BGP: BIRD refuses its config (bird.conf or a file it includes is broken): every address withdrawn by disabling lbd's protocols instead; fix bird.conf (`birdc configure` must succeed), which enables them again");
+            Ok(())
+        }
+        Err(error) => Err(error),
+    }
 }
 
 #[cfg(test)]
@@ -837,17 +1054,233 @@ mod tests {
         let scratch = Scratch::new("gate");
         let config = scratch.config();
         let now = Instant::now();
-        let opened = |adopted| Announcer::new(config.clone(), adopted, true, now).started();
-        assert!(!opened(true), "no routes file: the routes were not kept");
+        let startup = |adopted| {
+            Announcer::new(config.clone(), adopted, true, now)
+                .status()
+                .startup
+        };
+        assert_eq!(
+            startup(true),
+            StartupStatus::Waiting,
+            "no routes file: the routes were not kept"
+        );
         routes_file::write(
             &config.routes_file,
             &routes_file::render("lbd_vips", &BTreeSet::new()),
         )
         .unwrap();
-        assert!(!opened(true), "withdrawn by the stop: wait for the peers");
+        assert_eq!(
+            startup(true),
+            StartupStatus::Waiting,
+            "withdrawn by the stop: wait for the peers"
+        );
         let kept: BTreeSet<IpAddr> = [A.parse().unwrap()].into();
         routes_file::write(&config.routes_file, &routes_file::render("lbd_vips", &kept)).unwrap();
-        assert!(opened(true), "a restart that kept its routes");
-        assert!(!opened(false), "a fresh node waits whatever the file says");
+        assert_eq!(
+            startup(true),
+            StartupStatus::Kept,
+            "a restart that kept its routes"
+        );
+        assert_eq!(
+            Announcer::new(config.clone(), true, true, now).gate(),
+            Gate::Only(&kept),
+            "only the kept routes' addresses go through at once"
+        );
+        assert_eq!(
+            startup(false),
+            StartupStatus::Waiting,
+            "a fresh node waits whatever the file says"
+        );
+    }
+
+    /// A BIRD on `socket` that answers every command of every connection
+    /// with `answer(command)` until `stop`ped; `log` has the commands.
+    struct ServingBird {
+        task: tokio::task::JoinHandle<()>,
+        log: Arc<std::sync::Mutex<Vec<String>>>,
+        socket: PathBuf,
+    }
+
+    impl ServingBird {
+        fn start(
+            socket: &std::path::Path,
+            answer: impl Fn(&str) -> String + Send + Sync + 'static,
+        ) -> Self {
+            use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
+            let listener = tokio::net::UnixListener::bind(socket).unwrap();
+            let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+            let commands = log.clone();
+            let answer = Arc::new(answer);
+            let task = tokio::spawn(async move {
+                while let Ok((stream, _)) = listener.accept().await {
+                    let (read, mut write) = stream.into_split();
+                    write.write_all(b"0001 BIRD 2.0.12 ready.\n").await.unwrap();
+                    let mut lines = tokio::io::BufReader::new(read).lines();
+                    while let Ok(Some(command)) = lines.next_line().await {
+                        let _ = write.write_all(answer(&command).as_bytes()).await;
+                        commands.lock().unwrap().push(command);
+                    }
+                }
+            });
+            Self {
+                task,
+                log,
+                socket: socket.to_owned(),
+            }
+        }
+
+        /// The commands so far, taken.
+        fn commands(&self) -> Vec<String> {
+            std::mem::take(&mut *self.log.lock().unwrap())
+        }
+
+        fn stop(self) {
+            self.task.abort();
+            let _ = std::fs::remove_file(&self.socket);
+        }
+    }
+
+    /// BIRD 2.0.12's answers while bird.conf does not parse: it refuses
+    /// every configure, and disables or enables a protocol it runs.
+    fn refusing_bird(command: &str) -> String {
+        if command == "configure" {
+            return "0002-Reading configuration from /etc/bird/bird.conf\n8002 /etc/bird/bird.conf:3:1 syntax error, unexpected CF_SYM_UNDEFINED\n".to_owned();
+        }
+        toggled(command).unwrap_or_else(|| "9001 syntax error\n".to_owned())
+    }
+
+    /// BIRD 2.0.12's answer to `disable "<name>"` or `enable "<name>"`.
+    fn toggled(command: &str) -> Option<String> {
+        let (verb, name) = command.split_once(' ')?;
+        let name = name.strip_prefix('"')?.strip_suffix('"')?;
+        match verb {
+            "disable" => Some(format!("0009-{name}: disabled\n0000 \n")),
+            "enable" => Some(format!("0011-{name}: enabled\n0000 \n")),
+            _ => None,
+        }
+    }
+
+    /// BIRD 2.0.12's answers once bird.conf parses again.
+    fn taking_bird(command: &str) -> String {
+        protocol_listed(command)
+            .or_else(|| toggled(command))
+            .unwrap_or_else(|| "0003 Reconfigured\n".to_owned())
+    }
+
+    /// A BIRD whose bird.conf broke refuses every configure, so a
+    /// withdrawal cannot be read: lbd disables its protocol of the family
+    /// withdrawn (no parse needed), which withdraws, and the status says
+    /// BIRD refuses its config. With nothing wanted (a drain), BIRD
+    /// announces what lbd wants. A refused announcement disables nothing.
+    /// Once bird.conf parses again the next configure is taken, and the
+    /// protocol is enabled again.
+    #[tokio::test]
+    async fn a_withdrawal_bird_cannot_read_disables_the_familys_protocol() {
+        let scratch = Scratch::new("refused");
+        let config = scratch.config();
+        let t0 = Instant::now();
+        let mut announcer = Announcer::new(config.clone(), false, false, t0);
+        let mut outcomes = announcer.take_outcomes().unwrap();
+        let bird = ServingBird::start(&config.bird_socket, taking_bird);
+        announcer.apply(plan(true), t0);
+        let outcome = outcomes.recv().await.unwrap();
+        announcer.on_outcome(outcome, t0);
+        assert_eq!(bird.commands(), then_protocols("configure"));
+        assert!(announcer.status().in_sync);
+        bird.stop();
+
+        // bird.conf broke; the VIP is withdrawn (a drain, say).
+        let bird = ServingBird::start(&config.bird_socket, refusing_bird);
+        announcer.apply(plan(false), t0);
+        let outcome = outcomes.recv().await.unwrap();
+        announcer.on_outcome(outcome, t0);
+        assert_eq!(
+            bird.commands(),
+            ["configure", "disable \"lbd_vips4\""],
+            "only IPv4's protocol lost an address"
+        );
+        let status = announcer.status();
+        assert!(
+            status
+                .bird_config_error
+                .as_deref()
+                .is_some_and(|e| e.contains("syntax error")),
+            "{status:?}"
+        );
+        assert_eq!(status.disabled, ["lbd_vips4"], "{status:?}");
+        assert!(
+            status
+                .last_error
+                .as_deref()
+                .is_some_and(|e| e.contains("withdrawn by disabling lbd_vips4")),
+            "{status:?}"
+        );
+        assert!(
+            status.in_sync,
+            "BIRD announces nothing of lbd's: {status:?}"
+        );
+        assert_eq!(status.failures, 1);
+
+        // Announcing again cannot be read either; nothing is disabled.
+        let t1 = t0 + Duration::from_millis(1);
+        announcer.apply(plan(true), t1);
+        let outcome = outcomes.recv().await.unwrap();
+        announcer.on_outcome(outcome, t1);
+        assert_eq!(bird.commands(), ["configure"]);
+        let status = announcer.status();
+        assert!(!status.in_sync, "the VIP is not announced: {status:?}");
+        assert_eq!(status.disabled, ["lbd_vips4"], "{status:?}");
+        bird.stop();
+
+        // bird.conf mended: lbd's retry is taken, and enables the protocol.
+        let bird = ServingBird::start(&config.bird_socket, taking_bird);
+        let t2 = t1 + RETRY_MAX;
+        announcer.apply(plan(true), t2);
+        let outcome = outcomes.recv().await.unwrap();
+        announcer.on_outcome(outcome, t2);
+        let mut expected = then_protocols("configure");
+        expected.push("enable \"lbd_vips4\"".to_owned());
+        assert_eq!(bird.commands(), expected);
+        let status = announcer.status();
+        assert!(status.in_sync, "{status:?}");
+        assert_eq!(status.bird_config_error, None, "{status:?}");
+        assert!(status.disabled.is_empty(), "{status:?}");
+        bird.stop();
+    }
+
+    /// A stop's withdrawal (also the unit's stop path and a cleanup, from
+    /// the record) that BIRD cannot read disables both of lbd's protocols
+    /// instead: the routes are withdrawn, and the stop goes on. If BIRD
+    /// refuses that too, the withdrawal fails.
+    #[tokio::test]
+    async fn a_stop_bird_cannot_read_withdraws_by_disabling() {
+        let scratch = Scratch::new("stoprefused");
+        let config = scratch.config();
+        let bird = ServingBird::start(&config.bird_socket, refusing_bird);
+        withdraw(&config).await.unwrap();
+        assert_eq!(
+            bird.commands(),
+            [
+                "configure",
+                "disable \"lbd_vips4\"",
+                "disable \"lbd_vips6\""
+            ]
+        );
+        assert!(!routes(&config).contains("route "));
+        bird.stop();
+
+        let bird = ServingBird::start(&config.bird_socket, |command| {
+            if command == "configure" {
+                refusing_bird(command)
+            } else {
+                "8003 No protocols match\n".to_owned()
+            }
+        });
+        let error = format!("{:#}", withdraw(&config).await.unwrap_err());
+        assert!(
+            error.contains("syntax error") && error.contains("8003"),
+            "{error}"
+        );
+        bird.stop();
     }
 }

@@ -85,6 +85,85 @@ pub(crate) fn is_not_running(error: &anyhow::Error) -> bool {
     error.chain().any(|cause| cause.is::<NotRunning>())
 }
 
+/// BIRD answered `configure` with an error: its config (bird.conf, or a
+/// file it includes) does not parse or cannot be applied. BIRD runs on
+/// with the config it read last, so it still announces what that said;
+/// lbd's protocols can still be disabled (see [`toggle`]), which needs no
+/// parse.
+#[derive(Debug)]
+pub(crate) struct Refused {
+    /// BIRD's code.
+    code: u16,
+    /// BIRD's message (a parse error names file and line).
+    text: String,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "BIRD refused to reconfigure ({}): {}",
+            self.code, self.text
+        )
+    }
+}
+
+impl std::error::Error for Refused {}
+
+/// Whether `error` (from [`configure`] or [`configure_checked`], or an
+/// error that wraps one) says BIRD refused its config, rather than that it
+/// did not answer or is not running.
+pub(crate) fn is_refused(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| cause.is::<Refused>())
+}
+
+/// What [`toggle`] asks of a protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Toggle {
+    /// `disable "<name>"`: BIRD withdraws every route of the protocol.
+    Disable,
+    /// `enable "<name>"`: BIRD announces its routes again.
+    Enable,
+}
+
+impl Toggle {
+    fn command(self) -> &'static str {
+        match self {
+            Self::Disable => "disable",
+            Self::Enable => "enable",
+        }
+    }
+}
+
+/// Disables or enables each of `protocols` in the BIRD behind `socket`,
+/// whatever its config file says now (no parse: a broken bird.conf does
+/// not stop it). BIRD answers `<name>: disabled` (or `already disabled`,
+/// and the same for enable), code 0; one it has no protocol of is an
+/// error (8003). A later successful `configure` restarts a disabled
+/// protocol as its config says (enabled).
+pub(crate) async fn toggle(
+    socket: &Path,
+    protocols: &[String],
+    toggle: Toggle,
+) -> anyhow::Result<()> {
+    timed(socket, toggle.command(), async {
+        let mut session = Session::open(socket).await?;
+        for name in protocols {
+            let command = format!("{} \"{name}\"", toggle.command());
+            let reply = session.ask(&command).await?;
+            if !reply.is_success() {
+                bail!(
+                    "BIRD answered `{command}` with an error ({}): {}",
+                    reply.code,
+                    reply.text
+                );
+            }
+        }
+        Ok(())
+    })
+    .await
+}
+
 /// Asks the BIRD behind `socket` to re-read its configuration; fails with
 /// BIRD's own message when it refuses (a parse error names file and line),
 /// and with [`NotRunning`] when nothing listens on `socket`.
@@ -139,11 +218,11 @@ pub(crate) async fn probe(socket: &Path, protocols: &[String]) -> anyhow::Result
 async fn reconfigure(session: &mut Session) -> anyhow::Result<Reply> {
     let reply = session.ask("configure").await?;
     if !reply.is_success() {
-        bail!(
-            "BIRD refused to reconfigure ({}): {}",
-            reply.code,
-            reply.text
-        );
+        return Err(Refused {
+            code: reply.code,
+            text: reply.text,
+        }
+        .into());
     }
     Ok(reply)
 }
@@ -277,19 +356,25 @@ enum Line<'a> {
     More(&'a str),
 }
 
+/// Reads one line: a code and its separator (`-` more follows, space the
+/// last), or text. Never panics, whatever BIRD sends (a multi-byte
+/// character right after four digits is no separator).
 fn parse_line(line: &str) -> Line<'_> {
     let bytes = line.as_bytes();
-    let coded = bytes.len() >= 5 && bytes[..4].iter().all(u8::is_ascii_digit);
-    if coded {
-        let code = line[..4].parse().unwrap_or(u16::MAX);
-        let rest = &line[5..];
-        if bytes[4] == b' ' {
-            return Line::Final(code, rest);
+    let code = bytes
+        .get(..4)
+        .filter(|digits| digits.iter().all(u8::is_ascii_digit))
+        .and_then(|_| line.get(..4))
+        .map(|digits| digits.parse().unwrap_or(u16::MAX));
+    if let Some(code) = code {
+        // The separator is ASCII, so the text after it starts on a
+        // character boundary.
+        match bytes.get(4) {
+            None => return Line::Final(code, ""),
+            Some(b' ') => return Line::Final(code, line.get(5..).unwrap_or("")),
+            Some(b'-') => return Line::More(line.get(5..).unwrap_or("")),
+            Some(_) => {}
         }
-        return Line::More(rest);
-    }
-    if bytes.len() == 4 && bytes.iter().all(u8::is_ascii_digit) {
-        return Line::Final(line.parse().unwrap_or(u16::MAX), "");
     }
     // A continuation (leading space) or a spontaneous printout (`+`).
     Line::More(line.get(1..).unwrap_or(""))
@@ -333,6 +418,22 @@ mod tests {
             text: String::new()
         }
         .is_success());
+    }
+
+    /// Whatever follows the four digits, reading a line never panics: a
+    /// multi-byte character there is no separator, and the line is text.
+    #[test]
+    fn a_line_with_any_character_after_the_code_is_read_without_a_panic() {
+        assert_eq!(parse_line("1234é rest"), Line::More("234é rest"));
+        assert_eq!(parse_line("0001é"), Line::More("001é"));
+        assert_eq!(parse_line("9001 é"), Line::Final(9001, "é"));
+        assert_eq!(
+            parse_line("0009-lbd_vips4: disabled"),
+            Line::More("lbd_vips4: disabled")
+        );
+        assert_eq!(parse_line("12é4 x"), Line::More("2é4 x"));
+        assert_eq!(parse_line("é"), Line::More(""));
+        assert_eq!(parse_line(""), Line::More(""));
     }
 
     /// A directory of this test's, removed when dropped.
@@ -479,6 +580,44 @@ mod tests {
             "show protocols \"broken\"" => "9001 syntax error, unexpected CF_SYM_UNDEFINED\n",
             _ => "8003 No protocols match\n",
         }
+    }
+
+    /// A refused configure is told from a BIRD that is not running; then
+    /// lbd's protocols are disabled (BIRD 2.0.12's answers), and a
+    /// protocol BIRD has none of fails the toggle.
+    #[tokio::test]
+    async fn a_refused_configure_is_told_and_protocols_are_toggled_without_a_parse() {
+        let (_dir, path, _task) = peer("8002 /etc/bird/bird.conf:3:1 syntax error\n").await;
+        let refused = configure(&path).await.unwrap_err();
+        assert!(is_refused(&refused), "{refused:#}");
+        assert!(
+            is_refused(&refused.context("withdrawing")),
+            "still told once wrapped"
+        );
+        let missing = configure(Path::new("/nonexistent/bird.ctl"))
+            .await
+            .unwrap_err();
+        assert!(!is_refused(&missing), "{missing:#}");
+
+        let protocols = ["lbd_vips4".to_owned(), "lbd_vips6".to_owned()];
+        let (_dir, path, task) = scripted(|command| match command {
+            "disable \"lbd_vips4\"" => "0009-lbd_vips4: disabled\n0000 \n",
+            "disable \"lbd_vips6\"" => "0008-lbd_vips6: already disabled\n0000 \n",
+            _ => "8003 No protocols match\n",
+        })
+        .await;
+        toggle(&path, &protocols, Toggle::Disable).await.unwrap();
+        assert_eq!(
+            task.await.unwrap(),
+            ["disable \"lbd_vips4\"", "disable \"lbd_vips6\""]
+        );
+        let (_dir, path, _task) = scripted(|_| "8003 No protocols match\n").await;
+        let error = toggle(&path, &protocols, Toggle::Enable).await.unwrap_err();
+        assert!(
+            format!("{error:#}").contains("enable \"lbd_vips4\"")
+                && format!("{error:#}").contains("8003"),
+            "{error:#}"
+        );
     }
 
     /// After the reconfigure (and the status), BIRD is asked for each

@@ -22,11 +22,39 @@ const FILE_MODE: u32 = 0o644;
 /// The directory, when lbd creates it.
 const DIR_MODE: u32 = 0o755;
 
+/// An address family: each has a static protocol of its own in the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Family {
+    /// `{stem}4`.
+    V4,
+    /// `{stem}6`.
+    V6,
+}
+
+impl Family {
+    /// The family of `address`.
+    pub(crate) fn of(address: IpAddr) -> Self {
+        if address.is_ipv4() {
+            Self::V4
+        } else {
+            Self::V6
+        }
+    }
+
+    /// The name of the protocol the file defines for it under `stem`.
+    pub(crate) fn protocol(self, stem: &str) -> String {
+        match self {
+            Self::V4 => format!("{stem}4"),
+            Self::V6 => format!("{stem}6"),
+        }
+    }
+}
+
 /// The names of the static protocols the file defines for `stem`: IPv4's,
 /// then IPv6's. lbd asks BIRD for them after each reconfigure: a BIRD
 /// that runs neither does not include the file.
 pub(crate) fn protocols(stem: &str) -> [String; 2] {
-    [format!("{stem}4"), format!("{stem}6")]
+    [Family::V4.protocol(stem), Family::V6.protocol(stem)]
 }
 
 /// The file's text announcing `addresses` in the protocols `{stem}4` and
@@ -50,16 +78,23 @@ pub(crate) fn render(stem: &str, addresses: &BTreeSet<IpAddr>) -> String {
     text
 }
 
-/// Whether the file at `path` announces any address (a route line), as
-/// a previous lbd left it: a restart that kept its routes, not a stop that
-/// withdrew them. A missing or unreadable file announces nothing.
-pub(crate) fn announces_any(path: &Path) -> bool {
-    std::fs::read_to_string(path)
-        .is_ok_and(|text| text.lines().any(|l| l.trim_start().starts_with("route ")))
+/// The addresses the file at `path` announces (its route lines), as a
+/// previous lbd left it: BIRD read them at its last reconfigure, or reads
+/// them when it starts. A missing or unreadable file announces nothing.
+pub(crate) fn announced(path: &Path) -> BTreeSet<IpAddr> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return BTreeSet::new();
+    };
+    text.lines()
+        .filter_map(|line| line.trim_start().strip_prefix("route "))
+        .filter_map(|route| route.split('/').next()?.trim().parse().ok())
+        .collect()
 }
 
 /// Replaces `path` with `text`: a temporary file beside it, synced, then
-/// renamed over it. Creates the directory if it is missing.
+/// renamed over it. Creates the directory if it is missing. On failure the
+/// temporary file goes too (the next write would truncate it, but a
+/// failure that lasts must not leave it lying beside BIRD's file).
 pub(crate) fn write(path: &Path, text: &str) -> anyhow::Result<()> {
     let dir = path
         .parent()
@@ -71,12 +106,26 @@ pub(crate) fn write(path: &Path, text: &str) -> anyhow::Result<()> {
         .file_name()
         .with_context(|| format!("{} names no file", path.display()))?;
     let temporary = dir.join(format!(".{}.lbd-new", name.to_string_lossy()));
+    let written = write_through(&temporary, path, text);
+    if written.is_err() {
+        if let Err(error) = std::fs::remove_file(&temporary) {
+            if error.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(%error, path = %temporary.display(), "removing the temporary routes file after a failed write failed");
+            }
+        }
+    }
+    written
+}
+
+/// Writes `text` to `temporary`, readable by BIRD and synced, then
+/// renames it over `path`.
+fn write_through(temporary: &Path, path: &Path, text: &str) -> anyhow::Result<()> {
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(FILE_MODE)
-        .open(&temporary)
+        .open(temporary)
         .with_context(|| format!("creating {}", temporary.display()))?;
     // The mode given at creation is masked by the umask (0077 under the
     // systemd unit): set it explicitly so BIRD can read the file.
@@ -85,7 +134,7 @@ pub(crate) fn write(path: &Path, text: &str) -> anyhow::Result<()> {
     file.write_all(text.as_bytes())
         .and_then(|()| file.sync_all())
         .with_context(|| format!("writing {}", temporary.display()))?;
-    std::fs::rename(&temporary, path)
+    std::fs::rename(temporary, path)
         .with_context(|| format!("replacing {} with {}", path.display(), temporary.display()))
 }
 
@@ -145,15 +194,38 @@ mod tests {
     }
 
     #[test]
-    fn a_file_announces_only_with_a_route_line() {
+    fn the_addresses_a_file_announces_are_read_back() {
         let dir = std::env::temp_dir().join(format!("lbd-routes-any-{}", std::process::id()));
         let path = dir.join("vips.conf");
-        assert!(!announces_any(&path), "missing");
+        assert!(announced(&path).is_empty(), "missing");
         write(&path, &render("lbd_vips", &BTreeSet::new())).unwrap();
-        assert!(!announces_any(&path), "empty protocols");
-        let one: BTreeSet<IpAddr> = ["2001:2::100".parse().unwrap()].into();
-        write(&path, &render("lbd_vips", &one)).unwrap();
-        assert!(announces_any(&path));
+        assert!(announced(&path).is_empty(), "empty protocols");
+        let two: BTreeSet<IpAddr> = [
+            "2001:2::100".parse().unwrap(),
+            "198.18.0.100".parse().unwrap(),
+        ]
+        .into();
+        write(&path, &render("lbd_vips", &two)).unwrap();
+        assert_eq!(announced(&path), two);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A write that fails after the temporary file was made (here the
+    /// rename: a directory is where the file goes) leaves nothing behind.
+    #[test]
+    fn a_failed_write_leaves_no_temporary_file() {
+        let dir = std::env::temp_dir().join(format!("lbd-routes-fail-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("vips.conf");
+        std::fs::create_dir_all(path.join("occupied")).unwrap();
+        let error = write(&path, "one\n").unwrap_err();
+        assert!(format!("{error:#}").contains("replacing"), "{error:#}");
+        let left: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(left, ["vips.conf"], "the temporary file was left");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -510,6 +510,8 @@ mod tests {
                     applies: 3,
                     failures: 1,
                     last_error: None,
+                    bird_config_error: None,
+                    disabled: Vec::new(),
                     bird_socket: "/run/bird/bird.ctl".into(),
                     routes_file: "/run/lbd-bgp/vips.conf".into(),
                 }),

@@ -255,6 +255,7 @@ fn print(status: &NodeStatus, as_json: bool) {
         StartupStatus::Waiting => {
             "waiting for the peers' flows and the first health checks".to_owned()
         }
+        StartupStatus::Kept => "open for the routes a restart kept; the other addresses wait for their first health checks".to_owned(),
         StartupStatus::Open(reason) => format!("open ({})", reason.name()),
     };
     outln!(
@@ -273,6 +274,17 @@ fn print(status: &NodeStatus, as_json: bool) {
             "  withdrawn  {}  ({})",
             withheld.address,
             withheld.reason.name()
+        );
+    }
+    if let Some(error) = &bgp.bird_config_error {
+        outln!(
+            "  BIRD refuses its config (fix bird.conf: `birdc configure` must succeed): {error}"
+        );
+    }
+    if !bgp.disabled.is_empty() {
+        outln!(
+            "  disabled   {} (withdrawn that way while BIRD refuses its config)",
+            bgp.disabled.join(", ")
         );
     }
     if let Some(error) = &bgp.last_error {
@@ -302,6 +314,8 @@ mod tests {
                 failures: 1,
                 last_error: (!in_sync)
                     .then(|| "connecting to BIRD's control socket /run/bird/bird.ctl".into()),
+                bird_config_error: None,
+                disabled: Vec::new(),
                 bird_socket: "/run/bird/bird.ctl".into(),
                 routes_file: "/run/lbd-bgp/vips.conf".into(),
             }),

@@ -68,7 +68,8 @@ impl Engine {
             self.wait_for_brought_macs(&next).await;
         }
         let guards = self.guard.config().clone();
-        let awaiting = next.newly_awaiting_checks(&self.model);
+        let mut awaiting = next.newly_awaiting_checks(&self.model);
+        awaiting.extend(self.announced_without_backends(&self.model, &next));
         // A drain, maintenance or enable is recorded for the next lbd
         // first: one that cannot be is refused (see `admin_state`).
         let admin = matches!(
@@ -200,6 +201,8 @@ impl Engine {
                 unmoved.push(warning);
             }
         }
+        // New services without backends BGP announces the address of.
+        unmoved.extend(self.announced_without_backends(&self.model, &next));
         let guards_undone = self.guard.config().undone_by(&file.guard);
         let wanted = self.node_tunnel(&file.tunnel);
         self.balancer.set_tunnel(wanted);
@@ -497,6 +500,7 @@ fn vip_settings_undone(
 ) -> Vec<String> {
     let of = format!("VIP {id}");
     let mut notes = Vec::new();
+    let mut moved_source = None;
     let mut differs = |key: &str, was: String, now: String| {
         if was != now {
             notes.push(format!("{key} of {of}: {was} -> {now} (the file's)"));
@@ -527,11 +531,25 @@ fn vip_settings_undone(
                 format!("the node's ({})", n.source)
             }
         };
-        differs("nat_source", source(a), source(b));
+        if a.source == b.source {
+            differs("nat_source", source(a), source(b));
+        } else {
+            // A translation holds its NAT address: only new flows take
+            // the new one, and replies to the old one must still reach
+            // this node.
+            moved_source = Some(format!(
+                "nat_source of {of}: {} -> {} (the file's): established connections keep {}, which must stay on the node until they end; new flows take {}",
+                source(a),
+                source(b),
+                a.source,
+                b.source
+            ));
+        }
     }
     for (key, was, now) in health_keys(&was.health, &now.health) {
         differs(&format!("health.{key}"), was, now);
     }
+    notes.extend(moved_source);
     notes
 }
 
@@ -698,7 +716,7 @@ mod tests {
         let mut expected = vec![
             format!("drain_timeout_s {vip}: 60 -> never (the file's)"),
             format!("health.rise {vip}: 5 -> 2 (the file's)"),
-            format!("nat_source {vip}: 198.18.0.51 -> the node's (198.18.0.50) (the file's)"),
+            format!("nat_source {vip}: 198.18.0.51 -> the node's (198.18.0.50) (the file's): established connections keep 198.18.0.51, which must stay on the node until they end; new flows take 198.18.0.50"),
             format!("on_all_down {vip}: keep -> drop (the file's)"),
             format!("table_size {vip}: 1021 -> 65537 (the file's)"),
         ];

@@ -19,7 +19,7 @@ use super::{BackendKey, Engine};
 use crate::{
     api::schema::NodeStatus,
     bgp::{
-        announce::{self, NodeView, Service},
+        announce::{self, NodeView, Service, Serving},
         announcer::{self, Announcer, Outcome},
         NodeState,
     },
@@ -160,9 +160,9 @@ impl Engine {
             .replication
             .as_ref()
             .is_some_and(|r| r.all_peers_dumped());
-        let checks_decided = self.first_checks_decided();
+        let undecided = self.undecided_addresses();
         if let Some(announcer) = self.node.announcer.as_mut() {
-            announcer.update_startup(peers_dumped, checks_decided, now);
+            announcer.update_startup(peers_dumped, &undecided, now);
         }
         let plan = self.announcement_plan(self.node.state);
         if let Some((announcer, plan)) = self.node.announcer.as_mut().zip(plan) {
@@ -182,17 +182,17 @@ impl Engine {
         }
     }
 
-    /// Whether every checked backend that takes new flows of a VIP BGP
-    /// covers has had its health decided by its checks (the start-up
-    /// gate waits for it: an unknown backend counts as up, and one that
-    /// is down everywhere would draw flows until its checks fail). True
-    /// once the gate is open or without BGP.
-    fn first_checks_decided(&self) -> bool {
+    /// The addresses BGP covers with a checked backend that takes new
+    /// flows and whose health its checks have not decided yet (the
+    /// start-up gate waits for them: an unknown backend counts as up, and
+    /// one that is down everywhere would draw flows until its checks
+    /// fail). None once the gate is open or without BGP.
+    fn undecided_addresses(&self) -> BTreeSet<IpAddr> {
         let Some(announcer) = self.node.announcer.as_ref() else {
-            return true;
+            return BTreeSet::new();
         };
         if announcer.started() {
-            return true;
+            return BTreeSet::new();
         }
         let bgp = announcer.config();
         let vrrp_held = |address| {
@@ -207,7 +207,9 @@ impl Engine {
             .filter(|(id, _)| bgp.covers(id.address, vrrp_held(id.address)))
             .flat_map(|(id, vip)| vip.backends.iter().map(move |(a, b)| ((*id, *a), b)))
             .filter(|(_, b)| b.admin == AdminState::Enabled && b.config.weight > 0)
-            .all(|(key, b)| b.health != Health::Unknown || self.checker.status(&key).is_none())
+            .filter(|(key, b)| b.health == Health::Unknown && self.checker.status(key).is_some())
+            .map(|((id, _), _)| id.address)
+            .collect()
     }
 
     /// Where BIRD exchanges report, once (for lbd's loop; None: no BGP).
@@ -241,11 +243,37 @@ impl Engine {
         );
         let view = NodeView {
             state,
-            started: announcer.started(),
+            gate: announcer.gate(),
             attached: self.dataplane.is_attached(),
             interface_up: self.interface_up,
         };
         Some(announce::plan(view, &services))
+    }
+
+    /// Warnings for a change from `before` to `next` (a reload, `lbctl
+    /// vip add`): each new service without backends on an address BGP
+    /// would announce for the services beside it. It does not withdraw
+    /// the address (every node has it the same: see
+    /// [`announce::Serving::NotYet`]), so this node draws its traffic and
+    /// drops it until a backend is added.
+    pub(crate) fn announced_without_backends(&self, before: &Model, next: &Model) -> Vec<String> {
+        let Some(announcer) = self.node.announcer.as_ref() else {
+            return Vec::new();
+        };
+        let bgp = announcer.config();
+        let vrrp_held = |address| {
+            self.config
+                .vrrp
+                .iter()
+                .any(|v| v.addresses.contains(&address))
+        };
+        let macs = &self.macs;
+        announced_without_backends(
+            before,
+            next,
+            |address| bgp.covers(address, vrrp_held(address)),
+            &|a| macs.get(&a).copied(),
+        )
     }
 
     /// Why a VIP added at run time cannot be served as configured, if it
@@ -399,9 +427,11 @@ impl Engine {
 }
 
 /// The services of `model` on the addresses `covered` picks, each
-/// serviceable when the data plane can send its new flows (or a drain's)
-/// to a backend, with MACs from `mac_of` (see
-/// [`crate::model::VipModel::should_announce`]).
+/// serving when the data plane can send its new flows (or a drain's) to
+/// a backend, with MACs from `mac_of` (see
+/// [`crate::model::VipModel::should_announce`]); one that cannot is
+/// [`Serving::NotYet`] while no backend of it was checked (it has none,
+/// or each awaits its first check), else [`Serving::No`].
 fn services(
     model: &Model,
     covered: impl Fn(IpAddr) -> bool,
@@ -413,7 +443,42 @@ fn services(
         .filter(|(id, _)| covered(id.address))
         .map(|(id, vip)| Service {
             address: id.address,
-            serviceable: vip.should_announce(mac_of),
+            serving: if vip.should_announce(mac_of) {
+                Serving::Yes
+            } else if vip.backends.values().all(|b| b.awaits_first_check()) {
+                Serving::NotYet
+            } else {
+                Serving::No
+            },
+        })
+        .collect()
+}
+
+/// [`Engine::announced_without_backends`], pure: the VIPs of `next` not in
+/// `before`, without backends, on an address `covered` picks that an
+/// active, started node would announce with `next`.
+fn announced_without_backends(
+    before: &Model,
+    next: &Model,
+    covered: impl Fn(IpAddr) -> bool,
+    mac_of: &dyn Fn(IpAddr) -> Option<[u8; 6]>,
+) -> Vec<String> {
+    let view = NodeView {
+        state: NodeState::Active,
+        gate: announce::Gate::Open,
+        attached: true,
+        interface_up: true,
+    };
+    let plan = announce::plan(view, &services(next, &covered, mac_of));
+    next.vips
+        .iter()
+        .filter(|(id, vip)| vip.backends.is_empty() && !before.vips.contains_key(id))
+        .filter(|(id, _)| plan.get(&id.address).is_some_and(Option::is_none))
+        .map(|(id, _)| {
+            format!(
+                "VIP {id} has no backends, and BGP announces {} for the other services on it: this node draws the new VIP's traffic and drops it until a backend is added",
+                id.address
+            )
         })
         .collect()
 }
@@ -702,7 +767,7 @@ mod tests {
     fn announced(model: &Model, mac_of: &dyn Fn(IpAddr) -> Option<[u8; 6]>) -> announce::Plan {
         let view = NodeView {
             state: NodeState::Active,
-            started: true,
+            gate: announce::Gate::Open,
             attached: true,
             interface_up: true,
         };
@@ -725,6 +790,101 @@ mod tests {
         let plan = announced(&model, &|_| Some([2, 0, 0, 0, 0, 0x11]));
         assert_eq!(plan[&dsr], None, "{plan:?}");
         assert_eq!(plan[&nat], None, "{plan:?}");
+    }
+
+    /// The file of `ports` on 198.18.0.100 (dsr-l2, TCP checks), each
+    /// with backend 198.18.0.11 (MAC configured) when `backend` says so.
+    fn ports_config(ports: &[(u16, bool)]) -> Config {
+        let mut text = "interface = \"eth0\"\n".to_owned();
+        for (port, backend) in ports {
+            text.push_str(&format!(
+                "[[vip]]\naddress = \"198.18.0.100\"\nport = {port}\n[vip.health]\ncheck = \"tcp\"\n"
+            ));
+            if *backend {
+                text.push_str(
+                    "[[vip.backend]]\naddress = \"198.18.0.11\"\nmac = \"02:00:00:00:00:11\"\n",
+                );
+            }
+        }
+        Config::from_toml_str(&text, "lbd.toml").unwrap()
+    }
+
+    /// Sets the health of every backend on `port`.
+    fn set_port_health(model: &mut Model, port: u16, health: Health) {
+        let keys: Vec<BackendKey> = model
+            .vips
+            .iter()
+            .filter(|(id, _)| id.port == port)
+            .flat_map(|(id, vip)| vip.backends.keys().map(move |a| (*id, *a)))
+            .collect();
+        for (vip, backend) in keys {
+            assert!(model.set_health(&vip, backend, health));
+        }
+    }
+
+    /// A reload adds :8443 beside a healthy :443, its backend awaiting
+    /// its first check (or none at all, as `lbctl vip add` before
+    /// `backend add` leaves it): every node sees the same, so the address
+    /// stays announced for :443. Once :8443's backend was checked and
+    /// found down the address goes (a node-local failure the other nodes
+    /// may not share), and it comes back when it is up.
+    #[test]
+    fn a_port_added_beside_a_served_one_keeps_the_address_announced() {
+        let address: IpAddr = "198.18.0.100".parse().unwrap();
+        let mac = |_| Some([2, 0, 0, 0, 0, 0x11]);
+        let mut running = Model::from_config(&ports_config(&[(443, true)]));
+        set_port_health(&mut running, 443, Health::Up);
+        assert_eq!(announced(&running, &mac)[&address], None);
+
+        let mut next = running.reloaded(&ports_config(&[(443, true), (8443, true)]));
+        assert_eq!(
+            announced(&next, &mac)[&address],
+            None,
+            "awaiting its first check"
+        );
+        let empty = running.reloaded(&ports_config(&[(443, true), (8443, false)]));
+        assert_eq!(announced(&empty, &mac)[&address], None, "no backends");
+
+        set_port_health(&mut next, 8443, Health::Down);
+        assert_eq!(
+            announced(&next, &mac)[&address],
+            Some(Withheld::NoHealthyBackend),
+            "checked and down"
+        );
+        set_port_health(&mut next, 8443, Health::Up);
+        assert_eq!(announced(&next, &mac)[&address], None);
+
+        // Nothing served on the address yet: not announced.
+        let fresh = Model::default().reloaded(&ports_config(&[(443, true)]));
+        assert_eq!(
+            announced(&fresh, &mac)[&address],
+            Some(Withheld::NoHealthyBackend)
+        );
+    }
+
+    /// A new VIP without backends on an address BGP announces for the
+    /// services beside it is warned of by its name and the address; one
+    /// on an address nothing else serves (not announced), or with
+    /// backends, or there before, is not.
+    #[test]
+    fn a_new_service_without_backends_on_an_announced_address_is_warned_of() {
+        let mac = |_| Some([2, 0, 0, 0, 0, 0x11]);
+        let mut running = Model::from_config(&ports_config(&[(443, true)]));
+        set_port_health(&mut running, 443, Health::Up);
+        let next = running.reloaded(&ports_config(&[(443, true), (8443, false)]));
+        let warnings = announced_without_backends(&running, &next, |_| true, &mac);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].contains("198.18.0.100:8443/tcp")
+                && warnings[0].contains("BGP announces 198.18.0.100"),
+            "{warnings:?}"
+        );
+        assert!(announced_without_backends(&next, &next, |_| true, &mac).is_empty());
+        assert!(announced_without_backends(&running, &next, |_| false, &mac).is_empty());
+        let with = running.reloaded(&ports_config(&[(443, true), (8443, true)]));
+        assert!(announced_without_backends(&running, &with, |_| true, &mac).is_empty());
+        let alone = Model::default().reloaded(&ports_config(&[(8443, false)]));
+        assert!(announced_without_backends(&Model::default(), &alone, |_| true, &mac).is_empty());
     }
 
     /// The warning for a backend passing its checks without a MAC comes
